@@ -1,0 +1,345 @@
+"""The library entry point: validate, choose in-memory or external, run, return statistics."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from itertools import chain
+
+import numpy as np
+
+from . import plan
+from .errors import InputError, UsageError
+from .gather import sample_with_replacement, shuffle_block
+from .progress import Progress
+from .records import find_ends
+from .scatter import BucketSet, iter_pieces, scatter_piece
+from .sinks import AtomicFileSink, Sink, StdoutSink
+from .sources import FileSource, RangeSource, RecordReader, Source
+from .tempspace import TempSpace
+
+PathLike = str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class ShuffleStats:
+    """What a run did: records and bytes written, temp buckets made, passes over the data, wall time."""
+
+    records: int
+    bytes: int
+    buckets: int
+    passes: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Options:
+    """Everything that shapes a run, resolved and validated."""
+
+    memory: int
+    entropy: int
+    sep: int = 10
+    head_count: int | None = None
+    repeat: bool = False
+    tmp_dir: str | None = None
+
+
+def seed_entropy(seed: int | None = None, random_source: PathLike | None = None) -> int:
+    """The root entropy of a run: ``seed``, or a hash of the first 4 KiB of ``random_source``, or fresh OS randomness."""
+    if seed is not None and random_source is not None:
+        raise UsageError("--seed and --random-source cannot be combined")
+    if seed is not None:
+        if seed < 0:
+            raise UsageError(f"invalid seed: '{seed}'")
+        return int(seed)
+    if random_source is not None:
+        name = os.fspath(random_source)
+        try:
+            with open(name, "rb") as f:
+                data = f.read(4096)
+        except OSError as e:
+            raise InputError(f"{name}: {e.strerror}") from None
+        if not data:
+            raise InputError(f"'{name}': end of file")
+        return int.from_bytes(hashlib.sha256(data).digest(), "little")
+    return int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]
+
+
+def rng_for(entropy: int, key: tuple[int, ...]) -> np.random.Generator:
+    """An independent PCG64 stream for one step of the run (a block, a bucket), named by ``key``.
+
+    Streams are keyed by position, not by order of use, so a step gives the same draws
+    whichever thread or worker runs it.
+    """
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy, spawn_key=key)))
+
+
+def _resolve_memory(memory: int | str | None) -> int:
+    limit = plan.parse_size(plan.DEFAULT_MEMORY if memory is None else memory)
+    if limit < plan.MIN_MEMORY:
+        raise UsageError(f"memory limit {limit} bytes is below the minimum of {plan.MIN_MEMORY}; raise -S")
+    return limit
+
+
+def shuffle(
+    inputs: PathLike | Source | Sequence[PathLike | Source],
+    output: PathLike | None = None,
+    *,
+    memory: int | str | None = None,
+    seed: int | None = None,
+    tmp_dir: PathLike | None = None,
+    head_count: int | None = None,
+    zero_terminated: bool = False,
+    repeat: bool = False,
+    random_source: PathLike | None = None,
+    progress: Progress | None = None,
+) -> ShuffleStats:
+    """Write the records of ``inputs`` to ``output`` in uniformly random order.
+
+    ``inputs`` is one path or several (``-`` is stdin), read as one concatenated input;
+    ``output`` a path written atomically, or None / ``-`` for stdout. ``memory`` bounds
+    the working memory (bytes, or a size string like ``"256M"``, ``"25%"``); inputs that do
+    not fit are shuffled externally with temporary files under ``tmp_dir``. The same inputs,
+    seed and options (memory included) give the same output. ``head_count`` keeps the first
+    COUNT records (a uniform sample); ``repeat`` samples with replacement.
+    """
+    if isinstance(inputs, (str, os.PathLike)) or hasattr(inputs, "open"):
+        inputs = [inputs]  # type: ignore[list-item]
+    sources = [s if hasattr(s, "open") else FileSource(s) for s in inputs]  # type: ignore[arg-type]
+    if not sources:
+        sources = [FileSource("-")]
+    if head_count is not None and head_count < 0:
+        raise UsageError(f"invalid line count: '{head_count}'")
+    opts = Options(
+        memory=_resolve_memory(memory),
+        entropy=seed_entropy(seed, random_source),
+        sep=0 if zero_terminated else 10,
+        head_count=head_count,
+        repeat=repeat,
+        tmp_dir=os.fspath(tmp_dir) if tmp_dir is not None else None,
+    )
+    return Run(opts, output, progress or Progress()).run(sources)
+
+
+def shuffle_range(
+    lo: int,
+    hi: int,
+    output: PathLike | None = None,
+    *,
+    memory: int | str | None = None,
+    seed: int | None = None,
+    tmp_dir: PathLike | None = None,
+    head_count: int | None = None,
+    zero_terminated: bool = False,
+    repeat: bool = False,
+    random_source: PathLike | None = None,
+    progress: Progress | None = None,
+) -> ShuffleStats:
+    """Shuffle the integers ``lo..hi`` (``-i LO-HI``); samples are drawn directly, without materialising the range."""
+    if lo > hi + 1 or lo < 0:
+        raise UsageError(f"invalid input range: '{lo}-{hi}'")
+    sep = b"\0" if zero_terminated else b"\n"
+    count = hi - lo + 1
+    sampling = head_count is not None and (
+        repeat or (head_count <= count // 2 and head_count * 16 <= _resolve_memory(memory))
+    )
+    if not sampling or count == 0:
+        if repeat and count == 0:
+            raise InputError("no lines to repeat")
+        return shuffle(
+            RangeSource(lo, hi, sep), output, memory=memory, seed=seed, tmp_dir=tmp_dir,
+            head_count=head_count, zero_terminated=zero_terminated, repeat=repeat,
+            random_source=random_source, progress=progress,
+        )
+    assert head_count is not None
+    start = time.perf_counter()
+    rng = rng_for(seed_entropy(seed, random_source), (4,))
+    sink = AtomicFileSink(output) if output not in (None, "-") else StdoutSink()  # type: ignore[arg-type]
+    try:
+        written = 0
+        chunk = 1 << 20
+        chosen = None if repeat else rng.choice(count, size=head_count, replace=False) + lo
+        for first in range(0, head_count, chunk):
+            if chosen is None:
+                values = rng.integers(lo, hi, min(chunk, head_count - first), endpoint=True)
+            else:
+                values = chosen[first : first + chunk]
+            text = sep.join(b"%d" % v for v in values.tolist()) + sep
+            sink.write(memoryview(text))
+            written += len(text)
+        sink.commit()
+    except BaseException:
+        sink.abort()
+        raise
+    return ShuffleStats(head_count, written, 0, 1, time.perf_counter() - start)
+
+
+class Run:
+    """One shuffle: reads the sources, decides the path, owns the sink and the temp space."""
+
+    def __init__(self, opts: Options, output: PathLike | None, progress: Progress) -> None:
+        self.opts = opts
+        self.output = output
+        self.progress = progress
+        self._sink: Sink | None = None
+        self.records = 0
+        self.buckets = 0
+        self.depth = 0
+        self.limit = opts.memory
+        self.piece = plan.piece_bytes(self.limit)
+
+    def sink(self) -> Sink:
+        """The output, opened on first use: only after the whole input has been read."""
+        if self._sink is None:
+            self.progress.close()
+            if self.output is None or os.fspath(self.output) == "-":
+                self._sink = StdoutSink()
+            else:
+                self._sink = AtomicFileSink(self.output)
+        return self._sink
+
+    def emit(self, data: memoryview) -> None:
+        """Hand shuffled bytes to the sink."""
+        self.sink().write(data)
+
+    def run(self, sources: list[Source]) -> ShuffleStats:
+        """Shuffle ``sources`` into the output and commit it, or leave no trace on failure."""
+        start = time.perf_counter()
+        try:
+            if self.opts.head_count != 0:
+                self._shuffle(sources)
+            sink = self.sink()
+            sink.commit()
+        except BaseException:
+            if self._sink is not None:
+                self._sink.abort()
+            raise
+        finally:
+            self.progress.close()
+        passes = 1 if self.buckets == 0 else 2 + self.depth
+        return ShuffleStats(self.records, sink.bytes_written, self.buckets, passes, time.perf_counter() - start)
+
+    def _shuffle(self, sources: list[Source]) -> None:
+        reader = RecordReader(sources, self.opts.sep, self.progress)
+        total = reader.total_size()
+        self.progress.start("reading", total)
+        whole = None if total is None else total + len(sources)
+        if whole is not None and whole + 2 * self.piece <= self.limit:
+            capacity = max(1, whole)
+        else:
+            capacity = plan.read_capacity(self.limit)
+        blocks = reader.blocks(capacity, "-S")
+        block, final = next(blocks)
+        if final:
+            ends = find_ends(block, self.opts.sep)
+            if plan.fits_in_memory(len(block), len(ends), self.limit):
+                self._in_memory(block, ends)
+                return
+            del ends
+        if self.opts.repeat:
+            raise UsageError(
+                f"--repeat needs the input in memory, and it does not fit in {plan.format_size(self.limit)}; raise -S"
+            )
+        sample = block[: min(len(block), 1 << 24)]
+        per_record = len(sample) / max(1, len(find_ends(sample, self.opts.sep)))
+        # Only the chain may keep the first block alive, so the read buffer is freed before pass 2.
+        everything = chain([(block, final)], blocks)
+        del block, sample
+        with TempSpace(self.opts.tmp_dir) as temp:
+            self._external(everything, whole, per_record, temp, (), 0)
+
+    def _in_memory(self, block: np.ndarray, ends: np.ndarray) -> None:
+        rng = rng_for(self.opts.entropy, (0,))
+        if self.opts.repeat:
+            if not len(ends):
+                raise InputError("no lines to repeat")
+            self.records += self.opts.head_count or 0
+            sample_with_replacement(block, ends, rng, self.emit, count=self.opts.head_count, chunk_bytes=self.piece)
+            return
+        self.records += shuffle_block(block, ends, rng, self.emit, head=self.opts.head_count, chunk_bytes=self.piece)
+
+    def _external(
+        self,
+        blocks: Iterator[tuple[np.ndarray, bool]],
+        est_bytes: int | None,
+        per_record: float,
+        temp: TempSpace,
+        key: tuple[int, ...],
+        depth: int,
+    ) -> None:
+        """Two-pass scatter over ``blocks``; buckets too big for memory recurse one level deeper."""
+        if depth > plan.MAX_DEPTH:
+            raise InputError(f"records could not be split below {plan.format_size(self.limit)} after {depth} passes; raise -S")
+        self.depth = max(self.depth, depth)
+        if est_bytes is not None:
+            temp.check_free(est_bytes)
+            k = plan.bucket_count(est_bytes, int(est_bytes / per_record), self.limit)
+        else:
+            free = shutil.disk_usage(temp.path).free
+            k = plan.bucket_count(free, int(free / per_record), self.limit, max_buckets=1024)
+        self.buckets += k
+        buckets = BucketSet(os.path.join(temp.path, "-".join(map(str, key)) or "top"), k)
+        if depth:
+            self.progress.start(f"pass {depth + 1}: re-scatter", est_bytes)
+        try:
+            keep = self._pass1(blocks, buckets, key, depth)
+            buckets.close()
+            self._pass2(buckets, keep, temp, key, depth)
+        finally:
+            buckets.close()
+
+    def _pass1(
+        self, blocks: Iterator[tuple[np.ndarray, bool]], buckets: BucketSet, key: tuple[int, ...], depth: int
+    ) -> int:
+        """Scatter every block into ``buckets``; return how many leading buckets ``-n`` still needs."""
+        keep = buckets.k
+        head = self.opts.head_count
+        for index, (block, _final) in enumerate(blocks):
+            rng = rng_for(self.opts.entropy, key + (1, index))
+            for piece, ends in iter_pieces(block, self.opts.sep, self.piece, plan.piece_records(self.limit)):
+                buckets.append(scatter_piece(piece, ends, rng, buckets.k, keep))
+                if head is not None:
+                    last = int(np.searchsorted(np.cumsum(buckets.records), head))
+                    if last < keep - 1:
+                        buckets.drop_after(last)
+                        keep = last + 1
+            if depth:
+                self.progress.update(len(block))
+        return keep
+
+    def _pass2(self, buckets: BucketSet, keep: int, temp: TempSpace, key: tuple[int, ...], depth: int) -> None:
+        fitting = [
+            int(buckets.sizes[j]) for j in range(keep)
+            if plan.fits_in_memory(int(buckets.sizes[j]), int(buckets.records[j]), self.limit)
+        ]
+        buf: np.ndarray | None = None
+        self.sink()
+        self.progress.start("pass 2: shuffle" if depth == 0 else f"pass {depth + 2}: shuffle", int(buckets.sizes[:keep].sum()))
+        for j in range(keep):
+            left = None if self.opts.head_count is None else self.opts.head_count - self.records
+            if left == 0:
+                break
+            size, count = int(buckets.sizes[j]), int(buckets.records[j])
+            if not count:
+                continue
+            if plan.fits_in_memory(size, count, self.limit):
+                if buf is None:
+                    buf = np.empty(max(fitting), np.uint8)
+                view = buckets.read_into(j, buf)
+                ends = find_ends(view, self.opts.sep)
+                rng = rng_for(self.opts.entropy, key + (2, j))
+                self.records += shuffle_block(view, ends, rng, self.emit, head=left, chunk_bytes=self.piece)
+                del view, ends
+                self.progress.update(size)
+            else:
+                buf = None
+                sub = RecordReader([FileSource(buckets.path(j))], self.opts.sep, Progress())
+                self._external(
+                    sub.blocks(plan.read_capacity(self.limit), "-S"), size, size / count, temp, key + (3, j), depth + 1
+                )
+                self.progress.start("pass 2: shuffle" if depth == 0 else f"pass {depth + 2}: shuffle", None)
+            buckets.remove(j)

@@ -1,0 +1,98 @@
+"""Memory budget arithmetic: sizes, what fits in memory, bucket counts and piece sizes."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+
+from .errors import UsageError
+
+#: Default ``-S``: half of physical memory, as a percentage like GNU sort accepts.
+DEFAULT_MEMORY = "50%"
+
+#: Smallest limit accepted; tests use a few KiB to force the external and recursive paths.
+MIN_MEMORY = 1024
+
+#: Bytes of bookkeeping per record while a block is shuffled in memory: int32 or int64
+#: offsets (4-8), uint16 sub-bucket ids (2), int64 order from argsort (8) and the radix
+#: sort's scratch (8). Checked against peak RSS in tests/test_memory.py.
+META_PER_RECORD = 28
+
+#: Largest piece of a block gathered at once; 32 MiB keeps per-bucket writes large while
+#: the gathered copy stays small next to the limit.
+MAX_PIECE = 32 << 20
+
+#: Expected bucket size as a fraction of the limit: a Binomial bucket count overflows
+#: rarely at 1/3, and a bucket that does is split again.
+BUCKET_FRACTION = 3
+
+#: Most temporary buckets open at once (file descriptors); deeper inputs recurse.
+MAX_BUCKETS = 4096
+
+#: Deepest recursion before giving up (only reached if records defeat random splitting).
+MAX_DEPTH = 16
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([bkmgtpe%]?)(i?b)?\s*$", re.IGNORECASE)
+_SUFFIX_POWER = {"b": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5, "e": 6}
+
+
+def physical_memory() -> int:
+    """Total physical RAM in bytes (for ``%`` sizes and the default limit)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def parse_size(text: str | int) -> int:
+    """Parse a memory size as GNU sort's ``-S`` does: ``K`` (the default unit), ``M``, ``G``, ``T``, ``%`` of RAM, ``b`` bytes."""
+    if isinstance(text, int):
+        if text < 0:
+            raise UsageError(f"invalid memory size: '{text}'")
+        return text
+    m = _SIZE_RE.match(text)
+    if not m:
+        raise UsageError(f"invalid -S argument '{text}'")
+    number, suffix = float(m.group(1)), (m.group(2) or "k").lower()
+    if suffix == "%":
+        if number > 100:
+            raise UsageError(f"invalid -S argument '{text}': more than 100%")
+        return int(physical_memory() * number / 100)
+    return int(number * 1024 ** _SUFFIX_POWER[suffix])
+
+
+def format_size(n: float) -> str:
+    """Human-readable binary size for messages, e.g. ``256 MiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def piece_bytes(limit: int) -> int:
+    """Bytes of a block scattered at once in pass 1 (and gathered at once in pass 2)."""
+    return max(256, min(MAX_PIECE, limit // 8))
+
+
+def piece_records(limit: int) -> int:
+    """Most records handled at once, so bookkeeping stays bounded for tiny records."""
+    return max(16, limit // 8 // META_PER_RECORD)
+
+
+def read_capacity(limit: int) -> int:
+    """Size of the pass-1 read buffer; it also bounds the longest record."""
+    return max(256, limit // 2)
+
+
+def fits_in_memory(nbytes: int, nrecords: int, limit: int) -> bool:
+    """Whether a block of this size and record count can be shuffled in one piece."""
+    return nbytes + META_PER_RECORD * nrecords + 2 * piece_bytes(limit) <= limit
+
+
+def bucket_count(nbytes: int, nrecords: int, limit: int, max_buckets: int = MAX_BUCKETS) -> int:
+    """Buckets for an external pass: each expected to need ``limit/3`` with its bookkeeping, at least 2."""
+    target = max(1, limit // BUCKET_FRACTION)
+    need = nbytes + META_PER_RECORD * nrecords
+    return int(min(max(2, math.ceil(need / target)), max_buckets))

@@ -1,0 +1,164 @@
+"""Pass 1 of the external shuffle: send every record to one of k buckets chosen uniformly at random."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import TempSpaceError
+from .records import array_bytes, as_binary_array, find_ends, offsets_for
+
+
+@dataclass
+class Scattered:
+    """One piece of a block regrouped by bucket: its bytes and where each bucket starts."""
+
+    data: memoryview
+    byte_bounds: np.ndarray  # k+1 byte offsets into data, bucket j is [bounds[j], bounds[j+1])
+    counts: np.ndarray  # records per bucket
+
+
+def iter_pieces(
+    block: np.ndarray, sep: int, max_bytes: int, max_records: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Split a block of whole records into pieces of bounded bytes and record count.
+
+    Yields ``(piece, ends)``; a single record longer than ``max_bytes`` is its own piece.
+    """
+    pos, size = 0, len(block)
+    while pos < size:
+        stop = min(size, pos + max_bytes)
+        ends = find_ends(block[pos:stop], sep)
+        if len(ends) > max_records:
+            ends = ends[:max_records]
+        elif not len(ends):
+            # A record longer than max_bytes: extend to its end (the block ends at one).
+            ends = np.array([stop - pos + _first_end(block[stop:], sep)], np.int64)
+        cut = int(ends[-1])
+        yield block[pos : pos + cut], ends
+        pos += cut
+
+
+def _first_end(block: np.ndarray, sep: int) -> int:
+    """Position just past the first separator of ``block``, searched in growing windows."""
+    lo, window = 0, 1 << 16
+    while lo < len(block):
+        hits = np.flatnonzero(block[lo : lo + window] == sep)
+        if len(hits):
+            return lo + int(hits[0]) + 1
+        lo += window
+        window *= 2
+    raise ValueError("block does not end with a record separator")
+
+
+def scatter_piece(
+    piece: np.ndarray, ends: np.ndarray, rng: np.random.Generator, k: int, keep: int
+) -> Scattered:
+    """Draw an i.i.d. uniform bucket in ``[0, k)`` for every record and regroup the piece by bucket.
+
+    Only buckets ``< keep`` are gathered (``-n`` drops buckets past the ones it needs).
+    Within a bucket records keep their input order; pass 2 shuffles them.
+    """
+    import pyarrow.compute as pc
+
+    dtype = np.uint8 if k <= 1 << 8 else np.uint16 if k <= 1 << 16 else np.uint32
+    ids = rng.integers(0, k, len(ends), dtype=dtype)
+    counts = np.bincount(ids, minlength=k)
+    counts[keep:] = 0
+    order = np.argsort(ids, kind="stable")
+    del ids
+    kept = int(counts.sum())
+    arr = as_binary_array(piece, offsets_for(ends, len(piece)))
+    gathered = pc.take(arr, order[:kept])
+    rec_bounds = np.zeros(k + 1, np.int64)
+    np.cumsum(counts, out=rec_bounds[1:])
+    lengths = np.diff(np.concatenate(([0], ends)))[order[:kept]]
+    byte_ends = np.zeros(kept + 1, np.int64)
+    np.cumsum(lengths, out=byte_ends[1:])
+    return Scattered(array_bytes(gathered), byte_ends[rec_bounds], counts)
+
+
+@dataclass
+class BucketSet:
+    """The k temporary bucket files of one external pass, with their byte and record counts."""
+
+    directory: str
+    k: int
+    sizes: np.ndarray = field(init=False)
+    records: np.ndarray = field(init=False)
+    _files: list = field(init=False)
+
+    def __post_init__(self) -> None:
+        os.makedirs(self.directory, exist_ok=True)
+        self.sizes = np.zeros(self.k, np.int64)
+        self.records = np.zeros(self.k, np.int64)
+        self._files = [None] * self.k
+
+    def path(self, j: int) -> str:
+        """The file of bucket ``j``."""
+        return os.path.join(self.directory, f"bucket-{j:05d}")
+
+    def append(self, s: Scattered) -> None:
+        """Append each bucket's part of a scattered piece to its file."""
+        for j in np.flatnonzero(s.counts):
+            j = int(j)
+            f = self._files[j]
+            if f is None:
+                f = self._files[j] = self._open(j)
+            part = s.data[int(s.byte_bounds[j]) : int(s.byte_bounds[j + 1])]
+            try:
+                f.write(part)
+            except OSError as e:
+                raise TempSpaceError(f"{self.path(j)}: write error: {e.strerror}") from None
+            self.sizes[j] += len(part)
+        self.records += s.counts
+
+    def _open(self, j: int):
+        try:
+            return open(self.path(j), "wb")
+        except OSError as e:
+            raise TempSpaceError(f"{self.path(j)}: {e.strerror}") from None
+
+    def drop_after(self, last: int) -> None:
+        """Forget buckets past ``last``: ``-n`` will never reach them."""
+        for j in range(last + 1, self.k):
+            if self._files[j] is not None:
+                self._files[j].close()
+                self._files[j] = None
+                os.unlink(self.path(j))
+            self.sizes[j] = self.records[j] = 0
+
+    def close(self) -> None:
+        """Flush and close every bucket file."""
+        for j, f in enumerate(self._files):
+            if f is not None:
+                try:
+                    f.close()
+                except OSError as e:
+                    raise TempSpaceError(f"{self.path(j)}: write error: {e.strerror}") from None
+                self._files[j] = None
+
+    def read_into(self, j: int, buf: np.ndarray) -> np.ndarray:
+        """Load bucket ``j`` into the front of ``buf`` and return that view."""
+        size = int(self.sizes[j])
+        view = buf[:size]
+        if size:
+            with open(self.path(j), "rb", buffering=0) as f:
+                got = 0
+                mv = memoryview(view)
+                while got < size:
+                    n = f.readinto(mv[got:])
+                    if not n:
+                        raise TempSpaceError(f"{self.path(j)}: bucket file is shorter than written")
+                    got += n
+        return view
+
+    def remove(self, j: int) -> None:
+        """Delete bucket ``j``'s file once it has been consumed."""
+        try:
+            os.unlink(self.path(j))
+        except FileNotFoundError:
+            pass
