@@ -16,11 +16,12 @@ from . import plan
 from .errors import InputError, UsageError
 from .gather import sample_with_replacement, shuffle_block
 from .progress import Progress
-from .records import find_ends
+from .records import find_offsets
 from .scatter import BucketSet, iter_pieces, scatter_piece
 from .sinks import AtomicFileSink, Sink, StdoutSink
-from .sources import FileSource, RangeSource, RecordReader, Source
+from .sources import FileSource, RangeSource, RecordReader, Source, map_whole
 from .tempspace import TempSpace
+from .writeback import WriteBehind
 
 PathLike = str | os.PathLike[str]
 
@@ -191,6 +192,7 @@ class Run:
         self.depth = 0
         self.limit = opts.memory
         self.piece = plan.piece_bytes(self.limit)
+        self.writer: WriteBehind | None = None
 
     def sink(self) -> Sink:
         """The output, opened on first use: only after the whole input has been read."""
@@ -203,22 +205,27 @@ class Run:
         return self._sink
 
     def emit(self, data: memoryview) -> None:
-        """Hand shuffled bytes to the sink."""
-        self.sink().write(data)
+        """Queue shuffled bytes for the sink."""
+        assert self.writer is not None
+        self.writer.submit(self.sink().write, data)
 
     def run(self, sources: list[Source]) -> ShuffleStats:
         """Shuffle ``sources`` into the output and commit it, or leave no trace on failure."""
         start = time.perf_counter()
+        self.writer = WriteBehind(plan.IN_FLIGHT_PIECES * self.piece)
         try:
             if self.opts.head_count != 0:
                 self._shuffle(sources)
+            self.writer.flush()
             sink = self.sink()
             sink.commit()
         except BaseException:
+            self.writer.wait_idle()
             if self._sink is not None:
                 self._sink.abort()
             raise
         finally:
+            self.writer.close()
             self.progress.close()
         passes = 1 if self.buckets == 0 else 2 + self.depth
         return ShuffleStats(self.records, sink.bytes_written, self.buckets, passes, time.perf_counter() - start)
@@ -227,40 +234,51 @@ class Run:
         reader = RecordReader(sources, self.opts.sep, self.progress)
         total = reader.total_size()
         self.progress.start("reading", total)
-        whole = None if total is None else total + len(sources)
-        if whole is not None and whole + 2 * self.piece <= self.limit:
-            capacity = max(1, whole)
+        blocks: Iterator[tuple[np.ndarray, bool]] | None = None
+        if total is not None and total + len(sources) <= plan.block_budget(self.limit):
+            # Small enough to try in memory: map a lone regular file, else read it all.
+            block = map_whole(sources, self.opts.sep)
+            if block is not None:
+                final = True
+                self.progress.update(len(block))
+            else:
+                blocks = reader.blocks(total + len(sources) + 1, "-S")
+                block, final = next(blocks)
         else:
-            capacity = plan.read_capacity(self.limit)
-        blocks = reader.blocks(capacity, "-S")
-        block, final = next(blocks)
+            blocks = reader.blocks(plan.read_capacity(self.limit), "-S")
+            block, final = next(blocks)
         if final:
-            ends = find_ends(block, self.opts.sep)
-            if plan.fits_in_memory(len(block), len(ends), self.limit):
-                self._in_memory(block, ends)
+            offsets = find_offsets(block, self.opts.sep)
+            if plan.fits_in_memory(len(block), len(offsets) - 1, self.limit):
+                self._in_memory(block, offsets)
                 return
-            del ends
+            del offsets
         if self.opts.repeat:
             raise UsageError(
                 f"--repeat needs the input in memory, and it does not fit in {plan.format_size(self.limit)}; raise -S"
             )
+        if blocks is None:
+            # Mapped, but too many records to shuffle in one piece: stream it instead.
+            blocks = reader.blocks(plan.read_capacity(self.limit), "-S")
+            block, final = next(blocks)
         sample = block[: min(len(block), 1 << 24)]
-        per_record = len(sample) / max(1, len(find_ends(sample, self.opts.sep)))
+        per_record = len(sample) / max(1, len(find_offsets(sample, self.opts.sep)) - 1)
         # Only the chain may keep the first block alive, so the read buffer is freed before pass 2.
         everything = chain([(block, final)], blocks)
         del block, sample
+        whole = None if total is None else total + len(sources)
         with TempSpace(self.opts.tmp_dir) as temp:
             self._external(everything, whole, per_record, temp, (), 0)
 
-    def _in_memory(self, block: np.ndarray, ends: np.ndarray) -> None:
+    def _in_memory(self, block: np.ndarray, offsets: np.ndarray) -> None:
         rng = rng_for(self.opts.entropy, (0,))
         if self.opts.repeat:
-            if not len(ends):
+            if len(offsets) == 1:
                 raise InputError("no lines to repeat")
             self.records += self.opts.head_count or 0
-            sample_with_replacement(block, ends, rng, self.emit, count=self.opts.head_count, chunk_bytes=self.piece)
+            sample_with_replacement(block, offsets, rng, self.emit, count=self.opts.head_count, chunk_bytes=self.piece)
             return
-        self.records += shuffle_block(block, ends, rng, self.emit, head=self.opts.head_count, chunk_bytes=self.piece)
+        self.records += shuffle_block(block, offsets, rng, self.emit, head=self.opts.head_count, chunk_bytes=self.piece)
 
     def _external(
         self,
@@ -282,14 +300,18 @@ class Run:
             free = shutil.disk_usage(temp.path).free
             k = plan.bucket_count(free, int(free / per_record), self.limit, max_buckets=1024)
         self.buckets += k
-        buckets = BucketSet(os.path.join(temp.path, "-".join(map(str, key)) or "top"), k)
+        buckets = BucketSet(os.path.join(temp.path, "-".join(map(str, key)) or "top"), k, self.writer)
         if depth:
             self.progress.start(f"pass {depth + 1}: re-scatter", est_bytes)
         try:
             keep = self._pass1(blocks, buckets, key, depth)
+            assert self.writer is not None
+            self.writer.flush()
             buckets.close()
             self._pass2(buckets, keep, temp, key, depth)
         finally:
+            assert self.writer is not None
+            self.writer.wait_idle()
             buckets.close()
 
     def _pass1(
@@ -330,10 +352,10 @@ class Run:
                 if buf is None:
                     buf = np.empty(max(fitting), np.uint8)
                 view = buckets.read_into(j, buf)
-                ends = find_ends(view, self.opts.sep)
+                offsets = find_offsets(view, self.opts.sep)
                 rng = rng_for(self.opts.entropy, key + (2, j))
-                self.records += shuffle_block(view, ends, rng, self.emit, head=left, chunk_bytes=self.piece)
-                del view, ends
+                self.records += shuffle_block(view, offsets, rng, self.emit, head=left, chunk_bytes=self.piece)
+                del view, offsets
                 self.progress.update(size)
             else:
                 buf = None

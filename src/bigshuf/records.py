@@ -18,33 +18,26 @@ FIND_SLICE = 16 << 20
 INT32_LIMIT = (1 << 31) - 1
 
 
-def find_ends(block: np.ndarray, sep: int) -> np.ndarray:
-    """Return the positions just past every separator in ``block`` (uint8), as int64.
+def find_offsets(block: np.ndarray, sep: int) -> np.ndarray:
+    """Arrow offsets of the records of ``block`` (uint8, ending with ``sep``): ``[0, end_1, ..., end_n]``.
 
-    Record ``i`` then spans ``[ends[i-1], ends[i])`` with ``ends[-1]`` implied 0.
+    Record ``i`` spans ``[offsets[i], offsets[i+1])``, separator included. The offsets are
+    int32 when the block allows, halving their memory, else int64.
     """
-    parts = []
+    dtype = np.int32 if len(block) <= INT32_LIMIT else np.int64
+    parts = [np.zeros(1, dtype)]
+    mask = np.empty(min(FIND_SLICE, len(block)), np.bool_)
     for lo in range(0, len(block), FIND_SLICE):
-        hits = np.flatnonzero(block[lo : lo + FIND_SLICE] == sep)
+        part = block[lo : lo + FIND_SLICE]
+        hits = np.flatnonzero(np.equal(part, sep, out=mask[: len(part)]))
         if len(hits):
             hits += lo + 1
-            parts.append(hits)
-    if not parts:
-        return np.empty(0, np.int64)
+            parts.append(hits.astype(dtype, copy=False))
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
-def offsets_for(ends: np.ndarray, nbytes: int) -> np.ndarray:
-    """Arrow offsets ``[0, ends...]``: int32 when the block allows, to halve their memory."""
-    dtype = np.int32 if nbytes <= INT32_LIMIT else np.int64
-    offsets = np.empty(len(ends) + 1, dtype)
-    offsets[0] = 0
-    offsets[1:] = ends
-    return offsets
-
-
 def as_binary_array(block: np.ndarray, offsets: np.ndarray) -> pa.Array:
-    """View ``block`` as an Arrow (large) binary array of its records without copying."""
+    """View ``block`` as an Arrow (large) binary array of its records without copying (offsets from ``find_offsets``)."""
     import pyarrow as pa
 
     kind = pa.binary() if offsets.dtype == np.int32 else pa.large_binary()
@@ -57,8 +50,8 @@ def array_bytes(arr: pa.Array) -> memoryview:
     """The contiguous bytes of all records of a binary array, in order, without copying."""
     import pyarrow as pa
 
-    otype = np.int32 if arr.type == pa.binary() else np.int64
-    offsets = np.frombuffer(arr.buffers()[1], otype, len(arr) + 1, arr.offset * otype().itemsize)
+    otype = np.dtype(np.int32 if arr.type == pa.binary() else np.int64)
+    offsets = np.frombuffer(arr.buffers()[1], otype, len(arr) + 1, arr.offset * otype.itemsize)
     data = arr.buffers()[2]
     if data is None:
         return memoryview(b"")

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 import numpy as np
 
 from .errors import TempSpaceError
-from .records import array_bytes, as_binary_array, find_ends, offsets_for
+from .records import INT32_LIMIT, array_bytes, as_binary_array, find_offsets
+from .writeback import Write, WriteBehind
 
 
 @dataclass
@@ -26,19 +28,20 @@ def iter_pieces(
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Split a block of whole records into pieces of bounded bytes and record count.
 
-    Yields ``(piece, ends)``; a single record longer than ``max_bytes`` is its own piece.
+    Yields ``(piece, offsets)`` as ``find_offsets`` gives them; a single record longer than
+    ``max_bytes`` is a piece of its own.
     """
     pos, size = 0, len(block)
     while pos < size:
         stop = min(size, pos + max_bytes)
-        ends = find_ends(block[pos:stop], sep)
-        if len(ends) > max_records:
-            ends = ends[:max_records]
-        elif not len(ends):
+        offsets = find_offsets(block[pos:stop], sep)
+        if len(offsets) > max_records + 1:
+            offsets = offsets[: max_records + 1]
+        elif len(offsets) == 1:
             # A record longer than max_bytes: extend to its end (the block ends at one).
-            ends = np.array([stop - pos + _first_end(block[stop:], sep)], np.int64)
-        cut = int(ends[-1])
-        yield block[pos : pos + cut], ends
+            offsets = np.array([0, stop - pos + _first_end(block[stop:], sep)], np.int64)
+        cut = int(offsets[-1])
+        yield block[pos : pos + cut], offsets
         pos += cut
 
 
@@ -55,7 +58,7 @@ def _first_end(block: np.ndarray, sep: int) -> int:
 
 
 def scatter_piece(
-    piece: np.ndarray, ends: np.ndarray, rng: np.random.Generator, k: int, keep: int
+    piece: np.ndarray, offsets: np.ndarray, rng: np.random.Generator, k: int, keep: int
 ) -> Scattered:
     """Draw an i.i.d. uniform bucket in ``[0, k)`` for every record and regroup the piece by bucket.
 
@@ -65,17 +68,19 @@ def scatter_piece(
     import pyarrow.compute as pc
 
     dtype = np.uint8 if k <= 1 << 8 else np.uint16 if k <= 1 << 16 else np.uint32
-    ids = rng.integers(0, k, len(ends), dtype=dtype)
+    ids = rng.integers(0, k, len(offsets) - 1, dtype=dtype)
     counts = np.bincount(ids, minlength=k)
     counts[keep:] = 0
     order = np.argsort(ids, kind="stable")
     del ids
     kept = int(counts.sum())
-    arr = as_binary_array(piece, offsets_for(ends, len(piece)))
+    if offsets.dtype != np.int32 and len(piece) <= INT32_LIMIT:
+        offsets = offsets.astype(np.int32)
+    arr = as_binary_array(piece, offsets)
     gathered = pc.take(arr, order[:kept])
     rec_bounds = np.zeros(k + 1, np.int64)
     np.cumsum(counts, out=rec_bounds[1:])
-    lengths = np.diff(np.concatenate(([0], ends)))[order[:kept]]
+    lengths = np.diff(offsets)[order[:kept]]
     byte_ends = np.zeros(kept + 1, np.int64)
     np.cumsum(lengths, out=byte_ends[1:])
     return Scattered(array_bytes(gathered), byte_ends[rec_bounds], counts)
@@ -83,13 +88,18 @@ def scatter_piece(
 
 @dataclass
 class BucketSet:
-    """The k temporary bucket files of one external pass, with their byte and record counts."""
+    """The k temporary bucket files of one external pass, with their byte and record counts.
+
+    With a ``writer`` the writes are queued on its thread (call its ``flush`` before
+    ``close``); without one they happen at once.
+    """
 
     directory: str
     k: int
+    writer: WriteBehind | None = None
     sizes: np.ndarray = field(init=False)
     records: np.ndarray = field(init=False)
-    _files: list = field(init=False)
+    _files: list[BinaryIO | None] = field(init=False)
 
     def __post_init__(self) -> None:
         os.makedirs(self.directory, exist_ok=True)
@@ -109,21 +119,33 @@ class BucketSet:
             if f is None:
                 f = self._files[j] = self._open(j)
             part = s.data[int(s.byte_bounds[j]) : int(s.byte_bounds[j + 1])]
-            try:
-                f.write(part)
-            except OSError as e:
-                raise TempSpaceError(f"{self.path(j)}: write error: {e.strerror}") from None
+            if self.writer is None:
+                self._writer(j, f)(part)
+            else:
+                self.writer.submit(self._writer(j, f), part)
             self.sizes[j] += len(part)
         self.records += s.counts
 
-    def _open(self, j: int):
+    def _writer(self, j: int, f: BinaryIO) -> Write:
+        def write(part: memoryview) -> None:
+            try:
+                while part:
+                    part = part[f.write(part) :]
+            except OSError as e:
+                raise TempSpaceError(f"{self.path(j)}: write error: {e.strerror}") from None
+
+        return write
+
+    def _open(self, j: int) -> BinaryIO:
         try:
-            return open(self.path(j), "wb")
+            return open(self.path(j), "wb", buffering=0)
         except OSError as e:
             raise TempSpaceError(f"{self.path(j)}: {e.strerror}") from None
 
     def drop_after(self, last: int) -> None:
         """Forget buckets past ``last``: ``-n`` will never reach them."""
+        if self.writer is not None:
+            self.writer.flush()
         for j in range(last + 1, self.k):
             if self._files[j] is not None:
                 self._files[j].close()

@@ -1,0 +1,79 @@
+"""Write-behind: disk writes run on one background thread so they overlap NumPy and Arrow work.
+
+Writes into a fresh page cache cost the kernel about as much time as the shuffle's own
+computing on these machines (3.7 s of 7.5 s for an external run over 1 GiB of short lines),
+and both NumPy/Arrow kernels and file writes release the GIL, so the two can run at once.
+Writes happen in submission order; an error is raised in the caller at its next call.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+
+Write = Callable[[memoryview], object]
+
+
+class WriteBehind:
+    """A FIFO of pending writes, at most ``max_bytes`` in flight, drained by one thread."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._queue: queue.SimpleQueue[tuple[Write, memoryview] | None] = queue.SimpleQueue()
+        self._cond = threading.Condition()
+        self._inflight = 0
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._drain, name="bigshuf-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, write: Write, data: memoryview) -> None:
+        """Queue ``write(data)``; blocks while too many bytes are pending."""
+        size = len(data)
+        with self._cond:
+            while self._inflight and self._inflight + size > self.max_bytes and self._error is None:
+                self._cond.wait()
+            self._raise_pending()
+            self._inflight += size
+        self._queue.put((write, data))
+
+    def flush(self) -> None:
+        """Wait until every queued write is done; raise the first error any of them met."""
+        with self._cond:
+            while self._inflight and self._error is None:
+                self._cond.wait()
+            self._raise_pending()
+
+    def wait_idle(self) -> None:
+        """Wait until no write is running or queued, without raising (for cleanup paths)."""
+        with self._cond:
+            while self._inflight:
+                self._cond.wait()
+
+    def close(self) -> None:
+        """Stop the thread after the queued writes (or at once after an error)."""
+        self._queue.put(None)
+        self._thread.join()
+
+    def _raise_pending(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _drain(self) -> None:
+        failed = False
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            write, data = job
+            try:
+                if not failed:
+                    write(data)
+            except BaseException as e:  # handed to the submitting thread
+                failed = True
+                with self._cond:
+                    self._error = e
+            finally:
+                with self._cond:
+                    self._inflight -= len(data)
+                    self._cond.notify_all()
