@@ -18,7 +18,7 @@ from .gather import sample_with_replacement, shuffle_block
 from .progress import Progress
 from .records import find_offsets
 from .scatter import BucketSet, iter_pieces, scatter_piece
-from .sinks import AtomicFileSink, Sink, StdoutSink
+from .sinks import Sink, open_output
 from .sources import FileSource, RangeSource, RecordReader, Source, map_whole
 from .tempspace import TempSpace
 from .writeback import WriteBehind
@@ -108,9 +108,9 @@ def shuffle(
     seed and options (memory included) give the same output. ``head_count`` keeps the first
     COUNT records (a uniform sample); ``repeat`` samples with replacement.
     """
-    if isinstance(inputs, (str, os.PathLike)) or hasattr(inputs, "open"):
-        inputs = [inputs]  # type: ignore[list-item]
-    sources = [s if hasattr(s, "open") else FileSource(s) for s in inputs]  # type: ignore[arg-type]
+    if isinstance(inputs, (str, os.PathLike)) or not isinstance(inputs, Sequence):
+        inputs = [inputs]
+    sources = [FileSource(s) if isinstance(s, (str, os.PathLike)) else s for s in inputs]
     if not sources:
         sources = [FileSource("-")]
     if head_count is not None and head_count < 0:
@@ -159,7 +159,7 @@ def shuffle_range(
     assert head_count is not None
     start = time.perf_counter()
     rng = rng_for(seed_entropy(seed, random_source), (4,))
-    sink = AtomicFileSink(output) if output not in (None, "-") else StdoutSink()  # type: ignore[arg-type]
+    sink = open_output(output)
     try:
         written = 0
         chunk = 1 << 20
@@ -198,10 +198,7 @@ class Run:
         """The output, opened on first use: only after the whole input has been read."""
         if self._sink is None:
             self.progress.close()
-            if self.output is None or os.fspath(self.output) == "-":
-                self._sink = StdoutSink()
-            else:
-                self._sink = AtomicFileSink(self.output)
+            self._sink = open_output(self.output)
         return self._sink
 
     def emit(self, data: memoryview) -> None:

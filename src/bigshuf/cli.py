@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -63,9 +64,31 @@ class _SyntaxError(UsageError):
     """A malformed command line: its message is followed by the pointer to --help, as in shuf."""
 
 
+def _gnu_wording(message: str, argv: Sequence[str]) -> str:
+    """Reword argparse's complaints as getopt (and so GNU shuf) words them."""
+    m = re.match(r"unrecognized arguments: (\S+)", message)
+    if m:
+        word = m.group(1)
+        if word.startswith("--"):
+            return f"unrecognized option '{word.split('=')[0]}'"
+        return f"invalid option -- '{word[1:2]}'"
+    m = re.match(r"argument (-\w)?/?(--[\w-]+)?: expected one argument", message)
+    if m:
+        short, long = m.group(1), m.group(2)
+        typed_long = long and any(a.startswith("--") and long.startswith(a) for a in argv)
+        return f"option '{long}' requires an argument" if typed_long or not short else f"option requires an argument -- '{short[1:]}'"
+    m = re.match(r"ambiguous option: (\S+?)(=\S*)? could match (.*)", message)
+    if m:
+        options = " ".join(f"'{o}'" for o in m.group(3).split(", "))
+        return f"option '{m.group(1)}' is ambiguous; possibilities: {options}"
+    return message
+
+
 class _Parser(argparse.ArgumentParser):
+    argv: Sequence[str] = ()
+
     def error(self, message: str) -> NoReturn:
-        raise _SyntaxError(message.replace("unrecognized arguments", "unrecognized option"))
+        raise _SyntaxError(_gnu_wording(message, self.argv))
 
 
 class _Once(argparse.Action):
@@ -92,7 +115,7 @@ class _HeadCount(argparse.Action):
         setattr(namespace, self.dest, count if old is None else min(old, count))
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> _Parser:
     p = _Parser(prog=PROG, add_help=False, allow_abbrev=True)
     p.add_argument("-e", "--echo", action="store_true")
     p.add_argument("-i", "--input-range")
@@ -114,7 +137,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def _parse_range(text: str) -> tuple[int, int]:
     lo, dash, hi = text.partition("-")
-    if not (dash and lo.isdigit() and hi.isdigit()) or int(lo) > int(hi) + 1:
+    for part in (lo, hi) if dash else (text,):
+        if not part.isdigit():
+            raise UsageError(f"invalid input range: '{part}'")
+    if not dash:
+        raise UsageError(f"invalid input range: '{text}'")
+    if int(lo) > int(hi) + 1:
         raise UsageError(f"invalid input range: '{text}'")
     return int(lo), int(hi)
 
@@ -129,7 +157,16 @@ def _parse_seed(text: str | None) -> int | None:
 
 def run(argv: Sequence[str]) -> int:
     """Parse ``argv`` and shuffle; raises BigShufError for the caller to report."""
-    args = _parser().parse_intermixed_args(argv)
+    argv = list(argv)
+    # Everything after "--" is an operand, as with getopt (argparse would still parse it).
+    rest: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, rest = argv[:cut], argv[cut + 1 :]
+    parser = _parser()
+    parser.argv = argv
+    args = parser.parse_intermixed_args(argv)
+    args.operands += rest
     if args.help:
         sys.stdout.write(HELP)
         return 0
@@ -194,6 +231,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as e:
         where = f"{e.filename}: " if e.filename else ""
         print(f"{PROG}: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
+    except Exception as e:
+        if os.environ.get("BIGSHUF_DEBUG"):
+            raise
+        print(f"{PROG}: internal error: {type(e).__name__}: {e} (set BIGSHUF_DEBUG=1 for a traceback)", file=sys.stderr)
         return 1
 
 

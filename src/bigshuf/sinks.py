@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import tempfile
 from typing import BinaryIO
@@ -49,11 +50,51 @@ class StdoutSink(Sink):
         super().__init__(open(sys.stdout.fileno(), "wb", buffering=1 << 20, closefd=False))
 
 
+class DeviceSink(Sink):
+    """A character device, FIFO or socket named by ``-o`` (``/dev/null``): written in place."""
+
+    def __init__(self, path: str) -> None:
+        self.name = path
+        try:
+            stream = open(path, "wb", buffering=1 << 20)
+        except OSError as e:
+            raise OutputError(f"{path}: {e.strerror}") from None
+        super().__init__(stream)
+
+    def commit(self) -> None:
+        super().commit()
+        try:
+            self._stream.close()
+        except OSError as e:
+            raise OutputError(f"{self.name}: write error: {e.strerror}") from None
+
+    def abort(self) -> None:
+        try:
+            self._stream.close()
+        except OSError:
+            pass
+
+
+def open_output(path: str | os.PathLike[str] | None) -> Sink:
+    """The sink for ``-o PATH``: stdout for None or ``-``; a symlink is followed to the file it names."""
+    if path is None or os.fspath(path) == "-":
+        return StdoutSink()
+    real = os.path.realpath(path)
+    try:
+        mode = os.stat(real).st_mode
+    except OSError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        return DeviceSink(real)
+    return AtomicFileSink(real)
+
+
 class AtomicFileSink(Sink):
     """A file built under a temporary name in the target's directory and renamed at commit.
 
     A failed run removes the temporary file, so an existing target is never touched and a
-    new one never appears half-written. The target keeps its permission bits if it existed.
+    new one never appears half-written. The target keeps its permission bits if it existed
+    (but, being a new file, not its other hard links).
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:

@@ -7,7 +7,7 @@ import mmap
 import os
 import stat
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from typing import BinaryIO, Protocol
 
 import numpy as np
@@ -136,6 +136,9 @@ class RecordReader:
     so records never run across inputs. A record longer than the buffer is an error.
     """
 
+    #: First size of the read buffer; it doubles up to the capacity the caller allows.
+    INITIAL_BUFFER = 64 << 20
+
     def __init__(self, sources: Sequence[Source], sep: int, progress: Progress) -> None:
         self.sources = list(sources)
         self.sep = sep
@@ -158,8 +161,7 @@ class RecordReader:
         A block is only valid until the next one is requested. ``final`` is True for the
         last block. ``limit_flag`` names the option to raise in the too-long-record error.
         """
-        buf = np.empty(capacity, np.uint8)
-        mv = memoryview(buf)
+        buf = np.empty(min(capacity, self.INITIAL_BUFFER), np.uint8)
         filled = 0
         sep = self.sep
         for source in self.sources:
@@ -167,13 +169,10 @@ class RecordReader:
             try:
                 last = -1
                 while True:
-                    if filled == capacity:
-                        cut = self._last_end(buf, filled, source.name, limit_flag)
-                        yield buf[:cut], False
-                        buf[: filled - cut] = buf[cut:filled]
-                        filled -= cut
+                    if filled == len(buf):
+                        buf, filled = yield from self._make_room(buf, filled, capacity, source.name, limit_flag)
                     try:
-                        n = stream.readinto(mv[filled:])
+                        n = stream.readinto(memoryview(buf)[filled:])
                     except OSError as e:
                         raise InputError(f"{source.name}: read error: {e.strerror}") from None
                     if not n:
@@ -185,14 +184,28 @@ class RecordReader:
             finally:
                 stream.close()
             if last not in (-1, sep):
-                if filled == capacity:
-                    cut = self._last_end(buf, filled, source.name, limit_flag)
-                    yield buf[:cut], False
-                    buf[: filled - cut] = buf[cut:filled]
-                    filled -= cut
+                if filled == len(buf):
+                    buf, filled = yield from self._make_room(buf, filled, capacity, source.name, limit_flag)
                 buf[filled] = sep
                 filled += 1
         yield buf[:filled], True
+
+    def _make_room(
+        self, buf: np.ndarray, filled: int, capacity: int, name: str, limit_flag: str
+    ) -> Generator[tuple[np.ndarray, bool], None, tuple[np.ndarray, int]]:
+        """Free space in a full buffer: grow it towards ``capacity``, else hand out its whole records.
+
+        Growing only as the input turns out to need it means a generous -S on a small pipe
+        allocates little. Returns (via ``yield from``) the buffer and its new fill.
+        """
+        if len(buf) < capacity:
+            grown = np.empty(min(capacity, 2 * len(buf)), np.uint8)
+            grown[:filled] = buf[:filled]
+            return grown, filled
+        cut = self._last_end(buf, filled, name, limit_flag)
+        yield buf[:cut], False
+        buf[: filled - cut] = buf[cut:filled]
+        return buf, filled - cut
 
     def _last_end(self, buf: np.ndarray, filled: int, name: str, limit_flag: str) -> int:
         """Position just past the last separator in ``buf[:filled]``, searched backwards."""

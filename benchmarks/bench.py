@@ -1,0 +1,440 @@
+#!/usr/bin/env python3
+"""Benchmark bigshuf against `cp` (the one-pass floor) and GNU `shuf` (the in-memory reference).
+
+Generates deterministic corpora, runs every tool round-robin on the same files in one run,
+checks that each output is a permutation of its input and prints a markdown table of medians.
+Exits 1 if a tool fails or an output is not a permutation. See benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
+GEN_CHUNK = 64 * MiB  # generation writes whole chunks of this size
+# Fingerprint reads: 1 MiB keeps the uint64 scratch near cache; measured here on 64 MiB of
+# ~60 B | ~1 KB lines, 1 MiB: 314 | 539 MiB/s, 2 MiB: 242 | 362, 4 MiB: 264 | 344.
+HASH_CHUNK = 1 * MiB
+SEED = 20240601  # corpora depend only on this, the corpus and the size
+BIG_LINE_EVERY = 256 * MiB  # the jsonl corpus has one ~1 MB line per this many bytes (at least one)
+IN_MEMORY_RAM_FRACTION = 0.6  # shuf and in-memory bigshuf are skipped above this share of RAM
+ALPHABET = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz .,;-'", np.uint8)  # 32 bytes, JSON-safe
+MASK = (1 << 64) - 1
+K1, K2, K3 = (np.uint64(c) for c in (0xBF58476D1CE4E5B9, 0x94D049BB133111EB, 0x9E3779B97F4A7C15))
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A synthetic corpus: lognormal content lengths inside a fixed prefix and suffix."""
+
+    name: str
+    mean: float  # mean content bytes per line, before clipping
+    sigma: float  # lognormal shape: larger is heavier-tailed
+    max_len: int  # longest ordinary line content
+    prefix: bytes = b""
+    suffix: bytes = b""
+    big_lines: bool = False  # add a few lines near 1 MB
+
+
+CORPORA = {
+    "jsonl": Corpus("jsonl", 1000 - 12, 1.2, 256 * KiB, b'{"text":"', b'"}', big_lines=True),
+    "short": Corpus("short", 59, 0.5, 4 * KiB),
+}
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """Line count, byte count and an order-independent 64-bit digest of the multiset of lines."""
+
+    lines: int
+    bytes: int
+    digest: int
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One timed run of one tool."""
+
+    wall: float
+    cpu: float
+    rss: int
+    check: str
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A command line with ``{inp}`` and ``{out}`` placeholders."""
+
+    name: str
+    argv: tuple[str, ...]
+
+
+def parse_size(text: str) -> int:
+    """Bytes in ``text`` such as ``4096``, ``512K``, ``64M`` or ``1.5G`` (binary units)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]?)(?:i?B)?\s*", text, re.IGNORECASE)
+    if not m:
+        raise argparse.ArgumentTypeError(f"invalid size: {text!r} (use e.g. 64M, 1G)")
+    return int(float(m.group(1)) * {"": 1, "K": KiB, "M": MiB, "G": GiB}[m.group(2).upper()])
+
+
+def fmt_size(n: int) -> str:
+    """``n`` bytes as the shortest exact K/M/G string, in the syntax of ``bigshuf -S``."""
+    for unit, scale in (("G", GiB), ("M", MiB), ("K", KiB)):
+        if n % scale == 0:
+            return f"{n // scale}{unit}"
+    return f"{n}b"
+
+
+def _line_lengths(rng: np.random.Generator, corpus: Corpus, target: int, nbig: int) -> np.ndarray:
+    """Line lengths, newline included, summing exactly to ``target``; ``nbig`` of them near 1 MB."""
+    fixed = len(corpus.prefix) + len(corpus.suffix) + 1
+    big = np.minimum(rng.integers(900_000, 1_000_000, nbig), target // (2 * max(nbig, 1)))
+    budget = target - int(big.sum())
+    mu = np.log(corpus.mean) - corpus.sigma**2 / 2
+    parts: list[np.ndarray] = []
+    total = 0
+    while total < budget:
+        n = int((budget - total) / (corpus.mean + fixed) * 1.05) + 16
+        part = np.clip(rng.lognormal(mu, corpus.sigma, n), 1, corpus.max_len).astype(np.int64) + fixed
+        parts.append(part)
+        total += int(part.sum())
+    lens = np.concatenate(parts)
+    lens = lens[: np.searchsorted(np.cumsum(lens), budget, side="right")]
+    lens = np.insert(lens, rng.integers(0, len(lens) + 1, nbig), big)
+    rest = target - int(lens.sum())
+    if rest >= fixed or not len(lens):
+        lens = np.append(lens, rest)
+    else:
+        lens[-1] += rest
+    return lens
+
+
+def generate(path: str, corpus: Corpus, size: int) -> None:
+    """Write exactly ``size`` bytes of ``corpus`` lines to ``path``; same arguments, same bytes."""
+    rng = np.random.default_rng([SEED, list(CORPORA).index(corpus.name), size])
+    pool = ALPHABET[np.frombuffer(rng.bytes(min(size, GEN_CHUNK) + MiB), np.uint8) & 31]
+    nchunks = -(-size // GEN_CHUNK)
+    nbig = max(1, size // BIG_LINE_EVERY) if corpus.big_lines else 0
+    bigs = np.bincount(np.arange(nbig) * nchunks // nbig, minlength=nchunks) if nbig else np.zeros(nchunks, int)
+    out = np.empty(min(size, GEN_CHUNK), np.uint8)
+    pre, suf = np.frombuffer(corpus.prefix, np.uint8), np.frombuffer(corpus.suffix, np.uint8)
+    with open(path, "wb") as f:
+        for c in range(nchunks):
+            target = min(GEN_CHUNK, size - c * GEN_CHUNK)
+            lens = _line_lengths(rng, corpus, target, int(bigs[c]))
+            buf = out[:target]
+            start = int(rng.integers(0, len(pool) - target + 1))
+            np.copyto(buf, pool[start : start + target])  # random text: a random window of the pool
+            ends = np.cumsum(lens) - 1
+            buf[ends] = 10
+            if len(pre):
+                buf[(ends - lens + 1)[:, None] + np.arange(len(pre))] = pre
+                buf[(ends - len(suf))[:, None] + np.arange(len(suf))] = suf
+            f.write(buf.data)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """The splitmix64 finaliser, in place on a uint64 array."""
+    x ^= x >> np.uint64(30)
+    x *= K1
+    x ^= x >> np.uint64(27)
+    x *= K2
+    x ^= x >> np.uint64(31)
+    return x
+
+
+def _digest_lines(block: np.ndarray, ends: np.ndarray, scratch: np.ndarray, pos: np.ndarray) -> int:
+    """Sum mod 2**64 of a hash of each line of ``block``; ``ends`` are its newline offsets."""
+    starts = np.empty_like(ends)
+    starts[0] = 0
+    starts[1:] = ends[:-1] + 1
+    v = scratch[: len(block)]
+    np.copyto(v, block)
+    v *= v  # f(byte) = byte**2: nonlinear, so byte changes that keep the sums below are rare
+    total = np.add.reduceat(v, starts)  # sum of f over the line
+    v *= pos[: len(block)]
+    moment = np.add.reduceat(v, starts) - starts.astype(np.uint64) * total  # sum of f * offset in line
+    length = (ends - starts + 1).astype(np.uint64)
+    h = _mix(_mix(_mix(length) ^ total) + moment * K3)
+    return int(h.sum(dtype=np.uint64))
+
+
+def fingerprint(path: str) -> Fingerprint:
+    """Fingerprint the lines of ``path``, vectorised; a missing final newline counts as present."""
+    buf = np.empty(HASH_CHUNK, np.uint8)
+    scratch, pos = np.empty(len(buf), np.uint64), np.arange(len(buf), dtype=np.uint64)
+    have = lines = nbytes = digest = 0
+    with open(path, "rb", buffering=0) as f:
+        while True:
+            if have == len(buf):  # a line longer than the buffer: grow it
+                buf = np.concatenate([buf, np.empty_like(buf)])
+                scratch, pos = np.empty(len(buf), np.uint64), np.arange(len(buf), dtype=np.uint64)
+            n = f.readinto(buf[have:].data)
+            if not n:
+                break
+            have += n
+            ends = np.flatnonzero(buf[:have] == 10)
+            if len(ends):
+                cut = int(ends[-1]) + 1
+                digest += _digest_lines(buf[:cut], ends, scratch, pos)
+                lines, nbytes = lines + len(ends), nbytes + cut
+                buf[: have - cut] = buf[cut:have]
+                have -= cut
+    if have:
+        tail = np.append(buf[:have], np.uint8(10))
+        digest += _digest_lines(tail, np.array([have]), scratch, np.arange(len(tail), dtype=np.uint64))
+        lines, nbytes = lines + 1, nbytes + have + 1
+    return Fingerprint(lines, nbytes, digest & MASK)
+
+
+def warm(path: str) -> None:
+    """Read ``path`` once so that the timed run finds it in the page cache."""
+    buf = bytearray(16 * MiB)
+    with open(path, "rb", buffering=0) as f:
+        while f.readinto(buf):
+            pass
+
+
+# A child inherits the peak RSS of the process that forks it (Linux carries it across exec),
+# so each tool is forked by this lean helper, which reports the tool's os.wait4 figures.
+# Peak RSS therefore has a floor of the helper's own size (~6 MiB; printed as "RSS floor").
+TIMER = """\
+import os, sys, time
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(sys.argv[2], sys.argv[2:])
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+wall = time.perf_counter() - start
+with open(sys.argv[1], "w") as f:
+    f.write(f"{wall} {usage.ru_utime + usage.ru_stime} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
+"""
+
+
+def timed(argv: list[str], log: str) -> tuple[float, float, int, int]:
+    """Run ``argv``; return wall s, user+sys CPU s, peak RSS bytes (ru_maxrss) and exit status."""
+    result = log + ".rusage"
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-S", "-I", "-c", TIMER, result, *argv],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+        )
+        _, status, _ = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        with open(log, errors="replace") as f:
+            raise SystemExit(f"the timing helper failed on {argv}:\n{f.read()}")
+    with open(result) as f:
+        wall, cpu, rss, code = f.read().split()
+    os.remove(result)
+    return float(wall), float(cpu), int(rss) * KiB, int(code)
+
+
+def bigshuf_argv(scratch: str) -> list[str]:
+    """bigshuf through this interpreter (not PATH), seeded, temporary files under ``scratch``."""
+    return [sys.executable, "-m", "bigshuf", "--seed", "1", "-T", scratch]
+
+
+def tools_for(size: int, limit: int, ram: int, scratch: str, notes: list[str], label: str) -> list[Tool]:
+    """The tools run on a file of ``size`` bytes; skipped ones are explained in ``notes``."""
+    big = tuple(bigshuf_argv(scratch))
+    tools = [Tool("cp", ("cp", "--reflink=never", "{inp}", "{out}"))]
+    if size > IN_MEMORY_RAM_FRACTION * ram:
+        notes.append(f"{label}: shuf and in-memory bigshuf skipped (input above {IN_MEMORY_RAM_FRACTION:.0%} of RAM).")
+    else:
+        if shutil.which("shuf"):
+            tools.append(Tool("shuf", ("shuf", "{inp}", "-o", "{out}")))
+        else:
+            notes.append(f"{label}: GNU shuf not found on PATH, skipped.")
+        mem = fmt_size(-(-3 * size // MiB) * MiB)
+        tools.append(Tool(f"bigshuf -S {mem} (in memory)", big + ("-S", mem, "{inp}", "-o", "{out}")))
+    for lim in [limit] + ([2 * limit] if size >= 4 * GiB else []):
+        tools.append(Tool(f"bigshuf -S {fmt_size(lim)}", big + ("-S", fmt_size(lim), "{inp}", "-o", "{out}")))
+        if size < lim:
+            notes.append(f"{label}: the input fits in -S {fmt_size(lim)}, so that row may be the in-memory path.")
+    return tools
+
+
+def bench_file(
+    path: str, tools: list[Tool], reps: int, ref: Fingerprint, scratch: str, label: str
+) -> dict[str, list[Sample]]:
+    """Time every tool ``reps`` times, round-robin, checking and deleting each output."""
+    out, log = os.path.join(scratch, "out"), os.path.join(scratch, "stderr.log")
+    samples: dict[str, list[Sample]] = {t.name: [] for t in tools}
+    for rep in range(reps):
+        for tool in tools[rep % len(tools) :] + tools[: rep % len(tools)]:
+            warm(path)
+            wall, cpu, rss, status = timed([a.format(inp=path, out=out) for a in tool.argv], log)
+            if status != 0:
+                with open(log, "rb") as f:
+                    tail = f.read()[-2000:].decode(errors="replace")
+                print(f"[{label}] {tool.name} failed:\n{tail}", file=sys.stderr)
+                check = f"exit {status}"
+            elif not os.path.exists(out):
+                check = "no output"
+            else:
+                check = "ok" if fingerprint(out) == ref else "NOT A PERMUTATION"
+            samples[tool.name].append(Sample(wall, cpu, rss, check))
+            print(f"[{label}] rep {rep + 1}/{reps} {tool.name}: {wall:.2f} s, {check}", file=sys.stderr)
+            if os.path.exists(out):
+                os.remove(out)
+            os.sync()  # start the next run without this output's writeback pending
+    return samples
+
+
+def table_rows(corpus: str, size: int, lines: int, samples: dict[str, list[Sample]]) -> list[str]:
+    """Markdown rows of medians for one file, with ratios to cp and shuf."""
+    med = {name: statistics.median(s.wall for s in runs) for name, runs in samples.items()}
+    rows = []
+    for name, runs in samples.items():
+        wall = med[name]
+        fails = sorted({s.check for s in runs if s.check != "ok"})
+        vs_shuf = f"{wall / med['shuf']:.2f}" if "shuf" in med else "—"
+        rows.append(
+            f"| {corpus} | {fmt_size(size)} | {lines:,} | {name} | {wall:.2f} | "
+            f"{statistics.median(s.cpu for s in runs):.2f} | {statistics.median(s.rss for s in runs) / MiB:.0f} | "
+            f"{size / MiB / wall:.0f} | {wall / med['cp']:.2f} | {vs_shuf} | {'; '.join(fails) or 'ok'} |"
+        )
+    return rows
+
+
+def startup(scratch: str, runs: int) -> str:
+    """Median wall time and RSS of bigshuf, and wall time of shuf, on a 1-line file."""
+    inp, out, log = (os.path.join(scratch, n) for n in ("one-line.txt", "one-out", "stderr.log"))
+    with open(inp, "wb") as f:
+        f.write(b"hello\n")
+    big = [timed(bigshuf_argv(scratch) + [inp, "-o", out], log) for _ in range(runs)]
+    shuf = [timed(["shuf", inp, "-o", out], log)[0] for _ in range(runs)] if shutil.which("shuf") else []
+    os.remove(out)
+    floor = statistics.median(timed(["true"], log)[2] for _ in range(3)) / MiB
+    wall, cpu, rss = (statistics.median(r[i] for r in big) for i in range(3))
+    text = (
+        f"RSS floor (`true`): {floor:.0f} MiB. bigshuf start-up on a 1-line file (median of {runs}): "
+        f"{wall:.3f} s wall, {cpu:.3f} s CPU, {rss / MiB:.0f} MiB peak RSS"
+    )
+    if any(r[3] for r in big):
+        with open(log, errors="replace") as f:
+            raise SystemExit(f"bigshuf failed on a 1-line file:\n{f.read()}")
+    return text + (f"; GNU shuf: {statistics.median(shuf):.3f} s" if shuf else "")
+
+
+def ram_bytes() -> int:
+    """Total RAM: MemTotal in /proc/meminfo (this script needs Linux for ru_maxrss units anyway)."""
+    with open("/proc/meminfo") as f:
+        return next(int(line.split()[1]) * KiB for line in f if line.startswith("MemTotal:"))
+
+
+def first_line(argv: list[str]) -> str:
+    """The first line that ``argv`` prints on standard output."""
+    return subprocess.run(argv, check=False, capture_output=True, text=True).stdout.split("\n")[0]
+
+
+def machine(ram: int, scratch: str) -> list[str]:
+    """Lines describing the CPU, memory, software and scratch filesystem."""
+    with open("/proc/cpuinfo") as f:
+        cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), platform.machine())
+    fs = "unknown"
+    try:
+        with open("/proc/mounts") as f:
+            mounts = [ln.split()[1:3] for ln in f]
+        real = os.path.realpath(scratch)
+        fs = max((m for m in mounts if os.path.commonpath([real, m[0]]) == m[0]), key=lambda m: len(m[0]))[1]
+    except (OSError, ValueError):
+        pass
+    shuf = first_line(["shuf", "--version"]) if shutil.which("shuf") else "shuf not installed"
+    bigshuf = first_line(bigshuf_argv(scratch) + ["--version"])
+    kernel = f"{platform.system()} {platform.release()}"
+    return [
+        f"- Machine: {cpu}, {os.cpu_count()} cores (os.cpu_count), {ram / GiB:.1f} GiB RAM, {kernel}",
+        f"- Software: Python {platform.python_version()}, NumPy {np.__version__}, {bigshuf}, {shuf}",
+        (
+            f"- Scratch: {scratch} ({fs}); inputs in warm page cache (each read once before every timed run); "
+            "outputs deleted and `sync` run after each run"
+        ),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, generate corpora, run the benchmark, print the table; 1 if any check failed."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--sizes", help="comma-separated corpus sizes (default 1G,4G; --quick 4M,8M)")
+    p.add_argument("--corpora", default="jsonl,short", help="comma-separated: " + ",".join(CORPORA))
+    p.add_argument("--reps", type=int, help="repetitions per tool (default 3; --quick 1)")
+    p.add_argument("--scratch", help="parent of the scratch directory (default $TMPDIR or /tmp)")
+    p.add_argument("--limit", type=parse_size, help="bigshuf -S for the external path (default 256M; --quick 4M)")
+    p.add_argument("--keep", action="store_true", help="keep the scratch directory and corpora")
+    p.add_argument("--quick", action="store_true", help="tiny sizes and one repetition, for smoke tests")
+    args = p.parse_args(argv)
+    try:
+        sizes = [parse_size(s) for s in (args.sizes or ("4M,8M" if args.quick else "1G,4G")).split(",")]
+    except argparse.ArgumentTypeError as e:
+        p.error(str(e))
+    corpora = [c.strip() for c in args.corpora.split(",")]
+    reps = args.reps or (1 if args.quick else 3)
+    limit = args.limit or (4 * MiB if args.quick else 256 * MiB)
+    if unknown := [c for c in corpora if c not in CORPORA]:
+        p.error(f"unknown corpus {unknown[0]!r}; choose from {', '.join(CORPORA)}")
+    if min(sizes) < 4 * KiB or reps < 1:
+        p.error("sizes must be at least 4K and --reps at least 1")
+    if args.scratch:
+        os.makedirs(args.scratch, exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix="bigshuf-bench-", dir=args.scratch)
+    ram, ok = ram_bytes(), True
+    try:
+        header = machine(ram, scratch)
+        header.append("- " + startup(scratch, 3 if args.quick else 10))
+        rows: list[str] = []
+        notes: list[str] = []
+        for name in corpora:
+            for size in sizes:
+                label = f"{name} {fmt_size(size)}"
+                path = os.path.join(scratch, f"{name}-{fmt_size(size)}.txt")
+                if shutil.disk_usage(scratch).free < 3.5 * size:
+                    raise SystemExit(f"{label}: needs {fmt_size(int(3.5 * size))} free in {scratch}; use --scratch")
+                t0 = time.perf_counter()
+                generate(path, CORPORA[name], size)
+                ref = fingerprint(path)
+                print(f"[{label}] generated and fingerprinted in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+                tools = tools_for(size, limit, ram, scratch, notes, label)
+                samples = bench_file(path, tools, reps, ref, scratch, label)
+                ok &= all(s.check == "ok" for runs in samples.values() for s in runs)
+                rows += table_rows(name, size, ref.lines, samples)
+                if not args.keep:
+                    os.remove(path)
+        header.append(
+            f"- {reps} repetition(s), tools alternating round-robin; medians of wall, CPU (user+sys) and peak RSS "
+            "(ru_maxrss); MiB/s = input size / wall; × cp and × shuf are ratios of median wall times"
+        )
+        print("\n".join(["## bigshuf benchmark", "", *header, ""]))
+        print("| corpus | size | lines | tool | wall s | CPU s | peak RSS MiB | MiB/s | × cp | × shuf | check |")
+        print("| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+        print("\n".join(rows))
+        if notes:
+            print("\n" + "\n".join(f"- {n}" for n in notes))
+    finally:
+        if args.keep:
+            print(f"kept {scratch}", file=sys.stderr)
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
+    if not ok:
+        print("FAILED: a tool exited non-zero or an output was not a permutation of its input", file=sys.stderr)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

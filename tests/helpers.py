@@ -1,0 +1,48 @@
+"""Shared helpers for the engine tests: generated records and permutation checks."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+
+def make_records(n: int, seed: int = 0, *, min_len: int = 0, max_len: int = 80, sep: bytes = b"\n") -> list[bytes]:
+    """``n`` distinct-ish records of random bytes (any byte but ``sep``), with a unique prefix."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(min_len, max_len + 1, n)
+    out = []
+    for i, length in enumerate(lengths):
+        body = rng.integers(0, 256, int(length), dtype=np.uint8).tobytes().replace(sep, b"")
+        out.append(b"%d:" % i + body)
+    return out
+
+
+def write_records(path: Path, records: list[bytes], sep: bytes = b"\n", final_sep: bool = True) -> Path:
+    """Write records joined by ``sep`` (optionally without the last one)."""
+    data = sep.join(records) + (sep if final_sep and records else b"")
+    path.write_bytes(data)
+    return path
+
+
+def split_records(data: bytes, sep: bytes = b"\n") -> list[bytes]:
+    """Records of ``data``, which must end with ``sep`` unless empty."""
+    if not data:
+        return []
+    assert data.endswith(sep), "output must end with a separator"
+    return data[:-1].split(sep)
+
+
+def assert_permutation(output: bytes, records: list[bytes], sep: bytes = b"\n") -> list[bytes]:
+    """The output holds exactly ``records`` (as a multiset, byte for byte); returns its records."""
+    got = split_records(output, sep)
+    assert len(got) == len(records)
+    assert Counter(got) == Counter(records)
+    return got
+
+
+def temp_leftovers(directory: Path) -> list[str]:
+    """Anything a run left in its temporary directory."""
+    return sorted(os.listdir(directory))

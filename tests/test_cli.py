@@ -1,0 +1,860 @@
+"""The bigshuf command: GNU shuf's options, messages and exit statuses, plus bigshuf's extensions.
+
+Every test runs ``python -m bigshuf`` as a subprocess on generated data and checks the exit
+status, standard output and standard error. Where GNU shuf has a message for the same
+mistake, the expected text is taken from /usr/bin/shuf itself (see conftest.run_gnu).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import re
+import shlex
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+SHUF_OPTIONS = [
+    "-e", "--echo", "-i", "--input-range", "-n", "--head-count", "-o", "--output",
+    "--random-source", "-r", "--repeat", "-z", "--zero-terminated", "--help", "--version",
+]
+BIGSHUF_OPTIONS = ["-S", "--memory", "-T", "--temporary-directory", "--seed", "--progress", "-q", "--quiet"]
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def numbered(n: int, start: int = 0) -> bytes:
+    """``n`` distinct newline-terminated lines of varying length (about 40 bytes each)."""
+    return b"".join(b"line %07d %s\n" % (i, b"x" * (i % 51)) for i in range(start, start + n))
+
+
+def records(data: bytes, sep: bytes = b"\n") -> list[bytes]:
+    """The records of ``data``, each with its terminator; ``data`` must end with ``sep`` (or be empty)."""
+    assert data == b"" or data.endswith(sep), f"output does not end with {sep!r}: {data[-40:]!r}"
+    return [r + sep for r in data.split(sep)[:-1]]
+
+
+def assert_permutation(out: bytes, inp: bytes, sep: bytes = b"\n") -> None:
+    """``out`` holds exactly the records of ``inp`` (same multiset, byte for byte)."""
+    assert sorted(records(out, sep)) == sorted(records(inp, sep))
+
+
+def assert_error(code: int, out: bytes, err: bytes) -> None:
+    """A failure as GNU shuf reports one: status 1, nothing on stdout, ``bigshuf: ...`` on stderr, no traceback."""
+    assert code == 1, err
+    assert out == b""
+    assert err.startswith(b"bigshuf: "), err
+    assert b"Traceback" not in err, err
+    assert err.endswith(b"\n")
+
+
+def stray_temp_files(directory: Path) -> list[str]:
+    """Temporary output files an atomic ``-o`` may have left in ``directory``."""
+    return [p.name for p in directory.iterdir() if p.name.endswith(".bigshuf-tmp")]
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+# ---------------------------------------------------------------- basic shuffling
+
+
+def test_shuffles_a_small_file(run_cli, tmp_path):
+    data = numbered(100)
+    code, out, err = run_cli([write(tmp_path / "in", data)])
+    assert code == 0, err
+    assert err == b""
+    assert_permutation(out, data)
+
+
+def test_reads_stdin_without_operands(run_cli):
+    data = numbered(100)
+    code, out, err = run_cli([], input=data)
+    assert code == 0, err
+    assert err == b""
+    assert_permutation(out, data)
+
+
+def test_dash_reads_stdin(run_cli):
+    data = numbered(100)
+    code, out, err = run_cli(["-"], input=data)
+    assert code == 0, err
+    assert err == b""
+    assert_permutation(out, data)
+
+
+def test_empty_input_gives_empty_output(run_cli, tmp_path):
+    for args, stdin in (([], b""), ([write(tmp_path / "empty", b"")], b""), (["-z"], b"")):
+        code, out, err = run_cli(args, input=stdin)
+        assert (code, out, err) == (0, b"", b"")
+
+
+def test_empty_input_with_output_file_creates_an_empty_file(run_cli, tmp_path):
+    target = tmp_path / "out"
+    code, out, err = run_cli(["-o", target], input=b"")
+    assert (code, out, err) == (0, b"", b"")
+    assert target.read_bytes() == b""
+
+
+def test_shuffle_differs_from_input_and_sorts_back(run_cli, tmp_path):
+    # As coreutils' tests/shuf/shuf.sh: the chance that a uniform shuffle of 1000 distinct
+    # lines returns them in their original order is 1/1000!, so a false failure never happens.
+    data = b"".join(b"%d\n" % i for i in range(1, 1001))
+    code, out, err = run_cli(["--seed=12345", write(tmp_path / "in", data)])
+    assert code == 0, err
+    assert err == b""
+    assert out != data
+    assert_permutation(out, data)
+    assert sorted(records(out), key=int) == records(data)
+
+
+def test_bytes_are_never_decoded(run_cli, tmp_path):
+    # CRLF, invalid UTF-8 and NUL bytes inside newline-terminated records survive as they are.
+    data = b"crlf\r\n\xff\xfe\n\x00nul\x00inside\n\r\nlone\rcr\n\xc3\x28\n\n"
+    path = write(tmp_path / "in", data)
+    for args, stdin in (([path], b""), ([], data)):
+        code, out, err = run_cli(args, input=stdin)
+        assert code == 0, err
+        assert err == b""
+        assert_permutation(out, data)
+
+
+def test_final_record_gets_a_terminator(run_cli, tmp_path):
+    code, out, err = run_cli([write(tmp_path / "in", b"one\ntwo\nlast")])
+    assert code == 0, err
+    assert err == b""
+    assert sorted(records(out)) == [b"last\n", b"one\n", b"two\n"]
+
+
+# ---------------------------------------------------------------- -e, -i
+
+
+def test_echo_treats_each_operand_as_a_line(run_cli):
+    code, out, err = run_cli(["-e", "a b", "c", "-", "d"])
+    assert code == 0, err
+    assert err == b""
+    assert sorted(records(out)) == [b"-\n", b"a b\n", b"c\n", b"d\n"]
+
+
+def test_echo_operands_are_not_decoded(run_cli):
+    args = [b"\xff\xfe", b"caf\xc3\xa9", b"\x80"]
+    code, out, err = run_cli([b"-e", *args])
+    assert code == 0, err
+    assert err == b""
+    assert sorted(records(out)) == sorted(a + b"\n" for a in args)
+
+
+def test_echo_with_zero_terminated(run_cli):
+    code, out, err = run_cli(["-z", "-e", "a\nb", "c"])
+    assert code == 0, err
+    assert err == b""
+    assert sorted(records(out, b"\0")) == [b"a\nb\0", b"c\0"]
+
+
+def test_double_dash_ends_options(run_cli, run_gnu, tmp_path):
+    # "--" makes what follows operands, even when they look like options, as in getopt.
+    write(tmp_path / "-x", b"x1\nx2\n")
+    for args in (["--", "-x"], ["-e", "--", "-x", "-n"]):
+        gnu_code, gnu_out, gnu_err = run_gnu(args, cwd=tmp_path)
+        code, out, err = run_cli(args, cwd=tmp_path)
+        assert code == gnu_code == 0, err
+        assert err == gnu_err == b""
+        assert sorted(records(out)) == sorted(records(gnu_out))
+
+
+def test_input_range_is_a_permutation_of_the_range(run_cli):
+    # 1/1000! odds that the shuffle keeps the original order (see above).
+    code, out, err = run_cli(["-i", "1-1000", "--seed=7"])
+    assert code == 0, err
+    assert err == b""
+    expected = [b"%d\n" % i for i in range(1, 1001)]
+    assert records(out) != expected
+    assert sorted(records(out), key=int) == expected
+
+
+def test_input_range_zero_terminated(run_cli):
+    code, out, err = run_cli(["-z", "-i", "5-9"])
+    assert code == 0, err
+    assert err == b""
+    assert sorted(records(out, b"\0")) == [b"%d\0" % i for i in range(5, 10)]
+
+
+def test_input_range_empty_when_hi_is_lo_minus_one(run_cli, run_gnu):
+    assert run_gnu(["-i", "2-1"]) == (0, b"", b"")
+    assert run_cli(["-i", "2-1"]) == (0, b"", b"")
+
+
+def test_huge_input_range_with_head_count_is_fast(run_cli):
+    start = time.monotonic()
+    code, out, err = run_cli(["-i", "1-1000000000", "-n", "5"])
+    elapsed = time.monotonic() - start
+    assert code == 0, err
+    assert err == b""
+    values = [int(r) for r in records(out)]
+    assert len(values) == 5
+    assert len(set(values)) == 5
+    assert all(1 <= v <= 1_000_000_000 for v in values)
+    # Materialising a billion numbers would take minutes; sampling takes one interpreter start.
+    assert elapsed < 10
+
+
+def test_repeat_input_range(run_cli):
+    code, out, err = run_cli(["-r", "-i", "1-3", "-n", "10"])
+    assert code == 0, err
+    assert err == b""
+    values = [int(r) for r in records(out)]
+    assert len(values) == 10
+    assert set(values) <= {1, 2, 3}
+
+
+# ---------------------------------------------------------------- -n
+
+
+def test_head_count_outputs_a_sample(run_cli, tmp_path):
+    data = numbered(200)
+    code, out, err = run_cli(["-n", "7", write(tmp_path / "in", data)])
+    assert code == 0, err
+    assert err == b""
+    got = records(out)
+    assert len(got) == 7
+    assert len(set(got)) == 7
+    assert set(got) <= set(records(data))
+
+
+def test_head_count_larger_than_input_outputs_everything(run_cli, tmp_path):
+    data = numbered(20)
+    code, out, err = run_cli(["-n", "1000", write(tmp_path / "in", data)])
+    assert code == 0, err
+    assert err == b""
+    assert_permutation(out, data)
+
+
+def test_repeated_head_count_smallest_wins(run_cli, run_gnu, tmp_path):
+    path = write(tmp_path / "in", numbered(50))
+    for args, expected in ((["-n", "5", "-n", "2", "-n", "3", path], 2), (["--head-count=1", "-n9", path], 1)):
+        gnu_code, gnu_out, _ = run_gnu(args)
+        code, out, err = run_cli(args)
+        assert code == gnu_code == 0, err
+        assert err == b""
+        assert len(records(out)) == len(records(gnu_out)) == expected
+
+
+def test_head_count_zero_does_not_open_the_input(run_cli, run_gnu, tmp_path):
+    for args in (["-n0", "nonexistent"], ["-n", "0", "-r", "nonexistent"]):
+        assert run_gnu(args, cwd=tmp_path) == (0, b"", b"")
+        assert run_cli(args, cwd=tmp_path) == (0, b"", b"")
+
+
+def test_long_options_may_be_abbreviated(run_cli, tmp_path):
+    data = numbered(30)
+    path = write(tmp_path / "in", data)
+    code, out, err = run_cli(["--head=2", path])
+    assert code == 0, err
+    assert err == b""
+    assert len(records(out)) == 2
+    code, out, err = run_cli(["--rep", "--head", "12", path])
+    assert code == 0, err
+    assert err == b""
+    assert len(records(out)) == 12
+    assert set(records(out)) <= set(records(data))
+    code, out, err = run_cli(["--inp=1-4", "--zero"])
+    assert code == 0, err
+    assert err == b""
+    assert sorted(records(out, b"\0")) == [b"1\0", b"2\0", b"3\0", b"4\0"]
+
+
+# ---------------------------------------------------------------- -r
+
+
+def test_repeat_with_head_count_draws_from_the_input(run_cli, tmp_path):
+    data = numbered(5)
+    code, out, err = run_cli(["-r", "-n", "100", write(tmp_path / "in", data)])
+    assert code == 0, err
+    assert err == b""
+    got = records(out)
+    assert len(got) == 100
+    assert set(got) <= set(records(data))
+    # All 100 draws hitting at most 4 of 5 lines has odds 5 * (4/5)^100 < 1e-9.
+    assert set(got) == set(records(data))
+
+
+def test_repeat_without_head_count_runs_until_the_reader_stops(tmp_path):
+    path = write(tmp_path / "in", b"a\nb\nc\n")
+    cmd = f"{shlex.quote(sys.executable)} -m bigshuf -r {shlex.quote(str(path))} | head -n 1000"
+    proc = subprocess.run(cmd, shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    assert proc.returncode == 0
+    assert proc.stderr == b""
+    got = records(proc.stdout)
+    assert len(got) == 1000
+    assert set(got) == {b"a\n", b"b\n", b"c\n"}
+
+
+def test_repeat_on_empty_input_is_an_error(run_cli, run_gnu):
+    for args in (["-r"], ["-r", "-n", "3"], ["-r", "-e"], ["-r", "-i", "1-0"]):
+        gnu = run_gnu(args)
+        code, out, err = run_cli(args)
+        assert_error(code, out, err)
+        assert err == gnu[2] == b"bigshuf: no lines to repeat\n"
+
+
+# ---------------------------------------------------------------- -z
+
+
+def test_zero_terminated_records_keep_newlines(run_cli, tmp_path):
+    data = b"a\nb\0c\0\n\0\xff\r\n\0"
+    code, out, err = run_cli(["-z", write(tmp_path / "in", data)])
+    assert code == 0, err
+    assert err == b""
+    assert_permutation(out, data, b"\0")
+
+
+def test_zero_terminated_final_record_gets_a_nul(run_cli, tmp_path):
+    code, out, err = run_cli(["--zero-terminated"], input=b"x\0y\nz")
+    assert code == 0, err
+    assert err == b""
+    assert sorted(records(out, b"\0")) == [b"x\0", b"y\nz\0"]
+
+
+# ---------------------------------------------------------------- -o
+
+
+def test_output_file(run_cli, tmp_path):
+    data = numbered(100)
+    target = tmp_path / "out"
+    code, out, err = run_cli(["-o", target, write(tmp_path / "in", data)])
+    assert (code, out, err) == (0, b"", b"")
+    assert_permutation(target.read_bytes(), data)
+    assert stray_temp_files(tmp_path) == []
+
+
+def test_output_may_be_the_input(run_cli, tmp_path):
+    data = numbered(500)
+    path = write(tmp_path / "in", data)
+    code, out, err = run_cli(["-o", path, path])
+    assert (code, out, err) == (0, b"", b"")
+    assert_permutation(path.read_bytes(), data)
+    assert stray_temp_files(tmp_path) == []
+
+
+def test_output_may_be_the_input_on_the_external_path(run_cli, tmp_path, tmp_dir):
+    data = numbered(5000)
+    path = write(tmp_path / "in", data)
+    code, out, err = run_cli(["-S", "16K", "-T", tmp_dir, "--output", path, path])
+    assert (code, out, err) == (0, b"", b"")
+    assert_permutation(path.read_bytes(), data)
+    assert stray_temp_files(tmp_path) == []
+    assert list(tmp_dir.iterdir()) == []
+
+
+def test_output_repeated_with_the_same_name_is_accepted(run_cli, tmp_path):
+    data = numbered(10)
+    target = tmp_path / "out"
+    code, out, err = run_cli(["-o", target, "--output", target, write(tmp_path / "in", data)])
+    assert (code, out, err) == (0, b"", b"")
+    assert_permutation(target.read_bytes(), data)
+
+
+def test_two_different_outputs_are_an_error(run_cli, run_gnu, tmp_path):
+    path = write(tmp_path / "in", numbered(10))
+    args = ["-o", "a", "-o", "b", path]
+    gnu = run_gnu(args, cwd=tmp_path)
+    code, out, err = run_cli(args, cwd=tmp_path)
+    assert_error(code, out, err)
+    assert err == gnu[2] == b"bigshuf: multiple output files specified\n"
+    assert sorted(os.listdir(tmp_path)) == ["in"]
+
+
+def test_output_through_a_symlink_writes_its_target(run_cli, tmp_path):
+    # GNU shuf opens -o FILE for writing, so a symlink keeps pointing at the file it names.
+    data = numbered(10)
+    path = write(tmp_path / "in", data)
+    target = write(tmp_path / "target", b"old\n")
+    link = tmp_path / "link"
+    link.symlink_to("target")
+    code, out, err = run_cli(["-o", link, path])
+    assert (code, out, err) == (0, b"", b"")
+    assert link.is_symlink()
+    assert_permutation(target.read_bytes(), data)
+
+
+# ---------------------------------------------------------------- --random-source, --seed
+
+
+def test_random_source_is_reproducible(run_cli, tmp_path):
+    data = numbered(1000)
+    path = write(tmp_path / "in", data)
+    source = write(tmp_path / "random", bytes(range(256)) * 32)
+    other = write(tmp_path / "random2", bytes(range(255, -1, -1)) * 32)
+    first = run_cli(["--random-source", source, path])
+    second = run_cli([f"--random-source={source}", path])
+    third = run_cli(["--random-source", other, path])
+    for code, out, err in (first, second, third):
+        assert code == 0, err
+        assert err == b""
+        assert_permutation(out, data)
+    assert first[1] == second[1]
+    # Two fixed random sources giving the same order of 1000 lines: odds 1/1000!.
+    assert first[1] != third[1]
+
+
+def test_two_different_random_sources_are_an_error(run_cli, run_gnu, tmp_path):
+    write(tmp_path / "in", numbered(10))
+    write(tmp_path / "r1", b"1" * 100)
+    write(tmp_path / "r2", b"2" * 100)
+    args = ["--random-source=r1", "--random-source=r2", "in"]
+    gnu = run_gnu(args, cwd=tmp_path)
+    code, out, err = run_cli(args, cwd=tmp_path)
+    assert_error(code, out, err)
+    assert err == gnu[2] == b"bigshuf: multiple random sources specified\n"
+
+
+def test_empty_random_source_is_an_error(run_cli, run_gnu, tmp_path):
+    write(tmp_path / "in", numbered(10))
+    write(tmp_path / "empty-random", b"")
+    args = ["--random-source=empty-random", "in"]
+    gnu = run_gnu(args, cwd=tmp_path)
+    code, out, err = run_cli(args, cwd=tmp_path)
+    assert_error(code, out, err)
+    assert gnu[0] == 1
+    assert err == gnu[2]
+
+
+def test_missing_random_source_is_an_error(run_cli, run_gnu, tmp_path):
+    write(tmp_path / "in", numbered(10))
+    args = ["--random-source=no-such-random", "in"]
+    gnu = run_gnu(args, cwd=tmp_path)
+    code, out, err = run_cli(args, cwd=tmp_path)
+    assert_error(code, out, err)
+    assert err == gnu[2]
+
+
+def test_seed_is_reproducible(run_cli, tmp_path):
+    data = numbered(1000)
+    path = write(tmp_path / "in", data)
+    for extra in ([], ["-S", "8K"]):
+        first = run_cli(["--seed=42", *extra, path])
+        second = run_cli(["--seed", "42", *extra, path])
+        assert first == second
+        code, out, err = first
+        assert code == 0, err
+        assert err == b""
+        assert len(out) > 0
+
+
+def test_different_seeds_give_different_orders(run_cli, tmp_path):
+    data = numbered(1000)
+    path = write(tmp_path / "in", data)
+    one = run_cli(["--seed=1", path])
+    two = run_cli(["--seed=2", path])
+    for code, out, err in (one, two):
+        assert code == 0, err
+        assert err == b""
+        assert_permutation(out, data)
+    # Two independent uniform shuffles of 1000 distinct lines agree with odds 1/1000!.
+    assert one[1] != two[1]
+
+
+@pytest.mark.parametrize("seed", ["x", "-1"])
+def test_invalid_seed_is_an_error(run_cli, seed):
+    code, out, err = run_cli([f"--seed={seed}"], input=b"a\n")
+    assert_error(code, out, err)
+    assert b"seed" in err
+
+
+def test_seed_and_random_source_together_are_an_error(run_cli, tmp_path):
+    write(tmp_path / "r", b"entropy" * 10)
+    code, out, err = run_cli(["--seed=1", "--random-source=r"], input=b"a\nb\n", cwd=tmp_path)
+    assert_error(code, out, err)
+    assert b"--seed" in err and b"--random-source" in err
+
+
+# ---------------------------------------------------------------- --help, --version
+
+
+def test_help_mentions_every_option(run_cli):
+    code, out, err = run_cli(["--help"])
+    assert code == 0
+    assert err == b""
+    text = out.decode()
+    assert text.startswith("Usage: bigshuf ")
+    mentioned = set(re.findall(r"(?<![\w-])--?[A-Za-z][\w-]*", text))
+    assert set(SHUF_OPTIONS + BIGSHUF_OPTIONS) <= mentioned, set(SHUF_OPTIONS + BIGSHUF_OPTIONS) - mentioned
+
+
+def test_help_mentions_every_gnu_shuf_option(run_cli, run_gnu):
+    gnu_code, gnu_out, _ = run_gnu(["--help"])
+    assert gnu_code == 0
+    code, out, err = run_cli(["--help"])
+    assert code == 0
+    assert err == b""
+    gnu_options = set(re.findall(rb"(?<![\w-])--[a-z][a-z-]*", gnu_out))
+    ours = set(re.findall(rb"(?<![\w-])--[a-z][a-z-]*", out))
+    assert gnu_options and gnu_options <= ours, gnu_options - ours
+
+
+def test_version(run_cli):
+    code, out, err = run_cli(["--version"])
+    assert code == 0
+    assert err == b""
+    assert out.splitlines()[0] == b"bigshuf " + importlib.metadata.version("bigshuf").encode()
+
+
+def test_console_script_version():
+    script = Path(sys.executable).parent / "bigshuf"
+    if not script.exists():
+        pytest.skip("bigshuf console script not installed next to the interpreter")
+    proc = subprocess.run([script, "--version"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    assert proc.returncode == 0
+    assert proc.stderr == b""
+    assert proc.stdout.startswith(b"bigshuf ")
+
+
+# ---------------------------------------------------------------- messages shared with GNU shuf
+
+
+def test_nonexistent_file_matches_gnu(run_cli, run_gnu, tmp_path):
+    args = ["nonexistent"]
+    gnu = run_gnu(args, cwd=tmp_path)
+    code, out, err = run_cli(args, cwd=tmp_path)
+    assert_error(code, out, err)
+    assert gnu[0] == 1
+    assert err == gnu[2] == b"bigshuf: nonexistent: No such file or directory\n"
+
+
+@pytest.mark.parametrize("count", ["x", "-1", "1x"])
+def test_invalid_head_count_matches_gnu(run_cli, run_gnu, count):
+    gnu = run_gnu(["-n", count], input=b"a\n")
+    code, out, err = run_cli(["-n", count], input=b"a\n")
+    assert_error(code, out, err)
+    assert gnu[0] == 1
+    assert err == gnu[2]
+    assert b"invalid line count" in err
+
+
+@pytest.mark.parametrize("spec", ["5-3", "1", "1-x"])
+def test_invalid_input_range_matches_gnu(run_cli, run_gnu, spec):
+    gnu = run_gnu(["-i", spec])
+    code, out, err = run_cli(["-i", spec])
+    assert_error(code, out, err)
+    assert gnu[0] == 1
+    assert b"invalid input range" in err
+    assert err == gnu[2]
+
+
+def test_echo_with_input_range_matches_gnu(run_cli, run_gnu):
+    args = ["-e", "-i", "1-3", "a"]
+    gnu = run_gnu(args)
+    code, out, err = run_cli(args)
+    assert_error(code, out, err)
+    assert gnu[0] == 1
+    assert err == gnu[2]
+    assert err.startswith(b"bigshuf: cannot combine -e and -i options\n")
+
+
+def test_extra_operand_with_input_range_matches_gnu(run_cli, run_gnu):
+    args = ["-i", "1-3", "extra"]
+    gnu = run_gnu(args)
+    code, out, err = run_cli(args)
+    assert_error(code, out, err)
+    assert gnu[0] == 1
+    assert err == gnu[2]
+    assert err.startswith(b"bigshuf: extra operand 'extra'\n")
+
+
+def test_unrecognized_option_matches_gnu(run_cli, run_gnu):
+    args = ["--bogus"]
+    gnu = run_gnu(args, input=b"a\n")
+    code, out, err = run_cli(args, input=b"a\n")
+    assert_error(code, out, err)
+    assert gnu[0] == 1
+    assert err == gnu[2]
+
+
+@pytest.mark.parametrize("args", [["-x"], ["-n"], ["--output"], ["--h"]], ids=["invalid-short", "missing-arg", "missing-long-arg", "ambiguous"])
+def test_option_syntax_errors_match_gnu(run_cli, run_gnu, args):
+    gnu = run_gnu(args, input=b"a\n")
+    code, out, err = run_cli(args, input=b"a\n")
+    assert_error(code, out, err)
+    assert gnu[0] == 1
+    assert err == gnu[2]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["in", "nonexistent"],
+        ["."],
+        ["-i", "x"],
+        ["-i", "1-3", "-e"],
+        ["--random-source=a", "--random-source=b", "in"],
+        ["-r", "empty"],
+        ["-S", "lots", "in"],
+        ["-o", "no-such-dir/out", "in"],
+        ["-T", "no-such-dir", "-S", "4K", "big"],
+    ],
+)
+def test_every_error_is_one_message_without_traceback(run_cli, tmp_path, args):
+    write(tmp_path / "in", numbered(10))
+    write(tmp_path / "empty", b"")
+    write(tmp_path / "big", numbered(2500))
+    code, out, err = run_cli(args, cwd=tmp_path)
+    assert_error(code, out, err)
+    lines = err.splitlines()
+    assert len(lines) == 1 or (len(lines) == 2 and lines[1] == b"Try 'bigshuf --help' for more information."), err
+
+
+def test_write_error_on_stdout_exits_1(run_cli, tmp_path):
+    # A late failure to write standard output still makes the status 1, as in shuf.
+    if not stat.S_ISCHR(os.stat("/dev/full").st_mode):
+        pytest.skip("/dev/full is not a character device here")
+    path = write(tmp_path / "in", numbered(100))
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run(
+            [sys.executable, "-m", "bigshuf", path], stdout=full, stderr=subprocess.PIPE, timeout=60
+        )
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(b"bigshuf: ")
+    assert b"write error: No space left on device" in proc.stderr
+    assert b"Traceback" not in proc.stderr
+
+
+# ---------------------------------------------------------------- several inputs
+
+
+def test_several_files_are_shuffled_together(run_cli, tmp_path):
+    parts = [numbered(50, start=k * 50) for k in range(3)]
+    paths = [write(tmp_path / f"in{k}", p) for k, p in enumerate(parts)]
+    code, out, err = run_cli(paths)
+    assert code == 0, err
+    assert err == b""
+    assert_permutation(out, b"".join(parts))
+    # Lines of different files interleave: the first 50 output lines all from one file has
+    # odds 3 * C(50,50)/C(150,50), far below 1e-30.
+    assert not set(records(out)[:50]) <= set(records(parts[0]))
+
+
+def test_files_and_stdin_are_shuffled_together(run_cli, tmp_path):
+    first, middle, last = numbered(20), numbered(20, start=20), numbered(20, start=40)
+    code, out, err = run_cli([write(tmp_path / "a", first), "-", write(tmp_path / "c", last)], input=middle)
+    assert code == 0, err
+    assert err == b""
+    assert_permutation(out, first + middle + last)
+
+
+def test_files_without_final_newline_are_not_merged(run_cli, tmp_path):
+    paths = [write(tmp_path / "a", b"a1\na2"), write(tmp_path / "b", b"b1\nb2"), write(tmp_path / "c", b"c1")]
+    code, out, err = run_cli(paths)
+    assert code == 0, err
+    assert err == b""
+    assert sorted(records(out)) == [b"a1\n", b"a2\n", b"b1\n", b"b2\n", b"c1\n"]
+    code, out, err = run_cli(["-z", write(tmp_path / "za", b"x\0y"), write(tmp_path / "zb", b"z")])
+    assert code == 0, err
+    assert err == b""
+    assert sorted(records(out, b"\0")) == [b"x\0", b"y\0", b"z\0"]
+
+
+# ---------------------------------------------------------------- -S, -T: the external path
+
+
+@pytest.mark.parametrize("size", ["4096b", "64", "64k", "1.5M", "1G", "1T", "10%"])
+def test_memory_size_units(run_cli, size):
+    # Through stdin, whose size is unknown until read: the limit alone sizes the buffers.
+    data = numbered(100)
+    code, out, err = run_cli(["-S", size], input=data)
+    assert code == 0, err
+    assert err == b""
+    assert_permutation(out, data)
+
+
+@pytest.mark.parametrize("size", ["lots", "150%", "1000b"])
+def test_invalid_memory_size_is_an_error_naming_S(run_cli, size):
+    code, out, err = run_cli([f"--memory={size}"], input=b"a\n")
+    assert_error(code, out, err)
+    assert b"-S" in err
+
+
+@pytest.mark.parametrize("size", ["4K", "16K"])
+def test_external_path_is_a_permutation(run_cli, tmp_path, tmp_dir, size):
+    data = numbered(5000)  # about 200 KB
+    path = write(tmp_path / "in", data)
+    # The same command with a missing -T fails: proof that it really goes through temp files.
+    code, out, err = run_cli(["-S", size, "-T", tmp_path / "missing", path])
+    assert_error(code, out, err)
+    code, out, err = run_cli(["-S", size, "-T", tmp_dir, path])
+    assert code == 0, err
+    assert err == b""
+    assert_permutation(out, data)
+    assert list(tmp_dir.iterdir()) == []
+
+
+def test_external_path_reads_stdin_and_several_files(run_cli, tmp_path, tmp_dir):
+    first, middle, last = numbered(2000), numbered(2000, start=2000), numbered(1000, start=4000)
+    paths = [write(tmp_path / "a", first + b"no newline"), "-", write(tmp_path / "c", last)]
+    code, out, err = run_cli(["-S", "16K", "-T", tmp_dir, *paths], input=middle)
+    assert code == 0, err
+    assert err == b""
+    assert_permutation(out, first + b"no newline\n" + middle + last)
+    assert list(tmp_dir.iterdir()) == []
+
+
+def test_external_path_with_head_count(run_cli, tmp_path, tmp_dir):
+    data = numbered(5000)
+    code, out, err = run_cli(["-S", "16K", "-T", tmp_dir, "-n", "300", write(tmp_path / "in", data)])
+    assert code == 0, err
+    assert err == b""
+    got = records(out)
+    assert len(got) == 300
+    assert len(set(got)) == 300
+    assert set(got) <= set(records(data))
+    assert list(tmp_dir.iterdir()) == []
+
+
+def test_external_path_zero_terminated(run_cli, tmp_path, tmp_dir):
+    data = numbered(5000).replace(b"\n", b"\0")
+    code, out, err = run_cli(["-z", "-S", "16K", "-T", tmp_dir], input=data)
+    assert code == 0, err
+    assert err == b""
+    assert_permutation(out, data, b"\0")
+    assert list(tmp_dir.iterdir()) == []
+
+
+def test_missing_temp_dir_is_an_error_naming_it(run_cli, tmp_path):
+    data = numbered(2500)  # about 100 KB, far above -S 4K
+    missing = tmp_path / "no-such-tmp"
+    code, out, err = run_cli(["-S", "4K", "-T", missing, write(tmp_path / "in", data)])
+    assert_error(code, out, err)
+    assert os.fsencode(missing) in err
+    assert not missing.exists()
+
+
+def test_missing_temp_dir_is_unused_when_input_fits(run_cli, tmp_path):
+    data = numbered(50)
+    missing = tmp_path / "no-such-tmp"
+    code, out, err = run_cli(["--temporary-directory", missing, write(tmp_path / "in", data)])
+    assert code == 0, err
+    assert err == b""
+    assert_permutation(out, data)
+
+
+# ---------------------------------------------------------------- atomic -o, no leftovers
+
+
+def test_failed_run_creates_no_output(run_cli, tmp_path):
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    code, out, err = run_cli(["-o", outdir / "result", tmp_path / "nonexistent"])
+    assert_error(code, out, err)
+    assert list(outdir.iterdir()) == []
+
+
+def test_failed_run_leaves_an_existing_output_untouched(run_cli, tmp_path):
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    target = write(outdir / "result", b"precious\nbytes")
+    code, out, err = run_cli(["-o", target, write(tmp_path / "in", numbered(10)), tmp_path / "nonexistent"])
+    assert_error(code, out, err)
+    assert target.read_bytes() == b"precious\nbytes"
+    assert sorted(p.name for p in outdir.iterdir()) == ["result"]
+
+
+def test_failed_external_run_leaves_an_existing_output_untouched(run_cli, tmp_path):
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    target = write(outdir / "result", b"precious\nbytes")
+    missing = tmp_path / "no-such-tmp"
+    code, out, err = run_cli(["-S", "4K", "-T", missing, "-o", target, write(tmp_path / "in", numbered(2500))])
+    assert_error(code, out, err)
+    assert os.fsencode(missing) in err
+    assert target.read_bytes() == b"precious\nbytes"
+    assert sorted(p.name for p in outdir.iterdir()) == ["result"]
+    code, out, err = run_cli(["-S", "4K", "-T", missing, "-o", outdir / "new", tmp_path / "in"])
+    assert_error(code, out, err)
+    assert sorted(p.name for p in outdir.iterdir()) == ["result"]
+
+
+def test_no_temporary_files_are_left_behind(run_cli, tmp_path, tmp_dir):
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    target = write(outdir / "result", b"precious\n")
+    data = numbered(5000)
+    good = write(tmp_path / "good", data)
+    # A record longer than -S 4K allows, after enough lines to start the external pass 1.
+    long_record = write(tmp_path / "long", numbered(2000) + b"y" * 8000 + b"\n")
+    failing = [
+        ["-S", "4K", "-T", tmp_dir, "-o", target, good, "-", tmp_path / "nonexistent"],
+        ["-S", "4K", "-T", tmp_dir, "-o", target, long_record],
+        ["-S", "4K", "-T", tmp_dir, "-o", target, good, tmp_path / "nonexistent"],
+    ]
+    for args in failing:
+        code, out, err = run_cli(args, input=b"stdin line\n")
+        assert_error(code, out, err)
+        assert target.read_bytes() == b"precious\n"
+        assert list(tmp_dir.iterdir()) == []
+        assert sorted(p.name for p in outdir.iterdir()) == ["result"]
+    code, out, err = run_cli(["-S", "4K", "-T", tmp_dir, "-o", target, good])
+    assert (code, out, err) == (0, b"", b"")
+    assert_permutation(target.read_bytes(), data)
+    assert list(tmp_dir.iterdir()) == []
+    assert sorted(p.name for p in outdir.iterdir()) == ["result"]
+
+
+# ---------------------------------------------------------------- progress
+
+
+def test_progress_bars_go_to_stderr_only(run_cli, tmp_path, tmp_dir):
+    data = numbered(5000)
+    path = write(tmp_path / "in", data)
+    code, out, err = run_cli(["--progress", "-S", "16K", "-T", tmp_dir, path])
+    assert code == 0, err
+    assert b"Traceback" not in err
+    assert_permutation(out, data)
+    code, out, err = run_cli(["--progress", "-q", path])
+    assert code == 0, err
+    assert err == b""
+    assert_permutation(out, data)
+    code, out, err = run_cli(["--quiet", path])
+    assert code == 0, err
+    assert err == b""
+    assert_permutation(out, data)
+
+
+# ---------------------------------------------------------------- closed standard output
+
+
+def _pipeline_to_head(tmp_path: Path, args: list[str]) -> tuple[int, bytes, bytes, int]:
+    """Run ``bigshuf ARGS | head -n 1`` in bash; return head's status, output, stderr and bigshuf's status."""
+    status = tmp_path / "status"
+    cmd = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "bigshuf", *args])
+    script = f"{cmd} | head -n 1; echo ${{PIPESTATUS[0]}} > {shlex.quote(str(status))}"
+    proc = subprocess.run(["bash", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    return proc.returncode, proc.stdout, proc.stderr, int(status.read_text())
+
+
+def test_closed_stdout_exits_quietly(tmp_path):
+    data = numbered(40000)  # 1.6 MB, far more than a pipe holds
+    path = write(tmp_path / "in", data)
+    code, out, err, shuf_status = _pipeline_to_head(tmp_path, [str(path)])
+    assert code == 0
+    assert err == b""
+    assert len(records(out)) == 1
+    assert out in data
+    assert shuf_status == 128 + 13  # killed by SIGPIPE, as GNU shuf is
+
+
+def test_closed_stdout_on_the_external_path_cleans_up(tmp_path, tmp_dir):
+    data = numbered(5000)
+    path = write(tmp_path / "in", data)
+    code, out, err, shuf_status = _pipeline_to_head(tmp_path, ["-S", "16K", "-T", str(tmp_dir), str(path)])
+    assert code == 0
+    assert err == b""
+    assert len(records(out)) == 1
+    assert shuf_status == 128 + 13
+    assert list(tmp_dir.iterdir()) == []

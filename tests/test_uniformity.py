@@ -1,0 +1,124 @@
+"""Statistical tests that every path draws every permutation (or sample) equally often.
+
+Each test runs a fixed list of seeds, so CI is deterministic; the threshold is a chi-square
+upper tail of ALPHA, i.e. a correct implementation fails a given test for 1 seed list in
+10,000. Chi-square tails use the Wilson-Hilferty normal approximation (accurate to a few
+percent in p at these degrees of freedom), so the suite needs no SciPy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from itertools import permutations
+from pathlib import Path
+
+import pytest
+
+import bigshuf
+from bigshuf import plan
+
+from helpers import split_records, write_records
+
+ALPHA = 1e-4
+
+
+def chi2_sf(x: float, df: int) -> float:
+    """P(X >= x) for X ~ chi-square(df), Wilson-Hilferty approximation."""
+    z = ((x / df) ** (1 / 3) - (1 - 2 / (9 * df))) / math.sqrt(2 / (9 * df))
+    return 0.5 * math.erfc(z / math.sqrt(2))
+
+
+def assert_uniform(counts: Counter, cells: list, label: str) -> None:
+    """Chi-square goodness of fit of ``counts`` over ``cells`` against equal frequencies."""
+    total = sum(counts.values())
+    assert set(counts) <= set(cells), f"{label}: impossible outcome {set(counts) - set(cells)}"
+    expected = total / len(cells)
+    stat = sum((counts.get(c, 0) - expected) ** 2 / expected for c in cells)
+    p = chi2_sf(stat, len(cells) - 1)
+    assert p > ALPHA, f"{label}: chi2={stat:.1f} df={len(cells) - 1} p={p:.2e}"
+
+
+def records_of(n: int, size: int) -> list[bytes]:
+    """n distinct records of ``size`` bytes each, so memory limits act predictably."""
+    return [(b"%d:" % i).ljust(size, b"x") for i in range(n)]
+
+
+# (label, memory, bucket cap, record size): 4 records of `size` bytes under `memory`.
+# 1 KiB leaves 768 bytes for records: 4 x 200-byte records do not fit (external), and with
+# 300-byte records and 2 buckets a bucket of 3 or 4 records overflows (recursion, p=10/16).
+PATHS = [
+    ("in-memory", "64M", None, 200),
+    ("external", "1K", None, 200),
+    ("recursive", "1K", 2, 300),
+]
+
+
+@pytest.mark.parametrize("label,memory,cap,size", PATHS)
+def test_all_permutations_equally_likely(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, label: str, memory: str, cap: int | None, size: int
+) -> None:
+    if cap is not None:
+        monkeypatch.setattr(plan, "MAX_BUCKETS", cap)
+    records = records_of(4, size)
+    src = write_records(tmp_path / "in", records)
+    out = tmp_path / "out"
+    counts: Counter = Counter()
+    passes: Counter = Counter()
+    for seed in range(24 * 40):
+        stats = bigshuf.shuffle(src, out, memory=memory, seed=seed, tmp_dir=tmp_path)
+        counts[tuple(records.index(r) for r in split_records(out.read_bytes()))] += 1
+        passes[stats.passes] += 1
+    assert_uniform(counts, list(permutations(range(4))), label)
+    deeper = sum(passes[p] for p in passes if p > 2)
+    if label == "in-memory":
+        assert set(passes) == {1}
+    elif label == "external":
+        assert min(passes) == 2 and deeper < 100  # a bucket holds all 4 records with p=1/64
+    else:
+        assert min(passes) >= 2 and deeper > 300
+
+
+def test_positions_uniform_across_many_blocks(tmp_path: Path) -> None:
+    # 12 records of 100 bytes through a 512-byte read buffer: pass 1 sees several blocks.
+    records = records_of(12, 100)
+    src = write_records(tmp_path / "in", records)
+    out = tmp_path / "out"
+    counts: Counter = Counter()
+    for seed in range(1200):
+        stats = bigshuf.shuffle(src, out, memory="1K", seed=seed)
+        assert stats.passes >= 2
+        for pos, r in enumerate(split_records(out.read_bytes())):
+            counts[(records.index(r), pos)] += 1
+    assert_uniform(counts, [(i, p) for i in range(12) for p in range(12)], "positions")
+
+
+@pytest.mark.parametrize("label,memory", [("in-memory", "64M"), ("external", "1K")])
+def test_head_count_samples_ordered_pairs_uniformly(tmp_path: Path, label: str, memory: str) -> None:
+    records = records_of(6, 150)
+    src = write_records(tmp_path / "in", records)
+    out = tmp_path / "out"
+    counts: Counter = Counter()
+    for seed in range(30 * 40):
+        bigshuf.shuffle(src, out, memory=memory, seed=seed, head_count=2)
+        counts[tuple(records.index(r) for r in split_records(out.read_bytes()))] += 1
+    assert_uniform(counts, list(permutations(range(6), 2)), label)
+
+
+def test_input_range_sample_is_uniform(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    counts: Counter = Counter()
+    for seed in range(30 * 40):
+        bigshuf.shuffle_range(1, 6, out, seed=seed, head_count=2)
+        counts[tuple(int(x) for x in split_records(out.read_bytes()))] += 1
+    assert_uniform(counts, list(permutations(range(1, 7), 2)), "-i -n")
+
+
+def test_repeat_draws_are_uniform_and_independent(tmp_path: Path) -> None:
+    records = records_of(5, 10)
+    src = write_records(tmp_path / "in", records)
+    out = tmp_path / "out"
+    bigshuf.shuffle(src, out, seed=1, head_count=25000, repeat=True)
+    got = [records.index(r) for r in split_records(out.read_bytes())]
+    assert_uniform(Counter(got), list(range(5)), "repeat counts")
+    assert_uniform(Counter(zip(got, got[1:])), [(a, b) for a in range(5) for b in range(5)], "repeat pairs")
