@@ -245,8 +245,8 @@ class Run:
             blocks = reader.blocks(plan.read_capacity(self.limit), "-S")
             block, final = next(blocks)
         if final:
-            offsets = find_offsets(block, self.opts.sep)
-            if plan.fits_in_memory(len(block), len(offsets) - 1, self.limit):
+            offsets = find_offsets(block, self.opts.sep, plan.block_budget(self.limit) // plan.META_PER_RECORD)
+            if offsets[-1] == len(block) and plan.fits_in_memory(len(block), len(offsets) - 1, self.limit):
                 self._in_memory(block, offsets)
                 return
             del offsets
@@ -258,11 +258,11 @@ class Run:
             # Mapped, but too many records to shuffle in one piece: stream it instead.
             blocks = reader.blocks(plan.read_capacity(self.limit), "-S")
             block, final = next(blocks)
-        sample = block[: min(len(block), 1 << 24)]
-        per_record = len(sample) / max(1, len(find_offsets(sample, self.opts.sep)) - 1)
+        sample = find_offsets(block[: self.piece], self.opts.sep)
+        per_record = int(sample[-1]) / max(1, len(sample) - 1) if len(sample) > 1 else float(len(block))
         # Only the chain may keep the first block alive, so the read buffer is freed before pass 2.
         everything = chain([(block, final)], blocks)
-        del block, sample
+        del block
         whole = None if total is None else total + len(sources)
         with TempSpace(self.opts.tmp_dir) as temp:
             self._external(everything, whole, per_record, temp, (), 0)

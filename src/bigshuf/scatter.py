@@ -11,7 +11,7 @@ import numpy as np
 
 from .errors import TempSpaceError
 from .records import INT32_LIMIT, array_bytes, as_binary_array, find_offsets
-from .writeback import Write, WriteBehind
+from .writeback import WriteBehind
 
 
 @dataclass
@@ -34,10 +34,8 @@ def iter_pieces(
     pos, size = 0, len(block)
     while pos < size:
         stop = min(size, pos + max_bytes)
-        offsets = find_offsets(block[pos:stop], sep)
-        if len(offsets) > max_records + 1:
-            offsets = offsets[: max_records + 1]
-        elif len(offsets) == 1:
+        offsets = find_offsets(block[pos:stop], sep, max_records)
+        if len(offsets) == 1:
             # A record longer than max_bytes: extend to its end (the block ends at one).
             offsets = np.array([0, stop - pos + _first_end(block[stop:], sep)], np.int64)
         cut = int(offsets[-1])
@@ -112,29 +110,29 @@ class BucketSet:
         return os.path.join(self.directory, f"bucket-{j:05d}")
 
     def append(self, s: Scattered) -> None:
-        """Append each bucket's part of a scattered piece to its file."""
-        for j in np.flatnonzero(s.counts):
-            j = int(j)
+        """Append each bucket's part of a scattered piece to its file (one queued job a piece)."""
+        targets = []
+        for j in np.flatnonzero(s.counts).tolist():
             f = self._files[j]
             if f is None:
                 f = self._files[j] = self._open(j)
-            part = s.data[int(s.byte_bounds[j]) : int(s.byte_bounds[j + 1])]
-            if self.writer is None:
-                self._writer(j, f)(part)
-            else:
-                self.writer.submit(self._writer(j, f), part)
-            self.sizes[j] += len(part)
+            targets.append((j, f, int(s.byte_bounds[j]), int(s.byte_bounds[j + 1])))
+        self.sizes += np.diff(s.byte_bounds)
         self.records += s.counts
 
-    def _writer(self, j: int, f: BinaryIO) -> Write:
-        def write(part: memoryview) -> None:
-            try:
-                while part:
-                    part = part[f.write(part) :]
-            except OSError as e:
-                raise TempSpaceError(f"{self.path(j)}: write error: {e.strerror}") from None
+        def write(data: memoryview) -> None:
+            for j, f, lo, hi in targets:
+                part = data[lo:hi]
+                try:
+                    while part:
+                        part = part[f.write(part) :]
+                except OSError as e:
+                    raise TempSpaceError(f"{self.path(j)}: write error: {e.strerror}") from None
 
-        return write
+        if self.writer is None:
+            write(s.data)
+        else:
+            self.writer.submit(write, s.data)
 
     def _open(self, j: int) -> BinaryIO:
         try:

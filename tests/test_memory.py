@@ -1,0 +1,77 @@
+"""Peak memory of whole runs, measured on a child process: the -S limit holds on every path.
+
+A lean launcher (python -S, no NumPy) forks the run, so the child's ru_maxrss does not
+inherit this test process's high-water mark, and reports it via os.wait4.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+MiB = 1 << 20
+
+#: Allowed on top of the baseline (interpreter, NumPy, PyArrow: ~76 MiB here) and the limit:
+#: the 1 MiB search slices with their hit lists, thread stacks, allocator slack. Measured
+#: 20-31 MiB over limit+baseline at -S 4M..64M on the inputs below.
+SLACK = 48 * MiB
+
+LAUNCHER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024)
+"""
+
+
+def peak_rss(args: list[str], cwd: Path) -> int:
+    """Peak RSS in bytes of ``python -m bigshuf ARGS``, which must succeed."""
+    cmd = [sys.executable, "-S", "-c", LAUNCHER, sys.executable, "-m", "bigshuf", *args]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=300, check=True).stdout.split()
+    assert out[0] == "0", f"bigshuf {' '.join(args)} exited {out[0]}"
+    return int(out[1])
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """~64 MiB of lognormal short lines, 16 MiB of empty lines, and a one-line file."""
+    d = tmp_path_factory.mktemp("mem")
+    rng = np.random.default_rng(0)
+    lengths = np.maximum(1, rng.lognormal(np.log(60), 1.0, 700_000).astype(np.int64))
+    data = rng.integers(97, 123, int(lengths.sum()), dtype=np.uint8)
+    data[np.cumsum(lengths) - 1] = 10
+    files = {"short": d / "short.txt", "empty": d / "empty-lines.txt", "one": d / "one.txt"}
+    files["short"].write_bytes(data.tobytes())
+    files["empty"].write_bytes(b"\n" * (16 * MiB))
+    files["one"].write_bytes(b"x\n")
+    return files
+
+
+@pytest.fixture(scope="module")
+def baseline(corpus: dict[str, Path]) -> int:
+    return peak_rss([str(corpus["one"]), "-o", str(corpus["one"].with_suffix(".out"))], corpus["one"].parent)
+
+
+@pytest.mark.parametrize("kind,limit_mib", [("short", 4), ("short", 16), ("empty", 4)])
+def test_external_run_stays_within_the_limit(corpus: dict[str, Path], baseline: int, kind: str, limit_mib: int) -> None:
+    src = corpus[kind]
+    assert src.stat().st_size >= 4 * limit_mib * MiB  # the input is many times the limit
+    out = src.with_suffix(".out")
+    peak = peak_rss(["-S", f"{limit_mib}M", "-T", str(src.parent), str(src), "-o", str(out)], src.parent)
+    assert out.stat().st_size == src.stat().st_size
+    assert peak <= baseline + limit_mib * MiB + SLACK, f"peak {peak / MiB:.0f} MiB, baseline {baseline / MiB:.0f} MiB"
+
+
+def test_in_memory_run_costs_about_the_input(corpus: dict[str, Path], baseline: int) -> None:
+    src = corpus["short"]
+    size = src.stat().st_size
+    out = src.with_suffix(".out")
+    peak = peak_rss(["-S", "1G", str(src), "-o", str(out)], src.parent)
+    # The input, its int32 offsets and permutation (8 bytes a record), four 16 MiB pieces.
+    assert peak <= baseline + size + 8 * 700_000 + 4 * 16 * MiB + SLACK, f"peak {peak / MiB:.0f} MiB"
