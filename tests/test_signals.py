@@ -1,0 +1,54 @@
+"""Interrupted runs: SIGINT and SIGTERM exit 130 and 143 and leave no temporary or output files."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="module")
+def big_input(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """~48 MiB of short lines: at -S 1M a run lasts long enough to be interrupted."""
+    path = tmp_path_factory.mktemp("sig") / "in.txt"
+    rng = np.random.default_rng(1)
+    lengths = rng.integers(2, 60, 1_600_000)
+    data = rng.integers(97, 123, int(lengths.sum()), dtype=np.uint8)
+    data[np.cumsum(lengths) - 1] = 10
+    path.write_bytes(data.tobytes())
+    return path
+
+
+def _wait_for_buckets(temp: Path, proc: subprocess.Popen[bytes]) -> None:
+    """Block until the run has created its private temp directory (pass 1 has begun)."""
+    deadline = time.monotonic() + 60
+    while not any(temp.iterdir()):
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("signum,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_cleans_up_and_sets_the_exit_status(tmp_path: Path, big_input: Path, signum: int, status: int) -> None:
+    temp = tmp_path / "t"
+    temp.mkdir()
+    out = tmp_path / "out.txt"
+    out.write_bytes(b"previous content\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bigshuf", "-S", "1M", "-T", str(temp), str(big_input), "-o", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    _wait_for_buckets(temp, proc)
+    os.kill(proc.pid, signum)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == status
+    assert b"Traceback" not in err
+    assert list(temp.iterdir()) == []
+    assert out.read_bytes() == b"previous content\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt", "t"]
