@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -16,12 +17,15 @@ from . import plan
 from .errors import InputError, UsageError
 from .gather import sample_with_replacement, shuffle_block
 from .progress import Progress
-from .records import find_offsets
+from .records import RecordFormat, find_offsets
 from .scatter import BucketSet, iter_pieces, scatter_piece
-from .sinks import Sink, open_output
-from .sources import FileSource, RangeSource, RecordReader, Source, map_whole
+from .sinks import CodecChoice, Output
+from .sources import FileSource, GeneratedSource, RangeSource, RecordReader, Source, map_whole
 from .tempspace import TempSpace
 from .writeback import WriteBehind
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 PathLike = str | os.PathLike[str]
 
@@ -43,10 +47,14 @@ class Options:
 
     memory: int
     entropy: int
-    sep: int = 10
+    fmt: RecordFormat = RecordFormat()
     head_count: int | None = None
     repeat: bool = False
     tmp_dir: str | None = None
+    header: int = 0
+    shards: int | None = None
+    compress: CodecChoice | None = None
+    compress_temp: bool = False
 
 
 def seed_entropy(seed: int | None = None, random_source: PathLike | None = None) -> int:
@@ -98,6 +106,11 @@ def shuffle(
     repeat: bool = False,
     random_source: PathLike | None = None,
     progress: Progress | None = None,
+    header: int = 0,
+    lines_per_record: int = 1,
+    shards: int | None = None,
+    compress: str | None = None,
+    compress_temp: bool = False,
 ) -> ShuffleStats:
     """Write the records of ``inputs`` to ``output`` in uniformly random order.
 
@@ -107,6 +120,14 @@ def shuffle(
     not fit are shuffled externally with temporary files under ``tmp_dir``. The same inputs,
     seed and options (memory included) give the same output. ``head_count`` keeps the first
     COUNT records (a uniform sample); ``repeat`` samples with replacement.
+
+    Inputs may be gzip, zstd, bzip2 or xz compressed (detected by their magic bytes).
+    ``compress`` (``"zstd"``, ``"gzip:6"``, ``"none"``) overrides the codec implied by the
+    output's suffix. ``shards=N`` writes N files (``output`` a directory or a pattern such as
+    ``"out/part-{:05d}.jsonl.zst"``) that concatenated are one uniform shuffle. ``header=N``
+    keeps the first input's first N records on top of every output file and drops the first N
+    records of later inputs. ``lines_per_record=N`` shuffles groups of N lines (FASTQ: 4).
+    ``compress_temp`` keeps the temporary buckets zstd-compressed.
     """
     if isinstance(inputs, (str, os.PathLike)) or not isinstance(inputs, Sequence):
         inputs = [inputs]
@@ -115,126 +136,134 @@ def shuffle(
         sources = [FileSource("-")]
     if head_count is not None and head_count < 0:
         raise UsageError(f"invalid line count: '{head_count}'")
+    for flag, value, least in (("--header", header, 0), ("--lines-per-record", lines_per_record, 1)):
+        if value < least:
+            raise UsageError(f"invalid {flag} value: '{value}'")
+    if shards is not None and shards < 1:
+        raise UsageError(f"invalid --shards value: '{shards}'")
+    if shards is not None and repeat and head_count is None:
+        raise UsageError("--shards needs --head-count with --repeat (shards split a known number of records)")
     opts = Options(
         memory=_resolve_memory(memory),
         entropy=seed_entropy(seed, random_source),
-        sep=0 if zero_terminated else 10,
+        fmt=RecordFormat(0 if zero_terminated else 10, lines_per_record),
         head_count=head_count,
         repeat=repeat,
         tmp_dir=os.fspath(tmp_dir) if tmp_dir is not None else None,
+        header=header,
+        shards=shards,
+        compress=_parse_compress(compress),
+        compress_temp=compress_temp,
     )
     return Run(opts, output, progress or Progress()).run(sources)
 
 
-def shuffle_range(
-    lo: int,
-    hi: int,
-    output: PathLike | None = None,
-    *,
-    memory: int | str | None = None,
-    seed: int | None = None,
-    tmp_dir: PathLike | None = None,
-    head_count: int | None = None,
-    zero_terminated: bool = False,
-    repeat: bool = False,
-    random_source: PathLike | None = None,
-    progress: Progress | None = None,
-) -> ShuffleStats:
-    """Shuffle the integers ``lo..hi`` (``-i LO-HI``); samples are drawn directly, without materialising the range."""
+def _parse_compress(spec: str | None) -> CodecChoice | None:
+    if spec is None:
+        return None
+    from .codecs import parse_compress
+
+    return parse_compress(spec)
+
+
+def shuffle_range(lo: int, hi: int, output: PathLike | None = None, **options: Any) -> ShuffleStats:
+    """Shuffle the integers ``lo..hi`` (``-i LO-HI``); takes ``shuffle``'s keyword options.
+
+    With ``head_count`` (and ``repeat``, or a sample that fits in memory) the numbers are
+    drawn directly, without listing the range: ``-i 1-1000000000 -n 5`` is instant.
+    """
     if lo > hi + 1 or lo < 0:
         raise UsageError(f"invalid input range: '{lo}-{hi}'")
-    sep = b"\0" if zero_terminated else b"\n"
+    sep = b"\0" if options.get("zero_terminated") else b"\n"
     count = hi - lo + 1
+    head_count, repeat = options.get("head_count"), options.get("repeat", False)
+    if repeat and count == 0:
+        raise InputError("no lines to repeat")
     sampling = head_count is not None and (
-        repeat or (head_count <= count // 2 and head_count * 16 <= _resolve_memory(memory))
+        repeat or (head_count <= count // 2 and head_count * 16 <= _resolve_memory(options.get("memory")))
     )
-    if not sampling or count == 0:
-        if repeat and count == 0:
-            raise InputError("no lines to repeat")
-        return shuffle(
-            RangeSource(lo, hi, sep), output, memory=memory, seed=seed, tmp_dir=tmp_dir,
-            head_count=head_count, zero_terminated=zero_terminated, repeat=repeat,
-            random_source=random_source, progress=progress,
-        )
+    if not sampling:
+        return shuffle(RangeSource(lo, hi, sep), output, **options)
     assert head_count is not None
-    start = time.perf_counter()
-    rng = rng_for(seed_entropy(seed, random_source), (4,))
-    sink = open_output(output)
-    try:
-        written = 0
-        chunk = 1 << 20
-        chosen = None if repeat else rng.choice(count, size=head_count, replace=False) + lo
-        for first in range(0, head_count, chunk):
-            if chosen is None:
-                values = rng.integers(lo, hi, min(chunk, head_count - first), endpoint=True)
-            else:
-                values = chosen[first : first + chunk]
-            text = sep.join(b"%d" % v for v in values.tolist()) + sep
-            sink.write(memoryview(text))
-            written += len(text)
-        sink.commit()
-    except BaseException:
-        sink.abort()
-        raise
-    return ShuffleStats(head_count, written, 0, 1, time.perf_counter() - start)
+    rng = rng_for(seed_entropy(options.get("seed"), options.get("random_source")), (4,))
+    chosen = None if repeat else rng.choice(count, size=head_count, replace=False) + lo
+
+    def draws() -> Iterator[bytes]:
+        for first in range(0, head_count, 1 << 20):
+            size = min(1 << 20, head_count - first)
+            values = rng.integers(lo, hi, size, endpoint=True) if chosen is None else chosen[first : first + size]
+            yield sep.join(b"%d" % v for v in values.tolist()) + sep
+
+    # The draws are i.i.d. (or a uniform sample in random order), so shuffling them again,
+    # through the same engine and options as any input, keeps the result uniform.
+    rest = {k: v for k, v in options.items() if k not in ("head_count", "repeat", "random_source")}
+    return shuffle(GeneratedSource(f"{lo}-{hi}", draws), output, **rest)
+
+
+def _compression_ratio(sample: np.ndarray) -> float:
+    """Compressed over raw size of ``sample`` with the temporary buckets' codec (zstd level 1)."""
+    if not len(sample):
+        return 1.0
+    import zstandard
+
+    return len(zstandard.ZstdCompressor(level=1).compress(sample.data)) / len(sample)
 
 
 class Run:
-    """One shuffle: reads the sources, decides the path, owns the sink and the temp space."""
+    """One shuffle: reads the sources, decides the path, owns the output and the temp space."""
 
     def __init__(self, opts: Options, output: PathLike | None, progress: Progress) -> None:
         self.opts = opts
-        self.output = output
+        self.output_target = output
         self.progress = progress
-        self._sink: Sink | None = None
         self.records = 0
         self.buckets = 0
         self.depth = 0
         self.limit = opts.memory
         self.piece = plan.piece_bytes(self.limit)
-        self.writer: WriteBehind | None = None
+        self.writer = WriteBehind(plan.IN_FLIGHT_PIECES * self.piece)
+        self.out = Output(output, self.writer, shards=opts.shards, compress=opts.compress)
+        self.temp_ratio = 1.0  # compressed / raw size of temporary buckets (--compress-temp)
 
-    def sink(self) -> Sink:
-        """The output, opened on first use: only after the whole input has been read."""
-        if self._sink is None:
-            self.progress.close()
-            self._sink = open_output(self.output)
-        return self._sink
+    def begin_output(self, total: int) -> None:
+        """Open the output once the input has been read and ``total`` records will be written."""
+        self.progress.close()
+        self.out.begin(total)
 
-    def emit(self, data: memoryview) -> None:
-        """Queue shuffled bytes for the sink."""
-        assert self.writer is not None
-        self.writer.submit(self.sink().write, data)
+    def emit(self, records: pa.Array) -> None:
+        """Queue a chunk of shuffled records for the output."""
+        self.out.emit(records)
 
     def run(self, sources: list[Source]) -> ShuffleStats:
         """Shuffle ``sources`` into the output and commit it, or leave no trace on failure."""
         start = time.perf_counter()
-        self.writer = WriteBehind(plan.IN_FLIGHT_PIECES * self.piece)
         try:
             if self.opts.head_count != 0:
                 self._shuffle(sources)
-            self.writer.flush()
-            sink = self.sink()
-            sink.commit()
+            self.begin_output(0)
+            self.out.commit()
         except BaseException:
-            self.writer.wait_idle()
-            if self._sink is not None:
-                self._sink.abort()
+            self.out.abort()
             raise
         finally:
             self.writer.close()
             self.progress.close()
         passes = 1 if self.buckets == 0 else 2 + self.depth
-        return ShuffleStats(self.records, sink.bytes_written, self.buckets, passes, time.perf_counter() - start)
+        return ShuffleStats(self.records, self.out.bytes_written, self.buckets, passes, time.perf_counter() - start)
+
+    def _reader(self, sources: list[Source], header: int = 0) -> RecordReader:
+        return RecordReader(sources, self.opts.fmt, Progress(), header)
 
     def _shuffle(self, sources: list[Source]) -> None:
-        reader = RecordReader(sources, self.opts.sep, self.progress)
+        reader = RecordReader(sources, self.opts.fmt, self.progress, self.opts.header)
         total = reader.total_size()
         self.progress.start("reading", total)
         blocks: Iterator[tuple[np.ndarray, bool]] | None = None
+        block: np.ndarray | None = None
         if total is not None and total + len(sources) <= plan.block_budget(self.limit):
-            # Small enough to try in memory: map a lone regular file, else read it all.
-            block = map_whole(sources, self.opts.sep)
+            # Small enough to try in memory: map a lone plain file, else read it all.
+            if not self.opts.header and self.opts.fmt.group == 1:
+                block = map_whole(sources, self.opts.fmt.sep)
             if block is not None:
                 final = True
                 self.progress.update(len(block))
@@ -244,8 +273,9 @@ class Run:
         else:
             blocks = reader.blocks(plan.read_capacity(self.limit), "-S")
             block, final = next(blocks)
+        self.out.header = reader.header
         if final:
-            offsets = find_offsets(block, self.opts.sep, plan.block_budget(self.limit) // plan.META_PER_RECORD)
+            offsets = find_offsets(block, self.opts.fmt, plan.block_budget(self.limit) // plan.META_PER_RECORD)
             if offsets[-1] == len(block) and plan.fits_in_memory(len(block), len(offsets) - 1, self.limit):
                 self._in_memory(block, offsets)
                 return
@@ -258,8 +288,10 @@ class Run:
             # Mapped, but too many records to shuffle in one piece: stream it instead.
             blocks = reader.blocks(plan.read_capacity(self.limit), "-S")
             block, final = next(blocks)
-        sample = find_offsets(block[: self.piece], self.opts.sep)
+        sample = find_offsets(block[: self.piece], self.opts.fmt)
         per_record = int(sample[-1]) / max(1, len(sample) - 1) if len(sample) > 1 else float(len(block))
+        if self.opts.compress_temp:
+            self.temp_ratio = _compression_ratio(block[: self.piece])
         # Only the chain may keep the first block alive, so the read buffer is freed before pass 2.
         everything = chain([(block, final)], blocks)
         del block
@@ -269,12 +301,16 @@ class Run:
 
     def _in_memory(self, block: np.ndarray, offsets: np.ndarray) -> None:
         rng = rng_for(self.opts.entropy, (0,))
+        n = len(offsets) - 1
         if self.opts.repeat:
-            if len(offsets) == 1:
+            if n == 0:
                 raise InputError("no lines to repeat")
-            self.records += self.opts.head_count or 0
-            sample_with_replacement(block, offsets, rng, self.emit, count=self.opts.head_count, chunk_bytes=self.piece)
+            count = self.opts.head_count
+            self.begin_output(count or 0)
+            self.records += count or 0
+            sample_with_replacement(block, offsets, rng, self.emit, count=count, chunk_bytes=self.piece)
             return
+        self.begin_output(n if self.opts.head_count is None else min(n, self.opts.head_count))
         self.records += shuffle_block(block, offsets, rng, self.emit, head=self.opts.head_count, chunk_bytes=self.piece)
 
     def _external(
@@ -291,23 +327,26 @@ class Run:
             raise InputError(f"records could not be split below {plan.format_size(self.limit)} after {depth} passes; raise -S")
         self.depth = max(self.depth, depth)
         if est_bytes is not None:
-            temp.check_free(est_bytes)
+            # 10% spare for compressed buckets: the sample's ratio may flatter the rest.
+            temp.check_free(est_bytes if not self.opts.compress_temp else int(est_bytes * min(1.0, self.temp_ratio * 1.1)))
             k = plan.bucket_count(est_bytes, int(est_bytes / per_record), self.limit)
         else:
             free = shutil.disk_usage(temp.path).free
             k = plan.bucket_count(free, int(free / per_record), self.limit, max_buckets=1024)
         self.buckets += k
-        buckets = BucketSet(os.path.join(temp.path, "-".join(map(str, key)) or "top"), k, self.writer)
+        directory = os.path.join(temp.path, "-".join(map(str, key)) or "top")
+        buckets = BucketSet(directory, k, self.writer, compress=self.opts.compress_temp)
         if depth:
             self.progress.start(f"pass {depth + 1}: re-scatter", est_bytes)
         try:
             keep = self._pass1(blocks, buckets, key, depth)
-            assert self.writer is not None
             self.writer.flush()
             buckets.close()
+            if depth == 0:
+                total = int(buckets.records[:keep].sum())
+                self.begin_output(total if self.opts.head_count is None else min(total, self.opts.head_count))
             self._pass2(buckets, keep, temp, key, depth)
         finally:
-            assert self.writer is not None
             self.writer.wait_idle()
             buckets.close()
 
@@ -319,8 +358,8 @@ class Run:
         head = self.opts.head_count
         for index, (block, _final) in enumerate(blocks):
             rng = rng_for(self.opts.entropy, key + (1, index))
-            for piece, ends in iter_pieces(block, self.opts.sep, self.piece, plan.piece_records(self.limit)):
-                buckets.append(scatter_piece(piece, ends, rng, buckets.k, keep))
+            for piece, offsets in iter_pieces(block, self.opts.fmt, self.piece, plan.piece_records(self.limit)):
+                buckets.append(scatter_piece(piece, offsets, rng, buckets.k, keep))
                 if head is not None:
                     last = int(np.searchsorted(np.cumsum(buckets.records), head))
                     if last < keep - 1:
@@ -336,8 +375,8 @@ class Run:
             if plan.fits_in_memory(int(buckets.sizes[j]), int(buckets.records[j]), self.limit)
         ]
         buf: np.ndarray | None = None
-        self.sink()
-        self.progress.start("pass 2: shuffle" if depth == 0 else f"pass {depth + 2}: shuffle", int(buckets.sizes[:keep].sum()))
+        name = "pass 2: shuffle" if depth == 0 else f"pass {depth + 2}: shuffle"
+        self.progress.start(name, int(buckets.sizes[:keep].sum()))
         for j in range(keep):
             left = None if self.opts.head_count is None else self.opts.head_count - self.records
             if left == 0:
@@ -349,16 +388,16 @@ class Run:
                 if buf is None:
                     buf = np.empty(max(fitting), np.uint8)
                 view = buckets.read_into(j, buf)
-                offsets = find_offsets(view, self.opts.sep)
+                offsets = find_offsets(view, self.opts.fmt)
                 rng = rng_for(self.opts.entropy, key + (2, j))
                 self.records += shuffle_block(view, offsets, rng, self.emit, head=left, chunk_bytes=self.piece)
                 del view, offsets
                 self.progress.update(size)
             else:
                 buf = None
-                sub = RecordReader([FileSource(buckets.path(j))], self.opts.sep, Progress())
+                sub = self._reader([FileSource(buckets.path(j))])
                 self._external(
                     sub.blocks(plan.read_capacity(self.limit), "-S"), size, size / count, temp, key + (3, j), depth + 1
                 )
-                self.progress.start("pass 2: shuffle" if depth == 0 else f"pass {depth + 2}: shuffle", None)
+                self.progress.start(name, None)
             buckets.remove(j)

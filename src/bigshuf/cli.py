@@ -12,12 +12,12 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from . import __version__
 from .api import shuffle, shuffle_range
-from .errors import BigShufError, UsageError
+from .errors import BigShufError, InputError, UsageError
 from .progress import make_progress
 from .sources import BytesSource
 
@@ -48,6 +48,21 @@ Mandatory arguments to long options are mandatory for short options too.
                             put temporary buckets in DIR, not $TMPDIR or /tmp
       --seed=N              seed the random generator: the same inputs, seed
                               and options give the same output
+      --files-from=F        read input file names from F, one per line
+      --files0-from=F       read input file names from F, NUL-terminated;
+                              F of - reads the names from standard input
+      --shards=N            write N files that together hold one uniform
+                              shuffle, counts equal to within one; -o is a
+                              directory or a pattern like out/part-{{:05d}}.jsonl
+      --compress=CODEC[:LEVEL]  compress the output with gzip, zstd, bzip2, xz
+                              or none (default: from the -o suffix); inputs
+                              are decompressed whatever their name
+      --compress-temp       keep temporary buckets zstd-compressed (less
+                              temporary disk, more CPU)
+      --header=N            keep the first N lines of the first input on top
+                              of every output file; drop the first N lines of
+                              every later input
+      --lines-per-record=N  shuffle groups of N lines as one record (FASTQ: 4)
       --progress            show progress bars on standard error
   -q, --quiet               never show progress bars (the default when
                               standard error is not a terminal)
@@ -115,6 +130,38 @@ class _HeadCount(argparse.Action):
         setattr(namespace, self.dest, count if old is None else min(old, count))
 
 
+def _count(flag: str, least: int) -> Callable[[str], int]:
+    """A parser of whole numbers of at least ``least`` for ``flag``."""
+
+    def parse(text: str) -> int:
+        if not text.isdigit() or int(text) < least:
+            raise UsageError(f"invalid {flag} value: '{text}'")
+        return int(text)
+
+    return parse
+
+
+def _read_file_list(path: str, sep: bytes, flag: str) -> list[str]:
+    """The input names listed in ``path`` (``-`` for stdin), as GNU sort's --files0-from reads them."""
+    try:
+        if path == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            with open(path, "rb") as f:
+                data = f.read()
+    except OSError as e:
+        raise InputError(f"{path}: cannot read file names: {e.strerror}") from None
+    names = data.split(sep)
+    if names and names[-1] == b"":
+        names.pop()
+    for i, name in enumerate(names):
+        if not name:
+            raise InputError(f"{path}:{i + 1}: invalid zero-length file name")
+        if path == "-" and name == b"-":
+            raise InputError(f"when reading file names from standard input, no file name of '-' allowed ({flag})")
+    return [os.fsdecode(n) for n in names]
+
+
 def _parser() -> _Parser:
     p = _Parser(prog=PROG, add_help=False, allow_abbrev=True)
     p.add_argument("-e", "--echo", action="store_true")
@@ -127,6 +174,13 @@ def _parser() -> _Parser:
     p.add_argument("-S", "--memory")
     p.add_argument("-T", "--temporary-directory")
     p.add_argument("--seed")
+    p.add_argument("--files-from", action=_Once, metavar="multiple --files-from options specified")
+    p.add_argument("--files0-from", action=_Once, metavar="multiple --files0-from options specified")
+    p.add_argument("--shards", type=_count("--shards", 1))
+    p.add_argument("--compress")
+    p.add_argument("--compress-temp", action="store_true")
+    p.add_argument("--header", type=_count("--header", 0), default=0)
+    p.add_argument("--lines-per-record", type=_count("--lines-per-record", 1), default=1)
     p.add_argument("--progress", dest="progress", action="store_true", default=None)
     p.add_argument("-q", "--quiet", dest="progress", action="store_false")
     p.add_argument("--help", action="store_true")
@@ -163,6 +217,9 @@ def run(argv: Sequence[str]) -> int:
     if "--" in argv:
         cut = argv.index("--")
         argv, rest = argv[:cut], argv[cut + 1 :]
+    # GNU shuf's --hea and --head abbreviate --head-count; bigshuf's --header must not
+    # make them ambiguous (it is abbreviated from --heade on).
+    argv = [re.sub(r"^--head?(?==|$)", "--head-count", a) if a.startswith("--hea") else a for a in argv]
     parser = _parser()
     parser.argv = argv
     args = parser.parse_intermixed_args(argv)
@@ -175,6 +232,14 @@ def run(argv: Sequence[str]) -> int:
         return 0
     if args.echo and args.input_range is not None:
         raise _SyntaxError("cannot combine -e and -i options")
+    inputs: list[str] = args.operands
+    for flag, value, sep in (("--files-from", args.files_from, b"\n"), ("--files0-from", args.files0_from, b"\0")):
+        if value is None:
+            continue
+        if args.operands or args.echo or args.input_range is not None:
+            extra = args.operands[0] if args.operands else ("-e" if args.echo else "-i")
+            raise _SyntaxError(f"extra operand '{extra}'\nfile operands cannot be combined with {flag}")
+        inputs = inputs + _read_file_list(value, sep, flag)
     common: dict[str, Any] = dict(
         memory=args.memory,
         seed=_parse_seed(args.seed),
@@ -184,6 +249,11 @@ def run(argv: Sequence[str]) -> int:
         repeat=args.repeat,
         random_source=args.random_source,
         progress=make_progress(args.progress),
+        header=args.header,
+        lines_per_record=args.lines_per_record,
+        shards=args.shards,
+        compress=args.compress,
+        compress_temp=args.compress_temp,
     )
     if args.input_range is not None:
         if args.operands:
@@ -194,8 +264,12 @@ def run(argv: Sequence[str]) -> int:
         sep = b"\0" if args.zero_terminated else b"\n"
         data = b"".join(os.fsencode(a) + sep for a in args.operands)
         shuffle(BytesSource("-e", data), args.output, **common)
+    elif args.files_from is not None or args.files0_from is not None:
+        if not inputs:
+            raise UsageError("no input files listed")
+        shuffle(inputs, args.output, **common)
     else:
-        shuffle(args.operands or ["-"], args.output, **common)
+        shuffle(inputs or ["-"], args.output, **common)
     return 0
 
 

@@ -8,12 +8,17 @@ Dask task) can reuse them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .records import array_bytes, as_binary_array
+if TYPE_CHECKING:
+    import pyarrow as pa
 
-Emit = Callable[[memoryview], None]
+from .records import as_binary_array
+
+#: Receives each chunk of shuffled records as an Arrow binary array.
+Emit = Callable[["pa.Array"], None]
 
 
 def _chunks_by_records(total_records: int, nbytes: int, n: int, chunk_bytes: int) -> int:
@@ -27,7 +32,7 @@ def emit_in_order(arr, order: np.ndarray, emit: Emit, per_chunk: int) -> None:
     import pyarrow.compute as pc
 
     for lo in range(0, len(order), per_chunk):
-        emit(array_bytes(pc.take(arr, order[lo : lo + per_chunk])))
+        emit(pc.take(arr, order[lo : lo + per_chunk]))
 
 
 def permutation(n: int, rng: np.random.Generator) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,24 +20,37 @@ FIND_SLICE = 1 << 20
 INT32_LIMIT = (1 << 31) - 1
 
 
-def find_offsets(block: np.ndarray, sep: int, max_records: int | None = None) -> np.ndarray:
+@dataclass(frozen=True)
+class RecordFormat:
+    """What ends a record: a separator byte (newline, or NUL for ``-z``), ``group`` times in a row
+    (``--lines-per-record``, e.g. 4 for FASTQ)."""
+
+    sep: int = 10
+    group: int = 1
+
+
+def find_offsets(block: np.ndarray, fmt: RecordFormat, max_records: int | None = None) -> np.ndarray:
     """Arrow offsets of the records of ``block`` (uint8): ``[0, end_1, ..., end_n]``.
 
     Record ``i`` spans ``[offsets[i], offsets[i+1])``, separator included; bytes after the
-    last separator belong to no record. With ``max_records`` the search stops after that
-    many records, so a block of tiny records cannot make the offsets outgrow the limit.
-    The offsets are int32 when the block allows, halving their memory, else int64.
+    last complete record belong to none. ``block`` must start at a record boundary. With
+    ``max_records`` the search stops after that many records, so a block of tiny records
+    cannot make the offsets outgrow the limit. The offsets are int32 when the block allows,
+    halving their memory, else int64.
     """
     dtype = np.int32 if len(block) <= INT32_LIMIT else np.int64
     cap = len(block) if max_records is None else max_records
     parts = [np.zeros(1, dtype)]
-    found = 0
+    found = seen = 0
     mask = np.empty(min(FIND_SLICE, len(block)), np.bool_)
     lo, step = 0, 1 << 16
     while lo < len(block) and found < cap:
         # Slices grow to FIND_SLICE, so a search capped at a few records scans little.
         part = block[lo : lo + step]
-        hits = np.flatnonzero(np.equal(part, sep, out=mask[: len(part)]))
+        hits = np.flatnonzero(np.equal(part, fmt.sep, out=mask[: len(part)]))
+        if fmt.group > 1:
+            seen += len(hits)
+            hits = hits[(fmt.group - 1 - (seen - len(hits))) % fmt.group :: fmt.group]
         if len(hits):
             hits = hits[: cap - found]
             hits += lo + 1
@@ -45,6 +59,11 @@ def find_offsets(block: np.ndarray, sep: int, max_records: int | None = None) ->
         lo += step
         step = min(FIND_SLICE, 2 * step)
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def count_separators(data: np.ndarray, sep: int) -> int:
+    """How many ``sep`` bytes ``data`` holds (for checking whole record groups)."""
+    return int(np.count_nonzero(data == sep))
 
 
 def as_binary_array(block: np.ndarray, offsets: np.ndarray) -> pa.Array:

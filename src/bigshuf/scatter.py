@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from .errors import TempSpaceError
-from .records import INT32_LIMIT, array_bytes, as_binary_array, find_offsets
+from .records import INT32_LIMIT, RecordFormat, array_bytes, as_binary_array, find_offsets
 from .writeback import WriteBehind
 
 
@@ -24,7 +24,7 @@ class Scattered:
 
 
 def iter_pieces(
-    block: np.ndarray, sep: int, max_bytes: int, max_records: int
+    block: np.ndarray, fmt: RecordFormat, max_bytes: int, max_records: int
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Split a block of whole records into pieces of bounded bytes and record count.
 
@@ -33,26 +33,13 @@ def iter_pieces(
     """
     pos, size = 0, len(block)
     while pos < size:
-        stop = min(size, pos + max_bytes)
-        offsets = find_offsets(block[pos:stop], sep, max_records)
+        offsets = find_offsets(block[pos : pos + max_bytes], fmt, max_records)
         if len(offsets) == 1:
             # A record longer than max_bytes: extend to its end (the block ends at one).
-            offsets = np.array([0, stop - pos + _first_end(block[stop:], sep)], np.int64)
+            offsets = find_offsets(block[pos:], fmt, 1)
         cut = int(offsets[-1])
         yield block[pos : pos + cut], offsets
         pos += cut
-
-
-def _first_end(block: np.ndarray, sep: int) -> int:
-    """Position just past the first separator of ``block``, searched in growing windows."""
-    lo, window = 0, 1 << 16
-    while lo < len(block):
-        hits = np.flatnonzero(block[lo : lo + window] == sep)
-        if len(hits):
-            return lo + int(hits[0]) + 1
-        lo += window
-        window *= 2
-    raise ValueError("block does not end with a record separator")
 
 
 def scatter_piece(
@@ -95,9 +82,11 @@ class BucketSet:
     directory: str
     k: int
     writer: WriteBehind | None = None
+    compress: bool = False
     sizes: np.ndarray = field(init=False)
     records: np.ndarray = field(init=False)
     _files: list[BinaryIO | None] = field(init=False)
+    _zstd: Any = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         os.makedirs(self.directory, exist_ok=True)
@@ -120,9 +109,13 @@ class BucketSet:
         self.sizes += np.diff(s.byte_bounds)
         self.records += s.counts
 
+        compressor = self._compressor()
+
         def write(data: memoryview) -> None:
             for j, f, lo, hi in targets:
                 part = data[lo:hi]
+                if compressor is not None:
+                    part = memoryview(compressor.compress(part))
                 try:
                     while part:
                         part = part[f.write(part) :]
@@ -133,6 +126,16 @@ class BucketSet:
             write(s.data)
         else:
             self.writer.submit(write, s.data)
+
+    def _compressor(self) -> Any:
+        """With ``compress``, a zstd level-1 compressor: every part becomes one frame."""
+        if not self.compress:
+            return None
+        if self._zstd is None:
+            import zstandard
+
+            self._zstd = zstandard.ZstdCompressor(level=1)
+        return self._zstd
 
     def _open(self, j: int) -> BinaryIO:
         try:
@@ -145,8 +148,9 @@ class BucketSet:
         if self.writer is not None:
             self.writer.flush()
         for j in range(last + 1, self.k):
-            if self._files[j] is not None:
-                self._files[j].close()
+            f = self._files[j]
+            if f is not None:
+                f.close()
                 self._files[j] = None
                 os.unlink(self.path(j))
             self.sizes[j] = self.records[j] = 0
@@ -162,15 +166,20 @@ class BucketSet:
                 self._files[j] = None
 
     def read_into(self, j: int, buf: np.ndarray) -> np.ndarray:
-        """Load bucket ``j`` into the front of ``buf`` and return that view."""
+        """Load bucket ``j`` (decompressing it if need be) into the front of ``buf``; return that view."""
         size = int(self.sizes[j])
         view = buf[:size]
         if size:
-            with open(self.path(j), "rb", buffering=0) as f:
+            with open(self.path(j), "rb", buffering=0) as raw:
+                stream: Any = raw
+                if self.compress:
+                    import zstandard
+
+                    stream = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
                 got = 0
-                mv = memoryview(view)
+                mv = view.data
                 while got < size:
-                    n = f.readinto(mv[got:])
+                    n = stream.readinto(mv[got:])
                     if not n:
                         raise TempSpaceError(f"{self.path(j)}: bucket file is shorter than written")
                     got += n

@@ -1,14 +1,26 @@
-"""Outputs: standard output, or a file written beside its target and renamed into place at the end."""
+"""Outputs: stdout, a file renamed into place at the end, or N shards committed together.
+
+Every sink may compress (``--compress`` or the ``-o`` suffix). ``Output`` routes shuffled
+records to one sink or splits them across shards, with the header at the top of each.
+"""
 
 from __future__ import annotations
 
+import bisect
 import os
 import stat
 import sys
 import tempfile
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-from .errors import OutputError
+from .errors import OutputError, UsageError
+from .records import array_bytes
+from .writeback import WriteBehind
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+CodecChoice = tuple[str, "int | None"]
 
 
 class Sink:
@@ -16,11 +28,20 @@ class Sink:
 
     name = "standard output"
 
-    def __init__(self, stream: BinaryIO) -> None:
-        self._stream = stream
+    def __init__(self, raw: BinaryIO, codec: CodecChoice | None) -> None:
+        self._raw = raw
+        self._stream = raw
         self.bytes_written = 0
+        if codec is not None:
+            from .codecs import open_writer
 
-    def write(self, data: memoryview) -> None:
+            try:
+                self._stream = open_writer(raw, codec[0], codec[1])
+            except OSError as e:
+                raw.close()
+                raise OutputError(f"{self.name}: write error: {e.strerror}") from None
+
+    def write(self, data: memoryview | bytes) -> None:
         """Write all of ``data``."""
         try:
             self._stream.write(data)
@@ -30,14 +51,21 @@ class Sink:
             raise OutputError(f"{self.name}: write error: {e.strerror}") from None
         self.bytes_written += len(data)
 
-    def commit(self) -> None:
-        """Flush; the output is complete."""
+    def _finish(self) -> None:
+        """End the compressed stream, if any, and flush everything to the raw file."""
         try:
-            self._stream.flush()
+            if self._stream is not self._raw:
+                self._stream.close()
+                self._stream = self._raw  # let the compressor's memory go now
+            self._raw.flush()
         except BrokenPipeError:
             raise
         except OSError as e:
             raise OutputError(f"{self.name}: write error: {e.strerror}") from None
+
+    def commit(self) -> None:
+        """The output is complete."""
+        self._finish()
 
     def abort(self) -> None:
         """The run failed: nothing more is written."""
@@ -46,73 +74,65 @@ class Sink:
 class StdoutSink(Sink):
     """Standard output, written through its file descriptor in large calls."""
 
-    def __init__(self) -> None:
-        super().__init__(open(sys.stdout.fileno(), "wb", buffering=1 << 20, closefd=False))
+    def __init__(self, codec: CodecChoice | None = None) -> None:
+        super().__init__(open(sys.stdout.fileno(), "wb", buffering=1 << 20, closefd=False), codec)
 
 
 class DeviceSink(Sink):
     """A character device, FIFO or socket named by ``-o`` (``/dev/null``): written in place."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, codec: CodecChoice | None) -> None:
         self.name = path
         try:
-            stream = open(path, "wb", buffering=1 << 20)
+            raw = open(path, "wb", buffering=1 << 20)
         except OSError as e:
             raise OutputError(f"{path}: {e.strerror}") from None
-        super().__init__(stream)
+        super().__init__(raw, codec)
 
     def commit(self) -> None:
-        super().commit()
+        self._finish()
         try:
-            self._stream.close()
+            self._raw.close()
         except OSError as e:
             raise OutputError(f"{self.name}: write error: {e.strerror}") from None
 
     def abort(self) -> None:
         try:
-            self._stream.close()
+            self._raw.close()
         except OSError:
             pass
 
 
-def open_output(path: str | os.PathLike[str] | None) -> Sink:
-    """The sink for ``-o PATH``: stdout for None or ``-``; a symlink is followed to the file it names."""
-    if path is None or os.fspath(path) == "-":
-        return StdoutSink()
-    real = os.path.realpath(path)
-    try:
-        mode = os.stat(real).st_mode
-    except OSError:
-        mode = None
-    if mode is not None and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
-        return DeviceSink(real)
-    return AtomicFileSink(real)
-
-
 class AtomicFileSink(Sink):
-    """A file built under a temporary name in the target's directory and renamed at commit.
+    """A file built under a temporary name in the target's directory and renamed at the end.
 
     A failed run removes the temporary file, so an existing target is never touched and a
     new one never appears half-written. The target keeps its permission bits if it existed
-    (but, being a new file, not its other hard links).
+    (but, being a new file, not its other hard links). ``finish`` and ``publish`` split the
+    commit so that shards can all be finished before any is renamed.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = os.fspath(path)
-        self.name = self.path
-        directory = os.path.dirname(os.path.abspath(self.path))
+    def __init__(self, path: str, codec: CodecChoice | None) -> None:
+        self.path = path
+        directory = os.path.dirname(os.path.abspath(path))
         try:
             fd, self.tmp_path = tempfile.mkstemp(
-                prefix=f".{os.path.basename(self.path)}.", suffix=".bigshuf-tmp", dir=directory
+                prefix=f".{os.path.basename(path)}.", suffix=".bigshuf-tmp", dir=directory
             )
         except OSError as e:
-            raise OutputError(f"{self.path}: {e.strerror}") from None
-        super().__init__(open(fd, "wb", buffering=1 << 20))
-
-    def commit(self) -> None:
-        super().commit()
+            raise OutputError(f"{path}: {e.strerror}") from None
+        self.name = path
         try:
-            self._stream.close()
+            super().__init__(open(fd, "wb", buffering=1 << 20), codec)
+        except BaseException:
+            os.unlink(self.tmp_path)
+            raise
+
+    def finish(self) -> None:
+        """Complete the temporary file (compressed stream ended, data flushed, file closed)."""
+        self._finish()
+        try:
+            self._raw.close()
             try:
                 mode = os.stat(self.path).st_mode & 0o7777
             except FileNotFoundError:
@@ -120,17 +140,182 @@ class AtomicFileSink(Sink):
                 os.umask(umask)
                 mode = 0o666 & ~umask
             os.chmod(self.tmp_path, mode)
+        except OSError as e:
+            raise OutputError(f"{self.path}: {e.strerror}") from None
+
+    def publish(self) -> None:
+        """Rename the finished temporary file over the target."""
+        try:
             os.replace(self.tmp_path, self.path)
         except OSError as e:
-            self.abort()
             raise OutputError(f"{self.path}: {e.strerror}") from None
+
+    def commit(self) -> None:
+        self.finish()
+        self.publish()
 
     def abort(self) -> None:
         try:
-            self._stream.close()
+            self._raw.close()
         except OSError:
             pass
         try:
             os.unlink(self.tmp_path)
         except FileNotFoundError:
             pass
+
+
+def output_codec(path: str | None, compress: CodecChoice | None) -> CodecChoice | None:
+    """``--compress`` if given (``none`` means plain), else the codec named by the output's suffix."""
+    if compress is not None:
+        return None if compress[0] == "none" else compress
+    if path is None:
+        return None
+    from .codecs import codec_for_suffix
+
+    codec = codec_for_suffix(path)
+    return None if codec is None else (codec, None)
+
+
+def open_output(path: str | os.PathLike[str] | None, compress: CodecChoice | None = None) -> Sink:
+    """The sink for ``-o PATH``: stdout for None or ``-``; a symlink is followed to the file it names."""
+    if path is None or os.fspath(path) == "-":
+        return StdoutSink(output_codec(None, compress))
+    real = os.path.realpath(path)
+    codec = output_codec(os.fspath(path), compress)
+    try:
+        mode = os.stat(real).st_mode
+    except OSError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        return DeviceSink(real, codec)
+    return AtomicFileSink(real, codec)
+
+
+def shard_paths(target: str, shards: int, compress: CodecChoice | None) -> list[str]:
+    """The files of ``--shards=N``: ``target`` formatted with the shard number, or ``DIR/part-NNNNN[.codec]``."""
+    if os.path.isdir(target) or target.endswith(os.sep):
+        from .codecs import CODECS
+
+        codec = output_codec(None, compress)
+        suffix = CODECS[codec[0]].suffixes[0] if codec else ""
+        os.makedirs(target, exist_ok=True)
+        return [os.path.join(target, f"part-{i:05d}{suffix}") for i in range(shards)]
+    try:
+        paths = [target.format(i) for i in range(shards)]
+    except (IndexError, KeyError, ValueError) as e:
+        raise UsageError(f"--shards: -o '{target}' is not a valid pattern ({e}); use e.g. out/part-{{:05d}}.jsonl") from None
+    if len(set(paths)) != shards:
+        raise UsageError(f"--shards={shards} needs -o to be a directory or a pattern with {{}}, like out/part-{{:05d}}.jsonl")
+    return paths
+
+
+class Output:
+    """Routes shuffled records to the output: one sink, or ``shards`` files of near-equal record counts.
+
+    Shard ``i`` of ``N`` gets records ``[i*m//N, (i+1)*m//N)`` of the ``m`` in the output,
+    so counts differ by at most one and the shards, concatenated, are the whole shuffle.
+    Every file starts with ``header``. Shards are opened one at a time and finished as soon as
+    they are full (a compressor's memory is held by one shard at a time), and renamed into
+    place all together at the end, or removed all together on failure. Writes go through
+    ``writer`` (write-behind); call ``begin`` with ``m`` before ``emit``.
+    """
+
+    def __init__(
+        self,
+        target: str | os.PathLike[str] | None,
+        writer: WriteBehind,
+        *,
+        shards: int | None = None,
+        compress: CodecChoice | None = None,
+        header: bytes = b"",
+    ) -> None:
+        self.target = None if target is None else os.fspath(target)
+        self.writer = writer
+        self.shards = shards
+        self.compress = compress
+        self.header = header
+        self.sinks: list[Sink] = []
+        self._paths: list[str] = []
+        self._bounds: list[int] = []
+        self._done = 0  # records emitted so far
+        if shards is not None and (self.target is None or self.target == "-"):
+            raise UsageError("--shards needs -o naming a directory or a pattern like out/part-{:05d}.jsonl")
+
+    def begin(self, total: int) -> None:
+        """Plan the output now that the input has been read and ``total`` output records are known."""
+        if self._bounds:
+            return
+        if self.shards is None:
+            self._bounds = [0, total]
+            self._open(open_output(self.target, self.compress))
+        else:
+            assert self.target is not None
+            self._paths = shard_paths(self.target, self.shards, self.compress)
+            self._bounds = [i * total // self.shards for i in range(self.shards + 1)]
+
+    def _open(self, sink: Sink) -> None:
+        self.sinks.append(sink)
+        if self.header:
+            self.writer.submit(sink.write, memoryview(self.header))
+
+    def _open_next_shard(self) -> None:
+        """Finish the current shard (on the writer thread, after its data) and open the next."""
+        if self.sinks:
+            last = self.sinks[-1]
+            assert isinstance(last, AtomicFileSink)
+            self.writer.submit(lambda _: last.finish(), memoryview(b""))
+        path = self._paths[len(self.sinks)]
+        self._open(AtomicFileSink(os.path.realpath(path), output_codec(path, self.compress)))
+
+    def emit(self, records: pa.Array) -> None:
+        """Queue a chunk of shuffled records, split across shard boundaries."""
+        if self.shards is None:
+            self.writer.submit(self.sinks[0].write, array_bytes(records))
+            return
+        start = 0
+        while start < len(records):
+            # Open shards up to the one holding record number self._done (skipping empty ones).
+            while len(self.sinks) < self.shards and self._bounds[len(self.sinks)] <= self._done:
+                self._open_next_shard()
+            shard = len(self.sinks) - 1
+            take = min(len(records) - start, self._bounds[shard + 1] - self._done)
+            self.writer.submit(self.sinks[shard].write, array_bytes(records.slice(start, take)))
+            start += take
+            self._done += take
+
+    def commit(self) -> None:
+        """Finish every sink, then make them visible (all shards or none)."""
+        if self.shards is None:
+            self.writer.flush()
+            self.sinks[0].commit()
+            return
+        while len(self.sinks) < self.shards:
+            self._open_next_shard()
+        last = self.sinks[-1]
+        assert isinstance(last, AtomicFileSink)
+        self.writer.submit(lambda _: last.finish(), memoryview(b""))
+        self.writer.flush()
+        published: list[AtomicFileSink] = []
+        try:
+            for sink in self.sinks:
+                assert isinstance(sink, AtomicFileSink)
+                sink.publish()
+                published.append(sink)
+        except BaseException:
+            for sink in published:
+                try:
+                    os.unlink(sink.path)
+                except OSError:
+                    pass
+            raise
+
+    def abort(self) -> None:
+        """Remove every temporary file; leave existing targets untouched."""
+        self.writer.wait_idle()
+        for sink in self.sinks:
+            sink.abort()
+
+    @property
+    def bytes_written(self) -> int:
+        return sum(s.bytes_written for s in self.sinks)

@@ -7,13 +7,14 @@ import mmap
 import os
 import stat
 import sys
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import BinaryIO, Protocol
 
 import numpy as np
 
 from .errors import InputError
 from .progress import Progress
+from .records import RecordFormat, count_separators
 
 
 class Source(Protocol):
@@ -29,13 +30,14 @@ class Source(Protocol):
 
 
 class FileSource:
-    """A file on disk, or ``-`` for standard input."""
+    """A file on disk, or ``-`` for standard input; gzip, zstd, bzip2 and xz are decompressed."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
         self.name = self.path
 
     def size(self) -> int | None:
+        """The file's size if it is a plain regular file; None for pipes and compressed files."""
         if self.path == "-":
             return None
         try:
@@ -44,15 +46,33 @@ class FileSource:
             raise InputError(f"{self.name}: {e.strerror}") from None
         if stat.S_ISDIR(st.st_mode):
             raise InputError(f"{self.name}: read error: Is a directory")
-        return st.st_size if stat.S_ISREG(st.st_mode) else None
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        from .codecs import SNIFF_BYTES, detect
 
-    def open(self) -> BinaryIO:
-        if self.path == "-":
-            return open(sys.stdin.fileno(), "rb", buffering=0, closefd=False)
         try:
-            return open(self.path, "rb", buffering=0)
+            with open(self.path, "rb") as f:
+                head = f.read(SNIFF_BYTES)
         except OSError as e:
             raise InputError(f"{self.name}: {e.strerror}") from None
+        return None if detect(head) else st.st_size
+
+    def open(self) -> BinaryIO:
+        from .codecs import open_reader, sniff
+
+        if self.path == "-":
+            raw: BinaryIO = open(sys.stdin.fileno(), "rb", buffering=0, closefd=False)
+        else:
+            try:
+                raw = open(self.path, "rb", buffering=0)
+            except OSError as e:
+                raise InputError(f"{self.name}: {e.strerror}") from None
+        try:
+            stream, codec = sniff(raw)
+        except OSError as e:
+            raw.close()
+            raise InputError(f"{self.name}: read error: {e.strerror}") from None
+        return stream if codec is None else open_reader(stream, codec, self.name)
 
 
 class BytesSource:
@@ -69,43 +89,53 @@ class BytesSource:
         return io.BytesIO(self.data)
 
 
-class _RangeStream(io.RawIOBase):
-    """The decimal numbers lo..hi, one per record, produced a chunk at a time."""
+class _ChunkStream(io.RawIOBase):
+    """A readable stream over an iterator of byte chunks."""
 
-    CHUNK = 1 << 16
-
-    def __init__(self, lo: int, hi: int, sep: bytes) -> None:
-        self.next, self.hi, self.sep = lo, hi, sep
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self.chunks = chunks
         self.pending = memoryview(b"")
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, b: memoryview) -> int:  # type: ignore[override]
-        if not self.pending:
-            if self.next > self.hi:
+        while not self.pending:
+            chunk = next(self.chunks, None)
+            if chunk is None:
                 return 0
-            stop = min(self.hi + 1, self.next + self.CHUNK)
-            text = self.sep.join(b"%d" % i for i in range(self.next, stop)) + self.sep
-            self.pending, self.next = memoryview(text), stop
+            self.pending = memoryview(chunk)
         n = min(len(b), len(self.pending))
         b[:n] = self.pending[:n]
         self.pending = self.pending[n:]
         return n
 
 
-class RangeSource:
-    """The integers ``lo..hi`` as decimal records (``-i LO-HI``), generated, never stored."""
+class GeneratedSource:
+    """Records produced on the fly by ``make_chunks()``, e.g. numbers drawn for ``-i`` with ``-n``."""
 
-    def __init__(self, lo: int, hi: int, sep: bytes) -> None:
-        self.lo, self.hi, self.sep = lo, hi, sep
-        self.name = f"{lo}-{hi}"
+    def __init__(self, name: str, make_chunks: Callable[[], Iterator[bytes]]) -> None:
+        self.name = name
+        self.make_chunks = make_chunks
 
     def size(self) -> int | None:
         return None
 
     def open(self) -> BinaryIO:
-        return io.BufferedReader(_RangeStream(self.lo, self.hi, self.sep), 1 << 16)  # type: ignore[return-value]
+        return _ChunkStream(self.make_chunks())  # type: ignore[return-value]
+
+
+class RangeSource(GeneratedSource):
+    """The integers ``lo..hi`` as decimal records (``-i LO-HI``), generated, never stored."""
+
+    CHUNK = 1 << 16
+
+    def __init__(self, lo: int, hi: int, sep: bytes) -> None:
+        def chunks() -> Iterator[bytes]:
+            for first in range(lo, hi + 1, self.CHUNK):
+                yield sep.join(b"%d" % i for i in range(first, min(hi + 1, first + self.CHUNK))) + sep
+
+        super().__init__(f"{lo}-{hi}", chunks)
 
 
 def map_whole(sources: Sequence[Source], sep: int) -> np.ndarray | None:
@@ -129,21 +159,81 @@ def map_whole(sources: Sequence[Source], sep: int) -> np.ndarray | None:
     return block if block[-1] == sep else None
 
 
+class _PrefixedStream(io.RawIOBase):
+    """Bytes already read from a stream, served again before the rest of it."""
+
+    def __init__(self, prefix: bytes, stream: BinaryIO) -> None:
+        self.prefix = memoryview(prefix)
+        self.stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: memoryview) -> int:  # type: ignore[override]
+        if self.prefix:
+            n = min(len(b), len(self.prefix))
+            b[:n] = self.prefix[:n]
+            self.prefix = self.prefix[n:]
+            return n
+        return self.stream.readinto(b)  # type: ignore[attr-defined, no-any-return]
+
+    def close(self) -> None:
+        self.stream.close()
+        super().close()
+
+
+def split_head(stream: BinaryIO, lines: int, sep: int, name: str) -> tuple[bytes, BinaryIO]:
+    """Read the first ``lines`` separator-terminated lines off ``stream`` (``--header``).
+
+    Returns them and a stream of the rest. A header is a few lines, so a plain loop serves.
+    """
+    head = bytearray()
+    found = 0
+    sep_byte = bytes([sep])
+    while found < lines:
+        try:
+            chunk = stream.read(1 << 16)
+        except OSError as e:
+            raise InputError(f"{name}: read error: {e.strerror}") from None
+        if not chunk:
+            if head and head[-1] != sep:
+                head += sep_byte
+            return bytes(head), stream
+        pos = -1
+        while found < lines:
+            pos = chunk.find(sep_byte, pos + 1)
+            if pos < 0:
+                break
+            found += 1
+        if found < lines:
+            head += chunk
+        else:
+            head += chunk[: pos + 1]
+            return bytes(head), _PrefixedStream(chunk[pos + 1 :], stream)  # type: ignore[return-value]
+    return bytes(head), stream
+
+
 class RecordReader:
     """Streams the concatenated inputs as blocks of whole records.
 
     Every input's last record gets a separator if it lacks one, as GNU sort and shuf do,
-    so records never run across inputs. A record longer than the buffer is an error.
+    so records never run across inputs. A record longer than the buffer is an error, and so
+    is an input that ends inside a ``--lines-per-record`` group. With ``header`` records, the
+    first input's leading records are kept aside in ``self.header`` and every later input's
+    are dropped.
     """
 
     #: First size of the read buffer; it doubles up to the capacity the caller allows.
     INITIAL_BUFFER = 64 << 20
 
-    def __init__(self, sources: Sequence[Source], sep: int, progress: Progress) -> None:
+    def __init__(self, sources: Sequence[Source], fmt: RecordFormat, progress: Progress, header: int = 0) -> None:
         self.sources = list(sources)
-        self.sep = sep
+        self.fmt = fmt
         self.progress = progress
+        self.header_records = header
+        self.header = b""
         self.bytes_read = 0
+        self._seps = 0  # separators in the buffer, counted only for --lines-per-record
 
     def total_size(self) -> int | None:
         """Bytes of all inputs, or None if any size is unknown (plus one per missing separator)."""
@@ -155,6 +245,14 @@ class RecordReader:
             total += size
         return total
 
+    def _open(self, index: int, source: Source) -> BinaryIO:
+        stream = source.open()
+        if self.header_records:
+            head, stream = split_head(stream, self.header_records * self.fmt.group, self.fmt.sep, source.name)
+            if index == 0:
+                self.header = head
+        return stream
+
     def blocks(self, capacity: int, limit_flag: str) -> Iterator[tuple[np.ndarray, bool]]:
         """Yield ``(block, final)``: views of one reused buffer holding whole records.
 
@@ -163,20 +261,22 @@ class RecordReader:
         """
         buf = np.empty(min(capacity, self.INITIAL_BUFFER), np.uint8)
         filled = 0
-        sep = self.sep
-        for source in self.sources:
-            stream = source.open()
+        sep, group = self.fmt.sep, self.fmt.group
+        for index, source in enumerate(self.sources):
+            stream = self._open(index, source)
             try:
                 last = -1
                 while True:
                     if filled == len(buf):
                         buf, filled = yield from self._make_room(buf, filled, capacity, source.name, limit_flag)
                     try:
-                        n = stream.readinto(memoryview(buf)[filled:])
+                        n = stream.readinto(buf[filled:].data)  # type: ignore[attr-defined]
                     except OSError as e:
                         raise InputError(f"{source.name}: read error: {e.strerror}") from None
                     if not n:
                         break
+                    if group > 1:
+                        self._seps += count_separators(buf[filled : filled + n], sep)
                     filled += n
                     last = int(buf[filled - 1])
                     self.bytes_read += n
@@ -188,6 +288,12 @@ class RecordReader:
                     buf, filled = yield from self._make_room(buf, filled, capacity, source.name, limit_flag)
                 buf[filled] = sep
                 filled += 1
+                self._seps += 1
+            if group > 1 and self._seps % group:
+                raise InputError(
+                    f"{source.name}: ends with {self._seps % group} lines left over after the last "
+                    f"whole record of {group} lines (--lines-per-record)"
+                )
         yield buf[:filled], True
 
     def _make_room(
@@ -204,20 +310,28 @@ class RecordReader:
             return grown, filled
         cut = self._last_end(buf, filled, name, limit_flag)
         yield buf[:cut], False
+        if self.fmt.group > 1:
+            self._seps -= self._seps // self.fmt.group * self.fmt.group
         buf[: filled - cut] = buf[cut:filled]
         return buf, filled - cut
 
     def _last_end(self, buf: np.ndarray, filled: int, name: str, limit_flag: str) -> int:
-        """Position just past the last separator in ``buf[:filled]``, searched backwards."""
+        """Position just past the last whole record in ``buf[:filled]``, searched backwards."""
+        group = self.fmt.group
+        # Separators after the last whole record, which the backward search skips.
+        skip = self._seps % group if group > 1 else 0
+        if group > 1 and self._seps < group:
+            skip = -1
         window = 1 << 16
-        while True:
+        while skip >= 0:
             lo = max(0, filled - window)
-            hits = np.flatnonzero(buf[lo:filled] == self.sep)
-            if len(hits):
-                return lo + int(hits[-1]) + 1
+            hits = np.flatnonzero(buf[lo:filled] == self.fmt.sep)
+            if len(hits) > skip:
+                return lo + int(hits[-1 - skip]) + 1
             if lo == 0:
-                raise InputError(
-                    f"{name}: a record is longer than {filled} bytes, the most this memory "
-                    f"limit allows; raise {limit_flag}"
-                )
+                break
             window *= 4
+        raise InputError(
+            f"{name}: a record is longer than {filled} bytes, the most this memory "
+            f"limit allows; raise {limit_flag}"
+        )

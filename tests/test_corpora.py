@@ -1,0 +1,228 @@
+"""Real-corpus options: many inputs and file lists, compressed input and output, shards, headers,
+multi-line records and compressed temporary buckets; every path still yields a permutation."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+import os
+from collections import Counter
+from itertools import permutations
+from pathlib import Path
+
+import pytest
+
+import bigshuf
+
+from helpers import assert_permutation, make_records, split_records, temp_leftovers, write_records
+from test_uniformity import assert_uniform, records_of
+
+MEMORY = ["64M", "16K"]  # in memory, external
+
+
+def compress(codec: str, data: bytes) -> bytes:
+    """``data`` compressed with ``codec``, by the standard library or zstandard."""
+    if codec == "gzip":
+        return gzip.compress(data)
+    if codec == "bzip2":
+        return bz2.compress(data)
+    if codec == "xz":
+        return lzma.compress(data)
+    import zstandard
+
+    return zstandard.ZstdCompressor(write_checksum=True).compress(data)  # as the zstd CLI writes them
+
+
+def decompress(codec: str, data: bytes) -> bytes:
+    if codec == "gzip":
+        return gzip.decompress(data)
+    if codec == "bzip2":
+        return bz2.decompress(data)
+    if codec == "xz":
+        return lzma.decompress(data)
+    import zstandard
+
+    return zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=True).read()
+
+
+SUFFIX = {"gzip": ".gz", "zstd": ".zst", "bzip2": ".bz2", "xz": ".xz"}
+
+
+@pytest.mark.parametrize("codec", list(SUFFIX))
+@pytest.mark.parametrize("memory", MEMORY)
+def test_compressed_inputs_are_detected_by_content(tmp_path: Path, codec: str, memory: str) -> None:
+    records = make_records(2000, seed=1)
+    data = b"\n".join(records) + b"\n"
+    # Two members / frames back to back, under a name that hides the codec.
+    half = data.index(b"\n", len(data) // 2) + 1
+    src = tmp_path / "corpus.txt"
+    src.write_bytes(compress(codec, data[:half]) + compress(codec, data[half:]))
+    out = tmp_path / "out.txt"
+    bigshuf.shuffle(src, out, memory=memory, seed=1, tmp_dir=tmp_path)
+    assert_permutation(out.read_bytes(), records)
+
+
+@pytest.mark.parametrize("codec", list(SUFFIX))
+def test_output_compressed_by_suffix_or_option(tmp_path: Path, codec: str) -> None:
+    records = make_records(1000, seed=2)
+    src = write_records(tmp_path / "in.txt", records)
+    out = tmp_path / f"out.txt{SUFFIX[codec]}"
+    bigshuf.shuffle(src, out, memory="16K", seed=1, tmp_dir=tmp_path)
+    assert_permutation(decompress(codec, out.read_bytes()), records)
+    plain = tmp_path / "named.txt"
+    bigshuf.shuffle(src, plain, seed=1, compress=codec)
+    assert_permutation(decompress(codec, plain.read_bytes()), records)
+    bigshuf.shuffle(src, out, seed=1, compress="none")
+    assert_permutation(out.read_bytes(), records)
+
+
+@pytest.mark.parametrize("codec", list(SUFFIX))
+@pytest.mark.parametrize("damage", ["corrupt", "truncated"])
+def test_damaged_compressed_input_is_an_error_naming_the_file(tmp_path: Path, codec: str, damage: str) -> None:
+    data = compress(codec, b"\n".join(make_records(5000, seed=3)) + b"\n")
+    if damage == "truncated":
+        data = data[: len(data) * 2 // 3]
+    else:
+        mid = len(data) // 2
+        data = data[:mid] + bytes(b ^ 0x5A for b in data[mid : mid + 64]) + data[mid + 64 :]
+    src = tmp_path / "bad.dat"
+    src.write_bytes(data)
+    out = tmp_path / "out"
+    t = tmp_path / "t"
+    t.mkdir()
+    with pytest.raises(bigshuf.InputError, match="bad.dat"):
+        bigshuf.shuffle(src, out, memory="16K", tmp_dir=t)
+    assert not out.exists()
+    assert temp_leftovers(t) == []
+
+
+@pytest.mark.parametrize("memory", MEMORY)
+@pytest.mark.parametrize("shards,count", [(4, 1000), (3, 1001), (7, 5), (1, 10), (5, 0)])
+def test_shards_split_one_permutation_evenly(tmp_path: Path, memory: str, shards: int, count: int) -> None:
+    records = make_records(count, seed=4)
+    src = write_records(tmp_path / "in.txt", records)
+    outdir = tmp_path / "out"
+    stats = bigshuf.shuffle(src, str(outdir) + "/", memory=memory, seed=2, shards=shards, tmp_dir=tmp_path)
+    names = sorted(os.listdir(outdir))
+    assert names == [f"part-{i:05d}" for i in range(shards)]
+    parts = [split_records((outdir / n).read_bytes()) for n in names]
+    sizes = [len(p) for p in parts]
+    assert max(sizes) - min(sizes) <= 1
+    assert_permutation(b"".join((outdir / n).read_bytes() for n in names), records)
+    assert stats.records == count
+
+
+def test_shards_follow_a_pattern_and_compress(tmp_path: Path) -> None:
+    records = make_records(3000, seed=5)
+    src = write_records(tmp_path / "in.txt", records)
+    pattern = str(tmp_path / "part-{:03d}.jsonl.zst")
+    bigshuf.shuffle(src, pattern, memory="16K", seed=3, shards=3, head_count=2000, tmp_dir=tmp_path)
+    outs = [tmp_path / f"part-{i:03d}.jsonl.zst" for i in range(3)]
+    got = [split_records(decompress("zstd", p.read_bytes())) for p in outs]
+    assert [len(g) for g in got] == [666, 667, 667]
+    merged = [r for g in got for r in g]
+    assert len(set(merged)) == 2000 and set(merged) <= set(records)
+
+
+def test_shards_without_a_pattern_is_an_error(tmp_path: Path) -> None:
+    src = write_records(tmp_path / "in.txt", make_records(10, seed=6))
+    with pytest.raises(bigshuf.UsageError, match="--shards"):
+        bigshuf.shuffle(src, tmp_path / "out.txt", shards=3)
+    with pytest.raises(bigshuf.UsageError, match="--shards"):
+        bigshuf.shuffle(src, None, shards=3)
+    assert sorted(os.listdir(tmp_path)) == ["in.txt"]
+
+
+def test_failed_sharded_run_leaves_no_shard(tmp_path: Path) -> None:
+    src = write_records(tmp_path / "in.txt", [b"short", b"x" * 100_000])
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    with pytest.raises(bigshuf.InputError, match="-S"):
+        bigshuf.shuffle(src, str(outdir), memory="16K", shards=4, tmp_dir=tmp_path)
+    assert os.listdir(outdir) == []
+
+
+def test_shards_concatenated_are_uniform(tmp_path: Path) -> None:
+    # 4 records in 2 shards through the external path: all 24 orders equally likely.
+    # False-failure odds per run of the fixed seed list: ALPHA = 1e-4 (see test_uniformity).
+    records = records_of(4, 200)
+    src = write_records(tmp_path / "in", records)
+    outdir = tmp_path / "out"
+    counts: Counter = Counter()
+    for seed in range(24 * 40):
+        bigshuf.shuffle(src, str(outdir) + "/", memory="1K", seed=seed, shards=2, tmp_dir=tmp_path)
+        data = (outdir / "part-00000").read_bytes() + (outdir / "part-00001").read_bytes()
+        counts[tuple(records.index(r) for r in split_records(data))] += 1
+    assert_uniform(counts, list(permutations(range(4))), "shards")
+
+
+@pytest.mark.parametrize("memory", MEMORY)
+def test_header_stays_on_top_and_repeats_are_dropped(tmp_path: Path, memory: str) -> None:
+    a = make_records(800, seed=7)
+    b = make_records(700, seed=8)
+    pa_ = write_records(tmp_path / "a.csv", [b"id,text"] + a)
+    pb = write_records(tmp_path / "b.csv", [b"id,text"] + b)
+    out = tmp_path / "out.csv"
+    bigshuf.shuffle([pa_, pb], out, memory=memory, seed=4, header=1, tmp_dir=tmp_path)
+    got = split_records(out.read_bytes())
+    assert got[0] == b"id,text"
+    assert_permutation(b"\n".join(got[1:]) + b"\n", a + b)
+    outdir = tmp_path / "shards"
+    bigshuf.shuffle([pa_, pb], str(outdir) + "/", memory=memory, seed=4, header=1, shards=3, tmp_dir=tmp_path)
+    bodies = []
+    for name in sorted(os.listdir(outdir)):
+        got = split_records((outdir / name).read_bytes())
+        assert got[0] == b"id,text"
+        bodies += got[1:]
+    assert Counter(bodies) == Counter(a + b)
+
+
+@pytest.mark.parametrize("memory", ["64M", "16K", "2K"])
+def test_lines_per_record_keeps_groups_together(tmp_path: Path, memory: str) -> None:
+    reads = [b"@r%d\nACGT%d\n+\nIIII%d" % (i, i, i) for i in range(600)]
+    src = write_records(tmp_path / "reads.fastq", reads)
+    out = tmp_path / "out.fastq"
+    bigshuf.shuffle(src, out, memory=memory, seed=5, lines_per_record=4, tmp_dir=tmp_path)
+    lines = split_records(out.read_bytes())
+    groups = [b"\n".join(lines[i : i + 4]) for i in range(0, len(lines), 4)]
+    assert Counter(groups) == Counter(reads)
+    assert groups != reads
+
+
+def test_lines_per_record_with_a_partial_group_is_an_error(tmp_path: Path) -> None:
+    src = write_records(tmp_path / "reads.fastq", [b"@r1", b"AC", b"+", b"II", b"@r2", b"GT"])
+    with pytest.raises(bigshuf.InputError, match="reads.fastq: ends with 2 lines left over"):
+        bigshuf.shuffle(src, tmp_path / "out", lines_per_record=4)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("memory", ["16K", "2K"])
+def test_compressed_temp_buckets(tmp_path: Path, memory: str) -> None:
+    records = make_records(3000, seed=9)
+    src = write_records(tmp_path / "in.txt", records)
+    out = tmp_path / "out"
+    t = tmp_path / "t"
+    t.mkdir()
+    stats = bigshuf.shuffle(src, out, memory=memory, seed=6, compress_temp=True, tmp_dir=t)
+    assert stats.passes >= 2
+    assert_permutation(out.read_bytes(), records)
+    plain = tmp_path / "plain"
+    bigshuf.shuffle(src, plain, memory=memory, seed=6, tmp_dir=t)
+    assert plain.read_bytes() == out.read_bytes()  # same seed, same order: compression is invisible
+    assert temp_leftovers(t) == []
+
+
+def test_many_inputs(tmp_path: Path) -> None:
+    shards = []
+    everything: list[bytes] = []
+    for i in range(60):
+        records = make_records(30, seed=100 + i)
+        everything += records
+        data = b"\n".join(records) + b"\n"
+        path = tmp_path / (f"shard-{i:03d}.jsonl" + (".gz" if i % 3 == 0 else ""))
+        path.write_bytes(gzip.compress(data) if i % 3 == 0 else data)
+        shards.append(path)
+    out = tmp_path / "out"
+    bigshuf.shuffle(shards, out, memory="16K", seed=7, tmp_dir=tmp_path)
+    assert_permutation(out.read_bytes(), everything)
