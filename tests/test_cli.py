@@ -859,3 +859,50 @@ def test_closed_stdout_on_the_external_path_cleans_up(tmp_path, tmp_dir):
     assert len(records(out)) == 1
     assert shuf_status == 128 + 13
     assert list(tmp_dir.iterdir()) == []
+
+
+def test_files_from_and_files0_from_read_the_input_list(run_cli, tmp_path):
+    parts = [numbered(40, start=100 * i) for i in range(5)]
+    paths = [write(tmp_path / f"part {i}.txt", data) for i, data in enumerate(parts)]
+    listing = write(tmp_path / "list", b"".join(os.fsencode(p) + b"\n" for p in paths[:3]))
+    listing0 = write(tmp_path / "list0", b"".join(os.fsencode(p) + b"\0" for p in paths))
+    code, out, err = run_cli(["--files-from", listing, "--seed", "1"])
+    assert (code, err) == (0, b"")
+    assert_permutation(out, b"".join(parts[:3]))
+    code, out, err = run_cli(["--files0-from=-", "--seed", "1"], input=listing0.read_bytes())
+    assert (code, err) == (0, b"")
+    assert_permutation(out, b"".join(parts))
+
+
+def test_files0_from_rejects_operands_and_empty_names(run_cli, tmp_path):
+    listing0 = write(tmp_path / "list0", b"a\0\0b\0")
+    code, out, err = run_cli(["--files0-from", listing0])
+    assert_error(code, out, err)
+    assert b"invalid zero-length file name" in err
+    code, out, err = run_cli(["--files0-from", listing0, "extra"])
+    assert_error(code, out, err)
+    assert b"extra operand 'extra'" in err
+
+
+def test_compressed_shards_from_the_command_line(run_cli, tmp_path):
+    import gzip
+
+    data = numbered(3000)
+    src = write(tmp_path / "in.txt.gz", gzip.compress(data))
+    code, out, err = run_cli(["-S", "16K", "-T", tmp_path, "--shards", "4", "-o", tmp_path / "o-{}.txt.gz", src])
+    assert (code, out, err) == (0, b"", b"")
+    shards = [gzip.decompress((tmp_path / f"o-{i}.txt.gz").read_bytes()) for i in range(4)]
+    assert [s.count(b"\n") for s in shards] == [750] * 4
+    assert_permutation(b"".join(shards), data)
+
+
+def test_corrupt_compressed_input_exits_1_naming_it(run_cli, tmp_path):
+    import gzip
+
+    blob = bytearray(gzip.compress(numbered(3000)))
+    blob[len(blob) // 2 : len(blob) // 2 + 32] = b"\xff" * 32
+    src = write(tmp_path / "damaged.gz", bytes(blob))
+    code, out, err = run_cli([src, "-o", tmp_path / "out"])
+    assert_error(code, out, err)
+    assert b"damaged.gz" in err and b"gzip" in err
+    assert not (tmp_path / "out").exists()

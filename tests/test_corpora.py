@@ -226,3 +226,37 @@ def test_many_inputs(tmp_path: Path) -> None:
     out = tmp_path / "out"
     bigshuf.shuffle(shards, out, memory="16K", seed=7, tmp_dir=tmp_path)
     assert_permutation(out.read_bytes(), everything)
+
+
+@pytest.mark.parametrize("option", ["gzip-input", "header", "lines-per-record", "compress-temp"])
+def test_options_keep_the_shuffle_uniform(tmp_path: Path, option: str) -> None:
+    # 4 records through the external path (1 KiB limit): all 24 orders equally likely.
+    # False-failure odds per run of the fixed seed list: ALPHA = 1e-4 (see test_uniformity).
+    records = records_of(4, 200)
+    kwargs: dict = {"memory": "1K", "tmp_dir": tmp_path}
+    if option == "lines-per-record":
+        records = [r[:100] + b"\n" + r[100:] for r in records]
+        kwargs["lines_per_record"] = 2
+    data = b"\n".join(records) + b"\n"
+    if option == "header":
+        data = b"a header line\n" + data
+        kwargs["header"] = 1
+    if option == "gzip-input":
+        data = compress("gzip", data)
+    if option == "compress-temp":
+        kwargs["compress_temp"] = True
+    src = tmp_path / "in"
+    src.write_bytes(data)
+    out = tmp_path / "out"
+    counts: Counter = Counter()
+    for seed in range(24 * 40):
+        bigshuf.shuffle(src, out, seed=seed, **kwargs)
+        got = out.read_bytes()
+        if option == "header":
+            assert got.startswith(b"a header line\n")
+            got = got[len(b"a header line\n") :]
+        order = []
+        for r in records:
+            order.append(got.index(r + b"\n") // len(r + b"\n"))
+        counts[tuple(order)] += 1
+    assert_uniform(counts, list(permutations(range(4))), option)

@@ -295,9 +295,9 @@ class Run:
         # Only the chain may keep the first block alive, so the read buffer is freed before pass 2.
         everything = chain([(block, final)], blocks)
         del block
-        whole = None if total is None else total + len(sources)
+        whole = reader.estimate_total() if total is None else total + len(sources)
         with TempSpace(self.opts.tmp_dir) as temp:
-            self._external(everything, whole, per_record, temp, (), 0)
+            self._external(everything, whole, per_record, temp, (), 0, exact=total is not None)
 
     def _in_memory(self, block: np.ndarray, offsets: np.ndarray) -> None:
         rng = rng_for(self.opts.entropy, (0,))
@@ -321,14 +321,19 @@ class Run:
         temp: TempSpace,
         key: tuple[int, ...],
         depth: int,
+        exact: bool = True,
     ) -> None:
-        """Two-pass scatter over ``blocks``; buckets too big for memory recurse one level deeper."""
+        """Two-pass scatter over ``blocks``; buckets too big for memory recurse one level deeper.
+
+        ``est_bytes`` sizes the buckets; only an ``exact`` size is held against free space.
+        """
         if depth > plan.MAX_DEPTH:
             raise InputError(f"records could not be split below {plan.format_size(self.limit)} after {depth} passes; raise -S")
         self.depth = max(self.depth, depth)
-        if est_bytes is not None:
+        if est_bytes is not None and exact:
             # 10% spare for compressed buckets: the sample's ratio may flatter the rest.
             temp.check_free(est_bytes if not self.opts.compress_temp else int(est_bytes * min(1.0, self.temp_ratio * 1.1)))
+        if est_bytes is not None:
             k = plan.bucket_count(est_bytes, int(est_bytes / per_record), self.limit)
         else:
             free = shutil.disk_usage(temp.path).free

@@ -35,6 +35,26 @@ class FileSource:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
         self.name = self.path
+        self._raw: BinaryIO | None = None
+
+    def disk_size(self) -> int | None:
+        """Bytes on disk of a regular file (compressed or not), else None."""
+        if self.path == "-":
+            return None
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+    def position(self) -> int:
+        """Bytes of the file on disk consumed so far by the open stream (0 if not open)."""
+        if self._raw is None or self._raw.closed:
+            return 0
+        try:
+            return self._raw.tell()
+        except OSError:
+            return 0
 
     def size(self) -> int | None:
         """The file's size if it is a plain regular file; None for pipes and compressed files."""
@@ -67,6 +87,7 @@ class FileSource:
                 raw = open(self.path, "rb", buffering=0)
             except OSError as e:
                 raise InputError(f"{self.name}: {e.strerror}") from None
+        self._raw = raw
         try:
             stream, codec = sniff(raw)
         except OSError as e:
@@ -234,6 +255,7 @@ class RecordReader:
         self.header = b""
         self.bytes_read = 0
         self._seps = 0  # separators in the buffer, counted only for --lines-per-record
+        self._current = 0  # index of the source being read
 
     def total_size(self) -> int | None:
         """Bytes of all inputs, or None if any size is unknown (plus one per missing separator)."""
@@ -244,6 +266,21 @@ class RecordReader:
                 return None
             total += size
         return total
+
+    def estimate_total(self) -> int | None:
+        """Expected bytes of all inputs once decompressed, from the ratio seen so far.
+
+        Compressed files do not tell their size; planning the bucket count from the ratio of
+        bytes produced to bytes consumed keeps buckets near their target size. None when an
+        input is not a regular file or nothing has been read.
+        """
+        disk = [getattr(s, "disk_size", lambda: None)() for s in self.sources]
+        if any(d is None for d in disk):
+            return None
+        consumed = sum(disk[: self._current]) + getattr(self.sources[self._current], "position", lambda: 0)()
+        if not consumed or not self.bytes_read:
+            return None
+        return int(sum(disk) * self.bytes_read / consumed)  # type: ignore[arg-type]
 
     def _open(self, index: int, source: Source) -> BinaryIO:
         stream = source.open()
@@ -263,6 +300,7 @@ class RecordReader:
         filled = 0
         sep, group = self.fmt.sep, self.fmt.group
         for index, source in enumerate(self.sources):
+            self._current = index
             stream = self._open(index, source)
             try:
                 last = -1
