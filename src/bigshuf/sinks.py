@@ -7,6 +7,7 @@ records to one sink or splits them across shards, with the header at the top of 
 from __future__ import annotations
 
 import bisect
+import fcntl
 import os
 import stat
 import sys
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from .errors import OutputError, UsageError
 from .records import array_bytes
+from .tempspace import remove_dead_outputs
 from .writeback import WriteBehind
 
 if TYPE_CHECKING:
@@ -122,11 +124,21 @@ class AtomicFileSink(Sink):
         except OSError as e:
             raise OutputError(f"{path}: {e.strerror}") from None
         self.name = path
+        # Held until the rename: a later run removes only temporary files nobody holds.
+        self._lock = os.open(self.tmp_path, os.O_RDONLY)
+        fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        remove_dead_outputs(directory)
         try:
             super().__init__(open(fd, "wb", buffering=1 << 20), codec)
         except BaseException:
             os.unlink(self.tmp_path)
+            self._unlock()
             raise
+
+    def _unlock(self) -> None:
+        if self._lock >= 0:
+            os.close(self._lock)
+            self._lock = -1
 
     def finish(self) -> None:
         """Complete the temporary file (compressed stream ended, data flushed, file closed)."""
@@ -149,6 +161,8 @@ class AtomicFileSink(Sink):
             os.replace(self.tmp_path, self.path)
         except OSError as e:
             raise OutputError(f"{self.path}: {e.strerror}") from None
+        finally:
+            self._unlock()
 
     def commit(self) -> None:
         self.finish()
@@ -163,6 +177,7 @@ class AtomicFileSink(Sink):
             os.unlink(self.tmp_path)
         except FileNotFoundError:
             pass
+        self._unlock()
 
 
 def output_codec(path: str | None, compress: CodecChoice | None) -> CodecChoice | None:

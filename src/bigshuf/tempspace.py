@@ -1,10 +1,18 @@
-"""The private temporary directory of one run: created under -T, checked for space, always removed."""
+"""The private temporary directory of one run: created under -T, checked for space, always removed.
+
+A run holds an exclusive ``flock`` on ``lock`` inside its directory for as long as it lives, so
+a later run can tell a directory left by a killed run (lock free) from a live run's (lock
+held) and remove only the former.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
+import sys
 import tempfile
+import time
 from types import TracebackType
 
 from .errors import TempSpaceError
@@ -16,18 +24,102 @@ def default_tmp_dir() -> str:
     return os.environ.get("TMPDIR") or "/tmp"
 
 
+LOCK_NAME = "lock"
+
+
+def _tree_size(path: str) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def lock_held_elsewhere(path: str) -> bool | None:
+    """Whether another process holds ``path``'s flock (None if it cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def remove_dead_outputs(directory: str) -> None:
+    """Remove ``.*.bigshuf-tmp`` output files in ``directory`` that no live run holds locked."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(".") and name.endswith(".bigshuf-tmp"):
+            path = os.path.join(directory, name)
+            # A file seconds old may belong to a run that has not locked it yet.
+            if time.time() - os.path.getmtime(path) > 10 and lock_held_elsewhere(path) is False:
+                size = os.path.getsize(path)
+                os.unlink(path)
+                print(f"bigshuf: removed {path} ({format_size(size)}), left by a run that is gone", file=sys.stderr)
+
+
+def remove_dead_runs(parent: str) -> list[str]:
+    """Remove the ``bigshuf-*`` directories under ``parent`` whose run is gone, saying so on stderr.
+
+    A directory counts as dead only if its lock file exists and can be locked now; a live
+    run's directory, or anything else named ``bigshuf-*``, is left alone.
+    """
+    removed = []
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return removed
+    for name in names:
+        path = os.path.join(parent, name)
+        if not name.startswith("bigshuf-") or not os.path.isdir(path):
+            continue
+        try:
+            fd = os.open(os.path.join(path, LOCK_NAME), os.O_RDWR)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        size = _tree_size(path)
+        shutil.rmtree(path, ignore_errors=True)
+        os.close(fd)
+        removed.append(path)
+        print(f"bigshuf: removed {path} ({format_size(size)}), left by a run that is gone", file=sys.stderr)
+    return removed
+
+
 class TempSpace:
     """A ``bigshuf-*`` directory under ``parent`` that is removed on any exit from the block."""
 
     def __init__(self, parent: str | None) -> None:
         self.parent = parent or default_tmp_dir()
         self.path = ""
+        self._lock = -1
 
     def __enter__(self) -> TempSpace:
         if not os.path.isdir(self.parent):
             raise TempSpaceError(f"{self.parent}: temporary directory does not exist; choose another with -T")
+        remove_dead_runs(self.parent)
         try:
             self.path = tempfile.mkdtemp(prefix="bigshuf-", dir=self.parent)
+            # Lock before the file takes its name, so no cleaner ever sees it unlocked.
+            fresh = os.path.join(self.path, LOCK_NAME + ".new")
+            self._lock = os.open(fresh, os.O_CREAT | os.O_RDWR, 0o600)
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.rename(fresh, os.path.join(self.path, LOCK_NAME))
         except OSError as e:
             raise TempSpaceError(f"{self.parent}: cannot create a temporary directory: {e.strerror}; choose another with -T") from None
         return self
@@ -36,6 +128,9 @@ class TempSpace:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+        if self._lock >= 0:
+            os.close(self._lock)
+            self._lock = -1
 
     def check_free(self, needed: int) -> None:
         """Fail before pass 1 if the directory cannot hold ``needed`` bytes of buckets."""

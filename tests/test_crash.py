@@ -1,0 +1,86 @@
+"""A run killed with SIGKILL leaves the target untouched; the next run removes what it left.
+
+Only what a dead run left is removed: a live run's directory (its lock held) stays.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bigshuf.tempspace import LOCK_NAME, remove_dead_runs
+
+
+@pytest.fixture(scope="module")
+def big_input(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("crash") / "in.txt"
+    rng = np.random.default_rng(2)
+    lengths = rng.integers(2, 60, 1_600_000)
+    data = rng.integers(97, 123, int(lengths.sum()), dtype=np.uint8)
+    data[np.cumsum(lengths) - 1] = 10
+    path.write_bytes(data.tobytes())
+    return path
+
+
+def _run(args: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "bigshuf", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize("when", ["pass 1", "pass 2"])
+def test_sigkill_leaves_target_untouched_and_next_run_cleans_up(tmp_path: Path, big_input: Path, when: str) -> None:
+    temp = tmp_path / "t"
+    temp.mkdir()
+    outdir = tmp_path / "o"
+    outdir.mkdir()
+    out = outdir / "out.txt"
+    out.write_bytes(b"previous\n")
+    proc = _run(["-S", "1M", "-T", str(temp), str(big_input), "-o", str(out)])
+    deadline = time.monotonic() + 60
+    # Pass 1 has begun once the private directory exists; pass 2 once the output's temp file does.
+    while not (any(temp.iterdir()) if when == "pass 1" else any(p.name.endswith(".bigshuf-tmp") for p in outdir.iterdir())):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert out.read_bytes() == b"previous\n"
+    left_dirs = list(temp.iterdir())
+    assert left_dirs
+    stale = [p for p in outdir.iterdir() if p.name.endswith(".bigshuf-tmp")]
+    for p in stale:  # as if the crash were older than the 10-second grace period
+        os.utime(p, (time.time() - 60, time.time() - 60))
+    second = subprocess.run(
+        [sys.executable, "-m", "bigshuf", "-S", "1M", "-T", str(temp), str(big_input), "-o", str(out)],
+        capture_output=True, timeout=300,
+    )
+    assert second.returncode == 0, second.stderr
+    assert b"left by a run that is gone" in second.stderr
+    assert list(temp.iterdir()) == []
+    assert sorted(p.name for p in outdir.iterdir()) == ["out.txt"]
+    assert sorted(out.read_bytes().splitlines()) == sorted(big_input.read_bytes().splitlines())
+
+
+def test_a_live_runs_directory_is_left_alone(tmp_path: Path) -> None:
+    live = tmp_path / "bigshuf-live"
+    live.mkdir()
+    fd = os.open(live / LOCK_NAME, os.O_CREAT | os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    dead = tmp_path / "bigshuf-dead"
+    dead.mkdir()
+    (dead / LOCK_NAME).write_bytes(b"")
+    (dead / "bucket-00000").write_bytes(b"x" * 100)
+    other = tmp_path / "bigshuf-not-ours"
+    other.mkdir()
+    try:
+        removed = remove_dead_runs(str(tmp_path))
+    finally:
+        os.close(fd)
+    assert removed == [str(dead)]
+    assert live.exists() and other.exists() and not dead.exists()
