@@ -45,7 +45,11 @@ def test_sigkill_leaves_target_untouched_and_next_run_cleans_up(tmp_path: Path, 
     proc = _run(["-S", "1M", "-T", str(temp), str(big_input), "-o", str(out)])
     deadline = time.monotonic() + 60
     # Pass 1 has begun once the private directory exists; pass 2 once the output's temp file does.
-    while not (any(temp.iterdir()) if when == "pass 1" else any(p.name.endswith(".bigshuf-tmp") for p in outdir.iterdir())):
+    while not (
+        any((d / LOCK_NAME).exists() for d in temp.iterdir())
+        if when == "pass 1"
+        else any(p.name.endswith(".bigshuf-tmp") for p in outdir.iterdir())
+    ):
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.005)
     os.kill(proc.pid, signal.SIGKILL)
@@ -84,3 +88,17 @@ def test_a_live_runs_directory_is_left_alone(tmp_path: Path) -> None:
         os.close(fd)
     assert removed == [str(dead)]
     assert live.exists() and other.exists() and not dead.exists()
+
+
+def test_a_run_killed_while_starting_is_removed_after_a_grace_period(tmp_path: Path) -> None:
+    empty = tmp_path / "bigshuf-empty"
+    empty.mkdir()
+    young = tmp_path / "bigshuf-young"
+    young.mkdir()
+    half = tmp_path / "bigshuf-half"
+    half.mkdir()
+    (half / (LOCK_NAME + ".new")).write_bytes(b"")
+    for d in (empty, half):
+        os.utime(d, (time.time() - 60, time.time() - 60))
+    assert sorted(remove_dead_runs(str(tmp_path))) == sorted([str(empty), str(half)])
+    assert young.exists()

@@ -69,6 +69,19 @@ def remove_dead_outputs(directory: str) -> None:
                 print(f"bigshuf: removed {path} ({format_size(size)}), left by a run that is gone", file=sys.stderr)
 
 
+def _killed_while_starting(path: str) -> bool:
+    """A run killed before its lock took its name leaves an empty directory or an unlocked
+    ``lock.new``; after a grace period (it may be starting right now) that is dead too."""
+    try:
+        names = os.listdir(path)
+        old = time.time() - os.path.getmtime(path) > 10
+    except OSError:
+        return False
+    if not old or names not in ([], [LOCK_NAME + ".new"]):
+        return False
+    return not names or lock_held_elsewhere(os.path.join(path, names[0])) is False
+
+
 def remove_dead_runs(parent: str) -> list[str]:
     """Remove the ``bigshuf-*`` directories under ``parent`` whose run is gone, saying so on stderr.
 
@@ -87,6 +100,10 @@ def remove_dead_runs(parent: str) -> list[str]:
         try:
             fd = os.open(os.path.join(path, LOCK_NAME), os.O_RDWR)
         except OSError:
+            if _killed_while_starting(path):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+                print(f"bigshuf: removed {path}, left by a run that is gone", file=sys.stderr)
             continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
