@@ -1,6 +1,6 @@
 """bigshuf: shuffle the lines of files far larger than memory, uniformly at random."""
 
-from .api import ShuffleStats, shuffle, shuffle_range
+from .api import ShuffleStats, check_permutation, shuffle, shuffle_range
 from .errors import BigShufError, InputError, OutputError, TempSpaceError, UsageError
 
 __version__ = "0.1.0"
@@ -13,6 +13,7 @@ __all__ = [
     "TempSpaceError",
     "UsageError",
     "__version__",
+    "check_permutation",
     "shuffle",
     "shuffle_range",
 ]

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import plan
-from .errors import InputError, UsageError
+from .errors import InputError, OutputError, UsageError
+from .fingerprint import Fingerprint, fingerprint
 from .gather import sample_with_replacement, shuffle_block
 from .progress import Progress
 from .records import RecordFormat, find_offsets
@@ -55,6 +56,7 @@ class Options:
     shards: int | None = None
     compress: CodecChoice | None = None
     compress_temp: bool = False
+    verify: bool = False
 
 
 def seed_entropy(seed: int | None = None, random_source: PathLike | None = None) -> int:
@@ -111,6 +113,7 @@ def shuffle(
     shards: int | None = None,
     compress: str | None = None,
     compress_temp: bool = False,
+    verify: bool = False,
 ) -> ShuffleStats:
     """Write the records of ``inputs`` to ``output`` in uniformly random order.
 
@@ -127,7 +130,8 @@ def shuffle(
     ``"out/part-{:05d}.jsonl.zst"``) that concatenated are one uniform shuffle. ``header=N``
     keeps the first input's first N records on top of every output file and drops the first N
     records of later inputs. ``lines_per_record=N`` shuffles groups of N lines (FASTQ: 4).
-    ``compress_temp`` keeps the temporary buckets zstd-compressed.
+    ``compress_temp`` keeps the temporary buckets zstd-compressed. ``verify`` fingerprints
+    the records read and the records written and fails, output not put in place, if they differ.
     """
     if isinstance(inputs, (str, os.PathLike)) or not isinstance(inputs, Sequence):
         inputs = [inputs]
@@ -141,6 +145,8 @@ def shuffle(
             raise UsageError(f"invalid {flag} value: '{value}'")
     if shards is not None and shards < 1:
         raise UsageError(f"invalid --shards value: '{shards}'")
+    if verify and (head_count is not None or repeat):
+        raise UsageError("--verify checks whole shuffles; it cannot check a sample (-n) or --repeat")
     if shards is not None and repeat and head_count is None:
         raise UsageError("--shards needs --head-count with --repeat (shards split a known number of records)")
     opts = Options(
@@ -154,6 +160,7 @@ def shuffle(
         shards=shards,
         compress=_parse_compress(compress),
         compress_temp=compress_temp,
+        verify=verify,
     )
     return Run(opts, output, progress or Progress()).run(sources)
 
@@ -209,6 +216,35 @@ def _compression_ratio(sample: np.ndarray) -> float:
     return len(zstandard.ZstdCompressor(level=1).compress(sample.data)) / len(sample)
 
 
+def check_permutation(
+    inputs: Sequence[PathLike],
+    outputs: Sequence[PathLike],
+    *,
+    memory: int | str | None = None,
+    zero_terminated: bool = False,
+    lines_per_record: int = 1,
+    header: int = 0,
+) -> tuple[Fingerprint, Fingerprint]:
+    """Fingerprints of the records of ``inputs`` and of ``outputs``; equal when the outputs
+    hold exactly the inputs' records, in any order and split over any number of files.
+
+    Compressed files are read as such; ``header`` records are set aside as ``shuffle`` does
+    (no file's first ``header`` records are counted).
+    """
+    fmt = RecordFormat(0 if zero_terminated else 10, lines_per_record)
+    capacity = plan.read_capacity(_resolve_memory(memory))
+
+    def total(paths: Sequence[PathLike]) -> Fingerprint:
+        fp = Fingerprint()
+        for path in paths:
+            reader = RecordReader([FileSource(path)], fmt, Progress(), header)
+            for block, _final in reader.blocks(capacity, "-S"):
+                fp += fingerprint(block, find_offsets(block, fmt))
+        return fp
+
+    return total(inputs), total(outputs)
+
+
 class Run:
     """One shuffle: reads the sources, decides the path, owns the output and the temp space."""
 
@@ -224,6 +260,8 @@ class Run:
         self.writer = WriteBehind(plan.IN_FLIGHT_PIECES * self.piece)
         self.out = Output(output, self.writer, shards=opts.shards, compress=opts.compress)
         self.temp_ratio = 1.0  # compressed / raw size of temporary buckets (--compress-temp)
+        self.out.verify = opts.verify
+        self.read_fingerprint = Fingerprint()  # of the records read, when verifying
 
     def begin_output(self, total: int) -> None:
         """Open the output once the input has been read and ``total`` records will be written."""
@@ -241,6 +279,13 @@ class Run:
             if self.opts.head_count != 0:
                 self._shuffle(sources)
             self.begin_output(0)
+            if self.opts.verify:
+                self.writer.flush()
+                if self.out.fingerprint != self.read_fingerprint:
+                    raise OutputError(
+                        f"verification failed: read {self.read_fingerprint}, wrote {self.out.fingerprint}; "
+                        "output not put in place"
+                    )
             self.out.commit()
         except BaseException:
             self.out.abort()
@@ -311,6 +356,8 @@ class Run:
             sample_with_replacement(block, offsets, rng, self.emit, count=count, chunk_bytes=self.piece)
             return
         self.begin_output(n if self.opts.head_count is None else min(n, self.opts.head_count))
+        if self.opts.verify:
+            self.read_fingerprint += fingerprint(block, offsets)
         self.records += shuffle_block(block, offsets, rng, self.emit, head=self.opts.head_count, chunk_bytes=self.piece)
 
     def _external(
@@ -364,6 +411,8 @@ class Run:
         for index, (block, _final) in enumerate(blocks):
             rng = rng_for(self.opts.entropy, key + (1, index))
             for piece, offsets in iter_pieces(block, self.opts.fmt, self.piece, plan.piece_records(self.limit)):
+                if self.opts.verify and depth == 0:
+                    self.read_fingerprint += fingerprint(piece, offsets)
                 buckets.append(scatter_piece(piece, offsets, rng, buckets.k, keep))
                 if head is not None:
                     last = int(np.searchsorted(np.cumsum(buckets.records), head))

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from . import __version__
-from .api import shuffle, shuffle_range
+from .api import check_permutation, shuffle, shuffle_range
 from .errors import BigShufError, InputError, UsageError
 from .progress import make_progress
 from .sources import BytesSource
@@ -63,6 +63,11 @@ Mandatory arguments to long options are mandatory for short options too.
                               of every output file; drop the first N lines of
                               every later input
       --lines-per-record=N  shuffle groups of N lines as one record (FASTQ: 4)
+      --verify              fingerprint the records read and written; if they
+                              differ, fail and leave the output untouched
+      --check-permutation FILE... --against OUT...
+                            do not shuffle: exit 0 if the OUT files hold
+                              exactly the records of the FILEs, else 1
       --progress            show progress bars on standard error
   -q, --quiet               never show progress bars (the default when
                               standard error is not a terminal)
@@ -181,6 +186,9 @@ def _parser() -> _Parser:
     p.add_argument("--compress-temp", action="store_true")
     p.add_argument("--header", type=_count("--header", 0), default=0)
     p.add_argument("--lines-per-record", type=_count("--lines-per-record", 1), default=1)
+    p.add_argument("--verify", action="store_true")
+    p.add_argument("--check-permutation", action="store_true")
+    p.add_argument("--against", action="extend", nargs="+", default=[])
     p.add_argument("--progress", dest="progress", action="store_true", default=None)
     p.add_argument("-q", "--quiet", dest="progress", action="store_false")
     p.add_argument("--help", action="store_true")
@@ -230,6 +238,8 @@ def run(argv: Sequence[str]) -> int:
     if args.version:
         sys.stdout.write(f"{PROG} {__version__}\n")
         return 0
+    if args.check_permutation:
+        return _check(args)
     if args.echo and args.input_range is not None:
         raise _SyntaxError("cannot combine -e and -i options")
     inputs: list[str] = args.operands
@@ -254,6 +264,7 @@ def run(argv: Sequence[str]) -> int:
         shards=args.shards,
         compress=args.compress,
         compress_temp=args.compress_temp,
+        verify=args.verify,
     )
     if args.input_range is not None:
         if args.operands:
@@ -271,6 +282,21 @@ def run(argv: Sequence[str]) -> int:
     else:
         shuffle(inputs or ["-"], args.output, **common)
     return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    """``--check-permutation IN... --against OUT...``: compare record fingerprints."""
+    if not args.operands or not args.against:
+        raise _SyntaxError("--check-permutation needs input FILEs and --against OUTPUT files")
+    got_in, got_out = check_permutation(
+        args.operands, args.against, memory=args.memory, zero_terminated=args.zero_terminated,
+        lines_per_record=args.lines_per_record, header=args.header,
+    )
+    if got_in == got_out:
+        print(f"{PROG}: same records: {got_in}", file=sys.stderr)
+        return 0
+    print(f"{PROG}: records differ: inputs {got_in}; outputs {got_out}", file=sys.stderr)
+    return 1
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:

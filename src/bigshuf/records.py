@@ -76,6 +76,17 @@ def as_binary_array(block: np.ndarray, offsets: np.ndarray) -> pa.Array:
     )
 
 
+def array_block(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A binary array's records as ``(block, offsets)`` for ``find_offsets``-style consumers, no copy."""
+    import pyarrow as pa
+
+    otype = np.dtype(np.int32 if arr.type == pa.binary() else np.int64)
+    offsets = np.frombuffer(arr.buffers()[1], otype, len(arr) + 1, arr.offset * otype.itemsize)
+    data = arr.buffers()[2]
+    block = np.frombuffer(data, np.uint8) if data is not None else np.empty(0, np.uint8)
+    return block, offsets
+
+
 def array_bytes(arr: pa.Array) -> memoryview:
     """The contiguous bytes of all records of a binary array, in order, without copying."""
     import pyarrow as pa

@@ -15,7 +15,8 @@ import tempfile
 from typing import TYPE_CHECKING, BinaryIO
 
 from .errors import OutputError, UsageError
-from .records import array_bytes
+from .fingerprint import Fingerprint, fingerprint
+from .records import array_block, array_bytes
 from .tempspace import remove_dead_outputs
 from .writeback import WriteBehind
 
@@ -251,6 +252,8 @@ class Output:
         self.compress = compress
         self.header = header
         self.sinks: list[Sink] = []
+        self.verify = False
+        self.fingerprint = Fingerprint()  # of the records emitted, when verifying
         self._paths: list[str] = []
         self._bounds: list[int] = []
         self._done = 0  # records emitted so far
@@ -285,6 +288,8 @@ class Output:
 
     def emit(self, records: pa.Array) -> None:
         """Queue a chunk of shuffled records, split across shard boundaries."""
+        if self.verify:
+            self.fingerprint += fingerprint(*array_block(records))
         if self.shards is None:
             self.writer.submit(self.sinks[0].write, array_bytes(records))
             return

@@ -274,13 +274,17 @@ class RecordReader:
         bytes produced to bytes consumed keeps buckets near their target size. None when an
         input is not a regular file or nothing has been read.
         """
-        disk = [getattr(s, "disk_size", lambda: None)() for s in self.sources]
-        if any(d is None for d in disk):
-            return None
-        consumed = sum(disk[: self._current]) + getattr(self.sources[self._current], "position", lambda: 0)()
+        disk: list[int] = []
+        for s in self.sources:
+            size = s.disk_size() if isinstance(s, FileSource) else None
+            if size is None:
+                return None
+            disk.append(size)
+        current = self.sources[self._current]
+        consumed = sum(disk[: self._current]) + (current.position() if isinstance(current, FileSource) else 0)
         if not consumed or not self.bytes_read:
             return None
-        return int(sum(disk) * self.bytes_read / consumed)  # type: ignore[arg-type]
+        return int(sum(disk) * self.bytes_read / consumed)
 
     def _open(self, index: int, source: Source) -> BinaryIO:
         stream = source.open()

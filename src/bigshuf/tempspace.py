@@ -88,7 +88,7 @@ def remove_dead_runs(parent: str) -> list[str]:
     A directory counts as dead only if its lock file exists and can be locked now; a live
     run's directory, or anything else named ``bigshuf-*``, is left alone.
     """
-    removed = []
+    removed: list[str] = []
     try:
         names = os.listdir(parent)
     except OSError:
