@@ -93,3 +93,32 @@ def test_check_permutation_command(tmp_path: Path) -> None:
     out.write_bytes(out.read_bytes()[:-5] + b"XXXX\n")
     bad = subprocess.run(cmd, capture_output=True)
     assert bad.returncode == 1 and b"records differ" in bad.stderr
+
+
+@pytest.mark.parametrize("compress_temp", [False, True])
+def test_a_corrupt_bucket_is_an_error_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compress_temp: bool) -> None:
+    import bigshuf.scatter
+
+    src = write_records(tmp_path / "in", make_records(3000, seed=7))
+    real_close = bigshuf.scatter.BucketSet.close
+
+    def close_then_damage(self):  # flip one byte of bucket 0 once pass 1 has written it
+        real_close(self)
+        if not compress_temp and os.path.exists(self.path(0)) and self.sizes[0] and not getattr(self, "_hit", False):
+            self._hit = True
+            with open(self.path(0), "r+b") as f:
+                first = f.read(1)
+                f.seek(0)
+                f.write(bytes([first[0] ^ 0x20]))
+        elif compress_temp and os.path.exists(self.path(0)) and not getattr(self, "_hit", False):
+            self._hit = True
+            size = os.path.getsize(self.path(0))
+            with open(self.path(0), "r+b") as f:  # garble the middle of the compressed frames
+                f.seek(size // 2)
+                f.write(b"\xff" * 16)
+
+    monkeypatch.setattr(bigshuf.scatter.BucketSet, "close", close_then_damage)
+    target = tmp_path / "out"
+    with pytest.raises(bigshuf.BigShufError, match="bucket-00000"):
+        bigshuf.shuffle(src, target, memory="16K", seed=1, tmp_dir=tmp_path, compress_temp=compress_temp)
+    assert not target.exists()

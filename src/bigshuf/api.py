@@ -449,6 +449,7 @@ class Run:
                 self.progress.update(size)
             else:
                 buf = None
+                buckets.check_file(j)
                 sub = self._reader([FileSource(buckets.path(j))])
                 self._external(
                     sub.blocks(plan.read_capacity(self.limit), "-S"), size, size / count, temp, key + (3, j), depth + 1
