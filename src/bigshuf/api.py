@@ -20,7 +20,7 @@ from .gather import sample_with_replacement, shuffle_block
 from .progress import Progress
 from .records import RecordFormat, find_offsets
 from .scatter import BucketSet, iter_pieces, scatter_piece
-from .sinks import CodecChoice, Output
+from .sinks import CodecChoice, Output, check_output_directory
 from .sources import FileSource, GeneratedSource, RangeSource, RecordReader, Source, map_whole
 from .tempspace import TempSpace
 from .writeback import WriteBehind
@@ -257,6 +257,7 @@ class Run:
         self.depth = 0
         self.limit = opts.memory
         self.piece = plan.piece_bytes(self.limit)
+        check_output_directory(None if output is None else os.fspath(output), opts.shards)
         self.writer = WriteBehind(plan.IN_FLIGHT_PIECES * self.piece)
         self.out = Output(output, self.writer, shards=opts.shards, compress=opts.compress)
         self.temp_ratio = 1.0  # compressed / raw size of temporary buckets (--compress-temp)

@@ -115,16 +115,16 @@ class AtomicFileSink(Sink):
     commit so that shards can all be finished before any is renamed.
     """
 
-    def __init__(self, path: str, codec: CodecChoice | None) -> None:
+    def __init__(self, path: str, codec: CodecChoice | None, name: str | None = None) -> None:
         self.path = path
+        self.name = name or path
         directory = os.path.dirname(os.path.abspath(path))
         try:
             fd, self.tmp_path = tempfile.mkstemp(
                 prefix=f".{os.path.basename(path)}.", suffix=".bigshuf-tmp", dir=directory
             )
         except OSError as e:
-            raise OutputError(f"{path}: {e.strerror}") from None
-        self.name = path
+            raise OutputError(f"{self.name}: {e.strerror}") from None
         # Held until the rename: a later run removes only temporary files nobody holds.
         self._lock = os.open(self.tmp_path, os.O_RDONLY)
         fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -154,14 +154,14 @@ class AtomicFileSink(Sink):
                 mode = 0o666 & ~umask
             os.chmod(self.tmp_path, mode)
         except OSError as e:
-            raise OutputError(f"{self.path}: {e.strerror}") from None
+            raise OutputError(f"{self.name}: {e.strerror}") from None
 
     def publish(self) -> None:
         """Rename the finished temporary file over the target."""
         try:
             os.replace(self.tmp_path, self.path)
         except OSError as e:
-            raise OutputError(f"{self.path}: {e.strerror}") from None
+            raise OutputError(f"{self.name}: {e.strerror}") from None
         finally:
             self._unlock()
 
@@ -205,7 +205,7 @@ def open_output(path: str | os.PathLike[str] | None, compress: CodecChoice | Non
         mode = None
     if mode is not None and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
         return DeviceSink(real, codec)
-    return AtomicFileSink(real, codec)
+    return AtomicFileSink(real, codec, os.fspath(path))
 
 
 def shard_paths(target: str, shards: int, compress: CodecChoice | None) -> list[str]:
@@ -223,7 +223,21 @@ def shard_paths(target: str, shards: int, compress: CodecChoice | None) -> list[
         raise UsageError(f"--shards: -o '{target}' is not a valid pattern ({e}); use e.g. out/part-{{:05d}}.jsonl") from None
     if len(set(paths)) != shards:
         raise UsageError(f"--shards={shards} needs -o to be a directory or a pattern with {{}}, like out/part-{{:05d}}.jsonl")
+    for directory in {os.path.dirname(p) for p in paths} - {""}:
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"{directory}: {e.strerror}") from None
     return paths
+
+
+def check_output_directory(target: str | None, shards: int | None) -> None:
+    """Fail before reading any input if ``-o``'s directory is missing (shards create theirs)."""
+    if target is None or target == "-" or shards is not None:
+        return
+    directory = os.path.dirname(os.path.realpath(target))
+    if not os.path.isdir(directory):
+        raise OutputError(f"{target}: No such file or directory")
 
 
 class Output:
@@ -284,7 +298,7 @@ class Output:
             assert isinstance(last, AtomicFileSink)
             self.writer.submit(lambda _: last.finish(), memoryview(b""))
         path = self._paths[len(self.sinks)]
-        self._open(AtomicFileSink(os.path.realpath(path), output_codec(path, self.compress)))
+        self._open(AtomicFileSink(os.path.realpath(path), output_codec(path, self.compress), path))
 
     def emit(self, records: pa.Array) -> None:
         """Queue a chunk of shuffled records, split across shard boundaries."""

@@ -128,7 +128,8 @@ class TempSpace:
 
     def __enter__(self) -> TempSpace:
         if not os.path.isdir(self.parent):
-            raise TempSpaceError(f"{self.parent}: temporary directory does not exist; choose another with -T")
+            problem = "is not a directory" if os.path.exists(self.parent) else "does not exist"
+            raise TempSpaceError(f"{self.parent}: temporary directory {problem}; choose another with -T")
         remove_dead_runs(self.parent)
         try:
             self.path = tempfile.mkdtemp(prefix="bigshuf-", dir=self.parent)

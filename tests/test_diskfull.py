@@ -1,0 +1,70 @@
+"""A full disk at the output or in -T: a clear error, exit 1, no output file, no temp files.
+
+Uses a small tmpfs the test mounts itself (CI runs as root); skipped where mounting is not
+allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import make_records, write_records
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path):
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        pytest.skip(f"cannot mount a tmpfs here: {e}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def _run(args: list[str]) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "bigshuf", *args], capture_output=True, timeout=120)
+
+
+@pytest.mark.parametrize("shards", [None, 2])
+def test_full_output_disk(tmp_path: Path, small_fs: Path, shards: int | None) -> None:
+    src = write_records(tmp_path / "in", make_records(40000, seed=1))  # ~2 MB, twice the tmpfs
+    target = [str(small_fs / "out.txt")] if shards is None else ["--shards", "2", "-o", str(small_fs / "p{}.txt")]
+    if shards is None:
+        target = ["-o", target[0]]
+    result = _run([str(src), *target])
+    assert result.returncode == 1
+    assert b"No space left on device" in result.stderr and b"Traceback" not in result.stderr
+    assert result.stderr.count(b"\n") == 1
+    assert os.listdir(small_fs) == []
+
+
+def test_full_temp_disk(tmp_path: Path, small_fs: Path) -> None:
+    src = write_records(tmp_path / "in", make_records(40000, seed=2))
+    result = _run(["-S", "64K", "-T", str(small_fs), str(src), "-o", str(tmp_path / "out")])
+    assert result.returncode == 1
+    assert b"not enough temporary space" in result.stderr
+    assert os.listdir(small_fs) == []
+    assert not (tmp_path / "out").exists()
+
+
+def test_temp_disk_filling_up_mid_run(tmp_path: Path, small_fs: Path) -> None:
+    # From a pipe the size is unknown, so no check up front: the write itself fails.
+    src = write_records(tmp_path / "in", make_records(40000, seed=3))
+    with open(src, "rb") as stdin:
+        result = subprocess.run(
+            [sys.executable, "-m", "bigshuf", "-S", "64K", "-T", str(small_fs), "-o", str(tmp_path / "out")],
+            stdin=stdin, capture_output=True, timeout=120,
+        )
+    assert result.returncode == 1
+    assert b"No space left on device" in result.stderr and b"bucket" in result.stderr
+    assert os.listdir(small_fs) == []
+    assert not (tmp_path / "out").exists()
