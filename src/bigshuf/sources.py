@@ -36,6 +36,7 @@ class FileSource:
         self.path = os.fspath(path)
         self.name = self.path
         self._raw: BinaryIO | None = None
+        self._size_at_open: int | None = None
 
     def disk_size(self) -> int | None:
         """Bytes on disk of a regular file (compressed or not), else None."""
@@ -46,6 +47,22 @@ class FileSource:
         except OSError:
             return None
         return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+    def check_unchanged(self) -> None:
+        """After reading to the end: a regular file must still have the size it had when opened
+        and have been read to exactly that size, or the records read are not the file's."""
+        if self._raw is None or self._size_at_open is None:
+            return
+        try:
+            now = os.stat(self.path).st_size
+        except OSError:
+            now = -1
+        read = self.position()
+        if now != self._size_at_open or read != self._size_at_open:
+            raise InputError(
+                f"{self.name}: file changed while being read (size {self._size_at_open} bytes when opened, "
+                f"{now} now, {read} read)"
+            )
 
     def position(self) -> int:
         """Bytes of the file on disk consumed so far by the open stream (0 if not open)."""
@@ -88,6 +105,8 @@ class FileSource:
             except OSError as e:
                 raise InputError(f"{self.name}: {e.strerror}") from None
         self._raw = raw
+        st = os.fstat(raw.fileno())
+        self._size_at_open = st.st_size if stat.S_ISREG(st.st_mode) else None
         try:
             stream, codec = sniff(raw)
         except OSError as e:
@@ -323,6 +342,8 @@ class RecordReader:
                     last = int(buf[filled - 1])
                     self.bytes_read += n
                     self.progress.update(n)
+                if isinstance(source, FileSource):
+                    source.check_unchanged()
             finally:
                 stream.close()
             if last not in (-1, sep):

@@ -1,0 +1,87 @@
+"""Hostile inputs: files that change while read, endless devices, FIFOs, symlink loops, odd records."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+import bigshuf
+from bigshuf.progress import Progress
+from bigshuf.records import RecordFormat
+from bigshuf.sources import FileSource, RecordReader
+
+from helpers import assert_permutation, make_records, write_records
+
+
+@pytest.mark.parametrize("change", ["grows", "shrinks"])
+def test_a_file_changing_while_read_is_an_error(tmp_path: Path, change: str) -> None:
+    src = write_records(tmp_path / "in", make_records(5000, seed=1))
+    reader = RecordReader([FileSource(src)], RecordFormat(), Progress())
+    blocks = reader.blocks(4096, "-S")
+    next(blocks)
+    if change == "grows":
+        with open(src, "ab") as f:
+            f.write(b"appended\n" * 100)
+    else:
+        os.truncate(src, src.stat().st_size // 2)
+    with pytest.raises(bigshuf.InputError, match="changed while being read"):
+        for _ in blocks:
+            pass
+
+
+def test_dev_zero_is_the_record_too_long_error(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bigshuf", "-S", "1M", "/dev/zero", "-o", str(tmp_path / "out")],
+        capture_output=True, timeout=60,
+    )
+    assert result.returncode == 1
+    assert b"/dev/zero: a record is longer than" in result.stderr and b"-S" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_fifo_input(tmp_path: Path) -> None:
+    records = make_records(3000, seed=2)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    data = b"\n".join(records) + b"\n"
+
+    def feed() -> None:
+        with open(fifo, "wb") as f:
+            f.write(data)
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    out = tmp_path / "out"
+    bigshuf.shuffle(fifo, out, memory="16K", seed=1, tmp_dir=tmp_path)
+    writer.join()
+    assert_permutation(out.read_bytes(), records)
+
+
+def test_symlink_loop_is_an_error_naming_it(tmp_path: Path) -> None:
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    with pytest.raises(bigshuf.InputError, match="loop: Too many levels of symbolic links"):
+        bigshuf.shuffle(loop, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_temporary_directory_that_is_a_file(tmp_path: Path) -> None:
+    src = write_records(tmp_path / "in", make_records(3000, seed=3))
+    with pytest.raises(bigshuf.TempSpaceError, match="is not a directory.*-T"):
+        bigshuf.shuffle(src, tmp_path / "out", memory="8K", tmp_dir=src)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_empty_and_huge_records_together(tmp_path: Path, seed: int) -> None:
+    # Two 3 MB records among empty ones at -S 7M: external, and a bucket holding both recurses.
+    records = [b""] * 500 + [b"x" * (3 << 20), b"y" * (3 << 20)] + [b""] * 500 + make_records(200, seed=4)
+    src = write_records(tmp_path / "in", records)
+    out = tmp_path / "out"
+    stats = bigshuf.shuffle(src, out, memory="7M", seed=seed, tmp_dir=tmp_path)
+    assert stats.passes >= 2
+    assert_permutation(out.read_bytes(), records)
