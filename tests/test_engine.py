@@ -242,3 +242,15 @@ def test_range_source_and_sampling(tmp_path: Path) -> None:
     bigshuf.shuffle_range(5, 7, out, seed=1, head_count=100, repeat=True)
     got = [int(x) for x in split_records(out.read_bytes())]
     assert len(got) == 100 and set(got) == {5, 6, 7}
+
+
+def test_range_sample_is_reproducible_from_a_random_source(tmp_path: Path) -> None:
+    # Regression: the re-shuffle of drawn numbers took fresh entropy when only
+    # --random-source (no --seed) was given, so `-i 1-100 -n 5` differed run to run.
+    source = tmp_path / "bytes"
+    source.write_bytes(bytes(range(256)))
+    outs = []
+    for name in ("a", "b"):
+        bigshuf.shuffle_range(1, 100, tmp_path / name, head_count=5, random_source=source)
+        outs.append((tmp_path / name).read_bytes())
+    assert outs[0] == outs[1]

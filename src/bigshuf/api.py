@@ -192,7 +192,8 @@ def shuffle_range(lo: int, hi: int, output: PathLike | None = None, **options: A
     if not sampling:
         return shuffle(RangeSource(lo, hi, sep), output, **options)
     assert head_count is not None
-    rng = rng_for(seed_entropy(options.get("seed"), options.get("random_source")), (4,))
+    entropy = seed_entropy(options.get("seed"), options.get("random_source"))
+    rng = rng_for(entropy, (4,))
     chosen = None if repeat else rng.choice(count, size=head_count, replace=False) + lo
 
     def draws() -> Iterator[bytes]:
@@ -203,8 +204,8 @@ def shuffle_range(lo: int, hi: int, output: PathLike | None = None, **options: A
 
     # The draws are i.i.d. (or a uniform sample in random order), so shuffling them again,
     # through the same engine and options as any input, keeps the result uniform.
-    rest = {k: v for k, v in options.items() if k not in ("head_count", "repeat", "random_source")}
-    return shuffle(GeneratedSource(f"{lo}-{hi}", draws), output, **rest)
+    rest = {k: v for k, v in options.items() if k not in ("head_count", "repeat", "random_source", "seed")}
+    return shuffle(GeneratedSource(f"{lo}-{hi}", draws), output, seed=entropy, **rest)
 
 
 def _compression_ratio(sample: np.ndarray) -> float:
