@@ -1,8 +1,8 @@
-"""In-memory shuffling of one block of records: permute, gather and emit the bytes in chunks.
+"""In-memory shuffling of one block of records: permute, gather and emit the records in chunks.
 
-These are plain functions over a NumPy byte block, its record ends and a Generator, with
-the output handed to an ``emit`` callback, so any driver (a file, a bucket, a thread, a
-Dask task) can reuse them.
+These are plain functions over a NumPy byte block, its record offsets and a Generator, with
+the output handed to an ``emit`` callback as Arrow arrays, so any driver (a file, a bucket,
+a thread, a Dask task) can reuse them.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ def _chunks_by_records(total_records: int, nbytes: int, n: int, chunk_bytes: int
     return max(1, min(total_records, int(chunk_bytes / avg)))
 
 
-def emit_in_order(arr, order: np.ndarray, emit: Emit, per_chunk: int) -> None:
-    """Gather ``arr[order]`` a chunk at a time and emit each chunk's bytes."""
+def emit_in_order(arr: pa.Array, order: np.ndarray, emit: Emit, per_chunk: int) -> None:
+    """Gather ``arr[order]`` a chunk at a time and emit each chunk of records."""
     import pyarrow.compute as pc
 
     for lo in range(0, len(order), per_chunk):
