@@ -45,46 +45,44 @@ class Fingerprint:
         return f"{self.records} records, {self.bytes} bytes, digest {self.digest:016x}"
 
 
+def _long_record(record: np.ndarray, positions: np.ndarray) -> tuple[np.uint64, np.uint64]:
+    """S and W of one record longer than a slice, summed a slice at a time."""
+    s = w = np.uint64(0)
+    for lo in range(0, len(record), SLICE):
+        v = _TABLE[record[lo : lo + SLICE]]
+        s += np.sum(v, dtype=np.uint64)
+        w += np.sum(v * (positions[: len(v)] + np.uint64(lo)), dtype=np.uint64)
+    return s, w
+
+
 def fingerprint(block: np.ndarray, offsets: np.ndarray) -> Fingerprint:
     """Fingerprint of the records ``block[offsets[i]:offsets[i+1]]`` (separators included)."""
     n = len(offsets) - 1
     if n <= 0:
         return Fingerprint()
-    if offsets[0]:
-        block, offsets = block[int(offsets[0]) :], np.asarray(offsets, np.int64) - int(offsets[0])
     ends = np.asarray(offsets[1:], np.int64)
     starts = np.asarray(offsets[:-1], np.int64)
-    total = int(ends[-1])
-    # Running sums S (of table values) and T (of table value times global position) at every
-    # record end, computed slice by slice with the carry, so no full-length uint64 array exists.
-    s_at = np.empty(n, np.uint64)
-    t_at = np.empty(n, np.uint64)
-    carry_s = carry_t = np.uint64(0)
-    first = 0
-    width = min(SLICE, total)
-    positions = np.arange(width, dtype=np.uint64)
-    weighted_vals = np.empty(width, np.uint64)
-    s, t = np.empty(width, np.uint64), np.empty(width, np.uint64)
+    sums = np.empty(n, np.uint64)  # S: sum of table values of the record's bytes
+    weighted = np.empty(n, np.uint64)  # W: the same weighted by position in the record
+    positions = np.arange(min(SLICE, int(ends[-1] - starts[0])), dtype=np.uint64)
+    i = 0
     with np.errstate(over="ignore"):
-        for lo in range(0, total, SLICE):
-            m = min(total, lo + SLICE) - lo
-            v = _TABLE[block[lo : lo + m]]  # fancy indexing: 3x faster than np.take(out=) here
-            # T counts positions from the slice start; lo * S adds the slice's offset.
-            w = np.multiply(v, positions[:m], out=weighted_vals[:m])
-            cs = np.cumsum(v, dtype=np.uint64, out=s[:m])
-            ct = np.cumsum(w, dtype=np.uint64, out=t[:m])
-            last = int(np.searchsorted(ends, lo + m, side="right"))
-            idx = ends[first:last] - 1 - lo
-            s_at[first:last] = cs[idx] + carry_s
-            t_at[first:last] = ct[idx] + cs[idx] * np.uint64(lo) + carry_t
-            carry_s, carry_t = cs[-1] + carry_s, ct[-1] + cs[-1] * np.uint64(lo) + carry_t
-            first = last
-        s_start = np.concatenate(([np.uint64(0)], s_at[:-1]))
-        t_start = np.concatenate(([np.uint64(0)], t_at[:-1]))
-        sums = s_at - s_start
-        # Position within the record: sum(v * (p - start)) = T - start * S.
-        weighted = (t_at - t_start) - starts.astype(np.uint64) * sums
+        while i < n:
+            # Whole records filling about one slice: one reduceat per sum (207 MB/s on
+            # ~60-byte records, against 119 MB/s for prefix sums carried across slices).
+            lo = int(starts[i])
+            j = int(np.searchsorted(ends, lo + SLICE, side="right"))
+            if j == i:
+                sums[i], weighted[i] = _long_record(block[lo : int(ends[i])], positions)
+                i += 1
+                continue
+            hi = int(ends[j - 1])
+            v = _TABLE[block[lo:hi]]  # fancy indexing: 3x faster than np.take(out=) here
+            rel = starts[i:j] - lo
+            sums[i:j] = np.add.reduceat(v, rel)
+            weighted[i:j] = np.add.reduceat(v * positions[: hi - lo], rel) - rel.astype(np.uint64) * sums[i:j]
+            i = j
         lengths = (ends - starts).astype(np.uint64)
         h = _mix(_mix(lengths * _GOLD ^ sums) ^ weighted)
         digest = int(np.sum(h, dtype=np.uint64))
-    return Fingerprint(n, total, digest)
+    return Fingerprint(n, int(ends[-1] - starts[0]), digest)
