@@ -30,7 +30,7 @@ def _split(data: bytes, sep: bytes) -> list[bytes]:
     return data.split(sep)[:-1] if data else []
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(
     records=byte_records,
     final_sep=st.booleans(),
@@ -43,8 +43,8 @@ def _split(data: bytes, sep: bytes) -> list[bytes]:
 def test_always_a_permutation(records, final_sep, zero, memory, head, shards, seed) -> None:
     sep = b"\0" if zero else b"\n"
     records = [r.replace(sep, b"") for r in records]
-    if not final_sep and records and records[-1] == b"":
-        records = records[:-1]  # a missing final separator cannot express a trailing empty record
+    while not final_sep and records and records[-1] == b"":
+        records = records[:-1]  # a missing final separator cannot express trailing empty records
     data = sep.join(records) + (sep if final_sep and records else b"")
     if detect(data[:SNIFF_BYTES]):
         # A plain file that opens with a codec's magic bytes is read as compressed, by design

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, replace
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import plan
-from .errors import InputError, OutputError, UsageError
+from .errors import InputError, OutputError, TempSpaceError, UsageError
 from .fingerprint import Fingerprint, fingerprint
 from .gather import sample_with_replacement, shuffle_block
 from .progress import Progress
@@ -57,6 +58,7 @@ class Options:
     compress: CodecChoice | None = None
     compress_temp: bool = False
     verify: bool = False
+    resume_key: str | None = None
 
 
 def seed_entropy(seed: int | None = None, random_source: PathLike | None = None) -> int:
@@ -114,6 +116,7 @@ def shuffle(
     compress: str | None = None,
     compress_temp: bool = False,
     verify: bool = False,
+    resume: bool = False,
 ) -> ShuffleStats:
     """Write the records of ``inputs`` to ``output`` in uniformly random order.
 
@@ -132,6 +135,8 @@ def shuffle(
     records of later inputs. ``lines_per_record=N`` shuffles groups of N lines (FASTQ: 4).
     ``compress_temp`` keeps the temporary buckets zstd-compressed. ``verify`` fingerprints
     the records read and the records written and fails, output not put in place, if they differ.
+    ``resume`` checkpoints an external run (needs a ``seed``) so that the same call, after a
+    crash, continues where it stopped and writes the same output.
     """
     if isinstance(inputs, (str, os.PathLike)) or not isinstance(inputs, Sequence):
         inputs = [inputs]
@@ -149,9 +154,10 @@ def shuffle(
         raise UsageError("--verify checks whole shuffles; it cannot check a sample (-n) or --repeat")
     if shards is not None and repeat and head_count is None:
         raise UsageError("--shards needs --head-count with --repeat (shards split a known number of records)")
+    entropy = seed_entropy(seed, random_source)
     opts = Options(
         memory=_resolve_memory(memory),
-        entropy=seed_entropy(seed, random_source),
+        entropy=entropy,
         fmt=RecordFormat(0 if zero_terminated else 10, lines_per_record),
         head_count=head_count,
         repeat=repeat,
@@ -162,7 +168,38 @@ def shuffle(
         compress_temp=compress_temp,
         verify=verify,
     )
+    if resume:
+        if seed is None and random_source is None:
+            raise UsageError("--resume needs --seed (or --random-source): a resumed run must draw the same numbers")
+        if repeat or output is None or os.fspath(output) == "-":
+            raise UsageError("--resume needs -o FILE (not standard output) and cannot be used with --repeat")
+        if not all(isinstance(s, FileSource) and s.path != "-" for s in sources):
+            raise UsageError("--resume needs input files (standard input cannot be read again)")
+        opts = replace(opts, resume_key=_resume_key(opts, sources, os.fspath(output)))
     return Run(opts, output, progress or Progress()).run(sources)
+
+
+def _resume_key(opts: Options, sources: list[Source], output: str) -> str:
+    """Names a job: same inputs (by path), output, seed and options give the same key."""
+    from . import __version__
+
+    job = {
+        "version": __version__,
+        "inputs": [os.path.abspath(s.path) for s in sources if isinstance(s, FileSource)],
+        "output": os.path.abspath(output),
+        "options": repr(replace(opts, tmp_dir=None)),
+    }
+    return hashlib.sha256(json.dumps(job, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _input_identity(sources: list[Source]) -> list[list[Any]]:
+    """Path, size and modification time of every input, to refuse resuming changed inputs."""
+    out = []
+    for s in sources:
+        assert isinstance(s, FileSource)
+        st = os.stat(s.path)
+        out.append([s.path, st.st_size, st.st_mtime_ns])
+    return out
 
 
 def _parse_compress(spec: str | None) -> CodecChoice | None:
@@ -264,6 +301,12 @@ class Run:
         self.temp_ratio = 1.0  # compressed / raw size of temporary buckets (--compress-temp)
         self.out.verify = opts.verify
         self.read_fingerprint = Fingerprint()  # of the records read, when verifying
+        # --resume: the checkpoint being continued, and the file it lives in.
+        self.state: dict[str, Any] = {}
+        self.state_path = ""
+        self.inputs: list[list[Any]] = []
+        if opts.resume_key is not None:
+            self.out.resume_tag = f"bigshuf-resume-{opts.resume_key}"
 
     def begin_output(self, total: int) -> None:
         """Open the output once the input has been read and ``total`` records will be written."""
@@ -343,8 +386,39 @@ class Run:
         everything = chain([(block, final)], blocks)
         del block
         whole = reader.estimate_total() if total is None else total + len(sources)
-        with TempSpace(self.opts.tmp_dir) as temp:
+        resume_name = None if self.opts.resume_key is None else f"bigshuf-resume-{self.opts.resume_key}"
+        with TempSpace(self.opts.tmp_dir, resume_name) as temp:
+            if resume_name is not None:
+                self._load_checkpoint(temp.path, sources)
             self._external(everything, whole, per_record, temp, (), 0, exact=total is not None)
+
+    def _load_checkpoint(self, directory: str, sources: list[Source]) -> None:
+        """Pick up an interrupted ``--resume`` run's state, refusing it if an input changed."""
+        self.state_path = os.path.join(directory, "state.json")
+        self.inputs = _input_identity(sources)
+        try:
+            with open(self.state_path) as f:
+                state = json.load(f)
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as e:
+            raise TempSpaceError(f"{self.state_path}: unreadable checkpoint ({e}); remove {directory} to start afresh") from None
+        for (path, size, mtime), (_, size0, mtime0) in zip(self.inputs, state["inputs"]):
+            if (size, mtime) != (size0, mtime0):
+                raise InputError(
+                    f"{path}: changed since the interrupted run (size or modification time differ); "
+                    f"cannot resume; remove {directory} to start afresh"
+                )
+        self.state = state
+        self.read_fingerprint = Fingerprint(*state["read_fingerprint"])
+
+    def _save_checkpoint(self, **changes: Any) -> None:
+        """Write the checkpoint atomically (queued writes are done by now)."""
+        self.state.update(changes, inputs=self.inputs, read_fingerprint=list(astuple(self.read_fingerprint)))
+        fresh = self.state_path + ".new"
+        with open(fresh, "w") as f:
+            json.dump(self.state, f)
+        os.replace(fresh, self.state_path)
 
     def _in_memory(self, block: np.ndarray, offsets: np.ndarray) -> None:
         rng = rng_for(self.opts.entropy, (0,))
@@ -389,7 +463,12 @@ class Run:
             k = plan.bucket_count(free, int(free / per_record), self.limit, max_buckets=1024)
         self.buckets += k
         directory = os.path.join(temp.path, "-".join(map(str, key)) or "top")
-        buckets = BucketSet(directory, k, self.writer, compress=self.opts.compress_temp)
+        resuming = depth == 0 and "k" in self.state
+        if resuming and self.state["k"] != k:
+            raise TempSpaceError(f"{temp.path}: checkpoint made with {self.state['k']} buckets, not {k}; remove it to start afresh")
+        buckets = BucketSet(directory, k, self.writer, compress=self.opts.compress_temp, fresh=not resuming)
+        if resuming:
+            buckets.restore(self.state["buckets"], int(self.state.get("buckets_done", 0)))
         if depth:
             self.progress.start(f"pass {depth + 1}: re-scatter", est_bytes)
         try:
@@ -397,8 +476,14 @@ class Run:
             self.writer.flush()
             buckets.close()
             if depth == 0:
+                if self.state_path:
+                    self._save_checkpoint(k=k, keep=keep, pass1_done=True, buckets=buckets.state())
                 total = int(buckets.records[:keep].sum())
-                self.begin_output(total if self.opts.head_count is None else min(total, self.opts.head_count))
+                self.progress.close()
+                self.out.begin(
+                    total if self.opts.head_count is None else min(total, self.opts.head_count),
+                    self.state.get("output"),
+                )
             self._pass2(buckets, keep, temp, key, depth)
         finally:
             self.writer.wait_idle()
@@ -410,7 +495,16 @@ class Run:
         """Scatter every block into ``buckets``; return how many leading buckets ``-n`` still needs."""
         keep = buckets.k
         head = self.opts.head_count
+        checkpoints = depth == 0 and bool(self.state_path)
+        done = 0
+        if depth == 0 and self.state:
+            keep = int(self.state["keep"])
+            done = int(self.state.get("blocks_done", 0))
+            if self.state.get("pass1_done"):
+                return keep
         for index, (block, _final) in enumerate(blocks):
+            if index < done:
+                continue  # scattered before the interruption
             rng = rng_for(self.opts.entropy, key + (1, index))
             for piece, offsets in iter_pieces(block, self.opts.fmt, self.piece, plan.piece_records(self.limit)):
                 if self.opts.verify and depth == 0:
@@ -423,6 +517,9 @@ class Run:
                         keep = last + 1
             if depth:
                 self.progress.update(len(block))
+            if checkpoints:
+                self.writer.flush()
+                self._save_checkpoint(k=buckets.k, keep=keep, blocks_done=index + 1, buckets=buckets.state())
         return keep
 
     def _pass2(self, buckets: BucketSet, keep: int, temp: TempSpace, key: tuple[int, ...], depth: int) -> None:
@@ -433,7 +530,14 @@ class Run:
         buf: np.ndarray | None = None
         name = "pass 2: shuffle" if depth == 0 else f"pass {depth + 2}: shuffle"
         self.progress.start(name, int(buckets.sizes[:keep].sum()))
+        checkpoints = depth == 0 and bool(self.state_path)
+        done = 0
+        if depth == 0 and "buckets_done" in self.state:
+            done = self.state["buckets_done"]
+            self.records = self.state["records_out"]
         for j in range(keep):
+            if j < done:
+                continue  # output before the interruption
             left = None if self.opts.head_count is None else self.opts.head_count - self.records
             if left == 0:
                 break
@@ -457,4 +561,6 @@ class Run:
                     sub.blocks(plan.read_capacity(self.limit), "-S"), size, size / count, temp, key + (3, j), depth + 1
                 )
                 self.progress.start(name, None)
+            if checkpoints:
+                self._save_checkpoint(buckets_done=j + 1, records_out=self.records, output=self.out.checkpoint())
             buckets.remove(j)

@@ -63,6 +63,9 @@ Mandatory arguments to long options are mandatory for short options too.
                               of every output file; drop the first N lines of
                               every later input
       --lines-per-record=N  shuffle groups of N lines as one record (FASTQ: 4)
+      --resume              with --seed: checkpoint an external run, and continue
+                              an interrupted one with the same arguments where
+                              it stopped (inputs must not have changed)
       --verify              fingerprint the records read and written; if they
                               differ, fail and leave the output untouched
       --check-permutation FILE... --against OUT...
@@ -187,6 +190,7 @@ def _parser() -> _Parser:
     p.add_argument("--header", type=_count("--header", 0), default=0)
     p.add_argument("--lines-per-record", type=_count("--lines-per-record", 1), default=1)
     p.add_argument("--verify", action="store_true")
+    p.add_argument("--resume", action="store_true")
     p.add_argument("--check-permutation", action="store_true")
     p.add_argument("--against", action="extend", nargs="+", default=[])
     p.add_argument("--progress", dest="progress", action="store_true", default=None)
@@ -265,6 +269,7 @@ def run(argv: Sequence[str]) -> int:
         compress=args.compress,
         compress_temp=args.compress_temp,
         verify=args.verify,
+        resume=args.resume,
     )
     if args.input_range is not None:
         if args.operands:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -83,13 +84,17 @@ class BucketSet:
     k: int
     writer: WriteBehind | None = None
     compress: bool = False
+    fresh: bool = True
     sizes: np.ndarray = field(init=False)
     records: np.ndarray = field(init=False)
     _files: list[BinaryIO | None] = field(init=False)
     _zstd: Any = field(init=False, default=None)
 
     def __post_init__(self) -> None:
+        if self.fresh:
+            shutil.rmtree(self.directory, ignore_errors=True)  # leftovers of an interrupted attempt
         os.makedirs(self.directory, exist_ok=True)
+        self.disk = [0] * self.k  # bytes in each file (compressed or not), kept by the writer thread
         self.sizes = np.zeros(self.k, np.int64)
         self.records = np.zeros(self.k, np.int64)
         # CRC-32 of each bucket's bytes as written, checked when it is read back (isal: 25 GB/s).
@@ -112,7 +117,7 @@ class BucketSet:
         self.records += s.counts
 
         compressor = self._compressor()
-        crcs = self.crcs
+        crcs, disk = self.crcs, self.disk
         from isal.isal_zlib import crc32
 
         def write(data: memoryview) -> None:
@@ -121,6 +126,7 @@ class BucketSet:
                 crcs[j] = crc32(part, crcs[j])
                 if compressor is not None:
                     part = memoryview(compressor.compress(part))
+                disk[j] += len(part)
                 try:
                     while part:
                         part = part[f.write(part) :]
@@ -142,9 +148,34 @@ class BucketSet:
             self._zstd = zstandard.ZstdCompressor(level=1)
         return self._zstd
 
+    def state(self) -> dict[str, list[int]]:
+        """Sizes, record counts, CRCs and file sizes once queued writes are done (a checkpoint)."""
+        return {
+            "sizes": self.sizes.tolist(), "records": self.records.tolist(),
+            "crcs": list(self.crcs), "disk": list(self.disk),
+        }
+
+    def restore(self, state: dict[str, list[int]], consumed: int = 0) -> None:
+        """Return to a checkpoint: cut each bucket file back to its size there; appends follow.
+
+        The first ``consumed`` buckets were already output (and removed) by pass 2.
+        """
+        self.sizes[:] = state["sizes"]
+        self.records[:] = state["records"]
+        self.crcs[:] = state["crcs"]
+        self.disk[:] = state["disk"]
+        for j, size in enumerate(self.disk):
+            if j < consumed:
+                continue
+            try:
+                if size or os.path.exists(self.path(j)):
+                    os.truncate(self.path(j), size)
+            except OSError as e:
+                raise TempSpaceError(f"{self.path(j)}: cannot resume from this bucket: {e.strerror}") from None
+
     def _open(self, j: int) -> BinaryIO:
         try:
-            return open(self.path(j), "wb", buffering=0)
+            return open(self.path(j), "ab", buffering=0)
         except OSError as e:
             raise TempSpaceError(f"{self.path(j)}: {e.strerror}") from None
 
@@ -159,6 +190,7 @@ class BucketSet:
                 self._files[j] = None
                 os.unlink(self.path(j))
             self.sizes[j] = self.records[j] = 0
+            self.disk[j] = 0
 
     def close(self) -> None:
         """Flush and close every bucket file."""

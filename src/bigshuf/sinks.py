@@ -12,7 +12,7 @@ import os
 import stat
 import sys
 import tempfile
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .errors import OutputError, UsageError
 from .fingerprint import Fingerprint, fingerprint
@@ -33,33 +33,54 @@ class Sink:
 
     def __init__(self, raw: BinaryIO, codec: CodecChoice | None) -> None:
         self._raw = raw
-        self._stream = raw
+        self._codec = codec
+        # The compressing stream, opened at the first write (and again after each ``cut``).
+        self._stream: BinaryIO | None = None if codec else raw
+        self._compressed_any = False
         self.bytes_written = 0
-        if codec is not None:
+
+    def _writer(self) -> BinaryIO:
+        if self._stream is None:
             from .codecs import open_writer
 
+            assert self._codec is not None
             try:
-                self._stream = open_writer(raw, codec[0], codec[1])
+                self._stream = open_writer(self._raw, self._codec[0], self._codec[1])
             except OSError as e:
-                raw.close()
                 raise OutputError(f"{self.name}: write error: {e.strerror}") from None
+            self._compressed_any = True
+        return self._stream
 
     def write(self, data: memoryview | bytes) -> None:
         """Write all of ``data``."""
         try:
-            self._stream.write(data)
+            self._writer().write(data)
         except BrokenPipeError:
             raise
         except OSError as e:
             raise OutputError(f"{self.name}: write error: {e.strerror}") from None
         self.bytes_written += len(data)
 
+    def cut(self) -> int:
+        """End the compressed stream here (a later write starts a new member or frame), flush,
+        and return the bytes on disk: a point a resumed run can truncate to and append from."""
+        try:
+            if self._stream is not None and self._stream is not self._raw:
+                self._stream.close()
+                self._stream = None
+            self._raw.flush()
+            return self._raw.tell()
+        except OSError as e:
+            raise OutputError(f"{self.name}: write error: {e.strerror}") from None
+
     def _finish(self) -> None:
         """End the compressed stream, if any, and flush everything to the raw file."""
         try:
-            if self._stream is not self._raw:
+            if self._codec is not None and not self._compressed_any:
+                self._writer()  # even an empty output is a valid compressed stream
+            if self._stream is not None and self._stream is not self._raw:
                 self._stream.close()
-                self._stream = self._raw  # let the compressor's memory go now
+            self._stream = self._raw  # let the compressor's memory go now
             self._raw.flush()
         except BrokenPipeError:
             raise
@@ -115,14 +136,26 @@ class AtomicFileSink(Sink):
     commit so that shards can all be finished before any is renamed.
     """
 
-    def __init__(self, path: str, codec: CodecChoice | None, name: str | None = None) -> None:
+    def __init__(
+        self, path: str, codec: CodecChoice | None, name: str | None = None,
+        resume_tag: str | None = None, resume_size: int | None = None,
+    ) -> None:
         self.path = path
         self.name = name or path
+        self.keep_on_abort = resume_tag is not None
         directory = os.path.dirname(os.path.abspath(path))
         try:
-            fd, self.tmp_path = tempfile.mkstemp(
-                prefix=f".{os.path.basename(path)}.", suffix=".bigshuf-tmp", dir=directory
-            )
+            if resume_tag is None:
+                fd, self.tmp_path = tempfile.mkstemp(
+                    prefix=f".{os.path.basename(path)}.", suffix=".bigshuf-tmp", dir=directory
+                )
+            else:
+                # --resume: a name the next run can find, cut back to the last checkpoint.
+                self.tmp_path = os.path.join(directory, f".{os.path.basename(path)}.{resume_tag}.bigshuf-tmp")
+                fd = os.open(self.tmp_path, os.O_CREAT | os.O_RDWR, 0o600)
+                os.ftruncate(fd, resume_size or 0)
+                os.lseek(fd, 0, os.SEEK_END)
+        
         except OSError as e:
             raise OutputError(f"{self.name}: {e.strerror}") from None
         # Held until the rename: a later run removes only temporary files nobody holds.
@@ -135,6 +168,8 @@ class AtomicFileSink(Sink):
             os.unlink(self.tmp_path)
             self._unlock()
             raise
+        if resume_size:
+            self._compressed_any = True  # what is on disk already holds the stream's start
 
     def _unlock(self) -> None:
         if self._lock >= 0:
@@ -174,10 +209,11 @@ class AtomicFileSink(Sink):
             self._raw.close()
         except OSError:
             pass
-        try:
-            os.unlink(self.tmp_path)
-        except FileNotFoundError:
-            pass
+        if not self.keep_on_abort:
+            try:
+                os.unlink(self.tmp_path)
+            except FileNotFoundError:
+                pass
         self._unlock()
 
 
@@ -271,20 +307,61 @@ class Output:
         self._paths: list[str] = []
         self._bounds: list[int] = []
         self._done = 0  # records emitted so far
+        self.resume_tag: str | None = None  # --resume: fixed temporary names, kept on failure
         if shards is not None and (self.target is None or self.target == "-"):
             raise UsageError("--shards needs -o naming a directory or a pattern like out/part-{:05d}.jsonl")
 
-    def begin(self, total: int) -> None:
-        """Plan the output now that the input has been read and ``total`` output records are known."""
+    def begin(self, total: int, restore: dict[str, Any] | None = None) -> None:
+        """Plan the output now that the input has been read and ``total`` output records are known.
+
+        ``restore`` is a ``checkpoint()`` of an interrupted ``--resume`` run: its finished
+        files are taken as they are and its current file is cut back and appended to.
+        """
         if self._bounds:
             return
         if self.shards is None:
             self._bounds = [0, total]
-            self._open(open_output(self.target, self.compress))
         else:
             assert self.target is not None
             self._paths = shard_paths(self.target, self.shards, self.compress)
             self._bounds = [i * total // self.shards for i in range(self.shards + 1)]
+        if restore is not None:
+            self._done = restore["done"]
+            self.fingerprint = Fingerprint(*restore["fingerprint"])
+            for i in range(restore["opened"]):
+                current = i == restore["opened"] - 1
+                sink = self._file_sink(i, None if current else restore["finished"][i], restore["size"] if current else None)
+                self.sinks.append(sink)
+        elif self.shards is None:
+            if self.resume_tag is not None:
+                self._open(self._file_sink(0, None, None))
+            else:
+                self._open(open_output(self.target, self.compress))
+
+    def _file_sink(self, i: int, finished_size: int | None, size: int | None) -> AtomicFileSink:
+        """The file of shard ``i`` (or of the single output), fresh, finished, or resumed at ``size``."""
+        path = self._paths[i] if self.shards is not None else self.target
+        assert path is not None
+        codec = None if finished_size is not None else output_codec(path, self.compress)
+        sink = AtomicFileSink(
+            os.path.realpath(path), codec, path, self.resume_tag,
+            finished_size if finished_size is not None else size,
+        )
+        if finished_size is not None:
+            sink.finish()
+        return sink
+
+    def checkpoint(self) -> dict[str, Any]:
+        """Where the output stands after the queued writes: enough for ``begin(restore=...)``."""
+        self.writer.flush()
+        finished = [os.path.getsize(s.tmp_path) for s in self.sinks[:-1] if isinstance(s, AtomicFileSink)]
+        return {
+            "opened": len(self.sinks),
+            "finished": finished,
+            "size": self.sinks[-1].cut() if self.sinks else 0,
+            "done": self._done,
+            "fingerprint": [self.fingerprint.records, self.fingerprint.bytes, self.fingerprint.digest],
+        }
 
     def _open(self, sink: Sink) -> None:
         self.sinks.append(sink)
@@ -297,8 +374,12 @@ class Output:
             last = self.sinks[-1]
             assert isinstance(last, AtomicFileSink)
             self.writer.submit(lambda _: last.finish(), memoryview(b""))
-        path = self._paths[len(self.sinks)]
-        self._open(AtomicFileSink(os.path.realpath(path), output_codec(path, self.compress), path))
+        i = len(self.sinks)
+        if self.resume_tag is not None:
+            self._open(self._file_sink(i, None, None))
+        else:
+            path = self._paths[i]
+            self._open(AtomicFileSink(os.path.realpath(path), output_codec(path, self.compress), path))
 
     def emit(self, records: pa.Array) -> None:
         """Queue a chunk of shuffled records, split across shard boundaries."""

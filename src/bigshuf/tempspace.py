@@ -60,7 +60,7 @@ def remove_dead_outputs(directory: str) -> None:
     except OSError:
         return
     for name in names:
-        if name.startswith(".") and name.endswith(".bigshuf-tmp"):
+        if name.startswith(".") and name.endswith(".bigshuf-tmp") and ".bigshuf-resume-" not in name:
             path = os.path.join(directory, name)
             # A file seconds old may belong to a run that has not locked it yet.
             if time.time() - os.path.getmtime(path) > 10 and lock_held_elsewhere(path) is False:
@@ -95,8 +95,8 @@ def remove_dead_runs(parent: str) -> list[str]:
         return removed
     for name in names:
         path = os.path.join(parent, name)
-        if not name.startswith("bigshuf-") or not os.path.isdir(path):
-            continue
+        if not name.startswith("bigshuf-") or name.startswith("bigshuf-resume-") or not os.path.isdir(path):
+            continue  # --resume state is kept for the run that resumes it
         try:
             fd = os.open(os.path.join(path, LOCK_NAME), os.O_RDWR)
         except OSError:
@@ -121,8 +121,9 @@ def remove_dead_runs(parent: str) -> list[str]:
 class TempSpace:
     """A ``bigshuf-*`` directory under ``parent`` that is removed on any exit from the block."""
 
-    def __init__(self, parent: str | None) -> None:
+    def __init__(self, parent: str | None, resume_name: str | None = None) -> None:
         self.parent = parent or default_tmp_dir()
+        self.resume_name = resume_name
         self.path = ""
         self._lock = -1
 
@@ -131,6 +132,8 @@ class TempSpace:
             problem = "is not a directory" if os.path.exists(self.parent) else "does not exist"
             raise TempSpaceError(f"{self.parent}: temporary directory {problem}; choose another with -T")
         remove_dead_runs(self.parent)
+        if self.resume_name is not None:
+            return self._enter_resumable()
         try:
             self.path = tempfile.mkdtemp(prefix="bigshuf-", dir=self.parent)
             # Lock before the file takes its name, so no cleaner ever sees it unlocked.
@@ -142,10 +145,28 @@ class TempSpace:
             raise TempSpaceError(f"{self.parent}: cannot create a temporary directory: {e.strerror}; choose another with -T") from None
         return self
 
+    def _enter_resumable(self) -> TempSpace:
+        """``--resume``: a directory named by the job, kept when the run fails so a rerun continues."""
+        assert self.resume_name is not None
+        self.path = os.path.join(self.parent, self.resume_name)
+        try:
+            os.makedirs(self.path, exist_ok=True)
+            self._lock = os.open(os.path.join(self.path, LOCK_NAME), os.O_CREAT | os.O_RDWR, 0o600)
+        except OSError as e:
+            raise TempSpaceError(f"{self.path}: {e.strerror}; choose another directory with -T") from None
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self._lock)
+            self._lock = -1
+            raise TempSpaceError(f"{self.path}: another bigshuf is running this same job") from None
+        return self
+
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+        if self.resume_name is None or exc_type is None:
+            shutil.rmtree(self.path, ignore_errors=True)
         if self._lock >= 0:
             os.close(self._lock)
             self._lock = -1

@@ -1,0 +1,114 @@
+"""--resume: a run killed with SIGKILL at any checkpoint continues where it stopped and writes
+exactly what an uninterrupted run writes; changed inputs are refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import bigshuf
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("resume") / "in.txt"
+    rng = np.random.default_rng(3)
+    lengths = rng.integers(2, 60, 700_000)
+    data = rng.integers(97, 123, int(lengths.sum()), dtype=np.uint8)
+    data[np.cumsum(lengths) - 1] = 10
+    path.write_bytes(data.tobytes())
+    return path
+
+
+def _args(corpus: Path, temp: Path, target: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "bigshuf", "--resume", "--seed", "7", "-S", "1M", "-T", str(temp), str(corpus), "-o", target, *extra]
+
+
+def _state(temp: Path) -> dict:
+    for d in temp.iterdir():
+        try:
+            return json.loads((d / "state.json").read_text())
+        except (OSError, ValueError):
+            pass
+    return {}
+
+
+def _kill_at(cmd: list[str], temp: Path, ready) -> dict:
+    """Start ``cmd``, SIGKILL it once its checkpoint satisfies ``ready``; return that checkpoint."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not ready(_state(temp)):
+        assert proc.poll() is None, "the run finished before the checkpoint was reached"
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return _state(temp)
+
+
+POINTS = {
+    "early in pass 1": lambda s: s.get("blocks_done", 0) >= 3,
+    "late in pass 1": lambda s: s.get("blocks_done", 0) >= 40,
+    "early in pass 2": lambda s: s.get("buckets_done", 0) >= 2,
+    "late in pass 2": lambda s: s.get("buckets_done", 0) >= 60,
+}
+
+
+@pytest.mark.parametrize("point", list(POINTS))
+@pytest.mark.parametrize("shards", [False, True])
+def test_killed_run_resumes_to_the_same_output(tmp_path: Path, corpus: Path, point: str, shards: bool) -> None:
+    extra = ["--shards", "3"] if shards else []
+    target = str(tmp_path / ("s/p{}.txt.gz" if shards else "out.txt"))
+    ref_target = str(tmp_path / ("ref/p{}.txt.gz" if shards else "ref.txt"))
+    ref_temp = tmp_path / "rt"
+    ref_temp.mkdir()
+    subprocess.run(_args(corpus, ref_temp, ref_target, *extra), check=True)
+    temp = tmp_path / "t"
+    temp.mkdir()
+    state = _kill_at(_args(corpus, temp, target, *extra), temp, POINTS[point])
+    assert state  # a checkpoint was written before the kill
+    resumed = subprocess.run(_args(corpus, temp, target, *extra), capture_output=True)
+    assert resumed.returncode == 0, resumed.stderr
+    names = [f"p{i}.txt.gz" for i in range(3)] if shards else ["out.txt"]
+    for name in names:
+        mine = Path(target).parent / name
+        ref = Path(ref_target).parent / (name if shards else "ref.txt")
+        assert mine.read_bytes() == ref.read_bytes()
+    assert list(temp.iterdir()) == []
+    leftovers = [p.name for p in Path(target).parent.iterdir() if p.name.endswith(".bigshuf-tmp")]
+    assert leftovers == []
+    if not shards:  # and the same records in the same order as a run without --resume
+        plain = tmp_path / "plain.txt"
+        bigshuf.shuffle(corpus, plain, memory="1M", seed=7, tmp_dir=tmp_path)
+        assert plain.read_bytes() == Path(target).read_bytes()
+
+
+def test_changed_input_is_refused(tmp_path: Path, corpus: Path) -> None:
+    src = tmp_path / "in.txt"
+    src.write_bytes(corpus.read_bytes())
+    temp = tmp_path / "t"
+    temp.mkdir()
+    _kill_at(_args(src, temp, str(tmp_path / "out")), temp, POINTS["early in pass 1"])
+    with open(src, "ab") as f:
+        f.write(b"one more line\n")
+    again = subprocess.run(_args(src, temp, str(tmp_path / "out")), capture_output=True)
+    assert again.returncode == 1
+    assert b"changed since the interrupted run" in again.stderr and b"remove" in again.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_resume_needs_a_seed_and_files(tmp_path: Path, corpus: Path) -> None:
+    with pytest.raises(bigshuf.UsageError, match="--seed"):
+        bigshuf.shuffle(corpus, tmp_path / "out", resume=True)
+    with pytest.raises(bigshuf.UsageError, match="standard input"):
+        bigshuf.shuffle("-", tmp_path / "out", resume=True, seed=1)
+    with pytest.raises(bigshuf.UsageError, match="-o FILE"):
+        bigshuf.shuffle(corpus, None, resume=True, seed=1)
