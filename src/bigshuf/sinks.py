@@ -363,6 +363,9 @@ class Output:
             "fingerprint": [self.fingerprint.records, self.fingerprint.bytes, self.fingerprint.digest],
         }
 
+    def _count(self, records: pa.Array) -> None:
+        self.fingerprint += fingerprint(*array_block(records))
+
     def _open(self, sink: Sink) -> None:
         self.sinks.append(sink)
         if self.header:
@@ -384,7 +387,8 @@ class Output:
     def emit(self, records: pa.Array) -> None:
         """Queue a chunk of shuffled records, split across shard boundaries."""
         if self.verify:
-            self.fingerprint += fingerprint(*array_block(records))
+            # On the writer thread, overlapping the main thread's gathering; read after a flush.
+            self.writer.submit(lambda _: self._count(records), memoryview(b""))
         if self.shards is None:
             self.writer.submit(self.sinks[0].write, array_bytes(records))
             return
