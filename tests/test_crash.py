@@ -13,21 +13,16 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
+
+from helpers import write_short_lines
 
 from bigshuf.tempspace import LOCK_NAME, remove_dead_runs
 
 
 @pytest.fixture(scope="module")
 def big_input(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("crash") / "in.txt"
-    rng = np.random.default_rng(2)
-    lengths = rng.integers(2, 60, 1_600_000)
-    data = rng.integers(97, 123, int(lengths.sum()), dtype=np.uint8)
-    data[np.cumsum(lengths) - 1] = 10
-    path.write_bytes(data.tobytes())
-    return path
+    return write_short_lines(tmp_path_factory.mktemp("crash") / "in.txt", 1_600_000, seed=2)
 
 
 def _run(args: list[str]) -> subprocess.Popen[bytes]:

@@ -11,21 +11,16 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import bigshuf
 
+from helpers import write_short_lines
+
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("resume") / "in.txt"
-    rng = np.random.default_rng(3)
-    lengths = rng.integers(2, 60, 700_000)
-    data = rng.integers(97, 123, int(lengths.sum()), dtype=np.uint8)
-    data[np.cumsum(lengths) - 1] = 10
-    path.write_bytes(data.tobytes())
-    return path
+    return write_short_lines(tmp_path_factory.mktemp("resume") / "in.txt", 700_000, seed=3)
 
 
 def _args(corpus: Path, temp: Path, target: str, *extra: str) -> list[str]:

@@ -9,20 +9,15 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
+
+from helpers import write_short_lines
 
 
 @pytest.fixture(scope="module")
 def big_input(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """~48 MiB of short lines: at -S 1M a run lasts long enough to be interrupted."""
-    path = tmp_path_factory.mktemp("sig") / "in.txt"
-    rng = np.random.default_rng(1)
-    lengths = rng.integers(2, 60, 1_600_000)
-    data = rng.integers(97, 123, int(lengths.sum()), dtype=np.uint8)
-    data[np.cumsum(lengths) - 1] = 10
-    path.write_bytes(data.tobytes())
-    return path
+    return write_short_lines(tmp_path_factory.mktemp("sig") / "in.txt", 1_600_000, seed=1)
 
 
 def _wait_for_buckets(temp: Path, proc: subprocess.Popen[bytes]) -> None:
