@@ -11,7 +11,6 @@ import fcntl
 import os
 import shutil
 import sys
-import tempfile
 import time
 from types import TracebackType
 
@@ -135,15 +134,41 @@ class TempSpace:
         if self.resume_name is not None:
             return self._enter_resumable()
         try:
-            self.path = tempfile.mkdtemp(prefix="bigshuf-", dir=self.parent)
+            # Named before it is made, so a signal landing just after mkdir can still clean it up.
+            while True:
+                self.path = os.path.join(self.parent, f"bigshuf-{os.urandom(6).hex()}")
+                try:
+                    os.mkdir(self.path, 0o700)
+                    break
+                except FileExistsError:
+                    continue
             # Lock before the file takes its name, so no cleaner ever sees it unlocked.
             fresh = os.path.join(self.path, LOCK_NAME + ".new")
             self._lock = os.open(fresh, os.O_CREAT | os.O_RDWR, 0o600)
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             os.rename(fresh, os.path.join(self.path, LOCK_NAME))
         except OSError as e:
+            if os.path.isdir(self.path):
+                self._remove()
             raise TempSpaceError(f"{self.parent}: cannot create a temporary directory: {e.strerror}; choose another with -T") from None
+        except BaseException:
+            # A signal (Ctrl-C, SIGTERM) landing here: __exit__ will not run, so clean up now.
+            self._remove()
+            raise
         return self
+
+    def _remove(self) -> None:
+        """Remove the directory and release the lock; a second signal mid-way does not stop it."""
+        while True:
+            try:
+                if self.path:
+                    shutil.rmtree(self.path, ignore_errors=True)
+                if self._lock >= 0:
+                    os.close(self._lock)
+                    self._lock = -1
+                return
+            except BaseException:  # noqa: BLE001 - finish the cleanup, the first exception is on its way
+                continue
 
     def _enter_resumable(self) -> TempSpace:
         """``--resume``: a directory named by the job, kept when the run fails so a rerun continues."""
@@ -166,8 +191,8 @@ class TempSpace:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if self.resume_name is None or exc_type is None:
-            shutil.rmtree(self.path, ignore_errors=True)
-        if self._lock >= 0:
+            self._remove()
+        elif self._lock >= 0:
             os.close(self._lock)
             self._lock = -1
 
