@@ -292,7 +292,6 @@ class Run:
 
     def __init__(self, opts: Options, output: PathLike | None, progress: Progress) -> None:
         self.opts = opts
-        self.output_target = output
         self.progress = progress
         self.records = 0
         self.buckets = 0
@@ -309,13 +308,15 @@ class Run:
         self.state: dict[str, Any] = {}
         self.state_path = ""
         self.inputs: list[list[Any]] = []
-        if opts.resume_key is not None:
-            self.out.resume_tag = f"bigshuf-resume-{opts.resume_key}"
+        # Names the temp directory and output temp files of a --resume job.
+        self.resume_name = None if opts.resume_key is None else f"bigshuf-resume-{opts.resume_key}"
+        self.out.resume_tag = self.resume_name
 
-    def begin_output(self, total: int) -> None:
-        """Open the output once the input has been read and ``total`` records will be written."""
+    def begin_output(self, total: int, restore: dict[str, Any] | None = None) -> None:
+        """Open the output once the input has been read and ``total`` records will be written
+        (``restore``: where an interrupted ``--resume`` run left it)."""
         self.progress.close()
-        self.out.begin(total)
+        self.out.begin(total, restore)
 
     def emit(self, records: pa.Array) -> None:
         """Queue a chunk of shuffled records for the output."""
@@ -344,9 +345,6 @@ class Run:
             self.progress.close()
         passes = 1 if self.buckets == 0 else 2 + self.depth
         return ShuffleStats(self.records, self.out.bytes_written, self.buckets, passes, time.perf_counter() - start)
-
-    def _reader(self, sources: list[Source], header: int = 0) -> RecordReader:
-        return RecordReader(sources, self.opts.fmt, Progress(), header)
 
     def _shuffle(self, sources: list[Source]) -> None:
         reader = RecordReader(sources, self.opts.fmt, self.progress, self.opts.header)
@@ -390,9 +388,8 @@ class Run:
         everything = chain([(block, final)], blocks)
         del block
         whole = reader.estimate_total() if total is None else total + len(sources)
-        resume_name = None if self.opts.resume_key is None else f"bigshuf-resume-{self.opts.resume_key}"
-        with TempSpace(self.opts.tmp_dir, resume_name) as temp:
-            if resume_name is not None:
+        with TempSpace(self.opts.tmp_dir, self.resume_name) as temp:
+            if self.resume_name is not None:
                 self._load_checkpoint(temp.path, sources)
             self._external(everything, whole, per_record, temp, (), 0, exact=total is not None)
 
@@ -483,8 +480,7 @@ class Run:
                 if self.state_path:
                     self._save_checkpoint(k=k, keep=keep, pass1_done=True, buckets=buckets.state())
                 total = int(buckets.records[:keep].sum())
-                self.progress.close()
-                self.out.begin(
+                self.begin_output(
                     total if self.opts.head_count is None else min(total, self.opts.head_count),
                     self.state.get("output"),
                 )
@@ -560,7 +556,7 @@ class Run:
             else:
                 buf = None
                 buckets.check_file(j)
-                sub = self._reader([FileSource(buckets.path(j))])
+                sub = RecordReader([FileSource(buckets.path(j))], self.opts.fmt, Progress())
                 self._external(
                     sub.blocks(plan.read_capacity(self.limit), "-S"), size, size / count, temp, key + (3, j), depth + 1
                 )

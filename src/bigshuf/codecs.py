@@ -149,8 +149,8 @@ def _require(module: str, codec: str, error: type[BigShufError], prefix: str = "
 # Sniffing
 
 
-class _Replay(io.RawIOBase):
-    """A non-seekable stream whose first bytes were already read: hands them out again first."""
+class Replay(io.RawIOBase):
+    """A stream whose first bytes were already read (to sniff a pipe, to split off a header): hands them out again first."""
 
     def __init__(self, head: bytes, raw: BinaryIO) -> None:
         self._head = memoryview(head)
@@ -201,7 +201,7 @@ def sniff(raw: BinaryIO) -> tuple[BinaryIO, str | None]:
     if seekable:
         raw.seek(start)
         return raw, detect(head)
-    return _Replay(head, raw), detect(head)  # type: ignore[return-value]
+    return Replay(head, raw), detect(head)  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -89,11 +89,5 @@ def array_block(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 
 def array_bytes(arr: pa.Array) -> memoryview:
     """The contiguous bytes of all records of a binary array, in order, without copying."""
-    import pyarrow as pa
-
-    otype = np.dtype(np.int32 if arr.type == pa.binary() else np.int64)
-    offsets = np.frombuffer(arr.buffers()[1], otype, len(arr) + 1, arr.offset * otype.itemsize)
-    data = arr.buffers()[2]
-    if data is None:
-        return memoryview(b"")
-    return memoryview(data)[int(offsets[0]) : int(offsets[-1])]
+    block, offsets = array_block(arr)
+    return block[int(offsets[0]) : int(offsets[-1])].data

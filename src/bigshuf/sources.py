@@ -13,6 +13,7 @@ from typing import BinaryIO, Protocol
 import numpy as np
 
 from .errors import InputError
+from .codecs import Replay
 from .progress import Progress
 from .records import RecordFormat, count_separators
 
@@ -199,29 +200,6 @@ def map_whole(sources: Sequence[Source], sep: int) -> np.ndarray | None:
     return block if block[-1] == sep else None
 
 
-class _PrefixedStream(io.RawIOBase):
-    """Bytes already read from a stream, served again before the rest of it."""
-
-    def __init__(self, prefix: bytes, stream: BinaryIO) -> None:
-        self.prefix = memoryview(prefix)
-        self.stream = stream
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: memoryview) -> int:  # type: ignore[override]
-        if self.prefix:
-            n = min(len(b), len(self.prefix))
-            b[:n] = self.prefix[:n]
-            self.prefix = self.prefix[n:]
-            return n
-        return self.stream.readinto(b)  # type: ignore[attr-defined, no-any-return]
-
-    def close(self) -> None:
-        self.stream.close()
-        super().close()
-
-
 def split_head(stream: BinaryIO, lines: int, sep: int, name: str) -> tuple[bytes, BinaryIO]:
     """Read the first ``lines`` separator-terminated lines off ``stream`` (``--header``).
 
@@ -249,7 +227,7 @@ def split_head(stream: BinaryIO, lines: int, sep: int, name: str) -> tuple[bytes
             head += chunk
         else:
             head += chunk[: pos + 1]
-            return bytes(head), _PrefixedStream(chunk[pos + 1 :], stream)  # type: ignore[return-value]
+            return bytes(head), Replay(chunk[pos + 1 :], stream)  # type: ignore[return-value]
     return bytes(head), stream
 
 
