@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import io
+import lzma
 import os
 from collections import Counter
 from pathlib import Path
@@ -56,3 +60,29 @@ def write_short_lines(path: Path, lines: int, seed: int) -> Path:
     data[np.cumsum(lengths) - 1] = 10
     path.write_bytes(data.tobytes())
     return path
+
+
+def compress(codec: str, data: bytes) -> bytes:
+    """``data`` compressed by the codec's reference library (not by bigshuf)."""
+    if codec == "gzip":
+        return gzip.compress(data, mtime=0)
+    if codec == "zstd":
+        import zstandard
+
+        return zstandard.ZstdCompressor(level=3, write_checksum=True).compress(data)
+    if codec == "bzip2":
+        return bz2.compress(data)
+    return lzma.compress(data)
+
+
+def decompress(codec: str, blob: bytes) -> bytes:
+    """``blob`` decompressed by the codec's reference library (not by bigshuf)."""
+    if codec == "gzip":
+        return gzip.decompress(blob)
+    if codec == "zstd":
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(io.BytesIO(blob), read_across_frames=True).read()
+    if codec == "bzip2":
+        return bz2.decompress(blob)
+    return lzma.decompress(blob)

@@ -54,6 +54,16 @@ def assert_error(code: int, out: bytes, err: bytes) -> None:
     assert err.endswith(b"\n")
 
 
+def assert_same_error_as_gnu(run_cli, run_gnu, args, input=b""):
+    """bigshuf fails as GNU shuf does for ``args``: status 1 and the same message; returns it."""
+    gnu = run_gnu(args, input=input)
+    code, out, err = run_cli(args, input=input)
+    assert_error(code, out, err)
+    assert gnu[0] == 1
+    assert err == gnu[2]
+    return err
+
+
 def stray_temp_files(directory: Path) -> list[str]:
     """Temporary output files an atomic ``-o`` may have left in ``directory``."""
     return [p.name for p in directory.iterdir() if p.name.endswith(".bigshuf-tmp")]
@@ -550,32 +560,17 @@ def test_invalid_input_range_matches_gnu(run_cli, run_gnu, spec):
 
 
 def test_echo_with_input_range_matches_gnu(run_cli, run_gnu):
-    args = ["-e", "-i", "1-3", "a"]
-    gnu = run_gnu(args)
-    code, out, err = run_cli(args)
-    assert_error(code, out, err)
-    assert gnu[0] == 1
-    assert err == gnu[2]
+    err = assert_same_error_as_gnu(run_cli, run_gnu, ["-e", "-i", "1-3", "a"])
     assert err.startswith(b"bigshuf: cannot combine -e and -i options\n")
 
 
 def test_extra_operand_with_input_range_matches_gnu(run_cli, run_gnu):
-    args = ["-i", "1-3", "extra"]
-    gnu = run_gnu(args)
-    code, out, err = run_cli(args)
-    assert_error(code, out, err)
-    assert gnu[0] == 1
-    assert err == gnu[2]
+    err = assert_same_error_as_gnu(run_cli, run_gnu, ["-i", "1-3", "extra"])
     assert err.startswith(b"bigshuf: extra operand 'extra'\n")
 
 
 def test_unrecognized_option_matches_gnu(run_cli, run_gnu):
-    args = ["--bogus"]
-    gnu = run_gnu(args, input=b"a\n")
-    code, out, err = run_cli(args, input=b"a\n")
-    assert_error(code, out, err)
-    assert gnu[0] == 1
-    assert err == gnu[2]
+    assert_same_error_as_gnu(run_cli, run_gnu, ["--bogus"], input=b"a\n")
 
 
 @pytest.mark.parametrize("args", [["-x"], ["-n"], ["--output"], ["--h"]], ids=["invalid-short", "missing-arg", "missing-long-arg", "ambiguous"])

@@ -20,6 +20,8 @@ import pytest
 from bigshuf import codecs
 from bigshuf.errors import InputError, UsageError
 
+from helpers import compress, decompress
+
 ALL = sorted(codecs.CODECS)
 
 #: Buffer sizes for readinto: odd, smaller and larger than the codecs' internal chunks.
@@ -34,32 +36,6 @@ def text(n_lines: int = 20000, seed: int = 0) -> bytes:
     picks = rng.integers(0, len(words), n_lines * 8)
     lines = [b" ".join(words[j] for j in picks[i * 8 : i * 8 + 8]) for i in range(n_lines)]
     return b"\n".join(lines) + b"\n"
-
-
-def compress(codec: str, data: bytes) -> bytes:
-    """``data`` compressed by the codec's reference library (not by bigshuf)."""
-    if codec == "gzip":
-        return gzip.compress(data, mtime=0)
-    if codec == "zstd":
-        import zstandard
-
-        return zstandard.ZstdCompressor(level=3, write_checksum=True).compress(data)
-    if codec == "bzip2":
-        return bz2.compress(data)
-    return lzma.compress(data)
-
-
-def decompress(codec: str, blob: bytes) -> bytes:
-    """``blob`` decompressed by the codec's reference library (not by bigshuf)."""
-    if codec == "gzip":
-        return gzip.decompress(blob)
-    if codec == "zstd":
-        import zstandard
-
-        return zstandard.ZstdDecompressor().stream_reader(io.BytesIO(blob), read_across_frames=True).read()
-    if codec == "bzip2":
-        return bz2.decompress(blob)
-    return lzma.decompress(blob)
 
 
 def written(codec: str, data: bytes, level: int | None = None, chunk: int = 100_003) -> bytes:

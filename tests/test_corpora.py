@@ -3,9 +3,7 @@ multi-line records and compressed temporary buckets; every path still yields a p
 
 from __future__ import annotations
 
-import bz2
 import gzip
-import lzma
 import os
 from collections import Counter
 from itertools import permutations
@@ -15,35 +13,10 @@ import pytest
 
 import bigshuf
 
-from helpers import assert_permutation, make_records, split_records, temp_leftovers, write_records
+from helpers import assert_permutation, compress, decompress, make_records, split_records, temp_leftovers, write_records
 from test_uniformity import assert_uniform, records_of
 
 MEMORY = ["64M", "16K"]  # in memory, external
-
-
-def compress(codec: str, data: bytes) -> bytes:
-    """``data`` compressed with ``codec``, by the standard library or zstandard."""
-    if codec == "gzip":
-        return gzip.compress(data)
-    if codec == "bzip2":
-        return bz2.compress(data)
-    if codec == "xz":
-        return lzma.compress(data)
-    import zstandard
-
-    return zstandard.ZstdCompressor(write_checksum=True).compress(data)  # as the zstd CLI writes them
-
-
-def decompress(codec: str, data: bytes) -> bytes:
-    if codec == "gzip":
-        return gzip.decompress(data)
-    if codec == "bzip2":
-        return bz2.decompress(data)
-    if codec == "xz":
-        return lzma.decompress(data)
-    import zstandard
-
-    return zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=True).read()
 
 
 SUFFIX = {"gzip": ".gz", "zstd": ".zst", "bzip2": ".bz2", "xz": ".xz"}
