@@ -12,16 +12,13 @@ import os
 import stat
 import sys
 import tempfile
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
 from .errors import OutputError, UsageError
 from .fingerprint import Fingerprint, fingerprint
 from .records import array_block, array_bytes
 from .tempspace import remove_dead_outputs
 from .writeback import WriteBehind
-
-if TYPE_CHECKING:
-    import pyarrow as pa
 
 CodecChoice = tuple[str, "int | None"]
 
@@ -244,13 +241,15 @@ def open_output(path: str | os.PathLike[str] | None, compress: CodecChoice | Non
     return AtomicFileSink(real, codec, os.fspath(path))
 
 
-def shard_paths(target: str, shards: int, compress: CodecChoice | None) -> list[str]:
-    """The files of ``--shards=N``: ``target`` formatted with the shard number, or ``DIR/part-NNNNN[.codec]``."""
+def shard_paths(target: str, shards: int, compress: CodecChoice | None, suffix: str | None = None) -> list[str]:
+    """The files of ``--shards=N``: ``target`` formatted with the shard number, or ``DIR/part-NNNNN[.codec]``
+    (``suffix``, if given, instead of the codec's)."""
     if os.path.isdir(target) or target.endswith(os.sep):
         from .codecs import CODECS
 
-        codec = output_codec(None, compress)
-        suffix = CODECS[codec[0]].suffixes[0] if codec else ""
+        if suffix is None:
+            codec = output_codec(None, compress)
+            suffix = CODECS[codec[0]].suffixes[0] if codec else ""
         os.makedirs(target, exist_ok=True)
         return [os.path.join(target, f"part-{i:05d}{suffix}") for i in range(shards)]
     try:
@@ -308,6 +307,7 @@ class Output:
         self._bounds: list[int] = []
         self._done = 0  # records emitted so far
         self.resume_tag: str | None = None  # --resume: fixed temporary names, kept on failure
+        self.shard_suffix: str | None = None  # of files in a --shards directory, if not the codec's
         if shards is not None and (self.target is None or self.target == "-"):
             raise UsageError("--shards needs -o naming a directory or a pattern like out/part-{:05d}.jsonl")
 
@@ -323,7 +323,7 @@ class Output:
             self._bounds = [0, total]
         else:
             assert self.target is not None
-            self._paths = shard_paths(self.target, self.shards, self.compress)
+            self._paths = shard_paths(self.target, self.shards, self.compress, self.shard_suffix)
             self._bounds = [i * total // self.shards for i in range(self.shards + 1)]
         if restore is not None:
             self._done = restore["done"]
@@ -336,13 +336,13 @@ class Output:
             if self.resume_tag is not None:
                 self._open(self._file_sink(0, None, None))
             else:
-                self._open(open_output(self.target, self.compress))
+                self._open(open_output(self.target, self._codec_choice()))
 
     def _file_sink(self, i: int, finished_size: int | None, size: int | None) -> AtomicFileSink:
         """The file of shard ``i`` (or of the single output), fresh, finished, or resumed at ``size``."""
         path = self._paths[i] if self.shards is not None else self.target
         assert path is not None
-        codec = None if finished_size is not None else output_codec(path, self.compress)
+        codec = None if finished_size is not None else output_codec(path, self._codec_choice())
         sink = AtomicFileSink(
             os.path.realpath(path), codec, path, self.resume_tag,
             finished_size if finished_size is not None else size,
@@ -363,7 +363,13 @@ class Output:
             "fingerprint": [self.fingerprint.records, self.fingerprint.bytes, self.fingerprint.digest],
         }
 
-    def _count(self, records: pa.Array) -> None:
+    # The hooks below are where an output of table rows (tables.TableOutput) differs.
+
+    def _codec_choice(self) -> CodecChoice | None:
+        """The stream compression of the output files (``--compress``)."""
+        return self.compress
+
+    def _count(self, records: Any) -> None:
         self.fingerprint += fingerprint(*array_block(records))
 
     def _open(self, sink: Sink) -> None:
@@ -371,26 +377,36 @@ class Output:
         if self.header:
             self.writer.submit(sink.write, memoryview(self.header))
 
+    def _write(self, shard: int, records: Any) -> None:
+        """Queue ``records`` for sink number ``shard``."""
+        self.writer.submit(self.sinks[shard].write, array_bytes(records))
+
+    def _finish(self, shard: int) -> None:
+        """Complete the file of sink number ``shard`` (run on the writer thread)."""
+        self._close_format(shard)
+        sink = self.sinks[shard]
+        assert isinstance(sink, AtomicFileSink)
+        sink.finish()
+
     def _open_next_shard(self) -> None:
         """Finish the current shard (on the writer thread, after its data) and open the next."""
         if self.sinks:
-            last = self.sinks[-1]
-            assert isinstance(last, AtomicFileSink)
-            self.writer.submit(lambda _: last.finish(), memoryview(b""))
+            last = len(self.sinks) - 1
+            self.writer.submit_job(lambda: self._finish(last), 0)
         i = len(self.sinks)
         if self.resume_tag is not None:
             self._open(self._file_sink(i, None, None))
         else:
             path = self._paths[i]
-            self._open(AtomicFileSink(os.path.realpath(path), output_codec(path, self.compress), path))
+            self._open(AtomicFileSink(os.path.realpath(path), output_codec(path, self._codec_choice()), path))
 
-    def emit(self, records: pa.Array) -> None:
-        """Queue a chunk of shuffled records, split across shard boundaries."""
+    def emit(self, records: Any) -> None:
+        """Queue a chunk of shuffled records (an Arrow array, or a table for table rows), split across shard boundaries."""
         if self.verify:
             # On the writer thread, overlapping the main thread's gathering; read after a flush.
-            self.writer.submit(lambda _: self._count(records), memoryview(b""))
+            self.writer.submit_job(lambda: self._count(records), 0)
         if self.shards is None:
-            self.writer.submit(self.sinks[0].write, array_bytes(records))
+            self._write(0, records)
             return
         start = 0
         while start < len(records):
@@ -399,7 +415,7 @@ class Output:
                 self._open_next_shard()
             shard = len(self.sinks) - 1
             take = min(len(records) - start, self._bounds[shard + 1] - self._done)
-            self.writer.submit(self.sinks[shard].write, array_bytes(records.slice(start, take)))
+            self._write(shard, records.slice(start, take))
             start += take
             self._done += take
 
@@ -407,13 +423,13 @@ class Output:
         """Finish every sink, then make them visible (all shards or none)."""
         if self.shards is None:
             self.writer.flush()
+            self._close_format(0)
             self.sinks[0].commit()
             return
         while len(self.sinks) < self.shards:
             self._open_next_shard()
-        last = self.sinks[-1]
-        assert isinstance(last, AtomicFileSink)
-        self.writer.submit(lambda _: last.finish(), memoryview(b""))
+        last = len(self.sinks) - 1
+        self.writer.submit_job(lambda: self._finish(last), 0)
         self.writer.flush()
         published: list[AtomicFileSink] = []
         try:
@@ -428,6 +444,9 @@ class Output:
                 except OSError:
                     pass
             raise
+
+    def _close_format(self, shard: int) -> None:
+        """End the file format's own framing in sink number ``shard`` (nothing for lines)."""
 
     def abort(self) -> None:
         """Remove every temporary file; leave existing targets untouched."""

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 
 Write = Callable[[memoryview], object]
+Job = Callable[[], object]
 
 
 class WriteBehind:
@@ -24,7 +25,7 @@ class WriteBehind:
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self._queue: queue.SimpleQueue[tuple[Write | threading.Event, memoryview] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[Job | threading.Event, int] | None] = queue.SimpleQueue()
         self._cond = threading.Condition()
         self._inflight = 0
         self._error: BaseException | None = None
@@ -33,19 +34,22 @@ class WriteBehind:
 
     def submit(self, write: Write, data: memoryview) -> None:
         """Queue ``write(data)``; blocks while too many bytes are pending."""
-        size = len(data)
+        self.submit_job(lambda: write(data), len(data))
+
+    def submit_job(self, job: Job, size: int) -> None:
+        """Queue ``job()``, which holds ``size`` bytes until it has run; blocks while too many are pending."""
         with self._cond:
             while self._inflight > 0 and self._inflight + size > self.max_bytes and self._error is None:
                 self._cond.wait()
             self._raise_pending()
             self._inflight += size
-        self._queue.put((write, data))
+        self._queue.put((job, size))
 
     def wait_idle(self) -> None:
         """Wait until every job queued so far has run, without raising (for cleanup paths)."""
         if self._thread.is_alive():
             done = threading.Event()
-            self._queue.put((done, memoryview(b"")))
+            self._queue.put((done, 0))
             done.wait()
 
     def flush(self) -> None:
@@ -70,18 +74,18 @@ class WriteBehind:
             job = self._queue.get()
             if job is None:
                 return
-            write, data = job
-            if isinstance(write, threading.Event):
-                write.set()
+            run, size = job
+            if isinstance(run, threading.Event):
+                run.set()
                 continue
             try:
                 if not failed:
-                    write(data)
+                    run()
             except BaseException as e:  # handed to the submitting thread
                 failed = True
                 with self._cond:
                     self._error = e
             finally:
                 with self._cond:
-                    self._inflight -= len(data)
+                    self._inflight -= size
                     self._cond.notify_all()
