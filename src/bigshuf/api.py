@@ -118,6 +118,8 @@ def shuffle(
     compress_temp: bool = False,
     verify: bool = False,
     resume: bool = False,
+    row_group_size: int | None = None,
+    schema: str | None = None,
 ) -> ShuffleStats:
     """Write the records of ``inputs`` to ``output`` in uniformly random order.
 
@@ -138,6 +140,12 @@ def shuffle(
     the records read and the records written and fails, output not put in place, if they differ.
     ``resume`` checkpoints an external run (needs a ``seed``) so that the same call, after a
     crash, continues where it stopped and writes the same output.
+
+    Parquet and Arrow IPC inputs (files, or directories of them) have their rows shuffled and
+    are written as Parquet, Arrow or JSON Lines as ``output``'s suffix says (default: the input's
+    format); ``row_group_size`` sets the rows per Parquet row group (Arrow record batch). Line
+    inputs with a ``.parquet`` or ``.arrow`` output are read as JSON Lines, their columns typed by
+    ``schema`` (``"name:type,..."`` or a Parquet/Arrow file) or inferred from the first rows.
     """
     if isinstance(inputs, (str, os.PathLike)) or not isinstance(inputs, Sequence):
         inputs = [inputs]
@@ -156,6 +164,33 @@ def shuffle(
     if shards is not None and repeat and head_count is None:
         raise UsageError("--shards needs --head-count with --repeat (shards split a known number of records)")
     entropy = seed_entropy(seed, random_source)
+    target = None if output is None else os.fspath(output)
+    paths = [os.fspath(s) for s in inputs if isinstance(s, (str, os.PathLike))] or (["-"] if not inputs else [])
+    from .tables import is_table_input, suffix_kind
+
+    tables_in = len(paths) == len(sources) and any(is_table_input(p) for p in paths)
+    tables_out = target not in (None, "-") and suffix_kind(target) in ("parquet", "arrow")
+    if tables_in or tables_out:
+        if len(paths) != len(sources):
+            raise UsageError("Parquet or Arrow output needs input files (JSON Lines), not -e or -i")
+        unsupported = [
+            flag for flag, used in (
+                ("-z", zero_terminated), ("-r", repeat), ("--header", header), ("--lines-per-record", lines_per_record != 1),
+                ("--resume", resume),
+            ) if used
+        ]
+        if unsupported:
+            raise UsageError(f"{', '.join(unsupported)}: not available for Parquet or Arrow data (rows, not lines)")
+        if row_group_size is not None and row_group_size < 1:
+            raise UsageError(f"invalid --row-group-size value: '{row_group_size}'")
+        return _shuffle_tables(
+            paths, target, entropy=entropy, memory=_resolve_memory(memory), head_count=head_count,
+            tmp_dir=None if tmp_dir is None else os.fspath(tmp_dir), shards=shards, compress=compress,
+            compress_temp=compress_temp, verify=verify, row_group_size=row_group_size, schema=schema,
+            progress=progress or Progress(),
+        )
+    if row_group_size is not None or schema is not None:
+        raise UsageError("--row-group-size and --schema apply to Parquet and Arrow data (inputs or -o FILE.parquet)")
     opts = Options(
         memory=_resolve_memory(memory),
         entropy=entropy,
@@ -178,6 +213,19 @@ def shuffle(
             raise UsageError("--resume needs input files (standard input cannot be read again)")
         opts = replace(opts, resume_key=_resume_key(opts, sources, os.fspath(output)))
     return Run(opts, output, progress or Progress()).run(sources)
+
+
+def _shuffle_tables(
+    paths: list[str], target: str | None, *, schema: str | None, progress: Progress, compress: str | None,
+    **settings: Any,
+) -> ShuffleStats:
+    """Shuffle the rows of Parquet / Arrow / JSON Lines inputs into a table output (see ``shuffle``)."""
+    from .tables import TableJob, open_inputs, output_kind, parse_schema, resolve_codec, shuffle_tables
+
+    inputs = open_inputs(paths, parse_schema(schema) if schema is not None else None)
+    kind = output_kind(target, settings["shards"], inputs[0].kind)
+    job = TableJob(inputs=inputs, output=target, kind=kind, codec=resolve_codec(kind, compress, target), **settings)
+    return ShuffleStats(*shuffle_tables(job, progress))
 
 
 def _resume_key(opts: Options, sources: list[Source], output: str) -> str:

@@ -31,7 +31,9 @@ Write a uniformly random permutation of the input lines to standard output.
 Inputs larger than the memory limit are shuffled through temporary files.
 
 With no FILE, or when FILE is -, read standard input. Several FILEs are
-shuffled together as one input.
+shuffled together as one input. Parquet and Arrow files (or directories of
+them) have their rows shuffled into Parquet, Arrow or JSON Lines, as -o's
+suffix says.
 
 Mandatory arguments to long options are mandatory for short options too.
   -e, --echo                treat each ARG as an input line
@@ -68,6 +70,11 @@ Mandatory arguments to long options are mandatory for short options too.
                               it stopped (inputs must not have changed)
       --verify              fingerprint the records read and written; if they
                               differ, fail and leave the output untouched
+      --row-group-size=N    rows per Parquet row group (Arrow record batch)
+                              in a table output (default: about 64 MiB)
+      --schema=SPEC         column types of JSON Lines read into a .parquet or
+                              .arrow output: NAME:TYPE,... (Arrow type names)
+                              or a Parquet/Arrow file to copy (default: inferred)
       --check-permutation FILE... --against OUT...
                             do not shuffle: exit 0 if the OUT files hold
                               exactly the records of the FILEs, else 1
@@ -191,6 +198,8 @@ def _parser() -> _Parser:
     p.add_argument("--lines-per-record", type=_count("--lines-per-record", 1), default=1)
     p.add_argument("--verify", action="store_true")
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--row-group-size", type=_count("--row-group-size", 1))
+    p.add_argument("--schema")
     p.add_argument("--check-permutation", action="store_true")
     p.add_argument("--against", action="extend", nargs="+", default=[])
     p.add_argument("--progress", dest="progress", action="store_true", default=None)
@@ -270,6 +279,8 @@ def run(argv: Sequence[str]) -> int:
         compress_temp=args.compress_temp,
         verify=args.verify,
         resume=args.resume,
+        row_group_size=args.row_group_size,
+        schema=args.schema,
     )
     if args.input_range is not None:
         if args.operands:

@@ -16,11 +16,11 @@ import numpy as np
 #: Bytes hashed at once: the uint64 temporaries cost 8-16 bytes a byte.
 SLICE = 1 << 20
 
-_TABLE = np.random.Generator(np.random.PCG64(0x5EED_B16_5AF)).integers(0, 2**64 - 1, 256, dtype=np.uint64, endpoint=True)
-_M1, _M2, _GOLD = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), np.uint64(0x9E3779B97F4A7C15)
+TABLE = np.random.Generator(np.random.PCG64(0x5EED_B16_5AF)).integers(0, 2**64 - 1, 256, dtype=np.uint64, endpoint=True)
+_M1, _M2, GOLD = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), np.uint64(0x9E3779B97F4A7C15)
 
 
-def _mix(x: np.ndarray) -> np.ndarray:
+def mix(x: np.ndarray) -> np.ndarray:
     """splitmix64's finaliser, elementwise (wrapping uint64 arithmetic)."""
     x = x ^ (x >> np.uint64(30))
     x = x * _M1
@@ -49,7 +49,7 @@ def _long_record(record: np.ndarray, positions: np.ndarray) -> tuple[np.uint64, 
     """S and W of one record longer than a slice, summed a slice at a time."""
     s = w = np.uint64(0)
     for lo in range(0, len(record), SLICE):
-        v = _TABLE[record[lo : lo + SLICE]]
+        v = TABLE[record[lo : lo + SLICE]]
         s += np.sum(v, dtype=np.uint64)
         w += np.sum(v * (positions[: len(v)] + np.uint64(lo)), dtype=np.uint64)
     return s, w
@@ -86,7 +86,7 @@ def record_hashes(block: np.ndarray, offsets: np.ndarray) -> np.ndarray:
                 i += 1
                 continue
             hi = int(ends[j - 1])
-            v = _TABLE[block[lo:hi]]  # fancy indexing: 3x faster than np.take(out=) here
+            v = TABLE[block[lo:hi]]  # fancy indexing: 3x faster than np.take(out=) here
             # reduceat sums from one start to the next, so empty records (Arrow strings) are
             # left out of it and hash as zero bytes.
             full = np.flatnonzero(ends[i:j] > starts[i:j])
@@ -97,4 +97,4 @@ def record_hashes(block: np.ndarray, offsets: np.ndarray) -> np.ndarray:
                 weighted[i + full] = np.add.reduceat(v * positions[: hi - lo], rel) - rel.astype(np.uint64) * s
             i = j
         lengths = (ends - starts).astype(np.uint64)
-        return _mix(_mix(lengths * _GOLD ^ sums) ^ weighted)
+        return mix(mix(lengths * GOLD ^ sums) ^ weighted)

@@ -77,10 +77,10 @@ def as_binary_array(block: np.ndarray, offsets: np.ndarray) -> pa.Array:
 
 
 def array_block(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """A binary array's records as ``(block, offsets)`` for ``find_offsets``-style consumers, no copy."""
+    """A binary (or string) array's records as ``(block, offsets)`` for ``find_offsets``-style consumers, no copy."""
     import pyarrow as pa
 
-    otype = np.dtype(np.int32 if arr.type == pa.binary() else np.int64)
+    otype = np.dtype(np.int32 if arr.type in (pa.binary(), pa.string()) else np.int64)
     offsets = np.frombuffer(arr.buffers()[1], otype, len(arr) + 1, arr.offset * otype.itemsize)
     data = arr.buffers()[2]
     block = np.frombuffer(data, np.uint8) if data is not None else np.empty(0, np.uint8)

@@ -1,0 +1,340 @@
+"""Parquet and Arrow datasets: rows permuted exactly, on every path, with nested and null columns."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from itertools import permutations
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import bigshuf
+from bigshuf import plan
+from bigshuf.errors import InputError, OutputError, TempSpaceError, UsageError
+from bigshuf.rowhash import row_fingerprint
+from bigshuf.tables import TableBuckets
+
+from helpers import temp_leftovers
+from test_uniformity import assert_uniform
+
+
+def make_table(n: int, seed: int = 0) -> pa.Table:
+    """``n`` rows with a unique ``id`` and nested, null, dictionary and temporal columns."""
+    rng = np.random.default_rng(seed)
+    ids = np.arange(n, dtype=np.int64)
+    words = ["", "a", "héllo", "tab\there", 'quote"d', "new\nline", "x" * 50]
+    text = pa.array([None if i % 7 == 3 else words[i % len(words)] + str(i) for i in range(n)])
+    lists = pa.array([None if i % 11 == 5 else list(range(i % 4)) for i in range(n)], pa.list_(pa.int32()))
+    nested = pa.array(
+        [None if i % 13 == 1 else {"x": float(i) / 3, "tags": ["t"] * (i % 3), "flag": bool(i % 2)} for i in range(n)]
+    )
+    return pa.table({
+        "id": ids,
+        "text": text,
+        "lists": lists,
+        "nested": nested,
+        "cat": pa.array([["red", "green", "blue"][i % 3] for i in range(n)]).dictionary_encode(),
+        "when": pa.array(rng.integers(0, 10**12, n), pa.timestamp("ms")),
+        "maybe": pa.array([None if i % 5 == 0 else int(v) for i, v in enumerate(rng.integers(-9, 9, n))], pa.int16()),
+    }).replace_schema_metadata({"origin": "bigshuf tests"})
+
+
+def write_parquet(path: Path, table: pa.Table, row_group_size: int = 1000) -> Path:
+    pq.write_table(table, path, row_group_size=row_group_size)
+    return path
+
+
+def read_rows(paths: list[Path]) -> pa.Table:
+    """The rows of output files, concatenated in order."""
+    tables = []
+    for p in paths:
+        if p.suffix == ".arrow":
+            with pa.memory_map(str(p)) as f:
+                tables.append(pa.ipc.open_file(f).read_all())
+        else:
+            tables.append(pq.read_table(p))
+    return pa.concat_tables(tables)
+
+
+def assert_row_permutation(got: pa.Table, expected: pa.Table) -> None:
+    """Same rows, byte for byte (as a multiset), in a different order when there are enough."""
+    assert got.num_rows == expected.num_rows
+    assert row_fingerprint(got) == row_fingerprint(expected)
+    if "id" in expected.column_names:
+        assert got.sort_by("id").equals(expected.sort_by("id").cast(got.schema))
+        if got.num_rows > 20:
+            assert got["id"].to_pylist() != expected["id"].to_pylist()
+
+
+@pytest.fixture
+def table() -> pa.Table:
+    return make_table(3000)
+
+
+@pytest.mark.parametrize("memory,passes", [("64M", {1}), ("64K", {2})])
+def test_parquet_rows_permuted(tmp_path: Path, table: pa.Table, memory: str, passes: set[int]) -> None:
+    src = write_parquet(tmp_path / "in.parquet", table)
+    out = tmp_path / "out.parquet"
+    stats = bigshuf.shuffle(src, out, memory=memory, seed=1, tmp_dir=tmp_path)
+    assert stats.passes in passes and stats.records == table.num_rows
+    got = pq.read_table(out)
+    assert_row_permutation(got, table)
+    assert got.schema.metadata[b"origin"] == b"bigshuf tests"
+    assert got.schema.field("cat").type == table.schema.field("cat").type
+    assert temp_leftovers(tmp_path) == sorted(["in.parquet", "out.parquet"])
+
+
+def test_recursive_path(tmp_path: Path, table: pa.Table, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(plan, "MAX_BUCKETS", 2)
+    src = write_parquet(tmp_path / "in.parquet", table)
+    out = tmp_path / "out.parquet"
+    stats = bigshuf.shuffle(src, out, memory="64K", seed=2, tmp_dir=tmp_path)
+    assert stats.passes > 2
+    assert_row_permutation(pq.read_table(out), table)
+
+
+def test_same_seed_same_output_and_seeds_differ(tmp_path: Path, table: pa.Table) -> None:
+    src = write_parquet(tmp_path / "in.parquet", table)
+    runs = []
+    for seed in (5, 5, 6):
+        out = tmp_path / f"out{len(runs)}.parquet"
+        bigshuf.shuffle(src, out, memory="64K", seed=seed, tmp_dir=tmp_path)
+        runs.append(pq.read_table(out)["id"].to_pylist())
+    assert runs[0] == runs[1] != runs[2]
+
+
+def test_arrow_files_directory_and_shards(tmp_path: Path, table: pa.Table) -> None:
+    data = tmp_path / "data"
+    (data / "year=2024").mkdir(parents=True)
+    write_parquet(data / "a.parquet", table.slice(0, 1000))
+    write_parquet(data / "year=2024" / "b.parquet", table.slice(1000, 1000))
+    with pa.OSFile(str(data / "c.arrow"), "wb") as f, pa.ipc.new_file(f, table.schema) as w:
+        w.write_table(table.slice(2000), max_chunksize=300)
+    (data / "_SUCCESS").write_bytes(b"")
+    out = tmp_path / "out"
+    bigshuf.shuffle(data, f"{out}/", memory="64K", seed=3, shards=4, tmp_dir=tmp_path)
+    files = sorted(out.iterdir())
+    assert [f.name for f in files] == [f"part-{i:05d}.parquet" for i in range(4)]
+    counts = [pq.ParquetFile(f).metadata.num_rows for f in files]
+    assert max(counts) - min(counts) <= 1
+    assert_row_permutation(read_rows(files), table)
+
+
+def test_arrow_output_and_row_group_size(tmp_path: Path, table: pa.Table) -> None:
+    src = write_parquet(tmp_path / "in.parquet", table)
+    out = tmp_path / "out.parquet"
+    bigshuf.shuffle(src, out, memory="64K", seed=4, row_group_size=700, compress="snappy", tmp_dir=tmp_path)
+    meta = pq.ParquetFile(out).metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [700] * 4 + [200]
+    assert meta.row_group(0).column(0).compression == "SNAPPY"
+    arrow = tmp_path / "out.arrow"
+    bigshuf.shuffle(out, arrow, seed=4, row_group_size=1000, tmp_dir=tmp_path)
+    with pa.memory_map(str(arrow)) as f:
+        reader = pa.ipc.open_file(f)
+        assert [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)] == [1000] * 3
+    assert_row_permutation(read_rows([arrow]), table)
+
+
+def test_parquet_default_compression_is_zstd(tmp_path: Path, table: pa.Table) -> None:
+    src = write_parquet(tmp_path / "in.parquet", table)
+    out = tmp_path / "out.parquet"
+    bigshuf.shuffle(src, out, seed=1)
+    assert pq.ParquetFile(out).metadata.row_group(0).column(0).compression == "ZSTD"
+
+
+@pytest.mark.parametrize("memory", ["64M", "64K"])
+def test_head_count_samples_rows(tmp_path: Path, table: pa.Table, memory: str) -> None:
+    src = write_parquet(tmp_path / "in.parquet", table)
+    out = tmp_path / "out.parquet"
+    stats = bigshuf.shuffle(src, out, memory=memory, seed=7, head_count=50, tmp_dir=tmp_path)
+    got = pq.read_table(out)
+    assert stats.records == got.num_rows == 50
+    ids = got["id"].to_pylist()
+    assert len(set(ids)) == 50
+    assert got.sort_by("id").equals(table.take(sorted(ids)).cast(got.schema))
+
+
+def test_duplicate_rows_kept_as_multiset(tmp_path: Path) -> None:
+    base = pa.table({"v": pa.array([1, 1, 1, 2, None] * 200, pa.int64()), "s": ["a", "a", "b", "", None] * 200})
+    src = write_parquet(tmp_path / "in.parquet", base, row_group_size=77)
+    out = tmp_path / "out.parquet"
+    bigshuf.shuffle(src, out, memory="8K", seed=1, tmp_dir=tmp_path, verify=True)
+    got = pq.read_table(out)
+    assert Counter(zip(*got.to_pydict().values())) == Counter(zip(*base.to_pydict().values()))
+    assert row_fingerprint(got) == row_fingerprint(base)
+
+
+def test_verify_catches_an_altered_row(tmp_path: Path, table: pa.Table, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = write_parquet(tmp_path / "in.parquet", table)
+    out = tmp_path / "out.parquet"
+    append = TableBuckets.append
+
+    def alter_first_id(self: TableBuckets, scattered: pa.RecordBatch, counts: np.ndarray) -> None:
+        ids = scattered.column(0).to_numpy().copy()
+        ids[0] += 1
+        changed = pa.RecordBatch.from_arrays([pa.array(ids), *scattered.columns[1:]], schema=scattered.schema)
+        append(self, changed, counts)
+
+    monkeypatch.setattr(TableBuckets, "append", alter_first_id)
+    with pytest.raises(OutputError, match="verification failed"):
+        bigshuf.shuffle(src, out, memory="64K", seed=1, tmp_dir=tmp_path, verify=True)
+    assert not out.exists()
+    assert temp_leftovers(tmp_path) == ["in.parquet"]
+
+
+def test_bucket_missing_rows_is_detected(tmp_path: Path, table: pa.Table, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = write_parquet(tmp_path / "in.parquet", table)
+    append = TableBuckets.append
+
+    def lose_first_row(self: TableBuckets, scattered: pa.RecordBatch, counts: np.ndarray) -> None:
+        append(self, scattered.slice(1), counts - (np.arange(len(counts)) == np.flatnonzero(counts)[0]))
+
+    monkeypatch.setattr(TableBuckets, "append", lose_first_row)
+    with pytest.raises(TempSpaceError, match="temporary bucket holds"):
+        bigshuf.shuffle(src, tmp_path / "out.parquet", memory="64K", seed=1, tmp_dir=tmp_path)
+    assert temp_leftovers(tmp_path) == ["in.parquet"]
+
+
+def test_parquet_to_jsonl_and_back(tmp_path: Path, table: pa.Table) -> None:
+    src = write_parquet(tmp_path / "in.parquet", table.drop_columns(["cat", "when"]))
+    jsonl = tmp_path / "rows.jsonl.gz"
+    bigshuf.shuffle(src, jsonl, memory="64K", seed=1, tmp_dir=tmp_path)
+    import gzip
+
+    lines = gzip.decompress(jsonl.read_bytes()).decode().splitlines()
+    rows = [json.loads(line) for line in lines]
+    assert sorted(r["id"] for r in rows) == list(range(table.num_rows))
+    by_id = {r["id"]: r for r in rows}
+    expected = table.drop_columns(["cat", "when"]).to_pylist()
+    assert all(by_id[r["id"]] == r for r in expected)
+    back = tmp_path / "back.parquet"
+    schema = "id:int64,text:string"
+    simple = tmp_path / "simple.jsonl"
+    simple.write_text("".join(json.dumps({"id": r["id"], "text": r["text"]}) + "\n" for r in rows))
+    bigshuf.shuffle(simple, back, memory="64K", seed=2, schema=schema, tmp_dir=tmp_path)
+    got = pq.read_table(back)
+    assert got.schema.field("id").type == pa.int64()
+    assert_row_permutation(got, table.select(["id", "text"]))
+    inferred = tmp_path / "inferred.parquet"
+    bigshuf.shuffle(jsonl, inferred, seed=3, tmp_dir=tmp_path)
+    assert sorted(pq.read_table(inferred)["id"].to_pylist()) == list(range(table.num_rows))
+
+
+def test_jsonl_with_changing_types_suggests_schema(tmp_path: Path, run_cli) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"a": 1}\n' * 20000 + '{"a": "text"}\n')
+    code, _, err = run_cli([src, "-o", tmp_path / "out.parquet", "-S", "64K", "-T", tmp_path])
+    assert code == 1
+    assert err.count(b"\n") == 1 and b"in.jsonl" in err and b"--schema" in err, err
+    assert temp_leftovers(tmp_path) == ["in.jsonl"]
+
+
+def test_schema_mismatch_names_file_and_column(tmp_path: Path, table: pa.Table, run_cli) -> None:
+    a = write_parquet(tmp_path / "a.parquet", table)
+    b = write_parquet(tmp_path / "b.parquet", table.set_column(6, "maybe", table["maybe"].cast(pa.int64())))
+    c = write_parquet(tmp_path / "c.parquet", table.drop_columns(["lists"]))
+    code, _, err = run_cli([a, b, "-o", tmp_path / "out.parquet"])
+    assert code == 1
+    assert err == f"bigshuf: {b}: schema does not match {a}: column 'maybe' is int64 here, int16 there\n".encode()
+    code, _, err = run_cli([a, c, "-o", tmp_path / "out.parquet"])
+    assert code == 1 and b"column 'lists' is missing" in err
+    assert temp_leftovers(tmp_path) == ["a.parquet", "b.parquet", "c.parquet"]
+
+
+def test_corrupt_files_are_one_line_errors(tmp_path: Path, table: pa.Table, run_cli) -> None:
+    good = write_parquet(tmp_path / "good.parquet", table)
+    data = good.read_bytes()
+    (tmp_path / "trunc.parquet").write_bytes(data[: len(data) // 2])
+    (tmp_path / "text.parquet").write_bytes(b"not parquet at all\n")
+    # Damage the middle of the column data: the footer still reads, a page does not.
+    damaged = bytearray(data)
+    middle = len(data) // 3
+    damaged[middle : middle + 400] = bytes(400)
+    (tmp_path / "pages.parquet").write_bytes(bytes(damaged))
+    for name, words in (
+        ("trunc.parquet", b"not a readable Parquet file"),
+        ("text.parquet", b"not a Parquet file"),
+        ("pages.parquet", b"pages.parquet: "),
+    ):
+        code, _, err = run_cli([tmp_path / name, "-o", tmp_path / "out.parquet", "-S", "64K", "-T", tmp_path])
+        assert code == 1, name
+        assert err.startswith(b"bigshuf: ") and err.count(b"\n") == 1 and words in err, err
+    assert not (tmp_path / "out.parquet").exists()
+    assert sorted(temp_leftovers(tmp_path)) == ["good.parquet", "pages.parquet", "text.parquet", "trunc.parquet"]
+    assert (tmp_path / "good.parquet").read_bytes() == data
+
+
+def test_options_that_need_lines_are_refused(tmp_path: Path, table: pa.Table) -> None:
+    src = write_parquet(tmp_path / "in.parquet", table)
+    for kwargs in ({"zero_terminated": True}, {"repeat": True}, {"header": 1}, {"lines_per_record": 2}):
+        with pytest.raises(UsageError, match="not available for Parquet"):
+            bigshuf.shuffle(src, tmp_path / "out.parquet", **kwargs)
+    with pytest.raises(UsageError, match="--compress"):
+        bigshuf.shuffle(src, tmp_path / "out.parquet", compress="bzip2")
+    lines = tmp_path / "lines.txt"
+    lines.write_text("a\nb\n")
+    with pytest.raises(UsageError, match="cannot be shuffled together"):
+        bigshuf.shuffle([src, lines], tmp_path / "out.parquet")
+    with pytest.raises(UsageError, match="--row-group-size"):
+        bigshuf.shuffle(lines, tmp_path / "out.txt", row_group_size=10)
+    (tmp_path / "empty_dir").mkdir()
+    with pytest.raises(InputError, match="holds no .parquet"):
+        bigshuf.shuffle(tmp_path / "empty_dir", tmp_path / "o.parquet")
+
+
+def test_cli_stdout_and_empty_output(tmp_path: Path, table: pa.Table, run_cli) -> None:
+    src = write_parquet(tmp_path / "in.parquet", table)
+    code, stdout, _ = run_cli([src, "--seed", "1"])
+    assert code == 0 and stdout.startswith(b"PAR1")
+    assert_row_permutation(pq.read_table(pa.BufferReader(stdout)), table)
+    out = tmp_path / "out.parquet"
+    assert run_cli([src, "-n", "0", "-o", out])[0] == 0
+    empty = pq.read_table(out)
+    assert empty.num_rows == 0 and empty.schema.names == table.schema.names
+
+
+# Uniformity: 4 rows, every ordering equally likely on each path (as tests/test_uniformity.py
+# does for lines). 300-byte rows: at 1 KiB 4 do not fit in memory, and with 2 buckets a bucket of 3 recurses.
+TABLE_PATHS = [("in-memory", "64M", None), ("external", "1K", None), ("recursive", "1K", 2)]
+
+
+@pytest.mark.parametrize("label,memory,cap", TABLE_PATHS)
+def test_row_orders_equally_likely(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, label: str, memory: str, cap: int | None) -> None:
+    if cap is not None:
+        monkeypatch.setattr(plan, "MAX_BUCKETS", cap)
+    rows = pa.table({"id": pa.array(range(4), pa.int64()), "pad": ["p" * 300] * 4})
+    src = write_parquet(tmp_path / "in.parquet", rows)
+    out = tmp_path / "out.arrow"
+    counts: Counter = Counter()
+    passes: Counter = Counter()
+    for seed in range(24 * 30):
+        stats = bigshuf.shuffle(src, out, memory=memory, seed=seed, tmp_dir=tmp_path)
+        counts[tuple(read_rows([out])["id"].to_pylist())] += 1
+        passes[stats.passes] += 1
+    assert_uniform(counts, list(permutations(range(4))), label)
+    if label == "in-memory":
+        assert set(passes) == {1}
+    elif label == "external":
+        assert min(passes) == 2
+    else:
+        assert max(passes) > 2
+
+
+def test_samples_and_shards_uniform(tmp_path: Path) -> None:
+    rows = pa.table({"id": pa.array(range(5), pa.int64()), "pad": ["p" * 300] * 5})
+    src = write_parquet(tmp_path / "in.parquet", rows)
+    pairs: Counter = Counter()
+    firsts: Counter = Counter()
+    for seed in range(600):
+        out = tmp_path / "s.parquet"
+        bigshuf.shuffle(src, out, memory="1K", seed=seed, head_count=2, tmp_dir=tmp_path)
+        pairs[tuple(pq.read_table(out)["id"].to_pylist())] += 1
+        shards = tmp_path / f"sh{seed}"
+        bigshuf.shuffle(src, f"{shards}/", memory="1K", seed=seed, shards=2, tmp_dir=tmp_path)
+        firsts[pq.read_table(shards / "part-00001.parquet")["id"][0].as_py()] += 1
+    assert_uniform(pairs, list(permutations(range(5), 2)), "-n 2")
+    assert_uniform(firsts, list(range(5)), "first row of shard 2")
