@@ -75,3 +75,37 @@ def test_in_memory_run_costs_about_the_input(corpus: dict[str, Path], baseline: 
     peak = peak_rss(["-S", "1G", str(src), "-o", str(out)], src.parent)
     # The input, its int32 offsets and permutation (8 bytes a record), four 16 MiB pieces.
     assert peak <= baseline + size + 8 * 700_000 + 4 * 16 * MiB + SLACK, f"peak {peak / MiB:.0f} MiB"
+
+
+@pytest.fixture(scope="module")
+def parquet_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """~64 MiB of Arrow rows (ids and 50-450 letter texts) in a zstd Parquet file, and a one-row file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    d = tmp_path_factory.mktemp("mem-parquet")
+    rng = np.random.default_rng(1)
+    n = 250_000
+    lengths = rng.integers(50, 450, n)
+    offsets = np.zeros(n + 1, np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    letters = rng.integers(97, 123, int(offsets[-1]), dtype=np.uint8)
+    text = pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(letters)])
+    table = pa.table({"id": np.arange(n), "text": text})
+    files = {"rows": d / "rows.parquet", "one": d / "one.parquet"}
+    pq.write_table(table, files["rows"], row_group_size=100_000)
+    pq.write_table(table.slice(0, 1), files["one"])
+    return files
+
+
+def test_parquet_external_run_stays_within_the_limit(parquet_data: dict[str, Path]) -> None:
+    src = parquet_data["rows"]
+    one = parquet_data["one"]
+    base = peak_rss([str(one), "-o", str(one.with_suffix(".out.parquet"))], one.parent)
+    out = src.with_suffix(".out.parquet")
+    peak = peak_rss(["-S", "16M", "-T", str(src.parent), str(src), "-o", str(out)], src.parent)
+    import pyarrow.parquet as pq
+
+    assert pq.ParquetFile(out).metadata.num_rows == 250_000
+    # Parquet decoding and encoding buffers come on top of the rows the limit counts.
+    assert peak <= base + 16 * MiB + SLACK, f"peak {peak / MiB:.0f} MiB, baseline {base / MiB:.0f} MiB"

@@ -322,6 +322,11 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``bigshuf`` command; returns the exit status."""
     signal.signal(signal.SIGTERM, _on_sigterm)
+    # Arrow's jemalloc pool hands freed memory back to the system sooner than its default
+    # (mimalloc): shuffling 236 MB of Parquet rows at -S 256M peaked at 270 MB RSS against 350 MB.
+    # (pyarrow's Linux wheels include jemalloc; elsewhere asking for it would print a warning.)
+    if sys.platform.startswith("linux"):
+        os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
     try:
         return run(sys.argv[1:] if argv is None else argv)
     except _SyntaxError as e:

@@ -161,7 +161,9 @@ class TableInput:
             import pyarrow.parquet as pq
 
             try:
-                self._open = pq.ParquetFile(path)
+                # Pages streamed through a small buffer: pre-buffering reads whole row groups
+                # (188 MB of pool for 77 MB row groups, against 44 MB streamed).
+                self._open = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
             except ARROW_ERRORS as e:
                 raise InputError(f"{path}: not a readable Parquet file ({_reason(e)})") from None
             self.schema = self._open.schema_arrow
@@ -187,7 +189,9 @@ class TableInput:
         try:
             if self.kind == "parquet":
                 for group in range(self._open.num_row_groups):
-                    yield from self._open.iter_batches(batch_size=rows, row_groups=[group], use_threads=True)
+                    # One decoding thread: the writer thread has the other core, and Arrow's
+                    # reader threads held 20 MB more memory here.
+                    yield from self._open.iter_batches(batch_size=rows, row_groups=[group], use_threads=False)
             elif self.kind == "arrow":
                 for i in range(self._open.num_record_batches):
                     yield self._open.get_batch(i)
@@ -250,6 +254,27 @@ def _combine(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
     if len(batches) == 1:
         return batches[0]
     return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
+
+
+def take_rows(batches: list[pa.RecordBatch], starts: np.ndarray, order: np.ndarray) -> pa.Table:
+    """Rows ``order`` (numbered across ``batches``, which start at rows ``starts``) as one table.
+
+    Arrow's ``take`` on a table of many chunks concatenates each whole column first (4x slower
+    on 19 chunks of text, and a copy of the table each call); taking from each batch what it
+    holds and putting those rows in order costs two passes over the output rows instead.
+    """
+    if len(batches) == 1:
+        return pa.Table.from_batches([batches[0].take(order)])
+    which = np.searchsorted(starts, order, side="right") - 1
+    grouped = np.argsort(which, kind="stable")
+    bounds = np.searchsorted(which[grouped], np.arange(len(batches) + 1))
+    parts = []
+    for c in np.flatnonzero(np.diff(bounds)).tolist():
+        rows = order[grouped[bounds[c] : bounds[c + 1]]] - starts[c]
+        parts.append(batches[c].take(rows))
+    inverse = np.empty(len(order), np.int64)
+    inverse[grouped] = np.arange(len(order))
+    return pa.Table.from_batches(parts, schema=batches[0].schema).combine_chunks().take(inverse)
 
 
 class _SinkFile:
@@ -593,9 +618,11 @@ class TableRun:
         else:
             order = rng.choice(n, size=count, replace=False)
         chunk = max(1, self.piece * n // max(1, table.nbytes)) if n else 1
+        batches = table.to_batches()
+        starts = np.zeros(len(batches) + 1, np.int64)
+        np.cumsum([b.num_rows for b in batches], out=starts[1:])
         for lo in range(0, count, chunk):
-            self.out.emit(table.take(order[lo : lo + chunk]))
-            self.progress.update(0)
+            self.out.emit(take_rows(batches, starts, order[lo : lo + chunk]))
         self.records += count
 
     def _external(
