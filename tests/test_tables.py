@@ -338,3 +338,19 @@ def test_samples_and_shards_uniform(tmp_path: Path) -> None:
         firsts[pq.read_table(shards / "part-00001.parquet")["id"][0].as_py()] += 1
     assert_uniform(pairs, list(permutations(range(5), 2)), "-n 2")
     assert_uniform(firsts, list(range(5)), "first row of shard 2")
+
+
+def test_jsonl_from_standard_input(tmp_path: Path, run_cli) -> None:
+    rows = b"".join(b'{"id": %d, "text": "line %d"}\n' % (i, i) for i in range(500))
+    out = tmp_path / "out.parquet"
+    code, _, err = run_cli(["-o", out, "--seed", "1", "--schema", "id:int64,text:string,extra:double"], input=rows)
+    assert code == 0, err
+    got = pq.read_table(out)
+    assert got.schema.names == ["id", "text", "extra"] and got["extra"].null_count == 500
+    assert sorted(got["id"].to_pylist()) == list(range(500))
+    code, _, err = run_cli(["-o", out], input=b"")
+    assert code == 1 and err == b"bigshuf: -: no JSON rows to infer the columns from; give them with --schema\n"
+    assert run_cli(["-o", out, "--schema", "id:int64"], input=b"")[0] == 0
+    assert pq.read_table(out).num_rows == 0
+    code, _, err = run_cli(["--check-permutation", out, "--against", out])
+    assert code == 1 and b"--verify" in err

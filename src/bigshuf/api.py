@@ -318,6 +318,11 @@ def check_permutation(
     Compressed files are read as such; ``header`` records are set aside as ``shuffle`` does
     (no file's first ``header`` records are counted).
     """
+    from .tables import is_table_input
+
+    for path in [*inputs, *outputs]:
+        if is_table_input(os.fspath(path)):
+            raise UsageError(f"{os.fspath(path)}: --check-permutation compares lines; shuffle tables with --verify instead")
     fmt = RecordFormat(0 if zero_terminated else 10, lines_per_record)
     capacity = plan.read_capacity(_resolve_memory(memory))
 

@@ -157,6 +157,7 @@ class TableInput:
         self.rows: int | None = None
         self.schema = schema
         self._open: Any = None
+        self._live: Iterator[pa.RecordBatch] | None = None  # a peeked JSON stream, to go on with
         if kind == "parquet":
             import pyarrow.parquet as pq
 
@@ -186,17 +187,35 @@ class TableInput:
 
     def batches(self, rows: int, block_bytes: int) -> Iterator[pa.RecordBatch]:
         """The file's rows in batches of about ``rows`` rows (JSON: about ``block_bytes`` of text)."""
+        if self._live is not None:
+            live, self._live = self._live, None
+            yield from live
+            return
+        yield from self._guarded(self._read(rows, block_bytes))
+
+    def peek(self, block_bytes: int) -> pa.RecordBatch | None:
+        """The first batch of JSON Lines, which the next ``batches`` starts with (a pipe cannot be read twice)."""
+        live = self._guarded(self._json_batches(block_bytes))
+        first = next(live, None)
+        self._live = live if first is None else chain([first], live)
+        return first
+
+    def _read(self, rows: int, block_bytes: int) -> Iterator[pa.RecordBatch]:
+        if self.kind == "parquet":
+            for group in range(self._open.num_row_groups):
+                # One decoding thread: the writer thread has the other core, and Arrow's
+                # reader threads held 20 MB more memory here.
+                yield from self._open.iter_batches(batch_size=rows, row_groups=[group], use_threads=False)
+        elif self.kind == "arrow":
+            for i in range(self._open.num_record_batches):
+                yield self._open.get_batch(i)
+        else:
+            yield from self._json_batches(block_bytes)
+
+    def _guarded(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        """``batches`` with Arrow's errors turned into one-line input errors naming the file."""
         try:
-            if self.kind == "parquet":
-                for group in range(self._open.num_row_groups):
-                    # One decoding thread: the writer thread has the other core, and Arrow's
-                    # reader threads held 20 MB more memory here.
-                    yield from self._open.iter_batches(batch_size=rows, row_groups=[group], use_threads=False)
-            elif self.kind == "arrow":
-                for i in range(self._open.num_record_batches):
-                    yield self._open.get_batch(i)
-            else:
-                yield from self._json_batches(block_bytes)
+            yield from batches
         except ARROW_ERRORS as e:
             what = {"parquet": "Parquet file", "arrow": "Arrow IPC file", "jsonl": "JSON Lines input"}[self.kind]
             hint = "; give the column types with --schema" if self.kind == "jsonl" and "changed" in str(e) else ""
@@ -219,6 +238,9 @@ class TableInput:
                 self.schema = reader.schema
             for batch in reader:
                 yield batch
+        except pa.ArrowInvalid as e:
+            if "Empty JSON stream" not in str(e):
+                raise  # an empty input is no rows, not an error
         finally:
             stream.close()
 
@@ -542,9 +564,11 @@ class TableRun:
     def _sample(self) -> tuple[int, pa.Schema]:
         """Arrow bytes per row, from the first rows of the first input, and the schema to write."""
         first = self.job.inputs[0]
-        if first.kind == "jsonl" and first.schema is None:
-            # Infer from the first block; the later blocks and files must follow it.
-            batch = next(first.batches(1, self.piece), None)
+        if first.kind == "jsonl":
+            # Without --schema the first block's columns are inferred, and the rest must follow them.
+            batch = first.peek(self.piece)
+            if first.schema is None:
+                raise InputError(f"{first.path}: no JSON rows to infer the columns from; give them with --schema")
             for other in self.job.inputs:
                 other.schema = first.schema
             if batch is None:
