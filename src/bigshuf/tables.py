@@ -696,7 +696,8 @@ class TableRun:
         return keep
 
     def _pass2(self, buckets: TableBuckets, keep: int, temp: TempSpace, key: tuple[int, ...], depth: int) -> None:
-        self.progress.start("pass 2: shuffle" if depth == 0 else f"pass {depth + 2}: shuffle", None)
+        name = "pass 2: shuffle" if depth == 0 else f"pass {depth + 2}: shuffle"
+        self.progress.start(name, int(buckets.nbytes[:keep].sum()))
         for j in range(keep):
             left = None if self.job.head_count is None else self.job.head_count - self.records
             if left == 0:
@@ -718,6 +719,8 @@ class TableRun:
                     _rebatch(buckets.batches(j), max(1, self.piece * rows // nbytes)),
                     nbytes, rows, temp, key + (3, j), depth + 1,
                 )
+                self.progress.start(name, None)
+            self.progress.update(nbytes)
             buckets.remove(j)
 
 
