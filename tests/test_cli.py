@@ -901,3 +901,12 @@ def test_corrupt_compressed_input_exits_1_naming_it(run_cli, tmp_path):
     assert_error(code, out, err)
     assert b"damaged.gz" in err and b"gzip" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_dev_stdout_onto_a_pipe(tmp_path: Path, run_cli) -> None:
+    """/dev/stdout links to a pipe with no real path; it is written in place like any device."""
+    src = tmp_path / "in"
+    src.write_bytes(b"a\nb\nc\n")
+    code, stdout, err = run_cli([src, "-o", "/dev/stdout"])
+    assert code == 0, err
+    assert sorted(stdout.splitlines()) == [b"a", b"b", b"c"]

@@ -354,3 +354,91 @@ def test_jsonl_from_standard_input(tmp_path: Path, run_cli) -> None:
     assert pq.read_table(out).num_rows == 0
     code, _, err = run_cli(["--check-permutation", out, "--against", out])
     assert code == 1 and b"--verify" in err
+
+
+def test_same_rows_same_output_whatever_the_layout(tmp_path: Path, table: pa.Table) -> None:
+    """Batches are cut by row sizes, so row groups and file splits do not change the draws."""
+    outputs = []
+    for name, group in (("rg10", 10), ("rg700", 700)):
+        src = write_parquet(tmp_path / f"{name}.parquet", table, row_group_size=group)
+        out = tmp_path / f"{name}.out.parquet"
+        bigshuf.shuffle(src, out, memory="64K", seed=5, tmp_dir=tmp_path)
+        outputs.append(pq.read_table(out)["id"].to_pylist())
+    data = tmp_path / "split"
+    data.mkdir()
+    write_parquet(data / "a.parquet", table.slice(0, 1234), row_group_size=100)
+    with pa.OSFile(str(data / "b.arrow"), "wb") as f, pa.ipc.new_file(f, table.schema) as w:
+        w.write_table(table.slice(1234), max_chunksize=37)
+    bigshuf.shuffle(data, tmp_path / "split.out.parquet", memory="64K", seed=5, tmp_dir=tmp_path)
+    outputs.append(pq.read_table(tmp_path / "split.out.parquet")["id"].to_pylist())
+    assert outputs[0] == outputs[1] == outputs[2]
+
+
+def test_skewed_row_sizes_keep_batches_and_groups_small(tmp_path: Path) -> None:
+    """Small rows first, big ones later: batches and row groups are cut by bytes, not by a row count from the start."""
+    rows = pa.table({"id": pa.array(range(3000)), "text": ["s"] * 1000 + ["x" * 20000] * 2000})
+    src = write_parquet(tmp_path / "in.parquet", rows, row_group_size=500)
+    out = tmp_path / "out.parquet"
+    bigshuf.shuffle(src, out, memory="4M", seed=1, tmp_dir=tmp_path)
+    meta = pq.ParquetFile(out).metadata
+    group_bytes = max(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    assert meta.num_rows == 3000 and group_bytes < 2 << 20
+    assert sorted(pq.read_table(out)["id"].to_pylist()) == list(range(3000))
+
+
+def test_arrow_streams_views_and_dictionaries(tmp_path: Path) -> None:
+    # Hugging Face datasets write .arrow files in the IPC stream format.
+    hf = pa.table({"text": [f"doc {i}" for i in range(300)], "id": pa.array(range(300))})
+    with pa.OSFile(str(tmp_path / "data-00000-of-00001.arrow"), "wb") as f, pa.ipc.new_stream(f, hf.schema) as w:
+        w.write_table(hf, max_chunksize=64)
+    out = tmp_path / "hf.parquet"
+    bigshuf.shuffle(tmp_path / "data-00000-of-00001.arrow", out, memory="8K", seed=1, tmp_dir=tmp_path)
+    assert_row_permutation(pq.read_table(out), hf)
+    # String views (Polars' default) are read as large strings, which every kernel takes.
+    views = pa.table({"id": pa.array(range(300)), "text": pa.array([f"v{i}" for i in range(300)], pa.string_view())})
+    with pa.OSFile(str(tmp_path / "views.arrow"), "wb") as f, pa.ipc.new_file(f, views.schema) as w:
+        w.write_table(views)
+    bigshuf.shuffle(tmp_path / "views.arrow", tmp_path / "views.out.parquet", memory="8K", seed=1, tmp_dir=tmp_path)
+    got = pq.read_table(tmp_path / "views.out.parquet")
+    assert got.schema.field("text").type == pa.large_string()
+    assert sorted(got["text"].to_pylist()) == sorted(views["text"].to_pylist())
+    # Each bucket has its own dictionary: an Arrow file output gets the values instead.
+    cats = pa.table({"id": pa.array(range(2000)), "c": pa.array([f"c{i % 7}" for i in range(2000)]).dictionary_encode()})
+    src = write_parquet(tmp_path / "cats.parquet", cats, row_group_size=100)
+    bigshuf.shuffle(src, tmp_path / "cats.arrow", memory="64K", seed=1, tmp_dir=tmp_path)
+    got = read_rows([tmp_path / "cats.arrow"])
+    assert got.schema.field("c").type == pa.string()
+    assert got.sort_by("id").equals(cats.cast(got.schema))
+
+
+def test_more_files_than_open_file_limit(tmp_path: Path, run_cli) -> None:
+    import resource
+    import subprocess
+    import sys
+
+    data = tmp_path / "many"
+    data.mkdir()
+    for i in range(300):
+        pq.write_table(pa.table({"id": [i]}), data / f"p{i:05d}.parquet")
+    out = tmp_path / "out.parquet"
+
+    def few_files() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (200, 200))
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "bigshuf", str(data), "-o", str(out)], capture_output=True, preexec_fn=few_files, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(pq.read_table(out)["id"].to_pylist()) == list(range(300))
+
+
+def test_output_format_and_refused_suffixes(tmp_path: Path, table: pa.Table, run_cli) -> None:
+    src = write_parquet(tmp_path / "in.parquet", table.select(["id", "text"]))
+    code, stdout, err = run_cli([src, "--output-format", "jsonl", "-n", "3", "--seed", "1"])
+    assert code == 0, err
+    assert [set(json.loads(line)) for line in stdout.splitlines()] == [{"id", "text"}] * 3
+    code, _, err = run_cli([src, "-o", tmp_path / "out.csv"])
+    assert code == 1 and b"Parquet, Arrow or JSON Lines" in err
+    code, _, err = run_cli([src, "-o", tmp_path / "out.parquet", "--compress", "zstd:99"])
+    assert code == 1 and err == b"bigshuf: --compress: zstd level must be an integer from 0 to 22 (got 'zstd:99')\n"
+    assert temp_leftovers(tmp_path) == ["in.parquet"]

@@ -120,6 +120,7 @@ def shuffle(
     resume: bool = False,
     row_group_size: int | None = None,
     schema: str | None = None,
+    output_format: str | None = None,
 ) -> ShuffleStats:
     """Write the records of ``inputs`` to ``output`` in uniformly random order.
 
@@ -143,7 +144,8 @@ def shuffle(
 
     Parquet and Arrow IPC inputs (files, or directories of them) have their rows shuffled and
     are written as Parquet, Arrow or JSON Lines as ``output``'s suffix says (default: the input's
-    format); ``row_group_size`` sets the rows per Parquet row group (Arrow record batch). Line
+    format, or ``output_format``: ``"parquet"``, ``"arrow"``, ``"jsonl"``); ``row_group_size``
+    sets the rows per Parquet row group (Arrow record batch). Line
     inputs with a ``.parquet`` or ``.arrow`` output are read as JSON Lines, their columns typed by
     ``schema`` (``"name:type,..."`` or a Parquet/Arrow file) or inferred from the first rows.
     """
@@ -169,7 +171,9 @@ def shuffle(
     from .tables import is_table_input, suffix_kind
 
     tables_in = len(paths) == len(sources) and any(is_table_input(p) for p in paths)
-    tables_out = target not in (None, "-") and suffix_kind(target) in ("parquet", "arrow")
+    tables_out = output_format in ("parquet", "arrow") or (
+        target not in (None, "-") and suffix_kind(target) in ("parquet", "arrow")
+    )
     if tables_in or tables_out:
         if len(paths) != len(sources):
             raise UsageError("Parquet or Arrow output needs input files (JSON Lines), not -e or -i")
@@ -187,10 +191,12 @@ def shuffle(
             paths, target, entropy=entropy, memory=_resolve_memory(memory), head_count=head_count,
             tmp_dir=None if tmp_dir is None else os.fspath(tmp_dir), shards=shards, compress=compress,
             compress_temp=compress_temp, verify=verify, row_group_size=row_group_size, schema=schema,
-            progress=progress or Progress(),
+            progress=progress or Progress(), output_format=output_format,
         )
-    if row_group_size is not None or schema is not None:
-        raise UsageError("--row-group-size and --schema apply to Parquet and Arrow data (inputs or -o FILE.parquet)")
+    if row_group_size is not None or schema is not None or output_format is not None:
+        raise UsageError(
+            "--row-group-size, --schema and --output-format apply to Parquet and Arrow data (inputs or -o FILE.parquet)"
+        )
     opts = Options(
         memory=_resolve_memory(memory),
         entropy=entropy,
@@ -217,13 +223,13 @@ def shuffle(
 
 def _shuffle_tables(
     paths: list[str], target: str | None, *, schema: str | None, progress: Progress, compress: str | None,
-    **settings: Any,
+    output_format: str | None, **settings: Any,
 ) -> ShuffleStats:
     """Shuffle the rows of Parquet / Arrow / JSON Lines inputs into a table output (see ``shuffle``)."""
     from .tables import TableJob, open_inputs, output_kind, parse_schema, resolve_codec, shuffle_tables
 
     inputs = open_inputs(paths, parse_schema(schema) if schema is not None else None)
-    kind = output_kind(target, settings["shards"], inputs[0].kind)
+    kind = output_kind(target, inputs[0].kind, output_format)
     job = TableJob(inputs=inputs, output=target, kind=kind, codec=resolve_codec(kind, compress, target), **settings)
     return ShuffleStats(*shuffle_tables(job, progress))
 

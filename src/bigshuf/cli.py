@@ -75,6 +75,8 @@ Mandatory arguments to long options are mandatory for short options too.
       --schema=SPEC         column types of JSON Lines read into a .parquet or
                               .arrow output: NAME:TYPE,... (Arrow type names)
                               or a Parquet/Arrow file to copy (default: inferred)
+      --output-format=FMT   write table rows as parquet, arrow or jsonl whatever
+                              -o's suffix (to standard output, say)
       --check-permutation FILE... --against OUT...
                             do not shuffle: exit 0 if the OUT files hold
                               exactly the records of the FILEs, else 1
@@ -200,6 +202,7 @@ def _parser() -> _Parser:
     p.add_argument("--resume", action="store_true")
     p.add_argument("--row-group-size", type=_count("--row-group-size", 1))
     p.add_argument("--schema")
+    p.add_argument("--output-format")
     p.add_argument("--check-permutation", action="store_true")
     p.add_argument("--against", action="extend", nargs="+", default=[])
     p.add_argument("--progress", dest="progress", action="store_true", default=None)
@@ -281,6 +284,7 @@ def run(argv: Sequence[str]) -> int:
         resume=args.resume,
         row_group_size=args.row_group_size,
         schema=args.schema,
+        output_format=args.output_format,
     )
     if args.input_range is not None:
         if args.operands:

@@ -3,7 +3,7 @@
 Each column becomes an array of JSON texts (``"null"`` for nulls), nested lists and structs
 recursively, and the row texts are joined element-wise. Strings are escaped as JSON requires;
 numbers keep Arrow's shortest round-trip form (non-finite floats, which JSON cannot hold,
-become null); timestamps, dates and times are ISO-like strings; binary columns must hold UTF-8.
+become null); timestamps are RFC 3339 strings, dates and times ISO 8601 ones; binary columns must hold UTF-8.
 """
 
 from __future__ import annotations
@@ -91,6 +91,10 @@ def json_values(arr: pa.Array, name: str) -> pa.Array:
             raise UsageError(f"column '{name}' holds binary data that is not UTF-8; it cannot be written as JSON") from None
     elif pa.types.is_duration(t):
         text = arr.cast(pa.int64()).cast(pa.string())
+    elif pa.types.is_timestamp(t):
+        # RFC 3339: "T" between date and time, and a colon in the offset ("+01:00").
+        text = pc.replace_substring(arr.cast(pa.string()), " ", "T", max_replacements=1)
+        text = _quote(pc.replace_substring_regex(text, r"([+-]\d\d)(\d\d)$", r"\1:\2"))
     elif pa.types.is_temporal(t):
         text = _quote(arr.cast(pa.string()))
     elif pa.types.is_map(t):

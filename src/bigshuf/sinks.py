@@ -230,15 +230,15 @@ def open_output(path: str | os.PathLike[str] | None, compress: CodecChoice | Non
     """The sink for ``-o PATH``: stdout for None or ``-``; a symlink is followed to the file it names."""
     if path is None or os.fspath(path) == "-":
         return StdoutSink(output_codec(None, compress))
-    real = os.path.realpath(path)
     codec = output_codec(os.fspath(path), compress)
     try:
-        mode = os.stat(real).st_mode
+        # The path itself, links followed by the kernel: /dev/stdout onto a pipe has no real path.
+        mode = os.stat(path).st_mode
     except OSError:
         mode = None
     if mode is not None and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
-        return DeviceSink(real, codec)
-    return AtomicFileSink(real, codec, os.fspath(path))
+        return DeviceSink(os.fspath(path), codec)
+    return AtomicFileSink(os.path.realpath(path), codec, os.fspath(path))
 
 
 def shard_paths(target: str, shards: int, compress: CodecChoice | None, suffix: str | None = None) -> list[str]:

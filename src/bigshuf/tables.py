@@ -10,6 +10,7 @@ both ways: read with pyarrow's JSON reader, written by the vectorised encoder in
 from __future__ import annotations
 
 import os
+import stat
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -41,24 +42,38 @@ FORMAT_CODECS = {
     "arrow": ("none", "zstd", "lz4"),
 }
 
-#: Largest default row group: pyarrow's own default, and about 64 MiB of Arrow data.
-MAX_GROUP_ROWS = 1 << 20
+#: Default row group (Arrow record batch) of a table output: about 64 MiB of rows, or an
+#: eighth of the memory limit if that is less (the writer holds a group before writing it).
 GROUP_BYTES = 64 << 20
+
+#: Output suffixes that name formats bigshuf does not write rows in.
+UNWRITABLE_SUFFIXES = (".csv", ".tsv", ".txt")
 
 ARROW_ERRORS = (pa.ArrowException, OSError)
 
 
-def sniff_kind(path: str) -> str | None:
-    """``parquet`` or ``arrow`` (IPC file, Feather v2) by the file's magic bytes, else None."""
+def sniff_kind(path: str, strict: bool = False) -> str | None:
+    """``parquet``, ``arrow`` (IPC file, Feather v2) or ``stream`` (IPC stream, as Hugging Face
+    ``datasets`` writes ``.arrow``) by a regular file's magic bytes, else None.
+
+    Only regular files are opened: reading a FIFO's first bytes would take them from the run.
+    ``strict`` makes an unreadable file an error instead of None.
+    """
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
         with open(path, "rb") as f:
             head = f.read(6)
-    except OSError:
+    except OSError as e:
+        if strict:
+            raise InputError(f"{path}: {e.strerror}") from None
         return None
     if head[:4] == b"PAR1":
         return "parquet"
     if head == b"ARROW1":
         return "arrow"
+    if head[:4] == b"\xff\xff\xff\xff":
+        return "stream"
     return None
 
 
@@ -77,8 +92,12 @@ def suffix_kind(path: str) -> str | None:
 
 
 def is_table_input(path: str) -> bool:
-    """Whether ``path`` is a dataset directory or a Parquet / Arrow IPC file."""
-    return path != "-" and (os.path.isdir(path) or sniff_kind(path) is not None)
+    """Whether ``path`` is a dataset directory, a Parquet / Arrow IPC file, or a file named as one."""
+    if path == "-":
+        return False
+    if os.path.isdir(path) or sniff_kind(path) is not None:
+        return True
+    return os.path.isfile(path) and suffix_kind(path) in ("parquet", "arrow")
 
 
 def dataset_files(path: str) -> list[str]:
@@ -94,11 +113,19 @@ def dataset_files(path: str) -> list[str]:
     return found
 
 
-def output_kind(target: str | None, shards: int | None, input_kind: str) -> str:
-    """The output's format: named by ``-o``'s suffix (or the shard pattern's), else the input's."""
+def output_kind(target: str | None, input_kind: str, chosen: str | None = None) -> str:
+    """The output's format: ``chosen`` (``--output-format``), else named by ``-o``'s suffix (or the
+    shard pattern's), else the input's (an IPC stream is written as an IPC file)."""
+    if chosen is not None:
+        if chosen not in ("parquet", "arrow", "jsonl"):
+            raise UsageError(f"--output-format: choose parquet, arrow or jsonl, not '{chosen}'")
+        return chosen
+    default = "arrow" if input_kind == "stream" else input_kind
     if target is None or target == "-" or os.path.isdir(target) or target.endswith(os.sep):
-        return input_kind
-    return suffix_kind(target) or input_kind
+        return default
+    if target.lower().endswith(UNWRITABLE_SUFFIXES):
+        raise UsageError(f"{target}: rows are written as Parquet, Arrow or JSON Lines; name -o .parquet, .arrow or .jsonl")
+    return suffix_kind(target) or default
 
 
 def parse_schema(spec: str) -> pa.Schema:
@@ -148,35 +175,70 @@ def schema_difference(first: pa.Schema, other: pa.Schema) -> str:
     return "the columns are in a different order"
 
 
+def plain_type(t: pa.DataType) -> pa.DataType:
+    """``t`` with string and binary views made large strings and binaries, which every kernel takes
+    (pyarrow has no ``take`` for views; Polars writes them by default)."""
+    if _is_view(t):
+        return pa.large_binary() if pa.types.is_binary_view(t) else pa.large_string()
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        field = t.value_field
+        make = pa.list_ if pa.types.is_list(t) else pa.large_list
+        return make(field.with_type(plain_type(field.type)))
+    if pa.types.is_struct(t):
+        fields = [t.field(i) for i in range(t.num_fields)]
+        return pa.struct([f.with_type(plain_type(f.type)) for f in fields])
+    return t
+
+
+def _is_view(t: pa.DataType) -> bool:
+    views = (getattr(pa.types, "is_string_view", None), getattr(pa.types, "is_binary_view", None))
+    return any(test is not None and test(t) for test in views)
+
+
+def plain_schema(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with views replaced (see ``plain_type``), metadata kept."""
+    fields = [f.with_type(plain_type(f.type)) for f in schema]
+    return pa.schema(fields, metadata=schema.metadata)
+
+
 class TableInput:
-    """One Parquet, Arrow IPC or JSON Lines file, read in record batches."""
+    """One Parquet, Arrow IPC or JSON Lines file, read in record batches.
+
+    Files are opened only while they are read: a dataset may have more files than a process
+    may hold open, and pyarrow's Parquet reader keeps its last row group while it lives.
+    """
 
     def __init__(self, path: str, kind: str, schema: pa.Schema | None = None) -> None:
         self.path = path
         self.kind = kind
         self.rows: int | None = None
-        self.schema = schema
-        self._open: Any = None
+        self.schema = schema  # as read; batches come cast to plain_schema(schema)
         self._live: Iterator[pa.RecordBatch] | None = None  # a peeked JSON stream, to go on with
-        if kind == "parquet":
-            import pyarrow.parquet as pq
+        what = {"parquet": "Parquet file", "arrow": "Arrow IPC file", "stream": "Arrow IPC stream"}.get(kind)
+        if what is None:
+            return
+        try:
+            if kind == "parquet":
+                with self._parquet() as pf:
+                    self.schema = pf.schema_arrow
+                    self.rows = pf.metadata.num_rows
+            else:
+                with pa.memory_map(path) as f:
+                    reader = pa.ipc.open_file(f) if kind == "arrow" else pa.ipc.open_stream(f)
+                    self.schema = reader.schema
+                    if kind == "arrow":
+                        self.rows = sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
+                    else:
+                        self.rows = sum(batch.num_rows for batch in reader)
+        except ARROW_ERRORS as e:
+            raise InputError(f"{path}: not a readable {what} ({_reason(e)})") from None
 
-            try:
-                # Pages streamed through a small buffer: pre-buffering reads whole row groups
-                # (188 MB of pool for 77 MB row groups, against 44 MB streamed).
-                self._open = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
-            except ARROW_ERRORS as e:
-                raise InputError(f"{path}: not a readable Parquet file ({_reason(e)})") from None
-            self.schema = self._open.schema_arrow
-            self.rows = self._open.metadata.num_rows
-        elif kind == "arrow":
-            try:
-                self._open = pa.ipc.open_file(pa.memory_map(path))
-                counts = [self._open.get_batch(i).num_rows for i in range(self._open.num_record_batches)]
-            except ARROW_ERRORS as e:
-                raise InputError(f"{path}: not a readable Arrow IPC file ({_reason(e)})") from None
-            self.schema = self._open.schema
-            self.rows = sum(counts)
+    def _parquet(self) -> Any:
+        import pyarrow.parquet as pq
+
+        # Pages streamed through a small buffer: pre-buffering reads whole row groups
+        # (188 MB of pool for 77 MB row groups, against 44 MB streamed).
+        return pq.ParquetFile(self.path, pre_buffer=False, buffer_size=1 << 20)
 
     def disk_size(self) -> int:
         """Bytes on disk (0 for standard input)."""
@@ -185,13 +247,13 @@ class TableInput:
         except OSError:
             return 0
 
-    def batches(self, rows: int, block_bytes: int) -> Iterator[pa.RecordBatch]:
-        """The file's rows in batches of about ``rows`` rows (JSON: about ``block_bytes`` of text)."""
+    def batches(self, block_bytes: int) -> Iterator[pa.RecordBatch]:
+        """The file's rows in record batches of about ``block_bytes`` (Parquet, JSON) or as stored (Arrow)."""
         if self._live is not None:
             live, self._live = self._live, None
             yield from live
             return
-        yield from self._guarded(self._read(rows, block_bytes))
+        yield from self._guarded(self._read(block_bytes))
 
     def peek(self, block_bytes: int) -> pa.RecordBatch | None:
         """The first batch of JSON Lines, which the next ``batches`` starts with (a pipe cannot be read twice)."""
@@ -200,26 +262,41 @@ class TableInput:
         self._live = live if first is None else chain([first], live)
         return first
 
-    def _read(self, rows: int, block_bytes: int) -> Iterator[pa.RecordBatch]:
+    def _read(self, block_bytes: int) -> Iterator[pa.RecordBatch]:
         if self.kind == "parquet":
-            for group in range(self._open.num_row_groups):
-                # One decoding thread: the writer thread has the other core, and Arrow's
-                # reader threads held 20 MB more memory here.
-                yield from self._open.iter_batches(batch_size=rows, row_groups=[group], use_threads=False)
-        elif self.kind == "arrow":
-            for i in range(self._open.num_record_batches):
-                yield self._open.get_batch(i)
+            with self._parquet() as pf:
+                for group in range(pf.num_row_groups):
+                    meta = pf.metadata.row_group(group)
+                    rows = max(1, block_bytes * meta.num_rows // max(1, meta.total_byte_size))
+                    # One decoding thread: the writer thread has the other core, and Arrow's
+                    # reader threads held 20 MB more memory here.
+                    yield from pf.iter_batches(batch_size=rows, row_groups=[group], use_threads=False)
+        elif self.kind in ("arrow", "stream"):
+            with pa.memory_map(self.path) as f:
+                if self.kind == "arrow":
+                    reader = pa.ipc.open_file(f)
+                    for i in range(reader.num_record_batches):
+                        yield reader.get_batch(i)
+                else:
+                    yield from pa.ipc.open_stream(f)
         else:
             yield from self._json_batches(block_bytes)
 
     def _guarded(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        """``batches`` with Arrow's errors turned into one-line input errors naming the file."""
+        """``batches`` made plain (no views), with Arrow's errors as one-line input errors naming the file."""
         try:
-            yield from batches
+            for batch in batches:
+                assert self.schema is not None
+                plain = plain_schema(self.schema)
+                yield batch if batch.schema.equals(plain) else batch.cast(plain)
         except ARROW_ERRORS as e:
-            what = {"parquet": "Parquet file", "arrow": "Arrow IPC file", "jsonl": "JSON Lines input"}[self.kind]
-            hint = "; give the column types with --schema" if self.kind == "jsonl" and "changed" in str(e) else ""
+            what = {"parquet": "Parquet file", "arrow": "Arrow IPC file", "stream": "Arrow IPC stream"}.get(
+                self.kind, "JSON Lines input"
+            )
+            hint = "; give the column types with --schema" if self.kind == "jsonl" and self._inferred else ""
             raise InputError(f"{self.path}: corrupt or unreadable {what} ({_reason(e)}){hint}") from None
+
+    _inferred = False  # JSON columns inferred from the first block (no --schema)
 
     def _json_batches(self, block_bytes: int) -> Iterator[pa.RecordBatch]:
         import pyarrow.json as pj
@@ -236,6 +313,7 @@ class TableInput:
             )
             if self.schema is None:
                 self.schema = reader.schema
+                self._inferred = True
             for batch in reader:
                 yield batch
         except pa.ArrowInvalid as e:
@@ -251,25 +329,87 @@ def _reason(e: BaseException) -> str:
     return text[0] if text else type(e).__name__
 
 
-def _rebatch(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
-    """Batches of exactly ``rows`` rows (the last may be short): big ones sliced, small ones combined.
+def row_sizes(batch: pa.RecordBatch) -> np.ndarray:
+    """Bytes each row takes in Arrow buffers, about: fixed widths, string lengths with their
+    offsets, list elements summed. Depends only on the row's values, so batches cut by it are
+    the same whatever the input's row groups."""
+    total = np.ones(batch.num_rows, np.int64)
+    for column in batch.columns:
+        total += _value_sizes(column)
+    return total
 
-    Batch boundaries decide the random draws, so they depend only on the data and ``rows``.
+
+def _value_sizes(arr: Any) -> np.ndarray:
+    t = arr.type
+    n = len(arr)
+    if isinstance(t, pa.ExtensionType):
+        return _value_sizes(arr.storage)
+    if pa.types.is_dictionary(t):
+        return np.full(n, t.index_type.bit_width // 8, np.int64)
+    if pa.types.is_struct(t):
+        sizes = np.zeros(n, np.int64)
+        for field in arr.flatten():
+            sizes += _value_sizes(field)
+        return sizes
+    if pa.types.is_fixed_size_list(t):
+        values = arr.values.slice(arr.offset * t.list_size, n * t.list_size)
+        per_row: np.ndarray = _value_sizes(values).reshape(n, t.list_size).sum(axis=1)
+        return per_row
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_map(t):
+        offsets = np.asarray(arr.offsets, np.int64)
+        lo, hi = (int(offsets[0]), int(offsets[-1])) if n else (0, 0)
+        sums = np.zeros(hi - lo + 1, np.int64)
+        np.cumsum(_value_sizes(arr.values.slice(lo, hi - lo)), out=sums[1:])
+        spans: np.ndarray = sums[offsets[1:] - lo] - sums[offsets[:-1] - lo]
+        return spans + (8 if pa.types.is_large_list(t) else 4)
+    if pa.types.is_binary(t) or pa.types.is_string(t) or pa.types.is_large_binary(t) or pa.types.is_large_string(t):
+        wide = pa.types.is_large_binary(t) or pa.types.is_large_string(t)
+        ends = np.frombuffer(arr.buffers()[1], np.int64 if wide else np.int32)[arr.offset : arr.offset + n + 1]
+        return np.diff(ends).astype(np.int64) + (8 if wide else 4)
+    width = getattr(t, "bit_width", 64)
+    return np.full(n, max(1, width // 8), np.int64)
+
+
+def _rebatch(
+    batches: Iterable[pa.RecordBatch], max_bytes: int, max_rows: int
+) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
+    """Batches of the rows of ``batches`` cut at ``max_bytes`` (by ``row_sizes``) or ``max_rows``,
+    whichever comes first, with their row sizes; a row bigger than ``max_bytes`` is a batch alone.
+
+    Cut points depend only on the rows, so the random draws (one stream per batch) do not
+    depend on how the input happens to be split into row groups or files.
     """
     held: list[pa.RecordBatch] = []
-    count = 0
+    held_sizes: list[np.ndarray] = []
+    held_bytes = held_rows = 0
     for batch in batches:
+        sizes = row_sizes(batch)
+        ends = np.cumsum(sizes)
         start = 0
         while start < batch.num_rows:
-            take = min(rows - count, batch.num_rows - start)
-            held.append(batch.slice(start, take))
-            count += take
-            start += take
-            if count == rows:
-                yield _combine(held)
-                held, count = [], 0
-    if count:
-        yield _combine(held)
+            before = int(ends[start - 1]) if start else 0
+            fit = int(np.searchsorted(ends, before + max_bytes - held_bytes, side="right")) - start
+            take = min(fit, max_rows - held_rows, batch.num_rows - start)
+            if take <= 0 and not held:
+                take = 1
+            if take > 0:
+                held.append(batch.slice(start, take))
+                held_sizes.append(sizes[start : start + take])
+                held_bytes += int(ends[start + take - 1]) - before
+                held_rows += take
+                start += take
+            if start < batch.num_rows or held_rows >= max_rows or held_bytes >= max_bytes:
+                yield _combine(held), np.concatenate(held_sizes)
+                held, held_sizes, held_bytes, held_rows = [], [], 0, 0
+    if held:
+        yield _combine(held), np.concatenate(held_sizes)
+
+
+def _drain(items: list[Any]) -> Iterator[Any]:
+    """The items of a list, each let go as soon as it is taken (a plain iterator keeps them all)."""
+    items.reverse()
+    while items:
+        yield items.pop()
 
 
 def _combine(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
@@ -319,18 +459,23 @@ class _SinkFile:
 
 
 class RowWriter:
-    """Writes rows in one format to one sink, in row groups (Parquet) or batches (Arrow) of ``group_rows``."""
+    """Writes rows in one format to one sink, in row groups (Parquet) or record batches (Arrow) of
+    ``group_rows`` rows if given, else of about ``group_bytes``."""
 
-    def __init__(self, kind: str, sink: Sink, schema: pa.Schema, codec: CodecChoice, group_rows: int) -> None:
+    def __init__(
+        self, kind: str, sink: Sink, schema: pa.Schema, codec: CodecChoice, group_rows: int | None, group_bytes: int
+    ) -> None:
         self.kind = kind
         self.sink = sink
         self.schema = schema
         self.codec = codec
         self.group_rows = group_rows
+        self.group_bytes = group_bytes
         self._writer: Any = None
         self._file = _SinkFile(sink)
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
+        self._pending_bytes = 0
 
     def _open(self) -> Any:
         if self._writer is None:
@@ -357,24 +502,31 @@ class RowWriter:
             return
         self._pending.append(table)
         self._pending_rows += table.num_rows
-        if self._pending_rows >= self.group_rows:
-            self._flush(final=False)
+        self._pending_bytes += table.nbytes
+        if self.group_rows is not None and self._pending_rows >= self.group_rows:
+            self._flush(self._pending_rows - self._pending_rows % self.group_rows)
+        elif self.group_rows is None and self._pending_bytes >= self.group_bytes:
+            self._flush(self._pending_rows)
 
-    def _flush(self, final: bool) -> None:
-        rows = self._pending_rows if final else self._pending_rows - self._pending_rows % self.group_rows
+    def _flush(self, rows: int) -> None:
+        """Write the first ``rows`` pending rows, in groups of ``group_rows`` (or as one group)."""
         if not rows:
             return
         joined = pa.concat_tables(self._pending)
+        if self.kind == "arrow" and not joined.schema.equals(self.schema):
+            joined = joined.cast(self.schema)  # dictionaries decoded: an IPC file cannot replace them
+        group = self.group_rows or rows
         try:
             if self.kind == "parquet":
-                self._open().write_table(joined.slice(0, rows), row_group_size=self.group_rows)
+                self._open().write_table(joined.slice(0, rows), row_group_size=group)
             else:
-                self._open().write_table(joined.slice(0, rows), max_chunksize=self.group_rows)
+                self._open().write_table(joined.slice(0, rows), max_chunksize=group)
         except pa.ArrowException as e:
             raise OutputError(f"{self.sink.name}: cannot write {self.kind}: {_reason(e)}") from None
         rest = joined.slice(rows)
         self._pending = [rest] if rest.num_rows else []
         self._pending_rows = rest.num_rows
+        self._pending_bytes = rest.nbytes if rest.num_rows else 0
 
     def discard(self) -> None:
         """The run failed: close the format's writer without writing anything more."""
@@ -390,11 +542,18 @@ class RowWriter:
         """Write the last group and the format's footer (an empty output is still a valid file)."""
         if self.kind == "jsonl":
             return
-        self._flush(final=True)
+        self._flush(self._pending_rows)
         try:
             self._open().close()
         except pa.ArrowException as e:
             raise OutputError(f"{self.sink.name}: cannot write {self.kind}: {_reason(e)}") from None
+
+
+def decoded_schema(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with dictionary columns as their values: buckets give each chunk its own
+    dictionary, and the Arrow IPC file format cannot replace a dictionary midway."""
+    fields = [f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in schema]
+    return pa.schema(fields, metadata=schema.metadata)
 
 
 class TableOutput(Output):
@@ -402,7 +561,7 @@ class TableOutput(Output):
 
     def __init__(
         self, target: str | None, writer: WriteBehind, *, kind: str, shards: int | None,
-        codec: CodecChoice, schema: pa.Schema, group_rows: int,
+        codec: CodecChoice, schema: pa.Schema, group_rows: int | None, group_bytes: int,
     ) -> None:
         line_codec = codec if kind == "jsonl" else None
         super().__init__(target, writer, shards=shards, compress=line_codec)
@@ -410,6 +569,7 @@ class TableOutput(Output):
         self.codec = codec
         self.schema = schema
         self.group_rows = group_rows
+        self.group_bytes = group_bytes
         self.formats: list[RowWriter] = []
         from .codecs import CODECS
 
@@ -423,7 +583,8 @@ class TableOutput(Output):
 
     def _open(self, sink: Sink) -> None:
         self.sinks.append(sink)
-        self.formats.append(RowWriter(self.kind, sink, self.schema, self.codec, self.group_rows))
+        schema = decoded_schema(self.schema) if self.kind == "arrow" else self.schema
+        self.formats.append(RowWriter(self.kind, sink, schema, self.codec, self.group_rows, self.group_bytes))
 
     def _write(self, shard: int, records: Any) -> None:
         self.writer.submit_job(lambda: self.formats[shard].write(records), records.nbytes)
@@ -456,9 +617,14 @@ def resolve_codec(kind: str, spec: str | None, target: str | None) -> CodecChoic
     name, colon, level_text = spec.strip().lower().partition(":")
     if name not in choices:
         raise UsageError(f"--compress: {kind} output takes {', '.join(choices)} (optionally :LEVEL), not '{spec}'")
-    if colon and not (level_text.isdigit() and name not in ("none", "snappy")):
-        raise UsageError(f"--compress: invalid level in '{spec}'")
-    return name, int(level_text) if colon else None
+    if not colon:
+        return name, None
+    if name in ("none", "snappy"):
+        raise UsageError(f"--compress: {name} takes no level (got '{spec}')")
+    low, high = pa.Codec.minimum_compression_level(name), pa.Codec.maximum_compression_level(name)
+    if not (level_text.isdigit() and low <= int(level_text) <= high):
+        raise UsageError(f"--compress: {name} level must be an integer from {max(low, 0)} to {high} (got '{spec}')")
+    return name, int(level_text)
 
 
 @dataclass(frozen=True)
@@ -486,14 +652,15 @@ def open_inputs(paths: Sequence[str], json_schema: pa.Schema | None) -> list[Tab
         files.extend(dataset_files(path) if os.path.isdir(path) else [path])
     inputs = []
     for path in files:
-        kind = sniff_kind(path) if path != "-" else None
+        kind = sniff_kind(path, strict=True) if path != "-" else None
         if kind is None:
             if path != "-" and not os.path.exists(path):
                 raise InputError(f"{path}: No such file or directory")
             named = suffix_kind(path)
-            if named in ("parquet", "arrow"):
-                magic = "PAR1" if named == "parquet" else "ARROW1"
-                raise InputError(f"{path}: not a {named.capitalize()} file (it does not start with {magic})")
+            if named == "parquet":
+                raise InputError(f"{path}: not a Parquet file (it does not start with PAR1)")
+            if named == "arrow":
+                raise InputError(f"{path}: not an Arrow IPC file or stream (it starts with neither ARROW1 nor 0xFFFFFFFF)")
             kind = "jsonl"
         inputs.append(TableInput(path, kind, json_schema if kind == "jsonl" else None))
     kinds = {i.kind for i in inputs}
@@ -526,21 +693,18 @@ class TableRun:
     def run(self) -> tuple[int, int, int, int, float]:
         """Shuffle; return records and bytes written, buckets, passes and seconds."""
         start = time.perf_counter()
-        row_bytes, schema = self._sample()
-        batch_rows = max(1, self.piece // max(1, row_bytes))
-        group_rows = self.job.row_group_size or max(
-            1, min(MAX_GROUP_ROWS, min(GROUP_BYTES, plan.block_budget(self.limit) // 8) // max(1, row_bytes))
-        )
+        schema = self._schema()
         writer = WriteBehind(plan.IN_FLIGHT_PIECES * self.piece)
         self.out = TableOutput(
-            self.job.output, writer, kind=self.job.kind, shards=self.job.shards,
-            codec=self.job.codec, schema=schema, group_rows=group_rows,
+            self.job.output, writer, kind=self.job.kind, shards=self.job.shards, codec=self.job.codec,
+            schema=schema, group_rows=self.job.row_group_size,
+            group_bytes=min(GROUP_BYTES, max(1, plan.block_budget(self.limit) // 8)),
         )
         self.out.verify = self.job.verify
         self.writer = writer
         try:
             if self.job.head_count != 0:
-                self._shuffle(batch_rows, row_bytes)
+                self._shuffle()
             self.progress.close()
             self.out.begin(0)
             if self.job.verify:
@@ -561,87 +725,78 @@ class TableRun:
         passes = 1 if self.buckets == 0 else 2 + self.depth
         return self.records, self.out.bytes_written, self.buckets, passes, time.perf_counter() - start
 
-    def _sample(self) -> tuple[int, pa.Schema]:
-        """Arrow bytes per row, from the first rows of the first input, and the schema to write."""
+    def _schema(self) -> pa.Schema:
+        """The schema rows are shuffled in (views made plain; JSON Lines: given, or inferred from the first block)."""
         first = self.job.inputs[0]
         if first.kind == "jsonl":
-            # Without --schema the first block's columns are inferred, and the rest must follow them.
-            batch = first.peek(self.piece)
+            first.peek(self.piece)
             if first.schema is None:
                 raise InputError(f"{first.path}: no JSON rows to infer the columns from; give them with --schema")
             for other in self.job.inputs:
-                other.schema = first.schema
-            if batch is None:
-                return 1, first.schema
-            return max(1, batch.nbytes // max(1, batch.num_rows)), first.schema
+                other.schema, other._inferred = first.schema, first._inferred
         assert first.schema is not None
-        for source in self.job.inputs:
-            batch = next(source.batches(1024, 1 << 16), None)
-            if batch is not None and batch.num_rows:
-                return max(1, batch.slice(0, 1024).nbytes // min(1024, batch.num_rows)), first.schema
-        return 1, first.schema
+        return plain_schema(first.schema)
 
-    def _batches(self, rows: int) -> Iterator[pa.RecordBatch]:
-        """Every input's rows in batches of ``rows``, fingerprinted when verifying."""
+    def _batches(self) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
+        """Every input's rows in batches of about a piece, with their row sizes; fingerprinted when verifying."""
         def read() -> Iterator[pa.RecordBatch]:
             for source in self.job.inputs:
-                for batch in source.batches(rows, self.piece):
+                for batch in source.batches(self.piece):
                     self.progress.update(batch.nbytes)
                     yield batch
 
-        for batch in _rebatch(read(), rows):
+        for batch, sizes in _rebatch(read(), self.piece, plan.piece_records(self.limit)):
             if self.job.verify:
                 self.read_fingerprint += row_fingerprint(batch)
-            yield batch
+            yield batch, sizes
 
-    def _shuffle(self, batch_rows: int, row_bytes: int) -> None:
+    def _shuffle(self) -> None:
         inputs = self.job.inputs
         known = all(i.rows is not None for i in inputs)
         total_rows = sum(i.rows or 0 for i in inputs) if known else None
-        est_bytes: int | None
-        if total_rows is not None:
-            est_bytes = total_rows * row_bytes
-        else:
-            est_bytes = sum(i.disk_size() for i in inputs) or None
-        self.progress.start("reading", est_bytes)
-        batches = self._batches(batch_rows)
-        held: list[pa.RecordBatch] = []
+        self.progress.start("reading", sum(i.disk_size() for i in inputs) or None)
+        batches = self._batches()
+        held: list[tuple[pa.RecordBatch, np.ndarray]] = []
         held_bytes = held_rows = 0
-        if est_bytes is None or plan.fits_in_memory(est_bytes, total_rows or 0, self.limit):
-            for batch in batches:
-                held.append(batch)
-                held_bytes += batch.nbytes
-                held_rows += batch.num_rows
-                if not plan.fits_in_memory(held_bytes, held_rows, self.limit):
-                    break
-            else:
-                self._in_memory(held)
-                return
-        if est_bytes is None or est_bytes < held_bytes:
-            est_bytes = held_bytes * 4  # an unknown total, at least this much more: recursion absorbs a miss
+        for batch, sizes in batches:
+            held.append((batch, sizes))
+            held_bytes += int(sizes.sum())
+            held_rows += batch.num_rows
+            if not plan.fits_in_memory(held_bytes, held_rows, self.limit):
+                break
+            if total_rows is not None and held_rows < total_rows and not plan.fits_in_memory(
+                held_bytes * total_rows // held_rows, total_rows, self.limit
+            ):
+                break  # the first rows show that the rest will not fit either
+        else:
+            self._in_memory([b for b, _ in held], held_bytes)
+            return
+        # Sizes from the rows read so far (the same rows whatever the input's layout).
+        per_row = held_bytes / max(1, held_rows)
+        est_rows = total_rows if total_rows is not None else max(held_rows * 4, int(sum(i.disk_size() for i in inputs) / per_row))
+        est_bytes = int(per_row * est_rows)
         with TempSpace(self.job.tmp_dir) as temp:
-            everything = chain(held, batches)
-            del held
-            self._external(everything, est_bytes, total_rows or max(1, est_bytes // row_bytes), temp, (), 0)
+            self._external(chain(_drain(held), batches), est_bytes, est_rows, temp, (), 0)
 
-    def _in_memory(self, batches: list[pa.RecordBatch]) -> None:
-        table = pa.Table.from_batches(batches, schema=self.out.schema.remove_metadata() if not batches else None)
+    def _in_memory(self, batches: list[pa.RecordBatch], nbytes: int) -> None:
+        table = pa.Table.from_batches(batches, schema=self.out.schema.remove_metadata())
         batches.clear()
         n = table.num_rows
         head = self.job.head_count
         count = n if head is None else min(n, head)
         self.out.begin(count)
-        self._emit_permuted(table, rng_for(self.job.entropy, (0,)), count)
+        self._emit_permuted(table, nbytes, rng_for(self.job.entropy, (0,)), count)
 
-    def _emit_permuted(self, table: pa.Table, rng: np.random.Generator, count: int) -> None:
-        """Write ``count`` rows of ``table`` in uniformly random order (a uniform sample if fewer than all)."""
+    def _emit_permuted(self, table: pa.Table, nbytes: int, rng: np.random.Generator, count: int) -> None:
+        """Write ``count`` rows of ``table`` (``nbytes`` by ``row_sizes``) in uniformly random order
+        (a uniform sample if fewer than all)."""
         n = table.num_rows
         if count == n:
             order = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
             rng.shuffle(order)
         else:
             order = rng.choice(n, size=count, replace=False)
-        chunk = max(1, self.piece * n // max(1, table.nbytes)) if n else 1
+        chunk = max(1, self.piece * n // max(1, nbytes)) if n else 1
         batches = table.to_batches()
         starts = np.zeros(len(batches) + 1, np.int64)
         np.cumsum([b.num_rows for b in batches], out=starts[1:])
@@ -650,7 +805,7 @@ class TableRun:
         self.records += count
 
     def _external(
-        self, batches: Iterator[pa.RecordBatch], est_bytes: int, est_rows: int,
+        self, batches: Iterator[tuple[pa.RecordBatch, np.ndarray]], est_bytes: int, est_rows: int,
         temp: TempSpace, key: tuple[int, ...], depth: int,
     ) -> None:
         """Two-pass scatter over ``batches``; a bucket too big for memory is scattered again, one level deeper."""
@@ -661,7 +816,8 @@ class TableRun:
             temp.check_free(est_bytes)
         k = plan.bucket_count(est_bytes, est_rows, self.limit)
         self.buckets += k
-        buckets = TableBuckets(os.path.join(temp.path, "-".join(map(str, key)) or "top"), k, self.out.schema, self.job.compress_temp)
+        directory = os.path.join(temp.path, "-".join(map(str, key)) or "top")
+        buckets = TableBuckets(directory, k, self.out.schema, self.job.compress_temp, self.piece)
         try:
             keep = self._pass1(batches, buckets, key)
             self.writer.flush()
@@ -675,16 +831,19 @@ class TableRun:
             self.writer.wait_idle()
             buckets.close()
 
-    def _pass1(self, batches: Iterator[pa.RecordBatch], buckets: TableBuckets, key: tuple[int, ...]) -> int:
+    def _pass1(
+        self, batches: Iterator[tuple[pa.RecordBatch, np.ndarray]], buckets: TableBuckets, key: tuple[int, ...]
+    ) -> int:
         """Scatter every batch into ``buckets``; return how many leading buckets ``-n`` still needs."""
         k = keep = buckets.k
         head = self.job.head_count
         dtype = np.uint8 if k <= 1 << 8 else np.uint16 if k <= 1 << 16 else np.uint32
-        for index, batch in enumerate(batches):
+        for index, (batch, sizes) in enumerate(batches):
             rng = rng_for(self.job.entropy, key + (1, index))
             ids = rng.integers(0, k, batch.num_rows, dtype=dtype)
             counts = np.bincount(ids, minlength=k)
             counts[keep:] = 0
+            buckets.nbytes += np.bincount(ids, weights=sizes, minlength=k).astype(np.int64) * (counts > 0)
             order = np.argsort(ids, kind="stable")[: int(counts.sum())]
             del ids
             scattered = batch.take(order)
@@ -712,29 +871,29 @@ class TableRun:
                         f"{buckets.path(j)}: temporary bucket holds {table.num_rows} rows, not the {rows} written; "
                         "the temporary directory was changed or is failing"
                     )
-                self._emit_permuted(table, rng_for(self.job.entropy, key + (2, j)), rows if left is None else min(rows, left))
+                count = rows if left is None else min(rows, left)
+                self._emit_permuted(table, nbytes, rng_for(self.job.entropy, key + (2, j)), count)
                 del table
             else:
-                self._external(
-                    _rebatch(buckets.batches(j), max(1, self.piece * rows // nbytes)),
-                    nbytes, rows, temp, key + (3, j), depth + 1,
-                )
+                sub = _rebatch(buckets.batches(j), self.piece, plan.piece_records(self.limit))
+                self._external(sub, nbytes, rows, temp, key + (3, j), depth + 1)
                 self.progress.start(name, None)
             self.progress.update(nbytes)
             buckets.remove(j)
 
 
 class TableBuckets:
-    """The k temporary buckets of one pass, each an Arrow IPC stream file, with row and byte counts."""
+    """The k temporary buckets of one pass, each an Arrow IPC stream file, with their row counts and
+    bytes (by ``row_sizes``), which the scattering pass keeps."""
 
-    def __init__(self, directory: str, k: int, schema: pa.Schema, compress: bool) -> None:
+    def __init__(self, directory: str, k: int, schema: pa.Schema, compress: bool, buffer_bytes: int) -> None:
         self.k = k
         self.directory = directory
         self.rows = np.zeros(k, np.int64)
         self.nbytes = np.zeros(k, np.int64)
         self.schema = schema.remove_metadata()
         options = pa.ipc.IpcWriteOptions(compression="zstd" if compress else None)
-        buffer = max(4096, min(1 << 20, plan.MAX_PIECE // k))
+        buffer = max(4096, min(1 << 20, buffer_bytes // k))  # all k buffers: about one piece
         self._writers: list[Any] = []
         try:
             os.makedirs(directory)
@@ -753,9 +912,7 @@ class TableBuckets:
         start = 0
         try:
             for j in np.flatnonzero(counts).tolist():
-                part = scattered.slice(start, int(counts[j]))
-                self._writers[j][0].write_batch(part)
-                self.nbytes[j] += part.nbytes
+                self._writers[j][0].write_batch(scattered.slice(start, int(counts[j])))
                 start += int(counts[j])
         except ARROW_ERRORS as e:
             raise TempSpaceError(f"{self.directory}: cannot write temporary bucket: {_reason(e)}") from None
