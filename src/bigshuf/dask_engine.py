@@ -168,7 +168,8 @@ def _owned_records(task: ScatterTask, sep: int, limit: int) -> np.ndarray:
             buf[filled] = sep  # the file's last record lacks its separator
             filled += 1
             break
-        room = plan.read_capacity(limit) - (filled - first)
+        # The last record runs on past the range; that part alone may take read_capacity bytes.
+        room = plan.read_capacity(limit) - (filled - (task.end - lo))
         if room <= 0:
             raise InputError(
                 f"{task.source}: a record is longer than {plan.read_capacity(limit)} bytes, the most this "
@@ -327,8 +328,9 @@ class _Output:
 
     target: str | None
     shards: int | None
-    codec: CodecChoice | None
+    codec: CodecChoice | None  # of a single output's parts
     finals: list[str] = field(default_factory=list)
+    codecs: list[CodecChoice | None] = field(default_factory=list)  # of each shard
     temps: list[str] = field(default_factory=list)
     marker: str | None = None
 
@@ -365,6 +367,7 @@ def _plan_output(output: str | None, shards: int | None, compress: CodecChoice |
     if target is None:
         raise UsageError("--shards needs -o naming a directory or a pattern like out/part-{:05d}.jsonl")
     out = _Output(target, shards, None, finals=_shard_names(target, shards, compress))
+    out.codecs = [output_codec(final, compress) for final in out.finals]
     for i, final in enumerate(out.finals):
         if remote.is_url(final):
             out.temps.append(remote.join(root, "out", f"{i:05d}"))
@@ -442,14 +445,15 @@ def _gather_tasks(
     np.cumsum(bucket_counts, out=starts[1:])
     if out.shards is not None:
         spans = [(i * total // out.shards, (i + 1) * total // out.shards) for i in range(out.shards)]
-        targets = out.temps
+        targets, codecs = out.temps, out.codecs
     else:
         used = [j for j in range(k) if starts[j] < total and bucket_counts[j]]
         spans = [(int(starts[j]), min(int(starts[j + 1]), total)) for j in used] or [(0, 0)]
         targets = [remote.join(root, "p2", f"part-{i:06d}") for i in range(len(spans))]
+        codecs = [out.codec] * len(spans)
     pieces: dict[int, tuple[tuple[str, int, int], ...]] = {}
     tasks = []
-    for (a, b), target in zip(spans, targets):
+    for (a, b), target, codec in zip(spans, targets, codecs):
         chosen = []
         j = int(np.searchsorted(starts, a, side="right")) - 1
         while b > a and j < k and starts[j] < b:
@@ -468,7 +472,7 @@ def _gather_tasks(
                     )
                 chosen.append(Piece(j, size, count, pieces[j], lo - int(starts[j]), hi - int(starts[j])))
             j += 1
-        tasks.append(GatherTask(target, out.codec if out.shards is None else None, tuple(chosen)))
+        tasks.append(GatherTask(target, codec, tuple(chosen)))
     return tasks, bucket_sizes
 
 
@@ -521,11 +525,12 @@ def connect(scheduler: str | None, scratch: str) -> Iterator[Runner]:
         return
     import dask
 
-    # Workers' scratch space (and Dask's lock files) inside this run's directory, removed with it.
+    # Workers' scratch space (and Dask's lock files) inside this run's directory, removed with it;
+    # the scheduler's HTTP server on a free port, so that runs side by side do not collide.
     with dask.config.set({"temporary-directory": scratch}):
         cluster = LocalCluster(
-            n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True, dashboard_address=None,
-            silence_logs=logging.ERROR, local_directory=scratch,
+            n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True, dashboard_address=":0",
+            silence_logs=logging.CRITICAL, local_directory=scratch,
         )
     try:
         with Client(cluster) as client:
