@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 
 from bigshuf import dask_engine
-from bigshuf.errors import InputError
 
 from helpers import assert_permutation, compress, decompress, make_records, split_records, write_records
 from test_uniformity import assert_uniform, records_of
@@ -170,11 +169,11 @@ def test_shards_are_consecutive_pieces_of_the_single_output(tmp_path: Path) -> N
     assert_permutation(single.read_bytes(), records)
 
 
-@pytest.mark.parametrize("memory", ["4K", "16K", "1M"])
+@pytest.mark.parametrize("memory", ["1K", "4K", "16K", "1M"])
 @pytest.mark.parametrize("sep", [b"\n", b"\0"])
 def test_ranges_split_at_record_boundaries(tmp_path: Path, memory: str, sep: bytes) -> None:
-    # Ranges of 768 bytes, 3.5 KB and 250 KB over records of 0-400 bytes: records cross range
-    # ends, span whole ranges, and the last one lacks its separator.
+    # Ranges of 192 bytes to 250 KB over records of 0-400 bytes: records cross range ends,
+    # span whole ranges, and the last one lacks its separator.
     records = make_records(300, 9, max_len=400, sep=sep)
     path = write_records(tmp_path / "in", records, sep=sep, final_sep=False)
     with ThreadPoolExecutor(2) as runner:
@@ -184,13 +183,16 @@ def test_ranges_split_at_record_boundaries(tmp_path: Path, memory: str, sep: byt
     assert sorted(os.listdir(tmp_path)) == ["in", "out"]
 
 
-def test_bucket_too_big_for_a_task_is_a_clear_error(tmp_path: Path) -> None:
-    # 1K leaves 768 bytes to shuffle a bucket in: buckets of a few 400-byte records overflow.
-    # The Dask engine does not split a bucket again (the local engine does): it says so.
-    path = write_records(tmp_path / "in", make_records(300, 9, min_len=300, max_len=400))
-    with ThreadPoolExecutor(2) as runner, pytest.raises(InputError, match=r"^bucket \d+ holds .* records, more than one task can shuffle within -S 1.0 KiB; raise -S$"):
-        dask_engine.shuffle([path], tmp_path / "out", memory="1K", seed=1, runner=runner, tmp_dir=tmp_path)
-    assert os.listdir(tmp_path) == ["in"]
+def test_buckets_too_big_for_a_task_are_split_again(tmp_path: Path) -> None:
+    # 1K leaves 768 bytes to shuffle a bucket in: buckets of a few 300-400-byte records
+    # overflow and are scattered again inside their pass-2 task, as the local engine recurses.
+    records = make_records(300, 9, min_len=300, max_len=400)
+    path = write_records(tmp_path / "in", records)
+    with ThreadPoolExecutor(2) as runner:
+        dask_engine.shuffle([path], tmp_path / "out", memory="1K", seed=1, runner=runner, tmp_dir=tmp_path,
+                            shards=None, verify=True)
+    assert_permutation((tmp_path / "out").read_bytes(), records)
+    assert sorted(os.listdir(tmp_path)) == ["in", "out"]
 
 
 def test_head_count_and_compressed_inputs(tmp_path: Path) -> None:
@@ -209,37 +211,64 @@ def test_head_count_and_compressed_inputs(tmp_path: Path) -> None:
     assert not Counter(got) - Counter(records * 3)
 
 
-def _seeded_orders(tmp_path: Path, runs: int, **options: Any) -> Counter[tuple[bytes, ...]]:
-    """Outputs of ``runs`` seeded in-process runs over 4 records of 200 bytes in two files,
-    under -S 2K: 2 buckets (more with more shards) that hold all 4 records if drawn so, and
-    ranges of 384 bytes, so each file has a range with no record."""
-    records = records_of(4, 200)
+def _seeded_orders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runs: int, buckets: int = 5, **options: Any
+) -> tuple[Counter[tuple[bytes, ...]], int]:
+    """Outputs of ``runs`` seeded in-process runs over 4 records of 250 bytes in two files,
+    under -S 1K: 5 buckets, of which one holding 3 or 4 records does not fit and is split
+    again (p=0.136 a run); ranges of 192 bytes, each owning one record or none. With
+    ``buckets=1`` the one bucket never fits, so every run splits it into 5, and again any
+    of those holding 3 or more records. Also returns in how many runs a bucket was split."""
+    records = records_of(4, 250)
     paths = [write_records(tmp_path / "a", records[:2]), write_records(tmp_path / "b", records[2:])]
     shards = options.get("shards")
     counts: Counter[tuple[bytes, ...]] = Counter()
+    resplit: set[int] = set()
+    real = dask_engine._scatter_block
+
+    def spy(block: Any, rng: Any, k: int, cfg: Any, name: str) -> Any:
+        if "/p3/" in name:
+            resplit.add(seed)
+        return real(block, rng, k, cfg, name)
+
+    monkeypatch.setattr(dask_engine, "_scatter_block", spy)
+    if buckets != 5:
+        monkeypatch.setattr(dask_engine, "_bucket_count", lambda *args: buckets)
     with ThreadPoolExecutor(1) as runner:
         for seed in range(runs):
             target = tmp_path / "out" if shards is None else str(tmp_path / "out-{}")
-            stats = dask_engine.shuffle(paths, target, memory="2K", seed=seed, runner=runner, tmp_dir=tmp_path, **options)
-            assert stats.buckets == max(2, shards or 1)
+            stats = dask_engine.shuffle(paths, target, memory="1K", seed=seed, runner=runner, tmp_dir=tmp_path, **options)
+            assert stats.buckets == (max(5, shards or 1) if buckets == 5 else buckets)
             if shards is None:
                 data = (tmp_path / "out").read_bytes()
             else:
                 data = b"".join((tmp_path / f"out-{i}").read_bytes() for i in range(shards))
             counts[tuple(split_records(data))] += 1
-    return counts
+    return counts, len(resplit)
+
+
+def test_every_permutation_equally_likely(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    records = records_of(4, 250)
+    counts, resplit = _seeded_orders(tmp_path, monkeypatch, 600)
+    assert_uniform(counts, [tuple(p) for p in permutations(records)], "dask")
+    assert 40 <= resplit <= 130  # Binomial(600, 0.136): mean 82, sd 8.4
 
 
 @pytest.mark.parametrize("shards", [None, 3])
-def test_every_permutation_equally_likely(tmp_path: Path, shards: int | None) -> None:
-    records = records_of(4, 200)
-    counts = _seeded_orders(tmp_path, 600, shards=shards)
-    assert_uniform(counts, [tuple(p) for p in permutations(records)], f"dask shards={shards}")
+def test_every_permutation_equally_likely_when_split_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shards: int | None
+) -> None:
+    # With shards, all three pass-2 tasks share the one bucket: each splits it again (the
+    # same objects, rewritten) and writes its slice of the same permutation.
+    records = records_of(4, 250)
+    counts, resplit = _seeded_orders(tmp_path, monkeypatch, 600, buckets=1, shards=shards)
+    assert_uniform(counts, [tuple(p) for p in permutations(records)], f"dask split again, shards={shards}")
+    assert resplit == 600
 
 
-def test_every_ordered_sample_equally_likely(tmp_path: Path) -> None:
-    records = records_of(4, 200)
-    counts = _seeded_orders(tmp_path, 600, head_count=2)
+def test_every_ordered_sample_equally_likely(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    records = records_of(4, 250)
+    counts, _ = _seeded_orders(tmp_path, monkeypatch, 600, head_count=2)
     assert_uniform(counts, [tuple(p) for p in permutations(records, 2)], "dask -n 2")
 
 

@@ -45,9 +45,12 @@ from .sources import RecordReader
 #: the same whichever machine submits the job.
 DEFAULT_MEMORY = "1G"
 
-#: Most input bytes one pass-1 task reads. Smaller tasks retry and balance better, but
-#: every pass-1 task adds one byte range per bucket to read in pass 2 (M x k requests).
-MAX_RANGE = 256 << 20
+#: Most input bytes one pass-1 task reads (a task reads -S/4 below that). Smaller tasks retry
+#: and balance better, but pass 2 reads one byte range per pass-1 object and bucket: M x k
+#: requests, with M = T/range and k about 3T/S for T bytes of input. At 10 TB with -S 8G that
+#: is 10k objects and 4k buckets, 40M reads of ~250 KB; a 256 MiB cap would make them 160M
+#: reads of 64 KB.
+MAX_RANGE = 1 << 30
 
 #: First step of the read past a range's end that completes its last record; it doubles.
 TAIL_STEP = 64 << 10
@@ -127,6 +130,7 @@ class GatherTask:
     target: str
     codec: CodecChoice | None
     pieces: tuple[Piece, ...]
+    scratch: str  # where buckets too big for -S are scattered again
 
 
 @dataclass
@@ -221,39 +225,43 @@ class _UrlSource:
         return stream if codec is None else open_reader(stream, codec, self.name)
 
 
-def scatter_task(cfg: Config, task: ScatterTask) -> ScatterResult:
-    """Pass 1 for one task: scatter its records into k buckets and write one object per block.
+def _scatter_block(block: np.ndarray, rng: np.random.Generator, k: int, cfg: Config, name: str) -> tuple[Segment, Fingerprint]:
+    """Scatter a block of whole records into ``k`` buckets and write them as the object ``name``,
+    bucket after bucket; return its index and the fingerprint of the records (``--verify``)."""
+    read = Fingerprint()
+    parts: list[Scattered] = []
+    for piece, offsets in iter_pieces(block, cfg.fmt, plan.piece_bytes(cfg.limit), plan.piece_records(cfg.limit)):
+        if cfg.verify:
+            read += fingerprint(piece, offsets)
+        parts.append(scatter_piece(piece, offsets, rng, k, k))
+    counts = np.array([p.counts for p in parts], np.int64).sum(axis=0)
+    sizes = np.array([np.diff(p.byte_bounds) for p in parts], np.int64).sum(axis=0)
+    bounds = np.zeros(k + 1, np.int64)
+    np.cumsum(sizes, out=bounds[1:])
 
-    Each object holds bucket 0's records, then bucket 1's, ...; the result is its index.
-    """
+    def write(f: BinaryIO) -> None:
+        # Bucket-major: one contiguous byte range per bucket for pass 2 to fetch.
+        for j in np.flatnonzero(sizes).tolist():
+            for p in parts:
+                lo, hi = int(p.byte_bounds[j]), int(p.byte_bounds[j + 1])
+                if hi > lo:
+                    f.write(p.data[lo:hi])
+
+    remote.write_whole(name, write)
+    return Segment(name, bounds, counts), read
+
+
+def scatter_task(cfg: Config, task: ScatterTask) -> ScatterResult:
+    """Pass 1 for one task: scatter its records into k buckets, one object per block, and
+    return the objects' indexes."""
     segments: list[Segment] = []
     read = Fingerprint()
     for b, block in enumerate(_blocks(task, cfg)):
-        if not len(block):
-            continue
-        rng = rng_for(cfg.entropy, (1, task.file_index, task.range_index, b))
-        parts: list[Scattered] = []
-        for piece, offsets in iter_pieces(block, cfg.fmt, plan.piece_bytes(cfg.limit), plan.piece_records(cfg.limit)):
-            if cfg.verify:
-                read += fingerprint(piece, offsets)
-            parts.append(scatter_piece(piece, offsets, rng, cfg.k, cfg.k))
-        counts = np.array([p.counts for p in parts], np.int64).sum(axis=0)
-        sizes = np.array([np.diff(p.byte_bounds) for p in parts], np.int64).sum(axis=0)
-        bounds = np.zeros(cfg.k + 1, np.int64)
-        np.cumsum(sizes, out=bounds[1:])
-        name = f"{task.object_prefix}-{b:06d}"
-
-        def write(f: BinaryIO, parts: list[Scattered] = parts) -> None:
-            # Bucket-major: one contiguous byte range per bucket for pass 2 to fetch.
-            for j in np.flatnonzero(sizes).tolist():
-                for p in parts:
-                    lo, hi = int(p.byte_bounds[j]), int(p.byte_bounds[j + 1])
-                    if hi > lo:
-                        f.write(p.data[lo:hi])
-
-        remote.write_whole(name, write)
-        segments.append(Segment(name, bounds, counts))
-        del parts
+        if len(block):
+            rng = rng_for(cfg.entropy, (1, task.file_index, task.range_index, b))
+            segment, fp = _scatter_block(block, rng, cfg.k, cfg, f"{task.object_prefix}-{b:06d}")
+            segments.append(segment)
+            read += fp
     return ScatterResult(segments, read, task.end - task.start)
 
 
@@ -261,25 +269,90 @@ def scatter_task(cfg: Config, task: ScatterTask) -> ScatterResult:
 # Pass 2
 
 
-def _load_bucket(piece: Piece) -> np.ndarray:
-    """Bucket ``piece.bucket``'s bytes from every pass-1 object, in pass-1 task order."""
-    buf = np.empty(piece.size, np.uint8)
+def _index(segments: Sequence[Segment], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Record counts (M x k) and byte bounds (M x k+1) of M objects' buckets."""
+    counts = np.array([s.counts for s in segments], np.int64).reshape(len(segments), k)
+    bounds = np.array([s.bounds for s in segments], np.int64).reshape(len(segments), k + 1)
+    return counts, bounds
+
+
+def _parts(segments: Sequence[Segment], counts: np.ndarray, bounds: np.ndarray, j: int) -> tuple[tuple[str, int, int], ...]:
+    """Where bucket ``j`` lies: ``(object, lo, hi)`` in each object holding some of it, in order."""
+    return tuple(
+        (segments[t].name, int(bounds[t, j]), int(bounds[t, j + 1])) for t in np.flatnonzero(counts[:, j]).tolist()
+    )
+
+
+def _load(parts: Sequence[tuple[str, int, int]], size: int) -> np.ndarray:
+    """The bytes of ``parts`` concatenated (``size`` in all), fetched a batch at a time."""
+    buf = np.empty(size, np.uint8)
     pos = 0
     batch: list[tuple[str, int, int]] = []
     batch_bytes = 0
-    for i, part in enumerate(piece.parts):
+    for i, part in enumerate(parts):
         batch.append(part)
         batch_bytes += part[2] - part[1]
-        if batch_bytes >= FETCH_BYTES or i == len(piece.parts) - 1:
+        if batch_bytes >= FETCH_BYTES or i == len(parts) - 1:
             for (name, lo, hi), blob in zip(batch, remote.read_ranges(batch)):
-                if len(blob) != hi - lo or pos + len(blob) > piece.size:
+                if len(blob) != hi - lo or pos + len(blob) > size:
                     raise TempSpaceError(f"{name}: temporary object is shorter than written")
                 buf[pos : pos + len(blob)] = np.frombuffer(blob, np.uint8)
                 pos += len(blob)
             batch, batch_bytes = [], 0
-    if pos != piece.size:
-        raise TempSpaceError(f"bucket {piece.bucket}: {pos} bytes read back, {piece.size} written")
+    if pos != size:
+        raise TempSpaceError(f"{parts[0][0] if parts else 'bucket'}: {pos} bytes read back, {size} written")
     return buf
+
+
+def _records(block: np.ndarray, count: int, fmt: RecordFormat, name: str) -> np.ndarray:
+    """Offsets of the ``count`` records of a bucket read back, checked."""
+    offsets = find_offsets(block, fmt)
+    if len(offsets) - 1 != count or int(offsets[-1]) != len(block):
+        raise TempSpaceError(f"{name}: {len(offsets) - 1} records read back, {count} written")
+    return offsets
+
+
+def _emit_bucket(
+    cfg: Config, key: tuple[int, ...], parts: Sequence[tuple[str, int, int]], size: int, count: int,
+    span: tuple[int, int], emit: Callable[[Any], None], scratch: str, depth: int = 0,
+) -> None:
+    """Emit records ``span`` of the uniform permutation of one bucket, whose streams ``key`` names.
+
+    Every task sharing a bucket draws the same whole permutation, so their slices tile it. A
+    bucket too big for -S is scattered again into sub-buckets (objects under ``scratch``), one
+    level deeper, exactly as the local engine recurses: still a uniform permutation.
+    """
+    name = "bucket " + "-".join(map(str, key[1:]))
+    if plan.fits_in_memory(size, count, cfg.limit):
+        block = _load(parts, size)
+        offsets = _records(block, count, cfg.fmt, name)
+        order = permutation(count, rng_for(cfg.entropy, key))[span[0] : span[1]]
+        per_chunk = max(1, int(plan.piece_bytes(cfg.limit) * count / max(1, size)))
+        emit_in_order(as_binary_array(block, offsets), order, emit, per_chunk)
+        return
+    if depth >= plan.MAX_DEPTH:
+        raise InputError(f"records could not be split below {plan.format_size(cfg.limit)} after {depth} passes; raise -S")
+    target = max(1, plan.block_budget(cfg.limit) // plan.BUCKET_FRACTION)
+    k = max(2, math.ceil((size + plan.META_PER_RECORD * count) / target))
+    here = remote.join(scratch, "-".join(map(str, key)))
+    segments = []
+    for t, part in enumerate(parts):
+        block = _load([part], part[2] - part[1])
+        rng = rng_for(cfg.entropy, key + (1, t))
+        segments.append(_scatter_block(block, rng, k, cfg, remote.join(here, f"{t:06d}"))[0])
+        del block
+    counts, bounds = _index(segments, k)
+    sub_counts = counts.sum(axis=0)
+    sub_sizes = np.diff(bounds, axis=1).sum(axis=0)
+    starts = np.zeros(k + 1, np.int64)
+    np.cumsum(sub_counts, out=starts[1:])
+    for s in range(k):
+        lo, hi = max(span[0], int(starts[s])), min(span[1], int(starts[s + 1]))
+        if hi > lo:
+            _emit_bucket(
+                cfg, key + (2, s), _parts(segments, counts, bounds, s), int(sub_sizes[s]), int(sub_counts[s]),
+                (lo - int(starts[s]), hi - int(starts[s])), emit, scratch, depth + 1,
+            )
 
 
 def gather_task(cfg: Config, task: GatherTask) -> GatherResult:
@@ -288,28 +361,18 @@ def gather_task(cfg: Config, task: GatherTask) -> GatherResult:
 
     def write(f: BinaryIO) -> None:
         out: BinaryIO = f if task.codec is None else open_writer(f, task.codec[0], task.codec[1])
+
+        def emit(records: Any) -> None:
+            data = array_bytes(records)
+            out.write(data)
+            result.bytes += len(data)
+            result.records += len(records)
+            if cfg.verify:
+                result.written += fingerprint(*array_block(records))
+
         for piece in task.pieces:
-            block = _load_bucket(piece)
-            offsets = find_offsets(block, cfg.fmt)
-            if len(offsets) - 1 != piece.count or int(offsets[-1]) != len(block):
-                raise TempSpaceError(
-                    f"bucket {piece.bucket}: {len(offsets) - 1} records read back, {piece.count} written"
-                )
-            # The whole bucket's permutation, whichever slice this task writes: tasks sharing
-            # a bucket draw the same one from its keyed stream, so their slices tile it.
-            order = permutation(piece.count, rng_for(cfg.entropy, (2, piece.bucket)))[piece.first : piece.stop]
-            per_chunk = max(1, int(plan.piece_bytes(cfg.limit) * piece.count / max(1, piece.size)))
-
-            def emit(records: Any) -> None:
-                data = array_bytes(records)
-                out.write(data)
-                result.bytes += len(data)
-                if cfg.verify:
-                    result.written += fingerprint(*array_block(records))
-
-            emit_in_order(as_binary_array(block, offsets), order, emit, per_chunk)
-            result.records += len(order)
-            del block, offsets, order
+            span = (piece.first, piece.stop)
+            _emit_bucket(cfg, (2, piece.bucket), piece.parts, piece.size, piece.count, span, emit, task.scratch)
         if out is not f:
             out.close()
 
@@ -433,12 +496,11 @@ def _scatter_tasks(files: list[remote.RemoteFile], limit: int, root: str) -> lis
 
 
 def _gather_tasks(
-    segments: list[Segment], k: int, total: int, out: _Output, limit: int, root: str
+    segments: list[Segment], k: int, total: int, out: _Output, root: str
 ) -> tuple[list[GatherTask], np.ndarray]:
     """Pass-2 tasks covering output records ``[0, total)``: one per shard, or one per non-empty
     bucket (a part) for a single output. Also returns the bytes of each bucket."""
-    counts = np.array([s.counts for s in segments], np.int64).reshape(len(segments), k)
-    bounds = np.array([s.bounds for s in segments], np.int64).reshape(len(segments), k + 1)
+    counts, bounds = _index(segments, k)
     bucket_counts = counts.sum(axis=0)
     bucket_sizes = np.diff(bounds, axis=1).sum(axis=0)
     starts = np.zeros(k + 1, np.int64)
@@ -459,20 +521,12 @@ def _gather_tasks(
         while b > a and j < k and starts[j] < b:
             lo, hi = max(a, int(starts[j])), min(b, int(starts[j + 1]))
             if hi > lo:
-                size, count = int(bucket_sizes[j]), int(bucket_counts[j])
-                if not plan.fits_in_memory(size, count, limit):
-                    raise InputError(
-                        f"bucket {j} holds {plan.format_size(size)} in {count} records, more than one task can "
-                        f"shuffle within -S {plan.format_size(limit)}; raise -S"
-                    )
                 if j not in pieces:
-                    pieces[j] = tuple(
-                        (segments[t].name, int(bounds[t, j]), int(bounds[t, j + 1]))
-                        for t in np.flatnonzero(counts[:, j]).tolist()
-                    )
+                    pieces[j] = _parts(segments, counts, bounds, j)
+                size, count = int(bucket_sizes[j]), int(bucket_counts[j])
                 chosen.append(Piece(j, size, count, pieces[j], lo - int(starts[j]), hi - int(starts[j])))
             j += 1
-        tasks.append(GatherTask(target, codec, tuple(chosen)))
+        tasks.append(GatherTask(target, codec, tuple(chosen), remote.join(root, "p3")))
     return tasks, bucket_sizes
 
 
@@ -608,7 +662,7 @@ def shuffle(
             segments = [s for r in results1 for s in r.segments]
             found = int(sum(int(s.counts.sum()) for s in segments))
             total = found if head_count is None else min(found, head_count)
-            tasks2, bucket_sizes = _gather_tasks(segments, cfg.k, total, out, limit, root)
+            tasks2, bucket_sizes = _gather_tasks(segments, cfg.k, total, out, root)
             progress.start("pass 2: shuffle", int(bucket_sizes.sum()))
             sizes2 = [sum(p.size for p in t.pieces) for t in tasks2]
             results2: list[GatherResult] = _run(run, gather_task, cfg, tasks2, progress, sizes2)
