@@ -189,8 +189,9 @@ def test_buckets_too_big_for_a_task_are_split_again(tmp_path: Path) -> None:
     records = make_records(300, 9, min_len=300, max_len=400)
     path = write_records(tmp_path / "in", records)
     with ThreadPoolExecutor(2) as runner:
-        dask_engine.shuffle([path], tmp_path / "out", memory="1K", seed=1, runner=runner, tmp_dir=tmp_path,
-                            shards=None, verify=True)
+        stats = dask_engine.shuffle([path], tmp_path / "out", memory="1K", seed=1, runner=runner, tmp_dir=tmp_path,
+                                    verify=True)
+    assert stats.passes >= 3
     assert_permutation((tmp_path / "out").read_bytes(), records)
     assert sorted(os.listdir(tmp_path)) == ["in", "out"]
 
@@ -209,6 +210,30 @@ def test_head_count_and_compressed_inputs(tmp_path: Path) -> None:
     got = split_records(decompress("zstd", (tmp_path / "out.zst").read_bytes()))
     assert stats.records == len(got) == 1000
     assert not Counter(got) - Counter(records * 3)
+
+
+def test_head_count_into_a_local_file_written_in_place(tmp_path: Path) -> None:
+    # Plain output to a local file: pass-2 tasks write their buckets at their offsets; with -n
+    # the last part is a bucket's head, and the file ends there.
+    paths, records = _inputs(tmp_path, seed=8)
+    with ThreadPoolExecutor(2) as runner:
+        full = dask_engine.shuffle(paths, tmp_path / "full.txt", memory="16K", seed=3, runner=runner, tmp_dir=tmp_path)
+        head = dask_engine.shuffle(paths, tmp_path / "head.txt", memory="16K", seed=3, runner=runner, tmp_dir=tmp_path,
+                                   head_count=555)
+    assert (full.records, head.records) == (1200, 555)
+    everything = assert_permutation((tmp_path / "full.txt").read_bytes(), records)
+    assert split_records((tmp_path / "head.txt").read_bytes()) == everything[:555]
+
+
+@pytest.mark.slow
+def test_standard_output(cluster: str, tmp_path: Path) -> None:
+    paths, records = _inputs(tmp_path, seed=9)
+    code, out, err = run_bigshuf(["--engine=dask", f"--scheduler={cluster}", f"--temp-url={tmp_path / 't'}",
+                                  "-S", "16K", *map(str, paths)])
+    assert (code, err) == (0, b"")
+    assert_permutation(out, records)
+    assert sorted(os.listdir(tmp_path)) == ["a.txt", "b.txt", "empty.txt", "t"]
+    assert os.listdir(tmp_path / "t") == []
 
 
 def _seeded_orders(

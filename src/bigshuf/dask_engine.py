@@ -37,7 +37,7 @@ from .gather import emit_in_order, permutation
 from .progress import Progress
 from .records import RecordFormat, array_block, array_bytes, as_binary_array, find_offsets
 from .scatter import Scattered, iter_pieces, scatter_piece
-from .sinks import CodecChoice, check_output_directory, open_output, output_codec, shard_paths
+from .sinks import AtomicFileSink, CodecChoice, Sink, check_output_directory, open_output, output_codec, shard_paths
 from .sources import RecordReader
 
 #: ``-S`` of the Dask engine when none is given: the memory one task may use. A fixed
@@ -131,6 +131,7 @@ class GatherTask:
     codec: CodecChoice | None
     pieces: tuple[Piece, ...]
     scratch: str  # where buckets too big for -S are scattered again
+    offset: int | None = None  # write at this byte of the existing local file ``target``
 
 
 @dataclass
@@ -140,6 +141,7 @@ class GatherResult:
     records: int = 0
     bytes: int = 0
     written: Fingerprint = field(default_factory=Fingerprint)
+    depth: int = 0  # deepest re-split of a bucket too big for -S
 
 
 def range_bytes(limit: int) -> int:
@@ -161,11 +163,19 @@ def _owned_records(task: ScatterTask, sep: int, limit: int) -> np.ndarray:
     remote.read_exactly(task.source, lo, buf[:filled].data)
     first = 0
     if task.start > 0:
-        # A record starts just after a separator at task.start-1 .. task.end-2.
-        hits = np.flatnonzero(buf[: filled - 1] == sep)
-        if not len(hits):
-            return buf[:0]
-        first = int(hits[0]) + 1
+        # A record starts just after the first separator at task.start-1 .. task.end-2,
+        # searched in growing windows (scanning the whole range costs 0.15 s per 256 MiB).
+        lo_win, width = 0, 1 << 16
+        while True:
+            window = buf[lo_win : min(lo_win + width, filled - 1)]
+            hits = np.flatnonzero(window == sep)
+            if len(hits):
+                first = lo_win + int(hits[0]) + 1
+                break
+            lo_win += len(window)
+            if lo_win >= filled - 1:
+                return buf[:0]
+            width *= 4
     pos, step = task.end, TAIL_STEP
     while buf[filled - 1] != sep:
         if pos >= task.size:
@@ -284,23 +294,34 @@ def _parts(segments: Sequence[Segment], counts: np.ndarray, bounds: np.ndarray, 
 
 
 def _load(parts: Sequence[tuple[str, int, int]], size: int) -> np.ndarray:
-    """The bytes of ``parts`` concatenated (``size`` in all), fetched a batch at a time."""
+    """The bytes of ``parts`` concatenated (``size`` in all): read straight into place from
+    local files, fetched a batch of requests at a time from other stores."""
     buf = np.empty(size, np.uint8)
     pos = 0
+    local = bool(parts) and not remote.is_url(parts[0][0])
     batch: list[tuple[str, int, int]] = []
     batch_bytes = 0
-    for i, part in enumerate(parts):
-        batch.append(part)
-        batch_bytes += part[2] - part[1]
+    for i, (name, lo, hi) in enumerate(parts):
+        if pos + hi - lo > size:
+            raise TempSpaceError(f"{name}: temporary object holds more than was written")
+        if local:
+            try:
+                remote.read_exactly(name, lo, buf[pos : pos + hi - lo].data)
+            except InputError as e:
+                raise TempSpaceError(f"temporary data unreadable: {e}") from None
+            pos += hi - lo
+            continue
+        batch.append((name, lo, hi))
+        batch_bytes += hi - lo
         if batch_bytes >= FETCH_BYTES or i == len(parts) - 1:
-            for (name, lo, hi), blob in zip(batch, remote.read_ranges(batch)):
-                if len(blob) != hi - lo or pos + len(blob) > size:
-                    raise TempSpaceError(f"{name}: temporary object is shorter than written")
+            for (got_name, got_lo, got_hi), blob in zip(batch, remote.read_ranges(batch)):
+                if len(blob) != got_hi - got_lo:
+                    raise TempSpaceError(f"{got_name}: temporary object is shorter than written")
                 buf[pos : pos + len(blob)] = np.frombuffer(blob, np.uint8)
                 pos += len(blob)
             batch, batch_bytes = [], 0
     if pos != size:
-        raise TempSpaceError(f"{parts[0][0] if parts else 'bucket'}: {pos} bytes read back, {size} written")
+        raise TempSpaceError(f"temporary data: {pos} bytes read back, {size} written")
     return buf
 
 
@@ -315,12 +336,13 @@ def _records(block: np.ndarray, count: int, fmt: RecordFormat, name: str) -> np.
 def _emit_bucket(
     cfg: Config, key: tuple[int, ...], parts: Sequence[tuple[str, int, int]], size: int, count: int,
     span: tuple[int, int], emit: Callable[[Any], None], scratch: str, depth: int = 0,
-) -> None:
+) -> int:
     """Emit records ``span`` of the uniform permutation of one bucket, whose streams ``key`` names.
 
     Every task sharing a bucket draws the same whole permutation, so their slices tile it. A
     bucket too big for -S is scattered again into sub-buckets (objects under ``scratch``), one
     level deeper, exactly as the local engine recurses: still a uniform permutation.
+    Returns the depth reached.
     """
     name = "bucket " + "-".join(map(str, key[1:]))
     if plan.fits_in_memory(size, count, cfg.limit):
@@ -329,7 +351,7 @@ def _emit_bucket(
         order = permutation(count, rng_for(cfg.entropy, key))[span[0] : span[1]]
         per_chunk = max(1, int(plan.piece_bytes(cfg.limit) * count / max(1, size)))
         emit_in_order(as_binary_array(block, offsets), order, emit, per_chunk)
-        return
+        return depth
     if depth >= plan.MAX_DEPTH:
         raise InputError(f"records could not be split below {plan.format_size(cfg.limit)} after {depth} passes; raise -S")
     target = max(1, plan.block_budget(cfg.limit) // plan.BUCKET_FRACTION)
@@ -346,25 +368,25 @@ def _emit_bucket(
     sub_sizes = np.diff(bounds, axis=1).sum(axis=0)
     starts = np.zeros(k + 1, np.int64)
     np.cumsum(sub_counts, out=starts[1:])
+    deepest = depth + 1
     for s in range(k):
         lo, hi = max(span[0], int(starts[s])), min(span[1], int(starts[s + 1]))
         if hi > lo:
-            _emit_bucket(
+            deepest = max(deepest, _emit_bucket(
                 cfg, key + (2, s), _parts(segments, counts, bounds, s), int(sub_sizes[s]), int(sub_counts[s]),
                 (lo - int(starts[s]), hi - int(starts[s])), emit, scratch, depth + 1,
-            )
+            ))
+    return deepest
 
 
 def gather_task(cfg: Config, task: GatherTask) -> GatherResult:
     """Pass 2 for one output object: permute each bucket it overlaps and write its slice."""
     result = GatherResult()
 
-    def write(f: BinaryIO) -> None:
-        out: BinaryIO = f if task.codec is None else open_writer(f, task.codec[0], task.codec[1])
-
+    def run(write: Callable[[memoryview], Any]) -> None:
         def emit(records: Any) -> None:
             data = array_bytes(records)
-            out.write(data)
+            write(data)
             result.bytes += len(data)
             result.records += len(records)
             if cfg.verify:
@@ -372,12 +394,40 @@ def gather_task(cfg: Config, task: GatherTask) -> GatherResult:
 
         for piece in task.pieces:
             span = (piece.first, piece.stop)
-            _emit_bucket(cfg, (2, piece.bucket), piece.parts, piece.size, piece.count, span, emit, task.scratch)
+            depth = _emit_bucket(cfg, (2, piece.bucket), piece.parts, piece.size, piece.count, span, emit, task.scratch)
+            result.depth = max(result.depth, depth)
+
+    def whole(f: BinaryIO) -> None:
+        out: BinaryIO = f if task.codec is None else open_writer(f, task.codec[0], task.codec[1])
+        run(out.write)
         if out is not f:
             out.close()
 
-    remote.write_whole(task.target, write)
+    if task.offset is None:
+        remote.write_whole(task.target, whole)
+    else:
+        _write_at(task.target, task.offset, run)
     return result
+
+
+def _write_at(path: str, offset: int, run: Callable[[Callable[[memoryview], Any]], None]) -> None:
+    """Let ``run`` write into the local file ``path`` from byte ``offset`` on (``pwrite``): a
+    retried task writes the same bytes to the same place."""
+    fd = os.open(path, os.O_WRONLY)
+    pos = offset
+
+    def write(data: memoryview) -> None:
+        nonlocal pos
+        view = memoryview(data).cast("B")
+        while view:
+            n = os.pwrite(fd, view, pos)
+            pos += n
+            view = view[n:]
+
+    try:
+        run(write)
+    finally:
+        os.close(fd)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -496,26 +546,32 @@ def _scatter_tasks(files: list[remote.RemoteFile], limit: int, root: str) -> lis
 
 
 def _gather_tasks(
-    segments: list[Segment], k: int, total: int, out: _Output, root: str
+    segments: list[Segment], k: int, total: int, out: _Output, root: str, direct: str | None
 ) -> tuple[list[GatherTask], np.ndarray]:
     """Pass-2 tasks covering output records ``[0, total)``: one per shard, or one per non-empty
-    bucket (a part) for a single output. Also returns the bytes of each bucket."""
+    bucket (a part) for a single output, written as objects or, with ``direct``, into that
+    local file at the bucket's place. Also returns the bytes of each bucket."""
     counts, bounds = _index(segments, k)
     bucket_counts = counts.sum(axis=0)
     bucket_sizes = np.diff(bounds, axis=1).sum(axis=0)
     starts = np.zeros(k + 1, np.int64)
     np.cumsum(bucket_counts, out=starts[1:])
+    offsets: list[int | None]
     if out.shards is not None:
         spans = [(i * total // out.shards, (i + 1) * total // out.shards) for i in range(out.shards)]
-        targets, codecs = out.temps, out.codecs
+        targets, codecs, offsets = out.temps, out.codecs, [None] * out.shards
     else:
         used = [j for j in range(k) if starts[j] < total and bucket_counts[j]]
-        spans = [(int(starts[j]), min(int(starts[j + 1]), total)) for j in used] or [(0, 0)]
-        targets = [remote.join(root, "p2", f"part-{i:06d}") for i in range(len(spans))]
+        # No record: an empty part, for a compressed output's empty stream (a file in place is empty).
+        spans = [(int(starts[j]), min(int(starts[j + 1]), total)) for j in used] or ([] if direct else [(0, 0)])
+        targets = [direct or remote.join(root, "p2", f"part-{i:06d}") for i in range(len(spans))]
         codecs = [out.codec] * len(spans)
+        # Every part but a -n run's last is a whole bucket, so its place in the file is known.
+        ends = np.cumsum([int(bucket_sizes[j]) for j in used], dtype=np.int64)
+        offsets = [int(e) for e in np.concatenate([[0], ends[:-1]])] if direct and used else [None] * len(spans)
     pieces: dict[int, tuple[tuple[str, int, int], ...]] = {}
     tasks = []
-    for (a, b), target, codec in zip(spans, targets, codecs):
+    for (a, b), target, codec, offset in zip(spans, targets, codecs, offsets):
         chosen = []
         j = int(np.searchsorted(starts, a, side="right")) - 1
         while b > a and j < k and starts[j] < b:
@@ -526,7 +582,7 @@ def _gather_tasks(
                 size, count = int(bucket_sizes[j]), int(bucket_counts[j])
                 chosen.append(Piece(j, size, count, pieces[j], lo - int(starts[j]), hi - int(starts[j])))
             j += 1
-        tasks.append(GatherTask(target, codec, tuple(chosen), remote.join(root, "p3")))
+        tasks.append(GatherTask(target, codec, tuple(chosen), remote.join(root, "p3"), offset))
     return tasks, bucket_sizes
 
 
@@ -553,7 +609,8 @@ def _result(fut: Any) -> Any:
     except BigShufError:
         raise
     except OSError as e:
-        raise BigShufError(f"task failed: {e.strerror or e}") from None
+        where = f"{e.filename}: " if e.filename else ""
+        raise BigShufError(f"task failed: {where}{e.strerror or e}") from None
     except Exception as e:
         name = type(e).__name__
         if name in ("KilledWorker", "CommClosedError", "FutureCancelledError", "CancelledError"):
@@ -649,11 +706,12 @@ def shuffle(
     if not os.path.isdir(local_parent):
         raise TempSpaceError(f"{local_parent}: No such file or directory")
     scratch = os.path.join(local_parent, f"bigshuf-dask-{run_id}")
-    root = remote.join(temp_url, f"bigshuf-dask-{run_id}") if temp_url is not None else scratch
+    root = remote.join(remote.canonical(temp_url), f"bigshuf-dask-{run_id}") if temp_url is not None else scratch
     out = _plan_output(out_name, shards, choice, root, run_id)
     cfg = Config(entropy, fmt, limit, _bucket_count(files, limit, shards, fmt.sep), verify)
     os.makedirs(scratch)
     committed = False
+    sink: Sink | None = None
     try:
         with (connect(scheduler, scratch) if runner is None else _given(runner)) as run:
             tasks1 = _scatter_tasks(files, limit, root)
@@ -662,7 +720,11 @@ def shuffle(
             segments = [s for r in results1 for s in r.segments]
             found = int(sum(int(s.counts.sum()) for s in segments))
             total = found if head_count is None else min(found, head_count)
-            tasks2, bucket_sizes = _gather_tasks(segments, cfg.k, total, out, root)
+            if out.shards is None and (out.target is None or not remote.is_url(out.target)):
+                sink = open_output(out.target, ("none", None))
+            # Plain output to a local file: tasks write their parts in place, no concatenation.
+            direct = sink.tmp_path if isinstance(sink, AtomicFileSink) and out.codec is None else None
+            tasks2, bucket_sizes = _gather_tasks(segments, cfg.k, total, out, root, direct)
             progress.start("pass 2: shuffle", int(bucket_sizes.sum()))
             sizes2 = [sum(p.size for p in t.pieces) for t in tasks2]
             results2: list[GatherResult] = _run(run, gather_task, cfg, tasks2, progress, sizes2)
@@ -675,12 +737,15 @@ def shuffle(
             wrote = sum((r.written for r in results2), Fingerprint())
             if read != wrote:
                 raise OutputError(f"verification failed: read {read}, wrote {wrote}; output not put in place")
-        _commit(out, [t.target for t in tasks2])
+        _commit(out, [t.target for t in tasks2], sink, direct is not None)
         committed = True
-        return ShuffleStats(total, sum(r.bytes for r in results2), cfg.k, 2, time.perf_counter() - start)
+        passes = 2 + max((r.depth for r in results2), default=0)
+        return ShuffleStats(total, sum(r.bytes for r in results2), cfg.k, passes, time.perf_counter() - start)
     finally:
         progress.close()
         if not committed:
+            if sink is not None:
+                sink.abort()
             for name in out.temps:
                 remote.remove(name)
         remote.remove_tree(root)
@@ -692,10 +757,15 @@ def _given(runner: Runner) -> Iterator[Runner]:
     yield runner
 
 
-def _commit(out: _Output, parts: list[str]) -> None:
-    """Put the output in place: shards renamed (all, or none left on failure), parts concatenated."""
+def _commit(out: _Output, parts: list[str], sink: Sink | None, direct: bool) -> None:
+    """Put the output in place: shards renamed (all, or none left on failure), parts concatenated
+    into ``sink`` (a local file, standard output) or the output object, or the file the tasks
+    wrote in place renamed."""
     if out.shards is None:
-        _concatenate(parts, out.target)
+        if not direct:
+            _concatenate(parts, out.target, sink)
+        if sink is not None:
+            sink.commit()
         return
     if out.marker is not None:
         remote.remove(out.marker)
@@ -712,8 +782,8 @@ def _commit(out: _Output, parts: list[str]) -> None:
         remote.write_whole(out.marker, lambda f: None)
 
 
-def _concatenate(parts: list[str], target: str | None) -> None:
-    """Copy the parts, in order, into ``target`` (written whole) or standard output."""
+def _concatenate(parts: list[str], target: str | None, sink: Sink | None) -> None:
+    """Copy the parts, in order, into ``sink``, or else into the object ``target`` (written whole)."""
 
     def copy(write: Callable[[bytes], Any]) -> None:
         for part in parts:
@@ -721,13 +791,8 @@ def _concatenate(parts: list[str], target: str | None) -> None:
                 while chunk := f.read(FETCH_BYTES):
                     write(chunk)
 
-    if target is not None and remote.is_url(target):
-        remote.write_whole(target, lambda f: copy(f.write))
-        return
-    sink = open_output(target, ("none", None))
-    try:
+    if sink is not None:
         copy(sink.write)
-        sink.commit()
-    except BaseException:
-        sink.abort()
-        raise
+    else:
+        assert target is not None
+        remote.write_whole(target, lambda f: copy(f.write))
