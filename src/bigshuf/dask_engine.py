@@ -48,8 +48,8 @@ DEFAULT_MEMORY = "1G"
 #: Most input bytes one pass-1 task reads (a task reads -S/4 below that). Smaller tasks retry
 #: and balance better, but pass 2 reads one byte range per pass-1 object and bucket: M x k
 #: requests, with M = T/range and k about 3T/S for T bytes of input. At 10 TB with -S 8G that
-#: is 10k objects and 4k buckets, 40M reads of ~250 KB; a 256 MiB cap would make them 160M
-#: reads of 64 KB.
+#: is 9,300 objects and 3,600 buckets, 34M reads of ~300 KB; a 256 MiB cap would make them
+#: 134M reads of 75 KB.
 MAX_RANGE = 1 << 30
 
 #: First step of the read past a range's end that completes its last record; it doubles.
