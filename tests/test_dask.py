@@ -226,10 +226,10 @@ def test_head_count_into_a_local_file_written_in_place(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_standard_output(cluster: str, tmp_path: Path) -> None:
+def test_standard_output_and_the_scheduler_from_the_environment(cluster: str, tmp_path: Path) -> None:
     paths, records = _inputs(tmp_path, seed=9)
-    code, out, err = run_bigshuf(["--engine=dask", f"--scheduler={cluster}", f"--temp-url={tmp_path / 't'}",
-                                  "-S", "16K", *map(str, paths)])
+    env = dict(os.environ, DASK_SCHEDULER_ADDRESS=cluster)
+    code, out, err = run_bigshuf(["--engine=dask", f"--temp-url={tmp_path / 't'}", "-S", "16K", *map(str, paths)], env)
     assert (code, err) == (0, b"")
     assert_permutation(out, records)
     assert sorted(os.listdir(tmp_path)) == ["a.txt", "b.txt", "empty.txt", "t"]
@@ -457,3 +457,16 @@ def test_local_engine_imports_neither_dask_nor_fsspec(tmp_path: Path) -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, timeout=TIMEOUT, check=True)
     assert proc.stdout == b"[]\n"
+
+
+@pytest.mark.slow
+def test_bench_dask_smoke(tmp_path: Path) -> None:
+    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_dask.py"
+    proc = subprocess.run(
+        [sys.executable, str(bench), "--size", "2M", "--reps", "1", "--scratch", str(tmp_path)],
+        capture_output=True, text=True, timeout=TIMEOUT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for row in ("| cp |", "(local engine) |", "one output file |", "--shards=", "(fixed cost) |"):
+        assert row in proc.stdout
+    assert list(tmp_path.iterdir()) == []
