@@ -7,8 +7,9 @@ its part of every bucket, bucket after bucket; it returns that object's index (b
 and record counts per bucket). Pass 2 is one task per output shard (or per bucket for a
 single output file): it loads the buckets it overlaps from every pass-1 object, permutes
 each with ``rng_for(entropy, (2, bucket))`` and writes its slice of the concatenated
-permutation. Streams are keyed by position, objects are written whole under fixed names, so
-any worker count gives the same output and a retried task rewrites the same bytes.
+permutation; a bucket too big for -S is scattered again inside the task. Streams are keyed by
+position, objects are written whole under fixed names, so any worker count gives the same
+output and a retried task rewrites the same bytes.
 
 Dask and fsspec are imported only here and in ``remote``: the local engine needs neither.
 """
@@ -164,7 +165,7 @@ def _owned_records(task: ScatterTask, sep: int, limit: int) -> np.ndarray:
     first = 0
     if task.start > 0:
         # A record starts just after the first separator at task.start-1 .. task.end-2,
-        # searched in growing windows (scanning the whole range costs 0.15 s per 256 MiB).
+        # searched in growing windows (scanning whole ranges took 0.9 s of a 9.5 s profile of 1 GiB).
         lo_win, width = 0, 1 << 16
         while True:
             window = buf[lo_win : min(lo_win + width, filled - 1)]

@@ -52,9 +52,13 @@ def join(base: str, *parts: str) -> str:
     return posixpath.join(base, *parts) if is_url(base) else os.path.join(base, *parts)
 
 
+def _protocol(fs: Any) -> str:
+    """The filesystem's main protocol name (fsspec gives a string or a tuple of aliases)."""
+    return str(fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0])
+
+
 def _local(fs: Any) -> bool:
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    return bool(protocol in ("file", "local"))
+    return _protocol(fs) in ("file", "local")
 
 
 @dataclass(frozen=True)
@@ -156,7 +160,7 @@ def write_whole(name: str, write: Callable[[BinaryIO], None]) -> None:
     the old object, the new one or none, never a part, and a retried task just writes again.
     """
     fs, path = filesystem(name)
-    if not _local(fs) and (fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]) in ATOMIC_PUT:
+    if _protocol(fs) in ATOMIC_PUT:
         f = fs.open(path, "wb")
         try:
             write(f)
