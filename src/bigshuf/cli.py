@@ -80,6 +80,13 @@ Mandatory arguments to long options are mandatory for short options too.
       --check-permutation FILE... --against OUT...
                             do not shuffle: exit 0 if the OUT files hold
                               exactly the records of the FILEs, else 1
+      --engine=local|dask   run on this machine (default), or as Dask tasks
+                              (pip install 'bigshuf[dask]'); FILEs and -o may
+                              then be fsspec URLs such as s3://bucket/in/*.zst
+      --scheduler=ADDRESS   Dask scheduler (default: $DASK_SCHEDULER_ADDRESS,
+                              else a cluster of processes on this machine)
+      --temp-url=URL        temporary objects of --engine=dask, somewhere every
+                              worker can reach (default: under -T)
       --progress            show progress bars on standard error
   -q, --quiet               never show progress bars (the default when
                               standard error is not a terminal)
@@ -205,6 +212,9 @@ def _parser() -> _Parser:
     p.add_argument("--output-format")
     p.add_argument("--check-permutation", action="store_true")
     p.add_argument("--against", action="extend", nargs="+", default=[])
+    p.add_argument("--engine", default="local")
+    p.add_argument("--scheduler")
+    p.add_argument("--temp-url")
     p.add_argument("--progress", dest="progress", action="store_true", default=None)
     p.add_argument("-q", "--quiet", dest="progress", action="store_false")
     p.add_argument("--help", action="store_true")
@@ -266,6 +276,8 @@ def run(argv: Sequence[str]) -> int:
             extra = args.operands[0] if args.operands else ("-e" if args.echo else "-i")
             raise _SyntaxError(f"extra operand '{extra}'\nfile operands cannot be combined with {flag}")
         inputs = inputs + _read_file_list(value, sep, flag)
+    if args.engine != "local" or args.scheduler is not None or args.temp_url is not None:
+        return _dask(args, inputs)
     common: dict[str, Any] = dict(
         memory=args.memory,
         seed=_parse_seed(args.seed),
@@ -301,6 +313,36 @@ def run(argv: Sequence[str]) -> int:
         shuffle(inputs, args.output, **common)
     else:
         shuffle(inputs or ["-"], args.output, **common)
+    return 0
+
+
+def _dask(args: argparse.Namespace, inputs: list[str]) -> int:
+    """``--engine=dask``: the options that engine supports, or a usage error naming the first other one."""
+    if args.engine != "dask":
+        raise UsageError(f"invalid --engine value: '{args.engine}'; choose local or dask")
+    unsupported = [
+        ("-e", args.echo), ("-i", args.input_range is not None), ("--repeat", args.repeat),
+        ("--header", args.header), ("--lines-per-record", args.lines_per_record != 1),
+        ("--resume", args.resume), ("--compress-temp", args.compress_temp),
+        ("--row-group-size", args.row_group_size is not None), ("--schema", args.schema is not None),
+        ("--output-format", args.output_format is not None),
+    ]
+    for flag, used in unsupported:
+        if used:
+            raise UsageError(f"--engine=dask does not support {flag}")
+    from .tables import is_table_input, suffix_kind
+
+    for name in [*inputs, args.output or "-"]:
+        if is_table_input(name) or suffix_kind(name) in ("parquet", "arrow"):
+            raise UsageError(f"{name}: --engine=dask shuffles lines; shuffle Parquet and Arrow data with the local engine")
+    from .dask_engine import shuffle as dask_shuffle
+
+    dask_shuffle(
+        inputs, args.output, memory=args.memory, seed=_parse_seed(args.seed), random_source=args.random_source,
+        tmp_dir=args.temporary_directory, temp_url=args.temp_url, scheduler=args.scheduler,
+        head_count=args.head_count, zero_terminated=args.zero_terminated, shards=args.shards,
+        compress=args.compress, verify=args.verify, progress=make_progress(args.progress),
+    )
     return 0
 
 

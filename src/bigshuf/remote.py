@@ -1,0 +1,212 @@
+"""Files named by fsspec URLs (``s3://``, ``gs://``, ``memory://``, ``file://``) or local paths.
+
+The Dask engine's tasks run on other machines, so every input, temporary object and output
+is named by a string that any worker can open; these helpers turn such names into an fsspec
+filesystem, expand globs, read byte ranges and write whole objects atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from .errors import InputError, OutputError, UsageError
+
+#: Protocols whose stores publish an object only when its upload completes, so a plain write
+#: is already all-or-nothing; elsewhere objects are written under a temporary name and moved.
+ATOMIC_PUT = frozenset({"s3", "s3a", "gs", "gcs", "abfs", "az", "abfss"})
+
+#: Bytes read from the start of every input to recognise a compressed one (``codecs.detect``).
+HEAD_BYTES = 16
+
+
+def is_url(name: str) -> bool:
+    """Whether ``name`` carries a protocol (``s3://...``) rather than being a local path."""
+    return "://" in name
+
+
+def canonical(name: str) -> str:
+    """The name every worker can open: URLs as given, local paths made absolute."""
+    return name if is_url(name) else os.path.abspath(name)
+
+
+def filesystem(name: str) -> tuple[Any, str]:
+    """The fsspec filesystem and the path within it for a URL or local path."""
+    import fsspec.core
+
+    try:
+        fs, path = fsspec.core.url_to_fs(name)
+    except ValueError as e:
+        raise UsageError(f"{name}: {e}") from None
+    except ImportError as e:
+        raise UsageError(f"{name}: this protocol needs a package that is not installed: {e}") from None
+    return fs, path
+
+
+def join(base: str, *parts: str) -> str:
+    """``base/part/...`` for a URL or a local path."""
+    return posixpath.join(base, *parts) if is_url(base) else os.path.join(base, *parts)
+
+
+def _protocol(fs: Any) -> str:
+    """The filesystem's main protocol name (fsspec gives a string or a tuple of aliases)."""
+    return str(fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0])
+
+
+def _local(fs: Any) -> bool:
+    return _protocol(fs) in ("file", "local")
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One input: its name as workers open it, its size on storage and its codec (None: plain)."""
+
+    name: str
+    size: int
+    codec: str | None
+
+
+def expand_inputs(names: list[str]) -> list[RemoteFile]:
+    """Every input file, globs (``s3://bucket/in/*.zst``) expanded in sorted order, with sizes and codecs."""
+    from .codecs import detect
+
+    found: list[tuple[str, Any, str, int]] = []
+    for name in names:
+        if name == "-":
+            raise UsageError("--engine=dask cannot read standard input; name input files or URLs")
+        fs, path = filesystem(canonical(name))
+        matches = [path]
+        if any(c in path for c in "*?[") and not fs.exists(path):
+            matches = sorted(fs.glob(path))
+            if not matches:
+                raise InputError(f"{name}: No such file or directory")
+        for match in matches:
+            try:
+                info = fs.info(match)
+            except FileNotFoundError:
+                raise InputError(f"{name}: No such file or directory") from None
+            except OSError as e:
+                raise InputError(f"{name}: {e.strerror or e}") from None
+            if info.get("type") == "directory":
+                raise InputError(f"{name}: read error: Is a directory")
+            url = match if _local(fs) else fs.unstrip_protocol(match)
+            found.append((url, fs, match, int(info["size"])))
+    # Read every head in one batch per filesystem: concurrent requests on object stores.
+    heads: dict[str, bytes] = {}
+    by_fs: dict[int, tuple[Any, list[tuple[str, str]]]] = {}
+    for url, fs, path, _size in found:
+        by_fs.setdefault(id(fs), (fs, []))[1].append((url, path))
+    for fs, items in by_fs.values():
+        paths = [p for _, p in items]
+        try:
+            blobs = fs.cat_ranges(paths, [0] * len(paths), [HEAD_BYTES] * len(paths))
+        except OSError as e:
+            raise InputError(f"{items[0][0]}: {e.strerror or e}") from None
+        heads.update((url, bytes(blob)) for (url, _), blob in zip(items, blobs))
+    return [RemoteFile(url, size, detect(heads[url])) for url, _fs, _path, size in found]
+
+
+def read_exactly(name: str, start: int, buf: memoryview) -> None:
+    """Fill ``buf`` with the bytes of ``name`` from ``start``; a short file is an input error."""
+    fs, path = filesystem(name)
+    try:
+        with fs.open(path, "rb", cache_type="none") as f:
+            f.seek(start)
+            got = 0
+            while got < len(buf):
+                n = f.readinto(buf[got:])
+                if not n:
+                    raise InputError(f"{name}: file changed while being read (ends at byte {start + got})")
+                got += n
+    except FileNotFoundError:
+        raise InputError(f"{name}: No such file or directory") from None
+    except OSError as e:
+        raise InputError(f"{name}: read error: {e.strerror or e}") from None
+
+
+def read_ranges(ranges: list[tuple[str, int, int]]) -> list[bytes]:
+    """The bytes ``[lo, hi)`` of each ``(name, lo, hi)``, fetched concurrently where the store allows."""
+    if not ranges:
+        return []
+    fs, _ = filesystem(ranges[0][0])
+    paths = [filesystem(name)[1] for name, _, _ in ranges]
+    try:
+        blobs = fs.cat_ranges(paths, [lo for _, lo, _ in ranges], [hi for _, _, hi in ranges])
+    except OSError as e:
+        raise InputError(f"{ranges[0][0]}: temporary data unreadable: {e.strerror or e}") from None
+    return [bytes(b) for b in blobs]
+
+
+def open_input(name: str) -> BinaryIO:
+    """A binary stream of the whole of ``name``."""
+    fs, path = filesystem(name)
+    try:
+        return fs.open(path, "rb")  # type: ignore[no-any-return]
+    except FileNotFoundError:
+        raise InputError(f"{name}: No such file or directory") from None
+    except OSError as e:
+        raise InputError(f"{name}: {e.strerror or e}") from None
+
+
+def write_whole(name: str, write: Callable[[BinaryIO], None]) -> None:
+    """Create or replace the object ``name`` with what ``write`` writes, all or nothing.
+
+    Object stores publish an upload only when it completes (a failed one is discarded);
+    other filesystems get a temporary name renamed over the target. Readers therefore see
+    the old object, the new one or none, never a part, and a retried task just writes again.
+    """
+    fs, path = filesystem(name)
+    if _protocol(fs) in ATOMIC_PUT:
+        f = fs.open(path, "wb")
+        try:
+            write(f)
+        except BaseException:
+            f.discard()
+            raise
+        f.close()
+        return
+    tmp = f"{path}.{uuid.uuid4().hex[:12]}.part"
+    try:
+        fs.makedirs(fs._parent(path), exist_ok=True)
+        with fs.open(tmp, "wb") as f:
+            write(f)
+        fs.mv(tmp, path)
+    except BaseException:
+        try:
+            fs.rm(tmp)
+        except (FileNotFoundError, OSError):
+            pass
+        raise
+
+
+def remove_tree(name: str) -> None:
+    """Remove ``name`` and everything under it, if it exists (cleanup never raises)."""
+    try:
+        fs, path = filesystem(name)
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+    except (OSError, UsageError):
+        pass
+
+
+def remove(name: str) -> None:
+    """Remove the object ``name`` if it exists (cleanup never raises)."""
+    try:
+        fs, path = filesystem(name)
+        fs.rm(path)
+    except (FileNotFoundError, OSError, UsageError):
+        pass
+
+
+def move(src: str, dst: str) -> None:
+    """Put ``src`` at ``dst``: a rename on local disks, a server-side copy and delete on object stores."""
+    fs, src_path = filesystem(src)
+    _, dst_path = filesystem(dst)
+    try:
+        fs.mv(src_path, dst_path)
+    except OSError as e:
+        raise OutputError(f"{dst}: {e.strerror or e}") from None

@@ -1,0 +1,472 @@
+"""The Dask engine: exact permutations on a 2-worker LocalCluster, on local files and on an S3 API
+served by moto on loopback; the same seed gives the same bytes for 1 and 2 workers and for the
+in-process runner; uniformity by chi-square over fixed seeds (tasks run in-process); a worker
+killed mid-run; one-line errors with nothing left behind.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from itertools import permutations
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bigshuf import dask_engine
+
+from helpers import assert_permutation, compress, decompress, make_records, split_records, write_records
+from test_uniformity import assert_uniform, records_of
+
+distributed = pytest.importorskip("distributed")
+
+#: Generous bound for one CLI run against a cluster (they take a few seconds).
+TIMEOUT = 180
+
+
+def run_bigshuf(args: list[str], env: dict[str, str] | None = None) -> tuple[int, bytes, bytes]:
+    """``python -m bigshuf ARGS`` -> (returncode, stdout, stderr)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bigshuf", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        timeout=TIMEOUT, env=env,
+    )
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """An S3 API on 127.0.0.1 (moto's server in a thread); yields the environment that points boto at it.
+
+    The variables are set in this process too, so that a cluster started afterwards passes
+    them on to its workers.
+    """
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}", "FSSPEC_S3_ENDPOINT_URL": f"http://{host}:{port}",
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        yield dict(os.environ)
+    server.stop()
+
+
+def _start_cluster(workers: int, scratch: Path) -> Any:
+    import dask
+    from distributed import LocalCluster
+
+    with dask.config.set({"temporary-directory": str(scratch)}):
+        return LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+            silence_logs=logging.ERROR, local_directory=str(scratch),
+        )
+
+
+@pytest.fixture(scope="module")
+def cluster(s3: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A LocalCluster of 2 single-threaded worker processes; yields its scheduler address."""
+    c = _start_cluster(2, tmp_path_factory.mktemp("scratch"))
+    yield c.scheduler_address
+    c.close()
+
+
+@pytest.fixture
+def bucket(s3: dict[str, str], request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh bucket named after the test; yields an s3fs filesystem."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    name = request.node.name.lower().replace("_", "-")[:50]
+    fs.mkdir(name)
+    fs.bucket = name
+    yield fs
+
+
+def _inputs(tmp_path: Path, seed: int = 0) -> tuple[list[Path], list[bytes]]:
+    """Three local inputs: records of 0-300 bytes, one file lacking its final newline, one empty."""
+    a = make_records(700, seed, max_len=300)
+    b = make_records(500, seed + 1, max_len=40)
+    paths = [
+        write_records(tmp_path / "a.txt", a),
+        write_records(tmp_path / "b.txt", b, final_sep=False),
+        write_records(tmp_path / "empty.txt", []),
+    ]
+    return paths, a + b
+
+
+def _read_shards(paths: list[Path], codec: str | None = None) -> list[bytes]:
+    data = [p.read_bytes() for p in paths]
+    return [decompress(codec, d) if codec else d for d in data]
+
+
+@pytest.mark.slow
+def test_local_files_on_two_workers(cluster: str, tmp_path: Path) -> None:
+    paths, records = _inputs(tmp_path)
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    out = tmp_path / "out.txt"
+    code, _, err = run_bigshuf(
+        ["--engine=dask", f"--scheduler={cluster}", f"--temp-url={temp}", "-S", "16K", "--verify", "--seed=3",
+         *map(str, paths), "-o", str(out)]
+    )
+    assert (code, err) == (0, b"")
+    got = assert_permutation(out.read_bytes(), records)
+    assert got != records  # the chance that a shuffle of 1200 records is the identity is 1/1200!
+    assert os.listdir(temp) == []
+    assert sorted(os.listdir(tmp_path)) == ["a.txt", "b.txt", "empty.txt", "out.txt", "temp"]
+
+
+@pytest.mark.slow
+def test_same_seed_same_bytes_for_one_and_two_workers(cluster: str, tmp_path: Path) -> None:
+    paths, records = _inputs(tmp_path, seed=7)
+    options: dict[str, Any] = dict(memory="16K", seed=11, shards=3, compress="gzip")
+    outputs = {}
+    one = _start_cluster(1, tmp_path / "scratch1")
+    try:
+        for label, address in (("one", one.scheduler_address), ("two", cluster)):
+            target = tmp_path / label
+            dask_engine.shuffle(paths, f"{target}/", scheduler=address, temp_url=str(tmp_path), **options)
+            outputs[label] = [p.read_bytes() for p in sorted(target.iterdir())]
+    finally:
+        one.close()
+    with ThreadPoolExecutor(1) as runner:
+        dask_engine.shuffle(paths, f"{tmp_path / 'inproc'}/", runner=runner, tmp_dir=tmp_path, **options)
+    outputs["in-process"] = [p.read_bytes() for p in sorted((tmp_path / "inproc").iterdir())]
+    assert outputs["one"] == outputs["two"] == outputs["in-process"]
+    shards = [split_records(gzip.decompress(blob)) for blob in outputs["two"]]
+    assert sorted(len(s) for s in shards) == [400, 400, 400]
+    assert Counter(r for s in shards for r in s) == Counter(records)
+
+
+def test_shards_are_consecutive_pieces_of_the_single_output(tmp_path: Path) -> None:
+    # With -S small enough for more buckets than shards, the bucket count (and so the
+    # permutation) does not depend on --shards: the shards, in order, are the single output.
+    paths, records = _inputs(tmp_path, seed=2)
+    with ThreadPoolExecutor(2) as runner:
+        single = tmp_path / "single.txt"
+        stats = dask_engine.shuffle(paths, single, memory="16K", seed=5, runner=runner, tmp_dir=tmp_path)
+        assert stats.buckets > 7
+        dask_engine.shuffle(paths, str(tmp_path / "part-{}.txt"), memory="16K", seed=5, runner=runner,
+                            tmp_dir=tmp_path, shards=7)
+    shards = [(tmp_path / f"part-{i}.txt").read_bytes() for i in range(7)]
+    assert [len(split_records(s)) for s in shards] == [len(records) * (i + 1) // 7 - len(records) * i // 7 for i in range(7)]
+    assert b"".join(shards) == single.read_bytes()
+    assert_permutation(single.read_bytes(), records)
+
+
+@pytest.mark.parametrize("memory", ["1K", "4K", "16K", "1M"])
+@pytest.mark.parametrize("sep", [b"\n", b"\0"])
+def test_ranges_split_at_record_boundaries(tmp_path: Path, memory: str, sep: bytes) -> None:
+    # Ranges of 192 bytes to 250 KB over records of 0-400 bytes: records cross range ends,
+    # span whole ranges, and the last one lacks its separator.
+    records = make_records(300, 9, max_len=400, sep=sep)
+    path = write_records(tmp_path / "in", records, sep=sep, final_sep=False)
+    with ThreadPoolExecutor(2) as runner:
+        dask_engine.shuffle([path], tmp_path / "out", memory=memory, seed=1, runner=runner, tmp_dir=tmp_path,
+                            zero_terminated=sep == b"\0", verify=True)
+    assert_permutation((tmp_path / "out").read_bytes(), records, sep)
+    assert sorted(os.listdir(tmp_path)) == ["in", "out"]
+
+
+def test_buckets_too_big_for_a_task_are_split_again(tmp_path: Path) -> None:
+    # 1K leaves 768 bytes to shuffle a bucket in: buckets of a few 300-400-byte records
+    # overflow and are scattered again inside their pass-2 task, as the local engine recurses.
+    records = make_records(300, 9, min_len=300, max_len=400)
+    path = write_records(tmp_path / "in", records)
+    with ThreadPoolExecutor(2) as runner:
+        stats = dask_engine.shuffle([path], tmp_path / "out", memory="1K", seed=1, runner=runner, tmp_dir=tmp_path,
+                                    verify=True)
+    assert stats.passes >= 3
+    assert_permutation((tmp_path / "out").read_bytes(), records)
+    assert sorted(os.listdir(tmp_path)) == ["in", "out"]
+
+
+def test_head_count_and_compressed_inputs(tmp_path: Path) -> None:
+    records = make_records(600, 4, max_len=120)
+    data = b"".join(r + b"\n" for r in records)
+    paths = []
+    for codec, suffix in (("zstd", ".zst"), ("gzip", ".gz"), ("bzip2", ".bz2")):
+        path = tmp_path / f"in{suffix}"
+        path.write_bytes(compress(codec, data))
+        paths.append(path)
+    with ThreadPoolExecutor(2) as runner:
+        stats = dask_engine.shuffle(paths, tmp_path / "out.zst", memory="8K", seed=2, runner=runner, tmp_dir=tmp_path,
+                                    head_count=1000)
+    got = split_records(decompress("zstd", (tmp_path / "out.zst").read_bytes()))
+    assert stats.records == len(got) == 1000
+    assert not Counter(got) - Counter(records * 3)
+
+
+def test_head_count_into_a_local_file_written_in_place(tmp_path: Path) -> None:
+    # Plain output to a local file: pass-2 tasks write their buckets at their offsets; with -n
+    # the last part is a bucket's head, and the file ends there.
+    paths, records = _inputs(tmp_path, seed=8)
+    with ThreadPoolExecutor(2) as runner:
+        full = dask_engine.shuffle(paths, tmp_path / "full.txt", memory="16K", seed=3, runner=runner, tmp_dir=tmp_path)
+        head = dask_engine.shuffle(paths, tmp_path / "head.txt", memory="16K", seed=3, runner=runner, tmp_dir=tmp_path,
+                                   head_count=555)
+    assert (full.records, head.records) == (1200, 555)
+    everything = assert_permutation((tmp_path / "full.txt").read_bytes(), records)
+    assert split_records((tmp_path / "head.txt").read_bytes()) == everything[:555]
+
+
+@pytest.mark.slow
+def test_standard_output_and_the_scheduler_from_the_environment(cluster: str, tmp_path: Path) -> None:
+    paths, records = _inputs(tmp_path, seed=9)
+    env = dict(os.environ, DASK_SCHEDULER_ADDRESS=cluster)
+    code, out, err = run_bigshuf(["--engine=dask", f"--temp-url={tmp_path / 't'}", "-S", "16K", *map(str, paths)], env)
+    assert (code, err) == (0, b"")
+    assert_permutation(out, records)
+    assert sorted(os.listdir(tmp_path)) == ["a.txt", "b.txt", "empty.txt", "t"]
+    assert os.listdir(tmp_path / "t") == []
+
+
+def _seeded_orders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runs: int, buckets: int = 5, **options: Any
+) -> tuple[Counter[tuple[bytes, ...]], int]:
+    """Outputs of ``runs`` seeded in-process runs over 4 records of 250 bytes in two files,
+    under -S 1K: 5 buckets, of which one holding 3 or 4 records does not fit and is split
+    again (p=0.136 a run); ranges of 192 bytes, each owning one record or none. With
+    ``buckets=1`` the one bucket never fits, so every run splits it into 5, and again any
+    of those holding 3 or more records. Also returns in how many runs a bucket was split."""
+    records = records_of(4, 250)
+    paths = [write_records(tmp_path / "a", records[:2]), write_records(tmp_path / "b", records[2:])]
+    shards = options.get("shards")
+    counts: Counter[tuple[bytes, ...]] = Counter()
+    resplit: set[int] = set()
+    real = dask_engine._scatter_block
+
+    def spy(block: Any, rng: Any, k: int, cfg: Any, name: str) -> Any:
+        if "/p3/" in name:
+            resplit.add(seed)
+        return real(block, rng, k, cfg, name)
+
+    monkeypatch.setattr(dask_engine, "_scatter_block", spy)
+    if buckets != 5:
+        monkeypatch.setattr(dask_engine, "_bucket_count", lambda *args: buckets)
+    with ThreadPoolExecutor(1) as runner:
+        for seed in range(runs):
+            target = tmp_path / "out" if shards is None else str(tmp_path / "out-{}")
+            stats = dask_engine.shuffle(paths, target, memory="1K", seed=seed, runner=runner, tmp_dir=tmp_path, **options)
+            assert stats.buckets == (max(5, shards or 1) if buckets == 5 else buckets)
+            if shards is None:
+                data = (tmp_path / "out").read_bytes()
+            else:
+                data = b"".join((tmp_path / f"out-{i}").read_bytes() for i in range(shards))
+            counts[tuple(split_records(data))] += 1
+    return counts, len(resplit)
+
+
+def test_every_permutation_equally_likely(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    records = records_of(4, 250)
+    counts, resplit = _seeded_orders(tmp_path, monkeypatch, 600)
+    assert_uniform(counts, [tuple(p) for p in permutations(records)], "dask")
+    assert 40 <= resplit <= 130  # Binomial(600, 0.136): mean 82, sd 8.4
+
+
+@pytest.mark.parametrize("shards", [None, 3])
+def test_every_permutation_equally_likely_when_split_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shards: int | None
+) -> None:
+    # With shards, all three pass-2 tasks share the one bucket: each splits it again (the
+    # same objects, rewritten) and writes its slice of the same permutation.
+    records = records_of(4, 250)
+    counts, resplit = _seeded_orders(tmp_path, monkeypatch, 600, buckets=1, shards=shards)
+    assert_uniform(counts, [tuple(p) for p in permutations(records)], f"dask split again, shards={shards}")
+    assert resplit == 600
+
+
+def test_every_ordered_sample_equally_likely(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    records = records_of(4, 250)
+    counts, _ = _seeded_orders(tmp_path, monkeypatch, 600, head_count=2)
+    assert_uniform(counts, [tuple(p) for p in permutations(records, 2)], "dask -n 2")
+
+
+@pytest.mark.slow
+def test_s3_inputs_temp_and_output(cluster: str, bucket: Any, tmp_path: Path) -> None:
+    name = bucket.bucket
+    plain = make_records(900, 5, max_len=200)
+    zipped = make_records(400, 6, max_len=60)
+    bucket.pipe(f"{name}/in/a.jsonl", b"".join(r + b"\n" for r in plain))
+    bucket.pipe(f"{name}/in/b.jsonl.zst", compress("zstd", b"".join(r + b"\n" for r in zipped)))
+    bucket.pipe(f"{name}/out/_SUCCESS", b"stale")
+    code, _, err = run_bigshuf([
+        "--engine=dask", f"--scheduler={cluster}", f"s3://{name}/in/*", "--shards=3", "-o", f"s3://{name}/out/",
+        f"--temp-url=s3://{name}/tmp/", "-S", "32K", "--compress=gzip", "--verify", "--seed=1",
+    ])
+    assert (code, err) == (0, b"")
+    names = sorted(bucket.ls(f"{name}/out", detail=False))
+    assert names == [f"{name}/out/_SUCCESS"] + [f"{name}/out/part-0000{i}.gz" for i in range(3)]
+    assert bucket.cat(f"{name}/out/_SUCCESS") == b""
+    shards = [split_records(gzip.decompress(bucket.cat(n))) for n in names[1:]]
+    assert sorted(len(s) for s in shards) == [433, 433, 434]
+    assert Counter(r for s in shards for r in s) == Counter(plain + zipped)
+    assert bucket.find(f"{name}/tmp") == []
+
+    # A single output object, written from the parts by the client.
+    code, _, err = run_bigshuf([
+        "--engine=dask", f"--scheduler={cluster}", f"s3://{name}/in/a.jsonl", "-o", f"s3://{name}/all.txt",
+        f"--temp-url=s3://{name}/tmp/", "-S", "32K",
+    ])
+    assert (code, err) == (0, b"")
+    assert_permutation(bucket.cat(f"{name}/all.txt"), plain)
+    assert bucket.find(f"{name}/tmp") == []
+
+
+def _stall_writes(flags: str) -> None:
+    """In a worker: make every object write drop a flag naming this process, then wait for
+    ``flags/release`` (at most 60 s) half-way through its data."""
+    from bigshuf import remote
+
+    real = remote.write_whole
+
+    def stalled(name: str, write: Any) -> None:
+        def half_then_wait(f: Any) -> None:
+            class Stall:
+                def __init__(self) -> None:
+                    self.calls = 0
+
+                def write(self, data: Any) -> int:
+                    self.calls += 1
+                    if self.calls == 2:
+                        Path(flags, f"started-{os.getpid()}").touch()
+                        deadline = time.monotonic() + 60
+                        while not Path(flags, "release").exists() and time.monotonic() < deadline:
+                            time.sleep(0.05)
+                    return int(f.write(data))
+
+            write(Stall())
+
+        real(name, half_then_wait)
+
+    remote.write_whole = stalled
+
+
+@pytest.mark.slow
+def test_worker_killed_mid_run_output_still_exact(tmp_path: Path) -> None:
+    paths, records = _inputs(tmp_path, seed=12)
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    c = _start_cluster(2, tmp_path / "scratch")
+    try:
+        with distributed.Client(c) as client:
+            pids = set(client.run(os.getpid).values())
+            client.run(_stall_writes, str(flags))
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "bigshuf", "--engine=dask", f"--scheduler={c.scheduler_address}",
+                 f"--temp-url={temp}", "-S", "16K", "--verify", "--seed=4", "--shards=2",
+                 *map(str, paths), "-o", str(tmp_path / "out") + "/"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            )
+            deadline = time.monotonic() + 60
+            started: list[str] = []
+            while not started and time.monotonic() < deadline and proc.poll() is None:
+                started = [n for n in os.listdir(flags) if n.startswith("started-")]
+                time.sleep(0.05)
+            assert started, "no task reached the stall"
+            victim = int(started[0].split("-")[1])
+            assert victim in pids
+            os.kill(victim, signal.SIGKILL)
+            (flags / "release").touch()
+            _, err = proc.communicate(timeout=TIMEOUT)
+            assert (proc.returncode, err) == (0, b"")
+            assert victim not in set(client.run(os.getpid).values())
+    finally:
+        c.close()
+    shards = [(tmp_path / "out" / f"part-0000{i}").read_bytes() for i in range(2)]
+    assert_permutation(b"".join(shards), records)
+    assert os.listdir(temp) == []
+    assert sorted(os.listdir(tmp_path / "out")) == ["part-00000", "part-00001"]
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["missing.txt"], b"bigshuf: missing.txt: No such file or directory\n"),
+        (["nosuch://x/y"], b"bigshuf: nosuch://x/y: Protocol not known: nosuch\n"),
+        (["--header=1", "a.txt"], b"bigshuf: --engine=dask does not support --header\n"),
+        (["-r", "a.txt"], b"bigshuf: --engine=dask does not support --repeat\n"),
+        (["--resume", "--seed=1", "a.txt"], b"bigshuf: --engine=dask does not support --resume\n"),
+        (["a.txt", "--scheduler=tcp://127.0.0.1:1"],
+         b"bigshuf: --scheduler needs --temp-url: a place every worker can reach, e.g. s3://bucket/tmp/\n"),
+        (["-"], b"bigshuf: --engine=dask cannot read standard input; name input files or URLs\n"),
+        (["--shards=2", "a.txt"], b"bigshuf: --shards needs -o naming a directory or a pattern like out/part-{:05d}.jsonl\n"),
+    ],
+)
+def test_errors_are_one_line_and_leave_nothing(tmp_path: Path, args: list[str], message: bytes) -> None:
+    write_records(tmp_path / "a.txt", [b"x"])
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "bigshuf", "--engine=dask", "-T", str(temp), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=TIMEOUT, cwd=tmp_path,
+    )
+    assert (proc.returncode, proc.stdout, proc.stderr) == (1, b"", message)
+    assert os.listdir(temp) == []
+    assert sorted(os.listdir(tmp_path)) == ["a.txt", "temp"]
+
+
+@pytest.mark.slow
+def test_failure_in_a_task_on_the_default_cluster(tmp_path: Path) -> None:
+    # A record longer than -S allows is found by a pass-1 task on the cluster bigshuf starts.
+    write_records(tmp_path / "in.txt", [b"short", b"y" * 4000, b"short too"])
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    code, out, err = run_bigshuf(["--engine=dask", "-T", str(temp), "-S", "2K", str(tmp_path / "in.txt"),
+                                  "-o", str(tmp_path / "out.txt")])
+    assert (code, out) == (1, b"")
+    assert err.startswith(b"bigshuf: ") and err.count(b"\n") == 1 and b"raise -S" in err
+    assert os.listdir(temp) == []
+    assert sorted(os.listdir(tmp_path)) == ["in.txt", "temp"]
+
+
+def test_without_dask_the_error_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bigshuf import cli
+
+    write_records(tmp_path / "a.txt", [b"x"])
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    assert cli.main(["--engine=dask", str(tmp_path / "a.txt")]) == 1
+    assert capsys.readouterr().err == "bigshuf: --engine=dask needs Dask: pip install 'bigshuf[dask]'\n"
+
+
+def test_local_engine_imports_neither_dask_nor_fsspec(tmp_path: Path) -> None:
+    write_records(tmp_path / "a.txt", [b"1", b"2"])
+    code = (
+        "import sys, bigshuf, bigshuf.cli; "
+        f"bigshuf.shuffle({str(tmp_path / 'a.txt')!r}, {str(tmp_path / 'o.txt')!r}); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed', 'fsspec', 's3fs')))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, timeout=TIMEOUT, check=True)
+    assert proc.stdout == b"[]\n"
+
+
+@pytest.mark.slow
+def test_bench_dask_smoke(tmp_path: Path) -> None:
+    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_dask.py"
+    proc = subprocess.run(
+        [sys.executable, str(bench), "--size", "2M", "--reps", "1", "--scratch", str(tmp_path)],
+        capture_output=True, text=True, timeout=TIMEOUT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for row in ("| cp |", "(local engine) |", "one output file |", "--shards=", "(fixed cost) |"):
+        assert row in proc.stdout
+    assert list(tmp_path.iterdir()) == []
