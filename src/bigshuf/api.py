@@ -92,7 +92,8 @@ def rng_for(entropy: int, key: tuple[int, ...]) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy, spawn_key=key)))
 
 
-def _resolve_memory(memory: int | str | None) -> int:
+def resolve_memory(memory: int | str | None) -> int:
+    """``-S`` in bytes (default half of RAM), refused below the minimum the engine needs."""
     limit = plan.parse_size(plan.DEFAULT_MEMORY if memory is None else memory)
     if limit < plan.MIN_MEMORY:
         raise UsageError(f"memory limit {limit} bytes is below the minimum of {plan.MIN_MEMORY}; raise -S")
@@ -188,7 +189,7 @@ def shuffle(
         if row_group_size is not None and row_group_size < 1:
             raise UsageError(f"invalid --row-group-size value: '{row_group_size}'")
         return _shuffle_tables(
-            paths, target, entropy=entropy, memory=_resolve_memory(memory), head_count=head_count,
+            paths, target, entropy=entropy, memory=resolve_memory(memory), head_count=head_count,
             tmp_dir=None if tmp_dir is None else os.fspath(tmp_dir), shards=shards, compress=compress,
             compress_temp=compress_temp, verify=verify, row_group_size=row_group_size, schema=schema,
             progress=progress or Progress(), output_format=output_format,
@@ -198,7 +199,7 @@ def shuffle(
             "--row-group-size, --schema and --output-format apply to Parquet and Arrow data (inputs or -o FILE.parquet)"
         )
     opts = Options(
-        memory=_resolve_memory(memory),
+        memory=resolve_memory(memory),
         entropy=entropy,
         fmt=RecordFormat(0 if zero_terminated else 10, lines_per_record),
         head_count=head_count,
@@ -279,7 +280,7 @@ def shuffle_range(lo: int, hi: int, output: PathLike | None = None, **options: A
     if repeat and count == 0:
         raise InputError("no lines to repeat")
     sampling = head_count is not None and (
-        repeat or (head_count <= count // 2 and head_count * 16 <= _resolve_memory(options.get("memory")))
+        repeat or (head_count <= count // 2 and head_count * 16 <= resolve_memory(options.get("memory")))
     )
     if not sampling:
         return shuffle(RangeSource(lo, hi, sep), output, **options)
@@ -330,7 +331,7 @@ def check_permutation(
         if is_table_input(os.fspath(path)):
             raise UsageError(f"{os.fspath(path)}: --check-permutation compares lines; shuffle tables with --verify instead")
     fmt = RecordFormat(0 if zero_terminated else 10, lines_per_record)
-    capacity = plan.read_capacity(_resolve_memory(memory))
+    capacity = plan.read_capacity(resolve_memory(memory))
 
     def total(paths: Sequence[PathLike]) -> Fingerprint:
         fp = Fingerprint()

@@ -463,3 +463,13 @@ def open_writer(raw: BinaryIO, codec: str, level: int | None) -> BinaryIO:
     import lzma
 
     return lzma.LZMAFile(raw, "wb", format=lzma.FORMAT_XZ, preset=level)  # type: ignore[return-value]
+
+
+def decompressing(raw: BinaryIO, name: str) -> BinaryIO:
+    """``raw`` read through the codec its first bytes name (as it is, if none); closed on a read error."""
+    try:
+        stream, codec = sniff(raw)
+    except OSError as e:
+        raw.close()
+        raise InputError(f"{name}: read error: {e.strerror or e}") from None
+    return stream if codec is None else open_reader(stream, codec, name)

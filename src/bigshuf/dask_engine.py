@@ -30,7 +30,7 @@ from typing import Any, BinaryIO, Protocol, TypeVar
 import numpy as np
 
 from . import plan, remote
-from .api import ShuffleStats, _resolve_memory, rng_for, seed_entropy
+from .api import ShuffleStats, resolve_memory, rng_for, seed_entropy
 from .codecs import CODECS, open_writer, parse_compress
 from .errors import BigShufError, InputError, OutputError, TempSpaceError, UsageError
 from .fingerprint import Fingerprint, fingerprint
@@ -225,15 +225,9 @@ class _UrlSource:
 
     def open(self) -> BinaryIO:
         """The decompressed stream."""
-        from .codecs import open_reader, sniff
+        from .codecs import decompressing
 
-        raw = remote.open_input(self.name)
-        try:
-            stream, codec = sniff(raw)
-        except OSError as e:
-            raw.close()
-            raise InputError(f"{self.name}: read error: {e.strerror or e}") from None
-        return stream if codec is None else open_reader(stream, codec, self.name)
+        return decompressing(remote.open_input(self.name), self.name)
 
 
 def _scatter_block(block: np.ndarray, rng: np.random.Generator, k: int, cfg: Config, name: str) -> tuple[Segment, Fingerprint]:
@@ -697,7 +691,7 @@ def shuffle(
     except ImportError:
         raise UsageError("--engine=dask needs Dask: pip install 'bigshuf[dask]'") from None
     entropy = seed_entropy(seed, random_source)
-    limit = _resolve_memory(memory if memory is not None else DEFAULT_MEMORY)
+    limit = resolve_memory(memory if memory is not None else DEFAULT_MEMORY)
     fmt = RecordFormat(0 if zero_terminated else 10)
     choice = None if compress is None else parse_compress(compress)
     out_name = None if output is None else os.fspath(output)

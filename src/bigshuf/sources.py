@@ -96,7 +96,7 @@ class FileSource:
         return None if detect(head) else st.st_size
 
     def open(self) -> BinaryIO:
-        from .codecs import open_reader, sniff
+        from .codecs import decompressing
 
         if self.path == "-":
             raw: BinaryIO = open(sys.stdin.fileno(), "rb", buffering=0, closefd=False)
@@ -108,12 +108,7 @@ class FileSource:
         self._raw = raw
         st = os.fstat(raw.fileno())
         self._size_at_open = st.st_size if stat.S_ISREG(st.st_mode) else None
-        try:
-            stream, codec = sniff(raw)
-        except OSError as e:
-            raw.close()
-            raise InputError(f"{self.name}: read error: {e.strerror}") from None
-        return stream if codec is None else open_reader(stream, codec, self.name)
+        return decompressing(raw, self.name)
 
 
 class BytesSource:
