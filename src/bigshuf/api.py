@@ -169,7 +169,7 @@ def shuffle(
     entropy = seed_entropy(seed, random_source)
     target = None if output is None else os.fspath(output)
     paths = [os.fspath(s) for s in inputs if isinstance(s, (str, os.PathLike))] or (["-"] if not inputs else [])
-    from .tables import is_table_input, suffix_kind
+    from .kinds import is_table_input, suffix_kind
 
     tables_in = len(paths) == len(sources) and any(is_table_input(p) for p in paths)
     tables_out = output_format in ("parquet", "arrow") or (
@@ -227,7 +227,8 @@ def _shuffle_tables(
     output_format: str | None, **settings: Any,
 ) -> ShuffleStats:
     """Shuffle the rows of Parquet / Arrow / JSON Lines inputs into a table output (see ``shuffle``)."""
-    from .tables import TableJob, open_inputs, output_kind, parse_schema, resolve_codec, shuffle_tables
+    from .kinds import output_kind
+    from .tables import TableJob, open_inputs, parse_schema, resolve_codec, shuffle_tables
 
     inputs = open_inputs(paths, parse_schema(schema) if schema is not None else None)
     kind = output_kind(target, inputs[0].kind, output_format)
@@ -325,7 +326,7 @@ def check_permutation(
     Compressed files are read as such; ``header`` records are set aside as ``shuffle`` does
     (no file's first ``header`` records are counted).
     """
-    from .tables import is_table_input
+    from .kinds import is_table_input
 
     for path in [*inputs, *outputs]:
         if is_table_input(os.fspath(path)):

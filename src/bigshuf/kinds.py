@@ -1,0 +1,94 @@
+"""What kind of data a path holds (Parquet, Arrow IPC, JSON Lines, lines), without importing pyarrow.
+
+The command line decides Arrow's memory pool from this before pyarrow is first imported.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from .errors import InputError, UsageError
+
+#: File kinds by suffix; ``jsonl`` may also carry a compression suffix (``.jsonl.zst``).
+TABLE_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".arrow": "arrow", ".feather": "arrow", ".ipc": "arrow"}
+JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
+
+#: Output suffixes that name formats bigshuf does not write rows in.
+UNWRITABLE_SUFFIXES = (".csv", ".tsv", ".txt")
+
+
+def sniff_kind(path: str, strict: bool = False) -> str | None:
+    """``parquet``, ``arrow`` (IPC file, Feather v2) or ``stream`` (IPC stream, as Hugging Face
+    ``datasets`` writes ``.arrow``) by a regular file's magic bytes, else None.
+
+    Only regular files are opened: reading a FIFO's first bytes would take them from the run.
+    ``strict`` makes an unreadable file an error instead of None.
+    """
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError as e:
+        if strict:
+            raise InputError(f"{path}: {e.strerror}") from None
+        return None
+    if head[:4] == b"PAR1":
+        return "parquet"
+    if head == b"ARROW1":
+        return "arrow"
+    if head[:4] == b"\xff\xff\xff\xff":
+        return "stream"
+    return None
+
+
+def suffix_kind(path: str) -> str | None:
+    """``parquet``, ``arrow`` or ``jsonl`` by the name's suffix (a compression suffix after ``.jsonl`` allowed)."""
+    from .codecs import CODECS, codec_for_suffix
+
+    lower = path.lower()
+    for suffix, kind in TABLE_SUFFIXES.items():
+        if lower.endswith(suffix):
+            return kind
+    codec = codec_for_suffix(lower)
+    if codec is not None:
+        lower = lower[: -len(next(s for s in CODECS[codec].suffixes if lower.endswith(s)))]
+    return "jsonl" if lower.endswith(JSON_SUFFIXES) else None
+
+
+def is_table_input(path: str) -> bool:
+    """Whether ``path`` is a dataset directory, a Parquet / Arrow IPC file, or a file named as one."""
+    if path == "-":
+        return False
+    if os.path.isdir(path) or sniff_kind(path) is not None:
+        return True
+    return os.path.isfile(path) and suffix_kind(path) in ("parquet", "arrow")
+
+
+def dataset_files(path: str) -> list[str]:
+    """A directory's Parquet and Arrow files, recursively in name order; hidden and ``_`` files are skipped."""
+    found = []
+    for root, dirs, files in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
+        for name in sorted(files):
+            if not name.startswith((".", "_")) and suffix_kind(name) in ("parquet", "arrow"):
+                found.append(os.path.join(root, name))
+    if not found:
+        raise InputError(f"{path}: directory holds no .parquet, .arrow or .feather files")
+    return found
+
+
+def output_kind(target: str | None, input_kind: str, chosen: str | None = None) -> str:
+    """The output's format: ``chosen`` (``--output-format``), else named by ``-o``'s suffix (or the
+    shard pattern's), else the input's (an IPC stream is written as an IPC file)."""
+    if chosen is not None:
+        if chosen not in ("parquet", "arrow", "jsonl"):
+            raise UsageError(f"--output-format: choose parquet, arrow or jsonl, not '{chosen}'")
+        return chosen
+    default = "arrow" if input_kind == "stream" else input_kind
+    if target is None or target == "-" or os.path.isdir(target) or target.endswith(os.sep):
+        return default
+    if target.lower().endswith(UNWRITABLE_SUFFIXES):
+        raise UsageError(f"{target}: rows are written as Parquet, Arrow or JSON Lines; name -o .parquet, .arrow or .jsonl")
+    return suffix_kind(target) or default
