@@ -30,6 +30,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import bench  # noqa: E402
 from bench import GiB, MiB, fmt_size, machine, parse_size, ram_bytes, timed, warm  # noqa: E402
 
 SEED = 20240601
@@ -65,11 +66,9 @@ class Tool:
 
 
 @dataclass(frozen=True)
-class Sample:
-    wall: float
-    cpu: float
-    rss: int
-    check: str
+class Sample(bench.Sample):
+    """One timed run of one tool, with the peak size of its spill directory (DuckDB)."""
+
     spill: int | None = None
 
 
