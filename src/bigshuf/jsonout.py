@@ -82,7 +82,7 @@ def json_values(arr: pa.Array, name: str) -> pa.Array:
     elif pa.types.is_floating(t):
         wide = arr.cast(pa.float64()) if pa.types.is_float16(t) else arr
         text = pc.if_else(pc.is_finite(wide), wide.cast(pa.large_string()), pa.scalar(None, pa.large_string()))
-    elif pa.types.is_string(t) or pa.types.is_large_string(t) or _is_string_view(t):
+    elif pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
         text = _quote(arr.cast(pa.large_string()))
     elif pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
         try:
@@ -115,9 +115,6 @@ def json_values(arr: pa.Array, name: str) -> pa.Array:
         text = pc.if_else(pc.and_(arr.is_valid(), text.is_valid()), _large(text), _text("null"))
     return _large(text)
 
-
-def _is_string_view(t: pa.DataType) -> bool:
-    return bool(getattr(pa.types, "is_string_view", lambda _: False)(t))
 
 
 def _wrap(arr: Any, opening: str, closing: str, name: str) -> pa.Array:

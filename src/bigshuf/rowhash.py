@@ -60,7 +60,7 @@ def array_hashes(arr: pa.Array) -> np.ndarray:
                 h += mix(array_hashes(field) ^ np.uint64(i + 1) * GOLD)
         elif pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_map(t) or pa.types.is_fixed_size_list(t):
             h = _list_hashes(arr)
-        elif _is_view(t):
+        elif pa.types.is_string_view(t) or pa.types.is_binary_view(t):
             return array_hashes(arr.cast(pa.large_binary() if pa.types.is_binary_view(t) else pa.large_string()))
         elif pa.types.is_binary(t) or pa.types.is_string(t) or pa.types.is_large_binary(t) or pa.types.is_large_string(t):
             wide = pa.types.is_large_binary(t) or pa.types.is_large_string(t)
@@ -79,9 +79,6 @@ def array_hashes(arr: pa.Array) -> np.ndarray:
             h[~np.asarray(arr.is_valid())] = _NULL
         return h
 
-
-def _is_view(t: pa.DataType) -> bool:
-    return bool(getattr(pa.types, "is_string_view", lambda _: False)(t) or getattr(pa.types, "is_binary_view", lambda _: False)(t))
 
 
 def _fixed_hashes(arr: pa.Array) -> np.ndarray:

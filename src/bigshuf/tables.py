@@ -107,7 +107,7 @@ def schema_difference(first: pa.Schema, other: pa.Schema) -> str:
 def plain_type(t: pa.DataType) -> pa.DataType:
     """``t`` with string and binary views made large strings and binaries, which every kernel takes
     (pyarrow has no ``take`` for views; Polars writes them by default)."""
-    if _is_view(t):
+    if pa.types.is_string_view(t) or pa.types.is_binary_view(t):
         return pa.large_binary() if pa.types.is_binary_view(t) else pa.large_string()
     if pa.types.is_list(t) or pa.types.is_large_list(t):
         field = t.value_field
@@ -118,10 +118,6 @@ def plain_type(t: pa.DataType) -> pa.DataType:
         return pa.struct([f.with_type(plain_type(f.type)) for f in fields])
     return t
 
-
-def _is_view(t: pa.DataType) -> bool:
-    views = (getattr(pa.types, "is_string_view", None), getattr(pa.types, "is_binary_view", None))
-    return any(test is not None and test(t) for test in views)
 
 
 def plain_schema(schema: pa.Schema) -> pa.Schema:
