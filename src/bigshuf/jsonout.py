@@ -12,12 +12,11 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import UsageError
-from .records import array_bytes
+from .records import array_bytes, list_spans
 
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -116,20 +115,14 @@ def json_values(arr: pa.Array, name: str) -> pa.Array:
     return _large(text)
 
 
-
 def _wrap(arr: Any, opening: str, closing: str, name: str) -> pa.Array:
     """List values as ``[a,b,...]`` (maps as ``{"k":v,...}``), from the JSON text of the elements they span."""
-    n = len(arr)
-    if pa.types.is_fixed_size_list(arr.type):
-        offsets = (np.arange(n + 1, dtype=np.int64) + arr.offset) * arr.type.list_size
-    else:
-        offsets = np.asarray(arr.offsets, np.int64)
-    lo, hi = (int(offsets[0]), int(offsets[-1])) if n else (0, 0)
+    offsets, values = list_spans(arr)
     if pa.types.is_map(arr.type):
-        keys = arr.keys.slice(lo, hi - lo)
+        keys, items = values.flatten()
         key_text = json_values(keys, name) if pa.types.is_string(keys.type) else _quote(keys.cast(pa.large_string()))
-        elements = _join([key_text, ":", json_values(arr.items.slice(lo, hi - lo), name)], hi - lo)
+        elements = _join([key_text, ":", json_values(items, name)], len(values))
     else:
-        elements = json_values(arr.values.slice(lo, hi - lo), name)
-    lists = pa.LargeListArray.from_arrays(pa.array(offsets - lo), elements)
-    return _join([opening, pc.binary_join(lists, _text(",")), closing], n)
+        elements = json_values(values, name)
+    lists = pa.LargeListArray.from_arrays(pa.array(offsets), elements)
+    return _join([opening, pc.binary_join(lists, _text(",")), closing], len(arr))

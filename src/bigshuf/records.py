@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -91,3 +91,18 @@ def array_bytes(arr: pa.Array) -> memoryview:
     """The contiguous bytes of all records of a binary array, in order, without copying."""
     block, offsets = array_block(arr)
     return block[int(offsets[0]) : int(offsets[-1])].data
+
+
+def list_spans(arr: Any) -> tuple[np.ndarray, Any]:
+    """A list-like array's (list, large list, fixed-size list, map) element offsets, rebased to
+    start at 0, and the slice of its values they index: the elements of exactly these rows."""
+    import pyarrow as pa
+
+    n = len(arr)
+    if pa.types.is_fixed_size_list(arr.type):
+        offsets = (np.arange(n + 1, dtype=np.int64) + arr.offset) * arr.type.list_size
+    else:
+        offsets = np.asarray(arr.offsets, np.int64)
+    lo, hi = (int(offsets[0]), int(offsets[-1])) if n else (0, 0)
+    return offsets - lo, arr.values.slice(lo, hi - lo)
+

@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from .errors import UsageError
 from .fingerprint import GOLD, TABLE, Fingerprint, mix, record_hashes
+from .records import array_block, list_spans
 
 _NULL = np.uint64(0x6A09E667F3BCC908)
 
@@ -63,11 +64,7 @@ def array_hashes(arr: pa.Array) -> np.ndarray:
         elif pa.types.is_string_view(t) or pa.types.is_binary_view(t):
             return array_hashes(arr.cast(pa.large_binary() if pa.types.is_binary_view(t) else pa.large_string()))
         elif pa.types.is_binary(t) or pa.types.is_string(t) or pa.types.is_large_binary(t) or pa.types.is_large_string(t):
-            wide = pa.types.is_large_binary(t) or pa.types.is_large_string(t)
-            buffers = arr.buffers()
-            offsets = np.frombuffer(buffers[1], np.int64 if wide else np.int32)[arr.offset : arr.offset + n + 1]
-            data = np.frombuffer(buffers[2], np.uint8) if buffers[2] is not None else np.zeros(0, np.uint8)
-            h = record_hashes(data, offsets) if n else np.zeros(0, np.uint64)
+            h = record_hashes(*array_block(arr))
         elif pa.types.is_boolean(t):
             h = _fixed_hashes(arr.cast(pa.uint8()))
         elif getattr(t, "bit_width", 0) and t.bit_width % 8 == 0:
@@ -78,7 +75,6 @@ def array_hashes(arr: pa.Array) -> np.ndarray:
         if arr.null_count:
             h[~np.asarray(arr.is_valid())] = _NULL
         return h
-
 
 
 def _fixed_hashes(arr: pa.Array) -> np.ndarray:
@@ -94,18 +90,11 @@ def _fixed_hashes(arr: pa.Array) -> np.ndarray:
 
 def _list_hashes(arr: Any) -> np.ndarray:
     """Hashes of list values: their elements' hashes, weighted by position, summed, mixed with the length."""
-    n = len(arr)
-    if pa.types.is_fixed_size_list(arr.type):
-        size = arr.type.list_size
-        offsets = (np.arange(n + 1, dtype=np.int64) + arr.offset) * size
-    else:
-        offsets = np.asarray(arr.offsets, np.int64)
-    lo, hi = (int(offsets[0]), int(offsets[-1])) if n else (0, 0)
-    values = arr.values.slice(lo, hi - lo)
+    offsets, values = list_spans(arr)
     element = array_hashes(values)
-    starts, lengths = offsets[:-1] - lo, np.diff(offsets)
-    position = np.arange(hi - lo, dtype=np.uint64) - np.repeat(starts, lengths).astype(np.uint64)
+    starts, lengths = offsets[:-1], np.diff(offsets)
+    position = np.arange(len(values), dtype=np.uint64) - np.repeat(starts, lengths).astype(np.uint64)
     weighted = mix(element + (position + np.uint64(1)) * GOLD)
-    sums = np.zeros(hi - lo + 1, np.uint64)
+    sums = np.zeros(len(values) + 1, np.uint64)
     np.cumsum(weighted, out=sums[1:])
-    return mix((sums[offsets[1:] - lo] - sums[starts]) ^ lengths.astype(np.uint64) * GOLD)
+    return mix((sums[offsets[1:]] - sums[starts]) ^ lengths.astype(np.uint64) * GOLD)

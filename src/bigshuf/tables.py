@@ -26,6 +26,7 @@ from .errors import InputError, OutputError, TempSpaceError, UsageError
 from .fingerprint import Fingerprint
 from .kinds import dataset_files, sniff_kind, suffix_kind
 from .progress import Progress
+from .records import array_block, list_spans
 from .rowhash import row_fingerprint
 from .sinks import CodecChoice, Output, Sink, check_output_directory
 from .sources import FileSource
@@ -55,6 +56,9 @@ TABLE_PIECE = 6 << 20
 MAX_CHUNK = 64 << 20
 
 ARROW_ERRORS = (pa.ArrowException, OSError)
+
+#: What each kind of table file is called in messages.
+FILE_KINDS = {"parquet": "Parquet file", "arrow": "Arrow IPC file", "stream": "Arrow IPC stream"}
 
 
 def parse_schema(spec: str) -> pa.Schema:
@@ -119,7 +123,6 @@ def plain_type(t: pa.DataType) -> pa.DataType:
     return t
 
 
-
 def plain_schema(schema: pa.Schema) -> pa.Schema:
     """``schema`` with views replaced (see ``plain_type``), metadata kept."""
     fields = [f.with_type(plain_type(f.type)) for f in schema]
@@ -139,7 +142,7 @@ class TableInput:
         self.rows: int | None = None
         self.schema = schema  # as read; batches come cast to plain_schema(schema)
         self._live: Iterator[pa.RecordBatch] | None = None  # a peeked JSON stream, to go on with
-        what = {"parquet": "Parquet file", "arrow": "Arrow IPC file", "stream": "Arrow IPC stream"}.get(kind)
+        what = FILE_KINDS.get(kind)
         if what is None:
             return
         try:
@@ -209,15 +212,15 @@ class TableInput:
 
     def _guarded(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         """``batches`` made plain (no views), with Arrow's errors as one-line input errors naming the file."""
+        plain: pa.Schema | None = None  # known once the first batch is read (JSON infers it)
         try:
             for batch in batches:
-                assert self.schema is not None
-                plain = plain_schema(self.schema)
+                if plain is None:
+                    assert self.schema is not None
+                    plain = plain_schema(self.schema)
                 yield batch if batch.schema.equals(plain) else batch.cast(plain)
         except ARROW_ERRORS as e:
-            what = {"parquet": "Parquet file", "arrow": "Arrow IPC file", "stream": "Arrow IPC stream"}.get(
-                self.kind, "JSON Lines input"
-            )
+            what = FILE_KINDS.get(self.kind, "JSON Lines input")
             hint = "; give the column types with --schema" if self.kind == "jsonl" and self._inferred else ""
             raise InputError(f"{self.path}: corrupt or unreadable {what} ({_reason(e)}){hint}") from None
 
@@ -281,16 +284,14 @@ def _value_sizes(arr: Any) -> np.ndarray:
         per_row: np.ndarray = _value_sizes(values).reshape(n, t.list_size).sum(axis=1)
         return per_row
     if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_map(t):
-        offsets = np.asarray(arr.offsets, np.int64)
-        lo, hi = (int(offsets[0]), int(offsets[-1])) if n else (0, 0)
-        sums = np.zeros(hi - lo + 1, np.int64)
-        np.cumsum(_value_sizes(arr.values.slice(lo, hi - lo)), out=sums[1:])
-        spans: np.ndarray = sums[offsets[1:] - lo] - sums[offsets[:-1] - lo]
+        offsets, values = list_spans(arr)
+        sums = np.zeros(len(values) + 1, np.int64)
+        np.cumsum(_value_sizes(values), out=sums[1:])
+        spans: np.ndarray = sums[offsets[1:]] - sums[offsets[:-1]]
         return spans + (8 if pa.types.is_large_list(t) else 4)
     if pa.types.is_binary(t) or pa.types.is_string(t) or pa.types.is_large_binary(t) or pa.types.is_large_string(t):
-        wide = pa.types.is_large_binary(t) or pa.types.is_large_string(t)
-        ends = np.frombuffer(arr.buffers()[1], np.int64 if wide else np.int32)[arr.offset : arr.offset + n + 1]
-        return np.diff(ends).astype(np.int64) + (8 if wide else 4)
+        _, ends = array_block(arr)
+        return np.diff(ends).astype(np.int64) + ends.itemsize
     width = getattr(t, "bit_width", 64)
     return np.full(n, max(1, width // 8), np.int64)
 
