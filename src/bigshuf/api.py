@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import plan
-from .errors import InputError, OutputError, TempSpaceError, UsageError
+from .errors import InputError, TempSpaceError, UsageError
 from .fingerprint import Fingerprint, fingerprint
 from .gather import sample_with_replacement, shuffle_block
 from .progress import Progress
@@ -390,14 +390,7 @@ class Run:
             if self.opts.head_count != 0:
                 self._shuffle(sources)
             self.begin_output(0)
-            if self.opts.verify:
-                self.writer.flush()
-                if self.out.fingerprint != self.read_fingerprint:
-                    raise OutputError(
-                        f"verification failed: read {self.read_fingerprint}, wrote {self.out.fingerprint}; "
-                        "output not put in place"
-                    )
-            self.out.commit()
+            self.out.commit_checked(self.read_fingerprint)
         except BaseException:
             self.out.abort()
             raise

@@ -445,6 +445,21 @@ class Output:
                     pass
             raise
 
+    def describe(self, fp: Fingerprint) -> str:
+        """A fingerprint as the verification message gives it."""
+        return str(fp)
+
+    def commit_checked(self, read: Fingerprint) -> None:
+        """Commit, after checking (``--verify``) that what was emitted is what was ``read``."""
+        if self.verify:
+            self.writer.flush()
+            if self.fingerprint != read:
+                raise OutputError(
+                    f"verification failed: read {self.describe(read)}, wrote {self.describe(self.fingerprint)}; "
+                    "output not put in place"
+                )
+        self.commit()
+
     def _close_format(self, shard: int) -> None:
         """End the file format's own framing in sink number ``shard`` (nothing for lines)."""
 

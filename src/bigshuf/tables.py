@@ -521,6 +521,9 @@ class TableOutput(Output):
     def _count(self, records: Any) -> None:
         self.fingerprint += row_fingerprint(records)
 
+    def describe(self, fp: Fingerprint) -> str:
+        return f"{fp.records} rows (digest {fp.digest:016x})"
+
     def abort(self) -> None:
         self.writer.wait_idle()
         for rows in self.formats:
@@ -633,15 +636,7 @@ class TableRun:
                 self._shuffle()
             self.progress.close()
             self.out.begin(0)
-            if self.job.verify:
-                writer.flush()
-                if self.out.fingerprint != self.read_fingerprint:
-                    raise OutputError(
-                        f"verification failed: read {self.read_fingerprint.records} rows (digest "
-                        f"{self.read_fingerprint.digest:016x}), wrote {self.out.fingerprint.records} (digest "
-                        f"{self.out.fingerprint.digest:016x}); output not put in place"
-                    )
-            self.out.commit()
+            self.out.commit_checked(self.read_fingerprint)
         except BaseException:
             self.out.abort()
             raise
