@@ -31,14 +31,14 @@ import numpy as np
 
 from . import plan, remote
 from .api import ShuffleStats, resolve_memory, rng_for, seed_entropy
-from .codecs import CODECS, open_writer, parse_compress
+from .codecs import open_writer, parse_compress
 from .errors import BigShufError, InputError, OutputError, TempSpaceError, UsageError
 from .fingerprint import Fingerprint, fingerprint
 from .gather import emit_in_order, permutation
 from .progress import Progress
 from .records import RecordFormat, array_block, array_bytes, as_binary_array, find_offsets
 from .scatter import Scattered, iter_pieces, scatter_piece
-from .sinks import AtomicFileSink, CodecChoice, Sink, check_output_directory, open_output, output_codec, shard_paths
+from .sinks import AtomicFileSink, CodecChoice, Sink, check_output_directory, open_output, output_codec, shard_names, shard_paths
 from .sources import RecordReader
 
 #: ``-S`` of the Dask engine when none is given: the memory one task may use. A fixed
@@ -447,20 +447,10 @@ def _shard_names(target: str, shards: int, compress: CodecChoice | None) -> list
     """The shard files of ``-o`` as URLs or local paths (a URL ending in ``/`` is a directory)."""
     if not remote.is_url(target):
         return [os.path.abspath(p) for p in shard_paths(target, shards, compress)]
-    if target.endswith("/"):
-        codec = output_codec(None, compress)
-        suffix = CODECS[codec[0]].suffixes[0] if codec else ""
-        return [f"{target}part-{i:05d}{suffix}" for i in range(shards)]
-    try:
-        names = [target.format(i) for i in range(shards)]
-    except (IndexError, KeyError, ValueError) as e:
-        raise UsageError(f"--shards: -o '{target}' is not a valid pattern ({e}); use e.g. s3://bucket/out/part-{{:05d}}.jsonl") from None
-    if len(set(names)) != shards:
-        raise UsageError(
-            f"--shards={shards} needs -o to be a directory (a URL ending in /) or a pattern with {{}}, "
-            "like s3://bucket/out/part-{:05d}.jsonl"
-        )
-    return names
+    return shard_names(
+        target, shards, compress, target.endswith("/"), example="s3://bucket/out/part-{:05d}.jsonl",
+        directory_words="a directory (a URL ending in /)",
+    )
 
 
 def _plan_output(output: str | None, shards: int | None, compress: CodecChoice | None, root: str, run_id: str) -> _Output:

@@ -241,23 +241,37 @@ def open_output(path: str | os.PathLike[str] | None, compress: CodecChoice | Non
     return AtomicFileSink(os.path.realpath(path), codec, os.fspath(path))
 
 
-def shard_paths(target: str, shards: int, compress: CodecChoice | None, suffix: str | None = None) -> list[str]:
-    """The files of ``--shards=N``: ``target`` formatted with the shard number, or ``DIR/part-NNNNN[.codec]``
-    (``suffix``, if given, instead of the codec's)."""
-    if os.path.isdir(target) or target.endswith(os.sep):
+def shard_names(
+    target: str, shards: int, compress: CodecChoice | None, directory: bool, *, suffix: str | None = None,
+    example: str = "out/part-{:05d}.jsonl", directory_words: str = "a directory",
+) -> list[str]:
+    """The names of ``--shards=N`` files, making nothing: ``DIR/part-NNNNN[.codec]`` (``suffix``, if
+    given, instead of the codec's) when ``target`` is a ``directory``, else ``target`` formatted with
+    the shard number, which must give N different names. ``example`` and ``directory_words`` word
+    the errors (a URL directory ends in ``/``)."""
+    if directory:
         from .codecs import CODECS
 
         if suffix is None:
             codec = output_codec(None, compress)
             suffix = CODECS[codec[0]].suffixes[0] if codec else ""
-        os.makedirs(target, exist_ok=True)
         return [os.path.join(target, f"part-{i:05d}{suffix}") for i in range(shards)]
     try:
-        paths = [target.format(i) for i in range(shards)]
+        names = [target.format(i) for i in range(shards)]
     except (IndexError, KeyError, ValueError) as e:
-        raise UsageError(f"--shards: -o '{target}' is not a valid pattern ({e}); use e.g. out/part-{{:05d}}.jsonl") from None
-    if len(set(paths)) != shards:
-        raise UsageError(f"--shards={shards} needs -o to be a directory or a pattern with {{}}, like out/part-{{:05d}}.jsonl")
+        raise UsageError(f"--shards: -o '{target}' is not a valid pattern ({e}); use e.g. {example}") from None
+    if len(set(names)) != shards:
+        raise UsageError(f"--shards={shards} needs -o to be {directory_words} or a pattern with {{}}, like {example}")
+    return names
+
+
+def shard_paths(target: str, shards: int, compress: CodecChoice | None, suffix: str | None = None) -> list[str]:
+    """The local files of ``--shards=N`` (see ``shard_names``), with their directories made."""
+    if os.path.isdir(target) or target.endswith(os.sep):
+        paths = shard_names(target, shards, compress, True, suffix=suffix)
+        os.makedirs(target, exist_ok=True)
+        return paths
+    paths = shard_names(target, shards, compress, False)
     for directory in {os.path.dirname(p) for p in paths} - {""}:
         try:
             os.makedirs(directory, exist_ok=True)
