@@ -199,6 +199,22 @@ def fingerprint(path: str) -> Fingerprint:
     return Fingerprint(lines, nbytes, digest & MASK)
 
 
+def joined_fingerprint(paths: list[str], scratch: str, decompress: list[str] | None = None) -> tuple[int, int, int]:
+    """Line count, bytes and digest of ``paths`` concatenated in order (each decompressed by the
+    ``decompress`` command, e.g. ``["zstd", "-dcq"]``, if given)."""
+    joined = os.path.join(scratch, "joined.jsonl")
+    with open(joined, "wb") as out:
+        if decompress is not None:
+            subprocess.run([*decompress, *paths], stdout=out, check=True)
+        else:
+            for path in paths:
+                with open(path, "rb") as f:
+                    shutil.copyfileobj(f, out, 16 * MiB)
+    fp = fingerprint(joined)
+    os.remove(joined)
+    return fp.lines, fp.bytes, fp.digest
+
+
 def warm(path: str) -> None:
     """Read ``path`` once so that the timed run finds it in the page cache."""
     buf = bytearray(16 * MiB)

@@ -19,19 +19,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench import CORPORA, GiB, MiB, fingerprint, fmt_size, generate, machine, parse_size, ram_bytes, timed, warm  # noqa: E402
-
-
-def joined_fingerprint(directory: str, scratch: str) -> tuple[int, int, int]:
-    """Line count, bytes and digest of a directory's files concatenated in name order."""
-    joined = os.path.join(scratch, "joined.jsonl")
-    with open(joined, "wb") as out:
-        for name in sorted(os.listdir(directory)):
-            with open(os.path.join(directory, name), "rb") as f:
-                shutil.copyfileobj(f, out, 16 * MiB)
-    fp = fingerprint(joined)
-    os.remove(joined)
-    return fp.lines, fp.bytes, fp.digest
+from bench import CORPORA, GiB, MiB, fingerprint, fmt_size, joined_fingerprint, generate, machine, parse_size, ram_bytes, timed, warm  # noqa: E402
 
 
 def main() -> int:
@@ -70,7 +58,7 @@ def main() -> int:
                     with open(os.path.join(scratch, "log"), errors="replace") as f:
                         raise SystemExit(f"{name} exited {code}:\n{f.read()}")
                 if "one-line" not in name:
-                    got = joined_fingerprint(out, scratch) if os.path.isdir(out) else None
+                    got = joined_fingerprint(sorted(os.path.join(out, n) for n in os.listdir(out)), scratch) if os.path.isdir(out) else None
                     if got is None:
                         fp = fingerprint(out)
                         got = (fp.lines, fp.bytes, fp.digest)

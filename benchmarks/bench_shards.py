@@ -19,18 +19,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench import CORPORA, GiB, MiB, fingerprint, fmt_size, generate, machine, parse_size, ram_bytes, timed, warm  # noqa: E402
-
-
-def shards_fingerprint(directory: str, scratch: str) -> tuple[int, int, int]:
-    """Line count, bytes and digest of all shards together (decompressed with zstd)."""
-    joined = os.path.join(scratch, "joined.jsonl")
-    names = sorted(os.path.join(directory, n) for n in os.listdir(directory))
-    with open(joined, "wb") as out:
-        subprocess.run(["zstd", "-dcq", *names], stdout=out, check=True)
-    fp = fingerprint(joined)
-    os.remove(joined)
-    return fp.lines, fp.bytes, fp.digest
+from bench import CORPORA, GiB, MiB, fingerprint, fmt_size, joined_fingerprint, generate, machine, parse_size, ram_bytes, timed, warm  # noqa: E402
 
 
 def main() -> int:
@@ -76,7 +65,7 @@ def main() -> int:
                 if code != 0:
                     raise SystemExit(f"{name} exited {code}")
                 if "shards" in name or "split" in name:
-                    got = shards_fingerprint(out, scratch)
+                    got = joined_fingerprint(sorted(os.path.join(out, n) for n in os.listdir(out)), scratch, ["zstd", "-dcq"])
                     if got != (expected.lines, expected.bytes, expected.digest):
                         raise SystemExit(f"{name}: the shards are not a permutation of the corpus")
                 shutil.rmtree(out)
