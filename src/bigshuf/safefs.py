@@ -1,0 +1,77 @@
+"""File-system primitives that never follow a planted symlink and make data durable before it counts.
+
+Every temporary or output file bigshuf creates goes through :func:`create_exclusive`
+(``O_CREAT|O_EXCL|O_NOFOLLOW``: a name that already exists, link or not, is never opened),
+and every rename that publishes data is preceded by :func:`sync_file` and followed by
+:func:`sync_directory`, so a machine crash leaves either the old file or the whole new one.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+
+
+def create_exclusive(path: str, mode: int = 0o600, flags: int = os.O_RDWR) -> int:
+    """A new file at ``path`` opened with ``flags``; fails (FileExistsError) if anything is there,
+    a symlink included. ``mode`` is applied with ``fchmod`` on the descriptor, never by path."""
+    fd = os.open(path, flags | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, mode)
+    try:
+        os.fchmod(fd, mode)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_nofollow(path: str, flags: int = os.O_RDONLY) -> int:
+    """An existing file opened without following a symlink at its last component (ELOOP if it is one)."""
+    return os.open(path, flags | _NOFOLLOW | _CLOEXEC)
+
+
+def sync_file(fd: int) -> None:
+    """Flush a file's data and metadata to stable storage (a no-op where the file cannot be synced)."""
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        # Pipes, sockets and some character devices cannot be synced; that is not a failure.
+        if e.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
+            raise
+
+
+def sync_directory(path: str) -> None:
+    """Make the entries of directory ``path`` (a rename, a create, an unlink) durable."""
+    fd = os.open(path or ".", os.O_RDONLY | _DIRECTORY | _CLOEXEC)
+    try:
+        sync_file(fd)
+    finally:
+        os.close(fd)
+
+
+def make_private_directory(path: str) -> None:
+    """Create directory ``path`` with mode 0700 (FileExistsError if anything is there)."""
+    os.mkdir(path, 0o700)
+    fd = os.open(path, os.O_RDONLY | _DIRECTORY | _NOFOLLOW | _CLOEXEC)
+    try:
+        os.fchmod(fd, 0o700)  # a umask never widens the mode, but an odd one may narrow it
+    finally:
+        os.close(fd)
+
+
+def check_private_directory(path: str) -> str | None:
+    """Why an existing ``path`` is not a directory this user alone owns and controls, or None if it is."""
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        return "is a symbolic link"
+    if not stat.S_ISDIR(st.st_mode):
+        return "is not a directory"
+    if st.st_uid != os.geteuid():
+        return f"is owned by uid {st.st_uid}, not by this user"
+    if st.st_mode & 0o077:
+        return f"is accessible to other users (mode {st.st_mode & 0o777:o})"
+    return None
