@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import plan
-from .errors import InputError, TempSpaceError, UsageError
+from .errors import InputError, TempSpaceError, UsageError, option
 from .fingerprint import Fingerprint, fingerprint
 from .gather import sample_with_replacement, shuffle_block
 from .progress import Progress
@@ -65,7 +65,7 @@ class Options:
 def seed_entropy(seed: int | None = None, random_source: PathLike | None = None) -> int:
     """The root entropy of a run: ``seed``, or a hash of the first 4 KiB of ``random_source``, or fresh OS randomness."""
     if seed is not None and random_source is not None:
-        raise UsageError("--seed and --random-source cannot be combined")
+        raise UsageError(f"{option('seed')} and {option('random_source')} cannot be combined")
     if seed is not None:
         if seed < 0:
             raise UsageError(f"invalid seed: '{seed}'")
@@ -96,7 +96,7 @@ def resolve_memory(memory: int | str | None) -> int:
     """``-S`` in bytes (default half of RAM), refused below the minimum the engine needs."""
     limit = plan.parse_size(plan.DEFAULT_MEMORY if memory is None else memory)
     if limit < plan.MIN_MEMORY:
-        raise UsageError(f"memory limit {limit} bytes is below the minimum of {plan.MIN_MEMORY}; raise -S")
+        raise UsageError(f"memory limit {limit} bytes is below the minimum of {plan.MIN_MEMORY}; raise {option('memory')}")
     return limit
 
 
@@ -152,25 +152,33 @@ def shuffle(
     """
     if isinstance(inputs, (str, os.PathLike)) or not isinstance(inputs, Sequence):
         inputs = [inputs]
+    from .kinds import expand_directories, is_table_input, refuse_terminal, suffix_kind
+
+    inputs = [
+        part for s in inputs
+        for part in (expand_directories([os.fspath(s)]) if isinstance(s, (str, os.PathLike)) else [s])
+    ]
     sources = [FileSource(s) if isinstance(s, (str, os.PathLike)) else s for s in inputs]
     if not sources:
         sources = [FileSource("-")]
     if head_count is not None and head_count < 0:
         raise UsageError(f"invalid line count: '{head_count}'")
-    for flag, value, least in (("--header", header, 0), ("--lines-per-record", lines_per_record, 1)):
+    for flag, value, least in ((option("header"), header, 0), (option("lines_per_record"), lines_per_record, 1)):
         if value < least:
             raise UsageError(f"invalid {flag} value: '{value}'")
     if shards is not None and shards < 1:
-        raise UsageError(f"invalid --shards value: '{shards}'")
+        raise UsageError(f"invalid {option('shards')} value: '{shards}'")
     if verify and (head_count is not None or repeat):
-        raise UsageError("--verify checks whole shuffles; it cannot check a sample (-n) or --repeat")
+        raise UsageError(
+            f"{option('verify')} checks whole shuffles; it cannot check a sample ({option('head_count')}) or {option('repeat')}"
+        )
     if shards is not None and repeat and head_count is None:
-        raise UsageError("--shards needs --head-count with --repeat (shards split a known number of records)")
+        raise UsageError(
+            f"{option('shards')} needs {option('head_count')} with {option('repeat')} (shards split a known number of records)"
+        )
     entropy = seed_entropy(seed, random_source)
     target = None if output is None else os.fspath(output)
     paths = [os.fspath(s) for s in inputs if isinstance(s, (str, os.PathLike))] or (["-"] if not inputs else [])
-    from .kinds import is_table_input, suffix_kind
-
     tables_in = len(paths) == len(sources) and any(is_table_input(p) for p in paths)
     tables_out = output_format in ("parquet", "arrow") or (
         target not in (None, "-") and suffix_kind(target) in ("parquet", "arrow")
@@ -180,14 +188,14 @@ def shuffle(
             raise UsageError("Parquet or Arrow output needs input files (JSON Lines), not -e or -i")
         unsupported = [
             flag for flag, used in (
-                ("-z", zero_terminated), ("-r", repeat), ("--header", header), ("--lines-per-record", lines_per_record != 1),
-                ("--resume", resume),
+                (option("zero_terminated"), zero_terminated), (option("repeat"), repeat), (option("header"), header),
+                (option("lines_per_record"), lines_per_record != 1), (option("resume"), resume),
             ) if used
         ]
         if unsupported:
             raise UsageError(f"{', '.join(unsupported)}: not available for Parquet or Arrow data (rows, not lines)")
         if row_group_size is not None and row_group_size < 1:
-            raise UsageError(f"invalid --row-group-size value: '{row_group_size}'")
+            raise UsageError(f"invalid {option('row_group_size')} value: '{row_group_size}'")
         return _shuffle_tables(
             paths, target, entropy=entropy, memory=resolve_memory(memory), head_count=head_count,
             tmp_dir=None if tmp_dir is None else os.fspath(tmp_dir), shards=shards, compress=compress,
@@ -196,7 +204,8 @@ def shuffle(
         )
     if row_group_size is not None or schema is not None or output_format is not None:
         raise UsageError(
-            "--row-group-size, --schema and --output-format apply to Parquet and Arrow data (inputs or -o FILE.parquet)"
+            f"{option('row_group_size')}, {option('schema')} and {option('output_format')} apply to Parquet and Arrow "
+            f"data (inputs, or {option('output')} FILE.parquet)"
         )
     opts = Options(
         memory=resolve_memory(memory),
@@ -211,13 +220,19 @@ def shuffle(
         compress_temp=compress_temp,
         verify=verify,
     )
+    if target in (None, "-") and opts.compress is not None and opts.compress[0] != "none":
+        refuse_terminal(f"{opts.compress[0]}-compressed data")
     if resume:
         if seed is None and random_source is None:
-            raise UsageError("--resume needs --seed (or --random-source): a resumed run must draw the same numbers")
+            raise UsageError(
+                f"{option('resume')} needs {option('seed')} (or {option('random_source')}): a resumed run must draw the same numbers"
+            )
         if repeat or output is None or os.fspath(output) == "-":
-            raise UsageError("--resume needs -o FILE (not standard output) and cannot be used with --repeat")
+            raise UsageError(
+                f"{option('resume')} needs {option('output')} FILE (not standard output) and cannot be used with {option('repeat')}"
+            )
         if not all(isinstance(s, FileSource) and s.path != "-" for s in sources):
-            raise UsageError("--resume needs input files (standard input cannot be read again)")
+            raise UsageError(f"{option('resume')} needs input files (standard input cannot be read again)")
         opts = replace(opts, resume_key=_resume_key(opts, sources, os.fspath(output)))
     return Run(opts, output, progress or Progress()).run(sources)
 
@@ -227,11 +242,13 @@ def _shuffle_tables(
     output_format: str | None, **settings: Any,
 ) -> ShuffleStats:
     """Shuffle the rows of Parquet / Arrow / JSON Lines inputs into a table output (see ``shuffle``)."""
-    from .kinds import output_kind
+    from .kinds import output_kind, refuse_terminal
     from .tables import TableJob, open_inputs, parse_schema, resolve_codec, shuffle_tables
 
     inputs = open_inputs(paths, parse_schema(schema) if schema is not None else None)
     kind = output_kind(target, inputs[0].kind, output_format)
+    if kind != "jsonl" and target in (None, "-"):
+        refuse_terminal("Parquet" if kind == "parquet" else "Arrow IPC")
     job = TableJob(inputs=inputs, output=target, kind=kind, codec=resolve_codec(kind, compress, target), **settings)
     return ShuffleStats(*shuffle_tables(job, progress))
 
@@ -326,11 +343,13 @@ def check_permutation(
     Compressed files are read as such; ``header`` records are set aside as ``shuffle`` does
     (no file's first ``header`` records are counted).
     """
-    from .kinds import is_table_input
+    from .kinds import expand_directories, is_table_input
 
+    inputs = expand_directories([os.fspath(p) for p in inputs])
+    outputs = expand_directories([os.fspath(p) for p in outputs])
     for path in [*inputs, *outputs]:
         if is_table_input(os.fspath(path)):
-            raise UsageError(f"{os.fspath(path)}: --check-permutation compares lines; shuffle tables with --verify instead")
+            raise UsageError(f"{os.fspath(path)}: {option('check_permutation')} compares lines; shuffle tables with {option('verify')} instead")
     fmt = RecordFormat(0 if zero_terminated else 10, lines_per_record)
     capacity = plan.read_capacity(resolve_memory(memory))
 
@@ -338,7 +357,7 @@ def check_permutation(
         fp = Fingerprint()
         for path in paths:
             reader = RecordReader([FileSource(path)], fmt, Progress(), header)
-            for block, _final in reader.blocks(capacity, "-S"):
+            for block, _final in reader.blocks(capacity, option("memory")):
                 fp += fingerprint(block, find_offsets(block, fmt))
         return fp
 
@@ -414,10 +433,10 @@ class Run:
                 final = True
                 self.progress.update(len(block))
             else:
-                blocks = reader.blocks(total + len(sources) + 1, "-S")
+                blocks = reader.blocks(total + len(sources) + 1, option("memory"))
                 block, final = next(blocks)
         else:
-            blocks = reader.blocks(plan.read_capacity(self.limit), "-S")
+            blocks = reader.blocks(plan.read_capacity(self.limit), option("memory"))
             block, final = next(blocks)
         self.out.header = reader.header
         if final:
@@ -428,11 +447,12 @@ class Run:
             del offsets
         if self.opts.repeat:
             raise UsageError(
-                f"--repeat needs the input in memory, and it does not fit in {plan.format_size(self.limit)}; raise -S"
+                f"{option('repeat')} needs the input in memory, and it does not fit in {plan.format_size(self.limit)}; "
+                f"raise {option('memory')}"
             )
         if blocks is None:
             # Mapped, but too many records to shuffle in one piece: stream it instead.
-            blocks = reader.blocks(plan.read_capacity(self.limit), "-S")
+            blocks = reader.blocks(plan.read_capacity(self.limit), option("memory"))
             block, final = next(blocks)
         sample = find_offsets(block[: self.piece], self.opts.fmt)
         per_record = int(sample[-1]) / max(1, len(sample) - 1) if len(sample) > 1 else float(len(block))
@@ -506,7 +526,9 @@ class Run:
         ``est_bytes`` sizes the buckets; only an ``exact`` size is held against free space.
         """
         if depth > plan.MAX_DEPTH:
-            raise InputError(f"records could not be split below {plan.format_size(self.limit)} after {depth} passes; raise -S")
+            raise InputError(
+                f"records could not be split below {plan.format_size(self.limit)} after {depth} passes; raise {option('memory')}"
+            )
         self.depth = max(self.depth, depth)
         if est_bytes is not None and exact:
             # 10% spare for compressed buckets: the sample's ratio may flatter the rest.
@@ -612,7 +634,7 @@ class Run:
                 buckets.check_file(j)
                 sub = RecordReader([FileSource(buckets.path(j))], self.opts.fmt, Progress())
                 self._external(
-                    sub.blocks(plan.read_capacity(self.limit), "-S"), size, size / count, temp, key + (3, j), depth + 1
+                    sub.blocks(plan.read_capacity(self.limit), option("memory")), size, size / count, temp, key + (3, j), depth + 1
                 )
                 self.progress.start(name, None)
             if checkpoints:

@@ -389,10 +389,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(sys.argv[1:] if argv is None else argv)
     except _SyntaxError as e:
-        print(f"{PROG}: {e}\nTry '{PROG} --help' for more information.", file=sys.stderr)
+        print(f"{PROG}: {e.cli_message()}\nTry '{PROG} --help' for more information.", file=sys.stderr)
         return 1
     except BigShufError as e:
-        print(f"{PROG}: {e}", file=sys.stderr)
+        print(f"{PROG}: {e.cli_message()}", file=sys.stderr)
         return 1
     except MemoryError:
         print(f"{PROG}: memory exhausted; lower -S", file=sys.stderr)

@@ -1,10 +1,65 @@
-"""Library exceptions: the CLI turns each into one line on stderr and exit status 1."""
+"""Library exceptions: the CLI turns each into one line on stderr and exit status 1.
+
+Messages that tell the user which setting to change name it with ``option(setting)``: a
+placeholder that a library caller sees as the keyword argument (``memory=``) and the command
+line as its flag (``-S``), so neither is told to change something it never passed.
+"""
 
 from __future__ import annotations
 
+import re
+
+#: Every setting a message may name: its command-line spelling, then its library spelling.
+OPTION_SPELLINGS: dict[str, tuple[str, str]] = {
+    "memory": ("-S", "memory="),
+    "tmp_dir": ("-T", "tmp_dir="),
+    "output": ("-o", "output="),
+    "head_count": ("-n", "head_count="),
+    "repeat": ("--repeat", "repeat="),
+    "zero_terminated": ("-z", "zero_terminated="),
+    "seed": ("--seed", "seed="),
+    "random_source": ("--random-source", "random_source="),
+    "shards": ("--shards", "shards="),
+    "compress": ("--compress", "compress="),
+    "compress_temp": ("--compress-temp", "compress_temp="),
+    "header": ("--header", "header="),
+    "lines_per_record": ("--lines-per-record", "lines_per_record="),
+    "verify": ("--verify", "verify="),
+    "resume": ("--resume", "resume="),
+    "row_group_size": ("--row-group-size", "row_group_size="),
+    "schema": ("--schema", "schema="),
+    "output_format": ("--output-format", "output_format="),
+    "check_permutation": ("--check-permutation", "check_permutation()"),
+    "dask": ("--engine=dask", "bigshuf.dask_engine.shuffle()"),
+    "scheduler": ("--scheduler", "scheduler="),
+    "temp_url": ("--temp-url", "temp_url="),
+}
+
+#: NUL cannot occur in a file name, so it cannot be mistaken for a placeholder's delimiter.
+_PLACEHOLDER = re.compile("\0([a-z_]+)\0")
+
+
+def option(setting: str) -> str:
+    """A placeholder for ``setting`` (a key of ``OPTION_SPELLINGS``) to put in a message."""
+    if setting not in OPTION_SPELLINGS:
+        raise KeyError(setting)
+    return f"\0{setting}\0"
+
+
+def render(message: str, cli: bool) -> str:
+    """``message`` with its placeholders spelt for the command line (``cli``) or for the library."""
+    return _PLACEHOLDER.sub(lambda m: OPTION_SPELLINGS[m.group(1)][0 if cli else 1], message)
+
 
 class BigShufError(Exception):
-    """Base class of every error bigshuf reports to its user."""
+    """Base class of every error bigshuf reports to its user; ``str()`` words settings as the library names them."""
+
+    def __str__(self) -> str:
+        return render(super().__str__(), cli=False)
+
+    def cli_message(self) -> str:
+        """The message as the command line words it (``-S`` rather than ``memory=``)."""
+        return render(super().__str__(), cli=True)
 
 
 class UsageError(BigShufError):

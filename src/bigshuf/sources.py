@@ -8,11 +8,11 @@ import os
 import stat
 import sys
 from collections.abc import Callable, Generator, Iterator, Sequence
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, NoReturn, Protocol
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, option
 from .codecs import Replay
 from .progress import Progress
 from .records import RecordFormat, count_separators
@@ -82,8 +82,6 @@ class FileSource:
             st = os.stat(self.path)
         except OSError as e:
             raise InputError(f"{self.name}: {e.strerror}") from None
-        if stat.S_ISDIR(st.st_mode):
-            raise InputError(f"{self.name}: read error: Is a directory")
         if not stat.S_ISREG(st.st_mode):
             return None
         from .codecs import SNIFF_BYTES, detect
@@ -103,12 +101,27 @@ class FileSource:
         else:
             try:
                 raw = open(self.path, "rb", buffering=0)
+            except IsADirectoryError:
+                _read_directory(self.path, self.name)
             except OSError as e:
                 raise InputError(f"{self.name}: {e.strerror}") from None
         self._raw = raw
         st = os.fstat(raw.fileno())
         self._size_at_open = st.st_size if stat.S_ISREG(st.st_mode) else None
         return decompressing(raw, self.name)
+
+
+def _read_directory(path: str, name: str) -> NoReturn:
+    """Read a directory named as an input file, as shuf does, so the error is the read's own."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.read(fd, 1)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise InputError(f"{name}: read error: {e.strerror}") from None
+    raise InputError(f"{name}: read error: Is a directory")
 
 
 class BytesSource:
@@ -328,7 +341,7 @@ class RecordReader:
             if group > 1 and self._seps % group:
                 raise InputError(
                     f"{source.name}: ends with {self._seps % group} lines left over after the last "
-                    f"whole record of {group} lines (--lines-per-record)"
+                    f"whole record of {group} lines ({option('lines_per_record')})"
                 )
         yield buf[:filled], True
 

@@ -1,0 +1,259 @@
+"""What a new user meets: directory operands, messages that say what to do, progress, --help (issue 12)."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import shutil
+import struct
+import subprocess
+import sys
+import termios
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import zstandard
+
+import bigshuf
+from bigshuf.errors import BigShufError, UsageError
+
+from conftest import Runner
+
+
+def _corpus(root: Path) -> list[bytes]:
+    """A directory as users have them: line files of several kinds and codecs, nested, with
+    hidden and ``_`` names and files of no known kind beside them; returns the data records."""
+    (root / "sub" / "deeper").mkdir(parents=True)
+    (root / ".cache").mkdir()
+    (root / "_tmp").mkdir()
+    records: list[bytes] = []
+    files = {
+        "a.txt": b"t1\nt2\n",
+        "b.jsonl": b'{"j":1}\n{"j":2}\n',
+        "c.csv": b"x,1\nx,2\n",
+        "sub/d.jsonl.zst": b'{"z":1}\n{"z":2}\n{"z":3}\n',
+        "sub/deeper/e.fq": b"@r\nACGT\n+\nIIII\n",
+        "sub/f.tsv.gz": b"g\t1\n",
+    }
+    for name, data in files.items():
+        path = root / name
+        if name.endswith(".zst"):
+            path.write_bytes(zstandard.ZstdCompressor().compress(data))
+        elif name.endswith(".gz"):
+            import gzip
+
+            path.write_bytes(gzip.compress(data))
+        else:
+            path.write_bytes(data)
+        records += data.splitlines()
+    for skipped in (".hidden.txt", "_SUCCESS", ".cache/x.txt", "_tmp/y.jsonl", "README", "notes.md"):
+        (root / skipped).write_bytes(b"SKIPPED\n")
+    return records
+
+
+# --- directories -----------------------------------------------------------------------------
+
+
+def test_directory_of_line_files_is_read_by_suffix(tmp_path: Path, run_cli: Runner) -> None:
+    """issue 12: a directory of line files shuffled as one input; hidden, _-prefixed and unknown names skipped."""
+    records = _corpus(tmp_path / "data")
+    code, out, err = run_cli(["--seed", "3", tmp_path / "data"])
+    assert (code, err) == (0, b"")
+    assert Counter(out.splitlines()) == Counter(records)
+
+
+def test_directory_from_the_library(tmp_path: Path) -> None:
+    """The library reads a directory operand by the same rule as the command line."""
+    records = _corpus(tmp_path / "data")
+    stats = bigshuf.shuffle(tmp_path / "data", tmp_path / "out.txt", seed=1)
+    assert stats.records == len(records)
+    assert Counter((tmp_path / "out.txt").read_bytes().splitlines()) == Counter(records)
+
+
+def test_directory_of_jsonl_zst_shards(tmp_path: Path, run_cli: Runner) -> None:
+    """issue 12: the common corpus layout, a directory of .jsonl.zst shards, shuffles as lines."""
+    data = tmp_path / "corpus"
+    data.mkdir()
+    records = [b'{"id":%d}' % i for i in range(300)]
+    for shard in range(3):
+        part = b"".join(r + b"\n" for r in records[shard * 100 : (shard + 1) * 100])
+        (data / f"part-{shard:05d}.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(part))
+    code, out, err = run_cli(["--seed", "1", data, "-o", tmp_path / "out.jsonl"])
+    assert (code, err) == (0, b"")
+    got = (tmp_path / "out.jsonl").read_bytes().splitlines()
+    assert Counter(got) == Counter(records) and got != records
+
+
+def test_directory_of_line_files_into_parquet(tmp_path: Path, run_cli: Runner) -> None:
+    """A directory of JSON Lines files converts to a table output like the files named one by one."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    data = tmp_path / "rows"
+    data.mkdir()
+    (data / "a.jsonl").write_bytes(b'{"x":1}\n{"x":2}\n')
+    (data / "b.ndjson").write_bytes(b'{"x":3}\n')
+    code, _, err = run_cli(["--seed", "1", data, "-o", tmp_path / "out.parquet"])
+    assert (code, err) == (0, b"")
+    assert sorted(pq.read_table(tmp_path / "out.parquet").column("x").to_pylist()) == [1, 2, 3]
+
+
+def test_mixed_directory_names_one_file_of_each_kind(tmp_path: Path, run_cli: Runner) -> None:
+    """issue 12: a directory of line files and tables is an error naming one of each, not a silent skip."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    data = tmp_path / "data"
+    _corpus(data)
+    (data / "pq").mkdir()
+    pq.write_table(pa.table({"x": [1, 2]}), data / "pq" / "p.parquet")
+    code, out, err = run_cli([data])
+    assert (code, out) == (1, b"")
+    line = err.decode()
+    assert line.count("\n") == 1 and line.startswith(f"bigshuf: {data}: ")
+    assert f"{data}/a.txt" in line and f"{data}/pq/p.parquet" in line
+    with pytest.raises(UsageError, match="p.parquet"):
+        bigshuf.shuffle(data, tmp_path / "out.txt")
+
+
+def test_directory_of_tables_still_shuffles_rows(tmp_path: Path, run_cli: Runner) -> None:
+    """A directory of Parquet files is still a dataset of rows, skipping non-data files beside them."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    data = tmp_path / "ds"
+    data.mkdir()
+    pq.write_table(pa.table({"x": [1, 2]}), data / "a.parquet")
+    pq.write_table(pa.table({"x": [3]}), data / "b.parquet")
+    (data / "_SUCCESS").write_bytes(b"")
+    (data / "README").write_bytes(b"about\n")
+    code, _, err = run_cli(["--seed", "1", data, "-o", tmp_path / "out.parquet"])
+    assert (code, err) == (0, b"")
+    assert sorted(pq.read_table(tmp_path / "out.parquet").column("x").to_pylist()) == [1, 2, 3]
+
+
+@pytest.mark.parametrize("args", [["-r", "."], ["-n1", "."], ["."]])
+def test_directory_without_data_files_is_a_read_error(tmp_path: Path, run_cli: Runner, run_gnu: Runner, args: list[str]) -> None:
+    """coreutils tests/misc/read-errors.sh:70-71 (`shuf -r .`, `shuf -n1 .`): exit 1 with the read's own error.
+
+    GNU says "shuf: read error: Is a directory"; bigshuf names the file as well, as its other messages do.
+    """
+    (tmp_path / "all_readers").write_bytes(b"no data suffix\n")
+    gnu_code, _, gnu_err = run_gnu(args, cwd=tmp_path)
+    code, out, err = run_cli(args, cwd=tmp_path)
+    assert (code, out) == (gnu_code, b"") == (1, b"")
+    assert gnu_err == b"bigshuf: read error: Is a directory\n"
+    assert err == b"bigshuf: .: read error: Is a directory\n"
+
+
+def test_directory_read_error_comes_from_the_read(tmp_path: Path) -> None:
+    """coreutils tests/misc/read-errors.sh:114-124: with read() on '.' failing with EIO (strace fault
+    injection), the message is the read's EIO, so bigshuf really reads the directory as shuf does."""
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("strace is not installed")
+    probe = subprocess.run(
+        [strace, "-o", "/dev/null", "-P", "_", "-e", "/read,splice", "-e", "fault=all:error=EIO", "true"],
+        capture_output=True,
+    )
+    if probe.returncode != 0:
+        pytest.skip("strace cannot inject faults here")
+    proc = subprocess.run(
+        [strace, "-f", "-o", "/dev/null", "-P", ".", "-e", "/read,splice", "-e", "fault=all:error=EIO",
+         sys.executable, "-m", "bigshuf", "-n1", "."],
+        cwd=tmp_path, capture_output=True, timeout=60,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.endswith(b"bigshuf: .: read error: Input/output error\n")
+
+
+def _run_on_pty(argv: list[str], cwd: Path, *, rows: int = 24, cols: int = 80, pty_for: str = "stdout") -> tuple[int, bytes, bytes]:
+    """Run ``python -m bigshuf argv`` with stdout or stderr on a pseudo-terminal of the given size;
+    returns the status, what the terminal showed and the other stream."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    streams = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, pty_for: slave}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bigshuf", *argv], cwd=cwd, stdin=subprocess.DEVNULL, **streams  # type: ignore[arg-type]
+    )
+    os.close(slave)
+    shown = bytearray()
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed its end
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(master)
+    other = (proc.stderr if pty_for == "stdout" else proc.stdout)
+    assert other is not None
+    rest = other.read()
+    other.close()
+    return proc.wait(timeout=60), bytes(shown), rest
+
+
+def test_binary_output_to_a_terminal_is_refused(tmp_path: Path) -> None:
+    """issue 12: Parquet rows and compressed lines are not written to a terminal (as zstd refuses)."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"x": [1, 2]}), tmp_path / "in.parquet")
+    (tmp_path / "in.txt").write_bytes(b"a\nb\n")
+    code, shown, err = _run_on_pty(["in.parquet"], tmp_path)
+    assert (code, shown) == (1, b"")
+    assert err == b"bigshuf: refusing to write Parquet to a terminal; give -o a file name, or pipe the output\n"
+    code, shown, err = _run_on_pty(["--compress", "zstd", "in.txt"], tmp_path)
+    assert (code, shown) == (1, b"")
+    assert b"refusing to write zstd-compressed data to a terminal" in err
+    code, shown, err = _run_on_pty(["--output-format", "jsonl", "in.parquet"], tmp_path)
+    assert (code, err) == (0, b"")
+    assert sorted(shown.split()) == [b'{"x":1}', b'{"x":2}']
+
+
+# --- messages that name a setting ------------------------------------------------------------
+
+
+def test_option_placeholders_render_for_each_side() -> None:
+    """Every setting has both spellings, and a message renders to one or the other, never a placeholder."""
+    from bigshuf.errors import OPTION_SPELLINGS, option, render
+
+    for setting, (cli, lib) in OPTION_SPELLINGS.items():
+        message = f"raise {option(setting)} now"
+        assert render(message, cli=True) == f"raise {cli} now"
+        assert render(message, cli=False) == f"raise {lib} now"
+    error = UsageError(f"x; raise {option('memory')}")
+    assert (str(error), error.cli_message()) == ("x; raise memory=", "x; raise -S")
+    with pytest.raises(KeyError):
+        option("no_such_setting")
+
+
+def test_library_errors_name_keyword_arguments(tmp_path: Path) -> None:
+    """issue 12: a library caller who passed memory= is told to raise memory=, not -S."""
+    long_record = tmp_path / "long.txt"
+    long_record.write_bytes(b"x" * 300_000 + b"\n")
+    with pytest.raises(BigShufError) as caught:
+        bigshuf.shuffle(long_record, tmp_path / "out", memory="64K")
+    assert "raise memory=" in str(caught.value) and "-S" not in str(caught.value)
+    with pytest.raises(UsageError) as caught:
+        bigshuf.shuffle(long_record, None, verify=True, head_count=1)
+    assert str(caught.value) == "verify= checks whole shuffles; it cannot check a sample (head_count=) or repeat="
+    with pytest.raises(UsageError, match=r"^memory limit 1 bytes is below the minimum of \d+; raise memory=$"):
+        bigshuf.shuffle(long_record, None, memory=1)
+    with pytest.raises(UsageError, match="^resume= needs seed="):
+        bigshuf.shuffle(long_record, tmp_path / "out", resume=True)
+
+
+def test_command_line_errors_name_flags(tmp_path: Path, run_cli: Runner) -> None:
+    """The same errors from the command line name the flags."""
+    long_record = tmp_path / "long.txt"
+    long_record.write_bytes(b"x" * 300_000 + b"\n")
+    code, _, err = run_cli(["-S", "64K", long_record, "-o", tmp_path / "out"])
+    assert code == 1 and err.endswith(b"; raise -S\n") and b"memory=" not in err
+    code, _, err = run_cli(["--verify", "-n", "1", long_record])
+    assert (code, err) == (1, b"bigshuf: --verify checks whole shuffles; it cannot check a sample (-n) or --repeat\n")
+    code, _, err = run_cli(["-S", "1b", long_record])
+    assert code == 1 and err.endswith(b"; raise -S\n")
+    code, _, err = run_cli(["--resume", long_record, "-o", tmp_path / "out"])
+    assert code == 1 and err.startswith(b"bigshuf: --resume needs --seed (or --random-source)")
