@@ -100,9 +100,9 @@ def test_shards_follow_a_pattern_and_compress(tmp_path: Path) -> None:
 
 def test_shards_without_a_pattern_is_an_error(tmp_path: Path) -> None:
     src = write_records(tmp_path / "in.txt", make_records(10, seed=6))
-    with pytest.raises(bigshuf.UsageError, match="--shards"):
+    with pytest.raises(bigshuf.UsageError, match="shards="):
         bigshuf.shuffle(src, tmp_path / "out.txt", shards=3)
-    with pytest.raises(bigshuf.UsageError, match="--shards"):
+    with pytest.raises(bigshuf.UsageError, match="shards="):
         bigshuf.shuffle(src, None, shards=3)
     assert sorted(os.listdir(tmp_path)) == ["in.txt"]
 
@@ -111,7 +111,7 @@ def test_failed_sharded_run_leaves_no_shard(tmp_path: Path) -> None:
     src = write_records(tmp_path / "in.txt", [b"short", b"x" * 100_000])
     outdir = tmp_path / "out"
     outdir.mkdir()
-    with pytest.raises(bigshuf.InputError, match="-S"):
+    with pytest.raises(bigshuf.InputError, match="memory="):
         bigshuf.shuffle(src, str(outdir), memory="16K", shards=4, tmp_dir=tmp_path)
     assert os.listdir(outdir) == []
 

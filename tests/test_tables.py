@@ -273,13 +273,13 @@ def test_options_that_need_lines_are_refused(tmp_path: Path, table: pa.Table) ->
     for kwargs in ({"zero_terminated": True}, {"repeat": True}, {"header": 1}, {"lines_per_record": 2}):
         with pytest.raises(UsageError, match="not available for Parquet"):
             bigshuf.shuffle(src, tmp_path / "out.parquet", **kwargs)
-    with pytest.raises(UsageError, match="--compress"):
+    with pytest.raises(UsageError, match="compress="):
         bigshuf.shuffle(src, tmp_path / "out.parquet", compress="bzip2")
     lines = tmp_path / "lines.txt"
     lines.write_text("a\nb\n")
     with pytest.raises(UsageError, match="cannot be shuffled together"):
         bigshuf.shuffle([src, lines], tmp_path / "out.parquet")
-    with pytest.raises(UsageError, match="--row-group-size"):
+    with pytest.raises(UsageError, match="row_group_size="):
         bigshuf.shuffle(lines, tmp_path / "out.txt", row_group_size=10)
     (tmp_path / "empty_dir").mkdir()
     with pytest.raises(InputError, match="holds no .parquet"):

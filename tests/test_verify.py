@@ -66,7 +66,7 @@ def test_verify_catches_a_lost_record_and_keeps_the_target(tmp_path: Path, monke
 
 def test_verify_refuses_samples(tmp_path: Path) -> None:
     src = write_records(tmp_path / "in", make_records(10, seed=4))
-    with pytest.raises(bigshuf.UsageError, match="--verify"):
+    with pytest.raises(bigshuf.UsageError, match="verify="):
         bigshuf.shuffle(src, tmp_path / "out", head_count=3, verify=True)
 
 

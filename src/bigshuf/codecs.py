@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from .errors import BigShufError, InputError, OutputError, UsageError
+from .errors import BigShufError, InputError, OutputError, UsageError, option
 
 
 @dataclass(frozen=True)
@@ -118,18 +118,18 @@ def parse_compress(spec: str) -> tuple[str, int | None]:
     name = _ALIASES.get(name, name)
     if name == "none":
         if colon:
-            raise UsageError(f"--compress: 'none' takes no level (got {spec!r})")
+            raise UsageError(f"{option('compress')}: 'none' takes no level (got {spec!r})")
         return "none", None
     if name not in CODECS:
         choices = ", ".join([*CODECS, "none"])
-        raise UsageError(f"--compress: unknown codec {spec!r}; choose one of {choices}, optionally with :LEVEL")
+        raise UsageError(f"{option('compress')}: unknown codec {spec!r}; choose one of {choices}, optionally with :LEVEL")
     if not colon:
         return name, None
     levels = CODECS[name].levels
     level = int(level_text) if level_text.isascii() and level_text.isdigit() else None
     if level is None or level not in levels:
         raise UsageError(
-            f"--compress: {name} level must be an integer from {levels.start} to {levels.stop - 1} (got {spec!r})"
+            f"{option('compress')}: {name} level must be an integer from {levels.start} to {levels.stop - 1} (got {spec!r})"
         )
     return name, level
 
@@ -444,7 +444,7 @@ def open_writer(raw: BinaryIO, codec: str, level: int | None) -> BinaryIO:
     if level is None:
         level = spec.default_level
     if level not in spec.levels:
-        raise UsageError(f"--compress: {codec} level must be from {spec.levels.start} to {spec.levels.stop - 1}")
+        raise UsageError(f"{option('compress')}: {codec} level must be from {spec.levels.start} to {spec.levels.stop - 1}")
     if codec == "gzip":
         igzip = _require("isal.igzip", codec, OutputError)
         # filename="" and mtime=0 keep the temporary file's name and the time out of the header.

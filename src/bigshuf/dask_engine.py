@@ -32,7 +32,7 @@ import numpy as np
 from . import plan, remote
 from .api import ShuffleStats, resolve_memory, rng_for, seed_entropy
 from .codecs import open_writer, parse_compress
-from .errors import BigShufError, InputError, OutputError, TempSpaceError, UsageError
+from .errors import BigShufError, InputError, OutputError, TempSpaceError, UsageError, option
 from .fingerprint import Fingerprint, fingerprint
 from .gather import emit_in_order, permutation
 from .progress import Progress
@@ -188,7 +188,7 @@ def _owned_records(task: ScatterTask, sep: int, limit: int) -> np.ndarray:
         if room <= 0:
             raise InputError(
                 f"{task.source}: a record is longer than {plan.read_capacity(limit)} bytes, the most this "
-                "memory limit allows; raise -S"
+                f"memory limit allows; raise {option('memory')}"
             )
         want = min(step, task.size - pos, room)
         if filled + want + 1 > len(buf):
@@ -209,7 +209,7 @@ def _blocks(task: ScatterTask, cfg: Config) -> Iterator[np.ndarray]:
         yield _owned_records(task, cfg.fmt.sep, cfg.limit)
         return
     reader = RecordReader([_UrlSource(task.source)], cfg.fmt, Progress())
-    for block, _final in reader.blocks(range_bytes(cfg.limit), "-S"):
+    for block, _final in reader.blocks(range_bytes(cfg.limit), option("memory")):
         yield block
 
 
@@ -348,7 +348,7 @@ def _emit_bucket(
         emit_in_order(as_binary_array(block, offsets), order, emit, per_chunk)
         return depth
     if depth >= plan.MAX_DEPTH:
-        raise InputError(f"records could not be split below {plan.format_size(cfg.limit)} after {depth} passes; raise -S")
+        raise InputError(f"records could not be split below {plan.format_size(cfg.limit)} after {depth} passes; raise {option('memory')}")
     target = max(1, plan.block_budget(cfg.limit) // plan.BUCKET_FRACTION)
     k = max(2, math.ceil((size + plan.META_PER_RECORD * count) / target))
     here = remote.join(scratch, "-".join(map(str, key)))
@@ -463,7 +463,9 @@ def _plan_output(output: str | None, shards: int | None, compress: CodecChoice |
         codec = output_codec(target, compress) if target is not None else output_codec(None, compress)
         return _Output(target, None, codec)
     if target is None:
-        raise UsageError("--shards needs -o naming a directory or a pattern like out/part-{:05d}.jsonl")
+        raise UsageError(
+            f"{option('shards')} needs {option('output')} naming a directory or a pattern like out/part-{{:05d}}.jsonl"
+        )
     out = _Output(target, shards, None, finals=_shard_names(target, shards, compress))
     out.codecs = [output_codec(final, compress) for final in out.finals]
     for i, final in enumerate(out.finals):
@@ -613,7 +615,7 @@ def connect(scheduler: str | None, scratch: str) -> Iterator[Runner]:
         try:
             client = Client(scheduler, timeout="30s")
         except OSError as e:
-            raise UsageError(f"--scheduler: cannot reach '{scheduler}': {e}") from None
+            raise UsageError(f"{option('scheduler')}: cannot reach '{scheduler}': {e}") from None
         try:
             yield client
         finally:
@@ -667,19 +669,19 @@ def shuffle(
     if head_count is not None and head_count < 0:
         raise UsageError(f"invalid line count: '{head_count}'")
     if shards is not None and shards < 1:
-        raise UsageError(f"invalid --shards value: '{shards}'")
+        raise UsageError(f"invalid {option('shards')} value: '{shards}'")
     if verify and head_count is not None:
-        raise UsageError("--verify checks whole shuffles; it cannot check a sample (-n)")
+        raise UsageError(f"{option('verify')} checks whole shuffles; it cannot check a sample ({option('head_count')})")
     scheduler = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
     if scheduler and runner is None and temp_url is None:
-        raise UsageError("--scheduler needs --temp-url: a place every worker can reach, e.g. s3://bucket/tmp/")
+        raise UsageError(f"{option('scheduler')} needs {option('temp_url')}: a place every worker can reach, e.g. s3://bucket/tmp/")
     try:
         import fsspec  # noqa: F401
 
         if runner is None:
             import distributed  # noqa: F401
     except ImportError:
-        raise UsageError("--engine=dask needs Dask: pip install 'bigshuf[dask]'") from None
+        raise UsageError(f"{option('dask')} needs Dask: pip install 'bigshuf[dask]'") from None
     entropy = seed_entropy(seed, random_source)
     limit = resolve_memory(memory if memory is not None else DEFAULT_MEMORY)
     fmt = RecordFormat(0 if zero_terminated else 10)

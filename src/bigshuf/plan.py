@@ -6,7 +6,7 @@ import math
 import os
 import re
 
-from .errors import UsageError
+from .errors import UsageError, option
 
 #: Default ``-S``: half of physical memory, as a percentage like GNU sort accepts.
 DEFAULT_MEMORY = "50%"
@@ -54,11 +54,11 @@ def parse_size(text: str | int) -> int:
         return text
     m = _SIZE_RE.match(text)
     if not m:
-        raise UsageError(f"invalid -S argument '{text}'")
+        raise UsageError(f"invalid {option('memory')} argument '{text}'")
     number, suffix = float(m.group(1)), (m.group(2) or "k").lower()
     if suffix == "%":
         if number > 100:
-            raise UsageError(f"invalid -S argument '{text}': more than 100%")
+            raise UsageError(f"invalid {option('memory')} argument '{text}': more than 100%")
         return int(physical_memory() * number / 100)
     return int(number * 1024 ** _SUFFIX_POWER[suffix])
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from .errors import InputError, OutputError, UsageError
+from .errors import InputError, OutputError, UsageError, option
 
 #: Protocols whose stores publish an object only when its upload completes, so a plain write
 #: is already all-or-nothing; elsewhere objects are written under a temporary name and moved.
@@ -77,7 +77,7 @@ def expand_inputs(names: list[str]) -> list[RemoteFile]:
     found: list[tuple[str, Any, str, int]] = []
     for name in names:
         if name == "-":
-            raise UsageError("--engine=dask cannot read standard input; name input files or URLs")
+            raise UsageError(f"{option('dask')} cannot read standard input; name input files or URLs")
         fs, path = filesystem(canonical(name))
         matches = [path]
         if any(c in path for c in "*?[") and not fs.exists(path):

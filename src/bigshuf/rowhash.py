@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .errors import UsageError
+from .errors import UsageError, option
 from .fingerprint import GOLD, TABLE, Fingerprint, mix, record_hashes
 from .records import array_block, list_spans
 
@@ -70,7 +70,7 @@ def array_hashes(arr: pa.Array) -> np.ndarray:
         elif getattr(t, "bit_width", 0) and t.bit_width % 8 == 0:
             h = _fixed_hashes(arr)
         else:
-            raise UsageError(f"--verify cannot hash a column of type {t}")
+            raise UsageError(f"{option('verify')} cannot hash a column of type {t}")
         h = mix(h ^ np.uint64(t.id + 1) * GOLD)  # the kind of type, not its field names
         if arr.null_count:
             h[~np.asarray(arr.is_valid())] = _NULL

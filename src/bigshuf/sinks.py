@@ -14,7 +14,7 @@ import sys
 import tempfile
 from typing import Any, BinaryIO
 
-from .errors import OutputError, UsageError
+from .errors import OutputError, UsageError, option
 from .fingerprint import Fingerprint, fingerprint
 from .records import array_block, array_bytes
 from .tempspace import remove_dead_outputs
@@ -259,9 +259,9 @@ def shard_names(
     try:
         names = [target.format(i) for i in range(shards)]
     except (IndexError, KeyError, ValueError) as e:
-        raise UsageError(f"--shards: -o '{target}' is not a valid pattern ({e}); use e.g. {example}") from None
+        raise UsageError(f"{option('shards')}: {option('output')} '{target}' is not a valid pattern ({e}); use e.g. {example}") from None
     if len(set(names)) != shards:
-        raise UsageError(f"--shards={shards} needs -o to be {directory_words} or a pattern with {{}}, like {example}")
+        raise UsageError(f"{option('shards')}={shards} needs {option('output')} to be {directory_words} or a pattern with {{}}, like {example}")
     return names
 
 
@@ -323,7 +323,9 @@ class Output:
         self.resume_tag: str | None = None  # --resume: fixed temporary names, kept on failure
         self.shard_suffix: str | None = None  # of files in a --shards directory, if not the codec's
         if shards is not None and (self.target is None or self.target == "-"):
-            raise UsageError("--shards needs -o naming a directory or a pattern like out/part-{:05d}.jsonl")
+            raise UsageError(
+                f"{option('shards')} needs {option('output')} naming a directory or a pattern like out/part-{{:05d}}.jsonl"
+            )
 
     def begin(self, total: int, restore: dict[str, Any] | None = None) -> None:
         """Plan the output now that the input has been read and ``total`` output records are known.

@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from . import plan
 from .api import rng_for
-from .errors import InputError, OutputError, TempSpaceError, UsageError
+from .errors import InputError, OutputError, TempSpaceError, UsageError, option
 from .fingerprint import Fingerprint
 from .kinds import dataset_files, sniff_kind, suffix_kind
 from .progress import Progress
@@ -75,7 +75,7 @@ def parse_schema(spec: str) -> pa.Schema:
                     return pa.ipc.open_file(f).schema
         except ARROW_ERRORS as e:
             raise InputError(f"{spec}: cannot read its schema: {e}") from None
-        raise UsageError(f"--schema: {spec} is not a Parquet or Arrow file")
+        raise UsageError(f"{option('schema')}: {spec} is not a Parquet or Arrow file")
     fields = []
     for item in spec.split(","):
         name, colon, type_name = item.partition(":")
@@ -85,7 +85,7 @@ def parse_schema(spec: str) -> pa.Schema:
             fields.append(pa.field(name.strip(), pa.type_for_alias(type_name.strip())))
         except (ValueError, KeyError):
             raise UsageError(
-                f"--schema: cannot read '{item}'; give NAME:TYPE,... with Arrow type names (int64, string, "
+                f"{option('schema')}: cannot read '{item}'; give NAME:TYPE,... with Arrow type names (int64, string, "
                 "float64, bool, timestamp[ms]) or a Parquet or Arrow file"
             ) from None
     return pa.schema(fields)
@@ -221,7 +221,7 @@ class TableInput:
                 yield batch if batch.schema.equals(plain) else batch.cast(plain)
         except ARROW_ERRORS as e:
             what = FILE_KINDS.get(self.kind, "JSON Lines input")
-            hint = "; give the column types with --schema" if self.kind == "jsonl" and self._inferred else ""
+            hint = f"; give the column types with {option('schema')}" if self.kind == "jsonl" and self._inferred else ""
             raise InputError(f"{self.path}: corrupt or unreadable {what} ({_reason(e)}){hint}") from None
 
     _inferred = False  # JSON columns inferred from the first block (no --schema)
@@ -545,14 +545,14 @@ def resolve_codec(kind: str, spec: str | None, target: str | None) -> CodecChoic
         return choices[0], None
     name, colon, level_text = spec.strip().lower().partition(":")
     if name not in choices:
-        raise UsageError(f"--compress: {kind} output takes {', '.join(choices)} (optionally :LEVEL), not '{spec}'")
+        raise UsageError(f"{option('compress')}: {kind} output takes {', '.join(choices)} (optionally :LEVEL), not '{spec}'")
     if not colon:
         return name, None
     if name in ("none", "snappy"):
-        raise UsageError(f"--compress: {name} takes no level (got '{spec}')")
+        raise UsageError(f"{option('compress')}: {name} takes no level (got '{spec}')")
     low, high = pa.Codec.minimum_compression_level(name), pa.Codec.maximum_compression_level(name)
     if not (level_text.isdigit() and low <= int(level_text) <= high):
-        raise UsageError(f"--compress: {name} level must be an integer from {max(low, 0)} to {high} (got '{spec}')")
+        raise UsageError(f"{option('compress')}: {name} level must be an integer from {max(low, 0)} to {high} (got '{spec}')")
     return name, int(level_text)
 
 
@@ -578,7 +578,10 @@ def open_inputs(paths: Sequence[str], json_schema: pa.Schema | None) -> list[Tab
     """Open every input (directories expanded) and check that their schemas match the first's."""
     files: list[str] = []
     for path in paths:
-        files.extend(dataset_files(path) if os.path.isdir(path) else [path])
+        found = dataset_files(path) if os.path.isdir(path) else [path]
+        if not found:
+            raise InputError(f"{path}: directory holds no .parquet, .arrow, .jsonl or other data files")
+        files.extend(found)
     inputs = []
     for path in files:
         kind = sniff_kind(path, strict=True) if path != "-" else None
@@ -652,7 +655,7 @@ class TableRun:
         if first.kind == "jsonl":
             first.peek(self.piece)
             if first.schema is None:
-                raise InputError(f"{first.path}: no JSON rows to infer the columns from; give them with --schema")
+                raise InputError(f"{first.path}: no JSON rows to infer the columns from; give them with {option('schema')}")
             for other in self.job.inputs:
                 other.schema, other._inferred = first.schema, first._inferred
         assert first.schema is not None
@@ -752,7 +755,7 @@ class TableRun:
     ) -> None:
         """Two-pass scatter over ``batches``; a bucket too big for memory is scattered again, one level deeper."""
         if depth > plan.MAX_DEPTH:
-            raise InputError(f"rows could not be split below {plan.format_size(self.limit)} after {depth} passes; raise -S")
+            raise InputError(f"rows could not be split below {plan.format_size(self.limit)} after {depth} passes; raise {option('memory')}")
         self.depth = max(self.depth, depth)
         if depth == 0:
             temp.check_free(est_bytes)

@@ -14,7 +14,7 @@ import sys
 import time
 from types import TracebackType
 
-from .errors import TempSpaceError
+from .errors import TempSpaceError, option
 from .plan import format_size
 
 
@@ -129,7 +129,7 @@ class TempSpace:
     def __enter__(self) -> TempSpace:
         if not os.path.isdir(self.parent):
             problem = "is not a directory" if os.path.exists(self.parent) else "does not exist"
-            raise TempSpaceError(f"{self.parent}: temporary directory {problem}; choose another with -T")
+            raise TempSpaceError(f"{self.parent}: temporary directory {problem}; choose another with {option('tmp_dir')}")
         remove_dead_runs(self.parent)
         if self.resume_name is not None:
             return self._enter_resumable()
@@ -150,7 +150,7 @@ class TempSpace:
         except OSError as e:
             if os.path.isdir(self.path):
                 self._remove()
-            raise TempSpaceError(f"{self.parent}: cannot create a temporary directory: {e.strerror}; choose another with -T") from None
+            raise TempSpaceError(f"{self.parent}: cannot create a temporary directory: {e.strerror}; choose another with {option('tmp_dir')}") from None
         except BaseException:
             # A signal (Ctrl-C, SIGTERM) landing here: __exit__ will not run, so clean up now.
             self._remove()
@@ -178,7 +178,7 @@ class TempSpace:
             os.makedirs(self.path, exist_ok=True)
             self._lock = os.open(os.path.join(self.path, LOCK_NAME), os.O_CREAT | os.O_RDWR, 0o600)
         except OSError as e:
-            raise TempSpaceError(f"{self.path}: {e.strerror}; choose another directory with -T") from None
+            raise TempSpaceError(f"{self.path}: {e.strerror}; choose another directory with {option('tmp_dir')}") from None
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -202,5 +202,5 @@ class TempSpace:
         if free < needed:
             raise TempSpaceError(
                 f"{self.parent}: not enough temporary space: need {format_size(needed)}, "
-                f"{format_size(free)} free; choose another directory with -T"
+                f"{format_size(free)} free; choose another directory with {option('tmp_dir')}"
             )
