@@ -238,10 +238,10 @@ def test_library_errors_name_keyword_arguments(tmp_path: Path) -> None:
     assert "raise memory=" in str(caught.value) and "-S" not in str(caught.value)
     with pytest.raises(UsageError) as caught:
         bigshuf.shuffle(long_record, None, verify=True, head_count=1)
-    assert str(caught.value) == "verify= checks whole shuffles; it cannot check a sample (head_count=) or repeat="
+    assert str(caught.value) == "verify=True checks whole shuffles; it cannot check a sample (head_count=) or repeat=True"
     with pytest.raises(UsageError, match=r"^memory limit 1 bytes is below the minimum of \d+; raise memory=$"):
         bigshuf.shuffle(long_record, None, memory=1)
-    with pytest.raises(UsageError, match="^resume= needs seed="):
+    with pytest.raises(UsageError, match="^resume=True needs seed="):
         bigshuf.shuffle(long_record, tmp_path / "out", resume=True)
 
 
@@ -257,3 +257,47 @@ def test_command_line_errors_name_flags(tmp_path: Path, run_cli: Runner) -> None
     assert code == 1 and err.endswith(b"; raise -S\n")
     code, _, err = run_cli(["--resume", long_record, "-o", tmp_path / "out"])
     assert code == 1 and err.startswith(b"bigshuf: --resume needs --seed (or --random-source)")
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A 3 MiB tmpfs to use as -T (skips the test where mounting is not allowed)."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True
+    ).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def _compressed_lines(path: Path, lines: int = 150_000) -> Path:
+    """A zstd file of distinct lines, about 10 MB once decompressed: more than the tiny tmpfs holds."""
+    data = b"".join(b"%08d %s\n" % (i, b"x" * 55) for i in range(lines))
+    path.write_bytes(zstandard.ZstdCompressor().compress(data))
+    return path
+
+
+def test_full_temporary_directory_hints_at_t(tmp_path: Path, tiny_tmpfs: Path, run_cli: Runner) -> None:
+    """issue 12: compressed input (not size-checked up front) filling -T names the bucket and says to use -T."""
+    source = _compressed_lines(tmp_path / "big.txt.zst")
+    code, out, err = run_cli(["-S", "1M", "-T", tiny_tmpfs, source, "-o", tmp_path / "out.txt"])
+    assert (code, out) == (1, b"")
+    assert err.count(b"\n") == 1 and b"No space left on device" in err
+    assert err.endswith(b"; the temporary directory is full: choose one with more space with -T, or use --compress-temp\n")
+    assert os.listdir(tiny_tmpfs) == [] and not (tmp_path / "out.txt").exists()
+    with pytest.raises(BigShufError, match="choose one with more space with tmp_dir=, or use compress_temp=True$"):
+        bigshuf.shuffle(source, tmp_path / "out.txt", memory="1M", tmp_dir=tiny_tmpfs)
+
+
+def test_full_temporary_directory_hints_at_t_for_tables(tmp_path: Path, tiny_tmpfs: Path, run_cli: Runner) -> None:
+    """The same hint when the buckets of a table run (compressed JSON Lines to Parquet) fill -T."""
+    pytest.importorskip("pyarrow")
+    data = b"".join(b'{"id":%d,"text":"%s"}\n' % (i, b"y" * 55) for i in range(150_000))
+    source = tmp_path / "in.jsonl.zst"
+    source.write_bytes(zstandard.ZstdCompressor().compress(data))
+    code, out, err = run_cli(["-S", "1M", "-T", tiny_tmpfs, source, "-o", tmp_path / "out.parquet"])
+    assert (code, out) == (1, b"")
+    assert err.count(b"\n") == 1 and b"No space left on device" in err
+    assert err.endswith(b"; the temporary directory is full: choose one with more space with -T, or use --compress-temp\n")

@@ -12,6 +12,7 @@ import numpy as np
 
 from .errors import TempSpaceError
 from .records import INT32_LIMIT, RecordFormat, array_bytes, as_binary_array, find_offsets
+from .tempspace import full_disk_hint
 from .writeback import WriteBehind
 
 
@@ -131,7 +132,7 @@ class BucketSet:
                     while part:
                         part = part[f.write(part) :]
                 except OSError as e:
-                    raise TempSpaceError(f"{self.path(j)}: write error: {e.strerror}") from None
+                    raise TempSpaceError(f"{self.path(j)}: write error: {e.strerror}{full_disk_hint(e)}") from None
 
         if self.writer is None:
             write(s.data)
@@ -199,7 +200,7 @@ class BucketSet:
                 try:
                     f.close()
                 except OSError as e:
-                    raise TempSpaceError(f"{self.path(j)}: write error: {e.strerror}") from None
+                    raise TempSpaceError(f"{self.path(j)}: write error: {e.strerror}{full_disk_hint(e)}") from None
                 self._files[j] = None
 
     def read_into(self, j: int, buf: np.ndarray) -> np.ndarray:

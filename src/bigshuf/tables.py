@@ -30,7 +30,7 @@ from .records import array_block, list_spans
 from .rowhash import row_fingerprint
 from .sinks import CodecChoice, Output, Sink, check_output_directory
 from .sources import FileSource
-from .tempspace import TempSpace
+from .tempspace import TempSpace, full_disk_hint
 from .writeback import WriteBehind
 
 #: Column codecs each output format offers (``--compress``), the first being the default.
@@ -860,7 +860,7 @@ class TableBuckets:
                 self._writers[j][0].write_batch(scattered.slice(start, int(counts[j])))
                 start += int(counts[j])
         except ARROW_ERRORS as e:
-            raise TempSpaceError(f"{self.directory}: cannot write temporary bucket: {_reason(e)}") from None
+            raise TempSpaceError(f"{self.directory}: cannot write temporary bucket: {_reason(e)}{full_disk_hint(e)}") from None
 
     def close(self) -> None:
         """End every bucket's stream (idempotent)."""
@@ -873,7 +873,9 @@ class TableBuckets:
             except ARROW_ERRORS as e:
                 problem = problem or e
         if problem is not None:
-            raise TempSpaceError(f"{self.directory}: cannot write temporary bucket: {_reason(problem)}")
+            raise TempSpaceError(
+                f"{self.directory}: cannot write temporary bucket: {_reason(problem)}{full_disk_hint(problem)}"
+            )
 
     def batches(self, j: int) -> Iterator[pa.RecordBatch]:
         """Bucket ``j``'s rows as written."""

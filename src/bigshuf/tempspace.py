@@ -7,6 +7,7 @@ held) and remove only the former.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import shutil
@@ -24,6 +25,21 @@ def default_tmp_dir() -> str:
 
 
 LOCK_NAME = "lock"
+
+
+def full_disk_hint(error: BaseException) -> str:
+    """What to do when ``error`` (an OSError, or Arrow's wording of one) says the temporary disk is
+    full, to append to the message; empty for any other error. Compressed inputs and pipes do not
+    say their size, so only a full disk tells that their buckets do not fit."""
+    text = str(error)
+    if getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or any(
+        os.strerror(code) in text for code in (errno.ENOSPC, errno.EDQUOT)
+    ):
+        return (
+            f"; the temporary directory is full: choose one with more space with {option('tmp_dir')}, "
+            f"or use {option('compress_temp')}"
+        )
+    return ""
 
 
 def _tree_size(path: str) -> int:
