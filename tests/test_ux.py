@@ -301,3 +301,49 @@ def test_full_temporary_directory_hints_at_t_for_tables(tmp_path: Path, tiny_tmp
     assert (code, out) == (1, b"")
     assert err.count(b"\n") == 1 and b"No space left on device" in err
     assert err.endswith(b"; the temporary directory is full: choose one with more space with -T, or use --compress-temp\n")
+
+
+# --- URLs on the local engine ----------------------------------------------------------------
+
+
+def test_url_inputs_are_read_through_fsspec() -> None:
+    """issue 12: URL inputs (here memory://, globs and zstd included) shuffle on the local engine."""
+    fsspec = pytest.importorskip("fsspec")
+    fs = fsspec.filesystem("memory")
+    records = [b"r%d" % i for i in range(20_000)]
+    fs.pipe("/ux-corpus/a.txt", b"".join(r + b"\n" for r in records[:8000]))
+    fs.pipe("/ux-corpus/b.txt.zst", zstandard.ZstdCompressor().compress(b"".join(r + b"\n" for r in records[8000:])))
+    try:
+        out = Path(os.environ.get("TMPDIR", "/tmp")) / f"ux-url-{os.getpid()}.txt"
+        stats = bigshuf.shuffle("memory://ux-corpus/*", out, seed=4, memory="64K")
+        got = out.read_bytes().splitlines()
+        out.unlink()
+    finally:
+        fs.rm("/ux-corpus", recursive=True)
+    assert stats.records == 20_000 and stats.passes == 2
+    assert Counter(got) == Counter(records) and got != records
+
+
+def test_url_inputs_from_the_command_line(tmp_path: Path, run_cli: Runner) -> None:
+    """file:// URLs name inputs on the command line as s3:// ones would (same code path)."""
+    pytest.importorskip("fsspec")
+    (tmp_path / "a.txt").write_bytes(b"1\n2\n")
+    (tmp_path / "b.txt").write_bytes(b"3\n")
+    code, out, err = run_cli([f"file://{tmp_path}/*.txt"])
+    assert (code, err) == (0, b"")
+    assert sorted(out.split()) == [b"1", b"2", b"3"]
+
+
+def test_url_errors_say_what_to_do(tmp_path: Path, run_cli: Runner) -> None:
+    """A URL output names the engine that writes URLs; a Parquet URL and a missing object are one line each."""
+    pytest.importorskip("fsspec")
+    (tmp_path / "a.txt").write_bytes(b"1\n")
+    code, _, err = run_cli([tmp_path / "a.txt", "-o", "s3://bucket/out.txt"])
+    assert (code, err) == (1, b"bigshuf: s3://bucket/out.txt: this engine writes local files; write to URLs with --engine=dask\n")
+    with pytest.raises(UsageError, match=r"write to URLs with bigshuf\.dask_engine\.shuffle\(\)$"):
+        bigshuf.shuffle(tmp_path / "a.txt", "s3://bucket/out.txt")
+    (tmp_path / "t.parquet").write_bytes(b"PAR1")
+    code, _, err = run_cli([f"file://{tmp_path}/t.parquet"])
+    assert code == 1 and err.endswith(b"Parquet and Arrow data are read from local files only; copy it here first\n")
+    code, _, err = run_cli([f"file://{tmp_path}/missing.txt"])
+    assert (code, err) == (1, f"bigshuf: file://{tmp_path}/missing.txt: No such file or directory\n".encode())

@@ -158,6 +158,7 @@ def shuffle(
         part for s in inputs
         for part in (expand_directories([os.fspath(s)]) if isinstance(s, (str, os.PathLike)) else [s])
     ]
+    inputs = _open_urls(inputs)
     sources = [FileSource(s) if isinstance(s, (str, os.PathLike)) else s for s in inputs]
     if not sources:
         sources = [FileSource("-")]
@@ -183,6 +184,8 @@ def shuffle(
     tables_out = output_format in ("parquet", "arrow") or (
         target not in (None, "-") and suffix_kind(target) in ("parquet", "arrow")
     )
+    if target is not None and "://" in target and not os.path.exists(os.path.dirname(target) or "."):
+        raise UsageError(f"{target}: this engine writes local files; write to URLs with {option('dask')}")
     if tables_in or tables_out:
         if len(paths) != len(sources):
             raise UsageError("Parquet or Arrow output needs input files (JSON Lines), not -e or -i")
@@ -235,6 +238,21 @@ def shuffle(
             raise UsageError(f"{option('resume')} needs input files (standard input cannot be read again)")
         opts = replace(opts, resume_key=_resume_key(opts, sources, os.fspath(output)))
     return Run(opts, output, progress or Progress()).run(sources)
+
+
+def _open_urls(inputs: list[PathLike | Source]) -> list[PathLike | Source]:
+    """``inputs`` with every URL (``s3://...``, ``https://...``; globs expanded) that is not also a
+    local path made a source read through fsspec."""
+    from .remote import is_url, url_sources
+
+    out: list[PathLike | Source] = []
+    for item in inputs:
+        name = os.fspath(item) if isinstance(item, (str, os.PathLike)) else None
+        if name is not None and is_url(name) and not os.path.exists(name):
+            out.extend(url_sources([name]))
+        else:
+            out.append(item)
+    return out
 
 
 def _shuffle_tables(

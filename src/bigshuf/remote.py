@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from .errors import InputError, OutputError, UsageError, option
+from .errors import BigShufError, InputError, OutputError, UsageError, option
 
 #: Protocols whose stores publish an object only when its upload completes, so a plain write
 #: is already all-or-nothing; elsewhere objects are written under a temporary name and moved.
@@ -210,3 +210,60 @@ def move(src: str, dst: str) -> None:
         fs.mv(src_path, dst_path)
     except OSError as e:
         raise OutputError(f"{dst}: {e.strerror or e}") from None
+
+
+class URLSource:
+    """An input named by an fsspec URL (``s3://``, ``https://``, ``memory://``), read on this
+    machine by the local engine; compressed objects are decompressed as local files are."""
+
+    def __init__(self, remote: RemoteFile) -> None:
+        self.name = remote.name
+        self.remote = remote
+        self._raw: BinaryIO | None = None
+
+    def size(self) -> int | None:
+        """The object's size when it is plain; None when compressed (only reading tells)."""
+        return None if self.remote.codec is not None else self.remote.size
+
+    def disk_size(self) -> int:
+        """Bytes of the object as stored (compressed or not), for progress and planning."""
+        return self.remote.size
+
+    def position(self) -> int:
+        """Bytes of the stored object consumed so far (0 if not open)."""
+        if self._raw is None or self._raw.closed:
+            return 0
+        return int(self._raw.tell())
+
+    def open(self) -> BinaryIO:
+        """The object's bytes, decompressed."""
+        from .codecs import decompressing
+
+        self._raw = open_input(self.name)
+        return decompressing(self._raw, self.name)
+
+
+def url_sources(names: list[str]) -> list[URLSource]:
+    """The inputs named by URLs (globs expanded, in sorted order), for the local engine.
+
+    fsspec is an optional dependency: without it the error says how to get it.
+    """
+    try:
+        import fsspec  # noqa: F401
+    except ImportError:
+        raise UsageError(
+            f"{names[0]}: reading URLs needs fsspec: pip install 'bigshuf[dask]' (or fsspec and the "
+            "protocol's package, such as s3fs)"
+        ) from None
+    from .kinds import suffix_kind
+
+    try:
+        found = expand_inputs(names)
+    except BigShufError:
+        raise
+    except Exception as e:  # the protocol's own errors (botocore's credentials, aiohttp's), not OSErrors
+        raise InputError(f"{names[0]}: cannot read: {e}") from None
+    for remote in found:
+        if suffix_kind(remote.name) in ("parquet", "arrow"):
+            raise UsageError(f"{remote.name}: Parquet and Arrow data are read from local files only; copy it here first")
+    return [URLSource(remote) for remote in found]
