@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import pty
+import re
 import shutil
 import struct
 import subprocess
@@ -347,3 +348,80 @@ def test_url_errors_say_what_to_do(tmp_path: Path, run_cli: Runner) -> None:
     assert code == 1 and err.endswith(b"Parquet and Arrow data are read from local files only; copy it here first\n")
     code, _, err = run_cli([f"file://{tmp_path}/missing.txt"])
     assert (code, err) == (1, f"bigshuf: file://{tmp_path}/missing.txt: No such file or directory\n".encode())
+
+
+# --- progress --------------------------------------------------------------------------------
+
+
+class _Recorder(bigshuf.progress.Progress):
+    """Keeps every phase a run reports, with its total and the bytes reported done."""
+
+    def __init__(self) -> None:
+        self.phases: list[list] = []  # type: ignore[type-arg]
+
+    def start(self, description: str, total: int | None) -> None:
+        self.phases.append([description, total, 0])
+
+    def update(self, nbytes: int) -> None:
+        self.phases[-1][2] += nbytes
+
+
+def _lines_file(path: Path, lines: int = 40_000) -> bytes:
+    data = b"".join(b"%07d %s\n" % (i, b"abcdefghij"[i % 10 :] * 3) for i in range(lines))
+    path.write_bytes(data)
+    return data
+
+
+def test_progress_phases_are_named_alike(tmp_path: Path) -> None:
+    """issue 12: `pass 1/2 scatter` and `pass 2/2 shuffle` for an external run, one `shuffle` phase in memory."""
+    data = _lines_file(tmp_path / "in.txt")
+    seen = _Recorder()
+    bigshuf.shuffle(tmp_path / "in.txt", tmp_path / "out.txt", memory="256K", seed=1, progress=seen)
+    names = [name for name, _, _ in seen.phases]
+    assert names[0] == "pass 1/2 scatter" and set(names) == {"pass 1/2 scatter", "pass 2/2 shuffle"}
+    assert seen.phases[0][1:] == [len(data), len(data)]
+    seen = _Recorder()
+    bigshuf.shuffle(tmp_path / "in.txt", tmp_path / "out.txt", seed=1, progress=seen)
+    assert seen.phases == [["shuffle", len(data), len(data)]]
+
+
+@pytest.mark.parametrize("memory", ["256K", "64M"])
+def test_compressed_input_progress_counts_stored_bytes(tmp_path: Path, memory: str) -> None:
+    """issue 12: a compressed input's bar has a total, its compressed size, and reaches it exactly."""
+    data = _lines_file(tmp_path / "plain.txt")
+    stored = zstandard.ZstdCompressor(level=1).compress(data)
+    (tmp_path / "in.txt.zst").write_bytes(stored)
+    seen = _Recorder()
+    bigshuf.shuffle(tmp_path / "in.txt.zst", tmp_path / "out.txt", memory=memory, seed=1, progress=seen)
+    first = "pass 1/2 scatter" if memory == "256K" else "shuffle"
+    # The first phase may have been started under the other name before the input showed its size.
+    reading = [p for p in seen.phases if p[0] == first]
+    assert reading[-1][1:] == [len(stored), len(stored)]
+
+
+def test_progress_bars_and_summary_from_the_command_line(tmp_path: Path, run_cli: Runner) -> None:
+    """--progress on a pipe: the new phase names, a total for compressed input, and one summary line at the end."""
+    data = _lines_file(tmp_path / "plain.txt")
+    (tmp_path / "in.txt.zst").write_bytes(zstandard.ZstdCompressor(level=1).compress(data))
+    code, _, err = run_cli(["--progress", "-S", "1M", tmp_path / "in.txt.zst", "-o", tmp_path / "out.txt"])
+    assert code == 0
+    text = err.decode()
+    assert "pass 2/2 shuffle:" in text and "reading" not in text
+    assert re.search(r"pass 1/2 scatter: +\d+%\|", text), text  # a percentage: the bar has a total
+    last = text.split("\n")[-2].split("\r")[-1]
+    assert re.fullmatch(r"bigshuf: 40,000 records, [\d.]+ [KM]iB in 2 passes, [\d.]+ s \([\d.]+ [KMG]?i?B/s\)", last), last
+    code, _, err = run_cli(["--progress", tmp_path / "plain.txt", "-o", tmp_path / "out.txt"])
+    assert code == 0 and err.decode().endswith(" in 1 pass, " + err.decode().split(" in 1 pass, ")[-1])
+    code, _, err = run_cli([tmp_path / "plain.txt", "-o", tmp_path / "out.txt"])
+    assert (code, err) == (0, b"")
+
+
+def test_progress_on_a_zero_size_terminal(tmp_path: Path) -> None:
+    """issue 12: a 0x0 terminal (as under `script`) gets bars of a fixed width, not blank ones."""
+    _lines_file(tmp_path / "in.txt", 200_000)
+    code, shown, _ = _run_on_pty(["--progress", "-S", "1M", "in.txt", "-o", "out.txt"], tmp_path, rows=0, cols=0, pty_for="stderr")
+    assert code == 0
+    frames = [f for f in shown.decode().replace("\n", "\r").split("\r") if f.strip()]
+    bars = [f for f in frames if f.startswith("pass ")]
+    assert bars and all(len(f) == 80 for f in bars), frames
+    assert frames[-1].startswith("bigshuf: 200,000 records")

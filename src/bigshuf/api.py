@@ -19,7 +19,7 @@ from . import plan
 from .errors import InputError, TempSpaceError, UsageError, option
 from .fingerprint import Fingerprint, fingerprint
 from .gather import sample_with_replacement, shuffle_block
-from .progress import Progress
+from .progress import IN_MEMORY, Progress, scatter_phase, shuffle_phase
 from .records import RecordFormat, find_offsets
 from .scatter import BucketSet, iter_pieces, scatter_piece
 from .sinks import CodecChoice, Output, check_output_directory
@@ -440,10 +440,14 @@ class Run:
     def _shuffle(self, sources: list[Source]) -> None:
         reader = RecordReader(sources, self.opts.fmt, self.progress, self.opts.header)
         total = reader.total_size()
-        self.progress.start("reading", total)
+        stored = reader.progress_total()
+        small = total is not None and total + len(sources) <= plan.block_budget(self.limit)
+        # Named as the run will most likely go, and renamed below if it goes the other way.
+        phase = IN_MEMORY if small else scatter_phase(0)
+        self.progress.start(phase, stored)
         blocks: Iterator[tuple[np.ndarray, bool]] | None = None
         block: np.ndarray | None = None
-        if total is not None and total + len(sources) <= plan.block_budget(self.limit):
+        if total is not None and small:
             # Small enough to try in memory: map a lone plain file, else read it all.
             if not self.opts.header and self.opts.fmt.group == 1:
                 block = map_whole(sources, self.opts.fmt.sep)
@@ -460,6 +464,8 @@ class Run:
         if final:
             offsets = find_offsets(block, self.opts.fmt, plan.block_budget(self.limit) // plan.META_PER_RECORD)
             if offsets[-1] == len(block) and plan.fits_in_memory(len(block), len(offsets) - 1, self.limit):
+                if phase != IN_MEMORY:
+                    self._rename_phase(IN_MEMORY, stored, reader.progress_done)
                 self._in_memory(block, offsets)
                 return
             del offsets
@@ -468,6 +474,8 @@ class Run:
                 f"{option('repeat')} needs the input in memory, and it does not fit in {plan.format_size(self.limit)}; "
                 f"raise {option('memory')}"
             )
+        if phase != scatter_phase(0):
+            self._rename_phase(scatter_phase(0), stored, reader.progress_done)
         if blocks is None:
             # Mapped, but too many records to shuffle in one piece: stream it instead.
             blocks = reader.blocks(plan.read_capacity(self.limit), option("memory"))
@@ -484,6 +492,11 @@ class Run:
             if self.resume_name is not None:
                 self._load_checkpoint(temp.path, sources)
             self._external(everything, whole, per_record, temp, (), 0, exact=total is not None)
+
+    def _rename_phase(self, name: str, total: int | None, done: int) -> None:
+        """Go on with the current bar under another name (the run took the other path), ``done`` bytes in."""
+        self.progress.start(name, total)
+        self.progress.update(done)
 
     def _load_checkpoint(self, directory: str, sources: list[Source]) -> None:
         """Pick up an interrupted ``--resume`` run's state, refusing it if an input changed."""
@@ -565,7 +578,7 @@ class Run:
         if resuming:
             buckets.restore(self.state["buckets"], int(self.state.get("buckets_done", 0)))
         if depth:
-            self.progress.start(f"pass {depth + 1}: re-scatter", est_bytes)
+            self.progress.start(scatter_phase(depth), est_bytes)
         try:
             keep = self._pass1(blocks, buckets, key, depth)
             self.writer.flush()
@@ -622,7 +635,7 @@ class Run:
             if plan.fits_in_memory(int(buckets.sizes[j]), int(buckets.records[j]), self.limit)
         ]
         buf: np.ndarray | None = None
-        name = "pass 2: shuffle" if depth == 0 else f"pass {depth + 2}: shuffle"
+        name = shuffle_phase(depth)
         self.progress.start(name, int(buckets.sizes[:keep].sum()))
         checkpoints = depth == 0 and bool(self.state_path)
         done = 0
@@ -654,7 +667,7 @@ class Run:
                 self._external(
                     sub.blocks(plan.read_capacity(self.limit), option("memory")), size, size / count, temp, key + (3, j), depth + 1
                 )
-                self.progress.start(name, None)
+                self.progress.start(name, int(buckets.sizes[j + 1 : keep].sum()))
             if checkpoints:
                 self._save_checkpoint(buckets_done=j + 1, records_out=self.records, output=self.out.checkpoint())
             buckets.remove(j)

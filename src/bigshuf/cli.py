@@ -16,9 +16,9 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from . import __version__
-from .api import check_permutation, shuffle, shuffle_range
+from .api import ShuffleStats, check_permutation, shuffle, shuffle_range
 from .errors import BigShufError, InputError, UsageError
-from .progress import make_progress
+from .progress import BarProgress, Progress, make_progress, summary
 from .sources import BytesSource
 
 PROG = "bigshuf"
@@ -279,6 +279,7 @@ def run(argv: Sequence[str]) -> int:
     if args.engine != "local" or args.scheduler is not None or args.temp_url is not None:
         return _dask(args, inputs)
     _choose_arrow_pool(inputs, args)
+    progress = make_progress(args.progress)
     common: dict[str, Any] = dict(
         memory=args.memory,
         seed=_parse_seed(args.seed),
@@ -287,7 +288,7 @@ def run(argv: Sequence[str]) -> int:
         zero_terminated=args.zero_terminated,
         repeat=args.repeat,
         random_source=args.random_source,
-        progress=make_progress(args.progress),
+        progress=progress,
         header=args.header,
         lines_per_record=args.lines_per_record,
         shards=args.shards,
@@ -303,18 +304,25 @@ def run(argv: Sequence[str]) -> int:
         if args.operands:
             raise _SyntaxError(f"extra operand '{args.operands[0]}'")
         lo, hi = _parse_range(args.input_range)
-        shuffle_range(lo, hi, args.output, **common)
+        stats = shuffle_range(lo, hi, args.output, **common)
     elif args.echo:
         sep = b"\0" if args.zero_terminated else b"\n"
         data = b"".join(os.fsencode(a) + sep for a in args.operands)
-        shuffle(BytesSource("-e", data), args.output, **common)
+        stats = shuffle(BytesSource("-e", data), args.output, **common)
     elif args.files_from is not None or args.files0_from is not None:
         if not inputs:
             raise UsageError("no input files listed")
-        shuffle(inputs, args.output, **common)
+        stats = shuffle(inputs, args.output, **common)
     else:
-        shuffle(inputs or ["-"], args.output, **common)
+        stats = shuffle(inputs or ["-"], args.output, **common)
+    _report(progress, stats)
     return 0
+
+
+def _report(progress: Progress, stats: ShuffleStats) -> None:
+    """With progress bars on, one line at the end saying what the run did (the bars vanish)."""
+    if isinstance(progress, BarProgress):
+        print(f"{PROG}: {summary(stats)}", file=sys.stderr)
 
 
 def _choose_arrow_pool(inputs: list[str], args: argparse.Namespace) -> None:
@@ -355,12 +363,14 @@ def _dask(args: argparse.Namespace, inputs: list[str]) -> int:
             raise UsageError(f"{name}: --engine=dask shuffles lines; shuffle Parquet and Arrow data with the local engine")
     from .dask_engine import shuffle as dask_shuffle
 
-    dask_shuffle(
+    progress = make_progress(args.progress)
+    stats = dask_shuffle(
         inputs, args.output, memory=args.memory, seed=_parse_seed(args.seed), random_source=args.random_source,
         tmp_dir=args.temporary_directory, temp_url=args.temp_url, scheduler=args.scheduler,
         head_count=args.head_count, zero_terminated=args.zero_terminated, shards=args.shards,
-        compress=args.compress, verify=args.verify, progress=make_progress(args.progress),
+        compress=args.compress, verify=args.verify, progress=progress,
     )
+    _report(progress, stats)
     return 0
 
 

@@ -35,7 +35,7 @@ from .codecs import open_writer, parse_compress
 from .errors import BigShufError, InputError, OutputError, TempSpaceError, UsageError, option
 from .fingerprint import Fingerprint, fingerprint
 from .gather import emit_in_order, permutation
-from .progress import Progress
+from .progress import Progress, scatter_phase, shuffle_phase
 from .records import RecordFormat, array_block, array_bytes, as_binary_array, find_offsets
 from .scatter import Scattered, iter_pieces, scatter_piece
 from .sinks import AtomicFileSink, CodecChoice, Sink, check_output_directory, open_output, output_codec, shard_names, shard_paths
@@ -702,7 +702,7 @@ def shuffle(
     try:
         with (connect(scheduler, scratch) if runner is None else _given(runner)) as run:
             tasks1 = _scatter_tasks(files, limit, root)
-            progress.start("pass 1: scatter", sum(t.end - t.start for t in tasks1))
+            progress.start(scatter_phase(0), sum(t.end - t.start for t in tasks1))
             results1: list[ScatterResult] = _run(run, scatter_task, cfg, tasks1, progress, [t.end - t.start for t in tasks1])
             segments = [s for r in results1 for s in r.segments]
             found = int(sum(int(s.counts.sum()) for s in segments))
@@ -712,7 +712,7 @@ def shuffle(
             # Plain output to a local file: tasks write their parts in place, no concatenation.
             direct = sink.tmp_path if isinstance(sink, AtomicFileSink) and out.codec is None else None
             tasks2, bucket_sizes = _gather_tasks(segments, cfg.k, total, out, root, direct)
-            progress.start("pass 2: shuffle", int(bucket_sizes.sum()))
+            progress.start(shuffle_phase(0), int(bucket_sizes.sum()))
             sizes2 = [sum(p.size for p in t.pieces) for t in tasks2]
             results2: list[GatherResult] = _run(run, gather_task, cfg, tasks2, progress, sizes2)
         progress.close()

@@ -1,9 +1,39 @@
-"""Progress reporting: a tiny callback protocol with a silent default; tqdm is imported only when bars are shown."""
+"""Progress reporting: a tiny callback protocol with a silent default; tqdm is imported only when bars are shown.
+
+Phases are named alike on every path: an in-memory run has one bar, ``shuffle``; an external
+run ``pass 1/2 scatter`` then ``pass 2/2 shuffle`` (a bucket scattered again adds a pass:
+``pass 2/3 scatter``, ``pass 3/3 shuffle``). Input bars count bytes as stored, so a compressed
+input shows its compressed bytes consumed against its compressed size.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .api import ShuffleStats
+
+#: The one bar of a run that fits in memory.
+IN_MEMORY = "shuffle"
+
+#: Size of the terminal assumed when it does not say its own (0x0, as under ``script``): tqdm
+#: would otherwise draw blank bars, or none (it hides bars below the last of "-1" rows).
+FALLBACK_COLUMNS, FALLBACK_ROWS = 80, 24
+
+#: Narrower than this, a terminal's reported width is taken as not reported.
+MIN_COLUMNS = 20
+
+
+def scatter_phase(depth: int) -> str:
+    """The scattering pass at recursion ``depth`` (0: the input's, ``pass 1/2 scatter``)."""
+    return f"pass {depth + 1}/{depth + 2} scatter"
+
+
+def shuffle_phase(depth: int) -> str:
+    """The shuffling pass after the scatter at ``depth`` (0: ``pass 2/2 shuffle``)."""
+    return f"pass {depth + 2}/{depth + 2} shuffle"
 
 
 class Progress:
@@ -19,8 +49,18 @@ class Progress:
         """The current phase is over."""
 
 
+def _terminal_reports_size() -> bool:
+    """Whether standard error is a terminal that reports a usable size (not 0x0, as under ``script``)."""
+    try:
+        size = os.get_terminal_size(sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return size.columns >= MIN_COLUMNS and size.lines >= 2
+
+
 class BarProgress(Progress):
-    """One tqdm bar per phase on stderr: bytes done, rate and ETA."""
+    """One tqdm bar per phase on stderr: bytes done, rate and ETA; a fixed width where the
+    terminal reports none, since tqdm would draw blank bars."""
 
     def __init__(self) -> None:
         self._bar: Any = None
@@ -29,9 +69,11 @@ class BarProgress(Progress):
         from tqdm import tqdm
 
         self.close()
+        sized = _terminal_reports_size()
         self._bar = tqdm(
-            total=total, desc=description, unit="B", unit_scale=True, unit_divisor=1024,
-            file=sys.stderr, dynamic_ncols=True, leave=False,
+            total=total, desc=description, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
+            leave=False, dynamic_ncols=sized, ncols=None if sized else FALLBACK_COLUMNS,
+            nrows=None if sized else FALLBACK_ROWS,
         )
 
     def update(self, nbytes: int) -> None:
@@ -49,3 +91,15 @@ def make_progress(show: bool | None) -> Progress:
     if show is None:
         show = sys.stderr.isatty()
     return BarProgress() if show else Progress()
+
+
+def summary(stats: ShuffleStats) -> str:
+    """One line saying what a run did: records, bytes, passes, time and rate."""
+    from .plan import format_size
+
+    rate = stats.bytes / stats.seconds if stats.seconds > 0 else 0.0
+    passes = "1 pass" if stats.passes == 1 else f"{stats.passes} passes"
+    return (
+        f"{stats.records:,} records, {format_size(stats.bytes)} in {passes}, "
+        f"{stats.seconds:.1f} s ({format_size(int(rate))}/s)"
+    )

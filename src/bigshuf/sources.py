@@ -208,6 +208,12 @@ def map_whole(sources: Sequence[Source], sep: int) -> np.ndarray | None:
     return block if block[-1] == sep else None
 
 
+def _stored_size(source: Source) -> int | None:
+    """Bytes of ``source`` as stored, if it is a file or object whose stored position can be followed."""
+    disk_size = getattr(source, "disk_size", None)
+    return None if disk_size is None or not hasattr(source, "position") else disk_size()
+
+
 def split_head(stream: BinaryIO, lines: int, sep: int, name: str) -> tuple[bytes, BinaryIO]:
     """Read the first ``lines`` separator-terminated lines off ``stream`` (``--header``).
 
@@ -259,6 +265,8 @@ class RecordReader:
         self.header_records = header
         self.header = b""
         self.bytes_read = 0
+        self.progress_done = 0  # bytes reported to progress: of the inputs as stored
+        self._stored_at = 0  # stored bytes of the current input reported so far
         self._seps = 0  # separators in the buffer, counted only for --lines-per-record
         self._current = 0  # index of the source being read
 
@@ -271,6 +279,28 @@ class RecordReader:
                 return None
             total += size
         return total
+
+    def progress_total(self) -> int | None:
+        """Bytes of all inputs as stored (a compressed file at its compressed size), or None if any is unknown."""
+        total = 0
+        for s in self.sources:
+            size = s.size()
+            if size is None:
+                size = _stored_size(s)
+            if size is None:
+                return None
+            total += size
+        return total
+
+    def _report(self, source: Source, stored: bool, n: int) -> None:
+        """Tell progress about ``n`` bytes just read from ``source``: as stored where the stored
+        position is known (compressed bytes consumed), else as read."""
+        if stored:
+            position = source.position()  # type: ignore[attr-defined]
+            n, self._stored_at = position - self._stored_at, position
+        if n:
+            self.progress_done += n
+            self.progress.update(n)
 
     def estimate_total(self) -> int | None:
         """Expected bytes of all inputs once decompressed, from the ratio seen so far.
@@ -311,6 +341,7 @@ class RecordReader:
         for index, source in enumerate(self.sources):
             self._current = index
             stream = self._open(index, source)
+            stored, self._stored_at = _stored_size(source) is not None, 0
             try:
                 last = -1
                 while True:
@@ -327,7 +358,8 @@ class RecordReader:
                     filled += n
                     last = int(buf[filled - 1])
                     self.bytes_read += n
-                    self.progress.update(n)
+                    self._report(source, stored, n)
+                self._report(source, stored, 0)
                 if isinstance(source, FileSource):
                     source.check_unchanged()
             finally:

@@ -25,7 +25,7 @@ from .api import rng_for
 from .errors import InputError, OutputError, TempSpaceError, UsageError, option
 from .fingerprint import Fingerprint
 from .kinds import dataset_files, sniff_kind, suffix_kind
-from .progress import Progress
+from .progress import IN_MEMORY, Progress, scatter_phase, shuffle_phase
 from .records import array_block, list_spans
 from .rowhash import row_fingerprint
 from .sinks import CodecChoice, Output, Sink, check_output_directory
@@ -678,7 +678,8 @@ class TableRun:
         inputs = self.job.inputs
         known = all(i.rows is not None for i in inputs)
         total_rows = sum(i.rows or 0 for i in inputs) if known else None
-        self.progress.start("reading", sum(i.disk_size() for i in inputs) or None)
+        stored = sum(i.disk_size() for i in inputs) or None
+        self.progress.start(IN_MEMORY, stored)
         batches = self._batches()
         held: list[tuple[pa.RecordBatch, np.ndarray]] = []
         held_bytes = held_rows = 0
@@ -695,6 +696,8 @@ class TableRun:
         else:
             self._in_memory([b for b, _ in _drain(held)], held_bytes)
             return
+        self.progress.start(scatter_phase(0), stored)
+        self.progress.update(sum(batch.nbytes for batch, _ in held))
         # Sizes from the rows read so far (the same rows whatever the input's layout).
         per_row = held_bytes / max(1, held_rows)
         est_rows = total_rows if total_rows is not None else max(held_rows * 4, int(sum(i.disk_size() for i in inputs) / per_row))
@@ -800,7 +803,7 @@ class TableRun:
         return keep
 
     def _pass2(self, buckets: TableBuckets, keep: int, temp: TempSpace, key: tuple[int, ...], depth: int) -> None:
-        name = "pass 2: shuffle" if depth == 0 else f"pass {depth + 2}: shuffle"
+        name = shuffle_phase(depth)
         self.progress.start(name, int(buckets.nbytes[:keep].sum()))
         for j in range(keep):
             left = None if self.job.head_count is None else self.job.head_count - self.records
@@ -822,7 +825,7 @@ class TableRun:
             else:
                 sub = _rebatch(buckets.batches(j), self.piece, plan.piece_records(self.limit))
                 self._external(sub, nbytes, rows, temp, key + (3, j), depth + 1)
-                self.progress.start(name, None)
+                self.progress.start(name, int(buckets.nbytes[j:keep].sum()))
             self.progress.update(nbytes)
             buckets.remove(j)
 
