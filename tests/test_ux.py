@@ -425,3 +425,38 @@ def test_progress_on_a_zero_size_terminal(tmp_path: Path) -> None:
     bars = [f for f in frames if f.startswith("pass ")]
     assert bars and all(len(f) == 80 for f in bars), frames
     assert frames[-1].startswith("bigshuf: 200,000 records")
+
+
+# --- --help ----------------------------------------------------------------------------------
+
+
+def test_help_examples_run(tmp_path: Path, run_cli: Runner) -> None:
+    """issue 12: --help shows examples from the README's recipes, each of which runs as shown here."""
+    import glob
+    import gzip
+    import shlex
+
+    code, out, err = run_cli(["--help"])
+    assert (code, err) == (0, b"")
+    text = out.decode()
+    assert "\nExamples:\n" in text and all(len(line) <= 80 for line in text.splitlines())
+    examples = [line.split(None, 1)[1] for line in text.split("\nExamples:\n")[1].splitlines() if line.startswith("  bigshuf ")]
+    assert len(examples) >= 4
+    records = [b'{"id":%d}' % i for i in range(100)]
+    (tmp_path / "corpus.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(b"\n".join(records) + b"\n"))
+    (tmp_path / "part-1.csv").write_bytes(b"h\n1\n2\n")
+    (tmp_path / "part-2.csv").write_bytes(b"h\n3\n")
+    (tmp_path / "reads.fastq.gz").write_bytes(gzip.compress(b"@a\nAC\n+\nII\n@b\nGT\n+\nII\n"))
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "x.jsonl.zst").write_bytes((tmp_path / "corpus.jsonl.zst").read_bytes())
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"id": range(50)}), tmp_path / "train.parquet")
+    for example in examples:
+        argv = [match for word in shlex.split(example) for match in (sorted(glob.glob(word, root_dir=tmp_path)) or [word])]
+        code, _, err = run_cli(argv, cwd=tmp_path)
+        assert (code, err) == (0, b""), example
+    assert len((tmp_path / "sample.jsonl").read_bytes().splitlines()) == 50
+    assert (tmp_path / "shuffled.csv").read_bytes().startswith(b"h\n")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir())[:2] == ["part-00000.jsonl.zst", "part-00001.jsonl.zst"]

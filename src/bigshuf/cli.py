@@ -31,9 +31,8 @@ Write a uniformly random permutation of the input lines to standard output.
 Inputs larger than the memory limit are shuffled through temporary files.
 
 With no FILE, or when FILE is -, read standard input. Several FILEs are
-shuffled together as one input. Parquet and Arrow files (or directories of
-them) have their rows shuffled into Parquet, Arrow or JSON Lines, as -o's
-suffix says.
+shuffled together as one input. Parquet and Arrow files have their rows
+shuffled into Parquet, Arrow or JSON Lines, as -o's suffix says.
 
 Mandatory arguments to long options are mandatory for short options too.
   -e, --echo                treat each ARG as an input line
@@ -65,16 +64,18 @@ Mandatory arguments to long options are mandatory for short options too.
                               of every output file; drop the first N lines of
                               every later input
       --lines-per-record=N  shuffle groups of N lines as one record (FASTQ: 4)
-      --resume              with --seed: checkpoint an external run, and continue
-                              an interrupted one with the same arguments where
-                              it stopped (inputs must not have changed)
+      --resume              with --seed: checkpoint an external run, and
+                              continue an interrupted one with the same
+                              arguments where it stopped (inputs must not
+                              have changed)
       --verify              fingerprint the records read and written; if they
                               differ, fail and leave the output untouched
       --row-group-size=N    rows per Parquet row group (Arrow record batch)
                               in a table output (default: about 64 MiB)
       --schema=SPEC         column types of JSON Lines read into a .parquet or
                               .arrow output: NAME:TYPE,... (Arrow type names)
-                              or a Parquet/Arrow file to copy (default: inferred)
+                              or a Parquet/Arrow file to copy (default:
+                              inferred)
       --output-format=FMT   write table rows as parquet, arrow or jsonl whatever
                               -o's suffix (to standard output, say)
       --check-permutation FILE... --against OUT...
@@ -92,6 +93,25 @@ Mandatory arguments to long options are mandatory for short options too.
                               standard error is not a terminal)
       --help        display this help and exit
       --version     output version information and exit
+
+A directory FILE stands for its data files, searched recursively in name order:
+line files (.txt .jsonl .json .ndjson .csv .tsv .fastq .fq, also ending .gz .zst
+.bz2 .xz) or tables (.parquet .pq .arrow .feather .ipc), not both; names that
+start with . or _ are skipped. FILEs may be URLs (s3://, https://, ...) read
+through fsspec.
+
+Examples:
+  {PROG} -n 1000000 corpus.jsonl.zst -o sample.jsonl
+                            a uniform sample of a million lines
+  {PROG} --header=1 part-*.csv -o shuffled.csv
+                            CSV files shuffled together, one header kept
+  {PROG} --lines-per-record=4 reads.fastq.gz -o shuffled.fastq.gz
+                            FASTQ reads, four lines each
+  {PROG} data/ -S 16G --seed 1 --shards 32 -o out/part-{{:05d}}.jsonl.zst
+                            a directory of .jsonl.zst shards into 32 shards
+                              that together hold one uniform shuffle
+  {PROG} train.parquet -n 1000 -o sample.jsonl
+                            Parquet rows sampled into JSON Lines
 """
 
 
