@@ -188,7 +188,9 @@ def shuffle(
         raise UsageError(f"{target}: this engine writes local files; write to URLs with {option('dask')}")
     if tables_in or tables_out:
         if len(paths) != len(sources):
-            raise UsageError("Parquet or Arrow output needs input files (JSON Lines), not -e or -i")
+            raise UsageError(
+                f"Parquet or Arrow output needs input files (JSON Lines), not {option('echo')} or {option('input_range')}"
+            )
         unsupported = [
             flag for flag, used in (
                 (option("zero_terminated"), zero_terminated), (option("repeat"), repeat), (option("header"), header),

@@ -14,6 +14,8 @@ OPTION_SPELLINGS: dict[str, tuple[str, str]] = {
     "memory": ("-S", "memory="),
     "tmp_dir": ("-T", "tmp_dir="),
     "output": ("-o", "output="),
+    "echo": ("-e", "a BytesSource"),
+    "input_range": ("-i", "shuffle_range()"),
     "head_count": ("-n", "head_count="),
     "repeat": ("--repeat", "repeat=True"),
     "zero_terminated": ("-z", "zero_terminated=True"),
