@@ -460,3 +460,26 @@ def test_help_examples_run(tmp_path: Path, run_cli: Runner) -> None:
     assert len((tmp_path / "sample.jsonl").read_bytes().splitlines()) == 50
     assert (tmp_path / "shuffled.csv").read_bytes().startswith(b"h\n")
     assert sorted(p.name for p in (tmp_path / "out").iterdir())[:2] == ["part-00000.jsonl.zst", "part-00001.jsonl.zst"]
+
+
+def test_unlistable_subdirectory_fails_rather_than_losing_its_files(run_cli: Runner) -> None:
+    """A subdirectory the user cannot list is an error naming it, not silently skipped data."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run as a second user (nobody)")
+    import tempfile
+
+    top = Path(tempfile.mkdtemp(prefix="bigshuf-ux-", dir="/tmp"))
+    try:
+        top.chmod(0o755)
+        (top / "a.txt").write_bytes(b"1\n")
+        (top / "locked").mkdir(mode=0o700)
+        (top / "locked" / "b.txt").write_bytes(b"2\n")
+        proc = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m", "bigshuf", str(top)],
+            capture_output=True, timeout=60, cwd="/",
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+        )
+        assert (proc.returncode, proc.stdout) == (1, b"")
+        assert proc.stderr == f"bigshuf: {top}/locked: cannot list directory: Permission denied\n".encode()
+    finally:
+        shutil.rmtree(top)

@@ -89,7 +89,7 @@ def dataset_files(path: str) -> list[str]:
     ``.`` or ``_`` are skipped and symlinked directories not followed. One kind only: a directory
     mixing line files and tables is an error naming one of each."""
     found = []
-    for root, dirs, files in os.walk(path):
+    for root, dirs, files in os.walk(path, onerror=_unreadable):
         dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
         for name in sorted(files):
             if not name.startswith((".", "_")) and data_kind(name) is not None:
@@ -103,6 +103,11 @@ def dataset_files(path: str) -> list[str]:
             "shuffle them in separate runs, or name the files to use"
         )
     return found
+
+
+def _unreadable(error: OSError) -> None:
+    """A directory of a dataset that cannot be listed fails the run: skipping it would lose its data."""
+    raise InputError(f"{error.filename}: cannot list directory: {error.strerror}")
 
 
 def expand_directories(paths: list[str]) -> list[str]:
