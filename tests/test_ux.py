@@ -399,6 +399,22 @@ def test_compressed_input_progress_counts_stored_bytes(tmp_path: Path, memory: s
     assert reading[-1][1:] == [len(stored), len(stored)]
 
 
+@pytest.mark.parametrize("memory", ["256K", "64M"])
+def test_table_progress_counts_stored_bytes(tmp_path: Path, memory: str) -> None:
+    """A Parquet input's bar runs to its size on disk (not to its Arrow size), under the same phase names."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"id": range(30_000), "text": [f"row {i}" for i in range(30_000)]}), path, row_group_size=3000)
+    seen = _Recorder()
+    bigshuf.shuffle(path, tmp_path / "out.parquet", memory=memory, seed=1, progress=seen)
+    first = "pass 1/2 scatter" if memory == "256K" else "shuffle"
+    reading = [p for p in seen.phases if p[0] == first]
+    assert reading[-1][1:] == [path.stat().st_size, path.stat().st_size]
+    assert ("pass 2/2 shuffle" in {p[0] for p in seen.phases}) == (memory == "256K")
+
+
 def test_progress_bars_and_summary_from_the_command_line(tmp_path: Path, run_cli: Runner) -> None:
     """--progress on a pipe: the new phase names, a total for compressed input, and one summary line at the end."""
     data = _lines_file(tmp_path / "plain.txt")

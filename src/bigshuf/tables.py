@@ -620,6 +620,7 @@ class TableRun:
         self.buckets = 0
         self.depth = 0
         self.read_fingerprint = Fingerprint()
+        self.progress_done = 0  # input bytes reported to progress
         check_output_directory(job.output, job.shards)
 
     def run(self) -> tuple[int, int, int, int, float]:
@@ -664,9 +665,17 @@ class TableRun:
     def _batches(self) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
         """Every input's rows in batches of about a piece, with their row sizes; fingerprinted when verifying."""
         def read() -> Iterator[pa.RecordBatch]:
+            # Bytes as stored, in proportion to the rows read, where the file says its row count.
             for source in self.job.inputs:
+                stored, rows, reported, done = source.disk_size(), source.rows, 0, 0
                 for batch in source.batches(self.piece):
-                    self.progress.update(batch.nbytes)
+                    done += batch.num_rows
+                    if rows:
+                        now = stored * done // rows
+                        self._report(now - reported)
+                        reported = now
+                    else:
+                        self._report(batch.nbytes)
                     yield batch
 
         for batch, sizes in _rebatch(read(), self.piece, plan.piece_records(self.limit)):
@@ -674,11 +683,17 @@ class TableRun:
                 self.read_fingerprint += row_fingerprint(batch)
             yield batch, sizes
 
+    def _report(self, nbytes: int) -> None:
+        """Tell progress about ``nbytes`` more of the input read, keeping count for a renamed bar."""
+        self.progress_done += nbytes
+        self.progress.update(nbytes)
+
     def _shuffle(self) -> None:
         inputs = self.job.inputs
         known = all(i.rows is not None for i in inputs)
         total_rows = sum(i.rows or 0 for i in inputs) if known else None
-        stored = sum(i.disk_size() for i in inputs) or None
+        # The inputs as stored, when every one says its row count (JSON Lines do not: bytes read, no total).
+        stored = (sum(i.disk_size() for i in inputs) or None) if known else None
         self.progress.start(IN_MEMORY, stored)
         batches = self._batches()
         held: list[tuple[pa.RecordBatch, np.ndarray]] = []
@@ -697,7 +712,7 @@ class TableRun:
             self._in_memory([b for b, _ in _drain(held)], held_bytes)
             return
         self.progress.start(scatter_phase(0), stored)
-        self.progress.update(sum(batch.nbytes for batch, _ in held))
+        self.progress.update(self.progress_done)
         # Sizes from the rows read so far (the same rows whatever the input's layout).
         per_row = held_bytes / max(1, held_rows)
         est_rows = total_rows if total_rows is not None else max(held_rows * 4, int(sum(i.disk_size() for i in inputs) / per_row))
