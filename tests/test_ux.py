@@ -499,3 +499,12 @@ def test_unlistable_subdirectory_fails_rather_than_losing_its_files(run_cli: Run
         assert proc.stderr == f"bigshuf: {top}/locked: cannot list directory: Permission denied\n".encode()
     finally:
         shutil.rmtree(top)
+
+
+def test_directory_on_the_dask_engine(tmp_path: Path, run_cli: Runner) -> None:
+    """--engine=dask reads a directory operand by the same rule as the local engine."""
+    pytest.importorskip("distributed")
+    records = _corpus(tmp_path / "data")
+    code, out, err = run_cli(["--engine=dask", "-S", "1M", "--seed", "2", tmp_path / "data"])
+    assert (code, err) == (0, b"")
+    assert Counter(out.splitlines()) == Counter(records)

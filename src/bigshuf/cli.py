@@ -376,8 +376,9 @@ def _dask(args: argparse.Namespace, inputs: list[str]) -> int:
     for flag, used in unsupported:
         if used:
             raise UsageError(f"--engine=dask does not support {flag}")
-    from .kinds import is_table_input, suffix_kind
+    from .kinds import expand_directories, is_table_input, suffix_kind
 
+    inputs = expand_directories(inputs)
     for name in [*inputs, args.output or "-"]:
         if is_table_input(name) or suffix_kind(name) in ("parquet", "arrow"):
             raise UsageError(f"{name}: --engine=dask shuffles lines; shuffle Parquet and Arrow data with the local engine")
