@@ -152,16 +152,6 @@ def shuffle(
     """
     if isinstance(inputs, (str, os.PathLike)) or not isinstance(inputs, Sequence):
         inputs = [inputs]
-    from .kinds import expand_directories, is_table_input, refuse_terminal, suffix_kind
-
-    inputs = [
-        part for s in inputs
-        for part in (expand_directories([os.fspath(s)]) if isinstance(s, (str, os.PathLike)) else [s])
-    ]
-    inputs = _open_urls(inputs)
-    sources = [FileSource(s) if isinstance(s, (str, os.PathLike)) else s for s in inputs]
-    if not sources:
-        sources = [FileSource("-")]
     if head_count is not None and head_count < 0:
         raise UsageError(f"invalid line count: '{head_count}'")
     for flag, value, least in ((option("header"), header, 0), (option("lines_per_record"), lines_per_record, 1)):
@@ -177,6 +167,16 @@ def shuffle(
         raise UsageError(
             f"{option('shards')} needs {option('head_count')} with {option('repeat')} (shards split a known number of records)"
         )
+    from .kinds import expand_directories, is_table_input, refuse_terminal, suffix_kind
+
+    inputs = [
+        part for s in inputs
+        for part in (expand_directories([os.fspath(s)]) if isinstance(s, (str, os.PathLike)) else [s])
+    ]
+    inputs = _open_urls(inputs)
+    sources = [FileSource(s) if isinstance(s, (str, os.PathLike)) else s for s in inputs]
+    if not sources:
+        sources = [FileSource("-")]
     entropy = seed_entropy(seed, random_source)
     target = None if output is None else os.fspath(output)
     paths = [os.fspath(s) for s in inputs if isinstance(s, (str, os.PathLike))] or (["-"] if not inputs else [])
