@@ -153,7 +153,8 @@ def input_identity(paths: list[str]) -> list[list[Any]]:
     for path in paths:
         try:
             st = os.stat(path)
-            out.append([path, st.st_size, st.st_mtime_ns, content_check(path, st.st_size)])
+            check = content_check(path, st.st_size) if stat.S_ISREG(st.st_mode) else ""
+            out.append([path, st.st_size, st.st_mtime_ns, check])
         except OSError as e:
             raise InputError(f"{path}: {e.strerror}") from None
     return out
