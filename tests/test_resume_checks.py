@@ -455,3 +455,33 @@ def test_resumed_run_says_where_it_resumed(tmp_path: Path, corpus: Path, referen
     err = result.stderr.decode()
     assert err.count("\n") == 1 and err.startswith(f"bigshuf: resuming from {directory}: {where}"), err
     assert job.out.read_bytes() == reference
+
+
+# --- the checks accept every legitimate checkpoint ------------------------------------------------
+
+OPTIONS: dict[str, dict[str, Any]] = {
+    "-n": {"head_count": 150_000},
+    "-n with shards": {"head_count": 150_000, "shards": 4},
+    "--compress-temp": {"compress_temp": True},
+    "gzip shards, --verify": {"shards": 3, "verify": True},
+}
+
+
+@pytest.mark.parametrize("point", ["pass 1", "pass 2"])
+@pytest.mark.parametrize("name", list(OPTIONS))
+def test_interrupted_run_resumes_with_options(tmp_path: Path, corpus: Path, name: str, point: str) -> None:
+    """Checkpoints of runs with -n (buckets dropped), shards, compressed buckets and --verify
+    pass validation and resume to what an uninterrupted run writes."""
+    options = OPTIONS[name]
+    pattern = "p{}.txt.gz" if "shards" in options else "out.txt"
+    (tmp_path / "ref").mkdir()
+    bigshuf.shuffle(corpus, tmp_path / "ref" / pattern, memory=MEMORY, seed=SEED, tmp_dir=tmp_path, resume=True, **options)
+    (tmp_path / "out").mkdir()
+    job = Job(corpus, tmp_path / "t", tmp_path / "out" / pattern)
+    job.interrupt(IN_PASS1 if point == "pass 1" else IN_PASS2, **options)
+    bigshuf.shuffle(job.src, job.out, memory=MEMORY, seed=SEED, tmp_dir=job.temp, resume=True, **options)
+    names = sorted(os.listdir(tmp_path / "ref"))
+    assert sorted(os.listdir(tmp_path / "out")) == names and len(names) == options.get("shards", 1)
+    for file in names:
+        assert (tmp_path / "out" / file).read_bytes() == (tmp_path / "ref" / file).read_bytes()
+    assert list(job.temp.iterdir()) == []

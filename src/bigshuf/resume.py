@@ -305,7 +305,7 @@ def _validate(state: dict[str, Any], job: Job) -> None:
         empty = sizes[j] == 0
         if (
             (j >= keep and not empty) or records[j] > sizes[j] or (records[j] == 0) != empty
-            or (empty and crcs[j] != 0) or (disk[j] == 0) != empty or (not job.compress_temp and disk[j] != sizes[j])
+            or (empty and j < keep and crcs[j] != 0) or (disk[j] == 0) != empty or (not job.compress_temp and disk[j] != sizes[j])
         ):
             raise _Bad(f"bucket {j} has {sizes[j]} bytes, {records[j]} records, {disk[j]} on disk, crc {crcs[j]}")
     if sum(sizes) > bytes_done or (keep == k and sum(sizes) != bytes_done):
