@@ -52,6 +52,7 @@ def state_dir(temp: Path) -> Path:
 
 
 def state_of(temp: Path) -> dict[str, Any]:
+    """The checkpoint under ``temp`` as it stands, or {} if there is none yet."""
     for d in temp.iterdir():
         try:
             return json.loads((d / "state.json").read_text())
@@ -67,11 +68,13 @@ IN_PASS2: Callable[[dict[str, Any]], bool] = lambda s: s.get("buckets_done", 0) 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """400,000 short lines (12 MB): 21 buckets and 6 pass-1 blocks at ``-S 4M``."""
     return write_short_lines(tmp_path_factory.mktemp("checks") / "in.txt", 400_000, seed=11)
 
 
 @pytest.fixture(scope="module")
 def reference(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """What an uninterrupted run writes (a run without --resume writes the same plain output)."""
     out = tmp_path_factory.mktemp("ref") / "ref.txt"
     bigshuf.shuffle(corpus, out, memory=MEMORY, seed=SEED, tmp_dir=out.parent)
     return out.read_bytes()
@@ -96,15 +99,18 @@ class Job:
         return state
 
     def argv(self, temp: Path | None = None) -> list[str]:
+        """The job's command line (with another -T if ``temp`` is given)."""
         return [
             sys.executable, "-m", "bigshuf", "--resume", "--seed", str(SEED), "-S", MEMORY,
             "-T", str(temp or self.temp), *self.extra, str(self.src), "-o", str(self.out),
         ]
 
     def rerun(self, temp: Path | None = None) -> subprocess.CompletedProcess[bytes]:
+        """Run the job's command to its end."""
         return subprocess.run(self.argv(temp), capture_output=True, timeout=120)
 
     def output_temp(self) -> Path:
+        """The one output temp file beside the output."""
         (found,) = [p for p in self.out.parent.iterdir() if p.name.endswith(".bigshuf-tmp")]
         return found
 
@@ -127,6 +133,7 @@ def assert_refused(result: subprocess.CompletedProcess[bytes], *words: str, note
 
 
 def damage_output(how: str) -> Callable[[Path], None]:
+    """A function removing a file, cutting it to half, or changing one byte of it."""
     def damage(temp_file: Path) -> None:
         data = temp_file.read_bytes()
         if how == "missing":
@@ -241,12 +248,14 @@ def test_checkpoint_counts_only_synced_data(tmp_path: Path, corpus: Path, monkey
     real_fsync, real_replace = os.fsync, os.replace
 
     def fsync(fd: int) -> None:
+        """The real fsync, noting the file and its size."""
         real_fsync(fd)
         path = os.readlink(f"/proc/self/fd/{fd}")
         synced[path] = os.fstat(fd).st_size
         events.append(("fsync", path))
 
     def replace(src: Any, dst: Any) -> None:
+        """The real rename; a checkpoint's first checks that everything it counts was synced."""
         if os.fspath(dst).endswith("state.json"):
             directory = os.path.dirname(os.fspath(dst))
             files = [str(p) for p in Path(directory).rglob("bucket-*")]
@@ -290,6 +299,7 @@ def test_changed_content_with_same_size_and_mtime_is_refused(tmp_path: Path, cor
 
 
 def _set_output_size(s: dict[str, Any]) -> None:
+    """Claim a 1 TB output file (the issue's ``output.size=1e12``)."""
     out = s["output"]
     if "size" in out:  # the layout before issue 11
         out["size"] = 1e12
@@ -353,6 +363,7 @@ def as_nobody(script: str, *args: str) -> None:
 
 @pytest.fixture
 def victim(tmp_path: Path) -> Path:
+    """A file of root's (0600) that an attack would overwrite or chmod."""
     path = tmp_path / "important.db"
     path.write_bytes(b"precious\n")
     os.chmod(path, 0o600)
@@ -370,6 +381,7 @@ def job_key(job: Job) -> str:
 
 
 def assert_untouched(victim: Path) -> None:
+    """The victim has its content and mode."""
     assert victim.read_bytes() == b"precious\n"
     assert stat.S_IMODE(victim.stat().st_mode) == 0o600
 

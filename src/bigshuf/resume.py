@@ -237,6 +237,7 @@ class _Bad(Exception):
 
 
 def _int(value: Any, what: str, lo: int = 0, hi: int = _MAX_INT) -> int:
+    """``value`` if it is an integer (not a bool or float) in ``[lo, hi]``, else ``_Bad`` naming ``what``."""
     if type(value) is not int or not lo <= value <= hi:
         shown = repr(value)
         raise _Bad(f"{what} is {shown if len(shown) <= 40 else shown[:37] + '...'}, not an integer from {lo} to {hi}")
@@ -244,12 +245,14 @@ def _int(value: Any, what: str, lo: int = 0, hi: int = _MAX_INT) -> int:
 
 
 def _ints(value: Any, what: str, n: int, hi: int = _MAX_INT) -> list[int]:
+    """``value`` if it is a list of ``n`` integers in ``[0, hi]``, else ``_Bad``."""
     if not isinstance(value, list) or len(value) != n:
         raise _Bad(f"{what} is not a list of {n} integers")
     return [_int(v, f"{what}[{i}]", 0, hi) for i, v in enumerate(value)]
 
 
 def _fingerprint(value: Any, what: str) -> list[int]:
+    """A fingerprint's ``[records, bytes, digest]``: counts up to 2**63-1, the digest a 64-bit sum."""
     records, nbytes, digest = _ints(value, what, 3, 2**64 - 1)
     return [_int(records, f"{what} records"), _int(nbytes, f"{what} bytes"), digest]
 
@@ -273,6 +276,7 @@ def validate_state(state: dict[str, Any], job: Job, directory: str) -> None:
 
 
 def _validate(state: dict[str, Any], job: Job) -> None:
+    """Raise ``_Bad`` for the first field of ``state`` that does not hold up (see ``validate_state``)."""
     keys = set(state)
     if keys not in (_PASS1, _PASS1_DONE, _PASS2):
         raise _Bad(f"its fields are {sorted(keys)}")
@@ -318,6 +322,7 @@ def _validate(state: dict[str, Any], job: Job) -> None:
 
 
 def _validate_pass2(state: dict[str, Any], job: Job, keep: int, records: list[int]) -> None:
+    """The pass-2 fields: buckets done, records written and the output files they imply."""
     done = _int(state["buckets_done"], "buckets_done", 0, keep)
     out = _int(state["records_out"], "records_out")
     expected = sum(records[:done]) if job.head_count is None else min(job.head_count, sum(records[:done]))

@@ -202,6 +202,7 @@ class BucketSet:
             self._existing.add(j)
 
     def _open(self, j: int) -> BinaryIO:
+        """Bucket ``j``'s file for appending: reopened (never through a link) if restored, else created exclusively."""
         flags = os.O_WRONLY | os.O_APPEND
         try:
             if j in self._existing:
@@ -222,6 +223,7 @@ class BucketSet:
         files = [(j, f) for j in sorted(self._dirty) if (f := self._files[j]) is not None]
 
         def sync_one(item: tuple[int, BinaryIO]) -> None:
+            """fsync one bucket file, naming it if that fails."""
             try:
                 sync_file(item[1].fileno())
             except OSError as e:
