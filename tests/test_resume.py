@@ -38,10 +38,13 @@ def _state(temp: Path) -> dict:
 
 def _kill_at(cmd: list[str], temp: Path, ready) -> dict:
     """Start ``cmd``, SIGKILL it once its checkpoint satisfies ``ready``; return that checkpoint."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = temp.parent / "killed.log"
+    with open(log, "wb") as stderr:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr)
     deadline = time.monotonic() + 120
     while not ready(_state(temp)):
-        assert proc.poll() is None, "the run finished before the checkpoint was reached"
+        if proc.poll() is not None and not ready(_state(temp)):
+            raise AssertionError(f"the run ended (rc {proc.returncode}) before the checkpoint: {log.read_text()!r}")
         assert time.monotonic() < deadline
         time.sleep(0.002)
     os.kill(proc.pid, signal.SIGKILL)

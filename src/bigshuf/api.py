@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -16,15 +17,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import plan
-from .errors import InputError, TempSpaceError, UsageError, option
+from .errors import InputError, UsageError, option
 from .fingerprint import Fingerprint, fingerprint
 from .gather import sample_with_replacement, shuffle_block
 from .progress import IN_MEMORY, Progress, scatter_phase, shuffle_phase
 from .records import RecordFormat, find_offsets
 from .scatter import BucketSet, iter_pieces, scatter_piece
-from .sinks import CodecChoice, Output, check_output_directory
+from .resume import FORMAT, Job, JobLock, advice, input_identity, load_state, refusal, save_state, validate_state
+from .sinks import CodecChoice, Output, check_output_directory, shard_paths
 from .sources import FileSource, GeneratedSource, RangeSource, RecordReader, Source, map_whole
-from .tempspace import TempSpace
+from .tempspace import TempSpace, default_tmp_dir
 from .writeback import WriteBehind
 
 if TYPE_CHECKING:
@@ -286,16 +288,6 @@ def _resume_key(opts: Options, sources: list[Source], output: str) -> str:
     return hashlib.sha256(json.dumps(job, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _input_identity(sources: list[Source]) -> list[list[Any]]:
-    """Path, size and modification time of every input, to refuse resuming changed inputs."""
-    out = []
-    for s in sources:
-        assert isinstance(s, FileSource)
-        st = os.stat(s.path)
-        out.append([s.path, st.st_size, st.st_mtime_ns])
-    return out
-
-
 def _parse_compress(spec: str | None) -> CodecChoice | None:
     if spec is None:
         return None
@@ -406,11 +398,16 @@ class Run:
         self.read_fingerprint = Fingerprint()  # of the records read, when verifying
         # --resume: the checkpoint being continued, and the file it lives in.
         self.state: dict[str, Any] = {}
-        self.state_path = ""
+        self.state_dir = ""
         self.inputs: list[list[Any]] = []
-        # Names the temp directory and output temp files of a --resume job.
+        self.resume_space: TempSpace | None = None  # removed once the output is in place
+        self.resume_note = ""  # where a resumed run picks up, said once its files are checked
+        # Names the job lock, temp directory and output temp files of a --resume job.
         self.resume_name = None if opts.resume_key is None else f"bigshuf-resume-{opts.resume_key}"
         self.out.resume_tag = self.resume_name
+        self.job_lock: JobLock | None = None
+        if self.resume_name is not None:
+            self.out.resume_dir = os.path.abspath(os.path.join(opts.tmp_dir or default_tmp_dir(), self.resume_name))
 
     def begin_output(self, total: int, restore: dict[str, Any] | None = None) -> None:
         """Open the output once the input has been read and ``total`` records will be written
@@ -426,16 +423,22 @@ class Run:
         """Shuffle ``sources`` into the output and commit it, or leave no trace on failure."""
         start = time.perf_counter()
         try:
+            if self.resume_name is not None:
+                self._lock_job()
             if self.opts.head_count != 0:
                 self._shuffle(sources)
             self.begin_output(0)
             self.out.commit_checked(self.read_fingerprint)
+            if self.resume_space is not None:
+                self.resume_space.discard()
         except BaseException:
             self.out.abort()
             raise
         finally:
             self.writer.close()
             self.progress.close()
+            if self.job_lock is not None:
+                self.job_lock.release()
         passes = 1 if self.buckets == 0 else 2 + self.depth
         return ShuffleStats(self.records, self.out.bytes_written, self.buckets, passes, time.perf_counter() - start)
 
@@ -492,6 +495,7 @@ class Run:
         whole = reader.estimate_total() if total is None else total + len(sources)
         with TempSpace(self.opts.tmp_dir, self.resume_name) as temp:
             if self.resume_name is not None:
+                self.resume_space = temp
                 self._load_checkpoint(temp.path, sources)
             self._external(everything, whole, per_record, temp, (), 0, exact=total is not None)
 
@@ -500,33 +504,56 @@ class Run:
         self.progress.start(name, total)
         self.progress.update(done)
 
+    def _lock_job(self) -> None:
+        """Take the ``--resume`` job's lock, beside its output, before touching any of its files:
+        a second run of the job (whatever its ``-T``) fails here, naming the run holding it."""
+        assert self.resume_name is not None and self.out.target is not None
+        first = self.out.target
+        if self.opts.shards is not None:
+            first = shard_paths(self.out.target, self.opts.shards, self.opts.compress)[0]
+        first = os.path.realpath(first)
+        lock = os.path.join(os.path.dirname(first), f".{os.path.basename(first)}.{self.resume_name}.lock")
+        self.job_lock = JobLock(lock)
+        self.job_lock.acquire(f"pid {os.getpid()}, checkpoint in {self.out.resume_dir}")
+
     def _load_checkpoint(self, directory: str, sources: list[Source]) -> None:
-        """Pick up an interrupted ``--resume`` run's state, refusing it if an input changed."""
-        self.state_path = os.path.join(directory, "state.json")
-        self.inputs = _input_identity(sources)
-        try:
-            with open(self.state_path) as f:
-                state = json.load(f)
-        except FileNotFoundError:
+        """Pick up an interrupted ``--resume`` run's checkpoint, every field validated (see ``resume``);
+        refuse it if an input changed or anything does not hold up."""
+        self.state_dir = directory
+        self.inputs = input_identity([s.path for s in sources if isinstance(s, FileSource)])
+        state = load_state(directory)
+        if state is None:
             return
-        except (OSError, ValueError) as e:
-            raise TempSpaceError(f"{self.state_path}: unreadable checkpoint ({e}); remove {directory} to start afresh") from None
-        for (path, size, mtime), (_, size0, mtime0) in zip(self.inputs, state["inputs"]):
-            if (size, mtime) != (size0, mtime0):
-                raise InputError(
-                    f"{path}: changed since the interrupted run (size or modification time differ); "
-                    f"cannot resume; remove {directory} to start afresh"
-                )
+        assert self.opts.resume_key is not None
+        job = Job(
+            self.opts.resume_key, self.inputs, self.opts.verify, self.opts.head_count, self.opts.shards,
+            self.opts.compress_temp,
+        )
+        validate_state(state, job, directory)
         self.state = state
         self.read_fingerprint = Fingerprint(*state["read_fingerprint"])
+        if "buckets_done" in state:
+            where = f"pass 2 after {state['buckets_done']} of {state['keep']} buckets ({state['records_out']} records written)"
+        elif "pass1_done" in state:
+            where = "the start of pass 2 (pass 1 complete)"
+        else:
+            where = f"pass 1 after {state['blocks_done']} blocks ({plan.format_size(state['bytes_done'])} scattered)"
+        self.resume_note = f"bigshuf: resuming from {directory}: {where}"
+
+    def _announce(self) -> None:
+        """Say where a resumed run picks up, once its files have passed their checks."""
+        if self.resume_note:
+            print(self.resume_note, file=sys.stderr)
+            self.resume_note = ""
 
     def _save_checkpoint(self, **changes: Any) -> None:
-        """Write the checkpoint atomically (queued writes are done by now)."""
-        self.state.update(changes, inputs=self.inputs, read_fingerprint=list(astuple(self.read_fingerprint)))
-        fresh = self.state_path + ".new"
-        with open(fresh, "w") as f:
-            json.dump(self.state, f)
-        os.replace(fresh, self.state_path)
+        """Write the checkpoint durably; the data it counts (buckets, output) is synced by the caller."""
+        assert self.opts.resume_key is not None
+        self.state.update(
+            changes, format=FORMAT, job=self.opts.resume_key, inputs=self.inputs,
+            read_fingerprint=list(astuple(self.read_fingerprint)),
+        )
+        save_state(self.state_dir, self.state)
 
     def _in_memory(self, block: np.ndarray, offsets: np.ndarray) -> None:
         rng = rng_for(self.opts.entropy, (0,))
@@ -575,18 +602,22 @@ class Run:
         directory = os.path.join(temp.path, "-".join(map(str, key)) or "top")
         resuming = depth == 0 and "k" in self.state
         if resuming and self.state["k"] != k:
-            raise TempSpaceError(f"{temp.path}: checkpoint made with {self.state['k']} buckets, not {k}; remove it to start afresh")
+            raise refusal(temp.path, f"made with {self.state['k']} buckets, not {k}")
         buckets = BucketSet(directory, k, self.writer, compress=self.opts.compress_temp, fresh=not resuming)
+        if depth == 0 and self.state_dir:
+            buckets.advice = advice(self.state_dir)
         if resuming:
-            buckets.restore(self.state["buckets"], int(self.state.get("buckets_done", 0)))
+            buckets.restore(self.state["buckets"], self.state.get("buckets_done", 0), "pass1_done" in self.state)
         if depth:
             self.progress.start(scatter_phase(depth), est_bytes)
         try:
             keep = self._pass1(blocks, buckets, key, depth)
             self.writer.flush()
+            if depth == 0 and self.state_dir:
+                buckets.sync()
             buckets.close()
             if depth == 0:
-                if self.state_path:
+                if self.state_dir:
                     self._save_checkpoint(k=k, keep=keep, pass1_done=True, buckets=buckets.state())
                 total = int(buckets.records[:keep].sum())
                 self.begin_output(
@@ -604,15 +635,20 @@ class Run:
         """Scatter every block into ``buckets``; return how many leading buckets ``-n`` still needs."""
         keep = buckets.k
         head = self.opts.head_count
-        checkpoints = depth == 0 and bool(self.state_path)
-        done = 0
+        checkpoints = depth == 0 and bool(self.state_dir)
+        done = scattered = seen = 0
         if depth == 0 and self.state:
             keep = int(self.state["keep"])
-            done = int(self.state.get("blocks_done", 0))
+            done = self.state["blocks_done"]
             if self.state.get("pass1_done"):
                 return keep
+            self._announce()
         for index, (block, _final) in enumerate(blocks):
+            seen = index + 1
+            scattered += len(block)
             if index < done:
+                if seen == done and scattered != self.state["bytes_done"]:
+                    raise refusal(self.state_dir, f"counts {self.state['bytes_done']} bytes in {done} blocks, the inputs hold {scattered}")
                 continue  # scattered before the interruption
             rng = rng_for(self.opts.entropy, key + (1, index))
             for piece, offsets in iter_pieces(block, self.opts.fmt, self.piece, plan.piece_records(self.limit)):
@@ -628,7 +664,12 @@ class Run:
                 self.progress.update(len(block))
             if checkpoints:
                 self.writer.flush()
-                self._save_checkpoint(k=buckets.k, keep=keep, blocks_done=index + 1, buckets=buckets.state())
+                buckets.sync()
+                self._save_checkpoint(
+                    k=buckets.k, keep=keep, blocks_done=index + 1, bytes_done=scattered, buckets=buckets.state()
+                )
+        if seen < done:
+            raise refusal(self.state_dir, f"counts {done} blocks read, the inputs hold {seen}")
         return keep
 
     def _pass2(self, buckets: BucketSet, keep: int, temp: TempSpace, key: tuple[int, ...], depth: int) -> None:
@@ -639,8 +680,10 @@ class Run:
         buf: np.ndarray | None = None
         name = shuffle_phase(depth)
         self.progress.start(name, int(buckets.sizes[:keep].sum()))
-        checkpoints = depth == 0 and bool(self.state_path)
+        checkpoints = depth == 0 and bool(self.state_dir)
         done = 0
+        if depth == 0:
+            self._announce()
         if depth == 0 and "buckets_done" in self.state:
             done = self.state["buckets_done"]
             self.records = self.state["records_out"]

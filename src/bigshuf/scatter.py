@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 import numpy as np
 
 from .errors import TempSpaceError
+from .safefs import check_private_directory, create_exclusive, open_nofollow, sync_directory, sync_file
 from .records import INT32_LIMIT, RecordFormat, array_bytes, as_binary_array, find_offsets
 from .tempspace import full_disk_hint
 from .writeback import WriteBehind
+
+
+#: Threads fsyncing buckets before a --resume checkpoint (see ``BucketSet.sync``).
+SYNC_THREADS = 16
 
 
 @dataclass
@@ -94,13 +101,19 @@ class BucketSet:
     def __post_init__(self) -> None:
         if self.fresh:
             shutil.rmtree(self.directory, ignore_errors=True)  # leftovers of an interrupted attempt
-        os.makedirs(self.directory, exist_ok=True)
+        elif os.path.lexists(self.directory) and (problem := check_private_directory(self.directory)):
+            raise TempSpaceError(f"{self.directory}: {problem}; cannot resume from its buckets")
+        os.makedirs(self.directory, 0o700, exist_ok=True)
         self.disk = [0] * self.k  # bytes in each file (compressed or not), kept by the writer thread
         self.sizes = np.zeros(self.k, np.int64)
         self.records = np.zeros(self.k, np.int64)
         # CRC-32 of each bucket's bytes as written, checked when it is read back (isal: 25 GB/s).
         self.crcs = [0] * self.k
         self._files = [None] * self.k
+        self._existing: set[int] = set()  # restored buckets, reopened rather than created
+        self._dirty: set[int] = set()  # buckets written since the last ``sync``
+        self._created = False  # a bucket file was created since the last ``sync``
+        self.advice = ""  # --resume: what to do about a bucket that does not hold up
 
     def path(self, j: int) -> str:
         """The file of bucket ``j``."""
@@ -114,6 +127,7 @@ class BucketSet:
             if f is None:
                 f = self._files[j] = self._open(j)
             targets.append((j, f, int(s.byte_bounds[j]), int(s.byte_bounds[j + 1])))
+            self._dirty.add(j)
         self.sizes += np.diff(s.byte_bounds)
         self.records += s.counts
 
@@ -156,11 +170,10 @@ class BucketSet:
             "crcs": list(self.crcs), "disk": list(self.disk),
         }
 
-    def restore(self, state: dict[str, list[int]], consumed: int = 0) -> None:
-        """Return to a checkpoint: cut each bucket file back to its size there; appends follow.
-
-        The first ``consumed`` buckets were already output (and removed) by pass 2.
-        """
+    def restore(self, state: dict[str, list[int]], consumed: int, complete: bool) -> None:
+        """Return to a (validated) checkpoint: each bucket file not yet ``consumed`` by pass 2
+        must be there, a regular file, as long as the checkpoint says or, unless pass 1 was
+        ``complete``, longer (cut back to it: appends follow). Its CRC is checked when it is read."""
         self.sizes[:] = state["sizes"]
         self.records[:] = state["records"]
         self.crcs[:] = state["crcs"]
@@ -168,17 +181,62 @@ class BucketSet:
         for j, size in enumerate(self.disk):
             if j < consumed:
                 continue
+            path = self.path(j)
             try:
-                if size or os.path.exists(self.path(j)):
-                    os.truncate(self.path(j), size)
+                fd = open_nofollow(path, os.O_RDWR)
+            except FileNotFoundError:
+                if size:
+                    raise TempSpaceError(f"{path}: bucket missing, the checkpoint counts {size} bytes; {self.advice}") from None
+                continue
             except OSError as e:
-                raise TempSpaceError(f"{self.path(j)}: cannot resume from this bucket: {e.strerror}") from None
+                raise TempSpaceError(f"{path}: cannot reopen this bucket: {e.strerror}; {self.advice}") from None
+            try:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode) or st.st_size < size or (complete and st.st_size != size):
+                    raise TempSpaceError(
+                        f"{path}: bucket holds {st.st_size} bytes, the checkpoint says {size}; {self.advice}"
+                    )
+                if st.st_size > size:
+                    os.ftruncate(fd, size)
+            finally:
+                os.close(fd)
+            self._existing.add(j)
 
     def _open(self, j: int) -> BinaryIO:
+        """Bucket ``j``'s file for appending: reopened (never through a link) if restored, else created exclusively."""
+        flags = os.O_WRONLY | os.O_APPEND
         try:
-            return open(self.path(j), "ab", buffering=0)
+            if j in self._existing:
+                fd = open_nofollow(self.path(j), flags)
+            else:
+                fd = create_exclusive(self.path(j), 0o600, flags)
+                self._created = True
         except OSError as e:
             raise TempSpaceError(f"{self.path(j)}: {e.strerror}") from None
+        return open(fd, "ab", buffering=0)
+
+    def sync(self) -> None:
+        """Make the buckets written since the last call durable (for a checkpoint that counts them).
+
+        The fsyncs run on up to 16 threads: the file system commits them together, 20x faster
+        here than one after another (150 buckets: 0.04 s against 0.4-0.8 s).
+        """
+        files = [(j, f) for j in sorted(self._dirty) if (f := self._files[j]) is not None]
+
+        def sync_one(item: tuple[int, BinaryIO]) -> None:
+            """fsync one bucket file, naming it if that fails."""
+            try:
+                sync_file(item[1].fileno())
+            except OSError as e:
+                raise TempSpaceError(f"{self.path(item[0])}: write error: {e.strerror}") from None
+
+        if files:
+            with ThreadPoolExecutor(min(SYNC_THREADS, len(files))) as pool:
+                list(pool.map(sync_one, files))
+        self._dirty.clear()
+        if self._created:
+            sync_directory(self.directory)
+            self._created = False
 
     def drop_after(self, last: int) -> None:
         """Forget buckets past ``last``: ``-n`` will never reach them."""
@@ -190,6 +248,7 @@ class BucketSet:
                 f.close()
                 self._files[j] = None
                 os.unlink(self.path(j))
+            self._dirty.discard(j)
             self.sizes[j] = self.records[j] = 0
             self.disk[j] = 0
 
@@ -208,7 +267,7 @@ class BucketSet:
         size = int(self.sizes[j])
         view = buf[:size]
         if size:
-            with open(self.path(j), "rb", buffering=0) as raw:
+            with open(open_nofollow(self.path(j)), "rb", buffering=0) as raw:
                 stream: Any = raw
                 if self.compress:
                     from .codecs import open_reader
@@ -229,14 +288,16 @@ class BucketSet:
         from isal.isal_zlib import crc32
 
         if crc32(data.data) != self.crcs[j]:
-            raise TempSpaceError(f"{self.path(j)}: temporary bucket is corrupt (checksum mismatch); its disk may be failing")
+            raise TempSpaceError(
+                f"{self.path(j)}: temporary bucket is corrupt (checksum mismatch); {self.advice or 'its disk may be failing'}"
+            )
 
     def check_file(self, j: int) -> None:
         """Stream bucket ``j``'s file through the checksum (before a recursive pass re-reads it)."""
         from isal.isal_zlib import crc32
 
         crc, size = 0, 0
-        with open(self.path(j), "rb", buffering=0) as raw:
+        with open(open_nofollow(self.path(j)), "rb", buffering=0) as raw:
             stream: Any = raw
             if self.compress:
                 from .codecs import open_reader
@@ -246,7 +307,9 @@ class BucketSet:
                 crc = crc32(chunk, crc)
                 size += len(chunk)
         if crc != self.crcs[j] or size != self.sizes[j]:
-            raise TempSpaceError(f"{self.path(j)}: temporary bucket is corrupt (checksum mismatch); its disk may be failing")
+            raise TempSpaceError(
+                f"{self.path(j)}: temporary bucket is corrupt (checksum mismatch); {self.advice or 'its disk may be failing'}"
+            )
 
     def remove(self, j: int) -> None:
         """Delete bucket ``j``'s file once it has been consumed."""

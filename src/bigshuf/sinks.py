@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 from .errors import OutputError, UsageError, option
 from .fingerprint import Fingerprint, fingerprint
 from .records import array_block, array_bytes
+from .resume import FileCheck, ResumePoint, open_output_temp
 from .tempspace import remove_dead_outputs
 from .writeback import WriteBehind
 
@@ -135,7 +136,7 @@ class AtomicFileSink(Sink):
 
     def __init__(
         self, path: str, codec: CodecChoice | None, name: str | None = None,
-        resume_tag: str | None = None, resume_size: int | None = None,
+        resume_tag: str | None = None, resume_at: ResumePoint | None = None, resume_dir: str = "",
     ) -> None:
         self.path = path
         self.name = name or path
@@ -147,12 +148,10 @@ class AtomicFileSink(Sink):
                     prefix=f".{os.path.basename(path)}.", suffix=".bigshuf-tmp", dir=directory
                 )
             else:
-                # --resume: a name the next run can find, cut back to the last checkpoint.
+                # --resume: a name the next run can find, checked against the checkpoint in
+                # resume_dir and cut back to it; never followed through a link, never created over.
                 self.tmp_path = os.path.join(directory, f".{os.path.basename(path)}.{resume_tag}.bigshuf-tmp")
-                fd = os.open(self.tmp_path, os.O_CREAT | os.O_RDWR, 0o600)
-                os.ftruncate(fd, resume_size or 0)
-                os.lseek(fd, 0, os.SEEK_END)
-        
+                fd = open_output_temp(self.tmp_path, resume_at, resume_dir)
         except OSError as e:
             raise OutputError(f"{self.name}: {e.strerror}") from None
         # Held until the rename: a later run removes only temporary files nobody holds.
@@ -165,7 +164,7 @@ class AtomicFileSink(Sink):
             os.unlink(self.tmp_path)
             self._unlock()
             raise
-        if resume_size:
+        if resume_at is not None and resume_at.size:
             self._compressed_any = True  # what is on disk already holds the stream's start
 
     def _unlock(self) -> None:
@@ -321,6 +320,8 @@ class Output:
         self._bounds: list[int] = []
         self._done = 0  # records emitted so far
         self.resume_tag: str | None = None  # --resume: fixed temporary names, kept on failure
+        self.resume_dir = ""  # --resume: the checkpoint's directory, named in refusals
+        self._checks: list[FileCheck] = []  # --resume: size and CRC of each file as checkpointed
         self.shard_suffix: str | None = None  # of files in a --shards directory, if not the codec's
         if shards is not None and (self.target is None or self.target == "-"):
             raise UsageError(
@@ -344,37 +345,43 @@ class Output:
         if restore is not None:
             self._done = restore["done"]
             self.fingerprint = Fingerprint(*restore["fingerprint"])
-            for i in range(restore["opened"]):
-                current = i == restore["opened"] - 1
-                sink = self._file_sink(i, None if current else restore["finished"][i], restore["size"] if current else None)
+            for i, (size, crc) in enumerate(restore["files"]):
+                at = ResumePoint(size, crc, finished=i < len(restore["files"]) - 1)
+                sink = self._file_sink(i, at)
                 self.sinks.append(sink)
+                self._checks.append(FileCheck(sink.tmp_path, at))
         elif self.shards is None:
             if self.resume_tag is not None:
-                self._open(self._file_sink(0, None, None))
+                self._open(self._file_sink(0, None))
             else:
                 self._open(open_output(self.target, self._codec_choice()))
 
-    def _file_sink(self, i: int, finished_size: int | None, size: int | None) -> AtomicFileSink:
-        """The file of shard ``i`` (or of the single output), fresh, finished, or resumed at ``size``."""
+    def _file_sink(self, i: int, at: ResumePoint | None) -> AtomicFileSink:
+        """The --resume file of shard ``i`` (or of the single output): fresh, or reopened ``at`` a checkpoint."""
         path = self._paths[i] if self.shards is not None else self.target
         assert path is not None
-        codec = None if finished_size is not None else output_codec(path, self._codec_choice())
-        sink = AtomicFileSink(
-            os.path.realpath(path), codec, path, self.resume_tag,
-            finished_size if finished_size is not None else size,
-        )
-        if finished_size is not None:
+        finished = at is not None and at.finished
+        codec = None if finished else output_codec(path, self._codec_choice())
+        sink = AtomicFileSink(os.path.realpath(path), codec, path, self.resume_tag, at, self.resume_dir)
+        if finished:
             sink.finish()
         return sink
 
     def checkpoint(self) -> dict[str, Any]:
-        """Where the output stands after the queued writes: enough for ``begin(restore=...)``."""
+        """Where the output stands after the queued writes, every file synced up to there:
+        enough for ``begin(restore=...)`` (each file's size and CRC-32, records emitted, fingerprint)."""
         self.writer.flush()
-        finished = [os.path.getsize(s.tmp_path) for s in self.sinks[:-1] if isinstance(s, AtomicFileSink)]
+        size = self.sinks[-1].cut() if self.sinks else 0
+        for sink in self.sinks[len(self._checks) :]:
+            assert isinstance(sink, AtomicFileSink)
+            self._checks.append(FileCheck(sink.tmp_path))
+        last = len(self._checks) - 1
+        try:
+            files = [check.advance(size if i == last else None) for i, check in enumerate(self._checks)]
+        except OSError as e:
+            raise OutputError(f"{self._checks[-1].path}: cannot checkpoint: {e.strerror}") from None
         return {
-            "opened": len(self.sinks),
-            "finished": finished,
-            "size": self.sinks[-1].cut() if self.sinks else 0,
+            "files": files,
             "done": self._done,
             "fingerprint": [self.fingerprint.records, self.fingerprint.bytes, self.fingerprint.digest],
         }
@@ -411,7 +418,7 @@ class Output:
             self.writer.submit_job(lambda: self._finish(last), 0)
         i = len(self.sinks)
         if self.resume_tag is not None:
-            self._open(self._file_sink(i, None, None))
+            self._open(self._file_sink(i, None))
         else:
             path = self._paths[i]
             self._open(AtomicFileSink(os.path.realpath(path), output_codec(path, self._codec_choice()), path))

@@ -17,6 +17,7 @@ from types import TracebackType
 
 from .errors import TempSpaceError, option
 from .plan import format_size
+from .safefs import check_private_directory, create_exclusive, make_private_directory, open_nofollow, sync_directory
 
 
 def default_tmp_dir() -> str:
@@ -187,12 +188,29 @@ class TempSpace:
                 continue
 
     def _enter_resumable(self) -> TempSpace:
-        """``--resume``: a directory named by the job, kept when the run fails so a rerun continues."""
+        """``--resume``: a directory named by the job, kept when the run fails so a rerun continues.
+
+        Made private (0700); an existing one must be a directory of this user that no one else
+        may enter, never a symlink. Its lock is created exclusively or reopened without
+        following links. The job's own lock (beside the output) is already held.
+        """
         assert self.resume_name is not None
         self.path = os.path.join(self.parent, self.resume_name)
+        lock = os.path.join(self.path, LOCK_NAME)
         try:
-            os.makedirs(self.path, exist_ok=True)
-            self._lock = os.open(os.path.join(self.path, LOCK_NAME), os.O_CREAT | os.O_RDWR, 0o600)
+            try:
+                make_private_directory(self.path)
+                sync_directory(self.parent)
+            except FileExistsError:
+                problem = check_private_directory(self.path)
+                if problem is not None:
+                    raise TempSpaceError(
+                        f"{self.path}: {problem}; it cannot hold this job's checkpoint: remove it or choose another -T"
+                    ) from None
+            try:
+                self._lock = create_exclusive(lock)
+            except FileExistsError:
+                self._lock = open_nofollow(lock, os.O_RDWR)
         except OSError as e:
             raise TempSpaceError(f"{self.path}: {e.strerror}; choose another directory with {option('tmp_dir')}") from None
         try:
@@ -206,11 +224,15 @@ class TempSpace:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self.resume_name is None or exc_type is None:
+        if self.resume_name is None:
             self._remove()
         elif self._lock >= 0:
             os.close(self._lock)
             self._lock = -1
+
+    def discard(self) -> None:
+        """Remove a ``--resume`` directory once the output it was for is in place."""
+        self._remove()
 
     def check_free(self, needed: int) -> None:
         """Fail before pass 1 if the directory cannot hold ``needed`` bytes of buckets."""

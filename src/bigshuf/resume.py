@@ -1,0 +1,434 @@
+"""``--resume``: the job's lock, its checkpoint file, and the checks that keep a resumed run from
+trusting anything it finds on disk.
+
+A job is named by a key made of its inputs' paths, its output, its seed and options (not ``-T``).
+Its lock is a file beside the output, so two runs of one job exclude each other whatever ``-T``
+each was given, and it is taken before anything else of the job is touched. The checkpoint
+(``state.json``) and the buckets live in a private directory under ``-T``; the output's
+temporary files beside the output. Whatever is read back is validated: every field of the
+checkpoint, each input's size, modification time and sampled content, each file's size and
+CRC-32. A mismatch is a one-line refusal naming the directory to remove.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import stat
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from .errors import InputError, OutputError, TempSpaceError, option
+from .safefs import create_exclusive, open_nofollow, sync_directory, sync_file
+
+#: Version of the checkpoint's layout; a checkpoint of another layout is refused.
+FORMAT = 1
+
+#: Content check of an input: this many blocks of ``SAMPLE_BYTES`` (the first, the last, and
+#: evenly spaced ones between), hashed with the file's size. About 1 MiB read per input.
+SAMPLES = 16
+SAMPLE_BYTES = 1 << 16
+
+#: Largest checkpoint file read back (a real one holds a few lists of at most 4,096 numbers).
+MAX_STATE_BYTES = 16 << 20
+
+_MAX_INT = 2**63 - 1
+
+
+def advice(directory: str) -> str:
+    """The way out of a checkpoint that cannot be used, for the end of a refusal."""
+    return f"cannot resume; remove {directory} to start afresh"
+
+
+def refusal(directory: str, problem: str) -> TempSpaceError:
+    """The error for a checkpoint in ``directory`` that cannot be trusted."""
+    return TempSpaceError(f"{directory}: checkpoint {problem}; {advice(directory)}")
+
+
+class JobLock:
+    """The exclusive ``flock`` of one ``--resume`` job, on a file beside its output.
+
+    The file holds the holder's pid and checkpoint directory, so a second run of the job can say
+    which run it collides with. It is removed on release (while still locked); a run that opened
+    it just before finds the name gone or pointing elsewhere after its ``flock`` and starts over.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd = -1
+
+    def acquire(self, holder: str) -> None:
+        """Take the lock and record ``holder`` in it; refuse if another run holds it."""
+        while self._fd < 0:
+            try:
+                fd = create_exclusive(self.path)
+            except FileExistsError:
+                try:
+                    fd = open_nofollow(self.path, os.O_RDWR)
+                except FileNotFoundError:
+                    continue  # released and removed in between
+                except OSError as e:
+                    raise OutputError(f"{self.path}: cannot open this {option('resume')} job's lock: {_why(e)}") from None
+            except OSError as e:
+                raise OutputError(f"{self.path}: cannot create this {option('resume')} job's lock: {e.strerror}") from None
+            try:
+                if self._take(fd, holder):
+                    self._fd = fd
+            finally:
+                if self._fd != fd:
+                    os.close(fd)
+
+    def _take(self, fd: int, holder: str) -> bool:
+        """Lock ``fd``; False if its name was removed or replaced meanwhile (try again)."""
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+            raise OutputError(f"{self.path}: is not a lock file this user made; remove it")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise OutputError(f"{self.path}: cannot lock: {e.strerror}") from None
+            other = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "a run that is starting"
+            raise OutputError(
+                f"{self.path}: this {option('resume')} job is already running ({other}); wait for it or stop it"
+            ) from None
+        try:
+            now = os.lstat(self.path)
+        except FileNotFoundError:
+            return False
+        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+            return False
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, holder.encode() + b"\n", 0)
+        return True
+
+    def release(self) -> None:
+        """Remove the lock file and let the lock go."""
+        if self._fd >= 0:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _why(e: OSError) -> str:
+    """An OSError in words, a symlink met by ``O_NOFOLLOW`` named as such."""
+    return "it is a symbolic link" if e.errno == errno.ELOOP else str(e.strerror)
+
+
+def content_check(path: str, size: int) -> str:
+    """A hash of ``path``'s size and sampled content: the whole file when small, else
+    ``SAMPLES`` blocks of ``SAMPLE_BYTES`` from its start to its end. Catches a rewritten input
+    whose size and modification time were put back, at the cost of a few reads."""
+    h = hashlib.sha256(b"%d:" % size)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if size <= SAMPLES * SAMPLE_BYTES:
+            starts = [0]
+            length = size
+        else:
+            starts = [i * (size - SAMPLE_BYTES) // (SAMPLES - 1) for i in range(SAMPLES)]
+            length = SAMPLE_BYTES
+        for start in starts:
+            got = 0
+            while got < length:
+                chunk = os.pread(fd, length - got, start + got)
+                if not chunk:
+                    break
+                h.update(chunk)
+                got += len(chunk)
+    finally:
+        os.close(fd)
+    return h.hexdigest()[:32]
+
+
+def input_identity(paths: list[str]) -> list[list[Any]]:
+    """Path, size, modification time and content check of every input, to refuse changed inputs."""
+    out: list[list[Any]] = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+            check = content_check(path, st.st_size) if stat.S_ISREG(st.st_mode) else ""
+            out.append([path, st.st_size, st.st_mtime_ns, check])
+        except OSError as e:
+            raise InputError(f"{path}: {e.strerror}") from None
+    return out
+
+
+def crc_of(fd: int, start: int, end: int, crc: int = 0) -> int:
+    """CRC-32 of ``fd``'s bytes ``[start, end)``, continuing ``crc``; ValueError if the file ends first."""
+    from isal.isal_zlib import crc32
+
+    while start < end:
+        chunk = os.pread(fd, min(1 << 22, end - start), start)
+        if not chunk:
+            raise ValueError("file ends early")
+        crc = crc32(chunk, crc)
+        start += len(chunk)
+    return crc
+
+
+def load_state(directory: str) -> dict[str, Any] | None:
+    """The parsed ``state.json`` of ``directory`` (opened without following a link), or None if there is none."""
+    path = os.path.join(directory, "state.json")
+    try:
+        fd = open_nofollow(path)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise refusal(directory, f"{path} cannot be opened ({_why(e)})") from None
+    with open(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_STATE_BYTES:
+            raise refusal(directory, f"{path} is not a checkpoint file")
+        data = f.read(MAX_STATE_BYTES + 1)
+    try:
+        state = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise refusal(directory, f"{path} is not valid JSON ({e})") from None
+    if not isinstance(state, dict):
+        raise refusal(directory, f"{path} is not a JSON object")
+    return state
+
+
+def save_state(directory: str, state: dict[str, Any]) -> None:
+    """Write ``state.json`` durably: an exclusively created temp file, fsync'd, renamed, directory fsync'd."""
+    path = os.path.join(directory, "state.json")
+    fresh = path + ".new"
+    try:
+        try:
+            os.unlink(fresh)  # left by a run killed mid-save; never followed, only removed
+        except FileNotFoundError:
+            pass
+        fd = create_exclusive(fresh, 0o600, os.O_WRONLY)
+        try:
+            data = memoryview(json.dumps(state).encode())
+            while data:
+                data = data[os.write(fd, data) :]
+            sync_file(fd)
+        finally:
+            os.close(fd)
+        os.replace(fresh, path)
+        sync_directory(directory)
+    except OSError as e:
+        raise TempSpaceError(f"{path}: cannot write the checkpoint: {e.strerror}") from None
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a checkpoint must match: the job's key, its inputs as they are now, and the options
+    that shape the checkpoint's fields."""
+
+    key: str
+    inputs: list[list[Any]]
+    verify: bool
+    head_count: int | None
+    shards: int | None
+    compress_temp: bool
+
+
+class _Bad(Exception):
+    """A field of the checkpoint that does not hold up (its message says which)."""
+
+
+def _int(value: Any, what: str, lo: int = 0, hi: int = _MAX_INT) -> int:
+    """``value`` if it is an integer (not a bool or float) in ``[lo, hi]``, else ``_Bad`` naming ``what``."""
+    if type(value) is not int or not lo <= value <= hi:
+        shown = repr(value)
+        raise _Bad(f"{what} is {shown if len(shown) <= 40 else shown[:37] + '...'}, not an integer from {lo} to {hi}")
+    return value
+
+
+def _ints(value: Any, what: str, n: int, hi: int = _MAX_INT) -> list[int]:
+    """``value`` if it is a list of ``n`` integers in ``[0, hi]``, else ``_Bad``."""
+    if not isinstance(value, list) or len(value) != n:
+        raise _Bad(f"{what} is not a list of {n} integers")
+    return [_int(v, f"{what}[{i}]", 0, hi) for i, v in enumerate(value)]
+
+
+def _fingerprint(value: Any, what: str) -> list[int]:
+    """A fingerprint's ``[records, bytes, digest]``: counts up to 2**63-1, the digest a 64-bit sum."""
+    records, nbytes, digest = _ints(value, what, 3, 2**64 - 1)
+    return [_int(records, f"{what} records"), _int(nbytes, f"{what} bytes"), digest]
+
+
+_PASS1 = {"format", "job", "inputs", "read_fingerprint", "k", "keep", "blocks_done", "bytes_done", "buckets"}
+_PASS1_DONE = _PASS1 | {"pass1_done"}
+_PASS2 = _PASS1_DONE | {"buckets_done", "records_out", "output"}
+
+
+def validate_state(state: dict[str, Any], job: Job, directory: str) -> None:
+    """Refuse a checkpoint any field of which is missing, mistyped, out of range or inconsistent
+    with another, with the job or with the inputs as they are now."""
+    try:
+        _validate(state, job)
+    except _Bad as e:
+        raise refusal(directory, f"{os.path.join(directory, 'state.json')} does not hold up: {e}") from None
+    for (path, size, mtime, check), (_, size0, mtime0, check0) in zip(job.inputs, state["inputs"]):
+        if (size, mtime, check) != (size0, mtime0, check0):
+            what = "size or modification time" if (size, mtime) != (size0, mtime0) else "content"
+            raise InputError(f"{path}: changed since the interrupted run ({what} differ); {advice(directory)}")
+
+
+def _validate(state: dict[str, Any], job: Job) -> None:
+    """Raise ``_Bad`` for the first field of ``state`` that does not hold up (see ``validate_state``)."""
+    keys = set(state)
+    if keys not in (_PASS1, _PASS1_DONE, _PASS2):
+        raise _Bad(f"its fields are {sorted(keys)}")
+    if state["format"] != FORMAT or state["job"] != job.key:
+        raise _Bad("it belongs to another job or another version of bigshuf")
+    inputs = state["inputs"]
+    if not isinstance(inputs, list) or len(inputs) != len(job.inputs):
+        raise _Bad(f"inputs is not a list of {len(job.inputs)} inputs")
+    for i, (entry, now) in enumerate(zip(inputs, job.inputs)):
+        if not isinstance(entry, list) or len(entry) != 4 or entry[0] != now[0] or not isinstance(entry[3], str):
+            raise _Bad(f"inputs[{i}] is not [{now[0]!r}, size, mtime, check]")
+        _int(entry[1], f"inputs[{i}] size")
+        _int(entry[2], f"inputs[{i}] mtime", -_MAX_INT)
+    k = _int(state["k"], "k", 1, 1 << 20)
+    keep = _int(state["keep"], "keep", 1, k)
+    if job.head_count is None and keep != k:
+        raise _Bad(f"keep is {keep} without -n, not k ({k})")
+    _int(state["blocks_done"], "blocks_done", 1)
+    bytes_done = _int(state["bytes_done"], "bytes_done")
+    if "pass1_done" in state and state["pass1_done"] is not True:
+        raise _Bad("pass1_done is not true")
+    buckets = state["buckets"]
+    if not isinstance(buckets, dict) or set(buckets) != {"sizes", "records", "crcs", "disk"}:
+        raise _Bad("buckets is not {sizes, records, crcs, disk}")
+    sizes = _ints(buckets["sizes"], "buckets.sizes", k)
+    records = _ints(buckets["records"], "buckets.records", k)
+    crcs = _ints(buckets["crcs"], "buckets.crcs", k, 2**32 - 1)
+    disk = _ints(buckets["disk"], "buckets.disk", k)
+    for j in range(k):
+        empty = sizes[j] == 0
+        if (
+            (j >= keep and not empty) or records[j] > sizes[j] or (records[j] == 0) != empty
+            or (empty and j < keep and crcs[j] != 0) or (disk[j] == 0) != empty or (not job.compress_temp and disk[j] != sizes[j])
+        ):
+            raise _Bad(f"bucket {j} has {sizes[j]} bytes, {records[j]} records, {disk[j]} on disk, crc {crcs[j]}")
+    if sum(sizes) > bytes_done or (keep == k and sum(sizes) != bytes_done):
+        raise _Bad(f"the buckets hold {sum(sizes)} bytes, bytes_done is {bytes_done}")
+    read = _fingerprint(state["read_fingerprint"], "read_fingerprint")
+    if read != ([sum(records), bytes_done, read[2]] if job.verify else [0, 0, 0]):
+        raise _Bad(f"read_fingerprint {read} does not match the buckets")
+    if keys == _PASS2:
+        _validate_pass2(state, job, keep, records)
+
+
+def _validate_pass2(state: dict[str, Any], job: Job, keep: int, records: list[int]) -> None:
+    """The pass-2 fields: buckets done, records written and the output files they imply."""
+    done = _int(state["buckets_done"], "buckets_done", 0, keep)
+    out = _int(state["records_out"], "records_out")
+    expected = sum(records[:done]) if job.head_count is None else min(job.head_count, sum(records[:done]))
+    if out != expected:
+        raise _Bad(f"records_out is {out}; the {done} buckets done hold {expected}")
+    output = state["output"]
+    if not isinstance(output, dict) or set(output) != {"files", "done", "fingerprint"}:
+        raise _Bad("output is not {files, done, fingerprint}")
+    files = output["files"]
+    total = sum(records[:keep]) if job.head_count is None else min(job.head_count, sum(records[:keep]))
+    if job.shards is None:
+        opened, emitted = 1, 0
+    else:
+        bounds = [i * total // job.shards for i in range(job.shards)]
+        opened, emitted = (sum(1 for b in bounds if b < out) if out else 0), out
+    if not isinstance(files, list) or len(files) != opened:
+        raise _Bad(f"output.files is not a list of {opened} files")
+    for i, entry in enumerate(files):
+        _ints(entry, f"output.files[{i}]", 2)
+        _int(entry[1], f"output.files[{i}] crc", 0, 2**32 - 1)
+    _int(output["done"], "output.done", emitted, emitted)
+    written = _fingerprint(output["fingerprint"], "output.fingerprint")
+    if written != ([out, written[1], written[2]] if job.verify else [0, 0, 0]):
+        raise _Bad(f"output.fingerprint {written} does not match records_out")
+
+
+class ResumePoint(NamedTuple):
+    """Where an output temp file stood at the checkpoint: its ``size`` and the ``crc`` of those bytes;
+    a ``finished`` file must be exactly that long, the current one may have grown since."""
+
+    size: int
+    crc: int
+    finished: bool
+
+
+def open_output_temp(path: str, at: ResumePoint | None, directory: str) -> int:
+    """The ``--resume`` output temp file ``path``, opened read-write at its end.
+
+    Fresh (``at`` None): a leftover of an earlier attempt of this job (a regular file of this
+    user: the job's lock is held) is removed, anything else refused, and the file is created
+    exclusively. Resumed: the file must be there, a regular file of this user, at least as long as
+    the checkpoint says (exactly, if finished) with the CRC-32 it recorded; what follows is cut off.
+    """
+    if at is None:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            pass
+        else:
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+                kind = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a file this user made"
+                raise OutputError(f"{path}: already exists and is {kind}; remove it")
+            os.unlink(path)
+        return create_exclusive(path)
+    try:
+        fd = open_nofollow(path, os.O_RDWR)
+    except FileNotFoundError:
+        raise OutputError(f"{path}: missing, though the checkpoint in {directory} counts {at.size} bytes in it; "
+                          f"{advice(directory)}") from None
+    except OSError as e:
+        raise OutputError(f"{path}: cannot reopen ({_why(e)}); {advice(directory)}") from None
+    try:
+        st = os.fstat(fd)
+        problem = None
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+            problem = "is not a file this user made"
+        elif st.st_size < at.size or (at.finished and st.st_size != at.size):
+            problem = f"holds {st.st_size} bytes, the checkpoint says {at.size}"
+        elif crc_of(fd, 0, at.size) != at.crc:
+            problem = "does not match the checkpoint's checksum"
+        if problem is not None:
+            raise OutputError(f"{path}: {problem}; {advice(directory)}")
+        if st.st_size > at.size:
+            os.ftruncate(fd, at.size)
+        os.lseek(fd, at.size, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+class FileCheck:
+    """Size and CRC-32 of one output temp file as of the last checkpoint; ``advance`` extends both
+    over what was written since and fsyncs it, so a checkpoint never counts data not on disk."""
+
+    def __init__(self, path: str, at: ResumePoint | None = None) -> None:
+        self.path = path
+        self.size = 0 if at is None else at.size
+        self.crc = 0 if at is None else at.crc
+        self._synced = at is not None  # a new file's directory entry is not durable yet
+        self._final = at is not None and at.finished
+
+    def advance(self, size: int | None) -> list[int]:
+        """``[size, crc]`` once the file is synced up to ``size`` (None: it is finished, all of it)."""
+        if self._final or (size == self.size and self._synced):
+            return [self.size, self.crc]
+        fd = open_nofollow(self.path)
+        try:
+            end = os.fstat(fd).st_size if size is None else size
+            self.crc = crc_of(fd, self.size, end, self.crc)
+            self.size = end
+            sync_file(fd)
+        finally:
+            os.close(fd)
+        if not self._synced:
+            sync_directory(os.path.dirname(self.path))
+            self._synced = True
+        self._final = size is None
+        return [self.size, self.crc]
