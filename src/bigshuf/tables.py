@@ -487,10 +487,10 @@ class TableOutput(Output):
 
     def __init__(
         self, target: str | None, writer: WriteBehind, *, kind: str, shards: int | None,
-        codec: CodecChoice, schema: pa.Schema, group_rows: int | None, group_bytes: int,
+        codec: CodecChoice, schema: pa.Schema, group_rows: int | None, group_bytes: int, sync: bool = True,
     ) -> None:
         line_codec = codec if kind == "jsonl" else None
-        super().__init__(target, writer, shards=shards, compress=line_codec)
+        super().__init__(target, writer, shards=shards, compress=line_codec, sync=sync)
         self.kind = kind
         self.codec = codec
         self.schema = schema
@@ -572,6 +572,7 @@ class TableJob:
     compress_temp: bool
     verify: bool
     row_group_size: int | None
+    sync: bool = True
 
 
 def open_inputs(paths: Sequence[str], json_schema: pa.Schema | None) -> list[TableInput]:
@@ -627,7 +628,7 @@ class TableRun:
         self.out = TableOutput(
             self.job.output, writer, kind=self.job.kind, shards=self.job.shards, codec=self.job.codec,
             schema=schema, group_rows=self.job.row_group_size,
-            group_bytes=min(GROUP_BYTES, max(1, plan.block_budget(self.limit) // 8)),
+            group_bytes=min(GROUP_BYTES, max(1, plan.block_budget(self.limit) // 8)), sync=self.job.sync,
         )
         self.out.verify = self.job.verify
         self.writer = writer
