@@ -52,6 +52,11 @@ def run_id_of(name: str) -> str | None:
     return None
 
 
+def new_run_id() -> str:
+    """A fresh run id, random so that no other user can predict the names a run will create."""
+    return os.urandom(6).hex()
+
+
 def name_max(directory: str) -> int:
     """The longest file name, in bytes, that ``directory``'s file system takes."""
     try:
@@ -100,9 +105,10 @@ class OutputFiles:
     """One run's files in its output directories: the run id, a lock per directory, the commit."""
 
     def __init__(self, sync: bool = True) -> None:
-        self.id = os.urandom(6).hex()
+        self.id = new_run_id()
         self.sync = sync
         self._locks: dict[str, int] = {}
+        self.committed = False  # every file is in place
         self._step = 0
         hook = os.environ.get(TEST_KILL_VARIABLE, "")
         number, _, sig = hook.partition(":")
@@ -150,9 +156,12 @@ class OutputFiles:
             os.kill(os.getpid(), self._kill_with)
 
     def commit(self, moves: list[tuple[str, str]]) -> None:
-        """Rename every finished, synced ``(temporary, target)`` over its target: all or none."""
+        """Rename every finished, synced ``(temporary, target)`` over its target, all or none, and
+        let go of the run's locks; a signal meanwhile takes effect once all that is done."""
         with deferred_signals():
             self._commit(moves)
+            self.committed = True
+            self.release()
 
     def _commit(self, moves: list[tuple[str, str]]) -> None:
         first = os.path.dirname(moves[0][1])

@@ -12,7 +12,7 @@ import stat
 import sys
 from typing import Any, BinaryIO
 
-from .commit import CommitInterrupted, OutputFiles, name_max
+from .commit import CommitInterrupted, OutputFiles, deferred_signals, name_max
 from .errors import OutputError, UsageError
 from .fingerprint import Fingerprint, fingerprint
 from .records import array_block, array_bytes
@@ -425,6 +425,10 @@ def check_output_directory(
             raise OutputError(f"{final}: Is a directory")
 
 
+#: Shards open at once at most (queued, not yet finished by the writer thread).
+OPEN_SHARDS = 8
+
+
 class Output:
     """Routes shuffled records to the output: one sink, or ``shards`` files of near-equal record counts.
 
@@ -449,7 +453,7 @@ class Output:
         self.target = None if target is None else os.fspath(target)
         self.files = OutputFiles(sync)  # this run's lock in each output directory, and the commit
         self._made: list[str] = []  # directories made for the shards, removed again on failure
-        self._committed = False
+        self._finished = 0  # shards finished (closed) by the writer thread
         self.writer = writer
         self.shards = shards
         self.compress = compress
@@ -488,6 +492,7 @@ class Output:
                 current = i == restore["opened"] - 1
                 sink = self._file_sink(i, None if current else restore["finished"][i], restore["size"] if current else None)
                 self.sinks.append(sink)
+                self._finished += not current
         elif self.shards is None:
             if self.resume_tag is not None:
                 self._open(self._file_sink(0, None, None))
@@ -544,12 +549,17 @@ class Output:
         sink = self.sinks[shard]
         assert isinstance(sink, AtomicFileSink)
         sink.finish()
+        self._finished += 1
 
     def _open_next_shard(self) -> None:
-        """Finish the current shard (on the writer thread, after its data) and open the next."""
+        """Finish the current shard (on the writer thread, after its data) and open the next,
+        first waiting for the writer if ``OPEN_SHARDS`` shards are still open (small shards
+        would otherwise be opened faster than they are finished, a descriptor each)."""
         if self.sinks:
             last = len(self.sinks) - 1
             self.writer.submit_job(lambda: self._finish(last), 0)
+            if len(self.sinks) - self._finished >= OPEN_SHARDS:
+                self.writer.flush()
         i = len(self.sinks)
         if self.resume_tag is not None:
             self._open(self._file_sink(i, None, None))
@@ -583,9 +593,15 @@ class Output:
         if self.shards is None:
             self.writer.flush()
             self._close_format(0)
-            self.sinks[0].commit()
-            self._committed = True
-            self.files.release()
+            sink = self.sinks[0]
+            if not isinstance(sink, AtomicFileSink):
+                sink.commit()
+                return
+            sink.finish()
+            with deferred_signals():
+                sink.publish()
+                self.files.committed = True
+                self.files.release()
             return
         while len(self.sinks) < self.shards:
             self._open_next_shard()
@@ -603,8 +619,6 @@ class Output:
                 assert isinstance(sink, AtomicFileSink)
                 sink.keep_on_abort = True  # the journal needs them to finish the commit
             raise
-        self._committed = True
-        self.files.release()
 
     def describe(self, fp: Fingerprint) -> str:
         """A fingerprint as the verification message gives it."""
@@ -630,7 +644,7 @@ class Output:
         for sink in self.sinks:
             sink.abort()
         self.files.release()
-        if not self._committed:
+        if not self.files.committed:
             for directory in reversed(self._made):
                 try:
                     os.rmdir(directory)
