@@ -220,6 +220,28 @@ def test_a_kill_while_putting_a_single_output_over_its_input_loses_nothing(tmp_p
     assert dot_files(tmp_path) == []
 
 
+def test_a_run_reading_a_directory_finishes_its_interrupted_commit_first(tmp_path: Path) -> None:
+    src, out, _old, new = _old_and_new(tmp_path)
+    # Journal (1), backups (2, 3), two renames (4, 5): killed with one new file still to rename.
+    proc = cli(["--seed", "2", "--shards", "3", str(src), "-o", f"{out}/"], env={KILL_AT: "5"})
+    assert proc.returncode == -signal.SIGKILL
+    reader = cli([*(str(out / n) for n in new), "-o", str(tmp_path / "all.txt")])
+    assert reader.returncode == 0, reader.stderr
+    assert b"finished the commit of 3 file(s)" in reader.stderr
+    assert records_in([tmp_path / "all.txt"]) == records_in([src])
+    assert snapshot(out) == new and dot_files(out) == []
+
+
+def test_a_journal_cut_short_by_a_kill_is_removed_with_the_temporary_files(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "part-00000.txt").write_bytes(b"old\n")
+    (out / ".part-00000.txt.0123456789ab-0.bigshuf-tmp").write_bytes(b"new\n")
+    (out / ".bigshuf-0123456789ab.commit").write_bytes(b'{"bigshuf_commit": 1, "files": [{"temp": "/x/.p')
+    bigshuf.tempspace.remove_dead_outputs(str(out))
+    assert snapshot(out) == {"part-00000.txt": b"old\n"} and dot_files(out) == []
+
+
 def test_an_interrupted_commit_whose_new_file_vanished_is_undone(tmp_path: Path) -> None:
     src, out, old, _new = _old_and_new(tmp_path)
     # Journal (1), backups (2, 3), the first rename (4): killed with two new files still to rename.

@@ -24,7 +24,7 @@ from .records import RecordFormat, find_offsets
 from .scatter import BucketSet, iter_pieces, scatter_piece
 from .sinks import CodecChoice, Output, check_output_directory, line_shard_suffix
 from .sources import FileSource, GeneratedSource, RangeSource, RecordReader, Source, map_whole
-from .tempspace import TempSpace, default_tmp_dir, remove_dead_runs
+from .tempspace import TempSpace, default_tmp_dir, remove_dead_outputs, remove_dead_runs
 from .writeback import WriteBehind
 
 if TYPE_CHECKING:
@@ -393,6 +393,8 @@ class Run:
             if self.opts.shards is not None and len(paths) == len(sources):
                 self.out.shard_suffix = line_shard_suffix(paths, self.opts.compress)
             check_output_directory(self.out.target, self.opts.shards, self.opts.compress, self.out.shard_suffix)
+            for directory in dict.fromkeys(os.path.dirname(os.path.abspath(p)) for p in paths if p != "-"):
+                remove_dead_outputs(directory)  # a commit a kill interrupted there is finished before reading
             # As an external run would: whatever is in memory, killed runs' leftovers under -T go.
             remove_dead_runs(self.opts.tmp_dir or default_tmp_dir())
             if self.opts.head_count != 0:

@@ -174,7 +174,9 @@ class OutputFiles:
         try:
             fd = create_exclusive(journal, 0o600, os.O_WRONLY)
             try:
-                os.write(fd, json.dumps({"bigshuf_commit": 1, "files": entries}).encode())
+                view = memoryview(json.dumps({"bigshuf_commit": 1, "files": entries}).encode())
+                while view:
+                    view = view[os.write(fd, view):]
                 if self.sync:
                     sync_file(fd)
             finally:
@@ -248,18 +250,22 @@ def _unlink(path: str) -> None:
 
 
 def _read_journal(path: str) -> list[dict[str, Any]] | None:
-    """The entries of a journal this user's bigshuf wrote, validated, or None if it is not one."""
+    """The entries of a journal this user's bigshuf wrote, validated; an empty list if it was cut
+    short (its run was killed writing it, before touching any file); None if it is not one."""
     fd = open_nofollow(path)
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_size > MAX_JOURNAL:
             return None
         with os.fdopen(os.dup(fd), "rb") as f:
-            data = json.loads(f.read())
-    except ValueError:
-        return None
+            text = f.read()
     finally:
         os.close(fd)
+    try:
+        data = json.loads(text)
+    except ValueError:
+        # Cut short: a prefix of what bigshuf writes. Nothing is renamed before it is whole.
+        return [] if b'{"bigshuf_commit": 1, "files": ['.startswith(text[:32]) else None
     files = data.get("files") if isinstance(data, dict) and data.get("bigshuf_commit") == 1 else None
     if not isinstance(files, list):
         return None
@@ -294,6 +300,9 @@ def recover(journal: str) -> str:
     entries = _read_journal(journal)
     if entries is None:
         return f"{journal}: not a commit journal of this user's bigshuf; left alone"
+    if not entries:
+        os.unlink(journal)
+        return f"removed {journal}, cut short by a kill before the commit began"
     forward = all(_inode(e["temp"]) == e["ino"] or _inode(e["final"]) == e["ino"] for e in entries)
     if forward:
         for e in entries:

@@ -30,7 +30,7 @@ from .records import array_block, list_spans
 from .rowhash import row_fingerprint
 from .sinks import CodecChoice, Output, Sink, check_output_directory
 from .sources import FileSource
-from .tempspace import TempSpace
+from .tempspace import TempSpace, default_tmp_dir, remove_dead_runs
 from .writeback import WriteBehind
 
 #: Column codecs each output format offers (``--compress``), the first being the default.
@@ -633,6 +633,7 @@ class TableRun:
         self.out.verify = self.job.verify
         self.writer = writer
         try:
+            remove_dead_runs(self.job.tmp_dir or default_tmp_dir())  # in memory too, as an external run does
             if self.job.head_count != 0:
                 self._shuffle()
             self.progress.close()

@@ -113,6 +113,8 @@ def _clean_run(directory: str, run: str, names: list[str]) -> None:
             except OSError as e:
                 print(f"bigshuf: {directory}/{journal}: could not finish a killed run's commit: {e.strerror}", file=sys.stderr)
                 return
+            if os.path.lexists(os.path.join(directory, journal)):
+                return  # not a journal to act on: its files stay as they are
         for name in names:
             if name.endswith(".bigshuf-tmp"):
                 _remove_leftover(os.path.join(directory, name))
