@@ -126,18 +126,19 @@ def test_a_killed_commit_is_finished_before_the_next_run_reads_its_inputs(tmp_pa
     # same command first finishes the commit, so it reads every record exactly once.
     ip = tmp_path / "ip"
     ip.mkdir()
-    records = make_records(1000, seed=3)
-    for i in range(50):
+    # The case: 1000 files of 20 records each.
+    records = make_records(20_000, seed=3, max_len=20)
+    for i in range(1000):
         write_records(ip / f"part-{i:04d}.txt", records[i * 20 : (i + 1) * 20])
-    inputs = [str(ip / f"part-{i:04d}.txt") for i in range(50)]
-    command = ["--seed", "5", "--shards", "50", "-o", str(ip / "part-{:04d}.txt"), *inputs]
-    # Step 1 journal, 2-51 backups, 52-101 renames: kill after the 25th rename.
-    first = cli(command, env={KILL_AT: "76"})
+    inputs = [str(ip / f"part-{i:04d}.txt") for i in range(1000)]
+    command = ["--seed", "5", "--shards", "1000", "-o", str(ip / "part-{:04d}.txt"), *inputs]
+    # Step 1 journal, 2-1001 backups, 1002-2001 renames: kill after the 500th rename.
+    first = cli(command, env={KILL_AT: "1501"})
     assert first.returncode == -signal.SIGKILL
     assert any(n.endswith(".commit") for n in dot_files(ip))
     second = cli(command)
     assert second.returncode == 0, second.stderr
-    assert b"finished the commit of 50 file(s)" in second.stderr
+    assert b"finished the commit of 1000 file(s)" in second.stderr
     assert records_in([Path(p) for p in inputs]) == Counter(records)
     assert dot_files(ip) == []
 
