@@ -123,9 +123,14 @@ class OutputFiles:
         lock = os.path.join(directory, f".bigshuf-{self.id}.lock")
         try:
             fd = create_exclusive(lock + ".new", 0o600, os.O_RDONLY)
+        except OSError as e:
+            raise OutputError(f"{directory}: cannot create a file: {e.strerror}") from None
+        try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             os.rename(lock + ".new", lock)
         except OSError as e:
+            os.close(fd)
+            _unlink(lock + ".new")
             raise OutputError(f"{directory}: cannot create a file: {e.strerror}") from None
         self._locks[directory] = fd
 
@@ -167,12 +172,13 @@ class OutputFiles:
         first = os.path.dirname(moves[0][1])
         self.claim(first)
         journal = os.path.join(first, f".bigshuf-{self.id}.commit")
-        entries: list[dict[str, Any]] = [
-            {"temp": temp, "final": final, "backup": backup_name(temp), "ino": os.lstat(temp).st_ino}
-            for temp, final in moves
-        ]
+        entries: list[dict[str, Any]] = []
+        created = False
         try:
+            for temp, final in moves:
+                entries.append({"temp": temp, "final": final, "backup": backup_name(temp), "ino": os.lstat(temp).st_ino})
             fd = create_exclusive(journal, 0o600, os.O_WRONLY)
+            created = True
             try:
                 view = memoryview(json.dumps({"bigshuf_commit": 1, "files": entries}).encode())
                 while view:
@@ -184,8 +190,9 @@ class OutputFiles:
             if self.sync:
                 sync_directory(first)
         except OSError as err:
-            _unlink(journal)
-            raise OutputError(f"{journal}: cannot write the commit journal: {err.strerror}; nothing was replaced") from None
+            if created:
+                _unlink(journal)
+            raise OutputError(f"{err.filename or journal}: cannot commit: {err.strerror}; nothing was replaced") from None
         self.step()
         backed: list[dict[str, Any]] = []
         for entry in entries:
@@ -198,6 +205,7 @@ class OutputFiles:
                     _unlink(b["backup"])
                 _unlink(journal)
                 raise OutputError(f"{entry['final']}: cannot be replaced: {err.strerror}; nothing was replaced") from None
+            entry["kept"] = True
             backed.append(entry)
             self.step()
         moved: list[dict[str, Any]] = []
@@ -205,7 +213,7 @@ class OutputFiles:
             try:
                 os.rename(entry["temp"], entry["final"])
             except OSError as err:
-                self._roll_back(moved, entries, journal, f"{entry['final']}: {err.strerror}")
+                self._roll_back(moved, backed, journal, f"{entry['final']}: {err.strerror}")
             moved.append(entry)
             self.step()
         if self.sync:
@@ -218,11 +226,12 @@ class OutputFiles:
         _unlink(journal)
         self.step()
 
-    def _roll_back(self, moved: list[dict[str, Any]], entries: list[dict[str, Any]], journal: str, why: str) -> NoReturn:
-        """A rename failed: put back the old files of those already renamed, then report ``why``."""
+    def _roll_back(self, moved: list[dict[str, Any]], backed: list[dict[str, Any]], journal: str, why: str) -> NoReturn:
+        """A rename failed: put back the old files of those already renamed (``moved``) from their
+        backups (made for ``backed``), remove the other backups, then report ``why``."""
         try:
             for e in reversed(moved):
-                if os.path.lexists(e["backup"]):
+                if e.get("kept"):
                     os.rename(e["backup"], e["final"])
                 else:
                     os.unlink(e["final"])
@@ -231,7 +240,7 @@ class OutputFiles:
                 f"{why}; putting the old files back failed too ({e['final']}: {err.strerror}): "
                 f"{journal} records the commit, and the next run writing there finishes or undoes it"
             ) from None
-        for e in entries:
+        for e in backed:
             _unlink(e["backup"])
         _unlink(journal)
         raise OutputError(f"{why}; the old files were put back")
@@ -314,7 +323,7 @@ def recover(journal: str) -> str:
     else:
         for e in entries:
             if _inode(e["final"]) == e["ino"]:
-                if os.path.lexists(e["backup"]):
+                if _inode(e["backup"]) is not None:
                     os.rename(e["backup"], e["final"])
                 else:
                     os.unlink(e["final"])
