@@ -327,7 +327,7 @@ def test_temporary_files_are_private_until_finished(tmp_path: Path) -> None:
     out = tmp_path / "out.txt"
     out.write_bytes(b"old\n")
     os.chmod(out, 0o640)
-    proc = subprocess.Popen([sys.executable, "-m", "bigshuf", "-S", "1M", str(src), "-o", str(out)],
+    proc = subprocess.Popen([sys.executable, "-m", "bigshuf", "-S", "1M", "-T", str(tmp_path), str(src), "-o", str(out)],
                             env={**os.environ, KILL_AT: "1"})
     proc.wait(120)
     assert proc.returncode == -signal.SIGKILL
