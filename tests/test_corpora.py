@@ -78,7 +78,7 @@ def test_shards_split_one_permutation_evenly(tmp_path: Path, memory: str, shards
     outdir = tmp_path / "out"
     stats = bigshuf.shuffle(src, str(outdir) + "/", memory=memory, seed=2, shards=shards, tmp_dir=tmp_path)
     names = sorted(os.listdir(outdir))
-    assert names == [f"part-{i:05d}" for i in range(shards)]
+    assert names == [f"part-{i:05d}.txt" for i in range(shards)]  # named after the input's kind
     parts = [split_records((outdir / n).read_bytes()) for n in names]
     sizes = [len(p) for p in parts]
     assert max(sizes) - min(sizes) <= 1

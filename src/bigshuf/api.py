@@ -24,9 +24,9 @@ from .progress import IN_MEMORY, Progress, scatter_phase, shuffle_phase
 from .records import RecordFormat, find_offsets
 from .scatter import BucketSet, iter_pieces, scatter_piece
 from .resume import FORMAT, Job, JobLock, advice, input_identity, load_state, refusal, save_state, validate_state
-from .sinks import CodecChoice, Output, check_output_directory, shard_paths
+from .sinks import CodecChoice, Output, check_output_directory, line_shard_suffix, shard_paths
 from .sources import FileSource, GeneratedSource, RangeSource, RecordReader, Source, map_whole
-from .tempspace import TempSpace, default_tmp_dir
+from .tempspace import TempSpace, default_tmp_dir, remove_dead_outputs, remove_dead_runs
 from .writeback import WriteBehind
 
 if TYPE_CHECKING:
@@ -124,6 +124,7 @@ def shuffle(
     row_group_size: int | None = None,
     schema: str | None = None,
     output_format: str | None = None,
+    sync: bool = True,
 ) -> ShuffleStats:
     """Write the records of ``inputs`` to ``output`` in uniformly random order.
 
@@ -151,6 +152,8 @@ def shuffle(
     sets the rows per Parquet row group (Arrow record batch). Line
     inputs with a ``.parquet`` or ``.arrow`` output are read as JSON Lines, their columns typed by
     ``schema`` (``"name:type,..."`` or a Parquet/Arrow file) or inferred from the first rows.
+    ``sync=False`` skips the fsync of output files and their directories before and after the
+    rename that puts them in place (faster; a machine crash may then lose the new output).
     """
     if isinstance(inputs, (str, os.PathLike)) or not isinstance(inputs, Sequence):
         inputs = [inputs]
@@ -207,7 +210,7 @@ def shuffle(
             paths, target, entropy=entropy, memory=resolve_memory(memory), head_count=head_count,
             tmp_dir=None if tmp_dir is None else os.fspath(tmp_dir), shards=shards, compress=compress,
             compress_temp=compress_temp, verify=verify, row_group_size=row_group_size, schema=schema,
-            progress=progress or Progress(), output_format=output_format,
+            progress=progress or Progress(), output_format=output_format, sync=sync,
         )
     if row_group_size is not None or schema is not None or output_format is not None:
         raise UsageError(
@@ -241,7 +244,7 @@ def shuffle(
         if not all(isinstance(s, FileSource) and s.path != "-" for s in sources):
             raise UsageError(f"{option('resume')} needs input files (standard input cannot be read again)")
         opts = replace(opts, resume_key=_resume_key(opts, sources, os.fspath(output)))
-    return Run(opts, output, progress or Progress()).run(sources)
+    return Run(opts, output, progress or Progress(), sync).run(sources)
 
 
 def _open_urls(inputs: list[PathLike | Source]) -> list[PathLike | Source]:
@@ -382,7 +385,7 @@ def check_permutation(
 class Run:
     """One shuffle: reads the sources, decides the path, owns the output and the temp space."""
 
-    def __init__(self, opts: Options, output: PathLike | None, progress: Progress) -> None:
+    def __init__(self, opts: Options, output: PathLike | None, progress: Progress, sync: bool = True) -> None:
         self.opts = opts
         self.progress = progress
         self.records = 0
@@ -390,9 +393,8 @@ class Run:
         self.depth = 0
         self.limit = opts.memory
         self.piece = plan.piece_bytes(self.limit)
-        check_output_directory(None if output is None else os.fspath(output), opts.shards)
         self.writer = WriteBehind(plan.IN_FLIGHT_PIECES * self.piece)
-        self.out = Output(output, self.writer, shards=opts.shards, compress=opts.compress)
+        self.out = Output(output, self.writer, shards=opts.shards, compress=opts.compress, sync=sync)
         self.temp_ratio = 1.0  # compressed / raw size of temporary buckets (--compress-temp)
         self.out.verify = opts.verify
         self.read_fingerprint = Fingerprint()  # of the records read, when verifying
@@ -423,8 +425,16 @@ class Run:
         """Shuffle ``sources`` into the output and commit it, or leave no trace on failure."""
         start = time.perf_counter()
         try:
+            paths = [s.path for s in sources if isinstance(s, FileSource)]
+            if self.opts.shards is not None and len(paths) == len(sources):
+                self.out.shard_suffix = line_shard_suffix(paths, self.opts.compress)
+            check_output_directory(self.out.target, self.opts.shards, self.opts.compress, self.out.shard_suffix)
             if self.resume_name is not None:
                 self._lock_job()
+            for directory in dict.fromkeys(os.path.dirname(os.path.abspath(p)) for p in paths if p != "-"):
+                remove_dead_outputs(directory)  # a commit a kill interrupted there is finished before reading
+            # As an external run would: whatever is in memory, killed runs' leftovers under -T go.
+            remove_dead_runs(self.opts.tmp_dir or default_tmp_dir())
             if self.opts.head_count != 0:
                 self._shuffle(sources)
             self.begin_output(0)
@@ -510,7 +520,7 @@ class Run:
         assert self.resume_name is not None and self.out.target is not None
         first = self.out.target
         if self.opts.shards is not None:
-            first = shard_paths(self.out.target, self.opts.shards, self.opts.compress)[0]
+            first = shard_paths(self.out.target, self.opts.shards, self.opts.compress, self.out.shard_suffix)[0]
         first = os.path.realpath(first)
         lock = os.path.join(os.path.dirname(first), f".{os.path.basename(first)}.{self.resume_name}.lock")
         self.job_lock = JobLock(lock)

@@ -70,6 +70,9 @@ Mandatory arguments to long options are mandatory for short options too.
                               have changed)
       --verify              fingerprint the records read and written; if they
                               differ, fail and leave the output untouched
+      --no-sync             do not fsync output files and their directories
+                              around the final rename (faster; a machine crash
+                              may then lose the new output)
       --row-group-size=N    rows per Parquet row group (Arrow record batch)
                               in a table output (default: about 64 MiB)
       --schema=SPEC         column types of JSON Lines read into a .parquet or
@@ -226,6 +229,7 @@ def _parser() -> _Parser:
     p.add_argument("--header", type=_count("--header", 0), default=0)
     p.add_argument("--lines-per-record", type=_count("--lines-per-record", 1), default=1)
     p.add_argument("--verify", action="store_true")
+    p.add_argument("--no-sync", action="store_true")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--row-group-size", type=_count("--row-group-size", 1))
     p.add_argument("--schema")
@@ -319,6 +323,7 @@ def run(argv: Sequence[str]) -> int:
         row_group_size=args.row_group_size,
         schema=args.schema,
         output_format=args.output_format,
+        sync=not args.no_sync,
     )
     if args.input_range is not None:
         if args.operands:

@@ -6,18 +6,17 @@ records to one sink or splits them across shards, with the header at the top of 
 
 from __future__ import annotations
 
-import bisect
-import fcntl
 import os
 import stat
 import sys
-import tempfile
 from typing import Any, BinaryIO
 
+from .commit import CommitInterrupted, OutputFiles, deferred_signals, name_max
 from .errors import OutputError, UsageError, option
 from .fingerprint import Fingerprint, fingerprint
 from .records import array_block, array_bytes
 from .resume import FileCheck, ResumePoint, open_output_temp
+from .safefs import create_exclusive, sync_directory, sync_file
 from .tempspace import remove_dead_outputs
 from .writeback import WriteBehind
 
@@ -129,72 +128,95 @@ class AtomicFileSink(Sink):
     """A file built under a temporary name in the target's directory and renamed at the end.
 
     A failed run removes the temporary file, so an existing target is never touched and a
-    new one never appears half-written. The target keeps its permission bits if it existed
-    (but, being a new file, not its other hard links). ``finish`` and ``publish`` split the
-    commit so that shards can all be finished before any is renamed.
+    new one never appears half-written. The temporary file is created exclusively (never
+    through a symbolic link) and private until ``finish`` gives it the target's permission
+    bits (a new file's from the umask) on its descriptor, and syncs it unless ``sync`` is off.
+    The target keeps its permission bits if it existed (but, being a new file, not its other
+    hard links). ``finish`` and ``publish`` split the commit so that shards can all be finished
+    before any is renamed; ``files`` holds the run's lock in the directory (one per run, not
+    one per file: a finished file keeps no descriptor open).
     """
 
     def __init__(
         self, path: str, codec: CodecChoice | None, name: str | None = None,
-        resume_tag: str | None = None, resume_at: ResumePoint | None = None, resume_dir: str = "",
+        resume_tag: str | None = None, resume_at: ResumePoint | None = None, resume_dir: str = "", *,
+        files: OutputFiles | None = None, index: int | None = None, sync: bool = True,
     ) -> None:
         self.path = path
         self.name = name or path
         self.keep_on_abort = resume_tag is not None
+        self._own_files = files is None
+        self.files = files if files is not None else OutputFiles(sync)
+        self._lock = -1
         directory = os.path.dirname(os.path.abspath(path))
         try:
             if resume_tag is None:
-                fd, self.tmp_path = tempfile.mkstemp(
-                    prefix=f".{os.path.basename(path)}.", suffix=".bigshuf-tmp", dir=directory
-                )
+                self.tmp_path = self.files.temp_name(path, index)
+                fd = create_exclusive(self.tmp_path, 0o600)
             else:
                 # --resume: a name the next run can find, checked against the checkpoint in
                 # resume_dir and cut back to it; never followed through a link, never created over.
                 self.tmp_path = os.path.join(directory, f".{os.path.basename(path)}.{resume_tag}.bigshuf-tmp")
+                # The job's lock (resume.JobLock) keeps other runs of the job away, and
+                # leftover cleaning never touches --resume names, so no per-file lock is needed.
                 fd = open_output_temp(self.tmp_path, resume_at, resume_dir)
         except OSError as e:
+            self._release()
             raise OutputError(f"{self.name}: {e.strerror}") from None
-        # Held until the rename: a later run removes only temporary files nobody holds.
-        self._lock = os.open(self.tmp_path, os.O_RDONLY)
-        fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        remove_dead_outputs(directory)
+        except BaseException:
+            self._release()
+            raise
         try:
             super().__init__(open(fd, "wb", buffering=1 << 20), codec)
         except BaseException:
             os.unlink(self.tmp_path)
-            self._unlock()
+            self._release()
             raise
         if resume_at is not None and resume_at.size:
             self._compressed_any = True  # what is on disk already holds the stream's start
 
-    def _unlock(self) -> None:
+    def _release(self) -> None:
+        """Let go of the file's lock, and of the run's directory lock if this sink owns it."""
+        if self._lock >= 0:
+            os.close(self._lock)
+            self._lock = -1
+        if self._own_files:
+            self.files.release()
+
+    def finish(self) -> None:
+        """Complete the temporary file: compressed stream ended, data flushed, the target's
+        permission bits set on the descriptor, synced (unless ``sync`` is off) and closed."""
+        self._finish()
+        try:
+            if not self._raw.closed:
+                try:
+                    mode = os.stat(self.path).st_mode & 0o7777
+                except FileNotFoundError:
+                    umask = os.umask(0)
+                    os.umask(umask)
+                    mode = 0o666 & ~umask
+                os.fchmod(self._raw.fileno(), mode)
+                if self.files.sync:
+                    sync_file(self._raw.fileno())
+            self._raw.close()
+        except OSError as e:
+            raise OutputError(f"{self.name}: {e.strerror}") from None
         if self._lock >= 0:
             os.close(self._lock)
             self._lock = -1
 
-    def finish(self) -> None:
-        """Complete the temporary file (compressed stream ended, data flushed, file closed)."""
-        self._finish()
-        try:
-            self._raw.close()
-            try:
-                mode = os.stat(self.path).st_mode & 0o7777
-            except FileNotFoundError:
-                umask = os.umask(0)
-                os.umask(umask)
-                mode = 0o666 & ~umask
-            os.chmod(self.tmp_path, mode)
-        except OSError as e:
-            raise OutputError(f"{self.name}: {e.strerror}") from None
-
     def publish(self) -> None:
-        """Rename the finished temporary file over the target."""
+        """Rename the finished temporary file over the target, and sync the directory."""
         try:
+            self.files.step()
             os.replace(self.tmp_path, self.path)
+            self.files.step()
+            if self.files.sync:
+                sync_directory(os.path.dirname(self.path))
         except OSError as e:
             raise OutputError(f"{self.name}: {e.strerror}") from None
         finally:
-            self._unlock()
+            self._release()
 
     def commit(self) -> None:
         self.finish()
@@ -210,7 +232,7 @@ class AtomicFileSink(Sink):
                 os.unlink(self.tmp_path)
             except FileNotFoundError:
                 pass
-        self._unlock()
+        self._release()
 
 
 def output_codec(path: str | None, compress: CodecChoice | None) -> CodecChoice | None:
@@ -225,8 +247,12 @@ def output_codec(path: str | None, compress: CodecChoice | None) -> CodecChoice 
     return None if codec is None else (codec, None)
 
 
-def open_output(path: str | os.PathLike[str] | None, compress: CodecChoice | None = None) -> Sink:
-    """The sink for ``-o PATH``: stdout for None or ``-``; a symlink is followed to the file it names."""
+def open_output(
+    path: str | os.PathLike[str] | None, compress: CodecChoice | None = None, *,
+    files: OutputFiles | None = None, sync: bool = True,
+) -> Sink:
+    """The sink for ``-o PATH``: stdout for None or ``-``; a symlink is followed to the file it names.
+    ``files`` is the run's set of output files (its lock in the directory), if it has one."""
     if path is None or os.fspath(path) == "-":
         return StdoutSink(output_codec(None, compress))
     codec = output_codec(os.fspath(path), compress)
@@ -237,7 +263,36 @@ def open_output(path: str | os.PathLike[str] | None, compress: CodecChoice | Non
         mode = None
     if mode is not None and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
         return DeviceSink(os.fspath(path), codec)
-    return AtomicFileSink(os.path.realpath(path), codec, os.fspath(path))
+    return AtomicFileSink(os.path.realpath(path), codec, os.fspath(path), files=files, sync=sync)
+
+
+#: Line-file suffixes a --shards directory's files take from their inputs (issue: name shards by record kind).
+LINE_SUFFIXES = (".jsonl", ".ndjson", ".json", ".txt", ".csv", ".tsv", ".fastq", ".fq")
+
+
+def line_shard_suffix(inputs: list[str], compress: CodecChoice | None) -> str | None:
+    """The suffix of the files of a ``--shards`` directory shuffled from line files ``inputs``: their
+    record kind (``.jsonl``, ``.txt``, ...) and, unless ``compress`` says otherwise, their codec
+    (``.jsonl.zst``); None (the codec's suffix alone) if they do not all share a kind."""
+    from .codecs import CODECS, codec_for_suffix
+
+    kinds: set[str] = set()
+    codecs: set[str | None] = set()
+    for path in inputs:
+        name = os.path.basename(path).lower()
+        codec = codec_for_suffix(name)
+        if codec is not None:
+            name = name[: -len(next(x for x in CODECS[codec].suffixes if name.endswith(x)))]
+        kinds.add(os.path.splitext(name)[1])
+        codecs.add(codec)
+    if len(kinds) != 1 or not kinds <= set(LINE_SUFFIXES):
+        return None
+    if compress is not None:
+        chosen = output_codec(None, compress)
+        codec = None if chosen is None else chosen[0]
+    else:
+        codec = codecs.pop() if len(codecs) == 1 else None
+    return kinds.pop() + (CODECS[codec].suffixes[0] if codec is not None else "")
 
 
 def shard_names(
@@ -264,28 +319,112 @@ def shard_names(
     return names
 
 
+def make_directories(paths: list[str]) -> list[str]:
+    """Create the missing directories of ``paths``; return the ones this call made, parents first."""
+    made: list[str] = []
+    for directory in dict.fromkeys(os.path.dirname(p) for p in paths):
+        missing = []
+        d = directory
+        while d and not os.path.isdir(d) and d != os.path.dirname(d):
+            missing.append(d)
+            d = os.path.dirname(d)
+        for d in reversed(missing):
+            try:
+                os.mkdir(d)
+                made.append(d)
+            except FileExistsError:
+                pass  # made meanwhile by someone else
+            except OSError as e:
+                raise OutputError(f"{d}: {e.strerror}") from None
+    return made
+
+
 def shard_paths(target: str, shards: int, compress: CodecChoice | None, suffix: str | None = None) -> list[str]:
     """The local files of ``--shards=N`` (see ``shard_names``), with their directories made."""
-    if os.path.isdir(target) or target.endswith(os.sep):
-        paths = shard_names(target, shards, compress, True, suffix=suffix)
-        os.makedirs(target, exist_ok=True)
-        return paths
-    paths = shard_names(target, shards, compress, False)
-    for directory in {os.path.dirname(p) for p in paths} - {""}:
-        try:
-            os.makedirs(directory, exist_ok=True)
-        except OSError as e:
-            raise OutputError(f"{directory}: {e.strerror}") from None
+    paths = shard_names(target, shards, compress, os.path.isdir(target) or target.endswith(os.sep), suffix=suffix)
+    make_directories(paths)
     return paths
 
 
-def check_output_directory(target: str | None, shards: int | None) -> None:
-    """Fail before reading any input if ``-o``'s directory is missing (shards create theirs)."""
-    if target is None or target == "-" or shards is not None:
+#: Memory the bookkeeping of one shard takes at most (its names, bounds and commit journal entry).
+SHARD_BYTES = 1024
+
+
+def _existing_ancestor(path: str) -> str:
+    """``path`` or its nearest ancestor that exists."""
+    path = os.path.abspath(path)
+    while not os.path.lexists(path) and path != os.path.dirname(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def _check_shard_count(target: str, shards: int) -> None:
+    """Refuse more shards than the file system has files left, or than memory can name."""
+    place = _existing_ancestor(target)
+    try:
+        fs = os.statvfs(place)
+    except OSError:
         return
-    directory = os.path.dirname(os.path.realpath(target))
-    if not os.path.isdir(directory):
-        raise OutputError(f"{target}: No such file or directory")
+    if fs.f_files and shards > fs.f_favail:
+        raise OutputError(f"--shards={shards}: the file system of {place} has room for only {fs.f_favail} more files")
+    from .plan import format_size, physical_memory
+
+    need, have = shards * SHARD_BYTES, physical_memory()
+    if need > have:
+        raise UsageError(
+            f"--shards={shards}: naming and committing that many files needs about {format_size(need)} of memory; "
+            f"this machine has {format_size(have)}"
+        )
+
+
+def check_output_directory(
+    target: str | None, shards: int | None, compress: CodecChoice | None = None, suffix: str | None = None
+) -> None:
+    """Before any input is read: refuse (one line) an output that cannot be written, its directory
+    missing (shards create theirs), not writable, a directory where a file is expected, or a
+    name too long; and tidy what killed runs left in its directories, finishing their commits."""
+    if target is None or target == "-":
+        return
+    if shards is None:
+        try:
+            mode: int | None = os.stat(target).st_mode
+        except OSError:
+            mode = None
+        if mode is not None and stat.S_ISDIR(mode):
+            raise OutputError(f"{target}: Is a directory")
+        if mode is not None and not stat.S_ISREG(mode):
+            return  # a device or FIFO, written in place
+        finals = [os.path.realpath(target)]
+        if not os.path.isdir(os.path.dirname(finals[0])):
+            raise OutputError(f"{target}: No such file or directory")
+    else:
+        _check_shard_count(target, shards)
+        as_directory = os.path.isdir(target) or target.endswith(os.sep)
+        if as_directory and os.path.lexists(target.rstrip(os.sep) or os.sep) and not os.path.isdir(target):
+            raise OutputError(f"{target}: Not a directory")
+        finals = [os.path.realpath(p) for p in shard_names(target, shards, compress, as_directory, suffix=suffix)]
+    longest: dict[str, int] = {}
+    for final in finals:
+        directory, base = os.path.split(final)
+        longest[directory] = max(longest.get(directory, 0), len(os.fsencode(base)))
+    for directory, most in longest.items():
+        place = _existing_ancestor(directory)
+        if not os.path.isdir(place):
+            raise OutputError(f"{target}: {place} is not a directory")
+        if place == directory:
+            remove_dead_outputs(directory)
+        probe = OutputFiles()
+        probe.claim(place)  # proves a file can be created there (writable, not read-only)
+        probe.release()
+        if most > name_max(place):
+            raise OutputError(f"{target}: File name too long")
+    for final in finals:
+        if os.path.isdir(final):
+            raise OutputError(f"{final}: Is a directory")
+
+
+#: Shards open at once at most (queued, not yet finished by the writer thread).
+OPEN_SHARDS = 8
 
 
 class Output:
@@ -307,8 +446,12 @@ class Output:
         shards: int | None = None,
         compress: CodecChoice | None = None,
         header: bytes = b"",
+        sync: bool = True,
     ) -> None:
         self.target = None if target is None else os.fspath(target)
+        self.files = OutputFiles(sync)  # this run's lock in each output directory, and the commit
+        self._made: list[str] = []  # directories made for the shards, removed again on failure
+        self._finished = 0  # shards finished (closed) by the writer thread
         self.writer = writer
         self.shards = shards
         self.compress = compress
@@ -340,7 +483,9 @@ class Output:
             self._bounds = [0, total]
         else:
             assert self.target is not None
-            self._paths = shard_paths(self.target, self.shards, self.compress, self.shard_suffix)
+            directory = os.path.isdir(self.target) or self.target.endswith(os.sep)
+            self._paths = shard_names(self.target, self.shards, self.compress, directory, suffix=self.shard_suffix)
+            self._made = make_directories(self._paths)
             self._bounds = [i * total // self.shards for i in range(self.shards + 1)]
         if restore is not None:
             self._done = restore["done"]
@@ -350,11 +495,12 @@ class Output:
                 sink = self._file_sink(i, at)
                 self.sinks.append(sink)
                 self._checks.append(FileCheck(sink.tmp_path, at))
+                self._finished += at.finished
         elif self.shards is None:
             if self.resume_tag is not None:
                 self._open(self._file_sink(0, None))
             else:
-                self._open(open_output(self.target, self._codec_choice()))
+                self._open(open_output(self.target, self._codec_choice(), files=self.files))
 
     def _file_sink(self, i: int, at: ResumePoint | None) -> AtomicFileSink:
         """The --resume file of shard ``i`` (or of the single output): fresh, or reopened ``at`` a checkpoint."""
@@ -362,7 +508,10 @@ class Output:
         assert path is not None
         finished = at is not None and at.finished
         codec = None if finished else output_codec(path, self._codec_choice())
-        sink = AtomicFileSink(os.path.realpath(path), codec, path, self.resume_tag, at, self.resume_dir)
+        sink = AtomicFileSink(
+            os.path.realpath(path), codec, path, self.resume_tag, at, self.resume_dir,
+            files=self.files, index=None if self.shards is None else i,
+        )
         if finished:
             sink.finish()
         return sink
@@ -410,18 +559,25 @@ class Output:
         sink = self.sinks[shard]
         assert isinstance(sink, AtomicFileSink)
         sink.finish()
+        self._finished += 1
 
     def _open_next_shard(self) -> None:
-        """Finish the current shard (on the writer thread, after its data) and open the next."""
+        """Finish the current shard (on the writer thread, after its data) and open the next,
+        first waiting for the writer if ``OPEN_SHARDS`` shards are still open (small shards
+        would otherwise be opened faster than they are finished, a descriptor each)."""
         if self.sinks:
             last = len(self.sinks) - 1
             self.writer.submit_job(lambda: self._finish(last), 0)
+            if len(self.sinks) - self._finished >= OPEN_SHARDS:
+                self.writer.flush()
         i = len(self.sinks)
         if self.resume_tag is not None:
             self._open(self._file_sink(i, None))
         else:
             path = self._paths[i]
-            self._open(AtomicFileSink(os.path.realpath(path), output_codec(path, self._codec_choice()), path))
+            self._open(AtomicFileSink(
+                os.path.realpath(path), output_codec(path, self._codec_choice()), path, files=self.files, index=i,
+            ))
 
     def emit(self, records: Any) -> None:
         """Queue a chunk of shuffled records (an Arrow array, or a table for table rows), split across shard boundaries."""
@@ -443,29 +599,35 @@ class Output:
             self._done += take
 
     def commit(self) -> None:
-        """Finish every sink, then make them visible (all shards or none)."""
+        """Finish every sink, then make them visible (all shards or none, through ``OutputFiles.commit``)."""
         if self.shards is None:
             self.writer.flush()
             self._close_format(0)
-            self.sinks[0].commit()
+            sink = self.sinks[0]
+            if not isinstance(sink, AtomicFileSink):
+                sink.commit()
+                return
+            sink.finish()
+            with deferred_signals():
+                sink.publish()
+                self.files.committed = True
+                self.files.release()
             return
         while len(self.sinks) < self.shards:
             self._open_next_shard()
         last = len(self.sinks) - 1
         self.writer.submit_job(lambda: self._finish(last), 0)
         self.writer.flush()
-        published: list[AtomicFileSink] = []
+        moves = []
+        for sink in self.sinks:
+            assert isinstance(sink, AtomicFileSink)
+            moves.append((sink.tmp_path, sink.path))
         try:
+            self.files.commit(moves)
+        except CommitInterrupted:
             for sink in self.sinks:
                 assert isinstance(sink, AtomicFileSink)
-                sink.publish()
-                published.append(sink)
-        except BaseException:
-            for sink in published:
-                try:
-                    os.unlink(sink.path)
-                except OSError:
-                    pass
+                sink.keep_on_abort = True  # the journal needs them to finish the commit
             raise
 
     def describe(self, fp: Fingerprint) -> str:
@@ -491,6 +653,13 @@ class Output:
         self.writer.wait_idle()
         for sink in self.sinks:
             sink.abort()
+        self.files.release()
+        if not self.files.committed:
+            for directory in reversed(self._made):
+                try:
+                    os.rmdir(directory)
+                except OSError:
+                    pass  # not empty: something else is in it now
 
     @property
     def bytes_written(self) -> int:

@@ -30,7 +30,7 @@ from .records import array_block, list_spans
 from .rowhash import row_fingerprint
 from .sinks import CodecChoice, Output, Sink, check_output_directory
 from .sources import FileSource
-from .tempspace import TempSpace, full_disk_hint
+from .tempspace import TempSpace, default_tmp_dir, full_disk_hint, remove_dead_runs
 from .writeback import WriteBehind
 
 #: Column codecs each output format offers (``--compress``), the first being the default.
@@ -487,10 +487,10 @@ class TableOutput(Output):
 
     def __init__(
         self, target: str | None, writer: WriteBehind, *, kind: str, shards: int | None,
-        codec: CodecChoice, schema: pa.Schema, group_rows: int | None, group_bytes: int,
+        codec: CodecChoice, schema: pa.Schema, group_rows: int | None, group_bytes: int, sync: bool = True,
     ) -> None:
         line_codec = codec if kind == "jsonl" else None
-        super().__init__(target, writer, shards=shards, compress=line_codec)
+        super().__init__(target, writer, shards=shards, compress=line_codec, sync=sync)
         self.kind = kind
         self.codec = codec
         self.schema = schema
@@ -572,6 +572,7 @@ class TableJob:
     compress_temp: bool
     verify: bool
     row_group_size: int | None
+    sync: bool = True
 
 
 def open_inputs(paths: Sequence[str], json_schema: pa.Schema | None) -> list[TableInput]:
@@ -631,11 +632,12 @@ class TableRun:
         self.out = TableOutput(
             self.job.output, writer, kind=self.job.kind, shards=self.job.shards, codec=self.job.codec,
             schema=schema, group_rows=self.job.row_group_size,
-            group_bytes=min(GROUP_BYTES, max(1, plan.block_budget(self.limit) // 8)),
+            group_bytes=min(GROUP_BYTES, max(1, plan.block_budget(self.limit) // 8)), sync=self.job.sync,
         )
         self.out.verify = self.job.verify
         self.writer = writer
         try:
+            remove_dead_runs(self.job.tmp_dir or default_tmp_dir())  # in memory too, as an external run does
             if self.job.head_count != 0:
                 self._shuffle()
             self.progress.close()

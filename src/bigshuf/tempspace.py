@@ -11,6 +11,7 @@ import errno
 import fcntl
 import os
 import shutil
+import stat
 import sys
 import time
 from types import TracebackType
@@ -69,20 +70,113 @@ def lock_held_elsewhere(path: str) -> bool | None:
         os.close(fd)
 
 
+def _ours(st: os.stat_result) -> bool:
+    """Whether a leftover's status says this user's bigshuf may have made it (owned, not a link)."""
+    return st.st_uid == os.geteuid() and not stat.S_ISLNK(st.st_mode)
+
+
+def _lock_free(path: str) -> int | None:
+    """``path``'s lock, taken (the descriptor), if it is this user's regular file and nobody holds it."""
+    try:
+        fd = open_nofollow(path)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode) and _ours(st):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+
+
+def _remove_leftover(path: str, young: float = 0.0) -> None:
+    """Remove the regular file ``path`` if it is this user's (and older than ``young`` seconds), saying so."""
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or not _ours(st) or time.time() - st.st_mtime < young:
+            return
+        os.unlink(path)
+    except OSError:
+        return  # vanished (another cleaner), or not ours to remove
+    print(f"bigshuf: removed {path} ({format_size(st.st_size)}), left by a run that is gone", file=sys.stderr)
+
+
+def _clean_run(directory: str, run: str, names: list[str]) -> None:
+    """Tidy what run ``run`` left in ``directory`` if it is gone: finish or undo its commit, remove
+    its temporary files and its lock. Its lock, taken here, keeps concurrent cleaners out."""
+    from .commit import recover
+
+    lock = os.path.join(directory, f".bigshuf-{run}.lock")
+    fd = _lock_free(lock)
+    if fd is None and os.path.lexists(lock):
+        return  # a live run's (or not ours)
+    if fd is None and os.path.lexists(lock + ".new"):
+        try:
+            if time.time() - os.lstat(lock + ".new").st_mtime < GRACE_SECONDS:
+                return  # a run locking its directory right now
+        except OSError:
+            return
+    try:
+        journal = f".bigshuf-{run}.commit"
+        if journal in names:
+            try:
+                print(f"bigshuf: {recover(os.path.join(directory, journal))}", file=sys.stderr)
+            except FileNotFoundError:
+                pass  # its run finished it after the scan
+            except OSError as e:
+                print(f"bigshuf: {directory}/{journal}: could not finish a killed run's commit: {e.strerror}", file=sys.stderr)
+                return
+            if os.path.lexists(os.path.join(directory, journal)):
+                return  # not a journal to act on: its files stay as they are
+        for name in names:
+            if name.endswith(".bigshuf-tmp"):
+                _remove_leftover(os.path.join(directory, name))
+        _remove_leftover(lock + ".new", GRACE_SECONDS)
+        if fd is not None:
+            try:
+                os.unlink(lock)
+            except OSError:
+                pass
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+#: Seconds a file may stay unlocked while the run that made it is still starting.
+GRACE_SECONDS = 10
+
+
 def remove_dead_outputs(directory: str) -> None:
-    """Remove ``.*.bigshuf-tmp`` output files in ``directory`` that no live run holds locked."""
+    """Tidy what killed runs left in output ``directory``, in one scan: finish or undo an
+    interrupted commit, remove temporary files and locks no live run holds.
+
+    It never fails a run: a file that vanishes, is another user's or is a symbolic link is
+    skipped, and no link is followed. ``--resume`` files are kept for the run that resumes them.
+    """
     try:
         names = os.listdir(directory)
     except OSError:
         return
+    from .commit import run_id_of
+
+    runs: dict[str, list[str]] = {}
     for name in names:
-        if name.startswith(".") and name.endswith(".bigshuf-tmp") and ".bigshuf-resume-" not in name:
-            path = os.path.join(directory, name)
-            # A file seconds old may belong to a run that has not locked it yet.
-            if time.time() - os.path.getmtime(path) > 10 and lock_held_elsewhere(path) is False:
-                size = os.path.getsize(path)
-                os.unlink(path)
-                print(f"bigshuf: removed {path} ({format_size(size)}), left by a run that is gone", file=sys.stderr)
+        if not name.startswith(".") or ".bigshuf-resume-" in name:
+            continue
+        run = run_id_of(name)
+        if run is not None:
+            runs.setdefault(run, []).append(name)
+        elif name.endswith(".bigshuf-tmp"):
+            # An older bigshuf's temporary file, locked by its run while it lived.
+            fd = _lock_free(os.path.join(directory, name))
+            if fd is not None:
+                _remove_leftover(os.path.join(directory, name), GRACE_SECONDS)
+                os.close(fd)
+    for run, found in runs.items():
+        _clean_run(directory, run, found)
 
 
 def _killed_while_starting(path: str) -> bool:
@@ -90,7 +184,7 @@ def _killed_while_starting(path: str) -> bool:
     ``lock.new``; after a grace period (it may be starting right now) that is dead too."""
     try:
         names = os.listdir(path)
-        old = time.time() - os.path.getmtime(path) > 10
+        old = time.time() - os.lstat(path).st_mtime > GRACE_SECONDS
     except OSError:
         return False
     if not old or names not in ([], [LOCK_NAME + ".new"]):
@@ -102,7 +196,8 @@ def remove_dead_runs(parent: str) -> list[str]:
     """Remove the ``bigshuf-*`` directories under ``parent`` whose run is gone, saying so on stderr.
 
     A directory counts as dead only if its lock file exists and can be locked now; a live
-    run's directory, or anything else named ``bigshuf-*``, is left alone.
+    run's directory, anything else named ``bigshuf-*``, a symbolic link or another user's
+    directory is left alone. It never fails a run: what vanishes meanwhile is skipped.
     """
     removed: list[str] = []
     try:
@@ -111,26 +206,30 @@ def remove_dead_runs(parent: str) -> list[str]:
         return removed
     for name in names:
         path = os.path.join(parent, name)
-        if not name.startswith("bigshuf-") or name.startswith("bigshuf-resume-") or not os.path.isdir(path):
+        if not name.startswith("bigshuf-") or name.startswith("bigshuf-resume-"):
             continue  # --resume state is kept for the run that resumes it
         try:
-            fd = os.open(os.path.join(path, LOCK_NAME), os.O_RDWR)
+            st = os.lstat(path)
         except OSError:
-            if _killed_while_starting(path):
+            continue
+        if not stat.S_ISDIR(st.st_mode) or not _ours(st):
+            continue
+        fd = _lock_free(os.path.join(path, LOCK_NAME))
+        if fd is None:
+            if not os.path.lexists(os.path.join(path, LOCK_NAME)) and _killed_while_starting(path):
                 shutil.rmtree(path, ignore_errors=True)
-                removed.append(path)
-                print(f"bigshuf: removed {path}, left by a run that is gone", file=sys.stderr)
+                if not os.path.lexists(path):
+                    removed.append(path)
+                    print(f"bigshuf: removed {path}, left by a run that is gone", file=sys.stderr)
             continue
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+            size = _tree_size(path)
+            shutil.rmtree(path, ignore_errors=True)
+        finally:
             os.close(fd)
-            continue
-        size = _tree_size(path)
-        shutil.rmtree(path, ignore_errors=True)
-        os.close(fd)
-        removed.append(path)
-        print(f"bigshuf: removed {path} ({format_size(size)}), left by a run that is gone", file=sys.stderr)
+        if not os.path.lexists(path):
+            removed.append(path)
+            print(f"bigshuf: removed {path} ({format_size(size)}), left by a run that is gone", file=sys.stderr)
     return removed
 
 

@@ -1,0 +1,337 @@
+"""Putting finished output files in place so that no kill, crash or failed rename loses data.
+
+A run names its temporary outputs after a random run id and holds a lock file,
+``.bigshuf-ID.lock``, in every output directory it writes to, so a later run can tell a live
+run's temporary files from a dead one's without holding a descriptor per file.
+
+Several files (``--shards``) are committed through a journal, ``.bigshuf-ID.commit`` in the first
+file's directory, written and synced before anything is touched: it lists every temporary file,
+its target, a backup name and the temporary file's inode. Existing targets are hard-linked to
+their backups, then the temporary files are renamed over the targets, then the directories are
+synced and the backups and the journal removed. A failed link or rename puts every old file back;
+a kill leaves the journal, and the next run that touches the directory finishes the commit
+(every new file is complete by then) or, if a temporary file has gone, puts the old files back.
+SIGINT, SIGTERM and SIGHUP are held for the length of a commit.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import signal
+import stat
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
+
+from .errors import OutputError
+from .safefs import create_exclusive, open_nofollow, sync_directory, sync_file
+
+#: A run id: 12 hex digits, in every name a run gives its files in an output directory.
+_ID = r"[0-9a-f]{12}"
+TEMP_NAME = re.compile(rf"^\..*\.({_ID})(?:-\d+)?\.bigshuf-(?:tmp|old)$")
+LOCK_NAME = re.compile(rf"^\.bigshuf-({_ID})\.lock(?:\.new)?$")
+JOURNAL_NAME = re.compile(rf"^\.bigshuf-({_ID})\.commit$")
+
+#: Tests only: ``K`` or ``K:SIGNAL`` sends SIGNAL (default SIGKILL) to the run at commit step K.
+TEST_KILL_VARIABLE = "BIGSHUF_TEST_KILL_AT"
+
+#: A journal larger than this is not one bigshuf wrote (about 300 bytes a file, 10 million files).
+MAX_JOURNAL = 4 << 30
+
+
+def run_id_of(name: str) -> str | None:
+    """The run id in a file name bigshuf gives an output directory's temporary files, else None."""
+    for pattern in (TEMP_NAME, LOCK_NAME, JOURNAL_NAME):
+        m = pattern.match(name)
+        if m:
+            return m.group(1)
+    return None
+
+
+def new_run_id() -> str:
+    """A fresh run id, random so that no other user can predict the names a run will create."""
+    return os.urandom(6).hex()
+
+
+def name_max(directory: str) -> int:
+    """The longest file name, in bytes, that ``directory``'s file system takes."""
+    try:
+        return int(os.pathconf(directory, "PC_NAME_MAX"))
+    except (OSError, ValueError):
+        return 255
+
+
+def backup_name(temp: str) -> str:
+    """Where the old file a temporary file replaces is kept during a commit."""
+    return temp[: -len("tmp")] + "old"
+
+
+@contextmanager
+def deferred_signals() -> Iterator[None]:
+    """Hold SIGINT, SIGTERM and SIGHUP for the block and deliver the first one caught after it.
+
+    Python runs signal handlers in the main thread, whichever thread the kernel chose, so blocking
+    the main thread's mask alone (``pthread_sigmask``) would not stop them while the write-behind
+    thread lives; the handlers are swapped instead. In another thread there is nothing to hold: no
+    handler runs there.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+
+    def hold(signum: int, _frame: Any) -> None:
+        caught.append(signum)
+
+    saved: dict[signal.Signals, Any] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        handler = signal.getsignal(sig)
+        if handler is not None:
+            saved[sig] = signal.signal(sig, hold)
+    try:
+        yield
+    finally:
+        for held, previous in saved.items():
+            signal.signal(held, previous)
+        if caught:
+            signal.raise_signal(caught[0])
+
+
+class OutputFiles:
+    """One run's files in its output directories: the run id, a lock per directory, the commit."""
+
+    def __init__(self, sync: bool = True) -> None:
+        self.id = new_run_id()
+        self.sync = sync
+        self._locks: dict[str, int] = {}
+        self.committed = False  # every file is in place
+        self._step = 0
+        hook = os.environ.get(TEST_KILL_VARIABLE, "")
+        number, _, sig = hook.partition(":")
+        self._kill_at = int(number) if number.isdigit() else 0
+        self._kill_with: int = getattr(signal, f"SIG{sig.upper()}", signal.SIGKILL) if sig else signal.SIGKILL
+
+    def claim(self, directory: str) -> None:
+        """Hold this run's lock in ``directory`` (once): created, locked, then given its name,
+        so that a cleaner never finds it unlocked while the run lives."""
+        if directory in self._locks:
+            return
+        lock = os.path.join(directory, f".bigshuf-{self.id}.lock")
+        try:
+            fd = create_exclusive(lock + ".new", 0o600, os.O_RDONLY)
+        except OSError as e:
+            raise OutputError(f"{directory}: cannot create a file: {e.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.rename(lock + ".new", lock)
+        except OSError as e:
+            os.close(fd)
+            _unlink(lock + ".new")
+            raise OutputError(f"{directory}: cannot create a file: {e.strerror}") from None
+        self._locks[directory] = fd
+
+    def temp_name(self, final: str, index: int | None = None) -> str:
+        """The temporary name of ``final`` (shard ``index``) in its directory, its lock claimed;
+        a long name is cut so the temporary name fits the file system."""
+        directory, base = os.path.split(final)
+        self.claim(directory)
+        tag = self.id if index is None else f"{self.id}-{index}"
+        suffix = f".{tag}.bigshuf-tmp"
+        room = name_max(directory) - 1 - len(suffix)
+        return os.path.join(directory, "." + os.fsdecode(os.fsencode(base)[:room]) + suffix)
+
+    def release(self) -> None:
+        """Remove this run's locks (its temporary files are gone or renamed by now)."""
+        for directory, fd in self._locks.items():
+            try:
+                os.unlink(os.path.join(directory, f".bigshuf-{self.id}.lock"))
+            except OSError:
+                pass
+            os.close(fd)
+        self._locks.clear()
+
+    def step(self) -> None:
+        """Count a step of a commit (the test hook may end the process here)."""
+        self._step += 1
+        if self._step == self._kill_at:
+            os.kill(os.getpid(), self._kill_with)
+
+    def commit(self, moves: list[tuple[str, str]]) -> None:
+        """Rename every finished, synced ``(temporary, target)`` over its target, all or none, and
+        let go of the run's locks; a signal meanwhile takes effect once all that is done."""
+        with deferred_signals():
+            self._commit(moves)
+            self.committed = True
+            self.release()
+
+    def _commit(self, moves: list[tuple[str, str]]) -> None:
+        first = os.path.dirname(moves[0][1])
+        self.claim(first)
+        journal = os.path.join(first, f".bigshuf-{self.id}.commit")
+        entries: list[dict[str, Any]] = []
+        created = False
+        try:
+            for temp, final in moves:
+                entries.append({"temp": temp, "final": final, "backup": backup_name(temp), "ino": os.lstat(temp).st_ino})
+            fd = create_exclusive(journal, 0o600, os.O_WRONLY)
+            created = True
+            try:
+                view = memoryview(json.dumps({"bigshuf_commit": 1, "files": entries}).encode())
+                while view:
+                    view = view[os.write(fd, view):]
+                if self.sync:
+                    sync_file(fd)
+            finally:
+                os.close(fd)
+            if self.sync:
+                sync_directory(first)
+        except OSError as err:
+            if created:
+                _unlink(journal)
+            raise OutputError(f"{err.filename or journal}: cannot commit: {err.strerror}; nothing was replaced") from None
+        self.step()
+        backed: list[dict[str, Any]] = []
+        for entry in entries:
+            try:
+                os.link(entry["final"], entry["backup"], follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # a new file: nothing to keep
+            except OSError as err:
+                for b in backed:
+                    _unlink(b["backup"])
+                _unlink(journal)
+                raise OutputError(f"{entry['final']}: cannot be replaced: {err.strerror}; nothing was replaced") from None
+            entry["kept"] = True
+            backed.append(entry)
+            self.step()
+        moved: list[dict[str, Any]] = []
+        for entry in entries:
+            try:
+                os.rename(entry["temp"], entry["final"])
+            except OSError as err:
+                self._roll_back(moved, backed, journal, f"{entry['final']}: {err.strerror}")
+            moved.append(entry)
+            self.step()
+        if self.sync:
+            for directory in dict.fromkeys(os.path.dirname(entry["final"]) for entry in entries):
+                sync_directory(directory)
+            self.step()
+        for entry in backed:
+            _unlink(entry["backup"])
+            self.step()
+        _unlink(journal)
+        self.step()
+
+    def _roll_back(self, moved: list[dict[str, Any]], backed: list[dict[str, Any]], journal: str, why: str) -> NoReturn:
+        """A rename failed: put back the old files of those already renamed (``moved``) from their
+        backups (made for ``backed``), remove the other backups, then report ``why``."""
+        try:
+            for e in reversed(moved):
+                if e.get("kept"):
+                    os.rename(e["backup"], e["final"])
+                else:
+                    os.unlink(e["final"])
+        except OSError as err:
+            raise CommitInterrupted(
+                f"{why}; putting the old files back failed too ({e['final']}: {err.strerror}): "
+                f"{journal} records the commit, and the next run writing there finishes or undoes it"
+            ) from None
+        for e in backed:
+            _unlink(e["backup"])
+        _unlink(journal)
+        raise OutputError(f"{why}; the old files were put back")
+
+
+class CommitInterrupted(OutputError):
+    """A commit failed half-way and could not be undone: its journal and temporary files stay."""
+
+
+def _unlink(path: str) -> None:
+    """Remove ``path`` if it is there."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _read_journal(path: str) -> list[dict[str, Any]] | None:
+    """The entries of a journal this user's bigshuf wrote, validated; an empty list if it was cut
+    short (its run was killed writing it, before touching any file); None if it is not one."""
+    fd = open_nofollow(path)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_size > MAX_JOURNAL:
+            return None
+        with os.fdopen(os.dup(fd), "rb") as f:
+            text = f.read()
+    finally:
+        os.close(fd)
+    try:
+        data = json.loads(text)
+    except ValueError:
+        # Cut short: a prefix of what bigshuf writes. Nothing is renamed before it is whole.
+        return [] if b'{"bigshuf_commit": 1, "files": ['.startswith(text[:32]) else None
+    files = data.get("files") if isinstance(data, dict) and data.get("bigshuf_commit") == 1 else None
+    if not isinstance(files, list):
+        return None
+    for e in files:
+        if not (
+            isinstance(e, dict) and all(isinstance(e.get(k), str) for k in ("temp", "final", "backup"))
+            and isinstance(e.get("ino"), int) and os.path.isabs(e["final"])
+        ):
+            return None
+        directory, temp = os.path.split(e["temp"])
+        # Only bigshuf's temporary files beside their own target are ever renamed or removed.
+        if (
+            directory != os.path.dirname(e["final"]) or not temp.startswith(".") or not temp.endswith(".bigshuf-tmp")
+            or e["backup"] != backup_name(e["temp"])
+        ):
+            return None
+    return files
+
+
+def _inode(path: str) -> int | None:
+    """The inode of the regular file at ``path`` (not followed), or None."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st.st_ino if stat.S_ISREG(st.st_mode) else None
+
+
+def recover(journal: str) -> str:
+    """Finish, or else undo, the commit a killed run left in ``journal`` (its lock is held by the
+    caller); return what was done, in words."""
+    entries = _read_journal(journal)
+    if entries is None:
+        return f"{journal}: not a commit journal of this user's bigshuf; left alone"
+    if not entries:
+        os.unlink(journal)
+        return f"removed {journal}, cut short by a kill before the commit began"
+    forward = all(_inode(e["temp"]) == e["ino"] or _inode(e["final"]) == e["ino"] for e in entries)
+    if forward:
+        for e in entries:
+            if _inode(e["temp"]) == e["ino"]:
+                os.rename(e["temp"], e["final"])
+        for directory in dict.fromkeys(os.path.dirname(e["final"]) for e in entries):
+            sync_directory(directory)
+        done = f"finished the commit of {len(entries)} file(s) that a killed run began"
+    else:
+        for e in entries:
+            if _inode(e["final"]) == e["ino"]:
+                if _inode(e["backup"]) is not None:
+                    os.rename(e["backup"], e["final"])
+                else:
+                    os.unlink(e["final"])
+            if _inode(e["temp"]) == e["ino"]:
+                os.unlink(e["temp"])
+        done = f"undid the commit of {len(entries)} file(s) that a killed run began (a new file was missing)"
+    for e in entries:
+        if _inode(e["backup"]) is not None:
+            os.unlink(e["backup"])
+    os.unlink(journal)
+    return f"{done} ({journal})"

@@ -1,0 +1,569 @@
+"""Putting outputs in place: a kill, a signal or a failed rename at any step of a commit never loses
+old output or input records; output temporaries are exclusive and private; leftover cleanup never
+fails a run; --shards keeps few descriptors open and scales linearly; the output is checked first.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from helpers import make_records, split_records, write_records
+
+import bigshuf
+
+ROOT = os.geteuid() == 0
+
+#: The test hook of bigshuf.commit: end the run by a signal at the K-th step of putting outputs in place.
+KILL_AT = "BIGSHUF_TEST_KILL_AT"
+
+
+def cli(args: list[str], env: dict[str, str] | None = None, timeout: float = 120,
+        preexec: Callable[[], None] | None = None) -> subprocess.CompletedProcess[bytes]:
+    """Run ``python -m bigshuf ARGS`` and return the completed process."""
+    return subprocess.run(
+        [sys.executable, "-m", "bigshuf", *args], capture_output=True, timeout=timeout,
+        env={**os.environ, **(env or {})}, preexec_fn=preexec,
+    )
+
+
+def dot_files(directory: Path) -> list[str]:
+    """What bigshuf may have left in ``directory``: its hidden files."""
+    return sorted(n for n in os.listdir(directory) if n.startswith("."))
+
+
+def records_in(paths: list[Path]) -> Counter[bytes]:
+    """The records of the files ``paths``, as a multiset."""
+    return Counter(r for p in paths for r in split_records(p.read_bytes()))
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    """Every visible file of ``directory`` and its bytes."""
+    return {n: (directory / n).read_bytes() for n in sorted(os.listdir(directory)) if not n.startswith(".")}
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A directory under /tmp that a second user can reach (pytest's own are private to root)."""
+    path = Path(tempfile.mkdtemp(prefix="commit-test-"))
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+def as_nobody(fn: Callable[[], None]) -> None:
+    """Run ``fn`` in a child process as uid/gid 65534; fail the test if it fails."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            fn()
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+# --- kills and failures at every step of a --shards commit -------------------------------------
+
+
+def _old_and_new(tmp_path: Path) -> tuple[Path, Path, dict[str, bytes], dict[str, bytes]]:
+    """An input, an output directory holding an older run's two shards (of three), and both
+    the old files and what an uninterrupted run writes there."""
+    src = write_records(tmp_path / "in.txt", make_records(300, seed=11))
+    out = tmp_path / "out"
+    reference = tmp_path / "reference"
+    assert cli(["--seed", "1", "--shards", "2", str(src), "-o", f"{out}/"]).returncode == 0
+    assert cli(["--seed", "2", "--shards", "3", str(src), "-o", f"{reference}/"]).returncode == 0
+    return src, out, snapshot(out), snapshot(reference)
+
+
+def test_sigkill_at_every_commit_step_leaves_old_or_new_shards(tmp_path: Path) -> None:
+    src, out, old, new = _old_and_new(tmp_path)
+    assert sorted(old) == ["part-00000.txt", "part-00001.txt"] and len(new) == 3
+    outcomes = []
+    for step in range(1, 40):
+        proc = cli(["--seed", "2", "--shards", "3", str(src), "-o", f"{out}/"],
+                   env={KILL_AT: str(step)})
+        if proc.returncode == 0:
+            break
+        assert proc.returncode == -signal.SIGKILL, proc.stderr
+        # Whatever the step, the next run touching the directory finds the old or the new files.
+        bigshuf.tempspace.remove_dead_outputs(str(out))
+        now = snapshot(out)
+        assert now in (old, new), f"step {step}: {sorted(now)}"
+        assert dot_files(out) == [], f"step {step}"
+        outcomes.append("new" if now == new else "old")
+        # Put the old files back for the next step.
+        for name in os.listdir(out):
+            os.unlink(out / name)
+        for name, data in old.items():
+            (out / name).write_bytes(data)
+    else:
+        pytest.fail("the commit never completed")
+    # Steps: journal, 2 backups, 3 renames, directory sync, 2 backup removals, journal removal.
+    assert len(outcomes) >= 10
+    assert snapshot(out) == new and dot_files(out) == []
+
+
+def test_a_killed_commit_is_finished_before_the_next_run_reads_its_inputs(tmp_path: Path) -> None:
+    # Files shuffled onto their own names, killed half-way through the renames: the rerun of the
+    # same command first finishes the commit, so it reads every record exactly once.
+    ip = tmp_path / "ip"
+    ip.mkdir()
+    # The issue's case: 1000 files of 20 records each.
+    records = make_records(20_000, seed=3, max_len=20)
+    for i in range(1000):
+        write_records(ip / f"part-{i:04d}.txt", records[i * 20 : (i + 1) * 20])
+    inputs = [str(ip / f"part-{i:04d}.txt") for i in range(1000)]
+    command = ["--seed", "5", "--shards", "1000", "-o", str(ip / "part-{:04d}.txt"), *inputs]
+    # Step 1 journal, 2-1001 backups, 1002-2001 renames: kill after the 500th rename.
+    first = cli(command, env={KILL_AT: "1501"})
+    assert first.returncode == -signal.SIGKILL
+    assert any(n.endswith(".commit") for n in dot_files(ip))
+    second = cli(command)
+    assert second.returncode == 0, second.stderr
+    assert b"finished the commit of 1000 file(s)" in second.stderr
+    assert records_in([Path(p) for p in inputs]) == Counter(records)
+    assert dot_files(ip) == []
+
+
+def test_sigterm_during_the_commit_of_files_onto_their_own_names_completes_it(tmp_path: Path) -> None:
+    # The issue's case scaled down (200 files, not 1000): SIGTERM once renaming has begun.
+    ip = tmp_path / "ip"
+    ip.mkdir()
+    records = make_records(4000, seed=4)
+    for i in range(200):
+        write_records(ip / f"part-{i:04d}.txt", records[i * 20 : (i + 1) * 20])
+    inputs = [str(ip / f"part-{i:04d}.txt") for i in range(200)]
+    for sig in ("TERM", "INT", "HUP"):
+        proc = cli(["--shards", "200", "-o", str(ip / "part-{:04d}.txt"), *inputs],
+                   env={KILL_AT: f"300:{sig}"})
+        # The signal is held until every file is in place, then ends the run as usual.
+        assert proc.returncode in (143, 130, -signal.SIGHUP), (sig, proc.returncode, proc.stderr)
+        assert records_in([Path(p) for p in inputs]) == Counter(records), sig
+        assert dot_files(ip) == [], sig
+
+
+@pytest.mark.skipif(not ROOT, reason="chattr +i needs root")
+def test_an_immutable_shard_refuses_the_commit_and_keeps_every_old_shard(tmp_path: Path) -> None:
+    src = write_records(tmp_path / "s.txt", make_records(10_000, seed=5))
+    out = tmp_path / "shi"
+    assert cli(["--seed", "1", "--shards", "5", str(src), "-o", f"{out}/"]).returncode == 0
+    old = snapshot(out)
+    locked = out / sorted(old)[3]
+    if subprocess.run(["chattr", "+i", str(locked)], capture_output=True).returncode != 0:
+        pytest.skip("this file system does not take chattr +i")
+    try:
+        proc = cli(["--seed", "2", "--shards", "5", str(src), "-o", f"{out}/"])
+    finally:
+        subprocess.run(["chattr", "-i", str(locked)], check=True)
+    assert proc.returncode == 1
+    assert proc.stderr.count(b"\n") == 1 and locked.name.encode() in proc.stderr and b"Operation not permitted" in proc.stderr
+    assert snapshot(out) == old
+    assert dot_files(out) == []
+
+
+def test_a_rename_failing_mid_commit_puts_the_old_shards_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = write_records(tmp_path / "in.txt", make_records(500, seed=6))
+    out = tmp_path / "out"
+    bigshuf.shuffle(src, f"{out}/", seed=1, shards=5)
+    old = snapshot(out)
+    renames = 0
+    real_rename, real_replace = os.rename, os.replace
+
+    def failing(move: Callable[..., None]) -> Callable[..., None]:
+        def move_or_fail(a: str, b: str, *args: object, **kw: object) -> None:
+            nonlocal renames
+            if os.fspath(a).endswith(".bigshuf-tmp") and os.path.dirname(os.fspath(b)) == str(out):
+                renames += 1
+                if renames == 4:
+                    raise OSError(errno.EIO, os.strerror(errno.EIO), os.fspath(b))
+            move(a, b, *args, **kw)
+        return move_or_fail
+
+    monkeypatch.setattr(os, "rename", failing(real_rename))
+    monkeypatch.setattr(os, "replace", failing(real_replace))
+    with pytest.raises(bigshuf.OutputError, match="Input/output error"):
+        bigshuf.shuffle(src, f"{out}/", seed=2, shards=5)
+    assert renames == 4
+    assert snapshot(out) == old
+    assert dot_files(out) == []
+
+
+@pytest.mark.parametrize("step", [1, 2])
+def test_a_kill_while_putting_a_single_output_over_its_input_loses_nothing(tmp_path: Path, step: int) -> None:
+    records = make_records(2000, seed=7)
+    f = write_records(tmp_path / "f.txt", records)
+    proc = cli(["--seed", "3", str(f), "-o", str(f)], env={KILL_AT: str(step)})
+    assert proc.returncode == -signal.SIGKILL
+    # Before the rename the input is whole; after it the output is.
+    assert records_in([f]) == Counter(records)
+    assert (f.read_bytes() == write_records(tmp_path / "g", records).read_bytes()) == (step == 1)
+    (tmp_path / "g").unlink()
+    again = cli(["--seed", "3", str(f), "-o", str(f)])
+    assert again.returncode == 0 and records_in([f]) == Counter(records)
+    assert dot_files(tmp_path) == []
+
+
+def test_a_run_reading_a_directory_finishes_its_interrupted_commit_first(tmp_path: Path) -> None:
+    src, out, _old, new = _old_and_new(tmp_path)
+    # Journal (1), backups (2, 3), two renames (4, 5): killed with one new file still to rename.
+    proc = cli(["--seed", "2", "--shards", "3", str(src), "-o", f"{out}/"], env={KILL_AT: "5"})
+    assert proc.returncode == -signal.SIGKILL
+    reader = cli([*(str(out / n) for n in new), "-o", str(tmp_path / "all.txt")])
+    assert reader.returncode == 0, reader.stderr
+    assert b"finished the commit of 3 file(s)" in reader.stderr
+    assert records_in([tmp_path / "all.txt"]) == records_in([src])
+    assert snapshot(out) == new and dot_files(out) == []
+
+
+def test_a_journal_cut_short_by_a_kill_is_removed_with_the_temporary_files(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "part-00000.txt").write_bytes(b"old\n")
+    (out / ".part-00000.txt.0123456789ab-0.bigshuf-tmp").write_bytes(b"new\n")
+    (out / ".bigshuf-0123456789ab.commit").write_bytes(b'{"bigshuf_commit": 1, "files": [{"temp": "/x/.p')
+    bigshuf.tempspace.remove_dead_outputs(str(out))
+    assert snapshot(out) == {"part-00000.txt": b"old\n"} and dot_files(out) == []
+
+
+def test_an_interrupted_commit_whose_new_file_vanished_is_undone(tmp_path: Path) -> None:
+    src, out, old, _new = _old_and_new(tmp_path)
+    # Journal (1), backups (2, 3), the first rename (4): killed with two new files still to rename.
+    proc = cli(["--seed", "2", "--shards", "3", str(src), "-o", f"{out}/"], env={KILL_AT: "4"})
+    assert proc.returncode == -signal.SIGKILL
+    temps = [n for n in dot_files(out) if n.endswith(".bigshuf-tmp")]
+    assert len(temps) == 2
+    os.unlink(out / temps[0])
+    bigshuf.tempspace.remove_dead_outputs(str(out))
+    assert snapshot(out) == old
+    assert dot_files(out) == []
+
+
+def test_a_journal_not_written_by_bigshuf_is_left_alone(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep me\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    journal = out / ".bigshuf-0123456789ab.commit"
+    journal.write_text(f'{{"bigshuf_commit": 1, "files": [{{"temp": "{victim}", "final": "{out}/x", '
+                       f'"backup": "{victim}.old", "ino": {victim.stat().st_ino}}}]}}')
+    bigshuf.tempspace.remove_dead_outputs(str(out))
+    assert victim.read_bytes() == b"keep me\n" and journal.exists() and not (out / "x").exists()
+
+
+# --- durability ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shards", [None, 3])
+def test_outputs_and_their_directory_are_synced_unless_asked_not_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shards: int | None
+) -> None:
+    src = write_records(tmp_path / "in.txt", make_records(300, seed=8))
+    out = tmp_path / "out"
+    out.mkdir()
+    synced: list[str] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    target = f"{out}/" if shards else str(out / "o.txt")
+    bigshuf.shuffle(src, target, seed=1, shards=shards)
+    files = [p for p in synced if os.path.basename(p).endswith(".bigshuf-tmp")]
+    assert len(files) == (shards or 1)  # each file before its rename
+    assert str(out) in synced  # the directory after
+    synced.clear()
+    bigshuf.shuffle(src, target, seed=1, shards=shards, sync=False)
+    assert synced == []
+
+
+# --- exclusive, private temporary files -------------------------------------------------------
+
+
+@pytest.mark.skipif(not ROOT, reason="needs root to act as a second user")
+def test_a_symlink_planted_at_the_temporary_name_is_never_followed(
+    open_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shared = open_dir / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    victim = open_dir / "important.db"
+    victim.write_bytes(b"precious\n")
+    os.chmod(victim, 0o600)
+    run_id = "abcdefabcdef"
+    monkeypatch.setattr("bigshuf.commit.new_run_id", lambda: run_id)
+    planted = shared / f".out.txt.{run_id}.bigshuf-tmp"
+    as_nobody(lambda: os.symlink(victim, planted))
+    src = write_records(tmp_path / "in.txt", make_records(100, seed=9))
+    with pytest.raises(bigshuf.OutputError, match="File exists"):
+        bigshuf.shuffle(src, shared / "out.txt", seed=1)
+    assert victim.read_bytes() == b"precious\n" and victim.stat().st_mode & 0o777 == 0o600
+    assert os.path.islink(planted)  # another user's: not ours to remove
+    assert not (shared / "out.txt").exists()
+    assert dot_files(shared) == [planted.name]
+
+
+def test_temporary_files_are_private_until_finished(tmp_path: Path) -> None:
+    src = write_records(tmp_path / "in.txt", make_records(200_000, seed=10))
+    out = tmp_path / "out.txt"
+    out.write_bytes(b"old\n")
+    os.chmod(out, 0o640)
+    proc = subprocess.Popen([sys.executable, "-m", "bigshuf", "-S", "1M", "-T", str(tmp_path), str(src), "-o", str(out)],
+                            env={**os.environ, KILL_AT: "1"})
+    proc.wait(120)
+    assert proc.returncode == -signal.SIGKILL
+    temps = [tmp_path / n for n in dot_files(tmp_path) if n.endswith(".bigshuf-tmp")]
+    assert len(temps) == 1
+    # Finished: the target's permission bits, given on the descriptor before the rename.
+    assert temps[0].stat().st_mode & 0o777 == 0o640
+    assert out.read_bytes() == b"old\n"
+
+
+# --- leftover cleanup never fails a run --------------------------------------------------------
+
+
+def test_a_dangling_symlink_named_like_a_leftover_is_skipped(tmp_path: Path) -> None:
+    src = write_records(tmp_path / "s.txt", make_records(1000, seed=12))
+    dd = tmp_path / "dd"
+    dd.mkdir()
+    os.symlink("/nonexistent", dd / ".x.bigshuf-tmp")
+    os.symlink("/nonexistent", dd / ".x.0123456789ab.bigshuf-tmp")
+    proc = cli([str(src), "-o", str(dd / "out.txt")])
+    assert proc.returncode == 0, proc.stderr
+    assert records_in([dd / "out.txt"]) == records_in([src])
+    assert dot_files(dd) == [".x.0123456789ab.bigshuf-tmp", ".x.bigshuf-tmp"]
+
+
+def test_a_symlink_leftover_pointing_at_a_file_is_not_followed(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep\n")
+    dd = tmp_path / "dd"
+    dd.mkdir()
+    link = dd / ".y.0123456789ab.bigshuf-tmp"
+    os.symlink(victim, link)
+    old = time.time() - 3600
+    os.utime(victim, (old, old))
+    bigshuf.tempspace.remove_dead_outputs(str(dd))
+    assert victim.read_bytes() == b"keep\n" and os.path.islink(link)
+
+
+@pytest.mark.skipif(not ROOT, reason="needs root to act as a second user")
+def test_another_users_leftovers_are_left_alone(open_dir: Path) -> None:
+    dd = open_dir / "dd"
+    dd.mkdir()
+    os.chmod(dd, 0o1777)
+    theirs = dd / ".z.0123456789ab.bigshuf-tmp"
+    legacy = dd / ".z.abcdefgh.bigshuf-tmp"
+    run_dir = dd / "bigshuf-0123456789ab"
+
+    def plant() -> None:
+        for p in (theirs, legacy):
+            p.write_bytes(b"theirs\n")
+            os.utime(p, (time.time() - 3600, time.time() - 3600))
+        run_dir.mkdir()
+        (run_dir / "lock").write_bytes(b"")
+
+    as_nobody(plant)
+    bigshuf.tempspace.remove_dead_outputs(str(dd))
+    assert bigshuf.tempspace.remove_dead_runs(str(dd)) == []
+    assert theirs.exists() and legacy.exists() and run_dir.exists()
+
+
+def test_a_symlink_named_like_a_run_directory_is_not_followed(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "lock").write_bytes(b"")
+    (elsewhere / "data").write_bytes(b"keep\n")
+    parent = tmp_path / "t"
+    parent.mkdir()
+    os.symlink(elsewhere, parent / "bigshuf-0123456789ab")
+    assert bigshuf.tempspace.remove_dead_runs(str(parent)) == []
+    assert (elsewhere / "data").read_bytes() == b"keep\n"
+
+
+def test_concurrent_runs_cleaning_the_same_leftovers_all_succeed(tmp_path: Path) -> None:
+    src = write_records(tmp_path / "s.txt", make_records(2000, seed=13))
+    dd = tmp_path / "dd"
+    dd.mkdir()
+    old = time.time() - 3600
+    for i in range(3000):
+        for name in (f".out.txt.{i:08d}.bigshuf-tmp", f".out.txt.{i:012x}-0.bigshuf-tmp"):
+            (dd / name).write_bytes(b"x")
+            os.utime(dd / name, (old, old))
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "bigshuf", str(src), "-o", str(dd / f"out{i}.txt")],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for i in range(4)
+    ]
+    for i, p in enumerate(procs):
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-500:]
+        assert records_in([dd / f"out{i}.txt"]) == records_in([src])
+    assert dot_files(dd) == []
+
+
+# --- descriptors, scale and the output checked before pass 1 -----------------------------------
+
+
+def test_many_shards_under_a_low_descriptor_limit(tmp_path: Path) -> None:
+    records = make_records(5000, seed=14)
+    src = write_records(tmp_path / "in.txt", records)
+    out = tmp_path / "out"
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+    for memory in ("64M", "64K"):  # in memory, and external
+        proc = cli(["-S", memory, "-T", str(tmp_path), "--shards", "200", str(src), "-o", f"{out}/"], preexec=limit)
+        assert proc.returncode == 0, proc.stderr
+        names = sorted(os.listdir(out))
+        assert names == [f"part-{i:05d}.txt" for i in range(200)]
+        assert records_in([out / n for n in names]) == Counter(records)
+        assert [n for n in os.listdir(tmp_path) if n.startswith(("bigshuf-", "."))] == []
+
+
+def test_an_impossible_shard_count_is_refused_before_reading(tmp_path: Path) -> None:
+    src = write_records(tmp_path / "in.txt", make_records(10_000, seed=15))
+
+    def limit() -> None:  # the old code allocated gigabytes before failing
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    start = time.monotonic()
+    proc = cli(["--shards", "100000000", str(src), "-o", str(tmp_path / "out") + "/"], preexec=limit)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(b"bigshuf: --shards=100000000: ") and proc.stderr.count(b"\n") == 1
+    assert b"files" in proc.stderr
+    assert time.monotonic() - start < 60
+    assert not (tmp_path / "out").exists()
+
+
+def test_ten_thousand_shards_scan_the_directory_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    records = make_records(20_000, seed=16, max_len=10)
+    src = write_records(tmp_path / "in.txt", records)
+    out = tmp_path / "out"
+    out.mkdir()
+    scans = Counter[str]()
+    real = os.listdir
+
+    def listdir(path: str | os.PathLike[str] = ".") -> list[str]:
+        scans[os.fspath(path)] += 1
+        return real(path)
+
+    monkeypatch.setattr(os, "listdir", listdir)
+    bigshuf.shuffle(src, f"{out}/", seed=1, shards=10_000, sync=False, tmp_dir=tmp_path)
+    monkeypatch.undo()
+    assert scans[f"{out}/"] + scans[str(out)] <= 1
+    names = sorted(os.listdir(out))
+    assert len(names) == 10_000 and names[-1] == "part-09999.txt"
+    assert sum(len(split_records((out / n).read_bytes())) for n in names) == 20_000
+
+
+def _fifo_input(tmp_path: Path) -> tuple[Path, int]:
+    """A FIFO that a run would wait on forever if it read it (a writer holds it open, silent)."""
+    fifo = tmp_path / "in.fifo"
+    os.mkfifo(fifo)
+    return fifo, os.open(fifo, os.O_RDWR)
+
+
+@pytest.mark.parametrize("case", ["long name", "directory", "missing parent", "read-only file system"])
+def test_an_unwritable_target_is_refused_before_pass_1(tmp_path: Path, case: str) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if case == "read-only file system":
+        if not ROOT or subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)]).returncode:
+            pytest.skip("cannot mount a read-only tmpfs here")
+    fifo, writer = _fifo_input(tmp_path)
+    target = {
+        "long name": tmp_path / ("a" * 256),
+        "directory": tmp_path,
+        "missing parent": tmp_path / "no" / "out.txt",
+        "read-only file system": ro / "out.txt",
+    }[case]
+    try:
+        proc = cli([str(fifo), "-o", str(target)], timeout=60)
+    finally:
+        os.close(writer)
+        if case == "read-only file system":
+            subprocess.run(["umount", str(ro)], check=True)
+    assert proc.returncode == 1
+    assert proc.stderr.count(b"\n") == 1 and proc.stderr.startswith(b"bigshuf: ")
+    words = {"long name": b"File name too long", "directory": b"Is a directory",
+             "missing parent": b"No such file or directory", "read-only file system": b"Read-only file system"}[case]
+    assert words in proc.stderr
+
+
+def test_a_long_output_name_that_fits_is_written(tmp_path: Path) -> None:
+    # 250 bytes is a legal name; its temporary name is cut to fit beside it.
+    src = write_records(tmp_path / "in.txt", make_records(100, seed=17))
+    out = tmp_path / ("b" * 250)
+    proc = cli([str(src), "-o", str(out)])
+    assert proc.returncode == 0, proc.stderr
+    assert records_in([out]) == records_in([src])
+    assert dot_files(tmp_path) == []
+
+
+# --- issue 12: shard names, directories made, leftovers under -T -------------------------------
+
+
+def test_shards_from_compressed_json_lines_keep_their_kind_and_codec(tmp_path: Path) -> None:
+    from helpers import compress, decompress
+
+    records = [b'{"i": %d}' % i for i in range(100)]
+    data = b"\n".join(records) + b"\n"
+    src = tmp_path / "corpus.jsonl.zst"
+    src.write_bytes(compress("zstd", data))
+    for flag, suffix, codec in ((None, ".jsonl.zst", "zstd"), ("gzip", ".jsonl.gz", "gzip"), ("none", ".jsonl", None)):
+        out = tmp_path / f"out-{flag}"
+        bigshuf.shuffle(src, f"{out}/", seed=1, shards=2, compress=flag)
+        names = sorted(os.listdir(out))
+        assert names == [f"part-00000{suffix}", f"part-00001{suffix}"]
+        got = b"".join(decompress(codec, (out / n).read_bytes()) if codec else (out / n).read_bytes() for n in names)
+        assert Counter(split_records(got)) == Counter(records)
+
+
+def test_a_failed_sharded_run_removes_the_directories_it_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = write_records(tmp_path / "in.txt", make_records(1000, seed=19))
+
+    def full(self: object, data: object) -> None:
+        raise bigshuf.OutputError("write error: No space left on device")
+
+    # The shards' directories exist by the time anything is written; the write then fails.
+    monkeypatch.setattr(bigshuf.sinks.AtomicFileSink, "write", full)
+    with pytest.raises(bigshuf.OutputError, match="No space left"):
+        bigshuf.shuffle(src, str(tmp_path / "new" / "deeper") + "/", shards=4, tmp_dir=tmp_path)
+    with pytest.raises(bigshuf.OutputError, match="No space left"):
+        bigshuf.shuffle(src, str(tmp_path / "a{}" / "part.txt"), memory="16K", shards=3, tmp_dir=tmp_path)
+    assert sorted(os.listdir(tmp_path)) == ["in.txt"]
+
+
+def test_an_in_memory_run_removes_dead_runs_under_T_as_an_external_run_does(tmp_path: Path) -> None:
+    src = write_records(tmp_path / "in.txt", make_records(100, seed=18))
+    temp = tmp_path / "t"
+    temp.mkdir()
+    dead = temp / "bigshuf-0123456789ab"
+    dead.mkdir()
+    (dead / "lock").write_bytes(b"")
+    (dead / "bucket-00000").write_bytes(b"x" * 100)
+    proc = cli(["-T", str(temp), str(src), "-o", str(tmp_path / "out.txt")])
+    assert proc.returncode == 0
+    assert b"left by a run that is gone" in proc.stderr
+    assert os.listdir(temp) == []
