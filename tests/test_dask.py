@@ -470,3 +470,26 @@ def test_bench_dask_smoke(tmp_path: Path) -> None:
     for row in ("| cp |", "(local engine) |", "one output file |", "--shards=", "(fixed cost) |"):
         assert row in proc.stdout
     assert list(tmp_path.iterdir()) == []
+
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chattr +i needs root")
+def test_an_immutable_local_shard_fails_the_commit_and_keeps_every_old_shard(tmp_path: Path) -> None:
+    # Issue 11 item 1 on the Dask engine: its commit removed the shards it had already moved
+    # over old ones when a later move failed, losing the old and the new data alike.
+    paths, records = _inputs(tmp_path, seed=8)
+    out = tmp_path / "out"
+    with ThreadPoolExecutor(1) as runner:
+        dask_engine.shuffle(paths, f"{out}/", memory="16K", seed=1, shards=5, runner=runner, tmp_dir=tmp_path)
+        old = {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+        locked = out / sorted(old)[3]
+        if subprocess.run(["chattr", "+i", str(locked)], capture_output=True).returncode != 0:
+            pytest.skip("this file system does not take chattr +i")
+        try:
+            with pytest.raises(dask_engine.OutputError, match="Operation not permitted"):
+                dask_engine.shuffle(paths, f"{out}/", memory="16K", seed=2, shards=5, runner=runner, tmp_dir=tmp_path)
+        finally:
+            subprocess.run(["chattr", "-i", str(locked)], check=True)
+    assert {p.name: p.read_bytes() for p in sorted(out.iterdir())} == old
+    assert Counter(r for blob in old.values() for r in split_records(blob)) == Counter(records)
+    assert [n for n in os.listdir(out) if n.startswith(".")] == []

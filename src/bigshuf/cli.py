@@ -394,7 +394,7 @@ def _dask(args: argparse.Namespace, inputs: list[str]) -> int:
         inputs, args.output, memory=args.memory, seed=_parse_seed(args.seed), random_source=args.random_source,
         tmp_dir=args.temporary_directory, temp_url=args.temp_url, scheduler=args.scheduler,
         head_count=args.head_count, zero_terminated=args.zero_terminated, shards=args.shards,
-        compress=args.compress, verify=args.verify, progress=progress,
+        compress=args.compress, verify=args.verify, progress=progress, sync=not args.no_sync,
     )
     _report(progress, stats)
     return 0

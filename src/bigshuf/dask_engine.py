@@ -38,6 +38,8 @@ from .gather import emit_in_order, permutation
 from .progress import Progress, scatter_phase, shuffle_phase
 from .records import RecordFormat, array_block, array_bytes, as_binary_array, find_offsets
 from .scatter import Scattered, iter_pieces, scatter_piece
+from .commit import OutputFiles
+from .safefs import open_nofollow, sync_file
 from .sinks import AtomicFileSink, CodecChoice, Sink, check_output_directory, open_output, output_codec, shard_names, shard_paths
 from .sources import RecordReader
 
@@ -441,6 +443,7 @@ class _Output:
     codecs: list[CodecChoice | None] = field(default_factory=list)  # of each shard
     temps: list[str] = field(default_factory=list)
     marker: str | None = None
+    files: OutputFiles | None = None  # local shards: the run's locks and the journalled commit
 
 
 def _shard_names(target: str, shards: int, compress: CodecChoice | None) -> list[str]:
@@ -453,7 +456,7 @@ def _shard_names(target: str, shards: int, compress: CodecChoice | None) -> list
     )
 
 
-def _plan_output(output: str | None, shards: int | None, compress: CodecChoice | None, root: str, run_id: str) -> _Output:
+def _plan_output(output: str | None, shards: int | None, compress: CodecChoice | None, root: str, sync: bool) -> _Output:
     """Name the pass-2 objects: shard temps beside local targets (a rename puts them in place),
     under the temp URL for remote ones; parts of a single output under the temp URL."""
     target = None if output in (None, "-") else output
@@ -468,12 +471,12 @@ def _plan_output(output: str | None, shards: int | None, compress: CodecChoice |
         )
     out = _Output(target, shards, None, finals=_shard_names(target, shards, compress))
     out.codecs = [output_codec(final, compress) for final in out.finals]
-    for i, final in enumerate(out.finals):
-        if remote.is_url(final):
-            out.temps.append(remote.join(root, "out", f"{i:05d}"))
-        else:
-            directory, base = os.path.split(final)
-            out.temps.append(os.path.join(directory, f".{base}.{run_id}.bigshuf-dask-tmp"))
+    if remote.is_url(target):
+        out.temps = [remote.join(root, "out", f"{i:05d}") for i in range(shards)]
+    else:
+        # Named and locked as the local engine's shards are, so the same commit and cleanup apply.
+        out.files = OutputFiles(sync)
+        out.temps = [out.files.temp_name(final, i) for i, final in enumerate(out.finals)]
     if remote.is_url(target) and target.endswith("/"):
         out.marker = target + "_SUCCESS"
     return out
@@ -654,6 +657,7 @@ def shuffle(
     compress: str | None = None,
     verify: bool = False,
     progress: Progress | None = None,
+    sync: bool = True,
 ) -> ShuffleStats:
     """Shuffle ``inputs`` (paths or fsspec URLs, globs allowed) into ``output`` on a Dask cluster.
 
@@ -694,7 +698,7 @@ def shuffle(
         raise TempSpaceError(f"{local_parent}: No such file or directory")
     scratch = os.path.join(local_parent, f"bigshuf-dask-{run_id}")
     root = remote.join(remote.canonical(temp_url), f"bigshuf-dask-{run_id}") if temp_url is not None else scratch
-    out = _plan_output(out_name, shards, choice, root, run_id)
+    out = _plan_output(out_name, shards, choice, root, sync)
     cfg = Config(entropy, fmt, limit, _bucket_count(files, limit, shards, fmt.sep), verify)
     os.makedirs(scratch)
     committed = False
@@ -708,7 +712,7 @@ def shuffle(
             found = int(sum(int(s.counts.sum()) for s in segments))
             total = found if head_count is None else min(found, head_count)
             if out.shards is None and (out.target is None or not remote.is_url(out.target)):
-                sink = open_output(out.target, ("none", None))
+                sink = open_output(out.target, ("none", None), sync=sync)
             # Plain output to a local file: tasks write their parts in place, no concatenation.
             direct = sink.tmp_path if isinstance(sink, AtomicFileSink) and out.codec is None else None
             tasks2, bucket_sizes = _gather_tasks(segments, cfg.k, total, out, root, direct)
@@ -735,6 +739,8 @@ def shuffle(
                 sink.abort()
             for name in out.temps:
                 remote.remove(name)
+            if out.files is not None:
+                out.files.release()
         remote.remove_tree(root)
         remote.remove_tree(scratch)
 
@@ -754,17 +760,25 @@ def _commit(out: _Output, parts: list[str], sink: Sink | None, direct: bool) -> 
         if sink is not None:
             sink.commit()
         return
+    if out.files is not None:
+        if out.files.sync:
+            for temp in out.temps:
+                fd = open_nofollow(temp)
+                try:
+                    sync_file(fd)
+                finally:
+                    os.close(fd)
+        out.files.commit(list(zip(out.temps, out.finals)))
+        return
     if out.marker is not None:
         remote.remove(out.marker)
-    published: list[str] = []
-    try:
-        for temp, final in zip(out.temps, out.finals):
+    for i, (temp, final) in enumerate(zip(out.temps, out.finals)):
+        try:
             remote.move(temp, final)
-            published.append(final)
-    except BaseException:
-        for name in published:
-            remote.remove(name)
-        raise
+        except OutputError as e:
+            # Shards moved so far are the new ones and stay: removing them would lose the old
+            # and the new data alike. The marker stays absent, so readers know it is incomplete.
+            raise OutputError(f"{e}; {i} of {len(out.finals)} shards were replaced, the rest keep their old contents") from None
     if out.marker is not None:
         remote.write_whole(out.marker, lambda f: None)
 
