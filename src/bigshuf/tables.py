@@ -154,10 +154,11 @@ class TableInput:
                 with pa.memory_map(path) as f:
                     reader = pa.ipc.open_file(f) if kind == "arrow" else pa.ipc.open_stream(f)
                     self.schema = reader.schema
-                    if kind == "arrow":
-                        self.rows = sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
-                    else:
-                        self.rows = sum(batch.num_rows for batch in reader)
+                    batches = (reader.get_batch(i) for i in range(reader.num_record_batches)) if kind == "arrow" else reader
+                    self.rows = 0
+                    for batch in batches:
+                        batch.validate()  # lengths against buffer sizes (cheap): row counts to plan with
+                        self.rows += batch.num_rows
         except ARROW_ERRORS as e:
             raise InputError(f"{path}: not a readable {what} ({_reason(e)})") from None
 
@@ -191,6 +192,23 @@ class TableInput:
         return first
 
     def _read(self, block_bytes: int) -> Iterator[pa.RecordBatch]:
+        if self.kind == "jsonl":
+            yield from self._json_batches(block_bytes)
+            return
+        rows = 0
+        for batch in self._stored(block_bytes):
+            # Arrow's kernels trust the arrays they get: offsets, dictionary indices and lengths
+            # out of range in a damaged file made ``take`` read wild memory (a segfault). Full
+            # validation reads every offset and index once; see the README for its cost.
+            batch.validate(full=True)
+            rows += batch.num_rows
+            yield batch
+        if rows != self.rows:
+            what = FILE_KINDS[self.kind]
+            raise InputError(f"{self.path}: corrupt {what}: it holds {rows} rows, its metadata says {self.rows}")
+
+    def _stored(self, block_bytes: int) -> Iterator[pa.RecordBatch]:
+        """The record batches of a Parquet or Arrow file as the file's reader gives them, unchecked."""
         if self.kind == "parquet":
             with self._parquet() as pf:
                 for group in range(pf.num_row_groups):
@@ -207,8 +225,6 @@ class TableInput:
                         yield reader.get_batch(i)
                 else:
                     yield from pa.ipc.open_stream(f)
-        else:
-            yield from self._json_batches(block_bytes)
 
     def _guarded(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         """``batches`` made plain (no views), with Arrow's errors as one-line input errors naming the file."""
