@@ -80,6 +80,20 @@ def test_row_fingerprint_tells_reordered_bytes_apart() -> None:
             rows = pa.table({"n": [1, 2], "s": pa.array([a, "z"], kind)})
             other = pa.table({"n": [1, 2], "s": pa.array([b, "z"], kind)})
             assert row_fingerprint(rows) != row_fingerprint(other), (a, b, kind)
+    import decimal
+
+    fixed = [  # values whose bytes are the same multiset, or that differ only past the first word
+        (pa.array([258], pa.int16()), pa.array([513], pa.int16())),
+        (pa.array([0.0]), pa.array([-0.0])),
+        (pa.array([1 << 8]), pa.array([1 << 48])),
+        (pa.array([decimal.Decimal("1")], pa.decimal128(38, 0)), pa.array([decimal.Decimal(2**64)], pa.decimal128(38, 0))),
+        (pa.array([True]), pa.array([False])),
+    ]
+    for a, b in fixed:
+        assert row_fingerprint(pa.table({"x": a})) != row_fingerprint(pa.table({"x": b})), (a, b)
+    swapped = pa.table({"a": [1, 2], "b": [2, 1]}), pa.table({"a": [2, 1], "b": [1, 2]})
+    assert row_fingerprint(swapped[0]) == row_fingerprint(swapped[0].take([1, 0]))
+    assert row_fingerprint(pa.table({"a": [1], "b": [2]})) != row_fingerprint(pa.table({"a": [2], "b": [1]}))
 
 
 def test_check_permutation_sees_bytes_swapped_in_a_record(tmp_path: Path) -> None:

@@ -21,8 +21,6 @@ SLICE = 1 << 20
 #: Bumped whenever a hash changes: fingerprints saved under another scheme cannot be added to these.
 SCHEME = 2
 
-#: A random 64-bit value per byte value, for the row hash's fixed-width values.
-TABLE = np.random.Generator(np.random.PCG64(0x5EED_B16_5AF)).integers(0, 2**64 - 1, 256, dtype=np.uint64, endpoint=True)
 _M1, _M2, GOLD = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), np.uint64(0x9E3779B97F4A7C15)
 
 
