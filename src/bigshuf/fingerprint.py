@@ -12,6 +12,7 @@ with probability about 2**-64 per change. Not a defence against crafted collisio
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
@@ -77,7 +78,7 @@ def record_hashes(block: np.ndarray, offsets: np.ndarray) -> np.ndarray:
                 i += 1
                 continue
             hi = int(ends[j - 1])
-            sums[i:j] = _word_sums(_padded(block, lo, hi), starts[i:j] - lo, ends[i:j] - starts[i:j], _KEYS)
+            sums[i:j] = _word_sums(_padded(block, lo, hi), starts[i:j] - lo, ends[i:j] - starts[i:j], _slice_keys(SLICE))
             i = j
         lengths = (ends - starts).astype(np.uint64)
         return mix(sums ^ mix(lengths * GOLD + _LENGTH_SALT))
@@ -98,7 +99,7 @@ def _long_record_sum(block: np.ndarray, lo: int, hi: int) -> np.uint64:
     for at in range(lo, hi, SLICE):
         size = min(SLICE, hi - at)
         first_word = (at - lo) // 8
-        keys = _KEYS if first_word == 0 else word_keys(first_word, first_word + SLICE // 8 + 1)
+        keys = _slice_keys(SLICE) if first_word == 0 else word_keys(first_word, first_word + SLICE // 8 + 1)
         part = _word_sums(_padded(block, at, at + size), np.zeros(1, np.int64), np.full(1, size, np.int64), keys)
         total += part[0]
     return total
@@ -151,8 +152,12 @@ def word_keys(lo: int, hi: int) -> np.ndarray:
         return mix((np.arange(lo, hi, dtype=np.uint64) + np.uint64(1)) * GOLD)
 
 
-#: Keys of the words a slice can hold, computed once.
-_KEYS = word_keys(0, SLICE // 8 + 1)
+@cache
+def _slice_keys(slice_bytes: int) -> np.ndarray:
+    """The keys of the words a slice can hold, computed on first use (10 ms: not at start-up)."""
+    return word_keys(0, slice_bytes // 8 + 1)
+
+
 #: Masks keeping the first r bytes of a little-endian word, r = 0..8.
 _TAIL_MASKS = np.array([(1 << (8 * r)) - 1 for r in range(9)], np.uint64)
 _LENGTH_SALT = np.uint64(0x243F6A8885A308D3)
