@@ -103,3 +103,22 @@ def test_line_numbers_count_across_blocks(tmp_path: Path) -> None:
     assert code == 0, err
     assert pq.read_table(tmp_path / "x.parquet").schema.names == ["a", "b"]
     os.unlink(tmp_path / "x.parquet")
+
+
+def test_long_lines_crlf_and_a_last_line_without_newline_read_whole(tmp_path: Path) -> None:
+    # Blocks are parsed in parts at once: each part must hold the longest line.
+    rng = np.random.default_rng(3)
+    texts = ["x" * int(n) for n in rng.choice([5, 300, 300_000], 200)]
+    lines = [b'{"i": %d, "t": "%s"}' % (i, t.encode()) for i, t in enumerate(texts)]
+    (tmp_path / "in.jsonl").write_bytes(b"\r\n".join(lines))  # CRLF, no final newline
+    code, err = run(["--seed", "1", "in.jsonl", "-o", "x.parquet"], cwd=tmp_path)
+    assert code == 0, err
+    got = pq.read_table(tmp_path / "x.parquet").to_pylist()
+    assert sorted((r["i"], r["t"]) for r in got) == list(enumerate(texts))
+    # At -S 64K lines are read in 64 KiB blocks, and a line over eight of them is refused.
+    (tmp_path / "long.jsonl").write_bytes(b'{"t": "%s"}\n' % (b"x" * 600_000))
+    code, err = run(["-S", "64K", "long.jsonl", "-o", "y.parquet"], cwd=tmp_path)
+    assert (code, err) == (
+        1, b"bigshuf: long.jsonl: a JSON line is longer than 524288 bytes, the most this memory limit allows; raise -S\n"
+    )
+    assert sorted(os.listdir(tmp_path)) == ["in.jsonl", "long.jsonl", "x.parquet"]

@@ -264,10 +264,13 @@ class TableInput:
                 # Parsed in four parts at once; a Python buffer would be let go from Arrow's threads.
                 owned = pa.allocate_buffer(len(block))
                 np.frombuffer(owned, np.uint8)[:] = np.frombuffer(block, np.uint8)
-                read = pj.ReadOptions(block_size=max(1 << 16, len(block) // 4 + 1))
+                starts = _line_starts(block)
+                # Arrow's parts must each hold the longest line whole.
+                longest = int(np.diff(starts, append=len(block)).max())
+                read = pj.ReadOptions(block_size=max(1 << 16, len(block) // 4 + 1, longest + 1))
                 # A line that is not an object is found here first: Arrow crashed (segfault) on
                 # a block starting with a null line.
-                problem = _json_scan(block, line, given, self._inferred) if _odd_lines(block) else None
+                problem = _json_scan(block, line, given, self._inferred) if _odd_lines(block, starts) else None
                 try:
                     if problem is None:
                         table = pj.read_json(pa.BufferReader(owned), read_options=read, parse_options=parse)
@@ -311,11 +314,16 @@ def _line_blocks(stream: Any, size: int, name: str) -> Iterator[bytes]:
         carry = data[cut:]
 
 
-def _odd_lines(block: bytes) -> bool:
-    """Whether a line of ``block`` starts with something other than ``{`` (blank lines aside)."""
+def _line_starts(block: bytes) -> np.ndarray:
+    """Where each line of a non-empty ``block`` starts."""
     data = np.frombuffer(block, np.uint8)
-    starts = np.flatnonzero(data[:-1] == 10) + 1
-    firsts = np.concatenate([data[:1], data[starts]])
+    return np.concatenate([np.zeros(1, np.int64), np.flatnonzero(data[:-1] == 10) + 1])
+
+
+def _odd_lines(block: bytes, starts: np.ndarray) -> bool:
+    """Whether a line of ``block`` (starting at ``starts``) starts with something other than ``{``
+    (blank lines aside)."""
+    firsts = np.frombuffer(block, np.uint8)[starts]
     return bool(np.any((firsts != ord("{")) & (firsts != 10) & (firsts != 13)))
 
 
