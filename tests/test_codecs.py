@@ -231,6 +231,27 @@ def test_concatenated_zstd_frames_read_as_one(data: bytes) -> None:
     assert read_all(blob, "zstd") == data
 
 
+def test_zstd_frames_of_every_header_shape_read_whole(data: bytes) -> None:
+    # The reader walks frame and block headers to feed a few blocks at a time: content size
+    # present or not (streamed), checksum or not, single segment or a window descriptor,
+    # raw, run and compressed blocks, headers cut across reads.
+    import zstandard
+
+    runs = bytes(300_000) + b"\n" + data[:50_000] + b"\1" * 200_000
+    blobs = []
+    for level, checksum, sized in [(1, True, True), (3, False, True), (19, True, False), (-5, False, False)]:
+        c = zstandard.ZstdCompressor(level=level, write_checksum=checksum, write_content_size=sized)
+        if sized:
+            blobs.append(c.compress(runs) + c.compress(data))
+        else:
+            obj = c.compressobj()
+            blobs.append(obj.compress(runs) + obj.compress(data) + obj.flush())
+    blob = b"".join(blobs)
+    expected = (runs + data) * len(blobs)
+    assert read_all(blob, "zstd") == expected
+    assert read_all(blob, "zstd", sizes=(3, 1 << 22)) == expected
+
+
 def test_concatenated_bzip2_streams_read_as_one(data: bytes) -> None:
     a, b = data[:100_000], data[100_000:]
     assert read_all(bz2.compress(a) + bz2.compress(b), "bzip2") == data
@@ -470,3 +491,70 @@ def test_missing_library_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -
         codecs.open_reader(io.BytesIO(b""), "zstd", "in.zst")
     with pytest.raises(OutputError, match="pip install zstandard"):
         codecs.open_writer(io.BytesIO(), "zstd", None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Decompression bombs: output per call is bounded, so -S holds however well the input compresses
+
+MiB = 1 << 20
+
+#: Runs a command in a forked child and prints its exit status and peak RSS (a fresh
+#: launcher, so the child's ru_maxrss does not start from this test process's).
+LAUNCHER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024)
+"""
+
+
+def run_peak(args: list[str], cwd: Path) -> tuple[int, int]:
+    """Exit status and peak RSS in bytes of ``python -m bigshuf ARGS``."""
+    cmd = [sys.executable, "-S", "-c", LAUNCHER, sys.executable, "-m", "bigshuf", *args]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=300, check=True).stdout.split()
+    return int(out[0]), int(out[1])
+
+
+def zeros_bomb(codec: str, size: int) -> bytes:
+    """``size`` zero bytes compressed: zstd as one frame, the others as ten members (quicker to make)."""
+    if codec == "zstd":
+        import zstandard
+
+        return zstandard.ZstdCompressor(level=3).compress(bytes(size))  # blocks of runs: 4 bytes per 128 KiB
+    piece = bytes(size // 10)
+    one = {"gzip": lambda: gzip.compress(piece, 1), "bzip2": lambda: bz2.compress(piece, 1),
+           "xz": lambda: lzma.compress(piece, preset=0)}[codec]()
+    return one * 10
+
+
+@pytest.mark.parametrize("codec", ALL)
+def test_a_zeros_bomb_stays_within_the_limit(codec: str, tmp_path: Path) -> None:
+    # 300 MiB of zeros (no newline: a record over the limit, refused) read at -S 32M must cost
+    # about what 24 MiB of plain zeros cost: 1ac7d16 held all of a zstd frame's output at once.
+    bomb = tmp_path / "bomb"
+    bomb.write_bytes(zeros_bomb(codec, 300 * MiB))
+    plain = tmp_path / "plain"
+    plain.write_bytes(bytes(24 * MiB))
+    code, reference = run_peak(["-S", "32M", str(plain), "-o", os.devnull], tmp_path)
+    assert code == 1
+    code, peak = run_peak(["-S", "32M", str(bomb), "-o", os.devnull], tmp_path)
+    assert code == 1
+    assert peak <= reference + 32 * MiB, (peak // MiB, reference // MiB)
+
+
+def test_a_zstd_file_of_long_lines_costs_what_gzip_does(tmp_path: Path) -> None:
+    # 48 lines of 1 MiB compress to a few KB; 1ac7d16 decompressed them in one call (2.1 GiB
+    # peak on the reviewer's 92 KB file).
+    import zstandard
+
+    lines = b"".join(bytes([97 + i % 26]) * (MiB - 1) + b"\n" for i in range(48))
+    (tmp_path / "long.zst").write_bytes(zstandard.ZstdCompressor(level=19).compress(lines))
+    (tmp_path / "long.gz").write_bytes(gzip.compress(lines, 9))
+    peaks = {}
+    for name in ("long.gz", "long.zst"):
+        code, peaks[name] = run_peak(["-S", "16M", "--seed", "1", name, "-o", name + ".out"], tmp_path)
+        assert code == 0
+        assert sorted((tmp_path / (name + ".out")).read_bytes().splitlines()) == sorted(lines.splitlines())
+    assert peaks["long.zst"] <= peaks["long.gz"] + 16 * MiB, {k: v // MiB for k, v in peaks.items()}

@@ -319,6 +319,7 @@ TAMPER: dict[str, Callable[[dict[str, Any]], Any]] = {
     "inputs missing": lambda s: s.pop("inputs"),
     "a list": lambda s: [s],
     "another job": lambda s: s.update(job="0" * 16),
+    "another record hash": lambda s: s.update(format="1/hash1"),
 }
 
 

@@ -39,6 +39,73 @@ def test_fingerprint_ignores_order_and_sees_every_change() -> None:
         assert fp_of(other) != base, what
 
 
+def test_fingerprint_tells_reordered_bytes_apart() -> None:
+    # Pairs the position-weighted byte sums of 1ac7d16 could not tell apart: palindromic swaps, and a
+    # Thue-Morse pair, which defeats any polynomial hash modulo 2**64 whatever its base.
+    thue_morse = np.bitwise_count(np.arange(2048)) % 2
+    pairs = [(b"1221", b"2112"), (b"abba", b"baab"), (b"x" * 20 + b"1221", b"x" * 20 + b"2112"),
+             (bytes(b"ab"[t] for t in thue_morse), bytes(b"ba"[t] for t in thue_morse))]
+    rng = np.random.default_rng(11)
+    for length in [2, 3, 7, 8, 9, 16, 17, 63, 64, 65, 1000]:
+        for _ in range(40):  # a record and a random reordering of its bytes
+            data = rng.integers(0, 4, length, dtype=np.uint8) + ord("a")
+            moved = rng.permutation(data)
+            if not np.array_equal(data, moved):
+                pairs.append((data.tobytes(), moved.tobytes()))
+    for a, b in pairs:
+        assert fp_of([a]) != fp_of([b]), (a, b)
+        assert fp_of([a, b, b"z"]) != fp_of([b, b, b"z"]), (a, b)
+
+
+def test_record_hash_is_the_same_wherever_the_record_lies(monkeypatch: pytest.MonkeyPatch) -> None:
+    import bigshuf.fingerprint as fingerprint_module
+
+    records = make_records(300, seed=12, max_len=3000) + [b"", b"y" * 20000]
+    alone = [fp_of([r]) for r in records]  # each record at the end of its own block
+    together = fp_of(records)
+    assert together.digest == sum(f.digest for f in alone) % 2**64
+    # Slices smaller than most records: they are hashed a slice at a time, with the same result.
+    monkeypatch.setattr(fingerprint_module, "SLICE", 64)
+    assert fp_of(records) == together
+
+
+def test_row_fingerprint_tells_reordered_bytes_apart() -> None:
+    import pyarrow as pa
+
+    from bigshuf.rowhash import row_fingerprint
+
+    for a, b in [("1221", "2112"), ("abba", "baab")]:
+        for kind in (pa.string(), pa.large_binary()):
+            rows = pa.table({"n": [1, 2], "s": pa.array([a, "z"], kind)})
+            other = pa.table({"n": [1, 2], "s": pa.array([b, "z"], kind)})
+            assert row_fingerprint(rows) != row_fingerprint(other), (a, b, kind)
+    import decimal
+
+    fixed = [  # values whose bytes are the same multiset, or that differ only past the first word
+        (pa.array([258], pa.int16()), pa.array([513], pa.int16())),
+        (pa.array([0.0]), pa.array([-0.0])),
+        (pa.array([1 << 8]), pa.array([1 << 48])),
+        (pa.array([decimal.Decimal("1")], pa.decimal128(38, 0)), pa.array([decimal.Decimal(2**64)], pa.decimal128(38, 0))),
+        (pa.array([True]), pa.array([False])),
+    ]
+    for a, b in fixed:
+        assert row_fingerprint(pa.table({"x": a})) != row_fingerprint(pa.table({"x": b})), (a, b)
+    swapped = pa.table({"a": [1, 2], "b": [2, 1]}), pa.table({"a": [2, 1], "b": [1, 2]})
+    assert row_fingerprint(swapped[0]) == row_fingerprint(swapped[0].take([1, 0]))
+    assert row_fingerprint(pa.table({"a": [1], "b": [2]})) != row_fingerprint(pa.table({"a": [2], "b": [1]}))
+
+
+def test_check_permutation_sees_bytes_swapped_in_a_record(tmp_path: Path) -> None:
+    # The reviewer's case: seq 10000 against itself with 1221 replaced by 2112.
+    numbers = b"".join(b"%d\n" % i for i in range(1, 10001))
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_bytes(numbers)
+    b.write_bytes(numbers.replace(b"\n1221\n", b"\n2112\n"))
+    cmd = [sys.executable, "-m", "bigshuf", "--check-permutation", str(a), "--against", str(b)]
+    proc = subprocess.run(cmd, capture_output=True)
+    assert proc.returncode == 1 and b"records differ" in proc.stderr, proc.stderr
+
+
 @pytest.mark.parametrize("memory", ["64M", "16K", "2K"])
 def test_verify_passes_on_every_path(tmp_path: Path, memory: str) -> None:
     src = write_records(tmp_path / "in", make_records(3000, seed=2))

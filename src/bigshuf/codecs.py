@@ -247,13 +247,16 @@ class _MemberLoop:
     Input that ends inside a member raises EOFError; bytes after a member that do not start
     with the codec's magic raise ``_Corrupt``. Decompressor objects come in three styles:
     ``"lzma"`` (bz2, lzma: ``max_length`` and ``needs_input``), ``"zlib"`` (``max_length`` and
-    ``unconsumed_tail``) and ``"zstd"`` (no ``max_length``: the output of each raw chunk is
-    held until the caller has taken it, so memory is bounded by RAW_CHUNK times the ratio).
+    ``unconsumed_tail``) and ``"zstd"`` (no ``max_length``: it is fed at most ``_ZstdBlocks.MOST``
+    blocks a call, each of which decodes to at most 128 KiB). So no call returns more than
+    OUT_CHUNK-odd bytes, however well the input compresses.
     """
 
     #: Compressed bytes read per call. 128 KiB-1 MiB decompress zstd at the same speed and
     #: gzip 10% slower at 1 MiB (measured as in the header); 256 KiB keeps outputs cache-sized.
     RAW_CHUNK = 256 << 10
+    #: Most decompressed bytes asked of gzip, bzip2 and xz per call (the caller's buffer may be larger).
+    OUT_CHUNK = 2 << 20
 
     def __init__(self, source: _Counted, codec: str, new: Callable[[], Any], style: str, padding: int = 0) -> None:
         self._source = source
@@ -263,6 +266,7 @@ class _MemberLoop:
         #: Zero bytes may pad streams to a multiple of this (xz stream padding), or 0 for none.
         self._padding = padding
         self._dec: Any = None
+        self._blocks = _ZstdBlocks() if style == "zstd" else None
         self._input = b""
         self._pending = memoryview(b"")
         #: Where the current member starts in the source: a member that ends where it
@@ -293,11 +297,19 @@ class _MemberLoop:
                 self._input = self._source.read(self.RAW_CHUNK)
                 if not self._input:
                     raise EOFError
-            data, self._input = self._input, b""
-            if self._style == "zstd":
+            if self._blocks is not None:
+                n = self._blocks.feedable(self._input)
+                if n == 0:  # a block header is cut off: read on (its end, or the file's)
+                    more = self._source.read(self.RAW_CHUNK)
+                    if more:
+                        self._input += more
+                        continue
+                    n = len(self._input)
+                data, self._input = self._input[:n], self._input[n:]
                 out = self._dec.decompress(data)
             else:
-                out = self._dec.decompress(data, limit)
+                data, self._input = self._input, b""
+                out = self._dec.decompress(data, min(limit, self.OUT_CHUNK))
                 if self._style == "zlib":
                     self._input = self._dec.unconsumed_tail
             if out:
@@ -337,8 +349,93 @@ class _MemberLoop:
             raise _Corrupt
         self._member_at = at
         self._dec = self._new()
+        if self._blocks is not None:
+            self._blocks.reset()
         self._input = data
         return True
+
+
+class _ZstdBlocks:
+    """Walks the headers of one zstd frame as it is fed, to feed it a bounded number of blocks at a time.
+
+    A block decodes to at most 128 KiB, but four bytes of input can be such a block (a run
+    of one byte), so a decompressor fed 256 KiB at once could return gigabytes. Only the
+    frame and block headers are read here; the decompressor checks everything.
+    """
+
+    #: Blocks fed per call: at most 2 MiB of output. Ordinary data (ratio 3-10) has fewer
+    #: blocks than that in a raw chunk, so it is fed whole as before.
+    MOST = 16
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """A new frame starts with the next byte fed."""
+        self._skip = 0  # bytes of the current block (or skippable frame, or checksum) not yet fed
+        self._next = "frame"  # what follows them: the "frame" header, a "block" header, or "done"
+        self._checksum = False  # the frame ends with a 4-byte checksum
+
+    def feedable(self, data: bytes) -> int:
+        """How many leading bytes of ``data`` to feed now: whole headers and at most ``MOST`` blocks.
+
+        Records them as fed. 0 means a header is cut off at the end of ``data``. After the
+        frame's end, or data the walk cannot make sense of, everything is feedable: the
+        decompressor keeps what follows its frame, and rejects what is not one.
+        """
+        at = blocks = 0
+        while True:
+            if self._skip:
+                step = min(self._skip, len(data) - at)
+                self._skip -= step
+                at += step
+                if self._skip:
+                    return at
+            if self._next == "done":
+                return at or len(data)
+            if blocks == self.MOST:
+                return at
+            if self._next == "frame":
+                size = self._frame_header(data[at : at + 8])
+            else:
+                size = self._block_header(data[at : at + 3])
+                blocks += 1
+            if size == 0:
+                return at
+            self._skip = size
+
+    def _frame_header(self, head: bytes) -> int:
+        """Bytes of the frame header (of the whole frame if skippable) that ``head`` starts; 0 if cut off."""
+        zstd = head[:4] == _ZSTD_MAGIC
+        if len(head) < (5 if zstd else 8):
+            return 0
+        if not zstd:  # a skippable frame: magic, length, content
+            self._next = "done"
+            return 8 + int.from_bytes(head[4:8], "little")
+        descriptor = head[4]
+        single = descriptor >> 5 & 1
+        self._checksum = bool(descriptor >> 2 & 1)
+        content_size = (single, 2, 4, 8)[descriptor >> 6]
+        self._next = "block"
+        return 5 + (1 - single) + (0, 1, 2, 4)[descriptor & 3] + content_size
+
+    def _block_header(self, head: bytes) -> int:
+        """Bytes of the block that ``head`` starts, header included (and the frame's checksum after
+        the last block); 0 if cut off."""
+        if len(head) < 3:
+            return 0
+        word = int.from_bytes(head, "little")
+        last, kind, size = word & 1, word >> 1 & 3, word >> 3
+        if kind == 3:  # reserved: not a frame the decompressor will take
+            self._next = "done"
+            return 3
+        if last:
+            self._next = "done"
+        content = 1 if kind == 1 else size  # a run (RLE) block holds one byte
+        return 3 + content + (4 if last and self._checksum else 0)
+
+
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 class _Corrupt(Exception):

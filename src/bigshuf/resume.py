@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from .errors import InputError, OutputError, TempSpaceError, option
+from .fingerprint import SCHEME
 from .safefs import create_exclusive, open_nofollow, sync_directory, sync_file
 
-#: Version of the checkpoint's layout; a checkpoint of another layout is refused.
-FORMAT = 1
+#: Version of the checkpoint's layout and of the record hash behind its fingerprints; a
+#: checkpoint of another is refused (its fingerprints could not be added to this run's).
+FORMAT = f"1/hash{SCHEME}"
 
 #: Content check of an input: this many blocks of ``SAMPLE_BYTES`` (the first, the last, and
 #: evenly spaced ones between), hashed with the file's size. About 1 MiB read per input.

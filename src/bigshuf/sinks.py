@@ -366,7 +366,7 @@ def _check_shard_count(target: str, shards: int) -> None:
     except OSError:
         return
     if fs.f_files and shards > fs.f_favail:
-        raise OutputError(f"--shards={shards}: the file system of {place} has room for only {fs.f_favail} more files")
+        raise OutputError(f"{shards} shards: the file system of {place} has room for only {fs.f_favail} more files")
     from .plan import format_size, physical_memory
 
     need, have = shards * SHARD_BYTES, physical_memory()

@@ -1,0 +1,124 @@
+"""JSON Lines read into Parquet: bad input is one clear line naming the file, line and field, and a clean exit."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from helpers import temp_leftovers
+
+#: A clean failure takes about a second; a run hung in Arrow's reader threads never ends.
+HANG = 30
+
+
+def run(args: list[str | Path], stdin: bytes = b"", cwd: Path | None = None) -> tuple[int, bytes]:
+    """Exit status and stderr of ``python -m bigshuf ARGS`` (a hang fails the test)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bigshuf", *map(str, args)], input=stdin, capture_output=True, timeout=HANG, cwd=cwd
+    )
+    return proc.returncode, proc.stderr
+
+
+def words_text(path: Path, size: int) -> Path:
+    """About ``size`` bytes of lines of random lowercase words: text, not JSON."""
+    rng = np.random.default_rng(5)
+    data = rng.integers(97, 123, size, dtype=np.uint8)
+    data[rng.integers(0, size, size // 6)] = 32
+    data[rng.integers(0, size, size // 60)] = 10
+    data[-1] = 10
+    path.write_bytes(data.tobytes())
+    return path
+
+
+def test_text_into_parquet_fails_cleanly_every_time(tmp_path: Path) -> None:
+    # 1ac7d16 printed the error, then died of "Fatal Python error: PyGILState_Release" or hung
+    # at exit (Arrow's JSON reader threads still reading the Python stream): 3 runs of 4.
+    text = words_text(tmp_path / "text.txt", 24 << 20)
+    (tmp_path / "text.txt.gz").write_bytes(gzip.compress(text.read_bytes(), 1))
+    for attempt in range(10):
+        name = "text.txt.gz" if attempt % 5 == 4 else "text.txt"
+        code, err = run([name, "-o", "t.parquet"], cwd=tmp_path)
+        assert (code, err) == (1, f"bigshuf: {name}: line 1 is not JSON (Expecting value)\n".encode()), (attempt, code, err)
+    assert temp_leftovers(tmp_path) == ["text.txt", "text.txt.gz"]
+
+
+@pytest.mark.parametrize("source", ["pipe", "file"])
+def test_numbers_are_not_json_objects(tmp_path: Path, source: str) -> None:
+    # `seq 5 | bigshuf -o x.parquet` said "Column() changed from object to number in row 0".
+    numbers = b"".join(b"%d\n" % i for i in range(1, 6))
+    (tmp_path / "numbers.txt").write_bytes(numbers)
+    args: list[str | Path] = ["-o", "x.parquet"] + (["numbers.txt"] if source == "file" else [])
+    code, err = run(args, stdin=numbers if source == "pipe" else b"", cwd=tmp_path)
+    name = "numbers.txt" if source == "file" else "-"
+    assert (code, err) == (1, f"bigshuf: {name}: line 1 is not a JSON object (it is a number)\n".encode())
+    assert temp_leftovers(tmp_path) == ["numbers.txt"]
+
+
+def test_a_field_missing_from_the_schema_is_named(tmp_path: Path) -> None:
+    rows = b'{"id": 1, "text": "a"}\n' * 3 + b'{"id": 4, "text": "d", "lang": "en"}\n'
+    code, err = run(["--schema", "id:int64,text:string", "-o", "x.parquet"], stdin=rows, cwd=tmp_path)
+    assert (code, err) == (1, b"bigshuf: -: line 4 has a field 'lang' that --schema does not name\n")
+    assert temp_leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        (b'{"a": 1}\n[1, 2]\n', "line 2 is not a JSON object (it is an array)"),
+        (b'{"a": 1}\n"text"\n', "line 2 is not a JSON object (it is a string)"),
+        (b'{"a": 1}\n\n{"a": true}\ntrue\n', "line 4 is not a JSON object (it is true)"),
+        # A block starting with a null line crashed Arrow's reader (segfault); elsewhere it became a row of nulls.
+        (b"null\n", "line 1 is not a JSON object (it is null)"),
+        (b'{"a": 1}\n  null\n{"a": 2}\n', "line 2 is not a JSON object (it is null)"),
+        (b'{"a": 1}\n{"a": 2\n', "line 2 is not JSON (Expecting ',' delimiter)"),
+        (b'{"a": 1}\n{"a": 2}\n{"a": "x"}\n', "line 3: field 'a' changed from number to string; give the column types with --schema"),
+    ],
+)
+def test_malformed_json_lines_name_the_line(tmp_path: Path, rows: bytes, message: str) -> None:
+    (tmp_path / "in.jsonl").write_bytes(rows)
+    code, err = run(["in.jsonl", "-o", "x.parquet"], cwd=tmp_path)
+    assert (code, err) == (1, f"bigshuf: in.jsonl: {message}\n".encode())
+    assert temp_leftovers(tmp_path) == ["in.jsonl"]
+
+
+def test_line_numbers_count_across_blocks(tmp_path: Path) -> None:
+    # Read in blocks of 64 KiB at -S 64K: the bad lines are far past the first block.
+    (tmp_path / "types.jsonl").write_bytes(b'{"a": 1}\n' * 20000 + b'{"a": "text"}\n')
+    (tmp_path / "fields.jsonl").write_bytes(b'{"a": 1}\n' * 20000 + b'{"a": 2, "b": 3}\n')
+    code, err = run(["-S", "64K", "types.jsonl", "-o", "x.parquet"], cwd=tmp_path)
+    assert err == b"bigshuf: types.jsonl: line 20001: field 'a' changed from number to string; give the column types with --schema\n"
+    code, err = run(["-S", "64K", "fields.jsonl", "-o", "x.parquet"], cwd=tmp_path)
+    assert err == (b"bigshuf: fields.jsonl: line 20001 has a field 'b' that the first rows did not have; "
+                   b"give the column types with --schema\n")
+    assert code == 1
+    # Read whole, the same field is one of the columns inferred.
+    code, err = run(["--seed", "1", "fields.jsonl", "-o", "x.parquet"], cwd=tmp_path)
+    assert code == 0, err
+    assert pq.read_table(tmp_path / "x.parquet").schema.names == ["a", "b"]
+    os.unlink(tmp_path / "x.parquet")
+
+
+def test_long_lines_crlf_and_a_last_line_without_newline_read_whole(tmp_path: Path) -> None:
+    # Blocks are parsed in parts at once: each part must hold the longest line.
+    rng = np.random.default_rng(3)
+    texts = ["x" * int(n) for n in rng.choice([5, 300, 300_000], 200)]
+    lines = [b'{"i": %d, "t": "%s"}' % (i, t.encode()) for i, t in enumerate(texts)]
+    (tmp_path / "in.jsonl").write_bytes(b"\r\n".join(lines))  # CRLF, no final newline
+    code, err = run(["--seed", "1", "in.jsonl", "-o", "x.parquet"], cwd=tmp_path)
+    assert code == 0, err
+    got = pq.read_table(tmp_path / "x.parquet").to_pylist()
+    assert sorted((r["i"], r["t"]) for r in got) == list(enumerate(texts))
+    # At -S 64K lines are read in 64 KiB blocks, and a line over eight of them is refused.
+    (tmp_path / "long.jsonl").write_bytes(b'{"t": "%s"}\n' % (b"x" * 600_000))
+    code, err = run(["-S", "64K", "long.jsonl", "-o", "y.parquet"], cwd=tmp_path)
+    assert (code, err) == (
+        1, b"bigshuf: long.jsonl: a JSON line is longer than 524288 bytes, the most this memory limit allows; raise -S\n"
+    )
+    assert sorted(os.listdir(tmp_path)) == ["in.jsonl", "long.jsonl", "x.parquet"]
