@@ -24,15 +24,12 @@ import numpy as np
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 GEN_CHUNK = 64 * MiB  # generation writes whole chunks of this size
-# Fingerprint reads: 1 MiB keeps the uint64 scratch near cache; measured here on 64 MiB of
-# ~60 B | ~1 KB lines, 1 MiB: 314 | 539 MiB/s, 2 MiB: 242 | 362, 4 MiB: 264 | 344.
-HASH_CHUNK = 1 * MiB
+HASH_CHUNK = 1 * MiB  # fingerprint reads (bigshuf's record hash works a 1 MiB slice at a time)
 SEED = 20240601  # corpora depend only on this, the corpus and the size
 BIG_LINE_EVERY = 256 * MiB  # the jsonl corpus has one ~1 MB line per this many bytes (at least one)
 IN_MEMORY_RAM_FRACTION = 0.6  # shuf and in-memory bigshuf are skipped above this share of RAM
 ALPHABET = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz .,;-'", np.uint8)  # 32 bytes, JSON-safe
 MASK = (1 << 64) - 1
-K1, K2, K3 = (np.uint64(c) for c in (0xBF58476D1CE4E5B9, 0x94D049BB133111EB, 0x9E3779B97F4A7C15))
 
 
 @dataclass(frozen=True)
@@ -145,42 +142,23 @@ def generate(path: str, corpus: Corpus, size: int) -> None:
             f.write(buf.data)
 
 
-def _mix(x: np.ndarray) -> np.ndarray:
-    """The splitmix64 finaliser, in place on a uint64 array."""
-    x ^= x >> np.uint64(30)
-    x *= K1
-    x ^= x >> np.uint64(27)
-    x *= K2
-    x ^= x >> np.uint64(31)
-    return x
+def _digest_lines(block: np.ndarray, ends: np.ndarray) -> int:
+    """Sum mod 2**64 of the hash of each line of ``block`` (``ends``: its newline offsets), by
+    bigshuf's record hash: a keyed mix of each 8-byte word, so reordered bytes within a line count."""
+    from bigshuf.fingerprint import record_hashes
 
-
-def _digest_lines(block: np.ndarray, ends: np.ndarray, scratch: np.ndarray, pos: np.ndarray) -> int:
-    """Sum mod 2**64 of a hash of each line of ``block``; ``ends`` are its newline offsets."""
-    starts = np.empty_like(ends)
-    starts[0] = 0
-    starts[1:] = ends[:-1] + 1
-    v = scratch[: len(block)]
-    np.copyto(v, block)
-    v *= v  # f(byte) = byte**2: nonlinear, so byte changes that keep the sums below are rare
-    total = np.add.reduceat(v, starts)  # sum of f over the line
-    v *= pos[: len(block)]
-    moment = np.add.reduceat(v, starts) - starts.astype(np.uint64) * total  # sum of f * offset in line
-    length = (ends - starts + 1).astype(np.uint64)
-    h = _mix(_mix(_mix(length) ^ total) + moment * K3)
-    return int(h.sum(dtype=np.uint64))
+    offsets = np.concatenate([[0], ends + 1])
+    return int(record_hashes(block, offsets).sum(dtype=np.uint64))
 
 
 def fingerprint(path: str) -> Fingerprint:
     """Fingerprint the lines of ``path``, vectorised; a missing final newline counts as present."""
     buf = np.empty(HASH_CHUNK, np.uint8)
-    scratch, pos = np.empty(len(buf), np.uint64), np.arange(len(buf), dtype=np.uint64)
     have = lines = nbytes = digest = 0
     with open(path, "rb", buffering=0) as f:
         while True:
             if have == len(buf):  # a line longer than the buffer: grow it
                 buf = np.concatenate([buf, np.empty_like(buf)])
-                scratch, pos = np.empty(len(buf), np.uint64), np.arange(len(buf), dtype=np.uint64)
             n = f.readinto(buf[have:].data)
             if not n:
                 break
@@ -188,13 +166,13 @@ def fingerprint(path: str) -> Fingerprint:
             ends = np.flatnonzero(buf[:have] == 10)
             if len(ends):
                 cut = int(ends[-1]) + 1
-                digest += _digest_lines(buf[:cut], ends, scratch, pos)
+                digest += _digest_lines(buf[:cut], ends)
                 lines, nbytes = lines + len(ends), nbytes + cut
                 buf[: have - cut] = buf[cut:have]
                 have -= cut
     if have:
         tail = np.append(buf[:have], np.uint8(10))
-        digest += _digest_lines(tail, np.array([have]), scratch, np.arange(len(tail), dtype=np.uint64))
+        digest += _digest_lines(tail, np.array([have]))
         lines, nbytes = lines + 1, nbytes + have + 1
     return Fingerprint(lines, nbytes, digest & MASK)
 
