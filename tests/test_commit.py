@@ -450,7 +450,7 @@ def test_an_impossible_shard_count_is_refused_before_reading(tmp_path: Path) -> 
     start = time.monotonic()
     proc = cli(["--shards", "100000000", str(src), "-o", str(tmp_path / "out") + "/"], preexec=limit)
     assert proc.returncode == 1
-    assert proc.stderr.startswith(b"bigshuf: --shards=100000000: ") and proc.stderr.count(b"\n") == 1
+    assert proc.stderr.startswith(b"bigshuf: 100000000 shards: ") and proc.stderr.count(b"\n") == 1
     assert b"files" in proc.stderr
     assert time.monotonic() - start < 60
     assert not (tmp_path / "out").exists()

@@ -372,7 +372,7 @@ def _check_shard_count(target: str, shards: int) -> None:
     need, have = shards * SHARD_BYTES, physical_memory()
     if need > have:
         raise UsageError(
-            f"--shards={shards}: naming and committing that many files needs about {format_size(need)} of memory; "
+            f"{shards} shards: naming and committing that many files needs about {format_size(need)} of memory; "
             f"this machine has {format_size(have)}"
         )
 
