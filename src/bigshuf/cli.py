@@ -8,6 +8,7 @@ a closed standard output ends the process by SIGPIPE, as it does shuf.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import re
 import signal
@@ -16,12 +17,18 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from . import __version__
-from .api import check_permutation, shuffle, shuffle_range
-from .errors import BigShufError, InputError, UsageError
+from .errors import BigShufError, InputError, OutputError, UsageError
 from .progress import make_progress
-from .sources import BytesSource
 
 PROG = "bigshuf"
+
+#: The largest number ``-i`` takes, as GNU shuf's ``size_t`` on 64-bit systems.
+SIZE_MAX = 2**64 - 1
+
+#: Held back while the interpreter loads the engine and parses the command line: a Ctrl-C
+#: there would interrupt an import or argparse half-way (a NumPy traceback, or an
+#: AttributeError from argparse's half-undone state); held, it arrives as soon as they are done.
+STARTUP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 HELP = f"""\
 Usage: {PROG} [OPTION]... [FILE]...
@@ -140,18 +147,39 @@ class _Once(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
+_UNSIGNED = re.compile(r"[ \t\n\v\f\r]*\+?([0-9]+)\Z")
+
+
+def _unsigned(text: str) -> int | None:
+    """``text`` read as GNU's xstrtoumax reads a plain number (leading blanks and a ``+`` allowed,
+    nothing after the digits); None if it is not one. The value may exceed SIZE_MAX."""
+    m = _UNSIGNED.match(text)
+    return int(m.group(1)) if m else None
+
+
 class _HeadCount(argparse.Action):
-    """``-n``: a non-negative count; repeated, the smallest wins."""
+    """``-n``: a non-negative count; repeated, the smallest wins.
+
+    As in GNU shuf, a count too large for the machine (above SIZE_MAX) is no limit at all.
+    """
 
     def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Any = None) -> None:
-        try:
-            count = int(values)
-            if count < 0:
-                raise ValueError
-        except ValueError:
-            raise UsageError(f"invalid line count: '{values}'") from None
+        count = _unsigned(values)
+        if count is None:
+            raise UsageError(f"invalid line count: '{values}'")
+        if count > SIZE_MAX:
+            return
         old = getattr(namespace, self.dest)
         setattr(namespace, self.dest, count if old is None else min(old, count))
+
+
+class _InputRange(argparse.Action):
+    """``-i LO-HI``: parsed where it appears, as GNU shuf does, and given at most once."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Any = None) -> None:
+        if getattr(namespace, self.dest) is not None:
+            raise UsageError("multiple -i options specified")
+        setattr(namespace, self.dest, _parse_range(values))
 
 
 def _count(flag: str, least: int) -> Callable[[str], int]:
@@ -189,7 +217,7 @@ def _read_file_list(path: str, sep: bytes, flag: str) -> list[str]:
 def _parser() -> _Parser:
     p = _Parser(prog=PROG, add_help=False, allow_abbrev=True)
     p.add_argument("-e", "--echo", action="store_true")
-    p.add_argument("-i", "--input-range")
+    p.add_argument("-i", "--input-range", action=_InputRange)
     p.add_argument("-n", "--head-count", action=_HeadCount)
     p.add_argument("-o", "--output", action=_Once, metavar="multiple output files specified")
     p.add_argument("--random-source", action=_Once, metavar="multiple random sources specified")
@@ -223,16 +251,25 @@ def _parser() -> _Parser:
     return p
 
 
+def _range_end(part: str) -> int:
+    """One end of ``-i LO-HI``: a number up to SIZE_MAX, or GNU shuf's message naming ``part``."""
+    value = _unsigned(part)
+    if value is None:
+        raise UsageError(f"invalid input range: '{part}'")
+    if value > SIZE_MAX:
+        raise UsageError(f"invalid input range: '{part}': {os.strerror(errno.EOVERFLOW)}")
+    return value
+
+
 def _parse_range(text: str) -> tuple[int, int]:
-    lo, dash, hi = text.partition("-")
-    for part in (lo, hi) if dash else (text,):
-        if not part.isdigit():
-            raise UsageError(f"invalid input range: '{part}'")
-    if not dash:
+    """``LO-HI`` split at its first ``-``, as GNU shuf 9.1 splits it: empty (``HI`` = ``LO`` - 1)
+    up to SIZE_MAX numbers; ``0-SIZE_MAX`` is one number too many, as in shuf."""
+    lo_text, dash, hi_text = text.partition("-")
+    lo = _range_end(lo_text) if dash else 0
+    hi = _range_end(hi_text if dash else text)
+    if not dash or lo > hi + 1 or hi - lo + 1 > SIZE_MAX:
         raise UsageError(f"invalid input range: '{text}'")
-    if int(lo) > int(hi) + 1:
-        raise UsageError(f"invalid input range: '{text}'")
-    return int(lo), int(hi)
+    return lo, hi
 
 
 def _parse_seed(text: str | None) -> int | None:
@@ -245,6 +282,11 @@ def _parse_seed(text: str | None) -> int | None:
 
 def run(argv: Sequence[str]) -> int:
     """Parse ``argv`` and shuffle; raises BigShufError for the caller to report."""
+    return _execute(_parse(argv))
+
+
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    """The command line as options and operands (GNU shuf's checks made as getopt meets them)."""
     argv = list(argv)
     # Everything after "--" is an operand, as with getopt (argparse would still parse it).
     rest: list[str] = []
@@ -258,11 +300,30 @@ def run(argv: Sequence[str]) -> int:
     parser.argv = argv
     args = parser.parse_intermixed_args(argv)
     args.operands += rest
+    return args
+
+
+def _write_stdout(text: str) -> None:
+    """Print ``text`` on standard output now, a failure reported as GNU tools report it."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise OutputError(f"write error: {e.strerror}") from None
+
+
+def _execute(args: argparse.Namespace) -> int:
+    """Do what the parsed command line asks."""
+    from .api import shuffle, shuffle_range
+    from .sources import BytesSource
+
     if args.help:
-        sys.stdout.write(HELP)
+        _write_stdout(HELP)
         return 0
     if args.version:
-        sys.stdout.write(f"{PROG} {__version__}\n")
+        _write_stdout(f"{PROG} {__version__}\n")
         return 0
     if args.check_permutation:
         return _check(args)
@@ -302,7 +363,7 @@ def run(argv: Sequence[str]) -> int:
     if args.input_range is not None:
         if args.operands:
             raise _SyntaxError(f"extra operand '{args.operands[0]}'")
-        lo, hi = _parse_range(args.input_range)
+        lo, hi = args.input_range
         shuffle_range(lo, hi, args.output, **common)
     elif args.echo:
         sep = b"\0" if args.zero_terminated else b"\n"
@@ -368,6 +429,8 @@ def _check(args: argparse.Namespace) -> int:
     """``--check-permutation IN... --against OUT...``: compare record fingerprints."""
     if not args.operands or not args.against:
         raise _SyntaxError("--check-permutation needs input FILEs and --against OUTPUT files")
+    from .api import check_permutation
+
     got_in, got_out = check_permutation(
         args.operands, args.against, memory=args.memory, zero_terminated=args.zero_terminated,
         lines_per_record=args.lines_per_record, header=args.header,
@@ -383,19 +446,99 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise _Terminated()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``bigshuf`` command; returns the exit status."""
-    signal.signal(signal.SIGTERM, _on_sigterm)
+def _report(message: str) -> None:
+    """Print one message on standard error; a closed or failing stderr loses it (the status still tells)."""
     try:
-        return run(sys.argv[1:] if argv is None else argv)
+        print(message, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+def _guard_standard_streams() -> None:
+    """Hold a closed standard input, output or error open on /dev/null the wrong way round.
+
+    A file opened later would otherwise take the free descriptor, so that "standard input"
+    would read it or "standard output" write into it. Held this way, every read of fd 0 and
+    write of fd 1 or 2 fails with EBADF as on the closed descriptor, as GNU shuf reports it.
+    """
+    for fd, flags in ((0, os.O_WRONLY), (1, os.O_RDONLY), (2, os.O_RDONLY)):
+        try:
+            os.fstat(fd)
+        except OSError:
+            held = os.open(os.devnull, flags)
+            if held != fd:
+                os.dup2(held, fd)
+                os.close(held)
+    if sys.stdin is None:
+        sys.stdin = open(0, closefd=False)
+    if sys.stdout is None:
+        sys.stdout = open(1, "w", closefd=False)
+    if sys.stderr is None:
+        # Nowhere to report to: messages are dropped (a failed flush at exit would change the status).
+        sys.stderr = open(os.devnull, "w")
+
+
+def _virtual_memory_limit() -> str:
+    """`` (ulimit -v N)`` when the address space is limited, else empty: the usual cause of a failed load."""
+    import resource
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
+    return "" if soft == resource.RLIM_INFINITY else f" (ulimit -v {soft // 1024})"
+
+
+def _load_failure(e: ImportError | MemoryError) -> str:
+    """The message for a library that could not be loaded: most often memory too small to map it."""
+    name = getattr(e, "name", None) or "its libraries"
+    detail = str(e) or type(e).__name__
+    if isinstance(e, MemoryError) or "failed to map segment" in detail or "annot allocate memory" in detail:
+        return f"memory too small to load {name}{_virtual_memory_limit()}: {detail}"
+    return f"cannot load {name}: {detail}"
+
+
+def main(argv: Sequence[str] | None = None, *, signal_mask: set[int | signal.Signals] | None = None) -> int:
+    """Entry point of the ``bigshuf`` command; returns the exit status.
+
+    ``signal_mask``: the mask the process started with, when the caller (``python -m bigshuf``)
+    already held STARTUP_SIGNALS back; restored once the engine is loaded.
+    """
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STARTUP_SIGNALS)
+    held = blocked if signal_mask is None else signal_mask
+    try:
+        try:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+            return _main(sys.argv[1:] if argv is None else argv, held)
+        finally:
+            # A signal held back since the start is delivered here, and handled below.
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+    except KeyboardInterrupt:
+        return 130
+    except _Terminated:
+        return 143
+
+
+def _main(argv: Sequence[str], held: set[int | signal.Signals]) -> int:
+    """Start (signals ``held`` back), run, and turn every failure into a message and a status."""
+    try:
+        _guard_standard_streams()
+        args = _parse(argv)
+        try:
+            from . import api  # noqa: F401  (loads NumPy while Ctrl-C is held back)
+        except (ImportError, MemoryError) as e:
+            _report(f"{PROG}: {_load_failure(e)}")
+            return 1
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        return _execute(args)
     except _SyntaxError as e:
-        print(f"{PROG}: {e}\nTry '{PROG} --help' for more information.", file=sys.stderr)
+        _report(f"{PROG}: {e}\nTry '{PROG} --help' for more information.")
         return 1
     except BigShufError as e:
-        print(f"{PROG}: {e}", file=sys.stderr)
+        _report(f"{PROG}: {e}")
         return 1
     except MemoryError:
-        print(f"{PROG}: memory exhausted; lower -S", file=sys.stderr)
+        _report(f"{PROG}: memory exhausted{_virtual_memory_limit()}; lower -S")
+        return 1
+    except ImportError as e:
+        _report(f"{PROG}: {_load_failure(e)}")
         return 1
     except KeyboardInterrupt:
         return 130
@@ -410,12 +553,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 141
     except OSError as e:
         where = f"{e.filename}: " if e.filename else ""
-        print(f"{PROG}: {where}{e.strerror or e}", file=sys.stderr)
+        _report(f"{PROG}: {where}{e.strerror or e}")
         return 1
     except Exception as e:
         if os.environ.get("BIGSHUF_DEBUG"):
             raise
-        print(f"{PROG}: internal error: {type(e).__name__}: {e} (set BIGSHUF_DEBUG=1 for a traceback)", file=sys.stderr)
+        _report(f"{PROG}: internal error: {type(e).__name__}: {e} (set BIGSHUF_DEBUG=1 for a traceback)")
         return 1
 
 
