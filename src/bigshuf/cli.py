@@ -11,6 +11,7 @@ import argparse
 import errno
 import os
 import re
+import resource
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -480,19 +481,18 @@ def _guard_standard_streams() -> None:
 
 def _virtual_memory_limit() -> str:
     """`` (ulimit -v N)`` when the address space is limited, else empty: the usual cause of a failed load."""
-    import resource
-
     soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
     return "" if soft == resource.RLIM_INFINITY else f" (ulimit -v {soft // 1024})"
 
 
 def _load_failure(e: ImportError | MemoryError) -> str:
     """The message for a library that could not be loaded: most often memory too small to map it."""
-    name = getattr(e, "name", None) or "its libraries"
-    detail = str(e) or type(e).__name__
-    if isinstance(e, MemoryError) or "failed to map segment" in detail or "annot allocate memory" in detail:
-        return f"memory too small to load {name}{_virtual_memory_limit()}: {detail}"
-    return f"cannot load {name}: {detail}"
+    text = str(e)
+    # One line: NumPy's ImportError is a page of advice that ends with the loader's own error.
+    detail = ([line.strip() for line in text.splitlines() if line.strip()] or [type(e).__name__])[-1]
+    if isinstance(e, MemoryError) or "failed to map segment" in text or "annot allocate memory" in text:
+        return f"memory too small to load the libraries bigshuf needs{_virtual_memory_limit()}: {detail}"
+    return f"cannot load {e.name or 'a library bigshuf needs'}: {detail}"
 
 
 def main(argv: Sequence[str] | None = None, *, signal_mask: set[int | signal.Signals] | None = None) -> int:
@@ -521,6 +521,9 @@ def _main(argv: Sequence[str], held: set[int | signal.Signals]) -> int:
     try:
         _guard_standard_streams()
         args = _parse(argv)
+        # bigshuf does no linear algebra: OpenBLAS's per-thread buffers only cost address space,
+        # and under a tight ``ulimit -v`` OpenBLAS aborts the process while NumPy loads.
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
         try:
             from . import api  # noqa: F401  (loads NumPy while Ctrl-C is held back)
         except (ImportError, MemoryError) as e:
