@@ -299,9 +299,38 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     argv = [re.sub(r"^--head?(?==|$)", "--head-count", a) if a.startswith("--hea") else a for a in argv]
     parser = _parser()
     parser.argv = argv
-    args = parser.parse_intermixed_args(argv)
+    args = parser.parse_intermixed_args(_attach_arguments(parser, argv))
     args.operands += rest
     return args
+
+
+def _attach_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """Join each option that takes an argument to the word after it, as getopt takes that word
+    whatever it looks like: ``-i -1-3`` is the range ``-1-3`` (refused as shuf refuses it), where
+    argparse would see an option and say the argument is missing."""
+    takes_argument = {o for a in parser._actions if a.nargs is None for o in a.option_strings}
+    flags = {o[1] for a in parser._actions if a.nargs == 0 for o in a.option_strings if len(o) == 2}
+    longs = [o for o in parser._option_string_actions if o.startswith("--")]
+    out: list[str] = []
+    words = iter(argv)
+    for word in words:
+        if word.startswith("--") and "=" not in word:
+            exact = [word] if word in longs else [o for o in longs if o.startswith(word)]
+            if len(exact) == 1 and exact[0] in takes_argument:
+                following = next(words, None)
+                word = word if following is None else f"{word}={following}"
+        elif word.startswith("-") and len(word) >= 2 and word[1] != "-":
+            # -i, or a cluster of flags ending with one that takes an argument (-ri).
+            head, last = word[1:-1], word[-1]
+            if f"-{last}" in takes_argument and all(c in flags for c in head):
+                following = next(words, None)
+                if following is not None and following.startswith("-"):
+                    word += following  # argparse takes any other word (even "") as the argument
+                elif following is not None:
+                    out.append(word)
+                    word = following
+        out.append(word)
+    return out
 
 
 def _write_stdout(text: str) -> None:
