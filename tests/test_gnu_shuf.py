@@ -19,6 +19,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -465,6 +466,15 @@ def test_directory_read_failing_with_eio_is_reported(plain_directory, args):
 # ---------------------------------------------------------------- tests/misc/tty-eof.pl
 
 
+def _type_into(master: int, typed: bytes) -> None:
+    """Write ``typed`` to the terminal ``master`` a line at a time, as someone typing would."""
+    for line in typed.splitlines(keepends=True):
+        try:
+            os.write(master, line)
+        except OSError:
+            return
+
+
 def run_on_terminal(argv: list[str], typed: bytes, timeout: float = 10) -> tuple[int | None, bytes, bytes]:
     """Run ``argv`` with stdin and stdout on a new pseudo-terminal, type ``typed`` into it, and
     collect what the terminal shows until the program exits (None: still running at ``timeout``)."""
@@ -472,7 +482,9 @@ def run_on_terminal(argv: list[str], typed: bytes, timeout: float = 10) -> tuple
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=err, start_new_session=True)
         os.close(slave)
-        os.write(master, typed)
+        # Typed from a thread: the terminal holds only a few KiB until the program reads them.
+        typist = threading.Thread(target=_type_into, args=(master, typed), daemon=True)
+        typist.start()
         shown = b""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
