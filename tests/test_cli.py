@@ -1113,7 +1113,7 @@ def test_library_empty_inputs_is_an_error_not_stdin(tmp_path):
     "kwargs,named",
     [
         ({"seed": 1.5}, "seed"), ({"seed": "7"}, "seed"), ({"memory": 1.5}, "memory"), ({"compress": 5}, "compress"),
-        ({"head_count": "3"}, "head_count"), ({"repeat": "yes"}, "repeat"), ({"tmp_dir": 5}, "tmp_dir"),
+        ({"head_count": "3"}, "head_count"), ({"repeat": "yes", "head_count": 2}, "repeat"), ({"tmp_dir": 5}, "tmp_dir"),
         ({"header": 1.0}, "header"), ({"shards": 2.5}, "shards"), ({"verify": 1}, "verify"),
         ({"progress": True}, "progress"), ({"output_format": 3}, "output_format"),
     ],
