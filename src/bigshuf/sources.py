@@ -124,9 +124,11 @@ class StandardInput(io.RawIOBase):
         self._ended = False
 
     def readable(self) -> bool:
+        """Always: it is read, never written."""
         return True
 
     def fileno(self) -> int:
+        """Descriptor 0, for fstat and the like."""
         return 0
 
     def tell(self) -> int:
@@ -134,6 +136,7 @@ class StandardInput(io.RawIOBase):
         return os.lseek(0, 0, os.SEEK_CUR)
 
     def readinto(self, b: memoryview) -> int:  # type: ignore[override]
+        """Read into ``b``; 0 at the end of file, and for ever after it."""
         if self._ended:
             return 0
         try:
