@@ -11,9 +11,11 @@ import importlib.metadata
 import os
 import re
 import shlex
+import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -910,3 +912,247 @@ def test_dev_stdout_onto_a_pipe(tmp_path: Path, run_cli) -> None:
     code, stdout, err = run_cli([src, "-o", "/dev/stdout"])
     assert code == 0, err
     assert sorted(stdout.splitlines()) == [b"a", b"b", b"c"]
+
+
+# ---------------------------------------------------------------- standard input of every kind (issue 12)
+
+STDIN_DATA = numbered(2000)  # about 90 KB: -S 16K shuffles it through temporary files
+
+
+def run_with_stdin(kind: str, args: list[str], tmp_path: Path, data: bytes = STDIN_DATA) -> tuple[int, bytes, bytes]:
+    """``bigshuf ARGS`` with ``data`` on standard input as a pipe, a regular file or a FIFO; or
+    with /dev/null or a closed descriptor there."""
+    cmd = [sys.executable, "-m", "bigshuf", *args]
+    if kind == "pipe":
+        proc = subprocess.run(cmd, input=data, capture_output=True, timeout=60, cwd=tmp_path)
+    elif kind == "file":
+        (tmp_path / "stdin.bin").write_bytes(data)
+        with open(tmp_path / "stdin.bin", "rb") as f:
+            proc = subprocess.run(cmd, stdin=f, capture_output=True, timeout=60, cwd=tmp_path)
+    elif kind == "fifo":
+        fifo = tmp_path / "fifo"
+        os.mkfifo(fifo)
+        writer = threading.Thread(target=fifo.write_bytes, args=(data,))
+        writer.start()
+        with open(fifo, "rb") as f:
+            proc = subprocess.run(cmd, stdin=f, capture_output=True, timeout=60, cwd=tmp_path)
+        writer.join()
+        fifo.unlink()
+    elif kind == "devnull":
+        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=60, cwd=tmp_path)
+    else:
+        proc = subprocess.run(["bash", "-c", 'exec "$@" <&-', "bash", *cmd], capture_output=True, timeout=60, cwd=tmp_path)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+@pytest.mark.parametrize("kind", ["pipe", "file", "fifo"])
+@pytest.mark.parametrize("memory", [[], ["-S", "16K"]], ids=["in-memory", "external"])
+def test_stdin_of_every_kind_on_every_path(tmp_path, tmp_dir, kind, memory):
+    """``bigshuf < file`` failed ("file changed while being read": it stat'ed the name "-"); stdin
+    as a pipe, a regular file or a FIFO is read with -, -n, -o, compressed, and --header."""
+    common = [*memory, "-T", str(tmp_dir)]
+    code, out, err = run_with_stdin(kind, common, tmp_path)
+    assert (code, err) == (0, b"")
+    assert_permutation(out, STDIN_DATA)
+    code, out, err = run_with_stdin(kind, [*common, "-"], tmp_path)
+    assert (code, err) == (0, b"")
+    assert_permutation(out, STDIN_DATA)
+    code, out, err = run_with_stdin(kind, [*common, "-n", "3"], tmp_path)
+    assert (code, err) == (0, b"")
+    assert len(set(records(out))) == 3 and set(records(out)) <= set(records(STDIN_DATA))
+    code, out, err = run_with_stdin(kind, [*common, "-o", "out.txt"], tmp_path)
+    assert (code, out, err) == (0, b"", b"")
+    assert_permutation((tmp_path / "out.txt").read_bytes(), STDIN_DATA)
+    import gzip
+
+    code, out, err = run_with_stdin(kind, common, tmp_path, gzip.compress(STDIN_DATA))
+    assert (code, err) == (0, b"")
+    assert_permutation(out, STDIN_DATA)
+    code, out, err = run_with_stdin(kind, [*common, "--header", "1"], tmp_path)
+    assert (code, err) == (0, b"")
+    assert out.startswith(records(STDIN_DATA)[0])
+    assert_permutation(out, STDIN_DATA)
+    if not memory:  # --repeat needs the input in memory
+        code, out, err = run_with_stdin(kind, [*common, "-r", "-n", "5"], tmp_path)
+        assert (code, err) == (0, b"")
+        assert len(records(out)) == 5 and set(records(out)) <= set(records(STDIN_DATA))
+    assert list(tmp_dir.iterdir()) == []
+
+
+def test_regular_file_on_stdin_is_read_from_its_offset(tmp_path):
+    """A regular file on stdin is read from where its offset stands, as shuf reads it."""
+    (tmp_path / "in").write_bytes(b"skip\na\nb\nc\n")
+    script = f'(head -c 5 >/dev/null; exec "$@") < {shlex.quote(str(tmp_path / "in"))}'
+    proc = subprocess.run(["bash", "-c", script, "bash", sys.executable, "-m", "bigshuf"], capture_output=True, timeout=60)
+    assert (proc.returncode, proc.stderr) == (0, b"")
+    assert sorted(records(proc.stdout)) == [b"a\n", b"b\n", b"c\n"]
+
+
+@pytest.mark.parametrize("memory", [[], ["-S", "16K"]], ids=["in-memory", "external"])
+def test_stdin_from_dev_null_and_closed(tmp_path, tmp_dir, memory):
+    """/dev/null on stdin is an empty input; a closed stdin is GNU's "read error: Bad file descriptor"."""
+    common = [*memory, "-T", str(tmp_dir)]
+    assert run_with_stdin("devnull", common, tmp_path) == (0, b"", b"")
+    assert run_with_stdin("devnull", [*common, "-r", "-n", "2"], tmp_path) == (1, b"", b"bigshuf: no lines to repeat\n")
+    for args in ([], ["-"], ["-n", "3"], ["-o", "out.txt"]):
+        assert run_with_stdin("closed", [*common, *args], tmp_path) == (1, b"", b"bigshuf: read error: Bad file descriptor\n")
+    assert run_with_stdin("closed", [*common, "-n", "0"], tmp_path) == (0, b"", b"")
+    assert sorted(os.listdir(tmp_path)) == ["tmpdir"]
+    assert list(tmp_dir.iterdir()) == []
+
+
+def test_closed_stdin_never_reads_a_file_opened_later(tmp_path, tmp_dir):
+    """With fd 0 closed, a file opened during the run (a bucket, an input) could take fd 0 and be
+    read as "standard input": the run must still fail on stdin, not shuffle that file's bytes."""
+    (tmp_path / "in.txt").write_bytes(STDIN_DATA)
+    code, out, err = run_with_stdin("closed", ["-S", "16K", "-T", str(tmp_dir), "in.txt", "-"], tmp_path)
+    assert (code, out, err) == (1, b"", b"bigshuf: read error: Bad file descriptor\n")
+
+
+@pytest.mark.parametrize("memory", [[], ["-S", "8K"]], ids=["in-memory", "external"])
+def test_terminal_input_ends_at_one_ctrl_d(tmp_path, tmp_dir, memory):
+    """Typed on a terminal, the input ends at the first Ctrl-D (it took two: the format sniffer
+    read again after the end of file)."""
+    from test_gnu_shuf import run_on_terminal
+
+    typed = b"".join(b"typed %d\n" % i for i in range(800 if memory else 3))
+    status, shown, err = run_on_terminal([sys.executable, "-m", "bigshuf", *memory, "-T", str(tmp_dir)], typed + b"\x04", timeout=30)
+    assert (status, err) == (0, b"")
+    assert shown.startswith(typed)  # the terminal's echo
+    assert sorted(shown[len(typed):].splitlines()) == sorted(typed.splitlines())
+    assert list(tmp_dir.iterdir()) == []
+
+
+# ---------------------------------------------------------------- startup (issue 11, item 15)
+
+
+def _holds_sigint(pid: int) -> bool:
+    """Whether process ``pid`` has SIGINT blocked (its SigBlk mask in /proc)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("SigBlk:"):
+                return bool(int(line.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+    return False
+
+
+def test_ctrl_c_while_starting_exits_130_without_a_traceback():
+    """SIGINT in the first 0.3 s gave a NumPy traceback or "internal error: AttributeError
+    'save_nargs'" (argparse interrupted). From the moment bigshuf's first line runs (it then holds
+    SIGINT back, as /proc shows) a SIGINT at any delay ends the run with status 130 and silence.
+    Before that moment the interpreter itself is starting, which no code of bigshuf can handle."""
+    if not os.path.exists("/proc/self/status"):
+        pytest.skip("needs /proc to see when the program holds SIGINT")
+    runs = 24
+    for i in range(runs):
+        delay = 0.3 * i / (runs - 1)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bigshuf", "--seed", "1"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        deadline = time.monotonic() + 30
+        while not _holds_sigint(proc.pid):
+            assert proc.poll() is None and time.monotonic() < deadline, "bigshuf never held SIGINT back while starting"
+            time.sleep(0.0005)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)  # stdin (a pipe kept open until now) never ended
+        assert (delay, proc.returncode, out, err) == (delay, 130, b"", b"")
+
+
+def test_tight_virtual_memory_limit_is_said_in_one_line(tmp_path):
+    """Under ``ulimit -v 300000`` bigshuf said "internal error: ImportError: libarrow...": it runs,
+    or says in one line that memory is too small; never a traceback or an internal error."""
+    (tmp_path / "in").write_bytes(numbered(100))
+    cmd = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "bigshuf", str(tmp_path / "in")])
+    for limit in (300000, 150000):
+        proc = subprocess.run(["bash", "-c", f"ulimit -v {limit} && exec {cmd}"], capture_output=True, timeout=60)
+        if proc.returncode == 0:
+            assert_permutation(proc.stdout, numbered(100))
+            assert proc.stderr == b""
+        else:
+            assert proc.returncode == 1, (limit, proc.stderr)
+            assert proc.stderr.count(b"\n") == 1 and b"memory" in proc.stderr, proc.stderr
+            assert b"internal error" not in proc.stderr and b"Traceback" not in proc.stderr
+
+
+# ---------------------------------------------------------------- library arguments (issue 11, item 15)
+
+
+def test_library_refuses_bytes_as_inputs(tmp_path):
+    import bigshuf
+
+    with pytest.raises(bigshuf.UsageError, match="bytes"):
+        bigshuf.shuffle(b"x", tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_library_check_permutation_takes_a_str_as_one_path(tmp_path):
+    import bigshuf
+
+    write(tmp_path / "in.txt", b"a\nb\nc\n")
+    write(tmp_path / "same.txt", b"c\na\nb\n")
+    write(tmp_path / "other.txt", b"c\na\nd\n")
+    got_in, got_out = bigshuf.check_permutation(str(tmp_path / "in.txt"), str(tmp_path / "same.txt"))
+    assert got_in == got_out
+    got_in, got_out = bigshuf.check_permutation(str(tmp_path / "in.txt"), tmp_path / "other.txt")
+    assert got_in != got_out
+
+
+def test_library_empty_inputs_is_an_error_not_stdin(tmp_path):
+    """shuffle([]) read standard input silently; a library caller passes "-" for that."""
+    import bigshuf
+
+    with pytest.raises(bigshuf.UsageError, match="'-'"):
+        bigshuf.shuffle([], tmp_path / "out")
+    with pytest.raises(bigshuf.UsageError):
+        bigshuf.check_permutation([], [tmp_path / "x"])
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "kwargs,named",
+    [
+        ({"seed": 1.5}, "seed"), ({"seed": "7"}, "seed"), ({"memory": 1.5}, "memory"), ({"compress": 5}, "compress"),
+        ({"head_count": "3"}, "head_count"), ({"repeat": "yes", "head_count": 2}, "repeat"), ({"tmp_dir": 5}, "tmp_dir"),
+        ({"header": 1.0}, "header"), ({"shards": 2.5}, "shards"), ({"verify": 1}, "verify"),
+        ({"progress": True}, "progress"), ({"output_format": 3}, "output_format"),
+    ],
+)
+def test_library_wrongly_typed_arguments_are_usage_errors(tmp_path, kwargs, named):
+    import bigshuf
+
+    src = write(tmp_path / "in.txt", b"a\nb\nc\n")
+    with pytest.raises(bigshuf.UsageError, match=named):
+        bigshuf.shuffle(src, tmp_path / "out.txt", **kwargs)
+    with pytest.raises(bigshuf.UsageError):
+        bigshuf.shuffle([src, 3], tmp_path / "out.txt")
+    with pytest.raises(bigshuf.UsageError, match="output"):
+        bigshuf.shuffle(src, 3)
+    with pytest.raises(bigshuf.UsageError, match="lo"):
+        bigshuf.shuffle_range(1.5, 3, tmp_path / "out.txt")
+    with pytest.raises(bigshuf.UsageError, match="memory"):
+        bigshuf.check_permutation(src, src, memory=1.5)
+    assert sorted(os.listdir(tmp_path)) == ["in.txt"]
+
+
+def test_library_accepts_numpy_integers_and_size_strings(tmp_path):
+    import numpy as np
+
+    import bigshuf
+
+    src = write(tmp_path / "in.txt", numbered(50))
+    a = bigshuf.shuffle(src, tmp_path / "a.txt", seed=np.int64(3), memory="1M")
+    b = bigshuf.shuffle([src], tmp_path / "b.txt", seed=3, memory=1 << 20)
+    assert a.records == b.records == 50
+    assert (tmp_path / "a.txt").read_bytes() == (tmp_path / "b.txt").read_bytes()
+
+
+def test_library_range_reaches_2_to_the_64(tmp_path):
+    import bigshuf
+
+    top = 2**64 - 1
+    bigshuf.shuffle_range(0, top, tmp_path / "out.txt", head_count=4, seed=1)
+    values = [int(v) for v in (tmp_path / "out.txt").read_bytes().split()]
+    assert len(set(values)) == 4 and all(0 <= v <= top for v in values)
+    with pytest.raises(bigshuf.UsageError):
+        bigshuf.shuffle_range(0, top + 1, tmp_path / "x.txt", head_count=1)

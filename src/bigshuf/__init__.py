@@ -1,7 +1,13 @@
 """bigshuf: shuffle the lines of files far larger than memory, uniformly at random."""
 
-from .api import ShuffleStats, check_permutation, shuffle, shuffle_range
+import importlib
+import importlib.util
+from typing import TYPE_CHECKING, Any
+
 from .errors import BigShufError, InputError, OutputError, TempSpaceError, UsageError
+
+if TYPE_CHECKING:
+    from .api import ShuffleStats, check_permutation, shuffle, shuffle_range
 
 __version__ = "0.1.0"
 
@@ -17,3 +23,18 @@ __all__ = [
     "shuffle",
     "shuffle_range",
 ]
+
+#: Loaded on first use, so that the command can hold Ctrl-C back before NumPy loads (cli.main).
+_FROM_API = ("ShuffleStats", "check_permutation", "shuffle", "shuffle_range")
+
+
+def __getattr__(name: str) -> Any:
+    """The library's functions, imported from ``bigshuf.api`` when first asked for, and its
+    modules (``bigshuf.progress``, ``bigshuf.sources``...) as ``import bigshuf`` once gave them."""
+    if name in _FROM_API:
+        from . import api
+
+        return getattr(api, name)
+    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'bigshuf' has no attribute {name!r}")

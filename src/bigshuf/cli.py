@@ -8,20 +8,31 @@ a closed standard output ends the process by SIGPIPE, as it does shuf.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import re
+import resource
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
-from .api import ShuffleStats, check_permutation, shuffle, shuffle_range
-from .errors import BigShufError, InputError, UsageError
+from .errors import BigShufError, InputError, OutputError, UsageError
 from .progress import BarProgress, Progress, make_progress, summary
-from .sources import BytesSource
+
+if TYPE_CHECKING:
+    from .api import ShuffleStats
 
 PROG = "bigshuf"
+
+#: The largest number ``-i`` takes, as GNU shuf's ``size_t`` on 64-bit systems.
+SIZE_MAX = 2**64 - 1
+
+#: Held back while the interpreter loads the engine and parses the command line: a Ctrl-C
+#: there would interrupt an import or argparse half-way (a NumPy traceback, or an
+#: AttributeError from argparse's half-undone state); held, it arrives as soon as they are done.
+STARTUP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 HELP = f"""\
 Usage: {PROG} [OPTION]... [FILE]...
@@ -163,18 +174,39 @@ class _Once(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
+_UNSIGNED = re.compile(r"[ \t\n\v\f\r]*\+?([0-9]+)\Z")
+
+
+def _unsigned(text: str) -> int | None:
+    """``text`` read as GNU's xstrtoumax reads a plain number (leading blanks and a ``+`` allowed,
+    nothing after the digits); None if it is not one. The value may exceed SIZE_MAX."""
+    m = _UNSIGNED.match(text)
+    return int(m.group(1)) if m else None
+
+
 class _HeadCount(argparse.Action):
-    """``-n``: a non-negative count; repeated, the smallest wins."""
+    """``-n``: a non-negative count; repeated, the smallest wins.
+
+    As in GNU shuf, a count too large for the machine (above SIZE_MAX) is no limit at all.
+    """
 
     def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Any = None) -> None:
-        try:
-            count = int(values)
-            if count < 0:
-                raise ValueError
-        except ValueError:
-            raise UsageError(f"invalid line count: '{values}'") from None
+        count = _unsigned(values)
+        if count is None:
+            raise UsageError(f"invalid line count: '{values}'")
+        if count > SIZE_MAX:
+            return
         old = getattr(namespace, self.dest)
         setattr(namespace, self.dest, count if old is None else min(old, count))
+
+
+class _InputRange(argparse.Action):
+    """``-i LO-HI``: parsed where it appears, as GNU shuf does, and given at most once."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Any = None) -> None:
+        if getattr(namespace, self.dest) is not None:
+            raise UsageError("multiple -i options specified")
+        setattr(namespace, self.dest, _parse_range(values))
 
 
 def _count(flag: str, least: int) -> Callable[[str], int]:
@@ -212,7 +244,7 @@ def _read_file_list(path: str, sep: bytes, flag: str) -> list[str]:
 def _parser() -> _Parser:
     p = _Parser(prog=PROG, add_help=False, allow_abbrev=True)
     p.add_argument("-e", "--echo", action="store_true")
-    p.add_argument("-i", "--input-range")
+    p.add_argument("-i", "--input-range", action=_InputRange)
     p.add_argument("-n", "--head-count", action=_HeadCount)
     p.add_argument("-o", "--output", action=_Once, metavar="multiple output files specified")
     p.add_argument("--random-source", action=_Once, metavar="multiple random sources specified")
@@ -247,16 +279,25 @@ def _parser() -> _Parser:
     return p
 
 
+def _range_end(part: str) -> int:
+    """One end of ``-i LO-HI``: a number up to SIZE_MAX, or GNU shuf's message naming ``part``."""
+    value = _unsigned(part)
+    if value is None:
+        raise UsageError(f"invalid input range: '{part}'")
+    if value > SIZE_MAX:
+        raise UsageError(f"invalid input range: '{part}': {os.strerror(errno.EOVERFLOW)}")
+    return value
+
+
 def _parse_range(text: str) -> tuple[int, int]:
-    lo, dash, hi = text.partition("-")
-    for part in (lo, hi) if dash else (text,):
-        if not part.isdigit():
-            raise UsageError(f"invalid input range: '{part}'")
-    if not dash:
+    """``LO-HI`` split at its first ``-``, as GNU shuf 9.1 splits it: empty (``HI`` = ``LO`` - 1)
+    up to SIZE_MAX numbers; ``0-SIZE_MAX`` is one number too many, as in shuf."""
+    lo_text, dash, hi_text = text.partition("-")
+    lo = _range_end(lo_text) if dash else 0
+    hi = _range_end(hi_text if dash else text)
+    if not dash or lo > hi + 1 or hi - lo + 1 > SIZE_MAX:
         raise UsageError(f"invalid input range: '{text}'")
-    if int(lo) > int(hi) + 1:
-        raise UsageError(f"invalid input range: '{text}'")
-    return int(lo), int(hi)
+    return lo, hi
 
 
 def _parse_seed(text: str | None) -> int | None:
@@ -269,6 +310,11 @@ def _parse_seed(text: str | None) -> int | None:
 
 def run(argv: Sequence[str]) -> int:
     """Parse ``argv`` and shuffle; raises BigShufError for the caller to report."""
+    return _execute(_parse(argv))
+
+
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    """The command line as options and operands (GNU shuf's checks made as getopt meets them)."""
     argv = list(argv)
     # Everything after "--" is an operand, as with getopt (argparse would still parse it).
     rest: list[str] = []
@@ -280,13 +326,61 @@ def run(argv: Sequence[str]) -> int:
     argv = [re.sub(r"^--head?(?==|$)", "--head-count", a) if a.startswith("--hea") else a for a in argv]
     parser = _parser()
     parser.argv = argv
-    args = parser.parse_intermixed_args(argv)
+    args = parser.parse_intermixed_args(_attach_arguments(parser, argv))
     args.operands += rest
+    return args
+
+
+def _attach_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """Join each option that takes an argument to the word after it, as getopt takes that word
+    whatever it looks like: ``-i -1-3`` is the range ``-1-3`` (refused as shuf refuses it), where
+    argparse would see an option and say the argument is missing."""
+    takes_argument = {o for a in parser._actions if a.nargs is None for o in a.option_strings}
+    flags = {o[1] for a in parser._actions if a.nargs == 0 for o in a.option_strings if len(o) == 2}
+    longs = [o for o in parser._option_string_actions if o.startswith("--")]
+    out: list[str] = []
+    words = iter(argv)
+    for word in words:
+        if word.startswith("--") and "=" not in word:
+            exact = [word] if word in longs else [o for o in longs if o.startswith(word)]
+            if len(exact) == 1 and exact[0] in takes_argument:
+                following = next(words, None)
+                word = word if following is None else f"{word}={following}"
+        elif word.startswith("-") and len(word) >= 2 and word[1] != "-":
+            # -i, or a cluster of flags ending with one that takes an argument (-ri).
+            head, last = word[1:-1], word[-1]
+            if f"-{last}" in takes_argument and all(c in flags for c in head):
+                following = next(words, None)
+                if following is not None and following.startswith("-"):
+                    word += following  # argparse takes any other word (even "") as the argument
+                elif following is not None:
+                    out.append(word)
+                    word = following
+        out.append(word)
+    return out
+
+
+def _write_stdout(text: str) -> None:
+    """Print ``text`` on standard output now, a failure reported as GNU tools report it."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise OutputError(f"write error: {e.strerror}") from None
+
+
+def _execute(args: argparse.Namespace) -> int:
+    """Do what the parsed command line asks."""
+    from .api import shuffle, shuffle_range
+    from .sources import BytesSource
+
     if args.help:
-        sys.stdout.write(HELP)
+        _write_stdout(HELP)
         return 0
     if args.version:
-        sys.stdout.write(f"{PROG} {__version__}\n")
+        _write_stdout(f"{PROG} {__version__}\n")
         return 0
     if args.check_permutation:
         return _check(args)
@@ -328,7 +422,7 @@ def run(argv: Sequence[str]) -> int:
     if args.input_range is not None:
         if args.operands:
             raise _SyntaxError(f"extra operand '{args.operands[0]}'")
-        lo, hi = _parse_range(args.input_range)
+        lo, hi = args.input_range
         stats = shuffle_range(lo, hi, args.output, **common)
     elif args.echo:
         sep = b"\0" if args.zero_terminated else b"\n"
@@ -340,14 +434,14 @@ def run(argv: Sequence[str]) -> int:
         stats = shuffle(inputs, args.output, **common)
     else:
         stats = shuffle(inputs or ["-"], args.output, **common)
-    _report(progress, stats)
+    _summarize(progress, stats)
     return 0
 
 
-def _report(progress: Progress, stats: ShuffleStats) -> None:
+def _summarize(progress: Progress, stats: ShuffleStats) -> None:
     """With progress bars on, one line at the end saying what the run did (the bars vanish)."""
     if isinstance(progress, BarProgress):
-        print(f"{PROG}: {summary(stats)}", file=sys.stderr)
+        _report(f"{PROG}: {summary(stats)}")
 
 
 def _choose_arrow_pool(inputs: list[str], args: argparse.Namespace) -> None:
@@ -396,7 +490,7 @@ def _dask(args: argparse.Namespace, inputs: list[str]) -> int:
         head_count=args.head_count, zero_terminated=args.zero_terminated, shards=args.shards,
         compress=args.compress, verify=args.verify, progress=progress, sync=not args.no_sync,
     )
-    _report(progress, stats)
+    _summarize(progress, stats)
     return 0
 
 
@@ -404,6 +498,8 @@ def _check(args: argparse.Namespace) -> int:
     """``--check-permutation IN... --against OUT...``: compare record fingerprints."""
     if not args.operands or not args.against:
         raise _SyntaxError("--check-permutation needs input FILEs and --against OUTPUT files")
+    from .api import check_permutation
+
     got_in, got_out = check_permutation(
         args.operands, args.against, memory=args.memory, zero_terminated=args.zero_terminated,
         lines_per_record=args.lines_per_record, header=args.header,
@@ -419,19 +515,101 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise _Terminated()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``bigshuf`` command; returns the exit status."""
-    signal.signal(signal.SIGTERM, _on_sigterm)
+def _report(message: str) -> None:
+    """Print one message on standard error; a closed or failing stderr loses it (the status still tells)."""
     try:
-        return run(sys.argv[1:] if argv is None else argv)
+        print(message, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+def _guard_standard_streams() -> None:
+    """Hold a closed standard input, output or error open on /dev/null the wrong way round.
+
+    A file opened later would otherwise take the free descriptor, so that "standard input"
+    would read it or "standard output" write into it. Held this way, every read of fd 0 and
+    write of fd 1 or 2 fails with EBADF as on the closed descriptor, as GNU shuf reports it.
+    """
+    for fd, flags in ((0, os.O_WRONLY), (1, os.O_RDONLY), (2, os.O_RDONLY)):
+        try:
+            os.fstat(fd)
+        except OSError:
+            held = os.open(os.devnull, flags)
+            if held != fd:
+                os.dup2(held, fd)
+                os.close(held)
+    if sys.stdin is None:
+        sys.stdin = open(0, closefd=False)
+    if sys.stdout is None:
+        sys.stdout = open(1, "w", closefd=False)
+    if sys.stderr is None:
+        # Nowhere to report to: messages are dropped (a failed flush at exit would change the status).
+        sys.stderr = open(os.devnull, "w")
+
+
+def _virtual_memory_limit() -> str:
+    """`` (ulimit -v N)`` when the address space is limited, else empty: the usual cause of a failed load."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
+    return "" if soft == resource.RLIM_INFINITY else f" (ulimit -v {soft // 1024})"
+
+
+def _load_failure(e: ImportError | MemoryError) -> str:
+    """The message for a library that could not be loaded: most often memory too small to map it."""
+    text = str(e)
+    # One line: NumPy's ImportError is a page of advice that ends with the loader's own error.
+    detail = ([line.strip() for line in text.splitlines() if line.strip()] or [type(e).__name__])[-1]
+    if isinstance(e, MemoryError) or "failed to map segment" in text or "annot allocate memory" in text:
+        return f"memory too small to load the libraries bigshuf needs{_virtual_memory_limit()}: {detail}"
+    return f"cannot load {e.name or 'a library bigshuf needs'}: {detail}"
+
+
+def main(argv: Sequence[str] | None = None, *, signal_mask: set[int | signal.Signals] | None = None) -> int:
+    """Entry point of the ``bigshuf`` command; returns the exit status.
+
+    ``signal_mask``: the mask the process started with, when the caller (``python -m bigshuf``)
+    already held STARTUP_SIGNALS back; restored once the engine is loaded.
+    """
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STARTUP_SIGNALS)
+    held = blocked if signal_mask is None else signal_mask
+    try:
+        try:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+            return _main(sys.argv[1:] if argv is None else argv, held)
+        finally:
+            # A signal held back since the start is delivered here, and handled below.
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+    except KeyboardInterrupt:
+        return 130
+    except _Terminated:
+        return 143
+
+
+def _main(argv: Sequence[str], held: set[int | signal.Signals]) -> int:
+    """Start (signals ``held`` back), run, and turn every failure into a message and a status."""
+    try:
+        _guard_standard_streams()
+        args = _parse(argv)
+        # bigshuf does no linear algebra: OpenBLAS's per-thread buffers only cost address space,
+        # and under a tight ``ulimit -v`` OpenBLAS aborts the process while NumPy loads.
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+        try:
+            from . import api  # noqa: F401  (loads NumPy while Ctrl-C is held back)
+        except (ImportError, MemoryError) as e:
+            _report(f"{PROG}: {_load_failure(e)}")
+            return 1
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        return _execute(args)
     except _SyntaxError as e:
-        print(f"{PROG}: {e.cli_message()}\nTry '{PROG} --help' for more information.", file=sys.stderr)
+        _report(f"{PROG}: {e.cli_message()}\nTry '{PROG} --help' for more information.")
         return 1
     except BigShufError as e:
-        print(f"{PROG}: {e.cli_message()}", file=sys.stderr)
+        _report(f"{PROG}: {e.cli_message()}")
         return 1
     except MemoryError:
-        print(f"{PROG}: memory exhausted; lower -S", file=sys.stderr)
+        _report(f"{PROG}: memory exhausted{_virtual_memory_limit()}; lower -S")
+        return 1
+    except ImportError as e:
+        _report(f"{PROG}: {_load_failure(e)}")
         return 1
     except KeyboardInterrupt:
         return 130
@@ -446,12 +624,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 141
     except OSError as e:
         where = f"{e.filename}: " if e.filename else ""
-        print(f"{PROG}: {where}{e.strerror or e}", file=sys.stderr)
+        _report(f"{PROG}: {where}{e.strerror or e}")
         return 1
     except Exception as e:
         if os.environ.get("BIGSHUF_DEBUG"):
             raise
-        print(f"{PROG}: internal error: {type(e).__name__}: {e} (set BIGSHUF_DEBUG=1 for a traceback)", file=sys.stderr)
+        _report(f"{PROG}: internal error: {type(e).__name__}: {e} (set BIGSHUF_DEBUG=1 for a traceback)")
         return 1
 
 

@@ -44,7 +44,7 @@ class Sink:
             try:
                 self._stream = open_writer(self._raw, self._codec[0], self._codec[1])
             except OSError as e:
-                raise OutputError(f"{self.name}: write error: {e.strerror}") from None
+                raise self.write_error(e) from None
             self._compressed_any = True
         return self._stream
 
@@ -55,7 +55,7 @@ class Sink:
         except BrokenPipeError:
             raise
         except OSError as e:
-            raise OutputError(f"{self.name}: write error: {e.strerror}") from None
+            raise self.write_error(e) from None
         self.bytes_written += len(data)
 
     def cut(self) -> int:
@@ -68,7 +68,7 @@ class Sink:
             self._raw.flush()
             return self._raw.tell()
         except OSError as e:
-            raise OutputError(f"{self.name}: write error: {e.strerror}") from None
+            raise self.write_error(e) from None
 
     def _finish(self) -> None:
         """End the compressed stream, if any, and flush everything to the raw file."""
@@ -82,7 +82,11 @@ class Sink:
         except BrokenPipeError:
             raise
         except OSError as e:
-            raise OutputError(f"{self.name}: write error: {e.strerror}") from None
+            raise self.write_error(e) from None
+
+    def write_error(self, e: OSError) -> OutputError:
+        """The error for a failed write, naming this output."""
+        return OutputError(f"{self.name}: write error: {e.strerror}")
 
     def commit(self) -> None:
         """The output is complete."""
@@ -97,6 +101,10 @@ class StdoutSink(Sink):
 
     def __init__(self, codec: CodecChoice | None = None) -> None:
         super().__init__(open(sys.stdout.fileno(), "wb", buffering=1 << 20, closefd=False), codec)
+
+    def write_error(self, e: OSError) -> OutputError:
+        """GNU's words for standard output, which they do not name: ``write error: ...``."""
+        return OutputError(f"write error: {e.strerror}")
 
 
 class DeviceSink(Sink):

@@ -6,7 +6,6 @@ import io
 import mmap
 import os
 import stat
-import sys
 from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import BinaryIO, NoReturn, Protocol
 
@@ -55,7 +54,8 @@ class FileSource:
         if self._raw is None or self._size_at_open is None:
             return
         try:
-            now = os.stat(self.path).st_size
+            # Standard input has no name to stat: ask its descriptor (``bigshuf < file``).
+            now = os.fstat(0).st_size if self.path == "-" else os.stat(self.path).st_size
         except OSError:
             now = -1
         read = self.position()
@@ -97,7 +97,7 @@ class FileSource:
         from .codecs import decompressing
 
         if self.path == "-":
-            raw: BinaryIO = open(sys.stdin.fileno(), "rb", buffering=0, closefd=False)
+            raw: BinaryIO = StandardInput()  # type: ignore[assignment]
         else:
             try:
                 raw = open(self.path, "rb", buffering=0)
@@ -122,6 +122,42 @@ def _read_directory(path: str, name: str) -> NoReturn:
     except OSError as e:
         raise InputError(f"{name}: read error: {e.strerror}") from None
     raise InputError(f"{name}: read error: Is a directory")
+
+
+class StandardInput(io.RawIOBase):
+    """File descriptor 0, read up to its first end of file and never again.
+
+    A terminal ends input once per Ctrl-D: a second read after the end (the format sniffer
+    reading on, say) would wait for another. Read failures are GNU shuf's message for stdin,
+    ``read error: ...``; the descriptor is the process's, so closing this leaves it open.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._ended = False
+
+    def readable(self) -> bool:
+        """Always: it is read, never written."""
+        return True
+
+    def fileno(self) -> int:
+        """Descriptor 0, for fstat and the like."""
+        return 0
+
+    def tell(self) -> int:
+        """The descriptor's offset (a regular file on stdin); OSError for a pipe or terminal."""
+        return os.lseek(0, 0, os.SEEK_CUR)
+
+    def readinto(self, b: memoryview) -> int:  # type: ignore[override]
+        """Read into ``b``; 0 at the end of file, and for ever after it."""
+        if self._ended:
+            return 0
+        try:
+            n = os.readv(0, [b])
+        except OSError as e:
+            raise InputError(f"read error: {e.strerror}") from None
+        self._ended = n == 0
+        return n
 
 
 class BytesSource:

@@ -1,0 +1,593 @@
+"""GNU coreutils' own checks of shuf, re-expressed as tests of bigshuf.
+
+Each test names the file and lines of the coreutils test suite (commit aa0c0de of
+github.com/coreutils/coreutils) whose check it re-expresses: tests/shuf/shuf.sh,
+tests/shuf/shuf-reservoir.sh, and the shuf entries of tests/misc/close-stdin.sh,
+write-errors.sh, read-errors.sh and tty-eof.pl. Those scripts are GPL test code: nothing of
+them is copied here, only the behaviour they check. Where GNU shuf is installed, its own
+answer to the same command is the expected one (conftest.run_gnu).
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import GNU_SHUF, gnu_to_bigshuf
+
+#: GNU's SIZE_MAX, UINTMAX_MAX and ULONG_MAX on this (64-bit) machine.
+SIZE_MAX = 2**64 - 1
+
+BIGSHUF = [sys.executable, "-m", "bigshuf"]
+
+
+def lines(data: bytes, sep: bytes = b"\n") -> list[bytes]:
+    """The records of ``data`` without terminators; ``data`` must end with ``sep`` (or be empty)."""
+    assert data == b"" or data.endswith(sep), data[-40:]
+    return data.split(sep)[:-1] if data else []
+
+
+def seq(n: int) -> bytes:
+    """The output of ``seq n``."""
+    return b"".join(b"%d\n" % i for i in range(1, n + 1))
+
+
+def shell(script: str, *args: str, timeout: float = 60) -> tuple[int, bytes, bytes]:
+    """Run a bash ``script`` with ``$1``... set to ``args``; return status, stdout and stderr."""
+    proc = subprocess.run(
+        ["bash", "-c", script, "bash", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout
+    )
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def both(command: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """``command`` as bigshuf and, where it is installed, as GNU shuf: (who, argv) pairs."""
+    runs = [("bigshuf", [*BIGSHUF, *command])]
+    # Found on PATH as "shuf", so that its messages begin "shuf:" as in the GNU tests.
+    if os.access(GNU_SHUF, os.X_OK) and shutil.which("shuf") == GNU_SHUF:
+        runs.append(("shuf", ["shuf", *command]))
+    return runs
+
+
+def without_gnu_quotes(err: bytes, who: str) -> bytes:
+    """stderr of ``who`` as bigshuf would word it (GNU's program name and quotes replaced)."""
+    return gnu_to_bigshuf(err) if who == "shuf" else err
+
+
+# ---------------------------------------------------------------- tests/shuf/shuf.sh
+
+
+def test_random_source_failure_of_getrandom_is_handled(tmp_path):
+    """shuf.sh:24-27: with getrandom failing (ENOSYS), -i 1-9 still succeeds or fails cleanly."""
+    probe = subprocess.run(["strace", "-o", "/dev/null", "-e", "inject=getrandom:error=ENOSYS", "true"],
+                           capture_output=True) if shutil.which("strace") else None
+    if probe is None or probe.returncode != 0:
+        pytest.skip("strace cannot inject faults here")
+    proc = subprocess.run(
+        ["strace", "-f", "-o", "/dev/null", "-e", "inject=getrandom:error=ENOSYS", *BIGSHUF, "-i", "1-9"],
+        capture_output=True, timeout=120,
+    )
+    assert proc.returncode in (0, 1), proc.stderr
+    assert b"Traceback" not in proc.stderr
+    if proc.returncode == 0:
+        assert sorted(int(v) for v in lines(proc.stdout)) == list(range(1, 10))
+
+
+def test_randomness_does_not_come_from_address_layout():
+    """shuf.sh:29-33: two runs of -i 1-UINTMAX_MAX -n 1 with address randomisation off differ."""
+    if subprocess.run(["setarch", "-R", "true"], capture_output=True).returncode != 0:
+        pytest.skip("setarch -R does not work here")
+    outs = []
+    for _ in range(2):
+        proc = subprocess.run(["setarch", "-R", *BIGSHUF, "-i", f"1-{SIZE_MAX}", "-n", "1"], capture_output=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert 1 <= int(proc.stdout) <= SIZE_MAX
+        outs.append(proc.stdout)
+    assert outs[0] != outs[1]
+
+
+def test_file_is_shuffled_into_a_permutation(run_cli, tmp_path):
+    """shuf.sh:35-46: seq 100 shuffled differs from the input and sorts back to it."""
+    (tmp_path / "in").write_bytes(seq(100))
+    code, out, err = run_cli(["in"], cwd=tmp_path)
+    assert code == 0 and err == b""
+    assert out != seq(100)
+    assert sorted(lines(out), key=int) == lines(seq(100))
+
+
+def test_input_range_is_shuffled_into_a_permutation(run_cli):
+    """shuf.sh:48-52: -i 1-100 differs from seq 100 and sorts back to it."""
+    code, out, err = run_cli(["-i", "1-100"])
+    assert code == 0 and err == b""
+    assert out != seq(100)
+    assert sorted(lines(out), key=int) == lines(seq(100))
+
+
+def test_repeat_of_zero_lines_needs_no_standard_input(tmp_path):
+    """shuf.sh:54-56: -r -n 0 FILE with standard input closed succeeds and writes nothing."""
+    (tmp_path / "in").write_bytes(seq(100))
+    for who, argv in both(["-r", "-n", "0", str(tmp_path / "in")]):
+        code, out, err = shell('exec "$@" <&-', *argv)
+        assert (who, code, out, err) == (who, 0, b"", b"")
+
+
+def test_echo_operands_are_permuted(run_cli):
+    """shuf.sh:58-60: -e a b c d e outputs a permutation of its operands."""
+    code, out, err = run_cli(["-e", "a", "b", "c", "d", "e"])
+    assert code == 0 and err == b""
+    assert sorted(lines(out)) == [b"a", b"b", b"c", b"d", b"e"]
+
+
+def test_echo_repeat_without_operands_fails(run_cli, run_gnu):
+    """shuf.sh:62-64: -er (nothing to repeat) exits 1, here with GNU's message."""
+    gnu = run_gnu(["-er"])
+    assert gnu[0] == 1
+    assert run_cli(["-er"]) == (1, b"", gnu[2])
+
+
+def test_input_range_with_an_operand_fails(run_cli, run_gnu):
+    """shuf.sh:66-69: -i0-0 with an operand exits 1, here with GNU's message."""
+    gnu = run_gnu(["-i0-0", "1"])
+    assert gnu[0] == 1
+    assert run_cli(["-i0-0", "1"]) == (1, b"", gnu[2])
+
+
+def test_input_just_over_8_kib_from_a_pipe(run_cli):
+    """shuf.sh:71-73: seq 1860 (8193 bytes) through a pipe is shuffled (shuf once looped for ever)."""
+    code, out, err = run_cli([], input=seq(1860))
+    assert code == 0 and err == b""
+    assert sorted(lines(out)) == sorted(lines(seq(1860)))
+
+
+def test_zero_terminated_range_ends_with_nul(run_cli):
+    """shuf.sh:75-78: --zero-terminated -i 1-1 writes "1" and a NUL."""
+    assert run_cli(["--zero-terminated", "-i", "1-1"]) == (0, b"1\0", b"")
+
+
+def test_whole_huge_range_fails_at_once(run_cli):
+    """shuf.sh:80-83: -i1-SIZE_MAX (no -n) exits 1 (GNU: memory exhausted), here at once and in one line."""
+    start = time.monotonic()
+    code, out, err = run_cli([f"-i1-{SIZE_MAX}"])
+    assert time.monotonic() - start < 30
+    assert code == 1 and out == b""
+    assert err.startswith(b"bigshuf: ") and err.count(b"\n") == 1, err
+    assert b"Traceback" not in err and b"internal error" not in err
+
+
+def test_whole_huge_range_fails_under_a_memory_limit():
+    """shuf.sh:80-83: under a ulimit -v that lets -i1-1 run, -i1-SIZE_MAX exits 1."""
+    limit = 1_000_000  # KiB: GNU finds the least that runs -i1-1; Python needs more than shuf
+    quoted = " ".join(f"'{a}'" for a in BIGSHUF)
+    small = shell(f"ulimit -v {limit} && exec {quoted} -i1-1")
+    if small[0] != 0:
+        pytest.skip(f"-i1-1 does not run under ulimit -v {limit}: {small[2]!r}")
+    assert small[1] == b"1\n"
+    code, out, err = shell(f"ulimit -v {limit} && exec {quoted} -i1-{SIZE_MAX}")
+    assert code == 1 and out == b"", err
+    assert err.count(b"\n") == 1 and b"Traceback" not in err
+
+
+@pytest.mark.parametrize("extra", [[], ["-r"]], ids=["sample", "repeat"])
+def test_small_sample_of_a_huge_range_is_instant(run_cli, extra):
+    """shuf.sh:85-88: -i1-SIZE_MAX -n2 prints two numbers at once (and, issue 12, with -r -n3 three)."""
+    count = 3 if extra else 2
+    start = time.monotonic()
+    code, out, err = run_cli([*extra, f"-i1-{SIZE_MAX}", "-n", str(count)])
+    assert time.monotonic() - start < 10
+    assert code == 0 and err == b""
+    values = [int(v) for v in lines(out)]
+    assert len(values) == count
+    assert all(1 <= v <= SIZE_MAX for v in values)
+    if not extra:
+        assert len(set(values)) == count
+
+
+def test_head_count_zero_opens_no_file_and_one_does(tmp_path):
+    """shuf.sh:90-96: -n0 on an unreadable file succeeds; -n1 on it exits 1 (run as another user)."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to run as a user who cannot read the file")
+    shared = Path(tempfile.mkdtemp(prefix="bigshuf-gnu-"))
+    try:
+        shared.chmod(0o755)
+        unreadable = shared / "unreadable"
+        unreadable.write_bytes(b"secret\n")
+        unreadable.chmod(0)
+        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        for who, argv in both(["-n0", str(unreadable)]):
+            proc = subprocess.run([*as_nobody, *argv], capture_output=True, timeout=60, cwd=shared)
+            assert (who, proc.returncode, proc.stdout, proc.stderr) == (who, 0, b"", b"")
+        for who, argv in both(["-n1", str(unreadable)]):
+            proc = subprocess.run([*as_nobody, *argv], capture_output=True, timeout=60, cwd=shared)
+            assert (who, proc.returncode, proc.stdout) == (who, 1, b"")
+            assert without_gnu_quotes(proc.stderr, who) == f"bigshuf: {unreadable}: Permission denied\n".encode()
+    finally:
+        shutil.rmtree(shared)
+
+
+def test_repeated_head_count_uses_the_smallest(run_cli):
+    """shuf.sh:98-101: -n10 -i0-9 -n3 -n20 outputs 3 lines."""
+    code, out, err = run_cli(["-n10", "-i0-9", "-n3", "-n20"])
+    assert code == 0 and err == b""
+    assert len(lines(out)) == 3
+
+
+def ulong_max_suffixes() -> list[str]:
+    """The values shuf.sh:103-113 tries: ULONG_MAX and each of its tails, a leading 0 made 1."""
+    values, v = [], str(SIZE_MAX)
+    while v:
+        v = "1" + v[1:] if v.startswith("0") else v
+        values.append(v)
+        v = v[1:]
+    return values
+
+
+@pytest.mark.parametrize("value", ulong_max_suffixes())
+def test_one_number_range_prints_it_whole(run_cli, value):
+    """shuf.sh:103-113: -i V-V prints V, for every tail of ULONG_MAX (no overrun converting it)."""
+    assert run_cli(["-i", f"{value}-{value}"]) == (0, f"{value}\n".encode(), b"")
+
+
+@pytest.mark.parametrize(
+    "args,lines_ref",
+    [
+        (["-i0-9", "-e", "A", "B"], "shuf.sh:117-119"),
+        (["-nA"], "shuf.sh:120-122"),
+        (["-i0-9", "-n10", "-i8-90"], "shuf.sh:123-125"),
+        (["-i1"], "shuf.sh:126-130"),
+        (["-iA"], "shuf.sh:126-130"),
+        (["-i1-"], "shuf.sh:126-130"),
+        (["-i1-A"], "shuf.sh:126-130"),
+        (["-i0-9", "-o", "A", "-o", "B"], "shuf.sh:132-134"),
+        (["-i0-9", "--random-source", "A", "--random-source", "B"], "shuf.sh:135-137"),
+    ],
+)
+def test_usage_errors_exit_1_as_gnu(run_cli, run_gnu, tmp_path, args, lines_ref):
+    """shuf.sh:115-137: -i with -e, a bad -n, two -i, bad ranges, two -o, two --random-source:
+    exit 1, with GNU's message (stdin is empty, as ``: |`` gives it)."""
+    gnu = run_gnu(args, cwd=tmp_path)
+    assert gnu[0] == 1, lines_ref
+    assert run_cli(args, cwd=tmp_path) == (1, b"", gnu[2]), lines_ref
+    assert sorted(os.listdir(tmp_path)) == []
+
+
+@pytest.mark.parametrize(
+    "args", [["-o", "out", "missing-input"], ["-o", "out", "--random-source=missing-input", "in"]],
+    ids=["input", "random-source"],
+)
+def test_failed_run_leaves_the_output_untouched(tmp_path, args):
+    """shuf.sh:139-148: a missing input or random source exits 1 and leaves an existing -o file as it was."""
+    (tmp_path / "in").write_bytes(seq(100))
+    for who, argv in both(args):
+        (tmp_path / "out").write_bytes(b"precious\n")
+        proc = subprocess.run(argv, capture_output=True, cwd=tmp_path, timeout=60)
+        assert (who, proc.returncode) == (who, 1), proc.stderr
+        assert (tmp_path / "out").read_bytes() == b"precious\n"
+    assert sorted(os.listdir(tmp_path)) == ["in", "out"]
+
+
+def head_of_endless(args: list[str], input: bytes = b"") -> list[bytes]:
+    """The first 1000 lines of ``bigshuf ARGS | head -n 1000`` (an endless --repeat)."""
+    proc = subprocess.Popen([*BIGSHUF, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(input)
+    proc.stdin.close()
+    got = [proc.stdout.readline() for _ in range(1000)]
+    proc.stdout.close()
+    proc.wait(timeout=60)
+    assert proc.stderr is not None
+    with proc.stderr:
+        assert proc.stderr.read() == b""
+    assert proc.returncode == -signal.SIGPIPE  # ended by the closed pipe, as shuf is
+    return got
+
+
+def test_repeat_range_without_count_is_endless():
+    """shuf.sh:152-156: --rep -i 0-10 | head -n 1000 gets 1000 lines."""
+    got = head_of_endless(["--rep", "-i", "0-10"])
+    assert all(line.endswith(b"\n") and 0 <= int(line) <= 10 for line in got)
+
+
+def test_repeat_range_outputs_more_than_the_range(run_cli):
+    """shuf.sh:158-168: --rep -i0-9 -n1000 outputs 1000 lines holding every value 0-9."""
+    code, out, err = run_cli(["--rep", "-i0-9", "-n1000"])
+    assert code == 0 and err == b""
+    values = [int(v) for v in lines(out)]
+    assert len(values) == 1000
+    assert sorted(set(values)) == list(range(10))
+
+
+def test_repeat_range_with_a_non_zero_low_end(run_cli):
+    """shuf.sh:170-174: --rep -i222-233 -n2000 draws every value 222-233 and no other."""
+    code, out, err = run_cli(["--rep", "-i222-233", "-n2000"])
+    assert code == 0 and err == b""
+    assert sorted({int(v) for v in lines(out)}) == list(range(222, 234))
+
+
+def test_repeat_range_count_zero_is_empty(run_cli):
+    """shuf.sh:176-180: --rep -i0-9 -n0 succeeds with no output."""
+    assert run_cli(["--rep", "-i0-9", "-n0"]) == (0, b"", b"")
+
+
+def test_repeat_echo_without_count_is_endless():
+    """shuf.sh:182-186: --rep -e A B C D | head -n 1000 gets 1000 lines."""
+    got = head_of_endless(["--rep", "-e", "A", "B", "C", "D"])
+    assert set(got) <= {b"A\n", b"B\n", b"C\n", b"D\n"}
+
+
+def test_repeat_stdin_without_count_is_endless():
+    """shuf.sh:188-192: printf 'A..E' | shuf --rep | head -n 1000 gets 1000 lines."""
+    got = head_of_endless(["--rep"], input=b"A\nB\nC\nD\nE\n")
+    assert set(got) <= {b"A\n", b"B\n", b"C\n", b"D\n", b"E\n"}
+
+
+def test_repeat_stdin_outputs_more_than_the_input(run_cli):
+    """shuf.sh:194-205: --rep -n2000 on five lines of stdin outputs 2000 lines holding all five."""
+    code, out, err = run_cli(["--rep", "-n2000"], input=b"A\nB\nC\nD\nE\n")
+    assert code == 0 and err == b""
+    got = lines(out)
+    assert len(got) == 2000
+    assert sorted(set(got)) == [b"A", b"B", b"C", b"D", b"E"]
+
+
+def test_repeat_stdin_count_zero_is_empty(run_cli):
+    """shuf.sh:207-211: --rep -n0 on stdin succeeds with no output."""
+    assert run_cli(["--rep", "-n0"], input=b"A\nB\nC\nD\nE\n") == (0, b"", b"")
+
+
+def test_file_operand_with_stdin_closed():
+    """shuf.sh:213-216: shuf /dev/null with standard input closed succeeds with no output."""
+    for who, argv in both(["/dev/null"]):
+        assert (who, *shell('exec "$@" <&-', *argv)) == (who, 0, b"", b"")
+
+
+# ---------------------------------------------------------------- tests/shuf/shuf-reservoir.sh
+
+RESERVOIR_SIZES = [0, 1, 5, 1023, 1024, 1025, 3071, 3072, 3073]
+
+
+@pytest.mark.parametrize("n_in", RESERVOIR_SIZES)
+def test_sample_sizes_around_the_reservoir_batches(tmp_path, n_in):
+    """shuf-reservoir.sh:31-71: seq IN | shuf -n OUT -o FILE, for IN and OUT around 1024-line
+    batches, writes min(IN, OUT) distinct numeric lines."""
+    for n_out in RESERVOIR_SIZES:
+        out = tmp_path / f"out_{n_in}_{n_out}"
+        proc = subprocess.run([*BIGSHUF, "-n", str(n_out), "-o", str(out)], input=seq(n_in), capture_output=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        got = lines(out.read_bytes())
+        assert len(got) == min(n_in, n_out)
+        assert all(v.isdigit() for v in got)
+        assert len(set(got)) == len(got)
+        assert {int(v) for v in got} <= set(range(1, n_in + 1))
+
+
+# ---------------------------------------------------------------- tests/misc/close-stdin.sh
+
+
+def test_closed_stdin_is_a_read_error():
+    """close-stdin.sh:61,80-84: shuf - with stdin closed fails with EBADF (here, GNU's exact message)."""
+    for who, argv in both(["-"]):
+        code, out, err = shell('exec "$@" <&-', *argv)
+        assert (who, code, out) == (who, 1, b"")
+        assert without_gnu_quotes(err, who) == b"bigshuf: read error: Bad file descriptor\n"
+
+
+# ---------------------------------------------------------------- tests/misc/write-errors.sh
+
+#: write-errors.sh:79-83 caps memory at what ``--version`` needs plus 12 MB; Python's floor is
+#: far above shuf's, so the cap here is a fixed 1 GB: enough to start, too little for a run
+#: that would buffer an endless output instead of writing it.
+WRITER_ULIMIT = "ulimit -v 1000000"
+
+
+def test_endless_writer_to_a_full_device():
+    """write-errors.sh:62,85-90: shuf -i 0-1 -r >/dev/full stops within 10 s and reports ENOSPC."""
+    if not os.path.exists("/dev/full") or not stat.S_ISCHR(os.stat("/dev/full").st_mode):
+        pytest.skip("/dev/full is needed")
+    for who, argv in both(["-i", "0-1", "-r"]):
+        code, out, err = shell(f'{WRITER_ULIMIT} && exec "$@" >/dev/full', *argv, timeout=10)
+        assert (who, code) == (who, 1)
+        # The GNU test greps for the error; GNU shuf says it twice (once more at exit), bigshuf once.
+        assert b"write error: No space left on device" in err
+        if who == "bigshuf":
+            assert err == b"bigshuf: write error: No space left on device\n"
+
+
+def test_endless_writer_to_a_closed_stdout():
+    """write-errors.sh:62,92-97: shuf -i 0-1 -r >&- stops within 10 s and reports EBADF."""
+    for who, argv in both(["-i", "0-1", "-r"]):
+        code, out, err = shell(f'{WRITER_ULIMIT} && exec "$@" >&-', *argv, timeout=10)
+        assert (who, code) == (who, 1)
+        # The GNU test greps for the error; GNU shuf says it twice (once more at exit), bigshuf once.
+        assert b"write error: Bad file descriptor" in err
+        if who == "bigshuf":
+            assert err == b"bigshuf: write error: Bad file descriptor\n"
+
+
+def test_endless_writer_to_a_closed_pipe(tmp_path):
+    """write-errors.sh:62,102-107: shuf -i 0-1 -r | : ends within 10 s, silently."""
+    for who, argv in both(["-i", "0-1", "-r"]):
+        err = tmp_path / f"{who}.err"
+        code, _, _ = shell(f'{WRITER_ULIMIT} && ("$@" 2>{err} | :)', *argv, timeout=10)
+        assert (who, code, err.read_bytes()) == (who, 0, b"")
+
+
+# ---------------------------------------------------------------- tests/misc/read-errors.sh
+
+
+@pytest.fixture
+def plain_directory(tmp_path: Path) -> Path:
+    """A directory holding one file with no suffix, as the directory read-errors.sh runs in."""
+    directory = tmp_path / "d"
+    directory.mkdir()
+    (directory / "errs").write_bytes(b"")
+    return directory
+
+
+@pytest.mark.parametrize("args", [["-r", "."], ["-n1", "."]], ids=["repeat", "sample"])
+def test_directory_operand_is_a_read_error(plain_directory, args):
+    """read-errors.sh:70-71,103: shuf -r . and shuf -n1 . fail: exit 1, "read error: Is a directory"."""
+    for who, argv in both(args):
+        proc = subprocess.run(argv, capture_output=True, cwd=plain_directory, timeout=60)
+        assert (who, proc.returncode, proc.stdout) == (who, 1, b"")
+        assert b"read error: Is a directory" in proc.stderr
+        assert proc.stderr.count(b"\n") == 1 and b"Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("args", [["-r", "."], ["-n1", "."]], ids=["repeat", "sample"])
+def test_directory_read_failing_with_eio_is_reported(plain_directory, args):
+    """read-errors.sh:118-130: with every read of the directory failing (EIO, by strace), the
+    command exits 1 naming "Input/output error": the error comes from read itself."""
+    probe = ["strace", "-o", "/dev/null", "-P", "_", "-e", "/read,splice", "-e", "fault=all:error=EIO", "true"]
+    if shutil.which("strace") is None or subprocess.run(probe, capture_output=True).returncode != 0:
+        pytest.skip("strace cannot inject read faults here")
+    for who, argv in both(args):
+        proc = subprocess.run(
+            ["strace", "-f", "-o", "/dev/null", "-P", ".", "-e", "/read,splice", "-e", "fault=all:error=EIO", *argv],
+            capture_output=True, cwd=plain_directory, timeout=120,
+        )
+        assert (who, proc.returncode) == (who, 1), proc.stderr
+        assert b"Input/output error" in proc.stderr
+
+
+# ---------------------------------------------------------------- tests/misc/tty-eof.pl
+
+
+def _type_into(master: int, typed: bytes) -> None:
+    """Write ``typed`` to the terminal ``master`` a line at a time, as someone typing would."""
+    for line in typed.splitlines(keepends=True):
+        try:
+            os.write(master, line)
+        except OSError:
+            return
+
+
+def run_on_terminal(argv: list[str], typed: bytes, timeout: float = 10) -> tuple[int | None, bytes, bytes]:
+    """Run ``argv`` with stdin and stdout on a new pseudo-terminal, type ``typed`` into it, and
+    collect what the terminal shows until the program exits (None: still running at ``timeout``)."""
+    master, slave = pty.openpty()
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=err, start_new_session=True)
+        os.close(slave)
+        # Typed from a thread: the terminal holds only a few KiB until the program reads them.
+        typist = threading.Thread(target=_type_into, args=(master, typed), daemon=True)
+        typist.start()
+        shown = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.05)
+            if ready:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # EIO: every writer of the terminal is gone
+                    chunk = b""
+                shown += chunk
+                if chunk:
+                    continue
+            if proc.poll() is not None:
+                break
+        status = proc.poll()
+        if status is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+        err.seek(0)
+        return status, shown.replace(b"\r\n", b"\n").replace(b"\r", b"\n"), err.read()
+
+
+@pytest.mark.parametrize("typed", [b"a b\n", b""], ids=["with-input", "without-input"])
+def test_one_end_of_file_from_a_terminal_ends_the_input(typed):
+    """tty-eof.pl:68-169 (shuf at line 93): on a terminal, a single Ctrl-D after the input (or
+    none) ends it: the program exits 0 within 10 s, shuffles what was typed, stderr empty."""
+    for who, argv in both([]):
+        status, shown, err = run_on_terminal(argv, typed + b"\x04")
+        assert (who, status, err) == (who, 0, b""), shown
+        if typed:
+            assert shown.startswith(typed), shown  # the terminal's echo of the input
+            assert shown[len(typed):].strip() == b"a b"
+
+
+# ---------------------------------------------------------------- issue 12: -i and -n as GNU parses them
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [" 1-3", "\t1-3", "1- 3", "+1-+3", "1-3 ", "-1-3", "1--3", "1-2-3", "", "-", "0x1-3", "3-1", "2-1",
+     f"0-{SIZE_MAX}", f"{SIZE_MAX}-{SIZE_MAX + 1}", f"{SIZE_MAX + 1}-1", "99999999999999999999x-1",
+     "1-99999999999999999999x", f"{SIZE_MAX - 1}-{SIZE_MAX}"],
+)
+def test_input_range_is_read_as_gnu_reads_it(run_cli, run_gnu, spec):
+    """Issue 12: -i ' 1-3' is accepted (leading blanks, as strtoumax), -i SIZE_MAX-(SIZE_MAX+1) is
+    refused with "Value too large"; every spelling gets GNU shuf 9.1's answer."""
+    gnu_code, gnu_out, gnu_err = run_gnu(["-i", spec])
+    code, out, err = run_cli(["-i", spec])
+    assert (code, err) == (gnu_code, gnu_err)
+    assert sorted(lines(out)) == sorted(lines(gnu_out))
+
+
+@pytest.mark.parametrize("count", [" 2", "+2", "2 ", "1_0", "0x2", "2k", "-1", "", "99999999999999999999999"])
+def test_head_count_is_read_as_gnu_reads_it(run_cli, run_gnu, count):
+    """-n as GNU's xstrtoumax reads it: blanks and + before the digits, nothing after; a count too
+    large to hold means no limit."""
+    gnu_code, gnu_out, gnu_err = run_gnu(["-n", count, "-i", "1-5"])
+    code, out, err = run_cli(["-n", count, "-i", "1-5"])
+    assert (code, err) == (gnu_code, gnu_err)
+    assert len(lines(out)) == len(lines(gnu_out))
+    assert len(set(lines(out))) == len(lines(out)) and set(lines(out)) <= {b"1", b"2", b"3", b"4", b"5"}
+
+
+def test_second_input_range_is_refused_before_it_is_read(run_cli, run_gnu):
+    """Issue 12: GNU refuses a second -i whatever it says (even a bad range) as getopt meets it."""
+    for args in (["-i0-9", "-i", "A"], ["-i0-9", "-i0-9"], ["-i", "A", "-i0-9"], ["-nA", "-i", "B"]):
+        gnu = run_gnu(args)
+        assert gnu[0] == 1
+        assert run_cli(args) == (1, b"", gnu[2]), args
+
+
+def test_sample_near_the_int64_limit_stays_in_the_range(run_cli):
+    """A range crossing 2**63 gave negative numbers (int64 overflow adding LO to the draws)."""
+    lo, hi = 2**63 - 8, 2**63 + 2
+    for extra in ([], ["-r"]):
+        code, out, err = run_cli([*extra, "-i", f"{lo}-{hi}", "-n", "5"])
+        assert code == 0 and err == b""
+        values = [int(v) for v in lines(out)]
+        assert len(values) == 5 and all(lo <= v <= hi for v in values), values
+        if not extra:
+            assert len(set(values)) == 5
+
+
+def test_seeded_samples_of_ranges_that_worked_before_are_unchanged(run_cli):
+    """The draws for ranges below 2**63 are those of 1ac7d16, so seeded outputs stay the same."""
+    assert run_cli(["-i", "1-100", "-n", "3", "--seed", "5"]) == (0, b"33\n44\n17\n", b"")
+    assert run_cli(["-r", "-i", "1-100", "-n", "3", "--seed", "5"]) == (0, b"45\n33\n17\n", b"")
+
+
+def test_distinct_draws_of_a_wide_range_are_uniform():
+    """The sampler for ranges past int64 gives distinct numbers, each number and each position
+    equally likely (chi-square over 4000 samples of 5 of the top 10 numbers below 2**64)."""
+    from bigshuf.api import _distinct_draws, rng_for
+
+    lo, hi, n = SIZE_MAX - 9, SIZE_MAX, 5
+    counts = np.zeros((n, 10))
+    for i in range(4000):
+        got = _distinct_draws(rng_for(i, (4,)), lo, hi, n)
+        assert got.dtype == np.uint64 and len(set(got.tolist())) == n
+        for position, value in enumerate(got.tolist()):
+            counts[position, value - lo] += 1
+    expected = 4000 / 10
+    chi2 = float(((counts - expected) ** 2 / expected).sum())
+    # 45 degrees of freedom; the 99.9th percentile is about 80.
+    assert chi2 < 80, counts
