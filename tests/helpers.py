@@ -6,7 +6,10 @@ import bz2
 import gzip
 import io
 import lzma
+import json
 import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -86,3 +89,32 @@ def decompress(codec: str, blob: bytes) -> bytes:
     if codec == "bzip2":
         return bz2.decompress(blob)
     return lzma.decompress(blob)
+
+
+#: Runs a command in a forked child and prints its exit status and peak RSS (a fresh
+#: launcher, so the child's ru_maxrss does not start from the test process's).
+_LAUNCHER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024)
+"""
+
+
+def run_peak(args: list[str], cwd: Path) -> tuple[int, int]:
+    """Exit status and peak RSS in bytes of ``python -m bigshuf ARGS`` (run in a child process)."""
+    cmd = [sys.executable, "-S", "-c", _LAUNCHER, sys.executable, "-m", "bigshuf", *args]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=300, check=True).stdout.split()
+    return int(out[0]), int(out[1])
+
+
+def checkpoint_state(temp: Path) -> dict:  # type: ignore[type-arg]
+    """The ``--resume`` checkpoint (state.json) under the temporary directory ``temp`` as it stands, or {} if none yet."""
+    for d in temp.iterdir():
+        try:
+            return json.loads((d / "state.json").read_text())  # type: ignore[no-any-return]
+        except (OSError, ValueError):
+            pass
+    return {}

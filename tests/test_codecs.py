@@ -20,7 +20,7 @@ import pytest
 from bigshuf import codecs
 from bigshuf.errors import InputError, UsageError
 
-from helpers import compress, decompress
+from helpers import compress, decompress, run_peak
 
 ALL = sorted(codecs.CODECS)
 
@@ -498,23 +498,6 @@ def test_missing_library_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -
 
 MiB = 1 << 20
 
-#: Runs a command in a forked child and prints its exit status and peak RSS (a fresh
-#: launcher, so the child's ru_maxrss does not start from this test process's).
-LAUNCHER = """
-import os, sys
-pid = os.fork()
-if pid == 0:
-    os.execv(sys.argv[1], sys.argv[1:])
-_, status, usage = os.wait4(pid, 0)
-print(os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024)
-"""
-
-
-def run_peak(args: list[str], cwd: Path) -> tuple[int, int]:
-    """Exit status and peak RSS in bytes of ``python -m bigshuf ARGS``."""
-    cmd = [sys.executable, "-S", "-c", LAUNCHER, sys.executable, "-m", "bigshuf", *args]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=300, check=True).stdout.split()
-    return int(out[0]), int(out[1])
 
 
 def zeros_bomb(codec: str, size: int) -> bytes:

@@ -6,12 +6,12 @@ inherit this test process's high-water mark, and reports it via os.wait4.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from helpers import run_peak
 
 MiB = 1 << 20
 
@@ -20,22 +20,13 @@ MiB = 1 << 20
 #: 20-31 MiB over limit+baseline at -S 4M..64M on the inputs below.
 SLACK = 48 * MiB
 
-LAUNCHER = """
-import os, sys
-pid = os.fork()
-if pid == 0:
-    os.execv(sys.argv[1], sys.argv[1:])
-_, status, usage = os.wait4(pid, 0)
-print(os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024)
-"""
 
 
 def peak_rss(args: list[str], cwd: Path) -> int:
     """Peak RSS in bytes of ``python -m bigshuf ARGS``, which must succeed."""
-    cmd = [sys.executable, "-S", "-c", LAUNCHER, sys.executable, "-m", "bigshuf", *args]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=300, check=True).stdout.split()
-    assert out[0] == "0", f"bigshuf {' '.join(args)} exited {out[0]}"
-    return int(out[1])
+    status, peak = run_peak(args, cwd)
+    assert status == 0, f"bigshuf {' '.join(args)} exited {status}"
+    return peak
 
 
 @pytest.fixture(scope="module")

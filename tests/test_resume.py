@@ -3,7 +3,6 @@ exactly what an uninterrupted run writes; changed inputs are refused."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -15,7 +14,7 @@ import pytest
 
 import bigshuf
 
-from helpers import write_short_lines
+from helpers import checkpoint_state, write_short_lines
 
 
 @pytest.fixture(scope="module")
@@ -27,29 +26,20 @@ def _args(corpus: Path, temp: Path, target: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "bigshuf", "--resume", "--seed", "7", "-S", "1M", "-T", str(temp), str(corpus), "-o", target, *extra]
 
 
-def _state(temp: Path) -> dict:
-    for d in temp.iterdir():
-        try:
-            return json.loads((d / "state.json").read_text())
-        except (OSError, ValueError):
-            pass
-    return {}
-
-
 def _kill_at(cmd: list[str], temp: Path, ready) -> dict:
     """Start ``cmd``, SIGKILL it once its checkpoint satisfies ``ready``; return that checkpoint."""
     log = temp.parent / "killed.log"
     with open(log, "wb") as stderr:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr)
     deadline = time.monotonic() + 120
-    while not ready(_state(temp)):
-        if proc.poll() is not None and not ready(_state(temp)):
+    while not ready(checkpoint_state(temp)):
+        if proc.poll() is not None and not ready(checkpoint_state(temp)):
             raise AssertionError(f"the run ended (rc {proc.returncode}) before the checkpoint: {log.read_text()!r}")
         assert time.monotonic() < deadline
         time.sleep(0.002)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    return _state(temp)
+    return checkpoint_state(temp)
 
 
 POINTS = {

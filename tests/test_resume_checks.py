@@ -25,7 +25,7 @@ import pytest
 import bigshuf
 from bigshuf.progress import Progress
 
-from helpers import write_short_lines
+from helpers import checkpoint_state, write_short_lines
 
 SEED, MEMORY = 7, "4M"
 
@@ -41,7 +41,7 @@ class StopWhen(Progress):
         self.temp, self.ready = temp, ready
 
     def update(self, nbytes: int) -> None:
-        if self.ready(state_of(self.temp)):
+        if self.ready(checkpoint_state(self.temp)):
             raise Stop
 
 
@@ -49,16 +49,6 @@ def state_dir(temp: Path) -> Path:
     """The one ``bigshuf-resume-*`` directory under ``temp``."""
     (found,) = [d for d in temp.iterdir() if d.name.startswith("bigshuf-resume-")]
     return found
-
-
-def state_of(temp: Path) -> dict[str, Any]:
-    """The checkpoint under ``temp`` as it stands, or {} if there is none yet."""
-    for d in temp.iterdir():
-        try:
-            return json.loads((d / "state.json").read_text())
-        except (OSError, ValueError):
-            pass
-    return {}
 
 
 IN_PASS1: Callable[[dict[str, Any]], bool] = lambda s: s.get("blocks_done", 0) >= 2 and "pass1_done" not in s
@@ -94,7 +84,7 @@ class Job:
                 self.src, self.out, memory=MEMORY, seed=SEED, tmp_dir=self.temp, resume=True,
                 progress=StopWhen(self.temp, ready), **options,
             )
-        state = state_of(self.temp)
+        state = checkpoint_state(self.temp)
         assert ready(state)
         return state
 
@@ -179,7 +169,7 @@ def test_leftover_output_temp_of_the_same_job_is_replaced(tmp_path: Path, corpus
     starts that file afresh (it is this job's own, its lock held) and writes the right output."""
     job = Job(corpus, tmp_path / "t", tmp_path / "out.txt")
     job.interrupt(lambda s: "pass1_done" in s and any(p.name.endswith(".bigshuf-tmp") for p in tmp_path.iterdir()))
-    assert "output" not in state_of(job.temp)
+    assert "output" not in checkpoint_state(job.temp)
     result = job.rerun()
     assert result.returncode == 0, result.stderr
     assert job.out.read_bytes() == reference
