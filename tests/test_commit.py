@@ -567,3 +567,25 @@ def test_an_in_memory_run_removes_dead_runs_under_T_as_an_external_run_does(tmp_
     assert proc.returncode == 0
     assert b"left by a run that is gone" in proc.stderr
     assert os.listdir(temp) == []
+
+
+@pytest.mark.parametrize("layout", ["symlinked name", "dot-dot pattern"])
+def test_two_shards_that_name_one_file_are_refused_before_reading(tmp_path: Path, layout: str) -> None:
+    # Found by the issue-11 verification: each shard was renamed onto the same file in turn, and
+    # the run exited 0 with one shard's records in it, the others lost.
+    src = write_records(tmp_path / "in.txt", make_records(1000, seed=18))
+    out = tmp_path / "sl"
+    out.mkdir()
+    if layout == "symlinked name":
+        (out / "p-0.txt").write_bytes(b"old\n")
+        os.symlink("p-0.txt", out / "p-1.txt")
+        pattern = str(out / "p-{}.txt")
+    else:
+        pattern = str(out / "pc{}" / ".." / "same.txt")
+    before = sorted(os.listdir(out))
+    proc = cli(["--seed", "1", "--shards", "2", str(src), "-o", pattern])
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.count(b"\n") == 1 and b"shards 0 and 1 would both be written to" in proc.stderr
+    assert sorted(os.listdir(out)) == before
+    if layout == "symlinked name":
+        assert (out / "p-0.txt").read_bytes() == b"old\n"

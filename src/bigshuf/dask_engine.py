@@ -469,6 +469,8 @@ def _plan_output(output: str | None, shards: int | None, compress: CodecChoice |
         raise UsageError(
             f"{option('shards')} needs {option('output')} naming a directory or a pattern like out/part-{{:05d}}.jsonl"
         )
+    if not remote.is_url(target):
+        check_output_directory(target, shards, compress)  # up front: writable, no two shards on one file
     out = _Output(target, shards, None, finals=_shard_names(target, shards, compress))
     out.codecs = [output_codec(final, compress) for final in out.finals]
     if remote.is_url(target):

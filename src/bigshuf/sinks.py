@@ -411,6 +411,11 @@ def check_output_directory(
         if as_directory and os.path.lexists(target.rstrip(os.sep) or os.sep) and not os.path.isdir(target):
             raise OutputError(f"{target}: Not a directory")
         finals = [os.path.realpath(p) for p in shard_names(target, shards, compress, as_directory, suffix=suffix)]
+        first: dict[str, int] = {}
+        for i, final in enumerate(finals):
+            # Two shards renamed onto one file (a symlink, or '..' in the pattern) would lose one.
+            if first.setdefault(final, i) != i:
+                raise OutputError(f"{target}: shards {first[final]} and {i} would both be written to {final}")
     longest: dict[str, int] = {}
     for final in finals:
         directory, base = os.path.split(final)
