@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -589,3 +590,29 @@ def test_two_shards_that_name_one_file_are_refused_before_reading(tmp_path: Path
     assert sorted(os.listdir(out)) == before
     if layout == "symlinked name":
         assert (out / "p-0.txt").read_bytes() == b"old\n"
+
+
+def test_a_signal_just_after_a_shard_file_is_created_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Found by the issue-11 verification: SIGINT/SIGTERM while shards were being opened left a
+    # 0-byte temporary shard now and then, created but not yet known to the run's cleanup.
+    from bigshuf import sinks
+
+    src = write_records(tmp_path / "in.txt", make_records(2000, seed=19))
+    out = tmp_path / "out"
+    created = 0
+    real = sinks.create_exclusive
+
+    def create_then_interrupt(path: str, *args: Any, **kw: Any) -> int:
+        nonlocal created
+        fd = real(path, *args, **kw)
+        created += 1
+        if created == 5:
+            os.close(fd)
+            raise KeyboardInterrupt  # as Python delivers SIGINT: between two bytecodes
+        return fd
+
+    monkeypatch.setattr(sinks, "create_exclusive", create_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        bigshuf.shuffle(src, f"{out}/", seed=1, shards=20, tmp_dir=tmp_path, sync=False)
+    assert created == 5
+    assert not out.exists() or os.listdir(out) == []

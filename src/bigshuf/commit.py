@@ -108,6 +108,7 @@ class OutputFiles:
         self.id = new_run_id()
         self.sync = sync
         self._locks: dict[str, int] = {}
+        self._temps: list[str] = []  # every temporary name handed out, created or about to be
         self.committed = False  # every file is in place
         self._step = 0
         hook = os.environ.get(TEST_KILL_VARIABLE, "")
@@ -142,7 +143,20 @@ class OutputFiles:
         tag = self.id if index is None else f"{self.id}-{index}"
         suffix = f".{tag}.bigshuf-tmp"
         room = name_max(directory) - 1 - len(suffix)
-        return os.path.join(directory, "." + os.fsdecode(os.fsencode(base)[:room]) + suffix)
+        temp = os.path.join(directory, "." + os.fsdecode(os.fsencode(base)[:room]) + suffix)
+        self._temps.append(temp)
+        return temp
+
+    def discard(self) -> None:
+        """Remove every temporary file of this run not put in place, including one a signal
+        caught between its creation and its sink's bookkeeping (only this user's regular files)."""
+        for temp in self._temps:
+            try:
+                st = os.lstat(temp)
+                if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid():
+                    os.unlink(temp)
+            except OSError:
+                pass  # gone already, or not ours to remove
 
     def release(self) -> None:
         """Remove this run's locks (its temporary files are gone or renamed by now)."""

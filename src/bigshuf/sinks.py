@@ -666,6 +666,8 @@ class Output:
         self.writer.wait_idle()
         for sink in self.sinks:
             sink.abort()
+        if not self.files.committed:
+            self.files.discard()
         self.files.release()
         if not self.files.committed:
             for directory in reversed(self._made):
