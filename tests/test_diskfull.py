@@ -68,3 +68,21 @@ def test_temp_disk_filling_up_mid_run(tmp_path: Path, small_fs: Path) -> None:
     assert b"No space left on device" in result.stderr and b"bucket" in result.stderr
     assert os.listdir(small_fs) == []
     assert not (tmp_path / "out").exists()
+
+
+def test_a_resume_run_refused_before_its_first_checkpoint_leaves_no_directory(small_fs: Path, tmp_path: Path) -> None:
+    # Found by the issue-11 verification: a --resume run refused for temporary space left its
+    # bigshuf-resume-* directory (a lock, no checkpoint) in -T, and no later run removed it.
+    src = write_records(tmp_path / "in.txt", make_records(40_000, seed=3))  # ~1.6 MB, -T holds 1 MB
+    proc = _run(["--resume", "--seed", "1", "-S", "256K", "-T", str(small_fs), str(src), "-o", str(tmp_path / "out.txt")])
+    assert proc.returncode == 1 and b"not enough temporary space" in proc.stderr, proc.stderr
+    assert os.listdir(small_fs) == []
+    assert not (tmp_path / "out.txt").exists()
+
+
+def test_resume_with_a_url_input_names_the_real_reason(tmp_path: Path) -> None:
+    # Found by the issue-12 verification: a URL input under --resume was told standard input cannot be read again.
+    src = write_records(tmp_path / "in.txt", make_records(100, seed=4))
+    proc = _run(["--resume", "--seed", "1", f"file://{src}", "-o", str(tmp_path / "out.txt")])
+    assert proc.returncode == 1 and proc.stderr.count(b"\n") == 1
+    assert b"URLs cannot be checked and read again" in proc.stderr, proc.stderr

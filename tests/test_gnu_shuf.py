@@ -417,6 +417,16 @@ def test_endless_writer_to_a_closed_stdout():
             assert err == b"bigshuf: write error: Bad file descriptor\n"
 
 
+@pytest.mark.parametrize("flag", ["--version", "--help"])
+def test_version_and_help_to_a_closed_stdout(flag):
+    """Found by the issue-12 verification, beside write-errors.sh: --version >&- exited 120 with
+    Python's "Exception ignored" after the message; GNU exits 1 with one line."""
+    for who, argv in both([flag]):
+        code, _, err = shell('exec "$@" >&-', *argv, timeout=30)
+        assert (who, code) == (who, 1)
+        assert err.endswith(b"write error: Bad file descriptor\n") and err.count(b"\n") == 1, (who, err)
+
+
 def test_endless_writer_to_a_closed_pipe(tmp_path):
     """write-errors.sh:62,102-107: shuf -i 0-1 -r | : ends within 10 s, silently."""
     for who, argv in both(["-i", "0-1", "-r"]):

@@ -329,7 +329,9 @@ def shuffle(
                 f"{option('resume')} needs {option('output')} FILE (not standard output) and cannot be used with {option('repeat')}"
             )
         if not all(isinstance(s, FileSource) and s.path != "-" for s in sources):
-            raise UsageError(f"{option('resume')} needs input files (standard input cannot be read again)")
+            raise UsageError(
+                f"{option('resume')} needs local input files (standard input and URLs cannot be checked and read again)"
+            )
         opts = replace(opts, resume_key=_resume_key(opts, sources, os.fspath(output)))
     return Run(opts, output, progress or Progress(), sync).run(sources)
 

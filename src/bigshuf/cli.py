@@ -368,6 +368,10 @@ def _write_stdout(text: str) -> None:
     except BrokenPipeError:
         raise
     except OSError as e:
+        # What could not be written is dropped, so the interpreter's own flush at exit fails no more.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
         raise OutputError(f"write error: {e.strerror}") from None
 
 

@@ -323,8 +323,8 @@ class TempSpace:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self.resume_name is None:
-            self._remove()
+        if self.resume_name is None or (exc_type is not None and not os.path.exists(os.path.join(self.path, "state.json"))):
+            self._remove()  # a failed --resume run that saved no checkpoint leaves nothing to resume
         elif self._lock >= 0:
             os.close(self._lock)
             self._lock = -1
