@@ -73,6 +73,19 @@ def test_directory_from_the_library(tmp_path: Path) -> None:
     assert Counter((tmp_path / "out.txt").read_bytes().splitlines()) == Counter(records)
 
 
+def test_shard_pattern_whose_format_cannot_number_shards(tmp_path: Path, run_cli: Runner) -> None:
+    """A pattern with {} whose format gives shards the same name is named for what it is, not as a missing {}."""
+    (tmp_path / "in.txt").write_bytes(b"".join(b"%d\n" % i for i in range(100)))
+    target = f"{tmp_path}/pc/{{:.0e}}.txt"
+    code, _, err = run_cli(["--shards", "30", tmp_path / "in.txt", "-o", target])
+    assert (code, err) == (1, f"bigshuf: --shards=30: '{{:.0e}}' in -o '{target}' cannot number shards; use {{}} or {{:05d}}\n".encode())
+    assert not (tmp_path / "pc").exists()
+    with pytest.raises(UsageError, match=r"'\{!r:\.1\}' in .* cannot number shards; use \{\} or \{:05d\}$"):
+        bigshuf.shuffle(tmp_path / "in.txt", f"{tmp_path}/pc/{{!r:.1}}", shards=30)
+    code, _, err = run_cli(["--shards", "30", tmp_path / "in.txt", "-o", tmp_path / "one.txt"])
+    assert code == 1 and b"needs -o to be a directory or a pattern with {}" in err
+
+
 def test_directory_of_jsonl_zst_shards(tmp_path: Path, run_cli: Runner) -> None:
     """issue 12: the common corpus layout, a directory of .jsonl.zst shards, shuffles as lines."""
     data = tmp_path / "corpus"
@@ -394,9 +407,33 @@ def test_compressed_input_progress_counts_stored_bytes(tmp_path: Path, memory: s
     seen = _Recorder()
     bigshuf.shuffle(tmp_path / "in.txt.zst", tmp_path / "out.txt", memory=memory, seed=1, progress=seen)
     first = "pass 1/2 scatter" if memory == "256K" else "shuffle"
-    # The first phase may have been started under the other name before the input showed its size.
-    reading = [p for p in seen.phases if p[0] == first]
-    assert reading[-1][1:] == [len(stored), len(stored)]
+    assert seen.phases[0][1:] == [len(stored), len(stored)] and seen.phases[0][0] == first
+
+
+def test_input_of_unknown_size_in_memory_has_one_shuffle_bar(tmp_path: Path, run_cli: Runner) -> None:
+    """Standard input and compressed input in memory: one bar, `shuffle`, named once the run knows it is
+    in memory (not `pass 1/2 scatter` and then a second, empty `shuffle`)."""
+    data = _lines_file(tmp_path / "plain.txt")
+    stored = zstandard.ZstdCompressor(level=1).compress(data)
+    (tmp_path / "in.txt.zst").write_bytes(stored)
+    seen = _Recorder()
+    bigshuf.shuffle(tmp_path / "in.txt.zst", tmp_path / "out.txt", seed=1, progress=seen)
+    assert seen.phases == [["shuffle", len(stored), len(stored)]]
+    code, _, err = run_cli(["--progress", "-o", tmp_path / "out.txt"], input=b"".join(b"%d\n" % i for i in range(10)))
+    frames = [f.strip() for f in err.decode().replace("\n", "\r").split("\r") if f.strip()]
+    assert code == 0 and frames[-1].endswith(" in 1 pass, " + frames[-1].split(" in 1 pass, ")[-1]), frames
+    assert all(f.startswith("shuffle: ") for f in frames[:-1]) and frames[-2].startswith("shuffle: 20.0B "), frames
+
+
+def test_bars_are_drawn_full_before_they_close(tmp_path: Path, run_cli: Runner) -> None:
+    """An in-memory run's `shuffle` bar, and pass 1 of compressed input, are drawn at 100% (every byte,
+    compressed bytes for compressed input), not left at the last throttled draw (0%, 84%)."""
+    data = _lines_file(tmp_path / "plain.txt")
+    (tmp_path / "in.txt.zst").write_bytes(zstandard.ZstdCompressor(level=1).compress(data))
+    code, _, err = run_cli(["--progress", tmp_path / "plain.txt", "-o", tmp_path / "out.txt"])
+    assert code == 0 and re.search(r"shuffle: 100%\|", err.decode()), err
+    code, _, err = run_cli(["--progress", "-S", "256K", tmp_path / "in.txt.zst", "-o", tmp_path / "out.txt"])
+    assert code == 0 and re.search(r"pass 1/2 scatter: 100%\|", err.decode()), err
 
 
 @pytest.mark.parametrize("memory", ["256K", "64M"])

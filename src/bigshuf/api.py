@@ -639,9 +639,14 @@ class Run:
         total = reader.total_size()
         stored = reader.progress_total()
         small = total is not None and total + len(sources) <= plan.block_budget(self.limit)
-        # Named as the run will most likely go, and renamed below if it goes the other way.
-        phase = IN_MEMORY if small else scatter_phase(0)
-        self.progress.start(phase, stored)
+        # A known size names the bar as the run will most likely go (renamed below if it goes the other
+        # way); an unknown one (standard input, compressed files) only once the first block tells.
+        phase: str | None = None
+        if total is not None:
+            phase = IN_MEMORY if small else scatter_phase(0)
+            self.progress.start(phase, stored)
+        else:
+            reader.progress = Progress()  # counted in reader.progress_done, shown once the bar is named
         blocks: Iterator[tuple[np.ndarray, bool]] | None = None
         block: np.ndarray | None = None
         if total is not None and small:
@@ -662,7 +667,7 @@ class Run:
             offsets = find_offsets(block, self.opts.fmt, plan.block_budget(self.limit) // plan.META_PER_RECORD)
             if offsets[-1] == len(block) and plan.fits_in_memory(len(block), len(offsets) - 1, self.limit):
                 if phase != IN_MEMORY:
-                    self._rename_phase(IN_MEMORY, stored, reader.progress_done)
+                    self._rename_phase(IN_MEMORY, stored, reader)
                 self._in_memory(block, offsets)
                 return
             del offsets
@@ -672,7 +677,7 @@ class Run:
                 f"raise {option('memory')}"
             )
         if phase != scatter_phase(0):
-            self._rename_phase(scatter_phase(0), stored, reader.progress_done)
+            self._rename_phase(scatter_phase(0), stored, reader)
         if blocks is None:
             # Mapped, but too many records to shuffle in one piece: stream it instead.
             blocks = reader.blocks(plan.read_capacity(self.limit), option("memory"))
@@ -691,10 +696,12 @@ class Run:
                 self._load_checkpoint(temp.path, sources)
             self._external(everything, whole, per_record, temp, (), 0, exact=total is not None)
 
-    def _rename_phase(self, name: str, total: int | None, done: int) -> None:
-        """Go on with the current bar under another name (the run took the other path), ``done`` bytes in."""
+    def _rename_phase(self, name: str, total: int | None, reader: RecordReader) -> None:
+        """Go on with the input's bar under ``name`` (the run took the other path, or it was not named
+        yet), as far as ``reader`` has read, and let the reader report to it from there."""
         self.progress.start(name, total)
-        self.progress.update(done)
+        self.progress.update(reader.progress_done)
+        reader.progress = self.progress
 
     def _lock_job(self) -> None:
         """Take the ``--resume`` job's lock, beside its output, before touching any of its files:

@@ -79,9 +79,15 @@ class BarProgress(Progress):
     def update(self, nbytes: int) -> None:
         if self._bar is not None:
             self._bar.update(nbytes)
+            if self._bar.total is not None and self._bar.n >= self._bar.total:
+                # tqdm draws at most every 0.1 s: the last update would otherwise stay undrawn, the bar
+                # short of its total while the phase finishes (an in-memory shuffle, pass 1's last block).
+                self._bar.refresh()
 
     def close(self) -> None:
         if self._bar is not None:
+            if self._bar.total is None or self._bar.n < self._bar.total:
+                self._bar.refresh()  # the phase's end, drawn before the bar goes (update drew a full one)
             self._bar.close()
             self._bar = None
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
+from string import Formatter
 from typing import Any, BinaryIO
 
 from .commit import CommitInterrupted, OutputFiles, deferred_signals, name_max
@@ -323,6 +324,12 @@ def shard_names(
     except (IndexError, KeyError, ValueError) as e:
         raise UsageError(f"{option('shards')}: {option('output')} '{target}' is not a valid pattern ({e}); use e.g. {example}") from None
     if len(set(names)) != shards:
+        fields = [
+            f"{{{name}{'!' + conv if conv else ''}{':' + spec if spec else ''}}}"
+            for _, name, spec, conv in Formatter().parse(target) if name is not None
+        ]
+        if fields:  # a field that gives shards the same name: its format is the fault, not its absence
+            raise UsageError(f"{option('shards')}={shards}: '{fields[0]}' in {option('output')} '{target}' cannot number shards; use {{}} or {{:05d}}")
         raise UsageError(f"{option('shards')}={shards} needs {option('output')} to be {directory_words} or a pattern with {{}}, like {example}")
     return names
 
