@@ -78,12 +78,12 @@ def test_shard_pattern_whose_format_cannot_number_shards(tmp_path: Path, run_cli
     (tmp_path / "in.txt").write_bytes(b"".join(b"%d\n" % i for i in range(100)))
     target = f"{tmp_path}/pc/{{:.0e}}.txt"
     code, _, err = run_cli(["--shards", "30", tmp_path / "in.txt", "-o", target])
-    assert (code, err) == (1, f"bigshuf: --shards=30: '{{:.0e}}' in -o '{target}' cannot number shards; use {{}} or {{:05d}}\n".encode())
+    assert (code, err) == (1, f"bigshuf: 30 shards: '{{:.0e}}' in -o '{target}' cannot number shards; use {{}} or {{:05d}}\n".encode())
     assert not (tmp_path / "pc").exists()
     with pytest.raises(UsageError, match=r"'\{!r:\.1\}' in .* cannot number shards; use \{\} or \{:05d\}$"):
         bigshuf.shuffle(tmp_path / "in.txt", f"{tmp_path}/pc/{{!r:.1}}", shards=30)
     code, _, err = run_cli(["--shards", "30", tmp_path / "in.txt", "-o", tmp_path / "one.txt"])
-    assert code == 1 and b"needs -o to be a directory or a pattern with {}" in err
+    assert code == 1 and b"30 shards need -o to be a directory or a pattern with {}" in err
 
 
 def test_directory_of_jsonl_zst_shards(tmp_path: Path, run_cli: Runner) -> None:

@@ -329,8 +329,8 @@ def shard_names(
             for _, name, spec, conv in Formatter().parse(target) if name is not None
         ]
         if fields:  # a field that gives shards the same name: its format is the fault, not its absence
-            raise UsageError(f"{option('shards')}={shards}: '{fields[0]}' in {option('output')} '{target}' cannot number shards; use {{}} or {{:05d}}")
-        raise UsageError(f"{option('shards')}={shards} needs {option('output')} to be {directory_words} or a pattern with {{}}, like {example}")
+            raise UsageError(f"{shards} shards: '{fields[0]}' in {option('output')} '{target}' cannot number shards; use {{}} or {{:05d}}")
+        raise UsageError(f"{shards} shards need {option('output')} to be {directory_words} or a pattern with {{}}, like {example}")
     return names
 
 
