@@ -512,6 +512,29 @@ def test_an_unwritable_target_is_refused_before_pass_1(tmp_path: Path, case: str
     assert words in proc.stderr
 
 
+@pytest.mark.skipif(not ROOT, reason="chattr needs root")
+@pytest.mark.parametrize("flag", ["+i", "+a"])
+@pytest.mark.parametrize("shards", [None, 3])
+def test_an_immutable_or_append_only_target_is_refused_before_pass_1(tmp_path: Path, flag: str, shards: int | None) -> None:
+    # Found by the issue-11 verification: such a target was reported only at the commit, after the whole shuffle.
+    out = tmp_path / "out"
+    out.mkdir()
+    target = out / ("part-00001.txt" if shards else "out.txt")
+    target.write_bytes(b"old\n")
+    if subprocess.run(["chattr", flag, str(target)], capture_output=True).returncode != 0:
+        pytest.skip("this file system does not take chattr")
+    fifo, writer = _fifo_input(tmp_path)
+    try:
+        proc = cli([str(fifo), "-o", str(out / "part-{:05d}.txt") if shards else str(target),
+                    *(["--shards", str(shards)] if shards else [])], timeout=60)
+    finally:
+        os.close(writer)
+        subprocess.run(["chattr", "-" + flag[1], str(target)], check=True)
+    assert proc.returncode == 1
+    assert proc.stderr == f"bigshuf: {target}: cannot be replaced: Operation not permitted\n".encode()
+    assert target.read_bytes() == b"old\n" and sorted(os.listdir(out)) == [target.name]
+
+
 def test_a_long_output_name_that_fits_is_written(tmp_path: Path) -> None:
     # 250 bytes is a legal name; its temporary name is cut to fit beside it.
     src = write_records(tmp_path / "in.txt", make_records(100, seed=17))

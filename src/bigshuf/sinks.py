@@ -12,7 +12,7 @@ import sys
 from string import Formatter
 from typing import Any, BinaryIO
 
-from .commit import CommitInterrupted, OutputFiles, deferred_signals, name_max
+from .commit import CommitInterrupted, OutputFiles, backup_name, deferred_signals, name_max
 from .errors import OutputError, UsageError, option
 from .fingerprint import Fingerprint, fingerprint
 from .records import array_block, array_bytes
@@ -441,6 +441,27 @@ def check_output_directory(
     for final in finals:
         if os.path.isdir(final):
             raise OutputError(f"{final}: Is a directory")
+    _check_replaceable(finals)
+
+
+def _check_replaceable(finals: list[str]) -> None:
+    """Refuse, before any input is read, an existing target the commit could not replace: one
+    that cannot be hard-linked (immutable or append-only) cannot be kept as a backup either."""
+    probe = OutputFiles()
+    for final in finals:
+        try:
+            if not stat.S_ISREG(os.lstat(final).st_mode):
+                continue
+        except OSError:
+            continue  # a new file
+        backup = backup_name(probe.temp_name(final))
+        try:
+            os.link(final, backup, follow_symlinks=False)
+        except OSError as e:
+            probe.release()
+            raise OutputError(f"{final}: cannot be replaced: {e.strerror}") from None
+        os.unlink(backup)
+    probe.release()
 
 
 #: Shards open at once at most (queued, not yet finished by the writer thread).
