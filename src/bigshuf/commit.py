@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from typing import Any, NoReturn
 
 from .errors import OutputError
-from .safefs import create_exclusive, open_nofollow, sync_directory, sync_file
+from .safefs import create_exclusive, open_nofollow, own_file, sync_directory, sync_file
 
 #: A run id: 12 hex digits, in every name a run gives its files in an output directory.
 _ID = r"[0-9a-f]{12}"
@@ -153,7 +153,7 @@ class OutputFiles:
         for temp in self._temps:
             try:
                 st = os.lstat(temp)
-                if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid():
+                if own_file(st):
                     os.unlink(temp)
             except OSError:
                 pass  # gone already, or not ours to remove
@@ -278,7 +278,7 @@ def _read_journal(path: str) -> list[dict[str, Any]] | None:
     fd = open_nofollow(path)
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_size > MAX_JOURNAL:
+        if not own_file(st) or st.st_size > MAX_JOURNAL:
             return None
         with os.fdopen(os.dup(fd), "rb") as f:
             text = f.read()

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 from .errors import InputError, OutputError, TempSpaceError, option
 from .fingerprint import SCHEME
-from .safefs import create_exclusive, open_nofollow, sync_directory, sync_file
+from .safefs import create_exclusive, open_nofollow, own_file, sync_directory, sync_file
 
 #: Version of the checkpoint's layout and of the record hash behind its fingerprints; a
 #: checkpoint of another is refused (its fingerprints could not be added to this run's).
@@ -86,7 +86,7 @@ class JobLock:
     def _take(self, fd: int, holder: str) -> bool:
         """Lock ``fd``; False if its name was removed or replaced meanwhile (try again)."""
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+        if not own_file(st):
             raise OutputError(f"{self.path}: is not a lock file this user made; remove it")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -374,7 +374,7 @@ def open_output_temp(path: str, at: ResumePoint | None, directory: str) -> int:
         except FileNotFoundError:
             pass
         else:
-            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+            if not own_file(st):
                 kind = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a file this user made"
                 raise OutputError(f"{path}: already exists and is {kind}; remove it")
             os.unlink(path)
@@ -389,7 +389,7 @@ def open_output_temp(path: str, at: ResumePoint | None, directory: str) -> int:
     try:
         st = os.fstat(fd)
         problem = None
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+        if not own_file(st):
             problem = "is not a file this user made"
         elif st.st_size < at.size or (at.finished and st.st_size != at.size):
             problem = f"holds {st.st_size} bytes, the checkpoint says {at.size}"

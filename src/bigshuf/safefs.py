@@ -63,6 +63,12 @@ def make_private_directory(path: str) -> None:
         os.close(fd)
 
 
+def own_file(st: os.stat_result) -> bool:
+    """Whether ``st`` (of ``lstat`` or ``fstat``) is a regular file this user owns: one bigshuf may
+    have made, and so may reuse or remove; a link or another user's file never is."""
+    return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid()
+
+
 def check_private_directory(path: str) -> str | None:
     """Why an existing ``path`` is not a directory this user alone owns and controls, or None if it is."""
     st = os.lstat(path)
