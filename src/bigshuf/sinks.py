@@ -427,41 +427,41 @@ def check_output_directory(
     for final in finals:
         directory, base = os.path.split(final)
         longest[directory] = max(longest.get(directory, 0), len(os.fsencode(base)))
-    for directory, most in longest.items():
-        place = _existing_ancestor(directory)
-        if not os.path.isdir(place):
-            raise OutputError(f"{target}: {place} is not a directory")
-        if place == directory:
-            remove_dead_outputs(directory)
-        probe = OutputFiles()
-        probe.claim(place)  # proves a file can be created there (writable, not read-only)
+    probe = OutputFiles()  # its lock, claimed in each directory, proves a file can be created there
+    try:
+        for directory, most in longest.items():
+            place = _existing_ancestor(directory)
+            if not os.path.isdir(place):
+                raise OutputError(f"{target}: {place} is not a directory")
+            if place == directory:
+                remove_dead_outputs(directory)
+            probe.claim(place)  # writable, not a read-only file system
+            if most > name_max(place):
+                raise OutputError(f"{target}: File name too long")
+        for final in finals:
+            _check_replaceable(final, probe)
+    finally:
         probe.release()
-        if most > name_max(place):
-            raise OutputError(f"{target}: File name too long")
-    for final in finals:
-        if os.path.isdir(final):
-            raise OutputError(f"{final}: Is a directory")
-    _check_replaceable(finals)
 
 
-def _check_replaceable(finals: list[str]) -> None:
-    """Refuse, before any input is read, an existing target the commit could not replace: one
-    that cannot be hard-linked (immutable or append-only) cannot be kept as a backup either."""
-    probe = OutputFiles()
-    for final in finals:
-        try:
-            if not stat.S_ISREG(os.lstat(final).st_mode):
-                continue
-        except OSError:
-            continue  # a new file
-        backup = backup_name(probe.temp_name(final))
-        try:
-            os.link(final, backup, follow_symlinks=False)
-        except OSError as e:
-            probe.release()
-            raise OutputError(f"{final}: cannot be replaced: {e.strerror}") from None
-        os.unlink(backup)
-    probe.release()
+def _check_replaceable(final: str, probe: OutputFiles) -> None:
+    """Refuse, before any input is read, a target the commit could not put in place: a
+    directory, or an existing file that cannot be hard-linked (immutable or append-only), since
+    the commit keeps the old file as a hard-linked backup until the new one is in."""
+    try:
+        st = os.stat(final)
+    except OSError:
+        return  # a new file
+    if stat.S_ISDIR(st.st_mode):
+        raise OutputError(f"{final}: Is a directory")
+    if not stat.S_ISREG(st.st_mode):
+        return
+    backup = backup_name(probe.temp_name(final))
+    try:
+        os.link(final, backup, follow_symlinks=False)
+    except OSError as e:
+        raise OutputError(f"{final}: cannot be replaced: {e.strerror}") from None
+    os.unlink(backup)
 
 
 #: Shards open at once at most (queued, not yet finished by the writer thread).
