@@ -50,3 +50,43 @@ def test_signal_cleans_up_and_sets_the_exit_status(tmp_path: Path, big_input: Pa
     assert list(temp.iterdir()) == []
     assert out.read_bytes() == b"previous content\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt", "t"]
+
+
+def _thread_masks(pid: int) -> dict[int, int]:
+    """Each thread of process ``pid`` and its blocked-signal mask, from /proc."""
+    masks = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/status") as f:
+            blocked = next(line for line in f if line.startswith("SigBlk:"))
+        masks[int(tid)] = int(blocked.split()[1], 16)
+    return masks
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="needs /proc to read each thread's signal mask")
+@pytest.mark.parametrize("args", [[], ["-S", "1M"], ["-n", "3", "-r"]], ids=["memory", "external", "repeat"])
+def test_only_the_main_thread_takes_ctrl_c(args: list[str]) -> None:
+    """A process-directed SIGINT may go to any thread that does not block it. The write-behind
+    thread did not: Python's handler then only set a flag, the main thread stayed blocked
+    reading standard input, and Ctrl-C did nothing until the input ended (about 1 run in 200
+    also died of the signal, silently). Every other thread now blocks SIGINT, SIGTERM and SIGHUP."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bigshuf", "--seed", "1", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while len(masks := _thread_masks(proc.pid)) < 2:  # the writer starts once the run has begun
+            assert proc.poll() is None and time.monotonic() < deadline, "bigshuf never started its writer thread"
+            time.sleep(0.01)
+        workers = {tid: mask for tid, mask in masks.items() if tid != proc.pid}
+        wanted = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+        for tid, mask in workers.items():
+            assert {s for s in wanted if mask & (1 << (s - 1))} == wanted, f"thread {tid} takes signals: {mask:#x}"
+        assert not masks[proc.pid] & (1 << (signal.SIGINT - 1)), "the main thread must take Ctrl-C"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        assert (proc.returncode, out, err) == (130, b"", b"")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()

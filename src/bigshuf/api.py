@@ -28,6 +28,7 @@ from .resume import FORMAT, Job, JobLock, advice, input_identity, load_state, re
 from .sinks import CodecChoice, Output, check_output_directory, line_shard_suffix, shard_paths
 from .sources import FileSource, GeneratedSource, RangeSource, RecordReader, Source, map_whole
 from .tempspace import TempSpace, default_tmp_dir, remove_dead_outputs, remove_dead_runs
+from .threads import signals_held
 from .writeback import WriteBehind
 
 if TYPE_CHECKING:
@@ -560,7 +561,8 @@ def check_permutation(
 
     # The two sides on two threads: NumPy releases the GIL, so a 2-core machine does both at once.
     with ThreadPoolExecutor(2) as pool:
-        got_in, got_out = pool.submit(total, inputs), pool.submit(total, outputs)
+        with signals_held():  # the pool's threads leave Ctrl-C to the main thread
+            got_in, got_out = pool.submit(total, inputs), pool.submit(total, outputs)
         return got_in.result(), got_out.result()
 
 

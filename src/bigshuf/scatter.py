@@ -16,6 +16,7 @@ from .errors import TempSpaceError
 from .safefs import check_private_directory, create_exclusive, open_nofollow, sync_directory, sync_file
 from .records import INT32_LIMIT, RecordFormat, array_bytes, as_binary_array, find_offsets
 from .tempspace import full_disk_hint
+from .threads import signals_held
 from .writeback import WriteBehind
 
 
@@ -232,7 +233,10 @@ class BucketSet:
 
         if files:
             with ThreadPoolExecutor(min(SYNC_THREADS, len(files))) as pool:
-                list(pool.map(sync_one, files))
+                with signals_held():  # the pool's threads leave Ctrl-C to the main thread
+                    syncs = [pool.submit(sync_one, item) for item in files]
+                for done in syncs:
+                    done.result()
         self._dirty.clear()
         if self._created:
             sync_directory(self.directory)

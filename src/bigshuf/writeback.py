@@ -12,6 +12,8 @@ import queue
 import threading
 from collections.abc import Callable
 
+from .threads import signals_held
+
 Write = Callable[[memoryview], object]
 Job = Callable[[], object]
 
@@ -30,7 +32,8 @@ class WriteBehind:
         self._inflight = 0
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._drain, name="bigshuf-writer", daemon=True)
-        self._thread.start()
+        with signals_held():
+            self._thread.start()
 
     def submit(self, write: Write, data: memoryview) -> None:
         """Queue ``write(data)``; blocks while too many bytes are pending."""
