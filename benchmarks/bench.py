@@ -145,7 +145,7 @@ def generate(path: str, corpus: Corpus, size: int) -> None:
 def _digest_lines(block: np.ndarray, ends: np.ndarray) -> int:
     """Sum mod 2**64 of the hash of each line of ``block`` (``ends``: its newline offsets), by
     bigshuf's record hash: a keyed mix of each 8-byte word, so reordered bytes within a line count."""
-    from bigshuf.fingerprint import record_hashes
+    from bigshuf.core.fingerprint import record_hashes
 
     offsets = np.concatenate([[0], ends + 1])
     return int(record_hashes(block, offsets).sum(dtype=np.uint64))

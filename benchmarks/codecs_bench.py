@@ -126,9 +126,8 @@ def time_cli(argv: list[str], src: str) -> tuple[float, float, int]:
 
 
 def member_loop(codec: str, new: Callable[[], object]) -> Opener:
-    """An opener running a library's decompressobj through bigshuf.codecs' strict member loop."""
-    from bigshuf import codecs
-
+    """An opener running a library's decompressobj through bigshuf.storage.codecs' strict member loop."""
+    from bigshuf.storage import codecs
     def opener(raw: BinaryIO) -> Any:
         source = codecs._Counted(raw)
         loop = codecs._MemberLoop(source, codec, new, "zlib")
@@ -151,8 +150,7 @@ def candidates(src: dict[str, str], raw_path: str) -> tuple[list[Row], int]:
     except ImportError:  # only a candidate: pip install zlib-ng for its rows
         zlib_ng = None  # type: ignore[assignment]
 
-    from bigshuf import codecs
-
+    from bigshuf.storage import codecs
     with open(raw_path, "rb") as f:
         data = memoryview(f.read())
     out = src["out"]
@@ -174,14 +172,14 @@ def candidates(src: dict[str, str], raw_path: str) -> tuple[list[Row], int]:
     arrow = "pyarrow CompressedInputStream"
     read("gzip read", f"{arrow}(PythonFile)", gz, lambda r: pa.CompressedInputStream(pa.PythonFile(r, "r"), "gzip"))
     read("gzip read", f"{arrow}(OSFile)", gz, lambda r: pa.CompressedInputStream(pa.OSFile(gz), "gzip"))
-    read("gzip read", "bigshuf.codecs.open_reader (isal decompressobj loop)", gz, lambda r: codecs.open_reader(r, "gzip", gz))
+    read("gzip read", "bigshuf.storage.codecs.open_reader (isal decompressobj loop)", gz, lambda r: codecs.open_reader(r, "gzip", gz))
     if shutil.which("gzip"):
         rows.append(("gzip read", "`gzip -dc` (reference)", lambda: time_cli(["gzip", "-dc"], gz)))
 
     read("zstd read", "zstandard stream_reader", zs, lambda r: zstandard.ZstdDecompressor().stream_reader(r, read_across_frames=True))
     read("zstd read", f"{arrow}(PythonFile)", zs, lambda r: pa.CompressedInputStream(pa.PythonFile(r, "r"), "zstd"))
     read("zstd read", f"{arrow}(OSFile)", zs, lambda r: pa.CompressedInputStream(pa.OSFile(zs), "zstd"))
-    read("zstd read", "bigshuf.codecs.open_reader (decompressobj loop)", zs, lambda r: codecs.open_reader(r, "zstd", zs))
+    read("zstd read", "bigshuf.storage.codecs.open_reader (decompressobj loop)", zs, lambda r: codecs.open_reader(r, "zstd", zs))
     if shutil.which("zstd"):
         rows.append(("zstd read", "`zstd -dc` (reference)", lambda: time_cli(["zstd", "-dc"], zs)))
 
@@ -210,8 +208,8 @@ def candidates(src: dict[str, str], raw_path: str) -> tuple[list[Row], int]:
     write("gzip write isal L1", "isal igzip_threaded, 2 threads", lambda r: isal.igzip_threaded.open(r, "wb", compresslevel=1, threads=2))
     write("gzip write isal L3", "isal igzip_threaded, 2 threads", lambda r: isal.igzip_threaded.open(r, "wb", compresslevel=3, threads=2))
     write("gzip write (arrow's fixed level)", "pyarrow CompressedOutputStream", lambda r: pa.CompressedOutputStream(r, "gzip"))
-    write("gzip write L6 (default)", "bigshuf.codecs.open_writer (isal L3)", lambda r: codecs.open_writer(r, "gzip", None))
-    write("gzip write L1", "bigshuf.codecs.open_writer (isal L1)", lambda r: codecs.open_writer(r, "gzip", 1))
+    write("gzip write L6 (default)", "bigshuf.storage.codecs.open_writer (isal L3)", lambda r: codecs.open_writer(r, "gzip", None))
+    write("gzip write L1", "bigshuf.storage.codecs.open_writer (isal L1)", lambda r: codecs.open_writer(r, "gzip", 1))
 
     for level in (1, 3):
         write(
@@ -225,8 +223,8 @@ def candidates(src: dict[str, str], raw_path: str) -> tuple[list[Row], int]:
             lambda r, lv=level: zstandard.ZstdCompressor(level=lv, threads=2).stream_writer(r, closefd=False),
         )
     write("zstd write (arrow's fixed level)", "pyarrow CompressedOutputStream", lambda r: pa.CompressedOutputStream(r, "zstd"))
-    write("zstd write L3 (default)", "bigshuf.codecs.open_writer (all CPUs)", lambda r: codecs.open_writer(r, "zstd", None))
-    write("zstd write L1", "bigshuf.codecs.open_writer (all CPUs)", lambda r: codecs.open_writer(r, "zstd", 1))
+    write("zstd write L3 (default)", "bigshuf.storage.codecs.open_writer (all CPUs)", lambda r: codecs.open_writer(r, "zstd", None))
+    write("zstd write L1", "bigshuf.storage.codecs.open_writer (all CPUs)", lambda r: codecs.open_writer(r, "zstd", 1))
     if shutil.which("zstd"):
         rows.append(("zstd write L3", "`zstd -3` (reference)", lambda: time_cli(["zstd", "-3", "-c"], raw_path)))
         rows.append(("zstd write L3", "`zstd -3 -T2` (reference)", lambda: time_cli(["zstd", "-3", "-T2", "-c"], raw_path)))
@@ -234,23 +232,22 @@ def candidates(src: dict[str, str], raw_path: str) -> tuple[list[Row], int]:
 
 
 def slow_codecs(src: dict[str, str], raw_path: str) -> list[Row]:
-    """bzip2 and xz through bigshuf.codecs (stdlib underneath) and their CLIs, on the small corpus."""
-    from bigshuf import codecs
-
+    """bzip2 and xz through bigshuf.storage.codecs (stdlib underneath) and their CLIs, on the small corpus."""
+    from bigshuf.storage import codecs
     with open(raw_path, "rb") as f:
         data = memoryview(f.read())
     rows: list[Row] = []
     for codec, tool, levels in (("bzip2", "bzip2", (1, 9)), ("xz", "xz", (1, 6))):
         path = src[codec]
         reader = lambda c=codec, p=path: time_read(lambda r: codecs.open_reader(r, c, p), p)  # noqa: E731
-        rows.append((f"{codec} read", "bigshuf.codecs.open_reader", reader))
+        rows.append((f"{codec} read", "bigshuf.storage.codecs.open_reader", reader))
         if shutil.which(tool):
             rows.append((f"{codec} read", f"`{tool} -dc` (reference)", lambda t=tool, p=path: time_cli([t, "-dc"], p)))
         for level in levels:
             rows.append(
                 (
                     f"{codec} write L{level}",
-                    "bigshuf.codecs.open_writer",
+                    "bigshuf.storage.codecs.open_writer",
                     lambda c=codec, lv=level: time_write(lambda r: codecs.open_writer(r, c, lv), data, src["out"]),
                 )
             )
@@ -284,8 +281,7 @@ def main() -> None:
     args = parser.parse_args()
     import zstandard
 
-    from bigshuf import codecs
-
+    from bigshuf.storage import codecs
     scratch = tempfile.mkdtemp(prefix="bigshuf-codecs-", dir=args.scratch)
     try:
         big, small = os.path.join(scratch, "corpus"), os.path.join(scratch, "small")

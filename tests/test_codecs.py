@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bigshuf import codecs
+from bigshuf.storage import codecs
 from bigshuf.errors import InputError, UsageError
 
 from helpers import compress, decompress, run_peak
@@ -173,7 +173,7 @@ def test_parse_compress_rejects(spec: str) -> None:
 
 
 def test_import_leaves_optional_libraries_unloaded() -> None:
-    code = "import sys, bigshuf.codecs; print(sorted(m for m in ('zstandard', 'isal', 'zlib_ng') if m in sys.modules))"
+    code = "import sys, bigshuf.storage.codecs; print(sorted(m for m in ('zstandard', 'isal', 'zlib_ng') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

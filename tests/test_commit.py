@@ -27,7 +27,7 @@ import bigshuf
 
 ROOT = os.geteuid() == 0
 
-#: The test hook of bigshuf.commit: end the run by a signal at the K-th step of putting outputs in place.
+#: The test hook of bigshuf.storage.commit: end the run by a signal at the K-th step of putting outputs in place.
 KILL_AT = "BIGSHUF_TEST_KILL_AT"
 
 
@@ -105,7 +105,7 @@ def test_sigkill_at_every_commit_step_leaves_old_or_new_shards(tmp_path: Path) -
             break
         assert proc.returncode == -signal.SIGKILL, proc.stderr
         # Whatever the step, the next run touching the directory finds the old or the new files.
-        bigshuf.tempspace.remove_dead_outputs(str(out))
+        bigshuf.storage.tempspace.remove_dead_outputs(str(out))
         now = snapshot(out)
         assert now in (old, new), f"step {step}: {sorted(now)}"
         assert dot_files(out) == [], f"step {step}"
@@ -240,7 +240,7 @@ def test_a_journal_cut_short_by_a_kill_is_removed_with_the_temporary_files(tmp_p
     (out / "part-00000.txt").write_bytes(b"old\n")
     (out / ".part-00000.txt.0123456789ab-0.bigshuf-tmp").write_bytes(b"new\n")
     (out / ".bigshuf-0123456789ab.commit").write_bytes(b'{"bigshuf_commit": 1, "files": [{"temp": "/x/.p')
-    bigshuf.tempspace.remove_dead_outputs(str(out))
+    bigshuf.storage.tempspace.remove_dead_outputs(str(out))
     assert snapshot(out) == {"part-00000.txt": b"old\n"} and dot_files(out) == []
 
 
@@ -252,7 +252,7 @@ def test_an_interrupted_commit_whose_new_file_vanished_is_undone(tmp_path: Path)
     temps = [n for n in dot_files(out) if n.endswith(".bigshuf-tmp")]
     assert len(temps) == 2
     os.unlink(out / temps[0])
-    bigshuf.tempspace.remove_dead_outputs(str(out))
+    bigshuf.storage.tempspace.remove_dead_outputs(str(out))
     assert snapshot(out) == old
     assert dot_files(out) == []
 
@@ -265,7 +265,7 @@ def test_a_journal_not_written_by_bigshuf_is_left_alone(tmp_path: Path) -> None:
     journal = out / ".bigshuf-0123456789ab.commit"
     journal.write_text(f'{{"bigshuf_commit": 1, "files": [{{"temp": "{victim}", "final": "{out}/x", '
                        f'"backup": "{victim}.old", "ino": {victim.stat().st_ino}}}]}}')
-    bigshuf.tempspace.remove_dead_outputs(str(out))
+    bigshuf.storage.tempspace.remove_dead_outputs(str(out))
     assert victim.read_bytes() == b"keep me\n" and journal.exists() and not (out / "x").exists()
 
 
@@ -311,7 +311,7 @@ def test_a_symlink_planted_at_the_temporary_name_is_never_followed(
     victim.write_bytes(b"precious\n")
     os.chmod(victim, 0o600)
     run_id = "abcdefabcdef"
-    monkeypatch.setattr("bigshuf.commit.new_run_id", lambda: run_id)
+    monkeypatch.setattr("bigshuf.storage.commit.new_run_id", lambda: run_id)
     planted = shared / f".out.txt.{run_id}.bigshuf-tmp"
     as_nobody(lambda: os.symlink(victim, planted))
     src = write_records(tmp_path / "in.txt", make_records(100, seed=9))
@@ -363,7 +363,7 @@ def test_a_symlink_leftover_pointing_at_a_file_is_not_followed(tmp_path: Path) -
     os.symlink(victim, link)
     old = time.time() - 3600
     os.utime(victim, (old, old))
-    bigshuf.tempspace.remove_dead_outputs(str(dd))
+    bigshuf.storage.tempspace.remove_dead_outputs(str(dd))
     assert victim.read_bytes() == b"keep\n" and os.path.islink(link)
 
 
@@ -384,8 +384,8 @@ def test_another_users_leftovers_are_left_alone(open_dir: Path) -> None:
         (run_dir / "lock").write_bytes(b"")
 
     as_nobody(plant)
-    bigshuf.tempspace.remove_dead_outputs(str(dd))
-    assert bigshuf.tempspace.remove_dead_runs(str(dd)) == []
+    bigshuf.storage.tempspace.remove_dead_outputs(str(dd))
+    assert bigshuf.storage.tempspace.remove_dead_runs(str(dd)) == []
     assert theirs.exists() and legacy.exists() and run_dir.exists()
 
 
@@ -397,7 +397,7 @@ def test_a_symlink_named_like_a_run_directory_is_not_followed(tmp_path: Path) ->
     parent = tmp_path / "t"
     parent.mkdir()
     os.symlink(elsewhere, parent / "bigshuf-0123456789ab")
-    assert bigshuf.tempspace.remove_dead_runs(str(parent)) == []
+    assert bigshuf.storage.tempspace.remove_dead_runs(str(parent)) == []
     assert (elsewhere / "data").read_bytes() == b"keep\n"
 
 
@@ -571,7 +571,7 @@ def test_a_failed_sharded_run_removes_the_directories_it_made(tmp_path: Path, mo
         raise bigshuf.OutputError("write error: No space left on device")
 
     # The shards' directories exist by the time anything is written; the write then fails.
-    monkeypatch.setattr(bigshuf.sinks.AtomicFileSink, "write", full)
+    monkeypatch.setattr(bigshuf.storage.sinks.AtomicFileSink, "write", full)
     with pytest.raises(bigshuf.OutputError, match="No space left"):
         bigshuf.shuffle(src, str(tmp_path / "new" / "deeper") + "/", shards=4, tmp_dir=tmp_path)
     with pytest.raises(bigshuf.OutputError, match="No space left"):
@@ -618,8 +618,7 @@ def test_two_shards_that_name_one_file_are_refused_before_reading(tmp_path: Path
 def test_a_signal_just_after_a_shard_file_is_created_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Found by the issue-11 verification: SIGINT/SIGTERM while shards were being opened left a
     # 0-byte temporary shard now and then, created but not yet known to the run's cleanup.
-    from bigshuf import sinks
-
+    from bigshuf.storage import sinks
     src = write_records(tmp_path / "in.txt", make_records(2000, seed=19))
     out = tmp_path / "out"
     created = 0

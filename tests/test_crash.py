@@ -17,7 +17,7 @@ import pytest
 
 from helpers import write_short_lines
 
-from bigshuf.tempspace import LOCK_NAME, remove_dead_runs
+from bigshuf.storage.tempspace import LOCK_NAME, remove_dead_runs
 
 
 @pytest.fixture(scope="module")

@@ -22,8 +22,7 @@ from typing import Any
 
 import pytest
 
-from bigshuf import dask_engine
-
+from bigshuf.engines import dask as dask_engine
 from helpers import assert_permutation, compress, decompress, make_records, split_records, write_records
 from test_uniformity import assert_uniform, records_of
 
@@ -331,8 +330,7 @@ def test_s3_inputs_temp_and_output(cluster: str, bucket: Any, tmp_path: Path) ->
 def _stall_writes(flags: str) -> None:
     """In a worker: make every object write drop a flag naming this process, then wait for
     ``flags/release`` (at most 60 s) half-way through its data."""
-    from bigshuf import remote
-
+    from bigshuf.storage import remote
     real = remote.write_whole
 
     def stalled(name: str, write: Any) -> None:

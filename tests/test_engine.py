@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 import bigshuf
-from bigshuf import plan
-
+from bigshuf.core import plan
 from helpers import assert_permutation, make_records, split_records, temp_leftovers, write_records
 
 

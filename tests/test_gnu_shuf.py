@@ -588,7 +588,8 @@ def test_seeded_samples_of_ranges_that_worked_before_are_unchanged(run_cli):
 def test_distinct_draws_of_a_wide_range_are_uniform():
     """The sampler for ranges past int64 gives distinct numbers, each number and each position
     equally likely (chi-square over 4000 samples of 5 of the top 10 numbers below 2**64)."""
-    from bigshuf.api import _distinct_draws, rng_for
+    from bigshuf.api import _distinct_draws
+    from bigshuf.core.streams import rng_for
 
     lo, hi, n = SIZE_MAX - 9, SIZE_MAX, 5
     counts = np.zeros((n, 10))

@@ -12,8 +12,8 @@ import pytest
 
 import bigshuf
 from bigshuf.progress import Progress
-from bigshuf.records import RecordFormat
-from bigshuf.sources import FileSource, RecordReader
+from bigshuf.formats.lines import RecordFormat
+from bigshuf.storage.sources import FileSource, RecordReader
 
 from helpers import assert_permutation, make_records, write_records
 

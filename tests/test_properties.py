@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import bigshuf
-from bigshuf import plan
-from bigshuf.codecs import SNIFF_BYTES, detect
+from bigshuf.core import plan
+from bigshuf.storage.codecs import SNIFF_BYTES, detect
 
 byte_records = st.lists(
     st.one_of(

@@ -13,10 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 
 import bigshuf
-from bigshuf import plan
+from bigshuf.core import plan
 from bigshuf.errors import InputError, OutputError, TempSpaceError, UsageError
-from bigshuf.rowhash import row_fingerprint
-from bigshuf.tables import TableBuckets
+from bigshuf.formats.rowhash import row_fingerprint
+from bigshuf.formats.tables import TableBuckets
 
 from helpers import temp_leftovers
 from test_uniformity import assert_uniform

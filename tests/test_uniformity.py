@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 
 import bigshuf
-from bigshuf import plan
-
+from bigshuf.core import plan
 from helpers import split_records, write_records
 
 ALPHA = 1e-4

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import bigshuf
-import bigshuf.gather
-from bigshuf.fingerprint import fingerprint
-from bigshuf.records import RecordFormat, find_offsets
+import bigshuf.core.gather
+from bigshuf.core.fingerprint import fingerprint
+from bigshuf.formats.lines import RecordFormat, find_offsets
 
 from helpers import make_records, write_records
 
@@ -58,7 +58,7 @@ def test_fingerprint_tells_reordered_bytes_apart() -> None:
 
 
 def test_record_hash_is_the_same_wherever_the_record_lies(monkeypatch: pytest.MonkeyPatch) -> None:
-    import bigshuf.fingerprint as fingerprint_module
+    import bigshuf.core.fingerprint as fingerprint_module
 
     records = make_records(300, seed=12, max_len=3000) + [b"", b"y" * 20000]
     alone = [fp_of([r]) for r in records]  # each record at the end of its own block
@@ -72,7 +72,7 @@ def test_record_hash_is_the_same_wherever_the_record_lies(monkeypatch: pytest.Mo
 def test_row_fingerprint_tells_reordered_bytes_apart() -> None:
     import pyarrow as pa
 
-    from bigshuf.rowhash import row_fingerprint
+    from bigshuf.formats.rowhash import row_fingerprint
 
     for a, b in [("1221", "2112"), ("abba", "baab")]:
         for kind in (pa.string(), pa.large_binary()):
@@ -119,12 +119,12 @@ def test_verify_catches_a_lost_record_and_keeps_the_target(tmp_path: Path, monke
     src = write_records(tmp_path / "in", make_records(500, seed=3))
     target = tmp_path / "out"
     target.write_bytes(b"old\n")
-    real = bigshuf.gather.emit_in_order
+    real = bigshuf.core.gather.emit_in_order
 
     def lossy(arr, order, emit, per_chunk):  # a gather bug that drops the first record
         real(arr, order[1:], emit, per_chunk)
 
-    monkeypatch.setattr(bigshuf.gather, "emit_in_order", lossy)
+    monkeypatch.setattr(bigshuf.core.gather, "emit_in_order", lossy)
     with pytest.raises(bigshuf.OutputError, match="verification failed"):
         bigshuf.shuffle(src, target, seed=1, verify=True)
     assert target.read_bytes() == b"old\n"
@@ -164,10 +164,10 @@ def test_check_permutation_command(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("compress_temp", [False, True])
 def test_a_corrupt_bucket_is_an_error_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compress_temp: bool) -> None:
-    import bigshuf.scatter
+    import bigshuf.core.scatter
 
     src = write_records(tmp_path / "in", make_records(3000, seed=7))
-    real_close = bigshuf.scatter.BucketSet.close
+    real_close = bigshuf.core.scatter.BucketSet.close
 
     def close_then_damage(self):  # flip one byte of bucket 0 once pass 1 has written it
         real_close(self)
@@ -184,7 +184,7 @@ def test_a_corrupt_bucket_is_an_error_naming_it(tmp_path: Path, monkeypatch: pyt
                 f.seek(size // 2)
                 f.write(b"\xff" * 16)
 
-    monkeypatch.setattr(bigshuf.scatter.BucketSet, "close", close_then_damage)
+    monkeypatch.setattr(bigshuf.core.scatter.BucketSet, "close", close_then_damage)
     target = tmp_path / "out"
     with pytest.raises(bigshuf.BigShufError, match="bucket-00000"):
         bigshuf.shuffle(src, target, memory="16K", seed=1, tmp_dir=tmp_path, compress_temp=compress_temp)

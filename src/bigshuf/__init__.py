@@ -30,7 +30,7 @@ _FROM_API = ("ShuffleStats", "check_permutation", "shuffle", "shuffle_range")
 
 def __getattr__(name: str) -> Any:
     """The library's functions, imported from ``bigshuf.api`` when first asked for, and its
-    modules (``bigshuf.progress``, ``bigshuf.sources``...) as ``import bigshuf`` once gave them."""
+    modules (``bigshuf.progress``, ``bigshuf.storage.sources``...) as ``import bigshuf`` once gave them."""
     if name in _FROM_API:
         from . import api
 

@@ -17,19 +17,20 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from . import plan
+from .core import plan, streams
+from .core.streams import rng_for, seed_entropy
 from .errors import InputError, TempSpaceError, UsageError, option
-from .fingerprint import Fingerprint, fingerprint
-from .gather import sample_with_replacement, shuffle_block
+from .core.fingerprint import Fingerprint, fingerprint
+from .core.gather import sample_with_replacement, shuffle_block
 from .progress import IN_MEMORY, Progress, scatter_phase, shuffle_phase
-from .records import RecordFormat, find_offsets
-from .scatter import BucketSet, iter_pieces, scatter_piece
-from .resume import FORMAT, Job, JobLock, advice, input_identity, load_state, refusal, save_state, validate_state
-from .sinks import CodecChoice, Output, check_output_directory, line_shard_suffix, shard_paths
-from .sources import FileSource, GeneratedSource, RangeSource, RecordReader, Source, map_whole
-from .tempspace import TempSpace, default_tmp_dir, remove_dead_outputs, remove_dead_runs
-from .threads import signals_held
-from .writeback import WriteBehind
+from .formats.lines import RecordFormat, find_offsets
+from .core.scatter import BucketSet, iter_pieces, scatter_piece
+from .core.resume import FORMAT, Job, JobLock, advice, input_identity, load_state, refusal, save_state, validate_state
+from .storage.sinks import CodecChoice, Output, check_output_directory, line_shard_suffix, shard_paths
+from .storage.sources import FileSource, GeneratedSource, RangeSource, RecordReader, Source, map_whole
+from .storage.tempspace import TempSpace, default_tmp_dir, remove_dead_outputs, remove_dead_runs
+from .storage.threads import signals_held
+from .storage.writeback import WriteBehind
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -64,36 +65,6 @@ class Options:
     compress_temp: bool = False
     verify: bool = False
     resume_key: str | None = None
-
-
-def seed_entropy(seed: int | None = None, random_source: PathLike | None = None) -> int:
-    """The root entropy of a run: ``seed``, or a hash of the first 4 KiB of ``random_source``, or fresh OS randomness."""
-    if seed is not None and random_source is not None:
-        raise UsageError(f"{option('seed')} and {option('random_source')} cannot be combined")
-    if seed is not None:
-        if seed < 0:
-            raise UsageError(f"invalid seed: '{seed}'")
-        return int(seed)
-    if random_source is not None:
-        name = os.fspath(random_source)
-        try:
-            with open(name, "rb") as f:
-                data = f.read(4096)
-        except OSError as e:
-            raise InputError(f"{name}: {e.strerror}") from None
-        if not data:
-            raise InputError(f"'{name}': end of file")
-        return int.from_bytes(hashlib.sha256(data).digest(), "little")
-    return int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]
-
-
-def rng_for(entropy: int, key: tuple[int, ...]) -> np.random.Generator:
-    """An independent PCG64 stream for one step of the run (a block, a bucket), named by ``key``.
-
-    Streams are keyed by position, not by order of use, so a step gives the same draws
-    whichever thread or worker runs it.
-    """
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy, spawn_key=key)))
 
 
 def resolve_memory(memory: int | str | None) -> int:
@@ -170,7 +141,7 @@ def _input_list(inputs: object) -> list[str | Source]:
     if isinstance(inputs, (bytes, bytearray, memoryview)):
         raise UsageError(
             f"inputs must be paths or Source objects, not {_describe(inputs)}: decode a bytes path with "
-            "os.fsdecode(); wrap records in memory in bigshuf.sources.BytesSource"
+            "os.fsdecode(); wrap records in memory in bigshuf.storage.sources.BytesSource"
         )
     if isinstance(inputs, (str, os.PathLike)) or _is_source(inputs):
         items: list[object] = [inputs]
@@ -266,7 +237,7 @@ def shuffle(
         raise UsageError(
             f"{option('shards')} needs {option('head_count')} with {option('repeat')} (shards split a known number of records)"
         )
-    from .kinds import expand_directories, is_table_input, refuse_terminal, suffix_kind
+    from .formats.detect import expand_directories, is_table_input, refuse_terminal, suffix_kind
 
     expanded = _open_urls([part for s in items for part in (expand_directories([s]) if isinstance(s, str) else [s])])
     sources: list[Source] = [FileSource(s) if isinstance(s, (str, os.PathLike)) else s for s in expanded]
@@ -340,7 +311,7 @@ def shuffle(
 def _open_urls(inputs: list[PathLike | Source]) -> list[PathLike | Source]:
     """``inputs`` with every URL (``s3://...``, ``https://...``; globs expanded) that is not also a
     local path made a source read through fsspec."""
-    from .remote import is_url, url_sources
+    from .storage.remote import is_url, url_sources
 
     out: list[PathLike | Source] = []
     for item in inputs:
@@ -357,8 +328,8 @@ def _shuffle_tables(
     output_format: str | None, **settings: Any,
 ) -> ShuffleStats:
     """Shuffle the rows of Parquet / Arrow / JSON Lines inputs into a table output (see ``shuffle``)."""
-    from .kinds import output_kind, refuse_terminal
-    from .tables import TableJob, open_inputs, parse_schema, resolve_codec, shuffle_tables
+    from .formats.detect import output_kind, refuse_terminal
+    from .formats.tables import TableJob, open_inputs, parse_schema, resolve_codec, shuffle_tables
 
     inputs = open_inputs(paths, parse_schema(schema) if schema is not None else None)
     kind = output_kind(target, inputs[0].kind, output_format)
@@ -384,7 +355,7 @@ def _resume_key(opts: Options, sources: list[Source], output: str) -> str:
 def _parse_compress(spec: str | None) -> CodecChoice | None:
     if spec is None:
         return None
-    from .codecs import parse_compress
+    from .storage.codecs import parse_compress
 
     return parse_compress(spec)
 
@@ -421,7 +392,7 @@ def shuffle_range(lo: int, hi: int, output: PathLike | None = None, **options: A
         return shuffle(RangeSource(lo, hi, sep), output, **options)
     assert head_count is not None
     entropy = seed_entropy(options.get("seed"), options.get("random_source"))
-    rng = rng_for(entropy, (4,))
+    rng = rng_for(entropy, streams.RANGE_DRAWS)
     # Ranges that reach past int64 draw unsigned 64-bit numbers; the others draw as they always
     # have, so their seeded outputs stay the same.
     wide = hi > _INT64_MAX
@@ -484,7 +455,7 @@ def _check_range_fits(lo: int, hi: int, head_count: int | None, limit: int, opti
         return
     kept = count if head_count is None else min(count, head_count)
     need = kept // 8 if options.get("compress_temp") else nbytes * kept // count
-    from .tempspace import default_tmp_dir
+    from .storage.tempspace import default_tmp_dir
 
     parent = _optional_path("tmp_dir", options.get("tmp_dir")) or default_tmp_dir()
     try:
@@ -536,7 +507,7 @@ def check_permutation(
     Compressed files are read as such; ``header`` records are set aside as ``shuffle`` does
     (no file's first ``header`` records are counted).
     """
-    from .kinds import expand_directories, is_table_input
+    from .formats.detect import expand_directories, is_table_input
 
     inputs = expand_directories(_path_list("inputs", inputs))
     outputs = expand_directories(_path_list("outputs", outputs))
@@ -696,7 +667,7 @@ class Run:
             if self.resume_name is not None:
                 self.resume_space = temp
                 self._load_checkpoint(temp.path, sources)
-            self._external(everything, whole, per_record, temp, (), 0, exact=total is not None)
+            self._external(everything, whole, per_record, temp, streams.TOP, 0, exact=total is not None)
 
     def _rename_phase(self, name: str, total: int | None, reader: RecordReader) -> None:
         """Go on with the input's bar under ``name`` (the run took the other path, or it was not named
@@ -757,7 +728,7 @@ class Run:
         save_state(self.state_dir, self.state)
 
     def _in_memory(self, block: np.ndarray, offsets: np.ndarray) -> None:
-        rng = rng_for(self.opts.entropy, (0,))
+        rng = rng_for(self.opts.entropy, streams.IN_MEMORY)
         n = len(offsets) - 1
         if self.opts.repeat:
             if n == 0:
@@ -800,7 +771,7 @@ class Run:
             free = shutil.disk_usage(temp.path).free
             k = plan.bucket_count(free, int(free / per_record), self.limit, max_buckets=1024)
         self.buckets += k
-        directory = os.path.join(temp.path, "-".join(map(str, key)) or "top")
+        directory = os.path.join(temp.path, streams.name(key))
         resuming = depth == 0 and "k" in self.state
         if resuming and self.state["k"] != k:
             raise refusal(temp.path, f"made with {self.state['k']} buckets, not {k}")
@@ -851,7 +822,7 @@ class Run:
                 if seen == done and scattered != self.state["bytes_done"]:
                     raise refusal(self.state_dir, f"counts {self.state['bytes_done']} bytes in {done} blocks, the inputs hold {scattered}")
                 continue  # scattered before the interruption
-            rng = rng_for(self.opts.entropy, key + (1, index))
+            rng = rng_for(self.opts.entropy, streams.scatter(key, index))
             for piece, offsets in iter_pieces(block, self.opts.fmt, self.piece, plan.piece_records(self.limit)):
                 if self.opts.verify and depth == 0:
                     self.read_fingerprint += fingerprint(piece, offsets)
@@ -902,7 +873,7 @@ class Run:
                     buf = np.empty(max(fitting), np.uint8)
                 view = buckets.read_into(j, buf)
                 offsets = find_offsets(view, self.opts.fmt)
-                rng = rng_for(self.opts.entropy, key + (2, j))
+                rng = rng_for(self.opts.entropy, streams.bucket(key, j))
                 self.records += shuffle_block(view, offsets, rng, self.emit, head=left, chunk_bytes=self.piece)
                 del view, offsets
                 self.progress.update(size)
@@ -911,7 +882,7 @@ class Run:
                 buckets.check_file(j)
                 sub = RecordReader([FileSource(buckets.path(j))], self.opts.fmt, Progress())
                 self._external(
-                    sub.blocks(plan.read_capacity(self.limit), option("memory")), size, size / count, temp, key + (3, j), depth + 1
+                    sub.blocks(plan.read_capacity(self.limit), option("memory")), size, size / count, temp, streams.sublevel(key, j), depth + 1
                 )
                 self.progress.start(name, int(buckets.sizes[j + 1 : keep].sum()))
             if checkpoints:

@@ -378,7 +378,7 @@ def _write_stdout(text: str) -> None:
 def _execute(args: argparse.Namespace) -> int:
     """Do what the parsed command line asks."""
     from .api import shuffle, shuffle_range
-    from .sources import BytesSource
+    from .storage.sources import BytesSource
 
     if args.help:
         _write_stdout(HELP)
@@ -458,7 +458,7 @@ def _choose_arrow_pool(inputs: list[str], args: argparse.Namespace) -> None:
     runs before), and C++ readers and writers ignore ``pyarrow.set_memory_pool``. pyarrow's Linux
     wheels include jemalloc; elsewhere asking for it prints a warning.
     """
-    from .kinds import is_table_input, suffix_kind
+    from .formats.detect import is_table_input, suffix_kind
 
     tables = args.output_format is not None or suffix_kind(args.output or "-") in ("parquet", "arrow")
     if sys.platform.startswith("linux") and (tables or any(is_table_input(p) for p in inputs)):
@@ -479,13 +479,13 @@ def _dask(args: argparse.Namespace, inputs: list[str]) -> int:
     for flag, used in unsupported:
         if used:
             raise UsageError(f"--engine=dask does not support {flag}")
-    from .kinds import expand_directories, is_table_input, suffix_kind
+    from .formats.detect import expand_directories, is_table_input, suffix_kind
 
     inputs = expand_directories(inputs)
     for name in [*inputs, args.output or "-"]:
         if is_table_input(name) or suffix_kind(name) in ("parquet", "arrow"):
             raise UsageError(f"{name}: --engine=dask shuffles lines; shuffle Parquet and Arrow data with the local engine")
-    from .dask_engine import shuffle as dask_shuffle
+    from .engines.dask import shuffle as dask_shuffle
 
     progress = make_progress(args.progress)
     stats = dask_shuffle(

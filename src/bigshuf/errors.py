@@ -32,7 +32,7 @@ OPTION_SPELLINGS: dict[str, tuple[str, str]] = {
     "schema": ("--schema", "schema="),
     "output_format": ("--output-format", "output_format="),
     "check_permutation": ("--check-permutation", "check_permutation()"),
-    "dask": ("--engine=dask", "bigshuf.dask_engine.shuffle()"),
+    "dask": ("--engine=dask", "bigshuf.engines.dask.shuffle()"),
     "scheduler": ("--scheduler", "scheduler="),
     "temp_url": ("--temp-url", "temp_url="),
 }

@@ -101,7 +101,7 @@ def make_progress(show: bool | None) -> Progress:
 
 def summary(stats: ShuffleStats) -> str:
     """One line saying what a run did: records, bytes, passes, time and rate."""
-    from .plan import format_size
+    from .core.plan import format_size
 
     rate = stats.bytes / stats.seconds if stats.seconds > 0 else 0.0
     passes = "1 pass" if stats.passes == 1 else f"{stats.passes} passes"

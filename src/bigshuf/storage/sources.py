@@ -11,10 +11,10 @@ from typing import BinaryIO, NoReturn, Protocol
 
 import numpy as np
 
-from .errors import InputError, option
+from ..errors import InputError, option
 from .codecs import Replay
-from .progress import Progress
-from .records import RecordFormat, count_separators
+from ..progress import Progress
+from ..formats.lines import RecordFormat, count_separators
 
 
 class Source(Protocol):

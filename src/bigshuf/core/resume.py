@@ -21,9 +21,9 @@ import stat
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from .errors import InputError, OutputError, TempSpaceError, option
+from ..errors import InputError, OutputError, TempSpaceError, option
 from .fingerprint import SCHEME
-from .safefs import create_exclusive, open_nofollow, own_file, sync_directory, sync_file
+from ..storage.safefs import create_exclusive, open_nofollow, own_file, sync_directory, sync_file
 
 #: Version of the checkpoint's layout and of the record hash behind its fingerprints; a
 #: checkpoint of another is refused (its fingerprints could not be added to this run's).

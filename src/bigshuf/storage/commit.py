@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
-from .errors import OutputError
+from ..errors import OutputError
 from .safefs import create_exclusive, open_nofollow, own_file, sync_directory, sync_file
 
 #: A run id: 12 hex digits, in every name a run gives its files in an output directory.

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import stat
 
-from .errors import InputError, UsageError, option
+from ..errors import InputError, UsageError, option
 
 #: File kinds by suffix; ``jsonl`` may also carry a compression suffix (``.jsonl.zst``).
 TABLE_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".arrow": "arrow", ".feather": "arrow", ".ipc": "arrow"}
@@ -47,7 +47,7 @@ def sniff_kind(path: str, strict: bool = False) -> str | None:
 
 def suffix_kind(path: str) -> str | None:
     """``parquet``, ``arrow`` or ``jsonl`` by the name's suffix (a compression suffix after ``.jsonl`` allowed)."""
-    from .codecs import CODECS, codec_for_suffix
+    from ..storage.codecs import CODECS, codec_for_suffix
 
     lower = path.lower()
     for suffix, kind in TABLE_SUFFIXES.items():
@@ -73,7 +73,7 @@ def is_table_input(path: str) -> bool:
 
 def data_kind(name: str) -> str | None:
     """``table`` or ``lines`` by a file name's suffix (line files may add a compression suffix), else None."""
-    from .codecs import CODECS, codec_for_suffix
+    from ..storage.codecs import CODECS, codec_for_suffix
 
     lower = name.lower()
     if lower.endswith(tuple(TABLE_SUFFIXES)):

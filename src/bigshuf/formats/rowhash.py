@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .errors import UsageError, option
-from .fingerprint import GOLD, Fingerprint, mix, record_hashes, word_keys
-from .records import array_block, list_spans
+from ..errors import UsageError, option
+from ..core.fingerprint import GOLD, Fingerprint, mix, record_hashes, word_keys
+from .lines import array_block, list_spans
 
 _NULL = np.uint64(0x6A09E667F3BCC908)
 

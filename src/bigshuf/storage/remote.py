@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from .errors import BigShufError, InputError, OutputError, UsageError, option
+from ..errors import BigShufError, InputError, OutputError, UsageError, option
 
 #: Protocols whose stores publish an object only when its upload completes, so a plain write
 #: is already all-or-nothing; elsewhere objects are written under a temporary name and moved.
@@ -255,7 +255,7 @@ def url_sources(names: list[str]) -> list[URLSource]:
             f"{names[0]}: reading URLs needs fsspec: pip install 'bigshuf[dask]' (or fsspec and the "
             "protocol's package, such as s3fs)"
         ) from None
-    from .kinds import suffix_kind
+    from ..formats.detect import suffix_kind
 
     try:
         found = expand_inputs(names)

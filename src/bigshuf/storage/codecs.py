@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from .errors import BigShufError, InputError, OutputError, UsageError, option
+from ..errors import BigShufError, InputError, OutputError, UsageError, option
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import math
 import os
 import re
 
-from .errors import UsageError, option
+from ..errors import UsageError, option
 
 #: Default ``-S``: half of physical memory, as a percentage like GNU sort accepts.
 DEFAULT_MEMORY = "50%"

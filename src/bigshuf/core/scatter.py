@@ -12,12 +12,12 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .errors import TempSpaceError
-from .safefs import check_private_directory, create_exclusive, open_nofollow, sync_directory, sync_file
-from .records import INT32_LIMIT, RecordFormat, array_bytes, as_binary_array, find_offsets
-from .tempspace import full_disk_hint
-from .threads import signals_held
-from .writeback import WriteBehind
+from ..errors import TempSpaceError
+from ..storage.safefs import check_private_directory, create_exclusive, open_nofollow, sync_directory, sync_file
+from ..formats.lines import INT32_LIMIT, RecordFormat, array_bytes, as_binary_array, find_offsets
+from ..storage.tempspace import full_disk_hint
+from ..storage.threads import signals_held
+from ..storage.writeback import WriteBehind
 
 
 #: Threads fsyncing buckets before a --resume checkpoint (see ``BucketSet.sync``).
@@ -274,7 +274,7 @@ class BucketSet:
             with open(open_nofollow(self.path(j)), "rb", buffering=0) as raw:
                 stream: Any = raw
                 if self.compress:
-                    from .codecs import open_reader
+                    from ..storage.codecs import open_reader
 
                     stream = open_reader(raw, "zstd", self.path(j))
                 got = 0
@@ -304,7 +304,7 @@ class BucketSet:
         with open(open_nofollow(self.path(j)), "rb", buffering=0) as raw:
             stream: Any = raw
             if self.compress:
-                from .codecs import open_reader
+                from ..storage.codecs import open_reader
 
                 stream = open_reader(raw, "zstd", self.path(j))
             while chunk := stream.read(1 << 20):

@@ -2,11 +2,11 @@
 
 Pass 1 is one task per input byte range (a range owns the records that start inside it;
 a compressed input is one task of several blocks): it draws every record's bucket with the
-stream ``rng_for(entropy, (1, file, range, block))`` and writes one temporary object holding
+stream ``rng_for(entropy, streams.scatter(TOP, file, range, block))`` and writes one temporary object holding
 its part of every bucket, bucket after bucket; it returns that object's index (byte bounds
 and record counts per bucket). Pass 2 is one task per output shard (or per bucket for a
 single output file): it loads the buckets it overlaps from every pass-1 object, permutes
-each with ``rng_for(entropy, (2, bucket))`` and writes its slice of the concatenated
+each with ``rng_for(entropy, streams.bucket(TOP, bucket))`` and writes its slice of the concatenated
 permutation; a bucket too big for -S is scattered again inside the task. Streams are keyed by
 position, objects are written whole under fixed names, so any worker count gives the same
 output and a retried task rewrites the same bytes.
@@ -29,19 +29,23 @@ from typing import Any, BinaryIO, Protocol, TypeVar
 
 import numpy as np
 
-from . import plan, remote
-from .api import ShuffleStats, resolve_memory, rng_for, seed_entropy
-from .codecs import open_writer, parse_compress
-from .errors import BigShufError, InputError, OutputError, TempSpaceError, UsageError, option
-from .fingerprint import Fingerprint, fingerprint
-from .gather import emit_in_order, permutation
-from .progress import Progress, scatter_phase, shuffle_phase
-from .records import RecordFormat, array_block, array_bytes, as_binary_array, find_offsets
-from .scatter import Scattered, iter_pieces, scatter_piece
-from .commit import OutputFiles
-from .safefs import open_nofollow, sync_file
-from .sinks import AtomicFileSink, CodecChoice, Sink, check_output_directory, open_output, output_codec, shard_names, shard_paths
-from .sources import RecordReader
+from ..core import plan
+
+from ..storage import remote
+from ..api import ShuffleStats, resolve_memory
+from ..core import streams
+from ..core.streams import rng_for, seed_entropy
+from ..storage.codecs import open_writer, parse_compress
+from ..errors import BigShufError, InputError, OutputError, TempSpaceError, UsageError, option
+from ..core.fingerprint import Fingerprint, fingerprint
+from ..core.gather import emit_in_order, permutation
+from ..progress import Progress, scatter_phase, shuffle_phase
+from ..formats.lines import RecordFormat, array_block, array_bytes, as_binary_array, find_offsets
+from ..core.scatter import Scattered, iter_pieces, scatter_piece
+from ..storage.commit import OutputFiles
+from ..storage.safefs import open_nofollow, sync_file
+from ..storage.sinks import AtomicFileSink, CodecChoice, Sink, check_output_directory, open_output, output_codec, shard_names, shard_paths
+from ..storage.sources import RecordReader
 
 #: ``-S`` of the Dask engine when none is given: the memory one task may use. A fixed
 #: default (not a share of this machine's RAM) keeps the plan, and so a seeded output,
@@ -227,7 +231,7 @@ class _UrlSource:
 
     def open(self) -> BinaryIO:
         """The decompressed stream."""
-        from .codecs import decompressing
+        from ..storage.codecs import decompressing
 
         return decompressing(remote.open_input(self.name), self.name)
 
@@ -265,7 +269,7 @@ def scatter_task(cfg: Config, task: ScatterTask) -> ScatterResult:
     read = Fingerprint()
     for b, block in enumerate(_blocks(task, cfg)):
         if len(block):
-            rng = rng_for(cfg.entropy, (1, task.file_index, task.range_index, b))
+            rng = rng_for(cfg.entropy, streams.scatter(streams.TOP, task.file_index, task.range_index, b))
             segment, fp = _scatter_block(block, rng, cfg.k, cfg, f"{task.object_prefix}-{b:06d}")
             segments.append(segment)
             read += fp
@@ -357,7 +361,7 @@ def _emit_bucket(
     segments = []
     for t, part in enumerate(parts):
         block = _load([part], part[2] - part[1])
-        rng = rng_for(cfg.entropy, key + (1, t))
+        rng = rng_for(cfg.entropy, streams.scatter(key, t))
         segments.append(_scatter_block(block, rng, k, cfg, remote.join(here, f"{t:06d}"))[0])
         del block
     counts, bounds = _index(segments, k)
@@ -370,7 +374,7 @@ def _emit_bucket(
         lo, hi = max(span[0], int(starts[s])), min(span[1], int(starts[s + 1]))
         if hi > lo:
             deepest = max(deepest, _emit_bucket(
-                cfg, key + (2, s), _parts(segments, counts, bounds, s), int(sub_sizes[s]), int(sub_counts[s]),
+                cfg, streams.bucket(key, s), _parts(segments, counts, bounds, s), int(sub_sizes[s]), int(sub_counts[s]),
                 (lo - int(starts[s]), hi - int(starts[s])), emit, scratch, depth + 1,
             ))
     return deepest
@@ -391,7 +395,7 @@ def gather_task(cfg: Config, task: GatherTask) -> GatherResult:
 
         for piece in task.pieces:
             span = (piece.first, piece.stop)
-            depth = _emit_bucket(cfg, (2, piece.bucket), piece.parts, piece.size, piece.count, span, emit, task.scratch)
+            depth = _emit_bucket(cfg, streams.bucket(streams.TOP, piece.bucket), piece.parts, piece.size, piece.count, span, emit, task.scratch)
             result.depth = max(result.depth, depth)
 
     def whole(f: BinaryIO) -> None:
@@ -514,7 +518,7 @@ def _record_size(f: remote.RemoteFile, sep: int) -> float:
 
 def _compression_ratio(f: remote.RemoteFile) -> float:
     """Decompressed over compressed size of a compressed input's first megabyte or so, with a margin."""
-    from .codecs import open_reader
+    from ..storage.codecs import open_reader
 
     raw = remote.open_input(f.name)
     with open_reader(raw, f.codec or "", f.name) as stream:

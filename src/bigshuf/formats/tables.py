@@ -20,18 +20,19 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from . import plan
-from .api import rng_for
-from .errors import InputError, OutputError, TempSpaceError, UsageError, option
-from .fingerprint import Fingerprint
-from .kinds import dataset_files, sniff_kind, suffix_kind
-from .progress import IN_MEMORY, Progress, scatter_phase, shuffle_phase
-from .records import array_block, list_spans
+from ..core import plan
+from ..core import streams
+from ..core.streams import rng_for
+from ..errors import InputError, OutputError, TempSpaceError, UsageError, option
+from ..core.fingerprint import Fingerprint
+from .detect import dataset_files, sniff_kind, suffix_kind
+from ..progress import IN_MEMORY, Progress, scatter_phase, shuffle_phase
+from .lines import array_block, list_spans
 from .rowhash import row_fingerprint
-from .sinks import CodecChoice, Output, Sink, check_output_directory
-from .sources import FileSource
-from .tempspace import TempSpace, default_tmp_dir, full_disk_hint, remove_dead_runs
-from .writeback import WriteBehind
+from ..storage.sinks import CodecChoice, Output, Sink, check_output_directory
+from ..storage.sources import FileSource
+from ..storage.tempspace import TempSpace, default_tmp_dir, full_disk_hint, remove_dead_runs
+from ..storage.writeback import WriteBehind
 
 #: Column codecs each output format offers (``--compress``), the first being the default.
 FORMAT_CODECS = {
@@ -558,7 +559,7 @@ class RowWriter:
     def write(self, table: pa.Table) -> None:
         """Add rows; whole groups are written as soon as they are complete."""
         if self.kind == "jsonl":
-            from .jsonout import json_lines
+            from .jsonl import json_lines
 
             for data in json_lines(table):
                 self.sink.write(data)
@@ -634,7 +635,7 @@ class TableOutput(Output):
         self.group_rows = group_rows
         self.group_bytes = group_bytes
         self.formats: list[RowWriter] = []
-        from .codecs import CODECS
+        from ..storage.codecs import CODECS
 
         compressed = kind == "jsonl" and codec[0] != "none"
         self.shard_suffix = {"parquet": ".parquet", "arrow": ".arrow"}.get(
@@ -671,7 +672,7 @@ class TableOutput(Output):
 def resolve_codec(kind: str, spec: str | None, target: str | None) -> CodecChoice:
     """``--compress`` for a table output: a column codec for Parquet/Arrow, a stream codec for JSON Lines."""
     if kind == "jsonl":
-        from .codecs import codec_for_suffix, parse_compress
+        from ..storage.codecs import codec_for_suffix, parse_compress
 
         if spec is not None:
             return parse_compress(spec)
@@ -857,7 +858,7 @@ class TableRun:
         est_rows = total_rows if total_rows is not None else max(held_rows * 4, int(sum(i.disk_size() for i in inputs) / per_row))
         est_bytes = int(per_row * est_rows)
         with TempSpace(self.job.tmp_dir) as temp:
-            self._external(chain(_drain(held), batches), est_bytes, est_rows, temp, (), 0)
+            self._external(chain(_drain(held), batches), est_bytes, est_rows, temp, streams.TOP, 0)
 
     def _in_memory(self, batches: list[pa.RecordBatch], nbytes: int) -> None:
         table = pa.Table.from_batches(self._consolidate(_drain(batches)), schema=self.out.schema.remove_metadata())
@@ -865,7 +866,7 @@ class TableRun:
         head = self.job.head_count
         count = n if head is None else min(n, head)
         self.out.begin(count)
-        self._emit_permuted(table, nbytes, rng_for(self.job.entropy, (0,)), count)
+        self._emit_permuted(table, nbytes, rng_for(self.job.entropy, streams.IN_MEMORY), count)
 
     def _consolidate(self, batches: Iterable[pa.RecordBatch]) -> list[pa.RecordBatch]:
         """``batches`` merged into chunks of up to an eighth of the limit (at most ``MAX_CHUNK``),
@@ -918,7 +919,7 @@ class TableRun:
             temp.check_free(est_bytes)
         k = plan.bucket_count(est_bytes, est_rows, self.limit)
         self.buckets += k
-        directory = os.path.join(temp.path, "-".join(map(str, key)) or "top")
+        directory = os.path.join(temp.path, streams.name(key))
         buckets = TableBuckets(directory, k, self.out.schema, self.job.compress_temp, self.piece)
         try:
             keep = self._pass1(batches, buckets, key)
@@ -941,7 +942,7 @@ class TableRun:
         head = self.job.head_count
         dtype = np.uint8 if k <= 1 << 8 else np.uint16 if k <= 1 << 16 else np.uint32
         for index, (batch, sizes) in enumerate(batches):
-            rng = rng_for(self.job.entropy, key + (1, index))
+            rng = rng_for(self.job.entropy, streams.scatter(key, index))
             ids = rng.integers(0, k, batch.num_rows, dtype=dtype)
             counts = np.bincount(ids, minlength=k)
             counts[keep:] = 0
@@ -974,11 +975,11 @@ class TableRun:
                         "the temporary directory was changed or is failing"
                     )
                 count = rows if left is None else min(rows, left)
-                self._emit_permuted(table, nbytes, rng_for(self.job.entropy, key + (2, j)), count)
+                self._emit_permuted(table, nbytes, rng_for(self.job.entropy, streams.bucket(key, j)), count)
                 del table
             else:
                 sub = _rebatch(buckets.batches(j), self.piece, plan.piece_records(self.limit))
-                self._external(sub, nbytes, rows, temp, key + (3, j), depth + 1)
+                self._external(sub, nbytes, rows, temp, streams.sublevel(key, j), depth + 1)
                 self.progress.start(name, int(buckets.nbytes[j:keep].sum()))
             self.progress.update(nbytes)
             buckets.remove(j)

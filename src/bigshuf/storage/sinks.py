@@ -13,10 +13,10 @@ from string import Formatter
 from typing import Any, BinaryIO
 
 from .commit import CommitInterrupted, OutputFiles, backup_name, deferred_signals, name_max
-from .errors import OutputError, UsageError, option
-from .fingerprint import Fingerprint, fingerprint
-from .records import array_block, array_bytes
-from .resume import FileCheck, ResumePoint, open_output_temp
+from ..errors import OutputError, UsageError, option
+from ..core.fingerprint import Fingerprint, fingerprint
+from ..formats.lines import array_block, array_bytes
+from ..core.resume import FileCheck, ResumePoint, open_output_temp
 from .safefs import create_exclusive, sync_directory, sync_file
 from .tempspace import remove_dead_outputs
 from .writeback import WriteBehind
@@ -382,7 +382,7 @@ def _check_shard_count(target: str, shards: int) -> None:
         return
     if fs.f_files and shards > fs.f_favail:
         raise OutputError(f"{shards} shards: the file system of {place} has room for only {fs.f_favail} more files")
-    from .plan import format_size, physical_memory
+    from ..core.plan import format_size, physical_memory
 
     need, have = shards * SHARD_BYTES, physical_memory()
     if need > have:

@@ -15,8 +15,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .errors import UsageError
-from .records import array_bytes, list_spans
+from ..errors import UsageError
+from .lines import array_bytes, list_spans
 
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 

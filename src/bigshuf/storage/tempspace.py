@@ -16,8 +16,8 @@ import sys
 import time
 from types import TracebackType
 
-from .errors import TempSpaceError, option
-from .plan import format_size
+from ..errors import TempSpaceError, option
+from ..core.plan import format_size
 from .safefs import check_private_directory, create_exclusive, make_private_directory, open_nofollow, sync_directory
 
 

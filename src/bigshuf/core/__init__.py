@@ -1,0 +1,1 @@
+"""The two-pass algorithm: memory plan, random streams, scatter, gather, fingerprints, resume state."""

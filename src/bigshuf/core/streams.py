@@ -1,0 +1,73 @@
+"""Random streams: the run's root entropy, and one named, independent stream per step of it.
+
+Streams are keyed by position (which block, which bucket, which level), never by order of
+use, so a step draws the same numbers whichever thread, worker or retry runs it. The keys
+below decide every seeded output: changing one changes what a seed gives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import numpy as np
+
+from ..errors import InputError, UsageError, option
+
+Key = tuple[int, ...]
+
+#: The in-memory path's permutation (or sample) of all the records.
+IN_MEMORY: Key = (0,)
+#: ``shuffle_range``'s direct draws (``-i LO-HI -n N``).
+RANGE_DRAWS: Key = (4,)
+#: The top level of the external path; deeper levels are ``sublevel(level, bucket)``.
+TOP: Key = ()
+
+_SCATTER, _BUCKET, _SUBLEVEL = 1, 2, 3
+
+
+def scatter(level: Key, *block: int) -> Key:
+    """Pass 1 at ``level``: the buckets drawn for the records of one block (the Dask engine
+    names a block by file, byte range and block within it)."""
+    return level + (_SCATTER, *block)
+
+
+def bucket(level: Key, j: int) -> Key:
+    """Pass 2 at ``level``: the permutation of bucket ``j``."""
+    return level + (_BUCKET, j)
+
+
+def sublevel(level: Key, j: int) -> Key:
+    """The level below ``level`` that scatters bucket ``j`` again (it did not fit in memory)."""
+    return level + (_SUBLEVEL, j)
+
+
+def name(level: Key) -> str:
+    """``level`` as a directory name for its buckets (``top`` for the first)."""
+    return "-".join(map(str, level)) or "top"
+
+
+def seed_entropy(seed: int | None = None, random_source: str | os.PathLike[str] | None = None) -> int:
+    """The root entropy of a run: ``seed``, or a hash of the first 4 KiB of ``random_source``, or fresh OS randomness."""
+    if seed is not None and random_source is not None:
+        raise UsageError(f"{option('seed')} and {option('random_source')} cannot be combined")
+    if seed is not None:
+        if seed < 0:
+            raise UsageError(f"invalid seed: '{seed}'")
+        return int(seed)
+    if random_source is not None:
+        path = os.fspath(random_source)
+        try:
+            with open(path, "rb") as f:
+                data = f.read(4096)
+        except OSError as e:
+            raise InputError(f"{path}: {e.strerror}") from None
+        if not data:
+            raise InputError(f"'{path}': end of file")
+        return int.from_bytes(hashlib.sha256(data).digest(), "little")
+    return int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]
+
+
+def rng_for(entropy: int, key: Key) -> np.random.Generator:
+    """The PCG64 stream of the run with root ``entropy`` named by ``key`` (one of the keys above)."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy, spawn_key=key)))

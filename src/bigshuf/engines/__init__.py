@@ -1,0 +1,1 @@
+"""Where the passes run: in this process (local) or as Dask tasks."""
