@@ -34,7 +34,7 @@ from typing import Any
 import pytest
 
 import bigshuf
-from bigshuf import plan
+from bigshuf.core import plan
 
 from helpers import decompress
 
@@ -621,7 +621,7 @@ def _dask_row(expect: str, **options: Any) -> RowFn:
     """A row of the Dask engine on ``lines``, its tasks run in-process by a thread pool (as test_dask does)."""
 
     def run(d: Data, tmp: Path, seed: int) -> Outcome:
-        from bigshuf import dask_engine
+        from bigshuf.engines import dask as dask_engine
 
         out = tmp / "out"
         temp = tmp / "temp"
