@@ -7,33 +7,23 @@ import json
 import operator
 import os
 import shutil
-import sys
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import astuple, dataclass, replace
-from itertools import chain
-from typing import TYPE_CHECKING, Any, cast
+from dataclasses import dataclass, replace
+from typing import Any, cast
 
 import numpy as np
 
 from .core import plan, streams
+from .core.fingerprint import Fingerprint, fingerprint
 from .core.streams import rng_for, seed_entropy
 from .errors import InputError, TempSpaceError, UsageError, option
-from .core.fingerprint import Fingerprint, fingerprint
-from .core.gather import sample_with_replacement, shuffle_block
-from .progress import IN_MEMORY, Progress, scatter_phase, shuffle_phase
+from .formats.line_run import LineRun, Options
 from .formats.lines import RecordFormat, find_offsets
-from .core.scatter import BucketSet, iter_pieces, scatter_piece
-from .core.resume import FORMAT, Job, JobLock, advice, input_identity, load_state, refusal, save_state, validate_state
-from .storage.sinks import CodecChoice, Output, check_output_directory, line_shard_suffix, shard_paths
-from .storage.sources import FileSource, GeneratedSource, RangeSource, RecordReader, Source, map_whole
-from .storage.tempspace import TempSpace, default_tmp_dir, remove_dead_outputs, remove_dead_runs
+from .progress import Progress
+from .storage.sinks import CodecChoice
+from .storage.sources import FileSource, GeneratedSource, RangeSource, RecordReader, Source
 from .storage.threads import signals_held
-from .storage.writeback import WriteBehind
-
-if TYPE_CHECKING:
-    import pyarrow as pa
 
 PathLike = str | os.PathLike[str]
 
@@ -47,24 +37,6 @@ class ShuffleStats:
     buckets: int
     passes: int
     seconds: float
-
-
-@dataclass(frozen=True)
-class Options:
-    """Everything that shapes a run, resolved and validated."""
-
-    memory: int
-    entropy: int
-    fmt: RecordFormat = RecordFormat()
-    head_count: int | None = None
-    repeat: bool = False
-    tmp_dir: str | None = None
-    header: int = 0
-    shards: int | None = None
-    compress: CodecChoice | None = None
-    compress_temp: bool = False
-    verify: bool = False
-    resume_key: str | None = None
 
 
 def resolve_memory(memory: int | str | None) -> int:
@@ -305,7 +277,7 @@ def shuffle(
                 f"{option('resume')} needs local input files (standard input and URLs cannot be checked and read again)"
             )
         opts = replace(opts, resume_key=_resume_key(opts, sources, os.fspath(output)))
-    return Run(opts, output, progress or Progress(), sync).run(sources)
+    return ShuffleStats(*LineRun(opts, sources, target, progress or Progress(), sync).run())
 
 
 def _open_urls(inputs: list[PathLike | Source]) -> list[PathLike | Source]:
@@ -470,15 +442,6 @@ def _check_range_fits(lo: int, hi: int, head_count: int | None, limit: int, opti
         )
 
 
-def _compression_ratio(sample: np.ndarray) -> float:
-    """Compressed over raw size of ``sample`` with the temporary buckets' codec (zstd level 1)."""
-    if not len(sample):
-        return 1.0
-    import zstandard
-
-    return len(zstandard.ZstdCompressor(level=1).compress(sample.data)) / len(sample)
-
-
 def _path_list(name: str, paths: object) -> list[str]:
     """One path (a str is one path, not its characters) or an iterable of them, at least one."""
     if isinstance(paths, (str, os.PathLike)):
@@ -535,356 +498,3 @@ def check_permutation(
         with signals_held():  # the pool's threads leave Ctrl-C to the main thread
             got_in, got_out = pool.submit(total, inputs), pool.submit(total, outputs)
         return got_in.result(), got_out.result()
-
-
-class Run:
-    """One shuffle: reads the sources, decides the path, owns the output and the temp space."""
-
-    def __init__(self, opts: Options, output: PathLike | None, progress: Progress, sync: bool = True) -> None:
-        self.opts = opts
-        self.progress = progress
-        self.records = 0
-        self.buckets = 0
-        self.depth = 0
-        self.limit = opts.memory
-        self.piece = plan.piece_bytes(self.limit)
-        self.writer = WriteBehind(plan.IN_FLIGHT_PIECES * self.piece)
-        self.out = Output(output, self.writer, shards=opts.shards, compress=opts.compress, sync=sync)
-        self.temp_ratio = 1.0  # compressed / raw size of temporary buckets (--compress-temp)
-        self.out.verify = opts.verify
-        self.read_fingerprint = Fingerprint()  # of the records read, when verifying
-        # --resume: the checkpoint being continued, and the file it lives in.
-        self.state: dict[str, Any] = {}
-        self.state_dir = ""
-        self.inputs: list[list[Any]] = []
-        self.resume_space: TempSpace | None = None  # removed once the output is in place
-        self.resume_note = ""  # where a resumed run picks up, said once its files are checked
-        # Names the job lock, temp directory and output temp files of a --resume job.
-        self.resume_name = None if opts.resume_key is None else f"bigshuf-resume-{opts.resume_key}"
-        self.out.resume_tag = self.resume_name
-        self.job_lock: JobLock | None = None
-        if self.resume_name is not None:
-            self.out.resume_dir = os.path.abspath(os.path.join(opts.tmp_dir or default_tmp_dir(), self.resume_name))
-
-    def begin_output(self, total: int, restore: dict[str, Any] | None = None) -> None:
-        """Open the output once the input has been read and ``total`` records will be written
-        (``restore``: where an interrupted ``--resume`` run left it)."""
-        self.progress.close()
-        self.out.begin(total, restore)
-
-    def emit(self, records: pa.Array) -> None:
-        """Queue a chunk of shuffled records for the output."""
-        self.out.emit(records)
-
-    def run(self, sources: list[Source]) -> ShuffleStats:
-        """Shuffle ``sources`` into the output and commit it, or leave no trace on failure."""
-        start = time.perf_counter()
-        try:
-            paths = [s.path for s in sources if isinstance(s, FileSource)]
-            if self.opts.shards is not None and len(paths) == len(sources):
-                self.out.shard_suffix = line_shard_suffix(paths, self.opts.compress)
-            check_output_directory(self.out.target, self.opts.shards, self.opts.compress, self.out.shard_suffix)
-            if self.resume_name is not None:
-                self._lock_job()
-            for directory in dict.fromkeys(os.path.dirname(os.path.abspath(p)) for p in paths if p != "-"):
-                remove_dead_outputs(directory)  # a commit a kill interrupted there is finished before reading
-            # As an external run would: whatever is in memory, killed runs' leftovers under -T go.
-            remove_dead_runs(self.opts.tmp_dir or default_tmp_dir())
-            if self.opts.head_count != 0:
-                self._shuffle(sources)
-            self.begin_output(0)
-            self.out.commit_checked(self.read_fingerprint)
-            if self.resume_space is not None:
-                self.resume_space.discard()
-        except BaseException:
-            self.out.abort()
-            raise
-        finally:
-            self.writer.close()
-            self.progress.close()
-            if self.job_lock is not None:
-                self.job_lock.release()
-        passes = 1 if self.buckets == 0 else 2 + self.depth
-        return ShuffleStats(self.records, self.out.bytes_written, self.buckets, passes, time.perf_counter() - start)
-
-    def _shuffle(self, sources: list[Source]) -> None:
-        reader = RecordReader(sources, self.opts.fmt, self.progress, self.opts.header)
-        total = reader.total_size()
-        stored = reader.progress_total()
-        small = total is not None and total + len(sources) <= plan.block_budget(self.limit)
-        # A known size names the bar as the run will most likely go (renamed below if it goes the other
-        # way); an unknown one (standard input, compressed files) only once the first block tells.
-        phase: str | None = None
-        if total is not None:
-            phase = IN_MEMORY if small else scatter_phase(0)
-            self.progress.start(phase, stored)
-        else:
-            reader.progress = Progress()  # counted in reader.progress_done, shown once the bar is named
-        blocks: Iterator[tuple[np.ndarray, bool]] | None = None
-        block: np.ndarray | None = None
-        if total is not None and small:
-            # Small enough to try in memory: map a lone plain file, else read it all.
-            if not self.opts.header and self.opts.fmt.group == 1:
-                block = map_whole(sources, self.opts.fmt.sep)
-            if block is not None:
-                final = True
-                self.progress.update(len(block))
-            else:
-                blocks = reader.blocks(total + len(sources) + 1, option("memory"))
-                block, final = next(blocks)
-        else:
-            blocks = reader.blocks(plan.read_capacity(self.limit), option("memory"))
-            block, final = next(blocks)
-        self.out.header = reader.header
-        if final:
-            offsets = find_offsets(block, self.opts.fmt, plan.block_budget(self.limit) // plan.META_PER_RECORD)
-            if offsets[-1] == len(block) and plan.fits_in_memory(len(block), len(offsets) - 1, self.limit):
-                if phase != IN_MEMORY:
-                    self._rename_phase(IN_MEMORY, stored, reader)
-                self._in_memory(block, offsets)
-                return
-            del offsets
-        if self.opts.repeat:
-            raise UsageError(
-                f"{option('repeat')} needs the input in memory, and it does not fit in {plan.format_size(self.limit)}; "
-                f"raise {option('memory')}"
-            )
-        if phase != scatter_phase(0):
-            self._rename_phase(scatter_phase(0), stored, reader)
-        if blocks is None:
-            # Mapped, but too many records to shuffle in one piece: stream it instead.
-            blocks = reader.blocks(plan.read_capacity(self.limit), option("memory"))
-            block, final = next(blocks)
-        sample = find_offsets(block[: self.piece], self.opts.fmt)
-        per_record = int(sample[-1]) / max(1, len(sample) - 1) if len(sample) > 1 else float(len(block))
-        if self.opts.compress_temp:
-            self.temp_ratio = _compression_ratio(block[: self.piece])
-        # Only the chain may keep the first block alive, so the read buffer is freed before pass 2.
-        everything = chain([(block, final)], blocks)
-        del block
-        whole = reader.estimate_total() if total is None else total + len(sources)
-        with TempSpace(self.opts.tmp_dir, self.resume_name) as temp:
-            if self.resume_name is not None:
-                self.resume_space = temp
-                self._load_checkpoint(temp.path, sources)
-            self._external(everything, whole, per_record, temp, streams.TOP, 0, exact=total is not None)
-
-    def _rename_phase(self, name: str, total: int | None, reader: RecordReader) -> None:
-        """Go on with the input's bar under ``name`` (the run took the other path, or it was not named
-        yet), as far as ``reader`` has read, and let the reader report to it from there."""
-        self.progress.start(name, total)
-        self.progress.update(reader.progress_done)
-        reader.progress = self.progress
-
-    def _lock_job(self) -> None:
-        """Take the ``--resume`` job's lock, beside its output, before touching any of its files:
-        a second run of the job (whatever its ``-T``) fails here, naming the run holding it."""
-        assert self.resume_name is not None and self.out.target is not None
-        first = self.out.target
-        if self.opts.shards is not None:
-            first = shard_paths(self.out.target, self.opts.shards, self.opts.compress, self.out.shard_suffix)[0]
-        first = os.path.realpath(first)
-        lock = os.path.join(os.path.dirname(first), f".{os.path.basename(first)}.{self.resume_name}.lock")
-        self.job_lock = JobLock(lock)
-        self.job_lock.acquire(f"pid {os.getpid()}, checkpoint in {self.out.resume_dir}")
-
-    def _load_checkpoint(self, directory: str, sources: list[Source]) -> None:
-        """Pick up an interrupted ``--resume`` run's checkpoint, every field validated (see ``resume``);
-        refuse it if an input changed or anything does not hold up."""
-        self.state_dir = directory
-        self.inputs = input_identity([s.path for s in sources if isinstance(s, FileSource)])
-        state = load_state(directory)
-        if state is None:
-            return
-        assert self.opts.resume_key is not None
-        job = Job(
-            self.opts.resume_key, self.inputs, self.opts.verify, self.opts.head_count, self.opts.shards,
-            self.opts.compress_temp,
-        )
-        validate_state(state, job, directory)
-        self.state = state
-        self.read_fingerprint = Fingerprint(*state["read_fingerprint"])
-        if "buckets_done" in state:
-            where = f"pass 2 after {state['buckets_done']} of {state['keep']} buckets ({state['records_out']} records written)"
-        elif "pass1_done" in state:
-            where = "the start of pass 2 (pass 1 complete)"
-        else:
-            where = f"pass 1 after {state['blocks_done']} blocks ({plan.format_size(state['bytes_done'])} scattered)"
-        self.resume_note = f"bigshuf: resuming from {directory}: {where}"
-
-    def _announce(self) -> None:
-        """Say where a resumed run picks up, once its files have passed their checks."""
-        if self.resume_note:
-            print(self.resume_note, file=sys.stderr)
-            self.resume_note = ""
-
-    def _save_checkpoint(self, **changes: Any) -> None:
-        """Write the checkpoint durably; the data it counts (buckets, output) is synced by the caller."""
-        assert self.opts.resume_key is not None
-        self.state.update(
-            changes, format=FORMAT, job=self.opts.resume_key, inputs=self.inputs,
-            read_fingerprint=list(astuple(self.read_fingerprint)),
-        )
-        save_state(self.state_dir, self.state)
-
-    def _in_memory(self, block: np.ndarray, offsets: np.ndarray) -> None:
-        rng = rng_for(self.opts.entropy, streams.IN_MEMORY)
-        n = len(offsets) - 1
-        if self.opts.repeat:
-            if n == 0:
-                raise InputError("no lines to repeat")
-            count = self.opts.head_count
-            self.begin_output(count or 0)
-            self.records += count or 0
-            sample_with_replacement(block, offsets, rng, self.emit, count=count, chunk_bytes=self.piece)
-            return
-        self.begin_output(n if self.opts.head_count is None else min(n, self.opts.head_count))
-        if self.opts.verify:
-            self.read_fingerprint += fingerprint(block, offsets)
-        self.records += shuffle_block(block, offsets, rng, self.emit, head=self.opts.head_count, chunk_bytes=self.piece)
-
-    def _external(
-        self,
-        blocks: Iterator[tuple[np.ndarray, bool]],
-        est_bytes: int | None,
-        per_record: float,
-        temp: TempSpace,
-        key: tuple[int, ...],
-        depth: int,
-        exact: bool = True,
-    ) -> None:
-        """Two-pass scatter over ``blocks``; buckets too big for memory recurse one level deeper.
-
-        ``est_bytes`` sizes the buckets; only an ``exact`` size is held against free space.
-        """
-        if depth > plan.MAX_DEPTH:
-            raise InputError(
-                f"records could not be split below {plan.format_size(self.limit)} after {depth} passes; raise {option('memory')}"
-            )
-        self.depth = max(self.depth, depth)
-        if est_bytes is not None and exact:
-            # 10% spare for compressed buckets: the sample's ratio may flatter the rest.
-            temp.check_free(est_bytes if not self.opts.compress_temp else int(est_bytes * min(1.0, self.temp_ratio * 1.1)))
-        if est_bytes is not None:
-            k = plan.bucket_count(est_bytes, int(est_bytes / per_record), self.limit)
-        else:
-            free = shutil.disk_usage(temp.path).free
-            k = plan.bucket_count(free, int(free / per_record), self.limit, max_buckets=1024)
-        self.buckets += k
-        directory = os.path.join(temp.path, streams.name(key))
-        resuming = depth == 0 and "k" in self.state
-        if resuming and self.state["k"] != k:
-            raise refusal(temp.path, f"made with {self.state['k']} buckets, not {k}")
-        buckets = BucketSet(directory, k, self.writer, compress=self.opts.compress_temp, fresh=not resuming)
-        if depth == 0 and self.state_dir:
-            buckets.advice = advice(self.state_dir)
-        if resuming:
-            buckets.restore(self.state["buckets"], self.state.get("buckets_done", 0), "pass1_done" in self.state)
-        if depth:
-            self.progress.start(scatter_phase(depth), est_bytes)
-        try:
-            keep = self._pass1(blocks, buckets, key, depth)
-            self.writer.flush()
-            if depth == 0 and self.state_dir:
-                buckets.sync()
-            buckets.close()
-            if depth == 0:
-                if self.state_dir:
-                    self._save_checkpoint(k=k, keep=keep, pass1_done=True, buckets=buckets.state())
-                total = int(buckets.records[:keep].sum())
-                self.begin_output(
-                    total if self.opts.head_count is None else min(total, self.opts.head_count),
-                    self.state.get("output"),
-                )
-            self._pass2(buckets, keep, temp, key, depth)
-        finally:
-            self.writer.wait_idle()
-            buckets.close()
-
-    def _pass1(
-        self, blocks: Iterator[tuple[np.ndarray, bool]], buckets: BucketSet, key: tuple[int, ...], depth: int
-    ) -> int:
-        """Scatter every block into ``buckets``; return how many leading buckets ``-n`` still needs."""
-        keep = buckets.k
-        head = self.opts.head_count
-        checkpoints = depth == 0 and bool(self.state_dir)
-        done = scattered = seen = 0
-        if depth == 0 and self.state:
-            keep = int(self.state["keep"])
-            done = self.state["blocks_done"]
-            if self.state.get("pass1_done"):
-                return keep
-            self._announce()
-        for index, (block, _final) in enumerate(blocks):
-            seen = index + 1
-            scattered += len(block)
-            if index < done:
-                if seen == done and scattered != self.state["bytes_done"]:
-                    raise refusal(self.state_dir, f"counts {self.state['bytes_done']} bytes in {done} blocks, the inputs hold {scattered}")
-                continue  # scattered before the interruption
-            rng = rng_for(self.opts.entropy, streams.scatter(key, index))
-            for piece, offsets in iter_pieces(block, self.opts.fmt, self.piece, plan.piece_records(self.limit)):
-                if self.opts.verify and depth == 0:
-                    self.read_fingerprint += fingerprint(piece, offsets)
-                buckets.append(scatter_piece(piece, offsets, rng, buckets.k, keep))
-                if head is not None:
-                    last = int(np.searchsorted(np.cumsum(buckets.records), head))
-                    if last < keep - 1:
-                        buckets.drop_after(last)
-                        keep = last + 1
-            if depth:
-                self.progress.update(len(block))
-            if checkpoints:
-                self.writer.flush()
-                buckets.sync()
-                self._save_checkpoint(
-                    k=buckets.k, keep=keep, blocks_done=index + 1, bytes_done=scattered, buckets=buckets.state()
-                )
-        if seen < done:
-            raise refusal(self.state_dir, f"counts {done} blocks read, the inputs hold {seen}")
-        return keep
-
-    def _pass2(self, buckets: BucketSet, keep: int, temp: TempSpace, key: tuple[int, ...], depth: int) -> None:
-        fitting = [
-            int(buckets.sizes[j]) for j in range(keep)
-            if plan.fits_in_memory(int(buckets.sizes[j]), int(buckets.records[j]), self.limit)
-        ]
-        buf: np.ndarray | None = None
-        name = shuffle_phase(depth)
-        self.progress.start(name, int(buckets.sizes[:keep].sum()))
-        checkpoints = depth == 0 and bool(self.state_dir)
-        done = 0
-        if depth == 0:
-            self._announce()
-        if depth == 0 and "buckets_done" in self.state:
-            done = self.state["buckets_done"]
-            self.records = self.state["records_out"]
-        for j in range(keep):
-            if j < done:
-                continue  # output before the interruption
-            left = None if self.opts.head_count is None else self.opts.head_count - self.records
-            if left == 0:
-                break
-            size, count = int(buckets.sizes[j]), int(buckets.records[j])
-            if not count:
-                continue
-            if plan.fits_in_memory(size, count, self.limit):
-                if buf is None:
-                    buf = np.empty(max(fitting), np.uint8)
-                view = buckets.read_into(j, buf)
-                offsets = find_offsets(view, self.opts.fmt)
-                rng = rng_for(self.opts.entropy, streams.bucket(key, j))
-                self.records += shuffle_block(view, offsets, rng, self.emit, head=left, chunk_bytes=self.piece)
-                del view, offsets
-                self.progress.update(size)
-            else:
-                buf = None
-                buckets.check_file(j)
-                sub = RecordReader([FileSource(buckets.path(j))], self.opts.fmt, Progress())
-                self._external(
-                    sub.blocks(plan.read_capacity(self.limit), option("memory")), size, size / count, temp, streams.sublevel(key, j), depth + 1
-                )
-                self.progress.start(name, int(buckets.sizes[j + 1 : keep].sum()))
-            if checkpoints:
-                self._save_checkpoint(buckets_done=j + 1, records_out=self.records, output=self.out.checkpoint())
-            buckets.remove(j)

@@ -1,0 +1,327 @@
+"""The external shuffle's two passes, written once for every record format.
+
+Pass 1 scatters each block of records into k buckets, every record's bucket drawn from the
+block's own random stream; pass 2 shuffles each bucket in memory with the bucket's stream and
+writes it, in bucket order. A bucket too big for memory is scattered again one level deeper
+(the Rao/Sandelius recursion). ``-n`` stops at the bucket that reaches the count, so later
+buckets are dropped while pass 1 still runs. A record format (lines, Arrow rows) plugs in by
+subclassing ``TwoPass`` and filling in its hooks: how to make buckets, scatter a block, shuffle
+a bucket that fits, and read a bucket back in blocks.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import astuple, dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from ..errors import InputError, option
+from ..progress import Progress, scatter_phase, shuffle_phase
+from ..storage.sinks import Output
+from ..storage.tempspace import TempSpace, default_tmp_dir, remove_dead_runs
+from ..storage.writeback import WriteBehind
+from . import plan, streams
+from .fingerprint import Fingerprint
+from .resume import FORMAT, advice, refusal, save_state
+from .streams import Key, rng_for
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What pass 1 expects to scatter: bytes and records (None: unknown, plan from free space),
+    and the mean record size the sample showed."""
+
+    nbytes: int | None
+    records: int | None
+    per_record: float
+
+    @classmethod
+    def of(cls, nbytes: int | None, per_record: float) -> Estimate:
+        """An estimate from a byte count and the mean record size (records rounded down)."""
+        return cls(nbytes, None if nbytes is None else int(nbytes / per_record), per_record)
+
+
+class Buckets(Protocol):
+    """One level's k temporary buckets, with the records and bytes pass 1 put in each."""
+
+    k: int
+    records: np.ndarray
+    sizes: np.ndarray
+
+    def close(self) -> None: ...
+
+    def remove(self, j: int) -> None: ...
+
+    def drop_after(self, last: int) -> None: ...
+
+
+@runtime_checkable
+class Resumable(Protocol):
+    """Buckets that a ``--resume`` checkpoint can count on: synced, described and restored."""
+
+    advice: str
+
+    def sync(self) -> None: ...
+
+    def state(self) -> dict[str, list[int]]: ...
+
+    def restore(self, state: dict[str, list[int]], consumed: int, complete: bool) -> None: ...
+
+
+class TwoPass(ABC):
+    """One shuffle run: the output, the memory limit, the counts, and the passes over a format's hooks."""
+
+    #: What the format calls a record, in messages.
+    unit = "records"
+
+    def __init__(self, entropy: int, limit: int, head_count: int | None, tmp_dir: str | None, progress: Progress) -> None:
+        self.entropy = entropy
+        self.limit = limit
+        self.head_count = head_count
+        self.tmp_dir = tmp_dir
+        self.progress = progress
+        self.records = 0  # written
+        self.buckets = 0  # made, at every level
+        self.depth = 0  # deepest level reached
+        self.read_fingerprint = Fingerprint()  # of the records read, when verifying
+        self.out: Output
+        self.writer: WriteBehind
+        # --resume: the checkpoint being continued (empty: none), and the directory it lives in.
+        self.resume_key: str | None = None
+        self.state: dict[str, Any] = {}
+        self.state_dir = ""
+        self.inputs: list[list[Any]] = []  # the inputs' identities, kept in the checkpoint
+        self.resume_note = ""  # where a resumed run picks up, said once its files are checked
+
+    # The format's hooks.
+
+    @abstractmethod
+    def prepare(self) -> None:
+        """Check the output and take what the run needs before any input is read."""
+
+    @abstractmethod
+    def shuffle(self) -> None:
+        """Read the input; shuffle it in memory, or call ``external`` with its blocks."""
+
+    @abstractmethod
+    def make_buckets(self, directory: str, k: int, top: bool) -> Buckets:
+        """The k buckets of one level, in ``directory`` (``top``: the first level)."""
+
+    @abstractmethod
+    def scatter(self, block: Any, rng: np.random.Generator, buckets: Buckets, keep: int, depth: int) -> int:
+        """Scatter one block's records into the first ``keep`` buckets; return ``keep`` after ``cutoff``."""
+
+    @abstractmethod
+    def shuffle_bucket(self, buckets: Buckets, j: int, rng: np.random.Generator, left: int | None, room: int) -> int:
+        """Write bucket ``j`` (it fits in memory; ``room``: the largest such at this level) in random
+        order, at most ``left`` records; return how many were written."""
+
+    @abstractmethod
+    def bucket_blocks(self, buckets: Buckets, j: int) -> tuple[Iterator[Any], Estimate]:
+        """Bucket ``j``'s records in blocks, to scatter one level deeper, and what they hold."""
+
+    def block_bytes(self, block: Any) -> int:
+        """A block's size, for the progress of a deeper level."""
+        return 0
+
+    def release_buffers(self) -> None:
+        """Let go of pass 2's read buffer (before a deeper level allocates its own)."""
+
+    def free_needed(self, nbytes: int) -> int:
+        """Temporary space ``nbytes`` of records take as buckets."""
+        return nbytes
+
+    def finished(self) -> None:
+        """The output is in place: remove what only a resumed run would have needed."""
+
+    def release(self) -> None:
+        """Give back what ``prepare`` took (the run ended either way)."""
+
+    # The driver.
+
+    def run(self) -> tuple[int, int, int, int, float]:
+        """Shuffle into the output and commit it, or leave no trace; return records and bytes
+        written, buckets made, passes over the data and seconds."""
+        start = time.perf_counter()
+        try:
+            self.prepare()
+            # As an external run would: whatever is in memory, killed runs' leftovers under -T go.
+            remove_dead_runs(self.tmp_dir or default_tmp_dir())
+            if self.head_count != 0:
+                self.shuffle()
+            self.begin_output(0)
+            self.out.commit_checked(self.read_fingerprint)
+            self.finished()
+        except BaseException:
+            self.out.abort()
+            raise
+        finally:
+            self.writer.close()
+            self.progress.close()
+            self.release()
+        passes = 1 if self.buckets == 0 else 2 + self.depth
+        return self.records, self.out.bytes_written, self.buckets, passes, time.perf_counter() - start
+
+    def begin_output(self, total: int, restore: dict[str, Any] | None = None) -> None:
+        """Open the output once the input has been read and ``total`` records will be written
+        (``restore``: where an interrupted ``--resume`` run left it)."""
+        self.progress.close()
+        self.out.begin(total, restore)
+
+    def emit(self, records: Any) -> None:
+        """Queue a chunk of shuffled records for the output."""
+        self.out.emit(records)
+
+    def wanted(self, total: int) -> int:
+        """Records written of ``total`` read: all, or ``-n``'s count."""
+        return total if self.head_count is None else min(total, self.head_count)
+
+    def external(self, blocks: Iterator[Any], est: Estimate, temp: TempSpace, key: Key, depth: int, exact: bool = True) -> None:
+        """Two-pass scatter over ``blocks``; buckets too big for memory recurse one level deeper.
+
+        ``est`` sizes the buckets; only an ``exact`` size is held against free space.
+        """
+        if depth > plan.MAX_DEPTH:
+            raise InputError(
+                f"{self.unit} could not be split below {plan.format_size(self.limit)} after {depth} passes; raise {option('memory')}"
+            )
+        self.depth = max(self.depth, depth)
+        if est.nbytes is not None and exact:
+            temp.check_free(self.free_needed(est.nbytes))
+        k = self._bucket_count(est, temp)
+        if depth == 0 and "k" in self.state and self.state["k"] != k:
+            raise refusal(temp.path, f"made with {self.state['k']} buckets, not {k}")
+        self.buckets += k
+        buckets = self.make_buckets(os.path.join(temp.path, streams.name(key)), k, depth == 0)
+        if depth:
+            self.progress.start(scatter_phase(depth), est.nbytes)
+        try:
+            keep = self._pass1(blocks, buckets, key, depth)
+            self.writer.flush()
+            if depth == 0 and self.state_dir:
+                self._resumable(buckets).sync()
+            buckets.close()
+            if depth == 0:
+                if self.state_dir:
+                    self.save_checkpoint(k=k, keep=keep, pass1_done=True, buckets=self._resumable(buckets).state())
+                self.begin_output(self.wanted(int(buckets.records[:keep].sum())), self.state.get("output"))
+            self._pass2(buckets, keep, temp, key, depth)
+        finally:
+            self.writer.wait_idle()
+            buckets.close()
+
+    def _bucket_count(self, est: Estimate, temp: TempSpace) -> int:
+        """How many buckets one level needs: from the estimate, or from the free space when the size is unknown."""
+        if est.nbytes is not None and est.records is not None:
+            return plan.bucket_count(est.nbytes, est.records, self.limit)
+        free = shutil.disk_usage(temp.path).free
+        return plan.bucket_count(free, int(free / est.per_record), self.limit, max_buckets=1024)
+
+    def cutoff(self, buckets: Buckets, keep: int) -> int:
+        """With ``-n``: drop the buckets past the one where the count is reached; return how many stay."""
+        if self.head_count is None:
+            return keep
+        last = int(np.searchsorted(np.cumsum(buckets.records), self.head_count))
+        if last < keep - 1:
+            buckets.drop_after(last)
+            keep = last + 1
+        return keep
+
+    def _pass1(self, blocks: Iterator[Any], buckets: Buckets, key: Key, depth: int) -> int:
+        """Scatter every block into ``buckets``; return how many leading buckets ``-n`` still needs."""
+        keep = buckets.k
+        checkpoints = depth == 0 and bool(self.state_dir)
+        done = scattered = seen = 0
+        if depth == 0 and self.state:
+            keep = int(self.state["keep"])
+            done = self.state["blocks_done"]
+            if self.state.get("pass1_done"):
+                return keep
+            self.announce()
+        for index, block in enumerate(blocks):
+            seen = index + 1
+            scattered += self.block_bytes(block)
+            if index < done:
+                if seen == done and scattered != self.state["bytes_done"]:
+                    raise refusal(self.state_dir, f"counts {self.state['bytes_done']} bytes in {done} blocks, the inputs hold {scattered}")
+                continue  # scattered before the interruption
+            keep = self.scatter(block, rng_for(self.entropy, streams.scatter(key, index)), buckets, keep, depth)
+            if depth:
+                self.progress.update(self.block_bytes(block))
+            if checkpoints:
+                self.writer.flush()
+                resumable = self._resumable(buckets)
+                resumable.sync()
+                self.save_checkpoint(k=buckets.k, keep=keep, blocks_done=index + 1, bytes_done=scattered, buckets=resumable.state())
+        if seen < done:
+            raise refusal(self.state_dir, f"counts {done} blocks read, the inputs hold {seen}")
+        return keep
+
+    def _pass2(self, buckets: Buckets, keep: int, temp: TempSpace, key: Key, depth: int) -> None:
+        """Shuffle the first ``keep`` buckets in order, each in memory or one level deeper."""
+        sizes, counts = buckets.sizes, buckets.records
+        room = max((int(sizes[j]) for j in range(keep) if plan.fits_in_memory(int(sizes[j]), int(counts[j]), self.limit)), default=0)
+        name = shuffle_phase(depth)
+        self.progress.start(name, int(sizes[:keep].sum()))
+        checkpoints = depth == 0 and bool(self.state_dir)
+        done = 0
+        if depth == 0:
+            self.announce()
+        if depth == 0 and "buckets_done" in self.state:
+            done = self.state["buckets_done"]
+            self.records = self.state["records_out"]
+        for j in range(done, keep):
+            left = None if self.head_count is None else self.head_count - self.records
+            if left == 0:
+                break
+            size, count = int(sizes[j]), int(counts[j])
+            if not count:
+                continue
+            if plan.fits_in_memory(size, count, self.limit):
+                self.records += self.shuffle_bucket(buckets, j, rng_for(self.entropy, streams.bucket(key, j)), left, room)
+                self.progress.update(size)
+            else:
+                self.release_buffers()
+                blocks, est = self.bucket_blocks(buckets, j)
+                self.external(blocks, est, temp, streams.sublevel(key, j), depth + 1)
+                self.progress.start(name, int(sizes[j + 1 : keep].sum()))
+            if checkpoints:
+                self.save_checkpoint(buckets_done=j + 1, records_out=self.records, output=self.out.checkpoint())
+            buckets.remove(j)
+        self.release_buffers()
+
+    # --resume: checkpoints of the top level, written here, loaded by the format's run.
+
+    def _resumable(self, buckets: Buckets) -> Resumable:
+        """``buckets`` as checkpointed buckets (only formats that support ``--resume`` get here)."""
+        assert isinstance(buckets, Resumable), f"{type(buckets).__name__} cannot be checkpointed"
+        return buckets
+
+    def resume_buckets(self, buckets: Buckets) -> None:
+        """Point a fresh top level's buckets at the checkpoint's advice, and refill them from it."""
+        resumable = self._resumable(buckets)
+        resumable.advice = advice(self.state_dir)
+        if "k" in self.state:
+            resumable.restore(self.state["buckets"], self.state.get("buckets_done", 0), "pass1_done" in self.state)
+
+    def save_checkpoint(self, **changes: Any) -> None:
+        """Write the checkpoint durably; the data it counts (buckets, output) is synced by the caller."""
+        assert self.resume_key is not None
+        self.state.update(
+            changes, format=FORMAT, job=self.resume_key, inputs=self.inputs,
+            read_fingerprint=list(astuple(self.read_fingerprint)),
+        )
+        save_state(self.state_dir, self.state)
+
+    def announce(self) -> None:
+        """Say where a resumed run picks up, once its files have passed their checks."""
+        if self.resume_note:
+            print(self.resume_note, file=sys.stderr)
+            self.resume_note = ""

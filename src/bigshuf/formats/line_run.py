@@ -1,0 +1,271 @@
+"""A shuffle of lines (or NUL-terminated records, or groups of N lines) on the two-pass driver.
+
+What is particular to lines: a lone plain file is mapped rather than read; the input's size
+decides the path before anything is read when it is known; pieces of a block are scattered as
+byte ranges; ``--resume`` checkpoints, ``--repeat`` and ``--header`` exist only here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import chain
+from typing import Any
+
+import numpy as np
+
+from ..core import plan, streams
+from ..core.driver import Buckets, Estimate, TwoPass
+from ..core.fingerprint import Fingerprint, fingerprint
+from ..core.gather import sample_with_replacement, shuffle_block
+from ..core.resume import Job, JobLock, input_identity, load_state, validate_state
+from ..core.scatter import BucketSet, iter_pieces, scatter_piece
+from ..core.streams import rng_for
+from ..errors import InputError, UsageError, option
+from ..progress import IN_MEMORY, Progress, scatter_phase
+from ..storage.sinks import CodecChoice, Output, check_output_directory, line_shard_suffix, shard_paths
+from ..storage.sources import FileSource, RecordReader, Source, map_whole
+from ..storage.tempspace import TempSpace, default_tmp_dir, remove_dead_outputs
+from ..storage.writeback import WriteBehind
+from .lines import RecordFormat, find_offsets
+
+
+@dataclass(frozen=True)
+class Options:
+    """Everything that shapes a line shuffle, resolved and validated."""
+
+    memory: int
+    entropy: int
+    fmt: RecordFormat = RecordFormat()
+    head_count: int | None = None
+    repeat: bool = False
+    tmp_dir: str | None = None
+    header: int = 0
+    shards: int | None = None
+    compress: CodecChoice | None = None
+    compress_temp: bool = False
+    verify: bool = False
+    resume_key: str | None = None
+
+
+def compression_ratio(sample: np.ndarray) -> float:
+    """Compressed over raw size of ``sample`` with the temporary buckets' codec (zstd level 1)."""
+    if not len(sample):
+        return 1.0
+    import zstandard
+
+    return len(zstandard.ZstdCompressor(level=1).compress(sample.data)) / len(sample)
+
+
+class LineRun(TwoPass):
+    """One line shuffle: reads the sources, decides the path, owns the output and the temp space."""
+
+    def __init__(self, opts: Options, sources: list[Source], output: str | None, progress: Progress, sync: bool = True) -> None:
+        super().__init__(opts.entropy, opts.memory, opts.head_count, opts.tmp_dir, progress)
+        self.opts = opts
+        self.sources = sources
+        self.piece = plan.piece_bytes(self.limit)
+        self.writer = WriteBehind(plan.IN_FLIGHT_PIECES * self.piece)
+        self.out = Output(output, self.writer, shards=opts.shards, compress=opts.compress, sync=sync)
+        self.out.verify = opts.verify
+        self.temp_ratio = 1.0  # compressed / raw size of temporary buckets (--compress-temp)
+        self._buf: np.ndarray | None = None  # pass 2's read buffer
+        self.resume_key = opts.resume_key
+        self.resume_space: TempSpace | None = None  # removed once the output is in place
+        # Names the job lock, temp directory and output temp files of a --resume job.
+        self.resume_name = None if opts.resume_key is None else f"bigshuf-resume-{opts.resume_key}"
+        self.out.resume_tag = self.resume_name
+        self.job_lock: JobLock | None = None
+        if self.resume_name is not None:
+            self.out.resume_dir = os.path.abspath(os.path.join(opts.tmp_dir or default_tmp_dir(), self.resume_name))
+
+    def prepare(self) -> None:
+        paths = [s.path for s in self.sources if isinstance(s, FileSource)]
+        if self.opts.shards is not None and len(paths) == len(self.sources):
+            self.out.shard_suffix = line_shard_suffix(paths, self.opts.compress)
+        check_output_directory(self.out.target, self.opts.shards, self.opts.compress, self.out.shard_suffix)
+        if self.resume_name is not None:
+            self._lock_job()
+        for directory in dict.fromkeys(os.path.dirname(os.path.abspath(p)) for p in paths if p != "-"):
+            remove_dead_outputs(directory)  # a commit a kill interrupted there is finished before reading
+
+    def finished(self) -> None:
+        if self.resume_space is not None:
+            self.resume_space.discard()
+
+    def release(self) -> None:
+        if self.job_lock is not None:
+            self.job_lock.release()
+
+    def shuffle(self) -> None:
+        sources = self.sources
+        reader = RecordReader(sources, self.opts.fmt, self.progress, self.opts.header)
+        total = reader.total_size()
+        stored = reader.progress_total()
+        small = total is not None and total + len(sources) <= plan.block_budget(self.limit)
+        # A known size names the bar as the run will most likely go (renamed below if it goes the other
+        # way); an unknown one (standard input, compressed files) only once the first block tells.
+        phase: str | None = None
+        if total is not None:
+            phase = IN_MEMORY if small else scatter_phase(0)
+            self.progress.start(phase, stored)
+        else:
+            reader.progress = Progress()  # counted in reader.progress_done, shown once the bar is named
+        blocks, block, final = self._first_block(reader, total, small)
+        self.out.header = reader.header
+        if final:
+            offsets = find_offsets(block, self.opts.fmt, plan.block_budget(self.limit) // plan.META_PER_RECORD)
+            if offsets[-1] == len(block) and plan.fits_in_memory(len(block), len(offsets) - 1, self.limit):
+                if phase != IN_MEMORY:
+                    self._rename_phase(IN_MEMORY, stored, reader)
+                self._in_memory(block, offsets)
+                return
+            del offsets
+        if self.opts.repeat:
+            raise UsageError(
+                f"{option('repeat')} needs the input in memory, and it does not fit in {plan.format_size(self.limit)}; "
+                f"raise {option('memory')}"
+            )
+        if phase != scatter_phase(0):
+            self._rename_phase(scatter_phase(0), stored, reader)
+        if blocks is None:
+            # Mapped, but too many records to shuffle in one piece: stream it instead.
+            blocks = reader.blocks(plan.read_capacity(self.limit), option("memory"))
+            block, final = next(blocks)
+        sample = find_offsets(block[: self.piece], self.opts.fmt)
+        per_record = int(sample[-1]) / max(1, len(sample) - 1) if len(sample) > 1 else float(len(block))
+        if self.opts.compress_temp:
+            self.temp_ratio = compression_ratio(block[: self.piece])
+        # Only the chain may keep the first block alive, so the read buffer is freed before pass 2.
+        everything = (b for b, _final in chain([(block, final)], blocks))
+        del block
+        whole = reader.estimate_total() if total is None else total + len(sources)
+        with TempSpace(self.opts.tmp_dir, self.resume_name) as temp:
+            if self.resume_name is not None:
+                self.resume_space = temp
+                self._load_checkpoint(temp.path, sources)
+            self.external(everything, Estimate.of(whole, per_record), temp, streams.TOP, 0, exact=total is not None)
+
+    def _first_block(
+        self, reader: RecordReader, total: int | None, small: bool
+    ) -> tuple[Iterator[tuple[np.ndarray, bool]] | None, np.ndarray, bool]:
+        """The rest of the blocks (None: the input was mapped whole), the first block, and whether it is the last."""
+        if total is not None and small:
+            # Small enough to try in memory: map a lone plain file, else read it all.
+            if not self.opts.header and self.opts.fmt.group == 1:
+                mapped = map_whole(self.sources, self.opts.fmt.sep)
+                if mapped is not None:
+                    self.progress.update(len(mapped))
+                    return None, mapped, True
+            blocks = reader.blocks(total + len(self.sources) + 1, option("memory"))
+        else:
+            blocks = reader.blocks(plan.read_capacity(self.limit), option("memory"))
+        block, final = next(blocks)
+        return blocks, block, final
+
+    def _rename_phase(self, name: str, total: int | None, reader: RecordReader) -> None:
+        """Go on with the input's bar under ``name`` (the run took the other path, or it was not named
+        yet), as far as ``reader`` has read, and let the reader report to it from there."""
+        self.progress.start(name, total)
+        self.progress.update(reader.progress_done)
+        reader.progress = self.progress
+
+    def _in_memory(self, block: np.ndarray, offsets: np.ndarray) -> None:
+        rng = rng_for(self.entropy, streams.IN_MEMORY)
+        n = len(offsets) - 1
+        if self.opts.repeat:
+            if n == 0:
+                raise InputError("no lines to repeat")
+            count = self.head_count
+            self.begin_output(count or 0)
+            self.records += count or 0
+            sample_with_replacement(block, offsets, rng, self.emit, count=count, chunk_bytes=self.piece)
+            return
+        self.begin_output(self.wanted(n))
+        if self.opts.verify:
+            self.read_fingerprint += fingerprint(block, offsets)
+        self.records += shuffle_block(block, offsets, rng, self.emit, head=self.head_count, chunk_bytes=self.piece)
+
+    # The driver's hooks.
+
+    def free_needed(self, nbytes: int) -> int:
+        # 10% spare for compressed buckets: the sample's ratio may flatter the rest.
+        return nbytes if not self.opts.compress_temp else int(nbytes * min(1.0, self.temp_ratio * 1.1))
+
+    def make_buckets(self, directory: str, k: int, top: bool) -> Buckets:
+        resuming = top and "k" in self.state
+        buckets = BucketSet(directory, k, self.writer, compress=self.opts.compress_temp, fresh=not resuming)
+        if top and self.state_dir:
+            self.resume_buckets(buckets)
+        return buckets
+
+    def block_bytes(self, block: Any) -> int:
+        return len(block)
+
+    def scatter(self, block: Any, rng: np.random.Generator, buckets: Buckets, keep: int, depth: int) -> int:
+        assert isinstance(buckets, BucketSet)
+        for piece, offsets in iter_pieces(block, self.opts.fmt, self.piece, plan.piece_records(self.limit)):
+            if self.opts.verify and depth == 0:
+                self.read_fingerprint += fingerprint(piece, offsets)
+            buckets.append(scatter_piece(piece, offsets, rng, buckets.k, keep))
+            keep = self.cutoff(buckets, keep)
+        return keep
+
+    def shuffle_bucket(self, buckets: Buckets, j: int, rng: np.random.Generator, left: int | None, room: int) -> int:
+        assert isinstance(buckets, BucketSet)
+        if self._buf is None:
+            self._buf = np.empty(room, np.uint8)
+        view = buckets.read_into(j, self._buf)
+        offsets = find_offsets(view, self.opts.fmt)
+        return shuffle_block(view, offsets, rng, self.emit, head=left, chunk_bytes=self.piece)
+
+    def release_buffers(self) -> None:
+        self._buf = None
+
+    def bucket_blocks(self, buckets: Buckets, j: int) -> tuple[Iterator[Any], Estimate]:
+        assert isinstance(buckets, BucketSet)
+        buckets.check_file(j)
+        size, count = int(buckets.sizes[j]), int(buckets.records[j])
+        sub = RecordReader([FileSource(buckets.path(j))], self.opts.fmt, Progress())
+        blocks = (b for b, _final in sub.blocks(plan.read_capacity(self.limit), option("memory")))
+        return blocks, Estimate.of(size, size / count)
+
+    # --resume
+
+    def _lock_job(self) -> None:
+        """Take the ``--resume`` job's lock, beside its output, before touching any of its files:
+        a second run of the job (whatever its ``-T``) fails here, naming the run holding it."""
+        assert self.resume_name is not None and self.out.target is not None
+        first = self.out.target
+        if self.opts.shards is not None:
+            first = shard_paths(self.out.target, self.opts.shards, self.opts.compress, self.out.shard_suffix)[0]
+        first = os.path.realpath(first)
+        lock = os.path.join(os.path.dirname(first), f".{os.path.basename(first)}.{self.resume_name}.lock")
+        self.job_lock = JobLock(lock)
+        self.job_lock.acquire(f"pid {os.getpid()}, checkpoint in {self.out.resume_dir}")
+
+    def _load_checkpoint(self, directory: str, sources: list[Source]) -> None:
+        """Pick up an interrupted ``--resume`` run's checkpoint, every field validated (see ``resume``);
+        refuse it if an input changed or anything does not hold up."""
+        self.state_dir = directory
+        self.inputs = input_identity([s.path for s in sources if isinstance(s, FileSource)])
+        state = load_state(directory)
+        if state is None:
+            return
+        assert self.opts.resume_key is not None
+        job = Job(
+            self.opts.resume_key, self.inputs, self.opts.verify, self.opts.head_count, self.opts.shards,
+            self.opts.compress_temp,
+        )
+        validate_state(state, job, directory)
+        self.state = state
+        self.read_fingerprint = Fingerprint(*state["read_fingerprint"])
+        if "buckets_done" in state:
+            where = f"pass 2 after {state['buckets_done']} of {state['keep']} buckets ({state['records_out']} records written)"
+        elif "pass1_done" in state:
+            where = "the start of pass 2 (pass 1 complete)"
+        else:
+            where = f"pass 1 after {state['blocks_done']} blocks ({plan.format_size(state['bytes_done'])} scattered)"
+        self.resume_note = f"bigshuf: resuming from {directory}: {where}"
+
