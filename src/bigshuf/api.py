@@ -301,7 +301,8 @@ def _shuffle_tables(
 ) -> ShuffleStats:
     """Shuffle the rows of Parquet / Arrow / JSON Lines inputs into a table output (see ``shuffle``)."""
     from .formats.detect import output_kind, refuse_terminal
-    from .formats.tables import TableJob, open_inputs, parse_schema, resolve_codec, shuffle_tables
+    from .formats.table_run import TableJob, shuffle_tables
+    from .formats.tables import open_inputs, parse_schema, resolve_codec
 
     inputs = open_inputs(paths, parse_schema(schema) if schema is not None else None)
     kind = output_kind(target, inputs[0].kind, output_format)

@@ -10,29 +10,22 @@ both ways: read with pyarrow's JSON reader, written by the vectorised encoder in
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from functools import partial
 from itertools import chain
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from ..core import plan
-from ..core import streams
-from ..core.streams import rng_for
-from ..errors import InputError, OutputError, TempSpaceError, UsageError, option
 from ..core.fingerprint import Fingerprint
+from ..errors import InputError, OutputError, TempSpaceError, UsageError, option
+from ..storage.sinks import CodecChoice, Output, Sink
+from ..storage.sources import FileSource
+from ..storage.tempspace import full_disk_hint
+from ..storage.writeback import WriteBehind
 from .detect import dataset_files, sniff_kind, suffix_kind
-from ..progress import IN_MEMORY, Progress, scatter_phase, shuffle_phase
 from .lines import array_block, list_spans
 from .rowhash import row_fingerprint
-from ..storage.sinks import CodecChoice, Output, Sink, check_output_directory
-from ..storage.sources import FileSource
-from ..storage.tempspace import TempSpace, default_tmp_dir, full_disk_hint, remove_dead_runs
-from ..storage.writeback import WriteBehind
 
 #: Column codecs each output format offers (``--compress``), the first being the default.
 FORMAT_CODECS = {
@@ -694,25 +687,6 @@ def resolve_codec(kind: str, spec: str | None, target: str | None) -> CodecChoic
     return name, int(level_text)
 
 
-@dataclass(frozen=True)
-class TableJob:
-    """A table shuffle, resolved: inputs, output and the options that apply to rows."""
-
-    inputs: list[TableInput]
-    output: str | None
-    kind: str
-    codec: CodecChoice
-    memory: int
-    entropy: int
-    head_count: int | None
-    tmp_dir: str | None
-    shards: int | None
-    compress_temp: bool
-    verify: bool
-    row_group_size: int | None
-    sync: bool = True
-
-
 def open_inputs(paths: Sequence[str], json_schema: pa.Schema | None) -> list[TableInput]:
     """Open every input (directories expanded) and check that their schemas match the first's."""
     files: list[str] = []
@@ -747,253 +721,15 @@ def open_inputs(paths: Sequence[str], json_schema: pa.Schema | None) -> list[Tab
     return inputs
 
 
-class TableRun:
-    """One table shuffle: reads batches, decides in-memory or external, writes the output."""
-
-    def __init__(self, job: TableJob, progress: Progress) -> None:
-        self.job = job
-        self.progress = progress
-        self.limit = job.memory
-        self.piece = min(plan.piece_bytes(self.limit), TABLE_PIECE)
-        self.records = 0
-        self.buckets = 0
-        self.depth = 0
-        self.read_fingerprint = Fingerprint()
-        self.progress_done = 0  # input bytes reported to progress
-        check_output_directory(job.output, job.shards)
-
-    def run(self) -> tuple[int, int, int, int, float]:
-        """Shuffle; return records and bytes written, buckets, passes and seconds."""
-        start = time.perf_counter()
-        schema = self._schema()
-        writer = WriteBehind(plan.IN_FLIGHT_PIECES * self.piece)
-        self.out = TableOutput(
-            self.job.output, writer, kind=self.job.kind, shards=self.job.shards, codec=self.job.codec,
-            schema=schema, group_rows=self.job.row_group_size,
-            group_bytes=min(GROUP_BYTES, max(1, plan.block_budget(self.limit) // 8)), sync=self.job.sync,
-        )
-        self.out.verify = self.job.verify
-        self.writer = writer
-        try:
-            remove_dead_runs(self.job.tmp_dir or default_tmp_dir())  # in memory too, as an external run does
-            if self.job.head_count != 0:
-                self._shuffle()
-            self.progress.close()
-            self.out.begin(0)
-            self.out.commit_checked(self.read_fingerprint)
-        except BaseException:
-            self.out.abort()
-            raise
-        finally:
-            writer.close()
-            self.progress.close()
-        passes = 1 if self.buckets == 0 else 2 + self.depth
-        return self.records, self.out.bytes_written, self.buckets, passes, time.perf_counter() - start
-
-    def _schema(self) -> pa.Schema:
-        """The schema rows are shuffled in (views made plain; JSON Lines: given, or inferred from the first block)."""
-        first = self.job.inputs[0]
-        if first.kind == "jsonl":
-            first.peek(self.piece)
-            if first.schema is None:
-                raise InputError(f"{first.path}: no JSON rows to infer the columns from; give them with {option('schema')}")
-            for other in self.job.inputs:
-                other.schema, other._inferred = first.schema, first._inferred
-        assert first.schema is not None
-        return plain_schema(first.schema)
-
-    def _batches(self) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
-        """Every input's rows in batches of about a piece, with their row sizes; fingerprinted when verifying."""
-        def read() -> Iterator[pa.RecordBatch]:
-            # Bytes as stored, in proportion to the rows read, where the file says its row count.
-            for source in self.job.inputs:
-                stored, rows, reported, done = source.disk_size(), source.rows, 0, 0
-                for batch in source.batches(self.piece):
-                    done += batch.num_rows
-                    if rows:
-                        now = stored * done // rows
-                        self._report(now - reported)
-                        reported = now
-                    else:
-                        self._report(batch.nbytes)
-                    yield batch
-
-        for batch, sizes in _rebatch(read(), self.piece, plan.piece_records(self.limit)):
-            if self.job.verify:
-                self.read_fingerprint += row_fingerprint(batch)
-            yield batch, sizes
-
-    def _report(self, nbytes: int) -> None:
-        """Tell progress about ``nbytes`` more of the input read, keeping count for a renamed bar."""
-        self.progress_done += nbytes
-        self.progress.update(nbytes)
-
-    def _shuffle(self) -> None:
-        inputs = self.job.inputs
-        known = all(i.rows is not None for i in inputs)
-        total_rows = sum(i.rows or 0 for i in inputs) if known else None
-        # The inputs as stored, when every one says its row count (JSON Lines do not: bytes read, no total).
-        stored = (sum(i.disk_size() for i in inputs) or None) if known else None
-        self.progress.start(IN_MEMORY, stored)
-        batches = self._batches()
-        held: list[tuple[pa.RecordBatch, np.ndarray]] = []
-        held_bytes = held_rows = 0
-        for batch, sizes in batches:
-            held.append((batch, sizes))
-            held_bytes += int(sizes.sum())
-            held_rows += batch.num_rows
-            if not plan.fits_in_memory(held_bytes, held_rows, self.limit):
-                break
-            if total_rows is not None and held_rows < total_rows and not plan.fits_in_memory(
-                held_bytes * total_rows // held_rows, total_rows, self.limit
-            ):
-                break  # the first rows show that the rest will not fit either
-        else:
-            self._in_memory([b for b, _ in _drain(held)], held_bytes)
-            return
-        self.progress.start(scatter_phase(0), stored)
-        self.progress.update(self.progress_done)
-        # Sizes from the rows read so far (the same rows whatever the input's layout).
-        per_row = held_bytes / max(1, held_rows)
-        est_rows = total_rows if total_rows is not None else max(held_rows * 4, int(sum(i.disk_size() for i in inputs) / per_row))
-        est_bytes = int(per_row * est_rows)
-        with TempSpace(self.job.tmp_dir) as temp:
-            self._external(chain(_drain(held), batches), est_bytes, est_rows, temp, streams.TOP, 0)
-
-    def _in_memory(self, batches: list[pa.RecordBatch], nbytes: int) -> None:
-        table = pa.Table.from_batches(self._consolidate(_drain(batches)), schema=self.out.schema.remove_metadata())
-        n = table.num_rows
-        head = self.job.head_count
-        count = n if head is None else min(n, head)
-        self.out.begin(count)
-        self._emit_permuted(table, nbytes, rng_for(self.job.entropy, streams.IN_MEMORY), count)
-
-    def _consolidate(self, batches: Iterable[pa.RecordBatch]) -> list[pa.RecordBatch]:
-        """``batches`` merged into chunks of up to an eighth of the limit (at most ``MAX_CHUNK``),
-        one group at a time, each original let go once merged (pass an iterator that keeps none).
-
-        Gathering a piece takes from every chunk of a table, so hundreds of small chunks make
-        the gather quadratic; a few large ones keep it one pass, with an eighth of the limit copied
-        at a time.
-        """
-        most = min(MAX_CHUNK, max(1, plan.block_budget(self.limit) // 8))
-        merged: list[pa.RecordBatch] = []
-        group: list[pa.RecordBatch] = []
-        size = 0
-        for batch in batches:
-            if group and size + batch.nbytes > most:
-                merged.append(_combine(group))
-                group, size = [], 0
-            group.append(batch)
-            size += batch.nbytes
-        if group:
-            merged.append(_combine(group))
-        return merged
-
-    def _emit_permuted(self, table: pa.Table, nbytes: int, rng: np.random.Generator, count: int) -> None:
-        """Write ``count`` rows of ``table`` (``nbytes`` by ``row_sizes``) in uniformly random order
-        (a uniform sample if fewer than all)."""
-        n = table.num_rows
-        if count == n:
-            order = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
-            rng.shuffle(order)
-        else:
-            order = rng.choice(n, size=count, replace=False)
-        chunk = max(1, self.piece * n // max(1, nbytes)) if n else 1
-        batches = table.to_batches()
-        starts = np.zeros(len(batches) + 1, np.int64)
-        np.cumsum([b.num_rows for b in batches], out=starts[1:])
-        for lo in range(0, count, chunk):
-            self.out.emit(take_rows(batches, starts, order[lo : lo + chunk]))
-        self.records += count
-
-    def _external(
-        self, batches: Iterator[tuple[pa.RecordBatch, np.ndarray]], est_bytes: int, est_rows: int,
-        temp: TempSpace, key: tuple[int, ...], depth: int,
-    ) -> None:
-        """Two-pass scatter over ``batches``; a bucket too big for memory is scattered again, one level deeper."""
-        if depth > plan.MAX_DEPTH:
-            raise InputError(f"rows could not be split below {plan.format_size(self.limit)} after {depth} passes; raise {option('memory')}")
-        self.depth = max(self.depth, depth)
-        if depth == 0:
-            temp.check_free(est_bytes)
-        k = plan.bucket_count(est_bytes, est_rows, self.limit)
-        self.buckets += k
-        directory = os.path.join(temp.path, streams.name(key))
-        buckets = TableBuckets(directory, k, self.out.schema, self.job.compress_temp, self.piece)
-        try:
-            keep = self._pass1(batches, buckets, key)
-            self.writer.flush()
-            buckets.close()
-            if depth == 0:
-                total = int(buckets.rows[:keep].sum())
-                self.progress.close()
-                self.out.begin(total if self.job.head_count is None else min(total, self.job.head_count))
-            self._pass2(buckets, keep, temp, key, depth)
-        finally:
-            self.writer.wait_idle()
-            buckets.close()
-
-    def _pass1(
-        self, batches: Iterator[tuple[pa.RecordBatch, np.ndarray]], buckets: TableBuckets, key: tuple[int, ...]
-    ) -> int:
-        """Scatter every batch into ``buckets``; return how many leading buckets ``-n`` still needs."""
-        k = keep = buckets.k
-        head = self.job.head_count
-        dtype = np.uint8 if k <= 1 << 8 else np.uint16 if k <= 1 << 16 else np.uint32
-        for index, (batch, sizes) in enumerate(batches):
-            rng = rng_for(self.job.entropy, streams.scatter(key, index))
-            ids = rng.integers(0, k, batch.num_rows, dtype=dtype)
-            counts = np.bincount(ids, minlength=k)
-            counts[keep:] = 0
-            buckets.nbytes += np.bincount(ids, weights=sizes, minlength=k).astype(np.int64) * (counts > 0)
-            order = np.argsort(ids, kind="stable")[: int(counts.sum())]
-            del ids
-            scattered = batch.take(order)
-            buckets.rows += counts
-            self.writer.submit_job(partial(buckets.append, scattered, counts), scattered.nbytes)
-            if head is not None:
-                last = int(np.searchsorted(np.cumsum(buckets.rows), head))
-                keep = min(keep, last + 1)
-        return keep
-
-    def _pass2(self, buckets: TableBuckets, keep: int, temp: TempSpace, key: tuple[int, ...], depth: int) -> None:
-        name = shuffle_phase(depth)
-        self.progress.start(name, int(buckets.nbytes[:keep].sum()))
-        for j in range(keep):
-            left = None if self.job.head_count is None else self.job.head_count - self.records
-            if left == 0:
-                break
-            rows, nbytes = int(buckets.rows[j]), int(buckets.nbytes[j])
-            if not rows:
-                continue
-            if plan.fits_in_memory(nbytes, rows, self.limit):
-                table = pa.Table.from_batches(self._consolidate(buckets.batches(j)), schema=buckets.schema)
-                if table.num_rows != rows:
-                    raise TempSpaceError(
-                        f"{buckets.path(j)}: temporary bucket holds {table.num_rows} rows, not the {rows} written; "
-                        "the temporary directory was changed or is failing"
-                    )
-                count = rows if left is None else min(rows, left)
-                self._emit_permuted(table, nbytes, rng_for(self.job.entropy, streams.bucket(key, j)), count)
-                del table
-            else:
-                sub = _rebatch(buckets.batches(j), self.piece, plan.piece_records(self.limit))
-                self._external(sub, nbytes, rows, temp, streams.sublevel(key, j), depth + 1)
-                self.progress.start(name, int(buckets.nbytes[j:keep].sum()))
-            self.progress.update(nbytes)
-            buckets.remove(j)
-
-
 class TableBuckets:
-    """The k temporary buckets of one pass, each an Arrow IPC stream file, with their row counts and
-    bytes (by ``row_sizes``), which the scattering pass keeps."""
+    """The k temporary buckets of one pass, each an Arrow IPC stream file, with their row counts
+    (``records``) and bytes by ``row_sizes`` (``sizes``), which the scattering pass keeps."""
 
     def __init__(self, directory: str, k: int, schema: pa.Schema, compress: bool, buffer_bytes: int) -> None:
         self.k = k
         self.directory = directory
-        self.rows = np.zeros(k, np.int64)
-        self.nbytes = np.zeros(k, np.int64)
+        self.records = np.zeros(k, np.int64)
+        self.sizes = np.zeros(k, np.int64)
         self.schema = schema.remove_metadata()
         options = pa.ipc.IpcWriteOptions(compression="zstd" if compress else None)
         buffer = max(4096, min(1 << 20, buffer_bytes // k))  # all k buffers: about one piece
@@ -1045,14 +781,14 @@ class TableBuckets:
         except ARROW_ERRORS as e:
             raise TempSpaceError(f"{self.path(j)}: temporary bucket unreadable: {_reason(e)}") from None
 
+    def drop_after(self, last: int) -> None:
+        """Forget buckets past ``last``: ``-n`` will never reach them (their files go with the temp directory)."""
+        self.records[last + 1 :] = 0
+        self.sizes[last + 1 :] = 0
+
     def remove(self, j: int) -> None:
+        """Delete bucket ``j``'s file (pass 2 is done with it)."""
         try:
             os.unlink(self.path(j))
         except FileNotFoundError:
             pass
-
-
-def shuffle_tables(job: TableJob, progress: Progress) -> tuple[int, int, int, int, float]:
-    """Run a table shuffle (see ``api.shuffle``): records, bytes, buckets, passes, seconds."""
-    return TableRun(job, progress).run()
-

@@ -1,0 +1,238 @@
+"""A shuffle of Parquet, Arrow IPC or JSON Lines rows on the two-pass driver.
+
+What is particular to rows: batches are read until the rows no longer fit (or the first ones
+show that the rest will not), a bucket's row ids are drawn for a whole batch and its rows taken
+at once, buckets are Arrow IPC streams, and a bucket is merged into a few large chunks before
+it is permuted (gathering from thousands of slices would be quadratic).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from itertools import chain
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ..core import plan, streams
+from ..core.driver import Buckets, Estimate, TwoPass
+from ..core.streams import rng_for
+from ..errors import InputError, TempSpaceError, option
+from ..progress import IN_MEMORY, Progress, scatter_phase
+from ..storage.sinks import CodecChoice, check_output_directory
+from ..storage.tempspace import TempSpace
+from ..storage.writeback import WriteBehind
+from .rowhash import row_fingerprint
+from .tables import (
+    GROUP_BYTES, MAX_CHUNK, TABLE_PIECE, TableBuckets, TableInput, TableOutput, _combine, _drain, _rebatch,
+    plain_schema, take_rows,
+)
+
+
+@dataclass(frozen=True)
+class TableJob:
+    """A table shuffle, resolved: inputs, output and the options that apply to rows."""
+
+    inputs: list[TableInput]
+    output: str | None
+    kind: str
+    codec: CodecChoice
+    memory: int
+    entropy: int
+    head_count: int | None
+    tmp_dir: str | None
+    shards: int | None
+    compress_temp: bool
+    verify: bool
+    row_group_size: int | None
+    sync: bool = True
+
+
+class TableRun(TwoPass):
+    """One table shuffle: reads batches, decides in-memory or external, writes the output."""
+
+    unit = "rows"
+
+    def __init__(self, job: TableJob, progress: Progress) -> None:
+        super().__init__(job.entropy, job.memory, job.head_count, job.tmp_dir, progress)
+        self.job = job
+        self.piece = min(plan.piece_bytes(self.limit), TABLE_PIECE)
+        self.progress_done = 0  # input bytes reported to progress
+        check_output_directory(job.output, job.shards)
+        schema = self._schema()
+        self.writer = WriteBehind(plan.IN_FLIGHT_PIECES * self.piece)
+        self.table_out = TableOutput(
+            job.output, self.writer, kind=job.kind, shards=job.shards, codec=job.codec,
+            schema=schema, group_rows=job.row_group_size,
+            group_bytes=min(GROUP_BYTES, max(1, plan.block_budget(self.limit) // 8)), sync=job.sync,
+        )
+        self.table_out.verify = job.verify
+        self.out = self.table_out
+
+    def prepare(self) -> None:
+        """Nothing more to check: the output directory and the schema were checked on construction."""
+
+    def _schema(self) -> pa.Schema:
+        """The schema rows are shuffled in (views made plain; JSON Lines: given, or inferred from the first block)."""
+        first = self.job.inputs[0]
+        if first.kind == "jsonl":
+            first.peek(self.piece)
+            if first.schema is None:
+                raise InputError(f"{first.path}: no JSON rows to infer the columns from; give them with {option('schema')}")
+            for other in self.job.inputs:
+                other.schema, other._inferred = first.schema, first._inferred
+        assert first.schema is not None
+        return plain_schema(first.schema)
+
+    def _batches(self) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
+        """Every input's rows in batches of about a piece, with their row sizes; fingerprinted when verifying."""
+        def read() -> Iterator[pa.RecordBatch]:
+            # Bytes as stored, in proportion to the rows read, where the file says its row count.
+            for source in self.job.inputs:
+                stored, rows, reported, done = source.disk_size(), source.rows, 0, 0
+                for batch in source.batches(self.piece):
+                    done += batch.num_rows
+                    if rows:
+                        now = stored * done // rows
+                        self._report(now - reported)
+                        reported = now
+                    else:
+                        self._report(batch.nbytes)
+                    yield batch
+
+        for batch, sizes in _rebatch(read(), self.piece, plan.piece_records(self.limit)):
+            if self.job.verify:
+                self.read_fingerprint += row_fingerprint(batch)
+            yield batch, sizes
+
+    def _report(self, nbytes: int) -> None:
+        """Tell progress about ``nbytes`` more of the input read, keeping count for a renamed bar."""
+        self.progress_done += nbytes
+        self.progress.update(nbytes)
+
+    def shuffle(self) -> None:
+        inputs = self.job.inputs
+        known = all(i.rows is not None for i in inputs)
+        total_rows = sum(i.rows or 0 for i in inputs) if known else None
+        # The inputs as stored, when every one says its row count (JSON Lines do not: bytes read, no total).
+        stored = (sum(i.disk_size() for i in inputs) or None) if known else None
+        self.progress.start(IN_MEMORY, stored)
+        batches = self._batches()
+        held: list[tuple[pa.RecordBatch, np.ndarray]] = []
+        held_bytes = held_rows = 0
+        for batch, sizes in batches:
+            held.append((batch, sizes))
+            held_bytes += int(sizes.sum())
+            held_rows += batch.num_rows
+            if not plan.fits_in_memory(held_bytes, held_rows, self.limit):
+                break
+            if total_rows is not None and held_rows < total_rows and not plan.fits_in_memory(
+                held_bytes * total_rows // held_rows, total_rows, self.limit
+            ):
+                break  # the first rows show that the rest will not fit either
+        else:
+            self._in_memory([b for b, _ in _drain(held)], held_bytes)
+            return
+        self.progress.start(scatter_phase(0), stored)
+        self.progress.update(self.progress_done)
+        # Sizes from the rows read so far (the same rows whatever the input's layout).
+        per_row = held_bytes / max(1, held_rows)
+        est_rows = total_rows if total_rows is not None else max(held_rows * 4, int(sum(i.disk_size() for i in inputs) / per_row))
+        with TempSpace(self.job.tmp_dir) as temp:
+            self.external(chain(_drain(held), batches), Estimate(int(per_row * est_rows), est_rows, per_row), temp, streams.TOP, 0)
+
+    def _in_memory(self, batches: list[pa.RecordBatch], nbytes: int) -> None:
+        table = pa.Table.from_batches(self._consolidate(_drain(batches)), schema=self.table_out.schema.remove_metadata())
+        count = self.wanted(table.num_rows)
+        self.begin_output(count)
+        self._emit_permuted(table, nbytes, rng_for(self.entropy, streams.IN_MEMORY), count)
+        self.records += count
+
+    def _consolidate(self, batches: Iterable[pa.RecordBatch]) -> list[pa.RecordBatch]:
+        """``batches`` merged into chunks of up to an eighth of the limit (at most ``MAX_CHUNK``),
+        one group at a time, each original let go once merged (pass an iterator that keeps none).
+
+        Gathering a piece takes from every chunk of a table, so hundreds of small chunks make
+        the gather quadratic; a few large ones keep it one pass, with an eighth of the limit copied
+        at a time.
+        """
+        most = min(MAX_CHUNK, max(1, plan.block_budget(self.limit) // 8))
+        merged: list[pa.RecordBatch] = []
+        group: list[pa.RecordBatch] = []
+        size = 0
+        for batch in batches:
+            if group and size + batch.nbytes > most:
+                merged.append(_combine(group))
+                group, size = [], 0
+            group.append(batch)
+            size += batch.nbytes
+        if group:
+            merged.append(_combine(group))
+        return merged
+
+    def _emit_permuted(self, table: pa.Table, nbytes: int, rng: np.random.Generator, count: int) -> None:
+        """Write ``count`` rows of ``table`` (``nbytes`` by ``row_sizes``) in uniformly random order
+        (a uniform sample if fewer than all)."""
+        n = table.num_rows
+        if count == n:
+            order = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
+            rng.shuffle(order)
+        else:
+            order = rng.choice(n, size=count, replace=False)
+        chunk = max(1, self.piece * n // max(1, nbytes)) if n else 1
+        batches = table.to_batches()
+        starts = np.zeros(len(batches) + 1, np.int64)
+        np.cumsum([b.num_rows for b in batches], out=starts[1:])
+        for lo in range(0, count, chunk):
+            self.emit(take_rows(batches, starts, order[lo : lo + chunk]))
+
+    # The driver's hooks.
+
+    def make_buckets(self, directory: str, k: int, top: bool) -> Buckets:
+        return TableBuckets(directory, k, self.table_out.schema, self.job.compress_temp, self.piece)
+
+    def block_bytes(self, block: Any) -> int:
+        return int(block[1].sum())
+
+    def scatter(self, block: Any, rng: np.random.Generator, buckets: Buckets, keep: int, depth: int) -> int:
+        assert isinstance(buckets, TableBuckets)
+        batch, sizes = block
+        k = buckets.k
+        dtype = np.uint8 if k <= 1 << 8 else np.uint16 if k <= 1 << 16 else np.uint32
+        ids = rng.integers(0, k, batch.num_rows, dtype=dtype)
+        counts = np.bincount(ids, minlength=k)
+        counts[keep:] = 0
+        buckets.sizes += np.bincount(ids, weights=sizes, minlength=k).astype(np.int64) * (counts > 0)
+        order = np.argsort(ids, kind="stable")[: int(counts.sum())]
+        del ids
+        scattered = batch.take(order)
+        buckets.records += counts
+        self.writer.submit_job(partial(buckets.append, scattered, counts), scattered.nbytes)
+        return self.cutoff(buckets, keep)
+
+    def shuffle_bucket(self, buckets: Buckets, j: int, rng: np.random.Generator, left: int | None, room: int) -> int:
+        assert isinstance(buckets, TableBuckets)
+        rows, nbytes = int(buckets.records[j]), int(buckets.sizes[j])
+        table = pa.Table.from_batches(self._consolidate(buckets.batches(j)), schema=buckets.schema)
+        if table.num_rows != rows:
+            raise TempSpaceError(
+                f"{buckets.path(j)}: temporary bucket holds {table.num_rows} rows, not the {rows} written; "
+                "the temporary directory was changed or is failing"
+            )
+        count = rows if left is None else min(rows, left)
+        self._emit_permuted(table, nbytes, rng, count)
+        return count
+
+    def bucket_blocks(self, buckets: Buckets, j: int) -> tuple[Iterator[Any], Estimate]:
+        assert isinstance(buckets, TableBuckets)
+        rows, nbytes = int(buckets.records[j]), int(buckets.sizes[j])
+        blocks = _rebatch(buckets.batches(j), self.piece, plan.piece_records(self.limit))
+        return blocks, Estimate(nbytes, rows, nbytes / rows)
+
+
+def shuffle_tables(job: TableJob, progress: Progress) -> tuple[int, int, int, int, float]:
+    """Run a table shuffle (see ``api.shuffle``): records, bytes, buckets, passes, seconds."""
+    return TableRun(job, progress).run()
