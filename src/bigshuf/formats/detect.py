@@ -7,22 +7,18 @@ from __future__ import annotations
 
 import os
 import stat
+from typing import TYPE_CHECKING
 
 from ..errors import InputError, UsageError, option
+from . import registry
 
-#: File kinds by suffix; ``jsonl`` may also carry a compression suffix (``.jsonl.zst``).
-TABLE_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".arrow": "arrow", ".feather": "arrow", ".ipc": "arrow"}
-JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
-#: Line files a directory operand contributes (each also with a compression suffix, ``.jsonl.zst``).
-LINE_SUFFIXES = (".txt", *JSON_SUFFIXES, ".csv", ".tsv", ".fastq", ".fq")
-
-#: Output suffixes that name formats bigshuf does not write rows in.
-UNWRITABLE_SUFFIXES = (".csv", ".tsv", ".txt")
+if TYPE_CHECKING:
+    from ..storage.sinks import CodecChoice
 
 
 def sniff_kind(path: str, strict: bool = False) -> str | None:
-    """``parquet``, ``arrow`` (IPC file, Feather v2) or ``stream`` (IPC stream, as Hugging Face
-    ``datasets`` writes ``.arrow``) by a regular file's magic bytes, else None.
+    """The registered format (``parquet``, ``arrow``, ``stream``...) a regular file's magic bytes
+    name, else None.
 
     Only regular files are opened: reading a FIFO's first bytes would take them from the run.
     ``strict`` makes an unreadable file an error instead of None.
@@ -31,32 +27,40 @@ def sniff_kind(path: str, strict: bool = False) -> str | None:
         if not stat.S_ISREG(os.stat(path).st_mode):
             return None
         with open(path, "rb") as f:
-            head = f.read(6)
+            head = f.read(registry.magic_bytes())
     except OSError as e:
         if strict:
             raise InputError(f"{path}: {e.strerror}") from None
         return None
-    if head[:4] == b"PAR1":
-        return "parquet"
-    if head == b"ARROW1":
-        return "arrow"
-    if head[:4] == b"\xff\xff\xff\xff":
-        return "stream"
-    return None
+    fmt = registry.by_magic(head)
+    return None if fmt is None else fmt.name
+
+
+def _without_codec(name: str) -> str:
+    """A lower-case file name without its compression suffix (``.zst``, ``.gz``...), if it has one."""
+    from ..storage.codecs import CODECS, codec_for_suffix
+
+    codec = codec_for_suffix(name)
+    if codec is None:
+        return name
+    return name[: -len(next(s for s in CODECS[codec].suffixes if name.endswith(s)))]
+
+
+def _named_format(name: str) -> registry.FileFormat | None:
+    """The format a file name's suffix names (after a compression suffix, for formats compressed whole)."""
+    lower = name.lower()
+    fmt = registry.by_suffix(lower)
+    if fmt is not None and not fmt.compressible:
+        return fmt
+    fmt = registry.by_suffix(_without_codec(lower))
+    return fmt if fmt is not None and fmt.compressible else None
 
 
 def suffix_kind(path: str) -> str | None:
-    """``parquet``, ``arrow`` or ``jsonl`` by the name's suffix (a compression suffix after ``.jsonl`` allowed)."""
-    from ..storage.codecs import CODECS, codec_for_suffix
-
-    lower = path.lower()
-    for suffix, kind in TABLE_SUFFIXES.items():
-        if lower.endswith(suffix):
-            return kind
-    codec = codec_for_suffix(lower)
-    if codec is not None:
-        lower = lower[: -len(next(s for s in CODECS[codec].suffixes if lower.endswith(s)))]
-    return "jsonl" if lower.endswith(JSON_SUFFIXES) else None
+    """The row format a name's suffix names (``parquet``, ``arrow`` or ``jsonl``, a compression suffix
+    after ``.jsonl`` allowed); None for line files that hold no rows (``.txt``) and other names."""
+    fmt = _named_format(path)
+    return fmt.name if fmt is not None and fmt.holds_rows else None
 
 
 def is_table_input(path: str) -> bool:
@@ -66,22 +70,16 @@ def is_table_input(path: str) -> bool:
     if os.path.isdir(path):
         found = dataset_files(path)
         return bool(found) and data_kind(found[0]) == "table"
-    if sniff_kind(path) is not None:
-        return True
-    return os.path.isfile(path) and suffix_kind(path) in ("parquet", "arrow")
+    sniffed = sniff_kind(path)
+    if sniffed is not None:
+        return registry.FORMATS[sniffed].family == registry.TABLE
+    return os.path.isfile(path) and data_kind(path) == registry.TABLE
 
 
 def data_kind(name: str) -> str | None:
-    """``table`` or ``lines`` by a file name's suffix (line files may add a compression suffix), else None."""
-    from ..storage.codecs import CODECS, codec_for_suffix
-
-    lower = name.lower()
-    if lower.endswith(tuple(TABLE_SUFFIXES)):
-        return "table"
-    codec = codec_for_suffix(lower)
-    if codec is not None:
-        lower = lower[: -len(next(s for s in CODECS[codec].suffixes if lower.endswith(s)))]
-    return "lines" if lower.endswith(LINE_SUFFIXES) else None
+    """``table`` or ``lines`` (the format family) by a file name's suffix, else None."""
+    fmt = _named_format(name)
+    return None if fmt is None else fmt.family
 
 
 def dataset_files(path: str) -> list[str]:
@@ -133,12 +131,37 @@ def output_kind(target: str | None, input_kind: str, chosen: str | None = None) 
     """The output's format: ``chosen`` (``--output-format``), else named by ``-o``'s suffix (or the
     shard pattern's), else the input's (an IPC stream is written as an IPC file)."""
     if chosen is not None:
-        if chosen not in ("parquet", "arrow", "jsonl"):
-            raise UsageError(f"{option('output_format')}: choose parquet, arrow or jsonl, not '{chosen}'")
+        writable = [f.name for f in registry.FORMATS.values() if f.holds_rows and f.suffixes]
+        if chosen not in writable:
+            raise UsageError(f"{option('output_format')}: choose {', '.join(writable[:-1])} or {writable[-1]}, not '{chosen}'")
         return chosen
     default = "arrow" if input_kind == "stream" else input_kind
     if target is None or target == "-" or os.path.isdir(target) or target.endswith(os.sep):
         return default
-    if target.lower().endswith(UNWRITABLE_SUFFIXES):
+    named = _named_format(target)
+    if named is not None and not named.holds_rows:
         raise UsageError(f"{target}: rows are written as Parquet, Arrow or JSON Lines; give {option('output')} a .parquet, .arrow or .jsonl name")
     return suffix_kind(target) or default
+
+
+def line_shard_suffix(inputs: list[str], compress: CodecChoice | None) -> str | None:
+    """The suffix of the files of a ``--shards`` directory shuffled from line files ``inputs``: their
+    record kind (``.jsonl``, ``.txt``, ...) and, unless ``compress`` says otherwise, their codec
+    (``.jsonl.zst``); None (the codec's suffix alone) if they do not all share a kind."""
+    from ..storage.codecs import CODECS, codec_for_suffix
+    from ..storage.sinks import output_codec
+
+    kinds: set[str] = set()
+    codecs: set[str | None] = set()
+    for path in inputs:
+        name = os.path.basename(path).lower()
+        codecs.add(codec_for_suffix(name))
+        kinds.add(os.path.splitext(_without_codec(name))[1])
+    if len(kinds) != 1 or not kinds <= set(registry.suffixes(registry.LINES)):
+        return None
+    if compress is not None:
+        chosen = output_codec(None, compress)
+        codec = None if chosen is None else chosen[0]
+    else:
+        codec = codecs.pop() if len(codecs) == 1 else None
+    return kinds.pop() + (CODECS[codec].suffixes[0] if codec is not None else "")

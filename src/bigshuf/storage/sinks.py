@@ -275,35 +275,6 @@ def open_output(
     return AtomicFileSink(os.path.realpath(path), codec, os.fspath(path), files=files, sync=sync)
 
 
-#: Line-file suffixes a --shards directory's files take from their inputs (issue: name shards by record kind).
-LINE_SUFFIXES = (".jsonl", ".ndjson", ".json", ".txt", ".csv", ".tsv", ".fastq", ".fq")
-
-
-def line_shard_suffix(inputs: list[str], compress: CodecChoice | None) -> str | None:
-    """The suffix of the files of a ``--shards`` directory shuffled from line files ``inputs``: their
-    record kind (``.jsonl``, ``.txt``, ...) and, unless ``compress`` says otherwise, their codec
-    (``.jsonl.zst``); None (the codec's suffix alone) if they do not all share a kind."""
-    from .codecs import CODECS, codec_for_suffix
-
-    kinds: set[str] = set()
-    codecs: set[str | None] = set()
-    for path in inputs:
-        name = os.path.basename(path).lower()
-        codec = codec_for_suffix(name)
-        if codec is not None:
-            name = name[: -len(next(x for x in CODECS[codec].suffixes if name.endswith(x)))]
-        kinds.add(os.path.splitext(name)[1])
-        codecs.add(codec)
-    if len(kinds) != 1 or not kinds <= set(LINE_SUFFIXES):
-        return None
-    if compress is not None:
-        chosen = output_codec(None, compress)
-        codec = None if chosen is None else chosen[0]
-    else:
-        codec = codecs.pop() if len(codecs) == 1 else None
-    return kinds.pop() + (CODECS[codec].suffixes[0] if codec is not None else "")
-
-
 def shard_names(
     target: str, shards: int, compress: CodecChoice | None, directory: bool, *, suffix: str | None = None,
     example: str = "out/part-{:05d}.jsonl", directory_words: str = "a directory",

@@ -1,0 +1,74 @@
+"""The file formats bigshuf knows, registered by name: the suffixes and magic bytes that detect
+each, and the family of records it holds (lines, or table rows), which decides the run.
+
+Detection (``formats.detect``), directory listing, shard names and the output's format all read
+this table, so a new format is one entry here plus the module that reads and writes it.
+Importing it costs nothing: the command consults it before pyarrow is loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+LINES, TABLE = "lines", "table"
+
+
+@dataclass(frozen=True)
+class FileFormat:
+    """One kind of data file."""
+
+    name: str
+    #: ``lines`` (records are separated lines) or ``table`` (records are rows of a schema).
+    family: str
+    #: Lower-case name suffixes, with the dot.
+    suffixes: tuple[str, ...] = ()
+    #: (offset, bytes) pairs, any of which identifies a regular file of this format.
+    magic: tuple[tuple[int, bytes], ...] = ()
+    #: Whether a name may add a compression suffix (``.jsonl.zst``); the file is then compressed as a whole.
+    compressible: bool = False
+    #: Whether table rows can be written in it (JSON Lines: yes; plain text: no).
+    holds_rows: bool = True
+
+
+FORMATS: dict[str, FileFormat] = {}
+
+
+def register(fmt: FileFormat) -> None:
+    """Add ``fmt``; a later entry of the same name replaces the earlier."""
+    FORMATS[fmt.name] = fmt
+
+
+register(FileFormat("parquet", TABLE, (".parquet", ".pq"), ((0, b"PAR1"),)))
+register(FileFormat("arrow", TABLE, (".arrow", ".feather", ".ipc"), ((0, b"ARROW1"),)))
+# An Arrow IPC stream (as Hugging Face ``datasets`` writes ``.arrow``): its continuation marker.
+register(FileFormat("stream", TABLE, (), ((0, b"\xff\xff\xff\xff"),)))
+register(FileFormat("jsonl", LINES, (".jsonl", ".ndjson", ".json"), compressible=True))
+register(FileFormat("text", LINES, (".txt", ".csv", ".tsv", ".fastq", ".fq"), compressible=True, holds_rows=False))
+
+
+def by_magic(head: bytes) -> FileFormat | None:
+    """The format whose magic bytes ``head`` (a file's first ``MAGIC_BYTES``) starts with, if any."""
+    for fmt in FORMATS.values():
+        if any(head[offset : offset + len(magic)] == magic for offset, magic in fmt.magic):
+            return fmt
+    return None
+
+
+def by_suffix(name: str) -> FileFormat | None:
+    """The format a (lower-case, compression suffix already removed if ``compressible``) name ends in."""
+    for fmt in FORMATS.values():
+        if fmt.suffixes and name.endswith(fmt.suffixes):
+            return fmt
+    return None
+
+
+def magic_bytes() -> int:
+    """How many leading bytes decide every registered format's magic."""
+    return max((offset + len(magic) for fmt in FORMATS.values() for offset, magic in fmt.magic), default=0)
+
+
+def suffixes(family: str, *, compressible: bool | None = None) -> tuple[str, ...]:
+    """The suffixes of ``family``'s formats (only those that may be compressed, or not, if asked)."""
+    return tuple(
+        s for fmt in FORMATS.values() if fmt.family == family and compressible in (None, fmt.compressible) for s in fmt.suffixes
+    )
