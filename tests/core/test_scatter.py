@@ -1,0 +1,371 @@
+"""core/scatter, directly: pieces cover a block exactly at record boundaries, scattering puts
+every record in exactly one bucket (or drops it past ``keep``), and bucket files hold what was
+appended, are checked on reading back, and survive a checkpoint and restore.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bigshuf.core.scatter import BucketSet, Scattered, iter_pieces, scatter_piece
+from bigshuf.errors import TempSpaceError
+from bigshuf.formats.lines import RecordFormat, find_offsets
+from bigshuf.storage.writeback import WriteBehind
+
+LINES = RecordFormat()
+
+
+def block_of(records: list[bytes], sep: bytes = b"\n") -> np.ndarray:
+    """``records`` each ended by ``sep``, as a uint8 block."""
+    return np.frombuffer(b"".join(r + sep for r in records), np.uint8).copy()
+
+
+def lines(n: int, seed: int = 0, max_len: int = 40) -> list[bytes]:
+    """``n`` numbered records of random printable bytes, no newline inside."""
+    rng = np.random.default_rng(seed)
+    return [b"%d:" % i + bytes(rng.integers(33, 127, int(rng.integers(0, max_len)), dtype=np.uint8)) for i in range(n)]
+
+
+def records_of(data: bytes | memoryview) -> list[bytes]:
+    """The newline-ended records of ``data``, without their newlines."""
+    raw = bytes(data)
+    assert raw == b"" or raw.endswith(b"\n")
+    return raw.split(b"\n")[:-1]
+
+
+def scattered(recs: list[bytes], k: int, seed: int = 1, keep: int | None = None) -> Scattered:
+    """The records ``recs`` scattered whole into ``k`` buckets."""
+    block = block_of(recs)
+    return scatter_piece(block, find_offsets(block, LINES), np.random.default_rng(seed), k, k if keep is None else keep)
+
+
+def buckets_of(s: Scattered) -> list[list[bytes]]:
+    """The records of each bucket of a scattered piece."""
+    data = bytes(s.data)
+    return [records_of(data[int(s.byte_bounds[j]) : int(s.byte_bounds[j + 1])]) for j in range(len(s.counts))]
+
+
+# --- iter_pieces ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("max_bytes, max_records", [(64, 1000), (1000, 3), (50, 4), (1 << 20, 1 << 20), (1, 1)])
+def test_pieces_cover_the_block_exactly_at_record_boundaries(max_bytes: int, max_records: int) -> None:
+    """Pieces, concatenated, are the block; each is whole records within both bounds (a record
+    longer than ``max_bytes`` alone excepted); the offsets describe the piece."""
+    recs = lines(300, max_len=60)
+    block = block_of(recs)
+    pieces = list(iter_pieces(block, LINES, max_bytes, max_records))
+    assert b"".join(p.tobytes() for p, _ in pieces) == block.tobytes()
+    got: list[bytes] = []
+    for piece, offsets in pieces:
+        n = len(offsets) - 1
+        assert offsets[0] == 0 and offsets[-1] == len(piece) and n >= 1
+        assert piece[-1] == ord("\n")
+        assert n <= max_records
+        assert len(piece) <= max_bytes or n == 1
+        got += [piece[offsets[i] : offsets[i + 1] - 1].tobytes() for i in range(n)]
+    assert got == recs
+
+
+def test_a_record_longer_than_the_piece_size_is_a_piece_of_its_own() -> None:
+    """A 500-byte record with 64-byte pieces comes out whole, between its neighbours."""
+    recs = [b"a", b"L" * 500, b"b", b"c"]
+    pieces = [p.tobytes() for p, _ in iter_pieces(block_of(recs), LINES, 64, 100)]
+    assert pieces == [b"a\n", b"L" * 500 + b"\n", b"b\nc\n"]
+
+
+def test_pieces_respect_record_groups() -> None:
+    """With 4-line records (FASTQ), pieces end only after whole groups of lines."""
+    fmt = RecordFormat(group=4)
+    recs = [b"@r%d\nACGT\n+\nIIII" % i for i in range(50)]
+    block = block_of(recs)
+    pieces = list(iter_pieces(block, fmt, 70, 1000))
+    assert b"".join(p.tobytes() for p, _ in pieces) == block.tobytes()
+    for piece, offsets in pieces:
+        assert piece.tobytes().count(b"\n") == 4 * (len(offsets) - 1)
+        assert piece.tobytes().startswith(b"@r")
+
+
+def test_an_empty_block_has_no_pieces() -> None:
+    """Nothing to split: no piece, not an empty one."""
+    assert list(iter_pieces(np.empty(0, np.uint8), LINES, 64, 10)) == []
+
+
+# --- scatter_piece --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("k", [2, 7, 256, 257, 1000])
+def test_every_record_lands_in_exactly_one_bucket(k: int) -> None:
+    """The buckets hold the records as a multiset; counts and byte bounds agree with them (both
+    id widths: up to 256 buckets and beyond)."""
+    recs = lines(3000, seed=k)
+    s = scattered(recs, k)
+    buckets = buckets_of(s)
+    assert Counter(r for b in buckets for r in b) == Counter(recs)
+    assert s.counts.tolist() == [len(b) for b in buckets]
+    assert s.byte_bounds[0] == 0 and s.byte_bounds[-1] == len(s.data)
+    assert np.all(np.diff(s.byte_bounds) >= 0)
+    assert len(s.data) == len(block_of(recs))
+    assert np.count_nonzero(s.counts) > 1
+
+
+def test_records_keep_their_input_order_within_a_bucket() -> None:
+    """Pass 1 only regroups: each bucket's records are in the order they came."""
+    recs = lines(500)
+    position = {r: i for i, r in enumerate(recs)}
+    for bucket in buckets_of(scattered(recs, 5)):
+        assert [position[r] for r in bucket] == sorted(position[r] for r in bucket)
+
+
+def test_buckets_from_keep_on_are_dropped() -> None:
+    """With ``keep``, buckets ``>= keep`` are empty and the kept ones are exactly as without it."""
+    recs = lines(1000)
+    full = scattered(recs, 8, seed=3)
+    kept = scattered(recs, 8, seed=3, keep=3)
+    assert kept.counts[3:].tolist() == [0] * 5
+    assert kept.counts[:3].tolist() == full.counts[:3].tolist()
+    assert buckets_of(kept)[:3] == buckets_of(full)[:3]
+    assert buckets_of(kept)[3:] == [[]] * 5
+    assert len(kept.data) == int(full.byte_bounds[3]) == int(kept.byte_bounds[-1])
+
+
+def test_scattering_is_determined_by_the_stream() -> None:
+    """The same stream gives the same buckets; another stream gives others."""
+    recs = lines(400)
+    assert buckets_of(scattered(recs, 6, seed=9)) == buckets_of(scattered(recs, 6, seed=9))
+    assert buckets_of(scattered(recs, 6, seed=9)) != buckets_of(scattered(recs, 6, seed=10))
+
+
+def test_int64_offsets_and_empty_records() -> None:
+    """Offsets given as int64, and records that are only a separator, scatter like any other."""
+    recs = [b""] * 50 + [b"x"] * 50
+    block = block_of(recs)
+    s = scatter_piece(block, find_offsets(block, LINES).astype(np.int64), np.random.default_rng(0), 4, 4)
+    assert Counter(r for b in buckets_of(s) for r in b) == Counter(recs)
+
+
+# --- BucketSet ------------------------------------------------------------------------------
+
+
+def appended(directory: Path, k: int, pieces: int, compress: bool = False,
+             writer: WriteBehind | None = None) -> tuple[BucketSet, list[list[bytes]]]:
+    """A bucket set in ``directory`` with ``pieces`` scattered pieces appended, and the records
+    each bucket should hold."""
+    buckets = BucketSet(str(directory), k, writer=writer, compress=compress)
+    expected: list[list[bytes]] = [[] for _ in range(k)]
+    for p in range(pieces):
+        s = scattered(lines(200, seed=p), k, seed=100 + p)
+        buckets.append(s)
+        for j, recs in enumerate(buckets_of(s)):
+            expected[j] += recs
+    if writer is not None:
+        writer.flush()
+    return buckets, expected
+
+
+def read_back(buckets: BucketSet, j: int) -> list[bytes]:
+    """Bucket ``j``'s records as read from its file."""
+    buf = np.empty(int(buckets.sizes.max()) + 1, np.uint8)
+    return records_of(buckets.read_into(j, buf).tobytes())
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_buckets_read_back_what_was_appended(tmp_path: Path, compress: bool) -> None:
+    """Three pieces appended: each bucket reads back its records in order, and its counts agree."""
+    buckets, expected = appended(tmp_path / "b", 4, 3, compress=compress)
+    buckets.close()
+    for j in range(4):
+        assert read_back(buckets, j) == expected[j]
+        assert buckets.records[j] == len(expected[j])
+        assert buckets.sizes[j] == sum(len(r) + 1 for r in expected[j])
+    assert sum(int(n) for n in buckets.records) == 600
+
+
+def test_buckets_written_behind_read_back_the_same(tmp_path: Path) -> None:
+    """With a write-behind thread, the files hold the same bytes once it is flushed."""
+    writer = WriteBehind(1 << 16)
+    try:
+        buckets, expected = appended(tmp_path / "b", 5, 4, writer=writer)
+        buckets.close()
+        assert [read_back(buckets, j) for j in range(5)] == expected
+    finally:
+        writer.close()
+
+
+def test_bucket_files_and_directory_are_private(tmp_path: Path) -> None:
+    """The bucket directory is 0700 and every bucket file 0600, this user's, not a link."""
+    buckets, _ = appended(tmp_path / "b", 3, 1)
+    buckets.close()
+    assert os.stat(tmp_path / "b").st_mode & 0o777 == 0o700
+    for j in range(3):
+        st = os.lstat(buckets.path(j))
+        assert stat.S_ISREG(st.st_mode) and st.st_mode & 0o777 == 0o600 and st.st_uid == os.geteuid()
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_a_corrupted_bucket_is_refused(tmp_path: Path, compress: bool) -> None:
+    """One byte changed in a bucket file: reading it (whole or streamed) raises TempSpaceError."""
+    buckets, expected = appended(tmp_path / "b", 2, 2, compress=compress)
+    buckets.close()
+    path = buckets.path(0)
+    data = bytearray(Path(path).read_bytes())
+    if compress:  # corrupt the content, not the frames: recompress altered data
+        import io
+
+        import zstandard
+
+        reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(bytes(data)), read_across_frames=True)
+        plain = bytearray(reader.read())
+        assert len(plain) == buckets.sizes[0]
+        plain[len(plain) // 2] ^= 0x01
+        data = bytearray(zstandard.ZstdCompressor(level=1).compress(bytes(plain)))
+    else:
+        data[len(data) // 2] ^= 0x01
+    Path(path).write_bytes(bytes(data))
+    with pytest.raises(TempSpaceError, match=f"^{path}: temporary bucket is corrupt"):
+        read_back(buckets, 0)
+    with pytest.raises(TempSpaceError, match=f"^{path}: temporary bucket is corrupt"):
+        buckets.check_file(0)
+    assert read_back(buckets, 1) == expected[1]
+    buckets.check_file(1)
+
+
+def test_a_truncated_bucket_is_refused(tmp_path: Path) -> None:
+    """A bucket file shorter than what was written is refused, not read short."""
+    buckets, _ = appended(tmp_path / "b", 2, 1)
+    buckets.close()
+    os.truncate(buckets.path(1), os.path.getsize(buckets.path(1)) - 1)
+    with pytest.raises(TempSpaceError, match="bucket file is shorter than written"):
+        read_back(buckets, 1)
+    with pytest.raises(TempSpaceError, match="temporary bucket is corrupt"):
+        buckets.check_file(1)
+
+
+def test_drop_after_removes_the_later_buckets(tmp_path: Path) -> None:
+    """Buckets past ``last`` lose their files and their counts; earlier ones are kept."""
+    buckets, expected = appended(tmp_path / "b", 5, 2)
+    buckets.drop_after(1)
+    buckets.close()
+    assert sorted(os.listdir(tmp_path / "b")) == ["bucket-00000", "bucket-00001"]
+    assert buckets.records[2:].tolist() == [0, 0, 0] and buckets.sizes[2:].tolist() == [0, 0, 0]
+    assert [read_back(buckets, j) for j in range(2)] == expected[:2]
+    assert buckets.state()["disk"][2:] == [0, 0, 0]
+
+
+def test_remove_deletes_a_consumed_bucket(tmp_path: Path) -> None:
+    """``remove`` deletes the file, and a second call (or a bucket never written) is no error."""
+    buckets = BucketSet(str(tmp_path / "b"), 3)
+    buckets.append(scattered([b"only"], 3))
+    buckets.close()
+    written = int(np.flatnonzero(buckets.records)[0])
+    buckets.remove(written)
+    buckets.remove(written)
+    buckets.remove((written + 1) % 3)
+    assert os.listdir(tmp_path / "b") == []
+
+
+def test_a_fresh_bucket_set_clears_leftovers(tmp_path: Path) -> None:
+    """A fresh set starts from an empty directory (leftovers of an interrupted attempt go)."""
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "bucket-00000").write_bytes(b"stale\n")
+    buckets = BucketSet(str(tmp_path / "b"), 2)
+    assert os.listdir(tmp_path / "b") == []
+    assert buckets.sizes.tolist() == [0, 0]
+
+
+def test_state_and_restore_round_trip(tmp_path: Path) -> None:
+    """A checkpoint restored into a new set reads back the same buckets, and appends continue them."""
+    buckets, expected = appended(tmp_path / "b", 3, 2)
+    buckets.sync()
+    buckets.close()
+    state = buckets.state()
+    again = BucketSet(str(tmp_path / "b"), 3, fresh=False)
+    again.restore(state, consumed=0, complete=False)
+    assert again.state() == state
+    assert [read_back(again, j) for j in range(3)] == expected
+    extra = scattered([b"late-%d" % i for i in range(30)], 3, seed=7)
+    again.append(extra)
+    again.close()
+    for j, recs in enumerate(buckets_of(extra)):
+        assert read_back(again, j) == expected[j] + recs
+
+
+def test_restore_cuts_back_what_was_written_after_the_checkpoint(tmp_path: Path) -> None:
+    """Bytes appended after the checkpoint (an interrupted pass 1) are cut off on restore."""
+    buckets, expected = appended(tmp_path / "b", 2, 1)
+    buckets.close()
+    state = buckets.state()
+    with open(buckets.path(0), "ab") as f:
+        f.write(b"written after the checkpoint\n")
+    again = BucketSet(str(tmp_path / "b"), 2, fresh=False)
+    again.restore(state, consumed=0, complete=False)
+    assert os.path.getsize(again.path(0)) == state["disk"][0]
+    assert read_back(again, 0) == expected[0]
+
+
+def test_restore_refuses_a_missing_or_wrong_sized_bucket(tmp_path: Path) -> None:
+    """A bucket the checkpoint counts must be there, and after pass 1 exactly as long."""
+    buckets, _ = appended(tmp_path / "b", 2, 1)
+    buckets.close()
+    state = buckets.state()
+    with open(buckets.path(1), "ab") as f:
+        f.write(b"x")
+    again = BucketSet(str(tmp_path / "b"), 2, fresh=False)
+    again.advice = "start again"
+    with pytest.raises(TempSpaceError, match=r"bucket holds \d+ bytes, the checkpoint says \d+; start again$"):
+        again.restore(state, consumed=0, complete=True)
+    os.unlink(buckets.path(0))
+    with pytest.raises(TempSpaceError, match="bucket missing, the checkpoint counts"):
+        BucketSet(str(tmp_path / "b"), 2, fresh=False).restore(state, consumed=0, complete=False)
+    # A bucket pass 2 has consumed is not looked for.
+    BucketSet(str(tmp_path / "b"), 2, fresh=False).restore(state, consumed=1, complete=False)
+
+
+def test_restore_never_follows_a_symlinked_bucket(tmp_path: Path) -> None:
+    """A link planted in place of a bucket is refused, and the file it names is untouched."""
+    buckets, _ = appended(tmp_path / "b", 2, 1)
+    buckets.close()
+    state = buckets.state()
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"v" * 100000)
+    os.unlink(buckets.path(0))
+    os.symlink(victim, buckets.path(0))
+    with pytest.raises(TempSpaceError, match="cannot reopen this bucket"):
+        BucketSet(str(tmp_path / "b"), 2, fresh=False).restore(state, consumed=0, complete=False)
+    assert victim.read_bytes() == b"v" * 100000
+
+
+def test_resuming_from_a_symlinked_directory_is_refused(tmp_path: Path) -> None:
+    """The bucket directory of a resumed run must be this user's own directory, not a link."""
+    (tmp_path / "elsewhere").mkdir(mode=0o700)
+    os.symlink(tmp_path / "elsewhere", tmp_path / "b")
+    with pytest.raises(TempSpaceError, match=f"^{tmp_path / 'b'}: is a symbolic link; cannot resume from its buckets$"):
+        BucketSet(str(tmp_path / "b"), 2, fresh=False)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="drop_after only unlinks buckets this run has opened: a restored bucket dropped before any append "
+    "keeps its file, and the next restore after pass 1 (complete=True) refuses it as longer than its 0 bytes; "
+    "end to end: --resume -n, killed in pass 1 once -n has started dropping buckets, resumed, killed in pass 2, "
+    "then refused with 'bucket holds N bytes, the checkpoint says 0; cannot resume'",
+)
+def test_a_checkpoint_taken_after_dropping_restored_buckets_can_be_restored(tmp_path: Path) -> None:
+    """Resume, drop buckets -n no longer needs, checkpoint the completed pass 1: that checkpoint restores."""
+    buckets, expected = appended(tmp_path / "b", 4, 1)
+    buckets.sync()
+    buckets.close()
+    resumed = BucketSet(str(tmp_path / "b"), 4, fresh=False)
+    resumed.restore(buckets.state(), consumed=0, complete=False)
+    resumed.drop_after(1)  # before this run appended anything to buckets 2 and 3
+    resumed.sync()
+    resumed.close()
+    again = BucketSet(str(tmp_path / "b"), 4, fresh=False)
+    again.restore(resumed.state(), consumed=0, complete=True)
+    assert [read_back(again, j) for j in range(2)] == expected[:2]
