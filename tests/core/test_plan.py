@@ -133,10 +133,6 @@ def test_bucket_count_respects_max_buckets() -> None:
     assert plan.bucket_count(10, 1, limit, max_buckets=100) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="format_size switches unit before rounding: 1 MiB less one byte prints as '1024.0 KiB' (cosmetic)",
-)
 def test_format_size_rounds_up_into_the_next_unit() -> None:
     """A size that rounds to 1024 of a unit is shown as 1.0 of the next one."""
     assert plan.format_size((1 << 20) - 1) == "1.0 MiB"

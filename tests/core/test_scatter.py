@@ -349,13 +349,6 @@ def test_resuming_from_a_symlinked_directory_is_refused(tmp_path: Path) -> None:
         BucketSet(str(tmp_path / "b"), 2, fresh=False)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="drop_after only unlinks buckets this run has opened: a restored bucket dropped before any append "
-    "keeps its file, and the next restore after pass 1 (complete=True) refuses it as longer than its 0 bytes; "
-    "end to end: --resume -n, killed in pass 1 once -n has started dropping buckets, resumed, killed in pass 2, "
-    "then refused with 'bucket holds N bytes, the checkpoint says 0; cannot resume'",
-)
 def test_a_checkpoint_taken_after_dropping_restored_buckets_can_be_restored(tmp_path: Path) -> None:
     """Resume, drop buckets -n no longer needs, checkpoint the completed pass 1: that checkpoint restores."""
     buckets, expected = appended(tmp_path / "b", 4, 1)

@@ -16,12 +16,12 @@ import pyarrow as pa
 import pytest
 
 from bigshuf.errors import BigShufError, OutputError, UsageError
+from bigshuf.formats.detect import line_shard_suffix
 from bigshuf.storage.commit import OutputFiles
 from bigshuf.storage.sinks import (
     AtomicFileSink,
     Output,
     check_output_directory,
-    line_shard_suffix,
     output_codec,
     shard_names,
     shard_paths,
@@ -470,11 +470,6 @@ def test_an_unwritable_directory_is_refused(tmp_path: Path) -> None:
         os.chmod(locked, 0o700)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a pattern whose field formats shard 0 with a NUL byte ('{:c}') gets to os calls and ends as "
-    "'bigshuf: internal error: ValueError: embedded null byte' instead of a one-line usage error",
-)
 def test_a_pattern_giving_a_nul_byte_is_a_usage_error(tmp_path: Path) -> None:
     """``-o 'p{:c}' --shards 2`` names shard 0 ``p\\0``, which no file system takes: refused as a user error."""
     with pytest.raises(BigShufError):

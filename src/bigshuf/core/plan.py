@@ -66,8 +66,9 @@ def parse_size(text: str | int) -> int:
 def format_size(n: float) -> str:
     """Human-readable binary size for messages, e.g. ``256 MiB``."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        shown = f"{n:.0f}" if unit == "B" else f"{n:.1f}"
+        if abs(float(shown)) < 1024 or unit == "TiB":  # as rounded: 1 MiB less a byte is 1.0 MiB
+            return f"{shown} {unit}"
         n /= 1024
     raise AssertionError("unreachable")
 

@@ -113,7 +113,7 @@ class BucketSet:
         self._files = [None] * self.k
         self._existing: set[int] = set()  # restored buckets, reopened rather than created
         self._dirty: set[int] = set()  # buckets written since the last ``sync``
-        self._created = False  # a bucket file was created since the last ``sync``
+        self._created = False  # a bucket file was created (or a restored one removed) since the last ``sync``
         self.advice = ""  # --resume: what to do about a bucket that does not hold up
 
     def path(self, j: int) -> str:
@@ -252,6 +252,12 @@ class BucketSet:
                 f.close()
                 self._files[j] = None
                 os.unlink(self.path(j))
+            elif j in self._existing:
+                # Restored from a checkpoint and not reopened yet: its file goes too, or the next
+                # checkpoint (size 0) would not match it. The unlink is synced with the directory.
+                self._existing.discard(j)
+                os.unlink(self.path(j))
+                self._created = True
             self._dirty.discard(j)
             self.sizes[j] = self.records[j] = 0
             self.disk[j] = 0

@@ -302,6 +302,8 @@ def shard_names(
         if fields:  # a field that gives shards the same name: its format is the fault, not its absence
             raise UsageError(f"{shards} shards: '{fields[0]}' in {option('output')} '{target}' cannot number shards; use {{}} or {{:05d}}")
         raise UsageError(f"{shards} shards need {option('output')} to be {directory_words} or a pattern with {{}}, like {example}")
+    if any("\0" in name for name in names):
+        raise UsageError(f"{option('output')} '{target}' gives shard names with a NUL byte, which no file may have; use {{}} or {{:05d}}")
     return names
 
 
