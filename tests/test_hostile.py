@@ -12,7 +12,7 @@ import pytest
 
 import bigshuf
 from bigshuf.progress import Progress
-from bigshuf.formats.lines import RecordFormat
+from bigshuf.core.records import RecordFormat
 from bigshuf.storage.sources import FileSource, RecordReader
 
 from helpers import assert_permutation, make_records, write_records

@@ -13,7 +13,7 @@ import pytest
 import bigshuf
 import bigshuf.core.gather
 from bigshuf.core.fingerprint import fingerprint
-from bigshuf.formats.lines import RecordFormat, find_offsets
+from bigshuf.core.records import RecordFormat, find_offsets
 
 from helpers import make_records, write_records
 

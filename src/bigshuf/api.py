@@ -19,7 +19,7 @@ from .core.fingerprint import Fingerprint, fingerprint
 from .core.streams import rng_for, seed_entropy
 from .errors import InputError, TempSpaceError, UsageError, option
 from .formats.line_run import LineRun, Options
-from .formats.lines import RecordFormat, find_offsets
+from .core.records import RecordFormat, find_offsets
 from .progress import Progress
 from .storage.sinks import CodecChoice
 from .storage.sources import FileSource, GeneratedSource, RangeSource, RecordReader, Source

@@ -15,7 +15,7 @@ import pytest
 
 from bigshuf.core.scatter import BucketSet, Scattered, iter_pieces, scatter_piece
 from bigshuf.errors import TempSpaceError
-from bigshuf.formats.lines import RecordFormat, find_offsets
+from bigshuf.core.records import RecordFormat, find_offsets
 from bigshuf.storage.writeback import WriteBehind
 
 LINES = RecordFormat()

@@ -1,1 +1,1 @@
-"""The two-pass algorithm: memory plan, random streams, scatter, gather, fingerprints, resume state."""
+"""The two-pass algorithm: memory plan, named random streams, records in bytes, scatter, gather, fingerprints, resume state, and the driver."""

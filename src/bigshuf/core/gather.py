@@ -15,7 +15,7 @@ import numpy as np
 if TYPE_CHECKING:
     import pyarrow as pa
 
-from ..formats.lines import as_binary_array
+from .records import as_binary_array
 
 #: Receives each chunk of shuffled records as an Arrow binary array.
 Emit = Callable[["pa.Array"], None]

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import TempSpaceError
 from ..storage.safefs import check_private_directory, create_exclusive, open_nofollow, sync_directory, sync_file
-from ..formats.lines import INT32_LIMIT, RecordFormat, array_bytes, as_binary_array, find_offsets
+from .records import INT32_LIMIT, RecordFormat, array_bytes, as_binary_array, find_offsets
 from ..storage.tempspace import full_disk_hint
 from ..storage.threads import signals_held
 from ..storage.writeback import WriteBehind

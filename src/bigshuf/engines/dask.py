@@ -40,7 +40,7 @@ from ..errors import BigShufError, InputError, OutputError, TempSpaceError, Usag
 from ..core.fingerprint import Fingerprint, fingerprint
 from ..core.gather import emit_in_order, permutation
 from ..progress import Progress, scatter_phase, shuffle_phase
-from ..formats.lines import RecordFormat, array_block, array_bytes, as_binary_array, find_offsets
+from ..core.records import RecordFormat, array_block, array_bytes, as_binary_array, find_offsets
 from ..core.scatter import Scattered, iter_pieces, scatter_piece
 from ..storage.commit import OutputFiles
 from ..storage.safefs import open_nofollow, sync_file

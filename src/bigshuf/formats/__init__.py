@@ -1,1 +1,1 @@
-"""Record formats: lines (separator and record groups), Arrow/Parquet rows, JSON Lines, detection."""
+"""Record formats, plugged into the core's driver: lines, Arrow/Parquet rows, JSON Lines; their registry and detection. Nothing below imports them."""

@@ -29,7 +29,7 @@ from ..storage.sources import FileSource, RecordReader, Source, map_whole
 from ..storage.tempspace import TempSpace, default_tmp_dir, remove_dead_outputs
 from ..storage.writeback import WriteBehind
 from .detect import line_shard_suffix
-from .lines import RecordFormat, find_offsets
+from ..core.records import RecordFormat, find_offsets
 
 
 @dataclass(frozen=True)

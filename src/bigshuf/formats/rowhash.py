@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from ..errors import UsageError, option
 from ..core.fingerprint import GOLD, Fingerprint, mix, record_hashes, word_keys
-from .lines import array_block, list_spans
+from ..core.records import array_block, list_spans
 
 _NULL = np.uint64(0x6A09E667F3BCC908)
 

@@ -24,7 +24,7 @@ from ..storage.sources import FileSource
 from ..storage.tempspace import full_disk_hint
 from ..storage.writeback import WriteBehind
 from .detect import dataset_files, sniff_kind, suffix_kind
-from .lines import array_block, list_spans
+from ..core.records import array_block, list_spans
 from .rowhash import row_fingerprint
 
 #: Column codecs each output format offers (``--compress``), the first being the default.

@@ -15,7 +15,7 @@ from typing import Any, BinaryIO
 from .commit import CommitInterrupted, OutputFiles, backup_name, deferred_signals, name_max
 from ..errors import OutputError, UsageError, option
 from ..core.fingerprint import Fingerprint, fingerprint
-from ..formats.lines import array_block, array_bytes
+from ..core.records import array_block, array_bytes
 from ..core.resume import FileCheck, ResumePoint, open_output_temp
 from .safefs import create_exclusive, sync_directory, sync_file
 from .tempspace import remove_dead_outputs

@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import InputError, option
 from .codecs import Replay
 from ..progress import Progress
-from ..formats.lines import RecordFormat, count_separators
+from ..core.records import RecordFormat, count_separators
 
 
 class Source(Protocol):
