@@ -18,14 +18,9 @@ import pytest
 from bigshuf.errors import BigShufError, OutputError, UsageError
 from bigshuf.formats.detect import line_shard_suffix
 from bigshuf.storage.commit import OutputFiles
-from bigshuf.storage.sinks import (
-    AtomicFileSink,
-    Output,
-    check_output_directory,
-    output_codec,
-    shard_names,
-    shard_paths,
-)
+from bigshuf.storage.output import Output
+from bigshuf.storage.shards import check_output_directory, shard_names, shard_paths
+from bigshuf.storage.sinks import AtomicFileSink, output_codec
 from bigshuf.storage.writeback import WriteBehind
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import InputError, option
 from ..progress import Progress, scatter_phase, shuffle_phase
-from ..storage.sinks import Output
+from ..storage.output import Output
 from ..storage.tempspace import TempSpace, default_tmp_dir, remove_dead_runs
 from ..storage.writeback import WriteBehind
 from . import plan, streams

@@ -44,7 +44,8 @@ from ..core.records import RecordFormat, array_block, array_bytes, as_binary_arr
 from ..core.scatter import Scattered, iter_pieces, scatter_piece
 from ..storage.commit import OutputFiles
 from ..storage.safefs import open_nofollow, sync_file
-from ..storage.sinks import AtomicFileSink, CodecChoice, Sink, check_output_directory, open_output, output_codec, shard_names, shard_paths
+from ..storage.shards import check_output_directory, shard_names, shard_paths
+from ..storage.sinks import AtomicFileSink, CodecChoice, Sink, open_output, output_codec
 from ..storage.sources import RecordReader
 
 #: ``-S`` of the Dask engine when none is given: the memory one task may use. A fixed

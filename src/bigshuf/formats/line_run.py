@@ -24,7 +24,9 @@ from ..core.scatter import BucketSet, iter_pieces, scatter_piece
 from ..core.streams import rng_for
 from ..errors import InputError, UsageError, option
 from ..progress import IN_MEMORY, Progress, scatter_phase
-from ..storage.sinks import CodecChoice, Output, check_output_directory, shard_paths
+from ..storage.output import Output
+from ..storage.shards import check_output_directory, shard_paths
+from ..storage.sinks import CodecChoice
 from ..storage.sources import FileSource, RecordReader, Source, map_whole
 from ..storage.tempspace import TempSpace, default_tmp_dir, remove_dead_outputs
 from ..storage.writeback import WriteBehind

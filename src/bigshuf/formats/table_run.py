@@ -22,7 +22,8 @@ from ..core.driver import Buckets, Estimate, TwoPass
 from ..core.streams import rng_for
 from ..errors import InputError, TempSpaceError, option
 from ..progress import IN_MEMORY, Progress, scatter_phase
-from ..storage.sinks import CodecChoice, check_output_directory
+from ..storage.shards import check_output_directory
+from ..storage.sinks import CodecChoice
 from ..storage.tempspace import TempSpace
 from ..storage.writeback import WriteBehind
 from .rowhash import row_fingerprint

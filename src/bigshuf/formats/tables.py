@@ -19,7 +19,8 @@ import pyarrow as pa
 
 from ..core.fingerprint import Fingerprint
 from ..errors import InputError, OutputError, TempSpaceError, UsageError, option
-from ..storage.sinks import CodecChoice, Output, Sink
+from ..storage.output import Output
+from ..storage.sinks import CodecChoice, Sink
 from ..storage.sources import FileSource
 from ..storage.tempspace import full_disk_hint
 from ..storage.writeback import WriteBehind
