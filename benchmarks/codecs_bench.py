@@ -127,11 +127,11 @@ def time_cli(argv: list[str], src: str) -> tuple[float, float, int]:
 
 def member_loop(codec: str, new: Callable[[], object]) -> Opener:
     """An opener running a library's decompressobj through bigshuf.storage.codecs' strict member loop."""
-    from bigshuf.storage import codecs
+    from bigshuf.storage import decoding
     def opener(raw: BinaryIO) -> Any:
-        source = codecs._Counted(raw)
-        loop = codecs._MemberLoop(source, codec, new, "zlib")
-        return codecs._Reader(source, loop, codec, "bench", (Exception,))
+        source = decoding._Counted(raw)
+        loop = decoding._MemberLoop(source, codec, new, "zlib")
+        return decoding._Reader(source, loop, codec, "bench", (Exception,))
 
     return opener
 
@@ -150,7 +150,7 @@ def candidates(src: dict[str, str], raw_path: str) -> tuple[list[Row], int]:
     except ImportError:  # only a candidate: pip install zlib-ng for its rows
         zlib_ng = None  # type: ignore[assignment]
 
-    from bigshuf.storage import codecs
+    from bigshuf.storage import codecs, decoding
     with open(raw_path, "rb") as f:
         data = memoryview(f.read())
     out = src["out"]
@@ -172,14 +172,14 @@ def candidates(src: dict[str, str], raw_path: str) -> tuple[list[Row], int]:
     arrow = "pyarrow CompressedInputStream"
     read("gzip read", f"{arrow}(PythonFile)", gz, lambda r: pa.CompressedInputStream(pa.PythonFile(r, "r"), "gzip"))
     read("gzip read", f"{arrow}(OSFile)", gz, lambda r: pa.CompressedInputStream(pa.OSFile(gz), "gzip"))
-    read("gzip read", "bigshuf.storage.codecs.open_reader (isal decompressobj loop)", gz, lambda r: codecs.open_reader(r, "gzip", gz))
+    read("gzip read", "bigshuf.storage.decoding.open_reader (isal decompressobj loop)", gz, lambda r: decoding.open_reader(r, "gzip", gz))
     if shutil.which("gzip"):
         rows.append(("gzip read", "`gzip -dc` (reference)", lambda: time_cli(["gzip", "-dc"], gz)))
 
     read("zstd read", "zstandard stream_reader", zs, lambda r: zstandard.ZstdDecompressor().stream_reader(r, read_across_frames=True))
     read("zstd read", f"{arrow}(PythonFile)", zs, lambda r: pa.CompressedInputStream(pa.PythonFile(r, "r"), "zstd"))
     read("zstd read", f"{arrow}(OSFile)", zs, lambda r: pa.CompressedInputStream(pa.OSFile(zs), "zstd"))
-    read("zstd read", "bigshuf.storage.codecs.open_reader (decompressobj loop)", zs, lambda r: codecs.open_reader(r, "zstd", zs))
+    read("zstd read", "bigshuf.storage.decoding.open_reader (decompressobj loop)", zs, lambda r: decoding.open_reader(r, "zstd", zs))
     if shutil.which("zstd"):
         rows.append(("zstd read", "`zstd -dc` (reference)", lambda: time_cli(["zstd", "-dc"], zs)))
 
@@ -233,14 +233,14 @@ def candidates(src: dict[str, str], raw_path: str) -> tuple[list[Row], int]:
 
 def slow_codecs(src: dict[str, str], raw_path: str) -> list[Row]:
     """bzip2 and xz through bigshuf.storage.codecs (stdlib underneath) and their CLIs, on the small corpus."""
-    from bigshuf.storage import codecs
+    from bigshuf.storage import codecs, decoding
     with open(raw_path, "rb") as f:
         data = memoryview(f.read())
     rows: list[Row] = []
     for codec, tool, levels in (("bzip2", "bzip2", (1, 9)), ("xz", "xz", (1, 6))):
         path = src[codec]
-        reader = lambda c=codec, p=path: time_read(lambda r: codecs.open_reader(r, c, p), p)  # noqa: E731
-        rows.append((f"{codec} read", "bigshuf.storage.codecs.open_reader", reader))
+        reader = lambda c=codec, p=path: time_read(lambda r: decoding.open_reader(r, c, p), p)  # noqa: E731
+        rows.append((f"{codec} read", "bigshuf.storage.decoding.open_reader", reader))
         if shutil.which(tool):
             rows.append((f"{codec} read", f"`{tool} -dc` (reference)", lambda t=tool, p=path: time_cli([t, "-dc"], p)))
         for level in levels:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bigshuf.storage import codecs
+from bigshuf.storage import codecs, decoding
 from bigshuf.errors import InputError, UsageError
 
 from helpers import compress, decompress, run_peak
@@ -52,7 +52,7 @@ def written(codec: str, data: bytes, level: int | None = None, chunk: int = 100_
 
 def read_all(blob: bytes, codec: str, name: str = "in.dat", sizes: tuple[int, ...] = ODD_SIZES) -> bytes:
     """Everything ``open_reader`` yields, read with ``readinto`` into buffers of cycling sizes."""
-    reader = codecs.open_reader(io.BytesIO(blob), codec, name)
+    reader = decoding.open_reader(io.BytesIO(blob), codec, name)
     buffers = [memoryview(bytearray(s)) for s in sizes]
     out = bytearray()
     i = 0
@@ -202,7 +202,7 @@ def test_empty_data_round_trips(codec: str) -> None:
 
 @pytest.mark.parametrize("codec", ALL)
 def test_reader_reads_library_output_and_supports_read(codec: str, data: bytes) -> None:
-    reader = codecs.open_reader(io.BytesIO(compress(codec, data)), codec, "x")
+    reader = decoding.open_reader(io.BytesIO(compress(codec, data)), codec, "x")
     assert reader.read(10) == data[:10]
     assert reader.read() == data[10:]
     assert reader.read() == b""
@@ -210,7 +210,7 @@ def test_reader_reads_library_output_and_supports_read(codec: str, data: bytes) 
 
 def test_reader_fills_a_numpy_buffer(data: bytes) -> None:
     buf = np.zeros(len(data) + 10, np.uint8)
-    reader = codecs.open_reader(io.BytesIO(compress("zstd", data)), "zstd", "x")
+    reader = decoding.open_reader(io.BytesIO(compress("zstd", data)), "zstd", "x")
     assert reader.readinto(buf.data) == len(data)  # type: ignore[attr-defined]
     assert buf[: len(data)].tobytes() == data
 
@@ -295,7 +295,7 @@ def test_corrupt_middle_raises_input_error_naming_the_file(codec: str, data: byt
     blob = bytearray(compress(codec, data))
     mid = len(blob) // 2
     blob[mid : mid + 16] = bytes(x ^ 0xFF for x in blob[mid : mid + 16])
-    reader = codecs.open_reader(io.BytesIO(bytes(blob)), codec, "shard-7.dat")
+    reader = decoding.open_reader(io.BytesIO(bytes(blob)), codec, "shard-7.dat")
     with pytest.raises(InputError) as info:
         drain(reader)
     message = str(info.value)
@@ -308,7 +308,7 @@ def test_corrupt_middle_raises_input_error_naming_the_file(codec: str, data: byt
 def test_truncated_input_raises_input_error(codec: str, keep: float, data: bytes) -> None:
     blob = compress(codec, data)
     cut = int(len(blob) * keep) if keep < 1 else int(keep)
-    reader = codecs.open_reader(io.BytesIO(blob[:cut]), codec, "part.bin")
+    reader = decoding.open_reader(io.BytesIO(blob[:cut]), codec, "part.bin")
     with pytest.raises(InputError, match=rf"^part\.bin: truncated {codec} data \(ends inside a \w+\)$"):
         drain(reader, 4093)
 
@@ -316,7 +316,7 @@ def test_truncated_input_raises_input_error(codec: str, keep: float, data: bytes
 @pytest.mark.parametrize("codec", ALL)
 @pytest.mark.parametrize("tail", [b"garbage after the end", b"\n", b"\x00" * 5 + b"x"])
 def test_trailing_garbage_raises_input_error(codec: str, tail: bytes, data: bytes) -> None:
-    reader = codecs.open_reader(io.BytesIO(compress(codec, data) + tail), codec, "t.dat")
+    reader = decoding.open_reader(io.BytesIO(compress(codec, data) + tail), codec, "t.dat")
     with pytest.raises(InputError, match=rf"^t\.dat: corrupt {codec} data near byte \d+$"):
         drain(reader)
 
@@ -324,12 +324,12 @@ def test_trailing_garbage_raises_input_error(codec: str, tail: bytes, data: byte
 @pytest.mark.parametrize("codec", ["zstd", "bzip2"])
 def test_trailing_zeros_are_garbage_where_the_format_allows_no_padding(codec: str, data: bytes) -> None:
     with pytest.raises(InputError, match="corrupt"):
-        drain(codecs.open_reader(io.BytesIO(compress(codec, data) + b"\0" * 8), codec, "z"))
+        drain(decoding.open_reader(io.BytesIO(compress(codec, data) + b"\0" * 8), codec, "z"))
 
 
 def test_xz_padding_must_be_a_multiple_of_four(data: bytes) -> None:
     with pytest.raises(InputError, match="corrupt xz"):
-        drain(codecs.open_reader(io.BytesIO(compress("xz", data) + b"\0" * 6), "xz", "z"))
+        drain(decoding.open_reader(io.BytesIO(compress("xz", data) + b"\0" * 6), "xz", "z"))
 
 
 @pytest.mark.parametrize("codec", ALL)
@@ -344,7 +344,7 @@ def test_random_damage_gives_input_error_or_the_right_bytes(codec: str) -> None:
         for pos in rng.integers(0, len(blob), rng.integers(1, 4)):
             damaged[pos] ^= int(rng.integers(1, 256))
         try:
-            out = drain(codecs.open_reader(io.BytesIO(bytes(damaged)), codec, "f"), 999)
+            out = drain(decoding.open_reader(io.BytesIO(bytes(damaged)), codec, "f"), 999)
         except InputError:
             continue
         assert out == small
@@ -371,7 +371,7 @@ class FailingRaw(io.RawIOBase):
 @pytest.mark.parametrize("codec", ALL)
 def test_read_error_of_the_file_is_reported_as_such(codec: str, data: bytes) -> None:
     blob = compress(codec, data)
-    reader = codecs.open_reader(FailingRaw(blob, len(blob) // 3), codec, "disk.dat")  # type: ignore[arg-type]
+    reader = decoding.open_reader(FailingRaw(blob, len(blob) // 3), codec, "disk.dat")  # type: ignore[arg-type]
     with pytest.raises(InputError, match=r"^disk\.dat: read error: Input/output error$"):
         drain(reader)
 
@@ -394,7 +394,7 @@ def test_writer_close_leaves_raw_open(codec: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize("codec", ALL)
 def test_reader_close_closes_raw(codec: str) -> None:
     raw = io.BytesIO(compress(codec, b"x\n"))
-    reader = codecs.open_reader(raw, codec, "r")
+    reader = decoding.open_reader(raw, codec, "r")
     reader.close()
     assert raw.closed
 
@@ -453,7 +453,7 @@ def test_sniff_pipe_keeps_the_peeked_bytes(codec: str | None, data: bytes) -> No
     raw, thread = pipe_reader(blob)
     stream, found = codecs.sniff(raw)
     assert found == codec
-    reader = codecs.open_reader(stream, codec, "-") if codec else stream
+    reader = decoding.open_reader(stream, codec, "-") if codec else stream
     assert drain(reader) == data
     reader.close()
     thread.join()
@@ -476,7 +476,7 @@ def test_errors_after_sniffing_a_pipe_count_from_the_start(data: bytes) -> None:
     raw, thread = pipe_reader(bytes(blob))
     stream, _ = codecs.sniff(raw)
     with pytest.raises(InputError, match=r"^-: corrupt bzip2 data near byte (\d+)$") as info:
-        drain(codecs.open_reader(stream, "bzip2", "-"))
+        drain(decoding.open_reader(stream, "bzip2", "-"))
     assert len(blob) // 2 <= int(str(info.value).rsplit(" ", 1)[1]) <= len(blob)
     stream.close()
     thread.join()
@@ -488,7 +488,7 @@ def test_missing_library_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setitem(sys.modules, "zstandard", None)
     message = r"^in\.zst: zstd support needs the 'zstandard' package: pip install zstandard$"
     with pytest.raises(InputError, match=message):
-        codecs.open_reader(io.BytesIO(b""), "zstd", "in.zst")
+        decoding.open_reader(io.BytesIO(b""), "zstd", "in.zst")
     with pytest.raises(OutputError, match="pip install zstandard"):
         codecs.open_writer(io.BytesIO(), "zstd", None)
 

@@ -280,7 +280,7 @@ class BucketSet:
             with open(open_nofollow(self.path(j)), "rb", buffering=0) as raw:
                 stream: Any = raw
                 if self.compress:
-                    from ..storage.codecs import open_reader
+                    from ..storage.decoding import open_reader
 
                     stream = open_reader(raw, "zstd", self.path(j))
                 got = 0
@@ -310,7 +310,7 @@ class BucketSet:
         with open(open_nofollow(self.path(j)), "rb", buffering=0) as raw:
             stream: Any = raw
             if self.compress:
-                from ..storage.codecs import open_reader
+                from ..storage.decoding import open_reader
 
                 stream = open_reader(raw, "zstd", self.path(j))
             while chunk := stream.read(1 << 20):

@@ -232,7 +232,7 @@ class _UrlSource:
 
     def open(self) -> BinaryIO:
         """The decompressed stream."""
-        from ..storage.codecs import decompressing
+        from ..storage.decoding import decompressing
 
         return decompressing(remote.open_input(self.name), self.name)
 
@@ -519,7 +519,7 @@ def _record_size(f: remote.RemoteFile, sep: int) -> float:
 
 def _compression_ratio(f: remote.RemoteFile) -> float:
     """Decompressed over compressed size of a compressed input's first megabyte or so, with a margin."""
-    from ..storage.codecs import open_reader
+    from ..storage.decoding import open_reader
 
     raw = remote.open_input(f.name)
     with open_reader(raw, f.codec or "", f.name) as stream:

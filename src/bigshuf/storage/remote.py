@@ -237,7 +237,7 @@ class URLSource:
 
     def open(self) -> BinaryIO:
         """The object's bytes, decompressed."""
-        from .codecs import decompressing
+        from .decoding import decompressing
 
         self._raw = open_input(self.name)
         return decompressing(self._raw, self.name)

@@ -94,7 +94,7 @@ class FileSource:
         return None if detect(head) else st.st_size
 
     def open(self) -> BinaryIO:
-        from .codecs import decompressing
+        from .decoding import decompressing
 
         if self.path == "-":
             raw: BinaryIO = StandardInput()  # type: ignore[assignment]
