@@ -18,7 +18,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import numpy as np
 
@@ -30,6 +31,7 @@ BIG_LINE_EVERY = 256 * MiB  # the jsonl corpus has one ~1 MB line per this many 
 IN_MEMORY_RAM_FRACTION = 0.6  # shuf and in-memory bigshuf are skipped above this share of RAM
 ALPHABET = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz .,;-'", np.uint8)  # 32 bytes, JSON-safe
 MASK = (1 << 64) - 1
+T = TypeVar("T")  # a tool row of bench.py or bench_parquet.py
 
 
 @dataclass(frozen=True)
@@ -244,6 +246,30 @@ def bigshuf_argv(scratch: str) -> list[str]:
     return [sys.executable, "-m", "bigshuf", "--seed", "1", "-T", scratch]
 
 
+def parse_against(specs: list[str]) -> list[tuple[str, str]]:
+    """``--against NAME=PYTHON`` values as (name, interpreter) pairs, each interpreter checked to run bigshuf."""
+    pairs = []
+    for spec in specs:
+        name, sep, python = spec.partition("=")
+        if not sep or not name or not python:
+            raise argparse.ArgumentTypeError(f"--against takes NAME=PYTHON, not {spec!r}")
+        if subprocess.run([python, "-c", "import bigshuf"], capture_output=True).returncode != 0:
+            raise argparse.ArgumentTypeError(f"--against {spec}: that Python cannot import bigshuf")
+        pairs.append((name, python))
+    return pairs
+
+
+def with_against(tools: list[T], against: list[tuple[str, str]]) -> list[T]:
+    """``tools`` with each bigshuf row repeated under every other install (``NAME``), next to it, so that
+    the round-robin alternates the installs on the same files in the same run."""
+    out = []
+    for tool in tools:
+        out.append(tool)
+        if tool.argv[:3] == (sys.executable, "-m", "bigshuf"):
+            out += [replace(tool, name=f"{tool.name} [{name}]", argv=(python, *tool.argv[1:])) for name, python in against]
+    return out
+
+
 def tools_for(size: int, limit: int, ram: int, scratch: str, notes: list[str], label: str) -> list[Tool]:
     """The tools run on a file of ``size`` bytes; skipped ones are explained in ``notes``."""
     big = tuple(bigshuf_argv(scratch))
@@ -373,9 +399,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=parse_size, help="bigshuf -S for the external path (default 256M; --quick 4M)")
     p.add_argument("--keep", action="store_true", help="keep the scratch directory and corpora")
     p.add_argument("--quick", action="store_true", help="tiny sizes and one repetition, for smoke tests")
+    p.add_argument(
+        "--against", action="append", default=[], metavar="NAME=PYTHON",
+        help="also run every bigshuf row with another install's Python, alternating (before/after in one run)",
+    )
     args = p.parse_args(argv)
     try:
         sizes = [parse_size(s) for s in (args.sizes or ("4M,8M" if args.quick else "1G,4G")).split(",")]
+        against = parse_against(args.against)
     except argparse.ArgumentTypeError as e:
         p.error(str(e))
     corpora = [c.strip() for c in args.corpora.split(",")]
@@ -404,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
                 generate(path, CORPORA[name], size)
                 ref = fingerprint(path)
                 print(f"[{label}] generated and fingerprinted in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-                tools = tools_for(size, limit, ram, scratch, notes, label)
+                tools = with_against(tools_for(size, limit, ram, scratch, notes, label), against)
                 samples = bench_file(path, tools, reps, ref, scratch, label)
                 ok &= all(s.check == "ok" for runs in samples.values() for s in runs)
                 rows += table_rows(name, size, ref.lines, samples)

@@ -30,7 +30,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bench  # noqa: E402
-from bench import GiB, MiB, fmt_size, machine, parse_size, ram_bytes, timed, warm  # noqa: E402
+from bench import GiB, MiB, fmt_size, machine, parse_against, parse_size, ram_bytes, timed, warm, with_against  # noqa: E402
 
 SEED = 20240601
 TEXT_MIN, TEXT_MAX = 200, 2000  # text lengths are uniform in this range (bytes, ASCII)
@@ -329,7 +329,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scratch", help="parent of the scratch directory (default $TMPDIR or /tmp)")
     p.add_argument("--skip", default="", help="comma-separated substrings of row names not to run, e.g. polars")
     p.add_argument("--quick", action="store_true", help="64M, one repetition, -S 16M: a smoke run")
+    p.add_argument(
+        "--against", action="append", default=[], metavar="NAME=PYTHON",
+        help="also run every bigshuf row with another install's Python, alternating (before/after in one run)",
+    )
     args = p.parse_args(argv)
+    try:
+        against = parse_against(args.against)
+    except argparse.ArgumentTypeError as e:
+        p.error(str(e))
     size = args.size or (64 * MiB if args.quick else GiB)
     limit = args.limit or (16 * MiB if args.quick else 256 * MiB)
     reps = args.reps or (1 if args.quick else 2)
@@ -348,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"generated {ds.rows:,} rows, {ds.arrow_bytes / MiB:.0f} MiB Arrow, {ds.disk_bytes / MiB:.0f} MiB "
               f"Parquet in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         notes: list[str] = []
-        tools = tools_for(ds, limit, ram, notes, [s for s in args.skip.split(",") if s])
+        tools = with_against(tools_for(ds, limit, ram, notes, [s for s in args.skip.split(",") if s]), against)
         samples = bench(ds, tools, reps, scratch)
         for tool in tools:
             for s in samples[tool.name]:
