@@ -38,17 +38,13 @@ def resolve_memory(memory: int | str | None) -> int:
 
 @dataclass(frozen=True)
 class Request:
-    """Every setting of one shuffle under one name each; made by ``Request.build``, which validates them.
+    """Every setting of one shuffle under one name each, as the library and the command line share it;
+    made by ``Request.build``, which checks them all once."""
 
-    ``inputs`` are paths (directories replaced by their data files), URLs and ``Source`` objects;
-    ``memory`` is in bytes, None for the engine's default (local: half of RAM; dask: 1G per task);
-    ``scheduler`` a Dask scheduler address or an object with ``submit()`` that runs the tasks
-    (a ``distributed.Client``, a ``concurrent.futures`` executor); ``tables`` says that rows of
-    Parquet / Arrow data are shuffled (a table input, or a table output), not lines.
-    """
-
+    #: Paths (directories replaced by their data files), URLs and ``Source`` objects.
     inputs: tuple[str | Source, ...]
     output: str | None = None
+    #: Bytes; None for the engine's default (local: half of RAM; dask: 1G per task).
     memory: int | None = None
     seed: int | None = None
     random_source: str | None = None
@@ -68,8 +64,10 @@ class Request:
     schema: str | None = None
     output_format: str | None = None
     engine: str = "local"
+    #: A Dask scheduler's address, or what runs the tasks: a ``distributed.Client``, an executor.
     scheduler: str | Runner | None = None
     temp_url: str | None = None
+    #: Rows of Parquet / Arrow data are shuffled (a table input, or a table output), not lines.
     tables: bool = False
 
     @classmethod

@@ -1,9 +1,7 @@
 """Engines as plug-ins: what every engine implements, and a registry that imports each on first use.
 
-An engine says which requests it cannot run (``supports``), so that the library and the command
-line refuse them in one place with one message, and runs the others (``run``). Engines are
-registered by name as ``"dotted.module:Class"`` (as fsspec registers its filesystems), so
-``import bigshuf`` imports none of them, and Dask only when a run on it starts.
+An engine refuses what it cannot run (``supports``: one message for the library and the command
+line) and runs the rest; registered as ``"module:Class"``, as fsspec does, none loads on ``import bigshuf``.
 """
 
 from __future__ import annotations
