@@ -354,7 +354,7 @@ def test_url_errors_say_what_to_do(tmp_path: Path, run_cli: Runner) -> None:
     (tmp_path / "a.txt").write_bytes(b"1\n")
     code, _, err = run_cli([tmp_path / "a.txt", "-o", "s3://bucket/out.txt"])
     assert (code, err) == (1, b"bigshuf: s3://bucket/out.txt: this engine writes local files; write to URLs with --engine=dask\n")
-    with pytest.raises(UsageError, match=r"write to URLs with bigshuf\.dask_engine\.shuffle\(\)$"):
+    with pytest.raises(UsageError, match=r"write to URLs with engine='dask'$"):
         bigshuf.shuffle(tmp_path / "a.txt", "s3://bucket/out.txt")
     (tmp_path / "t.parquet").write_bytes(b"PAR1")
     code, _, err = run_cli([f"file://{tmp_path}/t.parquet"])

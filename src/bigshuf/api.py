@@ -1,129 +1,31 @@
-"""The library entry point: validate, choose in-memory or external, run, return statistics."""
+"""The library's functions: ``shuffle``, ``shuffle_range`` and ``check_permutation``, thin over a request and an engine."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import operator
 import os
 import shutil
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .core import plan, streams
 from .core.fingerprint import Fingerprint, fingerprint
-from .core.streams import rng_for, seed_entropy
-from .errors import InputError, TempSpaceError, UsageError, option
-from .formats.line_run import LineRun, Options
 from .core.records import RecordFormat, find_offsets
+from .core.streams import rng_for, seed_entropy
+from .engines.base import run_request
+from .errors import InputError, TempSpaceError, UsageError, option
 from .progress import Progress
-from .storage.sinks import CodecChoice
+from .request import Request, _check_types, _integer, _memory_argument, _optional_integer, _optional_path, _path_list
+from .request import ShuffleStats as ShuffleStats, resolve_memory as resolve_memory
 from .storage.sources import FileSource, GeneratedSource, RangeSource, RecordReader, Source
 from .storage.threads import signals_held
 
+if TYPE_CHECKING:
+    from .engines.dask import Runner
+
 PathLike = str | os.PathLike[str]
-
-
-@dataclass(frozen=True)
-class ShuffleStats:
-    """What a run did: records and bytes written, temp buckets made, passes over the data, wall time."""
-
-    records: int
-    bytes: int
-    buckets: int
-    passes: int
-    seconds: float
-
-
-def resolve_memory(memory: int | str | None) -> int:
-    """``-S`` in bytes (default half of RAM), refused below the minimum the engine needs."""
-    limit = plan.parse_size(plan.DEFAULT_MEMORY if memory is None else memory)
-    if limit < plan.MIN_MEMORY:
-        raise UsageError(f"memory limit {limit} bytes is below the minimum of {plan.MIN_MEMORY}; raise {option('memory')}")
-    return limit
-
-
-def _describe(value: object) -> str:
-    """A wrongly typed argument for a message: its type and (shortened) value."""
-    text = repr(value)
-    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
-
-
-def _path(name: str, value: object) -> str:
-    """``value`` as a path (str or os.PathLike of str); bytes and other types are a UsageError."""
-    path = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
-    if not isinstance(path, str):
-        raise UsageError(f"{name} must be a path (str or os.PathLike), not {_describe(value)}")
-    return path
-
-
-def _optional_path(name: str, value: object) -> str | None:
-    """``_path`` that also takes None."""
-    return None if value is None else _path(name, value)
-
-
-def _integer(name: str, value: object) -> int:
-    """``value`` as an int (NumPy integers too); a bool, float or str is a UsageError."""
-    if isinstance(value, bool):
-        raise UsageError(f"{name} must be an integer, not {_describe(value)}")
-    try:
-        return operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        raise UsageError(f"{name} must be an integer, not {_describe(value)}") from None
-
-
-def _optional_integer(name: str, value: object) -> int | None:
-    """``_integer`` that also takes None."""
-    return None if value is None else _integer(name, value)
-
-
-def _check_types(names: tuple[str, ...], kind: type, values: tuple[object, ...], *, optional: bool) -> None:
-    """Every value is a ``kind`` (or None when ``optional``), else a UsageError naming the argument."""
-    for name, value in zip(names, values):
-        if not isinstance(value, kind) and not (optional and value is None):
-            what = {bool: "True or False", str: "a str"}.get(kind, kind.__name__)
-            raise UsageError(f"{name} must be {what}{' or None' if optional else ''}, not {_describe(value)}")
-
-
-def _memory_argument(memory: object) -> int | str | None:
-    """``memory``: None, a byte count or a size string; anything else is a UsageError."""
-    if memory is None or isinstance(memory, str):
-        return memory
-    if isinstance(memory, bool) or not isinstance(memory, int):
-        try:
-            return _integer("memory", memory)
-        except UsageError:
-            raise UsageError(
-                f"memory must be a byte count (int) or a size such as '256M' or '25%', not {_describe(memory)}"
-            ) from None
-    return memory
-
-
-def _is_source(value: object) -> bool:
-    """Whether ``value`` looks like a ``Source`` (a name, ``size()`` and ``open()``)."""
-    return hasattr(value, "name") and callable(getattr(value, "size", None)) and callable(getattr(value, "open", None))
-
-
-def _input_list(inputs: object) -> list[str | Source]:
-    """``inputs`` as a non-empty list of paths and sources: one path or source, or an iterable of them."""
-    if isinstance(inputs, (bytes, bytearray, memoryview)):
-        raise UsageError(
-            f"inputs must be paths or Source objects, not {_describe(inputs)}: decode a bytes path with "
-            "os.fsdecode(); wrap records in memory in bigshuf.storage.sources.BytesSource"
-        )
-    if isinstance(inputs, (str, os.PathLike)) or _is_source(inputs):
-        items: list[object] = [inputs]
-    elif isinstance(inputs, Iterable):
-        items = list(inputs)
-    else:
-        raise UsageError(f"inputs must be a path, a Source or a list of them, not {_describe(inputs)}")
-    if not items:
-        raise UsageError("no inputs given: pass '-' to read standard input")
-    return [cast(Source, item) if _is_source(item) else _path("each input", item) for item in items]
 
 
 def shuffle(
@@ -149,6 +51,9 @@ def shuffle(
     schema: str | None = None,
     output_format: str | None = None,
     sync: bool = True,
+    engine: str = "local",
+    scheduler: str | Runner | None = None,
+    temp_url: str | None = None,
 ) -> ShuffleStats:
     """Write the records of ``inputs`` to ``output`` in uniformly random order.
 
@@ -178,159 +83,22 @@ def shuffle(
     ``schema`` (``"name:type,..."`` or a Parquet/Arrow file) or inferred from the first rows.
     ``sync=False`` skips the fsync of output files and their directories before and after the
     rename that puts them in place (faster; a machine crash may then lose the new output).
+
+    ``engine="dask"`` runs the shuffle as Dask tasks (``pip install 'bigshuf[dask]'``): inputs and
+    ``output`` may then be fsspec URLs; ``scheduler`` is the scheduler's address (default
+    ``$DASK_SCHEDULER_ADDRESS``, else a cluster of processes on this machine) or a client or
+    executor to submit the tasks to; ``temp_url`` where temporary objects go, reachable by every
+    worker. Settings an engine cannot run are refused before anything starts.
     """
-    items = _input_list(inputs)
-    output = _optional_path("output", output)
-    memory = _memory_argument(memory)
-    seed = _optional_integer("seed", seed)
-    tmp_dir = _optional_path("tmp_dir", tmp_dir)
-    random_source = _optional_path("random_source", random_source)
-    head_count = _optional_integer("head_count", head_count)
-    header, lines_per_record = _integer("header", header), _integer("lines_per_record", lines_per_record)
-    shards, row_group_size = _optional_integer("shards", shards), _optional_integer("row_group_size", row_group_size)
-    _check_types(
-        ("zero_terminated", "repeat", "compress_temp", "verify", "resume"), bool,
-        (zero_terminated, repeat, compress_temp, verify, resume), optional=False,
-    )
-    _check_types(("compress", "schema", "output_format"), str, (compress, schema, output_format), optional=True)
     _check_types(("progress",), Progress, (progress,), optional=True)
-    if head_count is not None and head_count < 0:
-        raise UsageError(f"invalid line count: '{head_count}'")
-    for flag, value, least in ((option("header"), header, 0), (option("lines_per_record"), lines_per_record, 1)):
-        if value < least:
-            raise UsageError(f"invalid {flag} value: '{value}'")
-    if shards is not None and shards < 1:
-        raise UsageError(f"invalid {option('shards')} value: '{shards}'")
-    if verify and (head_count is not None or repeat):
-        raise UsageError(
-            f"{option('verify')} checks whole shuffles; it cannot check a sample ({option('head_count')}) or {option('repeat')}"
-        )
-    if shards is not None and repeat and head_count is None:
-        raise UsageError(
-            f"{option('shards')} needs {option('head_count')} with {option('repeat')} (shards split a known number of records)"
-        )
-    from .formats.detect import expand_directories, is_table_input, refuse_terminal, suffix_kind
-
-    expanded = _open_urls([part for s in items for part in (expand_directories([s]) if isinstance(s, str) else [s])])
-    sources: list[Source] = [FileSource(s) if isinstance(s, (str, os.PathLike)) else s for s in expanded]
-    entropy = seed_entropy(seed, random_source)
-    target = None if output is None else os.fspath(output)
-    paths = [os.fspath(s) for s in expanded if isinstance(s, (str, os.PathLike))]
-    tables_in = len(paths) == len(sources) and any(is_table_input(p) for p in paths)
-    tables_out = output_format in ("parquet", "arrow") or (
-        target not in (None, "-") and suffix_kind(target) in ("parquet", "arrow")
+    request = Request.build(
+        inputs, output, memory=memory, seed=seed, tmp_dir=tmp_dir, head_count=head_count,
+        zero_terminated=zero_terminated, repeat=repeat, random_source=random_source, header=header,
+        lines_per_record=lines_per_record, shards=shards, compress=compress, compress_temp=compress_temp,
+        verify=verify, resume=resume, row_group_size=row_group_size, schema=schema, output_format=output_format,
+        sync=sync, engine=engine, scheduler=scheduler, temp_url=temp_url,
     )
-    if target is not None and "://" in target and not os.path.exists(os.path.dirname(target) or "."):
-        raise UsageError(f"{target}: this engine writes local files; write to URLs with {option('dask')}")
-    if tables_in or tables_out:
-        if len(paths) != len(sources):
-            raise UsageError(
-                f"Parquet or Arrow output needs input files (JSON Lines), not {option('echo')} or {option('input_range')}"
-            )
-        unsupported = [
-            flag for flag, used in (
-                (option("zero_terminated"), zero_terminated), (option("repeat"), repeat), (option("header"), header),
-                (option("lines_per_record"), lines_per_record != 1), (option("resume"), resume),
-            ) if used
-        ]
-        if unsupported:
-            raise UsageError(f"{', '.join(unsupported)}: not available for Parquet or Arrow data (rows, not lines)")
-        if row_group_size is not None and row_group_size < 1:
-            raise UsageError(f"invalid {option('row_group_size')} value: '{row_group_size}'")
-        return _shuffle_tables(
-            paths, target, entropy=entropy, memory=resolve_memory(memory), head_count=head_count,
-            tmp_dir=None if tmp_dir is None else os.fspath(tmp_dir), shards=shards, compress=compress,
-            compress_temp=compress_temp, verify=verify, row_group_size=row_group_size, schema=schema,
-            progress=progress or Progress(), output_format=output_format, sync=sync,
-        )
-    if row_group_size is not None or schema is not None or output_format is not None:
-        raise UsageError(
-            f"{option('row_group_size')}, {option('schema')} and {option('output_format')} apply to Parquet and Arrow "
-            f"data (inputs, or {option('output')} FILE.parquet)"
-        )
-    opts = Options(
-        memory=resolve_memory(memory),
-        entropy=entropy,
-        fmt=RecordFormat(0 if zero_terminated else 10, lines_per_record),
-        head_count=head_count,
-        repeat=repeat,
-        tmp_dir=os.fspath(tmp_dir) if tmp_dir is not None else None,
-        header=header,
-        shards=shards,
-        compress=_parse_compress(compress),
-        compress_temp=compress_temp,
-        verify=verify,
-    )
-    if target in (None, "-") and opts.compress is not None and opts.compress[0] != "none":
-        refuse_terminal(f"{opts.compress[0]}-compressed data")
-    if resume:
-        if seed is None and random_source is None:
-            raise UsageError(
-                f"{option('resume')} needs {option('seed')} (or {option('random_source')}): a resumed run must draw the same numbers"
-            )
-        if repeat or output is None or os.fspath(output) == "-":
-            raise UsageError(
-                f"{option('resume')} needs {option('output')} FILE (not standard output) and cannot be used with {option('repeat')}"
-            )
-        if not all(isinstance(s, FileSource) and s.path != "-" for s in sources):
-            raise UsageError(
-                f"{option('resume')} needs local input files (standard input and URLs cannot be checked and read again)"
-            )
-        opts = replace(opts, resume_key=_resume_key(opts, sources, os.fspath(output)))
-    return ShuffleStats(*LineRun(opts, sources, target, progress or Progress(), sync).run())
-
-
-def _open_urls(inputs: list[PathLike | Source]) -> list[PathLike | Source]:
-    """``inputs`` with every URL (``s3://...``, ``https://...``; globs expanded) that is not also a
-    local path made a source read through fsspec."""
-    from .storage.remote import is_url, url_sources
-
-    out: list[PathLike | Source] = []
-    for item in inputs:
-        name = os.fspath(item) if isinstance(item, (str, os.PathLike)) else None
-        if name is not None and is_url(name) and not os.path.exists(name):
-            out.extend(url_sources([name]))
-        else:
-            out.append(item)
-    return out
-
-
-def _shuffle_tables(
-    paths: list[str], target: str | None, *, schema: str | None, progress: Progress, compress: str | None,
-    output_format: str | None, **settings: Any,
-) -> ShuffleStats:
-    """Shuffle the rows of Parquet / Arrow / JSON Lines inputs into a table output (see ``shuffle``)."""
-    from .formats.detect import output_kind, refuse_terminal
-    from .formats.table_run import TableJob, shuffle_tables
-    from .formats.tables import open_inputs, parse_schema, resolve_codec
-
-    inputs = open_inputs(paths, parse_schema(schema) if schema is not None else None)
-    kind = output_kind(target, inputs[0].kind, output_format)
-    if kind != "jsonl" and target in (None, "-"):
-        refuse_terminal("Parquet" if kind == "parquet" else "Arrow IPC")
-    job = TableJob(inputs=inputs, output=target, kind=kind, codec=resolve_codec(kind, compress, target), **settings)
-    return ShuffleStats(*shuffle_tables(job, progress))
-
-
-def _resume_key(opts: Options, sources: list[Source], output: str) -> str:
-    """Names a job: same inputs (by path), output, seed and options give the same key."""
-    from . import __version__
-
-    job = {
-        "version": __version__,
-        "inputs": [os.path.abspath(s.path) for s in sources if isinstance(s, FileSource)],
-        "output": os.path.abspath(output),
-        "options": repr(replace(opts, tmp_dir=None)),
-    }
-    return hashlib.sha256(json.dumps(job, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _parse_compress(spec: str | None) -> CodecChoice | None:
-    if spec is None:
-        return None
-    from .storage.codecs import parse_compress
-
-    return parse_compress(spec)
+    return run_request(request, progress or Progress())
 
 
 #: The largest number ``shuffle_range`` takes: GNU shuf's limit (SIZE_MAX) on 64-bit systems.
@@ -351,6 +119,10 @@ def shuffle_range(lo: int, hi: int, output: PathLike | None = None, **options: A
     lo, hi = _integer("lo", lo), _integer("hi", hi)
     if lo > hi + 1 or lo < 0 or hi > RANGE_MAX:
         raise UsageError(f"invalid input range: '{lo}-{hi}' (from 0 up to {RANGE_MAX}, lo at most hi + 1)")
+    # The engine's refusals first (ranges run on the local engine), before the range is sized or drawn from.
+    engine_settings = {k: v for k, v in options.items() if k in ("engine", "scheduler", "temp_url")}
+    if engine_settings:
+        Request.build(RangeSource(lo, hi, b"\n"), output, **engine_settings)
     head_count = _optional_integer("head_count", options.get("head_count"))
     repeat = options.get("repeat", False)
     _check_types(("repeat", "zero_terminated"), bool, (repeat, options.get("zero_terminated", False)), optional=False)
@@ -441,18 +213,6 @@ def _check_range_fits(lo: int, hi: int, head_count: int | None, limit: int, opti
             f"{plan.format_size(need)} (they do not fit in memory, {plan.format_size(limit)}), "
             f"{plan.format_size(free)} free; take a sample with {option('head_count')} or choose another directory with {option('tmp_dir')}"
         )
-
-
-def _path_list(name: str, paths: object) -> list[str]:
-    """One path (a str is one path, not its characters) or an iterable of them, at least one."""
-    if isinstance(paths, (str, os.PathLike)):
-        return [_path(name, paths)]
-    if isinstance(paths, (bytes, bytearray)) or not isinstance(paths, Iterable):
-        raise UsageError(f"{name} must be a path or a list of paths, not {_describe(paths)}")
-    listed = [_path(f"each of {name}", p) for p in paths]
-    if not listed:
-        raise UsageError(f"{name}: no files given")
-    return listed
 
 
 def check_permutation(

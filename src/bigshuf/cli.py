@@ -398,8 +398,6 @@ def _execute(args: argparse.Namespace) -> int:
             extra = args.operands[0] if args.operands else ("-e" if args.echo else "-i")
             raise _SyntaxError(f"extra operand '{extra}'\nfile operands cannot be combined with {flag}")
         inputs = inputs + _read_file_list(value, sep, flag)
-    if args.engine != "local" or args.scheduler is not None or args.temp_url is not None:
-        return _dask(args, inputs)
     _choose_arrow_pool(inputs, args)
     progress = make_progress(args.progress)
     common: dict[str, Any] = dict(
@@ -422,6 +420,9 @@ def _execute(args: argparse.Namespace) -> int:
         schema=args.schema,
         output_format=args.output_format,
         sync=not args.no_sync,
+        engine=args.engine,
+        scheduler=args.scheduler,
+        temp_url=args.temp_url,
     )
     if args.input_range is not None:
         if args.operands:
@@ -463,39 +464,6 @@ def _choose_arrow_pool(inputs: list[str], args: argparse.Namespace) -> None:
     tables = args.output_format is not None or suffix_kind(args.output or "-") in ("parquet", "arrow")
     if sys.platform.startswith("linux") and (tables or any(is_table_input(p) for p in inputs)):
         os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
-
-
-def _dask(args: argparse.Namespace, inputs: list[str]) -> int:
-    """``--engine=dask``: the options that engine supports, or a usage error naming the first other one."""
-    if args.engine != "dask":
-        raise UsageError(f"invalid --engine value: '{args.engine}'; choose local or dask")
-    unsupported = [
-        ("-e", args.echo), ("-i", args.input_range is not None), ("--repeat", args.repeat),
-        ("--header", args.header), ("--lines-per-record", args.lines_per_record != 1),
-        ("--resume", args.resume), ("--compress-temp", args.compress_temp),
-        ("--row-group-size", args.row_group_size is not None), ("--schema", args.schema is not None),
-        ("--output-format", args.output_format is not None),
-    ]
-    for flag, used in unsupported:
-        if used:
-            raise UsageError(f"--engine=dask does not support {flag}")
-    from .formats.detect import expand_directories, is_table_input, suffix_kind
-
-    inputs = expand_directories(inputs)
-    for name in [*inputs, args.output or "-"]:
-        if is_table_input(name) or suffix_kind(name) in ("parquet", "arrow"):
-            raise UsageError(f"{name}: --engine=dask shuffles lines; shuffle Parquet and Arrow data with the local engine")
-    from .engines.dask import shuffle as dask_shuffle
-
-    progress = make_progress(args.progress)
-    stats = dask_shuffle(
-        inputs, args.output, memory=args.memory, seed=_parse_seed(args.seed), random_source=args.random_source,
-        tmp_dir=args.temporary_directory, temp_url=args.temp_url, scheduler=args.scheduler,
-        head_count=args.head_count, zero_terminated=args.zero_terminated, shards=args.shards,
-        compress=args.compress, verify=args.verify, progress=progress, sync=not args.no_sync,
-    )
-    _summarize(progress, stats)
-    return 0
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -32,7 +32,8 @@ OPTION_SPELLINGS: dict[str, tuple[str, str]] = {
     "schema": ("--schema", "schema="),
     "output_format": ("--output-format", "output_format="),
     "check_permutation": ("--check-permutation", "check_permutation()"),
-    "dask": ("--engine=dask", "bigshuf.engines.dask.shuffle()"),
+    "engine": ("--engine", "engine="),
+    "dask": ("--engine=dask", "engine='dask'"),
     "scheduler": ("--scheduler", "scheduler="),
     "temp_url": ("--temp-url", "temp_url="),
 }

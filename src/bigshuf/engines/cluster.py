@@ -1,0 +1,69 @@
+"""The Dask engine as a plug-in: what it supports, and the call into ``engines.dask``, imported only to run."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..errors import UsageError, option
+from .base import Engine
+
+if TYPE_CHECKING:
+    from ..progress import Progress
+    from ..request import Request, ShuffleStats
+
+#: Settings of Parquet and Arrow output that the Dask engine refuses (to edit as it learns them).
+REFUSED_TABLE_SETTINGS = ("row_group_size", "schema", "output_format")
+
+
+class DaskEngine(Engine):
+    """The two-pass scatter as Dask tasks over files and fsspec URLs (see ``engines.dask``)."""
+
+    name = "dask"
+
+    def supports(self, request: Request) -> str | None:
+        """Refuse, naming the first, the settings the Dask engine has no tasks for, and inputs that are not files or URLs."""
+        from ..storage.sources import BytesSource, GeneratedSource
+
+        used = (
+            ("echo", any(isinstance(s, BytesSource) for s in request.inputs)),
+            ("input_range", any(isinstance(s, GeneratedSource) for s in request.inputs)),
+            ("repeat", request.repeat),
+            ("header", request.header != 0),
+            ("lines_per_record", request.lines_per_record != 1),
+            ("resume", request.resume),
+            ("compress_temp", request.compress_temp),
+            *((setting, getattr(request, setting) is not None) for setting in REFUSED_TABLE_SETTINGS),
+        )
+        for setting, on in used:
+            if on:
+                return f"{option('dask')} does not support {option(setting)}"
+        other = next((s for s in request.inputs if not isinstance(s, str)), None)
+        if other is not None:
+            return f"{option('dask')} reads files and URLs, not {type(other).__name__} objects"
+        return None
+
+    def run(self, request: Request, progress: Progress) -> ShuffleStats:
+        """Run ``engines.dask.shuffle`` with the request's settings, on its scheduler or runner."""
+        table = _table_name(request)
+        if table is not None:
+            # Until engines.dask shuffles rows: today's refusal, made before any task starts.
+            raise UsageError(f"{table}: {option('dask')} shuffles lines; shuffle Parquet and Arrow data with the local engine")
+        from . import dask
+
+        scheduler = request.scheduler
+        address, runner = (scheduler, None) if scheduler is None or isinstance(scheduler, str) else (None, scheduler)
+        return dask.shuffle(
+            [s for s in request.inputs if isinstance(s, str)], request.output, memory=request.memory,
+            seed=request.seed, random_source=request.random_source, tmp_dir=request.tmp_dir,
+            temp_url=request.temp_url, scheduler=address, runner=runner,
+            head_count=request.head_count, zero_terminated=request.zero_terminated, shards=request.shards,
+            compress=request.compress, verify=request.verify, progress=progress, sync=request.sync,
+        )
+
+
+def _table_name(request: Request) -> str | None:
+    """The first input or output that is (or is named as) Parquet or Arrow data, if any."""
+    from ..formats.detect import is_table_input, suffix_kind
+
+    names = [s for s in request.inputs if isinstance(s, str)] + [request.output or "-"]
+    return next((n for n in names if is_table_input(n) or suffix_kind(n) in ("parquet", "arrow")), None)

@@ -1,0 +1,307 @@
+"""One shuffle's settings as a frozen request, built and validated once for the library and the command line."""
+
+from __future__ import annotations
+
+import operator
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, cast
+
+from .core import plan
+from .engines.base import get_engine
+from .errors import UsageError, option
+from .storage.sources import FileSource, Source
+
+if TYPE_CHECKING:
+    from .engines.dask import Runner
+
+
+@dataclass(frozen=True)
+class ShuffleStats:
+    """What a run did: records and bytes written, temp buckets made, passes over the data, wall time."""
+
+    records: int
+    bytes: int
+    buckets: int
+    passes: int
+    seconds: float
+
+
+def resolve_memory(memory: int | str | None) -> int:
+    """``-S`` in bytes (default half of RAM), refused below the minimum the engine needs."""
+    limit = plan.parse_size(plan.DEFAULT_MEMORY if memory is None else memory)
+    if limit < plan.MIN_MEMORY:
+        raise UsageError(f"memory limit {limit} bytes is below the minimum of {plan.MIN_MEMORY}; raise {option('memory')}")
+    return limit
+
+
+@dataclass(frozen=True)
+class Request:
+    """Every setting of one shuffle under one name each, as the library and the command line share it;
+    made by ``Request.build``, which checks them all once."""
+
+    #: Paths (directories replaced by their data files), URLs and ``Source`` objects.
+    inputs: tuple[str | Source, ...]
+    output: str | None = None
+    #: Bytes; None for the engine's default (local: half of RAM; dask: 1G per task).
+    memory: int | None = None
+    seed: int | None = None
+    random_source: str | None = None
+    tmp_dir: str | None = None
+    head_count: int | None = None
+    repeat: bool = False
+    zero_terminated: bool = False
+    lines_per_record: int = 1
+    header: int = 0
+    shards: int | None = None
+    compress: str | None = None
+    compress_temp: bool = False
+    verify: bool = False
+    resume: bool = False
+    sync: bool = True
+    row_group_size: int | None = None
+    schema: str | None = None
+    output_format: str | None = None
+    engine: str = "local"
+    #: A Dask scheduler's address, or what runs the tasks: a ``distributed.Client``, an executor.
+    scheduler: str | Runner | None = None
+    temp_url: str | None = None
+    #: Rows of Parquet / Arrow data are shuffled (a table input, or a table output), not lines.
+    tables: bool = False
+
+    @classmethod
+    def build(cls, inputs: object, output: object = None, **settings: object) -> Request:
+        """The request for ``inputs`` -> ``output`` with ``settings`` (``shuffle``'s keyword arguments),
+        every check made here, once: types, ranges, combinations, and the engine's refusals."""
+        names = {f.name for f in fields(cls)} - {"inputs", "output", "tables"}
+        for name in settings:
+            if name not in names:
+                raise TypeError(f"unexpected keyword argument '{name}'")
+        items = _input_list(inputs)
+        typed = _typed_settings({f.name: f.default for f in fields(cls) if f.name in names} | settings)
+        typed["output"] = _optional_path("output", output)
+        _check_ranges(typed)
+        if typed["memory"] is not None:
+            typed["memory"] = resolve_memory(typed["memory"])
+        expanded, paths = _expand(items)
+        request = cls(inputs=tuple(expanded), tables=_is_table_job(paths, len(expanded), typed), **typed)
+        refusal = get_engine(request.engine).supports(request)
+        if refusal is not None:
+            raise UsageError(refusal)
+        _check_combinations(request, len(paths) == len(expanded))
+        return request
+
+
+def _typed_settings(raw: dict[str, object]) -> dict[str, Any]:
+    """``raw`` settings type-checked in the order that decides which of several wrong ones is named."""
+    typed: dict[str, Any] = {"memory": _memory_argument(raw["memory"])}
+    typed["seed"] = _optional_integer("seed", raw["seed"])
+    for name in ("tmp_dir", "random_source"):
+        typed[name] = _optional_path(name, raw[name])
+    typed["head_count"] = _optional_integer("head_count", raw["head_count"])
+    typed["header"], typed["lines_per_record"] = _integer("header", raw["header"]), _integer("lines_per_record", raw["lines_per_record"])
+    for name in ("shards", "row_group_size"):
+        typed[name] = _optional_integer(name, raw[name])
+    flags = ("zero_terminated", "repeat", "compress_temp", "verify", "resume", "sync")
+    _check_types(flags, bool, tuple(raw[name] for name in flags), optional=False)
+    texts = ("compress", "schema", "output_format", "temp_url")
+    _check_types(texts, str, tuple(raw[name] for name in texts), optional=True)
+    _check_types(("engine",), str, (raw["engine"],), optional=False)
+    scheduler = raw["scheduler"]
+    if not (scheduler is None or isinstance(scheduler, str) or callable(getattr(scheduler, "submit", None))):
+        raise UsageError(f"scheduler must be an address (str) or an object with submit() (a Dask client), not {_describe(scheduler)}")
+    return typed | {name: raw[name] for name in (*flags, *texts, "engine", "scheduler")}
+
+
+def _check_ranges(typed: dict[str, Any]) -> None:
+    """Counts in range: ``head_count`` at least 0, ``header`` 0, ``lines_per_record`` and ``shards`` 1."""
+    if typed["head_count"] is not None and typed["head_count"] < 0:
+        raise UsageError(f"invalid line count: '{typed['head_count']}'")
+    for setting, least in (("header", 0), ("lines_per_record", 1)):
+        if typed[setting] < least:
+            raise UsageError(f"invalid {option(setting)} value: '{typed[setting]}'")
+    if typed["shards"] is not None and typed["shards"] < 1:
+        raise UsageError(f"invalid {option('shards')} value: '{typed['shards']}'")
+
+
+def _expand(items: list[str | Source]) -> tuple[list[str | Source], list[str]]:
+    """The inputs with directories replaced by their data files, and those of them that are local
+    paths (not sources, nor URLs that are not also local paths, which are read through fsspec)."""
+    from .formats.detect import expand_directories
+    from .storage.remote import is_url
+
+    expanded = [part for s in items for part in (expand_directories([s]) if isinstance(s, str) else [s])]
+    paths = [s for s in expanded if isinstance(s, str) and not (is_url(s) and not os.path.exists(s))]
+    return expanded, paths
+
+
+def _is_table_job(paths: list[str], count: int, typed: dict[str, Any]) -> bool:
+    """Whether rows of Parquet / Arrow data are shuffled: every input a local file and one a table,
+    or a table output (by ``output_format`` or the output's suffix)."""
+    from .formats.detect import is_table_input, suffix_kind
+
+    target, output_format = typed["output"], typed["output_format"]
+    tables_in = len(paths) == count and any(is_table_input(p) for p in paths)
+    return tables_in or output_format in ("parquet", "arrow") or (
+        target not in (None, "-") and suffix_kind(target) in ("parquet", "arrow")
+    )
+
+
+def _check_combinations(request: Request, all_paths: bool) -> None:
+    """Refuse settings that cannot work together, for lines or for table rows (``all_paths``: every
+    input is a local path)."""
+    if request.verify and (request.head_count is not None or request.repeat):
+        raise UsageError(
+            f"{option('verify')} checks whole shuffles; it cannot check a sample ({option('head_count')}) or {option('repeat')}"
+        )
+    if request.shards is not None and request.repeat and request.head_count is None:
+        raise UsageError(
+            f"{option('shards')} needs {option('head_count')} with {option('repeat')} (shards split a known number of records)"
+        )
+    if request.tables:
+        _check_table_settings(request, all_paths)
+        return
+    if request.row_group_size is not None or request.schema is not None or request.output_format is not None:
+        raise UsageError(
+            f"{option('row_group_size')}, {option('schema')} and {option('output_format')} apply to Parquet and Arrow "
+            f"data (inputs, or {option('output')} FILE.parquet)"
+        )
+    if request.compress is not None:
+        from .storage.codecs import parse_compress
+
+        parse_compress(request.compress)
+    if request.resume:
+        _check_resume(request)
+
+
+def _check_table_settings(request: Request, all_paths: bool) -> None:
+    """Refuse what does not apply to rows: inputs other than files, and line-only settings."""
+    if not all_paths:
+        raise UsageError(
+            f"Parquet or Arrow output needs input files (JSON Lines), not {option('echo')} or {option('input_range')}"
+        )
+    unsupported = [
+        option(setting) for setting, used in (
+            ("zero_terminated", request.zero_terminated), ("repeat", request.repeat), ("header", request.header),
+            ("lines_per_record", request.lines_per_record != 1), ("resume", request.resume),
+        ) if used
+    ]
+    if unsupported:
+        raise UsageError(f"{', '.join(unsupported)}: not available for Parquet or Arrow data (rows, not lines)")
+    if request.row_group_size is not None and request.row_group_size < 1:
+        raise UsageError(f"invalid {option('row_group_size')} value: '{request.row_group_size}'")
+
+
+def _check_resume(request: Request) -> None:
+    """``resume``'s preconditions: a seed, an output file, and local input files to check and read again."""
+    if request.seed is None and request.random_source is None:
+        raise UsageError(
+            f"{option('resume')} needs {option('seed')} (or {option('random_source')}): a resumed run must draw the same numbers"
+        )
+    if request.repeat or request.output is None or request.output == "-":
+        raise UsageError(
+            f"{option('resume')} needs {option('output')} FILE (not standard output) and cannot be used with {option('repeat')}"
+        )
+    from .storage.remote import is_url
+
+    def local(item: str | Source) -> bool:
+        if isinstance(item, str):
+            return item != "-" and (not is_url(item) or os.path.exists(item))
+        return isinstance(item, FileSource) and item.path != "-"
+
+    if not all(local(item) for item in request.inputs):
+        raise UsageError(
+            f"{option('resume')} needs local input files (standard input and URLs cannot be checked and read again)"
+        )
+
+
+def _describe(value: object) -> str:
+    """A wrongly typed argument for a message: its type and (shortened) value."""
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
+def _path(name: str, value: object) -> str:
+    """``value`` as a path (str or os.PathLike of str); bytes and other types are a UsageError."""
+    path = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
+    if not isinstance(path, str):
+        raise UsageError(f"{name} must be a path (str or os.PathLike), not {_describe(value)}")
+    return path
+
+
+def _optional_path(name: str, value: object) -> str | None:
+    """``_path`` that also takes None."""
+    return None if value is None else _path(name, value)
+
+
+def _integer(name: str, value: object) -> int:
+    """``value`` as an int (NumPy integers too); a bool, float or str is a UsageError."""
+    if isinstance(value, bool):
+        raise UsageError(f"{name} must be an integer, not {_describe(value)}")
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise UsageError(f"{name} must be an integer, not {_describe(value)}") from None
+
+
+def _optional_integer(name: str, value: object) -> int | None:
+    """``_integer`` that also takes None."""
+    return None if value is None else _integer(name, value)
+
+
+def _check_types(names: tuple[str, ...], kind: type, values: tuple[object, ...], *, optional: bool) -> None:
+    """Every value is a ``kind`` (or None when ``optional``), else a UsageError naming the argument."""
+    for name, value in zip(names, values):
+        if not isinstance(value, kind) and not (optional and value is None):
+            what = {bool: "True or False", str: "a str"}.get(kind, kind.__name__)
+            raise UsageError(f"{name} must be {what}{' or None' if optional else ''}, not {_describe(value)}")
+
+
+def _memory_argument(memory: object) -> int | str | None:
+    """``memory``: None, a byte count or a size string; anything else is a UsageError."""
+    if memory is None or isinstance(memory, str):
+        return memory
+    if isinstance(memory, bool) or not isinstance(memory, int):
+        try:
+            return _integer("memory", memory)
+        except UsageError:
+            raise UsageError(
+                f"memory must be a byte count (int) or a size such as '256M' or '25%', not {_describe(memory)}"
+            ) from None
+    return memory
+
+
+def _is_source(value: object) -> bool:
+    """Whether ``value`` looks like a ``Source`` (a name, ``size()`` and ``open()``)."""
+    return hasattr(value, "name") and callable(getattr(value, "size", None)) and callable(getattr(value, "open", None))
+
+
+def _input_list(inputs: object) -> list[str | Source]:
+    """``inputs`` as a non-empty list of paths and sources: one path or source, or an iterable of them."""
+    if isinstance(inputs, (bytes, bytearray, memoryview)):
+        raise UsageError(
+            f"inputs must be paths or Source objects, not {_describe(inputs)}: decode a bytes path with "
+            "os.fsdecode(); wrap records in memory in bigshuf.storage.sources.BytesSource"
+        )
+    if isinstance(inputs, (str, os.PathLike)) or _is_source(inputs):
+        items: list[object] = [inputs]
+    elif isinstance(inputs, Iterable):
+        items = list(inputs)
+    else:
+        raise UsageError(f"inputs must be a path, a Source or a list of them, not {_describe(inputs)}")
+    if not items:
+        raise UsageError("no inputs given: pass '-' to read standard input")
+    return [cast(Source, item) if _is_source(item) else _path("each input", item) for item in items]
+
+
+def _path_list(name: str, paths: object) -> list[str]:
+    """One path (a str is one path, not its characters) or an iterable of them, at least one."""
+    if isinstance(paths, (str, os.PathLike)):
+        return [_path(name, paths)]
+    if isinstance(paths, (bytes, bytearray)) or not isinstance(paths, Iterable):
+        raise UsageError(f"{name} must be a path or a list of paths, not {_describe(paths)}")
+    listed = [_path(f"each of {name}", p) for p in paths]
+    if not listed:
+        raise UsageError(f"{name}: no files given")
+    return listed
