@@ -362,3 +362,19 @@ def test_a_checkpoint_taken_after_dropping_restored_buckets_can_be_restored(tmp_
     again = BucketSet(str(tmp_path / "b"), 4, fresh=False)
     again.restore(resumed.state(), consumed=0, complete=True)
     assert [read_back(again, j) for j in range(2)] == expected[:2]
+
+
+def test_dropping_a_restored_bucket_twice_after_appending_to_it(tmp_path: Path) -> None:
+    """A restored bucket reopened by an append, dropped, then passed over by a second, lower cut:
+    its file is removed once (the second cut found no file to remove and failed, in a resumed -n run)."""
+    buckets, expected = appended(tmp_path / "b", 4, 1)
+    buckets.sync()
+    buckets.close()
+    resumed = BucketSet(str(tmp_path / "b"), 4, fresh=False)
+    resumed.restore(buckets.state(), consumed=0, complete=False)
+    resumed.append(scattered(lines(200, seed=7), 4, seed=107))
+    resumed.drop_after(2)
+    resumed.drop_after(0)
+    resumed.close()
+    assert sorted(os.listdir(tmp_path / "b")) == [os.path.basename(resumed.path(0))]
+    assert int(resumed.records[1:].sum()) == 0 and read_back(resumed, 0)[: len(expected[0])] == expected[0]

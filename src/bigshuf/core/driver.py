@@ -97,7 +97,7 @@ class TwoPass(ABC):
         self.resume_key: str | None = None
         self.state: dict[str, Any] = {}
         self.state_dir = ""
-        self.inputs: list[list[Any]] = []  # the inputs' identities, kept in the checkpoint
+        self.input_ids: list[list[Any]] = []  # the inputs' identities, kept in the checkpoint
         self.resume_note = ""  # where a resumed run picks up, said once its files are checked
 
     # The format's hooks.
@@ -315,7 +315,7 @@ class TwoPass(ABC):
         """Write the checkpoint durably; the data it counts (buckets, output) is synced by the caller."""
         assert self.resume_key is not None
         self.state.update(
-            changes, format=FORMAT, job=self.resume_key, inputs=self.inputs,
+            changes, format=FORMAT, job=self.resume_key, inputs=self.input_ids,
             read_fingerprint=list(astuple(self.read_fingerprint)),
         )
         save_state(self.state_dir, self.state)

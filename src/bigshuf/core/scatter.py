@@ -251,6 +251,7 @@ class BucketSet:
             if f is not None:
                 f.close()
                 self._files[j] = None
+                self._existing.discard(j)
                 os.unlink(self.path(j))
             elif j in self._existing:
                 # Restored from a checkpoint and not reopened yet: its file goes too, or the next

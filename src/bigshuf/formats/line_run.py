@@ -7,9 +7,10 @@ byte ranges; ``--resume`` checkpoints, ``--repeat`` and ``--header`` exist only 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from itertools import chain
 from typing import Any
 
@@ -26,30 +27,13 @@ from ..errors import InputError, UsageError, option
 from ..progress import IN_MEMORY, Progress, scatter_phase
 from ..storage.output import Output
 from ..storage.shards import check_output_directory, shard_paths
-from ..storage.sinks import CodecChoice
+from ..request import Request, resolve_memory
+from ..storage.codecs import parse_compress
 from ..storage.sources import FileSource, RecordReader, Source, map_whole
 from ..storage.tempspace import TempSpace, default_tmp_dir, remove_dead_outputs
 from ..storage.writeback import WriteBehind
 from .detect import line_shard_suffix
 from ..core.records import RecordFormat, find_offsets
-
-
-@dataclass(frozen=True)
-class Options:
-    """Everything that shapes a line shuffle, resolved and validated."""
-
-    memory: int
-    entropy: int
-    fmt: RecordFormat = RecordFormat()
-    head_count: int | None = None
-    repeat: bool = False
-    tmp_dir: str | None = None
-    header: int = 0
-    shards: int | None = None
-    compress: CodecChoice | None = None
-    compress_temp: bool = False
-    verify: bool = False
-    resume_key: str | None = None
 
 
 def compression_ratio(sample: np.ndarray) -> float:
@@ -64,30 +48,49 @@ def compression_ratio(sample: np.ndarray) -> float:
 class LineRun(TwoPass):
     """One line shuffle: reads the sources, decides the path, owns the output and the temp space."""
 
-    def __init__(self, opts: Options, sources: list[Source], output: str | None, progress: Progress, sync: bool = True) -> None:
-        super().__init__(opts.entropy, opts.memory, opts.head_count, opts.tmp_dir, progress)
-        self.opts = opts
+    def __init__(self, request: Request, sources: list[Source], entropy: int, progress: Progress) -> None:
+        super().__init__(entropy, resolve_memory(request.memory), request.head_count, request.tmp_dir, progress)
+        self.request = request
         self.sources = sources
+        self.fmt = RecordFormat(0 if request.zero_terminated else 10, request.lines_per_record)
+        self.compress = None if request.compress is None else parse_compress(request.compress)
         self.piece = plan.piece_bytes(self.limit)
         self.writer = WriteBehind(plan.IN_FLIGHT_PIECES * self.piece)
-        self.out = Output(output, self.writer, shards=opts.shards, compress=opts.compress, sync=sync)
-        self.out.verify = opts.verify
+        self.out = Output(request.output, self.writer, shards=request.shards, compress=self.compress, sync=request.sync)
+        self.out.verify = request.verify
         self.temp_ratio = 1.0  # compressed / raw size of temporary buckets (--compress-temp)
         self._buf: np.ndarray | None = None  # pass 2's read buffer
-        self.resume_key = opts.resume_key
+        self.resume_key = self._resume_key() if request.resume else None
         self.resume_space: TempSpace | None = None  # removed once the output is in place
         # Names the job lock, temp directory and output temp files of a --resume job.
-        self.resume_name = None if opts.resume_key is None else f"bigshuf-resume-{opts.resume_key}"
+        self.resume_name = None if self.resume_key is None else f"bigshuf-resume-{self.resume_key}"
         self.out.resume_tag = self.resume_name
         self.job_lock: JobLock | None = None
         if self.resume_name is not None:
-            self.out.resume_dir = os.path.abspath(os.path.join(opts.tmp_dir or default_tmp_dir(), self.resume_name))
+            self.out.resume_dir = os.path.abspath(os.path.join(self.tmp_dir or default_tmp_dir(), self.resume_name))
+
+    def _resume_key(self) -> str:
+        """Names a ``--resume`` job: the same inputs (by path), output, seed and settings give the same key."""
+        from .. import __version__
+
+        request = self.request
+        assert request.output is not None  # Request.build refuses --resume without -o
+        job = {
+            "version": __version__,
+            "inputs": [os.path.abspath(s.path) for s in self.sources if isinstance(s, FileSource)],
+            "output": os.path.abspath(request.output),
+            "settings": [
+                self.limit, self.entropy, self.fmt.sep, self.fmt.group, request.head_count, request.repeat,
+                request.header, request.shards, self.compress, request.compress_temp, request.verify,
+            ],
+        }
+        return hashlib.sha256(json.dumps(job, sort_keys=True).encode()).hexdigest()[:16]
 
     def prepare(self) -> None:
         paths = [s.path for s in self.sources if isinstance(s, FileSource)]
-        if self.opts.shards is not None and len(paths) == len(self.sources):
-            self.out.shard_suffix = line_shard_suffix(paths, self.opts.compress)
-        check_output_directory(self.out.target, self.opts.shards, self.opts.compress, self.out.shard_suffix)
+        if self.request.shards is not None and len(paths) == len(self.sources):
+            self.out.shard_suffix = line_shard_suffix(paths, self.compress)
+        check_output_directory(self.out.target, self.request.shards, self.compress, self.out.shard_suffix)
         if self.resume_name is not None:
             self._lock_job()
         for directory in dict.fromkeys(os.path.dirname(os.path.abspath(p)) for p in paths if p != "-"):
@@ -103,7 +106,7 @@ class LineRun(TwoPass):
 
     def shuffle(self) -> None:
         sources = self.sources
-        reader = RecordReader(sources, self.opts.fmt, self.progress, self.opts.header)
+        reader = RecordReader(sources, self.fmt, self.progress, self.request.header)
         total = reader.total_size()
         stored = reader.progress_total()
         small = total is not None and total + len(sources) <= plan.block_budget(self.limit)
@@ -118,14 +121,14 @@ class LineRun(TwoPass):
         blocks, block, final = self._first_block(reader, total, small)
         self.out.header = reader.header
         if final:
-            offsets = find_offsets(block, self.opts.fmt, plan.block_budget(self.limit) // plan.META_PER_RECORD)
+            offsets = find_offsets(block, self.fmt, plan.block_budget(self.limit) // plan.META_PER_RECORD)
             if offsets[-1] == len(block) and plan.fits_in_memory(len(block), len(offsets) - 1, self.limit):
                 if phase != IN_MEMORY:
                     self._rename_phase(IN_MEMORY, stored, reader)
                 self._in_memory(block, offsets)
                 return
             del offsets
-        if self.opts.repeat:
+        if self.request.repeat:
             raise UsageError(
                 f"{option('repeat')} needs the input in memory, and it does not fit in {plan.format_size(self.limit)}; "
                 f"raise {option('memory')}"
@@ -136,15 +139,15 @@ class LineRun(TwoPass):
             # Mapped, but too many records to shuffle in one piece: stream it instead.
             blocks = reader.blocks(plan.read_capacity(self.limit), option("memory"))
             block, final = next(blocks)
-        sample = find_offsets(block[: self.piece], self.opts.fmt)
+        sample = find_offsets(block[: self.piece], self.fmt)
         per_record = int(sample[-1]) / max(1, len(sample) - 1) if len(sample) > 1 else float(len(block))
-        if self.opts.compress_temp:
+        if self.request.compress_temp:
             self.temp_ratio = compression_ratio(block[: self.piece])
         # Only the chain may keep the first block alive, so the read buffer is freed before pass 2.
         everything = (b for b, _final in chain([(block, final)], blocks))
         del block
         whole = reader.estimate_total() if total is None else total + len(sources)
-        with TempSpace(self.opts.tmp_dir, self.resume_name) as temp:
+        with TempSpace(self.tmp_dir, self.resume_name) as temp:
             if self.resume_name is not None:
                 self.resume_space = temp
                 self._load_checkpoint(temp.path, sources)
@@ -156,8 +159,8 @@ class LineRun(TwoPass):
         """The rest of the blocks (None: the input was mapped whole), the first block, and whether it is the last."""
         if total is not None and small:
             # Small enough to try in memory: map a lone plain file, else read it all.
-            if not self.opts.header and self.opts.fmt.group == 1:
-                mapped = map_whole(self.sources, self.opts.fmt.sep)
+            if not self.request.header and self.fmt.group == 1:
+                mapped = map_whole(self.sources, self.fmt.sep)
                 if mapped is not None:
                     self.progress.update(len(mapped))
                     return None, mapped, True
@@ -177,7 +180,7 @@ class LineRun(TwoPass):
     def _in_memory(self, block: np.ndarray, offsets: np.ndarray) -> None:
         rng = rng_for(self.entropy, streams.IN_MEMORY)
         n = len(offsets) - 1
-        if self.opts.repeat:
+        if self.request.repeat:
             if n == 0:
                 raise InputError("no lines to repeat")
             count = self.head_count
@@ -186,7 +189,7 @@ class LineRun(TwoPass):
             sample_with_replacement(block, offsets, rng, self.emit, count=count, chunk_bytes=self.piece)
             return
         self.begin_output(self.wanted(n))
-        if self.opts.verify:
+        if self.request.verify:
             self.read_fingerprint += fingerprint(block, offsets)
         self.records += shuffle_block(block, offsets, rng, self.emit, head=self.head_count, chunk_bytes=self.piece)
 
@@ -194,11 +197,11 @@ class LineRun(TwoPass):
 
     def free_needed(self, nbytes: int) -> int:
         # 10% spare for compressed buckets: the sample's ratio may flatter the rest.
-        return nbytes if not self.opts.compress_temp else int(nbytes * min(1.0, self.temp_ratio * 1.1))
+        return nbytes if not self.request.compress_temp else int(nbytes * min(1.0, self.temp_ratio * 1.1))
 
     def make_buckets(self, directory: str, k: int, top: bool) -> Buckets:
         resuming = top and "k" in self.state
-        buckets = BucketSet(directory, k, self.writer, compress=self.opts.compress_temp, fresh=not resuming)
+        buckets = BucketSet(directory, k, self.writer, compress=self.request.compress_temp, fresh=not resuming)
         if top and self.state_dir:
             self.resume_buckets(buckets)
         return buckets
@@ -208,8 +211,8 @@ class LineRun(TwoPass):
 
     def scatter(self, block: Any, rng: np.random.Generator, buckets: Buckets, keep: int, depth: int) -> int:
         assert isinstance(buckets, BucketSet)
-        for piece, offsets in iter_pieces(block, self.opts.fmt, self.piece, plan.piece_records(self.limit)):
-            if self.opts.verify and depth == 0:
+        for piece, offsets in iter_pieces(block, self.fmt, self.piece, plan.piece_records(self.limit)):
+            if self.request.verify and depth == 0:
                 self.read_fingerprint += fingerprint(piece, offsets)
             buckets.append(scatter_piece(piece, offsets, rng, buckets.k, keep))
             keep = self.cutoff(buckets, keep)
@@ -220,7 +223,7 @@ class LineRun(TwoPass):
         if self._buf is None:
             self._buf = np.empty(room, np.uint8)
         view = buckets.read_into(j, self._buf)
-        offsets = find_offsets(view, self.opts.fmt)
+        offsets = find_offsets(view, self.fmt)
         return shuffle_block(view, offsets, rng, self.emit, head=left, chunk_bytes=self.piece)
 
     def release_buffers(self) -> None:
@@ -230,7 +233,7 @@ class LineRun(TwoPass):
         assert isinstance(buckets, BucketSet)
         buckets.check_file(j)
         size, count = int(buckets.sizes[j]), int(buckets.records[j])
-        sub = RecordReader([FileSource(buckets.path(j))], self.opts.fmt, Progress())
+        sub = RecordReader([FileSource(buckets.path(j))], self.fmt, Progress())
         blocks = (b for b, _final in sub.blocks(plan.read_capacity(self.limit), option("memory")))
         return blocks, Estimate.of(size, size / count)
 
@@ -241,8 +244,8 @@ class LineRun(TwoPass):
         a second run of the job (whatever its ``-T``) fails here, naming the run holding it."""
         assert self.resume_name is not None and self.out.target is not None
         first = self.out.target
-        if self.opts.shards is not None:
-            first = shard_paths(self.out.target, self.opts.shards, self.opts.compress, self.out.shard_suffix)[0]
+        if self.request.shards is not None:
+            first = shard_paths(self.out.target, self.request.shards, self.compress, self.out.shard_suffix)[0]
         first = os.path.realpath(first)
         lock = os.path.join(os.path.dirname(first), f".{os.path.basename(first)}.{self.resume_name}.lock")
         self.job_lock = JobLock(lock)
@@ -252,14 +255,14 @@ class LineRun(TwoPass):
         """Pick up an interrupted ``--resume`` run's checkpoint, every field validated (see ``resume``);
         refuse it if an input changed or anything does not hold up."""
         self.state_dir = directory
-        self.inputs = input_identity([s.path for s in sources if isinstance(s, FileSource)])
+        self.input_ids = input_identity([s.path for s in sources if isinstance(s, FileSource)])
         state = load_state(directory)
         if state is None:
             return
-        assert self.opts.resume_key is not None
+        assert self.resume_key is not None
         job = Job(
-            self.opts.resume_key, self.inputs, self.opts.verify, self.opts.head_count, self.opts.shards,
-            self.opts.compress_temp,
+            self.resume_key, self.input_ids, self.request.verify, self.head_count, self.request.shards,
+            self.request.compress_temp,
         )
         validate_state(state, job, directory)
         self.state = state

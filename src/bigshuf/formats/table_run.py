@@ -9,7 +9,6 @@ it is permuted (gathering from thousands of slices would be quadratic).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from functools import partial
 from itertools import chain
 from typing import Any
@@ -22,6 +21,7 @@ from ..core.driver import Buckets, Estimate, TwoPass
 from ..core.streams import rng_for
 from ..errors import InputError, TempSpaceError, option
 from ..progress import IN_MEMORY, Progress, scatter_phase
+from ..request import Request, resolve_memory
 from ..storage.shards import check_output_directory
 from ..storage.sinks import CodecChoice
 from ..storage.tempspace import TempSpace
@@ -33,44 +33,28 @@ from .tables import (
 )
 
 
-@dataclass(frozen=True)
-class TableJob:
-    """A table shuffle, resolved: inputs, output and the options that apply to rows."""
-
-    inputs: list[TableInput]
-    output: str | None
-    kind: str
-    codec: CodecChoice
-    memory: int
-    entropy: int
-    head_count: int | None
-    tmp_dir: str | None
-    shards: int | None
-    compress_temp: bool
-    verify: bool
-    row_group_size: int | None
-    sync: bool = True
-
-
 class TableRun(TwoPass):
     """One table shuffle: reads batches, decides in-memory or external, writes the output."""
 
     unit = "rows"
 
-    def __init__(self, job: TableJob, progress: Progress) -> None:
-        super().__init__(job.entropy, job.memory, job.head_count, job.tmp_dir, progress)
-        self.job = job
+    def __init__(
+        self, request: Request, inputs: list[TableInput], kind: str, codec: CodecChoice, entropy: int, progress: Progress
+    ) -> None:
+        super().__init__(entropy, resolve_memory(request.memory), request.head_count, request.tmp_dir, progress)
+        self.request = request
+        self.inputs = inputs
         self.piece = min(plan.piece_bytes(self.limit), TABLE_PIECE)
         self.progress_done = 0  # input bytes reported to progress
-        check_output_directory(job.output, job.shards)
+        check_output_directory(request.output, request.shards)
         schema = self._schema()
         self.writer = WriteBehind(plan.IN_FLIGHT_PIECES * self.piece)
         self.table_out = TableOutput(
-            job.output, self.writer, kind=job.kind, shards=job.shards, codec=job.codec,
-            schema=schema, group_rows=job.row_group_size,
-            group_bytes=min(GROUP_BYTES, max(1, plan.block_budget(self.limit) // 8)), sync=job.sync,
+            request.output, self.writer, kind=kind, shards=request.shards, codec=codec,
+            schema=schema, group_rows=request.row_group_size,
+            group_bytes=min(GROUP_BYTES, max(1, plan.block_budget(self.limit) // 8)), sync=request.sync,
         )
-        self.table_out.verify = job.verify
+        self.table_out.verify = request.verify
         self.out = self.table_out
 
     def prepare(self) -> None:
@@ -78,12 +62,12 @@ class TableRun(TwoPass):
 
     def _schema(self) -> pa.Schema:
         """The schema rows are shuffled in (views made plain; JSON Lines: given, or inferred from the first block)."""
-        first = self.job.inputs[0]
+        first = self.inputs[0]
         if first.kind == "jsonl":
             first.peek(self.piece)
             if first.schema is None:
                 raise InputError(f"{first.path}: no JSON rows to infer the columns from; give them with {option('schema')}")
-            for other in self.job.inputs:
+            for other in self.inputs:
                 other.schema, other._inferred = first.schema, first._inferred
         assert first.schema is not None
         return plain_schema(first.schema)
@@ -92,7 +76,7 @@ class TableRun(TwoPass):
         """Every input's rows in batches of about a piece, with their row sizes; fingerprinted when verifying."""
         def read() -> Iterator[pa.RecordBatch]:
             # Bytes as stored, in proportion to the rows read, where the file says its row count.
-            for source in self.job.inputs:
+            for source in self.inputs:
                 stored, rows, reported, done = source.disk_size(), source.rows, 0, 0
                 for batch in source.batches(self.piece):
                     done += batch.num_rows
@@ -105,7 +89,7 @@ class TableRun(TwoPass):
                     yield batch
 
         for batch, sizes in _rebatch(read(), self.piece, plan.piece_records(self.limit)):
-            if self.job.verify:
+            if self.request.verify:
                 self.read_fingerprint += row_fingerprint(batch)
             yield batch, sizes
 
@@ -115,7 +99,7 @@ class TableRun(TwoPass):
         self.progress.update(nbytes)
 
     def shuffle(self) -> None:
-        inputs = self.job.inputs
+        inputs = self.inputs
         known = all(i.rows is not None for i in inputs)
         total_rows = sum(i.rows or 0 for i in inputs) if known else None
         # The inputs as stored, when every one says its row count (JSON Lines do not: bytes read, no total).
@@ -142,7 +126,7 @@ class TableRun(TwoPass):
         # Sizes from the rows read so far (the same rows whatever the input's layout).
         per_row = held_bytes / max(1, held_rows)
         est_rows = total_rows if total_rows is not None else max(held_rows * 4, int(sum(i.disk_size() for i in inputs) / per_row))
-        with TempSpace(self.job.tmp_dir) as temp:
+        with TempSpace(self.tmp_dir) as temp:
             self.external(chain(_drain(held), batches), Estimate(int(per_row * est_rows), est_rows, per_row), temp, streams.TOP, 0)
 
     def _in_memory(self, batches: list[pa.RecordBatch], nbytes: int) -> None:
@@ -193,7 +177,7 @@ class TableRun(TwoPass):
     # The driver's hooks.
 
     def make_buckets(self, directory: str, k: int, top: bool) -> Buckets:
-        return TableBuckets(directory, k, self.table_out.schema, self.job.compress_temp, self.piece)
+        return TableBuckets(directory, k, self.table_out.schema, self.request.compress_temp, self.piece)
 
     def block_bytes(self, block: Any) -> int:
         return int(block[1].sum())
@@ -232,8 +216,3 @@ class TableRun(TwoPass):
         rows, nbytes = int(buckets.records[j]), int(buckets.sizes[j])
         blocks = _rebatch(buckets.batches(j), self.piece, plan.piece_records(self.limit))
         return blocks, Estimate(nbytes, rows, nbytes / rows)
-
-
-def shuffle_tables(job: TableJob, progress: Progress) -> tuple[int, int, int, int, float]:
-    """Run a table shuffle (see ``api.shuffle``): records, bytes, buckets, passes, seconds."""
-    return TableRun(job, progress).run()
