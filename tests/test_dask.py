@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from bigshuf.engines import dask as dask_engine
+from bigshuf.engines.dask import lines as dask_lines
 from helpers import assert_permutation, compress, decompress, make_records, split_records, write_records
 from test_uniformity import assert_uniform, records_of
 
@@ -248,16 +249,16 @@ def _seeded_orders(
     shards = options.get("shards")
     counts: Counter[tuple[bytes, ...]] = Counter()
     resplit: set[int] = set()
-    real = dask_engine._scatter_block
+    real = dask_lines._scatter_block
 
     def spy(block: Any, rng: Any, k: int, cfg: Any, name: str) -> Any:
         if "/p3/" in name:
             resplit.add(seed)
         return real(block, rng, k, cfg, name)
 
-    monkeypatch.setattr(dask_engine, "_scatter_block", spy)
+    monkeypatch.setattr(dask_lines, "_scatter_block", spy)
     if buckets != 5:
-        monkeypatch.setattr(dask_engine, "_bucket_count", lambda *args: buckets)
+        monkeypatch.setattr(dask_lines, "_bucket_count", lambda *args: buckets)
     with ThreadPoolExecutor(1) as runner:
         for seed in range(runs):
             target = tmp_path / "out" if shards is None else str(tmp_path / "out-{}")

@@ -472,19 +472,11 @@ def _dask(args: argparse.Namespace, inputs: list[str]) -> int:
     unsupported = [
         ("-e", args.echo), ("-i", args.input_range is not None), ("--repeat", args.repeat),
         ("--header", args.header), ("--lines-per-record", args.lines_per_record != 1),
-        ("--resume", args.resume), ("--compress-temp", args.compress_temp),
-        ("--row-group-size", args.row_group_size is not None), ("--schema", args.schema is not None),
-        ("--output-format", args.output_format is not None),
+        ("--resume", args.resume), ("--compress-temp", args.compress_temp), ("--schema", args.schema is not None),
     ]
     for flag, used in unsupported:
         if used:
             raise UsageError(f"--engine=dask does not support {flag}")
-    from .formats.detect import expand_directories, is_table_input, suffix_kind
-
-    inputs = expand_directories(inputs)
-    for name in [*inputs, args.output or "-"]:
-        if is_table_input(name) or suffix_kind(name) in ("parquet", "arrow"):
-            raise UsageError(f"{name}: --engine=dask shuffles lines; shuffle Parquet and Arrow data with the local engine")
     from .engines.dask import shuffle as dask_shuffle
 
     progress = make_progress(args.progress)
@@ -492,7 +484,8 @@ def _dask(args: argparse.Namespace, inputs: list[str]) -> int:
         inputs, args.output, memory=args.memory, seed=_parse_seed(args.seed), random_source=args.random_source,
         tmp_dir=args.temporary_directory, temp_url=args.temp_url, scheduler=args.scheduler,
         head_count=args.head_count, zero_terminated=args.zero_terminated, shards=args.shards,
-        compress=args.compress, verify=args.verify, progress=progress, sync=not args.no_sync,
+        compress=args.compress, verify=args.verify, row_group_size=args.row_group_size,
+        output_format=args.output_format, progress=progress, sync=not args.no_sync,
     )
     _summarize(progress, stats)
     return 0
