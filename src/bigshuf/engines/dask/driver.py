@@ -248,22 +248,7 @@ def shuffle(
     start = time.perf_counter()
     progress = progress or Progress()
     names = [os.fspath(inputs)] if isinstance(inputs, (str, os.PathLike)) else [os.fspath(i) for i in inputs]
-    if head_count is not None and head_count < 0:
-        raise UsageError(f"invalid line count: '{head_count}'")
-    if shards is not None and shards < 1:
-        raise UsageError(f"invalid {option('shards')} value: '{shards}'")
-    if verify and head_count is not None:
-        raise UsageError(f"{option('verify')} checks whole shuffles; it cannot check a sample ({option('head_count')})")
-    scheduler = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
-    if scheduler and runner is None and temp_url is None:
-        raise UsageError(f"{option('scheduler')} needs {option('temp_url')}: a place every worker can reach, e.g. s3://bucket/tmp/")
-    try:
-        import fsspec  # noqa: F401
-
-        if runner is None:
-            import distributed  # noqa: F401
-    except ImportError:
-        raise UsageError(f"{option('dask')} needs Dask: pip install 'bigshuf[dask]'") from None
+    scheduler = _check_options(head_count, shards, verify, scheduler, runner is not None, temp_url)
     entropy = seed_entropy(seed, random_source)
     limit = resolve_memory(memory if memory is not None else DEFAULT_MEMORY)
     out_name = None if output is None else os.fspath(output)
@@ -298,14 +283,7 @@ def shuffle(
             sizes2 = [sum(p.size for p in t.pieces) for t in tasks2]
             results2: list[GatherResult] = _run(run, gather_task, cfg, tasks2, progress, sizes2)
         progress.close()
-        written = sum(r.records for r in results2)
-        if written != total:
-            raise OutputError(f"wrote {written} records, expected {total}; output not put in place")
-        if verify:
-            read = sum((r.read for r in results1), Fingerprint())
-            wrote = sum((r.written for r in results2), Fingerprint())
-            if read != wrote:
-                raise OutputError(f"verification failed: read {read}, wrote {wrote}; output not put in place")
+        _check_written(results1, results2, total, verify)
         _commit(out, [t.target for t in tasks2], sink, direct is not None)
         committed = True
         passes = 2 + max((r.depth for r in results2), default=0)
@@ -323,8 +301,44 @@ def shuffle(
         remote.remove_tree(scratch)
 
 
+def _check_options(
+    head_count: int | None, shards: int | None, verify: bool, scheduler: str | None, own_runner: bool, temp_url: str | None
+) -> str | None:
+    """Refuse options that cannot work before anything starts; return the scheduler to use."""
+    if head_count is not None and head_count < 0:
+        raise UsageError(f"invalid line count: '{head_count}'")
+    if shards is not None and shards < 1:
+        raise UsageError(f"invalid {option('shards')} value: '{shards}'")
+    if verify and head_count is not None:
+        raise UsageError(f"{option('verify')} checks whole shuffles; it cannot check a sample ({option('head_count')})")
+    scheduler = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
+    if scheduler and not own_runner and temp_url is None:
+        raise UsageError(f"{option('scheduler')} needs {option('temp_url')}: a place every worker can reach, e.g. s3://bucket/tmp/")
+    try:
+        import fsspec  # noqa: F401
+
+        if not own_runner:
+            import distributed  # noqa: F401
+    except ImportError:
+        raise UsageError(f"{option('dask')} needs Dask: pip install 'bigshuf[dask]'") from None
+    return scheduler
+
+
+def _check_written(results1: list[ScatterResult], results2: list[GatherResult], total: int, verify: bool) -> None:
+    """Before anything is put in place: every record written once, and with ``verify`` the same records as read."""
+    written = sum(r.records for r in results2)
+    if written != total:
+        raise OutputError(f"wrote {written} records, expected {total}; output not put in place")
+    if verify:
+        read = sum((r.read for r in results1), Fingerprint())
+        wrote = sum((r.written for r in results2), Fingerprint())
+        if read != wrote:
+            raise OutputError(f"verification failed: read {read}, wrote {wrote}; output not put in place")
+
+
 @contextmanager
 def _given(runner: Runner) -> Iterator[Runner]:
+    """A runner the caller made, used as ``connect``'s client is (and left running)."""
     yield runner
 
 
