@@ -130,6 +130,16 @@ def test_buckets_too_big_for_a_task_are_split_again(tmp_path: Path, monkeypatch:
     assert sorted(os.listdir(tmp_path)) == ["data", "out.parquet"]
 
 
+def test_a_row_bigger_than_a_task_holds_is_written_alone(tmp_path: Path) -> None:
+    # One 30 KB row under -S 16K: its bucket never fits, and a bucket of one row is not split again.
+    table = pa.table({"id": list(range(50)), "t": ["y" * 30000 if i == 7 else "a" for i in range(50)]})
+    pq.write_table(table, tmp_path / "in.parquet")
+    with ThreadPoolExecutor(1) as runner:
+        dask_engine.shuffle([tmp_path / "in.parquet"], tmp_path / "out.parquet", memory="16K", seed=1, runner=runner,
+                            tmp_dir=tmp_path, verify=True)
+    _assert_permutation(pq.read_table(tmp_path / "out.parquet"), table)
+
+
 def _seeded_orders(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runs: int, buckets: int, memory: str, **options: Any
 ) -> tuple[Counter[tuple[int, ...]], int]:

@@ -59,7 +59,7 @@ class RowTasks:
         order = np.argsort(ids, kind="stable")
         del ids
         table = block if isinstance(block, pa.Table) else pa.Table.from_batches([block])
-        table = table.combine_chunks()
+        table = table.combine_chunks().replace_schema_metadata(None)  # a schema in every stream: keep it short
         streams: list[pa.Buffer] = []
         sizes = np.zeros(k, np.int64)
         start = 0

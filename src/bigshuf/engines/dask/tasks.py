@@ -251,7 +251,9 @@ def _emit_bucket(
     Returns the depth reached.
     """
     name = "bucket " + "-".join(map(str, key[1:]))
-    if plan.fits_in_memory(size, count, cfg.limit):
+    # One record cannot be split further: it is loaded alone (a line always fits; a row of
+    # Arrow data may not, with its IPC framing).
+    if count == 1 or plan.fits_in_memory(size, count, cfg.limit):
         block = cfg.fmt.decode(load(where, size), [hi - lo for _, lo, hi in where])
         order = permutation(count, rng_for(cfg.entropy, key))[span[0] : span[1]]
         cfg.fmt.permute(block, count, order, size, cfg, emit, name)
