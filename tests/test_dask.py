@@ -42,30 +42,6 @@ def run_bigshuf(args: list[str], env: dict[str, str] | None = None) -> tuple[int
     return proc.returncode, proc.stdout, proc.stderr
 
 
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """An S3 API on 127.0.0.1 (moto's server in a thread); yields the environment that points boto at it.
-
-    The variables are set in this process too, so that a cluster started afterwards passes
-    them on to its workers.
-    """
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    env = {
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": f"http://{host}:{port}", "FSSPEC_S3_ENDPOINT_URL": f"http://{host}:{port}",
-    }
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in env.items():
-            mp.setenv(key, value)
-        yield dict(os.environ)
-    server.stop()
-
-
 def _start_cluster(workers: int, scratch: Path) -> Any:
     import dask
     from distributed import LocalCluster
@@ -83,18 +59,6 @@ def cluster(s3: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Ite
     c = _start_cluster(2, tmp_path_factory.mktemp("scratch"))
     yield c.scheduler_address
     c.close()
-
-
-@pytest.fixture
-def bucket(s3: dict[str, str], request: pytest.FixtureRequest) -> Iterator[Any]:
-    """A fresh bucket named after the test; yields an s3fs filesystem."""
-    import s3fs
-
-    fs = s3fs.S3FileSystem(skip_instance_cache=True)
-    name = request.node.name.lower().replace("_", "-")[:50]
-    fs.mkdir(name)
-    fs.bucket = name
-    yield fs
 
 
 def _inputs(tmp_path: Path, seed: int = 0) -> tuple[list[Path], list[bytes]]:

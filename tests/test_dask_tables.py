@@ -25,7 +25,7 @@ distributed = pytest.importorskip("distributed")
 
 from bigshuf.engines import dask as dask_engine  # noqa: E402
 from bigshuf.engines.dask import rows as dask_rows  # noqa: E402
-from test_dask import TIMEOUT, _stall_writes, _start_cluster, bucket, s3  # noqa: E402,F401
+from test_dask import TIMEOUT, _stall_writes, _start_cluster  # noqa: E402
 from test_uniformity import assert_uniform  # noqa: E402
 
 
