@@ -1,13 +1,15 @@
-"""Shared fixtures for the command-line tests: run bigshuf and GNU shuf as subprocesses."""
+"""Shared fixtures: run bigshuf and GNU shuf as subprocesses; an S3 API on loopback (moto) for the Dask tests."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,3 +77,40 @@ def tmp_dir(tmp_path: Path) -> Path:
     path = tmp_path / "tmpdir"
     path.mkdir()
     return path
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """An S3 API on 127.0.0.1 (moto's server in a thread); yields the environment that points boto at it.
+
+    The variables are set in this process too, so that a cluster started afterwards passes
+    them on to its workers. One server per session: fsspec reads ``FSSPEC_S3_ENDPOINT_URL``
+    once, so a second server on another port would go unseen.
+    """
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}", "FSSPEC_S3_ENDPOINT_URL": f"http://{host}:{port}",
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        yield dict(os.environ)
+    server.stop()
+
+
+@pytest.fixture
+def bucket(s3: dict[str, str], request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh bucket named after the test; yields an s3fs filesystem."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    name = request.node.name.lower().replace("_", "-")[:50]
+    fs.mkdir(name)
+    fs.bucket = name
+    yield fs

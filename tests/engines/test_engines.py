@@ -94,9 +94,7 @@ REFUSALS: list[tuple[list[str], Any, dict[str, Any], str]] = [
     (["--lines-per-record=2", "a.txt"], "a.txt", {"lines_per_record": 2}, "--engine=dask does not support --lines-per-record"),
     (["--resume", "--seed=1", "a.txt"], "a.txt", {"resume": True, "seed": 1}, "--engine=dask does not support --resume"),
     (["--compress-temp", "a.txt"], "a.txt", {"compress_temp": True}, "--engine=dask does not support --compress-temp"),
-    (["--row-group-size=5", "a.txt"], "a.txt", {"row_group_size": 5}, "--engine=dask does not support --row-group-size"),
     (["--schema=a:int64", "a.txt"], "a.txt", {"schema": "a:int64"}, "--engine=dask does not support --schema"),
-    (["--output-format=jsonl", "a.txt"], "a.txt", {"output_format": "jsonl"}, "--engine=dask does not support --output-format"),
     (["-e", "x", "y"], BytesSource("-e", b"x\ny\n"), {}, "--engine=dask does not support -e"),
     (["-i", "1-5"], (1, 5), {}, "--engine=dask does not support -i"),
 ]

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..errors import UsageError, option
+from ..errors import option
 from .base import Engine
 
 if TYPE_CHECKING:
     from ..progress import Progress
     from ..request import Request, ShuffleStats
 
-#: Settings of Parquet and Arrow output that the Dask engine refuses (to edit as it learns them).
-REFUSED_TABLE_SETTINGS = ("row_group_size", "schema", "output_format")
+#: Table settings the Dask engine refuses: ``schema`` types JSON Lines read as rows, which its tasks do not do.
+REFUSED_TABLE_SETTINGS = ("schema",)
 
 
 class DaskEngine(Engine):
@@ -44,10 +44,6 @@ class DaskEngine(Engine):
 
     def run(self, request: Request, progress: Progress) -> ShuffleStats:
         """Run ``engines.dask.shuffle`` with the request's settings, on its scheduler or runner."""
-        table = _table_name(request)
-        if table is not None:
-            # Until engines.dask shuffles rows: today's refusal, made before any task starts.
-            raise UsageError(f"{table}: {option('dask')} shuffles lines; shuffle Parquet and Arrow data with the local engine")
         from . import dask
 
         scheduler = request.scheduler
@@ -57,13 +53,7 @@ class DaskEngine(Engine):
             seed=request.seed, random_source=request.random_source, tmp_dir=request.tmp_dir,
             temp_url=request.temp_url, scheduler=address, runner=runner,
             head_count=request.head_count, zero_terminated=request.zero_terminated, shards=request.shards,
-            compress=request.compress, verify=request.verify, progress=progress, sync=request.sync,
+            compress=request.compress, verify=request.verify, row_group_size=request.row_group_size,
+            output_format=request.output_format, progress=progress, sync=request.sync,
         )
 
-
-def _table_name(request: Request) -> str | None:
-    """The first input or output that is (or is named as) Parquet or Arrow data, if any."""
-    from ..formats.detect import is_table_input, suffix_kind
-
-    names = [s for s in request.inputs if isinstance(s, str)] + [request.output or "-"]
-    return next((n for n in names if is_table_input(n) or suffix_kind(n) in ("parquet", "arrow")), None)

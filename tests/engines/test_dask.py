@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from bigshuf.engines import dask as dask_engine
+from bigshuf.engines.dask import lines as dask_lines
 from helpers import assert_permutation, compress, decompress, make_records, split_records, write_records
 from test_uniformity import assert_uniform, records_of
 
@@ -39,30 +40,6 @@ def run_bigshuf(args: list[str], env: dict[str, str] | None = None) -> tuple[int
         timeout=TIMEOUT, env=env,
     )
     return proc.returncode, proc.stdout, proc.stderr
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """An S3 API on 127.0.0.1 (moto's server in a thread); yields the environment that points boto at it.
-
-    The variables are set in this process too, so that a cluster started afterwards passes
-    them on to its workers.
-    """
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    env = {
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": f"http://{host}:{port}", "FSSPEC_S3_ENDPOINT_URL": f"http://{host}:{port}",
-    }
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in env.items():
-            mp.setenv(key, value)
-        yield dict(os.environ)
-    server.stop()
 
 
 def _start_cluster(workers: int, scratch: Path) -> Any:
@@ -82,18 +59,6 @@ def cluster(s3: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Ite
     c = _start_cluster(2, tmp_path_factory.mktemp("scratch"))
     yield c.scheduler_address
     c.close()
-
-
-@pytest.fixture
-def bucket(s3: dict[str, str], request: pytest.FixtureRequest) -> Iterator[Any]:
-    """A fresh bucket named after the test; yields an s3fs filesystem."""
-    import s3fs
-
-    fs = s3fs.S3FileSystem(skip_instance_cache=True)
-    name = request.node.name.lower().replace("_", "-")[:50]
-    fs.mkdir(name)
-    fs.bucket = name
-    yield fs
 
 
 def _inputs(tmp_path: Path, seed: int = 0) -> tuple[list[Path], list[bytes]]:
@@ -248,16 +213,16 @@ def _seeded_orders(
     shards = options.get("shards")
     counts: Counter[tuple[bytes, ...]] = Counter()
     resplit: set[int] = set()
-    real = dask_engine._scatter_block
+    real = dask_lines._scatter_block
 
     def spy(block: Any, rng: Any, k: int, cfg: Any, name: str) -> Any:
         if "/p3/" in name:
             resplit.add(seed)
         return real(block, rng, k, cfg, name)
 
-    monkeypatch.setattr(dask_engine, "_scatter_block", spy)
+    monkeypatch.setattr(dask_lines, "_scatter_block", spy)
     if buckets != 5:
-        monkeypatch.setattr(dask_engine, "_bucket_count", lambda *args: buckets)
+        monkeypatch.setattr(dask_lines, "_bucket_count", lambda *args: buckets)
     with ThreadPoolExecutor(1) as runner:
         for seed in range(runs):
             target = tmp_path / "out" if shards is None else str(tmp_path / "out-{}")
@@ -459,7 +424,7 @@ def test_local_engine_imports_neither_dask_nor_fsspec(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_bench_dask_smoke(tmp_path: Path) -> None:
-    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_dask.py"
+    bench = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_dask.py"
     proc = subprocess.run(
         [sys.executable, str(bench), "--size", "2M", "--reps", "1", "--scratch", str(tmp_path)],
         capture_output=True, text=True, timeout=TIMEOUT,

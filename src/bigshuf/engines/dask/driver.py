@@ -1,0 +1,390 @@
+"""The Dask engine's client side: check the options, plan both passes, submit the tasks, check
+what they wrote (counts, --verify fingerprints) and put the output in place, all or nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+
+from ...api import ShuffleStats, resolve_memory
+from ...core.fingerprint import Fingerprint
+from ...core.streams import seed_entropy
+from ...errors import BigShufError, OutputError, TempSpaceError, UsageError, option
+from ...progress import Progress, scatter_phase, shuffle_phase
+from ...storage import remote
+from ...storage.commit import OutputFiles
+from ...storage.safefs import open_nofollow, sync_file
+from ...storage.shards import check_output_directory, shard_names, shard_paths
+from ...storage.sinks import AtomicFileSink, CodecChoice, Sink, open_output, output_codec
+from .inputs import Settings, prepare
+from .tasks import FETCH_BYTES, Config, GatherResult, GatherTask, Piece, ScatterResult, Segment, gather_task, index, parts, scatter_task
+
+#: ``-S`` of the Dask engine when none is given: the memory one task may use. A fixed
+#: default (not a share of this machine's RAM) keeps the plan, and so a seeded output,
+#: the same whichever machine submits the job.
+DEFAULT_MEMORY = "1G"
+
+T = TypeVar("T")
+
+
+class Runner(Protocol):
+    """What runs the tasks: a ``distributed.Client`` or, for tests, a ``concurrent.futures`` executor."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any) -> Any:
+        """Start ``fn(*args)``; the returned future's ``result()`` gives its value."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The client side: plan, submit, check, put in place
+
+
+@dataclass
+class _Output:
+    """Where pass 2 writes and what the commit does: shard files renamed into place, or parts
+    concatenated into one file (or standard output)."""
+
+    target: str | None
+    shards: int | None
+    codec: CodecChoice | None  # of a single output's parts
+    finals: list[str] = field(default_factory=list)
+    codecs: list[CodecChoice | None] = field(default_factory=list)  # of each shard
+    temps: list[str] = field(default_factory=list)
+    marker: str | None = None
+    files: OutputFiles | None = None  # local shards: the run's locks and the journalled commit
+
+
+def _shard_names(target: str, shards: int, compress: CodecChoice | None, suffix: str | None) -> list[str]:
+    """The shard files of ``-o`` as URLs or local paths (a URL ending in ``/`` is a directory)."""
+    if not remote.is_url(target):
+        return [os.path.abspath(p) for p in shard_paths(target, shards, compress, suffix)]
+    return shard_names(
+        target, shards, compress, target.endswith("/"), suffix=suffix, example="s3://bucket/out/part-{:05d}.jsonl",
+        directory_words="a directory (a URL ending in /)",
+    )
+
+
+def _plan_output(
+    output: str | None, shards: int | None, compress: CodecChoice | None, root: str, sync: bool, suffix: str | None
+) -> _Output:
+    """Name the pass-2 objects: shard temps beside local targets (a rename puts them in place),
+    under the temp URL for remote ones; parts of a single output under the temp URL."""
+    target = None if output in (None, "-") else output
+    if shards is None:
+        if target is not None and not remote.is_url(target):
+            check_output_directory(target, None)
+        codec = output_codec(target, compress) if target is not None else output_codec(None, compress)
+        return _Output(target, None, codec)
+    if target is None:
+        raise UsageError(
+            f"{option('shards')} needs {option('output')} naming a directory or a pattern like out/part-{{:05d}}.jsonl"
+        )
+    if not remote.is_url(target):
+        check_output_directory(target, shards, compress, suffix)  # up front: writable, no two shards on one file
+    out = _Output(target, shards, None, finals=_shard_names(target, shards, compress, suffix))
+    out.codecs = [output_codec(final, compress) for final in out.finals]
+    if remote.is_url(target):
+        out.temps = [remote.join(root, "out", f"{i:05d}") for i in range(shards)]
+    else:
+        # Named and locked as the local engine's shards are, so the same commit and cleanup apply.
+        out.files = OutputFiles(sync)
+        out.temps = [out.files.temp_name(final, i) for i, final in enumerate(out.finals)]
+    if remote.is_url(target) and target.endswith("/"):
+        out.marker = target + "_SUCCESS"
+    return out
+
+
+def _gather_tasks(
+    segments: list[Segment], k: int, total: int, out: _Output, root: str, direct: str | None, whole: bool
+) -> tuple[list[GatherTask], np.ndarray]:
+    """Pass-2 tasks covering output records ``[0, total)``: one per shard, or for a single output
+    one per non-empty bucket (a part), or one in all if the format writes ``whole`` files; written
+    as objects or, with ``direct``, into that local file at the part's place. Also returns the
+    bytes of each bucket."""
+    counts, bounds = index(segments, k)
+    bucket_counts = counts.sum(axis=0)
+    bucket_sizes = np.diff(bounds, axis=1).sum(axis=0)
+    starts = np.zeros(k + 1, np.int64)
+    np.cumsum(bucket_counts, out=starts[1:])
+    offsets: list[int | None]
+    if out.shards is not None:
+        spans = [(i * total // out.shards, (i + 1) * total // out.shards) for i in range(out.shards)]
+        targets, codecs, offsets = out.temps, out.codecs, [None] * out.shards
+    elif whole:
+        spans, targets = [(0, total)], [direct or remote.join(root, "p2", "part-000000")]
+        codecs, offsets = [out.codec], [0 if direct else None]
+    else:
+        used = [j for j in range(k) if starts[j] < total and bucket_counts[j]]
+        # No record: an empty part, for a compressed output's empty stream (a file in place is empty).
+        spans = [(int(starts[j]), min(int(starts[j + 1]), total)) for j in used] or ([] if direct else [(0, 0)])
+        targets = [direct or remote.join(root, "p2", f"part-{i:06d}") for i in range(len(spans))]
+        codecs = [out.codec] * len(spans)
+        # Every part but a -n run's last is a whole bucket, so its place in the file is known.
+        ends = np.cumsum([int(bucket_sizes[j]) for j in used], dtype=np.int64)
+        offsets = [int(e) for e in np.concatenate([[0], ends[:-1]])] if direct and used else [None] * len(spans)
+    pieces: dict[int, tuple[tuple[str, int, int], ...]] = {}
+    tasks = []
+    for (a, b), target, codec, offset in zip(spans, targets, codecs, offsets):
+        chosen = []
+        j = int(np.searchsorted(starts, a, side="right")) - 1
+        while b > a and j < k and starts[j] < b:
+            lo, hi = max(a, int(starts[j])), min(b, int(starts[j + 1]))
+            if hi > lo:
+                if j not in pieces:
+                    pieces[j] = parts(segments, counts, bounds, j)
+                size, count = int(bucket_sizes[j]), int(bucket_counts[j])
+                chosen.append(Piece(j, size, count, pieces[j], lo - int(starts[j]), hi - int(starts[j])))
+            j += 1
+        tasks.append(GatherTask(target, codec, tuple(chosen), remote.join(root, "p3"), offset))
+    return tasks, bucket_sizes
+
+
+def _run(runner: Runner, fn: Callable[[Config, T], Any], cfg: Config, tasks: Sequence[T],
+         progress: Progress, sizes: Sequence[int]) -> list[Any]:
+    """Submit every task, then collect the results in task order (progress by bytes)."""
+    futures = [runner.submit(fn, cfg, t) for t in tasks]
+    try:
+        results = []
+        for fut, size in zip(futures, sizes):
+            results.append(_result(fut))
+            progress.update(size)
+        return results
+    except BaseException:
+        for fut in futures:
+            fut.cancel()
+        raise
+
+
+def _result(fut: Any) -> Any:
+    """A task's value; a cluster failure (a worker that kept dying, a lost scheduler) becomes one message."""
+    try:
+        return fut.result()
+    except BigShufError:
+        raise
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        raise BigShufError(f"task failed: {where}{e.strerror or e}") from None
+    except Exception as e:
+        name = type(e).__name__
+        if name in ("KilledWorker", "CommClosedError", "FutureCancelledError", "CancelledError"):
+            raise BigShufError(f"cluster failure: {name}: {e}") from None
+        raise
+
+
+@contextmanager
+def connect(scheduler: str | None, scratch: str) -> Iterator[Runner]:
+    """A Dask client of the scheduler at ``scheduler``, or of a LocalCluster of processes (one
+    single-threaded worker per core) made for this run with its scratch space in ``scratch``."""
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout="30s")
+        except OSError as e:
+            raise UsageError(f"{option('scheduler')}: cannot reach '{scheduler}': {e}") from None
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    import dask
+
+    # Workers' scratch space (and Dask's lock files) inside this run's directory, removed with it;
+    # the scheduler's HTTP server on a free port, so that runs side by side do not collide.
+    with dask.config.set({"temporary-directory": scratch}):
+        cluster = LocalCluster(
+            n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True, dashboard_address=":0",
+            silence_logs=logging.CRITICAL, local_directory=scratch,
+        )
+    try:
+        with Client(cluster) as client:
+            yield client
+    finally:
+        cluster.close()
+
+
+def shuffle(
+    inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    output: str | os.PathLike[str] | None = None,
+    *,
+    memory: int | str | None = None,
+    seed: int | None = None,
+    random_source: str | os.PathLike[str] | None = None,
+    tmp_dir: str | os.PathLike[str] | None = None,
+    temp_url: str | None = None,
+    scheduler: str | None = None,
+    runner: Runner | None = None,
+    head_count: int | None = None,
+    zero_terminated: bool = False,
+    shards: int | None = None,
+    compress: str | None = None,
+    verify: bool = False,
+    row_group_size: int | None = None,
+    output_format: str | None = None,
+    progress: Progress | None = None,
+    sync: bool = True,
+) -> ShuffleStats:
+    """Shuffle ``inputs`` (paths or fsspec URLs, globs and directories allowed: lines, or Parquet /
+    Arrow rows) into ``output`` on a Dask cluster.
+
+    ``memory`` (default 1G) is what one task may use; ``scheduler`` a Dask scheduler address
+    (else ``$DASK_SCHEDULER_ADDRESS``, else a local cluster of processes); ``temp_url`` the
+    shared place for temporary objects (default ``tmp_dir`` or the system's, which only a
+    local cluster can share). ``runner`` replaces the cluster with any executor (tests). The
+    same inputs, seed, ``memory`` and ``shards`` give the same output for any number of workers.
+    Rows are written as ``output_format`` (else as ``output``'s suffix or the input says) in row
+    groups of ``row_group_size`` rows (else of about 64 MiB).
+    """
+    start = time.perf_counter()
+    progress = progress or Progress()
+    names = [os.fspath(inputs)] if isinstance(inputs, (str, os.PathLike)) else [os.fspath(i) for i in inputs]
+    scheduler = _check_options(head_count, shards, verify, scheduler, runner is not None, temp_url)
+    entropy = seed_entropy(seed, random_source)
+    limit = resolve_memory(memory if memory is not None else DEFAULT_MEMORY)
+    out_name = None if output is None else os.fspath(output)
+    run_id = uuid.uuid4().hex[:12]
+    local_parent = os.fspath(tmp_dir) if tmp_dir is not None else tempfile.gettempdir()
+    if not os.path.isdir(local_parent):
+        raise TempSpaceError(f"{local_parent}: No such file or directory")
+    scratch = os.path.join(local_parent, f"bigshuf-dask-{run_id}")
+    root = remote.join(remote.canonical(temp_url), f"bigshuf-dask-{run_id}") if temp_url is not None else scratch
+    settings = Settings(out_name, shards, limit, zero_terminated, compress, row_group_size, output_format)
+    prepared = prepare(names, settings, root)
+    out = _plan_output(out_name, shards, prepared.compress, root, sync, prepared.suffix)
+    cfg = Config(entropy, prepared.fmt, limit, prepared.k, verify)
+    os.makedirs(scratch)
+    committed = False
+    sink: Sink | None = None
+    try:
+        with (connect(scheduler, scratch) if runner is None else _given(runner)) as run:
+            tasks1 = prepared.tasks
+            progress.start(scatter_phase(0), sum(t.nbytes for t in tasks1))
+            results1: list[ScatterResult] = _run(run, scatter_task, cfg, tasks1, progress, [t.nbytes for t in tasks1])
+            segments = [s for r in results1 for s in r.segments]
+            found = int(sum(int(s.counts.sum()) for s in segments))
+            total = found if head_count is None else min(found, head_count)
+            if out.shards is None and (out.target is None or not remote.is_url(out.target)):
+                sink = open_output(out.target, ("none", None), sync=sync)
+            # Plain output (or one whole file) to a local file: tasks write in place, no concatenation.
+            whole = cfg.fmt.whole_output
+            direct = sink.tmp_path if isinstance(sink, AtomicFileSink) and (out.codec is None or whole) else None
+            tasks2, bucket_sizes = _gather_tasks(segments, cfg.k, total, out, root, direct, whole)
+            progress.start(shuffle_phase(0), int(bucket_sizes.sum()))
+            sizes2 = [sum(p.size for p in t.pieces) for t in tasks2]
+            results2: list[GatherResult] = _run(run, gather_task, cfg, tasks2, progress, sizes2)
+        progress.close()
+        _check_written(results1, results2, total, verify)
+        _commit(out, [t.target for t in tasks2], sink, direct is not None)
+        committed = True
+        passes = 2 + max((r.depth for r in results2), default=0)
+        return ShuffleStats(total, sum(r.bytes for r in results2), cfg.k, passes, time.perf_counter() - start)
+    finally:
+        progress.close()
+        if not committed:
+            if sink is not None:
+                sink.abort()
+            for name in out.temps:
+                remote.remove(name)
+            if out.files is not None:
+                out.files.release()
+        remote.remove_tree(root)
+        remote.remove_tree(scratch)
+
+
+def _check_options(
+    head_count: int | None, shards: int | None, verify: bool, scheduler: str | None, own_runner: bool, temp_url: str | None
+) -> str | None:
+    """Refuse options that cannot work before anything starts; return the scheduler to use."""
+    if head_count is not None and head_count < 0:
+        raise UsageError(f"invalid line count: '{head_count}'")
+    if shards is not None and shards < 1:
+        raise UsageError(f"invalid {option('shards')} value: '{shards}'")
+    if verify and head_count is not None:
+        raise UsageError(f"{option('verify')} checks whole shuffles; it cannot check a sample ({option('head_count')})")
+    scheduler = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
+    if scheduler and not own_runner and temp_url is None:
+        raise UsageError(f"{option('scheduler')} needs {option('temp_url')}: a place every worker can reach, e.g. s3://bucket/tmp/")
+    try:
+        import fsspec  # noqa: F401
+
+        if not own_runner:
+            import distributed  # noqa: F401
+    except ImportError:
+        raise UsageError(f"{option('dask')} needs Dask: pip install 'bigshuf[dask]'") from None
+    return scheduler
+
+
+def _check_written(results1: list[ScatterResult], results2: list[GatherResult], total: int, verify: bool) -> None:
+    """Before anything is put in place: every record written once, and with ``verify`` the same records as read."""
+    written = sum(r.records for r in results2)
+    if written != total:
+        raise OutputError(f"wrote {written} records, expected {total}; output not put in place")
+    if verify:
+        read = sum((r.read for r in results1), Fingerprint())
+        wrote = sum((r.written for r in results2), Fingerprint())
+        if read != wrote:
+            raise OutputError(f"verification failed: read {read}, wrote {wrote}; output not put in place")
+
+
+@contextmanager
+def _given(runner: Runner) -> Iterator[Runner]:
+    """A runner the caller made, used as ``connect``'s client is (and left running)."""
+    yield runner
+
+
+def _commit(out: _Output, parts: list[str], sink: Sink | None, direct: bool) -> None:
+    """Put the output in place: shards renamed (all, or none left on failure), parts concatenated
+    into ``sink`` (a local file, standard output) or the output object, or the file the tasks
+    wrote in place renamed."""
+    if out.shards is None:
+        if not direct:
+            _concatenate(parts, out.target, sink)
+        if sink is not None:
+            sink.commit()
+        return
+    if out.files is not None:
+        if out.files.sync:
+            for temp in out.temps:
+                fd = open_nofollow(temp)
+                try:
+                    sync_file(fd)
+                finally:
+                    os.close(fd)
+        out.files.commit(list(zip(out.temps, out.finals)))
+        return
+    if out.marker is not None:
+        remote.remove(out.marker)
+    for i, (temp, final) in enumerate(zip(out.temps, out.finals)):
+        try:
+            remote.move(temp, final)
+        except OutputError as e:
+            # Shards moved so far are the new ones and stay: removing them would lose the old
+            # and the new data alike. The marker stays absent, so readers know it is incomplete.
+            raise OutputError(f"{e}; {i} of {len(out.finals)} shards were replaced, the rest keep their old contents") from None
+    if out.marker is not None:
+        remote.write_whole(out.marker, lambda f: None)
+
+
+def _concatenate(parts: list[str], target: str | None, sink: Sink | None) -> None:
+    """Copy the parts, in order, into ``sink``, or else into the object ``target`` (written whole)."""
+
+    def copy(write: Callable[[bytes], Any]) -> None:
+        for part in parts:
+            with remote.open_input(part) as f:
+                while chunk := f.read(FETCH_BYTES):
+                    write(chunk)
+
+    if sink is not None:
+        copy(sink.write)
+    else:
+        assert target is not None
+        remote.write_whole(target, lambda f: copy(f.write))

@@ -1,0 +1,127 @@
+"""What a Dask run shuffles, decided once from its inputs: lines, or Parquet / Arrow rows.
+
+Either way the result is the same plan for the driver: a ``TaskFormat``, the pass-1 tasks,
+the bucket count, and how output files are compressed and named.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ...errors import UsageError, option
+from ...formats import detect
+from ...core.records import RecordFormat
+from ...storage import remote
+from ...storage.codecs import parse_compress
+from ...storage.sinks import CodecChoice
+from . import lines, rows
+from .tasks import ScatterTask, TaskFormat
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A run's plan of pass 1: how records are handled, its tasks and buckets, and the output's
+    stream codec (``compress``) and shard suffix in a directory (None: by the codec)."""
+
+    fmt: TaskFormat
+    tasks: list[ScatterTask]
+    k: int
+    compress: CodecChoice | None
+    suffix: str | None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The options that decide how records are read and written."""
+
+    target: str | None
+    shards: int | None
+    limit: int
+    zero_terminated: bool = False
+    compress: str | None = None
+    row_group_size: int | None = None
+    output_format: str | None = None
+
+
+def prepare(names: Sequence[str], settings: Settings, root: str) -> Prepared:
+    """Expand the inputs (globs, directories of data files), tell lines from tables, and plan pass 1."""
+    expanded = _expand_directories(list(names) or ["-"])
+    files = remote.expand_inputs(expanded)
+    heads = remote.read_ranges([(f.name, 0, min(8, f.size)) for f in files]) if files else []
+    kinds = [rows.table_kind(head) for head in heads]
+    if any(kinds):
+        shown = _shown_names(expanded, files)
+        if not all(kinds):
+            raise UsageError(
+                f"{shown[kinds.index(None)]}: not a Parquet or Arrow file; line files and tables cannot be shuffled together"
+            )
+        described = [rows.describe(f, k, name) for f, k, name in zip(files, kinds, shown) if k]
+        return _prepare_rows(described, settings, root)
+    target = settings.target
+    if settings.output_format in ("parquet", "arrow") or (target not in (None, "-") and detect.suffix_kind(target or "") in ("parquet", "arrow")):
+        raise UsageError(f"{option('dask')} writes Parquet and Arrow only from Parquet or Arrow inputs; convert line files with the local engine")
+    if settings.row_group_size is not None or settings.output_format is not None:
+        raise UsageError(f"{option('row_group_size')} and {option('output_format')} apply to Parquet and Arrow inputs")
+    fmt = RecordFormat(0 if settings.zero_terminated else 10)
+    choice = None if settings.compress is None else parse_compress(settings.compress)
+    tasks = lines._scatter_tasks(files, settings.limit, root)
+    k = lines._bucket_count(files, settings.limit, settings.shards, fmt.sep)
+    return Prepared(lines.LineTasks(fmt), tasks, k, choice, None)
+
+
+def _prepare_rows(files: list[rows.TableFile], settings: Settings, root: str) -> Prepared:
+    """Plan a table run: schemas checked, output format and codec resolved as the local engine does."""
+    from ...formats.tables import resolve_codec
+    from ...storage.codecs import CODECS
+
+    if settings.zero_terminated:
+        raise UsageError(f"{option('zero_terminated')} applies to lines, not to Parquet or Arrow rows")
+    rows.check_schemas(files)
+    target = settings.target
+    kind = detect.output_kind(target, files[0].kind, settings.output_format)
+    if kind != "jsonl" and target in (None, "-"):
+        detect.refuse_terminal("Parquet" if kind == "parquet" else "Arrow IPC")
+    codec = resolve_codec(kind, settings.compress, target)
+    if settings.row_group_size is not None and settings.row_group_size < 1:
+        raise UsageError(f"invalid {option('row_group_size')} value: '{settings.row_group_size}'")
+    fmt = rows.row_format(files, kind, codec, settings.row_group_size, settings.limit)
+    tasks = rows.scatter_tasks(files, settings.limit, root)
+    k = rows.row_bucket_count(files, settings.limit, settings.shards)
+    if kind != "jsonl":
+        return Prepared(fmt, tasks, k, ("none", None), "." + kind)
+    compressed = codec[0] != "none"
+    return Prepared(fmt, tasks, k, codec, ".jsonl" + (CODECS[codec[0]].suffixes[0] if compressed else ""))
+
+
+def _shown_names(expanded: list[str], files: list[remote.RemoteFile]) -> list[str]:
+    """The inputs' names for messages: as given (a relative path stays relative), glob matches as found."""
+    if len(expanded) != len(files):
+        return [f.name for f in files]
+    return [f.name if any(c in name for c in "*?[") else name for name, f in zip(expanded, files)]
+
+
+def _expand_directories(names: list[str]) -> list[str]:
+    """Local directories replaced by their data files as the local engine finds them; directories
+    on object stores by theirs (data-file suffixes, no name starting with ``.`` or ``_``)."""
+    out: list[str] = []
+    for name in names:
+        if name == "-" or not remote.is_url(name):
+            out.extend(detect.expand_directories([name]))
+            continue
+        fs, path = remote.filesystem(remote.canonical(name))
+        if any(c in path for c in "*?[") or not fs.isdir(path):
+            out.append(name)
+            continue
+        found = [p for p in sorted(fs.find(path)) if _data_file(p[len(path.rstrip("/")) + 1 :])]
+        out.extend(fs.unstrip_protocol(p) for p in found)
+        if not found:
+            out.append(name)
+    return out
+
+
+def _data_file(relative: str) -> bool:
+    """Whether a path inside a dataset directory names a data file (no part hidden or ``_``)."""
+    parts = relative.split("/")
+    return not any(p.startswith((".", "_")) for p in parts) and detect.data_kind(os.path.basename(relative)) is not None

@@ -1,0 +1,292 @@
+"""Parquet and Arrow IPC rows on the Dask engine.
+
+A pass-1 task reads a run of Parquet row groups (or Arrow record batches; an IPC stream is one
+task) through pyarrow, over fsspec for URLs, and cuts its rows into blocks by ``row_sizes``
+as the local engine does. A block's bucket parts are Arrow IPC streams, one per bucket,
+written one after another as one object. Pass 2 reads a bucket's streams back, takes its
+rows in permuted order and writes them with ``formats.tables.RowWriter`` (Parquet row groups,
+an Arrow IPC file or JSON Lines), so that one task writes one whole output file.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, BinaryIO, cast
+
+import numpy as np
+import pyarrow as pa
+
+from ...core import plan
+from ...core.fingerprint import Fingerprint
+from ...errors import InputError, TempSpaceError
+from ...formats.rowhash import row_fingerprint
+from ...formats.tables import (
+    ARROW_ERRORS, FILE_KINDS, GROUP_BYTES, TABLE_PIECE, RowWriter, _rebatch, decoded_schema, plain_schema,
+    schema_difference, take_rows,
+)
+from ...storage import remote
+from ...storage.sinks import CodecChoice, Sink
+from .tasks import Config, ScatterTask, Segment, Writable, bucket_count, range_bytes, write_stream
+
+
+@dataclass(frozen=True)
+class RowTasks:
+    """The ``TaskFormat`` of Arrow rows of ``schema`` (views made plain), written as ``kind``
+    (parquet, arrow or jsonl) with the column ``codec`` in groups of ``group_rows`` or ``group_bytes``."""
+
+    schema: pa.Schema
+    kind: str
+    codec: CodecChoice
+    group_rows: int | None
+    group_bytes: int
+    whole_output = True
+
+    def blocks(self, task: ScatterTask, cfg: Config) -> Iterator[pa.RecordBatch]:
+        """The task's rows in blocks of about ``range_bytes`` (cut by row sizes, not by how the file is stored)."""
+        stored = _task_batches(task, plain_schema(self.schema), range_bytes(cfg.limit))
+        for block, _sizes in _rebatch(stored, range_bytes(cfg.limit), sys.maxsize):
+            yield block
+
+    def scatter(self, block: Any, rng: np.random.Generator, k: int, cfg: Config, name: str) -> tuple[Segment, Fingerprint]:
+        """Draw a bucket for every row, and write each bucket's rows as one IPC stream of the object ``name``."""
+        read = row_fingerprint(block) if cfg.verify else Fingerprint()
+        dtype = np.uint8 if k <= 1 << 8 else np.uint16 if k <= 1 << 16 else np.uint32
+        ids = rng.integers(0, k, block.num_rows, dtype=dtype)
+        counts = np.bincount(ids, minlength=k).astype(np.int64)
+        order = np.argsort(ids, kind="stable")
+        del ids
+        table = block if isinstance(block, pa.Table) else pa.Table.from_batches([block])
+        table = table.combine_chunks().replace_schema_metadata(None)  # a schema in every stream: keep it short
+        streams: list[pa.Buffer] = []
+        sizes = np.zeros(k, np.int64)
+        start = 0
+        for j in np.flatnonzero(counts).tolist():
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, table.schema) as writer:
+                writer.write_table(table.take(order[start : start + int(counts[j])]))
+            streams.append(sink.getvalue())
+            sizes[j] = streams[-1].size
+            start += int(counts[j])
+        del table, order
+        bounds = np.zeros(k + 1, np.int64)
+        np.cumsum(sizes, out=bounds[1:])
+
+        def write(f: BinaryIO) -> None:
+            for stream in streams:
+                f.write(stream)
+
+        remote.write_whole(name, write)
+        return Segment(name, bounds, counts), read
+
+    def decode(self, data: np.ndarray, sizes: Sequence[int]) -> pa.Table:
+        """The rows of a bucket's IPC streams (``sizes`` bytes each, back to back), without copying."""
+        buffer = pa.py_buffer(data)
+        batches: list[pa.RecordBatch] = []
+        pos = 0
+        try:
+            for size in sizes:
+                batches.extend(pa.ipc.open_stream(buffer.slice(pos, size)))
+                pos += size
+        except ARROW_ERRORS as e:
+            raise TempSpaceError(f"temporary bucket unreadable: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        return pa.Table.from_batches(batches, schema=batches[0].schema if batches else self.schema.remove_metadata())
+
+    def permute(self, block: Any, count: int, order: np.ndarray, size: int, cfg: Config, emit: Callable[[Any], None], name: str) -> None:
+        """Emit rows ``order`` of a bucket read back, in tables of about a piece."""
+        if block.num_rows != count:
+            raise TempSpaceError(f"{name}: {block.num_rows} rows read back, {count} written")
+        batches = block.to_batches()
+        starts = np.zeros(len(batches) + 1, np.int64)
+        np.cumsum([b.num_rows for b in batches], out=starts[1:])
+        chunk = max(1, min(plan.piece_bytes(cfg.limit), TABLE_PIECE) * count // max(1, size))
+        for lo in range(0, len(order), chunk):
+            emit(take_rows(batches, starts, order[lo : lo + chunk]))
+
+    def open_output(self, f: Writable, codec: CodecChoice | None) -> _TableWriter:
+        """A writer of this run's output format into ``f`` (JSON Lines compressed with ``codec``)."""
+        stream, end = write_stream(f, codec)
+        sink = Sink(cast(BinaryIO, stream), None)
+        schema = decoded_schema(self.schema) if self.kind == "arrow" else self.schema
+        return _TableWriter(RowWriter(self.kind, sink, schema, self.codec, self.group_rows, self.group_bytes), end)
+
+    def fingerprint(self, records: Any) -> Fingerprint:
+        """The fingerprint of a table of rows."""
+        return row_fingerprint(records)
+
+
+class _TableWriter:
+    """A ``RowWriter`` seen as a ``RecordWriter``: bytes counted as its sink takes them."""
+
+    def __init__(self, rows: RowWriter, end: Callable[[], None]) -> None:
+        self.rows = rows
+        self.end = end
+        self.counted = 0
+
+    def _added(self) -> int:
+        now = self.rows.sink.bytes_written
+        added, self.counted = now - self.counted, now
+        return added
+
+    def write(self, records: Any) -> int:
+        """Add rows (whole row groups are written as they fill)."""
+        self.rows.write(records)
+        return self._added()
+
+    def close(self) -> int:
+        """Write the last row group and the footer, and end a compressed stream."""
+        self.rows.close()
+        self.end()
+        return self._added()
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading a task's rows
+
+
+@contextmanager
+def _opened(name: str) -> Iterator[Any]:
+    """A random-access file of ``name``: Arrow's own for a local file, fsspec's for a URL."""
+    if not remote.is_url(name):
+        with pa.OSFile(name) as f:
+            yield f
+        return
+    fs, path = remote.filesystem(name)
+    with fs.open(path, "rb") as f:
+        yield f
+
+
+def _parquet(source: Any) -> Any:
+    """A Parquet reader streaming pages through a small buffer (as ``TableInput`` reads)."""
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(source, pre_buffer=False, buffer_size=1 << 20)
+
+
+def _stored(task: ScatterTask, source: Any, block_bytes: int) -> Iterator[pa.RecordBatch]:
+    """The record batches of the task's row groups (or record batches), as the file gives them;
+    a Parquet task checks that it read the rows its row groups say they hold."""
+    if task.kind == "parquet":
+        pf = _parquet(source)
+        rows = expected = 0
+        for group in range(task.start, task.end):
+            meta = pf.metadata.row_group(group)
+            expected += meta.num_rows
+            size = max(1, block_bytes * meta.num_rows // max(1, meta.total_byte_size))
+            for batch in pf.iter_batches(batch_size=size, row_groups=[group], use_threads=False):
+                rows += batch.num_rows
+                yield batch
+        if rows != expected:
+            raise InputError(f"{task.source}: corrupt Parquet file: it holds {rows} rows, its metadata says {expected}")
+    elif task.kind == "arrow":
+        reader = pa.ipc.open_file(source)
+        for i in range(task.start, task.end):
+            yield reader.get_batch(i)
+    else:
+        yield from pa.ipc.open_stream(source)
+
+
+def _task_batches(task: ScatterTask, plain: pa.Schema, block_bytes: int) -> Iterator[pa.RecordBatch]:
+    """The task's rows, validated (Arrow's kernels trust what they get) and cast to ``plain``;
+    Arrow's errors become one-line input errors naming the file."""
+    try:
+        with _opened(task.source) as source:
+            for batch in _stored(task, source, block_bytes):
+                batch.validate(full=True)
+                yield batch if batch.schema.equals(plain) else batch.cast(plain)
+    except ARROW_ERRORS as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputError(f"{task.source}: corrupt or unreadable {FILE_KINDS[task.kind or 'parquet']} ({reason})") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Planning, on the client
+
+
+@dataclass(frozen=True)
+class TableFile:
+    """One table input as planned: its kind, schema, bytes and, per row group (record batch),
+    its rows and uncompressed bytes (an IPC stream has none listed)."""
+
+    name: str
+    kind: str
+    size: int
+    schema: pa.Schema
+    units: tuple[tuple[int, int], ...]
+    shown: str  # the name in messages, as the user gave it
+
+
+def table_kind(head: bytes) -> str | None:
+    """``parquet``, ``arrow`` (IPC file) or ``stream`` (IPC stream) by a file's first bytes."""
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    if head.startswith(b"ARROW1"):
+        return "arrow"
+    if head.startswith(b"\xff\xff\xff\xff"):
+        return "stream"
+    return None
+
+
+def describe(f: remote.RemoteFile, kind: str, shown: str) -> TableFile:
+    """Read a table input's schema and row groups (record batches) from its footer (``shown``: its name in messages)."""
+    try:
+        with _opened(f.name) as source:
+            if kind == "parquet":
+                meta = _parquet(source).metadata
+                groups = [meta.row_group(i) for i in range(meta.num_row_groups)]
+                units = tuple((g.num_rows, g.total_byte_size) for g in groups)
+                return TableFile(f.name, kind, f.size, meta.schema.to_arrow_schema(), units, shown)
+            if kind == "arrow":
+                reader = pa.ipc.open_file(source)
+                n = reader.num_record_batches
+                # Batch sizes are not listed: each is taken as its share of the file.
+                units = tuple((0, f.size // max(1, n)) for _ in range(n))
+                return TableFile(f.name, kind, f.size, reader.schema, units, shown)
+            return TableFile(f.name, kind, f.size, pa.ipc.open_stream(source).schema, (), shown)
+    except ARROW_ERRORS as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputError(f"{shown}: not a readable {FILE_KINDS[kind]} ({reason})") from None
+
+
+def check_schemas(files: Sequence[TableFile]) -> None:
+    """Every input's schema must be the first's (metadata aside), as the local engine requires."""
+    first = files[0]
+    for other in files[1:]:
+        if not other.schema.equals(first.schema, check_metadata=False):
+            raise InputError(f"{other.shown}: schema does not match {first.shown}: {schema_difference(first.schema, other.schema)}")
+
+
+def scatter_tasks(files: Sequence[TableFile], limit: int, root: str) -> list[ScatterTask]:
+    """Pass-1 tasks: runs of consecutive row groups (record batches) of about ``range_bytes``
+    each; an IPC stream is one task."""
+    step = range_bytes(limit)
+    tasks = []
+    for i, f in enumerate(files):
+        runs: list[tuple[int, int, int]] = []  # (first unit, end unit, bytes)
+        if f.kind == "stream":
+            runs.append((0, 0, f.size))
+        for u, (_rows, nbytes) in enumerate(f.units):
+            if not runs or runs[-1][2] >= step:
+                runs.append((u, u, 0))
+            first, _end, held = runs[-1]
+            runs[-1] = (first, u + 1, held + nbytes)
+        for r, (first, end, nbytes) in enumerate(runs):
+            prefix = remote.join(root, "p1", f"{i:06d}-{r:06d}")
+            tasks.append(ScatterTask(f.name, f.size, None, i, r, first, end, prefix, nbytes, f.kind))
+    return tasks
+
+
+def row_bucket_count(files: Sequence[TableFile], limit: int, shards: int | None) -> int:
+    """Buckets for the rows as for lines: from the bytes the footers list (at least the files'
+    sizes) and their row counts (Arrow IPC rows guessed at 64 bytes each)."""
+    nbytes = sum(max(f.size, sum(b for _, b in f.units)) for f in files)
+    rows = sum(sum(r for r, _ in f.units) if f.kind == "parquet" else f.size // 64 for f in files)
+    return bucket_count(nbytes + plan.META_PER_RECORD * rows, limit, shards)
+
+
+def row_format(files: Sequence[TableFile], kind: str, codec: CodecChoice, group_rows: int | None, limit: int) -> RowTasks:
+    """The rows' task format: the first input's schema, views made plain, written as ``kind``."""
+    group_bytes = min(GROUP_BYTES, max(1, plan.block_budget(limit) // 8))
+    return RowTasks(plain_schema(files[0].schema), kind, codec, group_rows, group_bytes)

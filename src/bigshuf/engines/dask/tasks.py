@@ -1,0 +1,350 @@
+"""The Dask engine's two task kinds, written once for every record format.
+
+Pass 1 (``scatter_task``) scatters one part of one input into k buckets, one object per
+block holding every bucket's part, bucket after bucket. Pass 2 (``gather_task``) loads the
+buckets one output object overlaps, permutes each with its named stream, splits again one
+that does not fit in -S, and writes its slice. What depends on the records (reading blocks,
+scattering a block, decoding a bucket, permuting it, writing an output) is a ``TaskFormat``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from ...core import plan, streams
+from ...core.fingerprint import Fingerprint
+from ...core.gather import permutation
+from ...core.streams import Key, rng_for
+from ...errors import InputError, TempSpaceError, option
+from ...storage import remote
+from ...storage.sinks import CodecChoice
+
+#: Most input bytes one pass-1 task reads (a task reads -S/4 below that). Smaller tasks retry
+#: and balance better, but pass 2 reads one byte range per pass-1 object and bucket: M x k
+#: requests, with M = T/range and k about 3T/S for T bytes of input. At 10 TB with -S 8G that
+#: is 9,300 objects and 3,600 buckets, 34M reads of ~300 KB; a 256 MiB cap would make them
+#: 134M reads of 75 KB.
+MAX_RANGE = 1 << 30
+
+#: Bytes of temporary objects fetched at once by a pass-2 task while it loads a bucket.
+FETCH_BYTES = 16 << 20
+
+
+def range_bytes(limit: int) -> int:
+    """Input bytes per pass-1 task: a quarter of the record budget (the task holds the range and
+    its scattered copy), at most MAX_RANGE."""
+    return max(64, min(MAX_RANGE, plan.block_budget(limit) // 4))
+
+
+def bucket_count(need: float, limit: int, shards: int | None) -> int:
+    """Buckets so that the expected bucket (``need`` bytes with bookkeeping in all) needs a third
+    of a task's record budget, as the local engine plans, and at least one per shard so a shard
+    task loads about two buckets."""
+    target = max(1, plan.block_budget(limit) // plan.BUCKET_FRACTION)
+    return max(1, math.ceil(need / target), shards or 1)
+
+
+@dataclass(frozen=True)
+class ScatterTask:
+    """Pass 1 for one part of one input: bytes ``[start, end)`` of a plain line file, a whole
+    compressed one, or row groups (record batches) ``[start, end)`` of a table of ``kind``."""
+
+    source: str
+    size: int
+    codec: str | None
+    file_index: int
+    range_index: int
+    start: int
+    end: int
+    object_prefix: str
+    nbytes: int  # input bytes it reads, for progress
+    kind: str | None = None
+
+
+@dataclass
+class Segment:
+    """One pass-1 object: bucket ``j`` is bytes ``[bounds[j], bounds[j+1])``, ``counts[j]`` records."""
+
+    name: str
+    bounds: np.ndarray
+    counts: np.ndarray
+
+
+@dataclass
+class ScatterResult:
+    """What a pass-1 task wrote, with the fingerprint of the records it read (``--verify``)."""
+
+    segments: list[Segment]
+    read: Fingerprint
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Records ``[first, stop)`` of bucket ``bucket``'s permutation, and where its bytes lie."""
+
+    bucket: int
+    size: int
+    count: int
+    parts: tuple[tuple[str, int, int], ...]
+    first: int
+    stop: int
+
+
+@dataclass(frozen=True)
+class GatherTask:
+    """Pass 2 for one output object: the pieces of buckets it holds, in output order."""
+
+    target: str
+    codec: CodecChoice | None
+    pieces: tuple[Piece, ...]
+    scratch: str  # where buckets too big for -S are scattered again
+    offset: int | None = None  # write at this byte of the existing local file ``target``
+
+
+@dataclass
+class GatherResult:
+    """Records and bytes a pass-2 task wrote, with their fingerprint (``--verify``)."""
+
+    records: int = 0
+    bytes: int = 0
+    written: Fingerprint = field(default_factory=Fingerprint)
+    depth: int = 0  # deepest re-split of a bucket too big for -S
+
+
+class Writable(Protocol):
+    """Where an output's bytes go: an object being written whole, or a local file at an offset."""
+
+    def write(self, data: Any, /) -> Any:
+        """Write all of ``data``."""
+
+
+class RecordWriter(Protocol):
+    """One output object being written in a format's framing."""
+
+    def write(self, records: Any) -> int:
+        """Write a chunk of records; return the bytes it added."""
+
+    def close(self) -> int:
+        """Write what ends the output (a footer); return the bytes it added."""
+
+
+class TaskFormat(Protocol):
+    """The record-specific steps of both passes: lines, or Arrow rows."""
+
+    #: Whether an output is one file that cannot be cut into concatenated parts (a Parquet footer).
+    whole_output: bool
+
+    def blocks(self, task: ScatterTask, cfg: Config) -> Iterator[Any]:
+        """Pass 1: the task's records, a block at a time (``len(block)`` records)."""
+
+    def scatter(self, block: Any, rng: np.random.Generator, k: int, cfg: Config, name: str) -> tuple[Segment, Fingerprint]:
+        """Draw a bucket for each record of ``block``, write the object ``name`` bucket after bucket;
+        return its index and the records' fingerprint (``--verify``)."""
+
+    def decode(self, data: np.ndarray, sizes: Sequence[int]) -> Any:
+        """A bucket's bytes read back (parts of ``sizes`` bytes, concatenated) as a block."""
+
+    def permute(self, block: Any, count: int, order: np.ndarray, size: int, cfg: Config, emit: Callable[[Any], None], name: str) -> None:
+        """Check that ``block`` holds ``count`` records, then ``emit`` records ``order`` of it in chunks."""
+
+    def open_output(self, f: Writable, codec: CodecChoice | None) -> RecordWriter:
+        """A writer of records into ``f`` (compressed with ``codec``)."""
+
+    def fingerprint(self, records: Any) -> Fingerprint:
+        """The fingerprint of emitted records (``--verify``)."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """What every task of one run needs to know."""
+
+    entropy: int
+    fmt: TaskFormat
+    limit: int
+    k: int
+    verify: bool
+
+
+# ---------------------------------------------------------------------------------------------
+# Pass 1
+
+
+def scatter_task(cfg: Config, task: ScatterTask) -> ScatterResult:
+    """Pass 1 for one task: scatter its records into k buckets, one object per block, and
+    return the objects' indexes."""
+    segments: list[Segment] = []
+    read = Fingerprint()
+    for b, block in enumerate(cfg.fmt.blocks(task, cfg)):
+        if len(block):
+            rng = rng_for(cfg.entropy, streams.scatter(streams.TOP, task.file_index, task.range_index, b))
+            segment, fp = cfg.fmt.scatter(block, rng, cfg.k, cfg, f"{task.object_prefix}-{b:06d}")
+            segments.append(segment)
+            read += fp
+    return ScatterResult(segments, read)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pass 2
+
+
+def index(segments: Sequence[Segment], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Record counts (M x k) and byte bounds (M x k+1) of M objects' buckets."""
+    counts = np.array([s.counts for s in segments], np.int64).reshape(len(segments), k)
+    bounds = np.array([s.bounds for s in segments], np.int64).reshape(len(segments), k + 1)
+    return counts, bounds
+
+
+def parts(segments: Sequence[Segment], counts: np.ndarray, bounds: np.ndarray, j: int) -> tuple[tuple[str, int, int], ...]:
+    """Where bucket ``j`` lies: ``(object, lo, hi)`` in each object holding some of it, in order."""
+    return tuple(
+        (segments[t].name, int(bounds[t, j]), int(bounds[t, j + 1])) for t in np.flatnonzero(counts[:, j]).tolist()
+    )
+
+
+def load(where: Sequence[tuple[str, int, int]], size: int) -> np.ndarray:
+    """The bytes of ``where`` concatenated (``size`` in all): read straight into place from
+    local files, fetched a batch of requests at a time from other stores."""
+    buf = np.empty(size, np.uint8)
+    pos = 0
+    local = bool(where) and not remote.is_url(where[0][0])
+    batch: list[tuple[str, int, int]] = []
+    batch_bytes = 0
+    for i, (name, lo, hi) in enumerate(where):
+        if pos + hi - lo > size:
+            raise TempSpaceError(f"{name}: temporary object holds more than was written")
+        if local:
+            try:
+                remote.read_exactly(name, lo, buf[pos : pos + hi - lo].data)
+            except InputError as e:
+                raise TempSpaceError(f"temporary data unreadable: {e}") from None
+            pos += hi - lo
+            continue
+        batch.append((name, lo, hi))
+        batch_bytes += hi - lo
+        if batch_bytes >= FETCH_BYTES or i == len(where) - 1:
+            for (got_name, got_lo, got_hi), blob in zip(batch, remote.read_ranges(batch)):
+                if len(blob) != got_hi - got_lo:
+                    raise TempSpaceError(f"{got_name}: temporary object is shorter than written")
+                buf[pos : pos + len(blob)] = np.frombuffer(blob, np.uint8)
+                pos += len(blob)
+            batch, batch_bytes = [], 0
+    if pos != size:
+        raise TempSpaceError(f"temporary data: {pos} bytes read back, {size} written")
+    return buf
+
+
+def _emit_bucket(
+    cfg: Config, key: Key, where: Sequence[tuple[str, int, int]], size: int, count: int,
+    span: tuple[int, int], emit: Callable[[Any], None], scratch: str, depth: int = 0,
+) -> int:
+    """Emit records ``span`` of the uniform permutation of one bucket, whose streams ``key`` names.
+
+    Every task sharing a bucket draws the same whole permutation, so their slices tile it. A
+    bucket too big for -S is scattered again into sub-buckets (objects under ``scratch``), one
+    level deeper, exactly as the local engine recurses: still a uniform permutation.
+    Returns the depth reached.
+    """
+    name = "bucket " + "-".join(map(str, key[1:]))
+    # One record cannot be split further: it is loaded alone (a line always fits; a row of
+    # Arrow data may not, with its IPC framing).
+    if count == 1 or plan.fits_in_memory(size, count, cfg.limit):
+        block = cfg.fmt.decode(load(where, size), [hi - lo for _, lo, hi in where])
+        order = permutation(count, rng_for(cfg.entropy, key))[span[0] : span[1]]
+        cfg.fmt.permute(block, count, order, size, cfg, emit, name)
+        return depth
+    if depth >= plan.MAX_DEPTH:
+        raise InputError(f"records could not be split below {plan.format_size(cfg.limit)} after {depth} passes; raise {option('memory')}")
+    target = max(1, plan.block_budget(cfg.limit) // plan.BUCKET_FRACTION)
+    k = max(2, math.ceil((size + plan.META_PER_RECORD * count) / target))
+    here = remote.join(scratch, "-".join(map(str, key)))
+    segments = []
+    for t, part in enumerate(where):
+        block = cfg.fmt.decode(load([part], part[2] - part[1]), [part[2] - part[1]])
+        rng = rng_for(cfg.entropy, streams.scatter(key, t))
+        segments.append(cfg.fmt.scatter(block, rng, k, cfg, remote.join(here, f"{t:06d}"))[0])
+        del block
+    counts, bounds = index(segments, k)
+    sub_counts = counts.sum(axis=0)
+    sub_sizes = np.diff(bounds, axis=1).sum(axis=0)
+    starts = np.zeros(k + 1, np.int64)
+    np.cumsum(sub_counts, out=starts[1:])
+    deepest = depth + 1
+    for s in range(k):
+        lo, hi = max(span[0], int(starts[s])), min(span[1], int(starts[s + 1]))
+        if hi > lo:
+            deepest = max(deepest, _emit_bucket(
+                cfg, streams.bucket(key, s), parts(segments, counts, bounds, s), int(sub_sizes[s]), int(sub_counts[s]),
+                (lo - int(starts[s]), hi - int(starts[s])), emit, scratch, depth + 1,
+            ))
+    return deepest
+
+
+def gather_task(cfg: Config, task: GatherTask) -> GatherResult:
+    """Pass 2 for one output object: permute each bucket it overlaps and write its slice."""
+    result = GatherResult()
+
+    def run(f: Writable) -> None:
+        out = cfg.fmt.open_output(f, task.codec)
+
+        def emit(records: Any) -> None:
+            result.bytes += out.write(records)
+            result.records += len(records)
+            if cfg.verify:
+                result.written += cfg.fmt.fingerprint(records)
+
+        for piece in task.pieces:
+            span = (piece.first, piece.stop)
+            depth = _emit_bucket(cfg, streams.bucket(streams.TOP, piece.bucket), piece.parts, piece.size, piece.count, span, emit, task.scratch)
+            result.depth = max(result.depth, depth)
+        result.bytes += out.close()
+
+    if task.offset is None:
+        remote.write_whole(task.target, run)
+    else:
+        _write_at(task.target, task.offset, run)
+    return result
+
+
+class _FileAt:
+    """A local file written from byte ``pos`` on (``pwrite``): a retried task writes the same
+    bytes to the same place."""
+
+    def __init__(self, fd: int, pos: int) -> None:
+        self.fd = fd
+        self.pos = pos
+
+    def write(self, data: Any) -> int:
+        """Write all of ``data`` at the current place."""
+        view = memoryview(data).cast("B")
+        size = len(view)
+        while view:
+            n = os.pwrite(self.fd, view, self.pos)
+            self.pos += n
+            view = view[n:]
+        return size
+
+
+def _write_at(path: str, offset: int, run: Callable[[Writable], None]) -> None:
+    """Let ``run`` write into the local file ``path`` from byte ``offset`` on."""
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        run(_FileAt(fd, offset))
+    finally:
+        os.close(fd)
+
+
+def write_stream(f: Writable, codec: CodecChoice | None) -> tuple[Writable, Callable[[], None]]:
+    """``f``, or a compressing stream into it for ``codec``, with what ends that stream."""
+    if codec is None:
+        return f, lambda: None
+    from ...storage.codecs import open_writer
+
+    stream = open_writer(f, codec[0], codec[1])  # type: ignore[arg-type]
+    return stream, stream.close
+
