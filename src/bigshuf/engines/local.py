@@ -74,7 +74,9 @@ def _shuffle_tables(request: Request, paths: list[str], entropy: int, progress: 
     """Shuffle the rows of Parquet / Arrow / JSON Lines inputs into a table output (see ``api.shuffle``)."""
     from ..formats.detect import output_kind, refuse_terminal
     from ..formats.table_run import TableRun
-    from ..formats.tables import open_inputs, parse_schema, resolve_codec
+    from ..formats.table_input import open_inputs
+    from ..formats.table_output import resolve_codec
+    from ..formats.tables import parse_schema
     from ..request import ShuffleStats
 
     target = request.output

@@ -27,10 +27,9 @@ from ..storage.sinks import CodecChoice
 from ..storage.tempspace import TempSpace
 from ..storage.writeback import WriteBehind
 from .rowhash import row_fingerprint
-from .tables import (
-    GROUP_BYTES, MAX_CHUNK, TABLE_PIECE, TableBuckets, TableInput, TableOutput, _combine, _drain, _rebatch,
-    plain_schema, take_rows,
-)
+from .table_input import TableInput
+from .table_output import TableOutput
+from .tables import GROUP_BYTES, MAX_CHUNK, TABLE_PIECE, TableBuckets, _combine, _drain, _rebatch, plain_schema, take_rows
 
 
 class TableRun(TwoPass):

@@ -1,42 +1,31 @@
-"""Parquet and Arrow IPC datasets: their rows shuffled by the same two-pass scatter as lines.
+"""Arrow rows in batches: schemas, row sizes, rebatching, gathering in random order, and the
+temporary buckets (Arrow IPC streams) that table runs scatter rows into.
 
 Rows are read in record batches. Pass 1 draws an i.i.d. uniform bucket for every row and
 appends each bucket's rows to an Arrow IPC stream file; pass 2 loads one bucket at a time,
 permutes it uniformly and writes it out, so every permutation of the rows is equally
-likely. The memory limit is held against Arrow buffer sizes (``nbytes``). JSON Lines converts
-both ways: read with pyarrow's JSON reader, written by the vectorised encoder in ``jsonout``.
+likely. The memory limit is held against Arrow buffer sizes (``nbytes``).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
-from itertools import chain
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from ..core.fingerprint import Fingerprint
-from ..errors import InputError, OutputError, TempSpaceError, UsageError, option
-from ..storage.output import Output
-from ..storage.sinks import CodecChoice, Sink
-from ..storage.sources import FileSource
-from ..storage.tempspace import full_disk_hint
-from ..storage.writeback import WriteBehind
-from .detect import dataset_files, sniff_kind, suffix_kind
 from ..core.records import array_block, list_spans
-from .rowhash import row_fingerprint
+from ..errors import InputError, TempSpaceError, UsageError, option
+from ..storage.tempspace import full_disk_hint
+from .detect import sniff_kind
 
-#: Column codecs each output format offers (``--compress``), the first being the default.
-FORMAT_CODECS = {
-    "parquet": ("zstd", "snappy", "gzip", "lz4", "brotli", "none"),
-    "arrow": ("none", "zstd", "lz4"),
-}
 
 #: Default row group (Arrow record batch) of a table output: about 64 MiB of rows, or an
 #: eighth of the memory limit if that is less (the writer holds a group before writing it).
 GROUP_BYTES = 64 << 20
+
 
 #: Largest batch of rows scattered (and gathered) at once. Below jemalloc's 8 MiB threshold,
 #: above which every allocation is fresh memory to fault in: 1 GiB of Parquet rows at -S 256M
@@ -44,16 +33,25 @@ GROUP_BYTES = 64 << 20
 #: and 9.1-9.6 s with 3 MiB ones (per-batch costs).
 TABLE_PIECE = 6 << 20
 
+
 #: Largest chunk a table (or bucket) is merged into before it is gathered: gathering a piece
 #: takes from every chunk, so a bucket left in its thousands of scattered slices makes the gather
 #: quadratic, while huge chunks are fresh memory to fault in. 1 GiB in memory took 6.9-7.5 s
 #: with 64 MiB chunks, 9-10 s with 512 MiB ones.
 MAX_CHUNK = 64 << 20
 
+
 ARROW_ERRORS = (pa.ArrowException, OSError)
+
 
 #: What each kind of table file is called in messages.
 FILE_KINDS = {"parquet": "Parquet file", "arrow": "Arrow IPC file", "stream": "Arrow IPC stream"}
+
+
+def _reason(e: BaseException) -> str:
+    """An Arrow error's message, on one line."""
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
 
 
 def parse_schema(spec: str) -> pa.Schema:
@@ -124,269 +122,11 @@ def plain_schema(schema: pa.Schema) -> pa.Schema:
     return pa.schema(fields, metadata=schema.metadata)
 
 
-class TableInput:
-    """One Parquet, Arrow IPC or JSON Lines file, read in record batches.
-
-    Files are opened only while they are read: a dataset may have more files than a process
-    may hold open, and pyarrow's Parquet reader keeps its last row group while it lives.
-    """
-
-    def __init__(self, path: str, kind: str, schema: pa.Schema | None = None) -> None:
-        self.path = path
-        self.kind = kind
-        self.rows: int | None = None
-        self.schema = schema  # as read; batches come cast to plain_schema(schema)
-        self._live: Iterator[pa.RecordBatch] | None = None  # a peeked JSON stream, to go on with
-        what = FILE_KINDS.get(kind)
-        if what is None:
-            return
-        try:
-            if kind == "parquet":
-                with self._parquet() as pf:
-                    self.schema = pf.schema_arrow
-                    self.rows = pf.metadata.num_rows
-            else:
-                with pa.memory_map(path) as f:
-                    reader = pa.ipc.open_file(f) if kind == "arrow" else pa.ipc.open_stream(f)
-                    self.schema = reader.schema
-                    batches = (reader.get_batch(i) for i in range(reader.num_record_batches)) if kind == "arrow" else reader
-                    self.rows = 0
-                    for batch in batches:
-                        batch.validate()  # lengths against buffer sizes (cheap): row counts to plan with
-                        self.rows += batch.num_rows
-        except ARROW_ERRORS as e:
-            raise InputError(f"{path}: not a readable {what} ({_reason(e)})") from None
-
-    def _parquet(self) -> Any:
-        import pyarrow.parquet as pq
-
-        # Pages streamed through a small buffer: pre-buffering reads whole row groups
-        # (188 MB of pool for 77 MB row groups, against 44 MB streamed).
-        return pq.ParquetFile(self.path, pre_buffer=False, buffer_size=1 << 20)
-
-    def disk_size(self) -> int:
-        """Bytes on disk (0 for standard input)."""
-        try:
-            return os.path.getsize(self.path) if self.path != "-" else 0
-        except OSError:
-            return 0
-
-    def batches(self, block_bytes: int) -> Iterator[pa.RecordBatch]:
-        """The file's rows in record batches of about ``block_bytes`` (Parquet, JSON) or as stored (Arrow)."""
-        if self._live is not None:
-            live, self._live = self._live, None
-            yield from live
-            return
-        yield from self._guarded(self._read(block_bytes))
-
-    def peek(self, block_bytes: int) -> pa.RecordBatch | None:
-        """The first batch of JSON Lines, which the next ``batches`` starts with (a pipe cannot be read twice)."""
-        live = self._guarded(self._json_batches(block_bytes))
-        first = next(live, None)
-        self._live = live if first is None else chain([first], live)
-        return first
-
-    def _read(self, block_bytes: int) -> Iterator[pa.RecordBatch]:
-        if self.kind == "jsonl":
-            yield from self._json_batches(block_bytes)
-            return
-        rows = 0
-        for batch in self._stored(block_bytes):
-            # Arrow's kernels trust the arrays they get: offsets, dictionary indices and lengths
-            # out of range in a damaged file made ``take`` read wild memory (a segfault). Full
-            # validation reads every offset and index once; see the README for its cost.
-            batch.validate(full=True)
-            rows += batch.num_rows
-            yield batch
-        if rows != self.rows:
-            what = FILE_KINDS[self.kind]
-            raise InputError(f"{self.path}: corrupt {what}: it holds {rows} rows, its metadata says {self.rows}")
-
-    def _stored(self, block_bytes: int) -> Iterator[pa.RecordBatch]:
-        """The record batches of a Parquet or Arrow file as the file's reader gives them, unchecked."""
-        if self.kind == "parquet":
-            with self._parquet() as pf:
-                for group in range(pf.num_row_groups):
-                    meta = pf.metadata.row_group(group)
-                    rows = max(1, block_bytes * meta.num_rows // max(1, meta.total_byte_size))
-                    # One decoding thread: the writer thread has the other core, and Arrow's
-                    # reader threads held 20 MB more memory here.
-                    yield from pf.iter_batches(batch_size=rows, row_groups=[group], use_threads=False)
-        elif self.kind in ("arrow", "stream"):
-            with pa.memory_map(self.path) as f:
-                if self.kind == "arrow":
-                    reader = pa.ipc.open_file(f)
-                    for i in range(reader.num_record_batches):
-                        yield reader.get_batch(i)
-                else:
-                    yield from pa.ipc.open_stream(f)
-
-    def _guarded(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        """``batches`` made plain (no views), with Arrow's errors as one-line input errors naming the file."""
-        plain: pa.Schema | None = None  # known once the first batch is read (JSON infers it)
-        try:
-            for batch in batches:
-                if plain is None:
-                    assert self.schema is not None
-                    plain = plain_schema(self.schema)
-                yield batch if batch.schema.equals(plain) else batch.cast(plain)
-        except ARROW_ERRORS as e:
-            what = FILE_KINDS.get(self.kind, "JSON Lines input")
-            hint = f"; give the column types with {option('schema')}" if self.kind == "jsonl" and self._inferred else ""
-            raise InputError(f"{self.path}: corrupt or unreadable {what} ({_reason(e)}){hint}") from None
-
-    _inferred = False  # JSON columns inferred from the first block (no --schema)
-
-    def _json_batches(self, block_bytes: int) -> Iterator[pa.RecordBatch]:
-        """JSON Lines rows, parsed from memory a block of whole lines at a time.
-
-        Arrow's streaming JSON reader reads ahead from a Python stream on its own threads: after
-        a parse error they went on calling into Python while the interpreter shut down (``Fatal
-        Python error: PyGILState_Release``, or a hang at exit). Blocks read here and copied into
-        Arrow's own memory keep Arrow's threads away from Python objects (its parse threads
-        still share a block), and a failing block can be looked at to say which line is wrong.
-        """
-        import pyarrow.json as pj
-
-        stream = FileSource(self.path).open()
-        line = 1  # the number of the block's first line
-        try:
-            for block in _line_blocks(stream, max(1 << 16, block_bytes), self.path):
-                given = self.schema
-                parse = pj.ParseOptions(
-                    explicit_schema=given, unexpected_field_behavior="infer" if given is None else "error"
-                )
-                # Parsed in four parts at once; a Python buffer would be let go from Arrow's threads.
-                owned = pa.allocate_buffer(len(block))
-                np.frombuffer(owned, np.uint8)[:] = np.frombuffer(block, np.uint8)
-                starts = _line_starts(block)
-                # Arrow's parts must each hold the longest line whole.
-                longest = int(np.diff(starts, append=len(block)).max())
-                read = pj.ReadOptions(block_size=max(1 << 16, len(block) // 4 + 1, longest + 1))
-                # A line that is not an object is found here first: Arrow crashed (segfault) on
-                # a block starting with a null line.
-                problem = _json_scan(block, line, given, self._inferred) if _odd_lines(block, starts) else None
-                try:
-                    if problem is None:
-                        table = pj.read_json(pa.BufferReader(owned), read_options=read, parse_options=parse)
-                except pa.ArrowInvalid:
-                    problem = _json_problem(owned, block, line, given, self._inferred, parse)
-                if problem is not None:
-                    raise InputError(f"{self.path}: {problem}")
-                line += block.count(b"\n")
-                if self.schema is None:
-                    if not table.num_rows:
-                        continue  # blank lines: nothing to infer the columns from yet
-                    self.schema = table.schema
-                    self._inferred = True
-                yield from table.to_batches()
-        finally:
-            stream.close()
-
-
-def _line_blocks(stream: Any, size: int, name: str) -> Iterator[bytes]:
-    """The bytes of ``stream`` in blocks of whole lines of about ``size`` bytes (the last may lack
-    its newline); a line over eight blocks long is an error."""
-    carry = b""
-    while True:
-        parts, have = [carry], len(carry)
-        while have < size or have == len(carry):
-            more = stream.read(max(size - have, 1 << 16))
-            if not more:
-                break
-            parts.append(more)
-            have += len(more)
-        data = b"".join(parts)
-        if have == len(carry):
-            if carry:
-                yield carry
-            return
-        cut = data.rfind(b"\n") + 1
-        if cut == 0 and len(data) > 8 * size:
-            raise InputError(f"{name}: a JSON line is longer than {8 * size} bytes, the most this memory limit allows; raise {option('memory')}")
-        if cut:
-            yield data[:cut]
-        carry = data[cut:]
-
-
-def _line_starts(block: bytes) -> np.ndarray:
-    """Where each line of a non-empty ``block`` starts."""
-    data = np.frombuffer(block, np.uint8)
-    return np.concatenate([np.zeros(1, np.int64), np.flatnonzero(data[:-1] == 10) + 1])
-
-
-def _odd_lines(block: bytes, starts: np.ndarray) -> bool:
-    """Whether a line of ``block`` (starting at ``starts``) starts with something other than ``{``
-    (blank lines aside)."""
-    firsts = np.frombuffer(block, np.uint8)[starts]
-    return bool(np.any((firsts != ord("{")) & (firsts != 10) & (firsts != 13)))
-
-
-def _json_scan(block: bytes, first: int, schema: pa.Schema | None, inferred: bool) -> str | None:
-    """The first line of ``block`` (which starts at line ``first``) that is not JSON, not an object,
-    or has a field ``schema`` lacks, said as such; None if every line is a fitting object."""
-    import json
-
-    names = None if schema is None else set(schema.names)
-    for number, text in enumerate(block.split(b"\n"), first):
-        if not text.strip():
-            continue
-        try:
-            value = json.loads(text)
-        except ValueError as e:
-            what = e.msg if isinstance(e, json.JSONDecodeError) else "not UTF-8 text"
-            return f"line {number} is not JSON ({what})"
-        if not isinstance(value, dict):
-            return f"line {number} is not a JSON object (it is {_json_kind(value)})"
-        extra = [key for key in value if names is not None and key not in names]
-        if extra:
-            where = "the first rows did not have; give the column types with " + option("schema") if inferred else option("schema") + " does not name"
-            return f"line {number} has a field '{extra[0]}' that {where}"
-    return None
-
-
-def _json_problem(
-    owned: pa.Buffer, block: bytes, first: int, schema: pa.Schema | None, inferred: bool, parse: Any
-) -> str:
-    """What is wrong in a block of JSON Lines Arrow would not read (it starts at line ``first``),
-    naming the line and field where they can be found."""
-    import re
-
-    import pyarrow.json as pj
-
-    found = _json_scan(block, first, schema, inferred)
-    if found is not None:
-        return found
-    try:  # again as one part, so that Arrow's row numbers count from the block's start
-        pj.read_json(pa.BufferReader(owned), read_options=pj.ReadOptions(use_threads=False, block_size=len(block) + 1),
-                     parse_options=parse)
-        reason = "it reads when parsed whole"
-    except pa.ArrowInvalid as e:
-        reason = _reason(e).removeprefix("JSON parse error: ")
-    hint = "; give the column types with " + option("schema") if inferred or schema is None else ""
-    rows = [n for n, text in enumerate(block.split(b"\n"), first) if text.strip()]  # the line of each row
-    change = re.fullmatch(r"Column\((.*)\) changed from (\w+) to (\w+) in row (\d+)", reason)
-    if change and int(change[4]) < len(rows):
-        path, before, after, row = change.groups()
-        return f"line {rows[int(row)]}: field '{path.lstrip('/')}' changed from {before} to {after}{hint}"
-    return f"corrupt or unreadable JSON Lines input in the lines from {first} ({reason}){hint}"
-
-
-def _json_kind(value: Any) -> str:
-    """How JSON calls the type of a decoded value."""
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "null" if value is None else "a number"
-
-
-def _reason(e: BaseException) -> str:
-    """An Arrow error's message, on one line."""
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
+def decoded_schema(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with dictionary columns as their values: buckets give each chunk its own
+    dictionary, and the Arrow IPC file format cannot replace a dictionary midway."""
+    fields = [f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in schema]
+    return pa.schema(fields, metadata=schema.metadata)
 
 
 def row_sizes(batch: pa.RecordBatch) -> np.ndarray:
@@ -495,231 +235,6 @@ def take_rows(batches: list[pa.RecordBatch], starts: np.ndarray, order: np.ndarr
     inverse = np.empty(len(order), np.int64)
     inverse[grouped] = np.arange(len(order))
     return pa.Table.from_batches(parts, schema=batches[0].schema).combine_chunks().take(inverse)
-
-
-class _SinkFile:
-    """A sink seen by pyarrow's writers as a binary file."""
-
-    closed = False
-
-    def __init__(self, sink: Sink) -> None:
-        self.sink = sink
-        self.discarding = False  # the run failed: the writer's last words go nowhere
-
-    def write(self, data: Any) -> int:
-        view = memoryview(data)
-        if not self.discarding:
-            self.sink.write(view)
-        return len(view)
-
-    def flush(self) -> None:
-        """Nothing buffered here; the sink flushes at its end."""
-
-
-class RowWriter:
-    """Writes rows in one format to one sink, in row groups (Parquet) or record batches (Arrow) of
-    ``group_rows`` rows if given, else of about ``group_bytes``."""
-
-    def __init__(
-        self, kind: str, sink: Sink, schema: pa.Schema, codec: CodecChoice, group_rows: int | None, group_bytes: int
-    ) -> None:
-        self.kind = kind
-        self.sink = sink
-        self.schema = schema
-        self.codec = codec
-        self.group_rows = group_rows
-        self.group_bytes = group_bytes
-        self._writer: Any = None
-        self._file = _SinkFile(sink)
-        self._pending: list[pa.Table] = []
-        self._pending_rows = 0
-        self._pending_bytes = 0
-
-    def _open(self) -> Any:
-        if self._writer is None:
-            name, level = self.codec
-            compression = None if name == "none" else name
-            if self.kind == "parquet":
-                import pyarrow.parquet as pq
-
-                self._writer = pq.ParquetWriter(
-                    self._file, self.schema, compression=compression or "none", compression_level=level
-                )
-            else:
-                options = pa.ipc.IpcWriteOptions(compression=compression if level is None else pa.Codec(compression, level))
-                self._writer = pa.ipc.new_file(self._file, self.schema, options=options)
-        return self._writer
-
-    def write(self, table: pa.Table) -> None:
-        """Add rows; whole groups are written as soon as they are complete."""
-        if self.kind == "jsonl":
-            from .jsonl import json_lines
-
-            for data in json_lines(table):
-                self.sink.write(data)
-            return
-        self._pending.append(table)
-        self._pending_rows += table.num_rows
-        self._pending_bytes += table.nbytes
-        if self.group_rows is not None and self._pending_rows >= self.group_rows:
-            self._flush(self._pending_rows - self._pending_rows % self.group_rows)
-        elif self.group_rows is None and self._pending_bytes >= self.group_bytes:
-            self._flush(self._pending_rows)
-
-    def _flush(self, rows: int) -> None:
-        """Write the first ``rows`` pending rows, in groups of ``group_rows`` (or as one group)."""
-        if not rows:
-            return
-        joined = pa.concat_tables(self._pending)
-        if self.kind == "arrow" and not joined.schema.equals(self.schema):
-            joined = joined.cast(self.schema)  # dictionaries decoded: an IPC file cannot replace them
-        group = self.group_rows or rows
-        try:
-            if self.kind == "parquet":
-                self._open().write_table(joined.slice(0, rows), row_group_size=group)
-            else:
-                self._open().write_table(joined.slice(0, rows), max_chunksize=group)
-        except pa.ArrowException as e:
-            raise OutputError(f"{self.sink.name}: cannot write {self.kind}: {_reason(e)}") from None
-        rest = joined.slice(rows)
-        self._pending = [rest] if rest.num_rows else []
-        self._pending_rows = rest.num_rows
-        self._pending_bytes = rest.nbytes if rest.num_rows else 0
-
-    def discard(self) -> None:
-        """The run failed: close the format's writer without writing anything more."""
-        self._file.discarding = True
-        self._pending = []
-        if self._writer is not None:
-            try:
-                self._writer.close()
-            except ARROW_ERRORS:
-                pass
-
-    def close(self) -> None:
-        """Write the last group and the format's footer (an empty output is still a valid file)."""
-        if self.kind == "jsonl":
-            return
-        self._flush(self._pending_rows)
-        try:
-            self._open().close()
-        except pa.ArrowException as e:
-            raise OutputError(f"{self.sink.name}: cannot write {self.kind}: {_reason(e)}") from None
-
-
-def decoded_schema(schema: pa.Schema) -> pa.Schema:
-    """``schema`` with dictionary columns as their values: buckets give each chunk its own
-    dictionary, and the Arrow IPC file format cannot replace a dictionary midway."""
-    fields = [f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in schema]
-    return pa.schema(fields, metadata=schema.metadata)
-
-
-class TableOutput(Output):
-    """The output of a table shuffle: one file or shards, atomic as for lines, rows in ``kind``'s format."""
-
-    def __init__(
-        self, target: str | None, writer: WriteBehind, *, kind: str, shards: int | None,
-        codec: CodecChoice, schema: pa.Schema, group_rows: int | None, group_bytes: int, sync: bool = True,
-    ) -> None:
-        line_codec = codec if kind == "jsonl" else None
-        super().__init__(target, writer, shards=shards, compress=line_codec, sync=sync)
-        self.kind = kind
-        self.codec = codec
-        self.schema = schema
-        self.group_rows = group_rows
-        self.group_bytes = group_bytes
-        self.formats: list[RowWriter] = []
-        from ..storage.codecs import CODECS
-
-        compressed = kind == "jsonl" and codec[0] != "none"
-        self.shard_suffix = {"parquet": ".parquet", "arrow": ".arrow"}.get(
-            kind, ".jsonl" + (CODECS[codec[0]].suffixes[0] if compressed else "")
-        )
-
-    def _codec_choice(self) -> CodecChoice | None:
-        return self.codec if self.kind == "jsonl" else ("none", None)
-
-    def _open(self, sink: Sink) -> None:
-        self.sinks.append(sink)
-        schema = decoded_schema(self.schema) if self.kind == "arrow" else self.schema
-        self.formats.append(RowWriter(self.kind, sink, schema, self.codec, self.group_rows, self.group_bytes))
-
-    def _write(self, shard: int, records: Any) -> None:
-        self.writer.submit_job(lambda: self.formats[shard].write(records), records.nbytes)
-
-    def _close_format(self, shard: int) -> None:
-        self.formats[shard].close()
-
-    def _count(self, records: Any) -> None:
-        self.fingerprint += row_fingerprint(records)
-
-    def describe(self, fp: Fingerprint) -> str:
-        return f"{fp.records} rows (digest {fp.digest:016x})"
-
-    def abort(self) -> None:
-        self.writer.wait_idle()
-        for rows in self.formats:
-            rows.discard()
-        super().abort()
-
-
-def resolve_codec(kind: str, spec: str | None, target: str | None) -> CodecChoice:
-    """``--compress`` for a table output: a column codec for Parquet/Arrow, a stream codec for JSON Lines."""
-    if kind == "jsonl":
-        from ..storage.codecs import codec_for_suffix, parse_compress
-
-        if spec is not None:
-            return parse_compress(spec)
-        named = codec_for_suffix(target) if target not in (None, "-") else None
-        return ("none", None) if named is None else (named, None)
-    choices = FORMAT_CODECS[kind]
-    if spec is None:
-        return choices[0], None
-    name, colon, level_text = spec.strip().lower().partition(":")
-    if name not in choices:
-        raise UsageError(f"{option('compress')}: {kind} output takes {', '.join(choices)} (optionally :LEVEL), not '{spec}'")
-    if not colon:
-        return name, None
-    if name in ("none", "snappy"):
-        raise UsageError(f"{option('compress')}: {name} takes no level (got '{spec}')")
-    low, high = pa.Codec.minimum_compression_level(name), pa.Codec.maximum_compression_level(name)
-    if not (level_text.isdigit() and low <= int(level_text) <= high):
-        raise UsageError(f"{option('compress')}: {name} level must be an integer from {max(low, 0)} to {high} (got '{spec}')")
-    return name, int(level_text)
-
-
-def open_inputs(paths: Sequence[str], json_schema: pa.Schema | None) -> list[TableInput]:
-    """Open every input (directories expanded) and check that their schemas match the first's."""
-    files: list[str] = []
-    for path in paths:
-        found = dataset_files(path) if os.path.isdir(path) else [path]
-        if not found:
-            raise InputError(f"{path}: directory holds no .parquet, .arrow, .jsonl or other data files")
-        files.extend(found)
-    inputs = []
-    for path in files:
-        kind = sniff_kind(path, strict=True) if path != "-" else None
-        if kind is None:
-            if path != "-" and not os.path.exists(path):
-                raise InputError(f"{path}: No such file or directory")
-            named = suffix_kind(path)
-            if named == "parquet":
-                raise InputError(f"{path}: not a Parquet file (it does not start with PAR1)")
-            if named == "arrow":
-                raise InputError(f"{path}: not an Arrow IPC file or stream (it starts with neither ARROW1 nor 0xFFFFFFFF)")
-            kind = "jsonl"
-        inputs.append(TableInput(path, kind, json_schema if kind == "jsonl" else None))
-    kinds = {i.kind for i in inputs}
-    if len(kinds) > 1 and "jsonl" in kinds:
-        odd = next(i for i in inputs if i.kind == "jsonl")
-        raise UsageError(f"{odd.path}: not a Parquet or Arrow file; line files and tables cannot be shuffled together")
-    first = next((i for i in inputs if i.schema is not None), None)
-    for other in inputs:
-        if first is not None and other.schema is not None and not other.schema.equals(first.schema, check_metadata=False):
-            raise InputError(
-                f"{other.path}: schema does not match {first.path}: {schema_difference(first.schema, other.schema)}"
-            )
-    return inputs
 
 
 class TableBuckets:

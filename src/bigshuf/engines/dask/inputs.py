@@ -73,7 +73,7 @@ def prepare(names: Sequence[str], settings: Settings, root: str) -> Prepared:
 
 def _prepare_rows(files: list[rows.TableFile], settings: Settings, root: str) -> Prepared:
     """Plan a table run: schemas checked, output format and codec resolved as the local engine does."""
-    from ...formats.tables import resolve_codec
+    from ...formats.table_output import resolve_codec
     from ...storage.codecs import CODECS
 
     if settings.zero_terminated:

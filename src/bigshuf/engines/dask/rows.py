@@ -4,7 +4,7 @@ A pass-1 task reads a run of Parquet row groups (or Arrow record batches; an IPC
 task) through pyarrow, over fsspec for URLs, and cuts its rows into blocks by ``row_sizes``
 as the local engine does. A block's bucket parts are Arrow IPC streams, one per bucket,
 written one after another as one object. Pass 2 reads a bucket's streams back, takes its
-rows in permuted order and writes them with ``formats.tables.RowWriter`` (Parquet row groups,
+rows in permuted order and writes them with ``formats.table_output.RowWriter`` (Parquet row groups,
 an Arrow IPC file or JSON Lines), so that one task writes one whole output file.
 """
 
@@ -23,9 +23,9 @@ from ...core import plan
 from ...core.fingerprint import Fingerprint
 from ...errors import InputError, TempSpaceError
 from ...formats.rowhash import row_fingerprint
+from ...formats.table_output import RowWriter
 from ...formats.tables import (
-    ARROW_ERRORS, FILE_KINDS, GROUP_BYTES, TABLE_PIECE, RowWriter, _rebatch, decoded_schema, plain_schema,
-    schema_difference, take_rows,
+    ARROW_ERRORS, FILE_KINDS, GROUP_BYTES, TABLE_PIECE, _rebatch, decoded_schema, plain_schema, schema_difference, take_rows,
 )
 from ...storage import remote
 from ...storage.sinks import CodecChoice, Sink

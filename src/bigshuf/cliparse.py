@@ -1,0 +1,337 @@
+"""Command-line parsing: GNU shuf's options and bigshuf's, read as getopt reads them (abbreviations,
+joined arguments, repeated options, ``--`` and its operands), into one namespace."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from .errors import InputError, UsageError
+
+PROG = "bigshuf"
+
+#: The largest number ``-i`` takes, as GNU shuf's ``size_t`` on 64-bit systems.
+SIZE_MAX = 2**64 - 1
+
+
+HELP = f"""\
+Usage: {PROG} [OPTION]... [FILE]...
+  or:  {PROG} -e [OPTION]... [ARG]...
+  or:  {PROG} -i LO-HI [OPTION]...
+Write a uniformly random permutation of the input lines to standard output.
+Inputs larger than the memory limit are shuffled through temporary files.
+
+With no FILE, or when FILE is -, read standard input. Several FILEs are
+shuffled together as one input. Parquet and Arrow files have their rows
+shuffled into Parquet, Arrow or JSON Lines, as -o's suffix says.
+
+Mandatory arguments to long options are mandatory for short options too.
+  -e, --echo                treat each ARG as an input line
+  -i, --input-range=LO-HI   treat each number LO through HI as an input line
+  -n, --head-count=COUNT    output at most COUNT lines
+  -o, --output=FILE         write result to FILE instead of standard output
+      --random-source=FILE  seed from the first 4 KiB of FILE
+  -r, --repeat              output lines can be repeated
+  -z, --zero-terminated     line delimiter is NUL, not newline
+  -S, --memory=SIZE         use at most SIZE of memory for records (default
+                              50%); SIZE takes K (the default unit), M, G, T,
+                              b for bytes, or % of physical memory, as sort -S
+  -T, --temporary-directory=DIR
+                            put temporary buckets in DIR, not $TMPDIR or /tmp
+      --seed=N              seed the random generator: the same inputs, seed
+                              and options give the same output
+      --files-from=F        read input file names from F, one per line
+      --files0-from=F       read input file names from F, NUL-terminated;
+                              F of - reads the names from standard input
+      --shards=N            write N files that together hold one uniform
+                              shuffle, counts equal to within one; -o is a
+                              directory or a pattern like out/part-{{:05d}}.jsonl
+      --compress=CODEC[:LEVEL]  compress the output with gzip, zstd, bzip2, xz
+                              or none (default: from the -o suffix); inputs
+                              are decompressed whatever their name
+      --compress-temp       keep temporary buckets zstd-compressed (less
+                              temporary disk, more CPU)
+      --header=N            keep the first N lines of the first input on top
+                              of every output file; drop the first N lines of
+                              every later input
+      --lines-per-record=N  shuffle groups of N lines as one record (FASTQ: 4)
+      --resume              with --seed: checkpoint an external run, and
+                              continue an interrupted one with the same
+                              arguments where it stopped (inputs must not
+                              have changed)
+      --verify              fingerprint the records read and written; if they
+                              differ, fail and leave the output untouched
+      --no-sync             do not fsync output files and their directories
+                              around the final rename (faster; a machine crash
+                              may then lose the new output)
+      --row-group-size=N    rows per Parquet row group (Arrow record batch)
+                              in a table output (default: about 64 MiB)
+      --schema=SPEC         column types of JSON Lines read into a .parquet or
+                              .arrow output: NAME:TYPE,... (Arrow type names)
+                              or a Parquet/Arrow file to copy (default:
+                              inferred)
+      --output-format=FMT   write table rows as parquet, arrow or jsonl whatever
+                              -o's suffix (to standard output, say)
+      --check-permutation FILE... --against OUT...
+                            do not shuffle: exit 0 if the OUT files hold
+                              exactly the records of the FILEs, else 1
+      --engine=local|dask   run on this machine (default), or as Dask tasks
+                              (pip install 'bigshuf[dask]'); FILEs and -o may
+                              then be fsspec URLs such as s3://bucket/in/*.zst
+      --scheduler=ADDRESS   Dask scheduler (default: $DASK_SCHEDULER_ADDRESS,
+                              else a cluster of processes on this machine)
+      --temp-url=URL        temporary objects of --engine=dask, somewhere every
+                              worker can reach (default: under -T)
+      --progress            show progress bars on standard error
+  -q, --quiet               never show progress bars (the default when
+                              standard error is not a terminal)
+      --help        display this help and exit
+      --version     output version information and exit
+
+A directory FILE stands for its data files, searched recursively in name order:
+line files (.txt .jsonl .json .ndjson .csv .tsv .fastq .fq, also ending .gz .zst
+.bz2 .xz) or tables (.parquet .pq .arrow .feather .ipc), not both; names that
+start with . or _ are skipped. FILEs may be URLs (s3://, https://, ...) read
+through fsspec.
+
+Examples:
+  {PROG} -n 1000000 corpus.jsonl.zst -o sample.jsonl
+                            a uniform sample of a million lines
+  {PROG} --header=1 part-*.csv -o shuffled.csv
+                            CSV files shuffled together, one header kept
+  {PROG} --lines-per-record=4 reads.fastq.gz -o shuffled.fastq.gz
+                            FASTQ reads, four lines each
+  {PROG} data/ -S 16G --seed 1 --shards 32 -o out/part-{{:05d}}.jsonl.zst
+                            a directory of .jsonl.zst shards into 32 shards
+                              that together hold one uniform shuffle
+  {PROG} train.parquet -n 1000 -o sample.jsonl
+                            Parquet rows sampled into JSON Lines
+"""
+
+
+class CommandSyntaxError(UsageError):
+    """A malformed command line: its message is followed by the pointer to --help, as in shuf."""
+
+
+def _gnu_wording(message: str, argv: Sequence[str]) -> str:
+    """Reword argparse's complaints as getopt (and so GNU shuf) words them."""
+    m = re.match(r"unrecognized arguments: (\S+)", message)
+    if m:
+        word = m.group(1)
+        if word.startswith("--"):
+            return f"unrecognized option '{word.split('=')[0]}'"
+        return f"invalid option -- '{word[1:2]}'"
+    m = re.match(r"argument (-\w)?/?(--[\w-]+)?: expected one argument", message)
+    if m:
+        short, long = m.group(1), m.group(2)
+        typed_long = long and any(a.startswith("--") and long.startswith(a) for a in argv)
+        return f"option '{long}' requires an argument" if typed_long or not short else f"option requires an argument -- '{short[1:]}'"
+    m = re.match(r"ambiguous option: (\S+?)(=\S*)? could match (.*)", message)
+    if m:
+        options = " ".join(f"'{o}'" for o in m.group(3).split(", "))
+        return f"option '{m.group(1)}' is ambiguous; possibilities: {options}"
+    return message
+
+
+class _Parser(argparse.ArgumentParser):
+    argv: Sequence[str] = ()
+
+    def error(self, message: str) -> NoReturn:
+        raise CommandSyntaxError(_gnu_wording(message, self.argv))
+
+
+class _Once(argparse.Action):
+    """An option that may be repeated only with the same value (-o, --random-source)."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Any = None) -> None:
+        old = getattr(namespace, self.dest)
+        if old is not None and old != values:
+            raise UsageError(self.metavar)
+        setattr(namespace, self.dest, values)
+
+
+_UNSIGNED = re.compile(r"[ \t\n\v\f\r]*\+?([0-9]+)\Z")
+
+
+def _unsigned(text: str) -> int | None:
+    """``text`` read as GNU's xstrtoumax reads a plain number (leading blanks and a ``+`` allowed,
+    nothing after the digits); None if it is not one. The value may exceed SIZE_MAX."""
+    m = _UNSIGNED.match(text)
+    return int(m.group(1)) if m else None
+
+
+class _HeadCount(argparse.Action):
+    """``-n``: a non-negative count; repeated, the smallest wins.
+
+    As in GNU shuf, a count too large for the machine (above SIZE_MAX) is no limit at all.
+    """
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Any = None) -> None:
+        count = _unsigned(values)
+        if count is None:
+            raise UsageError(f"invalid line count: '{values}'")
+        if count > SIZE_MAX:
+            return
+        old = getattr(namespace, self.dest)
+        setattr(namespace, self.dest, count if old is None else min(old, count))
+
+
+class _InputRange(argparse.Action):
+    """``-i LO-HI``: parsed where it appears, as GNU shuf does, and given at most once."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Any = None) -> None:
+        if getattr(namespace, self.dest) is not None:
+            raise UsageError("multiple -i options specified")
+        setattr(namespace, self.dest, _parse_range(values))
+
+
+def _count(flag: str, least: int) -> Callable[[str], int]:
+    """A parser of whole numbers of at least ``least`` for ``flag``."""
+
+    def parse(text: str) -> int:
+        if not text.isdigit() or int(text) < least:
+            raise UsageError(f"invalid {flag} value: '{text}'")
+        return int(text)
+
+    return parse
+
+
+def read_file_list(path: str, sep: bytes, flag: str) -> list[str]:
+    """The input names listed in ``path`` (``-`` for stdin), as GNU sort's --files0-from reads them."""
+    try:
+        if path == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            with open(path, "rb") as f:
+                data = f.read()
+    except OSError as e:
+        raise InputError(f"{path}: cannot read file names: {e.strerror}") from None
+    names = data.split(sep)
+    if names and names[-1] == b"":
+        names.pop()
+    for i, name in enumerate(names):
+        if not name:
+            raise InputError(f"{path}:{i + 1}: invalid zero-length file name")
+        if path == "-" and name == b"-":
+            raise InputError(f"when reading file names from standard input, no file name of '-' allowed ({flag})")
+    return [os.fsdecode(n) for n in names]
+
+
+def _parser() -> _Parser:
+    p = _Parser(prog=PROG, add_help=False, allow_abbrev=True)
+    p.add_argument("-e", "--echo", action="store_true")
+    p.add_argument("-i", "--input-range", action=_InputRange)
+    p.add_argument("-n", "--head-count", action=_HeadCount)
+    p.add_argument("-o", "--output", action=_Once, metavar="multiple output files specified")
+    p.add_argument("--random-source", action=_Once, metavar="multiple random sources specified")
+    p.add_argument("-r", "--repeat", action="store_true")
+    p.add_argument("-z", "--zero-terminated", action="store_true")
+    p.add_argument("-S", "--memory")
+    p.add_argument("-T", "--temporary-directory")
+    p.add_argument("--seed")
+    p.add_argument("--files-from", action=_Once, metavar="multiple --files-from options specified")
+    p.add_argument("--files0-from", action=_Once, metavar="multiple --files0-from options specified")
+    p.add_argument("--shards", type=_count("--shards", 1))
+    p.add_argument("--compress")
+    p.add_argument("--compress-temp", action="store_true")
+    p.add_argument("--header", type=_count("--header", 0), default=0)
+    p.add_argument("--lines-per-record", type=_count("--lines-per-record", 1), default=1)
+    p.add_argument("--verify", action="store_true")
+    p.add_argument("--no-sync", action="store_true")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--row-group-size", type=_count("--row-group-size", 1))
+    p.add_argument("--schema")
+    p.add_argument("--output-format")
+    p.add_argument("--check-permutation", action="store_true")
+    p.add_argument("--against", action="extend", nargs="+", default=[])
+    p.add_argument("--engine", default="local")
+    p.add_argument("--scheduler")
+    p.add_argument("--temp-url")
+    p.add_argument("--progress", dest="progress", action="store_true", default=None)
+    p.add_argument("-q", "--quiet", dest="progress", action="store_false")
+    p.add_argument("--help", action="store_true")
+    p.add_argument("--version", action="store_true")
+    p.add_argument("operands", nargs="*")
+    return p
+
+
+def _range_end(part: str) -> int:
+    """One end of ``-i LO-HI``: a number up to SIZE_MAX, or GNU shuf's message naming ``part``."""
+    value = _unsigned(part)
+    if value is None:
+        raise UsageError(f"invalid input range: '{part}'")
+    if value > SIZE_MAX:
+        raise UsageError(f"invalid input range: '{part}': {os.strerror(errno.EOVERFLOW)}")
+    return value
+
+
+def _parse_range(text: str) -> tuple[int, int]:
+    """``LO-HI`` split at its first ``-``, as GNU shuf 9.1 splits it: empty (``HI`` = ``LO`` - 1)
+    up to SIZE_MAX numbers; ``0-SIZE_MAX`` is one number too many, as in shuf."""
+    lo_text, dash, hi_text = text.partition("-")
+    lo = _range_end(lo_text) if dash else 0
+    hi = _range_end(hi_text if dash else text)
+    if not dash or lo > hi + 1 or hi - lo + 1 > SIZE_MAX:
+        raise UsageError(f"invalid input range: '{text}'")
+    return lo, hi
+
+
+def parse_seed(text: str | None) -> int | None:
+    if text is None:
+        return None
+    if not text.isdigit():
+        raise UsageError(f"invalid seed: '{text}': a non-negative integer is needed")
+    return int(text)
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """The command line as options and operands (GNU shuf's checks made as getopt meets them)."""
+    argv = list(argv)
+    # Everything after "--" is an operand, as with getopt (argparse would still parse it).
+    rest: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, rest = argv[:cut], argv[cut + 1 :]
+    # GNU shuf's --hea and --head abbreviate --head-count; bigshuf's --header must not
+    # make them ambiguous (it is abbreviated from --heade on).
+    argv = [re.sub(r"^--head?(?==|$)", "--head-count", a) if a.startswith("--hea") else a for a in argv]
+    parser = _parser()
+    parser.argv = argv
+    args = parser.parse_intermixed_args(_attach_arguments(parser, argv))
+    args.operands += rest
+    return args
+
+
+def _attach_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """Join each option that takes an argument to the word after it, as getopt takes that word
+    whatever it looks like: ``-i -1-3`` is the range ``-1-3`` (refused as shuf refuses it), where
+    argparse would see an option and say the argument is missing."""
+    takes_argument = {o for a in parser._actions if a.nargs is None for o in a.option_strings}
+    flags = {o[1] for a in parser._actions if a.nargs == 0 for o in a.option_strings if len(o) == 2}
+    longs = [o for o in parser._option_string_actions if o.startswith("--")]
+    out: list[str] = []
+    words = iter(argv)
+    for word in words:
+        if word.startswith("--") and "=" not in word:
+            exact = [word] if word in longs else [o for o in longs if o.startswith(word)]
+            if len(exact) == 1 and exact[0] in takes_argument:
+                following = next(words, None)
+                word = word if following is None else f"{word}={following}"
+        elif word.startswith("-") and len(word) >= 2 and word[1] != "-":
+            # -i, or a cluster of flags ending with one that takes an argument (-ri).
+            head, last = word[1:-1], word[-1]
+            if f"-{last}" in takes_argument and all(c in flags for c in head):
+                following = next(words, None)
+                if following is not None and following.startswith("-"):
+                    word += following  # argparse takes any other word (even "") as the argument
+                elif following is not None:
+                    out.append(word)
+                    word = following
+        out.append(word)
+    return out
+

@@ -1,0 +1,310 @@
+"""Reading table rows: Parquet, Arrow IPC (file or stream) and JSON Lines (parsed by pyarrow on blocks
+read here, so that a bad line is named by its number), checked against one schema."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from itertools import chain
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ..errors import InputError, UsageError, option
+from ..storage.sources import FileSource
+from .detect import dataset_files, sniff_kind, suffix_kind
+from .tables import ARROW_ERRORS, FILE_KINDS, _reason, plain_schema, schema_difference
+
+
+class TableInput:
+    """One Parquet, Arrow IPC or JSON Lines file, read in record batches.
+
+    Files are opened only while they are read: a dataset may have more files than a process
+    may hold open, and pyarrow's Parquet reader keeps its last row group while it lives.
+    """
+
+    def __init__(self, path: str, kind: str, schema: pa.Schema | None = None) -> None:
+        self.path = path
+        self.kind = kind
+        self.rows: int | None = None
+        self.schema = schema  # as read; batches come cast to plain_schema(schema)
+        self._live: Iterator[pa.RecordBatch] | None = None  # a peeked JSON stream, to go on with
+        what = FILE_KINDS.get(kind)
+        if what is None:
+            return
+        try:
+            if kind == "parquet":
+                with self._parquet() as pf:
+                    self.schema = pf.schema_arrow
+                    self.rows = pf.metadata.num_rows
+            else:
+                with pa.memory_map(path) as f:
+                    reader = pa.ipc.open_file(f) if kind == "arrow" else pa.ipc.open_stream(f)
+                    self.schema = reader.schema
+                    batches = (reader.get_batch(i) for i in range(reader.num_record_batches)) if kind == "arrow" else reader
+                    self.rows = 0
+                    for batch in batches:
+                        batch.validate()  # lengths against buffer sizes (cheap): row counts to plan with
+                        self.rows += batch.num_rows
+        except ARROW_ERRORS as e:
+            raise InputError(f"{path}: not a readable {what} ({_reason(e)})") from None
+
+    def _parquet(self) -> Any:
+        import pyarrow.parquet as pq
+
+        # Pages streamed through a small buffer: pre-buffering reads whole row groups
+        # (188 MB of pool for 77 MB row groups, against 44 MB streamed).
+        return pq.ParquetFile(self.path, pre_buffer=False, buffer_size=1 << 20)
+
+    def disk_size(self) -> int:
+        """Bytes on disk (0 for standard input)."""
+        try:
+            return os.path.getsize(self.path) if self.path != "-" else 0
+        except OSError:
+            return 0
+
+    def batches(self, block_bytes: int) -> Iterator[pa.RecordBatch]:
+        """The file's rows in record batches of about ``block_bytes`` (Parquet, JSON) or as stored (Arrow)."""
+        if self._live is not None:
+            live, self._live = self._live, None
+            yield from live
+            return
+        yield from self._guarded(self._read(block_bytes))
+
+    def peek(self, block_bytes: int) -> pa.RecordBatch | None:
+        """The first batch of JSON Lines, which the next ``batches`` starts with (a pipe cannot be read twice)."""
+        live = self._guarded(self._json_batches(block_bytes))
+        first = next(live, None)
+        self._live = live if first is None else chain([first], live)
+        return first
+
+    def _read(self, block_bytes: int) -> Iterator[pa.RecordBatch]:
+        if self.kind == "jsonl":
+            yield from self._json_batches(block_bytes)
+            return
+        rows = 0
+        for batch in self._stored(block_bytes):
+            # Arrow's kernels trust the arrays they get: offsets, dictionary indices and lengths
+            # out of range in a damaged file made ``take`` read wild memory (a segfault). Full
+            # validation reads every offset and index once; see the README for its cost.
+            batch.validate(full=True)
+            rows += batch.num_rows
+            yield batch
+        if rows != self.rows:
+            what = FILE_KINDS[self.kind]
+            raise InputError(f"{self.path}: corrupt {what}: it holds {rows} rows, its metadata says {self.rows}")
+
+    def _stored(self, block_bytes: int) -> Iterator[pa.RecordBatch]:
+        """The record batches of a Parquet or Arrow file as the file's reader gives them, unchecked."""
+        if self.kind == "parquet":
+            with self._parquet() as pf:
+                for group in range(pf.num_row_groups):
+                    meta = pf.metadata.row_group(group)
+                    rows = max(1, block_bytes * meta.num_rows // max(1, meta.total_byte_size))
+                    # One decoding thread: the writer thread has the other core, and Arrow's
+                    # reader threads held 20 MB more memory here.
+                    yield from pf.iter_batches(batch_size=rows, row_groups=[group], use_threads=False)
+        elif self.kind in ("arrow", "stream"):
+            with pa.memory_map(self.path) as f:
+                if self.kind == "arrow":
+                    reader = pa.ipc.open_file(f)
+                    for i in range(reader.num_record_batches):
+                        yield reader.get_batch(i)
+                else:
+                    yield from pa.ipc.open_stream(f)
+
+    def _guarded(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        """``batches`` made plain (no views), with Arrow's errors as one-line input errors naming the file."""
+        plain: pa.Schema | None = None  # known once the first batch is read (JSON infers it)
+        try:
+            for batch in batches:
+                if plain is None:
+                    assert self.schema is not None
+                    plain = plain_schema(self.schema)
+                yield batch if batch.schema.equals(plain) else batch.cast(plain)
+        except ARROW_ERRORS as e:
+            what = FILE_KINDS.get(self.kind, "JSON Lines input")
+            hint = f"; give the column types with {option('schema')}" if self.kind == "jsonl" and self._inferred else ""
+            raise InputError(f"{self.path}: corrupt or unreadable {what} ({_reason(e)}){hint}") from None
+
+    _inferred = False  # JSON columns inferred from the first block (no --schema)
+
+    def _json_batches(self, block_bytes: int) -> Iterator[pa.RecordBatch]:
+        """JSON Lines rows, parsed from memory a block of whole lines at a time.
+
+        Arrow's streaming JSON reader reads ahead from a Python stream on its own threads: after
+        a parse error they went on calling into Python while the interpreter shut down (``Fatal
+        Python error: PyGILState_Release``, or a hang at exit). Blocks read here and copied into
+        Arrow's own memory keep Arrow's threads away from Python objects (its parse threads
+        still share a block), and a failing block can be looked at to say which line is wrong.
+        """
+        import pyarrow.json as pj
+
+        stream = FileSource(self.path).open()
+        line = 1  # the number of the block's first line
+        try:
+            for block in _line_blocks(stream, max(1 << 16, block_bytes), self.path):
+                given = self.schema
+                parse = pj.ParseOptions(
+                    explicit_schema=given, unexpected_field_behavior="infer" if given is None else "error"
+                )
+                # Parsed in four parts at once; a Python buffer would be let go from Arrow's threads.
+                owned = pa.allocate_buffer(len(block))
+                np.frombuffer(owned, np.uint8)[:] = np.frombuffer(block, np.uint8)
+                starts = _line_starts(block)
+                # Arrow's parts must each hold the longest line whole.
+                longest = int(np.diff(starts, append=len(block)).max())
+                read = pj.ReadOptions(block_size=max(1 << 16, len(block) // 4 + 1, longest + 1))
+                # A line that is not an object is found here first: Arrow crashed (segfault) on
+                # a block starting with a null line.
+                problem = _json_scan(block, line, given, self._inferred) if _odd_lines(block, starts) else None
+                try:
+                    if problem is None:
+                        table = pj.read_json(pa.BufferReader(owned), read_options=read, parse_options=parse)
+                except pa.ArrowInvalid:
+                    problem = _json_problem(owned, block, line, given, self._inferred, parse)
+                if problem is not None:
+                    raise InputError(f"{self.path}: {problem}")
+                line += block.count(b"\n")
+                if self.schema is None:
+                    if not table.num_rows:
+                        continue  # blank lines: nothing to infer the columns from yet
+                    self.schema = table.schema
+                    self._inferred = True
+                yield from table.to_batches()
+        finally:
+            stream.close()
+
+
+def _line_blocks(stream: Any, size: int, name: str) -> Iterator[bytes]:
+    """The bytes of ``stream`` in blocks of whole lines of about ``size`` bytes (the last may lack
+    its newline); a line over eight blocks long is an error."""
+    carry = b""
+    while True:
+        parts, have = [carry], len(carry)
+        while have < size or have == len(carry):
+            more = stream.read(max(size - have, 1 << 16))
+            if not more:
+                break
+            parts.append(more)
+            have += len(more)
+        data = b"".join(parts)
+        if have == len(carry):
+            if carry:
+                yield carry
+            return
+        cut = data.rfind(b"\n") + 1
+        if cut == 0 and len(data) > 8 * size:
+            raise InputError(f"{name}: a JSON line is longer than {8 * size} bytes, the most this memory limit allows; raise {option('memory')}")
+        if cut:
+            yield data[:cut]
+        carry = data[cut:]
+
+
+def _line_starts(block: bytes) -> np.ndarray:
+    """Where each line of a non-empty ``block`` starts."""
+    data = np.frombuffer(block, np.uint8)
+    return np.concatenate([np.zeros(1, np.int64), np.flatnonzero(data[:-1] == 10) + 1])
+
+
+def _odd_lines(block: bytes, starts: np.ndarray) -> bool:
+    """Whether a line of ``block`` (starting at ``starts``) starts with something other than ``{``
+    (blank lines aside)."""
+    firsts = np.frombuffer(block, np.uint8)[starts]
+    return bool(np.any((firsts != ord("{")) & (firsts != 10) & (firsts != 13)))
+
+
+def _json_scan(block: bytes, first: int, schema: pa.Schema | None, inferred: bool) -> str | None:
+    """The first line of ``block`` (which starts at line ``first``) that is not JSON, not an object,
+    or has a field ``schema`` lacks, said as such; None if every line is a fitting object."""
+    import json
+
+    names = None if schema is None else set(schema.names)
+    for number, text in enumerate(block.split(b"\n"), first):
+        if not text.strip():
+            continue
+        try:
+            value = json.loads(text)
+        except ValueError as e:
+            what = e.msg if isinstance(e, json.JSONDecodeError) else "not UTF-8 text"
+            return f"line {number} is not JSON ({what})"
+        if not isinstance(value, dict):
+            return f"line {number} is not a JSON object (it is {_json_kind(value)})"
+        extra = [key for key in value if names is not None and key not in names]
+        if extra:
+            where = "the first rows did not have; give the column types with " + option("schema") if inferred else option("schema") + " does not name"
+            return f"line {number} has a field '{extra[0]}' that {where}"
+    return None
+
+
+def _json_problem(
+    owned: pa.Buffer, block: bytes, first: int, schema: pa.Schema | None, inferred: bool, parse: Any
+) -> str:
+    """What is wrong in a block of JSON Lines Arrow would not read (it starts at line ``first``),
+    naming the line and field where they can be found."""
+    import re
+
+    import pyarrow.json as pj
+
+    found = _json_scan(block, first, schema, inferred)
+    if found is not None:
+        return found
+    try:  # again as one part, so that Arrow's row numbers count from the block's start
+        pj.read_json(pa.BufferReader(owned), read_options=pj.ReadOptions(use_threads=False, block_size=len(block) + 1),
+                     parse_options=parse)
+        reason = "it reads when parsed whole"
+    except pa.ArrowInvalid as e:
+        reason = _reason(e).removeprefix("JSON parse error: ")
+    hint = "; give the column types with " + option("schema") if inferred or schema is None else ""
+    rows = [n for n, text in enumerate(block.split(b"\n"), first) if text.strip()]  # the line of each row
+    change = re.fullmatch(r"Column\((.*)\) changed from (\w+) to (\w+) in row (\d+)", reason)
+    if change and int(change[4]) < len(rows):
+        path, before, after, row = change.groups()
+        return f"line {rows[int(row)]}: field '{path.lstrip('/')}' changed from {before} to {after}{hint}"
+    return f"corrupt or unreadable JSON Lines input in the lines from {first} ({reason}){hint}"
+
+
+def _json_kind(value: Any) -> str:
+    """How JSON calls the type of a decoded value."""
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "null" if value is None else "a number"
+
+
+def open_inputs(paths: Sequence[str], json_schema: pa.Schema | None) -> list[TableInput]:
+    """Open every input (directories expanded) and check that their schemas match the first's."""
+    files: list[str] = []
+    for path in paths:
+        found = dataset_files(path) if os.path.isdir(path) else [path]
+        if not found:
+            raise InputError(f"{path}: directory holds no .parquet, .arrow, .jsonl or other data files")
+        files.extend(found)
+    inputs = []
+    for path in files:
+        kind = sniff_kind(path, strict=True) if path != "-" else None
+        if kind is None:
+            if path != "-" and not os.path.exists(path):
+                raise InputError(f"{path}: No such file or directory")
+            named = suffix_kind(path)
+            if named == "parquet":
+                raise InputError(f"{path}: not a Parquet file (it does not start with PAR1)")
+            if named == "arrow":
+                raise InputError(f"{path}: not an Arrow IPC file or stream (it starts with neither ARROW1 nor 0xFFFFFFFF)")
+            kind = "jsonl"
+        inputs.append(TableInput(path, kind, json_schema if kind == "jsonl" else None))
+    kinds = {i.kind for i in inputs}
+    if len(kinds) > 1 and "jsonl" in kinds:
+        odd = next(i for i in inputs if i.kind == "jsonl")
+        raise UsageError(f"{odd.path}: not a Parquet or Arrow file; line files and tables cannot be shuffled together")
+    first = next((i for i in inputs if i.schema is not None), None)
+    for other in inputs:
+        if first is not None and other.schema is not None and not other.schema.equals(first.schema, check_metadata=False):
+            raise InputError(
+                f"{other.path}: schema does not match {first.path}: {schema_difference(first.schema, other.schema)}"
+            )
+    return inputs

@@ -1,0 +1,207 @@
+"""Writing table rows: Parquet row groups, Arrow IPC record batches or JSON Lines, to one file or
+N shards through the storage layer's output, with the column codec ``--compress`` names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+
+from ..core.fingerprint import Fingerprint
+from ..errors import OutputError, UsageError, option
+from ..storage.output import Output
+from ..storage.sinks import CodecChoice, Sink
+from ..storage.writeback import WriteBehind
+from .rowhash import row_fingerprint
+from .tables import ARROW_ERRORS, _reason, decoded_schema
+
+
+#: Column codecs each output format offers (``--compress``), the first being the default.
+FORMAT_CODECS = {
+    "parquet": ("zstd", "snappy", "gzip", "lz4", "brotli", "none"),
+    "arrow": ("none", "zstd", "lz4"),
+}
+
+
+class _SinkFile:
+    """A sink seen by pyarrow's writers as a binary file."""
+
+    closed = False
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+        self.discarding = False  # the run failed: the writer's last words go nowhere
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data)
+        if not self.discarding:
+            self.sink.write(view)
+        return len(view)
+
+    def flush(self) -> None:
+        """Nothing buffered here; the sink flushes at its end."""
+
+
+class RowWriter:
+    """Writes rows in one format to one sink, in row groups (Parquet) or record batches (Arrow) of
+    ``group_rows`` rows if given, else of about ``group_bytes``."""
+
+    def __init__(
+        self, kind: str, sink: Sink, schema: pa.Schema, codec: CodecChoice, group_rows: int | None, group_bytes: int
+    ) -> None:
+        self.kind = kind
+        self.sink = sink
+        self.schema = schema
+        self.codec = codec
+        self.group_rows = group_rows
+        self.group_bytes = group_bytes
+        self._writer: Any = None
+        self._file = _SinkFile(sink)
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        self._pending_bytes = 0
+
+    def _open(self) -> Any:
+        if self._writer is None:
+            name, level = self.codec
+            compression = None if name == "none" else name
+            if self.kind == "parquet":
+                import pyarrow.parquet as pq
+
+                self._writer = pq.ParquetWriter(
+                    self._file, self.schema, compression=compression or "none", compression_level=level
+                )
+            else:
+                options = pa.ipc.IpcWriteOptions(compression=compression if level is None else pa.Codec(compression, level))
+                self._writer = pa.ipc.new_file(self._file, self.schema, options=options)
+        return self._writer
+
+    def write(self, table: pa.Table) -> None:
+        """Add rows; whole groups are written as soon as they are complete."""
+        if self.kind == "jsonl":
+            from .jsonl import json_lines
+
+            for data in json_lines(table):
+                self.sink.write(data)
+            return
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
+        self._pending_bytes += table.nbytes
+        if self.group_rows is not None and self._pending_rows >= self.group_rows:
+            self._flush(self._pending_rows - self._pending_rows % self.group_rows)
+        elif self.group_rows is None and self._pending_bytes >= self.group_bytes:
+            self._flush(self._pending_rows)
+
+    def _flush(self, rows: int) -> None:
+        """Write the first ``rows`` pending rows, in groups of ``group_rows`` (or as one group)."""
+        if not rows:
+            return
+        joined = pa.concat_tables(self._pending)
+        if self.kind == "arrow" and not joined.schema.equals(self.schema):
+            joined = joined.cast(self.schema)  # dictionaries decoded: an IPC file cannot replace them
+        group = self.group_rows or rows
+        try:
+            if self.kind == "parquet":
+                self._open().write_table(joined.slice(0, rows), row_group_size=group)
+            else:
+                self._open().write_table(joined.slice(0, rows), max_chunksize=group)
+        except pa.ArrowException as e:
+            raise OutputError(f"{self.sink.name}: cannot write {self.kind}: {_reason(e)}") from None
+        rest = joined.slice(rows)
+        self._pending = [rest] if rest.num_rows else []
+        self._pending_rows = rest.num_rows
+        self._pending_bytes = rest.nbytes if rest.num_rows else 0
+
+    def discard(self) -> None:
+        """The run failed: close the format's writer without writing anything more."""
+        self._file.discarding = True
+        self._pending = []
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except ARROW_ERRORS:
+                pass
+
+    def close(self) -> None:
+        """Write the last group and the format's footer (an empty output is still a valid file)."""
+        if self.kind == "jsonl":
+            return
+        self._flush(self._pending_rows)
+        try:
+            self._open().close()
+        except pa.ArrowException as e:
+            raise OutputError(f"{self.sink.name}: cannot write {self.kind}: {_reason(e)}") from None
+
+
+class TableOutput(Output):
+    """The output of a table shuffle: one file or shards, atomic as for lines, rows in ``kind``'s format."""
+
+    def __init__(
+        self, target: str | None, writer: WriteBehind, *, kind: str, shards: int | None,
+        codec: CodecChoice, schema: pa.Schema, group_rows: int | None, group_bytes: int, sync: bool = True,
+    ) -> None:
+        line_codec = codec if kind == "jsonl" else None
+        super().__init__(target, writer, shards=shards, compress=line_codec, sync=sync)
+        self.kind = kind
+        self.codec = codec
+        self.schema = schema
+        self.group_rows = group_rows
+        self.group_bytes = group_bytes
+        self.formats: list[RowWriter] = []
+        from ..storage.codecs import CODECS
+
+        compressed = kind == "jsonl" and codec[0] != "none"
+        self.shard_suffix = {"parquet": ".parquet", "arrow": ".arrow"}.get(
+            kind, ".jsonl" + (CODECS[codec[0]].suffixes[0] if compressed else "")
+        )
+
+    def _codec_choice(self) -> CodecChoice | None:
+        return self.codec if self.kind == "jsonl" else ("none", None)
+
+    def _open(self, sink: Sink) -> None:
+        self.sinks.append(sink)
+        schema = decoded_schema(self.schema) if self.kind == "arrow" else self.schema
+        self.formats.append(RowWriter(self.kind, sink, schema, self.codec, self.group_rows, self.group_bytes))
+
+    def _write(self, shard: int, records: Any) -> None:
+        self.writer.submit_job(lambda: self.formats[shard].write(records), records.nbytes)
+
+    def _close_format(self, shard: int) -> None:
+        self.formats[shard].close()
+
+    def _count(self, records: Any) -> None:
+        self.fingerprint += row_fingerprint(records)
+
+    def describe(self, fp: Fingerprint) -> str:
+        return f"{fp.records} rows (digest {fp.digest:016x})"
+
+    def abort(self) -> None:
+        self.writer.wait_idle()
+        for rows in self.formats:
+            rows.discard()
+        super().abort()
+
+
+def resolve_codec(kind: str, spec: str | None, target: str | None) -> CodecChoice:
+    """``--compress`` for a table output: a column codec for Parquet/Arrow, a stream codec for JSON Lines."""
+    if kind == "jsonl":
+        from ..storage.codecs import codec_for_suffix, parse_compress
+
+        if spec is not None:
+            return parse_compress(spec)
+        named = codec_for_suffix(target) if target not in (None, "-") else None
+        return ("none", None) if named is None else (named, None)
+    choices = FORMAT_CODECS[kind]
+    if spec is None:
+        return choices[0], None
+    name, colon, level_text = spec.strip().lower().partition(":")
+    if name not in choices:
+        raise UsageError(f"{option('compress')}: {kind} output takes {', '.join(choices)} (optionally :LEVEL), not '{spec}'")
+    if not colon:
+        return name, None
+    if name in ("none", "snappy"):
+        raise UsageError(f"{option('compress')}: {name} takes no level (got '{spec}')")
+    low, high = pa.Codec.minimum_compression_level(name), pa.Codec.maximum_compression_level(name)
+    if not (level_text.isdigit() and low <= int(level_text) <= high):
+        raise UsageError(f"{option('compress')}: {name} level must be an integer from {max(low, 0)} to {high} (got '{spec}')")
+    return name, int(level_text)
