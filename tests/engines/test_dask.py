@@ -320,12 +320,11 @@ def _stall_writes(flags: str) -> None:
     remote.write_whole = stalled
 
 
-@pytest.mark.slow
-def test_worker_killed_mid_run_output_still_exact(tmp_path: Path) -> None:
-    paths, records = _inputs(tmp_path, seed=12)
-    flags = tmp_path / "flags"
+def run_killing_a_worker(tmp_path: Path, args: list[str]) -> Path:
+    """Run ``bigshuf --engine=dask ARGS`` on a 2-worker cluster, SIGKILL the worker whose task
+    reached the stalled write, and check the run still ends well; return its ``--temp-url``."""
+    flags, temp = tmp_path / "flags", tmp_path / "temp"
     flags.mkdir()
-    temp = tmp_path / "temp"
     temp.mkdir()
     c = _start_cluster(2, tmp_path / "scratch")
     try:
@@ -334,8 +333,7 @@ def test_worker_killed_mid_run_output_still_exact(tmp_path: Path) -> None:
             client.run(_stall_writes, str(flags))
             proc = subprocess.Popen(
                 [sys.executable, "-m", "bigshuf", "--engine=dask", f"--scheduler={c.scheduler_address}",
-                 f"--temp-url={temp}", "-S", "16K", "--verify", "--seed=4", "--shards=2",
-                 *map(str, paths), "-o", str(tmp_path / "out") + "/"],
+                 f"--temp-url={temp}", *args],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             )
             deadline = time.monotonic() + 60
@@ -353,6 +351,15 @@ def test_worker_killed_mid_run_output_still_exact(tmp_path: Path) -> None:
             assert victim not in set(client.run(os.getpid).values())
     finally:
         c.close()
+    return temp
+
+
+@pytest.mark.slow
+def test_worker_killed_mid_run_output_still_exact(tmp_path: Path) -> None:
+    paths, records = _inputs(tmp_path, seed=12)
+    temp = run_killing_a_worker(
+        tmp_path, ["-S", "16K", "--verify", "--seed=4", "--shards=2", *map(str, paths), "-o", str(tmp_path / "out") + "/"]
+    )
     shards = [(tmp_path / "out" / f"part-0000{i}").read_bytes() for i in range(2)]
     assert_permutation(b"".join(shards), records)
     assert os.listdir(temp) == []

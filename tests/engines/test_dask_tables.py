@@ -7,10 +7,8 @@ killed mid-run under the CLI; one-line errors for mismatched schemas and lines i
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from itertools import permutations
@@ -25,7 +23,7 @@ distributed = pytest.importorskip("distributed")
 
 from bigshuf.engines import dask as dask_engine  # noqa: E402
 from bigshuf.engines.dask import rows as dask_rows  # noqa: E402
-from test_dask import TIMEOUT, _stall_writes, _start_cluster  # noqa: E402
+from test_dask import TIMEOUT, run_killing_a_worker  # noqa: E402
 from test_uniformity import assert_uniform  # noqa: E402
 
 
@@ -209,47 +207,16 @@ def _run_cli(args: list[str], cwd: Path | None = None) -> subprocess.CompletedPr
 @pytest.mark.slow
 def test_cli_on_a_parquet_directory_with_a_worker_killed(tmp_path: Path) -> None:
     everything = _dataset(tmp_path / "data", [600, 500])
-    flags, temp = tmp_path / "flags", tmp_path / "temp"
-    flags.mkdir()
-    temp.mkdir()
-    c = _start_cluster(2, tmp_path / "scratch")
-    try:
-        with distributed.Client(c) as client:
-            pids = set(client.run(os.getpid).values())
-            client.run(_stall_writes, str(flags))
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "bigshuf", "--engine=dask", f"--scheduler={c.scheduler_address}",
-                 f"--temp-url={temp}", "-S", "64K", "--verify", "--seed=4", "--shards=3", "--row-group-size=50",
-                 str(tmp_path / "data"), "-o", f"{tmp_path / 'out'}/"],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            )
-            started = _wait_for_stall(flags, proc)
-            victim = int(started.split("-")[1])
-            assert victim in pids
-            os.kill(victim, signal.SIGKILL)
-            (flags / "release").touch()
-            _, err = proc.communicate(timeout=TIMEOUT)
-            assert (proc.returncode, err) == (0, b"")
-            assert victim not in set(client.run(os.getpid).values())
-    finally:
-        c.close()
+    temp = run_killing_a_worker(
+        tmp_path, ["-S", "64K", "--verify", "--seed=4", "--shards=3", "--row-group-size=50",
+                   str(tmp_path / "data"), "-o", f"{tmp_path / 'out'}/"],
+    )
     names = sorted(os.listdir(tmp_path / "out"))
     assert names == [f"part-0000{i}.parquet" for i in range(3)]
     shards = [pq.ParquetFile(tmp_path / "out" / n) for n in names]
     assert {s.metadata.row_group(0).num_rows for s in shards} == {50}
     _assert_permutation(pa.concat_tables([s.read() for s in shards]), everything)
     assert os.listdir(temp) == []
-
-
-def _wait_for_stall(flags: Path, proc: subprocess.Popen[bytes]) -> str:
-    """The flag a stalled task dropped (``started-PID``), waiting up to a minute."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        started = [n for n in os.listdir(flags) if n.startswith("started-")]
-        if started:
-            return started[0]
-        time.sleep(0.05)
-    raise AssertionError("no task reached the stall")
 
 
 def test_schema_mismatch_is_one_line_naming_the_column(tmp_path: Path) -> None:
