@@ -69,6 +69,31 @@ def _execute(args: argparse.Namespace) -> int:
         return _check(args)
     if args.echo and args.input_range is not None:
         raise CommandSyntaxError("cannot combine -e and -i options")
+    inputs = _listed_inputs(args)
+    _choose_arrow_pool(inputs, args)
+    progress = make_progress(args.progress)
+    common = _settings(args, progress)
+    if args.input_range is not None:
+        if args.operands:
+            raise CommandSyntaxError(f"extra operand '{args.operands[0]}'")
+        lo, hi = args.input_range
+        stats = shuffle_range(lo, hi, args.output, **common)
+    elif args.echo:
+        sep = b"\0" if args.zero_terminated else b"\n"
+        data = b"".join(os.fsencode(a) + sep for a in args.operands)
+        stats = shuffle(BytesSource("-e", data), args.output, **common)
+    elif args.files_from is not None or args.files0_from is not None:
+        if not inputs:
+            raise UsageError("no input files listed")
+        stats = shuffle(inputs, args.output, **common)
+    else:
+        stats = shuffle(inputs or ["-"], args.output, **common)
+    _summarize(progress, stats)
+    return 0
+
+
+def _listed_inputs(args: argparse.Namespace) -> list[str]:
+    """The operands, or the files ``--files-from`` / ``--files0-from`` list (which take no operands)."""
     inputs: list[str] = args.operands
     for flag, value, sep in (("--files-from", args.files_from, b"\n"), ("--files0-from", args.files0_from, b"\0")):
         if value is None:
@@ -77,9 +102,12 @@ def _execute(args: argparse.Namespace) -> int:
             extra = args.operands[0] if args.operands else ("-e" if args.echo else "-i")
             raise CommandSyntaxError(f"extra operand '{extra}'\nfile operands cannot be combined with {flag}")
         inputs = inputs + read_file_list(value, sep, flag)
-    _choose_arrow_pool(inputs, args)
-    progress = make_progress(args.progress)
-    common: dict[str, Any] = dict(
+    return inputs
+
+
+def _settings(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+    """The library's keyword arguments, one per option of the command line."""
+    return dict(
         memory=args.memory,
         seed=parse_seed(args.seed),
         tmp_dir=args.temporary_directory,
@@ -103,23 +131,6 @@ def _execute(args: argparse.Namespace) -> int:
         scheduler=args.scheduler,
         temp_url=args.temp_url,
     )
-    if args.input_range is not None:
-        if args.operands:
-            raise CommandSyntaxError(f"extra operand '{args.operands[0]}'")
-        lo, hi = args.input_range
-        stats = shuffle_range(lo, hi, args.output, **common)
-    elif args.echo:
-        sep = b"\0" if args.zero_terminated else b"\n"
-        data = b"".join(os.fsencode(a) + sep for a in args.operands)
-        stats = shuffle(BytesSource("-e", data), args.output, **common)
-    elif args.files_from is not None or args.files0_from is not None:
-        if not inputs:
-            raise UsageError("no input files listed")
-        stats = shuffle(inputs, args.output, **common)
-    else:
-        stats = shuffle(inputs or ["-"], args.output, **common)
-    _summarize(progress, stats)
-    return 0
 
 
 def _summarize(progress: Progress, stats: ShuffleStats) -> None:

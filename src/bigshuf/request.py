@@ -67,14 +67,15 @@ class Request:
     #: A Dask scheduler's address, or what runs the tasks: a ``distributed.Client``, an executor.
     scheduler: str | Runner | None = None
     temp_url: str | None = None
-    #: Rows of Parquet / Arrow data are shuffled (a table input, or a table output), not lines.
-    tables: bool = False
+    #: The family of records shuffled (``formats.registry``): ``lines``, or ``table`` rows when an
+    #: input or the output is Parquet / Arrow data.
+    family: str = "lines"
 
     @classmethod
     def build(cls, inputs: object, output: object = None, **settings: object) -> Request:
         """The request for ``inputs`` -> ``output`` with ``settings`` (``shuffle``'s keyword arguments),
         every check made here, once: types, ranges, combinations, and the engine's refusals."""
-        names = {f.name for f in fields(cls)} - {"inputs", "output", "tables"}
+        names = {f.name for f in fields(cls)} - {"inputs", "output", "family"}
         for name in settings:
             if name not in names:
                 raise TypeError(f"unexpected keyword argument '{name}'")
@@ -85,7 +86,7 @@ class Request:
         if typed["memory"] is not None:
             typed["memory"] = resolve_memory(typed["memory"])
         expanded, paths = _expand(items)
-        request = cls(inputs=tuple(expanded), tables=_is_table_job(paths, len(expanded), typed), **typed)
+        request = cls(inputs=tuple(expanded), family=_family(paths, len(expanded), typed), **typed)
         refusal = get_engine(request.engine).supports(request)
         if refusal is not None:
             raise UsageError(refusal)
@@ -136,16 +137,17 @@ def _expand(items: list[str | Source]) -> tuple[list[str | Source], list[str]]:
     return expanded, paths
 
 
-def _is_table_job(paths: list[str], count: int, typed: dict[str, Any]) -> bool:
-    """Whether rows of Parquet / Arrow data are shuffled: every input a local file and one a table,
-    or a table output (by ``output_format`` or the output's suffix)."""
+def _family(paths: list[str], count: int, typed: dict[str, Any]) -> str:
+    """``table`` when rows of Parquet / Arrow data are shuffled (every input a local file and one a
+    table, or a table output by ``output_format`` or the output's suffix), else ``lines``."""
+    from .formats import registry
     from .formats.detect import is_table_input, suffix_kind
 
     target, output_format = typed["output"], typed["output_format"]
+    named = [output_format, None if target in (None, "-") else suffix_kind(target)]
     tables_in = len(paths) == count and any(is_table_input(p) for p in paths)
-    return tables_in or output_format in ("parquet", "arrow") or (
-        target not in (None, "-") and suffix_kind(target) in ("parquet", "arrow")
-    )
+    tables_out = any(n in registry.FORMATS and registry.FORMATS[n].family == registry.TABLE for n in named)
+    return registry.TABLE if tables_in or tables_out else registry.LINES
 
 
 def _check_combinations(request: Request, all_paths: bool) -> None:
@@ -159,7 +161,7 @@ def _check_combinations(request: Request, all_paths: bool) -> None:
         raise UsageError(
             f"{option('shards')} needs {option('head_count')} with {option('repeat')} (shards split a known number of records)"
         )
-    if request.tables:
+    if request.family == "table":
         _check_table_settings(request, all_paths)
         return
     if request.row_group_size is not None or request.schema is not None or request.output_format is not None:

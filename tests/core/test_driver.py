@@ -96,6 +96,10 @@ class ToyRun(TwoPass):
         self.out = ListOutput()  # type: ignore[assignment]
         self.made: list[ListBuckets] = []
 
+    @classmethod
+    def for_request(cls, request: Any, inputs: list[Any], entropy: int, progress: Progress) -> ToyRun:
+        raise NotImplementedError("the toy run is made directly, never from a request")
+
     def prepare(self) -> None:
         pass
 

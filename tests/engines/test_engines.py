@@ -172,7 +172,7 @@ def test_a_request_is_frozen_and_resolved(tmp_path: Path) -> None:
     request = Request.build(tmp_path / "data", tmp_path / "out.parquet", memory="1M", seed=3)
     assert request.inputs == (str(tmp_path / "data" / "a.txt"), str(tmp_path / "data" / "b.txt"))
     assert (request.output, request.memory, request.seed, request.engine) == (str(tmp_path / "out.parquet"), 1 << 20, 3, "local")
-    assert request.tables  # a .parquet output: rows, read as JSON Lines
+    assert request.family == "table"  # a .parquet output: rows, read as JSON Lines
     assert Request.build(tmp_path / "data").memory is None  # the engine's default
     with pytest.raises(dataclasses.FrozenInstanceError):
         request.seed = 4  # type: ignore[misc]

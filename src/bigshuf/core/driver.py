@@ -18,7 +18,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import astuple, dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from . import plan, streams
 from .fingerprint import Fingerprint
 from .resume import FORMAT, advice, refusal, save_state
 from .streams import Key, rng_for
+
+if TYPE_CHECKING:
+    from ..request import Request
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,12 @@ class TwoPass(ABC):
         self.resume_note = ""  # where a resumed run picks up, said once its files are checked
 
     # The format's hooks.
+
+    @classmethod
+    @abstractmethod
+    def for_request(cls, request: Request, inputs: list[Any], entropy: int, progress: Progress) -> TwoPass:
+        """The run of ``request`` over ``inputs`` (paths, or sources read through fsspec and the like),
+        every input and output setting checked against the format before anything is read."""
 
     @abstractmethod
     def prepare(self) -> None:

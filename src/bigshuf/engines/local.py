@@ -35,25 +35,15 @@ class LocalEngine(Engine):
 
 
 def shuffle_local(request: Request, progress: Progress) -> ShuffleStats:
-    """The two local runs on the one driver, chosen here and only here: lines (``formats.line_run``)
-    or Parquet / Arrow rows (``formats.table_run``)."""
+    """The run of the request's record family (``formats.registry``) on the one driver, in this process."""
     from ..core.streams import seed_entropy
-    from ..formats.detect import refuse_terminal
-    from ..formats.line_run import LineRun
+    from ..formats import registry
     from ..request import ShuffleStats
-    from ..storage.codecs import parse_compress
-    from ..storage.sources import FileSource
 
     expanded = _open_urls(list(request.inputs))
     entropy = seed_entropy(request.seed, request.random_source)
-    if request.tables:
-        return _shuffle_tables(request, [s for s in expanded if isinstance(s, str)], entropy, progress)
-    if request.output in (None, "-") and request.compress is not None:
-        codec = parse_compress(request.compress)[0]
-        if codec != "none":
-            refuse_terminal(f"{codec}-compressed data")
-    sources: list[Source] = [FileSource(s) if isinstance(s, str) else s for s in expanded]
-    return ShuffleStats(*LineRun(request, sources, entropy, progress).run())
+    run = registry.run_class(request.family).for_request(request, expanded, entropy, progress)
+    return ShuffleStats(*run.run())
 
 
 def _open_urls(inputs: list[str | Source]) -> list[str | Source]:
@@ -69,20 +59,3 @@ def _open_urls(inputs: list[str | Source]) -> list[str | Source]:
             out.append(item)
     return out
 
-
-def _shuffle_tables(request: Request, paths: list[str], entropy: int, progress: Progress) -> ShuffleStats:
-    """Shuffle the rows of Parquet / Arrow / JSON Lines inputs into a table output (see ``api.shuffle``)."""
-    from ..formats.detect import output_kind, refuse_terminal
-    from ..formats.table_run import TableRun
-    from ..formats.table_input import open_inputs
-    from ..formats.table_output import resolve_codec
-    from ..formats.tables import parse_schema
-    from ..request import ShuffleStats
-
-    target = request.output
-    inputs = open_inputs(paths, parse_schema(request.schema) if request.schema is not None else None)
-    kind = output_kind(target, inputs[0].kind, request.output_format)
-    if kind != "jsonl" and target in (None, "-"):
-        refuse_terminal("Parquet" if kind == "parquet" else "Arrow IPC")
-    codec = resolve_codec(kind, request.compress, target)
-    return ShuffleStats(*TableRun(request, inputs, kind, codec, entropy, progress).run())

@@ -32,7 +32,7 @@ from ..storage.codecs import parse_compress
 from ..storage.sources import FileSource, RecordReader, Source, map_whole
 from ..storage.tempspace import TempSpace, default_tmp_dir, remove_dead_outputs
 from ..storage.writeback import WriteBehind
-from .detect import line_shard_suffix
+from .detect import line_shard_suffix, refuse_terminal
 from ..core.records import RecordFormat, find_offsets
 
 
@@ -68,6 +68,16 @@ class LineRun(TwoPass):
         self.job_lock: JobLock | None = None
         if self.resume_name is not None:
             self.out.resume_dir = os.path.abspath(os.path.join(self.tmp_dir or default_tmp_dir(), self.resume_name))
+
+    @classmethod
+    def for_request(cls, request: Request, inputs: list[Any], entropy: int, progress: Progress) -> LineRun:
+        """Lines of every input; compressed data is refused on standard output when it is a terminal."""
+        if request.output in (None, "-") and request.compress is not None:
+            codec = parse_compress(request.compress)[0]
+            if codec != "none":
+                refuse_terminal(f"{codec}-compressed data")
+        sources: list[Source] = [FileSource(s) if isinstance(s, str) else s for s in inputs]
+        return cls(request, sources, entropy, progress)
 
     def _resume_key(self) -> str:
         """Names a ``--resume`` job: the same inputs (by path), output, seed and settings give the same key."""

@@ -8,9 +8,15 @@ Importing it costs nothing: the command consults it before pyarrow is loaded.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
+from typing import Any
 
 LINES, TABLE = "lines", "table"
+
+#: The run (a ``core.driver.TwoPass`` with a ``for_request`` constructor) that shuffles each
+#: family's records, as "module:Class", imported on first use.
+RUNS: dict[str, str] = {LINES: "bigshuf.formats.line_run:LineRun", TABLE: "bigshuf.formats.table_run:TableRun"}
 
 
 @dataclass(frozen=True)
@@ -33,9 +39,18 @@ class FileFormat:
 FORMATS: dict[str, FileFormat] = {}
 
 
-def register(fmt: FileFormat) -> None:
-    """Add ``fmt``; a later entry of the same name replaces the earlier."""
+def register(fmt: FileFormat, run: str | None = None) -> None:
+    """Add ``fmt`` (a later entry of the same name replaces the earlier), and the run of a new
+    family (``"module:Class"``)."""
     FORMATS[fmt.name] = fmt
+    if run is not None:
+        RUNS[fmt.family] = run
+
+
+def run_class(family: str) -> Any:
+    """The run class of ``family``'s records, imported now."""
+    module, _, name = RUNS[family].partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 register(FileFormat("parquet", TABLE, (".parquet", ".pq"), ((0, b"PAR1"),)))

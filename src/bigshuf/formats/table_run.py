@@ -27,9 +27,12 @@ from ..storage.sinks import CodecChoice
 from ..storage.tempspace import TempSpace
 from ..storage.writeback import WriteBehind
 from .rowhash import row_fingerprint
-from .table_input import TableInput
-from .table_output import TableOutput
-from .tables import GROUP_BYTES, MAX_CHUNK, TABLE_PIECE, TableBuckets, _combine, _drain, _rebatch, plain_schema, take_rows
+from .detect import output_kind, refuse_terminal
+from .table_input import TableInput, open_inputs
+from .table_output import TableOutput, resolve_codec
+from .tables import (
+    GROUP_BYTES, MAX_CHUNK, TABLE_PIECE, TableBuckets, _combine, _drain, _rebatch, parse_schema, plain_schema, take_rows,
+)
 
 
 class TableRun(TwoPass):
@@ -55,6 +58,17 @@ class TableRun(TwoPass):
         )
         self.table_out.verify = request.verify
         self.out = self.table_out
+
+    @classmethod
+    def for_request(cls, request: Request, inputs: list[Any], entropy: int, progress: Progress) -> TableRun:
+        """Rows of every input file (one schema), written in the format ``-o`` or ``--output-format`` names."""
+        target = request.output
+        schema = parse_schema(request.schema) if request.schema is not None else None
+        tables = open_inputs([s for s in inputs if isinstance(s, str)], schema)
+        kind = output_kind(target, tables[0].kind, request.output_format)
+        if kind != "jsonl" and target in (None, "-"):
+            refuse_terminal("Parquet" if kind == "parquet" else "Arrow IPC")
+        return cls(request, tables, kind, resolve_codec(kind, request.compress, target), entropy, progress)
 
     def prepare(self) -> None:
         """Nothing more to check: the output directory and the schema were checked on construction."""
