@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..errors import InputError, option
 from ..progress import Progress, scatter_phase, shuffle_phase
 from ..storage.output import Output
 from ..storage.tempspace import TempSpace, default_tmp_dir, remove_dead_runs
@@ -197,10 +196,7 @@ class TwoPass(ABC):
 
         ``est`` sizes the buckets; only an ``exact`` size is held against free space.
         """
-        if depth > plan.MAX_DEPTH:
-            raise InputError(
-                f"{self.unit} could not be split below {plan.format_size(self.limit)} after {depth} passes; raise {option('memory')}"
-            )
+        plan.check_depth(depth, self.limit, self.unit)
         self.depth = max(self.depth, depth)
         if est.nbytes is not None and exact:
             temp.check_free(self.free_needed(est.nbytes))

@@ -6,7 +6,7 @@ import math
 import os
 import re
 
-from ..errors import UsageError, option
+from ..errors import InputError, UsageError, option
 
 #: Default ``-S``: half of physical memory, as a percentage like GNU sort accepts.
 DEFAULT_MEMORY = "50%"
@@ -113,11 +113,23 @@ def _open_file_allowance() -> int:
     return MAX_BUCKETS if soft == resource.RLIM_INFINITY else max(2, soft - 64)
 
 
+def buckets_needed(need: float, limit: int) -> int:
+    """Buckets for ``need`` bytes (records and their bookkeeping) so that the expected bucket needs
+    a third of the record budget, uncapped; both engines start from this."""
+    return max(1, math.ceil(need / max(1, block_budget(limit) // BUCKET_FRACTION)))
+
+
 def bucket_count(nbytes: int, nrecords: int, limit: int, max_buckets: int | None = None) -> int:
-    """Buckets for an external pass: each expected to need ``limit/3`` with its bookkeeping, at least 2."""
-    target = max(1, block_budget(limit) // BUCKET_FRACTION)
-    need = nbytes + META_PER_RECORD * nrecords
+    """Buckets for a local external pass: ``buckets_needed``, at least 2, at most the bucket files
+    that may be open at once."""
     cap = min(MAX_BUCKETS, _open_file_allowance())
     if max_buckets is not None:
         cap = min(cap, max_buckets)
-    return int(min(max(2, math.ceil(need / target)), max(2, cap)))
+    return int(min(max(2, buckets_needed(nbytes + META_PER_RECORD * nrecords, limit)), max(2, cap)))
+
+
+def check_depth(level: int, limit: int, unit: str = "records") -> None:
+    """Refuse to scatter at ``level`` (the first scatter is level 0) past MAX_DEPTH: only records
+    that defeat random splitting, such as one bigger than the limit, get there."""
+    if level > MAX_DEPTH:
+        raise InputError(f"{unit} could not be split below {format_size(limit)} after {level} passes; raise {option('memory')}")

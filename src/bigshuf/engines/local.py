@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from ..errors import option
+from ..errors import UsageError, option
 from .base import Engine
 
 if TYPE_CHECKING:
@@ -49,12 +49,18 @@ def shuffle_local(request: Request, progress: Progress) -> ShuffleStats:
 def _open_urls(inputs: list[str | Source]) -> list[str | Source]:
     """``inputs`` with every URL (``s3://...``, ``https://...``; globs expanded) that is not also a
     local path made a source read through fsspec."""
+    from ..formats import registry
+    from ..formats.detect import suffix_kind
     from ..storage.remote import is_url, url_sources
 
     out: list[str | Source] = []
     for item in inputs:
         if isinstance(item, str) and is_url(item) and not os.path.exists(item):
-            out.extend(url_sources([item]))
+            for source in url_sources([item]):
+                kind = suffix_kind(source.name)
+                if kind is not None and registry.FORMATS[kind].family == registry.TABLE:
+                    raise UsageError(f"{source.name}: Parquet and Arrow data are read from local files only; copy it here first")
+                out.append(source)
         else:
             out.append(item)
     return out

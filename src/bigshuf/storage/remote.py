@@ -255,15 +255,10 @@ def url_sources(names: list[str]) -> list[URLSource]:
             f"{names[0]}: reading URLs needs fsspec: pip install 'bigshuf[dask]' (or fsspec and the "
             "protocol's package, such as s3fs)"
         ) from None
-    from ..formats.detect import suffix_kind
-
     try:
         found = expand_inputs(names)
     except BigShufError:
         raise
     except Exception as e:  # the protocol's own errors (botocore's credentials, aiohttp's), not OSErrors
         raise InputError(f"{names[0]}: cannot read: {e}") from None
-    for remote in found:
-        if suffix_kind(remote.name) in ("parquet", "arrow"):
-            raise UsageError(f"{remote.name}: Parquet and Arrow data are read from local files only; copy it here first")
     return [URLSource(remote) for remote in found]

@@ -16,7 +16,7 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from ...api import ShuffleStats, resolve_memory
+from ...request import ShuffleStats, resolve_memory
 from ...core.fingerprint import Fingerprint
 from ...core.streams import seed_entropy
 from ...errors import BigShufError, OutputError, TempSpaceError, UsageError, option

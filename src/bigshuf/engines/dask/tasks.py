@@ -9,7 +9,6 @@ scattering a block, decoding a bucket, permuting it, writing an output) is a ``T
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from ...core import plan, streams
 from ...core.fingerprint import Fingerprint
 from ...core.gather import permutation
 from ...core.streams import Key, rng_for
-from ...errors import InputError, TempSpaceError, option
+from ...errors import InputError, TempSpaceError
 from ...storage import remote
 from ...storage.sinks import CodecChoice
 
@@ -46,8 +45,7 @@ def bucket_count(need: float, limit: int, shards: int | None) -> int:
     """Buckets so that the expected bucket (``need`` bytes with bookkeeping in all) needs a third
     of a task's record budget, as the local engine plans, and at least one per shard so a shard
     task loads about two buckets."""
-    target = max(1, plan.block_budget(limit) // plan.BUCKET_FRACTION)
-    return max(1, math.ceil(need / target), shards or 1)
+    return max(plan.buckets_needed(need, limit), shards or 1)
 
 
 @dataclass(frozen=True)
@@ -258,10 +256,8 @@ def _emit_bucket(
         order = permutation(count, rng_for(cfg.entropy, key))[span[0] : span[1]]
         cfg.fmt.permute(block, count, order, size, cfg, emit, name)
         return depth
-    if depth >= plan.MAX_DEPTH:
-        raise InputError(f"records could not be split below {plan.format_size(cfg.limit)} after {depth} passes; raise {option('memory')}")
-    target = max(1, plan.block_budget(cfg.limit) // plan.BUCKET_FRACTION)
-    k = max(2, math.ceil((size + plan.META_PER_RECORD * count) / target))
+    plan.check_depth(depth + 1, cfg.limit)
+    k = max(2, plan.buckets_needed(size + plan.META_PER_RECORD * count, cfg.limit))
     here = remote.join(scratch, "-".join(map(str, key)))
     segments = []
     for t, part in enumerate(where):
