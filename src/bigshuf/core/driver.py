@@ -16,9 +16,9 @@ import shutil
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import astuple, dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -33,6 +33,18 @@ from .streams import Key, rng_for
 
 if TYPE_CHECKING:
     from ..request import Request
+
+
+T = TypeVar("T")
+
+
+def closing(items: Iterable[T], source: Generator[Any, None, None]) -> Generator[T, None, None]:
+    """``items``, closing ``source`` (a reader holding files open) when they run out, fail or are
+    abandoned: closed at once, not whenever the garbage collector finds a cycle's leftovers."""
+    try:
+        yield from items
+    finally:
+        source.close()
 
 
 @dataclass(frozen=True)
@@ -93,6 +105,9 @@ class TwoPass(ABC):
         self.buckets = 0  # made, at every level
         self.depth = 0  # deepest level reached
         self.read_fingerprint = Fingerprint()  # of the records read, when verifying
+        # The input readers (generators holding files open), closed when the run ends however it
+        # ends: left to the garbage collector, a failed run's files were closed late, with a warning.
+        self.readers: list[Generator[Any, None, None]] = []
         self.out: Output
         self.writer: WriteBehind
         # --resume: the checkpoint being continued (empty: none), and the directory it lives in.
@@ -171,6 +186,8 @@ class TwoPass(ABC):
             self.out.abort()
             raise
         finally:
+            for reader in self.readers:
+                reader.close()
             self.writer.close()
             self.progress.close()
             self.release()
@@ -221,6 +238,8 @@ class TwoPass(ABC):
         finally:
             self.writer.wait_idle()
             buckets.close()
+            if isinstance(blocks, Generator):
+                blocks.close()  # the reader's files, whatever ended the level
 
     def _bucket_count(self, est: Estimate, temp: TempSpace) -> int:
         """How many buckets one level needs: from the estimate, or from the free space when the size is unknown."""

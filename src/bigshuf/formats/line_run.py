@@ -10,14 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from itertools import chain
 from typing import Any
 
 import numpy as np
 
 from ..core import plan, streams
-from ..core.driver import Buckets, Estimate, TwoPass
+from ..core.driver import Buckets, Estimate, TwoPass, closing
 from ..core.fingerprint import Fingerprint, fingerprint
 from ..core.gather import sample_with_replacement, shuffle_block
 from ..core.resume import Job, JobLock, input_identity, load_state, validate_state
@@ -148,6 +148,7 @@ class LineRun(TwoPass):
         if blocks is None:
             # Mapped, but too many records to shuffle in one piece: stream it instead.
             blocks = reader.blocks(plan.read_capacity(self.limit), option("memory"))
+            self.readers.append(blocks)
             block, final = next(blocks)
         sample = find_offsets(block[: self.piece], self.fmt)
         per_record = int(sample[-1]) / max(1, len(sample) - 1) if len(sample) > 1 else float(len(block))
@@ -165,7 +166,7 @@ class LineRun(TwoPass):
 
     def _first_block(
         self, reader: RecordReader, total: int | None, small: bool
-    ) -> tuple[Iterator[tuple[np.ndarray, bool]] | None, np.ndarray, bool]:
+    ) -> tuple[Generator[tuple[np.ndarray, bool], None, None] | None, np.ndarray, bool]:
         """The rest of the blocks (None: the input was mapped whole), the first block, and whether it is the last."""
         if total is not None and small:
             # Small enough to try in memory: map a lone plain file, else read it all.
@@ -177,6 +178,7 @@ class LineRun(TwoPass):
             blocks = reader.blocks(total + len(self.sources) + 1, option("memory"))
         else:
             blocks = reader.blocks(plan.read_capacity(self.limit), option("memory"))
+        self.readers.append(blocks)
         block, final = next(blocks)
         return blocks, block, final
 
@@ -244,7 +246,8 @@ class LineRun(TwoPass):
         buckets.check_file(j)
         size, count = int(buckets.sizes[j]), int(buckets.records[j])
         sub = RecordReader([FileSource(buckets.path(j))], self.fmt, Progress())
-        blocks = (b for b, _final in sub.blocks(plan.read_capacity(self.limit), option("memory")))
+        flagged = sub.blocks(plan.read_capacity(self.limit), option("memory"))
+        blocks = closing((b for b, _final in flagged), flagged)
         return blocks, Estimate.of(size, size / count)
 
     # --resume

@@ -8,7 +8,7 @@ it is permuted (gathering from thousands of slices would be quadratic).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from functools import partial
 from itertools import chain
 from typing import Any
@@ -85,7 +85,7 @@ class TableRun(TwoPass):
         assert first.schema is not None
         return plain_schema(first.schema)
 
-    def _batches(self) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
+    def _batches(self) -> Generator[tuple[pa.RecordBatch, np.ndarray], None, None]:
         """Every input's rows in batches of about a piece, with their row sizes; fingerprinted when verifying."""
         def read() -> Iterator[pa.RecordBatch]:
             # Bytes as stored, in proportion to the rows read, where the file says its row count.
@@ -119,6 +119,7 @@ class TableRun(TwoPass):
         stored = (sum(i.disk_size() for i in inputs) or None) if known else None
         self.progress.start(IN_MEMORY, stored)
         batches = self._batches()
+        self.readers.append(batches)
         held: list[tuple[pa.RecordBatch, np.ndarray]] = []
         held_bytes = held_rows = 0
         for batch, sizes in batches:

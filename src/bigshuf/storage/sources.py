@@ -365,7 +365,7 @@ class RecordReader:
                 self.header = head
         return stream
 
-    def blocks(self, capacity: int, limit_flag: str) -> Iterator[tuple[np.ndarray, bool]]:
+    def blocks(self, capacity: int, limit_flag: str) -> Generator[tuple[np.ndarray, bool], None, None]:
         """Yield ``(block, final)``: views of one reused buffer holding whole records.
 
         A block is only valid until the next one is requested. ``final`` is True for the
