@@ -65,7 +65,7 @@ def test_all_permutations_equally_likely(
     counts: Counter = Counter()
     passes: Counter = Counter()
     for seed in range(24 * 40):
-        stats = bigshuf.shuffle(src, out, memory=memory, seed=seed, tmp_dir=tmp_path)
+        stats = bigshuf.shuffle(src, out, memory=memory, seed=seed, tmp_dir=tmp_path, sync=False)
         counts[tuple(records.index(r) for r in split_records(out.read_bytes()))] += 1
         passes[stats.passes] += 1
     assert_uniform(counts, list(permutations(range(4))), label)
@@ -85,7 +85,7 @@ def test_positions_uniform_across_many_blocks(tmp_path: Path) -> None:
     out = tmp_path / "out"
     counts: Counter = Counter()
     for seed in range(1200):
-        stats = bigshuf.shuffle(src, out, memory="1K", seed=seed)
+        stats = bigshuf.shuffle(src, out, memory="1K", seed=seed, sync=False)
         assert stats.passes >= 2
         for pos, r in enumerate(split_records(out.read_bytes())):
             counts[(records.index(r), pos)] += 1
@@ -99,7 +99,7 @@ def test_head_count_samples_ordered_pairs_uniformly(tmp_path: Path, label: str, 
     out = tmp_path / "out"
     counts: Counter = Counter()
     for seed in range(30 * 40):
-        bigshuf.shuffle(src, out, memory=memory, seed=seed, head_count=2)
+        bigshuf.shuffle(src, out, memory=memory, seed=seed, head_count=2, sync=False)
         counts[tuple(records.index(r) for r in split_records(out.read_bytes()))] += 1
     assert_uniform(counts, list(permutations(range(6), 2)), label)
 
@@ -108,7 +108,7 @@ def test_input_range_sample_is_uniform(tmp_path: Path) -> None:
     out = tmp_path / "out"
     counts: Counter = Counter()
     for seed in range(30 * 40):
-        bigshuf.shuffle_range(1, 6, out, seed=seed, head_count=2)
+        bigshuf.shuffle_range(1, 6, out, seed=seed, head_count=2, sync=False)
         counts[tuple(int(x) for x in split_records(out.read_bytes()))] += 1
     assert_uniform(counts, list(permutations(range(1, 7), 2)), "-i -n")
 

@@ -331,10 +331,10 @@ def test_samples_and_shards_uniform(tmp_path: Path) -> None:
     firsts: Counter = Counter()
     for seed in range(600):
         out = tmp_path / "s.parquet"
-        bigshuf.shuffle(src, out, memory="1K", seed=seed, head_count=2, tmp_dir=tmp_path)
+        bigshuf.shuffle(src, out, memory="1K", seed=seed, head_count=2, tmp_dir=tmp_path, sync=False)
         pairs[tuple(pq.read_table(out)["id"].to_pylist())] += 1
         shards = tmp_path / f"sh{seed}"
-        bigshuf.shuffle(src, f"{shards}/", memory="1K", seed=seed, shards=2, tmp_dir=tmp_path)
+        bigshuf.shuffle(src, f"{shards}/", memory="1K", seed=seed, shards=2, tmp_dir=tmp_path, sync=False)
         firsts[pq.read_table(shards / "part-00001.parquet")["id"][0].as_py()] += 1
     assert_uniform(pairs, list(permutations(range(5), 2)), "-n 2")
     assert_uniform(firsts, list(range(5)), "first row of shard 2")
