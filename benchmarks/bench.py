@@ -297,7 +297,10 @@ def bench_file(
     out, log = os.path.join(scratch, "out"), os.path.join(scratch, "stderr.log")
     samples: dict[str, list[Sample]] = {t.name: [] for t in tools}
     for rep in range(reps):
-        for tool in tools[rep % len(tools) :] + tools[: rep % len(tools)]:
+        order = tools[rep % len(tools) :] + tools[: rep % len(tools)]
+        # Odd repetitions run backwards, so that no tool always follows the same one (an --against
+        # pair would otherwise always run in the same order, the first paying for the other's reclaim).
+        for tool in order[::-1] if rep % 2 else order:
             warm(path)
             wall, cpu, rss, status = timed([a.format(inp=path, out=out) for a in tool.argv], log)
             if status != 0:

@@ -256,7 +256,8 @@ def bench(ds: Dataset, tools: list[Tool], reps: int, scratch: str) -> dict[str, 
     out, tmp, log = (os.path.join(scratch, n) for n in ("out.parquet", "tmp", "stderr.log"))
     samples: dict[str, list[Sample]] = {t.name: [] for t in tools}
     for rep in range(reps):
-        for tool in tools[rep % len(tools):] + tools[: rep % len(tools)]:
+        order = tools[rep % len(tools):] + tools[: rep % len(tools)]
+        for tool in order[::-1] if rep % 2 else order:  # as bench.bench_file: no fixed neighbour
             os.makedirs(tmp)
             warm_dataset(ds)
             argv = [a.replace("{data}", ds.path).replace("{out}", out).replace("{tmp}", tmp) for a in tool.argv]
