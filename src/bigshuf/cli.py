@@ -149,9 +149,10 @@ def _choose_arrow_pool(inputs: list[str], args: argparse.Namespace) -> None:
     runs before), and C++ readers and writers ignore ``pyarrow.set_memory_pool``. pyarrow's Linux
     wheels include jemalloc; elsewhere asking for it prints a warning.
     """
+    from .formats import registry
     from .formats.detect import is_table_input, suffix_kind
 
-    tables = args.output_format is not None or suffix_kind(args.output or "-") in ("parquet", "arrow")
+    tables = args.output_format is not None or registry.is_table(suffix_kind(args.output or "-"))
     if sys.platform.startswith("linux") and (tables or any(is_table_input(p) for p in inputs)):
         os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
 

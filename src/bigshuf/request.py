@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 from .core import plan
 from .engines.base import get_engine
 from .errors import UsageError, option
+from .formats import registry
 from .storage.sources import FileSource, Source
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ class Request:
     temp_url: str | None = None
     #: The family of records shuffled (``formats.registry``): ``lines``, or ``table`` rows when an
     #: input or the output is Parquet / Arrow data.
-    family: str = "lines"
+    family: str = registry.LINES
 
     @classmethod
     def build(cls, inputs: object, output: object = None, **settings: object) -> Request:
@@ -130,23 +131,22 @@ def _expand(items: list[str | Source]) -> tuple[list[str | Source], list[str]]:
     """The inputs with directories replaced by their data files, and those of them that are local
     paths (not sources, nor URLs that are not also local paths, which are read through fsspec)."""
     from .formats.detect import expand_directories
-    from .storage.remote import is_url
+    from .storage.remote import is_remote
 
     expanded = [part for s in items for part in (expand_directories([s]) if isinstance(s, str) else [s])]
-    paths = [s for s in expanded if isinstance(s, str) and not (is_url(s) and not os.path.exists(s))]
+    paths = [s for s in expanded if isinstance(s, str) and not is_remote(s)]
     return expanded, paths
 
 
 def _family(paths: list[str], count: int, typed: dict[str, Any]) -> str:
     """``table`` when rows of Parquet / Arrow data are shuffled (every input a local file and one a
     table, or a table output by ``output_format`` or the output's suffix), else ``lines``."""
-    from .formats import registry
     from .formats.detect import is_table_input, suffix_kind
 
     target, output_format = typed["output"], typed["output_format"]
     named = [output_format, None if target in (None, "-") else suffix_kind(target)]
     tables_in = len(paths) == count and any(is_table_input(p) for p in paths)
-    tables_out = any(n in registry.FORMATS and registry.FORMATS[n].family == registry.TABLE for n in named)
+    tables_out = any(registry.is_table(n) for n in named)
     return registry.TABLE if tables_in or tables_out else registry.LINES
 
 
@@ -161,7 +161,7 @@ def _check_combinations(request: Request, all_paths: bool) -> None:
         raise UsageError(
             f"{option('shards')} needs {option('head_count')} with {option('repeat')} (shards split a known number of records)"
         )
-    if request.family == "table":
+    if request.family == registry.TABLE:
         _check_table_settings(request, all_paths)
         return
     if request.row_group_size is not None or request.schema is not None or request.output_format is not None:
@@ -205,11 +205,11 @@ def _check_resume(request: Request) -> None:
         raise UsageError(
             f"{option('resume')} needs {option('output')} FILE (not standard output) and cannot be used with {option('repeat')}"
         )
-    from .storage.remote import is_url
+    from .storage.remote import is_remote
 
     def local(item: str | Source) -> bool:
         if isinstance(item, str):
-            return item != "-" and (not is_url(item) or os.path.exists(item))
+            return item != "-" and not is_remote(item)
         return isinstance(item, FileSource) and item.path != "-"
 
     if not all(local(item) for item in request.inputs):

@@ -51,14 +51,13 @@ def _open_urls(inputs: list[str | Source]) -> list[str | Source]:
     local path made a source read through fsspec."""
     from ..formats import registry
     from ..formats.detect import suffix_kind
-    from ..storage.remote import is_url, url_sources
+    from ..storage.remote import is_remote, url_sources
 
     out: list[str | Source] = []
     for item in inputs:
-        if isinstance(item, str) and is_url(item) and not os.path.exists(item):
+        if isinstance(item, str) and is_remote(item):
             for source in url_sources([item]):
-                kind = suffix_kind(source.name)
-                if kind is not None and registry.FORMATS[kind].family == registry.TABLE:
+                if registry.is_table(suffix_kind(source.name)):
                     raise UsageError(f"{source.name}: Parquet and Arrow data are read from local files only; copy it here first")
                 out.append(source)
         else:

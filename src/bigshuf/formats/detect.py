@@ -69,10 +69,10 @@ def is_table_input(path: str) -> bool:
         return False
     if os.path.isdir(path):
         found = dataset_files(path)
-        return bool(found) and data_kind(found[0]) == "table"
+        return bool(found) and data_kind(found[0]) == registry.TABLE
     sniffed = sniff_kind(path)
     if sniffed is not None:
-        return registry.FORMATS[sniffed].family == registry.TABLE
+        return registry.is_table(sniffed)
     return os.path.isfile(path) and data_kind(path) == registry.TABLE
 
 

@@ -71,11 +71,7 @@ class LineRun(TwoPass):
 
     @classmethod
     def for_request(cls, request: Request, inputs: list[Any], entropy: int, progress: Progress) -> LineRun:
-        """Lines of every input; compressed data is refused on standard output when it is a terminal."""
-        if request.output in (None, "-") and request.compress is not None:
-            codec = parse_compress(request.compress)[0]
-            if codec != "none":
-                refuse_terminal(f"{codec}-compressed data")
+        """Lines of every input, files as they are named, other sources (URLs, generated lines) as given."""
         sources: list[Source] = [FileSource(s) if isinstance(s, str) else s for s in inputs]
         return cls(request, sources, entropy, progress)
 
@@ -97,6 +93,8 @@ class LineRun(TwoPass):
         return hashlib.sha256(json.dumps(job, sort_keys=True).encode()).hexdigest()[:16]
 
     def prepare(self) -> None:
+        if self.out.target in (None, "-") and self.compress is not None and self.compress[0] != "none":
+            refuse_terminal(f"{self.compress[0]}-compressed data")
         paths = [s.path for s in self.sources if isinstance(s, FileSource)]
         if self.request.shards is not None and len(paths) == len(self.sources):
             self.out.shard_suffix = line_shard_suffix(paths, self.compress)

@@ -61,6 +61,11 @@ register(FileFormat("jsonl", LINES, (".jsonl", ".ndjson", ".json"), compressible
 register(FileFormat("text", LINES, (".txt", ".csv", ".tsv", ".fastq", ".fq"), compressible=True, holds_rows=False))
 
 
+def is_table(name: str | None) -> bool:
+    """Whether ``name`` is a registered format of table rows (Parquet, Arrow...)."""
+    return name in FORMATS and FORMATS[name].family == TABLE
+
+
 def by_magic(head: bytes) -> FileFormat | None:
     """The format whose magic bytes ``head`` (a file's first ``MAGIC_BYTES``) starts with, if any."""
     for fmt in FORMATS.values():

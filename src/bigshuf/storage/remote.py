@@ -29,6 +29,11 @@ def is_url(name: str) -> bool:
     return "://" in name
 
 
+def is_remote(name: str) -> bool:
+    """Whether ``name`` is read through fsspec: a URL that is not also a local path."""
+    return is_url(name) and not os.path.exists(name)
+
+
 def canonical(name: str) -> str:
     """The name every worker can open: URLs as given, local paths made absolute."""
     return name if is_url(name) else os.path.abspath(name)
