@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import bigshuf
-from bigshuf.core import plan
+from bigshuf.core import gather, plan
 from helpers import split_records, write_records
 
 ALPHA = 1e-4
@@ -48,6 +48,7 @@ def records_of(n: int, size: int) -> list[bytes]:
 # 300-byte records and 2 buckets a bucket of 3 or 4 records overflows (recursion, p=10/16).
 PATHS = [
     ("in-memory", "64M", None, 200),
+    ("in-memory parts", "64M", None, 200),  # split into parts as a block of millions of records is
     ("external", "1K", None, 200),
     ("recursive", "1K", 2, 300),
 ]
@@ -59,18 +60,22 @@ def test_all_permutations_equally_likely(
 ) -> None:
     if cap is not None:
         monkeypatch.setattr(plan, "MAX_BUCKETS", cap)
+    if label == "in-memory parts":
+        # One record a part, parts drawn from two streams, the parts permuted on three workers.
+        monkeypatch.setattr(gather, "PART_RECORDS", 1)
+        monkeypatch.setattr(gather, "PART_DRAW", 2)
     records = records_of(4, size)
     src = write_records(tmp_path / "in", records)
     out = tmp_path / "out"
     counts: Counter = Counter()
     passes: Counter = Counter()
     for seed in range(24 * 40):
-        stats = bigshuf.shuffle(src, out, memory=memory, seed=seed, tmp_dir=tmp_path, sync=False)
+        stats = bigshuf.shuffle(src, out, memory=memory, seed=seed, tmp_dir=tmp_path, sync=False, threads=3)
         counts[tuple(records.index(r) for r in split_records(out.read_bytes()))] += 1
         passes[stats.passes] += 1
     assert_uniform(counts, list(permutations(range(4))), label)
     deeper = sum(passes[p] for p in passes if p > 2)
-    if label == "in-memory":
+    if label.startswith("in-memory"):
         assert set(passes) == {1}
     elif label == "external":
         assert min(passes) == 2 and deeper < 100  # a bucket holds all 4 records with p=1/64

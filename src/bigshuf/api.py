@@ -51,6 +51,7 @@ def shuffle(
     schema: str | None = None,
     output_format: str | None = None,
     sync: bool = True,
+    threads: int | None = None,
     engine: str = "local",
     scheduler: str | Runner | None = None,
     temp_url: str | None = None,
@@ -83,6 +84,8 @@ def shuffle(
     ``schema`` (``"name:type,..."`` or a Parquet/Arrow file) or inferred from the first rows.
     ``sync=False`` skips the fsync of output files and their directories before and after the
     rename that puts them in place (faster; a machine crash may then lose the new output).
+    ``threads`` is how many worker threads run the passes (default: every core the process may
+    use); the output for a seed is the same whatever it is.
 
     ``engine="dask"`` runs the shuffle as Dask tasks (``pip install 'bigshuf[dask]'``): inputs and
     ``output`` may then be fsspec URLs; ``scheduler`` is the scheduler's address (default
@@ -96,7 +99,7 @@ def shuffle(
         zero_terminated=zero_terminated, repeat=repeat, random_source=random_source, header=header,
         lines_per_record=lines_per_record, shards=shards, compress=compress, compress_temp=compress_temp,
         verify=verify, resume=resume, row_group_size=row_group_size, schema=schema, output_format=output_format,
-        sync=sync, engine=engine, scheduler=scheduler, temp_url=temp_url,
+        sync=sync, threads=threads, engine=engine, scheduler=scheduler, temp_url=temp_url,
     )
     return run_request(request, progress or Progress())
 

@@ -127,6 +127,7 @@ def _settings(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
         schema=args.schema,
         output_format=args.output_format,
         sync=not args.no_sync,
+        threads=args.threads,
         engine=args.engine,
         scheduler=args.scheduler,
         temp_url=args.temp_url,

@@ -69,6 +69,8 @@ Mandatory arguments to long options are mandatory for short options too.
       --no-sync             do not fsync output files and their directories
                               around the final rename (faster; a machine crash
                               may then lose the new output)
+  -j, --threads=N           run N worker threads (default: every core this
+                              process may use); the output does not depend on N
       --row-group-size=N    rows per Parquet row group (Arrow record batch)
                               in a table output (default: about 64 MiB)
       --schema=SPEC         column types of JSON Lines read into a .parquet or
@@ -243,6 +245,7 @@ def _parser() -> _Parser:
     p.add_argument("--lines-per-record", type=_count("--lines-per-record", 1), default=1)
     p.add_argument("--verify", action="store_true")
     p.add_argument("--no-sync", action="store_true")
+    p.add_argument("-j", "--threads", type=_count("--threads", 1))
     p.add_argument("--resume", action="store_true")
     p.add_argument("--row-group-size", type=_count("--row-group-size", 1))
     p.add_argument("--schema")

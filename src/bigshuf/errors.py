@@ -29,6 +29,7 @@ OPTION_SPELLINGS: dict[str, tuple[str, str]] = {
     "verify": ("--verify", "verify=True"),
     "resume": ("--resume", "resume=True"),
     "row_group_size": ("--row-group-size", "row_group_size="),
+    "threads": ("-j", "threads="),
     "schema": ("--schema", "schema="),
     "output_format": ("--output-format", "output_format="),
     "check_permutation": ("--check-permutation", "check_permutation()"),

@@ -61,6 +61,8 @@ class Request:
     verify: bool = False
     resume: bool = False
     sync: bool = True
+    #: Worker threads; None for every core the process may use.
+    threads: int | None = None
     row_group_size: int | None = None
     schema: str | None = None
     output_format: str | None = None
@@ -71,6 +73,13 @@ class Request:
     #: The family of records shuffled (``formats.registry``): ``lines``, or ``table`` rows when an
     #: input or the output is Parquet / Arrow data.
     family: str = registry.LINES
+
+    @property
+    def workers(self) -> int:
+        """Worker threads the run uses: ``threads``, or the cores the process may run on."""
+        from .core.parallel import default_threads
+
+        return self.threads or default_threads()
 
     @classmethod
     def build(cls, inputs: object, output: object = None, **settings: object) -> Request:
@@ -103,7 +112,7 @@ def _typed_settings(raw: dict[str, object]) -> dict[str, Any]:
         typed[name] = _optional_path(name, raw[name])
     typed["head_count"] = _optional_integer("head_count", raw["head_count"])
     typed["header"], typed["lines_per_record"] = _integer("header", raw["header"]), _integer("lines_per_record", raw["lines_per_record"])
-    for name in ("shards", "row_group_size"):
+    for name in ("shards", "row_group_size", "threads"):
         typed[name] = _optional_integer(name, raw[name])
     flags = ("zero_terminated", "repeat", "compress_temp", "verify", "resume", "sync")
     _check_types(flags, bool, tuple(raw[name] for name in flags), optional=False)
@@ -123,8 +132,9 @@ def _check_ranges(typed: dict[str, Any]) -> None:
     for setting, least in (("header", 0), ("lines_per_record", 1)):
         if typed[setting] < least:
             raise UsageError(f"invalid {option(setting)} value: '{typed[setting]}'")
-    if typed["shards"] is not None and typed["shards"] < 1:
-        raise UsageError(f"invalid {option('shards')} value: '{typed['shards']}'")
+    for setting in ("shards", "threads"):
+        if typed[setting] is not None and typed[setting] < 1:
+            raise UsageError(f"invalid {option(setting)} value: '{typed[setting]}'")
 
 
 def _expand(items: list[str | Source]) -> tuple[list[str | Source], list[str]]:

@@ -20,7 +20,7 @@ import pytest
 from bigshuf.core import plan, streams
 from bigshuf.core.driver import Buckets, Estimate, TwoPass
 from bigshuf.core.fingerprint import Fingerprint
-from bigshuf.core.streams import rng_for
+from bigshuf.core.streams import Key, rng_for
 from bigshuf.errors import InputError
 from bigshuf.progress import Progress
 from bigshuf.storage.tempspace import TempSpace
@@ -122,19 +122,19 @@ class ToyRun(TwoPass):
         self.made.append(ListBuckets(k))
         return self.made[-1]
 
-    def scatter(self, block: Any, rng: np.random.Generator, buckets: Buckets, keep: int, depth: int) -> int:
+    def scatter(self, block: Any, key: Key, buckets: Buckets, keep: int, depth: int) -> int:
         assert isinstance(buckets, ListBuckets)
-        for item, j in zip(block, rng.integers(0, buckets.k, len(block)).tolist()):
+        for item, j in zip(block, rng_for(self.entropy, key).integers(0, buckets.k, len(block)).tolist()):
             if j < keep:
                 buckets.lists[j].append(item)
                 buckets.records[j] += 1
                 buckets.sizes[j] += self.size
         return self.cutoff(buckets, keep)
 
-    def shuffle_bucket(self, buckets: Buckets, j: int, rng: np.random.Generator, left: int | None, room: int) -> int:
+    def shuffle_bucket(self, buckets: Buckets, j: int, key: Key, left: int | None, room: int) -> int:
         assert isinstance(buckets, ListBuckets)
         bucket = buckets.lists[j]
-        chosen = [bucket[i] for i in rng.permutation(len(bucket))][:left]
+        chosen = [bucket[i] for i in rng_for(self.entropy, key).permutation(len(bucket))][:left]
         self.emit(chosen)
         return len(chosen)
 

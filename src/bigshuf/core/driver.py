@@ -29,7 +29,8 @@ from ..storage.writeback import WriteBehind
 from . import plan, streams
 from .fingerprint import Fingerprint
 from .resume import FORMAT, advice, refusal, save_state
-from .streams import Key, rng_for
+from .parallel import Workers
+from .streams import Key
 
 if TYPE_CHECKING:
     from ..request import Request
@@ -95,8 +96,11 @@ class TwoPass(ABC):
     #: What the format calls a record, in messages.
     unit = "records"
 
-    def __init__(self, entropy: int, limit: int, head_count: int | None, tmp_dir: str | None, progress: Progress) -> None:
+    def __init__(
+        self, entropy: int, limit: int, head_count: int | None, tmp_dir: str | None, progress: Progress, threads: int = 1
+    ) -> None:
         self.entropy = entropy
+        self.workers = Workers(threads)
         self.limit = limit
         self.head_count = head_count
         self.tmp_dir = tmp_dir
@@ -138,13 +142,14 @@ class TwoPass(ABC):
         """The k buckets of one level, in ``directory`` (``top``: the first level)."""
 
     @abstractmethod
-    def scatter(self, block: Any, rng: np.random.Generator, buckets: Buckets, keep: int, depth: int) -> int:
-        """Scatter one block's records into the first ``keep`` buckets; return ``keep`` after ``cutoff``."""
+    def scatter(self, block: Any, key: Key, buckets: Buckets, keep: int, depth: int) -> int:
+        """Scatter one block's records into the first ``keep`` buckets, drawing from stream ``key``
+        (and streams named below it); return ``keep`` after ``cutoff``."""
 
     @abstractmethod
-    def shuffle_bucket(self, buckets: Buckets, j: int, rng: np.random.Generator, left: int | None, room: int) -> int:
+    def shuffle_bucket(self, buckets: Buckets, j: int, key: Key, left: int | None, room: int) -> int:
         """Write bucket ``j`` (it fits in memory; ``room``: the largest such at this level) in random
-        order, at most ``left`` records; return how many were written."""
+        order drawn from stream ``key``, at most ``left`` records; return how many were written."""
 
     @abstractmethod
     def bucket_blocks(self, buckets: Buckets, j: int) -> tuple[Iterator[Any], Estimate]:
@@ -188,6 +193,7 @@ class TwoPass(ABC):
         finally:
             for reader in self.readers:
                 reader.close()
+            self.workers.close()
             self.writer.close()
             self.progress.close()
             self.release()
@@ -276,7 +282,7 @@ class TwoPass(ABC):
                 if seen == done and scattered != self.state["bytes_done"]:
                     raise refusal(self.state_dir, f"counts {self.state['bytes_done']} bytes in {done} blocks, the inputs hold {scattered}")
                 continue  # scattered before the interruption
-            keep = self.scatter(block, rng_for(self.entropy, streams.scatter(key, index)), buckets, keep, depth)
+            keep = self.scatter(block, streams.scatter(key, index), buckets, keep, depth)
             if depth:
                 self.progress.update(self.block_bytes(block))
             if checkpoints:
@@ -309,7 +315,7 @@ class TwoPass(ABC):
             if not count:
                 continue
             if plan.fits_in_memory(size, count, self.limit):
-                self.records += self.shuffle_bucket(buckets, j, rng_for(self.entropy, streams.bucket(key, j)), left, room)
+                self.records += self.shuffle_bucket(buckets, j, streams.bucket(key, j), left, room)
                 self.progress.update(size)
             else:
                 self.release_buffers()

@@ -92,6 +92,13 @@ def read_capacity(limit: int) -> int:
     return max(256, limit // 2)
 
 
+def pieces_ahead(limit: int) -> int:
+    """Pieces of a pass-1 block scattered at once: the memory the read buffer and the queued
+    writes leave, at two pieces' worth each (the gathered copy and its bookkeeping)."""
+    spare = limit - read_capacity(limit) - IN_FLIGHT_PIECES * piece_bytes(limit)
+    return max(1, spare // (2 * piece_bytes(limit)))
+
+
 def block_budget(limit: int) -> int:
     """Bytes left for records (and their bookkeeping) once the output pieces are set aside."""
     return limit - (IN_FLIGHT_PIECES + 2) * piece_bytes(limit)

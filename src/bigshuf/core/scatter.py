@@ -36,7 +36,7 @@ class Scattered:
 def iter_pieces(
     block: np.ndarray, fmt: RecordFormat, max_bytes: int, max_records: int
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Split a block of whole records into pieces of bounded bytes and record count.
+    """Split a block of whole records into pieces of bounded bytes and record count (the Dask engine's pieces).
 
     Yields ``(piece, offsets)`` as ``find_offsets`` gives them; a single record longer than
     ``max_bytes`` is a piece of its own.
@@ -50,6 +50,49 @@ def iter_pieces(
         cut = int(offsets[-1])
         yield block[pos : pos + cut], offsets
         pos += cut
+
+
+def cut_pieces(block: np.ndarray, fmt: RecordFormat, max_bytes: int) -> Iterator[tuple[int, int]]:
+    """Byte ranges of whole records that tile ``block`` (which ends at a record's end), each at
+    most ``max_bytes`` unless one record is longer. Lines are cut by searching back from each
+    range's end, so the records inside are found by whichever worker scatters the range."""
+    pos, size = 0, len(block)
+    while pos < size:
+        end = min(size, pos + max_bytes)
+        if end < size:
+            end = _last_end(block, pos, end, fmt)
+            if end == pos:  # a record longer than max_bytes: a range of its own
+                end = pos + int(find_offsets(block[pos:], fmt, 1)[-1])
+        yield pos, end
+        pos = end
+
+
+def _last_end(block: np.ndarray, lo: int, hi: int, fmt: RecordFormat) -> int:
+    """The end of the last whole record in ``block[lo:hi]`` (``lo`` if none ends there)."""
+    if fmt.group > 1:
+        return lo + int(find_offsets(block[lo:hi], fmt)[-1])
+    window = 1 << 16
+    while hi > lo:
+        start = max(lo, hi - window)
+        hits = np.flatnonzero(block[start:hi] == fmt.sep)
+        if len(hits):
+            return start + int(hits[-1]) + 1
+        hi = start
+        window *= 2
+    return lo
+
+
+def scatter_records(
+    piece: np.ndarray, offsets: np.ndarray, rng: np.random.Generator, k: int, keep: int, max_records: int
+) -> list[Scattered]:
+    """``scatter_piece`` over the records of ``piece`` (its offsets), ``max_records`` at a time
+    from the one stream, so that bookkeeping stays bounded however short the records are."""
+    out = []
+    for first in range(0, len(offsets) - 1, max_records):
+        stop = min(len(offsets) - 1, first + max_records)
+        lo, hi = int(offsets[first]), int(offsets[stop])
+        out.append(scatter_piece(piece[lo:hi], offsets[first : stop + 1] - offsets[first], rng, k, keep))
+    return out
 
 
 def scatter_piece(
@@ -120,17 +163,19 @@ class BucketSet:
         """The file of bucket ``j``."""
         return os.path.join(self.directory, f"bucket-{j:05d}")
 
-    def append(self, s: Scattered) -> None:
-        """Append each bucket's part of a scattered piece to its file (one queued job a piece)."""
+    def append(self, s: Scattered, keep: int | None = None) -> None:
+        """Append each bucket's part of a scattered piece to its file (one queued job a piece),
+        only of the first ``keep`` buckets (``-n`` may have dropped the others since it was scattered)."""
+        counts = s.counts if keep is None or keep >= self.k else np.concatenate([s.counts[:keep], np.zeros(self.k - keep, np.int64)])
         targets = []
-        for j in np.flatnonzero(s.counts).tolist():
+        for j in np.flatnonzero(counts).tolist():
             f = self._files[j]
             if f is None:
                 f = self._files[j] = self._open(j)
             targets.append((j, f, int(s.byte_bounds[j]), int(s.byte_bounds[j + 1])))
             self._dirty.add(j)
-        self.sizes += np.diff(s.byte_bounds)
-        self.records += s.counts
+        self.sizes += np.where(counts > 0, np.diff(s.byte_bounds), 0)
+        self.records += counts
 
         compressor = self._compressor()
         crcs, disk = self.crcs, self.disk

@@ -23,7 +23,7 @@ RANGE_DRAWS: Key = (4,)
 #: The top level of the external path; deeper levels are ``sublevel(level, bucket)``.
 TOP: Key = ()
 
-_SCATTER, _BUCKET, _SUBLEVEL = 1, 2, 3
+_SCATTER, _BUCKET, _SUBLEVEL, _PART_DRAWS, _PART = 1, 2, 3, 5, 6
 
 
 def scatter(level: Key, *block: int) -> Key:
@@ -35,6 +35,22 @@ def scatter(level: Key, *block: int) -> Key:
 def bucket(level: Key, j: int) -> Key:
     """Pass 2 at ``level``: the permutation of bucket ``j``."""
     return level + (_BUCKET, j)
+
+
+def piece(block: Key, p: int) -> Key:
+    """Piece ``p`` of a pass-1 block (``block`` from ``scatter``): the buckets drawn for its records."""
+    return block + (p,)
+
+
+def part_draws(shuffle: Key, c: int) -> Key:
+    """An in-memory shuffle split into parts (``shuffle`` is its stream: ``IN_MEMORY`` or a
+    bucket's): the parts drawn for records ``c * PART_DRAW`` onwards."""
+    return shuffle + (_PART_DRAWS, c)
+
+
+def part(shuffle: Key, b: int) -> Key:
+    """An in-memory shuffle split into parts: the permutation of part ``b``."""
+    return shuffle + (_PART, b)
 
 
 def sublevel(level: Key, j: int) -> Key:

@@ -21,8 +21,8 @@ from ..core.driver import Buckets, Estimate, TwoPass, closing
 from ..core.fingerprint import Fingerprint, fingerprint
 from ..core.gather import sample_with_replacement, shuffle_block
 from ..core.resume import Job, JobLock, input_identity, load_state, validate_state
-from ..core.scatter import BucketSet, iter_pieces, scatter_piece
-from ..core.streams import rng_for
+from ..core.scatter import BucketSet, Scattered, cut_pieces, scatter_records
+from ..core.streams import Key, rng_for
 from ..errors import InputError, UsageError, option
 from ..progress import IN_MEMORY, Progress, scatter_phase
 from ..storage.output import Output
@@ -33,7 +33,7 @@ from ..storage.sources import FileSource, RecordReader, Source, map_whole
 from ..storage.tempspace import TempSpace, default_tmp_dir, remove_dead_outputs
 from ..storage.writeback import WriteBehind
 from .detect import line_shard_suffix, refuse_terminal
-from ..core.records import RecordFormat, find_offsets
+from ..core.records import RecordFormat, find_offsets, find_offsets_split
 
 
 def compression_ratio(sample: np.ndarray) -> float:
@@ -49,7 +49,9 @@ class LineRun(TwoPass):
     """One line shuffle: reads the sources, decides the path, owns the output and the temp space."""
 
     def __init__(self, request: Request, sources: list[Source], entropy: int, progress: Progress) -> None:
-        super().__init__(entropy, resolve_memory(request.memory), request.head_count, request.tmp_dir, progress)
+        super().__init__(
+            entropy, resolve_memory(request.memory), request.head_count, request.tmp_dir, progress, request.workers
+        )
         self.request = request
         self.sources = sources
         self.fmt = RecordFormat(0 if request.zero_terminated else 10, request.lines_per_record)
@@ -129,7 +131,7 @@ class LineRun(TwoPass):
         blocks, block, final = self._first_block(reader, total, small)
         self.out.header = reader.header
         if final:
-            offsets = find_offsets(block, self.fmt, plan.block_budget(self.limit) // plan.META_PER_RECORD)
+            offsets = find_offsets_split(block, self.fmt, self.workers, plan.block_budget(self.limit) // plan.META_PER_RECORD)
             if offsets[-1] == len(block) and plan.fits_in_memory(len(block), len(offsets) - 1, self.limit):
                 if phase != IN_MEMORY:
                     self._rename_phase(IN_MEMORY, stored, reader)
@@ -196,12 +198,14 @@ class LineRun(TwoPass):
             count = self.head_count
             self.begin_output(count or 0)
             self.records += count or 0
-            sample_with_replacement(block, offsets, rng, self.emit, count=count, chunk_bytes=self.piece)
+            sample_with_replacement(block, offsets, rng, self.emit, self.workers, count=count, chunk_bytes=self.piece)
             return
         self.begin_output(self.wanted(n))
         if self.request.verify:
             self.read_fingerprint += fingerprint(block, offsets)
-        self.records += shuffle_block(block, offsets, rng, self.emit, head=self.head_count, chunk_bytes=self.piece)
+        self.records += shuffle_block(
+            block, offsets, self.entropy, streams.IN_MEMORY, self.emit, self.workers, head=self.head_count, chunk_bytes=self.piece
+        )
 
     # The driver's hooks.
 
@@ -219,22 +223,39 @@ class LineRun(TwoPass):
     def block_bytes(self, block: Any) -> int:
         return len(block)
 
-    def scatter(self, block: Any, rng: np.random.Generator, buckets: Buckets, keep: int, depth: int) -> int:
+    def scatter(self, block: Any, key: Key, buckets: Buckets, keep: int, depth: int) -> int:
+        """The block's pieces are scattered on the workers, each from its own stream, and appended
+        to the buckets in order; the pieces ahead take the memory the read buffer leaves."""
         assert isinstance(buckets, BucketSet)
-        for piece, offsets in iter_pieces(block, self.fmt, self.piece, plan.piece_records(self.limit)):
-            if self.request.verify and depth == 0:
-                self.read_fingerprint += fingerprint(piece, offsets)
-            buckets.append(scatter_piece(piece, offsets, rng, buckets.k, keep))
-            keep = self.cutoff(buckets, keep)
+        verify = self.request.verify and depth == 0
+        most = plan.piece_records(self.limit)
+
+        def scatter_one(p: int, lo: int, hi: int, keep: int) -> tuple[list[Scattered], Fingerprint | None]:
+            """Piece ``p`` (``block[lo:hi]``) scattered, and its fingerprint when verifying."""
+            piece = block[lo:hi]
+            offsets = find_offsets(piece, self.fmt)
+            rng = rng_for(self.entropy, streams.piece(key, p))
+            return scatter_records(piece, offsets, rng, buckets.k, keep, most), fingerprint(piece, offsets) if verify else None
+
+        jobs = (
+            (lambda p=p, lo=lo, hi=hi, keep=keep: scatter_one(p, lo, hi, keep))
+            for p, (lo, hi) in enumerate(cut_pieces(block, self.fmt, self.piece))
+        )
+        for parts, fp in self.workers.ordered(jobs, ahead=plan.pieces_ahead(self.limit)):
+            if fp is not None:
+                self.read_fingerprint += fp
+            for part in parts:
+                buckets.append(part, keep)
+                keep = self.cutoff(buckets, keep)
         return keep
 
-    def shuffle_bucket(self, buckets: Buckets, j: int, rng: np.random.Generator, left: int | None, room: int) -> int:
+    def shuffle_bucket(self, buckets: Buckets, j: int, key: Key, left: int | None, room: int) -> int:
         assert isinstance(buckets, BucketSet)
         if self._buf is None:
             self._buf = np.empty(room, np.uint8)
         view = buckets.read_into(j, self._buf)
-        offsets = find_offsets(view, self.fmt)
-        return shuffle_block(view, offsets, rng, self.emit, head=left, chunk_bytes=self.piece)
+        offsets = find_offsets_split(view, self.fmt, self.workers)
+        return shuffle_block(view, offsets, self.entropy, key, self.emit, self.workers, head=left, chunk_bytes=self.piece)
 
     def release_buffers(self) -> None:
         self._buf = None

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from ..core import plan, streams
 from ..core.driver import Buckets, Estimate, TwoPass
-from ..core.streams import rng_for
+from ..core.streams import Key, rng_for
 from ..errors import InputError, TempSpaceError, option
 from ..progress import IN_MEMORY, Progress, scatter_phase
 from ..request import Request, resolve_memory
@@ -43,7 +43,9 @@ class TableRun(TwoPass):
     def __init__(
         self, request: Request, inputs: list[TableInput], kind: str, codec: CodecChoice, entropy: int, progress: Progress
     ) -> None:
-        super().__init__(entropy, resolve_memory(request.memory), request.head_count, request.tmp_dir, progress)
+        super().__init__(
+            entropy, resolve_memory(request.memory), request.head_count, request.tmp_dir, progress, request.workers
+        )
         self.request = request
         self.inputs = inputs
         self.piece = min(plan.piece_bytes(self.limit), TABLE_PIECE)
@@ -185,8 +187,9 @@ class TableRun(TwoPass):
         batches = table.to_batches()
         starts = np.zeros(len(batches) + 1, np.int64)
         np.cumsum([b.num_rows for b in batches], out=starts[1:])
-        for lo in range(0, count, chunk):
-            self.emit(take_rows(batches, starts, order[lo : lo + chunk]))
+        gathers = ((lambda lo=lo: take_rows(batches, starts, order[lo : lo + chunk])) for lo in range(0, count, chunk))
+        for rows in self.workers.ordered(gathers):
+            self.emit(rows)
 
     # The driver's hooks.
 
@@ -196,12 +199,12 @@ class TableRun(TwoPass):
     def block_bytes(self, block: Any) -> int:
         return int(block[1].sum())
 
-    def scatter(self, block: Any, rng: np.random.Generator, buckets: Buckets, keep: int, depth: int) -> int:
+    def scatter(self, block: Any, key: Key, buckets: Buckets, keep: int, depth: int) -> int:
         assert isinstance(buckets, TableBuckets)
         batch, sizes = block
         k = buckets.k
         dtype = np.uint8 if k <= 1 << 8 else np.uint16 if k <= 1 << 16 else np.uint32
-        ids = rng.integers(0, k, batch.num_rows, dtype=dtype)
+        ids = rng_for(self.entropy, key).integers(0, k, batch.num_rows, dtype=dtype)
         counts = np.bincount(ids, minlength=k)
         counts[keep:] = 0
         buckets.sizes += np.bincount(ids, weights=sizes, minlength=k).astype(np.int64) * (counts > 0)
@@ -212,7 +215,7 @@ class TableRun(TwoPass):
         self.writer.submit_job(partial(buckets.append, scattered, counts), scattered.nbytes)
         return self.cutoff(buckets, keep)
 
-    def shuffle_bucket(self, buckets: Buckets, j: int, rng: np.random.Generator, left: int | None, room: int) -> int:
+    def shuffle_bucket(self, buckets: Buckets, j: int, key: Key, left: int | None, room: int) -> int:
         assert isinstance(buckets, TableBuckets)
         rows, nbytes = int(buckets.records[j]), int(buckets.sizes[j])
         table = pa.Table.from_batches(self._consolidate(buckets.batches(j)), schema=buckets.schema)
@@ -222,7 +225,7 @@ class TableRun(TwoPass):
                 "the temporary directory was changed or is failing"
             )
         count = rows if left is None else min(rows, left)
-        self._emit_permuted(table, nbytes, rng, count)
+        self._emit_permuted(table, nbytes, rng_for(self.entropy, key), count)
         return count
 
     def bucket_blocks(self, buckets: Buckets, j: int) -> tuple[Iterator[Any], Estimate]:

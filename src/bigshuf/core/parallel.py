@@ -1,0 +1,77 @@
+"""Worker threads for a run: jobs run at once, their results taken back in the order they were given.
+
+NumPy and Arrow release the GIL, so threads use every core without copying data between
+processes. Results come back in submission order, and every random draw is named by what it
+is for (``streams``), so the output never depends on how many workers there are.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
+
+from ..storage.threads import signals_held
+
+T = TypeVar("T")
+
+
+def default_threads() -> int:
+    """The cores this process may run on (its CPU affinity), as ``-j``'s default."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+class Workers:
+    """``n`` threads (none for ``n == 1``: jobs then run in the caller, one at a time)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = max(1, n)
+        self._pool: ThreadPoolExecutor | None = None
+
+    def ordered(self, jobs: Iterable[Callable[[], T]], ahead: int | None = None) -> Iterator[T]:
+        """Run ``jobs`` on the workers, at most ``ahead`` (default: one per worker) at once, and
+        yield their results in the jobs' order. Jobs are taken from ``jobs`` only as room frees,
+        so a lazy iterable keeps memory bounded; an abandoned or failed map waits for the jobs
+        already running, so none outlives the data it reads."""
+        limit = max(1, self.n if ahead is None else min(ahead, self.n))
+        if limit == 1:
+            for job in jobs:
+                yield job()
+            return
+        pool = self._start()
+        pending: deque[Future[T]] = deque()
+        source = iter(jobs)
+        try:
+            for job in source:
+                with signals_held():  # a thread the pool starts for it leaves Ctrl-C to the main thread
+                    pending.append(pool.submit(job))
+                if len(pending) >= limit:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+            for future in pending:
+                if not future.cancelled():
+                    future.exception()  # wait; the first error was raised already, or the map was abandoned
+
+    def map(self, fn: Callable[[int], T], count: int) -> list[T]:
+        """``[fn(0), ..., fn(count - 1)]``, run on the workers."""
+        return list(self.ordered((lambda i=i: fn(i)) for i in range(count)))  # type: ignore[misc]
+
+    def _start(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.n, thread_name_prefix="bigshuf-worker")
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the threads (after the jobs already given)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None

@@ -1,0 +1,171 @@
+"""Worker threads: results in order, failures and abandoned maps handled, and every path's output
+for a seed the same whatever the number of workers (1, 2, 3, 8)."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import bigshuf
+from bigshuf.core import gather, records
+from bigshuf.core.parallel import Workers, default_threads
+from bigshuf.core.records import RecordFormat, find_offsets, find_offsets_split
+from helpers import assert_permutation, make_records, write_records
+
+THREADS = (1, 2, 3, 8)
+
+
+def test_results_come_back_in_order_while_jobs_overlap() -> None:
+    workers = Workers(3)
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    def job(i: int) -> int:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.02 * (5 - i % 5))  # later jobs finish first
+        with lock:
+            running[0] -= 1
+        return i
+
+    try:
+        assert list(workers.ordered((lambda i=i: job(i)) for i in range(12))) == list(range(12))
+    finally:
+        workers.close()
+    assert most[0] == 3
+
+
+def test_ahead_bounds_the_jobs_in_flight() -> None:
+    workers = Workers(4)
+    started: list[int] = []
+    taken = []
+    try:
+        for value in workers.ordered(((lambda i=i: started.append(i) or i) for i in range(10)), ahead=2):
+            taken.append(value)
+            assert len(started) <= value + 2  # never more than two jobs past the one taken
+    finally:
+        workers.close()
+    assert taken == list(range(10))
+
+
+def test_one_worker_runs_jobs_in_the_caller() -> None:
+    seen = Workers(1).map(lambda i: threading.get_ident(), 3)
+    assert seen == [threading.get_ident()] * 3
+
+
+def test_a_failed_job_is_raised_and_running_ones_finish_first() -> None:
+    workers = Workers(2)
+    finished: list[int] = []
+
+    def job(i: int) -> int:
+        if i == 1:
+            raise ValueError("job 1")
+        time.sleep(0.05)
+        finished.append(i)
+        return i
+
+    try:
+        with pytest.raises(ValueError, match="job 1"):
+            list(workers.ordered((lambda i=i: job(i)) for i in range(6)))
+        done = list(finished)
+        time.sleep(0.1)
+        assert finished == done  # nothing still running once the error is raised
+    finally:
+        workers.close()
+
+
+def test_default_is_the_cores_the_process_may_use() -> None:
+    import os
+
+    assert default_threads() == len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize("sep", [10, 0])
+def test_split_search_finds_the_same_record_ends(monkeypatch: pytest.MonkeyPatch, sep: int) -> None:
+    monkeypatch.setattr(records, "SPLIT_BYTES", 64)
+    data = b"".join(r + bytes([sep]) for r in make_records(300, seed=3, max_len=40, sep=bytes([sep]))) + b"tail"
+    block = np.frombuffer(data, np.uint8)
+    fmt = RecordFormat(sep)
+    for n in THREADS:
+        workers = Workers(n)
+        try:
+            assert np.array_equal(find_offsets_split(block, fmt, workers), find_offsets(block, fmt))
+            capped = find_offsets_split(block, fmt, workers, 50)  # crowded ranges fall back to one search
+            assert np.array_equal(capped, find_offsets(block, fmt, 50))
+        finally:
+            workers.close()
+
+
+def _digest(path: Path) -> str:
+    """SHA-256 of a file, or of every file under a directory in name order."""
+    h = hashlib.sha256()
+    for part in sorted(path.rglob("*")) if path.is_dir() else [path]:
+        if part.is_file():
+            h.update(str(part.relative_to(path)).encode() + b"\0" if path.is_dir() else b"")
+            h.update(part.read_bytes())
+    return h.hexdigest()
+
+
+# (label, keyword arguments): every path and the options that change how records are cut or drawn.
+RUNS: list[tuple[str, dict[str, Any]]] = [
+    ("in-memory", {}),
+    ("in-memory -n", {"head_count": 700}),
+    ("external", {"memory": "8K"}),
+    ("external -n", {"memory": "8K", "head_count": 1500}),
+    ("recursive", {"memory": "4K"}),
+    ("shards", {"memory": "8K", "shards": 3}),
+    ("verify", {"memory": "8K", "verify": True}),
+    ("-z", {"memory": "8K", "zero_terminated": True}),
+    ("groups of 4", {"memory": "8K", "lines_per_record": 4}),
+    ("header", {"memory": "8K", "header": 2}),
+    ("gzip", {"memory": "8K", "compress": "gzip"}),
+    ("repeat", {"repeat": True, "head_count": 5000}),
+]
+
+
+@pytest.mark.parametrize("label,settings", RUNS, ids=[r[0] for r in RUNS])
+def test_output_does_not_depend_on_the_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, label: str, settings: dict[str, Any]
+) -> None:
+    # Small parts, draw chunks and search ranges, so that a small input is split as a large one is.
+    monkeypatch.setattr(gather, "PART_RECORDS", 64)
+    monkeypatch.setattr(gather, "PART_DRAW", 256)
+    monkeypatch.setattr(records, "SPLIT_BYTES", 512)
+    sep = b"\0" if settings.get("zero_terminated") else b"\n"
+    lines = make_records(4000, seed=5, max_len=60, sep=sep)
+    src = write_records(tmp_path / "in.txt", lines, sep=sep)
+    digests = set()
+    for n in THREADS:
+        out = tmp_path / f"out-{n}.txt"
+        if "shards" in settings:
+            (out := tmp_path / f"out-{n}").mkdir()
+        bigshuf.shuffle(src, out, seed=11, tmp_dir=tmp_path, sync=False, threads=n, **settings)
+        digests.add(_digest(out))
+        if label in ("in-memory", "external", "recursive", "verify", "-z", "groups of 4"):
+            assert_permutation(out.read_bytes(), lines, sep)
+    assert len(digests) == 1, label
+
+
+@pytest.mark.parametrize("memory", [None, "24K"])
+def test_table_output_does_not_depend_on_the_threads(tmp_path: Path, memory: str | None) -> None:
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    table = pa.table({"id": np.arange(3000), "text": [f"row {i}" * (i % 7) for i in range(3000)]})
+    src = tmp_path / "in.parquet"
+    pq.write_table(table, src, row_group_size=300)
+    digests = set()
+    for n in THREADS:
+        out = tmp_path / f"out-{n}.arrow"
+        bigshuf.shuffle(src, out, seed=4, memory=memory, tmp_dir=tmp_path, sync=False, threads=n)
+        got = pa.ipc.open_file(out).read_all()
+        assert sorted(got["id"].to_pylist()) == list(range(3000))
+        digests.add(hashlib.sha256(str(got.to_pylist()).encode()).hexdigest())
+    assert len(digests) == 1
