@@ -1,8 +1,8 @@
 """In-memory shuffling of one block of records: permute, gather and emit the records in chunks.
 
-These are plain functions over a NumPy byte block, its record offsets and a Generator, with
-the output handed to an ``emit`` callback as Arrow arrays, so any driver (a file, a bucket,
-a thread, a Dask task) can reuse them.
+These are plain functions over a NumPy byte block, its record offsets and a named random
+stream, with the output handed to an ``emit`` callback as Arrow arrays, so any driver (a file,
+a bucket, a Dask task) can reuse them; the work is spread over the run's worker threads.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 if TYPE_CHECKING:
     import pyarrow as pa
 
-from . import streams
+from . import plan, streams
 from .parallel import Workers
 from .records import as_binary_array
 from .streams import Key, rng_for
@@ -53,10 +53,11 @@ PART_DRAW = 1 << 20
 PART_RECORDS = 1 << 16
 
 
-def part_count(n: int, nbytes: int, chunk_bytes: int) -> int:
-    """How many parts a shuffle of ``n`` records in ``nbytes`` is split into: each holds about
-    ``PART_RECORDS`` records and ``chunk_bytes`` bytes at most (1: not split)."""
-    return max(1, -(-n // PART_RECORDS), -(-nbytes // max(1, chunk_bytes)))
+def part_count(n: int, nbytes: int, limit: int) -> int:
+    """How many parts a shuffle of ``n`` records in ``nbytes`` is split into under memory ``limit``:
+    each holds at most about ``PART_RECORDS`` records and a piece's records and bytes (1: not split)."""
+    most = min(PART_RECORDS, plan.piece_records(limit))
+    return max(1, -(-n // most), -(-nbytes // plan.piece_bytes(limit)))
 
 
 def shuffle_block(
@@ -68,10 +69,12 @@ def shuffle_block(
     workers: Workers,
     *,
     head: int | None = None,
-    chunk_bytes: int,
+    limit: int,
+    held: int,
 ) -> int:
     """Emit the records of ``block`` in uniformly random order (stream ``key``), at most ``head``
-    of them; return how many were emitted.
+    of them; return how many were emitted. ``limit`` is the run's memory limit, of which the
+    block, its offsets and its buffer hold ``held``: the parts gathered at once take the rest.
 
     A block of more than one part's records is shuffled as the external path does, in memory:
     every record draws a part uniformly and independently, each part is permuted on its own,
@@ -83,7 +86,7 @@ def shuffle_block(
     if m == 0:
         return 0
     arr = as_binary_array(block, offsets)
-    parts = part_count(n, int(offsets[-1]), chunk_bytes)
+    parts = part_count(n, int(offsets[-1]), limit)
     if parts == 1:
         rng = rng_for(entropy, key)
         if m < n // 2:
@@ -106,7 +109,8 @@ def shuffle_block(
         rng_for(entropy, streams.part(key, b)).shuffle(index)
         return pc.take(arr, index[: int(wanted[b])])
 
-    for chunk in workers.ordered((lambda b=b: gather(b)) for b in range(last + 1)):  # type: ignore[misc]
+    gathers = ((lambda b=b: gather(b)) for b in range(last + 1))
+    for chunk in workers.ordered(gathers, ahead=plan.parts_ahead(limit, held)):
         emit(chunk)
     return m
 
@@ -133,15 +137,17 @@ def sample_with_replacement(
     workers: Workers,
     *,
     count: int | None,
-    chunk_bytes: int,
+    limit: int,
+    held: int,
 ) -> None:
     """Emit ``count`` records drawn independently and uniformly (forever if None); the draws are
-    made in order here, the records gathered on the workers."""
+    made in order here, the records gathered on the workers (``limit`` and ``held`` as for
+    ``shuffle_block``)."""
     import pyarrow.compute as pc
 
     n = len(offsets) - 1
     arr = as_binary_array(block, offsets)
-    per_chunk = _chunks_by_records(count or (1 << 62), int(offsets[-1]), n, chunk_bytes)
+    per_chunk = _chunks_by_records(count or (1 << 62), int(offsets[-1]), n, plan.piece_bytes(limit))
 
     def draws() -> Iterator[np.ndarray]:
         """The indices of each chunk, drawn one chunk after another."""
@@ -152,5 +158,6 @@ def sample_with_replacement(
             if left is not None:
                 left -= size
 
-    for chunk in workers.ordered((lambda index=index: pc.take(arr, index)) for index in draws()):  # type: ignore[misc]
+    gathers = ((lambda index=index: pc.take(arr, index)) for index in draws())
+    for chunk in workers.ordered(gathers, ahead=plan.parts_ahead(limit, held)):
         emit(chunk)

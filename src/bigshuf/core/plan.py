@@ -99,6 +99,14 @@ def pieces_ahead(limit: int) -> int:
     return max(1, spare // (2 * piece_bytes(limit)))
 
 
+def parts_ahead(limit: int, held: int) -> int:
+    """Parts of an in-memory shuffle gathered at once when the records and their bookkeeping
+    hold ``held`` bytes: what the limit leaves besides the queued writes, at two pieces' worth
+    each (a gathered part and its indices)."""
+    spare = limit - held - IN_FLIGHT_PIECES * piece_bytes(limit)
+    return max(1, spare // (2 * piece_bytes(limit)))
+
+
 def block_budget(limit: int) -> int:
     """Bytes left for records (and their bookkeeping) once the output pieces are set aside."""
     return limit - (IN_FLIGHT_PIECES + 2) * piece_bytes(limit)

@@ -198,13 +198,15 @@ class LineRun(TwoPass):
             count = self.head_count
             self.begin_output(count or 0)
             self.records += count or 0
-            sample_with_replacement(block, offsets, rng, self.emit, self.workers, count=count, chunk_bytes=self.piece)
+            held = len(block) + plan.META_PER_RECORD * n
+            sample_with_replacement(block, offsets, rng, self.emit, self.workers, count=count, limit=self.limit, held=held)
             return
         self.begin_output(self.wanted(n))
         if self.request.verify:
             self.read_fingerprint += fingerprint(block, offsets)
+        held = len(block) + plan.META_PER_RECORD * n
         self.records += shuffle_block(
-            block, offsets, self.entropy, streams.IN_MEMORY, self.emit, self.workers, head=self.head_count, chunk_bytes=self.piece
+            block, offsets, self.entropy, streams.IN_MEMORY, self.emit, self.workers, head=self.head_count, limit=self.limit, held=held
         )
 
     # The driver's hooks.
@@ -255,7 +257,8 @@ class LineRun(TwoPass):
             self._buf = np.empty(room, np.uint8)
         view = buckets.read_into(j, self._buf)
         offsets = find_offsets_split(view, self.fmt, self.workers)
-        return shuffle_block(view, offsets, self.entropy, key, self.emit, self.workers, head=left, chunk_bytes=self.piece)
+        held = room + plan.META_PER_RECORD * (len(offsets) - 1)
+        return shuffle_block(view, offsets, self.entropy, key, self.emit, self.workers, head=left, limit=self.limit, held=held)
 
     def release_buffers(self) -> None:
         self._buf = None
