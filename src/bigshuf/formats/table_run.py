@@ -210,9 +210,14 @@ class TableRun(TwoPass):
         buckets.sizes += np.bincount(ids, weights=sizes, minlength=k).astype(np.int64) * (counts > 0)
         order = np.argsort(ids, kind="stable")[: int(counts.sum())]
         del ids
-        scattered = batch.take(order)
         buckets.records += counts
-        self.writer.submit_job(partial(buckets.append, scattered, counts), scattered.nbytes)
+        # The rows of consecutive runs of buckets are gathered on the workers at once.
+        runs = _bucket_runs(counts, self.workers.n)
+        gathers = ((lambda lo=lo, hi=hi: batch.take(order[lo:hi])) for _first, _last, lo, hi in runs)
+        for (first, last, _lo, _hi), rows in zip(runs, self.workers.ordered(gathers)):
+            part = np.zeros_like(counts)
+            part[first:last] = counts[first:last]
+            self.writer.submit_job(partial(buckets.append, rows, part), rows.nbytes)
         return self.cutoff(buckets, keep)
 
     def shuffle_bucket(self, buckets: Buckets, j: int, key: Key, left: int | None, room: int) -> int:
@@ -233,3 +238,12 @@ class TableRun(TwoPass):
         rows, nbytes = int(buckets.records[j]), int(buckets.sizes[j])
         blocks = _rebatch(buckets.batches(j), self.piece, plan.piece_records(self.limit))
         return blocks, Estimate(nbytes, rows, nbytes / rows)
+
+
+def _bucket_runs(counts: np.ndarray, n: int) -> list[tuple[int, int, int, int]]:
+    """``counts`` (rows per bucket) cut into up to ``n`` runs of consecutive buckets of about equal
+    rows: each run's first and last-plus-one bucket, and its rows' range in bucket order."""
+    ends = np.cumsum(counts)
+    total = int(ends[-1]) if len(ends) else 0
+    cuts = sorted({0, len(counts)} | {int(np.searchsorted(ends, total * i // n, side="right")) for i in range(1, n)})
+    return [(a, b, int(ends[a - 1]) if a else 0, int(ends[b - 1])) for a, b in zip(cuts, cuts[1:]) if a < b]
