@@ -61,6 +61,12 @@ class Workers:
                 if not future.cancelled():
                     future.exception()  # wait; the first error was raised already, or the map was abandoned
 
+    def submit(self, job: Callable[[], T]) -> Future[T]:
+        """Run ``job`` on a worker; its result (or error) is the future's."""
+        pool = self._start()
+        with signals_held():  # a thread the pool starts for it leaves Ctrl-C to the main thread
+            return pool.submit(job)
+
     def map(self, fn: Callable[[int], T], count: int) -> list[T]:
         """``[fn(0), ..., fn(count - 1)]``, run on the workers."""
         return list(self.ordered((lambda i=i: fn(i)) for i in range(count)))  # type: ignore[misc]

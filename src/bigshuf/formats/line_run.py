@@ -60,6 +60,7 @@ class LineRun(TwoPass):
         self.writer = WriteBehind(plan.IN_FLIGHT_PIECES * self.piece)
         self.out = Output(request.output, self.writer, shards=request.shards, compress=self.compress, sync=request.sync)
         self.out.verify = request.verify
+        self.out.hashers = self.workers
         self.temp_ratio = 1.0  # compressed / raw size of temporary buckets (--compress-temp)
         self._buf: np.ndarray | None = None  # pass 2's read buffer
         self.resume_key = self._resume_key() if request.resume else None

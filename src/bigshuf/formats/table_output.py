@@ -169,8 +169,8 @@ class TableOutput(Output):
     def _close_format(self, shard: int) -> None:
         self.formats[shard].close()
 
-    def _count(self, records: Any) -> None:
-        self.fingerprint += row_fingerprint(records)
+    def _fingerprint(self, records: Any) -> Fingerprint:
+        return row_fingerprint(records)
 
     def describe(self, fp: Fingerprint) -> str:
         return f"{fp.records} rows (digest {fp.digest:016x})"

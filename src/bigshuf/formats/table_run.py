@@ -60,6 +60,7 @@ class TableRun(TwoPass):
         )
         self.table_out.verify = request.verify
         self.out = self.table_out
+        self.out.hashers = self.workers
 
     @classmethod
     def for_request(cls, request: Request, inputs: list[Any], entropy: int, progress: Progress) -> TableRun:

@@ -4,9 +4,12 @@ header on top of each, and committed together at the end (or removed together on
 from __future__ import annotations
 
 import os
+from collections import deque
+from concurrent.futures import Future
 from typing import Any
 
 from ..core.fingerprint import Fingerprint, fingerprint
+from ..core.parallel import Workers
 from ..core.records import array_block, array_bytes
 from ..core.resume import FileCheck, ResumePoint
 from ..errors import OutputError, UsageError, option
@@ -51,6 +54,8 @@ class Output:
         self.sinks: list[Sink] = []
         self.verify = False
         self.fingerprint = Fingerprint()  # of the records emitted, when verifying
+        self.hashers: Workers | None = None  # the run's workers, which fingerprint what is emitted
+        self._hashing: deque[Future[Fingerprint]] = deque()  # fingerprints not yet added
         self._paths: list[str] = []
         self._bounds: list[int] = []
         self._done = 0  # records emitted so far
@@ -112,6 +117,7 @@ class Output:
         """Where the output stands after the queued writes, every file synced up to there:
         enough for ``begin(restore=...)`` (each file's size and CRC-32, records emitted, fingerprint)."""
         self.writer.flush()
+        self._tally()
         size = self.sinks[-1].cut() if self.sinks else 0
         for sink in self.sinks[len(self._checks) :]:
             assert isinstance(sink, AtomicFileSink)
@@ -133,8 +139,27 @@ class Output:
         """The stream compression of the output files (``--compress``)."""
         return self.compress
 
+    def _fingerprint(self, records: Any) -> Fingerprint:
+        """The fingerprint of a chunk of emitted records."""
+        return fingerprint(*array_block(records))
+
     def _count(self, records: Any) -> None:
-        self.fingerprint += fingerprint(*array_block(records))
+        """Fingerprint a chunk emitted: on a worker if the run has several, else on the writer
+        thread (overlapping the gathering); ``_tally`` adds them up."""
+        if self.hashers is None or self.hashers.n == 1:
+            self.writer.submit_job(lambda: self._add(self._fingerprint(records)), 0)
+            return
+        self._hashing.append(self.hashers.submit(lambda: self._fingerprint(records)))
+        while len(self._hashing) > 2 * self.hashers.n:  # the chunks waiting to be hashed stay few
+            self._add(self._hashing.popleft().result())
+
+    def _add(self, fp: Fingerprint) -> None:
+        self.fingerprint += fp
+
+    def _tally(self) -> None:
+        """Add the fingerprints still being computed (after a writer flush: those on its thread are in)."""
+        while self._hashing:
+            self._add(self._hashing.popleft().result())
 
     def _open(self, sink: Sink) -> None:
         self.sinks.append(sink)
@@ -174,8 +199,7 @@ class Output:
     def emit(self, records: Any) -> None:
         """Queue a chunk of shuffled records (an Arrow array, or a table for table rows), split across shard boundaries."""
         if self.verify:
-            # On the writer thread, overlapping the main thread's gathering; read after a flush.
-            self.writer.submit_job(lambda: self._count(records), 0)
+            self._count(records)
         if self.shards is None:
             self._write(0, records)
             return
@@ -230,6 +254,7 @@ class Output:
         """Commit, after checking (``--verify``) that what was emitted is what was ``read``."""
         if self.verify:
             self.writer.flush()
+            self._tally()
             if self.fingerprint != read:
                 raise OutputError(
                     f"verification failed: read {self.describe(read)}, wrote {self.describe(self.fingerprint)}; "
