@@ -126,6 +126,8 @@ RUNS: list[tuple[str, dict[str, Any]]] = [
     ("groups of 4", {"memory": "8K", "lines_per_record": 4}),
     ("header", {"memory": "8K", "header": 2}),
     ("gzip", {"memory": "8K", "compress": "gzip"}),
+    ("compressed buckets", {"memory": "8K", "compress_temp": True}),
+    ("resume", {"memory": "8K", "resume": True}),
     ("repeat", {"repeat": True, "head_count": 5000}),
 ]
 
@@ -169,3 +171,26 @@ def test_table_output_does_not_depend_on_the_threads(tmp_path: Path, memory: str
         assert sorted(got["id"].to_pylist()) == list(range(3000))
         digests.add(hashlib.sha256(str(got.to_pylist()).encode()).hexdigest())
     assert len(digests) == 1
+
+
+def test_threads_on_the_command_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    src = write_records(tmp_path / "in.txt", make_records(3000, seed=2, max_len=30))
+    outs = set()
+    for flags in (["-j1"], ["--threads=3"], ["-j", "8"], []):
+        args = [sys.executable, "-m", "bigshuf", "--seed", "5", "-S", "16K", "-T", str(tmp_path), *flags, str(src)]
+        run = subprocess.run(args, capture_output=True)
+        assert run.returncode == 0, run.stderr
+        outs.add(run.stdout)
+    assert len(outs) == 1
+    bad = subprocess.run([sys.executable, "-m", "bigshuf", "-j0", str(src)], capture_output=True)
+    assert (bad.returncode, bad.stdout, bad.stderr) == (1, b"", b"bigshuf: invalid --threads value: '0'\n")
+
+
+def test_threads_on_the_library() -> None:
+    with pytest.raises(bigshuf.UsageError, match="invalid threads= value: '0'"):
+        bigshuf.shuffle(["-"], threads=0)
+    with pytest.raises(bigshuf.UsageError, match="threads"):
+        bigshuf.shuffle(["-"], threads="2")  # type: ignore[arg-type]
