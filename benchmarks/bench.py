@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark bigshuf against `cp` (the one-pass floor) and GNU `shuf` (the in-memory reference).
+"""Benchmark bigshuf against `cp` (the one-pass floor), GNU `shuf` (the in-memory reference) and terashuf.
 
 Generates deterministic corpora, runs every tool round-robin on the same files in one run,
 checks that each output is a permutation of its input and prints a markdown table of medians.
@@ -12,6 +12,7 @@ import argparse
 import os
 import platform
 import re
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -74,10 +75,13 @@ class Sample:
 
 @dataclass(frozen=True)
 class Tool:
-    """A command line with ``{inp}`` and ``{out}`` placeholders."""
+    """A command line with ``{inp}`` and ``{out}`` placeholders, or, for a filter (``pipe``), reading the
+    input on stdin and writing the output to stdout; ``env`` is added to its environment."""
 
     name: str
     argv: tuple[str, ...]
+    pipe: bool = False
+    env: tuple[tuple[str, str], ...] = ()
 
 
 def parse_size(text: str) -> int:
@@ -222,13 +226,20 @@ with open(sys.argv[1], "w") as f:
 """
 
 
-def timed(argv: list[str], log: str) -> tuple[float, float, int, int]:
-    """Run ``argv``; return wall s, user+sys CPU s, peak RSS bytes (ru_maxrss) and exit status."""
+def timed(
+    argv: list[str], log: str, stdin: str | None = None, stdout: str | None = None, env: dict[str, str] | None = None
+) -> tuple[float, float, int, int]:
+    """Run ``argv`` (standard input from the file ``stdin``, standard output to a new file ``stdout``, ``env``
+    added to the environment); return wall s, user+sys CPU s, peak RSS bytes (ru_maxrss) and exit status."""
     result = log + ".rusage"
-    with open(log, "wb") as err:
+    with (
+        open(log, "wb") as err,
+        open(stdin, "rb") if stdin else open(os.devnull, "rb") as src,
+        open(stdout, "xb") if stdout else open(os.devnull, "wb") as dst,
+    ):
         proc = subprocess.Popen(
             [sys.executable, "-S", "-I", "-c", TIMER, result, *argv],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+            stdin=src, stdout=dst, stderr=err, env={**os.environ, **(env or {})},
         )
         _, status, _ = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -270,8 +281,62 @@ def with_against(tools: list[T], against: list[tuple[str, str]]) -> list[T]:
     return out
 
 
-def tools_for(size: int, limit: int, ram: int, scratch: str, notes: list[str], label: str) -> list[Tool]:
-    """The tools run on a file of ``size`` bytes; skipped ones are explained in ``notes``."""
+def parse_variants(specs: list[str]) -> list[tuple[str, tuple[str, ...]]]:
+    """``--variant NAME=ARGS`` values as (name, extra bigshuf arguments) pairs, ARGS split as by a shell."""
+    pairs = []
+    for spec in specs:
+        name, sep, args = spec.partition("=")
+        if not sep or not name.strip():
+            raise argparse.ArgumentTypeError(f"--variant takes NAME=ARGS, not {spec!r}")
+        try:
+            pairs.append((name.strip(), tuple(shlex.split(args))))
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(f"--variant {spec}: {e}") from None
+    return pairs
+
+
+def has_threads(pythons: list[str]) -> bool:
+    """Whether the bigshuf of every interpreter in ``pythons`` lists ``--threads`` in its ``--help``."""
+    helps = (subprocess.run([py, "-m", "bigshuf", "--help"], capture_output=True, text=True).stdout for py in pythons)
+    return all("--threads" in text for text in helps)
+
+
+def is_bigshuf(tool: Tool) -> bool:
+    """Whether ``tool`` is a bigshuf row of this benchmark (run by ``bigshuf_argv``)."""
+    return tool.argv[:3] == (sys.executable, "-m", "bigshuf")
+
+
+def with_variants(tools: list[Tool], variants: list[tuple[str, tuple[str, ...]]]) -> list[Tool]:
+    """``tools`` with each bigshuf row repeated, next to it, with every variant's extra arguments (before the
+    input) and the variant's name after the row's, so that e.g. ``-j1`` and the default threads alternate."""
+    out = []
+    for tool in tools:
+        out.append(tool)
+        if is_bigshuf(tool):
+            at = tool.argv.index("{inp}")
+            out += [
+                replace(tool, name=f"{tool.name} {name}", argv=tool.argv[:at] + extra + tool.argv[at:])
+                for name, extra in variants
+            ]
+    return out
+
+
+def terashuf_memory(text: str) -> str:
+    """``--terashuf-memory``: a positive number of GiB, in the spelling terashuf's ``MEMORY`` gets."""
+    try:
+        gb = float(text)
+    except ValueError:
+        gb = 0.0
+    if not 0 < gb < float("inf"):
+        raise argparse.ArgumentTypeError(f"invalid --terashuf-memory: {text!r} (GiB, e.g. 0.25)")
+    return repr(gb)
+
+
+def tools_for(
+    size: int, limit: int, ram: int, scratch: str, notes: list[str], label: str, terashuf: tuple[str, str] | None
+) -> list[Tool]:
+    """The tools run on a file of ``size`` bytes; skipped ones are explained in ``notes``. ``terashuf`` is
+    the executable and its ``MEMORY`` (GiB), or None when it is not installed."""
     big = tuple(bigshuf_argv(scratch))
     tools = [Tool("cp", ("cp", "--reflink=never", "{inp}", "{out}"))]
     if size > IN_MEMORY_RAM_FRACTION * ram:
@@ -287,6 +352,12 @@ def tools_for(size: int, limit: int, ram: int, scratch: str, notes: list[str], l
         tools.append(Tool(f"bigshuf -S {fmt_size(lim)}", big + ("-S", fmt_size(lim), "{inp}", "-o", "{out}")))
         if size < lim:
             notes.append(f"{label}: the input fits in -S {fmt_size(lim)}, so that row may be the in-memory path.")
+    if terashuf:
+        exe, memory = terashuf
+        env = (("MEMORY", memory), ("TMPDIR", scratch), ("SEED", "1"))
+        tools.append(Tool(f"terashuf MEMORY={memory}", (exe,), pipe=True, env=env))
+        if size < int(float(memory) * GiB):
+            notes.append(f"{label}: the input fits in terashuf's MEMORY={memory} buffer, so it shuffles in memory.")
     return tools
 
 
@@ -302,7 +373,10 @@ def bench_file(
         # pair would otherwise always run in the same order, the first paying for the other's reclaim).
         for tool in order[::-1] if rep % 2 else order:
             warm(path)
-            wall, cpu, rss, status = timed([a.format(inp=path, out=out) for a in tool.argv], log)
+            if tool.pipe:
+                wall, cpu, rss, status = timed(list(tool.argv), log, stdin=path, stdout=out, env=dict(tool.env))
+            else:
+                wall, cpu, rss, status = timed([a.format(inp=path, out=out) for a in tool.argv], log)
             if status != 0:
                 with open(log, "rb") as f:
                     tail = f.read()[-2000:].decode(errors="replace")
@@ -310,8 +384,10 @@ def bench_file(
                 check = f"exit {status}"
             elif not os.path.exists(out):
                 check = "no output"
+            elif (got := fingerprint(out)) != ref:
+                check = f"NOT A PERMUTATION ({got.lines:,} lines, {got.bytes:,} bytes)"
             else:
-                check = "ok" if fingerprint(out) == ref else "NOT A PERMUTATION"
+                check = "ok"
             samples[tool.name].append(Sample(wall, cpu, rss, check))
             print(f"[{label}] rep {rep + 1}/{reps} {tool.name}: {wall:.2f} s, {check}", file=sys.stderr)
             if os.path.exists(out):
@@ -321,17 +397,24 @@ def bench_file(
 
 
 def table_rows(corpus: str, size: int, lines: int, samples: dict[str, list[Sample]]) -> list[str]:
-    """Markdown rows of medians for one file, with ratios to cp and shuf."""
+    """Markdown rows of medians for one file, with CPU/wall and ratios to cp, shuf and terashuf ("—" where
+    that tool did not run or failed its check)."""
     med = {name: statistics.median(s.wall for s in runs) for name, runs in samples.items()}
+    good = {name for name, runs in samples.items() if all(s.check == "ok" for s in runs)}
+    terashuf = next((name for name in samples if name.startswith("terashuf")), "")
+
+    def ratio(wall: float, ref: str) -> str:
+        """``wall`` over the median wall time of the row ``ref``, or a dash."""
+        return f"{wall / med[ref]:.2f}" if ref in good else "—"
+
     rows = []
     for name, runs in samples.items():
-        wall = med[name]
+        wall, cpu = med[name], statistics.median(s.cpu for s in runs)
         fails = sorted({s.check for s in runs if s.check != "ok"})
-        vs_shuf = f"{wall / med['shuf']:.2f}" if "shuf" in med else "—"
         rows.append(
-            f"| {corpus} | {fmt_size(size)} | {lines:,} | {name} | {wall:.2f} | "
-            f"{statistics.median(s.cpu for s in runs):.2f} | {statistics.median(s.rss for s in runs) / MiB:.0f} | "
-            f"{size / MiB / wall:.0f} | {wall / med['cp']:.2f} | {vs_shuf} | {'; '.join(fails) or 'ok'} |"
+            f"| {corpus} | {fmt_size(size)} | {lines:,} | {name} | {wall:.2f} | {cpu:.2f} | {cpu / wall:.2f} | "
+            f"{statistics.median(s.rss for s in runs) / MiB:.0f} | {size / MiB / wall:.0f} | {ratio(wall, 'cp')} | "
+            f"{ratio(wall, 'shuf')} | {ratio(wall, terashuf)} | {'; '.join(fails) or 'ok'} |"
         )
     return rows
 
@@ -395,7 +478,7 @@ def machine(ram: int, scratch: str) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, generate corpora, run the benchmark, print the table; 1 if any check failed."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--sizes", help="comma-separated corpus sizes (default 1G,4G; --quick 4M,8M)")
+    p.add_argument("--sizes", help="comma-separated corpus sizes (default 1G,4G; --quick 3M,8M)")
     p.add_argument("--corpora", default="jsonl,short", help="comma-separated: " + ",".join(CORPORA))
     p.add_argument("--reps", type=int, help="repetitions per tool (default 3; --quick 1)")
     p.add_argument("--scratch", help="parent of the scratch directory (default $TMPDIR or /tmp)")
@@ -406,12 +489,27 @@ def main(argv: list[str] | None = None) -> int:
         "--against", action="append", default=[], metavar="NAME=PYTHON",
         help="also run every bigshuf row with another install's Python, alternating (before/after in one run)",
     )
+    p.add_argument(
+        "--variant", action="append", default=[], metavar="NAME=ARGS",
+        help="also run every bigshuf row with these extra arguments, named NAME, e.g. j1=-j1 (default: -j1=-j1 "
+        "if every bigshuf run lists --threads in its --help)",
+    )
+    p.add_argument("--terashuf", metavar="PATH", help="the terashuf executable (default: terashuf on PATH, if any)")
+    p.add_argument(
+        "--terashuf-memory", type=terashuf_memory, metavar="GB",
+        help="terashuf's MEMORY in GiB (default: --limit in GiB, e.g. 0.25 for 256M)",
+    )
     args = p.parse_args(argv)
     try:
-        sizes = [parse_size(s) for s in (args.sizes or ("4M,8M" if args.quick else "1G,4G")).split(",")]
+        # 3M, not 4M: a 4M corpus exactly fills terashuf's 4M buffer, which it then writes twice (README).
+        sizes = [parse_size(s) for s in (args.sizes or ("3M,8M" if args.quick else "1G,4G")).split(",")]
         against = parse_against(args.against)
+        variants = parse_variants(args.variant)
     except argparse.ArgumentTypeError as e:
         p.error(str(e))
+    if args.terashuf and not (os.path.isfile(args.terashuf) and os.access(args.terashuf, os.X_OK)):
+        p.error(f"--terashuf {args.terashuf}: not an executable file")
+    terashuf_exe = os.path.abspath(args.terashuf) if args.terashuf else shutil.which("terashuf")
     corpora = [c.strip() for c in args.corpora.split(",")]
     reps = args.reps or (1 if args.quick else 3)
     limit = args.limit or (4 * MiB if args.quick else 256 * MiB)
@@ -423,11 +521,21 @@ def main(argv: list[str] | None = None) -> int:
         os.makedirs(args.scratch, exist_ok=True)
     scratch = tempfile.mkdtemp(prefix="bigshuf-bench-", dir=args.scratch)
     ram, ok = ram_bytes(), True
+    if not args.variant and has_threads([sys.executable] + [python for _, python in against]):
+        variants = [("-j1", ("-j1",))]
+    terashuf = (terashuf_exe, args.terashuf_memory or repr(limit / GiB)) if terashuf_exe else None
     try:
         header = machine(ram, scratch)
         header.append("- " + startup(scratch, 3 if args.quick else 10))
+        if terashuf:
+            header.append(
+                f"- terashuf: {terashuf[0]}, run as "
+                f"`MEMORY={terashuf[1]} TMPDIR=<scratch> SEED=1 terashuf <in >out`"
+            )
         rows: list[str] = []
         notes: list[str] = []
+        if not terashuf:
+            notes.append("terashuf not found (give --terashuf PATH or put it on PATH): its rows are skipped.")
         for name in corpora:
             for size in sizes:
                 label = f"{name} {fmt_size(size)}"
@@ -438,19 +546,24 @@ def main(argv: list[str] | None = None) -> int:
                 generate(path, CORPORA[name], size)
                 ref = fingerprint(path)
                 print(f"[{label}] generated and fingerprinted in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-                tools = with_against(tools_for(size, limit, ram, scratch, notes, label), against)
+                tools = tools_for(size, limit, ram, scratch, notes, label, terashuf)
+                tools = with_against(with_variants(tools, variants), against)
                 samples = bench_file(path, tools, reps, ref, scratch, label)
                 ok &= all(s.check == "ok" for runs in samples.values() for s in runs)
                 rows += table_rows(name, size, ref.lines, samples)
                 if not args.keep:
                     os.remove(path)
         header.append(
-            f"- {reps} repetition(s), tools alternating round-robin; medians of wall, CPU (user+sys) and peak RSS "
-            "(ru_maxrss); MiB/s = input size / wall; × cp and × shuf are ratios of median wall times"
+            f"- {reps} repetition(s), tools alternating round-robin; medians of wall, CPU (user+sys of the tool) and "
+            "peak RSS (ru_maxrss); CPU/wall = CPU s / wall s (1.00 is one busy core); MiB/s = input size / wall; "
+            "× cp, × shuf and × terashuf are ratios of median wall times (— where that tool did not run or failed)"
         )
         print("\n".join(["## bigshuf benchmark", "", *header, ""]))
-        print("| corpus | size | lines | tool | wall s | CPU s | peak RSS MiB | MiB/s | × cp | × shuf | check |")
-        print("| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+        print(
+            "| corpus | size | lines | tool | wall s | CPU s | CPU/wall | peak RSS MiB | MiB/s | × cp | × shuf "
+            "| × terashuf | check |"
+        )
+        print("| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
         print("\n".join(rows))
         if notes:
             print("\n" + "\n".join(f"- {n}" for n in notes))

@@ -19,10 +19,40 @@ def test_bench_quick_runs_every_tool(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     tools = ["| cp |", "(in memory) |", "| bigshuf -S 4M |"] + (["| shuf |"] if shutil.which("shuf") else [])
+    # terashuf runs when it is on PATH (its buffer is --limit, 4 MiB), and is otherwise skipped with a note.
+    tools += ["| terashuf MEMORY=0.00390625 |"] if shutil.which("terashuf") else ["- terashuf not found"]
     for tool in tools:
         assert tool in proc.stdout, f"{tool!r} missing from:\n{proc.stdout}"
     assert "NOT A PERMUTATION" not in proc.stdout
     assert list(tmp_path.iterdir()) == [], "the scratch directory was not removed"
+
+
+def test_bench_variants_and_terashuf_rows(tmp_path: Path) -> None:
+    """Each --variant repeats every bigshuf row with its arguments (--no-sync runs, an unknown option fails);
+    --terashuf runs a filter with MEMORY=--limit in GiB, SEED=1 and TMPDIR in the scratch directory."""
+    scratch = tmp_path / "scratch"
+    fake = tmp_path / "terashuf"  # stands in for terashuf: checks its environment, then copies stdin to stdout
+    fake.write_text(
+        "#!/bin/sh\n"
+        f'case "$MEMORY $SEED $TMPDIR" in "0.00390625 1 {scratch}/"*) exec cat ;; esac\n'
+        "exit 3\n"
+    )
+    fake.chmod(0o755)
+    proc = subprocess.run(
+        [
+            sys.executable, str(BENCH), "--quick", "--sizes", "4K", "--corpora", "short", "--scratch", str(scratch),
+            "--variant", "nosync=--no-sync", "--variant", "bad=--no-such-option", "--terashuf", str(fake),
+        ],
+        check=False, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 1, proc.stderr
+    rows = {line.split(" | ")[3]: line.split(" | ") for line in proc.stdout.splitlines() if line.startswith("| short")}
+    for row in ("bigshuf -S 1M (in memory)", "bigshuf -S 4M"):
+        assert rows[row][-1] == rows[f"{row} nosync"][-1] == "ok |", proc.stdout
+        assert rows[f"{row} bad"][-1] == "exit 1 |", proc.stdout
+    assert rows["terashuf MEMORY=0.00390625"][-2:] == ["1.00", "ok |"], proc.stdout
+    assert float(rows["cp"][-2]) > 0, proc.stdout  # the × terashuf column
+    assert list(scratch.iterdir()) == [], "the scratch directory was not removed"
 
 
 def test_bench_parquet_quick_runs_every_tool(tmp_path: Path) -> None:
