@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from functools import partial
 import sys
 import time
 from abc import ABC, abstractmethod
@@ -154,6 +155,10 @@ class TwoPass(ABC):
     @abstractmethod
     def bucket_blocks(self, buckets: Buckets, j: int) -> tuple[Iterator[Any], Estimate]:
         """Bucket ``j``'s records in blocks, to scatter one level deeper, and what they hold."""
+
+    def read_ahead(self, buckets: Buckets, j: int, room: int) -> None:
+        """Bucket ``j`` fits in memory and is shuffled after the one about to be: a format may
+        start loading it now, to overlap the two."""
 
     def block_bytes(self, block: Any) -> int:
         """A block's size, for the progress of a deeper level."""
@@ -297,7 +302,8 @@ class TwoPass(ABC):
     def _pass2(self, buckets: Buckets, keep: int, temp: TempSpace, key: Key, depth: int) -> None:
         """Shuffle the first ``keep`` buckets in order, each in memory or one level deeper."""
         sizes, counts = buckets.sizes, buckets.records
-        room = max((int(sizes[j]) for j in range(keep) if plan.fits_in_memory(int(sizes[j]), int(counts[j]), self.limit)), default=0)
+        fits = [plan.fits_in_memory(int(sizes[j]), int(counts[j]), self.limit) for j in range(keep)]
+        room = max((int(sizes[j]) for j in range(keep) if fits[j]), default=0)
         name = shuffle_phase(depth)
         self.progress.start(name, int(sizes[:keep].sum()))
         checkpoints = depth == 0 and bool(self.state_dir)
@@ -315,6 +321,9 @@ class TwoPass(ABC):
             if not count:
                 continue
             if plan.fits_in_memory(size, count, self.limit):
+                after = next((i for i in range(j + 1, keep) if counts[i] and fits[i]), None)
+                if after is not None and (self.head_count is None or self.records + count < self.head_count):
+                    self.read_ahead(buckets, after, room)
                 self.records += self.shuffle_bucket(buckets, j, streams.bucket(key, j), left, room)
                 self.progress.update(size)
             else:
@@ -324,7 +333,7 @@ class TwoPass(ABC):
                 self.progress.start(name, int(sizes[j + 1 : keep].sum()))
             if checkpoints:
                 self.save_checkpoint(buckets_done=j + 1, records_out=self.records, output=self.out.checkpoint())
-            buckets.remove(j)
+            self.writer.submit_job(partial(buckets.remove, j), 0)  # off the main thread, after the bucket's output
         self.release_buffers()
 
     # --resume: checkpoints of the top level, written here, loaded by the format's run.

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 from collections.abc import Generator, Iterator
+from concurrent.futures import Future
 from itertools import chain
 from typing import Any
 
@@ -62,7 +63,10 @@ class LineRun(TwoPass):
         self.out.verify = request.verify
         self.out.hashers = self.workers
         self.temp_ratio = 1.0  # compressed / raw size of temporary buckets (--compress-temp)
-        self._buf: np.ndarray | None = None  # pass 2's read buffer
+        # Pass 2's two read buffers: one holds the bucket being shuffled while the next bucket is
+        # read ahead into the other (``_ahead``: bucket -> its buffer and the read).
+        self._bufs: list[np.ndarray | None] = [None, None]
+        self._ahead: dict[int, tuple[int, Future[np.ndarray]]] = {}
         self.resume_key = self._resume_key() if request.resume else None
         self.resume_space: TempSpace | None = None  # removed once the output is in place
         # Names the job lock, temp directory and output temp files of a --resume job.
@@ -254,15 +258,43 @@ class LineRun(TwoPass):
 
     def shuffle_bucket(self, buckets: Buckets, j: int, key: Key, left: int | None, room: int) -> int:
         assert isinstance(buckets, BucketSet)
-        if self._buf is None:
-            self._buf = np.empty(room, np.uint8)
-        view = buckets.read_into(j, self._buf)
+        if j in self._ahead:
+            view = self._ahead.pop(j)[1].result()
+        else:
+            view = buckets.read_into(j, self._buffer(self._free_buffer(), room))
         offsets = find_offsets_split(view, self.fmt, self.workers)
-        held = room + plan.META_PER_RECORD * (len(offsets) - 1)
+        held = (2 * room if self._ahead else room) + plan.META_PER_RECORD * (len(offsets) - 1)
         return shuffle_block(view, offsets, self.entropy, key, self.emit, self.workers, head=left, limit=self.limit, held=held)
 
+    def read_ahead(self, buckets: Buckets, j: int, room: int) -> None:
+        """Read bucket ``j`` into a second buffer on a worker while the current one is shuffled,
+        when two buffers and the larger bucket's bookkeeping fit in the limit."""
+        assert isinstance(buckets, BucketSet)
+        if self.workers.n == 1 or j in self._ahead:
+            return
+        if 2 * room + plan.META_PER_RECORD * int(buckets.records.max()) > plan.block_budget(self.limit):
+            return
+        slot = self._free_buffer()
+        buf = self._buffer(slot, room)
+        self._ahead[j] = (slot, self.workers.submit(lambda: buckets.read_into(j, buf)))
+
+    def _free_buffer(self) -> int:
+        """A read buffer no read ahead is filling (the other one may be)."""
+        busy = {slot for slot, _read in self._ahead.values()}
+        return next(slot for slot in (0, 1) if slot not in busy)
+
+    def _buffer(self, slot: int, room: int) -> np.ndarray:
+        """Read buffer ``slot``, of at least ``room`` bytes (allocated once a level, then reused)."""
+        buf = self._bufs[slot]
+        if buf is None or len(buf) < room:
+            buf = self._bufs[slot] = np.empty(room, np.uint8)
+        return buf
+
     def release_buffers(self) -> None:
-        self._buf = None
+        ahead, self._ahead = self._ahead, {}
+        for _slot, read in ahead.values():  # reads ahead that will not be used: waited for, errors raised
+            read.result()
+        self._bufs = [None, None]
 
     def bucket_blocks(self, buckets: Buckets, j: int) -> tuple[Iterator[Any], Estimate]:
         assert isinstance(buckets, BucketSet)
