@@ -194,3 +194,9 @@ def test_threads_on_the_library() -> None:
         bigshuf.shuffle(["-"], threads=0)
     with pytest.raises(bigshuf.UsageError, match="threads"):
         bigshuf.shuffle(["-"], threads="2")  # type: ignore[arg-type]
+
+
+def test_the_dask_engine_refuses_threads(tmp_path: Path) -> None:
+    src = write_records(tmp_path / "in.txt", [b"a", b"b"])
+    with pytest.raises(bigshuf.UsageError, match=r"engine='dask' does not support threads="):
+        bigshuf.shuffle(src, tmp_path / "out.txt", engine="dask", threads=2)
