@@ -6,19 +6,21 @@ writes it, in bucket order. A bucket too big for memory is scattered again one l
 (the Rao/Sandelius recursion). ``-n`` stops at the bucket that reaches the count, so later
 buckets are dropped while pass 1 still runs. A record format (lines, Arrow rows) plugs in by
 subclassing ``TwoPass`` and filling in its hooks: how to make buckets, scatter a block, shuffle
-a bucket that fits, and read a bucket back in blocks.
+a bucket that fits, and read a bucket back in blocks. Hooks spread their work over the run's
+worker threads (``workers``), drawing from streams named below the key they are given, so the
+output does not depend on how many there are.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from functools import partial
 import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import astuple, dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
@@ -302,8 +304,11 @@ class TwoPass(ABC):
     def _pass2(self, buckets: Buckets, keep: int, temp: TempSpace, key: Key, depth: int) -> None:
         """Shuffle the first ``keep`` buckets in order, each in memory or one level deeper."""
         sizes, counts = buckets.sizes, buckets.records
-        fits = [plan.fits_in_memory(int(sizes[j]), int(counts[j]), self.limit) for j in range(keep)]
+        fits = [bool(counts[j]) and plan.fits_in_memory(int(sizes[j]), int(counts[j]), self.limit) for j in range(keep)]
         room = max((int(sizes[j]) for j in range(keep) if fits[j]), default=0)
+        following: list[int | None] = [None] * keep  # the next bucket that is shuffled in memory
+        for j in range(keep - 2, -1, -1):
+            following[j] = j + 1 if fits[j + 1] else following[j + 1]
         name = shuffle_phase(depth)
         self.progress.start(name, int(sizes[:keep].sum()))
         checkpoints = depth == 0 and bool(self.state_dir)
@@ -320,8 +325,8 @@ class TwoPass(ABC):
             size, count = int(sizes[j]), int(counts[j])
             if not count:
                 continue
-            if plan.fits_in_memory(size, count, self.limit):
-                after = next((i for i in range(j + 1, keep) if counts[i] and fits[i]), None)
+            if fits[j]:
+                after = following[j]
                 if after is not None and (self.head_count is None or self.records + count < self.head_count):
                     self.read_ahead(buckets, after, room)
                 self.records += self.shuffle_bucket(buckets, j, streams.bucket(key, j), left, room)
