@@ -220,8 +220,8 @@ def _check_range_fits(lo: int, hi: int, head_count: int | None, limit: int, opti
 CHECK_BLOCK = 32 << 20
 
 #: Working memory of one ``check_permutation`` worker beside the blocks it hashes (measured
-#: peaks of ``fingerprint_records``: 3 MiB on 60-byte or ~1 KB records, 18 MiB on empty lines).
-CHECK_WORKER_MEMORY = 24 << 20
+#: peaks of ``fingerprint_records``: 3 MiB on 60-byte or ~1 KB records, 26 MiB on empty lines).
+CHECK_WORKER_MEMORY = 32 << 20
 
 
 def check_permutation(

@@ -82,18 +82,13 @@ def fingerprint_records(block: np.ndarray, fmt: RecordFormat) -> Fingerprint:
     """
     total = Fingerprint()
     lo = 0
-    mask = np.empty(min(SLICE, len(block)), np.bool_)
+    mask = np.empty(min(SLICE, len(block)) + 1, np.bool_)
     while lo < len(block):
-        part = block[lo : lo + SLICE]
-        ends = np.flatnonzero(np.equal(part, fmt.sep, out=mask[: len(part)]))
-        if fmt.group > 1:
-            ends = ends[fmt.group - 1 :: fmt.group]
-        if len(ends):
-            offsets = np.empty(min(len(ends), MAX_RECORDS) + 1, np.int64)
-            offsets[0] = 0
-            offsets[1:] = ends[: len(offsets) - 1]
-            offsets[1:] += 1
-        else:  # a record longer than a slice, or bytes after the last record
+        # From the separator ending the previous record (offset 0 of what follows), if any.
+        part = block[lo - 1 if lo else 0 : lo + SLICE]
+        hits = np.flatnonzero(np.equal(part, fmt.sep, out=mask[: len(part)]))
+        offsets = hits[:: fmt.group] if lo else np.concatenate(([0], hits[fmt.group - 1 :: fmt.group] + 1))
+        if len(offsets) == 1:  # a record longer than a slice, or bytes after the last record
             offsets = find_offsets(block[lo:], fmt, max_records=1)
             if len(offsets) == 1:
                 break
