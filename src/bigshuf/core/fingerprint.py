@@ -181,7 +181,7 @@ def _word_sums(seg: np.ndarray, starts: np.ndarray, lengths: np.ndarray, keys: n
         these = np.flatnonzero(full > row)
         at = starts[these]
         at += 8 * ROW * row
-        words = _word_rows(seg, ROW)[at]
+        words = _word_rows(seg, at, ROW)
         words ^= key_rows[row]
         _mix_in_place(words)
         sums[these] += _row_sums(words)
@@ -195,7 +195,7 @@ def _word_sums(seg: np.ndarray, starts: np.ndarray, lengths: np.ndarray, keys: n
         these = by_width[bounds[width - 1] : bounds[width]]
         if not len(these):
             continue
-        words = _word_rows(seg, width)[last_at[these]]
+        words = _word_rows(seg, last_at[these], width)
         words[:, width - 1] &= tails[these]
         rows = full[these]
         words ^= key_rows[rows, :width] if rows.any() else keys[:width]
@@ -212,7 +212,7 @@ def _full_row_sums(seg: np.ndarray, starts: np.ndarray, full: np.ndarray, key_ro
     row_in_record -= np.repeat(firsts, full)
     at = row_in_record * (8 * ROW)
     at += np.repeat(starts, full)
-    words = _word_rows(seg, ROW)[at]
+    words = _word_rows(seg, at, ROW)
     del at
     words ^= key_rows[row_in_record]
     _mix_in_place(words)
@@ -223,10 +223,16 @@ def _full_row_sums(seg: np.ndarray, starts: np.ndarray, full: np.ndarray, key_ro
     return sums
 
 
-def _word_rows(seg: np.ndarray, width: int) -> np.ndarray:
-    """A view of ``seg`` whose row ``s`` is the ``width`` little-endian words starting at byte ``s``."""
+def _word_rows(seg: np.ndarray, at: np.ndarray, width: int) -> np.ndarray:
+    """The ``width`` little-endian words starting at each byte offset ``at[i]`` of ``seg``, one row each.
+
+    Gathered as one opaque item of ``8 * width`` bytes per row: 2-3 times as fast as indexing a
+    2-D view of words (NumPy copies an item at once, a row of a 2-D view word by word).
+    """
     rows = max(0, len(seg) - 8 * width + 1)
-    return np.ndarray((rows, width), "<u8", buffer=seg, strides=(1, 8))
+    items = np.ndarray((rows,), np.dtype((np.void, 8 * width)), buffer=seg, strides=(1,))
+    words: np.ndarray = items[at].view("<u8").reshape(len(at), width)
+    return words
 
 
 def _row_sums(words: np.ndarray) -> np.ndarray:
