@@ -78,7 +78,8 @@ def fingerprint_records(block: np.ndarray, fmt: RecordFormat) -> Fingerprint:
     """Fingerprint of the whole records of ``block``, which starts at a record boundary.
 
     Records are found a slice at a time, never listed for the whole block, so the memory this
-    takes stays a few MiB whatever the block's size (``--check-permutation`` hashes this way).
+    takes does not grow with the block: 3 MiB on 60-byte records, 26 MiB at most (empty lines).
+    ``--check-permutation`` hashes this way.
     """
     total = Fingerprint()
     lo = 0
