@@ -307,3 +307,23 @@ def test_reader_blocks_of_a_set_size_grow_only_for_a_long_record(tmp_path: Path)
     reader = RecordReader([FileSource(src)], RecordFormat(), Progress())
     with pytest.raises(bigshuf.InputError, match="longer than"):
         list(reader.blocks(8192, "-S", block=4096))
+
+
+def test_check_permutation_memory_covers_its_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import concurrent.futures
+
+    import bigshuf.api
+
+    pools: list[int] = []
+
+    class Recorded(concurrent.futures.ThreadPoolExecutor):
+        def __init__(self, max_workers: int) -> None:
+            pools.append(max_workers)
+            super().__init__(max_workers)
+
+    monkeypatch.setattr(bigshuf.api, "ThreadPoolExecutor", Recorded)
+    src = write_records(tmp_path / "in", make_records(100, seed=11))
+    for memory, workers in [("40M", 1), ("160M", 2), ("1G", 8)]:
+        pools.clear()
+        fin, fout = bigshuf.check_permutation(src, src, memory=memory, threads=8)
+        assert fin == fout and pools == [2, workers], memory  # the two sides' readers, then the hashers
