@@ -12,7 +12,7 @@ import pytest
 
 import bigshuf
 import bigshuf.core.gather
-from bigshuf.core.fingerprint import fingerprint
+from bigshuf.core.fingerprint import Fingerprint, fingerprint
 from bigshuf.core.records import RecordFormat, find_offsets
 
 from helpers import make_records, write_records
@@ -189,3 +189,141 @@ def test_a_corrupt_bucket_is_an_error_naming_it(tmp_path: Path, monkeypatch: pyt
     with pytest.raises(bigshuf.BigShufError, match="bucket-00000"):
         bigshuf.shuffle(src, target, memory="16K", seed=1, tmp_dir=tmp_path, compress_temp=compress_temp)
     assert not target.exists()
+
+
+def _corpus(seed: int, lo: int, hi: int, n: int) -> bytes:
+    """``n`` newline-ended records of ``lo`` to ``hi - 1`` random bytes (newlines replaced)."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(lo, hi, n)
+    return b"".join(rng.integers(0, 256, int(k), dtype=np.uint8).tobytes().replace(b"\n", b"x") + b"\n" for k in lengths)
+
+
+def test_fingerprint_values_are_pinned() -> None:
+    # Recorded with the hash of 7e97b09: a faster hash of the same records must give the same values
+    # (fingerprints saved by --resume, and the two sides of a check made by different versions).
+    from bigshuf.core.fingerprint import record_hashes
+
+    rng = np.random.default_rng(13)
+    lengths = rng.integers(0, 40, 3000) * rng.integers(0, 2, 3000)  # about half empty, as Arrow strings may be
+    strings = rng.integers(0, 256, int(lengths.sum()), dtype=np.uint8), np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    blocks = {name: np.frombuffer(_corpus(*args), np.uint8) for name, args in
+              [("short", (1, 0, 100, 5000)), ("long", (2, 500, 1500, 800)), ("huge", (3, 0, 3_000_000, 3))]}
+    cases = {name: (block, find_offsets(block, RecordFormat())) for name, block in blocks.items()}
+    cases["empty records"] = strings
+    pinned = {  # records, bytes, digest, and the XOR of every record's hash
+        "short": (5000, 252911, 0x82DFF0D87F9DDF05, 0x295B6031A447F423),
+        "long": (800, 804328, 0x933D8341C3881D40, 0x1485569C245D2256),
+        "huge": (3, 3229785, 0x550E7AE99B7707A6, 0x8EE28C96C448E670),
+        "empty records": (3000, 28637, 0x7593460F51751442, 0xE908D1FC859A9E86),
+    }
+    for what, (block, offsets) in cases.items():
+        records, size, digest, hashes = pinned[what]
+        assert fingerprint(block, offsets) == Fingerprint(records, size, digest), what
+        assert int(np.bitwise_xor.reduce(record_hashes(block, offsets))) == hashes, what
+
+
+@pytest.mark.parametrize("group", [1, 3])
+def test_fingerprint_records_finds_the_records_itself(monkeypatch: pytest.MonkeyPatch, group: int) -> None:
+    import bigshuf.core.fingerprint as fingerprint_module
+    from bigshuf.core.fingerprint import fingerprint_records
+
+    fmt = RecordFormat(10, group)
+    blocks = [
+        _corpus(4, 0, 200, 3000) + b"partial",  # bytes after the last record belong to none
+        b"\n" * 5000,  # more records than are hashed at once
+        _corpus(5, 0, 40, 300) + b"y" * 5000 + b"\n" + _corpus(6, 0, 40, 300),  # one longer than a slice
+    ]
+    monkeypatch.setattr(fingerprint_module, "SLICE", 1024)
+    monkeypatch.setattr(fingerprint_module, "MAX_RECORDS", 700)
+    for data in blocks:
+        block = np.frombuffer(data, np.uint8)
+        expected = fingerprint(block, find_offsets(block, fmt))
+        assert expected.records > 0
+        assert fingerprint_records(block, fmt) == expected
+
+
+@pytest.mark.parametrize("group", [1, 4])
+def test_record_cuts_fall_on_record_ends(group: int) -> None:
+    from bigshuf.core.records import record_cuts
+
+    fmt = RecordFormat(10, group)
+    block = np.frombuffer(_corpus(7, 0, 30, 400 * group) + _corpus(8, 2000, 2001, 4 * group), np.uint8)
+    ends = set(find_offsets(block, fmt).tolist())
+    for parts in (1, 2, 3, 8, 1000):
+        cuts = record_cuts(block, fmt, parts)
+        assert cuts[0] == 0 and cuts[-1] == len(block) and cuts == sorted(set(cuts))
+        assert set(cuts) <= ends, parts
+        assert len(cuts) - 1 == min(parts, len(cuts) - 1) and (parts == 1 or len(cuts) > 2)
+
+
+def test_check_permutation_is_the_same_with_any_number_of_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bigshuf.api
+
+    monkeypatch.setattr(bigshuf.api, "CHECK_BLOCK", 1 << 16)  # many blocks, each cut for the workers
+    records = make_records(20000, seed=9, max_len=60)
+    src = write_records(tmp_path / "in", records)
+    out = tmp_path / "out"
+    bigshuf.shuffle(src, out, seed=4)
+    swapped = tmp_path / "swapped"  # two bytes swapped inside one record, deep in the file
+    data = bytearray(out.read_bytes())
+    at = data.index(b"\n", len(data) // 2) + 1
+    while data[at] == data[at + 1] or b"\n" in data[at : at + 2]:
+        at += 1
+    data[at], data[at + 1] = data[at + 1], data[at]
+    swapped.write_bytes(bytes(data))
+    results = {}
+    for threads in (1, 2, 3, 8):
+        results[threads] = bigshuf.check_permutation(src, out, threads=threads)
+        fin, fout = results[threads]
+        assert fin == fout and fin.records == 20000, threads
+        fin, fbad = bigshuf.check_permutation(src, swapped, threads=threads)
+        assert fbad != fin and fbad.records == fin.records, threads
+    assert len(set(results.values())) == 1
+    # --lines-per-record: blocks are cut at whole groups of lines.
+    grouped = {bigshuf.check_permutation(src, out, lines_per_record=2, threads=t)[0] for t in (1, 3)}
+    assert len(grouped) == 1
+
+
+def test_check_permutation_threads_argument(tmp_path: Path) -> None:
+    src = write_records(tmp_path / "in", make_records(10, seed=10))
+    for bad in (0, -1, 1.5, "2", True):
+        with pytest.raises(bigshuf.UsageError, match="threads"):
+            bigshuf.check_permutation(src, src, threads=bad)
+    fin, fout = bigshuf.check_permutation(src, src, threads=None)
+    assert fin == fout and fin.records == 10
+
+
+def test_reader_blocks_of_a_set_size_grow_only_for_a_long_record(tmp_path: Path) -> None:
+    from bigshuf.progress import Progress
+    from bigshuf.storage.sources import FileSource, RecordReader
+
+    data = b"a\n" * 3000 + b"b" * 9000 + b"\n" + b"c\n" * 3000
+    src = tmp_path / "in"
+    src.write_bytes(data)
+    reader = RecordReader([FileSource(src)], RecordFormat(), Progress())
+    sizes = [len(block) for block, _final in reader.blocks(1 << 20, "-S", block=4096)]
+    # Blocks of 4096 until the long record, which the buffer grows (and stays grown) to hold.
+    assert sum(sizes) == len(data) and sizes[:2] == [4096, 6000 - 4096] and max(sizes) >= 9001
+    reader = RecordReader([FileSource(src)], RecordFormat(), Progress())
+    with pytest.raises(bigshuf.InputError, match="longer than"):
+        list(reader.blocks(8192, "-S", block=4096))
+
+
+def test_check_permutation_memory_covers_its_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import concurrent.futures
+
+    import bigshuf.api
+
+    pools: list[int] = []
+
+    class Recorded(concurrent.futures.ThreadPoolExecutor):
+        def __init__(self, max_workers: int) -> None:
+            pools.append(max_workers)
+            super().__init__(max_workers)
+
+    monkeypatch.setattr(bigshuf.api, "ThreadPoolExecutor", Recorded)
+    src = write_records(tmp_path / "in", make_records(100, seed=11))
+    for memory, workers in [("40M", 1), ("160M", 2), ("1G", 8)]:
+        pools.clear()
+        fin, fout = bigshuf.check_permutation(src, src, memory=memory, threads=8)
+        assert fin == fout and pools == [2, workers], memory  # the two sides' readers, then the hashers

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -11,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .core import plan, streams
-from .core.fingerprint import Fingerprint, fingerprint
-from .core.records import RecordFormat, find_offsets
+from .core.fingerprint import Fingerprint, fingerprint_records
+from .core.records import RecordFormat, record_cuts
 from .core.streams import rng_for, seed_entropy
 from .engines.base import run_request
 from .errors import InputError, TempSpaceError, UsageError, option
@@ -218,6 +219,14 @@ def _check_range_fits(lo: int, hi: int, head_count: int | None, limit: int, opti
         )
 
 
+#: Bytes read at once from each side of ``check_permutation``: the same pages serve every block.
+CHECK_BLOCK = 32 << 20
+
+#: Working memory of one ``check_permutation`` worker beside the blocks it hashes (measured
+#: peaks of ``fingerprint_records``: 3 MiB on 60-byte or ~1 KB records, 26 MiB on empty lines).
+CHECK_WORKER_MEMORY = 32 << 20
+
+
 def check_permutation(
     inputs: PathLike | Sequence[PathLike],
     outputs: PathLike | Sequence[PathLike],
@@ -226,13 +235,15 @@ def check_permutation(
     zero_terminated: bool = False,
     lines_per_record: int = 1,
     header: int = 0,
+    threads: int | None = None,
 ) -> tuple[Fingerprint, Fingerprint]:
     """Fingerprints of the records of ``inputs`` and of ``outputs`` (each a path or a list of
     paths); equal when the outputs hold exactly the inputs' records, in any order and split
     over any number of files.
 
     Compressed files are read as such; ``header`` records are set aside as ``shuffle`` does
-    (no file's first ``header`` records are counted).
+    (no file's first ``header`` records are counted). ``threads`` workers hash (default: the
+    cores this process may use), fewer if ``memory`` cannot hold them; the result is the same.
     """
     from .formats.detect import expand_directories, is_table_input
 
@@ -243,22 +254,52 @@ def check_permutation(
     lines_per_record, header = _integer("lines_per_record", lines_per_record), _integer("header", header)
     if lines_per_record < 1 or header < 0:
         raise UsageError(f"lines_per_record must be at least 1 and header at least 0, not {lines_per_record} and {header}")
+    threads = _thread_count(threads)
     for path in [*inputs, *outputs]:
         if is_table_input(os.fspath(path)):
             raise UsageError(f"{os.fspath(path)}: {option('check_permutation')} compares lines; shuffle tables with {option('verify')} instead")
     fmt = RecordFormat(0 if zero_terminated else 10, lines_per_record)
-    capacity = plan.read_capacity(resolve_memory(memory))
+    limit = resolve_memory(memory)
+    # The limit covers both sides' read buffers and the workers: at most half of it for workers.
+    workers = max(1, min(threads, limit // 2 // CHECK_WORKER_MEMORY))
+    capacity = max(256, limit // 4, (limit - workers * CHECK_WORKER_MEMORY) // 2)
+    stop = threading.Event()
 
     def total(paths: Sequence[PathLike]) -> Fingerprint:
+        # Each block is cut at record ends into one part per worker; the other side's parts
+        # keep the workers busy while this side reads its next block.
         fp = Fingerprint()
-        for path in paths:
-            reader = RecordReader([FileSource(path)], fmt, Progress(), header)
-            for block, _final in reader.blocks(capacity, option("memory")):
-                fp += fingerprint(block, find_offsets(block, fmt))
+        try:
+            for path in paths:
+                reader = RecordReader([FileSource(path)], fmt, Progress(), header)
+                for block, _final in reader.blocks(capacity, option("memory"), block=min(CHECK_BLOCK, capacity)):
+                    if stop.is_set():
+                        return fp
+                    cuts = record_cuts(block, fmt, workers)
+                    parts = [hashers.submit(fingerprint_records, block[a:b], fmt) for a, b in zip(cuts, cuts[1:])]
+                    for part in parts:
+                        fp += part.result()
+        except BaseException:
+            stop.set()  # the other side need not finish
+            raise
         return fp
 
-    # The two sides on two threads: NumPy releases the GIL, so a 2-core machine does both at once.
-    with ThreadPoolExecutor(2) as pool:
-        with signals_held():  # the pool's threads leave Ctrl-C to the main thread
-            got_in, got_out = pool.submit(total, inputs), pool.submit(total, outputs)
+    sides, hashers = ThreadPoolExecutor(2), ThreadPoolExecutor(workers)
+    try:
+        with signals_held():  # the pools' threads (started from these two) leave Ctrl-C to the main thread
+            got_in, got_out = sides.submit(total, inputs), sides.submit(total, outputs)
         return got_in.result(), got_out.result()
+    finally:
+        stop.set()
+        sides.shutdown(cancel_futures=True)
+        hashers.shutdown(cancel_futures=True)
+
+
+def _thread_count(threads: object) -> int:
+    """``threads``: an int of at least 1, or None for the cores this process may use."""
+    count = _optional_integer("threads", threads)
+    if count is None:
+        return len(os.sched_getaffinity(0))
+    if count < 1:
+        raise UsageError(f"threads must be at least 1, not {count}")
+    return count

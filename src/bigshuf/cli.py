@@ -166,7 +166,7 @@ def _check(args: argparse.Namespace) -> int:
 
     got_in, got_out = check_permutation(
         args.operands, args.against, memory=args.memory, zero_terminated=args.zero_terminated,
-        lines_per_record=args.lines_per_record, header=args.header,
+        lines_per_record=args.lines_per_record, header=args.header, threads=args.threads,
     )
     if got_in == got_out:
         print(f"{PROG}: same records: {got_in}", file=sys.stderr)

@@ -91,6 +91,29 @@ def find_offsets_split(block: np.ndarray, fmt: RecordFormat, workers: Workers, m
     return np.concatenate([np.zeros(1, dtype), *parts])
 
 
+def record_cuts(block: np.ndarray, fmt: RecordFormat, parts: int) -> list[int]:
+    """Ends of whole records cutting ``block`` (starting at a record boundary) into about ``parts``
+    equal parts: ``[0, ..., len(block)]`` with no repeats, for spreading a block over workers."""
+    cuts = [0]
+    seen = 0  # separators before cuts[-1]
+    for k in range(1, parts):
+        aim = len(block) * k // parts
+        if aim <= cuts[-1]:  # the last part's record runs past this aim
+            continue
+        if fmt.group > 1:
+            for at in range(cuts[-1], aim, FIND_SLICE):
+                seen += count_separators(block[at : min(aim, at + FIND_SLICE)], fmt.sep)
+        need = fmt.group - seen % fmt.group  # separators from ``aim`` to the end of the record there
+        ends = find_offsets(block[aim:], RecordFormat(fmt.sep), max_records=need)
+        if len(ends) <= need:
+            break
+        cuts.append(aim + int(ends[need]))
+        seen += need
+    if cuts[-1] < len(block):
+        cuts.append(len(block))
+    return cuts
+
+
 def count_separators(data: np.ndarray, sep: int) -> int:
     """How many ``sep`` bytes ``data`` holds (for checking whole record groups)."""
     return int(np.count_nonzero(data == sep))
