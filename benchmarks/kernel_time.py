@@ -367,12 +367,14 @@ def run_child(variant: str, src: str, scratch: str) -> dict[str, float]:
         os.sync()
 
 
-def rounds(names: list[str], reps: int) -> Iterator[tuple[int, list[str]]]:
-    """Per repetition, the variants in a rotated order, backwards on odd repetitions."""
+def rounds(names: list[str], reps: int) -> Iterator[tuple[int, list[tuple[str, str]]]]:
+    """Per repetition, (variant, its baseline) pairs in a rotated order, backwards on odd
+    repetitions; which of the two runs first alternates from pair to pair and repetition to repetition."""
     for rep in range(reps):
         k = rep % len(names)
         order = names[k:] + names[:k]
-        yield rep, order[::-1] if rep % 2 else order
+        order = order[::-1] if rep % 2 else order
+        yield rep, [(v, VARIANTS[v][0]) if (rep + i) % 2 else (VARIANTS[v][0], v) for i, v in enumerate(order)]
 
 
 def machine_notes(scratch: str) -> list[str]:
@@ -397,22 +399,32 @@ def machine_notes(scratch: str) -> list[str]:
     ]
 
 
-def report(results: dict[str, list[dict[str, float]]], size: int, reps: int, scratch: str, loads: list[float]) -> str:
-    """The markdown table of medians, each variant's ratios against its own baseline."""
-    med = {v: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for v, rs in results.items()}
-    lines = [f"{size / MiB:.0f} MiB input, {BUCKETS} buckets, median of {reps}; input warm in the page cache", ""]
+Run = dict[str, float]  # one child's figures: wall, user, sys, minflt, p1, p2, thp_mib
+
+
+def report(pairs: dict[str, list[tuple[Run, Run]]], size: int, reps: int, scratch: str, loads: list[float]) -> str:
+    """The markdown table: medians of each variant's runs, and medians of its ratios against the
+    baseline run next to it (the pairs cancel the machine's drift, which is larger than most effects)."""
+    runs: dict[str, list[Run]] = {}
+    for v, ps in pairs.items():
+        runs.setdefault(VARIANTS[v][0], []).extend(b for _, b in ps)
+        runs.setdefault(v, []).extend(r for r, _ in ps)
+    lines = [f"{size / MiB:.0f} MiB input, {BUCKETS} buckets, {reps} pairs per variant; input warm in the page cache", ""]
     lines += [f"- {note}" for note in machine_notes(scratch)]
     lines.append(f"- 1-minute load average before each repetition and at the end: {', '.join(f'{x:.1f}' for x in loads)} "
                  "(other work on the machine takes cores from the 2-thread rows)")
     lines += ["", "| variant | what changes | user s | sys s | wall s | pass 1 s | pass 2 s | minor faults | THP MiB "
-              "| sys × | wall × | wall range |", "| --- | --- | " + "---: | " * 10]
-    for v, m in med.items():
-        base = med[VARIANTS[v][0]]
-        walls = [r["wall"] for r in results[v]]
-        lines.append(
-            f"| {v} | {VARIANTS[v][1]} | {m['user']:.2f} | {m['sys']:.2f} | {m['wall']:.2f} | {m['p1']:.2f} "
-            f"| {m['p2']:.2f} | {m['minflt'] / 1000:.0f}k | {m['thp_mib']:.0f} | {m['sys'] / max(base['sys'], 1e-9):.2f} "
-            f"| {m['wall'] / base['wall']:.2f} | {min(walls):.2f}-{max(walls):.2f} |")
+              "| sys × | wall × | wall × range |", "| --- | --- | " + "---: | " * 10]
+    for v in VARIANTS:
+        if v not in runs:
+            continue
+        m = {k: statistics.median(r[k] for r in runs[v]) for k in runs[v][0]}
+        sys_x = [r["sys"] / max(b["sys"], 1e-9) for r, b in pairs.get(v, [])]
+        wall_x = [r["wall"] / b["wall"] for r, b in pairs.get(v, [])]
+        ratios = (f"{statistics.median(sys_x):.2f} | {statistics.median(wall_x):.2f} | {min(wall_x):.2f}-{max(wall_x):.2f}"
+                  if wall_x else "1 | 1 | (baseline)")
+        lines.append(f"| {v} | {VARIANTS[v][1]} | {m['user']:.2f} | {m['sys']:.2f} | {m['wall']:.2f} | {m['p1']:.2f} "
+                     f"| {m['p2']:.2f} | {m['minflt'] / 1000:.0f}k | {m['thp_mib']:.0f} | {ratios} |")
     return "\n".join(lines)
 
 
@@ -437,23 +449,26 @@ def main() -> None:
     unknown = [v for v in names if v not in VARIANTS]
     if unknown or size < ALIGN or size % ALIGN:
         raise SystemExit(f"kernel_time: unknown variants {unknown}" if unknown else "kernel_time: --size must be a multiple of 4 KiB")
-    names = [v for v in VARIANTS if v in names or v in {VARIANTS[n][0] for n in names}]
+    names = [v for v in VARIANTS if v in names and VARIANTS[v][0] != v]
     scratch = tempfile.mkdtemp(prefix="kernel-time-", dir=args.scratch)
     try:
         src = os.path.join(scratch, "input")
         make_input(src, size)
-        results: dict[str, list[dict[str, float]]] = {v: [] for v in names}
+        pairs: dict[str, list[tuple[Run, Run]]] = {v: [] for v in names}
         loads = []
         for rep, order in rounds(names, reps):
             loads.append(os.getloadavg()[0])
-            for v in order:
-                warm(src)
-                r = run_child(v, src, scratch)
-                results[v].append(r)
-                print(f"rep {rep + 1}/{reps} {v}: wall {r['wall']:.2f} s, user {r['user']:.2f}, sys {r['sys']:.2f}",
-                      file=sys.stderr, flush=True)
+            for pair in order:
+                got = {}
+                for v in pair:
+                    warm(src)
+                    got[v] = r = run_child(v, src, scratch)
+                    print(f"rep {rep + 1}/{reps} {v}: wall {r['wall']:.2f} s, user {r['user']:.2f}, sys {r['sys']:.2f}",
+                          file=sys.stderr, flush=True)
+                variant = pair[0] if pair[0] in pairs else pair[1]
+                pairs[variant].append((got[variant], got[VARIANTS[variant][0]]))
         loads.append(os.getloadavg()[0])
-        print(report(results, size, reps, scratch, loads))
+        print(report(pairs, size, reps, scratch, loads))
     finally:
         shutil.rmtree(scratch)
 
