@@ -49,6 +49,7 @@ VARIANTS: dict[str, tuple[str, str]] = {
     "fadvise": ("baseline", "posix_fadvise(DONTNEED) on the input after pass 1 and on each bucket once read"),
     "fallocate": ("baseline", "posix_fallocate buckets (estimate +10%, truncated after) and the output (exact)"),
     "odirect": ("baseline", "buckets written and read with O_DIRECT (aligned mmap buffers)"),
+    "pwrite": ("baseline", "pread/pwrite, one call per piece and chunk as in the baseline (the control for pvec)"),
     "pvec": ("baseline", "preadv/pwritev: one pwritev per bucket per block, one pwritev per output bucket"),
     "write2": ("baseline", "bucket and output writes split over 2 threads (reads on 1)"),
     "read2": ("baseline", "input-block and bucket reads split over 2 threads (writes on 1)"),
@@ -242,7 +243,7 @@ def run_variant(variant: str, src: str, work: str) -> dict[str, float]:
     for b, pieces in enumerate(blocks):
         length = min(BLOCK, size - b * BLOCK)
         view = bufs.get("block", length, BLOCK)[:length].data
-        if variant == "pvec":
+        if variant in ("pvec", "pwrite"):
             read_full(fin, view, b * BLOCK)
         elif variant == "read2":
             both([partial(read_full, fin, view[s:e], b * BLOCK + s) for s, e in halves(length)])
@@ -259,6 +260,10 @@ def run_variant(variant: str, src: str, work: str) -> dict[str, float]:
             for j, views in grouped.items():
                 pwritev_full(fds[j], views, pos[j])
                 pos[j] += sum(len(v) for v in views)
+        elif variant == "pwrite":
+            for off, n, j in pieces:
+                write_full(fds[j], view[off : off + n], pos[j])
+                pos[j] += n
         elif variant == "write2":
 
             def append_half(parity: int, view: memoryview = view, pieces: list[tuple[int, int, int]] = pieces) -> None:
@@ -299,7 +304,7 @@ def run_variant(variant: str, src: str, work: str) -> dict[str, float]:
         view = data.data
         if variant == "read2":
             both([partial(read_full, fd, view[s:e], s) for s, e in halves(n)])
-        elif variant == "pvec":
+        elif variant in ("pvec", "pwrite"):
             read_full(fd, view, 0)
         else:
             with open(fd, "rb", buffering=0, closefd=False) as f:
@@ -316,6 +321,9 @@ def run_variant(variant: str, src: str, work: str) -> dict[str, float]:
         ov = out.data
         if variant == "pvec":
             pwritev_full(fout, [ov[s : s + OUT_CHUNK] for s in range(0, n, OUT_CHUNK)], out_pos)
+        elif variant == "pwrite":
+            for s in range(0, n, OUT_CHUNK):
+                write_full(fout, ov[s : s + OUT_CHUNK], out_pos + s)
         elif variant == "write2":
             both([partial(write_full, fout, ov[s:e], out_pos + s) for s, e in halves(n)])
         else:
@@ -326,6 +334,8 @@ def run_variant(variant: str, src: str, work: str) -> dict[str, float]:
         os.unlink(paths[j])  # as bigshuf does once a bucket is shuffled
     os.close(fout)
     p2.add(mark)
+    if out_pos != size or os.path.getsize(os.path.join(work, "out")) != size:
+        raise SystemExit(f"kernel_time: {variant} wrote {out_pos} bytes of {size}")
     if pool is not None:
         pool.shutdown()
     return {"wall": p1.wall + p2.wall, "user": p1.user + p2.user, "sys": p1.sys + p2.sys,
@@ -350,6 +360,19 @@ def warm(path: str) -> None:
     with open(path, "rb", buffering=0) as f:
         while f.readinto(buf):
             pass
+
+
+def supports_direct(directory: str) -> bool:
+    """Whether files in ``directory`` can be opened with O_DIRECT (tmpfs, for one, refuses it)."""
+    fd, path = tempfile.mkstemp(dir=directory)
+    os.close(fd)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_DIRECT))
+        return True
+    except OSError:
+        return False
+    finally:
+        os.unlink(path)
 
 
 def run_child(variant: str, src: str, scratch: str) -> dict[str, float]:
@@ -452,6 +475,9 @@ def main() -> None:
     names = [v for v in VARIANTS if v in names and VARIANTS[v][0] != v]
     scratch = tempfile.mkdtemp(prefix="kernel-time-", dir=args.scratch)
     try:
+        if "odirect" in names and not supports_direct(scratch):
+            names.remove("odirect")
+            print(f"O_DIRECT is not supported in {scratch}: the odirect variant is left out")
         src = os.path.join(scratch, "input")
         make_input(src, size)
         pairs: dict[str, list[tuple[Run, Run]]] = {v: [] for v in names}
