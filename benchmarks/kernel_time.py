@@ -46,7 +46,8 @@ VARIANTS: dict[str, tuple[str, str]] = {
     "fresh-4k": ("baseline", "a fresh anonymous mmap per use, MADV_NOHUGEPAGE (4 KiB pages)"),
     "fresh-huge": ("baseline", "a fresh anonymous mmap per use, MADV_HUGEPAGE"),
     "huge": ("baseline", "reused anonymous mmap buffers, MADV_HUGEPAGE"),
-    "fadvise": ("baseline", "posix_fadvise(DONTNEED) on the input after pass 1 and on each bucket once read"),
+    "fadvise-input": ("baseline", "posix_fadvise(DONTNEED) on the input after pass 1"),
+    "fadvise-buckets": ("baseline", "posix_fadvise(DONTNEED) on each bucket once read (before its unlink)"),
     "fallocate": ("baseline", "posix_fallocate buckets (estimate +10%, truncated after) and the output (exact)"),
     "odirect": ("baseline", "buckets written and read with O_DIRECT (aligned mmap buffers)"),
     "pwrite": ("baseline", "pread/pwrite, one call per piece and chunk as in the baseline (the control for pvec)"),
@@ -161,6 +162,14 @@ def thp_kib() -> int:
     return 0
 
 
+def disk_io() -> tuple[int, int]:
+    """Bytes this process read from storage, and bytes it dirtied or wrote less those dropped
+    before writeback (``/proc/self/io``: read_bytes, write_bytes - cancelled_write_bytes)."""
+    with open("/proc/self/io") as f:
+        io = {k: int(v) for k, v in (line.split(": ") for line in f)}
+    return io["read_bytes"], io["write_bytes"] - io["cancelled_write_bytes"]
+
+
 @dataclass
 class Meter:
     """Wall, user and system seconds and minor faults of this process since ``start``."""
@@ -187,7 +196,7 @@ class Meter:
 
 def run_copy(variant: str, src: str, work: str) -> dict[str, float]:
     """The cp-like pair: copy ``src`` to a new file with read/write or copy_file_range."""
-    meter, mark = Meter(), Meter.start()
+    meter, mark, io0 = Meter(), Meter.start(), disk_io()
     fin = os.open(src, os.O_RDONLY)
     fout = os.open(os.path.join(work, "copy"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     size = os.fstat(fin).st_size
@@ -206,8 +215,9 @@ def run_copy(variant: str, src: str, work: str) -> dict[str, float]:
     os.close(fin)
     os.close(fout)
     meter.add(mark)
+    io1 = disk_io()
     return {"wall": meter.wall, "user": meter.user, "sys": meter.sys, "minflt": meter.minflt,
-            "p1": meter.wall, "p2": 0.0, "thp_mib": 0.0}
+            "p1": meter.wall, "p2": 0.0, "thp_mib": 0.0, "disk_r": (io1[0] - io0[0]) / MiB, "disk_w": (io1[1] - io0[1]) / MiB}
 
 
 def run_variant(variant: str, src: str, work: str) -> dict[str, float]:
@@ -232,7 +242,7 @@ def run_variant(variant: str, src: str, work: str) -> dict[str, float]:
             fut.result()
 
     # Pass 1: read blocks, append pieces to buckets.
-    p1, mark = Meter(), Meter.start()
+    p1, mark, io0 = Meter(), Meter.start(), disk_io()
     fds = [os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL | direct, 0o600) for p in paths]
     if variant == "fallocate":
         for fd in fds:
@@ -281,7 +291,7 @@ def run_variant(variant: str, src: str, work: str) -> dict[str, float]:
                 pos[j] += n
         del view
     reader.close()
-    if variant == "fadvise":
+    if variant == "fadvise-input":
         os.posix_fadvise(fin, 0, 0, os.POSIX_FADV_DONTNEED)
     os.close(fin)
     for fd, n in zip(fds, pos):
@@ -311,7 +321,7 @@ def run_variant(variant: str, src: str, work: str) -> dict[str, float]:
                 got = 0
                 while got < n:
                     got += f.readinto(view[got:]) or 0
-        if variant == "fadvise":
+        if variant == "fadvise-buckets":
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         os.close(fd)
         out = bufs.get("out", n, largest)[:n]
@@ -334,12 +344,14 @@ def run_variant(variant: str, src: str, work: str) -> dict[str, float]:
         os.unlink(paths[j])  # as bigshuf does once a bucket is shuffled
     os.close(fout)
     p2.add(mark)
+    io1 = disk_io()
     if out_pos != size or os.path.getsize(os.path.join(work, "out")) != size:
         raise SystemExit(f"kernel_time: {variant} wrote {out_pos} bytes of {size}")
     if pool is not None:
         pool.shutdown()
     return {"wall": p1.wall + p2.wall, "user": p1.user + p2.user, "sys": p1.sys + p2.sys,
-            "minflt": p1.minflt + p2.minflt, "p1": p1.wall, "p2": p2.wall, "thp_mib": thp / 1024}
+            "minflt": p1.minflt + p2.minflt, "p1": p1.wall, "p2": p2.wall, "thp_mib": thp / 1024,
+            "disk_r": (io1[0] - io0[0]) / MiB, "disk_w": (io1[1] - io0[1]) / MiB}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -422,7 +434,7 @@ def machine_notes(scratch: str) -> list[str]:
     ]
 
 
-Run = dict[str, float]  # one child's figures: wall, user, sys, minflt, p1, p2, thp_mib
+Run = dict[str, float]  # one child's figures: wall, user, sys, minflt, p1, p2, thp_mib, disk_r, disk_w
 
 
 def report(pairs: dict[str, list[tuple[Run, Run]]], size: int, reps: int, scratch: str, loads: list[float]) -> str:
@@ -437,7 +449,7 @@ def report(pairs: dict[str, list[tuple[Run, Run]]], size: int, reps: int, scratc
     lines.append(f"- 1-minute load average before each repetition and at the end: {', '.join(f'{x:.1f}' for x in loads)} "
                  "(other work on the machine takes cores from the 2-thread rows)")
     lines += ["", "| variant | what changes | user s | sys s | wall s | pass 1 s | pass 2 s | minor faults | THP MiB "
-              "| sys × | wall × | wall × range |", "| --- | --- | " + "---: | " * 10]
+              "| disk read / written MiB | sys × | wall × | wall × range |", "| --- | --- |" + " ---: |" * 11]
     for v in VARIANTS:
         if v not in runs:
             continue
@@ -447,7 +459,8 @@ def report(pairs: dict[str, list[tuple[Run, Run]]], size: int, reps: int, scratc
         ratios = (f"{statistics.median(sys_x):.2f} | {statistics.median(wall_x):.2f} | {min(wall_x):.2f}-{max(wall_x):.2f}"
                   if wall_x else "1 | 1 | (baseline)")
         lines.append(f"| {v} | {VARIANTS[v][1]} | {m['user']:.2f} | {m['sys']:.2f} | {m['wall']:.2f} | {m['p1']:.2f} "
-                     f"| {m['p2']:.2f} | {m['minflt'] / 1000:.0f}k | {m['thp_mib']:.0f} | {ratios} |")
+                     f"| {m['p2']:.2f} | {m['minflt'] / 1000:.0f}k | {m['thp_mib']:.0f} "
+                     f"| {m['disk_r']:.0f} / {m['disk_w']:.0f} | {ratios} |")
     return "\n".join(lines)
 
 
