@@ -47,6 +47,7 @@ VARIANTS: dict[str, tuple[str, str]] = {
     "fresh-huge": ("baseline", "a fresh anonymous mmap per use, MADV_HUGEPAGE"),
     "huge": ("baseline", "reused anonymous mmap buffers, MADV_HUGEPAGE"),
     "fadvise-input": ("baseline", "posix_fadvise(DONTNEED) on the input after pass 1"),
+    "fadvise-input-late": ("baseline", "the same drop after pass 2 (control: the harness re-reads the input after both)"),
     "fadvise-buckets": ("baseline", "posix_fadvise(DONTNEED) on each bucket once read (before its unlink)"),
     "fallocate": ("baseline", "posix_fallocate buckets (estimate +10%, truncated after) and the output (exact)"),
     "odirect": ("baseline", "buckets written and read with O_DIRECT (aligned mmap buffers)"),
@@ -293,7 +294,6 @@ def run_variant(variant: str, src: str, work: str) -> dict[str, float]:
     reader.close()
     if variant == "fadvise-input":
         os.posix_fadvise(fin, 0, 0, os.POSIX_FADV_DONTNEED)
-    os.close(fin)
     for fd, n in zip(fds, pos):
         if variant == "fallocate":
             os.ftruncate(fd, n)
@@ -343,6 +343,9 @@ def run_variant(variant: str, src: str, work: str) -> dict[str, float]:
         del view, ov, data, out
         os.unlink(paths[j])  # as bigshuf does once a bucket is shuffled
     os.close(fout)
+    if variant == "fadvise-input-late":
+        os.posix_fadvise(fin, 0, 0, os.POSIX_FADV_DONTNEED)
+    os.close(fin)
     p2.add(mark)
     io1 = disk_io()
     if out_pos != size or os.path.getsize(os.path.join(work, "out")) != size:

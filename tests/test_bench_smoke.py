@@ -46,7 +46,7 @@ def test_kernel_time_quick_runs_every_variant(tmp_path: Path) -> None:
         check=False, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
-    for row in ["baseline", "fresh", "fresh-4k", "fresh-huge", "huge", "fadvise-input", "fadvise-buckets", "fallocate", "pwrite", "pvec", "write2",
+    for row in ["baseline", "fresh", "fresh-4k", "fresh-huge", "huge", "fadvise-input", "fadvise-input-late", "fadvise-buckets", "fallocate", "pwrite", "pvec", "write2",
                 "read2", "copy-rw", "copy-cfr"]:
         assert f"| {row} |" in proc.stdout, f"{row!r} missing from:\n{proc.stdout}"
     assert "| odirect |" in proc.stdout or "O_DIRECT is not supported" in proc.stdout
