@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import shutil
 import subprocess
+
+import pytest
 import sys
 from pathlib import Path
 
@@ -70,6 +72,7 @@ def test_bench_parquet_quick_runs_every_tool(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == [], "the scratch directory was not removed"
 
 
+@pytest.mark.slow
 def test_kernel_time_quick_runs_every_variant(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, str(BENCH.with_name("kernel_time.py")), "--quick", "--size", "8M", "--scratch", str(tmp_path)],
