@@ -5,10 +5,10 @@ from __future__ import annotations
 import importlib.util
 import shutil
 import subprocess
-
-import pytest
 import sys
 from pathlib import Path
+
+import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
 BENCH_PARQUET = BENCH.with_name("bench_parquet.py")
