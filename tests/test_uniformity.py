@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import bigshuf
-from bigshuf.core import gather, plan
+from bigshuf.core import gather, parallel, plan
 from helpers import split_records, write_records
 
 ALPHA = 1e-4
@@ -64,6 +64,7 @@ def test_all_permutations_equally_likely(
         # One record a part, parts drawn from two streams, the parts permuted on three workers.
         monkeypatch.setattr(gather, "PART_RECORDS", 1)
         monkeypatch.setattr(gather, "PART_DRAW", 2)
+        monkeypatch.setattr(parallel, "INLINE_BELOW", 0)
     records = records_of(4, size)
     src = write_records(tmp_path / "in", records)
     out = tmp_path / "out"

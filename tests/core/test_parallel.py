@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import bigshuf
-from bigshuf.core import gather, records
+from bigshuf.core import gather, parallel, records
 from bigshuf.core.parallel import Workers, default_threads
 from bigshuf.core.records import RecordFormat, find_offsets, find_offsets_split
 from helpers import assert_permutation, make_records, write_records
@@ -87,6 +87,12 @@ def test_default_is_the_cores_the_process_may_use() -> None:
     assert default_threads() == len(os.sched_getaffinity(0))
 
 
+def test_small_work_stays_in_the_calling_thread() -> None:
+    workers = Workers(4)
+    assert workers.sized(parallel.INLINE_BELOW) is workers
+    assert workers.sized(parallel.INLINE_BELOW - 1).n == 1
+
+
 @pytest.mark.parametrize("sep", [10, 0])
 def test_split_search_finds_the_same_record_ends(monkeypatch: pytest.MonkeyPatch, sep: int) -> None:
     monkeypatch.setattr(records, "SPLIT_BYTES", 64)
@@ -136,7 +142,9 @@ RUNS: list[tuple[str, dict[str, Any]]] = [
 def test_output_does_not_depend_on_the_threads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, label: str, settings: dict[str, Any]
 ) -> None:
-    # Small parts, draw chunks and search ranges, so that a small input is split as a large one is.
+    # Small parts, draw chunks and search ranges, so that a small input is split as a large one
+    # is, and handed to the workers however small.
+    monkeypatch.setattr(parallel, "INLINE_BELOW", 0)
     monkeypatch.setattr(gather, "PART_RECORDS", 64)
     monkeypatch.setattr(gather, "PART_DRAW", 256)
     monkeypatch.setattr(records, "SPLIT_BYTES", 512)
@@ -156,7 +164,8 @@ def test_output_does_not_depend_on_the_threads(
 
 
 @pytest.mark.parametrize("memory", [None, "24K"])
-def test_table_output_does_not_depend_on_the_threads(tmp_path: Path, memory: str | None) -> None:
+def test_table_output_does_not_depend_on_the_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, memory: str | None) -> None:
+    monkeypatch.setattr(parallel, "INLINE_BELOW", 0)
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
 

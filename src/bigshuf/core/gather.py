@@ -87,6 +87,7 @@ def shuffle_block(
         return 0
     arr = as_binary_array(block, offsets)
     parts = part_count(n, int(offsets[-1]), limit)
+    workers = workers.sized(len(block))
     if parts == 1:
         rng = rng_for(entropy, key)
         if m < n // 2:
@@ -148,6 +149,7 @@ def sample_with_replacement(
     n = len(offsets) - 1
     arr = as_binary_array(block, offsets)
     per_chunk = _chunks_by_records(count or (1 << 62), int(offsets[-1]), n, plan.piece_bytes(limit))
+    workers = workers.sized(plan.piece_bytes(limit) if count is None else count * int(offsets[-1]) // max(1, n))
 
     def draws() -> Iterator[np.ndarray]:
         """The indices of each chunk, drawn one chunk after another."""

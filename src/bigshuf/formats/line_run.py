@@ -248,7 +248,7 @@ class LineRun(TwoPass):
             (lambda p=p, lo=lo, hi=hi, keep=keep: scatter_one(p, lo, hi, keep))
             for p, (lo, hi) in enumerate(cut_pieces(block, self.fmt, self.piece))
         )
-        for parts, fp in self.workers.ordered(jobs, ahead=plan.pieces_ahead(self.limit)):
+        for parts, fp in self.workers.sized(len(block)).ordered(jobs, ahead=plan.pieces_ahead(self.limit)):
             if fp is not None:
                 self.read_fingerprint += fp
             for part in parts:
@@ -270,7 +270,7 @@ class LineRun(TwoPass):
         """Read bucket ``j`` into a second buffer on a worker while the current one is shuffled,
         when two buffers and the larger bucket's bookkeeping fit in the limit."""
         assert isinstance(buckets, BucketSet)
-        if self.workers.n == 1 or j in self._ahead:
+        if self.workers.sized(room).n == 1 or j in self._ahead:
             return
         if 2 * room + plan.META_PER_RECORD * int(buckets.records.max()) > plan.block_budget(self.limit):
             return

@@ -189,7 +189,7 @@ class TableRun(TwoPass):
         starts = np.zeros(len(batches) + 1, np.int64)
         np.cumsum([b.num_rows for b in batches], out=starts[1:])
         gathers = ((lambda lo=lo: take_rows(batches, starts, order[lo : lo + chunk])) for lo in range(0, count, chunk))
-        for rows in self.workers.ordered(gathers):
+        for rows in self.workers.sized(nbytes).ordered(gathers):
             self.emit(rows)
 
     # The driver's hooks.
@@ -213,9 +213,10 @@ class TableRun(TwoPass):
         del ids
         buckets.records += counts
         # The rows of consecutive runs of buckets are gathered on the workers at once.
-        runs = _bucket_runs(counts, self.workers.n)
+        workers = self.workers.sized(batch.nbytes)
+        runs = _bucket_runs(counts, workers.n)
         gathers = ((lambda lo=lo, hi=hi: batch.take(order[lo:hi])) for _first, _last, lo, hi in runs)
-        for (first, last, _lo, _hi), rows in zip(runs, self.workers.ordered(gathers)):
+        for (first, last, _lo, _hi), rows in zip(runs, workers.ordered(gathers)):
             part = np.zeros_like(counts)
             part[first:last] = counts[first:last]
             self.writer.submit_job(partial(buckets.append, rows, part), rows.nbytes)
