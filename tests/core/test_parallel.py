@@ -147,6 +147,7 @@ def test_output_does_not_depend_on_the_threads(
     monkeypatch.setattr(parallel, "INLINE_BELOW", 0)
     monkeypatch.setattr(gather, "PART_RECORDS", 64)
     monkeypatch.setattr(gather, "PART_DRAW", 256)
+    monkeypatch.setattr(gather, "MAX_DRAWS", 8)  # more records than 8 x 256: runs of 500
     monkeypatch.setattr(records, "SPLIT_BYTES", 512)
     sep = b"\0" if settings.get("zero_terminated") else b"\n"
     lines = make_records(4000, seed=5, max_len=60, sep=sep)

@@ -44,7 +44,7 @@ def piece(block: Key, p: int) -> Key:
 
 def part_draws(shuffle: Key, c: int) -> Key:
     """An in-memory shuffle split into parts (``shuffle`` is its stream: ``IN_MEMORY`` or a
-    bucket's): the parts drawn for records ``c * PART_DRAW`` onwards."""
+    bucket's): the parts drawn for the ``c``-th run of records (``gather.shuffle_block``)."""
     return shuffle + (_PART_DRAWS, c)
 
 
