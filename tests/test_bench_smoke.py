@@ -72,15 +72,15 @@ def test_bench_parquet_quick_runs_every_tool(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == [], "the scratch directory was not removed"
 
 
-@pytest.mark.slow
-def test_kernel_time_quick_runs_every_variant(tmp_path: Path) -> None:
+def test_kernel_time_quick_runs(tmp_path: Path) -> None:
+    """Three variants of kernel_time.py at 8M (every variant took 12 s, too long for the suite)."""
+    variants = ["baseline", "fresh", "copy-cfr"]
     proc = subprocess.run(
-        [sys.executable, str(BENCH.with_name("kernel_time.py")), "--quick", "--size", "8M", "--scratch", str(tmp_path)],
+        [sys.executable, str(BENCH.with_name("kernel_time.py")), "--quick", "--size", "8M", "--scratch", str(tmp_path),
+         "--variants", ",".join(variants)],
         check=False, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
-    for row in ["baseline", "fresh", "fresh-4k", "fresh-huge", "huge", "fadvise-input", "fadvise-input-late", "fadvise-buckets", "fallocate", "pwrite", "pvec", "write2",
-                "read2", "copy-rw", "copy-cfr"]:
+    for row in variants:
         assert f"| {row} |" in proc.stdout, f"{row!r} missing from:\n{proc.stdout}"
-    assert "| odirect |" in proc.stdout or "O_DIRECT is not supported" in proc.stdout
     assert list(tmp_path.iterdir()) == [], "the scratch directory was not removed"

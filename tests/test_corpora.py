@@ -222,7 +222,7 @@ def test_options_keep_the_shuffle_uniform(tmp_path: Path, option: str) -> None:
     src.write_bytes(data)
     out = tmp_path / "out"
     counts: Counter = Counter()
-    for seed in range(24 * 40):
+    for seed in range(24 * 25):  # 25 runs an order expected: the suite's time limit allows no more
         bigshuf.shuffle(src, out, seed=seed, sync=False, **kwargs)
         got = out.read_bytes()
         if option == "header":

@@ -70,7 +70,7 @@ def test_all_permutations_equally_likely(
     out = tmp_path / "out"
     counts: Counter = Counter()
     passes: Counter = Counter()
-    for seed in range(24 * 40):
+    for seed in range(24 * 25):  # 25 runs an order expected: the suite's time limit allows no more
         stats = bigshuf.shuffle(src, out, memory=memory, seed=seed, tmp_dir=tmp_path, sync=False, threads=3)
         counts[tuple(records.index(r) for r in split_records(out.read_bytes()))] += 1
         passes[stats.passes] += 1

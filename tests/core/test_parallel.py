@@ -124,7 +124,7 @@ RUNS: list[tuple[str, dict[str, Any]]] = [
     ("in-memory", {}),
     ("in-memory -n", {"head_count": 700}),
     ("external", {"memory": "8K"}),
-    ("external -n", {"memory": "8K", "head_count": 1500}),
+    ("external -n", {"memory": "8K", "head_count": 1000}),
     ("recursive", {"memory": "4K"}),
     ("shards", {"memory": "8K", "shards": 3}),
     ("verify", {"memory": "8K", "verify": True}),
@@ -147,10 +147,10 @@ def test_output_does_not_depend_on_the_threads(
     monkeypatch.setattr(parallel, "INLINE_BELOW", 0)
     monkeypatch.setattr(gather, "PART_RECORDS", 64)
     monkeypatch.setattr(gather, "PART_DRAW", 256)
-    monkeypatch.setattr(gather, "MAX_DRAWS", 8)  # more records than 8 x 256: runs of 500
+    monkeypatch.setattr(gather, "MAX_DRAWS", 8)  # more records than 8 x 256: runs of 313
     monkeypatch.setattr(records, "SPLIT_BYTES", 512)
     sep = b"\0" if settings.get("zero_terminated") else b"\n"
-    lines = make_records(4000, seed=5, max_len=60, sep=sep)
+    lines = make_records(2500, seed=5, max_len=60, sep=sep)
     src = write_records(tmp_path / "in.txt", lines, sep=sep)
     digests = set()
     for n in THREADS:
