@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
 BENCH_PARQUET = BENCH.with_name("bench_parquet.py")
 
