@@ -125,8 +125,7 @@ def _draw_parts(entropy: int, key: Key, c: int, draw: int, n: int, parts: int) -
     draws: their indices, part by part in input order, and where each part starts."""
     lo = c * draw
     count = min(n, lo + draw) - lo
-    dtype = np.uint8 if parts <= 1 << 8 else np.uint16 if parts <= 1 << 16 else np.uint32
-    ids = rng_for(entropy, streams.part_draws(key, c)).integers(0, parts, count, dtype=dtype)
+    ids = streams.draw_ids(rng_for(entropy, streams.part_draws(key, c)), parts, count)
     order: np.ndarray = np.argsort(ids, kind="stable").astype(np.int32 if n < 1 << 31 else np.int64)
     np.add(order, lo, out=order)
     bounds = np.zeros(parts + 1, np.int64)

@@ -15,6 +15,7 @@ import numpy as np
 from ..errors import TempSpaceError
 from ..storage.safefs import check_private_directory, create_exclusive, open_nofollow, sync_directory, sync_file
 from .records import INT32_LIMIT, RecordFormat, array_bytes, as_binary_array, find_offsets
+from .streams import draw_ids
 from ..storage.tempspace import full_disk_hint
 from ..storage.threads import signals_held
 from ..storage.writeback import WriteBehind
@@ -105,8 +106,7 @@ def scatter_piece(
     """
     import pyarrow.compute as pc
 
-    dtype = np.uint8 if k <= 1 << 8 else np.uint16 if k <= 1 << 16 else np.uint32
-    ids = rng.integers(0, k, len(offsets) - 1, dtype=dtype)
+    ids = draw_ids(rng, k, len(offsets) - 1)
     counts = np.bincount(ids, minlength=k)
     counts[keep:] = 0
     order = np.argsort(ids, kind="stable")
@@ -166,7 +166,10 @@ class BucketSet:
     def append(self, s: Scattered, keep: int | None = None) -> None:
         """Append each bucket's part of a scattered piece to its file (one queued job a piece),
         only of the first ``keep`` buckets (``-n`` may have dropped the others since it was scattered)."""
-        counts = s.counts if keep is None or keep >= self.k else np.concatenate([s.counts[:keep], np.zeros(self.k - keep, np.int64)])
+        counts = s.counts
+        if keep is not None and keep < self.k:
+            counts = counts.copy()
+            counts[keep:] = 0
         targets = []
         for j in np.flatnonzero(counts).tolist():
             f = self._files[j]

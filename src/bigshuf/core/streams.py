@@ -84,6 +84,13 @@ def seed_entropy(seed: int | None = None, random_source: str | os.PathLike[str] 
     return int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]
 
 
+def draw_ids(rng: np.random.Generator, k: int, n: int) -> np.ndarray:
+    """``n`` independent uniform picks of ``[0, k)`` (a bucket or part for each record), in the
+    smallest unsigned type that holds them."""
+    dtype = np.uint8 if k <= 1 << 8 else np.uint16 if k <= 1 << 16 else np.uint32
+    return rng.integers(0, k, n, dtype=dtype)
+
+
 def rng_for(entropy: int, key: Key) -> np.random.Generator:
     """The PCG64 stream of the run with root ``entropy`` named by ``key`` (one of the keys above)."""
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy, spawn_key=key)))

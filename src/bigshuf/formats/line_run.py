@@ -195,21 +195,20 @@ class LineRun(TwoPass):
         reader.progress = self.progress
 
     def _in_memory(self, block: np.ndarray, offsets: np.ndarray) -> None:
-        rng = rng_for(self.entropy, streams.IN_MEMORY)
         n = len(offsets) - 1
+        held = len(block) + plan.META_PER_RECORD * n
         if self.request.repeat:
             if n == 0:
                 raise InputError("no lines to repeat")
             count = self.head_count
             self.begin_output(count or 0)
             self.records += count or 0
-            held = len(block) + plan.META_PER_RECORD * n
+            rng = rng_for(self.entropy, streams.IN_MEMORY)
             sample_with_replacement(block, offsets, rng, self.emit, self.workers, count=count, limit=self.limit, held=held)
             return
         self.begin_output(self.wanted(n))
         if self.request.verify:
             self.read_fingerprint += fingerprint(block, offsets)
-        held = len(block) + plan.META_PER_RECORD * n
         self.records += shuffle_block(
             block, offsets, self.entropy, streams.IN_MEMORY, self.emit, self.workers, head=self.head_count, limit=self.limit, held=held
         )

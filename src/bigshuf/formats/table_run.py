@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from ..core import plan, streams
 from ..core.driver import Buckets, Estimate, TwoPass
-from ..core.streams import Key, rng_for
+from ..core.streams import Key, draw_ids, rng_for
 from ..errors import InputError, TempSpaceError, option
 from ..progress import IN_MEMORY, Progress, scatter_phase
 from ..request import Request, resolve_memory
@@ -204,8 +204,7 @@ class TableRun(TwoPass):
         assert isinstance(buckets, TableBuckets)
         batch, sizes = block
         k = buckets.k
-        dtype = np.uint8 if k <= 1 << 8 else np.uint16 if k <= 1 << 16 else np.uint32
-        ids = rng_for(self.entropy, key).integers(0, k, batch.num_rows, dtype=dtype)
+        ids = draw_ids(rng_for(self.entropy, key), k, batch.num_rows)
         counts = np.bincount(ids, minlength=k)
         counts[keep:] = 0
         buckets.sizes += np.bincount(ids, weights=sizes, minlength=k).astype(np.int64) * (counts > 0)

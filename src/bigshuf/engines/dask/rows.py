@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from ...core import plan
 from ...core.fingerprint import Fingerprint
+from ...core.streams import draw_ids
 from ...errors import InputError, TempSpaceError
 from ...formats.rowhash import row_fingerprint
 from ...formats.table_output import RowWriter
@@ -53,8 +54,7 @@ class RowTasks:
     def scatter(self, block: Any, rng: np.random.Generator, k: int, cfg: Config, name: str) -> tuple[Segment, Fingerprint]:
         """Draw a bucket for every row, and write each bucket's rows as one IPC stream of the object ``name``."""
         read = row_fingerprint(block) if cfg.verify else Fingerprint()
-        dtype = np.uint8 if k <= 1 << 8 else np.uint16 if k <= 1 << 16 else np.uint32
-        ids = rng.integers(0, k, block.num_rows, dtype=dtype)
+        ids = draw_ids(rng, k, block.num_rows)
         counts = np.bincount(ids, minlength=k).astype(np.int64)
         order = np.argsort(ids, kind="stable")
         del ids
