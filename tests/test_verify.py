@@ -321,7 +321,13 @@ def test_check_permutation_memory_covers_its_workers(tmp_path: Path, monkeypatch
             pools.append(max_workers)
             super().__init__(max_workers)
 
+    class RecordedWorkers(bigshuf.api.Workers):
+        def __init__(self, n: int) -> None:
+            pools.append(n)
+            super().__init__(n)
+
     monkeypatch.setattr(bigshuf.api, "ThreadPoolExecutor", Recorded)
+    monkeypatch.setattr(bigshuf.api, "Workers", RecordedWorkers)
     src = write_records(tmp_path / "in", make_records(100, seed=11))
     for memory, workers in [("40M", 1), ("160M", 2), ("1G", 8)]:
         pools.clear()

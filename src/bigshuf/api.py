@@ -7,12 +7,14 @@ import shutil
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .core import plan, streams
 from .core.fingerprint import Fingerprint, fingerprint_records
+from .core.parallel import Workers, default_threads
 from .core.records import RecordFormat, record_cuts
 from .core.streams import rng_for, seed_entropy
 from .engines.base import run_request
@@ -276,7 +278,7 @@ def check_permutation(
                     if stop.is_set():
                         return fp
                     cuts = record_cuts(block, fmt, workers)
-                    parts = [hashers.submit(fingerprint_records, block[a:b], fmt) for a, b in zip(cuts, cuts[1:])]
+                    parts = [hashers.submit(partial(fingerprint_records, block[a:b], fmt)) for a, b in zip(cuts, cuts[1:])]
                     for part in parts:
                         fp += part.result()
         except BaseException:
@@ -284,7 +286,7 @@ def check_permutation(
             raise
         return fp
 
-    sides, hashers = ThreadPoolExecutor(2), ThreadPoolExecutor(workers)
+    sides, hashers = ThreadPoolExecutor(2), Workers(workers)
     try:
         with signals_held():  # the pools' threads (started from these two) leave Ctrl-C to the main thread
             got_in, got_out = sides.submit(total, inputs), sides.submit(total, outputs)
@@ -292,14 +294,14 @@ def check_permutation(
     finally:
         stop.set()
         sides.shutdown(cancel_futures=True)
-        hashers.shutdown(cancel_futures=True)
+        hashers.close()
 
 
 def _thread_count(threads: object) -> int:
     """``threads``: an int of at least 1, or None for the cores this process may use."""
     count = _optional_integer("threads", threads)
     if count is None:
-        return len(os.sched_getaffinity(0))
+        return default_threads()
     if count < 1:
         raise UsageError(f"threads must be at least 1, not {count}")
     return count
