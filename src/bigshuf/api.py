@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .core import plan, streams
+from .core.head import count_of, parse_share
 from .core.fingerprint import Fingerprint, fingerprint_records
 from .core.parallel import Workers, default_threads
 from .core.records import RecordFormat, record_cuts
@@ -38,7 +39,7 @@ def shuffle(
     memory: int | str | None = None,
     seed: int | None = None,
     tmp_dir: PathLike | None = None,
-    head_count: int | None = None,
+    head_count: int | str | None = None,
     zero_terminated: bool = False,
     repeat: bool = False,
     random_source: PathLike | None = None,
@@ -66,7 +67,8 @@ def shuffle(
     the working memory (bytes, or a size string like ``"256M"``, ``"25%"``); inputs that do
     not fit are shuffled externally with temporary files under ``tmp_dir``. The same inputs,
     seed and options (memory included) give the same output. ``head_count`` keeps the first
-    COUNT records (a uniform sample); ``repeat`` samples with replacement.
+    COUNT records (a uniform sample), or a share of those read (``"10%"``: round(0.1 * N), halves
+    up); ``repeat`` samples with replacement.
 
     Inputs may be gzip, zstd, bzip2 or xz compressed (detected by their magic bytes).
     ``compress`` (``"zstd"``, ``"gzip:6"``, ``"none"``) overrides the codec implied by the
@@ -129,12 +131,18 @@ def shuffle_range(lo: int, hi: int, output: PathLike | None = None, **options: A
     engine_settings = {k: v for k, v in options.items() if k in ("engine", "scheduler", "temp_url")}
     if engine_settings:
         Request.build(RangeSource(lo, hi, b"\n"), output, **engine_settings)
+    count = hi - lo + 1
+    share = options.get("head_count")
+    if isinstance(share, str):  # -n P%: a share of the range, whose size is known
+        fraction = parse_share(share)
+        if fraction is None:
+            raise UsageError(f"head_count must be an integer or a percentage from '0%' to '100%', not str {share!r}")
+        options = options | {"head_count": count_of(fraction, count)}
     head_count = _optional_integer("head_count", options.get("head_count"))
     repeat = options.get("repeat", False)
     _check_types(("repeat", "zero_terminated"), bool, (repeat, options.get("zero_terminated", False)), optional=False)
     limit = resolve_memory(_memory_argument(options.get("memory")))
     sep = b"\0" if options.get("zero_terminated") else b"\n"
-    count = hi - lo + 1
     if repeat and count == 0:
         raise InputError("no lines to repeat")
     sampling = head_count is not None and (repeat or (head_count <= count // 2 and head_count * 16 <= limit))

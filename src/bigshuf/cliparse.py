@@ -9,8 +9,10 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from fractions import Fraction
+from typing import Any, NoReturn, cast
 
+from .core.head import parse_share
 from .errors import InputError, UsageError
 
 PROG = "bigshuf"
@@ -33,7 +35,8 @@ shuffled into Parquet, Arrow or JSON Lines, as -o's suffix says.
 Mandatory arguments to long options are mandatory for short options too.
   -e, --echo                treat each ARG as an input line
   -i, --input-range=LO-HI   treat each number LO through HI as an input line
-  -n, --head-count=COUNT    output at most COUNT lines
+  -n, --head-count=COUNT    output at most COUNT lines; COUNT may be P% of
+                              the lines read (-n 10%, -n 0.5%)
   -o, --output=FILE         write result to FILE instead of standard output
       --random-source=FILE  seed from the first 4 KiB of FILE
   -r, --repeat              output lines can be repeated
@@ -168,18 +171,28 @@ def _unsigned(text: str) -> int | None:
 
 
 class _HeadCount(argparse.Action):
-    """``-n``: a non-negative count; repeated, the smallest wins.
+    """``-n``: a non-negative count, or a percentage of the records read (``10%``); repeated, the
+    smallest wins (a count and a percentage cannot be compared before reading, so not both).
 
     As in GNU shuf, a count too large for the machine (above SIZE_MAX) is no limit at all.
     """
 
     def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Any = None) -> None:
+        old = getattr(namespace, self.dest)
+        share = parse_share(values)
+        if share is not None:
+            if isinstance(old, int):
+                raise UsageError(f"invalid line count: '{values}' (-n was given as a count already)")
+            if old is None or share < cast(Fraction, parse_share(old)):
+                setattr(namespace, self.dest, values)
+            return
         count = _unsigned(values)
         if count is None:
             raise UsageError(f"invalid line count: '{values}'")
+        if isinstance(old, str):
+            raise UsageError(f"invalid line count: '{values}' (-n was given as a percentage already)")
         if count > SIZE_MAX:
             return
-        old = getattr(namespace, self.dest)
         setattr(namespace, self.dest, count if old is None else min(old, count))
 
 

@@ -6,9 +6,11 @@ import operator
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any, cast
 
 from .core import plan
+from .core.head import parse_share
 from .engines.base import get_engine
 from .errors import UsageError, option
 from .formats import registry
@@ -51,6 +53,9 @@ class Request:
     random_source: str | None = None
     tmp_dir: str | None = None
     head_count: int | None = None
+    #: ``-n P%``: the share of the records read that is written (with ``head_count`` too, the
+    #: smaller count wins). Set from ``head_count="10%"``, not a keyword of its own.
+    head_share: Fraction | None = None
     repeat: bool = False
     zero_terminated: bool = False
     lines_per_record: int = 1
@@ -81,11 +86,16 @@ class Request:
 
         return self.threads or default_threads()
 
+    @property
+    def sampled(self) -> bool:
+        """Whether ``-n`` limits the records written (a count or a share)."""
+        return self.head_count is not None or self.head_share is not None
+
     @classmethod
     def build(cls, inputs: object, output: object = None, **settings: object) -> Request:
         """The request for ``inputs`` -> ``output`` with ``settings`` (``shuffle``'s keyword arguments),
         every check made here, once: types, ranges, combinations, and the engine's refusals."""
-        names = {f.name for f in fields(cls)} - {"inputs", "output", "family"}
+        names = {f.name for f in fields(cls)} - {"inputs", "output", "family", "head_share"}
         for name in settings:
             if name not in names:
                 raise TypeError(f"unexpected keyword argument '{name}'")
@@ -110,7 +120,7 @@ def _typed_settings(raw: dict[str, object]) -> dict[str, Any]:
     typed["seed"] = _optional_integer("seed", raw["seed"])
     for name in ("tmp_dir", "random_source"):
         typed[name] = _optional_path(name, raw[name])
-    typed["head_count"] = _optional_integer("head_count", raw["head_count"])
+    typed["head_count"], typed["head_share"] = _head(raw["head_count"])
     typed["header"], typed["lines_per_record"] = _integer("header", raw["header"]), _integer("lines_per_record", raw["lines_per_record"])
     for name in ("shards", "row_group_size", "threads"):
         typed[name] = _optional_integer(name, raw[name])
@@ -123,6 +133,16 @@ def _typed_settings(raw: dict[str, object]) -> dict[str, Any]:
     if not (scheduler is None or isinstance(scheduler, str) or callable(getattr(scheduler, "submit", None))):
         raise UsageError(f"scheduler must be an address (str) or an object with submit() (a Dask client), not {_describe(scheduler)}")
     return typed | {name: raw[name] for name in (*flags, *texts, "engine", "scheduler")}
+
+
+def _head(value: object) -> tuple[int | None, Fraction | None]:
+    """``head_count`` as a count, or (a str such as ``"10%"``) as a share of the records read."""
+    if isinstance(value, str):
+        share = parse_share(value)
+        if share is None:
+            raise UsageError(f"head_count must be an integer or a percentage from '0%' to '100%', not {_describe(value)}")
+        return None, share
+    return _optional_integer("head_count", value), None
 
 
 def _check_ranges(typed: dict[str, Any]) -> None:
@@ -163,11 +183,11 @@ def _family(paths: list[str], count: int, typed: dict[str, Any]) -> str:
 def _check_combinations(request: Request, all_paths: bool) -> None:
     """Refuse settings that cannot work together, for lines or for table rows (``all_paths``: every
     input is a local path)."""
-    if request.verify and (request.head_count is not None or request.repeat):
+    if request.verify and (request.sampled or request.repeat):
         raise UsageError(
             f"{option('verify')} checks whole shuffles; it cannot check a sample ({option('head_count')}) or {option('repeat')}"
         )
-    if request.shards is not None and request.repeat and request.head_count is None:
+    if request.shards is not None and request.repeat and not request.sampled:
         raise UsageError(
             f"{option('shards')} needs {option('head_count')} with {option('repeat')} (shards split a known number of records)"
         )
@@ -211,6 +231,8 @@ def _check_resume(request: Request) -> None:
         raise UsageError(
             f"{option('resume')} needs {option('seed')} (or {option('random_source')}): a resumed run must draw the same numbers"
         )
+    if request.head_share is not None:
+        raise UsageError(f"{option('resume')} cannot be used with {option('head_count')} P% (a share of the records); give a count")
     if request.repeat or request.output is None or request.output == "-":
         raise UsageError(
             f"{option('resume')} needs {option('output')} FILE (not standard output) and cannot be used with {option('repeat')}"

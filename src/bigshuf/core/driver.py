@@ -20,6 +20,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import astuple, dataclass
+from fractions import Fraction
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
@@ -29,7 +30,7 @@ from ..progress import Progress, scatter_phase, shuffle_phase
 from ..storage.output import Output
 from ..storage.tempspace import TempSpace, default_tmp_dir, remove_dead_runs
 from ..storage.writeback import WriteBehind
-from . import plan, streams
+from . import head, plan, streams
 from .fingerprint import Fingerprint
 from .resume import FORMAT, advice, refusal, save_state
 from .parallel import Workers
@@ -100,12 +101,14 @@ class TwoPass(ABC):
     unit = "records"
 
     def __init__(
-        self, entropy: int, limit: int, head_count: int | None, tmp_dir: str | None, progress: Progress, threads: int = 1
+        self, entropy: int, limit: int, head_count: int | None, tmp_dir: str | None, progress: Progress, threads: int = 1,
+        head_share: Fraction | None = None,
     ) -> None:
         self.entropy = entropy
         self.workers = Workers(threads)
         self.limit = limit
         self.head_count = head_count
+        self.head_share = head_share  # -n P%: resolved into head_count once the records are counted
         self.tmp_dir = tmp_dir
         self.progress = progress
         self.records = 0  # written
@@ -217,8 +220,14 @@ class TwoPass(ABC):
         """Queue a chunk of shuffled records for the output."""
         self.out.emit(records)
 
+    def count_read(self, total: int) -> None:
+        """``total`` records have been read: ``-n P%`` becomes a count of them."""
+        self.head_count = head.resolve(self.head_count, self.head_share, total)
+        self.head_share = None
+
     def wanted(self, total: int) -> int:
-        """Records written of ``total`` read: all, or ``-n``'s count."""
+        """Records written of ``total`` read: all, or ``-n``'s count (its share of ``total``)."""
+        self.count_read(total)
         return total if self.head_count is None else min(total, self.head_count)
 
     def external(self, blocks: Iterator[Any], est: Estimate, temp: TempSpace, key: Key, depth: int, exact: bool = True) -> None:
@@ -239,6 +248,10 @@ class TwoPass(ABC):
             self.progress.start(scatter_phase(depth), est.nbytes)
         try:
             keep = self._pass1(blocks, buckets, key, depth)
+            if depth == 0 and self.head_share is not None:
+                # -n P%: the count is known now; the buckets past it are dropped before pass 2.
+                self.count_read(int(buckets.records[:keep].sum()))
+                keep = self.cutoff(buckets, keep)
             self.writer.flush()
             if depth == 0 and self.state_dir:
                 self._resumable(buckets).sync()

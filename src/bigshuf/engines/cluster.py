@@ -53,7 +53,7 @@ class DaskEngine(Engine):
             [s for s in request.inputs if isinstance(s, str)], request.output, memory=request.memory,
             seed=request.seed, random_source=request.random_source, tmp_dir=request.tmp_dir,
             temp_url=request.temp_url, scheduler=address, runner=runner,
-            head_count=request.head_count, zero_terminated=request.zero_terminated, shards=request.shards,
+            head_count=request.head_count, head_share=request.head_share, zero_terminated=request.zero_terminated, shards=request.shards,
             compress=request.compress, verify=request.verify, row_group_size=request.row_group_size,
             output_format=request.output_format, progress=progress, sync=request.sync,
         )

@@ -51,7 +51,8 @@ class LineRun(TwoPass):
 
     def __init__(self, request: Request, sources: list[Source], entropy: int, progress: Progress) -> None:
         super().__init__(
-            entropy, resolve_memory(request.memory), request.head_count, request.tmp_dir, progress, request.workers
+            entropy, resolve_memory(request.memory), request.head_count, request.tmp_dir, progress, request.workers,
+            request.head_share,
         )
         self.request = request
         self.sources = sources
@@ -200,6 +201,7 @@ class LineRun(TwoPass):
         if self.request.repeat:
             if n == 0:
                 raise InputError("no lines to repeat")
+            self.count_read(n)
             count = self.head_count
             self.begin_output(count or 0)
             self.records += count or 0

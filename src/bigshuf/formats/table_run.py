@@ -44,7 +44,8 @@ class TableRun(TwoPass):
         self, request: Request, inputs: list[TableInput], kind: str, codec: CodecChoice, entropy: int, progress: Progress
     ) -> None:
         super().__init__(
-            entropy, resolve_memory(request.memory), request.head_count, request.tmp_dir, progress, request.workers
+            entropy, resolve_memory(request.memory), request.head_count, request.tmp_dir, progress, request.workers,
+            request.head_share,
         )
         self.request = request
         self.inputs = inputs

@@ -12,12 +12,14 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from ...request import ShuffleStats, resolve_memory
 from ...core.fingerprint import Fingerprint
+from ...core.head import resolve as resolve_head
 from ...core.streams import seed_entropy
 from ...errors import BigShufError, OutputError, TempSpaceError, UsageError, option
 from ...progress import Progress, scatter_phase, shuffle_phase
@@ -224,6 +226,7 @@ def shuffle(
     scheduler: str | None = None,
     runner: Runner | None = None,
     head_count: int | None = None,
+    head_share: Fraction | None = None,
     zero_terminated: bool = False,
     shards: int | None = None,
     compress: str | None = None,
@@ -242,7 +245,8 @@ def shuffle(
     local cluster can share). ``runner`` replaces the cluster with any executor (tests). The
     same inputs, seed, ``memory`` and ``shards`` give the same output for any number of workers.
     Rows are written as ``output_format`` (else as ``output``'s suffix or the input says) in row
-    groups of ``row_group_size`` rows (else of about 64 MiB).
+    groups of ``row_group_size`` rows (else of about 64 MiB). ``head_share`` keeps that share of the
+    records read (``-n 10%``), rounded as ``core.head.count_of`` rounds.
     """
     start = time.perf_counter()
     progress = progress or Progress()
@@ -271,6 +275,7 @@ def shuffle(
             results1: list[ScatterResult] = _run(run, scatter_task, cfg, tasks1, progress, [t.nbytes for t in tasks1])
             segments = [s for r in results1 for s in r.segments]
             found = int(sum(int(s.counts.sum()) for s in segments))
+            head_count = resolve_head(head_count, head_share, found)
             total = found if head_count is None else min(found, head_count)
             if out.shards is None and (out.target is None or not remote.is_url(out.target)):
                 sink = open_output(out.target, ("none", None), sync=sync)

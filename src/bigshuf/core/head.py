@@ -1,0 +1,34 @@
+"""``-n``'s count: a number of records, or a percentage of the records read, known once they are counted."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from fractions import Fraction
+
+#: ``P%``: a decimal percentage, as ``-n 10%`` or ``-n 0.5%`` write it (leading blanks and a ``+`` allowed).
+_PERCENT = re.compile(r"[ \t\n\v\f\r]*\+?([0-9]+(?:\.[0-9]*)?|\.[0-9]+)%\Z")
+
+
+def parse_share(text: str) -> Fraction | None:
+    """The share of the records that ``text`` (``"10%"``, ``"0.5%"``) asks for, exactly; None if
+    it is not a percentage from 0% to 100%."""
+    m = _PERCENT.match(text)
+    if m is None:
+        return None
+    share = Fraction(Decimal(m.group(1))) / 100
+    return share if share <= 1 else None
+
+
+def count_of(share: Fraction, total: int) -> int:
+    """``round(share * total)``, halves rounded up, computed exactly (no float error at any size)."""
+    return int((share * total + Fraction(1, 2)) // 1)
+
+
+def resolve(count: int | None, share: Fraction | None, total: int) -> int | None:
+    """The records ``-n`` keeps of ``total``: its count, its share of them, or the smaller of the two
+    (None: no limit)."""
+    if share is None:
+        return count
+    of_total = count_of(share, total)
+    return of_total if count is None else min(count, of_total)

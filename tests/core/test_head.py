@@ -1,0 +1,39 @@
+"""``-n P%``: the share parsed exactly, rounded half up, and the smaller of a count and a share."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+
+from bigshuf.core.head import count_of, parse_share, resolve
+
+
+@pytest.mark.parametrize(
+    "text,share",
+    [("10%", Fraction(1, 10)), ("0.5%", Fraction(1, 200)), (" +5%", Fraction(1, 20)), (".5%", Fraction(1, 200)),
+     ("100%", Fraction(1)), ("0%", Fraction(0)), ("12.%", Fraction(3, 25)), ("33.333%", Fraction(33333, 100000))],
+)
+def test_percentages_parse_exactly(text: str, share: Fraction) -> None:
+    assert parse_share(text) == share
+
+
+@pytest.mark.parametrize("text", ["101%", "100.0001%", "10", "%", "-1%", "1e2%", "10 %", "10%%", "0x10%", "nan%", ""])
+def test_what_is_not_a_percentage_from_0_to_100(text: str) -> None:
+    assert parse_share(text) is None
+
+
+def test_rounding_is_half_up_and_exact_at_any_size() -> None:
+    half = Fraction(1, 200)  # 0.5%
+    assert [count_of(half, n) for n in (99, 100, 101, 300)] == [0, 1, 1, 2]  # 0.495, 0.5, 0.505, 1.5
+    assert count_of(Fraction(1, 10), 1005) == 101  # 100.5 up
+    big = 2**70 + 5
+    assert count_of(Fraction(1, 10), big) == (big + 5) // 10  # no float rounding at 2**70
+    assert count_of(Fraction(1), big) == big and count_of(Fraction(0), big) == 0
+
+
+def test_count_and_share_resolve_to_the_smaller() -> None:
+    assert resolve(None, None, 50) is None
+    assert resolve(7, None, 50) == 7
+    assert resolve(None, Fraction(1, 10), 50) == 5
+    assert resolve(3, Fraction(1, 10), 50) == 3 and resolve(9, Fraction(1, 10), 50) == 5
