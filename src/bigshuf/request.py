@@ -224,7 +224,7 @@ def _mix_settings(raw: dict[str, object]) -> dict[str, Any]:
     names known and shares summing to 1, rates within ``max_rate``, every file in one source."""
     sources = _source_files(raw.get("sources"))
     names = [name for name, _files in sources]
-    max_rate = weights.as_fraction(raw.get("max_rate", weights.DEFAULT_MAX_RATE), "max_rate")
+    max_rate = weights.as_fraction(raw.get("max_rate", weights.DEFAULT_MAX_RATE), f"{option('max_rate')} value")
     rates = _named_numbers("rates", raw.get("rates"), names)
     shares = _named_numbers("mix", raw.get("mix"), names)
     by = raw.get("by", "records")
@@ -304,8 +304,10 @@ def _named_numbers(setting: str, raw: object, names: list[str]) -> list[tuple[st
     out = []
     for name, value in raw.items():
         if name not in names:
-            raise UsageError(f"{option('rate' if setting == 'rates' else setting)} names '{name}', which is not a source ({option('source')} NAME=PATH)")
-        out.append((name, weights.as_fraction(value, f"{setting} of '{name}'")))
+            flag = option("rate" if setting == "rates" else setting)
+            raise UsageError(f"{flag} names '{name}', which is not a source ({option('source')} NAME=PATH)")
+        flag = option("rate" if setting == "rates" else setting)
+        out.append((name, weights.as_fraction(value, f"{flag} value for source '{name}'")))
     return out
 
 
