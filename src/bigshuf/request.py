@@ -225,15 +225,15 @@ def _mix_settings(raw: dict[str, object]) -> dict[str, Any]:
     sources = _source_files(raw.get("sources"))
     names = [name for name, _files in sources]
     max_rate = weights.as_fraction(raw.get("max_rate", weights.DEFAULT_MAX_RATE), f"{option('max_rate')} value")
-    rates = _named_numbers("rates", raw.get("rates"), names)
-    shares = _named_numbers("mix", raw.get("mix"), names)
     by = raw.get("by", "records")
     if by not in ("records", "bytes"):
         raise UsageError(f"invalid {option('by')} value: '{by}' (records or bytes)")
     total = raw.get("total")
-    for setting, used in (("rate", bool(rates)), ("mix", bool(shares)), ("total", total is not None), ("by", by != "records")):
+    for setting, used in (("rate", raw.get("rates")), ("mix", raw.get("mix")), ("total", total is not None), ("by", by != "records")):
         if used and not sources:
             raise UsageError(f"{option(setting)} needs {option('source')} NAME=PATH to name the sources it weighs")
+    rates = _named_numbers("rates", raw.get("rates"), names)
+    shares = _named_numbers("mix", raw.get("mix"), names)
     if rates and shares:
         raise UsageError(f"{option('rate')} and {option('mix')} cannot be combined: give rates or shares")
     for setting, used in (("total", total is not None), ("by", by != "records")):
