@@ -126,9 +126,11 @@ Examples:
                               that together hold one uniform shuffle
   {PROG} train.parquet -n 1000 -o sample.jsonl
                             Parquet rows sampled into JSON Lines
-  {PROG} --source web=data/web/ --source code='code/*.jsonl.zst' \\
-      --rate web=0.3 --rate code=2.5 --seed 1 -o mix.jsonl.zst
-                            30% of web, code two and a half times, shuffled
+  {PROG} --source web=data/ --source code='*.zst' --rate code=2.5 -o mix.jsonl
+                            web once and code 2.5 times, shuffled together
+                              (a quoted pattern: bigshuf expands it)
+  {PROG} --source w=data/ --source c='*.zst' --mix w=0.7,c=0.3 --total 100
+                            100 records, 70% from w and 30% from c
 """
 
 
