@@ -145,6 +145,8 @@ def _summarize(progress: Progress, stats: ShuffleStats) -> None:
     """With progress bars on, one line at the end saying what the run did (the bars vanish)."""
     if isinstance(progress, BarProgress):
         _report(f"{PROG}: {summary(stats)}")
+        for source in stats.sources:
+            _report(f"{PROG}: source {source.name}: {source.read:,} records read, rate {source.rate:.6g}, {source.written:,} in the mix")
 
 
 def _choose_arrow_pool(inputs: list[str], args: argparse.Namespace) -> None:

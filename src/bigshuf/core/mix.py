@@ -11,6 +11,7 @@ first block (a counting pass), and no third pass or extra buckets.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -199,6 +200,10 @@ class Mixer:
             mult[base + picks] += 1
             base += c
         return mult
+
+    def most_copies(self) -> int:
+        """The most copies any record gets (what a piece of records may grow to, scattered)."""
+        return max(math.ceil(rate) for rate in self.rates) if self.rates else 1
 
     def stats(self) -> tuple[SourceStats, ...]:
         """Per source: records read, rate, and records put into the multiset."""

@@ -336,7 +336,10 @@ class LineRun(TwoPass):
             (lambda p=p, lo=lo, hi=hi, keep=keep: scatter_one(p, lo, hi, keep))
             for p, (lo, hi) in enumerate(cuts)
         )
-        for parts, fp in self.workers.sized(len(block)).ordered(jobs, ahead=plan.pieces_ahead(self.limit)):
+        ahead = plan.pieces_ahead(self.limit)
+        if self.mixer is not None and ranges is not None:
+            ahead = max(1, ahead // max(1, self.mixer.most_copies()))  # a piece's copies are gathered at once
+        for parts, fp in self.workers.sized(len(block)).ordered(jobs, ahead=ahead):
             if fp is not None:
                 self.read_fingerprint += fp
             for part in parts:
