@@ -248,6 +248,9 @@ def test_copies_land_independently(tmp_path: Path, label: str, memory: str) -> N
         (dict(total=5), "total= needs mix="),
         (dict(repeat=True), "cannot be combined with repeat=True"),
         (dict(sources=None, rates={"web": 2}), "rates= needs sources= NAME=PATH"),
+        (dict(engine="dask"), "engine='dask' does not support sources="),
+        (dict(output_format="parquet"), "sources=: not available for Parquet or Arrow data"),
+        (dict(sources={"a": "x", "a b": "y"}), "invalid source name in sources=: 'a b'"),
     ],
 )
 def test_refusals(tmp_path: Path, corpus: dict[str, list[bytes]], settings: dict[str, object], message: str) -> None:
@@ -274,6 +277,16 @@ def test_an_empty_source_cannot_have_a_share(tmp_path: Path, corpus: dict[str, l
     (tmp_path / "empty.txt").write_bytes(b"")
     with pytest.raises(InputError, match="source 'none' has no records"):
         bigshuf.shuffle(sources={"web": tmp_path / "web", "none": tmp_path / "empty.txt"}, mix={"web": 0.5, "none": 0.5})
+
+
+def test_records_not_as_counted_are_an_error() -> None:
+    """A file that changed between the counting pass and pass 1 fails the run before any output."""
+    mixer = Mixer(["a"], [0], [Fraction(1, 2)], [5])
+    mixer.pick(1, streams.selection(streams.IN_MEMORY), [(0, 3)])
+    with pytest.raises(InputError, match=r"source 'a': 5 records counted before the shuffle, 3 read by it"):
+        mixer.check_complete()
+    with pytest.raises(InputError, match="more records than were counted"):
+        mixer.pick(1, streams.selection(streams.IN_MEMORY), [(0, 4)])
 
 
 def test_cli_sources_rates_and_refusals(tmp_path: Path, corpus: dict[str, list[bytes]], run_cli) -> None:  # type: ignore[no-untyped-def]

@@ -136,11 +136,17 @@ class Mixer:
         # Picks still to make and records still to come, per source (only with a fractional rate).
         self.picks_left = [0] * len(names)
         self.records_left = [0] * len(names)
+        self.counts = None if counts is None else list(counts)
         if counts is not None:
             for s, (rate, n) in enumerate(zip(rates, counts)):
                 frac = rate - int(rate)
                 self.picks_left[s] = int(frac * n + Fraction(1, 2)) if frac else 0
                 self.records_left[s] = n
+                if self.picks_left[s] and n >= HYPERGEOMETRIC_LIMIT:
+                    raise InputError(
+                        f"source '{names[s]}' has {n} records: a fractional rate is not supported on 10^9 records "
+                        "or more; split the source"
+                    )
         self._start = (list(self.picks_left), list(self.records_left))
         self.reset()
 
@@ -173,16 +179,11 @@ class Mixer:
         chosen = []
         for s, c in counts:
             self.read[s] += c
-            want = self.picks_left[s]
+            want, left = self.picks_left[s], self.records_left[s]
+            if self.counts is not None and c > left:
+                raise InputError(f"source '{self.names[s]}': more records than were counted before the shuffle (did a file change?)")
             got = 0
             if want and c:
-                left = self.records_left[s]
-                if c > left:
-                    raise InputError(f"source '{self.names[s]}' holds more records than were counted before (did a file change?)")
-                if left - want >= HYPERGEOMETRIC_LIMIT or want >= HYPERGEOMETRIC_LIMIT:
-                    raise InputError(
-                        f"source '{self.names[s]}': a fractional rate over 10^9 records is not supported; split the source"
-                    )
                 got = want if c == left else int(rng.hypergeometric(want, left - want, c))
                 self.picks_left[s] -= got
             self.records_left[s] -= c
@@ -200,6 +201,16 @@ class Mixer:
             mult[base + picks] += 1
             base += c
         return mult
+
+    def check_complete(self) -> None:
+        """Every counted record was read, and no more (else a file changed after the counting pass)."""
+        if self.counts is None:
+            return
+        for name, counted, read in zip(self.names, self.counts, self.read):
+            if counted != read:
+                raise InputError(
+                    f"source '{name}': {counted} records counted before the shuffle, {read} read by it (did a file change?)"
+                )
 
     def most_copies(self) -> int:
         """The most copies any record gets (what a piece of records may grow to, scattered)."""

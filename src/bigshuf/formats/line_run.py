@@ -290,6 +290,12 @@ class LineRun(TwoPass):
 
     # The driver's hooks.
 
+    def begin_output(self, total: int, restore: dict[str, Any] | None = None) -> None:
+        """Check, with weighted sources, that pass 1 read what the counting pass counted, then open the output."""
+        if self.mixer is not None:
+            self.mixer.check_complete()
+        super().begin_output(total, restore)
+
     def free_needed(self, nbytes: int) -> int:
         # 10% spare for compressed buckets: the sample's ratio may flatter the rest.
         return nbytes if not self.request.compress_temp else int(nbytes * min(1.0, self.temp_ratio * 1.1))
