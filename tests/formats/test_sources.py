@@ -296,6 +296,9 @@ def test_cli_sources_rates_and_refusals(tmp_path: Path, corpus: dict[str, list[b
     assert Counter(r[:3] for r in split_records(out)) == {b"web": 150, b"cod": 140}
     code, out, err = run_cli([*base, "--mix", "web=0.75,code=0.25", "--total", "40"], cwd=tmp_path)
     assert code == 0 and Counter(r[:3] for r in split_records(out)) == {b"web": 30, b"cod": 10}
+    code, out, err = run_cli([*base, "--mix", "web=0.25,code=0.75", "--total", "61K", "--by", "bytes", "--max-rate", "15"], cwd=tmp_path)
+    # 61 KiB: web 256 of its 300 records, code 768 (rate 10.97: ten copies and 68 more).
+    assert code == 0 and Counter(r[:3] for r in split_records(out)) == {b"web": 256, b"cod": 768}
     for args, message in [
         ([*base, "wiki.txt"], b"bigshuf: extra operand 'wiki.txt'\n--source names every input"),
         ([*base, "--rate", "code=12"], b"bigshuf: --rate 12 for source 'code' is above the maximum of 10; raise --max-rate to allow it\n"),
