@@ -18,7 +18,7 @@ import pytest
 
 import bigshuf
 from bigshuf.core import parallel, plan, streams
-from bigshuf.core.mix import Mixer
+from bigshuf.core.mix import Mixer, solve_mix
 from bigshuf.errors import InputError, UsageError
 from helpers import split_records, write_records
 
@@ -125,6 +125,13 @@ def test_mix_of_records_gives_each_source_its_share(
     assert by_source == {b"web": 201, b"code": 120, b"wiki": 80}
     assert [round(s.rate, 9) for s in stats.sources] == [round(201 / 300, 9), round(120 / 70, 9), 2.0]
     expected_passes(label, stats.passes)
+
+
+def test_mix_targets_sum_to_the_total() -> None:
+    """Shares within the tolerance of 1 are made exact, and the largest remainders round up."""
+    third = Fraction("0.3333333")
+    rates = solve_mix(["a", "b", "c"], [third] * 3, [100, 100, 100], 100, Fraction(10), "records")
+    assert [r * 100 for r in rates] == [34, 33, 33]
 
 
 def test_mix_without_total_repeats_no_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, corpus: dict[str, list[bytes]]) -> None:

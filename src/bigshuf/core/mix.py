@@ -104,6 +104,8 @@ def solve_mix(
     for name, count in zip(names, counts):
         if count == 0:
             raise InputError(f"source '{name}' has no {unit}: it cannot make up a share of {option('mix')}")
+    whole = sum(shares, Fraction(0))
+    shares = [share / whole for share in shares]  # shares within the tolerance of 1, made exact
     if total is None:
         total = min(int(count / share) for count, share in zip(counts, shares))
     exact = [share * total for share in shares]
@@ -125,8 +127,9 @@ def solve_mix(
 
 class Mixer:
     """How many copies of each record of each source go into the multiset: ``copies`` per record,
-    plus ``extra`` records picked uniformly for one more. Sources are numbered in order; the
-    inputs are their files, source by source, so a block's records of one source are contiguous."""
+    plus, for a fractional rate, records picked uniformly for one more (``pick``). Sources are
+    numbered in order; the inputs are their files, source by source, so a block's records of one
+    source are contiguous."""
 
     def __init__(self, names: Sequence[str], file_source: Sequence[int], rates: Sequence[Fraction], counts: Sequence[int] | None) -> None:
         self.names = list(names)
