@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -33,7 +33,7 @@ PathLike = str | os.PathLike[str]
 
 
 def shuffle(
-    inputs: PathLike | Source | Sequence[PathLike | Source],
+    inputs: PathLike | Source | Sequence[PathLike | Source] = (),
     output: PathLike | None = None,
     *,
     memory: int | str | None = None,
@@ -59,6 +59,12 @@ def shuffle(
     engine: str = "local",
     scheduler: str | Runner | None = None,
     temp_url: str | None = None,
+    sources: Mapping[str, PathLike | Sequence[PathLike]] | None = None,
+    rates: Mapping[str, float | str] | None = None,
+    mix: Mapping[str, float | str] | None = None,
+    total: int | str | None = None,
+    by: str = "records",
+    max_rate: float | str = 10,
 ) -> ShuffleStats:
     """Write the records of ``inputs`` to ``output`` in uniformly random order.
 
@@ -97,6 +103,15 @@ def shuffle(
     ``$DASK_SCHEDULER_ADDRESS``, else a cluster of processes on this machine) or a client or
     executor to submit the tasks to; ``temp_url`` where temporary objects go, reachable by every
     worker. Settings an engine cannot run are refused before anything starts.
+
+    Weighted sources (instead of ``inputs``): ``sources`` names groups of files (each a path, a
+    directory or a glob pattern, or a list of them), e.g. ``{"web": "data/web/", "code":
+    "code/*.jsonl.zst"}``. ``rates`` gives a source's rate r (default 1): each of its records
+    appears floor(r) times, and a uniform sample of round(frac(r) * n) of them once more. Or
+    ``mix`` gives each source's share of ``total`` records (``by="bytes"``: bytes, e.g.
+    ``"50G"``; without ``total``, the most that repeats no record), the rates solved from the
+    counts. A rate above ``max_rate`` is refused. The output is a uniform shuffle of the
+    resulting multiset; the stats' ``sources`` say what each source gave.
     """
     _check_types(("progress",), Progress, (progress,), optional=True)
     request = Request.build(
@@ -105,6 +120,7 @@ def shuffle(
         lines_per_record=lines_per_record, shards=shards, compress=compress, compress_temp=compress_temp,
         verify=verify, resume=resume, row_group_size=row_group_size, schema=schema, output_format=output_format,
         sync=sync, threads=threads, engine=engine, scheduler=scheduler, temp_url=temp_url,
+        sources=sources, rates=rates, mix=mix, total=total, by=by, max_rate=max_rate,
     )
     return run_request(request, progress or Progress())
 

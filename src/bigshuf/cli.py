@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .cliparse import HELP, PROG, CommandSyntaxError, parse_args, parse_seed, read_file_list
+from .cliparse import HELP, PROG, CommandSyntaxError, parse_args, parse_seed, parse_sources, read_file_list
 from .errors import BigShufError, OutputError, UsageError
 from .progress import BarProgress, Progress, make_progress, summary
 
@@ -73,7 +73,14 @@ def _execute(args: argparse.Namespace) -> int:
     _choose_arrow_pool(inputs, args)
     progress = make_progress(args.progress)
     common = _settings(args, progress)
-    if args.input_range is not None:
+    if args.source or args.rate or args.mix or args.total is not None or args.by != "records" or args.max_rate is not None:
+        common.update(parse_sources(args))
+    if args.source:
+        if args.operands or args.echo or args.input_range is not None or inputs:
+            extra = args.operands[0] if args.operands else "-e" if args.echo else "-i" if args.input_range is not None else "--files-from"
+            raise CommandSyntaxError(f"extra operand '{extra}'\n--source names every input: put FILEs in a source")
+        stats = shuffle((), args.output, **common)
+    elif args.input_range is not None:
         if args.operands:
             raise CommandSyntaxError(f"extra operand '{args.operands[0]}'")
         lo, hi = args.input_range
@@ -138,6 +145,8 @@ def _summarize(progress: Progress, stats: ShuffleStats) -> None:
     """With progress bars on, one line at the end saying what the run did (the bars vanish)."""
     if isinstance(progress, BarProgress):
         _report(f"{PROG}: {summary(stats)}")
+        for source in stats.sources:
+            _report(f"{PROG}: source {source.name}: {source.read:,} records read, rate {source.rate:.6g}, {source.written:,} in the mix")
 
 
 def _choose_arrow_pool(inputs: list[str], args: argparse.Namespace) -> None:

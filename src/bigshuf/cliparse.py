@@ -13,6 +13,7 @@ from fractions import Fraction
 from typing import Any, NoReturn, cast
 
 from .core.head import parse_share
+from .core.mix import named_values
 from .errors import InputError, UsageError
 
 PROG = "bigshuf"
@@ -92,6 +93,18 @@ Mandatory arguments to long options are mandatory for short options too.
                               else a cluster of processes on this machine)
       --temp-url=URL        temporary objects of --engine=dask, somewhere every
                               worker can reach (default: under -T)
+      --source=NAME=PATH    read PATH (a file, a directory or a quoted glob
+                              pattern) as part of source NAME; repeat for
+                              more sources or paths (then give no FILE)
+      --rate=NAME=R         copy each record of source NAME floor(R) times,
+                              plus a uniform sample of round(frac(R) x its
+                              records) once more (default 1; 0 drops it)
+      --mix=A=P,B=Q         give each source its share P of --total records
+                              (default: the most that repeats no record), the
+                              rates solved from counts made in a first pass
+      --total=N             records of a --mix; with --by=bytes, bytes (50G)
+      --by=records|bytes    what the shares of --mix count (default: records)
+      --max-rate=R          refuse a rate above R (default: 10)
       --progress            show progress bars on standard error
   -q, --quiet               never show progress bars (the default when
                               standard error is not a terminal)
@@ -116,6 +129,11 @@ Examples:
                               that together hold one uniform shuffle
   {PROG} train.parquet -n 1000 -o sample.jsonl
                             Parquet rows sampled into JSON Lines
+  {PROG} --source web=data/ --source code='*.zst' --rate code=2.5 -o mix.jsonl
+                            web once and code 2.5 times, shuffled together
+                              (a quoted pattern: bigshuf expands it)
+  {PROG} --source w=data/ --source c='*.zst' --mix w=0.7,c=0.3 --total 100
+                            100 records, 70% from w and 30% from c
 """
 
 
@@ -268,6 +286,12 @@ def _parser() -> _Parser:
     p.add_argument("--engine", default="local")
     p.add_argument("--scheduler")
     p.add_argument("--temp-url")
+    p.add_argument("--source", action="append", default=[])
+    p.add_argument("--rate", action="append", default=[])
+    p.add_argument("--mix", action="append", default=[])
+    p.add_argument("--total")
+    p.add_argument("--by", default="records")
+    p.add_argument("--max-rate")
     p.add_argument("--progress", dest="progress", action="store_true", default=None)
     p.add_argument("-q", "--quiet", dest="progress", action="store_false")
     p.add_argument("--help", action="store_true")
@@ -295,6 +319,29 @@ def _parse_range(text: str) -> tuple[int, int]:
     if not dash or lo > hi + 1 or hi - lo + 1 > SIZE_MAX:
         raise UsageError(f"invalid input range: '{text}'")
     return lo, hi
+
+
+def parse_sources(args: argparse.Namespace) -> dict[str, Any]:
+    """``--source``, ``--rate``, ``--mix``, ``--total``, ``--by`` and ``--max-rate`` as the library's
+    keywords (a source named again gains the paths; a rate or share named twice is refused)."""
+    sources: dict[str, list[str]] = {}
+    for text in args.source:
+        name, eq, path = text.partition("=")
+        if not eq or not path:
+            raise UsageError(f"invalid --source value: '{text}' (expected NAME=PATH)")
+        sources.setdefault(name, []).append(path)
+    out: dict[str, Any] = {"sources": sources or None, "total": args.total, "by": args.by}
+    for flag, values in (("--rate", args.rate), ("--mix", args.mix)):
+        named: dict[str, str] = {}
+        for text in values:
+            for name, value in named_values(text, flag):
+                if name in named:
+                    raise UsageError(f"{flag} names source '{name}' twice")
+                named[name] = value
+        out["rates" if flag == "--rate" else "mix"] = named or None
+    if args.max_rate is not None:
+        out["max_rate"] = args.max_rate
+    return out
 
 
 def parse_seed(text: str | None) -> int | None:

@@ -37,6 +37,12 @@ OPTION_SPELLINGS: dict[str, tuple[str, str]] = {
     "dask": ("--engine=dask", "engine='dask'"),
     "scheduler": ("--scheduler", "scheduler="),
     "temp_url": ("--temp-url", "temp_url="),
+    "source": ("--source", "sources="),
+    "rate": ("--rate", "rates="),
+    "mix": ("--mix", "mix="),
+    "total": ("--total", "total="),
+    "by": ("--by", "by="),
+    "max_rate": ("--max-rate", "max_rate="),
 }
 
 #: NUL cannot occur in a file name, so it cannot be mistaken for a placeholder's delimiter.

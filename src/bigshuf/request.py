@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import glob
 import operator
 import os
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, cast
 
-from .core import plan
+from .core import mix as weights, plan
 from .core.head import parse_share
+from .core.mix import SourceStats
 from .engines.base import get_engine
 from .errors import UsageError, option
 from .formats import registry
@@ -29,6 +32,8 @@ class ShuffleStats:
     buckets: int
     passes: int
     seconds: float
+    #: Weighted sources (``sources=``): per source, records read, rate and records in the multiset.
+    sources: tuple[SourceStats, ...] = ()
 
 
 def resolve_memory(memory: int | str | None) -> int:
@@ -78,6 +83,21 @@ class Request:
     #: The family of records shuffled (``formats.registry``): ``lines``, or ``table`` rows when an
     #: input or the output is Parquet / Arrow data.
     family: str = registry.LINES
+    #: Weighted sources: each name with its files (directories and patterns expanded), in order;
+    #: ``inputs`` are these files, source by source.
+    sources: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    #: ``rates``: each source's rate (1 unless named); ``mix``: each source's share of ``total``.
+    rates: tuple[tuple[str, Fraction], ...] = ()
+    mix: tuple[tuple[str, Fraction], ...] = ()
+    total: int | None = None
+    by: str = "records"
+    max_rate: Fraction = weights.DEFAULT_MAX_RATE
+
+    @property
+    def source_rates(self) -> list[Fraction]:
+        """Each source's rate as given (1 unless ``rates`` names it); with ``mix``, solved later."""
+        given = dict(self.rates)
+        return [given.get(name, Fraction(1)) for name, _files in self.sources]
 
     @property
     def workers(self) -> int:
@@ -95,10 +115,15 @@ class Request:
     def build(cls, inputs: object, output: object = None, **settings: object) -> Request:
         """The request for ``inputs`` -> ``output`` with ``settings`` (``shuffle``'s keyword arguments),
         every check made here, once: types, ranges, combinations, and the engine's refusals."""
-        names = {f.name for f in fields(cls)} - {"inputs", "output", "family", "head_share"}
+        names = {f.name for f in fields(cls)} - {"inputs", "output", "family", "head_share", *MIX_SETTINGS}
         for name in settings:
-            if name not in names:
+            if name not in names and name not in MIX_SETTINGS:
                 raise TypeError(f"unexpected keyword argument '{name}'")
+        mixing = _mix_settings({name: settings.pop(name) for name in MIX_SETTINGS if name in settings})
+        if mixing["sources"]:
+            if inputs not in (None, (), []):
+                raise UsageError(f"give the inputs as {option('source')} or as files, not both")
+            inputs = [path for _name, files in mixing["sources"] for path in files]
         items = _input_list(inputs)
         typed = _typed_settings({f.name: f.default for f in fields(cls) if f.name in names} | settings)
         typed["output"] = _optional_path("output", output)
@@ -106,7 +131,7 @@ class Request:
         if typed["memory"] is not None:
             typed["memory"] = resolve_memory(typed["memory"])
         expanded, paths = _expand(items)
-        request = cls(inputs=tuple(expanded), family=_family(paths, len(expanded), typed), **typed)
+        request = cls(inputs=tuple(expanded), family=_family(paths, len(expanded), typed), **typed, **mixing)
         refusal = get_engine(request.engine).supports(request)
         if refusal is not None:
             raise UsageError(refusal)
@@ -191,6 +216,8 @@ def _check_combinations(request: Request, all_paths: bool) -> None:
         raise UsageError(
             f"{option('shards')} needs {option('head_count')} with {option('repeat')} (shards split a known number of records)"
         )
+    if request.sources:
+        _check_sources(request)
     if request.family == registry.TABLE:
         _check_table_settings(request, all_paths)
         return
@@ -207,6 +234,136 @@ def _check_combinations(request: Request, all_paths: bool) -> None:
         _check_resume(request)
 
 
+#: The settings of weighted sources, checked together by ``_mix_settings``.
+MIX_SETTINGS = ("sources", "rates", "mix", "total", "by", "max_rate")
+
+
+def _mix_settings(raw: dict[str, object]) -> dict[str, Any]:
+    """``sources``, ``rates``, ``mix``, ``total``, ``by`` and ``max_rate`` checked and made exact:
+    names known and shares summing to 1, rates within ``max_rate``, every file in one source."""
+    sources = _source_files(raw.get("sources"))
+    names = [name for name, _files in sources]
+    max_rate = weights.as_fraction(raw.get("max_rate", weights.DEFAULT_MAX_RATE), f"{option('max_rate')} value")
+    by = raw.get("by", "records")
+    if by not in ("records", "bytes"):
+        raise UsageError(f"invalid {option('by')} value: '{by}' (records or bytes)")
+    total = raw.get("total")
+    for setting, used in (("rate", raw.get("rates")), ("mix", raw.get("mix")), ("total", total is not None), ("by", by != "records")):
+        if used and not sources:
+            raise UsageError(f"{option(setting)} needs {option('source')} NAME=PATH to name the sources it weighs")
+    rates = _named_numbers("rates", raw.get("rates"), names)
+    shares = _named_numbers("mix", raw.get("mix"), names)
+    if rates and shares:
+        raise UsageError(f"{option('rate')} and {option('mix')} cannot be combined: give rates or shares")
+    for setting, used in (("total", total is not None), ("by", by != "records")):
+        if used and not shares:
+            raise UsageError(f"{option(setting)} needs {option('mix')}")
+    for name, rate in rates:
+        if rate > max_rate:
+            raise UsageError(
+                f"{option('rate')} {float(rate):g} for source '{name}' is above the maximum of {float(max_rate):g}; "
+                f"raise {option('max_rate')} to allow it"
+            )
+    if shares:
+        for name in names:
+            if name not in dict(shares):
+                raise UsageError(f"{option('mix')} gives no share to source '{name}': name every source")
+        for name, share in shares:
+            if share == 0:
+                raise UsageError(f"{option('mix')}: the share of source '{name}' must be above 0")
+        if abs(sum((share for _name, share in shares), Fraction(0)) - 1) > weights.MIX_TOLERANCE:
+            raise UsageError(f"{option('mix')} shares sum to {float(sum(s for _n, s in shares)):g}, not 1")
+        order = dict(shares)
+        shares = [(name, order[name]) for name in names]
+    return {
+        "sources": tuple(sources), "rates": tuple(rates), "mix": tuple(shares),
+        "total": _mix_total(total, by), "by": by, "max_rate": max_rate,
+    }
+
+
+def _source_files(raw: object) -> list[tuple[str, tuple[str, ...]]]:
+    """``sources`` (name -> a path, directory or pattern, or a list of them) as names with their
+    files, each file in one source only."""
+    from .formats.detect import expand_directories
+    from .storage.remote import is_remote
+
+    if raw is None:
+        return []
+    if not isinstance(raw, Mapping):
+        raise UsageError(f"sources must map each source's name to its paths, not {_describe(raw)}")
+    out: list[tuple[str, tuple[str, ...]]] = []
+    owner: dict[str, str] = {}
+    for name, paths in raw.items():
+        if not isinstance(name, str):
+            raise UsageError(f"a source's name must be a str, not {_describe(name)}")
+        weights.check_name(name, option("source"))
+        files: list[str] = []
+        for path in _path_list(f"source '{name}'", paths):
+            if is_remote(path):
+                raise UsageError(f"source '{name}': {path}: the files of {option('source')} must be local")
+            matched = [path] if os.path.exists(path) or path == "-" or not glob.has_magic(path) else sorted(glob.glob(path))
+            if not matched:
+                raise UsageError(f"source '{name}': no file matches '{path}'")
+            files.extend(expand_directories(matched))
+        for path in files:
+            real = path if path == "-" else os.path.realpath(path)
+            if real in owner:
+                raise UsageError(f"{path}: named in source '{owner[real]}' and in '{name}'; a file may be in one source, once")
+            owner[real] = name
+        out.append((name, tuple(files)))
+    return out
+
+
+def _named_numbers(setting: str, raw: object, names: list[str]) -> list[tuple[str, Fraction]]:
+    """``rates`` or ``mix`` (name -> number) as exact numbers, every name a source's."""
+    if raw is None:
+        return []
+    if not isinstance(raw, Mapping):
+        raise UsageError(f"{setting} must map source names to numbers, not {_describe(raw)}")
+    out = []
+    for name, value in raw.items():
+        if name not in names:
+            flag = option("rate" if setting == "rates" else setting)
+            raise UsageError(f"{flag} names '{name}', which is not a source ({option('source')} NAME=PATH)")
+        flag = option("rate" if setting == "rates" else setting)
+        out.append((name, weights.as_fraction(value, f"{flag} value for source '{name}'")))
+    return out
+
+
+def _mix_total(total: object, by: object) -> int | None:
+    """``total``: records (a whole number), or with ``by="bytes"`` a byte count or a size like ``50G``."""
+    if total is None:
+        return None
+    if isinstance(total, str):
+        text = total.strip()
+        if text.isdigit():
+            value = int(text)
+        elif by == "bytes":
+            value = plan.parse_size(text) if re.fullmatch(r"\d+(\.\d+)?\s*[KMGTPE]i?B?", text, re.IGNORECASE) else -1
+        else:
+            value = -1
+    else:
+        value = _integer("total", total)
+    if value < 1:
+        raise UsageError(f"invalid {option('total')} value: '{total}' (a count of {by}{', or a size like 50G' if by == 'bytes' else ''})")
+    return value
+
+
+def _check_sources(request: Request) -> None:
+    """What weighted sources cannot run with: ``repeat`` and ``resume``, and standard input when
+    each source's records must be counted first."""
+    for setting, used in (("repeat", request.repeat), ("resume", request.resume)):
+        if used:
+            raise UsageError(f"{option('source')} cannot be combined with {option(setting)}")
+    if weights.needs_counts(request.source_rates, bool(request.mix)):
+        for name, files in request.sources:
+            if "-" in files:
+                raise UsageError(
+                    f"source '{name}' reads standard input, but its records must be counted before the shuffle "
+                    f"(for {option('mix')} or a fractional {option('rate')}): name files"
+                )
+
+
 def _check_table_settings(request: Request, all_paths: bool) -> None:
     """Refuse what does not apply to rows: inputs other than files, and line-only settings."""
     if not all_paths:
@@ -217,6 +374,7 @@ def _check_table_settings(request: Request, all_paths: bool) -> None:
         option(setting) for setting, used in (
             ("zero_terminated", request.zero_terminated), ("repeat", request.repeat), ("header", request.header),
             ("lines_per_record", request.lines_per_record != 1), ("resume", request.resume),
+            ("source", bool(request.sources)),
         ) if used
     ]
     if unsupported:

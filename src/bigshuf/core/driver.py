@@ -32,6 +32,7 @@ from ..storage.tempspace import TempSpace, default_tmp_dir, remove_dead_runs
 from ..storage.writeback import WriteBehind
 from . import head, plan, streams
 from .fingerprint import Fingerprint
+from .mix import SourceStats
 from .resume import FORMAT, advice, refusal, save_state
 from .parallel import Workers
 from .streams import Key
@@ -181,6 +182,10 @@ class TwoPass(ABC):
 
     def release(self) -> None:
         """Give back what ``prepare`` took (the run ended either way)."""
+
+    def source_stats(self) -> tuple[SourceStats, ...]:
+        """Weighted sources: what the run did with each (none unless the format mixes sources)."""
+        return ()
 
     # The driver.
 

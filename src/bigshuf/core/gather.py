@@ -74,22 +74,25 @@ def shuffle_block(
     head: int | None = None,
     limit: int,
     held: int,
+    index: np.ndarray | None = None,
 ) -> int:
     """Emit the records of ``block`` in uniformly random order (stream ``key``), at most ``head``
     of them; return how many were emitted. ``limit`` is the run's memory limit, of which the
     block, its offsets and its buffer hold ``held``: the parts gathered at once take the rest.
+    With ``index`` the records shuffled are those it lists (weighted sources: copies included).
 
     A block of more than one part's records is shuffled as the external path does, in memory:
     every record draws a part uniformly and independently, each part is permuted on its own,
     and the parts follow one another. That is exact (a sort by i.i.d. uniform keys whose leading
     digit is the part), and the parts are permuted and gathered on every worker at once.
     """
-    n = len(offsets) - 1
+    n = len(offsets) - 1 if index is None else len(index)
     m = n if head is None else min(head, n)
     if m == 0:
         return 0
     arr = as_binary_array(block, offsets)
-    parts = part_count(n, int(offsets[-1]), limit)
+    nbytes = int(offsets[-1]) if index is None else int(np.diff(offsets)[index].sum())
+    parts = part_count(n, nbytes, limit)
     workers = workers.sized(len(block))
     if parts == 1:
         rng = rng_for(entropy, key)
@@ -98,7 +101,7 @@ def shuffle_block(
             order = rng.choice(n, size=m, replace=False, shuffle=True)
         else:
             order = permutation(n, rng)[:m]
-        emit_in_order(arr, order, emit, m)
+        emit_in_order(arr, order if index is None else index[order], emit, m)
         return m
     draw = max(PART_DRAW, -(-n // MAX_DRAWS))
     groups = workers.map(lambda c: _draw_parts(entropy, key, c, draw, n, parts), -(-n // draw))
@@ -110,9 +113,10 @@ def shuffle_block(
         """Part ``b``'s records, permuted, the first ``wanted[b]`` of them."""
         import pyarrow.compute as pc
 
-        index = np.concatenate([order[bounds[b] : bounds[b + 1]] for order, bounds in groups])
-        rng_for(entropy, streams.part(key, b)).shuffle(index)
-        return pc.take(arr, index[: int(wanted[b])])
+        chosen = np.concatenate([order[bounds[b] : bounds[b + 1]] for order, bounds in groups])
+        rng_for(entropy, streams.part(key, b)).shuffle(chosen)
+        chosen = chosen[: int(wanted[b])]
+        return pc.take(arr, chosen if index is None else index[chosen])
 
     gathers = ((lambda b=b: gather(b)) for b in range(last + 1))
     for chunk in workers.ordered(gathers, ahead=plan.parts_ahead(limit, held)):

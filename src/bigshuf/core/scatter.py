@@ -84,10 +84,22 @@ def _last_end(block: np.ndarray, lo: int, hi: int, fmt: RecordFormat) -> int:
 
 
 def scatter_records(
-    piece: np.ndarray, offsets: np.ndarray, rng: np.random.Generator, k: int, keep: int, max_records: int
+    piece: np.ndarray,
+    offsets: np.ndarray,
+    rng: np.random.Generator,
+    k: int,
+    keep: int,
+    max_records: int,
+    index: np.ndarray | None = None,
+    max_bytes: int = 0,
 ) -> list[Scattered]:
     """``scatter_piece`` over the records of ``piece`` (its offsets), ``max_records`` at a time
-    from the one stream, so that bookkeeping stays bounded however short the records are."""
+    from the one stream, so that bookkeeping stays bounded however short the records are.
+
+    With ``index`` the records scattered are ``index``'s (weighted sources: a record listed twice
+    is two copies, each with its own bucket draw), at most ``max_bytes`` of them at a time too."""
+    if index is not None:
+        return _scatter_copies(piece, offsets, rng, k, keep, max_records, index, max_bytes)
     out = []
     for first in range(0, len(offsets) - 1, max_records):
         stop = min(len(offsets) - 1, first + max_records)
@@ -96,20 +108,38 @@ def scatter_records(
     return out
 
 
+def _scatter_copies(
+    piece: np.ndarray, offsets: np.ndarray, rng: np.random.Generator, k: int, keep: int, max_records: int,
+    index: np.ndarray, max_bytes: int,
+) -> list[Scattered]:
+    """``scatter_records`` of the records ``index`` lists (copies included), cut into runs of at
+    most ``max_records`` records and, unless one record is longer, ``max_bytes`` bytes."""
+    ends = np.cumsum(np.diff(offsets)[index])
+    total = int(ends[-1]) if len(ends) else 0
+    cuts = set(range(0, len(index), max_records))
+    if max_bytes and total > max_bytes:
+        cuts.update(np.searchsorted(ends, np.arange(max_bytes, total, max_bytes), side="right").tolist())
+    bounds = sorted(c for c in cuts if 0 <= c < len(index)) + [len(index)]
+    return [scatter_piece(piece, offsets, rng, k, keep, index[lo:hi]) for lo, hi in zip(bounds, bounds[1:]) if hi > lo]
+
+
 def scatter_piece(
-    piece: np.ndarray, offsets: np.ndarray, rng: np.random.Generator, k: int, keep: int
+    piece: np.ndarray, offsets: np.ndarray, rng: np.random.Generator, k: int, keep: int, index: np.ndarray | None = None
 ) -> Scattered:
-    """Draw an i.i.d. uniform bucket in ``[0, k)`` for every record and regroup the piece by bucket.
+    """Draw an i.i.d. uniform bucket in ``[0, k)`` for every record (every entry of ``index``,
+    when given) and regroup the piece by bucket.
 
     Only buckets ``< keep`` are gathered (``-n`` drops buckets past the ones it needs).
     Within a bucket records keep their input order; pass 2 shuffles them.
     """
     import pyarrow.compute as pc
 
-    ids = draw_ids(rng, k, len(offsets) - 1)
+    ids = draw_ids(rng, k, len(offsets) - 1 if index is None else len(index))
     counts = np.bincount(ids, minlength=k)
     counts[keep:] = 0
     order = np.argsort(ids, kind="stable")
+    if index is not None:
+        order = index[order]
     del ids
     kept = int(counts.sum())
     if offsets.dtype != np.int32 and len(piece) <= INT32_LIMIT:

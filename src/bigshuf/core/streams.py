@@ -23,7 +23,7 @@ RANGE_DRAWS: Key = (4,)
 #: The top level of the external path; deeper levels are ``sublevel(level, bucket)``.
 TOP: Key = ()
 
-_SCATTER, _BUCKET, _SUBLEVEL, _PART_DRAWS, _PART = 1, 2, 3, 5, 6
+_SCATTER, _BUCKET, _SUBLEVEL, _PART_DRAWS, _PART, _SELECT = 1, 2, 3, 5, 6, 7
 
 
 def scatter(level: Key, *block: int) -> Key:
@@ -56,6 +56,12 @@ def part(shuffle: Key, b: int) -> Key:
 def sublevel(level: Key, j: int) -> Key:
     """The level below ``level`` that scatters bucket ``j`` again (it did not fit in memory)."""
     return level + (_SUBLEVEL, j)
+
+
+def selection(block: Key) -> Key:
+    """Weighted sources: which records of ``block`` (``IN_MEMORY`` for the whole input, else a
+    top-level ``scatter`` key) get a copy more for their source's fractional rate."""
+    return (_SELECT, *block)
 
 
 def name(level: Key) -> str:

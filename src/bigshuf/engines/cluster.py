@@ -33,6 +33,7 @@ class DaskEngine(Engine):
             ("resume", request.resume),
             ("compress_temp", request.compress_temp),
             ("threads", request.threads is not None),  # its cluster sets the workers
+            ("source", bool(request.sources)),
             *((setting, getattr(request, setting) is not None) for setting in REFUSED_TABLE_SETTINGS),
         )
         for setting, on in used:

@@ -17,11 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from ..core import plan, streams
+from ..core import mix, plan, streams
 from ..core.driver import Buckets, Estimate, TwoPass, closing
 from ..core.fingerprint import Fingerprint, fingerprint
 from ..core.gather import sample_with_replacement, shuffle_block
 from ..core.resume import Job, JobLock, input_identity, load_state, validate_state
+from ..core.mix import Mixer
 from ..core.scatter import BucketSet, Scattered, cut_pieces, scatter_records
 from ..core.streams import Key, rng_for
 from ..errors import InputError, UsageError, option
@@ -34,7 +35,7 @@ from ..storage.sources import FileSource, RecordReader, Source, map_whole
 from ..storage.tempspace import TempSpace, default_tmp_dir, remove_dead_outputs
 from ..storage.writeback import WriteBehind
 from .detect import line_shard_suffix, refuse_terminal
-from ..core.records import RecordFormat, find_offsets, find_offsets_split
+from ..core.records import RecordFormat, count_separators, find_offsets, find_offsets_split
 
 
 def compression_ratio(sample: np.ndarray) -> float:
@@ -74,6 +75,8 @@ class LineRun(TwoPass):
         self.resume_name = None if self.resume_key is None else f"bigshuf-resume-{self.resume_key}"
         self.out.resume_tag = self.resume_name
         self.job_lock: JobLock | None = None
+        # Weighted sources: which source each input belongs to, and the copies each record gets.
+        self.mixer: Mixer | None = None
         if self.resume_name is not None:
             self.out.resume_dir = os.path.abspath(os.path.join(self.tmp_dir or default_tmp_dir(), self.resume_name))
 
@@ -112,6 +115,9 @@ class LineRun(TwoPass):
         for directory in dict.fromkeys(os.path.dirname(os.path.abspath(p)) for p in paths if p != "-"):
             remove_dead_outputs(directory)  # a commit a kill interrupted there is finished before reading
 
+    def source_stats(self) -> tuple[mix.SourceStats, ...]:
+        return () if self.mixer is None else self.mixer.stats()
+
     def finished(self) -> None:
         if self.resume_space is not None:
             self.resume_space.discard()
@@ -123,6 +129,9 @@ class LineRun(TwoPass):
     def shuffle(self) -> None:
         sources = self.sources
         reader = RecordReader(sources, self.fmt, self.progress, self.request.header)
+        factor = 1.0  # bytes of the multiset shuffled over bytes read (weighted sources)
+        if self.request.sources:
+            factor = self._plan_mix()
         total = reader.total_size()
         stored = reader.progress_total()
         small = total is not None and total + len(sources) <= plan.block_budget(self.limit)
@@ -136,14 +145,19 @@ class LineRun(TwoPass):
             reader.progress = Progress()  # counted in reader.progress_done, shown once the bar is named
         blocks, block, final = self._first_block(reader, total, small)
         self.out.header = reader.header
+        runs = reader.block_runs if blocks is not None else [(0, 0)]
         if final:
             offsets = find_offsets_split(block, self.fmt, self.workers, plan.block_budget(self.limit) // plan.META_PER_RECORD)
-            if offsets[-1] == len(block) and plan.fits_in_memory(len(block), len(offsets) - 1, self.limit):
+            mult = None if self.mixer is None or offsets[-1] != len(block) else self._copies(block, offsets, runs)
+            copies = len(offsets) - 1 if mult is None else int(mult.sum())
+            if offsets[-1] == len(block) and plan.fits_in_memory(len(block), len(offsets) - 1 + copies, self.limit):
                 if phase != IN_MEMORY:
                     self._rename_phase(IN_MEMORY, stored, reader)
-                self._in_memory(block, offsets)
+                self._in_memory(block, offsets, mult)
                 return
-            del offsets
+            del offsets, mult
+            if self.mixer is not None:
+                self.mixer.reset()  # pass 1 draws its own picks, block by block
         if self.request.repeat:
             raise UsageError(
                 f"{option('repeat')} needs the input in memory, and it does not fit in {plan.format_size(self.limit)}; "
@@ -156,14 +170,23 @@ class LineRun(TwoPass):
             blocks = reader.blocks(plan.read_capacity(self.limit), option("memory"))
             self.readers.append(blocks)
             block, final = next(blocks)
+            runs = reader.block_runs
         sample = find_offsets(block[: self.piece], self.fmt)
         per_record = int(sample[-1]) / max(1, len(sample) - 1) if len(sample) > 1 else float(len(block))
         if self.request.compress_temp:
             self.temp_ratio = compression_ratio(block[: self.piece])
         # Only the chain may keep the first block alive, so the read buffer is freed before pass 2.
-        everything = (b for b, _final in chain([(block, final)], blocks))
+        everything: Iterator[Any]
+        if self.mixer is None:
+            everything = (b for b, _final in chain([(block, final)], blocks))
+        else:
+            # Each block with where its inputs start, read as the block is handed out.
+            later = ((b, reader.block_runs) for b, _final in blocks)
+            everything = chain([(block, runs)], later)
         del block
         whole = reader.estimate_total() if total is None else total + len(sources)
+        if whole is not None and self.mixer is not None:
+            whole = int(whole * factor)
         with TempSpace(self.tmp_dir, self.resume_name) as temp:
             if self.resume_name is not None:
                 self.resume_space = temp
@@ -195,9 +218,60 @@ class LineRun(TwoPass):
         self.progress.update(reader.progress_done)
         reader.progress = self.progress
 
-    def _in_memory(self, block: np.ndarray, offsets: np.ndarray) -> None:
+    def _plan_mix(self) -> float:
+        """Weighted sources: count each source's records (and bytes) first when a share or a
+        fractional rate needs them, solve the rates, and return the bytes of the multiset over the
+        bytes read, expected (for sizing the buckets)."""
+        request = self.request
+        names = [name for name, _files in request.sources]
+        file_source = [s for s, (_name, files) in enumerate(request.sources) for _file in files]
+        rates = request.source_rates
+        counts: list[int] | None = None
+        sizes: list[int | None] = [0] * len(names)
+        for s, source in zip(file_source, self.sources):
+            size = source.size()
+            sizes[s] = None if size is None or sizes[s] is None else sizes[s] + size  # type: ignore[operator]
+        if mix.needs_counts(rates, bool(request.mix)):
+            counts, nbytes = self._count_sources(file_source, len(names))
+            sizes = list(nbytes)
+            if request.mix:
+                shares = [share for _name, share in request.mix]
+                measured = nbytes if request.by == "bytes" else counts
+                rates = mix.solve_mix(names, shares, measured, request.total, request.max_rate, request.by)
+        self.mixer = Mixer(names, file_source, rates, counts)
+        return self.mixer.expected_factor(sizes)
+
+    def _count_sources(self, file_source: list[int], n: int) -> tuple[list[int], list[int]]:
+        """Records and bytes of each source, read once without writing (the counting pass)."""
+        counts, nbytes = [0] * n, [0] * n
+        self.progress.start("counting", RecordReader(self.sources, self.fmt, Progress()).progress_total())
+        capacity = plan.read_capacity(self.limit)
+        for s, source in zip(file_source, self.sources):
+            reader = RecordReader([source], self.fmt, self.progress, self.request.header)
+            blocks = reader.blocks(capacity, option("memory"), block=min(capacity, 32 << 20))
+            try:
+                for block, _final in blocks:
+                    counts[s] += count_separators(block, self.fmt.sep) // self.fmt.group
+                    nbytes[s] += len(block)
+            finally:
+                blocks.close()
+        self.progress.close()
+        return counts, nbytes
+
+    def _copies(self, block: np.ndarray, offsets: np.ndarray, runs: list[tuple[int, int]]) -> np.ndarray:
+        """Weighted sources, the whole input in memory: the copies of each record in the multiset."""
+        assert self.mixer is not None
+        counts = []
+        for s, lo, hi in self.mixer.segments(runs, len(block)):
+            first, last = np.searchsorted(offsets, [lo, hi])
+            counts.append((s, int(last - first)))
+        chosen = self.mixer.pick(self.entropy, streams.selection(streams.IN_MEMORY), counts)
+        return self.mixer.multiplicity(counts, chosen)
+
+    def _in_memory(self, block: np.ndarray, offsets: np.ndarray, mult: np.ndarray | None = None) -> None:
         n = len(offsets) - 1
-        held = len(block) + plan.META_PER_RECORD * n
+        index = None if mult is None else mix.copies_index(mult)
+        held = len(block) + plan.META_PER_RECORD * (n if index is None else n + len(index))
         if self.request.repeat:
             if n == 0:
                 raise InputError("no lines to repeat")
@@ -208,14 +282,21 @@ class LineRun(TwoPass):
             rng = rng_for(self.entropy, streams.IN_MEMORY)
             sample_with_replacement(block, offsets, rng, self.emit, self.workers, count=count, limit=self.limit, held=held)
             return
-        self.begin_output(self.wanted(n))
+        self.begin_output(self.wanted(n if index is None else len(index)))
         if self.request.verify:
-            self.read_fingerprint += fingerprint(block, offsets)
+            self.read_fingerprint += fingerprint(block, offsets) if mult is None else mix.multiset_fingerprint(block, offsets, mult)
         self.records += shuffle_block(
-            block, offsets, self.entropy, streams.IN_MEMORY, self.emit, self.workers, head=self.head_count, limit=self.limit, held=held
+            block, offsets, self.entropy, streams.IN_MEMORY, self.emit, self.workers, head=self.head_count, limit=self.limit,
+            held=held, index=index,
         )
 
     # The driver's hooks.
+
+    def begin_output(self, total: int, restore: dict[str, Any] | None = None) -> None:
+        """Check, with weighted sources, that pass 1 read what the counting pass counted, then open the output."""
+        if self.mixer is not None:
+            self.mixer.check_complete()
+        super().begin_output(total, restore)
 
     def free_needed(self, nbytes: int) -> int:
         # 10% spare for compressed buckets: the sample's ratio may flatter the rest.
@@ -229,33 +310,64 @@ class LineRun(TwoPass):
         return buckets
 
     def block_bytes(self, block: Any) -> int:
-        return len(block)
+        return len(block[0] if isinstance(block, tuple) else block)
 
     def scatter(self, block: Any, key: Key, buckets: Buckets, keep: int, depth: int) -> int:
         """The block's pieces are scattered on the workers, each from its own stream, and appended
-        to the buckets in order; the pieces ahead take the memory the read buffer leaves."""
+        to the buckets in order; the pieces ahead take the memory the read buffer leaves.
+
+        With weighted sources (a top-level block comes with its inputs' runs), the records of
+        each piece per source are counted on the workers first, the block's picks drawn here in
+        block order, and every copy of a record scattered with its own bucket draw."""
         assert isinstance(buckets, BucketSet)
         verify = self.request.verify and depth == 0
         most = plan.piece_records(self.limit)
+        ranges = None
+        if isinstance(block, tuple):
+            block, ranges = self._pick_copies(block[0], block[1], key)
 
         def scatter_one(p: int, lo: int, hi: int, keep: int) -> tuple[list[Scattered], Fingerprint | None]:
             """Piece ``p`` (``block[lo:hi]``) scattered, and its fingerprint when verifying."""
             piece = block[lo:hi]
             offsets = find_offsets(piece, self.fmt)
             rng = rng_for(self.entropy, streams.piece(key, p))
+            if ranges is not None:
+                assert self.mixer is not None
+                mult = self.mixer.multiplicity(*ranges[p][1:])
+                index = mix.copies_index(mult)
+                scattered = scatter_records(piece, offsets, rng, buckets.k, keep, most, index, self.piece)
+                return scattered, mix.multiset_fingerprint(piece, offsets, mult) if verify else None
             return scatter_records(piece, offsets, rng, buckets.k, keep, most), fingerprint(piece, offsets) if verify else None
 
+        cuts = cut_pieces(block, self.fmt, self.piece) if ranges is None else (r[0] for r in ranges)
         jobs = (
             (lambda p=p, lo=lo, hi=hi, keep=keep: scatter_one(p, lo, hi, keep))
-            for p, (lo, hi) in enumerate(cut_pieces(block, self.fmt, self.piece))
+            for p, (lo, hi) in enumerate(cuts)
         )
-        for parts, fp in self.workers.sized(len(block)).ordered(jobs, ahead=plan.pieces_ahead(self.limit)):
+        ahead = plan.pieces_ahead(self.limit)
+        if self.mixer is not None and ranges is not None:
+            ahead = max(1, ahead // max(1, self.mixer.most_copies()))  # a piece's copies are gathered at once
+        for parts, fp in self.workers.sized(len(block)).ordered(jobs, ahead=ahead):
             if fp is not None:
                 self.read_fingerprint += fp
             for part in parts:
                 buckets.append(part, keep)
                 keep = self.cutoff(buckets, keep)
         return keep
+
+    def _pick_copies(
+        self, block: np.ndarray, runs: list[tuple[int, int]], key: Key
+    ) -> tuple[np.ndarray, list[tuple[tuple[int, int], list[tuple[int, int]], list[np.ndarray]]]]:
+        """A top-level block of weighted sources: its pieces, each with its records per source and
+        which of them get a copy more (drawn from the block's selection stream, in block order)."""
+        assert self.mixer is not None
+        segments = self.mixer.segments(runs, len(block))
+        pieces = list(cut_pieces(block, self.fmt, self.piece))
+        counts = self.workers.sized(len(block)).map(lambda p: mix.count_in(block, segments, *pieces[p], self.fmt), len(pieces))
+        totals = mix.merge_counts(counts)
+        chosen = self.mixer.pick(self.entropy, streams.selection(key), totals)
+        shares = mix.split_picks(totals, chosen, counts)
+        return block, list(zip(pieces, counts, shares))
 
     def shuffle_bucket(self, buckets: Buckets, j: int, key: Key, left: int | None, room: int) -> int:
         assert isinstance(buckets, BucketSet)

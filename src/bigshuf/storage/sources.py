@@ -306,6 +306,10 @@ class RecordReader:
         self._seps = 0  # separators in the buffer, counted only for --lines-per-record
         self._current = 0  # index of the source being read
         self._eager = False  # blocks handed out whenever the buffer is full (``blocks(block=...)``)
+        # Where each input's records start in the last block handed out: (input index, byte offset),
+        # in order (weighted sources tell their records apart by it); ``_runs`` is the buffer's.
+        self.block_runs: list[tuple[int, int]] = []
+        self._runs: list[tuple[int, int]] = []
 
     def total_size(self) -> int | None:
         """Bytes of all inputs, or None if any size is unknown (plus one per missing separator)."""
@@ -380,9 +384,13 @@ class RecordReader:
         self._eager = block is not None
         buf = np.empty(min(capacity, block or self.INITIAL_BUFFER), np.uint8)
         filled = 0
+        self._runs = []
         sep, group = self.fmt.sep, self.fmt.group
         for index, source in enumerate(self.sources):
             self._current = index
+            if self._runs and self._runs[-1][1] == filled:
+                self._runs.pop()  # the input before held nothing past this point
+            self._runs.append((index, filled))
             stream = self._open(index, source)
             stored, self._stored_at = _stored_size(source) is not None, 0
             try:
@@ -418,6 +426,7 @@ class RecordReader:
                     f"{source.name}: ends with {self._seps % group} lines left over after the last "
                     f"whole record of {group} lines ({option('lines_per_record')})"
                 )
+        self.block_runs = [run for run in self._runs if run[1] < filled] or self._runs[-1:]
         yield buf[:filled], True
 
     def _make_room(
@@ -438,6 +447,8 @@ class RecordReader:
                 f"{name}: a record is longer than {filled} bytes, the most this memory "
                 f"limit allows; raise {limit_flag}"
             )
+        self.block_runs = [run for run in self._runs if run[1] < cut]
+        self._runs = [(self._runs[-1][0], 0)]  # what stays in the buffer is the current input's
         yield buf[:cut], False
         if self.fmt.group > 1:
             self._seps -= self._seps // self.fmt.group * self.fmt.group
