@@ -306,6 +306,14 @@ class RecordReader:
         self._seps = 0  # separators in the buffer, counted only for --lines-per-record
         self._current = 0  # index of the source being read
         self._eager = False  # blocks handed out whenever the buffer is full (``blocks(block=...)``)
+        #: Per input, ``[separators, bytes]`` read (header excepted), when ``--manifest`` asks (``counted``).
+        self.per_input: list[list[int]] | None = None
+
+    def counted(self) -> list[tuple[int, int]] | None:
+        """Each input's records and bytes as read, if counting was asked for (``per_input`` set to ``[]``)."""
+        if self.per_input is None:
+            return None
+        return [(seps // self.fmt.group, nbytes) for seps, nbytes in self.per_input]
 
     def total_size(self) -> int | None:
         """Bytes of all inputs, or None if any size is unknown (plus one per missing separator)."""
@@ -383,6 +391,8 @@ class RecordReader:
         sep, group = self.fmt.sep, self.fmt.group
         for index, source in enumerate(self.sources):
             self._current = index
+            if self.per_input is not None:
+                self.per_input.append([0, 0])
             stream = self._open(index, source)
             stored, self._stored_at = _stored_size(source) is not None, 0
             try:
@@ -398,6 +408,9 @@ class RecordReader:
                         break
                     if group > 1:
                         self._seps += count_separators(buf[filled : filled + n], sep)
+                    if self.per_input is not None:
+                        self.per_input[-1][0] += count_separators(buf[filled : filled + n], sep)
+                        self.per_input[-1][1] += n
                     filled += n
                     last = int(buf[filled - 1])
                     self.bytes_read += n
@@ -413,6 +426,9 @@ class RecordReader:
                 buf[filled] = sep
                 filled += 1
                 self._seps += 1
+                if self.per_input is not None:
+                    self.per_input[-1][0] += 1
+                    self.per_input[-1][1] += 1
             if group > 1 and self._seps % group:
                 raise InputError(
                     f"{source.name}: ends with {self._seps % group} lines left over after the last "
