@@ -22,7 +22,8 @@ from ..core.streams import Key, draw_ids, rng_for
 from ..errors import InputError, TempSpaceError, option
 from ..progress import IN_MEMORY, Progress, scatter_phase
 from ..request import Request, resolve_memory
-from ..storage.shards import check_output_directory
+from ..storage.layout import Sharding, parse_split
+from ..storage.shards import check_outputs
 from ..storage.sinks import CodecChoice
 from ..storage.tempspace import TempSpace
 from ..storage.writeback import WriteBehind
@@ -50,11 +51,13 @@ class TableRun(TwoPass):
         self.inputs = inputs
         self.piece = min(plan.piece_bytes(self.limit), TABLE_PIECE)
         self.progress_done = 0  # input bytes reported to progress
-        check_output_directory(request.output, request.shards)
+        split = None if request.split is None else parse_split(request.split)
+        check_outputs(request.output, Sharding(request.shards, request.shard_records), split, None)
         schema = self._schema()
         self.writer = WriteBehind(plan.IN_FLIGHT_PIECES * self.piece)
         self.table_out = TableOutput(
             request.output, self.writer, kind=kind, shards=request.shards, codec=codec,
+            shard_records=request.shard_records, split=split,
             schema=schema, group_rows=request.row_group_size,
             group_bytes=min(GROUP_BYTES, max(1, plan.block_budget(self.limit) // 8)), sync=request.sync,
         )
