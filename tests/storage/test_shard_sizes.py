@@ -103,6 +103,7 @@ def test_shard_option_refusals_are_one_line(tmp_path: Path, args: list[str], mes
 @pytest.mark.parametrize("pattern,message", [
     ("out-{:.0}", "is not a valid pattern"),
     ("out-{:1.1}", "is not a valid pattern"),
+    ("out-{:c}", "is not a valid pattern"),  # a character: the large shard number has none
     ("out", "need -o to be a directory or a pattern with {}"),
 ])
 def test_an_open_ended_pattern_is_checked_before_reading(tmp_path: Path, pattern: str, message: str) -> None:

@@ -35,7 +35,7 @@ def shard_names(
         return [os.path.join(target, f"part-{i:05d}{suffix}") for i in numbers]
     try:
         names = [target.format(i) for i in numbers]
-    except (IndexError, KeyError, ValueError) as e:
+    except (IndexError, KeyError, ValueError, OverflowError) as e:
         raise UsageError(f"{flag}: {option('output')} '{target}' is not a valid pattern ({e}); use e.g. {example}") from None
     count = f"{shards} shards" if indices is None else "shards"
     if len(set(names)) != len(names):
