@@ -243,13 +243,21 @@ def _check_table_settings(request: Request, all_paths: bool) -> None:
         option(setting) for setting, used in (
             ("zero_terminated", request.zero_terminated), ("repeat", request.repeat), ("header", request.header),
             ("lines_per_record", request.lines_per_record != 1), ("resume", request.resume),
-            ("shard_size", request.shard_size is not None), ("manifest", request.manifest is not None),
+            ("shard_size", request.shard_size is not None),
         ) if used
     ]
     if unsupported:
         raise UsageError(f"{', '.join(unsupported)}: not available for Parquet or Arrow data (rows, not lines)")
     if request.row_group_size is not None and request.row_group_size < 1:
         raise UsageError(f"invalid {option('row_group_size')} value: '{request.row_group_size}'")
+    if request.manifest is not None:
+        from .formats.detect import suffix_kind
+
+        named = request.output_format or (None if request.output is None else suffix_kind(request.output))
+        if named == "jsonl":
+            raise UsageError(
+                f"{option('manifest')}: rows written as JSON Lines cannot be checked against it; write .parquet or .arrow files"
+            )
 
 
 def _check_resume(request: Request) -> None:

@@ -232,3 +232,42 @@ def test_a_failed_rename_mid_commit_puts_the_old_splits_and_manifest_back(tmp_pa
     with pytest.raises(bigshuf.OutputError, match="the old files were put back"):
         bigshuf.shuffle(src, str(out / "{split}.txt"), seed=2, **kwargs)  # type: ignore[arg-type]
     assert snapshot(out) == old and [n for n in os.listdir(out) if n.startswith(".")] == []
+
+
+@pytest.mark.parametrize("memory,passes", [("64M", 1), ("64K", 2)])
+def test_parquet_rows_split_sharded_with_a_manifest(tmp_path: Path, memory: str, passes: int) -> None:
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    table = pa.table({"a": list(range(3000)), "b": [f"row {i}" * (i % 7) for i in range(3000)]})
+    src = tmp_path / "t.parquet"
+    pq.write_table(table, src, row_group_size=500)
+    bigshuf.shuffle(src, tmp_path / "plain.parquet", memory=memory, seed=3, tmp_dir=tmp_path)
+    stats = bigshuf.shuffle(
+        src, str(tmp_path / "out" / "{split}-{}.parquet"), memory=memory, seed=3, tmp_dir=tmp_path,
+        split="valid=0.1,train=rest", shard_records=1000, manifest=tmp_path / "m.json",
+    )
+    assert stats.passes == passes
+    doc = json.loads((tmp_path / "m.json").read_text())
+    assert doc["kind"] == "rows" and doc["inputs"][0]["records"] == 3000 and doc["records_written"] == 3000
+    names = ["valid-0", "train-0", "train-1", "train-2"]
+    assert [(o["path"], o["records"]) for o in doc["outputs"]] == [
+        (f"out/{n}.parquet", c) for n, c in zip(names, [300, 1000, 1000, 700])
+    ]
+    parts = [pq.read_table(tmp_path / "out" / f"{n}.parquet") for n in names]
+    assert pa.concat_tables(parts).equals(pq.read_table(tmp_path / "plain.parquet"))
+    assert bigshuf.api.check_manifest(tmp_path / "m.json")[0] == []
+    changed = parts[1].set_column(0, "a", pa.array([-1] + parts[1].column("a").to_pylist()[1:]))
+    pq.write_table(changed, tmp_path / "out" / "train-0.parquet")
+    problems, _summary = bigshuf.api.check_manifest(tmp_path / "m.json")
+    assert [p.split("/out/")[1].split(":")[0] for p in problems] == ["train-0.parquet"] * 2  # written again: its size changed too
+    assert "bytes on disk" in problems[0] and "records differ from those the manifest lists" in problems[1]
+
+
+def test_rows_written_as_json_lines_refuse_a_manifest(tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"a": [1, 2]}), tmp_path / "t.parquet")
+    with pytest.raises(bigshuf.UsageError, match="manifest=: rows written as JSON Lines cannot be checked"):
+        bigshuf.shuffle(tmp_path / "t.parquet", tmp_path / "o.jsonl", manifest=tmp_path / "m.json")

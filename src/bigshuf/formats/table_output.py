@@ -140,10 +140,13 @@ class TableOutput(Output):
     def __init__(
         self, target: str | None, writer: WriteBehind, *, kind: str, shards: int | None,
         codec: CodecChoice, schema: pa.Schema, group_rows: int | None, group_bytes: int, sync: bool = True,
-        shard_records: int | None = None, split: tuple[SplitPart, ...] | None = None,
+        shard_records: int | None = None, split: tuple[SplitPart, ...] | None = None, manifest: str | None = None,
     ) -> None:
         line_codec = codec if kind == "jsonl" else None
-        super().__init__(target, writer, shards=shards, compress=line_codec, sync=sync, shard_records=shard_records, split=split)
+        super().__init__(
+            target, writer, shards=shards, compress=line_codec, sync=sync, shard_records=shard_records, split=split,
+            manifest=manifest,
+        )
         self.kind = kind
         self.codec = codec
         self.schema = schema
@@ -176,6 +179,9 @@ class TableOutput(Output):
 
     def describe(self, fp: Fingerprint) -> str:
         return f"{fp.records} rows (digest {fp.digest:016x})"
+
+    def describe_kind(self) -> str:
+        return "rows"
 
     def abort(self) -> None:
         self.writer.wait_idle()

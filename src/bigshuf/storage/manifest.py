@@ -36,7 +36,7 @@ def fingerprint_entry(fp: Fingerprint) -> dict[str, Any]:
 
 
 def input_entries(
-    names: Sequence[str], counts: Sequence[tuple[int, int]] | None, files: Sequence[bool]
+    names: Sequence[str], counts: Sequence[tuple[int, int | None]] | None, files: Sequence[bool]
 ) -> list[dict[str, Any]]:
     """Each input's manifest entry: its path, size and mtime (local files), records and bytes as read."""
     entries = []
@@ -126,10 +126,13 @@ def load_manifest(path: str) -> dict[str, Any]:
 
     if not isinstance(data, dict) or data.get("bigshuf_manifest") != MANIFEST_VERSION:
         raise bad(f"no 'bigshuf_manifest': {MANIFEST_VERSION}")
-    if data.get("kind") != "lines":
-        raise bad("only manifests of lines can be checked")
     fmt = data.get("format")
-    if not (
+    if data.get("kind") == "rows":
+        if not (isinstance(fmt, dict) and fmt.get("rows") in ("parquet", "arrow")):
+            raise bad("'format' of rows needs 'rows': 'parquet' or 'arrow'")
+    elif data.get("kind") != "lines":
+        raise bad("'kind' is neither 'lines' nor 'rows'")
+    elif not (
         isinstance(fmt, dict) and fmt.get("separator") in (0, 10) and _count(fmt.get("lines_per_record"))
         and fmt["lines_per_record"] >= 1 and _count(fmt.get("header"))
     ):
@@ -181,6 +184,21 @@ def file_fingerprint(path: str, fmt: RecordFormat, header: int, memory: int) -> 
     return total
 
 
+def rows_fingerprint(path: str, kind: str, memory: int) -> Fingerprint:
+    """The fingerprint of the rows of the Parquet or Arrow IPC file ``path`` (``kind``), as ``--verify`` hashes them."""
+    from ..formats.detect import sniff_kind
+    from ..formats.rowhash import row_fingerprint
+    from ..formats.table_input import TableInput
+
+    found = sniff_kind(path)
+    if found != kind:
+        raise InputError(f"{path}: not a {'Parquet' if kind == 'parquet' else 'Arrow IPC'} file")
+    total = Fingerprint()
+    for batch in TableInput(path, kind).batches(max(1 << 20, memory // 4)):
+        total += row_fingerprint(batch)
+    return total
+
+
 def check_manifest(path: str, memory: int) -> tuple[list[str], str]:
     """Check every output the manifest at ``path`` lists (records, bytes, fingerprint, size on disk)
     and that together they hold the records the run wrote; never writes anything. Returns the
@@ -188,7 +206,8 @@ def check_manifest(path: str, memory: int) -> tuple[list[str], str]:
     data = load_manifest(path)
     base = os.path.dirname(os.path.abspath(path))
     fmt_entry = data["format"]
-    fmt = RecordFormat(fmt_entry["separator"], fmt_entry["lines_per_record"])
+    rows = fmt_entry.get("rows")
+    fmt = None if rows is not None else RecordFormat(fmt_entry["separator"], fmt_entry["lines_per_record"])
     problems: list[str] = []
     seen: set[str] = set()
     total = Fingerprint()
@@ -217,7 +236,7 @@ def check_manifest(path: str, memory: int) -> tuple[list[str], str]:
         if out.get("file_bytes") is not None and st.st_size != out["file_bytes"]:
             problems.append(f"{where}: {st.st_size} bytes on disk, the manifest says {out['file_bytes']}")
         try:
-            got = file_fingerprint(where, fmt, fmt_entry["header"], memory)
+            got = rows_fingerprint(where, rows, memory) if fmt is None else file_fingerprint(where, fmt, fmt_entry["header"], memory)
         except InputError as e:
             problems.append(str(e))
             continue
@@ -233,5 +252,6 @@ def check_manifest(path: str, memory: int) -> tuple[list[str], str]:
     expected = expected_written(data)
     if expected is not None and expected != data["records_written"]:
         problems.append(f"{path}: {data['records_written']} records written, but {expected} were to be of the {data.get('records_read')} read")
-    summary = f"{len(data['outputs'])} output file(s) match {path}: {total.records} records, {total.bytes} bytes"
+    what = f"{total.records} rows" if fmt is None else f"{total.records} records, {total.bytes} bytes"
+    summary = f"{len(data['outputs'])} output file(s) match {path}: {what}"
     return problems, summary
