@@ -27,6 +27,7 @@ class SplitPart:
 
     @property
     def rest(self) -> bool:
+        """Whether this split takes the records the others leave."""
         return self.count is None and self.fraction is None
 
 
@@ -120,6 +121,7 @@ class Sharding:
 
     @property
     def on(self) -> bool:
+        """Whether the output is cut into shards at all."""
         return self.count is not None or self.records is not None or self.size is not None
 
     @property
@@ -127,17 +129,24 @@ class Sharding:
         """The number of shards is not known before the input is read."""
         return self.records is not None or self.size is not None
 
-    def bounds(self, start: int, count: int) -> list[int] | None:
-        """The record ends of the files holding records ``[start, start + count)``; None when
-        shards are cut by size as they are written."""
+    def files(self, count: int) -> int | None:
+        """How many files hold a split of ``count`` records (at least one); None when cut by size as written."""
         if self.size is not None:
             return None
         if self.count is not None:
-            return [start + (i + 1) * count // self.count for i in range(self.count)]
+            return self.count
         if self.records is not None:
-            n = max(1, -(-count // self.records))
-            return [start + min(count, (i + 1) * self.records) for i in range(n)]
-        return [start + count]
+            return max(1, -(-count // self.records))
+        return 1
+
+    def file_end(self, start: int, count: int, index: int) -> int:
+        """The record number file ``index`` of the split holding records ``[start, start + count)`` ends at
+        (cut by size: the split's end, the most it may reach)."""
+        if self.count is not None:
+            return start + (index + 1) * count // self.count
+        if self.records is not None:
+            return start + min(count, (index + 1) * self.records)
+        return start + count
 
 
 def shard_option(sharding: Sharding) -> str:

@@ -22,7 +22,7 @@ from .commit import CommitInterrupted, OutputFiles, deferred_signals
 from .layout import Sharding, SplitPart, shard_option, split_counts, split_target
 from .manifest import build_manifest
 from .safefs import create_exclusive, sync_file
-from .shards import make_directories, shard_names
+from .shards import check_shard_count, make_directories, shard_names
 from .sinks import AtomicFileSink, CodecChoice, Sink, open_output, output_codec
 from .writeback import WriteBehind
 
@@ -91,7 +91,7 @@ class Output:
         self._hashing: deque[tuple[int | None, Future[Fingerprint]]] = deque()  # fingerprints not yet added
         self._paths: list[str] = []
         self._bounds: list[int] = []
-        self._groups: list[tuple[str | None, str, int, list[int] | None]] = []  # split, target, end, file ends
+        self._groups: list[tuple[str | None, str, int, int]] = []  # each split's name, target, first record, records
         self._group = -1  # the split being written
         self._index = -1  # the file of that split being written
         self._end = 0  # the record number the current file ends at (the split's end, cut by size)
@@ -133,8 +133,7 @@ class Output:
                 self._finished += at.finished
             if self.sinks and self._groups:
                 self._group, self._index = 0, len(self.sinks) - 1
-                ends = self._groups[0][3]
-                self._end = ends[self._index] if ends is not None else total
+                self._end = self.sharding.file_end(0, total, self._index)
         elif self._plain:
             if self.resume_tag is not None:
                 self._open(self._file_sink(0, None))
@@ -150,7 +149,10 @@ class Output:
         start = 0
         for name, count in zip(names, counts):
             target = self.target if name is None else split_target(self.target, name)
-            self._groups.append((name, target, start + count, self.sharding.bounds(start, count)))
+            self._groups.append((name, target, start, count))
+            files = self.sharding.files(count)
+            if self.sharding.records is not None and files is not None and files > 1:
+                check_shard_count(target, files * len(names))
             start += count
         if self.shards is not None and self.split is None:
             self._paths = shard_names(self.target, self.shards, self.compress, self._is_directory(self.target), suffix=self.shard_suffix)
@@ -274,8 +276,8 @@ class Output:
             self._index += 1
         else:
             self._group, self._index = self._group + 1, 0
-        split, _target, group_end, ends = self._groups[self._group]
-        self._end = group_end if ends is None else ends[self._index]
+        split, _target, start, count = self._groups[self._group]
+        self._end = self.sharding.file_end(start, count, self._index)
         i = len(self.sinks)
         path = self._file_path(self._group, self._index)
         if self.resume_tag is not None:
@@ -291,8 +293,9 @@ class Output:
 
     def _more_in_group(self) -> bool:
         """Whether the current split has another file to come after the current one."""
-        _split, _target, group_end, ends = self._groups[self._group]
-        return self._done < group_end if ends is None else self._index + 1 < len(ends)
+        _split, _target, start, count = self._groups[self._group]
+        files = self.sharding.files(count)
+        return self._done < start + count if files is None else self._index + 1 < files
 
     def _full(self) -> bool:
         """Whether the current file takes no more records (none is open, it holds its count, or its size)."""
@@ -304,7 +307,7 @@ class Output:
     def _all_opened(self) -> bool:
         """Whether every file of the output has been opened (the last split's last file)."""
         return bool(self.sinks) and self._group == len(self._groups) - 1 and not (
-            self._groups[self._group][3] is not None and self._more_in_group()
+            self.sharding.size is None and self._more_in_group()
         )
 
     def emit(self, records: Any) -> None:

@@ -95,7 +95,7 @@ def _existing_ancestor(path: str) -> str:
     return path
 
 
-def _check_shard_count(target: str, shards: int) -> None:
+def check_shard_count(target: str, shards: int) -> None:
     """Refuse more shards than the file system has files left, or than memory can name."""
     place = _existing_ancestor(target)
     try:
@@ -139,7 +139,7 @@ def check_output_directory(
             raise OutputError(f"{target}: No such file or directory")
     else:
         if shards is not None:
-            _check_shard_count(target, shards)
+            check_shard_count(target, shards)
         as_directory = os.path.isdir(target) or target.endswith(os.sep)
         if as_directory and os.path.lexists(target.rstrip(os.sep) or os.sep) and not os.path.isdir(target):
             raise OutputError(f"{target}: Not a directory")
