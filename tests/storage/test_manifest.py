@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -92,9 +93,7 @@ def _made(tmp_path: Path) -> Path:
     """A run with splits and a manifest in ``tmp_path/out``; returns the manifest."""
     src = write_records(tmp_path / "in", make_records(300, seed=3))
     (tmp_path / "out").mkdir()
-    proc = cli(str(src), "--seed", "1", "--split", "a=100,b=rest", "-o", str(tmp_path / "out" / "{split}.txt"),
-               "--manifest", str(tmp_path / "out" / "m.json"))
-    assert proc.returncode == 0, proc.stderr
+    bigshuf.shuffle(src, str(tmp_path / "out" / "{split}.txt"), seed=1, split="a=100,b=rest", manifest=tmp_path / "out" / "m.json")
     return tmp_path / "out" / "m.json"
 
 
@@ -143,8 +142,18 @@ def test_a_malformed_manifest_is_one_line(tmp_path: Path, tamper: object, messag
     doc = json.loads(manifest.read_text())
     tamper(doc)  # type: ignore[operator]
     manifest.write_text(json.dumps(doc))
+    with pytest.raises(bigshuf.InputError, match="not a valid bigshuf manifest: " + re.escape(message)):
+        bigshuf.api.check_manifest(manifest)
+
+
+def test_a_malformed_manifest_is_one_line_on_the_command_line(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.json"
+    manifest.write_text('{"bigshuf_manifest": 1, "kind": "lines", "outputs": []}')
     proc = cli("--check-manifest", str(manifest))
-    assert proc.returncode == 1 and proc.stderr.count(b"\n") == 1 and message.encode() in proc.stderr, proc.stderr
+    assert proc.returncode == 1 and proc.stderr == f"bigshuf: {manifest}: not a valid bigshuf manifest: 'format' needs separator 0 or 10, lines_per_record and header\n".encode()
+    manifest.write_text("[1, 2")
+    proc = cli("--check-manifest", str(manifest))
+    assert proc.returncode == 1 and proc.stderr.count(b"\n") == 1 and b"not a bigshuf manifest" in proc.stderr
 
 
 def test_a_hostile_manifest_reads_only_regular_files_it_names_and_writes_nothing(tmp_path: Path) -> None:
