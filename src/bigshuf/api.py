@@ -21,7 +21,7 @@ from .core.streams import rng_for, seed_entropy
 from .engines.base import run_request
 from .errors import InputError, TempSpaceError, UsageError, option
 from .progress import Progress
-from .request import Request, _check_types, _integer, _memory_argument, _optional_integer, _optional_path, _path_list
+from .request import Request, _check_types, _integer, _memory_argument, _optional_integer, _optional_path, _path, _path_list
 from .request import ShuffleStats as ShuffleStats, resolve_memory as resolve_memory
 from .storage.sources import FileSource, GeneratedSource, RangeSource, RecordReader, Source
 from .storage.threads import signals_held
@@ -47,6 +47,10 @@ def shuffle(
     header: int = 0,
     lines_per_record: int = 1,
     shards: int | None = None,
+    shard_size: int | str | None = None,
+    shard_records: int | None = None,
+    split: str | None = None,
+    manifest: PathLike | None = None,
     compress: str | None = None,
     compress_temp: bool = False,
     verify: bool = False,
@@ -79,7 +83,13 @@ def shuffle(
     Inputs may be gzip, zstd, bzip2 or xz compressed (detected by their magic bytes).
     ``compress`` (``"zstd"``, ``"gzip:6"``, ``"none"``) overrides the codec implied by the
     output's suffix. ``shards=N`` writes N files (``output`` a directory or a pattern such as
-    ``"out/part-{:05d}.jsonl.zst"``) that concatenated are one uniform shuffle. ``header=N``
+    ``"out/part-{:05d}.jsonl.zst"``) that concatenated are one uniform shuffle; ``shard_size``
+    (bytes, or ``"256M"``) cuts shards of at least that many record bytes each instead (records never
+    cut), ``shard_records=N`` shards of N records each. ``split`` (``"valid=10000,train=rest"``,
+    ``"train=0.98,valid=0.01,test=0.01"``) cuts the shuffle into consecutive splits, each written to
+    ``output`` with ``{split}`` replaced by its name (and sharded within). ``manifest`` writes a JSON
+    record of the run (inputs, every output file's records, bytes and fingerprint), committed with
+    the outputs; ``check_manifest`` checks the files against it. ``header=N``
     keeps the first input's first N records on top of every output file and drops the first N
     records of later inputs. ``lines_per_record=N`` shuffles groups of N lines (FASTQ: 4).
     ``compress_temp`` keeps the temporary buckets zstd-compressed. ``verify`` fingerprints
@@ -117,7 +127,8 @@ def shuffle(
     request = Request.build(
         inputs, output, memory=memory, seed=seed, tmp_dir=tmp_dir, head_count=head_count,
         zero_terminated=zero_terminated, repeat=repeat, random_source=random_source, header=header,
-        lines_per_record=lines_per_record, shards=shards, compress=compress, compress_temp=compress_temp,
+        lines_per_record=lines_per_record, shards=shards, shard_size=shard_size, shard_records=shard_records,
+        split=split, manifest=manifest, compress=compress, compress_temp=compress_temp,
         verify=verify, resume=resume, row_group_size=row_group_size, schema=schema, output_format=output_format,
         sync=sync, threads=threads, engine=engine, scheduler=scheduler, temp_url=temp_url,
         sources=sources, rates=rates, mix=mix, total=total, by=by, max_rate=max_rate,
@@ -329,3 +340,13 @@ def _thread_count(threads: object) -> int:
     if count < 1:
         raise UsageError(f"threads must be at least 1, not {count}")
     return count
+
+
+def check_manifest(manifest: PathLike, *, memory: int | str | None = None) -> tuple[list[str], str]:
+    """Check the output files a ``manifest`` lists against it: each file's records, bytes, size and
+    fingerprint, and that together they hold the records the run wrote. Returns the problems found
+    (one line each; none when all is well) and a one-line summary. The manifest is read as untrusted
+    input: only the regular files it names are read, and nothing is written."""
+    from .storage.manifest import check_manifest as check
+
+    return check(_path("manifest", manifest), resolve_memory(memory) // 2)

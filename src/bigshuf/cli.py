@@ -67,6 +67,8 @@ def _execute(args: argparse.Namespace) -> int:
         return 0
     if args.check_permutation:
         return _check(args)
+    if args.check_manifest is not None:
+        return _check_manifest(args)
     if args.echo and args.input_range is not None:
         raise CommandSyntaxError("cannot combine -e and -i options")
     inputs = _listed_inputs(args)
@@ -126,6 +128,10 @@ def _settings(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
         header=args.header,
         lines_per_record=args.lines_per_record,
         shards=args.shards,
+        shard_size=args.shard_size,
+        shard_records=args.shard_records,
+        split=args.split,
+        manifest=args.manifest,
         compress=args.compress,
         compress_temp=args.compress_temp,
         verify=args.verify,
@@ -182,6 +188,21 @@ def _check(args: argparse.Namespace) -> int:
         return 0
     print(f"{PROG}: records differ: inputs {got_in}; outputs {got_out}", file=sys.stderr)
     return 1
+
+
+def _check_manifest(args: argparse.Namespace) -> int:
+    """``--check-manifest FILE``: check the outputs it lists; one line per problem and exit 1, else a summary."""
+    if args.operands:
+        raise CommandSyntaxError(f"extra operand '{args.operands[0]}'\n--check-manifest takes only the manifest")
+    from .api import check_manifest
+
+    problems, summary = check_manifest(args.check_manifest, memory=args.memory)
+    for problem in problems:
+        _report(f"{PROG}: {problem}")
+    if problems:
+        return 1
+    _report(f"{PROG}: {summary}")
+    return 0
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:

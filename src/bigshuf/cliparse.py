@@ -55,6 +55,24 @@ Mandatory arguments to long options are mandatory for short options too.
       --shards=N            write N files that together hold one uniform
                               shuffle, counts equal to within one; -o is a
                               directory or a pattern like out/part-{{:05d}}.jsonl
+      --shard-size=SIZE     write shards of at least SIZE bytes of records
+                              each (K, M, G, T units; records never cut):
+                              a new shard starts once one holds SIZE; -o as
+                              for --shards
+      --shard-records=N     write shards of N records each (the last fewer)
+      --split=NAME=PART,... cut the shuffle into consecutive splits, each a
+                              uniform random subset in random order; PART is
+                              a record count, a fraction (0.01) or rest, as
+                              in valid=10000,train=rest; -o holds {{split}},
+                              as in out/{{split}}.jsonl or, with shards,
+                              out/{{split}}/part-{{:05d}}.jsonl.zst
+      --manifest=FILE       write a JSON record of the run to FILE with the
+                              outputs: command, version, seed, inputs, and
+                              every output file's records, bytes and
+                              fingerprint (costs hashing, as --verify)
+      --check-manifest=FILE do not shuffle: re-read the outputs FILE lists;
+                              exit 0 if they match it, else 1 naming each
+                              problem
       --compress=CODEC[:LEVEL]  compress the output with gzip, zstd, bzip2, xz
                               or none (default: from the -o suffix); inputs
                               are decompressed whatever their name
@@ -270,6 +288,11 @@ def _parser() -> _Parser:
     p.add_argument("--files-from", action=_Once, metavar="multiple --files-from options specified")
     p.add_argument("--files0-from", action=_Once, metavar="multiple --files0-from options specified")
     p.add_argument("--shards", type=_count("--shards", 1))
+    p.add_argument("--shard-size")
+    p.add_argument("--shard-records", type=_count("--shard-records", 1))
+    p.add_argument("--split", action=_Once, metavar="multiple --split options specified")
+    p.add_argument("--manifest", action=_Once, metavar="multiple --manifest options specified")
+    p.add_argument("--check-manifest")
     p.add_argument("--compress")
     p.add_argument("--compress-temp", action="store_true")
     p.add_argument("--header", type=_count("--header", 0), default=0)

@@ -66,6 +66,12 @@ class Request:
     lines_per_record: int = 1
     header: int = 0
     shards: int | None = None
+    #: Shards of at least this many record bytes each (``--shard-size``), given as bytes or a size like "256M".
+    shard_size: int | None = None
+    shard_records: int | None = None
+    #: ``--split``: NAME=COUNT|FRACTION|rest,... (see ``storage.layout``).
+    split: str | None = None
+    manifest: str | None = None
     compress: str | None = None
     compress_temp: bool = False
     verify: bool = False
@@ -143,15 +149,16 @@ def _typed_settings(raw: dict[str, object]) -> dict[str, Any]:
     """``raw`` settings type-checked in the order that decides which of several wrong ones is named."""
     typed: dict[str, Any] = {"memory": _memory_argument(raw["memory"])}
     typed["seed"] = _optional_integer("seed", raw["seed"])
-    for name in ("tmp_dir", "random_source"):
+    for name in ("tmp_dir", "random_source", "manifest"):
         typed[name] = _optional_path(name, raw[name])
+    typed["shard_size"] = _shard_size(raw["shard_size"])
     typed["head_count"], typed["head_share"] = _head(raw["head_count"])
     typed["header"], typed["lines_per_record"] = _integer("header", raw["header"]), _integer("lines_per_record", raw["lines_per_record"])
-    for name in ("shards", "row_group_size", "threads"):
+    for name in ("shards", "shard_records", "row_group_size", "threads"):
         typed[name] = _optional_integer(name, raw[name])
     flags = ("zero_terminated", "repeat", "compress_temp", "verify", "resume", "sync")
     _check_types(flags, bool, tuple(raw[name] for name in flags), optional=False)
-    texts = ("compress", "schema", "output_format", "temp_url")
+    texts = ("compress", "schema", "output_format", "temp_url", "split")
     _check_types(texts, str, tuple(raw[name] for name in texts), optional=True)
     _check_types(("engine",), str, (raw["engine"],), optional=False)
     scheduler = raw["scheduler"]
@@ -177,7 +184,7 @@ def _check_ranges(typed: dict[str, Any]) -> None:
     for setting, least in (("header", 0), ("lines_per_record", 1)):
         if typed[setting] < least:
             raise UsageError(f"invalid {option(setting)} value: '{typed[setting]}'")
-    for setting in ("shards", "threads"):
+    for setting in ("shards", "shard_records", "shard_size", "threads"):
         if typed[setting] is not None and typed[setting] < 1:
             raise UsageError(f"invalid {option(setting)} value: '{typed[setting]}'")
 
@@ -218,6 +225,7 @@ def _check_combinations(request: Request, all_paths: bool) -> None:
         )
     if request.sources:
         _check_sources(request)
+    _check_outputs(request)
     if request.family == registry.TABLE:
         _check_table_settings(request, all_paths)
         return
@@ -362,6 +370,42 @@ def _check_sources(request: Request) -> None:
                     f"source '{name}' reads standard input, but its records must be counted before the shuffle "
                     f"(for {option('mix')} or a fractional {option('rate')}): name files"
                 )
+def _shard_size(value: object) -> int | None:
+    """``shard_size``: None, a byte count, or a size string (bytes by default; K, M, G, T binary units)."""
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, str)):
+        if value is None:
+            return None
+        raise UsageError(f"shard_size must be a byte count (int) or a size such as '256M', not {_describe(value)}")
+    if isinstance(value, int):
+        return value
+    from .storage.layout import parse_byte_size
+
+    return parse_byte_size(value, option("shard_size"))
+
+
+def _check_outputs(request: Request) -> None:
+    """Refuse output layouts that cannot work: two shard options, ``split`` without ``{split}`` in the
+    output, a manifest without output files, and the new layouts with ``repeat`` or ``resume``."""
+    from .storage.layout import SPLIT_FIELD, parse_split
+
+    given = [name for name in ("shards", "shard_size", "shard_records") if getattr(request, name) is not None]
+    if len(given) > 1:
+        raise UsageError(f"{option(given[0])} and {option(given[1])} cannot be combined: choose one way to cut shards")
+    if request.split is not None:
+        parse_split(request.split)
+        if request.output is None or SPLIT_FIELD not in request.output:
+            raise UsageError(
+                f"{option('split')} needs {option('output')} with a {SPLIT_FIELD} placeholder, like out/{SPLIT_FIELD}.jsonl"
+            )
+    if request.manifest is not None and (request.output is None or request.output == "-" or request.manifest == "-"):
+        raise UsageError(f"{option('manifest')} needs {option('output')} naming files, and a file to write the manifest to")
+    layouts = [n for n in ("split", "shard_size", "shard_records", "manifest") if getattr(request, n) is not None]
+    if layouts and request.repeat and request.head_count is None:
+        raise UsageError(
+            f"{option(layouts[0])} needs {option('head_count')} with {option('repeat')} (outputs are cut from a known number of records)"
+        )
+    if layouts and request.resume:
+        raise UsageError(f"{option('resume')} cannot be used with {option(layouts[0])}")
 
 
 def _check_table_settings(request: Request, all_paths: bool) -> None:
@@ -375,12 +419,21 @@ def _check_table_settings(request: Request, all_paths: bool) -> None:
             ("zero_terminated", request.zero_terminated), ("repeat", request.repeat), ("header", request.header),
             ("lines_per_record", request.lines_per_record != 1), ("resume", request.resume),
             ("source", bool(request.sources)),
+            ("shard_size", request.shard_size is not None),
         ) if used
     ]
     if unsupported:
         raise UsageError(f"{', '.join(unsupported)}: not available for Parquet or Arrow data (rows, not lines)")
     if request.row_group_size is not None and request.row_group_size < 1:
         raise UsageError(f"invalid {option('row_group_size')} value: '{request.row_group_size}'")
+    if request.manifest is not None:
+        from .formats.detect import suffix_kind
+
+        named = request.output_format or (None if request.output is None else suffix_kind(request.output))
+        if named == "jsonl":
+            raise UsageError(
+                f"{option('manifest')}: rows written as JSON Lines cannot be checked against it; write .parquet or .arrow files"
+            )
 
 
 def _check_resume(request: Request) -> None:

@@ -34,6 +34,10 @@ class DaskEngine(Engine):
             ("compress_temp", request.compress_temp),
             ("threads", request.threads is not None),  # its cluster sets the workers
             ("source", bool(request.sources)),
+            ("split", request.split is not None),
+            ("shard_size", request.shard_size is not None),
+            ("shard_records", request.shard_records is not None),
+            ("manifest", request.manifest is not None),
             *((setting, getattr(request, setting) is not None) for setting in REFUSED_TABLE_SETTINGS),
         )
         for setting, on in used:

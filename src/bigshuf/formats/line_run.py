@@ -28,7 +28,9 @@ from ..core.streams import Key, rng_for
 from ..errors import InputError, UsageError, option
 from ..progress import IN_MEMORY, Progress, scatter_phase
 from ..storage.output import Output
-from ..storage.shards import check_output_directory, shard_paths
+from ..storage.layout import parse_split
+from ..storage.manifest import input_entries, run_entries
+from ..storage.shards import check_outputs, shard_paths
 from ..request import Request, resolve_memory
 from ..storage.codecs import parse_compress
 from ..storage.sources import FileSource, RecordReader, Source, map_whole
@@ -61,7 +63,13 @@ class LineRun(TwoPass):
         self.compress = None if request.compress is None else parse_compress(request.compress)
         self.piece = plan.piece_bytes(self.limit)
         self.writer = WriteBehind(plan.IN_FLIGHT_PIECES * self.piece)
-        self.out = Output(request.output, self.writer, shards=request.shards, compress=self.compress, sync=request.sync)
+        self.out = Output(
+            request.output, self.writer, shards=request.shards, compress=self.compress, sync=request.sync,
+            shard_size=request.shard_size, shard_records=request.shard_records,
+            split=None if request.split is None else parse_split(request.split), manifest=request.manifest,
+        )
+        self.counted_reader: RecordReader | None = None  # counts each input's records and bytes, for the manifest
+        self.out.manifest_info = self._manifest_info
         self.out.verify = request.verify
         self.out.hashers = self.workers
         self.temp_ratio = 1.0  # compressed / raw size of temporary buckets (--compress-temp)
@@ -107,9 +115,9 @@ class LineRun(TwoPass):
         if self.out.target in (None, "-") and self.compress is not None and self.compress[0] != "none":
             refuse_terminal(f"{self.compress[0]}-compressed data")
         paths = [s.path for s in self.sources if isinstance(s, FileSource)]
-        if self.request.shards is not None and len(paths) == len(self.sources):
+        if self.out.sharding.on and len(paths) == len(self.sources):
             self.out.shard_suffix = line_shard_suffix(paths, self.compress)
-        check_output_directory(self.out.target, self.request.shards, self.compress, self.out.shard_suffix)
+        check_outputs(self.out.target, self.out.sharding, self.out.split, self.request.manifest, self.compress, self.out.shard_suffix)
         if self.resume_name is not None:
             self._lock_job()
         for directory in dict.fromkeys(os.path.dirname(os.path.abspath(p)) for p in paths if p != "-"):
@@ -117,6 +125,14 @@ class LineRun(TwoPass):
 
     def source_stats(self) -> tuple[mix.SourceStats, ...]:
         return () if self.mixer is None else self.mixer.stats()
+
+    def _manifest_info(self) -> dict[str, Any]:
+        """The manifest's run-wide entries: the request, and every input's records and bytes as read."""
+        names = [s.path if isinstance(s, FileSource) else s.name for s in self.sources]
+        counts = None if self.counted_reader is None else self.counted_reader.counted()
+        inputs = input_entries(names, counts, [isinstance(s, FileSource) for s in self.sources])
+        fmt = {"separator": self.fmt.sep, "lines_per_record": self.fmt.group, "header": self.request.header}
+        return run_entries(self.request, inputs, fmt)
 
     def finished(self) -> None:
         if self.resume_space is not None:
@@ -132,6 +148,9 @@ class LineRun(TwoPass):
         factor = 1.0  # bytes of the multiset shuffled over bytes read (weighted sources)
         if self.request.sources:
             factor = self._plan_mix()
+        if self.request.manifest is not None:
+            reader.per_input = []
+            self.counted_reader = reader
         total = reader.total_size()
         stored = reader.progress_total()
         small = total is not None and total + len(sources) <= plan.block_budget(self.limit)
@@ -153,6 +172,8 @@ class LineRun(TwoPass):
             if offsets[-1] == len(block) and plan.fits_in_memory(len(block), len(offsets) - 1 + copies, self.limit):
                 if phase != IN_MEMORY:
                     self._rename_phase(IN_MEMORY, stored, reader)
+                if blocks is None and reader.per_input is not None:  # mapped whole: the reader saw none of it
+                    reader.per_input = [[(len(offsets) - 1) * self.fmt.group, len(block)]]
                 self._in_memory(block, offsets, mult)
                 return
             del offsets, mult

@@ -10,6 +10,7 @@ import pyarrow as pa
 from ..core.fingerprint import Fingerprint
 from ..errors import OutputError, UsageError, option
 from ..storage.output import Output
+from ..storage.layout import SplitPart
 from ..storage.sinks import CodecChoice, Sink
 from ..storage.writeback import WriteBehind
 from .rowhash import row_fingerprint
@@ -139,9 +140,13 @@ class TableOutput(Output):
     def __init__(
         self, target: str | None, writer: WriteBehind, *, kind: str, shards: int | None,
         codec: CodecChoice, schema: pa.Schema, group_rows: int | None, group_bytes: int, sync: bool = True,
+        shard_records: int | None = None, split: tuple[SplitPart, ...] | None = None, manifest: str | None = None,
     ) -> None:
         line_codec = codec if kind == "jsonl" else None
-        super().__init__(target, writer, shards=shards, compress=line_codec, sync=sync)
+        super().__init__(
+            target, writer, shards=shards, compress=line_codec, sync=sync, shard_records=shard_records, split=split,
+            manifest=manifest,
+        )
         self.kind = kind
         self.codec = codec
         self.schema = schema
@@ -174,6 +179,9 @@ class TableOutput(Output):
 
     def describe(self, fp: Fingerprint) -> str:
         return f"{fp.records} rows (digest {fp.digest:016x})"
+
+    def describe_kind(self) -> str:
+        return "rows"
 
     def abort(self) -> None:
         self.writer.wait_idle()

@@ -22,7 +22,9 @@ from ..core.streams import Key, draw_ids, rng_for
 from ..errors import InputError, TempSpaceError, option
 from ..progress import IN_MEMORY, Progress, scatter_phase
 from ..request import Request, resolve_memory
-from ..storage.shards import check_output_directory
+from ..storage.layout import Sharding, parse_split
+from ..storage.manifest import input_entries, run_entries
+from ..storage.shards import check_outputs
 from ..storage.sinks import CodecChoice
 from ..storage.tempspace import TempSpace
 from ..storage.writeback import WriteBehind
@@ -51,17 +53,21 @@ class TableRun(TwoPass):
         self.inputs = inputs
         self.piece = min(plan.piece_bytes(self.limit), TABLE_PIECE)
         self.progress_done = 0  # input bytes reported to progress
-        check_output_directory(request.output, request.shards)
+        split = None if request.split is None else parse_split(request.split)
+        check_outputs(request.output, Sharding(request.shards, request.shard_records), split, request.manifest)
         schema = self._schema()
         self.writer = WriteBehind(plan.IN_FLIGHT_PIECES * self.piece)
         self.table_out = TableOutput(
             request.output, self.writer, kind=kind, shards=request.shards, codec=codec,
+            shard_records=request.shard_records, split=split, manifest=request.manifest,
             schema=schema, group_rows=request.row_group_size,
             group_bytes=min(GROUP_BYTES, max(1, plan.block_budget(self.limit) // 8)), sync=request.sync,
         )
         self.table_out.verify = request.verify
         self.out = self.table_out
         self.out.hashers = self.workers
+        self.input_rows: list[int] | None = None  # rows read from each input (once all are read), for the manifest
+        self.out.manifest_info = self._manifest_info
 
     @classmethod
     def for_request(cls, request: Request, inputs: list[Any], entropy: int, progress: Progress) -> TableRun:
@@ -73,6 +79,12 @@ class TableRun(TwoPass):
         if kind != "jsonl" and target in (None, "-"):
             refuse_terminal("Parquet" if kind == "parquet" else "Arrow IPC")
         return cls(request, tables, kind, resolve_codec(kind, request.compress, target), entropy, progress)
+
+    def _manifest_info(self) -> dict[str, Any]:
+        """The manifest's run-wide entries: the request, and the rows read from every input."""
+        counts = None if self.input_rows is None else [(rows, None) for rows in self.input_rows]
+        entries = input_entries([i.path for i in self.inputs], counts, [True] * len(self.inputs))
+        return run_entries(self.request, entries, {"rows": self.table_out.kind})
 
     def prepare(self) -> None:
         """Nothing more to check: the output directory and the schema were checked on construction."""
@@ -93,9 +105,12 @@ class TableRun(TwoPass):
         """Every input's rows in batches of about a piece, with their row sizes; fingerprinted when verifying."""
         def read() -> Iterator[pa.RecordBatch]:
             # Bytes as stored, in proportion to the rows read, where the file says its row count.
+            counts: list[int] = []
             for source in self.inputs:
                 stored, rows, reported, done = source.disk_size(), source.rows, 0, 0
+                counts.append(0)
                 for batch in source.batches(self.piece):
+                    counts[-1] += batch.num_rows
                     done += batch.num_rows
                     if rows:
                         now = stored * done // rows
@@ -104,6 +119,7 @@ class TableRun(TwoPass):
                     else:
                         self._report(batch.nbytes)
                     yield batch
+            self.input_rows = counts
 
         for batch, sizes in _rebatch(read(), self.piece, plan.piece_records(self.limit)):
             if self.request.verify:

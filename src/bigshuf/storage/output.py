@@ -3,10 +3,15 @@ header on top of each, and committed together at the end (or removed together on
 
 from __future__ import annotations
 
+import json
 import os
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from ..core.fingerprint import Fingerprint, fingerprint
 from ..core.parallel import Workers
@@ -14,7 +19,10 @@ from ..core.records import array_block, array_bytes
 from ..core.resume import FileCheck, ResumePoint
 from ..errors import OutputError, UsageError, option
 from .commit import CommitInterrupted, OutputFiles, deferred_signals
-from .shards import make_directories, shard_names
+from .layout import Sharding, SplitPart, shard_option, split_counts, split_target
+from .manifest import build_manifest
+from .safefs import create_exclusive, sync_file
+from .shards import check_shard_count, make_directories, shard_names
 from .sinks import AtomicFileSink, CodecChoice, Sink, open_output, output_codec
 from .writeback import WriteBehind
 
@@ -22,15 +30,30 @@ from .writeback import WriteBehind
 OPEN_SHARDS = 8
 
 
-class Output:
-    """Routes shuffled records to the output: one sink, or ``shards`` files of near-equal record counts.
+@dataclass
+class OutputFile:
+    """One file of the output as written: its split (None without ``--split``), its path as named,
+    the records and record bytes routed to it, and their fingerprint (with a manifest or ``--verify``)."""
 
-    Shard ``i`` of ``N`` gets records ``[i*m//N, (i+1)*m//N)`` of the ``m`` in the output,
-    so counts differ by at most one and the shards, concatenated, are the whole shuffle.
-    Every file starts with ``header``. Shards are opened one at a time and finished as soon as
-    they are full (a compressor's memory is held by one shard at a time), and renamed into
-    place all together at the end, or removed all together on failure. Writes go through
-    ``writer`` (write-behind); call ``begin`` with ``m`` before ``emit``.
+    split: str | None
+    path: str
+    records: int = 0
+    bytes: int = 0
+    fingerprint: Fingerprint = field(default_factory=Fingerprint)
+
+
+class Output:
+    """Routes shuffled records to the output: one sink, or files cut by ``--split`` and by shards.
+
+    The output's ``m`` records are cut, in order, into the splits (``layout.split_counts``), each
+    written to ``-o`` with ``{split}`` replaced by its name; each split (or the whole output) is
+    one file, or shards: ``N`` of near-equal counts (shard ``i`` of a split of ``c`` records gets
+    its records ``[i*c//N, (i+1)*c//N)``), of ``shard_records`` each, or of at least
+    ``shard_size`` record bytes. The files, concatenated in order, are the whole shuffle.
+    Every file starts with ``header``. Files are opened one at a time and finished as soon as
+    they are full (a compressor's memory is held by one file at a time), and renamed into
+    place all together at the end (with the ``manifest``, if asked for), or removed all together
+    on failure. Writes go through ``writer`` (write-behind); call ``begin`` with ``m`` before ``emit``.
     """
 
     def __init__(
@@ -42,6 +65,10 @@ class Output:
         compress: CodecChoice | None = None,
         header: bytes = b"",
         sync: bool = True,
+        shard_size: int | None = None,
+        shard_records: int | None = None,
+        split: tuple[SplitPart, ...] | None = None,
+        manifest: str | None = None,
     ) -> None:
         self.target = None if target is None else os.fspath(target)
         self.files = OutputFiles(sync)  # this run's lock in each output directory, and the commit
@@ -49,24 +76,39 @@ class Output:
         self._finished = 0  # shards finished (closed) by the writer thread
         self.writer = writer
         self.shards = shards
+        self.sharding = Sharding(shards, shard_records, shard_size)
+        self.split = split
+        self.manifest = manifest
+        #: The manifest's run-wide entries (command, seed, inputs), filled in by the run before the commit.
+        self.manifest_info: Callable[[], dict[str, Any]] | None = None
         self.compress = compress
         self.header = header
         self.sinks: list[Sink] = []
+        self.outputs: list[OutputFile] = []  # one per sink, in order
         self.verify = False
         self.fingerprint = Fingerprint()  # of the records emitted, when verifying
         self.hashers: Workers | None = None  # the run's workers, which fingerprint what is emitted
-        self._hashing: deque[Future[Fingerprint]] = deque()  # fingerprints not yet added
+        self._hashing: deque[tuple[int | None, Future[Fingerprint]]] = deque()  # fingerprints not yet added
         self._paths: list[str] = []
         self._bounds: list[int] = []
+        self._groups: list[tuple[str | None, str, int, int]] = []  # each split's name, target, first record, records
+        self._group = -1  # the split being written
+        self._index = -1  # the file of that split being written
+        self._end = 0  # the record number the current file ends at (the split's end, cut by size)
         self._done = 0  # records emitted so far
         self.resume_tag: str | None = None  # --resume: fixed temporary names, kept on failure
         self.resume_dir = ""  # --resume: the checkpoint's directory, named in refusals
         self._checks: list[FileCheck] = []  # --resume: size and CRC of each file as checkpointed
         self.shard_suffix: str | None = None  # of files in a --shards directory, if not the codec's
-        if shards is not None and (self.target is None or self.target == "-"):
+        if self.sharding.on and (self.target is None or self.target == "-"):
             raise UsageError(
-                f"{option('shards')} needs {option('output')} naming a directory or a pattern like out/part-{{:05d}}.jsonl"
+                f"{shard_option(self.sharding)} needs {option('output')} naming a directory or a pattern like out/part-{{:05d}}.jsonl"
             )
+
+    @property
+    def _plain(self) -> bool:
+        """One output, nothing to count per file: records go straight to its sink (``-r`` may write without end)."""
+        return not self.sharding.on and self.split is None and self.manifest is None
 
     def begin(self, total: int, restore: dict[str, Any] | None = None) -> None:
         """Plan the output now that the input has been read and ``total`` output records are known.
@@ -76,14 +118,9 @@ class Output:
         """
         if self._bounds:
             return
-        if self.shards is None:
-            self._bounds = [0, total]
-        else:
-            assert self.target is not None
-            directory = os.path.isdir(self.target) or self.target.endswith(os.sep)
-            self._paths = shard_names(self.target, self.shards, self.compress, directory, suffix=self.shard_suffix)
-            self._made = make_directories(self._paths)
-            self._bounds = [i * total // self.shards for i in range(self.shards + 1)]
+        self._bounds = [0, total]
+        if not self._plain:
+            self._plan(total)
         if restore is not None:
             self._done = restore["done"]
             self.fingerprint = Fingerprint(*restore["fingerprint"])
@@ -91,13 +128,51 @@ class Output:
                 at = ResumePoint(size, crc, finished=i < len(restore["files"]) - 1)
                 sink = self._file_sink(i, at)
                 self.sinks.append(sink)
+                self.outputs.append(OutputFile(None, sink.name))
                 self._checks.append(FileCheck(sink.tmp_path, at))
                 self._finished += at.finished
-        elif self.shards is None:
+            if self.sinks and self._groups:
+                self._group, self._index = 0, len(self.sinks) - 1
+                self._end = self.sharding.file_end(0, total, self._index)
+        elif self._plain:
             if self.resume_tag is not None:
                 self._open(self._file_sink(0, None))
             else:
                 self._open(open_output(self.target, self._codec_choice(), files=self.files))
+            self.outputs.append(OutputFile(None, self.target or "-"))
+
+    def _plan(self, total: int) -> None:
+        """Cut ``total`` records into the splits and each split's files (``_groups``)."""
+        assert self.target is not None
+        counts = [total] if self.split is None else split_counts(self.split, total)
+        names: list[str | None] = [None] if self.split is None else [p.name for p in self.split]
+        start = 0
+        for name, count in zip(names, counts):
+            target = self.target if name is None else split_target(self.target, name)
+            self._groups.append((name, target, start, count))
+            files = self.sharding.files(count)
+            if self.sharding.records is not None and files is not None and files > 1:
+                check_shard_count(target, files * len(names))
+            start += count
+        if self.shards is not None and self.split is None:
+            self._paths = shard_names(self.target, self.shards, self.compress, self._is_directory(self.target), suffix=self.shard_suffix)
+            self._made = make_directories(self._paths)
+
+    def _is_directory(self, target: str) -> bool:
+        """Whether shards of ``target`` go into it as a directory (it is one, or ends in a separator)."""
+        return os.path.isdir(target) or target.endswith(os.sep)
+
+    def _file_path(self, group: int, index: int) -> str:
+        """The path of file ``index`` of split number ``group``: its target, or its shard's name."""
+        target = self._groups[group][1]
+        if not self.sharding.on:
+            return target
+        if self._paths:
+            return self._paths[index]
+        return shard_names(
+            target, index + 1, self.compress, self._is_directory(target), suffix=self.shard_suffix, indices=[index],
+            option_name=shard_option(self.sharding),
+        )[0]
 
     def _file_sink(self, i: int, at: ResumePoint | None) -> AtomicFileSink:
         """The --resume file of shard ``i`` (or of the single output): fresh, or reopened ``at`` a checkpoint."""
@@ -143,23 +218,32 @@ class Output:
         """The fingerprint of a chunk of emitted records."""
         return fingerprint(*array_block(records))
 
-    def _count(self, records: Any) -> None:
-        """Fingerprint a chunk emitted: on a worker if the run has several, else on the writer
-        thread (overlapping the gathering); ``_tally`` adds them up."""
-        if self.hashers is None or self.hashers.n == 1:
-            self.writer.submit_job(lambda: self._add(self._fingerprint(records)), 0)
-            return
-        self._hashing.append(self.hashers.submit(lambda: self._fingerprint(records)))
-        while len(self._hashing) > 2 * self.hashers.n:  # the chunks waiting to be hashed stay few
-            self._add(self._hashing.popleft().result())
+    def _record_bytes(self, records: Any) -> np.ndarray:
+        """The byte length of each record of a chunk, for ``shard_size`` (rows have none: refused for them)."""
+        _block, offsets = array_block(records)
+        return np.diff(offsets)
 
-    def _add(self, fp: Fingerprint) -> None:
+    def _count(self, records: Any, file: int | None = None) -> None:
+        """Fingerprint a chunk emitted (to output file number ``file``): on a worker if the run has
+        several, else on the writer thread (overlapping the gathering); ``_tally`` adds them up."""
+        if self.hashers is None or self.hashers.n == 1:
+            self.writer.submit_job(lambda: self._add(self._fingerprint(records), file), 0)
+            return
+        self._hashing.append((file, self.hashers.submit(lambda: self._fingerprint(records))))
+        while len(self._hashing) > 2 * self.hashers.n:  # the chunks waiting to be hashed stay few
+            done, fp = self._hashing.popleft()
+            self._add(fp.result(), done)
+
+    def _add(self, fp: Fingerprint, file: int | None = None) -> None:
         self.fingerprint += fp
+        if file is not None:
+            self.outputs[file].fingerprint += fp
 
     def _tally(self) -> None:
         """Add the fingerprints still being computed (after a writer flush: those on its thread are in)."""
         while self._hashing:
-            self._add(self._hashing.popleft().result())
+            file, fp = self._hashing.popleft()
+            self._add(fp.result(), file)
 
     def _open(self, sink: Sink) -> None:
         self.sinks.append(sink)
@@ -179,44 +263,83 @@ class Output:
         self._finished += 1
 
     def _open_next_shard(self) -> None:
-        """Finish the current shard (on the writer thread, after its data) and open the next,
-        first waiting for the writer if ``OPEN_SHARDS`` shards are still open (small shards
-        would otherwise be opened faster than they are finished, a descriptor each)."""
+        """Finish the current file (on the writer thread, after its data) and open the next, of
+        this split or the next one, first waiting for the writer if ``OPEN_SHARDS`` files are
+        still open (small shards would otherwise be opened faster than they are finished, a
+        descriptor each)."""
         if self.sinks:
             last = len(self.sinks) - 1
             self.writer.submit_job(lambda: self._finish(last), 0)
             if len(self.sinks) - self._finished >= OPEN_SHARDS:
                 self.writer.flush()
+        if self._group >= 0 and self._more_in_group():
+            self._index += 1
+        else:
+            self._group, self._index = self._group + 1, 0
+        split, _target, start, count = self._groups[self._group]
+        self._end = self.sharding.file_end(start, count, self._index)
         i = len(self.sinks)
+        path = self._file_path(self._group, self._index)
         if self.resume_tag is not None:
             self._open(self._file_sink(i, None))
+        elif not self.sharding.on and self.split is None:
+            self._open(open_output(path, self._codec_choice(), files=self.files))
         else:
-            path = self._paths[i]
+            self._made += make_directories([path])
             self._open(AtomicFileSink(
                 os.path.realpath(path), output_codec(path, self._codec_choice()), path, files=self.files, index=i,
             ))
+        self.outputs.append(OutputFile(split, path))
+
+    def _more_in_group(self) -> bool:
+        """Whether the current split has another file to come after the current one."""
+        _split, _target, start, count = self._groups[self._group]
+        files = self.sharding.files(count)
+        return self._done < start + count if files is None else self._index + 1 < files
+
+    def _full(self) -> bool:
+        """Whether the current file takes no more records (none is open, it holds its count, or its size)."""
+        if not self.sinks or self._done >= self._end:
+            return True
+        size = self.sharding.size
+        return size is not None and self.outputs[-1].bytes >= size
+
+    def _all_opened(self) -> bool:
+        """Whether every file of the output has been opened (the last split's last file)."""
+        return bool(self.sinks) and self._group == len(self._groups) - 1 and not (
+            self.sharding.size is None and self._more_in_group()
+        )
 
     def emit(self, records: Any) -> None:
-        """Queue a chunk of shuffled records (an Arrow array, or a table for table rows), split across shard boundaries."""
-        if self.verify:
-            self._count(records)
-        if self.shards is None:
+        """Queue a chunk of shuffled records (an Arrow array, or a table for table rows), cut at the files' ends."""
+        if self._plain:
+            if self.verify:
+                self._count(records)
             self._write(0, records)
             return
+        hashing = self.verify or self.manifest is not None
         start = 0
         while start < len(records):
-            # Open shards up to the one holding record number self._done (skipping empty ones).
-            while len(self.sinks) < self.shards and self._bounds[len(self.sinks)] <= self._done:
+            while self._full():
                 self._open_next_shard()
-            shard = len(self.sinks) - 1
-            take = min(len(records) - start, self._bounds[shard + 1] - self._done)
-            self._write(shard, records.slice(start, take))
+            take = min(len(records) - start, self._end - self._done)
+            file = self.outputs[-1]
+            if self.sharding.size is not None:
+                lengths = np.cumsum(self._record_bytes(records.slice(start, take)))
+                # Up to and including the record that brings the file to its size.
+                take = min(take, int(np.searchsorted(lengths, self.sharding.size - file.bytes)) + 1)
+                file.bytes += int(lengths[take - 1])
+            chunk = records.slice(start, take)
+            if hashing:
+                self._count(chunk, len(self.sinks) - 1)
+            self._write(len(self.sinks) - 1, chunk)
+            file.records += take
             start += take
             self._done += take
 
     def commit(self) -> None:
-        """Finish every sink, then make them visible (all shards or none, through ``OutputFiles.commit``)."""
-        if self.shards is None:
+        """Finish every sink, then make them visible (all files and the manifest or none, through ``OutputFiles.commit``)."""
+        if self._plain:
             self.writer.flush()
             self._close_format(0)
             sink = self.sinks[0]
@@ -229,22 +352,60 @@ class Output:
                 self.files.committed = True
                 self.files.release()
             return
-        while len(self.sinks) < self.shards:
+        while not self._all_opened():
             self._open_next_shard()
         last = len(self.sinks) - 1
         self.writer.submit_job(lambda: self._finish(last), 0)
         self.writer.flush()
+        self._tally()
         moves = []
         for sink in self.sinks:
-            assert isinstance(sink, AtomicFileSink)
-            moves.append((sink.tmp_path, sink.path))
+            if isinstance(sink, AtomicFileSink):
+                moves.append((sink.tmp_path, sink.path))
+            else:
+                sink.commit()  # a device named by -o, written in place
+        if self.manifest is not None:
+            moves.append(self._write_manifest(moves))
         try:
             self.files.commit(moves)
         except CommitInterrupted:
             for sink in self.sinks:
-                assert isinstance(sink, AtomicFileSink)
-                sink.keep_on_abort = True  # the journal needs them to finish the commit
+                if isinstance(sink, AtomicFileSink):
+                    sink.keep_on_abort = True  # the journal needs them to finish the commit
             raise
+
+    def _write_manifest(self, moves: list[tuple[str, str]]) -> tuple[str, str]:
+        """Write the manifest to a temporary file beside its target (created exclusively, private,
+        synced), to be committed with the outputs; return its move."""
+        assert self.manifest is not None
+        final = os.path.realpath(self.manifest)
+        temp = self.files.temp_name(final, len(self.sinks))
+        sizes = {}
+        for tmp, path in moves:
+            sizes[path] = os.stat(tmp).st_size
+        info = self.manifest_info() if self.manifest_info is not None else {}
+        document = build_manifest(info, self.outputs, self.sinks, sizes, os.path.dirname(final), self.describe_kind())
+        data = (json.dumps(document, indent=1) + "\n").encode()
+        try:
+            fd = create_exclusive(temp, 0o600, os.O_WRONLY)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                umask = os.umask(0)
+                os.umask(umask)
+                os.fchmod(fd, 0o666 & ~umask)
+                if self.files.sync:
+                    sync_file(fd)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise OutputError(f"{self.manifest}: {e.strerror}") from None
+        return temp, final
+
+    def describe_kind(self) -> str:
+        """The kind of records in the files, as the manifest names it (``lines``; table outputs: ``rows``)."""
+        return "lines"
 
     def describe(self, fp: Fingerprint) -> str:
         """A fingerprint as the verification message gives it."""

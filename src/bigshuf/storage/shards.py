@@ -5,43 +5,55 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Sequence
 from string import Formatter
 
 from ..errors import OutputError, UsageError, option
 from .commit import OutputFiles, backup_name, name_max
+from .layout import Sharding, SplitPart, shard_option, split_target
 from .sinks import CodecChoice, output_codec
 from .tempspace import remove_dead_outputs
 
 def shard_names(
     target: str, shards: int, compress: CodecChoice | None, directory: bool, *, suffix: str | None = None,
     example: str = "out/part-{:05d}.jsonl", directory_words: str = "a directory",
+    indices: Sequence[int] | None = None, option_name: str | None = None,
 ) -> list[str]:
     """The names of ``--shards=N`` files, making nothing: ``DIR/part-NNNNN[.codec]`` (``suffix``, if
     given, instead of the codec's) when ``target`` is a ``directory``, else ``target`` formatted with
     the shard number, which must give N different names. ``example`` and ``directory_words`` word
-    the errors (a URL directory ends in ``/``)."""
+    the errors (a URL directory ends in ``/``). ``indices``: only those shards' names (and those
+    must differ), for shard counts not known in advance; ``option_name`` names the option in errors."""
+    flag = option("shards") if option_name is None else option_name
+    numbers = range(shards) if indices is None else indices
     if directory:
         from .codecs import CODECS
 
         if suffix is None:
             codec = output_codec(None, compress)
             suffix = CODECS[codec[0]].suffixes[0] if codec else ""
-        return [os.path.join(target, f"part-{i:05d}{suffix}") for i in range(shards)]
+        return [os.path.join(target, f"part-{i:05d}{suffix}") for i in numbers]
     try:
-        names = [target.format(i) for i in range(shards)]
-    except (IndexError, KeyError, ValueError) as e:
-        raise UsageError(f"{option('shards')}: {option('output')} '{target}' is not a valid pattern ({e}); use e.g. {example}") from None
-    if len(set(names)) != shards:
+        names = [target.format(i) for i in numbers]
+    except (IndexError, KeyError, ValueError, OverflowError) as e:
+        raise UsageError(f"{flag}: {option('output')} '{target}' is not a valid pattern ({e}); use e.g. {example}") from None
+    count = f"{shards} shards" if indices is None else "shards"
+    if len(set(names)) != len(names):
         fields = [
             f"{{{name}{'!' + conv if conv else ''}{':' + spec if spec else ''}}}"
             for _, name, spec, conv in Formatter().parse(target) if name is not None
         ]
         if fields:  # a field that gives shards the same name: its format is the fault, not its absence
-            raise UsageError(f"{shards} shards: '{fields[0]}' in {option('output')} '{target}' cannot number shards; use {{}} or {{:05d}}")
-        raise UsageError(f"{shards} shards need {option('output')} to be {directory_words} or a pattern with {{}}, like {example}")
+            raise UsageError(f"{count}: '{fields[0]}' in {option('output')} '{target}' cannot number shards; use {{}} or {{:05d}}")
+        raise UsageError(f"{count} need {option('output')} to be {directory_words} or a pattern with {{}}, like {example}")
     if any("\0" in name for name in names):
         raise UsageError(f"{option('output')} '{target}' gives shard names with a NUL byte, which no file may have; use {{}} or {{:05d}}")
     return names
+
+
+#: Shard numbers whose names must differ when the count is known only at the end (``--shard-size``,
+#: ``--shard-records``): the first two, and one past any width a pattern pads to.
+OPEN_ENDED_PROBE = (0, 1, 10**9)
 
 
 def make_directories(paths: list[str]) -> list[str]:
@@ -83,7 +95,7 @@ def _existing_ancestor(path: str) -> str:
     return path
 
 
-def _check_shard_count(target: str, shards: int) -> None:
+def check_shard_count(target: str, shards: int) -> None:
     """Refuse more shards than the file system has files left, or than memory can name."""
     place = _existing_ancestor(target)
     try:
@@ -103,14 +115,17 @@ def _check_shard_count(target: str, shards: int) -> None:
 
 
 def check_output_directory(
-    target: str | None, shards: int | None, compress: CodecChoice | None = None, suffix: str | None = None
-) -> None:
+    target: str | None, shards: int | None, compress: CodecChoice | None = None, suffix: str | None = None,
+    *, open_ended: str | None = None,
+) -> list[str]:
     """Before any input is read: refuse (one line) an output that cannot be written, its directory
     missing (shards create theirs), not writable, a directory where a file is expected, or a
-    name too long; and tidy what killed runs left in its directories, finishing their commits."""
+    name too long; and tidy what killed runs left in its directories, finishing their commits.
+    ``open_ended`` names the option (``--shard-size``, ``--shard-records``) whose shard count is
+    known only at the end: then a few shard names stand for all. Returns the final paths checked."""
     if target is None or target == "-":
-        return
-    if shards is None:
+        return []
+    if shards is None and open_ended is None:
         try:
             mode: int | None = os.stat(target).st_mode
         except OSError:
@@ -118,16 +133,25 @@ def check_output_directory(
         if mode is not None and stat.S_ISDIR(mode):
             raise OutputError(f"{target}: Is a directory")
         if mode is not None and not stat.S_ISREG(mode):
-            return  # a device or FIFO, written in place
+            return []  # a device or FIFO, written in place
         finals = [os.path.realpath(target)]
         if not os.path.isdir(os.path.dirname(finals[0])):
             raise OutputError(f"{target}: No such file or directory")
     else:
-        _check_shard_count(target, shards)
+        if shards is not None:
+            check_shard_count(target, shards)
         as_directory = os.path.isdir(target) or target.endswith(os.sep)
         if as_directory and os.path.lexists(target.rstrip(os.sep) or os.sep) and not os.path.isdir(target):
             raise OutputError(f"{target}: Not a directory")
-        finals = [os.path.realpath(p) for p in shard_names(target, shards, compress, as_directory, suffix=suffix)]
+        if open_ended is not None:
+            names = shard_names(
+                target, len(OPEN_ENDED_PROBE), compress, as_directory, suffix=suffix, indices=OPEN_ENDED_PROBE,
+                option_name=open_ended,
+            )
+        else:
+            assert shards is not None
+            names = shard_names(target, shards, compress, as_directory, suffix=suffix)
+        finals = [os.path.realpath(p) for p in names]
         first: dict[str, int] = {}
         for i, final in enumerate(finals):
             # Two shards renamed onto one file (a symlink, or '..' in the pattern) would lose one.
@@ -152,6 +176,7 @@ def check_output_directory(
             _check_replaceable(final, probe)
     finally:
         probe.release()
+    return finals
 
 
 def _check_replaceable(final: str, probe: OutputFiles) -> None:
@@ -172,3 +197,24 @@ def _check_replaceable(final: str, probe: OutputFiles) -> None:
     except OSError as e:
         raise OutputError(f"{final}: cannot be replaced: {e.strerror}") from None
     os.unlink(backup)
+
+
+def check_outputs(
+    target: str | None, sharding: Sharding, split: tuple[SplitPart, ...] | None, manifest: str | None,
+    compress: CodecChoice | None = None, suffix: str | None = None,
+) -> None:
+    """``check_output_directory`` for every split's target, then no two splits (nor the manifest)
+    on one file, and the manifest's own directory writable."""
+    open_ended = shard_option(sharding) if sharding.open_ended else None
+    targets = [target] if split is None or target is None else [split_target(target, p.name) for p in split]
+    owner: dict[str, str] = {}
+    for name, each in zip([None] if split is None else [p.name for p in split], targets):
+        for final in check_output_directory(each, sharding.count, compress, suffix, open_ended=open_ended):
+            if final in owner:
+                raise OutputError(f"{option('split')}: splits '{owner[final]}' and '{name}' would both be written to {final}")
+            owner[final] = str(name)
+    if manifest is not None:
+        final = os.path.realpath(manifest)
+        if final in owner or any(os.path.dirname(f) == final for f in owner):
+            raise OutputError(f"{manifest}: the manifest would be written over an output")
+        check_output_directory(manifest, None)

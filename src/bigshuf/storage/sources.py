@@ -310,6 +310,14 @@ class RecordReader:
         # in order (weighted sources tell their records apart by it); ``_runs`` is the buffer's.
         self.block_runs: list[tuple[int, int]] = []
         self._runs: list[tuple[int, int]] = []
+        #: Per input, ``[separators, bytes]`` read (header excepted), when ``--manifest`` asks (``counted``).
+        self.per_input: list[list[int]] | None = None
+
+    def counted(self) -> list[tuple[int, int]] | None:
+        """Each input's records and bytes as read, if counting was asked for (``per_input`` set to ``[]``)."""
+        if self.per_input is None:
+            return None
+        return [(seps // self.fmt.group, nbytes) for seps, nbytes in self.per_input]
 
     def total_size(self) -> int | None:
         """Bytes of all inputs, or None if any size is unknown (plus one per missing separator)."""
@@ -391,6 +399,8 @@ class RecordReader:
             if self._runs and self._runs[-1][1] == filled:
                 self._runs.pop()  # the input before held nothing past this point
             self._runs.append((index, filled))
+            if self.per_input is not None:
+                self.per_input.append([0, 0])
             stream = self._open(index, source)
             stored, self._stored_at = _stored_size(source) is not None, 0
             try:
@@ -406,6 +416,9 @@ class RecordReader:
                         break
                     if group > 1:
                         self._seps += count_separators(buf[filled : filled + n], sep)
+                    if self.per_input is not None:
+                        self.per_input[-1][0] += count_separators(buf[filled : filled + n], sep)
+                        self.per_input[-1][1] += n
                     filled += n
                     last = int(buf[filled - 1])
                     self.bytes_read += n
@@ -421,6 +434,9 @@ class RecordReader:
                 buf[filled] = sep
                 filled += 1
                 self._seps += 1
+                if self.per_input is not None:
+                    self.per_input[-1][0] += 1
+                    self.per_input[-1][1] += 1
             if group > 1 and self._seps % group:
                 raise InputError(
                     f"{source.name}: ends with {self._seps % group} lines left over after the last "

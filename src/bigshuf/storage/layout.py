@@ -1,0 +1,173 @@
+"""How the output is cut into files: ``--split`` parts (consecutive pieces of the one shuffle, each
+to its own ``{split}`` target) and, within each, shards by count, by records or by size."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+
+from ..errors import UsageError, option
+
+#: What a split name may hold: it becomes part of a path, so no separator, brace or leading dot.
+_SPLIT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
+_DECIMAL = re.compile(r"(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+(?:\.[0-9]*)?[eE][-+]?[0-9]+)\Z")
+
+#: The placeholder ``-o`` must hold with ``--split``.
+SPLIT_FIELD = "{split}"
+
+
+@dataclass(frozen=True)
+class SplitPart:
+    """One split of ``--split``: a fixed record ``count``, a ``fraction`` of the records written, or the rest."""
+
+    name: str
+    count: int | None = None
+    fraction: Fraction | None = None
+
+    @property
+    def rest(self) -> bool:
+        """Whether this split takes the records the others leave."""
+        return self.count is None and self.fraction is None
+
+
+def parse_split(text: str) -> tuple[SplitPart, ...]:
+    """``NAME=COUNT|FRACTION|rest,...`` as split parts, in order; malformed specs are one UsageError."""
+    parts: list[SplitPart] = []
+    for item in text.split(","):
+        name, eq, value = item.strip().partition("=")
+        value = value.strip()
+        if not eq or not _SPLIT_NAME.match(name):
+            raise UsageError(
+                f"invalid {option('split')} part '{item}': use NAME=COUNT, NAME=FRACTION or NAME=rest "
+                "(names of letters, digits, _ . -)"
+            )
+        if any(p.name == name for p in parts):
+            raise UsageError(f"{option('split')}: split '{name}' is named twice")
+        if value == "rest":
+            if any(p.rest for p in parts):
+                raise UsageError(f"{option('split')}: only one split may be 'rest' ('{name}' is the second)")
+            parts.append(SplitPart(name))
+        elif value.isdigit():
+            parts.append(SplitPart(name, count=int(value)))
+        elif _DECIMAL.match(value) and Fraction(value) <= 1:
+            parts.append(SplitPart(name, fraction=Fraction(value)))
+        else:
+            raise UsageError(
+                f"invalid {option('split')} value for '{name}': '{value}' (a record count, a fraction up to 1 such as 0.01, or rest)"
+            )
+    fractions = sum((p.fraction for p in parts if p.fraction is not None), Fraction(0))
+    has_rest = any(p.rest for p in parts)
+    if fractions > 1:
+        raise UsageError(f"{option('split')}: the fractions add up to {float(fractions):g}, more than 1")
+    if not has_rest and all(p.fraction is not None for p in parts) and fractions != 1:
+        raise UsageError(
+            f"{option('split')}: the fractions add up to {float(fractions):g}, not 1; make one split 'rest' to take what is left"
+        )
+    return tuple(parts)
+
+
+def split_counts(parts: tuple[SplitPart, ...], total: int) -> list[int]:
+    """Each split's record count once ``total`` records are known: fixed counts as given, fractions
+    of ``total`` by largest remainder (ties to the earlier split), and ``rest`` what is left."""
+    counts: list[int | None] = [p.count for p in parts]
+    fixed = 0
+    for p in parts:
+        if p.count is not None:
+            fixed += p.count
+            if fixed > total:
+                raise UsageError(
+                    f"{option('split')}: split '{p.name}' needs {p.count} records, but only {total - fixed + p.count} "
+                    f"of the {total} written are left for it"
+                )
+    shares = [(i, p.fraction * total) for i, p in enumerate(parts) if p.fraction is not None]
+    target = int(sum((q for _, q in shares), Fraction(0)) + Fraction(1, 2))
+    for i, q in shares:
+        counts[i] = int(q)
+    short = target - sum(int(q) for _, q in shares)
+    for i, _q in sorted(shares, key=lambda s: (-(s[1] - int(s[1])), s[0]))[:short]:
+        counts[i] = (counts[i] or 0) + 1
+    taken = fixed + target
+    if taken > total:
+        first = next(parts[i].name for i, _ in shares)
+        raise UsageError(
+            f"{option('split')}: split '{first}' and the fractions after it need {target} records, "
+            f"but only {total - fixed} of the {total} written are left after the fixed counts"
+        )
+    rest = next((i for i, p in enumerate(parts) if p.rest), None)
+    if rest is not None:
+        counts[rest] = total - taken
+    elif taken != total:
+        raise UsageError(
+            f"{option('split')}: the splits take {taken} of the {total} records written; make one split 'rest' to take what is left"
+        )
+    return [c or 0 for c in counts]
+
+
+def split_target(target: str, name: str) -> str:
+    """``-o`` with its ``{split}`` placeholder replaced by split ``name``."""
+    return target.replace(SPLIT_FIELD, name)
+
+
+@dataclass(frozen=True)
+class Sharding:
+    """How each split (or the whole output) is cut into files: ``count`` shards of near-equal
+    record counts, shards of ``records`` records (the last smaller), or shards of at least ``size``
+    record bytes (a new one starts once the current one holds that much); none of them: one file."""
+
+    count: int | None = None
+    records: int | None = None
+    size: int | None = None
+
+    @property
+    def on(self) -> bool:
+        """Whether the output is cut into shards at all."""
+        return self.count is not None or self.records is not None or self.size is not None
+
+    @property
+    def open_ended(self) -> bool:
+        """The number of shards is not known before the input is read."""
+        return self.records is not None or self.size is not None
+
+    def files(self, count: int) -> int | None:
+        """How many files hold a split of ``count`` records (at least one); None when cut by size as written."""
+        if self.size is not None:
+            return None
+        if self.count is not None:
+            return self.count
+        if self.records is not None:
+            return max(1, -(-count // self.records))
+        return 1
+
+    def file_end(self, start: int, count: int, index: int) -> int:
+        """The record number file ``index`` of the split holding records ``[start, start + count)`` ends at
+        (cut by size: the split's end, the most it may reach)."""
+        if self.count is not None:
+            return start + (index + 1) * count // self.count
+        if self.records is not None:
+            return start + min(count, (index + 1) * self.records)
+        return start + count
+
+
+def shard_option(sharding: Sharding) -> str:
+    """The option that asked for ``sharding``, for messages."""
+    if sharding.records is not None:
+        return option("shard_records")
+    if sharding.size is not None:
+        return option("shard_size")
+    return option("shards")
+
+
+_BYTE_SIZE = re.compile(r"([0-9]+(?:\.[0-9]*)?)([bkmgt]?)i?b?\Z", re.IGNORECASE)
+
+
+def parse_byte_size(text: str, flag: str) -> int:
+    """A size in bytes: a number (bytes) with an optional K, M, G or T (powers of 1024) suffix."""
+    m = _BYTE_SIZE.match(text.strip())
+    if not m:
+        raise UsageError(f"invalid {flag} value: '{text}' (bytes, or a size such as 256M or 1G)")
+    power = "bkmgt".index(m.group(2).lower() or "b")
+    value = int(float(m.group(1)) * 1024**power)
+    if value < 1:
+        raise UsageError(f"invalid {flag} value: '{text}' (bytes, or a size such as 256M or 1G)")
+    return value

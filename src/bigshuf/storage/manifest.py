@@ -1,0 +1,257 @@
+"""``--manifest``: a JSON record of a run (command, version, seed, inputs as read, and every output
+file with its records, bytes and fingerprint), committed with the outputs; and ``--check-manifest``,
+which reads a manifest as untrusted input and checks the files it lists against it."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..core.fingerprint import Fingerprint, fingerprint_records
+from ..core.records import RecordFormat
+from ..errors import InputError
+from .safefs import open_nofollow
+
+if TYPE_CHECKING:
+    from .output import OutputFile
+    from .sinks import Sink
+
+#: The format number every manifest carries; a reader refuses another.
+MANIFEST_VERSION = 1
+
+#: A manifest larger than this is not one bigshuf wrote (about 400 bytes a file, millions of files).
+MAX_MANIFEST = 1 << 30
+
+#: Bytes read at once from an output file being checked.
+CHECK_BLOCK = 32 << 20
+
+
+def fingerprint_entry(fp: Fingerprint) -> dict[str, Any]:
+    """A fingerprint as the manifest holds it (the digest in hex: JSON numbers lose 64-bit precision)."""
+    return {"records": fp.records, "bytes": fp.bytes, "digest": f"{fp.digest:016x}"}
+
+
+def input_entries(
+    names: Sequence[str], counts: Sequence[tuple[int, int | None]] | None, files: Sequence[bool]
+) -> list[dict[str, Any]]:
+    """Each input's manifest entry: its path, size and mtime (local files), records and bytes as read."""
+    entries = []
+    for i, (name, is_file) in enumerate(zip(names, files)):
+        entry: dict[str, Any] = {"path": name, "size": None, "mtime": None}
+        if is_file and name != "-":
+            try:
+                st = os.stat(name)
+                entry.update(path=os.path.abspath(name), size=st.st_size, mtime=st.st_mtime_ns / 1e9)
+            except OSError:
+                pass
+        records, nbytes = counts[i] if counts is not None else (None, None)
+        entry.update(records=records, bytes=nbytes)
+        entries.append(entry)
+    return entries
+
+
+def run_entries(request: Any, inputs: list[dict[str, Any]], records_format: dict[str, Any]) -> dict[str, Any]:
+    """The run-wide part of a manifest: version, command line, seed, settings that shape the output, inputs."""
+    from .. import __version__
+
+    read = [e["records"] for e in inputs]
+    return {
+        "version": __version__,
+        "command": list(sys.argv),
+        "seed": request.seed,
+        "random_source": None if request.random_source is None else os.path.abspath(request.random_source),
+        "head_count": request.head_count,
+        "repeat": request.repeat,
+        "split": request.split,
+        "format": records_format,
+        "inputs": inputs,
+        "records_read": None if any(r is None for r in read) else sum(read),
+        "sources": None,
+    }
+
+
+def build_manifest(
+    info: dict[str, Any], outputs: list[OutputFile], sinks: list[Sink], sizes: dict[str, int], base: str, kind: str
+) -> dict[str, Any]:
+    """The manifest document: ``info`` (``run_entries``) and every output file, its path relative to
+    ``base`` (the manifest's directory), records, bytes, size on disk (``sizes``) and fingerprint."""
+    files = []
+    for out, sink in zip(outputs, sinks):
+        final = getattr(sink, "path", out.path)
+        files.append({
+            "split": out.split,
+            "path": os.path.relpath(final, base),
+            "records": out.records,
+            "bytes": out.fingerprint.bytes,
+            "file_bytes": sizes.get(final),
+            "fingerprint": fingerprint_entry(out.fingerprint),
+        })
+    return {
+        "bigshuf_manifest": MANIFEST_VERSION,
+        **info,
+        "kind": kind,
+        "records_written": sum(out.records for out in outputs),
+        "outputs": files,
+    }
+
+
+def _count(value: object) -> bool:
+    """A non-negative JSON integer (not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def load_manifest(path: str) -> dict[str, Any]:
+    """The manifest at ``path``, every field the check uses validated; a malformed one is an InputError."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise InputError(f"{path}: {e.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError(f"{path}: not a regular file")
+        if st.st_size > MAX_MANIFEST:
+            raise InputError(f"{path}: too large to be a bigshuf manifest")
+        try:
+            data = json.loads(f.read(MAX_MANIFEST + 1))
+        except (OSError, ValueError) as e:
+            raise InputError(f"{path}: not a bigshuf manifest: {e}") from None
+
+    def bad(what: str) -> InputError:
+        return InputError(f"{path}: not a valid bigshuf manifest: {what}")
+
+    if not isinstance(data, dict) or data.get("bigshuf_manifest") != MANIFEST_VERSION:
+        raise bad(f"no 'bigshuf_manifest': {MANIFEST_VERSION}")
+    fmt = data.get("format")
+    if data.get("kind") == "rows":
+        if not (isinstance(fmt, dict) and fmt.get("rows") in ("parquet", "arrow")):
+            raise bad("'format' of rows needs 'rows': 'parquet' or 'arrow'")
+    elif data.get("kind") != "lines":
+        raise bad("'kind' is neither 'lines' nor 'rows'")
+    elif not (
+        isinstance(fmt, dict) and fmt.get("separator") in (0, 10) and _count(fmt.get("lines_per_record"))
+        and fmt["lines_per_record"] >= 1 and _count(fmt.get("header"))
+    ):
+        raise bad("'format' needs separator 0 or 10, lines_per_record and header")
+    outputs = data.get("outputs")
+    if not isinstance(outputs, list):
+        raise bad("'outputs' is not a list")
+    for i, out in enumerate(outputs):
+        fp = out.get("fingerprint") if isinstance(out, dict) else None
+        if not (
+            isinstance(out, dict) and isinstance(out.get("path"), str) and out["path"] and "\0" not in out["path"]
+            and _count(out.get("records")) and _count(out.get("bytes"))
+            and isinstance(fp, dict) and _count(fp.get("records")) and _count(fp.get("bytes"))
+            and isinstance(fp.get("digest"), str) and len(fp["digest"]) == 16
+            and all(c in "0123456789abcdef" for c in fp["digest"])
+            and (out.get("file_bytes") is None or _count(out.get("file_bytes")))
+        ):
+            raise bad(f"output {i} needs path, records, bytes and fingerprint {{records, bytes, digest}}")
+    for key in ("records_written", "records_read"):
+        if data.get(key) is not None and not _count(data.get(key)):
+            raise bad(f"'{key}' is not a count")
+    if not _count(data.get("records_written")):
+        raise bad("'records_written' is not a count")
+    return data
+
+
+def expected_written(data: dict[str, Any]) -> int | None:
+    """How many records the run should have written, from the records it read, ``-n`` and ``-r``."""
+    read, head = data.get("records_read"), data.get("head_count")
+    if head is not None and not _count(head):
+        return None
+    if data.get("repeat") is True:
+        return None if head is None else int(head)
+    if read is None:
+        return None
+    return int(read) if head is None else min(int(read), int(head))
+
+
+def file_fingerprint(path: str, fmt: RecordFormat, header: int, memory: int) -> Fingerprint:
+    """The fingerprint of the records of the regular file ``path`` (decompressed; ``header`` records set aside)."""
+    from ..progress import Progress
+    from .sources import FileSource, RecordReader
+
+    reader = RecordReader([FileSource(path)], fmt, Progress(), header)
+    total = Fingerprint()
+    capacity = max(256, memory)
+    for block, _final in reader.blocks(capacity, "-S", block=min(CHECK_BLOCK, capacity)):
+        total += fingerprint_records(block, fmt)
+    return total
+
+
+def rows_fingerprint(path: str, kind: str, memory: int) -> Fingerprint:
+    """The fingerprint of the rows of the Parquet or Arrow IPC file ``path`` (``kind``), as ``--verify`` hashes them."""
+    from ..formats.detect import sniff_kind
+    from ..formats.rowhash import row_fingerprint
+    from ..formats.table_input import TableInput
+
+    found = sniff_kind(path)
+    if found != kind:
+        raise InputError(f"{path}: not a {'Parquet' if kind == 'parquet' else 'Arrow IPC'} file")
+    total = Fingerprint()
+    for batch in TableInput(path, kind).batches(max(1 << 20, memory // 4)):
+        total += row_fingerprint(batch)
+    return total
+
+
+def check_manifest(path: str, memory: int) -> tuple[list[str], str]:
+    """Check every output the manifest at ``path`` lists (records, bytes, fingerprint, size on disk)
+    and that together they hold the records the run wrote; never writes anything. Returns the
+    problems (one line each) and a summary."""
+    data = load_manifest(path)
+    base = os.path.dirname(os.path.abspath(path))
+    fmt_entry = data["format"]
+    rows = fmt_entry.get("rows")
+    fmt = None if rows is not None else RecordFormat(fmt_entry["separator"], fmt_entry["lines_per_record"])
+    problems: list[str] = []
+    seen: set[str] = set()
+    total = Fingerprint()
+    listed = Fingerprint()
+    for out in data["outputs"]:
+        where = os.path.join(base, out["path"])
+        name = os.path.normpath(where)
+        if name in seen:
+            problems.append(f"{where}: listed twice in {path}")
+            continue
+        seen.add(name)
+        want = out["fingerprint"]
+        listed += Fingerprint(out["records"], out["bytes"], 0)
+        try:
+            fd = open_nofollow(where, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError as e:
+            problems.append(f"{where}: {e.strerror}")
+            continue
+        try:
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        if not stat.S_ISREG(st.st_mode):
+            problems.append(f"{where}: not a regular file")
+            continue
+        if out.get("file_bytes") is not None and st.st_size != out["file_bytes"]:
+            problems.append(f"{where}: {st.st_size} bytes on disk, the manifest says {out['file_bytes']}")
+        try:
+            got = rows_fingerprint(where, rows, memory) if fmt is None else file_fingerprint(where, fmt, fmt_entry["header"], memory)
+        except InputError as e:
+            problems.append(str(e))
+            continue
+        total += got
+        if got.records != out["records"] or got.records != want["records"]:
+            problems.append(f"{where}: {got.records} records, the manifest says {out['records']}")
+        elif got.bytes != out["bytes"] or got.bytes != want["bytes"]:
+            problems.append(f"{where}: {got.bytes} bytes of records, the manifest says {out['bytes']}")
+        elif f"{got.digest:016x}" != want["digest"]:
+            problems.append(f"{where}: records differ from those the manifest lists (fingerprint {got.digest:016x}, not {want['digest']})")
+    if listed.records != data["records_written"]:
+        problems.append(f"{path}: its outputs list {listed.records} records, but it says {data['records_written']} were written")
+    expected = expected_written(data)
+    if expected is not None and expected != data["records_written"]:
+        problems.append(f"{path}: {data['records_written']} records written, but {expected} were to be of the {data.get('records_read')} read")
+    what = f"{total.records} rows" if fmt is None else f"{total.records} records, {total.bytes} bytes"
+    summary = f"{len(data['outputs'])} output file(s) match {path}: {what}"
+    return problems, summary

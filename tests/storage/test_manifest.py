@@ -1,0 +1,282 @@
+"""--manifest and --check-manifest: the manifest against the files actually written on every path,
+the check catching a changed, missing or extra record, a hostile manifest refused without writing,
+and a kill at any step of the commit of splits and manifest leaving the old set or the new."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import make_records, split_records, write_records
+
+import bigshuf
+from bigshuf.core import plan
+from bigshuf.core.fingerprint import fingerprint_records
+from bigshuf.core.records import RecordFormat
+from bigshuf.storage.tempspace import remove_dead_outputs
+
+PATHS = [("64M", None, 1), ("16K", None, 2), ("4K", 2, 3)]
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "bigshuf", *args], capture_output=True, timeout=120, env={**os.environ, **(env or {})}
+    )
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    """Every file under ``directory`` (relative name -> bytes)."""
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("memory,cap,passes", PATHS)
+def test_the_manifest_describes_the_files_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, memory: str, cap: int | None, passes: int
+) -> None:
+    if cap is not None:
+        monkeypatch.setattr(plan, "MAX_BUCKETS", cap)
+    a = write_records(tmp_path / "a", make_records(2000, seed=1))
+    b = write_records(tmp_path / "b", make_records(1000, seed=2), final_sep=False)  # a separator is added on reading
+    out = tmp_path / "out"
+    stats = bigshuf.shuffle(
+        [a, b], str(out / "{split}" / "p{}.txt"), memory=memory, seed=6, tmp_dir=tmp_path,
+        split="valid=0.1,train=rest", shard_records=1000, manifest=tmp_path / "m.json",
+    )
+    assert stats.passes == passes if passes < 3 else stats.passes >= 3
+    doc = json.loads((tmp_path / "m.json").read_text())
+    assert doc["version"] == bigshuf.__version__ and doc["seed"] == 6 and doc["sources"] is None
+    assert [(i["path"], i["records"], i["bytes"], i["size"]) for i in doc["inputs"]] == [
+        (str(a), 2000, a.stat().st_size, a.stat().st_size), (str(b), 1000, b.stat().st_size + 1, b.stat().st_size),
+    ]
+    assert doc["inputs"][0]["mtime"] == a.stat().st_mtime_ns / 1e9
+    assert doc["records_read"] == doc["records_written"] == 3000
+    listed = [(o["split"], o["path"], o["records"]) for o in doc["outputs"]]
+    assert listed == [
+        ("valid", "out/valid/p0.txt", 300), ("train", "out/train/p0.txt", 1000),
+        ("train", "out/train/p1.txt", 1000), ("train", "out/train/p2.txt", 700),
+    ]
+    fmt = RecordFormat(10, 1)
+    for o in doc["outputs"]:
+        data = (tmp_path / o["path"]).read_bytes()
+        fp = fingerprint_records(bigshuf.api.np.frombuffer(data, bigshuf.api.np.uint8), fmt)
+        assert o["file_bytes"] == len(data) == o["bytes"] and len(split_records(data)) == o["records"]
+        assert o["fingerprint"] == {"records": fp.records, "bytes": fp.bytes, "digest": f"{fp.digest:016x}"}
+    proc = cli("--check-manifest", str(tmp_path / "m.json"))
+    assert proc.returncode == 0 and proc.stderr.count(b"\n") == 1 and b"4 output file(s) match" in proc.stderr, proc.stderr
+
+
+def test_a_compressed_single_output_with_a_header_and_no_seed(tmp_path: Path) -> None:
+    src = tmp_path / "in.csv"
+    src.write_bytes(b"h\n" + b"".join(b"%d\n" % i for i in range(500)))
+    bigshuf.shuffle(src, tmp_path / "o.csv.gz", header=1, manifest=tmp_path / "m.json")
+    doc = json.loads((tmp_path / "m.json").read_text())
+    assert doc["seed"] is None and doc["inputs"][0]["records"] == 500
+    assert [(o["path"], o["records"], o["file_bytes"]) for o in doc["outputs"]] == [("o.csv.gz", 500, (tmp_path / "o.csv.gz").stat().st_size)]
+    assert bigshuf.api.check_manifest(tmp_path / "m.json")[0] == []
+    assert oct((tmp_path / "m.json").stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _made(tmp_path: Path) -> Path:
+    """A run with splits and a manifest in ``tmp_path/out``; returns the manifest."""
+    src = write_records(tmp_path / "in", make_records(300, seed=3))
+    (tmp_path / "out").mkdir()
+    bigshuf.shuffle(src, str(tmp_path / "out" / "{split}.txt"), seed=1, split="a=100,b=rest", manifest=tmp_path / "out" / "m.json")
+    return tmp_path / "out" / "m.json"
+
+
+def test_check_manifest_names_each_problem(tmp_path: Path) -> None:
+    manifest = _made(tmp_path)
+    a, b = tmp_path / "out" / "a.txt", tmp_path / "out" / "b.txt"
+    records = split_records(a.read_bytes())
+    a.write_bytes(b"\n".join([records[0] + b"!", *records[1:]]) + b"\n")  # one record longer
+    b.write_bytes(b.read_bytes() + b"extra\n")  # one record more
+    proc = cli("--check-manifest", str(manifest))
+    lines = [line.split(str(tmp_path / "out") + "/")[1] for line in proc.stderr.decode().splitlines()]
+    size_a, size_b = a.stat().st_size, b.stat().st_size
+    assert proc.returncode == 1 and lines == [
+        f"a.txt: {size_a} bytes on disk, the manifest says {size_a - 1}",
+        f"a.txt: {size_a} bytes of records, the manifest says {size_a - 1}",
+        f"b.txt: {size_b} bytes on disk, the manifest says {size_b - 6}",
+        "b.txt: 201 records, the manifest says 200",
+    ], lines
+    a.unlink()
+    b.write_bytes(b"".join(sorted(line + b"\n" for line in split_records(b.read_bytes())[:-1])))  # its records, re-ordered
+    proc = cli("--check-manifest", str(manifest))
+    lines = proc.stderr.decode().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1 and lines[0].endswith("a.txt: No such file or directory"), lines
+
+
+def test_a_changed_record_of_the_same_length_is_caught_by_the_fingerprint(tmp_path: Path) -> None:
+    manifest = _made(tmp_path)
+    a = tmp_path / "out" / "a.txt"
+    data = a.read_bytes()
+    a.write_bytes(data.replace(b":", b";", 1))
+    proc = cli("--check-manifest", str(manifest))
+    assert proc.returncode == 1 and proc.stderr.count(b"\n") == 1, proc.stderr
+    assert b"a.txt: records differ from those the manifest lists" in proc.stderr
+
+
+@pytest.mark.parametrize("tamper,message", [
+    (lambda d: d.update(outputs="x"), "'outputs' is not a list"),
+    (lambda d: d["outputs"][0].update(records=-1), "output 0 needs path"),
+    (lambda d: d["outputs"][0].update(path=7), "output 0 needs path"),
+    (lambda d: d["outputs"][0]["fingerprint"].update(digest="zz"), "output 0 needs path"),
+    (lambda d: d.update(bigshuf_manifest=2), "no 'bigshuf_manifest': 1"),
+    (lambda d: d.update(format={"separator": 65, "lines_per_record": 1, "header": 0}), "'format' needs"),
+])
+def test_a_malformed_manifest_is_one_line(tmp_path: Path, tamper: object, message: str) -> None:
+    manifest = _made(tmp_path)
+    doc = json.loads(manifest.read_text())
+    tamper(doc)  # type: ignore[operator]
+    manifest.write_text(json.dumps(doc))
+    with pytest.raises(bigshuf.InputError, match="not a valid bigshuf manifest: " + re.escape(message)):
+        bigshuf.api.check_manifest(manifest)
+
+
+def test_a_malformed_manifest_is_one_line_on_the_command_line(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.json"
+    manifest.write_text('{"bigshuf_manifest": 1, "kind": "lines", "outputs": []}')
+    proc = cli("--check-manifest", str(manifest))
+    assert proc.returncode == 1 and proc.stderr == f"bigshuf: {manifest}: not a valid bigshuf manifest: 'format' needs separator 0 or 10, lines_per_record and header\n".encode()
+    manifest.write_text("[1, 2")
+    proc = cli("--check-manifest", str(manifest))
+    assert proc.returncode == 1 and proc.stderr.count(b"\n") == 1 and b"not a bigshuf manifest" in proc.stderr
+
+
+def test_a_hostile_manifest_reads_only_regular_files_it_names_and_writes_nothing(tmp_path: Path) -> None:
+    manifest = _made(tmp_path)
+    doc = json.loads(manifest.read_text())
+    os.mkfifo(tmp_path / "fifo")  # would block a reader for ever
+    os.symlink("/etc/passwd", tmp_path / "link")
+    entry = doc["outputs"][0]
+    doc["outputs"] = [
+        dict(entry, path="../fifo"), dict(entry, path="../link"), dict(entry, path="/dev/zero"),
+        dict(entry, path="a.txt"), dict(entry, path="./a.txt"),
+    ]
+    manifest.write_text(json.dumps(doc))
+    before = {p: p.lstat().st_mtime_ns for p in tmp_path.rglob("*")}
+    proc = cli("--check-manifest", str(manifest))
+    lines = proc.stderr.decode().splitlines()
+    assert proc.returncode == 1
+    assert "fifo: not a regular file" in lines[0]
+    assert "link: Too many levels of symbolic links" in lines[1]
+    assert "/dev/zero: not a regular file" in lines[2]
+    assert "a.txt: listed twice" in lines[3]
+    assert "its outputs list 400 records, but it says 300 were written" in lines[4]  # the second a.txt not counted
+    assert {p: p.lstat().st_mtime_ns for p in tmp_path.rglob("*")} == before
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--manifest", "m.json"], "--manifest needs -o naming files"),
+    (["--manifest", "m.json", "-o", "-"], "--manifest needs -o naming files"),
+    (["--manifest", "m.json", "-o", "o", "--seed", "1", "--resume"], "--resume cannot be used with --manifest"),
+    (["--manifest", "m.json", "-o", "o", "--engine", "dask"], "--engine=dask does not support --manifest"),
+    (["--manifest", "o", "-o", "o"], "the manifest would be written over an output"),
+])
+def test_manifest_refusals_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    src = write_records(tmp_path / "in", make_records(10, seed=1))
+    proc = cli(str(src), *(str(tmp_path / a) if a in ("m.json", "o") else a for a in args))
+    assert proc.returncode == 1 and proc.stderr.count(b"\n") == 1 and message.encode() in proc.stderr, proc.stderr
+
+
+def test_a_kill_at_every_commit_step_leaves_the_old_splits_and_manifest_or_the_new(tmp_path: Path) -> None:
+    src = write_records(tmp_path / "in", make_records(300, seed=5))
+    out = tmp_path / "out"
+    out.mkdir()
+    args = ["--split", "a=0.5,b=rest", "-o", str(out / "{split}.txt"), "--manifest", str(out / "m.json"), str(src)]
+    assert cli("--seed", "1", *args).returncode == 0
+    old = snapshot(out)
+    assert cli("--seed", "2", *args).returncode == 0
+    new = snapshot(out)
+    assert old != new and sorted(old) == sorted(new) == ["a.txt", "b.txt", "m.json"]
+    outcomes = []
+    for step in range(1, 30):
+        for name, data in old.items():
+            (out / name).write_bytes(data)
+        proc = cli("--seed", "2", *args, env={"BIGSHUF_TEST_KILL_AT": str(step)})
+        if proc.returncode == 0:
+            break
+        assert proc.returncode == -signal.SIGKILL, proc.stderr
+        remove_dead_outputs(str(out))
+        now = snapshot(out)
+        assert now in (old, new), f"step {step}"
+        assert [n for n in os.listdir(out) if n.startswith(".")] == []
+        outcomes.append("new" if now == new else "old")
+    else:
+        pytest.fail("the commit never completed")
+    # Steps: journal, 3 backups, 3 renames, directory sync, 3 backup removals, journal removal;
+    # from the journal on, the next run finishes the commit (the old set comes back only from a failure).
+    assert len(outcomes) >= 12 and snapshot(out) == new
+    assert cli("--check-manifest", str(out / "m.json")).returncode == 0
+
+
+def test_a_failed_rename_mid_commit_puts_the_old_splits_and_manifest_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = write_records(tmp_path / "in", make_records(300, seed=5))
+    out = tmp_path / "out"
+    out.mkdir()
+    kwargs = dict(split="a=0.5,b=rest", manifest=out / "m.json")
+    bigshuf.shuffle(src, str(out / "{split}.txt"), seed=1, **kwargs)  # type: ignore[arg-type]
+    old = snapshot(out)
+    real = os.rename
+
+    def failing(a: str, b: str) -> None:
+        if str(b).endswith("m.json") and ".bigshuf-tmp" in str(a):
+            raise OSError(28, "No space left on device")
+        real(a, b)
+
+    monkeypatch.setattr(os, "rename", failing)
+    with pytest.raises(bigshuf.OutputError, match="the old files were put back"):
+        bigshuf.shuffle(src, str(out / "{split}.txt"), seed=2, **kwargs)  # type: ignore[arg-type]
+    assert snapshot(out) == old and [n for n in os.listdir(out) if n.startswith(".")] == []
+
+
+@pytest.mark.parametrize("memory,passes", [("64M", 1), ("64K", 2)])
+def test_parquet_rows_split_sharded_with_a_manifest(tmp_path: Path, memory: str, passes: int) -> None:
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    table = pa.table({"a": list(range(3000)), "b": [f"row {i}" * (i % 7) for i in range(3000)]})
+    src = tmp_path / "t.parquet"
+    pq.write_table(table, src, row_group_size=500)
+    bigshuf.shuffle(src, tmp_path / "plain.parquet", memory=memory, seed=3, tmp_dir=tmp_path)
+    stats = bigshuf.shuffle(
+        src, str(tmp_path / "out" / "{split}-{}.parquet"), memory=memory, seed=3, tmp_dir=tmp_path,
+        split="valid=0.1,train=rest", shard_records=1000, manifest=tmp_path / "m.json",
+    )
+    assert stats.passes == passes
+    doc = json.loads((tmp_path / "m.json").read_text())
+    assert doc["kind"] == "rows" and doc["inputs"][0]["records"] == 3000 and doc["records_written"] == 3000
+    names = ["valid-0", "train-0", "train-1", "train-2"]
+    assert [(o["path"], o["records"]) for o in doc["outputs"]] == [
+        (f"out/{n}.parquet", c) for n, c in zip(names, [300, 1000, 1000, 700])
+    ]
+    parts = [pq.read_table(tmp_path / "out" / f"{n}.parquet") for n in names]
+    assert pa.concat_tables(parts).equals(pq.read_table(tmp_path / "plain.parquet"))
+    assert bigshuf.api.check_manifest(tmp_path / "m.json")[0] == []
+    changed = parts[1].set_column(0, "a", pa.array([-1] + parts[1].column("a").to_pylist()[1:]))
+    pq.write_table(changed, tmp_path / "out" / "train-0.parquet")
+    problems, _summary = bigshuf.api.check_manifest(tmp_path / "m.json")
+    assert [p.split("/out/")[1].split(":")[0] for p in problems] == ["train-0.parquet"] * 2  # written again: its size changed too
+    assert "bytes on disk" in problems[0] and "records differ from those the manifest lists" in problems[1]
+
+
+def test_rows_written_as_json_lines_refuse_a_manifest(tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"a": [1, 2]}), tmp_path / "t.parquet")
+    with pytest.raises(bigshuf.UsageError, match="manifest=: rows written as JSON Lines cannot be checked"):
+        bigshuf.shuffle(tmp_path / "t.parquet", tmp_path / "o.jsonl", manifest=tmp_path / "m.json")
