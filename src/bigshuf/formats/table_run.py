@@ -84,7 +84,7 @@ class TableRun(TwoPass):
         """The manifest's run-wide entries: the request, and the rows read from every input."""
         counts = None if self.input_rows is None else [(rows, None) for rows in self.input_rows]
         entries = input_entries([i.path for i in self.inputs], counts, [True] * len(self.inputs))
-        return run_entries(self.request, entries, {"rows": self.table_out.kind})
+        return run_entries(self.request, entries, {"rows": self.table_out.kind}, self.head_count)
 
     def prepare(self) -> None:
         """Nothing more to check: the output directory and the schema were checked on construction."""

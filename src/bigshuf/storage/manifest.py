@@ -54,23 +54,38 @@ def input_entries(
     return entries
 
 
-def run_entries(request: Any, inputs: list[dict[str, Any]], records_format: dict[str, Any]) -> dict[str, Any]:
-    """The run-wide part of a manifest: version, command line, seed, settings that shape the output, inputs."""
+def run_entries(
+    request: Any, inputs: list[dict[str, Any]], records_format: dict[str, Any], head_count: int | None,
+    sources: tuple[Any, ...] = (),
+) -> dict[str, Any]:
+    """The run-wide part of a manifest: version, command line, seed, settings that shape the output,
+    inputs, and with weighted sources each source's files, records read, rate and records in the mix.
+    ``head_count`` is ``-n``'s count as the run resolved it (``-n 10%`` of the records read)."""
     from .. import __version__
 
     read = [e["records"] for e in inputs]
+    records_read = None if any(r is None for r in read) else sum(read)
+    files = dict(request.sources)
+    share = request.head_share
     return {
         "version": __version__,
         "command": list(sys.argv),
         "seed": request.seed,
         "random_source": None if request.random_source is None else os.path.abspath(request.random_source),
-        "head_count": request.head_count,
+        "head_count": head_count,
+        "head_share": None if share is None else f"{float(share * 100):g}%",
         "repeat": request.repeat,
         "split": request.split,
         "format": records_format,
         "inputs": inputs,
-        "records_read": None if any(r is None for r in read) else sum(read),
-        "sources": None,
+        "records_read": records_read,
+        # What -n samples from: the records read, or with weighted sources their copies.
+        "records_shuffled": sum(s.written for s in sources) if sources else records_read,
+        "sources": [
+            {"name": s.name, "files": [os.path.abspath(f) for f in files.get(s.name, ())], "read": s.read,
+             "rate": s.rate, "written": s.written}
+            for s in sources
+        ] or None,
     }
 
 
@@ -151,7 +166,7 @@ def load_manifest(path: str) -> dict[str, Any]:
             and (out.get("file_bytes") is None or _count(out.get("file_bytes")))
         ):
             raise bad(f"output {i} needs path, records, bytes and fingerprint {{records, bytes, digest}}")
-    for key in ("records_written", "records_read"):
+    for key in ("records_written", "records_read", "records_shuffled"):
         if data.get(key) is not None and not _count(data.get(key)):
             raise bad(f"'{key}' is not a count")
     if not _count(data.get("records_written")):
@@ -160,15 +175,17 @@ def load_manifest(path: str) -> dict[str, Any]:
 
 
 def expected_written(data: dict[str, Any]) -> int | None:
-    """How many records the run should have written, from the records it read, ``-n`` and ``-r``."""
-    read, head = data.get("records_read"), data.get("head_count")
+    """How many records the run should have written, from the records it shuffled (those read, or
+    with weighted sources their copies), ``-n`` and ``-r``."""
+    head = data.get("head_count")
+    shuffled = data.get("records_shuffled", data.get("records_read"))
     if head is not None and not _count(head):
         return None
     if data.get("repeat") is True:
         return None if head is None else int(head)
-    if read is None:
+    if shuffled is None:
         return None
-    return int(read) if head is None else min(int(read), int(head))
+    return int(shuffled) if head is None else min(int(shuffled), int(head))
 
 
 def file_fingerprint(path: str, fmt: RecordFormat, header: int, memory: int) -> Fingerprint:
@@ -251,7 +268,8 @@ def check_manifest(path: str, memory: int) -> tuple[list[str], str]:
         problems.append(f"{path}: its outputs list {listed.records} records, but it says {data['records_written']} were written")
     expected = expected_written(data)
     if expected is not None and expected != data["records_written"]:
-        problems.append(f"{path}: {data['records_written']} records written, but {expected} were to be of the {data.get('records_read')} read")
+        shuffled = data.get("records_shuffled", data.get("records_read"))
+        problems.append(f"{path}: {data['records_written']} records written, but {expected} were to be of the {shuffled} shuffled")
     what = f"{total.records} rows" if fmt is None else f"{total.records} records, {total.bytes} bytes"
     summary = f"{len(data['outputs'])} output file(s) match {path}: {what}"
     return problems, summary

@@ -378,6 +378,7 @@ class Output:
         """Write the manifest to a temporary file beside its target (created exclusively, private,
         synced), to be committed with the outputs; return its move."""
         assert self.manifest is not None
+        self._made += make_directories([self.manifest])  # as the outputs' are made
         final = os.path.realpath(self.manifest)
         temp = self.files.temp_name(final, len(self.sinks))
         sizes = {}

@@ -116,13 +116,14 @@ def check_shard_count(target: str, shards: int) -> None:
 
 def check_output_directory(
     target: str | None, shards: int | None, compress: CodecChoice | None = None, suffix: str | None = None,
-    *, open_ended: str | None = None,
+    *, open_ended: str | None = None, makes_directory: bool = False,
 ) -> list[str]:
     """Before any input is read: refuse (one line) an output that cannot be written, its directory
     missing (shards create theirs), not writable, a directory where a file is expected, or a
     name too long; and tidy what killed runs left in its directories, finishing their commits.
     ``open_ended`` names the option (``--shard-size``, ``--shard-records``) whose shard count is
-    known only at the end: then a few shard names stand for all. Returns the final paths checked."""
+    known only at the end: then a few shard names stand for all. A ``makes_directory`` single file
+    (a ``--split`` target) has its missing directories made, as shards do. Returns the final paths checked."""
     if target is None or target == "-":
         return []
     if shards is None and open_ended is None:
@@ -135,7 +136,7 @@ def check_output_directory(
         if mode is not None and not stat.S_ISREG(mode):
             return []  # a device or FIFO, written in place
         finals = [os.path.realpath(target)]
-        if not os.path.isdir(os.path.dirname(finals[0])):
+        if not makes_directory and not os.path.isdir(os.path.dirname(finals[0])):
             raise OutputError(f"{target}: No such file or directory")
     else:
         if shards is not None:
@@ -209,7 +210,8 @@ def check_outputs(
     targets = [target] if split is None or target is None else [split_target(target, p.name) for p in split]
     owner: dict[str, str] = {}
     for name, each in zip([None] if split is None else [p.name for p in split], targets):
-        for final in check_output_directory(each, sharding.count, compress, suffix, open_ended=open_ended):
+        checked = check_output_directory(each, sharding.count, compress, suffix, open_ended=open_ended, makes_directory=split is not None)
+        for final in checked:
             if final in owner:
                 raise OutputError(f"{option('split')}: splits '{owner[final]}' and '{name}' would both be written to {final}")
             owner[final] = str(name)
@@ -217,4 +219,4 @@ def check_outputs(
         final = os.path.realpath(manifest)
         if final in owner or any(os.path.dirname(f) == final for f in owner):
             raise OutputError(f"{manifest}: the manifest would be written over an output")
-        check_output_directory(manifest, None)
+        check_output_directory(manifest, None, makes_directory=True)
