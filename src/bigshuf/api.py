@@ -58,6 +58,7 @@ def shuffle(
     engine: str = "local",
     scheduler: str | Runner | None = None,
     temp_url: str | None = None,
+    unique: bool = False,
 ) -> ShuffleStats:
     """Write the records of ``inputs`` to ``output`` in uniformly random order.
 
@@ -95,6 +96,10 @@ def shuffle(
     ``$DASK_SCHEDULER_ADDRESS``, else a cluster of processes on this machine) or a client or
     executor to submit the tasks to; ``temp_url`` where temporary objects go, reachable by every
     worker. Settings an engine cannot run are refused before anything starts.
+
+    ``unique`` keeps one copy of byte-identical records (as ``sort -u``) and shuffles those; the
+    count dropped is the result's ``duplicates``. It costs at most one more pass over the data and
+    keeps within ``memory`` however many copies there are (lines, local engine).
     """
     _check_types(("progress",), Progress, (progress,), optional=True)
     request = Request.build(
@@ -102,7 +107,7 @@ def shuffle(
         zero_terminated=zero_terminated, repeat=repeat, random_source=random_source, header=header,
         lines_per_record=lines_per_record, shards=shards, compress=compress, compress_temp=compress_temp,
         verify=verify, resume=resume, row_group_size=row_group_size, schema=schema, output_format=output_format,
-        sync=sync, threads=threads, engine=engine, scheduler=scheduler, temp_url=temp_url,
+        sync=sync, threads=threads, engine=engine, scheduler=scheduler, temp_url=temp_url, unique=unique,
     )
     return run_request(request, progress or Progress())
 

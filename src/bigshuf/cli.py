@@ -131,6 +131,7 @@ def _settings(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
         engine=args.engine,
         scheduler=args.scheduler,
         temp_url=args.temp_url,
+        unique=args.unique,
     )
 
 

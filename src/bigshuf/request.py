@@ -20,13 +20,16 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ShuffleStats:
-    """What a run did: records and bytes written, temp buckets made, passes over the data, wall time."""
+    """What a run did: records and bytes written, temp buckets made, passes over the data, wall time,
+    and duplicates dropped."""
 
     records: int
     bytes: int
     buckets: int
     passes: int
     seconds: float
+    #: Records dropped as copies of others (``--unique``).
+    duplicates: int = 0
 
 
 def resolve_memory(memory: int | str | None) -> int:
@@ -60,6 +63,8 @@ class Request:
     compress_temp: bool = False
     verify: bool = False
     resume: bool = False
+    #: Keep one copy of byte-identical records (``--unique``), before the shuffle.
+    unique: bool = False
     sync: bool = True
     #: Worker threads; None for every core the process may use.
     threads: int | None = None
@@ -114,7 +119,7 @@ def _typed_settings(raw: dict[str, object]) -> dict[str, Any]:
     typed["header"], typed["lines_per_record"] = _integer("header", raw["header"]), _integer("lines_per_record", raw["lines_per_record"])
     for name in ("shards", "row_group_size", "threads"):
         typed[name] = _optional_integer(name, raw[name])
-    flags = ("zero_terminated", "repeat", "compress_temp", "verify", "resume", "sync")
+    flags = ("zero_terminated", "repeat", "compress_temp", "verify", "resume", "sync", "unique")
     _check_types(flags, bool, tuple(raw[name] for name in flags), optional=False)
     texts = ("compress", "schema", "output_format", "temp_url")
     _check_types(texts, str, tuple(raw[name] for name in texts), optional=True)
@@ -171,6 +176,8 @@ def _check_combinations(request: Request, all_paths: bool) -> None:
         raise UsageError(
             f"{option('shards')} needs {option('head_count')} with {option('repeat')} (shards split a known number of records)"
         )
+    if request.unique and (request.resume or request.repeat):
+        raise UsageError(f"{option('unique')} cannot be used with {option('resume')} or {option('repeat')}")
     if request.family == registry.TABLE:
         _check_table_settings(request, all_paths)
         return
@@ -197,6 +204,7 @@ def _check_table_settings(request: Request, all_paths: bool) -> None:
         option(setting) for setting, used in (
             ("zero_terminated", request.zero_terminated), ("repeat", request.repeat), ("header", request.header),
             ("lines_per_record", request.lines_per_record != 1), ("resume", request.resume),
+            ("unique", request.unique),
         ) if used
     ]
     if unsupported:

@@ -43,7 +43,8 @@ def shuffle_local(request: Request, progress: Progress) -> ShuffleStats:
     expanded = _open_urls(list(request.inputs))
     entropy = seed_entropy(request.seed, request.random_source)
     run = registry.run_class(request.family).for_request(request, expanded, entropy, progress)
-    return ShuffleStats(*run.run())
+    records, nbytes, buckets, passes, seconds = run.run()
+    return ShuffleStats(records, nbytes, buckets, passes, seconds, duplicates=run.duplicates)
 
 
 def _open_urls(inputs: list[str | Source]) -> list[str | Source]:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..core import plan, streams
+from ..core.dedup import DEDUP_META, first_copies, gather
 from ..core.driver import Buckets, Estimate, TwoPass, closing
 from ..core.fingerprint import Fingerprint, fingerprint
 from ..core.gather import sample_with_replacement, shuffle_block
@@ -25,7 +26,7 @@ from ..core.resume import Job, JobLock, input_identity, load_state, validate_sta
 from ..core.scatter import BucketSet, Scattered, cut_pieces, scatter_records
 from ..core.streams import Key, rng_for
 from ..errors import InputError, UsageError, option
-from ..progress import IN_MEMORY, Progress, scatter_phase
+from ..progress import IN_MEMORY, Progress, dedup_phase, scatter_phase
 from ..storage.output import Output
 from ..storage.shards import check_output_directory, shard_paths
 from ..request import Request, resolve_memory
@@ -34,6 +35,7 @@ from ..storage.sources import FileSource, RecordReader, Source, map_whole
 from ..storage.tempspace import TempSpace, default_tmp_dir, remove_dead_outputs
 from ..storage.writeback import WriteBehind
 from .detect import line_shard_suffix, refuse_terminal
+from .line_unique import Dedup
 from ..core.records import RecordFormat, find_offsets, find_offsets_split
 
 
@@ -124,12 +126,15 @@ class LineRun(TwoPass):
         reader = RecordReader(sources, self.fmt, self.progress, self.request.header)
         total = reader.total_size()
         stored = reader.progress_total()
-        small = total is not None and total + len(sources) <= plan.block_budget(self.limit)
+        # --unique holds a deduplicated copy beside the input in memory: half as much fits.
+        budget = plan.block_budget(self.limit) // (2 if self.request.unique else 1)
+        small = total is not None and total + len(sources) <= budget
         # A known size names the bar as the run will most likely go (renamed below if it goes the other
         # way); an unknown one (standard input, compressed files) only once the first block tells.
         phase: str | None = None
+        first_pass = dedup_phase(0) if self.request.unique else scatter_phase(0)
         if total is not None:
-            phase = IN_MEMORY if small else scatter_phase(0)
+            phase = IN_MEMORY if small else first_pass
             self.progress.start(phase, stored)
         else:
             reader.progress = Progress()  # counted in reader.progress_done, shown once the bar is named
@@ -137,7 +142,7 @@ class LineRun(TwoPass):
         self.out.header = reader.header
         if final:
             offsets = find_offsets_split(block, self.fmt, self.workers, plan.block_budget(self.limit) // plan.META_PER_RECORD)
-            if offsets[-1] == len(block) and plan.fits_in_memory(len(block), len(offsets) - 1, self.limit):
+            if offsets[-1] == len(block) and self._fits_whole(len(block), len(offsets) - 1):
                 if phase != IN_MEMORY:
                     self._rename_phase(IN_MEMORY, stored, reader)
                 self._in_memory(block, offsets)
@@ -148,8 +153,8 @@ class LineRun(TwoPass):
                 f"{option('repeat')} needs the input in memory, and it does not fit in {plan.format_size(self.limit)}; "
                 f"raise {option('memory')}"
             )
-        if phase != scatter_phase(0):
-            self._rename_phase(scatter_phase(0), stored, reader)
+        if phase != first_pass:
+            self._rename_phase(first_pass, stored, reader)
         if blocks is None:
             # Mapped, but too many records to shuffle in one piece: stream it instead.
             blocks = reader.blocks(plan.read_capacity(self.limit), option("memory"))
@@ -167,7 +172,17 @@ class LineRun(TwoPass):
             if self.resume_name is not None:
                 self.resume_space = temp
                 self._load_checkpoint(temp.path, sources)
+            if self.request.unique:
+                # Pass 1 scatters the unique records; the estimate, with the copies, is an upper bound.
+                everything = Dedup(self, temp).blocks(everything, whole, per_record)
             self.external(everything, Estimate.of(whole, per_record), temp, streams.TOP, 0, exact=total is not None)
+
+    def _fits_whole(self, nbytes: int, nrecords: int) -> bool:
+        """Whether the whole input is shuffled in memory: it fits, and with ``--unique`` so do its
+        deduplicated copy and the dedup's bookkeeping."""
+        if self.request.unique:
+            nbytes = 2 * nbytes + DEDUP_META * nrecords
+        return plan.fits_in_memory(nbytes, nrecords, self.limit)
 
     def _first_block(
         self, reader: RecordReader, total: int | None, small: bool
@@ -206,6 +221,13 @@ class LineRun(TwoPass):
             rng = rng_for(self.entropy, streams.IN_MEMORY)
             sample_with_replacement(block, offsets, rng, self.emit, self.workers, count=count, limit=self.limit, held=held)
             return
+        if self.request.unique:
+            kept = first_copies(block, offsets)
+            self.duplicates = n - len(kept)
+            block, offsets = gather(block, offsets, kept)
+            n = len(kept)
+            del kept
+            held += len(block)  # the input stays held beside its unique copy
         self.begin_output(self.wanted(n))
         if self.request.verify:
             self.read_fingerprint += fingerprint(block, offsets)

@@ -1,0 +1,153 @@
+"""``--unique`` on the line run's external path: a dedup stage in front of the two-pass shuffle.
+
+Every piece of the input drops its own duplicates and scatters the rest by a hash of their
+bytes into k hash buckets, so all copies of a record meet in one bucket, at most one per piece.
+Each bucket is then read back, deduplicated in memory, and its unique records handed to the
+shuffle's pass 1 as a block. A bucket too big for memory is split again with another hash one
+level deeper; each level keeps one copy per piece, so copies shrink until the buckets fit. The
+shuffle draws its own random buckets, so its output is a uniform permutation of the unique
+records whatever the hash does.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from collections.abc import Generator, Iterator
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..core import plan
+from ..core.dedup import DEDUP_META, bucket_ids, first_copies, gather
+from ..core.fingerprint import record_hashes
+from ..core.records import find_offsets
+from ..core.scatter import BucketSet, Scattered, cut_pieces, regroup
+from ..errors import option
+from ..progress import Progress, dedup_phase, scatter_phase
+from ..storage.sources import FileSource, RecordReader
+from ..storage.tempspace import TempSpace
+
+if TYPE_CHECKING:
+    from .line_run import LineRun
+
+
+def fits(nbytes: int, nrecords: int, limit: int) -> bool:
+    """Whether a hash bucket can be deduplicated in memory: it, its unique copy and the bookkeeping
+    within the pass-1 read buffer's share of the limit (the shuffle's scatter takes the rest)."""
+    return 2 * nbytes + DEDUP_META * nrecords <= plan.read_capacity(limit)
+
+
+def hash_bucket_count(nbytes: int, nrecords: int, limit: int, temp: str) -> int:
+    """Hash buckets for ``nbytes`` (``nrecords``) of records (-1: unknown, planned from the free
+    space, as pass 1 plans), so that the expected bucket needs a third of what ``fits`` allows."""
+    most = plan.most_buckets()
+    if nbytes < 0:
+        nbytes = shutil.disk_usage(temp).free
+        nrecords, most = nbytes // 64, min(most, 1024)
+    need = 2 * nbytes + DEDUP_META * nrecords
+    return max(2, min(most, math.ceil(need / max(1, plan.read_capacity(limit) // plan.BUCKET_FRACTION))))
+
+
+class Dedup:
+    """The dedup stage of one ``--unique`` line run: its hash buckets under the run's temp space."""
+
+    def __init__(self, run: LineRun, temp: TempSpace) -> None:
+        self.run = run
+        self.temp = temp
+        self.buf = np.empty(0, np.uint8)  # read buffer of the buckets that fit, reused
+
+    def blocks(self, blocks: Iterator[np.ndarray], nbytes: int | None, per_record: float) -> Generator[np.ndarray, None, None]:
+        """The unique records of ``blocks`` (``nbytes`` in all, if known), a block per hash bucket."""
+        yield from self._level(blocks, -1 if nbytes is None else nbytes, per_record, 0, "unique")
+
+    def _level(
+        self, blocks: Iterator[np.ndarray], nbytes: int, per_record: float, level: int, name: str
+    ) -> Generator[np.ndarray, None, None]:
+        """Scatter ``blocks`` into hash buckets at ``level`` (in directory ``name``), then yield each
+        bucket's unique records, splitting those too big for memory again."""
+        run = self.run
+        plan.check_depth(level, run.limit, run.unit)
+        run.extra_passes = max(run.extra_passes, level + 1)
+        k = hash_bucket_count(nbytes, int(nbytes / max(1.0, per_record)), run.limit, self.temp.path)
+        run.buckets += k
+        buckets = BucketSet(os.path.join(self.temp.path, name), k, run.writer)
+        try:
+            if level:
+                run.progress.start(dedup_phase(level), nbytes)
+            for block in blocks:
+                self._scatter(block, buckets, level)
+                if level:
+                    run.progress.update(len(block))
+            run.writer.flush()
+            buckets.close()
+            if level == 0:
+                run.progress.start(scatter_phase(0), int(buckets.sizes.sum()))
+            yield from self._unique_buckets(buckets, level, name)
+        finally:
+            run.writer.wait_idle()
+            buckets.close()
+            if isinstance(blocks, Generator):
+                blocks.close()
+
+    def _unique_buckets(self, buckets: BucketSet, level: int, name: str) -> Generator[np.ndarray, None, None]:
+        """Each hash bucket's unique records, in bucket order, each bucket removed once used."""
+        run = self.run
+        for j in range(buckets.k):
+            size, count = int(buckets.sizes[j]), int(buckets.records[j])
+            if not count:
+                continue
+            if fits(size, count, run.limit):
+                if len(self.buf) < size:
+                    self.buf = np.empty(size, np.uint8)
+                view = buckets.read_into(j, self.buf)
+                offsets = find_offsets(view, run.fmt)
+                kept = first_copies(view, offsets)
+                run.duplicates += count - len(kept)
+                unique, _offsets = gather(view, offsets, kept)
+                del view, offsets, kept, _offsets
+                buckets.remove(j)
+                yield unique
+                del unique
+                if level == 0:
+                    run.progress.update(size)
+            else:
+                self.buf = np.empty(0, np.uint8)
+                buckets.check_file(j)
+                reader = RecordReader([FileSource(buckets.path(j))], run.fmt, Progress())
+                sub = (b for b, _final in reader.blocks(plan.read_capacity(run.limit), option("memory")))
+                yield from self._level(sub, size, size / count, level + 1, f"{name}-{j}")
+                buckets.remove(j)
+                if level == 0:
+                    run.progress.start(scatter_phase(0), int(buckets.sizes[j + 1 :].sum()))
+
+    def _scatter(self, block: np.ndarray, buckets: BucketSet, level: int) -> None:
+        """Drop each piece's duplicates and scatter the rest of ``block`` by hash, on the workers."""
+        run = self.run
+        most = plan.piece_records(run.limit)
+        k = buckets.k
+
+        def one(lo: int, hi: int) -> tuple[list[Scattered], int]:
+            """Piece ``block[lo:hi]`` deduplicated and regrouped by hash bucket, and how many it dropped."""
+            piece = block[lo:hi]
+            offsets = find_offsets(piece, run.fmt)
+            parts, dropped = [], 0
+            for first in range(0, len(offsets) - 1, most):
+                stop = min(len(offsets) - 1, first + most)
+                a, b = int(offsets[first]), int(offsets[stop])
+                sub, sub_offsets = piece[a:b], offsets[first : stop + 1] - offsets[first]
+                hashes = record_hashes(sub, sub_offsets)
+                kept = first_copies(sub, sub_offsets, hashes)
+                ids = np.full(stop - first, k, np.uint16 if k < 1 << 16 else np.uint32)
+                ids[kept] = bucket_ids(hashes[kept], level, k)
+                del hashes
+                dropped += stop - first - len(kept)
+                parts.append(regroup(sub, sub_offsets, ids, k, k))
+            return parts, dropped
+
+        jobs = ((lambda lo=lo, hi=hi: one(lo, hi)) for lo, hi in cut_pieces(block, run.fmt, run.piece))
+        for parts, dropped in run.workers.sized(len(block)).ordered(jobs, ahead=plan.pieces_ahead(run.limit)):
+            run.duplicates += dropped
+            for part in parts:
+                buckets.append(part)
