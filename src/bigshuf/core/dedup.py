@@ -8,8 +8,6 @@ buckets, so the output order never depends on the hash.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 from .fingerprint import mix, record_hashes
@@ -22,17 +20,13 @@ DEDUP_META = 48
 #: Bytes of record pairs gathered at once to be compared (bounds the copies a comparison makes).
 COMPARE_BYTES = 4 << 20
 
-#: Hashes records by their bytes (``block``, ``offsets``); tests swap in a colliding one.
-Hasher = Callable[[np.ndarray, np.ndarray], np.ndarray]
-
-
-def first_copies(block: np.ndarray, offsets: np.ndarray, hashes: np.ndarray | None = None, hasher: Hasher = record_hashes) -> np.ndarray:
+def first_copies(block: np.ndarray, offsets: np.ndarray, hashes: np.ndarray | None = None) -> np.ndarray:
     """Indices, ascending, of the records of ``block`` (its ``offsets``) that are the first of
     their bytes in it; ``hashes``: the records' hashes if already computed."""
     n = len(offsets) - 1
     if n < 2:
         return np.arange(max(0, n), dtype=np.int64)
-    h = hasher(block, offsets) if hashes is None else hashes
+    h = record_hashes(block, offsets) if hashes is None else hashes
     order = np.argsort(h, kind="stable")  # first copies lead their group
     sorted_h = h[order]
     same = np.flatnonzero(sorted_h[1:] == sorted_h[:-1])

@@ -23,7 +23,7 @@ from ..core import plan
 from ..core.dedup import DEDUP_META, bucket_ids, first_copies, gather
 from ..core.fingerprint import record_hashes
 from ..core.records import find_offsets
-from ..core.scatter import BucketSet, Scattered, cut_pieces, regroup
+from ..core.scatter import BucketSet, Scattered, regroup
 from ..errors import option
 from ..progress import Progress, dedup_phase, scatter_phase
 from ..storage.sources import FileSource, RecordReader
@@ -123,31 +123,42 @@ class Dedup:
                     run.progress.start(scatter_phase(0), int(buckets.sizes[j + 1 :].sum()))
 
     def _scatter(self, block: np.ndarray, buckets: BucketSet, level: int) -> None:
-        """Drop each piece's duplicates and scatter the rest of ``block`` by hash, on the workers."""
+        """Drop the duplicates of ``block`` within each run of at most ``piece_records`` records
+        (the dedup's bookkeeping stays bounded), and scatter the rest by hash, a piece per worker.
+
+        A run spans many pieces: a bucket too big for memory then holds fewer copies one level
+        down, however long its records (up to a quarter of the limit)."""
         run = self.run
         most = plan.piece_records(run.limit)
         k = buckets.k
+        pos = 0
+        while pos < len(block):
+            offsets = find_offsets(block[pos:], run.fmt, most)
+            unit = block[pos : pos + int(offsets[-1])]
+            hashes = record_hashes(unit, offsets)
+            kept = first_copies(unit, offsets, hashes)
+            ids = np.full(len(offsets) - 1, k, np.uint16 if k < 1 << 16 else np.uint32)
+            ids[kept] = bucket_ids(hashes[kept], level, k)
+            run.duplicates += len(ids) - len(kept)
+            del hashes, kept
+            pieces = self._pieces(offsets)
 
-        def one(lo: int, hi: int) -> tuple[list[Scattered], int]:
-            """Piece ``block[lo:hi]`` deduplicated and regrouped by hash bucket, and how many it dropped."""
-            piece = block[lo:hi]
-            offsets = find_offsets(piece, run.fmt)
-            parts, dropped = [], 0
-            for first in range(0, len(offsets) - 1, most):
-                stop = min(len(offsets) - 1, first + most)
-                a, b = int(offsets[first]), int(offsets[stop])
-                sub, sub_offsets = piece[a:b], offsets[first : stop + 1] - offsets[first]
-                hashes = record_hashes(sub, sub_offsets)
-                kept = first_copies(sub, sub_offsets, hashes)
-                ids = np.full(stop - first, k, np.uint16 if k < 1 << 16 else np.uint32)
-                ids[kept] = bucket_ids(hashes[kept], level, k)
-                del hashes
-                dropped += stop - first - len(kept)
-                parts.append(regroup(sub, sub_offsets, ids, k, k))
-            return parts, dropped
+            def one(first: int, stop: int, offsets: np.ndarray = offsets, unit: np.ndarray = unit, ids: np.ndarray = ids) -> Scattered:
+                """Records ``first`` to ``stop - 1`` of the run regrouped by their hash buckets."""
+                lo, hi = int(offsets[first]), int(offsets[stop])
+                return regroup(unit[lo:hi], offsets[first : stop + 1] - offsets[first], ids[first:stop], k, k)
 
-        jobs = ((lambda lo=lo, hi=hi: one(lo, hi)) for lo, hi in cut_pieces(block, run.fmt, run.piece))
-        for parts, dropped in run.workers.sized(len(block)).ordered(jobs, ahead=plan.pieces_ahead(run.limit)):
-            run.duplicates += dropped
-            for part in parts:
+            jobs = ((lambda first=first, stop=stop: one(first, stop)) for first, stop in pieces)
+            for part in run.workers.sized(len(unit)).ordered(jobs, ahead=plan.pieces_ahead(run.limit)):
                 buckets.append(part)
+            pos += len(unit)
+
+    def _pieces(self, offsets: np.ndarray) -> list[tuple[int, int]]:
+        """Record ranges of about a pass-1 piece's bytes each (a longer record alone) tiling a run."""
+        ranges, first, n = [], 0, len(offsets) - 1
+        while first < n:
+            stop = int(np.searchsorted(offsets, int(offsets[first]) + self.run.piece, side="right")) - 1
+            stop = min(n, max(first + 1, stop))
+            ranges.append((first, stop))
+            first = stop
+        return ranges
