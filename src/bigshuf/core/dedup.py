@@ -13,9 +13,10 @@ import numpy as np
 from .fingerprint import mix, record_hashes
 from .records import INT32_LIMIT, array_block, as_binary_array
 
-#: Bytes of bookkeeping per record while a block is deduplicated: its hash, the hashes sorted and
-#: their order (8 each), the kept indices (8), masks and the compared pairs' indices.
-DEDUP_META = 48
+#: Bytes of bookkeeping per record while a block is deduplicated, at most: its hash, their order,
+#: where runs of equal hashes start (8 each), the pairs of equal hashes and their indices (8 x 5
+#: when nearly every record is a copy), the lengths (4) and masks.
+DEDUP_META = 64
 
 #: Bytes of record pairs gathered at once to be compared (bounds the copies a comparison makes).
 COMPARE_BYTES = 4 << 20
@@ -27,20 +28,24 @@ def first_copies(block: np.ndarray, offsets: np.ndarray, hashes: np.ndarray | No
     if n < 2:
         return np.arange(max(0, n), dtype=np.int64)
     h = record_hashes(block, offsets) if hashes is None else hashes
-    order = np.argsort(h, kind="stable")  # first copies lead their group
+    # NumPy's quicksort is 4x as fast as its stable sort on 64-bit keys; which of equal hashes comes
+    # first is then the machine's, so each group keeps its smallest index, not its sorted first.
+    order = np.argsort(h)
     sorted_h = h[order]
     same = np.flatnonzero(sorted_h[1:] == sorted_h[:-1])
-    del sorted_h
     if not len(same):
         return np.arange(n, dtype=np.int64)
-    first, second = order[same], order[same + 1]
-    equal = _records_equal(block, offsets, first, second)
-    keep = np.ones(n, np.bool_)
-    keep[second[equal]] = False
+    runs = np.flatnonzero(sorted_h[1:] != sorted_h[:-1])
+    del sorted_h
+    runs += 1
+    keep = np.zeros(n, np.bool_)
+    keep[np.minimum.reduceat(order, np.concatenate(([0], runs)))] = True
+    del runs
+    equal = _records_equal(block, offsets, order[same], order[same + 1])
     unequal = same[~equal]
     if len(unequal):
         # A hash shared by distinct records (about n**2 / 2**65 odds): its groups are settled by bytes.
-        _settle_collisions(block, offsets, order, h[order[unequal]], h, keep)
+        _settle_collisions(block, offsets, h[order[unequal]], h, keep)
     kept: np.ndarray = np.flatnonzero(keep)
     return kept
 
@@ -66,9 +71,7 @@ def _records_equal(block: np.ndarray, offsets: np.ndarray, a: np.ndarray, b: np.
     return equal
 
 
-def _settle_collisions(
-    block: np.ndarray, offsets: np.ndarray, order: np.ndarray, shared: np.ndarray, h: np.ndarray, keep: np.ndarray
-) -> None:
+def _settle_collisions(block: np.ndarray, offsets: np.ndarray, shared: np.ndarray, h: np.ndarray, keep: np.ndarray) -> None:
     """Mark in ``keep`` the first copy of each distinct record among those whose hash is in ``shared``."""
     for value in np.unique(shared).tolist():
         seen: set[bytes] = set()

@@ -35,7 +35,7 @@ from ..storage.sources import FileSource, RecordReader, Source, map_whole
 from ..storage.tempspace import TempSpace, default_tmp_dir, remove_dead_outputs
 from ..storage.writeback import WriteBehind
 from .detect import line_shard_suffix, refuse_terminal
-from .line_unique import Dedup
+from .line_unique import Dedup, parallel_hashes, record_ranges
 from ..core.records import RecordFormat, find_offsets, find_offsets_split
 
 
@@ -222,7 +222,7 @@ class LineRun(TwoPass):
             sample_with_replacement(block, offsets, rng, self.emit, self.workers, count=count, limit=self.limit, held=held)
             return
         if self.request.unique:
-            kept = first_copies(block, offsets)
+            kept = first_copies(block, offsets, parallel_hashes(block, offsets, record_ranges(offsets, self.piece), self.workers))
             self.duplicates = n - len(kept)
             block, offsets = gather(block, offsets, kept)
             n = len(kept)

@@ -22,6 +22,7 @@ import numpy as np
 from ..core import plan
 from ..core.dedup import DEDUP_META, bucket_ids, first_copies, gather
 from ..core.fingerprint import record_hashes
+from ..core.parallel import Workers
 from ..core.records import find_offsets
 from ..core.scatter import BucketSet, Scattered, regroup
 from ..errors import option
@@ -48,6 +49,30 @@ def hash_bucket_count(nbytes: int, nrecords: int, limit: int, temp: str) -> int:
         nrecords, most = nbytes // 64, min(most, 1024)
     need = 2 * nbytes + DEDUP_META * nrecords
     return max(2, min(most, math.ceil(need / max(1, plan.read_capacity(limit) // plan.BUCKET_FRACTION))))
+
+
+def record_ranges(offsets: np.ndarray, nbytes: int) -> list[tuple[int, int]]:
+    """Record ranges ``(first, stop)`` of about ``nbytes`` each (a longer record alone) tiling the records of ``offsets``."""
+    ranges, first, n = [], 0, len(offsets) - 1
+    while first < n:
+        stop = int(np.searchsorted(offsets, int(offsets[first]) + nbytes, side="right")) - 1
+        stop = min(n, max(first + 1, stop))
+        ranges.append((first, stop))
+        first = stop
+    return ranges
+
+
+def parallel_hashes(block: np.ndarray, offsets: np.ndarray, ranges: list[tuple[int, int]], workers: Workers) -> np.ndarray:
+    """``record_hashes`` of the records of ``block``, a range of ``ranges`` per worker job."""
+
+    def one(r: int) -> np.ndarray:
+        """The hashes of the records of range ``r``."""
+        first, stop = ranges[r]
+        return record_hashes(block[int(offsets[first]) :], offsets[first : stop + 1] - offsets[first])
+
+    if len(ranges) < 2:
+        return record_hashes(block, offsets)
+    return np.concatenate(workers.sized(len(block)).map(one, len(ranges)))
 
 
 class Dedup:
@@ -135,13 +160,13 @@ class Dedup:
         while pos < len(block):
             offsets = find_offsets(block[pos:], run.fmt, most)
             unit = block[pos : pos + int(offsets[-1])]
-            hashes = record_hashes(unit, offsets)
+            pieces = record_ranges(offsets, run.piece)
+            hashes = parallel_hashes(unit, offsets, pieces, run.workers)
             kept = first_copies(unit, offsets, hashes)
             ids = np.full(len(offsets) - 1, k, np.uint16 if k < 1 << 16 else np.uint32)
             ids[kept] = bucket_ids(hashes[kept], level, k)
             run.duplicates += len(ids) - len(kept)
             del hashes, kept
-            pieces = self._pieces(offsets)
 
             def one(first: int, stop: int, offsets: np.ndarray = offsets, unit: np.ndarray = unit, ids: np.ndarray = ids) -> Scattered:
                 """Records ``first`` to ``stop - 1`` of the run regrouped by their hash buckets."""
@@ -152,13 +177,3 @@ class Dedup:
             for part in run.workers.sized(len(unit)).ordered(jobs, ahead=plan.pieces_ahead(run.limit)):
                 buckets.append(part)
             pos += len(unit)
-
-    def _pieces(self, offsets: np.ndarray) -> list[tuple[int, int]]:
-        """Record ranges of about a pass-1 piece's bytes each (a longer record alone) tiling a run."""
-        ranges, first, n = [], 0, len(offsets) - 1
-        while first < n:
-            stop = int(np.searchsorted(offsets, int(offsets[first]) + self.run.piece, side="right")) - 1
-            stop = min(n, max(first + 1, stop))
-            ranges.append((first, stop))
-            first = stop
-        return ranges
