@@ -181,6 +181,24 @@ def test_duplicate_heavy_input_far_larger_than_memory(tmp_path: Path) -> None:
     assert peak <= baseline + 2 * MiB + SLACK, f"peak {peak / MiB:.0f} MiB, baseline {baseline / MiB:.0f} MiB"
 
 
+def test_long_records(tmp_path: Path) -> None:
+    """30 KB records, some repeated, at -S 128K: a bucket of one record is passed on whole, copies split
+    until they fit; at -S 100K copies in a quarter of the limit cannot be split: one line, exit 1."""
+    rng = np.random.default_rng(3)
+    big = [(b"%d:" % i).ljust(30_000, b"z") for i in range(5)]
+    records = [big[i] for i in rng.integers(0, 5, 40).tolist()] + [b"small%d" % i for i in range(100)]
+    src = write_records(tmp_path / "in", [records[i] for i in rng.permutation(len(records)).tolist()])
+    out = tmp_path / "out"
+    stats = bigshuf.shuffle(src, out, memory="128K", seed=1, unique=True, sync=False)
+    assert sorted_records(out.read_bytes()) == sort_u(src) and stats.duplicates == 35 and stats.passes > 4
+    refused = subprocess.run([sys.executable, "-m", "bigshuf", "--unique", "-S", "100K", str(src)], capture_output=True)
+    assert refused.returncode == 1 and refused.stdout == b""
+    assert refused.stderr == (
+        b"bigshuf: copies could not be split below 100.0 KiB after 17 passes: --unique needs the records repeated "
+        b"to be shorter than about a quarter of -S; raise -S\n"
+    )
+
+
 def test_hash_collisions_never_merge_distinct_records() -> None:
     """first_copies with every hash equal, or one of three values of the bytes: exactly the first copy
     of each distinct record."""

@@ -25,7 +25,7 @@ from ..core.fingerprint import record_hashes
 from ..core.parallel import Workers
 from ..core.records import find_offsets
 from ..core.scatter import BucketSet, Scattered, regroup
-from ..errors import option
+from ..errors import InputError, option
 from ..progress import Progress, dedup_phase, scatter_phase
 from ..storage.sources import FileSource, RecordReader
 from ..storage.tempspace import TempSpace
@@ -93,7 +93,11 @@ class Dedup:
         """Scatter ``blocks`` into hash buckets at ``level`` (in directory ``name``), then yield each
         bucket's unique records, splitting those too big for memory again."""
         run = self.run
-        plan.check_depth(level, run.limit, run.unit)
+        if level > plan.MAX_DEPTH:
+            raise InputError(
+                f"copies could not be split below {plan.format_size(run.limit)} after {level} passes: {option('unique')} "
+                f"needs the records repeated to be shorter than about a quarter of {option('memory')}; raise {option('memory')}"
+            )
         run.extra_passes = max(run.extra_passes, level + 1)
         k = hash_bucket_count(nbytes, int(nbytes / max(1.0, per_record)), run.limit, self.temp.path)
         run.buckets += k
@@ -123,15 +127,19 @@ class Dedup:
             size, count = int(buckets.sizes[j]), int(buckets.records[j])
             if not count:
                 continue
-            if fits(size, count, run.limit):
+            if count == 1 or fits(size, count, run.limit):
+                # One record is unique, and no longer than the read buffer: it is passed on as it is.
                 if len(self.buf) < size:
                     self.buf = np.empty(size, np.uint8)
                 view = buckets.read_into(j, self.buf)
-                offsets = find_offsets(view, run.fmt)
-                kept = first_copies(view, offsets)
-                run.duplicates += count - len(kept)
-                unique, _offsets = gather(view, offsets, kept)
-                del view, offsets, kept, _offsets
+                unique = view
+                if count > 1:
+                    offsets = find_offsets(view, run.fmt)
+                    kept = first_copies(view, offsets)
+                    run.duplicates += count - len(kept)
+                    unique = gather(view, offsets, kept)[0]
+                    del offsets, kept
+                del view
                 buckets.remove(j)
                 yield unique
                 del unique
