@@ -1,12 +1,12 @@
 """``--unique`` on the line run's external path: a dedup stage in front of the two-pass shuffle.
 
-Every piece of the input drops its own duplicates and scatters the rest by a hash of their
-bytes into k hash buckets, so all copies of a record meet in one bucket, at most one per piece.
-Each bucket is then read back, deduplicated in memory, and its unique records handed to the
-shuffle's pass 1 as a block. A bucket too big for memory is split again with another hash one
-level deeper; each level keeps one copy per piece, so copies shrink until the buckets fit. The
-shuffle draws its own random buckets, so its output is a uniform permutation of the unique
-records whatever the hash does.
+Every run of records of the input (at most ``piece_records`` of them, so the bookkeeping stays
+bounded) drops its own copies and scatters the rest by a hash of their bytes into k hash buckets,
+so all copies of a record meet in one bucket, at most one per run. Each bucket is then read
+back, deduplicated in memory, and its unique records handed to the shuffle's pass 1 as a block.
+A bucket too big for memory is split again with another hash one level deeper; each level keeps
+one copy per run, so copies shrink until the buckets fit. The shuffle draws its own random
+buckets, so its output is a uniform permutation of the unique records whatever the hash does.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ class Dedup:
         run.extra_passes = max(run.extra_passes, level + 1)
         k = hash_bucket_count(nbytes, int(nbytes / max(1.0, per_record)), run.limit, self.temp.path)
         run.buckets += k
-        buckets = BucketSet(os.path.join(self.temp.path, name), k, run.writer)
+        buckets = BucketSet(os.path.join(self.temp.path, name), k, run.writer, compress=run.request.compress_temp)
         try:
             if level:
                 run.progress.start(dedup_phase(level), nbytes)
