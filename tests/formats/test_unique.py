@@ -23,6 +23,7 @@ from bigshuf.core.dedup import first_copies, gather
 from bigshuf.core.fingerprint import record_hashes
 from bigshuf.core.records import RecordFormat, find_offsets
 from bigshuf.errors import UsageError
+from bigshuf.formats import line_unique
 from helpers import run_peak, split_records, write_records
 from test_uniformity import assert_uniform
 
@@ -54,9 +55,11 @@ def sorted_records(data: bytes, sep: bytes = b"\n") -> bytes:
 
 
 @pytest.mark.parametrize("label,memory,passes", PATHS)
-def test_matches_sort_u(tmp_path: Path, label: str, memory: str, passes: int) -> None:
+def test_matches_sort_u(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, label: str, memory: str, passes: int) -> None:
     """The same records as ``sort -u`` on every path, the duplicates counted; the last record, without
     its newline, equals an earlier one (sort -u takes them as one line, and so does bigshuf)."""
+    levels: list[int] = []
+    monkeypatch.setattr(line_unique, "dedup_phase", lambda depth: levels.append(depth) or "")  # named at levels below the first
     data = duplicated_lines(40_000 if label != "recursive" else 3_000, 1_500, 1)
     first = data.split(b"\n", 1)[0]
     src = tmp_path / "in.txt"
@@ -68,6 +71,7 @@ def test_matches_sort_u(tmp_path: Path, label: str, memory: str, passes: int) ->
     lines = data.count(b"\n") + 1
     assert stats.records == expected.count(b"\n") and stats.duplicates == lines - stats.records
     assert stats.passes >= passes and (stats.passes == 1) == (label == "in-memory")
+    assert bool(levels) == (label == "recursive")
     assert os.listdir(tmp_path) == ["in.txt", "out.txt"]  # hash buckets removed
 
 
