@@ -235,18 +235,3 @@ def test_refused_for_parquet_rows(tmp_path: Path) -> None:
     src = write_records(tmp_path / "in.jsonl", [b'{"a": 1}', b'{"a": 1}'])
     with pytest.raises(UsageError, match=r"unique=True: not available for Parquet or Arrow data"):
         bigshuf.shuffle(src, tmp_path / "out.parquet", unique=True)
-
-
-def test_cli_reports_duplicates_on_stderr_only(tmp_path: Path) -> None:
-    """The summary line (with --progress) says how many were dropped; stdout holds only the records;
-    a refusal is one line."""
-    src = tmp_path / "in"
-    src.write_bytes(b"b\na\nb\nc\na\nb")
-    env = dict(os.environ, LC_ALL="C")
-    done = subprocess.run([sys.executable, "-m", "bigshuf", "--unique", "--progress", str(src)], capture_output=True, env=env)
-    assert done.returncode == 0 and sorted_records(done.stdout) == b"a\nb\nc\n"
-    last = done.stderr.decode().splitlines()[-1]
-    assert last.startswith("bigshuf: 3 records, 6 B in 1 pass") and last.endswith(", 3 duplicates dropped")
-    refused = subprocess.run([sys.executable, "-m", "bigshuf", "--unique", "-r", str(src)], capture_output=True)
-    assert refused.returncode == 1 and refused.stdout == b""
-    assert refused.stderr == b"bigshuf: --unique cannot be used with --resume or --repeat\n"
