@@ -172,10 +172,13 @@ class LineRun(TwoPass):
             if self.resume_name is not None:
                 self.resume_space = temp
                 self._load_checkpoint(temp.path, sources)
+            exact = total is not None
             if self.request.unique:
-                # Pass 1 scatters the unique records; the estimate, with the copies, is an upper bound.
-                everything = Dedup(self, temp).blocks(everything, whole, per_record)
-            self.external(everything, Estimate.of(whole, per_record), temp, streams.TOP, 0, exact=total is not None)
+                # Pass 1 scatters the unique records, at most what the hash buckets hold (known now).
+                dedup = Dedup(self, temp)
+                hashed = dedup.scatter(everything, whole, per_record)
+                everything, whole, exact = dedup.unique(hashed), int(hashed.sizes.sum()), True
+            self.external(everything, Estimate.of(whole, per_record), temp, streams.TOP, 0, exact=exact)
 
     def _fits_whole(self, nbytes: int, nrecords: int) -> bool:
         """Whether the whole input is shuffled in memory: it fits, and with ``--unique`` so do its

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..core import plan
+from ..core.driver import closing
 from ..core.dedup import DEDUP_META, bucket_ids, first_copies, gather
 from ..core.fingerprint import record_hashes
 from ..core.parallel import Workers
@@ -83,15 +84,19 @@ class Dedup:
         self.temp = temp
         self.buf = np.empty(0, np.uint8)  # read buffer of the buckets that fit, reused
 
-    def blocks(self, blocks: Iterator[np.ndarray], nbytes: int | None, per_record: float) -> Generator[np.ndarray, None, None]:
-        """The unique records of ``blocks`` (``nbytes`` in all, if known), a block per hash bucket."""
-        yield from self._level(blocks, -1 if nbytes is None else nbytes, per_record, 0, "unique")
+    def scatter(self, blocks: Iterator[np.ndarray], nbytes: int | None, per_record: float) -> BucketSet:
+        """The input's ``blocks`` (``nbytes`` in all, if known) scattered into the top level's hash
+        buckets, each run's copies dropped: after this, the input is read and the unique records are
+        at most the buckets' bytes (``unique`` yields them)."""
+        return self._fill(blocks, -1 if nbytes is None else nbytes, per_record, 0, "unique")
 
-    def _level(
-        self, blocks: Iterator[np.ndarray], nbytes: int, per_record: float, level: int, name: str
-    ) -> Generator[np.ndarray, None, None]:
-        """Scatter ``blocks`` into hash buckets at ``level`` (in directory ``name``), then yield each
-        bucket's unique records, splitting those too big for memory again."""
+    def unique(self, buckets: BucketSet) -> Generator[np.ndarray, None, None]:
+        """The unique records of the top level's hash ``buckets``, a block per bucket."""
+        self.run.progress.start(scatter_phase(0), int(buckets.sizes.sum()))
+        yield from self._unique_buckets(buckets, 0, "unique")
+
+    def _fill(self, blocks: Iterator[np.ndarray], nbytes: int, per_record: float, level: int, name: str) -> BucketSet:
+        """Scatter ``blocks`` into new hash buckets of ``level`` (in directory ``name``); return them, closed."""
         run = self.run
         if level > plan.MAX_DEPTH:
             raise InputError(
@@ -110,15 +115,12 @@ class Dedup:
                 if level:
                     run.progress.update(len(block))
             run.writer.flush()
-            buckets.close()
-            if level == 0:
-                run.progress.start(scatter_phase(0), int(buckets.sizes.sum()))
-            yield from self._unique_buckets(buckets, level, name)
         finally:
             run.writer.wait_idle()
             buckets.close()
             if isinstance(blocks, Generator):
                 blocks.close()
+        return buckets
 
     def _unique_buckets(self, buckets: BucketSet, level: int, name: str) -> Generator[np.ndarray, None, None]:
         """Each hash bucket's unique records, in bucket order, each bucket removed once used."""
@@ -149,9 +151,10 @@ class Dedup:
                 self.buf = np.empty(0, np.uint8)
                 buckets.check_file(j)
                 reader = RecordReader([FileSource(buckets.path(j))], run.fmt, Progress())
-                sub = (b for b, _final in reader.blocks(plan.read_capacity(run.limit), option("memory")))
-                yield from self._level(sub, size, size / count, level + 1, f"{name}-{j}")
+                flagged = reader.blocks(plan.read_capacity(run.limit), option("memory"))
+                below = self._fill(closing((b for b, _final in flagged), flagged), size, size / count, level + 1, f"{name}-{j}")
                 buckets.remove(j)
+                yield from self._unique_buckets(below, level + 1, f"{name}-{j}")
                 if level == 0:
                     run.progress.start(scatter_phase(0), int(buckets.sizes[j + 1 :].sum()))
 
