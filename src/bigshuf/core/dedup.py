@@ -19,6 +19,8 @@ from .records import INT32_LIMIT, array_block, as_binary_array
 DEDUP_META = 64
 
 #: Bytes of record pairs gathered at once to be compared (bounds the copies a comparison makes).
+#: first_copies over 64 MiB of lines, half of them copies, took 0.23 s with 256 KiB, 1 MiB or 4 MiB
+#: and 0.22 s with 16 MiB (second of two alternating runs each, after a warm-up).
 COMPARE_BYTES = 4 << 20
 
 def first_copies(block: np.ndarray, offsets: np.ndarray, hashes: np.ndarray | None = None) -> np.ndarray:
