@@ -23,6 +23,7 @@ DEDUP_META = 64
 #: and 0.22 s with 16 MiB (second of two alternating runs each, after a warm-up).
 COMPARE_BYTES = 4 << 20
 
+
 def first_copies(block: np.ndarray, offsets: np.ndarray, hashes: np.ndarray | None = None) -> np.ndarray:
     """Indices, ascending, of the records of ``block`` (its ``offsets``) that are the first of
     their bytes in it; ``hashes``: the records' hashes if already computed."""
