@@ -69,6 +69,7 @@ def shuffle(
     total: int | str | None = None,
     by: str = "records",
     max_rate: float | str = 10,
+    unique: bool = False,
 ) -> ShuffleStats:
     """Write the records of ``inputs`` to ``output`` in uniformly random order.
 
@@ -122,6 +123,9 @@ def shuffle(
     ``"50G"``; without ``total``, the most that repeats no record), the rates solved from the
     counts. A rate above ``max_rate`` is refused. The output is a uniform shuffle of the
     resulting multiset; the stats' ``sources`` say what each source gave.
+    ``unique`` keeps one copy of byte-identical records (as ``sort -u``) and shuffles those; the
+    count dropped is the result's ``duplicates``. It costs at most one more pass over the data and
+    keeps within ``memory`` however many copies there are (lines, local engine).
     """
     _check_types(("progress",), Progress, (progress,), optional=True)
     request = Request.build(
@@ -130,7 +134,7 @@ def shuffle(
         lines_per_record=lines_per_record, shards=shards, shard_size=shard_size, shard_records=shard_records,
         split=split, manifest=manifest, compress=compress, compress_temp=compress_temp,
         verify=verify, resume=resume, row_group_size=row_group_size, schema=schema, output_format=output_format,
-        sync=sync, threads=threads, engine=engine, scheduler=scheduler, temp_url=temp_url,
+        sync=sync, threads=threads, engine=engine, scheduler=scheduler, temp_url=temp_url, unique=unique,
         sources=sources, rates=rates, mix=mix, total=total, by=by, max_rate=max_rate,
     )
     return run_request(request, progress or Progress())

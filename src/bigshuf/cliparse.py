@@ -88,6 +88,8 @@ Mandatory arguments to long options are mandatory for short options too.
                               have changed)
       --verify              fingerprint the records read and written; if they
                               differ, fail and leave the output untouched
+      --unique              keep one copy of byte-identical lines (as sort -u)
+                              and shuffle those; at most one more pass
       --no-sync             do not fsync output files and their directories
                               around the final rename (faster; a machine crash
                               may then lose the new output)
@@ -298,6 +300,7 @@ def _parser() -> _Parser:
     p.add_argument("--header", type=_count("--header", 0), default=0)
     p.add_argument("--lines-per-record", type=_count("--lines-per-record", 1), default=1)
     p.add_argument("--verify", action="store_true")
+    p.add_argument("--unique", action="store_true")
     p.add_argument("--no-sync", action="store_true")
     p.add_argument("-j", "--threads", type=_count("--threads", 1))
     p.add_argument("--resume", action="store_true")

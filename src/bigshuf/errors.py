@@ -33,6 +33,7 @@ OPTION_SPELLINGS: dict[str, tuple[str, str]] = {
     "lines_per_record": ("--lines-per-record", "lines_per_record="),
     "verify": ("--verify", "verify=True"),
     "resume": ("--resume", "resume=True"),
+    "unique": ("--unique", "unique=True"),
     "row_group_size": ("--row-group-size", "row_group_size="),
     "threads": ("-j", "threads="),
     "schema": ("--schema", "schema="),

@@ -31,6 +31,11 @@ def scatter_phase(depth: int) -> str:
     return f"pass {depth + 1}/{depth + 2} scatter"
 
 
+def dedup_phase(depth: int) -> str:
+    """``--unique``'s scatter by hash at ``depth`` (0: the input's), before the shuffle's passes."""
+    return "dedup hash scatter" if depth == 0 else f"dedup hash scatter {depth + 1}"
+
+
 def shuffle_phase(depth: int) -> str:
     """The shuffling pass after the scatter at ``depth`` (0: ``pass 2/2 shuffle``)."""
     return f"pass {depth + 2}/{depth + 2} shuffle"
@@ -108,4 +113,5 @@ def summary(stats: ShuffleStats) -> str:
     return (
         f"{stats.records:,} records, {format_size(stats.bytes)} in {passes}, "
         f"{stats.seconds:.1f} s ({format_size(int(rate))}/s)"
+        + (f", {stats.duplicates:,} duplicates dropped" if stats.duplicates else "")
     )

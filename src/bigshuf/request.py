@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ShuffleStats:
-    """What a run did: records and bytes written, temp buckets made, passes over the data, wall time."""
+    """What a run did: records and bytes written, temp buckets made, passes over the data, wall time,
+    and duplicates dropped."""
 
     records: int
     bytes: int
@@ -34,6 +35,8 @@ class ShuffleStats:
     seconds: float
     #: Weighted sources (``sources=``): per source, records read, rate and records in the multiset.
     sources: tuple[SourceStats, ...] = ()
+    #: Records dropped as copies of others (``--unique``).
+    duplicates: int = 0
 
 
 def resolve_memory(memory: int | str | None) -> int:
@@ -76,6 +79,8 @@ class Request:
     compress_temp: bool = False
     verify: bool = False
     resume: bool = False
+    #: Keep one copy of byte-identical records (``--unique``), before the shuffle.
+    unique: bool = False
     sync: bool = True
     #: Worker threads; None for every core the process may use.
     threads: int | None = None
@@ -156,7 +161,7 @@ def _typed_settings(raw: dict[str, object]) -> dict[str, Any]:
     typed["header"], typed["lines_per_record"] = _integer("header", raw["header"]), _integer("lines_per_record", raw["lines_per_record"])
     for name in ("shards", "shard_records", "row_group_size", "threads"):
         typed[name] = _optional_integer(name, raw[name])
-    flags = ("zero_terminated", "repeat", "compress_temp", "verify", "resume", "sync")
+    flags = ("zero_terminated", "repeat", "compress_temp", "verify", "resume", "sync", "unique")
     _check_types(flags, bool, tuple(raw[name] for name in flags), optional=False)
     texts = ("compress", "schema", "output_format", "temp_url", "split")
     _check_types(texts, str, tuple(raw[name] for name in texts), optional=True)
@@ -226,6 +231,8 @@ def _check_combinations(request: Request, all_paths: bool) -> None:
     if request.sources:
         _check_sources(request)
     _check_outputs(request)
+    if request.unique and (request.resume or request.repeat):
+        raise UsageError(f"{option('unique')} cannot be used with {option('resume')} or {option('repeat')}")
     if request.family == registry.TABLE:
         _check_table_settings(request, all_paths)
         return
@@ -360,7 +367,7 @@ def _mix_total(total: object, by: object) -> int | None:
 def _check_sources(request: Request) -> None:
     """What weighted sources cannot run with: ``repeat`` and ``resume``, and standard input when
     each source's records must be counted first."""
-    for setting, used in (("repeat", request.repeat), ("resume", request.resume)):
+    for setting, used in (("repeat", request.repeat), ("resume", request.resume), ("unique", request.unique)):
         if used:
             raise UsageError(f"{option('source')} cannot be combined with {option(setting)}")
     if weights.needs_counts(request.source_rates, bool(request.mix)):
@@ -420,6 +427,7 @@ def _check_table_settings(request: Request, all_paths: bool) -> None:
             ("lines_per_record", request.lines_per_record != 1), ("resume", request.resume),
             ("source", bool(request.sources)),
             ("shard_size", request.shard_size is not None),
+            ("unique", request.unique),
         ) if used
     ]
     if unsupported:

@@ -115,6 +115,8 @@ class TwoPass(ABC):
         self.records = 0  # written
         self.buckets = 0  # made, at every level
         self.depth = 0  # deepest level reached
+        self.duplicates = 0  # records ``--unique`` dropped
+        self.extra_passes = 0  # passes over the data before the shuffle's (``--unique``'s dedup levels)
         self.read_fingerprint = Fingerprint()  # of the records read, when verifying
         # The input readers (generators holding files open), closed when the run ends however it
         # ends: left to the garbage collector, a failed run's files were closed late, with a warning.
@@ -212,7 +214,7 @@ class TwoPass(ABC):
             self.writer.close()
             self.progress.close()
             self.release()
-        passes = 1 if self.buckets == 0 else 2 + self.depth
+        passes = (1 if self.buckets == 0 else 2 + self.depth) + self.extra_passes
         return self.records, self.out.bytes_written, self.buckets, passes, time.perf_counter() - start
 
     def begin_output(self, total: int, restore: dict[str, Any] | None = None) -> None:

@@ -134,10 +134,15 @@ def buckets_needed(need: float, limit: int) -> int:
     return max(1, math.ceil(need / max(1, block_budget(limit) // BUCKET_FRACTION)))
 
 
+def most_buckets() -> int:
+    """Bucket files one level may hold open at once (file descriptors allowing)."""
+    return min(MAX_BUCKETS, _open_file_allowance())
+
+
 def bucket_count(nbytes: int, nrecords: int, limit: int, max_buckets: int | None = None) -> int:
     """Buckets for a local external pass: ``buckets_needed``, at least 2, at most the bucket files
     that may be open at once."""
-    cap = min(MAX_BUCKETS, _open_file_allowance())
+    cap = most_buckets()
     if max_buckets is not None:
         cap = min(cap, max_buckets)
     return int(min(max(2, buckets_needed(nbytes + META_PER_RECORD * nrecords, limit)), max(2, cap)))

@@ -132,9 +132,16 @@ def scatter_piece(
     Only buckets ``< keep`` are gathered (``-n`` drops buckets past the ones it needs).
     Within a bucket records keep their input order; pass 2 shuffles them.
     """
+    return regroup(piece, offsets, draw_ids(rng, k, len(offsets) - 1 if index is None else len(index)), k, keep, index)
+
+
+def regroup(
+    piece: np.ndarray, offsets: np.ndarray, ids: np.ndarray, k: int, keep: int, index: np.ndarray | None = None
+) -> Scattered:
+    """The records of ``piece`` (its records ``index[i]``, when given) regrouped by bucket ``ids[i]``
+    (``k`` or more: dropped), of the first ``keep`` buckets only."""
     import pyarrow.compute as pc
 
-    ids = draw_ids(rng, k, len(offsets) - 1 if index is None else len(index))
     counts = np.bincount(ids, minlength=k)
     counts[keep:] = 0
     order = np.argsort(ids, kind="stable")
@@ -147,11 +154,11 @@ def scatter_piece(
     arr = as_binary_array(piece, offsets)
     gathered = pc.take(arr, order[:kept])
     rec_bounds = np.zeros(k + 1, np.int64)
-    np.cumsum(counts, out=rec_bounds[1:])
+    np.cumsum(counts[:k], out=rec_bounds[1:])
     lengths = np.diff(offsets)[order[:kept]]
     byte_ends = np.zeros(kept + 1, np.int64)
     np.cumsum(lengths, out=byte_ends[1:])
-    return Scattered(array_bytes(gathered), byte_ends[rec_bounds], counts)
+    return Scattered(array_bytes(gathered), byte_ends[rec_bounds], counts[:k])
 
 
 @dataclass

@@ -32,6 +32,7 @@ class DaskEngine(Engine):
             ("lines_per_record", request.lines_per_record != 1),
             ("resume", request.resume),
             ("compress_temp", request.compress_temp),
+            ("unique", request.unique),
             ("threads", request.threads is not None),  # its cluster sets the workers
             ("source", bool(request.sources)),
             ("split", request.split is not None),

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..core import mix, plan, streams
+from ..core.dedup import DEDUP_META, first_copies, gather
 from ..core.driver import Buckets, Estimate, TwoPass, closing
 from ..core.fingerprint import Fingerprint, fingerprint
 from ..core.gather import sample_with_replacement, shuffle_block
@@ -26,7 +27,7 @@ from ..core.mix import Mixer
 from ..core.scatter import BucketSet, Scattered, cut_pieces, scatter_records
 from ..core.streams import Key, rng_for
 from ..errors import InputError, UsageError, option
-from ..progress import IN_MEMORY, Progress, scatter_phase
+from ..progress import IN_MEMORY, Progress, dedup_phase, scatter_phase
 from ..storage.output import Output
 from ..storage.layout import parse_split
 from ..storage.manifest import input_entries, run_entries
@@ -38,6 +39,7 @@ from ..storage.tempspace import TempSpace, default_tmp_dir, remove_dead_outputs
 from ..storage.writeback import WriteBehind
 from .detect import line_shard_suffix, refuse_terminal
 from ..core.records import RecordFormat, count_separators, find_offsets, find_offsets_split
+from .line_unique import Dedup, parallel_hashes, record_ranges
 
 
 def compression_ratio(sample: np.ndarray) -> float:
@@ -153,12 +155,15 @@ class LineRun(TwoPass):
             self.counted_reader = reader
         total = reader.total_size()
         stored = reader.progress_total()
-        small = total is not None and total + len(sources) <= plan.block_budget(self.limit)
+        # --unique holds a deduplicated copy beside the input in memory: half as much fits.
+        budget = plan.block_budget(self.limit) // (2 if self.request.unique else 1)
+        small = total is not None and total + len(sources) <= budget
         # A known size names the bar as the run will most likely go (renamed below if it goes the other
         # way); an unknown one (standard input, compressed files) only once the first block tells.
         phase: str | None = None
+        first_pass = dedup_phase(0) if self.request.unique else scatter_phase(0)
         if total is not None:
-            phase = IN_MEMORY if small else scatter_phase(0)
+            phase = IN_MEMORY if small else first_pass
             self.progress.start(phase, stored)
         else:
             reader.progress = Progress()  # counted in reader.progress_done, shown once the bar is named
@@ -168,8 +173,8 @@ class LineRun(TwoPass):
         if final:
             offsets = find_offsets_split(block, self.fmt, self.workers, plan.block_budget(self.limit) // plan.META_PER_RECORD)
             mult = None if self.mixer is None or offsets[-1] != len(block) else self._copies(block, offsets, runs)
-            copies = len(offsets) - 1 if mult is None else int(mult.sum())
-            if offsets[-1] == len(block) and plan.fits_in_memory(len(block), len(offsets) - 1 + copies, self.limit):
+            copies = 0 if mult is None else int(mult.sum())  # the multiset's index, beside the offsets
+            if offsets[-1] == len(block) and self._fits_whole(len(block), len(offsets) - 1 + copies):
                 if phase != IN_MEMORY:
                     self._rename_phase(IN_MEMORY, stored, reader)
                 if blocks is None and reader.per_input is not None:  # mapped whole: the reader saw none of it
@@ -184,8 +189,8 @@ class LineRun(TwoPass):
                 f"{option('repeat')} needs the input in memory, and it does not fit in {plan.format_size(self.limit)}; "
                 f"raise {option('memory')}"
             )
-        if phase != scatter_phase(0):
-            self._rename_phase(scatter_phase(0), stored, reader)
+        if phase != first_pass:
+            self._rename_phase(first_pass, stored, reader)
         if blocks is None:
             # Mapped, but too many records to shuffle in one piece: stream it instead.
             blocks = reader.blocks(plan.read_capacity(self.limit), option("memory"))
@@ -212,7 +217,20 @@ class LineRun(TwoPass):
             if self.resume_name is not None:
                 self.resume_space = temp
                 self._load_checkpoint(temp.path, sources)
-            self.external(everything, Estimate.of(whole, per_record), temp, streams.TOP, 0, exact=total is not None)
+            exact = total is not None
+            if self.request.unique:
+                # Pass 1 scatters the unique records, at most what the hash buckets hold (known now).
+                dedup = Dedup(self, temp)
+                hashed = dedup.scatter(everything, whole, per_record)
+                everything, whole, exact = dedup.unique(hashed), int(hashed.sizes.sum()), True
+            self.external(everything, Estimate.of(whole, per_record), temp, streams.TOP, 0, exact=exact)
+
+    def _fits_whole(self, nbytes: int, nrecords: int) -> bool:
+        """Whether the whole input is shuffled in memory: it fits, and with ``--unique`` so do its
+        deduplicated copy and the dedup's bookkeeping."""
+        if self.request.unique:
+            nbytes = 2 * nbytes + DEDUP_META * nrecords
+        return plan.fits_in_memory(nbytes, nrecords, self.limit)
 
     def _first_block(
         self, reader: RecordReader, total: int | None, small: bool
@@ -303,6 +321,13 @@ class LineRun(TwoPass):
             rng = rng_for(self.entropy, streams.IN_MEMORY)
             sample_with_replacement(block, offsets, rng, self.emit, self.workers, count=count, limit=self.limit, held=held)
             return
+        if self.request.unique:
+            kept = first_copies(block, offsets, parallel_hashes(block, offsets, record_ranges(offsets, self.piece), self.workers))
+            self.duplicates = n - len(kept)
+            block, offsets = gather(block, offsets, kept)
+            n = len(kept)
+            del kept
+            held += len(block)  # the input stays held beside its unique copy
         self.begin_output(self.wanted(n if index is None else len(index)))
         if self.request.verify:
             self.read_fingerprint += fingerprint(block, offsets) if mult is None else mix.multiset_fingerprint(block, offsets, mult)

@@ -1,0 +1,62 @@
+"""``--unique`` on the command line: records on stdout only, the count dropped in the summary line,
+refusals as one line on stderr with exit 1."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def bigshuf(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    """``python -m bigshuf ARGS`` run to completion, its output captured."""
+    return subprocess.run([sys.executable, "-m", "bigshuf", *args], input=stdin, capture_output=True, env=dict(os.environ, LC_ALL="C"))
+
+
+def test_summary_says_how_many_were_dropped(tmp_path: Path) -> None:
+    """The summary line (with --progress) ends with the count dropped; stdout holds only the records."""
+    src = tmp_path / "in"
+    src.write_bytes(b"b\na\nb\nc\na\nb")  # the last b, without its newline, is a copy too
+    done = bigshuf("--unique", "--progress", str(src))
+    assert done.returncode == 0 and sorted(done.stdout.splitlines()) == [b"a", b"b", b"c"]
+    last = done.stderr.decode().splitlines()[-1]
+    assert last.startswith("bigshuf: 3 records, 6 B in 1 pass") and last.endswith(", 3 duplicates dropped")
+
+
+def test_echo_range_and_header(tmp_path: Path) -> None:
+    """-e ARGS, -i LO-HI -n and --header go through the dedup like files."""
+    echoed = bigshuf("--unique", "-e", "a", "b", "a", "b", "c")
+    assert sorted(echoed.stdout.splitlines()) == [b"a", b"b", b"c"]
+    ranged = bigshuf("--unique", "-i", "1-5", "-n", "3", "--seed", "1")
+    assert len(set(ranged.stdout.splitlines())) == 3
+    (tmp_path / "h1").write_bytes(b"h\nx\ny\nx\n")
+    (tmp_path / "h2").write_bytes(b"h\ny\nz\n")
+    headed = bigshuf("--unique", "--header=1", str(tmp_path / "h1"), str(tmp_path / "h2"))
+    lines = headed.stdout.splitlines()
+    assert lines[0] == b"h" and sorted(lines[1:]) == [b"x", b"y", b"z"]
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["-r"], "--unique cannot be used with --resume or --repeat"),
+        (["--resume", "--seed=1", "-o", "OUT"], "--unique cannot be used with --resume or --repeat"),
+        (["--engine=dask"], "--engine=dask does not support --unique"),
+        (["-o", "OUT.parquet"], "--unique: not available for Parquet or Arrow data (rows, not lines)"),
+    ],
+)
+def test_refusals_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    src = tmp_path / "in"
+    src.write_bytes(b"a\na\n")
+    args = [a.replace("OUT", str(tmp_path / "out")) for a in args]
+    refused = bigshuf("--unique", *args, str(src))
+    assert refused.returncode == 1 and refused.stdout == b""
+    assert refused.stderr.decode() == f"bigshuf: {message}\n"
+    assert sorted(os.listdir(tmp_path)) == ["in"]
+
+
+def test_help_names_the_option() -> None:
+    assert "--unique              keep one copy of byte-identical lines (as sort -u)" in bigshuf("--help").stdout.decode()
