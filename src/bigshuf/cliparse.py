@@ -89,6 +89,10 @@ Mandatory arguments to long options are mandatory for short options too.
                               else a cluster of processes on this machine)
       --temp-url=URL        temporary objects of --engine=dask, somewhere every
                               worker can reach (default: under -T)
+      --dry-run             write nothing: print what the run would do and
+                              need (inputs, records, memory, passes, buckets,
+                              temporary space, open files, outputs) and exit
+                              0, or 1 naming each check that would fail
       --progress            show progress bars on standard error
   -q, --quiet               never show progress bars (the default when
                               standard error is not a terminal)
@@ -255,6 +259,7 @@ def _parser() -> _Parser:
     p.add_argument("--engine", default="local")
     p.add_argument("--scheduler")
     p.add_argument("--temp-url")
+    p.add_argument("--dry-run", action="store_true")
     p.add_argument("--progress", dest="progress", action="store_true", default=None)
     p.add_argument("-q", "--quiet", dest="progress", action="store_false")
     p.add_argument("--help", action="store_true")

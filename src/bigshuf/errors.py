@@ -37,6 +37,7 @@ OPTION_SPELLINGS: dict[str, tuple[str, str]] = {
     "dask": ("--engine=dask", "engine='dask'"),
     "scheduler": ("--scheduler", "scheduler="),
     "temp_url": ("--temp-url", "temp_url="),
+    "dry_run": ("--dry-run", "plan_shuffle()"),
 }
 
 #: NUL cannot occur in a file name, so it cannot be mistaken for a placeholder's delimiter.

@@ -10,6 +10,7 @@ from string import Formatter
 from ..errors import OutputError, UsageError, option
 from .commit import OutputFiles, backup_name, name_max
 from .sinks import CodecChoice, output_codec
+from .safefs import creation_problem
 from .tempspace import remove_dead_outputs
 
 def shard_names(
@@ -103,13 +104,49 @@ def _check_shard_count(target: str, shards: int) -> None:
 
 
 def check_output_directory(
-    target: str | None, shards: int | None, compress: CodecChoice | None = None, suffix: str | None = None
+    target: str | None, shards: int | None, compress: CodecChoice | None = None, suffix: str | None = None,
+    *, dry_run: bool = False,
 ) -> None:
     """Before any input is read: refuse (one line) an output that cannot be written, its directory
     missing (shards create theirs), not writable, a directory where a file is expected, or a
-    name too long; and tidy what killed runs left in its directories, finishing their commits."""
-    if target is None or target == "-":
+    name too long; and tidy what killed runs left in its directories, finishing their commits.
+    ``dry_run`` makes the same checks touching nothing: a directory's permissions and file system
+    tell whether a file can be created there, and nothing is tidied."""
+    finals = _final_paths(target, shards, compress, suffix)
+    if not finals:
         return
+    longest: dict[str, int] = {}
+    for final in finals:
+        directory, base = os.path.split(final)
+        longest[directory] = max(longest.get(directory, 0), len(os.fsencode(base)))
+    probe = None if dry_run else OutputFiles()  # its lock, claimed in each directory, proves a file can be created there
+    try:
+        for directory, most in longest.items():
+            place = _existing_ancestor(directory)
+            if not os.path.isdir(place):
+                raise OutputError(f"{target}: {place} is not a directory")
+            if probe is None:
+                problem = creation_problem(place)
+                if problem is not None:
+                    raise OutputError(f"{place}: cannot create a file: {problem}")
+            else:
+                if place == directory:
+                    remove_dead_outputs(directory)
+                probe.claim(place)  # writable, not a read-only file system
+            if most > name_max(place):
+                raise OutputError(f"{target}: File name too long")
+        for final in finals:
+            _check_replaceable(final, probe)
+    finally:
+        if probe is not None:
+            probe.release()
+
+
+def _final_paths(target: str | None, shards: int | None, compress: CodecChoice | None, suffix: str | None) -> list[str]:
+    """The real paths the output's files take (none for standard output, a device or a FIFO), after
+    the checks that only read: a directory where a file is expected, a missing directory, shard names."""
+    if target is None or target == "-":
+        return []
     if shards is None:
         try:
             mode: int | None = os.stat(target).st_mode
@@ -118,7 +155,7 @@ def check_output_directory(
         if mode is not None and stat.S_ISDIR(mode):
             raise OutputError(f"{target}: Is a directory")
         if mode is not None and not stat.S_ISREG(mode):
-            return  # a device or FIFO, written in place
+            return []  # a device or FIFO, written in place
         finals = [os.path.realpath(target)]
         if not os.path.isdir(os.path.dirname(finals[0])):
             raise OutputError(f"{target}: No such file or directory")
@@ -133,38 +170,21 @@ def check_output_directory(
             # Two shards renamed onto one file (a symlink, or '..' in the pattern) would lose one.
             if first.setdefault(final, i) != i:
                 raise OutputError(f"{target}: shards {first[final]} and {i} would both be written to {final}")
-    longest: dict[str, int] = {}
-    for final in finals:
-        directory, base = os.path.split(final)
-        longest[directory] = max(longest.get(directory, 0), len(os.fsencode(base)))
-    probe = OutputFiles()  # its lock, claimed in each directory, proves a file can be created there
-    try:
-        for directory, most in longest.items():
-            place = _existing_ancestor(directory)
-            if not os.path.isdir(place):
-                raise OutputError(f"{target}: {place} is not a directory")
-            if place == directory:
-                remove_dead_outputs(directory)
-            probe.claim(place)  # writable, not a read-only file system
-            if most > name_max(place):
-                raise OutputError(f"{target}: File name too long")
-        for final in finals:
-            _check_replaceable(final, probe)
-    finally:
-        probe.release()
+    return finals
 
 
-def _check_replaceable(final: str, probe: OutputFiles) -> None:
+def _check_replaceable(final: str, probe: OutputFiles | None) -> None:
     """Refuse, before any input is read, a target the commit could not put in place: a
     directory, or an existing file that cannot be hard-linked (immutable or append-only), since
-    the commit keeps the old file as a hard-linked backup until the new one is in."""
+    the commit keeps the old file as a hard-linked backup until the new one is in (tried only
+    with a ``probe``: a dry run links nothing)."""
     try:
         st = os.stat(final)
     except OSError:
         return  # a new file
     if stat.S_ISDIR(st.st_mode):
         raise OutputError(f"{final}: Is a directory")
-    if not stat.S_ISREG(st.st_mode):
+    if not stat.S_ISREG(st.st_mode) or probe is None:
         return
     backup = backup_name(probe.temp_name(final))
     try:
