@@ -204,6 +204,39 @@ def test_unwritable_output_directory_fails(tmp_path: Path, run_cli: Runner) -> N
     assert code == 1 and err == f"bigshuf: {locked}: cannot create a file: Permission denied\n".encode()
 
 
+_AS_NOBODY = """
+import os, sys
+import bigshuf
+src, target = sys.argv[1:]
+bigshuf.plan_shuffle(src, target)  # every module loaded while still root
+os.setgroups([])
+os.setresgid(65534, 65534, 65534)
+os.setresuid(65534, 65534, 65534)
+found = bigshuf.plan_shuffle(src, target)
+print(found.failures[0].reason if found.failures else "ok")
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing user needs root")
+def test_output_directory_another_user_cannot_write(tmp_path: Path) -> None:
+    import tempfile
+
+    # Under /tmp, not pytest's private directory, so that the other user can reach it.
+    shared = Path(tempfile.mkdtemp(prefix="bigshuf-dry-run-test-", dir="/tmp"))
+    try:
+        shared.chmod(0o755)
+        src = write_records(shared / "in.txt", make_records(100, seed=2))
+        locked = shared / "locked"
+        locked.mkdir(mode=0o755)
+        proc = subprocess.run(
+            [sys.executable, "-c", _AS_NOBODY, str(src), str(locked / "out.txt")], capture_output=True, timeout=60
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.decode() == f"{locked}: cannot create a file: Permission denied\n"
+    finally:
+        shutil.rmtree(shared)
+
+
 def _with_open_files(limit: int, args: list[str]) -> subprocess.CompletedProcess[bytes]:
     """``bigshuf args`` under ``ulimit -n limit``."""
     def lower() -> None:
@@ -249,6 +282,17 @@ def test_repeat_that_cannot_fit_fails_as_the_run_does(tmp_path: Path, run_cli: R
     code, _, err = run_cli(["--dry-run", *args])
     assert code == 1 and err == b"bigshuf: --repeat needs the input in memory, and it does not fit in 256.0 KiB; raise -S\n"
     assert run_cli(args)[::2] == (1, err)
+
+
+def test_a_dry_run_request_is_never_run(tmp_path: Path) -> None:
+    from bigshuf.engines.base import run_request
+    from bigshuf.progress import Progress
+    from bigshuf.request import Request
+
+    src = write_records(tmp_path / "in.txt", make_records(10, seed=1))
+    with pytest.raises(UsageError, match=r"planned, not run"):
+        run_request(Request.build(src, tmp_path / "out.txt", dry_run=True), Progress())
+    assert sorted(os.listdir(tmp_path)) == ["in.txt"]
 
 
 def test_dask_engine_refuses_a_plan(tmp_path: Path) -> None:

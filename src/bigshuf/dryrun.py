@@ -13,14 +13,17 @@ import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from .core import plan
 from .core.driver import OutputPlan, Sample, level_buckets
 from .errors import BigShufError, option, render
 from .formats import registry
 from .request import Request, resolve_memory
+from .storage.output import OPEN_SHARDS
+from .storage.shards import check_output_directory, shard_names
 from .storage.sources import BytesSource
+from .storage.tempspace import check_creatable, check_parent, check_space, default_tmp_dir
 
 
 @dataclass(frozen=True)
@@ -117,8 +120,8 @@ class Facts:
 
     @property
     def in_memory(self) -> bool | None:
-        """Whether the run shuffles in memory (None: unknown; False for ``-n 0``, which reads nothing)."""
-        return self.sample.in_memory if self.request.head_count != 0 else False
+        """Whether the run shuffles in memory (None: unknown); ``-n 0`` reads nothing, and needs no buckets."""
+        return self.sample.in_memory if self.request.head_count != 0 else True
 
 
 def _message(e: BigShufError) -> str:
@@ -157,14 +160,14 @@ def _gather(request: Request) -> Facts:
         except BigShufError as e:
             facts.input_error = _message(e)
             facts.sample = Sample(None, why="the input cannot be read")
-    facts.tmp_dir = request.tmp_dir or _default_tmp_dir()
+    facts.tmp_dir = request.tmp_dir or default_tmp_dir()
     try:
         facts.temp_free = shutil.disk_usage(facts.tmp_dir).free
     except OSError:
         facts.temp_free = None
     est = facts.sample.estimate
-    if facts.request.head_count == 0 or facts.sample.in_memory:
-        facts.buckets, facts.passes = 0, (0 if facts.request.head_count == 0 else 1)
+    if facts.in_memory:
+        facts.buckets, facts.passes = 0, 1
     elif est is not None and (est.nbytes is not None or facts.temp_free is not None):
         free = facts.temp_free
         facts.buckets = level_buckets(est, limit, lambda: free or 0)
@@ -178,17 +181,10 @@ def _gather(request: Request) -> Facts:
 
 
 def _temp_needed(facts: Facts) -> int | None:
-    """Temporary bytes the run needs: none in memory or with ``-n 0``, the sample's figure when external."""
-    if facts.in_memory or facts.request.head_count == 0:
+    """Temporary bytes the run needs: none in memory, the sample's figure when external."""
+    if facts.in_memory:
         return 0
     return facts.sample.temp_bytes if facts.in_memory is False else None
-
-
-def _default_tmp_dir() -> str:
-    """Where temporary buckets go without ``-T`` (as the run chooses)."""
-    from .storage.tempspace import default_tmp_dir
-
-    return default_tmp_dir()
 
 
 def _stored_bytes(inputs: tuple[Any, ...]) -> int | None:
@@ -226,10 +222,7 @@ def _inputs(facts: Facts) -> None:
     stored = _stored_bytes(items)
     words.append(_size(stored) if stored is not None else "size unknown")
     facts.line("inputs", ", ".join(words))
-    if facts.input_error:
-        facts.check("inputs", lambda: _raise(facts.input_error))
-    else:
-        facts.checks.append(Check("inputs", True))
+    facts.check("inputs", lambda: facts.input_error and _raise(facts.input_error))
 
 
 def _records(facts: Facts) -> None:
@@ -278,11 +271,9 @@ def _path(facts: Facts) -> None:
 
 def _temp_space(facts: Facts) -> None:
     """``temporary space: needs 1.3 GiB in /tmp, 40.0 GiB free``, checked as the run checks its -T."""
-    from .storage.tempspace import check_creatable, check_parent, check_space
-
     parent, free, need = facts.tmp_dir, facts.temp_free, facts.sample.temp_bytes
-    if facts.in_memory or facts.request.head_count == 0:
-        facts.line("temporary space", "none (in memory)" if facts.in_memory else "none")
+    if facts.in_memory:
+        facts.line("temporary space", "none (in memory)" if facts.request.head_count != 0 else "none")
         return
     where = f"in {parent}, {_size(free)} free"
     amount = "an unknown amount" if need is None else ("" if facts.sample.sized else "~") + plan.format_size(need)
@@ -299,8 +290,6 @@ def _temp_space(facts: Facts) -> None:
 
 def _descriptors(facts: Facts) -> None:
     """``file descriptors: needs 45, limit 1024``: the bucket files and output files open at once."""
-    from .storage.output import OPEN_SHARDS
-
     out = facts.output
     files = 0 if out is None or out.target in (None, "-") else min(out.shards or 1, OPEN_SHARDS)
     if facts.buckets is None:
@@ -322,11 +311,9 @@ def _descriptors(facts: Facts) -> None:
 def _output(facts: Facts) -> None:
     """``output: out/part-00000.jsonl.zst ... out/part-00031.jsonl.zst (32 shards)``, checked as the run
     checks it before reading (without creating, locking or tidying anything)."""
-    from .storage.shards import check_output_directory, shard_names
-
     out = facts.output
     if out is None:
-        facts.line("output", "unknown (the input cannot be read)")
+        facts.line("output", "unknown")
         facts.check("output", lambda: _raise(facts.output_error))
         return
     if out.target in (None, "-"):
@@ -351,7 +338,7 @@ class _Failed(BigShufError):
     """A check of the plan's own that failed (its message as the run would word it)."""
 
 
-def _raise(message: str) -> None:
+def _raise(message: str) -> NoReturn:
     """Fail a check with ``message``."""
     raise _Failed(message)
 

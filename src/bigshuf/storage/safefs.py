@@ -37,7 +37,8 @@ def creation_problem(directory: str) -> str | None:
             return os.strerror(errno.EROFS)
     except OSError as e:
         return e.strerror
-    return None if os.access(directory, os.W_OK | os.X_OK) else os.strerror(errno.EACCES)
+    effective = os.access in os.supports_effective_ids  # as the process creates files: its effective ids
+    return None if os.access(directory, os.W_OK | os.X_OK, effective_ids=effective) else os.strerror(errno.EACCES)
 
 
 def open_nofollow(path: str, flags: int = os.O_RDONLY) -> int:
