@@ -76,7 +76,7 @@ class Sample:
     input) or is generated; ``why`` then says so. ``exact``: the whole input was read, so the
     figures are counts. ``sized``: its size was known before reading (the run then checks the free
     temporary space before pass 1). ``temp_bytes``: the temporary space its buckets would take;
-    ``sampled``: the bytes of records the estimate was made from.
+    ``sampled``: the bytes of records the mean record size (and so the count) was taken from.
     """
 
     estimate: Estimate | None

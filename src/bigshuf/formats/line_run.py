@@ -160,7 +160,7 @@ class LineRun(TwoPass):
                 est = Estimate(len(block), len(find_offsets(block, fmt)) - 1, per_record)
             else:
                 est = Estimate.of(reader.estimate_total() if total is None else total + len(sources), per_record)
-            sampled = len(block)
+            sampled = len(block) if final else min(len(block), piece)  # the records the mean size is of
         finally:
             blocks.close()
         # As ``shuffle`` decides: an input of unknown size goes in memory only if its first block (of
