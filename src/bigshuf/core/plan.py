@@ -73,6 +73,12 @@ def format_size(n: float) -> str:
     raise AssertionError("unreachable")
 
 
+#: Bytes of records ``--dry-run`` reads from the input's start at most (lines: as much as pass 1's read
+#: buffer, if less): an input this small is counted; a compressed one is read through more than one
+#: of the decoder's 256 KiB reads of compressed bytes, so its decompressed size can be estimated
+#: (decoding 16 MiB takes a few tens of milliseconds).
+DRY_RUN_SAMPLE = 16 << 20
+
 #: Gathered pieces queued for the write-behind thread at most, besides the one being built.
 IN_FLIGHT_PIECES = 2
 

@@ -49,13 +49,6 @@ def compression_ratio(sample: np.ndarray) -> float:
     return len(zstandard.ZstdCompressor(level=1).compress(sample.data)) / len(sample)
 
 
-#: Records ``--dry-run`` reads from the input's start at most (as much as pass 1's read buffer, if less):
-#: an input this small is counted; a compressed one is read through more than one of the decoder's
-#: 256 KiB reads of compressed bytes, so its decompressed size can be estimated (decoding 16 MiB
-#: takes a few tens of milliseconds).
-SAMPLE_BYTES = 16 << 20
-
-
 def mean_record_size(block: np.ndarray, fmt: RecordFormat, piece: int) -> float:
     """Mean size of the whole records in the first ``piece`` bytes of ``block`` (the block's size if it
     holds none): what pass 1 sizes its buckets with."""
@@ -150,7 +143,7 @@ class LineRun(TwoPass):
         piece = plan.piece_bytes(limit)
         reader = RecordReader(sources, fmt, Progress(), request.header)
         total = reader.total_size()
-        read = max(piece, SAMPLE_BYTES)
+        read = max(piece, plan.DRY_RUN_SAMPLE)
         blocks = reader.blocks(plan.read_capacity(limit), option("memory"), block=read)
         try:
             block, final = next(blocks)

@@ -82,18 +82,20 @@ class TableRun(TwoPass):
         limit = resolve_memory(request.memory)
         piece = min(plan.piece_bytes(limit), TABLE_PIECE)
         shared_schema(tables, piece)
-        batches = _rebatch(chain.from_iterable(t.batches(piece) for t in tables), piece, plan.piece_records(limit))
-        first = next(batches, None)
-        exact = first is None or next(batches, None) is None
-        del batches  # its files are closed with it
-        held_bytes, held_rows = (0, 0) if first is None else (int(first[1].sum()), first[0].num_rows)
         total_rows = sum(t.rows or 0 for t in tables) if all(t.rows is not None for t in tables) else None
+        batches = _rebatch(chain.from_iterable(t.batches(piece) for t in tables), piece, plan.piece_records(limit))
+        held: list[tuple[pa.RecordBatch, np.ndarray]] = []
+        # The run's first look, as far as the sample goes: where it stops holding rows, the same estimate.
+        held_bytes, held_rows, whole = hold_rows(_first_bytes(batches, plan.DRY_RUN_SAMPLE), limit, total_rows, held)
+        exact = whole and next(batches, None) is None
+        del batches, held  # the files are closed with the reader
         if exact:
             est = Estimate(held_bytes, held_rows, held_bytes / max(1, held_rows))
         else:
             est = row_estimate(held_bytes, held_rows, total_rows, sum(t.disk_size() for t in tables))
         assert est.nbytes is not None and est.records is not None
-        in_memory = plan.fits_in_memory(est.nbytes, est.records, limit)
+        # Not all held: the run goes external. Held up to the sample's end: the estimate says.
+        in_memory = whole and plan.fits_in_memory(est.nbytes, est.records, limit)
         return Sample(est, held_bytes, exact=exact, sized=True, in_memory=in_memory, temp_bytes=est.nbytes)
 
     @classmethod
@@ -143,18 +145,8 @@ class TableRun(TwoPass):
         batches = self._batches()
         self.readers.append(batches)
         held: list[tuple[pa.RecordBatch, np.ndarray]] = []
-        held_bytes = held_rows = 0
-        for batch, sizes in batches:
-            held.append((batch, sizes))
-            held_bytes += int(sizes.sum())
-            held_rows += batch.num_rows
-            if not plan.fits_in_memory(held_bytes, held_rows, self.limit):
-                break
-            if total_rows is not None and held_rows < total_rows and not plan.fits_in_memory(
-                held_bytes * total_rows // held_rows, total_rows, self.limit
-            ):
-                break  # the first rows show that the rest will not fit either
-        else:
+        held_bytes, held_rows, whole = hold_rows(batches, self.limit, total_rows, held)
+        if whole:
             self._in_memory([b for b, _ in _drain(held)], held_bytes)
             return
         self.progress.start(scatter_phase(0), stored)
@@ -275,6 +267,39 @@ def shared_schema(inputs: list[TableInput], piece: int) -> pa.Schema:
             other.schema, other._inferred = first.schema, first._inferred
     assert first.schema is not None
     return plain_schema(first.schema)
+
+
+def hold_rows(
+    batches: Iterable[tuple[pa.RecordBatch, np.ndarray]], limit: int, total_rows: int | None,
+    held: list[tuple[pa.RecordBatch, np.ndarray]],
+) -> tuple[int, int, bool]:
+    """Take ``batches`` (with their row sizes) into ``held`` while they fit in memory, stopping at the
+    first that does not, or as soon as the rows held show that ``total_rows`` will not fit; return
+    the bytes and rows held and whether every batch was taken (the run's choice of path)."""
+    held_bytes = held_rows = 0
+    for batch, sizes in batches:
+        held.append((batch, sizes))
+        held_bytes += int(sizes.sum())
+        held_rows += batch.num_rows
+        if not plan.fits_in_memory(held_bytes, held_rows, limit):
+            return held_bytes, held_rows, False
+        if total_rows is not None and held_rows < total_rows and not plan.fits_in_memory(
+            held_bytes * total_rows // held_rows, total_rows, limit
+        ):
+            return held_bytes, held_rows, False  # the first rows show that the rest will not fit either
+    return held_bytes, held_rows, True
+
+
+def _first_bytes(
+    batches: Iterator[tuple[pa.RecordBatch, np.ndarray]], most: int
+) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
+    """The first of ``batches``, up to and including the one that brings their rows to ``most`` bytes."""
+    seen = 0
+    for batch, sizes in batches:
+        yield batch, sizes
+        seen += int(sizes.sum())
+        if seen >= most:
+            return
 
 
 def row_estimate(held_bytes: int, held_rows: int, total_rows: int | None, disk_bytes: int) -> Estimate:
