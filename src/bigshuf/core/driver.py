@@ -176,15 +176,15 @@ class TwoPass(ABC):
         every input and output setting checked against the format before anything is read."""
 
     @classmethod
+    @abstractmethod
     def sample(cls, request: Request, inputs: list[Any]) -> Sample:
         """``--dry-run``: the estimate the run of ``request`` would plan with, from the input's start,
-        writing nothing and consuming no stream; a format that cannot look says so."""
-        return Sample(None, why="this format cannot plan a run")
+        writing nothing and consuming no stream (``Sample.why`` says what it could not look at)."""
 
     @classmethod
+    @abstractmethod
     def output_plan(cls, request: Request, inputs: list[Any]) -> OutputPlan:
         """``--dry-run``: the output's target, shard count, codec and shard suffix, as the run checks them."""
-        return OutputPlan(request.output, request.shards, None, None)
 
     @abstractmethod
     def prepare(self) -> None:
