@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 from .errors import BigShufError, InputError, OutputError, TempSpaceError, UsageError
 
 if TYPE_CHECKING:
-    from .api import ShuffleStats, check_permutation, shuffle, shuffle_range
+    from .api import ShuffleStats, check_permutation, plan_shuffle, shuffle, shuffle_range
+    from .dryrun import RunPlan
 
 __version__ = "0.1.0"
 
@@ -15,17 +16,19 @@ __all__ = [
     "BigShufError",
     "InputError",
     "OutputError",
+    "RunPlan",
     "ShuffleStats",
     "TempSpaceError",
     "UsageError",
     "__version__",
     "check_permutation",
+    "plan_shuffle",
     "shuffle",
     "shuffle_range",
 ]
 
 #: Loaded on first use, so that the command can hold Ctrl-C back before NumPy loads (cli.main).
-_FROM_API = ("ShuffleStats", "check_permutation", "shuffle", "shuffle_range")
+_FROM_API = ("ShuffleStats", "check_permutation", "plan_shuffle", "shuffle", "shuffle_range")
 
 
 def __getattr__(name: str) -> Any:
@@ -35,6 +38,10 @@ def __getattr__(name: str) -> Any:
         from . import api
 
         return getattr(api, name)
+    if name == "RunPlan":
+        from .dryrun import RunPlan
+
+        return RunPlan
     if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'bigshuf' has no attribute {name!r}")

@@ -27,6 +27,7 @@ from .storage.sources import FileSource, GeneratedSource, RangeSource, RecordRea
 from .storage.threads import signals_held
 
 if TYPE_CHECKING:
+    from .dryrun import RunPlan
     from .engines.dask import Runner
 
 PathLike = str | os.PathLike[str]
@@ -138,6 +139,23 @@ def shuffle(
         sources=sources, rates=rates, mix=mix, total=total, by=by, max_rate=max_rate,
     )
     return run_request(request, progress or Progress())
+
+
+def plan_shuffle(inputs: PathLike | Source | Sequence[PathLike | Source], output: PathLike | None = None, **options: Any) -> RunPlan:
+    """What ``shuffle(inputs, output, **options)`` would do and need, writing nothing (``--dry-run``).
+
+    Takes ``shuffle``'s arguments (checked as it checks them; ``progress`` is not one) and returns
+    a ``RunPlan``: the inputs and their size, the records (counted, or estimated from the start of
+    the input as pass 1 would), the memory, the path (in memory, or external with its passes and
+    buckets), the temporary space against the free space under ``tmp_dir``, the file descriptors
+    against ``ulimit -n``, the output files, and the checks the run makes before it reads (each
+    passed or failed with the run's message). ``RunPlan.render()`` is the text ``--dry-run`` prints.
+    Nothing is created, written, locked or removed; standard input is not read. The local engine
+    plans; ``engine="dask"`` is refused.
+    """
+    from .dryrun import plan_request
+
+    return plan_request(Request.build(inputs, output, dry_run=True, **options))
 
 
 #: The largest number ``shuffle_range`` takes: GNU shuf's limit (SIZE_MAX) on 64-bit systems.

@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .cliparse import HELP, PROG, CommandSyntaxError, parse_args, parse_seed, parse_sources, read_file_list
-from .errors import BigShufError, OutputError, UsageError
+from .errors import BigShufError, OutputError, UsageError, render
 from .progress import BarProgress, Progress, make_progress, summary
 
 if TYPE_CHECKING:
     from .api import ShuffleStats
+    from .storage.sources import Source
 
 
 #: Held back while the interpreter loads the engine and parses the command line: a Ctrl-C
@@ -57,7 +58,7 @@ def _write_stdout(text: str) -> None:
 def _execute(args: argparse.Namespace) -> int:
     """Do what the parsed command line asks."""
     from .api import shuffle, shuffle_range
-    from .storage.sources import BytesSource
+    from .storage.sources import BytesSource, RangeSource
 
     if args.help:
         _write_stdout(HELP)
@@ -75,30 +76,46 @@ def _execute(args: argparse.Namespace) -> int:
     _choose_arrow_pool(inputs, args)
     progress = make_progress(args.progress)
     common = _settings(args, progress)
+    sep = b"\0" if args.zero_terminated else b"\n"
+    subject: Source | list[str] | tuple[()]
     if args.source or args.rate or args.mix or args.total is not None or args.by != "records" or args.max_rate is not None:
         common.update(parse_sources(args))
     if args.source:
         if args.operands or args.echo or args.input_range is not None or inputs:
             extra = args.operands[0] if args.operands else "-e" if args.echo else "-i" if args.input_range is not None else "--files-from"
             raise CommandSyntaxError(f"extra operand '{extra}'\n--source names every input: put FILEs in a source")
-        stats = shuffle((), args.output, **common)
+        subject = ()
     elif args.input_range is not None:
         if args.operands:
             raise CommandSyntaxError(f"extra operand '{args.operands[0]}'")
         lo, hi = args.input_range
-        stats = shuffle_range(lo, hi, args.output, **common)
+        if not args.dry_run:
+            _summarize(progress, shuffle_range(lo, hi, args.output, **common))
+            return 0
+        subject = RangeSource(lo, hi, sep)
     elif args.echo:
-        sep = b"\0" if args.zero_terminated else b"\n"
-        data = b"".join(os.fsencode(a) + sep for a in args.operands)
-        stats = shuffle(BytesSource("-e", data), args.output, **common)
+        subject = BytesSource("-e", b"".join(os.fsencode(a) + sep for a in args.operands))
     elif args.files_from is not None or args.files0_from is not None:
         if not inputs:
             raise UsageError("no input files listed")
-        stats = shuffle(inputs, args.output, **common)
+        subject = inputs
     else:
-        stats = shuffle(inputs or ["-"], args.output, **common)
-    _summarize(progress, stats)
+        subject = inputs or ["-"]
+    if args.dry_run:
+        return _dry_run(subject, args.output, common)
+    _summarize(progress, shuffle(subject, args.output, **common))
     return 0
+
+
+def _dry_run(subject: Source | list[str] | tuple[()], output: str | None, settings: dict[str, Any]) -> int:
+    """``--dry-run``: print the plan on standard output; each failed check also on standard error, status 1."""
+    from .api import plan_shuffle
+
+    found = plan_shuffle(subject, output, **{k: v for k, v in settings.items() if k != "progress"})
+    _write_stdout(found.render(cli=True))
+    for check in found.failures:
+        _report(f"{PROG}: {render(check.reason, cli=True)}")
+    return 0 if found.ok else 1
 
 
 def _listed_inputs(args: argparse.Namespace) -> list[str]:

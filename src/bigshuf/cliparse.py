@@ -125,6 +125,10 @@ Mandatory arguments to long options are mandatory for short options too.
       --total=N             records of a --mix; with --by=bytes, bytes (50G)
       --by=records|bytes    what the shares of --mix count (default: records)
       --max-rate=R          refuse a rate above R (default: 10)
+      --dry-run             write nothing: print what the run would do and
+                              need (inputs, records, memory, passes, buckets,
+                              temporary space, open files, outputs) and exit
+                              0, or 1 naming each check that would fail
       --progress            show progress bars on standard error
   -q, --quiet               never show progress bars (the default when
                               standard error is not a terminal)
@@ -318,6 +322,7 @@ def _parser() -> _Parser:
     p.add_argument("--total")
     p.add_argument("--by", default="records")
     p.add_argument("--max-rate")
+    p.add_argument("--dry-run", action="store_true")
     p.add_argument("--progress", dest="progress", action="store_true", default=None)
     p.add_argument("-q", "--quiet", dest="progress", action="store_false")
     p.add_argument("--help", action="store_true")

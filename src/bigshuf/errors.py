@@ -49,6 +49,7 @@ OPTION_SPELLINGS: dict[str, tuple[str, str]] = {
     "total": ("--total", "total="),
     "by": ("--by", "by="),
     "max_rate": ("--max-rate", "max_rate="),
+    "dry_run": ("--dry-run", "plan_shuffle()"),
 }
 
 #: NUL cannot occur in a file name, so it cannot be mistaken for a placeholder's delimiter.

@@ -91,6 +91,8 @@ class Request:
     #: A Dask scheduler's address, or what runs the tasks: a ``distributed.Client``, an executor.
     scheduler: str | Runner | None = None
     temp_url: str | None = None
+    #: Plan the run and write nothing (``plan_shuffle``, ``--dry-run``): engines that cannot plan refuse it.
+    dry_run: bool = False
     #: The family of records shuffled (``formats.registry``): ``lines``, or ``table`` rows when an
     #: input or the output is Parquet / Arrow data.
     family: str = registry.LINES
@@ -161,7 +163,7 @@ def _typed_settings(raw: dict[str, object]) -> dict[str, Any]:
     typed["header"], typed["lines_per_record"] = _integer("header", raw["header"]), _integer("lines_per_record", raw["lines_per_record"])
     for name in ("shards", "shard_records", "row_group_size", "threads"):
         typed[name] = _optional_integer(name, raw[name])
-    flags = ("zero_terminated", "repeat", "compress_temp", "verify", "resume", "sync", "unique")
+    flags = ("zero_terminated", "repeat", "compress_temp", "verify", "resume", "sync", "unique", "dry_run")
     _check_types(flags, bool, tuple(raw[name] for name in flags), optional=False)
     texts = ("compress", "schema", "output_format", "temp_url", "split")
     _check_types(texts, str, tuple(raw[name] for name in texts), optional=True)

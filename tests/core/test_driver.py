@@ -100,6 +100,14 @@ class ToyRun(TwoPass):
     def for_request(cls, request: Any, inputs: list[Any], entropy: int, progress: Progress) -> ToyRun:
         raise NotImplementedError("the toy run is made directly, never from a request")
 
+    @classmethod
+    def sample(cls, request: Any, inputs: list[Any]) -> Any:
+        raise NotImplementedError("the toy run is never planned")
+
+    @classmethod
+    def output_plan(cls, request: Any, inputs: list[Any]) -> Any:
+        raise NotImplementedError("the toy run is never planned")
+
     def prepare(self) -> None:
         pass
 

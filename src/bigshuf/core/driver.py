@@ -18,7 +18,7 @@ import shutil
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import astuple, dataclass
 from fractions import Fraction
 from functools import partial
@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 import numpy as np
 
 from ..progress import Progress, scatter_phase, shuffle_phase
+from ..storage.layout import Sharding
 from ..storage.output import Output
 from ..storage.tempspace import TempSpace, default_tmp_dir, remove_dead_runs
 from ..storage.writeback import WriteBehind
@@ -39,6 +40,7 @@ from .streams import Key
 
 if TYPE_CHECKING:
     from ..request import Request
+    from ..storage.sinks import CodecChoice
 
 
 T = TypeVar("T")
@@ -66,6 +68,51 @@ class Estimate:
     def of(cls, nbytes: int | None, per_record: float) -> Estimate:
         """An estimate from a byte count and the mean record size (records rounded down)."""
         return cls(nbytes, None if nbytes is None else int(nbytes / per_record), per_record)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """What a format's first look at its input shows before a run (``--dry-run``): the estimate
+    pass 1 would plan with, how it was made, and the path and temporary space it leads to.
+
+    ``estimate`` is None when the input cannot be looked at without being consumed (standard
+    input) or is generated; ``why`` then says so. ``exact``: the whole input was read, so the
+    figures are counts. ``sized``: its size was known before reading (the run then checks the free
+    temporary space before pass 1). ``temp_bytes``: the temporary space its buckets would take;
+    ``sampled``: the bytes of records the mean record size (and so the count) was taken from.
+    """
+
+    estimate: Estimate | None
+    sampled: int = 0
+    exact: bool = False
+    sized: bool = False
+    in_memory: bool | None = None
+    temp_bytes: int | None = None
+    why: str = ""
+    #: What the run would fail with, once it had read this much (a message with ``errors.option`` names).
+    refusal: str = ""
+
+
+@dataclass(frozen=True)
+class OutputPlan:
+    """The arguments a run gives ``storage.shards.check_outputs``: they name its files."""
+
+    target: str | None
+    shards: int | None
+    compress: CodecChoice | None
+    suffix: str | None
+    sharding: Sharding = Sharding()
+    split: str | None = None
+    manifest: str | None = None
+
+
+def level_buckets(est: Estimate, limit: int, free: Callable[[], int]) -> int:
+    """How many buckets one level needs: from the estimate, or from the ``free`` temporary space
+    when the size is unknown (the run and ``--dry-run`` both count them here)."""
+    if est.nbytes is not None and est.records is not None:
+        return plan.bucket_count(est.nbytes, est.records, limit)
+    space = free()
+    return plan.bucket_count(space, int(space / est.per_record), limit, max_buckets=1024)
 
 
 class Buckets(Protocol):
@@ -137,6 +184,17 @@ class TwoPass(ABC):
     def for_request(cls, request: Request, inputs: list[Any], entropy: int, progress: Progress) -> TwoPass:
         """The run of ``request`` over ``inputs`` (paths, or sources read through fsspec and the like),
         every input and output setting checked against the format before anything is read."""
+
+    @classmethod
+    @abstractmethod
+    def sample(cls, request: Request, inputs: list[Any]) -> Sample:
+        """``--dry-run``: the estimate the run of ``request`` would plan with, from the input's start,
+        writing nothing and consuming no stream (``Sample.why`` says what it could not look at)."""
+
+    @classmethod
+    @abstractmethod
+    def output_plan(cls, request: Request, inputs: list[Any]) -> OutputPlan:
+        """``--dry-run``: the output's target, shard count, codec and shard suffix, as the run checks them."""
 
     @abstractmethod
     def prepare(self) -> None:
@@ -275,11 +333,8 @@ class TwoPass(ABC):
                 blocks.close()  # the reader's files, whatever ended the level
 
     def _bucket_count(self, est: Estimate, temp: TempSpace) -> int:
-        """How many buckets one level needs: from the estimate, or from the free space when the size is unknown."""
-        if est.nbytes is not None and est.records is not None:
-            return plan.bucket_count(est.nbytes, est.records, self.limit)
-        free = shutil.disk_usage(temp.path).free
-        return plan.bucket_count(free, int(free / est.per_record), self.limit, max_buckets=1024)
+        """How many buckets one level needs (see ``level_buckets``)."""
+        return level_buckets(est, self.limit, lambda: shutil.disk_usage(temp.path).free)
 
     def cutoff(self, buckets: Buckets, keep: int) -> int:
         """With ``-n``: drop the buckets past the one where the count is reached; return how many stay."""

@@ -73,6 +73,12 @@ def format_size(n: float) -> str:
     raise AssertionError("unreachable")
 
 
+#: Bytes of records ``--dry-run`` reads from the input's start at most (lines: as much as pass 1's read
+#: buffer, if less): an input this small is counted; a compressed one is read through more than one
+#: of the decoder's 256 KiB reads of compressed bytes, so its decompressed size can be estimated
+#: (decoding 16 MiB takes a few tens of milliseconds).
+DRY_RUN_SAMPLE = 16 << 20
+
 #: Gathered pieces queued for the write-behind thread at most, besides the one being built.
 IN_FLIGHT_PIECES = 2
 
@@ -117,15 +123,41 @@ def fits_in_memory(nbytes: int, nrecords: int, limit: int) -> bool:
     return nbytes + META_PER_RECORD * nrecords <= block_budget(limit)
 
 
-def _open_file_allowance() -> int:
-    """File descriptors a run may spend on bucket files: the soft limit less a reserve."""
+#: File descriptors kept out of the bucket files' allowance, for everything else a run opens.
+DESCRIPTOR_RESERVE = 64
+
+#: Descriptors a run holds besides its buckets and output files: the standard streams, the input
+#: being read, the temporary directory's lock and the output directory's.
+BASE_DESCRIPTORS = 6
+
+
+#: Bucket files a run allows itself where the limit on open files cannot be read.
+UNKNOWN_ALLOWANCE = 256
+
+
+def open_file_limit() -> int | None:
+    """The soft limit on open file descriptors (``ulimit -n``): -1 when unlimited, None when unknown."""
     try:
         import resource
 
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     except (ImportError, ValueError, OSError):
-        return 256
-    return MAX_BUCKETS if soft == resource.RLIM_INFINITY else max(2, soft - 64)
+        return None
+    return -1 if soft == resource.RLIM_INFINITY else int(soft)
+
+
+def _open_file_allowance() -> int:
+    """File descriptors a run may spend on bucket files: the soft limit less a reserve."""
+    soft = open_file_limit()
+    if soft is None:
+        return UNKNOWN_ALLOWANCE
+    return MAX_BUCKETS if soft == -1 else max(2, soft - DESCRIPTOR_RESERVE)
+
+
+def descriptors_needed(buckets: int, output_files: int) -> int:
+    """File descriptors a run holds open at once with ``buckets`` bucket files being written and
+    ``output_files`` output files open (for ``--dry-run``'s check against ``ulimit -n``)."""
+    return BASE_DESCRIPTORS + buckets + output_files
 
 
 def buckets_needed(need: float, limit: int) -> int:
@@ -146,6 +178,19 @@ def bucket_count(nbytes: int, nrecords: int, limit: int, max_buckets: int | None
     if max_buckets is not None:
         cap = min(cap, max_buckets)
     return int(min(max(2, buckets_needed(nbytes + META_PER_RECORD * nrecords, limit)), max(2, cap)))
+
+
+def expected_passes(nbytes: int, nrecords: int, limit: int) -> int:
+    """Passes over the data an external run of ``nbytes`` in ``nrecords`` expects: two, and one more
+    for each level whose expected bucket (``bucket_count`` of them) still does not fit in memory."""
+    passes = 2
+    while passes <= MAX_DEPTH + 1:
+        k = bucket_count(nbytes, nrecords, limit)
+        nbytes, nrecords = math.ceil(nbytes / k), math.ceil(nrecords / k)
+        if fits_in_memory(nbytes, nrecords, limit):
+            break
+        passes += 1
+    return passes
 
 
 def check_depth(level: int, limit: int, unit: str = "records") -> None:

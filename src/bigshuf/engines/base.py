@@ -70,5 +70,8 @@ def get_engine(name: str) -> Engine:
 
 
 def run_request(request: Request, progress: Progress) -> ShuffleStats:
-    """Run ``request`` on its engine: the one dispatch of the library and the command line."""
+    """Run ``request`` on its engine: the one dispatch of the library and the command line. A dry
+    run's request is planned (``plan_shuffle``), never run."""
+    if request.dry_run:
+        raise UsageError(f"a request made with {option('dry_run')} is planned, not run")
     return get_engine(request.engine).run(request, progress)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Generator, Iterator
 from concurrent.futures import Future
 from itertools import chain
@@ -19,7 +20,7 @@ import numpy as np
 
 from ..core import mix, plan, streams
 from ..core.dedup import DEDUP_META, first_copies, gather
-from ..core.driver import Buckets, Estimate, TwoPass, closing
+from ..core.driver import Buckets, Estimate, OutputPlan, Sample, TwoPass, closing
 from ..core.fingerprint import Fingerprint, fingerprint
 from ..core.gather import sample_with_replacement, shuffle_block
 from ..core.resume import Job, JobLock, input_identity, load_state, validate_state
@@ -29,12 +30,14 @@ from ..core.streams import Key, rng_for
 from ..errors import InputError, UsageError, option
 from ..progress import IN_MEMORY, Progress, dedup_phase, scatter_phase
 from ..storage.output import Output
-from ..storage.layout import parse_split
+from ..storage.layout import Sharding, parse_split
 from ..storage.manifest import input_entries, run_entries
 from ..storage.shards import check_outputs, shard_paths
 from ..request import Request, resolve_memory
 from ..storage.codecs import parse_compress
-from ..storage.sources import FileSource, RecordReader, Source, map_whole
+from ..storage.remote import is_remote
+from ..storage.sinks import CodecChoice
+from ..storage.sources import FileSource, GeneratedSource, RecordReader, Source, map_whole
 from ..storage.tempspace import TempSpace, default_tmp_dir, remove_dead_outputs
 from ..storage.writeback import WriteBehind
 from .detect import line_shard_suffix, refuse_terminal
@@ -49,6 +52,51 @@ def compression_ratio(sample: np.ndarray) -> float:
     import zstandard
 
     return len(zstandard.ZstdCompressor(level=1).compress(sample.data)) / len(sample)
+
+
+def mean_record_size(block: np.ndarray, fmt: RecordFormat, piece: int) -> float:
+    """Mean size of the whole records in the first ``piece`` bytes of ``block`` (the block's size if it
+    holds none): what pass 1 sizes its buckets with."""
+    sample = find_offsets(block[:piece], fmt)
+    return int(sample[-1]) / max(1, len(sample) - 1) if len(sample) > 1 else float(len(block))
+
+
+def temp_bytes(nbytes: int, compress_temp: bool, ratio: float) -> int:
+    """Temporary space ``nbytes`` of records take as buckets, compressed at ``ratio`` with ``compress_temp``."""
+    # 10% spare for compressed buckets: the sample's ratio may flatter the rest.
+    return nbytes if not compress_temp else int(nbytes * min(1.0, ratio * 1.1))
+
+
+def repeat_refusal(limit: int) -> str:
+    """Why ``--repeat`` fails on an input that does not fit in memory (the run and ``--dry-run`` say it alike)."""
+    return (
+        f"{option('repeat')} needs the input in memory, and it does not fit in {plan.format_size(limit)}; "
+        f"raise {option('memory')}"
+    )
+
+
+def _unreadable(item: Any) -> str:
+    """Why ``--dry-run`` does not read input ``item`` (a path, URL or source), or empty if it does."""
+    if isinstance(item, str) and item == "-":
+        return "standard input is not read by a plan: it could not be read again"
+    if isinstance(item, str) and is_remote(item):
+        return f"{item}: URLs are not read by a plan"
+    if isinstance(item, str):
+        try:
+            mode = os.stat(item).st_mode
+        except OSError:
+            return ""  # the read says what is wrong
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            return f"{item}: not a regular file, so not read by a plan: it could not be read again"
+    if isinstance(item, GeneratedSource):
+        return f"{item.name}: generated lines have no size before they are made"
+    return ""
+
+
+def _shard_suffix(sources: list[Source], sharded: bool, compress: CodecChoice | None) -> str | None:
+    """The suffix of a shard directory's files: the inputs' kind and codec when every input is a file."""
+    paths = [s.path for s in sources if isinstance(s, FileSource)]
+    return line_shard_suffix(paths, compress) if sharded and len(paths) == len(sources) else None
 
 
 class LineRun(TwoPass):
@@ -96,6 +144,56 @@ class LineRun(TwoPass):
         sources: list[Source] = [FileSource(s) if isinstance(s, str) else s for s in inputs]
         return cls(request, sources, entropy, progress)
 
+    @classmethod
+    def sample(cls, request: Request, inputs: list[Any]) -> Sample:
+        """The input's first piece read as pass 1 would read it, sized as pass 1 would size it; standard
+        input, pipes, URLs and generated lines are not read (nor their size guessed)."""
+        why = next((w for w in map(_unreadable, inputs) if w), "")
+        if why:
+            return Sample(None, why=why)
+        sources: list[Source] = [FileSource(s) if isinstance(s, str) else s for s in inputs]
+        limit = resolve_memory(request.memory)
+        fmt = RecordFormat(0 if request.zero_terminated else 10, request.lines_per_record)
+        piece = plan.piece_bytes(limit)
+        reader = RecordReader(sources, fmt, Progress(), request.header)
+        total = reader.total_size()
+        read = max(piece, plan.DRY_RUN_SAMPLE)
+        blocks = reader.blocks(plan.read_capacity(limit), option("memory"), block=read)
+        try:
+            block, final = next(blocks)
+            per_record = mean_record_size(block, fmt, piece)
+            ratio = compression_ratio(block[:piece]) if request.compress_temp else 1.0
+            if final:
+                est = Estimate(len(block), len(find_offsets(block, fmt)) - 1, per_record)
+            else:
+                est = Estimate.of(reader.estimate_total() if total is None else total + len(sources), per_record)
+            sampled = len(block) if final else min(len(block), piece)  # the records the mean size is of
+        finally:
+            blocks.close()
+        # As ``shuffle`` decides: an input of unknown size goes in memory only if its first block (of
+        # up to ``read_capacity``, more than this sample read unless the sample was cut there) is all of it.
+        capacity = plan.read_capacity(limit)
+        first_block = final or (min(capacity, read) < capacity and est.nbytes is not None and est.nbytes <= capacity)
+        in_memory = (
+            est.nbytes is not None and est.records is not None and plan.fits_in_memory(est.nbytes, est.records, limit)
+            and (total is not None or first_block)
+        )
+        return Sample(
+            est, sampled, exact=final, sized=total is not None, in_memory=in_memory,
+            temp_bytes=None if est.nbytes is None else temp_bytes(est.nbytes, request.compress_temp, ratio),
+            refusal=repeat_refusal(limit) if request.repeat and not in_memory else "",
+        )
+
+    @classmethod
+    def output_plan(cls, request: Request, inputs: list[Any]) -> OutputPlan:
+        """The output as ``prepare`` checks it: the codec ``--compress`` names and a shard directory's suffix."""
+        compress = None if request.compress is None else parse_compress(request.compress)
+        local = all(not isinstance(s, str) or not is_remote(s) for s in inputs)
+        sources: list[Source] = [FileSource(s) if isinstance(s, str) else s for s in inputs]
+        sharding = Sharding(request.shards, request.shard_records, request.shard_size)
+        suffix = _shard_suffix(sources, sharding.on, compress) if local else None
+        return OutputPlan(request.output, request.shards, compress, suffix, sharding, request.split, request.manifest)
+
     def _resume_key(self) -> str:
         """Names a ``--resume`` job: the same inputs (by path), output, seed and settings give the same key."""
         from .. import __version__
@@ -117,8 +215,7 @@ class LineRun(TwoPass):
         if self.out.target in (None, "-") and self.compress is not None and self.compress[0] != "none":
             refuse_terminal(f"{self.compress[0]}-compressed data")
         paths = [s.path for s in self.sources if isinstance(s, FileSource)]
-        if self.out.sharding.on and len(paths) == len(self.sources):
-            self.out.shard_suffix = line_shard_suffix(paths, self.compress)
+        self.out.shard_suffix = _shard_suffix(self.sources, self.out.sharding.on, self.compress)
         check_outputs(self.out.target, self.out.sharding, self.out.split, self.request.manifest, self.compress, self.out.shard_suffix)
         if self.resume_name is not None:
             self._lock_job()
@@ -185,10 +282,7 @@ class LineRun(TwoPass):
             if self.mixer is not None:
                 self.mixer.reset()  # pass 1 draws its own picks, block by block
         if self.request.repeat:
-            raise UsageError(
-                f"{option('repeat')} needs the input in memory, and it does not fit in {plan.format_size(self.limit)}; "
-                f"raise {option('memory')}"
-            )
+            raise UsageError(repeat_refusal(self.limit))
         if phase != first_pass:
             self._rename_phase(first_pass, stored, reader)
         if blocks is None:
@@ -197,8 +291,7 @@ class LineRun(TwoPass):
             self.readers.append(blocks)
             block, final = next(blocks)
             runs = reader.block_runs
-        sample = find_offsets(block[: self.piece], self.fmt)
-        per_record = int(sample[-1]) / max(1, len(sample) - 1) if len(sample) > 1 else float(len(block))
+        per_record = mean_record_size(block, self.fmt, self.piece)
         if self.request.compress_temp:
             self.temp_ratio = compression_ratio(block[: self.piece])
         # Only the chain may keep the first block alive, so the read buffer is freed before pass 2.
@@ -345,8 +438,7 @@ class LineRun(TwoPass):
         super().begin_output(total, restore)
 
     def free_needed(self, nbytes: int) -> int:
-        # 10% spare for compressed buckets: the sample's ratio may flatter the rest.
-        return nbytes if not self.request.compress_temp else int(nbytes * min(1.0, self.temp_ratio * 1.1))
+        return temp_bytes(nbytes, self.request.compress_temp, self.temp_ratio)
 
     def make_buckets(self, directory: str, k: int, top: bool) -> Buckets:
         resuming = top and "k" in self.state

@@ -153,12 +153,7 @@ class TableOutput(Output):
         self.group_rows = group_rows
         self.group_bytes = group_bytes
         self.formats: list[RowWriter] = []
-        from ..storage.codecs import CODECS
-
-        compressed = kind == "jsonl" and codec[0] != "none"
-        self.shard_suffix = {"parquet": ".parquet", "arrow": ".arrow"}.get(
-            kind, ".jsonl" + (CODECS[codec[0]].suffixes[0] if compressed else "")
-        )
+        self.shard_suffix = table_shard_suffix(kind, codec)
 
     def _codec_choice(self) -> CodecChoice | None:
         return self.codec if self.kind == "jsonl" else ("none", None)
@@ -188,6 +183,14 @@ class TableOutput(Output):
         for rows in self.formats:
             rows.discard()
         super().abort()
+
+
+def table_shard_suffix(kind: str, codec: CodecChoice) -> str:
+    """The suffix of the files of a ``--shards`` directory of rows written as ``kind`` with ``codec``."""
+    from ..storage.codecs import CODECS
+
+    compressed = kind == "jsonl" and codec[0] != "none"
+    return {"parquet": ".parquet", "arrow": ".arrow"}.get(kind, ".jsonl" + (CODECS[codec[0]].suffixes[0] if compressed else ""))
 
 
 def resolve_codec(kind: str, spec: str | None, target: str | None) -> CodecChoice:

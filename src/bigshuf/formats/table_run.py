@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..core import plan, streams
-from ..core.driver import Buckets, Estimate, TwoPass
+from ..core.driver import Buckets, Estimate, OutputPlan, Sample, TwoPass
 from ..core.streams import Key, draw_ids, rng_for
 from ..errors import InputError, TempSpaceError, option
 from ..progress import IN_MEMORY, Progress, scatter_phase
@@ -31,7 +31,7 @@ from ..storage.writeback import WriteBehind
 from .rowhash import row_fingerprint
 from .detect import output_kind, refuse_terminal
 from .table_input import TableInput, open_inputs
-from .table_output import TableOutput, resolve_codec
+from .table_output import TableOutput, resolve_codec, table_shard_suffix
 from .tables import (
     GROUP_BYTES, MAX_CHUNK, TABLE_PIECE, TableBuckets, _combine, _drain, _rebatch, parse_schema, plain_schema, take_rows,
 )
@@ -54,8 +54,9 @@ class TableRun(TwoPass):
         self.piece = min(plan.piece_bytes(self.limit), TABLE_PIECE)
         self.progress_done = 0  # input bytes reported to progress
         split = None if request.split is None else parse_split(request.split)
-        check_outputs(request.output, Sharding(request.shards, request.shard_records), split, request.manifest)
-        schema = self._schema()
+        sharding = Sharding(request.shards, request.shard_records)
+        check_outputs(request.output, sharding, split, request.manifest, suffix=table_shard_suffix(kind, codec))
+        schema = shared_schema(inputs, self.piece)
         self.writer = WriteBehind(plan.IN_FLIGHT_PIECES * self.piece)
         self.table_out = TableOutput(
             request.output, self.writer, kind=kind, shards=request.shards, codec=codec,
@@ -73,8 +74,7 @@ class TableRun(TwoPass):
     def for_request(cls, request: Request, inputs: list[Any], entropy: int, progress: Progress) -> TableRun:
         """Rows of every input file (one schema), written in the format ``-o`` or ``--output-format`` names."""
         target = request.output
-        schema = parse_schema(request.schema) if request.schema is not None else None
-        tables = open_inputs([s for s in inputs if isinstance(s, str)], schema)
+        tables = open_inputs([s for s in inputs if isinstance(s, str)], _json_schema(request))
         kind = output_kind(target, tables[0].kind, request.output_format)
         if kind != "jsonl" and target in (None, "-"):
             refuse_terminal("Parquet" if kind == "parquet" else "Arrow IPC")
@@ -86,20 +86,43 @@ class TableRun(TwoPass):
         entries = input_entries([i.path for i in self.inputs], counts, [True] * len(self.inputs))
         return run_entries(self.request, entries, {"rows": self.table_out.kind}, self.head_count)
 
+    @classmethod
+    def sample(cls, request: Request, inputs: list[Any]) -> Sample:
+        """The first piece of rows read and sized as the run reads them; the row count from the files'
+        metadata (Parquet, Arrow), or estimated from the bytes on disk (JSON Lines)."""
+        if "-" in inputs:
+            return Sample(None, why="standard input is not read by a plan: it could not be read again")
+        tables = open_inputs([s for s in inputs if isinstance(s, str)], _json_schema(request))
+        limit = resolve_memory(request.memory)
+        piece = min(plan.piece_bytes(limit), TABLE_PIECE)
+        shared_schema(tables, piece)
+        total_rows = sum(t.rows or 0 for t in tables) if all(t.rows is not None for t in tables) else None
+        batches = _rebatch(chain.from_iterable(t.batches(piece) for t in tables), piece, plan.piece_records(limit))
+        held: list[tuple[pa.RecordBatch, np.ndarray]] = []
+        # The run's first look, as far as the sample goes: where it stops holding rows, the same estimate.
+        held_bytes, held_rows, whole = hold_rows(_first_bytes(batches, plan.DRY_RUN_SAMPLE), limit, total_rows, held)
+        exact = whole and next(batches, None) is None
+        del batches, held  # the files are closed with the reader
+        if exact:
+            est = Estimate(held_bytes, held_rows, held_bytes / max(1, held_rows))
+        else:
+            est = row_estimate(held_bytes, held_rows, total_rows, sum(t.disk_size() for t in tables))
+        assert est.nbytes is not None and est.records is not None
+        # Not all held: the run goes external. Held up to the sample's end: the estimate says.
+        in_memory = whole and plan.fits_in_memory(est.nbytes, est.records, limit)
+        return Sample(est, held_bytes, exact=exact, sized=True, in_memory=in_memory, temp_bytes=est.nbytes)
+
+    @classmethod
+    def output_plan(cls, request: Request, inputs: list[Any]) -> OutputPlan:
+        """The output as the run checks it: its files named with the suffix of the format it is written in."""
+        tables = open_inputs([s for s in inputs if isinstance(s, str)], _json_schema(request))
+        kind = output_kind(request.output, tables[0].kind, request.output_format)
+        codec = resolve_codec(kind, request.compress, request.output)
+        sharding = Sharding(request.shards, request.shard_records)
+        return OutputPlan(request.output, request.shards, None, table_shard_suffix(kind, codec), sharding, request.split, request.manifest)
+
     def prepare(self) -> None:
         """Nothing more to check: the output directory and the schema were checked on construction."""
-
-    def _schema(self) -> pa.Schema:
-        """The schema rows are shuffled in (views made plain; JSON Lines: given, or inferred from the first block)."""
-        first = self.inputs[0]
-        if first.kind == "jsonl":
-            first.peek(self.piece)
-            if first.schema is None:
-                raise InputError(f"{first.path}: no JSON rows to infer the columns from; give them with {option('schema')}")
-            for other in self.inputs:
-                other.schema, other._inferred = first.schema, first._inferred
-        assert first.schema is not None
-        return plain_schema(first.schema)
 
     def _batches(self) -> Generator[tuple[pa.RecordBatch, np.ndarray], None, None]:
         """Every input's rows in batches of about a piece, with their row sizes; fingerprinted when verifying."""
@@ -141,27 +164,15 @@ class TableRun(TwoPass):
         batches = self._batches()
         self.readers.append(batches)
         held: list[tuple[pa.RecordBatch, np.ndarray]] = []
-        held_bytes = held_rows = 0
-        for batch, sizes in batches:
-            held.append((batch, sizes))
-            held_bytes += int(sizes.sum())
-            held_rows += batch.num_rows
-            if not plan.fits_in_memory(held_bytes, held_rows, self.limit):
-                break
-            if total_rows is not None and held_rows < total_rows and not plan.fits_in_memory(
-                held_bytes * total_rows // held_rows, total_rows, self.limit
-            ):
-                break  # the first rows show that the rest will not fit either
-        else:
+        held_bytes, held_rows, whole = hold_rows(batches, self.limit, total_rows, held)
+        if whole:
             self._in_memory([b for b, _ in _drain(held)], held_bytes)
             return
         self.progress.start(scatter_phase(0), stored)
         self.progress.update(self.progress_done)
-        # Sizes from the rows read so far (the same rows whatever the input's layout).
-        per_row = held_bytes / max(1, held_rows)
-        est_rows = total_rows if total_rows is not None else max(held_rows * 4, int(sum(i.disk_size() for i in inputs) / per_row))
+        est = row_estimate(held_bytes, held_rows, total_rows, sum(i.disk_size() for i in inputs))
         with TempSpace(self.tmp_dir) as temp:
-            self.external(chain(_drain(held), batches), Estimate(int(per_row * est_rows), est_rows, per_row), temp, streams.TOP, 0)
+            self.external(chain(_drain(held), batches), est, temp, streams.TOP, 0)
 
     def _in_memory(self, batches: list[pa.RecordBatch], nbytes: int) -> None:
         table = pa.Table.from_batches(self._consolidate(_drain(batches)), schema=self.table_out.schema.remove_metadata())
@@ -256,6 +267,66 @@ class TableRun(TwoPass):
         rows, nbytes = int(buckets.records[j]), int(buckets.sizes[j])
         blocks = _rebatch(buckets.batches(j), self.piece, plan.piece_records(self.limit))
         return blocks, Estimate(nbytes, rows, nbytes / rows)
+
+
+def _json_schema(request: Request) -> pa.Schema | None:
+    """The column types ``--schema`` gives JSON Lines read as rows, if any."""
+    return parse_schema(request.schema) if request.schema is not None else None
+
+
+def shared_schema(inputs: list[TableInput], piece: int) -> pa.Schema:
+    """The schema rows are shuffled in (views made plain; JSON Lines: given, or inferred from the first
+    block of ``piece`` bytes, then given to every input)."""
+    first = inputs[0]
+    if first.kind == "jsonl":
+        first.peek(piece)
+        if first.schema is None:
+            raise InputError(f"{first.path}: no JSON rows to infer the columns from; give them with {option('schema')}")
+        for other in inputs:
+            other.schema, other._inferred = first.schema, first._inferred
+    assert first.schema is not None
+    return plain_schema(first.schema)
+
+
+def hold_rows(
+    batches: Iterable[tuple[pa.RecordBatch, np.ndarray]], limit: int, total_rows: int | None,
+    held: list[tuple[pa.RecordBatch, np.ndarray]],
+) -> tuple[int, int, bool]:
+    """Take ``batches`` (with their row sizes) into ``held`` while they fit in memory, stopping at the
+    first that does not, or as soon as the rows held show that ``total_rows`` will not fit; return
+    the bytes and rows held and whether every batch was taken (the run's choice of path)."""
+    held_bytes = held_rows = 0
+    for batch, sizes in batches:
+        held.append((batch, sizes))
+        held_bytes += int(sizes.sum())
+        held_rows += batch.num_rows
+        if not plan.fits_in_memory(held_bytes, held_rows, limit):
+            return held_bytes, held_rows, False
+        if total_rows is not None and held_rows < total_rows and not plan.fits_in_memory(
+            held_bytes * total_rows // held_rows, total_rows, limit
+        ):
+            return held_bytes, held_rows, False  # the first rows show that the rest will not fit either
+    return held_bytes, held_rows, True
+
+
+def _first_bytes(
+    batches: Iterator[tuple[pa.RecordBatch, np.ndarray]], most: int
+) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
+    """The first of ``batches``, up to and including the one that brings their rows to ``most`` bytes."""
+    seen = 0
+    for batch, sizes in batches:
+        yield batch, sizes
+        seen += int(sizes.sum())
+        if seen >= most:
+            return
+
+
+def row_estimate(held_bytes: int, held_rows: int, total_rows: int | None, disk_bytes: int) -> Estimate:
+    """What pass 1 plans with, from the first ``held_rows`` rows (``held_bytes`` by ``row_sizes``): the
+    files' row count when they say it, else their bytes on disk over the mean row (at least 4x the rows held)."""
+    per_row = held_bytes / max(1, held_rows)
+    est_rows = total_rows if total_rows is not None else max(held_rows * 4, int(disk_bytes / per_row))
+    return Estimate(int(per_row * est_rows), est_rows, per_row)
 
 
 def _bucket_runs(counts: np.ndarray, n: int) -> list[tuple[int, int, int, int]]:

@@ -29,6 +29,18 @@ def create_exclusive(path: str, mode: int = 0o600, flags: int = os.O_RDWR) -> in
     return fd
 
 
+def creation_problem(directory: str) -> str | None:
+    """Why a file could not be created in ``directory`` (a read-only file system, no permission), found
+    without creating one (``--dry-run``); None if nothing says it could not."""
+    try:
+        if os.statvfs(directory).f_flag & os.ST_RDONLY:
+            return os.strerror(errno.EROFS)
+    except OSError as e:
+        return e.strerror
+    effective = os.access in os.supports_effective_ids  # as the process creates files: its effective ids
+    return None if os.access(directory, os.W_OK | os.X_OK, effective_ids=effective) else os.strerror(errno.EACCES)
+
+
 def open_nofollow(path: str, flags: int = os.O_RDONLY) -> int:
     """An existing file opened without following a symlink at its last component (ELOOP if it is one)."""
     return os.open(path, flags | _NOFOLLOW | _CLOEXEC)

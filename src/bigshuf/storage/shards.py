@@ -12,6 +12,7 @@ from ..errors import OutputError, UsageError, option
 from .commit import OutputFiles, backup_name, name_max
 from .layout import Sharding, SplitPart, shard_option, split_target
 from .sinks import CodecChoice, output_codec
+from .safefs import creation_problem
 from .tempspace import remove_dead_outputs
 
 def shard_names(
@@ -116,14 +117,53 @@ def check_shard_count(target: str, shards: int) -> None:
 
 def check_output_directory(
     target: str | None, shards: int | None, compress: CodecChoice | None = None, suffix: str | None = None,
-    *, open_ended: str | None = None, makes_directory: bool = False,
+    *, open_ended: str | None = None, makes_directory: bool = False, dry_run: bool = False,
 ) -> list[str]:
     """Before any input is read: refuse (one line) an output that cannot be written, its directory
     missing (shards create theirs), not writable, a directory where a file is expected, or a
     name too long; and tidy what killed runs left in its directories, finishing their commits.
     ``open_ended`` names the option (``--shard-size``, ``--shard-records``) whose shard count is
     known only at the end: then a few shard names stand for all. A ``makes_directory`` single file
-    (a ``--split`` target) has its missing directories made, as shards do. Returns the final paths checked."""
+    (a ``--split`` target) has its missing directories made, as shards do. ``dry_run`` makes the
+    same checks touching nothing: a directory's permissions and file system tell whether a file
+    can be created there, and nothing is tidied. Returns the final paths checked."""
+    finals = _final_paths(target, shards, compress, suffix, open_ended, makes_directory)
+    if not finals:
+        return []
+    longest: dict[str, int] = {}
+    for final in finals:
+        directory, base = os.path.split(final)
+        longest[directory] = max(longest.get(directory, 0), len(os.fsencode(base)))
+    probe = None if dry_run else OutputFiles()  # its lock, claimed in each directory, proves a file can be created there
+    try:
+        for directory, most in longest.items():
+            place = _existing_ancestor(directory)
+            if not os.path.isdir(place):
+                raise OutputError(f"{target}: {place} is not a directory")
+            if probe is None:
+                problem = creation_problem(place)
+                if problem is not None:
+                    raise OutputError(f"{place}: cannot create a file: {problem}")
+            else:
+                if place == directory:
+                    remove_dead_outputs(directory)
+                probe.claim(place)  # writable, not a read-only file system
+            if most > name_max(place):
+                raise OutputError(f"{target}: File name too long")
+        for final in finals:
+            _check_replaceable(final, probe)
+    finally:
+        if probe is not None:
+            probe.release()
+    return finals
+
+
+def _final_paths(
+    target: str | None, shards: int | None, compress: CodecChoice | None, suffix: str | None,
+    open_ended: str | None, makes_directory: bool,
+) -> list[str]:
+    """The real paths the output's files take (none for standard output, a device or a FIFO), after
+    the checks that only read: a directory where a file is expected, a missing directory, shard names."""
     if target is None or target == "-":
         return []
     if shards is None and open_ended is None:
@@ -158,39 +198,21 @@ def check_output_directory(
             # Two shards renamed onto one file (a symlink, or '..' in the pattern) would lose one.
             if first.setdefault(final, i) != i:
                 raise OutputError(f"{target}: shards {first[final]} and {i} would both be written to {final}")
-    longest: dict[str, int] = {}
-    for final in finals:
-        directory, base = os.path.split(final)
-        longest[directory] = max(longest.get(directory, 0), len(os.fsencode(base)))
-    probe = OutputFiles()  # its lock, claimed in each directory, proves a file can be created there
-    try:
-        for directory, most in longest.items():
-            place = _existing_ancestor(directory)
-            if not os.path.isdir(place):
-                raise OutputError(f"{target}: {place} is not a directory")
-            if place == directory:
-                remove_dead_outputs(directory)
-            probe.claim(place)  # writable, not a read-only file system
-            if most > name_max(place):
-                raise OutputError(f"{target}: File name too long")
-        for final in finals:
-            _check_replaceable(final, probe)
-    finally:
-        probe.release()
     return finals
 
 
-def _check_replaceable(final: str, probe: OutputFiles) -> None:
+def _check_replaceable(final: str, probe: OutputFiles | None) -> None:
     """Refuse, before any input is read, a target the commit could not put in place: a
     directory, or an existing file that cannot be hard-linked (immutable or append-only), since
-    the commit keeps the old file as a hard-linked backup until the new one is in."""
+    the commit keeps the old file as a hard-linked backup until the new one is in (tried only
+    with a ``probe``: a dry run links nothing)."""
     try:
         st = os.stat(final)
     except OSError:
         return  # a new file
     if stat.S_ISDIR(st.st_mode):
         raise OutputError(f"{final}: Is a directory")
-    if not stat.S_ISREG(st.st_mode):
+    if not stat.S_ISREG(st.st_mode) or probe is None:
         return
     backup = backup_name(probe.temp_name(final))
     try:
@@ -202,15 +224,17 @@ def _check_replaceable(final: str, probe: OutputFiles) -> None:
 
 def check_outputs(
     target: str | None, sharding: Sharding, split: tuple[SplitPart, ...] | None, manifest: str | None,
-    compress: CodecChoice | None = None, suffix: str | None = None,
+    compress: CodecChoice | None = None, suffix: str | None = None, *, dry_run: bool = False,
 ) -> None:
     """``check_output_directory`` for every split's target, then no two splits (nor the manifest)
-    on one file, and the manifest's own directory writable."""
+    on one file, and the manifest's own directory writable (``dry_run``: touching nothing)."""
     open_ended = shard_option(sharding) if sharding.open_ended else None
     targets = [target] if split is None or target is None else [split_target(target, p.name) for p in split]
     owner: dict[str, str] = {}
     for name, each in zip([None] if split is None else [p.name for p in split], targets):
-        checked = check_output_directory(each, sharding.count, compress, suffix, open_ended=open_ended, makes_directory=split is not None)
+        checked = check_output_directory(
+            each, sharding.count, compress, suffix, open_ended=open_ended, makes_directory=split is not None, dry_run=dry_run,
+        )
         for final in checked:
             if final in owner:
                 raise OutputError(f"{option('split')}: splits '{owner[final]}' and '{name}' would both be written to {final}")
@@ -219,4 +243,4 @@ def check_outputs(
         final = os.path.realpath(manifest)
         if final in owner or any(os.path.dirname(f) == final for f in owner):
             raise OutputError(f"{manifest}: the manifest would be written over an output")
-        check_output_directory(manifest, None, makes_directory=True)
+        check_output_directory(manifest, None, makes_directory=True, dry_run=dry_run)

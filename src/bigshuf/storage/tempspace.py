@@ -18,7 +18,7 @@ from types import TracebackType
 
 from ..errors import TempSpaceError, option
 from ..core.plan import format_size
-from .safefs import check_private_directory, create_exclusive, make_private_directory, open_nofollow, sync_directory
+from .safefs import check_private_directory, create_exclusive, creation_problem, make_private_directory, open_nofollow, sync_directory
 
 
 def default_tmp_dir() -> str:
@@ -243,9 +243,7 @@ class TempSpace:
         self._lock = -1
 
     def __enter__(self) -> TempSpace:
-        if not os.path.isdir(self.parent):
-            problem = "is not a directory" if os.path.exists(self.parent) else "does not exist"
-            raise TempSpaceError(f"{self.parent}: temporary directory {problem}; choose another with {option('tmp_dir')}")
+        check_parent(self.parent)
         remove_dead_runs(self.parent)
         if self.resume_name is not None:
             return self._enter_resumable()
@@ -335,9 +333,27 @@ class TempSpace:
 
     def check_free(self, needed: int) -> None:
         """Fail before pass 1 if the directory cannot hold ``needed`` bytes of buckets."""
-        free = shutil.disk_usage(self.path).free
-        if free < needed:
-            raise TempSpaceError(
-                f"{self.parent}: not enough temporary space: need {format_size(needed)}, "
-                f"{format_size(free)} free; choose another directory with {option('tmp_dir')}"
-            )
+        check_space(self.parent, needed, shutil.disk_usage(self.path).free)
+
+
+def check_parent(parent: str) -> None:
+    """Refuse a ``-T`` that is missing or not a directory (before a run makes its directory there)."""
+    if not os.path.isdir(parent):
+        problem = "is not a directory" if os.path.exists(parent) else "does not exist"
+        raise TempSpaceError(f"{parent}: temporary directory {problem}; choose another with {option('tmp_dir')}")
+
+
+def check_creatable(parent: str) -> None:
+    """``--dry-run``: refuse a ``-T`` a run could not make its directory in, found without trying."""
+    problem = creation_problem(parent)
+    if problem is not None:
+        raise TempSpaceError(f"{parent}: cannot create a temporary directory: {problem}; choose another with {option('tmp_dir')}")
+
+
+def check_space(parent: str, needed: int, free: int) -> None:
+    """Refuse buckets of ``needed`` bytes in ``parent`` (``-T``) with ``free`` bytes free there."""
+    if free < needed:
+        raise TempSpaceError(
+            f"{parent}: not enough temporary space: need {format_size(needed)}, "
+            f"{format_size(free)} free; choose another directory with {option('tmp_dir')}"
+        )

@@ -1,0 +1,362 @@
+"""``--dry-run``: what a shuffle would do and need, worked out by the run's own code, writing nothing.
+
+The format's run looks at the start of the input as pass 1 would (``TwoPass.sample``) and names
+its output (``TwoPass.output_plan``); the figures come from ``core.plan`` and the driver, and the
+checks are the run's own (``storage.tempspace``, ``storage.shards``) made without creating,
+locking or removing anything. The plan is a list of parts, each a small function that adds its
+``name: value`` lines and checks, so that a new option adds its part to ``PARTS``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+from .core import plan
+from .core.driver import OutputPlan, Sample, level_buckets
+from .errors import BigShufError, option, render
+from .formats import registry
+from .request import Request, resolve_memory
+from .storage.output import OPEN_SHARDS
+from .storage.layout import parse_split
+from .storage.shards import check_outputs, shard_names
+from .storage.sources import BytesSource
+from .storage.tempspace import check_creatable, check_parent, check_space, default_tmp_dir
+
+
+@dataclass(frozen=True)
+class Check:
+    """One thing the run needs: ``name`` (as its plan line), whether it holds, and if not why, as
+    the run would fail (a message with ``errors.option`` names; ``RunPlan.render`` spells them)."""
+
+    name: str
+    passed: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What a shuffle would do and need (``plan_shuffle``): its figures, its ``name: value`` lines,
+    and its checks. None stands for a figure that cannot be known without running."""
+
+    #: Input files (or sources) and their bytes as stored.
+    inputs: int
+    input_bytes: int | None
+    #: Bytes and count of the records (decompressed), counted when ``exact``, else estimated.
+    nbytes: int | None
+    records: int | None
+    exact: bool
+    #: ``-S`` in bytes.
+    memory: int
+    #: Whether the records are shuffled in memory (one pass) or through temporary buckets.
+    in_memory: bool | None
+    passes: int | None
+    #: Buckets of the first scatter (0 in memory).
+    buckets: int | None
+    tmp_dir: str
+    temp_needed: int | None
+    temp_free: int | None
+    descriptors: int | None
+    #: ``ulimit -n``: -1 unlimited, None unknown.
+    descriptor_limit: int | None
+    #: The files the output is written to (empty for standard output).
+    outputs: tuple[str, ...]
+    lines: tuple[tuple[str, str], ...]
+    checks: tuple[Check, ...]
+
+    @property
+    def ok(self) -> bool:
+        """Whether every check passed: the run would start."""
+        return all(c.passed for c in self.checks)
+
+    @property
+    def failures(self) -> tuple[Check, ...]:
+        """The checks that failed, in the order of the plan."""
+        return tuple(c for c in self.checks if not c.passed)
+
+    def render(self, cli: bool = False) -> str:
+        """The plan as text, one ``name: value`` line each, then ``ok`` or a ``failed:`` line per failed
+        check; settings spelt for the command line (``cli``) or the library."""
+        text = [f"{name}: {value}" for name, value in self.lines]
+        text += [f"failed: {c.name}: {c.reason}" for c in self.failures] or ["ok"]
+        return render("".join(line + "\n" for line in text), cli)
+
+
+@dataclass
+class Facts:
+    """What the parts of a plan are made from, worked out once: the request, the format's sample of
+    its input, the path, and the output; the parts add their lines and checks."""
+
+    request: Request
+    limit: int
+    sample: Sample
+    #: Why the input could not be read (a message of the run's), if it could not.
+    input_error: str = ""
+    buckets: int | None = None
+    passes: int | None = None
+    tmp_dir: str = ""
+    temp_free: int | None = None
+    output: OutputPlan | None = None
+    output_error: str = ""
+    outputs: list[str] = field(default_factory=list)
+    descriptors: int | None = None
+    lines: list[tuple[str, str]] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+
+    def line(self, name: str, value: str) -> None:
+        """Add the plan line ``name: value``."""
+        self.lines.append((name, value))
+
+    def check(self, name: str, test: Callable[[], object]) -> None:
+        """Add check ``name``: it fails with the message of the BigShufError ``test`` raises."""
+        try:
+            test()
+        except BigShufError as e:
+            self.checks.append(Check(name, False, _message(e)))
+        else:
+            self.checks.append(Check(name, True))
+
+    @property
+    def in_memory(self) -> bool | None:
+        """Whether the run shuffles in memory (None: unknown); ``-n 0`` reads nothing, and needs no buckets."""
+        return self.sample.in_memory if self.request.head_count != 0 else True
+
+
+def _message(e: BigShufError) -> str:
+    """``e``'s message with its settings still as placeholders, to be spelt for the reader."""
+    return str(e.args[0]) if e.args else type(e).__name__
+
+
+def plan_request(request: Request) -> RunPlan:
+    """The plan of ``request`` (built and checked by ``Request.build``): every part in ``PARTS`` in turn."""
+    facts = _gather(request)
+    for part in PARTS:
+        part(facts)
+    sample = facts.sample
+    est = sample.estimate
+    return RunPlan(
+        inputs=len(request.inputs), input_bytes=_stored_bytes(request.inputs),
+        nbytes=None if est is None else est.nbytes, records=None if est is None else est.records, exact=sample.exact,
+        memory=facts.limit, in_memory=facts.in_memory, passes=facts.passes, buckets=facts.buckets,
+        tmp_dir=facts.tmp_dir, temp_needed=_temp_needed(facts),
+        temp_free=facts.temp_free, descriptors=facts.descriptors, descriptor_limit=plan.open_file_limit(),
+        outputs=tuple(facts.outputs), lines=tuple(facts.lines), checks=tuple(facts.checks),
+    )
+
+
+def _gather(request: Request) -> Facts:
+    """Sample the input, choose the path and count the buckets as the run would, and name the output."""
+    limit = resolve_memory(request.memory)
+    run = registry.run_class(request.family)
+    inputs: list[Any] = list(request.inputs)
+    facts = Facts(request, limit, Sample(None))
+    if request.head_count == 0:
+        facts.sample = Sample(None, why=f"{option('head_count')} 0 reads no input")
+    else:
+        try:
+            facts.sample = run.sample(request, inputs)
+        except BigShufError as e:
+            facts.input_error = _message(e)
+            facts.sample = Sample(None, why="the input cannot be read")
+    facts.tmp_dir = request.tmp_dir or default_tmp_dir()
+    try:
+        facts.temp_free = shutil.disk_usage(facts.tmp_dir).free
+    except OSError:
+        facts.temp_free = None
+    est = facts.sample.estimate
+    if facts.in_memory:
+        facts.buckets, facts.passes = 0, 1
+    elif est is not None and (est.nbytes is not None or facts.temp_free is not None):
+        free = facts.temp_free
+        facts.buckets = level_buckets(est, limit, lambda: free or 0)
+        known = est.nbytes is not None and est.records is not None
+        facts.passes = plan.expected_passes(est.nbytes or 0, est.records or 0, limit) if known else None
+    try:
+        facts.output = run.output_plan(request, inputs)
+    except BigShufError as e:
+        facts.output_error = _message(e)
+    return facts
+
+
+def _temp_needed(facts: Facts) -> int | None:
+    """Temporary bytes the run needs: none in memory, the sample's figure when external."""
+    if facts.in_memory:
+        return 0
+    return facts.sample.temp_bytes if facts.in_memory is False else None
+
+
+def _stored_bytes(inputs: tuple[Any, ...]) -> int | None:
+    """The inputs' bytes as stored (compressed files at their size on disk); None if any is unknown."""
+    total = 0
+    for item in inputs:
+        if isinstance(item, BytesSource):
+            total += len(item.data)
+            continue
+        if not isinstance(item, str) or item == "-":
+            return None
+        try:
+            total += os.stat(item).st_size
+        except OSError:
+            return None
+    return total
+
+
+def _size(n: int | None) -> str:
+    """A byte count for a plan line ('unknown' for None)."""
+    return "unknown" if n is None else plan.format_size(n)
+
+
+# The parts of a plan, in the order of its lines.
+
+
+def _inputs(facts: Facts) -> None:
+    """``inputs: 3 files, 1.2 GiB`` and the check that they can be read."""
+    items = facts.request.inputs
+    files = sum(isinstance(i, str) and i != "-" for i in items)
+    words = [f"{files} file{'s' if files != 1 else ''}"] if files else []
+    if "-" in items:
+        words.append("standard input")
+    words += [getattr(i, "name", "a source") for i in items if not isinstance(i, str)]
+    stored = _stored_bytes(items)
+    words.append(_size(stored) if stored is not None else "size unknown")
+    facts.line("inputs", ", ".join(words))
+    facts.check("inputs", lambda: facts.input_error and _raise(facts.input_error))
+
+
+def _records(facts: Facts) -> None:
+    """``records: ~1,234,567, ~1.2 GiB (estimated from the first 1.0 MiB)``, or counted, or why unknown."""
+    sample, est = facts.sample, facts.sample.estimate
+    if est is None or est.records is None or est.nbytes is None:
+        facts.line("records", f"unknown ({sample.why or 'the input does not say its size'})")
+        return
+    if sample.exact:
+        facts.line("records", f"{est.records:,}, {plan.format_size(est.nbytes)} (counted: the whole input was read)")
+    else:
+        facts.line(
+            "records", f"~{est.records:,}, ~{plan.format_size(est.nbytes)} (estimated from the first {plan.format_size(sample.sampled)})"
+        )
+    count = facts.request.head_count
+    if count is not None:
+        kept = count if facts.request.repeat else min(est.records, count)
+        about = "~" if kept < count and not sample.exact else ""
+        facts.line("records written", f"{about}{kept:,} ({option('head_count')})")
+
+
+def _memory(facts: Facts) -> None:
+    """``memory: 256.0 MiB (-S)`` and the refusal the format would make once it had read this much."""
+    given = facts.request.memory is not None
+    facts.line("memory", f"{plan.format_size(facts.limit)} ({option('memory') if given else f'default: {plan.DEFAULT_MEMORY} of RAM'})")
+    refusal = facts.sample.refusal
+    if refusal:
+        facts.check("memory", lambda: _raise(refusal))
+
+
+def _path(facts: Facts) -> None:
+    """``path: in memory, 1 pass`` or ``path: external, 2 passes, 37 buckets`` (with the worker threads)."""
+    request = facts.request
+    threads = f", {request.workers} thread{'s' if request.workers != 1 else ''}"
+    if request.head_count == 0:
+        facts.line("path", f"none ({option('head_count')} 0 reads no input)")
+    elif facts.in_memory:
+        facts.line("path", f"in memory, 1 pass{threads}")
+    elif facts.in_memory is None:
+        facts.line("path", f"unknown ({facts.sample.why or 'the input does not say its size'})")
+    else:
+        passes = "at least 2 passes" if facts.passes is None else f"{facts.passes} passes"
+        buckets = "buckets by the free space" if facts.buckets is None else f"{facts.buckets} buckets"
+        facts.line("path", f"external, {passes}, {buckets}{threads}")
+
+
+def _temp_space(facts: Facts) -> None:
+    """``temporary space: needs 1.3 GiB in /tmp, 40.0 GiB free``, checked as the run checks its -T."""
+    parent, free, need = facts.tmp_dir, facts.temp_free, facts.sample.temp_bytes
+    if facts.in_memory:
+        facts.line("temporary space", "none (in memory)" if facts.request.head_count != 0 else "none")
+        return
+    where = f"in {parent}, {_size(free)} free"
+    amount = "an unknown amount" if need is None else ("" if facts.sample.sized else "~") + plan.format_size(need)
+    facts.line("temporary space", f"needs {amount} {where}")
+
+    def usable() -> None:
+        check_parent(parent)
+        check_creatable(parent)
+        if need is not None and free is not None:
+            check_space(parent, need, free)
+
+    facts.check("temporary space", usable)
+
+
+def _descriptors(facts: Facts) -> None:
+    """``file descriptors: needs 45, limit 1024``: the bucket files and output files open at once."""
+    out = facts.output
+    files = 0 if out is None or out.target in (None, "-") else min(out.shards or 1, OPEN_SHARDS)
+    if facts.buckets is None:
+        facts.line("file descriptors", "unknown (so is the bucket count)")
+        return
+    need = facts.descriptors = plan.descriptors_needed(facts.buckets, files)
+    soft = plan.open_file_limit()
+    facts.line("file descriptors", f"needs {need}, limit {'unlimited' if soft == -1 else 'unknown' if soft is None else soft}")
+    if soft is not None and soft != -1:
+        limit = soft
+
+        def enough() -> None:
+            if need > limit:
+                raise _Failed(f"{need} files open at once, more than the limit of {limit} (Too many open files); raise it with ulimit -n")
+
+        facts.check("file descriptors", enough)
+
+
+def _output(facts: Facts) -> None:
+    """``output: out/part-00000.jsonl.zst ... out/part-00031.jsonl.zst (32 shards)``, checked as the run
+    checks it before reading (without creating, locking or tidying anything)."""
+    out = facts.output
+    if out is None:
+        facts.line("output", "unknown")
+        facts.check("output", lambda: _raise(facts.output_error))
+        return
+    if out.target in (None, "-"):
+        facts.line("output", "standard output")
+    elif out.split is not None or out.sharding.open_ended:
+        cut = [] if out.split is None else [f"splits {out.split}"]
+        if out.sharding.records is not None:
+            cut.append(f"shards of {out.sharding.records} records")
+        elif out.sharding.size is not None:
+            cut.append(f"shards of {plan.format_size(out.sharding.size)}")
+        elif out.shards is not None:
+            cut.append(f"{out.shards} shards each")
+        facts.line("output", f"{out.target} ({'; '.join(cut)})")
+    elif out.shards is None:
+        facts.outputs = [out.target]
+        exists = os.path.isfile(out.target)
+        facts.line("output", f"{out.target}{' (replaces an existing file)' if exists else ''}")
+    else:
+        target, shards = out.target, out.shards
+        try:
+            directory = os.path.isdir(target) or target.endswith(os.sep)
+            facts.outputs = shard_names(target, shards, out.compress, directory, suffix=out.suffix)
+        except BigShufError:
+            pass  # the check below says what is wrong with the names
+        shown = target if not facts.outputs else facts.outputs[0] if shards == 1 else f"{facts.outputs[0]} ... {facts.outputs[-1]}"
+        facts.line("output", f"{shown} ({shards} shard{'s' if shards != 1 else ''})")
+    if out.manifest is not None:
+        facts.line("manifest", out.manifest)
+    split = None if out.split is None else parse_split(out.split)
+    facts.check(
+        "output", lambda: check_outputs(out.target, out.sharding, split, out.manifest, out.compress, out.suffix, dry_run=True)
+    )
+
+
+class _Failed(BigShufError):
+    """A check of the plan's own that failed (its message as the run would word it)."""
+
+
+def _raise(message: str) -> NoReturn:
+    """Fail a check with ``message``."""
+    raise _Failed(message)
+
+
+#: The parts of a plan, each adding its lines and checks to the ``Facts``; a new option adds its own.
+PARTS: list[Callable[[Facts], None]] = [_inputs, _records, _memory, _path, _temp_space, _descriptors, _output]

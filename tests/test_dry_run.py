@@ -1,0 +1,310 @@
+"""``--dry-run`` and ``plan_shuffle``: the plan's figures against what the run then does, its checks
+failing as the run would fail (a too-small -T, an output that cannot be written, too few file
+descriptors), and nothing created, written, locked or removed anywhere."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import resource
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bigshuf import UsageError, plan_shuffle, shuffle
+from bigshuf.core.plan import format_size
+from helpers import make_records, write_records
+
+from conftest import Runner
+
+
+def _tree(path: Path) -> dict[str, tuple[Any, ...]]:
+    """Every entry under ``path`` (itself included): type, mode, size, modification time and, for
+    files, a digest of the bytes. A file made and removed again still changes its directory's mtime."""
+    found: dict[str, tuple[Any, ...]] = {}
+    for root, dirs, files in os.walk(path):
+        for name in [".", *dirs, *files]:
+            full = os.path.join(root, name)
+            st = os.lstat(full)
+            digest = hashlib.sha256(Path(full).read_bytes()).hexdigest() if name in files else ""
+            found[os.path.relpath(full, path)] = (st.st_mode, st.st_size, st.st_mtime_ns, digest)
+    return found
+
+
+def _leftovers(temp: Path, out: Path) -> None:
+    """Plant what killed runs leave (a dead run's temporary directory, an output lock): a dry run must
+    not tidy them, as a real run would."""
+    dead = temp / "bigshuf-0123456789ab"
+    dead.mkdir()
+    (dead / "lock").write_bytes(b"")
+    (dead / "bucket-00000").write_bytes(b"left\n")
+    (out / ".bigshuf-0123456789ab.lock").write_bytes(b"")
+    (out / ".out.txt.0123456789ab.bigshuf-tmp").write_bytes(b"partial\n")
+
+
+def _mount_tmpfs(path: Path, options: str) -> None:
+    """Mount a tmpfs with ``options`` at ``path``, or skip the test (it needs root)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    path.mkdir()
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        pytest.skip(f"cannot mount a tmpfs here: {e}")
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs, unmounted afterwards."""
+    mnt = tmp_path / "small"
+    _mount_tmpfs(mnt, "size=1m")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+@pytest.fixture
+def read_only_fs(tmp_path: Path) -> Iterator[Path]:
+    """A read-only tmpfs, unmounted afterwards."""
+    mnt = tmp_path / "ro"
+    _mount_tmpfs(mnt, "size=1m,ro")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def _lines(stdout: bytes) -> dict[str, str]:
+    """The plan's ``name: value`` lines by name."""
+    return dict(line.split(": ", 1) for line in stdout.decode().splitlines() if ": " in line)
+
+
+def test_in_memory_plan_counts_a_small_input_and_the_run_agrees(tmp_path: Path) -> None:
+    records = make_records(3000, seed=3)
+    src = write_records(tmp_path / "in.txt", records)
+    temp, out = tmp_path / "T", tmp_path / "out"
+    temp.mkdir(), out.mkdir()
+    before = _tree(tmp_path)
+    found = plan_shuffle(src, out / "o.txt", tmp_dir=temp, memory="64M")
+    assert _tree(tmp_path) == before
+    assert found.ok and found.exact and found.in_memory
+    assert (found.records, found.nbytes, found.passes, found.buckets, found.temp_needed) == (3000, src.stat().st_size, 1, 0, 0)
+    assert found.outputs == (str(out / "o.txt"),)
+    text = found.render()
+    assert f"records: 3,000, " in text and "path: in memory, 1 pass" in text and "memory: 64.0 MiB (memory=)" in text
+    assert text.endswith("\nok\n")
+    stats = shuffle(src, out / "o.txt", tmp_dir=temp, memory="64M")
+    assert (stats.records, stats.passes, stats.buckets) == (found.records, found.passes, found.buckets)
+
+
+@pytest.mark.parametrize("memory", ["1M", "256K"])
+def test_external_plan_has_the_runs_buckets_and_passes(tmp_path: Path, memory: str) -> None:
+    src = write_records(tmp_path / "in.jsonl", make_records(40000, seed=4, min_len=40, max_len=120))  # ~3.3 MB
+    temp, out = tmp_path / "T", tmp_path / "out"
+    temp.mkdir(), out.mkdir()
+    _leftovers(temp, out)
+    before = _tree(tmp_path)
+    found = plan_shuffle(src, out / "o.jsonl", tmp_dir=temp, memory=memory, seed=1)
+    assert _tree(tmp_path) == before
+    assert found.ok and not found.exact and found.in_memory is False
+    assert found.temp_needed == found.nbytes == src.stat().st_size + 1  # the run's figure: the size, one separator per input
+    assert found.records is not None and abs(found.records - 40000) < 40000 * 0.1
+    assert found.descriptors == 6 + found.buckets + 1
+    stats = shuffle(src, out / "o.jsonl", tmp_dir=temp, memory=memory, seed=1)
+    assert (found.buckets, found.passes) == (stats.buckets, stats.passes) and stats.passes == 2
+
+
+@pytest.mark.parametrize("memory", ["1M", "4M", "64M"])
+@pytest.mark.parametrize("kind", ["parquet", "jsonl"])
+def test_table_plan_has_the_runs_path_buckets_and_passes(tmp_path: Path, kind: str, memory: str) -> None:
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    rows = 60000
+    if kind == "parquet":
+        src = tmp_path / "t.parquet"
+        pq.write_table(pa.table({"id": list(range(rows)), "s": ["v" * (i % 90) for i in range(rows)]}), src, row_group_size=20000)
+    else:
+        src = tmp_path / "t.jsonl"
+        src.write_text("".join(f'{{"id": {i}, "s": "{"v" * (i % 90)}"}}\n' for i in range(rows)))
+    temp = tmp_path / "T"
+    temp.mkdir()
+    before = _tree(tmp_path)
+    found = plan_shuffle(src, tmp_path / "o.parquet", tmp_dir=temp, memory=memory, seed=1)
+    assert _tree(tmp_path) == before
+    assert found.ok
+    if kind == "parquet" or found.exact:
+        assert found.records == rows  # the files' row count, or every row read
+    stats = shuffle(src, tmp_path / "o.parquet", tmp_dir=temp, memory=memory, seed=1)
+    assert (found.in_memory, found.buckets, found.passes) == (stats.buckets == 0, stats.buckets, stats.passes)
+
+
+def test_cli_plan_of_shards_exits_0_and_makes_no_directory(tmp_path: Path, run_cli: Runner) -> None:
+    src = write_records(tmp_path / "in.jsonl", make_records(20000, seed=5))
+    temp = tmp_path / "T"
+    temp.mkdir()
+    before = _tree(tmp_path)
+    code, out, err = run_cli(
+        ["--dry-run", src, "-S", "1M", "-T", temp, "--shards", "4", "-o", tmp_path / "shards" / "part-{:02d}.jsonl.zst"]
+    )
+    assert (code, err) == (0, b"")
+    assert _tree(tmp_path) == before and not (tmp_path / "shards").exists()
+    lines = _lines(out)
+    assert lines["inputs"] == f"1 file, {format_size(src.stat().st_size)}"
+    assert lines["memory"] == "1.0 MiB (-S)"
+    assert lines["path"].startswith("external, 2 passes, ") and " buckets, " in lines["path"]
+    assert lines["temporary space"].startswith("needs ") and f" in {temp}, " in lines["temporary space"]
+    assert lines["output"] == f"{tmp_path}/shards/part-00.jsonl.zst ... {tmp_path}/shards/part-03.jsonl.zst (4 shards)"
+    assert out.decode().splitlines()[-1] == "ok"
+
+
+def test_too_small_temporary_directory_fails_naming_it_and_writes_nothing(
+    tmp_path: Path, small_fs: Path, run_cli: Runner
+) -> None:
+    src = write_records(tmp_path / "in.txt", make_records(40000, seed=1))  # ~2 MB, twice the tmpfs
+    out = tmp_path / "out"
+    out.mkdir()
+    _leftovers(small_fs, out)
+    before_temp, before_out = _tree(small_fs), _tree(out)
+    args = [src, "-S", "256K", "-T", small_fs, "-o", out / "out.txt"]
+    code, stdout, err = run_cli(["--dry-run", *args])
+    assert code == 1
+    assert _tree(small_fs) == before_temp and _tree(out) == before_out
+    message = err.decode().splitlines()
+    need, free = format_size(src.stat().st_size + 1), format_size(shutil.disk_usage(small_fs).free)
+    assert message == [f"bigshuf: {small_fs}: not enough temporary space: need {need}, {free} free; choose another directory with -T"]
+    assert f"failed: temporary space: {message[0].removeprefix('bigshuf: ')}" in stdout.decode().splitlines()
+    # The run fails with the same words (with the dead run the dry run left alone gone, as the run tidies it).
+    shutil.rmtree(small_fs / "bigshuf-0123456789ab")
+    _, _, planned = run_cli(["--dry-run", *args])
+    code, _, err = run_cli(args)
+    assert code == 1 and err.splitlines()[-1:] == planned.splitlines() and b"not enough temporary space" in err
+
+
+def test_output_directory_missing_fails_as_the_run_does(tmp_path: Path, run_cli: Runner) -> None:
+    src = write_records(tmp_path / "in.txt", make_records(100, seed=2))
+    args = [src, "-o", tmp_path / "nowhere" / "out.txt"]
+    code, stdout, err = run_cli(["--dry-run", *args])
+    assert code == 1 and err == f"bigshuf: {tmp_path}/nowhere/out.txt: No such file or directory\n".encode()
+    assert b"\nfailed: output: " in stdout
+    assert run_cli(args)[::2] == (1, err)
+
+
+def test_read_only_output_directory_fails_as_the_run_does(tmp_path: Path, read_only_fs: Path, run_cli: Runner) -> None:
+    src = write_records(tmp_path / "in.txt", make_records(100, seed=2))
+    args = [src, "-o", read_only_fs / "out.txt"]
+    code, _, err = run_cli(["--dry-run", *args])
+    assert code == 1 and err == f"bigshuf: {read_only_fs}: cannot create a file: Read-only file system\n".encode()
+    assert run_cli(args)[::2] == (1, err)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into any directory")
+def test_unwritable_output_directory_fails(tmp_path: Path, run_cli: Runner) -> None:
+    src = write_records(tmp_path / "in.txt", make_records(100, seed=2))
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    code, _, err = run_cli(["--dry-run", src, "-o", locked / "out.txt"])
+    assert code == 1 and err == f"bigshuf: {locked}: cannot create a file: Permission denied\n".encode()
+
+
+_AS_NOBODY = """
+import os, sys
+import bigshuf
+src, target = sys.argv[1:]
+bigshuf.plan_shuffle(src, target)  # every module loaded while still root
+os.setgroups([])
+os.setresgid(65534, 65534, 65534)
+os.setresuid(65534, 65534, 65534)
+found = bigshuf.plan_shuffle(src, target)
+print(found.failures[0].reason if found.failures else "ok")
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing user needs root")
+def test_output_directory_another_user_cannot_write(tmp_path: Path) -> None:
+    import tempfile
+
+    # Under /tmp, not pytest's private directory, so that the other user can reach it.
+    shared = Path(tempfile.mkdtemp(prefix="bigshuf-dry-run-test-", dir="/tmp"))
+    try:
+        shared.chmod(0o755)
+        src = write_records(shared / "in.txt", make_records(100, seed=2))
+        locked = shared / "locked"
+        locked.mkdir(mode=0o755)
+        proc = subprocess.run(
+            [sys.executable, "-c", _AS_NOBODY, str(src), str(locked / "out.txt")], capture_output=True, timeout=60
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.decode() == f"{locked}: cannot create a file: Permission denied\n"
+    finally:
+        shutil.rmtree(shared)
+
+
+def _with_open_files(limit: int, args: list[str]) -> subprocess.CompletedProcess[bytes]:
+    """``bigshuf args`` under ``ulimit -n limit``."""
+    def lower() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+
+    return subprocess.run([sys.executable, "-m", "bigshuf", *args], capture_output=True, timeout=60, preexec_fn=lower)
+
+
+def test_file_descriptors_needed_are_what_the_run_needs(tmp_path: Path) -> None:
+    # Below 66 open files the run is down to its fewest buckets (2), and needs all it plans for.
+    src = write_records(tmp_path / "in.txt", make_records(20000, seed=6))
+    temp = tmp_path / "T"
+    temp.mkdir()
+    args = [str(src), "-S", "256K", "-T", str(temp), "-o", str(tmp_path / "o.txt")]
+    plan = _with_open_files(32, ["--dry-run", *args])
+    need = int(_lines(plan.stdout)["file descriptors"].split()[1].rstrip(","))
+    assert need == 6 + 2 + 1  # the standard streams, input, locks; two buckets; the output
+    short = _with_open_files(need - 1, ["--dry-run", *args])
+    assert short.returncode == 1
+    assert short.stderr.decode() == (
+        f"bigshuf: {need} files open at once, more than the limit of {need - 1} (Too many open files); raise it with ulimit -n\n"
+    )
+    run = _with_open_files(need - 1, args)
+    assert run.returncode == 1 and b"Too many open files" in run.stderr
+    assert _with_open_files(need, ["--dry-run", *args]).returncode == 0
+    assert _with_open_files(need, args).returncode == 0
+
+
+def test_standard_input_is_not_read(tmp_path: Path) -> None:
+    src = write_records(tmp_path / "in.txt", make_records(1000, seed=7))
+    with open(src, "rb") as stdin:
+        proc = subprocess.run([sys.executable, "-m", "bigshuf", "--dry-run", "-T", str(tmp_path)], stdin=stdin, capture_output=True, timeout=60)
+        assert os.lseek(stdin.fileno(), 0, os.SEEK_CUR) == 0  # the shared offset: nothing was read
+    assert proc.returncode == 0
+    lines = _lines(proc.stdout)
+    assert lines["inputs"] == "standard input, size unknown"
+    assert lines["records"] == "unknown (standard input is not read by a plan: it could not be read again)"
+
+
+def test_repeat_that_cannot_fit_fails_as_the_run_does(tmp_path: Path, run_cli: Runner) -> None:
+    src = write_records(tmp_path / "in.txt", make_records(40000, seed=1))
+    args = [src, "-r", "-n", "5", "-S", "256K", "-T", tmp_path]
+    code, _, err = run_cli(["--dry-run", *args])
+    assert code == 1 and err == b"bigshuf: --repeat needs the input in memory, and it does not fit in 256.0 KiB; raise -S\n"
+    assert run_cli(args)[::2] == (1, err)
+
+
+def test_a_dry_run_request_is_never_run(tmp_path: Path) -> None:
+    from bigshuf.engines.base import run_request
+    from bigshuf.progress import Progress
+    from bigshuf.request import Request
+
+    src = write_records(tmp_path / "in.txt", make_records(10, seed=1))
+    with pytest.raises(UsageError, match=r"planned, not run"):
+        run_request(Request.build(src, tmp_path / "out.txt", dry_run=True), Progress())
+    assert sorted(os.listdir(tmp_path)) == ["in.txt"]
+
+
+def test_dask_engine_refuses_a_plan(tmp_path: Path) -> None:
+    src = write_records(tmp_path / "in.txt", make_records(10, seed=1))
+    with pytest.raises(UsageError, match=r"^engine='dask' does not support plan_shuffle\(\)$"):
+        plan_shuffle(src, engine="dask")
