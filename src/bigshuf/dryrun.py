@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from .core import plan
+from .core import head, mix as weights, plan
 from .core.driver import OutputPlan, Sample, level_buckets
 from .errors import BigShufError, option, render
 from .formats import registry
@@ -238,11 +238,38 @@ def _records(facts: Facts) -> None:
         facts.line(
             "records", f"~{est.records:,}, ~{plan.format_size(est.nbytes)} (estimated from the first {plan.format_size(sample.sampled)})"
         )
-    count = facts.request.head_count
+    request = facts.request
+    if request.sources:
+        return  # the multiset's size is the sources' line
+    count = head.resolve(request.head_count, request.head_share, est.records)
     if count is not None:
-        kept = count if facts.request.repeat else min(est.records, count)
-        about = "~" if kept < count and not sample.exact else ""
-        facts.line("records written", f"{about}{kept:,} ({option('head_count')})")
+        kept = count if request.repeat else min(est.records, count)
+        exact = sample.exact or (kept == request.head_count and request.head_share is None)
+        share = "" if request.head_share is None else f" {float(request.head_share * 100):g}%"
+        about = "at most " if request.unique else "" if exact else "~"  # -n counts the unique records
+        facts.line("records written", f"{about}{kept:,} ({option('head_count')}{share})")
+
+
+def _mix(facts: Facts) -> None:
+    """``sources: web 3 files rate 0.5, code 1 file rate 2; counted in a first pass``, and what
+    ``--unique`` adds: the weighted multiset and the dedup are planned in words, not figures."""
+    request = facts.request
+    if request.sources:
+        rates = dict(request.rates)
+        words = []
+        for name, files in request.sources:
+            how = f"share {float(dict(request.mix)[name]):g}" if request.mix else f"rate {float(rates.get(name, 1)):g}"
+            words.append(f"{name} {len(files)} file{'s' if len(files) != 1 else ''} {how}")
+        counted = weights.needs_counts(request.source_rates, bool(request.mix))
+        total = ""
+        if request.mix:
+            total = f" of {request.total:,} {request.by}" if request.total is not None else " of the most that repeats no record"
+        facts.line("sources", ", ".join(words) + total + ("; a counting pass reads every input first" if counted else ""))
+    if request.unique:
+        facts.line(
+            "duplicates", f"dropped by {option('unique')}: in memory if the input fits twice in -S, else a dedup pass "
+            "first (temporary space up to twice the input)"
+        )
 
 
 def _memory(facts: Facts) -> None:
@@ -359,4 +386,4 @@ def _raise(message: str) -> NoReturn:
 
 
 #: The parts of a plan, each adding its lines and checks to the ``Facts``; a new option adds its own.
-PARTS: list[Callable[[Facts], None]] = [_inputs, _records, _memory, _path, _temp_space, _descriptors, _output]
+PARTS: list[Callable[[Facts], None]] = [_inputs, _records, _mix, _memory, _path, _temp_space, _descriptors, _output]

@@ -231,7 +231,7 @@ class LineRun(TwoPass):
         counts = None if self.counted_reader is None else self.counted_reader.counted()
         inputs = input_entries(names, counts, [isinstance(s, FileSource) for s in self.sources])
         fmt = {"separator": self.fmt.sep, "lines_per_record": self.fmt.group, "header": self.request.header}
-        return run_entries(self.request, inputs, fmt, self.head_count, self.source_stats())
+        return run_entries(self.request, inputs, fmt, self.head_count, self.source_stats(), self.duplicates)
 
     def finished(self) -> None:
         if self.resume_space is not None:

@@ -56,10 +56,11 @@ def input_entries(
 
 def run_entries(
     request: Any, inputs: list[dict[str, Any]], records_format: dict[str, Any], head_count: int | None,
-    sources: tuple[Any, ...] = (),
+    sources: tuple[Any, ...] = (), duplicates: int = 0,
 ) -> dict[str, Any]:
     """The run-wide part of a manifest: version, command line, seed, settings that shape the output,
-    inputs, and with weighted sources each source's files, records read, rate and records in the mix.
+    inputs, the copies ``--unique`` dropped, and with weighted sources each source's files, records
+    read, rate and records in the mix.
     ``head_count`` is ``-n``'s count as the run resolved it (``-n 10%`` of the records read)."""
     from .. import __version__
 
@@ -79,8 +80,13 @@ def run_entries(
         "format": records_format,
         "inputs": inputs,
         "records_read": records_read,
-        # What -n samples from: the records read, or with weighted sources their copies.
-        "records_shuffled": sum(s.written for s in sources) if sources else records_read,
+        "unique": request.unique,
+        "duplicates": duplicates if request.unique else None,
+        # What -n samples from: the records read (less the copies --unique dropped), or with
+        # weighted sources their copies.
+        "records_shuffled": (
+            sum(s.written for s in sources) if sources else None if records_read is None else records_read - duplicates
+        ),
         "sources": [
             {"name": s.name, "files": [os.path.abspath(f) for f in files.get(s.name, ())], "read": s.read,
              "rate": s.rate, "written": s.written}
@@ -166,7 +172,7 @@ def load_manifest(path: str) -> dict[str, Any]:
             and (out.get("file_bytes") is None or _count(out.get("file_bytes")))
         ):
             raise bad(f"output {i} needs path, records, bytes and fingerprint {{records, bytes, digest}}")
-    for key in ("records_written", "records_read", "records_shuffled"):
+    for key in ("records_written", "records_read", "records_shuffled", "duplicates"):
         if data.get(key) is not None and not _count(data.get(key)):
             raise bad(f"'{key}' is not a count")
     if not _count(data.get("records_written")):
