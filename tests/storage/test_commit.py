@@ -24,6 +24,7 @@ import pytest
 from helpers import make_records, split_records, write_records
 
 import bigshuf
+from bigshuf.storage import tempspace
 
 ROOT = os.geteuid() == 0
 
@@ -105,7 +106,7 @@ def test_sigkill_at_every_commit_step_leaves_old_or_new_shards(tmp_path: Path) -
             break
         assert proc.returncode == -signal.SIGKILL, proc.stderr
         # Whatever the step, the next run touching the directory finds the old or the new files.
-        bigshuf.storage.tempspace.remove_dead_outputs(str(out))
+        tempspace.remove_dead_outputs(str(out))
         now = snapshot(out)
         assert now in (old, new), f"step {step}: {sorted(now)}"
         assert dot_files(out) == [], f"step {step}"
@@ -240,7 +241,7 @@ def test_a_journal_cut_short_by_a_kill_is_removed_with_the_temporary_files(tmp_p
     (out / "part-00000.txt").write_bytes(b"old\n")
     (out / ".part-00000.txt.0123456789ab-0.bigshuf-tmp").write_bytes(b"new\n")
     (out / ".bigshuf-0123456789ab.commit").write_bytes(b'{"bigshuf_commit": 1, "files": [{"temp": "/x/.p')
-    bigshuf.storage.tempspace.remove_dead_outputs(str(out))
+    tempspace.remove_dead_outputs(str(out))
     assert snapshot(out) == {"part-00000.txt": b"old\n"} and dot_files(out) == []
 
 
@@ -252,7 +253,7 @@ def test_an_interrupted_commit_whose_new_file_vanished_is_undone(tmp_path: Path)
     temps = [n for n in dot_files(out) if n.endswith(".bigshuf-tmp")]
     assert len(temps) == 2
     os.unlink(out / temps[0])
-    bigshuf.storage.tempspace.remove_dead_outputs(str(out))
+    tempspace.remove_dead_outputs(str(out))
     assert snapshot(out) == old
     assert dot_files(out) == []
 
@@ -265,7 +266,7 @@ def test_a_journal_not_written_by_bigshuf_is_left_alone(tmp_path: Path) -> None:
     journal = out / ".bigshuf-0123456789ab.commit"
     journal.write_text(f'{{"bigshuf_commit": 1, "files": [{{"temp": "{victim}", "final": "{out}/x", '
                        f'"backup": "{victim}.old", "ino": {victim.stat().st_ino}}}]}}')
-    bigshuf.storage.tempspace.remove_dead_outputs(str(out))
+    tempspace.remove_dead_outputs(str(out))
     assert victim.read_bytes() == b"keep me\n" and journal.exists() and not (out / "x").exists()
 
 
@@ -363,7 +364,7 @@ def test_a_symlink_leftover_pointing_at_a_file_is_not_followed(tmp_path: Path) -
     os.symlink(victim, link)
     old = time.time() - 3600
     os.utime(victim, (old, old))
-    bigshuf.storage.tempspace.remove_dead_outputs(str(dd))
+    tempspace.remove_dead_outputs(str(dd))
     assert victim.read_bytes() == b"keep\n" and os.path.islink(link)
 
 
@@ -384,8 +385,8 @@ def test_another_users_leftovers_are_left_alone(open_dir: Path) -> None:
         (run_dir / "lock").write_bytes(b"")
 
     as_nobody(plant)
-    bigshuf.storage.tempspace.remove_dead_outputs(str(dd))
-    assert bigshuf.storage.tempspace.remove_dead_runs(str(dd)) == []
+    tempspace.remove_dead_outputs(str(dd))
+    assert tempspace.remove_dead_runs(str(dd)) == []
     assert theirs.exists() and legacy.exists() and run_dir.exists()
 
 
@@ -397,7 +398,7 @@ def test_a_symlink_named_like_a_run_directory_is_not_followed(tmp_path: Path) ->
     parent = tmp_path / "t"
     parent.mkdir()
     os.symlink(elsewhere, parent / "bigshuf-0123456789ab")
-    assert bigshuf.storage.tempspace.remove_dead_runs(str(parent)) == []
+    assert tempspace.remove_dead_runs(str(parent)) == []
     assert (elsewhere / "data").read_bytes() == b"keep\n"
 
 
