@@ -156,6 +156,7 @@ def test_exact_counts_per_split_and_source(
     assert {name: dict(Counter(map(source_of, recs))) for name, recs in got.items()} == want
     manifest = json.loads((tmp_path / "m.json").read_text())
     assert manifest["stratified"] == [{"split": n, "records": sum(want[n].values()), "sources": want[n]} for n in names]
+    assert bigshuf.api.check_manifest(tmp_path / "m.json")[0] == []
     stratified = Counter(r for recs in got.values() for r in recs)
     bigshuf.shuffle(output=out, **settings)  # type: ignore[arg-type]
     assert Counter(r for recs in split_outputs(tmp_path, names).values() for r in recs) == stratified
