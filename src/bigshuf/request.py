@@ -374,7 +374,9 @@ def _check_stratify(request: Request) -> None:
     """``stratify`` needs weighted sources and a split to share out, and no ``-n`` (a sample of the
     splits would no longer hold each source's share)."""
     if not request.sources or request.split is None:
-        raise UsageError(f"{option('stratify')} needs {option('source')} and {option('split')}: it gives each split its share of every source")
+        raise UsageError(
+            f"{option('stratify')} needs {option('source')} and {option('split')}: it gives each split its share of every source"
+        )
     if request.sampled:
         raise UsageError(f"{option('stratify')} cannot be combined with {option('head_count')}")
 
