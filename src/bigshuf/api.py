@@ -71,6 +71,7 @@ def shuffle(
     by: str = "records",
     max_rate: float | str = 10,
     unique: bool = False,
+    stratify: bool = False,
 ) -> ShuffleStats:
     """Write the records of ``inputs`` to ``output`` in uniformly random order.
 
@@ -127,6 +128,8 @@ def shuffle(
     ``unique`` keeps one copy of byte-identical records (as ``sort -u``) and shuffles those; the
     count dropped is the result's ``duplicates``. It costs at most one more pass over the data and
     keeps within ``memory`` however many copies there are (lines, local engine).
+    ``stratify`` (with ``sources`` and ``split``) gives every split its share of each source's
+    records in the multiset (largest remainder), each split still a uniform subset in uniform order.
     """
     _check_types(("progress",), Progress, (progress,), optional=True)
     request = Request.build(
@@ -136,7 +139,7 @@ def shuffle(
         split=split, manifest=manifest, compress=compress, compress_temp=compress_temp,
         verify=verify, resume=resume, row_group_size=row_group_size, schema=schema, output_format=output_format,
         sync=sync, threads=threads, engine=engine, scheduler=scheduler, temp_url=temp_url, unique=unique,
-        sources=sources, rates=rates, mix=mix, total=total, by=by, max_rate=max_rate,
+        stratify=stratify, sources=sources, rates=rates, mix=mix, total=total, by=by, max_rate=max_rate,
     )
     return run_request(request, progress or Progress())
 

@@ -162,6 +162,7 @@ def _settings(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
         scheduler=args.scheduler,
         temp_url=args.temp_url,
         unique=args.unique,
+        stratify=args.stratify,
     )
 
 

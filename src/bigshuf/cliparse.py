@@ -125,6 +125,9 @@ Mandatory arguments to long options are mandatory for short options too.
       --total=N             records of a --mix; with --by=bytes, bytes (50G)
       --by=records|bytes    what the shares of --mix count (default: records)
       --max-rate=R          refuse a rate above R (default: 10)
+      --stratify            with --split: give each split its share of every
+                              source's records (valid gets valid's share of
+                              web and of code), still uniform in each split
       --dry-run             write nothing: print what the run would do and
                               need (inputs, records, memory, passes, buckets,
                               temporary space, open files, outputs) and exit
@@ -305,6 +308,7 @@ def _parser() -> _Parser:
     p.add_argument("--lines-per-record", type=_count("--lines-per-record", 1), default=1)
     p.add_argument("--verify", action="store_true")
     p.add_argument("--unique", action="store_true")
+    p.add_argument("--stratify", action="store_true")
     p.add_argument("--no-sync", action="store_true")
     p.add_argument("-j", "--threads", type=_count("--threads", 1))
     p.add_argument("--resume", action="store_true")

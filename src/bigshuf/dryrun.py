@@ -347,7 +347,7 @@ def _output(facts: Facts) -> None:
     if out.target in (None, "-"):
         facts.line("output", "standard output")
     elif out.split is not None or out.sharding.open_ended:
-        cut = [] if out.split is None else [f"splits {out.split}"]
+        cut = [] if out.split is None else [f"splits {out.split}{', stratified by source' if facts.request.stratify else ''}"]
         if out.sharding.records is not None:
             cut.append(f"shards of {out.sharding.records} records")
         elif out.sharding.size is not None:

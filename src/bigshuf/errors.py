@@ -34,6 +34,7 @@ OPTION_SPELLINGS: dict[str, tuple[str, str]] = {
     "verify": ("--verify", "verify=True"),
     "resume": ("--resume", "resume=True"),
     "unique": ("--unique", "unique=True"),
+    "stratify": ("--stratify", "stratify=True"),
     "row_group_size": ("--row-group-size", "row_group_size="),
     "threads": ("-j", "threads="),
     "schema": ("--schema", "schema="),

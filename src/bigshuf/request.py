@@ -81,6 +81,8 @@ class Request:
     resume: bool = False
     #: Keep one copy of byte-identical records (``--unique``), before the shuffle.
     unique: bool = False
+    #: ``--stratify``: each split gets its share of every source's records (see ``core.stratify``).
+    stratify: bool = False
     sync: bool = True
     #: Worker threads; None for every core the process may use.
     threads: int | None = None
@@ -163,7 +165,7 @@ def _typed_settings(raw: dict[str, object]) -> dict[str, Any]:
     typed["header"], typed["lines_per_record"] = _integer("header", raw["header"]), _integer("lines_per_record", raw["lines_per_record"])
     for name in ("shards", "shard_records", "row_group_size", "threads"):
         typed[name] = _optional_integer(name, raw[name])
-    flags = ("zero_terminated", "repeat", "compress_temp", "verify", "resume", "sync", "unique", "dry_run")
+    flags = ("zero_terminated", "repeat", "compress_temp", "verify", "resume", "sync", "unique", "dry_run", "stratify")
     _check_types(flags, bool, tuple(raw[name] for name in flags), optional=False)
     texts = ("compress", "schema", "output_format", "temp_url", "split")
     _check_types(texts, str, tuple(raw[name] for name in texts), optional=True)
@@ -230,6 +232,8 @@ def _check_combinations(request: Request, all_paths: bool) -> None:
         raise UsageError(
             f"{option('shards')} needs {option('head_count')} with {option('repeat')} (shards split a known number of records)"
         )
+    if request.stratify:
+        _check_stratify(request)
     if request.sources:
         _check_sources(request)
     _check_outputs(request)
@@ -366,18 +370,29 @@ def _mix_total(total: object, by: object) -> int | None:
     return value
 
 
+def _check_stratify(request: Request) -> None:
+    """``stratify`` needs weighted sources and a split to share out, and no ``-n`` (a sample of the
+    splits would no longer hold each source's share)."""
+    if not request.sources or request.split is None:
+        raise UsageError(
+            f"{option('stratify')} needs {option('source')} and {option('split')}: it gives each split its share of every source"
+        )
+    if request.sampled:
+        raise UsageError(f"{option('stratify')} cannot be combined with {option('head_count')}")
+
+
 def _check_sources(request: Request) -> None:
     """What weighted sources cannot run with: ``repeat`` and ``resume``, and standard input when
     each source's records must be counted first."""
     for setting, used in (("repeat", request.repeat), ("resume", request.resume), ("unique", request.unique)):
         if used:
             raise UsageError(f"{option('source')} cannot be combined with {option(setting)}")
-    if weights.needs_counts(request.source_rates, bool(request.mix)):
+    if weights.needs_counts(request.source_rates, bool(request.mix)) or request.stratify:
         for name, files in request.sources:
             if "-" in files:
                 raise UsageError(
                     f"source '{name}' reads standard input, but its records must be counted before the shuffle "
-                    f"(for {option('mix')} or a fractional {option('rate')}): name files"
+                    f"(for {option('mix')}, a fractional {option('rate')} or {option('stratify')}): name files"
                 )
 def _shard_size(value: object) -> int | None:
     """``shard_size``: None, a byte count, or a size string (bytes by default; K, M, G, T binary units)."""

@@ -159,6 +159,11 @@ class Mixer:
         self.read = [0] * len(self.names)
         self.written = [0] * len(self.names)
 
+    def multiset_sizes(self) -> list[int]:
+        """Each source's copies in the multiset (``--stratify``; the counts must be known)."""
+        assert self.counts is not None
+        return [copies * n + picks for copies, n, picks in zip(self.copies, self.counts, self._start[0])]
+
     def segments(self, runs: Sequence[tuple[int, int]], size: int) -> list[tuple[int, int, int]]:
         """The byte ranges of a block (``size`` bytes, its files' ``runs``: file index and start)
         held by each source: ``(source, lo, hi)`` in order, empty ones left out."""

@@ -16,6 +16,7 @@ from ..errors import TempSpaceError
 from ..storage.safefs import check_private_directory, create_exclusive, open_nofollow, sync_directory, sync_file
 from .records import INT32_LIMIT, RecordFormat, array_bytes, as_binary_array, find_offsets
 from .streams import draw_ids
+from .stratify import split_ids
 from ..storage.tempspace import full_disk_hint
 from ..storage.threads import signals_held
 from ..storage.writeback import WriteBehind
@@ -92,14 +93,17 @@ def scatter_records(
     max_records: int,
     index: np.ndarray | None = None,
     max_bytes: int = 0,
+    strata: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[Scattered]:
     """``scatter_piece`` over the records of ``piece`` (its offsets), ``max_records`` at a time
     from the one stream, so that bookkeeping stays bounded however short the records are.
 
     With ``index`` the records scattered are ``index``'s (weighted sources: a record listed twice
-    is two copies, each with its own bucket draw), at most ``max_bytes`` of them at a time too."""
+    is two copies, each with its own bucket draw), at most ``max_bytes`` of them at a time too.
+    With ``strata`` (``--stratify``: the splits' bucket bounds, and each entry of ``index``'s split)
+    each draws its bucket from its split's range."""
     if index is not None:
-        return _scatter_copies(piece, offsets, rng, k, keep, max_records, index, max_bytes)
+        return _scatter_copies(piece, offsets, rng, k, keep, max_records, index, max_bytes, strata)
     out = []
     for first in range(0, len(offsets) - 1, max_records):
         stop = min(len(offsets) - 1, first + max_records)
@@ -110,7 +114,7 @@ def scatter_records(
 
 def _scatter_copies(
     piece: np.ndarray, offsets: np.ndarray, rng: np.random.Generator, k: int, keep: int, max_records: int,
-    index: np.ndarray, max_bytes: int,
+    index: np.ndarray, max_bytes: int, strata: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[Scattered]:
     """``scatter_records`` of the records ``index`` lists (copies included), cut into runs of at
     most ``max_records`` records and, unless one record is longer, ``max_bytes`` bytes."""
@@ -120,18 +124,25 @@ def _scatter_copies(
     if max_bytes and total > max_bytes:
         cuts.update(np.searchsorted(ends, np.arange(max_bytes, total, max_bytes), side="right").tolist())
     bounds = sorted(c for c in cuts if 0 <= c < len(index)) + [len(index)]
-    return [scatter_piece(piece, offsets, rng, k, keep, index[lo:hi]) for lo, hi in zip(bounds, bounds[1:]) if hi > lo]
+    return [
+        scatter_piece(piece, offsets, rng, k, keep, index[lo:hi], None if strata is None else (strata[0], strata[1][lo:hi]))
+        for lo, hi in zip(bounds, bounds[1:]) if hi > lo
+    ]
 
 
 def scatter_piece(
-    piece: np.ndarray, offsets: np.ndarray, rng: np.random.Generator, k: int, keep: int, index: np.ndarray | None = None
+    piece: np.ndarray, offsets: np.ndarray, rng: np.random.Generator, k: int, keep: int, index: np.ndarray | None = None,
+    strata: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Scattered:
     """Draw an i.i.d. uniform bucket in ``[0, k)`` for every record (every entry of ``index``,
     when given) and regroup the piece by bucket.
 
     Only buckets ``< keep`` are gathered (``-n`` drops buckets past the ones it needs).
-    Within a bucket records keep their input order; pass 2 shuffles them.
+    Within a bucket records keep their input order; pass 2 shuffles them. With ``strata`` (the
+    splits' bucket bounds and each record's split) a record's bucket is uniform over its split's.
     """
+    if strata is not None:
+        return regroup(piece, offsets, split_ids(rng, strata[0], strata[1], k), k, keep, index)
     return regroup(piece, offsets, draw_ids(rng, k, len(offsets) - 1 if index is None else len(index)), k, keep, index)
 
 

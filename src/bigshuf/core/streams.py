@@ -23,7 +23,7 @@ RANGE_DRAWS: Key = (4,)
 #: The top level of the external path; deeper levels are ``sublevel(level, bucket)``.
 TOP: Key = ()
 
-_SCATTER, _BUCKET, _SUBLEVEL, _PART_DRAWS, _PART, _SELECT = 1, 2, 3, 5, 6, 7
+_SCATTER, _BUCKET, _SUBLEVEL, _PART_DRAWS, _PART, _SELECT, _STRATIFY, _STRATUM = 1, 2, 3, 5, 6, 7, 8, 9
 
 
 def scatter(level: Key, *block: int) -> Key:
@@ -62,6 +62,17 @@ def selection(block: Key) -> Key:
     """Weighted sources: which records of ``block`` (``IN_MEMORY`` for the whole input, else a
     top-level ``scatter`` key) get a copy more for their source's fractional rate."""
     return (_SELECT, *block)
+
+
+def stratify(block: Key) -> Key:
+    """``--stratify``: which split each copy of ``block``'s records (``IN_MEMORY`` for the whole
+    input, else a top-level ``scatter`` key) goes to."""
+    return (_STRATIFY, *block)
+
+
+def stratum(v: int) -> Key:
+    """``--stratify``, the whole input in memory: the permutation of split ``v``'s records."""
+    return (_STRATUM, v)
 
 
 def name(level: Key) -> str:

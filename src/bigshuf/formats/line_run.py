@@ -25,13 +25,14 @@ from ..core.fingerprint import Fingerprint, fingerprint
 from ..core.gather import sample_with_replacement, shuffle_block
 from ..core.resume import Job, JobLock, input_identity, load_state, validate_state
 from ..core.mix import Mixer
+from ..core.stratify import Stratifier
 from ..core.scatter import BucketSet, Scattered, cut_pieces, scatter_records
 from ..core.streams import Key, rng_for
 from ..errors import InputError, UsageError, option
 from ..progress import IN_MEMORY, Progress, dedup_phase, scatter_phase
 from ..storage.output import Output
 from ..storage.layout import Sharding, parse_split
-from ..storage.manifest import input_entries, run_entries
+from ..storage.manifest import input_entries, run_entries, strata_entries
 from ..storage.shards import check_outputs, shard_paths
 from ..request import Request, resolve_memory
 from ..storage.codecs import parse_compress
@@ -135,6 +136,9 @@ class LineRun(TwoPass):
         self.job_lock: JobLock | None = None
         # Weighted sources: which source each input belongs to, and the copies each record gets.
         self.mixer: Mixer | None = None
+        # --stratify: which split each copy goes to, and the top level's buckets each split owns.
+        self.stratifier: Stratifier | None = None
+        self.strata_bounds: np.ndarray | None = None
         if self.resume_name is not None:
             self.out.resume_dir = os.path.abspath(os.path.join(self.tmp_dir or default_tmp_dir(), self.resume_name))
 
@@ -231,7 +235,11 @@ class LineRun(TwoPass):
         counts = None if self.counted_reader is None else self.counted_reader.counted()
         inputs = input_entries(names, counts, [isinstance(s, FileSource) for s in self.sources])
         fmt = {"separator": self.fmt.sep, "lines_per_record": self.fmt.group, "header": self.request.header}
-        return run_entries(self.request, inputs, fmt, self.head_count, self.source_stats(), self.duplicates)
+        entries = run_entries(self.request, inputs, fmt, self.head_count, self.source_stats(), self.duplicates)
+        if self.stratifier is not None and self.out.split is not None:
+            names = [p.name for p in self.out.split]
+            entries["stratified"] = strata_entries(names, self.stratifier.names, self.stratifier.table)
+        return entries
 
     def finished(self) -> None:
         if self.resume_space is not None:
@@ -269,14 +277,14 @@ class LineRun(TwoPass):
         runs = reader.block_runs if blocks is not None else [(0, 0)]
         if final:
             offsets = find_offsets_split(block, self.fmt, self.workers, plan.block_budget(self.limit) // plan.META_PER_RECORD)
-            mult = None if self.mixer is None or offsets[-1] != len(block) else self._copies(block, offsets, runs)
+            mult, per_source = (None, []) if self.mixer is None or offsets[-1] != len(block) else self._copies(block, offsets, runs)
             copies = 0 if mult is None else int(mult.sum())  # the multiset's index, beside the offsets
             if offsets[-1] == len(block) and self._fits_whole(len(block), len(offsets) - 1 + copies):
                 if phase != IN_MEMORY:
                     self._rename_phase(IN_MEMORY, stored, reader)
                 if blocks is None and reader.per_input is not None:  # mapped whole: the reader saw none of it
                     reader.per_input = [[(len(offsets) - 1) * self.fmt.group, len(block)]]
-                self._in_memory(block, offsets, mult)
+                self._in_memory(block, offsets, mult, per_source)
                 return
             del offsets, mult
             if self.mixer is not None:
@@ -363,7 +371,7 @@ class LineRun(TwoPass):
         for s, source in zip(file_source, self.sources):
             size = source.size()
             sizes[s] = None if size is None or sizes[s] is None else sizes[s] + size  # type: ignore[operator]
-        if mix.needs_counts(rates, bool(request.mix)):
+        if mix.needs_counts(rates, bool(request.mix)) or request.stratify:
             counts, nbytes = self._count_sources(file_source, len(names))
             sizes = list(nbytes)
             if request.mix:
@@ -371,6 +379,10 @@ class LineRun(TwoPass):
                 measured = nbytes if request.by == "bytes" else counts
                 rates = mix.solve_mix(names, shares, measured, request.total, request.max_rate, request.by)
         self.mixer = Mixer(names, file_source, rates, counts)
+        if request.stratify:
+            assert request.split is not None
+            self.stratifier = Stratifier(names, self.mixer.multiset_sizes(), parse_split(request.split))
+            self.out.split_totals = self.stratifier.totals
         return self.mixer.expected_factor(sizes)
 
     def _count_sources(self, file_source: list[int], n: int) -> tuple[list[int], list[int]]:
@@ -390,17 +402,21 @@ class LineRun(TwoPass):
         self.progress.close()
         return counts, nbytes
 
-    def _copies(self, block: np.ndarray, offsets: np.ndarray, runs: list[tuple[int, int]]) -> np.ndarray:
-        """Weighted sources, the whole input in memory: the copies of each record in the multiset."""
+    def _copies(self, block: np.ndarray, offsets: np.ndarray, runs: list[tuple[int, int]]) -> tuple[np.ndarray, list[tuple[int, int]]]:
+        """Weighted sources, the whole input in memory: the copies of each record in the multiset,
+        and of each source's run of records (``(source, copies)`` in order)."""
         assert self.mixer is not None
         counts = []
         for s, lo, hi in self.mixer.segments(runs, len(block)):
             first, last = np.searchsorted(offsets, [lo, hi])
             counts.append((s, int(last - first)))
         chosen = self.mixer.pick(self.entropy, streams.selection(streams.IN_MEMORY), counts)
-        return self.mixer.multiplicity(counts, chosen)
+        per_source = [(s, self.mixer.copies[s] * c + len(picks)) for (s, c), picks in zip(counts, chosen)]
+        return self.mixer.multiplicity(counts, chosen), per_source
 
-    def _in_memory(self, block: np.ndarray, offsets: np.ndarray, mult: np.ndarray | None = None) -> None:
+    def _in_memory(
+        self, block: np.ndarray, offsets: np.ndarray, mult: np.ndarray | None = None, per_source: list[tuple[int, int]] | None = None
+    ) -> None:
         n = len(offsets) - 1
         index = None if mult is None else mix.copies_index(mult)
         held = len(block) + plan.META_PER_RECORD * (n if index is None else n + len(index))
@@ -424,10 +440,32 @@ class LineRun(TwoPass):
         self.begin_output(self.wanted(n if index is None else len(index)))
         if self.request.verify:
             self.read_fingerprint += fingerprint(block, offsets) if mult is None else mix.multiset_fingerprint(block, offsets, mult)
+        if self.stratifier is not None:
+            assert per_source is not None
+            self._in_memory_strata(block, offsets, index, per_source, held)
+            return
         self.records += shuffle_block(
             block, offsets, self.entropy, streams.IN_MEMORY, self.emit, self.workers, head=self.head_count, limit=self.limit,
             held=held, index=index,
         )
+
+    def _in_memory_strata(
+        self, block: np.ndarray, offsets: np.ndarray, index: np.ndarray | None, per_source: list[tuple[int, int]], held: int
+    ) -> None:
+        """``--stratify``, the whole multiset in memory: each copy's split drawn as pass 1 would for one
+        block, then each split's copies shuffled on their own (stream ``stratum(v)``), splits in order."""
+        assert self.stratifier is not None
+        if index is None:
+            index = np.arange(len(offsets) - 1, dtype=np.int32 if len(offsets) <= 1 << 31 else np.int64)
+        labels = np.concatenate(
+            [np.empty(0, np.uint8), *self.stratifier.assign(self.entropy, streams.stratify(streams.IN_MEMORY), per_source)]
+        )
+        held += 5 * len(index)  # each copy's split, and one split's index at a time
+        for v in range(self.stratifier.splits):
+            self.records += shuffle_block(
+                block, offsets, self.entropy, streams.stratum(v), self.emit, self.workers, limit=self.limit, held=held,
+                index=index[labels == v],
+            )
 
     # The driver's hooks.
 
@@ -443,9 +481,16 @@ class LineRun(TwoPass):
     def make_buckets(self, directory: str, k: int, top: bool) -> Buckets:
         resuming = top and "k" in self.state
         buckets = BucketSet(directory, k, self.writer, compress=self.request.compress_temp, fresh=not resuming)
+        if top and self.stratifier is not None:
+            self.strata_bounds = self.stratifier.bucket_bounds(k)
         if top and self.state_dir:
             self.resume_buckets(buckets)
         return buckets
+
+    def _bucket_count(self, est: Estimate, temp: TempSpace) -> int:
+        """As the driver counts them, and with ``--stratify`` at least one for each split."""
+        k = super()._bucket_count(est, temp)
+        return k if self.stratifier is None else max(k, self.stratifier.splits)
 
     def block_bytes(self, block: Any) -> int:
         return len(block[0] if isinstance(block, tuple) else block)
@@ -471,9 +516,16 @@ class LineRun(TwoPass):
             rng = rng_for(self.entropy, streams.piece(key, p))
             if ranges is not None:
                 assert self.mixer is not None
-                mult = self.mixer.multiplicity(*ranges[p][1:])
+                _range, counts, shares, labels = ranges[p]
+                mult = self.mixer.multiplicity(counts, shares)
                 index = mix.copies_index(mult)
-                scattered = scatter_records(piece, offsets, rng, buckets.k, keep, most, index, self.piece)
+                strata = None
+                if labels is not None:
+                    assert self.strata_bounds is not None
+                    strata = (self.strata_bounds, labels)
+                    if index is None:
+                        index = np.arange(len(mult), dtype=np.int32)
+                scattered = scatter_records(piece, offsets, rng, buckets.k, keep, most, index, self.piece, strata)
                 return scattered, mix.multiset_fingerprint(piece, offsets, mult) if verify else None
             return scatter_records(piece, offsets, rng, buckets.k, keep, most), fingerprint(piece, offsets) if verify else None
 
@@ -495,9 +547,10 @@ class LineRun(TwoPass):
 
     def _pick_copies(
         self, block: np.ndarray, runs: list[tuple[int, int]], key: Key
-    ) -> tuple[np.ndarray, list[tuple[tuple[int, int], list[tuple[int, int]], list[np.ndarray]]]]:
-        """A top-level block of weighted sources: its pieces, each with its records per source and
-        which of them get a copy more (drawn from the block's selection stream, in block order)."""
+    ) -> tuple[np.ndarray, list[tuple[tuple[int, int], list[tuple[int, int]], list[np.ndarray], np.ndarray | None]]]:
+        """A top-level block of weighted sources: its pieces, each with its records per source,
+        which of them get a copy more (drawn from the block's selection stream, in block order),
+        and with ``--stratify`` each of its copies' split (from the block's stratify stream)."""
         assert self.mixer is not None
         segments = self.mixer.segments(runs, len(block))
         pieces = list(cut_pieces(block, self.fmt, self.piece))
@@ -505,7 +558,14 @@ class LineRun(TwoPass):
         totals = mix.merge_counts(counts)
         chosen = self.mixer.pick(self.entropy, streams.selection(key), totals)
         shares = mix.split_picks(totals, chosen, counts)
-        return block, list(zip(pieces, counts, shares))
+        labels: list[np.ndarray | None] = [None] * len(pieces)
+        if self.stratifier is not None:
+            copies = self.mixer.copies
+            per_source = [(s, copies[s] * c + len(picks)) for (s, c), picks in zip(totals, chosen)]
+            drawn = self.stratifier.assign(self.entropy, streams.stratify(key), per_source)
+            per_piece = [[(s, copies[s] * c + len(picks)) for (s, c), picks in zip(piece, mine)] for piece, mine in zip(counts, shares)]
+            labels = list(self.stratifier.cut(per_source, drawn, per_piece))
+        return block, list(zip(pieces, counts, shares, labels))
 
     def shuffle_bucket(self, buckets: Buckets, j: int, key: Key, left: int | None, room: int) -> int:
         assert isinstance(buckets, BucketSet)

@@ -95,6 +95,14 @@ def run_entries(
     }
 
 
+def strata_entries(splits: Sequence[str], sources: Sequence[str], table: Sequence[Sequence[int]]) -> list[dict[str, Any]]:
+    """``--stratify``: each split's records, and of them each source's (``table``: per split, per source)."""
+    return [
+        {"split": name, "records": sum(row), "sources": dict(zip(sources, row))}
+        for name, row in zip(splits, table)
+    ]
+
+
 def build_manifest(
     info: dict[str, Any], outputs: list[OutputFile], sinks: list[Sink], sizes: dict[str, int], base: str, kind: str
 ) -> dict[str, Any]:

@@ -78,6 +78,8 @@ class Output:
         self.shards = shards
         self.sharding = Sharding(shards, shard_records, shard_size)
         self.split = split
+        #: Each split's records as the run resolved them (``--stratify``), instead of from ``split`` and the total.
+        self.split_totals: list[int] | None = None
         self.manifest = manifest
         #: The manifest's run-wide entries (command, seed, inputs), filled in by the run before the commit.
         self.manifest_info: Callable[[], dict[str, Any]] | None = None
@@ -144,7 +146,8 @@ class Output:
     def _plan(self, total: int) -> None:
         """Cut ``total`` records into the splits and each split's files (``_groups``)."""
         assert self.target is not None
-        counts = [total] if self.split is None else split_counts(self.split, total)
+        counts = [total] if self.split is None else self.split_totals or split_counts(self.split, total)
+        assert sum(counts) == total, f"the splits hold {sum(counts)} records, the output {total}"
         names: list[str | None] = [None] if self.split is None else [p.name for p in self.split]
         start = 0
         for name, count in zip(names, counts):
