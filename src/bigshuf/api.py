@@ -21,7 +21,8 @@ from .core.streams import rng_for, seed_entropy
 from .engines.base import run_request
 from .errors import InputError, TempSpaceError, UsageError, option
 from .progress import Progress
-from .request import Request, _check_types, _integer, _memory_argument, _optional_integer, _optional_path, _path, _path_list
+from .arguments import _check_types, _integer, _memory_argument, _optional_integer, _optional_path, _path, _path_list
+from .request import Request
 from .request import ShuffleStats as ShuffleStats, resolve_memory as resolve_memory
 from .storage.sources import FileSource, GeneratedSource, RangeSource, RecordReader, Source
 from .storage.threads import signals_held

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import glob
-import operator
-import os
-import re
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
+from .arguments import _check_types, _describe, _input_list, _integer, _memory_argument, _optional_integer, _optional_path
 from .core import mix as weights, plan
 from .core.head import parse_share
 from .core.mix import SourceStats
 from .engines.base import get_engine
 from .errors import UsageError, option
 from .formats import registry
+from .mix_settings import MIX_SETTINGS, check_sources, check_stratify, mix_settings
 from .storage.sources import FileSource, Source
 
 if TYPE_CHECKING:
@@ -134,7 +131,7 @@ class Request:
         for name in settings:
             if name not in names and name not in MIX_SETTINGS:
                 raise TypeError(f"unexpected keyword argument '{name}'")
-        mixing = _mix_settings({name: settings.pop(name) for name in MIX_SETTINGS if name in settings})
+        mixing = mix_settings({name: settings.pop(name) for name in MIX_SETTINGS if name in settings})
         if mixing["sources"]:
             if inputs not in (None, (), []):
                 raise UsageError(f"give the inputs as {option('source')} or as files, not both")
@@ -233,9 +230,9 @@ def _check_combinations(request: Request, all_paths: bool) -> None:
             f"{option('shards')} needs {option('head_count')} with {option('repeat')} (shards split a known number of records)"
         )
     if request.stratify:
-        _check_stratify(request)
+        check_stratify(request)
     if request.sources:
-        _check_sources(request)
+        check_sources(request)
     _check_outputs(request)
     if request.unique and (request.resume or request.repeat):
         raise UsageError(f"{option('unique')} cannot be used with {option('resume')} or {option('repeat')}")
@@ -255,145 +252,6 @@ def _check_combinations(request: Request, all_paths: bool) -> None:
         _check_resume(request)
 
 
-#: The settings of weighted sources, checked together by ``_mix_settings``.
-MIX_SETTINGS = ("sources", "rates", "mix", "total", "by", "max_rate")
-
-
-def _mix_settings(raw: dict[str, object]) -> dict[str, Any]:
-    """``sources``, ``rates``, ``mix``, ``total``, ``by`` and ``max_rate`` checked and made exact:
-    names known and shares summing to 1, rates within ``max_rate``, every file in one source."""
-    sources = _source_files(raw.get("sources"))
-    names = [name for name, _files in sources]
-    max_rate = weights.as_fraction(raw.get("max_rate", weights.DEFAULT_MAX_RATE), f"{option('max_rate')} value")
-    by = raw.get("by", "records")
-    if by not in ("records", "bytes"):
-        raise UsageError(f"invalid {option('by')} value: '{by}' (records or bytes)")
-    total = raw.get("total")
-    for setting, used in (("rate", raw.get("rates")), ("mix", raw.get("mix")), ("total", total is not None), ("by", by != "records")):
-        if used and not sources:
-            raise UsageError(f"{option(setting)} needs {option('source')} NAME=PATH to name the sources it weighs")
-    rates = _named_numbers("rates", raw.get("rates"), names)
-    shares = _named_numbers("mix", raw.get("mix"), names)
-    if rates and shares:
-        raise UsageError(f"{option('rate')} and {option('mix')} cannot be combined: give rates or shares")
-    for setting, used in (("total", total is not None), ("by", by != "records")):
-        if used and not shares:
-            raise UsageError(f"{option(setting)} needs {option('mix')}")
-    for name, rate in rates:
-        if rate > max_rate:
-            raise UsageError(
-                f"{option('rate')} {float(rate):g} for source '{name}' is above the maximum of {float(max_rate):g}; "
-                f"raise {option('max_rate')} to allow it"
-            )
-    if shares:
-        for name in names:
-            if name not in dict(shares):
-                raise UsageError(f"{option('mix')} gives no share to source '{name}': name every source")
-        for name, share in shares:
-            if share == 0:
-                raise UsageError(f"{option('mix')}: the share of source '{name}' must be above 0")
-        if abs(sum((share for _name, share in shares), Fraction(0)) - 1) > weights.MIX_TOLERANCE:
-            raise UsageError(f"{option('mix')} shares sum to {float(sum(s for _n, s in shares)):g}, not 1")
-        order = dict(shares)
-        shares = [(name, order[name]) for name in names]
-    return {
-        "sources": tuple(sources), "rates": tuple(rates), "mix": tuple(shares),
-        "total": _mix_total(total, by), "by": by, "max_rate": max_rate,
-    }
-
-
-def _source_files(raw: object) -> list[tuple[str, tuple[str, ...]]]:
-    """``sources`` (name -> a path, directory or pattern, or a list of them) as names with their
-    files, each file in one source only."""
-    from .formats.detect import expand_directories
-    from .storage.remote import is_remote
-
-    if raw is None:
-        return []
-    if not isinstance(raw, Mapping):
-        raise UsageError(f"sources must map each source's name to its paths, not {_describe(raw)}")
-    out: list[tuple[str, tuple[str, ...]]] = []
-    owner: dict[str, str] = {}
-    for name, paths in raw.items():
-        if not isinstance(name, str):
-            raise UsageError(f"a source's name must be a str, not {_describe(name)}")
-        weights.check_name(name, option("source"))
-        files: list[str] = []
-        for path in _path_list(f"source '{name}'", paths):
-            if is_remote(path):
-                raise UsageError(f"source '{name}': {path}: the files of {option('source')} must be local")
-            matched = [path] if os.path.exists(path) or path == "-" or not glob.has_magic(path) else sorted(glob.glob(path))
-            if not matched:
-                raise UsageError(f"source '{name}': no file matches '{path}'")
-            files.extend(expand_directories(matched))
-        for path in files:
-            real = path if path == "-" else os.path.realpath(path)
-            if real in owner:
-                raise UsageError(f"{path}: named in source '{owner[real]}' and in '{name}'; a file may be in one source, once")
-            owner[real] = name
-        out.append((name, tuple(files)))
-    return out
-
-
-def _named_numbers(setting: str, raw: object, names: list[str]) -> list[tuple[str, Fraction]]:
-    """``rates`` or ``mix`` (name -> number) as exact numbers, every name a source's."""
-    if raw is None:
-        return []
-    if not isinstance(raw, Mapping):
-        raise UsageError(f"{setting} must map source names to numbers, not {_describe(raw)}")
-    out = []
-    for name, value in raw.items():
-        if name not in names:
-            flag = option("rate" if setting == "rates" else setting)
-            raise UsageError(f"{flag} names '{name}', which is not a source ({option('source')} NAME=PATH)")
-        flag = option("rate" if setting == "rates" else setting)
-        out.append((name, weights.as_fraction(value, f"{flag} value for source '{name}'")))
-    return out
-
-
-def _mix_total(total: object, by: object) -> int | None:
-    """``total``: records (a whole number), or with ``by="bytes"`` a byte count or a size like ``50G``."""
-    if total is None:
-        return None
-    if isinstance(total, str):
-        text = total.strip()
-        if text.isdigit():
-            value = int(text)
-        elif by == "bytes":
-            value = plan.parse_size(text) if re.fullmatch(r"\d+(\.\d+)?\s*[KMGTPE]i?B?", text, re.IGNORECASE) else -1
-        else:
-            value = -1
-    else:
-        value = _integer("total", total)
-    if value < 1:
-        raise UsageError(f"invalid {option('total')} value: '{total}' (a count of {by}{', or a size like 50G' if by == 'bytes' else ''})")
-    return value
-
-
-def _check_stratify(request: Request) -> None:
-    """``stratify`` needs weighted sources and a split to share out, and no ``-n`` (a sample of the
-    splits would no longer hold each source's share)."""
-    if not request.sources or request.split is None:
-        raise UsageError(
-            f"{option('stratify')} needs {option('source')} and {option('split')}: it gives each split its share of every source"
-        )
-    if request.sampled:
-        raise UsageError(f"{option('stratify')} cannot be combined with {option('head_count')}")
-
-
-def _check_sources(request: Request) -> None:
-    """What weighted sources cannot run with: ``repeat`` and ``resume``, and standard input when
-    each source's records must be counted first."""
-    for setting, used in (("repeat", request.repeat), ("resume", request.resume), ("unique", request.unique)):
-        if used:
-            raise UsageError(f"{option('source')} cannot be combined with {option(setting)}")
-    if weights.needs_counts(request.source_rates, bool(request.mix)) or request.stratify:
-        for name, files in request.sources:
-            if "-" in files:
-                raise UsageError(
-                    f"source '{name}' reads standard input, but its records must be counted before the shuffle "
-                    f"(for {option('mix')}, a fractional {option('rate')} or {option('stratify')}): name files"
-                )
 def _shard_size(value: object) -> int | None:
     """``shard_size``: None, a byte count, or a size string (bytes by default; K, M, G, T binary units)."""
     if value is None or isinstance(value, bool) or not isinstance(value, (int, str)):
@@ -484,94 +342,3 @@ def _check_resume(request: Request) -> None:
         raise UsageError(
             f"{option('resume')} needs local input files (standard input and URLs cannot be checked and read again)"
         )
-
-
-def _describe(value: object) -> str:
-    """A wrongly typed argument for a message: its type and (shortened) value."""
-    text = repr(value)
-    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
-
-
-def _path(name: str, value: object) -> str:
-    """``value`` as a path (str or os.PathLike of str); bytes and other types are a UsageError."""
-    path = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
-    if not isinstance(path, str):
-        raise UsageError(f"{name} must be a path (str or os.PathLike), not {_describe(value)}")
-    return path
-
-
-def _optional_path(name: str, value: object) -> str | None:
-    """``_path`` that also takes None."""
-    return None if value is None else _path(name, value)
-
-
-def _integer(name: str, value: object) -> int:
-    """``value`` as an int (NumPy integers too); a bool, float or str is a UsageError."""
-    if isinstance(value, bool):
-        raise UsageError(f"{name} must be an integer, not {_describe(value)}")
-    try:
-        return operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        raise UsageError(f"{name} must be an integer, not {_describe(value)}") from None
-
-
-def _optional_integer(name: str, value: object) -> int | None:
-    """``_integer`` that also takes None."""
-    return None if value is None else _integer(name, value)
-
-
-def _check_types(names: tuple[str, ...], kind: type, values: tuple[object, ...], *, optional: bool) -> None:
-    """Every value is a ``kind`` (or None when ``optional``), else a UsageError naming the argument."""
-    for name, value in zip(names, values):
-        if not isinstance(value, kind) and not (optional and value is None):
-            what = {bool: "True or False", str: "a str"}.get(kind, kind.__name__)
-            raise UsageError(f"{name} must be {what}{' or None' if optional else ''}, not {_describe(value)}")
-
-
-def _memory_argument(memory: object) -> int | str | None:
-    """``memory``: None, a byte count or a size string; anything else is a UsageError."""
-    if memory is None or isinstance(memory, str):
-        return memory
-    if isinstance(memory, bool) or not isinstance(memory, int):
-        try:
-            return _integer("memory", memory)
-        except UsageError:
-            raise UsageError(
-                f"memory must be a byte count (int) or a size such as '256M' or '25%', not {_describe(memory)}"
-            ) from None
-    return memory
-
-
-def _is_source(value: object) -> bool:
-    """Whether ``value`` looks like a ``Source`` (a name, ``size()`` and ``open()``)."""
-    return hasattr(value, "name") and callable(getattr(value, "size", None)) and callable(getattr(value, "open", None))
-
-
-def _input_list(inputs: object) -> list[str | Source]:
-    """``inputs`` as a non-empty list of paths and sources: one path or source, or an iterable of them."""
-    if isinstance(inputs, (bytes, bytearray, memoryview)):
-        raise UsageError(
-            f"inputs must be paths or Source objects, not {_describe(inputs)}: decode a bytes path with "
-            "os.fsdecode(); wrap records in memory in bigshuf.storage.sources.BytesSource"
-        )
-    if isinstance(inputs, (str, os.PathLike)) or _is_source(inputs):
-        items: list[object] = [inputs]
-    elif isinstance(inputs, Iterable):
-        items = list(inputs)
-    else:
-        raise UsageError(f"inputs must be a path, a Source or a list of them, not {_describe(inputs)}")
-    if not items:
-        raise UsageError("no inputs given: pass '-' to read standard input")
-    return [cast(Source, item) if _is_source(item) else _path("each input", item) for item in items]
-
-
-def _path_list(name: str, paths: object) -> list[str]:
-    """One path (a str is one path, not its characters) or an iterable of them, at least one."""
-    if isinstance(paths, (str, os.PathLike)):
-        return [_path(name, paths)]
-    if isinstance(paths, (bytes, bytearray)) or not isinstance(paths, Iterable):
-        raise UsageError(f"{name} must be a path or a list of paths, not {_describe(paths)}")
-    listed = [_path(f"each of {name}", p) for p in paths]
-    if not listed:
-        raise UsageError(f"{name}: no files given")
-    return listed

@@ -2,13 +2,12 @@
 
 What is particular to lines: a lone plain file is mapped rather than read; the input's size
 decides the path before anything is read when it is known; pieces of a block are scattered as
-byte ranges; ``--resume`` checkpoints, ``--repeat`` and ``--header`` exist only here.
+byte ranges; ``--resume`` checkpoints, ``--repeat`` and ``--header`` exist only here. Weighted
+sources (``line_mix``) and ``--resume``'s job and checkpoint (``line_resume``) come as mixins.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import stat
 from collections.abc import Generator, Iterator
@@ -23,7 +22,7 @@ from ..core.dedup import DEDUP_META, first_copies, gather
 from ..core.driver import Buckets, Estimate, OutputPlan, Sample, TwoPass, closing
 from ..core.fingerprint import Fingerprint, fingerprint
 from ..core.gather import sample_with_replacement, shuffle_block
-from ..core.resume import Job, JobLock, input_identity, load_state, validate_state
+from ..core.resume import JobLock
 from ..core.mix import Mixer
 from ..core.stratify import Stratifier
 from ..core.scatter import BucketSet, Scattered, cut_pieces, scatter_records
@@ -33,7 +32,7 @@ from ..progress import IN_MEMORY, Progress, dedup_phase, scatter_phase
 from ..storage.output import Output
 from ..storage.layout import Sharding, parse_split
 from ..storage.manifest import input_entries, run_entries, strata_entries
-from ..storage.shards import check_outputs, shard_paths
+from ..storage.shards import check_outputs
 from ..request import Request, resolve_memory
 from ..storage.codecs import parse_compress
 from ..storage.remote import is_remote
@@ -42,7 +41,9 @@ from ..storage.sources import FileSource, GeneratedSource, RecordReader, Source,
 from ..storage.tempspace import TempSpace, default_tmp_dir, remove_dead_outputs
 from ..storage.writeback import WriteBehind
 from .detect import line_shard_suffix, refuse_terminal
-from ..core.records import RecordFormat, count_separators, find_offsets, find_offsets_split
+from ..core.records import RecordFormat, find_offsets, find_offsets_split
+from .line_mix import WeightedLines
+from .line_resume import ResumableLines
 from .line_unique import Dedup, parallel_hashes, record_ranges
 
 
@@ -100,7 +101,7 @@ def _shard_suffix(sources: list[Source], sharded: bool, compress: CodecChoice | 
     return line_shard_suffix(paths, compress) if sharded and len(paths) == len(sources) else None
 
 
-class LineRun(TwoPass):
+class LineRun(WeightedLines, ResumableLines, TwoPass):
     """One line shuffle: reads the sources, decides the path, owns the output and the temp space."""
 
     def __init__(self, request: Request, sources: list[Source], entropy: int, progress: Progress) -> None:
@@ -198,23 +199,6 @@ class LineRun(TwoPass):
         suffix = _shard_suffix(sources, sharding.on, compress) if local else None
         return OutputPlan(request.output, request.shards, compress, suffix, sharding, request.split, request.manifest)
 
-    def _resume_key(self) -> str:
-        """Names a ``--resume`` job: the same inputs (by path), output, seed and settings give the same key."""
-        from .. import __version__
-
-        request = self.request
-        assert request.output is not None  # Request.build refuses --resume without -o
-        job = {
-            "version": __version__,
-            "inputs": [os.path.abspath(s.path) for s in self.sources if isinstance(s, FileSource)],
-            "output": os.path.abspath(request.output),
-            "settings": [
-                self.limit, self.entropy, self.fmt.sep, self.fmt.group, request.head_count, request.repeat,
-                request.header, request.shards, self.compress, request.compress_temp, request.verify,
-            ],
-        }
-        return hashlib.sha256(json.dumps(job, sort_keys=True).encode()).hexdigest()[:16]
-
     def prepare(self) -> None:
         if self.out.target in (None, "-") and self.compress is not None and self.compress[0] != "none":
             refuse_terminal(f"{self.compress[0]}-compressed data")
@@ -225,9 +209,6 @@ class LineRun(TwoPass):
             self._lock_job()
         for directory in dict.fromkeys(os.path.dirname(os.path.abspath(p)) for p in paths if p != "-"):
             remove_dead_outputs(directory)  # a commit a kill interrupted there is finished before reading
-
-    def source_stats(self) -> tuple[mix.SourceStats, ...]:
-        return () if self.mixer is None else self.mixer.stats()
 
     def _manifest_info(self) -> dict[str, Any]:
         """The manifest's run-wide entries: the request, and every input's records and bytes as read."""
@@ -358,62 +339,6 @@ class LineRun(TwoPass):
         self.progress.update(reader.progress_done)
         reader.progress = self.progress
 
-    def _plan_mix(self) -> float:
-        """Weighted sources: count each source's records (and bytes) first when a share or a
-        fractional rate needs them, solve the rates, and return the bytes of the multiset over the
-        bytes read, expected (for sizing the buckets)."""
-        request = self.request
-        names = [name for name, _files in request.sources]
-        file_source = [s for s, (_name, files) in enumerate(request.sources) for _file in files]
-        rates = request.source_rates
-        counts: list[int] | None = None
-        sizes: list[int | None] = [0] * len(names)
-        for s, source in zip(file_source, self.sources):
-            size = source.size()
-            sizes[s] = None if size is None or sizes[s] is None else sizes[s] + size  # type: ignore[operator]
-        if mix.needs_counts(rates, bool(request.mix)) or request.stratify:
-            counts, nbytes = self._count_sources(file_source, len(names))
-            sizes = list(nbytes)
-            if request.mix:
-                shares = [share for _name, share in request.mix]
-                measured = nbytes if request.by == "bytes" else counts
-                rates = mix.solve_mix(names, shares, measured, request.total, request.max_rate, request.by)
-        self.mixer = Mixer(names, file_source, rates, counts)
-        if request.stratify:
-            assert request.split is not None
-            self.stratifier = Stratifier(names, self.mixer.multiset_sizes(), parse_split(request.split))
-            self.out.split_totals = self.stratifier.totals
-        return self.mixer.expected_factor(sizes)
-
-    def _count_sources(self, file_source: list[int], n: int) -> tuple[list[int], list[int]]:
-        """Records and bytes of each source, read once without writing (the counting pass)."""
-        counts, nbytes = [0] * n, [0] * n
-        self.progress.start("counting", RecordReader(self.sources, self.fmt, Progress()).progress_total())
-        capacity = plan.read_capacity(self.limit)
-        for s, source in zip(file_source, self.sources):
-            reader = RecordReader([source], self.fmt, self.progress, self.request.header)
-            blocks = reader.blocks(capacity, option("memory"), block=min(capacity, 32 << 20))
-            try:
-                for block, _final in blocks:
-                    counts[s] += count_separators(block, self.fmt.sep) // self.fmt.group
-                    nbytes[s] += len(block)
-            finally:
-                blocks.close()
-        self.progress.close()
-        return counts, nbytes
-
-    def _copies(self, block: np.ndarray, offsets: np.ndarray, runs: list[tuple[int, int]]) -> tuple[np.ndarray, list[tuple[int, int]]]:
-        """Weighted sources, the whole input in memory: the copies of each record in the multiset,
-        and of each source's run of records (``(source, copies)`` in order)."""
-        assert self.mixer is not None
-        counts = []
-        for s, lo, hi in self.mixer.segments(runs, len(block)):
-            first, last = np.searchsorted(offsets, [lo, hi])
-            counts.append((s, int(last - first)))
-        chosen = self.mixer.pick(self.entropy, streams.selection(streams.IN_MEMORY), counts)
-        per_source = [(s, self.mixer.copies[s] * c + len(picks)) for (s, c), picks in zip(counts, chosen)]
-        return self.mixer.multiplicity(counts, chosen), per_source
-
     def _in_memory(
         self, block: np.ndarray, offsets: np.ndarray, mult: np.ndarray | None = None, per_source: list[tuple[int, int]] | None = None
     ) -> None:
@@ -448,24 +373,6 @@ class LineRun(TwoPass):
             block, offsets, self.entropy, streams.IN_MEMORY, self.emit, self.workers, head=self.head_count, limit=self.limit,
             held=held, index=index,
         )
-
-    def _in_memory_strata(
-        self, block: np.ndarray, offsets: np.ndarray, index: np.ndarray | None, per_source: list[tuple[int, int]], held: int
-    ) -> None:
-        """``--stratify``, the whole multiset in memory: each copy's split drawn as pass 1 would for one
-        block, then each split's copies shuffled on their own (stream ``stratum(v)``), splits in order."""
-        assert self.stratifier is not None
-        if index is None:
-            index = np.arange(len(offsets) - 1, dtype=np.int32 if len(offsets) <= 1 << 31 else np.int64)
-        labels = np.concatenate(
-            [np.empty(0, np.uint8), *self.stratifier.assign(self.entropy, streams.stratify(streams.IN_MEMORY), per_source)]
-        )
-        held += 5 * len(index)  # each copy's split, and one split's index at a time
-        for v in range(self.stratifier.splits):
-            self.records += shuffle_block(
-                block, offsets, self.entropy, streams.stratum(v), self.emit, self.workers, limit=self.limit, held=held,
-                index=index[labels == v],
-            )
 
     # The driver's hooks.
 
@@ -545,28 +452,6 @@ class LineRun(TwoPass):
                 keep = self.cutoff(buckets, keep)
         return keep
 
-    def _pick_copies(
-        self, block: np.ndarray, runs: list[tuple[int, int]], key: Key
-    ) -> tuple[np.ndarray, list[tuple[tuple[int, int], list[tuple[int, int]], list[np.ndarray], np.ndarray | None]]]:
-        """A top-level block of weighted sources: its pieces, each with its records per source,
-        which of them get a copy more (drawn from the block's selection stream, in block order),
-        and with ``--stratify`` each of its copies' split (from the block's stratify stream)."""
-        assert self.mixer is not None
-        segments = self.mixer.segments(runs, len(block))
-        pieces = list(cut_pieces(block, self.fmt, self.piece))
-        counts = self.workers.sized(len(block)).map(lambda p: mix.count_in(block, segments, *pieces[p], self.fmt), len(pieces))
-        totals = mix.merge_counts(counts)
-        chosen = self.mixer.pick(self.entropy, streams.selection(key), totals)
-        shares = mix.split_picks(totals, chosen, counts)
-        labels: list[np.ndarray | None] = [None] * len(pieces)
-        if self.stratifier is not None:
-            copies = self.mixer.copies
-            per_source = [(s, copies[s] * c + len(picks)) for (s, c), picks in zip(totals, chosen)]
-            drawn = self.stratifier.assign(self.entropy, streams.stratify(key), per_source)
-            per_piece = [[(s, copies[s] * c + len(picks)) for (s, c), picks in zip(piece, mine)] for piece, mine in zip(counts, shares)]
-            labels = list(self.stratifier.cut(per_source, drawn, per_piece))
-        return block, list(zip(pieces, counts, shares, labels))
-
     def shuffle_bucket(self, buckets: Buckets, j: int, key: Key, left: int | None, room: int) -> int:
         assert isinstance(buckets, BucketSet)
         if j in self._ahead:
@@ -615,42 +500,3 @@ class LineRun(TwoPass):
         flagged = sub.blocks(plan.read_capacity(self.limit), option("memory"))
         blocks = closing((b for b, _final in flagged), flagged)
         return blocks, Estimate.of(size, size / count)
-
-    # --resume
-
-    def _lock_job(self) -> None:
-        """Take the ``--resume`` job's lock, beside its output, before touching any of its files:
-        a second run of the job (whatever its ``-T``) fails here, naming the run holding it."""
-        assert self.resume_name is not None and self.out.target is not None
-        first = self.out.target
-        if self.request.shards is not None:
-            first = shard_paths(self.out.target, self.request.shards, self.compress, self.out.shard_suffix)[0]
-        first = os.path.realpath(first)
-        lock = os.path.join(os.path.dirname(first), f".{os.path.basename(first)}.{self.resume_name}.lock")
-        self.job_lock = JobLock(lock)
-        self.job_lock.acquire(f"pid {os.getpid()}, checkpoint in {self.out.resume_dir}")
-
-    def _load_checkpoint(self, directory: str, sources: list[Source]) -> None:
-        """Pick up an interrupted ``--resume`` run's checkpoint, every field validated (see ``resume``);
-        refuse it if an input changed or anything does not hold up."""
-        self.state_dir = directory
-        self.input_ids = input_identity([s.path for s in sources if isinstance(s, FileSource)])
-        state = load_state(directory)
-        if state is None:
-            return
-        assert self.resume_key is not None
-        job = Job(
-            self.resume_key, self.input_ids, self.request.verify, self.head_count, self.request.shards,
-            self.request.compress_temp,
-        )
-        validate_state(state, job, directory)
-        self.state = state
-        self.read_fingerprint = Fingerprint(*state["read_fingerprint"])
-        if "buckets_done" in state:
-            where = f"pass 2 after {state['buckets_done']} of {state['keep']} buckets ({state['records_out']} records written)"
-        elif "pass1_done" in state:
-            where = "the start of pass 2 (pass 1 complete)"
-        else:
-            where = f"pass 1 after {state['blocks_done']} blocks ({plan.format_size(state['bytes_done'])} scattered)"
-        self.resume_note = f"bigshuf: resuming from {directory}: {where}"
-

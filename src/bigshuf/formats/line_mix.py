@@ -1,0 +1,145 @@
+"""Weighted sources over lines (``--source``, ``--rate``, ``--mix``, ``--stratify``): the counting
+pass, the rates solved, each block's copies and picks, and the stratified in-memory shuffle.
+
+``LineRun`` takes these as a mixin, so that its own module keeps to reading, scattering and
+gathering lines; the draws themselves live in ``core.mix`` and ``core.stratify``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..core import mix, plan, streams
+from ..core.gather import shuffle_block
+from ..core.mix import Mixer
+from ..core.records import RecordFormat, count_separators
+from ..core.scatter import cut_pieces
+from ..core.streams import Key
+from ..core.parallel import Workers
+from ..core.stratify import Stratifier
+from ..errors import option
+from ..progress import Progress
+from ..request import Request
+from ..storage.layout import parse_split
+from ..storage.output import Output
+from ..storage.sources import RecordReader, Source
+
+
+class WeightedLines:
+    """What a line run does with weighted sources; the attributes below are the run's."""
+
+    request: Request
+    sources: list[Source]
+    fmt: RecordFormat
+    progress: Progress
+    limit: int
+    entropy: int
+    workers: Workers
+    piece: int
+    records: int
+    out: Output
+    emit: Callable[[Any], None]
+    mixer: Mixer | None
+    stratifier: Stratifier | None
+
+    def source_stats(self) -> tuple[mix.SourceStats, ...]:
+        return () if self.mixer is None else self.mixer.stats()
+
+    def _plan_mix(self) -> float:
+        """Weighted sources: count each source's records (and bytes) first when a share or a
+        fractional rate needs them, solve the rates, and return the bytes of the multiset over the
+        bytes read, expected (for sizing the buckets)."""
+        request = self.request
+        names = [name for name, _files in request.sources]
+        file_source = [s for s, (_name, files) in enumerate(request.sources) for _file in files]
+        rates = request.source_rates
+        counts: list[int] | None = None
+        sizes: list[int | None] = [0] * len(names)
+        for s, source in zip(file_source, self.sources):
+            size = source.size()
+            sizes[s] = None if size is None or sizes[s] is None else sizes[s] + size  # type: ignore[operator]
+        if mix.needs_counts(rates, bool(request.mix)) or request.stratify:
+            counts, nbytes = self._count_sources(file_source, len(names))
+            sizes = list(nbytes)
+            if request.mix:
+                shares = [share for _name, share in request.mix]
+                measured = nbytes if request.by == "bytes" else counts
+                rates = mix.solve_mix(names, shares, measured, request.total, request.max_rate, request.by)
+        self.mixer = Mixer(names, file_source, rates, counts)
+        if request.stratify:
+            assert request.split is not None
+            self.stratifier = Stratifier(names, self.mixer.multiset_sizes(), parse_split(request.split))
+            self.out.split_totals = self.stratifier.totals
+        return self.mixer.expected_factor(sizes)
+
+    def _count_sources(self, file_source: list[int], n: int) -> tuple[list[int], list[int]]:
+        """Records and bytes of each source, read once without writing (the counting pass)."""
+        counts, nbytes = [0] * n, [0] * n
+        self.progress.start("counting", RecordReader(self.sources, self.fmt, Progress()).progress_total())
+        capacity = plan.read_capacity(self.limit)
+        for s, source in zip(file_source, self.sources):
+            reader = RecordReader([source], self.fmt, self.progress, self.request.header)
+            blocks = reader.blocks(capacity, option("memory"), block=min(capacity, 32 << 20))
+            try:
+                for block, _final in blocks:
+                    counts[s] += count_separators(block, self.fmt.sep) // self.fmt.group
+                    nbytes[s] += len(block)
+            finally:
+                blocks.close()
+        self.progress.close()
+        return counts, nbytes
+
+    def _copies(self, block: np.ndarray, offsets: np.ndarray, runs: list[tuple[int, int]]) -> tuple[np.ndarray, list[tuple[int, int]]]:
+        """Weighted sources, the whole input in memory: the copies of each record in the multiset,
+        and of each source's run of records (``(source, copies)`` in order)."""
+        assert self.mixer is not None
+        counts = []
+        for s, lo, hi in self.mixer.segments(runs, len(block)):
+            first, last = np.searchsorted(offsets, [lo, hi])
+            counts.append((s, int(last - first)))
+        chosen = self.mixer.pick(self.entropy, streams.selection(streams.IN_MEMORY), counts)
+        per_source = [(s, self.mixer.copies[s] * c + len(picks)) for (s, c), picks in zip(counts, chosen)]
+        return self.mixer.multiplicity(counts, chosen), per_source
+
+    def _in_memory_strata(
+        self, block: np.ndarray, offsets: np.ndarray, index: np.ndarray | None, per_source: list[tuple[int, int]], held: int
+    ) -> None:
+        """``--stratify``, the whole multiset in memory: each copy's split drawn as pass 1 would for one
+        block, then each split's copies shuffled on their own (stream ``stratum(v)``), splits in order."""
+        assert self.stratifier is not None
+        if index is None:
+            index = np.arange(len(offsets) - 1, dtype=np.int32 if len(offsets) <= 1 << 31 else np.int64)
+        labels = np.concatenate(
+            [np.empty(0, np.uint8), *self.stratifier.assign(self.entropy, streams.stratify(streams.IN_MEMORY), per_source)]
+        )
+        held += 5 * len(index)  # each copy's split, and one split's index at a time
+        for v in range(self.stratifier.splits):
+            self.records += shuffle_block(
+                block, offsets, self.entropy, streams.stratum(v), self.emit, self.workers, limit=self.limit, held=held,
+                index=index[labels == v],
+            )
+
+    def _pick_copies(
+        self, block: np.ndarray, runs: list[tuple[int, int]], key: Key
+    ) -> tuple[np.ndarray, list[tuple[tuple[int, int], list[tuple[int, int]], list[np.ndarray], np.ndarray | None]]]:
+        """A top-level block of weighted sources: its pieces, each with its records per source,
+        which of them get a copy more (drawn from the block's selection stream, in block order),
+        and with ``--stratify`` each of its copies' split (from the block's stratify stream)."""
+        assert self.mixer is not None
+        segments = self.mixer.segments(runs, len(block))
+        pieces = list(cut_pieces(block, self.fmt, self.piece))
+        counts = self.workers.sized(len(block)).map(lambda p: mix.count_in(block, segments, *pieces[p], self.fmt), len(pieces))
+        totals = mix.merge_counts(counts)
+        chosen = self.mixer.pick(self.entropy, streams.selection(key), totals)
+        shares = mix.split_picks(totals, chosen, counts)
+        labels: list[np.ndarray | None] = [None] * len(pieces)
+        if self.stratifier is not None:
+            copies = self.mixer.copies
+            per_source = [(s, copies[s] * c + len(picks)) for (s, c), picks in zip(totals, chosen)]
+            drawn = self.stratifier.assign(self.entropy, streams.stratify(key), per_source)
+            per_piece = [[(s, copies[s] * c + len(picks)) for (s, c), picks in zip(piece, mine)] for piece, mine in zip(counts, shares)]
+            labels = list(self.stratifier.cut(per_source, drawn, per_piece))
+        return block, list(zip(pieces, counts, shares, labels))

@@ -1,0 +1,160 @@
+"""The settings of weighted sources (``sources=``, ``rates=``, ``mix=``, ``total=``, ``by=``,
+``max_rate=``, ``stratify=``) checked and made exact for the request: names known, shares summing
+to 1, rates within the maximum, every file in one source."""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+from collections.abc import Mapping
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any
+
+from .arguments import _describe, _integer, _path_list
+from .core import mix as weights, plan
+from .errors import UsageError, option
+
+if TYPE_CHECKING:
+    from .request import Request
+
+
+#: The settings of weighted sources, checked together by ``mix_settings``.
+MIX_SETTINGS = ("sources", "rates", "mix", "total", "by", "max_rate")
+
+
+def mix_settings(raw: dict[str, object]) -> dict[str, Any]:
+    """``sources``, ``rates``, ``mix``, ``total``, ``by`` and ``max_rate`` checked and made exact:
+    names known and shares summing to 1, rates within ``max_rate``, every file in one source."""
+    sources = _source_files(raw.get("sources"))
+    names = [name for name, _files in sources]
+    max_rate = weights.as_fraction(raw.get("max_rate", weights.DEFAULT_MAX_RATE), f"{option('max_rate')} value")
+    by = raw.get("by", "records")
+    if by not in ("records", "bytes"):
+        raise UsageError(f"invalid {option('by')} value: '{by}' (records or bytes)")
+    total = raw.get("total")
+    for setting, used in (("rate", raw.get("rates")), ("mix", raw.get("mix")), ("total", total is not None), ("by", by != "records")):
+        if used and not sources:
+            raise UsageError(f"{option(setting)} needs {option('source')} NAME=PATH to name the sources it weighs")
+    rates = _named_numbers("rates", raw.get("rates"), names)
+    shares = _named_numbers("mix", raw.get("mix"), names)
+    if rates and shares:
+        raise UsageError(f"{option('rate')} and {option('mix')} cannot be combined: give rates or shares")
+    for setting, used in (("total", total is not None), ("by", by != "records")):
+        if used and not shares:
+            raise UsageError(f"{option(setting)} needs {option('mix')}")
+    for name, rate in rates:
+        if rate > max_rate:
+            raise UsageError(
+                f"{option('rate')} {float(rate):g} for source '{name}' is above the maximum of {float(max_rate):g}; "
+                f"raise {option('max_rate')} to allow it"
+            )
+    if shares:
+        for name in names:
+            if name not in dict(shares):
+                raise UsageError(f"{option('mix')} gives no share to source '{name}': name every source")
+        for name, share in shares:
+            if share == 0:
+                raise UsageError(f"{option('mix')}: the share of source '{name}' must be above 0")
+        if abs(sum((share for _name, share in shares), Fraction(0)) - 1) > weights.MIX_TOLERANCE:
+            raise UsageError(f"{option('mix')} shares sum to {float(sum(s for _n, s in shares)):g}, not 1")
+        order = dict(shares)
+        shares = [(name, order[name]) for name in names]
+    return {
+        "sources": tuple(sources), "rates": tuple(rates), "mix": tuple(shares),
+        "total": _mix_total(total, by), "by": by, "max_rate": max_rate,
+    }
+
+
+def _source_files(raw: object) -> list[tuple[str, tuple[str, ...]]]:
+    """``sources`` (name -> a path, directory or pattern, or a list of them) as names with their
+    files, each file in one source only."""
+    from .formats.detect import expand_directories
+    from .storage.remote import is_remote
+
+    if raw is None:
+        return []
+    if not isinstance(raw, Mapping):
+        raise UsageError(f"sources must map each source's name to its paths, not {_describe(raw)}")
+    out: list[tuple[str, tuple[str, ...]]] = []
+    owner: dict[str, str] = {}
+    for name, paths in raw.items():
+        if not isinstance(name, str):
+            raise UsageError(f"a source's name must be a str, not {_describe(name)}")
+        weights.check_name(name, option("source"))
+        files: list[str] = []
+        for path in _path_list(f"source '{name}'", paths):
+            if is_remote(path):
+                raise UsageError(f"source '{name}': {path}: the files of {option('source')} must be local")
+            matched = [path] if os.path.exists(path) or path == "-" or not glob.has_magic(path) else sorted(glob.glob(path))
+            if not matched:
+                raise UsageError(f"source '{name}': no file matches '{path}'")
+            files.extend(expand_directories(matched))
+        for path in files:
+            real = path if path == "-" else os.path.realpath(path)
+            if real in owner:
+                raise UsageError(f"{path}: named in source '{owner[real]}' and in '{name}'; a file may be in one source, once")
+            owner[real] = name
+        out.append((name, tuple(files)))
+    return out
+
+
+def _named_numbers(setting: str, raw: object, names: list[str]) -> list[tuple[str, Fraction]]:
+    """``rates`` or ``mix`` (name -> number) as exact numbers, every name a source's."""
+    if raw is None:
+        return []
+    if not isinstance(raw, Mapping):
+        raise UsageError(f"{setting} must map source names to numbers, not {_describe(raw)}")
+    out = []
+    for name, value in raw.items():
+        if name not in names:
+            flag = option("rate" if setting == "rates" else setting)
+            raise UsageError(f"{flag} names '{name}', which is not a source ({option('source')} NAME=PATH)")
+        flag = option("rate" if setting == "rates" else setting)
+        out.append((name, weights.as_fraction(value, f"{flag} value for source '{name}'")))
+    return out
+
+
+def _mix_total(total: object, by: object) -> int | None:
+    """``total``: records (a whole number), or with ``by="bytes"`` a byte count or a size like ``50G``."""
+    if total is None:
+        return None
+    if isinstance(total, str):
+        text = total.strip()
+        if text.isdigit():
+            value = int(text)
+        elif by == "bytes":
+            value = plan.parse_size(text) if re.fullmatch(r"\d+(\.\d+)?\s*[KMGTPE]i?B?", text, re.IGNORECASE) else -1
+        else:
+            value = -1
+    else:
+        value = _integer("total", total)
+    if value < 1:
+        raise UsageError(f"invalid {option('total')} value: '{total}' (a count of {by}{', or a size like 50G' if by == 'bytes' else ''})")
+    return value
+
+
+def check_stratify(request: Request) -> None:
+    """``stratify`` needs weighted sources and a split to share out, and no ``-n`` (a sample of the
+    splits would no longer hold each source's share)."""
+    if not request.sources or request.split is None:
+        raise UsageError(
+            f"{option('stratify')} needs {option('source')} and {option('split')}: it gives each split its share of every source"
+        )
+    if request.sampled:
+        raise UsageError(f"{option('stratify')} cannot be combined with {option('head_count')}")
+
+
+def check_sources(request: Request) -> None:
+    """What weighted sources cannot run with: ``repeat`` and ``resume``, and standard input when
+    each source's records must be counted first."""
+    for setting, used in (("repeat", request.repeat), ("resume", request.resume), ("unique", request.unique)):
+        if used:
+            raise UsageError(f"{option('source')} cannot be combined with {option(setting)}")
+    if weights.needs_counts(request.source_rates, bool(request.mix)) or request.stratify:
+        for name, files in request.sources:
+            if "-" in files:
+                raise UsageError(
+                    f"source '{name}' reads standard input, but its records must be counted before the shuffle "
+                    f"(for {option('mix')}, a fractional {option('rate')} or {option('stratify')}): name files"
+                )
