@@ -118,3 +118,8 @@ def checkpoint_state(temp: Path) -> dict:  # type: ignore[type-arg]
         except (OSError, ValueError):
             pass
     return {}
+
+
+def source_records(name: str, n: int, size: int = 60) -> list[bytes]:
+    """``n`` distinct records of ``size`` bytes, each naming its source (weighted-source tests)."""
+    return [(b"%s%d:" % (name.encode(), i)).ljust(size, b"x") for i in range(n)]

@@ -58,26 +58,26 @@ def _mount_tmpfs(path: Path, options: str) -> None:
         pytest.skip(f"cannot mount a tmpfs here: {e}")
 
 
-@pytest.fixture
-def small_fs(tmp_path: Path) -> Iterator[Path]:
-    """A 1 MiB tmpfs, unmounted afterwards."""
-    mnt = tmp_path / "small"
-    _mount_tmpfs(mnt, "size=1m")
+def _mounted(tmp_path: Path, name: str, options: str) -> Iterator[Path]:
+    """A tmpfs mounted with ``options`` at ``tmp_path/name`` for a test, unmounted afterwards."""
+    mnt = tmp_path / name
+    _mount_tmpfs(mnt, options)
     try:
         yield mnt
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs."""
+    yield from _mounted(tmp_path, "small", "size=1m")
 
 
 @pytest.fixture
 def read_only_fs(tmp_path: Path) -> Iterator[Path]:
-    """A read-only tmpfs, unmounted afterwards."""
-    mnt = tmp_path / "ro"
-    _mount_tmpfs(mnt, "size=1m,ro")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
+    """A read-only tmpfs."""
+    yield from _mounted(tmp_path, "ro", "size=1m,ro")
 
 
 def _lines(stdout: bytes) -> dict[str, str]:
@@ -97,7 +97,7 @@ def test_in_memory_plan_counts_a_small_input_and_the_run_agrees(tmp_path: Path) 
     assert (found.records, found.nbytes, found.passes, found.buckets, found.temp_needed) == (3000, src.stat().st_size, 1, 0, 0)
     assert found.outputs == (str(out / "o.txt"),)
     text = found.render()
-    assert f"records: 3,000, " in text and "path: in memory, 1 pass" in text and "memory: 64.0 MiB (memory=)" in text
+    assert "records: 3,000, " in text and "path: in memory, 1 pass" in text and "memory: 64.0 MiB (memory=)" in text
     assert text.endswith("\nok\n")
     stats = shuffle(src, out / "o.txt", tmp_dir=temp, memory="64M")
     assert (stats.records, stats.passes, stats.buckets) == (found.records, found.passes, found.buckets)

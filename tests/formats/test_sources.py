@@ -8,7 +8,6 @@ Chi-square checks run a fixed list of seeds (see tests/test_uniformity.py for th
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from fractions import Fraction
 from itertools import combinations
@@ -20,33 +19,11 @@ import bigshuf
 from bigshuf.core import parallel, plan, streams
 from bigshuf.core.mix import Mixer, solve_mix
 from bigshuf.errors import InputError, UsageError
-from helpers import split_records, write_records
-
-ALPHA = 1e-4
+from helpers import source_records, split_records, write_records
+from test_uniformity import assert_uniform
 
 #: (label, memory, bucket cap): the three paths of the line shuffle.
 PATHS = [("in-memory", "64M", None), ("external", "4K", None), ("recursive", "2K", 2)]
-
-
-def chi2_sf(x: float, df: int) -> float:
-    """P(X >= x) for X ~ chi-square(df), Wilson-Hilferty approximation."""
-    z = ((x / df) ** (1 / 3) - (1 - 2 / (9 * df))) / math.sqrt(2 / (9 * df))
-    return 0.5 * math.erfc(z / math.sqrt(2))
-
-
-def assert_uniform(counts: Counter, cells: list, label: str) -> None:  # type: ignore[type-arg]
-    """Chi-square goodness of fit of ``counts`` over ``cells`` against equal frequencies."""
-    total = sum(counts.values())
-    assert set(counts) <= set(cells), f"{label}: impossible outcome {set(counts) - set(cells)}"
-    expected = total / len(cells)
-    stat = sum((counts.get(c, 0) - expected) ** 2 / expected for c in cells)
-    p = chi2_sf(stat, len(cells) - 1)
-    assert p > ALPHA, f"{label}: chi2={stat:.1f} df={len(cells) - 1} p={p:.2e}"
-
-
-def source_records(name: str, n: int, size: int = 60) -> list[bytes]:
-    """``n`` distinct records of ``size`` bytes, each naming its source."""
-    return [(b"%s%d:" % (name.encode(), i)).ljust(size, b"x") for i in range(n)]
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ checks run a fixed list of seeds (threshold as in tests/test_uniformity.py).
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
 from itertools import combinations, permutations
 from pathlib import Path
@@ -23,9 +22,8 @@ from bigshuf.core import parallel, plan, streams
 from bigshuf.core.stratify import Stratifier, largest_remainder, split_table
 from bigshuf.errors import InputError, UsageError
 from bigshuf.storage.layout import parse_split
-from helpers import split_records, write_records
-
-ALPHA = 1e-4
+from helpers import source_records, split_records, write_records
+from test_uniformity import assert_uniform
 
 #: (label, memory, bucket cap): the three paths of the line shuffle.
 PATHS = [("in-memory", "64M", None), ("external", "4K", None), ("recursive", "2K", 2)]
@@ -33,26 +31,6 @@ PATHS = [("in-memory", "64M", None), ("external", "4K", None), ("recursive", "2K
 #: Runs per end-to-end chi-square check.
 RUNS = 240
 
-
-def chi2_sf(x: float, df: int) -> float:
-    """P(X >= x) for X ~ chi-square(df), Wilson-Hilferty approximation."""
-    z = ((x / df) ** (1 / 3) - (1 - 2 / (9 * df))) / math.sqrt(2 / (9 * df))
-    return 0.5 * math.erfc(z / math.sqrt(2))
-
-
-def assert_uniform(counts: Counter, cells: list, label: str) -> None:  # type: ignore[type-arg]
-    """Chi-square goodness of fit of ``counts`` over ``cells`` against equal frequencies."""
-    total = sum(counts.values())
-    assert set(counts) <= set(cells), f"{label}: impossible outcome {set(counts) - set(cells)}"
-    expected = total / len(cells)
-    stat = sum((counts.get(c, 0) - expected) ** 2 / expected for c in cells)
-    p = chi2_sf(stat, len(cells) - 1)
-    assert p > ALPHA, f"{label}: chi2={stat:.1f} df={len(cells) - 1} p={p:.2e}"
-
-
-def source_records(name: str, n: int, size: int = 60) -> list[bytes]:
-    """``n`` distinct records of ``size`` bytes, each naming its source."""
-    return [(b"%s%d:" % (name.encode(), i)).ljust(size, b"x") for i in range(n)]
 
 
 def source_of(record: bytes) -> str:
