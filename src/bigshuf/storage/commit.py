@@ -172,10 +172,7 @@ class OutputFiles:
         """Count a step of a commit (the test hook may end the process here)."""
         self._step += 1
         if self._step == self._kill_at:
-            # To this thread, so its handler runs now: sent to the process, a signal may land on a
-            # library's thread, whose C handler can run late on a loaded machine, after the commit
-            # has put the run's own handlers back (then the signal was seen too late to count).
-            signal.pthread_kill(threading.get_ident(), self._kill_with)
+            os.kill(os.getpid(), self._kill_with)
 
     def commit(self, moves: list[tuple[str, str]]) -> None:
         """Rename every finished, synced ``(temporary, target)`` over its target, all or none, and
