@@ -63,6 +63,17 @@ def test_external_run_stays_within_the_limit(
     assert peak <= baseline + limit_mib * MiB + SLACK, f"peak {peak / MiB:.0f} MiB, baseline {baseline / MiB:.0f} MiB"
 
 
+def test_weighted_sources_with_many_copies_stay_within_the_limit(corpus: dict[str, Path], baseline: int) -> None:
+    """A record copied 12 times does not make a piece 12 times larger: pieces shrink by the copies."""
+    src = corpus["short"]
+    out = src.with_suffix(".mix")
+    args = ["-S", "8M", "-j2", "-T", str(src.parent), "--source", f"a={src}", "--rate", "a=11.5", "--max-rate", "12", "-o", str(out)]
+    peak = peak_rss(args, src.parent)
+    assert out.stat().st_size > 11 * src.stat().st_size
+    out.unlink()
+    assert peak <= baseline + 8 * MiB + SLACK, f"peak {peak / MiB:.0f} MiB, baseline {baseline / MiB:.0f} MiB"
+
+
 @pytest.mark.parametrize("threads", [1, 8])
 def test_in_memory_run_costs_about_the_input(corpus: dict[str, Path], baseline: int, threads: int) -> None:
     src = corpus["short"]

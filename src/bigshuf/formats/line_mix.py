@@ -130,7 +130,9 @@ class WeightedLines:
         and with ``--stratify`` each of its copies' split (from the block's stratify stream)."""
         assert self.mixer is not None
         segments = self.mixer.segments(runs, len(block))
-        pieces = list(cut_pieces(block, self.fmt, self.piece))
+        # A piece's copies are gathered at once: pieces shrink by the most copies a record gets, so
+        # that scattered they hold about a piece, as without sources (memory stays within -S).
+        pieces = list(cut_pieces(block, self.fmt, max(1, self.piece // self.mixer.most_copies())))
         counts = self.workers.sized(len(block)).map(lambda p: mix.count_in(block, segments, *pieces[p], self.fmt), len(pieces))
         totals = mix.merge_counts(counts)
         chosen = self.mixer.pick(self.entropy, streams.selection(key), totals)

@@ -441,10 +441,7 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
             (lambda p=p, lo=lo, hi=hi, keep=keep: scatter_one(p, lo, hi, keep))
             for p, (lo, hi) in enumerate(cuts)
         )
-        ahead = plan.pieces_ahead(self.limit)
-        if self.mixer is not None and ranges is not None:
-            ahead = max(1, ahead // max(1, self.mixer.most_copies()))  # a piece's copies are gathered at once
-        for parts, fp in self.workers.sized(len(block)).ordered(jobs, ahead=ahead):
+        for parts, fp in self.workers.sized(len(block)).ordered(jobs, ahead=plan.pieces_ahead(self.limit)):
             if fp is not None:
                 self.read_fingerprint += fp
             for part in parts:
