@@ -300,7 +300,7 @@ def _check_table_settings(request: Request, all_paths: bool) -> None:
         option(setting) for setting, used in (
             ("zero_terminated", request.zero_terminated), ("repeat", request.repeat), ("header", request.header),
             ("lines_per_record", request.lines_per_record != 1), ("resume", request.resume),
-            ("source", bool(request.sources)),
+            ("stratify", request.stratify),
             ("shard_size", request.shard_size is not None),
             ("unique", request.unique),
         ) if used

@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..core import plan, streams
+from ..core import mix, plan, streams
 from ..core.driver import Buckets, Estimate, OutputPlan, Sample, TwoPass
+from ..core.mix import Mixer
 from ..core.streams import Key, draw_ids, rng_for
 from ..errors import InputError, TempSpaceError, option
 from ..progress import IN_MEMORY, Progress, scatter_phase
@@ -31,13 +32,14 @@ from ..storage.writeback import WriteBehind
 from .rowhash import row_fingerprint
 from .detect import output_kind, refuse_terminal
 from .table_input import TableInput, open_inputs
+from .table_mix import Block, WeightedRows, fits_with_copies, multiset_fingerprint
 from .table_output import TableOutput, resolve_codec, table_shard_suffix
 from .tables import (
     GROUP_BYTES, MAX_CHUNK, TABLE_PIECE, TableBuckets, _combine, _drain, _rebatch, parse_schema, plain_schema, take_rows,
 )
 
 
-class TableRun(TwoPass):
+class TableRun(WeightedRows, TwoPass):
     """One table shuffle: reads batches, decides in-memory or external, writes the output."""
 
     unit = "rows"
@@ -69,6 +71,9 @@ class TableRun(TwoPass):
         self.out.hashers = self.workers
         self.input_rows: list[int] | None = None  # rows read from each input (once all are read), for the manifest
         self.out.manifest_info = self._manifest_info
+        # Weighted sources: the copies each row gets, and the first row of each input (as read).
+        self.mixer: Mixer | None = None
+        self.file_starts: list[int] = []
 
     @classmethod
     def for_request(cls, request: Request, inputs: list[Any], entropy: int, progress: Progress) -> TableRun:
@@ -84,7 +89,7 @@ class TableRun(TwoPass):
         """The manifest's run-wide entries: the request, and the rows read from every input."""
         counts = None if self.input_rows is None else [(rows, None) for rows in self.input_rows]
         entries = input_entries([i.path for i in self.inputs], counts, [True] * len(self.inputs))
-        return run_entries(self.request, entries, {"rows": self.table_out.kind}, self.head_count)
+        return run_entries(self.request, entries, {"rows": self.table_out.kind}, self.head_count, self.source_stats())
 
     @classmethod
     def sample(cls, request: Request, inputs: list[Any]) -> Sample:
@@ -98,7 +103,7 @@ class TableRun(TwoPass):
         shared_schema(tables, piece)
         total_rows = sum(t.rows or 0 for t in tables) if all(t.rows is not None for t in tables) else None
         batches = _rebatch(chain.from_iterable(t.batches(piece) for t in tables), piece, plan.piece_records(limit))
-        held: list[tuple[pa.RecordBatch, np.ndarray]] = []
+        held: list[Block] = []
         # The run's first look, as far as the sample goes: where it stops holding rows, the same estimate.
         held_bytes, held_rows, whole = hold_rows(_first_bytes(batches, plan.DRY_RUN_SAMPLE), limit, total_rows, held)
         exact = whole and next(batches, None) is None
@@ -124,13 +129,16 @@ class TableRun(TwoPass):
     def prepare(self) -> None:
         """Nothing more to check: the output directory and the schema were checked on construction."""
 
-    def _batches(self) -> Generator[tuple[pa.RecordBatch, np.ndarray], None, None]:
-        """Every input's rows in batches of about a piece, with their row sizes; fingerprinted when verifying."""
+    def _batches(self) -> Generator[Block, None, None]:
+        """Every input's rows in batches of about a piece, with their row sizes (and with weighted
+        sources their rows per source); fingerprinted when verifying (weighted: once the copies are drawn)."""
         def read() -> Iterator[pa.RecordBatch]:
             # Bytes as stored, in proportion to the rows read, where the file says its row count.
             counts: list[int] = []
+            self.file_starts = []
             for source in self.inputs:
                 stored, rows, reported, done = source.disk_size(), source.rows, 0, 0
+                self.file_starts.append(self.file_starts[-1] + counts[-1] if counts else 0)
                 counts.append(0)
                 for batch in source.batches(self.piece):
                     counts[-1] += batch.num_rows
@@ -144,7 +152,11 @@ class TableRun(TwoPass):
                     yield batch
             self.input_rows = counts
 
-        for batch, sizes in _rebatch(read(), self.piece, plan.piece_records(self.limit)):
+        blocks = _rebatch(read(), self.piece, plan.piece_records(self.limit))
+        if self.mixer is not None:
+            yield from self._with_sources(blocks)
+            return
+        for batch, sizes in blocks:
             if self.request.verify:
                 self.read_fingerprint += row_fingerprint(batch)
             yield batch, sizes
@@ -156,6 +168,8 @@ class TableRun(TwoPass):
 
     def shuffle(self) -> None:
         inputs = self.inputs
+        if self.request.sources:
+            self._plan_mix()
         known = all(i.rows is not None for i in inputs)
         total_rows = sum(i.rows or 0 for i in inputs) if known else None
         # The inputs as stored, when every one says its row count (JSON Lines do not: bytes read, no total).
@@ -163,22 +177,35 @@ class TableRun(TwoPass):
         self.progress.start(IN_MEMORY, stored)
         batches = self._batches()
         self.readers.append(batches)
-        held: list[tuple[pa.RecordBatch, np.ndarray]] = []
+        held: list[Block] = []
         held_bytes, held_rows, whole = hold_rows(batches, self.limit, total_rows, held)
+        mult = None
+        if whole and self.mixer is not None:
+            # The whole input's copies, drawn as for one block; the multiset must fit beside the rows.
+            mult = self._copies(streams.selection(streams.IN_MEMORY), mix.merge_counts([b[2] for b in held]))
+            if not fits_with_copies(held_bytes, held_rows, mult, self.limit):
+                whole, mult = False, None
+                self.mixer.reset()  # pass 1 draws its own picks, block by block
         if whole:
-            self._in_memory([b for b, _ in _drain(held)], held_bytes)
+            self._in_memory([b[0] for b in _drain(held)], held_bytes, mult)
             return
         self.progress.start(scatter_phase(0), stored)
         self.progress.update(self.progress_done)
         est = row_estimate(held_bytes, held_rows, total_rows, sum(i.disk_size() for i in inputs))
+        if self.mixer is not None:
+            est = self._multiset_estimate(est)
         with TempSpace(self.tmp_dir) as temp:
             self.external(chain(_drain(held), batches), est, temp, streams.TOP, 0)
 
-    def _in_memory(self, batches: list[pa.RecordBatch], nbytes: int) -> None:
+    def _in_memory(self, batches: list[pa.RecordBatch], nbytes: int, mult: np.ndarray | None = None) -> None:
+        """Every row held: shuffled (with weighted sources, each row as many times as ``mult`` says) and written."""
         table = pa.Table.from_batches(self._consolidate(_drain(batches)), schema=self.table_out.schema.remove_metadata())
-        count = self.wanted(table.num_rows)
+        index = None if mult is None else mix.copies_index(mult)
+        if mult is not None and self.request.verify:
+            self.read_fingerprint += multiset_fingerprint(table, mult)
+        count = self.wanted(table.num_rows if index is None else len(index))
         self.begin_output(count)
-        self._emit_permuted(table, nbytes, rng_for(self.entropy, streams.IN_MEMORY), count)
+        self._emit_permuted(table, nbytes, rng_for(self.entropy, streams.IN_MEMORY), count, index)
         self.records += count
 
     def _consolidate(self, batches: Iterable[pa.RecordBatch]) -> list[pa.RecordBatch]:
@@ -203,11 +230,19 @@ class TableRun(TwoPass):
             merged.append(_combine(group))
         return merged
 
-    def _emit_permuted(self, table: pa.Table, nbytes: int, rng: np.random.Generator, count: int) -> None:
+    def _emit_permuted(
+        self, table: pa.Table, nbytes: int, rng: np.random.Generator, count: int, index: np.ndarray | None = None
+    ) -> None:
         """Write ``count`` rows of ``table`` (``nbytes`` by ``row_sizes``) in uniformly random order
-        (a uniform sample if fewer than all)."""
+        (a uniform sample if fewer than all); with ``index``, of the multiset of rows it lists."""
         n = table.num_rows
-        if count == n:
+        if index is not None:
+            if count == len(index):
+                order = index.copy()
+                rng.shuffle(order)
+            else:
+                order = index[rng.choice(len(index), size=count, replace=False)]
+        elif count == n:
             order = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
             rng.shuffle(order)
         else:
@@ -222,6 +257,12 @@ class TableRun(TwoPass):
 
     # The driver's hooks.
 
+    def begin_output(self, total: int, restore: dict[str, Any] | None = None) -> None:
+        """Check, with weighted sources, that the run read the rows each source was counted to hold, then open the output."""
+        if self.mixer is not None:
+            self.mixer.check_complete()
+        super().begin_output(total, restore)
+
     def make_buckets(self, directory: str, k: int, top: bool) -> Buckets:
         return TableBuckets(directory, k, self.table_out.schema, self.request.compress_temp, self.piece)
 
@@ -230,14 +271,24 @@ class TableRun(TwoPass):
 
     def scatter(self, block: Any, key: Key, buckets: Buckets, keep: int, depth: int) -> int:
         assert isinstance(buckets, TableBuckets)
-        batch, sizes = block
+        batch, sizes = block[0], block[1]
+        index = None
+        if len(block) == 3:  # a top-level batch of weighted sources: each copy of a row gets its own bucket
+            mult = self._copies(streams.selection(key), block[2])
+            if self.request.verify:
+                self.read_fingerprint += multiset_fingerprint(batch, mult)
+            index = mix.copies_index(mult)
+            if index is not None:
+                sizes = sizes[index]
         k = buckets.k
-        ids = draw_ids(rng_for(self.entropy, key), k, batch.num_rows)
+        ids = draw_ids(rng_for(self.entropy, key), k, batch.num_rows if index is None else len(index))
         counts = np.bincount(ids, minlength=k)
         counts[keep:] = 0
         buckets.sizes += np.bincount(ids, weights=sizes, minlength=k).astype(np.int64) * (counts > 0)
         order = np.argsort(ids, kind="stable")[: int(counts.sum())]
         del ids
+        if index is not None:
+            order = index[order]
         buckets.records += counts
         # The rows of consecutive runs of buckets are gathered on the workers at once.
         workers = self.workers.sized(batch.nbytes)
@@ -289,15 +340,16 @@ def shared_schema(inputs: list[TableInput], piece: int) -> pa.Schema:
 
 
 def hold_rows(
-    batches: Iterable[tuple[pa.RecordBatch, np.ndarray]], limit: int, total_rows: int | None,
-    held: list[tuple[pa.RecordBatch, np.ndarray]],
+    batches: Iterable[Block], limit: int, total_rows: int | None, held: list[Block],
 ) -> tuple[int, int, bool]:
-    """Take ``batches`` (with their row sizes) into ``held`` while they fit in memory, stopping at the
-    first that does not, or as soon as the rows held show that ``total_rows`` will not fit; return
-    the bytes and rows held and whether every batch was taken (the run's choice of path)."""
+    """Take ``batches`` (each with its row sizes, and what else the run gives it) into ``held`` while
+    they fit in memory, stopping at the first that does not, or as soon as the rows held show that
+    ``total_rows`` will not fit; return the bytes and rows held and whether every batch was taken
+    (the run's choice of path)."""
     held_bytes = held_rows = 0
-    for batch, sizes in batches:
-        held.append((batch, sizes))
+    for block in batches:
+        batch, sizes = block[0], block[1]
+        held.append(block)
         held_bytes += int(sizes.sum())
         held_rows += batch.num_rows
         if not plan.fits_in_memory(held_bytes, held_rows, limit):
