@@ -302,7 +302,6 @@ def _check_table_settings(request: Request, all_paths: bool) -> None:
             ("lines_per_record", request.lines_per_record != 1), ("resume", request.resume),
             ("stratify", request.stratify),
             ("shard_size", request.shard_size is not None),
-            ("unique", request.unique),
         ) if used
     ]
     if unsupported:

@@ -9,10 +9,12 @@ batches span files and sources), recursive (8K with at most 2 buckets a level).
 from __future__ import annotations
 
 import json
+import struct
 from collections import Counter
-from itertools import combinations
+from itertools import combinations, permutations
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
@@ -258,3 +260,96 @@ def test_dry_run_counts_only_json_lines(tmp_path: Path, corpus: dict[str, object
     (tmp_path / "j.jsonl").write_text('{"id": 1}\n')
     found = bigshuf.plan_shuffle((), tmp_path / "o.parquet", sources={"j": tmp_path / "j.jsonl"}, rates={"j": 0.5})
     assert plan_lines(found)["sources"] == "j 1 file rate 0.5; a counting pass reads every input first"
+
+
+# ---------------------------------------------------------------- --unique for rows
+
+
+def canonical(table: pa.Table) -> list[tuple[object, ...]]:
+    """Each row as a key that is equal exactly when the rows are the same for ``--unique``: floats
+    by their bits, nulls as None whatever lies under them, lists and structs by their values."""
+    def key(value: object, t: pa.DataType) -> object:
+        if value is None:
+            return None
+        if pa.types.is_floating(t):
+            return struct.pack("<d", value)
+        if pa.types.is_list(t):
+            return ("list", tuple(key(v, t.value_type) for v in value))  # type: ignore[attr-defined]
+        if pa.types.is_struct(t):
+            return ("struct", tuple(key(value[f.name], f.type) for f in t))  # type: ignore[index]
+        return value
+
+    types = [f.type.value_type if pa.types.is_dictionary(f.type) else f.type for f in table.schema]
+    columns = [c.to_pylist() for c in table.columns]
+    return [tuple(key(v, t) for v, t in zip(row, types)) for row in zip(*columns)]
+
+
+def tricky_rows(copies: int) -> pa.Table:
+    """Rows that look alike but differ (-0.0 and 0.0, NaN payloads, [] and null, a null struct and one of
+    nulls) and rows that are the same though their bytes differ (nulls over different values), each
+    repeated ``copies`` times, with an ``id`` telling the rows' kinds apart only where they differ."""
+    nan_a, nan_b = np.array([0x7FF8000000000001, 0x7FF8000000000002], np.uint64).view(np.float64)
+    floats = [0.0, -0.0, float(nan_a), float(nan_a), float(nan_b), 1.5, 1.5, None]
+    lists = [[1, 2], [1, 2], [], None, [2, 1], [1], [1], None]
+    structs = [{"x": 1}, {"x": 1}, None, {"x": None}, {"x": 1}, {"x": 1}, {"x": 1}, None]
+    # Column "n": nulls over the values 5 and 7 (the same row for --unique), else 3.
+    n_values = pa.array([3, 3, 3, 3, 3, 5, 7, 3], pa.int64())
+    validity = pa.array([True] * 5 + [False, False, True]).buffers()[1]
+    n = pa.Array.from_buffers(pa.int64(), 8, [validity, n_values.buffers()[1]])
+    base = pa.table({
+        "f": pa.array(floats, pa.float64()), "l": pa.array(lists, pa.list_(pa.int64())),
+        "s": pa.array(structs, pa.struct([("x", pa.int64())])), "n": n,
+        "c": pa.array(["a", "a", "b", "b", "b", "c", "c", "d"]).dictionary_encode(),
+    })
+    return pa.concat_tables([base] * copies).combine_chunks()
+
+
+UNIQUE_PATHS = [("in-memory", "64M", None), ("external", "16K", None), ("recursive", "8K", 2)]
+
+
+@pytest.mark.parametrize("label,memory,cap", UNIQUE_PATHS)
+def test_unique_rows_match_a_reference_dedup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, label: str, memory: str, cap: int | None) -> None:
+    if cap is not None:
+        monkeypatch.setattr(plan, "MAX_BUCKETS", cap)
+    tricky = tricky_rows(40)
+    src = tmp_path / "in.arrow"
+    feather.write_feather(tricky, src, compression="uncompressed")
+    many = pa.table({"k": pa.array([i % 97 for i in range(4000)], pa.int64()), "pad": ["p" * 20] * 4000})
+    pq.write_table(many, tmp_path / "many.parquet", row_group_size=300)
+    for table, path in ((tricky, src), (many, tmp_path / "many.parquet")):
+        out = tmp_path / "out.arrow"
+        stats = bigshuf.shuffle(path, out, unique=True, memory=memory, seed=3, verify=True, tmp_dir=tmp_path, sync=False)
+        with pa.memory_map(str(out)) as f:
+            got = canonical(pa.ipc.open_file(f).read_all())
+        expected = set(canonical(table))
+        assert len(got) == len(set(got)) == stats.records and set(got) == expected
+        assert stats.duplicates == table.num_rows - len(expected)
+        expected_passes(label, stats.passes)
+    if label == "recursive":
+        assert stats.passes >= 5  # hash buckets of copies too big for 8K split again, more than once
+    assert len(expected) == 97 and len(set(canonical(tricky))) == 7  # of 8 kinds, the 6th and 7th are the same rows
+
+
+@pytest.mark.parametrize("label,memory", [("in-memory", "64M"), ("external", "16K")])
+def test_unique_output_same_for_any_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, label: str, memory: str) -> None:
+    monkeypatch.setattr(parallel, "INLINE_BELOW", 0)
+    pq.write_table(pa.table({"k": pa.array([i % 211 for i in range(3000)], pa.int64()), "pad": ["q" * 30] * 3000}), tmp_path / "in.parquet")
+    outputs = []
+    for j in (1, 2, 3):
+        bigshuf.shuffle(tmp_path / "in.parquet", tmp_path / "out.parquet", unique=True, memory=memory, seed=5, threads=j, tmp_dir=tmp_path)
+        outputs.append(pq.read_table(tmp_path / "out.parquet")["k"].to_pylist())
+    assert outputs[0] == outputs[1] == outputs[2] and sorted(outputs[0]) == list(range(211))
+
+
+@pytest.mark.parametrize("label,memory", [("in-memory", "64M"), ("external", "4K")])
+def test_unique_rows_in_uniform_order(tmp_path: Path, label: str, memory: str) -> None:
+    """Three distinct rows, each three times: the three kept come in each of their 6 orders equally often."""
+    rows = pa.table({"id": pa.array([0, 1, 2] * 3, pa.int64()), "pad": ["p" * 300] * 9})
+    pq.write_table(rows, tmp_path / "in.parquet", row_group_size=2)
+    out = tmp_path / "out.parquet"
+    counts: Counter = Counter()  # type: ignore[type-arg]
+    for seed in range(120):
+        stats = bigshuf.shuffle(tmp_path / "in.parquet", out, unique=True, memory=memory, seed=seed, tmp_dir=tmp_path, sync=False)
+        counts[tuple(pq.read_table(out)["id"].to_pylist())] += 1
+    assert (stats.passes == 1) == (label == "in-memory") and stats.duplicates == 6
+    assert_uniform(counts, list(permutations(range(3))), label)

@@ -21,7 +21,7 @@ from ..core.driver import Buckets, Estimate, OutputPlan, Sample, TwoPass
 from ..core.mix import Mixer
 from ..core.streams import Key, draw_ids, rng_for
 from ..errors import InputError, TempSpaceError, option
-from ..progress import IN_MEMORY, Progress, scatter_phase
+from ..progress import IN_MEMORY, Progress, dedup_phase, scatter_phase
 from ..request import Request, resolve_memory
 from ..storage.layout import Sharding, parse_split
 from ..storage.manifest import input_entries, run_entries
@@ -29,6 +29,7 @@ from ..storage.shards import check_outputs
 from ..storage.sinks import CodecChoice
 from ..storage.tempspace import TempSpace
 from ..storage.writeback import WriteBehind
+from .row_unique import RowDedup, first_rows, fits as dedup_fits, table_hashes
 from .rowhash import row_fingerprint
 from .detect import output_kind, refuse_terminal
 from .table_input import TableInput, open_inputs
@@ -89,7 +90,7 @@ class TableRun(WeightedRows, TwoPass):
         """The manifest's run-wide entries: the request, and the rows read from every input."""
         counts = None if self.input_rows is None else [(rows, None) for rows in self.input_rows]
         entries = input_entries([i.path for i in self.inputs], counts, [True] * len(self.inputs))
-        return run_entries(self.request, entries, {"rows": self.table_out.kind}, self.head_count, self.source_stats())
+        return run_entries(self.request, entries, {"rows": self.table_out.kind}, self.head_count, self.source_stats(), self.duplicates)
 
     @classmethod
     def sample(cls, request: Request, inputs: list[Any]) -> Sample:
@@ -157,7 +158,7 @@ class TableRun(WeightedRows, TwoPass):
             yield from self._with_sources(blocks)
             return
         for batch, sizes in blocks:
-            if self.request.verify:
+            if self.request.verify and not self.request.unique:  # --unique: the unique rows, once known
                 self.read_fingerprint += row_fingerprint(batch)
             yield batch, sizes
 
@@ -186,16 +187,38 @@ class TableRun(WeightedRows, TwoPass):
             if not fits_with_copies(held_bytes, held_rows, mult, self.limit):
                 whole, mult = False, None
                 self.mixer.reset()  # pass 1 draws its own picks, block by block
+        if whole and self.request.unique and not dedup_fits(held_bytes, held_rows, self.limit):
+            whole = False  # the rows and their unique copy do not fit together: a dedup pass first
         if whole:
+            if self.request.unique:
+                held_bytes = self._unique_in_memory(held)
             self._in_memory([b[0] for b in _drain(held)], held_bytes, mult)
             return
-        self.progress.start(scatter_phase(0), stored)
+        self.progress.start(dedup_phase(0) if self.request.unique else scatter_phase(0), stored)
         self.progress.update(self.progress_done)
         est = row_estimate(held_bytes, held_rows, total_rows, sum(i.disk_size() for i in inputs))
         if self.mixer is not None:
             est = self._multiset_estimate(est)
         with TempSpace(self.tmp_dir) as temp:
-            self.external(chain(_drain(held), batches), est, temp, streams.TOP, 0)
+            blocks: Iterator[Any] = chain(_drain(held), batches)
+            if self.request.unique:
+                # Pass 1 scatters the unique rows, at most what the hash buckets hold (known now).
+                dedup = RowDedup(self, temp)
+                hashed = dedup.scatter(blocks, est.nbytes or 0, est.records or 0)
+                blocks = dedup.unique(hashed)
+                est = Estimate(int(hashed.sizes.sum()), int(hashed.records.sum()), est.per_record)
+            self.external(blocks, est, temp, streams.TOP, 0)
+
+    def _unique_in_memory(self, held: list[Block]) -> int:
+        """``--unique``, every row held: each batch of ``held`` replaced by its rows that are the first
+        of their kind in the whole input; returns the bytes of the rows kept."""
+        table = pa.Table.from_batches([b[0] for b in held], schema=self.table_out.schema.remove_metadata())
+        sizes = np.concatenate([np.empty(0, np.int64), *(b[1] for b in held)])
+        kept = first_rows(table, table_hashes(table))
+        self.duplicates = table.num_rows - len(kept)
+        unique = table.take(kept).combine_chunks() if len(kept) < table.num_rows else table
+        held[:] = [(batch, None) for batch in unique.to_batches()]
+        return int(sizes[kept].sum())
 
     def _in_memory(self, batches: list[pa.RecordBatch], nbytes: int, mult: np.ndarray | None = None) -> None:
         """Every row held: shuffled (with weighted sources, each row as many times as ``mult`` says) and written."""
@@ -203,6 +226,8 @@ class TableRun(WeightedRows, TwoPass):
         index = None if mult is None else mix.copies_index(mult)
         if mult is not None and self.request.verify:
             self.read_fingerprint += multiset_fingerprint(table, mult)
+        elif self.request.unique and self.request.verify:
+            self.read_fingerprint += row_fingerprint(table)
         count = self.wanted(table.num_rows if index is None else len(index))
         self.begin_output(count)
         self._emit_permuted(table, nbytes, rng_for(self.entropy, streams.IN_MEMORY), count, index)
@@ -280,6 +305,8 @@ class TableRun(WeightedRows, TwoPass):
             index = mix.copies_index(mult)
             if index is not None:
                 sizes = sizes[index]
+        elif depth == 0 and self.request.unique and self.request.verify:
+            self.read_fingerprint += row_fingerprint(batch)  # a unique row, as the dedup stage hands it on
         k = buckets.k
         ids = draw_ids(rng_for(self.entropy, key), k, batch.num_rows if index is None else len(index))
         counts = np.bincount(ids, minlength=k)
