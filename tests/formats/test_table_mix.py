@@ -353,3 +353,12 @@ def test_unique_rows_in_uniform_order(tmp_path: Path, label: str, memory: str) -
         counts[tuple(pq.read_table(out)["id"].to_pylist())] += 1
     assert (stats.passes == 1) == (label == "in-memory") and stats.duplicates == 6
     assert_uniform(counts, list(permutations(range(3))), label)
+
+
+def test_unique_refuses_columns_it_cannot_compare(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    union = pa.UnionArray.from_sparse(pa.array([0, 1], pa.int8()), [pa.array([1, 2]), pa.array(["a", "b"])])
+    feather.write_feather(pa.table({"id": [1, 2], "u": union}), tmp_path / "u.arrow", compression="uncompressed")
+    code, out, err = run_cli(["--unique", "u.arrow", "-o", "o.arrow"], cwd=tmp_path)
+    assert (code, out) == (1, b"")
+    assert err == b"bigshuf: --unique cannot compare column 'u' of type sparse_union<0: int64=0, 1: string=1>\n"
+    assert not (tmp_path / "o.arrow").exists()

@@ -67,6 +67,33 @@ def values_equal(a: Any, b: Any) -> np.ndarray:
     return np.where(valid_a & valid_b, eq, ~valid_a & ~valid_b)
 
 
+def check_comparable(schema: pa.Schema) -> None:
+    """Refuse, before anything is read, a schema with a column whose values ``--unique`` cannot compare."""
+    def comparable(t: pa.DataType) -> bool:
+        if isinstance(t, pa.ExtensionType):
+            return comparable(t.storage_type)
+        if pa.types.is_dictionary(t):
+            return comparable(t.value_type)
+        if pa.types.is_struct(t):
+            return all(comparable(t.field(i).type) for i in range(t.num_fields))
+        if pa.types.is_map(t):
+            return comparable(t.key_type) and comparable(t.item_type)
+        if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+            return comparable(t.value_type)
+        flat = (pa.types.is_null, pa.types.is_boolean, pa.types.is_string, pa.types.is_large_string, pa.types.is_binary,
+                pa.types.is_large_binary, pa.types.is_string_view, pa.types.is_binary_view)
+        if any(test(t) for test in flat):
+            return True
+        try:
+            return bool(t.bit_width) and t.bit_width % 8 == 0
+        except ValueError:  # pyarrow's answer for types of no fixed width (unions, run-end encoded)
+            return False
+
+    for field in schema:
+        if not comparable(field.type):
+            raise UsageError(f"{option('unique')} cannot compare column '{field.name}' of type {field.type}")
+
+
 def _valid(arr: Any) -> np.ndarray:
     """Which values of ``arr`` are not null."""
     if not arr.null_count:

@@ -29,7 +29,7 @@ from ..storage.shards import check_outputs
 from ..storage.sinks import CodecChoice
 from ..storage.tempspace import TempSpace
 from ..storage.writeback import WriteBehind
-from .row_unique import RowDedup, first_rows, fits as dedup_fits, table_hashes
+from .row_unique import RowDedup, check_comparable, first_rows, fits as dedup_fits, table_hashes
 from .rowhash import row_fingerprint
 from .detect import output_kind, refuse_terminal
 from .table_input import TableInput, open_inputs
@@ -60,6 +60,8 @@ class TableRun(WeightedRows, TwoPass):
         sharding = Sharding(request.shards, request.shard_records)
         check_outputs(request.output, sharding, split, request.manifest, suffix=table_shard_suffix(kind, codec))
         schema = shared_schema(inputs, self.piece)
+        if request.unique:
+            check_comparable(schema)
         self.writer = WriteBehind(plan.IN_FLIGHT_PIECES * self.piece)
         self.table_out = TableOutput(
             request.output, self.writer, kind=kind, shards=request.shards, codec=codec,
