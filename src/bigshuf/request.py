@@ -301,7 +301,6 @@ def _check_table_settings(request: Request, all_paths: bool) -> None:
             ("zero_terminated", request.zero_terminated), ("repeat", request.repeat), ("header", request.header),
             ("lines_per_record", request.lines_per_record != 1), ("resume", request.resume),
             ("stratify", request.stratify),
-            ("shard_size", request.shard_size is not None),
         ) if used
     ]
     if unsupported:

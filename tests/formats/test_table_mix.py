@@ -362,3 +362,32 @@ def test_unique_refuses_columns_it_cannot_compare(tmp_path: Path, run_cli) -> No
     assert (code, out) == (1, b"")
     assert err == b"bigshuf: --unique cannot compare column 'u' of type sparse_union<0: int64=0, 1: string=1>\n"
     assert not (tmp_path / "o.arrow").exists()
+
+
+# ---------------------------------------------------------------- --shard-size for rows
+
+
+@pytest.mark.parametrize("label,memory,cap", PATHS)
+def test_shard_size_cuts_rows_by_their_arrow_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, label: str, memory: str, cap: int | None
+) -> None:
+    """Every shard but the last holds ``shard_size`` to ``shard_size`` plus one row of bytes (by
+    ``row_sizes``), rows of varied sizes never cut, and the shards together are the plain run's output."""
+    if cap is not None:
+        monkeypatch.setattr(plan, "MAX_BUCKETS", cap)
+    rows = pa.table({"id": pa.array(range(600), pa.int64()), "text": ["t" * (i % 37) for i in range(600)]})
+    src = tmp_path / "in.parquet"
+    pq.write_table(rows, src, row_group_size=100)
+    plain = tmp_path / "plain.parquet"
+    bigshuf.shuffle(src, plain, memory=memory, seed=8, tmp_dir=tmp_path, sync=False)
+    stats = bigshuf.shuffle(src, str(tmp_path / "out" / "part-{:03d}.parquet"), memory=memory, seed=8, shard_size="1K",
+                            tmp_dir=tmp_path, sync=False, manifest=tmp_path / "m.json")
+    names = sorted((tmp_path / "out").iterdir())
+    parts = [pq.read_table(p) for p in names]
+    sizes = [int(row_sizes(p.combine_chunks().to_batches()[0]).sum()) if p.num_rows else 0 for p in parts]
+    largest = int(row_sizes(rows.to_batches()[0]).max())
+    assert all(1024 <= size < 1024 + largest for size in sizes[:-1]) and 0 < sizes[-1] < 1024 + largest, sizes
+    assert sum(sizes) == int(row_sizes(rows.to_batches()[0]).sum()) and len(parts) == len(sizes) > 10
+    assert pa.concat_tables(parts)["id"].to_pylist() == pq.read_table(plain)["id"].to_pylist()
+    assert bigshuf.api.check_manifest(tmp_path / "m.json")[0] == []
+    expected_passes(label, stats.passes)

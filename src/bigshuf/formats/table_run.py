@@ -57,7 +57,7 @@ class TableRun(WeightedRows, TwoPass):
         self.piece = min(plan.piece_bytes(self.limit), TABLE_PIECE)
         self.progress_done = 0  # input bytes reported to progress
         split = None if request.split is None else parse_split(request.split)
-        sharding = Sharding(request.shards, request.shard_records)
+        sharding = Sharding(request.shards, request.shard_records, request.shard_size)
         check_outputs(request.output, sharding, split, request.manifest, suffix=table_shard_suffix(kind, codec))
         schema = shared_schema(inputs, self.piece)
         if request.unique:
@@ -65,7 +65,7 @@ class TableRun(WeightedRows, TwoPass):
         self.writer = WriteBehind(plan.IN_FLIGHT_PIECES * self.piece)
         self.table_out = TableOutput(
             request.output, self.writer, kind=kind, shards=request.shards, codec=codec,
-            shard_records=request.shard_records, split=split, manifest=request.manifest,
+            shard_records=request.shard_records, split=split, manifest=request.manifest, shard_size=request.shard_size,
             schema=schema, group_rows=request.row_group_size,
             group_bytes=min(GROUP_BYTES, max(1, plan.block_budget(self.limit) // 8)), sync=request.sync,
         )
@@ -126,7 +126,7 @@ class TableRun(WeightedRows, TwoPass):
         tables = open_inputs([s for s in inputs if isinstance(s, str)], _json_schema(request))
         kind = output_kind(request.output, tables[0].kind, request.output_format)
         codec = resolve_codec(kind, request.compress, request.output)
-        sharding = Sharding(request.shards, request.shard_records)
+        sharding = Sharding(request.shards, request.shard_records, request.shard_size)
         return OutputPlan(request.output, request.shards, None, table_shard_suffix(kind, codec), sharding, request.split, request.manifest)
 
     def prepare(self) -> None:
