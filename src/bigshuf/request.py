@@ -300,7 +300,6 @@ def _check_table_settings(request: Request, all_paths: bool) -> None:
         option(setting) for setting, used in (
             ("zero_terminated", request.zero_terminated), ("repeat", request.repeat), ("header", request.header),
             ("lines_per_record", request.lines_per_record != 1), ("resume", request.resume),
-            ("stratify", request.stratify),
         ) if used
     ]
     if unsupported:

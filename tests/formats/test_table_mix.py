@@ -234,10 +234,44 @@ def test_copies_land_independently(tmp_path: Path, label: str, memory: str) -> N
 # ---------------------------------------------------------------- refusals and the CLI
 
 
-def test_stratify_is_refused_for_rows(tmp_path: Path, corpus: dict[str, object]) -> None:
-    with pytest.raises(UsageError, match=r"^stratify=True: not available for Parquet or Arrow data \(rows, not lines\)$"):
-        bigshuf.shuffle(sources=corpus, split="valid=5,train=rest", stratify=True, output=str(tmp_path / "o" / "{split}.parquet"))
-    assert not (tmp_path / "o").exists()
+@pytest.mark.parametrize("label,memory,cap", PATHS)
+def test_stratify_gives_each_split_each_sources_share(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, corpus: dict[str, object], label: str, memory: str, cap: int | None
+) -> None:
+    """Rates 0.5, 2, 1 make web 150, code 140, wiki 40 copies (330); valid=33 takes 15, 14 and 4 of
+    them, train the rest, and the splits together hold the multiset."""
+    if cap is not None:
+        monkeypatch.setattr(plan, "MAX_BUCKETS", cap)
+    out = tmp_path / "out" / "{split}.parquet"
+    stats = bigshuf.shuffle(sources=corpus, rates={"web": 0.5, "code": 2}, output=str(out), split="valid=33,train=rest",
+                            stratify=True, memory=memory, seed=6, tmp_dir=tmp_path, sync=False, verify=True,
+                            manifest=tmp_path / "m.json")
+    valid = pq.read_table(tmp_path / "out" / "valid.parquet")["id"].to_pylist()
+    train = pq.read_table(tmp_path / "out" / "train.parquet")["id"].to_pylist()
+    assert Counter(map(source_of, valid)) == {"web": 15, "code": 14, "wiki": 4}
+    assert Counter(map(source_of, train)) == {"web": 135, "code": 126, "wiki": 36}
+    assert Counter(valid + train)[FIRST["code"]] == 2 and Counter(map(source_of, set(valid + train)))["web"] == 150
+    manifest = json.loads((tmp_path / "m.json").read_text())
+    assert manifest["stratified"][0] == {"split": "valid", "records": 33, "sources": {"web": 15, "code": 14, "wiki": 4}}
+    expected_passes(label, stats.passes)
+
+
+@pytest.mark.parametrize("label,memory", [("in-memory", "64M"), ("external", "1K")])
+def test_stratified_split_is_a_uniform_subset_in_uniform_order(tmp_path: Path, label: str, memory: str) -> None:
+    """Two sources of 2 rows each, valid=2 stratified: valid holds one row of each source, each of the
+    4 pairs in each of its 2 orders equally often."""
+    pq.write_table(pad_rows("web", 2), tmp_path / "a.parquet")
+    pq.write_table(pad_rows("code", 2), tmp_path / "b.parquet")
+    counts: Counter = Counter()  # type: ignore[type-arg]
+    for seed in range(160):
+        stats = bigshuf.shuffle(
+            sources={"a": tmp_path / "a.parquet", "b": tmp_path / "b.parquet"}, split="valid=2,train=rest", stratify=True,
+            output=str(tmp_path / "o" / "{split}.parquet"), memory=memory, seed=seed, tmp_dir=tmp_path, sync=False,
+        )
+        counts[tuple(pq.read_table(tmp_path / "o" / "valid.parquet")["id"].to_pylist())] += 1
+    assert (stats.passes == 1) == (label == "in-memory")
+    cells = [(a, b) for a in (0, 1) for b in (1000, 1001)] + [(b, a) for a in (0, 1) for b in (1000, 1001)]
+    assert_uniform(counts, cells, label)
 
 
 def test_cli(tmp_path: Path, corpus: dict[str, object], run_cli) -> None:  # type: ignore[no-untyped-def]

@@ -1,5 +1,5 @@
-"""Weighted sources over table rows (``--source``, ``--rate``, ``--mix``): each source's rows (from
-the files' metadata, or a counting pass), the rates solved, and each batch's copies.
+"""Weighted sources over table rows (``--source``, ``--rate``, ``--mix``, ``--stratify``): each source's
+rows (from the files' metadata, or a counting pass), the rates solved, each batch's copies and their splits.
 
 ``TableRun`` takes this as a mixin. The draws are the line runs' (``core.mix.Mixer``): every row
 gets floor(r) copies and a uniform round(frac(r) n) subset of a source's rows one more, picked
@@ -19,9 +19,12 @@ from ..core import mix, plan
 from ..core.driver import Estimate
 from ..core.fingerprint import Fingerprint
 from ..core.mix import Mixer
+from ..core.stratify import Stratifier
 from ..core.streams import Key
 from ..progress import Progress
 from ..request import Request
+from ..storage.layout import parse_split
+from ..storage.output import Output
 from .rowhash import row_hashes
 from .table_input import TableInput
 from .tables import row_sizes
@@ -40,7 +43,9 @@ class WeightedRows:
     piece: int
     entropy: int
     mixer: Mixer | None
+    stratifier: Stratifier | None
     file_starts: list[int]
+    out: Output
 
     def source_stats(self) -> tuple[mix.SourceStats, ...]:
         return () if self.mixer is None else self.mixer.stats()
@@ -59,7 +64,7 @@ class WeightedRows:
             for s, table in zip(file_source, self.inputs):
                 counts[s] += table.rows or 0
         nbytes: list[int] | None = None
-        if request.by == "bytes" or (counts is None and (mix.needs_counts(rates, bool(request.mix)))):
+        if request.by == "bytes" or (counts is None and (mix.needs_counts(rates, bool(request.mix)) or request.stratify)):
             counts, nbytes = self._count_sources(file_source, len(names))
         if request.mix:
             assert counts is not None
@@ -67,6 +72,10 @@ class WeightedRows:
             measured = nbytes if request.by == "bytes" and nbytes is not None else counts
             rates = mix.solve_mix(names, shares, measured, request.total, request.max_rate, request.by)
         self.mixer = Mixer(names, file_source, rates, counts)
+        if request.stratify:
+            assert request.split is not None
+            self.stratifier = Stratifier(names, self.mixer.multiset_sizes(), parse_split(request.split))
+            self.out.split_totals = self.stratifier.totals
 
     def _count_sources(self, file_source: list[int], n: int) -> tuple[list[int], list[int]]:
         """Rows and bytes (by ``row_sizes``) of each source, read once without writing (the counting pass)."""
@@ -106,6 +115,17 @@ class WeightedRows:
         """The copies of each row of a run of rows holding ``counts`` of each source, picks drawn from stream ``key``."""
         assert self.mixer is not None
         return self.mixer.multiplicity(counts, self.mixer.pick(self.entropy, key, counts))
+
+    def _split_labels(self, key: Key, counts: Sequence[tuple[int, int]], mult: np.ndarray) -> np.ndarray:
+        """``--stratify``: the split of each copy of a run of rows holding ``counts`` of each source
+        (``mult`` copies each), in the copies' order, drawn from stream ``key``."""
+        assert self.stratifier is not None
+        per_source, at = [], 0
+        for s, c in counts:
+            per_source.append((s, int(mult[at : at + c].sum())))
+            at += c
+        drawn = self.stratifier.assign(self.entropy, key, per_source)
+        return np.concatenate([np.empty(0, self.stratifier.dtype), *drawn])
 
     def _multiset_estimate(self, est: Estimate) -> Estimate:
         """What pass 1 scatters with weighted sources: the multiset's rows, exact when each source's

@@ -19,12 +19,13 @@ import pyarrow as pa
 from ..core import mix, plan, streams
 from ..core.driver import Buckets, Estimate, OutputPlan, Sample, TwoPass
 from ..core.mix import Mixer
+from ..core.stratify import Stratifier, split_ids
 from ..core.streams import Key, draw_ids, rng_for
 from ..errors import InputError, TempSpaceError, option
 from ..progress import IN_MEMORY, Progress, dedup_phase, scatter_phase
 from ..request import Request, resolve_memory
 from ..storage.layout import Sharding, parse_split
-from ..storage.manifest import input_entries, run_entries
+from ..storage.manifest import input_entries, run_entries, strata_entries
 from ..storage.shards import check_outputs
 from ..storage.sinks import CodecChoice
 from ..storage.tempspace import TempSpace
@@ -77,6 +78,9 @@ class TableRun(WeightedRows, TwoPass):
         # Weighted sources: the copies each row gets, and the first row of each input (as read).
         self.mixer: Mixer | None = None
         self.file_starts: list[int] = []
+        # --stratify: which split each copy goes to, and the top level's buckets each split owns.
+        self.stratifier: Stratifier | None = None
+        self.strata_bounds: np.ndarray | None = None
 
     @classmethod
     def for_request(cls, request: Request, inputs: list[Any], entropy: int, progress: Progress) -> TableRun:
@@ -92,7 +96,10 @@ class TableRun(WeightedRows, TwoPass):
         """The manifest's run-wide entries: the request, and the rows read from every input."""
         counts = None if self.input_rows is None else [(rows, None) for rows in self.input_rows]
         entries = input_entries([i.path for i in self.inputs], counts, [True] * len(self.inputs))
-        return run_entries(self.request, entries, {"rows": self.table_out.kind}, self.head_count, self.source_stats(), self.duplicates)
+        run = run_entries(self.request, entries, {"rows": self.table_out.kind}, self.head_count, self.source_stats(), self.duplicates)
+        if self.stratifier is not None and self.out.split is not None:
+            run["stratified"] = strata_entries([p.name for p in self.out.split], self.stratifier.names, self.stratifier.table)
+        return run
 
     @classmethod
     def sample(cls, request: Request, inputs: list[Any]) -> Sample:
@@ -182,19 +189,22 @@ class TableRun(WeightedRows, TwoPass):
         self.readers.append(batches)
         held: list[Block] = []
         held_bytes, held_rows, whole = hold_rows(batches, self.limit, total_rows, held)
-        mult = None
+        mult = labels = None
         if whole and self.mixer is not None:
             # The whole input's copies, drawn as for one block; the multiset must fit beside the rows.
-            mult = self._copies(streams.selection(streams.IN_MEMORY), mix.merge_counts([b[2] for b in held]))
+            totals = mix.merge_counts([b[2] for b in held])
+            mult = self._copies(streams.selection(streams.IN_MEMORY), totals)
             if not fits_with_copies(held_bytes, held_rows, mult, self.limit):
                 whole, mult = False, None
                 self.mixer.reset()  # pass 1 draws its own picks, block by block
+            elif self.stratifier is not None:
+                labels = self._split_labels(streams.stratify(streams.IN_MEMORY), totals, mult)
         if whole and self.request.unique and not dedup_fits(held_bytes, held_rows, self.limit):
             whole = False  # the rows and their unique copy do not fit together: a dedup pass first
         if whole:
             if self.request.unique:
                 held_bytes = self._unique_in_memory(held)
-            self._in_memory([b[0] for b in _drain(held)], held_bytes, mult)
+            self._in_memory([b[0] for b in _drain(held)], held_bytes, mult, labels)
             return
         self.progress.start(dedup_phase(0) if self.request.unique else scatter_phase(0), stored)
         self.progress.update(self.progress_done)
@@ -222,8 +232,11 @@ class TableRun(WeightedRows, TwoPass):
         held[:] = [(batch, None) for batch in unique.to_batches()]
         return int(sizes[kept].sum())
 
-    def _in_memory(self, batches: list[pa.RecordBatch], nbytes: int, mult: np.ndarray | None = None) -> None:
-        """Every row held: shuffled (with weighted sources, each row as many times as ``mult`` says) and written."""
+    def _in_memory(
+        self, batches: list[pa.RecordBatch], nbytes: int, mult: np.ndarray | None = None, labels: np.ndarray | None = None
+    ) -> None:
+        """Every row held: shuffled (with weighted sources, each row as many times as ``mult`` says) and
+        written; with ``--stratify`` each split's copies (``labels``) shuffled on their own, splits in order."""
         table = pa.Table.from_batches(self._consolidate(_drain(batches)), schema=self.table_out.schema.remove_metadata())
         index = None if mult is None else mix.copies_index(mult)
         if mult is not None and self.request.verify:
@@ -232,6 +245,15 @@ class TableRun(WeightedRows, TwoPass):
             self.read_fingerprint += row_fingerprint(table)
         count = self.wanted(table.num_rows if index is None else len(index))
         self.begin_output(count)
+        if labels is not None:
+            if index is None:
+                index = np.arange(table.num_rows, dtype=np.int32 if table.num_rows < 2**31 else np.int64)
+            assert self.stratifier is not None
+            for v in range(self.stratifier.splits):
+                part = index[labels == v]
+                self._emit_permuted(table, nbytes, rng_for(self.entropy, streams.stratum(v)), len(part), part)
+            self.records += count
+            return
         self._emit_permuted(table, nbytes, rng_for(self.entropy, streams.IN_MEMORY), count, index)
         self.records += count
 
@@ -291,7 +313,14 @@ class TableRun(WeightedRows, TwoPass):
         super().begin_output(total, restore)
 
     def make_buckets(self, directory: str, k: int, top: bool) -> Buckets:
+        if top and self.stratifier is not None:
+            self.strata_bounds = self.stratifier.bucket_bounds(k)
         return TableBuckets(directory, k, self.table_out.schema, self.request.compress_temp, self.piece)
+
+    def _bucket_count(self, est: Estimate, temp: TempSpace) -> int:
+        """As the driver counts them, and with ``--stratify`` at least one for each split."""
+        k = super()._bucket_count(est, temp)
+        return k if self.stratifier is None else max(k, self.stratifier.splits)
 
     def block_bytes(self, block: Any) -> int:
         return int(block[1].sum())
@@ -299,9 +328,11 @@ class TableRun(WeightedRows, TwoPass):
     def scatter(self, block: Any, key: Key, buckets: Buckets, keep: int, depth: int) -> int:
         assert isinstance(buckets, TableBuckets)
         batch, sizes = block[0], block[1]
-        index = None
+        index = labels = None
         if len(block) == 3:  # a top-level batch of weighted sources: each copy of a row gets its own bucket
             mult = self._copies(streams.selection(key), block[2])
+            if self.stratifier is not None:
+                labels = self._split_labels(streams.stratify(key), block[2], mult)
             if self.request.verify:
                 self.read_fingerprint += multiset_fingerprint(batch, mult)
             index = mix.copies_index(mult)
@@ -310,7 +341,11 @@ class TableRun(WeightedRows, TwoPass):
         elif depth == 0 and self.request.unique and self.request.verify:
             self.read_fingerprint += row_fingerprint(batch)  # a unique row, as the dedup stage hands it on
         k = buckets.k
-        ids = draw_ids(rng_for(self.entropy, key), k, batch.num_rows if index is None else len(index))
+        if labels is not None:  # --stratify: a bucket within the copy's split's range
+            assert self.strata_bounds is not None
+            ids = split_ids(rng_for(self.entropy, key), self.strata_bounds, labels, k)
+        else:
+            ids = draw_ids(rng_for(self.entropy, key), k, batch.num_rows if index is None else len(index))
         counts = np.bincount(ids, minlength=k)
         counts[keep:] = 0
         buckets.sizes += np.bincount(ids, weights=sizes, minlength=k).astype(np.int64) * (counts > 0)
