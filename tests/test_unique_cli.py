@@ -45,7 +45,6 @@ def test_echo_range_and_header(tmp_path: Path) -> None:
         (["-r"], "--unique cannot be used with --resume or --repeat"),
         (["--resume", "--seed=1", "-o", "OUT"], "--unique cannot be used with --resume or --repeat"),
         (["--engine=dask"], "--engine=dask does not support --unique"),
-        (["-o", "OUT.parquet"], "--unique: not available for Parquet or Arrow data (rows, not lines)"),
     ],
 )
 def test_refusals_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:

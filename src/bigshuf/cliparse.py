@@ -57,8 +57,8 @@ Mandatory arguments to long options are mandatory for short options too.
                               directory or a pattern like out/part-{{:05d}}.jsonl
       --shard-size=SIZE     write shards of at least SIZE bytes of records
                               each (K, M, G, T units; records never cut):
-                              a new shard starts once one holds SIZE; -o as
-                              for --shards
+                              a new shard starts once one holds SIZE (rows:
+                              their Arrow bytes); -o as for --shards
       --shard-records=N     write shards of N records each (the last fewer)
       --split=NAME=PART,... cut the shuffle into consecutive splits, each a
                               uniform random subset in random order; PART is
@@ -89,7 +89,8 @@ Mandatory arguments to long options are mandatory for short options too.
       --verify              fingerprint the records read and written; if they
                               differ, fail and leave the output untouched
       --unique              keep one copy of byte-identical lines (as sort -u)
-                              and shuffle those; at most one more pass
+                              or table rows, and shuffle those; at most one
+                              more pass
       --no-sync             do not fsync output files and their directories
                               around the final rename (faster; a machine crash
                               may then lose the new output)

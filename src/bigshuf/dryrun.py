@@ -261,6 +261,12 @@ def _mix(facts: Facts) -> None:
             how = f"share {float(dict(request.mix)[name]):g}" if request.mix else f"rate {float(rates.get(name, 1)):g}"
             words.append(f"{name} {len(files)} file{'s' if len(files) != 1 else ''} {how}")
         counted = weights.needs_counts(request.source_rates, bool(request.mix))
+        if request.family == registry.TABLE:
+            from .formats.detect import is_table_input
+
+            # Parquet and Arrow files say their row counts; JSON Lines rows, and Arrow bytes, are counted.
+            paths = [p for p in request.inputs if isinstance(p, str)]
+            counted = request.by == "bytes" or (counted and not all(is_table_input(p) for p in paths))
         total = ""
         if request.mix:
             total = f" of {request.total:,} {request.by}" if request.total is not None else " of the most that repeats no record"

@@ -300,9 +300,6 @@ def _check_table_settings(request: Request, all_paths: bool) -> None:
         option(setting) for setting, used in (
             ("zero_terminated", request.zero_terminated), ("repeat", request.repeat), ("header", request.header),
             ("lines_per_record", request.lines_per_record != 1), ("resume", request.resume),
-            ("source", bool(request.sources)),
-            ("shard_size", request.shard_size is not None),
-            ("unique", request.unique),
         ) if used
     ]
     if unsupported:

@@ -233,7 +233,6 @@ def test_copies_land_independently(tmp_path: Path, label: str, memory: str) -> N
         (dict(repeat=True), "cannot be combined with repeat=True"),
         (dict(sources=None, rates={"web": 2}), "rates= needs sources= NAME=PATH"),
         (dict(engine="dask"), "engine='dask' does not support sources="),
-        (dict(output_format="parquet"), "sources=: not available for Parquet or Arrow data"),
         (dict(sources={"a": "x", "a b": "y"}), "invalid source name in sources=: 'a b'"),
     ],
 )

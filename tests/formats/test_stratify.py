@@ -214,7 +214,6 @@ def test_order_within_each_split_is_uniform(tmp_path: Path, label: str, memory: 
         (dict(head_count=10), "stratify=True cannot be combined with head_count="),
         (dict(head_count="10%"), "stratify=True cannot be combined with head_count="),
         (dict(engine="dask"), "engine='dask' does not support sources="),
-        (dict(output="out/{split}.parquet"), "sources=: not available for Parquet or Arrow data"),
     ],
 )
 def test_refusals(tmp_path: Path, corpus: dict[str, Path], settings: dict[str, object], message: str) -> None:

@@ -231,7 +231,8 @@ def test_refusals(tmp_path: Path, settings: dict[str, object], message: str) -> 
         bigshuf.shuffle(src, tmp_path / "out", unique=True, **settings)  # type: ignore[arg-type]
 
 
-def test_refused_for_parquet_rows(tmp_path: Path) -> None:
-    src = write_records(tmp_path / "in.jsonl", [b'{"a": 1}', b'{"a": 1}'])
-    with pytest.raises(UsageError, match=r"unique=True: not available for Parquet or Arrow data"):
-        bigshuf.shuffle(src, tmp_path / "out.parquet", unique=True)
+def test_rows_are_deduplicated_too(tmp_path: Path) -> None:
+    """JSON Lines read into Parquet are rows: ``--unique`` compares them as rows (tests/formats/test_table_mix.py)."""
+    src = write_records(tmp_path / "in.jsonl", [b'{"a": 1}', b'{"a":1}', b'{"a": 2}'])
+    stats = bigshuf.shuffle(src, tmp_path / "out.parquet", unique=True, seed=1)
+    assert (stats.records, stats.duplicates) == (2, 1)

@@ -123,7 +123,7 @@ def test_a_pattern_that_repeats_after_the_first_shards_is_refused(tmp_path: Path
         bigshuf.shuffle(write_records(tmp_path / "in", [b"a"]), str(tmp_path / "x{!s:.1}"), shard_records=1)
 
 
-def test_table_rows_take_shard_records_and_refuse_shard_size(tmp_path: Path) -> None:
+def test_table_rows_take_shard_records(tmp_path: Path) -> None:
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
 
@@ -134,5 +134,4 @@ def test_table_rows_take_shard_records_and_refuse_shard_size(tmp_path: Path) -> 
     parts = [pq.read_table(tmp_path / "out" / f"{i}.parquet") for i in range(3)]
     assert [p.num_rows for p in parts] == [100, 100, 50]
     assert pa.concat_tables(parts).equals(pq.read_table(tmp_path / "plain.parquet"))
-    with pytest.raises(bigshuf.UsageError, match="shard_size=: not available for Parquet"):
-        bigshuf.shuffle(src, str(tmp_path / "o" / "{}.parquet"), shard_size=100)
+    # shard_size= for rows: tests/formats/test_table_mix.py

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from ..core.fingerprint import Fingerprint
@@ -14,7 +15,7 @@ from ..storage.layout import SplitPart
 from ..storage.sinks import CodecChoice, Sink
 from ..storage.writeback import WriteBehind
 from .rowhash import row_fingerprint
-from .tables import ARROW_ERRORS, _reason, decoded_schema
+from .tables import ARROW_ERRORS, _reason, decoded_schema, row_sizes
 
 
 #: Column codecs each output format offers (``--compress``), the first being the default.
@@ -141,11 +142,12 @@ class TableOutput(Output):
         self, target: str | None, writer: WriteBehind, *, kind: str, shards: int | None,
         codec: CodecChoice, schema: pa.Schema, group_rows: int | None, group_bytes: int, sync: bool = True,
         shard_records: int | None = None, split: tuple[SplitPart, ...] | None = None, manifest: str | None = None,
+        shard_size: int | None = None,
     ) -> None:
         line_codec = codec if kind == "jsonl" else None
         super().__init__(
             target, writer, shards=shards, compress=line_codec, sync=sync, shard_records=shard_records, split=split,
-            manifest=manifest,
+            manifest=manifest, shard_size=shard_size,
         )
         self.kind = kind
         self.codec = codec
@@ -171,6 +173,10 @@ class TableOutput(Output):
 
     def _fingerprint(self, records: Any) -> Fingerprint:
         return row_fingerprint(records)
+
+    def _record_bytes(self, records: Any) -> np.ndarray:
+        """Each row's Arrow bytes as ``tables.row_sizes`` counts them (what ``-S`` holds), for ``--shard-size``."""
+        return np.concatenate([np.empty(0, np.int64), *(row_sizes(batch) for batch in records.to_batches())])
 
     def describe(self, fp: Fingerprint) -> str:
         return f"{fp.records} rows (digest {fp.digest:016x})"

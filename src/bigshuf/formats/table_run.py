@@ -16,28 +16,32 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..core import plan, streams
+from ..core import mix, plan, streams
 from ..core.driver import Buckets, Estimate, OutputPlan, Sample, TwoPass
+from ..core.mix import Mixer
+from ..core.stratify import Stratifier, split_ids
 from ..core.streams import Key, draw_ids, rng_for
 from ..errors import InputError, TempSpaceError, option
-from ..progress import IN_MEMORY, Progress, scatter_phase
+from ..progress import IN_MEMORY, Progress, dedup_phase, scatter_phase
 from ..request import Request, resolve_memory
 from ..storage.layout import Sharding, parse_split
-from ..storage.manifest import input_entries, run_entries
+from ..storage.manifest import input_entries, run_entries, strata_entries
 from ..storage.shards import check_outputs
 from ..storage.sinks import CodecChoice
 from ..storage.tempspace import TempSpace
 from ..storage.writeback import WriteBehind
+from .row_unique import RowDedup, check_comparable, first_rows, fits as dedup_fits, table_hashes
 from .rowhash import row_fingerprint
 from .detect import output_kind, refuse_terminal
 from .table_input import TableInput, open_inputs
+from .table_mix import Block, WeightedRows, fits_with_copies, multiset_fingerprint
 from .table_output import TableOutput, resolve_codec, table_shard_suffix
 from .tables import (
     GROUP_BYTES, MAX_CHUNK, TABLE_PIECE, TableBuckets, _combine, _drain, _rebatch, parse_schema, plain_schema, take_rows,
 )
 
 
-class TableRun(TwoPass):
+class TableRun(WeightedRows, TwoPass):
     """One table shuffle: reads batches, decides in-memory or external, writes the output."""
 
     unit = "rows"
@@ -54,13 +58,15 @@ class TableRun(TwoPass):
         self.piece = min(plan.piece_bytes(self.limit), TABLE_PIECE)
         self.progress_done = 0  # input bytes reported to progress
         split = None if request.split is None else parse_split(request.split)
-        sharding = Sharding(request.shards, request.shard_records)
+        sharding = Sharding(request.shards, request.shard_records, request.shard_size)
         check_outputs(request.output, sharding, split, request.manifest, suffix=table_shard_suffix(kind, codec))
         schema = shared_schema(inputs, self.piece)
+        if request.unique:
+            check_comparable(schema)
         self.writer = WriteBehind(plan.IN_FLIGHT_PIECES * self.piece)
         self.table_out = TableOutput(
             request.output, self.writer, kind=kind, shards=request.shards, codec=codec,
-            shard_records=request.shard_records, split=split, manifest=request.manifest,
+            shard_records=request.shard_records, split=split, manifest=request.manifest, shard_size=request.shard_size,
             schema=schema, group_rows=request.row_group_size,
             group_bytes=min(GROUP_BYTES, max(1, plan.block_budget(self.limit) // 8)), sync=request.sync,
         )
@@ -69,6 +75,12 @@ class TableRun(TwoPass):
         self.out.hashers = self.workers
         self.input_rows: list[int] | None = None  # rows read from each input (once all are read), for the manifest
         self.out.manifest_info = self._manifest_info
+        # Weighted sources: the copies each row gets, and the first row of each input (as read).
+        self.mixer: Mixer | None = None
+        self.file_starts: list[int] = []
+        # --stratify: which split each copy goes to, and the top level's buckets each split owns.
+        self.stratifier: Stratifier | None = None
+        self.strata_bounds: np.ndarray | None = None
 
     @classmethod
     def for_request(cls, request: Request, inputs: list[Any], entropy: int, progress: Progress) -> TableRun:
@@ -84,7 +96,10 @@ class TableRun(TwoPass):
         """The manifest's run-wide entries: the request, and the rows read from every input."""
         counts = None if self.input_rows is None else [(rows, None) for rows in self.input_rows]
         entries = input_entries([i.path for i in self.inputs], counts, [True] * len(self.inputs))
-        return run_entries(self.request, entries, {"rows": self.table_out.kind}, self.head_count)
+        run = run_entries(self.request, entries, {"rows": self.table_out.kind}, self.head_count, self.source_stats(), self.duplicates)
+        if self.stratifier is not None and self.out.split is not None:
+            run["stratified"] = strata_entries([p.name for p in self.out.split], self.stratifier.names, self.stratifier.table)
+        return run
 
     @classmethod
     def sample(cls, request: Request, inputs: list[Any]) -> Sample:
@@ -98,7 +113,7 @@ class TableRun(TwoPass):
         shared_schema(tables, piece)
         total_rows = sum(t.rows or 0 for t in tables) if all(t.rows is not None for t in tables) else None
         batches = _rebatch(chain.from_iterable(t.batches(piece) for t in tables), piece, plan.piece_records(limit))
-        held: list[tuple[pa.RecordBatch, np.ndarray]] = []
+        held: list[Block] = []
         # The run's first look, as far as the sample goes: where it stops holding rows, the same estimate.
         held_bytes, held_rows, whole = hold_rows(_first_bytes(batches, plan.DRY_RUN_SAMPLE), limit, total_rows, held)
         exact = whole and next(batches, None) is None
@@ -118,19 +133,22 @@ class TableRun(TwoPass):
         tables = open_inputs([s for s in inputs if isinstance(s, str)], _json_schema(request))
         kind = output_kind(request.output, tables[0].kind, request.output_format)
         codec = resolve_codec(kind, request.compress, request.output)
-        sharding = Sharding(request.shards, request.shard_records)
+        sharding = Sharding(request.shards, request.shard_records, request.shard_size)
         return OutputPlan(request.output, request.shards, None, table_shard_suffix(kind, codec), sharding, request.split, request.manifest)
 
     def prepare(self) -> None:
         """Nothing more to check: the output directory and the schema were checked on construction."""
 
-    def _batches(self) -> Generator[tuple[pa.RecordBatch, np.ndarray], None, None]:
-        """Every input's rows in batches of about a piece, with their row sizes; fingerprinted when verifying."""
+    def _batches(self) -> Generator[Block, None, None]:
+        """Every input's rows in batches of about a piece, with their row sizes (and with weighted
+        sources their rows per source); fingerprinted when verifying (weighted: once the copies are drawn)."""
         def read() -> Iterator[pa.RecordBatch]:
             # Bytes as stored, in proportion to the rows read, where the file says its row count.
             counts: list[int] = []
+            self.file_starts = []
             for source in self.inputs:
                 stored, rows, reported, done = source.disk_size(), source.rows, 0, 0
+                self.file_starts.append(self.file_starts[-1] + counts[-1] if counts else 0)
                 counts.append(0)
                 for batch in source.batches(self.piece):
                     counts[-1] += batch.num_rows
@@ -144,8 +162,12 @@ class TableRun(TwoPass):
                     yield batch
             self.input_rows = counts
 
-        for batch, sizes in _rebatch(read(), self.piece, plan.piece_records(self.limit)):
-            if self.request.verify:
+        blocks = _rebatch(read(), self.piece, plan.piece_records(self.limit))
+        if self.mixer is not None:
+            yield from self._with_sources(blocks)
+            return
+        for batch, sizes in blocks:
+            if self.request.verify and not self.request.unique:  # --unique: the unique rows, once known
                 self.read_fingerprint += row_fingerprint(batch)
             yield batch, sizes
 
@@ -156,6 +178,8 @@ class TableRun(TwoPass):
 
     def shuffle(self) -> None:
         inputs = self.inputs
+        if self.request.sources:
+            self._plan_mix()
         known = all(i.rows is not None for i in inputs)
         total_rows = sum(i.rows or 0 for i in inputs) if known else None
         # The inputs as stored, when every one says its row count (JSON Lines do not: bytes read, no total).
@@ -163,22 +187,74 @@ class TableRun(TwoPass):
         self.progress.start(IN_MEMORY, stored)
         batches = self._batches()
         self.readers.append(batches)
-        held: list[tuple[pa.RecordBatch, np.ndarray]] = []
+        held: list[Block] = []
         held_bytes, held_rows, whole = hold_rows(batches, self.limit, total_rows, held)
+        mult = labels = None
+        if whole and self.mixer is not None:
+            # The whole input's copies, drawn as for one block; the multiset must fit beside the rows.
+            totals = mix.merge_counts([b[2] for b in held])
+            mult = self._copies(streams.selection(streams.IN_MEMORY), totals)
+            if not fits_with_copies(held_bytes, held_rows, mult, self.limit):
+                whole, mult = False, None
+                self.mixer.reset()  # pass 1 draws its own picks, block by block
+            elif self.stratifier is not None:
+                labels = self._split_labels(streams.stratify(streams.IN_MEMORY), totals, mult)
+        if whole and self.request.unique and not dedup_fits(held_bytes, held_rows, self.limit):
+            whole = False  # the rows and their unique copy do not fit together: a dedup pass first
         if whole:
-            self._in_memory([b for b, _ in _drain(held)], held_bytes)
+            if self.request.unique:
+                held_bytes = self._unique_in_memory(held)
+            self._in_memory([b[0] for b in _drain(held)], held_bytes, mult, labels)
             return
-        self.progress.start(scatter_phase(0), stored)
+        self.progress.start(dedup_phase(0) if self.request.unique else scatter_phase(0), stored)
         self.progress.update(self.progress_done)
         est = row_estimate(held_bytes, held_rows, total_rows, sum(i.disk_size() for i in inputs))
+        if self.mixer is not None:
+            est = self._multiset_estimate(est)
         with TempSpace(self.tmp_dir) as temp:
-            self.external(chain(_drain(held), batches), est, temp, streams.TOP, 0)
+            blocks: Iterator[Any] = chain(_drain(held), batches)
+            if self.request.unique:
+                # Pass 1 scatters the unique rows, at most what the hash buckets hold (known now).
+                dedup = RowDedup(self, temp)
+                hashed = dedup.scatter(blocks, est.nbytes or 0, est.records or 0)
+                blocks = dedup.unique(hashed)
+                est = Estimate(int(hashed.sizes.sum()), int(hashed.records.sum()), est.per_record)
+            self.external(blocks, est, temp, streams.TOP, 0)
 
-    def _in_memory(self, batches: list[pa.RecordBatch], nbytes: int) -> None:
+    def _unique_in_memory(self, held: list[Block]) -> int:
+        """``--unique``, every row held: each batch of ``held`` replaced by its rows that are the first
+        of their kind in the whole input; returns the bytes of the rows kept."""
+        table = pa.Table.from_batches([b[0] for b in held], schema=self.table_out.schema.remove_metadata())
+        sizes = np.concatenate([np.empty(0, np.int64), *(b[1] for b in held)])
+        kept = first_rows(table, table_hashes(table))
+        self.duplicates = table.num_rows - len(kept)
+        unique = table.take(kept).combine_chunks() if len(kept) < table.num_rows else table
+        held[:] = [(batch, None) for batch in unique.to_batches()]
+        return int(sizes[kept].sum())
+
+    def _in_memory(
+        self, batches: list[pa.RecordBatch], nbytes: int, mult: np.ndarray | None = None, labels: np.ndarray | None = None
+    ) -> None:
+        """Every row held: shuffled (with weighted sources, each row as many times as ``mult`` says) and
+        written; with ``--stratify`` each split's copies (``labels``) shuffled on their own, splits in order."""
         table = pa.Table.from_batches(self._consolidate(_drain(batches)), schema=self.table_out.schema.remove_metadata())
-        count = self.wanted(table.num_rows)
+        index = None if mult is None else mix.copies_index(mult)
+        if mult is not None and self.request.verify:
+            self.read_fingerprint += multiset_fingerprint(table, mult)
+        elif self.request.unique and self.request.verify:
+            self.read_fingerprint += row_fingerprint(table)
+        count = self.wanted(table.num_rows if index is None else len(index))
         self.begin_output(count)
-        self._emit_permuted(table, nbytes, rng_for(self.entropy, streams.IN_MEMORY), count)
+        if labels is not None:
+            if index is None:
+                index = np.arange(table.num_rows, dtype=np.int32 if table.num_rows < 2**31 else np.int64)
+            assert self.stratifier is not None
+            for v in range(self.stratifier.splits):
+                part = index[labels == v]
+                self._emit_permuted(table, nbytes, rng_for(self.entropy, streams.stratum(v)), len(part), part)
+            self.records += count
+            return
+        self._emit_permuted(table, nbytes, rng_for(self.entropy, streams.IN_MEMORY), count, index)
         self.records += count
 
     def _consolidate(self, batches: Iterable[pa.RecordBatch]) -> list[pa.RecordBatch]:
@@ -203,11 +279,19 @@ class TableRun(TwoPass):
             merged.append(_combine(group))
         return merged
 
-    def _emit_permuted(self, table: pa.Table, nbytes: int, rng: np.random.Generator, count: int) -> None:
+    def _emit_permuted(
+        self, table: pa.Table, nbytes: int, rng: np.random.Generator, count: int, index: np.ndarray | None = None
+    ) -> None:
         """Write ``count`` rows of ``table`` (``nbytes`` by ``row_sizes``) in uniformly random order
-        (a uniform sample if fewer than all)."""
+        (a uniform sample if fewer than all); with ``index``, of the multiset of rows it lists."""
         n = table.num_rows
-        if count == n:
+        if index is not None:
+            if count == len(index):
+                order = index.copy()
+                rng.shuffle(order)
+            else:
+                order = index[rng.choice(len(index), size=count, replace=False)]
+        elif count == n:
             order = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
             rng.shuffle(order)
         else:
@@ -222,22 +306,53 @@ class TableRun(TwoPass):
 
     # The driver's hooks.
 
+    def begin_output(self, total: int, restore: dict[str, Any] | None = None) -> None:
+        """Check, with weighted sources, that the run read the rows each source was counted to hold, then open the output."""
+        if self.mixer is not None:
+            self.mixer.check_complete()
+        super().begin_output(total, restore)
+
     def make_buckets(self, directory: str, k: int, top: bool) -> Buckets:
+        if top and self.stratifier is not None:
+            self.strata_bounds = self.stratifier.bucket_bounds(k)
         return TableBuckets(directory, k, self.table_out.schema, self.request.compress_temp, self.piece)
+
+    def _bucket_count(self, est: Estimate, temp: TempSpace) -> int:
+        """As the driver counts them, and with ``--stratify`` at least one for each split."""
+        k = super()._bucket_count(est, temp)
+        return k if self.stratifier is None else max(k, self.stratifier.splits)
 
     def block_bytes(self, block: Any) -> int:
         return int(block[1].sum())
 
     def scatter(self, block: Any, key: Key, buckets: Buckets, keep: int, depth: int) -> int:
         assert isinstance(buckets, TableBuckets)
-        batch, sizes = block
+        batch, sizes = block[0], block[1]
+        index = labels = None
+        if len(block) == 3:  # a top-level batch of weighted sources: each copy of a row gets its own bucket
+            mult = self._copies(streams.selection(key), block[2])
+            if self.stratifier is not None:
+                labels = self._split_labels(streams.stratify(key), block[2], mult)
+            if self.request.verify:
+                self.read_fingerprint += multiset_fingerprint(batch, mult)
+            index = mix.copies_index(mult)
+            if index is not None:
+                sizes = sizes[index]
+        elif depth == 0 and self.request.unique and self.request.verify:
+            self.read_fingerprint += row_fingerprint(batch)  # a unique row, as the dedup stage hands it on
         k = buckets.k
-        ids = draw_ids(rng_for(self.entropy, key), k, batch.num_rows)
+        if labels is not None:  # --stratify: a bucket within the copy's split's range
+            assert self.strata_bounds is not None
+            ids = split_ids(rng_for(self.entropy, key), self.strata_bounds, labels, k)
+        else:
+            ids = draw_ids(rng_for(self.entropy, key), k, batch.num_rows if index is None else len(index))
         counts = np.bincount(ids, minlength=k)
         counts[keep:] = 0
         buckets.sizes += np.bincount(ids, weights=sizes, minlength=k).astype(np.int64) * (counts > 0)
         order = np.argsort(ids, kind="stable")[: int(counts.sum())]
         del ids
+        if index is not None:
+            order = index[order]
         buckets.records += counts
         # The rows of consecutive runs of buckets are gathered on the workers at once.
         workers = self.workers.sized(batch.nbytes)
@@ -289,15 +404,16 @@ def shared_schema(inputs: list[TableInput], piece: int) -> pa.Schema:
 
 
 def hold_rows(
-    batches: Iterable[tuple[pa.RecordBatch, np.ndarray]], limit: int, total_rows: int | None,
-    held: list[tuple[pa.RecordBatch, np.ndarray]],
+    batches: Iterable[Block], limit: int, total_rows: int | None, held: list[Block],
 ) -> tuple[int, int, bool]:
-    """Take ``batches`` (with their row sizes) into ``held`` while they fit in memory, stopping at the
-    first that does not, or as soon as the rows held show that ``total_rows`` will not fit; return
-    the bytes and rows held and whether every batch was taken (the run's choice of path)."""
+    """Take ``batches`` (each with its row sizes, and what else the run gives it) into ``held`` while
+    they fit in memory, stopping at the first that does not, or as soon as the rows held show that
+    ``total_rows`` will not fit; return the bytes and rows held and whether every batch was taken
+    (the run's choice of path)."""
     held_bytes = held_rows = 0
-    for batch, sizes in batches:
-        held.append((batch, sizes))
+    for block in batches:
+        batch, sizes = block[0], block[1]
+        held.append(block)
         held_bytes += int(sizes.sum())
         held_rows += batch.num_rows
         if not plan.fits_in_memory(held_bytes, held_rows, limit):

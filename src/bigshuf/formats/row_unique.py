@@ -1,0 +1,275 @@
+"""``--unique`` for table rows: which rows are first copies, compared exactly as the row fingerprint
+tells rows apart, and a dedup stage of hash buckets in front of the two-pass shuffle.
+
+Two rows are the same when every column's values are: both null (whatever bytes lie under a
+null), or both valid with the same bytes: fixed-width values by their bit pattern (so ``-0.0``
+and ``0.0`` differ, and NaNs with different payloads differ, as ``--verify`` tells them apart),
+strings and binaries byte for byte, lists element by element (same length), structs field by
+field, dictionary values by what they decode to. Rows are grouped by their 64-bit row hash
+(``rowhash.row_hashes``) and compared within a group, so a hash collision never merges two.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator, Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..core import plan
+from ..core.dedup import DEDUP_META, bucket_ids
+from ..core.records import list_spans
+from ..errors import InputError, UsageError, option
+from ..progress import dedup_phase, scatter_phase
+from ..storage.tempspace import TempSpace
+from .rowhash import row_hashes
+from .tables import TableBuckets, _combine, _rebatch
+
+if TYPE_CHECKING:
+    from .table_run import TableRun
+
+#: Row pairs compared at once (bounds the copies a comparison takes).
+COMPARE_ROWS = 1 << 16
+
+
+def values_equal(a: Any, b: Any) -> np.ndarray:
+    """Whether value ``a[i]`` is the same as ``b[i]`` (arrays of one type and length), for every i."""
+    t = a.type
+    if isinstance(t, pa.ExtensionType):
+        a, b, t = a.storage, b.storage, t.storage_type
+    if pa.types.is_dictionary(t):
+        a, b = a.dictionary_decode(), b.dictionary_decode()
+        t = a.type
+    if pa.types.is_string_view(t) or pa.types.is_binary_view(t):
+        wide = pa.large_binary() if pa.types.is_binary_view(t) else pa.large_string()
+        a, b, t = a.cast(wide), b.cast(wide), wide
+    n = len(a)
+    if pa.types.is_null(t):
+        return np.ones(n, np.bool_)
+    if pa.types.is_struct(t):
+        eq = np.ones(n, np.bool_)
+        for i in range(t.num_fields):
+            eq &= values_equal(a.field(i), b.field(i))
+    elif pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_map(t) or pa.types.is_fixed_size_list(t):
+        eq = _lists_equal(a, b)
+    elif pa.types.is_binary(t) or pa.types.is_string(t) or pa.types.is_large_binary(t) or pa.types.is_large_string(t):
+        eq = pc.fill_null(pc.equal(a, b), False).to_numpy(zero_copy_only=False)
+    elif pa.types.is_boolean(t):
+        eq = pc.fill_null(pc.equal(a, b), False).to_numpy(zero_copy_only=False)
+    elif getattr(t, "bit_width", 0) and t.bit_width % 8 == 0:
+        eq = np.all(_fixed_bytes(a) == _fixed_bytes(b), axis=1)
+    else:
+        raise UsageError(f"{option('unique')} cannot compare a column of type {t}")
+    valid_a, valid_b = _valid(a), _valid(b)
+    return np.where(valid_a & valid_b, eq, ~valid_a & ~valid_b)
+
+
+def check_comparable(schema: pa.Schema) -> None:
+    """Refuse, before anything is read, a schema with a column whose values ``--unique`` cannot compare."""
+    def comparable(t: pa.DataType) -> bool:
+        if isinstance(t, pa.ExtensionType):
+            return comparable(t.storage_type)
+        if pa.types.is_dictionary(t):
+            return comparable(t.value_type)
+        if pa.types.is_struct(t):
+            return all(comparable(t.field(i).type) for i in range(t.num_fields))
+        if pa.types.is_map(t):
+            return comparable(t.key_type) and comparable(t.item_type)
+        if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+            return comparable(t.value_type)
+        flat = (pa.types.is_null, pa.types.is_boolean, pa.types.is_string, pa.types.is_large_string, pa.types.is_binary,
+                pa.types.is_large_binary, pa.types.is_string_view, pa.types.is_binary_view)
+        if any(test(t) for test in flat):
+            return True
+        try:
+            return bool(t.bit_width) and t.bit_width % 8 == 0
+        except ValueError:  # pyarrow's answer for types of no fixed width (unions, run-end encoded)
+            return False
+
+    for field in schema:
+        if not comparable(field.type):
+            raise UsageError(f"{option('unique')} cannot compare column '{field.name}' of type {field.type}")
+
+
+def _valid(arr: Any) -> np.ndarray:
+    """Which values of ``arr`` are not null."""
+    if not arr.null_count:
+        return np.ones(len(arr), np.bool_)
+    return np.asarray(arr.is_valid())
+
+
+def _fixed_bytes(arr: Any) -> np.ndarray:
+    """The bytes of each fixed-width value of ``arr``, a row each."""
+    width = arr.type.bit_width // 8
+    n = len(arr)
+    data = np.frombuffer(arr.buffers()[1], np.uint8)[arr.offset * width : (arr.offset + n) * width]
+    return data.reshape(n, width)
+
+
+def _lists_equal(a: Any, b: Any) -> np.ndarray:
+    """Whether list ``a[i]`` has the length and the elements of ``b[i]``, for every i (nulls aside)."""
+    offsets_a, values_a = list_spans(a)
+    offsets_b, values_b = list_spans(b)
+    lengths = np.diff(offsets_a)
+    eq: np.ndarray = lengths == np.diff(offsets_b)
+    both = np.flatnonzero(eq & (lengths > 0))
+    if not len(both):
+        return eq
+    sizes = lengths[both]
+    total = int(sizes.sum())
+    within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    same = values_equal(values_a.take(np.repeat(offsets_a[both], sizes) + within), values_b.take(np.repeat(offsets_b[both], sizes) + within))
+    wrong = np.add.reduceat((~same).astype(np.int64), np.cumsum(sizes) - sizes)
+    eq[both] = wrong == 0
+    return eq
+
+
+def rows_equal(table: pa.Table, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Whether row ``a[i]`` of ``table`` is the same as row ``b[i]``, for every i (exact)."""
+    eq = np.ones(len(a), np.bool_)
+    for lo in range(0, len(a), COMPARE_ROWS):
+        part = slice(lo, lo + COMPARE_ROWS)
+        for column in table.columns:
+            left = column.take(a[part]).combine_chunks()
+            right = column.take(b[part]).combine_chunks()
+            eq[part] &= values_equal(left, right)
+    return eq
+
+
+def table_hashes(table: pa.Table) -> np.ndarray:
+    """The row hash of every row of ``table``."""
+    parts = [row_hashes(batch) for batch in table.to_batches()]
+    return np.concatenate([np.empty(0, np.uint64), *parts])
+
+
+def first_rows(table: pa.Table, hashes: np.ndarray) -> np.ndarray:
+    """Indices, ascending, of the rows of ``table`` that are the first of their kind in it (``hashes``: their row hashes)."""
+    n = table.num_rows
+    if n < 2:
+        return np.arange(n, dtype=np.int64)
+    order = np.argsort(hashes)
+    sorted_h = hashes[order]
+    same = np.flatnonzero(sorted_h[1:] == sorted_h[:-1])
+    if not len(same):
+        return np.arange(n, dtype=np.int64)
+    runs = np.flatnonzero(sorted_h[1:] != sorted_h[:-1]) + 1
+    keep = np.zeros(n, np.bool_)
+    keep[np.minimum.reduceat(order, np.concatenate(([0], runs)))] = True
+    equal = rows_equal(table, order[same], order[same + 1])
+    for value in np.unique(sorted_h[same[~equal]]).tolist():
+        # A hash shared by distinct rows: its group is settled row by row.
+        firsts: list[int] = []
+        for i in np.flatnonzero(hashes == np.uint64(value)).tolist():
+            keep[i] = not firsts or not rows_equal(table, np.full(len(firsts), i), np.array(firsts)).any()
+            if keep[i]:
+                firsts.append(i)
+    kept: np.ndarray = np.flatnonzero(keep)
+    return kept
+
+
+def fits(nbytes: int, nrows: int, limit: int) -> bool:
+    """Whether rows can be deduplicated in memory: they, their unique copy and the bookkeeping, within
+    the share of the limit the shuffle's pass 1 leaves (as for lines)."""
+    return 2 * nbytes + DEDUP_META * nrows <= plan.read_capacity(limit)
+
+
+class RowDedup:
+    """The dedup stage of one ``--unique`` table run: rows scattered by hash into buckets (each batch's
+    own copies dropped first), each bucket then deduplicated in memory, or split again a level deeper."""
+
+    def __init__(self, run: TableRun, temp: TempSpace) -> None:
+        self.run = run
+        self.temp = temp
+
+    def scatter(self, blocks: Iterator[Any], nbytes: int, nrows: int) -> TableBuckets:
+        """The input's ``blocks`` (about ``nbytes`` of ``nrows`` rows) scattered into the top level's hash buckets."""
+        return self._fill(blocks, nbytes, nrows, 0, "unique")
+
+    def unique(self, buckets: TableBuckets) -> Generator[tuple[pa.RecordBatch, np.ndarray], None, None]:
+        """The unique rows of the top level's hash ``buckets``, in batches with their row sizes."""
+        self.run.progress.start(scatter_phase(0), int(buckets.sizes.sum()))
+        yield from self._unique_buckets(buckets, 0, "unique")
+
+    def _fill(self, blocks: Iterator[Any], nbytes: int, nrows: int, level: int, name: str) -> TableBuckets:
+        """Scatter ``blocks`` into new hash buckets of ``level`` (directory ``name``); return them, closed."""
+        run = self.run
+        if level > plan.MAX_DEPTH:
+            raise InputError(
+                f"copies could not be split below {plan.format_size(run.limit)} after {level} passes: {option('unique')} "
+                f"needs the rows repeated to be smaller than about an eighth of {option('memory')}; raise {option('memory')}"
+            )
+        run.extra_passes = max(run.extra_passes, level + 1)
+        need = 2 * nbytes + DEDUP_META * nrows
+        k = max(2, min(plan.most_buckets(), -(-need // max(1, plan.read_capacity(run.limit) // plan.BUCKET_FRACTION))))
+        run.buckets += k
+        buckets = TableBuckets(os.path.join(self.temp.path, name), k, run.table_out.schema, run.request.compress_temp, run.piece)
+        try:
+            if level:
+                run.progress.start(dedup_phase(level), nbytes)
+            for batch, sizes in _groups(blocks, plan.read_capacity(run.limit) // 2):
+                table = pa.Table.from_batches([batch])
+                hashes = table_hashes(table)
+                kept = first_rows(table, hashes)
+                run.duplicates += batch.num_rows - len(kept)
+                ids = bucket_ids(hashes[kept], level, k)
+                counts = np.bincount(ids, minlength=k)
+                buckets.records += counts
+                buckets.sizes += np.bincount(ids, weights=sizes[kept], minlength=k).astype(np.int64)
+                rows = batch.take(kept[np.argsort(ids, kind="stable")])
+                buckets.append(rows, counts)
+                if level:
+                    run.progress.update(int(sizes.sum()))
+        finally:
+            buckets.close()
+        return buckets
+
+    def _unique_buckets(self, buckets: TableBuckets, level: int, name: str) -> Generator[tuple[pa.RecordBatch, np.ndarray], None, None]:
+        """Each hash bucket's unique rows in bucket order, each bucket removed once used."""
+        run = self.run
+        for j in range(buckets.k):
+            size, count = int(buckets.sizes[j]), int(buckets.records[j])
+            if not count:
+                continue
+            if count == 1 or fits(size, count, run.limit):
+                table = pa.Table.from_batches(run._consolidate(buckets.batches(j)), schema=buckets.schema)
+                if table.num_rows != count:
+                    raise InputError(f"{buckets.path(j)}: temporary bucket holds {table.num_rows} rows, not the {count} written")
+                kept = first_rows(table, table_hashes(table))
+                run.duplicates += count - len(kept)
+                unique = table.take(kept) if len(kept) < count else table
+                del table
+                buckets.remove(j)
+                yield from _rebatch(unique.to_batches(), run.piece, plan.piece_records(run.limit))
+                del unique
+                if level == 0:
+                    run.progress.update(size)
+            else:
+                blocks = _rebatch(buckets.batches(j), run.piece, plan.piece_records(run.limit))
+                below = self._fill(blocks, size, count, level + 1, f"{name}-{j}")
+                buckets.remove(j)
+                yield from self._unique_buckets(below, level + 1, f"{name}-{j}")
+                if level == 0:
+                    run.progress.start(scatter_phase(0), int(buckets.sizes[j + 1 :].sum()))
+
+
+def _groups(blocks: Iterator[Any], most: int) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
+    """``blocks`` (batches with their row sizes) joined into runs of up to ``most`` bytes, each dropping
+    its own copies at once: a run holds more than one row of any size up to ``most`` / 2, so the copies
+    in a bucket too big for memory shrink at every level however small the batches are."""
+    group: list[pa.RecordBatch] = []
+    sizes: list[np.ndarray] = []
+    held = 0
+    for block in blocks:
+        batch, size = block[0], block[1]
+        nbytes = int(size.sum())
+        if group and held + nbytes > most:
+            yield _combine(group), np.concatenate(sizes)
+            group, sizes, held = [], [], 0
+        group.append(batch)
+        sizes.append(size)
+        held += nbytes
+    if group:
+        yield _combine(group), np.concatenate(sizes)
