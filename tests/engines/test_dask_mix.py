@@ -94,6 +94,20 @@ def test_shard_records_per_split_with_a_manifest(tmp_path: Path) -> None:
     assert len(problems) == 1 and "records differ" in problems[0] and "train/part-00001" in problems[0]
 
 
+def test_the_engine_plug_in_records_a_share_in_the_manifest(tmp_path: Path) -> None:
+    # Through bigshuf.shuffle(engine="dask"): -n 10% of the 3000 records read, then the splits of those 300.
+    path, _records = _input(tmp_path)
+    out = tmp_path / "out"
+    with ThreadPoolExecutor(2) as runner:
+        stats = api.shuffle([str(path)], str(out / "{split}.txt"), engine="dask", scheduler=runner, seed=1, tmp_dir=str(tmp_path),
+                            head_count="10%", split="valid=0.1,train=rest", manifest=str(out / "m.json"))
+    assert stats.records == 300
+    assert [(out / f"{s}.txt").read_bytes().count(b"\n") for s in ("valid", "train")] == [30, 270]
+    document = _manifest(out / "m.json")
+    assert (document["head_share"], document["head_count"], document["records_written"]) == ("10%", 300, 300)
+    assert api.check_manifest(out / "m.json")[0] == []
+
+
 def test_shards_per_split_compressed(tmp_path: Path) -> None:
     # --shards 2 within each split, gzip by the pattern's name; the decompressed files, in order, are the plain output.
     path, _records = _input(tmp_path)

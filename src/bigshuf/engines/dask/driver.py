@@ -318,8 +318,9 @@ def shuffle(
             found = int(sum(int(s.counts.sum()) for s in segments))
             head_count = resolve_head(head_count, head_share, found)
             total = found if head_count is None else min(found, head_count)
-            planned = plan_files(out.target or "", layout, total, prepared.compress, prepared.suffix) if layout.on else []
+            planned: list[PlannedFile] = []
             if layout.on:
+                planned = plan_files(out_name or "", layout, total, prepared.compress, prepared.suffix)
                 _lay_out(out, planned, root, prepared.compress)
             if out.shards is None and (out.target is None or not remote.is_url(out.target)):
                 sink = open_output(out.target, ("none", None), sync=sync)
