@@ -36,15 +36,20 @@ class DaskEngine(Engine):
             ("unique", request.unique),
             ("threads", request.threads is not None),  # its cluster sets the workers
             ("source", bool(request.sources)),
-            ("split", request.split is not None),
-            ("shard_size", request.shard_size is not None),
-            ("shard_records", request.shard_records is not None),
-            ("manifest", request.manifest is not None),
             *((setting, getattr(request, setting) is not None) for setting in REFUSED_TABLE_SETTINGS),
         )
         for setting, on in used:
             if on:
                 return f"{option('dask')} does not support {option(setting)}"
+        if request.shard_size is not None:
+            return (
+                f"{option('dask')} does not support {option('shard_size')}: where a shard ends depends on the size of every "
+                f"record before it in shuffled order, which only pass 2's tasks see; use {option('shard_records')} or {option('shards')}"
+            )
+        if request.manifest is not None:
+            why = url_manifest_refusal(request.output, request.manifest)
+            if why is not None:
+                return why
         other = next((s for s in request.inputs if not isinstance(s, str)), None)
         if other is not None:
             return f"{option('dask')} reads files and URLs, not {type(other).__name__} objects"
@@ -52,6 +57,7 @@ class DaskEngine(Engine):
 
     def run(self, request: Request, progress: Progress) -> ShuffleStats:
         """Run ``engines.dask.shuffle`` with the request's settings, on its scheduler or runner."""
+        from ..storage.manifest import run_entries
         from . import dask
 
         scheduler = request.scheduler
@@ -63,5 +69,18 @@ class DaskEngine(Engine):
             head_count=request.head_count, head_share=request.head_share, zero_terminated=request.zero_terminated, shards=request.shards,
             compress=request.compress, verify=request.verify, row_group_size=request.row_group_size,
             output_format=request.output_format, progress=progress, sync=request.sync,
+            split=request.split, shard_records=request.shard_records, manifest=request.manifest,
+            run_info=lambda inputs, fmt, head_count: run_entries(request, inputs, fmt, head_count),
         )
+
+
+def url_manifest_refusal(output: str | None, manifest: str) -> str | None:
+    """Why ``--manifest`` cannot go with URL outputs on the Dask engine (None if it can): its commit
+    of URL files is a series of moves, not all or nothing, and ``--check-manifest`` reads local files."""
+    if "://" in (output or "") or "://" in manifest:
+        return (
+            f"{option('dask')} writes {option('manifest')} only with local outputs: URL outputs are moved into place "
+            "one by one, not committed with it"
+        )
+    return None
 

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.fingerprint import Fingerprint, fingerprint_records
 from ..core.records import RecordFormat
-from ..errors import InputError
-from .safefs import open_nofollow
+from ..errors import InputError, OutputError
+from .safefs import create_exclusive, open_nofollow, sync_file
 
 if TYPE_CHECKING:
     from .output import OutputFile
@@ -104,10 +104,11 @@ def strata_entries(splits: Sequence[str], sources: Sequence[str], table: Sequenc
 
 
 def build_manifest(
-    info: dict[str, Any], outputs: list[OutputFile], sinks: list[Sink], sizes: dict[str, int], base: str, kind: str
+    info: dict[str, Any], outputs: list[OutputFile], sinks: Sequence[Sink | None], sizes: dict[str, int], base: str, kind: str
 ) -> dict[str, Any]:
     """The manifest document: ``info`` (``run_entries``) and every output file, its path relative to
-    ``base`` (the manifest's directory), records, bytes, size on disk (``sizes``) and fingerprint."""
+    ``base`` (the manifest's directory), records, bytes, size on disk (``sizes``) and fingerprint;
+    a file's final path is its sink's, or (no sink: the Dask engine's) the path it was named by."""
     files = []
     for out, sink in zip(outputs, sinks):
         final = getattr(sink, "path", out.path)
@@ -126,6 +127,28 @@ def build_manifest(
         "records_written": sum(out.records for out in outputs),
         "outputs": files,
     }
+
+
+def write_manifest(temp: str, document: dict[str, Any], sync: bool, shown: str) -> None:
+    """Write ``document`` as JSON to the new file ``temp`` (created exclusively, private until
+    whole, then readable as the umask allows; synced if ``sync``), to be committed with the outputs;
+    ``shown`` names the manifest in an error."""
+    data = (json.dumps(document, indent=1) + "\n").encode()
+    try:
+        fd = create_exclusive(temp, 0o600, os.O_WRONLY)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(fd, 0o666 & ~umask)
+            if sync:
+                sync_file(fd)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise OutputError(f"{shown}: {e.strerror}") from None
 
 
 def _count(value: object) -> bool:

@@ -3,7 +3,6 @@ header on top of each, and committed together at the end (or removed together on
 
 from __future__ import annotations
 
-import json
 import os
 from collections import deque
 from collections.abc import Callable
@@ -20,8 +19,7 @@ from ..core.resume import FileCheck, ResumePoint
 from ..errors import OutputError, UsageError, option
 from .commit import CommitInterrupted, OutputFiles, deferred_signals
 from .layout import Sharding, SplitPart, shard_option, split_counts, split_target
-from .manifest import build_manifest
-from .safefs import create_exclusive, sync_file
+from .manifest import build_manifest, write_manifest
 from .shards import check_shard_count, make_directories, shard_names
 from .sinks import AtomicFileSink, CodecChoice, Sink, open_output, output_codec
 from .writeback import WriteBehind
@@ -389,22 +387,7 @@ class Output:
             sizes[path] = os.stat(tmp).st_size
         info = self.manifest_info() if self.manifest_info is not None else {}
         document = build_manifest(info, self.outputs, self.sinks, sizes, os.path.dirname(final), self.describe_kind())
-        data = (json.dumps(document, indent=1) + "\n").encode()
-        try:
-            fd = create_exclusive(temp, 0o600, os.O_WRONLY)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                umask = os.umask(0)
-                os.umask(umask)
-                os.fchmod(fd, 0o666 & ~umask)
-                if self.files.sync:
-                    sync_file(fd)
-            finally:
-                os.close(fd)
-        except OSError as e:
-            raise OutputError(f"{self.manifest}: {e.strerror}") from None
+        write_manifest(temp, document, self.files.sync, self.manifest)
         return temp, final
 
     def describe_kind(self) -> str:

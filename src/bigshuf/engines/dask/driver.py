@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
+from types import SimpleNamespace
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
@@ -26,10 +27,17 @@ from ...progress import Progress, scatter_phase, shuffle_phase
 from ...storage import remote
 from ...storage.commit import OutputFiles
 from ...storage.safefs import open_nofollow, sync_file
-from ...storage.shards import check_output_directory, shard_names, shard_paths
+from ...storage.layout import Sharding, parse_split
+from ...storage.manifest import run_entries
+from ...storage.shards import check_output_directory, make_directories, shard_names, shard_paths
 from ...storage.sinks import AtomicFileSink, CodecChoice, Sink, open_output, output_codec
 from .inputs import Settings, prepare
-from .tasks import FETCH_BYTES, Config, GatherResult, GatherTask, Piece, ScatterResult, Segment, gather_task, index, parts, scatter_task
+from .lines import LineTasks
+from .rows import RowTasks
+from .outputs import Layout, PlannedFile, check_layout, input_counts, inputs_entry, plan_files, write_run_manifest
+from .tasks import (
+    FETCH_BYTES, Config, GatherResult, GatherTask, Piece, ScatterResult, Segment, TaskFormat, gather_task, index, parts, scatter_task,
+)
 
 #: ``-S`` of the Dask engine when none is given: the memory one task may use. A fixed
 #: default (not a share of this machine's RAM) keeps the plan, and so a seeded output,
@@ -61,8 +69,11 @@ class _Output:
     finals: list[str] = field(default_factory=list)
     codecs: list[CodecChoice | None] = field(default_factory=list)  # of each shard
     temps: list[str] = field(default_factory=list)
-    marker: str | None = None
+    markers: list[str] = field(default_factory=list)  # each URL directory's _SUCCESS
     files: OutputFiles | None = None  # local shards: the run's locks and the journalled commit
+    spans: list[tuple[int, int]] | None = None  # each shard's output records, if not equal shares
+    made: list[str] = field(default_factory=list)  # directories made for the files, removed on failure
+    manifest_move: tuple[str, str] | None = None  # the manifest's temporary file and its target
 
 
 def _shard_names(target: str, shards: int, compress: CodecChoice | None, suffix: str | None) -> list[str]:
@@ -101,8 +112,23 @@ def _plan_output(
         out.files = OutputFiles(sync)
         out.temps = [out.files.temp_name(final, i) for i, final in enumerate(out.finals)]
     if remote.is_url(target) and target.endswith("/"):
-        out.marker = target + "_SUCCESS"
+        out.markers = [target + "_SUCCESS"]
     return out
+
+
+def _lay_out(out: _Output, planned: list[PlannedFile], root: str, compress: CodecChoice | None) -> None:
+    """Make ``out`` the files of a laid-out output (``outputs.plan_files``), each a pass-2 task's:
+    local ones under temporary names beside their targets, URL ones under the temp URL."""
+    out.shards = len(planned)
+    out.finals = [p.final for p in planned]
+    out.codecs = [output_codec(p.final, compress) for p in planned]
+    out.spans = [(p.first, p.stop) for p in planned]
+    if out.files is None:
+        out.temps = [remote.join(root, "out", f"{i:05d}") for i in range(len(planned))]
+        out.markers = [t + "_SUCCESS" for t in dict.fromkeys(p.target for p in planned) if t.endswith("/")]
+        return
+    out.made = make_directories(out.finals)
+    out.temps = [out.files.temp_name(final, i) for i, final in enumerate(out.finals)]
 
 
 def _gather_tasks(
@@ -119,7 +145,7 @@ def _gather_tasks(
     np.cumsum(bucket_counts, out=starts[1:])
     offsets: list[int | None]
     if out.shards is not None:
-        spans = [(i * total // out.shards, (i + 1) * total // out.shards) for i in range(out.shards)]
+        spans = out.spans or [(i * total // out.shards, (i + 1) * total // out.shards) for i in range(out.shards)]
         targets, codecs, offsets = out.temps, out.codecs, [None] * out.shards
     elif whole:
         spans, targets = [(0, total)], [direct or remote.join(root, "p2", "part-000000")]
@@ -235,6 +261,10 @@ def shuffle(
     output_format: str | None = None,
     progress: Progress | None = None,
     sync: bool = True,
+    split: str | None = None,
+    shard_records: int | None = None,
+    manifest: str | os.PathLike[str] | None = None,
+    run_info: Callable[[list[dict[str, Any]], dict[str, Any], int | None], dict[str, Any]] | None = None,
 ) -> ShuffleStats:
     """Shuffle ``inputs`` (paths or fsspec URLs, globs and directories allowed: lines, or Parquet /
     Arrow rows) into ``output`` on a Dask cluster.
@@ -246,12 +276,16 @@ def shuffle(
     same inputs, seed, ``memory`` and ``shards`` give the same output for any number of workers.
     Rows are written as ``output_format`` (else as ``output``'s suffix or the input says) in row
     groups of ``row_group_size`` rows (else of about 64 MiB). ``head_share`` keeps that share of the
-    records read (``-n 10%``), rounded as ``core.head.count_of`` rounds.
+    records read (``-n 10%``), rounded as ``core.head.count_of`` rounds. ``split``, ``shard_records``
+    and ``manifest`` cut and record the output as the local engine does, each file written by one
+    task; ``run_info(inputs, format, head_count)`` gives the manifest's run-wide entries.
     """
     start = time.perf_counter()
     progress = progress or Progress()
     names = [os.fspath(inputs)] if isinstance(inputs, (str, os.PathLike)) else [os.fspath(i) for i in inputs]
     scheduler = _check_options(head_count, shards, verify, scheduler, runner is not None, temp_url)
+    if shard_records is not None and shard_records < 1:
+        raise UsageError(f"invalid {option('shard_records')} value: '{shard_records}'")
     entropy = seed_entropy(seed, random_source)
     limit = resolve_memory(memory if memory is not None else DEFAULT_MEMORY)
     out_name = None if output is None else os.fspath(output)
@@ -261,10 +295,17 @@ def shuffle(
         raise TempSpaceError(f"{local_parent}: No such file or directory")
     scratch = os.path.join(local_parent, f"bigshuf-dask-{run_id}")
     root = remote.join(remote.canonical(temp_url), f"bigshuf-dask-{run_id}") if temp_url is not None else scratch
-    settings = Settings(out_name, shards, limit, zero_terminated, compress, row_group_size, output_format)
+    manifest_name = None if manifest is None else os.fspath(manifest)
+    layout = Layout(Sharding(shards, shard_records), None if split is None else parse_split(split), manifest_name)
+    settings = Settings(out_name, shards, limit, zero_terminated, compress, row_group_size, output_format, manifest is not None)
     prepared = prepare(names, settings, root)
-    out = _plan_output(out_name, shards, prepared.compress, root, sync, prepared.suffix)
-    cfg = Config(entropy, prepared.fmt, limit, prepared.k, verify)
+    if layout.on:
+        check_layout(out_name, layout, prepared.compress, prepared.suffix)
+        assert out_name is not None
+        out = _Output(out_name, None, None, files=None if remote.is_url(out_name) else OutputFiles(sync))
+    else:
+        out = _plan_output(out_name, shards, prepared.compress, root, sync, prepared.suffix)
+    cfg = Config(entropy, prepared.fmt, limit, prepared.k, verify, manifest is not None)
     os.makedirs(scratch)
     committed = False
     sink: Sink | None = None
@@ -277,6 +318,10 @@ def shuffle(
             found = int(sum(int(s.counts.sum()) for s in segments))
             head_count = resolve_head(head_count, head_share, found)
             total = found if head_count is None else min(found, head_count)
+            planned: list[PlannedFile] = []
+            if layout.on:
+                planned = plan_files(out_name or "", layout, total, prepared.compress, prepared.suffix)
+                _lay_out(out, planned, root, prepared.compress)
             if out.shards is None and (out.target is None or not remote.is_url(out.target)):
                 sink = open_output(out.target, ("none", None), sync=sync)
             # Plain output (or one whole file) to a local file: tasks write in place, no concatenation.
@@ -288,6 +333,11 @@ def shuffle(
             results2: list[GatherResult] = _run(run, gather_task, cfg, tasks2, progress, sizes2)
         progress.close()
         _check_written(results1, results2, total, verify)
+        if manifest_name is not None:
+            info = run_info or _default_info(seed, random_source, head_share, split)
+            counts = input_counts(tasks1, results1, len(prepared.names), isinstance(cfg.fmt, LineTasks))
+            _manifest(out, manifest_name, cfg.fmt, info(inputs_entry(prepared.names, counts), _format_entry(cfg.fmt), head_count),
+                      planned, results2)
         _commit(out, [t.target for t in tasks2], sink, direct is not None)
         committed = True
         passes = 2 + max((r.depth for r in results2), default=0)
@@ -300,7 +350,13 @@ def shuffle(
             for name in out.temps:
                 remote.remove(name)
             if out.files is not None:
+                out.files.discard()  # the manifest's temporary file too
                 out.files.release()
+            for directory in reversed(out.made):
+                try:
+                    os.rmdir(directory)
+                except OSError:
+                    pass  # not empty: something else is in it now
         remote.remove_tree(root)
         remote.remove_tree(scratch)
 
@@ -340,6 +396,35 @@ def _check_written(results1: list[ScatterResult], results2: list[GatherResult], 
             raise OutputError(f"verification failed: read {read}, wrote {wrote}; output not put in place")
 
 
+def _format_entry(fmt: TaskFormat) -> dict[str, Any]:
+    """The manifest's ``format``: the separator of lines, or the file kind rows are written as."""
+    if isinstance(fmt, LineTasks):
+        return {"separator": fmt.fmt.sep, "lines_per_record": 1, "header": 0}
+    assert isinstance(fmt, RowTasks)
+    return {"rows": fmt.kind}
+
+
+def _manifest(
+    out: _Output, manifest: str, fmt: TaskFormat, info: dict[str, Any], planned: list[PlannedFile], results: list[GatherResult]
+) -> None:
+    """Write the manifest beside its target, to be committed with the outputs (``out.manifest_move``)."""
+    assert out.files is not None, "a manifest of URL outputs is refused before the run"
+    out.made += make_directories([manifest])
+    temp = out.files.temp_name(os.path.realpath(manifest), len(planned))
+    kind = "lines" if isinstance(fmt, LineTasks) else "rows"
+    out.manifest_move = write_run_manifest(manifest, temp, info, planned, results, out.temps, kind, out.files.sync)
+
+
+def _default_info(
+    seed: int | None, random_source: str | os.PathLike[str] | None, head_share: Fraction | None, split: str | None
+) -> Callable[[list[dict[str, Any]], dict[str, Any], int | None], dict[str, Any]]:
+    """The manifest's run-wide entries for a call of ``shuffle`` itself (the engine passes the request's)."""
+    settings = SimpleNamespace(
+        seed=seed, random_source=random_source, head_share=head_share, repeat=False, split=split, sources=(), unique=False,
+    )
+    return lambda inputs, fmt, head_count: run_entries(settings, inputs, fmt, head_count)
+
+
 @contextmanager
 def _given(runner: Runner) -> Iterator[Runner]:
     """A runner the caller made, used as ``connect``'s client is (and left running)."""
@@ -364,10 +449,11 @@ def _commit(out: _Output, parts: list[str], sink: Sink | None, direct: bool) -> 
                     sync_file(fd)
                 finally:
                     os.close(fd)
-        out.files.commit(list(zip(out.temps, out.finals)))
+        moves = list(zip(out.temps, out.finals))
+        out.files.commit(moves + ([out.manifest_move] if out.manifest_move is not None else []))
         return
-    if out.marker is not None:
-        remote.remove(out.marker)
+    for marker in out.markers:
+        remote.remove(marker)
     for i, (temp, final) in enumerate(zip(out.temps, out.finals)):
         try:
             remote.move(temp, final)
@@ -375,8 +461,8 @@ def _commit(out: _Output, parts: list[str], sink: Sink | None, direct: bool) -> 
             # Shards moved so far are the new ones and stay: removing them would lose the old
             # and the new data alike. The marker stays absent, so readers know it is incomplete.
             raise OutputError(f"{e}; {i} of {len(out.finals)} shards were replaced, the rest keep their old contents") from None
-    if out.marker is not None:
-        remote.write_whole(out.marker, lambda f: None)
+    for marker in out.markers:
+        remote.write_whole(marker, lambda f: None)
 
 
 def _concatenate(parts: list[str], target: str | None, sink: Sink | None) -> None:

@@ -30,6 +30,7 @@ class Prepared:
     k: int
     compress: CodecChoice | None
     suffix: str | None
+    names: tuple[str, ...] = ()  # every input file, as expanded (for the manifest)
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class Settings:
     compress: str | None = None
     row_group_size: int | None = None
     output_format: str | None = None
+    manifest: bool = False
 
 
 def prepare(names: Sequence[str], settings: Settings, root: str) -> Prepared:
@@ -68,7 +70,7 @@ def prepare(names: Sequence[str], settings: Settings, root: str) -> Prepared:
     choice = None if settings.compress is None else parse_compress(settings.compress)
     tasks = lines._scatter_tasks(files, settings.limit, root)
     k = lines._bucket_count(files, settings.limit, settings.shards, fmt.sep)
-    return Prepared(lines.LineTasks(fmt), tasks, k, choice, None)
+    return Prepared(lines.LineTasks(fmt), tasks, k, choice, None, tuple(f.name for f in files))
 
 
 def _prepare_rows(files: list[rows.TableFile], settings: Settings, root: str) -> Prepared:
@@ -84,15 +86,18 @@ def _prepare_rows(files: list[rows.TableFile], settings: Settings, root: str) ->
     if kind != "jsonl" and target in (None, "-"):
         detect.refuse_terminal("Parquet" if kind == "parquet" else "Arrow IPC")
     codec = resolve_codec(kind, settings.compress, target)
+    if settings.manifest and kind == "jsonl":
+        raise UsageError(f"{option('manifest')}: rows written as JSON Lines cannot be checked against it; write .parquet or .arrow files")
     if settings.row_group_size is not None and settings.row_group_size < 1:
         raise UsageError(f"invalid {option('row_group_size')} value: '{settings.row_group_size}'")
     fmt = rows.row_format(files, kind, codec, settings.row_group_size, settings.limit)
     tasks = rows.scatter_tasks(files, settings.limit, root)
     k = rows.row_bucket_count(files, settings.limit, settings.shards)
+    names = tuple(f.name for f in files)
     if kind != "jsonl":
-        return Prepared(fmt, tasks, k, ("none", None), "." + kind)
+        return Prepared(fmt, tasks, k, ("none", None), "." + kind, names)
     compressed = codec[0] != "none"
-    return Prepared(fmt, tasks, k, codec, ".jsonl" + (CODECS[codec[0]].suffixes[0] if compressed else ""))
+    return Prepared(fmt, tasks, k, codec, ".jsonl" + (CODECS[codec[0]].suffixes[0] if compressed else ""), names)
 
 
 def _shown_names(expanded: list[str], files: list[remote.RemoteFile]) -> list[str]:

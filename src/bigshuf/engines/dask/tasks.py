@@ -167,6 +167,7 @@ class Config:
     limit: int
     k: int
     verify: bool
+    manifest: bool = False  # pass 2 fingerprints each output file for ``--manifest``
 
 
 # ---------------------------------------------------------------------------------------------
@@ -291,7 +292,7 @@ def gather_task(cfg: Config, task: GatherTask) -> GatherResult:
         def emit(records: Any) -> None:
             result.bytes += out.write(records)
             result.records += len(records)
-            if cfg.verify:
+            if cfg.verify or cfg.manifest:
                 result.written += cfg.fmt.fingerprint(records)
 
         for piece in task.pieces:

@@ -1,0 +1,140 @@
+"""``--split``, ``--shard-records`` and ``--manifest`` on the Dask engine: the output cut as the local
+engine cuts it (``storage.layout`` resolves the counts), each file written whole by one pass-2 task
+under a temporary name, and all of them put in place together, with the manifest if asked for.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ...errors import UsageError, option
+from ...storage import remote
+from ...storage.layout import Sharding, SplitPart, shard_option, split_counts, split_target
+from ...storage.manifest import build_manifest, input_entries, write_manifest
+from ...storage.output import OutputFile
+from ...storage.shards import OPEN_ENDED_PROBE, check_outputs, check_shard_count, shard_names
+from ...storage.sinks import CodecChoice
+from ..cluster import url_manifest_refusal
+from .tasks import GatherResult, ScatterResult, ScatterTask
+
+#: How a URL pattern is shown in errors about shard names.
+URL_EXAMPLE = "s3://bucket/out/part-{:05d}.jsonl"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a run's output is cut: into ``split`` parts, each into files by ``sharding``, with a ``manifest``."""
+
+    sharding: Sharding
+    split: tuple[SplitPart, ...] | None
+    manifest: str | None
+
+    @property
+    def on(self) -> bool:
+        """Whether the output is laid out here (else the plain or ``--shards`` output of ``driver``)."""
+        return self.split is not None or self.sharding.open_ended or self.manifest is not None
+
+
+@dataclass(frozen=True)
+class PlannedFile:
+    """One output file: its split (None without ``--split``), that split's target, its final name
+    (a URL or a real local path) and the output records ``[first, stop)`` it holds."""
+
+    split: str | None
+    target: str
+    final: str
+    first: int
+    stop: int
+
+
+def check_layout(target: str | None, layout: Layout, compress: CodecChoice | None, suffix: str | None) -> None:
+    """Before pass 1, as the local engine checks: local targets writable and distinct, the
+    manifest's directory writable; URL patterns that name shards; no manifest of URL outputs."""
+    if target is None or target == "-":
+        given = option("split") if layout.split else shard_option(layout.sharding) if layout.sharding.on else option("manifest")
+        raise UsageError(f"{given} needs {option('output')} naming files")
+    if layout.manifest is not None:
+        why = url_manifest_refusal(target, layout.manifest)
+        if why is not None:
+            raise UsageError(why)
+    if not remote.is_url(target):
+        check_outputs(target, layout.sharding, layout.split, layout.manifest, compress, suffix)
+        return
+    targets = [target] if layout.split is None else [split_target(target, p.name) for p in layout.split]
+    for each in targets:
+        if layout.sharding.count is not None:
+            _names(each, layout.sharding, range(layout.sharding.count), compress, suffix)
+        elif layout.sharding.open_ended:
+            _names(each, layout.sharding, OPEN_ENDED_PROBE, compress, suffix)
+
+
+def _names(target: str, sharding: Sharding, numbers: Sequence[int], compress: CodecChoice | None, suffix: str | None) -> list[str]:
+    """The final names of files ``numbers`` of one split's ``target``: URLs, or real local paths."""
+    if not sharding.on:
+        return [target if remote.is_url(target) else os.path.realpath(target)]
+    flag = shard_option(sharding)
+    if remote.is_url(target):
+        return shard_names(
+            target, len(numbers), compress, target.endswith("/"), suffix=suffix, example=URL_EXAMPLE,
+            directory_words="a directory (a URL ending in /)", indices=numbers, option_name=flag,
+        )
+    directory = os.path.isdir(target) or target.endswith(os.sep)
+    names = shard_names(target, len(numbers), compress, directory, suffix=suffix, indices=numbers, option_name=flag)
+    return [os.path.realpath(name) for name in names]
+
+
+def plan_files(target: str, layout: Layout, total: int, compress: CodecChoice | None, suffix: str | None) -> list[PlannedFile]:
+    """Every output file in order, once ``total`` output records are known: the splits' counts as
+    ``storage.layout`` resolves them, each split cut into files as the local engine cuts it."""
+    counts = [total] if layout.split is None else split_counts(layout.split, total)
+    names: list[str | None] = [None] if layout.split is None else [p.name for p in layout.split]
+    planned: list[PlannedFile] = []
+    start = 0
+    for name, count in zip(names, counts):
+        each = target if name is None else split_target(target, name)
+        files = layout.sharding.files(count)
+        assert files is not None, "--shard-size is refused on the Dask engine"
+        if layout.sharding.records is not None and files > 1 and not remote.is_url(each):
+            check_shard_count(each, files * len(names))
+        first = start
+        for i, final in enumerate(_names(each, layout.sharding, range(files), compress, suffix)):
+            stop = layout.sharding.file_end(start, count, i)
+            planned.append(PlannedFile(name, each, final, first, stop))
+            first = stop
+        start += count
+    return planned
+
+
+def input_counts(tasks: Sequence[ScatterTask], results: Sequence[ScatterResult], inputs: int, lines: bool) -> list[tuple[int, int | None]]:
+    """Each input's records as pass 1 read them, and for lines their bytes (separators included,
+    as the local engine counts them); rows have no byte form (None)."""
+    records = [0] * inputs
+    nbytes = [0] * inputs
+    for task, result in zip(tasks, results):
+        for segment in result.segments:
+            records[task.file_index] += int(segment.counts.sum())
+            nbytes[task.file_index] += int(segment.bounds[-1])
+    return [(r, b if lines else None) for r, b in zip(records, nbytes)]
+
+
+def write_run_manifest(
+    manifest: str, temp: str, info: dict[str, Any], planned: Sequence[PlannedFile], results: Sequence[GatherResult],
+    temps: Sequence[str], kind: str, sync: bool,
+) -> tuple[str, str]:
+    """Write the manifest (``build_manifest``'s document: ``info`` and every file's records, bytes,
+    size on disk and fingerprint from its task) to ``temp``; return its move into place."""
+    final = os.path.realpath(manifest)
+    outputs = [OutputFile(p.split, p.final, r.records, fingerprint=r.written) for p, r in zip(planned, results)]
+    sizes = {p.final: os.stat(t).st_size for p, t in zip(planned, temps)}
+    document = build_manifest(info, outputs, [None] * len(outputs), sizes, os.path.dirname(final), kind)
+    write_manifest(temp, document, sync, manifest)
+    return temp, final
+
+
+def inputs_entry(names: Sequence[str], counts: list[tuple[int, int | None]]) -> list[dict[str, Any]]:
+    """The manifest's inputs: local files with their size and mtime, URLs by name; records (and bytes) read."""
+    return input_entries(names, counts, [not remote.is_url(n) for n in names])
+

@@ -1,0 +1,204 @@
+"""``--split``, ``--shard-records`` and ``--manifest`` on the Dask engine (tasks in-process): the
+splits and shards concatenated are the plain seeded output byte for byte, with exact counts per
+split and per shard; the manifest passes ``check_manifest`` and a changed file fails it; Parquet
+rows; which record lands in the first split is uniform (chi-square over fixed seeds); and the
+one-line refusals of what stays unsupported (``--shard-size``, a manifest of URL outputs).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bigshuf import api
+from bigshuf.engines.dask import lines as dask_lines
+from bigshuf.errors import UsageError
+from helpers import assert_permutation, make_records, write_records
+from test_uniformity import assert_uniform
+
+distributed = pytest.importorskip("distributed")
+from bigshuf.engines import dask as dask_engine  # noqa: E402
+
+
+def _input(tmp_path: Path, n: int = 3000) -> tuple[Path, list[bytes]]:
+    """One line file of ``n`` records of 2 to 60 bytes."""
+    records = make_records(n, 7, max_len=60)
+    return write_records(tmp_path / "in.txt", records), records
+
+
+def _files(directory: Path) -> list[Path]:
+    """The files of ``directory`` in name order (hidden ones too: none may be left)."""
+    return sorted(p for p in directory.iterdir() if p.is_file())
+
+
+def _manifest(path: Path) -> Any:
+    """A manifest's document."""
+    return json.loads(path.read_text())
+
+
+def test_splits_concatenated_are_the_plain_output(tmp_path: Path) -> None:
+    path, records = _input(tmp_path)
+    with ThreadPoolExecutor(2) as runner:
+        plain = dask_engine.shuffle([path], tmp_path / "plain.txt", memory="16K", seed=3, runner=runner, tmp_dir=tmp_path)
+        stats = dask_engine.shuffle([path], str(tmp_path / "out" / "{split}.txt"), memory="16K", seed=3, runner=runner,
+                                    tmp_dir=tmp_path, split="valid=100,test=0.1,train=rest")
+        sample = dask_engine.shuffle([path], str(tmp_path / "head" / "{split}.txt"), memory="16K", seed=3, runner=runner,
+                                     tmp_dir=tmp_path, split="a=0.25,b=0.75", head_count=1001)
+    assert stats.buckets == plain.buckets > 4  # several buckets, cut across by the splits
+    data = {name: (tmp_path / "out" / f"{name}.txt").read_bytes() for name in ("valid", "test", "train")}
+    assert [d.count(b"\n") for d in data.values()] == [100, 300, 2600]
+    whole = (tmp_path / "plain.txt").read_bytes()
+    assert data["valid"] + data["test"] + data["train"] == whole
+    assert_permutation(whole, records)
+    assert [p.name for p in _files(tmp_path / "out")] == ["test.txt", "train.txt", "valid.txt"]
+    # -n first, then the splits of its 1001 records by largest remainder: 250.25 and 750.75 -> 250, 751.
+    a, b = ((tmp_path / "head" / f"{s}.txt").read_bytes() for s in "ab")
+    assert (a.count(b"\n"), b.count(b"\n")) == (250, 751)
+    assert a + b == whole[: len(a) + len(b)]
+
+
+def test_shard_records_per_split_with_a_manifest(tmp_path: Path) -> None:
+    path, _records = _input(tmp_path)
+    out = tmp_path / "out"
+    with ThreadPoolExecutor(2) as runner:
+        dask_engine.shuffle([path], tmp_path / "plain.txt", memory="16K", seed=5, runner=runner, tmp_dir=tmp_path)
+        stats = dask_engine.shuffle([path], f"{out}/{{split}}/", memory="16K", seed=5, runner=runner, tmp_dir=tmp_path,
+                                    split="valid=0.05,train=rest", shard_records=1000, manifest=out / "manifest.json")
+    assert stats.records == 3000
+    valid, train = _files(out / "valid"), _files(out / "train")
+    assert [p.name for p in train] == [f"part-{i:05d}" for i in range(3)]
+    assert [p.read_bytes().count(b"\n") for p in valid + train] == [150, 1000, 1000, 850]
+    assert b"".join(p.read_bytes() for p in valid + train) == (tmp_path / "plain.txt").read_bytes()
+    assert [p.name for p in _files(out)] == ["manifest.json"]  # no temporary file, lock or journal left
+    problems, summary = api.check_manifest(out / "manifest.json")
+    assert problems == [] and summary.startswith("4 output file(s) match")
+    document = _manifest(out / "manifest.json")
+    assert [(o["split"], o["path"], o["records"]) for o in document["outputs"]] == [
+        ("valid", "valid/part-00000", 150), ("train", "train/part-00000", 1000), ("train", "train/part-00001", 1000),
+        ("train", "train/part-00002", 850),
+    ]
+    assert document["inputs"][0]["records"] == 3000 and document["inputs"][0]["bytes"] == path.stat().st_size
+    assert document["seed"] == 5 and document["split"] == "valid=0.05,train=rest"
+    # The same number of bytes, one record changed: the fingerprint tells.
+    shard = train[1].read_bytes()
+    train[1].write_bytes(shard[:-2] + (b"a" if shard[-2:-1] != b"a" else b"b") + b"\n")
+    problems, _ = api.check_manifest(out / "manifest.json")
+    assert len(problems) == 1 and "records differ" in problems[0] and "train/part-00001" in problems[0]
+
+
+def test_the_engine_plug_in_records_a_share_in_the_manifest(tmp_path: Path) -> None:
+    # Through bigshuf.shuffle(engine="dask"): -n 10% of the 3000 records read, then the splits of those 300.
+    path, _records = _input(tmp_path)
+    out = tmp_path / "out"
+    with ThreadPoolExecutor(2) as runner:
+        stats = api.shuffle([str(path)], str(out / "{split}.txt"), engine="dask", scheduler=runner, seed=1, tmp_dir=str(tmp_path),
+                            head_count="10%", split="valid=0.1,train=rest", manifest=str(out / "m.json"))
+    assert stats.records == 300
+    assert [(out / f"{s}.txt").read_bytes().count(b"\n") for s in ("valid", "train")] == [30, 270]
+    document = _manifest(out / "m.json")
+    assert (document["head_share"], document["head_count"], document["records_written"]) == ("10%", 300, 300)
+    assert api.check_manifest(out / "m.json")[0] == []
+
+
+def test_shards_per_split_compressed(tmp_path: Path) -> None:
+    # --shards 2 within each split, gzip by the pattern's name; the decompressed files, in order, are the plain output.
+    path, _records = _input(tmp_path)
+    with ThreadPoolExecutor(2) as runner:
+        plain = dask_engine.shuffle([path], tmp_path / "plain.txt", memory="16K", seed=9, runner=runner, tmp_dir=tmp_path)
+        stats = dask_engine.shuffle([path], str(tmp_path / "{split}-{}.txt.gz"), memory="16K", seed=9, runner=runner,
+                                    tmp_dir=tmp_path, split="small=7,big=rest", shards=2)
+    assert stats.buckets == plain.buckets
+    names = ["small-0", "small-1", "big-0", "big-1"]
+    parts = [gzip.decompress((tmp_path / f"{n}.txt.gz").read_bytes()) for n in names]
+    assert [p.count(b"\n") for p in parts] == [3, 4, 1496, 1497]
+    assert b"".join(parts) == (tmp_path / "plain.txt").read_bytes()
+
+
+def test_a_split_larger_than_the_output_writes_nothing(tmp_path: Path) -> None:
+    path, _records = _input(tmp_path, 50)
+    with ThreadPoolExecutor(2) as runner, pytest.raises(UsageError, match="split 'valid' needs 60 records, but only 50"):
+        dask_engine.shuffle([path], str(tmp_path / "out" / "{split}.txt"), seed=1, runner=runner, tmp_dir=tmp_path,
+                            split="valid=60,train=rest", manifest=tmp_path / "m.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
+
+
+def test_parquet_rows_split_into_shards_with_a_manifest(tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(2):
+        ids = list(range(500 * i, 500 * i + 500))
+        pq.write_table(pa.table({"id": ids, "text": [f"{j}:" + "x" * (j % 31) for j in ids]}), data / f"{i}.parquet",
+                       row_group_size=100)
+    out = tmp_path / "out"
+    with ThreadPoolExecutor(2) as runner:
+        dask_engine.shuffle([data], tmp_path / "plain.parquet", memory="64K", seed=4, runner=runner, tmp_dir=tmp_path)
+        dask_engine.shuffle([data], f"{out}/{{split}}/", memory="64K", seed=4, runner=runner, tmp_dir=tmp_path,
+                            split="test=0.1,train=rest", shard_records=400, manifest=out / "manifest.json")
+        with pytest.raises(UsageError, match="rows written as JSON Lines"):
+            dask_engine.shuffle([data], f"{out}/{{split}}.jsonl", runner=runner, tmp_dir=tmp_path, split="a=1",
+                                manifest=out / "other.json")
+    files = _files(out / "test") + _files(out / "train")
+    assert [p.name for p in files] == [f"part-{i:05d}.parquet" for i in (0, 0, 1, 2)]
+    tables = [pq.read_table(p) for p in files]
+    assert [t.num_rows for t in tables] == [100, 400, 400, 100]
+    assert pa.concat_tables(tables).column("id").to_pylist() == pq.read_table(tmp_path / "plain.parquet").column("id").to_pylist()
+    problems, summary = api.check_manifest(out / "manifest.json")
+    assert problems == [] and "1000 rows" in summary
+    assert _manifest(out / "manifest.json")["format"] == {"rows": "parquet"}
+
+
+def test_which_record_lands_in_the_first_split_is_uniform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 4 records in 3 buckets, valid=1: over 400 fixed seeds each record is valid's equally often.
+    monkeypatch.setattr(dask_lines, "_bucket_count", lambda *args: 3)
+    path = write_records(tmp_path / "in.txt", [b"a", b"b", b"c", b"d"])
+    counts: Counter[bytes] = Counter()
+    with ThreadPoolExecutor(1) as runner:
+        for seed in range(400):
+            dask_engine.shuffle([path], str(tmp_path / "{split}.txt"), seed=seed, runner=runner, tmp_dir=tmp_path,
+                                split="valid=1,train=rest")
+            counts[(tmp_path / "valid.txt").read_bytes()] += 1
+    assert_uniform(counts, [b"a\n", b"b\n", b"c\n", b"d\n"], "dask --split valid=1")
+
+
+def test_refusals_are_one_line(tmp_path: Path) -> None:
+    path, _records = _input(tmp_path, 20)
+    with ThreadPoolExecutor(1) as runner:
+        with pytest.raises(UsageError, match=r"does not support shard_size=: .*use shard_records= or shards="):
+            api.shuffle([str(path)], str(tmp_path / "o/"), engine="dask", scheduler=runner, shard_size="1K")
+        with pytest.raises(UsageError, match=r"writes manifest= only with local outputs"):
+            api.shuffle([str(path)], "s3://bucket/{split}.txt", engine="dask", scheduler=runner, split="a=1",
+                        manifest=str(tmp_path / "m.json"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "bigshuf", "--engine=dask", str(path), "--shard-size", "1K", "-o", f"{tmp_path}/o/"],
+        capture_output=True, timeout=60,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(b"bigshuf: --engine=dask does not support --shard-size: ") and proc.stderr.count(b"\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
+
+
+def test_splits_sharded_on_s3(bucket: Any, tmp_path: Path) -> None:
+    # Tasks in-process, the output and temporary objects on the S3 API that moto serves on loopback.
+    name = bucket.bucket
+    path, _records = _input(tmp_path, 500)
+    with ThreadPoolExecutor(2) as runner:
+        dask_engine.shuffle([path], tmp_path / "plain.txt", memory="16K", seed=2, runner=runner, tmp_dir=tmp_path)
+        dask_engine.shuffle([path], f"s3://{name}/out/{{split}}/", memory="16K", seed=2, runner=runner, tmp_dir=tmp_path,
+                            temp_url=f"s3://{name}/tmp/", split="valid=50,train=rest", shard_records=200)
+    found = sorted(bucket.find(f"{name}/out"))
+    parts = [f"{name}/out/{s}/part-{i:05d}" for s, i in (("valid", 0), ("train", 0), ("train", 1), ("train", 2))]
+    assert found == sorted(parts + [f"{name}/out/train/_SUCCESS", f"{name}/out/valid/_SUCCESS"])
+    data = [bucket.cat(p) for p in parts]
+    assert [d.count(b"\n") for d in data] == [50, 200, 200, 50]
+    assert b"".join(data) == (tmp_path / "plain.txt").read_bytes()
+    assert bucket.find(f"{name}/tmp") == []
