@@ -378,7 +378,10 @@ def _output(facts: Facts) -> None:
         facts.line("manifest", out.manifest)
     split = None if out.split is None else parse_split(out.split)
     facts.check(
-        "output", lambda: check_outputs(out.target, out.sharding, split, out.manifest, out.compress, out.suffix, dry_run=True)
+        "output", lambda: check_outputs(
+            out.target, out.sharding, split, out.manifest, out.compress, out.suffix, dry_run=True,
+            inputs=[p for p in facts.request.inputs if isinstance(p, str)],
+        )
     )
 
 

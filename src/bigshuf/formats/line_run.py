@@ -204,7 +204,10 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
             refuse_terminal(f"{self.compress[0]}-compressed data")
         paths = [s.path for s in self.sources if isinstance(s, FileSource)]
         self.out.shard_suffix = _shard_suffix(self.sources, self.out.sharding.on, self.compress)
-        check_outputs(self.out.target, self.out.sharding, self.out.split, self.request.manifest, self.compress, self.out.shard_suffix)
+        check_outputs(
+            self.out.target, self.out.sharding, self.out.split, self.request.manifest, self.compress, self.out.shard_suffix,
+            inputs=paths,
+        )
         if self.resume_name is not None:
             self._lock_job()
         for directory in dict.fromkeys(os.path.dirname(os.path.abspath(p)) for p in paths if p != "-"):

@@ -59,7 +59,10 @@ class TableRun(WeightedRows, TwoPass):
         self.progress_done = 0  # input bytes reported to progress
         split = None if request.split is None else parse_split(request.split)
         sharding = Sharding(request.shards, request.shard_records, request.shard_size)
-        check_outputs(request.output, sharding, split, request.manifest, suffix=table_shard_suffix(kind, codec))
+        check_outputs(
+            request.output, sharding, split, request.manifest, suffix=table_shard_suffix(kind, codec),
+            inputs=[i.path for i in inputs],
+        )
         schema = shared_schema(inputs, self.piece)
         if request.unique:
             check_comparable(schema)

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from typing import Any, NoReturn
 
 from ..errors import OutputError
-from .safefs import create_exclusive, open_nofollow, own_file, sync_directory, sync_file
+from .safefs import create_exclusive, foreign_entry, open_nofollow, own_file, sync_directory, sync_file
 
 #: A run id: 12 hex digits, in every name a run gives its files in an output directory.
 _ID = r"[0-9a-f]{12}"
@@ -210,7 +210,10 @@ class OutputFiles:
         self.step()
         backed: list[dict[str, Any]] = []
         for entry in entries:
+            why = foreign_entry(entry["final"])  # a link or device planted since the checks is never renamed over
             try:
+                if why is not None:
+                    raise OSError(0, why)
                 os.link(entry["final"], entry["backup"], follow_symlinks=False)
             except FileNotFoundError:
                 continue  # a new file: nothing to keep

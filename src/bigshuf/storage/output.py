@@ -20,6 +20,7 @@ from ..errors import OutputError, UsageError, option
 from .commit import CommitInterrupted, OutputFiles, deferred_signals
 from .layout import Sharding, SplitPart, shard_option, split_counts, split_target
 from .manifest import build_manifest, write_manifest
+from .safefs import generated_path
 from .shards import check_shard_count, make_directories, shard_names
 from .sinks import AtomicFileSink, CodecChoice, Sink, open_output, output_codec
 from .writeback import WriteBehind
@@ -182,7 +183,8 @@ class Output:
         finished = at is not None and at.finished
         codec = None if finished else output_codec(path, self._codec_choice())
         sink = AtomicFileSink(
-            os.path.realpath(path), codec, path, self.resume_tag, at, self.resume_dir,
+            generated_path(path) if self.shards is not None else os.path.realpath(path), codec, path, self.resume_tag, at,
+            self.resume_dir,
             files=self.files, index=None if self.shards is None else i,
         )
         if finished:
@@ -288,7 +290,7 @@ class Output:
         else:
             self._made += make_directories([path])
             self._open(AtomicFileSink(
-                os.path.realpath(path), output_codec(path, self._codec_choice()), path, files=self.files, index=i,
+                generated_path(path), output_codec(path, self._codec_choice()), path, files=self.files, index=i,
             ))
         self.outputs.append(OutputFile(split, path))
 
@@ -380,7 +382,7 @@ class Output:
         synced), to be committed with the outputs; return its move."""
         assert self.manifest is not None
         self._made += make_directories([self.manifest])  # as the outputs' are made
-        final = os.path.realpath(self.manifest)
+        final = generated_path(self.manifest)
         temp = self.files.temp_name(final, len(self.sinks))
         sizes = {}
         for tmp, path in moves:

@@ -46,6 +46,29 @@ def open_nofollow(path: str, flags: int = os.O_RDONLY) -> int:
     return os.open(path, flags | _NOFOLLOW | _CLOEXEC)
 
 
+def generated_path(name: str) -> str:
+    """Where a file whose name bigshuf makes (a shard, a split, the manifest) is put: its directory's
+    real path joined to its own name, so a symlink at that name is never written through."""
+    absolute = os.path.abspath(name)
+    return os.path.join(os.path.realpath(os.path.dirname(absolute)), os.path.basename(absolute))
+
+
+def foreign_entry(path: str) -> str | None:
+    """Why what stands at ``path`` may not be replaced by a file bigshuf writes (a symbolic link, a
+    device, a FIFO...), or None if nothing is there or it is a regular file."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return None  # nothing there (or nothing this user can see): creating it is checked later
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        return "is a symbolic link"
+    if stat.S_ISDIR(mode):
+        return os.strerror(errno.EISDIR)
+    return "is not a regular file (a device, FIFO or socket)"
+
+
 def sync_file(fd: int) -> None:
     """Flush a file's data and metadata to stable storage (a no-op where the file cannot be synced)."""
     try:

@@ -3,6 +3,7 @@ a pattern, the directories they need, and whether every target can be written an
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Sequence
@@ -12,7 +13,7 @@ from ..errors import OutputError, UsageError, option
 from .commit import OutputFiles, backup_name, name_max
 from .layout import Sharding, SplitPart, shard_option, split_target
 from .sinks import CodecChoice, output_codec
-from .safefs import creation_problem
+from .safefs import creation_problem, foreign_entry, generated_path
 from .tempspace import remove_dead_outputs
 
 def shard_names(
@@ -167,6 +168,12 @@ def _final_paths(
     if target is None or target == "-":
         return []
     if shards is None and open_ended is None:
+        if makes_directory:  # a name bigshuf made (a split's file) or the manifest: never through a link
+            _check_generated(target, target)
+            finals = [generated_path(target)]
+            if os.path.isdir(finals[0]):
+                raise OutputError(f"{target}: Is a directory")
+            return finals
         try:
             mode: int | None = os.stat(target).st_mode
         except OSError:
@@ -176,7 +183,7 @@ def _final_paths(
         if mode is not None and not stat.S_ISREG(mode):
             return []  # a device or FIFO, written in place
         finals = [os.path.realpath(target)]
-        if not makes_directory and not os.path.isdir(os.path.dirname(finals[0])):
+        if not os.path.isdir(os.path.dirname(finals[0])):
             raise OutputError(f"{target}: No such file or directory")
     else:
         if shards is not None:
@@ -192,13 +199,24 @@ def _final_paths(
         else:
             assert shards is not None
             names = shard_names(target, shards, compress, as_directory, suffix=suffix)
-        finals = [os.path.realpath(p) for p in names]
+        for name in names:
+            _check_generated(name, target)
+        finals = [generated_path(p) for p in names]
         first: dict[str, int] = {}
         for i, final in enumerate(finals):
             # Two shards renamed onto one file (a symlink, or '..' in the pattern) would lose one.
             if first.setdefault(final, i) != i:
                 raise OutputError(f"{target}: shards {first[final]} and {i} would both be written to {final}")
     return finals
+
+
+def _check_generated(name: str, target: str) -> None:
+    """Refuse a name bigshuf makes (a shard's, a split's, the manifest's) where a symbolic link, a
+    device or a FIFO stands: the commit's rename would replace it, or write through it."""
+    why = foreign_entry(name)
+    if why is not None and why != os.strerror(errno.EISDIR):
+        shown = name if name == target else f"{name} (from {target})"
+        raise OutputError(f"{shown}: {why}; bigshuf writes its shards, splits and manifest only as regular files")
 
 
 def _check_replaceable(final: str, probe: OutputFiles | None) -> None:
@@ -225,9 +243,11 @@ def _check_replaceable(final: str, probe: OutputFiles | None) -> None:
 def check_outputs(
     target: str | None, sharding: Sharding, split: tuple[SplitPart, ...] | None, manifest: str | None,
     compress: CodecChoice | None = None, suffix: str | None = None, *, dry_run: bool = False,
+    inputs: Sequence[str] = (),
 ) -> None:
     """``check_output_directory`` for every split's target, then no two splits (nor the manifest)
-    on one file, and the manifest's own directory writable (``dry_run``: touching nothing)."""
+    on one file, the manifest's own directory writable (``dry_run``: touching nothing), and the
+    manifest neither one of the ``inputs`` (paths) nor beside an output written in place."""
     open_ended = shard_option(sharding) if sharding.open_ended else None
     targets = [target] if split is None or target is None else [split_target(target, p.name) for p in split]
     owner: dict[str, str] = {}
@@ -240,7 +260,26 @@ def check_outputs(
                 raise OutputError(f"{option('split')}: splits '{owner[final]}' and '{name}' would both be written to {final}")
             owner[final] = str(name)
     if manifest is not None:
-        final = os.path.realpath(manifest)
+        if not owner:  # -o names a device or FIFO: there is no file for the manifest to describe
+            raise OutputError(f"{option('manifest')} needs {option('output')} naming regular files, not {target}")
+        final = generated_path(manifest)
         if final in owner or any(os.path.dirname(f) == final for f in owner):
             raise OutputError(f"{manifest}: the manifest would be written over an output")
+        _check_not_input(manifest, inputs)
         check_output_directory(manifest, None, makes_directory=True, dry_run=dry_run)
+
+
+def _check_not_input(manifest: str, inputs: Sequence[str]) -> None:
+    """Refuse a manifest that would replace one of the run's input files (by any name: a link, a
+    symlink): the outputs do not hold that file's bytes."""
+    try:
+        st = os.stat(manifest)
+    except OSError:
+        return  # a new file
+    for path in inputs:
+        try:
+            other = os.stat(path)
+        except OSError:
+            continue
+        if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+            raise OutputError(f"{manifest}: the manifest would be written over an input ({path})")

@@ -26,7 +26,7 @@ from ...errors import BigShufError, OutputError, TempSpaceError, UsageError, opt
 from ...progress import Progress, scatter_phase, shuffle_phase
 from ...storage import remote
 from ...storage.commit import OutputFiles
-from ...storage.safefs import open_nofollow, sync_file
+from ...storage.safefs import generated_path, open_nofollow, sync_file
 from ...storage.layout import Sharding, parse_split
 from ...storage.manifest import run_entries
 from ...storage.shards import check_output_directory, make_directories, shard_names, shard_paths
@@ -300,7 +300,7 @@ def shuffle(
     settings = Settings(out_name, shards, limit, zero_terminated, compress, row_group_size, output_format, manifest is not None)
     prepared = prepare(names, settings, root)
     if layout.on:
-        check_layout(out_name, layout, prepared.compress, prepared.suffix)
+        check_layout(out_name, layout, prepared.compress, prepared.suffix, prepared.names)
         assert out_name is not None
         out = _Output(out_name, None, None, files=None if remote.is_url(out_name) else OutputFiles(sync))
     else:
@@ -410,7 +410,7 @@ def _manifest(
     """Write the manifest beside its target, to be committed with the outputs (``out.manifest_move``)."""
     assert out.files is not None, "a manifest of URL outputs is refused before the run"
     out.made += make_directories([manifest])
-    temp = out.files.temp_name(os.path.realpath(manifest), len(planned))
+    temp = out.files.temp_name(generated_path(manifest), len(planned))
     kind = "lines" if isinstance(fmt, LineTasks) else "rows"
     out.manifest_move = write_run_manifest(manifest, temp, info, planned, results, out.temps, kind, out.files.sync)
 

@@ -15,6 +15,7 @@ from ...storage import remote
 from ...storage.layout import Sharding, SplitPart, shard_option, split_counts, split_target
 from ...storage.manifest import build_manifest, input_entries, write_manifest
 from ...storage.output import OutputFile
+from ...storage.safefs import generated_path
 from ...storage.shards import OPEN_ENDED_PROBE, check_outputs, check_shard_count, shard_names
 from ...storage.sinks import CodecChoice
 from ..cluster import url_manifest_refusal
@@ -50,7 +51,9 @@ class PlannedFile:
     stop: int
 
 
-def check_layout(target: str | None, layout: Layout, compress: CodecChoice | None, suffix: str | None) -> None:
+def check_layout(
+    target: str | None, layout: Layout, compress: CodecChoice | None, suffix: str | None, inputs: Sequence[str] = (),
+) -> None:
     """Before pass 1, as the local engine checks: local targets writable and distinct, the
     manifest's directory writable; URL patterns that name shards; no manifest of URL outputs."""
     if target is None or target == "-":
@@ -61,7 +64,7 @@ def check_layout(target: str | None, layout: Layout, compress: CodecChoice | Non
         if why is not None:
             raise UsageError(why)
     if not remote.is_url(target):
-        check_outputs(target, layout.sharding, layout.split, layout.manifest, compress, suffix)
+        check_outputs(target, layout.sharding, layout.split, layout.manifest, compress, suffix, inputs=inputs)
         return
     targets = [target] if layout.split is None else [split_target(target, p.name) for p in layout.split]
     for each in targets:
@@ -71,10 +74,14 @@ def check_layout(target: str | None, layout: Layout, compress: CodecChoice | Non
             _names(each, layout.sharding, OPEN_ENDED_PROBE, compress, suffix)
 
 
-def _names(target: str, sharding: Sharding, numbers: Sequence[int], compress: CodecChoice | None, suffix: str | None) -> list[str]:
-    """The final names of files ``numbers`` of one split's ``target``: URLs, or real local paths."""
+def _names(
+    target: str, sharding: Sharding, numbers: Sequence[int], compress: CodecChoice | None, suffix: str | None,
+    split: bool = False,
+) -> list[str]:
+    """The final names of files ``numbers`` of one (``split``'s) ``target``: URLs, or local paths
+    (a name bigshuf made, a shard's or a split's, with only its directory resolved)."""
     if not sharding.on:
-        return [target if remote.is_url(target) else os.path.realpath(target)]
+        return [target if remote.is_url(target) else generated_path(target) if split else os.path.realpath(target)]
     flag = shard_option(sharding)
     if remote.is_url(target):
         return shard_names(
@@ -83,7 +90,7 @@ def _names(target: str, sharding: Sharding, numbers: Sequence[int], compress: Co
         )
     directory = os.path.isdir(target) or target.endswith(os.sep)
     names = shard_names(target, len(numbers), compress, directory, suffix=suffix, indices=numbers, option_name=flag)
-    return [os.path.realpath(name) for name in names]
+    return [generated_path(name) for name in names]
 
 
 def plan_files(target: str, layout: Layout, total: int, compress: CodecChoice | None, suffix: str | None) -> list[PlannedFile]:
@@ -100,7 +107,7 @@ def plan_files(target: str, layout: Layout, total: int, compress: CodecChoice | 
         if layout.sharding.records is not None and files > 1 and not remote.is_url(each):
             check_shard_count(each, files * len(names))
         first = start
-        for i, final in enumerate(_names(each, layout.sharding, range(files), compress, suffix)):
+        for i, final in enumerate(_names(each, layout.sharding, range(files), compress, suffix, name is not None)):
             stop = layout.sharding.file_end(start, count, i)
             planned.append(PlannedFile(name, each, final, first, stop))
             first = stop
@@ -126,7 +133,7 @@ def write_run_manifest(
 ) -> tuple[str, str]:
     """Write the manifest (``build_manifest``'s document: ``info`` and every file's records, bytes,
     size on disk and fingerprint from its task) to ``temp``; return its move into place."""
-    final = os.path.realpath(manifest)
+    final = generated_path(manifest)
     outputs = [OutputFile(p.split, p.final, r.records, fingerprint=r.written) for p, r in zip(planned, results)]
     sizes = {p.final: os.stat(t).st_size for p, t in zip(planned, temps)}
     document = build_manifest(info, outputs, [None] * len(outputs), sizes, os.path.dirname(final), kind)

@@ -1,0 +1,141 @@
+"""The files bigshuf names itself (shards, splits, the manifest) never replace or write through
+what the user did not mean to give it: an input, a symbolic link, a device or a FIFO. Each case
+was found by an attack on the training-mix options (a manifest naming an input overwrote it; a
+planted symlink or /dev/null at a shard's or the manifest's name was renamed over or written
+through); each is refused before any input is read, with one line and nothing left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+import bigshuf
+from bigshuf.errors import OutputError
+from bigshuf.storage.commit import OutputFiles
+from bigshuf.storage.safefs import create_exclusive
+
+ROOT = os.geteuid() == 0
+DATA = b"".join(b"%d\n" % i for i in range(200))
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[bytes]:
+    """``python -m bigshuf ARGS`` run in ``cwd``."""
+    return subprocess.run([sys.executable, "-m", "bigshuf", *args], capture_output=True, timeout=120, cwd=cwd)
+
+
+def snapshot(root: Path) -> dict[str, tuple[str, bytes]]:
+    """Every entry under ``root``: its kind and, for files, its bytes (symlinks: their target)."""
+    out: dict[str, tuple[str, bytes]] = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        if path.is_symlink():
+            out[rel] = ("link", os.readlink(path).encode())
+        elif path.is_file():
+            out[rel] = ("file", path.read_bytes())
+        elif path.is_dir():
+            out[rel] = ("dir", b"")
+        else:
+            out[rel] = ("other", b"%d" % path.lstat().st_mode)
+    return out
+
+
+def refused(tmp_path: Path, args: list[str], message: str) -> str:
+    """Run ``args`` in ``tmp_path``: exit 1, one line naming ``message``, nothing written or
+    changed (``--dry-run``: its plan ends in the failed check); returns the line."""
+    before = snapshot(tmp_path)
+    done = cli(*args, cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    err = done.stderr.decode()
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err, err
+    assert done.stdout == b"" if "--dry-run" not in args else done.stdout.decode().endswith("failed: output: " + err.removeprefix("bigshuf: "))
+    assert snapshot(tmp_path) == before
+    return err
+
+
+@pytest.mark.parametrize("how", ["same name", "symlink", "hard link", "with splits", "in a source", "dry run"])
+def test_a_manifest_naming_an_input_is_refused(tmp_path: Path, how: str) -> None:
+    (tmp_path / "in.txt").write_bytes(DATA)
+    manifest = "in.txt"
+    if how == "symlink":
+        os.symlink("in.txt", tmp_path / "m.json")
+        manifest = "m.json"
+    elif how == "hard link":
+        os.link(tmp_path / "in.txt", tmp_path / "m.json")
+        manifest = "m.json"
+    args = {
+        "with splits": ["in.txt", "--split", "a=0.5,b=rest", "-o", "o/{split}.txt"],
+        "in a source": ["--source", "s=in.txt", "--rate", "s=2", "-o", "out.txt"],
+        "dry run": ["in.txt", "-o", "out.txt", "--dry-run"],
+    }.get(how, ["in.txt", "-o", "out.txt"])
+    refused(tmp_path, [*args, "--manifest", manifest, "--seed", "1"], "the manifest would be written over an input (in.txt)")
+
+
+def test_a_manifest_inside_an_input_directory_that_would_be_read_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.jsonl").write_bytes(b'{"a": 1}\n{"a": 2}\n')
+    (tmp_path / "data" / "manifest.json").write_bytes(b'{"a": 3}\n')
+    refused(tmp_path, ["data", "-o", "out.jsonl", "--manifest", "data/manifest.json"], "over an input")
+
+
+@pytest.mark.parametrize("where", ["shard", "split", "manifest"])
+@pytest.mark.parametrize("what", ["symlink", "fifo", "device"])
+def test_a_link_fifo_or_device_at_a_generated_name_is_refused(tmp_path: Path, where: str, what: str) -> None:
+    if what == "device" and not ROOT:
+        pytest.skip("making a device node needs root")
+    (tmp_path / "in.txt").write_bytes(DATA)
+    (tmp_path / "victim.txt").write_bytes(b"keep me\n")
+    (tmp_path / "o").mkdir()
+    name = {"shard": "o/part-00001.txt", "split": "o/b.txt", "manifest": "o/m.json"}[where]
+    if what == "symlink":
+        os.symlink("../victim.txt", tmp_path / name)
+    elif what == "fifo":
+        os.mkfifo(tmp_path / name)
+    else:
+        os.mknod(tmp_path / name, 0o600 | 0o020000, os.makedev(1, 3))  # a character device: /dev/null's numbers
+    layout = {
+        "shard": ["--shards", "2", "-o", "o/"],
+        "split": ["--split", "a=0.5,b=rest", "-o", "o/{split}.txt"],
+        "manifest": ["-o", "out.txt", "--manifest", "o/m.json"],
+    }[where]
+    why = "is a symbolic link" if what == "symlink" else "is not a regular file"
+    assert why in refused(tmp_path, ["in.txt", "--seed", "3", *layout], name)
+    assert (tmp_path / "victim.txt").read_bytes() == b"keep me\n"
+
+
+def test_the_manifest_needs_outputs_that_are_files(tmp_path: Path) -> None:
+    (tmp_path / "in.txt").write_bytes(DATA)
+    refused(tmp_path, ["in.txt", "-o", "/dev/stdout", "--manifest", "m.json"], "--manifest needs -o naming regular files")
+    refused(tmp_path, ["in.txt", "-o", "out.txt", "--manifest", "/dev/stdout"], "/dev/stdout")
+
+
+def test_a_symlink_planted_at_a_target_after_the_checks_is_never_renamed_over(tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"keep me\n")
+    final = tmp_path / "part-00000.txt"
+    os.symlink(victim, final)
+    files = OutputFiles(sync=False)
+    temp = files.temp_name(str(final), 0)
+    fd = create_exclusive(temp)
+    os.write(fd, b"new\n")
+    os.close(fd)
+    with pytest.raises(OutputError, match="is a symbolic link; nothing was replaced"):
+        files.commit([(temp, str(final))])
+    assert os.readlink(final) == str(victim) and victim.read_bytes() == b"keep me\n"
+    files.discard()
+    files.release()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["part-00000.txt", "victim.txt"]
+
+
+def test_the_library_refuses_a_manifest_over_an_input_on_the_dask_engine(tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    src = tmp_path / "in.txt"
+    src.write_bytes(DATA)
+    with ThreadPoolExecutor(2) as runner, pytest.raises(OutputError, match="over an input"):
+        bigshuf.shuffle(str(src), str(tmp_path / "out.txt"), manifest=str(src), engine="dask", scheduler=runner, tmp_dir=str(tmp_path))
+    assert src.read_bytes() == DATA and not (tmp_path / "out.txt").exists()
