@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .cliparse import HELP, PROG, CommandSyntaxError, parse_args, parse_seed, parse_sources, read_file_list
-from .errors import BigShufError, OutputError, UsageError, render
+from .errors import BigShufError, OutputError, UsageError, option, render
 from .progress import BarProgress, Progress, make_progress, summary
 
 if TYPE_CHECKING:
@@ -81,9 +81,13 @@ def _execute(args: argparse.Namespace) -> int:
     if args.source or args.rate or args.mix or args.total is not None or args.by != "records" or args.max_rate is not None:
         common.update(parse_sources(args))
     if args.source:
-        if args.operands or args.echo or args.input_range is not None or inputs:
-            extra = args.operands[0] if args.operands else "-e" if args.echo else "-i" if args.input_range is not None else "--files-from"
-            raise CommandSyntaxError(f"extra operand '{extra}'\n--source names every input: put FILEs in a source")
+        listed = args.files_from is not None or args.files0_from is not None
+        if args.echo or args.input_range is not None or listed:
+            given = "-e" if args.echo else "-i" if args.input_range is not None else "--files-from"
+            given = "--files0-from" if args.files0_from is not None else given
+            raise UsageError(f"{option('source')} cannot be combined with {given}: name every input in a source (NAME=PATH)")
+        if args.operands:
+            raise CommandSyntaxError(f"extra operand '{args.operands[0]}'\n--source names every input: put FILEs in a source")
         subject = ()
     elif args.input_range is not None:
         if args.operands:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import stat
 from collections.abc import Mapping
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
@@ -145,6 +146,14 @@ def check_stratify(request: Request) -> None:
         raise UsageError(f"{option('stratify')} cannot be combined with {option('head_count')}")
 
 
+def _regular(path: str) -> bool:
+    """Whether ``path`` is a regular file, or missing (reading it reports that, as for any input)."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return True
+
+
 def check_sources(request: Request) -> None:
     """What weighted sources cannot run with: ``repeat`` and ``resume``, and standard input when
     each source's records must be counted first."""
@@ -152,9 +161,13 @@ def check_sources(request: Request) -> None:
         if used:
             raise UsageError(f"{option('source')} cannot be combined with {option(setting)}")
     if weights.needs_counts(request.source_rates, bool(request.mix)) or request.stratify:
+        why = f"(for {option('mix')}, a fractional {option('rate')} or {option('stratify')})"
         for name, files in request.sources:
             if "-" in files:
-                raise UsageError(
-                    f"source '{name}' reads standard input, but its records must be counted before the shuffle "
-                    f"(for {option('mix')}, a fractional {option('rate')} or {option('stratify')}): name files"
-                )
+                raise UsageError(f"source '{name}' reads standard input, but its records must be counted before the shuffle {why}: name files")
+            for path in files:
+                if not _regular(path):  # read once to count, then again: a pipe gives its records only once
+                    raise UsageError(
+                        f"source '{name}': {path} is not a regular file, but its records must be counted before the "
+                        f"shuffle {why}: name regular files"
+                    )

@@ -8,6 +8,7 @@ Chi-square checks run a fixed list of seeds (see tests/test_uniformity.py for th
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from fractions import Fraction
 from itertools import combinations
@@ -289,8 +290,27 @@ def test_cli_sources_rates_and_refusals(tmp_path: Path, corpus: dict[str, list[b
         (["--rate", "web=2", "wiki.txt"], b"bigshuf: --rate needs --source NAME=PATH to name the sources it weighs\n"),
         (["--source", "in=-", "--rate", "in=0.5"], b"bigshuf: source 'in' reads standard input, but its records must be counted"),
         (["--source", "w=nothing-*.txt"], b"bigshuf: source 'w': no file matches 'nothing-*.txt'\n"),
+        ([*base, "-i", "1-5"], b"bigshuf: --source cannot be combined with -i: name every input in a source (NAME=PATH)\n"),
+        ([*base, "-e", "x"], b"bigshuf: --source cannot be combined with -e: name every input in a source (NAME=PATH)\n"),
     ]:
         code, out, err = run_cli(args, cwd=tmp_path)
         assert (code, out) == (1, b""), args
         assert err.startswith(message) and b"Traceback" not in err, (args, err)
         assert err.count(b"\n") == (3 if b"extra operand" in err else 1), err  # a syntax error points to --help
+
+
+def test_a_source_that_is_a_pipe_is_refused_when_it_must_be_counted(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    # A FIFO read once to count and again to shuffle hung (the second open waited for a writer);
+    # /dev/stdin on a pipe read 20 records to count and then none. Both are refused before reading.
+    (tmp_path / "a.txt").write_bytes(b"".join(b"a%d\n" % i for i in range(10)))
+    os.mkfifo(tmp_path / "fifo")
+    for name in ("fifo", "/dev/stdin"):
+        code, out, err = run_cli(["--source", "a=a.txt", "--source", f"b={name}", "--rate", "a=1,b=0.5"], cwd=tmp_path)
+        assert (code, out) == (1, b"")
+        assert err.startswith(f"bigshuf: source 'b': {name} is not a regular file, but its records must be counted".encode()), err
+        assert err.count(b"\n") == 1
+    # A whole rate needs no count: a pipe's records are read once, as any input's.
+    code, out, err = run_cli(["--source", "a=a.txt", "--source", "b=/dev/stdin", "--rate", "a=1,b=2", "--seed", "1"],
+                             cwd=tmp_path, input=b"b0\nb1\n")
+    assert (code, err) == (0, b"")
+    assert sorted(split_records(out)) == sorted([b"a%d" % i for i in range(10)] + [b"b0", b"b1"] * 2)
