@@ -133,6 +133,7 @@ def test_a_changed_record_of_the_same_length_is_caught_by_the_fingerprint(tmp_pa
     (lambda d: d.update(outputs="x"), "'outputs' is not a list"),
     (lambda d: d["outputs"][0].update(records=-1), "output 0 needs path"),
     (lambda d: d["outputs"][0].update(path=7), "output 0 needs path"),
+    (lambda d: d["outputs"][0].update(path="/etc/passwd"), "output 0 needs path (relative to the manifest)"),
     (lambda d: d["outputs"][0]["fingerprint"].update(digest="zz"), "output 0 needs path"),
     (lambda d: d.update(bigshuf_manifest=2), "no 'bigshuf_manifest': 1"),
     (lambda d: d.update(format={"separator": 65, "lines_per_record": 1, "header": 0}), "'format' needs"),
@@ -154,6 +155,14 @@ def test_a_malformed_manifest_is_one_line_on_the_command_line(tmp_path: Path) ->
     manifest.write_text("[1, 2")
     proc = cli("--check-manifest", str(manifest))
     assert proc.returncode == 1 and proc.stderr.count(b"\n") == 1 and b"not a bigshuf manifest" in proc.stderr
+    # Found by an attack: arrays nested 100,000 deep were an internal RecursionError, a number of
+    # 5000 digits leaked Python's own message, a directory was "3: Is a directory".
+    for text in ("[" * 100_000 + "]" * 100_000, '{"records_written": ' + "9" * 5000 + "}"):
+        manifest.write_text(text)
+        proc = cli("--check-manifest", str(manifest))
+        assert proc.returncode == 1 and proc.stderr == f"bigshuf: {manifest}: not a bigshuf manifest: a value too large or nested too deeply\n".encode()
+    proc = cli("--check-manifest", str(tmp_path))
+    assert proc.returncode == 1 and proc.stderr == f"bigshuf: {tmp_path}: Is a directory\n".encode()
 
 
 def test_a_hostile_manifest_reads_only_regular_files_it_names_and_writes_nothing(tmp_path: Path) -> None:
@@ -163,7 +172,7 @@ def test_a_hostile_manifest_reads_only_regular_files_it_names_and_writes_nothing
     os.symlink("/etc/passwd", tmp_path / "link")
     entry = doc["outputs"][0]
     doc["outputs"] = [
-        dict(entry, path="../fifo"), dict(entry, path="../link"), dict(entry, path="/dev/zero"),
+        dict(entry, path="../fifo"), dict(entry, path="../link"), dict(entry, path="../../../../../../../../dev/zero"),
         dict(entry, path="a.txt"), dict(entry, path="./a.txt"),
     ]
     manifest.write_text(json.dumps(doc))

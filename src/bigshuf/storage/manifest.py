@@ -4,6 +4,7 @@ which reads a manifest as untrusted input and checks the files it lists against 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -162,16 +163,21 @@ def load_manifest(path: str) -> dict[str, Any]:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as e:
         raise InputError(f"{path}: {e.strerror}") from None
+    st = os.fstat(fd)  # before wrapping it: a directory cannot become a Python file object
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise InputError(f"{path}: {os.strerror(errno.EISDIR) if stat.S_ISDIR(st.st_mode) else 'not a regular file'}")
     with os.fdopen(fd, "rb") as f:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise InputError(f"{path}: not a regular file")
         if st.st_size > MAX_MANIFEST:
             raise InputError(f"{path}: too large to be a bigshuf manifest")
         try:
             data = json.loads(f.read(MAX_MANIFEST + 1))
-        except (OSError, ValueError) as e:
+        except OSError as e:
+            raise InputError(f"{path}: {e.strerror}") from None
+        except json.JSONDecodeError as e:
             raise InputError(f"{path}: not a bigshuf manifest: {e}") from None
+        except (ValueError, RecursionError):  # a number of thousands of digits, arrays nested thousands deep
+            raise InputError(f"{path}: not a bigshuf manifest: a value too large or nested too deeply") from None
 
     def bad(what: str) -> InputError:
         return InputError(f"{path}: not a valid bigshuf manifest: {what}")
@@ -196,13 +202,14 @@ def load_manifest(path: str) -> dict[str, Any]:
         fp = out.get("fingerprint") if isinstance(out, dict) else None
         if not (
             isinstance(out, dict) and isinstance(out.get("path"), str) and out["path"] and "\0" not in out["path"]
+            and not os.path.isabs(out["path"])
             and _count(out.get("records")) and _count(out.get("bytes"))
             and isinstance(fp, dict) and _count(fp.get("records")) and _count(fp.get("bytes"))
             and isinstance(fp.get("digest"), str) and len(fp["digest"]) == 16
             and all(c in "0123456789abcdef" for c in fp["digest"])
             and (out.get("file_bytes") is None or _count(out.get("file_bytes")))
         ):
-            raise bad(f"output {i} needs path, records, bytes and fingerprint {{records, bytes, digest}}")
+            raise bad(f"output {i} needs path (relative to the manifest), records, bytes and fingerprint {{records, bytes, digest}}")
     for key in ("records_written", "records_read", "records_shuffled", "duplicates"):
         if data.get(key) is not None and not _count(data.get(key)):
             raise bad(f"'{key}' is not a count")
