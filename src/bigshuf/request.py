@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, fields
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
@@ -211,11 +212,31 @@ def _family(paths: list[str], count: int, typed: dict[str, Any]) -> str:
     table, or a table output by ``output_format`` or the output's suffix), else ``lines``."""
     from .formats.detect import is_table_input, suffix_kind
 
+    tars = _tar_family(paths, count, typed["output"])
+    if tars is not None:
+        return tars
     target, output_format = typed["output"], typed["output_format"]
     named = [output_format, None if target in (None, "-") else suffix_kind(target)]
     tables_in = len(paths) == count and any(is_table_input(p) for p in paths)
     tables_out = any(registry.is_table(n) for n in named)
     return registry.TABLE if tables_in or tables_out else registry.LINES
+
+
+def _tar_family(paths: list[str], count: int, target: str | None) -> str | None:
+    """``webdataset`` when every input is a local tar file; None when none is and the output is no
+    tar; refused when some are and others are not, or a tar output is asked of other inputs."""
+    from .formats.detect import data_kind
+    from .formats.tar_input import is_tar_path
+
+    tars = [p for p in paths if is_tar_path(p)]
+    if tars and len(tars) == count:
+        return registry.WEBDATASET
+    if tars:
+        other = next((p for p in paths if p not in tars), "an input that is not a file")
+        raise UsageError(f"{tars[0]} is a tar archive and {other} is not: shuffle WebDataset tars in a run of their own")
+    if target not in (None, "-") and data_kind(os.path.basename(target)) == registry.WEBDATASET:
+        raise UsageError(f"{target}: tar output needs tar inputs (WebDataset shards)")
+    return None
 
 
 def _check_combinations(request: Request, all_paths: bool) -> None:
@@ -229,6 +250,10 @@ def _check_combinations(request: Request, all_paths: bool) -> None:
         raise UsageError(
             f"{option('shards')} needs {option('head_count')} with {option('repeat')} (shards split a known number of records)"
         )
+    if request.family == registry.WEBDATASET:
+        from .formats.tar_run import check_request
+
+        check_request(request)
     if request.stratify:
         check_stratify(request)
     if request.sources:
