@@ -180,6 +180,15 @@ def test_compressed_tars_in_and_out(tmp_path: Path, codec: str, suffix: str) -> 
     assert as_set(read_samples(decompress(codec, blob))) == as_set(every)
 
 
+def test_split_cuts_whole_tars(tmp_path: Path) -> None:
+    paths, every = shards(tmp_path, count=2, per=20)
+    code, _, err = run([*paths, "--seed", "6", "--split", "train=0.75,test=rest", "-o", "{split}.tar"], tmp_path)
+    assert (code, err) == (0, b"")
+    train, test = (read_samples((tmp_path / f"{name}.tar").read_bytes()) for name in ("train", "test"))
+    assert (len(train), len(test)) == (30, 10)
+    assert as_set(train + test) == as_set(every)
+
+
 def test_head_count_and_share_and_standard_output(tmp_path: Path) -> None:
     paths, every = shards(tmp_path, count=2, per=20)
     for n, want in (("7", 7), ("25%", 10), ("0", 0)):
@@ -205,7 +214,7 @@ def test_directories_skipped_and_long_names_kept(tmp_path: Path) -> None:
 
 def test_refused_options_say_so(tmp_path: Path) -> None:
     paths, _ = shards(tmp_path, count=1, per=3)
-    for flag in ("--unique", "-z", "--repeat", "--stratify"):
+    for flag in ("--unique", "-z", "--repeat", "--stratify", "--manifest=m.json", "--resume", "--engine=dask"):
         code, out, err = run([paths[0], flag, "-o", "out.tar"], tmp_path)
         assert code == 1 and out == b"" and err.count(b"\n") == 1 and err.startswith(b"bigshuf: "), (flag, err)
     code, _, err = run([paths[0], "--unique", "-o", "out.tar"], tmp_path)
@@ -265,6 +274,8 @@ def test_hostile_inputs_fail_with_one_line_and_leave_nothing(tmp_path: Path) -> 
         assert temp_leftovers(tmp_path / "t") == [], label
 
 
+# webdataset leaves its shards' files to the garbage collector.
+@pytest.mark.filterwarnings("ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning")
 def test_read_by_webdataset(tmp_path: Path) -> None:
     wds = pytest.importorskip("webdataset")
     paths, every = shards(tmp_path, count=2, per=15)

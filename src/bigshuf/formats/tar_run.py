@@ -330,6 +330,7 @@ def refusal(request: Request) -> str | None:
             ("source", bool(request.sources)), ("stratify", request.stratify), ("unique", request.unique),
             ("row_group_size", request.row_group_size is not None), ("schema", request.schema is not None),
             ("output_format", request.output_format is not None), ("dask", request.engine != "local"),
+            ("manifest", request.manifest is not None),
         ) if used
     ]
     if unsupported:
