@@ -16,7 +16,8 @@ import pytest
 
 import bigshuf
 from bigshuf.core import plan
-from helpers import compress, decompress, temp_leftovers
+from helpers import compress, decompress, run_peak, temp_leftovers
+from test_memory import SLACK
 from test_uniformity import assert_uniform
 
 #: A member as tarfile reads it back: name, mode, mtime, uid, gid, uname, gname, data.
@@ -287,3 +288,26 @@ def test_read_by_webdataset(tmp_path: Path) -> None:
         got[(sample["__key__"], sample["jpg"], sample["json"])] += 1
     want = Counter((s[0][0].rsplit(".", 1)[0], s[0][7], s[1][7]) for s in every)
     assert got == want
+
+
+def test_members_of_megabytes_stay_within_the_limit(tmp_path: Path) -> None:
+    # Eight 10 MB members (80 MB) at -S 32M: external, each sample a piece of its own.
+    rng = np.random.default_rng(1)
+    samples = [[(f"{i}.jpg", 0o644, 0, 0, 0, "", "", rng.integers(0, 256, 10_000_000 + i, dtype=np.uint8).tobytes()),
+                (f"{i}.json", 0o644, 0, 0, 0, "", "", b"{}")] for i in range(8)]
+    make_tar(tmp_path / "big.tar", samples)
+    make_tar(tmp_path / "small.tar", make_samples(5, 1))
+    _, baseline = run_peak(["small.tar", "-o", "small-out.tar"], tmp_path)
+    status, peak = run_peak(["big.tar", "-S", "32M", "-T", ".", "--seed", "1", "-o", "out.tar"], tmp_path)
+    assert status == 0
+    assert peak <= baseline + (32 << 20) + SLACK, f"peak {peak >> 20} MiB, baseline {baseline >> 20} MiB"
+    assert as_set(read_samples((tmp_path / "out.tar").read_bytes())) == as_set(samples)
+
+
+def test_dry_run_names_the_path_and_writes_nothing(tmp_path: Path) -> None:
+    paths, _ = shards(tmp_path, count=2, per=20)
+    for memory, path, records in (("64M", "path: in memory, 1 pass", "records: 40, "), ("64K", "path: external, 2 passes", "records: ~")):
+        code, out, err = run([*paths, "--dry-run", "-S", memory, "-o", "out.tar"], tmp_path)
+        assert (code, err) == (0, b"")
+        assert path in out.decode() and records in out.decode(), out
+        assert not (tmp_path / "out.tar").exists()

@@ -116,9 +116,6 @@ class SampleReader:
     def __init__(self, paths: list[str], progress: Progress) -> None:
         self.paths = paths
         self.progress = progress
-        self.samples = 0  # read so far
-        self.skipped = 0  # directory entries skipped
-        self.per_input: list[tuple[int, int]] = []  # samples and bytes of each input read
 
     def total_size(self) -> int | None:
         """The inputs' bytes as read, when every one is a plain (uncompressed) file."""
@@ -130,13 +127,10 @@ class SampleReader:
             total += size
         return total
 
-    def disk_size(self) -> int:
-        """The inputs' bytes on disk (compressed or not)."""
-        return sum(FileSource(p).disk_size() or 0 for p in self.paths)
-
-    def blocks(self, capacity: int) -> Generator[tuple[np.ndarray, np.ndarray, bool], None, None]:
+    def blocks(self, capacity: int, first: int | None = None) -> Generator[tuple[np.ndarray, np.ndarray, bool], None, None]:
         """The inputs' samples in blocks of at most ``capacity`` bytes, reusing one buffer: a block
-        is valid until the next is asked for."""
+        is valid until the next is asked for. ``first``: the first block ends once it holds that
+        many bytes (``--dry-run`` reads no more), unless it is the last."""
         buf = np.empty(capacity, np.uint8)
         ends: list[int] = []  # the ends of the whole samples in buf
         filled = 0  # bytes in buf: whole samples, then the sample being read
@@ -148,7 +142,6 @@ class SampleReader:
                 members = _Members(stream, path)
                 key: bytes | None = None  # the sample being read
                 suffixes: set[bytes] = set()
-                samples_before, bytes_before = self.samples, 0
                 for raw, name, size in members:
                     parsed = sample_key(name)
                     if parsed is None or is_metadata(name):
@@ -162,13 +155,15 @@ class SampleReader:
                             )
                         if key is not None:
                             ends.append(filled)
-                            self.samples += 1
                         key, suffixes = this, set()
                     elif suffix in suffixes:
                         raise InputError(f"{path}: member {shown(name)} repeats suffix '{shown(suffix)}' in sample {shown(key)}")
                     suffixes.add(suffix)
                     need = len(raw) + _padded(size)
                     start = ends[-1] if ends else 0
+                    if first is not None and ends and ends[-1] >= first:
+                        yield buf[: ends[-1]], np.array([0, *ends], np.int64), False
+                        return
                     if filled + need > capacity:
                         if filled - start + need > capacity:
                             raise InputError(
@@ -183,16 +178,12 @@ class SampleReader:
                     filled += len(raw)
                     members.read_data(buf[filled : filled + _padded(size)].data)
                     filled += _padded(size)
-                    bytes_before += need
                     self.progress.update(need)
                 if key is not None:
                     ends.append(filled)
-                    self.samples += 1
                     last = (path, key)
                 else:
                     last = None
-                self.skipped += members.skipped
-                self.per_input.append((self.samples - samples_before, bytes_before))
                 source.check_unchanged()
             finally:
                 stream.close()
@@ -213,7 +204,6 @@ class _Members:
         self.stream = stream  # a binary stream with readinto
         self.path = path
         self.offset = 0  # bytes of the decompressed stream consumed
-        self.skipped = 0
         self._unread = 0  # data bytes of the last member the caller has not read yet
 
     def _read(self, view: memoryview, what: str) -> None:
@@ -300,7 +290,6 @@ class _Members:
                 raise InputError(f"{self.path}: member {shown(member)} is {SPECIAL[kind]}; only regular files and directories are shuffled")
             if kind == DIRECTORY or (kind == b"\0" and member.endswith(b"/")):
                 self._skip(_padded(length), "a directory's data")
-                self.skipped += 1
             elif kind in REGULAR:
                 self._unread = length
                 yield raw, member, length

@@ -147,7 +147,7 @@ class TarRun(TwoPass):
         limit = resolve_memory(request.memory)
         reader = SampleReader(list(inputs), Progress())
         total = reader.total_size()
-        blocks = reader.blocks(min(plan.read_capacity(limit), plan.DRY_RUN_SAMPLE))
+        blocks = reader.blocks(plan.read_capacity(limit), first=plan.DRY_RUN_SAMPLE)
         try:
             block, offsets, final = next(blocks)
         finally:
@@ -155,7 +155,9 @@ class TarRun(TwoPass):
         n = len(offsets) - 1
         per_record = len(block) / n if n else float(max(1, len(block)))
         est = Estimate(len(block), n, per_record) if final else Estimate.of(total, per_record)
-        in_memory = final and plan.fits_in_memory(len(block), n, limit)
+        # As ``shuffle`` decides: in memory when every sample was read into the first block and fits.
+        whole = final or (total is not None and total <= plan.read_capacity(limit))
+        in_memory = whole and est.nbytes is not None and plan.fits_in_memory(est.nbytes, est.records or 0, limit)
         return Sample(est, len(block), exact=final, sized=total is not None, in_memory=in_memory, temp_bytes=est.nbytes)
 
     @classmethod
