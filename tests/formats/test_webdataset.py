@@ -311,3 +311,12 @@ def test_dry_run_names_the_path_and_writes_nothing(tmp_path: Path) -> None:
         assert (code, err) == (0, b"")
         assert path in out.decode() and records in out.decode(), out
         assert not (tmp_path / "out.tar").exists()
+
+
+def test_tar_to_a_terminal_is_refused(tmp_path: Path) -> None:
+    from test_ux import _run_on_pty
+
+    paths, _ = shards(tmp_path, count=1, per=3)
+    code, shown, err = _run_on_pty([str(paths[0])], tmp_path)
+    assert (code, shown) == (1, b"")
+    assert err == b"bigshuf: refusing to write tar data to a terminal; give -o a file name, or pipe the output\n"
