@@ -142,8 +142,8 @@ Mandatory arguments to long options are mandatory for short options too.
 A directory FILE stands for its data files, searched recursively in name order:
 line files (.txt .jsonl .json .ndjson .csv .tsv .fastq .fq, also ending .gz .zst
 .bz2 .xz), tables (.parquet .pq .arrow .feather .ipc) or tars (.tar*), one kind
-only; names that start with . or _ are skipped. FILEs may be URLs (s3://, https://, ...) read
-through fsspec.
+only; names that start with . or _ are skipped. FILEs may be URLs (s3://,
+https://, ...) read through fsspec.
 
 Examples:
   {PROG} -n 1000000 corpus.jsonl.zst -o sample.jsonl
