@@ -13,7 +13,7 @@ pax global headers (their settings apply to every later member, which a shuffle 
 from __future__ import annotations
 
 import os
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import numpy as np
@@ -235,7 +235,7 @@ class _Members:
             self._read(scratch[:step], what)
             n -= step
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[tuple[bytes, bytes, int]]:
         """Yield ``(raw headers, path, size)`` of each regular member."""
         raw = b""
         name: bytes | None = None

@@ -69,14 +69,17 @@ class SampleBuckets:
         self.lengths.append(lengths, keep)
 
     def close(self) -> None:
+        """Flush and close both files of every bucket."""
         self.data.close()
         self.lengths.close()
 
     def remove(self, j: int) -> None:
+        """Delete bucket ``j``'s two files once it has been consumed."""
         self.data.remove(j)
         self.lengths.remove(j)
 
     def drop_after(self, last: int) -> None:
+        """Forget the buckets past ``last`` (``-n`` will never reach them)."""
         self.data.drop_after(last)
         self.lengths.drop_after(last)
 
@@ -283,6 +286,7 @@ def _bucket_samples(buckets: SampleBuckets, j: int, capacity: int) -> Generator[
     from ..storage.decoding import open_reader
 
     def opened(bucket: BucketSet) -> Any:
+        """Bucket ``j``'s file of ``bucket``, decompressed as it is read if the buckets are compressed."""
         raw = open(open_nofollow(bucket.path(j)), "rb", buffering=0)
         return open_reader(raw, "zstd", bucket.path(j)) if bucket.compress else raw
 
