@@ -144,6 +144,7 @@ class Request:
         if typed["memory"] is not None:
             typed["memory"] = resolve_memory(typed["memory"])
         expanded, paths = _expand(items)
+        _refuse_remote_tars(expanded, paths)
         request = cls(inputs=tuple(expanded), family=_family(paths, len(expanded), typed), **typed, **mixing)
         refusal = get_engine(request.engine).supports(request)
         if refusal is not None:
@@ -220,6 +221,16 @@ def _family(paths: list[str], count: int, typed: dict[str, Any]) -> str:
     tables_in = len(paths) == count and any(is_table_input(p) for p in paths)
     tables_out = any(registry.is_table(n) for n in named)
     return registry.TABLE if tables_in or tables_out else registry.LINES
+
+
+def _refuse_remote_tars(expanded: list[str | Source], paths: list[str]) -> None:
+    """Refuse a URL named as a tar: tar shards are read from local files only (read as lines, a
+    tar's bytes would be shuffled as if they were text)."""
+    from .formats.detect import data_kind
+
+    for item in expanded:
+        if isinstance(item, str) and item not in paths and data_kind(item.split("?", 1)[0].rsplit("/", 1)[-1]) == registry.WEBDATASET:
+            raise UsageError(f"{item}: tar shards are read from local files only; copy them here first")
 
 
 def _tar_family(paths: list[str], count: int, target: str | None) -> str | None:

@@ -227,6 +227,8 @@ def test_refused_options_say_so(tmp_path: Path) -> None:
     (tmp_path / "lines.txt").write_bytes(b"a\nb\n")
     code, _, err = run([paths[0], "lines.txt", "-o", "out.tar"], tmp_path)
     assert (code, err) == (1, f"bigshuf: {paths[0]} is a tar archive and lines.txt is not: shuffle WebDataset tars in a run of their own\n".encode())
+    code, _, err = run(["https://example.com/shard-000.tar.gz?x=1", "-o", "out.jsonl"], tmp_path)
+    assert (code, err) == (1, b"bigshuf: https://example.com/shard-000.tar.gz?x=1: tar shards are read from local files only; copy them here first\n")
     code, _, err = run(["lines.txt", "-o", "out.tar"], tmp_path)
     assert (code, err) == (1, b"bigshuf: out.tar: tar output needs tar inputs (WebDataset shards)\n")
     assert not (tmp_path / "out.tar").exists()
