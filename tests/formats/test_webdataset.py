@@ -241,6 +241,8 @@ def _hostile(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
     cases: dict[str, tuple[list[str], str]] = {}
     (tmp_path / "truncated.tar").write_bytes(whole[: len(whole) // 2 + 100])
     cases["truncated"] = (["truncated.tar"], "truncated.tar: truncated tar: ends inside a member's data at byte")
+    make_tar(tmp_path / "first.tar", make_samples(30, 5))  # ~90 KB: scattered to buckets before the second fails
+    cases["truncated, external"] = (["first.tar", "truncated.tar", "-S", "64K"], "truncated.tar: truncated tar: ends inside")
     with tarfile.open(tmp_path / "good.tar") as tar:
         third = tar.getmembers()[2].offset  # a header's start
     (tmp_path / "unended.tar").write_bytes(whole[:third])
