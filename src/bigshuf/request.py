@@ -229,7 +229,8 @@ def _refuse_remote_tars(expanded: list[str | Source], paths: list[str]) -> None:
     from .formats.detect import data_kind
 
     for item in expanded:
-        if isinstance(item, str) and item not in paths and data_kind(item.split("?", 1)[0].rsplit("/", 1)[-1]) == registry.WEBDATASET:
+        name = item.split("?", 1)[0].rsplit("/", 1)[-1] if isinstance(item, str) else ""
+        if isinstance(item, str) and item not in paths and data_kind(name) == registry.WEBDATASET:
             raise UsageError(f"{item}: tar shards are read from local files only; copy them here first")
 
 

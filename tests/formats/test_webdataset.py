@@ -24,7 +24,7 @@ from test_uniformity import assert_uniform
 Member = tuple[str, int, int, int, int, str, str, bytes]
 
 
-def make_tar(path: Path, samples: list[list[Member]], fmt: int = tarfile.GNU_FORMAT, extra: list[tarfile.TarInfo] = ()) -> Path:  # type: ignore[assignment]
+def make_tar(path: Path, samples: list[list[Member]], fmt: int = tarfile.GNU_FORMAT, extra: tuple[tarfile.TarInfo, ...] = ()) -> Path:
     """Write ``samples`` (lists of members) as one tar, with ``extra`` non-regular members first."""
     with tarfile.open(path, "w", format=fmt) as tar:
         for info in extra:
@@ -210,7 +210,7 @@ def test_directories_skipped_and_long_names_kept(tmp_path: Path) -> None:
     samples = [[(f"deep/{long}/{i}.txt", 0o600, 5, 1, 2, "ü", "g", b"%d" % i), (f"deep/{long}/{i}.cls", 0o600, 5, 1, 2, "ü", "g", b"")]
                for i in range(30)]
     (tmp_path / "d").mkdir()
-    make_tar(tmp_path / "d" / "a.tar", samples, tarfile.PAX_FORMAT, extra=[folder])
+    make_tar(tmp_path / "d" / "a.tar", samples, tarfile.PAX_FORMAT, extra=(folder,))
     code, _, err = run(["d", "--seed", "4", "-o", "out.tar"], tmp_path)
     assert (code, err) == (0, b"")
     got = read_samples((tmp_path / "out.tar").read_bytes())
@@ -259,7 +259,7 @@ def _hostile(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
     cases["member over -S"] = (["big.tar", "-S", "64K"], "big.tar: sample b/1 reaches 100864 bytes at member b/1.bin, more than the 32.0 KiB")
     link = tarfile.TarInfo("a/1.lnk")
     link.type, link.linkname = tarfile.SYMTYPE, "a/1.jpg"
-    make_tar(tmp_path / "link.tar", good, extra=[link])
+    make_tar(tmp_path / "link.tar", good, extra=(link,))
     cases["symlink"] = (["link.tar"], "link.tar: member a/1.lnk is a symbolic link; only regular files and directories are shuffled")
     make_tar(tmp_path / "nokey.tar", [[("README", 0o644, 0, 0, 0, "", "", b"hi")]])
     cases["no key"] = (["nokey.tar"], "nokey.tar: member README has no key (its base name has no dot), so belongs to no sample")

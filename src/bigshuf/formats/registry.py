@@ -61,7 +61,9 @@ register(FileFormat("arrow", TABLE, (".arrow", ".feather", ".ipc"), ((0, b"ARROW
 register(FileFormat("stream", TABLE, (), ((0, b"\xff\xff\xff\xff"),)))
 register(FileFormat("jsonl", LINES, (".jsonl", ".ndjson", ".json"), compressible=True))
 # Tar shards (``.tar``, ``.tar.gz``, ``.tar.zst``): the ustar magic, in the first header.
-register(FileFormat("tar", WEBDATASET, (".tar",), ((257, b"ustar"),), compressible=True, holds_rows=False), "bigshuf.formats.tar_run:TarRun")
+register(
+    FileFormat("tar", WEBDATASET, (".tar",), ((257, b"ustar"),), compressible=True, holds_rows=False), "bigshuf.formats.tar_run:TarRun"
+)
 register(FileFormat("text", LINES, (".txt", ".csv", ".tsv", ".fastq", ".fq"), compressible=True, holds_rows=False))
 
 

@@ -168,7 +168,8 @@ class SampleReader:
                         if filled - start + need > capacity:
                             raise InputError(
                                 f"{path}: sample {shown(this)} reaches {filled - start + need} bytes at member {shown(name)}, "
-                                f"more than the {plan.format_size(capacity)} a sample may take at this memory limit; raise {option('memory')}"
+                                f"more than the {plan.format_size(capacity)} a sample may take at this memory limit; "
+                                f"raise {option('memory')}"
                             )
                         yield buf[: ends[-1]], np.array([0, *ends], np.int64), False
                         buf[: filled - start] = buf[start:filled]
@@ -294,7 +295,9 @@ class _Members:
                 self._unread = length
                 yield raw, member, length
             else:
-                raise InputError(f"{self.path}: member {shown(member)} has unknown type {kind!r}; only regular files and directories are shuffled")
+                raise InputError(
+                    f"{self.path}: member {shown(member)} has unknown type {kind!r}; only regular files and directories are shuffled"
+                )
             raw, name, size = b"", None, None
 
     def _check_end(self) -> None:
