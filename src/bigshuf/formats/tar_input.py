@@ -142,6 +142,7 @@ class SampleReader:
                 members = _Members(stream, path)
                 key: bytes | None = None  # the sample being read
                 suffixes: set[bytes] = set()
+                reported = 0  # bytes of this input the progress has been told of
                 for raw, name, size in members:
                     parsed = sample_key(name)
                     if parsed is None or is_metadata(name):
@@ -180,6 +181,8 @@ class SampleReader:
                     members.read_data(buf[filled : filled + _padded(size)].data)
                     filled += _padded(size)
                     self.progress.update(need)
+                    reported += need
+                self.progress.update(members.offset - reported)  # skipped members, end blocks
                 if key is not None:
                     ends.append(filled)
                     last = (path, key)
