@@ -31,7 +31,8 @@ Inputs larger than the memory limit are shuffled through temporary files.
 
 With no FILE, or when FILE is -, read standard input. Several FILEs are
 shuffled together as one input. Parquet and Arrow files have their rows
-shuffled into Parquet, Arrow or JSON Lines, as -o's suffix says.
+shuffled into Parquet, Arrow or JSON Lines, as -o's suffix says. Tar files
+(WebDataset shards) have their samples shuffled into tar files.
 
 Mandatory arguments to long options are mandatory for short options too.
   -e, --echo                treat each ARG as an input line
@@ -142,9 +143,9 @@ Mandatory arguments to long options are mandatory for short options too.
 
 A directory FILE stands for its data files, searched recursively in name order:
 line files (.txt .jsonl .json .ndjson .csv .tsv .fastq .fq, also ending .gz .zst
-.bz2 .xz) or tables (.parquet .pq .arrow .feather .ipc), not both; names that
-start with . or _ are skipped. FILEs may be URLs (s3://, https://, ...) read
-through fsspec.
+.bz2 .xz), tables (.parquet .pq .arrow .feather .ipc) or tars (.tar*), one kind
+only; names that start with . or _ are skipped. FILEs may be URLs (s3://,
+https://, ...) read through fsspec.
 
 Examples:
   {PROG} -n 1000000 corpus.jsonl.zst -o sample.jsonl

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, fields
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
@@ -143,6 +144,7 @@ class Request:
         if typed["memory"] is not None:
             typed["memory"] = resolve_memory(typed["memory"])
         expanded, paths = _expand(items)
+        _refuse_remote_tars(expanded, paths)
         request = cls(inputs=tuple(expanded), family=_family(paths, len(expanded), typed), **typed, **mixing)
         refusal = get_engine(request.engine).supports(request)
         if refusal is not None:
@@ -211,11 +213,42 @@ def _family(paths: list[str], count: int, typed: dict[str, Any]) -> str:
     table, or a table output by ``output_format`` or the output's suffix), else ``lines``."""
     from .formats.detect import is_table_input, suffix_kind
 
+    tars = _tar_family(paths, count, typed["output"])
+    if tars is not None:
+        return tars
     target, output_format = typed["output"], typed["output_format"]
     named = [output_format, None if target in (None, "-") else suffix_kind(target)]
     tables_in = len(paths) == count and any(is_table_input(p) for p in paths)
     tables_out = any(registry.is_table(n) for n in named)
     return registry.TABLE if tables_in or tables_out else registry.LINES
+
+
+def _refuse_remote_tars(expanded: list[str | Source], paths: list[str]) -> None:
+    """Refuse a URL named as a tar: tar shards are read from local files only (read as lines, a
+    tar's bytes would be shuffled as if they were text)."""
+    from .formats.detect import data_kind
+
+    for item in expanded:
+        name = item.split("?", 1)[0].rsplit("/", 1)[-1] if isinstance(item, str) else ""
+        if isinstance(item, str) and item not in paths and data_kind(name) == registry.WEBDATASET:
+            raise UsageError(f"{item}: tar shards are read from local files only; copy them here first")
+
+
+def _tar_family(paths: list[str], count: int, target: str | None) -> str | None:
+    """``webdataset`` when every input is a local tar file; None when none is and the output is no
+    tar; refused when some are and others are not, or a tar output is asked of other inputs."""
+    from .formats.detect import data_kind
+    from .formats.tar_input import is_tar_path
+
+    tars = [p for p in paths if is_tar_path(p)]
+    if tars and len(tars) == count:
+        return registry.WEBDATASET
+    if tars:
+        other = next((p for p in paths if p not in tars), "an input that is not a file")
+        raise UsageError(f"{tars[0]} is a tar archive and {other} is not: shuffle WebDataset tars in a run of their own")
+    if target not in (None, "-") and data_kind(os.path.basename(target)) == registry.WEBDATASET:
+        raise UsageError(f"{target}: tar output needs tar inputs (WebDataset shards)")
+    return None
 
 
 def _check_combinations(request: Request, all_paths: bool) -> None:
@@ -229,6 +262,10 @@ def _check_combinations(request: Request, all_paths: bool) -> None:
         raise UsageError(
             f"{option('shards')} needs {option('head_count')} with {option('repeat')} (shards split a known number of records)"
         )
+    if request.family == registry.WEBDATASET:
+        from .formats.tar_run import check_request
+
+        check_request(request)
     if request.stratify:
         check_stratify(request)
     if request.sources:

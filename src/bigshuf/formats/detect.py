@@ -95,6 +95,11 @@ def dataset_files(path: str) -> list[str]:
     kinds: dict[str | None, str] = {}
     for f in found:
         kinds.setdefault(data_kind(f), f)
+    if len(kinds) > 1 and set(kinds) != {registry.LINES, registry.TABLE}:
+        (kind, one), (other, two) = list(kinds.items())[:2]
+        raise UsageError(
+            f"{path}: holds both {kind} files ({one}) and {other} files ({two}); shuffle them in separate runs, or name the files to use"
+        )
     if len(kinds) > 1:
         raise UsageError(
             f"{path}: holds both line files ({kinds['lines']}) and tables ({kinds['table']}); "

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 LINES, TABLE = "lines", "table"
+#: Samples of WebDataset tar shards: consecutive members sharing a key (``formats.tar_input``).
+WEBDATASET = "webdataset"
 
 #: The run (a ``core.driver.TwoPass`` with a ``for_request`` constructor) that shuffles each
 #: family's records, as "module:Class", imported on first use.
@@ -58,6 +60,10 @@ register(FileFormat("arrow", TABLE, (".arrow", ".feather", ".ipc"), ((0, b"ARROW
 # An Arrow IPC stream (as Hugging Face ``datasets`` writes ``.arrow``): its continuation marker.
 register(FileFormat("stream", TABLE, (), ((0, b"\xff\xff\xff\xff"),)))
 register(FileFormat("jsonl", LINES, (".jsonl", ".ndjson", ".json"), compressible=True))
+# Tar shards (``.tar``, ``.tar.gz``, ``.tar.zst``): the ustar magic, in the first header.
+register(
+    FileFormat("tar", WEBDATASET, (".tar",), ((257, b"ustar"),), compressible=True, holds_rows=False), "bigshuf.formats.tar_run:TarRun"
+)
 register(FileFormat("text", LINES, (".txt", ".csv", ".tsv", ".fastq", ".fq"), compressible=True, holds_rows=False))
 
 

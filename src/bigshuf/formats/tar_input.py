@@ -1,0 +1,346 @@
+"""Reading WebDataset tar shards as samples: each sample is the raw tar blocks (headers, extension
+headers and padded data) of consecutive members sharing a key, copied byte for byte.
+
+The key is WebDataset's: a member's path up to the first dot of its base name (``a/000123.jpg``
+and ``a/000123.seg.png`` are one sample, ``b/000123.jpg`` another). Consecutive members with one
+key are one sample; a sample may not continue from one tar into the next (an error naming both).
+Directory entries are skipped, as WebDataset skips them. Everything WebDataset would drop or
+fail on and that would be lost here is refused instead, one line each: links and other special
+members, members with no key or named as metadata (``__x__``), a suffix twice in one sample, and
+pax global headers (their settings apply to every later member, which a shuffle reorders).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator, Iterator
+from typing import Any
+
+import numpy as np
+
+from ..core import plan
+from ..errors import InputError, option
+from ..progress import Progress
+from ..storage.sources import FileSource
+
+#: A tar block: headers and data padding come in these.
+BLOCK = 512
+
+#: Member types holding a regular file's bytes (regular, old-style regular, contiguous).
+REGULAR = (b"0", b"\0", b"7")
+DIRECTORY = b"5"
+#: Extension headers that describe the member after them.
+PAX, GNU_LONG_NAME, GNU_LONG_LINK = b"x", b"L", b"K"
+PAX_GLOBAL = b"g"
+#: Types refused with their name in the message.
+SPECIAL = {
+    b"1": "a hard link", b"2": "a symbolic link", b"3": "a character device", b"4": "a block device",
+    b"6": "a FIFO", b"S": "a GNU sparse file", b"M": "a multi-volume continuation", b"V": "a volume label",
+}
+
+#: How much of each input a read asks for at once while skipping data it does not keep.
+SKIP_CHUNK = 1 << 20
+
+
+def looks_like_tar(head: bytes) -> bool:
+    """Whether ``head`` (a file's first bytes, at least 512) starts with a ustar header whose checksum holds."""
+    return len(head) >= BLOCK and head[257:262] == b"ustar" and _checksum_ok(head[:BLOCK])
+
+
+def _checksum_ok(header: bytes) -> bool:
+    """Whether a header's stored checksum matches its bytes (summed as unsigned or, as some old tars did, signed)."""
+    try:
+        stored = int(header[148:156].replace(b"\0", b" ").strip() or b"-1", 8)
+    except ValueError:
+        return False
+    unsigned = sum(header) - sum(header[148:156]) + 8 * 32
+    signed = unsigned - 256 * sum(1 for b in header[:148] + header[156:] if b > 127)
+    return stored in (unsigned, signed)
+
+
+def _number(field: bytes) -> int | None:
+    """A header's numeric field: octal digits, or GNU base-256 (top bit set); None if malformed or negative."""
+    if field[:1] and field[0] & 0x80:
+        if field[0] == 0xFF:
+            return None
+        return int.from_bytes(bytes([field[0] & 0x7F]) + field[1:], "big")
+    text = field.replace(b"\0", b" ").strip()
+    try:
+        return int(text, 8) if text else 0
+    except ValueError:
+        return None
+
+
+def _pax_records(data: bytes) -> dict[bytes, bytes]:
+    """A pax extended header's ``LENGTH KEY=VALUE\\n`` records, or raise ValueError if malformed."""
+    out: dict[bytes, bytes] = {}
+    pos = 0
+    while pos < len(data) and data[pos] != 0:
+        space = data.index(b" ", pos)
+        length = int(data[pos:space])
+        record = data[space + 1 : pos + length]
+        if length <= space - pos or not record.endswith(b"\n") or b"=" not in record:
+            raise ValueError("malformed pax record")
+        key, _, value = record[:-1].partition(b"=")
+        out[key] = value
+        pos += length
+    return out
+
+
+def sample_key(name: bytes) -> tuple[bytes, bytes] | None:
+    """WebDataset's (key, suffix) of a member path: the path up to its base name's first dot, and
+    the rest, lower-cased; None when the base name has no dot or starts with one."""
+    slash = name.rfind(b"/") + 1
+    dot = name.find(b".", slash)
+    if dot <= slash:
+        return None
+    return name[:dot], name[dot + 1 :].lower()
+
+
+def is_metadata(name: bytes) -> bool:
+    """Whether WebDataset skips a member as metadata: its first path part starts and ends with ``__``."""
+    first = name.split(b"/", 1)[0]
+    return len(first) >= 4 and first.startswith(b"__") and first.endswith(b"__")
+
+
+def shown(name: bytes) -> str:
+    """A member name for a message."""
+    return name.decode("utf-8", "backslashreplace")
+
+
+class SampleReader:
+    """Reads tar inputs into blocks of whole samples: ``(bytes, offsets, final)``, the samples of
+    a block being ``bytes[offsets[i]:offsets[i+1]]``. A sample longer than the block's capacity
+    is refused (naming its file and member): pass 2 must hold a bucket with it in memory."""
+
+    def __init__(self, paths: list[str], progress: Progress) -> None:
+        self.paths = paths
+        self.progress = progress
+
+    def total_size(self) -> int | None:
+        """The inputs' bytes as read, when every one is a plain (uncompressed) file."""
+        total = 0
+        for path in self.paths:
+            size = FileSource(path).size()
+            if size is None:
+                return None
+            total += size
+        return total
+
+    def blocks(self, capacity: int, first: int | None = None) -> Generator[tuple[np.ndarray, np.ndarray, bool], None, None]:
+        """The inputs' samples in blocks of at most ``capacity`` bytes, reusing one buffer: a block
+        is valid until the next is asked for. ``first``: the first block ends once it holds that
+        many bytes (``--dry-run`` reads no more), unless it is the last."""
+        buf = np.empty(capacity, np.uint8)
+        ends: list[int] = []  # the ends of the whole samples in buf
+        filled = 0  # bytes in buf: whole samples, then the sample being read
+        last: tuple[str, bytes] | None = None  # the previous input's last sample: its file and key
+        for path in self.paths:
+            source = FileSource(path)
+            stream = source.open()
+            try:
+                members = _Members(stream, path)
+                key: bytes | None = None  # the sample being read
+                suffixes: set[bytes] = set()
+                reported = 0  # bytes of this input the progress has been told of
+                for raw, name, size in members:
+                    parsed = sample_key(name)
+                    if parsed is None or is_metadata(name):
+                        why = "named as WebDataset metadata" if parsed is not None else "no key (its base name has no dot)"
+                        raise InputError(f"{path}: member {shown(name)} has {why}, so belongs to no sample")
+                    this, suffix = parsed
+                    if this != key:
+                        if key is None and last is not None and last[1] == this:
+                            raise InputError(
+                                f"{path}: sample {shown(this)} continues from the end of {last[0]}; a sample must be within one tar"
+                            )
+                        if key is not None:
+                            ends.append(filled)
+                        key, suffixes = this, set()
+                    elif suffix in suffixes:
+                        raise InputError(f"{path}: member {shown(name)} repeats suffix '{shown(suffix)}' in sample {shown(key)}")
+                    suffixes.add(suffix)
+                    need = len(raw) + _padded(size)
+                    start = ends[-1] if ends else 0
+                    if first is not None and ends and ends[-1] >= first:
+                        yield buf[: ends[-1]], np.array([0, *ends], np.int64), False
+                        return
+                    if filled + need > capacity:
+                        if filled - start + need > capacity:
+                            raise InputError(
+                                f"{path}: sample {shown(this)} reaches {filled - start + need} bytes at member {shown(name)}, "
+                                f"more than the {plan.format_size(capacity)} a sample may take at this memory limit; "
+                                f"raise {option('memory')}"
+                            )
+                        yield buf[: ends[-1]], np.array([0, *ends], np.int64), False
+                        buf[: filled - start] = buf[start:filled]
+                        filled -= start
+                        ends = []
+                    buf[filled : filled + len(raw)] = np.frombuffer(raw, np.uint8)
+                    filled += len(raw)
+                    members.read_data(buf[filled : filled + _padded(size)].data)
+                    filled += _padded(size)
+                    self.progress.update(need)
+                    reported += need
+                self.progress.update(members.offset - reported)  # skipped members, end blocks
+                if key is not None:
+                    ends.append(filled)
+                    last = (path, key)
+                else:
+                    last = None
+                source.check_unchanged()
+            finally:
+                stream.close()
+        yield buf[:filled], np.array([0, *ends], np.int64), True
+
+
+def _padded(size: int) -> int:
+    """A member's data size rounded up to whole blocks."""
+    return -(-size // BLOCK) * BLOCK
+
+
+class _Members:
+    """Iterates one tar stream's regular members: their raw header blocks (extension headers
+    included), path and data size; the caller reads each one's data with ``read_data`` before
+    the next. Directories are skipped; truncation, bad checksums and refused types raise."""
+
+    def __init__(self, stream: Any, path: str) -> None:
+        self.stream = stream  # a binary stream with readinto
+        self.path = path
+        self.offset = 0  # bytes of the decompressed stream consumed
+        self._unread = 0  # data bytes of the last member the caller has not read yet
+
+    def _read(self, view: memoryview, what: str) -> None:
+        """Fill ``view`` from the stream, or raise: the archive ends inside ``what``."""
+        got = 0
+        while got < len(view):
+            n = self.stream.readinto(view[got:])
+            if not n:
+                raise InputError(f"{self.path}: truncated tar: ends inside {what} at byte {self.offset + got}")
+            got += n
+        self.offset += got
+
+    def _bytes(self, n: int, what: str) -> bytes:
+        """The next ``n`` bytes of the stream."""
+        buf = bytearray(n)
+        self._read(memoryview(buf), what)
+        return bytes(buf)
+
+    def read_data(self, view: memoryview) -> None:
+        """Read the current member's padded data into ``view``."""
+        self._read(view, "a member's data")
+        self._unread = 0
+
+    def _skip(self, n: int, what: str) -> None:
+        """Read past ``n`` bytes."""
+        scratch = memoryview(bytearray(min(n, SKIP_CHUNK)))
+        while n:
+            step = min(n, len(scratch))
+            self._read(scratch[:step], what)
+            n -= step
+
+    def __iter__(self) -> Iterator[tuple[bytes, bytes, int]]:
+        """Yield ``(raw headers, path, size)`` of each regular member."""
+        raw = b""
+        name: bytes | None = None
+        size: int | None = None
+        while True:
+            assert not self._unread, "a member's data was not read"
+            at = self.offset
+            header = bytearray(BLOCK)
+            got = self.stream.readinto(memoryview(header))
+            if got == 0 and not raw:
+                if self.offset == 0:
+                    raise InputError(f"{self.path}: empty file, not a tar archive")
+                raise InputError(f"{self.path}: truncated tar: no end-of-archive marker after byte {self.offset}")
+            if got < BLOCK:
+                rest = memoryview(header)[got:]
+                self.offset += got
+                self._read(rest, "a header")
+            else:
+                self.offset += BLOCK
+            block = bytes(header)
+            if block == bytes(BLOCK) and not raw:
+                self._check_end()
+                return
+            if not _checksum_ok(block):
+                raise InputError(f"{self.path}: corrupt tar header at byte {at} (checksum mismatch)")
+            kind = block[156:157]
+            length = _number(block[124:136])
+            if length is None:
+                raise InputError(f"{self.path}: corrupt tar header at byte {at} (bad size field)")
+            if kind in (PAX, GNU_LONG_NAME, GNU_LONG_LINK):
+                data = self._bytes(_padded(length), "an extension header")
+                raw += block + data
+                if kind == GNU_LONG_NAME:
+                    name = data[:length].split(b"\0", 1)[0]
+                elif kind == PAX:
+                    try:
+                        records = _pax_records(data[:length])
+                        name = records.get(b"path", name)
+                        size = int(records[b"size"]) if b"size" in records else size
+                    except ValueError:
+                        raise InputError(f"{self.path}: corrupt pax header at byte {at}") from None
+                continue
+            if kind == PAX_GLOBAL:
+                raise InputError(
+                    f"{self.path}: pax global header at byte {at}: its settings apply to every later member, "
+                    "which a shuffle reorders; recreate the tar without it"
+                )
+            member = name if name is not None else _header_name(block)
+            length = length if size is None else size
+            raw += block
+            if kind in SPECIAL:
+                raise InputError(f"{self.path}: member {shown(member)} is {SPECIAL[kind]}; only regular files and directories are shuffled")
+            if kind == DIRECTORY or (kind == b"\0" and member.endswith(b"/")):
+                self._skip(_padded(length), "a directory's data")
+            elif kind in REGULAR:
+                self._unread = length
+                yield raw, member, length
+            else:
+                raise InputError(
+                    f"{self.path}: member {shown(member)} has unknown type {kind!r}; only regular files and directories are shuffled"
+                )
+            raw, name, size = b"", None, None
+
+    def _check_end(self) -> None:
+        """After the end-of-archive marker: only zeros may follow (another archive's members would be lost)."""
+        while chunk := self.stream.read(SKIP_CHUNK):
+            if chunk.count(0) != len(chunk):
+                raise InputError(
+                    f"{self.path}: data after the end-of-archive marker at byte {self.offset} "
+                    "(concatenated archives?); only the first archive would be read"
+                )
+            self.offset += len(chunk)
+
+
+def _header_name(block: bytes) -> bytes:
+    """A header's own path: its name field, after the ustar prefix field in POSIX headers."""
+    name = block[:100].split(b"\0", 1)[0]
+    if block[257:263] == b"ustar\x0000":
+        prefix = block[345:500].split(b"\0", 1)[0]
+        if prefix:
+            return prefix + b"/" + name
+    return name
+
+
+def is_tar_path(path: str) -> bool:
+    """Whether a local regular file holds a tar: named ``.tar`` (``.tar.gz``, ``.tar.zst``... too),
+    or, if its name names no other format, starting (once decompressed) with a ustar header."""
+    from .detect import data_kind
+    from .registry import WEBDATASET
+
+    named = data_kind(os.path.basename(path))
+    if named is not None:
+        return named == WEBDATASET
+    if not os.path.isfile(path):
+        return False
+    try:
+        stream = FileSource(path).open()
+        try:
+            head = stream.read(BLOCK)
+        finally:
+            stream.close()
+    except (InputError, OSError):
+        return False  # the run's read says what is wrong with it
+    return looks_like_tar(head)

@@ -1,0 +1,351 @@
+"""A shuffle of WebDataset samples (``tar_input``) on the two-pass driver, written out as tar files.
+
+A sample is its members' raw tar blocks, so the output's members are the input's byte for byte
+(names, modes, mtimes, owners, extension headers) and each sample's members stay together and
+in order. Temporary buckets come in pairs: the samples' bytes, and beside them each sample's
+length (int64), so bucket offsets are one cumulative sum and the bytes are written out as read.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator, Iterator
+from typing import Any
+
+import numpy as np
+
+from ..core import plan, streams
+from ..core.driver import Buckets, Estimate, OutputPlan, Sample, TwoPass
+from ..core.fingerprint import fingerprint
+from ..core.gather import shuffle_block
+from ..core.records import INT32_LIMIT
+from ..core.scatter import BucketSet, Scattered, regroup
+from ..core.streams import Key, draw_ids, rng_for
+from ..errors import TempSpaceError, UsageError, option
+from ..progress import IN_MEMORY, Progress, scatter_phase
+from ..request import Request, resolve_memory
+from ..storage.codecs import CODECS, parse_compress
+from ..storage.layout import Sharding, parse_split
+from ..storage.output import Output
+from ..storage.safefs import open_nofollow
+from ..storage.shards import check_outputs
+from ..storage.sinks import CodecChoice, output_codec
+from ..storage.tempspace import TempSpace
+from ..storage.writeback import WriteBehind
+from .detect import refuse_terminal
+from .tar_input import BLOCK, SampleReader
+
+#: What ends a tar archive: two zero blocks.
+END_OF_ARCHIVE = bytes(2 * BLOCK)
+
+#: Lengths read at once when a bucket is scattered again.
+LENGTHS_CHUNK = 1 << 16
+
+
+class TarOutput(Output):
+    """The output as tar files: the samples' blocks as they are, and each file ended by the
+    end-of-archive marker (an empty output, or shard, is a valid empty tar)."""
+
+    def _close_format(self, shard: int) -> None:
+        self.sinks[shard].write(END_OF_ARCHIVE)
+
+    def describe_kind(self) -> str:
+        return "samples"
+
+
+class SampleBuckets:
+    """One level's k buckets of samples: a file of their bytes and a file of their lengths each."""
+
+    def __init__(self, directory: str, k: int, writer: WriteBehind, compress: bool) -> None:
+        self.k = k
+        self.data = BucketSet(os.path.join(directory, "data"), k, writer, compress=compress)
+        self.lengths = BucketSet(os.path.join(directory, "lengths"), k, writer, compress=compress)
+        self.records = self.data.records  # the same arrays, updated in place as samples are appended
+        self.sizes = self.data.sizes
+
+    def append(self, data: Scattered, lengths: Scattered, keep: int) -> None:
+        """Append one scattered piece's samples and their lengths."""
+        self.data.append(data, keep)
+        self.lengths.append(lengths, keep)
+
+    def close(self) -> None:
+        """Flush and close both files of every bucket."""
+        self.data.close()
+        self.lengths.close()
+
+    def remove(self, j: int) -> None:
+        """Delete bucket ``j``'s two files once it has been consumed."""
+        self.data.remove(j)
+        self.lengths.remove(j)
+
+    def drop_after(self, last: int) -> None:
+        """Forget the buckets past ``last`` (``-n`` will never reach them)."""
+        self.data.drop_after(last)
+        self.lengths.drop_after(last)
+
+    def offsets(self, j: int) -> np.ndarray:
+        """Bucket ``j``'s sample offsets, from its lengths file (checked against its byte count)."""
+        size = int(self.lengths.sizes[j])
+        lengths = self.lengths.read_into(j, np.empty(size, np.uint8)).view("<i8")
+        offsets = np.zeros(len(lengths) + 1, np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        if offsets[-1] != self.sizes[j] or len(lengths) != self.records[j]:
+            raise TempSpaceError(f"{self.lengths.path(j)}: temporary bucket does not match its samples")
+        return offsets
+
+
+def _shard_suffix(compress: CodecChoice | None) -> str:
+    """The name suffix of a ``--shards`` directory's files: ``.tar``, and the codec's if ``--compress`` names one."""
+    codec = output_codec(None, compress)
+    return ".tar" + (CODECS[codec[0]].suffixes[0] if codec else "")
+
+
+def _cut(offsets: np.ndarray, max_bytes: int, max_records: int) -> list[tuple[int, int]]:
+    """Runs of whole samples ``[lo, hi)`` tiling ``offsets``' samples, each of at most ``max_bytes``
+    (unless one sample is longer) and ``max_records``."""
+    out = []
+    lo, n = 0, len(offsets) - 1
+    while lo < n:
+        hi = int(np.searchsorted(offsets, offsets[lo] + max_bytes, side="right")) - 1
+        hi = min(n, lo + max_records, max(hi, lo + 1))
+        out.append((lo, hi))
+        lo = hi
+    return out
+
+
+class TarRun(TwoPass):
+    """One shuffle of WebDataset samples from local tar files into a tar file or tar shards."""
+
+    unit = "samples"
+
+    def __init__(self, request: Request, paths: list[str], entropy: int, progress: Progress) -> None:
+        super().__init__(
+            entropy, resolve_memory(request.memory), request.head_count, request.tmp_dir, progress, request.workers,
+            request.head_share,
+        )
+        self.request = request
+        self.paths = paths
+        self.compress = None if request.compress is None else parse_compress(request.compress)
+        self.piece = plan.piece_bytes(self.limit)
+        self.writer = WriteBehind(plan.IN_FLIGHT_PIECES * self.piece)
+        self.out = TarOutput(
+            request.output, self.writer, shards=request.shards, compress=self.compress, sync=request.sync,
+            shard_size=request.shard_size, shard_records=request.shard_records,
+            split=None if request.split is None else parse_split(request.split), manifest=request.manifest,
+        )
+        self.out.shard_suffix = _shard_suffix(self.compress)
+        self.out.verify = request.verify
+        self.out.hashers = self.workers
+        self._buf: np.ndarray | None = None  # pass 2's read buffer
+
+    @classmethod
+    def for_request(cls, request: Request, inputs: list[Any], entropy: int, progress: Progress) -> TarRun:
+        """Samples of local tar files (``Request.build`` let nothing else through)."""
+        assert all(isinstance(p, str) for p in inputs)
+        return cls(request, list(inputs), entropy, progress)
+
+    @classmethod
+    def sample(cls, request: Request, inputs: list[Any]) -> Sample:
+        """The inputs' size, and their mean sample size from the first samples (up to ``DRY_RUN_SAMPLE`` bytes)."""
+        limit = resolve_memory(request.memory)
+        reader = SampleReader(list(inputs), Progress())
+        total = reader.total_size()
+        blocks = reader.blocks(plan.read_capacity(limit), first=plan.DRY_RUN_SAMPLE)
+        try:
+            block, offsets, final = next(blocks)
+        finally:
+            blocks.close()
+        n = len(offsets) - 1
+        per_record = len(block) / n if n else float(max(1, len(block)))
+        est = Estimate(len(block), n, per_record) if final else Estimate.of(total, per_record)
+        # As ``shuffle`` decides: in memory when every sample was read into the first block and fits.
+        whole = final or (total is not None and total <= plan.read_capacity(limit))
+        in_memory = whole and est.nbytes is not None and plan.fits_in_memory(est.nbytes, est.records or 0, limit)
+        return Sample(est, len(block), exact=final, sized=total is not None, in_memory=in_memory, temp_bytes=est.nbytes)
+
+    @classmethod
+    def output_plan(cls, request: Request, inputs: list[Any]) -> OutputPlan:
+        compress = None if request.compress is None else parse_compress(request.compress)
+        sharding = Sharding(request.shards, request.shard_records, request.shard_size)
+        return OutputPlan(request.output, request.shards, compress, _shard_suffix(compress), sharding, request.split, request.manifest)
+
+    def prepare(self) -> None:
+        if self.out.target in (None, "-"):
+            refuse_terminal("tar data")
+        check_outputs(self.out.target, self.out.sharding, self.out.split, self.request.manifest, self.compress, self.out.shard_suffix)
+
+    def shuffle(self) -> None:
+        reader = SampleReader(self.paths, self.progress)
+        total = reader.total_size()
+        capacity = plan.read_capacity(self.limit)
+        small = total is not None and total <= capacity
+        self.progress.start(IN_MEMORY if small else scatter_phase(0), total)
+        blocks = reader.blocks(capacity)
+        self.readers.append(blocks)
+        block, offsets, final = next(blocks)
+        n = len(offsets) - 1
+        if final and plan.fits_in_memory(len(block), n, self.limit):
+            self.begin_output(self.wanted(n))
+            if self.request.verify:
+                self.read_fingerprint += fingerprint(block, offsets)
+            held = len(block) + plan.META_PER_RECORD * n
+            self.records += shuffle_block(
+                block, _narrow(offsets, len(block)), self.entropy, streams.IN_MEMORY, self.emit, self.workers,
+                head=self.head_count, limit=self.limit, held=held,
+            )
+            return
+        if small:
+            self.progress.start(scatter_phase(0), total)
+        per_record = len(block) / max(1, n)
+        first = [(block, offsets)]
+        del block, offsets
+        everything = _chained(first, blocks)
+        with TempSpace(self.tmp_dir) as temp:
+            self.external(everything, Estimate.of(total, per_record), temp, streams.TOP, 0, exact=total is not None)
+
+    # The driver's hooks.
+
+    def make_buckets(self, directory: str, k: int, top: bool) -> Buckets:
+        return SampleBuckets(directory, k, self.writer, self.request.compress_temp)
+
+    def block_bytes(self, block: Any) -> int:
+        return len(block[0])
+
+    def scatter(self, block: Any, key: Key, buckets: Buckets, keep: int, depth: int) -> int:
+        """Each run of samples (a piece) draws its buckets from its own stream on a worker; the
+        samples and their lengths are regrouped by the same draws and appended in order."""
+        assert isinstance(buckets, SampleBuckets)
+        data, offsets = block
+        verify = self.request.verify and depth == 0
+        k = buckets.k
+
+        def scatter_one(p: int, lo: int, hi: int, keep: int) -> tuple[Scattered, Scattered, Any]:
+            """Samples ``[lo, hi)`` of the block scattered, with their lengths, and their fingerprint when verifying."""
+            start = int(offsets[lo])
+            piece = data[start : int(offsets[hi])]
+            offs = _narrow(offsets[lo : hi + 1] - start, len(piece))
+            ids = draw_ids(rng_for(self.entropy, streams.piece(key, p)), k, hi - lo)
+            lengths = np.diff(offs).astype("<i8").view(np.uint8)
+            length_offsets = np.arange(0, len(lengths) + 1, 8, dtype=np.int32)
+            return (
+                regroup(piece, offs, ids, k, keep), regroup(lengths, length_offsets, ids, k, keep),
+                fingerprint(piece, offs) if verify else None,
+            )
+
+        cuts = _cut(offsets, self.piece, plan.piece_records(self.limit))
+        jobs = ((lambda p=p, lo=lo, hi=hi, keep=keep: scatter_one(p, lo, hi, keep)) for p, (lo, hi) in enumerate(cuts))
+        for part, lengths, fp in self.workers.sized(len(data)).ordered(jobs, ahead=plan.pieces_ahead(self.limit)):
+            if fp is not None:
+                self.read_fingerprint += fp
+            buckets.append(part, lengths, keep)
+            keep = self.cutoff(buckets, keep)
+        return keep
+
+    def shuffle_bucket(self, buckets: Buckets, j: int, key: Key, left: int | None, room: int) -> int:
+        assert isinstance(buckets, SampleBuckets)
+        if self._buf is None or len(self._buf) < room:
+            self._buf = np.empty(room, np.uint8)
+        offsets = buckets.offsets(j)
+        view = buckets.data.read_into(j, self._buf)
+        held = room + plan.META_PER_RECORD * (len(offsets) - 1)
+        return shuffle_block(
+            view, _narrow(offsets, len(view)), self.entropy, key, self.emit, self.workers, head=left, limit=self.limit, held=held,
+        )
+
+    def release_buffers(self) -> None:
+        self._buf = None
+
+    def bucket_blocks(self, buckets: Buckets, j: int) -> tuple[Iterator[Any], Estimate]:
+        assert isinstance(buckets, SampleBuckets)
+        buckets.data.check_file(j)
+        buckets.lengths.check_file(j)
+        size, count = int(buckets.sizes[j]), int(buckets.records[j])
+        return _bucket_samples(buckets, j, plan.read_capacity(self.limit)), Estimate.of(size, size / count)
+
+
+def _narrow(offsets: np.ndarray, nbytes: int) -> np.ndarray:
+    """Offsets as int32 when the block allows (Arrow ``binary``, half the memory), else int64."""
+    return offsets.astype(np.int32) if nbytes <= INT32_LIMIT else offsets
+
+
+def _chained(
+    first: list[tuple[np.ndarray, np.ndarray]], rest: Generator[tuple[np.ndarray, np.ndarray, bool], None, None]
+) -> Generator[tuple[np.ndarray, np.ndarray], None, None]:
+    """The first block (handed out, then let go of), then the reader's others; closes the reader."""
+    try:
+        yield first.pop()
+        for block, offsets, _final in rest:
+            yield block, offsets
+    finally:
+        rest.close()
+
+
+def _bucket_samples(buckets: SampleBuckets, j: int, capacity: int) -> Generator[tuple[np.ndarray, np.ndarray], None, None]:
+    """Bucket ``j``'s samples in blocks of at most ``capacity`` bytes (every sample fits one: the
+    input's were refused otherwise), read from its two files, to scatter one level deeper."""
+    from ..storage.decoding import open_reader
+
+    def opened(bucket: BucketSet) -> Any:
+        """Bucket ``j``'s file of ``bucket``, decompressed as it is read if the buckets are compressed."""
+        raw = open(open_nofollow(bucket.path(j)), "rb", buffering=0)
+        return open_reader(raw, "zstd", bucket.path(j)) if bucket.compress else raw
+
+    data, lengths = opened(buckets.data), opened(buckets.lengths)
+    buf = np.empty(capacity, np.uint8)
+    try:
+        pending = np.zeros(0, np.int64)
+        left = bytearray()  # the part of a length the last read ended in
+        ended = False
+        while not ended:
+            chunk = lengths.read(8 * LENGTHS_CHUNK)
+            ended = not chunk
+            left += chunk
+            whole = len(left) // 8 * 8
+            pending = np.concatenate([pending, np.frombuffer(bytes(left[:whole]), "<i8")])
+            del left[:whole]
+            while len(pending) and (ended or int(pending.sum()) > capacity):
+                ends = np.cumsum(pending)
+                take = max(1, int(np.searchsorted(ends, capacity, side="right")))
+                view = buf[: int(ends[take - 1])]
+                _fill(data, view, buckets.data.path(j))
+                yield view, np.concatenate([[0], ends[:take]])
+                pending = pending[take:]
+        if left:
+            raise TempSpaceError(f"{buckets.lengths.path(j)}: temporary bucket does not match its samples")
+    finally:
+        data.close()
+        lengths.close()
+
+
+def _fill(stream: Any, view: np.ndarray, path: str) -> None:
+    """Read exactly ``len(view)`` bytes of a bucket file into ``view``."""
+    got = 0
+    while got < len(view):
+        n = stream.readinto(view.data[got:])
+        if not n:
+            raise TempSpaceError(f"{path}: bucket file is shorter than written")
+        got += n
+
+
+def refusal(request: Request) -> str | None:
+    """Why ``request`` cannot shuffle tar samples, naming the settings (None: it can)."""
+    unsupported = [
+        option(setting) for setting, used in (
+            ("zero_terminated", request.zero_terminated), ("repeat", request.repeat), ("header", request.header),
+            ("lines_per_record", request.lines_per_record != 1), ("resume", request.resume),
+            ("source", bool(request.sources)), ("stratify", request.stratify), ("unique", request.unique),
+            ("row_group_size", request.row_group_size is not None), ("schema", request.schema is not None),
+            ("output_format", request.output_format is not None), ("dask", request.engine != "local"),
+            ("manifest", request.manifest is not None),
+        ) if used
+    ]
+    if unsupported:
+        return f"{', '.join(unsupported)}: not available for WebDataset tar shards (samples, not lines)"
+    return None
+
+
+def check_request(request: Request) -> None:
+    """Refuse what tar samples cannot do (``refusal``)."""
+    why = refusal(request)
+    if why is not None:
+        raise UsageError(why)
