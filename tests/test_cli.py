@@ -988,6 +988,28 @@ def test_regular_file_on_stdin_is_read_from_its_offset(tmp_path):
     assert sorted(records(proc.stdout)) == [b"a\n", b"b\n", b"c\n"]
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/environ"), reason="needs Linux /proc")
+@pytest.mark.parametrize("memory", [[], ["-S", "1K"]], ids=["in-memory", "external"])
+def test_files_that_say_they_are_empty_are_read_to_their_end(tmp_path, tmp_dir, memory):
+    """/proc and /sys files report 0 bytes and hold more; GNU shuf reads them. bigshuf trusted the
+    size: "a record is longer than 2 bytes" with -n, "file changed while being read" on stdin.
+    The child's own environment (set here, so its lines are known) is read as a file, -n and stdin."""
+    env = {f"BIGSHUF_T{i}": "x" * (i % 50) for i in range(100)}
+    common = [*memory, "-T", str(tmp_dir)]
+    cmd = [sys.executable, "-m", "bigshuf", "-z"]
+    for args, stdin in (([*common, "/proc/self/environ"], None), ([*common, "-n", "5", "/proc/self/environ"], None)):
+        proc = subprocess.run([*cmd, *args], capture_output=True, timeout=60, env={**os.environ, **env}, stdin=stdin)
+        assert (proc.returncode, proc.stderr) == (0, b""), proc.stderr
+        got = proc.stdout.split(b"\0")[:-1]
+        assert len(got) == (5 if "-n" in args else len(os.environ) + len(env) - (len(set(os.environ) & set(env))))
+        mine = {b"%s=%s" % (k.encode(), v.encode()) for k, v in env.items()}
+        assert len(set(got)) == len(got) and (mine <= set(got) or "-n" in args)
+    with open("/proc/self/status", "rb") as f:  # a /proc file on stdin (this process's status)
+        proc = subprocess.run([*cmd[:-1], *common, "-n", "3"], stdin=f, capture_output=True, timeout=60)
+    assert (proc.returncode, proc.stderr) == (0, b"") and len(records(proc.stdout)) == 3
+    assert list(tmp_dir.iterdir()) == []
+
+
 @pytest.mark.parametrize("memory", [[], ["-S", "16K"]], ids=["in-memory", "external"])
 def test_stdin_from_dev_null_and_closed(tmp_path, tmp_dir, memory):
     """/dev/null on stdin is an empty input; a closed stdin is GNU's "read error: Bad file descriptor"."""

@@ -59,6 +59,8 @@ class FileSource:
         except OSError:
             now = -1
         read = self.position()
+        if now == self._size_at_open == 0:
+            return  # empty, or a /proc or /sys file, whose size is always 0 whatever it holds
         if now != self._size_at_open or read != self._size_at_open:
             raise InputError(
                 f"{self.name}: file changed while being read (size {self._size_at_open} bytes when opened, "
@@ -75,7 +77,8 @@ class FileSource:
             return 0
 
     def size(self) -> int | None:
-        """The file's size if it is a plain regular file; None for pipes and compressed files."""
+        """The file's size if it is a plain regular file; None for pipes, compressed files and
+        files whose size says nothing (0 with data in them)."""
         if self.path == "-":
             return None
         try:
@@ -91,7 +94,8 @@ class FileSource:
                 head = f.read(SNIFF_BYTES)
         except OSError as e:
             raise InputError(f"{self.name}: {e.strerror}") from None
-        return None if detect(head) else st.st_size
+        # A file of /proc or /sys says it holds 0 bytes and has more: only reading it tells.
+        return None if detect(head) or (st.st_size == 0 and head) else st.st_size
 
     def open(self) -> BinaryIO:
         from .decoding import decompressing
