@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 LINES, TABLE = "lines", "table"
+#: Documents of Megatron indexed datasets (``PREFIX.idx`` + ``PREFIX.bin``).
+MEGATRON = "megatron"
 
 #: The run (a ``core.driver.TwoPass`` with a ``for_request`` constructor) that shuffles each
 #: family's records, as "module:Class", imported on first use.
@@ -58,6 +60,11 @@ register(FileFormat("arrow", TABLE, (".arrow", ".feather", ".ipc"), ((0, b"ARROW
 # An Arrow IPC stream (as Hugging Face ``datasets`` writes ``.arrow``): its continuation marker.
 register(FileFormat("stream", TABLE, (), ((0, b"\xff\xff\xff\xff"),)))
 register(FileFormat("jsonl", LINES, (".jsonl", ".ndjson", ".json"), compressible=True))
+# Named by its .idx; the .bin beside it is read with it (formats.megatron).
+register(
+    FileFormat("megatron", MEGATRON, (".idx",), ((0, b"MMIDIDX\x00\x00"),), holds_rows=False),
+    run="bigshuf.formats.megatron_run:MegatronRun",
+)
 register(FileFormat("text", LINES, (".txt", ".csv", ".tsv", ".fastq", ".fq"), compressible=True, holds_rows=False))
 
 
