@@ -151,12 +151,15 @@ class IndexedInput(TableInput):
         last = 0
         for lo in range(0, len(self.documents), WINDOW):
             docs = np.asarray(self.documents[lo : lo + WINDOW])
-            steps = np.diff(np.concatenate(([last], docs)))
-            back = np.flatnonzero(steps < 0)
-            if (lo == 0 and docs[0] != 0) or len(back):
-                i = int(back[0]) if len(back) else 0
+            if lo == 0 and docs[0] != 0:
+                raise InputError(f"{self.idx_path}: the document index starts at sequence {int(docs[0])}, not 0")
+            before = np.concatenate(([last], docs[:-1]))
+            back = np.flatnonzero(docs < before)
+            if len(back):
+                i = int(back[0])
                 raise InputError(
-                    f"{self.idx_path}: document index entry {lo + i} ({int(docs[i])}) is not monotone from 0"
+                    f"{self.idx_path}: document index entry {lo + i} ({int(docs[i])}) is below the one before it "
+                    f"({int(before[i])}); it must not decrease"
                 )
             last = int(docs[-1])
         if last != self.sequences:
