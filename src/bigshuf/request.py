@@ -339,7 +339,6 @@ def _check_megatron_settings(request: Request, all_paths: bool) -> None:
             ("zero_terminated", request.zero_terminated), ("repeat", request.repeat), ("header", request.header),
             ("lines_per_record", request.lines_per_record != 1), ("resume", request.resume),
             ("source", bool(request.sources)), ("stratify", request.stratify), ("unique", request.unique),
-            ("split", request.split is not None), ("shard_size", request.shard_size is not None),
             ("manifest", request.manifest is not None), ("compress", request.compress is not None),
             ("row_group_size", request.row_group_size is not None), ("schema", request.schema is not None),
             ("output_format", request.output_format is not None),

@@ -150,6 +150,22 @@ def test_shards_sample_and_verify(tmp_path: Path, run_cli) -> None:
     assert len(read_dataset(tmp_path / "n7")[1]) == 7
 
 
+def test_split_and_shard_size(tmp_path: Path, run_cli) -> None:
+    docs = make_docs(400, seed=10)
+    write_dataset(tmp_path / "c", docs)
+    code, _, err = run_cli([tmp_path / "c", "-o", f"{tmp_path}/sp/{{split}}", "--split", "valid=50,train=rest", "--seed", "3"])
+    assert code == 0, err
+    valid, train = (read_dataset(tmp_path / "sp" / name)[1] for name in ("valid", "train"))
+    assert len(valid) == 50 and len(train) == 350 and sorted(valid + train) == sorted(as_docs(docs))
+    code, _, err = run_cli([tmp_path / "c", "-o", f"{tmp_path}/sz/", "--shard-size", "8K", "--seed", "3", "-S", "32K"])
+    assert code == 0, err
+    names = sorted(p.name[:-4] for p in (tmp_path / "sz").glob("*.bin"))
+    assert names == [f"part-{i:05d}" for i in range(len(names))] and len(names) > 3
+    sizes = [(tmp_path / "sz" / f"{n}.bin").stat().st_size for n in names]
+    assert all(size >= 8192 for size in sizes[:-1]) and sizes[-1] > 0, sizes
+    assert sorted(d for n in names for d in read_dataset(tmp_path / "sz" / n)[1]) == sorted(as_docs(docs))
+
+
 @pytest.mark.parametrize("label,memory,cap", [(p[0], p[1], p[2]) for p in PATHS])
 def test_document_orders_equally_likely(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, label: str, memory: str, cap: int | None) -> None:
     if cap is not None:
@@ -251,12 +267,12 @@ def test_mismatched_dtypes_and_refusals(tmp_path: Path, run_cli) -> None:
     ).encode()
     assert not list(tmp_path.glob("o*"))
     for settings, word in (
-        ({"unique": True}, "unique="), ({"split": "a=1,b=rest"}, "split="), ({"compress": "zstd"}, "compress="),
-        ({"shard_size": "1M"}, "shard_size="), ({"manifest": str(tmp_path / "m.json")}, "manifest="),
+        ({"unique": True}, "unique="), ({"compress": "zstd"}, "compress="), ({"manifest": str(tmp_path / "m.json")}, "manifest="),
+        ({"sources": {"a": str(tmp_path / "u16")}}, "sources="), ({"zero_terminated": True}, "zero_terminated="),
         ({"resume": True, "seed": 1}, "resume="), ({"engine": "dask"}, "engine='dask'"), ({"repeat": True}, "repeat="),
     ):
         with pytest.raises(UsageError, match=word):
-            bigshuf.shuffle(str(tmp_path / "u16"), str(tmp_path / "o{split}"), **settings)
+            bigshuf.shuffle(None if "sources" in settings else str(tmp_path / "u16"), str(tmp_path / "o"), **settings)
     code, _, err = run_cli([tmp_path / "u16", "-o", tmp_path / "o", "--unique"])
     assert code == 1 and err == b"bigshuf: --unique: not available for Megatron datasets (.bin/.idx documents)\n"
     code, _, err = run_cli([tmp_path / "u16"])

@@ -21,7 +21,7 @@ from ..core.records import array_block, list_spans
 from ..errors import InputError, OutputError, UsageError, option
 from ..progress import Progress
 from ..request import Request, resolve_memory
-from ..storage.layout import Sharding
+from ..storage.layout import Sharding, SplitPart, parse_split
 from ..storage.shards import check_outputs
 from ..storage.sinks import AtomicFileSink, Sink
 from ..storage.writeback import WriteBehind
@@ -37,13 +37,14 @@ class MegatronOutput(TableOutput):
     with its ``.idx`` beside it, written when it is finished and committed with it."""
 
     def __init__(
-        self, target: str, writer: WriteBehind, *, code: int, modes: bool, shards: int | None,
-        shard_records: int | None, sync: bool,
+        self, target: str, writer: WriteBehind, *, code: int, modes: bool, sharding: Sharding,
+        split: tuple[SplitPart, ...] | None, sync: bool,
     ) -> None:
         super().__init__(
-            target, writer, kind="megatron", shards=shards, codec=("none", None), schema=schema(modes),
-            group_rows=None, group_bytes=1, sync=sync, shard_records=shard_records,
+            target, writer, kind="megatron", shards=sharding.count, codec=("none", None), schema=schema(modes),
+            group_rows=None, group_bytes=1, sync=sync, shard_records=sharding.records, split=split,
         )
+        self.sharding = sharding  # with --shard-size, which the table output does not take
         self.code = code
         self.modes = modes
         self.shard_suffix = ".bin"
@@ -91,6 +92,11 @@ class MegatronOutput(TableOutput):
             sink.write(part)
         sink.finish()
 
+    def _record_bytes(self, records: Any) -> np.ndarray:
+        """Each document's bytes of tokens, for ``--shard-size``."""
+        chunks = records.column(0).chunks
+        return np.concatenate([np.diff(array_block(c)[1]) for c in chunks]) if chunks else np.empty(0, np.int64)
+
     def _companion_moves(self) -> list[tuple[str, str]]:
         return [(sink.tmp_path, sink.path) for sink in self.indexes]
 
@@ -125,12 +131,13 @@ class MegatronRun(TableRun):
         self.inputs = list(datasets)
         self.piece = min(plan.piece_bytes(self.limit), TABLE_PIECE)
         self.progress_done = 0
-        check_outputs(target, Sharding(request.shards, request.shard_records), None, None, suffix=".bin")
+        sharding = Sharding(request.shards, request.shard_records, request.shard_size)
+        split = None if request.split is None else parse_split(request.split)
+        check_outputs(target, sharding, split, None, suffix=".bin")
         self.writer = WriteBehind(plan.IN_FLIGHT_PIECES * self.piece)
         first = datasets[0]
         self.table_out = MegatronOutput(
-            target, self.writer, code=first.code, modes=first.modes, shards=request.shards,
-            shard_records=request.shard_records, sync=request.sync,
+            target, self.writer, code=first.code, modes=first.modes, sharding=sharding, split=split, sync=request.sync,
         )
         self.table_out.verify = request.verify
         self.out = self.table_out
@@ -141,7 +148,7 @@ class MegatronRun(TableRun):
     def for_request(cls, request: Request, inputs: list[Any], entropy: int, progress: Progress) -> MegatronRun:
         """The documents of every dataset named (one dtype), into the pair (or shards) ``-o`` names."""
         datasets = open_datasets(inputs)
-        return cls(request, datasets, output_target(request.output, request.shards is not None), entropy, progress)
+        return cls(request, datasets, output_target(request.output, _sharded(request)), entropy, progress)
 
     @classmethod
     def sample(cls, request: Request, inputs: list[Any]) -> Sample:
@@ -155,8 +162,14 @@ class MegatronRun(TableRun):
     @classmethod
     def output_plan(cls, request: Request, inputs: list[Any]) -> OutputPlan:
         """The ``.bin`` files, as the run checks them (each ``.idx`` is beside its ``.bin``)."""
-        target = output_target(request.output, request.shards is not None)
-        return OutputPlan(target, request.shards, None, ".bin", Sharding(request.shards, request.shard_records))
+        target = output_target(request.output, _sharded(request))
+        sharding = Sharding(request.shards, request.shard_records, request.shard_size)
+        return OutputPlan(target, request.shards, None, ".bin", sharding, request.split)
+
+
+def _sharded(request: Request) -> bool:
+    """Whether the output is cut into shards (a directory ``-o`` then holds them)."""
+    return any(n is not None for n in (request.shards, request.shard_records, request.shard_size))
 
 
 def open_datasets(inputs: list[Any]) -> list[IndexedInput]:
