@@ -335,3 +335,21 @@ def test_external_run_stays_within_the_limit(tmp_path: Path) -> None:
     status, peak = run_peak(["-S", "4M", "-T", str(tmp_path), str(tmp_path / "big"), "-o", str(tmp_path / "o2")], tmp_path)
     assert status == 0 and len(read_dataset(tmp_path / "o2")[1]) == 9000
     assert peak <= base + (4 + 48) * (1 << 20), f"peak {peak >> 20} MiB, baseline {base >> 20} MiB"
+
+
+@pytest.mark.parametrize("modes", [False, True])
+def test_batches_sized_and_cut_as_rows_are(tmp_path: Path, modes: bool) -> None:
+    """The reader's row sizes, taken from the index, are what the table code measures, and its batches
+    are cut where the table code's re-batching would cut them (so it does not copy them again)."""
+    from bigshuf.formats.megatron import IndexedInput
+    from bigshuf.formats.tables import _rebatch, row_sizes
+
+    docs = make_docs(300, seed=11, modes=modes)
+    write_dataset(tmp_path / "c", docs, modes=modes)
+    dataset = IndexedInput(str(tmp_path / "c"))
+    ours = list(dataset.sized_batches(2000, 40))
+    for batch, sizes in ours:
+        assert np.array_equal(sizes, row_sizes(batch))
+    theirs = list(_rebatch((b for b, _ in ours), 2000, 40))
+    assert [b.num_rows for b, _ in ours] == [b.num_rows for b, _ in theirs]
+    assert sum(b.num_rows for b, _ in ours) == 300 and len(ours) > 5

@@ -182,20 +182,32 @@ class IndexedInput(TableInput):
         return out
 
     def batches(self, block_bytes: int) -> Iterator[pa.RecordBatch]:
-        """The documents in order, as rows in batches of about ``block_bytes`` of tokens (a larger document alone)."""
+        """The documents in order, as rows in batches of about ``block_bytes``."""
+        for batch, _sizes in self.sized_batches(block_bytes, 1 << 62):
+            yield batch
+
+    def sized_batches(self, max_bytes: int, max_rows: int) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
+        """The documents in order, as rows with their sizes (as ``tables.row_sizes`` counts them, from the
+        index), in batches cut where ``tables._rebatch`` would cut them: at ``max_bytes`` of rows or
+        ``max_rows``, a larger document alone. Read in those batches, they need no re-cutting (a copy)."""
         try:
             fd = os.open(self.bin_path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         except OSError as e:
             raise InputError(f"{self.bin_path}: {e.strerror}") from None
+        per_list = 8 if self.modes else 4
+        per_sequence = 5 if self.modes else 4
         try:
             for lo in range(0, self.count, WINDOW):
                 docs = np.asarray(self.documents[lo : min(self.count, lo + WINDOW) + 1])
                 starts = self._byte_at(docs)
+                sizes = np.diff(starts) + np.diff(docs) * per_sequence + (1 + 8 + per_list)
+                ends = np.cumsum(sizes)
                 first = 0
-                while first < len(docs) - 1:
-                    last = int(np.searchsorted(starts, starts[first] + block_bytes, side="right")) - 1
-                    last = min(max(last, first + 1), len(docs) - 1)
-                    yield self._batch(fd, docs[first : last + 1], starts[first : last + 1])
+                while first < len(sizes):
+                    before = int(ends[first - 1]) if first else 0
+                    fit = int(np.searchsorted(ends, before + max_bytes, side="right")) - first
+                    last = first + max(1, min(fit, max_rows, len(sizes) - first))
+                    yield self._batch(fd, docs[first : last + 1], starts[first : last + 1]), sizes[first:last]
                     first = last
         finally:
             os.close(fd)

@@ -10,6 +10,7 @@ when the ``.bin`` is complete, both committed together through the output's jour
 from __future__ import annotations
 
 import os
+from collections.abc import Generator
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,7 @@ from ..storage.shards import check_outputs
 from ..storage.sinks import AtomicFileSink, Sink
 from ..storage.writeback import WriteBehind
 from .detect import megatron_prefix
+from .rowhash import row_fingerprint
 from .megatron import DTYPES, IndexedInput, index_bytes, schema
 from .table_output import TableOutput
 from .table_run import TableRun
@@ -129,6 +131,7 @@ class MegatronRun(TableRun):
         )
         self.request = request
         self.inputs = list(datasets)
+        self.datasets = datasets
         self.piece = min(plan.piece_bytes(self.limit), TABLE_PIECE)
         self.progress_done = 0
         sharding = Sharding(request.shards, request.shard_records, request.shard_size)
@@ -143,6 +146,18 @@ class MegatronRun(TableRun):
         self.out = self.table_out
         self.out.hashers = self.workers
         self.input_rows = None
+
+    def _batches(self) -> Generator[tuple[pa.RecordBatch, np.ndarray], None, None]:
+        """Every dataset's documents in batches of about a piece, with their row sizes; fingerprinted when verifying."""
+        for dataset in self.datasets:
+            per_sequence = 12 + (1 if dataset.modes else 0)  # the .idx bytes of a sequence, for progress
+            for batch, sizes in dataset.sized_batches(self.piece, plan.piece_records(self.limit)):
+                _block, ends = array_block(batch.column(0))
+                self._report(int(ends[-1] - ends[0]) + 8 * len(sizes) + per_sequence * len(batch.column(1).values))
+                if self.request.verify:
+                    self.read_fingerprint += row_fingerprint(batch)
+                yield batch, sizes
+        self.input_rows = [d.count for d in self.datasets]
 
     @classmethod
     def for_request(cls, request: Request, inputs: list[Any], entropy: int, progress: Progress) -> MegatronRun:
