@@ -275,10 +275,25 @@ def test_mismatched_dtypes_and_refusals(tmp_path: Path, run_cli) -> None:
             bigshuf.shuffle(None if "sources" in settings else str(tmp_path / "u16"), str(tmp_path / "o"), **settings)
     code, _, err = run_cli([tmp_path / "u16", "-o", tmp_path / "o", "--unique"])
     assert code == 1 and err == b"bigshuf: --unique: not available for Megatron datasets (.bin/.idx documents)\n"
+    with pytest.raises(UsageError, match="is a directory; give output= a dataset prefix"):
+        bigshuf.shuffle(str(tmp_path / "u16"), str(tmp_path))
     code, _, err = run_cli([tmp_path / "u16"])
     assert code == 1 and err == b"bigshuf: a Megatron dataset is written to files: give -o PREFIX (PREFIX.bin and PREFIX.idx are written)\n"
     code, _, err = run_cli([tmp_path / "u16", tmp_path / "nothing.txt", "-o", tmp_path / "o"])
     assert code == 1 and err.startswith(f"bigshuf: {tmp_path}/nothing.txt: not a Megatron indexed dataset".encode())
+
+
+def test_empty_documents_and_shuffle_in_place(tmp_path: Path, run_cli) -> None:
+    """Documents of no sequences (Megatron's writer makes them) are kept; -o may name the input."""
+    docs = make_docs(60, seed=12)
+    docs[5], docs[17] = [], []
+    write_dataset(tmp_path / "c", docs)
+    before = sorted(as_docs(docs))
+    code, _, err = run_cli([tmp_path / "c.bin", "-o", tmp_path / "c", "--seed", "4", "-S", "4K", "-T", tmp_path])
+    assert code == 0, err
+    after = read_dataset(tmp_path / "c")[1]
+    assert sorted(after) == before and after != as_docs(docs) and after.count(((), None)) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.bin", "c.idx"]
 
 
 def test_empty_and_zero_count(tmp_path: Path) -> None:

@@ -64,7 +64,8 @@ class MegatronOutput(TableOutput):
         if not isinstance(sink, AtomicFileSink) or not sink.name.endswith(".bin"):
             raise OutputError(f"{sink.name}: a dataset is written as PREFIX.bin and PREFIX.idx files, not to a device")
         index = len(self.sinks) - 1
-        self.indexes.append(AtomicFileSink(sink.path[:-4] + ".idx", None, sink.name[:-4] + ".idx", files=self.files, index=index))
+        named = sink.name[:-4] + ".idx"  # beside the .bin as named (a link is resolved for each file on its own)
+        self.indexes.append(AtomicFileSink(os.path.realpath(named), None, named, files=self.files, index=index))
         self.parts.append(([], [], []))
 
     def _write(self, shard: int, records: Any) -> None:
