@@ -13,6 +13,7 @@ stay together and in order however the rows are shuffled.
 from __future__ import annotations
 
 import os
+import stat
 import struct
 from collections.abc import Iterator
 
@@ -63,15 +64,17 @@ class IndexedInput(TableInput):
         self.bin_size = self._bin_size()
         base = HEADER.size
         s = self.sequences
-        self.lengths = self._array(np.int32, base, s)
-        self.pointers = self._array(np.int64, base + 4 * s, s)
-        self.documents = self._array(np.int64, base + 12 * s, entries)
-        self.mode_values = self._array(np.int8, base + 12 * s + 8 * entries, s) if self.modes else None
+        self.lengths = self._array("<i4", base, s)
+        self.pointers = self._array("<i8", base + 4 * s, s)
+        self.documents = self._array("<i8", base + 12 * s, entries)
+        self.mode_values = self._array("i1", base + 12 * s + 8 * entries, s) if self.modes else None
         self._check()
 
     def _header(self) -> tuple[bytes, int, int, int, int]:
         """The header's fields, each checked."""
         try:
+            if not stat.S_ISREG(os.stat(self.idx_path).st_mode):
+                raise InputError(f"{self.idx_path}: not a regular file (an index is mapped)")
             with open(self.idx_path, "rb") as f:
                 head = f.read(HEADER.size)
         except OSError as e:
@@ -112,7 +115,7 @@ class IndexedInput(TableInput):
             raise InputError(f"{self.bin_path}: not a regular file (the token data of {self.idx_path})")
         return st.st_size
 
-    def _array(self, dtype: type, offset: int, count: int) -> np.ndarray:
+    def _array(self, dtype: str, offset: int, count: int) -> np.ndarray:
         """``count`` values of ``dtype`` at byte ``offset`` of the index, mapped read-only."""
         if count == 0:
             return np.empty(0, dtype)
