@@ -158,7 +158,7 @@ Examples:
                               that together hold one uniform shuffle
   {PROG} train.parquet -n 1000 -o sample.jsonl
                             Parquet rows sampled into JSON Lines
-  {PROG} data/web_text_document data/code_text_document --seed 1 -o mixed
+  {PROG} tok/web_text_document tok/code_text_document --seed 1 -o mixed
                             the documents of two Megatron datasets shuffled
                               into mixed.bin and mixed.idx
   {PROG} --source web=data/ --source code='*.zst' --rate code=2.5 -o mix.jsonl
