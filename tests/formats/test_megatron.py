@@ -368,3 +368,37 @@ def test_batches_sized_and_cut_as_rows_are(tmp_path: Path, modes: bool) -> None:
     theirs = list(_rebatch((b for b, _ in ours), 2000, 40))
     assert [b.num_rows for b, _ in ours] == [b.num_rows for b, _ in theirs]
     assert sum(b.num_rows for b, _ in ours) == 300 and len(ours) > 5
+
+
+def test_kill_during_the_commit_leaves_the_old_pair_or_the_new(tmp_path: Path) -> None:
+    """A pair's .bin and .idx are put in place together: a SIGKILL at a step of the commit (the journal
+    written, the old files linked aside, one file renamed, both) leaves, once the next run has finished
+    or undone it, both old files or both new ones."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from bigshuf.storage import tempspace
+
+    write_dataset(tmp_path / "c", make_docs(40, seed=13))
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def run(env: dict[str, str] | None = None) -> int:
+        args = [sys.executable, "-m", "bigshuf", str(tmp_path / "c"), "-o", str(out / "p"), "--seed", "2"]
+        return subprocess.run(args, capture_output=True, env={**os.environ, **(env or {})}, timeout=60).returncode
+
+    def pair() -> tuple[bytes, bytes]:
+        return (out / "p.bin").read_bytes(), (out / "p.idx").read_bytes()
+
+    assert run() == 0
+    new = pair()
+    old = (b"old bin", b"old idx")
+    for step in (1, 3, 4, 5):
+        (out / "p.bin").write_bytes(old[0])
+        (out / "p.idx").write_bytes(old[1])
+        assert run({"BIGSHUF_TEST_KILL_AT": str(step)}) == -signal.SIGKILL
+        tempspace.remove_dead_outputs(str(out))
+        assert pair() in (old, new), step
+        assert sorted(os.listdir(out)) == ["p.bin", "p.idx"], step
