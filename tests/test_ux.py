@@ -511,6 +511,12 @@ def test_help_examples_run(tmp_path: Path, run_cli: Runner) -> None:
     import pyarrow.parquet as pq
 
     pq.write_table(pa.table({"id": range(50)}), tmp_path / "train.parquet")
+    (tmp_path / "tok").mkdir()
+    for name, tokens in (("web", b"\x01\x00\x02\x00"), ("code", b"\x03\x00")):  # uint16 documents of one sequence each
+        n = len(tokens) // 2
+        body = struct.pack(f"<{n}i", *[1] * n) + struct.pack(f"<{n}q", *range(0, 2 * n, 2)) + struct.pack(f"<{n + 1}q", *range(n + 1))
+        (tmp_path / "tok" / f"{name}_text_document.idx").write_bytes(b"MMIDIDX\0\0" + struct.pack("<QBQQ", 1, 8, n, n + 1) + body)
+        (tmp_path / "tok" / f"{name}_text_document.bin").write_bytes(tokens)
     for example in examples:
         argv = [match for word in shlex.split(example) for match in (sorted(glob.glob(word, root_dir=tmp_path)) or [word])]
         code, _, err = run_cli(argv, cwd=tmp_path)
@@ -518,6 +524,7 @@ def test_help_examples_run(tmp_path: Path, run_cli: Runner) -> None:
     assert len((tmp_path / "sample.jsonl").read_bytes().splitlines()) == 50
     assert (tmp_path / "shuffled.csv").read_bytes().startswith(b"h\n")
     assert sorted(p.name for p in (tmp_path / "out").iterdir())[:2] == ["part-00000.jsonl.zst", "part-00001.jsonl.zst"]
+    assert (tmp_path / "mixed.bin").stat().st_size == 6 and (tmp_path / "mixed.idx").stat().st_size == 34 + 12 * 3 + 8 * 4
 
 
 def test_unlistable_subdirectory_fails_rather_than_losing_its_files(run_cli: Runner) -> None:

@@ -190,10 +190,11 @@ def _choose_arrow_pool(inputs: list[str], args: argparse.Namespace) -> None:
     wheels include jemalloc; elsewhere asking for it prints a warning.
     """
     from .formats import registry
-    from .formats.detect import is_table_input, suffix_kind
+    from .formats.detect import is_table_input, megatron_prefix, suffix_kind
 
     tables = args.output_format is not None or registry.is_table(suffix_kind(args.output or "-"))
-    if sys.platform.startswith("linux") and (tables or args.unique or any(is_table_input(p) for p in inputs)):
+    rows_in = any(is_table_input(p) or megatron_prefix(p) is not None for p in inputs)
+    if sys.platform.startswith("linux") and (tables or args.unique or rows_in):
         os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
 
 

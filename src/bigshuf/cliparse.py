@@ -32,7 +32,9 @@ Inputs larger than the memory limit are shuffled through temporary files.
 With no FILE, or when FILE is -, read standard input. Several FILEs are
 shuffled together as one input. Parquet and Arrow files have their rows
 shuffled into Parquet, Arrow or JSON Lines, as -o's suffix says. Tar files
-(WebDataset shards) have their samples shuffled into tar files.
+(WebDataset shards) have their samples shuffled into tar files. Megatron
+indexed datasets (FILE is PREFIX, PREFIX.idx or PREFIX.bin) have their
+documents shuffled into a new pair: -o PREFIX writes PREFIX.bin and PREFIX.idx.
 
 Mandatory arguments to long options are mandatory for short options too.
   -e, --echo                treat each ARG as an input line
@@ -143,9 +145,10 @@ Mandatory arguments to long options are mandatory for short options too.
 
 A directory FILE stands for its data files, searched recursively in name order:
 line files (.txt .jsonl .json .ndjson .csv .tsv .fastq .fq, also ending .gz .zst
-.bz2 .xz), tables (.parquet .pq .arrow .feather .ipc) or tars (.tar*), one kind
-only; names that start with . or _ are skipped. FILEs may be URLs (s3://,
-https://, ...) read through fsspec.
+.bz2 .xz), tables (.parquet .pq .arrow .feather .ipc), tars (.tar*) or Megatron
+indexes (.idx, each read with the .bin beside it), one kind only; names that
+start with . or _ are skipped. FILEs may be URLs (s3://, https://, ...) read
+through fsspec.
 
 Examples:
   {PROG} -n 1000000 corpus.jsonl.zst -o sample.jsonl
@@ -159,6 +162,9 @@ Examples:
                               that together hold one uniform shuffle
   {PROG} train.parquet -n 1000 -o sample.jsonl
                             Parquet rows sampled into JSON Lines
+  {PROG} tok/web_text_document tok/code_text_document --seed 1 -o mixed
+                            the documents of two Megatron datasets shuffled
+                              into mixed.bin and mixed.idx
   {PROG} --source web=data/ --source code='*.zst' --rate code=2.5 -o mix.jsonl
                             web once and code 2.5 times, shuffled together
                               (a quoted pattern: bigshuf expands it)

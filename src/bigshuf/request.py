@@ -209,9 +209,13 @@ def _expand(items: list[str | Source]) -> tuple[list[str | Source], list[str]]:
 
 
 def _family(paths: list[str], count: int, typed: dict[str, Any]) -> str:
-    """``table`` when rows of Parquet / Arrow data are shuffled (every input a local file and one a
-    table, or a table output by ``output_format`` or the output's suffix), else ``lines``."""
-    from .formats.detect import is_table_input, suffix_kind
+    """``megatron`` when an input is a Megatron indexed dataset (``PREFIX``, ``.idx``, ``.bin``); ``table``
+    when rows of Parquet / Arrow data are shuffled (every input a local file and one a table, or a table
+    output by ``output_format`` or the output's suffix), else ``lines``."""
+    from .formats.detect import is_table_input, megatron_prefix, suffix_kind
+
+    if any(megatron_prefix(p) is not None for p in paths):
+        return registry.MEGATRON
 
     tars = _tar_family(paths, count, typed["output"])
     if tars is not None:
@@ -266,6 +270,9 @@ def _check_combinations(request: Request, all_paths: bool) -> None:
         from .formats.tar_run import check_request
 
         check_request(request)
+    if request.family == registry.MEGATRON:
+        _check_megatron_settings(request, all_paths)
+        return
     if request.stratify:
         check_stratify(request)
     if request.sources:
@@ -351,6 +358,29 @@ def _check_table_settings(request: Request, all_paths: bool) -> None:
             raise UsageError(
                 f"{option('manifest')}: rows written as JSON Lines cannot be checked against it; write .parquet or .arrow files"
             )
+
+
+def _check_megatron_settings(request: Request, all_paths: bool) -> None:
+    """Refuse what does not apply to documents of Megatron datasets (or is not built for them yet):
+    inputs other than dataset files, output to standard output, line and row settings, and the
+    layouts and modes this family does not write."""
+    if not all_paths:
+        raise UsageError(f"Megatron datasets are read from local files, not {option('echo')}, {option('input_range')} or URLs")
+    if request.output is None or request.output == "-":
+        raise UsageError(f"a Megatron dataset is written to files: give {option('output')} PREFIX (PREFIX.bin and PREFIX.idx are written)")
+    unsupported = [
+        option(setting) for setting, used in (
+            ("zero_terminated", request.zero_terminated), ("repeat", request.repeat), ("header", request.header),
+            ("lines_per_record", request.lines_per_record != 1), ("resume", request.resume),
+            ("source", bool(request.sources)), ("stratify", request.stratify), ("unique", request.unique),
+            ("manifest", request.manifest is not None), ("compress", request.compress is not None),
+            ("row_group_size", request.row_group_size is not None), ("schema", request.schema is not None),
+            ("output_format", request.output_format is not None),
+        ) if used
+    ]
+    if unsupported:
+        raise UsageError(f"{', '.join(unsupported)}: not available for Megatron datasets (.bin/.idx documents)")
+    _check_outputs(request)
 
 
 def _check_resume(request: Request) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..errors import option
+from ..formats import registry
 from .base import Engine
 
 if TYPE_CHECKING:
@@ -38,6 +39,8 @@ class DaskEngine(Engine):
             ("source", bool(request.sources)),
             *((setting, getattr(request, setting) is not None) for setting in REFUSED_TABLE_SETTINGS),
         )
+        if request.family not in (registry.LINES, registry.TABLE):
+            return f"{option('dask')} shuffles lines and table rows, not {request.family} datasets; use the local engine"
         for setting, on in used:
             if on:
                 return f"{option('dask')} does not support {option(setting)}"

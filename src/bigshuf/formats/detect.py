@@ -82,10 +82,16 @@ def data_kind(name: str) -> str | None:
     return None if fmt is None else fmt.family
 
 
+#: How the directory listing's error names each family's files.
+_FAMILY_WORDS = {
+    registry.LINES: "line files", registry.TABLE: "tables", registry.MEGATRON: "Megatron indexes", registry.WEBDATASET: "tars",
+}
+
+
 def dataset_files(path: str) -> list[str]:
     """A directory's data files (see ``data_kind``), recursively in name order; names starting with
     ``.`` or ``_`` are skipped and symlinked directories not followed. One kind only: a directory
-    mixing line files and tables is an error naming one of each."""
+    mixing two kinds (line files and tables, say) is an error naming one of each."""
     found = []
     for root, dirs, files in os.walk(path, onerror=_unreadable):
         dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
@@ -95,14 +101,10 @@ def dataset_files(path: str) -> list[str]:
     kinds: dict[str | None, str] = {}
     for f in found:
         kinds.setdefault(data_kind(f), f)
-    if len(kinds) > 1 and set(kinds) != {registry.LINES, registry.TABLE}:
-        (kind, one), (other, two) = list(kinds.items())[:2]
-        raise UsageError(
-            f"{path}: holds both {kind} files ({one}) and {other} files ({two}); shuffle them in separate runs, or name the files to use"
-        )
     if len(kinds) > 1:
+        (one, first), (two, second) = list(kinds.items())[:2]
         raise UsageError(
-            f"{path}: holds both line files ({kinds['lines']}) and tables ({kinds['table']}); "
+            f"{path}: holds both {_FAMILY_WORDS.get(str(one), one)} ({first}) and {_FAMILY_WORDS.get(str(two), two)} ({second}); "
             "shuffle them in separate runs, or name the files to use"
         )
     return found
@@ -124,6 +126,20 @@ def expand_directories(paths: list[str]) -> list[str]:
         found = dataset_files(path) if path != "-" and os.path.isdir(path) else []
         out.extend(found or [path])
     return out
+
+
+def megatron_prefix(path: str) -> str | None:
+    """The dataset prefix an operand names (``PREFIX.idx``, ``PREFIX.bin`` with an ``.idx`` beside it, or
+    ``PREFIX`` itself when it is no file and ``PREFIX.idx`` is one), else None; the files are checked later."""
+    if path == "-" or "://" in path:
+        return None
+    if path.endswith(".idx"):
+        return path[:-4]
+    if path.endswith(".bin") and os.path.isfile(path[:-4] + ".idx"):
+        return path[:-4]
+    if not os.path.lexists(path) and os.path.isfile(path + ".idx"):
+        return path
+    return None
 
 
 def refuse_terminal(what: str) -> None:

@@ -15,6 +15,8 @@ from typing import Any
 LINES, TABLE = "lines", "table"
 #: Samples of WebDataset tar shards: consecutive members sharing a key (``formats.tar_input``).
 WEBDATASET = "webdataset"
+#: Documents of Megatron indexed datasets (``PREFIX.idx`` + ``PREFIX.bin``).
+MEGATRON = "megatron"
 
 #: The run (a ``core.driver.TwoPass`` with a ``for_request`` constructor) that shuffles each
 #: family's records, as "module:Class", imported on first use.
@@ -63,6 +65,11 @@ register(FileFormat("jsonl", LINES, (".jsonl", ".ndjson", ".json"), compressible
 # Tar shards (``.tar``, ``.tar.gz``, ``.tar.zst``): the ustar magic, in the first header.
 register(
     FileFormat("tar", WEBDATASET, (".tar",), ((257, b"ustar"),), compressible=True, holds_rows=False), "bigshuf.formats.tar_run:TarRun"
+)
+# Named by its .idx; the .bin beside it is read with it (formats.megatron).
+register(
+    FileFormat("megatron", MEGATRON, (".idx",), ((0, b"MMIDIDX\x00\x00"),), holds_rows=False),
+    run="bigshuf.formats.megatron_run:MegatronRun",
 )
 register(FileFormat("text", LINES, (".txt", ".csv", ".tsv", ".fastq", ".fq"), compressible=True, holds_rows=False))
 

@@ -367,6 +367,7 @@ class Output:
                 moves.append((sink.tmp_path, sink.path))
             else:
                 sink.commit()  # a device named by -o, written in place
+        moves.extend(self._companion_moves())
         if self.manifest is not None:
             moves.append(self._write_manifest(moves))
         try:
@@ -411,6 +412,10 @@ class Output:
                     "output not put in place"
                 )
         self.commit()
+
+    def _companion_moves(self) -> list[tuple[str, str]]:
+        """Finished files a format writes beside its output files (a ``.bin``'s ``.idx``), committed with them."""
+        return []
 
     def _close_format(self, shard: int) -> None:
         """End the file format's own framing in sink number ``shard`` (nothing for lines)."""

@@ -1,0 +1,254 @@
+"""Megatron-style indexed datasets (``PREFIX.bin`` + ``PREFIX.idx``, the MMIDIDX format): the index
+read and checked, documents read as Arrow rows, and an index written.
+
+The ``.idx`` (little-endian) holds: the magic ``MMIDIDX\\0\\0``, a u64 version (1), a u8 dtype code
+(``DTYPES``), the u64 sequence count S, the u64 count of document-index entries D (documents + 1),
+then S int32 sequence lengths (in tokens), S int64 byte pointers into the ``.bin``, D int64
+document indices (the first sequence of each document, starting at 0 and ending at S) and, in
+multimodal datasets, S int8 sequence modes. The ``.bin`` is the sequences' tokens back to back.
+A document is one row: its tokens' bytes, its sequence lengths (and modes), so its sequences
+stay together and in order however the rows are shuffled.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import struct
+from collections.abc import Iterator
+
+import numpy as np
+import pyarrow as pa
+
+from ..errors import InputError
+from .table_input import TableInput
+
+MAGIC = b"MMIDIDX\x00\x00"
+VERSION = 1
+#: The header: magic, version, dtype code, sequence count, document-index entries.
+HEADER = struct.Struct("<9sQBQQ")
+#: Megatron's dtype codes and the NumPy types of the tokens they name.
+DTYPES: dict[int, np.dtype] = {
+    1: np.dtype(np.uint8), 2: np.dtype(np.int8), 3: np.dtype(np.int16), 4: np.dtype(np.int32),
+    5: np.dtype(np.int64), 6: np.dtype(np.float64), 7: np.dtype(np.float32), 8: np.dtype(np.uint16),
+}
+#: Index entries checked (and documents looked at) at a time, so a large index is never held whole.
+WINDOW = 1 << 20
+
+
+def schema(modes: bool) -> pa.Schema:
+    """The rows documents are shuffled as: tokens' bytes, sequence lengths, and modes if the dataset has them."""
+    fields = [pa.field("tokens", pa.large_binary()), pa.field("lengths", pa.list_(pa.int32()))]
+    if modes:
+        fields.append(pa.field("modes", pa.list_(pa.int8())))
+    return pa.schema(fields)
+
+
+class IndexedInput(TableInput):
+    """One dataset, its index checked against itself and its ``.bin`` when opened; read as rows of documents.
+
+    The index is mapped, not loaded: it is checked and read ``WINDOW`` entries at a time.
+    """
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.idx_path, self.bin_path = prefix + ".idx", prefix + ".bin"
+        header = self._header()
+        _magic, _version, code, self.sequences, entries = header
+        self.dtype = DTYPES[code]
+        self.code = code
+        self.modes = self._has_modes(entries)
+        super().__init__(self.idx_path, "megatron", schema(self.modes))
+        self.count = entries - 1  # documents
+        self.rows = self.count
+        self.bin_size = self._bin_size()
+        base = HEADER.size
+        s = self.sequences
+        self.lengths = self._array("<i4", base, s)
+        self.pointers = self._array("<i8", base + 4 * s, s)
+        self.documents = self._array("<i8", base + 12 * s, entries)
+        self.mode_values = self._array("i1", base + 12 * s + 8 * entries, s) if self.modes else None
+        self._check()
+
+    def _header(self) -> tuple[bytes, int, int, int, int]:
+        """The header's fields, each checked."""
+        try:
+            if not stat.S_ISREG(os.stat(self.idx_path).st_mode):
+                raise InputError(f"{self.idx_path}: not a regular file (an index is mapped)")
+            with open(self.idx_path, "rb") as f:
+                head = f.read(HEADER.size)
+        except OSError as e:
+            raise InputError(f"{self.idx_path}: {e.strerror}") from None
+        if head[: len(MAGIC)] != MAGIC:
+            raise InputError(f"{self.idx_path}: not a Megatron index (bad magic: {head[:len(MAGIC)]!r})")
+        if len(head) < HEADER.size:
+            raise InputError(f"{self.idx_path}: index header cut short ({len(head)} of {HEADER.size} bytes)")
+        fields: tuple[bytes, int, int, int, int] = HEADER.unpack(head)
+        if fields[1] != VERSION:
+            raise InputError(f"{self.idx_path}: unknown index version {fields[1]} (bigshuf reads version {VERSION})")
+        if fields[2] not in DTYPES:
+            raise InputError(f"{self.idx_path}: unknown dtype code {fields[2]} (known: {', '.join(map(str, DTYPES))})")
+        if fields[4] < 1:
+            raise InputError(f"{self.idx_path}: the header counts no document index entries (at least the leading 0)")
+        return fields
+
+    def _has_modes(self, entries: int) -> bool:
+        """Whether the index holds sequence modes, from its size (the header does not say)."""
+        size = os.path.getsize(self.idx_path)
+        plain = HEADER.size + 12 * self.sequences + 8 * entries
+        if size == plain:
+            return False
+        if size == plain + self.sequences:
+            return True
+        raise InputError(
+            f"{self.idx_path}: holds {size} bytes; its header's counts ({self.sequences} sequences, {entries - 1} documents) "
+            f"need {plain} (or {plain + self.sequences} with modes)"
+        )
+
+    def _bin_size(self) -> int:
+        """The ``.bin``'s size (it must be a regular file)."""
+        try:
+            st = os.stat(self.bin_path)
+        except OSError as e:
+            raise InputError(f"{self.bin_path}: {e.strerror} (the token data of {self.idx_path})") from None
+        if not os.path.isfile(self.bin_path):
+            raise InputError(f"{self.bin_path}: not a regular file (the token data of {self.idx_path})")
+        return st.st_size
+
+    def _array(self, dtype: str, offset: int, count: int) -> np.ndarray:
+        """``count`` values of ``dtype`` at byte ``offset`` of the index, mapped read-only."""
+        if count == 0:
+            return np.empty(0, dtype)
+        return np.memmap(self.idx_path, dtype=dtype, mode="r", offset=offset, shape=(count,))
+
+    def _check(self) -> None:
+        """Lengths not negative, each sequence's pointer at the previous one's end and within the ``.bin``,
+        the ``.bin`` exactly that long, and document indices rising from 0 to the sequence count."""
+        size, end = self.dtype.itemsize, 0
+        for lo in range(0, self.sequences, WINDOW):
+            lengths = np.asarray(self.lengths[lo : lo + WINDOW], np.int64)
+            pointers = np.asarray(self.pointers[lo : lo + WINDOW])
+            bad = np.flatnonzero(lengths < 0)
+            if len(bad):
+                i = lo + int(bad[0])
+                raise InputError(f"{self.idx_path}: sequence {i} has a negative length ({int(lengths[bad[0]])})")
+            ends = pointers + lengths * size
+            past = np.flatnonzero((ends > self.bin_size) | (pointers < 0))
+            if len(past):
+                i = int(past[0])
+                raise InputError(
+                    f"{self.idx_path}: sequence {lo + i} (bytes {int(pointers[i])} to {int(ends[i])}) runs past the end "
+                    f"of {self.bin_path} ({self.bin_size} bytes)"
+                )
+            starts = np.concatenate(([end], ends[:-1]))
+            off = np.flatnonzero(pointers != starts)
+            if len(off):
+                i = int(off[0])
+                raise InputError(
+                    f"{self.idx_path}: sequence {lo + i} starts at byte {int(pointers[i])}, not where the sizes before it "
+                    f"end ({int(starts[i])})"
+                )
+            end = int(ends[-1])
+        if end != self.bin_size:
+            raise InputError(f"{self.bin_path}: holds {self.bin_size} bytes, but {self.idx_path} accounts for {end}")
+        last = 0
+        for lo in range(0, len(self.documents), WINDOW):
+            docs = np.asarray(self.documents[lo : lo + WINDOW])
+            if lo == 0 and docs[0] != 0:
+                raise InputError(f"{self.idx_path}: the document index starts at sequence {int(docs[0])}, not 0")
+            before = np.concatenate(([last], docs[:-1]))
+            back = np.flatnonzero(docs < before)
+            if len(back):
+                i = int(back[0])
+                raise InputError(
+                    f"{self.idx_path}: document index entry {lo + i} ({int(docs[i])}) is below the one before it "
+                    f"({int(before[i])}); it must not decrease"
+                )
+            last = int(docs[-1])
+        if last != self.sequences:
+            raise InputError(f"{self.idx_path}: the document index ends at sequence {last}, not at the sequence count {self.sequences}")
+
+    def disk_size(self) -> int:
+        """Bytes of both files."""
+        return self.bin_size + os.path.getsize(self.idx_path)
+
+    def row_bytes(self) -> int:
+        """Bytes the documents take as rows (by ``tables.row_sizes``), computed from the index alone."""
+        per_list = 8 if self.modes else 4
+        return self.count * (1 + 8 + per_list) + self.bin_size + self.sequences * (4 + (1 if self.modes else 0))
+
+    def _byte_at(self, sequences: np.ndarray) -> np.ndarray:
+        """Where each sequence number's tokens start in the ``.bin`` (the sequence count: its end)."""
+        inside = sequences < self.sequences
+        out = np.full(len(sequences), self.bin_size, np.int64)
+        out[inside] = self.pointers[sequences[inside]]
+        return out
+
+    def batches(self, block_bytes: int) -> Iterator[pa.RecordBatch]:
+        """The documents in order, as rows in batches of about ``block_bytes``."""
+        for batch, _sizes in self.sized_batches(block_bytes, 1 << 62):
+            yield batch
+
+    def sized_batches(self, max_bytes: int, max_rows: int) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
+        """The documents in order, as rows with their sizes (as ``tables.row_sizes`` counts them, from the
+        index), in batches cut where ``tables._rebatch`` would cut them: at ``max_bytes`` of rows or
+        ``max_rows``, a larger document alone. Read in those batches, they need no re-cutting (a copy)."""
+        try:
+            fd = os.open(self.bin_path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError as e:
+            raise InputError(f"{self.bin_path}: {e.strerror}") from None
+        per_list = 8 if self.modes else 4
+        per_sequence = 5 if self.modes else 4
+        try:
+            for lo in range(0, self.count, WINDOW):
+                docs = np.asarray(self.documents[lo : min(self.count, lo + WINDOW) + 1])
+                starts = self._byte_at(docs)
+                sizes = np.diff(starts) + np.diff(docs) * per_sequence + (1 + 8 + per_list)
+                ends = np.cumsum(sizes)
+                first = 0
+                while first < len(sizes):
+                    before = int(ends[first - 1]) if first else 0
+                    fit = int(np.searchsorted(ends, before + max_bytes, side="right")) - first
+                    last = first + max(1, min(fit, max_rows, len(sizes) - first))
+                    yield self._batch(fd, docs[first : last + 1], starts[first : last + 1]), sizes[first:last]
+                    first = last
+        finally:
+            os.close(fd)
+
+    def _batch(self, fd: int, docs: np.ndarray, starts: np.ndarray) -> pa.RecordBatch:
+        """The rows of the documents between entries ``docs`` (sequence numbers) at bytes ``starts``."""
+        lo, hi = int(starts[0]), int(starts[-1])
+        data = bytearray(hi - lo)
+        view, got = memoryview(data), 0
+        while got < len(data):
+            step = os.preadv(fd, [view[got:]], lo + got)
+            if step == 0:
+                raise InputError(f"{self.bin_path}: ended at byte {lo + got}, before {hi} (changed while read?)")
+            got += step
+        n = len(docs) - 1
+        s0, s1 = int(docs[0]), int(docs[-1])
+        tokens = pa.Array.from_buffers(pa.large_binary(), n, [None, pa.py_buffer(starts - lo), pa.py_buffer(data)])
+        offsets = pa.array((docs - s0).astype(np.int32))
+        columns = [tokens, pa.ListArray.from_arrays(offsets, pa.array(np.asarray(self.lengths[s0:s1], np.int32)))]
+        if self.mode_values is not None:
+            columns.append(pa.ListArray.from_arrays(offsets, pa.array(np.asarray(self.mode_values[s0:s1], np.int8))))
+        assert self.schema is not None
+        return pa.RecordBatch.from_arrays(columns, schema=self.schema)
+
+
+def index_bytes(code: int, lengths: np.ndarray, per_document: np.ndarray, modes: np.ndarray | None) -> list[bytes]:
+    """An ``.idx`` for tokens of dtype ``code``: sequence ``lengths`` back to back in the ``.bin``,
+    ``per_document`` sequences in each document, and their ``modes`` if the dataset has them."""
+    size = DTYPES[code].itemsize
+    pointers = np.zeros(len(lengths), np.int64)
+    if len(lengths) > 1:
+        np.cumsum(lengths[:-1].astype(np.int64) * size, out=pointers[1:])
+    documents = np.zeros(len(per_document) + 1, np.int64)
+    np.cumsum(per_document, out=documents[1:])
+    parts = [
+        HEADER.pack(MAGIC, VERSION, code, len(lengths), len(documents)),
+        lengths.astype("<i4").tobytes(), pointers.astype("<i8").tobytes(), documents.astype("<i8").tobytes(),
+    ]
+    if modes is not None:
+        parts.append(modes.astype(np.int8).tobytes())
+    return parts
