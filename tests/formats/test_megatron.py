@@ -4,6 +4,7 @@ indexes refused in one line with nothing left behind."""
 
 from __future__ import annotations
 
+import os
 import struct
 from collections import Counter
 from itertools import permutations
@@ -294,6 +295,24 @@ def test_empty_documents_and_shuffle_in_place(tmp_path: Path, run_cli) -> None:
     after = read_dataset(tmp_path / "c")[1]
     assert sorted(after) == before and after != as_docs(docs) and after.count(((), None)) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.bin", "c.idx"]
+
+
+@pytest.mark.parametrize("link", ["out.idx", "out.bin", "sh/part-00001.idx"])
+def test_a_symlink_at_a_file_of_the_output_pair_is_never_written_through(tmp_path: Path, run_cli, link: str) -> None:
+    """Found on merging: with out.idx a symlink to the input's d.idx, `-o out` replaced d.idx with the
+    shuffled index, leaving d.bin beside an index of another order. Each file of a pair is refused
+    as a link (before reading; a shard's .idx at the commit), and the input is untouched."""
+    write_dataset(tmp_path / "d", make_docs(50, seed=3))
+    before = {p: p.read_bytes() for p in (tmp_path / "d.bin", tmp_path / "d.idx")}
+    (tmp_path / "sh").mkdir()
+    target = tmp_path / link
+    os.symlink(tmp_path / ("d" + target.suffix), target)
+    out = ["--shards", "2", "-o", f"{tmp_path / 'sh'}/"] if link.startswith("sh/") else ["-o", tmp_path / "out"]
+    code, stdout, err = run_cli([tmp_path / "d", "--seed", "1", *out, "-T", tmp_path])
+    assert (code, stdout) == (1, b"") and err.count(b"\n") == 1 and b"is a symbolic link" in err, err
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["d.bin", "d.idx", "sh", *([link] if "/" not in link else [])])
+    assert [p.name for p in (tmp_path / "sh").iterdir()] == (["part-00001.idx"] if "/" in link else [])
 
 
 def test_empty_and_zero_count(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from ..errors import InputError, OutputError, UsageError, option
 from ..progress import Progress
 from ..request import Request, resolve_memory
 from ..storage.layout import Sharding, SplitPart, parse_split
+from ..storage.safefs import foreign_entry, generated_path
 from ..storage.shards import check_outputs
 from ..storage.sinks import AtomicFileSink, Sink
 from ..storage.writeback import WriteBehind
@@ -64,8 +65,8 @@ class MegatronOutput(TableOutput):
         if not isinstance(sink, AtomicFileSink) or not sink.name.endswith(".bin"):
             raise OutputError(f"{sink.name}: a dataset is written as PREFIX.bin and PREFIX.idx files, not to a device")
         index = len(self.sinks) - 1
-        named = sink.name[:-4] + ".idx"  # beside the .bin as named (a link is resolved for each file on its own)
-        self.indexes.append(AtomicFileSink(os.path.realpath(named), None, named, files=self.files, index=index))
+        named = sink.name[:-4] + ".idx"  # beside the .bin as named: a link there is never written through
+        self.indexes.append(AtomicFileSink(generated_path(named), None, named, files=self.files, index=index))
         self.parts.append(([], [], []))
 
     def _write(self, shard: int, records: Any) -> None:
@@ -138,6 +139,9 @@ class MegatronRun(TableRun):
         sharding = Sharding(request.shards, request.shard_records, request.shard_size)
         split = None if request.split is None else parse_split(request.split)
         check_outputs(target, sharding, split, None, suffix=".bin")
+        if not sharding.on and split is None:
+            for name in (target, target[:-4] + ".idx"):
+                _check_pair_file(name)
         self.writer = WriteBehind(plan.IN_FLIGHT_PIECES * self.piece)
         first = datasets[0]
         self.table_out = MegatronOutput(
@@ -147,6 +151,10 @@ class MegatronRun(TableRun):
         self.out = self.table_out
         self.out.hashers = self.workers
         self.input_rows = None
+        self.mixer = None  # weighted sources, --stratify: refused for documents
+        self.file_starts = []
+        self.stratifier = None
+        self.strata_bounds = None
 
     def _batches(self) -> Generator[tuple[pa.RecordBatch, np.ndarray], None, None]:
         """Every dataset's documents in batches of about a piece, with their row sizes; fingerprinted when verifying."""
@@ -211,6 +219,14 @@ def open_datasets(inputs: list[Any]) -> list[IndexedInput]:
                 f"{with_modes.idx_path}: has sequence modes but {without.idx_path} has none; shuffle them separately"
             )
     return datasets
+
+
+def _check_pair_file(name: str) -> None:
+    """Refuse a symbolic link, device or FIFO at ``name``, a file of the output pair: written through,
+    it would replace one file of another dataset's pair (an input's ``.idx`` under its ``.bin``)."""
+    why = foreign_entry(name)
+    if why is not None:
+        raise OutputError(f"{name}: {why}; a dataset is written as two regular files, PREFIX.bin and PREFIX.idx")
 
 
 def output_target(output: str | None, sharded: bool) -> str:
