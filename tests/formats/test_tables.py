@@ -530,4 +530,10 @@ def test_columns_arrow_cannot_take_are_refused_before_reading(tmp_path: Path, ru
         assert code == 1 and out == b""
         assert err.startswith(f"bigshuf: {src}: column '{name}' cannot be shuffled: {why}".encode()), err
         assert err.count(b"\n") == 1
-    assert temp_leftovers(tmp_path) == ["runs.arrow", "u.arrow"]
+    # A union shuffles, but Parquet cannot store one: refused before reading, not once the rows are shuffled.
+    src = write_arrow(tmp_path / "union.arrow", pa.table({"id": range(n), "sparse": odd_columns(n)["sparse"]}), 20)
+    code, out, err = run_cli([src, "-o", tmp_path / "out.parquet", "-T", tmp_path])
+    assert code == 1 and out == b""
+    assert err.startswith(f"bigshuf: {tmp_path / 'out.parquet'}: column 'sparse' of type sparse_union".encode()), err
+    assert err.endswith(b"cannot be written as Parquet; write Arrow IPC (--output-format=arrow or an .arrow name)\n")
+    assert temp_leftovers(tmp_path) == ["runs.arrow", "u.arrow", "union.arrow"]
