@@ -118,3 +118,42 @@ def test_parquet_external_run_stays_within_the_limit(parquet_data: dict[str, Pat
     assert pq.ParquetFile(out).metadata.num_rows == 250_000
     # Parquet decoding and encoding buffers come on top of the rows the limit counts.
     assert peak <= base + 16 * MiB + SLACK, f"peak {peak / MiB:.0f} MiB, baseline {base / MiB:.0f} MiB"
+
+
+@pytest.fixture(scope="module")
+def short_rows(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """100,000 short Arrow rows (an id and 5-14 letters, ~2 MiB in Parquet), and a one-row file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    d = tmp_path_factory.mktemp("mem-short-rows")
+    rng = np.random.default_rng(2)
+    n = 100_000
+    offsets = np.zeros(n + 1, np.int32)
+    np.cumsum(rng.integers(5, 15, n), out=offsets[1:])
+    letters = rng.integers(97, 123, int(offsets[-1]), dtype=np.uint8)
+    text = pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(letters)])
+    table = pa.table({"id": np.arange(n), "text": text})
+    files = {"rows": d / "rows.parquet", "one": d / "one.parquet"}
+    pq.write_table(table, files["rows"])
+    pq.write_table(table.slice(0, 1), files["one"])
+    return files
+
+
+def test_weighted_rows_with_many_copies_stay_within_the_limit(short_rows: dict[str, Path]) -> None:
+    """Regression: a batch of rows was gathered as many times as its rows have copies, all at once (a 192 MiB
+    peak over an 87 MiB baseline at -S 16M with 31 copies; 111 MiB since): batches shrink by the most copies."""
+    import pyarrow as pa
+
+    src, one = short_rows["rows"], short_rows["one"]
+    base = peak_rss([str(one), "-o", str(one.with_suffix(".out.arrow"))], one.parent)
+    out = src.with_suffix(".mix.arrow")
+    args = ["-S", "16M", "-j2", "-T", str(src.parent), "--source", f"a={src}", "--rate", "a=30.5", "--max-rate", "31",
+            "-o", str(out)]
+    peak = peak_rss(args, src.parent)
+    with pa.memory_map(str(out)) as f:
+        reader = pa.ipc.open_file(f)
+        rows = sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
+    out.unlink()
+    assert rows == 3_050_000
+    assert peak <= base + 16 * MiB + SLACK, f"peak {peak / MiB:.0f} MiB, baseline {base / MiB:.0f} MiB"

@@ -263,6 +263,16 @@ def test_an_empty_source_cannot_have_a_share(tmp_path: Path, corpus: dict[str, l
         bigshuf.shuffle(sources={"web": tmp_path / "web", "none": tmp_path / "empty.txt"}, mix={"web": 0.5, "none": 0.5})
 
 
+@pytest.mark.parametrize("label,memory,cap", PATHS)
+def test_every_rate_zero_gives_an_empty_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, corpus: dict[str, list[bytes]], label: str, memory: str, cap: int | None
+) -> None:
+    """Regression: with every rate 0 the pieces were divided by 0 copies (ZeroDivisionError) off the in-memory path."""
+    stats, got = run(tmp_path, monkeypatch, memory, cap, rates={"web": 0, "code": 0, "wiki": 0}, seed=3)
+    assert got == [] and stats.records == 0
+    assert [s.written for s in stats.sources] == [0, 0, 0] and [s.read for s in stats.sources] == [300, 70, 40]
+
+
 def test_records_not_as_counted_are_an_error() -> None:
     """A file that changed between the counting pass and pass 1 fails the run before any output."""
     mixer = Mixer(["a"], [0], [Fraction(1, 2)], [5])

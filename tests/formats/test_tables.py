@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from decimal import Decimal
 from itertools import permutations
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import bigshuf
 from bigshuf.core import plan
 from bigshuf.errors import InputError, OutputError, TempSpaceError, UsageError
 from bigshuf.formats.rowhash import row_fingerprint
-from bigshuf.formats.tables import TableBuckets
+from bigshuf.formats.tables import TableBuckets, row_sizes
 
 from helpers import temp_leftovers
 from test_uniformity import assert_uniform
@@ -442,3 +443,97 @@ def test_output_format_and_refused_suffixes(tmp_path: Path, table: pa.Table, run
     code, _, err = run_cli([src, "-o", tmp_path / "out.parquet", "--compress", "zstd:99"])
     assert code == 1 and err == b"bigshuf: --compress: zstd level must be an integer from 0 to 22 (got 'zstd:99')\n"
     assert temp_leftovers(tmp_path) == ["in.parquet"]
+
+
+def odd_columns(n: int) -> dict[str, pa.Array]:
+    """``n`` rows of every column type Arrow can take rows of that the other tests do not cover:
+    sparse and dense unions (which Parquet cannot store), a list view, a map, a fixed-size list, a
+    large list, a struct of lists, decimal256, a duration and the null type."""
+    kinds = pa.array([i % 3 for i in range(n)], pa.int8())
+    ints, texts = pa.array(range(n), pa.int64()), pa.array(["u" * (i % 9) + str(i) for i in range(n)])
+    floats = pa.array([i / 4 for i in range(n)])
+    counts = [sum(1 for j in range(i) if j % 3 == k) for i, k in enumerate(kinds.to_pylist())]
+    dense_children = [pa.array([v for v, k in zip(c.to_pylist(), kinds.to_pylist()) if k == i]) for i, c in
+                      enumerate([ints, texts, floats])]
+    return {
+        "sparse": pa.UnionArray.from_sparse(kinds, [ints, texts, floats]),
+        "dense": pa.UnionArray.from_dense(kinds, pa.array(counts, pa.int32()), dense_children),
+        "view": pa.array([None if i % 10 == 4 else list(range(i % 5)) for i in range(n)], pa.list_view(pa.int16())),
+        "map": pa.array([[(str(i), i)] * (i % 3) for i in range(n)], pa.map_(pa.string(), pa.int64())),
+        "fixed": pa.array([[i, -i, 2 * i] for i in range(n)], pa.list_(pa.int32(), 3)),
+        "large": pa.array([[str(i)] * (i % 4) for i in range(n)], pa.large_list(pa.string())),
+        "struct": pa.array([{"xs": [i] * (i % 3), "s": str(i)} for i in range(n)]),
+        "dec": pa.array([Decimal(i) / 100 for i in range(n)], pa.decimal256(40, 2)),
+        "took": pa.array(range(n), pa.duration("ms")),
+        "nothing": pa.nulls(n),
+    }
+
+
+def write_arrow(path: Path, table: pa.Table, chunk: int) -> Path:
+    with pa.OSFile(str(path), "wb") as f, pa.ipc.new_file(f, table.schema) as w:
+        w.write_table(table, max_chunksize=chunk)
+    return path
+
+
+@pytest.mark.parametrize("memory,passes", [("64M", 1), ("64K", 2)])
+def test_union_and_other_column_types_are_shuffled(tmp_path: Path, memory: str, passes: int) -> None:
+    """Regression: a union column made row sizing raise ValueError (an internal error); list views
+    and the null type did too. Unions go through Arrow IPC only: Parquet cannot store them."""
+    columns = odd_columns(1200)
+    table = pa.table({"id": pa.array(range(1200)), **columns})
+    src = write_arrow(tmp_path / "in.arrow", table, 97)
+    bigshuf.shuffle(src, tmp_path / "v.arrow", memory=memory, seed=1, tmp_dir=tmp_path, verify=True)
+    stats = bigshuf.shuffle(src, tmp_path / "out.arrow", memory=memory, seed=1, tmp_dir=tmp_path)
+    assert stats.passes == passes
+    got = read_rows([tmp_path / "out.arrow"])
+    assert got.schema.equals(table.schema)
+    assert got.sort_by("id").equals(table) and got["id"].to_pylist() != table["id"].to_pylist()
+    assert got.equals(read_rows([tmp_path / "v.arrow"]))  # --verify checked the same rows
+    plain = table.drop_columns(["sparse", "dense"])
+    src = write_parquet(tmp_path / "in.parquet", plain, row_group_size=97)
+    stats = bigshuf.shuffle(src, tmp_path / "out.parquet", memory=memory, seed=1, tmp_dir=tmp_path, verify=True)
+    assert stats.passes == passes
+    assert_row_permutation(pq.read_table(tmp_path / "out.parquet"), pq.read_table(src))
+    assert temp_leftovers(tmp_path) == ["in.arrow", "in.parquet", "out.arrow", "out.parquet", "v.arrow"]
+
+
+def test_union_rows_are_sized_by_the_value_they_hold() -> None:
+    """A dense union's row: its type code, offset and the child value it points to; a sparse one's:
+    its type code and every child's slot. Sliced arrays count their own rows (pyarrow's
+    ``type_codes`` and ``offsets`` ignore a slice's offset)."""
+    kinds = pa.array([0, 0, 1, 1, 0, 1], pa.int8())
+    dense = pa.UnionArray.from_dense(kinds, pa.array([0, 1, 0, 1, 2, 2], pa.int32()),
+                                     [pa.array([10, 11, 12]), pa.array(["a", "bbbbbb", "c"])])
+    sparse = pa.UnionArray.from_sparse(kinds, [pa.array(range(6)), pa.array(["a", "b", "c", "dddddd", "e", "f"])])
+    assert row_sizes(pa.record_batch([dense], ["u"])).tolist() == [14, 14, 11, 16, 14, 11]
+    assert row_sizes(pa.record_batch([dense.slice(2, 3)], ["u"])).tolist() == [11, 16, 14]
+    assert row_sizes(pa.record_batch([sparse], ["u"])).tolist() == [15] * 3 + [20] + [15] * 2
+    assert row_sizes(pa.record_batch([sparse.slice(2, 3)], ["u"])).tolist() == [15, 20, 15]
+    assert row_fingerprint(pa.record_batch([dense.slice(2, 3)], ["u"])) == row_fingerprint(
+        pa.record_batch([dense.take([2, 3, 4])], ["u"])
+    )
+
+
+def test_columns_arrow_cannot_take_are_refused_before_reading(tmp_path: Path, run_cli) -> None:
+    """Run-end encoded columns (at any depth), and views inside a union or list view (which cannot be
+    cast to plain strings): one line naming the file and the column, no output, nothing left."""
+    n = 50
+    runs = pa.RunEndEncodedArray.from_arrays(pa.array(range(1, n + 1), pa.int32()), pa.array(range(n)))
+    views = pa.array([str(i) for i in range(n)], pa.string_view())
+    cases = {
+        "runs": (pa.StructArray.from_arrays([runs], ["r"]), "it is run-end encoded"),
+        "u": (pa.UnionArray.from_sparse(pa.array([1] * n, pa.int8()), [pa.array(range(n)), views]), "it holds a string or binary view inside a union"),
+    }
+    for name, (column, why) in cases.items():
+        src = write_arrow(tmp_path / f"{name}.arrow", pa.table({"id": range(n), name: column}), 20)
+        code, out, err = run_cli([src, "-o", tmp_path / "out.arrow", "-T", tmp_path])
+        assert code == 1 and out == b""
+        assert err.startswith(f"bigshuf: {src}: column '{name}' cannot be shuffled: {why}".encode()), err
+        assert err.count(b"\n") == 1
+    # A union shuffles, but Parquet cannot store one: refused before reading, not once the rows are shuffled.
+    src = write_arrow(tmp_path / "union.arrow", pa.table({"id": range(n), "sparse": odd_columns(n)["sparse"]}), 20)
+    code, out, err = run_cli([src, "-o", tmp_path / "out.parquet", "-T", tmp_path])
+    assert code == 1 and out == b""
+    assert err.startswith(f"bigshuf: {tmp_path / 'out.parquet'}: column 'sparse' of type sparse_union".encode()), err
+    assert err.endswith(b"cannot be written as Parquet; write Arrow IPC (--output-format=arrow or an .arrow name)\n")
+    assert temp_leftovers(tmp_path) == ["runs.arrow", "u.arrow", "union.arrow"]

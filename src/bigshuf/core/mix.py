@@ -221,8 +221,9 @@ class Mixer:
                 )
 
     def most_copies(self) -> int:
-        """The most copies any record gets (what a piece of records may grow to, scattered)."""
-        return max(math.ceil(rate) for rate in self.rates) if self.rates else 1
+        """The most copies any record gets (what a piece of records may grow to, scattered), at
+        least 1: pieces are divided by it, and every rate may be 0."""
+        return max([1, *(math.ceil(rate) for rate in self.rates)])
 
     def stats(self) -> tuple[SourceStats, ...]:
         """Per source: records read, rate, and records put into the multiset."""

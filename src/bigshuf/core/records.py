@@ -159,3 +159,19 @@ def list_spans(arr: Any) -> tuple[np.ndarray, Any]:
     lo, hi = (int(offsets[0]), int(offsets[-1])) if n else (0, 0)
     return offsets - lo, arr.values.slice(lo, hi - lo)
 
+
+def union_spans(arr: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A union array's child (by position, not type code) for each row, and where in that child
+    (``arr.field(c)``) its value is. Read from the buffers: pyarrow's ``type_codes`` and ``offsets``
+    ignore a slice's offset."""
+    t = arr.type
+    n, at = len(arr), arr.offset
+    buffers = arr.buffers()
+    codes = np.frombuffer(buffers[1], np.int8)[at : at + n] if n else np.empty(0, np.int8)
+    child_of = np.zeros(128, np.int64)
+    child_of[t.type_codes] = np.arange(t.num_fields)
+    if t.mode == "sparse":  # each child has a slot for every row; ``field`` slices it to the rows
+        return child_of[codes], np.arange(n, dtype=np.int64)
+    offsets = np.frombuffer(buffers[2], np.int32)[at : at + n] if n else np.empty(0, np.int32)
+    return child_of[codes], offsets.astype(np.int64)
+

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from ..errors import UsageError, option
 from ..core.fingerprint import GOLD, Fingerprint, mix, record_hashes, word_keys
-from ..core.records import array_block, list_spans
+from ..core.records import array_block, list_spans, union_spans
 
 _NULL = np.uint64(0x6A09E667F3BCC908)
 
@@ -61,13 +61,17 @@ def array_hashes(arr: pa.Array) -> np.ndarray:
                 h += mix(array_hashes(field) ^ np.uint64(i + 1) * GOLD)
         elif pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_map(t) or pa.types.is_fixed_size_list(t):
             h = _list_hashes(arr)
+        elif pa.types.is_list_view(t) or pa.types.is_large_list_view(t):
+            h = _list_view_hashes(arr)
+        elif pa.types.is_union(t):
+            h = _union_hashes(arr)
         elif pa.types.is_string_view(t) or pa.types.is_binary_view(t):
             return array_hashes(arr.cast(pa.large_binary() if pa.types.is_binary_view(t) else pa.large_string()))
         elif pa.types.is_binary(t) or pa.types.is_string(t) or pa.types.is_large_binary(t) or pa.types.is_large_string(t):
             h = record_hashes(*array_block(arr))
         elif pa.types.is_boolean(t):
             h = _fixed_hashes(arr.cast(pa.uint8()))
-        elif getattr(t, "bit_width", 0) and t.bit_width % 8 == 0:
+        elif _byte_width(t):
             h = _fixed_hashes(arr)
         else:
             raise UsageError(f"{option('verify')} cannot hash a column of type {t}")
@@ -95,13 +99,52 @@ def _fixed_hashes(arr: pa.Array) -> np.ndarray:
     return h
 
 
+def _byte_width(t: pa.DataType) -> bool:
+    """Whether ``t`` is of a fixed width in whole bytes (pyarrow raises for types of no fixed width)."""
+    try:
+        return bool(t.bit_width) and t.bit_width % 8 == 0
+    except ValueError:
+        return False
+
+
 def _list_hashes(arr: Any) -> np.ndarray:
     """Hashes of list values: their elements' hashes, weighted by position, summed, mixed with the length."""
     offsets, values = list_spans(arr)
-    element = array_hashes(values)
+    return _span_hashes(offsets, array_hashes(values))
+
+
+def _list_view_hashes(arr: Any) -> np.ndarray:
+    """Hashes of list views, as of lists of the same elements (each row's range gathered in order)."""
+    lengths = np.asarray(arr.sizes, np.int64)
+    if arr.null_count:
+        lengths = np.where(arr.is_null().to_numpy(zero_copy_only=False), 0, lengths)  # a null's range may be anything
+    offsets = np.zeros(len(arr) + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    starts = np.asarray(arr.offsets, np.int64)
+    elements = np.repeat(starts - offsets[:-1], lengths) + np.arange(int(offsets[-1]), dtype=np.int64)
+    return _span_hashes(offsets, array_hashes(arr.values.take(elements)))
+
+
+def _span_hashes(offsets: np.ndarray, element: np.ndarray) -> np.ndarray:
+    """Hashes of the runs ``offsets`` cut ``element`` (element hashes) into, weighted by position."""
     starts, lengths = offsets[:-1], np.diff(offsets)
-    position = np.arange(len(values), dtype=np.uint64) - np.repeat(starts, lengths).astype(np.uint64)
+    position = np.arange(len(element), dtype=np.uint64) - np.repeat(starts, lengths).astype(np.uint64)
     weighted = mix(element + (position + np.uint64(1)) * GOLD)
-    sums = np.zeros(len(values) + 1, np.uint64)
+    sums = np.zeros(len(element) + 1, np.uint64)
     np.cumsum(weighted, out=sums[1:])
     return mix((sums[offsets[1:]] - sums[starts]) ^ lengths.astype(np.uint64) * GOLD)
+
+
+def _union_hashes(arr: Any) -> np.ndarray:
+    """Hashes of union values: the value of the child each holds, mixed with its type code."""
+    t = arr.type
+    children, offsets = union_spans(arr)
+    h = np.zeros(len(arr), np.uint64)
+    for c, code in enumerate(t.type_codes):
+        rows = np.flatnonzero(children == c)
+        if not len(rows):
+            continue
+        at = offsets[rows]
+        lo, hi = int(at.min()), int(at.max()) + 1
+        h[rows] = array_hashes(arr.field(c).slice(lo, hi - lo))[at - lo] ^ np.uint64(code + 1) * GOLD
+    return h

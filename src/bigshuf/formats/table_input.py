@@ -14,7 +14,7 @@ import pyarrow as pa
 from ..errors import InputError, UsageError, option
 from ..storage.sources import FileSource
 from .detect import dataset_files, sniff_kind, suffix_kind
-from .tables import ARROW_ERRORS, FILE_KINDS, _reason, plain_schema, schema_difference
+from .tables import ARROW_ERRORS, FILE_KINDS, _reason, check_columns, plain_schema, schema_difference
 
 
 class TableInput:
@@ -38,10 +38,12 @@ class TableInput:
                 with self._parquet() as pf:
                     self.schema = pf.schema_arrow
                     self.rows = pf.metadata.num_rows
+                check_columns(path, self.schema)
             else:
                 with pa.memory_map(path) as f:
                     reader = pa.ipc.open_file(f) if kind == "arrow" else pa.ipc.open_stream(f)
                     self.schema = reader.schema
+                    check_columns(path, self.schema)
                     batches = (reader.get_batch(i) for i in range(reader.num_record_batches)) if kind == "arrow" else reader
                     self.rows = 0
                     for batch in batches:

@@ -135,6 +135,28 @@ class RowWriter:
             raise OutputError(f"{self.sink.name}: cannot write {self.kind}: {_reason(e)}") from None
 
 
+def check_parquet_columns(target: str | None, schema: pa.Schema) -> None:
+    """Refuse, before anything is read, a Parquet output of a column Parquet cannot store (a union,
+    say, read from an Arrow file), naming the column: the writer would fail only once the rows are shuffled."""
+    import pyarrow.parquet as pq
+
+    def fails(fields: list[pa.Field]) -> pa.ArrowException | None:
+        try:
+            pq.ParquetWriter(pa.BufferOutputStream(), pa.schema(fields)).close()
+        except pa.ArrowException as e:
+            return e
+        return None
+
+    if fails(list(schema)) is None:
+        return
+    for field in schema:
+        if fails([field]) is not None:
+            raise UsageError(
+                f"{target or 'standard output'}: column '{field.name}' of type {field.type} cannot be written as Parquet; "
+                f"write Arrow IPC ({option('output_format')}=arrow or an .arrow name)"
+            )
+
+
 class TableOutput(Output):
     """The output of a table shuffle: one file or shards, atomic as for lines, rows in ``kind``'s format."""
 
@@ -152,6 +174,8 @@ class TableOutput(Output):
         self.kind = kind
         self.codec = codec
         self.schema = schema
+        if kind == "parquet":
+            check_parquet_columns(target, schema)
         self.group_rows = group_rows
         self.group_bytes = group_bytes
         self.formats: list[RowWriter] = []

@@ -165,7 +165,11 @@ class TableRun(WeightedRows, TwoPass):
                     yield batch
             self.input_rows = counts
 
-        blocks = _rebatch(read(), self.piece, plan.piece_records(self.limit))
+        # With weighted sources a batch's rows are gathered as many times as they have copies, all at once:
+        # batches shrink by the most copies a row gets, so that scattered they hold about a piece (memory
+        # stays within -S, as for lines). This cuts the batches the draws are made for.
+        most = 1 if self.mixer is None else self.mixer.most_copies()
+        blocks = _rebatch(read(), max(1, self.piece // most), max(1, plan.piece_records(self.limit) // most))
         if self.mixer is not None:
             yield from self._with_sources(blocks)
             return

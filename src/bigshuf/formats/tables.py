@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..core.records import array_block, list_spans
+from ..core.records import array_block, list_spans, union_spans
 from ..errors import InputError, TempSpaceError, UsageError, option
 from ..storage.tempspace import full_disk_hint
 from .detect import sniff_kind
@@ -103,17 +103,53 @@ def schema_difference(first: pa.Schema, other: pa.Schema) -> str:
 
 def plain_type(t: pa.DataType) -> pa.DataType:
     """``t`` with string and binary views made large strings and binaries, which every kernel takes
-    (pyarrow has no ``take`` for views; Polars writes them by default)."""
+    (pyarrow has no ``take`` for views; Polars writes them by default), at any depth but in a union or
+    a list view (which Arrow cannot cast: ``unshufflable`` refuses those)."""
     if pa.types.is_string_view(t) or pa.types.is_binary_view(t):
         return pa.large_binary() if pa.types.is_binary_view(t) else pa.large_string()
-    if pa.types.is_list(t) or pa.types.is_large_list(t):
+    if pa.types.is_map(t):
+        key, item = plain_type(t.key_type), plain_type(t.item_type)
+        if key.equals(t.key_type) and item.equals(t.item_type):
+            return t
+        return pa.map_(t.key_field.with_type(key), t.item_field.with_type(item), t.keys_sorted)
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
         field = t.value_field
-        make = pa.list_ if pa.types.is_list(t) else pa.large_list
-        return make(field.with_type(plain_type(field.type)))
+        inner = plain_type(field.type)
+        if inner.equals(field.type):
+            return t
+        if pa.types.is_fixed_size_list(t):
+            return pa.list_(field.with_type(inner), t.list_size)
+        return (pa.list_ if pa.types.is_list(t) else pa.large_list)(field.with_type(inner))
     if pa.types.is_struct(t):
         fields = [t.field(i) for i in range(t.num_fields)]
         return pa.struct([f.with_type(plain_type(f.type)) for f in fields])
     return t
+
+
+def unshufflable(t: pa.DataType) -> str | None:
+    """Why rows with a column of type ``t`` (as ``plain_type`` makes it) cannot be shuffled, if they
+    cannot: Arrow has no ``take`` for run-end encoded arrays nor for views, and cannot cast a union's."""
+    if isinstance(t, pa.ExtensionType):
+        return unshufflable(t.storage_type)
+    if pa.types.is_run_end_encoded(t):
+        return "it is run-end encoded, which Arrow cannot take rows from; decode it first"
+    if pa.types.is_string_view(t) or pa.types.is_binary_view(t):
+        return "it holds a string or binary view inside a union or list view, which Arrow can neither take rows from nor cast"
+    if pa.types.is_dictionary(t):
+        return None  # rows take the indices; the dictionary goes along whole
+    for i in range(t.num_fields):
+        why = unshufflable(t.field(i).type)
+        if why is not None:
+            return why
+    return None
+
+
+def check_columns(path: str, schema: pa.Schema) -> None:
+    """Refuse, naming ``path`` and the column, a schema with a column whose rows cannot be shuffled."""
+    for field in plain_schema(schema):
+        why = unshufflable(field.type)
+        if why is not None:
+            raise InputError(f"{path}: column '{field.name}' cannot be shuffled: {why}")
 
 
 def plain_schema(schema: pa.Schema) -> pa.Schema:
@@ -140,10 +176,13 @@ def row_sizes(batch: pa.RecordBatch) -> np.ndarray:
 
 
 def _value_sizes(arr: Any) -> np.ndarray:
+    """Bytes each value of ``arr`` takes in Arrow buffers, about (see ``row_sizes``)."""
     t = arr.type
     n = len(arr)
     if isinstance(t, pa.ExtensionType):
         return _value_sizes(arr.storage)
+    if pa.types.is_null(t):
+        return np.zeros(n, np.int64)  # no buffers at all
     if pa.types.is_dictionary(t):
         return np.full(n, t.index_type.bit_width // 8, np.int64)
     if pa.types.is_struct(t):
@@ -151,6 +190,10 @@ def _value_sizes(arr: Any) -> np.ndarray:
         for field in arr.flatten():
             sizes += _value_sizes(field)
         return sizes
+    if pa.types.is_union(t):
+        return _union_sizes(arr)
+    if pa.types.is_list_view(t) or pa.types.is_large_list_view(t):
+        return _list_view_sizes(arr)
     if pa.types.is_fixed_size_list(t):
         values = arr.values.slice(arr.offset * t.list_size, n * t.list_size)
         per_row: np.ndarray = _value_sizes(values).reshape(n, t.list_size).sum(axis=1)
@@ -166,6 +209,45 @@ def _value_sizes(arr: Any) -> np.ndarray:
         return np.diff(ends).astype(np.int64) + ends.itemsize
     width = getattr(t, "bit_width", 64)
     return np.full(n, max(1, width // 8), np.int64)
+
+
+def _union_sizes(arr: Any) -> np.ndarray:
+    """A union's values: a type code byte each, and the child value it holds (dense: plus its 4-byte
+    offset), or every child's value in its slot (sparse: each child has a slot for every row)."""
+    t = arr.type
+    sizes = np.ones(len(arr), np.int64)
+    if t.mode == "sparse":
+        for c in range(t.num_fields):
+            sizes += _value_sizes(arr.field(c))  # sliced to the union's rows
+        return sizes
+    sizes += 4
+    children, offsets = union_spans(arr)
+    for c in range(t.num_fields):
+        rows = np.flatnonzero(children == c)
+        if len(rows):
+            lo, hi = int(offsets[rows].min()), int(offsets[rows].max()) + 1
+            sizes[rows] += _value_sizes(arr.field(c).slice(lo, hi - lo))[offsets[rows] - lo]
+    return sizes
+
+
+def _list_view_sizes(arr: Any) -> np.ndarray:
+    """A list view's values: its offset and size, and the elements in its range (views may share
+    elements; each row counts its own, as a copy of the row would hold them)."""
+    t = arr.type
+    offsets = np.asarray(arr.offsets, np.int64)
+    lengths = np.asarray(arr.sizes, np.int64)
+    if arr.null_count:
+        lengths = np.where(arr.is_null().to_numpy(zero_copy_only=False), 0, lengths)  # a null's range may be anything
+    width = 16 if pa.types.is_large_list_view(t) else 8
+    used = np.flatnonzero(lengths)
+    if not len(used):
+        return np.full(len(arr), width, np.int64)
+    lo, hi = int(offsets[used].min()), int((offsets[used] + lengths[used]).max())
+    sums = np.zeros(hi - lo + 1, np.int64)
+    np.cumsum(_value_sizes(arr.values.slice(lo, hi - lo)), out=sums[1:])
+    starts = np.where(lengths > 0, offsets - lo, 0)
+    spans: np.ndarray = sums[starts + lengths] - sums[starts]
+    return spans + width
 
 
 def _rebatch(

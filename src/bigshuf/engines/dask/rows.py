@@ -26,7 +26,8 @@ from ...errors import InputError, TempSpaceError
 from ...formats.rowhash import row_fingerprint
 from ...formats.table_output import RowWriter
 from ...formats.tables import (
-    ARROW_ERRORS, FILE_KINDS, GROUP_BYTES, TABLE_PIECE, _rebatch, decoded_schema, plain_schema, schema_difference, take_rows,
+    ARROW_ERRORS, FILE_KINDS, GROUP_BYTES, TABLE_PIECE, _rebatch, check_columns, decoded_schema, plain_schema, schema_difference,
+    take_rows,
 )
 from ...storage import remote
 from ...storage.sinks import CodecChoice, Sink
@@ -251,8 +252,9 @@ def describe(f: remote.RemoteFile, kind: str, shown: str) -> TableFile:
 
 
 def check_schemas(files: Sequence[TableFile]) -> None:
-    """Every input's schema must be the first's (metadata aside), as the local engine requires."""
+    """Every input's schema must be the first's (metadata aside), and its rows shufflable, as the local engine requires."""
     first = files[0]
+    check_columns(first.shown, first.schema)
     for other in files[1:]:
         if not other.schema.equals(first.schema, check_metadata=False):
             raise InputError(f"{other.shown}: schema does not match {first.shown}: {schema_difference(first.schema, other.schema)}")
