@@ -643,3 +643,23 @@ def test_a_signal_just_after_a_shard_file_is_created_leaves_nothing(tmp_path: Pa
         bigshuf.shuffle(src, f"{out}/", seed=1, shards=20, tmp_dir=tmp_path, sync=False)
     assert created == 5
     assert not out.exists() or os.listdir(out) == []
+
+
+def test_shards_left_by_an_earlier_run_with_more_are_refused_or_named(tmp_path: Path) -> None:
+    # Found by an attack: `--shards 3 -o ip/` then `--shards 2 -o ip/ ip/` (resharding in place)
+    # left part-00002 beside the new shards: 160 samples for 120, silently. A known count is refused
+    # before reading; an open-ended one (known only at the end) is named in one line; nothing is removed.
+    src = write_records(tmp_path / "in.txt", make_records(300, seed=4))
+    out = tmp_path / "o"
+    assert cli(["--seed", "1", "--shards", "3", str(src), "-o", f"{out}/"]).returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    proc = cli(["--seed", "2", "--shards", "2", str(out), "-o", f"{out}/"])
+    assert proc.returncode == 1 and proc.stdout == b""
+    assert proc.stderr == f"bigshuf: {out}/part-00002.txt: is not one of the 2 shards this run writes, and would be left beside them (its records read twice by whoever reads them all): move it away, or write the shards elsewhere\n".encode()
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert cli(["--seed", "2", "--shards", "3", str(out), "-o", f"{out}/"]).returncode == 0  # the same count replaces them all
+    assert sorted(b"".join(p.read_bytes() for p in out.iterdir()).splitlines()) == sorted(src.read_bytes().splitlines())
+    proc = cli(["--seed", "3", "--shard-records", "150", str(src), "-o", f"{out}/"])
+    assert proc.returncode == 0
+    assert proc.stderr == f"bigshuf: note: {out}/part-00002.txt (and any later shard) was there before this run and is not one of the 2 shards it wrote; it was left in place\n".encode()
+    assert sorted(p.name for p in out.iterdir()) == ["part-00000.txt", "part-00001.txt", "part-00002.txt"]

@@ -4,6 +4,7 @@ header on top of each, and committed together at the end (or removed together on
 from __future__ import annotations
 
 import os
+import sys
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -377,6 +378,24 @@ class Output:
                 if isinstance(sink, AtomicFileSink):
                     sink.keep_on_abort = True  # the journal needs them to finish the commit
             raise
+        if self.sharding.open_ended:
+            self._note_stale_shards()
+
+    def _note_stale_shards(self) -> None:
+        """Name a shard file past the last one written that was there before (an earlier run's with
+        more shards): the count was not known when ``--shards N`` would have refused it. It is
+        the user's, so it stays; one line says so."""
+        for split, target, _start, _count in self._groups:
+            written = sum(1 for o in self.outputs if o.split == split)
+            after = shard_names(
+                target, written + 1, self.compress, self._is_directory(target), suffix=self.shard_suffix, indices=[written],
+                option_name=shard_option(self.sharding),
+            )[0]
+            if os.path.lexists(after):
+                print(
+                    f"bigshuf: note: {after} (and any later shard) was there before this run and is not one of the {written} "
+                    "shards it wrote; it was left in place", file=sys.stderr,
+                )
 
     def _write_manifest(self, moves: list[tuple[str, str]]) -> tuple[str, str]:
         """Write the manifest to a temporary file beside its target (created exclusively, private,

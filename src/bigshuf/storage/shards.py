@@ -201,6 +201,9 @@ def _final_paths(
             names = shard_names(target, shards, compress, as_directory, suffix=suffix)
         for name in names:
             _check_generated(name, target)
+        if open_ended is None:
+            assert shards is not None
+            _check_no_stale_shard(target, shards, names, compress, as_directory, suffix)
         finals = [generated_path(p) for p in names]
         first: dict[str, int] = {}
         for i, final in enumerate(finals):
@@ -208,6 +211,20 @@ def _final_paths(
             if first.setdefault(final, i) != i:
                 raise OutputError(f"{target}: shards {first[final]} and {i} would both be written to {final}")
     return finals
+
+
+def _check_no_stale_shard(
+    target: str, shards: int, names: list[str], compress: CodecChoice | None, as_directory: bool, suffix: str | None,
+) -> None:
+    """Refuse ``--shards N`` where shard N (the first past this run's) exists: an earlier run with
+    more shards (or the inputs, resharded in place) would be left beside the new shards, and a
+    reader of the directory would count its records twice. Nothing of the user's is removed."""
+    after = shard_names(target, shards + 1, compress, as_directory, suffix=suffix, indices=[shards])[0]
+    if after not in names and os.path.lexists(after):
+        raise OutputError(
+            f"{after}: is not one of the {shards} shards this run writes, and would be left beside them "
+            f"(its records read twice by whoever reads them all): move it away, or write the shards elsewhere"
+        )
 
 
 def _check_generated(name: str, target: str) -> None:
