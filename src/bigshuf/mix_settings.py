@@ -78,7 +78,7 @@ def _source_files(raw: object) -> list[tuple[str, tuple[str, ...]]]:
     if not isinstance(raw, Mapping):
         raise UsageError(f"sources must map each source's name to its paths, not {_describe(raw)}")
     out: list[tuple[str, tuple[str, ...]]] = []
-    owner: dict[str, str] = {}
+    owner: dict[object, str] = {}
     for name, paths in raw.items():
         if not isinstance(name, str):
             raise UsageError(f"a source's name must be a str, not {_describe(name)}")
@@ -92,12 +92,25 @@ def _source_files(raw: object) -> list[tuple[str, tuple[str, ...]]]:
                 raise UsageError(f"source '{name}': no file matches '{path}'")
             files.extend(expand_directories(matched))
         for path in files:
-            real = path if path == "-" else os.path.realpath(path)
-            if real in owner:
-                raise UsageError(f"{path}: named in source '{owner[real]}' and in '{name}'; a file may be in one source, once")
-            owner[real] = name
+            same = _identity(path)
+            if same in owner:
+                raise UsageError(f"{path}: named in source '{owner[same]}' and in '{name}'; a file may be in one source, once")
+            owner[same] = name
         out.append((name, tuple(files)))
     return out
+
+
+def _identity(path: str) -> object:
+    """What makes a source's file the same file by any name (a hard link, a symlink, another
+    spelling): its device and inode; standard input, or a file that cannot be read (its read says
+    why), by its path."""
+    if path == "-":
+        return path
+    try:
+        st = os.stat(path)
+    except OSError:
+        return os.path.realpath(path)
+    return (st.st_dev, st.st_ino)
 
 
 def _named_numbers(setting: str, raw: object, names: list[str]) -> list[tuple[str, Fraction]]:

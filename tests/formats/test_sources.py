@@ -257,6 +257,20 @@ def test_a_file_in_two_sources_is_refused(tmp_path: Path, corpus: dict[str, list
         bigshuf.shuffle(sources={"a": tmp_path / "web", "b": str(tmp_path / "web" / "*.txt")}, output=tmp_path / "out")
 
 
+@pytest.mark.parametrize("how", ["hard link", "symlink", "another spelling"])
+def test_one_file_by_two_names_in_two_sources_is_refused(tmp_path: Path, how: str, run_cli) -> None:  # type: ignore[no-untyped-def]
+    write_records(tmp_path / "a.txt", [b"a1", b"a2"])
+    (tmp_path / "sub").mkdir()
+    other = {"hard link": "b.txt", "symlink": "b.txt", "another spelling": "sub/../a.txt"}[how]
+    if how == "hard link":
+        os.link(tmp_path / "a.txt", tmp_path / "b.txt")
+    elif how == "symlink":
+        os.symlink("a.txt", tmp_path / "b.txt")
+    code, out, err = run_cli(["--source", "a=a.txt", "--source", f"b={other}"], cwd=tmp_path)
+    assert (code, out) == (1, b"")
+    assert err == f"bigshuf: {other}: named in source 'a' and in 'b'; a file may be in one source, once\n".encode()
+
+
 def test_an_empty_source_cannot_have_a_share(tmp_path: Path, corpus: dict[str, list[bytes]]) -> None:
     (tmp_path / "empty.txt").write_bytes(b"")
     with pytest.raises(InputError, match="source 'none' has no records"):
