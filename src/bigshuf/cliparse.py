@@ -13,6 +13,7 @@ from fractions import Fraction
 from typing import Any, NoReturn, cast
 
 from .core.head import parse_share
+from .core.numbers import HOW
 from .core.mix import named_values
 from .errors import InputError, UsageError
 
@@ -234,6 +235,8 @@ class _HeadCount(argparse.Action):
                 setattr(namespace, self.dest, values)
             return
         count = _unsigned(values)
+        if count is None and values.endswith("%"):
+            raise UsageError(f"invalid line count: '{values}' (a percentage from 0% to 100% such as 10% or 0.5%: {HOW})")
         if count is None:
             raise UsageError(f"invalid line count: '{values}'")
         if isinstance(old, str):

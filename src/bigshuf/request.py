@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from .arguments import _check_types, _describe, _input_list, _integer, _memory_argument, _optional_integer, _optional_path
 from .core import mix as weights, plan
 from .core.head import parse_share
+from .core.numbers import HOW
 from .core.mix import SourceStats
 from .engines.base import get_engine
 from .errors import UsageError, option
@@ -178,7 +179,9 @@ def _head(value: object) -> tuple[int | None, Fraction | None]:
     if isinstance(value, str):
         share = parse_share(value)
         if share is None:
-            raise UsageError(f"head_count must be an integer or a percentage from '0%' to '100%', not {_describe(value)}")
+            raise UsageError(
+                f"head_count must be an integer or a percentage from '0%' to '100%' (its number {HOW}), not {_describe(value)}"
+            )
         return None, share
     return _optional_integer("head_count", value), None
 

@@ -115,11 +115,25 @@ def test_largest_remainder_sums_exactly_to_the_total() -> None:
     ("../x=rest", "invalid --split part"),
     ("a=-1,b=rest", "invalid --split value for 'a'"),
     ("a=1.5,b=rest", "invalid --split value for 'a'"),
+    # One spelling of numbers for every mix option: "1." is neither the count 1 nor the fraction 1.0.
+    ("a=1.,b=rest", "invalid --split value for 'a': '1.' (a record count such as 100, a fraction up to 1 with digits after its dot"),
+    ("a=.5,b=rest", "invalid --split value for 'a': '.5'"),
+    ("a=1e-1,b=rest", "invalid --split value for 'a': '1e-1'"),
+    ("a=1/2,b=rest", "invalid --split value for 'a': '1/2'"),
+    ("a=\u00b2,b=rest", "invalid --split value for 'a'"),
 ])
 def test_malformed_splits_are_one_line(tmp_path: Path, spec: str, message: str) -> None:
     src = write_records(tmp_path / "in", make_records(10, seed=1))
     proc = cli(str(src), "--split", spec, "-o", str(tmp_path / "{split}"))
     assert proc.returncode == 1 and proc.stderr.count(b"\n") == 1 and message.encode() in proc.stderr, proc.stderr
+
+
+def test_a_count_is_an_integer_and_a_fraction_has_its_dot(tmp_path: Path) -> None:
+    src = write_records(tmp_path / "in", [b"%d" % i for i in range(10)])
+    for value, first in (("1", 1), ("1.0", 10), ("0.50", 5)):
+        proc = cli(str(src), "--split", f"a={value},b=rest", "-o", str(tmp_path / "{split}"))
+        assert proc.returncode == 0, proc.stderr
+        assert (len((tmp_path / "a").read_bytes().split()), len((tmp_path / "b").read_bytes().split())) == (first, 10 - first)
 
 
 def test_a_count_larger_than_the_total_names_the_split_and_writes_nothing(tmp_path: Path) -> None:
