@@ -282,6 +282,12 @@ def _check_outputs(request: Request) -> None:
             raise UsageError(
                 f"{option('split')} needs {option('output')} with a {SPLIT_FIELD} placeholder, like out/{SPLIT_FIELD}.jsonl"
             )
+        field = _shard_field(request.output.replace(SPLIT_FIELD, ""))
+        if field and not given:
+            raise UsageError(
+                f"{option('output')} '{request.output}' numbers shards with '{field}', but no shard option is given: "
+                f"add {option('shards')}, {option('shard_size')} or {option('shard_records')}, or take '{field}' out"
+            )
     if request.manifest is not None and (request.output is None or request.output == "-" or request.manifest == "-"):
         raise UsageError(f"{option('manifest')} needs {option('output')} naming files, and a file to write the manifest to")
     layouts = [n for n in ("split", "shard_size", "shard_records", "manifest") if getattr(request, n) is not None]
@@ -291,6 +297,20 @@ def _check_outputs(request: Request) -> None:
         )
     if layouts and request.resume:
         raise UsageError(f"{option('resume')} cannot be used with {option(layouts[0])}")
+
+
+def _shard_field(pattern: str) -> str:
+    """The first ``{}``-style field of ``pattern`` (what numbers shards), or empty if it has none."""
+    from string import Formatter
+
+    try:
+        fields = [(name, spec, conv) for _, name, spec, conv in Formatter().parse(pattern) if name is not None]
+    except ValueError:
+        return ""  # a lone brace: no field, a literal name
+    if not fields:
+        return ""
+    name, spec, conv = fields[0]
+    return f"{{{name}{'!' + conv if conv else ''}{':' + spec if spec else ''}}}"
 
 
 def _check_table_settings(request: Request, all_paths: bool) -> None:

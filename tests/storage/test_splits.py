@@ -158,6 +158,23 @@ def test_split_refusals_are_one_line(tmp_path: Path, args: list[str], message: s
     assert proc.returncode == 1 and proc.stderr.count(b"\n") == 1 and message.encode() in proc.stderr, proc.stderr
 
 
+@pytest.mark.parametrize("pattern", ["{split}/{:05d}.txt", "{split}-{}.txt", "{0}/{split}.txt"])
+def test_a_shard_field_without_a_shard_option_is_refused(tmp_path: Path, pattern: str) -> None:
+    """It was written as a literal file name ('{:05d}.txt' in each split's directory)."""
+    src = write_records(tmp_path / "in", make_records(10, seed=1))
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    proc = cli(str(src), "--split", "a=3,b=rest", "-o", str(tmp_path / pattern))
+    field = pattern.replace("{split}", "").split("}")[0].split("{")[1]
+    assert proc.returncode == 1 and proc.stdout == b""
+    assert proc.stderr.decode() == (
+        f"bigshuf: -o '{tmp_path / pattern}' numbers shards with '{{{field}}}', but no shard option is given: "
+        f"add --shards, --shard-size or --shard-records, or take '{{{field}}}' out\n"
+    )
+    assert sorted(os.listdir(tmp_path)) == ["a", "b", "in"] and not os.listdir(tmp_path / "a")
+    assert cli(str(src), "--split", "a=3,b=rest", "-o", str(tmp_path / pattern), "--shard-records", "5").returncode == 0
+
+
 def test_library_refusal_words_the_keyword(tmp_path: Path) -> None:
     src = write_records(tmp_path / "in", make_records(10, seed=1))
     with pytest.raises(bigshuf.UsageError, match="split= needs output= with a {split} placeholder"):
