@@ -392,6 +392,21 @@ def parse_seed(text: str | None) -> int | None:
     return int(text)
 
 
+#: What ``--check-manifest`` takes besides its file: the memory it reads with, and whether bars show.
+CHECK_MANIFEST_OPTIONS = frozenset({"check_manifest", "memory", "progress", "operands"})
+
+
+def options_given(args: argparse.Namespace, allowed: frozenset[str]) -> list[str]:
+    """The options of ``args`` other than ``allowed`` ones that were given (differ from their
+    defaults), each spelt as its long option, in the order the parser lists them."""
+    given = []
+    for action in _parser()._actions:
+        if action.dest in allowed or not action.option_strings or getattr(args, action.dest, None) == action.default:
+            continue
+        given.append(next((s for s in action.option_strings if s.startswith("--")), action.option_strings[0]))
+    return given
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """The command line as options and operands (GNU shuf's checks made as getopt meets them)."""
     argv = list(argv)
