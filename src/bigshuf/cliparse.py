@@ -127,7 +127,7 @@ Mandatory arguments to long options are mandatory for short options too.
                               rates solved from counts made in a first pass
       --total=N             records of a --mix; with --by=bytes, bytes (50G)
       --by=records|bytes    what the shares of --mix count (default: records)
-      --max-rate=R          refuse a rate above R (default: 10)
+      --max-rate=R          refuse a rate above R (default: 10; at least 1)
       --stratify            with --split: give each split its share of every
                               source's records (valid gets valid's share of
                               web and of code), still uniform in each split
@@ -380,6 +380,8 @@ def parse_sources(args: argparse.Namespace) -> dict[str, Any]:
                 named[name] = value
         out["rates" if flag == "--rate" else "mix"] = named or None
     if args.max_rate is not None:
+        if not sources:
+            raise UsageError("--max-rate needs --source NAME=PATH to name the sources it caps")
         out["max_rate"] = args.max_rate
     return out
 

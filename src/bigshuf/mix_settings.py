@@ -30,6 +30,12 @@ def mix_settings(raw: dict[str, object]) -> dict[str, Any]:
     sources = _source_files(raw.get("sources"))
     names = [name for name, _files in sources]
     max_rate = weights.as_fraction(raw.get("max_rate", weights.DEFAULT_MAX_RATE), f"{option('max_rate')} value")
+    if max_rate < 1:
+        # A cap on upsampling: below 1 it would refuse every source kept whole, the default rate 1 included.
+        raise UsageError(
+            f"invalid {option('max_rate')} value: '{raw['max_rate']}' (at least 1: it caps upsampling; "
+            f"sample a source down with {option('rate')} NAME=R)"
+        )
     by = raw.get("by", "records")
     if by not in ("records", "bytes"):
         raise UsageError(f"invalid {option('by')} value: '{by}' (records or bytes)")

@@ -285,6 +285,20 @@ def test_numbers_are_spelt_one_way_in_every_option(tmp_path: Path, flag: str, va
             bigshuf.shuffle(sources={"a": tmp_path / "a.txt"}, output=tmp_path / "o", **setting)  # type: ignore[arg-type]
 
 
+def test_a_max_rate_below_1_is_refused_and_needs_sources(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    """Below 1 it was not applied to the default rate 1 of a source without --rate: a cap on upsampling
+    cannot be below keeping a source whole. Without --source it was ignored."""
+    write_records(tmp_path / "a.txt", [b"a%d" % i for i in range(10)])
+    code, out, err = run_cli(["--source", "a=a.txt", "--max-rate", "0.5"], cwd=tmp_path)
+    assert (code, out) == (1, b"")
+    assert err == b"bigshuf: invalid --max-rate value: '0.5' (at least 1: it caps upsampling; sample a source down with --rate NAME=R)\n"
+    with pytest.raises(UsageError, match=r"^invalid max_rate= value: '0.99' \(at least 1: it caps upsampling; sample a source down with rates= NAME=R\)$"):
+        bigshuf.shuffle(sources={"a": tmp_path / "a.txt"}, rates={"a": 0.5}, max_rate=0.99, output=tmp_path / "o")
+    assert bigshuf.shuffle(sources={"a": tmp_path / "a.txt"}, rates={"a": 0.5}, max_rate=1, output=tmp_path / "o").records == 5
+    code, out, err = run_cli(["a.txt", "--max-rate", "5"], cwd=tmp_path)
+    assert (code, out, err) == (1, b"", b"bigshuf: --max-rate needs --source NAME=PATH to name the sources it caps\n")
+
+
 def test_library_rates_may_be_numbers_of_any_python_kind(tmp_path: Path) -> None:
     write_records(tmp_path / "a.txt", [b"a%d" % i for i in range(10)])
     for rate in (0.5, Fraction(1, 2), "0.5", "0.50"):
