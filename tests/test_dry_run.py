@@ -320,12 +320,13 @@ def test_dask_engine_refuses_a_plan(tmp_path: Path) -> None:
 
 def test_split_the_records_cannot_fill_fails_as_the_run_does(tmp_path: Path, run_cli: Runner) -> None:
     src = write_records(tmp_path / "a.txt", [b"%d" % i for i in range(10)])
-    for extra in ([], ["-n", "50%"]):
-        args = [src, *extra, "--split", "v=8,t=rest", "-o", tmp_path / "o" / "{split}.txt"]
+    # The 10 records; half of them; a source at rate 0.5 (5 records in the multiset, counted by the plan).
+    for extra in ([src], [src, "-n", "50%"], ["--source", f"a={src}", "--rate", "a=0.5"]):
+        args = [*extra, "--split", "v=8,t=rest", "-o", tmp_path / "o" / "{split}.txt"]
         (tmp_path / "o").mkdir(exist_ok=True)
         code, stdout, err = run_cli(["--dry-run", *args])
         run = run_cli(args)
-        if not extra:  # 8 of 10 fit
+        if len(extra) == 1:  # 8 of 10 fit
             assert (code, run[0]) == (0, 0) and _lines(stdout)["output"].endswith("(splits v=8,t=rest: v 8, t 2 records)")
             continue
         want = b"bigshuf: --split: split 'v' needs 8 records, but only 5 of the 5 written are left for it\n"
@@ -419,3 +420,17 @@ def test_temporary_space_is_the_weighted_multisets(tmp_path: Path, small_fs: Pat
     found = plan_shuffle((), sources={"a": str(a)}, rates={"a": 0.25}, memory="256K", tmp_dir=small_fs)
     assert found.ok and plan_lines_of(found)["sources"] == "a 1 file rate 0.25; 2,000 records to shuffle; a counting pass reads every input first"
     assert found.temp_needed == (a.stat().st_size + 1) // 4
+
+
+@pytest.mark.parametrize("memory", ["256K", "3M"])
+@pytest.mark.parametrize("rates", [{"c": 3, "d": 1}, {"c": 0.5, "d": 2.5}])
+def test_weighted_plan_has_the_runs_path_and_buckets(tmp_path: Path, memory: str, rates: dict[str, float]) -> None:
+    """The multiset, not the input, decides the path and the buckets (at 3M three copies of ~500 KB do
+    not fit beside their index, though the input alone would)."""
+    (tmp_path / "c.txt").write_text("".join(f"line {i} {'x' * (i % 40)}\n" for i in range(20000)))
+    (tmp_path / "d.txt").write_text("".join(f"d{i}\n" for i in range(3000)))
+    sources = {"c": str(tmp_path / "c.txt"), "d": str(tmp_path / "d.txt")}
+    found = plan_shuffle((), tmp_path / "o.txt", sources=sources, rates=rates, memory=memory, seed=1, tmp_dir=tmp_path)
+    stats = shuffle((), tmp_path / "o.txt", sources=sources, rates=rates, memory=memory, seed=1, tmp_dir=tmp_path)
+    assert found.ok and (found.in_memory, found.buckets, found.passes) == (stats.buckets == 0, stats.buckets, stats.passes)
+    assert f"; {stats.records:,} records to shuffle" in plan_lines_of(found)["sources"]
