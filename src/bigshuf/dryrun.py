@@ -136,8 +136,11 @@ class Facts:
         est = self.sample.estimate
         if not self.sample.in_memory or not self.request.sources or est is None or est.nbytes is None or est.records is None:
             return self.sample.in_memory
-        copies = self.multiset if self.multiset is not None else None if self.factor is None else int(est.records * self.factor)
-        if copies is None:
+        if self.multiset is not None:
+            copies = self.multiset
+        elif self.factor is not None:
+            copies = int(est.records * self.factor)  # the multiset's records, expected
+        else:
             return None
         if self.request.family == registry.TABLE and self.rates is not None and all(r == 1 for r in self.rates):
             copies = 0  # every row once: a table run holds no index of copies
@@ -514,7 +517,8 @@ def _split_sizes(facts: Facts, parts: tuple[SplitPart, ...]) -> str:
         counts = split_counts(parts, written)
     except BigShufError as e:
         if exact:
-            facts.check("splits", lambda: _raise(_message(e)))
+            refused = _message(e)
+            facts.check("splits", lambda: _raise(refused))
             return ""
         return f": the ~{written:,} records estimated are too few for them (the run checks once they are counted)"
     sizes = ", ".join(f"{p.name} {c:,}" for p, c in zip(parts, counts))
