@@ -85,6 +85,11 @@ def _lines(stdout: bytes) -> dict[str, str]:
     return dict(line.split(": ", 1) for line in stdout.decode().splitlines() if ": " in line)
 
 
+def plan_lines_of(found: Any) -> dict[str, str]:
+    """A plan's ``name: value`` lines by name."""
+    return _lines(found.render().encode())
+
+
 def test_in_memory_plan_counts_a_small_input_and_the_run_agrees(tmp_path: Path) -> None:
     records = make_records(3000, seed=3)
     src = write_records(tmp_path / "in.txt", records)
@@ -308,3 +313,124 @@ def test_dask_engine_refuses_a_plan(tmp_path: Path) -> None:
     src = write_records(tmp_path / "in.txt", make_records(10, seed=1))
     with pytest.raises(UsageError, match=r"^engine='dask' does not support plan_shuffle\(\)$"):
         plan_shuffle(src, engine="dask")
+
+
+# ---------------------------------------------------------------- what the run refuses once it has counted
+
+
+def test_split_the_records_cannot_fill_fails_as_the_run_does(tmp_path: Path, run_cli: Runner) -> None:
+    src = write_records(tmp_path / "a.txt", [b"%d" % i for i in range(10)])
+    # The 10 records; half of them; a source at rate 0.5 (5 records in the multiset, counted by the plan).
+    for extra in ([src], [src, "-n", "50%"], ["--source", f"a={src}", "--rate", "a=0.5"]):
+        args = [*extra, "--split", "v=8,t=rest", "-o", tmp_path / "o" / "{split}.txt"]
+        (tmp_path / "o").mkdir(exist_ok=True)
+        code, stdout, err = run_cli(["--dry-run", *args])
+        run = run_cli(args)
+        if len(extra) == 1:  # 8 of 10 fit
+            assert (code, run[0]) == (0, 0) and _lines(stdout)["output"].endswith("(splits v=8,t=rest: v 8, t 2 records)")
+            continue
+        want = b"bigshuf: --split: split 'v' needs 8 records, but only 5 of the 5 written are left for it\n"
+        assert (code, err) == (1, want) and run[::2] == (1, want)
+        assert stdout.decode().endswith("failed: splits: " + want.decode().removeprefix("bigshuf: "))
+
+
+def test_split_against_an_estimate_is_said_not_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bigshuf.core import plan
+
+    src = write_records(tmp_path / "a.txt", make_records(3000, seed=8))
+    monkeypatch.setattr(plan, "DRY_RUN_SAMPLE", 4096)  # the plan reads the input's start only: records estimated
+    found = plan_shuffle(src, str(tmp_path / "{split}.txt"), split="v=5000,t=rest", memory="1M")
+    assert found.ok and not found.exact
+    assert plan_lines_of(found)["output"].endswith("(splits v=5000,t=rest: the ~%s records estimated are too few for them "
+                                                   "(the run checks once they are counted))" % f"{found.records:,}")
+    found = plan_shuffle(src, str(tmp_path / "{split}.txt"), split="v=0.5,t=rest", memory="1M")
+    assert found.ok and "estimated; the run checks once they are counted" in plan_lines_of(found)["output"]
+
+
+
+@pytest.mark.parametrize("case", ["above the maximum rate", "an empty source"])
+def test_mix_the_run_refuses_fails_as_the_run_does(tmp_path: Path, run_cli: Runner, case: str) -> None:
+    write_records(tmp_path / "a.txt", [b"a%d" % i for i in range(10)])
+    write_records(tmp_path / "b.txt", [b"b%d" % i for i in range(100)])
+    (tmp_path / "e.txt").write_bytes(b"")
+    if case == "an empty source":
+        args = ["--source", "a=a.txt", "--source", "e=e.txt", "--mix", "a=0.5,e=0.5"]
+        want = b"bigshuf: source 'e' has no records: it cannot make up a share of --mix\n"
+    else:
+        args = ["--source", "a=a.txt", "--source", "b=b.txt", "--mix", "a=0.5,b=0.5", "--total", "400"]
+        want = b"bigshuf: --mix needs rate 20 for source 'a', above the maximum of 10; raise --max-rate to allow it\n"
+    code, stdout, err = run_cli(["--dry-run", *args], cwd=tmp_path)
+    assert (code, err) == (1, want)
+    assert stdout.decode().endswith("failed: sources: " + want.decode().removeprefix("bigshuf: "))
+    assert _lines(stdout)["path"] == "unknown (the --mix is refused)"
+    assert run_cli(args, cwd=tmp_path)[::2] == (1, want)
+    assert run_cli(["--dry-run", *args, "--max-rate", "20"], cwd=tmp_path)[0] == (1 if case == "an empty source" else 0)
+
+
+def test_mix_of_inputs_too_big_to_count_says_its_rates_wait(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bigshuf.core import plan
+
+    a = write_records(tmp_path / "a.txt", make_records(2000, seed=9))
+    b = write_records(tmp_path / "b.txt", make_records(10, seed=10))
+    monkeypatch.setattr(plan, "DRY_RUN_SAMPLE", 4096)
+    found = plan_shuffle((), sources={"a": str(a), "b": str(b)}, mix={"a": 0.5, "b": 0.5}, total=1000, memory="256K")
+    lines = plan_lines_of(found)
+    assert found.ok and lines["sources"].endswith("; the rates are known only after a counting pass reads every input first")
+    assert lines["temporary space"].startswith("needs an unknown amount (so is the multiset's size)")
+    with pytest.raises(UsageError, match=r"needs rate 50 for source 'b'"):
+        shuffle((), sources={"a": str(a), "b": str(b)}, mix={"a": 0.5, "b": 0.5}, total=1000, memory="256K")
+
+
+def test_parquet_mix_is_solved_from_the_files_row_counts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    from bigshuf.core import plan
+
+    rows = 30000
+    pq.write_table(pa.table({"id": list(range(rows)), "s": ["x" * (i % 50) for i in range(rows)]}), tmp_path / "a.parquet")
+    pq.write_table(pa.table({"id": list(range(10)), "s": ["y"] * 10}), tmp_path / "b.parquet")
+    monkeypatch.setattr(plan, "DRY_RUN_SAMPLE", 4096)  # not read whole: the counts come from the metadata
+    sources = {"a": str(tmp_path / "a.parquet"), "b": str(tmp_path / "b.parquet")}
+    found = plan_shuffle((), tmp_path / "o.parquet", sources=sources, mix={"a": 0.5, "b": 0.5}, total=400, memory="1M")
+    assert not found.exact
+    assert found.render().endswith(
+        "\nfailed: sources: mix= needs rate 20 for source 'b', above the maximum of 10; raise max_rate= to allow it\n"
+    )
+    with pytest.raises(UsageError, match=r"needs rate 20 for source 'b'"):
+        shuffle((), tmp_path / "o.parquet", sources=sources, mix={"a": 0.5, "b": 0.5}, total=400)
+    found = plan_shuffle((), tmp_path / "o.parquet", sources=sources, mix={"a": 0.5, "b": 0.5}, total=40, memory="1M")
+    assert found.ok and "share 0.5 (rate 2)" in plan_lines_of(found)["sources"]
+    assert "; 40 records to shuffle" in plan_lines_of(found)["sources"]
+
+
+def test_temporary_space_is_the_weighted_multisets(tmp_path: Path, small_fs: Path, run_cli: Runner) -> None:
+    # ~400 KB of input fits the 1 MiB tmpfs; three copies of it do not.
+    a = write_records(tmp_path / "a.txt", make_records(8000, seed=11, min_len=40, max_len=60))
+    args = ["--source", f"a={a}", "--rate", "a=3", "-S", "256K", "-T", small_fs]
+    found = plan_shuffle((), sources={"a": str(a)}, rates={"a": 3}, memory="256K", tmp_dir=small_fs)
+    # The run's figure: the input's size and a separator, three times.
+    assert found.in_memory is False and found.temp_needed == 3 * (a.stat().st_size + 1)
+    code, stdout, err = run_cli(["--dry-run", *args])
+    need, free = format_size(3 * (a.stat().st_size + 1)), format_size(shutil.disk_usage(small_fs).free)
+    assert (code, err) == (1, f"bigshuf: {small_fs}: not enough temporary space: need {need}, {free} free; choose another directory with -T\n".encode())
+    code, _, run_err = run_cli(args)
+    assert code == 1 and b"not enough temporary space" in run_err
+    # A fractional rate, counted by the plan of an input this small: the multiset it will shuffle.
+    found = plan_shuffle((), sources={"a": str(a)}, rates={"a": 0.25}, memory="256K", tmp_dir=small_fs)
+    assert found.ok and plan_lines_of(found)["sources"] == "a 1 file rate 0.25; 2,000 records to shuffle; a counting pass reads every input first"
+    assert found.temp_needed == (a.stat().st_size + 1) // 4
+
+
+@pytest.mark.parametrize("memory", ["256K", "3M"])
+@pytest.mark.parametrize("rates", [{"c": 3, "d": 1}, {"c": 0.5, "d": 2.5}])
+def test_weighted_plan_has_the_runs_path_and_buckets(tmp_path: Path, memory: str, rates: dict[str, float]) -> None:
+    """The multiset, not the input, decides the path and the buckets (at 3M three copies of ~500 KB do
+    not fit beside their index, though the input alone would)."""
+    (tmp_path / "c.txt").write_text("".join(f"line {i} {'x' * (i % 40)}\n" for i in range(20000)))
+    (tmp_path / "d.txt").write_text("".join(f"d{i}\n" for i in range(3000)))
+    sources = {"c": str(tmp_path / "c.txt"), "d": str(tmp_path / "d.txt")}
+    found = plan_shuffle((), tmp_path / "o.txt", sources=sources, rates=rates, memory=memory, seed=1, tmp_dir=tmp_path)
+    stats = shuffle((), tmp_path / "o.txt", sources=sources, rates=rates, memory=memory, seed=1, tmp_dir=tmp_path)
+    assert found.ok and (found.in_memory, found.buckets, found.passes) == (stats.buckets == 0, stats.buckets, stats.passes)
+    assert f"; {stats.records:,} records to shuffle" in plan_lines_of(found)["sources"]

@@ -128,6 +128,8 @@ def test_command_line(tmp_path: Path) -> None:
     [
         (["-n", "101%"], "invalid line count: '101%'"),
         (["-n", "-5%"], "invalid line count: '-5%'"),
+        (["-n", "12.%"], "invalid line count: '12.%' (a percentage from 0% to 100% such as 10% or 0.5%: digits with digits after any dot"),
+        (["-n", ".5%"], "invalid line count: '.5%' (a percentage from 0% to 100%"),
         (["-n", "5", "-n", "10%"], "invalid line count: '10%' (-n was given as a count already)"),
         (["-n", "10%", "-n", "5"], "invalid line count: '5' (-n was given as a percentage already)"),
         (["-n", "10%", "--verify"], "--verify checks whole shuffles; it cannot check a sample (-n)"),

@@ -103,9 +103,10 @@ def test_dry_run_says_what_the_mix_options_add(tmp_path: Path) -> None:
     lines = plan_lines(plan_shuffle(src, head_count="10%", unique=True))
     assert lines["records written"] == "at most 100 (head_count= 10%)" and "unique=True" in lines["duplicates"]
     lines = plan_lines(plan_shuffle((), sources={"web": str(src), "code": str(code)}, rates={"web": 0.5}))
-    assert lines["sources"] == "web 1 file rate 0.5, code 1 file rate 1; a counting pass reads every input first"
+    # Inputs this small are read whole by the plan, so the multiset is counted: 500 + 10, as the run writes.
+    assert lines["sources"] == "web 1 file rate 0.5, code 1 file rate 1; 510 records to shuffle; a counting pass reads every input first"
     assert "records written" not in lines
     before = sorted(p.name for p in tmp_path.iterdir())
     found = plan_shuffle(src, str(tmp_path / "new" / "{split}.txt"), split="a=1,b=rest", manifest=tmp_path / "new" / "m.json")
-    assert found.ok and plan_lines(found)["output"].endswith("(splits a=1,b=rest)")
+    assert found.ok and plan_lines(found)["output"].endswith("(splits a=1,b=rest: a 1, b 999 records)")
     assert sorted(p.name for p in tmp_path.iterdir()) == before

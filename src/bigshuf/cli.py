@@ -16,7 +16,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .cliparse import HELP, PROG, CommandSyntaxError, parse_args, parse_seed, parse_sources, read_file_list
+from .cliparse import (
+    CHECK_MANIFEST_OPTIONS, HELP, PROG, CommandSyntaxError, options_given, parse_args, parse_seed, parse_sources, read_file_list,
+)
 from .errors import BigShufError, OutputError, UsageError, option, render
 from .progress import BarProgress, Progress, make_progress, summary
 
@@ -66,6 +68,8 @@ def _execute(args: argparse.Namespace) -> int:
     if args.version:
         _write_stdout(f"{PROG} {__version__}\n")
         return 0
+    if args.check_permutation and args.check_manifest is not None:
+        raise UsageError(f"{option('check_manifest')} cannot be combined with {option('check_permutation')}: choose one check")
     if args.check_permutation:
         return _check(args)
     if args.check_manifest is not None:
@@ -219,6 +223,12 @@ def _check_manifest(args: argparse.Namespace) -> int:
     """``--check-manifest FILE``: check the outputs it lists; one line per problem and exit 1, else a summary."""
     if args.operands:
         raise CommandSyntaxError(f"extra operand '{args.operands[0]}'\n--check-manifest takes only the manifest")
+    others = options_given(args, CHECK_MANIFEST_OPTIONS)
+    if others:
+        raise UsageError(
+            f"{option('check_manifest')} cannot be combined with {others[0]}: it only checks the outputs the manifest lists "
+            f"(it takes {option('memory')})"
+        )
     from .api import check_manifest
 
     problems, summary = check_manifest(args.check_manifest, memory=args.memory)

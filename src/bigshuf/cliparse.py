@@ -13,6 +13,7 @@ from fractions import Fraction
 from typing import Any, NoReturn, cast
 
 from .core.head import parse_share
+from .core.numbers import HOW
 from .core.mix import named_values
 from .errors import InputError, UsageError
 
@@ -129,7 +130,7 @@ Mandatory arguments to long options are mandatory for short options too.
                               rates solved from counts made in a first pass
       --total=N             records of a --mix; with --by=bytes, bytes (50G)
       --by=records|bytes    what the shares of --mix count (default: records)
-      --max-rate=R          refuse a rate above R (default: 10)
+      --max-rate=R          refuse a rate above R (default: 10; at least 1)
       --stratify            with --split: give each split its share of every
                               source's records (valid gets valid's share of
                               web and of code), still uniform in each split
@@ -241,6 +242,8 @@ class _HeadCount(argparse.Action):
                 setattr(namespace, self.dest, values)
             return
         count = _unsigned(values)
+        if count is None and values.endswith("%"):
+            raise UsageError(f"invalid line count: '{values}' (a percentage from 0% to 100% such as 10% or 0.5%: {HOW})")
         if count is None:
             raise UsageError(f"invalid line count: '{values}'")
         if isinstance(old, str):
@@ -384,6 +387,8 @@ def parse_sources(args: argparse.Namespace) -> dict[str, Any]:
                 named[name] = value
         out["rates" if flag == "--rate" else "mix"] = named or None
     if args.max_rate is not None:
+        if not sources:
+            raise UsageError("--max-rate needs --source NAME=PATH to name the sources it caps")
         out["max_rate"] = args.max_rate
     return out
 
@@ -394,6 +399,21 @@ def parse_seed(text: str | None) -> int | None:
     if not text.isdigit():
         raise UsageError(f"invalid seed: '{text}': a non-negative integer is needed")
     return int(text)
+
+
+#: What ``--check-manifest`` takes besides its file: the memory it reads with, and whether bars show.
+CHECK_MANIFEST_OPTIONS = frozenset({"check_manifest", "memory", "progress", "operands"})
+
+
+def options_given(args: argparse.Namespace, allowed: frozenset[str]) -> list[str]:
+    """The options of ``args`` other than ``allowed`` ones that were given (differ from their
+    defaults), each spelt as its long option, in the order the parser lists them."""
+    given = []
+    for action in _parser()._actions:
+        if action.dest in allowed or not action.option_strings or getattr(args, action.dest, None) == action.default:
+            continue
+        given.append(next((s for s in action.option_strings if s.startswith("--")), action.option_strings[0]))
+    return given
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:

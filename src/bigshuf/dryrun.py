@@ -13,15 +13,16 @@ import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any, NoReturn
 
 from .core import head, mix as weights, plan
-from .core.driver import OutputPlan, Sample, level_buckets
+from .core.driver import Estimate, OutputPlan, Sample, level_buckets
 from .errors import BigShufError, option, render
 from .formats import registry
 from .request import Request, resolve_memory
 from .storage.output import OPEN_SHARDS
-from .storage.layout import parse_split
+from .storage.layout import SplitPart, parse_split, split_counts
 from .storage.shards import check_outputs, shard_names
 from .storage.sources import BytesSource
 from .storage.tempspace import check_creatable, check_parent, check_space, default_tmp_dir
@@ -103,6 +104,13 @@ class Facts:
     output_error: str = ""
     outputs: list[str] = field(default_factory=list)
     descriptors: int | None = None
+    #: Weighted sources: each source's rate (None: solved only after the run's counting pass), the
+    #: records of the multiset (None: not counted), bytes of the multiset over bytes read (None:
+    #: unknown), and why the run would refuse the mix, if it would.
+    rates: list[Fraction] | None = None
+    multiset: int | None = None
+    factor: float | None = 1.0
+    mix_error: str = ""
     lines: list[tuple[str, str]] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
 
@@ -121,8 +129,28 @@ class Facts:
 
     @property
     def in_memory(self) -> bool | None:
-        """Whether the run shuffles in memory (None: unknown); ``-n 0`` reads nothing, and needs no buckets."""
-        return self.sample.in_memory if self.request.head_count != 0 else True
+        """Whether the run shuffles in memory (None: unknown); ``-n 0`` reads nothing, and needs no buckets.
+        With weighted sources the multiset's index of copies must fit beside the records, as the run holds it."""
+        if self.request.head_count == 0:
+            return True
+        est = self.sample.estimate
+        if not self.sample.in_memory or not self.request.sources or est is None or est.nbytes is None or est.records is None:
+            return self.sample.in_memory
+        if self.multiset is not None:
+            copies = self.multiset
+        elif self.factor is not None:
+            copies = int(est.records * self.factor)  # the multiset's records, expected
+        else:
+            return None
+        if self.request.family == registry.TABLE and self.rates is not None and all(r == 1 for r in self.rates):
+            copies = 0  # every row once: a table run holds no index of copies
+        return plan.fits_in_memory(est.nbytes, est.records + copies, self.limit)
+
+    @property
+    def temp_bytes(self) -> int | None:
+        """Temporary bytes the buckets take: the sample's figure, for the multiset of weighted sources."""
+        need = self.sample.temp_bytes
+        return None if need is None or self.factor is None else int(need * self.factor)
 
 
 def _message(e: BigShufError) -> str:
@@ -161,14 +189,21 @@ def _gather(request: Request) -> Facts:
         except BigShufError as e:
             facts.input_error = _message(e)
             facts.sample = Sample(None, why="the input cannot be read")
+    _weigh(facts)
     facts.tmp_dir = request.tmp_dir or default_tmp_dir()
     try:
         facts.temp_free = shutil.disk_usage(facts.tmp_dir).free
     except OSError:
         facts.temp_free = None
     est = facts.sample.estimate
+    if est is not None and est.nbytes is not None and facts.factor not in (None, 1.0):
+        # Pass 1 scatters the multiset: the run sizes its buckets by it.
+        assert facts.factor is not None
+        est = Estimate.of(int(est.nbytes * facts.factor), est.per_record)
     if facts.in_memory:
         facts.buckets, facts.passes = 0, 1
+    elif facts.factor is None:
+        pass  # the multiset pass 1 scatters is known only once the rates are
     elif est is not None and (est.nbytes is not None or facts.temp_free is not None):
         free = facts.temp_free
         facts.buckets = level_buckets(est, limit, lambda: free or 0)
@@ -181,11 +216,48 @@ def _gather(request: Request) -> Facts:
     return facts
 
 
+def _weigh(facts: Facts) -> None:
+    """Weighted sources: the rates as the run solves them, where each source's records (or bytes, for
+    ``by="bytes"``) are known without the run's counting pass, the multiset they make, and the
+    bytes of the multiset over the bytes read; a mix the run would refuse is kept as ``mix_error``."""
+    request, sample = facts.request, facts.sample
+    if not request.sources:
+        return
+    names = [name for name, _files in request.sources]
+    file_source = [s for s, (_name, files) in enumerate(request.sources) for _file in files]
+    counts = sample.source_records
+    measured = sample.source_bytes if request.by == "bytes" else counts
+    rates = request.source_rates
+    try:
+        if request.mix:
+            if measured is None:
+                facts.factor = None  # the rates, and so the multiset, are known after the counting pass
+                return
+            shares = [share for _name, share in request.mix]
+            rates = weights.solve_mix(names, shares, measured, request.total, request.max_rate, request.by)
+        mixer = weights.Mixer(names, file_source, rates, counts)  # refuses what the run's mixer refuses
+    except BigShufError as e:
+        facts.mix_error, facts.factor = _message(e), None
+        return
+    facts.rates = rates
+    if counts is not None:
+        facts.multiset = sum(mixer.multiset_sizes())
+    # As the run weighs its multiset: a table run by its rows when it knows them, a line run by the
+    # bytes it counted when it counts, else both by the sources' sizes.
+    counting = weights.needs_counts(request.source_rates, bool(request.mix)) or request.stratify
+    if request.family == registry.TABLE and counts is not None:
+        facts.factor = (facts.multiset or 0) / max(1, sum(counts))
+    elif request.family != registry.TABLE and counting and sample.source_bytes is not None:
+        facts.factor = mixer.expected_factor(list(sample.source_bytes))
+    else:
+        facts.factor = mixer.expected_factor(list(sample.source_sizes))
+
+
 def _temp_needed(facts: Facts) -> int | None:
-    """Temporary bytes the run needs: none in memory, the sample's figure when external."""
+    """Temporary bytes the run needs: none in memory, the buckets' figure when external."""
     if facts.in_memory:
         return 0
-    return facts.sample.temp_bytes if facts.in_memory is False else None
+    return facts.temp_bytes if facts.in_memory is False else None
 
 
 def _stored_bytes(inputs: tuple[Any, ...]) -> int | None:
@@ -251,14 +323,18 @@ def _records(facts: Facts) -> None:
 
 
 def _mix(facts: Facts) -> None:
-    """``sources: web 3 files rate 0.5, code 1 file rate 2; counted in a first pass``, and what
-    ``--unique`` adds: the weighted multiset and the dedup are planned in words, not figures."""
+    """``sources: web 3 files rate 0.5, code 1 file rate 2; counted in a first pass``, the rates of a
+    ``--mix`` and the multiset's records where the sources' counts are known (the mix checked as the
+    run checks it), and what ``--unique`` adds in words."""
     request = facts.request
     if request.sources:
         rates = dict(request.rates)
+        solved = None if facts.rates is None else dict(zip((name for name, _files in request.sources), facts.rates))
         words = []
         for name, files in request.sources:
             how = f"share {float(dict(request.mix)[name]):g}" if request.mix else f"rate {float(rates.get(name, 1)):g}"
+            if request.mix and solved is not None:
+                how += f" (rate {float(solved[name]):.6g})"
             words.append(f"{name} {len(files)} file{'s' if len(files) != 1 else ''} {how}")
         counted = weights.needs_counts(request.source_rates, bool(request.mix))
         if request.family == registry.TABLE:
@@ -270,7 +346,14 @@ def _mix(facts: Facts) -> None:
         total = ""
         if request.mix:
             total = f" of {request.total:,} {request.by}" if request.total is not None else " of the most that repeats no record"
-        facts.line("sources", ", ".join(words) + total + ("; a counting pass reads every input first" if counted else ""))
+        if facts.multiset is not None:
+            total += f"; {facts.multiset:,} record{'s' if facts.multiset != 1 else ''} to shuffle"
+        if counted and request.mix and facts.rates is None and not facts.mix_error:
+            total += "; the rates are known only after a counting pass reads every input first"
+        elif counted:
+            total += "; a counting pass reads every input first"
+        facts.line("sources", ", ".join(words) + total)
+        facts.check("sources", lambda: facts.mix_error and _raise(facts.mix_error))
     if request.unique:
         facts.line(
             "duplicates", f"dropped by {option('unique')}: in memory if the input fits twice in -S, else a dedup pass "
@@ -295,8 +378,11 @@ def _path(facts: Facts) -> None:
         facts.line("path", f"none ({option('head_count')} 0 reads no input)")
     elif facts.in_memory:
         facts.line("path", f"in memory, 1 pass{threads}")
-    elif facts.in_memory is None:
-        facts.line("path", f"unknown ({facts.sample.why or 'the input does not say its size'})")
+    elif facts.in_memory is None or facts.factor is None:
+        why = facts.sample.why or "the input does not say its size"
+        if facts.factor is None and facts.sample.estimate is not None:
+            why = f"the {option('mix')} is refused" if facts.mix_error else "the multiset's size is known once the rates are"
+        facts.line("path", f"{'external, ' if facts.in_memory is False else ''}unknown ({why})")
     else:
         passes = "at least 2 passes" if facts.passes is None else f"{facts.passes} passes"
         buckets = "buckets by the free space" if facts.buckets is None else f"{facts.buckets} buckets"
@@ -305,12 +391,21 @@ def _path(facts: Facts) -> None:
 
 def _temp_space(facts: Facts) -> None:
     """``temporary space: needs 1.3 GiB in /tmp, 40.0 GiB free``, checked as the run checks its -T."""
-    parent, free, need = facts.tmp_dir, facts.temp_free, facts.sample.temp_bytes
+    parent, free, need = facts.tmp_dir, facts.temp_free, facts.temp_bytes
     if facts.in_memory:
         facts.line("temporary space", "none (in memory)" if facts.request.head_count != 0 else "none")
         return
     where = f"in {parent}, {_size(free)} free"
-    amount = "an unknown amount" if need is None else ("" if facts.sample.sized else "~") + plan.format_size(need)
+    if facts.factor is None and facts.sample.temp_bytes is not None:
+        amount = "an unknown amount (so is the multiset's size)"
+    elif need is None:
+        amount = "an unknown amount"
+    else:
+        # Known when the input's size is, and with weighted sources the multiset's (counted, or integer rates).
+        rates = facts.rates
+        whole = rates is not None and all(r.denominator == 1 for r in rates)
+        known = facts.sample.sized and (not facts.request.sources or facts.multiset is not None or whole)
+        amount = ("" if known else "~") + plan.format_size(need)
     facts.line("temporary space", f"needs {amount} {where}")
 
     def usable() -> None:
@@ -354,6 +449,8 @@ def _output(facts: Facts) -> None:
         facts.line("output", "standard output")
     elif out.split is not None or out.sharding.open_ended:
         cut = [] if out.split is None else [f"splits {out.split}{', stratified by source' if facts.request.stratify else ''}"]
+        if out.split is not None:
+            cut[0] += _split_sizes(facts, parse_split(out.split))
         if out.sharding.records is not None:
             cut.append(f"shards of {out.sharding.records} records")
         elif out.sharding.size is not None:
@@ -383,6 +480,49 @@ def _output(facts: Facts) -> None:
             inputs=[p for p in facts.request.inputs if isinstance(p, str)],
         )
     )
+
+
+def _written(facts: Facts) -> tuple[int | None, bool]:
+    """The records the run writes, and whether that is a count (the input, or each source, counted)
+    rather than an estimate; None when not even estimated (or ``--unique`` drops an unknown share)."""
+    request, est = facts.request, facts.sample.estimate
+    if request.head_count == 0:
+        return 0, True
+    if request.unique or est is None or est.records is None:
+        return None, False
+    if request.sources:
+        if facts.multiset is not None:
+            total, exact = facts.multiset, True
+        elif facts.factor is not None:
+            total, exact = int(est.records * facts.factor), False
+        else:
+            return None, False
+    else:
+        total, exact = est.records, facts.sample.exact
+    count = head.resolve(request.head_count, request.head_share, total)
+    if count is None:
+        return total, exact
+    return (count if request.repeat else min(total, count)), exact or (request.repeat and request.head_share is None)
+
+
+def _split_sizes(facts: Facts, parts: tuple[SplitPart, ...]) -> str:
+    """``: valid 100, train 9,900 records`` for the output line: each split's records where the run's
+    are counted (a split the records cannot fill fails the ``splits`` check with the run's message),
+    estimated where they are estimated (never failed on an estimate)."""
+    written, exact = _written(facts)
+    if written is None:
+        why = f"the duplicates {option('unique')} drops are" if facts.request.unique else "the records are"
+        return f": sizes known once {why} counted"
+    try:
+        counts = split_counts(parts, written)
+    except BigShufError as e:
+        if exact:
+            refused = _message(e)
+            facts.check("splits", lambda: _raise(refused))
+            return ""
+        return f": the ~{written:,} records estimated are too few for them (the run checks once they are counted)"
+    sizes = ", ".join(f"{p.name} {c:,}" for p, c in zip(parts, counts))
+    return f": {sizes} records" if exact else f": about {sizes} records (estimated; the run checks once they are counted)"
 
 
 class _Failed(BigShufError):

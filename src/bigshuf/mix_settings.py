@@ -30,6 +30,12 @@ def mix_settings(raw: dict[str, object]) -> dict[str, Any]:
     sources = _source_files(raw.get("sources"))
     names = [name for name, _files in sources]
     max_rate = weights.as_fraction(raw.get("max_rate", weights.DEFAULT_MAX_RATE), f"{option('max_rate')} value")
+    if max_rate < 1:
+        # A cap on upsampling: below 1 it would refuse every source kept whole, the default rate 1 included.
+        raise UsageError(
+            f"invalid {option('max_rate')} value: '{raw['max_rate']}' (at least 1: it caps upsampling; "
+            f"sample a source down with {option('rate')} NAME=R)"
+        )
     by = raw.get("by", "records")
     if by not in ("records", "bytes"):
         raise UsageError(f"invalid {option('by')} value: '{by}' (records or bytes)")
@@ -78,7 +84,7 @@ def _source_files(raw: object) -> list[tuple[str, tuple[str, ...]]]:
     if not isinstance(raw, Mapping):
         raise UsageError(f"sources must map each source's name to its paths, not {_describe(raw)}")
     out: list[tuple[str, tuple[str, ...]]] = []
-    owner: dict[str, str] = {}
+    owner: dict[object, str] = {}
     for name, paths in raw.items():
         if not isinstance(name, str):
             raise UsageError(f"a source's name must be a str, not {_describe(name)}")
@@ -92,12 +98,25 @@ def _source_files(raw: object) -> list[tuple[str, tuple[str, ...]]]:
                 raise UsageError(f"source '{name}': no file matches '{path}'")
             files.extend(expand_directories(matched))
         for path in files:
-            real = path if path == "-" else os.path.realpath(path)
-            if real in owner:
-                raise UsageError(f"{path}: named in source '{owner[real]}' and in '{name}'; a file may be in one source, once")
-            owner[real] = name
+            same = _identity(path)
+            if same in owner:
+                raise UsageError(f"{path}: named in source '{owner[same]}' and in '{name}'; a file may be in one source, once")
+            owner[same] = name
         out.append((name, tuple(files)))
     return out
+
+
+def _identity(path: str) -> object:
+    """What makes a source's file the same file by any name (a hard link, a symlink, another
+    spelling): its device and inode; standard input, or a file that cannot be read (its read says
+    why), by its path."""
+    if path == "-":
+        return path
+    try:
+        st = os.stat(path)
+    except OSError:
+        return os.path.realpath(path)
+    return (st.st_dev, st.st_ino)
 
 
 def _named_numbers(setting: str, raw: object, names: list[str]) -> list[tuple[str, Fraction]]:

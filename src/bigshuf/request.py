@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from .arguments import _check_types, _describe, _input_list, _integer, _memory_argument, _optional_integer, _optional_path
 from .core import mix as weights, plan
 from .core.head import parse_share
+from .core.numbers import HOW
 from .core.mix import SourceStats
 from .engines.base import get_engine
 from .errors import UsageError, option
@@ -180,7 +181,9 @@ def _head(value: object) -> tuple[int | None, Fraction | None]:
     if isinstance(value, str):
         share = parse_share(value)
         if share is None:
-            raise UsageError(f"head_count must be an integer or a percentage from '0%' to '100%', not {_describe(value)}")
+            raise UsageError(
+                f"head_count must be an integer or a percentage from '0%' to '100%' (its number {HOW}), not {_describe(value)}"
+            )
         return None, share
     return _optional_integer("head_count", value), None
 
@@ -323,6 +326,12 @@ def _check_outputs(request: Request) -> None:
             raise UsageError(
                 f"{option('split')} needs {option('output')} with a {SPLIT_FIELD} placeholder, like out/{SPLIT_FIELD}.jsonl"
             )
+        field = _shard_field(request.output.replace(SPLIT_FIELD, ""))
+        if field and not given:
+            raise UsageError(
+                f"{option('output')} '{request.output}' numbers shards with '{field}', but no shard option is given: "
+                f"add {option('shards')}, {option('shard_size')} or {option('shard_records')}, or take '{field}' out"
+            )
     if request.manifest is not None and (request.output is None or request.output == "-" or request.manifest == "-"):
         raise UsageError(f"{option('manifest')} needs {option('output')} naming files, and a file to write the manifest to")
     layouts = [n for n in ("split", "shard_size", "shard_records", "manifest") if getattr(request, n) is not None]
@@ -332,6 +341,20 @@ def _check_outputs(request: Request) -> None:
         )
     if layouts and request.resume:
         raise UsageError(f"{option('resume')} cannot be used with {option(layouts[0])}")
+
+
+def _shard_field(pattern: str) -> str:
+    """The first ``{}``-style field of ``pattern`` (what numbers shards), or empty if it has none."""
+    from string import Formatter
+
+    try:
+        fields = [(name, spec, conv) for _, name, spec, conv in Formatter().parse(pattern) if name is not None]
+    except ValueError:
+        return ""  # a lone brace: no field, a literal name
+    if not fields:
+        return ""
+    name, spec, conv = fields[0]
+    return f"{{{name}{'!' + conv if conv else ''}{':' + spec if spec else ''}}}"
 
 
 def _check_table_settings(request: Request, all_paths: bool) -> None:

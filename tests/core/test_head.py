@@ -11,14 +11,17 @@ from bigshuf.core.head import count_of, parse_share, resolve
 
 @pytest.mark.parametrize(
     "text,share",
-    [("10%", Fraction(1, 10)), ("0.5%", Fraction(1, 200)), (" +5%", Fraction(1, 20)), (".5%", Fraction(1, 200)),
-     ("100%", Fraction(1)), ("0%", Fraction(0)), ("12.%", Fraction(3, 25)), ("33.333%", Fraction(33333, 100000))],
+    [("10%", Fraction(1, 10)), ("0.5%", Fraction(1, 200)), (" +5%", Fraction(1, 20)), ("0.50%", Fraction(1, 200)),
+     ("100%", Fraction(1)), ("0%", Fraction(0)), ("12.0%", Fraction(3, 25)), ("33.333%", Fraction(33333, 100000))],
 )
 def test_percentages_parse_exactly(text: str, share: Fraction) -> None:
     assert parse_share(text) == share
 
 
-@pytest.mark.parametrize("text", ["101%", "100.0001%", "10", "%", "-1%", "1e2%", "10 %", "10%%", "0x10%", "nan%", ""])
+# Numbers as every mix option writes them (core.numbers): no leading or trailing dot, as in --rate and --split.
+@pytest.mark.parametrize(
+    "text", ["101%", "100.0001%", "10", "%", "-1%", "1e2%", "10 %", "10%%", "0x10%", "nan%", "", ".5%", "12.%", "1/2%", "1..2%"]
+)
 def test_what_is_not_a_percentage_from_0_to_100(text: str) -> None:
     assert parse_share(text) is None
 

@@ -257,6 +257,58 @@ def test_a_file_in_two_sources_is_refused(tmp_path: Path, corpus: dict[str, list
         bigshuf.shuffle(sources={"a": tmp_path / "web", "b": str(tmp_path / "web" / "*.txt")}, output=tmp_path / "out")
 
 
+@pytest.mark.parametrize("how", ["hard link", "symlink", "another spelling"])
+def test_one_file_by_two_names_in_two_sources_is_refused(tmp_path: Path, how: str, run_cli) -> None:  # type: ignore[no-untyped-def]
+    write_records(tmp_path / "a.txt", [b"a1", b"a2"])
+    (tmp_path / "sub").mkdir()
+    other = {"hard link": "b.txt", "symlink": "b.txt", "another spelling": "sub/../a.txt"}[how]
+    if how == "hard link":
+        os.link(tmp_path / "a.txt", tmp_path / "b.txt")
+    elif how == "symlink":
+        os.symlink("a.txt", tmp_path / "b.txt")
+    code, out, err = run_cli(["--source", "a=a.txt", "--source", f"b={other}"], cwd=tmp_path)
+    assert (code, out) == (1, b"")
+    assert err == f"bigshuf: {other}: named in source 'a' and in 'b'; a file may be in one source, once\n".encode()
+
+
+@pytest.mark.parametrize("flag,value", [("--rate", "1/2"), ("--mix", "1."), ("--max-rate", ".5")])
+def test_numbers_are_spelt_one_way_in_every_option(tmp_path: Path, flag: str, value: str, run_cli) -> None:  # type: ignore[no-untyped-def]
+    write_records(tmp_path / "a.txt", [b"a1", b"a2"])
+    arg = value if flag == "--max-rate" else f"a={value}"
+    code, out, err = run_cli(["--source", "a=a.txt", flag, arg], cwd=tmp_path)
+    what = f"{flag} value" if flag == "--max-rate" else f"{flag} value for source 'a'"
+    assert (code, out) == (1, b"")
+    assert err == f"bigshuf: invalid {what}: '{value}' (a number is digits with digits after any dot, such as 0.5 or 2.5)\n".encode()
+    for bad in ("1/2", "1.", ".5", "1e-1", "-1", "0x1", "nan", "1_0"):
+        setting = {"--rate": {"rates": {"a": bad}}, "--mix": {"mix": {"a": bad}}, "--max-rate": {"max_rate": bad}}[flag]
+        with pytest.raises(UsageError, match=r"\(a number is digits with digits after any dot"):
+            bigshuf.shuffle(sources={"a": tmp_path / "a.txt"}, output=tmp_path / "o", **setting)  # type: ignore[arg-type]
+
+
+def test_a_max_rate_below_1_is_refused_and_needs_sources(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    """Below 1 it was not applied to the default rate 1 of a source without --rate: a cap on upsampling
+    cannot be below keeping a source whole. Without --source it was ignored."""
+    write_records(tmp_path / "a.txt", [b"a%d" % i for i in range(10)])
+    code, out, err = run_cli(["--source", "a=a.txt", "--max-rate", "0.5"], cwd=tmp_path)
+    assert (code, out) == (1, b"")
+    assert err == b"bigshuf: invalid --max-rate value: '0.5' (at least 1: it caps upsampling; sample a source down with --rate NAME=R)\n"
+    with pytest.raises(UsageError, match=r"^invalid max_rate= value: '0.99' \(at least 1: it caps upsampling; sample a source down with rates= NAME=R\)$"):
+        bigshuf.shuffle(sources={"a": tmp_path / "a.txt"}, rates={"a": 0.5}, max_rate=0.99, output=tmp_path / "o")
+    assert bigshuf.shuffle(sources={"a": tmp_path / "a.txt"}, rates={"a": 0.5}, max_rate=1, output=tmp_path / "o").records == 5
+    code, out, err = run_cli(["a.txt", "--max-rate", "5"], cwd=tmp_path)
+    assert (code, out, err) == (1, b"", b"bigshuf: --max-rate needs --source NAME=PATH to name the sources it caps\n")
+
+
+def test_library_rates_may_be_numbers_of_any_python_kind(tmp_path: Path) -> None:
+    write_records(tmp_path / "a.txt", [b"a%d" % i for i in range(10)])
+    for rate in (0.5, Fraction(1, 2), "0.5", "0.50"):
+        assert bigshuf.shuffle(sources={"a": tmp_path / "a.txt"}, rates={"a": rate}, output=tmp_path / "o").records == 5
+    assert bigshuf.shuffle(sources={"a": tmp_path / "a.txt"}, rates={"a": 1e-5}, output=tmp_path / "o").records == 0
+    for bad in (-0.5, float("inf"), float("nan")):
+        with pytest.raises(UsageError, match=r"invalid rates= value for source 'a'"):
+            bigshuf.shuffle(sources={"a": tmp_path / "a.txt"}, rates={"a": bad}, output=tmp_path / "o")
+
+
 def test_an_empty_source_cannot_have_a_share(tmp_path: Path, corpus: dict[str, list[bytes]]) -> None:
     (tmp_path / "empty.txt").write_bytes(b"")
     with pytest.raises(InputError, match="source 'none' has no records"):

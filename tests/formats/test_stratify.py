@@ -237,7 +237,7 @@ def test_cli(tmp_path: Path, corpus: dict[str, Path], run_cli) -> None:  # type:
     assert Counter(map(source_of, got["valid"])) == {"web": 30, "code": 7}
     assert Counter(map(source_of, got["train"])) == {"web": 270, "code": 63}
     code, out, err = run_cli([*base, "--stratify", "--dry-run"], cwd=tmp_path)
-    assert code == 0 and b"(splits valid=37,train=rest, stratified by source)" in out, out
+    assert code == 0 and b"(splits valid=37,train=rest, stratified by source: valid 37, train 333 records)" in out, out
     for args, message in [
         (["--stratify", "--split", "v=1,t=rest", "-o", "{split}", "wiki.txt"], b"bigshuf: --stratify needs --source and --split"),
         ([*base[:4], "--stratify", "-o", "x.txt"], b"bigshuf: --stratify needs --source and --split"),

@@ -290,10 +290,12 @@ def test_cli(tmp_path: Path, corpus: dict[str, object], run_cli) -> None:  # typ
 def test_dry_run_counts_only_json_lines(tmp_path: Path, corpus: dict[str, object]) -> None:
     """Parquet and Arrow sources say their rows: a plan of a fractional rate announces no counting pass."""
     found = bigshuf.plan_shuffle((), tmp_path / "o.parquet", sources=corpus, rates={"web": 0.5})
-    assert plan_lines(found)["sources"] == "web 2 files rate 0.5, code 1 file rate 1, wiki 1 file rate 1"
+    # The inputs are small enough to be read whole by the plan: the multiset is counted, as the run writes it.
+    assert plan_lines(found)["sources"] == "web 2 files rate 0.5, code 1 file rate 1, wiki 1 file rate 1; 260 records to shuffle"
+    assert bigshuf.shuffle((), tmp_path / "o.parquet", sources=corpus, rates={"web": 0.5}).records == 260
     (tmp_path / "j.jsonl").write_text('{"id": 1}\n')
     found = bigshuf.plan_shuffle((), tmp_path / "o.parquet", sources={"j": tmp_path / "j.jsonl"}, rates={"j": 0.5})
-    assert plan_lines(found)["sources"] == "j 1 file rate 0.5; a counting pass reads every input first"
+    assert plan_lines(found)["sources"] == "j 1 file rate 0.5; 1 record to shuffle; a counting pass reads every input first"
 
 
 # ---------------------------------------------------------------- --unique for rows

@@ -201,6 +201,30 @@ def test_manifest_refusals_are_one_line(tmp_path: Path, args: list[str], message
     assert proc.returncode == 1 and proc.stderr.count(b"\n") == 1 and message.encode() in proc.stderr, proc.stderr
 
 
+@pytest.mark.parametrize("args,given", [
+    (["-o", "other.txt"], "--output"),
+    (["--dry-run"], "--dry-run"),
+    (["-n", "5"], "--head-count"),
+    (["--source", "a=in"], "--source"),
+    (["-z"], "--zero-terminated"),
+    (["--check-permutation", "--against", "o.txt"], None),
+])
+def test_check_manifest_refuses_what_it_would_ignore(tmp_path: Path, args: list[str], given: str | None) -> None:
+    """Like GNU tools given two modes: one line, nothing checked or written (these were silently ignored)."""
+    src = write_records(tmp_path / "in", make_records(10, seed=1))
+    assert cli(str(src), "-o", str(tmp_path / "o.txt"), "--manifest", str(tmp_path / "m.json")).returncode == 0
+    before = snapshot(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "bigshuf", "--check-manifest", "m.json", *args], capture_output=True, cwd=tmp_path, timeout=120)
+    want = (
+        f"bigshuf: --check-manifest cannot be combined with {given}: it only checks the outputs the manifest lists (it takes -S)\n"
+        if given else "bigshuf: --check-manifest cannot be combined with --check-permutation: choose one check\n"
+    )
+    assert (proc.returncode, proc.stdout, proc.stderr.decode()) == (1, b"", want)
+    assert snapshot(tmp_path) == before and not (tmp_path / "other.txt").exists()
+    if given == "--output":  # what it takes
+        assert cli("--check-manifest", str(tmp_path / "m.json"), "-S", "1M", "-q").returncode == 0
+
+
 def test_a_kill_at_every_commit_step_leaves_the_old_splits_and_manifest_or_the_new(tmp_path: Path) -> None:
     src = write_records(tmp_path / "in", make_records(300, seed=5))
     out = tmp_path / "out"

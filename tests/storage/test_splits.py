@@ -115,11 +115,25 @@ def test_largest_remainder_sums_exactly_to_the_total() -> None:
     ("../x=rest", "invalid --split part"),
     ("a=-1,b=rest", "invalid --split value for 'a'"),
     ("a=1.5,b=rest", "invalid --split value for 'a'"),
+    # One spelling of numbers for every mix option: "1." is neither the count 1 nor the fraction 1.0.
+    ("a=1.,b=rest", "invalid --split value for 'a': '1.' (a record count such as 100, a fraction up to 1 with digits after its dot"),
+    ("a=.5,b=rest", "invalid --split value for 'a': '.5'"),
+    ("a=1e-1,b=rest", "invalid --split value for 'a': '1e-1'"),
+    ("a=1/2,b=rest", "invalid --split value for 'a': '1/2'"),
+    ("a=\u00b2,b=rest", "invalid --split value for 'a'"),
 ])
 def test_malformed_splits_are_one_line(tmp_path: Path, spec: str, message: str) -> None:
     src = write_records(tmp_path / "in", make_records(10, seed=1))
     proc = cli(str(src), "--split", spec, "-o", str(tmp_path / "{split}"))
     assert proc.returncode == 1 and proc.stderr.count(b"\n") == 1 and message.encode() in proc.stderr, proc.stderr
+
+
+def test_a_count_is_an_integer_and_a_fraction_has_its_dot(tmp_path: Path) -> None:
+    src = write_records(tmp_path / "in", [b"%d" % i for i in range(10)])
+    for value, first in (("1", 1), ("1.0", 10), ("0.50", 5)):
+        proc = cli(str(src), "--split", f"a={value},b=rest", "-o", str(tmp_path / "{split}"))
+        assert proc.returncode == 0, proc.stderr
+        assert (len((tmp_path / "a").read_bytes().split()), len((tmp_path / "b").read_bytes().split())) == (first, 10 - first)
 
 
 def test_a_count_larger_than_the_total_names_the_split_and_writes_nothing(tmp_path: Path) -> None:
@@ -142,6 +156,23 @@ def test_split_refusals_are_one_line(tmp_path: Path, args: list[str], message: s
     src = write_records(tmp_path / "in", make_records(10, seed=1))
     proc = cli(str(src), *args)
     assert proc.returncode == 1 and proc.stderr.count(b"\n") == 1 and message.encode() in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("pattern", ["{split}/{:05d}.txt", "{split}-{}.txt", "{0}/{split}.txt"])
+def test_a_shard_field_without_a_shard_option_is_refused(tmp_path: Path, pattern: str) -> None:
+    """It was written as a literal file name ('{:05d}.txt' in each split's directory)."""
+    src = write_records(tmp_path / "in", make_records(10, seed=1))
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    proc = cli(str(src), "--split", "a=3,b=rest", "-o", str(tmp_path / pattern))
+    field = pattern.replace("{split}", "").split("}")[0].split("{")[1]
+    assert proc.returncode == 1 and proc.stdout == b""
+    assert proc.stderr.decode() == (
+        f"bigshuf: -o '{tmp_path / pattern}' numbers shards with '{{{field}}}', but no shard option is given: "
+        f"add --shards, --shard-size or --shard-records, or take '{{{field}}}' out\n"
+    )
+    assert sorted(os.listdir(tmp_path)) == ["a", "b", "in"] and not os.listdir(tmp_path / "a")
+    assert cli(str(src), "--split", "a=3,b=rest", "-o", str(tmp_path / pattern), "--shard-records", "5").returncode == 0
 
 
 def test_library_refusal_words_the_keyword(tmp_path: Path) -> None:

@@ -91,6 +91,12 @@ class Sample:
     why: str = ""
     #: What the run would fail with, once it had read this much (a message with ``errors.option`` names).
     refusal: str = ""
+    #: Weighted sources: each source's records and bytes where known without the run's counting pass
+    #: (the sample read every input, or the files' metadata say their rows); else None.
+    source_records: tuple[int, ...] | None = None
+    source_bytes: tuple[int, ...] | None = None
+    #: Weighted sources: each source's size as the run weighs its multiset without counts (None: unknown).
+    source_sizes: tuple[int | None, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import re
-from decimal import Decimal
 from fractions import Fraction
 
-#: ``P%``: a decimal percentage, as ``-n 10%`` or ``-n 0.5%`` write it (leading blanks and a ``+`` allowed).
-_PERCENT = re.compile(r"[ \t\n\v\f\r]*\+?([0-9]+(?:\.[0-9]*)?|\.[0-9]+)%\Z")
+from .numbers import parse_decimal
+
+#: ``P%``: a percentage, as ``-n 10%`` or ``-n 0.5%`` write it: leading blanks and a ``+`` allowed, as
+#: in ``-n``'s counts, then a number as the mix options write them (``core.numbers``).
+_PERCENT = re.compile(r"[ \t\n\v\f\r]*\+?([0-9.]+)%\Z")
 
 
 def parse_share(text: str) -> Fraction | None:
     """The share of the records that ``text`` (``"10%"``, ``"0.5%"``) asks for, exactly; None if
     it is not a percentage from 0% to 100%."""
     m = _PERCENT.match(text)
-    if m is None:
+    percent = None if m is None else parse_decimal(m.group(1))
+    if percent is None:
         return None
-    share = Fraction(Decimal(m.group(1))) / 100
+    share = percent / 100
     return share if share <= 1 else None
 
 

@@ -15,11 +15,13 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from fractions import Fraction
 
 import numpy as np
 
 from ..errors import InputError, UsageError, option
+from . import numbers
 from .fingerprint import Fingerprint, fingerprint
 from .records import RecordFormat, array_block, as_binary_array, count_separators
 from .streams import Key, rng_for
@@ -49,23 +51,26 @@ class SourceStats:
 
 
 def parse_rate(text: str, what: str) -> Fraction:
-    """A non-negative decimal rate or share (``2.5``, ``0.3``, ``1e-2``), exactly as written."""
-    try:
-        value = Fraction(text.strip())
-    except (ValueError, ZeroDivisionError):
-        raise UsageError(f"invalid {what}: '{text}'") from None
-    if value < 0:
-        raise UsageError(f"invalid {what}: '{text}' (must be at least 0)")
+    """A rate or share written as the options write numbers (``2.5``, ``0.3``, ``10``), exactly."""
+    value = numbers.parse_decimal(text.strip())
+    if value is None:
+        raise UsageError(f"invalid {what}: '{text}' (a number is {numbers.HOW})")
     return value
 
 
 def as_fraction(value: object, what: str) -> Fraction:
-    """A library rate (int, float, str or Fraction) as the exact decimal it reads as."""
+    """A library rate: a str spelt as on the command line, or an int, finite float or Fraction (at
+    least 0), as the exact decimal it reads as."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str, Fraction)):
         raise UsageError(f"{what} must be a number, not {type(value).__name__} {value!r}")
-    if isinstance(value, float) and value != value:
+    if isinstance(value, str):
+        return parse_rate(value, what)
+    if isinstance(value, float) and not math.isfinite(value):
         raise UsageError(f"invalid {what}: '{value}'")
-    return parse_rate(value if isinstance(value, str) else repr(value) if isinstance(value, float) else str(value), what)
+    exact = Fraction(Decimal(repr(value))) if isinstance(value, float) else Fraction(value)
+    if exact < 0:
+        raise UsageError(f"invalid {what}: '{value}' (must be at least 0)")
+    return exact
 
 
 def named_values(text: str, flag: str) -> list[tuple[str, str]]:

@@ -54,13 +54,10 @@ class WeightedLines:
         bytes read, expected (for sizing the buckets)."""
         request = self.request
         names = [name for name, _files in request.sources]
-        file_source = [s for s, (_name, files) in enumerate(request.sources) for _file in files]
+        file_source = source_files(request)
         rates = request.source_rates
         counts: list[int] | None = None
-        sizes: list[int | None] = [0] * len(names)
-        for s, source in zip(file_source, self.sources):
-            size = source.size()
-            sizes[s] = None if size is None or sizes[s] is None else sizes[s] + size  # type: ignore[operator]
+        sizes = source_sizes(self.sources, file_source, len(names))
         if mix.needs_counts(rates, bool(request.mix)) or request.stratify:
             counts, nbytes = self._count_sources(file_source, len(names))
             sizes = list(nbytes)
@@ -77,18 +74,8 @@ class WeightedLines:
 
     def _count_sources(self, file_source: list[int], n: int) -> tuple[list[int], list[int]]:
         """Records and bytes of each source, read once without writing (the counting pass)."""
-        counts, nbytes = [0] * n, [0] * n
         self.progress.start("counting", RecordReader(self.sources, self.fmt, Progress()).progress_total())
-        capacity = plan.read_capacity(self.limit)
-        for s, source in zip(file_source, self.sources):
-            reader = RecordReader([source], self.fmt, self.progress, self.request.header)
-            blocks = reader.blocks(capacity, option("memory"), block=min(capacity, 32 << 20))
-            try:
-                for block, _final in blocks:
-                    counts[s] += count_separators(block, self.fmt.sep) // self.fmt.group
-                    nbytes[s] += len(block)
-            finally:
-                blocks.close()
+        counts, nbytes = count_sources(self.sources, file_source, n, self.fmt, self.request.header, self.limit, self.progress)
         self.progress.close()
         return counts, nbytes
 
@@ -145,3 +132,37 @@ class WeightedLines:
             per_piece = [[(s, copies[s] * c + len(picks)) for (s, c), picks in zip(piece, mine)] for piece, mine in zip(counts, shares)]
             labels = list(self.stratifier.cut(per_source, drawn, per_piece))
         return block, list(zip(pieces, counts, shares, labels))
+
+
+def source_files(request: Request) -> list[int]:
+    """The source of each input, in order (the inputs are the sources' files, source by source)."""
+    return [s for s, (_name, files) in enumerate(request.sources) for _file in files]
+
+
+def source_sizes(sources: list[Source], file_source: list[int], n: int) -> list[int | None]:
+    """Each source's bytes as its files say (None: a file of unknown size), what the run weighs the
+    multiset with when it does not count."""
+    sizes: list[int | None] = [0] * n
+    for s, source in zip(file_source, sources):
+        size, had = source.size(), sizes[s]
+        sizes[s] = None if size is None or had is None else had + size
+    return sizes
+
+
+def count_sources(
+    sources: list[Source], file_source: list[int], n: int, fmt: RecordFormat, header: int, limit: int, progress: Progress
+) -> tuple[list[int], list[int]]:
+    """Records and bytes of each of ``n`` sources, read once (the counting pass, and ``--dry-run`` on
+    inputs it reads whole anyway)."""
+    counts, nbytes = [0] * n, [0] * n
+    capacity = plan.read_capacity(limit)
+    for s, source in zip(file_source, sources):
+        reader = RecordReader([source], fmt, progress, header)
+        blocks = reader.blocks(capacity, option("memory"), block=min(capacity, 32 << 20))
+        try:
+            for block, _final in blocks:
+                counts[s] += count_separators(block, fmt.sep) // fmt.group
+                nbytes[s] += len(block)
+        finally:
+            blocks.close()
+    return counts, nbytes

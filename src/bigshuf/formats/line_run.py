@@ -42,7 +42,7 @@ from ..storage.tempspace import TempSpace, default_tmp_dir, remove_dead_outputs
 from ..storage.writeback import WriteBehind
 from .detect import line_shard_suffix, refuse_terminal
 from ..core.records import RecordFormat, find_offsets, find_offsets_split
-from .line_mix import WeightedLines
+from .line_mix import WeightedLines, count_sources, source_files, source_sizes
 from .line_resume import ResumableLines
 from .line_unique import Dedup, parallel_hashes, record_ranges
 
@@ -183,10 +183,22 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
             est.nbytes is not None and est.records is not None and plan.fits_in_memory(est.nbytes, est.records, limit)
             and (total is not None or first_block)
         )
+        counts: tuple[int, ...] | None = None
+        nbytes: tuple[int, ...] | None = None
+        sizes: tuple[int | None, ...] = ()
+        if request.sources:
+            # Weighted sources: counted as the run's counting pass counts them when the inputs are no
+            # more than a plan reads anyway, else sized by their files, as the run weighs them without counts.
+            file_source, n = source_files(request), len(request.sources)
+            sizes = tuple(source_sizes(sources, file_source, n))
+            if final or (total is not None and total <= plan.DRY_RUN_SAMPLE):
+                counted = count_sources(sources, file_source, n, fmt, request.header, limit, Progress())
+                counts, nbytes = tuple(counted[0]), tuple(counted[1])
         return Sample(
             est, sampled, exact=final, sized=total is not None, in_memory=in_memory,
             temp_bytes=None if est.nbytes is None else temp_bytes(est.nbytes, request.compress_temp, ratio),
             refusal=repeat_refusal(limit) if request.repeat and not in_memory else "",
+            source_records=counts, source_bytes=nbytes, source_sizes=sizes,
         )
 
     @classmethod

@@ -79,13 +79,8 @@ class WeightedRows:
 
     def _count_sources(self, file_source: list[int], n: int) -> tuple[list[int], list[int]]:
         """Rows and bytes (by ``row_sizes``) of each source, read once without writing (the counting pass)."""
-        counts, nbytes = [0] * n, [0] * n
         self.progress.start("counting", sum(i.disk_size() for i in self.inputs) or None)
-        for s, table in zip(file_source, self.inputs):
-            for batch in table.batches(self.piece):
-                counts[s] += batch.num_rows
-                nbytes[s] += int(row_sizes(batch).sum())
-                self.progress.update(batch.nbytes)
+        counts, nbytes = count_rows(self.inputs, file_source, n, self.piece, self.progress)
         self.progress.close()
         return counts, nbytes
 
@@ -139,6 +134,18 @@ class WeightedRows:
                 sizes[s] = (sizes[s] or 0) + table.disk_size()
             rows = int((est.records or 0) * self.mixer.expected_factor(sizes))
         return Estimate(int(est.per_record * rows), max(1, rows), est.per_record)
+
+
+def count_rows(inputs: Sequence[TableInput], file_source: Sequence[int], n: int, piece: int, progress: Progress) -> tuple[list[int], list[int]]:
+    """Rows and bytes (by ``row_sizes``) of each of ``n`` sources, read once (the counting pass, and
+    ``--dry-run`` on inputs it reads whole anyway)."""
+    counts, nbytes = [0] * n, [0] * n
+    for s, table in zip(file_source, inputs):
+        for batch in table.batches(piece):
+            counts[s] += batch.num_rows
+            nbytes[s] += int(row_sizes(batch).sum())
+            progress.update(batch.nbytes)
+    return counts, nbytes
 
 
 def multiset_fingerprint(batch: pa.RecordBatch | pa.Table, mult: np.ndarray) -> Fingerprint:

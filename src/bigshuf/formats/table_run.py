@@ -34,7 +34,7 @@ from .row_unique import RowDedup, check_comparable, first_rows, fits as dedup_fi
 from .rowhash import row_fingerprint
 from .detect import output_kind, refuse_terminal
 from .table_input import TableInput, open_inputs
-from .table_mix import Block, WeightedRows, fits_with_copies, multiset_fingerprint
+from .table_mix import Block, WeightedRows, count_rows, fits_with_copies, multiset_fingerprint
 from .table_output import TableOutput, resolve_codec, table_shard_suffix
 from .tables import (
     GROUP_BYTES, MAX_CHUNK, TABLE_PIECE, TableBuckets, _combine, _drain, _rebatch, parse_schema, plain_schema, take_rows,
@@ -128,7 +128,30 @@ class TableRun(WeightedRows, TwoPass):
         assert est.nbytes is not None and est.records is not None
         # Not all held: the run goes external. Held up to the sample's end: the estimate says.
         in_memory = whole and plan.fits_in_memory(est.nbytes, est.records, limit)
-        return Sample(est, held_bytes, exact=exact, sized=True, in_memory=in_memory, temp_bytes=est.nbytes)
+        counts: tuple[int, ...] | None = None
+        nbytes: tuple[int, ...] | None = None
+        sizes: tuple[int | None, ...] = ()
+        if request.sources:
+            # Weighted sources: rows from the files' metadata, and counted as the run's counting pass
+            # counts them when the sample read every row anyway; sized by the files on disk.
+            file_source = [s for s, (_name, files) in enumerate(request.sources) for _file in files]
+            n = len(request.sources)
+            by_source = [0] * n
+            for s, table in zip(file_source, tables):
+                by_source[s] += table.disk_size()
+            sizes = tuple(by_source)
+            if exact:
+                counted = count_rows(tables, file_source, n, piece, Progress())
+                counts, nbytes = tuple(counted[0]), tuple(counted[1])
+            elif all(t.rows is not None for t in tables):
+                rows = [0] * n
+                for s, table in zip(file_source, tables):
+                    rows[s] += table.rows or 0
+                counts = tuple(rows)
+        return Sample(
+            est, held_bytes, exact=exact, sized=True, in_memory=in_memory, temp_bytes=est.nbytes,
+            source_records=counts, source_bytes=nbytes, source_sizes=sizes,
+        )
 
     @classmethod
     def output_plan(cls, request: Request, inputs: list[Any]) -> OutputPlan:

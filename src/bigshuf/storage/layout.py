@@ -7,11 +7,12 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
+from ..core.numbers import parse_decimal
 from ..errors import UsageError, option
 
 #: What a split name may hold: it becomes part of a path, so no separator, brace or leading dot.
 _SPLIT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
-_DECIMAL = re.compile(r"(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+(?:\.[0-9]*)?[eE][-+]?[0-9]+)\Z")
+_COUNT = re.compile(r"[0-9]+\Z")
 
 #: The placeholder ``-o`` must hold with ``--split``.
 SPLIT_FIELD = "{split}"
@@ -48,13 +49,14 @@ def parse_split(text: str) -> tuple[SplitPart, ...]:
             if any(p.rest for p in parts):
                 raise UsageError(f"{option('split')}: only one split may be 'rest' ('{name}' is the second)")
             parts.append(SplitPart(name))
-        elif value.isdigit():
+        elif _COUNT.match(value):
             parts.append(SplitPart(name, count=int(value)))
-        elif _DECIMAL.match(value) and Fraction(value) <= 1:
-            parts.append(SplitPart(name, fraction=Fraction(value)))
+        elif (fraction := parse_decimal(value)) is not None and fraction <= 1:
+            parts.append(SplitPart(name, fraction=fraction))
         else:
             raise UsageError(
-                f"invalid {option('split')} value for '{name}': '{value}' (a record count, a fraction up to 1 such as 0.01, or rest)"
+                f"invalid {option('split')} value for '{name}': '{value}' (a record count such as 100, a fraction up to 1 "
+                "with digits after its dot such as 0.01 or 1.0, or rest)"
             )
     fractions = sum((p.fraction for p in parts if p.fraction is not None), Fraction(0))
     has_rest = any(p.rest for p in parts)
