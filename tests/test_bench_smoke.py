@@ -82,3 +82,17 @@ def test_kernel_time_quick_runs(tmp_path: Path) -> None:
     for row in variants:
         assert f"| {row} |" in proc.stdout, f"{row!r} missing from:\n{proc.stdout}"
     assert list(tmp_path.iterdir()) == [], "the scratch directory was not removed"
+
+
+def test_bench_formats_small_runs_every_row(tmp_path: Path) -> None:
+    """bench_formats.py on 2 MiB corpora, once: every row runs, every check holds, nothing is left."""
+    proc = subprocess.run(
+        [sys.executable, str(BENCH.with_name("bench_formats.py")), "--size", "2M", "--shards", "2", "--reps", "1",
+         "--limit", "1M", "--scratch", str(tmp_path)],
+        check=False, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for row in ["| tar -cf of the members |", "| bigshuf -S 1M |", "| cp .bin .idx |", "(in memory) |"]:
+        assert proc.stdout.count(row) >= 1, f"{row!r} missing from:\n{proc.stdout}"
+    assert proc.stdout.count("| ok |") == 8, proc.stdout
+    assert list(tmp_path.iterdir()) == [], "the scratch directory was not removed"
