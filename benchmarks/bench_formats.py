@@ -17,7 +17,6 @@ import os
 import shutil
 import statistics
 import struct
-import subprocess
 import sys
 import tarfile
 import tempfile
