@@ -146,10 +146,10 @@ Mandatory arguments to long options are mandatory for short options too.
 
 A directory FILE stands for its data files, searched recursively in name order:
 line files (.txt .jsonl .json .ndjson .csv .tsv .fastq .fq, also ending .gz .zst
-.bz2 .xz), tables (.parquet .pq .arrow .feather .ipc), tars (.tar*) or Megatron
-indexes (.idx, each read with the .bin beside it), one kind only; names that
-start with . or _ are skipped. FILEs may be URLs (s3://, https://, ...) read
-through fsspec.
+.bz2 .xz), tables (.parquet .pq .arrow .feather .ipc), tars (.tar* .tgz .tzst
+.tbz2 .txz) or Megatron indexes (.idx, each read with the .bin beside it), one
+kind only; names that start with . or _ are skipped. FILEs may be URLs (s3://,
+https://, ...) read through fsspec.
 
 Examples:
   {PROG} -n 1000000 corpus.jsonl.zst -o sample.jsonl

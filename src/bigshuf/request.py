@@ -254,6 +254,8 @@ def _tar_family(paths: list[str], count: int, target: str | None) -> str | None:
         other = next((p for p in paths if p not in tars), "an input that is not a file")
         raise UsageError(f"{tars[0]} is a tar archive and {other} is not: shuffle WebDataset tars in a run of their own")
     if target not in (None, "-") and data_kind(os.path.basename(target)) == registry.WEBDATASET:
+        if "-" in paths:
+            raise UsageError("standard input cannot be read as tar shards: name the tar file(s) (tars are read from files)")
         raise UsageError(f"{target}: tar output needs tar inputs (WebDataset shards)")
     return None
 

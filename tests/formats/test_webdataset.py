@@ -16,6 +16,7 @@ import pytest
 
 import bigshuf
 from bigshuf.core import plan
+from bigshuf.errors import InputError, UsageError
 from helpers import compress, decompress, run_peak, temp_leftovers
 from test_memory import SLACK
 from test_uniformity import assert_uniform
@@ -240,13 +241,13 @@ def _hostile(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
     whole = make_tar(tmp_path / "good.tar", good).read_bytes()
     cases: dict[str, tuple[list[str], str]] = {}
     (tmp_path / "truncated.tar").write_bytes(whole[: len(whole) // 2 + 100])
-    cases["truncated"] = (["truncated.tar"], "truncated.tar: truncated tar: ends inside a member's data at byte")
+    cases["truncated"] = (["truncated.tar"], "truncated.tar: truncated or corrupt tar: member s/0100003.json at byte 14336 claims 1400 bytes")
     make_tar(tmp_path / "first.tar", make_samples(30, 5))  # ~90 KB: scattered to buckets before the second fails
-    cases["truncated, external"] = (["first.tar", "truncated.tar", "-S", "64K"], "truncated.tar: truncated tar: ends inside")
+    cases["truncated, external"] = (["first.tar", "truncated.tar", "-S", "64K"], "truncated.tar: truncated or corrupt tar: member")
     with tarfile.open(tmp_path / "good.tar") as tar:
         third = tar.getmembers()[2].offset  # a header's start
-    (tmp_path / "unended.tar").write_bytes(whole[:third])
-    cases["no end marker"] = (["unended.tar"], f"unended.tar: truncated tar: no end-of-archive marker after byte {third}")
+    (tmp_path / "cut.tar").write_bytes(whole[: third + 100])
+    cases["cut in a header"] = (["cut.tar"], f"cut.tar: truncated tar: ends inside a header at byte {third + 100}")
     corrupt = bytearray(whole)
     corrupt[third + 5] ^= 1  # a byte of its name
     (tmp_path / "corrupt.tar").write_bytes(bytes(corrupt))
@@ -265,7 +266,7 @@ def _hostile(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
     cases["no key"] = (["nokey.tar"], "nokey.tar: member README has no key (its base name has no dot), so belongs to no sample")
     make_tar(tmp_path / "twice.tar", [[("a/1.jpg", 0o644, 0, 0, 0, "", "", b""), ("a/1.JPG", 0o644, 0, 0, 0, "", "", b"")]])
     cases["suffix twice"] = (["twice.tar"], "twice.tar: member a/1.JPG repeats suffix 'jpg' in sample a/1")
-    with tarfile.open(tmp_path / "global.tar", "w", format=tarfile.PAX_FORMAT, pax_headers={"comment": "x"}) as tar:
+    with tarfile.open(tmp_path / "global.tar", "w", format=tarfile.PAX_FORMAT, pax_headers={"comment": "x", "uname": "u"}) as tar:
         tar.addfile(tarfile.TarInfo("a/1.txt"), io.BytesIO(b""))
     cases["pax global"] = (["global.tar"], "global.tar: pax global header at byte 0")
     (tmp_path / "tail.tar").write_bytes(whole + whole)
@@ -342,3 +343,160 @@ def test_seeded_output_is_pinned(tmp_path: Path) -> None:
         bigshuf.shuffle(paths, out, memory=memory, seed=11, tmp_dir=tmp_path, sync=False, threads=3 if memory == "64K" else 1)
         digests[memory] = hashlib.sha256(out.read_bytes()).hexdigest()[:16]
     assert digests == {"64M": "2b08a35d8d783f53", "64K": "638175dc924578ba"}
+
+
+def refused(tmp_path: Path, inputs: list[Path], message: str, error: type[Exception] = InputError, **kw: object) -> None:
+    """A library shuffle of ``inputs`` fails with one line starting ``message``, writing nothing and leaving no temporary files."""
+    (tmp_path / "t").mkdir(exist_ok=True)
+    out = tmp_path / str(kw.pop("output", "out.tar"))
+    with pytest.raises(error) as caught:
+        bigshuf.shuffle(inputs, out, seed=1, tmp_dir=tmp_path / "t", sync=False, **kw)  # type: ignore[arg-type]
+    assert str(caught.value).startswith(message) and "\n" not in str(caught.value), str(caught.value)
+    assert not out.exists()
+    assert temp_leftovers(tmp_path / "t") == []
+
+
+def raw_header(name: bytes, size: bytes, kind: bytes) -> bytes:
+    """A ustar header block with a raw size field (octal or GNU base-256) and a valid checksum."""
+    block = bytearray(512)
+    block[: len(name)] = name
+    block[100:148] = b"0000644\0" + b"0000000\0" * 2 + b"\0" * 12 + b"00000000000\0"
+    block[124:136] = size
+    block[156:157], block[257:265] = kind, b"ustar\x0000"
+    block[148:156] = b" " * 8
+    block[148:156] = b"%06o\0 " % sum(block)
+    return bytes(block)
+
+
+@pytest.mark.parametrize("memory", ["64M", "64K"])
+def test_a_key_used_twice_is_refused_naming_both_places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, memory: str) -> None:
+    # Two samples of one key that the shuffle puts side by side are read back by WebDataset as one:
+    # refused, in two tars or out of order in one (GNU tar given *.jpg *.json, or bsdtar's order).
+    one = make_samples(30, 1)
+    make_tar(tmp_path / "one.tar", one)  # ~60 KB: at 64K scattered to buckets before the second is read
+    make_tar(tmp_path / "two.tar", make_samples(3, 2) + [one[7]] + make_samples(3, 3))
+    refused(
+        tmp_path, [tmp_path / "one.tar", tmp_path / "two.tar"],
+        f"{tmp_path / 'two.tar'}: sample s/0100007 (member s/0100007.jpg) is also in {tmp_path / 'one.tar'} (member s/0100007.jpg); "
+        "WebDataset merges samples of one key", memory=memory,
+    )
+    samples = make_samples(4, 4)
+    make_tar(tmp_path / "order.tar", [[s[0]] for s in samples] + [[s[1]] for s in samples])
+    order = tmp_path / "order.tar"
+    refused(
+        tmp_path, [tmp_path / "one.tar", order],
+        f"{order}: members of sample s/0400000 are not consecutive in {order} (s/0400000.jpg, then other samples' members, "
+        "then s/0400000.json); WebDataset reads a sample's members only together: recreate the tar with its members in name order "
+        "(tar --sort=name)", memory=memory,
+    )
+    # Keys are told apart exactly, not by their hashes: with every hash equal, distinct keys pass.
+    from bigshuf.formats import tar_input
+
+    monkeypatch.setattr(tar_input, "hash", lambda key: 7, raising=False)
+    make_tar(tmp_path / "three.tar", make_samples(5, 5))
+    bigshuf.shuffle([tmp_path / "one.tar", tmp_path / "three.tar"], tmp_path / "out.tar", seed=1, memory=memory, sync=False)
+    assert as_set(read_samples((tmp_path / "out.tar").read_bytes())) == as_set(one + make_samples(5, 5))
+    (tmp_path / "out.tar").unlink()
+    refused(tmp_path, [tmp_path / "three.tar", tmp_path / "two.tar", tmp_path / "one.tar"], f"{tmp_path / 'one.tar'}: sample s/0100007 (member")
+
+
+def test_sparse_members_are_refused_by_their_real_name(tmp_path: Path) -> None:
+    # GNU tar --sparse --format=pax stores x.bin as ./GNUSparseFile.NNN/x.bin, its data a map of the holes.
+    with tarfile.open(tmp_path / "sparse.tar", "w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("./GNUSparseFile.12/x.bin")
+        info.size = 3
+        info.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": "x.bin", "GNU.sparse.realsize": "9"}
+        tar.addfile(info, io.BytesIO(b"abc"))
+    refused(
+        tmp_path, [tmp_path / "sparse.tar"],
+        f"{tmp_path / 'sparse.tar'}: member x.bin is a sparse file (GNU.sparse pax records, stored as ./GNUSparseFile.12/x.bin); "
+        "only regular files and directories are shuffled",
+    )
+
+
+def test_oversized_claims_are_refused_without_allocating_them(tmp_path: Path) -> None:
+    import gzip
+
+    end = bytes(1024)
+    # A 2 GiB pax header claimed by a gzip of a few hundred bytes: refused at the cap, nothing allocated.
+    pax = raw_header(b"PaxHeaders/a.jpg", b"%011o\0" % (2 << 30), b"x")
+    (tmp_path / "bomb.tar.gz").write_bytes(gzip.compress(pax + bytes(4096)))
+    status, peak = run_peak(["bomb.tar.gz", "-o", "out.tar"], tmp_path)
+    assert status == 1 and peak < 200 << 20, f"peak {peak >> 20} MiB"
+    refused(tmp_path, [tmp_path / "bomb.tar.gz"], f"{tmp_path / 'bomb.tar.gz'}: corrupt tar: extension header at byte 0 claims 2147483648 bytes, more than the 1 MiB")
+    # In a plain file every claim is checked against what is left of it (GNU base-256 sizes too).
+    for name, size in (("huge.tar", 1 << 60), ("forty.tar", 40 << 30)):
+        (tmp_path / name).write_bytes(raw_header(b"a.jpg", bytes([0x80]) + size.to_bytes(11, "big"), b"0") + b"x" * 512 + end)
+        refused(tmp_path, [tmp_path / name], f"{tmp_path / name}: truncated or corrupt tar: member a.jpg at byte 0 claims {size} bytes of data, and the file has 1536 left")
+    (tmp_path / "long.tar").write_bytes(raw_header(b"././@LongLink", b"%011o\0" % (2 << 30), b"L") + end)
+    refused(tmp_path, [tmp_path / "long.tar"], f"{tmp_path / 'long.tar'}: truncated or corrupt tar: extension header at byte 0 claims 2147483648 bytes")
+    # Compressed, a member's size is known only by reading: a short one is truncated, one over -S is said so.
+    (tmp_path / "short.tar.gz").write_bytes(gzip.compress(raw_header(b"a.jpg", b"%011o\0" % 2000, b"0") + b"x" * 512))
+    refused(tmp_path, [tmp_path / "short.tar.gz"], f"{tmp_path / 'short.tar.gz'}: truncated tar: ends inside a member's data at byte 1024")
+    (tmp_path / "forty.tar.gz").write_bytes(gzip.compress((tmp_path / "forty.tar").read_bytes()))
+    refused(tmp_path, [tmp_path / "forty.tar.gz"], f"{tmp_path / 'forty.tar.gz'}: sample a reaches {(40 << 30) + 512} bytes at member a.jpg, more than the")
+    # A pax size is decimal digits only (Python's int() would take -5).
+    with tarfile.open(tmp_path / "negative.tar", "w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("a.jpg")
+        info.pax_headers = {"size": "-5"}
+        tar.addfile(info, io.BytesIO(b""))
+    refused(tmp_path, [tmp_path / "negative.tar"], f"{tmp_path / 'negative.tar'}: corrupt pax header at byte 0")
+
+
+def test_short_compressed_tar_names_are_tars(tmp_path: Path) -> None:
+    paths, every = shards(tmp_path, count=2, per=10)
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.tgz").write_bytes(compress("gzip", paths[0].read_bytes()))
+    (tmp_path / "d" / "b.tzst").write_bytes(compress("zstd", paths[1].read_bytes()))
+    for name, codec in (("out.tgz", "gzip"), ("out.txz", "xz"), ("out.tbz2", "bzip2")):
+        bigshuf.shuffle(tmp_path / "d", tmp_path / name, seed=1, sync=False)  # the directory lists both
+        assert as_set(read_samples(decompress(codec, (tmp_path / name).read_bytes()))) == as_set(every), name
+    # Tar data under another format's name, or a codec bigshuf does not write, is refused.
+    for name in ("o.parquet", "o.jsonl", "o.txt", "o.tar.lz4"):
+        refused(tmp_path, paths, f"{tmp_path / name}: tar samples are written as a tar; give output= a tar name", UsageError, output=name)
+
+
+def test_a_tar_on_standard_input_is_refused(tmp_path: Path) -> None:
+    paths, _ = shards(tmp_path, count=1, per=3)
+    with open(paths[0], "rb") as f:  # bigshuf < in.tar
+        proc = subprocess.run([sys.executable, "-m", "bigshuf"], stdin=f, capture_output=True, timeout=60, cwd=tmp_path)
+    assert (proc.returncode, proc.stdout) == (1, b"")
+    assert proc.stderr == b"bigshuf: standard input holds a tar archive: name the tar file(s) (tars are read from files)\n"
+    piped = subprocess.run(
+        [sys.executable, "-m", "bigshuf", "-o", "out.tar"], input=paths[0].read_bytes(), capture_output=True, timeout=60, cwd=tmp_path
+    )
+    assert (piped.returncode, piped.stderr) == (1, b"bigshuf: standard input cannot be read as tar shards: name the tar file(s) (tars are read from files)\n")
+    assert not (tmp_path / "out.tar").exists()
+
+
+def test_member_names_are_escaped_in_messages(tmp_path: Path) -> None:
+    link = tarfile.TarInfo("a/1\n\x1b[2J.lnk")
+    link.type, link.linkname = tarfile.SYMTYPE, "x"
+    make_tar(tmp_path / "link.tar", [], extra=(link,))
+    refused(tmp_path, [tmp_path / "link.tar"], f"{tmp_path / 'link.tar'}: member a/1\\n\\x1b[2J.lnk is a symbolic link")
+    odd = tarfile.TarInfo("a/1.jpg")
+    odd.type = b"D"  # a GNU dump directory
+    make_tar(tmp_path / "odd.tar", [], extra=(odd,))
+    refused(tmp_path, [tmp_path / "odd.tar"], f"{tmp_path / 'odd.tar'}: member a/1.jpg has unknown type 'D'; only regular files")
+
+
+def test_tars_gnu_tar_and_webdataset_read_are_accepted(tmp_path: Path) -> None:
+    # No end-of-archive marker: GNU tar, tarfile and WebDataset read such a tar to its end.
+    samples = make_samples(5, 1)
+    whole = make_tar(tmp_path / "whole.tar", samples).read_bytes()
+    with tarfile.open(tmp_path / "whole.tar") as tar:
+        last = tar.getmembers()[-1]
+    (tmp_path / "unended.tar").write_bytes(whole[: last.offset_data + -(-last.size // 512) * 512])
+    bigshuf.shuffle(tmp_path / "unended.tar", tmp_path / "out.tar", seed=1, sync=False)
+    assert as_set(read_samples((tmp_path / "out.tar").read_bytes())) == as_set(samples)
+    # git archive's pax global header, a comment (the commit id) only: dropped, as it applies to nothing.
+    with tarfile.open(tmp_path / "git.tar", "w", format=tarfile.PAX_FORMAT, pax_headers={"comment": "f00d"}) as tar:
+        for name, *_, data in (m for s in samples for m in s):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    bigshuf.shuffle(tmp_path / "git.tar", tmp_path / "git-out.tar", seed=1, sync=False)
+    out = (tmp_path / "git-out.tar").read_bytes()
+    assert b"f00d" not in out and [len(s) for s in read_samples(out)] == [2] * 5
+    with tarfile.open(tmp_path / "git-out.tar") as tar:
+        assert tar.pax_headers == {} and sorted(tar.getnames()) == sorted(m[0] for s in samples for m in s)

@@ -131,7 +131,12 @@ def test_detect_zstd_skippable_frame_and_short_bzip2_head() -> None:
         ("out.bz2", "bzip2"),
         ("/tmp/a.xz", "xz"),
         ("out.jsonl", None),
-        ("out.tgz", None),
+        # A compressed tar's short names, as GNU tar writes them (the WebDataset format reads them as tars).
+        ("out.tgz", "gzip"),
+        ("OUT.TZST", "zstd"),
+        ("out.tbz2", "bzip2"),
+        ("out.txz", "xz"),
+        ("out.tgz.txt", None),
         ("gz", None),
         ("-", None),
         ("out.zst.txt", None),

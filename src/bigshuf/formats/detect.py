@@ -37,12 +37,16 @@ def sniff_kind(path: str, strict: bool = False) -> str | None:
 
 
 def _without_codec(name: str) -> str:
-    """A lower-case file name without its compression suffix (``.zst``, ``.gz``...), if it has one."""
+    """A lower-case file name without its compression suffix (``.zst``, ``.gz``...), if it has one;
+    a compressed tar's short name (``.tgz``, ``.tzst``...) becomes its ``.tar`` name."""
     from ..storage.codecs import CODECS, codec_for_suffix
 
     codec = codec_for_suffix(name)
     if codec is None:
         return name
+    short = [s for s in CODECS[codec].tar_suffixes if name.endswith(s)]
+    if short:
+        return name[: -len(short[0])] + ".tar"
     return name[: -len(next(s for s in CODECS[codec].suffixes if name.endswith(s)))]
 
 

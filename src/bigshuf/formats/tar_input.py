@@ -4,15 +4,19 @@ headers and padded data) of consecutive members sharing a key, copied byte for b
 The key is WebDataset's: a member's path up to the first dot of its base name (``a/000123.jpg``
 and ``a/000123.seg.png`` are one sample, ``b/000123.jpg`` another). Consecutive members with one
 key are one sample; a sample may not continue from one tar into the next (an error naming both).
-Directory entries are skipped, as WebDataset skips them. Everything WebDataset would drop or
-fail on and that would be lost here is refused instead, one line each: links and other special
-members, members with no key or named as metadata (``__x__``), a suffix twice in one sample, and
-pax global headers (their settings apply to every later member, which a shuffle reorders).
+Directory entries are skipped, as WebDataset skips them, and so is a pax global header holding
+only a ``comment`` (``git archive`` writes one). Everything WebDataset would drop, merge or fail
+on and that would be lost here is refused instead, one line each: links and other special
+members, sparse members, members with no key or named as metadata (``__x__``), a suffix twice in
+one sample, a key used by two samples anywhere in the inputs (two samples with one key that the
+shuffle puts side by side are read back as one), and other pax global headers (their settings
+apply to every later member, which a shuffle reorders).
 """
 
 from __future__ import annotations
 
 import os
+from bisect import bisect_right
 from collections.abc import Generator, Iterator
 from typing import Any
 
@@ -40,6 +44,15 @@ SPECIAL = {
 
 #: How much of each input a read asks for at once while skipping data it does not keep.
 SKIP_CHUNK = 1 << 20
+
+#: The most an extension header (pax ``x`` or ``g``, GNU ``L`` or ``K``) may claim: it is read whole
+#: into memory, and what it holds (a path, a link name, times, owners, a few attributes) takes a
+#: few KB at most (Linux paths: 4 KiB; an extended attribute: 64 KiB). A larger claim is taken for
+#: corruption or a bomb (a 94-byte gzip can claim a 2 GiB header) rather than allocated.
+EXTENSION_CAP = 1 << 20
+
+#: Sample-key hashes gathered into one array at a time (the rest of a file's are in a list).
+KEYS_CHUNK = 1 << 16
 
 
 def looks_like_tar(head: bytes) -> bool:
@@ -77,7 +90,7 @@ def _pax_records(data: bytes) -> dict[bytes, bytes]:
     pos = 0
     while pos < len(data) and data[pos] != 0:
         space = data.index(b" ", pos)
-        length = int(data[pos:space])
+        length = _digits(data[pos:space])
         record = data[space + 1 : pos + length]
         if length <= space - pos or not record.endswith(b"\n") or b"=" not in record:
             raise ValueError("malformed pax record")
@@ -85,6 +98,14 @@ def _pax_records(data: bytes) -> dict[bytes, bytes]:
         out[key] = value
         pos += length
     return out
+
+
+def _digits(text: bytes) -> int:
+    """A pax decimal number (a record's length, a size): ASCII digits only (``int`` would take
+    ``+5``, ``-5`` or ``5_0``), else ValueError."""
+    if not (text.isdigit() and text.isascii()):
+        raise ValueError("not a decimal number")
+    return int(text)
 
 
 def sample_key(name: bytes) -> tuple[bytes, bytes] | None:
@@ -104,8 +125,124 @@ def is_metadata(name: bytes) -> bool:
 
 
 def shown(name: bytes) -> str:
-    """A member name for a message."""
-    return name.decode("utf-8", "backslashreplace")
+    """A member name for a one-line message: invalid UTF-8 as ``\\xNN`` and every non-printable
+    character (newline, escape...) as Python writes it in a literal, so no name can start a second
+    line or send the terminal an escape sequence."""
+    text = name.decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+class KeyLedger:
+    """Every sample key of a run's inputs, kept as a 64-bit hash (8 bytes a sample; 16 while a
+    check sorts them): a key used by two samples is refused once its file, or the last file, has
+    been read, naming both places. WebDataset reads two samples with one key that end up side by
+    side as one sample (or fails on a suffix they share), and a key whose members are not
+    consecutive in a tar (``tar -cf x.tar *.jpg *.cls``) as two samples.
+
+    Hashes that match are confirmed by reading the two samples' files again for their keys, so a
+    collision of two different keys (about n²/2⁶⁵ for n samples) costs a re-read, never a refusal."""
+
+    def __init__(self, paths: list[str]) -> None:
+        self.paths = paths
+        self.chunks: list[np.ndarray] = []  # int64 hashes, in reading order
+        self.pending: list[int] = []  # the latest hashes, not yet in an array
+        self.count = 0  # samples so far
+        self.starts: list[int] = []  # each file's first sample number
+        self.first_chunk: list[int] = []  # each file's first chunk (a file starts a new one)
+
+    def start_file(self) -> None:
+        """The next samples are the next file's."""
+        self._flush()
+        self.starts.append(self.count)
+        self.first_chunk.append(len(self.chunks))
+
+    def add(self, key: bytes) -> None:
+        """Record the key of the next sample."""
+        self.pending.append(hash(key))
+        self.count += 1
+        if len(self.pending) == KEYS_CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Move the pending hashes into an array."""
+        if self.pending:
+            self.chunks.append(np.array(self.pending, np.int64))
+            self.pending = []
+
+    def check_file(self) -> None:
+        """Refuse a key used by two samples of the file just read (its members not consecutive)."""
+        self._flush()
+        self._check(self.chunks[self.first_chunk[-1] :], self.starts[-1])
+
+    def check_all(self) -> None:
+        """Refuse a key used by samples of two files (once each file has passed ``check_file``)."""
+        self._flush()
+        if len(self.paths) > 1:
+            self._check(self.chunks, 0)
+
+    def _check(self, chunks: list[np.ndarray], base: int) -> None:
+        """Refuse the first sample (in reading order) of ``chunks`` (sample ``base`` on) whose key an earlier one has."""
+        if not chunks:
+            return
+        flat = np.concatenate(chunks)
+        flat.sort()
+        repeated = np.unique(flat[1:][flat[1:] == flat[:-1]])
+        del flat
+        if not len(repeated):
+            return
+        seen: dict[int, list[int]] = {}  # a repeated hash: its samples so far, each of a different key
+        places: dict[int, tuple[str, bytes, bytes]] = {}
+
+        def place(n: int) -> tuple[str, bytes, bytes]:
+            """Sample ``n``'s file, key and first member, read once."""
+            if n not in places:
+                places[n] = self._place(n)
+            return places[n]
+
+        number = base
+        for chunk in chunks:
+            for at in np.flatnonzero(np.isin(chunk, repeated)).tolist():
+                earlier = seen.setdefault(int(chunk[at]), [])
+                for other in earlier:
+                    if place(other)[1] == place(number + at)[1]:
+                        raise InputError(_repeat_message(place(other), place(number + at)))
+                earlier.append(number + at)
+            number += len(chunk)
+
+    def _place(self, number: int) -> tuple[str, bytes, bytes]:
+        """Sample ``number``'s file, key and first member, read again (only when a key repeats)."""
+        f = bisect_right(self.starts, number) - 1
+        path, want = self.paths[f], number - self.starts[f]
+        stream = FileSource(path).open()
+        try:
+            members = _Members(stream, path)
+            n, key = -1, None
+            for _raw, name, _size in members:
+                parsed = sample_key(name)
+                this = name if parsed is None else parsed[0]  # the first read refused members without a key
+                if this != key:
+                    n, key = n + 1, this
+                    if n == want:
+                        return path, this, name
+                members.skip_data()
+        finally:
+            stream.close()
+        raise InputError(f"{path}: file changed while being read (sample {want + 1} is gone)")
+
+
+def _repeat_message(one: tuple[str, bytes, bytes], two: tuple[str, bytes, bytes]) -> str:
+    """The refusal of two samples with one key: out of order in one tar, or in two tars."""
+    (path, key, first), (other, _key, second) = one, two
+    if path == other:
+        return (
+            f"{path}: members of sample {shown(key)} are not consecutive in {path} ({shown(first)}, then other samples' "
+            f"members, then {shown(second)}); WebDataset reads a sample's members only together: recreate the tar "
+            "with its members in name order (tar --sort=name)"
+        )
+    return (
+        f"{other}: sample {shown(key)} (member {shown(second)}) is also in {path} (member {shown(first)}); "
+        "WebDataset merges samples of one key that the shuffle puts side by side: keys must be unique across the inputs"
+    )
 
 
 class SampleReader:
@@ -135,11 +272,14 @@ class SampleReader:
         ends: list[int] = []  # the ends of the whole samples in buf
         filled = 0  # bytes in buf: whole samples, then the sample being read
         last: tuple[str, bytes] | None = None  # the previous input's last sample: its file and key
+        keys = KeyLedger(self.paths)
         for path in self.paths:
             source = FileSource(path)
+            size = source.size()
             stream = source.open()
+            keys.start_file()
             try:
-                members = _Members(stream, path)
+                members = _Members(stream, path, size)
                 key: bytes | None = None  # the sample being read
                 suffixes: set[bytes] = set()
                 reported = 0  # bytes of this input the progress has been told of
@@ -157,6 +297,7 @@ class SampleReader:
                         if key is not None:
                             ends.append(filled)
                         key, suffixes = this, set()
+                        keys.add(this)
                     elif suffix in suffixes:
                         raise InputError(f"{path}: member {shown(name)} repeats suffix '{shown(suffix)}' in sample {shown(key)}")
                     suffixes.add(suffix)
@@ -191,6 +332,8 @@ class SampleReader:
                 source.check_unchanged()
             finally:
                 stream.close()
+            keys.check_file()
+        keys.check_all()
         yield buf[:filled], np.array([0, *ends], np.int64), True
 
 
@@ -201,12 +344,15 @@ def _padded(size: int) -> int:
 
 class _Members:
     """Iterates one tar stream's regular members: their raw header blocks (extension headers
-    included), path and data size; the caller reads each one's data with ``read_data`` before
-    the next. Directories are skipped; truncation, bad checksums and refused types raise."""
+    included), path and data size; the caller reads each one's data with ``read_data`` (or skips
+    it with ``skip_data``) before the next. Directories and comment-only pax global headers are
+    skipped; truncation, bad checksums, oversized claims and refused types raise. ``size``: the
+    stream's length when known (a plain regular file), against which every claimed size is checked."""
 
-    def __init__(self, stream: Any, path: str) -> None:
+    def __init__(self, stream: Any, path: str, size: int | None = None) -> None:
         self.stream = stream  # a binary stream with readinto
         self.path = path
+        self.size = size
         self.offset = 0  # bytes of the decompressed stream consumed
         self._unread = 0  # data bytes of the last member the caller has not read yet
 
@@ -231,6 +377,11 @@ class _Members:
         self._read(view, "a member's data")
         self._unread = 0
 
+    def skip_data(self) -> None:
+        """Read past the current member's padded data."""
+        self._skip(_padded(self._unread), "a member's data")
+        self._unread = 0
+
     def _skip(self, n: int, what: str) -> None:
         """Read past ``n`` bytes."""
         scratch = memoryview(bytearray(min(n, SKIP_CHUNK)))
@@ -239,11 +390,32 @@ class _Members:
             self._read(scratch[:step], what)
             n -= step
 
+    def _claim(self, length: int, what: str, at: int) -> None:
+        """Refuse a header at byte ``at`` whose data (``length`` bytes, padded) runs past the end of a
+        plain file: nothing is allocated or read for a size the file cannot hold."""
+        if self.size is not None and self.offset + _padded(length) > self.size:
+            raise InputError(
+                f"{self.path}: truncated or corrupt tar: {what} at byte {at} claims {length} bytes of data, "
+                f"and the file has {self.size - self.offset} left"
+            )
+
+    def _extension(self, length: int, kind: bytes, at: int) -> bytes:
+        """An extension header's padded data (``length`` bytes claimed, at most ``EXTENSION_CAP``), read whole."""
+        what = "pax global header" if kind == PAX_GLOBAL else "extension header"
+        self._claim(length, what, at)
+        if length > EXTENSION_CAP:
+            raise InputError(
+                f"{self.path}: corrupt tar: {what} at byte {at} claims {length} bytes, more than the "
+                f"{EXTENSION_CAP >> 20} MiB bigshuf reads for one (paths, link names and attributes take a few KB)"
+            )
+        return self._bytes(_padded(length), f"a {what}" if kind == PAX_GLOBAL else f"an {what}")
+
     def __iter__(self) -> Iterator[tuple[bytes, bytes, int]]:
         """Yield ``(raw headers, path, size)`` of each regular member."""
         raw = b""
         name: bytes | None = None
         size: int | None = None
+        sparse: bytes | None = None  # a member's pax records say it is sparse: its real name (b"" if they give none)
         while True:
             assert not self._unread, "a member's data was not read"
             at = self.offset
@@ -252,7 +424,7 @@ class _Members:
             if got == 0 and not raw:
                 if self.offset == 0:
                     raise InputError(f"{self.path}: empty file, not a tar archive")
-                raise InputError(f"{self.path}: truncated tar: no end-of-archive marker after byte {self.offset}")
+                return  # no end-of-archive marker: GNU tar, tarfile and WebDataset read such a tar whole too
             if got < BLOCK:
                 rest = memoryview(header)[got:]
                 self.offset += got
@@ -270,38 +442,59 @@ class _Members:
             if length is None:
                 raise InputError(f"{self.path}: corrupt tar header at byte {at} (bad size field)")
             if kind in (PAX, GNU_LONG_NAME, GNU_LONG_LINK):
-                data = self._bytes(_padded(length), "an extension header")
-                raw += block + data
+                padded = self._extension(length, kind, at)
+                raw += block + padded
                 if kind == GNU_LONG_NAME:
-                    name = data[:length].split(b"\0", 1)[0]
+                    name = padded[:length].split(b"\0", 1)[0]
                 elif kind == PAX:
                     try:
-                        records = _pax_records(data[:length])
+                        records = _pax_records(padded[:length])
                         name = records.get(b"path", name)
-                        size = int(records[b"size"]) if b"size" in records else size
+                        size = _digits(records[b"size"]) if b"size" in records else size
                     except ValueError:
                         raise InputError(f"{self.path}: corrupt pax header at byte {at}") from None
+                    if any(k.startswith(b"GNU.sparse.") for k in records):
+                        sparse = records.get(b"GNU.sparse.name", b"")
                 continue
             if kind == PAX_GLOBAL:
-                raise InputError(
-                    f"{self.path}: pax global header at byte {at}: its settings apply to every later member, "
-                    "which a shuffle reorders; recreate the tar without it"
-                )
+                self._global_header(length, at)
+                continue
             member = name if name is not None else _header_name(block)
             length = length if size is None else size
             raw += block
+            if sparse is not None:
+                raise InputError(
+                    f"{self.path}: member {shown(sparse or member)} is a sparse file (GNU.sparse pax records, stored as "
+                    f"{shown(member)}); only regular files and directories are shuffled: recreate the tar without --sparse"
+                )
             if kind in SPECIAL:
                 raise InputError(f"{self.path}: member {shown(member)} is {SPECIAL[kind]}; only regular files and directories are shuffled")
+            if kind not in REGULAR and kind != DIRECTORY:
+                raise InputError(
+                    f"{self.path}: member {shown(member)} has unknown type '{shown(kind)}'; "
+                    "only regular files and directories are shuffled"
+                )
+            self._claim(length, f"member {shown(member)}", at)
             if kind == DIRECTORY or (kind == b"\0" and member.endswith(b"/")):
                 self._skip(_padded(length), "a directory's data")
-            elif kind in REGULAR:
+            else:
                 self._unread = length
                 yield raw, member, length
-            else:
-                raise InputError(
-                    f"{self.path}: member {shown(member)} has unknown type {kind!r}; only regular files and directories are shuffled"
-                )
-            raw, name, size = b"", None, None
+            raw, name, size, sparse = b"", None, None, None
+
+    def _global_header(self, length: int, at: int) -> None:
+        """Read a pax global header (``g``): one holding only ``comment`` records (``git archive``
+        writes the commit's id) is dropped, as it applies to nothing; any other setting would apply to
+        every later member, which a shuffle reorders, so it is refused."""
+        try:
+            records = _pax_records(self._extension(length, PAX_GLOBAL, at)[:length])
+        except ValueError:
+            raise InputError(f"{self.path}: corrupt pax global header at byte {at}") from None
+        if set(records) - {b"comment"}:
+            raise InputError(
+                f"{self.path}: pax global header at byte {at}: its settings apply to every later member, "
+                "which a shuffle reorders; recreate the tar without it"
+            )
 
     def _check_end(self) -> None:
         """After the end-of-archive marker: only zeros may follow (another archive's members would be lost)."""

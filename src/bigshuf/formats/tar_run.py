@@ -32,6 +32,7 @@ from ..storage.shards import check_outputs
 from ..storage.sinks import CodecChoice, output_codec
 from ..storage.tempspace import TempSpace
 from ..storage.writeback import WriteBehind
+from . import registry
 from .detect import refuse_terminal
 from .tar_input import BLOCK, SampleReader
 
@@ -345,7 +346,25 @@ def refusal(request: Request) -> str | None:
 
 
 def check_request(request: Request) -> None:
-    """Refuse what tar samples cannot do (``refusal``)."""
+    """Refuse what tar samples cannot do (``refusal``), and an output named as something else."""
     why = refusal(request)
     if why is not None:
         raise UsageError(why)
+    target = request.output
+    if target is not None and not _tar_name_or_plain(target):
+        raise UsageError(
+            f"{target}: tar samples are written as a tar; give {option('output')} a tar name "
+            "(.tar, .tar.gz or .tgz, .tar.zst, .tar.bz2, .tar.xz) or a directory"
+        )
+
+
+def _tar_name_or_plain(target: str) -> bool:
+    """Whether ``-o`` may receive tar data: standard output, a directory, a name without a suffix
+    (``/dev/stdout``) or a tar's name; not another format's (``.jsonl``) nor a codec bigshuf does
+    not write (``.tar.lz4``), which would be written as a plain tar under that name."""
+    from .detect import data_kind
+
+    name = os.path.basename(target)
+    if target == "-" or not name or os.path.isdir(target) or not os.path.splitext(name)[1]:
+        return True
+    return data_kind(name) == registry.WEBDATASET

@@ -55,10 +55,12 @@ class Codec:
     unit: str
     #: The PyPI package it needs beyond the standard library, for install hints.
     package: str | None
+    #: Short names of a tar compressed with it (``.tgz`` for ``.tar.gz``), as GNU tar knows them.
+    tar_suffixes: tuple[str, ...] = ()
 
 
 CODECS: dict[str, Codec] = {
-    "gzip": Codec("gzip", (b"\x1f\x8b\x08",), (".gz",), 6, range(1, 10), "member", "isal"),
+    "gzip": Codec("gzip", (b"\x1f\x8b\x08",), (".gz",), 6, range(1, 10), "member", "isal", (".tgz", ".taz")),
     "zstd": Codec(
         "zstd",
         # A frame, or a skippable frame (magic 0x184D2A50-5F) that some tools put first.
@@ -68,9 +70,10 @@ CODECS: dict[str, Codec] = {
         range(1, 23),
         "frame",
         "zstandard",
+        (".tzst",),
     ),
-    "bzip2": Codec("bzip2", (b"BZh",), (".bz2",), 9, range(1, 10), "stream", None),
-    "xz": Codec("xz", (b"\xfd7zXZ\x00",), (".xz",), 1, range(0, 10), "stream", None),
+    "bzip2": Codec("bzip2", (b"BZh",), (".bz2",), 9, range(1, 10), "stream", None, (".tbz2", ".tbz", ".tb2", ".tz2")),
+    "xz": Codec("xz", (b"\xfd7zXZ\x00",), (".xz",), 1, range(0, 10), "stream", None, (".txz",)),
 }
 
 _ALIASES = {"gz": "gzip", "zst": "zstd", "bz2": "bzip2"}
@@ -100,10 +103,10 @@ def detect(head: bytes) -> str | None:
 
 
 def codec_for_suffix(path: str) -> str | None:
-    """The codec an output path asks for by its suffix (``out.jsonl.zst`` → zstd), or None."""
+    """The codec an output path asks for by its suffix (``out.jsonl.zst``, ``out.tgz`` → zstd, gzip), or None."""
     lower = path.lower()
     for codec in CODECS.values():
-        if lower.endswith(codec.suffixes):
+        if lower.endswith(codec.suffixes + codec.tar_suffixes):
             return codec.name
     return None
 

@@ -115,6 +115,19 @@ class FileSource:
         return decompressing(raw, self.name)
 
 
+#: A tar header's size: the first bytes of standard input that say whether it holds a tar.
+TAR_HEADER = 512
+
+
+def _refuse_tar(head: bytes) -> None:
+    """Refuse standard input starting (``head``: its first bytes, decompressed) with a tar header:
+    its lines would be shuffled as text, and tar shards are read from files."""
+    from ..formats.tar_input import looks_like_tar
+
+    if looks_like_tar(head):
+        raise InputError("standard input holds a tar archive: name the tar file(s) (tars are read from files)")
+
+
 def _read_directory(path: str, name: str) -> NoReturn:
     """Read a directory named as an input file, as shuf does, so the error is the read's own."""
     try:
@@ -407,6 +420,8 @@ class RecordReader:
                 self.per_input.append([0, 0])
             stream = self._open(index, source)
             stored, self._stored_at = _stored_size(source) is not None, 0
+            # Standard input's first bytes, until they tell whether it holds a tar archive.
+            head = bytearray() if isinstance(source, FileSource) and source.path == "-" else None
             try:
                 last = -1
                 while True:
@@ -418,6 +433,11 @@ class RecordReader:
                         raise InputError(f"{source.name}: read error: {e.strerror}") from None
                     if not n:
                         break
+                    if head is not None:
+                        head += buf[filled : filled + min(n, TAR_HEADER - len(head))].tobytes()
+                        if len(head) == TAR_HEADER:
+                            _refuse_tar(bytes(head))
+                            head = None
                     if group > 1:
                         self._seps += count_separators(buf[filled : filled + n], sep)
                     if self.per_input is not None:
