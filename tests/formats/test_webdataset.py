@@ -390,9 +390,9 @@ def test_a_key_used_twice_is_refused_naming_both_places(tmp_path: Path, monkeypa
         "(tar --sort=name)", memory=memory,
     )
     # Keys are told apart exactly, not by their hashes: with every hash equal, distinct keys pass.
-    from bigshuf.formats import tar_input
+    from bigshuf.formats import tar_keys
 
-    monkeypatch.setattr(tar_input, "hash", lambda key: 7, raising=False)
+    monkeypatch.setattr(tar_keys, "hash", lambda key: 7, raising=False)
     make_tar(tmp_path / "three.tar", make_samples(5, 5))
     bigshuf.shuffle([tmp_path / "one.tar", tmp_path / "three.tar"], tmp_path / "out.tar", seed=1, memory=memory, sync=False)
     assert as_set(read_samples((tmp_path / "out.tar").read_bytes())) == as_set(one + make_samples(5, 5))

@@ -16,7 +16,6 @@ apply to every later member, which a shuffle reorders).
 from __future__ import annotations
 
 import os
-from bisect import bisect_right
 from collections.abc import Generator, Iterator
 from typing import Any
 
@@ -26,6 +25,7 @@ from ..core import plan
 from ..errors import InputError, option
 from ..progress import Progress
 from ..storage.sources import FileSource
+from .tar_keys import KeyLedger, shown
 
 #: A tar block: headers and data padding come in these.
 BLOCK = 512
@@ -51,8 +51,6 @@ SKIP_CHUNK = 1 << 20
 #: corruption or a bomb (a 94-byte gzip can claim a 2 GiB header) rather than allocated.
 EXTENSION_CAP = 1 << 20
 
-#: Sample-key hashes gathered into one array at a time (the rest of a file's are in a list).
-KEYS_CHUNK = 1 << 16
 
 
 def looks_like_tar(head: bytes) -> bool:
@@ -124,127 +122,6 @@ def is_metadata(name: bytes) -> bool:
     return len(first) >= 4 and first.startswith(b"__") and first.endswith(b"__")
 
 
-def shown(name: bytes) -> str:
-    """A member name for a one-line message: invalid UTF-8 as ``\\xNN`` and every non-printable
-    character (newline, escape...) as Python writes it in a literal, so no name can start a second
-    line or send the terminal an escape sequence."""
-    text = name.decode("utf-8", "backslashreplace")
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
-class KeyLedger:
-    """Every sample key of a run's inputs, kept as a 64-bit hash (8 bytes a sample; 16 while a
-    check sorts them): a key used by two samples is refused once its file, or the last file, has
-    been read, naming both places. WebDataset reads two samples with one key that end up side by
-    side as one sample (or fails on a suffix they share), and a key whose members are not
-    consecutive in a tar (``tar -cf x.tar *.jpg *.cls``) as two samples.
-
-    Hashes that match are confirmed by reading the two samples' files again for their keys, so a
-    collision of two different keys (about n²/2⁶⁵ for n samples) costs a re-read, never a refusal."""
-
-    def __init__(self, paths: list[str]) -> None:
-        self.paths = paths
-        self.chunks: list[np.ndarray] = []  # int64 hashes, in reading order
-        self.pending: list[int] = []  # the latest hashes, not yet in an array
-        self.count = 0  # samples so far
-        self.starts: list[int] = []  # each file's first sample number
-        self.first_chunk: list[int] = []  # each file's first chunk (a file starts a new one)
-
-    def start_file(self) -> None:
-        """The next samples are the next file's."""
-        self._flush()
-        self.starts.append(self.count)
-        self.first_chunk.append(len(self.chunks))
-
-    def add(self, key: bytes) -> None:
-        """Record the key of the next sample."""
-        self.pending.append(hash(key))
-        self.count += 1
-        if len(self.pending) == KEYS_CHUNK:
-            self._flush()
-
-    def _flush(self) -> None:
-        """Move the pending hashes into an array."""
-        if self.pending:
-            self.chunks.append(np.array(self.pending, np.int64))
-            self.pending = []
-
-    def check_file(self) -> None:
-        """Refuse a key used by two samples of the file just read (its members not consecutive)."""
-        self._flush()
-        self._check(self.chunks[self.first_chunk[-1] :], self.starts[-1])
-
-    def check_all(self) -> None:
-        """Refuse a key used by samples of two files (once each file has passed ``check_file``)."""
-        self._flush()
-        if len(self.paths) > 1:
-            self._check(self.chunks, 0)
-
-    def _check(self, chunks: list[np.ndarray], base: int) -> None:
-        """Refuse the first sample (in reading order) of ``chunks`` (sample ``base`` on) whose key an earlier one has."""
-        if not chunks:
-            return
-        flat = np.concatenate(chunks)
-        flat.sort()
-        repeated = np.unique(flat[1:][flat[1:] == flat[:-1]])
-        del flat
-        if not len(repeated):
-            return
-        seen: dict[int, list[int]] = {}  # a repeated hash: its samples so far, each of a different key
-        places: dict[int, tuple[str, bytes, bytes]] = {}
-
-        def place(n: int) -> tuple[str, bytes, bytes]:
-            """Sample ``n``'s file, key and first member, read once."""
-            if n not in places:
-                places[n] = self._place(n)
-            return places[n]
-
-        number = base
-        for chunk in chunks:
-            for at in np.flatnonzero(np.isin(chunk, repeated)).tolist():
-                earlier = seen.setdefault(int(chunk[at]), [])
-                for other in earlier:
-                    if place(other)[1] == place(number + at)[1]:
-                        raise InputError(_repeat_message(place(other), place(number + at)))
-                earlier.append(number + at)
-            number += len(chunk)
-
-    def _place(self, number: int) -> tuple[str, bytes, bytes]:
-        """Sample ``number``'s file, key and first member, read again (only when a key repeats)."""
-        f = bisect_right(self.starts, number) - 1
-        path, want = self.paths[f], number - self.starts[f]
-        stream = FileSource(path).open()
-        try:
-            members = _Members(stream, path)
-            n, key = -1, None
-            for _raw, name, _size in members:
-                parsed = sample_key(name)
-                this = name if parsed is None else parsed[0]  # the first read refused members without a key
-                if this != key:
-                    n, key = n + 1, this
-                    if n == want:
-                        return path, this, name
-                members.skip_data()
-        finally:
-            stream.close()
-        raise InputError(f"{path}: file changed while being read (sample {want + 1} is gone)")
-
-
-def _repeat_message(one: tuple[str, bytes, bytes], two: tuple[str, bytes, bytes]) -> str:
-    """The refusal of two samples with one key: out of order in one tar, or in two tars."""
-    (path, key, first), (other, _key, second) = one, two
-    if path == other:
-        return (
-            f"{path}: members of sample {shown(key)} are not consecutive in {path} ({shown(first)}, then other samples' "
-            f"members, then {shown(second)}); WebDataset reads a sample's members only together: recreate the tar "
-            "with its members in name order (tar --sort=name)"
-        )
-    return (
-        f"{other}: sample {shown(key)} (member {shown(second)}) is also in {path} (member {shown(first)}); "
-        "WebDataset merges samples of one key that the shuffle puts side by side: keys must be unique across the inputs"
-    )
-
-
 class SampleReader:
     """Reads tar inputs into blocks of whole samples: ``(bytes, offsets, final)``, the samples of
     a block being ``bytes[offsets[i]:offsets[i+1]]``. A sample longer than the block's capacity
@@ -272,7 +149,7 @@ class SampleReader:
         ends: list[int] = []  # the ends of the whole samples in buf
         filled = 0  # bytes in buf: whole samples, then the sample being read
         last: tuple[str, bytes] | None = None  # the previous input's last sample: its file and key
-        keys = KeyLedger(self.paths)
+        keys = KeyLedger(self.paths, locate_sample)
         for path in self.paths:
             source = FileSource(path)
             size = source.size()
@@ -505,6 +382,26 @@ class _Members:
                     "(concatenated archives?); only the first archive would be read"
                 )
             self.offset += len(chunk)
+
+
+def locate_sample(path: str, want: int) -> tuple[str, bytes, bytes]:
+    """Sample ``want`` of tar ``path``: the file, the sample's key and its first member, read again
+    (only when a key repeats, to word the refusal and rule out a hash collision)."""
+    stream = FileSource(path).open()
+    try:
+        members = _Members(stream, path)
+        n, key = -1, None
+        for _raw, name, _size in members:
+            parsed = sample_key(name)
+            this = name if parsed is None else parsed[0]  # the first read refused members without a key
+            if this != key:
+                n, key = n + 1, this
+                if n == want:
+                    return path, this, name
+            members.skip_data()
+    finally:
+        stream.close()
+    raise InputError(f"{path}: file changed while being read (sample {want + 1} is gone)")
 
 
 def _header_name(block: bytes) -> bytes:
