@@ -223,23 +223,16 @@ def _weigh(facts: Facts) -> None:
     request, sample = facts.request, facts.sample
     if not request.sources:
         return
-    names = [name for name, _files in request.sources]
-    file_source = [s for s, (_name, files) in enumerate(request.sources) for _file in files]
     counts = sample.source_records
-    measured = sample.source_bytes if request.by == "bytes" else counts
-    rates = request.source_rates
+    if request.mix and (sample.source_bytes if request.by == "bytes" else counts) is None:
+        facts.factor = None  # the rates, and so the multiset, are known after the counting pass
+        return
     try:
-        if request.mix:
-            if measured is None:
-                facts.factor = None  # the rates, and so the multiset, are known after the counting pass
-                return
-            shares = [share for _name, share in request.mix]
-            rates = weights.solve_mix(names, shares, measured, request.total, request.max_rate, request.by)
-        mixer = weights.Mixer(names, file_source, rates, counts)  # refuses what the run's mixer refuses
+        mixer = weights.mixer_for(request, counts, sample.source_bytes)  # refuses what the run's mixer refuses
     except BigShufError as e:
         facts.mix_error, facts.factor = _message(e), None
         return
-    facts.rates = rates
+    facts.rates = mixer.rates
     if counts is not None:
         facts.multiset = sum(mixer.multiset_sizes())
     # As the run weighs its multiset: a table run by its rows when it knows them, a line run by the

@@ -15,6 +15,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from decimal import Decimal
 from fractions import Fraction
 
@@ -25,6 +26,9 @@ from . import numbers
 from .fingerprint import Fingerprint, fingerprint
 from .records import RecordFormat, array_block, as_binary_array, count_separators
 from .streams import Key, rng_for
+
+if TYPE_CHECKING:
+    from ..request import Request
 
 #: What a source name may hold.
 NAME = re.compile(r"[A-Za-z0-9_.-]+\Z")
@@ -128,6 +132,21 @@ def solve_mix(
                 f"of {float(max_rate):g}; raise {option('max_rate')} to allow it"
             )
     return rates
+
+
+def mixer_for(request: Request, counts: Sequence[int] | None, nbytes: Sequence[int] | None) -> Mixer:
+    """The mixer of ``request``'s weighted sources: each source's rate as given, or with ``mix``
+    solved from ``counts`` (records; ``nbytes`` with ``by="bytes"``), refusing what a run refuses.
+    Line runs, table runs and the dry run all weigh their sources here."""
+    names = [name for name, _files in request.sources]
+    file_source = [s for s, (_name, files) in enumerate(request.sources) for _file in files]
+    rates = request.source_rates
+    if request.mix:
+        measured = nbytes if request.by == "bytes" else counts
+        assert measured is not None, "a mix is solved from counts"
+        shares = [share for _name, share in request.mix]
+        rates = solve_mix(names, shares, measured, request.total, request.max_rate, request.by)
+    return Mixer(names, file_source, rates, counts)
 
 
 class Mixer:

@@ -57,15 +57,12 @@ class WeightedLines:
         file_source = source_files(request)
         rates = request.source_rates
         counts: list[int] | None = None
+        nbytes: list[int] | None = None
         sizes = source_sizes(self.sources, file_source, len(names))
         if mix.needs_counts(rates, bool(request.mix)) or request.stratify:
             counts, nbytes = self._count_sources(file_source, len(names))
             sizes = list(nbytes)
-            if request.mix:
-                shares = [share for _name, share in request.mix]
-                measured = nbytes if request.by == "bytes" else counts
-                rates = mix.solve_mix(names, shares, measured, request.total, request.max_rate, request.by)
-        self.mixer = Mixer(names, file_source, rates, counts)
+        self.mixer = mix.mixer_for(request, counts, nbytes)
         if request.stratify:
             assert request.split is not None
             self.stratifier = Stratifier(names, self.mixer.multiset_sizes(), parse_split(request.split))

@@ -66,12 +66,7 @@ class WeightedRows:
         nbytes: list[int] | None = None
         if request.by == "bytes" or (counts is None and (mix.needs_counts(rates, bool(request.mix)) or request.stratify)):
             counts, nbytes = self._count_sources(file_source, len(names))
-        if request.mix:
-            assert counts is not None
-            shares = [share for _name, share in request.mix]
-            measured = nbytes if request.by == "bytes" and nbytes is not None else counts
-            rates = mix.solve_mix(names, shares, measured, request.total, request.max_rate, request.by)
-        self.mixer = Mixer(names, file_source, rates, counts)
+        self.mixer = mix.mixer_for(request, counts, nbytes)
         if request.stratify:
             assert request.split is not None
             self.stratifier = Stratifier(names, self.mixer.multiset_sizes(), parse_split(request.split))
