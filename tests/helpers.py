@@ -123,3 +123,10 @@ def checkpoint_state(temp: Path) -> dict:  # type: ignore[type-arg]
 def source_records(name: str, n: int, size: int = 60) -> list[bytes]:
     """``n`` distinct records of ``size`` bytes, each naming its source (weighted-source tests)."""
     return [(b"%s%d:" % (name.encode(), i)).ljust(size, b"x") for i in range(n)]
+
+
+def expected_passes(label: str, passes: int) -> None:
+    """A run of a test path (``in-memory``, ``external``, ``recursive``) took that path: 1 pass, 2, 3 or more."""
+    assert passes == 1 if label == "in-memory" else passes >= 2, label
+    if label == "recursive":
+        assert passes >= 3

@@ -20,7 +20,7 @@ import bigshuf
 from bigshuf.core import parallel, plan, streams
 from bigshuf.core.mix import Mixer, solve_mix
 from bigshuf.errors import InputError, UsageError
-from helpers import source_records, split_records, write_records
+from helpers import expected_passes, source_records, split_records, write_records
 from test_uniformity import assert_uniform
 
 #: (label, memory, bucket cap): the three paths of the line shuffle.
@@ -52,13 +52,6 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, memory: str, cap: int |
     kw.setdefault("sources", sources_of(tmp_path))
     stats = bigshuf.shuffle(output=out, memory=memory, tmp_dir=tmp_path, sync=False, **kw)  # type: ignore[arg-type]
     return stats, split_records(out.read_bytes())
-
-
-def expected_passes(label: str, passes: int) -> None:
-    """The run took the path it was meant to."""
-    assert passes == 1 if label == "in-memory" else passes >= 2, label
-    if label == "recursive":
-        assert passes >= 3
 
 
 @pytest.mark.parametrize("label,memory,cap", PATHS)

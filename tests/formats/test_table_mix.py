@@ -24,6 +24,7 @@ import bigshuf
 from bigshuf.core import parallel, plan
 from bigshuf.errors import UsageError
 from bigshuf.formats.tables import row_sizes
+from helpers import expected_passes
 from test_mix_together import plan_lines
 from test_uniformity import assert_uniform
 
@@ -70,13 +71,6 @@ def ids_of(name: str) -> list[int]:
 def source_of(row_id: int) -> str:
     """The source an id belongs to."""
     return next(name for name in ("wiki", "code", "web") if row_id >= FIRST[name])
-
-
-def expected_passes(label: str, passes: int) -> None:
-    """The run took the path it was meant to."""
-    assert passes == 1 if label == "in-memory" else passes >= 2, label
-    if label == "recursive":
-        assert passes >= 3
 
 
 @pytest.mark.parametrize("label,memory,cap", PATHS)
