@@ -12,8 +12,12 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 def make_records(n: int, seed: int = 0, *, min_len: int = 0, max_len: int = 80, sep: bytes = b"\n") -> list[bytes]:
@@ -130,3 +134,26 @@ def expected_passes(label: str, passes: int) -> None:
     assert passes == 1 if label == "in-memory" else passes >= 2, label
     if label == "recursive":
         assert passes >= 3
+
+
+def make_table(n: int, seed: int = 0) -> pa.Table:
+    """``n`` rows with a unique ``id`` and nested, null, dictionary and temporal columns (the table tests' data)."""
+    import pyarrow as pa
+
+    rng = np.random.default_rng(seed)
+    ids = np.arange(n, dtype=np.int64)
+    words = ["", "a", "héllo", "tab\there", 'quote"d', "new\nline", "x" * 50]
+    text = pa.array([None if i % 7 == 3 else words[i % len(words)] + str(i) for i in range(n)])
+    lists = pa.array([None if i % 11 == 5 else list(range(i % 4)) for i in range(n)], pa.list_(pa.int32()))
+    nested = pa.array(
+        [None if i % 13 == 1 else {"x": float(i) / 3, "tags": ["t"] * (i % 3), "flag": bool(i % 2)} for i in range(n)]
+    )
+    return pa.table({
+        "id": ids,
+        "text": text,
+        "lists": lists,
+        "nested": nested,
+        "cat": pa.array([["red", "green", "blue"][i % 3] for i in range(n)]).dictionary_encode(),
+        "when": pa.array(rng.integers(0, 10**12, n), pa.timestamp("ms")),
+        "maybe": pa.array([None if i % 5 == 0 else int(v) for i, v in enumerate(rng.integers(-9, 9, n))], pa.int16()),
+    }).replace_schema_metadata({"origin": "bigshuf tests"})

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from test_tables import make_table
+from helpers import make_table
 
 #: Damaged files per format: about 0.6 s each (one interpreter start with pyarrow).
 CASES = 20

@@ -14,7 +14,6 @@ from typing import Any, NoReturn, cast
 
 from .core.head import parse_share
 from .core.numbers import HOW
-from .core.mix import named_values
 from .errors import InputError, UsageError
 
 PROG = "bigshuf"
@@ -378,6 +377,8 @@ def parse_sources(args: argparse.Namespace) -> dict[str, Any]:
             raise UsageError(f"invalid --source value: '{text}' (expected NAME=PATH)")
         sources.setdefault(name, []).append(path)
     out: dict[str, Any] = {"sources": sources or None, "total": args.total, "by": args.by}
+    from .core.mix import named_values  # here, not on import: core.mix loads NumPy (see cli.main)
+
     for flag, values in (("--rate", args.rate), ("--mix", args.mix)):
         named: dict[str, str] = {}
         for text in values:

@@ -19,29 +19,8 @@ from bigshuf.errors import InputError, OutputError, TempSpaceError, UsageError
 from bigshuf.formats.rowhash import row_fingerprint
 from bigshuf.formats.tables import TableBuckets, row_sizes
 
-from helpers import temp_leftovers
+from helpers import make_table, temp_leftovers
 from test_uniformity import assert_uniform
-
-
-def make_table(n: int, seed: int = 0) -> pa.Table:
-    """``n`` rows with a unique ``id`` and nested, null, dictionary and temporal columns."""
-    rng = np.random.default_rng(seed)
-    ids = np.arange(n, dtype=np.int64)
-    words = ["", "a", "héllo", "tab\there", 'quote"d', "new\nline", "x" * 50]
-    text = pa.array([None if i % 7 == 3 else words[i % len(words)] + str(i) for i in range(n)])
-    lists = pa.array([None if i % 11 == 5 else list(range(i % 4)) for i in range(n)], pa.list_(pa.int32()))
-    nested = pa.array(
-        [None if i % 13 == 1 else {"x": float(i) / 3, "tags": ["t"] * (i % 3), "flag": bool(i % 2)} for i in range(n)]
-    )
-    return pa.table({
-        "id": ids,
-        "text": text,
-        "lists": lists,
-        "nested": nested,
-        "cat": pa.array([["red", "green", "blue"][i % 3] for i in range(n)]).dictionary_encode(),
-        "when": pa.array(rng.integers(0, 10**12, n), pa.timestamp("ms")),
-        "maybe": pa.array([None if i % 5 == 0 else int(v) for i, v in enumerate(rng.integers(-9, 9, n))], pa.int16()),
-    }).replace_schema_metadata({"origin": "bigshuf tests"})
 
 
 def write_parquet(path: Path, table: pa.Table, row_group_size: int = 1000) -> Path:
