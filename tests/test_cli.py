@@ -1094,6 +1094,21 @@ def test_the_command_loads_no_numpy_or_pyarrow_before_it_holds_ctrl_c():
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, b"[]\n", b"")
 
 
+def test_the_command_holds_ctrl_c_from_its_entry_module():
+    """The installed ``bigshuf`` runs ``bigshuf.command:main``, whose module holds SIGINT back on its
+    first line, before argparse and NumPy load; so a Ctrl-C while the command starts is taken by
+    main() as an interruption (130), never as an import's traceback."""
+    from importlib.metadata import entry_points
+
+    assert [e.value for e in entry_points(group="console_scripts", name="bigshuf")] == ["bigshuf.command:main"]
+    code = (
+        "import signal, sys, bigshuf.command; "
+        "print(signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, set()), 'numpy' in sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, b"True False\n", b"")
+
+
 def test_tight_virtual_memory_limit_is_said_in_one_line(tmp_path):
     """Under ``ulimit -v 300000`` bigshuf said "internal error: ImportError: libarrow...": it runs,
     or says in one line that memory is too small; never a traceback or an internal error."""
