@@ -1,14 +1,15 @@
 """bigshuf: shuffle the lines of files far larger than memory, uniformly at random."""
 
-import importlib
-import importlib.util
-from typing import TYPE_CHECKING, Any
+from __future__ import annotations
 
-from .errors import BigShufError, InputError, OutputError, TempSpaceError, UsageError
-
+# Not typing's: importing typing would take 15 ms before the command can hold Ctrl-C back.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from .api import ShuffleStats, check_permutation, plan_shuffle, shuffle, shuffle_range
     from .dryrun import RunPlan
+    from .errors import BigShufError, InputError, OutputError, TempSpaceError, UsageError
 
 __version__ = "0.1.0"
 
@@ -27,8 +28,10 @@ __all__ = [
     "shuffle_range",
 ]
 
-#: Loaded on first use, so that the command can hold Ctrl-C back before NumPy loads (cli.main).
+#: Loaded on first use, so that the command can hold Ctrl-C back before anything else loads
+#: (``bigshuf.command``): importing the package itself loads nothing of bigshuf's.
 _FROM_API = ("ShuffleStats", "check_permutation", "plan_shuffle", "shuffle", "shuffle_range")
+_FROM_ERRORS = ("BigShufError", "InputError", "OutputError", "TempSpaceError", "UsageError")
 
 
 def __getattr__(name: str) -> Any:
@@ -38,10 +41,17 @@ def __getattr__(name: str) -> Any:
         from . import api
 
         return getattr(api, name)
+    if name in _FROM_ERRORS:
+        from . import errors
+
+        return getattr(errors, name)
     if name == "RunPlan":
         from .dryrun import RunPlan
 
         return RunPlan
+    import importlib
+    import importlib.util
+
     if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'bigshuf' has no attribute {name!r}")
