@@ -359,18 +359,27 @@ def _shard_field(pattern: str) -> str:
     return f"{{{name}{'!' + conv if conv else ''}{':' + spec if spec else ''}}}"
 
 
+#: Settings of line files only, and of Parquet/Arrow rows only (``settings_in_use`` names).
+LINE_SETTINGS = ("zero_terminated", "repeat", "header", "lines_per_record", "resume")
+ROW_SETTINGS = ("row_group_size", "schema", "output_format")
+#: ``settings_in_use`` names that are not the Request field they stand for.
+_FIELD_OF = {"source": "sources", "dask": "engine"}
+
+
+def settings_in_use(request: Request, names: tuple[str, ...]) -> list[str]:
+    """The options, among ``names`` (Request fields, or ``source``/``dask``), that ``request`` sets
+    away from their defaults, spelt for the caller: the list a family's refusal names in one line."""
+    defaults = {f.name: f.default for f in fields(Request)}
+    return [option(name) for name in names if getattr(request, _FIELD_OF.get(name, name)) != defaults[_FIELD_OF.get(name, name)]]
+
+
 def _check_table_settings(request: Request, all_paths: bool) -> None:
     """Refuse what does not apply to rows: inputs other than files, and line-only settings."""
     if not all_paths:
         raise UsageError(
             f"Parquet or Arrow output needs input files (JSON Lines), not {option('echo')} or {option('input_range')}"
         )
-    unsupported = [
-        option(setting) for setting, used in (
-            ("zero_terminated", request.zero_terminated), ("repeat", request.repeat), ("header", request.header),
-            ("lines_per_record", request.lines_per_record != 1), ("resume", request.resume),
-        ) if used
-    ]
+    unsupported = settings_in_use(request, LINE_SETTINGS)
     if unsupported:
         raise UsageError(f"{', '.join(unsupported)}: not available for Parquet or Arrow data (rows, not lines)")
     if request.row_group_size is not None and request.row_group_size < 1:
@@ -393,16 +402,9 @@ def _check_megatron_settings(request: Request, all_paths: bool) -> None:
         raise UsageError(f"Megatron datasets are read from local files, not {option('echo')}, {option('input_range')} or URLs")
     if request.output is None or request.output == "-":
         raise UsageError(f"a Megatron dataset is written to files: give {option('output')} PREFIX (PREFIX.bin and PREFIX.idx are written)")
-    unsupported = [
-        option(setting) for setting, used in (
-            ("zero_terminated", request.zero_terminated), ("repeat", request.repeat), ("header", request.header),
-            ("lines_per_record", request.lines_per_record != 1), ("resume", request.resume),
-            ("source", bool(request.sources)), ("stratify", request.stratify), ("unique", request.unique),
-            ("manifest", request.manifest is not None), ("compress", request.compress is not None),
-            ("row_group_size", request.row_group_size is not None), ("schema", request.schema is not None),
-            ("output_format", request.output_format is not None),
-        ) if used
-    ]
+    unsupported = settings_in_use(
+        request, (*LINE_SETTINGS, "source", "stratify", "unique", "manifest", "compress", *ROW_SETTINGS),
+    )
     if unsupported:
         raise UsageError(f"{', '.join(unsupported)}: not available for Megatron datasets (.bin/.idx documents)")
     _check_outputs(request)

@@ -23,7 +23,7 @@ from ..core.scatter import BucketSet, Scattered, regroup
 from ..core.streams import Key, draw_ids, rng_for
 from ..errors import TempSpaceError, UsageError, option
 from ..progress import IN_MEMORY, Progress, scatter_phase
-from ..request import Request, resolve_memory
+from ..request import LINE_SETTINGS, ROW_SETTINGS, Request, resolve_memory, settings_in_use
 from ..storage.codecs import CODECS, parse_compress
 from ..storage.layout import Sharding, parse_split
 from ..storage.output import Output
@@ -330,16 +330,9 @@ def _fill(stream: Any, view: np.ndarray, path: str) -> None:
 
 def refusal(request: Request) -> str | None:
     """Why ``request`` cannot shuffle tar samples, naming the settings (None: it can)."""
-    unsupported = [
-        option(setting) for setting, used in (
-            ("zero_terminated", request.zero_terminated), ("repeat", request.repeat), ("header", request.header),
-            ("lines_per_record", request.lines_per_record != 1), ("resume", request.resume),
-            ("source", bool(request.sources)), ("stratify", request.stratify), ("unique", request.unique),
-            ("row_group_size", request.row_group_size is not None), ("schema", request.schema is not None),
-            ("output_format", request.output_format is not None), ("dask", request.engine != "local"),
-            ("manifest", request.manifest is not None),
-        ) if used
-    ]
+    unsupported = settings_in_use(
+        request, (*LINE_SETTINGS, "source", "stratify", "unique", *ROW_SETTINGS, "dask", "manifest"),
+    )
     if unsupported:
         return f"{', '.join(unsupported)}: not available for WebDataset tar shards (samples, not lines)"
     return None
