@@ -104,9 +104,6 @@ class MegatronOutput(TableOutput):
     def _companion_moves(self) -> list[tuple[str, str]]:
         return [(sink.tmp_path, sink.path) for sink in self.indexes]
 
-    def describe(self, fp: Any) -> str:
-        return f"{fp.records} documents (digest {fp.digest:016x})"
-
     def describe_kind(self) -> str:
         return "documents"
 

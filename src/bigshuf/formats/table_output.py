@@ -203,7 +203,7 @@ class TableOutput(Output):
         return np.concatenate([np.empty(0, np.int64), *(row_sizes(batch) for batch in records.to_batches())])
 
     def describe(self, fp: Fingerprint) -> str:
-        return f"{fp.records} rows (digest {fp.digest:016x})"
+        return f"{fp.records} {self.describe_kind()} (digest {fp.digest:016x})"
 
     def describe_kind(self) -> str:
         return "rows"
