@@ -134,12 +134,17 @@ def solve_mix(
     return rates
 
 
+def source_files(request: Request) -> list[int]:
+    """The source of each input, in order (the inputs are the sources' files, source by source)."""
+    return [s for s, (_name, files) in enumerate(request.sources) for _file in files]
+
+
 def mixer_for(request: Request, counts: Sequence[int] | None, nbytes: Sequence[int] | None) -> Mixer:
     """The mixer of ``request``'s weighted sources: each source's rate as given, or with ``mix``
     solved from ``counts`` (records; ``nbytes`` with ``by="bytes"``), refusing what a run refuses.
     Line runs, table runs and the dry run all weigh their sources here."""
     names = [name for name, _files in request.sources]
-    file_source = [s for s, (_name, files) in enumerate(request.sources) for _file in files]
+    file_source = source_files(request)
     rates = request.source_rates
     if request.mix:
         measured = nbytes if request.by == "bytes" else counts

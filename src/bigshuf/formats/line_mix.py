@@ -54,7 +54,7 @@ class WeightedLines:
         bytes read, expected (for sizing the buckets)."""
         request = self.request
         names = [name for name, _files in request.sources]
-        file_source = source_files(request)
+        file_source = mix.source_files(request)
         rates = request.source_rates
         counts: list[int] | None = None
         nbytes: list[int] | None = None
@@ -129,11 +129,6 @@ class WeightedLines:
             per_piece = [[(s, copies[s] * c + len(picks)) for (s, c), picks in zip(piece, mine)] for piece, mine in zip(counts, shares)]
             labels = list(self.stratifier.cut(per_source, drawn, per_piece))
         return block, list(zip(pieces, counts, shares, labels))
-
-
-def source_files(request: Request) -> list[int]:
-    """The source of each input, in order (the inputs are the sources' files, source by source)."""
-    return [s for s, (_name, files) in enumerate(request.sources) for _file in files]
 
 
 def source_sizes(sources: list[Source], file_source: list[int], n: int) -> list[int | None]:

@@ -42,7 +42,7 @@ from ..storage.tempspace import TempSpace, default_tmp_dir, remove_dead_outputs
 from ..storage.writeback import WriteBehind
 from .detect import line_shard_suffix, refuse_terminal
 from ..core.records import RecordFormat, find_offsets, find_offsets_split
-from .line_mix import WeightedLines, count_sources, source_files, source_sizes
+from .line_mix import WeightedLines, count_sources, source_sizes
 from .line_resume import ResumableLines
 from .line_unique import Dedup, parallel_hashes, record_ranges
 
@@ -189,7 +189,7 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         if request.sources:
             # Weighted sources: counted as the run's counting pass counts them when the inputs are no
             # more than a plan reads anyway, else sized by their files, as the run weighs them without counts.
-            file_source, n = source_files(request), len(request.sources)
+            file_source, n = mix.source_files(request), len(request.sources)
             sizes = tuple(source_sizes(sources, file_source, n))
             if final or (total is not None and total <= plan.DRY_RUN_SAMPLE):
                 counted = count_sources(sources, file_source, n, fmt, request.header, limit, Progress())

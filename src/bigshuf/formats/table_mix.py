@@ -55,7 +55,7 @@ class WeightedRows:
         fractional rate needs them, and for every kind with ``--by bytes``), the rates solved, the mixer made."""
         request = self.request
         names = [name for name, _files in request.sources]
-        file_source = [s for s, (_name, files) in enumerate(request.sources) for _file in files]
+        file_source = mix.source_files(request)
         assert len(file_source) == len(self.inputs), "every input is a source's file"
         rates = request.source_rates
         counts: list[int] | None = None

@@ -134,7 +134,7 @@ class TableRun(WeightedRows, TwoPass):
         if request.sources:
             # Weighted sources: rows from the files' metadata, and counted as the run's counting pass
             # counts them when the sample read every row anyway; sized by the files on disk.
-            file_source = [s for s, (_name, files) in enumerate(request.sources) for _file in files]
+            file_source = mix.source_files(request)
             n = len(request.sources)
             by_source = [0] * n
             for s, table in zip(file_source, tables):
