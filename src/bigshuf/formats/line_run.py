@@ -45,6 +45,7 @@ from ..core.records import RecordFormat, find_offsets, find_offsets_split
 from .line_mix import WeightedLines, count_sources, source_sizes
 from .line_resume import ResumableLines
 from .line_unique import Dedup, parallel_hashes, record_ranges
+from .tar_input import refuse_tar_on_stdin
 
 
 def compression_ratio(sample: np.ndarray) -> float:
@@ -247,7 +248,7 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
 
     def shuffle(self) -> None:
         sources = self.sources
-        reader = RecordReader(sources, self.fmt, self.progress, self.request.header)
+        reader = RecordReader(sources, self.fmt, self.progress, self.request.header, stdin_check=refuse_tar_on_stdin)
         factor = 1.0  # bytes of the multiset shuffled over bytes read (weighted sources)
         if self.request.sources:
             factor = self._plan_mix()

@@ -58,6 +58,13 @@ def looks_like_tar(head: bytes) -> bool:
     return len(head) >= BLOCK and head[257:262] == b"ustar" and _checksum_ok(head[:BLOCK])
 
 
+def refuse_tar_on_stdin(head: bytes) -> None:
+    """Refuse standard input that starts (``head``: its first bytes, decompressed) with a tar
+    header: a line run would shuffle its bytes as text, and tar shards are read from files."""
+    if looks_like_tar(head):
+        raise InputError("standard input holds a tar archive: name the tar file(s) (tars are read from files)")
+
+
 def _checksum_ok(header: bytes) -> bool:
     """Whether a header's stored checksum matches its bytes (summed as unsigned or, as some old tars did, signed)."""
     try:

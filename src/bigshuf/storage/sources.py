@@ -115,17 +115,8 @@ class FileSource:
         return decompressing(raw, self.name)
 
 
-#: A tar header's size: the first bytes of standard input that say whether it holds a tar.
-TAR_HEADER = 512
-
-
-def _refuse_tar(head: bytes) -> None:
-    """Refuse standard input starting (``head``: its first bytes, decompressed) with a tar header:
-    its lines would be shuffled as text, and tar shards are read from files."""
-    from ..formats.tar_input import looks_like_tar
-
-    if looks_like_tar(head):
-        raise InputError("standard input holds a tar archive: name the tar file(s) (tars are read from files)")
+#: How many of standard input's first bytes (decompressed) a reader's ``stdin_check`` is shown.
+STDIN_HEAD = 512
 
 
 def _read_directory(path: str, name: str) -> NoReturn:
@@ -311,8 +302,14 @@ class RecordReader:
     #: First size of the read buffer; it doubles up to the capacity the caller allows.
     INITIAL_BUFFER = 64 << 20
 
-    def __init__(self, sources: Sequence[Source], fmt: RecordFormat, progress: Progress, header: int = 0) -> None:
+    def __init__(
+        self, sources: Sequence[Source], fmt: RecordFormat, progress: Progress, header: int = 0,
+        stdin_check: Callable[[bytes], None] | None = None,
+    ) -> None:
         self.sources = list(sources)
+        #: Shown standard input's first ``STDIN_HEAD`` bytes, to refuse data that is not records
+        #: (a format's check: a line run refuses a tar archive).
+        self.stdin_check = stdin_check
         self.fmt = fmt
         self.progress = progress
         self.header_records = header
@@ -421,7 +418,8 @@ class RecordReader:
             stream = self._open(index, source)
             stored, self._stored_at = _stored_size(source) is not None, 0
             # Standard input's first bytes, until they tell whether it holds a tar archive.
-            head = bytearray() if isinstance(source, FileSource) and source.path == "-" else None
+            check = self.stdin_check if isinstance(source, FileSource) and source.path == "-" else None
+            head = None if check is None else bytearray()
             try:
                 last = -1
                 while True:
@@ -434,9 +432,9 @@ class RecordReader:
                     if not n:
                         break
                     if head is not None:
-                        head += buf[filled : filled + min(n, TAR_HEADER - len(head))].tobytes()
-                        if len(head) == TAR_HEADER:
-                            _refuse_tar(bytes(head))
+                        head += buf[filled : filled + min(n, STDIN_HEAD - len(head))].tobytes()
+                        if len(head) == STDIN_HEAD and check is not None:
+                            check(bytes(head))
                             head = None
                     if group > 1:
                         self._seps += count_separators(buf[filled : filled + n], sep)
