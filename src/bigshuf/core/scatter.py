@@ -172,6 +172,16 @@ def regroup(
     return Scattered(array_bytes(gathered), byte_ends[rec_bounds], counts[:k])
 
 
+def read_exactly(stream: Any, view: np.ndarray, path: str) -> None:
+    """Read exactly ``len(view)`` bytes of the bucket file ``path`` (open as ``stream``) into ``view``."""
+    got = 0
+    while got < len(view):
+        n = stream.readinto(view.data[got:])
+        if not n:
+            raise TempSpaceError(f"{path}: bucket file is shorter than written")
+        got += n
+
+
 @dataclass
 class BucketSet:
     """The k temporary bucket files of one external pass, with their byte and record counts.
@@ -369,24 +379,23 @@ class BucketSet:
                     raise TempSpaceError(f"{self.path(j)}: write error: {e.strerror}{full_disk_hint(e)}") from None
                 self._files[j] = None
 
+    def open(self, j: int) -> Any:
+        """Bucket ``j``'s file opened for reading (never through a link), decompressed as it is read
+        if the buckets are compressed."""
+        raw = open(open_nofollow(self.path(j)), "rb", buffering=0)
+        if not self.compress:
+            return raw
+        from ..storage.decoding import open_reader
+
+        return open_reader(raw, "zstd", self.path(j))
+
     def read_into(self, j: int, buf: np.ndarray) -> np.ndarray:
         """Load bucket ``j`` (decompressing it if need be) into the front of ``buf``; return that view."""
         size = int(self.sizes[j])
         view = buf[:size]
         if size:
-            with open(open_nofollow(self.path(j)), "rb", buffering=0) as raw:
-                stream: Any = raw
-                if self.compress:
-                    from ..storage.decoding import open_reader
-
-                    stream = open_reader(raw, "zstd", self.path(j))
-                got = 0
-                mv = view.data
-                while got < size:
-                    n = stream.readinto(mv[got:])
-                    if not n:
-                        raise TempSpaceError(f"{self.path(j)}: bucket file is shorter than written")
-                    got += n
+            with self.open(j) as stream:
+                read_exactly(stream, view, self.path(j))
         self.check(j, view)
         return view
 

@@ -19,7 +19,7 @@ from ..core.driver import Buckets, Estimate, OutputPlan, Sample, TwoPass
 from ..core.fingerprint import fingerprint
 from ..core.gather import shuffle_block
 from ..core.records import INT32_LIMIT
-from ..core.scatter import BucketSet, Scattered, regroup
+from ..core.scatter import BucketSet, Scattered, read_exactly, regroup
 from ..core.streams import Key, draw_ids, rng_for
 from ..errors import TempSpaceError, UsageError, option
 from ..progress import IN_MEMORY, Progress, scatter_phase
@@ -27,7 +27,6 @@ from ..request import LINE_SETTINGS, ROW_SETTINGS, Request, resolve_memory, sett
 from ..storage.codecs import CODECS, parse_compress
 from ..storage.layout import Sharding, parse_split
 from ..storage.output import Output
-from ..storage.safefs import open_nofollow
 from ..storage.shards import check_outputs
 from ..storage.sinks import CodecChoice, output_codec
 from ..storage.tempspace import TempSpace
@@ -284,14 +283,7 @@ def _chained(
 def _bucket_samples(buckets: SampleBuckets, j: int, capacity: int) -> Generator[tuple[np.ndarray, np.ndarray], None, None]:
     """Bucket ``j``'s samples in blocks of at most ``capacity`` bytes (every sample fits one: the
     input's were refused otherwise), read from its two files, to scatter one level deeper."""
-    from ..storage.decoding import open_reader
-
-    def opened(bucket: BucketSet) -> Any:
-        """Bucket ``j``'s file of ``bucket``, decompressed as it is read if the buckets are compressed."""
-        raw = open(open_nofollow(bucket.path(j)), "rb", buffering=0)
-        return open_reader(raw, "zstd", bucket.path(j)) if bucket.compress else raw
-
-    data, lengths = opened(buckets.data), opened(buckets.lengths)
+    data, lengths = buckets.data.open(j), buckets.lengths.open(j)
     buf = np.empty(capacity, np.uint8)
     try:
         pending = np.zeros(0, np.int64)
@@ -308,7 +300,7 @@ def _bucket_samples(buckets: SampleBuckets, j: int, capacity: int) -> Generator[
                 ends = np.cumsum(pending)
                 take = max(1, int(np.searchsorted(ends, capacity, side="right")))
                 view = buf[: int(ends[take - 1])]
-                _fill(data, view, buckets.data.path(j))
+                read_exactly(data, view, buckets.data.path(j))
                 yield view, np.concatenate([[0], ends[:take]])
                 pending = pending[take:]
         if left:
@@ -316,16 +308,6 @@ def _bucket_samples(buckets: SampleBuckets, j: int, capacity: int) -> Generator[
     finally:
         data.close()
         lengths.close()
-
-
-def _fill(stream: Any, view: np.ndarray, path: str) -> None:
-    """Read exactly ``len(view)`` bytes of a bucket file into ``view``."""
-    got = 0
-    while got < len(view):
-        n = stream.readinto(view.data[got:])
-        if not n:
-            raise TempSpaceError(f"{path}: bucket file is shorter than written")
-        got += n
 
 
 def refusal(request: Request) -> str | None:
