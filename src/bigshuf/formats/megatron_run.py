@@ -148,10 +148,7 @@ class MegatronRun(TableRun):
         self.out = self.table_out
         self.out.hashers = self.workers
         self.input_rows = None
-        self.mixer = None  # weighted sources, --stratify: refused for documents
-        self.file_starts = []
-        self.stratifier = None
-        self.strata_bounds = None
+        self._no_weights()  # weighted sources and --stratify are refused for documents
 
     def _batches(self) -> Generator[tuple[pa.RecordBatch, np.ndarray], None, None]:
         """Every dataset's documents in batches of about a piece, with their row sizes; fingerprinted when verifying."""

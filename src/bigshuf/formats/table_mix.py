@@ -44,8 +44,19 @@ class WeightedRows:
     entropy: int
     mixer: Mixer | None
     stratifier: Stratifier | None
+    strata_bounds: np.ndarray | None
     file_starts: list[int]
     out: Output
+
+    def _no_weights(self) -> None:
+        """Start unweighted: ``_plan_mix`` sets these when the request names sources. Every run of
+        rows (tables, Megatron documents) starts here, so none lacks a field the shuffle reads."""
+        # Weighted sources: the copies each row gets, and the first row of each input (as read).
+        self.mixer = None
+        self.file_starts = []
+        # --stratify: which split each copy goes to, and the top level's buckets each split owns.
+        self.stratifier = None
+        self.strata_bounds = None
 
     def source_stats(self) -> tuple[mix.SourceStats, ...]:
         return () if self.mixer is None else self.mixer.stats()

@@ -18,8 +18,7 @@ import pyarrow as pa
 
 from ..core import mix, plan, streams
 from ..core.driver import Buckets, Estimate, OutputPlan, Sample, TwoPass
-from ..core.mix import Mixer
-from ..core.stratify import Stratifier, split_ids
+from ..core.stratify import split_ids
 from ..core.streams import Key, draw_ids, rng_for
 from ..errors import InputError, TempSpaceError, option
 from ..progress import IN_MEMORY, Progress, dedup_phase, scatter_phase
@@ -78,12 +77,7 @@ class TableRun(WeightedRows, TwoPass):
         self.out.hashers = self.workers
         self.input_rows: list[int] | None = None  # rows read from each input (once all are read), for the manifest
         self.out.manifest_info = self._manifest_info
-        # Weighted sources: the copies each row gets, and the first row of each input (as read).
-        self.mixer: Mixer | None = None
-        self.file_starts: list[int] = []
-        # --stratify: which split each copy goes to, and the top level's buckets each split owns.
-        self.stratifier: Stratifier | None = None
-        self.strata_bounds: np.ndarray | None = None
+        self._no_weights()
 
     @classmethod
     def for_request(cls, request: Request, inputs: list[Any], entropy: int, progress: Progress) -> TableRun:
