@@ -24,7 +24,7 @@ import numpy as np
 from ..core import plan
 from ..errors import InputError, option
 from ..progress import Progress
-from ..storage.sources import FileSource
+from ..storage.sources import FileSource, Source
 from .tar_keys import KeyLedger, shown
 
 #: A tar block: headers and data padding come in these.
@@ -129,24 +129,37 @@ def is_metadata(name: bytes) -> bool:
     return len(first) >= 4 and first.startswith(b"__") and first.endswith(b"__")
 
 
-class SampleReader:
-    """Reads tar inputs into blocks of whole samples: ``(bytes, offsets, final)``, the samples of
-    a block being ``bytes[offsets[i]:offsets[i+1]]``. A sample longer than the block's capacity
-    is refused (naming its file and member): pass 2 must hold a bucket with it in memory."""
+def as_source(item: str | Source) -> Source:
+    """An input as a source: a local path as a ``FileSource``; a source (a URL's) as it is."""
+    return FileSource(item) if isinstance(item, str) else item
 
-    def __init__(self, paths: list[str], progress: Progress) -> None:
-        self.paths = paths
+
+class SampleReader:
+    """Reads tar inputs (local paths, or sources such as URLs read through fsspec) into blocks of
+    whole samples: ``(bytes, offsets, final)``, the samples of a block being
+    ``bytes[offsets[i]:offsets[i+1]]``. A sample longer than the block's capacity is refused
+    (naming its file and member): pass 2 must hold a bucket with it in memory."""
+
+    def __init__(self, inputs: list[str | Source], progress: Progress) -> None:
+        self.sources = [as_source(item) for item in inputs]
+        self.paths = [source.name for source in self.sources]
         self.progress = progress
+        #: Each input's samples and their bytes as read (filled in by ``blocks``), for a manifest.
+        self.per_input: list[list[int]] = []
 
     def total_size(self) -> int | None:
-        """The inputs' bytes as read, when every one is a plain (uncompressed) file."""
+        """The inputs' bytes as read, when every one is a plain (uncompressed) file or object."""
         total = 0
-        for path in self.paths:
-            size = FileSource(path).size()
+        for source in self.sources:
+            size = source.size()
             if size is None:
                 return None
             total += size
         return total
+
+    def _locate(self, name: str, want: int) -> tuple[str, bytes, bytes]:
+        """``locate_sample`` of the input called ``name``."""
+        return locate_sample(self.sources[self.paths.index(name)], want)
 
     def blocks(self, capacity: int, first: int | None = None) -> Generator[tuple[np.ndarray, np.ndarray, bool], None, None]:
         """The inputs' samples in blocks of at most ``capacity`` bytes, reusing one buffer: a block
@@ -156,12 +169,15 @@ class SampleReader:
         ends: list[int] = []  # the ends of the whole samples in buf
         filled = 0  # bytes in buf: whole samples, then the sample being read
         last: tuple[str, bytes] | None = None  # the previous input's last sample: its file and key
-        keys = KeyLedger(self.paths, locate_sample)
-        for path in self.paths:
-            source = FileSource(path)
+        keys = KeyLedger(self.paths, self._locate)
+        self.per_input = []
+        for source in self.sources:
+            path = source.name
             size = source.size()
             stream = source.open()
             keys.start_file()
+            counts = [0, 0]  # this input's samples and their bytes
+            self.per_input.append(counts)
             try:
                 members = _Members(stream, path, size)
                 key: bytes | None = None  # the sample being read
@@ -174,6 +190,7 @@ class SampleReader:
                         raise InputError(f"{path}: member {shown(name)} has {why}, so belongs to no sample")
                     this, suffix = parsed
                     if this != key:
+                        counts[0] += 1
                         if key is None and last is not None and last[1] == this:
                             raise InputError(
                                 f"{path}: sample {shown(this)} continues from the end of {last[0]}; a sample must be within one tar"
@@ -205,6 +222,7 @@ class SampleReader:
                     filled += len(raw)
                     members.read_data(buf[filled : filled + _padded(size)].data)
                     filled += _padded(size)
+                    counts[1] += need
                     self.progress.update(need)
                     reported += need
                 self.progress.update(members.offset - reported)  # skipped members, end blocks
@@ -213,7 +231,8 @@ class SampleReader:
                     last = (path, key)
                 else:
                     last = None
-                source.check_unchanged()
+                if isinstance(source, FileSource):
+                    source.check_unchanged()
             finally:
                 stream.close()
             keys.check_file()
@@ -391,10 +410,11 @@ class _Members:
             self.offset += len(chunk)
 
 
-def locate_sample(path: str, want: int) -> tuple[str, bytes, bytes]:
-    """Sample ``want`` of tar ``path``: the file, the sample's key and its first member, read again
+def locate_sample(source: Source, want: int) -> tuple[str, bytes, bytes]:
+    """Sample ``want`` of tar ``source``: its name, the sample's key and its first member, read again
     (only when a key repeats, to word the refusal and rule out a hash collision)."""
-    stream = FileSource(path).open()
+    path = source.name
+    stream = source.open()
     try:
         members = _Members(stream, path)
         n, key = -1, None

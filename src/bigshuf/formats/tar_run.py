@@ -27,8 +27,10 @@ from ..request import LINE_SETTINGS, ROW_SETTINGS, Request, resolve_memory, sett
 from ..storage.codecs import CODECS, parse_compress
 from ..storage.layout import Sharding, parse_split
 from ..storage.output import Output
+from ..storage.remote import is_remote
 from ..storage.shards import check_outputs
 from ..storage.sinks import CodecChoice, output_codec
+from ..storage.sources import Source
 from ..storage.tempspace import TempSpace
 from ..storage.writeback import WriteBehind
 from . import registry
@@ -114,11 +116,12 @@ def _cut(offsets: np.ndarray, max_bytes: int, max_records: int) -> list[tuple[in
 
 
 class TarRun(TwoPass):
-    """One shuffle of WebDataset samples from local tar files into a tar file or tar shards."""
+    """One shuffle of WebDataset samples from tar files (local, or URLs read through fsspec) into a
+    tar file or tar shards."""
 
     unit = "samples"
 
-    def __init__(self, request: Request, paths: list[str], entropy: int, progress: Progress) -> None:
+    def __init__(self, request: Request, paths: list[str | Source], entropy: int, progress: Progress) -> None:
         super().__init__(
             entropy, resolve_memory(request.memory), request.head_count, request.tmp_dir, progress, request.workers,
             request.head_share,
@@ -140,14 +143,16 @@ class TarRun(TwoPass):
 
     @classmethod
     def for_request(cls, request: Request, inputs: list[Any], entropy: int, progress: Progress) -> TarRun:
-        """Samples of local tar files (``Request.build`` let nothing else through)."""
-        assert all(isinstance(p, str) for p in inputs)
+        """Samples of tar files: local paths, and URLs the engine opened as sources."""
         return cls(request, list(inputs), entropy, progress)
 
     @classmethod
     def sample(cls, request: Request, inputs: list[Any]) -> Sample:
         """The inputs' size, and their mean sample size from the first samples (up to ``DRY_RUN_SAMPLE`` bytes)."""
         limit = resolve_memory(request.memory)
+        remote = next((item for item in inputs if isinstance(item, str) and is_remote(item)), None)
+        if remote is not None:
+            return Sample(None, why=f"{remote}: URLs are not read by a plan")
         reader = SampleReader(list(inputs), Progress())
         total = reader.total_size()
         blocks = reader.blocks(plan.read_capacity(limit), first=plan.DRY_RUN_SAMPLE)
