@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..core import plan
+from ..core.fingerprint import Fingerprint
 from ..errors import InputError, option
 from ..progress import Progress
 from ..storage.sources import FileSource, Source
@@ -461,3 +462,17 @@ def is_tar_path(path: str) -> bool:
     except (InputError, OSError):
         return False  # the run's read says what is wrong with it
     return looks_like_tar(head)
+
+
+def tar_fingerprint(inputs: list[str], memory: int) -> Fingerprint:
+    """The fingerprint of the WebDataset samples of the tars ``inputs`` (each sample's raw tar
+    blocks, as a run copies them and ``--verify`` hashes them), each tar read on its own in blocks
+    of at most ``memory`` bytes (a longer sample is refused, naming ``-S``)."""
+    from ..core.fingerprint import fingerprint
+
+    total = Fingerprint()
+    for path in inputs:
+        blocks = SampleReader([path], Progress()).blocks(max(memory, plan.MIN_MEMORY // 2))
+        for block, offsets, _final in blocks:
+            total += fingerprint(block, offsets)
+    return total

@@ -30,7 +30,8 @@ from ..storage.output import Output
 from ..storage.remote import is_remote
 from ..storage.shards import check_outputs
 from ..storage.sinks import CodecChoice, output_codec
-from ..storage.sources import Source
+from ..storage.manifest import input_entries, run_entries
+from ..storage.sources import FileSource, Source
 from ..storage.tempspace import TempSpace
 from ..storage.writeback import WriteBehind
 from . import registry
@@ -140,6 +141,8 @@ class TarRun(TwoPass):
         self.out.verify = request.verify
         self.out.hashers = self.workers
         self._buf: np.ndarray | None = None  # pass 2's read buffer
+        self.reader: SampleReader | None = None  # the inputs' reader, whose counts the manifest gives
+        self.out.manifest_info = self._manifest_info
 
     @classmethod
     def for_request(cls, request: Request, inputs: list[Any], entropy: int, progress: Progress) -> TarRun:
@@ -177,10 +180,22 @@ class TarRun(TwoPass):
     def prepare(self) -> None:
         if self.out.target in (None, "-"):
             refuse_terminal("tar data")
-        check_outputs(self.out.target, self.out.sharding, self.out.split, self.request.manifest, self.compress, self.out.shard_suffix)
+        local = [item for item in self.paths if isinstance(item, str)]
+        check_outputs(
+            self.out.target, self.out.sharding, self.out.split, self.request.manifest, self.compress, self.out.shard_suffix,
+            inputs=local,
+        )
+
+    def _manifest_info(self) -> dict[str, Any]:
+        """The manifest's run-wide entries: the request, and every input's samples and their bytes as read."""
+        assert self.reader is not None
+        sources = self.reader.sources
+        counts = [(records, nbytes) for records, nbytes in self.reader.per_input]
+        inputs = input_entries(self.reader.paths, counts, [isinstance(s, FileSource) for s in sources])
+        return run_entries(self.request, inputs, {"samples": "tar"}, self.head_count)
 
     def shuffle(self) -> None:
-        reader = SampleReader(self.paths, self.progress)
+        reader = self.reader = SampleReader(self.paths, self.progress)
         total = reader.total_size()
         capacity = plan.read_capacity(self.limit)
         small = total is not None and total <= capacity
@@ -318,7 +333,7 @@ def _bucket_samples(buckets: SampleBuckets, j: int, capacity: int) -> Generator[
 def refusal(request: Request) -> str | None:
     """Why ``request`` cannot shuffle tar samples, naming the settings (None: it can)."""
     unsupported = settings_in_use(
-        request, (*LINE_SETTINGS, "source", "stratify", "unique", *ROW_SETTINGS, "dask", "manifest"),
+        request, (*LINE_SETTINGS, "source", "stratify", "unique", *ROW_SETTINGS, "dask"),
     )
     if unsupported:
         return f"{', '.join(unsupported)}: not available for WebDataset tar shards (samples, not lines)"
