@@ -3,14 +3,16 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import bigshuf
 from bigshuf.errors import InputError, OutputError, UsageError
 from helpers import compress, temp_leftovers
-from test_webdataset import as_set, make_samples, make_tar, read_samples, refused, run, shards
+from test_webdataset import Member, as_set, make_samples, make_tar, read_samples, refused, run, shards
 
 
 @pytest.fixture
@@ -122,3 +124,83 @@ def test_check_permutation_of_tars_refuses_what_it_cannot_compare(tmp_path: Path
     refused(tmp_path, paths, f"{paths[0]}: the manifest would be written over an input", manifest=paths[0], error=OutputError)
     code, _, err = run(["--check-permutation", paths[0], "--against", paths[0]], tmp_path)
     assert (code, err.split(b":")[:2]) == (0, [b"bigshuf", b" same records"])
+
+
+def _copies() -> tuple[list[list[Member]], list[list[Member]]]:
+    """Samples with copies under other keys, mtimes, modes and owners (dropped by --unique), and
+    near-copies that are not copies (another suffix, another member order, one byte more); and the
+    samples --unique keeps, the first of each in order."""
+    base = make_samples(12, 3, size=1500)
+    samples, kept = [], []
+    for i, sample in enumerate(base):
+        samples.append(sample)
+        kept.append(sample)
+        if i % 3 == 0:  # a copy under another key, with other metadata
+            copy = [(f"t/copy{i}.{m[0].split('.', 1)[1]}", 0o600, 7, 1, 2, "x", "y", m[7]) for m in sample]
+            samples.append(copy)
+        if i % 4 == 1:  # not copies: a suffix changed, the members' order swapped, a byte added
+            other = [
+                [(f"o/a{i}.png", *sample[0][1:]), (f"o/a{i}.json", *sample[1][1:])],
+                [(f"o/b{i}.json", *sample[1][1:]), (f"o/b{i}.jpg", *sample[0][1:])],
+                [(f"o/c{i}.jpg", *sample[0][1:7], sample[0][7] + b"!"), (f"o/c{i}.json", *sample[1][1:])],
+            ]
+            samples += other
+            kept += other
+    samples += [list(s) for s in base[:2]]  # exact copies, keys too, at the end of another tar
+    return samples, kept
+
+
+@pytest.mark.parametrize(
+    "label,memory,cap", [("in-memory", "64M", None), ("colliding hashes", "64M", None), ("external", "96K", None), ("recursive", "96K", 2)],
+)
+def test_unique_keeps_the_first_copy_of_each_samples_suffixes_and_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, label: str, memory: str, cap: int | None
+) -> None:
+    """--unique: a sample is a copy when its members have the same suffixes and bytes in the same
+    order (keys, mtimes, modes and owners aside); the first is kept; hashes that collide never merge
+    distinct samples."""
+    from bigshuf.core import dedup, plan
+
+    if cap is not None:
+        monkeypatch.setattr(plan, "MAX_BUCKETS", cap)
+    if label == "colliding hashes":
+        # Every identity hashes alike: samples are told apart by their bytes alone.
+        monkeypatch.setattr(dedup, "record_hashes", lambda block, offsets: np.zeros(len(offsets) - 1, np.uint64))
+    samples, kept = _copies()
+    first = make_tar(tmp_path / "a.tar", samples[:-2])
+    second = make_tar(tmp_path / "b.tar", make_samples(2, 9) + samples[-2:])
+    (tmp_path / "t").mkdir()
+    out = tmp_path / "out.tar"
+    stats = bigshuf.shuffle(
+        [first], out, unique=True, memory=memory, seed=2, tmp_dir=tmp_path / "t", sync=False, verify=True, manifest=tmp_path / "m.json",
+    )
+    got = read_samples(out.read_bytes())
+    assert as_set(got) == as_set(kept)
+    assert stats.duplicates == len(samples) - 2 - len(kept) == 4 and stats.records == len(kept)
+    assert (stats.passes == 1) if memory == "64M" else (stats.passes >= (4 if cap else 3)), stats.passes
+    assert temp_leftovers(tmp_path / "t") == []
+    import json
+
+    doc = json.loads((tmp_path / "m.json").read_text())
+    assert (doc["duplicates"], doc["records_read"], doc["records_written"]) == (4, len(samples) - 2, len(kept))
+    # The same sample under its own key in two tars is still two samples of one key: refused, naming both.
+    refused(tmp_path, [first, second], f"{second}: sample s/0300000 (member s/0300000.jpg) is also in {first}", unique=True, memory=memory, output="no.tar")
+
+
+def test_unique_samples_are_shuffled_uniformly(tmp_path: Path) -> None:
+    """Three distinct one-member samples and a copy of each, deduplicated through hash buckets
+    (--unique at 24 KiB holds the 9 KiB of samples only externally): every order equally likely."""
+    from itertools import permutations
+
+    from test_uniformity import assert_uniform
+
+    samples = [[(f"{i}.bin", 0o644, 0, 0, 0, "", "", bytes([i]) * 1000)] for i in range(3)]
+    copies = [[(f"c{i}.bin", 0o600, 9, 0, 0, "", "", bytes([i]) * 1000)] for i in range(3)]
+    src = make_tar(tmp_path / "in.tar", samples + copies)
+    out = tmp_path / "out.tar"
+    counts: Counter[tuple[int, ...]] = Counter()
+    for seed in range(6 * 10):
+        stats = bigshuf.shuffle(src, out, unique=True, memory="24K", seed=seed, tmp_dir=tmp_path, sync=False, threads=1)
+        assert stats.passes >= 3 and stats.duplicates == 3
+        counts[tuple(s[0][7][0] for s in read_samples(out.read_bytes()))] += 1
+    assert_uniform(counts, list(permutations(range(3))), "unique, external")

@@ -22,7 +22,7 @@ from ..core.records import INT32_LIMIT
 from ..core.scatter import BucketSet, Scattered, read_exactly, regroup
 from ..core.streams import Key, draw_ids, rng_for
 from ..errors import TempSpaceError, UsageError, option
-from ..progress import IN_MEMORY, Progress, scatter_phase
+from ..progress import IN_MEMORY, Progress, dedup_phase, scatter_phase
 from ..request import LINE_SETTINGS, ROW_SETTINGS, Request, resolve_memory, settings_in_use
 from ..storage.codecs import CODECS, parse_compress
 from ..storage.layout import Sharding, parse_split
@@ -37,6 +37,7 @@ from ..storage.writeback import WriteBehind
 from . import registry
 from .detect import refuse_terminal
 from .tar_input import BLOCK, SampleReader
+from .tar_unique import TarDedup, fits as unique_fits, unique_capacity, unique_samples
 
 #: What ends a tar archive: two zero blocks.
 END_OF_ARCHIVE = bytes(2 * BLOCK)
@@ -158,7 +159,8 @@ class TarRun(TwoPass):
             return Sample(None, why=f"{remote}: URLs are not read by a plan")
         reader = SampleReader(list(inputs), Progress())
         total = reader.total_size()
-        blocks = reader.blocks(plan.read_capacity(limit), first=plan.DRY_RUN_SAMPLE)
+        capacity = unique_capacity(limit) if request.unique else plan.read_capacity(limit)
+        blocks = reader.blocks(capacity, first=plan.DRY_RUN_SAMPLE)
         try:
             block, offsets, final = next(blocks)
         finally:
@@ -167,8 +169,9 @@ class TarRun(TwoPass):
         per_record = len(block) / n if n else float(max(1, len(block)))
         est = Estimate(len(block), n, per_record) if final else Estimate.of(total, per_record)
         # As ``shuffle`` decides: in memory when every sample was read into the first block and fits.
-        whole = final or (total is not None and total <= plan.read_capacity(limit))
-        in_memory = whole and est.nbytes is not None and plan.fits_in_memory(est.nbytes, est.records or 0, limit)
+        whole = final or (total is not None and total <= capacity)
+        fits = unique_fits if request.unique else plan.fits_in_memory
+        in_memory = whole and est.nbytes is not None and fits(est.nbytes, est.records or 0, limit)
         return Sample(est, len(block), exact=final, sized=total is not None, in_memory=in_memory, temp_bytes=est.nbytes)
 
     @classmethod
@@ -192,36 +195,49 @@ class TarRun(TwoPass):
         sources = self.reader.sources
         counts = [(records, nbytes) for records, nbytes in self.reader.per_input]
         inputs = input_entries(self.reader.paths, counts, [isinstance(s, FileSource) for s in sources])
-        return run_entries(self.request, inputs, {"samples": "tar"}, self.head_count)
+        return run_entries(self.request, inputs, {"samples": "tar"}, self.head_count, duplicates=self.duplicates)
 
     def shuffle(self) -> None:
         reader = self.reader = SampleReader(self.paths, self.progress)
         total = reader.total_size()
-        capacity = plan.read_capacity(self.limit)
+        unique = self.request.unique
+        # --unique holds each block with its samples' identities and its unique copy: a third as much is read at once.
+        capacity = unique_capacity(self.limit) if unique else plan.read_capacity(self.limit)
         small = total is not None and total <= capacity
-        self.progress.start(IN_MEMORY if small else scatter_phase(0), total)
+        first_pass = dedup_phase(0) if unique else scatter_phase(0)
+        self.progress.start(IN_MEMORY if small else first_pass, total)
         blocks = reader.blocks(capacity)
         self.readers.append(blocks)
         block, offsets, final = next(blocks)
         n = len(offsets) - 1
-        if final and plan.fits_in_memory(len(block), n, self.limit):
+        if final and (unique_fits(len(block), n, self.limit) if unique else plan.fits_in_memory(len(block), n, self.limit)):
+            held = len(block) + plan.META_PER_RECORD * n
+            if unique:
+                block, offsets, self.duplicates = unique_samples(block, offsets)
+                n = len(offsets) - 1
+                held += len(block)
             self.begin_output(self.wanted(n))
             if self.request.verify:
                 self.read_fingerprint += fingerprint(block, offsets)
-            held = len(block) + plan.META_PER_RECORD * n
             self.records += shuffle_block(
                 block, _narrow(offsets, len(block)), self.entropy, streams.IN_MEMORY, self.emit, self.workers,
                 head=self.head_count, limit=self.limit, held=held,
             )
             return
         if small:
-            self.progress.start(scatter_phase(0), total)
+            self.progress.start(first_pass, total)
         per_record = len(block) / max(1, n)
         first = [(block, offsets)]
         del block, offsets
-        everything = _chained(first, blocks)
+        everything: Iterator[tuple[np.ndarray, np.ndarray]] = _chained(first, blocks)
+        whole, exact = total, total is not None
         with TempSpace(self.tmp_dir) as temp:
-            self.external(everything, Estimate.of(total, per_record), temp, streams.TOP, 0, exact=total is not None)
+            if unique:
+                # Pass 1 scatters the unique samples, at most what the hash buckets hold (known now).
+                dedup = TarDedup(self, temp)
+                hashed = dedup.scatter(everything, total)
+                everything, whole, exact = dedup.unique(hashed), int(hashed.sizes.sum()), True
+            self.external(everything, Estimate.of(whole, per_record), temp, streams.TOP, 0, exact=exact)
 
     # The driver's hooks.
 
@@ -333,7 +349,7 @@ def _bucket_samples(buckets: SampleBuckets, j: int, capacity: int) -> Generator[
 def refusal(request: Request) -> str | None:
     """Why ``request`` cannot shuffle tar samples, naming the settings (None: it can)."""
     unsupported = settings_in_use(
-        request, (*LINE_SETTINGS, "source", "stratify", "unique", *ROW_SETTINGS, "dask"),
+        request, (*LINE_SETTINGS, "source", "stratify", *ROW_SETTINGS, "dask"),
     )
     if unsupported:
         return f"{', '.join(unsupported)}: not available for WebDataset tar shards (samples, not lines)"
