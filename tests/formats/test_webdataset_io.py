@@ -204,3 +204,19 @@ def test_unique_samples_are_shuffled_uniformly(tmp_path: Path) -> None:
         assert stats.passes >= 3 and stats.duplicates == 3
         counts[tuple(s[0][7][0] for s in read_samples(out.read_bytes()))] += 1
     assert_uniform(counts, list(permutations(range(3))), "unique, external")
+
+
+def test_unique_with_members_of_megabytes_stays_within_the_limit(tmp_path: Path) -> None:
+    """Four 5 MB members and a copy (25 MB) at -S 64M: deduplicated through hash buckets, within the limit."""
+    from helpers import run_peak
+    from test_memory import SLACK
+
+    rng = np.random.default_rng(1)
+    samples = [[(f"{i}.jpg", 0o644, 0, 0, 0, "", "", rng.integers(0, 256, 5_000_000 + i, dtype=np.uint8).tobytes())] for i in range(4)]
+    make_tar(tmp_path / "big.tar", samples + [[("copy.jpg", 0o600, 1, 0, 0, "", "", samples[2][0][7])]])
+    make_tar(tmp_path / "small.tar", make_samples(5, 1))
+    _, baseline = run_peak(["small.tar", "-o", "small-out.tar"], tmp_path)
+    status, peak = run_peak(["big.tar", "-S", "64M", "-T", ".", "--seed", "1", "--unique", "-o", "out.tar"], tmp_path)
+    assert status == 0
+    assert peak <= baseline + (64 << 20) + SLACK, f"peak {peak >> 20} MiB, baseline {baseline >> 20} MiB"
+    assert as_set(read_samples((tmp_path / "out.tar").read_bytes())) == as_set(samples)

@@ -22,7 +22,7 @@ import math
 import os
 import shutil
 from collections.abc import Generator, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,28 +38,49 @@ from .tar_input import _Members, sample_key
 if TYPE_CHECKING:
     from .tar_run import SampleBuckets, TarRun
 
-#: Bytes of identity a sample's member adds beside its data: its suffix's end (NUL) and its size.
-MEMBER_OVERHEAD = 9
+class _ViewStream(io.RawIOBase):
+    """A readable stream over a memoryview, read without copying it first (``io.BytesIO`` would)."""
+
+    def __init__(self, view: memoryview) -> None:
+        super().__init__()
+        self.view = view
+        self.pos = 0
+
+    def readable(self) -> bool:
+        """Always: it is only read."""
+        return True
+
+    def readinto(self, b: Any) -> int:
+        """Copy the next bytes into ``b``; 0 at the end."""
+        n = min(len(b), len(self.view) - self.pos)
+        b[:n] = self.view[self.pos : self.pos + n]
+        self.pos += n
+        return n
 
 
 def identities(block: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each sample's identity, as one block and its offsets: for every member in order, its suffix,
-    a NUL, its data size (8 bytes) and its data (no header, no padding)."""
-    parts: list[bytes] = []
+    a NUL, its data size (8 bytes) and its data (no header, no padding).
+
+    A member's identity is shorter than its raw blocks (a 512-byte header holds its name), so the
+    identities fit in one buffer the block's size, and each member's padded data is read into it
+    where its identity goes, the padding overwritten by what follows."""
+    ident = np.empty(len(block), np.uint8)
     ends = np.zeros(len(offsets), np.int64)
-    total = 0
+    pos = 0
     for i in range(len(offsets) - 1):
         raw = block[int(offsets[i]) : int(offsets[i + 1])]
-        members = _Members(io.BytesIO(raw.data), "a sample")
+        members = _Members(_ViewStream(raw.data), "a sample")
         for _headers, name, size in members:
-            data = bytearray(-(-size // 512) * 512)
-            members.read_data(memoryview(data))
             parsed = sample_key(name)
             suffix = b"" if parsed is None else parsed[1]
-            parts += (suffix, b"\0", size.to_bytes(8, "little"), bytes(data[:size]))
-            total += len(suffix) + MEMBER_OVERHEAD + size
-        ends[i + 1] = total
-    return np.frombuffer(b"".join(parts), np.uint8), ends
+            head = suffix + b"\0" + size.to_bytes(8, "little")
+            ident[pos : pos + len(head)] = np.frombuffer(head, np.uint8)
+            pos += len(head)
+            members.read_data(ident[pos : pos + -(-size // 512) * 512].data)
+            pos += size
+        ends[i + 1] = pos
+    return ident[:pos], ends
 
 
 def fits(nbytes: int, nrecords: int, limit: int) -> bool:
@@ -102,6 +123,7 @@ class TarDedup:
         """The unique samples of the top level's hash ``buckets``, a block per bucket."""
         self.run.progress.start(scatter_phase(0), int(buckets.sizes.sum()))
         yield from self._unique_buckets(buckets, 0, "unique")
+        self.buf = np.empty(0, np.uint8)  # pass 2 of the shuffle has its own
 
     def _bucket_count(self, nbytes: int) -> int:
         """Hash buckets for ``nbytes`` of samples (-1: unknown, planned from the free space), so
