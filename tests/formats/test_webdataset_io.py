@@ -220,3 +220,78 @@ def test_unique_with_members_of_megabytes_stays_within_the_limit(tmp_path: Path)
     assert status == 0
     assert peak <= baseline + (64 << 20) + SLACK, f"peak {peak >> 20} MiB, baseline {baseline >> 20} MiB"
     assert as_set(read_samples((tmp_path / "out.tar").read_bytes())) == as_set(samples)
+
+
+@pytest.mark.parametrize("memory", ["64M", "64K"])
+def test_sources_rates_and_mixes_pick_samples_once_each(tmp_path: Path, memory: str) -> None:
+    """--source/--rate/--mix over tars: each source gives the samples its rate (up to 1) or share
+    says, each at most once, whole; the manifest lists the sources and checks."""
+    import json
+
+    from bigshuf.api import check_manifest
+
+    web = make_samples(60, 1, prefix="web", size=600)
+    code = make_samples(20, 2, prefix="code", size=600)
+    make_tar(tmp_path / "web-0.tar", web[:30])
+    make_tar(tmp_path / "web-1.tar", web[30:])
+    make_tar(tmp_path / "code.tar", code)
+    sources = {"web": [tmp_path / "web-0.tar", tmp_path / "web-1.tar"], "code": tmp_path / "code.tar"}
+    (tmp_path / "t").mkdir()
+    common = dict(memory=memory, tmp_dir=tmp_path / "t", sync=False, verify=True)
+    for how, want in ((dict(rates={"web": 0.25}), (15, 20)), (dict(mix={"web": 0.75, "code": 0.25}, total=40), (30, 10))):
+        out = tmp_path / "out.tar"
+        stats = bigshuf.shuffle(sources=sources, output=out, seed=4, manifest=tmp_path / "m.json", **how, **common)  # type: ignore[arg-type]
+        got = read_samples(out.read_bytes())
+        assert len(set(got)) == len(got) == sum(want)
+        assert as_set(got) <= as_set(web + code)
+        assert (sum(s[0][0].startswith("web/") for s in got), sum(s[0][0].startswith("code/") for s in got)) == want
+        assert [(s.name, s.read, s.written) for s in stats.sources] == [("web", 60, want[0]), ("code", 20, want[1])]
+        doc = json.loads((tmp_path / "m.json").read_text())
+        assert (doc["records_read"], doc["records_shuffled"], [s["written"] for s in doc["sources"]]) == (80, sum(want), list(want))
+        assert check_manifest(tmp_path / "m.json")[0] == []
+        (tmp_path / "m.json").unlink()
+    assert temp_leftovers(tmp_path / "t") == []
+
+
+@pytest.mark.parametrize("memory", ["64M", "4K"])
+def test_a_fractional_rate_picks_every_subset_of_samples_equally_often(tmp_path: Path, memory: str) -> None:
+    """Rate 0.5 over four samples: each of the six pairs equally likely, in memory and through buckets."""
+    from itertools import combinations
+
+    from test_uniformity import assert_uniform
+
+    samples = [[(f"a/{i}.bin", 0o644, 0, 0, 0, "", "", bytes([i]) * 1000)] for i in range(4)]
+    make_tar(tmp_path / "a.tar", samples)
+    make_tar(tmp_path / "b.tar", [[("b/9.bin", 0o644, 0, 0, 0, "", "", b"b")]])
+    out = tmp_path / "out.tar"
+    counts: Counter[tuple[int, ...]] = Counter()
+    passes = set()
+    for seed in range(60):
+        stats = bigshuf.shuffle(
+            sources={"a": tmp_path / "a.tar", "b": tmp_path / "b.tar"}, output=out, rates={"a": 0.5}, memory=memory, seed=seed,
+            tmp_dir=tmp_path, sync=False, threads=1,
+        )
+        passes.add(stats.passes)
+        counts[tuple(sorted(s[0][7][0] for s in read_samples(out.read_bytes()) if s[0][0].startswith("a/")))] += 1
+    assert_uniform(counts, list(combinations(range(4), 2)), memory)
+    assert passes == {1} if memory == "64M" else min(passes) >= 2
+
+
+def test_tar_sources_refuse_rates_above_one_and_stratify(tmp_path: Path) -> None:
+    """A rate above 1, given or solved from a mix, would write a key twice: one line; --stratify stays refused."""
+    make_tar(tmp_path / "a.tar", make_samples(4, 1))
+    make_tar(tmp_path / "b.tar", make_samples(2, 2))
+    sources = {"a": tmp_path / "a.tar", "b": tmp_path / "b.tar"}
+    refused(
+        tmp_path, [], "source 'b': rate 2 would write samples twice under one key, which WebDataset reads as one sample; "
+        "tar sources take rates up to 1 (give 1 or less)", UsageError, sources=sources, rates={"b": 2},
+    )
+    refused(
+        tmp_path, [], "source 'b': rate 2 would write samples twice under one key, which WebDataset reads as one sample; "
+        "tar sources take rates up to 1 (the mix= needs it: lower total= or this source's share)", UsageError, sources=sources,
+        mix={"a": 0.5, "b": 0.5}, total=8,
+    )
+    refused(
+        tmp_path, [], "--stratify: not available for WebDataset tar shards", UsageError, sources=sources, stratify=True,
+        split="x=0.5,y=rest", output="{split}.tar",
+    )

@@ -147,6 +147,8 @@ class SampleReader:
         self.progress = progress
         #: Each input's samples and their bytes as read (filled in by ``blocks``), for a manifest.
         self.per_input: list[list[int]] = []
+        #: The input (its index) of each sample of the block last handed out, for weighted sources.
+        self.block_files = np.zeros(0, np.int64)
 
     def total_size(self) -> int | None:
         """The inputs' bytes as read, when every one is a plain (uncompressed) file or object."""
@@ -172,7 +174,8 @@ class SampleReader:
         last: tuple[str, bytes] | None = None  # the previous input's last sample: its file and key
         keys = KeyLedger(self.paths, self._locate)
         self.per_input = []
-        for source in self.sources:
+        files: list[int] = []  # the input of each sample ended in buf
+        for index, source in enumerate(self.sources):
             path = source.name
             size = source.size()
             stream = source.open()
@@ -198,6 +201,7 @@ class SampleReader:
                             )
                         if key is not None:
                             ends.append(filled)
+                            files.append(index)
                         key, suffixes = this, set()
                         keys.add(this)
                     elif suffix in suffixes:
@@ -206,6 +210,7 @@ class SampleReader:
                     need = len(raw) + _padded(size)
                     start = ends[-1] if ends else 0
                     if first is not None and ends and ends[-1] >= first:
+                        self.block_files = np.array(files, np.int64)
                         yield buf[: ends[-1]], np.array([0, *ends], np.int64), False
                         return
                     if filled + need > capacity:
@@ -215,10 +220,11 @@ class SampleReader:
                                 f"more than the {plan.format_size(capacity)} a sample may take at this memory limit; "
                                 f"raise {option('memory')}"
                             )
+                        self.block_files = np.array(files, np.int64)
                         yield buf[: ends[-1]], np.array([0, *ends], np.int64), False
                         buf[: filled - start] = buf[start:filled]
                         filled -= start
-                        ends = []
+                        ends, files = [], []
                     buf[filled : filled + len(raw)] = np.frombuffer(raw, np.uint8)
                     filled += len(raw)
                     members.read_data(buf[filled : filled + _padded(size)].data)
@@ -229,6 +235,7 @@ class SampleReader:
                 self.progress.update(members.offset - reported)  # skipped members, end blocks
                 if key is not None:
                     ends.append(filled)
+                    files.append(index)
                     last = (path, key)
                 else:
                     last = None
@@ -238,6 +245,7 @@ class SampleReader:
                 stream.close()
             keys.check_file()
         keys.check_all()
+        self.block_files = np.array(files, np.int64)
         yield buf[:filled], np.array([0, *ends], np.int64), True
 
 

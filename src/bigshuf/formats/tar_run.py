@@ -14,10 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from ..core import plan, streams
+from ..core import mix, plan, streams
 from ..core.driver import Buckets, Estimate, OutputPlan, Sample, TwoPass
 from ..core.fingerprint import fingerprint
 from ..core.gather import shuffle_block
+from ..core.mix import Mixer
 from ..core.records import INT32_LIMIT
 from ..core.scatter import BucketSet, Scattered, read_exactly, regroup
 from ..core.streams import Key, draw_ids, rng_for
@@ -37,6 +38,7 @@ from ..storage.writeback import WriteBehind
 from . import registry
 from .detect import refuse_terminal
 from .tar_input import BLOCK, SampleReader
+from .tar_mix import WeightedSamples, with_files
 from .tar_unique import TarDedup, fits as unique_fits, unique_capacity, unique_samples
 
 #: What ends a tar archive: two zero blocks.
@@ -117,7 +119,7 @@ def _cut(offsets: np.ndarray, max_bytes: int, max_records: int) -> list[tuple[in
     return out
 
 
-class TarRun(TwoPass):
+class TarRun(WeightedSamples, TwoPass):
     """One shuffle of WebDataset samples from tar files (local, or URLs read through fsspec) into a
     tar file or tar shards."""
 
@@ -143,6 +145,7 @@ class TarRun(TwoPass):
         self.out.hashers = self.workers
         self._buf: np.ndarray | None = None  # pass 2's read buffer
         self.reader: SampleReader | None = None  # the inputs' reader, whose counts the manifest gives
+        self.mixer: Mixer | None = None  # weighted sources (``tar_mix``)
         self.out.manifest_info = self._manifest_info
 
     @classmethod
@@ -195,9 +198,10 @@ class TarRun(TwoPass):
         sources = self.reader.sources
         counts = [(records, nbytes) for records, nbytes in self.reader.per_input]
         inputs = input_entries(self.reader.paths, counts, [isinstance(s, FileSource) for s in sources])
-        return run_entries(self.request, inputs, {"samples": "tar"}, self.head_count, duplicates=self.duplicates)
+        return run_entries(self.request, inputs, {"samples": "tar"}, self.head_count, self.source_stats(), self.duplicates)
 
     def shuffle(self) -> None:
+        factor = self._plan_mix() if self.request.sources else 1.0  # bytes of the mix over bytes read
         reader = self.reader = SampleReader(self.paths, self.progress)
         total = reader.total_size()
         unique = self.request.unique
@@ -216,12 +220,21 @@ class TarRun(TwoPass):
                 block, offsets, self.duplicates = unique_samples(block, offsets)
                 n = len(offsets) - 1
                 held += len(block)
-            self.begin_output(self.wanted(n))
-            if self.request.verify:
+            index = None
+            if self.mixer is not None:
+                # Weighted sources: the samples in the mix, drawn for the whole input at once.
+                picked = self._picked(reader.block_files, streams.selection(streams.IN_MEMORY))
+                index = np.flatnonzero(picked)
+                held += 8 * len(index)
+                if self.request.verify:
+                    self.read_fingerprint += mix.multiset_fingerprint(block, offsets, picked.astype(np.int64))
+                self.mixer.check_complete()
+            elif self.request.verify:
                 self.read_fingerprint += fingerprint(block, offsets)
+            self.begin_output(self.wanted(n if index is None else len(index)))
             self.records += shuffle_block(
                 block, _narrow(offsets, len(block)), self.entropy, streams.IN_MEMORY, self.emit, self.workers,
-                head=self.head_count, limit=self.limit, held=held,
+                head=self.head_count, limit=self.limit, held=held, index=index,
             )
             return
         if small:
@@ -229,8 +242,11 @@ class TarRun(TwoPass):
         per_record = len(block) / max(1, n)
         first = [(block, offsets)]
         del block, offsets
-        everything: Iterator[tuple[np.ndarray, np.ndarray]] = _chained(first, blocks)
+        everything: Iterator[Any] = _chained(first, blocks)
         whole, exact = total, total is not None
+        if self.mixer is not None:
+            everything = with_files(reader, everything)  # each sample's source decides whether it is in the mix
+            whole = None if total is None else int(total * factor)
         with TempSpace(self.tmp_dir) as temp:
             if unique:
                 # Pass 1 scatters the unique samples, at most what the hash buckets hold (known now).
@@ -238,6 +254,8 @@ class TarRun(TwoPass):
                 hashed = dedup.scatter(everything, total)
                 everything, whole, exact = dedup.unique(hashed), int(hashed.sizes.sum()), True
             self.external(everything, Estimate.of(whole, per_record), temp, streams.TOP, 0, exact=exact)
+        if self.mixer is not None:
+            self.mixer.check_complete()
 
     # The driver's hooks.
 
@@ -251,9 +269,11 @@ class TarRun(TwoPass):
         """Each run of samples (a piece) draws its buckets from its own stream on a worker; the
         samples and their lengths are regrouped by the same draws and appended in order."""
         assert isinstance(buckets, SampleBuckets)
-        data, offsets = block
+        data, offsets = block[:2]
         verify = self.request.verify and depth == 0
         k = buckets.k
+        # Weighted sources (top level only): the samples left out of the mix are dropped (bucket k).
+        picked = self._picked(block[2], streams.selection(key)) if depth == 0 and self.mixer is not None else None
 
         def scatter_one(p: int, lo: int, hi: int, keep: int) -> tuple[Scattered, Scattered, Any]:
             """Samples ``[lo, hi)`` of the block scattered, with their lengths, and their fingerprint when verifying."""
@@ -261,12 +281,15 @@ class TarRun(TwoPass):
             piece = data[start : int(offsets[hi])]
             offs = _narrow(offsets[lo : hi + 1] - start, len(piece))
             ids = draw_ids(rng_for(self.entropy, streams.piece(key, p)), k, hi - lo)
+            fp = fingerprint(piece, offs) if verify and picked is None else None
+            if picked is not None:
+                mine = picked[lo:hi]
+                ids = ids.astype(np.uint32)
+                ids[~mine] = k
+                fp = mix.multiset_fingerprint(piece, offs, mine.astype(np.int64)) if verify else None
             lengths = np.diff(offs).astype("<i8").view(np.uint8)
             length_offsets = np.arange(0, len(lengths) + 1, 8, dtype=np.int32)
-            return (
-                regroup(piece, offs, ids, k, keep), regroup(lengths, length_offsets, ids, k, keep),
-                fingerprint(piece, offs) if verify else None,
-            )
+            return regroup(piece, offs, ids, k, keep), regroup(lengths, length_offsets, ids, k, keep), fp
 
         cuts = _cut(offsets, self.piece, plan.piece_records(self.limit))
         jobs = ((lambda p=p, lo=lo, hi=hi, keep=keep: scatter_one(p, lo, hi, keep)) for p, (lo, hi) in enumerate(cuts))
@@ -349,7 +372,7 @@ def _bucket_samples(buckets: SampleBuckets, j: int, capacity: int) -> Generator[
 def refusal(request: Request) -> str | None:
     """Why ``request`` cannot shuffle tar samples, naming the settings (None: it can)."""
     unsupported = settings_in_use(
-        request, (*LINE_SETTINGS, "source", "stratify", *ROW_SETTINGS, "dask"),
+        request, (*LINE_SETTINGS, "stratify", *ROW_SETTINGS, "dask"),
     )
     if unsupported:
         return f"{', '.join(unsupported)}: not available for WebDataset tar shards (samples, not lines)"
