@@ -292,6 +292,6 @@ def test_tar_sources_refuse_rates_above_one_and_stratify(tmp_path: Path) -> None
         mix={"a": 0.5, "b": 0.5}, total=8,
     )
     refused(
-        tmp_path, [], "--stratify: not available for WebDataset tar shards", UsageError, sources=sources, stratify=True,
+        tmp_path, [], "stratify=True: not available for WebDataset tar shards (samples, not lines)", UsageError, sources=sources, stratify=True,
         split="x=0.5,y=rest", output="{split}.tar",
     )
