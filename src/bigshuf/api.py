@@ -326,8 +326,8 @@ def check_permutation(
     if _tar_sides(inputs, outputs, fmt, header):
         from .formats.tar_input import tar_fingerprint
 
-        # Each side's tars in half the limit (samples are read whole, one block at a time per side).
-        return tar_fingerprint([os.fspath(p) for p in inputs], limit // 4), tar_fingerprint([os.fspath(p) for p in outputs], limit // 4)
+        # One side after the other, each in half the limit: a sample as long as a shuffle at this limit takes fits.
+        return tar_fingerprint([os.fspath(p) for p in inputs], limit // 2), tar_fingerprint([os.fspath(p) for p in outputs], limit // 2)
     # The limit covers both sides' read buffers and the workers: at most half of it for workers.
     workers = max(1, min(threads, limit // 2 // CHECK_WORKER_MEMORY))
     capacity = max(256, limit // 4, (limit - workers * CHECK_WORKER_MEMORY) // 2)

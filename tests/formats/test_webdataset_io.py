@@ -251,6 +251,14 @@ def test_sources_rates_and_mixes_pick_samples_once_each(tmp_path: Path, memory: 
         assert check_manifest(tmp_path / "m.json")[0] == []
         (tmp_path / "m.json").unlink()
     assert temp_leftovers(tmp_path / "t") == []
+    # Sources of tars without a sample: nothing to pick, an empty tar written.
+    make_tar(tmp_path / "none-a.tar", [])
+    make_tar(tmp_path / "none-b.tar", [])
+    stats = bigshuf.shuffle(
+        sources={"a": tmp_path / "none-a.tar", "b": tmp_path / "none-b.tar"}, output=tmp_path / "none.tar", rates={"a": 0.5},
+        seed=1, memory=memory, sync=False,
+    )
+    assert stats.records == 0 and (tmp_path / "none.tar").read_bytes() == bytes(1024)
 
 
 @pytest.mark.parametrize("memory", ["64M", "4K"])

@@ -83,9 +83,8 @@ class WeightedSamples:
         drawn from stream ``key``; the blocks must come in input order."""
         assert self.mixer is not None
         sources = self.mixer.file_source[files]
-        starts = np.flatnonzero(np.diff(sources)) + 1 if len(sources) else np.zeros(0, np.int64)
-        bounds = [0, *starts.tolist(), len(sources)]
-        counts = [(int(sources[lo]), hi - lo) for lo, hi in zip(bounds, bounds[1:])]
+        bounds = [0, *(np.flatnonzero(np.diff(sources)) + 1).tolist(), len(sources)]
+        counts = [(int(sources[lo]), hi - lo) for lo, hi in zip(bounds, bounds[1:]) if hi > lo]
         chosen = self.mixer.pick(self.entropy, key, counts)
         picked: np.ndarray = self.mixer.multiplicity(counts, chosen) > 0
         return picked
