@@ -73,8 +73,10 @@ def _checksum_ok(header: bytes) -> bool:
     except ValueError:
         return False
     unsigned = sum(header) - sum(header[148:156]) + 8 * 32
+    if stored == unsigned:
+        return True
     signed = unsigned - 256 * sum(1 for b in header[:148] + header[156:] if b > 127)
-    return stored in (unsigned, signed)
+    return stored == signed
 
 
 def _number(field: bytes) -> int | None:
@@ -302,10 +304,13 @@ class _Members:
             self._read(scratch[:step], what)
             n -= step
 
-    def _claim(self, length: int, what: str, at: int) -> None:
+    def _claim(self, length: int, what: str | bytes, at: int) -> None:
         """Refuse a header at byte ``at`` whose data (``length`` bytes, padded) runs past the end of a
-        plain file: nothing is allocated or read for a size the file cannot hold."""
+        plain file: nothing is allocated or read for a size the file cannot hold. ``what``: the
+        header's kind, or a member's name (escaped only for the message)."""
         if self.size is not None and self.offset + _padded(length) > self.size:
+            if isinstance(what, bytes):
+                what = f"member {shown(what)}"
             raise InputError(
                 f"{self.path}: truncated or corrupt tar: {what} at byte {at} claims {length} bytes of data, "
                 f"and the file has {self.size - self.offset} left"
@@ -386,7 +391,7 @@ class _Members:
                     f"{self.path}: member {shown(member)} has unknown type '{shown(kind)}'; "
                     "only regular files and directories are shuffled"
                 )
-            self._claim(length, f"member {shown(member)}", at)
+            self._claim(length, member, at)
             if kind == DIRECTORY or (kind == b"\0" and member.endswith(b"/")):
                 self._skip(_padded(length), "a directory's data")
             else:

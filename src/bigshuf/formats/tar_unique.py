@@ -33,7 +33,7 @@ from ..core.scatter import regroup
 from ..errors import InputError, option
 from ..progress import dedup_phase, scatter_phase
 from ..storage.tempspace import TempSpace
-from .tar_input import _Members, sample_key
+from .tar_input import BLOCK, GNU_LONG_LINK, GNU_LONG_NAME, PAX, _header_name, _Members, _number, sample_key
 
 if TYPE_CHECKING:
     from .tar_run import SampleBuckets, TarRun
@@ -63,24 +63,50 @@ def identities(block: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.n
     a NUL, its data size (8 bytes) and its data (no header, no padding).
 
     A member's identity is shorter than its raw blocks (a 512-byte header holds its name), so the
-    identities fit in one buffer the block's size, and each member's padded data is read into it
-    where its identity goes, the padding overwritten by what follows."""
+    identities fit in one buffer the block's size."""
     ident = np.empty(len(block), np.uint8)
     ends = np.zeros(len(offsets), np.int64)
+    view = block.data
     pos = 0
     for i in range(len(offsets) - 1):
-        raw = block[int(offsets[i]) : int(offsets[i + 1])]
-        members = _Members(_ViewStream(raw.data), "a sample")
-        for _headers, name, size in members:
-            parsed = sample_key(name)
-            suffix = b"" if parsed is None else parsed[1]
+        lo, hi = int(offsets[i]), int(offsets[i + 1])
+        members = _plain_members(view, lo, hi)
+        for suffix, start, size in _parsed_members(view, lo, hi) if members is None else members:
             head = suffix + b"\0" + size.to_bytes(8, "little")
             ident[pos : pos + len(head)] = np.frombuffer(head, np.uint8)
             pos += len(head)
-            members.read_data(ident[pos : pos + -(-size // 512) * 512].data)
+            ident[pos : pos + size] = block[start : start + size]
             pos += size
         ends[i + 1] = pos
     return ident[:pos], ends
+
+
+def _plain_members(view: memoryview, lo: int, hi: int) -> list[tuple[bytes, int, int]] | None:
+    """The suffix, data start and data size of each member of the sample ``view[lo:hi]`` when
+    every header is a plain one (the reader checked them all); None when one is an extension
+    header (pax, GNU long name), which ``_parsed_members`` reads."""
+    out = []
+    pos = lo
+    while pos < hi:
+        header = bytes(view[pos : pos + BLOCK])
+        if header[156:157] in (PAX, GNU_LONG_NAME, GNU_LONG_LINK):
+            return None
+        size = _number(header[124:136]) or 0
+        parsed = sample_key(_header_name(header))
+        out.append((b"" if parsed is None else parsed[1], pos + BLOCK, size))
+        pos += BLOCK + -(-size // BLOCK) * BLOCK
+    return out
+
+
+def _parsed_members(view: memoryview, lo: int, hi: int) -> list[tuple[bytes, int, int]]:
+    """``_plain_members`` of a sample with extension headers, read by the tar reader itself."""
+    members = _Members(_ViewStream(view[lo:hi]), "a sample")
+    out = []
+    for _headers, name, size in members:
+        parsed = sample_key(name)
+        out.append((b"" if parsed is None else parsed[1], lo + members.offset, size))
+        members.skip_data()
+    return out
 
 
 def fits(nbytes: int, nrecords: int, limit: int) -> bool:
