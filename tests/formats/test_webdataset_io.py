@@ -285,8 +285,8 @@ def test_a_fractional_rate_picks_every_subset_of_samples_equally_often(tmp_path:
     assert passes == {1} if memory == "64M" else min(passes) >= 2
 
 
-def test_tar_sources_refuse_rates_above_one_and_stratify(tmp_path: Path) -> None:
-    """A rate above 1, given or solved from a mix, would write a key twice: one line; --stratify stays refused."""
+def test_tar_sources_refuse_rates_above_one(tmp_path: Path) -> None:
+    """A rate above 1, given or solved from a mix, would write a key twice: one line."""
     make_tar(tmp_path / "a.tar", make_samples(4, 1))
     make_tar(tmp_path / "b.tar", make_samples(2, 2))
     sources = {"a": tmp_path / "a.tar", "b": tmp_path / "b.tar"}
@@ -299,7 +299,30 @@ def test_tar_sources_refuse_rates_above_one_and_stratify(tmp_path: Path) -> None
         "tar sources take rates up to 1 (the mix= needs it: lower total= or this source's share)", UsageError, sources=sources,
         mix={"a": 0.5, "b": 0.5}, total=8,
     )
-    refused(
-        tmp_path, [], "stratify=True: not available for WebDataset tar shards (samples, not lines)", UsageError, sources=sources, stratify=True,
-        split="x=0.5,y=rest", output="{split}.tar",
-    )
+
+
+def test_stratified_splits_take_each_sources_share_uniformly(tmp_path: Path) -> None:
+    """--stratify over tar sources: every split holds its share of each source, exactly, and which
+    samples go to a split is uniform (the six pairs of four, through buckets); in memory too."""
+    from itertools import combinations
+
+    from test_uniformity import assert_uniform
+
+    make_tar(tmp_path / "a.tar", [[(f"a/{i}.bin", 0o644, 0, 0, 0, "", "", bytes([i]) * 1000)] for i in range(4)])
+    make_tar(tmp_path / "b.tar", [[(f"b/{i}.bin", 0o644, 0, 0, 0, "", "", b"b%d" % i)] for i in range(2)])
+    sources = {"a": tmp_path / "a.tar", "b": tmp_path / "b.tar"}
+    counts: Counter[tuple[int, ...]] = Counter()
+    for seed in range(37):
+        memory = "64M" if seed == 0 else "4K"
+        stats = bigshuf.shuffle(
+            sources=sources, output=str(tmp_path / "{split}.tar"), split="x=0.5,y=rest", stratify=True, memory=memory,
+            seed=seed, tmp_dir=tmp_path, sync=False, threads=1, verify=True,
+        )
+        assert stats.passes == 1 if memory == "64M" else stats.passes >= 2
+        x, y = (read_samples((tmp_path / f"{name}.tar").read_bytes()) for name in ("x", "y"))
+        for split in (x, y):
+            assert sorted(s[0][0][0] for s in split) == ["a", "a", "b"]
+        assert sorted(s[0][0] for s in x + y) == sorted([f"a/{i}.bin" for i in range(4)] + ["b/0.bin", "b/1.bin"])
+        if memory == "4K":
+            counts[tuple(sorted(s[0][7][0] for s in x if s[0][0].startswith("a/")))] += 1
+    assert_uniform(counts, list(combinations(range(4), 2)), "stratified")

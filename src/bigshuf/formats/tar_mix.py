@@ -1,5 +1,6 @@
-"""Weighted sources of tar samples (``--source``, ``--rate``, ``--mix``): which samples of each
-source go into the shuffle, drawn as for lines (``core.mix``).
+"""Weighted sources of tar samples (``--source``, ``--rate``, ``--mix``, ``--stratify``): which
+samples of each source go into the shuffle, and with ``--stratify`` into which split, drawn as for
+lines (``core.mix``, ``core.stratify``).
 
 A tar source takes rates up to 1: each sample is in the mix once or not at all. A rate above 1
 would write a sample twice under its one key, and WebDataset reads two samples of one key that
@@ -13,11 +14,14 @@ from collections.abc import Generator, Iterator
 
 import numpy as np
 
-from ..core import mix, plan
+from ..core import mix, plan, streams
 from ..core.mix import Mixer
+from ..core.stratify import Stratifier
 from ..errors import UsageError, option
 from ..progress import Progress
 from ..request import Request
+from ..storage.layout import parse_split
+from ..storage.output import Output
 from ..storage.sources import Source
 from .tar_input import SampleReader
 
@@ -30,7 +34,9 @@ class WeightedSamples:
     limit: int
     entropy: int
     progress: Progress
+    out: Output
     mixer: Mixer | None
+    stratifier: Stratifier | None
 
     def source_stats(self) -> tuple[mix.SourceStats, ...]:
         return () if self.mixer is None else self.mixer.stats()
@@ -48,7 +54,7 @@ class WeightedSamples:
         for s, source in zip(file_source, SampleReader(self.paths, Progress()).sources):
             size, had = source.size(), sizes[s]
             sizes[s] = None if size is None or had is None else had + size
-        if mix.needs_counts(request.source_rates, bool(request.mix)):
+        if mix.needs_counts(request.source_rates, bool(request.mix)) or request.stratify:
             counts, nbytes = self._count_sources(file_source, n)
             sizes = list(nbytes)
         self.mixer = mix.mixer_for(request, counts, nbytes)
@@ -59,6 +65,10 @@ class WeightedSamples:
                     f"source '{name}': rate {float(rate):g} would write samples twice under one key, which WebDataset "
                     f"reads as one sample; tar sources take rates up to 1 ({how})"
                 )
+        if request.stratify:
+            assert request.split is not None
+            self.stratifier = Stratifier(self.mixer.names, self.mixer.multiset_sizes(), parse_split(request.split))
+            self.out.split_totals = self.stratifier.totals
         return self.mixer.expected_factor(sizes)
 
     def _count_sources(self, file_source: list[int], n: int) -> tuple[list[int], list[int]]:
@@ -78,17 +88,23 @@ class WeightedSamples:
             nbytes[s] += size
         return counts, nbytes
 
-    def _picked(self, files: np.ndarray, key: tuple[int, ...]) -> np.ndarray:
+    def _picked(self, files: np.ndarray, key: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray | None]:
         """Whether each sample of a block (``files``: each one's input, in order) is in the mix,
-        drawn from stream ``key``; the blocks must come in input order."""
+        drawn from stream ``selection(key)``, and with ``--stratify`` the split of each sample in
+        it (in order), from stream ``stratify(key)``; the blocks must come in input order."""
         assert self.mixer is not None
         sources = self.mixer.file_source[files]
         bounds = [0, *(np.flatnonzero(np.diff(sources)) + 1).tolist(), len(sources)]
         counts = [(int(sources[lo]), hi - lo) for lo, hi in zip(bounds, bounds[1:]) if hi > lo]
-        chosen = self.mixer.pick(self.entropy, key, counts)
-        picked: np.ndarray = self.mixer.multiplicity(counts, chosen) > 0
-        return picked
-
+        chosen = self.mixer.pick(self.entropy, streams.selection(key), counts)
+        mult = self.mixer.multiplicity(counts, chosen)
+        picked: np.ndarray = mult > 0
+        if self.stratifier is None:
+            return picked, None
+        per_source = [(s, self.mixer.copies[s] * c + len(picks)) for (s, c), picks in zip(counts, chosen)]
+        drawn = self.stratifier.assign(self.entropy, streams.stratify(key), per_source)
+        labels = np.concatenate([np.empty(0, self.stratifier.dtype), *drawn])
+        return picked, labels
 
 def with_files(
     reader: SampleReader, blocks: Iterator[tuple[np.ndarray, np.ndarray]]

@@ -19,6 +19,7 @@ from ..core.driver import Buckets, Estimate, OutputPlan, Sample, TwoPass
 from ..core.fingerprint import fingerprint
 from ..core.gather import shuffle_block
 from ..core.mix import Mixer
+from ..core.stratify import Stratifier, split_ids
 from ..core.records import INT32_LIMIT
 from ..core.scatter import BucketSet, Scattered, read_exactly, regroup
 from ..core.streams import Key, draw_ids, rng_for
@@ -31,7 +32,7 @@ from ..storage.output import Output
 from ..storage.remote import is_remote
 from ..storage.shards import check_outputs
 from ..storage.sinks import CodecChoice, output_codec
-from ..storage.manifest import input_entries, run_entries
+from ..storage.manifest import input_entries, run_entries, strata_entries
 from ..storage.sources import FileSource, Source
 from ..storage.tempspace import TempSpace
 from ..storage.writeback import WriteBehind
@@ -146,6 +147,8 @@ class TarRun(WeightedSamples, TwoPass):
         self._buf: np.ndarray | None = None  # pass 2's read buffer
         self.reader: SampleReader | None = None  # the inputs' reader, whose counts the manifest gives
         self.mixer: Mixer | None = None  # weighted sources (``tar_mix``)
+        self.stratifier: Stratifier | None = None  # --stratify: each sample's split
+        self.strata_bounds: np.ndarray | None = None  # --stratify: the first bucket of each split
         self.out.manifest_info = self._manifest_info
 
     @classmethod
@@ -198,7 +201,11 @@ class TarRun(WeightedSamples, TwoPass):
         sources = self.reader.sources
         counts = [(records, nbytes) for records, nbytes in self.reader.per_input]
         inputs = input_entries(self.reader.paths, counts, [isinstance(s, FileSource) for s in sources])
-        return run_entries(self.request, inputs, {"samples": "tar"}, self.head_count, self.source_stats(), self.duplicates)
+        entries = run_entries(self.request, inputs, {"samples": "tar"}, self.head_count, self.source_stats(), self.duplicates)
+        if self.stratifier is not None and self.out.split is not None:
+            names = [p.name for p in self.out.split]
+            entries["stratified"] = strata_entries(names, self.stratifier.names, self.stratifier.table)
+        return entries
 
     def shuffle(self) -> None:
         factor = self._plan_mix() if self.request.sources else 1.0  # bytes of the mix over bytes read
@@ -220,18 +227,26 @@ class TarRun(WeightedSamples, TwoPass):
                 block, offsets, self.duplicates = unique_samples(block, offsets)
                 n = len(offsets) - 1
                 held += len(block)
-            index = None
+            index = labels = None
             if self.mixer is not None:
                 # Weighted sources: the samples in the mix, drawn for the whole input at once.
-                picked = self._picked(reader.block_files, streams.selection(streams.IN_MEMORY))
+                picked, labels = self._picked(reader.block_files, streams.IN_MEMORY)
                 index = np.flatnonzero(picked)
-                held += 8 * len(index)
+                held += 9 * len(index)
                 if self.request.verify:
                     self.read_fingerprint += mix.multiset_fingerprint(block, offsets, picked.astype(np.int64))
                 self.mixer.check_complete()
             elif self.request.verify:
                 self.read_fingerprint += fingerprint(block, offsets)
             self.begin_output(self.wanted(n if index is None else len(index)))
+            if labels is not None and index is not None and self.stratifier is not None:
+                # --stratify: each split's samples shuffled on their own (stream ``stratum(v)``), splits in order.
+                for v in range(self.stratifier.splits):
+                    self.records += shuffle_block(
+                        block, _narrow(offsets, len(block)), self.entropy, streams.stratum(v), self.emit, self.workers,
+                        limit=self.limit, held=held, index=index[labels == v],
+                    )
+                return
             self.records += shuffle_block(
                 block, _narrow(offsets, len(block)), self.entropy, streams.IN_MEMORY, self.emit, self.workers,
                 head=self.head_count, limit=self.limit, held=held, index=index,
@@ -260,7 +275,14 @@ class TarRun(WeightedSamples, TwoPass):
     # The driver's hooks.
 
     def make_buckets(self, directory: str, k: int, top: bool) -> Buckets:
+        if top and self.stratifier is not None:
+            self.strata_bounds = self.stratifier.bucket_bounds(k)
         return SampleBuckets(directory, k, self.writer, self.request.compress_temp)
+
+    def _bucket_count(self, est: Estimate, temp: TempSpace) -> int:
+        """As the driver counts them, and with ``--stratify`` at least one for each split."""
+        k = super()._bucket_count(est, temp)
+        return k if self.stratifier is None else max(k, self.stratifier.splits)
 
     def block_bytes(self, block: Any) -> int:
         return len(block[0])
@@ -272,20 +294,29 @@ class TarRun(WeightedSamples, TwoPass):
         data, offsets = block[:2]
         verify = self.request.verify and depth == 0
         k = buckets.k
-        # Weighted sources (top level only): the samples left out of the mix are dropped (bucket k).
-        picked = self._picked(block[2], streams.selection(key)) if depth == 0 and self.mixer is not None else None
+        # Weighted sources (top level only): the samples left out of the mix are dropped (bucket k),
+        # and with --stratify each one in it draws a bucket of its split's range.
+        picked = labels = before = None
+        if depth == 0 and self.mixer is not None:
+            picked, labels = self._picked(block[2], key)
+            before = np.concatenate([[0], np.cumsum(picked)])  # samples in the mix before each
 
         def scatter_one(p: int, lo: int, hi: int, keep: int) -> tuple[Scattered, Scattered, Any]:
             """Samples ``[lo, hi)`` of the block scattered, with their lengths, and their fingerprint when verifying."""
             start = int(offsets[lo])
             piece = data[start : int(offsets[hi])]
             offs = _narrow(offsets[lo : hi + 1] - start, len(piece))
-            ids = draw_ids(rng_for(self.entropy, streams.piece(key, p)), k, hi - lo)
-            fp = fingerprint(piece, offs) if verify and picked is None else None
-            if picked is not None:
+            rng = rng_for(self.entropy, streams.piece(key, p))
+            if picked is None:
+                ids = draw_ids(rng, k, hi - lo)
+                fp = fingerprint(piece, offs) if verify else None
+            else:
                 mine = picked[lo:hi]
-                ids = ids.astype(np.uint32)
-                ids[~mine] = k
+                ids = np.full(hi - lo, k, np.uint32)
+                if labels is not None and before is not None and self.strata_bounds is not None:
+                    ids[mine] = split_ids(rng, self.strata_bounds, labels[before[lo] : before[hi]], k)
+                else:
+                    ids[mine] = draw_ids(rng, k, hi - lo)[mine]
                 fp = mix.multiset_fingerprint(piece, offs, mine.astype(np.int64)) if verify else None
             lengths = np.diff(offs).astype("<i8").view(np.uint8)
             length_offsets = np.arange(0, len(lengths) + 1, 8, dtype=np.int32)
@@ -372,7 +403,7 @@ def _bucket_samples(buckets: SampleBuckets, j: int, capacity: int) -> Generator[
 def refusal(request: Request) -> str | None:
     """Why ``request`` cannot shuffle tar samples, naming the settings (None: it can)."""
     unsupported = settings_in_use(
-        request, (*LINE_SETTINGS, "stratify", *ROW_SETTINGS, "dask"),
+        request, (*LINE_SETTINGS, *ROW_SETTINGS, "dask"),
     )
     if unsupported:
         return f"{', '.join(unsupported)}: not available for WebDataset tar shards (samples, not lines)"
