@@ -145,7 +145,8 @@ class Request:
         if typed["memory"] is not None:
             typed["memory"] = resolve_memory(typed["memory"])
         expanded, paths = _expand(items)
-        request = cls(inputs=tuple(expanded), family=_family(paths, len(expanded), typed, remote_tar_names(expanded, paths)), **typed, **mixing)
+        family = _family(paths, len(expanded), typed, remote_tar_names(expanded, paths))
+        request = cls(inputs=tuple(expanded), family=family, **typed, **mixing)
         refusal = get_engine(request.engine).supports(request)
         if refusal is not None:
             raise UsageError(refusal)
@@ -211,7 +212,8 @@ def _expand(items: list[str | Source]) -> tuple[list[str | Source], list[str]]:
 
 
 def _family(paths: list[str], count: int, typed: dict[str, Any], remote_tars: list[str]) -> str:
-    """``megatron`` when an input is a Megatron indexed dataset (``PREFIX``, ``.idx``, ``.bin``); ``table``
+    """``megatron`` when an input is a Megatron indexed dataset (``PREFIX``, ``.idx``, ``.bin``);
+    ``webdataset`` when every input is a tar (``remote_tars``: the URLs named as tars); ``table``
     when rows of Parquet / Arrow data are shuffled (every input a local file and one a table, or a table
     output by ``output_format`` or the output's suffix), else ``lines``."""
     from .formats.detect import is_table_input, megatron_prefix, suffix_kind

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..core import plan
-from ..core.fingerprint import Fingerprint
+from ..core.fingerprint import Fingerprint, fingerprint
 from ..errors import InputError, option
 from ..progress import Progress
 from ..storage.sources import FileSource, Source
@@ -481,11 +481,8 @@ def tar_fingerprint(inputs: list[str], memory: int) -> Fingerprint:
     """The fingerprint of the WebDataset samples of the tars ``inputs`` (each sample's raw tar
     blocks, as a run copies them and ``--verify`` hashes them), each tar read on its own in blocks
     of at most ``memory`` bytes (a longer sample is refused, naming ``-S``)."""
-    from ..core.fingerprint import fingerprint
-
     total = Fingerprint()
     for path in inputs:
-        blocks = SampleReader([path], Progress()).blocks(max(memory, plan.MIN_MEMORY // 2))
-        for block, offsets, _final in blocks:
+        for block, offsets, _final in SampleReader([path], Progress()).blocks(memory):
             total += fingerprint(block, offsets)
     return total

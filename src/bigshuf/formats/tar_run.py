@@ -19,20 +19,20 @@ from ..core.driver import Buckets, Estimate, OutputPlan, Sample, TwoPass
 from ..core.fingerprint import fingerprint
 from ..core.gather import shuffle_block
 from ..core.mix import Mixer
-from ..core.stratify import Stratifier, split_ids
 from ..core.records import INT32_LIMIT
 from ..core.scatter import BucketSet, Scattered, read_exactly, regroup
+from ..core.stratify import Stratifier, split_ids
 from ..core.streams import Key, draw_ids, rng_for
 from ..errors import TempSpaceError, UsageError, option
 from ..progress import IN_MEMORY, Progress, dedup_phase, scatter_phase
 from ..request import LINE_SETTINGS, ROW_SETTINGS, Request, resolve_memory, settings_in_use
 from ..storage.codecs import CODECS, parse_compress
 from ..storage.layout import Sharding, parse_split
+from ..storage.manifest import input_entries, run_entries, strata_entries
 from ..storage.output import Output
 from ..storage.remote import is_remote
 from ..storage.shards import check_outputs
 from ..storage.sinks import CodecChoice, output_codec
-from ..storage.manifest import input_entries, run_entries, strata_entries
 from ..storage.sources import FileSource, Source
 from ..storage.tempspace import TempSpace
 from ..storage.writeback import WriteBehind
