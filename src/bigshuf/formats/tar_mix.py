@@ -10,7 +10,8 @@ takes this as a mixin; the draws live in ``core.mix``.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
+from fractions import Fraction
 
 import numpy as np
 
@@ -58,13 +59,7 @@ class WeightedSamples:
             counts, nbytes = self._count_sources(file_source, n)
             sizes = list(nbytes)
         self.mixer = mix.mixer_for(request, counts, nbytes)
-        for name, rate in zip(self.mixer.names, self.mixer.rates):
-            if rate > 1:
-                how = f"the {option('mix')} needs it: lower {option('total')} or this source's share" if request.mix else "give 1 or less"
-                raise UsageError(
-                    f"source '{name}': rate {float(rate):g} would write samples twice under one key, which WebDataset "
-                    f"reads as one sample; tar sources take rates up to 1 ({how})"
-                )
+        check_rates(self.mixer.names, self.mixer.rates, bool(request.mix))
         if request.stratify:
             assert request.split is not None
             self.stratifier = Stratifier(self.mixer.names, self.mixer.multiset_sizes(), parse_split(request.split))
@@ -105,6 +100,17 @@ class WeightedSamples:
         drawn = self.stratifier.assign(self.entropy, streams.stratify(key), per_source)
         labels = np.concatenate([np.empty(0, self.stratifier.dtype), *drawn])
         return picked, labels
+
+def check_rates(names: Sequence[str], rates: Sequence[Fraction], mixed: bool) -> None:
+    """Refuse a rate above 1 (given, or solved from a ``--mix`` when ``mixed``): it would copy samples."""
+    for name, rate in zip(names, rates):
+        if rate > 1:
+            how = f"the {option('mix')} needs it: lower {option('total')} or this source's share" if mixed else "give 1 or less"
+            raise UsageError(
+                f"source '{name}': rate {float(rate):g} would write samples twice under one key, which WebDataset "
+                f"reads as one sample; tar sources take rates up to 1 ({how})"
+            )
+
 
 def with_files(
     reader: SampleReader, blocks: Iterator[tuple[np.ndarray, np.ndarray]]

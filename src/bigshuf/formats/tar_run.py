@@ -39,7 +39,7 @@ from ..storage.writeback import WriteBehind
 from . import registry
 from .detect import refuse_terminal
 from .tar_input import BLOCK, SampleReader
-from .tar_mix import WeightedSamples, with_files
+from .tar_mix import WeightedSamples, check_rates, with_files
 from .tar_unique import TarDedup, fits as unique_fits, unique_capacity, unique_samples
 
 #: What ends a tar archive: two zero blocks.
@@ -415,6 +415,8 @@ def check_request(request: Request) -> None:
     why = refusal(request)
     if why is not None:
         raise UsageError(why)
+    if request.sources and not request.mix:
+        check_rates([name for name, _files in request.sources], request.source_rates, mixed=False)
     target = request.output
     if target is not None and not _tar_name_or_plain(target):
         raise UsageError(
