@@ -299,6 +299,13 @@ def test_tar_sources_refuse_rates_above_one(tmp_path: Path) -> None:
         "tar sources take rates up to 1 (the mix= needs it: lower total= or this source's share)", UsageError, sources=sources,
         mix={"a": 0.5, "b": 0.5}, total=8,
     )
+    # The dry run counts the samples when it reads them all, and fails as the run would.
+    planned = bigshuf.plan_shuffle(None, tmp_path / "p.tar", sources=sources, mix={"a": 0.5, "b": 0.5}, total=8)
+    assert not planned.ok
+    failed = [c.reason for c in planned.checks if not c.passed]
+    assert len(failed) == 1 and failed[0].startswith("source 'b': rate 2 would write samples twice under one key"), failed
+    assert "tar sources take rates up to 1 (the mix= needs it: lower total= " in planned.render()
+    assert bigshuf.plan_shuffle(None, tmp_path / "p.tar", sources=sources, mix={"a": 0.5, "b": 0.5}, total=4).ok
 
 
 def test_stratified_splits_take_each_sources_share_uniformly(tmp_path: Path) -> None:

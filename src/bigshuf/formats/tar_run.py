@@ -23,7 +23,7 @@ from ..core.records import INT32_LIMIT
 from ..core.scatter import BucketSet, Scattered, read_exactly, regroup
 from ..core.stratify import Stratifier, split_ids
 from ..core.streams import Key, draw_ids, rng_for
-from ..errors import TempSpaceError, UsageError, option
+from ..errors import BigShufError, TempSpaceError, UsageError, option
 from ..progress import IN_MEMORY, Progress, dedup_phase, scatter_phase
 from ..request import LINE_SETTINGS, ROW_SETTINGS, Request, resolve_memory, settings_in_use
 from ..storage.codecs import CODECS, parse_compress
@@ -178,7 +178,11 @@ class TarRun(WeightedSamples, TwoPass):
         whole = final or (total is not None and total <= capacity)
         fits = unique_fits if request.unique else plan.fits_in_memory
         in_memory = whole and est.nbytes is not None and fits(est.nbytes, est.records or 0, limit)
-        return Sample(est, len(block), exact=final, sized=total is not None, in_memory=in_memory, temp_bytes=est.nbytes)
+        counts, nbytes, refusal = _source_counts(request, reader.per_input) if final and request.sources else (None, None, "")
+        return Sample(
+            est, len(block), exact=final, sized=total is not None, in_memory=in_memory, temp_bytes=est.nbytes, refusal=refusal,
+            source_records=counts, source_bytes=nbytes,
+        )
 
     @classmethod
     def output_plan(cls, request: Request, inputs: list[Any]) -> OutputPlan:
@@ -351,6 +355,23 @@ class TarRun(WeightedSamples, TwoPass):
         buckets.lengths.check_file(j)
         size, count = int(buckets.sizes[j]), int(buckets.records[j])
         return _bucket_samples(buckets, j, plan.read_capacity(self.limit)), Estimate.of(size, size / count)
+
+
+def _source_counts(request: Request, per_input: list[list[int]]) -> tuple[tuple[int, ...], tuple[int, ...], str]:
+    """Each source's samples and bytes (every input read: ``per_input``), and what the run would
+    refuse once it had counted them (a ``--mix`` whose rates come out above 1), for the dry run."""
+    counts, nbytes = [0] * len(request.sources), [0] * len(request.sources)
+    for s, (records, size) in zip(mix.source_files(request), per_input):
+        counts[s] += records
+        nbytes[s] += size
+    refusal = ""
+    if request.mix:
+        try:
+            mixer = mix.mixer_for(request, counts, nbytes)
+            check_rates(mixer.names, mixer.rates, mixed=True)
+        except BigShufError as e:
+            refusal = str(e.args[0]) if e.args else ""
+    return tuple(counts), tuple(nbytes), refusal
 
 
 def _narrow(offsets: np.ndarray, nbytes: int) -> np.ndarray:
