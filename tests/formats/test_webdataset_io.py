@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,7 +18,7 @@ from test_webdataset import Member, as_set, make_samples, make_tar, read_samples
 
 
 @pytest.fixture
-def memfs() -> object:
+def memfs() -> Iterator[Any]:
     """fsspec's in-memory filesystem, emptied of this module's files afterwards."""
     fsspec = pytest.importorskip("fsspec")
     fs = fsspec.filesystem("memory")
@@ -26,14 +28,14 @@ def memfs() -> object:
 
 
 @pytest.mark.parametrize("memory", ["64M", "64K"])
-def test_tars_from_urls_shuffle_as_the_same_local_files_do(tmp_path: Path, memfs: object, memory: str) -> None:
+def test_tars_from_urls_shuffle_as_the_same_local_files_do(tmp_path: Path, memfs: Any, memory: str) -> None:
     """memory:// tars (plain, gzip and zstd, through a glob and by name) give the bytes the same local files give."""
     paths, every = shards(tmp_path, count=3, per=30)
     names = ["a.tar", "b.tar.gz", "c.tar.zst"]
     local = []
     for path, name, codec in zip(paths, names, (None, "gzip", "zstd")):
         data = path.read_bytes() if codec is None else compress(codec, path.read_bytes())
-        memfs.pipe(f"/wds/{name}", data)  # type: ignore[attr-defined]
+        memfs.pipe(f"/wds/{name}", data)
         local.append(tmp_path / name)
         local[-1].write_bytes(data)
     (tmp_path / "t").mkdir()
@@ -47,12 +49,12 @@ def test_tars_from_urls_shuffle_as_the_same_local_files_do(tmp_path: Path, memfs
     assert temp_leftovers(tmp_path / "t") == []
 
 
-def test_tar_urls_are_refused_in_one_line_where_they_cannot_be_read(tmp_path: Path, memfs: object) -> None:
+def test_tar_urls_are_refused_in_one_line_where_they_cannot_be_read(tmp_path: Path, memfs: Any) -> None:
     """A tar URL beside other data, a glob finding tars in a line run, a URL output, a key in two URLs:
     one line each, nothing written."""
     one = make_samples(4, 1)
-    memfs.pipe("/wds/a.tar", make_tar(tmp_path / "a.tar", one).read_bytes())  # type: ignore[attr-defined]
-    memfs.pipe("/wds/again.tar", (tmp_path / "a.tar").read_bytes())  # type: ignore[attr-defined]
+    memfs.pipe("/wds/a.tar", make_tar(tmp_path / "a.tar", one).read_bytes())
+    memfs.pipe("/wds/again.tar", (tmp_path / "a.tar").read_bytes())
     (tmp_path / "lines.txt").write_bytes(b"x\n")
     with pytest.raises(UsageError, match=r"^memory://wds/a.tar is a tar archive and .*lines.txt is not: shuffle WebDataset"):
         bigshuf.shuffle(["memory://wds/a.tar", tmp_path / "lines.txt"], tmp_path / "out.tar")
@@ -300,12 +302,12 @@ def test_tar_sources_refuse_rates_above_one(tmp_path: Path) -> None:
         mix={"a": 0.5, "b": 0.5}, total=8,
     )
     # The dry run counts the samples when it reads them all, and fails as the run would.
-    planned = bigshuf.plan_shuffle(None, tmp_path / "p.tar", sources=sources, mix={"a": 0.5, "b": 0.5}, total=8)
+    planned = bigshuf.plan_shuffle([], tmp_path / "p.tar", sources=sources, mix={"a": 0.5, "b": 0.5}, total=8)
     assert not planned.ok
     failed = [c.reason for c in planned.checks if not c.passed]
     assert len(failed) == 1 and failed[0].startswith("source 'b': rate 2 would write samples twice under one key"), failed
     assert "tar sources take rates up to 1 (the mix= needs it: lower total= " in planned.render()
-    assert bigshuf.plan_shuffle(None, tmp_path / "p.tar", sources=sources, mix={"a": 0.5, "b": 0.5}, total=4).ok
+    assert bigshuf.plan_shuffle([], tmp_path / "p.tar", sources=sources, mix={"a": 0.5, "b": 0.5}, total=4).ok
 
 
 def test_stratified_splits_take_each_sources_share_uniformly(tmp_path: Path) -> None:
