@@ -323,6 +323,11 @@ def check_permutation(
             raise UsageError(f"{os.fspath(path)}: {option('check_permutation')} compares lines; shuffle tables with {option('verify')} instead")
     fmt = RecordFormat(0 if zero_terminated else 10, lines_per_record)
     limit = resolve_memory(memory)
+    if _tar_sides(inputs, outputs, fmt, header):
+        from .formats.tar_input import tar_fingerprint
+
+        # One side after the other, each in half the limit: a sample as long as a shuffle at this limit takes fits.
+        return tar_fingerprint([os.fspath(p) for p in inputs], limit // 2), tar_fingerprint([os.fspath(p) for p in outputs], limit // 2)
     # The limit covers both sides' read buffers and the workers: at most half of it for workers.
     workers = max(1, min(threads, limit // 2 // CHECK_WORKER_MEMORY))
     capacity = max(256, limit // 4, (limit - workers * CHECK_WORKER_MEMORY) // 2)
@@ -356,6 +361,25 @@ def check_permutation(
         stop.set()
         sides.shutdown(cancel_futures=True)
         hashers.close()
+
+
+def _tar_sides(inputs: Sequence[PathLike], outputs: Sequence[PathLike], fmt: RecordFormat, header: int) -> bool:
+    """Whether ``check_permutation`` compares WebDataset samples: every file a tar (by name or
+    content); a mix of tars and other files, or tars with line settings, is refused."""
+    from .formats.tar_input import is_tar_path
+
+    paths = [os.fspath(p) for p in [*inputs, *outputs]]
+    tars = [is_tar_path(p) for p in paths]
+    if not any(tars):
+        return False
+    if not all(tars):
+        tar, other = paths[tars.index(True)], paths[tars.index(False)]
+        raise UsageError(f"{tar} is a tar archive and {other} is not: {option('check_permutation')} compares samples of tars with tars only")
+    if fmt != RecordFormat(10, 1) or header:
+        raise UsageError(
+            f"{option('zero_terminated')}, {option('lines_per_record')} and {option('header')} apply to lines, not to samples of tars"
+        )
+    return True
 
 
 def _thread_count(threads: object) -> int:

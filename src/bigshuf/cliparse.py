@@ -32,7 +32,8 @@ Inputs larger than the memory limit are shuffled through temporary files.
 With no FILE, or when FILE is -, read standard input. Several FILEs are
 shuffled together as one input. Parquet and Arrow files have their rows
 shuffled into Parquet, Arrow or JSON Lines, as -o's suffix says. Tar files
-(WebDataset shards) have their samples shuffled into tar files. Megatron
+(WebDataset shards) have their samples shuffled into tar files (--unique:
+samples of the same member suffixes and bytes; --rate up to 1). Megatron
 indexed datasets (FILE is PREFIX, PREFIX.idx or PREFIX.bin) have their
 documents shuffled into a new pair: -o PREFIX writes PREFIX.bin and PREFIX.idx.
 
@@ -110,7 +111,8 @@ Mandatory arguments to long options are mandatory for short options too.
                               -o's suffix (to standard output, say)
       --check-permutation FILE... --against OUT...
                             do not shuffle: exit 0 if the OUT files hold
-                              exactly the records of the FILEs, else 1
+                              exactly the records of the FILEs (of tars:
+                              their samples), else 1
       --engine=local|dask   run on this machine (default), or as Dask tasks
                               (pip install 'bigshuf[dask]'); FILEs and -o may
                               then be fsspec URLs such as s3://bucket/in/*.zst
@@ -148,7 +150,7 @@ line files (.txt .jsonl .json .ndjson .csv .tsv .fastq .fq, also ending .gz .zst
 .bz2 .xz), tables (.parquet .pq .arrow .feather .ipc), tars (.tar* .tgz .tzst
 .tbz2 .txz) or Megatron indexes (.idx, each read with the .bin beside it), one
 kind only; names that start with . or _ are skipped. FILEs may be URLs (s3://,
-https://, ...) read through fsspec.
+https://, ...) read through fsspec; a URL is a tar when its name is one.
 
 Examples:
   {PROG} -n 1000000 corpus.jsonl.zst -o sample.jsonl

@@ -145,8 +145,8 @@ class Request:
         if typed["memory"] is not None:
             typed["memory"] = resolve_memory(typed["memory"])
         expanded, paths = _expand(items)
-        _refuse_remote_tars(expanded, paths)
-        request = cls(inputs=tuple(expanded), family=_family(paths, len(expanded), typed), **typed, **mixing)
+        family = _family(paths, len(expanded), typed, remote_tar_names(expanded, paths))
+        request = cls(inputs=tuple(expanded), family=family, **typed, **mixing)
         refusal = get_engine(request.engine).supports(request)
         if refusal is not None:
             raise UsageError(refusal)
@@ -211,8 +211,9 @@ def _expand(items: list[str | Source]) -> tuple[list[str | Source], list[str]]:
     return expanded, paths
 
 
-def _family(paths: list[str], count: int, typed: dict[str, Any]) -> str:
-    """``megatron`` when an input is a Megatron indexed dataset (``PREFIX``, ``.idx``, ``.bin``); ``table``
+def _family(paths: list[str], count: int, typed: dict[str, Any], remote_tars: list[str]) -> str:
+    """``megatron`` when an input is a Megatron indexed dataset (``PREFIX``, ``.idx``, ``.bin``);
+    ``webdataset`` when every input is a tar (``remote_tars``: the URLs named as tars); ``table``
     when rows of Parquet / Arrow data are shuffled (every input a local file and one a table, or a table
     output by ``output_format`` or the output's suffix), else ``lines``."""
     from .formats.detect import is_table_input, megatron_prefix, suffix_kind
@@ -220,7 +221,7 @@ def _family(paths: list[str], count: int, typed: dict[str, Any]) -> str:
     if any(megatron_prefix(p) is not None for p in paths):
         return registry.MEGATRON
 
-    tars = _tar_family(paths, count, typed["output"])
+    tars = _tar_family(paths, count, typed["output"], remote_tars)
     if tars is not None:
         return tars
     target, output_format = typed["output"], typed["output_format"]
@@ -230,28 +231,35 @@ def _family(paths: list[str], count: int, typed: dict[str, Any]) -> str:
     return registry.TABLE if tables_in or tables_out else registry.LINES
 
 
-def _refuse_remote_tars(expanded: list[str | Source], paths: list[str]) -> None:
-    """Refuse a URL named as a tar: tar shards are read from local files only (read as lines, a
-    tar's bytes would be shuffled as if they were text)."""
+def remote_tar_names(expanded: list[str | Source], paths: list[str]) -> list[str]:
+    """The URLs among ``expanded`` (those not in ``paths``) named as tars (``.tar``, ``.tar.gz``,
+    ``.tgz``...; a query string aside): URLs are told to be tars by their names, not read to decide."""
     from .formats.detect import data_kind
 
-    for item in expanded:
-        name = item.split("?", 1)[0].rsplit("/", 1)[-1] if isinstance(item, str) else ""
-        if isinstance(item, str) and item not in paths and data_kind(name) == registry.WEBDATASET:
-            raise UsageError(f"{item}: tar shards are read from local files only; copy them here first")
+    return [
+        item for item in expanded
+        if isinstance(item, str) and item not in paths
+        and data_kind(item.split("?", 1)[0].rsplit("/", 1)[-1]) == registry.WEBDATASET
+    ]
 
 
-def _tar_family(paths: list[str], count: int, target: str | None) -> str | None:
-    """``webdataset`` when every input is a local tar file; None when none is and the output is no
-    tar; refused when some are and others are not, or a tar output is asked of other inputs."""
+def _tar_family(paths: list[str], count: int, target: str | None, remote_tars: list[str]) -> str | None:
+    """``webdataset`` when every input is a local tar file or a URL named as a tar (``remote_tars``);
+    None when none is and the output is no tar; refused when some are and others are not, or a tar
+    output is asked of other inputs."""
     from .formats.detect import data_kind
     from .formats.tar_input import is_tar_path
 
-    tars = [p for p in paths if is_tar_path(p)]
+    tars = [p for p in paths if is_tar_path(p)] + remote_tars
     if tars and len(tars) == count:
         return registry.WEBDATASET
     if tars:
-        other = next((p for p in paths if p not in tars), "an input that is not a file")
+        other = next((p for p in paths if p not in tars), None)
+        if other is None:
+            raise UsageError(
+                f"{tars[0]} is a tar archive and another input is not (a URL is read as a tar when its name is one: "
+                ".tar, .tar.gz, .tgz...): shuffle WebDataset tars in a run of their own"
+            )
         raise UsageError(f"{tars[0]} is a tar archive and {other} is not: shuffle WebDataset tars in a run of their own")
     if target not in (None, "-") and data_kind(os.path.basename(target)) == registry.WEBDATASET:
         if "-" in paths:

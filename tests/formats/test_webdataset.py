@@ -220,16 +220,16 @@ def test_directories_skipped_and_long_names_kept(tmp_path: Path) -> None:
 
 def test_refused_options_say_so(tmp_path: Path) -> None:
     paths, _ = shards(tmp_path, count=1, per=3)
-    for flag in ("--unique", "-z", "--repeat", "--stratify", "--manifest=m.json", "--resume", "--engine=dask"):
+    for flag in ("-z", "--repeat", "--stratify", "--resume", "--engine=dask"):
         code, out, err = run([paths[0], flag, "-o", "out.tar"], tmp_path)
         assert code == 1 and out == b"" and err.count(b"\n") == 1 and err.startswith(b"bigshuf: "), (flag, err)
-    code, _, err = run([paths[0], "--unique", "-o", "out.tar"], tmp_path)
-    assert err == b"bigshuf: --unique: not available for WebDataset tar shards (samples, not lines)\n"
+    code, _, err = run([paths[0], "--resume", "-o", "out.tar"], tmp_path)
+    assert err == b"bigshuf: --resume: not available for WebDataset tar shards (samples, not lines)\n"
     (tmp_path / "lines.txt").write_bytes(b"a\nb\n")
     code, _, err = run([paths[0], "lines.txt", "-o", "out.tar"], tmp_path)
     assert (code, err) == (1, f"bigshuf: {paths[0]} is a tar archive and lines.txt is not: shuffle WebDataset tars in a run of their own\n".encode())
-    code, _, err = run(["https://example.com/shard-000.tar.gz?x=1", "-o", "out.jsonl"], tmp_path)
-    assert (code, err) == (1, b"bigshuf: https://example.com/shard-000.tar.gz?x=1: tar shards are read from local files only; copy them here first\n")
+    code, _, err = run(["https://example.com/shard-000.tar.gz?x=1", "lines.txt", "-o", "out.jsonl"], tmp_path)
+    assert (code, err) == (1, b"bigshuf: https://example.com/shard-000.tar.gz?x=1 is a tar archive and lines.txt is not: shuffle WebDataset tars in a run of their own\n")
     code, _, err = run(["lines.txt", "-o", "out.tar"], tmp_path)
     assert (code, err) == (1, b"bigshuf: out.tar: tar output needs tar inputs (WebDataset shards)\n")
     assert not (tmp_path / "out.tar").exists()

@@ -40,18 +40,19 @@ def shuffle_local(request: Request, progress: Progress) -> ShuffleStats:
     from ..formats import registry
     from ..request import ShuffleStats
 
-    expanded = _open_urls(list(request.inputs))
+    expanded = _open_urls(list(request.inputs), request.family)
     entropy = seed_entropy(request.seed, request.random_source)
     run = registry.run_class(request.family).for_request(request, expanded, entropy, progress)
     records, nbytes, buckets, passes, seconds = run.run()
     return ShuffleStats(records, nbytes, buckets, passes, seconds, sources=run.source_stats(), duplicates=run.duplicates)
 
 
-def _open_urls(inputs: list[str | Source]) -> list[str | Source]:
+def _open_urls(inputs: list[str | Source], family: str) -> list[str | Source]:
     """``inputs`` with every URL (``s3://...``, ``https://...``; globs expanded) that is not also a
-    local path made a source read through fsspec."""
+    local path made a source read through fsspec; a tar a glob finds in a run of other records
+    (``family``) is refused, as its bytes would be shuffled as lines."""
     from ..formats import registry
-    from ..formats.detect import suffix_kind
+    from ..formats.detect import data_kind, suffix_kind
     from ..storage.remote import is_remote, url_sources
 
     out: list[str | Source] = []
@@ -60,6 +61,11 @@ def _open_urls(inputs: list[str | Source]) -> list[str | Source]:
             for source in url_sources([item]):
                 if registry.is_table(suffix_kind(source.name)):
                     raise UsageError(f"{source.name}: Parquet and Arrow data are read from local files only; copy it here first")
+                if family != registry.WEBDATASET and data_kind(source.name.rsplit("/", 1)[-1]) == registry.WEBDATASET:
+                    raise UsageError(
+                        f"{source.name}: a tar archive, found by {item} in a run of {family}; name tar URLs as tars "
+                        "(a pattern like *.tar) and shuffle them in a run of their own"
+                    )
                 out.append(source)
         else:
             out.append(item)

@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 
 from ..core import plan
+from ..core.fingerprint import Fingerprint, fingerprint
 from ..errors import InputError, option
 from ..progress import Progress
-from ..storage.sources import FileSource
+from ..storage.sources import FileSource, Source
 from .tar_keys import KeyLedger, shown
 
 #: A tar block: headers and data padding come in these.
@@ -72,8 +73,10 @@ def _checksum_ok(header: bytes) -> bool:
     except ValueError:
         return False
     unsigned = sum(header) - sum(header[148:156]) + 8 * 32
+    if stored == unsigned:
+        return True
     signed = unsigned - 256 * sum(1 for b in header[:148] + header[156:] if b > 127)
-    return stored in (unsigned, signed)
+    return stored == signed
 
 
 def _number(field: bytes) -> int | None:
@@ -129,24 +132,39 @@ def is_metadata(name: bytes) -> bool:
     return len(first) >= 4 and first.startswith(b"__") and first.endswith(b"__")
 
 
-class SampleReader:
-    """Reads tar inputs into blocks of whole samples: ``(bytes, offsets, final)``, the samples of
-    a block being ``bytes[offsets[i]:offsets[i+1]]``. A sample longer than the block's capacity
-    is refused (naming its file and member): pass 2 must hold a bucket with it in memory."""
+def as_source(item: str | Source) -> Source:
+    """An input as a source: a local path as a ``FileSource``; a source (a URL's) as it is."""
+    return FileSource(item) if isinstance(item, str) else item
 
-    def __init__(self, paths: list[str], progress: Progress) -> None:
-        self.paths = paths
+
+class SampleReader:
+    """Reads tar inputs (local paths, or sources such as URLs read through fsspec) into blocks of
+    whole samples: ``(bytes, offsets, final)``, the samples of a block being
+    ``bytes[offsets[i]:offsets[i+1]]``. A sample longer than the block's capacity is refused
+    (naming its file and member): pass 2 must hold a bucket with it in memory."""
+
+    def __init__(self, inputs: list[str | Source], progress: Progress) -> None:
+        self.sources = [as_source(item) for item in inputs]
+        self.paths = [source.name for source in self.sources]
         self.progress = progress
+        #: Each input's samples and their bytes as read (filled in by ``blocks``), for a manifest.
+        self.per_input: list[list[int]] = []
+        #: The input (its index) of each sample of the block last handed out, for weighted sources.
+        self.block_files = np.zeros(0, np.int64)
 
     def total_size(self) -> int | None:
-        """The inputs' bytes as read, when every one is a plain (uncompressed) file."""
+        """The inputs' bytes as read, when every one is a plain (uncompressed) file or object."""
         total = 0
-        for path in self.paths:
-            size = FileSource(path).size()
+        for source in self.sources:
+            size = source.size()
             if size is None:
                 return None
             total += size
         return total
+
+    def _locate(self, name: str, want: int) -> tuple[str, bytes, bytes]:
+        """``locate_sample`` of the input called ``name``."""
+        return locate_sample(self.sources[self.paths.index(name)], want)
 
     def blocks(self, capacity: int, first: int | None = None) -> Generator[tuple[np.ndarray, np.ndarray, bool], None, None]:
         """The inputs' samples in blocks of at most ``capacity`` bytes, reusing one buffer: a block
@@ -156,12 +174,16 @@ class SampleReader:
         ends: list[int] = []  # the ends of the whole samples in buf
         filled = 0  # bytes in buf: whole samples, then the sample being read
         last: tuple[str, bytes] | None = None  # the previous input's last sample: its file and key
-        keys = KeyLedger(self.paths, locate_sample)
-        for path in self.paths:
-            source = FileSource(path)
+        keys = KeyLedger(self.paths, self._locate)
+        self.per_input = []
+        files: list[int] = []  # the input of each sample ended in buf
+        for index, source in enumerate(self.sources):
+            path = source.name
             size = source.size()
             stream = source.open()
             keys.start_file()
+            counts = [0, 0]  # this input's samples and their bytes
+            self.per_input.append(counts)
             try:
                 members = _Members(stream, path, size)
                 key: bytes | None = None  # the sample being read
@@ -174,12 +196,14 @@ class SampleReader:
                         raise InputError(f"{path}: member {shown(name)} has {why}, so belongs to no sample")
                     this, suffix = parsed
                     if this != key:
+                        counts[0] += 1
                         if key is None and last is not None and last[1] == this:
                             raise InputError(
                                 f"{path}: sample {shown(this)} continues from the end of {last[0]}; a sample must be within one tar"
                             )
                         if key is not None:
                             ends.append(filled)
+                            files.append(index)
                         key, suffixes = this, set()
                         keys.add(this)
                     elif suffix in suffixes:
@@ -188,6 +212,7 @@ class SampleReader:
                     need = len(raw) + _padded(size)
                     start = ends[-1] if ends else 0
                     if first is not None and ends and ends[-1] >= first:
+                        self.block_files = np.array(files, np.int64)
                         yield buf[: ends[-1]], np.array([0, *ends], np.int64), False
                         return
                     if filled + need > capacity:
@@ -197,27 +222,32 @@ class SampleReader:
                                 f"more than the {plan.format_size(capacity)} a sample may take at this memory limit; "
                                 f"raise {option('memory')}"
                             )
+                        self.block_files = np.array(files, np.int64)
                         yield buf[: ends[-1]], np.array([0, *ends], np.int64), False
                         buf[: filled - start] = buf[start:filled]
                         filled -= start
-                        ends = []
+                        ends, files = [], []
                     buf[filled : filled + len(raw)] = np.frombuffer(raw, np.uint8)
                     filled += len(raw)
                     members.read_data(buf[filled : filled + _padded(size)].data)
                     filled += _padded(size)
+                    counts[1] += need
                     self.progress.update(need)
                     reported += need
                 self.progress.update(members.offset - reported)  # skipped members, end blocks
                 if key is not None:
                     ends.append(filled)
+                    files.append(index)
                     last = (path, key)
                 else:
                     last = None
-                source.check_unchanged()
+                if isinstance(source, FileSource):
+                    source.check_unchanged()
             finally:
                 stream.close()
             keys.check_file()
         keys.check_all()
+        self.block_files = np.array(files, np.int64)
         yield buf[:filled], np.array([0, *ends], np.int64), True
 
 
@@ -274,10 +304,13 @@ class _Members:
             self._read(scratch[:step], what)
             n -= step
 
-    def _claim(self, length: int, what: str, at: int) -> None:
+    def _claim(self, length: int, what: str | bytes, at: int) -> None:
         """Refuse a header at byte ``at`` whose data (``length`` bytes, padded) runs past the end of a
-        plain file: nothing is allocated or read for a size the file cannot hold."""
+        plain file: nothing is allocated or read for a size the file cannot hold. ``what``: the
+        header's kind, or a member's name (escaped only for the message)."""
         if self.size is not None and self.offset + _padded(length) > self.size:
+            if isinstance(what, bytes):
+                what = f"member {shown(what)}"
             raise InputError(
                 f"{self.path}: truncated or corrupt tar: {what} at byte {at} claims {length} bytes of data, "
                 f"and the file has {self.size - self.offset} left"
@@ -358,7 +391,7 @@ class _Members:
                     f"{self.path}: member {shown(member)} has unknown type '{shown(kind)}'; "
                     "only regular files and directories are shuffled"
                 )
-            self._claim(length, f"member {shown(member)}", at)
+            self._claim(length, member, at)
             if kind == DIRECTORY or (kind == b"\0" and member.endswith(b"/")):
                 self._skip(_padded(length), "a directory's data")
             else:
@@ -391,10 +424,11 @@ class _Members:
             self.offset += len(chunk)
 
 
-def locate_sample(path: str, want: int) -> tuple[str, bytes, bytes]:
-    """Sample ``want`` of tar ``path``: the file, the sample's key and its first member, read again
+def locate_sample(source: Source, want: int) -> tuple[str, bytes, bytes]:
+    """Sample ``want`` of tar ``source``: its name, the sample's key and its first member, read again
     (only when a key repeats, to word the refusal and rule out a hash collision)."""
-    stream = FileSource(path).open()
+    path = source.name
+    stream = source.open()
     try:
         members = _Members(stream, path)
         n, key = -1, None
@@ -441,3 +475,14 @@ def is_tar_path(path: str) -> bool:
     except (InputError, OSError):
         return False  # the run's read says what is wrong with it
     return looks_like_tar(head)
+
+
+def tar_fingerprint(inputs: list[str], memory: int) -> Fingerprint:
+    """The fingerprint of the WebDataset samples of the tars ``inputs`` (each sample's raw tar
+    blocks, as a run copies them and ``--verify`` hashes them), each tar read on its own in blocks
+    of at most ``memory`` bytes (a longer sample is refused, naming ``-S``)."""
+    total = Fingerprint()
+    for path in inputs:
+        for block, offsets, _final in SampleReader([path], Progress()).blocks(memory):
+            total += fingerprint(block, offsets)
+    return total

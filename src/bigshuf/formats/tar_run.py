@@ -14,26 +14,33 @@ from typing import Any
 
 import numpy as np
 
-from ..core import plan, streams
+from ..core import mix, plan, streams
 from ..core.driver import Buckets, Estimate, OutputPlan, Sample, TwoPass
 from ..core.fingerprint import fingerprint
 from ..core.gather import shuffle_block
+from ..core.mix import Mixer
 from ..core.records import INT32_LIMIT
 from ..core.scatter import BucketSet, Scattered, read_exactly, regroup
+from ..core.stratify import Stratifier, split_ids
 from ..core.streams import Key, draw_ids, rng_for
-from ..errors import TempSpaceError, UsageError, option
-from ..progress import IN_MEMORY, Progress, scatter_phase
+from ..errors import BigShufError, TempSpaceError, UsageError, option
+from ..progress import IN_MEMORY, Progress, dedup_phase, scatter_phase
 from ..request import LINE_SETTINGS, ROW_SETTINGS, Request, resolve_memory, settings_in_use
 from ..storage.codecs import CODECS, parse_compress
 from ..storage.layout import Sharding, parse_split
+from ..storage.manifest import input_entries, run_entries, strata_entries
 from ..storage.output import Output
+from ..storage.remote import is_remote
 from ..storage.shards import check_outputs
 from ..storage.sinks import CodecChoice, output_codec
+from ..storage.sources import FileSource, Source
 from ..storage.tempspace import TempSpace
 from ..storage.writeback import WriteBehind
 from . import registry
 from .detect import refuse_terminal
 from .tar_input import BLOCK, SampleReader
+from .tar_mix import WeightedSamples, check_rates, with_files
+from .tar_unique import TarDedup, fits as unique_fits, unique_capacity, unique_samples
 
 #: What ends a tar archive: two zero blocks.
 END_OF_ARCHIVE = bytes(2 * BLOCK)
@@ -113,12 +120,13 @@ def _cut(offsets: np.ndarray, max_bytes: int, max_records: int) -> list[tuple[in
     return out
 
 
-class TarRun(TwoPass):
-    """One shuffle of WebDataset samples from local tar files into a tar file or tar shards."""
+class TarRun(WeightedSamples, TwoPass):
+    """One shuffle of WebDataset samples from tar files (local, or URLs read through fsspec) into a
+    tar file or tar shards."""
 
     unit = "samples"
 
-    def __init__(self, request: Request, paths: list[str], entropy: int, progress: Progress) -> None:
+    def __init__(self, request: Request, paths: list[str | Source], entropy: int, progress: Progress) -> None:
         super().__init__(
             entropy, resolve_memory(request.memory), request.head_count, request.tmp_dir, progress, request.workers,
             request.head_share,
@@ -137,20 +145,28 @@ class TarRun(TwoPass):
         self.out.verify = request.verify
         self.out.hashers = self.workers
         self._buf: np.ndarray | None = None  # pass 2's read buffer
+        self.reader: SampleReader | None = None  # the inputs' reader, whose counts the manifest gives
+        self.mixer: Mixer | None = None  # weighted sources (``tar_mix``)
+        self.stratifier: Stratifier | None = None  # --stratify: each sample's split
+        self.strata_bounds: np.ndarray | None = None  # --stratify: the first bucket of each split
+        self.out.manifest_info = self._manifest_info
 
     @classmethod
     def for_request(cls, request: Request, inputs: list[Any], entropy: int, progress: Progress) -> TarRun:
-        """Samples of local tar files (``Request.build`` let nothing else through)."""
-        assert all(isinstance(p, str) for p in inputs)
+        """Samples of tar files: local paths, and URLs the engine opened as sources."""
         return cls(request, list(inputs), entropy, progress)
 
     @classmethod
     def sample(cls, request: Request, inputs: list[Any]) -> Sample:
         """The inputs' size, and their mean sample size from the first samples (up to ``DRY_RUN_SAMPLE`` bytes)."""
         limit = resolve_memory(request.memory)
+        remote = next((item for item in inputs if isinstance(item, str) and is_remote(item)), None)
+        if remote is not None:
+            return Sample(None, why=f"{remote}: URLs are not read by a plan")
         reader = SampleReader(list(inputs), Progress())
         total = reader.total_size()
-        blocks = reader.blocks(plan.read_capacity(limit), first=plan.DRY_RUN_SAMPLE)
+        capacity = unique_capacity(limit) if request.unique else plan.read_capacity(limit)
+        blocks = reader.blocks(capacity, first=plan.DRY_RUN_SAMPLE)
         try:
             block, offsets, final = next(blocks)
         finally:
@@ -159,9 +175,14 @@ class TarRun(TwoPass):
         per_record = len(block) / n if n else float(max(1, len(block)))
         est = Estimate(len(block), n, per_record) if final else Estimate.of(total, per_record)
         # As ``shuffle`` decides: in memory when every sample was read into the first block and fits.
-        whole = final or (total is not None and total <= plan.read_capacity(limit))
-        in_memory = whole and est.nbytes is not None and plan.fits_in_memory(est.nbytes, est.records or 0, limit)
-        return Sample(est, len(block), exact=final, sized=total is not None, in_memory=in_memory, temp_bytes=est.nbytes)
+        whole = final or (total is not None and total <= capacity)
+        fits = unique_fits if request.unique else plan.fits_in_memory
+        in_memory = whole and est.nbytes is not None and fits(est.nbytes, est.records or 0, limit)
+        counts, nbytes, refusal = _source_counts(request, reader.per_input) if final and request.sources else (None, None, "")
+        return Sample(
+            est, len(block), exact=final, sized=total is not None, in_memory=in_memory, temp_bytes=est.nbytes, refusal=refusal,
+            source_records=counts, source_bytes=nbytes,
+        )
 
     @classmethod
     def output_plan(cls, request: Request, inputs: list[Any]) -> OutputPlan:
@@ -172,41 +193,100 @@ class TarRun(TwoPass):
     def prepare(self) -> None:
         if self.out.target in (None, "-"):
             refuse_terminal("tar data")
-        check_outputs(self.out.target, self.out.sharding, self.out.split, self.request.manifest, self.compress, self.out.shard_suffix)
+        local = [item for item in self.paths if isinstance(item, str)]
+        check_outputs(
+            self.out.target, self.out.sharding, self.out.split, self.request.manifest, self.compress, self.out.shard_suffix,
+            inputs=local,
+        )
+
+    def _manifest_info(self) -> dict[str, Any]:
+        """The manifest's run-wide entries: the request, and every input's samples and their bytes as read."""
+        assert self.reader is not None
+        sources = self.reader.sources
+        counts = [(records, nbytes) for records, nbytes in self.reader.per_input]
+        inputs = input_entries(self.reader.paths, counts, [isinstance(s, FileSource) for s in sources])
+        entries = run_entries(self.request, inputs, {"samples": "tar"}, self.head_count, self.source_stats(), self.duplicates)
+        if self.stratifier is not None and self.out.split is not None:
+            names = [p.name for p in self.out.split]
+            entries["stratified"] = strata_entries(names, self.stratifier.names, self.stratifier.table)
+        return entries
 
     def shuffle(self) -> None:
-        reader = SampleReader(self.paths, self.progress)
+        factor = self._plan_mix() if self.request.sources else 1.0  # bytes of the mix over bytes read
+        reader = self.reader = SampleReader(self.paths, self.progress)
         total = reader.total_size()
-        capacity = plan.read_capacity(self.limit)
+        unique = self.request.unique
+        # --unique holds each block with its samples' identities and its unique copy: a third as much is read at once.
+        capacity = unique_capacity(self.limit) if unique else plan.read_capacity(self.limit)
         small = total is not None and total <= capacity
-        self.progress.start(IN_MEMORY if small else scatter_phase(0), total)
+        first_pass = dedup_phase(0) if unique else scatter_phase(0)
+        self.progress.start(IN_MEMORY if small else first_pass, total)
         blocks = reader.blocks(capacity)
         self.readers.append(blocks)
         block, offsets, final = next(blocks)
         n = len(offsets) - 1
-        if final and plan.fits_in_memory(len(block), n, self.limit):
-            self.begin_output(self.wanted(n))
-            if self.request.verify:
-                self.read_fingerprint += fingerprint(block, offsets)
+        if final and (unique_fits(len(block), n, self.limit) if unique else plan.fits_in_memory(len(block), n, self.limit)):
             held = len(block) + plan.META_PER_RECORD * n
+            if unique:
+                block, offsets, self.duplicates = unique_samples(block, offsets)
+                n = len(offsets) - 1
+                held += len(block)
+            index = labels = None
+            if self.mixer is not None:
+                # Weighted sources: the samples in the mix, drawn for the whole input at once.
+                picked, labels = self._picked(reader.block_files, streams.IN_MEMORY)
+                index = np.flatnonzero(picked)
+                held += 9 * len(index)
+                if self.request.verify:
+                    self.read_fingerprint += mix.multiset_fingerprint(block, offsets, picked.astype(np.int64))
+                self.mixer.check_complete()
+            elif self.request.verify:
+                self.read_fingerprint += fingerprint(block, offsets)
+            self.begin_output(self.wanted(n if index is None else len(index)))
+            if labels is not None and index is not None and self.stratifier is not None:
+                # --stratify: each split's samples shuffled on their own (stream ``stratum(v)``), splits in order.
+                for v in range(self.stratifier.splits):
+                    self.records += shuffle_block(
+                        block, _narrow(offsets, len(block)), self.entropy, streams.stratum(v), self.emit, self.workers,
+                        limit=self.limit, held=held, index=index[labels == v],
+                    )
+                return
             self.records += shuffle_block(
                 block, _narrow(offsets, len(block)), self.entropy, streams.IN_MEMORY, self.emit, self.workers,
-                head=self.head_count, limit=self.limit, held=held,
+                head=self.head_count, limit=self.limit, held=held, index=index,
             )
             return
         if small:
-            self.progress.start(scatter_phase(0), total)
+            self.progress.start(first_pass, total)
         per_record = len(block) / max(1, n)
         first = [(block, offsets)]
         del block, offsets
-        everything = _chained(first, blocks)
+        everything: Iterator[Any] = _chained(first, blocks)
+        whole, exact = total, total is not None
+        if self.mixer is not None:
+            everything = with_files(reader, everything)  # each sample's source decides whether it is in the mix
+            whole = None if total is None else int(total * factor)
         with TempSpace(self.tmp_dir) as temp:
-            self.external(everything, Estimate.of(total, per_record), temp, streams.TOP, 0, exact=total is not None)
+            if unique:
+                # Pass 1 scatters the unique samples, at most what the hash buckets hold (known now).
+                dedup = TarDedup(self, temp)
+                hashed = dedup.scatter(everything, total)
+                everything, whole, exact = dedup.unique(hashed), int(hashed.sizes.sum()), True
+            self.external(everything, Estimate.of(whole, per_record), temp, streams.TOP, 0, exact=exact)
+        if self.mixer is not None:
+            self.mixer.check_complete()
 
     # The driver's hooks.
 
     def make_buckets(self, directory: str, k: int, top: bool) -> Buckets:
+        if top and self.stratifier is not None:
+            self.strata_bounds = self.stratifier.bucket_bounds(k)
         return SampleBuckets(directory, k, self.writer, self.request.compress_temp)
+
+    def _bucket_count(self, est: Estimate, temp: TempSpace) -> int:
+        """As the driver counts them, and with ``--stratify`` at least one for each split."""
+        k = super()._bucket_count(est, temp)
+        return k if self.stratifier is None else max(k, self.stratifier.splits)
 
     def block_bytes(self, block: Any) -> int:
         return len(block[0])
@@ -215,22 +295,36 @@ class TarRun(TwoPass):
         """Each run of samples (a piece) draws its buckets from its own stream on a worker; the
         samples and their lengths are regrouped by the same draws and appended in order."""
         assert isinstance(buckets, SampleBuckets)
-        data, offsets = block
+        data, offsets = block[:2]
         verify = self.request.verify and depth == 0
         k = buckets.k
+        # Weighted sources (top level only): the samples left out of the mix are dropped (bucket k),
+        # and with --stratify each one in it draws a bucket of its split's range.
+        picked = labels = before = None
+        if depth == 0 and self.mixer is not None:
+            picked, labels = self._picked(block[2], key)
+            before = np.concatenate([[0], np.cumsum(picked)])  # samples in the mix before each
 
         def scatter_one(p: int, lo: int, hi: int, keep: int) -> tuple[Scattered, Scattered, Any]:
             """Samples ``[lo, hi)`` of the block scattered, with their lengths, and their fingerprint when verifying."""
             start = int(offsets[lo])
             piece = data[start : int(offsets[hi])]
             offs = _narrow(offsets[lo : hi + 1] - start, len(piece))
-            ids = draw_ids(rng_for(self.entropy, streams.piece(key, p)), k, hi - lo)
+            rng = rng_for(self.entropy, streams.piece(key, p))
+            if picked is None:
+                ids = draw_ids(rng, k, hi - lo)
+                fp = fingerprint(piece, offs) if verify else None
+            else:
+                mine = picked[lo:hi]
+                ids = np.full(hi - lo, k, np.uint32)
+                if labels is not None and before is not None and self.strata_bounds is not None:
+                    ids[mine] = split_ids(rng, self.strata_bounds, labels[before[lo] : before[hi]], k)
+                else:
+                    ids[mine] = draw_ids(rng, k, hi - lo)[mine]
+                fp = mix.multiset_fingerprint(piece, offs, mine.astype(np.int64)) if verify else None
             lengths = np.diff(offs).astype("<i8").view(np.uint8)
             length_offsets = np.arange(0, len(lengths) + 1, 8, dtype=np.int32)
-            return (
-                regroup(piece, offs, ids, k, keep), regroup(lengths, length_offsets, ids, k, keep),
-                fingerprint(piece, offs) if verify else None,
-            )
+            return regroup(piece, offs, ids, k, keep), regroup(lengths, length_offsets, ids, k, keep), fp
 
         cuts = _cut(offsets, self.piece, plan.piece_records(self.limit))
         jobs = ((lambda p=p, lo=lo, hi=hi, keep=keep: scatter_one(p, lo, hi, keep)) for p, (lo, hi) in enumerate(cuts))
@@ -261,6 +355,23 @@ class TarRun(TwoPass):
         buckets.lengths.check_file(j)
         size, count = int(buckets.sizes[j]), int(buckets.records[j])
         return _bucket_samples(buckets, j, plan.read_capacity(self.limit)), Estimate.of(size, size / count)
+
+
+def _source_counts(request: Request, per_input: list[list[int]]) -> tuple[tuple[int, ...], tuple[int, ...], str]:
+    """Each source's samples and bytes (every input read: ``per_input``), and what the run would
+    refuse once it had counted them (a ``--mix`` whose rates come out above 1), for the dry run."""
+    counts, nbytes = [0] * len(request.sources), [0] * len(request.sources)
+    for s, (records, size) in zip(mix.source_files(request), per_input):
+        counts[s] += records
+        nbytes[s] += size
+    refusal = ""
+    if request.mix:
+        try:
+            mixer = mix.mixer_for(request, counts, nbytes)
+            check_rates(mixer.names, mixer.rates, mixed=True)
+        except BigShufError as e:
+            refusal = str(e.args[0]) if e.args else ""
+    return tuple(counts), tuple(nbytes), refusal
 
 
 def _narrow(offsets: np.ndarray, nbytes: int) -> np.ndarray:
@@ -313,7 +424,7 @@ def _bucket_samples(buckets: SampleBuckets, j: int, capacity: int) -> Generator[
 def refusal(request: Request) -> str | None:
     """Why ``request`` cannot shuffle tar samples, naming the settings (None: it can)."""
     unsupported = settings_in_use(
-        request, (*LINE_SETTINGS, "source", "stratify", "unique", *ROW_SETTINGS, "dask", "manifest"),
+        request, (*LINE_SETTINGS, *ROW_SETTINGS, "dask"),
     )
     if unsupported:
         return f"{', '.join(unsupported)}: not available for WebDataset tar shards (samples, not lines)"
@@ -325,6 +436,8 @@ def check_request(request: Request) -> None:
     why = refusal(request)
     if why is not None:
         raise UsageError(why)
+    if request.sources and not request.mix:
+        check_rates([name for name, _files in request.sources], request.source_rates, mixed=False)
     target = request.output
     if target is not None and not _tar_name_or_plain(target):
         raise UsageError(

@@ -188,8 +188,11 @@ def load_manifest(path: str) -> dict[str, Any]:
     if data.get("kind") == "rows":
         if not (isinstance(fmt, dict) and fmt.get("rows") in ("parquet", "arrow")):
             raise bad("'format' of rows needs 'rows': 'parquet' or 'arrow'")
+    elif data.get("kind") == "samples":
+        if not (isinstance(fmt, dict) and fmt.get("samples") == "tar"):
+            raise bad("'format' of samples needs 'samples': 'tar'")
     elif data.get("kind") != "lines":
-        raise bad("'kind' is neither 'lines' nor 'rows'")
+        raise bad("'kind' is not 'lines', 'rows' or 'samples'")
     elif not (
         isinstance(fmt, dict) and fmt.get("separator") in (0, 10) and _count(fmt.get("lines_per_record"))
         and fmt["lines_per_record"] >= 1 and _count(fmt.get("header"))
@@ -260,6 +263,14 @@ def rows_fingerprint(path: str, kind: str, memory: int) -> Fingerprint:
     return total
 
 
+def samples_fingerprint(path: str, memory: int) -> Fingerprint:
+    """The fingerprint of the WebDataset samples of the tar ``path`` (decompressed): each sample's
+    raw tar blocks, as the run copied and fingerprinted them."""
+    from ..formats.tar_input import tar_fingerprint
+
+    return tar_fingerprint([path], memory)
+
+
 def check_manifest(path: str, memory: int) -> tuple[list[str], str]:
     """Check every output the manifest at ``path`` lists (records, bytes, fingerprint, size on disk)
     and that together they hold the records the run wrote; never writes anything. Returns the
@@ -268,7 +279,8 @@ def check_manifest(path: str, memory: int) -> tuple[list[str], str]:
     base = os.path.dirname(os.path.abspath(path))
     fmt_entry = data["format"]
     rows = fmt_entry.get("rows")
-    fmt = None if rows is not None else RecordFormat(fmt_entry["separator"], fmt_entry["lines_per_record"])
+    samples = data["kind"] == "samples"
+    fmt = None if rows is not None or samples else RecordFormat(fmt_entry["separator"], fmt_entry["lines_per_record"])
     problems: list[str] = []
     seen: set[str] = set()
     total = Fingerprint()
@@ -297,7 +309,12 @@ def check_manifest(path: str, memory: int) -> tuple[list[str], str]:
         if out.get("file_bytes") is not None and st.st_size != out["file_bytes"]:
             problems.append(f"{where}: {st.st_size} bytes on disk, the manifest says {out['file_bytes']}")
         try:
-            got = rows_fingerprint(where, rows, memory) if fmt is None else file_fingerprint(where, fmt, fmt_entry["header"], memory)
+            if samples:
+                got = samples_fingerprint(where, memory)
+            elif fmt is None:
+                got = rows_fingerprint(where, rows, memory)
+            else:
+                got = file_fingerprint(where, fmt, fmt_entry["header"], memory)
         except InputError as e:
             problems.append(str(e))
             continue
@@ -314,6 +331,6 @@ def check_manifest(path: str, memory: int) -> tuple[list[str], str]:
     if expected is not None and expected != data["records_written"]:
         shuffled = data.get("records_shuffled", data.get("records_read"))
         problems.append(f"{path}: {data['records_written']} records written, but {expected} were to be of the {shuffled} shuffled")
-    what = f"{total.records} rows" if fmt is None else f"{total.records} records, {total.bytes} bytes"
+    what = f"{total.records} rows" if fmt is None and not samples else f"{total.records} {'samples' if samples else 'records'}, {total.bytes} bytes"
     summary = f"{len(data['outputs'])} output file(s) match {path}: {what}"
     return problems, summary
