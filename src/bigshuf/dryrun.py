@@ -235,10 +235,10 @@ def _weigh(facts: Facts) -> None:
     facts.rates = mixer.rates
     if counts is not None:
         facts.multiset = sum(mixer.multiset_sizes())
-    # As the run weighs its multiset: a table run by its rows when it knows them, a line run by the
-    # bytes it counted when it counts, else both by the sources' sizes.
+    # As the run weighs its multiset: a run of rows (tables, Megatron documents) by its rows when it
+    # knows them, a line run by the bytes it counted when it counts, else both by the sources' sizes.
     counting = weights.needs_counts(request.source_rates, bool(request.mix)) or request.stratify
-    if request.family == registry.TABLE and counts is not None:
+    if request.family in (registry.TABLE, registry.MEGATRON) and counts is not None:
         facts.factor = (facts.multiset or 0) / max(1, sum(counts))
     elif request.family != registry.TABLE and counting and sample.source_bytes is not None:
         facts.factor = mixer.expected_factor(list(sample.source_bytes))
@@ -336,6 +336,8 @@ def _mix(facts: Facts) -> None:
             # Parquet and Arrow files say their row counts; JSON Lines rows, and Arrow bytes, are counted.
             paths = [p for p in request.inputs if isinstance(p, str)]
             counted = request.by == "bytes" or (counted and not all(is_table_input(p) for p in paths))
+        elif request.family == registry.MEGATRON:
+            counted = False  # the indexes say each dataset's documents and token bytes
         total = ""
         if request.mix:
             total = f" of {request.total:,} {request.by}" if request.total is not None else " of the most that repeats no record"

@@ -185,11 +185,17 @@ def load_manifest(path: str) -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("bigshuf_manifest") != MANIFEST_VERSION:
         raise bad(f"no 'bigshuf_manifest': {MANIFEST_VERSION}")
     fmt = data.get("format")
-    if data.get("kind") == "rows":
+    if data.get("kind") == "documents":
+        if not (
+            isinstance(fmt, dict) and fmt.get("documents") == "megatron" and fmt.get("dtype") in _token_dtypes()
+            and isinstance(fmt.get("modes"), bool)
+        ):
+            raise bad("'format' of documents needs 'documents': 'megatron', a token 'dtype' and 'modes'")
+    elif data.get("kind") == "rows":
         if not (isinstance(fmt, dict) and fmt.get("rows") in ("parquet", "arrow")):
             raise bad("'format' of rows needs 'rows': 'parquet' or 'arrow'")
     elif data.get("kind") != "lines":
-        raise bad("'kind' is neither 'lines' nor 'rows'")
+        raise bad("'kind' is not 'lines', 'rows' or 'documents'")
     elif not (
         isinstance(fmt, dict) and fmt.get("separator") in (0, 10) and _count(fmt.get("lines_per_record"))
         and fmt["lines_per_record"] >= 1 and _count(fmt.get("header"))
@@ -260,6 +266,41 @@ def rows_fingerprint(path: str, kind: str, memory: int) -> Fingerprint:
     return total
 
 
+def _token_dtypes() -> list[str]:
+    """The names of the token dtypes a Megatron index may give."""
+    from ..formats.megatron import DTYPES
+
+    return [dtype.name for dtype in DTYPES.values()]
+
+
+def documents_fingerprint(path: str, fmt: dict[str, Any], memory: int) -> Fingerprint:
+    """The fingerprint of the documents of the Megatron pair whose ``.bin`` is ``path`` (its ``.idx``
+    beside it, a regular file too, checked as a run checks an input), which must hold the tokens
+    and modes ``fmt`` says."""
+    from ..formats.megatron import DTYPES, IndexedInput, dataset_fingerprint
+
+    if not path.endswith(".bin"):
+        raise InputError(f"{path}: not the .bin of a Megatron dataset")
+    index = path[:-4] + ".idx"
+    try:
+        fd = open_nofollow(index, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as e:
+        raise InputError(f"{index}: {e.strerror}") from None
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    finally:
+        os.close(fd)
+    if not regular:
+        raise InputError(f"{index}: not a regular file")
+    dataset = IndexedInput(path[:-4])
+    if DTYPES[dataset.code].name != fmt["dtype"] or dataset.modes != fmt["modes"]:
+        modes = {True: "with modes", False: "without modes"}
+        raise InputError(
+            f"{index}: tokens are {DTYPES[dataset.code].name} {modes[dataset.modes]}, the manifest says {fmt['dtype']} {modes[fmt['modes']]}"
+        )
+    return dataset_fingerprint(path[:-4], memory)
+
+
 def check_manifest(path: str, memory: int) -> tuple[list[str], str]:
     """Check every output the manifest at ``path`` lists (records, bytes, fingerprint, size on disk)
     and that together they hold the records the run wrote; never writes anything. Returns the
@@ -268,7 +309,8 @@ def check_manifest(path: str, memory: int) -> tuple[list[str], str]:
     base = os.path.dirname(os.path.abspath(path))
     fmt_entry = data["format"]
     rows = fmt_entry.get("rows")
-    fmt = None if rows is not None else RecordFormat(fmt_entry["separator"], fmt_entry["lines_per_record"])
+    documents = data["kind"] == "documents"
+    fmt = None if rows is not None or documents else RecordFormat(fmt_entry["separator"], fmt_entry["lines_per_record"])
     problems: list[str] = []
     seen: set[str] = set()
     total = Fingerprint()
@@ -297,7 +339,12 @@ def check_manifest(path: str, memory: int) -> tuple[list[str], str]:
         if out.get("file_bytes") is not None and st.st_size != out["file_bytes"]:
             problems.append(f"{where}: {st.st_size} bytes on disk, the manifest says {out['file_bytes']}")
         try:
-            got = rows_fingerprint(where, rows, memory) if fmt is None else file_fingerprint(where, fmt, fmt_entry["header"], memory)
+            if documents:
+                got = documents_fingerprint(where, fmt_entry, memory)
+            elif fmt is None:
+                got = rows_fingerprint(where, rows, memory)
+            else:
+                got = file_fingerprint(where, fmt, fmt_entry["header"], memory)
         except InputError as e:
             problems.append(str(e))
             continue
@@ -314,6 +361,9 @@ def check_manifest(path: str, memory: int) -> tuple[list[str], str]:
     if expected is not None and expected != data["records_written"]:
         shuffled = data.get("records_shuffled", data.get("records_read"))
         problems.append(f"{path}: {data['records_written']} records written, but {expected} were to be of the {shuffled} shuffled")
-    what = f"{total.records} rows" if fmt is None else f"{total.records} records, {total.bytes} bytes"
+    if documents:
+        what = f"{total.records} documents, {total.bytes} bytes of tokens"
+    else:
+        what = f"{total.records} rows" if fmt is None else f"{total.records} records, {total.bytes} bytes"
     summary = f"{len(data['outputs'])} output file(s) match {path}: {what}"
     return problems, summary
