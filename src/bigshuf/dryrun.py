@@ -166,7 +166,7 @@ def plan_request(request: Request) -> RunPlan:
     sample = facts.sample
     est = sample.estimate
     return RunPlan(
-        inputs=len(request.inputs), input_bytes=_stored_bytes(request.inputs),
+        inputs=len(request.inputs), input_bytes=_stored_bytes(request.inputs, request.family),
         nbytes=None if est is None else est.nbytes, records=None if est is None else est.records, exact=sample.exact,
         memory=facts.limit, in_memory=facts.in_memory, passes=facts.passes, buckets=facts.buckets,
         tmp_dir=facts.tmp_dir, temp_needed=_temp_needed(facts),
@@ -253,8 +253,11 @@ def _temp_needed(facts: Facts) -> int | None:
     return facts.temp_bytes if facts.in_memory is False else None
 
 
-def _stored_bytes(inputs: tuple[Any, ...]) -> int | None:
-    """The inputs' bytes as stored (compressed files at their size on disk); None if any is unknown."""
+def _stored_bytes(inputs: tuple[Any, ...], family: str = registry.LINES) -> int | None:
+    """The inputs' bytes as stored (compressed files at their size on disk; Megatron datasets: both
+    files of each pair); None if any is unknown."""
+    from .formats.detect import megatron_prefix
+
     total = 0
     for item in inputs:
         if isinstance(item, BytesSource):
@@ -262,8 +265,9 @@ def _stored_bytes(inputs: tuple[Any, ...]) -> int | None:
             continue
         if not isinstance(item, str) or item == "-":
             return None
+        prefix = megatron_prefix(item) if family == registry.MEGATRON else None
         try:
-            total += os.stat(item).st_size
+            total += sum(os.stat(name).st_size for name in ([item] if prefix is None else [prefix + ".bin", prefix + ".idx"]))
         except OSError:
             return None
     return total
@@ -281,11 +285,12 @@ def _inputs(facts: Facts) -> None:
     """``inputs: 3 files, 1.2 GiB`` and the check that they can be read."""
     items = facts.request.inputs
     files = sum(isinstance(i, str) and i != "-" for i in items)
-    words = [f"{files} file{'s' if files != 1 else ''}"] if files else []
+    kind = "dataset" if facts.request.family == registry.MEGATRON else "file"
+    words = [f"{files} {kind}{'s' if files != 1 else ''}"] if files else []
     if "-" in items:
         words.append("standard input")
     words += [getattr(i, "name", "a source") for i in items if not isinstance(i, str)]
-    stored = _stored_bytes(items)
+    stored = _stored_bytes(items, facts.request.family)
     words.append(_size(stored) if stored is not None else "size unknown")
     facts.line("inputs", ", ".join(words))
     facts.check("inputs", lambda: facts.input_error and _raise(facts.input_error))

@@ -191,6 +191,8 @@ def test_mix_by_token_bytes_and_stratified_split(tmp_path: Path, run_cli) -> Non
     got = read_dataset(tmp_path / "m")[1]
     assert stats.records == len(got) and stats.passes == 2
     assert code_ == 0 and b"counting pass" not in out and f"; {len(got):,} records to shuffle".encode() in out, out + err
+    stored = sum((tmp_path / f"{p}.{e}").stat().st_size for p in ("web", "code") for e in ("bin", "idx"))
+    assert out.startswith(f"inputs: 2 datasets, {plan.format_size(stored)}\n".encode()), out
     web_set = set(as_docs(web))
     tokens: Counter = Counter()
     for d in got:
