@@ -231,3 +231,21 @@ def test_fractional_rate_picks_documents_uniformly(tmp_path: Path) -> None:
         passes.add(stats.passes)
     assert min(passes) == 2, passes
     assert_uniform(counts, list(permutations(range(3), 2)), "rate 2/3, -S 1K")
+
+
+def test_sources_of_datasets_get_the_pool_rows_get(tmp_path: Path) -> None:
+    """The command gives Arrow's jemalloc pool to runs of rows, which hands memory back sooner; it looked
+    at FILE operands only, so a run of --source datasets kept the default pool (at -S 16M on 67 MB of
+    tokens: 165-189 MB peak RSS against 110 MB for the same datasets as operands; 112 MB now)."""
+    import subprocess
+    import sys
+
+    write_dataset(tmp_path / "a", make_docs(10))
+    script = (
+        "import sys; from bigshuf.cli import main; "
+        f"main(['--source', 'w={tmp_path}/a', '-o', '{tmp_path}/o', '--dry-run']); "
+        "import pyarrow; print(pyarrow.default_memory_pool().backend_name, file=sys.stderr)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, env=env, timeout=60)
+    assert done.stderr.decode().splitlines()[-1] == "jemalloc", done.stderr
