@@ -37,6 +37,9 @@ DTYPES: dict[int, np.dtype] = {
 }
 #: Index entries checked (and documents looked at) at a time, so a large index is never held whole.
 WINDOW = 1 << 20
+#: Most bytes of documents hashed at once by the checks (``--check-manifest``, ``--check-permutation``),
+#: as the line checks read 32 MiB blocks: more only holds more memory.
+CHECK_BATCH = 32 << 20
 
 
 def schema(modes: bool) -> pa.Schema:
@@ -272,8 +275,8 @@ def document_fingerprint(rows: pa.Table | pa.RecordBatch, mult: np.ndarray | Non
 
 def dataset_fingerprint(prefix: str, memory: int) -> Fingerprint:
     """The ``document_fingerprint`` of every document of the dataset at ``prefix`` (checked as a run
-    checks its inputs), read in batches of about a quarter of ``memory``."""
+    checks its inputs), read in batches of a quarter of ``memory``, at most ``CHECK_BATCH``."""
     total = Fingerprint()
-    for batch, _sizes in IndexedInput(prefix).sized_batches(max(1 << 20, memory // 4), 1 << 62):
+    for batch, _sizes in IndexedInput(prefix).sized_batches(max(1 << 20, min(CHECK_BATCH, memory // 4)), 1 << 62):
         total += document_fingerprint(batch)
     return total
