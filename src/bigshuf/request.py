@@ -278,8 +278,6 @@ def _check_combinations(request: Request, all_paths: bool) -> None:
     if request.family == registry.MEGATRON:
         _check_megatron_settings(request, all_paths)
         return
-    if request.manifest is not None and request.manifest.endswith((".bin", ".idx")):
-        raise UsageError(f"{request.manifest}: a manifest named as a dataset file would be taken for one; name it .json")
     if request.stratify:
         check_stratify(request)
     if request.sources:
