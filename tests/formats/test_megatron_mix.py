@@ -78,6 +78,26 @@ def test_the_manifest_lists_every_pair_and_is_checked_against_it(tmp_path: Path,
         check_manifest(manifest)
 
 
+def test_a_spoiled_pair_or_a_path_that_is_no_bin_is_one_problem_each(tmp_path: Path) -> None:
+    """--check-manifest reads a listed pair as an input is read: a spoiled index is one problem naming
+    it, and a listed path that is not a .bin is one problem, not a crash."""
+    write_dataset(tmp_path / "a", make_docs(40, seed=11))
+    out = tmp_path / "o"
+    out.mkdir()
+    bigshuf.shuffle(str(tmp_path / "a"), f"{out}/", shards=2, manifest=str(out / "m.json"), seed=1, sync=False)
+    raw = bytearray((out / "part-00000.idx").read_bytes())
+    raw[:9] = b"NOTMMIDX\x00"
+    (out / "part-00000.idx").write_bytes(bytes(raw))
+    doc = json.loads((out / "m.json").read_text())
+    doc["outputs"][1].update(path="part-00001.idx", file_bytes=None)
+    (out / "m.json").write_text(json.dumps(doc))
+    problems, _ = check_manifest(out / "m.json")
+    assert problems == [
+        f"{out}/part-00000.idx: not a Megatron index (bad magic: b'NOTMMIDX\\x00')",
+        f"{out}/part-00001.idx: not the .bin of a Megatron dataset",
+    ], problems
+
+
 @pytest.mark.parametrize("name,why", [
     ("a.bin", "a manifest named as a dataset file would be taken for one"),
     ("out.idx", "a manifest named as a dataset file would be taken for one"),
