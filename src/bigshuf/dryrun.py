@@ -477,9 +477,20 @@ def _output(facts: Facts) -> None:
     facts.check(
         "output", lambda: check_outputs(
             out.target, out.sharding, split, out.manifest, out.compress, out.suffix, dry_run=True,
-            inputs=[p for p in facts.request.inputs if isinstance(p, str)],
+            inputs=_input_files(facts.request),
         )
     )
+
+
+def _input_files(request: Request) -> list[str]:
+    """The input files a manifest must not replace: the paths named, and both files of each Megatron dataset."""
+    from .formats.detect import megatron_prefix
+
+    paths = [p for p in request.inputs if isinstance(p, str)]
+    if request.family != registry.MEGATRON:
+        return paths
+    prefixes = [megatron_prefix(p) for p in paths]
+    return [name for p, prefix in zip(paths, prefixes) for name in ([p] if prefix is None else [prefix + ".bin", prefix + ".idx"])]
 
 
 def _written(facts: Facts) -> tuple[int | None, bool]:

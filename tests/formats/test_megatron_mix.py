@@ -102,13 +102,18 @@ def test_a_spoiled_pair_or_a_path_that_is_no_bin_is_one_problem_each(tmp_path: P
     ("a.bin", "a manifest named as a dataset file would be taken for one"),
     ("out.idx", "a manifest named as a dataset file would be taken for one"),
     ("link.json", "the manifest would be written over an input"),
+    ("link.json --dry-run", "the manifest would be written over an input"),
 ])
-def test_a_manifest_over_a_dataset_file_is_refused(tmp_path: Path, name: str, why: str) -> None:
+def test_a_manifest_over_a_dataset_file_is_refused(tmp_path: Path, run_cli, name: str, why: str) -> None:
     write_dataset(tmp_path / "a", make_docs(20))
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     os.link(tmp_path / "a.idx", tmp_path / "link.json")
-    with pytest.raises(BigShufError, match=why):
-        bigshuf.shuffle(str(tmp_path / "a"), str(tmp_path / "out"), manifest=str(tmp_path / name), seed=1)
+    if name.endswith("--dry-run"):  # the plan checks the manifest against both files of each pair, as the run does
+        code, _, err = run_cli([tmp_path / "a", "-o", tmp_path / "out", "--manifest", tmp_path / "link.json", "--dry-run"])
+        assert code == 1 and err == f"bigshuf: {tmp_path}/link.json: {why} ({tmp_path}/a.idx)\n".encode(), err
+    else:
+        with pytest.raises(BigShufError, match=why):
+            bigshuf.shuffle(str(tmp_path / "a"), str(tmp_path / "out"), manifest=str(tmp_path / name), seed=1)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name != "link.json"} == before
 
 
