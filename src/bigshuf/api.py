@@ -374,6 +374,8 @@ def _megatron_sides(
         return False
     if any(p is None for p in prefixes):
         one = paths[prefixes.index(None)]
+        if not os.path.lexists(one):
+            raise InputError(f"{one}: No such file or directory (nor {one}.idx)")
         other = paths[next(i for i, p in enumerate(prefixes) if p is not None)]
         raise UsageError(f"{one} is not a Megatron dataset and {other} is: {option('check_permutation')} compares one kind of records")
     if zero_terminated or lines_per_record != 1 or header:

@@ -18,7 +18,7 @@ import pytest
 import bigshuf
 from bigshuf.api import check_manifest
 from bigshuf.core import plan
-from bigshuf.errors import BigShufError, UsageError
+from bigshuf.errors import BigShufError, InputError, UsageError
 
 from test_megatron import PATHS, Doc, as_docs, make_docs, read_dataset, write_dataset
 from test_uniformity import assert_uniform
@@ -136,6 +136,8 @@ def test_check_permutation_compares_documents(tmp_path: Path, run_cli) -> None:
     (tmp_path / "t.txt").write_bytes(b"line\n")
     with pytest.raises(UsageError, match=f"^{tmp_path}/t.txt is not a Megatron dataset and {tmp_path}/a is: "):
         check_permutation([tmp_path / "a"], [tmp_path / "t.txt"])
+    with pytest.raises(InputError, match=f"^{tmp_path}/missing: No such file or directory \\(nor {tmp_path}/missing.idx\\)$"):
+        check_permutation([tmp_path / "a"], [tmp_path / "missing"])
     with pytest.raises(UsageError, match="apply to lines, not to Megatron documents"):
         check_permutation([tmp_path / "a"], [tmp_path / "o"], header=1)
 
