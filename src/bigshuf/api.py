@@ -318,6 +318,9 @@ def check_permutation(
     if lines_per_record < 1 or header < 0:
         raise UsageError(f"lines_per_record must be at least 1 and header at least 0, not {lines_per_record} and {header}")
     threads = _thread_count(threads)
+    if _megatron_sides(inputs, outputs, zero_terminated, lines_per_record, header):
+        limit = resolve_memory(memory)
+        return _documents_fingerprint(inputs, limit), _documents_fingerprint(outputs, limit)
     for path in [*inputs, *outputs]:
         if is_table_input(os.fspath(path)):
             raise UsageError(f"{os.fspath(path)}: {option('check_permutation')} compares lines; shuffle tables with {option('verify')} instead")
@@ -380,6 +383,44 @@ def _tar_sides(inputs: Sequence[PathLike], outputs: Sequence[PathLike], fmt: Rec
             f"{option('zero_terminated')}, {option('lines_per_record')} and {option('header')} apply to lines, not to samples of tars"
         )
     return True
+
+
+def _megatron_sides(
+    inputs: Sequence[PathLike], outputs: Sequence[PathLike], zero_terminated: bool, lines_per_record: int, header: int,
+) -> bool:
+    """Whether the paths name Megatron datasets, compared by their documents; refused when some do and
+    others do not, or with a setting of lines."""
+    from .formats.detect import megatron_prefix
+
+    paths = [os.fspath(p) for p in [*inputs, *outputs]]
+    prefixes = [megatron_prefix(p) for p in paths]
+    if all(p is None for p in prefixes):
+        return False
+    if any(p is None for p in prefixes):
+        one = paths[prefixes.index(None)]
+        if not os.path.lexists(one):
+            raise InputError(f"{one}: No such file or directory (nor {one}.idx)")
+        other = paths[next(i for i, p in enumerate(prefixes) if p is not None)]
+        raise UsageError(f"{one} is not a Megatron dataset and {other} is: {option('check_permutation')} compares one kind of records")
+    if zero_terminated or lines_per_record != 1 or header:
+        raise UsageError(
+            f"{option('zero_terminated')}, {option('lines_per_record')} and {option('header')} apply to lines, not to Megatron documents"
+        )
+    return True
+
+
+def _documents_fingerprint(paths: Sequence[PathLike], limit: int) -> Fingerprint:
+    """The documents of the Megatron datasets ``paths`` name (each checked as a run checks it):
+    counted, with their tokens' bytes and a hash of their tokens, sequence lengths and modes."""
+    from .formats.detect import megatron_prefix
+    from .formats.megatron import dataset_fingerprint
+
+    total = Fingerprint()
+    for path in paths:
+        prefix = megatron_prefix(os.fspath(path))
+        assert prefix is not None, "every path was checked to name a dataset"
+        total += dataset_fingerprint(prefix, limit)
+    return total
 
 
 def _thread_count(threads: object) -> int:

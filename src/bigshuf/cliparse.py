@@ -93,9 +93,10 @@ Mandatory arguments to long options are mandatory for short options too.
                               have changed)
       --verify              fingerprint the records read and written; if they
                               differ, fail and leave the output untouched
-      --unique              keep one copy of byte-identical lines (as sort -u)
-                              or table rows, and shuffle those; at most one
-                              more pass
+      --unique              keep one copy of byte-identical lines (as sort -u),
+                              table rows or Megatron documents (same tokens,
+                              same sequence lengths), and shuffle those; at
+                              most one more pass
       --no-sync             do not fsync output files and their directories
                               around the final rename (faster; a machine crash
                               may then lose the new output)
@@ -111,8 +112,9 @@ Mandatory arguments to long options are mandatory for short options too.
                               -o's suffix (to standard output, say)
       --check-permutation FILE... --against OUT...
                             do not shuffle: exit 0 if the OUT files hold
-                              exactly the records of the FILEs (of tars:
-                              their samples), else 1
+                              exactly the records of the FILEs, else 1
+                              (tars: their samples; Megatron datasets:
+                              their documents)
       --engine=local|dask   run on this machine (default), or as Dask tasks
                               (pip install 'bigshuf[dask]'); FILEs and -o may
                               then be fsspec URLs such as s3://bucket/in/*.zst
@@ -130,7 +132,8 @@ Mandatory arguments to long options are mandatory for short options too.
                               (default: the most that repeats no record), the
                               rates solved from counts made in a first pass
       --total=N             records of a --mix; with --by=bytes, bytes (50G)
-      --by=records|bytes    what the shares of --mix count (default: records)
+      --by=records|bytes    what the shares of --mix count (default: records;
+                              Megatron datasets: documents, or token bytes)
       --max-rate=R          refuse a rate above R (default: 10; at least 1)
       --stratify            with --split: give each split its share of every
                               source's records (valid gets valid's share of

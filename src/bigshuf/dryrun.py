@@ -166,7 +166,7 @@ def plan_request(request: Request) -> RunPlan:
     sample = facts.sample
     est = sample.estimate
     return RunPlan(
-        inputs=len(request.inputs), input_bytes=_stored_bytes(request.inputs),
+        inputs=len(request.inputs), input_bytes=_stored_bytes(request.inputs, request.family),
         nbytes=None if est is None else est.nbytes, records=None if est is None else est.records, exact=sample.exact,
         memory=facts.limit, in_memory=facts.in_memory, passes=facts.passes, buckets=facts.buckets,
         tmp_dir=facts.tmp_dir, temp_needed=_temp_needed(facts),
@@ -235,10 +235,10 @@ def _weigh(facts: Facts) -> None:
     facts.rates = mixer.rates
     if counts is not None:
         facts.multiset = sum(mixer.multiset_sizes())
-    # As the run weighs its multiset: a table run by its rows when it knows them, a line run by the
-    # bytes it counted when it counts, else both by the sources' sizes.
+    # As the run weighs its multiset: a run of rows (tables, Megatron documents) by its rows when it
+    # knows them, a line run by the bytes it counted when it counts, else both by the sources' sizes.
     counting = weights.needs_counts(request.source_rates, bool(request.mix)) or request.stratify
-    if request.family == registry.TABLE and counts is not None:
+    if request.family in (registry.TABLE, registry.MEGATRON) and counts is not None:
         facts.factor = (facts.multiset or 0) / max(1, sum(counts))
     elif request.family != registry.TABLE and counting and sample.source_bytes is not None:
         facts.factor = mixer.expected_factor(list(sample.source_bytes))
@@ -253,8 +253,11 @@ def _temp_needed(facts: Facts) -> int | None:
     return facts.temp_bytes if facts.in_memory is False else None
 
 
-def _stored_bytes(inputs: tuple[Any, ...]) -> int | None:
-    """The inputs' bytes as stored (compressed files at their size on disk); None if any is unknown."""
+def _stored_bytes(inputs: tuple[Any, ...], family: str = registry.LINES) -> int | None:
+    """The inputs' bytes as stored (compressed files at their size on disk; Megatron datasets: both
+    files of each pair); None if any is unknown."""
+    from .formats.detect import megatron_prefix
+
     total = 0
     for item in inputs:
         if isinstance(item, BytesSource):
@@ -262,8 +265,9 @@ def _stored_bytes(inputs: tuple[Any, ...]) -> int | None:
             continue
         if not isinstance(item, str) or item == "-":
             return None
+        prefix = megatron_prefix(item) if family == registry.MEGATRON else None
         try:
-            total += os.stat(item).st_size
+            total += sum(os.stat(name).st_size for name in ([item] if prefix is None else [prefix + ".bin", prefix + ".idx"]))
         except OSError:
             return None
     return total
@@ -281,11 +285,12 @@ def _inputs(facts: Facts) -> None:
     """``inputs: 3 files, 1.2 GiB`` and the check that they can be read."""
     items = facts.request.inputs
     files = sum(isinstance(i, str) and i != "-" for i in items)
-    words = [f"{files} file{'s' if files != 1 else ''}"] if files else []
+    kind = "dataset" if facts.request.family == registry.MEGATRON else "file"
+    words = [f"{files} {kind}{'s' if files != 1 else ''}"] if files else []
     if "-" in items:
         words.append("standard input")
     words += [getattr(i, "name", "a source") for i in items if not isinstance(i, str)]
-    stored = _stored_bytes(items)
+    stored = _stored_bytes(items, facts.request.family)
     words.append(_size(stored) if stored is not None else "size unknown")
     facts.line("inputs", ", ".join(words))
     facts.check("inputs", lambda: facts.input_error and _raise(facts.input_error))
@@ -336,6 +341,8 @@ def _mix(facts: Facts) -> None:
             # Parquet and Arrow files say their row counts; JSON Lines rows, and Arrow bytes, are counted.
             paths = [p for p in request.inputs if isinstance(p, str)]
             counted = request.by == "bytes" or (counted and not all(is_table_input(p) for p in paths))
+        elif request.family == registry.MEGATRON:
+            counted = False  # the indexes say each dataset's documents and token bytes
         total = ""
         if request.mix:
             total = f" of {request.total:,} {request.by}" if request.total is not None else " of the most that repeats no record"
@@ -470,9 +477,20 @@ def _output(facts: Facts) -> None:
     facts.check(
         "output", lambda: check_outputs(
             out.target, out.sharding, split, out.manifest, out.compress, out.suffix, dry_run=True,
-            inputs=[p for p in facts.request.inputs if isinstance(p, str)],
+            inputs=_input_files(facts.request),
         )
     )
+
+
+def _input_files(request: Request) -> list[str]:
+    """The input files a manifest must not replace: the paths named, and both files of each Megatron dataset."""
+    from .formats.detect import megatron_prefix
+
+    paths = [p for p in request.inputs if isinstance(p, str)]
+    if request.family != registry.MEGATRON:
+        return paths
+    prefixes = [megatron_prefix(p) for p in paths]
+    return [name for p, prefix in zip(paths, prefixes) for name in ([p] if prefix is None else [prefix + ".bin", prefix + ".idx"])]
 
 
 def _written(facts: Facts) -> tuple[int | None, bool]:

@@ -268,14 +268,13 @@ def test_mismatched_dtypes_and_refusals(tmp_path: Path, run_cli) -> None:
     ).encode()
     assert not list(tmp_path.glob("o*"))
     for settings, word in (
-        ({"unique": True}, "unique="), ({"compress": "zstd"}, "compress="), ({"manifest": str(tmp_path / "m.json")}, "manifest="),
-        ({"sources": {"a": str(tmp_path / "u16")}}, "sources="), ({"zero_terminated": True}, "zero_terminated="),
+        ({"compress": "zstd"}, "compress="), ({"zero_terminated": True}, "zero_terminated="),
         ({"resume": True, "seed": 1}, "resume="), ({"engine": "dask"}, "engine='dask'"), ({"repeat": True}, "repeat="),
     ):
         with pytest.raises(UsageError, match=word):
-            bigshuf.shuffle(None if "sources" in settings else str(tmp_path / "u16"), str(tmp_path / "o"), **settings)
-    code, _, err = run_cli([tmp_path / "u16", "-o", tmp_path / "o", "--unique"])
-    assert code == 1 and err == b"bigshuf: --unique: not available for Megatron datasets (.bin/.idx documents)\n"
+            bigshuf.shuffle(str(tmp_path / "u16"), str(tmp_path / "o"), **settings)
+    code, _, err = run_cli([tmp_path / "u16", "-o", tmp_path / "o", "--compress", "zstd"])
+    assert code == 1 and err == b"bigshuf: --compress: not available for Megatron datasets (.bin/.idx documents)\n"
     with pytest.raises(UsageError, match="is a directory; give output= a dataset prefix"):
         bigshuf.shuffle(str(tmp_path / "u16"), str(tmp_path))
     code, _, err = run_cli([tmp_path / "u16"])

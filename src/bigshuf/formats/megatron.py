@@ -20,7 +20,10 @@ from collections.abc import Iterator
 import numpy as np
 import pyarrow as pa
 
+from ..core.fingerprint import Fingerprint
+from ..core.records import array_block
 from ..errors import InputError
+from .rowhash import row_hashes
 from .table_input import TableInput
 
 MAGIC = b"MMIDIDX\x00\x00"
@@ -34,6 +37,9 @@ DTYPES: dict[int, np.dtype] = {
 }
 #: Index entries checked (and documents looked at) at a time, so a large index is never held whole.
 WINDOW = 1 << 20
+#: Most bytes of documents hashed at once by the checks (``--check-manifest``, ``--check-permutation``),
+#: as the line checks read 32 MiB blocks: more only holds more memory.
+CHECK_BATCH = 32 << 20
 
 
 def schema(modes: bool) -> pa.Schema:
@@ -252,3 +258,25 @@ def index_bytes(code: int, lengths: np.ndarray, per_document: np.ndarray, modes:
     if modes is not None:
         parts.append(modes.astype(np.int8).tobytes())
     return parts
+
+
+def document_fingerprint(rows: pa.Table | pa.RecordBatch, mult: np.ndarray | None = None) -> Fingerprint:
+    """Documents counted (each ``mult`` times, if given), their tokens' bytes, and the wrapping sum of
+    their row hashes (tokens, sequence lengths, modes): what ``--verify``, manifests and
+    ``--check-permutation`` compare, so a document's sequence structure counts as well as its tokens."""
+    batches = rows.to_batches() if isinstance(rows, pa.Table) else [rows]
+    hashes = np.concatenate([np.empty(0, np.uint64), *(row_hashes(b) for b in batches)])
+    nbytes = np.concatenate([np.empty(0, np.int64), *(np.diff(array_block(b.column(0))[1]) for b in batches)])
+    weights = np.ones(len(hashes), np.int64) if mult is None else mult.astype(np.int64)
+    with np.errstate(over="ignore"):
+        digest = int(np.sum(hashes * weights.astype(np.uint64), dtype=np.uint64))
+    return Fingerprint(int(weights.sum()), int(np.dot(nbytes, weights)), digest)
+
+
+def dataset_fingerprint(prefix: str, memory: int) -> Fingerprint:
+    """The ``document_fingerprint`` of every document of the dataset at ``prefix`` (checked as a run
+    checks its inputs), read in batches of a quarter of ``memory``, at most ``CHECK_BATCH``."""
+    total = Fingerprint()
+    for batch, _sizes in IndexedInput(prefix).sized_batches(max(1 << 20, min(CHECK_BATCH, memory // 4)), 1 << 62):
+        total += document_fingerprint(batch)
+    return total

@@ -10,26 +10,29 @@ when the ``.bin`` is complete, both committed together through the output's jour
 from __future__ import annotations
 
 import os
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from ..core import plan
+from ..core import mix, plan
 from ..core.driver import Estimate, OutputPlan, Sample, TwoPass
+from ..core.fingerprint import Fingerprint
 from ..core.records import array_block, list_spans
 from ..errors import InputError, OutputError, UsageError, option
 from ..progress import Progress
 from ..request import Request, resolve_memory
 from ..storage.layout import Sharding, SplitPart, parse_split
+from ..storage.manifest import input_entries
 from ..storage.safefs import foreign_entry, generated_path
 from ..storage.shards import check_outputs
 from ..storage.sinks import AtomicFileSink, Sink
 from ..storage.writeback import WriteBehind
 from .detect import megatron_prefix
-from .rowhash import row_fingerprint
-from .megatron import DTYPES, IndexedInput, index_bytes, schema
+from .megatron import DTYPES, IndexedInput, document_fingerprint, index_bytes, schema
+from .row_unique import check_comparable
+from .table_mix import Block
 from .table_output import TableOutput
 from .table_run import TableRun
 from .tables import TABLE_PIECE
@@ -41,11 +44,11 @@ class MegatronOutput(TableOutput):
 
     def __init__(
         self, target: str, writer: WriteBehind, *, code: int, modes: bool, sharding: Sharding,
-        split: tuple[SplitPart, ...] | None, sync: bool,
+        split: tuple[SplitPart, ...] | None, sync: bool, manifest: str | None = None,
     ) -> None:
         super().__init__(
             target, writer, kind="megatron", shards=sharding.count, codec=("none", None), schema=schema(modes),
-            group_rows=None, group_bytes=1, sync=sync, shard_records=sharding.records, split=split,
+            group_rows=None, group_bytes=1, sync=sync, shard_records=sharding.records, split=split, manifest=manifest,
         )
         self.sharding = sharding  # with --shard-size, which the table output does not take
         self.code = code
@@ -96,6 +99,9 @@ class MegatronOutput(TableOutput):
             sink.write(part)
         sink.finish()
 
+    def _fingerprint(self, records: Any) -> Fingerprint:
+        return document_fingerprint(records)
+
     def _record_bytes(self, records: Any) -> np.ndarray:
         """Each document's bytes of tokens, for ``--shard-size``."""
         chunks = records.column(0).chunks
@@ -135,31 +141,72 @@ class MegatronRun(TableRun):
         self.progress_done = 0
         sharding = Sharding(request.shards, request.shard_records, request.shard_size)
         split = None if request.split is None else parse_split(request.split)
-        check_outputs(target, sharding, split, None, suffix=".bin")
+        files = [name for d in datasets for name in (d.bin_path, d.idx_path)]
+        check_outputs(target, sharding, split, request.manifest, suffix=".bin", inputs=files)
         if not sharding.on and split is None:
             for name in (target, target[:-4] + ".idx"):
                 _check_pair_file(name)
+        if request.sources:
+            _check_sources_distinct(request, datasets)
+        if request.unique:
+            check_comparable(schema(datasets[0].modes))
         self.writer = WriteBehind(plan.IN_FLIGHT_PIECES * self.piece)
         first = datasets[0]
         self.table_out = MegatronOutput(
             target, self.writer, code=first.code, modes=first.modes, sharding=sharding, split=split, sync=request.sync,
+            manifest=request.manifest,
         )
         self.table_out.verify = request.verify
         self.out = self.table_out
         self.out.hashers = self.workers
         self.input_rows = None
-        self._no_weights()  # weighted sources and --stratify are refused for documents
+        self.out.manifest_info = self._manifest_info
+        self._no_weights()
 
-    def _batches(self) -> Generator[tuple[pa.RecordBatch, np.ndarray], None, None]:
-        """Every dataset's documents in batches of about a piece, with their row sizes; fingerprinted when verifying."""
+    def _input_entries(self) -> list[dict[str, Any]]:
+        """Each dataset as the manifest lists it: its ``.bin`` (path, size, mtime), documents and token bytes (from its index)."""
+        return input_entries([d.bin_path for d in self.datasets], [(d.count, d.bin_size) for d in self.datasets], [True] * len(self.datasets))
+
+    def _records_format(self) -> dict[str, Any]:
+        """The manifest's ``format``: Megatron pairs, their token dtype and whether sequences have modes."""
+        first = self.datasets[0]
+        return {"documents": "megatron", "dtype": DTYPES[first.code].name, "modes": first.modes}
+
+    def rows_fingerprint(self, rows: pa.Table | pa.RecordBatch, mult: np.ndarray | None = None) -> Fingerprint:
+        return document_fingerprint(rows, mult)
+
+    def _count_sources(self, file_source: list[int], n: int) -> tuple[list[int], list[int]]:
+        """Documents and token bytes of each source, from the indexes (no counting pass: they say both)."""
+        return source_sums(self.datasets, file_source, n)
+
+    def _batches(self) -> Generator[Block, None, None]:
+        """Every dataset's documents in batches of about a piece, with their row sizes (and with weighted
+        sources their documents per source); fingerprinted when verifying (weighted: once the copies are
+        drawn; ``--unique``: once the unique documents are known)."""
+        # As for table rows: with weighted sources, batches shrink by the most copies a document gets.
+        most = 1 if self.mixer is None else self.mixer.most_copies()
+        blocks = self._read(max(1, self.piece // most), max(1, plan.piece_records(self.limit) // most))
+        if self.mixer is not None:
+            yield from self._with_sources(blocks)
+            return
+        for batch, sizes in blocks:
+            if self.request.verify and not self.request.unique:
+                self.read_fingerprint += document_fingerprint(batch)
+            yield batch, sizes
+
+    def _read(self, nbytes: int, nrows: int) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
+        """Every dataset's documents in batches of about ``nbytes`` (at most ``nrows``), with their row
+        sizes; ``file_starts`` gets each dataset's first document before its first batch is handed out."""
+        self.file_starts = []
+        at = 0
         for dataset in self.datasets:
+            self.file_starts.append(at)
             per_sequence = 12 + (1 if dataset.modes else 0)  # the .idx bytes of a sequence, for progress
-            for batch, sizes in dataset.sized_batches(self.piece, plan.piece_records(self.limit)):
+            for batch, sizes in dataset.sized_batches(nbytes, nrows):
                 _block, ends = array_block(batch.column(0))
                 self._report(int(ends[-1] - ends[0]) + 8 * len(sizes) + per_sequence * len(batch.column(1).values))
-                if self.request.verify:
-                    self.read_fingerprint += row_fingerprint(batch)
                 yield batch, sizes
+            at += dataset.count
         self.input_rows = [d.count for d in self.datasets]
 
     @classmethod
@@ -175,14 +222,25 @@ class MegatronRun(TableRun):
         nbytes, docs = sum(d.row_bytes() for d in datasets), sum(d.count for d in datasets)
         est = Estimate(nbytes, docs, nbytes / max(1, docs))
         in_memory = plan.fits_in_memory(nbytes, docs, resolve_memory(request.memory))
-        return Sample(est, nbytes, exact=True, sized=True, in_memory=in_memory, temp_bytes=nbytes)
+        if not request.sources:
+            return Sample(est, nbytes, exact=True, sized=True, in_memory=in_memory, temp_bytes=nbytes)
+        # Weighted sources: each source's documents and token bytes, as the run takes them from the indexes.
+        file_source = mix.source_files(request)
+        counts, tokens = source_sums(datasets, file_source, len(request.sources))
+        sizes = [0] * len(request.sources)
+        for s, dataset in zip(file_source, datasets):
+            sizes[s] += dataset.disk_size()
+        return Sample(
+            est, nbytes, exact=True, sized=True, in_memory=in_memory, temp_bytes=nbytes,
+            source_records=tuple(counts), source_bytes=tuple(tokens), source_sizes=tuple(sizes),
+        )
 
     @classmethod
     def output_plan(cls, request: Request, inputs: list[Any]) -> OutputPlan:
         """The ``.bin`` files, as the run checks them (each ``.idx`` is beside its ``.bin``)."""
         target = output_target(request.output, _sharded(request))
         sharding = Sharding(request.shards, request.shard_records, request.shard_size)
-        return OutputPlan(target, request.shards, None, ".bin", sharding, request.split)
+        return OutputPlan(target, request.shards, None, ".bin", sharding, request.split, request.manifest)
 
 
 def _sharded(request: Request) -> bool:
@@ -213,6 +271,28 @@ def open_datasets(inputs: list[Any]) -> list[IndexedInput]:
                 f"{with_modes.idx_path}: has sequence modes but {without.idx_path} has none; shuffle them separately"
             )
     return datasets
+
+
+def source_sums(datasets: list[IndexedInput], file_source: list[int], n: int) -> tuple[list[int], list[int]]:
+    """Documents and token bytes of each of ``n`` sources (``file_source``: each dataset's), from the indexes."""
+    counts, tokens = [0] * n, [0] * n
+    for s, dataset in zip(file_source, datasets):
+        counts[s] += dataset.count
+        tokens[s] += dataset.bin_size
+    return counts, tokens
+
+
+def _check_sources_distinct(request: Request, datasets: list[IndexedInput]) -> None:
+    """Refuse one dataset in two sources (or twice in one) by any of its names (``PREFIX``, ``.idx``,
+    ``.bin``, a link): its documents would be weighted twice."""
+    owner: dict[tuple[int, int], str] = {}
+    for s, dataset in zip(mix.source_files(request), datasets):
+        st = os.stat(dataset.idx_path)
+        name, key = request.sources[s][0], (st.st_dev, st.st_ino)
+        if key in owner:
+            where = f"twice in source '{name}'" if owner[key] == name else f"in source '{owner[key]}' and in '{name}'"
+            raise UsageError(f"{dataset.idx_path}: named {where}; a dataset may be in one source, once")
+        owner[key] = name
 
 
 def _check_pair_file(name: str) -> None:

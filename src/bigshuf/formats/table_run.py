@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from ..core import mix, plan, streams
 from ..core.driver import Buckets, Estimate, OutputPlan, Sample, TwoPass
+from ..core.fingerprint import Fingerprint
 from ..core.stratify import split_ids
 from ..core.streams import Key, draw_ids, rng_for
 from ..errors import InputError, TempSpaceError, option
@@ -90,13 +91,22 @@ class TableRun(WeightedRows, TwoPass):
         return cls(request, tables, kind, resolve_codec(kind, request.compress, target), entropy, progress)
 
     def _manifest_info(self) -> dict[str, Any]:
-        """The manifest's run-wide entries: the request, and the rows read from every input."""
-        counts = None if self.input_rows is None else [(rows, None) for rows in self.input_rows]
-        entries = input_entries([i.path for i in self.inputs], counts, [True] * len(self.inputs))
-        run = run_entries(self.request, entries, {"rows": self.table_out.kind}, self.head_count, self.source_stats(), self.duplicates)
+        """The manifest's run-wide entries: the request, and the records read from every input."""
+        run = run_entries(
+            self.request, self._input_entries(), self._records_format(), self.head_count, self.source_stats(), self.duplicates,
+        )
         if self.stratifier is not None and self.out.split is not None:
             run["stratified"] = strata_entries([p.name for p in self.out.split], self.stratifier.names, self.stratifier.table)
         return run
+
+    def _input_entries(self) -> list[dict[str, Any]]:
+        """The manifest's entry of every input: its path, size and mtime, and the rows read from it."""
+        counts = None if self.input_rows is None else [(rows, None) for rows in self.input_rows]
+        return input_entries([i.path for i in self.inputs], counts, [True] * len(self.inputs))
+
+    def _records_format(self) -> dict[str, Any]:
+        """The manifest's ``format``: the file format rows are written in."""
+        return {"rows": self.table_out.kind}
 
     @classmethod
     def sample(cls, request: Request, inputs: list[Any]) -> Sample:
@@ -192,8 +202,13 @@ class TableRun(WeightedRows, TwoPass):
             return
         for batch, sizes in blocks:
             if self.request.verify and not self.request.unique:  # --unique: the unique rows, once known
-                self.read_fingerprint += row_fingerprint(batch)
+                self.read_fingerprint += self.rows_fingerprint(batch)
             yield batch, sizes
+
+    def rows_fingerprint(self, rows: pa.Table | pa.RecordBatch, mult: np.ndarray | None = None) -> Fingerprint:
+        """What ``--verify`` counts of ``rows`` read (each ``mult`` times, with weighted sources): the
+        output's fingerprint of the same rows, so a family that hashes its records otherwise overrides both."""
+        return row_fingerprint(rows) if mult is None else multiset_fingerprint(rows, mult)
 
     def _report(self, nbytes: int) -> None:
         """Tell progress about ``nbytes`` more of the input read, keeping count for a renamed bar."""
@@ -264,9 +279,9 @@ class TableRun(WeightedRows, TwoPass):
         table = pa.Table.from_batches(self._consolidate(_drain(batches)), schema=self.table_out.schema.remove_metadata())
         index = None if mult is None else mix.copies_index(mult)
         if mult is not None and self.request.verify:
-            self.read_fingerprint += multiset_fingerprint(table, mult)
+            self.read_fingerprint += self.rows_fingerprint(table, mult)
         elif self.request.unique and self.request.verify:
-            self.read_fingerprint += row_fingerprint(table)
+            self.read_fingerprint += self.rows_fingerprint(table)
         count = self.wanted(table.num_rows if index is None else len(index))
         self.begin_output(count)
         if labels is not None:
@@ -358,12 +373,12 @@ class TableRun(WeightedRows, TwoPass):
             if self.stratifier is not None:
                 labels = self._split_labels(streams.stratify(key), block[2], mult)
             if self.request.verify:
-                self.read_fingerprint += multiset_fingerprint(batch, mult)
+                self.read_fingerprint += self.rows_fingerprint(batch, mult)
             index = mix.copies_index(mult)
             if index is not None:
                 sizes = sizes[index]
         elif depth == 0 and self.request.unique and self.request.verify:
-            self.read_fingerprint += row_fingerprint(batch)  # a unique row, as the dedup stage hands it on
+            self.read_fingerprint += self.rows_fingerprint(batch)  # a unique row, as the dedup stage hands it on
         k = buckets.k
         if labels is not None:  # --stratify: a bucket within the copy's split's range
             assert self.strata_bounds is not None

@@ -185,14 +185,20 @@ def load_manifest(path: str) -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("bigshuf_manifest") != MANIFEST_VERSION:
         raise bad(f"no 'bigshuf_manifest': {MANIFEST_VERSION}")
     fmt = data.get("format")
-    if data.get("kind") == "rows":
+    if data.get("kind") == "documents":
+        if not (
+            isinstance(fmt, dict) and fmt.get("documents") == "megatron" and fmt.get("dtype") in _token_dtypes()
+            and isinstance(fmt.get("modes"), bool)
+        ):
+            raise bad("'format' of documents needs 'documents': 'megatron', a token 'dtype' and 'modes'")
+    elif data.get("kind") == "rows":
         if not (isinstance(fmt, dict) and fmt.get("rows") in ("parquet", "arrow")):
             raise bad("'format' of rows needs 'rows': 'parquet' or 'arrow'")
     elif data.get("kind") == "samples":
         if not (isinstance(fmt, dict) and fmt.get("samples") == "tar"):
             raise bad("'format' of samples needs 'samples': 'tar'")
     elif data.get("kind") != "lines":
-        raise bad("'kind' is not 'lines', 'rows' or 'samples'")
+        raise bad("'kind' is not 'lines', 'rows', 'samples' or 'documents'")
     elif not (
         isinstance(fmt, dict) and fmt.get("separator") in (0, 10) and _count(fmt.get("lines_per_record"))
         and fmt["lines_per_record"] >= 1 and _count(fmt.get("header"))
@@ -271,6 +277,41 @@ def samples_fingerprint(path: str, memory: int) -> Fingerprint:
     return tar_fingerprint([path], memory)
 
 
+def _token_dtypes() -> list[str]:
+    """The names of the token dtypes a Megatron index may give."""
+    from ..formats.megatron import DTYPES
+
+    return [dtype.name for dtype in DTYPES.values()]
+
+
+def documents_fingerprint(path: str, fmt: dict[str, Any], memory: int) -> Fingerprint:
+    """The fingerprint of the documents of the Megatron pair whose ``.bin`` is ``path`` (its ``.idx``
+    beside it, a regular file too, checked as a run checks an input), which must hold the tokens
+    and modes ``fmt`` says."""
+    from ..formats.megatron import DTYPES, IndexedInput, dataset_fingerprint
+
+    if not path.endswith(".bin"):
+        raise InputError(f"{path}: not the .bin of a Megatron dataset")
+    index = path[:-4] + ".idx"
+    try:
+        fd = open_nofollow(index, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as e:
+        raise InputError(f"{index}: {e.strerror}") from None
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    finally:
+        os.close(fd)
+    if not regular:
+        raise InputError(f"{index}: not a regular file")
+    dataset = IndexedInput(path[:-4])
+    if DTYPES[dataset.code].name != fmt["dtype"] or dataset.modes != fmt["modes"]:
+        modes = {True: "with modes", False: "without modes"}
+        raise InputError(
+            f"{index}: tokens are {DTYPES[dataset.code].name} {modes[dataset.modes]}, the manifest says {fmt['dtype']} {modes[fmt['modes']]}"
+        )
+    return dataset_fingerprint(path[:-4], memory)
+
+
 def check_manifest(path: str, memory: int) -> tuple[list[str], str]:
     """Check every output the manifest at ``path`` lists (records, bytes, fingerprint, size on disk)
     and that together they hold the records the run wrote; never writes anything. Returns the
@@ -280,7 +321,8 @@ def check_manifest(path: str, memory: int) -> tuple[list[str], str]:
     fmt_entry = data["format"]
     rows = fmt_entry.get("rows")
     samples = data["kind"] == "samples"
-    fmt = None if rows is not None or samples else RecordFormat(fmt_entry["separator"], fmt_entry["lines_per_record"])
+    documents = data["kind"] == "documents"
+    fmt = None if rows is not None or samples or documents else RecordFormat(fmt_entry["separator"], fmt_entry["lines_per_record"])
     problems: list[str] = []
     seen: set[str] = set()
     total = Fingerprint()
@@ -311,6 +353,8 @@ def check_manifest(path: str, memory: int) -> tuple[list[str], str]:
         try:
             if samples:
                 got = samples_fingerprint(where, memory)
+            elif documents:
+                got = documents_fingerprint(where, fmt_entry, memory)
             elif fmt is None:
                 got = rows_fingerprint(where, rows, memory)
             else:
@@ -331,6 +375,11 @@ def check_manifest(path: str, memory: int) -> tuple[list[str], str]:
     if expected is not None and expected != data["records_written"]:
         shuffled = data.get("records_shuffled", data.get("records_read"))
         problems.append(f"{path}: {data['records_written']} records written, but {expected} were to be of the {shuffled} shuffled")
-    what = f"{total.records} rows" if fmt is None and not samples else f"{total.records} {'samples' if samples else 'records'}, {total.bytes} bytes"
+    if documents:
+        what = f"{total.records} documents, {total.bytes} bytes of tokens"
+    elif samples:
+        what = f"{total.records} samples, {total.bytes} bytes"
+    else:
+        what = f"{total.records} rows" if fmt is None else f"{total.records} records, {total.bytes} bytes"
     summary = f"{len(data['outputs'])} output file(s) match {path}: {what}"
     return problems, summary
