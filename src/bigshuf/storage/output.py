@@ -16,7 +16,7 @@ import numpy as np
 from ..core.fingerprint import Fingerprint, fingerprint
 from ..core.parallel import Workers
 from ..core.records import array_block, array_bytes
-from ..core.resume import FileCheck, ResumePoint
+from ..core.resume import FileCheck, ResumePoint, advice, refusal
 from ..errors import OutputError, UsageError, option
 from .commit import CommitInterrupted, OutputFiles, deferred_signals
 from .layout import Sharding, SplitPart, shard_option, split_counts, split_target
@@ -102,13 +102,15 @@ class Output:
         self.resume_dir = ""  # --resume: the checkpoint's directory, named in refusals
         self._checks: list[FileCheck] = []  # --resume: size and CRC of each file as checkpointed
         self.shard_suffix: str | None = None  # of files in a --shards directory, if not the codec's
+        #: --resume: reads an output temp file back (written with a codec, or None) as its fingerprint.
+        self.rescan: Callable[[str, CodecChoice | None], Fingerprint] | None = None
         if self.sharding.on and (self.target is None or self.target == "-"):
             raise UsageError(
                 f"{shard_option(self.sharding)} needs {option('output')} naming a directory or a pattern like out/part-{{:05d}}.jsonl"
             )
 
     @property
-    def _plain(self) -> bool:
+    def plain(self) -> bool:
         """One output, nothing to count per file: records go straight to its sink (``-r`` may write without end)."""
         return not self.sharding.on and self.split is None and self.manifest is None
 
@@ -121,24 +123,14 @@ class Output:
         if self._bounds:
             return
         self._bounds = [0, total]
-        if not self._plain:
+        if not self.plain:
             self._plan(total)
         if restore is not None:
-            self._done = restore["done"]
-            self.fingerprint = Fingerprint(*restore["fingerprint"])
-            for i, (size, crc) in enumerate(restore["files"]):
-                at = ResumePoint(size, crc, finished=i < len(restore["files"]) - 1)
-                sink = self._file_sink(i, at)
-                self.sinks.append(sink)
-                self.outputs.append(OutputFile(None, sink.name))
-                self._checks.append(FileCheck(sink.tmp_path, at))
-                self._finished += at.finished
-            if self.sinks and self._groups:
-                self._group, self._index = 0, len(self.sinks) - 1
-                self._end = self.sharding.file_end(0, total, self._index)
-        elif self._plain:
+            self._restore(restore)
+        elif self.plain:
             if self.resume_tag is not None:
-                self._open(self._file_sink(0, None))
+                assert self.target is not None
+                self._open(self._file_sink(0, self.target, None))
             else:
                 self._open(open_output(self.target, self._codec_choice(), files=self.files))
             self.outputs.append(OutputFile(None, self.target or "-"))
@@ -177,20 +169,107 @@ class Output:
             option_name=shard_option(self.sharding),
         )[0]
 
-    def _file_sink(self, i: int, at: ResumePoint | None) -> AtomicFileSink:
-        """The --resume file of shard ``i`` (or of the single output): fresh, or reopened ``at`` a checkpoint."""
-        path = self._paths[i] if self.shards is not None else self.target
-        assert path is not None
+    def _file_sink(self, i: int, path: str, at: ResumePoint | None) -> AtomicFileSink:
+        """The --resume file number ``i`` (named ``path``): fresh, or reopened ``at`` a checkpoint. A name
+        bigshuf made (a shard's, a split's) is opened in its directory's real path, never through a
+        link; the single output as ``-o`` names it, links followed (as a run without --resume does)."""
         finished = at is not None and at.finished
         codec = None if finished else output_codec(path, self._codec_choice())
+        made = self.sharding.on or self.split is not None
+        if made:
+            self._made += make_directories([path])
         sink = AtomicFileSink(
-            generated_path(path) if self.shards is not None else os.path.realpath(path), codec, path, self.resume_tag, at,
-            self.resume_dir,
-            files=self.files, index=None if self.shards is None else i,
+            generated_path(path) if made else os.path.realpath(path), codec, path, self.resume_tag, at, self.resume_dir,
+            files=self.files, index=i if made else None,
         )
         if finished:
             sink.finish()
         return sink
+
+    def _restore(self, restore: dict[str, Any]) -> None:
+        """Take up the files of an interrupted ``--resume`` run (a ``checkpoint()``): each where the
+        plan puts it, finished ones as they are, the last cut back to the checkpoint and appended to.
+        A layout the plan could not have made is refused; with a manifest or ``--shard-size`` each
+        file's records are read back from disk rather than taken from the checkpoint."""
+        counts: list[int] = restore["records"]
+        self._done = restore["done"]
+        self.fingerprint = Fingerprint(*restore["fingerprint"])
+        places = [(0, 0)] * len(counts) if self.plain else self._places(counts)
+        for i, ((size, crc), records, (group, index)) in enumerate(zip(restore["files"], counts, places)):
+            at = ResumePoint(size, crc, finished=i < len(counts) - 1)
+            path = self.target if self.plain else self._file_path(group, index)
+            assert path is not None
+            sink = self._file_sink(i, path, at)
+            self.sinks.append(sink)
+            self.outputs.append(OutputFile(None if self.plain else self._groups[group][0], path, records))
+            self._checks.append(FileCheck(sink.tmp_path, at))
+            self._finished += at.finished
+        if self.sinks and self._groups:
+            self._group, self._index = places[-1]
+            _split, _target, start, count = self._groups[self._group]
+            self._end = self.sharding.file_end(start, count, self._index)
+        if self.rescan is not None and (self.manifest is not None or self.sharding.size is not None):
+            self._read_back()
+
+    def _places(self, counts: list[int]) -> list[tuple[int, int]]:
+        """The split and file number of each file a checkpoint lists with ``counts`` records, as
+        ``emit`` opens them; a refusal if those counts do not fit the plan (files cut by count must
+        hold exactly theirs, the last one at most; no file may run past its split's end)."""
+        places: list[tuple[int, int]] = []
+        done = 0
+        for i, records in enumerate(counts):
+            if not places:
+                group, index = 0, 0
+            elif self._more_in_group_at(places[-1], done):
+                group, index = places[-1][0], places[-1][1] + 1
+            else:
+                group, index = places[-1][0] + 1, 0
+            if group >= len(self._groups):
+                raise refusal(self.resume_dir, f"lists {len(counts)} output files, more than the output has")
+            _split, _target, start, count = self._groups[group]
+            end = self.sharding.file_end(start, count, index)
+            last = i == len(counts) - 1
+            short = done + records != end if not last else records == 0  # a file is opened for a record
+            if done + records > end or (short and (last or self.sharding.size is None)):
+                raise refusal(
+                    self.resume_dir,
+                    f"counts {records} records in output file {i}, from record {done}; by the output's plan it ends at record {end}",
+                )
+            places.append((group, index))
+            done += records
+        return places
+
+    def _more_in_group_at(self, place: tuple[int, int], done: int) -> bool:
+        """``_more_in_group`` for the file at ``place`` once ``done`` records have been emitted."""
+        _split, _target, start, count = self._groups[place[0]]
+        files = self.sharding.files(count)
+        return done < start + count if files is None else place[1] + 1 < files
+
+    def _read_back(self) -> None:
+        """Count, size and fingerprint each file taken up from a checkpoint by reading it back
+        (``rescan``): its records must be the checkpoint's, and together their fingerprints the
+        checkpoint's; with ``--shard-size`` every file followed by another of its split must be full."""
+        assert self.rescan is not None
+        total = Fingerprint()
+        hashing = self.verify or self.manifest is not None
+        for i, (sink, out) in enumerate(zip(self.sinks, self.outputs)):
+            assert isinstance(sink, AtomicFileSink)
+            fp = self.rescan(sink.tmp_path, output_codec(out.path, self._codec_choice()))
+            if fp.records != out.records:
+                raise OutputError(
+                    f"{sink.tmp_path}: holds {fp.records} records, the checkpoint in {self.resume_dir} says {out.records}; "
+                    f"{advice(self.resume_dir)}"
+                )
+            out.bytes = fp.bytes
+            if hashing:
+                out.fingerprint = fp
+            total += fp
+            following = self.outputs[i + 1] if i + 1 < len(self.outputs) else None
+            size = self.sharding.size
+            if size is not None and following is not None and following.split == out.split and fp.bytes < size:
+                raise refusal(self.resume_dir, f"cut output file {i} at {fp.bytes} bytes of records, short of {size}")
+        if hashing and total != self.fingerprint:
+            raise refusal(self.resume_dir, "holds an output fingerprint that the files taken up from it do not add up to")
 
     def checkpoint(self) -> dict[str, Any]:
         """Where the output stands after the queued writes, every file synced up to there:
@@ -210,6 +289,7 @@ class Output:
             "files": files,
             "done": self._done,
             "fingerprint": [self.fingerprint.records, self.fingerprint.bytes, self.fingerprint.digest],
+            "records": [out.records for out in self.outputs],
         }
 
     # The hooks below are where an output of table rows (tables.TableOutput) differs.
@@ -285,7 +365,7 @@ class Output:
         i = len(self.sinks)
         path = self._file_path(self._group, self._index)
         if self.resume_tag is not None:
-            self._open(self._file_sink(i, None))
+            self._open(self._file_sink(i, path, None))
         elif not self.sharding.on and self.split is None:
             self._open(open_output(path, self._codec_choice(), files=self.files))
         else:
@@ -316,7 +396,7 @@ class Output:
 
     def emit(self, records: Any) -> None:
         """Queue a chunk of shuffled records (an Arrow array, or a table for table rows), cut at the files' ends."""
-        if self._plain:
+        if self.plain:
             if self.verify:
                 self._count(records)
             self._write(0, records)
@@ -343,7 +423,7 @@ class Output:
 
     def commit(self) -> None:
         """Finish every sink, then make them visible (all files and the manifest or none, through ``OutputFiles.commit``)."""
-        if self._plain:
+        if self.plain:
             self.writer.flush()
             self._close_format(0)
             sink = self.sinks[0]

@@ -1,0 +1,229 @@
+"""--resume with the training mix's output layouts (issue 15): ``--shard-records``, ``--split``,
+``--manifest`` and ``--shard-size``. A run interrupted at several points in turn (in pass 1,
+after it, early and late in pass 2), each time resumed, writes exactly the files an
+uninterrupted run writes; a checkpoint whose new fields were tampered with is refused in one
+line naming its directory, and so is a rerun that changes the layout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import bigshuf
+from bigshuf.progress import Progress
+
+from helpers import checkpoint_state, write_short_lines
+
+SEED, MEMORY = 7, "2M"
+
+Ready = Callable[[dict[str, Any]], bool]
+
+
+class Stop(Exception):
+    """Raised by ``StopWhen`` to interrupt a run."""
+
+
+class StopWhen(Progress):
+    """Progress hooks that interrupt the run once its checkpoint satisfies ``ready``."""
+
+    def __init__(self, temp: Path, ready: Ready) -> None:
+        self.temp, self.ready = temp, ready
+
+    def update(self, nbytes: int) -> None:
+        if self.ready(checkpoint_state(self.temp)):
+            raise Stop
+
+
+#: Where the run is interrupted, one after the other: each resumed run goes on to the next point.
+POINTS: list[tuple[str, Ready]] = [
+    ("in pass 1", lambda s: s.get("blocks_done", 0) >= 2 and "pass1_done" not in s),
+    ("after pass 1", lambda s: "pass1_done" in s),
+    ("early in pass 2", lambda s: s.get("buckets_done", 0) >= 2),
+    ("late in pass 2", lambda s: s.get("buckets_done", 0) >= s.get("keep", 0) - 2),
+]
+
+#: Output layouts with their options, each written under ``out/`` (the manifest beside the files).
+LAYOUTS: dict[str, dict[str, Any]] = {
+    "shard-records, -n": {"output": "out/part-{:03d}.txt", "shard_records": 23_000, "head_count": 150_001},
+    "split, shard-records, manifest, gzip": {
+        "output": "out/{split}/p-{:03d}.txt.gz", "split": "valid=1000,test=0.1,train=rest", "shard_records": 30_000,
+        "manifest": "out/manifest.json",
+    },
+    "shard-size, split, manifest, zstd": {
+        "output": "out/{split}/p-{:03d}.txt", "split": "small=0.03,big=rest", "shard_size": "700K", "manifest": "out/m.json",
+        "compress": "zstd",
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """200,000 short lines (6 MB): 24 buckets and 6 pass-1 blocks at ``-S 2M``."""
+    return write_short_lines(tmp_path_factory.mktemp("layouts") / "in.txt", 200_000, seed=5)
+
+
+def run(corpus: Path, where: Path, options: dict[str, Any], progress: Progress | None = None) -> None:
+    """The job of ``options`` in directory ``where`` (its ``out/`` and its ``-T``)."""
+    opts = dict(options)
+    output = str(where / opts.pop("output"))
+    if "manifest" in opts:
+        opts["manifest"] = str(where / opts["manifest"])
+    (where / "t").mkdir(parents=True, exist_ok=True)
+    bigshuf.shuffle(
+        corpus, output, memory=MEMORY, seed=SEED, tmp_dir=where / "t", resume=True, progress=progress or Progress(), **opts,
+    )
+
+
+def files_under(top: Path) -> dict[str, bytes]:
+    """Every file under ``top``, by its path relative to it."""
+    return {str(p.relative_to(top)): p.read_bytes() for p in sorted(top.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_run_interrupted_at_several_points_writes_what_an_uninterrupted_run_writes(
+    tmp_path: Path, corpus: Path, layout: str,
+) -> None:
+    options = LAYOUTS[layout]
+    run(corpus, tmp_path / "ref", options)
+    reference = files_under(tmp_path / "ref" / "out")
+    assert len(reference) >= 2
+    job = tmp_path / "job"
+    for name, ready in POINTS:
+        with pytest.raises(Stop):
+            run(corpus, job, options, StopWhen(job / "t", ready))
+        assert ready(checkpoint_state(job / "t")), name
+        assert not (job / "out").exists() or all(p.is_dir() or ".bigshuf-" in p.name for p in (job / "out").rglob("*"))
+    run(corpus, job, options)
+    assert files_under(job / "out") == reference
+    assert list((job / "t").iterdir()) == []
+    if "manifest" in options:
+        checked = subprocess.run(
+            [sys.executable, "-m", "bigshuf", "--check-manifest", str(job / options["manifest"])], capture_output=True,
+        )
+        assert checked.returncode == 0, checked.stderr
+
+
+def interrupted(where: Path, corpus: Path, options: dict[str, Any], ready: Ready) -> tuple[Path, dict[str, Any]]:
+    """A job of ``options`` in ``where`` stopped once its checkpoint satisfies ``ready``: its directory and checkpoint."""
+    with pytest.raises(Stop):
+        run(corpus, where, options, StopWhen(where / "t", ready))
+    (directory,) = [d for d in (where / "t").iterdir() if d.name.startswith("bigshuf-resume-")]
+    return directory, checkpoint_state(where / "t")
+
+
+def argv(where: Path, corpus: Path, options: dict[str, Any]) -> list[str]:
+    """The command line of the job of ``options`` in ``where``."""
+    args = [sys.executable, "-m", "bigshuf", "--resume", "--seed", str(SEED), "-S", MEMORY, "-T", str(where / "t")]
+    for key, value in options.items():
+        if key != "output":
+            flag = "-n" if key == "head_count" else "--" + key.replace("_", "-")
+            args += [flag, str(where / value) if key == "manifest" else str(value)]
+    return [*args, str(corpus), "-o", str(where / options["output"])]
+
+
+SPLIT_MANIFEST = LAYOUTS["split, shard-records, manifest, gzip"]
+SIZED = LAYOUTS["shard-size, split, manifest, zstd"]
+
+
+def _move_a_record(s: dict[str, Any]) -> None:
+    """One record counted in the first file instead of the last (the sum kept)."""
+    records = s["output"]["records"]
+    records[0] += 1
+    records[-1] -= 1
+
+
+def _drop_a_file(s: dict[str, Any]) -> None:
+    """The last file forgotten, its records counted in the one before."""
+    out = s["output"]
+    out["records"][-2] += out["records"].pop()
+    out["files"].pop()
+
+
+def _one_more_file(s: dict[str, Any]) -> None:
+    """A file more than the output has so far, with one of the last file's records."""
+    out = s["output"]
+    out["records"][-1] -= 1
+    out["records"].append(1)
+    out["files"].append(list(out["files"][-1]))
+
+
+def _fingerprint_digest(s: dict[str, Any]) -> None:
+    """The output's fingerprint changed, its counts kept."""
+    s["output"]["fingerprint"][2] ^= 1
+
+
+def _records_missing(s: dict[str, Any]) -> None:
+    del s["output"]["records"]
+
+
+TAMPER: dict[str, Callable[[dict[str, Any]], None]] = {
+    "records missing": _records_missing,
+    "a record moved between files": _move_a_record,
+    "a file dropped": _drop_a_file,
+    "a file added": _one_more_file,
+    "fingerprint": _fingerprint_digest,
+}
+
+
+@pytest.fixture(scope="module")
+def stopped(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path, dict[str, Any]]]:
+    """Per layout (split and shards by records; split and shards by size), a job interrupted in
+    pass 2 with several output files: where it runs, its checkpoint's directory and the checkpoint."""
+    jobs = {}
+    for name, options in (("records", SPLIT_MANIFEST), ("size", SIZED)):
+        where = tmp_path_factory.mktemp(name)
+        directory, state = interrupted(where, corpus, options, lambda s: s.get("buckets_done", 0) >= 8)
+        assert len(state["output"]["files"]) >= 3
+        jobs[name] = (where, directory, state)
+    return jobs
+
+
+@pytest.mark.parametrize("layout", ["records", "size"])
+@pytest.mark.parametrize("tamper", list(TAMPER))
+def test_tampered_layout_fields_are_refused(
+    corpus: Path, stopped: dict[str, tuple[Path, Path, dict[str, Any]]], tamper: str, layout: str,
+) -> None:
+    """Each tampered field is refused naming the directory to remove, before any output is put in
+    place; the checkpoint put back, the job still resumes (the refused run changed nothing)."""
+    where, directory, state = stopped[layout]
+    changed = json.loads(json.dumps(state))
+    TAMPER[tamper](changed)
+    (directory / "state.json").write_text(json.dumps(changed))
+    try:
+        with pytest.raises((bigshuf.TempSpaceError, bigshuf.OutputError), match=f"remove {directory} to start afresh"):
+            run(corpus, where, SPLIT_MANIFEST if layout == "records" else SIZED)
+    finally:
+        (directory / "state.json").write_text(json.dumps(state))
+    assert [p for p in (where / "out").rglob("*") if p.is_file() and ".bigshuf-" not in p.name] == []
+
+
+@pytest.mark.parametrize(
+    "change", [{"split": "valid=1000,test=0.2,train=rest"}, {"shard_records": 29_000}, {"manifest": "out/other.json"}],
+)
+def test_a_rerun_with_another_layout_is_refused_naming_the_checkpoint(
+    corpus: Path, stopped: dict[str, tuple[Path, Path, dict[str, Any]]], change: dict[str, Any],
+) -> None:
+    """The checkpoint is named by the output alone: a rerun with another split, shard size or
+    manifest finds it, and is refused by its key before it reads or writes anything."""
+    where, directory, state = stopped["records"]
+    with pytest.raises(bigshuf.TempSpaceError) as refused:
+        run(corpus, where, {**SPLIT_MANIFEST, **change})
+    assert str(refused.value).startswith(f"{directory}: checkpoint ") and "other inputs, seed or options" in str(refused.value)
+    assert str(refused.value).endswith(f"remove {directory} to start afresh")
+    assert checkpoint_state(where / "t") == state
+
+
+def test_a_rerun_with_another_split_says_so_in_one_line(corpus: Path, stopped: dict[str, tuple[Path, Path, dict[str, Any]]]) -> None:
+    where, directory, state = stopped["records"]
+    result = subprocess.run(argv(where, corpus, {**SPLIT_MANIFEST, "split": "valid=1000,test=0.2,train=rest"}), capture_output=True)
+    err = result.stderr.decode()
+    assert result.returncode == 1 and err.startswith(f"bigshuf: {directory}: ") and err.count("\n") == 1, err
+    assert checkpoint_state(where / "t") == state
