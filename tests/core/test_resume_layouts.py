@@ -61,24 +61,40 @@ LAYOUTS: dict[str, dict[str, Any]] = {
         "output": "out/{split}/p-{:03d}.txt", "split": "small=0.03,big=rest", "shard_size": "700K", "manifest": "out/m.json",
         "compress": "zstd",
     },
+    "sources at rates, split, manifest, verify": {
+        "output": "out/{split}.txt", "weighted": True, "rates": {"web": 0.5, "code": 2.5}, "split": "valid=0.01,train=rest",
+        "manifest": "out/m.json", "verify": True,
+    },
+    "sources mixed, stratified, shard-records": {
+        "output": "out/{split}/p-{:02d}.txt", "weighted": True, "mix": {"web": 0.7, "code": 0.3}, "total": 150_000,
+        "split": "valid=0.02,train=rest", "stratify": True, "shard_records": 40_000,
+    },
 }
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """200,000 short lines (6 MB): 24 buckets and 6 pass-1 blocks at ``-S 2M``."""
-    return write_short_lines(tmp_path_factory.mktemp("layouts") / "in.txt", 200_000, seed=5)
+    """200,000 short lines (6 MB): 21 buckets and 6 pass-1 blocks at ``-S 2M``; beside it, for
+    weighted sources, ``code.txt`` of 30,000."""
+    top = tmp_path_factory.mktemp("layouts")
+    write_short_lines(top / "code.txt", 30_000, seed=6)
+    return write_short_lines(top / "in.txt", 200_000, seed=5)
 
 
 def run(corpus: Path, where: Path, options: dict[str, Any], progress: Progress | None = None) -> None:
-    """The job of ``options`` in directory ``where`` (its ``out/`` and its ``-T``)."""
+    """The job of ``options`` in directory ``where`` (its ``out/`` and its ``-T``); ``weighted``: the
+    corpus and ``code.txt`` as two sources."""
     opts = dict(options)
     output = str(where / opts.pop("output"))
+    inputs: Path | tuple[()] = corpus
+    if opts.pop("weighted", False):
+        opts["sources"] = {"web": str(corpus), "code": str(corpus.parent / "code.txt")}
+        inputs = ()
     if "manifest" in opts:
         opts["manifest"] = str(where / opts["manifest"])
     (where / "t").mkdir(parents=True, exist_ok=True)
     bigshuf.shuffle(
-        corpus, output, memory=MEMORY, seed=SEED, tmp_dir=where / "t", resume=True, progress=progress or Progress(), **opts,
+        inputs, output, memory=MEMORY, seed=SEED, tmp_dir=where / "t", resume=True, progress=progress or Progress(), **opts,
     )
 
 
@@ -134,16 +150,17 @@ SIZED = LAYOUTS["shard-size, split, manifest, zstd"]
 
 
 def _move_a_record(s: dict[str, Any]) -> None:
-    """One record counted in the first file instead of the last (the sum kept)."""
+    """One record counted in the last file but one instead of the last (the sum kept)."""
     records = s["output"]["records"]
-    records[0] += 1
+    records[-2] += 1
     records[-1] -= 1
 
 
 def _drop_a_file(s: dict[str, Any]) -> None:
     """The last file forgotten, its records counted in the one before."""
     out = s["output"]
-    out["records"][-2] += out["records"].pop()
+    last = out["records"].pop()
+    out["records"][-1] += last
     out["files"].pop()
 
 
@@ -164,6 +181,16 @@ def _records_missing(s: dict[str, Any]) -> None:
     del s["output"]["records"]
 
 
+def _bytes_done(s: dict[str, Any]) -> None:
+    """Pass 1 said to have scattered a byte more (weighted sources' buckets do not hold the bytes read)."""
+    s["bytes_done"] += 1
+
+
+def _bucket_records(s: dict[str, Any]) -> None:
+    """A record more in the first bucket, its bytes kept."""
+    s["buckets"]["records"][0] += 1
+
+
 TAMPER: dict[str, Callable[[dict[str, Any]], None]] = {
     "records missing": _records_missing,
     "a record moved between files": _move_a_record,
@@ -171,25 +198,43 @@ TAMPER: dict[str, Callable[[dict[str, Any]], None]] = {
     "a file added": _one_more_file,
     "fingerprint": _fingerprint_digest,
 }
+WEIGHTED = LAYOUTS["sources at rates, split, manifest, verify"]
+JOBS = {"records": SPLIT_MANIFEST, "size": SIZED, "weighted": WEIGHTED}
+TAMPER.update({"bytes_done": _bytes_done, "a bucket's records": _bucket_records})
+#: Each layout's tampering, with what the refusal says: which check caught it.
+CASES = [
+    ("records", "records missing", "output is not {files, done, fingerprint, records}"),
+    ("records", "a record moved between files", "by the output's plan it ends at record"),
+    ("records", "a file dropped", "by the output's plan it ends at record"),
+    ("records", "a file added", "by the output's plan it ends at record"),
+    ("records", "fingerprint", "output fingerprint that the files taken up from it do not add up to"),
+    ("size", "a record moved between files", "the checkpoint in"),  # each file's records, read back
+    ("size", "a file dropped", "the checkpoint in"),
+    ("size", "a file added", "the checkpoint says"),  # the last file is then a finished one, cut short
+    ("size", "fingerprint", "output fingerprint that the files taken up from it do not add up to"),
+    ("weighted", "a file added", "by the output's plan it ends at record"),
+    ("weighted", "bytes_done", "the inputs hold"),  # read again, the draws replayed
+    ("weighted", "a bucket's records", "read_fingerprint"),
+]
 
 
 @pytest.fixture(scope="module")
 def stopped(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path, dict[str, Any]]]:
-    """Per layout (split and shards by records; split and shards by size), a job interrupted in
-    pass 2 with several output files: where it runs, its checkpoint's directory and the checkpoint."""
+    """Per layout (split and shards by records; split and shards by size; weighted sources), a job
+    interrupted in pass 2 with several output files: where it runs, its checkpoint's directory and
+    the checkpoint."""
     jobs = {}
-    for name, options in (("records", SPLIT_MANIFEST), ("size", SIZED)):
+    for name, options in JOBS.items():
         where = tmp_path_factory.mktemp(name)
         directory, state = interrupted(where, corpus, options, lambda s: s.get("buckets_done", 0) >= 8)
-        assert len(state["output"]["files"]) >= 3
+        assert len(state["output"]["files"]) >= 2
         jobs[name] = (where, directory, state)
     return jobs
 
 
-@pytest.mark.parametrize("layout", ["records", "size"])
-@pytest.mark.parametrize("tamper", list(TAMPER))
+@pytest.mark.parametrize("layout,tamper,caught", CASES)
 def test_tampered_layout_fields_are_refused(
-    corpus: Path, stopped: dict[str, tuple[Path, Path, dict[str, Any]]], tamper: str, layout: str,
+    corpus: Path, stopped: dict[str, tuple[Path, Path, dict[str, Any]]], tamper: str, layout: str, caught: str,
 ) -> None:
     """Each tampered field is refused naming the directory to remove, before any output is put in
     place; the checkpoint put back, the job still resumes (the refused run changed nothing)."""
@@ -198,24 +243,27 @@ def test_tampered_layout_fields_are_refused(
     TAMPER[tamper](changed)
     (directory / "state.json").write_text(json.dumps(changed))
     try:
-        with pytest.raises((bigshuf.TempSpaceError, bigshuf.OutputError), match=f"remove {directory} to start afresh"):
-            run(corpus, where, SPLIT_MANIFEST if layout == "records" else SIZED)
+        with pytest.raises((bigshuf.TempSpaceError, bigshuf.OutputError, bigshuf.InputError)) as refused:
+            run(corpus, where, JOBS[layout])
     finally:
         (directory / "state.json").write_text(json.dumps(state))
+    assert caught in str(refused.value) and str(refused.value).endswith(f"remove {directory} to start afresh"), refused.value
     assert [p for p in (where / "out").rglob("*") if p.is_file() and ".bigshuf-" not in p.name] == []
 
 
-@pytest.mark.parametrize(
-    "change", [{"split": "valid=1000,test=0.2,train=rest"}, {"shard_records": 29_000}, {"manifest": "out/other.json"}],
-)
+@pytest.mark.parametrize("layout,change", [
+    ("records", {"split": "valid=1000,test=0.2,train=rest"}), ("records", {"shard_records": 29_000}),
+    ("records", {"manifest": "out/other.json"}), ("size", {"shard_size": "701K"}),
+    ("weighted", {"rates": {"web": 0.5, "code": 2}}), ("weighted", {"stratify": True}),
+])
 def test_a_rerun_with_another_layout_is_refused_naming_the_checkpoint(
-    corpus: Path, stopped: dict[str, tuple[Path, Path, dict[str, Any]]], change: dict[str, Any],
+    corpus: Path, stopped: dict[str, tuple[Path, Path, dict[str, Any]]], layout: str, change: dict[str, Any],
 ) -> None:
-    """The checkpoint is named by the output alone: a rerun with another split, shard size or
-    manifest finds it, and is refused by its key before it reads or writes anything."""
-    where, directory, state = stopped["records"]
+    """The checkpoint is named by the output alone: a rerun with another split, shard cut, manifest
+    or rate finds it, and is refused by its key before it reads or writes anything."""
+    where, directory, state = stopped[layout]
     with pytest.raises(bigshuf.TempSpaceError) as refused:
-        run(corpus, where, {**SPLIT_MANIFEST, **change})
+        run(corpus, where, {**JOBS[layout], **change})
     assert str(refused.value).startswith(f"{directory}: checkpoint ") and "other inputs, seed or options" in str(refused.value)
     assert str(refused.value).endswith(f"remove {directory} to start afresh")
     assert checkpoint_state(where / "t") == state

@@ -243,9 +243,15 @@ class TwoPass(ABC):
         """Temporary space ``nbytes`` of records take as buckets."""
         return nbytes
 
+    def replay(self, block: Any, key: Key) -> None:
+        """``--resume``: a top-level block scattered before the interruption, read again; a format
+        whose draws run on from block to block (weighted sources' picks) draws its share again
+        from stream ``key`` as ``scatter`` would, writing nothing."""
+
     def rereads_inputs(self) -> bool:
-        """``--resume`` past pass 1: whether the inputs are read again (scattering nothing), for
-        counts the output needs of them (a manifest's), checked against the checkpoint's."""
+        """``--resume`` past pass 1: whether the inputs are read again (scattering nothing, see
+        ``replay``), for what the output needs of them (a manifest's counts, weighted sources'
+        draws), their bytes checked against the checkpoint's."""
         return False
 
     def finished(self) -> None:
@@ -376,6 +382,7 @@ class TwoPass(ABC):
             if index < done:
                 if seen == done and scattered != self.state["bytes_done"]:
                     raise refusal(self.state_dir, f"counts {self.state['bytes_done']} bytes in {done} blocks, the inputs hold {scattered}")
+                self.replay(block, streams.scatter(key, index))
                 continue  # scattered before the interruption
             if complete:
                 raise refusal(self.state_dir, f"counts {done} blocks read, the inputs hold more")

@@ -139,7 +139,7 @@ class ResumableLines:
         request = self.request
         job = Job(
             self.resume_key, self.input_ids, request.verify, self.head_count, self.out.plain, request.compress_temp,
-            request.verify or request.manifest is not None,
+            request.verify or request.manifest is not None, weighted=bool(request.sources),
         )
         validate_state(state, job, directory)
         self.state = state

@@ -239,7 +239,11 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         return entries
 
     def rereads_inputs(self) -> bool:
-        return self.counted_reader is not None
+        return self.counted_reader is not None or self.mixer is not None
+
+    def replay(self, block: Any, key: Key) -> None:
+        if isinstance(block, tuple):
+            self._pick_copies(block[0], block[1], key)
 
     def finished(self) -> None:
         if self.resume_space is not None:
