@@ -1,9 +1,11 @@
 """``--resume``: the job's lock, its checkpoint file, and the checks that keep a resumed run from
 trusting anything it finds on disk.
 
-A job is named by a key made of its inputs' paths, its output, its seed and options (not ``-T``).
-Its lock is a file beside the output, so two runs of one job exclude each other whatever ``-T``
-each was given, and it is taken before anything else of the job is touched. The checkpoint
+A job's files are named by its output; its key, made of its inputs' paths, its output, its seed and
+options (not ``-T``), is kept in its checkpoint, so a rerun of the output with other options is
+refused rather than started beside the checkpoint. Its lock is a file beside the output, so two
+runs for one output exclude each other whatever ``-T`` each was given, and it is taken before
+anything else of the job is touched. The checkpoint
 (``state.json``) and the buckets live in a private directory under ``-T``; the output's
 temporary files beside the output. Whatever is read back is validated: every field of the
 checkpoint, each input's size, modification time and sampled content, each file's size and
