@@ -19,6 +19,7 @@ import pytest
 
 import bigshuf
 from bigshuf.progress import Progress
+from bigshuf.storage.layout import Sharding, file_places
 
 from helpers import checkpoint_state, write_short_lines
 
@@ -275,3 +276,26 @@ def test_a_rerun_with_another_split_says_so_in_one_line(corpus: Path, stopped: d
     err = result.stderr.decode()
     assert result.returncode == 1 and err.startswith(f"bigshuf: {directory}: ") and err.count("\n") == 1, err
     assert checkpoint_state(where / "t") == state
+
+
+@pytest.mark.parametrize("counts,splits,sharding,places", [
+    ([3, 3, 1], [7], Sharding(records=3), [(0, 0), (0, 1), (0, 2)]),
+    ([2, 3, 1], [2, 5], Sharding(records=3), [(0, 0), (1, 0), (1, 1)]),
+    ([0, 0, 2, 3, 1], [0, 5, 4], Sharding(count=2), [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0)]),  # an empty split: empty shards
+    ([4, 1, 2], [5, 2], Sharding(size=100), [(0, 0), (0, 1), (1, 0)]),
+    ([5], [5, 2], Sharding(), [(0, 0)]),
+])
+def test_file_places_follow_the_plan(counts: list[int], splits: list[int], sharding: Sharding, places: list[tuple[int, int]]) -> None:
+    assert file_places(counts, splits, sharding) == places
+
+
+@pytest.mark.parametrize("counts,splits,sharding", [
+    ([2, 3], [7], Sharding(records=3)),  # a file cut by count that is not full
+    ([3, 3, 1, 1], [7], Sharding(records=3)),  # a file more than the split has
+    ([3, 0], [7], Sharding(records=3)),  # the last file empty: none is opened without a record
+    ([6], [5, 2], Sharding(size=100)),  # past the split's end
+    ([5, 2, 1], [5, 2], Sharding()),  # more files than the splits
+])
+def test_file_places_refuse_what_no_run_cuts(counts: list[int], splits: list[int], sharding: Sharding) -> None:
+    with pytest.raises(ValueError):
+        file_places(counts, splits, sharding)

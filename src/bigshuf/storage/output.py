@@ -19,7 +19,7 @@ from ..core.records import array_block, array_bytes
 from ..core.resume import FileCheck, ResumePoint, advice, refusal
 from ..errors import OutputError, UsageError, option
 from .commit import CommitInterrupted, OutputFiles, deferred_signals
-from .layout import Sharding, SplitPart, shard_option, split_counts, split_target
+from .layout import Sharding, SplitPart, file_places, shard_option, split_counts, split_target
 from .manifest import build_manifest, write_manifest
 from .safefs import generated_path
 from .shards import check_shard_count, make_directories, shard_names
@@ -194,7 +194,10 @@ class Output:
         counts: list[int] = restore["records"]
         self._done = restore["done"]
         self.fingerprint = Fingerprint(*restore["fingerprint"])
-        places = [(0, 0)] * len(counts) if self.plain else self._places(counts)
+        try:
+            places = [(0, 0)] * len(counts) if self.plain else file_places(counts, [g[3] for g in self._groups], self.sharding)
+        except ValueError as e:
+            raise refusal(self.resume_dir, str(e)) from None
         for i, ((size, crc), records, (group, index)) in enumerate(zip(restore["files"], counts, places)):
             at = ResumePoint(size, crc, finished=i < len(counts) - 1)
             path = self.target if self.plain else self._file_path(group, index)
@@ -210,40 +213,6 @@ class Output:
             self._end = self.sharding.file_end(start, count, self._index)
         if self.rescan is not None and (self.manifest is not None or self.sharding.size is not None):
             self._read_back()
-
-    def _places(self, counts: list[int]) -> list[tuple[int, int]]:
-        """The split and file number of each file a checkpoint lists with ``counts`` records, as
-        ``emit`` opens them; a refusal if those counts do not fit the plan (files cut by count must
-        hold exactly theirs, the last one at most; no file may run past its split's end)."""
-        places: list[tuple[int, int]] = []
-        done = 0
-        for i, records in enumerate(counts):
-            if not places:
-                group, index = 0, 0
-            elif self._more_in_group_at(places[-1], done):
-                group, index = places[-1][0], places[-1][1] + 1
-            else:
-                group, index = places[-1][0] + 1, 0
-            if group >= len(self._groups):
-                raise refusal(self.resume_dir, f"lists {len(counts)} output files, more than the output has")
-            _split, _target, start, count = self._groups[group]
-            end = self.sharding.file_end(start, count, index)
-            last = i == len(counts) - 1
-            short = done + records != end if not last else records == 0  # a file is opened for a record
-            if done + records > end or (short and (last or self.sharding.size is None)):
-                raise refusal(
-                    self.resume_dir,
-                    f"counts {records} records in output file {i}, from record {done}; by the output's plan it ends at record {end}",
-                )
-            places.append((group, index))
-            done += records
-        return places
-
-    def _more_in_group_at(self, place: tuple[int, int], done: int) -> bool:
-        """``_more_in_group`` for the file at ``place`` once ``done`` records have been emitted."""
-        _split, _target, start, count = self._groups[place[0]]
-        files = self.sharding.files(count)
-        return done < start + count if files is None else place[1] + 1 < files
 
     def _read_back(self) -> None:
         """Count, size and fingerprint each file taken up from a checkpoint by reading it back
