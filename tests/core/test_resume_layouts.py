@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -53,18 +54,13 @@ POINTS: list[tuple[str, Ready]] = [
 
 #: Output layouts with their options, each written under ``out/`` (the manifest beside the files).
 LAYOUTS: dict[str, dict[str, Any]] = {
-    "shard-records, -n": {"output": "out/part-{:03d}.txt", "shard_records": 23_000, "head_count": 150_001},
-    "split, shard-records, manifest, gzip": {
+    "split, shard-records, manifest, gzip, -n": {
         "output": "out/{split}/p-{:03d}.txt.gz", "split": "valid=1000,test=0.1,train=rest", "shard_records": 30_000,
-        "manifest": "out/manifest.json",
+        "manifest": "out/manifest.json", "head_count": 150_001,
     },
     "shard-size, split, manifest, zstd": {
         "output": "out/{split}/p-{:03d}.txt", "split": "small=0.03,big=rest", "shard_size": "700K", "manifest": "out/m.json",
         "compress": "zstd",
-    },
-    "sources at rates, split, manifest, verify": {
-        "output": "out/{split}.txt", "weighted": True, "rates": {"web": 0.5, "code": 2.5}, "split": "valid=0.01,train=rest",
-        "manifest": "out/m.json", "verify": True,
     },
     "sources mixed, stratified, shard-records": {
         "output": "out/{split}/p-{:02d}.txt", "weighted": True, "mix": {"web": 0.7, "code": 0.3}, "total": 150_000,
@@ -128,6 +124,34 @@ def test_run_interrupted_at_several_points_writes_what_an_uninterrupted_run_writ
         assert checked.returncode == 0, checked.stderr
 
 
+def test_runs_killed_at_several_points_write_what_an_uninterrupted_run_writes(tmp_path: Path, corpus: Path) -> None:
+    """As above, with the command killed by SIGKILL (nothing of the run's own clean-up runs), on
+    weighted sources at rates cut into splits and shards by size, with a manifest and ``--verify``.
+    The uninterrupted run writes in the same place with the same command line first (the manifest
+    records it)."""
+    options = {
+        "output": "out/{split}/p-{:03d}.txt.gz", "split": "valid=0.01,train=rest", "shard_size": "1M",
+        "manifest": "out/m.json", "rate": ["web=0.6", "code=2.5"], "verify": True,
+        "source": ["web=" + str(corpus), "code=" + str(corpus.parent / "code.txt")],
+    }
+    cmd = argv(tmp_path, (), options)
+    (tmp_path / "t").mkdir()
+    subprocess.run(cmd, check=True)
+    (tmp_path / "out").rename(tmp_path / "ref")
+    for name, ready in [POINTS[0], *POINTS[2:]]:
+        proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while not ready(checkpoint_state(tmp_path / "t")):
+            assert proc.poll() is None, f"the run ended before {name}"
+            assert time.monotonic() < deadline
+            time.sleep(0.002)
+        proc.kill()
+        proc.wait()
+    subprocess.run(cmd, check=True, stderr=subprocess.DEVNULL)
+    assert files_under(tmp_path / "out") == files_under(tmp_path / "ref")
+    assert list((tmp_path / "t").iterdir()) == []
+
+
 def interrupted(where: Path, corpus: Path, options: dict[str, Any], ready: Ready) -> tuple[Path, dict[str, Any]]:
     """A job of ``options`` in ``where`` stopped once its checkpoint satisfies ``ready``: its directory and checkpoint."""
     with pytest.raises(Stop):
@@ -136,17 +160,18 @@ def interrupted(where: Path, corpus: Path, options: dict[str, Any], ready: Ready
     return directory, checkpoint_state(where / "t")
 
 
-def argv(where: Path, corpus: Path, options: dict[str, Any]) -> list[str]:
-    """The command line of the job of ``options`` in ``where``."""
+def argv(where: Path, inputs: Path | tuple[()], options: dict[str, Any]) -> list[str]:
+    """The command line of the job of ``options`` in ``where`` (a list value: the option repeated)."""
     args = [sys.executable, "-m", "bigshuf", "--resume", "--seed", str(SEED), "-S", MEMORY, "-T", str(where / "t")]
     for key, value in options.items():
         if key != "output":
             flag = "-n" if key == "head_count" else "--" + key.replace("_", "-")
-            args += [flag, str(where / value) if key == "manifest" else str(value)]
-    return [*args, str(corpus), "-o", str(where / options["output"])]
+            for each in value if isinstance(value, list) else [value]:
+                args += [flag] if each is True else [flag, str(where / each) if key == "manifest" else str(each)]
+    return [*args, *([] if inputs == () else [str(inputs)]), "-o", str(where / options["output"])]
 
 
-SPLIT_MANIFEST = LAYOUTS["split, shard-records, manifest, gzip"]
+SPLIT_MANIFEST = LAYOUTS["split, shard-records, manifest, gzip, -n"]
 SIZED = LAYOUTS["shard-size, split, manifest, zstd"]
 
 
@@ -199,7 +224,11 @@ TAMPER: dict[str, Callable[[dict[str, Any]], None]] = {
     "a file added": _one_more_file,
     "fingerprint": _fingerprint_digest,
 }
-WEIGHTED = LAYOUTS["sources at rates, split, manifest, verify"]
+#: Weighted sources at rates (the tampering tests; the SIGKILL test runs the like from the command line).
+WEIGHTED = {
+    "output": "out/{split}.txt", "weighted": True, "rates": {"web": 0.5, "code": 2.5}, "split": "valid=0.01,train=rest",
+    "manifest": "out/m.json", "verify": True,
+}
 JOBS = {"records": SPLIT_MANIFEST, "size": SIZED, "weighted": WEIGHTED}
 TAMPER.update({"bytes_done": _bytes_done, "a bucket's records": _bucket_records})
 #: Each layout's tampering, with what the refusal says: which check caught it.
