@@ -328,3 +328,22 @@ def test_file_places_follow_the_plan(counts: list[int], splits: list[int], shard
 def test_file_places_refuse_what_no_run_cuts(counts: list[int], splits: list[int], sharding: Sharding) -> None:
     with pytest.raises(ValueError):
         file_places(counts, splits, sharding)
+
+
+@pytest.mark.parametrize("layout", ["records", "size"])
+def test_a_finished_output_file_changed_on_disk_is_refused(
+    corpus: Path, stopped: dict[str, tuple[Path, Path, dict[str, Any]]], layout: str,
+) -> None:
+    """A file the checkpoint counts as finished (one byte of it changed, its size kept) is checked,
+    not trusted: refused naming it and the directory to remove."""
+    where, directory, _state = stopped[layout]
+    temps = sorted((p for p in (where / "out").rglob("*.bigshuf-tmp")), key=lambda p: p.stat().st_mtime_ns)
+    first = temps[0]
+    data = first.read_bytes()
+    first.write_bytes(data[:50] + bytes([data[50] ^ 1]) + data[51:])
+    try:
+        with pytest.raises(bigshuf.OutputError) as refused:
+            run(corpus, where, JOBS[layout])
+    finally:
+        first.write_bytes(data)
+    assert str(refused.value).startswith(f"{first}: ") and str(refused.value).endswith(f"remove {directory} to start afresh")
