@@ -232,7 +232,7 @@ class Job:
     inputs: list[list[Any]]
     verify: bool
     head_count: int | None
-    #: One output file and nothing counted per file (no shards, splits or manifest): ``Output.plain``.
+    #: One output file and nothing counted per file (no shards, splits or manifest): ``Output._plain``.
     plain: bool
     compress_temp: bool
     #: The output's records are fingerprinted as written (``--verify``, or a manifest).

@@ -110,9 +110,14 @@ class Output:
             )
 
     @property
-    def plain(self) -> bool:
+    def _plain(self) -> bool:
         """One output, nothing to count per file: records go straight to its sink (``-r`` may write without end)."""
         return not self.sharding.on and self.split is None and self.manifest is None
+
+    @property
+    def plain(self) -> bool:
+        """``_plain`` (which a format may override), for a run's ``--resume`` checkpoint checks."""
+        return self._plain
 
     def begin(self, total: int, restore: dict[str, Any] | None = None) -> None:
         """Plan the output now that the input has been read and ``total`` output records are known.
@@ -123,11 +128,11 @@ class Output:
         if self._bounds:
             return
         self._bounds = [0, total]
-        if not self.plain:
+        if not self._plain:
             self._plan(total)
         if restore is not None:
             self._restore(restore)
-        elif self.plain:
+        elif self._plain:
             if self.resume_tag is not None:
                 assert self.target is not None
                 self._open(self._file_sink(0, self.target, None))
@@ -195,16 +200,16 @@ class Output:
         self._done = restore["done"]
         self.fingerprint = Fingerprint(*restore["fingerprint"])
         try:
-            places = [(0, 0)] * len(counts) if self.plain else file_places(counts, [g[3] for g in self._groups], self.sharding)
+            places = [(0, 0)] * len(counts) if self._plain else file_places(counts, [g[3] for g in self._groups], self.sharding)
         except ValueError as e:
             raise refusal(self.resume_dir, str(e)) from None
         for i, ((size, crc), records, (group, index)) in enumerate(zip(restore["files"], counts, places)):
             at = ResumePoint(size, crc, finished=i < len(counts) - 1)
-            path = self.target if self.plain else self._file_path(group, index)
+            path = self.target if self._plain else self._file_path(group, index)
             assert path is not None
             sink = self._file_sink(i, path, at)
             self.sinks.append(sink)
-            self.outputs.append(OutputFile(None if self.plain else self._groups[group][0], path, records))
+            self.outputs.append(OutputFile(None if self._plain else self._groups[group][0], path, records))
             self._checks.append(FileCheck(sink.tmp_path, at))
             self._finished += at.finished
         if self.sinks and self._groups:
@@ -365,7 +370,7 @@ class Output:
 
     def emit(self, records: Any) -> None:
         """Queue a chunk of shuffled records (an Arrow array, or a table for table rows), cut at the files' ends."""
-        if self.plain:
+        if self._plain:
             if self.verify:
                 self._count(records)
             self._write(0, records)
@@ -392,7 +397,7 @@ class Output:
 
     def commit(self) -> None:
         """Finish every sink, then make them visible (all files and the manifest or none, through ``OutputFiles.commit``)."""
-        if self.plain:
+        if self._plain:
             self.writer.flush()
             self._close_format(0)
             sink = self.sinks[0]
