@@ -90,7 +90,8 @@ Mandatory arguments to long options are mandatory for short options too.
       --resume              with --seed: checkpoint an external run, and
                               continue an interrupted one with the same
                               arguments where it stopped (inputs must not
-                              have changed)
+                              have changed; a rerun of the output with other
+                              options is refused, naming the checkpoint)
       --verify              fingerprint the records read and written; if they
                               differ, fail and leave the output untouched
       --unique              keep one copy of byte-identical lines (as sort -u),

@@ -324,7 +324,7 @@ def _shard_size(value: object) -> int | None:
 
 def _check_outputs(request: Request) -> None:
     """Refuse output layouts that cannot work: two shard options, ``split`` without ``{split}`` in the
-    output, a manifest without output files, and the new layouts with ``repeat`` or ``resume``."""
+    output, a manifest without output files, and the new layouts with ``repeat`` without ``-n``."""
     from .storage.layout import SPLIT_FIELD, parse_split
 
     given = [name for name in ("shards", "shard_size", "shard_records") if getattr(request, name) is not None]
@@ -349,8 +349,6 @@ def _check_outputs(request: Request) -> None:
         raise UsageError(
             f"{option(layouts[0])} needs {option('head_count')} with {option('repeat')} (outputs are cut from a known number of records)"
         )
-    if layouts and request.resume:
-        raise UsageError(f"{option('resume')} cannot be used with {option(layouts[0])}")
 
 
 def _shard_field(pattern: str) -> str:

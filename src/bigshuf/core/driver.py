@@ -243,6 +243,17 @@ class TwoPass(ABC):
         """Temporary space ``nbytes`` of records take as buckets."""
         return nbytes
 
+    def replay(self, block: Any, key: Key) -> None:
+        """``--resume``: a top-level block scattered before the interruption, read again; a format
+        whose draws run on from block to block (weighted sources' picks) draws its share again
+        from stream ``key`` as ``scatter`` would, writing nothing."""
+
+    def rereads_inputs(self) -> bool:
+        """``--resume`` past pass 1: whether the inputs are read again (scattering nothing, see
+        ``replay``), for what the output needs of them (a manifest's counts, weighted sources'
+        draws), their bytes checked against the checkpoint's."""
+        return False
+
     def finished(self) -> None:
         """The output is in place: remove what only a resumed run would have needed."""
 
@@ -357,10 +368,12 @@ class TwoPass(ABC):
         keep = buckets.k
         checkpoints = depth == 0 and bool(self.state_dir)
         done = scattered = seen = 0
+        complete = False  # pass 1 was complete: its blocks are read again only to be counted
         if depth == 0 and self.state:
             keep = int(self.state["keep"])
             done = self.state["blocks_done"]
-            if self.state.get("pass1_done"):
+            complete = bool(self.state.get("pass1_done"))
+            if complete and not self.rereads_inputs():
                 return keep
             self.announce()
         for index, block in enumerate(blocks):
@@ -369,7 +382,10 @@ class TwoPass(ABC):
             if index < done:
                 if seen == done and scattered != self.state["bytes_done"]:
                     raise refusal(self.state_dir, f"counts {self.state['bytes_done']} bytes in {done} blocks, the inputs hold {scattered}")
+                self.replay(block, streams.scatter(key, index))
                 continue  # scattered before the interruption
+            if complete:
+                raise refusal(self.state_dir, f"counts {done} blocks read, the inputs hold more")
             keep = self.scatter(block, streams.scatter(key, index), buckets, keep, depth)
             if depth:
                 self.progress.update(self.block_bytes(block))

@@ -1,9 +1,11 @@
 """``--resume``: the job's lock, its checkpoint file, and the checks that keep a resumed run from
 trusting anything it finds on disk.
 
-A job is named by a key made of its inputs' paths, its output, its seed and options (not ``-T``).
-Its lock is a file beside the output, so two runs of one job exclude each other whatever ``-T``
-each was given, and it is taken before anything else of the job is touched. The checkpoint
+A job's files are named by its output; its key, made of its inputs' paths, its output, its seed and
+options (not ``-T``), is kept in its checkpoint, so a rerun of the output with other options is
+refused rather than started beside the checkpoint. Its lock is a file beside the output, so two
+runs for one output exclude each other whatever ``-T`` each was given, and it is taken before
+anything else of the job is touched. The checkpoint
 (``state.json``) and the buckets live in a private directory under ``-T``; the output's
 temporary files beside the output. Whatever is read back is validated: every field of the
 checkpoint, each input's size, modification time and sampled content, each file's size and
@@ -230,8 +232,13 @@ class Job:
     inputs: list[list[Any]]
     verify: bool
     head_count: int | None
-    shards: int | None
+    #: One output file and nothing counted per file (no shards, splits or manifest): ``Output._plain``.
+    plain: bool
     compress_temp: bool
+    #: The output's records are fingerprinted as written (``--verify``, or a manifest).
+    hashed: bool
+    #: Weighted sources: the buckets hold copies of the records read (as many bytes or not).
+    weighted: bool = False
 
 
 class _Bad(Exception):
@@ -264,6 +271,22 @@ _PASS1_DONE = _PASS1 | {"pass1_done"}
 _PASS2 = _PASS1_DONE | {"buckets_done", "records_out", "output"}
 
 
+#: Why a checkpoint whose key is not the job's is refused (its directory is named by the output alone).
+OTHER_JOB = (
+    "it belongs to a run of this output with other inputs, seed or options (-S, -n, shards, split, manifest, "
+    "sources...) or another version of bigshuf"
+)
+
+
+def refuse_other_job(directory: str, key: str) -> None:
+    """Refuse, before any input is read, a checkpoint in ``directory`` that another job left (a run
+    of the same output with other options): resumed, it would write another output; started
+    afresh, it would be lost."""
+    state = load_state(directory)
+    if state is not None and state.get("job") != key:
+        raise refusal(directory, f"{os.path.join(directory, 'state.json')} does not hold up: {OTHER_JOB}")
+
+
 def validate_state(state: dict[str, Any], job: Job, directory: str) -> None:
     """Refuse a checkpoint any field of which is missing, mistyped, out of range or inconsistent
     with another, with the job or with the inputs as they are now."""
@@ -282,8 +305,10 @@ def _validate(state: dict[str, Any], job: Job) -> None:
     keys = set(state)
     if keys not in (_PASS1, _PASS1_DONE, _PASS2):
         raise _Bad(f"its fields are {sorted(keys)}")
-    if state["format"] != FORMAT or state["job"] != job.key:
-        raise _Bad("it belongs to another job or another version of bigshuf")
+    if state["format"] != FORMAT:
+        raise _Bad("it was written by another version of bigshuf")
+    if state["job"] != job.key:
+        raise _Bad(OTHER_JOB)
     inputs = state["inputs"]
     if not isinstance(inputs, list) or len(inputs) != len(job.inputs):
         raise _Bad(f"inputs is not a list of {len(job.inputs)} inputs")
@@ -314,10 +339,11 @@ def _validate(state: dict[str, Any], job: Job) -> None:
             or (empty and j < keep and crcs[j] != 0) or (disk[j] == 0) != empty or (not job.compress_temp and disk[j] != sizes[j])
         ):
             raise _Bad(f"bucket {j} has {sizes[j]} bytes, {records[j]} records, {disk[j]} on disk, crc {crcs[j]}")
-    if sum(sizes) > bytes_done or (keep == k and sum(sizes) != bytes_done):
+    if not job.weighted and (sum(sizes) > bytes_done or (keep == k and sum(sizes) != bytes_done)):
         raise _Bad(f"the buckets hold {sum(sizes)} bytes, bytes_done is {bytes_done}")
     read = _fingerprint(state["read_fingerprint"], "read_fingerprint")
-    if read != ([sum(records), bytes_done, read[2]] if job.verify else [0, 0, 0]):
+    # What was read, or with weighted sources the copies scattered (--verify takes no -n: nothing dropped).
+    if read != ([sum(records), sum(sizes) if job.weighted else bytes_done, read[2]] if job.verify else [0, 0, 0]):
         raise _Bad(f"read_fingerprint {read} does not match the buckets")
     if keys == _PASS2:
         _validate_pass2(state, job, keep, records)
@@ -331,23 +357,21 @@ def _validate_pass2(state: dict[str, Any], job: Job, keep: int, records: list[in
     if out != expected:
         raise _Bad(f"records_out is {out}; the {done} buckets done hold {expected}")
     output = state["output"]
-    if not isinstance(output, dict) or set(output) != {"files", "done", "fingerprint"}:
-        raise _Bad("output is not {files, done, fingerprint}")
+    if not isinstance(output, dict) or set(output) != {"files", "done", "fingerprint", "records"}:
+        raise _Bad("output is not {files, done, fingerprint, records}")
     files = output["files"]
-    total = sum(records[:keep]) if job.head_count is None else min(job.head_count, sum(records[:keep]))
-    if job.shards is None:
-        opened, emitted = 1, 0
-    else:
-        bounds = [i * total // job.shards for i in range(job.shards)]
-        opened, emitted = (sum(1 for b in bounds if b < out) if out else 0), out
-    if not isinstance(files, list) or len(files) != opened:
-        raise _Bad(f"output.files is not a list of {opened} files")
+    if not isinstance(files, list) or (job.plain and len(files) != 1):
+        raise _Bad(f"output.files is not a list of {'1 file' if job.plain else 'files'}")
     for i, entry in enumerate(files):
         _ints(entry, f"output.files[{i}]", 2)
         _int(entry[1], f"output.files[{i}] crc", 0, 2**32 - 1)
+    emitted = 0 if job.plain else out
     _int(output["done"], "output.done", emitted, emitted)
+    per_file = _ints(output["records"], "output.records", len(files))
+    if sum(per_file) != emitted:
+        raise _Bad(f"output.records add up to {sum(per_file)}, not output.done ({emitted})")
     written = _fingerprint(output["fingerprint"], "output.fingerprint")
-    if written != ([out, written[1], written[2]] if job.verify else [0, 0, 0]):
+    if written != ([out, written[1], written[2]] if job.hashed else [0, 0, 0]):
         raise _Bad(f"output.fingerprint {written} does not match records_out")
 
 

@@ -130,10 +130,9 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         # read ahead into the other (``_ahead``: bucket -> its buffer and the read).
         self._bufs: list[np.ndarray | None] = [None, None]
         self._ahead: dict[int, tuple[int, Future[np.ndarray]]] = {}
-        self.resume_key = self._resume_key() if request.resume else None
         self.resume_space: TempSpace | None = None  # removed once the output is in place
-        # Names the job lock, temp directory and output temp files of a --resume job.
-        self.resume_name = None if self.resume_key is None else f"bigshuf-resume-{self.resume_key}"
+        # The --resume job's key, and the name of its lock, temp directory and output temp files.
+        self.resume_key, self.resume_name = self._resume_job() if request.resume else (None, None)
         self.out.resume_tag = self.resume_name
         self.job_lock: JobLock | None = None
         # Weighted sources: which source each input belongs to, and the copies each record gets.
@@ -143,6 +142,7 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         self.strata_bounds: np.ndarray | None = None
         if self.resume_name is not None:
             self.out.resume_dir = os.path.abspath(os.path.join(self.tmp_dir or default_tmp_dir(), self.resume_name))
+            self.out.rescan = self._read_output_back
 
     @classmethod
     def for_request(cls, request: Request, inputs: list[Any], entropy: int, progress: Progress) -> LineRun:
@@ -237,6 +237,13 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
             names = [p.name for p in self.out.split]
             entries["stratified"] = strata_entries(names, self.stratifier.names, self.stratifier.table)
         return entries
+
+    def rereads_inputs(self) -> bool:
+        return self.counted_reader is not None or self.mixer is not None
+
+    def replay(self, block: Any, key: Key) -> None:
+        if isinstance(block, tuple):
+            self._pick_copies(block[0], block[1], key)
 
     def finished(self) -> None:
         if self.resume_space is not None:

@@ -4,6 +4,7 @@ to its own ``{split}`` target) and, within each, shards by count, by records or 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -149,6 +150,34 @@ class Sharding:
         if self.records is not None:
             return start + min(count, (index + 1) * self.records)
         return start + count
+
+
+def file_places(counts: Sequence[int], splits: Sequence[int], sharding: Sharding) -> list[tuple[int, int]]:
+    """The split and file number of each of the output's first files, from each file's records
+    (``counts``), as ``Output.emit`` opens them over splits of ``splits`` records. ValueError if no
+    run could have cut them so: a file cut by count not full but the last, the last one empty (a
+    file is opened for a record), a file past its split's end, or more files than the splits take."""
+    starts = [sum(splits[:g]) for g in range(len(splits))]
+    places: list[tuple[int, int]] = []
+    done = 0
+    for i, records in enumerate(counts):
+        if places:
+            group, index = places[-1]
+            files = sharding.files(splits[group])
+            more = done < starts[group] + splits[group] if files is None else index + 1 < files
+            group, index = (group, index + 1) if more else (group + 1, 0)
+        else:
+            group, index = 0, 0
+        if group >= len(splits):
+            raise ValueError(f"lists {len(counts)} output files, more than the output has")
+        end = sharding.file_end(starts[group], splits[group], index)
+        last = i == len(counts) - 1
+        short = records == 0 if last else done + records != end
+        if done + records > end or (short and (last or sharding.size is None)):
+            raise ValueError(f"counts {records} records in output file {i}, from record {done}; by the output's plan it ends at record {end}")
+        places.append((group, index))
+        done += records
+    return places
 
 
 def shard_option(sharding: Sharding) -> str:

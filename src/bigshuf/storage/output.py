@@ -16,10 +16,10 @@ import numpy as np
 from ..core.fingerprint import Fingerprint, fingerprint
 from ..core.parallel import Workers
 from ..core.records import array_block, array_bytes
-from ..core.resume import FileCheck, ResumePoint
+from ..core.resume import FileCheck, ResumePoint, advice, refusal
 from ..errors import OutputError, UsageError, option
 from .commit import CommitInterrupted, OutputFiles, deferred_signals
-from .layout import Sharding, SplitPart, shard_option, split_counts, split_target
+from .layout import Sharding, SplitPart, file_places, shard_option, split_counts, split_target
 from .manifest import build_manifest, write_manifest
 from .safefs import generated_path
 from .shards import check_shard_count, make_directories, shard_names
@@ -102,6 +102,8 @@ class Output:
         self.resume_dir = ""  # --resume: the checkpoint's directory, named in refusals
         self._checks: list[FileCheck] = []  # --resume: size and CRC of each file as checkpointed
         self.shard_suffix: str | None = None  # of files in a --shards directory, if not the codec's
+        #: --resume: reads an output temp file back (written with a codec, or None) as its fingerprint.
+        self.rescan: Callable[[str, CodecChoice | None], Fingerprint] | None = None
         if self.sharding.on and (self.target is None or self.target == "-"):
             raise UsageError(
                 f"{shard_option(self.sharding)} needs {option('output')} naming a directory or a pattern like out/part-{{:05d}}.jsonl"
@@ -111,6 +113,11 @@ class Output:
     def _plain(self) -> bool:
         """One output, nothing to count per file: records go straight to its sink (``-r`` may write without end)."""
         return not self.sharding.on and self.split is None and self.manifest is None
+
+    @property
+    def plain(self) -> bool:
+        """``_plain`` (which a format may override), for a run's ``--resume`` checkpoint checks."""
+        return self._plain
 
     def begin(self, total: int, restore: dict[str, Any] | None = None) -> None:
         """Plan the output now that the input has been read and ``total`` output records are known.
@@ -124,21 +131,11 @@ class Output:
         if not self._plain:
             self._plan(total)
         if restore is not None:
-            self._done = restore["done"]
-            self.fingerprint = Fingerprint(*restore["fingerprint"])
-            for i, (size, crc) in enumerate(restore["files"]):
-                at = ResumePoint(size, crc, finished=i < len(restore["files"]) - 1)
-                sink = self._file_sink(i, at)
-                self.sinks.append(sink)
-                self.outputs.append(OutputFile(None, sink.name))
-                self._checks.append(FileCheck(sink.tmp_path, at))
-                self._finished += at.finished
-            if self.sinks and self._groups:
-                self._group, self._index = 0, len(self.sinks) - 1
-                self._end = self.sharding.file_end(0, total, self._index)
+            self._restore(restore)
         elif self._plain:
             if self.resume_tag is not None:
-                self._open(self._file_sink(0, None))
+                assert self.target is not None
+                self._open(self._file_sink(0, self.target, None))
             else:
                 self._open(open_output(self.target, self._codec_choice(), files=self.files))
             self.outputs.append(OutputFile(None, self.target or "-"))
@@ -177,20 +174,76 @@ class Output:
             option_name=shard_option(self.sharding),
         )[0]
 
-    def _file_sink(self, i: int, at: ResumePoint | None) -> AtomicFileSink:
-        """The --resume file of shard ``i`` (or of the single output): fresh, or reopened ``at`` a checkpoint."""
-        path = self._paths[i] if self.shards is not None else self.target
-        assert path is not None
+    def _file_sink(self, i: int, path: str, at: ResumePoint | None) -> AtomicFileSink:
+        """The --resume file number ``i`` (named ``path``): fresh, or reopened ``at`` a checkpoint. A name
+        bigshuf made (a shard's, a split's) is opened in its directory's real path, never through a
+        link; the single output as ``-o`` names it, links followed (as a run without --resume does)."""
         finished = at is not None and at.finished
         codec = None if finished else output_codec(path, self._codec_choice())
+        made = self.sharding.on or self.split is not None
+        if made:
+            self._made += make_directories([path])
         sink = AtomicFileSink(
-            generated_path(path) if self.shards is not None else os.path.realpath(path), codec, path, self.resume_tag, at,
-            self.resume_dir,
-            files=self.files, index=None if self.shards is None else i,
+            generated_path(path) if made else os.path.realpath(path), codec, path, self.resume_tag, at, self.resume_dir,
+            files=self.files, index=i if made else None,
         )
         if finished:
             sink.finish()
         return sink
+
+    def _restore(self, restore: dict[str, Any]) -> None:
+        """Take up the files of an interrupted ``--resume`` run (a ``checkpoint()``): each where the
+        plan puts it, finished ones as they are, the last cut back to the checkpoint and appended to.
+        A layout the plan could not have made is refused; with a manifest or ``--shard-size`` each
+        file's records are read back from disk rather than taken from the checkpoint."""
+        counts: list[int] = restore["records"]
+        self._done = restore["done"]
+        self.fingerprint = Fingerprint(*restore["fingerprint"])
+        try:
+            places = [(0, 0)] * len(counts) if self._plain else file_places(counts, [g[3] for g in self._groups], self.sharding)
+        except ValueError as e:
+            raise refusal(self.resume_dir, str(e)) from None
+        for i, ((size, crc), records, (group, index)) in enumerate(zip(restore["files"], counts, places)):
+            at = ResumePoint(size, crc, finished=i < len(counts) - 1)
+            path = self.target if self._plain else self._file_path(group, index)
+            assert path is not None
+            sink = self._file_sink(i, path, at)
+            self.sinks.append(sink)
+            self.outputs.append(OutputFile(None if self._plain else self._groups[group][0], path, records))
+            self._checks.append(FileCheck(sink.tmp_path, at))
+            self._finished += at.finished
+        if self.sinks and self._groups:
+            self._group, self._index = places[-1]
+            _split, _target, start, count = self._groups[self._group]
+            self._end = self.sharding.file_end(start, count, self._index)
+        if self.rescan is not None and (self.manifest is not None or self.sharding.size is not None):
+            self._read_back()
+
+    def _read_back(self) -> None:
+        """Count, size and fingerprint each file taken up from a checkpoint by reading it back
+        (``rescan``): its records must be the checkpoint's, and together their fingerprints the
+        checkpoint's; with ``--shard-size`` every file followed by another of its split must be full."""
+        assert self.rescan is not None
+        total = Fingerprint()
+        hashing = self.verify or self.manifest is not None
+        for i, (sink, out) in enumerate(zip(self.sinks, self.outputs)):
+            assert isinstance(sink, AtomicFileSink)
+            fp = self.rescan(sink.tmp_path, output_codec(out.path, self._codec_choice()))
+            if fp.records != out.records:
+                raise OutputError(
+                    f"{sink.tmp_path}: holds {fp.records} records, the checkpoint in {self.resume_dir} says {out.records}; "
+                    f"{advice(self.resume_dir)}"
+                )
+            out.bytes = fp.bytes
+            if hashing:
+                out.fingerprint = fp
+            total += fp
+            following = self.outputs[i + 1] if i + 1 < len(self.outputs) else None
+            size = self.sharding.size
+            if size is not None and following is not None and following.split == out.split and fp.bytes < size:
+                raise refusal(self.resume_dir, f"cut output file {i} at {fp.bytes} bytes of records, short of {size}")
+        if hashing and total != self.fingerprint:
+            raise refusal(self.resume_dir, "holds an output fingerprint that the files taken up from it do not add up to")
 
     def checkpoint(self) -> dict[str, Any]:
         """Where the output stands after the queued writes, every file synced up to there:
@@ -210,6 +263,7 @@ class Output:
             "files": files,
             "done": self._done,
             "fingerprint": [self.fingerprint.records, self.fingerprint.bytes, self.fingerprint.digest],
+            "records": [out.records for out in self.outputs],
         }
 
     # The hooks below are where an output of table rows (tables.TableOutput) differs.
@@ -285,7 +339,7 @@ class Output:
         i = len(self.sinks)
         path = self._file_path(self._group, self._index)
         if self.resume_tag is not None:
-            self._open(self._file_sink(i, None))
+            self._open(self._file_sink(i, path, None))
         elif not self.sharding.on and self.split is None:
             self._open(open_output(path, self._codec_choice(), files=self.files))
         else:
