@@ -308,7 +308,8 @@ def check_permutation(
     (no file's first ``header`` records are counted). ``threads`` workers hash (default: the
     cores this process may use), fewer if ``memory`` cannot hold them; the result is the same.
     """
-    from .formats.detect import expand_directories, is_table_input
+    from .formats.compare import other_records_fingerprints
+    from .formats.detect import expand_directories
 
     inputs = expand_directories(_path_list("inputs", inputs))
     outputs = expand_directories(_path_list("outputs", outputs))
@@ -318,19 +319,11 @@ def check_permutation(
     if lines_per_record < 1 or header < 0:
         raise UsageError(f"lines_per_record must be at least 1 and header at least 0, not {lines_per_record} and {header}")
     threads = _thread_count(threads)
-    if _megatron_sides(inputs, outputs, zero_terminated, lines_per_record, header):
-        limit = resolve_memory(memory)
-        return _documents_fingerprint(inputs, limit), _documents_fingerprint(outputs, limit)
-    for path in [*inputs, *outputs]:
-        if is_table_input(os.fspath(path)):
-            raise UsageError(f"{os.fspath(path)}: {option('check_permutation')} compares lines; shuffle tables with {option('verify')} instead")
     fmt = RecordFormat(0 if zero_terminated else 10, lines_per_record)
     limit = resolve_memory(memory)
-    if _tar_sides(inputs, outputs, fmt, header):
-        from .formats.tar_input import tar_fingerprint
-
-        # One side after the other, each in half the limit: a sample as long as a shuffle at this limit takes fits.
-        return tar_fingerprint([os.fspath(p) for p in inputs], limit // 2), tar_fingerprint([os.fspath(p) for p in outputs], limit // 2)
+    other = other_records_fingerprints(inputs, outputs, fmt, header, limit)
+    if other is not None:
+        return other
     # The limit covers both sides' read buffers and the workers: at most half of it for workers.
     workers = max(1, min(threads, limit // 2 // CHECK_WORKER_MEMORY))
     capacity = max(256, limit // 4, (limit - workers * CHECK_WORKER_MEMORY) // 2)
@@ -364,63 +357,6 @@ def check_permutation(
         stop.set()
         sides.shutdown(cancel_futures=True)
         hashers.close()
-
-
-def _tar_sides(inputs: Sequence[PathLike], outputs: Sequence[PathLike], fmt: RecordFormat, header: int) -> bool:
-    """Whether ``check_permutation`` compares WebDataset samples: every file a tar (by name or
-    content); a mix of tars and other files, or tars with line settings, is refused."""
-    from .formats.tar_input import is_tar_path
-
-    paths = [os.fspath(p) for p in [*inputs, *outputs]]
-    tars = [is_tar_path(p) for p in paths]
-    if not any(tars):
-        return False
-    if not all(tars):
-        tar, other = paths[tars.index(True)], paths[tars.index(False)]
-        raise UsageError(f"{tar} is a tar archive and {other} is not: {option('check_permutation')} compares samples of tars with tars only")
-    if fmt != RecordFormat(10, 1) or header:
-        raise UsageError(
-            f"{option('zero_terminated')}, {option('lines_per_record')} and {option('header')} apply to lines, not to samples of tars"
-        )
-    return True
-
-
-def _megatron_sides(
-    inputs: Sequence[PathLike], outputs: Sequence[PathLike], zero_terminated: bool, lines_per_record: int, header: int,
-) -> bool:
-    """Whether the paths name Megatron datasets, compared by their documents; refused when some do and
-    others do not, or with a setting of lines."""
-    from .formats.detect import megatron_prefix
-
-    paths = [os.fspath(p) for p in [*inputs, *outputs]]
-    prefixes = [megatron_prefix(p) for p in paths]
-    if all(p is None for p in prefixes):
-        return False
-    if any(p is None for p in prefixes):
-        one = paths[prefixes.index(None)]
-        if not os.path.lexists(one):
-            raise InputError(f"{one}: No such file or directory (nor {one}.idx)")
-        other = paths[next(i for i, p in enumerate(prefixes) if p is not None)]
-        raise UsageError(f"{one} is not a Megatron dataset and {other} is: {option('check_permutation')} compares one kind of records")
-    if zero_terminated or lines_per_record != 1 or header:
-        raise UsageError(
-            f"{option('zero_terminated')}, {option('lines_per_record')} and {option('header')} apply to lines, not to Megatron documents"
-        )
-    return True
-
-
-def _documents_fingerprint(paths: Sequence[PathLike], limit: int) -> Fingerprint:
-    """The documents of the Megatron datasets ``paths`` name (each checked as a run checks it):
-    counted, with their tokens' bytes and a hash of their tokens, sequence lengths and modes."""
-    from .formats.detect import megatron_prefix
-    from .formats.megatron import dataset_fingerprint
-
-    total = Fingerprint()
-    for path in paths:
-        prefix = megatron_prefix(os.fspath(path))
-        assert prefix is not None, "every path was checked to name a dataset"
-        total += dataset_fingerprint(prefix, limit)
-    return total
 
 
 def _thread_count(threads: object) -> int:
