@@ -374,6 +374,6 @@ def check_manifest(manifest: PathLike, *, memory: int | str | None = None) -> tu
     fingerprint, and that together they hold the records the run wrote. Returns the problems found
     (one line each; none when all is well) and a one-line summary. The manifest is read as untrusted
     input: only the regular files it names are read, and nothing is written."""
-    from .storage.manifest import check_manifest as check
+    from .formats.manifest_check import check_manifest as check
 
     return check(_path("manifest", manifest), resolve_memory(memory) // 2)

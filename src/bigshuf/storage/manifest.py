@@ -1,6 +1,6 @@
 """``--manifest``: a JSON record of a run (command, version, seed, inputs as read, and every output
-file with its records, bytes and fingerprint), committed with the outputs; and ``--check-manifest``,
-which reads a manifest as untrusted input and checks the files it lists against it."""
+file with its records, bytes and fingerprint), committed with the outputs, and read back as
+untrusted input (``load_manifest``) for ``--check-manifest`` (``formats.manifest_check``)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,9 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..core.fingerprint import Fingerprint, fingerprint_records
-from ..core.records import RecordFormat
+from ..core.fingerprint import Fingerprint
 from ..errors import InputError, OutputError
-from .safefs import create_exclusive, open_nofollow, sync_file
+from .safefs import create_exclusive, sync_file
 
 if TYPE_CHECKING:
     from .output import OutputFile
@@ -241,145 +240,8 @@ def expected_written(data: dict[str, Any]) -> int | None:
     return int(shuffled) if head is None else min(int(shuffled), int(head))
 
 
-def file_fingerprint(path: str, fmt: RecordFormat, header: int, memory: int) -> Fingerprint:
-    """The fingerprint of the records of the regular file ``path`` (decompressed; ``header`` records set aside)."""
-    from ..progress import Progress
-    from .sources import FileSource, RecordReader
-
-    reader = RecordReader([FileSource(path)], fmt, Progress(), header)
-    total = Fingerprint()
-    capacity = max(256, memory)
-    for block, _final in reader.blocks(capacity, "-S", block=min(CHECK_BLOCK, capacity)):
-        total += fingerprint_records(block, fmt)
-    return total
-
-
-def rows_fingerprint(path: str, kind: str, memory: int) -> Fingerprint:
-    """The fingerprint of the rows of the Parquet or Arrow IPC file ``path`` (``kind``), as ``--verify`` hashes them."""
-    from ..formats.detect import sniff_kind
-    from ..formats.rowhash import row_fingerprint
-    from ..formats.table_input import TableInput
-
-    found = sniff_kind(path)
-    if found != kind:
-        raise InputError(f"{path}: not a {'Parquet' if kind == 'parquet' else 'Arrow IPC'} file")
-    total = Fingerprint()
-    for batch in TableInput(path, kind).batches(max(1 << 20, memory // 4)):
-        total += row_fingerprint(batch)
-    return total
-
-
-def samples_fingerprint(path: str, memory: int) -> Fingerprint:
-    """The fingerprint of the WebDataset samples of the tar ``path`` (decompressed): each sample's
-    raw tar blocks, as the run copied and fingerprinted them."""
-    from ..formats.tar_input import tar_fingerprint
-
-    return tar_fingerprint([path], memory)
-
-
 def _token_dtypes() -> list[str]:
     """The names of the token dtypes a Megatron index may give."""
     from ..formats.megatron import DTYPES
 
     return [dtype.name for dtype in DTYPES.values()]
-
-
-def documents_fingerprint(path: str, fmt: dict[str, Any], memory: int) -> Fingerprint:
-    """The fingerprint of the documents of the Megatron pair whose ``.bin`` is ``path`` (its ``.idx``
-    beside it, a regular file too, checked as a run checks an input), which must hold the tokens
-    and modes ``fmt`` says."""
-    from ..formats.megatron import DTYPES, IndexedInput, dataset_fingerprint
-
-    if not path.endswith(".bin"):
-        raise InputError(f"{path}: not the .bin of a Megatron dataset")
-    index = path[:-4] + ".idx"
-    try:
-        fd = open_nofollow(index, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError as e:
-        raise InputError(f"{index}: {e.strerror}") from None
-    try:
-        regular = stat.S_ISREG(os.fstat(fd).st_mode)
-    finally:
-        os.close(fd)
-    if not regular:
-        raise InputError(f"{index}: not a regular file")
-    dataset = IndexedInput(path[:-4])
-    if DTYPES[dataset.code].name != fmt["dtype"] or dataset.modes != fmt["modes"]:
-        modes = {True: "with modes", False: "without modes"}
-        raise InputError(
-            f"{index}: tokens are {DTYPES[dataset.code].name} {modes[dataset.modes]}, the manifest says {fmt['dtype']} {modes[fmt['modes']]}"
-        )
-    return dataset_fingerprint(path[:-4], memory)
-
-
-def check_manifest(path: str, memory: int) -> tuple[list[str], str]:
-    """Check every output the manifest at ``path`` lists (records, bytes, fingerprint, size on disk)
-    and that together they hold the records the run wrote; never writes anything. Returns the
-    problems (one line each) and a summary."""
-    data = load_manifest(path)
-    base = os.path.dirname(os.path.abspath(path))
-    fmt_entry = data["format"]
-    rows = fmt_entry.get("rows")
-    samples = data["kind"] == "samples"
-    documents = data["kind"] == "documents"
-    fmt = None if rows is not None or samples or documents else RecordFormat(fmt_entry["separator"], fmt_entry["lines_per_record"])
-    problems: list[str] = []
-    seen: set[str] = set()
-    total = Fingerprint()
-    listed = Fingerprint()
-    for out in data["outputs"]:
-        where = os.path.join(base, out["path"])
-        name = os.path.normpath(where)
-        if name in seen:
-            problems.append(f"{where}: listed twice in {path}")
-            continue
-        seen.add(name)
-        want = out["fingerprint"]
-        listed += Fingerprint(out["records"], out["bytes"], 0)
-        try:
-            fd = open_nofollow(where, os.O_RDONLY | os.O_NONBLOCK)
-        except OSError as e:
-            problems.append(f"{where}: {e.strerror}")
-            continue
-        try:
-            st = os.fstat(fd)
-        finally:
-            os.close(fd)
-        if not stat.S_ISREG(st.st_mode):
-            problems.append(f"{where}: not a regular file")
-            continue
-        if out.get("file_bytes") is not None and st.st_size != out["file_bytes"]:
-            problems.append(f"{where}: {st.st_size} bytes on disk, the manifest says {out['file_bytes']}")
-        try:
-            if samples:
-                got = samples_fingerprint(where, memory)
-            elif documents:
-                got = documents_fingerprint(where, fmt_entry, memory)
-            elif fmt is None:
-                got = rows_fingerprint(where, rows, memory)
-            else:
-                got = file_fingerprint(where, fmt, fmt_entry["header"], memory)
-        except InputError as e:
-            problems.append(str(e))
-            continue
-        total += got
-        if got.records != out["records"] or got.records != want["records"]:
-            problems.append(f"{where}: {got.records} records, the manifest says {out['records']}")
-        elif got.bytes != out["bytes"] or got.bytes != want["bytes"]:
-            problems.append(f"{where}: {got.bytes} bytes of records, the manifest says {out['bytes']}")
-        elif f"{got.digest:016x}" != want["digest"]:
-            problems.append(f"{where}: records differ from those the manifest lists (fingerprint {got.digest:016x}, not {want['digest']})")
-    if listed.records != data["records_written"]:
-        problems.append(f"{path}: its outputs list {listed.records} records, but it says {data['records_written']} were written")
-    expected = expected_written(data)
-    if expected is not None and expected != data["records_written"]:
-        shuffled = data.get("records_shuffled", data.get("records_read"))
-        problems.append(f"{path}: {data['records_written']} records written, but {expected} were to be of the {shuffled} shuffled")
-    if documents:
-        what = f"{total.records} documents, {total.bytes} bytes of tokens"
-    elif samples:
-        what = f"{total.records} samples, {total.bytes} bytes"
-    else:
-        what = f"{total.records} rows" if fmt is None else f"{total.records} records, {total.bytes} bytes"
-    summary = f"{len(data['outputs'])} output file(s) match {path}: {what}"
-    return problems, summary
