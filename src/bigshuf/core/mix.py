@@ -52,6 +52,9 @@ class SourceStats:
     read: int
     rate: float
     written: int
+    #: Records of the source ``--unique`` dropped as copies (of its own or an earlier source's),
+    #: counted in ``read``; the rate applies to the ``read - dropped`` left.
+    dropped: int = 0
 
 
 def parse_rate(text: str, what: str) -> Fraction:
@@ -180,6 +183,7 @@ class Mixer:
                         "or more; split the source"
                     )
         self._start = (list(self.picks_left), list(self.records_left))
+        self.dropped = [0] * len(names)  # --unique: each source's copies, dropped before the mixer saw them
         self.reset()
 
     def reset(self) -> None:
@@ -196,17 +200,7 @@ class Mixer:
     def segments(self, runs: Sequence[tuple[int, int]], size: int) -> list[tuple[int, int, int]]:
         """The byte ranges of a block (``size`` bytes, its files' ``runs``: file index and start)
         held by each source: ``(source, lo, hi)`` in order, empty ones left out."""
-        out: list[tuple[int, int, int]] = []
-        bounds = [start for _file, start in runs[1:]] + [size]
-        for (file, lo), hi in zip(runs, bounds):
-            if hi <= lo:
-                continue
-            s = int(self.file_source[file])
-            if out and out[-1][0] == s and out[-1][2] == lo:
-                out[-1] = (s, out[-1][1], hi)
-            else:
-                out.append((s, lo, hi))
-        return out
+        return segments(self.file_source, runs, size)
 
     def pick(self, entropy: int, key: Key, counts: Sequence[tuple[int, int]]) -> list[np.ndarray]:
         """For a block holding ``counts`` records of each source (``(source, count)`` in order),
@@ -255,10 +249,11 @@ class Mixer:
         return max([1, *(math.ceil(rate) for rate in self.rates)])
 
     def stats(self) -> tuple[SourceStats, ...]:
-        """Per source: records read, rate, and records put into the multiset."""
+        """Per source: records read (with the copies ``--unique`` dropped), rate, records put into the
+        multiset, and copies dropped."""
         return tuple(
-            SourceStats(name, read, float(rate), written)
-            for name, read, rate, written in zip(self.names, self.read, self.rates, self.written)
+            SourceStats(name, read + dropped, float(rate), written, dropped)
+            for name, read, rate, written, dropped in zip(self.names, self.read, self.rates, self.written, self.dropped)
         )
 
     def expected_factor(self, sizes: Sequence[int | None]) -> float:
@@ -269,6 +264,22 @@ class Mixer:
         if not known or weight == 0:
             return max(mean, 1e-9)
         return max(sum(r * size for r, size in known) / weight, 1e-9)
+
+
+def segments(file_source: np.ndarray, runs: Sequence[tuple[int, int]], size: int) -> list[tuple[int, int, int]]:
+    """The byte ranges of a block (``size`` bytes, its files' ``runs``: file index and start) held by
+    each source (``file_source``: the source of each file): ``(source, lo, hi)`` in order, empty ones left out."""
+    out: list[tuple[int, int, int]] = []
+    bounds = [start for _file, start in runs[1:]] + [size]
+    for (file, lo), hi in zip(runs, bounds):
+        if hi <= lo:
+            continue
+        s = int(file_source[file])
+        if out and out[-1][0] == s and out[-1][2] == lo:
+            out[-1] = (s, out[-1][1], hi)
+        else:
+            out.append((s, lo, hi))
+    return out
 
 
 def count_in(block: np.ndarray, segments: Sequence[tuple[int, int, int]], lo: int, hi: int, fmt: RecordFormat) -> list[tuple[int, int]]:

@@ -48,10 +48,10 @@ class WeightedLines:
     def source_stats(self) -> tuple[mix.SourceStats, ...]:
         return () if self.mixer is None else self.mixer.stats()
 
-    def _plan_mix(self) -> float:
+    def _plan_mix(self, counted: tuple[list[int], list[int]] | None = None) -> float:
         """Weighted sources: count each source's records (and bytes) first when a share or a
-        fractional rate needs them, solve the rates, and return the bytes of the multiset over the
-        bytes read, expected (for sizing the buckets)."""
+        fractional rate needs them (unless ``counted`` gives them: ``--unique``'s), solve the rates,
+        and return the bytes of the multiset over the bytes read, expected (for sizing the buckets)."""
         request = self.request
         names = [name for name, _files in request.sources]
         file_source = mix.source_files(request)
@@ -59,7 +59,10 @@ class WeightedLines:
         counts: list[int] | None = None
         nbytes: list[int] | None = None
         sizes = source_sizes(self.sources, file_source, len(names))
-        if mix.needs_counts(rates, bool(request.mix)) or request.stratify:
+        if counted is not None:
+            counts, nbytes = counted
+            sizes = list(nbytes)
+        elif mix.needs_counts(rates, bool(request.mix)) or request.stratify:
             counts, nbytes = self._count_sources(file_source, len(names))
             sizes = list(nbytes)
         self.mixer = mix.mixer_for(request, counts, nbytes)
