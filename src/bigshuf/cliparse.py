@@ -94,7 +94,8 @@ Mandatory arguments to long options are mandatory for short options too.
                               differ, fail and leave the output untouched
       --unique              keep one copy of byte-identical lines (as sort -u)
                               or table rows, and shuffle those; at most one
-                              more pass
+                              more pass; with --source, the first copy in
+                              source order, before the rates apply
       --no-sync             do not fsync output files and their directories
                               around the final rename (faster; a machine crash
                               may then lose the new output)

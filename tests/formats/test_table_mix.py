@@ -278,7 +278,7 @@ def test_cli(tmp_path: Path, corpus: dict[str, object], run_cli) -> None:  # typ
     with pa.memory_map(str(tmp_path / "out.arrow")) as f:
         assert Counter(map(source_of, pa.ipc.open_file(f).read_all()["id"].to_pylist())) == {"web": 30, "code": 10}
     code, out, err = run_cli([*base, "--unique", "-o", "o.parquet"], cwd=tmp_path)
-    assert (code, out, err) == (1, b"", b"bigshuf: --source cannot be combined with --unique\n")
+    assert (code, out, err) == (1, b"", b"bigshuf: --source cannot be combined with --unique for Parquet or Arrow rows (lines only, so far)\n")
 
 
 def test_dry_run_counts_only_json_lines(tmp_path: Path, corpus: dict[str, object]) -> None:
