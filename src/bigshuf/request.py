@@ -382,8 +382,6 @@ def _check_table_settings(request: Request, all_paths: bool) -> None:
     unsupported = settings_in_use(request, LINE_SETTINGS)
     if unsupported:
         raise UsageError(f"{', '.join(unsupported)}: not available for Parquet or Arrow data (rows, not lines)")
-    if request.unique and request.sources:
-        raise UsageError(f"{option('source')} cannot be combined with {option('unique')} for Parquet or Arrow rows (lines only, so far)")
     if request.row_group_size is not None and request.row_group_size < 1:
         raise UsageError(f"invalid {option('row_group_size')} value: '{request.row_group_size}'")
     if request.manifest is not None:

@@ -216,3 +216,94 @@ def test_a_multiset_that_outgrows_memory_after_the_dedup_goes_external(tmp_path:
     assert calls == [1] and stats.passes == 3
     assert Counter(split_records(out.read_bytes())) == Counter([b"%d" % i for i in range(3000)] * 10 + [b"%d" % i for i in range(3000, 4000)])
     assert [(s.read, s.dropped, s.written) for s in stats.sources] == [(6000, 3000, 30000), (1500, 500, 1000)]
+
+
+# ---------------------------------------------------------------- Parquet rows
+
+ROW_PATHS = [("in-memory", "64M", 1), ("external", "256K", 3), ("recursive", "8K", 4)]
+
+
+def row_corpus(tmp_path: Path) -> tuple[dict[str, list[Path]], dict[str, list[tuple[object, ...]]]]:
+    """Parquet sources web (two files, several row groups) and code as ``corpus`` makes them for lines:
+    rows repeated within and across files, and rows of web's that code holds too."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def table(tag: str, n: int, distinct: int, seed: int) -> pa.Table:
+        picks = np.random.default_rng(seed).integers(0, distinct, n).tolist()
+        return pa.table({"k": [f"{tag}{v}" for v in picks], "v": [v % 7 for v in picks], "pad": ["x" * (v % 40) for v in picks]})
+
+    parts = {
+        "web1": pa.concat_tables([table("w", 1500, 500, 1), table("s", 200, 50, 2)]), "web2": table("w", 700, 400, 3),
+        "code": pa.concat_tables([table("c", 1000, 250, 4), table("s", 250, 80, 5), table("w", 100, 30, 6)]),
+    }
+    for name, t in parts.items():
+        pq.write_table(t, tmp_path / f"{name}.parquet", row_group_size=600)
+    rows = {name: list(zip(*(t[c].to_pylist() for c in ("k", "v", "pad")))) for name, t in parts.items()}
+    return ({"web": [tmp_path / "web1.parquet", tmp_path / "web2.parquet"], "code": [tmp_path / "code.parquet"]},
+            {"web": rows["web1"] + rows["web2"], "code": rows["code"]})
+
+
+@pytest.mark.parametrize("label,memory,passes", ROW_PATHS)
+def test_rows_counts_and_multiset_on_every_path(tmp_path: Path, label: str, memory: str, passes: int) -> None:
+    """Rows as lines: the first copy in input order kept, integer rates applied to the rows left,
+    each source's read, dropped and written exact (the files' row counts still hold the copies)."""
+    import pyarrow.parquet as pq
+
+    files, rows = row_corpus(tmp_path)
+    kept = first_copies(rows)  # type: ignore[arg-type]
+    out = tmp_path / "out.parquet"
+    stats = bigshuf.shuffle([], out, sources=files, rates={"web": 1, "code": 3}, unique=True, memory=memory, seed=4,
+                            tmp_dir=tmp_path, sync=False, verify=True)
+    table = pq.read_table(out)
+    assert Counter(zip(*(table[c].to_pylist() for c in ("k", "v", "pad")))) == Counter(kept["web"] + kept["code"] * 3)
+    assert [(s.name, s.read, s.dropped, s.written) for s in stats.sources] == [
+        (name, len(rows[name]), len(rows[name]) - len(kept[name]), len(kept[name]) * rate) for name, rate in (("web", 1), ("code", 3))
+    ]
+    assert stats.passes >= passes and (stats.passes == 1) == (label == "in-memory")
+
+
+@pytest.mark.parametrize("label,memory,passes", ROW_PATHS[:2])
+def test_rows_mix_stratified_with_a_manifest(tmp_path: Path, label: str, memory: str, passes: int) -> None:
+    """A --mix of rows solved from the rows left (counted from the hash buckets when external),
+    --stratify and the manifest; the same counts on every path."""
+    files, rows = row_corpus(tmp_path)
+    kept = first_copies(rows)  # type: ignore[arg-type]
+    (tmp_path / "o").mkdir()
+    stats = bigshuf.shuffle(
+        [], str(tmp_path / "o" / "{split}.parquet"), sources=files, mix={"web": "0.5", "code": "0.5"}, total=600,
+        split="valid=0.25,train=rest", stratify=True, manifest=tmp_path / "o" / "m.json", unique=True, memory=memory,
+        seed=3, tmp_dir=tmp_path, sync=False,
+    )
+    doc = json.loads((tmp_path / "o" / "m.json").read_text())
+    assert [(s["name"], s["read"], s["dropped"], s["written"]) for s in doc["sources"]] == [
+        (name, len(rows[name]), len(rows[name]) - len(kept[name]), 300) for name in ("web", "code")
+    ]
+    assert doc["stratified"][0] == {"split": "valid", "records": 150, "sources": {"web": 75, "code": 75}}
+    assert check_manifest(tmp_path / "o" / "m.json")[0] == [] and stats.passes >= passes
+
+
+def test_rows_whose_multiset_outgrows_memory_after_the_dedup_go_external(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows deduplicated in memory whose multiset (rate 30) then does not fit: the in-memory plan is
+    dropped and the dedup pass runs, each copy counted once."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from bigshuf.formats import table_run
+
+    tried: list[bool] = []
+    real = table_run.TableRun._unique_mix_in_memory
+
+    def spy(run: table_run.TableRun, held: list) -> object:  # type: ignore[type-arg]
+        got = real(run, held)
+        tried.append(got is not None)
+        return got
+
+    monkeypatch.setattr(table_run.TableRun, "_unique_mix_in_memory", spy)
+    pq.write_table(pa.table({"k": [i % 3000 for i in range(6000)]}), tmp_path / "x.parquet")
+    pq.write_table(pa.table({"k": list(range(2500, 4000))}), tmp_path / "y.parquet")
+    out = tmp_path / "out.parquet"
+    stats = bigshuf.shuffle([], out, sources={"x": tmp_path / "x.parquet", "y": tmp_path / "y.parquet"}, rates={"x": 30, "y": 1},
+                            max_rate=30, unique=True, memory="2M", seed=1, tmp_dir=tmp_path, sync=False)
+    assert tried == [False] and stats.passes == 3
+    assert Counter(pq.read_table(out)["k"].to_pylist()) == Counter(list(range(3000)) * 30 + list(range(3000, 4000)))
+    assert [(s.read, s.dropped, s.written) for s in stats.sources] == [(6000, 3000, 90000), (1500, 500, 1000)]
