@@ -136,6 +136,24 @@ def test_external_path_hashes_each_record_once(tmp_path: Path, monkeypatch: pyte
     assert sorted(split_records(out.read_bytes())) == sorted(kept["web"] + kept["code"]) and stats.passes == 3
 
 
+def test_output_is_the_same_with_hashes_kept_or_computed_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hash buckets too many to keep a file of hashes beside each are hashed again when read back:
+    the same output either way, with and without sources (on the recursive path too)."""
+    from bigshuf.formats import line_unique
+
+    files, _records = corpus(tmp_path)
+    outputs: dict[bool, list[bytes]] = {}
+    for kept in (True, False):
+        monkeypatch.setattr(line_unique, "keeps_hashes", lambda k, kept=kept: kept)
+        runs = [({"sources": files, "rates": {"web": "0.5", "code": 2}}, "64K"), ({}, "8K")]
+        for n, (settings, memory) in enumerate(runs):
+            out = tmp_path / f"out{n}"
+            inputs = [] if settings else [*files["web"], *files["code"]]
+            bigshuf.shuffle(inputs, out, unique=True, memory=memory, seed=8, tmp_dir=tmp_path, sync=False, **settings)  # type: ignore[arg-type]
+            outputs.setdefault(kept, []).append(out.read_bytes())
+    assert outputs[True] == outputs[False]
+
+
 def test_stratified_splits_and_manifest(tmp_path: Path) -> None:
     """--stratify over the deduplicated multiset; the manifest's sources say read, dropped and written,
     and --check-manifest holds."""

@@ -52,9 +52,8 @@ def fits(nbytes: int, nrecords: int, limit: int, meta: int = DEDUP_META) -> bool
 
 def hash_bucket_count(nbytes: int, nrecords: int, limit: int, temp: str, meta: int = DEDUP_META) -> int:
     """Hash buckets for ``nbytes`` (``nrecords``) of records (-1: unknown, planned from the free
-    space, as pass 1 plans), so that the expected bucket needs a third of what ``fits`` allows;
-    at most half the bucket files that may be open, as each has a file of hashes beside it."""
-    most = max(2, plan.most_buckets() // 2)
+    space, as pass 1 plans), so that the expected bucket needs a third of what ``fits`` allows."""
+    most = plan.most_buckets()
     if nbytes < 0:
         nbytes = shutil.disk_usage(temp).free
         nrecords, most = nbytes // 64, min(most, 1024)
@@ -86,27 +85,37 @@ def parallel_hashes(block: np.ndarray, offsets: np.ndarray, ranges: list[tuple[i
     return np.concatenate(workers.sized(len(block)).map(one, len(ranges)))
 
 
+def keeps_hashes(k: int) -> bool:
+    """Whether ``k`` hash buckets can each keep a file of hashes beside them (twice the files open)."""
+    return 2 * k <= plan.most_buckets()
+
+
 class HashBuckets:
     """One dedup level's hash buckets: each bucket's records, beside them a file of their 64-bit
-    hashes in the same order (read back rather than computed again), and with weighted sources
-    each bucket's records per source (a bucket holds its records in input order, so it holds its
-    first source's, then its next source's, and so on)."""
+    hashes in the same order (read back rather than computed again; left out when twice the
+    buckets would be more files than may be open, so that the bucket count, and with it the
+    output, never depends on them), and with weighted sources each bucket's records per source (a
+    bucket holds its records in input order, so it holds its first source's, then its next
+    source's, and so on)."""
 
     def __init__(self, directory: str, k: int, writer: WriteBehind, compress: bool, sources: int) -> None:
         self.data = BucketSet(directory, k, writer, compress=compress)
-        self.hashes = BucketSet(f"{directory}-hashes", k, writer, compress=compress)
+        self.hashes = BucketSet(f"{directory}-hashes", k, writer, compress=compress) if keeps_hashes(k) else None
         self.k = k
         self.per_source = np.zeros((k, sources), np.int64) if sources else None
         # Buckets split one level deeper by a counting pass, to be read from there by the next.
         self.below: dict[int, HashBuckets] = {}
 
-    def append(self, records: Scattered, hashes: Scattered) -> None:
+    def append(self, records: Scattered, hashes: Scattered | None) -> None:
         """Append a piece's records regrouped by bucket, and their hashes regrouped alike."""
         self.data.append(records)
-        self.hashes.append(hashes)
+        if self.hashes is not None and hashes is not None:
+            self.hashes.append(hashes)
 
-    def read_hashes(self, j: int) -> np.ndarray:
-        """The hashes of bucket ``j``'s records, in their order (checked as the records are)."""
+    def read_hashes(self, j: int) -> np.ndarray | None:
+        """The hashes of bucket ``j``'s records, in their order (checked as the records are); None if not kept."""
+        if self.hashes is None:
+            return None
         hashes = np.empty(int(self.data.records[j]), np.uint64)
         if int(self.hashes.sizes[j]) != hashes.nbytes:
             raise TempSpaceError(f"{self.hashes.path(j)}: {self.hashes.sizes[j]} bytes of hashes for {len(hashes)} records")
@@ -116,14 +125,16 @@ class HashBuckets:
     def remove(self, j: int) -> None:
         """Delete bucket ``j``'s files once it has been consumed."""
         self.data.remove(j)
-        self.hashes.remove(j)
+        if self.hashes is not None:
+            self.hashes.remove(j)
 
     def close(self) -> None:
         """Flush and close every file of the level."""
         try:
             self.data.close()
         finally:
-            self.hashes.close()
+            if self.hashes is not None:
+                self.hashes.close()
 
 
 def hashes_regrouped(hashes: np.ndarray, ids: np.ndarray, counts: np.ndarray) -> Scattered:
@@ -367,11 +378,12 @@ class Dedup:
             def one(
                 first: int, stop: int, offsets: np.ndarray = offsets, unit: np.ndarray = unit, ids: np.ndarray = ids,
                 hashes: np.ndarray = hashes,
-            ) -> tuple[Scattered, Scattered]:
+            ) -> tuple[Scattered, Scattered | None]:
                 """Records ``first`` to ``stop - 1`` of the run regrouped by their hash buckets, and their hashes alike."""
                 lo, hi = int(offsets[first]), int(offsets[stop])
                 part = regroup(unit[lo:hi], offsets[first : stop + 1] - offsets[first], ids[first:stop], k, k)
-                return part, hashes_regrouped(hashes[first:stop], ids[first:stop], part.counts)
+                grouped = None if buckets.hashes is None else hashes_regrouped(hashes[first:stop], ids[first:stop], part.counts)
+                return part, grouped
 
             jobs = ((lambda first=first, stop=stop: one(first, stop)) for first, stop in pieces)
             for part, grouped in run.workers.sized(len(unit)).ordered(jobs, ahead=plan.pieces_ahead(run.limit)):
