@@ -325,3 +325,24 @@ def test_rows_whose_multiset_outgrows_memory_after_the_dedup_go_external(tmp_pat
     assert tried == [False] and stats.passes == 3
     assert Counter(pq.read_table(out)["k"].to_pylist()) == Counter(list(range(3000)) * 30 + list(range(3000, 4000)))
     assert [(s.read, s.dropped, s.written) for s in stats.sources] == [(6000, 3000, 90000), (1500, 500, 1000)]
+
+
+def test_rows_hashed_once_with_the_same_output_either_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Row hash buckets keep their rows' hashes beside them: read back, they are not hashed again
+    (only the input's batches are), and the output is the one a run that hashes them again writes."""
+    from bigshuf.formats import row_unique
+
+    files, records = row_corpus(tmp_path)
+    real = row_unique.table_hashes
+    outputs, hashed = [], []
+    for kept in (True, False):
+        calls: list[int] = []
+        monkeypatch.setattr(row_unique, "keeps_hashes", lambda k, kept=kept: kept)
+        monkeypatch.setattr(row_unique, "table_hashes", lambda table, calls=calls: calls.append(table.num_rows) or real(table))
+        out = tmp_path / f"out{kept}.parquet"
+        bigshuf.shuffle([], out, sources=files, rates={"web": "0.5", "code": 2}, unique=True, memory="256K", seed=5,
+                        tmp_dir=tmp_path, sync=False)
+        outputs.append(out.read_bytes())
+        hashed.append(sum(calls))
+    total = sum(len(v) for v in records.values())
+    assert outputs[0] == outputs[1] and hashed[0] == total < hashed[1]

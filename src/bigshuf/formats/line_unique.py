@@ -21,7 +21,7 @@ import numpy as np
 
 from ..core import mix, plan
 from ..core.driver import closing
-from ..core.dedup import DEDUP_META, bucket_ids, first_copies, gather
+from ..core.dedup import DEDUP_META, bucket_ids, first_copies, gather, keeps_hashes
 from ..core.fingerprint import record_hashes
 from ..core.parallel import Workers
 from ..core.records import find_offsets
@@ -83,11 +83,6 @@ def parallel_hashes(block: np.ndarray, offsets: np.ndarray, ranges: list[tuple[i
     if len(ranges) < 2:
         return record_hashes(block, offsets)
     return np.concatenate(workers.sized(len(block)).map(one, len(ranges)))
-
-
-def keeps_hashes(k: int) -> bool:
-    """Whether ``k`` hash buckets can each keep a file of hashes beside them (twice the files open)."""
-    return 2 * k <= plan.most_buckets()
 
 
 class HashBuckets:

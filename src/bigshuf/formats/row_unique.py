@@ -20,9 +20,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..core import mix, plan
-from ..core.dedup import DEDUP_META, bucket_ids
+from ..core.dedup import DEDUP_META, bucket_ids, keeps_hashes
 from ..core.records import list_spans
-from ..errors import InputError, UsageError, option
+from ..core.scatter import BucketSet, Scattered
+from ..errors import InputError, TempSpaceError, UsageError, option
 from ..progress import dedup_phase, scatter_phase
 from ..storage.tempspace import TempSpace
 from .rowhash import row_hashes
@@ -205,6 +206,8 @@ class RowDedup:
         # buckets a counting pass split one level deeper, to be read from there by the next.
         self.per_source: dict[str, np.ndarray] = {}
         self.below: dict[str, dict[int, TableBuckets]] = {}
+        # Each level's rows' hashes, bucket by bucket in the rows' order (None: not kept, see ``keeps_hashes``).
+        self.hashes: dict[str, BucketSet | None] = {}
 
     def scatter(self, blocks: Iterator[Any], nbytes: int, nrows: int) -> TableBuckets:
         """The input's ``blocks`` (about ``nbytes`` of ``nrows`` rows; with sources each with its rows
@@ -255,6 +258,9 @@ class RowDedup:
         run.buckets += k
         buckets = TableBuckets(os.path.join(self.temp.path, name), k, run.table_out.schema, run.request.compress_temp, run.piece)
         per_source = self.per_source[buckets.directory] = np.zeros((k, self.sources), np.int64)
+        kept_hashes = self.hashes[buckets.directory] = (
+            BucketSet(f"{buckets.directory}-hashes", k, compress=run.request.compress_temp) if keeps_hashes(k) else None
+        )
         try:
             if level:
                 run.progress.start(dedup_phase(level), nbytes)
@@ -270,13 +276,40 @@ class RowDedup:
                 if labels is not None:
                     per_source += np.bincount(ids.astype(np.int64) * self.sources + labels[kept], minlength=k * self.sources).reshape(k, -1)
                     self._drop(labels, kept)
-                rows = batch.take(kept[np.argsort(ids, kind="stable")])
+                grouped = kept[np.argsort(ids, kind="stable")]
+                rows = batch.take(grouped)
                 buckets.append(rows, counts)
+                if kept_hashes is not None:
+                    bounds = np.zeros(k + 1, np.int64)
+                    np.cumsum(counts, out=bounds[1:])
+                    kept_hashes.append(Scattered(hashes[grouped].view(np.uint8).data, 8 * bounds, counts))
                 if level:
                     run.progress.update(int(sizes.sum()))
         finally:
-            buckets.close()
+            try:
+                buckets.close()
+            finally:
+                if kept_hashes is not None:
+                    kept_hashes.close()
         return buckets
+
+    def _bucket_hashes(self, buckets: TableBuckets, j: int, table: pa.Table) -> np.ndarray:
+        """The row hashes of bucket ``j`` read back as ``table``: kept beside it when written, else computed."""
+        kept = self.hashes.get(buckets.directory)
+        if kept is None:
+            return table_hashes(table)
+        hashes = np.empty(table.num_rows, np.uint64)
+        if int(kept.sizes[j]) != hashes.nbytes:
+            raise TempSpaceError(f"{kept.path(j)}: {kept.sizes[j]} bytes of hashes for {len(hashes)} rows")
+        kept.read_into(j, hashes.view(np.uint8))
+        return hashes
+
+    def _remove(self, buckets: TableBuckets, j: int) -> None:
+        """Delete bucket ``j``'s files once it has been consumed (its hashes' too)."""
+        buckets.remove(j)
+        kept = self.hashes.get(buckets.directory)
+        if kept is not None:
+            kept.remove(j)
 
     def _drop(self, labels: np.ndarray, kept: np.ndarray) -> None:
         """Count the rows not ``kept`` (of a run whose rows' sources are ``labels``) as their sources' copies."""
@@ -302,7 +335,7 @@ class RowDedup:
                 table = pa.Table.from_batches(run._consolidate(buckets.batches(j)), schema=buckets.schema)
                 if table.num_rows != count:
                     raise InputError(f"{buckets.path(j)}: temporary bucket holds {table.num_rows} rows, not the {count} written")
-                kept = first_rows(table, table_hashes(table))
+                kept = first_rows(table, self._bucket_hashes(buckets, j, table))
                 labels = np.repeat(np.arange(self.sources, dtype=np.uint16), per_source[j]) if self.sources else None
                 if tally is not None:
                     assert labels is not None
@@ -318,7 +351,7 @@ class RowDedup:
                     labels = labels[kept]
                 unique = table.take(kept) if len(kept) < count else table
                 del table
-                buckets.remove(j)
+                self._remove(buckets, j)
                 yield from self._batches(unique, labels)
                 del unique
                 if level == 0:
@@ -327,7 +360,7 @@ class RowDedup:
                 if below is None:
                     blocks = _rebatch(buckets.batches(j), run.piece, plan.piece_records(run.limit))
                     below = self._fill(self._labelled(blocks, per_source[j]), size, count, level + 1, f"{name}-{j}")
-                    buckets.remove(j)
+                    self._remove(buckets, j)
                     if tally is not None:
                         below_of[j] = below
                 else:
