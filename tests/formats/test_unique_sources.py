@@ -221,11 +221,11 @@ def test_dry_run_says_the_rates_apply_after_the_dedup(tmp_path: Path) -> None:
 def test_a_multiset_that_outgrows_memory_after_the_dedup_goes_external(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An input deduplicated in memory whose multiset (rate 10) then does not fit: the in-memory plan
     is dropped and the external path deduplicates again, counting each copy once."""
-    from bigshuf.formats import line_run
+    from bigshuf.formats import line_mix
 
     calls: list[int] = []
-    real = line_run.unique_with_sources
-    monkeypatch.setattr(line_run, "unique_with_sources", lambda *a: calls.append(1) or real(*a))
+    real = line_mix.unique_with_sources
+    monkeypatch.setattr(line_mix, "unique_with_sources", lambda *a: calls.append(1) or real(*a))
     x = write_records(tmp_path / "x", [b"%d" % (i % 3000) for i in range(6000)])
     y = write_records(tmp_path / "y", [b"%d" % i for i in range(2500, 4000)])
     out = tmp_path / "out"

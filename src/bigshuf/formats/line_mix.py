@@ -26,6 +26,7 @@ from ..request import Request
 from ..storage.layout import parse_split
 from ..storage.output import Output
 from ..storage.sources import RecordReader, Source
+from .line_unique import unique_with_sources
 
 
 class WeightedLines:
@@ -44,6 +45,10 @@ class WeightedLines:
     emit: Callable[[Any], None]
     mixer: Mixer | None
     stratifier: Stratifier | None
+    duplicates: int
+    _fits_whole: Callable[[int, int], bool]
+    _to_memory: Callable[..., None]
+    _in_memory: Callable[..., None]
 
     def source_stats(self) -> tuple[mix.SourceStats, ...]:
         return () if self.mixer is None else self.mixer.stats()
@@ -71,6 +76,31 @@ class WeightedLines:
             self.stratifier = Stratifier(names, self.mixer.multiset_sizes(), parse_split(request.split))
             self.out.split_totals = self.stratifier.totals
         return self.mixer.expected_factor(sizes)
+
+    def _unique_mix_in_memory(
+        self, block: np.ndarray, offsets: np.ndarray, runs: list[tuple[int, int]], mapped: bool, reader: RecordReader,
+        phase: str | None, stored: int | None,
+    ) -> bool:
+        """``--unique`` with weighted sources, the input read whole: deduplicate it, plan the mix from
+        each source's records left, and shuffle the multiset in memory if it fits beside the input
+        (False: it does not, and nothing stays planned)."""
+        if not self._fits_whole(len(block), len(offsets) - 1):
+            return False
+        n = len(self.request.sources)
+        unique, kept_offsets, kept_runs, (counts, nbytes, dropped) = unique_with_sources(
+            block, offsets, runs, mix.source_files(self.request), n, self.piece, self.workers
+        )
+        self._plan_mix((counts, nbytes))
+        assert self.mixer is not None
+        self.mixer.dropped = dropped
+        mult, per_source = self._copies(unique, kept_offsets, kept_runs)
+        if not plan.fits_in_memory(len(block) + len(unique), len(offsets) + len(kept_offsets) + int(mult.sum()), self.limit):
+            self.mixer, self.stratifier, self.out.split_totals = None, None, None
+            return False
+        self.duplicates = len(offsets) - len(kept_offsets)
+        self._to_memory(phase, stored, reader, mapped, len(offsets) - 1, len(block))
+        self._in_memory(unique, kept_offsets, mult, per_source, beside=len(block))
+        return True
 
     def _count_sources(self, file_source: list[int], n: int) -> tuple[list[int], list[int]]:
         """Records and bytes of each source, read once without writing (the counting pass)."""

@@ -44,7 +44,7 @@ from .detect import line_shard_suffix, refuse_terminal
 from ..core.records import RecordFormat, find_offsets, find_offsets_split
 from .line_mix import WeightedLines, count_sources, source_sizes
 from .line_resume import ResumableLines
-from .line_unique import Dedup, parallel_hashes, record_ranges, unique_with_sources
+from .line_unique import Dedup, parallel_hashes, record_ranges
 from .tar_input import refuse_tar_on_stdin
 
 
@@ -338,31 +338,6 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         if self.request.unique:
             nbytes = 2 * nbytes + DEDUP_META * nrecords
         return plan.fits_in_memory(nbytes, nrecords, self.limit)
-
-    def _unique_mix_in_memory(
-        self, block: np.ndarray, offsets: np.ndarray, runs: list[tuple[int, int]], mapped: bool, reader: RecordReader,
-        phase: str | None, stored: int | None,
-    ) -> bool:
-        """``--unique`` with weighted sources, the input read whole: deduplicate it, plan the mix from
-        each source's records left, and shuffle the multiset in memory if it fits beside the input
-        (False: it does not, and nothing stays planned)."""
-        if not self._fits_whole(len(block), len(offsets) - 1):
-            return False
-        n = len(self.request.sources)
-        unique, kept_offsets, kept_runs, (counts, nbytes, dropped) = unique_with_sources(
-            block, offsets, runs, mix.source_files(self.request), n, self.piece, self.workers
-        )
-        self._plan_mix((counts, nbytes))
-        assert self.mixer is not None
-        self.mixer.dropped = dropped
-        mult, per_source = self._copies(unique, kept_offsets, kept_runs)
-        if not plan.fits_in_memory(len(block) + len(unique), len(offsets) + len(kept_offsets) + int(mult.sum()), self.limit):
-            self.mixer, self.stratifier, self.out.split_totals = None, None, None
-            return False
-        self.duplicates = len(offsets) - len(kept_offsets)
-        self._to_memory(phase, stored, reader, mapped, len(offsets) - 1, len(block))
-        self._in_memory(unique, kept_offsets, mult, per_source, beside=len(block))
-        return True
 
     def _to_memory(self, phase: str | None, stored: int | None, reader: RecordReader, mapped: bool, records: int, nbytes: int) -> None:
         """The input (``records``, ``nbytes``) is shuffled in memory: its bar named so, and a mapped
