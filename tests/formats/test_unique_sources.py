@@ -346,3 +346,14 @@ def test_rows_hashed_once_with_the_same_output_either_way(tmp_path: Path, monkey
         hashed.append(sum(calls))
     total = sum(len(v) for v in records.values())
     assert outputs[0] == outputs[1] and hashed[0] == total < hashed[1]
+
+
+def test_a_source_left_without_records_cannot_take_a_share(tmp_path: Path) -> None:
+    """Every record of y is one of x's: y has none left for its share of --mix, and says why."""
+    from bigshuf.errors import InputError
+
+    x = write_records(tmp_path / "x", [b"a", b"b"])
+    y = write_records(tmp_path / "y", [b"b", b"a", b"b"])
+    with pytest.raises(InputError, match=r"^source 'y' has no records left once unique=True drops copies: it cannot make up a share"):
+        bigshuf.shuffle([], tmp_path / "out", sources={"x": x, "y": y}, mix={"x": "0.5", "y": "0.5"}, unique=True)
+    assert not (tmp_path / "out").exists()

@@ -105,17 +105,19 @@ def needs_counts(rates: Sequence[Fraction], mixing: bool) -> bool:
 
 
 def solve_mix(
-    names: Sequence[str], shares: Sequence[Fraction], counts: Sequence[int], total: int | None, max_rate: Fraction, unit: str
+    names: Sequence[str], shares: Sequence[Fraction], counts: Sequence[int], total: int | None, max_rate: Fraction, unit: str,
+    left: str = "",
 ) -> list[Fraction]:
     """The rate of each source that gives it its share of ``total`` (records or bytes, as
     ``counts`` are), refused above ``max_rate``. Without ``total``: the largest total that repeats
     no record (the scarcest source, for its share, at rate 1).
 
     For records the targets are apportioned by largest remainder so that they sum to ``total``
-    exactly, and each rate is target / count, so the source gives exactly its target."""
+    exactly, and each rate is target / count, so the source gives exactly its target. ``left`` says
+    what the counts are of, in the message for a source with none (``--unique``'s records left)."""
     for name, count in zip(names, counts):
         if count == 0:
-            raise InputError(f"source '{name}' has no {unit}: it cannot make up a share of {option('mix')}")
+            raise InputError(f"source '{name}' has no {unit}{left}: it cannot make up a share of {option('mix')}")
     whole = sum(shares, Fraction(0))
     shares = [share / whole for share in shares]  # shares within the tolerance of 1, made exact
     if total is None:
@@ -153,7 +155,8 @@ def mixer_for(request: Request, counts: Sequence[int] | None, nbytes: Sequence[i
         measured = nbytes if request.by == "bytes" else counts
         assert measured is not None, "a mix is solved from counts"
         shares = [share for _name, share in request.mix]
-        rates = solve_mix(names, shares, measured, request.total, request.max_rate, request.by)
+        left = f" left once {option('unique')} drops copies" if request.unique else ""
+        rates = solve_mix(names, shares, measured, request.total, request.max_rate, request.by, left)
     return Mixer(names, file_source, rates, counts)
 
 
