@@ -179,7 +179,11 @@ def _summarize(progress: Progress, stats: ShuffleStats) -> None:
     if isinstance(progress, BarProgress):
         _report(f"{PROG}: {summary(stats)}")
         for source in stats.sources:
-            _report(f"{PROG}: source {source.name}: {source.read:,} records read, rate {source.rate:.6g}, {source.written:,} in the mix")
+            dropped = f", {source.dropped:,} duplicates dropped" if source.dropped else ""
+            _report(
+                f"{PROG}: source {source.name}: {source.read:,} records read{dropped}, rate {source.rate:.6g}, "
+                f"{source.written:,} in the mix"
+            )
 
 
 def _choose_arrow_pool(inputs: list[str], args: argparse.Namespace) -> None:

@@ -95,9 +95,10 @@ Mandatory arguments to long options are mandatory for short options too.
       --verify              fingerprint the records read and written; if they
                               differ, fail and leave the output untouched
       --unique              keep one copy of byte-identical lines (as sort -u),
-                              table rows or Megatron documents (same tokens,
-                              same sequence lengths), and shuffle those; at
-                              most one more pass
+                              table rows, tar samples or Megatron documents
+                              (same tokens, same sequence lengths), and shuffle
+                              those; at most one more pass; with --source, the
+                              first copy in source order, before the rates apply
       --no-sync             do not fsync output files and their directories
                               around the final rename (faster; a machine crash
                               may then lose the new output)

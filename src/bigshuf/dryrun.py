@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any, NoReturn
 
@@ -224,6 +224,10 @@ def _weigh(facts: Facts) -> None:
     if not request.sources:
         return
     counts = sample.source_records
+    if request.unique:
+        # The rates apply to the records left once --unique drops copies: counted only by the run.
+        sample = replace(sample, source_records=None, source_bytes=None)
+        counts = None
     if request.mix and (sample.source_bytes if request.by == "bytes" else counts) is None:
         facts.factor = None  # the rates, and so the multiset, are known after the counting pass
         return
@@ -348,7 +352,9 @@ def _mix(facts: Facts) -> None:
             total = f" of {request.total:,} {request.by}" if request.total is not None else " of the most that repeats no record"
         if facts.multiset is not None:
             total += f"; {facts.multiset:,} record{'s' if facts.multiset != 1 else ''} to shuffle"
-        if counted and request.mix and facts.rates is None and not facts.mix_error:
+        if counted and request.unique:
+            total += f"; the rates apply to each source's records left once {option('unique')} drops copies, counted as it drops them"
+        elif counted and request.mix and facts.rates is None and not facts.mix_error:
             total += "; the rates are known only after a counting pass reads every input first"
         elif counted:
             total += "; a counting pass reads every input first"

@@ -176,7 +176,7 @@ def _regular(path: str) -> bool:
 def check_sources(request: Request) -> None:
     """What weighted sources cannot run with: ``repeat``, and standard input when
     each source's records must be counted first."""
-    for setting, used in (("repeat", request.repeat), ("unique", request.unique)):
+    for setting, used in (("repeat", request.repeat),):
         if used:
             raise UsageError(f"{option('source')} cannot be combined with {option(setting)}")
     if weights.needs_counts(request.source_rates, bool(request.mix)) or request.stratify:

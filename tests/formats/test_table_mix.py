@@ -277,8 +277,9 @@ def test_cli(tmp_path: Path, corpus: dict[str, object], run_cli) -> None:  # typ
     assert (code, err) == (0, b"")
     with pa.memory_map(str(tmp_path / "out.arrow")) as f:
         assert Counter(map(source_of, pa.ipc.open_file(f).read_all()["id"].to_pylist())) == {"web": 30, "code": 10}
-    code, out, err = run_cli([*base, "--unique", "-o", "o.parquet"], cwd=tmp_path)
-    assert (code, out, err) == (1, b"", b"bigshuf: --source cannot be combined with --unique\n")
+    code, out, err = run_cli([*base, "--unique", "--rate", "web=0.5,code=2", "-o", "o.parquet"], cwd=tmp_path)
+    assert (code, out, err) == (0, b"", b"")  # no row repeated: the plain run's counts
+    assert Counter(map(source_of, pq.read_table(tmp_path / "o.parquet")["id"].to_pylist())) == {"web": 150, "code": 140}
 
 
 def test_dry_run_counts_only_json_lines(tmp_path: Path, corpus: dict[str, object]) -> None:

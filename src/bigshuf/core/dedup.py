@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import plan
 from .fingerprint import mix, record_hashes
 from .records import INT32_LIMIT, array_block, as_binary_array
 
@@ -106,3 +107,10 @@ def bucket_ids(hashes: np.ndarray, level: int, k: int) -> np.ndarray:
     dtype = np.uint16 if k < 1 << 16 else np.uint32  # k itself marks a dropped record
     ids: np.ndarray = ((salted >> np.uint64(32)) * np.uint64(k) >> np.uint64(32)).astype(dtype)
     return ids
+
+
+def keeps_hashes(k: int) -> bool:
+    """Whether ``k`` hash buckets can each keep a file of their records' hashes beside them (twice
+    the files open): then a bucket read back is not hashed again. Else they are hashed again, and
+    the bucket count, so the output, never depends on it."""
+    return 2 * k <= plan.most_buckets()

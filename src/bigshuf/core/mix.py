@@ -52,6 +52,9 @@ class SourceStats:
     read: int
     rate: float
     written: int
+    #: Records of the source ``--unique`` dropped as copies (of its own or an earlier source's),
+    #: counted in ``read``; the rate applies to the ``read - dropped`` left.
+    dropped: int = 0
 
 
 def parse_rate(text: str, what: str) -> Fraction:
@@ -102,17 +105,19 @@ def needs_counts(rates: Sequence[Fraction], mixing: bool) -> bool:
 
 
 def solve_mix(
-    names: Sequence[str], shares: Sequence[Fraction], counts: Sequence[int], total: int | None, max_rate: Fraction, unit: str
+    names: Sequence[str], shares: Sequence[Fraction], counts: Sequence[int], total: int | None, max_rate: Fraction, unit: str,
+    left: str = "",
 ) -> list[Fraction]:
     """The rate of each source that gives it its share of ``total`` (records or bytes, as
     ``counts`` are), refused above ``max_rate``. Without ``total``: the largest total that repeats
     no record (the scarcest source, for its share, at rate 1).
 
     For records the targets are apportioned by largest remainder so that they sum to ``total``
-    exactly, and each rate is target / count, so the source gives exactly its target."""
+    exactly, and each rate is target / count, so the source gives exactly its target. ``left`` says
+    what the counts are of, in the message for a source with none (``--unique``'s records left)."""
     for name, count in zip(names, counts):
         if count == 0:
-            raise InputError(f"source '{name}' has no {unit}: it cannot make up a share of {option('mix')}")
+            raise InputError(f"source '{name}' has no {unit}{left}: it cannot make up a share of {option('mix')}")
     whole = sum(shares, Fraction(0))
     shares = [share / whole for share in shares]  # shares within the tolerance of 1, made exact
     if total is None:
@@ -150,7 +155,8 @@ def mixer_for(request: Request, counts: Sequence[int] | None, nbytes: Sequence[i
         measured = nbytes if request.by == "bytes" else counts
         assert measured is not None, "a mix is solved from counts"
         shares = [share for _name, share in request.mix]
-        rates = solve_mix(names, shares, measured, request.total, request.max_rate, request.by)
+        left = f" left once {option('unique')} drops copies" if request.unique else ""
+        rates = solve_mix(names, shares, measured, request.total, request.max_rate, request.by, left)
     return Mixer(names, file_source, rates, counts)
 
 
@@ -180,6 +186,7 @@ class Mixer:
                         "or more; split the source"
                     )
         self._start = (list(self.picks_left), list(self.records_left))
+        self.dropped = [0] * len(names)  # --unique: each source's copies, dropped before the mixer saw them
         self.reset()
 
     def reset(self) -> None:
@@ -196,17 +203,7 @@ class Mixer:
     def segments(self, runs: Sequence[tuple[int, int]], size: int) -> list[tuple[int, int, int]]:
         """The byte ranges of a block (``size`` bytes, its files' ``runs``: file index and start)
         held by each source: ``(source, lo, hi)`` in order, empty ones left out."""
-        out: list[tuple[int, int, int]] = []
-        bounds = [start for _file, start in runs[1:]] + [size]
-        for (file, lo), hi in zip(runs, bounds):
-            if hi <= lo:
-                continue
-            s = int(self.file_source[file])
-            if out and out[-1][0] == s and out[-1][2] == lo:
-                out[-1] = (s, out[-1][1], hi)
-            else:
-                out.append((s, lo, hi))
-        return out
+        return segments(self.file_source, runs, size)
 
     def pick(self, entropy: int, key: Key, counts: Sequence[tuple[int, int]]) -> list[np.ndarray]:
         """For a block holding ``counts`` records of each source (``(source, count)`` in order),
@@ -255,10 +252,11 @@ class Mixer:
         return max([1, *(math.ceil(rate) for rate in self.rates)])
 
     def stats(self) -> tuple[SourceStats, ...]:
-        """Per source: records read, rate, and records put into the multiset."""
+        """Per source: records read (with the copies ``--unique`` dropped), rate, records put into the
+        multiset, and copies dropped."""
         return tuple(
-            SourceStats(name, read, float(rate), written)
-            for name, read, rate, written in zip(self.names, self.read, self.rates, self.written)
+            SourceStats(name, read + dropped, float(rate), written, dropped)
+            for name, read, rate, written, dropped in zip(self.names, self.read, self.rates, self.written, self.dropped)
         )
 
     def expected_factor(self, sizes: Sequence[int | None]) -> float:
@@ -269,6 +267,22 @@ class Mixer:
         if not known or weight == 0:
             return max(mean, 1e-9)
         return max(sum(r * size for r, size in known) / weight, 1e-9)
+
+
+def segments(file_source: np.ndarray, runs: Sequence[tuple[int, int]], size: int) -> list[tuple[int, int, int]]:
+    """The byte ranges of a block (``size`` bytes, its files' ``runs``: file index and start) held by
+    each source (``file_source``: the source of each file): ``(source, lo, hi)`` in order, empty ones left out."""
+    out: list[tuple[int, int, int]] = []
+    bounds = [start for _file, start in runs[1:]] + [size]
+    for (file, lo), hi in zip(runs, bounds):
+        if hi <= lo:
+            continue
+        s = int(file_source[file])
+        if out and out[-1][0] == s and out[-1][2] == lo:
+            out[-1] = (s, out[-1][1], hi)
+        else:
+            out.append((s, lo, hi))
+    return out
 
 
 def count_in(block: np.ndarray, segments: Sequence[tuple[int, int, int]], lo: int, hi: int, fmt: RecordFormat) -> list[tuple[int, int]]:

@@ -26,6 +26,7 @@ from ..request import Request
 from ..storage.layout import parse_split
 from ..storage.output import Output
 from ..storage.sources import RecordReader, Source
+from .line_unique import unique_with_sources
 
 
 class WeightedLines:
@@ -44,14 +45,18 @@ class WeightedLines:
     emit: Callable[[Any], None]
     mixer: Mixer | None
     stratifier: Stratifier | None
+    duplicates: int
+    _fits_whole: Callable[[int, int], bool]
+    _to_memory: Callable[..., None]
+    _in_memory: Callable[..., None]
 
     def source_stats(self) -> tuple[mix.SourceStats, ...]:
         return () if self.mixer is None else self.mixer.stats()
 
-    def _plan_mix(self) -> float:
+    def _plan_mix(self, counted: tuple[list[int], list[int]] | None = None) -> float:
         """Weighted sources: count each source's records (and bytes) first when a share or a
-        fractional rate needs them, solve the rates, and return the bytes of the multiset over the
-        bytes read, expected (for sizing the buckets)."""
+        fractional rate needs them (unless ``counted`` gives them: ``--unique``'s), solve the rates,
+        and return the bytes of the multiset over the bytes read, expected (for sizing the buckets)."""
         request = self.request
         names = [name for name, _files in request.sources]
         file_source = mix.source_files(request)
@@ -59,7 +64,10 @@ class WeightedLines:
         counts: list[int] | None = None
         nbytes: list[int] | None = None
         sizes = source_sizes(self.sources, file_source, len(names))
-        if mix.needs_counts(rates, bool(request.mix)) or request.stratify:
+        if counted is not None:
+            counts, nbytes = counted
+            sizes = list(nbytes)
+        elif mix.needs_counts(rates, bool(request.mix)) or request.stratify:
             counts, nbytes = self._count_sources(file_source, len(names))
             sizes = list(nbytes)
         self.mixer = mix.mixer_for(request, counts, nbytes)
@@ -68,6 +76,31 @@ class WeightedLines:
             self.stratifier = Stratifier(names, self.mixer.multiset_sizes(), parse_split(request.split))
             self.out.split_totals = self.stratifier.totals
         return self.mixer.expected_factor(sizes)
+
+    def _unique_mix_in_memory(
+        self, block: np.ndarray, offsets: np.ndarray, runs: list[tuple[int, int]], mapped: bool, reader: RecordReader,
+        phase: str | None, stored: int | None,
+    ) -> bool:
+        """``--unique`` with weighted sources, the input read whole: deduplicate it, plan the mix from
+        each source's records left, and shuffle the multiset in memory if it fits beside the input
+        (False: it does not, and nothing stays planned)."""
+        if not self._fits_whole(len(block), len(offsets) - 1):
+            return False
+        n = len(self.request.sources)
+        unique, kept_offsets, kept_runs, (counts, nbytes, dropped) = unique_with_sources(
+            block, offsets, runs, mix.source_files(self.request), n, self.piece, self.workers
+        )
+        self._plan_mix((counts, nbytes))
+        assert self.mixer is not None
+        self.mixer.dropped = dropped
+        mult, per_source = self._copies(unique, kept_offsets, kept_runs)
+        if not plan.fits_in_memory(len(block) + len(unique), len(offsets) + len(kept_offsets) + int(mult.sum()), self.limit):
+            self.mixer, self.stratifier, self.out.split_totals = None, None, None
+            return False
+        self.duplicates = len(offsets) - len(kept_offsets)
+        self._to_memory(phase, stored, reader, mapped, len(offsets) - 1, len(block))
+        self._in_memory(unique, kept_offsets, mult, per_source, beside=len(block))
+        return True
 
     def _count_sources(self, file_source: list[int], n: int) -> tuple[list[int], list[int]]:
         """Records and bytes of each source, read once without writing (the counting pass)."""

@@ -257,7 +257,10 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         sources = self.sources
         reader = RecordReader(sources, self.fmt, self.progress, self.request.header, stdin_check=refuse_tar_on_stdin)
         factor = 1.0  # bytes of the multiset shuffled over bytes read (weighted sources)
-        if self.request.sources:
+        # With --unique the rates apply to the records left once copies are dropped: the mix is
+        # planned once they are counted (by the dedup, in memory or by its buckets).
+        unique_mix = self.request.unique and bool(self.request.sources)
+        if self.request.sources and not unique_mix:
             factor = self._plan_mix()
         if self.request.manifest is not None:
             reader.per_input = []
@@ -281,15 +284,17 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         runs = reader.block_runs if blocks is not None else [(0, 0)]
         if final:
             offsets = find_offsets_split(block, self.fmt, self.workers, plan.block_budget(self.limit) // plan.META_PER_RECORD)
-            mult, per_source = (None, []) if self.mixer is None or offsets[-1] != len(block) else self._copies(block, offsets, runs)
-            copies = 0 if mult is None else int(mult.sum())  # the multiset's index, beside the offsets
-            if offsets[-1] == len(block) and self._fits_whole(len(block), len(offsets) - 1 + copies):
-                if phase != IN_MEMORY:
-                    self._rename_phase(IN_MEMORY, stored, reader)
-                if blocks is None and reader.per_input is not None:  # mapped whole: the reader saw none of it
-                    reader.per_input = [[(len(offsets) - 1) * self.fmt.group, len(block)]]
-                self._in_memory(block, offsets, mult, per_source)
-                return
+            if unique_mix:
+                if offsets[-1] == len(block) and self._unique_mix_in_memory(block, offsets, runs, blocks is None, reader, phase, stored):
+                    return
+                mult = None
+            else:
+                mult, per_source = (None, []) if self.mixer is None or offsets[-1] != len(block) else self._copies(block, offsets, runs)
+                copies = 0 if mult is None else int(mult.sum())  # the multiset's index, beside the offsets
+                if offsets[-1] == len(block) and self._fits_whole(len(block), len(offsets) - 1 + copies):
+                    self._to_memory(phase, stored, reader, blocks is None, len(offsets) - 1, len(block))
+                    self._in_memory(block, offsets, mult, per_source)
+                    return
             del offsets, mult
             if self.mixer is not None:
                 self.mixer.reset()  # pass 1 draws its own picks, block by block
@@ -308,7 +313,7 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
             self.temp_ratio = compression_ratio(block[: self.piece])
         # Only the chain may keep the first block alive, so the read buffer is freed before pass 2.
         everything: Iterator[Any]
-        if self.mixer is None:
+        if not self.request.sources:
             everything = (b for b, _final in chain([(block, final)], blocks))
         else:
             # Each block with where its inputs start, read as the block is handed out.
@@ -325,9 +330,13 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
             exact = total is not None
             if self.request.unique:
                 # Pass 1 scatters the unique records, at most what the hash buckets hold (known now).
-                dedup = Dedup(self, temp)
+                n = len(self.request.sources)
+                dedup = Dedup(self, temp, mix.source_files(self.request) if n else None, n)
                 hashed = dedup.scatter(everything, whole, per_record)
-                everything, whole, exact = dedup.unique(hashed), int(hashed.sizes.sum()), True
+                whole, exact = int(hashed.data.sizes.sum()), True
+                if unique_mix:
+                    whole = int(whole * dedup.plan_mix(hashed))
+                everything = dedup.unique(hashed)
             self.external(everything, Estimate.of(whole, per_record), temp, streams.TOP, 0, exact=exact)
 
     def _fits_whole(self, nbytes: int, nrecords: int) -> bool:
@@ -336,6 +345,14 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         if self.request.unique:
             nbytes = 2 * nbytes + DEDUP_META * nrecords
         return plan.fits_in_memory(nbytes, nrecords, self.limit)
+
+    def _to_memory(self, phase: str | None, stored: int | None, reader: RecordReader, mapped: bool, records: int, nbytes: int) -> None:
+        """The input (``records``, ``nbytes``) is shuffled in memory: its bar named so, and a mapped
+        input's counts given to the manifest (the reader saw none of it)."""
+        if phase != IN_MEMORY:
+            self._rename_phase(IN_MEMORY, stored, reader)
+        if mapped and reader.per_input is not None:
+            reader.per_input = [[records * self.fmt.group, nbytes]]
 
     def _first_block(
         self, reader: RecordReader, total: int | None, small: bool
@@ -363,8 +380,11 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         reader.progress = self.progress
 
     def _in_memory(
-        self, block: np.ndarray, offsets: np.ndarray, mult: np.ndarray | None = None, per_source: list[tuple[int, int]] | None = None
+        self, block: np.ndarray, offsets: np.ndarray, mult: np.ndarray | None = None, per_source: list[tuple[int, int]] | None = None,
+        beside: int | None = None,
     ) -> None:
+        """Shuffle ``block`` in memory (``mult``: each record's copies; ``beside``: bytes of the input held
+        beside it, already deduplicated into it)."""
         n = len(offsets) - 1
         index = None if mult is None else mix.copies_index(mult)
         held = len(block) + plan.META_PER_RECORD * (n if index is None else n + len(index))
@@ -378,7 +398,9 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
             rng = rng_for(self.entropy, streams.IN_MEMORY)
             sample_with_replacement(block, offsets, rng, self.emit, self.workers, count=count, limit=self.limit, held=held)
             return
-        if self.request.unique:
+        if beside is not None:
+            held += beside
+        elif self.request.unique:
             kept = first_copies(block, offsets, parallel_hashes(block, offsets, record_ranges(offsets, self.piece), self.workers))
             self.duplicates = n - len(kept)
             block, offsets = gather(block, offsets, kept)

@@ -14,41 +14,50 @@ from __future__ import annotations
 import math
 import os
 import shutil
-from collections.abc import Generator, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Generator, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..core import plan
+from ..core import mix, plan
 from ..core.driver import closing
-from ..core.dedup import DEDUP_META, bucket_ids, first_copies, gather
+from ..core.dedup import DEDUP_META, bucket_ids, first_copies, gather, keeps_hashes
 from ..core.fingerprint import record_hashes
 from ..core.parallel import Workers
 from ..core.records import find_offsets
 from ..core.scatter import BucketSet, Scattered, regroup
-from ..errors import InputError, option
+from ..errors import InputError, TempSpaceError, option
 from ..progress import Progress, dedup_phase, scatter_phase
 from ..storage.sources import FileSource, RecordReader
 from ..storage.tempspace import TempSpace
+from ..storage.writeback import WriteBehind
 
 if TYPE_CHECKING:
     from .line_run import LineRun
 
 
-def fits(nbytes: int, nrecords: int, limit: int) -> bool:
+#: Bytes per record the dedup holds beside ``DEDUP_META`` with weighted sources: each record's
+#: source and its first copy's (2 each).
+SOURCE_META = 4
+
+#: A record's source within a run of records at byte ``pos`` of a block (``offsets``: the run's, from ``pos``).
+Labels = Callable[[int, np.ndarray], np.ndarray]
+
+
+def fits(nbytes: int, nrecords: int, limit: int, meta: int = DEDUP_META) -> bool:
     """Whether a hash bucket can be deduplicated in memory: it, its unique copy and the bookkeeping
-    within the pass-1 read buffer's share of the limit (the shuffle's scatter takes the rest)."""
-    return 2 * nbytes + DEDUP_META * nrecords <= plan.read_capacity(limit)
+    (``meta`` a record) within the pass-1 read buffer's share of the limit (the shuffle's scatter takes the rest)."""
+    return 2 * nbytes + meta * nrecords <= plan.read_capacity(limit)
 
 
-def hash_bucket_count(nbytes: int, nrecords: int, limit: int, temp: str) -> int:
+def hash_bucket_count(nbytes: int, nrecords: int, limit: int, temp: str, meta: int = DEDUP_META) -> int:
     """Hash buckets for ``nbytes`` (``nrecords``) of records (-1: unknown, planned from the free
     space, as pass 1 plans), so that the expected bucket needs a third of what ``fits`` allows."""
     most = plan.most_buckets()
     if nbytes < 0:
         nbytes = shutil.disk_usage(temp).free
         nrecords, most = nbytes // 64, min(most, 1024)
-    need = 2 * nbytes + DEDUP_META * nrecords
+    need = 2 * nbytes + meta * nrecords
     return max(2, min(most, math.ceil(need / max(1, plan.read_capacity(limit) // plan.BUCKET_FRACTION))))
 
 
@@ -76,26 +85,176 @@ def parallel_hashes(block: np.ndarray, offsets: np.ndarray, ranges: list[tuple[i
     return np.concatenate(workers.sized(len(block)).map(one, len(ranges)))
 
 
-class Dedup:
-    """The dedup stage of one ``--unique`` line run: its hash buckets under the run's temp space."""
+class HashBuckets:
+    """One dedup level's hash buckets: each bucket's records, beside them a file of their 64-bit
+    hashes in the same order (read back rather than computed again; left out when twice the
+    buckets would be more files than may be open, so that the bucket count, and with it the
+    output, never depends on them), and with weighted sources each bucket's records per source (a
+    bucket holds its records in input order, so it holds its first source's, then its next
+    source's, and so on)."""
 
-    def __init__(self, run: LineRun, temp: TempSpace) -> None:
+    def __init__(self, directory: str, k: int, writer: WriteBehind, compress: bool, sources: int) -> None:
+        self.data = BucketSet(directory, k, writer, compress=compress)
+        self.hashes = BucketSet(f"{directory}-hashes", k, writer, compress=compress) if keeps_hashes(k) else None
+        self.k = k
+        self.per_source = np.zeros((k, sources), np.int64) if sources else None
+        # Buckets split one level deeper by a counting pass, to be read from there by the next.
+        self.below: dict[int, HashBuckets] = {}
+
+    def append(self, records: Scattered, hashes: Scattered | None) -> None:
+        """Append a piece's records regrouped by bucket, and their hashes regrouped alike."""
+        self.data.append(records)
+        if self.hashes is not None and hashes is not None:
+            self.hashes.append(hashes)
+
+    def read_hashes(self, j: int) -> np.ndarray | None:
+        """The hashes of bucket ``j``'s records, in their order (checked as the records are); None if not kept."""
+        if self.hashes is None:
+            return None
+        hashes = np.empty(int(self.data.records[j]), np.uint64)
+        if int(self.hashes.sizes[j]) != hashes.nbytes:
+            raise TempSpaceError(f"{self.hashes.path(j)}: {self.hashes.sizes[j]} bytes of hashes for {len(hashes)} records")
+        self.hashes.read_into(j, hashes.view(np.uint8))
+        return hashes
+
+    def remove(self, j: int) -> None:
+        """Delete bucket ``j``'s files once it has been consumed."""
+        self.data.remove(j)
+        if self.hashes is not None:
+            self.hashes.remove(j)
+
+    def close(self) -> None:
+        """Flush and close every file of the level."""
+        try:
+            self.data.close()
+        finally:
+            if self.hashes is not None:
+                self.hashes.close()
+
+
+def hashes_regrouped(hashes: np.ndarray, ids: np.ndarray, counts: np.ndarray) -> Scattered:
+    """``hashes`` regrouped by bucket ``ids`` as ``regroup`` regroups their records (stable; ids of
+    ``len(counts)`` or more dropped), ``counts`` per bucket."""
+    kept = int(counts.sum())
+    grouped = hashes[np.argsort(ids, kind="stable")[:kept]]
+    bounds = np.zeros(len(counts) + 1, np.int64)
+    np.cumsum(counts, out=bounds[1:])
+    bounds *= 8
+    return Scattered(grouped.view(np.uint8).data, bounds, counts)
+
+
+def byte_labels(file_source: np.ndarray, runs: list[tuple[int, int]], size: int) -> Labels:
+    """The source of each record of a block of ``size`` bytes whose inputs start at ``runs``
+    (input index, byte), from where the record starts."""
+    segments = mix.segments(file_source, runs, size)
+    starts = np.array([lo for _s, lo, _hi in segments], np.int64)
+    sources = np.array([s for s, _lo, _hi in segments], np.uint16)
+
+    def labels(pos: int, offsets: np.ndarray) -> np.ndarray:
+        """Sources of the records at ``pos + offsets[:-1]``."""
+        found: np.ndarray = sources[np.searchsorted(starts, offsets[:-1].astype(np.int64) + pos, side="right") - 1]
+        return found
+
+    return labels
+
+
+def counted_labels(per_source: np.ndarray) -> Labels:
+    """The source of each record of a bucket read back in order, from its records per source (its
+    first ``per_source[0]`` records are source 0's, and so on); runs of records must come in order."""
+    bounds = np.cumsum(per_source)
+    done = [0]
+
+    def labels(_pos: int, offsets: np.ndarray) -> np.ndarray:
+        """Sources of the next ``len(offsets) - 1`` records of the bucket."""
+        n = len(offsets) - 1
+        found = np.searchsorted(bounds, np.arange(done[0], done[0] + n), side="right").astype(np.uint16)
+        done[0] += n
+        return found
+
+    return labels
+
+
+def source_runs(labels: np.ndarray, offsets: np.ndarray, first_input: list[int]) -> list[tuple[int, int]]:
+    """Where each source's records start in a block (``labels``: each record's source, ascending;
+    ``offsets``: the records'), as ``(input, byte)`` runs naming each source by its first input."""
+    starts = np.searchsorted(labels, np.arange(len(first_input), dtype=np.uint16), side="left")
+    present = np.flatnonzero(np.bincount(labels, minlength=len(first_input)))
+    return [(first_input[s], int(offsets[starts[s]])) for s in present.tolist()]
+
+
+def first_inputs(file_source: list[int], sources: int) -> list[int]:
+    """The first input of each of ``sources`` sources (``file_source``: each input's source)."""
+    return [file_source.index(s) for s in range(sources)]
+
+
+class Dedup:
+    """The dedup stage of one ``--unique`` line run: its hash buckets under the run's temp space.
+
+    With weighted sources (``file_source``: the source of each input, ``sources`` of them) every
+    record's source travels with it: the first copy in input order is kept, so a record found in
+    two sources counts for the first of them as given, and each source's copies dropped are
+    counted (``dropped``)."""
+
+    def __init__(self, run: LineRun, temp: TempSpace, file_source: list[int] | None = None, sources: int = 0) -> None:
         self.run = run
         self.temp = temp
         self.buf = np.empty(0, np.uint8)  # read buffer of the buckets that fit, reused
+        self.file_source = np.asarray(file_source or [], np.int64)
+        self.sources = sources
+        self.meta = DEDUP_META + (SOURCE_META if sources else 0)
+        self.dropped = [0] * sources
+        # The first input of each source: unique blocks name their sources' runs by it.
+        self.first_input = first_inputs(file_source or [], sources)
 
-    def scatter(self, blocks: Iterator[np.ndarray], nbytes: int | None, per_record: float) -> BucketSet:
-        """The input's ``blocks`` (``nbytes`` in all, if known) scattered into the top level's hash
-        buckets, each run's copies dropped: after this, the input is read and the unique records are
-        at most the buckets' bytes (``unique`` yields them)."""
-        return self._fill(blocks, -1 if nbytes is None else nbytes, per_record, 0, "unique")
+    def scatter(self, blocks: Iterator[Any], nbytes: int | None, per_record: float) -> HashBuckets:
+        """The input's ``blocks`` (``nbytes`` in all, if known; with sources each with its inputs'
+        runs) scattered into the top level's hash buckets, each run's copies dropped: after this,
+        the input is read and the unique records are at most the buckets' bytes (``unique`` yields them)."""
+        labelled: Iterator[tuple[np.ndarray, Labels | None]]
+        if self.sources:
+            labelled = ((b, byte_labels(self.file_source, runs, len(b))) for b, runs in blocks)
+        else:
+            labelled = ((b, None) for b in blocks)
+        try:
+            return self._fill(labelled, -1 if nbytes is None else nbytes, per_record, 0, "unique")
+        finally:
+            if isinstance(blocks, Generator):
+                blocks.close()
 
-    def unique(self, buckets: BucketSet) -> Generator[np.ndarray, None, None]:
-        """The unique records of the top level's hash ``buckets``, a block per bucket."""
-        self.run.progress.start(scatter_phase(0), int(buckets.sizes.sum()))
+    def unique(self, buckets: HashBuckets) -> Generator[Any, None, None]:
+        """The unique records of the top level's hash ``buckets``, a block per bucket (with sources,
+        each with its sources' runs, as pass 1 takes a block of weighted sources)."""
+        self.run.progress.start(scatter_phase(0), int(buckets.data.sizes.sum()))
         yield from self._unique_buckets(buckets, 0, "unique")
 
-    def _fill(self, blocks: Iterator[np.ndarray], nbytes: int, per_record: float, level: int, name: str) -> BucketSet:
+
+    def plan_mix(self, buckets: HashBuckets) -> float:
+        """Weighted sources: the run's mix planned from each source's records left once their copies
+        are dropped (counted from the hash ``buckets`` when a share, a fractional rate or
+        ``--stratify`` needs them); return the multiset's bytes over the records', expected."""
+        request = self.run.request
+        counted = None
+        if mix.needs_counts(request.source_rates, bool(request.mix)) or request.stratify:
+            counted = self.count(buckets)
+        factor = self.run._plan_mix(counted)
+        assert self.run.mixer is not None
+        self.run.mixer.dropped = self.dropped  # the rest are counted as the buckets are read
+        return factor
+
+    def count(self, buckets: HashBuckets) -> tuple[list[int], list[int]]:
+        """Each source's unique records and their bytes, deduplicated bucket by bucket without
+        writing (what a mix is solved from); the buckets stay for ``unique``, and a bucket too big
+        for memory is split one level deeper once, here."""
+        tally = [[0] * self.sources, [0] * self.sources]
+        self.run.progress.start("counting", int(buckets.data.sizes.sum()))
+        for _none in self._unique_buckets(buckets, 0, "unique", tally):
+            pass
+        self.run.progress.close()
+        return tally[0], tally[1]
+
+    def _fill(
+        self, blocks: Iterator[tuple[np.ndarray, Labels | None]], nbytes: int, per_record: float, level: int, name: str
+    ) -> HashBuckets:
         """Scatter ``blocks`` into new hash buckets of ``level`` (in directory ``name``); return them, closed."""
         run = self.run
         if level > plan.MAX_DEPTH:
@@ -104,14 +263,14 @@ class Dedup:
                 f"needs the records repeated to be shorter than about a quarter of {option('memory')}; raise {option('memory')}"
             )
         run.extra_passes = max(run.extra_passes, level + 1)
-        k = hash_bucket_count(nbytes, int(nbytes / max(1.0, per_record)), run.limit, self.temp.path)
+        k = hash_bucket_count(nbytes, int(nbytes / max(1.0, per_record)), run.limit, self.temp.path, self.meta)
         run.buckets += k
-        buckets = BucketSet(os.path.join(self.temp.path, name), k, run.writer, compress=run.request.compress_temp)
+        buckets = HashBuckets(os.path.join(self.temp.path, name), k, run.writer, run.request.compress_temp, self.sources)
         try:
             if level:
                 run.progress.start(dedup_phase(level), nbytes)
-            for block in blocks:
-                self._scatter(block, buckets, level)
+            for block, labels in blocks:
+                self._scatter(block, labels, buckets, level)
                 if level:
                     run.progress.update(len(block))
             run.writer.flush()
@@ -122,45 +281,75 @@ class Dedup:
                 blocks.close()
         return buckets
 
-    def _unique_buckets(self, buckets: BucketSet, level: int, name: str) -> Generator[np.ndarray, None, None]:
-        """Each hash bucket's unique records, in bucket order, each bucket removed once used."""
+    def _unique_buckets(
+        self, buckets: HashBuckets, level: int, name: str, tally: list[list[int]] | None = None
+    ) -> Generator[Any, None, None]:
+        """Each hash bucket's unique records, in bucket order, each bucket removed once used; with
+        ``tally``, nothing yielded or removed: each source's unique records and bytes added to it."""
         run = self.run
+        sizes, records = buckets.data.sizes, buckets.data.records
         for j in range(buckets.k):
-            size, count = int(buckets.sizes[j]), int(buckets.records[j])
+            size, count = int(sizes[j]), int(records[j])
             if not count:
                 continue
-            if count == 1 or fits(size, count, run.limit):
+            below = buckets.below.get(j)
+            if below is None and (count == 1 or fits(size, count, run.limit, self.meta)):
                 # One record is unique, and no longer than the read buffer: it is passed on as it is.
                 if len(self.buf) < size:
                     self.buf = np.empty(size, np.uint8)
-                view = buckets.read_into(j, self.buf)
+                view = buckets.data.read_into(j, self.buf)
+                labels = None if buckets.per_source is None else np.repeat(np.arange(self.sources, dtype=np.uint16), buckets.per_source[j])
+                offsets = find_offsets(view, run.fmt)
+                kept = first_copies(view, offsets, buckets.read_hashes(j)) if count > 1 else np.zeros(1, np.int64)
+                if tally is not None:
+                    assert labels is not None
+                    tally[0] = (np.asarray(tally[0]) + np.bincount(labels[kept], minlength=self.sources)).tolist()
+                    weights = np.diff(offsets)[kept].astype(np.float64)
+                    tally[1] = (np.asarray(tally[1]) + np.bincount(labels[kept], weights, self.sources).astype(np.int64)).tolist()
+                    run.progress.update(size)
+                    continue
                 unique = view
-                if count > 1:
-                    offsets = find_offsets(view, run.fmt)
-                    kept = first_copies(view, offsets)
+                if len(kept) < count:
                     run.duplicates += count - len(kept)
-                    unique = gather(view, offsets, kept)[0]
-                    del offsets, kept
-                del view
+                    unique, offsets = gather(view, offsets, kept)
+                    if labels is not None:
+                        gone = np.ones(count, np.bool_)
+                        gone[kept] = False
+                        for s, c in enumerate(np.bincount(labels[gone], minlength=self.sources).tolist()):
+                            self.dropped[s] += c
+                        labels = labels[kept]
+                del view, kept
                 buckets.remove(j)
-                yield unique
-                del unique
+                yield unique if labels is None else (unique, self._runs(labels, offsets))
+                del unique, offsets, labels
                 if level == 0:
                     run.progress.update(size)
             else:
-                self.buf = np.empty(0, np.uint8)
-                buckets.check_file(j)
-                reader = RecordReader([FileSource(buckets.path(j))], run.fmt, Progress())
-                flagged = reader.blocks(plan.read_capacity(run.limit), option("memory"))
-                below = self._fill(closing((b for b, _final in flagged), flagged), size, size / count, level + 1, f"{name}-{j}")
-                buckets.remove(j)
-                yield from self._unique_buckets(below, level + 1, f"{name}-{j}")
+                if below is None:
+                    self.buf = np.empty(0, np.uint8)
+                    buckets.data.check_file(j)
+                    reader = RecordReader([FileSource(buckets.data.path(j))], run.fmt, Progress())
+                    flagged = reader.blocks(plan.read_capacity(run.limit), option("memory"))
+                    labeller = None if buckets.per_source is None else counted_labels(buckets.per_source[j])
+                    sub = ((b, labeller) for b, _final in flagged)
+                    below = self._fill(closing(sub, flagged), size, size / count, level + 1, f"{name}-{j}")
+                    buckets.remove(j)
+                    if tally is not None:
+                        buckets.below[j] = below
+                else:
+                    del buckets.below[j]
+                yield from self._unique_buckets(below, level + 1, f"{name}-{j}", tally)
                 if level == 0:
-                    run.progress.start(scatter_phase(0), int(buckets.sizes[j + 1 :].sum()))
+                    run.progress.start("counting" if tally is not None else scatter_phase(0), int(sizes[j + 1 :].sum()))
 
-    def _scatter(self, block: np.ndarray, buckets: BucketSet, level: int) -> None:
+    def _runs(self, labels: np.ndarray, offsets: np.ndarray) -> list[tuple[int, int]]:
+        """Where each source's records start in a unique block (``labels``: each record's source)."""
+        return source_runs(labels, offsets, self.first_input)
+
+    def _scatter(self, block: np.ndarray, labels: Labels | None, buckets: HashBuckets, level: int) -> None:
         """Drop the duplicates of ``block`` within each run of at most ``piece_records`` records
-        (the dedup's bookkeeping stays bounded), and scatter the rest by hash, a piece per worker.
+        (the dedup's bookkeeping stays bounded), and scatter the rest by hash, a piece per worker,
+        their hashes beside them (and with ``labels``, each bucket's records per source counted).
 
         A run spans many pieces: a bucket too big for memory then holds fewer copies one level
         down, however long its records (up to a quarter of the limit)."""
@@ -177,14 +366,53 @@ class Dedup:
             ids = np.full(len(offsets) - 1, k, np.uint16 if k < 1 << 16 else np.uint32)
             ids[kept] = bucket_ids(hashes[kept], level, k)
             run.duplicates += len(ids) - len(kept)
-            del hashes, kept
+            if labels is not None:
+                self._count_sources(labels(pos, offsets), ids, kept, buckets)
+            del kept
 
-            def one(first: int, stop: int, offsets: np.ndarray = offsets, unit: np.ndarray = unit, ids: np.ndarray = ids) -> Scattered:
-                """Records ``first`` to ``stop - 1`` of the run regrouped by their hash buckets."""
+            def one(
+                first: int, stop: int, offsets: np.ndarray = offsets, unit: np.ndarray = unit, ids: np.ndarray = ids,
+                hashes: np.ndarray = hashes,
+            ) -> tuple[Scattered, Scattered | None]:
+                """Records ``first`` to ``stop - 1`` of the run regrouped by their hash buckets, and their hashes alike."""
                 lo, hi = int(offsets[first]), int(offsets[stop])
-                return regroup(unit[lo:hi], offsets[first : stop + 1] - offsets[first], ids[first:stop], k, k)
+                part = regroup(unit[lo:hi], offsets[first : stop + 1] - offsets[first], ids[first:stop], k, k)
+                grouped = None if buckets.hashes is None else hashes_regrouped(hashes[first:stop], ids[first:stop], part.counts)
+                return part, grouped
 
             jobs = ((lambda first=first, stop=stop: one(first, stop)) for first, stop in pieces)
-            for part in run.workers.sized(len(unit)).ordered(jobs, ahead=plan.pieces_ahead(run.limit)):
-                buckets.append(part)
+            for part, grouped in run.workers.sized(len(unit)).ordered(jobs, ahead=plan.pieces_ahead(run.limit)):
+                buckets.append(part, grouped)
+            del hashes
             pos += len(unit)
+
+    def _count_sources(self, sources: np.ndarray, ids: np.ndarray, kept: np.ndarray, buckets: HashBuckets) -> None:
+        """Add a run's records kept to their buckets' counts per source, and its copies to ``dropped``."""
+        assert buckets.per_source is not None
+        n, k = self.sources, buckets.k
+        mine = ids[kept].astype(np.int64) * n + sources[kept]
+        buckets.per_source += np.bincount(mine, minlength=k * n).reshape(k, n)
+        gone = np.ones(len(ids), np.bool_)
+        gone[kept] = False
+        for s, c in enumerate(np.bincount(sources[gone], minlength=n).tolist()):
+            self.dropped[s] += c
+
+
+def unique_with_sources(
+    block: np.ndarray, offsets: np.ndarray, runs: list[tuple[int, int]], file_source: list[int], sources: int, piece: int,
+    workers: Workers,
+) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]], list[list[int]]]:
+    """``--unique`` with weighted sources, the whole input in memory (its inputs start at ``runs``):
+    the first copy of each record in input order, gathered with their offsets and their sources'
+    runs, and per source the records kept, their bytes and the copies dropped."""
+    labels = byte_labels(np.asarray(file_source, np.int64), runs, len(block))(0, offsets)
+    kept = first_copies(block, offsets, parallel_hashes(block, offsets, record_ranges(offsets, piece), workers))
+    gone = np.ones(len(offsets) - 1, np.bool_)
+    gone[kept] = False
+    dropped = np.bincount(labels[gone], minlength=sources).tolist()
+    del gone
+    labels = labels[kept]
+    counts = np.bincount(labels, minlength=sources).tolist()
+    nbytes = np.bincount(labels, np.diff(offsets)[kept].astype(np.float64), sources).astype(np.int64).tolist()
+    unique, new_offsets = gather(block, offsets, kept)
+    return unique, new_offsets, source_runs(labels, new_offsets, first_inputs(file_source, sources)), [counts, nbytes, dropped]

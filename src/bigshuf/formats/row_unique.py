@@ -19,14 +19,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..core import plan
-from ..core.dedup import DEDUP_META, bucket_ids
+from ..core import mix, plan
+from ..core.dedup import DEDUP_META, bucket_ids, keeps_hashes
 from ..core.records import list_spans
-from ..errors import InputError, UsageError, option
+from ..core.scatter import BucketSet, Scattered
+from ..errors import InputError, TempSpaceError, UsageError, option
 from ..progress import dedup_phase, scatter_phase
 from ..storage.tempspace import TempSpace
 from .rowhash import row_hashes
-from .tables import TableBuckets, _combine, _rebatch
+from .table_mix import Block
+from .tables import TableBuckets, _combine, _rebatch, row_sizes
 
 if TYPE_CHECKING:
     from .table_run import TableRun
@@ -176,25 +178,74 @@ def fits(nbytes: int, nrows: int, limit: int) -> bool:
     return 2 * nbytes + DEDUP_META * nrows <= plan.read_capacity(limit)
 
 
+def source_labels(counts: list[tuple[int, int]]) -> np.ndarray:
+    """Each row's source, from a run of rows' ``(source, count)`` in order."""
+    return np.repeat(np.array([s for s, _c in counts], np.uint16), [c for _s, c in counts])
+
+
+def source_counts(labels: np.ndarray) -> list[tuple[int, int]]:
+    """A run of rows' ``(source, count)`` in order, from each row's source (ascending)."""
+    counts = np.bincount(labels) if len(labels) else np.zeros(0, np.int64)
+    return [(s, int(counts[s])) for s in np.flatnonzero(counts).tolist()]
+
+
 class RowDedup:
     """The dedup stage of one ``--unique`` table run: rows scattered by hash into buckets (each batch's
-    own copies dropped first), each bucket then deduplicated in memory, or split again a level deeper."""
+    own copies dropped first), each bucket then deduplicated in memory, or split again a level deeper.
 
-    def __init__(self, run: TableRun, temp: TempSpace) -> None:
+    With ``sources`` weighted sources each row's source travels with it (a bucket holds its rows in
+    input order, so its rows per source are counts): the first copy in input order is kept, and each
+    source's copies dropped are counted (``dropped``)."""
+
+    def __init__(self, run: TableRun, temp: TempSpace, sources: int = 0) -> None:
         self.run = run
         self.temp = temp
+        self.sources = sources
+        self.dropped = [0] * sources
+        # With sources, each level's rows per bucket and source (by the level's directory), and the
+        # buckets a counting pass split one level deeper, to be read from there by the next.
+        self.per_source: dict[str, np.ndarray] = {}
+        self.below: dict[str, dict[int, TableBuckets]] = {}
+        # Each level's rows' hashes, bucket by bucket in the rows' order (None: not kept, see ``keeps_hashes``).
+        self.hashes: dict[str, BucketSet | None] = {}
 
     def scatter(self, blocks: Iterator[Any], nbytes: int, nrows: int) -> TableBuckets:
-        """The input's ``blocks`` (about ``nbytes`` of ``nrows`` rows) scattered into the top level's hash buckets."""
-        return self._fill(blocks, nbytes, nrows, 0, "unique")
+        """The input's ``blocks`` (about ``nbytes`` of ``nrows`` rows; with sources each with its rows
+        per source) scattered into the top level's hash buckets."""
+        labelled = ((b[0], b[1], source_labels(b[2]) if self.sources else None) for b in blocks)
+        return self._fill(labelled, nbytes, nrows, 0, "unique")
 
-    def unique(self, buckets: TableBuckets) -> Generator[tuple[pa.RecordBatch, np.ndarray], None, None]:
-        """The unique rows of the top level's hash ``buckets``, in batches with their row sizes."""
+    def unique(self, buckets: TableBuckets) -> Generator[Block, None, None]:
+        """The unique rows of the top level's hash ``buckets``, in batches with their row sizes (and
+        with sources, their rows per source, as pass 1 takes weighted batches)."""
         self.run.progress.start(scatter_phase(0), int(buckets.sizes.sum()))
         yield from self._unique_buckets(buckets, 0, "unique")
 
-    def _fill(self, blocks: Iterator[Any], nbytes: int, nrows: int, level: int, name: str) -> TableBuckets:
-        """Scatter ``blocks`` into new hash buckets of ``level`` (directory ``name``); return them, closed."""
+    def plan_mix(self, buckets: TableBuckets) -> None:
+        """Weighted sources: the run's mix planned from each source's rows left once their copies are
+        dropped (counted from the hash ``buckets`` when a share, a fractional rate, ``--stratify`` or
+        ``--by bytes`` needs them)."""
+        request = self.run.request
+        counted = None
+        if request.by == "bytes" or mix.needs_counts(request.source_rates, bool(request.mix)) or request.stratify:
+            counted = self.count(buckets)
+        self.run._plan_mix(counted)
+        assert self.run.mixer is not None
+        self.run.mixer.dropped = self.dropped  # the rest are counted as the buckets are read
+
+    def count(self, buckets: TableBuckets) -> tuple[list[int], list[int]]:
+        """Each source's unique rows and their bytes (by ``row_sizes``), deduplicated bucket by bucket
+        without writing; the buckets stay for ``unique`` (one too big for memory is split here, once)."""
+        tally = [[0] * self.sources, [0] * self.sources]
+        self.run.progress.start("counting", int(buckets.sizes.sum()))
+        for _none in self._unique_buckets(buckets, 0, "unique", tally):
+            pass
+        self.run.progress.close()
+        return tally[0], tally[1]
+
+    def _fill(self, blocks: Iterator[tuple[pa.RecordBatch, np.ndarray, np.ndarray | None]], nbytes: int, nrows: int, level: int, name: str) -> TableBuckets:
+        """Scatter ``blocks`` (with each row's source, or None) into new hash buckets of ``level``
+        (directory ``name``); return them, closed."""
         run = self.run
         if level > plan.MAX_DEPTH:
             raise InputError(
@@ -206,10 +257,14 @@ class RowDedup:
         k = max(2, min(plan.most_buckets(), -(-need // max(1, plan.read_capacity(run.limit) // plan.BUCKET_FRACTION))))
         run.buckets += k
         buckets = TableBuckets(os.path.join(self.temp.path, name), k, run.table_out.schema, run.request.compress_temp, run.piece)
+        per_source = self.per_source[buckets.directory] = np.zeros((k, self.sources), np.int64)
+        kept_hashes = self.hashes[buckets.directory] = (
+            BucketSet(f"{buckets.directory}-hashes", k, compress=run.request.compress_temp) if keeps_hashes(k) else None
+        )
         try:
             if level:
                 run.progress.start(dedup_phase(level), nbytes)
-            for batch, sizes in _groups(blocks, plan.read_capacity(run.limit) // 2):
+            for batch, sizes, labels in _groups(blocks, plan.read_capacity(run.limit) // 2):
                 table = pa.Table.from_batches([batch])
                 hashes = table_hashes(table)
                 kept = first_rows(table, hashes)
@@ -218,58 +273,157 @@ class RowDedup:
                 counts = np.bincount(ids, minlength=k)
                 buckets.records += counts
                 buckets.sizes += np.bincount(ids, weights=sizes[kept], minlength=k).astype(np.int64)
-                rows = batch.take(kept[np.argsort(ids, kind="stable")])
+                if labels is not None:
+                    per_source += np.bincount(ids.astype(np.int64) * self.sources + labels[kept], minlength=k * self.sources).reshape(k, -1)
+                    self._drop(labels, kept)
+                grouped = kept[np.argsort(ids, kind="stable")]
+                rows = batch.take(grouped)
                 buckets.append(rows, counts)
+                if kept_hashes is not None:
+                    bounds = np.zeros(k + 1, np.int64)
+                    np.cumsum(counts, out=bounds[1:])
+                    kept_hashes.append(Scattered(hashes[grouped].view(np.uint8).data, 8 * bounds, counts))
                 if level:
                     run.progress.update(int(sizes.sum()))
         finally:
-            buckets.close()
+            try:
+                buckets.close()
+            finally:
+                if kept_hashes is not None:
+                    kept_hashes.close()
         return buckets
 
-    def _unique_buckets(self, buckets: TableBuckets, level: int, name: str) -> Generator[tuple[pa.RecordBatch, np.ndarray], None, None]:
-        """Each hash bucket's unique rows in bucket order, each bucket removed once used."""
+    def _bucket_hashes(self, buckets: TableBuckets, j: int, table: pa.Table) -> np.ndarray:
+        """The row hashes of bucket ``j`` read back as ``table``: kept beside it when written, else computed."""
+        kept = self.hashes.get(buckets.directory)
+        if kept is None:
+            return table_hashes(table)
+        hashes = np.empty(table.num_rows, np.uint64)
+        if int(kept.sizes[j]) != hashes.nbytes:
+            raise TempSpaceError(f"{kept.path(j)}: {kept.sizes[j]} bytes of hashes for {len(hashes)} rows")
+        kept.read_into(j, hashes.view(np.uint8))
+        return hashes
+
+    def _remove(self, buckets: TableBuckets, j: int) -> None:
+        """Delete bucket ``j``'s files once it has been consumed (its hashes' too)."""
+        buckets.remove(j)
+        kept = self.hashes.get(buckets.directory)
+        if kept is not None:
+            kept.remove(j)
+
+    def _drop(self, labels: np.ndarray, kept: np.ndarray) -> None:
+        """Count the rows not ``kept`` (of a run whose rows' sources are ``labels``) as their sources' copies."""
+        gone = np.ones(len(labels), np.bool_)
+        gone[kept] = False
+        for s, c in enumerate(np.bincount(labels[gone], minlength=self.sources).tolist()):
+            self.dropped[s] += c
+
+    def _unique_buckets(
+        self, buckets: TableBuckets, level: int, name: str, tally: list[list[int]] | None = None
+    ) -> Generator[Block, None, None]:
+        """Each hash bucket's unique rows in bucket order, each bucket removed once used; with
+        ``tally``, nothing yielded or removed: each source's unique rows and bytes added to it."""
         run = self.run
+        per_source = self.per_source[buckets.directory]
+        below_of = self.below.setdefault(buckets.directory, {})
         for j in range(buckets.k):
             size, count = int(buckets.sizes[j]), int(buckets.records[j])
             if not count:
                 continue
-            if count == 1 or fits(size, count, run.limit):
+            below = below_of.get(j)
+            if below is None and (count == 1 or fits(size, count, run.limit)):
                 table = pa.Table.from_batches(run._consolidate(buckets.batches(j)), schema=buckets.schema)
                 if table.num_rows != count:
                     raise InputError(f"{buckets.path(j)}: temporary bucket holds {table.num_rows} rows, not the {count} written")
-                kept = first_rows(table, table_hashes(table))
+                kept = first_rows(table, self._bucket_hashes(buckets, j, table))
+                labels = np.repeat(np.arange(self.sources, dtype=np.uint16), per_source[j]) if self.sources else None
+                if tally is not None:
+                    assert labels is not None
+                    mine = labels[kept]
+                    weights = row_sizes_of(table, kept)
+                    tally[0] = (np.asarray(tally[0]) + np.bincount(mine, minlength=self.sources)).tolist()
+                    tally[1] = (np.asarray(tally[1]) + np.bincount(mine, weights, self.sources).astype(np.int64)).tolist()
+                    run.progress.update(size)
+                    continue
                 run.duplicates += count - len(kept)
+                if labels is not None:
+                    self._drop(labels, kept)
+                    labels = labels[kept]
                 unique = table.take(kept) if len(kept) < count else table
                 del table
-                buckets.remove(j)
-                yield from _rebatch(unique.to_batches(), run.piece, plan.piece_records(run.limit))
+                self._remove(buckets, j)
+                yield from self._batches(unique, labels)
                 del unique
                 if level == 0:
                     run.progress.update(size)
             else:
-                blocks = _rebatch(buckets.batches(j), run.piece, plan.piece_records(run.limit))
-                below = self._fill(blocks, size, count, level + 1, f"{name}-{j}")
-                buckets.remove(j)
-                yield from self._unique_buckets(below, level + 1, f"{name}-{j}")
+                if below is None:
+                    blocks = _rebatch(buckets.batches(j), run.piece, plan.piece_records(run.limit))
+                    below = self._fill(self._labelled(blocks, per_source[j]), size, count, level + 1, f"{name}-{j}")
+                    self._remove(buckets, j)
+                    if tally is not None:
+                        below_of[j] = below
+                else:
+                    del below_of[j]
+                yield from self._unique_buckets(below, level + 1, f"{name}-{j}", tally)
                 if level == 0:
-                    run.progress.start(scatter_phase(0), int(buckets.sizes[j + 1 :].sum()))
+                    run.progress.start("counting" if tally is not None else scatter_phase(0), int(buckets.sizes[j + 1 :].sum()))
+
+    def _batches(self, unique: pa.Table, labels: np.ndarray | None) -> Iterator[Block]:
+        """A bucket's unique rows in batches for pass 1, with their row sizes; with sources (each row's
+        ``labels``) also their rows per source, the batches shrunk by the most copies a row gets (as
+        the run's own weighted batches are, so that scattered they hold about a piece)."""
+        run = self.run
+        if labels is None:
+            yield from _rebatch(unique.to_batches(), run.piece, plan.piece_records(run.limit))
+            return
+        assert run.mixer is not None
+        most = run.mixer.most_copies()
+        at = 0
+        for batch, sizes in _rebatch(unique.to_batches(), max(1, run.piece // most), max(1, plan.piece_records(run.limit) // most)):
+            yield batch, sizes, source_counts(labels[at : at + batch.num_rows])
+            at += batch.num_rows
+
+    def _labelled(self, blocks: Iterator[tuple[pa.RecordBatch, np.ndarray]], per_source: np.ndarray) -> Iterator[tuple[pa.RecordBatch, np.ndarray, np.ndarray | None]]:
+        """A bucket's ``blocks`` read back in order, each with its rows' sources (from the bucket's rows
+        per source: its first ``per_source[0]`` rows are source 0's, and so on), or None without sources."""
+        bounds = np.cumsum(per_source)
+        at = 0
+        for batch, sizes in blocks:
+            labels = None
+            if self.sources:
+                labels = np.searchsorted(bounds, np.arange(at, at + batch.num_rows), side="right").astype(np.uint16)
+            at += batch.num_rows
+            yield batch, sizes, labels
 
 
-def _groups(blocks: Iterator[Any], most: int) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
-    """``blocks`` (batches with their row sizes) joined into runs of up to ``most`` bytes, each dropping
-    its own copies at once: a run holds more than one row of any size up to ``most`` / 2, so the copies
-    in a bucket too big for memory shrink at every level however small the batches are."""
+def row_sizes_of(table: pa.Table, rows: np.ndarray) -> np.ndarray:
+    """The sizes (``row_sizes``) of ``table``'s ``rows``, as floats to weigh counts with."""
+    sizes = np.concatenate([np.empty(0, np.int64), *(row_sizes(batch) for batch in table.to_batches())])
+    weights: np.ndarray = sizes[rows].astype(np.float64)
+    return weights
+
+
+def _groups(
+    blocks: Iterator[tuple[pa.RecordBatch, np.ndarray, np.ndarray | None]], most: int
+) -> Iterator[tuple[pa.RecordBatch, np.ndarray, np.ndarray | None]]:
+    """``blocks`` (batches with their row sizes and rows' sources, or None) joined into runs of up to
+    ``most`` bytes, each dropping its own copies at once: a run holds more than one row of any size up
+    to ``most`` / 2, so the copies in a bucket too big for memory shrink at every level however small
+    the batches are."""
     group: list[pa.RecordBatch] = []
     sizes: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
     held = 0
-    for block in blocks:
-        batch, size = block[0], block[1]
+    for batch, size, label in blocks:
         nbytes = int(size.sum())
         if group and held + nbytes > most:
-            yield _combine(group), np.concatenate(sizes)
-            group, sizes, held = [], [], 0
+            yield _combine(group), np.concatenate(sizes), np.concatenate(labels) if labels else None
+            group, sizes, labels, held = [], [], [], 0
         group.append(batch)
         sizes.append(size)
+        if label is not None:
+            labels.append(label)
         held += nbytes
     if group:
-        yield _combine(group), np.concatenate(sizes)
+        yield _combine(group), np.concatenate(sizes), np.concatenate(labels) if labels else None

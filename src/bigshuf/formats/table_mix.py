@@ -61,22 +61,28 @@ class WeightedRows:
     def source_stats(self) -> tuple[mix.SourceStats, ...]:
         return () if self.mixer is None else self.mixer.stats()
 
-    def _plan_mix(self) -> None:
+    def _plan_mix(self, counted: tuple[list[int], list[int]] | None = None) -> None:
         """Each source's rows from the files' metadata (a counting pass for JSON Lines when a share or a
-        fractional rate needs them, and for every kind with ``--by bytes``), the rates solved, the mixer made."""
+        fractional rate needs them, and for every kind with ``--by bytes``), or as ``counted`` gives them
+        with their bytes (``--unique``'s rows left), the rates solved, the mixer made."""
         request = self.request
         names = [name for name, _files in request.sources]
         file_source = mix.source_files(request)
         assert len(file_source) == len(self.inputs), "every input is a source's file"
         rates = request.source_rates
         counts: list[int] | None = None
-        if all(i.rows is not None for i in self.inputs):
-            counts = [0] * len(names)
-            for s, table in zip(file_source, self.inputs):
-                counts[s] += table.rows or 0
         nbytes: list[int] | None = None
-        if request.by == "bytes" or (counts is None and (mix.needs_counts(rates, bool(request.mix)) or request.stratify)):
-            counts, nbytes = self._count_sources(file_source, len(names))
+        if counted is not None:
+            counts, nbytes = counted
+        elif request.unique:
+            pass  # the files' rows still hold the copies: weighed without counts (integer rates)
+        else:
+            if all(i.rows is not None for i in self.inputs):
+                counts = [0] * len(names)
+                for s, table in zip(file_source, self.inputs):
+                    counts[s] += table.rows or 0
+            if request.by == "bytes" or (counts is None and (mix.needs_counts(rates, bool(request.mix)) or request.stratify)):
+                counts, nbytes = self._count_sources(file_source, len(names))
         self.mixer = mix.mixer_for(request, counts, nbytes)
         if request.stratify:
             assert request.split is not None
@@ -93,7 +99,7 @@ class WeightedRows:
     def _with_sources(self, blocks: Iterator[tuple[pa.RecordBatch, np.ndarray]]) -> Iterator[Block]:
         """``blocks`` in input order, each with its rows per source (``file_starts``: the first row of
         each input read so far, which covers every row of a block once it is handed out)."""
-        assert self.mixer is not None
+        file_source = mix.source_files(self.request)
         at = 0
         for batch, sizes in blocks:
             end = at + batch.num_rows
@@ -104,7 +110,7 @@ class WeightedRows:
                 lo, hi = max(lo, at), min(hi, end)
                 if lo >= hi:
                     continue
-                s = int(self.mixer.file_source[f])
+                s = file_source[f]
                 if counts and counts[-1][0] == s:
                     counts[-1] = (s, counts[-1][1] + hi - lo)
                 else:

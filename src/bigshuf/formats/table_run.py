@@ -30,7 +30,7 @@ from ..storage.shards import check_outputs
 from ..storage.sinks import CodecChoice
 from ..storage.tempspace import TempSpace
 from ..storage.writeback import WriteBehind
-from .row_unique import RowDedup, check_comparable, first_rows, fits as dedup_fits, table_hashes
+from .row_unique import RowDedup, check_comparable, first_rows, fits as dedup_fits, source_counts, source_labels, table_hashes
 from .rowhash import row_fingerprint
 from .detect import output_kind, refuse_terminal
 from .table_input import TableInput, open_inputs
@@ -197,7 +197,7 @@ class TableRun(WeightedRows, TwoPass):
         # stays within -S, as for lines). This cuts the batches the draws are made for.
         most = 1 if self.mixer is None else self.mixer.most_copies()
         blocks = _rebatch(read(), max(1, self.piece // most), max(1, plan.piece_records(self.limit) // most))
-        if self.mixer is not None:
+        if self.request.sources:  # with --unique, before the mixer is planned (from the rows left)
             yield from self._with_sources(blocks)
             return
         for batch, sizes in blocks:
@@ -217,7 +217,10 @@ class TableRun(WeightedRows, TwoPass):
 
     def shuffle(self) -> None:
         inputs = self.inputs
-        if self.request.sources:
+        # With --unique the rates apply to the rows left once copies are dropped: the mix is planned
+        # once they are counted (by the dedup, in memory or by its buckets).
+        unique_mix = self.request.unique and bool(self.request.sources)
+        if self.request.sources and not unique_mix:
             self._plan_mix()
         known = all(i.rows is not None for i in inputs)
         total_rows = sum(i.rows or 0 for i in inputs) if known else None
@@ -240,8 +243,13 @@ class TableRun(WeightedRows, TwoPass):
                 labels = self._split_labels(streams.stratify(streams.IN_MEMORY), totals, mult)
         if whole and self.request.unique and not dedup_fits(held_bytes, held_rows, self.limit):
             whole = False  # the rows and their unique copy do not fit together: a dedup pass first
+        if whole and unique_mix:
+            weighed = self._unique_mix_in_memory(held)
+            whole = weighed is not None
+            if weighed is not None:
+                held_bytes, mult, labels = weighed
         if whole:
-            if self.request.unique:
+            if self.request.unique and not unique_mix:
                 held_bytes = self._unique_in_memory(held)
             self._in_memory([b[0] for b in _drain(held)], held_bytes, mult, labels)
             return
@@ -254,11 +262,44 @@ class TableRun(WeightedRows, TwoPass):
             blocks: Iterator[Any] = chain(_drain(held), batches)
             if self.request.unique:
                 # Pass 1 scatters the unique rows, at most what the hash buckets hold (known now).
-                dedup = RowDedup(self, temp)
+                dedup = RowDedup(self, temp, len(self.request.sources))
                 hashed = dedup.scatter(blocks, est.nbytes or 0, est.records or 0)
-                blocks = dedup.unique(hashed)
                 est = Estimate(int(hashed.sizes.sum()), int(hashed.records.sum()), est.per_record)
+                if unique_mix:
+                    dedup.plan_mix(hashed)
+                    est = self._multiset_estimate(est)
+                blocks = dedup.unique(hashed)
             self.external(blocks, est, temp, streams.TOP, 0)
+
+    def _unique_mix_in_memory(self, held: list[Block]) -> tuple[int, np.ndarray, np.ndarray | None] | None:
+        """``--unique`` with weighted sources, every row held (each batch with its rows per source):
+        the first copy of each row in input order kept, the mix planned from each source's rows left,
+        and if their multiset fits, ``held`` replaced by the rows kept; returns their bytes, copies and
+        (``--stratify``) splits, or None (nothing planned: the run goes through the dedup pass)."""
+        table = pa.Table.from_batches([b[0] for b in held], schema=self.table_out.schema.remove_metadata())
+        sizes = np.concatenate([np.empty(0, np.int64), *(b[1] for b in held)])
+        labels = np.concatenate([np.empty(0, np.uint16), *(source_labels(b[2]) for b in held)])
+        kept = first_rows(table, table_hashes(table))
+        n = len(self.request.sources)
+        gone = np.ones(table.num_rows, np.bool_)
+        gone[kept] = False
+        dropped = np.bincount(labels[gone], minlength=n).tolist()
+        labels = labels[kept]
+        nbytes = int(sizes[kept].sum())
+        counts = np.bincount(labels, minlength=n).tolist()
+        self._plan_mix((counts, np.bincount(labels, sizes[kept].astype(np.float64), n).astype(np.int64).tolist()))
+        assert self.mixer is not None
+        self.mixer.dropped = dropped
+        totals = source_counts(labels)
+        mult = self._copies(streams.selection(streams.IN_MEMORY), totals)
+        if not fits_with_copies(nbytes, len(kept), mult, self.limit):
+            self.mixer, self.stratifier, self.out.split_totals = None, None, None
+            return None
+        split = None if self.stratifier is None else self._split_labels(streams.stratify(streams.IN_MEMORY), totals, mult)
+        self.duplicates = table.num_rows - len(kept)
+        unique = table.take(kept).combine_chunks() if len(kept) < table.num_rows else table
+        held[:] = [(batch, None) for batch in unique.to_batches()]
+        return nbytes, mult, split
 
     def _unique_in_memory(self, held: list[Block]) -> int:
         """``--unique``, every row held: each batch of ``held`` replaced by its rows that are the first

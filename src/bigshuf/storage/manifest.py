@@ -60,7 +60,7 @@ def run_entries(
 ) -> dict[str, Any]:
     """The run-wide part of a manifest: version, command line, seed, settings that shape the output,
     inputs, the copies ``--unique`` dropped, and with weighted sources each source's files, records
-    read, rate and records in the mix.
+    read, copies dropped (``--unique``; the rate applies to the rest), rate and records in the mix.
     ``head_count`` is ``-n``'s count as the run resolved it (``-n 10%`` of the records read)."""
     from .. import __version__
 
@@ -89,7 +89,7 @@ def run_entries(
         ),
         "sources": [
             {"name": s.name, "files": [os.path.abspath(f) for f in files.get(s.name, ())], "read": s.read,
-             "rate": s.rate, "written": s.written}
+             "dropped": s.dropped if request.unique else None, "rate": s.rate, "written": s.written}
             for s in sources
         ] or None,
     }
