@@ -335,3 +335,11 @@ def test_stratified_splits_take_each_sources_share_uniformly(tmp_path: Path) -> 
         if memory == "4K":
             counts[tuple(sorted(s[0][7][0] for s in x if s[0][0].startswith("a/")))] += 1
     assert_uniform(counts, list(combinations(range(4), 2)), "stratified")
+
+
+def test_unique_with_sources_is_refused_for_tars(tmp_path: Path) -> None:
+    # Built apart and met at a merge: together they failed with an internal IndexError.
+    a = make_tar(tmp_path / "a.tar", make_samples(6, 1, size=50, prefix="a"))
+    b = make_tar(tmp_path / "b.tar", make_samples(6, 2, size=50, prefix="b"))
+    refused(tmp_path, [], "unique=True with sources=: not available for WebDataset tar shards yet", UsageError,
+            unique=True, sources={"a": [str(a)], "b": [str(b)]}, rates={"a": 1, "b": 0.5})
