@@ -60,13 +60,15 @@ def sublevel(level: Key, j: int) -> Key:
 
 def selection(block: Key) -> Key:
     """Weighted sources: which records of ``block`` (``IN_MEMORY`` for the whole input, else a
-    top-level ``scatter`` key) get a copy more for their source's fractional rate."""
+    top-level ``scatter`` key) get a copy more for their source's fractional rate; ``TOP``: the Dask
+    engine's client, how many of each pass-1 block's records get one."""
     return (_SELECT, *block)
 
 
 def stratify(block: Key) -> Key:
     """``--stratify``: which split each copy of ``block``'s records (``IN_MEMORY`` for the whole
-    input, else a top-level ``scatter`` key) goes to."""
+    input, else a top-level ``scatter`` key) goes to; ``TOP``: the Dask engine's client, how many of
+    each pass-1 block's copies go to each split."""
     return (_STRATIFY, *block)
 
 

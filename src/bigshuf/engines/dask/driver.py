@@ -5,13 +5,14 @@ what they wrote (counts, --verify fingerprints) and put the output in place, all
 from __future__ import annotations
 
 import logging
+import math
 import os
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from types import SimpleNamespace
 from typing import Any, Protocol, TypeVar
@@ -19,16 +20,19 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 
 from ...request import ShuffleStats, resolve_memory
+from ...core import streams
 from ...core.fingerprint import Fingerprint
+from ...core.mix import Mixer, SourceStats
+from ...core.stratify import Stratifier
 from ...core.head import resolve as resolve_head
-from ...core.streams import seed_entropy
+from ...core.streams import rng_for, seed_entropy
 from ...errors import BigShufError, OutputError, TempSpaceError, UsageError, option
 from ...progress import Progress, scatter_phase, shuffle_phase
 from ...storage import remote
 from ...storage.commit import OutputFiles
 from ...storage.safefs import generated_path, open_nofollow, sync_file
 from ...storage.layout import Sharding, parse_split
-from ...storage.manifest import run_entries
+from ...storage.manifest import run_entries, strata_entries
 from ...storage.shards import check_output_directory, make_directories, shard_names, shard_paths
 from ...storage.sinks import AtomicFileSink, CodecChoice, Sink, open_output, output_codec
 from .inputs import Settings, prepare
@@ -36,8 +40,10 @@ from .lines import LineTasks
 from .rows import RowTasks
 from .outputs import Layout, PlannedFile, check_layout, input_counts, inputs_entry, plan_files, write_run_manifest
 from .tasks import (
-    FETCH_BYTES, Config, GatherResult, GatherTask, Piece, ScatterResult, Segment, TaskFormat, gather_task, index, parts, scatter_task,
+    FETCH_BYTES, Config, GatherResult, GatherTask, Piece, ScatterResult, ScatterTask, Segment, TaskFormat, gather_task, index, parts,
+    scatter_task,
 )
+from .weights import BlockCounts, Draws, WeightedTask, Weights, check_inputs, count_task, draw_blocks, source_totals, weighted_scatter_task
 
 #: ``-S`` of the Dask engine when none is given: the memory one task may use. A fixed
 #: default (not a share of this machine's RAM) keeps the plan, and so a seeded output,
@@ -264,7 +270,8 @@ def shuffle(
     split: str | None = None,
     shard_records: int | None = None,
     manifest: str | os.PathLike[str] | None = None,
-    run_info: Callable[[list[dict[str, Any]], dict[str, Any], int | None], dict[str, Any]] | None = None,
+    run_info: Callable[[list[dict[str, Any]], dict[str, Any], int | None, tuple[SourceStats, ...]], dict[str, Any]] | None = None,
+    weights: Weights | None = None,
 ) -> ShuffleStats:
     """Shuffle ``inputs`` (paths or fsspec URLs, globs and directories allowed: lines, or Parquet /
     Arrow rows) into ``output`` on a Dask cluster.
@@ -278,7 +285,9 @@ def shuffle(
     groups of ``row_group_size`` rows (else of about 64 MiB). ``head_share`` keeps that share of the
     records read (``-n 10%``), rounded as ``core.head.count_of`` rounds. ``split``, ``shard_records``
     and ``manifest`` cut and record the output as the local engine does, each file written by one
-    task; ``run_info(inputs, format, head_count)`` gives the manifest's run-wide entries.
+    task; ``run_info(inputs, format, head_count, sources)`` gives the manifest's run-wide entries.
+    ``weights`` are weighted sources (``--source``, ``--rate``, ``--mix``, ``--stratify``: see ``weights``),
+    whose files ``inputs`` must be, source by source.
     """
     start = time.perf_counter()
     progress = progress or Progress()
@@ -299,6 +308,8 @@ def shuffle(
     layout = Layout(Sharding(shards, shard_records), None if split is None else parse_split(split), manifest_name)
     settings = Settings(out_name, shards, limit, zero_terminated, compress, row_group_size, output_format, manifest is not None)
     prepared = prepare(names, settings, root)
+    if weights is not None:
+        check_inputs(weights, prepared.names)
     if layout.on:
         check_layout(out_name, layout, prepared.compress, prepared.suffix, prepared.names)
         assert out_name is not None
@@ -312,8 +323,12 @@ def shuffle(
     try:
         with (connect(scheduler, scratch) if runner is None else _given(runner)) as run:
             tasks1 = prepared.tasks
-            progress.start(scatter_phase(0), sum(t.nbytes for t in tasks1))
-            results1: list[ScatterResult] = _run(run, scatter_task, cfg, tasks1, progress, [t.nbytes for t in tasks1])
+            mixed: Mixed | None = None
+            if weights is None:
+                progress.start(scatter_phase(0), sum(t.nbytes for t in tasks1))
+                results1: list[ScatterResult] = _run(run, scatter_task, cfg, tasks1, progress, [t.nbytes for t in tasks1])
+            else:
+                cfg, mixed, results1 = _weighted_pass(run, cfg, weights, tasks1, progress)
             segments = [s for r in results1 for s in r.segments]
             found = int(sum(int(s.counts.sum()) for s in segments))
             head_count = resolve_head(head_count, head_share, found)
@@ -336,12 +351,17 @@ def shuffle(
         if manifest_name is not None:
             info = run_info or _default_info(seed, random_source, head_share, split)
             counts = input_counts(tasks1, results1, len(prepared.names), isinstance(cfg.fmt, LineTasks))
-            _manifest(out, manifest_name, cfg.fmt, info(inputs_entry(prepared.names, counts), _format_entry(cfg.fmt), head_count),
-                      planned, results2)
+            entries = info(inputs_entry(prepared.names, counts), _format_entry(cfg.fmt), head_count, mixed.stats() if mixed else ())
+            if mixed is not None and mixed.stratifier is not None and layout.split is not None:
+                strata = mixed.stratifier
+                entries["stratified"] = strata_entries([p.name for p in layout.split], strata.names, strata.table)
+            _manifest(out, manifest_name, cfg.fmt, entries, planned, results2)
         _commit(out, [t.target for t in tasks2], sink, direct is not None)
         committed = True
         passes = 2 + max((r.depth for r in results2), default=0)
-        return ShuffleStats(total, sum(r.bytes for r in results2), cfg.k, passes, time.perf_counter() - start)
+        return ShuffleStats(
+            total, sum(r.bytes for r in results2), cfg.k, passes, time.perf_counter() - start, mixed.stats() if mixed else (),
+        )
     finally:
         progress.close()
         if not committed:
@@ -359,6 +379,64 @@ def shuffle(
                     pass  # not empty: something else is in it now
         remote.remove_tree(root)
         remote.remove_tree(scratch)
+
+
+@dataclass(frozen=True)
+class Mixed:
+    """What pass 1 of weighted sources made: the mixer (rates, records read and put into the
+    multiset per source) and, with ``--stratify``, the stratifier (each split's copies per source)."""
+
+    mixer: Mixer
+    stratifier: Stratifier | None
+
+    def stats(self) -> tuple[SourceStats, ...]:
+        """Per source: records read, rate, and records put into the multiset."""
+        return self.mixer.stats()
+
+
+def _weighted_pass(
+    run: Runner, cfg: Config, weights: Weights, tasks: list[ScatterTask], progress: Progress
+) -> tuple[Config, Mixed, list[ScatterResult]]:
+    """Pass 1 of weighted sources: a counting pass first when the rates or ``--stratify`` need the
+    counts, the rates solved and each block's draws made here, then every copy scattered. Returns
+    the run's settings with the buckets sized for the multiset, what was mixed, and pass 1's results."""
+    sizes = [t.nbytes for t in tasks]
+    counted: list[BlockCounts] | None = None
+    by_source = [0] * len(weights.names)
+    for t in tasks:
+        by_source[weights.file_source[t.file_index]] += t.nbytes
+    if weights.counted:
+        progress.start("counting", sum(sizes))
+        counted = _run(run, count_task, cfg, tasks, progress, sizes)
+        records, nbytes = source_totals(weights, tasks, counted)
+        mixer = weights.mixer(records, nbytes)
+        by_source = nbytes
+    else:
+        mixer = weights.mixer(None, None)
+    k = max(cfg.k, math.ceil(cfg.k * mixer.expected_factor(by_source)))
+    stratifier = None
+    if weights.stratify is not None:
+        stratifier = Stratifier(weights.names, mixer.multiset_sizes(), weights.stratify)
+        k = max(k, stratifier.splits)
+    cfg = replace(cfg, k=k)
+    bounds = None if stratifier is None else tuple(int(b) for b in stratifier.bucket_bounds(k))
+    draws: list[tuple[Draws, ...] | None] = [None] * len(tasks)
+    if counted is not None:
+        draws = list(draw_blocks(cfg.entropy, weights, mixer, stratifier, tasks, counted))
+    most = mixer.most_copies()
+    weighted = [
+        WeightedTask(t, mixer.copies[weights.file_source[t.file_index]], most, d, bounds) for t, d in zip(tasks, draws)
+    ]
+    progress.start(scatter_phase(0), sum(sizes))
+    results: list[ScatterResult] = _run(run, weighted_scatter_task, cfg, weighted, progress, sizes)
+    if counted is None:
+        # Nothing drawn on the client: each source's records read and copies made, from what the tasks read.
+        unused = rng_for(cfg.entropy, streams.selection(streams.TOP))
+        for t, r in zip(tasks, results):
+            for read, _bytes in r.counted or []:
+                mixer.take(unused, weights.file_source[t.file_index], read)
+    mixer.check_complete()
+    return cfg, Mixed(mixer, stratifier), results
 
 
 def _check_options(
@@ -417,12 +495,12 @@ def _manifest(
 
 def _default_info(
     seed: int | None, random_source: str | os.PathLike[str] | None, head_share: Fraction | None, split: str | None
-) -> Callable[[list[dict[str, Any]], dict[str, Any], int | None], dict[str, Any]]:
+) -> Callable[[list[dict[str, Any]], dict[str, Any], int | None, tuple[SourceStats, ...]], dict[str, Any]]:
     """The manifest's run-wide entries for a call of ``shuffle`` itself (the engine passes the request's)."""
     settings = SimpleNamespace(
         seed=seed, random_source=random_source, head_share=head_share, repeat=False, split=split, sources=(), unique=False,
     )
-    return lambda inputs, fmt, head_count: run_entries(settings, inputs, fmt, head_count)
+    return lambda inputs, fmt, head_count, sources: run_entries(settings, inputs, fmt, head_count, sources)
 
 
 @contextmanager

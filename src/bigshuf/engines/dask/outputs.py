@@ -121,6 +121,10 @@ def input_counts(tasks: Sequence[ScatterTask], results: Sequence[ScatterResult],
     records = [0] * inputs
     nbytes = [0] * inputs
     for task, result in zip(tasks, results):
+        if result.counted is not None:  # weighted sources: the segments hold the records' copies
+            records[task.file_index] += sum(r for r, _b in result.counted)
+            nbytes[task.file_index] += sum(b for _r, b in result.counted)
+            continue
         for segment in result.segments:
             records[task.file_index] += int(segment.counts.sum())
             nbytes[task.file_index] += int(segment.bounds[-1])

@@ -21,17 +21,20 @@ import pyarrow as pa
 
 from ...core import plan
 from ...core.fingerprint import Fingerprint
+from ...core.mix import copies_index
+from ...core.stratify import split_ids
 from ...core.streams import draw_ids
 from ...errors import InputError, TempSpaceError
 from ...formats.rowhash import row_fingerprint
+from ...formats.table_mix import multiset_fingerprint
 from ...formats.table_output import RowWriter
 from ...formats.tables import (
-    ARROW_ERRORS, FILE_KINDS, GROUP_BYTES, TABLE_PIECE, _rebatch, check_columns, decoded_schema, plain_schema, schema_difference,
+    ARROW_ERRORS, FILE_KINDS, GROUP_BYTES, TABLE_PIECE, _rebatch, check_columns, decoded_schema, plain_schema, row_sizes, schema_difference,
     take_rows,
 )
 from ...storage import remote
 from ...storage.sinks import CodecChoice, Sink
-from .tasks import Config, ScatterTask, Segment, Writable, bucket_count, range_bytes, write_stream
+from .tasks import Config, Copies, ScatterTask, Segment, Writable, bucket_count, range_bytes, write_stream
 
 
 @dataclass(frozen=True)
@@ -52,13 +55,26 @@ class RowTasks:
         for block, _sizes in _rebatch(stored, range_bytes(cfg.limit), sys.maxsize):
             yield block
 
-    def scatter(self, block: Any, rng: np.random.Generator, k: int, cfg: Config, name: str) -> tuple[Segment, Fingerprint]:
-        """Draw a bucket for every row, and write each bucket's rows as one IPC stream of the object ``name``."""
-        read = row_fingerprint(block) if cfg.verify else Fingerprint()
-        ids = draw_ids(rng, k, block.num_rows)
+    def scatter(
+        self, block: Any, rng: np.random.Generator, k: int, cfg: Config, name: str, copies: Copies | None = None,
+    ) -> tuple[Segment, Fingerprint]:
+        """Draw a bucket for every row (every copy of one, with weighted sources), and write each
+        bucket's rows as one IPC stream of the object ``name``."""
+        if copies is None:
+            read = row_fingerprint(block) if cfg.verify else Fingerprint()
+            ids = draw_ids(rng, k, block.num_rows)
+            index = None
+        else:
+            read = multiset_fingerprint(block, copies.mult) if cfg.verify else Fingerprint()
+            index = copies_index(copies.mult)
+            if index is None:
+                index = np.arange(block.num_rows, dtype=np.int32)
+            ids = draw_ids(rng, k, len(index)) if copies.strata is None else split_ids(rng, *copies.strata, k)
         counts = np.bincount(ids, minlength=k).astype(np.int64)
         order = np.argsort(ids, kind="stable")
-        del ids
+        if index is not None:
+            order = index[order]
+        del ids, index
         table = block if isinstance(block, pa.Table) else pa.Table.from_batches([block])
         table = table.combine_chunks().replace_schema_metadata(None)  # a schema in every stream: keep it short
         streams: list[pa.Buffer] = []
@@ -81,6 +97,15 @@ class RowTasks:
 
         remote.write_whole(name, write)
         return Segment(name, bounds, counts), read
+
+    def count(self, block: Any) -> tuple[int, int]:
+        """Rows and their bytes by ``row_sizes``, as the local engine's counting pass counts them."""
+        return block.num_rows, int(row_sizes(block).sum())
+
+    def chunks(self, block: Any, parts: int) -> list[tuple[Any, int]]:
+        """Runs of about ``num_rows / parts`` rows."""
+        step = max(1, -(-block.num_rows // max(1, parts)))
+        return [(block.slice(lo, step), min(step, block.num_rows - lo)) for lo in range(0, block.num_rows, step)]
 
     def decode(self, data: np.ndarray, sizes: Sequence[int]) -> pa.Table:
         """The rows of a bucket's IPC streams (``sizes`` bytes each, back to back), without copying."""

@@ -80,6 +80,17 @@ class ScatterResult:
 
     segments: list[Segment]
     read: Fingerprint
+    #: Weighted sources: each block's records and bytes as read (its segments hold their copies).
+    counted: list[tuple[int, int]] | None = None
+
+
+@dataclass(frozen=True)
+class Copies:
+    """Weighted sources: the copies of each record of a block in the multiset (``mult``), and with
+    ``--stratify`` the splits' bucket bounds and each copy's split, in the copies' order (``strata``)."""
+
+    mult: np.ndarray
+    strata: tuple[np.ndarray, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -141,9 +152,17 @@ class TaskFormat(Protocol):
     def blocks(self, task: ScatterTask, cfg: Config) -> Iterator[Any]:
         """Pass 1: the task's records, a block at a time (``len(block)`` records)."""
 
-    def scatter(self, block: Any, rng: np.random.Generator, k: int, cfg: Config, name: str) -> tuple[Segment, Fingerprint]:
-        """Draw a bucket for each record of ``block``, write the object ``name`` bucket after bucket;
-        return its index and the records' fingerprint (``--verify``)."""
+    def scatter(
+        self, block: Any, rng: np.random.Generator, k: int, cfg: Config, name: str, copies: Copies | None = None,
+    ) -> tuple[Segment, Fingerprint]:
+        """Draw a bucket for each record of ``block`` (each of its ``copies``), write the object
+        ``name`` bucket after bucket; return its index and the records' fingerprint (``--verify``)."""
+
+    def count(self, block: Any) -> tuple[int, int]:
+        """Records of ``block`` and their bytes, as the local engine's counting pass counts them."""
+
+    def chunks(self, block: Any, parts: int) -> list[tuple[Any, int]]:
+        """``block`` cut at record ends into about ``parts`` chunks of like size, each with its records."""
 
     def decode(self, data: np.ndarray, sizes: Sequence[int]) -> Any:
         """A bucket's bytes read back (parts of ``sizes`` bytes, concatenated) as a block."""
