@@ -3,6 +3,11 @@ splits and shards concatenated are the plain seeded output byte for byte, with e
 split and per shard; the manifest passes ``check_manifest`` and a changed file fails it; Parquet
 rows; which record lands in the first split is uniform (chi-square over fixed seeds); and the
 one-line refusals of what stays unsupported (``--shard-size``, a manifest of URL outputs).
+
+Weighted sources (``--source``, ``--rate``, ``--mix``, ``--stratify``): exact copies per record and
+per source, the output a permutation of that multiset, per-source stats and manifest entries as
+the local engine gives them, lines and Parquet rows, pass 2 recursing; which records a fractional
+rate keeps and which a stratified split receives are uniform (chi-square over fixed seeds).
 """
 
 from __future__ import annotations
@@ -19,9 +24,10 @@ from typing import Any
 import pytest
 
 from bigshuf import api
+from bigshuf.core.mix import SourceStats
 from bigshuf.engines.dask import lines as dask_lines
 from bigshuf.errors import UsageError
-from helpers import assert_permutation, make_records, write_records
+from helpers import assert_permutation, make_records, source_records, split_records, write_records
 from test_uniformity import assert_uniform
 
 distributed = pytest.importorskip("distributed")
@@ -202,3 +208,139 @@ def test_splits_sharded_on_s3(bucket: Any, tmp_path: Path) -> None:
     assert [d.count(b"\n") for d in data] == [50, 200, 200, 50]
     assert b"".join(data) == (tmp_path / "plain.txt").read_bytes()
     assert bucket.find(f"{name}/tmp") == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Weighted sources
+
+
+def _sources(tmp_path: Path) -> dict[str, list[bytes]]:
+    """Source ``web`` in two plain files (1,500 records each), ``code`` in one gzip file (700)."""
+    web, code = source_records("web", 3000, 40), source_records("code", 700, 50)
+    write_records(tmp_path / "web-0.txt", web[:1500])
+    write_records(tmp_path / "web-1.txt", web[1500:])
+    (tmp_path / "code.txt.gz").write_bytes(gzip.compress(b"\n".join(code) + b"\n"))
+    return {"web": web, "code": code}
+
+
+def _multiplicities(output: bytes, records: list[bytes]) -> Counter[int]:
+    """How many of ``records`` appear how many times in ``output`` (0 included)."""
+    seen = Counter(split_records(output))
+    return Counter(seen[r] for r in records)
+
+
+@pytest.mark.parametrize("path", ["two passes", "recursive"])
+def test_rates_give_each_source_its_exact_copies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str) -> None:
+    # web at 0.3: 900 of its 3000 records once; code at 2.5: all 700 twice and 350 of them a third time.
+    if path == "recursive":
+        monkeypatch.setattr(dask_lines, "_bucket_count", lambda *args: 1)  # buckets far over -S: re-split in pass 2
+    corpus = _sources(tmp_path)
+    sources = {"web": [str(tmp_path / "web-0.txt"), str(tmp_path / "web-1.txt")], "code": str(tmp_path / "code.txt.gz")}
+    with ThreadPoolExecutor(2) as runner:
+        stats = api.shuffle((), str(tmp_path / "out.txt"), engine="dask", scheduler=runner, memory="16K", seed=4,
+                            tmp_dir=str(tmp_path), sources=sources, rates={"web": 0.3, "code": "2.5"}, verify=True)
+    assert stats.sources == (SourceStats("web", 3000, 0.3, 900), SourceStats("code", 700, 2.5, 1750))
+    assert stats.records == 2650 and (stats.passes >= 3) == (path == "recursive")
+    output = (tmp_path / "out.txt").read_bytes()
+    assert _multiplicities(output, corpus["web"]) == Counter({0: 2100, 1: 900})
+    assert _multiplicities(output, corpus["code"]) == Counter({2: 350, 3: 350})
+    assert len(split_records(output)) == 2650  # nothing else written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["code.txt.gz", "out.txt", "web-0.txt", "web-1.txt"]
+
+
+def test_a_mix_by_records_and_by_bytes_with_its_manifest(tmp_path: Path) -> None:
+    corpus = _sources(tmp_path)
+    sources = {"web": str(tmp_path / "web-*.txt"), "code": str(tmp_path / "code.txt.gz")}
+    out = tmp_path / "out"
+    with ThreadPoolExecutor(2) as runner:
+        shared = dict(engine="dask", scheduler=runner, memory="16K", seed=8, tmp_dir=str(tmp_path), sources=sources)
+        stats = api.shuffle((), str(out / "{split}.txt"), mix={"web": 0.6, "code": 0.4}, total=2000, split="valid=0.1,train=rest",
+                            manifest=str(out / "m.json"), **shared)  # type: ignore[arg-type]
+        by_bytes = api.shuffle((), str(tmp_path / "bytes.txt"), mix={"web": 0.5, "code": 0.5}, total="40K", by="bytes",
+                               **shared)  # type: ignore[arg-type]
+        with pytest.raises(UsageError, match=r"needs rate 3.71571 for source 'code', above the maximum of 2"):
+            api.shuffle((), str(tmp_path / "no.txt"), mix={"web": 0.1, "code": 0.9}, total=2890, max_rate=2, **shared)  # type: ignore[arg-type]
+    # 1200 of web's 3000 records once (rate 0.4); code's 700 each once, and 100 of them twice (rate 8/7).
+    assert [(s.name, s.read, s.written) for s in stats.sources] == [("web", 3000, 1200), ("code", 700, 800)]
+    assert stats.records == 2000
+    parts = {name: (out / f"{name}.txt").read_bytes() for name in ("valid", "train")}
+    assert [len(split_records(p)) for p in parts.values()] == [200, 1800]
+    whole = parts["valid"] + parts["train"]
+    assert _multiplicities(whole, corpus["web"]) == Counter({0: 1800, 1: 1200})
+    assert _multiplicities(whole, corpus["code"]) == Counter({1: 600, 2: 100})
+    document = _manifest(out / "m.json")
+    assert [(s["name"], s["read"], s["written"]) for s in document["sources"]] == [("web", 3000, 1200), ("code", 700, 800)]
+    assert [e["records"] for e in document["inputs"]] == [1500, 1500, 700] and document["records_read"] == 3700
+    assert api.check_manifest(out / "m.json")[0] == []
+    # By bytes: each source 20,480 bytes of the multiset, to within one record (41 and 51 bytes each).
+    data = split_records((tmp_path / "bytes.txt").read_bytes())
+    assert [s.read for s in by_bytes.sources] == [3000, 700]
+    web_bytes = sum(len(r) + 1 for r in data if r.startswith(b"web"))
+    code_bytes = sum(len(r) + 1 for r in data if r.startswith(b"code"))
+    assert abs(web_bytes - 20480) <= 41 and abs(code_bytes - 20480) <= 51
+    assert len(data) == by_bytes.records == sum(s.written for s in by_bytes.sources)
+
+
+def test_stratified_splits_lines_and_rows(tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    corpus = _sources(tmp_path)
+    (tmp_path / "rows").mkdir()
+    pq.write_table(pa.table({"id": list(range(900)), "s": ["a" * (i % 30) for i in range(900)]}), tmp_path / "rows" / "a.parquet",
+                   row_group_size=100)
+    pq.write_table(pa.table({"id": list(range(10000, 10300)), "s": ["b"] * 300}), tmp_path / "rows" / "b.parquet",
+                   row_group_size=64)
+    with ThreadPoolExecutor(2) as runner:
+        shared = dict(engine="dask", scheduler=runner, memory="64K", seed=6, tmp_dir=str(tmp_path), stratify=True)
+        api.shuffle((), str(tmp_path / "lines" / "{split}.txt"), sources={"web": str(tmp_path / "web-*.txt"), "code": str(tmp_path / "code.txt.gz")},
+                    rates={"web": 0.5, "code": 1.5}, split="valid=50,test=0.1,train=rest", manifest=str(tmp_path / "lines" / "m.json"),
+                    **shared)  # type: ignore[arg-type]
+        rows = api.shuffle((), str(tmp_path / "table" / "{split}.parquet"), sources={"a": str(tmp_path / "rows" / "a.parquet"),
+                           "b": str(tmp_path / "rows" / "b.parquet")}, rates={"a": 1, "b": 2.5}, split="valid=0.2,train=rest",
+                           verify=True, **shared)  # type: ignore[arg-type]
+    # 1500 web and 1050 code copies; valid=50 takes 29 and 21 of them, test (255) 150 and 105, train the rest.
+    table = {"valid": (29, 21), "test": (150, 105), "train": (1321, 924)}
+    for name, (web, code) in table.items():
+        got = split_records((tmp_path / "lines" / f"{name}.txt").read_bytes())
+        assert (sum(r.startswith(b"web") for r in got), sum(r.startswith(b"code") for r in got)) == (web, code), name
+    document = _manifest(tmp_path / "lines" / "m.json")
+    assert document["stratified"] == [
+        {"split": name, "records": web + code, "sources": {"web": web, "code": code}} for name, (web, code) in table.items()
+    ]
+    assert api.check_manifest(tmp_path / "lines" / "m.json")[0] == []
+    whole = b"".join((tmp_path / "lines" / f"{n}.txt").read_bytes() for n in table)
+    assert _multiplicities(whole, corpus["web"]) == Counter({0: 1500, 1: 1500})
+    assert _multiplicities(whole, corpus["code"]) == Counter({1: 350, 2: 350})
+    # Rows: a 900 once, b 300 twice and 150 of them a third time; valid (330) takes 180 of a's and 150 of b's.
+    assert [(s.read, s.written) for s in rows.sources] == [(900, 900), (300, 750)]
+    ids = {name: pq.read_table(tmp_path / "table" / f"{name}.parquet").column("id").to_pylist() for name in ("valid", "train")}
+    assert [(sum(i < 10000 for i in v), sum(i >= 10000 for i in v)) for v in ids.values()] == [(180, 150), (720, 600)]
+    copies = Counter(ids["valid"] + ids["train"])
+    assert Counter(copies[i] for i in range(900)) == Counter({1: 900})
+    assert Counter(copies[i] for i in range(10000, 10300)) == Counter({2: 150, 3: 150})
+
+
+def test_which_records_a_fractional_rate_keeps_and_a_stratified_split_gets_are_uniform(tmp_path: Path) -> None:
+    # Source a: four records in two files (so its two picks are shared between two tasks), rate 0.5; source b: three
+    # records, rate 1. valid=2 takes one copy of each source. Over 60 fixed seeds: which pair of a is kept (6 pairs),
+    # which of a's and which of b's records land in valid, each uniform.
+    write_records(tmp_path / "a0.txt", [b"a0", b"a1"])
+    write_records(tmp_path / "a1.txt", [b"a2", b"a3"])
+    write_records(tmp_path / "b.txt", [b"b0", b"b1", b"b2"])
+    kept: Counter[tuple[bytes, ...]] = Counter()
+    valid_a: Counter[bytes] = Counter()
+    valid_b: Counter[bytes] = Counter()
+    with ThreadPoolExecutor(1) as runner:
+        for seed in range(60):
+            api.shuffle((), str(tmp_path / "{split}.txt"), engine="dask", scheduler=runner, seed=seed, tmp_dir=str(tmp_path),
+                        sources={"a": [str(tmp_path / "a0.txt"), str(tmp_path / "a1.txt")], "b": str(tmp_path / "b.txt")},
+                        rates={"a": 0.5}, split="valid=2,train=rest", stratify=True)
+            valid, train = (split_records((tmp_path / f"{n}.txt").read_bytes()) for n in ("valid", "train"))
+            assert sorted(r for r in valid + train if r.startswith(b"b")) == [b"b0", b"b1", b"b2"]
+            kept[tuple(sorted(r for r in valid + train if r.startswith(b"a")))] += 1
+            valid_a.update(r for r in valid if r.startswith(b"a"))
+            valid_b.update(r for r in valid if r.startswith(b"b"))
+    pairs = [(x, y) for i, x in enumerate([b"a0", b"a1", b"a2", b"a3"]) for y in [b"a0", b"a1", b"a2", b"a3"][i + 1 :]]
+    assert_uniform(kept, pairs, "dask --rate a=0.5: the pair kept")
+    assert_uniform(valid_a, [b"a0", b"a1", b"a2", b"a3"], "dask --stratify: a's record in valid")
+    assert_uniform(valid_b, [b"b0", b"b1", b"b2"], "dask --stratify: b's record in valid")
