@@ -44,11 +44,6 @@ class DaskEngine(Engine):
         for setting, on in used:
             if on:
                 return f"{option('dask')} does not support {option(setting)}"
-        if request.shard_size is not None:
-            return (
-                f"{option('dask')} does not support {option('shard_size')}: where a shard ends depends on the size of every "
-                f"record before it in shuffled order, which only pass 2's tasks see; use {option('shard_records')} or {option('shards')}"
-            )
         if request.manifest is not None:
             why = url_manifest_refusal(request.output, request.manifest)
             if why is not None:
@@ -72,7 +67,7 @@ class DaskEngine(Engine):
             head_count=request.head_count, head_share=request.head_share, zero_terminated=request.zero_terminated, shards=request.shards,
             compress=request.compress, verify=request.verify, row_group_size=request.row_group_size,
             output_format=request.output_format, progress=progress, sync=request.sync,
-            split=request.split, shard_records=request.shard_records, manifest=request.manifest,
+            split=request.split, shard_records=request.shard_records, shard_size=request.shard_size, manifest=request.manifest,
             run_info=lambda inputs, fmt, head_count, sources: run_entries(request, inputs, fmt, head_count, sources),
             weights=_weights(request),
         )

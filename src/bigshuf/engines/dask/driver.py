@@ -43,6 +43,7 @@ from .tasks import (
     FETCH_BYTES, Config, GatherResult, GatherTask, Piece, ScatterResult, ScatterTask, Segment, TaskFormat, gather_task, index, parts,
     scatter_task,
 )
+from .cuts import Cutter, MeasureTask, Measured, measure_task
 from .weights import BlockCounts, Draws, WeightedTask, Weights, check_inputs, count_task, draw_blocks, source_totals, weighted_scatter_task
 
 #: ``-S`` of the Dask engine when none is given: the memory one task may use. A fixed
@@ -135,6 +136,29 @@ def _lay_out(out: _Output, planned: list[PlannedFile], root: str, compress: Code
         return
     out.made = make_directories(out.finals)
     out.temps = [out.files.temp_name(final, i) for i, final in enumerate(out.finals)]
+
+
+def _measure(run: Runner, cfg: Config, segments: list[Segment], total: int, root: str, progress: Progress) -> Cutter:
+    """``--shard-size``: the measuring pass over every bucket output records ``[0, total)`` use
+    (``cuts``), and what finds each file's end from it."""
+    counts, bounds = index(segments, cfg.k)
+    bucket_counts = counts.sum(axis=0)
+    bucket_sizes = np.diff(bounds, axis=1).sum(axis=0)
+    starts = np.zeros(cfg.k + 1, np.int64)
+    np.cumsum(bucket_counts, out=starts[1:])
+    used = [j for j in range(cfg.k) if starts[j] < total and bucket_counts[j]]
+    names = {j: remote.join(root, "sizes", f"{j:06d}") for j in used}
+    tasks = [
+        MeasureTask(
+            Piece(j, int(bucket_sizes[j]), int(bucket_counts[j]), parts(segments, counts, bounds, j), 0, int(bucket_counts[j])),
+            names[j], remote.join(root, "p3"),
+        )
+        for j in used
+    ]
+    sizes = [t.piece.size for t in tasks]
+    progress.start("measuring", sum(sizes))
+    results: list[Measured] = _run(run, measure_task, cfg, tasks, progress, sizes)
+    return Cutter(starts, dict(zip(used, results)), names)
 
 
 def _gather_tasks(
@@ -269,6 +293,7 @@ def shuffle(
     sync: bool = True,
     split: str | None = None,
     shard_records: int | None = None,
+    shard_size: int | None = None,
     manifest: str | os.PathLike[str] | None = None,
     run_info: Callable[[list[dict[str, Any]], dict[str, Any], int | None, tuple[SourceStats, ...]], dict[str, Any]] | None = None,
     weights: Weights | None = None,
@@ -293,8 +318,9 @@ def shuffle(
     progress = progress or Progress()
     names = [os.fspath(inputs)] if isinstance(inputs, (str, os.PathLike)) else [os.fspath(i) for i in inputs]
     scheduler = _check_options(head_count, shards, verify, scheduler, runner is not None, temp_url)
-    if shard_records is not None and shard_records < 1:
-        raise UsageError(f"invalid {option('shard_records')} value: '{shard_records}'")
+    for setting, value in (("shard_records", shard_records), ("shard_size", shard_size)):
+        if value is not None and value < 1:
+            raise UsageError(f"invalid {option(setting)} value: '{value}'")
     entropy = seed_entropy(seed, random_source)
     limit = resolve_memory(memory if memory is not None else DEFAULT_MEMORY)
     out_name = None if output is None else os.fspath(output)
@@ -305,7 +331,7 @@ def shuffle(
     scratch = os.path.join(local_parent, f"bigshuf-dask-{run_id}")
     root = remote.join(remote.canonical(temp_url), f"bigshuf-dask-{run_id}") if temp_url is not None else scratch
     manifest_name = None if manifest is None else os.fspath(manifest)
-    layout = Layout(Sharding(shards, shard_records), None if split is None else parse_split(split), manifest_name)
+    layout = Layout(Sharding(shards, shard_records, shard_size), None if split is None else parse_split(split), manifest_name)
     settings = Settings(out_name, shards, limit, zero_terminated, compress, row_group_size, output_format, manifest is not None)
     prepared = prepare(names, settings, root)
     if weights is not None:
@@ -334,8 +360,14 @@ def shuffle(
             head_count = resolve_head(head_count, head_share, found)
             total = found if head_count is None else min(found, head_count)
             planned: list[PlannedFile] = []
+            measured = layout.sharding.size is not None
             if layout.on:
-                planned = plan_files(out_name or "", layout, total, prepared.compress, prepared.suffix)
+                size_ends = None
+                if layout.sharding.size is not None:
+                    cutter = _measure(run, cfg, segments, total, root, progress)
+                    size = layout.sharding.size
+                    size_ends = lambda start, count: cutter.split_ends(start, count, size)  # noqa: E731
+                planned = plan_files(out_name or "", layout, total, prepared.compress, prepared.suffix, size_ends)
                 _lay_out(out, planned, root, prepared.compress)
             if out.shards is None and (out.target is None or not remote.is_url(out.target)):
                 sink = open_output(out.target, ("none", None), sync=sync)
@@ -358,7 +390,7 @@ def shuffle(
             _manifest(out, manifest_name, cfg.fmt, entries, planned, results2)
         _commit(out, [t.target for t in tasks2], sink, direct is not None)
         committed = True
-        passes = 2 + max((r.depth for r in results2), default=0)
+        passes = 2 + measured + max((r.depth for r in results2), default=0)
         return ShuffleStats(
             total, sum(r.bytes for r in results2), cfg.k, passes, time.perf_counter() - start, mixed.stats() if mixed else (),
         )

@@ -62,6 +62,10 @@ class LineTasks:
         """Records (separators: a block ends at a record's end) and bytes, separators included."""
         return count_separators(block, self.fmt.sep), len(block)
 
+    def sizes(self, records: Any) -> np.ndarray:
+        """Each record's bytes, its separator included."""
+        return np.diff(array_block(records)[1])
+
     def chunks(self, block: np.ndarray, parts: int) -> list[tuple[np.ndarray, int]]:
         """Byte ranges of whole records of about ``len(block) / parts`` bytes each."""
         size = max(1, -(-len(block) // max(1, parts)))

@@ -1,4 +1,4 @@
-"""``--split``, ``--shard-records`` and ``--manifest`` on the Dask engine: the output cut as the local
+"""``--split``, ``--shard-records``, ``--shard-size`` and ``--manifest`` on the Dask engine: the output cut as the local
 engine cuts it (``storage.layout`` resolves the counts), each file written whole by one pass-2 task
 under a temporary name, and all of them put in place together, with the manifest if asked for.
 """
@@ -6,7 +6,7 @@ under a temporary name, and all of them put in place together, with the manifest
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,9 +93,13 @@ def _names(
     return [generated_path(name) for name in names]
 
 
-def plan_files(target: str, layout: Layout, total: int, compress: CodecChoice | None, suffix: str | None) -> list[PlannedFile]:
+def plan_files(
+    target: str, layout: Layout, total: int, compress: CodecChoice | None, suffix: str | None,
+    size_ends: Callable[[int, int], list[int]] | None = None,
+) -> list[PlannedFile]:
     """Every output file in order, once ``total`` output records are known: the splits' counts as
-    ``storage.layout`` resolves them, each split cut into files as the local engine cuts it."""
+    ``storage.layout`` resolves them, each split cut into files as the local engine cuts it (by
+    ``--shard-size``: where ``size_ends(start, count)`` says each file of the split ends)."""
     counts = [total] if layout.split is None else split_counts(layout.split, total)
     names: list[str | None] = [None] if layout.split is None else [p.name for p in layout.split]
     planned: list[PlannedFile] = []
@@ -103,12 +107,16 @@ def plan_files(target: str, layout: Layout, total: int, compress: CodecChoice | 
     for name, count in zip(names, counts):
         each = target if name is None else split_target(target, name)
         files = layout.sharding.files(count)
-        assert files is not None, "--shard-size is refused on the Dask engine"
-        if layout.sharding.records is not None and files > 1 and not remote.is_url(each):
+        ends = None
+        if files is None:
+            assert size_ends is not None, "files cut by size need their ends measured"
+            ends = size_ends(start, count)
+            files = len(ends)
+        if layout.sharding.open_ended and files > 1 and not remote.is_url(each):
             check_shard_count(each, files * len(names))
         first = start
         for i, final in enumerate(_names(each, layout.sharding, range(files), compress, suffix, name is not None)):
-            stop = layout.sharding.file_end(start, count, i)
+            stop = layout.sharding.file_end(start, count, i) if ends is None else ends[i]
             planned.append(PlannedFile(name, each, final, first, stop))
             first = stop
         start += count

@@ -102,6 +102,11 @@ class RowTasks:
         """Rows and their bytes by ``row_sizes``, as the local engine's counting pass counts them."""
         return block.num_rows, int(row_sizes(block).sum())
 
+    def sizes(self, records: Any) -> np.ndarray:
+        """Each row's Arrow bytes by ``row_sizes`` (what ``-S`` holds)."""
+        batches = records.to_batches() if isinstance(records, pa.Table) else [records]
+        return np.concatenate([np.empty(0, np.int64), *(row_sizes(b) for b in batches)])
+
     def chunks(self, block: Any, parts: int) -> list[tuple[Any, int]]:
         """Runs of about ``num_rows / parts`` rows."""
         step = max(1, -(-block.num_rows // max(1, parts)))

@@ -161,6 +161,9 @@ class TaskFormat(Protocol):
     def count(self, block: Any) -> tuple[int, int]:
         """Records of ``block`` and their bytes, as the local engine's counting pass counts them."""
 
+    def sizes(self, records: Any) -> np.ndarray:
+        """Each emitted record's bytes as ``--shard-size`` counts them (the local engine's output does)."""
+
     def chunks(self, block: Any, parts: int) -> list[tuple[Any, int]]:
         """``block`` cut at record ends into about ``parts`` chunks of like size, each with its records."""
 
