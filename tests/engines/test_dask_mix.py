@@ -2,7 +2,10 @@
 splits and shards concatenated are the plain seeded output byte for byte, with exact counts per
 split and per shard; the manifest passes ``check_manifest`` and a changed file fails it; Parquet
 rows; which record lands in the first split is uniform (chi-square over fixed seeds); and the
-one-line refusals of what stays unsupported (``--shard-size``, a manifest of URL outputs).
+one-line refusals of what stays unsupported (``--unique``, a manifest of URL outputs). ``--shard-size``
+cuts each file after the record that brings it to the size, as the local engine's output does
+(checked against that rule applied to the plain output), lines and rows, with splits, ``-n``,
+compression and a bucket re-split in pass 2.
 
 Weighted sources (``--source``, ``--rate``, ``--mix``, ``--stratify``): exact copies per record and
 per source, the output a permutation of that multiset, per-source stats and manifest entries as
@@ -25,7 +28,7 @@ import pytest
 
 from bigshuf import api
 from bigshuf.core.mix import SourceStats
-from bigshuf.engines.dask import lines as dask_lines
+from bigshuf.engines.dask import cuts as dask_cuts, lines as dask_lines
 from bigshuf.errors import UsageError
 from helpers import assert_permutation, make_records, source_records, split_records, write_records
 from test_uniformity import assert_uniform
@@ -179,17 +182,16 @@ def test_which_record_lands_in_the_first_split_is_uniform(tmp_path: Path, monkey
 def test_refusals_are_one_line(tmp_path: Path) -> None:
     path, _records = _input(tmp_path, 20)
     with ThreadPoolExecutor(1) as runner:
-        with pytest.raises(UsageError, match=r"does not support shard_size=: .*use shard_records= or shards="):
-            api.shuffle([str(path)], str(tmp_path / "o/"), engine="dask", scheduler=runner, shard_size="1K")
+        with pytest.raises(UsageError, match=r"does not support unique=True"):
+            api.shuffle([str(path)], str(tmp_path / "o/"), engine="dask", scheduler=runner, unique=True)
         with pytest.raises(UsageError, match=r"writes manifest= only with local outputs"):
             api.shuffle([str(path)], "s3://bucket/{split}.txt", engine="dask", scheduler=runner, split="a=1",
                         manifest=str(tmp_path / "m.json"))
     proc = subprocess.run(
-        [sys.executable, "-m", "bigshuf", "--engine=dask", str(path), "--shard-size", "1K", "-o", f"{tmp_path}/o/"],
+        [sys.executable, "-m", "bigshuf", "--engine=dask", str(path), "--unique", "-o", f"{tmp_path}/o/"],
         capture_output=True, timeout=60,
     )
-    assert proc.returncode == 1
-    assert proc.stderr.startswith(b"bigshuf: --engine=dask does not support --shard-size: ") and proc.stderr.count(b"\n") == 1
+    assert (proc.returncode, proc.stderr) == (1, b"bigshuf: --engine=dask does not support --unique\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
 
 
@@ -344,3 +346,65 @@ def test_which_records_a_fractional_rate_keeps_and_a_stratified_split_gets_are_u
     assert_uniform(kept, pairs, "dask --rate a=0.5: the pair kept")
     assert_uniform(valid_a, [b"a0", b"a1", b"a2", b"a3"], "dask --stratify: a's record in valid")
     assert_uniform(valid_b, [b"b0", b"b1", b"b2"], "dask --stratify: b's record in valid")
+
+
+# ---------------------------------------------------------------------------------------------
+# --shard-size
+
+
+def _size_cuts(sizes: list[int], size: int) -> list[int]:
+    """The local engine's rule (``storage.output.Output.emit``), for a split of records of ``sizes``:
+    each file's record count; a file ends with the record that brings it to ``size``, the next
+    starts only if records remain (an empty split still gets one file)."""
+    files, held, n = [], 0, 0
+    for length in sizes:
+        n, held = n + 1, held + length
+        if held >= size:
+            files.append(n)
+            n = held = 0
+    return files + [n] if n or not files else files
+
+
+@pytest.mark.parametrize("path", ["two passes", "recursive"])
+def test_shard_size_cuts_as_the_local_engine_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str) -> None:
+    path_in, _records = _input(tmp_path)
+    if path == "recursive":
+        monkeypatch.setattr(dask_lines, "_bucket_count", lambda *args: 1)
+    monkeypatch.setattr(dask_cuts, "STRIDE", 7)  # shard ends found past many strides of a bucket's running totals
+    out = tmp_path / "out"
+    with ThreadPoolExecutor(2) as runner:
+        dask_engine.shuffle([path_in], tmp_path / "plain.txt", memory="16K", seed=7, runner=runner, tmp_dir=tmp_path)
+        stats = dask_engine.shuffle([path_in], f"{out}/{{split}}/", memory="16K", seed=7, runner=runner, tmp_dir=tmp_path,
+                                    split="valid=0.1,empty=0,train=rest", shard_size=9000, head_count=2500, compress="gzip",
+                                    manifest=out / "m.json")
+    assert stats.records == 2500 and stats.passes == (4 if path == "recursive" else 3)  # the measuring pass counted
+    plain = split_records((tmp_path / "plain.txt").read_bytes())[:2500]
+    start = 0
+    for split, count in (("valid", 250), ("empty", 0), ("train", 2250)):
+        files = _files(out / split)
+        assert [p.name for p in files] == [f"part-{i:05d}.gz" for i in range(len(files))]
+        got = [split_records(gzip.decompress(p.read_bytes())) for p in files]
+        assert [r for g in got for r in g] == plain[start : start + count], split
+        assert [len(g) for g in got] == _size_cuts([len(r) + 1 for r in plain[start : start + count]], 9000), split
+        start += count
+    assert len(_files(out / "train")) > 5
+    assert api.check_manifest(out / "m.json")[0] == []
+
+
+def test_shard_size_of_rows_counts_their_arrow_bytes(tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    from bigshuf.formats.tables import row_sizes
+
+    pq.write_table(pa.table({"id": list(range(1200)), "s": ["z" * (i % 40) for i in range(1200)]}), tmp_path / "in.parquet",
+                   row_group_size=200)
+    with ThreadPoolExecutor(2) as runner:
+        dask_engine.shuffle([tmp_path / "in.parquet"], tmp_path / "plain.parquet", memory="64K", seed=1, runner=runner,
+                            tmp_dir=tmp_path)
+        api.shuffle([str(tmp_path / "in.parquet")], f"{tmp_path}/out/", engine="dask", scheduler=runner, memory="64K", seed=1,
+                    tmp_dir=str(tmp_path), shard_size="5K")
+    plain = pq.read_table(tmp_path / "plain.parquet")
+    tables = [pq.read_table(p) for p in _files(tmp_path / "out")]
+    assert pa.concat_tables(tables).column("id").to_pylist() == plain.column("id").to_pylist()
+    sizes = [int(x) for b in plain.to_batches() for x in row_sizes(b)]
+    assert [t.num_rows for t in tables] == _size_cuts(sizes, 5 * 1024) and len(tables) > 3
