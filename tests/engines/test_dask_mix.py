@@ -391,7 +391,7 @@ def test_shard_size_cuts_as_the_local_engine_does(tmp_path: Path, monkeypatch: p
     assert api.check_manifest(out / "m.json")[0] == []
 
 
-def test_shard_size_of_rows_counts_their_arrow_bytes(tmp_path: Path) -> None:
+def test_shard_size_of_rows_counts_their_arrow_bytes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pa = pytest.importorskip("pyarrow")
     pq = pytest.importorskip("pyarrow.parquet")
     from bigshuf.formats.tables import row_sizes
@@ -408,3 +408,13 @@ def test_shard_size_of_rows_counts_their_arrow_bytes(tmp_path: Path) -> None:
     assert pa.concat_tables(tables).column("id").to_pylist() == plain.column("id").to_pylist()
     sizes = [int(x) for b in plain.to_batches() for x in row_sizes(b)]
     assert [t.num_rows for t in tables] == _size_cuts(sizes, 5 * 1024) and len(tables) > 3
+    # Again with larger shards: the earlier run's shards past the new last one stay, named in one line.
+    with ThreadPoolExecutor(1) as runner:
+        dask_engine.shuffle([tmp_path / "in.parquet"], f"{tmp_path}/out/", memory="64K", seed=1, runner=runner, tmp_dir=tmp_path,
+                            shard_size=len(tables) * 5 * 1024)
+    err = capsys.readouterr().err
+    assert err == (
+        f"bigshuf: note: {tmp_path}/out/part-00001.parquet (and any later shard) was there before this run and is not one of "
+        "the 1 shards it wrote; it was left in place\n"
+    )
+    assert len(_files(tmp_path / "out")) == len(tables)

@@ -38,7 +38,9 @@ from ...storage.sinks import AtomicFileSink, CodecChoice, Sink, open_output, out
 from .inputs import Settings, prepare
 from .lines import LineTasks
 from .rows import RowTasks
-from .outputs import Layout, PlannedFile, check_layout, input_counts, inputs_entry, plan_files, write_run_manifest
+from .outputs import (
+    Layout, PlannedFile, check_layout, input_counts, inputs_entry, note_stale_shards, plan_files, write_run_manifest,
+)
 from .tasks import (
     FETCH_BYTES, Config, GatherResult, GatherTask, Piece, ScatterResult, ScatterTask, Segment, TaskFormat, gather_task, index, parts,
     scatter_task,
@@ -390,6 +392,7 @@ def shuffle(
             _manifest(out, manifest_name, cfg.fmt, entries, planned, results2)
         _commit(out, [t.target for t in tasks2], sink, direct is not None)
         committed = True
+        note_stale_shards(layout, planned, prepared.compress, prepared.suffix)
         passes = 2 + measured + max((r.depth for r in results2), default=0)
         return ShuffleStats(
             total, sum(r.bytes for r in results2), cfg.k, passes, time.perf_counter() - start, mixed.stats() if mixed else (),

@@ -6,6 +6,7 @@ under a temporary name, and all of them put in place together, with the manifest
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -121,6 +122,23 @@ def plan_files(
             first = stop
         start += count
     return planned
+
+
+def note_stale_shards(layout: Layout, planned: Sequence[PlannedFile], compress: CodecChoice | None, suffix: str | None) -> None:
+    """After the commit, as the local engine does: name a local shard file past the last one a split
+    got that was there before (an earlier run's with more shards), left in place, in one line."""
+    if not layout.sharding.open_ended:
+        return
+    for target in dict.fromkeys(p.target for p in planned):
+        if remote.is_url(target):
+            continue
+        written = sum(1 for p in planned if p.target == target)
+        after = _names(target, layout.sharding, [written], compress, suffix)[0]
+        if os.path.lexists(after):
+            print(
+                f"bigshuf: note: {after} (and any later shard) was there before this run and is not one of the {written} "
+                "shards it wrote; it was left in place", file=sys.stderr,
+            )
 
 
 def input_counts(tasks: Sequence[ScatterTask], results: Sequence[ScatterResult], inputs: int, lines: bool) -> list[tuple[int, int | None]]:
