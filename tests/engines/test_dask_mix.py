@@ -2,7 +2,7 @@
 splits and shards concatenated are the plain seeded output byte for byte, with exact counts per
 split and per shard; the manifest passes ``check_manifest`` and a changed file fails it; Parquet
 rows; which record lands in the first split is uniform (chi-square over fixed seeds); and the
-one-line refusals of what stays unsupported (``--unique``, a manifest of URL outputs). ``--shard-size``
+one-line refusals of what stays unsupported (``--unique`` of rows, a manifest of URL outputs). ``--shard-size``
 cuts each file after the record that brings it to the size, as the local engine's output does
 (checked against that rule applied to the plain output), lines and rows, with splits, ``-n``,
 compression and a bucket re-split in pass 2.
@@ -20,15 +20,17 @@ import json
 import subprocess
 import sys
 from collections import Counter
+from itertools import permutations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from bigshuf import api
 from bigshuf.core.mix import SourceStats
-from bigshuf.engines.dask import cuts as dask_cuts, lines as dask_lines
+from bigshuf.engines.dask import cuts as dask_cuts, driver as dask_driver, lines as dask_lines
 from bigshuf.errors import UsageError
 from helpers import assert_permutation, make_records, source_records, split_records, write_records
 from test_uniformity import assert_uniform
@@ -180,19 +182,22 @@ def test_which_record_lands_in_the_first_split_is_uniform(tmp_path: Path, monkey
 
 
 def test_refusals_are_one_line(tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
     path, _records = _input(tmp_path, 20)
+    pq.write_table(pa.table({"x": [1, 1, 2]}), tmp_path / "t.parquet")
     with ThreadPoolExecutor(1) as runner:
-        with pytest.raises(UsageError, match=r"does not support unique=True"):
-            api.shuffle([str(path)], str(tmp_path / "o/"), engine="dask", scheduler=runner, unique=True)
+        with pytest.raises(UsageError, match=r"^engine='dask' does not support unique=True for Parquet or Arrow rows; use the local"):
+            api.shuffle([str(tmp_path / "t.parquet")], str(tmp_path / "o.parquet"), engine="dask", scheduler=runner, unique=True)
         with pytest.raises(UsageError, match=r"writes manifest= only with local outputs"):
             api.shuffle([str(path)], "s3://bucket/{split}.txt", engine="dask", scheduler=runner, split="a=1",
                         manifest=str(tmp_path / "m.json"))
     proc = subprocess.run(
-        [sys.executable, "-m", "bigshuf", "--engine=dask", str(path), "--unique", "-o", f"{tmp_path}/o/"],
+        [sys.executable, "-m", "bigshuf", "--engine=dask", str(path), "--compress-temp", "-o", f"{tmp_path}/o/"],
         capture_output=True, timeout=60,
     )
-    assert (proc.returncode, proc.stderr) == (1, b"bigshuf: --engine=dask does not support --unique\n")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
+    assert (proc.returncode, proc.stderr) == (1, b"bigshuf: --engine=dask does not support --compress-temp\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "t.parquet"]
 
 
 def test_splits_sharded_on_s3(bucket: Any, tmp_path: Path) -> None:
@@ -418,3 +423,43 @@ def test_shard_size_of_rows_counts_their_arrow_bytes(tmp_path: Path, capsys: pyt
         "the 1 shards it wrote; it was left in place\n"
     )
     assert len(_files(tmp_path / "out")) == len(tables)
+
+
+# ---------------------------------------------------------------------------------------------
+# --unique
+
+
+@pytest.mark.parametrize("memory,passes", [("1M", 3), ("16K", 4)])
+def test_unique_keeps_one_copy_of_each_line(tmp_path: Path, memory: str, passes: int) -> None:
+    # 3,000 lines of 600 distinct ones and 2,000 copies of one line (about 90 KB): at -S 1M the hash buckets fit
+    # (3 passes); at -S 16K the copies' bucket is far over -S and is split again inside its dedup task (4).
+    rng = np.random.default_rng(3)
+    distinct = make_records(600, 11, min_len=5, max_len=40)
+    lines = [distinct[i] for i in rng.integers(0, 600, 3000)] + [b"the same line"] * 2000
+    rng.shuffle(lines)  # type: ignore[arg-type]
+    source = write_records(tmp_path / "in.txt", lines)
+    expected = sorted(set(lines))
+    out = tmp_path / "out"
+    with ThreadPoolExecutor(2) as runner:
+        stats = api.shuffle([str(source)], str(out / "{split}.txt"), engine="dask", scheduler=runner, memory=memory, seed=2,
+                            tmp_dir=str(tmp_path), unique=True, split="valid=100,train=rest", manifest=str(out / "m.json"),
+                            verify=True)
+    assert stats.records == len(expected) and stats.duplicates == 5000 - len(expected)
+    assert stats.passes == passes
+    valid, train = ((out / f"{n}.txt").read_bytes() for n in ("valid", "train"))
+    assert sorted(split_records(valid + train)) == expected and valid.count(b"\n") == 100  # as sort -u
+    document = _manifest(out / "m.json")
+    assert (document["duplicates"], document["records_read"], document["records_written"]) == (5000 - len(expected), 5000,
+                                                                                               len(expected))
+    assert api.check_manifest(out / "m.json")[0] == []
+
+
+def test_the_order_of_the_unique_lines_is_uniform(tmp_path: Path) -> None:
+    # a, b, c with copies: over 60 fixed seeds each of the 6 orders of the 3 unique lines equally often.
+    source = write_records(tmp_path / "in.txt", [b"c", b"a", b"c", b"b", b"a", b"c"])
+    counts: Counter[bytes] = Counter()
+    with ThreadPoolExecutor(1) as runner:
+        for seed in range(60):
+            dask_engine.shuffle([source], tmp_path / "out.txt", seed=seed, runner=runner, tmp_dir=tmp_path, unique=True)
+            counts[(tmp_path / "out.txt").read_bytes()] += 1
+    assert_uniform(counts, [b"\n".join(p) + b"\n" for p in permutations([b"a", b"b", b"c"])], "dask --unique order")

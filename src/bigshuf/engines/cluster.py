@@ -35,7 +35,6 @@ class DaskEngine(Engine):
             ("lines_per_record", request.lines_per_record != 1),
             ("resume", request.resume),
             ("compress_temp", request.compress_temp),
-            ("unique", request.unique),
             ("threads", request.threads is not None),  # its cluster sets the workers
             *((setting, getattr(request, setting) is not None) for setting in REFUSED_TABLE_SETTINGS),
         )
@@ -68,8 +67,10 @@ class DaskEngine(Engine):
             compress=request.compress, verify=request.verify, row_group_size=request.row_group_size,
             output_format=request.output_format, progress=progress, sync=request.sync,
             split=request.split, shard_records=request.shard_records, shard_size=request.shard_size, manifest=request.manifest,
-            run_info=lambda inputs, fmt, head_count, sources: run_entries(request, inputs, fmt, head_count, sources),
-            weights=_weights(request),
+            run_info=lambda inputs, fmt, head_count, sources, duplicates: run_entries(
+                request, inputs, fmt, head_count, sources, duplicates,
+            ),
+            weights=_weights(request), unique=request.unique,
         )
 
 

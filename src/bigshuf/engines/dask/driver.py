@@ -27,7 +27,7 @@ from ...core.stratify import Stratifier
 from ...core.head import resolve as resolve_head
 from ...core.streams import rng_for, seed_entropy
 from ...errors import BigShufError, OutputError, TempSpaceError, UsageError, option
-from ...progress import Progress, scatter_phase, shuffle_phase
+from ...progress import Progress, dedup_phase, scatter_phase, shuffle_phase
 from ...storage import remote
 from ...storage.commit import OutputFiles
 from ...storage.safefs import generated_path, open_nofollow, sync_file
@@ -45,6 +45,7 @@ from .tasks import (
     FETCH_BYTES, Config, GatherResult, GatherTask, Piece, ScatterResult, ScatterTask, Segment, TaskFormat, gather_task, index, parts,
     scatter_task,
 )
+from .unique import DedupTask, Deduplicated, HashTask, Hashed, dedup_task, hash_buckets, hash_task
 from .cuts import Cutter, MeasureTask, Measured, measure_task
 from .weights import BlockCounts, Draws, WeightedTask, Weights, check_inputs, count_task, draw_blocks, source_totals, weighted_scatter_task
 
@@ -54,6 +55,10 @@ from .weights import BlockCounts, Draws, WeightedTask, Weights, check_inputs, co
 DEFAULT_MEMORY = "1G"
 
 T = TypeVar("T")
+
+#: The manifest's run-wide entries from the inputs' entries, the format's, ``-n``'s count, the
+#: sources' stats and the copies ``--unique`` dropped (``storage.manifest.run_entries``).
+RunInfo = Callable[[list[dict[str, Any]], dict[str, Any], int | None, tuple[SourceStats, ...], int], dict[str, Any]]
 
 
 class Runner(Protocol):
@@ -297,8 +302,9 @@ def shuffle(
     shard_records: int | None = None,
     shard_size: int | None = None,
     manifest: str | os.PathLike[str] | None = None,
-    run_info: Callable[[list[dict[str, Any]], dict[str, Any], int | None, tuple[SourceStats, ...]], dict[str, Any]] | None = None,
+    run_info: RunInfo | None = None,
     weights: Weights | None = None,
+    unique: bool = False,
 ) -> ShuffleStats:
     """Shuffle ``inputs`` (paths or fsspec URLs, globs and directories allowed: lines, or Parquet /
     Arrow rows) into ``output`` on a Dask cluster.
@@ -312,9 +318,10 @@ def shuffle(
     groups of ``row_group_size`` rows (else of about 64 MiB). ``head_share`` keeps that share of the
     records read (``-n 10%``), rounded as ``core.head.count_of`` rounds. ``split``, ``shard_records``
     and ``manifest`` cut and record the output as the local engine does, each file written by one
-    task; ``run_info(inputs, format, head_count, sources)`` gives the manifest's run-wide entries.
-    ``weights`` are weighted sources (``--source``, ``--rate``, ``--mix``, ``--stratify``: see ``weights``),
-    whose files ``inputs`` must be, source by source.
+    task; ``run_info(inputs, format, head_count, sources, duplicates)`` gives the manifest's run-wide
+    entries. ``weights`` are weighted sources (``--source``, ``--rate``, ``--mix``, ``--stratify``: see
+    ``weights``), whose files ``inputs`` must be, source by source. ``unique`` keeps one copy of
+    byte-identical lines and shuffles those (``unique``; not for rows, nor with weighted sources).
     """
     start = time.perf_counter()
     progress = progress or Progress()
@@ -338,6 +345,9 @@ def shuffle(
     prepared = prepare(names, settings, root)
     if weights is not None:
         check_inputs(weights, prepared.names)
+    if unique and (weights is not None or not isinstance(prepared.fmt, LineTasks)):
+        what = f"with {option('source')}" if weights is not None else "for Parquet or Arrow rows; use the local engine"
+        raise UsageError(f"{option('dask')} does not support {option('unique')} {what}")
     if layout.on:
         check_layout(out_name, layout, prepared.compress, prepared.suffix, prepared.names)
         assert out_name is not None
@@ -352,12 +362,17 @@ def shuffle(
         with (connect(scheduler, scratch) if runner is None else _given(runner)) as run:
             tasks1 = prepared.tasks
             mixed: Mixed | None = None
-            if weights is None:
-                progress.start(scatter_phase(0), sum(t.nbytes for t in tasks1))
-                results1: list[ScatterResult] = _run(run, scatter_task, cfg, tasks1, progress, [t.nbytes for t in tasks1])
+            duplicates = dedup_passes = 0
+            if unique:
+                results1, segments, read, duplicates, dedup_passes = _unique_pass(run, cfg, tasks1, progress, root)
             else:
-                cfg, mixed, results1 = _weighted_pass(run, cfg, weights, tasks1, progress)
-            segments = [s for r in results1 for s in r.segments]
+                if weights is None:
+                    progress.start(scatter_phase(0), sum(t.nbytes for t in tasks1))
+                    results1 = _run(run, scatter_task, cfg, tasks1, progress, [t.nbytes for t in tasks1])
+                else:
+                    cfg, mixed, results1 = _weighted_pass(run, cfg, weights, tasks1, progress)
+                segments = [s for r in results1 for s in r.segments]
+                read = sum((r.read for r in results1), Fingerprint())
             found = int(sum(int(s.counts.sum()) for s in segments))
             head_count = resolve_head(head_count, head_share, found)
             total = found if head_count is None else min(found, head_count)
@@ -381,11 +396,13 @@ def shuffle(
             sizes2 = [sum(p.size for p in t.pieces) for t in tasks2]
             results2: list[GatherResult] = _run(run, gather_task, cfg, tasks2, progress, sizes2)
         progress.close()
-        _check_written(results1, results2, total, verify)
+        _check_written(read, results2, total, verify)
         if manifest_name is not None:
-            info = run_info or _default_info(seed, random_source, head_share, split)
+            info = run_info or _default_info(seed, random_source, head_share, split, unique)
             counts = input_counts(tasks1, results1, len(prepared.names), isinstance(cfg.fmt, LineTasks))
-            entries = info(inputs_entry(prepared.names, counts), _format_entry(cfg.fmt), head_count, mixed.stats() if mixed else ())
+            entries = info(
+                inputs_entry(prepared.names, counts), _format_entry(cfg.fmt), head_count, mixed.stats() if mixed else (), duplicates,
+            )
             if mixed is not None and mixed.stratifier is not None and layout.split is not None:
                 strata = mixed.stratifier
                 entries["stratified"] = strata_entries([p.name for p in layout.split], strata.names, strata.table)
@@ -393,9 +410,10 @@ def shuffle(
         _commit(out, [t.target for t in tasks2], sink, direct is not None)
         committed = True
         note_stale_shards(layout, planned, prepared.compress, prepared.suffix)
-        passes = 2 + measured + max((r.depth for r in results2), default=0)
+        passes = 2 + measured + dedup_passes + max((r.depth for r in results2), default=0)
         return ShuffleStats(
             total, sum(r.bytes for r in results2), cfg.k, passes, time.perf_counter() - start, mixed.stats() if mixed else (),
+            duplicates,
         )
     finally:
         progress.close()
@@ -414,6 +432,36 @@ def shuffle(
                     pass  # not empty: something else is in it now
         remote.remove_tree(root)
         remote.remove_tree(scratch)
+
+
+def _unique_pass(
+    run: Runner, cfg: Config, tasks: list[ScatterTask], progress: Progress, root: str
+) -> tuple[list[ScatterResult], list[Segment], Fingerprint, int, int]:
+    """``--unique``'s dedup stage in front of pass 1 (``unique``): the hashing tasks, then a dedup
+    task per hash bucket scattering its unique records into the shuffle's buckets. Returns each
+    pass-1 task's blocks as read (for the manifest), the shuffle's pass-1 objects, the unique
+    records' fingerprint, the copies dropped and the passes the stage added (one per hash level)."""
+    k = hash_buckets(cfg.k)
+    sizes = [t.nbytes for t in tasks]
+    progress.start(dedup_phase(0), sum(sizes))
+    hashed: list[Hashed] = _run(run, hash_task, cfg, [HashTask(t, k) for t in tasks], progress, sizes)
+    found = [s for h in hashed for s in h.segments]
+    counts, bounds = index(found, k)
+    bucket_counts = counts.sum(axis=0)
+    bucket_sizes = np.diff(bounds, axis=1).sum(axis=0)
+    used = np.flatnonzero(bucket_counts).tolist()
+    dedups = [
+        DedupTask(j, parts(found, counts, bounds, j), int(bucket_sizes[j]), int(bucket_counts[j]),
+                  remote.join(root, "p1", "unique"), remote.join(root, "dedup"))
+        for j in used
+    ]
+    progress.start(scatter_phase(0), int(bucket_sizes.sum()))
+    done: list[Deduplicated] = _run(run, dedup_task, cfg, dedups, progress, [d.size for d in dedups])
+    results = [ScatterResult([], Fingerprint(), h.counted) for h in hashed]
+    segments = [s for d in done for s in d.segments]
+    duplicates = sum(h.duplicates for h in hashed) + sum(d.duplicates for d in done)
+    passes = 1 + max((d.depth for d in done), default=0)
+    return results, segments, sum((d.read for d in done), Fingerprint()), duplicates, passes
 
 
 @dataclass(frozen=True)
@@ -497,13 +545,13 @@ def _check_options(
     return scheduler
 
 
-def _check_written(results1: list[ScatterResult], results2: list[GatherResult], total: int, verify: bool) -> None:
-    """Before anything is put in place: every record written once, and with ``verify`` the same records as read."""
+def _check_written(read: Fingerprint, results2: list[GatherResult], total: int, verify: bool) -> None:
+    """Before anything is put in place: every record written once, and with ``verify`` the same
+    records as scattered (``read``: the unique ones with ``--unique``, every copy with weighted sources)."""
     written = sum(r.records for r in results2)
     if written != total:
         raise OutputError(f"wrote {written} records, expected {total}; output not put in place")
     if verify:
-        read = sum((r.read for r in results1), Fingerprint())
         wrote = sum((r.written for r in results2), Fingerprint())
         if read != wrote:
             raise OutputError(f"verification failed: read {read}, wrote {wrote}; output not put in place")
@@ -529,13 +577,13 @@ def _manifest(
 
 
 def _default_info(
-    seed: int | None, random_source: str | os.PathLike[str] | None, head_share: Fraction | None, split: str | None
-) -> Callable[[list[dict[str, Any]], dict[str, Any], int | None, tuple[SourceStats, ...]], dict[str, Any]]:
+    seed: int | None, random_source: str | os.PathLike[str] | None, head_share: Fraction | None, split: str | None, unique: bool,
+) -> RunInfo:
     """The manifest's run-wide entries for a call of ``shuffle`` itself (the engine passes the request's)."""
     settings = SimpleNamespace(
-        seed=seed, random_source=random_source, head_share=head_share, repeat=False, split=split, sources=(), unique=False,
+        seed=seed, random_source=random_source, head_share=head_share, repeat=False, split=split, sources=(), unique=unique,
     )
-    return lambda inputs, fmt, head_count, sources: run_entries(settings, inputs, fmt, head_count, sources)
+    return lambda inputs, fmt, head_count, sources, duplicates: run_entries(settings, inputs, fmt, head_count, sources, duplicates)
 
 
 @contextmanager
