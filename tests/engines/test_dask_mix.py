@@ -255,6 +255,18 @@ def test_rates_give_each_source_its_exact_copies(tmp_path: Path, monkeypatch: py
     assert sorted(p.name for p in tmp_path.iterdir()) == ["code.txt.gz", "out.txt", "web-0.txt", "web-1.txt"]
 
 
+def test_every_rate_1_is_the_plain_run(tmp_path: Path) -> None:
+    _sources(tmp_path)
+    files = [tmp_path / "web-0.txt", tmp_path / "web-1.txt", tmp_path / "code.txt.gz"]
+    with ThreadPoolExecutor(2) as runner:
+        dask_engine.shuffle(files, tmp_path / "plain.txt", memory="16K", seed=5, runner=runner, tmp_dir=tmp_path)
+        stats = api.shuffle((), str(tmp_path / "mixed.txt"), engine="dask", scheduler=runner, memory="16K", seed=5,
+                            tmp_dir=str(tmp_path), sources={"web": [str(f) for f in files[:2]], "code": str(files[2])},
+                            rates={"web": 1})
+    assert (tmp_path / "mixed.txt").read_bytes() == (tmp_path / "plain.txt").read_bytes()
+    assert stats.sources == (SourceStats("web", 3000, 1.0, 3000), SourceStats("code", 700, 1.0, 700))
+
+
 def test_a_mix_by_records_and_by_bytes_with_its_manifest(tmp_path: Path) -> None:
     corpus = _sources(tmp_path)
     sources = {"web": str(tmp_path / "web-*.txt"), "code": str(tmp_path / "code.txt.gz")}

@@ -10,7 +10,9 @@ records get a copy more (hypergeometric, as ``Mixer.pick`` draws block by block)
 uniform subset and each split gets an exactly uniform share of each source's copies. Each pass-1
 task places its blocks' picks uniformly among their records (stream ``selection(block)``), labels
 its copies with their splits in uniformly random order (``stratify(block)``) and scatters every
-copy with its own bucket draw, in chunks (``piece(block, c)``) that hold about a block once copied.
+copy with its own bucket draw, in chunks (``piece(block, c)``) that hold about a block once copied;
+a block whose records are each there once is scattered as without sources (``block``), so that
+every rate 1 gives the plain run's output.
 """
 
 from __future__ import annotations
@@ -127,6 +129,12 @@ def weighted_scatter_task(cfg: Config, wt: WeightedTask) -> ScatterResult:
             continue
         key = streams.scatter(streams.TOP, task.file_index, task.range_index, b)
         mult, labels = _copies(cfg.entropy, key, wt, b, records)
+        if wt.chunks == 1 and labels is None and int(mult.min()) == int(mult.max()) == 1:
+            # Every record once: scattered as without sources, so every rate 1 gives the plain run's output.
+            segment, fp = cfg.fmt.scatter(block, rng_for(cfg.entropy, key), cfg.k, cfg, f"{task.object_prefix}-{b:06d}")
+            segments.append(segment)
+            read += fp
+            continue
         first = copied = 0
         for c, (chunk, n) in enumerate(cfg.fmt.chunks(block, wt.chunks)):
             mine = mult[first : first + n]
