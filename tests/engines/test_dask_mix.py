@@ -30,7 +30,7 @@ import pytest
 
 from bigshuf import api
 from bigshuf.core.mix import SourceStats
-from bigshuf.engines.dask import cuts as dask_cuts, driver as dask_driver, lines as dask_lines
+from bigshuf.engines.dask import cuts as dask_cuts, lines as dask_lines
 from bigshuf.errors import UsageError
 from helpers import assert_permutation, make_records, source_records, split_records, write_records
 from test_uniformity import assert_uniform

@@ -20,7 +20,8 @@ import numpy as np
 from ...core import streams
 from ...errors import TempSpaceError
 from ...storage import remote
-from .tasks import Config, Piece, _emit_bucket
+from ...progress import Progress
+from .tasks import Config, Piece, RunTasks, Segment, _emit_bucket, index, parts
 
 #: Records between the running totals a measuring task returns; the client reads at most this
 #: many totals (8 bytes each) to find one shard's end.
@@ -123,3 +124,26 @@ class Cutter:
             s = e
             if s >= stop:
                 return ends
+
+
+def measure(run_tasks: RunTasks, cfg: Config, segments: list[Segment], total: int, root: str, progress: Progress) -> Cutter:
+    """``--shard-size``: the measuring pass over every bucket output records ``[0, total)`` use
+    (``cuts``), and what finds each file's end from it."""
+    counts, bounds = index(segments, cfg.k)
+    bucket_counts = counts.sum(axis=0)
+    bucket_sizes = np.diff(bounds, axis=1).sum(axis=0)
+    starts = np.zeros(cfg.k + 1, np.int64)
+    np.cumsum(bucket_counts, out=starts[1:])
+    used = [j for j in range(cfg.k) if starts[j] < total and bucket_counts[j]]
+    names = {j: remote.join(root, "sizes", f"{j:06d}") for j in used}
+    tasks = [
+        MeasureTask(
+            Piece(j, int(bucket_sizes[j]), int(bucket_counts[j]), parts(segments, counts, bounds, j), 0, int(bucket_counts[j])),
+            names[j], remote.join(root, "p3"),
+        )
+        for j in used
+    ]
+    sizes = [t.piece.size for t in tasks]
+    progress.start("measuring", sum(sizes))
+    results: list[Measured] = run_tasks(measure_task, cfg, tasks, sizes)
+    return Cutter(starts, dict(zip(used, results)), names)

@@ -5,14 +5,13 @@ what they wrote (counts, --verify fingerprints) and put the output in place, all
 from __future__ import annotations
 
 import logging
-import math
 import os
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from fractions import Fraction
 from types import SimpleNamespace
 from typing import Any, Protocol, TypeVar
@@ -20,14 +19,12 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 
 from ...request import ShuffleStats, resolve_memory
-from ...core import streams
 from ...core.fingerprint import Fingerprint
-from ...core.mix import Mixer, SourceStats
-from ...core.stratify import Stratifier
+from ...core.mix import SourceStats
 from ...core.head import resolve as resolve_head
-from ...core.streams import rng_for, seed_entropy
+from ...core.streams import seed_entropy
 from ...errors import BigShufError, OutputError, TempSpaceError, UsageError, option
-from ...progress import Progress, dedup_phase, scatter_phase, shuffle_phase
+from ...progress import Progress, scatter_phase, shuffle_phase
 from ...storage import remote
 from ...storage.commit import OutputFiles
 from ...storage.safefs import generated_path, open_nofollow, sync_file
@@ -42,12 +39,11 @@ from .outputs import (
     Layout, PlannedFile, check_layout, input_counts, inputs_entry, note_stale_shards, plan_files, write_run_manifest,
 )
 from .tasks import (
-    FETCH_BYTES, Config, GatherResult, GatherTask, Piece, ScatterResult, ScatterTask, Segment, TaskFormat, gather_task, index, parts,
-    scatter_task,
+    FETCH_BYTES, Config, GatherResult, GatherTask, Piece, Segment, TaskFormat, gather_task, index, parts, scatter_task,
 )
-from .unique import DedupTask, Deduplicated, HashTask, Hashed, dedup_task, hash_buckets, hash_task
-from .cuts import Cutter, MeasureTask, Measured, measure_task
-from .weights import BlockCounts, Draws, WeightedTask, Weights, check_inputs, count_task, draw_blocks, source_totals, weighted_scatter_task
+from .cuts import measure
+from .unique import unique_pass
+from .weights import Mixed, Weights, check_inputs, weighted_pass
 
 #: ``-S`` of the Dask engine when none is given: the memory one task may use. A fixed
 #: default (not a share of this machine's RAM) keeps the plan, and so a seeded output,
@@ -143,29 +139,6 @@ def _lay_out(out: _Output, planned: list[PlannedFile], root: str, compress: Code
         return
     out.made = make_directories(out.finals)
     out.temps = [out.files.temp_name(final, i) for i, final in enumerate(out.finals)]
-
-
-def _measure(run: Runner, cfg: Config, segments: list[Segment], total: int, root: str, progress: Progress) -> Cutter:
-    """``--shard-size``: the measuring pass over every bucket output records ``[0, total)`` use
-    (``cuts``), and what finds each file's end from it."""
-    counts, bounds = index(segments, cfg.k)
-    bucket_counts = counts.sum(axis=0)
-    bucket_sizes = np.diff(bounds, axis=1).sum(axis=0)
-    starts = np.zeros(cfg.k + 1, np.int64)
-    np.cumsum(bucket_counts, out=starts[1:])
-    used = [j for j in range(cfg.k) if starts[j] < total and bucket_counts[j]]
-    names = {j: remote.join(root, "sizes", f"{j:06d}") for j in used}
-    tasks = [
-        MeasureTask(
-            Piece(j, int(bucket_sizes[j]), int(bucket_counts[j]), parts(segments, counts, bounds, j), 0, int(bucket_counts[j])),
-            names[j], remote.join(root, "p3"),
-        )
-        for j in used
-    ]
-    sizes = [t.piece.size for t in tasks]
-    progress.start("measuring", sum(sizes))
-    results: list[Measured] = _run(run, measure_task, cfg, tasks, progress, sizes)
-    return Cutter(starts, dict(zip(used, results)), names)
 
 
 def _gather_tasks(
@@ -360,17 +333,22 @@ def shuffle(
     sink: Sink | None = None
     try:
         with (connect(scheduler, scratch) if runner is None else _given(runner)) as run:
+
+            def run_tasks(fn: Callable[[Config, Any], Any], cfg: Config, tasks: Sequence[Any], sizes: Sequence[int]) -> list[Any]:
+                """Run ``fn(cfg, task)`` for each of ``tasks`` (``sizes`` bytes each, for progress)."""
+                return _run(run, fn, cfg, tasks, progress, sizes)
+
             tasks1 = prepared.tasks
             mixed: Mixed | None = None
             duplicates = dedup_passes = 0
             if unique:
-                results1, segments, read, duplicates, dedup_passes = _unique_pass(run, cfg, tasks1, progress, root)
+                results1, segments, read, duplicates, dedup_passes = unique_pass(run_tasks, cfg, tasks1, progress, root)
             else:
                 if weights is None:
                     progress.start(scatter_phase(0), sum(t.nbytes for t in tasks1))
                     results1 = _run(run, scatter_task, cfg, tasks1, progress, [t.nbytes for t in tasks1])
                 else:
-                    cfg, mixed, results1 = _weighted_pass(run, cfg, weights, tasks1, progress)
+                    cfg, mixed, results1 = weighted_pass(run_tasks, cfg, weights, tasks1, progress)
                 segments = [s for r in results1 for s in r.segments]
                 read = sum((r.read for r in results1), Fingerprint())
             found = int(sum(int(s.counts.sum()) for s in segments))
@@ -381,7 +359,7 @@ def shuffle(
             if layout.on:
                 size_ends = None
                 if layout.sharding.size is not None:
-                    cutter = _measure(run, cfg, segments, total, root, progress)
+                    cutter = measure(run_tasks, cfg, segments, total, root, progress)
                     size = layout.sharding.size
                     size_ends = lambda start, count: cutter.split_ends(start, count, size)  # noqa: E731
                 planned = plan_files(out_name or "", layout, total, prepared.compress, prepared.suffix, size_ends)
@@ -432,94 +410,6 @@ def shuffle(
                     pass  # not empty: something else is in it now
         remote.remove_tree(root)
         remote.remove_tree(scratch)
-
-
-def _unique_pass(
-    run: Runner, cfg: Config, tasks: list[ScatterTask], progress: Progress, root: str
-) -> tuple[list[ScatterResult], list[Segment], Fingerprint, int, int]:
-    """``--unique``'s dedup stage in front of pass 1 (``unique``): the hashing tasks, then a dedup
-    task per hash bucket scattering its unique records into the shuffle's buckets. Returns each
-    pass-1 task's blocks as read (for the manifest), the shuffle's pass-1 objects, the unique
-    records' fingerprint, the copies dropped and the passes the stage added (one per hash level)."""
-    k = hash_buckets(cfg.k)
-    sizes = [t.nbytes for t in tasks]
-    progress.start(dedup_phase(0), sum(sizes))
-    hashed: list[Hashed] = _run(run, hash_task, cfg, [HashTask(t, k) for t in tasks], progress, sizes)
-    found = [s for h in hashed for s in h.segments]
-    counts, bounds = index(found, k)
-    bucket_counts = counts.sum(axis=0)
-    bucket_sizes = np.diff(bounds, axis=1).sum(axis=0)
-    used = np.flatnonzero(bucket_counts).tolist()
-    dedups = [
-        DedupTask(j, parts(found, counts, bounds, j), int(bucket_sizes[j]), int(bucket_counts[j]),
-                  remote.join(root, "p1", "unique"), remote.join(root, "dedup"))
-        for j in used
-    ]
-    progress.start(scatter_phase(0), int(bucket_sizes.sum()))
-    done: list[Deduplicated] = _run(run, dedup_task, cfg, dedups, progress, [d.size for d in dedups])
-    results = [ScatterResult([], Fingerprint(), h.counted) for h in hashed]
-    segments = [s for d in done for s in d.segments]
-    duplicates = sum(h.duplicates for h in hashed) + sum(d.duplicates for d in done)
-    passes = 1 + max((d.depth for d in done), default=0)
-    return results, segments, sum((d.read for d in done), Fingerprint()), duplicates, passes
-
-
-@dataclass(frozen=True)
-class Mixed:
-    """What pass 1 of weighted sources made: the mixer (rates, records read and put into the
-    multiset per source) and, with ``--stratify``, the stratifier (each split's copies per source)."""
-
-    mixer: Mixer
-    stratifier: Stratifier | None
-
-    def stats(self) -> tuple[SourceStats, ...]:
-        """Per source: records read, rate, and records put into the multiset."""
-        return self.mixer.stats()
-
-
-def _weighted_pass(
-    run: Runner, cfg: Config, weights: Weights, tasks: list[ScatterTask], progress: Progress
-) -> tuple[Config, Mixed, list[ScatterResult]]:
-    """Pass 1 of weighted sources: a counting pass first when the rates or ``--stratify`` need the
-    counts, the rates solved and each block's draws made here, then every copy scattered. Returns
-    the run's settings with the buckets sized for the multiset, what was mixed, and pass 1's results."""
-    sizes = [t.nbytes for t in tasks]
-    counted: list[BlockCounts] | None = None
-    by_source = [0] * len(weights.names)
-    for t in tasks:
-        by_source[weights.file_source[t.file_index]] += t.nbytes
-    if weights.counted:
-        progress.start("counting", sum(sizes))
-        counted = _run(run, count_task, cfg, tasks, progress, sizes)
-        records, nbytes = source_totals(weights, tasks, counted)
-        mixer = weights.mixer(records, nbytes)
-        by_source = nbytes
-    else:
-        mixer = weights.mixer(None, None)
-    k = max(cfg.k, math.ceil(cfg.k * mixer.expected_factor(by_source)))
-    stratifier = None
-    if weights.stratify is not None:
-        stratifier = Stratifier(weights.names, mixer.multiset_sizes(), weights.stratify)
-        k = max(k, stratifier.splits)
-    cfg = replace(cfg, k=k)
-    bounds = None if stratifier is None else tuple(int(b) for b in stratifier.bucket_bounds(k))
-    draws: list[tuple[Draws, ...] | None] = [None] * len(tasks)
-    if counted is not None:
-        draws = list(draw_blocks(cfg.entropy, weights, mixer, stratifier, tasks, counted))
-    most = mixer.most_copies()
-    weighted = [
-        WeightedTask(t, mixer.copies[weights.file_source[t.file_index]], most, d, bounds) for t, d in zip(tasks, draws)
-    ]
-    progress.start(scatter_phase(0), sum(sizes))
-    results: list[ScatterResult] = _run(run, weighted_scatter_task, cfg, weighted, progress, sizes)
-    if counted is None:
-        # Nothing drawn on the client: each source's records read and copies made, from what the tasks read.
-        unused = rng_for(cfg.entropy, streams.selection(streams.TOP))
-        for t, r in zip(tasks, results):
-            for read, _bytes in r.counted or []:
-                mixer.take(unused, weights.file_source[t.file_index], read)
-    mixer.check_complete()
-    return cfg, Mixed(mixer, stratifier), results
 
 
 def _check_options(

@@ -192,6 +192,11 @@ class Config:
     manifest: bool = False  # pass 2 fingerprints each output file for ``--manifest``
 
 
+#: What runs tasks for the client: ``run_tasks(fn, cfg, tasks, sizes)`` runs ``fn(cfg, task)`` for
+#: each task on the cluster (``sizes``: its bytes, for progress) and returns the results in order.
+RunTasks = Callable[[Callable[[Config, Any], Any], Config, Sequence[Any], Sequence[int]], list[Any]]
+
+
 # ---------------------------------------------------------------------------------------------
 # Pass 1
 

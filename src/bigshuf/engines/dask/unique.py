@@ -28,7 +28,8 @@ from ...errors import InputError, option
 from ...formats.line_unique import fits, hash_bucket_count
 from ...storage import remote
 from .lines import LineTasks, _records, _write_parts
-from .tasks import Config, ScatterTask, Segment, index, load, parts
+from ...progress import Progress, dedup_phase, scatter_phase
+from .tasks import Config, RunTasks, ScatterResult, ScatterTask, Segment, index, load, parts
 
 
 @dataclass
@@ -165,3 +166,33 @@ def _line_format(cfg: Config) -> RecordFormat:
     """The separator of a line run's tasks (``--unique`` on the Dask engine is for lines)."""
     assert isinstance(cfg.fmt, LineTasks)
     return cfg.fmt.fmt
+
+
+def unique_pass(
+    run_tasks: RunTasks, cfg: Config, tasks: list[ScatterTask], progress: Progress, root: str
+) -> tuple[list[ScatterResult], list[Segment], Fingerprint, int, int]:
+    """``--unique``'s dedup stage in front of pass 1: the hashing tasks, then a dedup
+    task per hash bucket scattering its unique records into the shuffle's buckets. Returns each
+    pass-1 task's blocks as read (for the manifest), the shuffle's pass-1 objects, the unique
+    records' fingerprint, the copies dropped and the passes the stage added (one per hash level)."""
+    k = hash_buckets(cfg.k)
+    sizes = [t.nbytes for t in tasks]
+    progress.start(dedup_phase(0), sum(sizes))
+    hashed: list[Hashed] = run_tasks(hash_task, cfg, [HashTask(t, k) for t in tasks], sizes)
+    found = [s for h in hashed for s in h.segments]
+    counts, bounds = index(found, k)
+    bucket_counts = counts.sum(axis=0)
+    bucket_sizes = np.diff(bounds, axis=1).sum(axis=0)
+    used = np.flatnonzero(bucket_counts).tolist()
+    dedups = [
+        DedupTask(j, parts(found, counts, bounds, j), int(bucket_sizes[j]), int(bucket_counts[j]),
+                  remote.join(root, "p1", "unique"), remote.join(root, "dedup"))
+        for j in used
+    ]
+    progress.start(scatter_phase(0), int(bucket_sizes.sum()))
+    done: list[Deduplicated] = run_tasks(dedup_task, cfg, dedups, [d.size for d in dedups])
+    results = [ScatterResult([], Fingerprint(), h.counted) for h in hashed]
+    segments = [s for d in done for s in d.segments]
+    duplicates = sum(h.duplicates for h in hashed) + sum(d.duplicates for d in done)
+    passes = 1 + max((d.depth for d in done), default=0)
+    return results, segments, sum((d.read for d in done), Fingerprint()), duplicates, passes

@@ -18,18 +18,20 @@ every rate 1 gives the plain run's output.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ...core import streams
 from ...core.fingerprint import Fingerprint
-from ...core.mix import Mixer
+from ...core.mix import Mixer, SourceStats
 from ...core.streams import rng_for
 from ...core.stratify import Stratifier
 from ...errors import InputError, UsageError, option
 from ...storage.layout import SplitPart
-from .tasks import Config, Copies, ScatterResult, ScatterTask, Segment
+from ...progress import Progress, scatter_phase
+from .tasks import Config, Copies, RunTasks, ScatterResult, ScatterTask, Segment
 
 #: Each block's records and bytes, per pass-1 task (the counting pass's result).
 BlockCounts = list[tuple[int, int]]
@@ -179,3 +181,61 @@ def check_inputs(weights: Weights, names: Sequence[str]) -> None:
             f"{option('source')}: its {len(weights.file_source)} files were found as {len(names)} inputs; "
             "name files without pattern characters"
         )
+
+
+@dataclass(frozen=True)
+class Mixed:
+    """What pass 1 of weighted sources made: the mixer (rates, records read and put into the
+    multiset per source) and, with ``--stratify``, the stratifier (each split's copies per source)."""
+
+    mixer: Mixer
+    stratifier: Stratifier | None
+
+    def stats(self) -> tuple[SourceStats, ...]:
+        """Per source: records read, rate, and records put into the multiset."""
+        return self.mixer.stats()
+
+
+def weighted_pass(
+    run_tasks: RunTasks, cfg: Config, weights: Weights, tasks: list[ScatterTask], progress: Progress
+) -> tuple[Config, Mixed, list[ScatterResult]]:
+    """Pass 1 of weighted sources: a counting pass first when the rates or ``--stratify`` need the
+    counts, the rates solved and each block's draws made here, then every copy scattered. Returns
+    the run's settings with the buckets sized for the multiset, what was mixed, and pass 1's results."""
+    sizes = [t.nbytes for t in tasks]
+    counted: list[BlockCounts] | None = None
+    by_source = [0] * len(weights.names)
+    for t in tasks:
+        by_source[weights.file_source[t.file_index]] += t.nbytes
+    if weights.counted:
+        progress.start("counting", sum(sizes))
+        counted = run_tasks(count_task, cfg, tasks, sizes)
+        records, nbytes = source_totals(weights, tasks, counted)
+        mixer = weights.mixer(records, nbytes)
+        by_source = nbytes
+    else:
+        mixer = weights.mixer(None, None)
+    k = max(cfg.k, math.ceil(cfg.k * mixer.expected_factor(by_source)))
+    stratifier = None
+    if weights.stratify is not None:
+        stratifier = Stratifier(weights.names, mixer.multiset_sizes(), weights.stratify)
+        k = max(k, stratifier.splits)
+    cfg = replace(cfg, k=k)
+    bounds = None if stratifier is None else tuple(int(b) for b in stratifier.bucket_bounds(k))
+    draws: list[tuple[Draws, ...] | None] = [None] * len(tasks)
+    if counted is not None:
+        draws = list(draw_blocks(cfg.entropy, weights, mixer, stratifier, tasks, counted))
+    most = mixer.most_copies()
+    weighted = [
+        WeightedTask(t, mixer.copies[weights.file_source[t.file_index]], most, d, bounds) for t, d in zip(tasks, draws)
+    ]
+    progress.start(scatter_phase(0), sum(sizes))
+    results: list[ScatterResult] = run_tasks(weighted_scatter_task, cfg, weighted, sizes)
+    if counted is None:
+        # Nothing drawn on the client: each source's records read and copies made, from what the tasks read.
+        unused = rng_for(cfg.entropy, streams.selection(streams.TOP))
+        for t, r in zip(tasks, results):
+            for read, _bytes in r.counted or []:
+                mixer.take(unused, weights.file_source[t.file_index], read)
+    mixer.check_complete()
+    return cfg, Mixed(mixer, stratifier), results
