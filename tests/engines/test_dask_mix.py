@@ -2,7 +2,7 @@
 splits and shards concatenated are the plain seeded output byte for byte, with exact counts per
 split and per shard; the manifest passes ``check_manifest`` and a changed file fails it; Parquet
 rows; which record lands in the first split is uniform (chi-square over fixed seeds); and the
-one-line refusals of what stays unsupported (``--unique`` of rows, a manifest of URL outputs). ``--shard-size``
+one-line refusals of what stays unsupported (a manifest of URL outputs, ``--compress-temp``). ``--shard-size``
 cuts each file after the record that brings it to the size, as the local engine's output does
 (checked against that rule applied to the plain output), lines and rows, with splits, ``-n``,
 compression and a bucket re-split in pass 2.
@@ -16,6 +16,7 @@ rate keeps and which a stratified split receives are uniform (chi-square over fi
 from __future__ import annotations
 
 import gzip
+import struct
 import json
 import subprocess
 import sys
@@ -182,13 +183,8 @@ def test_which_record_lands_in_the_first_split_is_uniform(tmp_path: Path, monkey
 
 
 def test_refusals_are_one_line(tmp_path: Path) -> None:
-    pa = pytest.importorskip("pyarrow")
-    pq = pytest.importorskip("pyarrow.parquet")
     path, _records = _input(tmp_path, 20)
-    pq.write_table(pa.table({"x": [1, 1, 2]}), tmp_path / "t.parquet")
     with ThreadPoolExecutor(1) as runner:
-        with pytest.raises(UsageError, match=r"^engine='dask' does not support unique=True for Parquet or Arrow rows; use the local"):
-            api.shuffle([str(tmp_path / "t.parquet")], str(tmp_path / "o.parquet"), engine="dask", scheduler=runner, unique=True)
         with pytest.raises(UsageError, match=r"writes manifest= only with local outputs"):
             api.shuffle([str(path)], "s3://bucket/{split}.txt", engine="dask", scheduler=runner, split="a=1",
                         manifest=str(tmp_path / "m.json"))
@@ -197,7 +193,7 @@ def test_refusals_are_one_line(tmp_path: Path) -> None:
         capture_output=True, timeout=60,
     )
     assert (proc.returncode, proc.stderr) == (1, b"bigshuf: --engine=dask does not support --compress-temp\n")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "t.parquet"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
 
 
 def test_splits_sharded_on_s3(bucket: Any, tmp_path: Path) -> None:
@@ -475,3 +471,24 @@ def test_the_order_of_the_unique_lines_is_uniform(tmp_path: Path) -> None:
             dask_engine.shuffle([source], tmp_path / "out.txt", seed=seed, runner=runner, tmp_dir=tmp_path, unique=True)
             counts[(tmp_path / "out.txt").read_bytes()] += 1
     assert_uniform(counts, [b"\n".join(p) + b"\n" for p in permutations([b"a", b"b", b"c"])], "dask --unique order")
+
+
+def test_unique_rows(tmp_path: Path) -> None:
+    # Two Parquet files with rows repeated within and across them, nulls and -0.0: rows are the same when
+    # every column is (nulls equal, -0.0 not 0.0), as on the local engine. At -S 24K a hash bucket is split again.
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    rng = np.random.default_rng(4)
+    rows = [(int(i) % 97, None if i % 5 == 0 else float(i % 3) * (-1.0 if i % 2 else 1.0)) for i in rng.integers(0, 400, 1200)]
+    for part in range(2):
+        chunk = rows[part * 600 : (part + 1) * 600]
+        pq.write_table(pa.table({"a": [r[0] for r in chunk], "b": pa.array([r[1] for r in chunk], pa.float64())}),
+                       tmp_path / f"{part}.parquet", row_group_size=150)
+    with ThreadPoolExecutor(2) as runner:
+        stats = api.shuffle([str(tmp_path / "0.parquet"), str(tmp_path / "1.parquet")], str(tmp_path / "out.parquet"), engine="dask",
+                            scheduler=runner, memory="24K", seed=3, tmp_dir=str(tmp_path), unique=True, verify=True)
+    got = pq.read_table(tmp_path / "out.parquet").to_pylist()
+    keys = [(r["a"], None if r["b"] is None else struct.pack("<d", r["b"])) for r in got]
+    expected = {(a, None if b is None else struct.pack("<d", b)) for a, b in rows}
+    assert len(keys) == len(set(keys)) == stats.records and set(keys) == expected
+    assert stats.duplicates == 1200 - len(expected) and stats.passes >= 4  # a hash bucket split again

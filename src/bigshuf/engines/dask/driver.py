@@ -23,6 +23,7 @@ from ...core.fingerprint import Fingerprint
 from ...core.mix import SourceStats
 from ...core.head import resolve as resolve_head
 from ...core.streams import seed_entropy
+from ...formats.row_unique import check_comparable
 from ...errors import BigShufError, OutputError, TempSpaceError, UsageError, option
 from ...progress import Progress, scatter_phase, shuffle_phase
 from ...storage import remote
@@ -294,7 +295,8 @@ def shuffle(
     task; ``run_info(inputs, format, head_count, sources, duplicates)`` gives the manifest's run-wide
     entries. ``weights`` are weighted sources (``--source``, ``--rate``, ``--mix``, ``--stratify``: see
     ``weights``), whose files ``inputs`` must be, source by source. ``unique`` keeps one copy of
-    byte-identical lines and shuffles those (``unique``; not for rows, nor with weighted sources).
+    byte-identical records (lines, or rows as ``--verify`` tells them apart) and shuffles those
+    (``unique``; not with weighted sources).
     """
     start = time.perf_counter()
     progress = progress or Progress()
@@ -318,9 +320,10 @@ def shuffle(
     prepared = prepare(names, settings, root)
     if weights is not None:
         check_inputs(weights, prepared.names)
-    if unique and (weights is not None or not isinstance(prepared.fmt, LineTasks)):
-        what = f"with {option('source')}" if weights is not None else "for Parquet or Arrow rows; use the local engine"
-        raise UsageError(f"{option('dask')} does not support {option('unique')} {what}")
+    if unique and weights is not None:
+        raise UsageError(f"{option('source')} cannot be combined with {option('unique')}")
+    if unique and isinstance(prepared.fmt, RowTasks):
+        check_comparable(prepared.fmt.schema)
     if layout.on:
         check_layout(out_name, layout, prepared.compress, prepared.suffix, prepared.names)
         assert out_name is not None

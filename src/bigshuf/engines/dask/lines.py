@@ -12,10 +12,11 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from ...core import plan
-from ...core.fingerprint import Fingerprint, fingerprint
+from ...core.dedup import bucket_ids, first_copies, gather
+from ...core.fingerprint import Fingerprint, fingerprint, record_hashes
 from ...core.gather import emit_in_order
 from ...core.mix import copies_index, multiset_fingerprint
-from ...core.scatter import Scattered, cut_pieces, iter_pieces, scatter_piece, scatter_records
+from ...core.scatter import Scattered, cut_pieces, iter_pieces, regroup, scatter_piece, scatter_records
 from ...errors import InputError, TempSpaceError, option
 from ...core.records import RecordFormat, array_block, array_bytes, as_binary_array, count_separators, find_offsets
 from ...progress import Progress
@@ -61,6 +62,32 @@ class LineTasks:
     def count(self, block: np.ndarray) -> tuple[int, int]:
         """Records (separators: a block ends at a record's end) and bytes, separators included."""
         return count_separators(block, self.fmt.sep), len(block)
+
+    def hash_scatter(self, block: np.ndarray, level: int, k: int, cfg: Config, name: str) -> tuple[Segment, int]:
+        """Runs of at most ``piece_records`` lines (the bookkeeping stays bounded), each without its
+        own copies, regrouped by hash bucket and written bucket after bucket."""
+        scattered: list[Scattered] = []
+        dropped = pos = 0
+        most = plan.piece_records(cfg.limit)
+        while pos < len(block):
+            offsets = find_offsets(block[pos:], self.fmt, most)
+            unit = block[pos : pos + int(offsets[-1])]
+            hashes = record_hashes(unit, offsets)
+            kept = first_copies(unit, offsets, hashes)
+            ids = np.full(len(offsets) - 1, k, np.uint16 if k < 1 << 16 else np.uint32)
+            ids[kept] = bucket_ids(hashes[kept], level, k)
+            dropped += len(ids) - len(kept)
+            scattered.append(regroup(unit, offsets, ids, k, k))
+            pos += len(unit)
+        return _write_parts(scattered, k, name), dropped
+
+    def dedup(self, block: np.ndarray, count: int, name: str) -> tuple[np.ndarray, int]:
+        """The first copy of each line, in their order (compared byte for byte)."""
+        if count < 2:
+            return block, 0
+        offsets = _records(block, count, self.fmt, name)
+        kept = first_copies(block, offsets)
+        return gather(block, offsets, kept)[0], count - len(kept)
 
     def sizes(self, records: Any) -> np.ndarray:
         """Each record's bytes, its separator included."""

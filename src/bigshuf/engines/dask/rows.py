@@ -25,6 +25,8 @@ from ...core.mix import copies_index
 from ...core.stratify import split_ids
 from ...core.streams import draw_ids
 from ...errors import InputError, TempSpaceError
+from ...core.dedup import bucket_ids
+from ...formats.row_unique import first_rows, table_hashes
 from ...formats.rowhash import row_fingerprint
 from ...formats.table_mix import multiset_fingerprint
 from ...formats.table_output import RowWriter
@@ -75,28 +77,24 @@ class RowTasks:
         if index is not None:
             order = index[order]
         del ids, index
+        return _write_buckets(block, counts, order, k, name), read
+
+    def hash_scatter(self, block: Any, level: int, k: int, cfg: Config, name: str) -> tuple[Segment, int]:
+        """The block (at most a quarter of the read budget, a run as the local engine's) without its
+        own copies, each bucket's rows one IPC stream of the object ``name``."""
         table = block if isinstance(block, pa.Table) else pa.Table.from_batches([block])
-        table = table.combine_chunks().replace_schema_metadata(None)  # a schema in every stream: keep it short
-        streams: list[pa.Buffer] = []
-        sizes = np.zeros(k, np.int64)
-        start = 0
-        for j in np.flatnonzero(counts).tolist():
-            sink = pa.BufferOutputStream()
-            with pa.ipc.new_stream(sink, table.schema) as writer:
-                writer.write_table(table.take(order[start : start + int(counts[j])]))
-            streams.append(sink.getvalue())
-            sizes[j] = streams[-1].size
-            start += int(counts[j])
-        del table, order
-        bounds = np.zeros(k + 1, np.int64)
-        np.cumsum(sizes, out=bounds[1:])
+        hashes = table_hashes(table)
+        kept = first_rows(table, hashes)
+        ids = bucket_ids(hashes[kept], level, k)
+        counts = np.bincount(ids, minlength=k).astype(np.int64)
+        return _write_buckets(table, counts, kept[np.argsort(ids, kind="stable")], k, name), table.num_rows - len(kept)
 
-        def write(f: BinaryIO) -> None:
-            for stream in streams:
-                f.write(stream)
-
-        remote.write_whole(name, write)
-        return Segment(name, bounds, counts), read
+    def dedup(self, block: Any, count: int, name: str) -> tuple[Any, int]:
+        """The first copy of each row (compared as ``--verify`` tells rows apart), in their order."""
+        if block.num_rows != count:
+            raise TempSpaceError(f"{name}: {block.num_rows} rows read back, {count} written")
+        kept = first_rows(block, table_hashes(block))
+        return (block.take(kept) if len(kept) < count else block), count - len(kept)
 
     def count(self, block: Any) -> tuple[int, int]:
         """Rows and their bytes by ``row_sizes``, as the local engine's counting pass counts them."""
@@ -146,6 +144,33 @@ class RowTasks:
     def fingerprint(self, records: Any) -> Fingerprint:
         """The fingerprint of a table of rows."""
         return row_fingerprint(records)
+
+
+def _write_buckets(block: Any, counts: np.ndarray, order: np.ndarray, k: int, name: str) -> Segment:
+    """Write the rows ``order`` of ``block`` (``counts`` of them per bucket, bucket after bucket) as
+    the object ``name``, each bucket's one IPC stream; return its index."""
+    table = block if isinstance(block, pa.Table) else pa.Table.from_batches([block])
+    table = table.combine_chunks().replace_schema_metadata(None)  # a schema in every stream: keep it short
+    streams: list[pa.Buffer] = []
+    sizes = np.zeros(k, np.int64)
+    start = 0
+    for j in np.flatnonzero(counts).tolist():
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table.take(order[start : start + int(counts[j])]))
+        streams.append(sink.getvalue())
+        sizes[j] = streams[-1].size
+        start += int(counts[j])
+    del table, order
+    bounds = np.zeros(k + 1, np.int64)
+    np.cumsum(sizes, out=bounds[1:])
+
+    def write(f: BinaryIO) -> None:
+        for stream in streams:
+            f.write(stream)
+
+    remote.write_whole(name, write)
+    return Segment(name, bounds, counts)
 
 
 class _TableWriter:

@@ -161,6 +161,15 @@ class TaskFormat(Protocol):
     def count(self, block: Any) -> tuple[int, int]:
         """Records of ``block`` and their bytes, as the local engine's counting pass counts them."""
 
+    def hash_scatter(self, block: Any, level: int, k: int, cfg: Config, name: str) -> tuple[Segment, int]:
+        """``--unique``: drop the copies within each run of ``block`` and write the rest as the object
+        ``name``, by their hash buckets of ``level`` (``core.dedup.bucket_ids``); return its index and
+        how many copies were dropped."""
+
+    def dedup(self, block: Any, count: int, name: str) -> tuple[Any, int]:
+        """``--unique``: the first copy of each record of a hash bucket read back (``count`` records),
+        and how many copies were dropped."""
+
     def sizes(self, records: Any) -> np.ndarray:
         """Each emitted record's bytes as ``--shard-size`` counts them (the local engine's output does)."""
 

@@ -1,12 +1,13 @@
-"""``--unique`` on the Dask engine (lines): a dedup stage in front of the two-pass shuffle, as the
-local engine's (``formats.line_unique``), made of tasks.
+"""``--unique`` on the Dask engine: a dedup stage in front of the two-pass shuffle, as the local
+engine's (``formats.line_unique``, ``formats.row_unique``), made of tasks.
 
-A hashing task per pass-1 task drops the copies within each run of at most ``piece_records``
-records of its blocks and scatters the rest by a hash of their bytes (``core.dedup.bucket_ids``)
-into k hash buckets, one object per block, so all copies of a record meet in one bucket, at most
-one per run. A dedup task per hash bucket loads it, keeps the first copy of each record (compared
-byte for byte, never by hash alone) and scatters the unique records into the shuffle's random
-buckets, as a pass-1 block (stream ``unique(hash bucket)``); a hash bucket too big for memory is
+A hashing task per pass-1 task drops the copies within each run of its blocks (lines: at most
+``piece_records``; rows: a block) and scatters the rest by a hash of their bytes
+(``core.dedup.bucket_ids``) into k hash buckets, one object per block, so all copies of a record
+meet in one bucket, at most one per run. A dedup task per hash bucket loads it, keeps the first
+copy of each record (compared byte for byte, or column by column for rows, never by hash alone)
+and scatters the unique records into the shuffle's random buckets, as a pass-1 block (stream
+``unique(hash bucket)``); a hash bucket too big for memory is
 split again with the next level's hash inside its task, each level keeping one copy per run, so
 copies shrink until the buckets fit. Pass 2 then runs as always over the unique records: their
 uniform shuffle, whatever the hash does.
@@ -14,20 +15,17 @@ uniform shuffle, whatever the hash does.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ...core import plan, streams
-from ...core.dedup import bucket_ids, first_copies, gather
-from ...core.fingerprint import Fingerprint, record_hashes
-from ...core.records import RecordFormat, find_offsets
-from ...core.scatter import Scattered, regroup
+from ...core.fingerprint import Fingerprint
 from ...core.streams import rng_for
 from ...errors import InputError, option
 from ...formats.line_unique import fits, hash_bucket_count
 from ...storage import remote
-from .lines import LineTasks, _records, _write_parts
 from ...progress import Progress, dedup_phase, scatter_phase
 from .tasks import Config, RunTasks, ScatterResult, ScatterTask, Segment, index, load, parts
 
@@ -83,16 +81,15 @@ class HashTask:
 def hash_task(cfg: Config, hashing: HashTask) -> Hashed:
     """The hashing pass for one pass-1 task: each block's runs deduplicated and scattered into the
     hash buckets, written as one object per block."""
-    fmt = _line_format(cfg)
     task, k = hashing.task, hashing.k
     out = Hashed([], [], 0)
     for b, block in enumerate(cfg.fmt.blocks(task, cfg)):
         out.counted.append(cfg.fmt.count(block))
         if not len(block):
             continue
-        scattered, dropped = _hash_runs(block, fmt, cfg.limit, 0, k)
+        segment, dropped = cfg.fmt.hash_scatter(block, 0, k, cfg, f"{task.object_prefix}-{b:06d}")
         out.duplicates += dropped
-        out.segments.append(_write_parts(scattered, k, f"{task.object_prefix}-{b:06d}"))
+        out.segments.append(segment)
     return out
 
 
@@ -109,16 +106,12 @@ def _dedup(
 ) -> None:
     """Deduplicate the hash bucket ``path`` (its number at each level) and scatter its unique
     records; split it with the next level's hash first if it does not fit in memory."""
-    fmt = _line_format(cfg)
     name = "-".join(map(str, path))
     if count == 1 or fits(size, count, cfg.limit):
-        unique = load(where, size)
-        if count > 1:
-            offsets = _records(unique, count, fmt, f"hash bucket {name}")
-            kept = first_copies(unique, offsets)
-            result.duplicates += count - len(kept)
-            unique = gather(unique, offsets, kept)[0]
-            del offsets, kept
+        block = cfg.fmt.decode(load(where, size), [hi - lo for _, lo, hi in where])
+        unique, dropped = cfg.fmt.dedup(block, count, f"hash bucket {name}")
+        result.duplicates += dropped
+        del block
         segment, fp = cfg.fmt.scatter(unique, rng_for(cfg.entropy, streams.unique(*path)), cfg.k, cfg, f"{task.prefix}-{name}")
         result.segments.append(segment)
         result.read += fp
@@ -132,10 +125,13 @@ def _dedup(
     result.depth = max(result.depth, level)
     k = hash_bucket_count(size, count, cfg.limit, "")
     segments = []
-    for t, part in enumerate(where):
-        scattered, dropped = _hash_runs(load([part], part[2] - part[1]), fmt, cfg.limit, level, k)
+    for t, group in enumerate(_groups(where, plan.read_capacity(cfg.limit) // 2)):
+        sizes = [hi - lo for _, lo, hi in group]
+        block = cfg.fmt.decode(load(group, sum(sizes)), sizes)
+        segment, dropped = cfg.fmt.hash_scatter(block, level, k, cfg, remote.join(task.scratch, name, f"{t:06d}"))
         result.duplicates += dropped
-        segments.append(_write_parts(scattered, k, remote.join(task.scratch, name, f"{t:06d}")))
+        segments.append(segment)
+        del block
     counts, bounds = index(segments, k)
     sizes = np.diff(bounds, axis=1).sum(axis=0)
     for s in np.flatnonzero(counts.sum(axis=0)).tolist():
@@ -143,29 +139,21 @@ def _dedup(
         _dedup(cfg, task, (*path, s), below, int(sizes[s]), int(counts[:, s].sum()), result)
 
 
-def _hash_runs(block: np.ndarray, fmt: RecordFormat, limit: int, level: int, k: int) -> tuple[list[Scattered], int]:
-    """A block's runs of at most ``piece_records`` records, each without its own copies, regrouped
-    by the hash buckets of ``level``; and how many copies were dropped."""
-    out: list[Scattered] = []
-    dropped = pos = 0
-    most = plan.piece_records(limit)
-    while pos < len(block):
-        offsets = find_offsets(block[pos:], fmt, most)
-        unit = block[pos : pos + int(offsets[-1])]
-        hashes = record_hashes(unit, offsets)
-        kept = first_copies(unit, offsets, hashes)
-        ids = np.full(len(offsets) - 1, k, np.uint16 if k < 1 << 16 else np.uint32)
-        ids[kept] = bucket_ids(hashes[kept], level, k)
-        dropped += len(ids) - len(kept)
-        out.append(regroup(unit, offsets, ids, k, k))
-        pos += len(unit)
-    return out, dropped
-
-
-def _line_format(cfg: Config) -> RecordFormat:
-    """The separator of a line run's tasks (``--unique`` on the Dask engine is for lines)."""
-    assert isinstance(cfg.fmt, LineTasks)
-    return cfg.fmt.fmt
+def _groups(where: Sequence[tuple[str, int, int]], most: int) -> Iterator[list[tuple[str, int, int]]]:
+    """Consecutive parts of a bucket joined into runs of up to ``most`` bytes (one part at least), each
+    deduplicated at once when the bucket is split again: a bucket's parts each hold one copy of a
+    record at most, so only runs across parts make the copies fewer at the next level (as the local
+    engine joins batches, ``row_unique._groups``)."""
+    group: list[tuple[str, int, int]] = []
+    held = 0
+    for part in where:
+        if group and held + part[2] - part[1] > most:
+            yield group
+            group, held = [], 0
+        group.append(part)
+        held += part[2] - part[1]
+    if group:
+        yield group
 
 
 def unique_pass(
