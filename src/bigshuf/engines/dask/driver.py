@@ -374,7 +374,8 @@ def shuffle(
             direct = sink.tmp_path if isinstance(sink, AtomicFileSink) and (out.codec is None or whole) else None
             tasks2, bucket_sizes = _gather_tasks(segments, cfg.k, total, out, root, direct, whole)
             progress.start(shuffle_phase(0), int(bucket_sizes.sum()))
-            sizes2 = [sum(p.size for p in t.pieces) for t in tasks2]
+            # Each task's share of the buckets it draws from (tasks sharing a bucket split its bytes), for progress.
+            sizes2 = [sum(p.size * (p.stop - p.first) // max(1, p.count) for p in t.pieces) for t in tasks2]
             results2: list[GatherResult] = _run(run, gather_task, cfg, tasks2, progress, sizes2)
         progress.close()
         _check_written(read, results2, total, verify)
