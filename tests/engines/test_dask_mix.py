@@ -31,8 +31,8 @@ import pytest
 
 from bigshuf import api
 from bigshuf.core.mix import SourceStats
-from bigshuf.engines.dask import cuts as dask_cuts, lines as dask_lines
-from bigshuf.errors import UsageError
+from bigshuf.engines.dask import cuts as dask_cuts, lines as dask_lines, weights as dask_weights
+from bigshuf.errors import InputError, UsageError
 from helpers import assert_permutation, make_records, source_records, split_records, write_records
 from test_uniformity import assert_uniform
 
@@ -261,6 +261,22 @@ def test_every_rate_1_is_the_plain_run(tmp_path: Path) -> None:
                             rates={"web": 1})
     assert (tmp_path / "mixed.txt").read_bytes() == (tmp_path / "plain.txt").read_bytes()
     assert stats.sources == (SourceStats("web", 3000, 1.0, 3000), SourceStats("code", 700, 1.0, 700))
+
+
+def test_records_that_differ_from_the_counting_pass_fail_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # As if a file changed between the counting pass and pass 1: one block counted a record short.
+    _sources(tmp_path)
+    counting = dask_weights.count_task
+
+    def short(cfg: Any, task: Any) -> list[tuple[int, int]]:
+        blocks = counting(cfg, task)
+        return [(blocks[0][0] - 1, blocks[0][1]), *blocks[1:]] if task.file_index == 1 else blocks
+
+    monkeypatch.setattr(dask_weights, "count_task", short)
+    with ThreadPoolExecutor(1) as runner, pytest.raises(InputError, match=r"web-1.txt: more or fewer records than were counted"):
+        api.shuffle((), str(tmp_path / "out.txt"), engine="dask", scheduler=runner, memory="16K", seed=1, tmp_dir=str(tmp_path),
+                    sources={"web": str(tmp_path / "web-*.txt"), "code": str(tmp_path / "code.txt.gz")}, rates={"web": 0.5})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["code.txt.gz", "web-0.txt", "web-1.txt"]
 
 
 def test_a_mix_by_records_and_by_bytes_with_its_manifest(tmp_path: Path) -> None:
