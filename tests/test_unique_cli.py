@@ -44,7 +44,6 @@ def test_echo_range_and_header(tmp_path: Path) -> None:
     [
         (["-r"], "--unique cannot be used with --resume or --repeat"),
         (["--resume", "--seed=1", "-o", "OUT"], "--unique cannot be used with --resume or --repeat"),
-        (["--engine=dask"], "--engine=dask does not support --unique"),
     ],
 )
 def test_refusals_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:

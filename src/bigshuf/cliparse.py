@@ -62,8 +62,7 @@ Mandatory arguments to long options are mandatory for short options too.
       --shard-size=SIZE     write shards of at least SIZE bytes of records
                               each (K, M, G, T units; records never cut):
                               a new shard starts once one holds SIZE (rows:
-                              their Arrow bytes); -o as for --shards (not
-                              with --engine=dask)
+                              their Arrow bytes); -o as for --shards
       --shard-records=N     write shards of N records each (the last fewer)
       --split=NAME=PART,... cut the shuffle into consecutive splits, each a
                               uniform random subset in random order; PART is

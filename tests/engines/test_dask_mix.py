@@ -2,26 +2,38 @@
 splits and shards concatenated are the plain seeded output byte for byte, with exact counts per
 split and per shard; the manifest passes ``check_manifest`` and a changed file fails it; Parquet
 rows; which record lands in the first split is uniform (chi-square over fixed seeds); and the
-one-line refusals of what stays unsupported (``--shard-size``, a manifest of URL outputs).
+one-line refusals of what stays unsupported (a manifest of URL outputs, ``--compress-temp``). ``--shard-size``
+cuts each file after the record that brings it to the size, as the local engine's output does
+(checked against that rule applied to the plain output), lines and rows, with splits, ``-n``,
+compression and a bucket re-split in pass 2.
+
+Weighted sources (``--source``, ``--rate``, ``--mix``, ``--stratify``): exact copies per record and
+per source, the output a permutation of that multiset, per-source stats and manifest entries as
+the local engine gives them, lines and Parquet rows, pass 2 recursing; which records a fractional
+rate keeps and which a stratified split receives are uniform (chi-square over fixed seeds).
 """
 
 from __future__ import annotations
 
 import gzip
+import struct
 import json
 import subprocess
 import sys
 from collections import Counter
+from itertools import permutations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from bigshuf import api
-from bigshuf.engines.dask import lines as dask_lines
-from bigshuf.errors import UsageError
-from helpers import assert_permutation, make_records, write_records
+from bigshuf.core.mix import SourceStats
+from bigshuf.engines.dask import cuts as dask_cuts, lines as dask_lines, weights as dask_weights
+from bigshuf.errors import InputError, UsageError
+from helpers import assert_permutation, make_records, source_records, split_records, write_records
 from test_uniformity import assert_uniform
 
 distributed = pytest.importorskip("distributed")
@@ -173,17 +185,14 @@ def test_which_record_lands_in_the_first_split_is_uniform(tmp_path: Path, monkey
 def test_refusals_are_one_line(tmp_path: Path) -> None:
     path, _records = _input(tmp_path, 20)
     with ThreadPoolExecutor(1) as runner:
-        with pytest.raises(UsageError, match=r"does not support shard_size=: .*use shard_records= or shards="):
-            api.shuffle([str(path)], str(tmp_path / "o/"), engine="dask", scheduler=runner, shard_size="1K")
         with pytest.raises(UsageError, match=r"writes manifest= only with local outputs"):
             api.shuffle([str(path)], "s3://bucket/{split}.txt", engine="dask", scheduler=runner, split="a=1",
                         manifest=str(tmp_path / "m.json"))
     proc = subprocess.run(
-        [sys.executable, "-m", "bigshuf", "--engine=dask", str(path), "--shard-size", "1K", "-o", f"{tmp_path}/o/"],
+        [sys.executable, "-m", "bigshuf", "--engine=dask", str(path), "--compress-temp", "-o", f"{tmp_path}/o/"],
         capture_output=True, timeout=60,
     )
-    assert proc.returncode == 1
-    assert proc.stderr.startswith(b"bigshuf: --engine=dask does not support --shard-size: ") and proc.stderr.count(b"\n") == 1
+    assert (proc.returncode, proc.stderr) == (1, b"bigshuf: --engine=dask does not support --compress-temp\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
 
 
@@ -202,3 +211,300 @@ def test_splits_sharded_on_s3(bucket: Any, tmp_path: Path) -> None:
     assert [d.count(b"\n") for d in data] == [50, 200, 200, 50]
     assert b"".join(data) == (tmp_path / "plain.txt").read_bytes()
     assert bucket.find(f"{name}/tmp") == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Weighted sources
+
+
+def _sources(tmp_path: Path) -> dict[str, list[bytes]]:
+    """Source ``web`` in two plain files (1,500 records each), ``code`` in one gzip file (700)."""
+    web, code = source_records("web", 3000, 40), source_records("code", 700, 50)
+    write_records(tmp_path / "web-0.txt", web[:1500])
+    write_records(tmp_path / "web-1.txt", web[1500:])
+    (tmp_path / "code.txt.gz").write_bytes(gzip.compress(b"\n".join(code) + b"\n"))
+    return {"web": web, "code": code}
+
+
+def _multiplicities(output: bytes, records: list[bytes]) -> Counter[int]:
+    """How many of ``records`` appear how many times in ``output`` (0 included)."""
+    seen = Counter(split_records(output))
+    return Counter(seen[r] for r in records)
+
+
+@pytest.mark.parametrize("path", ["two passes", "recursive"])
+def test_rates_give_each_source_its_exact_copies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str) -> None:
+    # web at 0.3: 900 of its 3000 records once; code at 2.5: all 700 twice and 350 of them a third time.
+    if path == "recursive":
+        monkeypatch.setattr(dask_lines, "_bucket_count", lambda *args: 1)  # buckets far over -S: re-split in pass 2
+    corpus = _sources(tmp_path)
+    sources = {"web": [str(tmp_path / "web-0.txt"), str(tmp_path / "web-1.txt")], "code": str(tmp_path / "code.txt.gz")}
+    with ThreadPoolExecutor(2) as runner:
+        stats = api.shuffle((), str(tmp_path / "out.txt"), engine="dask", scheduler=runner, memory="16K", seed=4,
+                            tmp_dir=str(tmp_path), sources=sources, rates={"web": 0.3, "code": "2.5"}, verify=True)
+    assert stats.sources == (SourceStats("web", 3000, 0.3, 900), SourceStats("code", 700, 2.5, 1750))
+    assert stats.records == 2650 and (stats.passes >= 3) == (path == "recursive")
+    output = (tmp_path / "out.txt").read_bytes()
+    assert _multiplicities(output, corpus["web"]) == Counter({0: 2100, 1: 900})
+    assert _multiplicities(output, corpus["code"]) == Counter({2: 350, 3: 350})
+    assert len(split_records(output)) == 2650  # nothing else written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["code.txt.gz", "out.txt", "web-0.txt", "web-1.txt"]
+
+
+def test_every_rate_1_is_the_plain_run(tmp_path: Path) -> None:
+    _sources(tmp_path)
+    files = [tmp_path / "web-0.txt", tmp_path / "web-1.txt", tmp_path / "code.txt.gz"]
+    with ThreadPoolExecutor(2) as runner:
+        dask_engine.shuffle(files, tmp_path / "plain.txt", memory="16K", seed=5, runner=runner, tmp_dir=tmp_path)
+        stats = api.shuffle((), str(tmp_path / "mixed.txt"), engine="dask", scheduler=runner, memory="16K", seed=5,
+                            tmp_dir=str(tmp_path), sources={"web": [str(f) for f in files[:2]], "code": str(files[2])},
+                            rates={"web": 1})
+    assert (tmp_path / "mixed.txt").read_bytes() == (tmp_path / "plain.txt").read_bytes()
+    assert stats.sources == (SourceStats("web", 3000, 1.0, 3000), SourceStats("code", 700, 1.0, 700))
+
+
+def test_records_that_differ_from_the_counting_pass_fail_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # As if a file changed between the counting pass and pass 1: one block counted a record short.
+    _sources(tmp_path)
+    counting = dask_weights.count_task
+
+    def short(cfg: Any, task: Any) -> list[tuple[int, int]]:
+        blocks = counting(cfg, task)
+        return [(blocks[0][0] - 1, blocks[0][1]), *blocks[1:]] if task.file_index == 1 else blocks
+
+    monkeypatch.setattr(dask_weights, "count_task", short)
+    with ThreadPoolExecutor(1) as runner, pytest.raises(InputError, match=r"web-1.txt: more or fewer records than were counted"):
+        api.shuffle((), str(tmp_path / "out.txt"), engine="dask", scheduler=runner, memory="16K", seed=1, tmp_dir=str(tmp_path),
+                    sources={"web": str(tmp_path / "web-*.txt"), "code": str(tmp_path / "code.txt.gz")}, rates={"web": 0.5})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["code.txt.gz", "web-0.txt", "web-1.txt"]
+
+
+def test_a_mix_by_records_and_by_bytes_with_its_manifest(tmp_path: Path) -> None:
+    corpus = _sources(tmp_path)
+    sources = {"web": str(tmp_path / "web-*.txt"), "code": str(tmp_path / "code.txt.gz")}
+    out = tmp_path / "out"
+    with ThreadPoolExecutor(2) as runner:
+        shared = dict(engine="dask", scheduler=runner, memory="16K", seed=8, tmp_dir=str(tmp_path), sources=sources)
+        stats = api.shuffle((), str(out / "{split}.txt"), mix={"web": 0.6, "code": 0.4}, total=2000, split="valid=0.1,train=rest",
+                            manifest=str(out / "m.json"), **shared)  # type: ignore[arg-type]
+        by_bytes = api.shuffle((), str(tmp_path / "bytes.txt"), mix={"web": 0.5, "code": 0.5}, total="40K", by="bytes",
+                               **shared)  # type: ignore[arg-type]
+        with pytest.raises(UsageError, match=r"needs rate 3.71571 for source 'code', above the maximum of 2"):
+            api.shuffle((), str(tmp_path / "no.txt"), mix={"web": 0.1, "code": 0.9}, total=2890, max_rate=2, **shared)  # type: ignore[arg-type]
+    # 1200 of web's 3000 records once (rate 0.4); code's 700 each once, and 100 of them twice (rate 8/7).
+    assert [(s.name, s.read, s.written) for s in stats.sources] == [("web", 3000, 1200), ("code", 700, 800)]
+    assert stats.records == 2000
+    parts = {name: (out / f"{name}.txt").read_bytes() for name in ("valid", "train")}
+    assert [len(split_records(p)) for p in parts.values()] == [200, 1800]
+    whole = parts["valid"] + parts["train"]
+    assert _multiplicities(whole, corpus["web"]) == Counter({0: 1800, 1: 1200})
+    assert _multiplicities(whole, corpus["code"]) == Counter({1: 600, 2: 100})
+    document = _manifest(out / "m.json")
+    assert [(s["name"], s["read"], s["written"]) for s in document["sources"]] == [("web", 3000, 1200), ("code", 700, 800)]
+    assert [e["records"] for e in document["inputs"]] == [1500, 1500, 700] and document["records_read"] == 3700
+    assert api.check_manifest(out / "m.json")[0] == []
+    # By bytes: each source 20,480 bytes of the multiset, to within one record (41 and 51 bytes each).
+    data = split_records((tmp_path / "bytes.txt").read_bytes())
+    assert [s.read for s in by_bytes.sources] == [3000, 700]
+    web_bytes = sum(len(r) + 1 for r in data if r.startswith(b"web"))
+    code_bytes = sum(len(r) + 1 for r in data if r.startswith(b"code"))
+    assert abs(web_bytes - 20480) <= 41 and abs(code_bytes - 20480) <= 51
+    assert len(data) == by_bytes.records == sum(s.written for s in by_bytes.sources)
+
+
+def test_stratified_splits_lines_and_rows(tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    corpus = _sources(tmp_path)
+    (tmp_path / "rows").mkdir()
+    pq.write_table(pa.table({"id": list(range(900)), "s": ["a" * (i % 30) for i in range(900)]}), tmp_path / "rows" / "a.parquet",
+                   row_group_size=100)
+    pq.write_table(pa.table({"id": list(range(10000, 10300)), "s": ["b"] * 300}), tmp_path / "rows" / "b.parquet",
+                   row_group_size=64)
+    with ThreadPoolExecutor(2) as runner:
+        shared = dict(engine="dask", scheduler=runner, memory="64K", seed=6, tmp_dir=str(tmp_path), stratify=True)
+        api.shuffle((), str(tmp_path / "lines" / "{split}.txt"), sources={"web": str(tmp_path / "web-*.txt"), "code": str(tmp_path / "code.txt.gz")},
+                    rates={"web": 0.5, "code": 1.5}, split="valid=50,test=0.1,train=rest", manifest=str(tmp_path / "lines" / "m.json"),
+                    **shared)  # type: ignore[arg-type]
+        rows = api.shuffle((), str(tmp_path / "table" / "{split}.parquet"), sources={"a": str(tmp_path / "rows" / "a.parquet"),
+                           "b": str(tmp_path / "rows" / "b.parquet")}, rates={"a": 1, "b": 2.5}, split="valid=0.2,train=rest",
+                           verify=True, **shared)  # type: ignore[arg-type]
+    # 1500 web and 1050 code copies; valid=50 takes 29 and 21 of them, test (255) 150 and 105, train the rest.
+    table = {"valid": (29, 21), "test": (150, 105), "train": (1321, 924)}
+    for name, (web, code) in table.items():
+        got = split_records((tmp_path / "lines" / f"{name}.txt").read_bytes())
+        assert (sum(r.startswith(b"web") for r in got), sum(r.startswith(b"code") for r in got)) == (web, code), name
+    document = _manifest(tmp_path / "lines" / "m.json")
+    assert document["stratified"] == [
+        {"split": name, "records": web + code, "sources": {"web": web, "code": code}} for name, (web, code) in table.items()
+    ]
+    assert api.check_manifest(tmp_path / "lines" / "m.json")[0] == []
+    whole = b"".join((tmp_path / "lines" / f"{n}.txt").read_bytes() for n in table)
+    assert _multiplicities(whole, corpus["web"]) == Counter({0: 1500, 1: 1500})
+    assert _multiplicities(whole, corpus["code"]) == Counter({1: 350, 2: 350})
+    # Rows: a 900 once, b 300 twice and 150 of them a third time; valid (330) takes 180 of a's and 150 of b's.
+    assert [(s.read, s.written) for s in rows.sources] == [(900, 900), (300, 750)]
+    ids = {name: pq.read_table(tmp_path / "table" / f"{name}.parquet").column("id").to_pylist() for name in ("valid", "train")}
+    assert [(sum(i < 10000 for i in v), sum(i >= 10000 for i in v)) for v in ids.values()] == [(180, 150), (720, 600)]
+    copies = Counter(ids["valid"] + ids["train"])
+    assert Counter(copies[i] for i in range(900)) == Counter({1: 900})
+    assert Counter(copies[i] for i in range(10000, 10300)) == Counter({2: 150, 3: 150})
+
+
+def test_which_records_a_fractional_rate_keeps_and_a_stratified_split_gets_are_uniform(tmp_path: Path) -> None:
+    # Source a: four records in two files (so its two picks are shared between two tasks), rate 0.5; source b: three
+    # records, rate 1. valid=2 takes one copy of each source. Over 60 fixed seeds: which pair of a is kept (6 pairs),
+    # which of a's and which of b's records land in valid, each uniform.
+    write_records(tmp_path / "a0.txt", [b"a0", b"a1"])
+    write_records(tmp_path / "a1.txt", [b"a2", b"a3"])
+    write_records(tmp_path / "b.txt", [b"b0", b"b1", b"b2"])
+    kept: Counter[tuple[bytes, ...]] = Counter()
+    valid_a: Counter[bytes] = Counter()
+    valid_b: Counter[bytes] = Counter()
+    with ThreadPoolExecutor(1) as runner:
+        for seed in range(60):
+            api.shuffle((), str(tmp_path / "{split}.txt"), engine="dask", scheduler=runner, seed=seed, tmp_dir=str(tmp_path),
+                        sources={"a": [str(tmp_path / "a0.txt"), str(tmp_path / "a1.txt")], "b": str(tmp_path / "b.txt")},
+                        rates={"a": 0.5}, split="valid=2,train=rest", stratify=True)
+            valid, train = (split_records((tmp_path / f"{n}.txt").read_bytes()) for n in ("valid", "train"))
+            assert sorted(r for r in valid + train if r.startswith(b"b")) == [b"b0", b"b1", b"b2"]
+            kept[tuple(sorted(r for r in valid + train if r.startswith(b"a")))] += 1
+            valid_a.update(r for r in valid if r.startswith(b"a"))
+            valid_b.update(r for r in valid if r.startswith(b"b"))
+    pairs = [(x, y) for i, x in enumerate([b"a0", b"a1", b"a2", b"a3"]) for y in [b"a0", b"a1", b"a2", b"a3"][i + 1 :]]
+    assert_uniform(kept, pairs, "dask --rate a=0.5: the pair kept")
+    assert_uniform(valid_a, [b"a0", b"a1", b"a2", b"a3"], "dask --stratify: a's record in valid")
+    assert_uniform(valid_b, [b"b0", b"b1", b"b2"], "dask --stratify: b's record in valid")
+
+
+# ---------------------------------------------------------------------------------------------
+# --shard-size
+
+
+def _size_cuts(sizes: list[int], size: int) -> list[int]:
+    """The local engine's rule (``storage.output.Output.emit``), for a split of records of ``sizes``:
+    each file's record count; a file ends with the record that brings it to ``size``, the next
+    starts only if records remain (an empty split still gets one file)."""
+    files, held, n = [], 0, 0
+    for length in sizes:
+        n, held = n + 1, held + length
+        if held >= size:
+            files.append(n)
+            n = held = 0
+    return files + [n] if n or not files else files
+
+
+@pytest.mark.parametrize("path", ["two passes", "recursive"])
+def test_shard_size_cuts_as_the_local_engine_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str) -> None:
+    path_in, _records = _input(tmp_path)
+    if path == "recursive":
+        monkeypatch.setattr(dask_lines, "_bucket_count", lambda *args: 1)
+    monkeypatch.setattr(dask_cuts, "STRIDE", 7)  # shard ends found past many strides of a bucket's running totals
+    out = tmp_path / "out"
+    with ThreadPoolExecutor(2) as runner:
+        dask_engine.shuffle([path_in], tmp_path / "plain.txt", memory="16K", seed=7, runner=runner, tmp_dir=tmp_path)
+        stats = dask_engine.shuffle([path_in], f"{out}/{{split}}/", memory="16K", seed=7, runner=runner, tmp_dir=tmp_path,
+                                    split="valid=0.1,empty=0,train=rest", shard_size=9000, head_count=2500, compress="gzip",
+                                    manifest=out / "m.json")
+    assert stats.records == 2500 and stats.passes == (4 if path == "recursive" else 3)  # the measuring pass counted
+    plain = split_records((tmp_path / "plain.txt").read_bytes())[:2500]
+    start = 0
+    for split, count in (("valid", 250), ("empty", 0), ("train", 2250)):
+        files = _files(out / split)
+        assert [p.name for p in files] == [f"part-{i:05d}.gz" for i in range(len(files))]
+        got = [split_records(gzip.decompress(p.read_bytes())) for p in files]
+        assert [r for g in got for r in g] == plain[start : start + count], split
+        assert [len(g) for g in got] == _size_cuts([len(r) + 1 for r in plain[start : start + count]], 9000), split
+        start += count
+    assert len(_files(out / "train")) > 5
+    assert api.check_manifest(out / "m.json")[0] == []
+
+
+def test_shard_size_of_rows_counts_their_arrow_bytes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    from bigshuf.formats.tables import row_sizes
+
+    pq.write_table(pa.table({"id": list(range(1200)), "s": ["z" * (i % 40) for i in range(1200)]}), tmp_path / "in.parquet",
+                   row_group_size=200)
+    with ThreadPoolExecutor(2) as runner:
+        dask_engine.shuffle([tmp_path / "in.parquet"], tmp_path / "plain.parquet", memory="64K", seed=1, runner=runner,
+                            tmp_dir=tmp_path)
+        api.shuffle([str(tmp_path / "in.parquet")], f"{tmp_path}/out/", engine="dask", scheduler=runner, memory="64K", seed=1,
+                    tmp_dir=str(tmp_path), shard_size="5K")
+    plain = pq.read_table(tmp_path / "plain.parquet")
+    tables = [pq.read_table(p) for p in _files(tmp_path / "out")]
+    assert pa.concat_tables(tables).column("id").to_pylist() == plain.column("id").to_pylist()
+    sizes = [int(x) for b in plain.to_batches() for x in row_sizes(b)]
+    assert [t.num_rows for t in tables] == _size_cuts(sizes, 5 * 1024) and len(tables) > 3
+    # Again with larger shards: the earlier run's shards past the new last one stay, named in one line.
+    with ThreadPoolExecutor(1) as runner:
+        dask_engine.shuffle([tmp_path / "in.parquet"], f"{tmp_path}/out/", memory="64K", seed=1, runner=runner, tmp_dir=tmp_path,
+                            shard_size=len(tables) * 5 * 1024)
+    err = capsys.readouterr().err
+    assert err == (
+        f"bigshuf: note: {tmp_path}/out/part-00001.parquet (and any later shard) was there before this run and is not one of "
+        "the 1 shards it wrote; it was left in place\n"
+    )
+    assert len(_files(tmp_path / "out")) == len(tables)
+
+
+# ---------------------------------------------------------------------------------------------
+# --unique
+
+
+@pytest.mark.parametrize("memory,passes", [("1M", 3), ("16K", 4)])
+def test_unique_keeps_one_copy_of_each_line(tmp_path: Path, memory: str, passes: int) -> None:
+    # 3,000 lines of 600 distinct ones and 2,000 copies of one line (about 90 KB): at -S 1M the hash buckets fit
+    # (3 passes); at -S 16K the copies' bucket is far over -S and is split again inside its dedup task (4).
+    rng = np.random.default_rng(3)
+    distinct = make_records(600, 11, min_len=5, max_len=40)
+    lines = [distinct[i] for i in rng.integers(0, 600, 3000)] + [b"the same line"] * 2000
+    rng.shuffle(lines)  # type: ignore[arg-type]
+    source = write_records(tmp_path / "in.txt", lines)
+    expected = sorted(set(lines))
+    out = tmp_path / "out"
+    with ThreadPoolExecutor(2) as runner:
+        stats = api.shuffle([str(source)], str(out / "{split}.txt"), engine="dask", scheduler=runner, memory=memory, seed=2,
+                            tmp_dir=str(tmp_path), unique=True, split="valid=100,train=rest", manifest=str(out / "m.json"),
+                            verify=True)
+    assert stats.records == len(expected) and stats.duplicates == 5000 - len(expected)
+    assert stats.passes == passes
+    valid, train = ((out / f"{n}.txt").read_bytes() for n in ("valid", "train"))
+    assert sorted(split_records(valid + train)) == expected and valid.count(b"\n") == 100  # as sort -u
+    document = _manifest(out / "m.json")
+    assert (document["duplicates"], document["records_read"], document["records_written"]) == (5000 - len(expected), 5000,
+                                                                                               len(expected))
+    assert api.check_manifest(out / "m.json")[0] == []
+
+
+def test_the_order_of_the_unique_lines_is_uniform(tmp_path: Path) -> None:
+    # a, b, c with copies: over 60 fixed seeds each of the 6 orders of the 3 unique lines equally often.
+    source = write_records(tmp_path / "in.txt", [b"c", b"a", b"c", b"b", b"a", b"c"])
+    counts: Counter[bytes] = Counter()
+    with ThreadPoolExecutor(1) as runner:
+        for seed in range(60):
+            dask_engine.shuffle([source], tmp_path / "out.txt", seed=seed, runner=runner, tmp_dir=tmp_path, unique=True)
+            counts[(tmp_path / "out.txt").read_bytes()] += 1
+    assert_uniform(counts, [b"\n".join(p) + b"\n" for p in permutations([b"a", b"b", b"c"])], "dask --unique order")
+
+
+def test_unique_rows(tmp_path: Path) -> None:
+    # Two Parquet files with rows repeated within and across them, nulls and -0.0: rows are the same when
+    # every column is (nulls equal, -0.0 not 0.0), as on the local engine. At -S 24K a hash bucket is split again.
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    rng = np.random.default_rng(4)
+    rows = [(int(i) % 97, None if i % 5 == 0 else float(i % 3) * (-1.0 if i % 2 else 1.0)) for i in rng.integers(0, 400, 1200)]
+    for part in range(2):
+        chunk = rows[part * 600 : (part + 1) * 600]
+        pq.write_table(pa.table({"a": [r[0] for r in chunk], "b": pa.array([r[1] for r in chunk], pa.float64())}),
+                       tmp_path / f"{part}.parquet", row_group_size=150)
+    with ThreadPoolExecutor(2) as runner:
+        stats = api.shuffle([str(tmp_path / "0.parquet"), str(tmp_path / "1.parquet")], str(tmp_path / "out.parquet"), engine="dask",
+                            scheduler=runner, memory="24K", seed=3, tmp_dir=str(tmp_path), unique=True, verify=True)
+    got = pq.read_table(tmp_path / "out.parquet").to_pylist()
+    keys = [(r["a"], None if r["b"] is None else struct.pack("<d", r["b"])) for r in got]
+    expected = {(a, None if b is None else struct.pack("<d", b)) for a, b in rows}
+    assert len(keys) == len(set(keys)) == stats.records and set(keys) == expected
+    assert stats.duplicates == 1200 - len(expected) and stats.passes >= 4  # a hash bucket split again

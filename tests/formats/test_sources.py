@@ -226,7 +226,6 @@ def test_copies_land_independently(tmp_path: Path, label: str, memory: str) -> N
         (dict(total=5), "total= needs mix="),
         (dict(repeat=True), "cannot be combined with repeat=True"),
         (dict(sources=None, rates={"web": 2}), "rates= needs sources= NAME=PATH"),
-        (dict(engine="dask"), "engine='dask' does not support sources="),
         (dict(sources={"a": "x", "a b": "y"}), "invalid source name in sources=: 'a b'"),
     ],
 )

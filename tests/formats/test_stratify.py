@@ -213,7 +213,6 @@ def test_order_within_each_split_is_uniform(tmp_path: Path, label: str, memory: 
         (dict(split=None, output="out.txt"), "stratify=True needs sources= and split="),
         (dict(head_count=10), "stratify=True cannot be combined with head_count="),
         (dict(head_count="10%"), "stratify=True cannot be combined with head_count="),
-        (dict(engine="dask"), "engine='dask' does not support sources="),
     ],
 )
 def test_refusals(tmp_path: Path, corpus: dict[str, Path], settings: dict[str, object], message: str) -> None:

@@ -222,7 +222,6 @@ def test_hash_collisions_never_merge_distinct_records() -> None:
     [
         ({"repeat": True}, "unique=True cannot be used with resume=True or repeat=True"),
         ({"resume": True, "seed": 1}, "unique=True cannot be used with resume=True or repeat=True"),
-        ({"engine": "dask"}, "engine='dask' does not support unique=True"),
     ],
 )
 def test_refusals(tmp_path: Path, settings: dict[str, object], message: str) -> None:

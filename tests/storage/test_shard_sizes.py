@@ -91,7 +91,6 @@ def test_shard_records_with_a_header_and_an_empty_output(tmp_path: Path) -> None
     (["--shard-size", "0"], "invalid --shard-size value"),
     (["--shard-records", "0"], "invalid --shard-records value: '0'"),
     (["--shard-size", "1M", "-r"], "--shard-size needs -n with --repeat"),
-    (["--shard-size", "1K", "--engine", "dask"], "--engine=dask does not support --shard-size: "),
 ])
 def test_shard_option_refusals_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
     src = write_records(tmp_path / "in", make_records(10, seed=1))

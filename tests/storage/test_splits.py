@@ -149,7 +149,6 @@ def test_a_count_larger_than_the_total_names_the_split_and_writes_nothing(tmp_pa
     (["--split", "a=rest", "-o", "out"], "needs -o with a {split} placeholder"),
     (["--split", "a=rest"], "needs -o with a {split} placeholder"),
     (["--split", "a=rest", "-o", "{split}", "-r"], "--split needs -n with --repeat"),
-    (["--split", "a=rest", "-o", "{split}/", "--shard-size", "1K", "--engine", "dask"], "--engine=dask does not support --shard-size"),
 ])
 def test_split_refusals_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
     src = write_records(tmp_path / "in", make_records(10, seed=1))

@@ -212,19 +212,26 @@ class Mixer:
         rng = rng_for(entropy, key)
         chosen = []
         for s, c in counts:
-            self.read[s] += c
-            want, left = self.picks_left[s], self.records_left[s]
-            if self.counts is not None and c > left:
-                raise InputError(f"source '{self.names[s]}': more records than were counted before the shuffle (did a file change?)")
-            got = 0
-            if want and c:
-                got = want if c == left else int(rng.hypergeometric(want, left - want, c))
-                self.picks_left[s] -= got
-            self.records_left[s] -= c
+            got = self.take(rng, s, c)
             picks = np.sort(rng.choice(c, got, replace=False)) if got else np.empty(0, np.int64)
             chosen.append(picks)
-            self.written[s] += self.copies[s] * c + got
         return chosen
+
+    def take(self, rng: np.random.Generator, s: int, c: int) -> int:
+        """How many of the next ``c`` records of source ``s`` get a copy more (a hypergeometric draw
+        from ``rng`` of the picks left among the records left), counted read and written; the Dask
+        engine's client draws these for each block, its tasks place them."""
+        self.read[s] += c
+        want, left = self.picks_left[s], self.records_left[s]
+        if self.counts is not None and c > left:
+            raise InputError(f"source '{self.names[s]}': more records than were counted before the shuffle (did a file change?)")
+        got = 0
+        if want and c:
+            got = want if c == left else int(rng.hypergeometric(want, left - want, c))
+            self.picks_left[s] -= got
+        self.records_left[s] -= c
+        self.written[s] += self.copies[s] * c + got
+        return got
 
     def multiplicity(self, counts: Sequence[tuple[int, int]], chosen: Sequence[np.ndarray]) -> np.ndarray:
         """Copies of each record of a run of records holding ``counts`` of each source in order

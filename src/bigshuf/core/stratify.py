@@ -85,18 +85,24 @@ class Stratifier:
         rng = rng_for(entropy, key)
         out = []
         for s, c in copies:
-            want = self.left[s]
-            remaining = int(want.sum())
-            if c > remaining:
-                raise InputError(
-                    f"source '{self.names[s]}': more records than were counted before the shuffle (did a file change?)"
-                )
-            got = want.copy() if c == remaining else rng.multivariate_hypergeometric(want, c)
-            want -= got
-            labels = np.repeat(np.arange(self.splits, dtype=self.dtype), got)
+            labels = np.repeat(np.arange(self.splits, dtype=self.dtype), self.take(rng, s, c))
             rng.shuffle(labels)
             out.append(labels)
         return out
+
+    def take(self, rng: np.random.Generator, s: int, c: int) -> np.ndarray:
+        """How many of the next ``c`` copies of source ``s`` go to each split (a multivariate
+        hypergeometric draw from ``rng`` of what each split still needs); the Dask engine's client
+        draws these for each block, its tasks place them."""
+        want = self.left[s]
+        remaining = int(want.sum())
+        if c > remaining:
+            raise InputError(
+                f"source '{self.names[s]}': more records than were counted before the shuffle (did a file change?)"
+            )
+        got: np.ndarray = want.copy() if c == remaining else rng.multivariate_hypergeometric(want, c)
+        want -= got
+        return got
 
     def cut(
         self, per_source: Sequence[tuple[int, int]], drawn: Sequence[np.ndarray], pieces: Sequence[Sequence[tuple[int, int]]]

@@ -23,7 +23,7 @@ RANGE_DRAWS: Key = (4,)
 #: The top level of the external path; deeper levels are ``sublevel(level, bucket)``.
 TOP: Key = ()
 
-_SCATTER, _BUCKET, _SUBLEVEL, _PART_DRAWS, _PART, _SELECT, _STRATIFY, _STRATUM = 1, 2, 3, 5, 6, 7, 8, 9
+_SCATTER, _BUCKET, _SUBLEVEL, _PART_DRAWS, _PART, _SELECT, _STRATIFY, _STRATUM, _UNIQUE = 1, 2, 3, 5, 6, 7, 8, 9, 10
 
 
 def scatter(level: Key, *block: int) -> Key:
@@ -60,19 +60,27 @@ def sublevel(level: Key, j: int) -> Key:
 
 def selection(block: Key) -> Key:
     """Weighted sources: which records of ``block`` (``IN_MEMORY`` for the whole input, else a
-    top-level ``scatter`` key) get a copy more for their source's fractional rate."""
+    top-level ``scatter`` key) get a copy more for their source's fractional rate; ``TOP``: the Dask
+    engine's client, how many of each pass-1 block's records get one."""
     return (_SELECT, *block)
 
 
 def stratify(block: Key) -> Key:
     """``--stratify``: which split each copy of ``block``'s records (``IN_MEMORY`` for the whole
-    input, else a top-level ``scatter`` key) goes to."""
+    input, else a top-level ``scatter`` key) goes to; ``TOP``: the Dask engine's client, how many of
+    each pass-1 block's copies go to each split."""
     return (_STRATIFY, *block)
 
 
 def stratum(v: int) -> Key:
     """``--stratify``, the whole input in memory: the permutation of split ``v``'s records."""
     return (_STRATUM, v)
+
+
+def unique(*hash_bucket: int) -> Key:
+    """The Dask engine's ``--unique``: the buckets drawn for the unique records of one hash bucket
+    (its number at each level of splitting, from the top)."""
+    return (_UNIQUE, *hash_bucket)
 
 
 def name(level: Key) -> str:

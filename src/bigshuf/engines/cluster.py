@@ -11,6 +11,7 @@ from .base import Engine
 if TYPE_CHECKING:
     from ..progress import Progress
     from ..request import Request, ShuffleStats
+    from .dask.weights import Weights
 
 #: Table settings the Dask engine refuses: ``schema`` types JSON Lines read as rows, which its tasks do not do.
 REFUSED_TABLE_SETTINGS = ("schema",)
@@ -34,9 +35,7 @@ class DaskEngine(Engine):
             ("lines_per_record", request.lines_per_record != 1),
             ("resume", request.resume),
             ("compress_temp", request.compress_temp),
-            ("unique", request.unique),
             ("threads", request.threads is not None),  # its cluster sets the workers
-            ("source", bool(request.sources)),
             *((setting, getattr(request, setting) is not None) for setting in REFUSED_TABLE_SETTINGS),
         )
         if request.family not in (registry.LINES, registry.TABLE):
@@ -44,11 +43,6 @@ class DaskEngine(Engine):
         for setting, on in used:
             if on:
                 return f"{option('dask')} does not support {option(setting)}"
-        if request.shard_size is not None:
-            return (
-                f"{option('dask')} does not support {option('shard_size')}: where a shard ends depends on the size of every "
-                f"record before it in shuffled order, which only pass 2's tasks see; use {option('shard_records')} or {option('shards')}"
-            )
         if request.manifest is not None:
             why = url_manifest_refusal(request.output, request.manifest)
             if why is not None:
@@ -72,9 +66,28 @@ class DaskEngine(Engine):
             head_count=request.head_count, head_share=request.head_share, zero_terminated=request.zero_terminated, shards=request.shards,
             compress=request.compress, verify=request.verify, row_group_size=request.row_group_size,
             output_format=request.output_format, progress=progress, sync=request.sync,
-            split=request.split, shard_records=request.shard_records, manifest=request.manifest,
-            run_info=lambda inputs, fmt, head_count: run_entries(request, inputs, fmt, head_count),
+            split=request.split, shard_records=request.shard_records, shard_size=request.shard_size, manifest=request.manifest,
+            run_info=lambda inputs, fmt, head_count, sources, duplicates: run_entries(
+                request, inputs, fmt, head_count, sources, duplicates,
+            ),
+            weights=_weights(request), unique=request.unique,
         )
+
+
+def _weights(request: Request) -> Weights | None:
+    """The request's weighted sources as the Dask engine takes them (None without ``--source``)."""
+    if not request.sources:
+        return None
+    from ..core import mix
+    from ..storage.layout import parse_split
+    from .dask.weights import Weights
+
+    counted = mix.needs_counts(request.source_rates, bool(request.mix)) or request.stratify
+    splits = parse_split(request.split) if request.stratify and request.split is not None else None
+    return Weights(
+        tuple(name for name, _files in request.sources), tuple(mix.source_files(request)), counted, splits,
+        lambda counts, nbytes: mix.mixer_for(request, counts, nbytes),
+    )
 
 
 def url_manifest_refusal(output: str | None, manifest: str) -> str | None:

@@ -20,24 +20,31 @@ import numpy as np
 
 from ...request import ShuffleStats, resolve_memory
 from ...core.fingerprint import Fingerprint
+from ...core.mix import SourceStats
 from ...core.head import resolve as resolve_head
 from ...core.streams import seed_entropy
+from ...formats.row_unique import check_comparable
 from ...errors import BigShufError, OutputError, TempSpaceError, UsageError, option
 from ...progress import Progress, scatter_phase, shuffle_phase
 from ...storage import remote
 from ...storage.commit import OutputFiles
 from ...storage.safefs import generated_path, open_nofollow, sync_file
 from ...storage.layout import Sharding, parse_split
-from ...storage.manifest import run_entries
+from ...storage.manifest import run_entries, strata_entries
 from ...storage.shards import check_output_directory, make_directories, shard_names, shard_paths
 from ...storage.sinks import AtomicFileSink, CodecChoice, Sink, open_output, output_codec
 from .inputs import Settings, prepare
 from .lines import LineTasks
 from .rows import RowTasks
-from .outputs import Layout, PlannedFile, check_layout, input_counts, inputs_entry, plan_files, write_run_manifest
-from .tasks import (
-    FETCH_BYTES, Config, GatherResult, GatherTask, Piece, ScatterResult, Segment, TaskFormat, gather_task, index, parts, scatter_task,
+from .outputs import (
+    Layout, PlannedFile, check_layout, input_counts, inputs_entry, note_stale_shards, plan_files, write_run_manifest,
 )
+from .tasks import (
+    FETCH_BYTES, Config, GatherResult, GatherTask, Piece, Segment, TaskFormat, gather_task, index, parts, scatter_task,
+)
+from .cuts import measure
+from .unique import unique_pass
+from .weights import Mixed, Weights, check_inputs, weighted_pass
 
 #: ``-S`` of the Dask engine when none is given: the memory one task may use. A fixed
 #: default (not a share of this machine's RAM) keeps the plan, and so a seeded output,
@@ -45,6 +52,10 @@ from .tasks import (
 DEFAULT_MEMORY = "1G"
 
 T = TypeVar("T")
+
+#: The manifest's run-wide entries from the inputs' entries, the format's, ``-n``'s count, the
+#: sources' stats and the copies ``--unique`` dropped (``storage.manifest.run_entries``).
+RunInfo = Callable[[list[dict[str, Any]], dict[str, Any], int | None, tuple[SourceStats, ...], int], dict[str, Any]]
 
 
 class Runner(Protocol):
@@ -263,8 +274,11 @@ def shuffle(
     sync: bool = True,
     split: str | None = None,
     shard_records: int | None = None,
+    shard_size: int | None = None,
     manifest: str | os.PathLike[str] | None = None,
-    run_info: Callable[[list[dict[str, Any]], dict[str, Any], int | None], dict[str, Any]] | None = None,
+    run_info: RunInfo | None = None,
+    weights: Weights | None = None,
+    unique: bool = False,
 ) -> ShuffleStats:
     """Shuffle ``inputs`` (paths or fsspec URLs, globs and directories allowed: lines, or Parquet /
     Arrow rows) into ``output`` on a Dask cluster.
@@ -278,14 +292,19 @@ def shuffle(
     groups of ``row_group_size`` rows (else of about 64 MiB). ``head_share`` keeps that share of the
     records read (``-n 10%``), rounded as ``core.head.count_of`` rounds. ``split``, ``shard_records``
     and ``manifest`` cut and record the output as the local engine does, each file written by one
-    task; ``run_info(inputs, format, head_count)`` gives the manifest's run-wide entries.
+    task; ``run_info(inputs, format, head_count, sources, duplicates)`` gives the manifest's run-wide
+    entries. ``weights`` are weighted sources (``--source``, ``--rate``, ``--mix``, ``--stratify``: see
+    ``weights``), whose files ``inputs`` must be, source by source. ``unique`` keeps one copy of
+    byte-identical records (lines, or rows as ``--verify`` tells them apart) and shuffles those
+    (``unique``; not with weighted sources).
     """
     start = time.perf_counter()
     progress = progress or Progress()
     names = [os.fspath(inputs)] if isinstance(inputs, (str, os.PathLike)) else [os.fspath(i) for i in inputs]
     scheduler = _check_options(head_count, shards, verify, scheduler, runner is not None, temp_url)
-    if shard_records is not None and shard_records < 1:
-        raise UsageError(f"invalid {option('shard_records')} value: '{shard_records}'")
+    for setting, value in (("shard_records", shard_records), ("shard_size", shard_size)):
+        if value is not None and value < 1:
+            raise UsageError(f"invalid {option(setting)} value: '{value}'")
     entropy = seed_entropy(seed, random_source)
     limit = resolve_memory(memory if memory is not None else DEFAULT_MEMORY)
     out_name = None if output is None else os.fspath(output)
@@ -296,9 +315,15 @@ def shuffle(
     scratch = os.path.join(local_parent, f"bigshuf-dask-{run_id}")
     root = remote.join(remote.canonical(temp_url), f"bigshuf-dask-{run_id}") if temp_url is not None else scratch
     manifest_name = None if manifest is None else os.fspath(manifest)
-    layout = Layout(Sharding(shards, shard_records), None if split is None else parse_split(split), manifest_name)
+    layout = Layout(Sharding(shards, shard_records, shard_size), None if split is None else parse_split(split), manifest_name)
     settings = Settings(out_name, shards, limit, zero_terminated, compress, row_group_size, output_format, manifest is not None)
     prepared = prepare(names, settings, root)
+    if weights is not None:
+        check_inputs(weights, prepared.names)
+    if unique and weights is not None:
+        raise UsageError(f"{option('source')} cannot be combined with {option('unique')}")
+    if unique and isinstance(prepared.fmt, RowTasks):
+        check_comparable(prepared.fmt.schema)
     if layout.on:
         check_layout(out_name, layout, prepared.compress, prepared.suffix, prepared.names)
         assert out_name is not None
@@ -311,16 +336,36 @@ def shuffle(
     sink: Sink | None = None
     try:
         with (connect(scheduler, scratch) if runner is None else _given(runner)) as run:
+
+            def run_tasks(fn: Callable[[Config, Any], Any], cfg: Config, tasks: Sequence[Any], sizes: Sequence[int]) -> list[Any]:
+                """Run ``fn(cfg, task)`` for each of ``tasks`` (``sizes`` bytes each, for progress)."""
+                return _run(run, fn, cfg, tasks, progress, sizes)
+
             tasks1 = prepared.tasks
-            progress.start(scatter_phase(0), sum(t.nbytes for t in tasks1))
-            results1: list[ScatterResult] = _run(run, scatter_task, cfg, tasks1, progress, [t.nbytes for t in tasks1])
-            segments = [s for r in results1 for s in r.segments]
+            mixed: Mixed | None = None
+            duplicates = dedup_passes = 0
+            if unique:
+                results1, segments, read, duplicates, dedup_passes = unique_pass(run_tasks, cfg, tasks1, progress, root)
+            else:
+                if weights is None:
+                    progress.start(scatter_phase(0), sum(t.nbytes for t in tasks1))
+                    results1 = _run(run, scatter_task, cfg, tasks1, progress, [t.nbytes for t in tasks1])
+                else:
+                    cfg, mixed, results1 = weighted_pass(run_tasks, cfg, weights, tasks1, progress)
+                segments = [s for r in results1 for s in r.segments]
+                read = sum((r.read for r in results1), Fingerprint())
             found = int(sum(int(s.counts.sum()) for s in segments))
             head_count = resolve_head(head_count, head_share, found)
             total = found if head_count is None else min(found, head_count)
             planned: list[PlannedFile] = []
+            measured = layout.sharding.size is not None
             if layout.on:
-                planned = plan_files(out_name or "", layout, total, prepared.compress, prepared.suffix)
+                size_ends = None
+                if layout.sharding.size is not None:
+                    cutter = measure(run_tasks, cfg, segments, total, root, progress)
+                    size = layout.sharding.size
+                    size_ends = lambda start, count: cutter.split_ends(start, count, size)  # noqa: E731
+                planned = plan_files(out_name or "", layout, total, prepared.compress, prepared.suffix, size_ends)
                 _lay_out(out, planned, root, prepared.compress)
             if out.shards is None and (out.target is None or not remote.is_url(out.target)):
                 sink = open_output(out.target, ("none", None), sync=sync)
@@ -329,19 +374,29 @@ def shuffle(
             direct = sink.tmp_path if isinstance(sink, AtomicFileSink) and (out.codec is None or whole) else None
             tasks2, bucket_sizes = _gather_tasks(segments, cfg.k, total, out, root, direct, whole)
             progress.start(shuffle_phase(0), int(bucket_sizes.sum()))
-            sizes2 = [sum(p.size for p in t.pieces) for t in tasks2]
+            # Each task's share of the buckets it draws from (tasks sharing a bucket split its bytes), for progress.
+            sizes2 = [sum(p.size * (p.stop - p.first) // max(1, p.count) for p in t.pieces) for t in tasks2]
             results2: list[GatherResult] = _run(run, gather_task, cfg, tasks2, progress, sizes2)
         progress.close()
-        _check_written(results1, results2, total, verify)
+        _check_written(read, results2, total, verify)
         if manifest_name is not None:
-            info = run_info or _default_info(seed, random_source, head_share, split)
+            info = run_info or _default_info(seed, random_source, head_share, split, unique)
             counts = input_counts(tasks1, results1, len(prepared.names), isinstance(cfg.fmt, LineTasks))
-            _manifest(out, manifest_name, cfg.fmt, info(inputs_entry(prepared.names, counts), _format_entry(cfg.fmt), head_count),
-                      planned, results2)
+            entries = info(
+                inputs_entry(prepared.names, counts), _format_entry(cfg.fmt), head_count, mixed.stats() if mixed else (), duplicates,
+            )
+            if mixed is not None and mixed.stratifier is not None and layout.split is not None:
+                strata = mixed.stratifier
+                entries["stratified"] = strata_entries([p.name for p in layout.split], strata.names, strata.table)
+            _manifest(out, manifest_name, cfg.fmt, entries, planned, results2)
         _commit(out, [t.target for t in tasks2], sink, direct is not None)
         committed = True
-        passes = 2 + max((r.depth for r in results2), default=0)
-        return ShuffleStats(total, sum(r.bytes for r in results2), cfg.k, passes, time.perf_counter() - start)
+        note_stale_shards(layout, planned, prepared.compress, prepared.suffix)
+        passes = 2 + measured + dedup_passes + max((r.depth for r in results2), default=0)
+        return ShuffleStats(
+            total, sum(r.bytes for r in results2), cfg.k, passes, time.perf_counter() - start, mixed.stats() if mixed else (),
+            duplicates,
+        )
     finally:
         progress.close()
         if not committed:
@@ -384,13 +439,13 @@ def _check_options(
     return scheduler
 
 
-def _check_written(results1: list[ScatterResult], results2: list[GatherResult], total: int, verify: bool) -> None:
-    """Before anything is put in place: every record written once, and with ``verify`` the same records as read."""
+def _check_written(read: Fingerprint, results2: list[GatherResult], total: int, verify: bool) -> None:
+    """Before anything is put in place: every record written once, and with ``verify`` the same
+    records as scattered (``read``: the unique ones with ``--unique``, every copy with weighted sources)."""
     written = sum(r.records for r in results2)
     if written != total:
         raise OutputError(f"wrote {written} records, expected {total}; output not put in place")
     if verify:
-        read = sum((r.read for r in results1), Fingerprint())
         wrote = sum((r.written for r in results2), Fingerprint())
         if read != wrote:
             raise OutputError(f"verification failed: read {read}, wrote {wrote}; output not put in place")
@@ -416,13 +471,13 @@ def _manifest(
 
 
 def _default_info(
-    seed: int | None, random_source: str | os.PathLike[str] | None, head_share: Fraction | None, split: str | None
-) -> Callable[[list[dict[str, Any]], dict[str, Any], int | None], dict[str, Any]]:
+    seed: int | None, random_source: str | os.PathLike[str] | None, head_share: Fraction | None, split: str | None, unique: bool,
+) -> RunInfo:
     """The manifest's run-wide entries for a call of ``shuffle`` itself (the engine passes the request's)."""
     settings = SimpleNamespace(
-        seed=seed, random_source=random_source, head_share=head_share, repeat=False, split=split, sources=(), unique=False,
+        seed=seed, random_source=random_source, head_share=head_share, repeat=False, split=split, sources=(), unique=unique,
     )
-    return lambda inputs, fmt, head_count: run_entries(settings, inputs, fmt, head_count)
+    return lambda inputs, fmt, head_count, sources, duplicates: run_entries(settings, inputs, fmt, head_count, sources, duplicates)
 
 
 @contextmanager

@@ -12,16 +12,18 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from ...core import plan
-from ...core.fingerprint import Fingerprint, fingerprint
+from ...core.dedup import bucket_ids, first_copies, gather
+from ...core.fingerprint import Fingerprint, fingerprint, record_hashes
 from ...core.gather import emit_in_order
-from ...core.scatter import Scattered, iter_pieces, scatter_piece
+from ...core.mix import copies_index, multiset_fingerprint
+from ...core.scatter import Scattered, cut_pieces, iter_pieces, regroup, scatter_piece, scatter_records
 from ...errors import InputError, TempSpaceError, option
-from ...core.records import RecordFormat, array_block, array_bytes, as_binary_array, find_offsets
+from ...core.records import RecordFormat, array_block, array_bytes, as_binary_array, count_separators, find_offsets
 from ...progress import Progress
 from ...storage import remote
 from ...storage.sinks import CodecChoice
 from ...storage.sources import RecordReader
-from .tasks import Config, ScatterTask, Segment, Writable, bucket_count, range_bytes, write_stream
+from .tasks import Config, Copies, ScatterTask, Segment, Writable, bucket_count, range_bytes, write_stream
 
 #: First step of the read past a range's end that completes its last record; it doubles.
 TAIL_STEP = 64 << 10
@@ -49,9 +51,52 @@ class LineTasks:
         for block, _final in reader.blocks(range_bytes(cfg.limit), option("memory")):
             yield block
 
-    def scatter(self, block: np.ndarray, rng: np.random.Generator, k: int, cfg: Config, name: str) -> tuple[Segment, Fingerprint]:
-        """See ``_scatter_block``."""
+    def scatter(
+        self, block: np.ndarray, rng: np.random.Generator, k: int, cfg: Config, name: str, copies: Copies | None = None,
+    ) -> tuple[Segment, Fingerprint]:
+        """See ``_scatter_block`` (``_scatter_copies`` with weighted sources)."""
+        if copies is not None:
+            return _scatter_copies(block, rng, k, cfg, name, copies)
         return _scatter_block(block, rng, k, cfg, name)
+
+    def count(self, block: np.ndarray) -> tuple[int, int]:
+        """Records (separators: a block ends at a record's end) and bytes, separators included."""
+        return count_separators(block, self.fmt.sep), len(block)
+
+    def hash_scatter(self, block: np.ndarray, level: int, k: int, cfg: Config, name: str) -> tuple[Segment, int]:
+        """Runs of at most ``piece_records`` lines (the bookkeeping stays bounded), each without its
+        own copies, regrouped by hash bucket and written bucket after bucket."""
+        scattered: list[Scattered] = []
+        dropped = pos = 0
+        most = plan.piece_records(cfg.limit)
+        while pos < len(block):
+            offsets = find_offsets(block[pos:], self.fmt, most)
+            unit = block[pos : pos + int(offsets[-1])]
+            hashes = record_hashes(unit, offsets)
+            kept = first_copies(unit, offsets, hashes)
+            ids = np.full(len(offsets) - 1, k, np.uint16 if k < 1 << 16 else np.uint32)
+            ids[kept] = bucket_ids(hashes[kept], level, k)
+            dropped += len(ids) - len(kept)
+            scattered.append(regroup(unit, offsets, ids, k, k))
+            pos += len(unit)
+        return _write_parts(scattered, k, name), dropped
+
+    def dedup(self, block: np.ndarray, count: int, name: str) -> tuple[np.ndarray, int]:
+        """The first copy of each line, in their order (compared byte for byte)."""
+        if count < 2:
+            return block, 0
+        offsets = _records(block, count, self.fmt, name)
+        kept = first_copies(block, offsets)
+        return gather(block, offsets, kept)[0], count - len(kept)
+
+    def sizes(self, records: Any) -> np.ndarray:
+        """Each record's bytes, its separator included."""
+        return np.diff(array_block(records)[1])
+
+    def chunks(self, block: np.ndarray, parts: int) -> list[tuple[np.ndarray, int]]:
+        """Byte ranges of whole records of about ``len(block) / parts`` bytes each."""
+        size = max(1, -(-len(block) // max(1, parts)))
+        return [(block[lo:hi], count_separators(block[lo:hi], self.fmt.sep)) for lo, hi in cut_pieces(block, self.fmt, size)]
 
     def decode(self, data: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
         """Bytes of whole records are their own block."""
@@ -165,8 +210,36 @@ def _scatter_block(block: np.ndarray, rng: np.random.Generator, k: int, cfg: Con
         if cfg.verify:
             read += fingerprint(piece, offsets)
         parts.append(scatter_piece(piece, offsets, rng, k, k))
-    counts = np.array([p.counts for p in parts], np.int64).sum(axis=0)
-    sizes = np.array([np.diff(p.byte_bounds) for p in parts], np.int64).sum(axis=0)
+    return _write_parts(parts, k, name), read
+
+
+def _scatter_copies(block: np.ndarray, rng: np.random.Generator, k: int, cfg: Config, name: str, copies: Copies) -> tuple[Segment, Fingerprint]:
+    """``_scatter_block`` of the multiset a block of weighted sources makes: each record ``copies.mult``
+    times, every copy with its own bucket draw (from its split's buckets with ``--stratify``)."""
+    read = Fingerprint()
+    parts: list[Scattered] = []
+    first = copied = 0  # records and copies of the pieces before this one
+    for piece, offsets in iter_pieces(block, _record_format(cfg), plan.piece_bytes(cfg.limit), plan.piece_records(cfg.limit)):
+        mult = copies.mult[first : first + len(offsets) - 1]
+        first += len(mult)
+        if cfg.verify:
+            read += multiset_fingerprint(piece, offsets, mult)
+        index = copies_index(mult)
+        strata = None
+        if copies.strata is not None:
+            n = int(mult.sum())
+            strata = (copies.strata[0], copies.strata[1][copied : copied + n])
+            copied += n
+            if index is None:
+                index = np.arange(len(mult), dtype=np.int32)
+        parts += scatter_records(piece, offsets, rng, k, k, plan.piece_records(cfg.limit), index, plan.piece_bytes(cfg.limit), strata)
+    return _write_parts(parts, k, name), read
+
+
+def _write_parts(parts: list[Scattered], k: int, name: str) -> Segment:
+    """Write scattered pieces as the object ``name``, bucket after bucket; return its index."""
+    counts = np.zeros(k, np.int64) + np.array([p.counts for p in parts], np.int64).reshape(len(parts), k).sum(axis=0)
+    sizes = np.zeros(k, np.int64) + np.array([np.diff(p.byte_bounds) for p in parts], np.int64).reshape(len(parts), k).sum(axis=0)
     bounds = np.zeros(k + 1, np.int64)
     np.cumsum(sizes, out=bounds[1:])
 
@@ -179,7 +252,7 @@ def _scatter_block(block: np.ndarray, rng: np.random.Generator, k: int, cfg: Con
                     f.write(p.data[lo:hi])
 
     remote.write_whole(name, write)
-    return Segment(name, bounds, counts), read
+    return Segment(name, bounds, counts)
 
 
 def _record_format(cfg: Config) -> RecordFormat:

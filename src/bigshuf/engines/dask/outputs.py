@@ -1,4 +1,4 @@
-"""``--split``, ``--shard-records`` and ``--manifest`` on the Dask engine: the output cut as the local
+"""``--split``, ``--shard-records``, ``--shard-size`` and ``--manifest`` on the Dask engine: the output cut as the local
 engine cuts it (``storage.layout`` resolves the counts), each file written whole by one pass-2 task
 under a temporary name, and all of them put in place together, with the manifest if asked for.
 """
@@ -6,7 +6,8 @@ under a temporary name, and all of them put in place together, with the manifest
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,9 +94,13 @@ def _names(
     return [generated_path(name) for name in names]
 
 
-def plan_files(target: str, layout: Layout, total: int, compress: CodecChoice | None, suffix: str | None) -> list[PlannedFile]:
+def plan_files(
+    target: str, layout: Layout, total: int, compress: CodecChoice | None, suffix: str | None,
+    size_ends: Callable[[int, int], list[int]] | None = None,
+) -> list[PlannedFile]:
     """Every output file in order, once ``total`` output records are known: the splits' counts as
-    ``storage.layout`` resolves them, each split cut into files as the local engine cuts it."""
+    ``storage.layout`` resolves them, each split cut into files as the local engine cuts it (by
+    ``--shard-size``: where ``size_ends(start, count)`` says each file of the split ends)."""
     counts = [total] if layout.split is None else split_counts(layout.split, total)
     names: list[str | None] = [None] if layout.split is None else [p.name for p in layout.split]
     planned: list[PlannedFile] = []
@@ -103,16 +108,37 @@ def plan_files(target: str, layout: Layout, total: int, compress: CodecChoice | 
     for name, count in zip(names, counts):
         each = target if name is None else split_target(target, name)
         files = layout.sharding.files(count)
-        assert files is not None, "--shard-size is refused on the Dask engine"
-        if layout.sharding.records is not None and files > 1 and not remote.is_url(each):
+        ends = None
+        if files is None:
+            assert size_ends is not None, "files cut by size need their ends measured"
+            ends = size_ends(start, count)
+            files = len(ends)
+        if layout.sharding.open_ended and files > 1 and not remote.is_url(each):
             check_shard_count(each, files * len(names))
         first = start
         for i, final in enumerate(_names(each, layout.sharding, range(files), compress, suffix, name is not None)):
-            stop = layout.sharding.file_end(start, count, i)
+            stop = layout.sharding.file_end(start, count, i) if ends is None else ends[i]
             planned.append(PlannedFile(name, each, final, first, stop))
             first = stop
         start += count
     return planned
+
+
+def note_stale_shards(layout: Layout, planned: Sequence[PlannedFile], compress: CodecChoice | None, suffix: str | None) -> None:
+    """After the commit, as the local engine does: name a local shard file past the last one a split
+    got that was there before (an earlier run's with more shards), left in place, in one line."""
+    if not layout.sharding.open_ended:
+        return
+    for target in dict.fromkeys(p.target for p in planned):
+        if remote.is_url(target):
+            continue
+        written = sum(1 for p in planned if p.target == target)
+        after = _names(target, layout.sharding, [written], compress, suffix)[0]
+        if os.path.lexists(after):
+            print(
+                f"bigshuf: note: {after} (and any later shard) was there before this run and is not one of the {written} "
+                "shards it wrote; it was left in place", file=sys.stderr,
+            )
 
 
 def input_counts(tasks: Sequence[ScatterTask], results: Sequence[ScatterResult], inputs: int, lines: bool) -> list[tuple[int, int | None]]:
@@ -121,6 +147,10 @@ def input_counts(tasks: Sequence[ScatterTask], results: Sequence[ScatterResult],
     records = [0] * inputs
     nbytes = [0] * inputs
     for task, result in zip(tasks, results):
+        if result.counted is not None:  # weighted sources: the segments hold the records' copies
+            records[task.file_index] += sum(r for r, _b in result.counted)
+            nbytes[task.file_index] += sum(b for _r, b in result.counted)
+            continue
         for segment in result.segments:
             records[task.file_index] += int(segment.counts.sum())
             nbytes[task.file_index] += int(segment.bounds[-1])

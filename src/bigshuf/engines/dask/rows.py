@@ -21,17 +21,22 @@ import pyarrow as pa
 
 from ...core import plan
 from ...core.fingerprint import Fingerprint
+from ...core.mix import copies_index
+from ...core.stratify import split_ids
 from ...core.streams import draw_ids
 from ...errors import InputError, TempSpaceError
+from ...core.dedup import bucket_ids
+from ...formats.row_unique import first_rows, table_hashes
 from ...formats.rowhash import row_fingerprint
+from ...formats.table_mix import multiset_fingerprint
 from ...formats.table_output import RowWriter
 from ...formats.tables import (
-    ARROW_ERRORS, FILE_KINDS, GROUP_BYTES, TABLE_PIECE, _rebatch, check_columns, decoded_schema, plain_schema, schema_difference,
+    ARROW_ERRORS, FILE_KINDS, GROUP_BYTES, TABLE_PIECE, _rebatch, check_columns, decoded_schema, plain_schema, row_sizes, schema_difference,
     take_rows,
 )
 from ...storage import remote
 from ...storage.sinks import CodecChoice, Sink
-from .tasks import Config, ScatterTask, Segment, Writable, bucket_count, range_bytes, write_stream
+from .tasks import Config, Copies, ScatterTask, Segment, Writable, bucket_count, range_bytes, write_stream
 
 
 @dataclass(frozen=True)
@@ -52,35 +57,58 @@ class RowTasks:
         for block, _sizes in _rebatch(stored, range_bytes(cfg.limit), sys.maxsize):
             yield block
 
-    def scatter(self, block: Any, rng: np.random.Generator, k: int, cfg: Config, name: str) -> tuple[Segment, Fingerprint]:
-        """Draw a bucket for every row, and write each bucket's rows as one IPC stream of the object ``name``."""
-        read = row_fingerprint(block) if cfg.verify else Fingerprint()
-        ids = draw_ids(rng, k, block.num_rows)
+    def scatter(
+        self, block: Any, rng: np.random.Generator, k: int, cfg: Config, name: str, copies: Copies | None = None,
+    ) -> tuple[Segment, Fingerprint]:
+        """Draw a bucket for every row (every copy of one, with weighted sources), and write each
+        bucket's rows as one IPC stream of the object ``name``."""
+        if copies is None:
+            read = row_fingerprint(block) if cfg.verify else Fingerprint()
+            ids = draw_ids(rng, k, block.num_rows)
+            index = None
+        else:
+            read = multiset_fingerprint(block, copies.mult) if cfg.verify else Fingerprint()
+            index = copies_index(copies.mult)
+            if index is None:
+                index = np.arange(block.num_rows, dtype=np.int32)
+            ids = draw_ids(rng, k, len(index)) if copies.strata is None else split_ids(rng, *copies.strata, k)
         counts = np.bincount(ids, minlength=k).astype(np.int64)
         order = np.argsort(ids, kind="stable")
-        del ids
+        if index is not None:
+            order = index[order]
+        del ids, index
+        return _write_buckets(block, counts, order, k, name), read
+
+    def hash_scatter(self, block: Any, level: int, k: int, cfg: Config, name: str) -> tuple[Segment, int]:
+        """The block (at most a quarter of the read budget, a run as the local engine's) without its
+        own copies, each bucket's rows one IPC stream of the object ``name``."""
         table = block if isinstance(block, pa.Table) else pa.Table.from_batches([block])
-        table = table.combine_chunks().replace_schema_metadata(None)  # a schema in every stream: keep it short
-        streams: list[pa.Buffer] = []
-        sizes = np.zeros(k, np.int64)
-        start = 0
-        for j in np.flatnonzero(counts).tolist():
-            sink = pa.BufferOutputStream()
-            with pa.ipc.new_stream(sink, table.schema) as writer:
-                writer.write_table(table.take(order[start : start + int(counts[j])]))
-            streams.append(sink.getvalue())
-            sizes[j] = streams[-1].size
-            start += int(counts[j])
-        del table, order
-        bounds = np.zeros(k + 1, np.int64)
-        np.cumsum(sizes, out=bounds[1:])
+        hashes = table_hashes(table)
+        kept = first_rows(table, hashes)
+        ids = bucket_ids(hashes[kept], level, k)
+        counts = np.bincount(ids, minlength=k).astype(np.int64)
+        return _write_buckets(table, counts, kept[np.argsort(ids, kind="stable")], k, name), table.num_rows - len(kept)
 
-        def write(f: BinaryIO) -> None:
-            for stream in streams:
-                f.write(stream)
+    def dedup(self, block: Any, count: int, name: str) -> tuple[Any, int]:
+        """The first copy of each row (compared as ``--verify`` tells rows apart), in their order."""
+        if block.num_rows != count:
+            raise TempSpaceError(f"{name}: {block.num_rows} rows read back, {count} written")
+        kept = first_rows(block, table_hashes(block))
+        return (block.take(kept) if len(kept) < count else block), count - len(kept)
 
-        remote.write_whole(name, write)
-        return Segment(name, bounds, counts), read
+    def count(self, block: Any) -> tuple[int, int]:
+        """Rows and their bytes by ``row_sizes``, as the local engine's counting pass counts them."""
+        return block.num_rows, int(row_sizes(block).sum())
+
+    def sizes(self, records: Any) -> np.ndarray:
+        """Each row's Arrow bytes by ``row_sizes`` (what ``-S`` holds)."""
+        batches = records.to_batches() if isinstance(records, pa.Table) else [records]
+        return np.concatenate([np.empty(0, np.int64), *(row_sizes(b) for b in batches)])
+
+    def chunks(self, block: Any, parts: int) -> list[tuple[Any, int]]:
+        """Runs of about ``num_rows / parts`` rows."""
+        step = max(1, -(-block.num_rows // max(1, parts)))
+        return [(block.slice(lo, step), min(step, block.num_rows - lo)) for lo in range(0, block.num_rows, step)]
 
     def decode(self, data: np.ndarray, sizes: Sequence[int]) -> pa.Table:
         """The rows of a bucket's IPC streams (``sizes`` bytes each, back to back), without copying."""
@@ -116,6 +144,33 @@ class RowTasks:
     def fingerprint(self, records: Any) -> Fingerprint:
         """The fingerprint of a table of rows."""
         return row_fingerprint(records)
+
+
+def _write_buckets(block: Any, counts: np.ndarray, order: np.ndarray, k: int, name: str) -> Segment:
+    """Write the rows ``order`` of ``block`` (``counts`` of them per bucket, bucket after bucket) as
+    the object ``name``, each bucket's one IPC stream; return its index."""
+    table = block if isinstance(block, pa.Table) else pa.Table.from_batches([block])
+    table = table.combine_chunks().replace_schema_metadata(None)  # a schema in every stream: keep it short
+    streams: list[pa.Buffer] = []
+    sizes = np.zeros(k, np.int64)
+    start = 0
+    for j in np.flatnonzero(counts).tolist():
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table.take(order[start : start + int(counts[j])]))
+        streams.append(sink.getvalue())
+        sizes[j] = streams[-1].size
+        start += int(counts[j])
+    del table, order
+    bounds = np.zeros(k + 1, np.int64)
+    np.cumsum(sizes, out=bounds[1:])
+
+    def write(f: BinaryIO) -> None:
+        for stream in streams:
+            f.write(stream)
+
+    remote.write_whole(name, write)
+    return Segment(name, bounds, counts)
 
 
 class _TableWriter:

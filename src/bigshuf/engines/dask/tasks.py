@@ -80,6 +80,17 @@ class ScatterResult:
 
     segments: list[Segment]
     read: Fingerprint
+    #: Weighted sources: each block's records and bytes as read (its segments hold their copies).
+    counted: list[tuple[int, int]] | None = None
+
+
+@dataclass(frozen=True)
+class Copies:
+    """Weighted sources: the copies of each record of a block in the multiset (``mult``), and with
+    ``--stratify`` the splits' bucket bounds and each copy's split, in the copies' order (``strata``)."""
+
+    mult: np.ndarray
+    strata: tuple[np.ndarray, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -141,9 +152,29 @@ class TaskFormat(Protocol):
     def blocks(self, task: ScatterTask, cfg: Config) -> Iterator[Any]:
         """Pass 1: the task's records, a block at a time (``len(block)`` records)."""
 
-    def scatter(self, block: Any, rng: np.random.Generator, k: int, cfg: Config, name: str) -> tuple[Segment, Fingerprint]:
-        """Draw a bucket for each record of ``block``, write the object ``name`` bucket after bucket;
-        return its index and the records' fingerprint (``--verify``)."""
+    def scatter(
+        self, block: Any, rng: np.random.Generator, k: int, cfg: Config, name: str, copies: Copies | None = None,
+    ) -> tuple[Segment, Fingerprint]:
+        """Draw a bucket for each record of ``block`` (each of its ``copies``), write the object
+        ``name`` bucket after bucket; return its index and the records' fingerprint (``--verify``)."""
+
+    def count(self, block: Any) -> tuple[int, int]:
+        """Records of ``block`` and their bytes, as the local engine's counting pass counts them."""
+
+    def hash_scatter(self, block: Any, level: int, k: int, cfg: Config, name: str) -> tuple[Segment, int]:
+        """``--unique``: drop the copies within each run of ``block`` and write the rest as the object
+        ``name``, by their hash buckets of ``level`` (``core.dedup.bucket_ids``); return its index and
+        how many copies were dropped."""
+
+    def dedup(self, block: Any, count: int, name: str) -> tuple[Any, int]:
+        """``--unique``: the first copy of each record of a hash bucket read back (``count`` records),
+        and how many copies were dropped."""
+
+    def sizes(self, records: Any) -> np.ndarray:
+        """Each emitted record's bytes as ``--shard-size`` counts them (the local engine's output does)."""
+
+    def chunks(self, block: Any, parts: int) -> list[tuple[Any, int]]:
+        """``block`` cut at record ends into about ``parts`` chunks of like size, each with its records."""
 
     def decode(self, data: np.ndarray, sizes: Sequence[int]) -> Any:
         """A bucket's bytes read back (parts of ``sizes`` bytes, concatenated) as a block."""
@@ -168,6 +199,11 @@ class Config:
     k: int
     verify: bool
     manifest: bool = False  # pass 2 fingerprints each output file for ``--manifest``
+
+
+#: What runs tasks for the client: ``run_tasks(fn, cfg, tasks, sizes)`` runs ``fn(cfg, task)`` for
+#: each task on the cluster (``sizes``: its bytes, for progress) and returns the results in order.
+RunTasks = Callable[[Callable[[Config, Any], Any], Config, Sequence[Any], Sequence[int]], list[Any]]
 
 
 # ---------------------------------------------------------------------------------------------

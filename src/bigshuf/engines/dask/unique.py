@@ -1,0 +1,186 @@
+"""``--unique`` on the Dask engine: a dedup stage in front of the two-pass shuffle, as the local
+engine's (``formats.line_unique``, ``formats.row_unique``), made of tasks.
+
+A hashing task per pass-1 task drops the copies within each run of its blocks (lines: at most
+``piece_records``; rows: a block) and scatters the rest by a hash of their bytes
+(``core.dedup.bucket_ids``) into k hash buckets, one object per block, so all copies of a record
+meet in one bucket, at most one per run. A dedup task per hash bucket loads it, keeps the first
+copy of each record (compared byte for byte, or column by column for rows, never by hash alone)
+and scatters the unique records into the shuffle's random buckets, as a pass-1 block (stream
+``unique(hash bucket)``); a hash bucket too big for memory is
+split again with the next level's hash inside its task, each level keeping one copy per run, so
+copies shrink until the buckets fit. Pass 2 then runs as always over the unique records: their
+uniform shuffle, whatever the hash does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ...core import plan, streams
+from ...core.fingerprint import Fingerprint
+from ...core.streams import rng_for
+from ...errors import InputError, option
+from ...formats.line_unique import fits, hash_bucket_count
+from ...storage import remote
+from ...progress import Progress, dedup_phase, scatter_phase
+from .tasks import Config, RunTasks, ScatterResult, ScatterTask, Segment, index, load, parts
+
+
+@dataclass
+class Hashed:
+    """What a hashing task wrote (one object per block, by hash bucket), each block's records and
+    bytes as read, and the copies it dropped within runs."""
+
+    segments: list[Segment]
+    counted: list[tuple[int, int]]
+    duplicates: int
+
+
+@dataclass(frozen=True)
+class DedupTask:
+    """One top-level hash bucket: where its parts lie, its bytes and records, where its unique
+    records' objects go (``prefix``) and where it is split again if too big (``scratch``)."""
+
+    bucket: int
+    where: tuple[tuple[str, int, int], ...]
+    size: int
+    count: int
+    prefix: str
+    scratch: str
+
+
+@dataclass
+class Deduplicated:
+    """A dedup task's unique records scattered (one object per hash bucket it ends in), their
+    fingerprint (``--verify``), the copies it dropped, and how deep it split."""
+
+    segments: list[Segment] = field(default_factory=list)
+    read: Fingerprint = field(default_factory=Fingerprint)
+    duplicates: int = 0
+    depth: int = 0  # the deepest level a hash bucket was split again to
+
+
+def hash_buckets(k: int) -> int:
+    """Hash buckets for a run planned with ``k`` shuffle buckets: twice as many, as a bucket is
+    deduplicated beside its unique copy (a bucket too big is split again, so this only sets speed)."""
+    return max(2, 2 * k)
+
+
+@dataclass(frozen=True)
+class HashTask:
+    """The hashing pass over one pass-1 task's records, into ``k`` hash buckets."""
+
+    task: ScatterTask
+    k: int
+
+
+def hash_task(cfg: Config, hashing: HashTask) -> Hashed:
+    """The hashing pass for one pass-1 task: each block's runs deduplicated and scattered into the
+    hash buckets, written as one object per block."""
+    task, k = hashing.task, hashing.k
+    out = Hashed([], [], 0)
+    for b, block in enumerate(cfg.fmt.blocks(task, cfg)):
+        out.counted.append(cfg.fmt.count(block))
+        if not len(block):
+            continue
+        segment, dropped = cfg.fmt.hash_scatter(block, 0, k, cfg, f"{task.object_prefix}-{b:06d}")
+        out.duplicates += dropped
+        out.segments.append(segment)
+    return out
+
+
+def dedup_task(cfg: Config, task: DedupTask) -> Deduplicated:
+    """The dedup pass for one hash bucket: its unique records scattered into the shuffle's buckets."""
+    result = Deduplicated()
+    _dedup(cfg, task, (task.bucket,), task.where, task.size, task.count, result)
+    return result
+
+
+def _dedup(
+    cfg: Config, task: DedupTask, path: tuple[int, ...], where: tuple[tuple[str, int, int], ...], size: int, count: int,
+    result: Deduplicated,
+) -> None:
+    """Deduplicate the hash bucket ``path`` (its number at each level) and scatter its unique
+    records; split it with the next level's hash first if it does not fit in memory."""
+    name = "-".join(map(str, path))
+    if count == 1 or fits(size, count, cfg.limit):
+        block = cfg.fmt.decode(load(where, size), [hi - lo for _, lo, hi in where])
+        unique, dropped = cfg.fmt.dedup(block, count, f"hash bucket {name}")
+        result.duplicates += dropped
+        del block
+        segment, fp = cfg.fmt.scatter(unique, rng_for(cfg.entropy, streams.unique(*path)), cfg.k, cfg, f"{task.prefix}-{name}")
+        result.segments.append(segment)
+        result.read += fp
+        return
+    level = len(path)
+    if level > plan.MAX_DEPTH:
+        raise InputError(
+            f"copies could not be split below {plan.format_size(cfg.limit)} after {level} passes: {option('unique')} "
+            f"needs the records repeated to be shorter than about a quarter of {option('memory')}; raise {option('memory')}"
+        )
+    result.depth = max(result.depth, level)
+    k = hash_bucket_count(size, count, cfg.limit, "")
+    segments = []
+    for t, group in enumerate(_groups(where, plan.read_capacity(cfg.limit) // 2)):
+        sizes = [hi - lo for _, lo, hi in group]
+        block = cfg.fmt.decode(load(group, sum(sizes)), sizes)
+        segment, dropped = cfg.fmt.hash_scatter(block, level, k, cfg, remote.join(task.scratch, name, f"{t:06d}"))
+        result.duplicates += dropped
+        segments.append(segment)
+        del block
+    counts, bounds = index(segments, k)
+    sizes = np.diff(bounds, axis=1).sum(axis=0)
+    for s in np.flatnonzero(counts.sum(axis=0)).tolist():
+        below = parts(segments, counts, bounds, s)
+        _dedup(cfg, task, (*path, s), below, int(sizes[s]), int(counts[:, s].sum()), result)
+
+
+def _groups(where: Sequence[tuple[str, int, int]], most: int) -> Iterator[list[tuple[str, int, int]]]:
+    """Consecutive parts of a bucket joined into runs of up to ``most`` bytes (one part at least), each
+    deduplicated at once when the bucket is split again: a bucket's parts each hold one copy of a
+    record at most, so only runs across parts make the copies fewer at the next level (as the local
+    engine joins batches, ``row_unique._groups``)."""
+    group: list[tuple[str, int, int]] = []
+    held = 0
+    for part in where:
+        if group and held + part[2] - part[1] > most:
+            yield group
+            group, held = [], 0
+        group.append(part)
+        held += part[2] - part[1]
+    if group:
+        yield group
+
+
+def unique_pass(
+    run_tasks: RunTasks, cfg: Config, tasks: list[ScatterTask], progress: Progress, root: str
+) -> tuple[list[ScatterResult], list[Segment], Fingerprint, int, int]:
+    """``--unique``'s dedup stage in front of pass 1: the hashing tasks, then a dedup
+    task per hash bucket scattering its unique records into the shuffle's buckets. Returns each
+    pass-1 task's blocks as read (for the manifest), the shuffle's pass-1 objects, the unique
+    records' fingerprint, the copies dropped and the passes the stage added (one per hash level)."""
+    k = hash_buckets(cfg.k)
+    sizes = [t.nbytes for t in tasks]
+    progress.start(dedup_phase(0), sum(sizes))
+    hashed: list[Hashed] = run_tasks(hash_task, cfg, [HashTask(t, k) for t in tasks], sizes)
+    found = [s for h in hashed for s in h.segments]
+    counts, bounds = index(found, k)
+    bucket_counts = counts.sum(axis=0)
+    bucket_sizes = np.diff(bounds, axis=1).sum(axis=0)
+    used = np.flatnonzero(bucket_counts).tolist()
+    dedups = [
+        DedupTask(j, parts(found, counts, bounds, j), int(bucket_sizes[j]), int(bucket_counts[j]),
+                  remote.join(root, "p1", "unique"), remote.join(root, "dedup"))
+        for j in used
+    ]
+    progress.start(scatter_phase(0), int(bucket_sizes.sum()))
+    done: list[Deduplicated] = run_tasks(dedup_task, cfg, dedups, [d.size for d in dedups])
+    results = [ScatterResult([], Fingerprint(), h.counted) for h in hashed]
+    segments = [s for d in done for s in d.segments]
+    duplicates = sum(h.duplicates for h in hashed) + sum(d.duplicates for d in done)
+    passes = 1 + max((d.depth for d in done), default=0)
+    return results, segments, sum((d.read for d in done), Fingerprint()), duplicates, passes
