@@ -320,8 +320,6 @@ def shuffle(
     prepared = prepare(names, settings, root)
     if weights is not None:
         check_inputs(weights, prepared.names)
-    if unique and weights is not None:
-        raise UsageError(f"{option('source')} cannot be combined with {option('unique')}")
     if unique and isinstance(prepared.fmt, RowTasks):
         check_comparable(prepared.fmt.schema)
     if layout.on:
