@@ -186,7 +186,7 @@ class MegatronRun(TableRun):
         # As for table rows: with weighted sources, batches shrink by the most copies a document gets.
         most = 1 if self.mixer is None else self.mixer.most_copies()
         blocks = self._read(max(1, self.piece // most), max(1, plan.piece_records(self.limit) // most))
-        if self.mixer is not None:
+        if self.request.sources:  # with --unique, before the mixer is planned (from the documents left)
             yield from self._with_sources(blocks)
             return
         for batch, sizes in blocks:
