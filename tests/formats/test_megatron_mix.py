@@ -325,6 +325,10 @@ def test_unique_with_sources_keeps_the_first_copy_and_weighs_what_is_left(
     web_set = set(kept_web)
     assert Counter(d in web_set for d in valid) == {True: 12, False: 12} and len(train) == 96
     assert [(s.name, s.dropped, s.written) for s in stats.sources] == [("web", 20, 60), ("code", 25, 60)]
+    # --by bytes: each source's tokens left (not the documents' row sizes) make up its share.
+    stats = bigshuf.shuffle([], str(tmp_path / "b"), mix={"web": 0.5, "code": 0.5}, total=4000, by="bytes", seed=7, **common)  # type: ignore[arg-type]
+    tokens = [sum(len(seq) for d in kept for seq in d[0]) for kept in (kept_web, kept_code)]
+    assert [s.rate for s in stats.sources] == [float(Fraction(2000, t)) for t in tokens]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["code.bin", "code.idx", "web-0.bin", "web-0.idx", "web-1.bin", "web-1.idx", "o.bin", "o.idx", "m.json", "s"]
+        ["code.bin", "code.idx", "web-0.bin", "web-0.idx", "web-1.bin", "web-1.idx", "o.bin", "o.idx", "b.bin", "b.idx", "m.json", "s"]
     )
