@@ -389,3 +389,25 @@ def test_unique_with_sources_keeps_the_first_copy_and_weighs_what_is_left(
     assert [sum(s[0][0].startswith(f"{p}/") for s in valid) for p in "ab"] == [5, 5] and len(train) == 30
     assert [(s.name, s.dropped, s.written) for s in stats.sources] == [("a", 8, 20), ("b", 13, 20)]
     assert temp_leftovers(tmp_path / "t") == []
+
+
+def test_unique_with_a_fractional_rate_picks_among_the_samples_left_uniformly(tmp_path: Path) -> None:
+    """a: four distinct samples and two copies; b: one of its own and a copy of a's (dropped from b).
+    At rate 0.5 through the dedup's hash buckets, each pair of a's four unique samples equally likely."""
+    from itertools import combinations
+
+    from test_uniformity import assert_uniform
+
+    one = [[(f"a/{i}.bin", 0o644, 0, 0, 0, "", "", bytes([i]) * 1000)] for i in range(4)]
+    make_tar(tmp_path / "a.tar", one[:2] + [_renamed(one[0], "a/c0"), *one[2:], _renamed(one[3], "a/c3")])
+    make_tar(tmp_path / "b.tar", [[("b/9.bin", 0o644, 0, 0, 0, "", "", b"b")], _renamed(one[2], "b/c2")])
+    out = tmp_path / "out.tar"
+    counts: Counter[tuple[int, ...]] = Counter()
+    for seed in range(48):
+        stats = bigshuf.shuffle(
+            [], out, sources={"a": tmp_path / "a.tar", "b": tmp_path / "b.tar"}, rates={"a": 0.5}, unique=True, memory="24K",
+            seed=seed, tmp_dir=tmp_path, sync=False, threads=1,
+        )
+        assert stats.passes >= 3 and [(s.dropped, s.written) for s in stats.sources] == [(2, 2), (1, 1)]
+        counts[tuple(sorted(s[0][7][0] for s in read_samples(out.read_bytes()) if s[0][0].startswith("a/")))] += 1
+    assert_uniform(counts, list(combinations(range(4), 2)), "unique, rate 0.5, external")
