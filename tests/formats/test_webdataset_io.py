@@ -403,7 +403,7 @@ def test_unique_with_a_fractional_rate_picks_among_the_samples_left_uniformly(tm
     make_tar(tmp_path / "b.tar", [[("b/9.bin", 0o644, 0, 0, 0, "", "", b"b")], _renamed(one[2], "b/c2")])
     out = tmp_path / "out.tar"
     counts: Counter[tuple[int, ...]] = Counter()
-    for seed in range(48):
+    for seed in range(36):
         stats = bigshuf.shuffle(
             [], out, sources={"a": tmp_path / "a.tar", "b": tmp_path / "b.tar"}, rates={"a": 0.5}, unique=True, memory="24K",
             seed=seed, tmp_dir=tmp_path, sync=False, threads=1,
