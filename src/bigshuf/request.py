@@ -279,11 +279,6 @@ def _check_combinations(request: Request, all_paths: bool) -> None:
         raise UsageError(
             f"{option('shards')} needs {option('head_count')} with {option('repeat')} (shards split a known number of records)"
         )
-    if request.unique and request.sources and request.family in (registry.WEBDATASET, registry.MEGATRON):
-        # Built for lines and rows only: the two branches that built these formats' sources and
-        # --unique met at the merge, and together they fail (an index past a source's counts).
-        kind = "WebDataset tar shards" if request.family == registry.WEBDATASET else "Megatron datasets"
-        raise UsageError(f"{option('unique')} with {option('source')}: not available for {kind} yet (lines and table rows only)")
     if request.family == registry.WEBDATASET:
         from .formats.tar_run import check_request
 

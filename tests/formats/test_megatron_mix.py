@@ -278,12 +278,57 @@ def test_sources_of_datasets_get_the_pool_rows_get(tmp_path: Path) -> None:
     assert done.stderr.decode().splitlines()[-1] == "jemalloc", done.stderr
 
 
-def test_unique_with_sources_is_refused_for_documents(tmp_path: Path) -> None:
-    # Built apart and met at a merge: refused in one line until they are built together.
-    write_dataset(tmp_path / "web", make_docs(6, 1))
-    write_dataset(tmp_path / "code", make_docs(6, 2))
-    with pytest.raises(UsageError) as caught:
-        bigshuf.shuffle(None, str(tmp_path / "o"), sources={"web": str(tmp_path / "web"), "code": str(tmp_path / "code")},
-                        unique=True, seed=1)
-    assert str(caught.value) == "unique=True with sources=: not available for Megatron datasets yet (lines and table rows only)"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["code.bin", "code.idx", "web.bin", "web.idx"]
+def _first_copies(*sources: list[Doc]) -> list[list[Doc]]:
+    """Each source's documents that are the first of their kind in input order, sources in order."""
+    seen: set[Doc] = set()
+    kept = []
+    for docs in sources:
+        kept.append([d for d in docs if d not in seen and not seen.add(d)])  # type: ignore[func-returns-value]
+    return kept
+
+
+@pytest.mark.parametrize("label,memory,cap,passes", PATHS)
+def test_unique_with_sources_keeps_the_first_copy_and_weighs_what_is_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, label: str, memory: str, cap: int | None, passes: set[int] | None
+) -> None:
+    """--unique with --source over datasets: copies dropped before the rates, the first in source order
+    kept (a document web and code both hold is web's), each source's read, dropped and written exact,
+    in the stats and the manifest; a --mix and --stratify are solved from the documents left."""
+    if cap is not None:
+        monkeypatch.setattr(plan, "MAX_BUCKETS", cap)
+    web, code = make_docs(200, seed=11, most=30), make_docs(100, seed=12, most=30)
+    web_in = web + web[:20]  # 20 copies within web
+    code_in = code + [web[i] for i in range(0, 200, 10)] + code[:5]  # 20 of web's documents, 5 of its own
+    write_dataset(tmp_path / "web-0", web_in[:150])
+    write_dataset(tmp_path / "web-1", web_in[150:])
+    write_dataset(tmp_path / "code", code_in)
+    kept_web, kept_code = _first_copies(as_docs(web_in), as_docs(code_in))
+    assert len(kept_web) == 200 and len(kept_code) == 100
+    sources = {"web": [str(tmp_path / "web-0"), str(tmp_path / "web-1")], "code": str(tmp_path / "code")}
+    common = dict(sources=sources, unique=True, memory=memory, tmp_dir=tmp_path, sync=False, verify=True)
+    stats = bigshuf.shuffle([], str(tmp_path / "o"), rates={"web": 1, "code": 2}, seed=4, manifest=str(tmp_path / "m.json"), **common)  # type: ignore[arg-type]
+    assert Counter(read_dataset(tmp_path / "o")[1]) == Counter(kept_web + 2 * kept_code)
+    want = [("web", 220, 20, 200), ("code", 125, 25, 200)]  # code's 20 copies of web's documents are dropped from code
+    assert [(s.name, s.read, s.dropped, s.written) for s in stats.sources] == want
+    assert stats.duplicates == 45 and stats.records == 400
+    assert stats.passes == 1 if label == "in-memory" else stats.passes == 3 if label == "external" else stats.passes >= 4, stats
+    doc = json.loads((tmp_path / "m.json").read_text())
+    assert [(s["name"], s["read"], s["dropped"], s["written"]) for s in doc["sources"]] == want
+    assert doc["duplicates"] == stats.duplicates and check_manifest(tmp_path / "m.json")[0] == []
+    # --mix of the documents left: 60 of each, each at most once, 12 of each in the valid split.
+    stats = bigshuf.shuffle(
+        [], f"{tmp_path}/s/{{split}}", mix={"web": 0.5, "code": 0.5}, total=120, split="valid=0.2,train=rest",
+        stratify=True, seed=6, **common,  # type: ignore[arg-type]
+    )
+    valid, train = (read_dataset(tmp_path / "s" / name)[1] for name in ("valid", "train"))
+    assert len(set(valid + train)) == 120 and set(valid + train) <= set(kept_web + kept_code)
+    web_set = set(kept_web)
+    assert Counter(d in web_set for d in valid) == {True: 12, False: 12} and len(train) == 96
+    assert [(s.name, s.dropped, s.written) for s in stats.sources] == [("web", 20, 60), ("code", 25, 60)]
+    # --by bytes: each source's tokens left (not the documents' row sizes) make up its share.
+    stats = bigshuf.shuffle([], str(tmp_path / "b"), mix={"web": 0.5, "code": 0.5}, total=4000, by="bytes", seed=7, **common)  # type: ignore[arg-type]
+    tokens = [sum(len(seq) for d in kept for seq in d[0]) for kept in (kept_web, kept_code)]
+    assert [s.rate for s in stats.sources] == [float(Fraction(2000, t)) for t in tokens]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["code.bin", "code.idx", "web-0.bin", "web-0.idx", "web-1.bin", "web-1.idx", "o.bin", "o.idx", "b.bin", "b.idx", "m.json", "s"]
+    )

@@ -337,9 +337,77 @@ def test_stratified_splits_take_each_sources_share_uniformly(tmp_path: Path) -> 
     assert_uniform(counts, list(combinations(range(4), 2)), "stratified")
 
 
-def test_unique_with_sources_is_refused_for_tars(tmp_path: Path) -> None:
-    # Built apart and met at a merge: together they failed with an internal IndexError.
-    a = make_tar(tmp_path / "a.tar", make_samples(6, 1, size=50, prefix="a"))
-    b = make_tar(tmp_path / "b.tar", make_samples(6, 2, size=50, prefix="b"))
-    refused(tmp_path, [], "unique=True with sources=: not available for WebDataset tar shards yet", UsageError,
-            unique=True, sources={"a": [str(a)], "b": [str(b)]}, rates={"a": 1, "b": 0.5})
+def _identity(sample: list[Member] | tuple[Member, ...]) -> tuple[tuple[str, bytes], ...]:
+    """What --unique compares of a sample: each member's suffix and data, in order."""
+    return tuple((m[0].rsplit("/", 1)[-1].split(".", 1)[1], m[7]) for m in sample)
+
+
+def _renamed(sample: list[Member], key: str) -> list[Member]:
+    """A copy of ``sample`` under another key, mode, mtime and owner: the same sample to --unique."""
+    return [(f"{key}.{m[0].rsplit('/', 1)[-1].split('.', 1)[1]}", 0o600, 7, 1, 2, "x", "y", m[7]) for m in sample]
+
+
+@pytest.mark.parametrize("label,memory,cap", [("in-memory", "64M", None), ("external", "96K", None), ("recursive", "96K", 2)])
+def test_unique_with_sources_keeps_the_first_copy_and_weighs_what_is_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, label: str, memory: str, cap: int | None
+) -> None:
+    """--unique with --source over tars: copies are dropped before the rates, the first in source
+    order kept (a sample both sources hold is a's), each source's read, dropped and written exact,
+    in the stats and the manifest; a --mix and --stratify are solved from the samples left."""
+    import json
+
+    from bigshuf.core import plan
+
+    if cap is not None:
+        monkeypatch.setattr(plan, "MAX_BUCKETS", cap)
+    a, b = make_samples(40, 1, size=300, prefix="a"), make_samples(30, 2, size=300, prefix="b")
+    a_in = a[:20] + [_renamed(a[i], f"a/d{i}") for i in range(8)] + a[20:]  # 8 copies within a, across its two tars
+    b_in = b + [_renamed(a[i], f"b/a{i}") for i in range(5, 15)] + [_renamed(b[i], f"b/d{i}") for i in range(3)]
+    make_tar(tmp_path / "a-0.tar", a_in[:24])
+    make_tar(tmp_path / "a-1.tar", a_in[24:])
+    make_tar(tmp_path / "b.tar", b_in)
+    sources = {"a": [tmp_path / "a-0.tar", tmp_path / "a-1.tar"], "b": tmp_path / "b.tar"}
+    (tmp_path / "t").mkdir()
+    common = dict(sources=sources, unique=True, memory=memory, tmp_dir=tmp_path / "t", sync=False, verify=True)
+    out = tmp_path / "out.tar"
+    stats = bigshuf.shuffle([], out, rates={"a": 1, "b": 1}, seed=3, manifest=tmp_path / "m.json", **common)  # type: ignore[arg-type]
+    assert Counter(read_samples(out.read_bytes())) == as_set(a + b)  # the first copies, with their own names
+    want = [("a", 48, 8, 40), ("b", 43, 13, 30)]  # b's 10 copies of a's samples are dropped from b
+    assert [(s.name, s.read, s.dropped, s.written) for s in stats.sources] == want
+    assert stats.duplicates == 21 and stats.records == 70
+    assert (stats.passes == 1) == (label == "in-memory") and stats.passes >= {"in-memory": 1, "external": 3, "recursive": 4}[label]
+    doc = json.loads((tmp_path / "m.json").read_text())
+    assert [(s["name"], s["read"], s["dropped"], s["written"]) for s in doc["sources"]] == want and doc["duplicates"] == 21
+    # --mix of the samples left (40 and 30): 20 of each, 5 of each in the valid split.
+    stats = bigshuf.shuffle(
+        [], str(tmp_path / "{split}.tar"), mix={"a": 0.5, "b": 0.5}, total=40, split="valid=0.25,train=rest", stratify=True,
+        seed=5, **common,  # type: ignore[arg-type]
+    )
+    valid, train = (read_samples((tmp_path / f"{name}.tar").read_bytes()) for name in ("valid", "train"))
+    firsts = {_identity(s): tuple(s) for s in a + b}
+    assert all(firsts.get(_identity(s)) == s for s in valid + train) and len(set(valid + train)) == 40
+    assert [sum(s[0][0].startswith(f"{p}/") for s in valid) for p in "ab"] == [5, 5] and len(train) == 30
+    assert [(s.name, s.dropped, s.written) for s in stats.sources] == [("a", 8, 20), ("b", 13, 20)]
+    assert temp_leftovers(tmp_path / "t") == []
+
+
+def test_unique_with_a_fractional_rate_picks_among_the_samples_left_uniformly(tmp_path: Path) -> None:
+    """a: four distinct samples and two copies; b: one of its own and a copy of a's (dropped from b).
+    At rate 0.5 through the dedup's hash buckets, each pair of a's four unique samples equally likely."""
+    from itertools import combinations
+
+    from test_uniformity import assert_uniform
+
+    one = [[(f"a/{i}.bin", 0o644, 0, 0, 0, "", "", bytes([i]) * 1000)] for i in range(4)]
+    make_tar(tmp_path / "a.tar", one[:2] + [_renamed(one[0], "a/c0"), *one[2:], _renamed(one[3], "a/c3")])
+    make_tar(tmp_path / "b.tar", [[("b/9.bin", 0o644, 0, 0, 0, "", "", b"b")], _renamed(one[2], "b/c2")])
+    out = tmp_path / "out.tar"
+    counts: Counter[tuple[int, ...]] = Counter()
+    for seed in range(36):
+        stats = bigshuf.shuffle(
+            [], out, sources={"a": tmp_path / "a.tar", "b": tmp_path / "b.tar"}, rates={"a": 0.5}, unique=True, memory="24K",
+            seed=seed, tmp_dir=tmp_path, sync=False, threads=1,
+        )
+        assert stats.passes >= 3 and [(s.dropped, s.written) for s in stats.sources] == [(2, 2), (1, 1)]
+        counts[tuple(sorted(s[0][7][0] for s in read_samples(out.read_bytes()) if s[0][0].startswith("a/")))] += 1
+    assert_uniform(counts, list(combinations(range(4), 2)), "unique, rate 0.5, external")

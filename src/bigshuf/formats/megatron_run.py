@@ -104,8 +104,7 @@ class MegatronOutput(TableOutput):
 
     def _record_bytes(self, records: Any) -> np.ndarray:
         """Each document's bytes of tokens, for ``--shard-size``."""
-        chunks = records.column(0).chunks
-        return np.concatenate([np.diff(array_block(c)[1]) for c in chunks]) if chunks else np.empty(0, np.int64)
+        return token_bytes(records)
 
     def _companion_moves(self) -> list[tuple[str, str]]:
         return [(sink.tmp_path, sink.path) for sink in self.indexes]
@@ -179,6 +178,12 @@ class MegatronRun(TableRun):
         """Documents and token bytes of each source, from the indexes (no counting pass: they say both)."""
         return source_sums(self.datasets, file_source, n)
 
+    def weighed_bytes(self, table: pa.Table, rows: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+        """The token bytes of ``table``'s documents ``rows``: ``--by bytes`` weighs documents by their
+        tokens, with ``--unique`` as the indexes do without it."""
+        weights: np.ndarray = token_bytes(table)[rows].astype(np.float64)
+        return weights
+
     def _batches(self) -> Generator[Block, None, None]:
         """Every dataset's documents in batches of about a piece, with their row sizes (and with weighted
         sources their documents per source); fingerprinted when verifying (weighted: once the copies are
@@ -186,7 +191,7 @@ class MegatronRun(TableRun):
         # As for table rows: with weighted sources, batches shrink by the most copies a document gets.
         most = 1 if self.mixer is None else self.mixer.most_copies()
         blocks = self._read(max(1, self.piece // most), max(1, plan.piece_records(self.limit) // most))
-        if self.mixer is not None:
+        if self.request.sources:  # with --unique, before the mixer is planned (from the documents left)
             yield from self._with_sources(blocks)
             return
         for batch, sizes in blocks:
@@ -241,6 +246,13 @@ class MegatronRun(TableRun):
         target = output_target(request.output, _sharded(request))
         sharding = Sharding(request.shards, request.shard_records, request.shard_size)
         return OutputPlan(target, request.shards, None, ".bin", sharding, request.split, request.manifest)
+
+
+def token_bytes(records: pa.Table | pa.RecordBatch) -> np.ndarray:
+    """Each document's bytes of tokens (its first column's value)."""
+    column = records.column(0)
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    return np.concatenate([np.diff(array_block(c)[1]) for c in chunks]) if chunks else np.empty(0, np.int64)
 
 
 def _sharded(request: Request) -> bool:

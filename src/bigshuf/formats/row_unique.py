@@ -340,7 +340,7 @@ class RowDedup:
                 if tally is not None:
                     assert labels is not None
                     mine = labels[kept]
-                    weights = row_sizes_of(table, kept)
+                    weights = run.weighed_bytes(table, kept, row_sizes_of(table, kept))
                     tally[0] = (np.asarray(tally[0]) + np.bincount(mine, minlength=self.sources)).tolist()
                     tally[1] = (np.asarray(tally[1]) + np.bincount(mine, weights, self.sources).astype(np.int64)).tolist()
                     run.progress.update(size)

@@ -287,7 +287,8 @@ class TableRun(WeightedRows, TwoPass):
         labels = labels[kept]
         nbytes = int(sizes[kept].sum())
         counts = np.bincount(labels, minlength=n).tolist()
-        self._plan_mix((counts, np.bincount(labels, sizes[kept].astype(np.float64), n).astype(np.int64).tolist()))
+        weights = self.weighed_bytes(table, kept, sizes[kept].astype(np.float64))
+        self._plan_mix((counts, np.bincount(labels, weights, n).astype(np.int64).tolist()))
         assert self.mixer is not None
         self.mixer.dropped = dropped
         totals = source_counts(labels)
@@ -300,6 +301,11 @@ class TableRun(WeightedRows, TwoPass):
         unique = table.take(kept).combine_chunks() if len(kept) < table.num_rows else table
         held[:] = [(batch, None) for batch in unique.to_batches()]
         return nbytes, mult, split
+
+    def weighed_bytes(self, table: pa.Table, rows: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+        """What ``--by bytes`` counts of each of ``table``'s ``rows`` once ``--unique`` has kept them
+        (``sizes``: their sizes by ``row_sizes``, as floats): those sizes, as the counting pass counts rows."""
+        return sizes
 
     def _unique_in_memory(self, held: list[Block]) -> int:
         """``--unique``, every row held: each batch of ``held`` replaced by its rows that are the first

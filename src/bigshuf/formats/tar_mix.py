@@ -42,10 +42,10 @@ class WeightedSamples:
     def source_stats(self) -> tuple[mix.SourceStats, ...]:
         return () if self.mixer is None else self.mixer.stats()
 
-    def _plan_mix(self) -> float:
-        """Count each source's samples and bytes first when a share or a fractional rate needs them,
-        solve the rates (refusing one above 1), and return the expected bytes of the mix over the
-        bytes read (for sizing the buckets)."""
+    def _plan_mix(self, counted: tuple[list[int], list[int]] | None = None) -> float:
+        """Count each source's samples and bytes first when a share or a fractional rate needs them
+        (unless ``counted`` gives them: ``--unique``'s samples left), solve the rates (refusing one
+        above 1), and return the expected bytes of the mix over the bytes read (for sizing the buckets)."""
         request = self.request
         file_source = mix.source_files(request)
         n = len(request.sources)
@@ -55,7 +55,10 @@ class WeightedSamples:
         for s, source in zip(file_source, SampleReader(self.paths, Progress()).sources):
             size, had = source.size(), sizes[s]
             sizes[s] = None if size is None or had is None else had + size
-        if mix.needs_counts(request.source_rates, bool(request.mix)) or request.stratify:
+        if counted is not None:
+            counts, nbytes = counted
+            sizes = list(nbytes)
+        elif mix.needs_counts(request.source_rates, bool(request.mix)) or request.stratify:
             counts, nbytes = self._count_sources(file_source, n)
             sizes = list(nbytes)
         self.mixer = mix.mixer_for(request, counts, nbytes)

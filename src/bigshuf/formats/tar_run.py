@@ -16,6 +16,7 @@ import numpy as np
 
 from ..core import mix, plan, streams
 from ..core.driver import Buckets, Estimate, OutputPlan, Sample, TwoPass
+from ..core.dedup import DEDUP_META
 from ..core.fingerprint import fingerprint
 from ..core.gather import shuffle_block
 from ..core.mix import Mixer
@@ -40,7 +41,8 @@ from . import registry
 from .detect import refuse_terminal
 from .tar_input import BLOCK, SampleReader
 from .tar_mix import WeightedSamples, check_rates, with_files
-from .tar_unique import TarDedup, fits as unique_fits, unique_capacity, unique_samples
+from .line_unique import SOURCE_META
+from .tar_unique import TarDedup, fits as unique_fits, unique_capacity, unique_samples, unique_with_sources
 
 #: What ends a tar archive: two zero blocks.
 END_OF_ARCHIVE = bytes(2 * BLOCK)
@@ -176,8 +178,7 @@ class TarRun(WeightedSamples, TwoPass):
         est = Estimate(len(block), n, per_record) if final else Estimate.of(total, per_record)
         # As ``shuffle`` decides: in memory when every sample was read into the first block and fits.
         whole = final or (total is not None and total <= capacity)
-        fits = unique_fits if request.unique else plan.fits_in_memory
-        in_memory = whole and est.nbytes is not None and fits(est.nbytes, est.records or 0, limit)
+        in_memory = whole and est.nbytes is not None and _fits_whole(request, est.nbytes, est.records or 0, limit)
         counts, nbytes, refusal = _source_counts(request, reader.per_input) if final and request.sources else (None, None, "")
         return Sample(
             est, len(block), exact=final, sized=total is not None, in_memory=in_memory, temp_bytes=est.nbytes, refusal=refusal,
@@ -212,10 +213,14 @@ class TarRun(WeightedSamples, TwoPass):
         return entries
 
     def shuffle(self) -> None:
-        factor = self._plan_mix() if self.request.sources else 1.0  # bytes of the mix over bytes read
+        unique = self.request.unique
+        # With --unique the rates apply to the samples left once copies are dropped: the mix is
+        # planned once they are counted (by the dedup, in memory or by its buckets).
+        unique_mix = unique and bool(self.request.sources)
+        factor = self._plan_mix() if self.request.sources and not unique_mix else 1.0  # bytes of the mix over bytes read
         reader = self.reader = SampleReader(self.paths, self.progress)
         total = reader.total_size()
-        unique = self.request.unique
+        n_sources = len(self.request.sources) if unique_mix else 0
         # --unique holds each block with its samples' identities and its unique copy: a third as much is read at once.
         capacity = unique_capacity(self.limit) if unique else plan.read_capacity(self.limit)
         small = total is not None and total <= capacity
@@ -225,16 +230,28 @@ class TarRun(WeightedSamples, TwoPass):
         self.readers.append(blocks)
         block, offsets, final = next(blocks)
         n = len(offsets) - 1
-        if final and (unique_fits(len(block), n, self.limit) if unique else plan.fits_in_memory(len(block), n, self.limit)):
+        if final and _fits_whole(self.request, len(block), n, self.limit):
             held = len(block) + plan.META_PER_RECORD * n
-            if unique:
+            files = reader.block_files
+            if unique_mix:
+                # The first copy of each sample in input order; the mix planned from each source's samples left.
+                block, offsets, files, (counts, nbytes, dropped) = unique_with_sources(
+                    block, offsets, files, mix.source_files(self.request), n_sources,
+                )
+                self.duplicates = n - (len(offsets) - 1)
+                self._plan_mix((counts, nbytes))
+                assert self.mixer is not None
+                self.mixer.dropped = dropped
+                n = len(offsets) - 1
+                held += len(block)
+            elif unique:
                 block, offsets, self.duplicates = unique_samples(block, offsets)
                 n = len(offsets) - 1
                 held += len(block)
             index = labels = None
             if self.mixer is not None:
                 # Weighted sources: the samples in the mix, drawn for the whole input at once.
-                picked, labels = self._picked(reader.block_files, streams.IN_MEMORY)
+                picked, labels = self._picked(files, streams.IN_MEMORY)
                 index = np.flatnonzero(picked)
                 held += 9 * len(index)
                 if self.request.verify:
@@ -263,15 +280,19 @@ class TarRun(WeightedSamples, TwoPass):
         del block, offsets
         everything: Iterator[Any] = _chained(first, blocks)
         whole, exact = total, total is not None
-        if self.mixer is not None:
+        if self.request.sources:
             everything = with_files(reader, everything)  # each sample's source decides whether it is in the mix
+        if self.mixer is not None:
             whole = None if total is None else int(total * factor)
         with TempSpace(self.tmp_dir) as temp:
             if unique:
                 # Pass 1 scatters the unique samples, at most what the hash buckets hold (known now).
-                dedup = TarDedup(self, temp)
+                dedup = TarDedup(self, temp, mix.source_files(self.request) if unique_mix else None, n_sources)
                 hashed = dedup.scatter(everything, total)
-                everything, whole, exact = dedup.unique(hashed), int(hashed.sizes.sum()), True
+                whole, exact = int(hashed.sizes.sum()), True
+                if unique_mix:
+                    whole = int(whole * dedup.plan_mix(hashed))
+                everything = dedup.unique(hashed)
             self.external(everything, Estimate.of(whole, per_record), temp, streams.TOP, 0, exact=exact)
         if self.mixer is not None:
             self.mixer.check_complete()
@@ -357,15 +378,24 @@ class TarRun(WeightedSamples, TwoPass):
         return _bucket_samples(buckets, j, plan.read_capacity(self.limit)), Estimate.of(size, size / count)
 
 
+def _fits_whole(request: Request, nbytes: int, records: int, limit: int) -> bool:
+    """Whether every sample read (``nbytes``, ``records``) is shuffled in memory: with ``--unique``
+    beside its identities, its unique copy and the dedup's bookkeeping (with sources, each sample's too)."""
+    if not request.unique:
+        return plan.fits_in_memory(nbytes, records, limit)
+    return unique_fits(nbytes, records, limit, DEDUP_META + (SOURCE_META if request.sources else 0))
+
+
 def _source_counts(request: Request, per_input: list[list[int]]) -> tuple[tuple[int, ...], tuple[int, ...], str]:
     """Each source's samples and bytes (every input read: ``per_input``), and what the run would
-    refuse once it had counted them (a ``--mix`` whose rates come out above 1), for the dry run."""
+    refuse once it had counted them (a ``--mix`` whose rates come out above 1), for the dry run;
+    with ``--unique`` the rates are solved from the samples left, which only the run counts."""
     counts, nbytes = [0] * len(request.sources), [0] * len(request.sources)
     for s, (records, size) in zip(mix.source_files(request), per_input):
         counts[s] += records
         nbytes[s] += size
     refusal = ""
-    if request.mix:
+    if request.mix and not request.unique:
         try:
             mixer = mix.mixer_for(request, counts, nbytes)
             check_rates(mixer.names, mixer.rates, mixed=True)

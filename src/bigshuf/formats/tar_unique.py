@@ -13,6 +13,10 @@ scatters the rest by the hash of their identity into hash buckets (bytes and len
 shuffle's), so all copies of a sample meet in one bucket; each bucket is read back, deduplicated
 in memory and handed to the shuffle's pass 1. A bucket too big for memory is split again with
 another hash one level deeper, each level dropping the copies within each block it reads.
+
+With weighted sources each sample's source travels with it as a line's does: the first copy in
+input order (the sources' files in the order given) is kept, each source's copies dropped are
+counted, and the rates apply to the samples left (``TarRun`` plans its mix once they are counted).
 """
 
 from __future__ import annotations
@@ -21,18 +25,19 @@ import io
 import math
 import os
 import shutil
-from collections.abc import Generator, Iterable
+from collections.abc import Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..core import plan
+from ..core import mix, plan
 from ..core.dedup import DEDUP_META, bucket_ids, first_copies, gather
 from ..core.fingerprint import record_hashes
 from ..core.scatter import regroup
 from ..errors import InputError, option
 from ..progress import dedup_phase, scatter_phase
 from ..storage.tempspace import TempSpace
+from .line_unique import SOURCE_META, first_inputs
 from .tar_input import BLOCK, GNU_LONG_LINK, GNU_LONG_NAME, PAX, _header_name, _Members, _number, sample_key
 
 if TYPE_CHECKING:
@@ -109,10 +114,10 @@ def _parsed_members(view: memoryview, lo: int, hi: int) -> list[tuple[bytes, int
     return out
 
 
-def fits(nbytes: int, nrecords: int, limit: int) -> bool:
+def fits(nbytes: int, nrecords: int, limit: int, meta: int = DEDUP_META) -> bool:
     """Whether a block of samples can be deduplicated in memory: it, its identities, its unique copy
-    and the bookkeeping within the read buffer's share of the limit."""
-    return 3 * nbytes + DEDUP_META * nrecords <= plan.read_capacity(limit)
+    and the bookkeeping (``meta`` a sample) within the read buffer's share of the limit."""
+    return 3 * nbytes + meta * nrecords <= plan.read_capacity(limit)
 
 
 def unique_capacity(limit: int) -> int:
@@ -123,33 +128,128 @@ def unique_capacity(limit: int) -> int:
     return plan.read_capacity(limit) // 6
 
 
+def first_samples(block: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Indices, ascending, of the samples of ``block`` that are the first copy of their identity in it."""
+    ident, ends = identities(block, offsets)
+    return first_copies(ident, ends)
+
+
+def kept_samples(block: np.ndarray, offsets: np.ndarray, kept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The samples ``kept`` of ``block`` (ascending indices) copied together, with their offsets."""
+    data, new = gather(block, offsets, kept)
+    return data, new.astype(np.int64)
+
+
 def unique_samples(block: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """The first copy of each sample of ``block`` (in order), their offsets, and the copies dropped."""
-    ident, ends = identities(block, offsets)
-    kept = first_copies(ident, ends)
-    del ident, ends
-    data, new = gather(block, offsets, kept)
-    return data, new.astype(np.int64), len(offsets) - 1 - len(kept)
+    kept = first_samples(block, offsets)
+    data, new = kept_samples(block, offsets, kept)
+    return data, new, len(offsets) - 1 - len(kept)
+
+
+def unique_with_sources(
+    block: np.ndarray, offsets: np.ndarray, files: np.ndarray, file_source: list[int], sources: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[list[int]]]:
+    """``--unique`` with weighted sources, every sample in memory (``files``: each one's input): the
+    first copy of each sample in input order, their offsets and inputs, and per source the samples
+    kept, their bytes and the copies dropped."""
+    labels = np.asarray(file_source, np.int64)[files]
+    kept = first_samples(block, offsets)
+    gone = np.ones(len(offsets) - 1, np.bool_)
+    gone[kept] = False
+    dropped = np.bincount(labels[gone], minlength=sources).tolist()
+    del gone
+    mine = labels[kept]
+    counts = np.bincount(mine, minlength=sources).tolist()
+    nbytes = np.bincount(mine, np.diff(offsets)[kept].astype(np.float64), sources).astype(np.int64).tolist()
+    data, new = kept_samples(block, offsets, kept)
+    return data, new, files[kept], [counts, nbytes, dropped]
+
+
+def _labelled(
+    blocks: Generator[tuple[np.ndarray, np.ndarray], None, None], per_source: np.ndarray | None
+) -> Generator[tuple[np.ndarray, np.ndarray, np.ndarray | None], None, None]:
+    """A bucket's samples read back in order (``blocks``), each block with its samples' sources:
+    the bucket holds ``per_source[s]`` samples of source s, sources in order (None: no sources)."""
+    bounds = None if per_source is None else np.cumsum(per_source)
+    done = 0
+    try:
+        for data, offsets in blocks:
+            n = len(offsets) - 1
+            labels = None if bounds is None else np.searchsorted(bounds, np.arange(done, done + n), side="right").astype(np.uint16)
+            done += n
+            yield data, offsets, labels
+    finally:
+        blocks.close()
 
 
 class TarDedup:
-    """The dedup stage of one ``--unique`` tar run: its hash buckets under the run's temp space."""
+    """The dedup stage of one ``--unique`` tar run: its hash buckets under the run's temp space.
 
-    def __init__(self, run: TarRun, temp: TempSpace) -> None:
+    With weighted sources (``file_source``: the source of each input, ``sources`` of them) each
+    sample's source travels with it, as a line's does (``line_unique.Dedup``): a bucket holds its
+    samples in input order, so its samples per source are counts; the first copy in input order is
+    kept, so a sample two sources hold counts for the first as given, and each source's copies
+    dropped are counted (``dropped``)."""
+
+    def __init__(self, run: TarRun, temp: TempSpace, file_source: list[int] | None = None, sources: int = 0) -> None:
         self.run = run
         self.temp = temp
         self.buf = np.empty(0, np.uint8)  # read buffer of the buckets that fit, reused
+        self.file_source = np.asarray(file_source or [], np.int64)
+        self.sources = sources
+        self.meta = DEDUP_META + (SOURCE_META if sources else 0)
+        self.dropped = [0] * sources
+        # The first input of each source: unique blocks name their samples' sources by it.
+        self.first_input = np.asarray(first_inputs(file_source or [], sources), np.int64)
+        # With sources, each level's samples per bucket and source (by the level's name); and the
+        # buckets a counting pass split one level deeper, to be read from there by the next.
+        self.per_source: dict[str, np.ndarray] = {}
+        self.below: dict[str, dict[int, SampleBuckets]] = {}
 
-    def scatter(self, blocks: Iterable[tuple[np.ndarray, np.ndarray]], nbytes: int | None) -> SampleBuckets:
-        """The input's ``blocks`` (``nbytes`` in all, if known) scattered into the top level's hash
-        buckets, each block's copies dropped."""
-        return self._fill(blocks, -1 if nbytes is None else nbytes, 0, "unique")
+    def scatter(self, blocks: Iterator[tuple[np.ndarray, ...]], nbytes: int | None) -> SampleBuckets:
+        """The input's ``blocks`` (``nbytes`` in all, if known; with sources each with its samples'
+        inputs) scattered into the top level's hash buckets, each block's copies dropped."""
+        labelled: Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]
+        if self.sources:
+            labelled = ((b[0], b[1], self.file_source[b[2]].astype(np.uint16)) for b in blocks)
+        else:
+            labelled = ((b[0], b[1], None) for b in blocks)
+        try:
+            return self._fill(labelled, -1 if nbytes is None else nbytes, 0, "unique")
+        finally:
+            if isinstance(blocks, Generator):
+                blocks.close()
 
-    def unique(self, buckets: SampleBuckets) -> Generator[tuple[np.ndarray, np.ndarray], None, None]:
-        """The unique samples of the top level's hash ``buckets``, a block per bucket."""
+    def unique(self, buckets: SampleBuckets) -> Generator[tuple[np.ndarray, ...], None, None]:
+        """The unique samples of the top level's hash ``buckets``, a block per bucket (with sources,
+        each with its samples' inputs, as pass 1 takes a block of weighted sources)."""
         self.run.progress.start(scatter_phase(0), int(buckets.sizes.sum()))
         yield from self._unique_buckets(buckets, 0, "unique")
         self.buf = np.empty(0, np.uint8)  # pass 2 of the shuffle has its own
+
+    def plan_mix(self, buckets: SampleBuckets) -> float:
+        """Weighted sources: the run's mix planned from each source's samples left once their copies
+        are dropped (counted from the hash ``buckets`` when a share, a fractional rate or
+        ``--stratify`` needs them); return the mix's bytes over the unique samples', expected."""
+        request = self.run.request
+        counted = None
+        if mix.needs_counts(request.source_rates, bool(request.mix)) or request.stratify:
+            counted = self.count(buckets)
+        factor = self.run._plan_mix(counted)
+        assert self.run.mixer is not None
+        self.run.mixer.dropped = self.dropped  # the rest are counted as the buckets are read
+        return factor
+
+    def count(self, buckets: SampleBuckets) -> tuple[list[int], list[int]]:
+        """Each source's unique samples and their bytes, deduplicated bucket by bucket without
+        writing; the buckets stay for ``unique`` (one too big for memory is split here, once)."""
+        tally = [[0] * self.sources, [0] * self.sources]
+        self.run.progress.start("counting", int(buckets.sizes.sum()))
+        for _none in self._unique_buckets(buckets, 0, "unique", tally):
+            pass
+        self.run.progress.close()
+        return tally[0], tally[1]
 
     def _bucket_count(self, nbytes: int) -> int:
         """Hash buckets for ``nbytes`` of samples (-1: unknown, planned from the free space), so
@@ -159,8 +259,9 @@ class TarDedup:
             nbytes, most = shutil.disk_usage(self.temp.path).free, min(most, 1024)
         return max(2, min(most, math.ceil(3 * nbytes / max(1, plan.read_capacity(self.run.limit) // plan.BUCKET_FRACTION))))
 
-    def _fill(self, blocks: Iterable[tuple[np.ndarray, np.ndarray]], nbytes: int, level: int, name: str) -> SampleBuckets:
-        """Scatter ``blocks`` into new hash buckets of ``level`` (in directory ``name``); return them, closed."""
+    def _fill(self, blocks: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray | None]], nbytes: int, level: int, name: str) -> SampleBuckets:
+        """Scatter ``blocks`` (each with its samples' sources, or None) into new hash buckets of
+        ``level`` (in directory ``name``); return them, closed."""
         from .tar_run import SampleBuckets
 
         run = self.run
@@ -173,11 +274,13 @@ class TarDedup:
         k = self._bucket_count(nbytes)
         run.buckets += k
         buckets = SampleBuckets(os.path.join(self.temp.path, name), k, run.writer, run.request.compress_temp)
+        if self.sources:
+            self.per_source[name] = np.zeros((k, self.sources), np.int64)
         try:
             if level:
                 run.progress.start(dedup_phase(level), nbytes)
-            for data, offsets in blocks:
-                self._scatter(data, offsets, buckets, level)
+            for data, offsets, labels in blocks:
+                self._scatter(data, offsets, labels, buckets, level, name)
                 if level:
                     run.progress.update(len(data))
             run.writer.flush()
@@ -188,8 +291,11 @@ class TarDedup:
                 blocks.close()
         return buckets
 
-    def _scatter(self, data: np.ndarray, offsets: np.ndarray, buckets: SampleBuckets, level: int) -> None:
-        """Drop the copies within the block, and scatter the rest by the hash of their identity."""
+    def _scatter(
+        self, data: np.ndarray, offsets: np.ndarray, labels: np.ndarray | None, buckets: SampleBuckets, level: int, name: str
+    ) -> None:
+        """Drop the copies within the block, and scatter the rest by the hash of their identity
+        (with ``labels``, each sample's source, counting each bucket's samples per source)."""
         run, k = self.run, buckets.k
         ident, ends = identities(data, offsets)
         hashes = record_hashes(ident, ends)
@@ -198,39 +304,79 @@ class TarDedup:
         ids = np.full(len(offsets) - 1, k, np.uint16 if k < 1 << 16 else np.uint32)
         ids[kept] = bucket_ids(hashes[kept], level, k)
         run.duplicates += len(ids) - len(kept)
+        if labels is not None:
+            n = self.sources
+            self.per_source[name] += np.bincount(ids[kept].astype(np.int64) * n + labels[kept], minlength=k * n).reshape(k, n)
+            self._drop(labels, kept)
         lengths = np.diff(offsets).astype("<i8").view(np.uint8)
         length_offsets = np.arange(0, len(lengths) + 1, 8, dtype=np.int64)
         buckets.append(regroup(data, offsets, ids, k, k), regroup(lengths, length_offsets, ids, k, k), k)
 
-    def _unique_buckets(self, buckets: SampleBuckets, level: int, name: str) -> Generator[tuple[np.ndarray, np.ndarray], None, None]:
-        """Each hash bucket's unique samples, in bucket order, each bucket removed once used."""
+    def _drop(self, labels: np.ndarray, kept: np.ndarray) -> None:
+        """Count the samples of a block not ``kept`` (``labels``: each one's source) as their sources' copies dropped."""
+        gone = np.ones(len(labels), np.bool_)
+        gone[kept] = False
+        for s, c in enumerate(np.bincount(labels[gone], minlength=self.sources).tolist()):
+            self.dropped[s] += c
+
+    def _unique_buckets(
+        self, buckets: SampleBuckets, level: int, name: str, tally: list[list[int]] | None = None
+    ) -> Generator[tuple[np.ndarray, ...], None, None]:
+        """Each hash bucket's unique samples, in bucket order, each bucket removed once used; with
+        ``tally``, nothing yielded or removed: each source's unique samples and bytes added to it."""
         from .tar_run import _bucket_samples
 
         run = self.run
+        per_source = self.per_source.get(name)
+        split = self.below.setdefault(name, {})
         for j in range(buckets.k):
             size, count = int(buckets.sizes[j]), int(buckets.records[j])
             if not count:
-                buckets.remove(j)
+                if tally is None:
+                    buckets.remove(j)
                 continue
-            if count == 1 or fits(size, count, run.limit):
+            below = split.get(j)
+            if below is None and (count == 1 or fits(size, count, run.limit, self.meta)):
                 if len(self.buf) < size:
                     self.buf = np.empty(size, np.uint8)
                 offsets = buckets.offsets(j)
                 view = buckets.data.read_into(j, self.buf)
-                data, new, dropped = (view, offsets, 0) if count == 1 else unique_samples(view, offsets)
-                run.duplicates += dropped
+                kept = first_samples(view, offsets) if count > 1 else np.zeros(1, np.int64)
+                labels = None if per_source is None else np.repeat(np.arange(self.sources, dtype=np.uint16), per_source[j])
+                if tally is not None:
+                    assert labels is not None
+                    mine = labels[kept]
+                    for s, (c, b) in enumerate(zip(np.bincount(mine, minlength=self.sources).tolist(), np.bincount(
+                        mine, np.diff(offsets)[kept].astype(np.float64), self.sources
+                    ).astype(np.int64).tolist())):
+                        tally[0][s] += c
+                        tally[1][s] += b
+                    run.progress.update(size)
+                    continue
+                data, new = (view, offsets) if len(kept) == count else kept_samples(view, offsets, kept)
+                run.duplicates += count - len(kept)
+                files = None
+                if labels is not None:
+                    self._drop(labels, kept)
+                    files = self.first_input[labels[kept]]
                 buckets.remove(j)
-                yield data, new
+                yield (data, new) if files is None else (data, new, files)
                 del data, new, view
                 if level == 0:
                     run.progress.update(size)
             else:
-                self.buf = np.empty(0, np.uint8)
-                buckets.data.check_file(j)
-                buckets.lengths.check_file(j)
-                blocks = _bucket_samples(buckets, j, 2 * unique_capacity(run.limit))
-                below = self._fill(blocks, size, level + 1, f"{name}-{j}")
-                buckets.remove(j)
-                yield from self._unique_buckets(below, level + 1, f"{name}-{j}")
+                if below is None:
+                    self.buf = np.empty(0, np.uint8)
+                    buckets.data.check_file(j)
+                    buckets.lengths.check_file(j)
+                    blocks = _bucket_samples(buckets, j, 2 * unique_capacity(run.limit))
+                    sub = _labelled(blocks, None if per_source is None else per_source[j])
+                    below = self._fill(sub, size, level + 1, f"{name}-{j}")
+                    buckets.remove(j)
+                    if tally is not None:
+                        split[j] = below
+                else:
+                    del split[j]
+                yield from self._unique_buckets(below, level + 1, f"{name}-{j}", tally)
                 if level == 0:
-                    run.progress.start(scatter_phase(0), int(buckets.sizes[j + 1 :].sum()))
+                    run.progress.start("counting" if tally is not None else scatter_phase(0), int(buckets.sizes[j + 1 :].sum()))
