@@ -11,6 +11,11 @@ Weighted sources (``--source``, ``--rate``, ``--mix``, ``--stratify``): exact co
 per source, the output a permutation of that multiset, per-source stats and manifest entries as
 the local engine gives them, lines and Parquet rows, pass 2 recursing; which records a fractional
 rate keeps and which a stratified split receives are uniform (chi-square over fixed seeds).
+
+``--unique`` with weighted sources: per-source read, dropped and written are the local engine's, the
+output is exactly the multiset of the unique records' copies, a record two sources hold counts for
+the first, lines (a hash bucket split again too) and stratified Parquet rows; which unique records a
+fractional rate keeps is uniform.
 """
 
 from __future__ import annotations
@@ -564,26 +569,26 @@ def test_unique_with_sources_drops_copies_before_the_rates(tmp_path: Path, memor
 
 
 def test_unique_rows_with_stratified_sources_as_the_local_engine(tmp_path: Path) -> None:
-    # Rows of a repeated within a and in b (b's copies count for a); b at 1.5 on its rows left. Per source and per
-    # split the counts are the local engine's, and the output holds each kept row its copies' times.
+    # Rows of a repeated within a and in b (b's copies count for a), 800 copies of one row; b at 1.5 on its rows left.
+    # Per source and per split the counts are the local engine's, and the output holds each kept row its copies' times.
     pa = pytest.importorskip("pyarrow")
     pq = pytest.importorskip("pyarrow.parquet")
     rng = np.random.default_rng(5)
-    a_ids = rng.integers(0, 300, 900).tolist()
-    b_ids = rng.integers(250, 400, 500).tolist()
+    a_ids = rng.integers(0, 300, 900).tolist() + [5] * 600
+    b_ids = rng.integers(250, 400, 500).tolist() + [5] * 200
     for name, ids in (("a", a_ids), ("b", b_ids)):
-        pq.write_table(pa.table({"id": ids, "s": ["r%d" % (i % 7) for i in ids]}), tmp_path / f"{name}.parquet", row_group_size=128)
+        pq.write_table(pa.table({"id": ids, "s": ["r%d" % (i % 7) * 15 for i in ids]}), tmp_path / f"{name}.parquet", row_group_size=128)
     options: dict[str, Any] = dict(seed=4, sources={"a": str(tmp_path / "a.parquet"), "b": str(tmp_path / "b.parquet")},
                                    rates={"b": 1.5}, unique=True, split="valid=0.2,train=rest", stratify=True,
                                    tmp_dir=str(tmp_path))
     local = api.shuffle((), str(tmp_path / "local" / "{split}.parquet"), **options)
     with ThreadPoolExecutor(2) as runner:
-        stats = api.shuffle((), str(tmp_path / "dask" / "{split}.parquet"), engine="dask", scheduler=runner, memory="64K",
+        stats = api.shuffle((), str(tmp_path / "dask" / "{split}.parquet"), engine="dask", scheduler=runner, memory="24K",
                             verify=True, **options)
     only_b = set(b_ids) - set(a_ids)
-    assert stats.sources == local.sources
+    assert stats.sources == local.sources and stats.passes == 5  # the hash bucket of row 5's 800 copies split again
     assert [(s.read, s.dropped, s.written) for s in stats.sources] == [
-        (900, 900 - len(set(a_ids)), len(set(a_ids))), (500, 500 - len(only_b), (3 * len(only_b) + 1) // 2),
+        (1500, 1500 - len(set(a_ids)), len(set(a_ids))), (700, 700 - len(only_b), (3 * len(only_b) + 1) // 2),
     ]
     copies: Counter[int] = Counter()
     for split in ("valid", "train"):

@@ -234,7 +234,7 @@ def dedup_stage(
                   0 if weights is None else len(weights.names))
         for j in used
     ]
-    progress.start(scatter_phase(0), int(bucket_sizes.sum()))
+    progress.start(scatter_phase(0) if weights is None else "dedup by source", int(bucket_sizes.sum()))
     done: list[Deduplicated] = run_tasks(dedup_task, cfg, dedups, [d.size for d in dedups])
     return hashed, done
 
