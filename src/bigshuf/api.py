@@ -126,11 +126,13 @@ def shuffle(
     ``"50G"``; without ``total``, the most that repeats no record), the rates solved from the
     counts. A rate above ``max_rate`` is refused. The output is a uniform shuffle of the
     resulting multiset; the stats' ``sources`` say what each source gave.
-    ``unique`` keeps one copy of byte-identical records (as ``sort -u``) and shuffles those; the
-    count dropped is the result's ``duplicates``. It costs at most one more pass over the data and
-    keeps within ``memory`` however many copies there are (lines, local engine). With ``sources``
-    (lines) a record several sources hold is kept once, for the first of them (input order), the
-    rates apply to each source's records left, and each source's ``dropped`` is in the stats.
+    ``unique`` keeps one copy of identical records (lines and rows byte for byte, as ``sort -u``;
+    tar samples by their members' suffixes and data; Megatron documents by tokens and sequence
+    lengths) and shuffles those; the count dropped is the result's ``duplicates``. It costs at most
+    one more pass over the data (Dask, with ``sources``: two) and keeps within ``memory`` however
+    many copies there are. With ``sources`` a record several sources hold is kept once, for the
+    first of them (input order), the rates apply to each source's records left, and each source's
+    ``dropped`` is in the stats.
     ``stratify`` (with ``sources`` and ``split``) gives every split its share of each source's
     records in the multiset (largest remainder), each split still a uniform subset in uniform order.
     """

@@ -11,6 +11,11 @@ Weighted sources (``--source``, ``--rate``, ``--mix``, ``--stratify``): exact co
 per source, the output a permutation of that multiset, per-source stats and manifest entries as
 the local engine gives them, lines and Parquet rows, pass 2 recursing; which records a fractional
 rate keeps and which a stratified split receives are uniform (chi-square over fixed seeds).
+
+``--unique`` with weighted sources: per-source read, dropped and written are the local engine's, the
+output is exactly the multiset of the unique records' copies, a record two sources hold counts for
+the first, lines (a hash bucket split again too) and stratified Parquet rows; which unique records a
+fractional rate keeps is uniform.
 """
 
 from __future__ import annotations
@@ -508,3 +513,107 @@ def test_unique_rows(tmp_path: Path) -> None:
     expected = {(a, None if b is None else struct.pack("<d", b)) for a, b in rows}
     assert len(keys) == len(set(keys)) == stats.records and set(keys) == expected
     assert stats.duplicates == 1200 - len(expected) and stats.passes >= 4  # a hash bucket split again
+
+
+# ---------------------------------------------------------------------------------------------
+# --unique with weighted sources
+
+
+def _unique_sources(tmp_path: Path) -> tuple[dict[str, list[str]], list[bytes], list[bytes]]:
+    """Source ``web`` in a plain and a gzip file, with copies within and across them (and 1,200 of one
+    line); source ``code`` with copies of its own and of web's records (those count for web). Returns
+    the sources' files and each source's records as read, in order."""
+    rng = np.random.default_rng(9)
+    web = [b"web-%d" % i for i in rng.integers(0, 200, 600)] + [b"web-7"] * 1200
+    rng.shuffle(web)  # type: ignore[arg-type]
+    web += [b"web-%d" % i for i in rng.integers(100, 300, 400)]
+    code = [b"code-%d" % i for i in rng.integers(0, 80, 300)] + [b"web-%d" % i for i in range(5, 25)] + [b"web-7"] * 300
+    rng.shuffle(code)  # type: ignore[arg-type]
+    write_records(tmp_path / "web-0.txt", web[:1800])
+    (tmp_path / "web-1.txt.gz").write_bytes(gzip.compress(b"\n".join(web[1800:]) + b"\n"))
+    write_records(tmp_path / "code.txt", code)
+    files = {"web": [str(tmp_path / "web-0.txt"), str(tmp_path / "web-1.txt.gz")], "code": [str(tmp_path / "code.txt")]}
+    return files, web, code
+
+
+@pytest.mark.parametrize("memory,passes", [("1M", 4), ("16K", 5)])
+def test_unique_with_sources_drops_copies_before_the_rates(tmp_path: Path, memory: str, passes: int) -> None:
+    # web at 0.5 on its unique records, code at 2 on its own: the stats are the local engine's (read, dropped, written),
+    # the output is exactly that multiset, and a line held by both sources is web's. At -S 16K the hash bucket of the
+    # 1,500 copies of web-7 is split again inside its dedup task (one pass more).
+    files, web, code = _unique_sources(tmp_path)
+    unique_web = set(web)
+    unique_code = set(code) - unique_web
+    out = tmp_path / "out"
+    options: dict[str, Any] = dict(seed=3, sources=files, rates={"web": 0.5, "code": 2}, unique=True, tmp_dir=str(tmp_path))
+    local = api.shuffle((), str(tmp_path / "local.txt"), **options)
+    with ThreadPoolExecutor(2) as runner:
+        stats = api.shuffle((), str(out / "{split}.txt"), engine="dask", scheduler=runner, memory=memory, verify=True,
+                            split="valid=0.1,train=rest", manifest=str(out / "m.json"), **options)
+    web_kept = (len(unique_web) + 1) // 2  # round(0.5 n), halves up
+    assert stats.sources == local.sources == (
+        SourceStats("web", len(web), 0.5, web_kept, len(web) - len(unique_web)),
+        SourceStats("code", len(code), 2.0, 2 * len(unique_code), len(code) - len(unique_code)),
+    )
+    assert stats.duplicates == len(web) + len(code) - len(unique_web) - len(unique_code) and stats.passes == passes
+    whole = (out / "valid.txt").read_bytes() + (out / "train.txt").read_bytes()
+    seen = Counter(split_records(whole))
+    assert Counter(seen[r] for r in unique_web) == Counter({1: web_kept, 0: len(unique_web) - web_kept})
+    assert Counter(seen[r] for r in unique_code) == Counter({2: len(unique_code)})
+    assert set(seen) <= unique_web | unique_code and sum(seen.values()) == stats.records == web_kept + 2 * len(unique_code)
+    document = _manifest(out / "m.json")
+    assert [(s["name"], s["read"], s["dropped"], s["written"]) for s in document["sources"]] == [
+        (s.name, s.read, s.dropped, s.written) for s in local.sources
+    ]
+    assert document["duplicates"] == stats.duplicates and api.check_manifest(out / "m.json")[0] == []
+
+
+def test_unique_rows_with_stratified_sources_as_the_local_engine(tmp_path: Path) -> None:
+    # Rows of a repeated within a and in b (b's copies count for a), 800 copies of one row; b at 1.5 on its rows left.
+    # Per source and per split the counts are the local engine's, and the output holds each kept row its copies' times.
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    rng = np.random.default_rng(5)
+    a_ids = rng.integers(0, 300, 900).tolist() + [5] * 600
+    b_ids = rng.integers(250, 400, 500).tolist() + [5] * 200
+    for name, ids in (("a", a_ids), ("b", b_ids)):
+        pq.write_table(pa.table({"id": ids, "s": ["r%d" % (i % 7) * 15 for i in ids]}), tmp_path / f"{name}.parquet", row_group_size=128)
+    options: dict[str, Any] = dict(seed=4, sources={"a": str(tmp_path / "a.parquet"), "b": str(tmp_path / "b.parquet")},
+                                   rates={"b": 1.5}, unique=True, split="valid=0.2,train=rest", stratify=True,
+                                   tmp_dir=str(tmp_path))
+    local = api.shuffle((), str(tmp_path / "local" / "{split}.parquet"), **options)
+    with ThreadPoolExecutor(2) as runner:
+        stats = api.shuffle((), str(tmp_path / "dask" / "{split}.parquet"), engine="dask", scheduler=runner, memory="24K",
+                            verify=True, **options)
+    only_b = set(b_ids) - set(a_ids)
+    assert stats.sources == local.sources and stats.passes == 5  # the hash bucket of row 5's 800 copies split again
+    assert [(s.read, s.dropped, s.written) for s in stats.sources] == [
+        (1500, 1500 - len(set(a_ids)), len(set(a_ids))), (700, 700 - len(only_b), (3 * len(only_b) + 1) // 2),
+    ]
+    copies: Counter[int] = Counter()
+    for split in ("valid", "train"):
+        got = {engine: pq.read_table(tmp_path / engine / f"{split}.parquet").column("id").to_pylist() for engine in ("local", "dask")}
+        per_source = {e: (sum(i in set(a_ids) for i in ids), sum(i in only_b for i in ids)) for e, ids in got.items()}
+        assert per_source["dask"] == per_source["local"], split
+        copies.update(got["dask"])
+    assert Counter(copies[i] for i in set(a_ids)) == Counter({1: len(set(a_ids))})
+    picks = (len(only_b) + 1) // 2  # round(0.5 n), halves up
+    assert Counter(copies[i] for i in only_b) == Counter({1: len(only_b) - picks, 2: picks})
+
+
+def test_which_unique_records_a_fractional_rate_keeps_is_uniform(tmp_path: Path) -> None:
+    # a: x y x z (unique x, y, z), rate 0.5: round(1.5) = 2 of them, each of the 3 pairs equally often over 45 fixed
+    # seeds; b: x w, its x a copy of a's (dropped, never written as b's), w once.
+    write_records(tmp_path / "a.txt", [b"x", b"y", b"x", b"z"])
+    write_records(tmp_path / "b.txt", [b"x", b"w"])
+    kept: Counter[tuple[bytes, ...]] = Counter()
+    with ThreadPoolExecutor(1) as runner:
+        for seed in range(45):
+            stats = api.shuffle((), str(tmp_path / "out.txt"), engine="dask", scheduler=runner, seed=seed, tmp_dir=str(tmp_path),
+                                sources={"a": str(tmp_path / "a.txt"), "b": str(tmp_path / "b.txt")}, rates={"a": 0.5},
+                                unique=True)
+            got = split_records((tmp_path / "out.txt").read_bytes())
+            assert [(s.read, s.dropped, s.written) for s in stats.sources] == [(4, 1, 2), (2, 1, 1)]
+            assert got.count(b"w") == 1 and len(got) == 3
+            kept[tuple(sorted(r for r in got if r != b"w"))] += 1
+    assert_uniform(kept, [(b"x", b"y"), (b"x", b"z"), (b"y", b"z")], "dask --unique --rate a=0.5: the pair kept")

@@ -97,8 +97,6 @@ REFUSALS: list[tuple[list[str], Any, dict[str, Any], str]] = [
     (["--schema=a:int64", "a.txt"], "a.txt", {"schema": "a:int64"}, "--engine=dask does not support --schema"),
     (["-e", "x", "y"], BytesSource("-e", b"x\ny\n"), {}, "--engine=dask does not support -e"),
     (["-i", "1-5"], (1, 5), {}, "--engine=dask does not support -i"),
-    (["--unique", "--source", "a=a.txt"], None, {"unique": True, "sources": {"a": "a.txt"}},
-     "--engine=dask does not support --unique with --source (the local engine does)"),
 ]
 
 

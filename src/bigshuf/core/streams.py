@@ -24,6 +24,7 @@ RANGE_DRAWS: Key = (4,)
 TOP: Key = ()
 
 _SCATTER, _BUCKET, _SUBLEVEL, _PART_DRAWS, _PART, _SELECT, _STRATIFY, _STRATUM, _UNIQUE = 1, 2, 3, 5, 6, 7, 8, 9, 10
+_UNIQUE_SOURCE = 11
 
 
 def scatter(level: Key, *block: int) -> Key:
@@ -81,6 +82,13 @@ def unique(*hash_bucket: int) -> Key:
     """The Dask engine's ``--unique``: the buckets drawn for the unique records of one hash bucket
     (its number at each level of splitting, from the top)."""
     return (_UNIQUE, *hash_bucket)
+
+
+def unique_source(s: int, *hash_bucket: int) -> Key:
+    """The Dask engine's ``--unique`` with weighted sources: source ``s``'s unique records of one
+    hash bucket, as a block (the buckets drawn for their copies; ``selection``, ``stratify`` and
+    ``piece`` of it). The depth comes first, so a ``piece`` never names a deeper hash bucket's block."""
+    return (_UNIQUE_SOURCE, s, len(hash_bucket), *hash_bucket)
 
 
 def name(level: Key) -> str:

@@ -43,8 +43,6 @@ class DaskEngine(Engine):
         for setting, on in used:
             if on:
                 return f"{option('dask')} does not support {option(setting)}"
-        if request.unique and request.sources:
-            return f"{option('dask')} does not support {option('unique')} with {option('source')} (the local engine does)"
         if request.manifest is not None:
             why = url_manifest_refusal(request.output, request.manifest)
             if why is not None:

@@ -44,6 +44,7 @@ from .tasks import (
 )
 from .cuts import measure
 from .unique import unique_pass
+from .unique_mix import unique_weighted_pass
 from .weights import Mixed, Weights, check_inputs, weighted_pass
 
 #: ``-S`` of the Dask engine when none is given: the memory one task may use. A fixed
@@ -296,7 +297,7 @@ def shuffle(
     entries. ``weights`` are weighted sources (``--source``, ``--rate``, ``--mix``, ``--stratify``: see
     ``weights``), whose files ``inputs`` must be, source by source. ``unique`` keeps one copy of
     byte-identical records (lines, or rows as ``--verify`` tells them apart) and shuffles those
-    (``unique``; not with weighted sources).
+    (``unique``; with weighted sources, before their rates apply: ``unique_mix``).
     """
     start = time.perf_counter()
     progress = progress or Progress()
@@ -342,7 +343,11 @@ def shuffle(
             tasks1 = prepared.tasks
             mixed: Mixed | None = None
             duplicates = dedup_passes = 0
-            if unique:
+            if unique and weights is not None:
+                cfg, mixed, results1, segments, read, duplicates, dedup_passes = unique_weighted_pass(
+                    run_tasks, cfg, weights, tasks1, progress, root,
+                )
+            elif unique:
                 results1, segments, read, duplicates, dedup_passes = unique_pass(run_tasks, cfg, tasks1, progress, root)
             else:
                 if weights is None:
@@ -439,7 +444,8 @@ def _check_options(
 
 def _check_written(read: Fingerprint, results2: list[GatherResult], total: int, verify: bool) -> None:
     """Before anything is put in place: every record written once, and with ``verify`` the same
-    records as scattered (``read``: the unique ones with ``--unique``, every copy with weighted sources)."""
+    records as scattered (``read``: the unique ones with ``--unique``, every copy with weighted
+    sources, every copy of the unique ones with both)."""
     written = sum(r.records for r in results2)
     if written != total:
         raise OutputError(f"wrote {written} records, expected {total}; output not put in place")

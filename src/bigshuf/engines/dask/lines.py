@@ -83,11 +83,23 @@ class LineTasks:
 
     def dedup(self, block: np.ndarray, count: int, name: str) -> tuple[np.ndarray, int]:
         """The first copy of each line, in their order (compared byte for byte)."""
+        unique, kept = self.dedup_kept(block, count, name)
+        return unique, count - len(kept)
+
+    def dedup_kept(self, block: np.ndarray, count: int, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """The first copy of each line, in their order, and their indices, ascending, among the ``count``."""
         if count < 2:
-            return block, 0
+            return block, np.arange(count, dtype=np.int64)
         offsets = _records(block, count, self.fmt, name)
         kept = first_copies(block, offsets)
-        return gather(block, offsets, kept)[0], count - len(kept)
+        return gather(block, offsets, kept)[0], kept
+
+    def write_groups(self, block: np.ndarray, ids: np.ndarray, k: int, name: str) -> tuple[Segment, np.ndarray]:
+        """Write the records of ``block`` grouped by ``ids`` (group ``j`` as bucket ``j``, in order within
+        it) as the object ``name``; return its index and each group's bytes, separators included."""
+        offsets = _records(block, len(ids), self.fmt, name)
+        segment = _write_parts([regroup(block, offsets, ids, k, k)], k, name)
+        return segment, np.diff(segment.bounds)
 
     def sizes(self, records: Any) -> np.ndarray:
         """Each record's bytes, its separator included."""

@@ -91,10 +91,22 @@ class RowTasks:
 
     def dedup(self, block: Any, count: int, name: str) -> tuple[Any, int]:
         """The first copy of each row (compared as ``--verify`` tells rows apart), in their order."""
+        unique, kept = self.dedup_kept(block, count, name)
+        return unique, count - len(kept)
+
+    def dedup_kept(self, block: Any, count: int, name: str) -> tuple[Any, np.ndarray]:
+        """The first copy of each row, in their order, and their indices, ascending, among the ``count``."""
         if block.num_rows != count:
             raise TempSpaceError(f"{name}: {block.num_rows} rows read back, {count} written")
         kept = first_rows(block, table_hashes(block))
-        return (block.take(kept) if len(kept) < count else block), count - len(kept)
+        return (block.take(kept) if len(kept) < count else block), kept
+
+    def write_groups(self, block: Any, ids: np.ndarray, k: int, name: str) -> tuple[Segment, np.ndarray]:
+        """Write the rows of ``block`` grouped by ``ids`` (group ``j`` as bucket ``j``, in order within
+        it) as the object ``name``; return its index and each group's bytes by ``row_sizes``."""
+        counts = np.bincount(ids, minlength=k).astype(np.int64)
+        nbytes = np.bincount(ids, weights=self.sizes(block), minlength=k).astype(np.int64)
+        return _write_buckets(block, counts, np.argsort(ids, kind="stable"), k, name), nbytes
 
     def count(self, block: Any) -> tuple[int, int]:
         """Rows and their bytes by ``row_sizes``, as the local engine's counting pass counts them."""

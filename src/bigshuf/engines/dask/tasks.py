@@ -170,6 +170,13 @@ class TaskFormat(Protocol):
         """``--unique``: the first copy of each record of a hash bucket read back (``count`` records),
         and how many copies were dropped."""
 
+    def dedup_kept(self, block: Any, count: int, name: str) -> tuple[Any, np.ndarray]:
+        """``--unique`` with weighted sources: ``dedup``'s first copies, with their indices among the ``count``."""
+
+    def write_groups(self, block: Any, ids: np.ndarray, k: int, name: str) -> tuple[Segment, np.ndarray]:
+        """Write the records of ``block`` grouped by ``ids`` as the object ``name`` (group ``j`` as bucket
+        ``j``, in order); return its index and each group's bytes as ``count`` counts them."""
+
     def sizes(self, records: Any) -> np.ndarray:
         """Each emitted record's bytes as ``--shard-size`` counts them (the local engine's output does)."""
 

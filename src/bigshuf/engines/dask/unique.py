@@ -10,7 +10,8 @@ and scatters the unique records into the shuffle's random buckets, as a pass-1 b
 ``unique(hash bucket)``); a hash bucket too big for memory is
 split again with the next level's hash inside its task, each level keeping one copy per run, so
 copies shrink until the buckets fit. Pass 2 then runs as always over the unique records: their
-uniform shuffle, whatever the hash does.
+uniform shuffle, whatever the hash does. With weighted sources a dedup task writes its unique
+records grouped by source instead, for ``unique_mix`` to weigh.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ...formats.line_unique import fits, hash_bucket_count
 from ...storage import remote
 from ...progress import Progress, dedup_phase, scatter_phase
 from .tasks import Config, RunTasks, ScatterResult, ScatterTask, Segment, index, load, parts
+from .weights import Weights
 
 
 @dataclass
@@ -51,6 +53,19 @@ class DedupTask:
     count: int
     prefix: str
     scratch: str
+    #: Weighted sources: each part's source and records, and how many sources there are (None: no sources).
+    labels: tuple[tuple[int, int], ...] | None = None
+    sources: int = 0
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """Weighted sources: a hash bucket deduplicated (its number at each level, ``path``), its unique
+    records written grouped by source (``segment``: source ``s`` as bucket ``s``) and their bytes per source."""
+
+    path: tuple[int, ...]
+    segment: Segment
+    nbytes: np.ndarray
 
 
 @dataclass
@@ -62,6 +77,9 @@ class Deduplicated:
     read: Fingerprint = field(default_factory=Fingerprint)
     duplicates: int = 0
     depth: int = 0  # the deepest level a hash bucket was split again to
+    #: Weighted sources: each source's copies dropped, and the hash buckets' unique records by source.
+    dropped: list[int] = field(default_factory=list)
+    leaves: list[Leaf] = field(default_factory=list)
 
 
 def hash_buckets(k: int) -> int:
@@ -94,21 +112,26 @@ def hash_task(cfg: Config, hashing: HashTask) -> Hashed:
 
 
 def dedup_task(cfg: Config, task: DedupTask) -> Deduplicated:
-    """The dedup pass for one hash bucket: its unique records scattered into the shuffle's buckets."""
-    result = Deduplicated()
-    _dedup(cfg, task, (task.bucket,), task.where, task.size, task.count, result)
+    """The dedup pass for one hash bucket: its unique records scattered into the shuffle's buckets
+    (with weighted sources: written by source, for ``unique_mix``)."""
+    result = Deduplicated(dropped=[0] * task.sources)
+    _dedup(cfg, task, (task.bucket,), task.where, task.labels, task.size, task.count, result)
     return result
 
 
 def _dedup(
-    cfg: Config, task: DedupTask, path: tuple[int, ...], where: tuple[tuple[str, int, int], ...], size: int, count: int,
-    result: Deduplicated,
+    cfg: Config, task: DedupTask, path: tuple[int, ...], where: tuple[tuple[str, int, int], ...],
+    labels: tuple[tuple[int, int], ...] | None, size: int, count: int, result: Deduplicated,
 ) -> None:
     """Deduplicate the hash bucket ``path`` (its number at each level) and scatter its unique
-    records; split it with the next level's hash first if it does not fit in memory."""
+    records (with weighted sources, whose parts' ``labels`` give their sources: write them by
+    source); split it with the next level's hash first if it does not fit in memory."""
     name = "-".join(map(str, path))
     if count == 1 or fits(size, count, cfg.limit):
         block = cfg.fmt.decode(load(where, size), [hi - lo for _, lo, hi in where])
+        if labels is not None:
+            _by_source(cfg, task, path, block, labels, count, result)
+            return
         unique, dropped = cfg.fmt.dedup(block, count, f"hash bucket {name}")
         result.duplicates += dropped
         del block
@@ -125,44 +148,74 @@ def _dedup(
     result.depth = max(result.depth, level)
     k = hash_bucket_count(size, count, cfg.limit, "")
     segments = []
-    for t, group in enumerate(_groups(where, plan.read_capacity(cfg.limit) // 2)):
+    group_sources = []
+    for t, (group, source) in enumerate(_groups(where, labels, plan.read_capacity(cfg.limit) // 2)):
         sizes = [hi - lo for _, lo, hi in group]
         block = cfg.fmt.decode(load(group, sum(sizes)), sizes)
         segment, dropped = cfg.fmt.hash_scatter(block, level, k, cfg, remote.join(task.scratch, name, f"{t:06d}"))
         result.duplicates += dropped
+        if labels is not None:
+            result.dropped[source] += dropped  # copies within a group are of its one source
         segments.append(segment)
+        group_sources.append(source)
         del block
     counts, bounds = index(segments, k)
     sizes = np.diff(bounds, axis=1).sum(axis=0)
     for s in np.flatnonzero(counts.sum(axis=0)).tolist():
         below = parts(segments, counts, bounds, s)
-        _dedup(cfg, task, (*path, s), below, int(sizes[s]), int(counts[:, s].sum()), result)
+        held = None
+        if labels is not None:
+            held = tuple((group_sources[t], int(counts[t, s])) for t in np.flatnonzero(counts[:, s]).tolist())
+        _dedup(cfg, task, (*path, s), below, held, int(sizes[s]), int(counts[:, s].sum()), result)
 
 
-def _groups(where: Sequence[tuple[str, int, int]], most: int) -> Iterator[list[tuple[str, int, int]]]:
+def _by_source(
+    cfg: Config, task: DedupTask, path: tuple[int, ...], block: object, labels: tuple[tuple[int, int], ...], count: int,
+    result: Deduplicated,
+) -> None:
+    """Weighted sources: the first copy of each record of a hash bucket read back (its parts' sources
+    and records ``labels``, in input order, so a copy held by two sources counts for the first),
+    written grouped by source; each source's copies dropped are counted."""
+    name = "-".join(map(str, path))
+    unique, kept = cfg.fmt.dedup_kept(block, count, f"hash bucket {name}")
+    of = np.repeat(np.array([s for s, _c in labels], np.int64), [c for _s, c in labels])
+    ids = of[kept]
+    gone = np.bincount(of, minlength=task.sources) - np.bincount(ids, minlength=task.sources)
+    result.dropped = [a + int(b) for a, b in zip(result.dropped, gone)]
+    result.duplicates += count - len(kept)
+    segment, nbytes = cfg.fmt.write_groups(unique, ids, task.sources, f"{task.prefix}-{name}")
+    result.leaves.append(Leaf(path, segment, nbytes))
+
+
+def _groups(
+    where: Sequence[tuple[str, int, int]], labels: Sequence[tuple[int, int]] | None, most: int
+) -> Iterator[tuple[list[tuple[str, int, int]], int]]:
     """Consecutive parts of a bucket joined into runs of up to ``most`` bytes (one part at least), each
     deduplicated at once when the bucket is split again: a bucket's parts each hold one copy of a
     record at most, so only runs across parts make the copies fewer at the next level (as the local
-    engine joins batches, ``row_unique._groups``)."""
+    engine joins batches, ``row_unique._groups``). With weighted sources (``labels``) a run holds one
+    source's parts, which it yields with them (else 0)."""
     group: list[tuple[str, int, int]] = []
-    held = 0
-    for part in where:
-        if group and held + part[2] - part[1] > most:
-            yield group
+    held = source = 0
+    for i, part in enumerate(where):
+        mine = 0 if labels is None else labels[i][0]
+        if group and (held + part[2] - part[1] > most or mine != source):
+            yield group, source
             group, held = [], 0
         group.append(part)
         held += part[2] - part[1]
+        source = mine
     if group:
-        yield group
+        yield group, source
 
 
-def unique_pass(
-    run_tasks: RunTasks, cfg: Config, tasks: list[ScatterTask], progress: Progress, root: str
-) -> tuple[list[ScatterResult], list[Segment], Fingerprint, int, int]:
-    """``--unique``'s dedup stage in front of pass 1: the hashing tasks, then a dedup
-    task per hash bucket scattering its unique records into the shuffle's buckets. Returns each
-    pass-1 task's blocks as read (for the manifest), the shuffle's pass-1 objects, the unique
-    records' fingerprint, the copies dropped and the passes the stage added (one per hash level)."""
+def dedup_stage(
+    run_tasks: RunTasks, cfg: Config, tasks: list[ScatterTask], progress: Progress, root: str,
+    weights: Weights | None,
+) -> tuple[list[Hashed], list[Deduplicated]]:
+    """The hashing tasks, then a dedup task per hash bucket: with weighted sources its unique
+    records written by source, else scattered into the shuffle's buckets. Returns both kinds of
+    task's results."""
     k = hash_buckets(cfg.k)
     sizes = [t.nbytes for t in tasks]
     progress.start(dedup_phase(0), sum(sizes))
@@ -172,13 +225,28 @@ def unique_pass(
     bucket_counts = counts.sum(axis=0)
     bucket_sizes = np.diff(bounds, axis=1).sum(axis=0)
     used = np.flatnonzero(bucket_counts).tolist()
+    found_source = [] if weights is None else [weights.file_source[t.file_index] for t, h in zip(tasks, hashed) for _s in h.segments]
     dedups = [
         DedupTask(j, parts(found, counts, bounds, j), int(bucket_sizes[j]), int(bucket_counts[j]),
-                  remote.join(root, "p1", "unique"), remote.join(root, "dedup"))
+                  remote.join(root, "p1", "unique"), remote.join(root, "dedup"),
+                  None if weights is None else
+                  tuple((found_source[t], int(counts[t, j])) for t in np.flatnonzero(counts[:, j]).tolist()),
+                  0 if weights is None else len(weights.names))
         for j in used
     ]
-    progress.start(scatter_phase(0), int(bucket_sizes.sum()))
+    progress.start(scatter_phase(0) if weights is None else "dedup by source", int(bucket_sizes.sum()))
     done: list[Deduplicated] = run_tasks(dedup_task, cfg, dedups, [d.size for d in dedups])
+    return hashed, done
+
+
+def unique_pass(
+    run_tasks: RunTasks, cfg: Config, tasks: list[ScatterTask], progress: Progress, root: str
+) -> tuple[list[ScatterResult], list[Segment], Fingerprint, int, int]:
+    """``--unique``'s dedup stage in front of pass 1: the hashing tasks, then a dedup
+    task per hash bucket scattering its unique records into the shuffle's buckets. Returns each
+    pass-1 task's blocks as read (for the manifest), the shuffle's pass-1 objects, the unique
+    records' fingerprint, the copies dropped and the passes the stage added (one per hash level)."""
+    hashed, done = dedup_stage(run_tasks, cfg, tasks, progress, root, None)
     results = [ScatterResult([], Fingerprint(), h.counted) for h in hashed]
     segments = [s for d in done for s in d.segments]
     duplicates = sum(h.duplicates for h in hashed) + sum(d.duplicates for d in done)

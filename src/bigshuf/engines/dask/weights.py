@@ -20,13 +20,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 import math
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
 from ...core import streams
 from ...core.fingerprint import Fingerprint
 from ...core.mix import Mixer, SourceStats
-from ...core.streams import rng_for
+from ...core.streams import Key, rng_for
 from ...core.stratify import Stratifier
 from ...errors import InputError, UsageError, option
 from ...storage.layout import SplitPart
@@ -130,39 +131,52 @@ def weighted_scatter_task(cfg: Config, wt: WeightedTask) -> ScatterResult:
         if not records:
             continue
         key = streams.scatter(streams.TOP, task.file_index, task.range_index, b)
-        mult, labels = _copies(cfg.entropy, key, wt, b, records)
-        if wt.chunks == 1 and labels is None and int(mult.min()) == int(mult.max()) == 1:
-            # Every record once: scattered as without sources, so every rate 1 gives the plain run's output.
-            segment, fp = cfg.fmt.scatter(block, rng_for(cfg.entropy, key), cfg.k, cfg, f"{task.object_prefix}-{b:06d}")
-            segments.append(segment)
-            read += fp
-            continue
-        first = copied = 0
-        for c, (chunk, n) in enumerate(cfg.fmt.chunks(block, wt.chunks)):
-            mine = mult[first : first + n]
-            first += n
-            strata = None
-            if labels is not None:
-                assert wt.bounds is not None
-                m = int(mine.sum())
-                strata = (np.asarray(wt.bounds, np.int64), labels[copied : copied + m])
-                copied += m
-            rng = rng_for(cfg.entropy, streams.piece(key, c))
-            segment, fp = cfg.fmt.scatter(chunk, rng, cfg.k, cfg, f"{task.object_prefix}-{b:06d}-{c:04d}", Copies(mine, strata))
-            segments.append(segment)
-            read += fp
+        mult, labels = block_copies(cfg.entropy, key, wt.copies, None if wt.draws is None else wt.draws[b], records)
+        got, fp = scatter_copies(cfg, block, key, mult, labels, wt.chunks, wt.bounds, f"{task.object_prefix}-{b:06d}")
+        segments += got
+        read += fp
     if wt.draws is not None and len(counted) < len(wt.draws):
         raise InputError(f"{task.source}: fewer records than were counted before the shuffle (did the file change?)")
     return ScatterResult(segments, read, counted)
 
 
-def _copies(entropy: int, key: tuple[int, ...], wt: WeightedTask, b: int, records: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """A block's copies of each record (its picks placed uniformly, stream ``selection(key)``) and
-    with ``--stratify`` each copy's split, in uniformly random order (stream ``stratify(key)``)."""
-    mult = np.full(records, wt.copies, np.int64)
-    if wt.draws is None:
+def scatter_copies(
+    cfg: Config, block: Any, key: Key, mult: np.ndarray, labels: np.ndarray | None, chunks: int,
+    bounds: tuple[int, ...] | None, name: str,
+) -> tuple[list[Segment], Fingerprint]:
+    """Scatter the copies ``mult`` of a block's records (stream ``key``, with ``--stratify`` each copy's
+    split ``labels`` within its ``bounds``) in ``chunks`` pieces, one object each, named from ``name``;
+    return their indexes and the multiset's fingerprint."""
+    if chunks == 1 and labels is None and int(mult.min()) == int(mult.max()) == 1:
+        # Every record once: scattered as without sources, so every rate 1 gives the plain run's output.
+        segment, fp = cfg.fmt.scatter(block, rng_for(cfg.entropy, key), cfg.k, cfg, name)
+        return [segment], fp
+    segments: list[Segment] = []
+    read = Fingerprint()
+    first = copied = 0
+    for c, (chunk, n) in enumerate(cfg.fmt.chunks(block, chunks)):
+        mine = mult[first : first + n]
+        first += n
+        strata = None
+        if labels is not None:
+            assert bounds is not None
+            m = int(mine.sum())
+            strata = (np.asarray(bounds, np.int64), labels[copied : copied + m])
+            copied += m
+        rng = rng_for(cfg.entropy, streams.piece(key, c))
+        segment, fp = cfg.fmt.scatter(chunk, rng, cfg.k, cfg, f"{name}-{c:04d}", Copies(mine, strata))
+        segments.append(segment)
+        read += fp
+    return segments, read
+
+
+def block_copies(entropy: int, key: Key, copies: int, drawn: Draws | None, records: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """A block's copies of each record (``copies`` each, its picks placed uniformly, stream
+    ``selection(key)``) and with ``--stratify`` each copy's split, in uniformly random order (stream
+    ``stratify(key)``); ``drawn``: the client's draws for it (None when nothing was counted)."""
+    mult = np.full(records, copies, np.int64)
+    if drawn is None:
         return mult, None
-    drawn = wt.draws[b]
     if drawn.picks:
         rng = rng_for(entropy, streams.selection(key))
         mult[rng.choice(records, drawn.picks, replace=False)] += 1
@@ -196,6 +210,20 @@ class Mixed:
         return self.mixer.stats()
 
 
+def plan_multiset(
+    cfg: Config, weights: Weights, mixer: Mixer, by_source: Sequence[int]
+) -> tuple[Config, Stratifier | None, tuple[int, ...] | None]:
+    """The run's settings with the buckets sized for the multiset (``by_source``: each source's bytes,
+    and at least one bucket per split with ``--stratify``), its stratifier and the splits' bucket bounds."""
+    k = max(cfg.k, math.ceil(cfg.k * mixer.expected_factor(by_source)))
+    stratifier = None
+    if weights.stratify is not None:
+        stratifier = Stratifier(weights.names, mixer.multiset_sizes(), weights.stratify)
+        k = max(k, stratifier.splits)
+    bounds = None if stratifier is None else tuple(int(b) for b in stratifier.bucket_bounds(k))
+    return replace(cfg, k=k), stratifier, bounds
+
+
 def weighted_pass(
     run_tasks: RunTasks, cfg: Config, weights: Weights, tasks: list[ScatterTask], progress: Progress
 ) -> tuple[Config, Mixed, list[ScatterResult]]:
@@ -215,13 +243,7 @@ def weighted_pass(
         by_source = nbytes
     else:
         mixer = weights.mixer(None, None)
-    k = max(cfg.k, math.ceil(cfg.k * mixer.expected_factor(by_source)))
-    stratifier = None
-    if weights.stratify is not None:
-        stratifier = Stratifier(weights.names, mixer.multiset_sizes(), weights.stratify)
-        k = max(k, stratifier.splits)
-    cfg = replace(cfg, k=k)
-    bounds = None if stratifier is None else tuple(int(b) for b in stratifier.bucket_bounds(k))
+    cfg, stratifier, bounds = plan_multiset(cfg, weights, mixer, by_source)
     draws: list[tuple[Draws, ...] | None] = [None] * len(tasks)
     if counted is not None:
         draws = list(draw_blocks(cfg.entropy, weights, mixer, stratifier, tasks, counted))
