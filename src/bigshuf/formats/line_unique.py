@@ -26,11 +26,12 @@ from ..core.fingerprint import record_hashes
 from ..core.parallel import Workers
 from ..core.records import find_offsets
 from ..core.scatter import BucketSet, Scattered, regroup
-from ..errors import InputError, TempSpaceError, option
+from ..errors import TempSpaceError, option
 from ..progress import Progress, dedup_phase, scatter_phase
 from ..storage.sources import FileSource, RecordReader
 from ..storage.tempspace import TempSpace
 from ..storage.writeback import WriteBehind
+from .dedup_stage import DedupStage
 
 if TYPE_CHECKING:
     from .line_run import LineRun
@@ -187,7 +188,7 @@ def first_inputs(file_source: list[int], sources: int) -> list[int]:
     return [file_source.index(s) for s in range(sources)]
 
 
-class Dedup:
+class Dedup(DedupStage):
     """The dedup stage of one ``--unique`` line run: its hash buckets under the run's temp space.
 
     With weighted sources (``file_source``: the source of each input, ``sources`` of them) every
@@ -195,16 +196,21 @@ class Dedup:
     two sources counts for the first of them as given, and each source's copies dropped are
     counted (``dropped``)."""
 
+    repeated = "the records repeated to be shorter than about a quarter"
+    run: LineRun
+
     def __init__(self, run: LineRun, temp: TempSpace, file_source: list[int] | None = None, sources: int = 0) -> None:
-        self.run = run
+        super().__init__(run, sources)
         self.temp = temp
         self.buf = np.empty(0, np.uint8)  # read buffer of the buckets that fit, reused
         self.file_source = np.asarray(file_source or [], np.int64)
-        self.sources = sources
         self.meta = DEDUP_META + (SOURCE_META if sources else 0)
-        self.dropped = [0] * sources
         # The first input of each source: unique blocks name their sources' runs by it.
         self.first_input = first_inputs(file_source or [], sources)
+
+    def bucket_bytes(self, buckets: Any) -> int:
+        """The bytes the hash ``buckets`` hold."""
+        return int(buckets.data.sizes.sum())
 
     def scatter(self, blocks: Iterator[Any], nbytes: int | None, per_record: float) -> HashBuckets:
         """The input's ``blocks`` (``nbytes`` in all, if known; with sources each with its inputs'
@@ -228,41 +234,12 @@ class Dedup:
         yield from self._unique_buckets(buckets, 0, "unique")
 
 
-    def plan_mix(self, buckets: HashBuckets) -> float:
-        """Weighted sources: the run's mix planned from each source's records left once their copies
-        are dropped (counted from the hash ``buckets`` when a share, a fractional rate or
-        ``--stratify`` needs them); return the multiset's bytes over the records', expected."""
-        request = self.run.request
-        counted = None
-        if mix.needs_counts(request.source_rates, bool(request.mix)) or request.stratify:
-            counted = self.count(buckets)
-        factor = self.run._plan_mix(counted)
-        assert self.run.mixer is not None
-        self.run.mixer.dropped = self.dropped  # the rest are counted as the buckets are read
-        return factor
-
-    def count(self, buckets: HashBuckets) -> tuple[list[int], list[int]]:
-        """Each source's unique records and their bytes, deduplicated bucket by bucket without
-        writing (what a mix is solved from); the buckets stay for ``unique``, and a bucket too big
-        for memory is split one level deeper once, here."""
-        tally = [[0] * self.sources, [0] * self.sources]
-        self.run.progress.start("counting", int(buckets.data.sizes.sum()))
-        for _none in self._unique_buckets(buckets, 0, "unique", tally):
-            pass
-        self.run.progress.close()
-        return tally[0], tally[1]
-
     def _fill(
         self, blocks: Iterator[tuple[np.ndarray, Labels | None]], nbytes: int, per_record: float, level: int, name: str
     ) -> HashBuckets:
         """Scatter ``blocks`` into new hash buckets of ``level`` (in directory ``name``); return them, closed."""
         run = self.run
-        if level > plan.MAX_DEPTH:
-            raise InputError(
-                f"copies could not be split below {plan.format_size(run.limit)} after {level} passes: {option('unique')} "
-                f"needs the records repeated to be shorter than about a quarter of {option('memory')}; raise {option('memory')}"
-            )
-        run.extra_passes = max(run.extra_passes, level + 1)
+        self.enter_level(level)
         k = hash_bucket_count(nbytes, int(nbytes / max(1.0, per_record)), run.limit, self.temp.path, self.meta)
         run.buckets += k
         buckets = HashBuckets(os.path.join(self.temp.path, name), k, run.writer, run.request.compress_temp, self.sources)
@@ -392,10 +369,7 @@ class Dedup:
         n, k = self.sources, buckets.k
         mine = ids[kept].astype(np.int64) * n + sources[kept]
         buckets.per_source += np.bincount(mine, minlength=k * n).reshape(k, n)
-        gone = np.ones(len(ids), np.bool_)
-        gone[kept] = False
-        for s, c in enumerate(np.bincount(sources[gone], minlength=n).tolist()):
-            self.dropped[s] += c
+        self.drop(sources, kept)
 
 
 def unique_with_sources(

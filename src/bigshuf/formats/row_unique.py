@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..core import mix, plan
+from ..core import plan
 from ..core.dedup import DEDUP_META, bucket_ids, keeps_hashes
 from ..core.records import list_spans
 from ..core.scatter import BucketSet, Scattered
@@ -29,6 +29,7 @@ from ..storage.tempspace import TempSpace
 from .rowhash import row_hashes
 from .table_mix import Block
 from .tables import TableBuckets, _combine, _rebatch, row_sizes
+from .dedup_stage import DedupStage
 
 if TYPE_CHECKING:
     from .table_run import TableRun
@@ -189,7 +190,7 @@ def source_counts(labels: np.ndarray) -> list[tuple[int, int]]:
     return [(s, int(counts[s])) for s in np.flatnonzero(counts).tolist()]
 
 
-class RowDedup:
+class RowDedup(DedupStage):
     """The dedup stage of one ``--unique`` table run: rows scattered by hash into buckets (each batch's
     own copies dropped first), each bucket then deduplicated in memory, or split again a level deeper.
 
@@ -197,17 +198,22 @@ class RowDedup:
     input order, so its rows per source are counts): the first copy in input order is kept, and each
     source's copies dropped are counted (``dropped``)."""
 
+    repeated = "the rows repeated to be smaller than about an eighth"
+    run: TableRun
+
     def __init__(self, run: TableRun, temp: TempSpace, sources: int = 0) -> None:
-        self.run = run
+        super().__init__(run, sources)
         self.temp = temp
-        self.sources = sources
-        self.dropped = [0] * sources
         # With sources, each level's rows per bucket and source (by the level's directory), and the
         # buckets a counting pass split one level deeper, to be read from there by the next.
         self.per_source: dict[str, np.ndarray] = {}
         self.below: dict[str, dict[int, TableBuckets]] = {}
         # Each level's rows' hashes, bucket by bucket in the rows' order (None: not kept, see ``keeps_hashes``).
         self.hashes: dict[str, BucketSet | None] = {}
+
+    def bucket_bytes(self, buckets: Any) -> int:
+        """The bytes the hash ``buckets`` hold."""
+        return int(buckets.sizes.sum())
 
     def scatter(self, blocks: Iterator[Any], nbytes: int, nrows: int) -> TableBuckets:
         """The input's ``blocks`` (about ``nbytes`` of ``nrows`` rows; with sources each with its rows
@@ -221,38 +227,11 @@ class RowDedup:
         self.run.progress.start(scatter_phase(0), int(buckets.sizes.sum()))
         yield from self._unique_buckets(buckets, 0, "unique")
 
-    def plan_mix(self, buckets: TableBuckets) -> None:
-        """Weighted sources: the run's mix planned from each source's rows left once their copies are
-        dropped (counted from the hash ``buckets`` when a share, a fractional rate, ``--stratify`` or
-        ``--by bytes`` needs them)."""
-        request = self.run.request
-        counted = None
-        if request.by == "bytes" or mix.needs_counts(request.source_rates, bool(request.mix)) or request.stratify:
-            counted = self.count(buckets)
-        self.run._plan_mix(counted)
-        assert self.run.mixer is not None
-        self.run.mixer.dropped = self.dropped  # the rest are counted as the buckets are read
-
-    def count(self, buckets: TableBuckets) -> tuple[list[int], list[int]]:
-        """Each source's unique rows and their bytes (by ``row_sizes``), deduplicated bucket by bucket
-        without writing; the buckets stay for ``unique`` (one too big for memory is split here, once)."""
-        tally = [[0] * self.sources, [0] * self.sources]
-        self.run.progress.start("counting", int(buckets.sizes.sum()))
-        for _none in self._unique_buckets(buckets, 0, "unique", tally):
-            pass
-        self.run.progress.close()
-        return tally[0], tally[1]
-
     def _fill(self, blocks: Iterator[tuple[pa.RecordBatch, np.ndarray, np.ndarray | None]], nbytes: int, nrows: int, level: int, name: str) -> TableBuckets:
         """Scatter ``blocks`` (with each row's source, or None) into new hash buckets of ``level``
         (directory ``name``); return them, closed."""
         run = self.run
-        if level > plan.MAX_DEPTH:
-            raise InputError(
-                f"copies could not be split below {plan.format_size(run.limit)} after {level} passes: {option('unique')} "
-                f"needs the rows repeated to be smaller than about an eighth of {option('memory')}; raise {option('memory')}"
-            )
-        run.extra_passes = max(run.extra_passes, level + 1)
+        self.enter_level(level)
         need = 2 * nbytes + DEDUP_META * nrows
         k = max(2, min(plan.most_buckets(), -(-need // max(1, plan.read_capacity(run.limit) // plan.BUCKET_FRACTION))))
         run.buckets += k
@@ -275,7 +254,7 @@ class RowDedup:
                 buckets.sizes += np.bincount(ids, weights=sizes[kept], minlength=k).astype(np.int64)
                 if labels is not None:
                     per_source += np.bincount(ids.astype(np.int64) * self.sources + labels[kept], minlength=k * self.sources).reshape(k, -1)
-                    self._drop(labels, kept)
+                    self.drop(labels, kept)
                 grouped = kept[np.argsort(ids, kind="stable")]
                 rows = batch.take(grouped)
                 buckets.append(rows, counts)
@@ -311,13 +290,6 @@ class RowDedup:
         if kept is not None:
             kept.remove(j)
 
-    def _drop(self, labels: np.ndarray, kept: np.ndarray) -> None:
-        """Count the rows not ``kept`` (of a run whose rows' sources are ``labels``) as their sources' copies."""
-        gone = np.ones(len(labels), np.bool_)
-        gone[kept] = False
-        for s, c in enumerate(np.bincount(labels[gone], minlength=self.sources).tolist()):
-            self.dropped[s] += c
-
     def _unique_buckets(
         self, buckets: TableBuckets, level: int, name: str, tally: list[list[int]] | None = None
     ) -> Generator[Block, None, None]:
@@ -347,7 +319,7 @@ class RowDedup:
                     continue
                 run.duplicates += count - len(kept)
                 if labels is not None:
-                    self._drop(labels, kept)
+                    self.drop(labels, kept)
                     labels = labels[kept]
                 unique = table.take(kept) if len(kept) < count else table
                 del table

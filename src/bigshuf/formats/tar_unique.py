@@ -30,15 +30,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..core import mix, plan
+from ..core import plan
 from ..core.dedup import DEDUP_META, bucket_ids, first_copies, gather
 from ..core.fingerprint import record_hashes
 from ..core.scatter import regroup
-from ..errors import InputError, option
 from ..progress import dedup_phase, scatter_phase
 from ..storage.tempspace import TempSpace
 from .line_unique import SOURCE_META, first_inputs
 from .tar_input import BLOCK, GNU_LONG_LINK, GNU_LONG_NAME, PAX, _header_name, _Members, _number, sample_key
+from .dedup_stage import DedupStage
 
 if TYPE_CHECKING:
     from .tar_run import SampleBuckets, TarRun
@@ -183,7 +183,7 @@ def _labelled(
         blocks.close()
 
 
-class TarDedup:
+class TarDedup(DedupStage):
     """The dedup stage of one ``--unique`` tar run: its hash buckets under the run's temp space.
 
     With weighted sources (``file_source``: the source of each input, ``sources`` of them) each
@@ -192,20 +192,25 @@ class TarDedup:
     kept, so a sample two sources hold counts for the first as given, and each source's copies
     dropped are counted (``dropped``)."""
 
+    repeated = "the samples repeated to be shorter than about a sixth"
+    run: TarRun
+
     def __init__(self, run: TarRun, temp: TempSpace, file_source: list[int] | None = None, sources: int = 0) -> None:
-        self.run = run
+        super().__init__(run, sources)
         self.temp = temp
         self.buf = np.empty(0, np.uint8)  # read buffer of the buckets that fit, reused
         self.file_source = np.asarray(file_source or [], np.int64)
-        self.sources = sources
         self.meta = DEDUP_META + (SOURCE_META if sources else 0)
-        self.dropped = [0] * sources
         # The first input of each source: unique blocks name their samples' sources by it.
         self.first_input = np.asarray(first_inputs(file_source or [], sources), np.int64)
         # With sources, each level's samples per bucket and source (by the level's name); and the
         # buckets a counting pass split one level deeper, to be read from there by the next.
         self.per_source: dict[str, np.ndarray] = {}
         self.below: dict[str, dict[int, SampleBuckets]] = {}
+
+    def bucket_bytes(self, buckets: Any) -> int:
+        """The bytes the hash ``buckets`` hold."""
+        return int(buckets.sizes.sum())
 
     def scatter(self, blocks: Iterator[tuple[np.ndarray, ...]], nbytes: int | None) -> SampleBuckets:
         """The input's ``blocks`` (``nbytes`` in all, if known; with sources each with its samples'
@@ -228,29 +233,6 @@ class TarDedup:
         yield from self._unique_buckets(buckets, 0, "unique")
         self.buf = np.empty(0, np.uint8)  # pass 2 of the shuffle has its own
 
-    def plan_mix(self, buckets: SampleBuckets) -> float:
-        """Weighted sources: the run's mix planned from each source's samples left once their copies
-        are dropped (counted from the hash ``buckets`` when a share, a fractional rate or
-        ``--stratify`` needs them); return the mix's bytes over the unique samples', expected."""
-        request = self.run.request
-        counted = None
-        if mix.needs_counts(request.source_rates, bool(request.mix)) or request.stratify:
-            counted = self.count(buckets)
-        factor = self.run._plan_mix(counted)
-        assert self.run.mixer is not None
-        self.run.mixer.dropped = self.dropped  # the rest are counted as the buckets are read
-        return factor
-
-    def count(self, buckets: SampleBuckets) -> tuple[list[int], list[int]]:
-        """Each source's unique samples and their bytes, deduplicated bucket by bucket without
-        writing; the buckets stay for ``unique`` (one too big for memory is split here, once)."""
-        tally = [[0] * self.sources, [0] * self.sources]
-        self.run.progress.start("counting", int(buckets.sizes.sum()))
-        for _none in self._unique_buckets(buckets, 0, "unique", tally):
-            pass
-        self.run.progress.close()
-        return tally[0], tally[1]
-
     def _bucket_count(self, nbytes: int) -> int:
         """Hash buckets for ``nbytes`` of samples (-1: unknown, planned from the free space), so
         that the expected bucket needs a third of what ``fits`` allows."""
@@ -265,12 +247,7 @@ class TarDedup:
         from .tar_run import SampleBuckets
 
         run = self.run
-        if level > plan.MAX_DEPTH:
-            raise InputError(
-                f"copies could not be split below {plan.format_size(run.limit)} after {level} passes: {option('unique')} "
-                f"needs the samples repeated to be shorter than about a sixth of {option('memory')}; raise {option('memory')}"
-            )
-        run.extra_passes = max(run.extra_passes, level + 1)
+        self.enter_level(level)
         k = self._bucket_count(nbytes)
         run.buckets += k
         buckets = SampleBuckets(os.path.join(self.temp.path, name), k, run.writer, run.request.compress_temp)
@@ -307,17 +284,10 @@ class TarDedup:
         if labels is not None:
             n = self.sources
             self.per_source[name] += np.bincount(ids[kept].astype(np.int64) * n + labels[kept], minlength=k * n).reshape(k, n)
-            self._drop(labels, kept)
+            self.drop(labels, kept)
         lengths = np.diff(offsets).astype("<i8").view(np.uint8)
         length_offsets = np.arange(0, len(lengths) + 1, 8, dtype=np.int64)
         buckets.append(regroup(data, offsets, ids, k, k), regroup(lengths, length_offsets, ids, k, k), k)
-
-    def _drop(self, labels: np.ndarray, kept: np.ndarray) -> None:
-        """Count the samples of a block not ``kept`` (``labels``: each one's source) as their sources' copies dropped."""
-        gone = np.ones(len(labels), np.bool_)
-        gone[kept] = False
-        for s, c in enumerate(np.bincount(labels[gone], minlength=self.sources).tolist()):
-            self.dropped[s] += c
 
     def _unique_buckets(
         self, buckets: SampleBuckets, level: int, name: str, tally: list[list[int]] | None = None
@@ -357,7 +327,7 @@ class TarDedup:
                 run.duplicates += count - len(kept)
                 files = None
                 if labels is not None:
-                    self._drop(labels, kept)
+                    self.drop(labels, kept)
                     files = self.first_input[labels[kept]]
                 buckets.remove(j)
                 yield (data, new) if files is None else (data, new, files)

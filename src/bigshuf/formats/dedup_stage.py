@@ -1,0 +1,75 @@
+"""What the ``--unique`` stages of lines, rows and tar samples share: each source's copies
+dropped, the depth guard of their hash levels, and a weighted mix planned from what is left."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from ..core import mix, plan
+from ..errors import InputError, option
+
+
+class DedupStage:
+    """The part of a format's dedup stage that does not depend on its records: subclasses give
+    the buckets' bytes (``bucket_bytes``) and their unique records (``_unique_buckets``)."""
+
+    #: How the depth guard names the records a level could not split, and the share of -S one may take.
+    repeated = "the records repeated to be shorter than about a quarter"
+
+    def __init__(self, run: Any, sources: int) -> None:
+        self.run = run
+        self.sources = sources
+        self.dropped = [0] * sources
+
+    def bucket_bytes(self, buckets: Any) -> int:
+        """The bytes the hash ``buckets`` hold."""
+        raise NotImplementedError
+
+    def _unique_buckets(self, buckets: Any, level: int, name: str, tally: list[list[int]] | None = None) -> Iterator[Any]:
+        """Each hash bucket's unique records (with ``tally``: only each source's counted into it)."""
+        raise NotImplementedError
+
+    def enter_level(self, level: int) -> None:
+        """Refuse a hash level past ``plan.MAX_DEPTH`` (copies too long to be split further), and
+        count its pass over the data."""
+        run = self.run
+        if level > plan.MAX_DEPTH:
+            raise InputError(
+                f"copies could not be split below {plan.format_size(run.limit)} after {level} passes: {option('unique')} "
+                f"needs {self.repeated} of {option('memory')}; raise {option('memory')}"
+            )
+        run.extra_passes = max(run.extra_passes, level + 1)
+
+    def plan_mix(self, buckets: Any) -> Any:
+        """Weighted sources: the run's mix planned from each source's records left once their copies
+        are dropped (counted from the hash ``buckets`` when a share, a fractional rate or
+        ``--stratify`` needs them); returns what the run's ``_plan_mix`` returns."""
+        request = self.run.request
+        counted = None
+        if mix.needs_counts(request.source_rates, bool(request.mix)) or request.stratify:
+            counted = self.count(buckets)
+        planned = self.run._plan_mix(counted)
+        assert self.run.mixer is not None
+        self.run.mixer.dropped = self.dropped  # the rest are counted as the buckets are read
+        return planned
+
+    def count(self, buckets: Any) -> tuple[list[int], list[int]]:
+        """Each source's unique records and their bytes, deduplicated bucket by bucket without
+        writing (what a mix is solved from); the buckets stay for ``unique``, and a bucket too big
+        for memory is split one level deeper once, here."""
+        tally = [[0] * self.sources, [0] * self.sources]
+        self.run.progress.start("counting", self.bucket_bytes(buckets))
+        for _none in self._unique_buckets(buckets, 0, "unique", tally):
+            pass
+        self.run.progress.close()
+        return tally[0], tally[1]
+
+    def drop(self, labels: np.ndarray, kept: np.ndarray) -> None:
+        """Count the records not ``kept`` (``labels``: each one's source) as their sources' copies dropped."""
+        gone = np.ones(len(labels), np.bool_)
+        gone[kept] = False
+        for s, c in enumerate(np.bincount(labels[gone], minlength=self.sources).tolist()):
+            self.dropped[s] += c
