@@ -116,6 +116,25 @@ def test_a_manifest_lists_each_tar_and_checks_against_it(tmp_path: Path) -> None
     assert any(p.startswith(f"{outs[2]}: truncated") for p in problems), problems
 
 
+@pytest.mark.parametrize("kind", ["tar", "lines"])
+def test_a_manifest_over_an_input_named_by_a_file_url_is_refused(tmp_path: Path, kind: str) -> None:
+    """An input read through a file:// URL (by name or by a glob) is a local file all the same: a
+    manifest named as it is refused, and the input keeps its bytes."""
+    pytest.importorskip("fsspec")
+    if kind == "tar":
+        paths, _ = shards(tmp_path, count=2, per=3)
+    else:
+        paths = [tmp_path / "a.txt", tmp_path / "b.txt"]
+        for i, path in enumerate(paths):
+            path.write_bytes(b"".join(b"%d\n" % (10 * i + j) for j in range(10)))
+    before = paths[1].read_bytes()
+    pattern = f"file://{tmp_path}/*{paths[1].suffix}"
+    for inputs in ([f"file://{p}" for p in paths], [pattern]):
+        refused(tmp_path, inputs, f"{paths[1]}: the manifest would be written over an input", error=OutputError,  # type: ignore[arg-type]
+                manifest=paths[1], output=f"out{paths[1].suffix}")
+        assert paths[1].read_bytes() == before
+
+
 def test_check_permutation_of_tars_refuses_what_it_cannot_compare(tmp_path: Path) -> None:
     paths, _ = shards(tmp_path, count=1, per=3)
     (tmp_path / "l.txt").write_bytes(b"a\n")
