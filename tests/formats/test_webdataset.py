@@ -443,6 +443,27 @@ def test_oversized_claims_are_refused_without_allocating_them(tmp_path: Path) ->
     refused(tmp_path, [tmp_path / "negative.tar"], f"{tmp_path / 'negative.tar'}: corrupt pax header at byte 0")
 
 
+@pytest.mark.parametrize("field,start,value", [
+    ("mode", 100, b"00S0644\0"), ("uid", 108, b"0000\xe90\0"), ("mtime", 136, b"0000000001x\0"), ("devminor", 337, b"\x81" + bytes(7)),
+])
+def test_a_header_number_tarfile_cannot_read_is_refused(tmp_path: Path, field: str, start: int, value: bytes) -> None:
+    """A numeric field Python's tarfile cannot parse (so WebDataset, reading through it, silently
+    stops at that member) is refused, naming the field, rather than copied into the middle of an output."""
+    path = make_tar(tmp_path / "in.tar", make_samples(4, 1), fmt=tarfile.USTAR_FORMAT)
+    data = bytearray(path.read_bytes())
+    with tarfile.open(path) as tar:
+        at = tar.getmembers()[4].offset  # the third sample's first member
+    block = data[at : at + 512]
+    block[start : start + len(value)] = value
+    block[148:156] = b" " * 8
+    block[148:156] = b"%06o\0 " % sum(block)
+    data[at : at + 512] = block
+    path.write_bytes(bytes(data))
+    with tarfile.open(path, "r|*") as tar:
+        assert len([m for m in tar]) == 4  # tarfile ends the archive at the bad header
+    refused(tmp_path, [path], f"{path}: corrupt tar header at byte {at} (bad {field} field)")
+
+
 def test_short_compressed_tar_names_are_tars(tmp_path: Path) -> None:
     paths, every = shards(tmp_path, count=2, per=10)
     (tmp_path / "d").mkdir()
