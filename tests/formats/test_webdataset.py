@@ -464,6 +464,13 @@ def test_a_header_number_tarfile_cannot_read_is_refused(tmp_path: Path, field: s
     refused(tmp_path, [path], f"{path}: corrupt tar header at byte {at} (bad {field} field)")
 
 
+def test_a_suffix_twice_by_unicode_case_is_refused(tmp_path: Path) -> None:
+    """WebDataset lower-cases suffixes as text (``JPÉ`` is ``jpé``): two such members of one sample
+    are the same suffix, which it fails on, so they are refused, not copied."""
+    path = make_tar(tmp_path / "in.tar", [[(f"a/1.{suffix}", 0o644, 0, 0, 0, "", "", b"x") for suffix in ("JPÉ", "jpé")]])
+    refused(tmp_path, [path], f"{path}: member a/1.jpé repeats suffix 'jpé' in sample a/1")
+
+
 def test_short_compressed_tar_names_are_tars(tmp_path: Path) -> None:
     paths, every = shards(tmp_path, count=2, per=10)
     (tmp_path / "d").mkdir()

@@ -156,7 +156,11 @@ def sample_key(name: bytes) -> tuple[bytes, bytes] | None:
     dot = name.find(b".", slash)
     if dot <= slash:
         return None
-    return name[:dot], name[dot + 1 :].lower()
+    suffix = name[dot + 1 :]
+    if suffix.isascii():
+        return name[:dot], suffix.lower()
+    # As WebDataset lower-cases it: as text (tarfile's UTF-8 names), so JPÉ is jpé.
+    return name[:dot], suffix.decode("utf-8", "surrogateescape").lower().encode("utf-8", "surrogateescape")
 
 
 def is_metadata(name: bytes) -> bool:
