@@ -471,6 +471,15 @@ def test_a_suffix_twice_by_unicode_case_is_refused(tmp_path: Path) -> None:
     refused(tmp_path, [path], f"{path}: member a/1.jpé repeats suffix 'jpé' in sample a/1")
 
 
+def test_a_tar_given_twice_is_named_so(tmp_path: Path) -> None:
+    """The same tar named twice (or by name and by its directory) is refused as given twice, not
+    as a tar whose samples' members are out of order (which would send its owner to rebuild it)."""
+    (tmp_path / "in").mkdir()
+    path = make_tar(tmp_path / "in" / "a.tar", make_samples(3, 1))
+    for inputs, unique in (([path, path], False), ([tmp_path / "in", path], True)):
+        refused(tmp_path, inputs, f"{path}: given twice (sample s/0100000 is in both); each tar may be read once", unique=unique)
+
+
 def test_short_compressed_tar_names_are_tars(tmp_path: Path) -> None:
     paths, every = shards(tmp_path, count=2, per=10)
     (tmp_path / "d").mkdir()
