@@ -143,6 +143,8 @@ def test_check_permutation_of_tars_refuses_what_it_cannot_compare(tmp_path: Path
     with pytest.raises(UsageError, match=r"^zero_terminated=True, lines_per_record= and header= apply to lines, not to samples of tars$"):
         bigshuf.check_permutation(paths, paths, zero_terminated=True)
     refused(tmp_path, paths, f"{paths[0]}: the manifest would be written over an input", manifest=paths[0], error=OutputError)
+    with pytest.raises(UsageError, match=rf"^file://{paths[0]}: check_permutation\(\) reads local files, not URLs$"):  # not 'No such file'
+        bigshuf.check_permutation(f"file://{paths[0]}", paths)
     code, _, err = run(["--check-permutation", paths[0], "--against", paths[0]], tmp_path)
     assert (code, err.split(b":")[:2]) == (0, [b"bigshuf", b" same records"])
 
