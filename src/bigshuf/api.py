@@ -315,6 +315,11 @@ def check_permutation(
     from .formats.compare import other_records_fingerprints
     from .formats.detect import expand_directories
 
+    from .storage.remote import is_remote
+
+    for path in [*_path_list("inputs", inputs), *_path_list("outputs", outputs)]:
+        if is_remote(os.fspath(path)):  # else named 'No such file or directory', as if it were missing
+            raise UsageError(f"{os.fspath(path)}: {option('check_permutation')} reads local files, not URLs")
     inputs = expand_directories(_path_list("inputs", inputs))
     outputs = expand_directories(_path_list("outputs", outputs))
     memory = _memory_argument(memory)

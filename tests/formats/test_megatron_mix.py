@@ -103,6 +103,8 @@ def test_a_spoiled_pair_or_a_path_that_is_no_bin_is_one_problem_each(tmp_path: P
     ("out.idx", "a manifest named as a dataset file would be taken for one"),
     ("link.json", "the manifest would be written over an input"),
     ("link.json --dry-run", "the manifest would be written over an input"),
+    ("a", "the manifest would take the name of dataset"),  # a later run naming a would read the JSON as lines
+    ("out", "the manifest would take the name of dataset"),
 ])
 def test_a_manifest_over_a_dataset_file_is_refused(tmp_path: Path, run_cli, name: str, why: str) -> None:
     write_dataset(tmp_path / "a", make_docs(20))

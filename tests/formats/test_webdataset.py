@@ -443,6 +443,43 @@ def test_oversized_claims_are_refused_without_allocating_them(tmp_path: Path) ->
     refused(tmp_path, [tmp_path / "negative.tar"], f"{tmp_path / 'negative.tar'}: corrupt pax header at byte 0")
 
 
+@pytest.mark.parametrize("field,start,value", [
+    ("mode", 100, b"00S0644\0"), ("uid", 108, b"0000\xe90\0"), ("mtime", 136, b"0000000001x\0"), ("devminor", 337, b"\x81" + bytes(7)),
+])
+def test_a_header_number_tarfile_cannot_read_is_refused(tmp_path: Path, field: str, start: int, value: bytes) -> None:
+    """A numeric field Python's tarfile cannot parse (so WebDataset, reading through it, silently
+    stops at that member) is refused, naming the field, rather than copied into the middle of an output."""
+    path = make_tar(tmp_path / "in.tar", make_samples(4, 1), fmt=tarfile.USTAR_FORMAT)
+    data = bytearray(path.read_bytes())
+    with tarfile.open(path) as tar:
+        at = tar.getmembers()[4].offset  # the third sample's first member
+    block = data[at : at + 512]
+    block[start : start + len(value)] = value
+    block[148:156] = b" " * 8
+    block[148:156] = b"%06o\0 " % sum(block)
+    data[at : at + 512] = block
+    path.write_bytes(bytes(data))
+    with tarfile.open(path, "r|*") as tar:
+        assert len([m for m in tar]) == 4  # tarfile ends the archive at the bad header
+    refused(tmp_path, [path], f"{path}: corrupt tar header at byte {at} (bad {field} field)")
+
+
+def test_a_suffix_twice_by_unicode_case_is_refused(tmp_path: Path) -> None:
+    """WebDataset lower-cases suffixes as text (``JPÉ`` is ``jpé``): two such members of one sample
+    are the same suffix, which it fails on, so they are refused, not copied."""
+    path = make_tar(tmp_path / "in.tar", [[(f"a/1.{suffix}", 0o644, 0, 0, 0, "", "", b"x") for suffix in ("JPÉ", "jpé")]])
+    refused(tmp_path, [path], f"{path}: member a/1.jpé repeats suffix 'jpé' in sample a/1")
+
+
+def test_a_tar_given_twice_is_named_so(tmp_path: Path) -> None:
+    """The same tar named twice (or by name and by its directory) is refused as given twice, not
+    as a tar whose samples' members are out of order (which would send its owner to rebuild it)."""
+    (tmp_path / "in").mkdir()
+    path = make_tar(tmp_path / "in" / "a.tar", make_samples(3, 1))
+    for inputs, unique in (([path, path], False), ([tmp_path / "in", path], True)):
+        refused(tmp_path, inputs, f"{path}: given twice (sample s/0100000 is in both); each tar may be read once", unique=unique)
+
+
 def test_short_compressed_tar_names_are_tars(tmp_path: Path) -> None:
     paths, every = shards(tmp_path, count=2, per=10)
     (tmp_path / "d").mkdir()

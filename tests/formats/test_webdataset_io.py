@@ -116,6 +116,25 @@ def test_a_manifest_lists_each_tar_and_checks_against_it(tmp_path: Path) -> None
     assert any(p.startswith(f"{outs[2]}: truncated") for p in problems), problems
 
 
+@pytest.mark.parametrize("kind", ["tar", "lines"])
+def test_a_manifest_over_an_input_named_by_a_file_url_is_refused(tmp_path: Path, kind: str) -> None:
+    """An input read through a file:// URL (by name or by a glob) is a local file all the same: a
+    manifest named as it is refused, and the input keeps its bytes."""
+    pytest.importorskip("fsspec")
+    if kind == "tar":
+        paths, _ = shards(tmp_path, count=2, per=3)
+    else:
+        paths = [tmp_path / "a.txt", tmp_path / "b.txt"]
+        for i, path in enumerate(paths):
+            path.write_bytes(b"".join(b"%d\n" % (10 * i + j) for j in range(10)))
+    before = paths[1].read_bytes()
+    pattern = f"file://{tmp_path}/*{paths[1].suffix}"
+    for inputs in ([f"file://{p}" for p in paths], [pattern]):
+        refused(tmp_path, inputs, f"{paths[1]}: the manifest would be written over an input", error=OutputError,  # type: ignore[arg-type]
+                manifest=paths[1], output=f"out{paths[1].suffix}")
+        assert paths[1].read_bytes() == before
+
+
 def test_check_permutation_of_tars_refuses_what_it_cannot_compare(tmp_path: Path) -> None:
     paths, _ = shards(tmp_path, count=1, per=3)
     (tmp_path / "l.txt").write_bytes(b"a\n")
@@ -124,6 +143,8 @@ def test_check_permutation_of_tars_refuses_what_it_cannot_compare(tmp_path: Path
     with pytest.raises(UsageError, match=r"^zero_terminated=True, lines_per_record= and header= apply to lines, not to samples of tars$"):
         bigshuf.check_permutation(paths, paths, zero_terminated=True)
     refused(tmp_path, paths, f"{paths[0]}: the manifest would be written over an input", manifest=paths[0], error=OutputError)
+    with pytest.raises(UsageError, match=rf"^file://{paths[0]}: check_permutation\(\) reads local files, not URLs$"):  # not 'No such file'
+        bigshuf.check_permutation(f"file://{paths[0]}", paths)
     code, _, err = run(["--check-permutation", paths[0], "--against", paths[0]], tmp_path)
     assert (code, err.split(b":")[:2]) == (0, [b"bigshuf", b" same records"])
 
@@ -301,6 +322,8 @@ def test_tar_sources_refuse_rates_above_one(tmp_path: Path) -> None:
         "tar sources take rates up to 1 (the mix= needs it: lower total= or this source's share)", UsageError, sources=sources,
         mix={"a": 0.5, "b": 0.5}, total=8,
     )
+    # A rate just above 1 is shown as given, not rounded to the 1 it is refused for exceeding.
+    refused(tmp_path, [], "source 'b': rate 1.0000001 would write samples twice", UsageError, sources=sources, rates={"b": "1.0000001"})
     # The dry run counts the samples when it reads them all, and fails as the run would.
     planned = bigshuf.plan_shuffle([], tmp_path / "p.tar", sources=sources, mix={"a": 0.5, "b": 0.5}, total=8)
     assert not planned.ok

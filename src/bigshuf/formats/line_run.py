@@ -35,7 +35,7 @@ from ..storage.manifest import input_entries, run_entries, strata_entries
 from ..storage.shards import check_outputs
 from ..request import Request, resolve_memory
 from ..storage.codecs import parse_compress
-from ..storage.remote import is_remote
+from ..storage.remote import URLSource, is_remote
 from ..storage.sinks import CodecChoice
 from ..storage.sources import FileSource, GeneratedSource, RecordReader, Source, map_whole
 from ..storage.tempspace import TempSpace, default_tmp_dir, remove_dead_outputs
@@ -219,7 +219,7 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         self.out.shard_suffix = _shard_suffix(self.sources, self.out.sharding.on, self.compress)
         check_outputs(
             self.out.target, self.out.sharding, self.out.split, self.request.manifest, self.compress, self.out.shard_suffix,
-            inputs=paths,
+            inputs=paths + [s.name for s in self.sources if isinstance(s, URLSource)],
         )
         if self.resume_name is not None:
             self._lock_job()

@@ -123,6 +123,18 @@ class MegatronOutput(TableOutput):
         return sum(s.bytes_written for s in self.sinks) + sum(s.bytes_written for s in self.indexes)
 
 
+def _check_manifest_name(manifest: str, prefixes: list[str]) -> None:
+    """Refuse a manifest named as a dataset's prefix (an input's, or the output pair's): a later run
+    naming that prefix would read the manifest, as the file the name now gives, not the dataset."""
+    name = os.path.abspath(manifest)
+    for prefix in prefixes:
+        if os.path.abspath(prefix) == name:
+            raise UsageError(
+                f"{manifest}: the manifest would take the name of dataset {prefix} (its .bin and .idx are named by it), "
+                "and a later run naming it would read the manifest instead; name it .json"
+            )
+
+
 class MegatronRun(TableRun):
     """One shuffle of documents: datasets read as rows, written as one ``.bin``/``.idx`` pair or shards of pairs."""
 
@@ -141,6 +153,9 @@ class MegatronRun(TableRun):
         sharding = Sharding(request.shards, request.shard_records, request.shard_size)
         split = None if request.split is None else parse_split(request.split)
         files = [name for d in datasets for name in (d.bin_path, d.idx_path)]
+        if request.manifest is not None:
+            single = [] if sharding.on or split is not None else [target[:-4]]
+            _check_manifest_name(request.manifest, [d.prefix for d in datasets] + single)
         check_outputs(target, sharding, split, request.manifest, suffix=".bin", inputs=files)
         if not sharding.on and split is None:
             for name in (target, target[:-4] + ".idx"):

@@ -16,6 +16,7 @@ apply to every later member, which a shuffle reorders).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Generator, Iterator
 from typing import Any
 
@@ -92,6 +93,38 @@ def _number(field: bytes) -> int | None:
         return None
 
 
+#: A header's numeric fields besides size and checksum. Python's tarfile parses them too, and one it
+#: cannot parse ends its reading of the tar there without an error: WebDataset, reading through it,
+#: would silently drop that sample and every later one.
+NUMBER_FIELDS = (("mode", 100, 108), ("uid", 108, 116), ("gid", 116, 124), ("mtime", 136, 148), ("devmajor", 329, 337), ("devminor", 337, 345))
+
+
+#: What tar writers put in a numeric field (octal digits, spaces, a NUL and anything after it): read
+#: as tarfile reads it without decoding.
+_PLAIN_NUMBER = re.compile(rb" *[0-7]* *(?:\0[\s\S]*)?")
+
+
+def _unreadable_number(header: bytes) -> str | None:
+    """The first of ``NUMBER_FIELDS`` Python's tarfile cannot read as a number (base-256 from a
+    first byte 0x80 or 0xff, else ASCII octal up to the first NUL, spaces around it), or None."""
+    plain = _PLAIN_NUMBER.fullmatch
+    if (
+        plain(header, 100, 108) and plain(header, 108, 116) and plain(header, 116, 124) and plain(header, 136, 148)
+        and plain(header, 329, 337) and plain(header, 337, 345)
+    ):
+        return None  # the usual header (NUMBER_FIELDS written out: a third of the checksum's time)
+    for field, start, end in NUMBER_FIELDS:
+        value = header[start:end]
+        if value[0] in (0x80, 0xFF):
+            continue
+        text = value.split(b"\0", 1)[0]
+        try:
+            int(text.decode("ascii").strip() or "0", 8)
+        except ValueError:
+            return field
+    return None
+
+
 def _pax_records(data: bytes) -> dict[bytes, bytes]:
     """A pax extended header's ``LENGTH KEY=VALUE\\n`` records, or raise ValueError if malformed."""
     out: dict[bytes, bytes] = {}
@@ -123,7 +156,11 @@ def sample_key(name: bytes) -> tuple[bytes, bytes] | None:
     dot = name.find(b".", slash)
     if dot <= slash:
         return None
-    return name[:dot], name[dot + 1 :].lower()
+    suffix = name[dot + 1 :]
+    if suffix.isascii():
+        return name[:dot], suffix.lower()
+    # As WebDataset lower-cases it: as text (tarfile's UTF-8 names), so JPÉ is jpé.
+    return name[:dot], suffix.decode("utf-8", "surrogateescape").lower().encode("utf-8", "surrogateescape")
 
 
 def is_metadata(name: bytes) -> bool:
@@ -354,6 +391,9 @@ class _Members:
                 return
             if not _checksum_ok(block):
                 raise InputError(f"{self.path}: corrupt tar header at byte {at} (checksum mismatch)")
+            unreadable = _unreadable_number(block)
+            if unreadable is not None:
+                raise InputError(f"{self.path}: corrupt tar header at byte {at} (bad {unreadable} field)")
             kind = block[156:157]
             length = _number(block[124:136])
             if length is None:

@@ -84,9 +84,9 @@ class KeyLedger:
         if not len(repeated):
             return
         seen: dict[int, list[int]] = {}  # a repeated hash: its samples so far, each of a different key
-        places: dict[int, tuple[str, bytes, bytes]] = {}
+        places: dict[int, tuple[str, bytes, bytes, int]] = {}
 
-        def place(n: int) -> tuple[str, bytes, bytes]:
+        def place(n: int) -> tuple[str, bytes, bytes, int]:
             """Sample ``n``'s file, key and first member, read once."""
             if n not in places:
                 places[n] = self._place(n)
@@ -102,15 +102,20 @@ class KeyLedger:
                 earlier.append(number + at)
             number += len(chunk)
 
-    def _place(self, number: int) -> tuple[str, bytes, bytes]:
-        """Sample ``number``'s file, key and first member, read again (only when a key repeats)."""
+    def _place(self, number: int) -> tuple[str, bytes, bytes, int]:
+        """Sample ``number``'s file, key, first member and input number, read again (only when a key repeats)."""
         f = bisect_right(self.starts, number) - 1
-        return self.locate(self.paths[f], number - self.starts[f])
+        return (*self.locate(self.paths[f], number - self.starts[f]), f)
 
 
-def _repeat_message(one: tuple[str, bytes, bytes], two: tuple[str, bytes, bytes]) -> str:
-    """The refusal of two samples with one key: out of order in one tar, or in two tars."""
-    (path, key, first), (other, _key, second) = one, two
+def _repeat_message(one: tuple[str, bytes, bytes, int], two: tuple[str, bytes, bytes, int]) -> str:
+    """The refusal of two samples with one key: out of order in one tar, one tar given twice, or in two tars."""
+    (path, key, first, input_one), (other, _key, second, input_two) = one, two
+    if path == other and input_one != input_two:
+        return (
+            f"{path}: given twice (sample {shown(key)} is in both); each tar may be read once: WebDataset merges "
+            "samples of one key that the shuffle puts side by side"
+        )
     if path == other:
         return (
             f"{path}: members of sample {shown(key)} are not consecutive in {path} ({shown(first)}, then other samples' "

@@ -109,8 +109,11 @@ def check_rates(names: Sequence[str], rates: Sequence[Fraction], mixed: bool) ->
     for name, rate in zip(names, rates):
         if rate > 1:
             how = f"the {option('mix')} needs it: lower {option('total')} or this source's share" if mixed else "give 1 or less"
+            shown = f"{float(rate):g}"
+            if Fraction(shown) <= 1:  # rounded down to 1 (1.0000001): shown in full, as it is above 1
+                shown = repr(float(rate)) if float(rate) > 1 else str(rate)
             raise UsageError(
-                f"source '{name}': rate {float(rate):g} would write samples twice under one key, which WebDataset "
+                f"source '{name}': rate {shown} would write samples twice under one key, which WebDataset "
                 f"reads as one sample; tar sources take rates up to 1 ({how})"
             )
 

@@ -31,7 +31,7 @@ from ..storage.codecs import CODECS, parse_compress
 from ..storage.layout import Sharding, parse_split
 from ..storage.manifest import input_entries, run_entries, strata_entries
 from ..storage.output import Output
-from ..storage.remote import is_remote
+from ..storage.remote import URLSource, is_remote
 from ..storage.shards import check_outputs
 from ..storage.sinks import CodecChoice, output_codec
 from ..storage.sources import FileSource, Source
@@ -194,7 +194,7 @@ class TarRun(WeightedSamples, TwoPass):
     def prepare(self) -> None:
         if self.out.target in (None, "-"):
             refuse_terminal("tar data")
-        local = [item for item in self.paths if isinstance(item, str)]
+        local = [item if isinstance(item, str) else item.name for item in self.paths if isinstance(item, (str, URLSource))]
         check_outputs(
             self.out.target, self.out.sharding, self.out.split, self.request.manifest, self.compress, self.out.shard_suffix,
             inputs=local,

@@ -66,6 +66,22 @@ def _local(fs: Any) -> bool:
     return _protocol(fs) in ("file", "local")
 
 
+def local_paths(name: str) -> list[str]:
+    """The local files an input name stands for: a path itself; a ``file://`` URL's path (a glob
+    expanded); nothing for a URL of another store (or when fsspec is not installed)."""
+    if not is_url(name):
+        return [name]
+    try:
+        fs, path = filesystem(name)
+    except (UsageError, ImportError):
+        return []
+    if not _local(fs):
+        return []
+    if any(c in path for c in "*?[") and not fs.exists(path):
+        return sorted(fs.glob(path))
+    return [path]
+
+
 @dataclass(frozen=True)
 class RemoteFile:
     """One input: its name as workers open it, its size on storage and its codec (None: plain)."""

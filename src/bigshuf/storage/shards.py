@@ -288,12 +288,14 @@ def check_outputs(
 
 def _check_not_input(manifest: str, inputs: Sequence[str]) -> None:
     """Refuse a manifest that would replace one of the run's input files (by any name: a link, a
-    symlink): the outputs do not hold that file's bytes."""
+    symlink, a ``file://`` URL): the outputs do not hold that file's bytes."""
+    from .remote import local_paths
+
     try:
         st = os.stat(manifest)
     except OSError:
         return  # a new file
-    for path in inputs:
+    for path in (each for name in inputs for each in local_paths(name)):
         try:
             other = os.stat(path)
         except OSError:
