@@ -369,7 +369,7 @@ class TwoPass(ABC):
         checkpoints = depth == 0 and bool(self.state_dir)
         done = scattered = seen = 0
         complete = False  # pass 1 was complete: its blocks are read again only to be counted
-        if depth == 0 and self.state:
+        if depth == 0 and "k" in self.state:
             keep = int(self.state["keep"])
             done = self.state["blocks_done"]
             complete = bool(self.state.get("pass1_done"))
