@@ -305,3 +305,31 @@ def test_a_rerun_without_unique_is_refused_naming_the_checkpoint(tmp_path: Path,
         )
     assert "other inputs, seed or options" in str(refused.value)
     assert checkpoint_state(tmp_path / "t") == state
+
+
+def test_hash_buckets_split_again_are_read_again_on_resuming(tmp_path: Path) -> None:
+    """Copies of a few records spread over many runs make hash buckets too big for ``-S 8K``: split
+    one level deeper (while counting each source for the rates, then read from there), those
+    levels are made again from the top level's hash buckets, kept for it, by a run resumed in
+    pass 1, and the output is an uninterrupted run's."""
+    from formats.test_unique import duplicated_lines
+
+    (tmp_path / "in.txt").write_bytes(duplicated_lines(1_000, 500, 1))
+    (tmp_path / "code.txt").write_bytes(duplicated_lines(300, 150, 2))
+    options = {"output": "out/a.txt", "weighted": True, "rates": {"web": 0.5, "code": 1.5}}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys.modules[__name__], "MEMORY", "8K")
+        run(tmp_path / "in.txt", tmp_path / "ref", options)
+        split: list[bool] = []
+
+        def in_pass_1(state: dict[str, Any], temp: Path) -> bool:
+            if not split and any(temp.glob("bigshuf-resume-*/unique-*")):
+                split.append(True)
+            return state.get("blocks_done", 0) >= 10 and "pass1_done" not in state
+
+        with pytest.raises(Stop):
+            run(tmp_path / "in.txt", tmp_path / "job", options, StopWhen(tmp_path / "job" / "t", in_pass_1))
+        run(tmp_path / "in.txt", tmp_path / "job", options)
+    assert split
+    assert (tmp_path / "job" / "out" / "a.txt").read_bytes() == (tmp_path / "ref" / "out" / "a.txt").read_bytes()
+    assert list((tmp_path / "job" / "t").iterdir()) == []
