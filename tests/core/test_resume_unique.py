@@ -280,6 +280,7 @@ def test_tampered_dedup_fields_are_refused(corpus: Path, stopped: tuple[Path, Pa
 
 def test_a_checkpoint_cut_back_to_the_dedup_pass_resumes_to_the_same_output(
     corpus: Path, stopped: tuple[Path, Path, dict[str, Any]], references: dict[str, dict[str, bytes]],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The dedup pass's own checkpoint, with pass 1's buckets and the output's temp files of a later
     one left beside it, starts pass 1 afresh from the hash buckets and writes what a run writes
@@ -289,6 +290,7 @@ def test_a_checkpoint_cut_back_to_the_dedup_pass_resumes_to_the_same_output(
     _cut_to_the_dedup_pass(cut)
     (directory / "state.json").write_text(json.dumps(cut))
     run(corpus, where, WEIGHTED)
+    assert capsys.readouterr().err == f"bigshuf: resuming from {directory}: the start of pass 1 (the dedup pass complete)\n"
     assert files_under(where / "out") == references["sources mixed, stratified split, manifest, verify"]
     assert list((where / "t").iterdir()) == []
 

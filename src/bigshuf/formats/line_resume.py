@@ -150,7 +150,7 @@ class ResumableLines:
         elif "pass1_done" in state:
             where = "the start of pass 2 (pass 1 complete)"
         elif "k" not in state:
-            where = f"the start of pass 1 ({option('unique')}'s dedup pass complete)"
+            where = "the start of pass 1 (the dedup pass complete)"
         else:
             where = f"pass 1 after {state['blocks_done']} blocks ({plan.format_size(state['bytes_done'])} scattered)"
         self.resume_note = f"bigshuf: resuming from {directory}: {where}"

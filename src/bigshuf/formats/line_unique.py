@@ -273,6 +273,8 @@ class Dedup:
         run.duplicates = sum(gone)
         if self.sources:
             self.dropped = gone
+        if "k" not in run.state:
+            run.announce()  # pass 1 starts here; a later checkpoint's note waits for its own files' checks
         return buckets
 
     def _recount(self, blocks: Iterator[Any]) -> np.ndarray:
