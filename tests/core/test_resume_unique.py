@@ -238,7 +238,7 @@ def _all_kept(s: dict[str, Any]) -> None:
 TAMPER: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "dedup missing": (lambda s: s.pop("dedup"), "its fields are"),
     "dedup.k": (lambda s: s["dedup"].update(k=s["dedup"]["k"] + 1), "dedup.buckets.sizes is not a list of"),
-    "dedup.hashes dropped": (lambda s: s["dedup"].update(hashes=None), "dedup.hashes is missing"),
+    "dedup.hashes not an object": (lambda s: s["dedup"].update(hashes=[]), "dedup.hashes is not {sizes, records, crcs, disk}"),
     "a hash bucket's records": (_records, "dedup.hashes do not count the buckets' records"),
     "a hash bucket's records and hashes": (_records_everywhere, "bucket holds"),
     "a hash bucket's crc": (_crc, "temporary bucket is corrupt (checksum mismatch)"),

@@ -372,19 +372,15 @@ def _bucket_state(buckets: Any, what: str, k: int, keep: int, compress_temp: boo
 
 
 def _validate_dedup(dedup: Any, job: Job) -> int:
-    """``--unique``'s hash buckets: their count, each bucket's fields, the file of their hashes (kept
-    unless there are too many buckets; 8 bytes a record) and with weighted sources each bucket's
+    """``--unique``'s hash buckets: their count, each bucket's fields, the file of their hashes (if
+    kept; 8 bytes a record) and with weighted sources each bucket's
     records per source (adding up to its records); return the bytes they hold."""
-    from .dedup import keeps_hashes
-
     fields = {"k", "buckets", "hashes", "per_source"}
     if not isinstance(dedup, dict) or set(dedup) != fields:
         raise _Bad(f"dedup is not {{{', '.join(sorted(fields))}}}")
     k = _int(dedup["k"], "dedup.k", 2, 1 << 20)
     sizes, records = _bucket_state(dedup["buckets"], "dedup.buckets", k, k, job.compress_temp)
-    if keeps_hashes(k) != (dedup["hashes"] is not None):
-        raise _Bad(f"dedup.hashes is {'missing' if keeps_hashes(k) else 'there'} with {k} hash buckets")
-    if dedup["hashes"] is not None:
+    if dedup["hashes"] is not None:  # else the records are hashed again as they are read (the output is the same)
         _, hashed = _bucket_state(dedup["hashes"], "dedup.hashes", k, k, job.compress_temp, width=8)
         if hashed != records:
             raise _Bad("dedup.hashes do not count the buckets' records")

@@ -97,9 +97,14 @@ class HashBuckets:
     bucket holds its records in input order, so it holds its first source's, then its next
     source's, and so on)."""
 
-    def __init__(self, directory: str, k: int, writer: WriteBehind, compress: bool, sources: int, fresh: bool = True) -> None:
+    def __init__(
+        self, directory: str, k: int, writer: WriteBehind, compress: bool, sources: int, fresh: bool = True,
+        hashed: bool | None = None,
+    ) -> None:
         self.data = BucketSet(directory, k, writer, compress=compress, fresh=fresh)
-        self.hashes = BucketSet(f"{directory}-hashes", k, writer, compress=compress, fresh=fresh) if keeps_hashes(k) else None
+        # ``hashed``: a checkpoint's level keeps the hashes it was written with, whatever the limit on open files now.
+        keep = keeps_hashes(k) if hashed is None else hashed
+        self.hashes = BucketSet(f"{directory}-hashes", k, writer, compress=compress, fresh=fresh) if keep else None
         self.k = k
         self.per_source = np.zeros((k, sources), np.int64) if sources else None
         # Buckets split one level deeper by a counting pass, to be read from there by the next.
@@ -261,7 +266,10 @@ class Dedup:
         run = self.run
         state = run.state["dedup"]
         k = int(state["k"])
-        buckets = HashBuckets(os.path.join(self.temp.path, TOP), k, run.writer, run.request.compress_temp, self.sources, fresh=False)
+        buckets = HashBuckets(
+            os.path.join(self.temp.path, TOP), k, run.writer, run.request.compress_temp, self.sources, fresh=False,
+            hashed=state["hashes"] is not None,
+        )
         buckets.restore(state, advice(run.state_dir))
         run.buckets += k
         run.extra_passes = max(run.extra_passes, 1)
