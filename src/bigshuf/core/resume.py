@@ -373,8 +373,8 @@ def _bucket_state(buckets: Any, what: str, k: int, keep: int, compress_temp: boo
 
 def _validate_dedup(dedup: Any, job: Job) -> int:
     """``--unique``'s hash buckets: their count, each bucket's fields, the file of their hashes (if
-    kept; 8 bytes a record) and with weighted sources each bucket's
-    records per source (adding up to its records); return the bytes they hold."""
+    kept; 8 bytes a record) and with weighted sources each bucket's records per source (adding up
+    to its records); return the bytes they hold."""
     fields = {"k", "buckets", "hashes", "per_source"}
     if not isinstance(dedup, dict) or set(dedup) != fields:
         raise _Bad(f"dedup is not {{{', '.join(sorted(fields))}}}")
