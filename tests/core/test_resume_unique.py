@@ -24,7 +24,7 @@ from bigshuf.progress import Progress
 
 from helpers import checkpoint_state
 
-SEED, MEMORY = 11, "3M"
+SEED, MEMORY = 11, "1M"
 
 #: Whether to stop, from the checkpoint as it stands and the job's ``-T``.
 Ready = Callable[[dict[str, Any], Path], bool]
@@ -60,7 +60,7 @@ DURING_DEDUP = "during the dedup pass"
 POINTS: dict[str, Ready] = {
     DURING_DEDUP: lambda s, temp: not s and len(hash_buckets(temp)) >= 2,
     "after the dedup pass": lambda s, temp: "dedup" in s and "k" not in s,
-    "in pass 1": lambda s, temp: s.get("blocks_done", 0) >= 2 and "pass1_done" not in s,
+    "in pass 1": lambda s, temp: "blocks_done" in s and "pass1_done" not in s,
     "after pass 1": lambda s, temp: "pass1_done" in s,
     "in pass 2": lambda s, temp: s.get("buckets_done", 0) >= 1,
 }

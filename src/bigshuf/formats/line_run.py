@@ -242,6 +242,10 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         # --unique: pass 1's blocks come from the hash buckets, read again for the copies they drop.
         return self.counted_reader is not None or self.mixer is not None or self.request.unique
 
+    def checkpoint_due(self, nbytes: int) -> bool:
+        # --unique's blocks are a hash bucket's unique records each: a checkpoint per half a read buffer of them.
+        return not self.request.unique or nbytes >= plan.read_capacity(self.limit) // 2
+
     def replay(self, block: Any, key: Key) -> None:
         if isinstance(block, tuple):
             self._pick_copies(block[0], block[1], key)
