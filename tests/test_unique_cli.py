@@ -42,8 +42,7 @@ def test_echo_range_and_header(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["-r"], "--unique cannot be used with --resume or --repeat"),
-        (["--resume", "--seed=1", "-o", "OUT"], "--unique cannot be used with --resume or --repeat"),
+        (["-r"], "--unique cannot be used with --repeat"),
     ],
 )
 def test_refusals_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:

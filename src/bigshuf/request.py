@@ -291,8 +291,8 @@ def _check_combinations(request: Request, all_paths: bool) -> None:
     if request.sources:
         check_sources(request)
     _check_outputs(request)
-    if request.unique and (request.resume or request.repeat):
-        raise UsageError(f"{option('unique')} cannot be used with {option('resume')} or {option('repeat')}")
+    if request.unique and request.repeat:
+        raise UsageError(f"{option('unique')} cannot be used with {option('repeat')}")
     if request.family == registry.TABLE:
         _check_table_settings(request, all_paths)
         return

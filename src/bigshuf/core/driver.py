@@ -254,6 +254,11 @@ class TwoPass(ABC):
         draws), their bytes checked against the checkpoint's."""
         return False
 
+    def checkpoint_due(self, nbytes: int) -> bool:
+        """``--resume``: whether pass 1 checkpoints after a block, ``nbytes`` scattered since its last
+        checkpoint (every block, unless a format's blocks are small enough to batch)."""
+        return True
+
     def finished(self) -> None:
         """The output is in place: remove what only a resumed run would have needed."""
 
@@ -367,11 +372,11 @@ class TwoPass(ABC):
         """Scatter every block into ``buckets``; return how many leading buckets ``-n`` still needs."""
         keep = buckets.k
         checkpoints = depth == 0 and bool(self.state_dir)
-        done = scattered = seen = 0
+        done = scattered = seen = saved = 0  # saved: bytes scattered as of the last checkpoint
         complete = False  # pass 1 was complete: its blocks are read again only to be counted
-        if depth == 0 and self.state:
+        if depth == 0 and "k" in self.state:
             keep = int(self.state["keep"])
-            done = self.state["blocks_done"]
+            done, saved = self.state["blocks_done"], self.state["bytes_done"]
             complete = bool(self.state.get("pass1_done"))
             if complete and not self.rereads_inputs():
                 return keep
@@ -389,14 +394,21 @@ class TwoPass(ABC):
             keep = self.scatter(block, streams.scatter(key, index), buckets, keep, depth)
             if depth:
                 self.progress.update(self.block_bytes(block))
-            if checkpoints:
-                self.writer.flush()
-                resumable = self._resumable(buckets)
-                resumable.sync()
-                self.save_checkpoint(k=buckets.k, keep=keep, blocks_done=index + 1, bytes_done=scattered, buckets=resumable.state())
+            if checkpoints and self.checkpoint_due(scattered - saved):
+                saved = self._pass1_checkpoint(buckets, keep, index + 1, scattered)
         if seen < done:
             raise refusal(self.state_dir, f"counts {done} blocks read, the inputs hold {seen}")
+        if checkpoints and scattered > saved:
+            self._pass1_checkpoint(buckets, keep, seen, scattered)  # the blocks since the last, which were not due one
         return keep
+
+    def _pass1_checkpoint(self, buckets: Buckets, keep: int, blocks: int, scattered: int) -> int:
+        """Checkpoint pass 1 after ``blocks`` blocks (``scattered`` bytes), the buckets synced first; return ``scattered``."""
+        self.writer.flush()
+        resumable = self._resumable(buckets)
+        resumable.sync()
+        self.save_checkpoint(k=buckets.k, keep=keep, blocks_done=blocks, bytes_done=scattered, buckets=resumable.state())
+        return scattered
 
     def _pass2(self, buckets: Buckets, keep: int, temp: TempSpace, key: Key, depth: int) -> None:
         """Shuffle the first ``keep`` buckets in order, each in memory or one level deeper."""

@@ -239,6 +239,10 @@ class Job:
     hashed: bool
     #: Weighted sources: the buckets hold copies of the records read (as many bytes or not).
     weighted: bool = False
+    #: ``--unique``: every checkpoint holds the dedup pass's hash buckets (``dedup``), and with
+    #: weighted sources each bucket's records per source (``sources`` of them).
+    unique: bool = False
+    sources: int = 0
 
 
 class _Bad(Exception):
@@ -269,6 +273,8 @@ def _fingerprint(value: Any, what: str) -> list[int]:
 _PASS1 = {"format", "job", "inputs", "read_fingerprint", "k", "keep", "blocks_done", "bytes_done", "buckets"}
 _PASS1_DONE = _PASS1 | {"pass1_done"}
 _PASS2 = _PASS1_DONE | {"buckets_done", "records_out", "output"}
+#: ``--unique``'s first checkpoint, once its dedup pass's hash buckets are complete and synced.
+_DEDUP = {"format", "job", "inputs", "read_fingerprint", "dedup"}
 
 
 #: Why a checkpoint whose key is not the job's is refused (its directory is named by the output alone).
@@ -303,7 +309,8 @@ def validate_state(state: dict[str, Any], job: Job, directory: str) -> None:
 def _validate(state: dict[str, Any], job: Job) -> None:
     """Raise ``_Bad`` for the first field of ``state`` that does not hold up (see ``validate_state``)."""
     keys = set(state)
-    if keys not in (_PASS1, _PASS1_DONE, _PASS2):
+    stages = (_DEDUP, _PASS1 | _DEDUP, _PASS1_DONE | _DEDUP, _PASS2 | _DEDUP) if job.unique else (_PASS1, _PASS1_DONE, _PASS2)
+    if keys not in stages:
         raise _Bad(f"its fields are {sorted(keys)}")
     if state["format"] != FORMAT:
         raise _Bad("it was written by another version of bigshuf")
@@ -317,28 +324,22 @@ def _validate(state: dict[str, Any], job: Job) -> None:
             raise _Bad(f"inputs[{i}] is not [{now[0]!r}, size, mtime, check]")
         _int(entry[1], f"inputs[{i}] size")
         _int(entry[2], f"inputs[{i}] mtime", -_MAX_INT)
+    hashed_bytes = _validate_dedup(state["dedup"], job) if job.unique else None
+    if keys == _DEDUP:
+        if _fingerprint(state["read_fingerprint"], "read_fingerprint") != [0, 0, 0]:
+            raise _Bad("read_fingerprint is not [0, 0, 0] before pass 1")
+        return
     k = _int(state["k"], "k", 1, 1 << 20)
     keep = _int(state["keep"], "keep", 1, k)
     if job.head_count is None and keep != k:
         raise _Bad(f"keep is {keep} without -n, not k ({k})")
     _int(state["blocks_done"], "blocks_done", 1)
     bytes_done = _int(state["bytes_done"], "bytes_done")
+    if hashed_bytes is not None and bytes_done > hashed_bytes:
+        raise _Bad(f"bytes_done is {bytes_done}, more than the hash buckets' {hashed_bytes} bytes")
     if "pass1_done" in state and state["pass1_done"] is not True:
         raise _Bad("pass1_done is not true")
-    buckets = state["buckets"]
-    if not isinstance(buckets, dict) or set(buckets) != {"sizes", "records", "crcs", "disk"}:
-        raise _Bad("buckets is not {sizes, records, crcs, disk}")
-    sizes = _ints(buckets["sizes"], "buckets.sizes", k)
-    records = _ints(buckets["records"], "buckets.records", k)
-    crcs = _ints(buckets["crcs"], "buckets.crcs", k, 2**32 - 1)
-    disk = _ints(buckets["disk"], "buckets.disk", k)
-    for j in range(k):
-        empty = sizes[j] == 0
-        if (
-            (j >= keep and not empty) or records[j] > sizes[j] or (records[j] == 0) != empty
-            or (empty and j < keep and crcs[j] != 0) or (disk[j] == 0) != empty or (not job.compress_temp and disk[j] != sizes[j])
-        ):
-            raise _Bad(f"bucket {j} has {sizes[j]} bytes, {records[j]} records, {disk[j]} on disk, crc {crcs[j]}")
+    sizes, records = _bucket_state(state["buckets"], "buckets", k, keep, job.compress_temp)
     if not job.weighted and (sum(sizes) > bytes_done or (keep == k and sum(sizes) != bytes_done)):
         raise _Bad(f"the buckets hold {sum(sizes)} bytes, bytes_done is {bytes_done}")
     read = _fingerprint(state["read_fingerprint"], "read_fingerprint")
@@ -347,6 +348,52 @@ def _validate(state: dict[str, Any], job: Job) -> None:
         raise _Bad(f"read_fingerprint {read} does not match the buckets")
     if keys == _PASS2:
         _validate_pass2(state, job, keep, records)
+
+
+def _bucket_state(buckets: Any, what: str, k: int, keep: int, compress_temp: bool, width: int = 0) -> tuple[list[int], list[int]]:
+    """Sizes and records of ``k`` buckets' state ``{sizes, records, crcs, disk}`` (``what``), each
+    bucket's fields consistent (none past ``keep``; ``width``: each record's fixed size, else a line
+    of at least a byte)."""
+    if not isinstance(buckets, dict) or set(buckets) != {"sizes", "records", "crcs", "disk"}:
+        raise _Bad(f"{what} is not {{sizes, records, crcs, disk}}")
+    sizes = _ints(buckets["sizes"], f"{what}.sizes", k)
+    records = _ints(buckets["records"], f"{what}.records", k)
+    crcs = _ints(buckets["crcs"], f"{what}.crcs", k, 2**32 - 1)
+    disk = _ints(buckets["disk"], f"{what}.disk", k)
+    for j in range(k):
+        empty = sizes[j] == 0
+        if (
+            (j >= keep and not empty) or (records[j] > sizes[j] if not width else sizes[j] != width * records[j])
+            or (records[j] == 0) != empty or (empty and j < keep and crcs[j] != 0) or (disk[j] == 0) != empty
+            or (not compress_temp and disk[j] != sizes[j])
+        ):
+            raise _Bad(f"{what}: bucket {j} has {sizes[j]} bytes, {records[j]} records, {disk[j]} on disk, crc {crcs[j]}")
+    return sizes, records
+
+
+def _validate_dedup(dedup: Any, job: Job) -> int:
+    """``--unique``'s hash buckets: their count, each bucket's fields, the file of their hashes (if
+    kept; 8 bytes a record) and with weighted sources each bucket's records per source (adding up
+    to its records); return the bytes they hold."""
+    fields = {"k", "buckets", "hashes", "per_source"}
+    if not isinstance(dedup, dict) or set(dedup) != fields:
+        raise _Bad(f"dedup is not {{{', '.join(sorted(fields))}}}")
+    k = _int(dedup["k"], "dedup.k", 2, 1 << 20)
+    sizes, records = _bucket_state(dedup["buckets"], "dedup.buckets", k, k, job.compress_temp)
+    if dedup["hashes"] is not None:  # else the records are hashed again as they are read (the output is the same)
+        _, hashed = _bucket_state(dedup["hashes"], "dedup.hashes", k, k, job.compress_temp, width=8)
+        if hashed != records:
+            raise _Bad("dedup.hashes do not count the buckets' records")
+    per_source = dedup["per_source"]
+    if (per_source is None) != (job.sources == 0):
+        raise _Bad(f"dedup.per_source is {'there' if job.sources == 0 else 'missing'} with {job.sources} sources")
+    if per_source is not None:
+        if not isinstance(per_source, list) or len(per_source) != k:
+            raise _Bad(f"dedup.per_source is not a list of {k} lists")
+        for j, row in enumerate(per_source):
+            if sum(_ints(row, f"dedup.per_source[{j}]", job.sources)) != records[j]:
+                raise _Bad(f"dedup.per_source[{j}] adds up to {sum(row)}, not the bucket's {records[j]} records")
+    return sum(sizes)
 
 
 def _validate_pass2(state: dict[str, Any], job: Job, keep: int, records: list[int]) -> None:

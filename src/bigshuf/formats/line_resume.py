@@ -139,7 +139,8 @@ class ResumableLines:
         request = self.request
         job = Job(
             self.resume_key, self.input_ids, request.verify, self.head_count, self.out.plain, request.compress_temp,
-            request.verify or request.manifest is not None, weighted=bool(request.sources),
+            request.verify or request.manifest is not None, weighted=bool(request.sources), unique=request.unique,
+            sources=len(request.sources) if request.unique else 0,
         )
         validate_state(state, job, directory)
         self.state = state
@@ -148,6 +149,8 @@ class ResumableLines:
             where = f"pass 2 after {state['buckets_done']} of {state['keep']} buckets ({state['records_out']} records written)"
         elif "pass1_done" in state:
             where = "the start of pass 2 (pass 1 complete)"
+        elif "k" not in state:
+            where = "the start of pass 1 (the dedup pass complete)"
         else:
             where = f"pass 1 after {state['blocks_done']} blocks ({plan.format_size(state['bytes_done'])} scattered)"
         self.resume_note = f"bigshuf: resuming from {directory}: {where}"

@@ -239,7 +239,12 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         return entries
 
     def rereads_inputs(self) -> bool:
-        return self.counted_reader is not None or self.mixer is not None
+        # --unique: pass 1's blocks come from the hash buckets, read again for the copies they drop.
+        return self.counted_reader is not None or self.mixer is not None or self.request.unique
+
+    def checkpoint_due(self, nbytes: int) -> bool:
+        # --unique's blocks are a hash bucket's unique records each: a checkpoint per half a read buffer of them.
+        return not self.request.unique or nbytes >= plan.read_capacity(self.limit) // 2
 
     def replay(self, block: Any, key: Key) -> None:
         if isinstance(block, tuple):
@@ -332,7 +337,7 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
                 # Pass 1 scatters the unique records, at most what the hash buckets hold (known now).
                 n = len(self.request.sources)
                 dedup = Dedup(self, temp, mix.source_files(self.request) if n else None, n)
-                hashed = dedup.scatter(everything, whole, per_record)
+                hashed = dedup.resume(everything) if "dedup" in self.state else dedup.scatter(everything, whole, per_record)
                 whole, exact = int(hashed.data.sizes.sum()), True
                 if unique_mix:
                     whole = int(whole * dedup.plan_mix(hashed))

@@ -24,7 +24,8 @@ from ..core.driver import closing
 from ..core.dedup import DEDUP_META, bucket_ids, first_copies, gather, keeps_hashes
 from ..core.fingerprint import record_hashes
 from ..core.parallel import Workers
-from ..core.records import find_offsets
+from ..core.records import count_separators, find_offsets
+from ..core.resume import advice, refusal
 from ..core.scatter import BucketSet, Scattered, regroup
 from ..errors import TempSpaceError, option
 from ..progress import Progress, dedup_phase, scatter_phase
@@ -36,6 +37,9 @@ from .dedup_stage import DedupStage
 if TYPE_CHECKING:
     from .line_run import LineRun
 
+
+#: The top level's hash buckets' directory, under the run's temporary space.
+TOP = "unique"
 
 #: Bytes per record the dedup holds beside ``DEDUP_META`` with weighted sources: each record's
 #: source and its first copy's (2 each).
@@ -94,9 +98,14 @@ class HashBuckets:
     bucket holds its records in input order, so it holds its first source's, then its next
     source's, and so on)."""
 
-    def __init__(self, directory: str, k: int, writer: WriteBehind, compress: bool, sources: int) -> None:
-        self.data = BucketSet(directory, k, writer, compress=compress)
-        self.hashes = BucketSet(f"{directory}-hashes", k, writer, compress=compress) if keeps_hashes(k) else None
+    def __init__(
+        self, directory: str, k: int, writer: WriteBehind, compress: bool, sources: int, fresh: bool = True,
+        hashed: bool | None = None,
+    ) -> None:
+        self.data = BucketSet(directory, k, writer, compress=compress, fresh=fresh)
+        # ``hashed``: a checkpoint's level keeps the hashes it was written with, whatever the limit on open files now.
+        keep = keeps_hashes(k) if hashed is None else hashed
+        self.hashes = BucketSet(f"{directory}-hashes", k, writer, compress=compress, fresh=fresh) if keep else None
         self.k = k
         self.per_source = np.zeros((k, sources), np.int64) if sources else None
         # Buckets split one level deeper by a counting pass, to be read from there by the next.
@@ -117,6 +126,29 @@ class HashBuckets:
             raise TempSpaceError(f"{self.hashes.path(j)}: {self.hashes.sizes[j]} bytes of hashes for {len(hashes)} records")
         self.hashes.read_into(j, hashes.view(np.uint8))
         return hashes
+
+    def sync(self) -> None:
+        """``--resume``: make every file of the level durable, for the checkpoint that counts them."""
+        self.data.sync()
+        if self.hashes is not None:
+            self.hashes.sync()
+
+    def state(self) -> dict[str, Any]:
+        """``--resume``: the level as its checkpoint holds it (``core.resume`` validates it)."""
+        return {
+            "k": self.k, "buckets": self.data.state(), "hashes": None if self.hashes is None else self.hashes.state(),
+            "per_source": None if self.per_source is None else self.per_source.tolist(),
+        }
+
+    def restore(self, state: dict[str, Any], advice: str) -> None:
+        """``--resume``: return to a validated checkpoint's complete level, every file there and exactly
+        as long as it says (its CRC checked as it is read); a problem names ``advice``."""
+        for files, kept in ((self.data, state["buckets"]), (self.hashes, state["hashes"])):
+            if files is not None:
+                files.advice = advice
+                files.restore(kept, 0, True)
+        if self.per_source is not None:
+            self.per_source[:] = state["per_source"]
 
     def remove(self, j: int) -> None:
         """Delete bucket ``j``'s files once it has been consumed."""
@@ -207,6 +239,9 @@ class Dedup(DedupStage):
         self.meta = DEDUP_META + (SOURCE_META if sources else 0)
         # The first input of each source: unique blocks name their sources' runs by it.
         self.first_input = first_inputs(file_source or [], sources)
+        # --resume: the top level's hash buckets stay until the output is in place, so that a
+        # resumed run reads pass 1's blocks from them again (see ``resume``).
+        self.keep_top = bool(run.state_dir)
 
     def bucket_bytes(self, buckets: Any) -> int:
         """The bytes the hash ``buckets`` hold."""
@@ -222,16 +257,62 @@ class Dedup(DedupStage):
         else:
             labelled = ((b, None) for b in blocks)
         try:
-            return self._fill(labelled, -1 if nbytes is None else nbytes, per_record, 0, "unique")
+            buckets = self._fill(labelled, -1 if nbytes is None else nbytes, per_record, 0, TOP)
         finally:
             if isinstance(blocks, Generator):
                 blocks.close()
+        if self.keep_top:
+            self.run.save_checkpoint(dedup=buckets.state())
+        return buckets
+
+    def resume(self, blocks: Iterator[Any]) -> HashBuckets:
+        """``--resume`` past the dedup pass: its hash buckets as the (validated) checkpoint left them,
+        the input's ``blocks`` read again only to count each source's records, from which the copies
+        the pass dropped follow (refused if the buckets hold more than was read)."""
+        run = self.run
+        state = run.state["dedup"]
+        k = int(state["k"])
+        buckets = HashBuckets(
+            os.path.join(self.temp.path, TOP), k, run.writer, run.request.compress_temp, self.sources, fresh=False,
+            hashed=state["hashes"] is not None,
+        )
+        buckets.restore(state, advice(run.state_dir))
+        run.buckets += k
+        run.extra_passes = max(run.extra_passes, 1)
+        read = self._recount(blocks)
+        kept = buckets.data.records.sum(keepdims=True) if buckets.per_source is None else buckets.per_source.sum(axis=0)
+        if (kept > read).any():
+            raise refusal(run.state_dir, f"counts {kept.tolist()} records kept in its hash buckets, the inputs hold {read.tolist()}")
+        gone = (read - kept).tolist()
+        run.duplicates = sum(gone)
+        if self.sources:
+            self.dropped = gone
+        if "k" not in run.state:
+            run.announce()  # pass 1 starts here; a later checkpoint's note waits for its own files' checks
+        return buckets
+
+    def _recount(self, blocks: Iterator[Any]) -> np.ndarray:
+        """Records of each source in ``blocks`` (the input's; with sources, each with its inputs' runs), or of all of them."""
+        fmt = self.run.fmt
+        read = np.zeros(max(1, self.sources), np.int64)
+        try:
+            for item in blocks:
+                if self.sources:
+                    block, runs = item
+                    for s, lo, hi in mix.segments(self.file_source, runs, len(block)):
+                        read[s] += count_separators(block[lo:hi], fmt.sep) // fmt.group
+                else:
+                    read[0] += count_separators(item, fmt.sep) // fmt.group
+        finally:
+            if isinstance(blocks, Generator):
+                blocks.close()
+        return read
 
     def unique(self, buckets: HashBuckets) -> Generator[Any, None, None]:
         """The unique records of the top level's hash ``buckets``, a block per bucket (with sources,
         each with its sources' runs, as pass 1 takes a block of weighted sources)."""
         self.run.progress.start(scatter_phase(0), int(buckets.data.sizes.sum()))
-        yield from self._unique_buckets(buckets, 0, "unique")
+        yield from self._unique_buckets(buckets, 0, TOP)
 
 
     def _fill(
@@ -251,6 +332,8 @@ class Dedup(DedupStage):
                 if level:
                     run.progress.update(len(block))
             run.writer.flush()
+            if level == 0 and self.keep_top:
+                buckets.sync()
         finally:
             run.writer.wait_idle()
             buckets.close()
@@ -277,6 +360,11 @@ class Dedup(DedupStage):
                 view = buckets.data.read_into(j, self.buf)
                 labels = None if buckets.per_source is None else np.repeat(np.arange(self.sources, dtype=np.uint16), buckets.per_source[j])
                 offsets = find_offsets(view, run.fmt)
+                if len(offsets) - 1 != count:
+                    raise TempSpaceError(
+                        f"{buckets.data.path(j)}: hash bucket holds {len(offsets) - 1} records, {count} were counted; "
+                        f"{buckets.data.advice or 'its disk may be failing'}"
+                    )
                 kept = first_copies(view, offsets, buckets.read_hashes(j)) if count > 1 else np.zeros(1, np.int64)
                 if tally is not None:
                     assert labels is not None
@@ -296,7 +384,8 @@ class Dedup(DedupStage):
                             self.dropped[s] += c
                         labels = labels[kept]
                 del view, kept
-                buckets.remove(j)
+                if level or not self.keep_top:
+                    buckets.remove(j)
                 yield unique if labels is None else (unique, self._runs(labels, offsets))
                 del unique, offsets, labels
                 if level == 0:
@@ -310,7 +399,8 @@ class Dedup(DedupStage):
                     labeller = None if buckets.per_source is None else counted_labels(buckets.per_source[j])
                     sub = ((b, labeller) for b, _final in flagged)
                     below = self._fill(closing(sub, flagged), size, size / count, level + 1, f"{name}-{j}")
-                    buckets.remove(j)
+                    if level or not self.keep_top:
+                        buckets.remove(j)
                     if tally is not None:
                         buckets.below[j] = below
                 else:
