@@ -39,6 +39,8 @@ class _Facts(dryrun.Facts):
     prepared: Prepared | None = None
     files: list[remote.RemoteFile] = field(default_factory=list)
     counting: bool = False
+    #: Why the run would refuse its options before reading (a missing --temp-url, no Dask installed, ...).
+    options_error: str = ""
 
 
 def plan_request(request: Request) -> dryrun.RunPlan:
@@ -73,6 +75,9 @@ def _gather(request: Request) -> _Facts:
         scheduler = request.scheduler if isinstance(request.scheduler, str) else None
         _check_options(request.head_count, request.shards, request.verify, scheduler, runner, request.temp_url)
         seed_entropy(request.seed, request.random_source)
+    except BigShufError as e:
+        facts.options_error = dryrun._message(e)
+    try:
         facts.prepared = prepare(names, settings, "plan")  # names pass-1 objects under "plan", never made
         facts.files = remote.expand_inputs(list(facts.prepared.names))
         if request.sources:
@@ -213,9 +218,11 @@ def _inputs(facts: _Facts) -> None:
 
 
 def _memory(facts: _Facts) -> None:
-    """``memory: 1.0 GiB per task (default: 1G)``: what one task may use."""
+    """``memory: 1.0 GiB per task (default: 1G)``: what one task may use; then the check of the
+    options the driver refuses before it reads (a ``--scheduler`` without ``--temp-url``, ...)."""
     given = facts.request.memory is not None
     facts.line("memory", f"{plan.format_size(facts.limit)} per task ({option('memory') if given else f'default: {DEFAULT_MEMORY}'})")
+    facts.check("options", lambda: facts.options_error and dryrun._raise(facts.options_error))
 
 
 def _path(facts: _Facts) -> None:
@@ -225,15 +232,14 @@ def _path(facts: _Facts) -> None:
         facts.line("path", "Dask tasks, unknown (the inputs cannot be read)")
         return
     passes = f"{facts.passes} passes"
-    extra = []
-    if facts.counting:
-        extra.append("after a counting pass over every input")
-    if request.unique:
-        extra.append(f"with {option('unique')}'s dedup stage (more if a hash bucket outgrows -S)")
+    among = [f"{option('unique')}'s hashing and dedup passes"] if request.unique else []
     if request.shard_size is not None:
-        extra.append(f"with a measuring pass for {option('shard_size')}")
-    if extra:
-        passes += " (" + "; ".join(extra) + ")"
+        among.append(f"a measuring pass for {option('shard_size')}")
+    if among:
+        more = ", more if a hash bucket outgrows -S" if request.unique else ""
+        passes += f" ({' and '.join(among)} among them{more})"
+    if facts.counting:
+        passes += " after a counting pass over every input"
     if facts.buckets is not None:
         buckets = f"{facts.buckets} bucket{'s' if facts.buckets != 1 else ''}"
     elif facts.mix_error:
@@ -251,9 +257,11 @@ def _temp_space(facts: _Facts) -> None:
     """``temporary space: needs ~1.3 GiB in /tmp, 40.0 GiB free`` (or on ``--temp-url``, free space
     unknown), with the run's check of its ``-T`` and, when local, of the free space."""
     request, need = facts.request, facts.temp_bytes
-    if need is not None and request.unique:
-        need *= 2
-    amount = "an unknown amount" if need is None else ("" if facts.sample.exact else "~") + plan.format_size(need)
+    read = facts.sample.temp_bytes
+    if need is not None and read is not None and request.unique:
+        need += read  # the hash buckets of every record read, beside the shuffle's buckets of the unique ones
+    about = "up to " if request.unique else "" if facts.sample.exact else "~"
+    amount = "an unknown amount" if need is None else about + plan.format_size(need)
     url = request.temp_url
     if url is not None and remote.is_url(url):
         facts.line("temporary space", f"needs {amount} on URL {url}, free space unknown; scratch in {facts.tmp_dir}")
@@ -325,8 +333,14 @@ def _records(facts: _Facts) -> None:
 
 
 def _mix(facts: _Facts) -> None:
-    """``dryrun``'s sources and duplicates lines, with the mix checked as the run's mixer checks it."""
+    """``dryrun``'s sources line, with the mix checked as the run's mixer checks it, and how the Dask
+    run drops duplicates (always as tasks: a hashing pass, then a task per hash bucket)."""
     dryrun._mix(facts)
+    if facts.request.unique:
+        facts.lines[-1] = (
+            "duplicates", f"dropped by {option('unique')}: a hashing pass, then a dedup task per hash bucket "
+            "(temporary space up to twice the input)"
+        )
 
 
 #: The parts of a Dask plan; ``dryrun``'s where the Dask run plans alike.
