@@ -721,3 +721,19 @@ def test_a_dry_run_names_url_inputs_and_temp_space_without_guessing(tmp_path: Pa
     assert lines["output"].endswith("out/part-00001 (2 shards)") and found.ok, found.render()
     assert [c.name for c in refused.failures] == ["splits"] and "needs 50 records, but only 40" in refused.failures[0].reason
     assert sorted(os.listdir(tmp_path)) == ["in.txt"]
+
+
+def test_a_dry_run_fails_temporary_space_smaller_than_the_buckets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Local scratch space (``-T``) with less free than pass 1's objects need fails its check with the
+    local engine's message; with ``--unique`` the need is the hash buckets beside the shuffle's."""
+    from bigshuf.engines.dask import plan as dask_plan
+
+    src = write_records(tmp_path / "in.txt", make_records(400, 6))
+    free = src.stat().st_size + 100  # room for the buckets, not for the hash buckets beside them
+    monkeypatch.setattr(dask_plan.shutil, "disk_usage", lambda _path: type("Usage", (), {"free": free})())
+    with ThreadPoolExecutor(1) as runner:
+        fits = api.plan_shuffle([str(src)], engine="dask", scheduler=runner, tmp_dir=str(tmp_path))
+        short = api.plan_shuffle([str(src)], engine="dask", scheduler=runner, tmp_dir=str(tmp_path), unique=True)
+    assert fits.ok and fits.temp_needed == src.stat().st_size, fits.render()
+    assert [c.name for c in short.failures] == ["temporary space"]
+    assert "not enough temporary space: need" in short.failures[0].reason and short.temp_needed == 2 * src.stat().st_size

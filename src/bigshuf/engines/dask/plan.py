@@ -55,7 +55,7 @@ def plan_request(request: Request) -> dryrun.RunPlan:
         inputs=len(request.inputs), input_bytes=stored,
         nbytes=None if est is None else est.nbytes, records=None if est is None else est.records, exact=facts.sample.exact,
         memory=facts.limit, in_memory=False, passes=facts.passes, buckets=facts.buckets,
-        tmp_dir=facts.tmp_dir, temp_needed=facts.temp_bytes, temp_free=facts.temp_free, descriptors=None,
+        tmp_dir=facts.tmp_dir, temp_needed=_temp_need(facts), temp_free=facts.temp_free, descriptors=None,
         descriptor_limit=plan.open_file_limit(), outputs=tuple(facts.outputs), lines=tuple(facts.lines), checks=tuple(facts.checks),
     )
 
@@ -253,13 +253,19 @@ def _path(facts: _Facts) -> None:
     )
 
 
+def _temp_need(facts: _Facts) -> int | None:
+    """Bytes of temporary objects: pass 1's (the multiset's with weighted sources), and with ``--unique``
+    the hash buckets of every record read beside them (an upper bound)."""
+    need, read = facts.temp_bytes, facts.sample.temp_bytes
+    if need is not None and read is not None and facts.request.unique:
+        need += read
+    return need
+
+
 def _temp_space(facts: _Facts) -> None:
     """``temporary space: needs ~1.3 GiB in /tmp, 40.0 GiB free`` (or on ``--temp-url``, free space
     unknown), with the run's check of its ``-T`` and, when local, of the free space."""
-    request, need = facts.request, facts.temp_bytes
-    read = facts.sample.temp_bytes
-    if need is not None and read is not None and request.unique:
-        need += read  # the hash buckets of every record read, beside the shuffle's buckets of the unique ones
+    request, need = facts.request, _temp_need(facts)
     about = "up to " if request.unique else "" if facts.sample.exact else "~"
     amount = "an unknown amount" if need is None else about + plan.format_size(need)
     url = request.temp_url
