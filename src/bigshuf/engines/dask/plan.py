@@ -25,7 +25,7 @@ from ...storage.layout import Sharding, parse_split
 from ...storage.tempspace import check_space
 from .driver import DEFAULT_MEMORY, _check_options, _shard_names
 from .inputs import Prepared, Settings, prepare
-from .lines import SAMPLE_BYTES, LineTasks, estimate
+from .lines import RATIO_MARGIN, SAMPLE_BYTES, LineTasks, estimate
 from .outputs import Layout, check_layout
 from .tasks import Config, range_bytes
 from .weights import check_inputs, plan_multiset
@@ -132,8 +132,11 @@ def _sample(prepared: Prepared, files: list[remote.RemoteFile], request: Request
                 source_records=source_records, source_bytes=source_bytes, source_sizes=sizes,
             )
         est_bytes, per_record = estimate(files, sep)
+        # The bucket plan sizes compressed inputs with a margin; the records are estimated without it.
+        plain = sum(f.size for f in files if f.codec is None)
+        expected = plain + int((est_bytes - plain) / RATIO_MARGIN)
         return Sample(
-            Estimate.of(est_bytes, per_record), min(SAMPLE_BYTES, est_bytes), sized=True, temp_bytes=est_bytes, source_sizes=sizes,
+            Estimate.of(expected, per_record), min(SAMPLE_BYTES, est_bytes), sized=True, temp_bytes=est_bytes, source_sizes=sizes,
         )
     from .rows import RowTasks
 
