@@ -168,10 +168,12 @@ def _by_source(request: Request, per_file: list[int]) -> tuple[int, ...]:
 
 
 def _temp_dir(facts: _Facts) -> None:
-    """Where the run keeps its scratch space (``-T``) and that directory's free space."""
+    """Where the run keeps its scratch space (``-T``) and the free space where its temporary objects
+    go: that directory's, or a local ``--temp-url``'s (a remote one's is not known)."""
     facts.tmp_dir = facts.request.tmp_dir or tempfile.gettempdir()
+    url = facts.request.temp_url
     try:
-        facts.temp_free = shutil.disk_usage(facts.tmp_dir).free
+        facts.temp_free = None if url is not None and remote.is_url(url) else shutil.disk_usage(url or facts.tmp_dir).free
     except OSError:
         facts.temp_free = None
 
