@@ -88,6 +88,7 @@ def _gather(request: Request) -> _Facts:
             check_inputs(weights, facts.prepared.names)
     except BigShufError as e:
         facts.input_error = dryrun._message(e)
+        facts.prepared, facts.files = None, []  # nothing further is planned from inputs the run refuses
     if facts.prepared is not None:
         facts.sample = _sample(facts.prepared, facts.files, request)
     dryrun._weigh(facts)
@@ -108,15 +109,7 @@ def _sample(prepared: Prepared, files: list[remote.RemoteFile], request: Request
     by_file = [0] * len(files)
     for t in prepared.tasks:
         by_file[t.file_index] += t.nbytes
-    sizes: tuple[int | None, ...] = ()
-    if request.sources:
-        from ...core import mix
-
-        owner = list(mix.source_files(request))
-        per = [0] * len(request.sources)
-        for i, n in enumerate(by_file):
-            per[owner[i]] += n
-        sizes = tuple(per)
+    sizes: tuple[int | None, ...] = _by_source(request, by_file) if request.sources else ()
     if isinstance(prepared.fmt, LineTasks):
         sep = prepared.fmt.fmt.sep
         if all(f.codec is None and f.size <= SAMPLE_BYTES for f in files):
