@@ -675,7 +675,8 @@ def test_a_dry_run_plans_the_buckets_passes_and_records_the_run_reports(tmp_path
 def test_a_dry_run_that_would_fail_exits_1_naming_the_check(tmp_path: Path) -> None:
     """The command line: a plan that passes prints its lines and ``ok`` (exit 0, nothing written); a
     split the records cannot fill, a missing -T and an output directory that is a file each fail
-    their check (exit 1, one line each on stderr), as the run would fail before reading."""
+    their check (exit 1, one line each on stderr), as the run would fail before reading; so does
+    ``--shards`` without ``-o``, with the run's message."""
     src = write_records(tmp_path / "in.txt", make_records(50, 3))
     (tmp_path / "file").write_bytes(b"")
     before = _tree(tmp_path)
@@ -695,6 +696,11 @@ def test_a_dry_run_that_would_fail_exits_1_naming_the_check(tmp_path: Path) -> N
     assert "split 'valid' needs 60 records, but only 50" in bad.stdout
     assert len(bad.stderr.splitlines()) == 3 and all(line.startswith("bigshuf: ") for line in bad.stderr.splitlines())
     assert _tree(tmp_path) == before
+    with ThreadPoolExecutor(1) as runner:
+        shards = api.plan_shuffle([str(src)], engine="dask", scheduler=runner, shards=2)
+        with pytest.raises(UsageError) as refused:
+            api.shuffle([str(src)], engine="dask", scheduler=runner, shards=2, tmp_dir=str(tmp_path))
+    assert [(c.name, c.reason) for c in shards.failures] == [("output", refused.value.args[0])]
 
 
 def test_a_dry_run_names_url_inputs_and_temp_space_without_guessing(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from ...request import Request, resolve_memory
 from ...storage import remote
 from ...storage.layout import Sharding, parse_split
 from ...storage.tempspace import check_space
-from .driver import DEFAULT_MEMORY, _check_options, _shard_names
+from .driver import DEFAULT_MEMORY, _check_options, _shard_names, check_shard_target
 from .inputs import Prepared, Settings, prepare
 from .lines import RATIO_MARGIN, SAMPLE_BYTES, LineTasks, estimate
 from .outputs import Layout, check_layout
@@ -292,6 +292,10 @@ def _output(facts: _Facts) -> None:
         return
     layout = Layout(out.sharding, None if out.split is None else parse_split(out.split), out.manifest)
     target = out.target
+    if out.shards is not None and not layout.on and target in (None, "-"):
+        facts.line("output", "standard output")
+        facts.check("output", lambda: check_shard_target(None))
+        return
     if target is not None and remote.is_url(target):
         facts.line("output", _url_output(facts, target, layout))
         if out.manifest is not None:
