@@ -743,3 +743,29 @@ def test_a_dry_run_fails_temporary_space_smaller_than_the_buckets(tmp_path: Path
     assert fits.ok and fits.temp_needed == src.stat().st_size, fits.render()
     assert [c.name for c in short.failures] == ["temporary space"]
     assert "not enough temporary space: need" in short.failures[0].reason and short.temp_needed == 2 * src.stat().st_size
+
+
+@pytest.mark.parametrize(
+    "inputs,settings,check,message",
+    [
+        (["missing.txt"], {}, "inputs", "missing.txt: No such file or directory"),
+        (["nosuch://x/y"], {}, "inputs", "nosuch://x/y: Protocol not known: nosuch"),
+        (["a.txt"], {"scheduler": "tcp://127.0.0.1:1"}, "options",
+         "--scheduler needs --temp-url: a place every worker can reach, e.g. s3://bucket/tmp/"),
+        (["-"], {}, "inputs", "--engine=dask cannot read standard input; name input files or URLs"),
+        (["a.txt"], {"shards": 2}, "output", "--shards needs -o naming a directory or a pattern like out/part-{:05d}.jsonl"),
+    ],
+    ids=["missing", "protocol", "scheduler", "stdin", "shards"],
+)
+def test_a_dry_run_fails_where_the_run_refuses_with_its_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, inputs: list[str], settings: dict[str, Any], check: str, message: str,
+) -> None:
+    """The refusals ``test_dask.test_errors_are_one_line_and_leave_nothing`` gets from runs fail the
+    plan's named check with the same words, and nothing is written."""
+    from bigshuf.errors import render
+
+    write_records(tmp_path / "a.txt", [b"x"])
+    monkeypatch.chdir(tmp_path)
+    found = api.plan_shuffle(inputs, engine="dask", tmp_dir=str(tmp_path), **settings)
+    assert [(c.name, render(c.reason, True)) for c in found.failures] == [(check, message)]
+    assert os.listdir(tmp_path) == ["a.txt"]
