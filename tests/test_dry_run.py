@@ -309,12 +309,6 @@ def test_a_dry_run_request_is_never_run(tmp_path: Path) -> None:
     assert sorted(os.listdir(tmp_path)) == ["in.txt"]
 
 
-def test_dask_engine_refuses_a_plan(tmp_path: Path) -> None:
-    src = write_records(tmp_path / "in.txt", make_records(10, seed=1))
-    with pytest.raises(UsageError, match=r"^engine='dask' does not support plan_shuffle\(\)$"):
-        plan_shuffle(src, engine="dask")
-
-
 # ---------------------------------------------------------------- what the run refuses once it has counted
 
 

@@ -159,7 +159,12 @@ def _message(e: BigShufError) -> str:
 
 
 def plan_request(request: Request) -> RunPlan:
-    """The plan of ``request`` (built and checked by ``Request.build``): every part in ``PARTS`` in turn."""
+    """The plan of ``request`` (built and checked by ``Request.build``): every part in ``PARTS`` in turn
+    (a Dask run's by ``engines.dask.plan``, from its driver's own functions)."""
+    if request.engine == "dask":
+        from .engines.dask.plan import plan_request as plan_dask
+
+        return plan_dask(request)
     facts = _gather(request)
     for part in PARTS:
         part(facts)

@@ -21,6 +21,7 @@ fractional rate keeps is uniform.
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 import json
 import subprocess
@@ -617,3 +618,154 @@ def test_which_unique_records_a_fractional_rate_keeps_is_uniform(tmp_path: Path)
             assert got.count(b"w") == 1 and len(got) == 3
             kept[tuple(sorted(r for r in got if r != b"w"))] += 1
     assert_uniform(kept, [(b"x", b"y"), (b"x", b"z"), (b"y", b"z")], "dask --unique --rate a=0.5: the pair kept")
+
+
+# ---------------------------------------------------------------- --dry-run on the Dask engine
+
+
+def _tree(path: Path) -> list[str]:
+    """Every name under ``path``, hidden ones too (a plan leaves none)."""
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"shards": 3},
+        {"unique": True},
+        {"split": "valid=100,train=rest", "shard_size": 4096},
+        {"sources": "AB", "rates": {"a": 2, "b": 1}},
+        {"sources": "AB", "rates": {"a": "0.5", "b": 1}, "shard_records": 700},
+    ],
+    ids=["plain", "shards", "unique", "split-shard-size", "integer-rates", "counted-rates"],
+)
+def test_a_dry_run_plans_the_buckets_passes_and_records_the_run_reports(tmp_path: Path, options: dict[str, Any]) -> None:
+    """``plan_shuffle(engine="dask")`` writes nothing and leaves no temp; its buckets, passes and
+    records read are those the in-process run then reports (weighted: the multiset's buckets)."""
+    a = source_records("a", 1200, 40)
+    b = source_records("b", 900, 40)
+    write_records(tmp_path / "A.txt", a)
+    write_records(tmp_path / "B.txt", b + a[:300])  # duplicates for --unique
+    inputs = [] if "sources" in options else [str(tmp_path / "A.txt"), str(tmp_path / "B.txt")]
+    if "sources" in options:
+        options = {**options, "sources": {"a": str(tmp_path / "A.txt"), "b": str(tmp_path / "B.txt")}}
+    target = f"{tmp_path}/out/{{split}}/" if "split" in options else f"{tmp_path}/out/" if "shards" in options or "shard_records" in options else f"{tmp_path}/o.txt"
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    before = _tree(tmp_path)
+    with ThreadPoolExecutor(2) as runner:
+        found = api.plan_shuffle(inputs, target, engine="dask", scheduler=runner, memory="16K", seed=2, tmp_dir=str(temp), **options)
+        assert _tree(tmp_path) == before, "a plan wrote or left something"
+        assert found.ok, found.render()
+        stats = api.shuffle(inputs, target, engine="dask", scheduler=runner, memory="16K", seed=2, tmp_dir=str(temp), **options)
+    assert (found.buckets, found.passes) == (stats.buckets, stats.passes)
+    assert found.buckets is not None and found.buckets > 1 and found.exact
+    assert found.records == 2400
+    if "sources" not in options and "unique" not in options:
+        assert stats.records == found.records
+    if "shard_size" in options:
+        assert stats.passes == 3
+    if "sources" in options:
+        assert f"; {stats.records:,} records to shuffle" in found.render()
+    text = found.render()
+    assert f"{stats.buckets} buckets" in text and "pass-1 task" in text, text
+
+
+def test_a_dry_run_that_would_fail_exits_1_naming_the_check(tmp_path: Path) -> None:
+    """The command line: a plan that passes prints its lines and ``ok`` (exit 0, nothing written); a
+    split the records cannot fill, a missing -T and an output directory that is a file each fail
+    their check (exit 1, one line each on stderr), as the run would fail before reading; so does
+    ``--shards`` without ``-o``, with the run's message."""
+    src = write_records(tmp_path / "in.txt", make_records(50, 3))
+    (tmp_path / "file").write_bytes(b"")
+    before = _tree(tmp_path)
+    run = [sys.executable, "-m", "bigshuf", "--engine=dask", "--dry-run", str(src)]
+    good = subprocess.run([*run, "-o", str(tmp_path / "out.txt"), "-S", "1M"], capture_output=True, text=True)
+    assert good.returncode == 0 and good.stderr == "", good.stderr
+    assert good.stdout.splitlines()[0] == "inputs: 1 file, " + good.stdout.split("inputs: 1 file, ")[1].splitlines()[0]
+    assert "records: 50, " in good.stdout and "memory: 1.0 MiB per task (-S)" in good.stdout
+    assert good.stdout.endswith("output: " + str(tmp_path / "out.txt") + "\nok\n"), good.stdout
+    bad = subprocess.run(
+        [*run, "-o", str(tmp_path / "file" / "{split}.txt"), "--split", "valid=60,train=rest", "-T", str(tmp_path / "nowhere")],
+        capture_output=True, text=True,
+    )
+    assert bad.returncode == 1
+    failed = [line for line in bad.stdout.splitlines() if line.startswith("failed: ")]
+    assert [line.split(":")[1].strip() for line in failed] == ["temporary space", "splits", "output"], bad.stdout
+    assert "split 'valid' needs 60 records, but only 50" in bad.stdout
+    assert len(bad.stderr.splitlines()) == 3 and all(line.startswith("bigshuf: ") for line in bad.stderr.splitlines())
+    assert _tree(tmp_path) == before
+    with ThreadPoolExecutor(1) as runner:
+        shards = api.plan_shuffle([str(src)], engine="dask", scheduler=runner, shards=2)
+        with pytest.raises(UsageError) as refused:
+            api.shuffle([str(src)], engine="dask", scheduler=runner, shards=2, tmp_dir=str(tmp_path))
+    assert [(c.name, c.reason) for c in shards.failures] == [("output", refused.value.args[0])]
+
+
+def test_a_dry_run_names_url_inputs_and_temp_space_without_guessing(tmp_path: Path) -> None:
+    """URL inputs (``file://``) are sized by fsspec; a remote ``--temp-url``'s free space is said to be
+    unknown, not guessed; a manifest of URL outputs is refused as the run refuses it, a split of URL
+    outputs that the records cannot fill fails its check."""
+    src = write_records(tmp_path / "in.txt", make_records(40, 4))
+    with ThreadPoolExecutor(1) as runner:
+        found = api.plan_shuffle(
+            [f"file://{src}"], f"memory://plan-{tmp_path.name}/out/", engine="dask", scheduler=runner, shards=2,
+            temp_url="memory://plan-tmp/", tmp_dir=str(tmp_path),
+        )
+        with pytest.raises(UsageError, match="only with local outputs"):
+            api.plan_shuffle(
+                [str(src)], f"memory://plan-{tmp_path.name}/o/", engine="dask", scheduler=runner, shard_records=10,
+                manifest=str(tmp_path / "m.json"), tmp_dir=str(tmp_path),
+            )
+        refused = api.plan_shuffle(
+            [str(src)], f"memory://plan-{tmp_path.name}/{{split}}/", engine="dask", scheduler=runner, split="a=50,b=rest", tmp_dir=str(tmp_path),
+        )
+    lines = dict(found.lines)
+    assert lines["inputs"].startswith("1 file (from 1 URL), ") and found.input_bytes == src.stat().st_size
+    assert lines["temporary space"].startswith("needs ") and "on URL memory://plan-tmp/, free space unknown" in lines["temporary space"]
+    assert lines["output"].endswith("out/part-00001 (2 shards)") and found.ok, found.render()
+    assert [c.name for c in refused.failures] == ["splits"] and "needs 50 records, but only 40" in refused.failures[0].reason
+    assert sorted(os.listdir(tmp_path)) == ["in.txt"]
+
+
+def test_a_dry_run_fails_temporary_space_smaller_than_the_buckets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Local scratch space (``-T``) with less free than pass 1's objects need fails its check with the
+    local engine's message; with ``--unique`` the need is the hash buckets beside the shuffle's."""
+    from bigshuf.engines.dask import plan as dask_plan
+
+    src = write_records(tmp_path / "in.txt", make_records(400, 6))
+    free = src.stat().st_size + 100  # room for the buckets, not for the hash buckets beside them
+    monkeypatch.setattr(dask_plan.shutil, "disk_usage", lambda _path: type("Usage", (), {"free": free})())
+    with ThreadPoolExecutor(1) as runner:
+        fits = api.plan_shuffle([str(src)], engine="dask", scheduler=runner, tmp_dir=str(tmp_path))
+        short = api.plan_shuffle([str(src)], engine="dask", scheduler=runner, tmp_dir=str(tmp_path), unique=True)
+    assert fits.ok and fits.temp_needed == src.stat().st_size, fits.render()
+    assert [c.name for c in short.failures] == ["temporary space"]
+    assert "not enough temporary space: need" in short.failures[0].reason and short.temp_needed == 2 * src.stat().st_size
+
+
+@pytest.mark.parametrize(
+    "inputs,settings,check,message",
+    [
+        (["missing.txt"], {}, "inputs", "missing.txt: No such file or directory"),
+        (["nosuch://x/y"], {}, "inputs", "nosuch://x/y: Protocol not known: nosuch"),
+        (["a.txt"], {"scheduler": "tcp://127.0.0.1:1"}, "options",
+         "--scheduler needs --temp-url: a place every worker can reach, e.g. s3://bucket/tmp/"),
+        (["-"], {}, "inputs", "--engine=dask cannot read standard input; name input files or URLs"),
+        (["a.txt"], {"shards": 2}, "output", "--shards needs -o naming a directory or a pattern like out/part-{:05d}.jsonl"),
+    ],
+    ids=["missing", "protocol", "scheduler", "stdin", "shards"],
+)
+def test_a_dry_run_fails_where_the_run_refuses_with_its_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, inputs: list[str], settings: dict[str, Any], check: str, message: str,
+) -> None:
+    """The refusals ``test_dask.test_errors_are_one_line_and_leave_nothing`` gets from runs fail the
+    plan's named check with the same words, and nothing is written."""
+    from bigshuf.errors import render
+
+    write_records(tmp_path / "a.txt", [b"x"])
+    monkeypatch.chdir(tmp_path)
+    found = api.plan_shuffle(inputs, engine="dask", tmp_dir=str(tmp_path), **settings)
+    assert [(c.name, render(c.reason, True)) for c in found.failures] == [(check, message)]
+    assert os.listdir(tmp_path) == ["a.txt"]

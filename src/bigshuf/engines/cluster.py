@@ -27,7 +27,6 @@ class DaskEngine(Engine):
         from ..storage.sources import BytesSource, GeneratedSource
 
         used = (
-            ("dry_run", request.dry_run),  # its tasks cannot be planned from here
             ("echo", any(isinstance(s, BytesSource) for s in request.inputs)),
             ("input_range", any(isinstance(s, GeneratedSource) for s in request.inputs)),
             ("repeat", request.repeat),

@@ -109,10 +109,8 @@ def _plan_output(
             check_output_directory(target, None)
         codec = output_codec(target, compress) if target is not None else output_codec(None, compress)
         return _Output(target, None, codec)
-    if target is None:
-        raise UsageError(
-            f"{option('shards')} needs {option('output')} naming a directory or a pattern like out/part-{{:05d}}.jsonl"
-        )
+    check_shard_target(target)
+    assert target is not None
     if not remote.is_url(target):
         check_output_directory(target, shards, compress, suffix)  # up front: writable, no two shards on one file
     out = _Output(target, shards, None, finals=_shard_names(target, shards, compress, suffix))
@@ -126,6 +124,14 @@ def _plan_output(
     if remote.is_url(target) and target.endswith("/"):
         out.markers = [target + "_SUCCESS"]
     return out
+
+
+def check_shard_target(target: str | None) -> None:
+    """``--shards`` needs ``-o`` naming files (a directory or a pattern), not standard output."""
+    if target is None:
+        raise UsageError(
+            f"{option('shards')} needs {option('output')} naming a directory or a pattern like out/part-{{:05d}}.jsonl"
+        )
 
 
 def _lay_out(out: _Output, planned: list[PlannedFile], root: str, compress: CodecChoice | None) -> None:

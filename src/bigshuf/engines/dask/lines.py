@@ -284,13 +284,19 @@ def _records(block: np.ndarray, count: int, fmt: RecordFormat, name: str) -> np.
 def _bucket_count(files: list[remote.RemoteFile], limit: int, shards: int | None, sep: int) -> int:
     """Buckets so that the expected bucket needs a third of a task's record budget (as the local
     engine plans), and at least one per shard so a shard task loads about two buckets."""
+    est_bytes, per_record = estimate(files, sep)
+    return bucket_count(est_bytes + plan.META_PER_RECORD * est_bytes / per_record, limit, shards)
+
+
+def estimate(files: list[remote.RemoteFile], sep: int) -> tuple[int, float]:
+    """The bytes of records pass 1 expects (compressed inputs by their first megabyte's ratio, with
+    a margin) and the mean record size at the start of the first plain input: the bucket plan's figures."""
     est_bytes = sum(f.size for f in files if f.codec is None)
     compressed = sum(f.size for f in files if f.codec is not None)
     if compressed:
         est_bytes += int(compressed * _compression_ratio(next(f for f in files if f.codec is not None)))
     sample = next((f for f in files if f.codec is None and f.size), None)
-    per_record = _record_size(sample, sep) if sample is not None else 64.0
-    return bucket_count(est_bytes + plan.META_PER_RECORD * est_bytes / per_record, limit, shards)
+    return est_bytes, (_record_size(sample, sep) if sample is not None else 64.0)
 
 def _record_size(f: remote.RemoteFile, sep: int) -> float:
     """Mean record size at the start of a plain input (its whole sample if no separator)."""

@@ -54,9 +54,11 @@ class PlannedFile:
 
 def check_layout(
     target: str | None, layout: Layout, compress: CodecChoice | None, suffix: str | None, inputs: Sequence[str] = (),
+    dry_run: bool = False,
 ) -> None:
     """Before pass 1, as the local engine checks: local targets writable and distinct, the
-    manifest's directory writable; URL patterns that name shards; no manifest of URL outputs."""
+    manifest's directory writable; URL patterns that name shards; no manifest of URL outputs
+    (``dry_run``: the same checks touching nothing, for ``--dry-run``)."""
     if target is None or target == "-":
         given = option("split") if layout.split else shard_option(layout.sharding) if layout.sharding.on else option("manifest")
         raise UsageError(f"{given} needs {option('output')} naming files")
@@ -65,7 +67,7 @@ def check_layout(
         if why is not None:
             raise UsageError(why)
     if not remote.is_url(target):
-        check_outputs(target, layout.sharding, layout.split, layout.manifest, compress, suffix, inputs=inputs)
+        check_outputs(target, layout.sharding, layout.split, layout.manifest, compress, suffix, inputs=inputs, dry_run=dry_run)
         return
     targets = [target] if layout.split is None else [split_target(target, p.name) for p in layout.split]
     for each in targets:

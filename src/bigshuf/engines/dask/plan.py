@@ -1,0 +1,355 @@
+"""``--engine=dask --dry-run``: a Dask run's plan, worked out by the driver's own functions, writing nothing.
+
+The inputs are expanded and looked at as ``inputs.prepare`` does (the bucket count and pass-1 tasks
+are its), weighted sources sized by ``weights.plan_multiset``, the outputs named and checked as the
+driver checks them before pass 1 (``outputs.check_layout``, ``check_output_directory``) without
+creating, locking or tidying anything; no cluster is started. The lines and checks are
+``dryrun``'s: its record, sources and output parts where they apply, and its ``RunPlan``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+
+from ... import dryrun
+from ...core import plan
+from ...core.driver import Estimate, OutputPlan, Sample
+from ...core.streams import seed_entropy
+from ...errors import BigShufError, TempSpaceError, option
+from ...request import Request, resolve_memory
+from ...storage import remote
+from ...storage.layout import Sharding, parse_split
+from ...storage.tempspace import check_space
+from .driver import DEFAULT_MEMORY, _check_options, _shard_names, check_shard_target
+from .inputs import Prepared, Settings, prepare
+from .lines import RATIO_MARGIN, SAMPLE_BYTES, LineTasks, estimate
+from .outputs import Layout, check_layout
+from .tasks import Config, range_bytes
+from .weights import check_inputs, plan_multiset
+
+
+@dataclass
+class _Facts(dryrun.Facts):
+    """``dryrun.Facts`` with what the Dask driver planned: pass 1's tasks and buckets and the input
+    files as expanded (None: the inputs could not be prepared), and whether a counting pass comes first."""
+
+    prepared: Prepared | None = None
+    files: list[remote.RemoteFile] = field(default_factory=list)
+    counting: bool = False
+    #: Why the run would refuse its options before reading (a missing --temp-url, no Dask installed, ...).
+    options_error: str = ""
+
+
+def plan_request(request: Request) -> dryrun.RunPlan:
+    """The plan of a Dask ``request`` (built by ``Request.build``): the inputs prepared as the run
+    prepares them, then the parts of the plan in ``PARTS`` in turn."""
+    facts = _gather(request)
+    for part in PARTS:
+        part(facts)
+    est = facts.sample.estimate
+    stored = None if facts.prepared is None else sum(f.size for f in facts.files)
+    return dryrun.RunPlan(
+        inputs=len(request.inputs), input_bytes=stored,
+        nbytes=None if est is None else est.nbytes, records=None if est is None else est.records, exact=facts.sample.exact,
+        memory=facts.limit, in_memory=False, passes=facts.passes, buckets=facts.buckets,
+        tmp_dir=facts.tmp_dir, temp_needed=_temp_need(facts), temp_free=facts.temp_free, descriptors=None,
+        descriptor_limit=plan.open_file_limit(), outputs=tuple(facts.outputs), lines=tuple(facts.lines), checks=tuple(facts.checks),
+    )
+
+
+def _gather(request: Request) -> _Facts:
+    """Check the options and prepare pass 1 as ``driver.shuffle`` does, up to where it would start the cluster."""
+    limit = resolve_memory(request.memory if request.memory is not None else DEFAULT_MEMORY)
+    facts = _Facts(request, limit, Sample(None, why="the inputs cannot be read"))
+    names = [s for s in request.inputs if isinstance(s, str)]
+    out_name = request.output
+    settings = Settings(
+        out_name, request.shards, limit, request.zero_terminated, request.compress, request.row_group_size,
+        request.output_format, request.manifest is not None,
+    )
+    try:
+        runner = request.scheduler is not None and not isinstance(request.scheduler, str)
+        scheduler = request.scheduler if isinstance(request.scheduler, str) else None
+        _check_options(request.head_count, request.shards, request.verify, scheduler, runner, request.temp_url)
+        seed_entropy(request.seed, request.random_source)
+    except BigShufError as e:
+        facts.options_error = dryrun._message(e)
+    try:
+        facts.prepared = prepare(names, settings, "plan")  # names pass-1 objects under "plan", never made
+        facts.files = remote.expand_inputs(list(facts.prepared.names))
+        if request.sources:
+            from ..cluster import _weights
+
+            weights = _weights(request)
+            assert weights is not None
+            check_inputs(weights, facts.prepared.names)
+    except BigShufError as e:
+        facts.input_error = dryrun._message(e)
+        facts.prepared, facts.files = None, []  # nothing further is planned from inputs the run refuses
+    if facts.prepared is not None:
+        facts.sample = _sample(facts.prepared, facts.files, request)
+    dryrun._weigh(facts)
+    _temp_dir(facts)
+    _buckets(facts)
+    if facts.prepared is not None:
+        facts.output = OutputPlan(
+            out_name, request.shards, facts.prepared.compress, facts.prepared.suffix,
+            Sharding(request.shards, request.shard_records, request.shard_size), request.split, request.manifest,
+        )
+    return facts
+
+
+def _sample(prepared: Prepared, files: list[remote.RemoteFile], request: Request) -> Sample:
+    """The records pass 1 expects: lines counted when every input is a plain file of at most a
+    sample's size (read whole), else estimated as the bucket plan estimates them; rows as their
+    Parquet footers list them. Each source's size as ``weights`` weighs it without counts."""
+    by_file = [0] * len(files)
+    for t in prepared.tasks:
+        by_file[t.file_index] += t.nbytes
+    sizes: tuple[int | None, ...] = _by_source(request, by_file) if request.sources else ()
+    if isinstance(prepared.fmt, LineTasks):
+        sep = prepared.fmt.fmt.sep
+        if all(f.codec is None and f.size <= SAMPLE_BYTES for f in files):
+            heads = remote.read_ranges([(f.name, 0, f.size) for f in files])
+            counts = [h.count(bytes([sep])) + (1 if h and h[-1] != sep else 0) for h in heads]
+            nbytes = [len(h) + (1 if h and h[-1] != sep else 0) for h in heads]
+            total = sum(nbytes)
+            records, source_records, source_bytes = sum(counts), None, None
+            if request.sources:
+                source_records, source_bytes = _by_source(request, counts), _by_source(request, nbytes)
+            return Sample(
+                Estimate(total, records, total / max(1, records)), total, exact=True, sized=True, temp_bytes=total,
+                source_records=source_records, source_bytes=source_bytes, source_sizes=sizes,
+            )
+        est_bytes, per_record = estimate(files, sep)
+        # The bucket plan sizes compressed inputs with a margin; the records are estimated without it.
+        plain = sum(f.size for f in files if f.codec is None)
+        expected = plain + int((est_bytes - plain) / RATIO_MARGIN)
+        return Sample(
+            Estimate.of(expected, per_record), min(SAMPLE_BYTES, est_bytes), sized=True, temp_bytes=est_bytes, source_sizes=sizes,
+        )
+    from .rows import RowTasks
+
+    assert isinstance(prepared.fmt, RowTasks)
+    stored = sum(by_file)
+    kinds = {t.kind for t in prepared.tasks}
+    if kinds != {"parquet"}:
+        return Sample(Estimate(stored, None, 64.0), why="Arrow IPC files do not list their rows", sized=True, temp_bytes=stored)
+    rows = [0] * len(files)
+    from .rows import describe
+
+    for i, f in enumerate(files):
+        rows[i] = sum(r for r, _b in describe(f, "parquet", f.name).units)
+    counted = None if not request.sources else _by_source(request, rows)
+    return Sample(
+        Estimate(stored, sum(rows), stored / max(1, sum(rows))), 0, exact=True, sized=True, temp_bytes=stored,
+        source_records=counted, source_bytes=None if counted is None else _by_source(request, by_file), source_sizes=sizes,
+    )
+
+
+def _by_source(request: Request, per_file: list[int]) -> tuple[int, ...]:
+    """Per-file figures summed by the source each file belongs to."""
+    from ...core import mix
+
+    totals = [0] * len(request.sources)
+    for owner, n in zip(mix.source_files(request), per_file):
+        totals[owner] += n
+    return tuple(totals)
+
+
+def _temp_dir(facts: _Facts) -> None:
+    """Where the run keeps its scratch space (``-T``) and the free space where its temporary objects
+    go: that directory's, or a local ``--temp-url``'s (a remote one's is not known)."""
+    facts.tmp_dir = facts.request.tmp_dir or tempfile.gettempdir()
+    url = facts.request.temp_url
+    try:
+        facts.temp_free = None if url is not None and remote.is_url(url) else shutil.disk_usage(url or facts.tmp_dir).free
+    except OSError:
+        facts.temp_free = None
+
+
+def _buckets(facts: _Facts) -> None:
+    """The run's buckets (pass 1's, sized for the multiset of weighted sources once its rates are known)
+    and the passes it reports: pass 1 and 2, ``--unique``'s dedup stage, ``--shard-size``'s measuring pass."""
+    request, prepared = facts.request, facts.prepared
+    if prepared is None:
+        return
+    k = prepared.k
+    if request.sources:
+        from ..cluster import _weights
+
+        weights = _weights(request)
+        assert weights is not None
+        facts.counting = weights.counted and not request.unique
+        sample = facts.sample
+        counts, nbytes = sample.source_records, sample.source_bytes
+        if request.unique or (weights.counted and counts is None) or facts.mix_error:
+            k = -1  # sized by the multiset, known only after counting (or refused)
+        else:
+            mixer = weights.mixer(counts if weights.counted else None, nbytes if weights.counted else None)
+            by_source = list(nbytes) if weights.counted and nbytes is not None else [int(s or 0) for s in sample.source_sizes]
+            cfg = Config(0, prepared.fmt, facts.limit, k, False, False)
+            k = plan_multiset(cfg, weights, mixer, by_source)[0].k
+    facts.buckets = None if k < 0 else k
+    unique = 0 if not request.unique else 2 if request.sources else 1
+    facts.passes = 2 + (request.shard_size is not None) + unique
+
+
+# The parts of a Dask plan, in the order of its lines.
+
+
+def _inputs(facts: _Facts) -> None:
+    """``inputs: 3 files, 1.2 GiB`` (local files and URLs as expanded) and the check that they can be read."""
+    prepared = facts.prepared
+    if prepared is None:
+        facts.line("inputs", f"{len(facts.request.inputs)} named, size unknown")
+    else:
+        n = len(prepared.names)
+        urls = sum(isinstance(name, str) and remote.is_url(name) for name in facts.request.inputs)
+        kinds = f" (from {urls} URL{'s' if urls != 1 else ''})" if urls else ""
+        size = sum(f.size for f in facts.files)
+        facts.line("inputs", f"{n} file{'s' if n != 1 else ''}{kinds}, {plan.format_size(size)}")
+    facts.check("inputs", lambda: facts.input_error and dryrun._raise(facts.input_error))
+
+
+def _memory(facts: _Facts) -> None:
+    """``memory: 1.0 GiB per task (default: 1G)``: what one task may use; then the check of the
+    options the driver refuses before it reads (a ``--scheduler`` without ``--temp-url``, ...)."""
+    given = facts.request.memory is not None
+    facts.line("memory", f"{plan.format_size(facts.limit)} per task ({option('memory') if given else f'default: {DEFAULT_MEMORY}'})")
+    facts.check("options", lambda: facts.options_error and dryrun._raise(facts.options_error))
+
+
+def _path(facts: _Facts) -> None:
+    """``path: Dask tasks, 2 passes, 5 buckets, 3 pass-1 tasks of up to 64.0 MiB`` and the passes a run adds."""
+    prepared, request = facts.prepared, facts.request
+    if prepared is None:
+        facts.line("path", "Dask tasks, unknown (the inputs cannot be read)")
+        return
+    passes = f"{facts.passes} passes"
+    among = [f"{option('unique')}'s hashing and dedup passes"] if request.unique else []
+    if request.shard_size is not None:
+        among.append(f"a measuring pass for {option('shard_size')}")
+    if among:
+        more = ", more if a hash bucket outgrows -S" if request.unique else ""
+        passes += f" ({' and '.join(among)} among them{more})"
+    if facts.counting:
+        passes += " after a counting pass over every input"
+    if facts.buckets is not None:
+        buckets = f"{facts.buckets} bucket{'s' if facts.buckets != 1 else ''}"
+    elif facts.mix_error:
+        buckets = f"buckets unknown (the {option('mix')} is refused)"
+    else:
+        buckets = "buckets sized once the multiset is counted"
+    tasks = len(prepared.tasks)
+    facts.line(
+        "path", f"Dask tasks, {passes}, {buckets}, {tasks} pass-1 task{'s' if tasks != 1 else ''} of up to "
+        f"{plan.format_size(range_bytes(facts.limit))}",
+    )
+
+
+def _temp_need(facts: _Facts) -> int | None:
+    """Bytes of temporary objects: pass 1's (the multiset's with weighted sources), and with ``--unique``
+    the hash buckets of every record read beside them (an upper bound)."""
+    need, read = facts.temp_bytes, facts.sample.temp_bytes
+    if need is not None and read is not None and facts.request.unique:
+        need += read
+    return need
+
+
+def _temp_space(facts: _Facts) -> None:
+    """``temporary space: needs ~1.3 GiB in /tmp, 40.0 GiB free`` (or on ``--temp-url``, free space
+    unknown), with the run's check of its ``-T`` and, when local, of the free space."""
+    request, need = facts.request, _temp_need(facts)
+    about = "up to " if request.unique else "" if facts.sample.exact else "~"
+    amount = "an unknown amount" if need is None else about + plan.format_size(need)
+    url = request.temp_url
+    if url is not None and remote.is_url(url):
+        facts.line("temporary space", f"needs {amount} on URL {url}, free space unknown; scratch in {facts.tmp_dir}")
+    else:
+        where = url or facts.tmp_dir
+        facts.line("temporary space", f"needs {amount} in {where}, {dryrun._size(facts.temp_free)} free")
+
+    def usable() -> None:
+        if not os.path.isdir(facts.tmp_dir):
+            raise TempSpaceError(f"{facts.tmp_dir}: No such file or directory")
+        if (url is None or not remote.is_url(url)) and need is not None and facts.temp_free is not None:
+            check_space(url or facts.tmp_dir, need, facts.temp_free)
+
+    facts.check("temporary space", usable)
+
+
+def _output(facts: _Facts) -> None:
+    """The output as the driver names and checks it before pass 1: local files by ``dryrun``'s part
+    (the same checks), URLs named here; a layout (splits, open-ended shards, a manifest) checked by
+    the driver's ``check_layout``, which also refuses a manifest of URL outputs."""
+    out, prepared = facts.output, facts.prepared
+    if out is None or prepared is None:
+        facts.line("output", "unknown (the inputs cannot be read)")
+        return
+    layout = Layout(out.sharding, None if out.split is None else parse_split(out.split), out.manifest)
+    target = out.target
+    if out.shards is not None and not layout.on and target in (None, "-"):
+        facts.line("output", "standard output")
+        facts.check("output", lambda: check_shard_target(None))
+        return
+    if target is not None and remote.is_url(target):
+        facts.line("output", _url_output(facts, target, layout))
+        if out.manifest is not None:
+            facts.line("manifest", out.manifest)
+    else:
+        dryrun._output(facts)
+        if not layout.on:
+            return
+        facts.checks.pop()  # the driver's own check of a layout follows
+    names = prepared.names
+    facts.check("output", lambda: check_layout(target, layout, out.compress, out.suffix, names, dry_run=True) if layout.on
+                else out.shards is None or _shard_names(str(target), out.shards, out.compress, out.suffix))
+
+
+def _url_output(facts: _Facts, target: str, layout: Layout) -> str:
+    """The output line of a URL target: its shard names or its layout in words (each object written whole)."""
+    out = facts.output
+    assert out is not None
+    if layout.on:
+        cut = [] if layout.split is None else [f"splits {out.split}" + dryrun._split_sizes(facts, layout.split)]
+        if out.sharding.records is not None:
+            cut.append(f"shards of {out.sharding.records} records")
+        elif out.sharding.size is not None:
+            cut.append(f"shards of {plan.format_size(out.sharding.size)}")
+        elif out.shards is not None:
+            cut.append(f"{out.shards} shards each")
+        return f"{target} ({'; '.join(cut)})"
+    if out.shards is None:
+        facts.outputs = [target]
+        return target
+    try:
+        facts.outputs = _shard_names(target, out.shards, out.compress, out.suffix)
+    except BigShufError:
+        return target  # the output check says what is wrong with the names
+    shown = facts.outputs[0] if out.shards == 1 else f"{facts.outputs[0]} ... {facts.outputs[-1]}"
+    return f"{shown} ({out.shards} shard{'s' if out.shards != 1 else ''})"
+
+
+def _records(facts: _Facts) -> None:
+    """``dryrun``'s records line, once the inputs were prepared (rows of Parquet files as their footers list them)."""
+    if facts.prepared is not None:
+        dryrun._records(facts)
+
+
+def _mix(facts: _Facts) -> None:
+    """``dryrun``'s sources line, with the mix checked as the run's mixer checks it, and how the Dask
+    run drops duplicates (always as tasks: a hashing pass, then a task per hash bucket)."""
+    dryrun._mix(facts)
+    if facts.request.unique:
+        facts.lines[-1] = (
+            "duplicates", f"dropped by {option('unique')}: a hashing pass, then a dedup task per hash bucket "
+            "(temporary space up to twice the input)"
+        )
+
+
+#: The parts of a Dask plan; ``dryrun``'s where the Dask run plans alike.
+PARTS = [_inputs, _records, _mix, _memory, _path, _temp_space, _output]
