@@ -123,7 +123,7 @@ class Facts:
         try:
             test()
         except BigShufError as e:
-            self.checks.append(Check(name, False, _message(e)))
+            self.checks.append(Check(name, False, error_line(e)))
         else:
             self.checks.append(Check(name, True))
 
@@ -153,7 +153,7 @@ class Facts:
         return None if need is None or self.factor is None else int(need * self.factor)
 
 
-def _message(e: BigShufError) -> str:
+def error_line(e: BigShufError) -> str:
     """``e``'s message with its settings still as placeholders, to be spelt for the reader."""
     return str(e.args[0]) if e.args else type(e).__name__
 
@@ -192,9 +192,9 @@ def _gather(request: Request) -> Facts:
         try:
             facts.sample = run.sample(request, inputs)
         except BigShufError as e:
-            facts.input_error = _message(e)
+            facts.input_error = error_line(e)
             facts.sample = Sample(None, why="the input cannot be read")
-    _weigh(facts)
+    weigh(facts)
     facts.tmp_dir = request.tmp_dir or default_tmp_dir()
     try:
         facts.temp_free = shutil.disk_usage(facts.tmp_dir).free
@@ -217,11 +217,11 @@ def _gather(request: Request) -> Facts:
     try:
         facts.output = run.output_plan(request, inputs)
     except BigShufError as e:
-        facts.output_error = _message(e)
+        facts.output_error = error_line(e)
     return facts
 
 
-def _weigh(facts: Facts) -> None:
+def weigh(facts: Facts) -> None:
     """Weighted sources: the rates as the run solves them, where each source's records (or bytes, for
     ``by="bytes"``) are known without the run's counting pass, the multiset they make, and the
     bytes of the multiset over the bytes read; a mix the run would refuse is kept as ``mix_error``."""
@@ -239,7 +239,7 @@ def _weigh(facts: Facts) -> None:
     try:
         mixer = weights.mixer_for(request, counts, sample.source_bytes)  # refuses what the run's mixer refuses
     except BigShufError as e:
-        facts.mix_error, facts.factor = _message(e), None
+        facts.mix_error, facts.factor = error_line(e), None
         return
     facts.rates = mixer.rates
     if counts is not None:
@@ -282,7 +282,7 @@ def _stored_bytes(inputs: tuple[Any, ...], family: str = registry.LINES) -> int 
     return total
 
 
-def _size(n: int | None) -> str:
+def size_text(n: int | None) -> str:
     """A byte count for a plan line ('unknown' for None)."""
     return "unknown" if n is None else plan.format_size(n)
 
@@ -300,12 +300,12 @@ def _inputs(facts: Facts) -> None:
         words.append("standard input")
     words += [getattr(i, "name", "a source") for i in items if not isinstance(i, str)]
     stored = _stored_bytes(items, facts.request.family)
-    words.append(_size(stored) if stored is not None else "size unknown")
+    words.append(size_text(stored) if stored is not None else "size unknown")
     facts.line("inputs", ", ".join(words))
-    facts.check("inputs", lambda: facts.input_error and _raise(facts.input_error))
+    facts.check("inputs", lambda: facts.input_error and fail_with(facts.input_error))
 
 
-def _records(facts: Facts) -> None:
+def plan_records(facts: Facts) -> None:
     """``records: ~1,234,567, ~1.2 GiB (estimated from the first 1.0 MiB)``, or counted, or why unknown."""
     sample, est = facts.sample, facts.sample.estimate
     if est is None or est.records is None or est.nbytes is None:
@@ -329,7 +329,7 @@ def _records(facts: Facts) -> None:
         facts.line("records written", f"{about}{kept:,} ({option('head_count')}{share})")
 
 
-def _mix(facts: Facts) -> None:
+def plan_mix(facts: Facts) -> None:
     """``sources: web 3 files rate 0.5, code 1 file rate 2; counted in a first pass``, the rates of a
     ``--mix`` and the multiset's records where the sources' counts are known (the mix checked as the
     run checks it), and what ``--unique`` adds in words."""
@@ -364,7 +364,7 @@ def _mix(facts: Facts) -> None:
         elif counted:
             total += "; a counting pass reads every input first"
         facts.line("sources", ", ".join(words) + total)
-        facts.check("sources", lambda: facts.mix_error and _raise(facts.mix_error))
+        facts.check("sources", lambda: facts.mix_error and fail_with(facts.mix_error))
     if request.unique:
         facts.line(
             "duplicates", f"dropped by {option('unique')}: in memory if the input fits twice in -S, else a dedup pass "
@@ -378,7 +378,7 @@ def _memory(facts: Facts) -> None:
     facts.line("memory", f"{plan.format_size(facts.limit)} ({option('memory') if given else f'default: {plan.DEFAULT_MEMORY} of RAM'})")
     refusal = facts.sample.refusal
     if refusal:
-        facts.check("memory", lambda: _raise(refusal))
+        facts.check("memory", lambda: fail_with(refusal))
 
 
 def _path(facts: Facts) -> None:
@@ -406,7 +406,7 @@ def _temp_space(facts: Facts) -> None:
     if facts.in_memory:
         facts.line("temporary space", "none (in memory)" if facts.request.head_count != 0 else "none")
         return
-    where = f"in {parent}, {_size(free)} free"
+    where = f"in {parent}, {size_text(free)} free"
     if facts.factor is None and facts.sample.temp_bytes is not None:
         amount = "an unknown amount (so is the multiset's size)"
     elif need is None:
@@ -448,20 +448,20 @@ def _descriptors(facts: Facts) -> None:
         facts.check("file descriptors", enough)
 
 
-def _output(facts: Facts) -> None:
+def plan_output(facts: Facts) -> None:
     """``output: out/part-00000.jsonl.zst ... out/part-00031.jsonl.zst (32 shards)``, checked as the run
     checks it before reading (without creating, locking or tidying anything)."""
     out = facts.output
     if out is None:
         facts.line("output", "unknown")
-        facts.check("output", lambda: _raise(facts.output_error))
+        facts.check("output", lambda: fail_with(facts.output_error))
         return
     if out.target in (None, "-"):
         facts.line("output", "standard output")
     elif out.split is not None or out.sharding.open_ended:
         cut = [] if out.split is None else [f"splits {out.split}{', stratified by source' if facts.request.stratify else ''}"]
         if out.split is not None:
-            cut[0] += _split_sizes(facts, parse_split(out.split))
+            cut[0] += split_sizes(facts, parse_split(out.split))
         if out.sharding.records is not None:
             cut.append(f"shards of {out.sharding.records} records")
         elif out.sharding.size is not None:
@@ -527,7 +527,7 @@ def _written(facts: Facts) -> tuple[int | None, bool]:
     return (count if request.repeat else min(total, count)), exact or (request.repeat and request.head_share is None)
 
 
-def _split_sizes(facts: Facts, parts: tuple[SplitPart, ...]) -> str:
+def split_sizes(facts: Facts, parts: tuple[SplitPart, ...]) -> str:
     """``: valid 100, train 9,900 records`` for the output line: each split's records where the run's
     are counted (a split the records cannot fill fails the ``splits`` check with the run's message),
     estimated where they are estimated (never failed on an estimate)."""
@@ -539,8 +539,8 @@ def _split_sizes(facts: Facts, parts: tuple[SplitPart, ...]) -> str:
         counts = split_counts(parts, written)
     except BigShufError as e:
         if exact:
-            refused = _message(e)
-            facts.check("splits", lambda: _raise(refused))
+            refused = error_line(e)
+            facts.check("splits", lambda: fail_with(refused))
             return ""
         return f": the ~{written:,} records estimated are too few for them (the run checks once they are counted)"
     sizes = ", ".join(f"{p.name} {c:,}" for p, c in zip(parts, counts))
@@ -551,10 +551,10 @@ class _Failed(BigShufError):
     """A check of the plan's own that failed (its message as the run would word it)."""
 
 
-def _raise(message: str) -> NoReturn:
+def fail_with(message: str) -> NoReturn:
     """Fail a check with ``message``."""
     raise _Failed(message)
 
 
 #: The parts of a plan, each adding its lines and checks to the ``Facts``; a new option adds its own.
-PARTS: list[Callable[[Facts], None]] = [_inputs, _records, _mix, _memory, _path, _temp_space, _descriptors, _output]
+PARTS: list[Callable[[Facts], None]] = [_inputs, plan_records, plan_mix, _memory, _path, _temp_space, _descriptors, plan_output]

@@ -76,7 +76,7 @@ def _gather(request: Request) -> _Facts:
         _check_options(request.head_count, request.shards, request.verify, scheduler, runner, request.temp_url)
         seed_entropy(request.seed, request.random_source)
     except BigShufError as e:
-        facts.options_error = dryrun._message(e)
+        facts.options_error = dryrun.error_line(e)
     try:
         facts.prepared = prepare(names, settings, "plan")  # names pass-1 objects under "plan", never made
         facts.files = remote.expand_inputs(list(facts.prepared.names))
@@ -87,11 +87,11 @@ def _gather(request: Request) -> _Facts:
             assert weights is not None
             check_inputs(weights, facts.prepared.names)
     except BigShufError as e:
-        facts.input_error = dryrun._message(e)
+        facts.input_error = dryrun.error_line(e)
         facts.prepared, facts.files = None, []  # nothing further is planned from inputs the run refuses
     if facts.prepared is not None:
         facts.sample = _sample(facts.prepared, facts.files, request)
-    dryrun._weigh(facts)
+    dryrun.weigh(facts)
     _temp_dir(facts)
     _buckets(facts)
     if facts.prepared is not None:
@@ -212,7 +212,7 @@ def _inputs(facts: _Facts) -> None:
         kinds = f" (from {urls} URL{'s' if urls != 1 else ''})" if urls else ""
         size = sum(f.size for f in facts.files)
         facts.line("inputs", f"{n} file{'s' if n != 1 else ''}{kinds}, {plan.format_size(size)}")
-    facts.check("inputs", lambda: facts.input_error and dryrun._raise(facts.input_error))
+    facts.check("inputs", lambda: facts.input_error and dryrun.fail_with(facts.input_error))
 
 
 def _memory(facts: _Facts) -> None:
@@ -220,7 +220,7 @@ def _memory(facts: _Facts) -> None:
     options the driver refuses before it reads (a ``--scheduler`` without ``--temp-url``, ...)."""
     given = facts.request.memory is not None
     facts.line("memory", f"{plan.format_size(facts.limit)} per task ({option('memory') if given else f'default: {DEFAULT_MEMORY}'})")
-    facts.check("options", lambda: facts.options_error and dryrun._raise(facts.options_error))
+    facts.check("options", lambda: facts.options_error and dryrun.fail_with(facts.options_error))
 
 
 def _path(facts: _Facts) -> None:
@@ -271,7 +271,7 @@ def _temp_space(facts: _Facts) -> None:
         facts.line("temporary space", f"needs {amount} on URL {url}, free space unknown; scratch in {facts.tmp_dir}")
     else:
         where = url or facts.tmp_dir
-        facts.line("temporary space", f"needs {amount} in {where}, {dryrun._size(facts.temp_free)} free")
+        facts.line("temporary space", f"needs {amount} in {where}, {dryrun.size_text(facts.temp_free)} free")
 
     def usable() -> None:
         if not os.path.isdir(facts.tmp_dir):
@@ -301,7 +301,7 @@ def _output(facts: _Facts) -> None:
         if out.manifest is not None:
             facts.line("manifest", out.manifest)
     else:
-        dryrun._output(facts)
+        dryrun.plan_output(facts)
         if not layout.on:
             return
         facts.checks.pop()  # the driver's own check of a layout follows
@@ -315,7 +315,7 @@ def _url_output(facts: _Facts, target: str, layout: Layout) -> str:
     out = facts.output
     assert out is not None
     if layout.on:
-        cut = [] if layout.split is None else [f"splits {out.split}" + dryrun._split_sizes(facts, layout.split)]
+        cut = [] if layout.split is None else [f"splits {out.split}" + dryrun.split_sizes(facts, layout.split)]
         if out.sharding.records is not None:
             cut.append(f"shards of {out.sharding.records} records")
         elif out.sharding.size is not None:
@@ -337,13 +337,13 @@ def _url_output(facts: _Facts, target: str, layout: Layout) -> str:
 def _records(facts: _Facts) -> None:
     """``dryrun``'s records line, once the inputs were prepared (rows of Parquet files as their footers list them)."""
     if facts.prepared is not None:
-        dryrun._records(facts)
+        dryrun.plan_records(facts)
 
 
 def _mix(facts: _Facts) -> None:
     """``dryrun``'s sources line, with the mix checked as the run's mixer checks it, and how the Dask
     run drops duplicates (always as tasks: a hashing pass, then a task per hash bucket)."""
-    dryrun._mix(facts)
+    dryrun.plan_mix(facts)
     if facts.request.unique:
         facts.lines[-1] = (
             "duplicates", f"dropped by {option('unique')}: a hashing pass, then a dedup task per hash bucket "
