@@ -22,7 +22,7 @@ from .errors import BigShufError, option, render
 from .formats import registry
 from .request import Request, resolve_memory
 from .storage.output import OPEN_SHARDS
-from .storage.layout import SplitPart, parse_split, split_counts
+from .storage.layout import Sharding, SplitPart, parse_split, split_counts
 from .storage.shards import check_outputs, shard_names
 from .storage.sources import BytesSource
 from .storage.tempspace import check_creatable, check_parent, check_space, default_tmp_dir
@@ -462,13 +462,7 @@ def plan_output(facts: Facts) -> None:
         cut = [] if out.split is None else [f"splits {out.split}{', stratified by source' if facts.request.stratify else ''}"]
         if out.split is not None:
             cut[0] += split_sizes(facts, parse_split(out.split))
-        if out.sharding.records is not None:
-            cut.append(f"shards of {out.sharding.records} records")
-        elif out.sharding.size is not None:
-            cut.append(f"shards of {plan.format_size(out.sharding.size)}")
-        elif out.shards is not None:
-            cut.append(f"{out.shards} shards each")
-        facts.line("output", f"{out.target} ({'; '.join(cut)})")
+        facts.line("output", f"{out.target} ({'; '.join(cut + shard_cut(out.sharding, out.shards))})")
     elif out.shards is None:
         facts.outputs = [out.target]
         exists = os.path.isfile(out.target)
@@ -525,6 +519,15 @@ def _written(facts: Facts) -> tuple[int | None, bool]:
     if count is None:
         return total, exact
     return (count if request.repeat else min(total, count)), exact or (request.repeat and request.head_share is None)
+
+
+def shard_cut(sharding: Sharding, shards: int | None) -> list[str]:
+    """How an output is cut into shards, in words (none: one file per split)."""
+    if sharding.records is not None:
+        return [f"shards of {sharding.records} records"]
+    if sharding.size is not None:
+        return [f"shards of {plan.format_size(sharding.size)}"]
+    return [] if shards is None else [f"{shards} shards each"]
 
 
 def split_sizes(facts: Facts, parts: tuple[SplitPart, ...]) -> str:

@@ -8,7 +8,6 @@ line naming its directory, and so is a rerun that changes the layout.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -78,7 +77,9 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_short_lines(top / "in.txt", 200_000, seed=5)
 
 
-def run(corpus: Path, where: Path, options: dict[str, Any], progress: Progress | None = None) -> None:
+def run(
+    corpus: Path, where: Path, options: dict[str, Any], progress: Progress | None = None, memory: str = MEMORY, seed: int = SEED,
+) -> None:
     """The job of ``options`` in directory ``where`` (its ``out/`` and its ``-T``); ``weighted``: the
     corpus and ``code.txt`` as two sources."""
     opts = dict(options)
@@ -91,7 +92,7 @@ def run(corpus: Path, where: Path, options: dict[str, Any], progress: Progress |
         opts["manifest"] = str(where / opts["manifest"])
     (where / "t").mkdir(parents=True, exist_ok=True)
     bigshuf.shuffle(
-        inputs, output, memory=MEMORY, seed=SEED, tmp_dir=where / "t", resume=True, progress=progress or Progress(), **opts,
+        inputs, output, memory=memory, seed=seed, tmp_dir=where / "t", resume=True, progress=progress or Progress(), **opts,
     )
 
 

@@ -23,6 +23,8 @@ import bigshuf
 from bigshuf.progress import Progress
 
 from helpers import checkpoint_state
+import test_resume_layouts as layouts
+from test_resume_layouts import files_under
 
 SEED, MEMORY = 11, "1M"
 
@@ -104,25 +106,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def run(corpus: Path, where: Path, options: dict[str, Any], progress: Progress | None = None) -> None:
     """The ``--resume --unique`` job of ``options`` in ``where`` (its ``out/`` and its ``-T``)."""
-    opts = dict(options)
-    output = str(where / opts.pop("output"))
-    inputs: Path | tuple[()] = corpus
-    if opts.pop("weighted", False):
-        opts["sources"] = {"web": str(corpus), "code": str(corpus.parent / "code.txt")}
-        inputs = ()
-    if "manifest" in opts:
-        opts["manifest"] = str(where / opts["manifest"])
-    (where / "t").mkdir(parents=True, exist_ok=True)
-    (where / "out").mkdir(exist_ok=True)
-    bigshuf.shuffle(
-        inputs, output, memory=MEMORY, seed=SEED, tmp_dir=where / "t", resume=True, unique=True,
-        progress=progress or Progress(), **opts,
-    )
-
-
-def files_under(top: Path) -> dict[str, bytes]:
-    """Every file under ``top``, by its path relative to it."""
-    return {str(p.relative_to(top)): p.read_bytes() for p in sorted(top.rglob("*")) if p.is_file()}
+    (where / "out").mkdir(parents=True, exist_ok=True)
+    layouts.run(corpus, where, {**options, "unique": True}, progress, memory=MEMORY, seed=SEED)
 
 
 def job_directory(where: Path) -> Path:

@@ -316,13 +316,7 @@ def _url_output(facts: _Facts, target: str, layout: Layout) -> str:
     assert out is not None
     if layout.on:
         cut = [] if layout.split is None else [f"splits {out.split}" + dryrun.split_sizes(facts, layout.split)]
-        if out.sharding.records is not None:
-            cut.append(f"shards of {out.sharding.records} records")
-        elif out.sharding.size is not None:
-            cut.append(f"shards of {plan.format_size(out.sharding.size)}")
-        elif out.shards is not None:
-            cut.append(f"{out.shards} shards each")
-        return f"{target} ({'; '.join(cut)})"
+        return f"{target} ({'; '.join(cut + dryrun.shard_cut(out.sharding, out.shards))})"
     if out.shards is None:
         facts.outputs = [target]
         return target
