@@ -11,7 +11,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from fractions import Fraction
 from types import SimpleNamespace
 from typing import Any, Protocol, TypeVar
@@ -28,19 +27,20 @@ from ...errors import BigShufError, OutputError, TempSpaceError, UsageError, opt
 from ...progress import Progress, scatter_phase, shuffle_phase
 from ...storage import remote
 from ...storage.commit import OutputFiles
-from ...storage.safefs import generated_path, open_nofollow, sync_file
+from ...storage.safefs import generated_path
 from ...storage.layout import Sharding, parse_split
 from ...storage.manifest import run_entries, strata_entries
-from ...storage.shards import check_output_directory, make_directories, shard_names, shard_paths
-from ...storage.sinks import AtomicFileSink, CodecChoice, Sink, open_output, output_codec
+from ...storage.shards import make_directories
+from ...storage.sinks import AtomicFileSink, Sink, open_output
 from .inputs import Settings, prepare
+from .placement import Placement, commit, lay_out, plan_placement
 from .lines import LineTasks
 from .rows import RowTasks
 from .outputs import (
     Layout, PlannedFile, check_layout, input_counts, inputs_entry, note_stale_shards, plan_files, write_run_manifest,
 )
 from .tasks import (
-    FETCH_BYTES, Config, GatherResult, GatherTask, Piece, Segment, TaskFormat, gather_task, index, parts, scatter_task,
+    Config, GatherResult, GatherTask, Piece, Segment, TaskFormat, gather_task, index, parts, scatter_task,
 )
 from .cuts import measure
 from .unique import unique_pass
@@ -70,87 +70,8 @@ class Runner(Protocol):
 # The client side: plan, submit, check, put in place
 
 
-@dataclass
-class _Output:
-    """Where pass 2 writes and what the commit does: shard files renamed into place, or parts
-    concatenated into one file (or standard output)."""
-
-    target: str | None
-    shards: int | None
-    codec: CodecChoice | None  # of a single output's parts
-    finals: list[str] = field(default_factory=list)
-    codecs: list[CodecChoice | None] = field(default_factory=list)  # of each shard
-    temps: list[str] = field(default_factory=list)
-    markers: list[str] = field(default_factory=list)  # each URL directory's _SUCCESS
-    files: OutputFiles | None = None  # local shards: the run's locks and the journalled commit
-    spans: list[tuple[int, int]] | None = None  # each shard's output records, if not equal shares
-    made: list[str] = field(default_factory=list)  # directories made for the files, removed on failure
-    manifest_move: tuple[str, str] | None = None  # the manifest's temporary file and its target
-
-
-def _shard_names(target: str, shards: int, compress: CodecChoice | None, suffix: str | None) -> list[str]:
-    """The shard files of ``-o`` as URLs or local paths (a URL ending in ``/`` is a directory)."""
-    if not remote.is_url(target):
-        return [os.path.abspath(p) for p in shard_paths(target, shards, compress, suffix)]
-    return shard_names(
-        target, shards, compress, target.endswith("/"), suffix=suffix, example="s3://bucket/out/part-{:05d}.jsonl",
-        directory_words="a directory (a URL ending in /)",
-    )
-
-
-def _plan_output(
-    output: str | None, shards: int | None, compress: CodecChoice | None, root: str, sync: bool, suffix: str | None
-) -> _Output:
-    """Name the pass-2 objects: shard temps beside local targets (a rename puts them in place),
-    under the temp URL for remote ones; parts of a single output under the temp URL."""
-    target = None if output in (None, "-") else output
-    if shards is None:
-        if target is not None and not remote.is_url(target):
-            check_output_directory(target, None)
-        codec = output_codec(target, compress) if target is not None else output_codec(None, compress)
-        return _Output(target, None, codec)
-    check_shard_target(target)
-    assert target is not None
-    if not remote.is_url(target):
-        check_output_directory(target, shards, compress, suffix)  # up front: writable, no two shards on one file
-    out = _Output(target, shards, None, finals=_shard_names(target, shards, compress, suffix))
-    out.codecs = [output_codec(final, compress) for final in out.finals]
-    if remote.is_url(target):
-        out.temps = [remote.join(root, "out", f"{i:05d}") for i in range(shards)]
-    else:
-        # Named and locked as the local engine's shards are, so the same commit and cleanup apply.
-        out.files = OutputFiles(sync)
-        out.temps = [out.files.temp_name(final, i) for i, final in enumerate(out.finals)]
-    if remote.is_url(target) and target.endswith("/"):
-        out.markers = [target + "_SUCCESS"]
-    return out
-
-
-def check_shard_target(target: str | None) -> None:
-    """``--shards`` needs ``-o`` naming files (a directory or a pattern), not standard output."""
-    if target is None:
-        raise UsageError(
-            f"{option('shards')} needs {option('output')} naming a directory or a pattern like out/part-{{:05d}}.jsonl"
-        )
-
-
-def _lay_out(out: _Output, planned: list[PlannedFile], root: str, compress: CodecChoice | None) -> None:
-    """Make ``out`` the files of a laid-out output (``outputs.plan_files``), each a pass-2 task's:
-    local ones under temporary names beside their targets, URL ones under the temp URL."""
-    out.shards = len(planned)
-    out.finals = [p.final for p in planned]
-    out.codecs = [output_codec(p.final, compress) for p in planned]
-    out.spans = [(p.first, p.stop) for p in planned]
-    if out.files is None:
-        out.temps = [remote.join(root, "out", f"{i:05d}") for i in range(len(planned))]
-        out.markers = [t + "_SUCCESS" for t in dict.fromkeys(p.target for p in planned) if t.endswith("/")]
-        return
-    out.made = make_directories(out.finals)
-    out.temps = [out.files.temp_name(final, i) for i, final in enumerate(out.finals)]
-
-
 def _gather_tasks(
-    segments: list[Segment], k: int, total: int, out: _Output, root: str, direct: str | None, whole: bool
+    segments: list[Segment], k: int, total: int, out: Placement, root: str, direct: str | None, whole: bool
 ) -> tuple[list[GatherTask], np.ndarray]:
     """Pass-2 tasks covering output records ``[0, total)``: one per shard, or for a single output
     one per non-empty bucket (a part), or one in all if the format writes ``whole`` files; written
@@ -332,9 +253,9 @@ def shuffle(
     if layout.on:
         check_layout(out_name, layout, prepared.compress, prepared.suffix, prepared.names)
         assert out_name is not None
-        out = _Output(out_name, None, None, files=None if remote.is_url(out_name) else OutputFiles(sync))
+        out = Placement(out_name, None, None, files=None if remote.is_url(out_name) else OutputFiles(sync))
     else:
-        out = _plan_output(out_name, shards, prepared.compress, root, sync, prepared.suffix)
+        out = plan_placement(out_name, shards, prepared.compress, root, sync, prepared.suffix)
     cfg = Config(entropy, prepared.fmt, limit, prepared.k, verify, manifest is not None)
     os.makedirs(scratch)
     committed = False
@@ -375,7 +296,7 @@ def shuffle(
                     size = layout.sharding.size
                     size_ends = lambda start, count: cutter.split_ends(start, count, size)  # noqa: E731
                 planned = plan_files(out_name or "", layout, total, prepared.compress, prepared.suffix, size_ends)
-                _lay_out(out, planned, root, prepared.compress)
+                lay_out(out, planned, root, prepared.compress)
             if out.shards is None and (out.target is None or not remote.is_url(out.target)):
                 sink = open_output(out.target, ("none", None), sync=sync)
             # Plain output (or one whole file) to a local file: tasks write in place, no concatenation.
@@ -398,7 +319,7 @@ def shuffle(
                 strata = mixed.stratifier
                 entries["stratified"] = strata_entries([p.name for p in layout.split], strata.names, strata.table)
             _manifest(out, manifest_name, cfg.fmt, entries, planned, results2)
-        _commit(out, [t.target for t in tasks2], sink, direct is not None)
+        commit(out, [t.target for t in tasks2], sink, direct is not None)
         committed = True
         note_stale_shards(layout, planned, prepared.compress, prepared.suffix)
         passes = 2 + measured + dedup_passes + max((r.depth for r in results2), default=0)
@@ -470,7 +391,7 @@ def _format_entry(fmt: TaskFormat) -> dict[str, Any]:
 
 
 def _manifest(
-    out: _Output, manifest: str, fmt: TaskFormat, info: dict[str, Any], planned: list[PlannedFile], results: list[GatherResult]
+    out: Placement, manifest: str, fmt: TaskFormat, info: dict[str, Any], planned: list[PlannedFile], results: list[GatherResult]
 ) -> None:
     """Write the manifest beside its target, to be committed with the outputs (``out.manifest_move``)."""
     assert out.files is not None, "a manifest of URL outputs is refused before the run"
@@ -494,53 +415,3 @@ def _default_info(
 def _given(runner: Runner) -> Iterator[Runner]:
     """A runner the caller made, used as ``connect``'s client is (and left running)."""
     yield runner
-
-
-def _commit(out: _Output, parts: list[str], sink: Sink | None, direct: bool) -> None:
-    """Put the output in place: shards renamed (all, or none left on failure), parts concatenated
-    into ``sink`` (a local file, standard output) or the output object, or the file the tasks
-    wrote in place renamed."""
-    if out.shards is None:
-        if not direct:
-            _concatenate(parts, out.target, sink)
-        if sink is not None:
-            sink.commit()
-        return
-    if out.files is not None:
-        if out.files.sync:
-            for temp in out.temps:
-                fd = open_nofollow(temp)
-                try:
-                    sync_file(fd)
-                finally:
-                    os.close(fd)
-        moves = list(zip(out.temps, out.finals))
-        out.files.commit(moves + ([out.manifest_move] if out.manifest_move is not None else []))
-        return
-    for marker in out.markers:
-        remote.remove(marker)
-    for i, (temp, final) in enumerate(zip(out.temps, out.finals)):
-        try:
-            remote.move(temp, final)
-        except OutputError as e:
-            # Shards moved so far are the new ones and stay: removing them would lose the old
-            # and the new data alike. The marker stays absent, so readers know it is incomplete.
-            raise OutputError(f"{e}; {i} of {len(out.finals)} shards were replaced, the rest keep their old contents") from None
-    for marker in out.markers:
-        remote.write_whole(marker, lambda f: None)
-
-
-def _concatenate(parts: list[str], target: str | None, sink: Sink | None) -> None:
-    """Copy the parts, in order, into ``sink``, or else into the object ``target`` (written whole)."""
-
-    def copy(write: Callable[[bytes], Any]) -> None:
-        for part in parts:
-            with remote.open_input(part) as f:
-                while chunk := f.read(FETCH_BYTES):
-                    write(chunk)
-
-    if sink is not None:
-        copy(sink.write)
-    else:
-        assert target is not None
-        remote.write_whole(target, lambda f: copy(f.write))

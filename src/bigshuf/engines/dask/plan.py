@@ -23,7 +23,8 @@ from ...request import Request, resolve_memory
 from ...storage import remote
 from ...storage.layout import Sharding, parse_split
 from ...storage.tempspace import check_space
-from .driver import DEFAULT_MEMORY, _check_options, _shard_names, check_shard_target
+from .driver import DEFAULT_MEMORY, _check_options
+from .placement import check_shard_target, output_names
 from .inputs import Prepared, Settings, prepare
 from .lines import RATIO_MARGIN, SAMPLE_BYTES, LineTasks, estimate
 from .outputs import Layout, check_layout
@@ -307,7 +308,7 @@ def _output(facts: _Facts) -> None:
         facts.checks.pop()  # the driver's own check of a layout follows
     names = prepared.names
     facts.check("output", lambda: check_layout(target, layout, out.compress, out.suffix, names, dry_run=True) if layout.on
-                else out.shards is None or _shard_names(str(target), out.shards, out.compress, out.suffix))
+                else out.shards is None or output_names(str(target), out.shards, out.compress, out.suffix))
 
 
 def _url_output(facts: _Facts, target: str, layout: Layout) -> str:
@@ -321,7 +322,7 @@ def _url_output(facts: _Facts, target: str, layout: Layout) -> str:
         facts.outputs = [target]
         return target
     try:
-        facts.outputs = _shard_names(target, out.shards, out.compress, out.suffix)
+        facts.outputs = output_names(target, out.shards, out.compress, out.suffix)
     except BigShufError:
         return target  # the output check says what is wrong with the names
     shown = facts.outputs[0] if out.shards == 1 else f"{facts.outputs[0]} ... {facts.outputs[-1]}"

@@ -1,0 +1,148 @@
+"""Where the Dask engine's pass 2 writes and how its output is put in place: shard names (local
+paths or URLs), temporary names beside local targets or under the temp URL, and the commit
+(shards renamed all or none through the journal, or parts concatenated into one output)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...errors import OutputError, UsageError, option
+from ...storage import remote
+from ...storage.commit import OutputFiles
+from ...storage.safefs import open_nofollow, sync_file
+from ...storage.shards import check_output_directory, make_directories, shard_names, shard_paths
+from ...storage.sinks import CodecChoice, Sink, output_codec
+from .outputs import PlannedFile
+from .tasks import FETCH_BYTES
+
+
+@dataclass
+class Placement:
+    """Where pass 2 writes and what the commit does: shard files renamed into place, or parts
+    concatenated into one file (or standard output)."""
+
+    target: str | None
+    shards: int | None
+    codec: CodecChoice | None  # of a single output's parts
+    finals: list[str] = field(default_factory=list)
+    codecs: list[CodecChoice | None] = field(default_factory=list)  # of each shard
+    temps: list[str] = field(default_factory=list)
+    markers: list[str] = field(default_factory=list)  # each URL directory's _SUCCESS
+    files: OutputFiles | None = None  # local shards: the run's locks and the journalled commit
+    spans: list[tuple[int, int]] | None = None  # each shard's output records, if not equal shares
+    made: list[str] = field(default_factory=list)  # directories made for the files, removed on failure
+    manifest_move: tuple[str, str] | None = None  # the manifest's temporary file and its target
+
+
+def output_names(target: str, shards: int, compress: CodecChoice | None, suffix: str | None) -> list[str]:
+    """The shard files of ``-o`` as URLs or local paths (a URL ending in ``/`` is a directory)."""
+    if not remote.is_url(target):
+        return [os.path.abspath(p) for p in shard_paths(target, shards, compress, suffix)]
+    return shard_names(
+        target, shards, compress, target.endswith("/"), suffix=suffix, example="s3://bucket/out/part-{:05d}.jsonl",
+        directory_words="a directory (a URL ending in /)",
+    )
+
+
+def plan_placement(
+    output: str | None, shards: int | None, compress: CodecChoice | None, root: str, sync: bool, suffix: str | None
+) -> Placement:
+    """Name the pass-2 objects: shard temps beside local targets (a rename puts them in place),
+    under the temp URL for remote ones; parts of a single output under the temp URL."""
+    target = None if output in (None, "-") else output
+    if shards is None:
+        if target is not None and not remote.is_url(target):
+            check_output_directory(target, None)
+        codec = output_codec(target, compress) if target is not None else output_codec(None, compress)
+        return Placement(target, None, codec)
+    check_shard_target(target)
+    assert target is not None
+    if not remote.is_url(target):
+        check_output_directory(target, shards, compress, suffix)  # up front: writable, no two shards on one file
+    out = Placement(target, shards, None, finals=output_names(target, shards, compress, suffix))
+    out.codecs = [output_codec(final, compress) for final in out.finals]
+    if remote.is_url(target):
+        out.temps = [remote.join(root, "out", f"{i:05d}") for i in range(shards)]
+    else:
+        # Named and locked as the local engine's shards are, so the same commit and cleanup apply.
+        out.files = OutputFiles(sync)
+        out.temps = [out.files.temp_name(final, i) for i, final in enumerate(out.finals)]
+    if remote.is_url(target) and target.endswith("/"):
+        out.markers = [target + "_SUCCESS"]
+    return out
+
+
+def check_shard_target(target: str | None) -> None:
+    """``--shards`` needs ``-o`` naming files (a directory or a pattern), not standard output."""
+    if target is None:
+        raise UsageError(
+            f"{option('shards')} needs {option('output')} naming a directory or a pattern like out/part-{{:05d}}.jsonl"
+        )
+
+
+def lay_out(out: Placement, planned: list[PlannedFile], root: str, compress: CodecChoice | None) -> None:
+    """Make ``out`` the files of a laid-out output (``outputs.plan_files``), each a pass-2 task's:
+    local ones under temporary names beside their targets, URL ones under the temp URL."""
+    out.shards = len(planned)
+    out.finals = [p.final for p in planned]
+    out.codecs = [output_codec(p.final, compress) for p in planned]
+    out.spans = [(p.first, p.stop) for p in planned]
+    if out.files is None:
+        out.temps = [remote.join(root, "out", f"{i:05d}") for i in range(len(planned))]
+        out.markers = [t + "_SUCCESS" for t in dict.fromkeys(p.target for p in planned) if t.endswith("/")]
+        return
+    out.made = make_directories(out.finals)
+    out.temps = [out.files.temp_name(final, i) for i, final in enumerate(out.finals)]
+
+
+def commit(out: Placement, parts: list[str], sink: Sink | None, direct: bool) -> None:
+    """Put the output in place: shards renamed (all, or none left on failure), parts concatenated
+    into ``sink`` (a local file, standard output) or the output object, or the file the tasks
+    wrote in place renamed."""
+    if out.shards is None:
+        if not direct:
+            concatenate(parts, out.target, sink)
+        if sink is not None:
+            sink.commit()
+        return
+    if out.files is not None:
+        if out.files.sync:
+            for temp in out.temps:
+                fd = open_nofollow(temp)
+                try:
+                    sync_file(fd)
+                finally:
+                    os.close(fd)
+        moves = list(zip(out.temps, out.finals))
+        out.files.commit(moves + ([out.manifest_move] if out.manifest_move is not None else []))
+        return
+    for marker in out.markers:
+        remote.remove(marker)
+    for i, (temp, final) in enumerate(zip(out.temps, out.finals)):
+        try:
+            remote.move(temp, final)
+        except OutputError as e:
+            # Shards moved so far are the new ones and stay: removing them would lose the old
+            # and the new data alike. The marker stays absent, so readers know it is incomplete.
+            raise OutputError(f"{e}; {i} of {len(out.finals)} shards were replaced, the rest keep their old contents") from None
+    for marker in out.markers:
+        remote.write_whole(marker, lambda f: None)
+
+
+def concatenate(parts: list[str], target: str | None, sink: Sink | None) -> None:
+    """Copy the parts, in order, into ``sink``, or else into the object ``target`` (written whole)."""
+
+    def copy(write: Callable[[bytes], Any]) -> None:
+        for part in parts:
+            with remote.open_input(part) as f:
+                while chunk := f.read(FETCH_BYTES):
+                    write(chunk)
+
+    if sink is not None:
+        copy(sink.write)
+    else:
+        assert target is not None
+        remote.write_whole(target, lambda f: copy(f.write))
