@@ -181,6 +181,7 @@ class TwoPass(ABC):
         self.state: dict[str, Any] = {}
         self.state_dir = ""
         self.input_ids: list[list[Any]] = []  # the inputs' identities, kept in the checkpoint
+        self.input_records: list[int] | None = None  # each input's records as a counting pass saw them (None: not counted)
         self.resume_note = ""  # where a resumed run picks up, said once its files are checked
 
     # The format's hooks.
@@ -468,7 +469,7 @@ class TwoPass(ABC):
         """Write the checkpoint durably; the data it counts (buckets, output) is synced by the caller."""
         assert self.resume_key is not None
         self.state.update(
-            changes, format=FORMAT, job=self.resume_key, inputs=self.input_ids,
+            changes, format=FORMAT, job=self.resume_key, inputs=self.input_ids, records=self.input_records,
             read_fingerprint=list(astuple(self.read_fingerprint)),
         )
         save_state(self.state_dir, self.state)

@@ -243,6 +243,9 @@ class Job:
     #: weighted sources each bucket's records per source (``sources`` of them).
     unique: bool = False
     sources: int = 0
+    #: Each input's records as this run's counting pass saw them (None: it has none), which the
+    #: checkpoint's must match: a byte turned into a separator where the content check did not look.
+    records: list[int] | None = None
 
 
 class _Bad(Exception):
@@ -270,11 +273,11 @@ def _fingerprint(value: Any, what: str) -> list[int]:
     return [_int(records, f"{what} records"), _int(nbytes, f"{what} bytes"), digest]
 
 
-_PASS1 = {"format", "job", "inputs", "read_fingerprint", "k", "keep", "blocks_done", "bytes_done", "buckets"}
+_PASS1 = {"format", "job", "inputs", "records", "read_fingerprint", "k", "keep", "blocks_done", "bytes_done", "buckets"}
 _PASS1_DONE = _PASS1 | {"pass1_done"}
 _PASS2 = _PASS1_DONE | {"buckets_done", "records_out", "output"}
 #: ``--unique``'s first checkpoint, once its dedup pass's hash buckets are complete and synced.
-_DEDUP = {"format", "job", "inputs", "read_fingerprint", "dedup"}
+_DEDUP = {"format", "job", "inputs", "records", "read_fingerprint", "dedup"}
 
 
 #: Why a checkpoint whose key is not the job's is refused (its directory is named by the output alone).
@@ -304,6 +307,12 @@ def validate_state(state: dict[str, Any], job: Job, directory: str) -> None:
         if (size, mtime, check) != (size0, mtime0, check0):
             what = "size or modification time" if (size, mtime) != (size0, mtime0) else "content"
             raise InputError(f"{path}: changed since the interrupted run ({what} differ); {advice(directory)}")
+    for (path, *_), now, then in zip(job.inputs, job.records or [], state["records"] or []):
+        if now != then:
+            raise InputError(
+                f"{path}: changed since the interrupted run (it holds {now} records, the interrupted run counted {then}); "
+                f"{advice(directory)}"
+            )
 
 
 def _validate(state: dict[str, Any], job: Job) -> None:
@@ -324,6 +333,11 @@ def _validate(state: dict[str, Any], job: Job) -> None:
             raise _Bad(f"inputs[{i}] is not [{now[0]!r}, size, mtime, check]")
         _int(entry[1], f"inputs[{i}] size")
         _int(entry[2], f"inputs[{i}] mtime", -_MAX_INT)
+    if job.records is None:
+        if state["records"] is not None:
+            raise _Bad("records is there, though this run counts no input's records")
+    else:
+        _ints(state["records"], "records", len(job.records))
     hashed_bytes = _validate_dedup(state["dedup"], job) if job.unique else None
     if keys == _DEDUP:
         if _fingerprint(state["read_fingerprint"], "read_fingerprint") != [0, 0, 0]:

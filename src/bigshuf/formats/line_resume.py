@@ -58,6 +58,7 @@ class ResumableLines:
     state_dir: str
     state: dict[str, Any]
     input_ids: list[list[Any]]
+    input_records: list[int] | None
     read_fingerprint: Fingerprint
 
     def _resume_job(self) -> tuple[str, str]:
@@ -140,7 +141,7 @@ class ResumableLines:
         job = Job(
             self.resume_key, self.input_ids, request.verify, self.head_count, self.out.plain, request.compress_temp,
             request.verify or request.manifest is not None, weighted=bool(request.sources), unique=request.unique,
-            sources=len(request.sources) if request.unique else 0,
+            sources=len(request.sources) if request.unique else 0, records=self.input_records,
         )
         validate_state(state, job, directory)
         self.state = state
