@@ -454,14 +454,7 @@ def open_output_temp(path: str, at: ResumePoint | None, directory: str) -> int:
     the checkpoint says (exactly, if finished) with the CRC-32 it recorded; what follows is cut off.
     """
     if at is None:
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            pass
-        else:
-            if not own_file(st):
-                kind = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a file this user made"
-                raise OutputError(f"{path}: already exists and is {kind}; remove it")
+        if refuse_foreign_temp(path):
             os.unlink(path)
         return create_exclusive(path)
     try:
@@ -489,6 +482,34 @@ def open_output_temp(path: str, at: ResumePoint | None, directory: str) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def refuse_foreign_temp(path: str) -> bool:
+    """Refuse a symbolic link or anything but a file of this user at output temp name ``path``;
+    True if such a file (a leftover of this job) is there, False if nothing is."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if not own_file(st):
+        kind = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a file this user made"
+        raise OutputError(f"{path}: already exists and is {kind}; remove it")
+    return True
+
+
+def refuse_foreign_temps(directories: list[str], tag: str) -> None:
+    """Before any input is read: refuse what another user planted at a name this job's output temp
+    files take in ``directories`` (``.NAME.{tag}.bigshuf-tmp``), rather than after pass 1."""
+    suffix = f".{tag}.bigshuf-tmp"
+    for directory in dict.fromkeys(directories):
+        try:
+            names = [n for n in os.listdir(directory) if n.startswith(".") and n.endswith(suffix)]
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # made by the run, nothing planted in it yet
+        except OSError as e:
+            raise OutputError(f"{directory}: cannot list: {e.strerror}") from None
+        for name in sorted(names):
+            refuse_foreign_temp(os.path.join(directory, name))
 
 
 class FileCheck:
