@@ -236,7 +236,15 @@ def _input_records(s: dict[str, Any]) -> None:
     s["records"][0] = -1
 
 
-TAMPER.update({"bytes_done": _bytes_done, "a bucket's records": _bucket_records, "an input's records": _input_records})
+def _records_read(s: dict[str, Any]) -> None:
+    """An input's records read by pass 1 not a count."""
+    s["records_read"][0][1] = -1
+
+
+TAMPER.update({
+    "bytes_done": _bytes_done, "a bucket's records": _bucket_records, "an input's records": _input_records,
+    "an input's records read": _records_read,
+})
 #: Each layout's tampering, with what the refusal says: which check caught it.
 CASES = [
     ("records", "records missing", "output is not {files, done, fingerprint, records}"),
@@ -252,6 +260,7 @@ CASES = [
     ("weighted", "bytes_done", "the inputs hold"),  # read again, the draws replayed
     ("weighted", "a bucket's records", "read_fingerprint"),
     ("weighted", "an input's records", "records[0] is -1"),
+    ("weighted", "an input's records read", "records_read[0] records is -1"),
 ]
 
 
@@ -356,22 +365,24 @@ def test_a_finished_output_file_changed_on_disk_is_refused(
     assert str(refused.value).startswith(f"{first}: ") and str(refused.value).endswith(f"remove {directory} to start afresh")
 
 
+@pytest.mark.parametrize("options,caught", [
+    ({"weighted": True, "mix": {"web": 0.5, "code": 0.5}, "total": 60_000, "stratify": True}, "the interrupted run counted"),
+    ({"weighted": True, "rates": {"web": 1, "code": 2}}, "its part read again holds"),  # no counting pass: pass 1's count
+    ({}, "its part read again holds"),  # the manifest's counts
+], ids=["counted sources", "sources at rates", "manifest"])
 def test_an_input_whose_record_count_changed_where_the_content_check_does_not_look_is_refused(
-    tmp_path: Path, corpus: Path,
+    tmp_path: Path, corpus: Path, options: dict[str, Any], caught: str,
 ) -> None:
-    """Weighted sources counted before the shuffle, the run interrupted in pass 2: a byte of an input
-    between the content check's samples turned into a newline (size and mtime put back) adds a
-    record that the draws made did not see. Refused naming the input and the directory to remove,
-    nothing written; the byte put back, the job resumes."""
+    """The run interrupted in pass 2: a byte of an input between the content check's samples turned
+    into a newline (size and mtime put back) adds a record that the draws made (or the counts the
+    manifest gives) did not see. Refused naming the input and the directory to remove, nothing
+    written; the byte put back, the job resumes."""
     inputs = tmp_path / "in"
     inputs.mkdir()
     web = inputs / "in.txt"
     web.write_bytes(corpus.read_bytes())
     (inputs / "code.txt").write_bytes((corpus.parent / "code.txt").read_bytes())
-    options = {
-        "output": "out/{split}.txt", "weighted": True, "mix": {"web": 0.5, "code": 0.5}, "total": 60_000, "stratify": True,
-        "split": "valid=0.1,train=rest", "manifest": "out/m.json",
-    }
+    options = {"output": "out/{split}.txt", "split": "valid=0.1,train=rest", "manifest": "out/m.json", **options}
     where = tmp_path / "job"
     directory, state = interrupted(where, web, options, lambda s: s.get("buckets_done", 0) >= 2)
     data = bytearray(web.read_bytes())
@@ -387,13 +398,13 @@ def test_an_input_whose_record_count_changed_where_the_content_check_does_not_lo
     with pytest.raises(bigshuf.InputError) as refused:
         run(web, where, options)
     message = str(refused.value)
-    assert message.startswith(f"{web}: changed since the interrupted run") and "records" in message, message
+    assert message.startswith(f"{web}: changed since the interrupted run") and caught in message, message
     assert message.endswith(f"remove {directory} to start afresh"), message
     assert "\n" not in message
     assert [p for p in (where / "out").rglob("*") if p.is_file() and ".bigshuf-" not in p.name] == []
-    assert checkpoint_state(where / "t") == state and len(state["records"]) == 2
+    assert checkpoint_state(where / "t") == state
     data[at] = was
     web.write_bytes(data)
     os.utime(web, ns=(mtime, mtime))
     run(web, where, options)
-    assert json.loads((where / "out" / "m.json").read_text())["sources"]
+    assert [e["records"] for e in json.loads((where / "out" / "m.json").read_text())["inputs"]][0] == data.count(b"\n")

@@ -273,7 +273,9 @@ def _fingerprint(value: Any, what: str) -> list[int]:
     return [_int(records, f"{what} records"), _int(nbytes, f"{what} bytes"), digest]
 
 
-_PASS1 = {"format", "job", "inputs", "records", "read_fingerprint", "k", "keep", "blocks_done", "bytes_done", "buckets"}
+_PASS1 = {
+    "format", "job", "inputs", "records", "read_fingerprint", "k", "keep", "blocks_done", "bytes_done", "buckets", "records_read",
+}
 _PASS1_DONE = _PASS1 | {"pass1_done"}
 _PASS2 = _PASS1_DONE | {"buckets_done", "records_out", "output"}
 #: ``--unique``'s first checkpoint, once its dedup pass's hash buckets are complete and synced.
@@ -351,6 +353,14 @@ def _validate(state: dict[str, Any], job: Job) -> None:
     bytes_done = _int(state["bytes_done"], "bytes_done")
     if hashed_bytes is not None and bytes_done > hashed_bytes:
         raise _Bad(f"bytes_done is {bytes_done}, more than the hash buckets' {hashed_bytes} bytes")
+    records_read = state["records_read"]
+    if records_read is not None:
+        if not isinstance(records_read, list) or len(records_read) > len(job.inputs):
+            raise _Bad(f"records_read is not a list of at most {len(job.inputs)} inputs")
+        for i, (entry, now) in enumerate(zip(records_read, job.inputs)):
+            if not isinstance(entry, list) or len(entry) != 2 or entry[0] != now[0]:
+                raise _Bad(f"records_read[{i}] is not [{now[0]!r}, records]")
+            _int(entry[1], f"records_read[{i}] records")
     if "pass1_done" in state and state["pass1_done"] is not True:
         raise _Bad("pass1_done is not true")
     sizes, records = _bucket_state(state["buckets"], "buckets", k, keep, job.compress_temp)
