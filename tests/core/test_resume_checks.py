@@ -361,9 +361,9 @@ def victim(tmp_path: Path) -> Path:
     return path
 
 
-def job_key(job: Job) -> str:
-    """This job's key, learnt from an interrupted attempt whose files are then removed."""
-    job.interrupt(IN_PASS1)
+def job_key(job: Job, **options: Any) -> str:
+    """This job's key, learnt from an interrupted attempt (with ``options``) whose files are then removed."""
+    job.interrupt(IN_PASS1, **options)
     key = state_dir(job.temp).name.removeprefix("bigshuf-resume-")
     shutil.rmtree(job.temp)
     job.temp.mkdir()
@@ -385,6 +385,29 @@ def test_symlink_at_the_output_temp_name_is_not_followed(shared: Path, corpus: P
     assert_refused(job.rerun(), str(planted), "symbolic link")
     assert_untouched(victim)
     assert not job.out.exists()
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_symlink_at_an_output_temp_name_is_refused_before_any_input_is_read(
+    shared: Path, corpus: Path, victim: Path, split: bool,
+) -> None:
+    """A fresh job whose output temp name (the single output's, or a later split's) is a link
+    another user planted is refused as it starts: no checkpoint, no bucket, nothing of the input
+    read, rather than after all of pass 1."""
+    (shared / "out").mkdir()
+    os.chmod(shared / "out", 0o1777)
+    extra = ("--split", "valid=0.1,train=rest") if split else ()
+    job = Job(corpus, shared / "t", shared / "out" / ("{split}.txt" if split else "out.txt"), *extra)
+    key = job_key(job, **({"split": "valid=0.1,train=rest"} if split else {}))
+    shutil.rmtree(shared / "out")
+    (shared / "out").mkdir()
+    os.chmod(shared / "out", 0o1777)
+    planted = shared / "out" / f".{'train.txt' if split else 'out.txt'}.bigshuf-resume-{key}.bigshuf-tmp"
+    as_nobody('ln -s "$1" "$2"', str(victim), str(planted))
+    assert_refused(job.rerun(), f"{planted}: already exists and is a symbolic link; remove it")
+    assert_untouched(victim)
+    assert list(job.temp.iterdir()) == []
+    assert [p.name for p in (shared / "out").iterdir()] == [planted.name]
 
 
 def test_resume_directory_made_by_another_user_is_refused(shared: Path, corpus: Path, victim: Path) -> None:

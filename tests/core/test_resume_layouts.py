@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 import bigshuf
+from bigshuf.core import resume
 from bigshuf.progress import Progress
 from bigshuf.storage.layout import Sharding, file_places
 
@@ -231,7 +232,20 @@ WEIGHTED = {
     "manifest": "out/m.json", "verify": True,
 }
 JOBS = {"records": SPLIT_MANIFEST, "size": SIZED, "weighted": WEIGHTED}
-TAMPER.update({"bytes_done": _bytes_done, "a bucket's records": _bucket_records})
+def _input_records(s: dict[str, Any]) -> None:
+    """An input's record count (from the counting pass) not a count."""
+    s["records"][0] = -1
+
+
+def _records_read(s: dict[str, Any]) -> None:
+    """An input's records read by pass 1 not a count."""
+    s["records_read"][0][1] = -1
+
+
+TAMPER.update({
+    "bytes_done": _bytes_done, "a bucket's records": _bucket_records, "an input's records": _input_records,
+    "an input's records read": _records_read,
+})
 #: Each layout's tampering, with what the refusal says: which check caught it.
 CASES = [
     ("records", "records missing", "output is not {files, done, fingerprint, records}"),
@@ -246,6 +260,8 @@ CASES = [
     ("weighted", "a file added", "by the output's plan it ends at record"),
     ("weighted", "bytes_done", "the inputs hold"),  # read again, the draws replayed
     ("weighted", "a bucket's records", "read_fingerprint"),
+    ("weighted", "an input's records", "records[0] is -1"),
+    ("weighted", "an input's records read", "records_read[0] records is -1"),
 ]
 
 
@@ -348,3 +364,48 @@ def test_a_finished_output_file_changed_on_disk_is_refused(
     finally:
         first.write_bytes(data)
     assert str(refused.value).startswith(f"{first}: ") and str(refused.value).endswith(f"remove {directory} to start afresh")
+
+
+@pytest.mark.parametrize("options,caught", [
+    ({"weighted": True, "mix": {"web": 0.5, "code": 0.5}, "total": 60_000, "stratify": True}, "the interrupted run counted"),
+    ({"weighted": True, "rates": {"web": 1, "code": 2}}, "its part read again holds"),  # no counting pass: pass 1's count
+    ({}, "its part read again holds"),  # the manifest's counts
+], ids=["counted sources", "sources at rates", "manifest"])
+def test_an_input_whose_record_count_changed_where_the_content_check_does_not_look_is_refused(
+    tmp_path: Path, corpus: Path, options: dict[str, Any], caught: str,
+) -> None:
+    """The run interrupted in pass 2: a byte of an input between the content check's samples turned
+    into a newline (size and mtime put back) adds a record that the draws made (or the counts the
+    manifest gives) did not see. Refused naming the input and the directory to remove, nothing
+    written; the byte put back, the job resumes."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    web = inputs / "in.txt"
+    web.write_bytes(corpus.read_bytes())
+    (inputs / "code.txt").write_bytes((corpus.parent / "code.txt").read_bytes())
+    options = {"output": "out/{split}.txt", "split": "valid=0.1,train=rest", "manifest": "out/m.json", **options}
+    where = tmp_path / "job"
+    directory, state = interrupted(where, web, options, lambda s: s.get("buckets_done", 0) >= 2)
+    data = bytearray(web.read_bytes())
+    size, mtime = len(data), web.stat().st_mtime_ns
+    second = (size - resume.SAMPLE_BYTES) // (resume.SAMPLES - 1)  # where the content check's second sample starts
+    at = data.index(b"\n", second - resume.SAMPLE_BYTES // 2) - 1  # between its first and second samples: a letter
+    assert resume.SAMPLE_BYTES <= at < second and data[at] != 10
+    was = data[at]
+    data[at] = 10
+    web.write_bytes(data)
+    os.utime(web, ns=(mtime, mtime))
+    assert resume.input_identity([str(web)])[0][3] == state["inputs"][0][3]  # the content check sees no change
+    with pytest.raises(bigshuf.InputError) as refused:
+        run(web, where, options)
+    message = str(refused.value)
+    assert message.startswith(f"{web}: changed since the interrupted run") and caught in message, message
+    assert message.endswith(f"remove {directory} to start afresh"), message
+    assert "\n" not in message
+    assert [p for p in (where / "out").rglob("*") if p.is_file() and ".bigshuf-" not in p.name] == []
+    assert checkpoint_state(where / "t") == state
+    data[at] = was
+    web.write_bytes(data)
+    os.utime(web, ns=(mtime, mtime))
+    run(web, where, options)
+    assert [e["records"] for e in json.loads((where / "out" / "m.json").read_text())["inputs"]][0] == data.count(b"\n")

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
+from ..errors import InputError
 from ..progress import Progress, scatter_phase, shuffle_phase
 from ..storage.layout import Sharding
 from ..storage.output import Output
@@ -181,6 +182,7 @@ class TwoPass(ABC):
         self.state: dict[str, Any] = {}
         self.state_dir = ""
         self.input_ids: list[list[Any]] = []  # the inputs' identities, kept in the checkpoint
+        self.input_records: list[int] | None = None  # each input's records as a counting pass saw them (None: not counted)
         self.resume_note = ""  # where a resumed run picks up, said once its files are checked
 
     # The format's hooks.
@@ -253,6 +255,11 @@ class TwoPass(ABC):
         ``replay``), for what the output needs of them (a manifest's counts, weighted sources'
         draws), their bytes checked against the checkpoint's."""
         return False
+
+    def records_read(self) -> list[list[Any]] | None:
+        """``--resume``: ``[input, records]`` of each input pass 1 has read so far, kept in its
+        checkpoints; a resumed run reading the same blocks again must count the same (None: not counted)."""
+        return None
 
     def checkpoint_due(self, nbytes: int) -> bool:
         """``--resume``: whether pass 1 checkpoints after a block, ``nbytes`` scattered since its last
@@ -387,6 +394,8 @@ class TwoPass(ABC):
             if index < done:
                 if seen == done and scattered != self.state["bytes_done"]:
                     raise refusal(self.state_dir, f"counts {self.state['bytes_done']} bytes in {done} blocks, the inputs hold {scattered}")
+                if seen == done:
+                    self._check_records_read()
                 self.replay(block, streams.scatter(key, index))
                 continue  # scattered before the interruption
             if complete:
@@ -407,8 +416,25 @@ class TwoPass(ABC):
         self.writer.flush()
         resumable = self._resumable(buckets)
         resumable.sync()
-        self.save_checkpoint(k=buckets.k, keep=keep, blocks_done=blocks, bytes_done=scattered, buckets=resumable.state())
+        self.save_checkpoint(
+            k=buckets.k, keep=keep, blocks_done=blocks, bytes_done=scattered, buckets=resumable.state(),
+            records_read=self.records_read(),
+        )
         return scattered
+
+    def _check_records_read(self) -> None:
+        """The blocks scattered before the interruption, read again: refuse an input whose records
+        differ from what pass 1 counted in them (a separator added or removed, its bytes kept)."""
+        then, now = self.state["records_read"], self.records_read()
+        if now == then:
+            return
+        for (name, was), (_, holds) in zip(then or [], now or []):
+            if was != holds:
+                raise InputError(
+                    f"{name}: changed since the interrupted run (its part read again holds {holds} records, "
+                    f"the interrupted run read {was}); {advice(self.state_dir)}"
+                )
+        raise refusal(self.state_dir, f"counts records read of {len(then or [])} inputs, the inputs read again {len(now or [])}")
 
     def _pass2(self, buckets: Buckets, keep: int, temp: TempSpace, key: Key, depth: int) -> None:
         """Shuffle the first ``keep`` buckets in order, each in memory or one level deeper."""
@@ -468,7 +494,7 @@ class TwoPass(ABC):
         """Write the checkpoint durably; the data it counts (buckets, output) is synced by the caller."""
         assert self.resume_key is not None
         self.state.update(
-            changes, format=FORMAT, job=self.resume_key, inputs=self.input_ids,
+            changes, format=FORMAT, job=self.resume_key, inputs=self.input_ids, records=self.input_records,
             read_fingerprint=list(astuple(self.read_fingerprint)),
         )
         save_state(self.state_dir, self.state)

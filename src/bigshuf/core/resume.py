@@ -243,6 +243,9 @@ class Job:
     #: weighted sources each bucket's records per source (``sources`` of them).
     unique: bool = False
     sources: int = 0
+    #: Each input's records as this run's counting pass saw them (None: it has none), which the
+    #: checkpoint's must match: a byte turned into a separator where the content check did not look.
+    records: list[int] | None = None
 
 
 class _Bad(Exception):
@@ -270,11 +273,13 @@ def _fingerprint(value: Any, what: str) -> list[int]:
     return [_int(records, f"{what} records"), _int(nbytes, f"{what} bytes"), digest]
 
 
-_PASS1 = {"format", "job", "inputs", "read_fingerprint", "k", "keep", "blocks_done", "bytes_done", "buckets"}
+_PASS1 = {
+    "format", "job", "inputs", "records", "read_fingerprint", "k", "keep", "blocks_done", "bytes_done", "buckets", "records_read",
+}
 _PASS1_DONE = _PASS1 | {"pass1_done"}
 _PASS2 = _PASS1_DONE | {"buckets_done", "records_out", "output"}
 #: ``--unique``'s first checkpoint, once its dedup pass's hash buckets are complete and synced.
-_DEDUP = {"format", "job", "inputs", "read_fingerprint", "dedup"}
+_DEDUP = {"format", "job", "inputs", "records", "read_fingerprint", "dedup"}
 
 
 #: Why a checkpoint whose key is not the job's is refused (its directory is named by the output alone).
@@ -304,6 +309,12 @@ def validate_state(state: dict[str, Any], job: Job, directory: str) -> None:
         if (size, mtime, check) != (size0, mtime0, check0):
             what = "size or modification time" if (size, mtime) != (size0, mtime0) else "content"
             raise InputError(f"{path}: changed since the interrupted run ({what} differ); {advice(directory)}")
+    for (path, *_), now, then in zip(job.inputs, job.records or [], state["records"] or []):
+        if now != then:
+            raise InputError(
+                f"{path}: changed since the interrupted run (it holds {now} records, the interrupted run counted {then}); "
+                f"{advice(directory)}"
+            )
 
 
 def _validate(state: dict[str, Any], job: Job) -> None:
@@ -324,6 +335,11 @@ def _validate(state: dict[str, Any], job: Job) -> None:
             raise _Bad(f"inputs[{i}] is not [{now[0]!r}, size, mtime, check]")
         _int(entry[1], f"inputs[{i}] size")
         _int(entry[2], f"inputs[{i}] mtime", -_MAX_INT)
+    if job.records is None:
+        if state["records"] is not None:
+            raise _Bad("records is there, though this run counts no input's records")
+    else:
+        _ints(state["records"], "records", len(job.records))
     hashed_bytes = _validate_dedup(state["dedup"], job) if job.unique else None
     if keys == _DEDUP:
         if _fingerprint(state["read_fingerprint"], "read_fingerprint") != [0, 0, 0]:
@@ -337,6 +353,14 @@ def _validate(state: dict[str, Any], job: Job) -> None:
     bytes_done = _int(state["bytes_done"], "bytes_done")
     if hashed_bytes is not None and bytes_done > hashed_bytes:
         raise _Bad(f"bytes_done is {bytes_done}, more than the hash buckets' {hashed_bytes} bytes")
+    records_read = state["records_read"]
+    if records_read is not None:
+        if not isinstance(records_read, list) or len(records_read) > len(job.inputs):
+            raise _Bad(f"records_read is not a list of at most {len(job.inputs)} inputs")
+        for i, (entry, now) in enumerate(zip(records_read, job.inputs)):
+            if not isinstance(entry, list) or len(entry) != 2 or entry[0] != now[0]:
+                raise _Bad(f"records_read[{i}] is not [{now[0]!r}, records]")
+            _int(entry[1], f"records_read[{i}] records")
     if "pass1_done" in state and state["pass1_done"] is not True:
         raise _Bad("pass1_done is not true")
     sizes, records = _bucket_state(state["buckets"], "buckets", k, keep, job.compress_temp)
@@ -440,14 +464,7 @@ def open_output_temp(path: str, at: ResumePoint | None, directory: str) -> int:
     the checkpoint says (exactly, if finished) with the CRC-32 it recorded; what follows is cut off.
     """
     if at is None:
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            pass
-        else:
-            if not own_file(st):
-                kind = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a file this user made"
-                raise OutputError(f"{path}: already exists and is {kind}; remove it")
+        if refuse_foreign_temp(path):
             os.unlink(path)
         return create_exclusive(path)
     try:
@@ -475,6 +492,34 @@ def open_output_temp(path: str, at: ResumePoint | None, directory: str) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def refuse_foreign_temp(path: str) -> bool:
+    """Refuse a symbolic link or anything but a file of this user at output temp name ``path``;
+    True if such a file (a leftover of this job) is there, False if nothing is."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if not own_file(st):
+        kind = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a file this user made"
+        raise OutputError(f"{path}: already exists and is {kind}; remove it")
+    return True
+
+
+def refuse_foreign_temps(directories: list[str], tag: str) -> None:
+    """Before any input is read: refuse what another user planted at a name this job's output temp
+    files take in ``directories`` (``.NAME.{tag}.bigshuf-tmp``), rather than after pass 1."""
+    suffix = f".{tag}.bigshuf-tmp"
+    for directory in dict.fromkeys(directories):
+        try:
+            names = [n for n in os.listdir(directory) if n.startswith(".") and n.endswith(suffix)]
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # made by the run, nothing planted in it yet
+        except OSError as e:
+            raise OutputError(f"{directory}: cannot list: {e.strerror}") from None
+        for name in sorted(names):
+            refuse_foreign_temp(os.path.join(directory, name))
 
 
 class FileCheck:

@@ -46,6 +46,7 @@ class WeightedLines:
     mixer: Mixer | None
     stratifier: Stratifier | None
     duplicates: int
+    input_records: list[int] | None
     _fits_whole: Callable[[int, int], bool]
     _to_memory: Callable[..., None]
     _in_memory: Callable[..., None]
@@ -103,9 +104,13 @@ class WeightedLines:
         return True
 
     def _count_sources(self, file_source: list[int], n: int) -> tuple[list[int], list[int]]:
-        """Records and bytes of each source, read once without writing (the counting pass)."""
+        """Records and bytes of each source, read once without writing (the counting pass); each
+        input's records kept for a ``--resume`` checkpoint, which a resumed run's count must match."""
         self.progress.start("counting", RecordReader(self.sources, self.fmt, Progress()).progress_total())
-        counts, nbytes = count_sources(self.sources, file_source, n, self.fmt, self.request.header, self.limit, self.progress)
+        self.input_records = []
+        counts, nbytes = count_sources(
+            self.sources, file_source, n, self.fmt, self.request.header, self.limit, self.progress, self.input_records,
+        )
         self.progress.close()
         return counts, nbytes
 
@@ -175,19 +180,24 @@ def source_sizes(sources: list[Source], file_source: list[int], n: int) -> list[
 
 
 def count_sources(
-    sources: list[Source], file_source: list[int], n: int, fmt: RecordFormat, header: int, limit: int, progress: Progress
+    sources: list[Source], file_source: list[int], n: int, fmt: RecordFormat, header: int, limit: int, progress: Progress,
+    per_input: list[int] | None = None,
 ) -> tuple[list[int], list[int]]:
     """Records and bytes of each of ``n`` sources, read once (the counting pass, and ``--dry-run`` on
-    inputs it reads whole anyway)."""
+    inputs it reads whole anyway); each input's records appended to ``per_input`` if given."""
     counts, nbytes = [0] * n, [0] * n
     capacity = plan.read_capacity(limit)
     for s, source in zip(file_source, sources):
         reader = RecordReader([source], fmt, progress, header)
         blocks = reader.blocks(capacity, option("memory"), block=min(capacity, 32 << 20))
+        records = 0
         try:
             for block, _final in blocks:
-                counts[s] += count_separators(block, fmt.sep) // fmt.group
+                records += count_separators(block, fmt.sep) // fmt.group
                 nbytes[s] += len(block)
         finally:
             blocks.close()
+        counts[s] += records
+        if per_input is not None:
+            per_input.append(records)
     return counts, nbytes

@@ -11,7 +11,7 @@ from typing import Any, BinaryIO
 from ..core import plan
 from ..core.fingerprint import Fingerprint, fingerprint_records
 from ..core.records import RecordFormat
-from ..core.resume import Job, JobLock, advice, input_identity, load_state, refuse_other_job, validate_state
+from ..core.resume import Job, JobLock, advice, input_identity, load_state, refuse_foreign_temps, refuse_other_job, validate_state
 from ..errors import OutputError, option
 from ..progress import Progress
 from ..storage.decoding import open_reader
@@ -58,6 +58,7 @@ class ResumableLines:
     state_dir: str
     state: dict[str, Any]
     input_ids: list[list[Any]]
+    input_records: list[int] | None
     read_fingerprint: Fingerprint
 
     def _resume_job(self) -> tuple[str, str]:
@@ -106,7 +107,8 @@ class ResumableLines:
     def _lock_job(self) -> None:
         """Take the ``--resume`` job's lock, beside its output, before touching any of its files: a
         second run for the output (whatever its ``-T``) fails here, naming the run holding it; then
-        refuse a checkpoint another job left for the output.
+        refuse a checkpoint another job left for the output, and a link or another user's file
+        planted at a name the output's temporary files take.
 
         One file: the lock is beside it (its real path). Shards or splits: in the directory ``-o``
         fixes before its first placeholder (made if missing), or in ``-o``'s directory of shards,
@@ -126,6 +128,7 @@ class ResumableLines:
         self.job_lock = JobLock(lock)
         self.job_lock.acquire(f"pid {os.getpid()}, checkpoint in {self.out.resume_dir}")
         refuse_other_job(self.out.resume_dir, self.resume_key)
+        refuse_foreign_temps(self.out.temp_directories(), self.resume_name)
 
     def _load_checkpoint(self, directory: str, sources: list[Source]) -> None:
         """Pick up an interrupted ``--resume`` run's checkpoint, every field validated (see ``resume``);
@@ -140,7 +143,7 @@ class ResumableLines:
         job = Job(
             self.resume_key, self.input_ids, request.verify, self.head_count, self.out.plain, request.compress_temp,
             request.verify or request.manifest is not None, weighted=bool(request.sources), unique=request.unique,
-            sources=len(request.sources) if request.unique else 0,
+            sources=len(request.sources) if request.unique else 0, records=self.input_records,
         )
         validate_state(state, job, directory)
         self.state = state

@@ -122,6 +122,7 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
             split=None if request.split is None else parse_split(request.split), manifest=request.manifest,
         )
         self.counted_reader: RecordReader | None = None  # counts each input's records and bytes, for the manifest
+        self.pass1_reader: RecordReader | None = None  # counts them for the manifest or --resume
         self.out.manifest_info = self._manifest_info
         self.out.verify = request.verify
         self.out.hashers = self.workers
@@ -242,6 +243,11 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         # --unique: pass 1's blocks come from the hash buckets, read again for the copies they drop.
         return self.counted_reader is not None or self.mixer is not None or self.request.unique
 
+    def records_read(self) -> list[list[Any]] | None:
+        # --unique: pass 1's blocks come from the hash buckets, each checked against its records.
+        counted = None if self.pass1_reader is None or self.request.unique else self.pass1_reader.counted()
+        return None if counted is None else [[s.path, n] for s, (n, _) in zip(self.sources, counted) if isinstance(s, FileSource)]
+
     def checkpoint_due(self, nbytes: int) -> bool:
         # --unique's blocks are a hash bucket's unique records each: a checkpoint per half a read buffer of them.
         return not self.request.unique or nbytes >= plan.read_capacity(self.limit) // 2
@@ -267,8 +273,10 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         unique_mix = self.request.unique and bool(self.request.sources)
         if self.request.sources and not unique_mix:
             factor = self._plan_mix()
+        if self.request.manifest is not None or self.resume_name is not None:
+            reader.per_input = []  # each input's records: the manifest's, and --resume's check of blocks read again
+            self.pass1_reader = reader
         if self.request.manifest is not None:
-            reader.per_input = []
             self.counted_reader = reader
         total = reader.total_size()
         stored = reader.progress_total()

@@ -140,6 +140,22 @@ class Output:
                 self._open(open_output(self.target, self._codec_choice(), files=self.files))
             self.outputs.append(OutputFile(None, self.target or "-"))
 
+    def temp_directories(self) -> list[str]:
+        """Where this output's files (so ``--resume``'s temporary names) go, as far as ``-o`` says
+        before the input is read: the single output's real directory, or each split's (or
+        shards') directory, the part of its pattern before a placeholder."""
+        assert self.target is not None
+        if not self.sharding.on and self.split is None:
+            return [os.path.dirname(os.path.realpath(self.target))]
+        targets = [self.target] if self.split is None else [split_target(self.target, p.name) for p in self.split]
+        found = []
+        for target in targets:
+            if self.sharding.on and "{" not in target and self._is_directory(target):
+                found.append(os.path.realpath(target))
+            else:
+                found.append(os.path.realpath(os.path.dirname(target.split("{", 1)[0]) or "."))
+        return found
+
     def _plan(self, total: int) -> None:
         """Cut ``total`` records into the splits and each split's files (``_groups``)."""
         assert self.target is not None
