@@ -8,6 +8,7 @@ line naming its directory, and so is a rerun that changes the layout.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
