@@ -69,7 +69,12 @@ class DedupStage:
 
     def drop(self, labels: np.ndarray, kept: np.ndarray) -> None:
         """Count the records not ``kept`` (``labels``: each one's source) as their sources' copies dropped."""
-        gone = np.ones(len(labels), np.bool_)
-        gone[kept] = False
-        for s, c in enumerate(np.bincount(labels[gone], minlength=self.sources).tolist()):
+        for s, c in enumerate(dropped_per_source(labels, kept, self.sources)):
             self.dropped[s] += c
+
+
+def dropped_per_source(labels: np.ndarray, kept: np.ndarray, sources: int) -> list[int]:
+    """Each source's records not among ``kept`` (indexes into ``labels``, each record's source): its copies dropped."""
+    gone = np.ones(len(labels), np.bool_)
+    gone[kept] = False
+    return np.bincount(labels[gone], minlength=sources).tolist()  # type: ignore[no-any-return]

@@ -32,7 +32,7 @@ from ..progress import Progress, dedup_phase, scatter_phase
 from ..storage.sources import FileSource, RecordReader
 from ..storage.tempspace import TempSpace
 from ..storage.writeback import WriteBehind
-from .dedup_stage import DedupStage
+from .dedup_stage import DedupStage, dropped_per_source
 
 if TYPE_CHECKING:
     from .line_run import LineRun
@@ -378,10 +378,7 @@ class Dedup(DedupStage):
                     run.duplicates += count - len(kept)
                     unique, offsets = gather(view, offsets, kept)
                     if labels is not None:
-                        gone = np.ones(count, np.bool_)
-                        gone[kept] = False
-                        for s, c in enumerate(np.bincount(labels[gone], minlength=self.sources).tolist()):
-                            self.dropped[s] += c
+                        self.drop(labels, kept)
                         labels = labels[kept]
                 del view, kept
                 if level or not self.keep_top:
@@ -471,10 +468,7 @@ def unique_with_sources(
     runs, and per source the records kept, their bytes and the copies dropped."""
     labels = byte_labels(np.asarray(file_source, np.int64), runs, len(block))(0, offsets)
     kept = first_copies(block, offsets, parallel_hashes(block, offsets, record_ranges(offsets, piece), workers))
-    gone = np.ones(len(offsets) - 1, np.bool_)
-    gone[kept] = False
-    dropped = np.bincount(labels[gone], minlength=sources).tolist()
-    del gone
+    dropped = dropped_per_source(labels, kept, sources)
     labels = labels[kept]
     counts = np.bincount(labels, minlength=sources).tolist()
     nbytes = np.bincount(labels, np.diff(offsets)[kept].astype(np.float64), sources).astype(np.int64).tolist()

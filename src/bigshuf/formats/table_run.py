@@ -32,6 +32,7 @@ from ..storage.tempspace import TempSpace
 from ..storage.writeback import WriteBehind
 from .row_unique import RowDedup, check_comparable, first_rows, fits as dedup_fits, source_counts, source_labels, table_hashes
 from .rowhash import row_fingerprint
+from .dedup_stage import dropped_per_source
 from .detect import output_kind, refuse_terminal
 from .table_input import TableInput, open_inputs
 from .table_mix import Block, WeightedRows, count_rows, fits_with_copies, multiset_fingerprint
@@ -281,9 +282,7 @@ class TableRun(WeightedRows, TwoPass):
         labels = np.concatenate([np.empty(0, np.uint16), *(source_labels(b[2]) for b in held)])
         kept = first_rows(table, table_hashes(table))
         n = len(self.request.sources)
-        gone = np.ones(table.num_rows, np.bool_)
-        gone[kept] = False
-        dropped = np.bincount(labels[gone], minlength=n).tolist()
+        dropped = dropped_per_source(labels, kept, n)
         labels = labels[kept]
         nbytes = int(sizes[kept].sum())
         counts = np.bincount(labels, minlength=n).tolist()

@@ -38,7 +38,7 @@ from ..progress import dedup_phase, scatter_phase
 from ..storage.tempspace import TempSpace
 from .line_unique import SOURCE_META, first_inputs
 from .tar_input import BLOCK, GNU_LONG_LINK, GNU_LONG_NAME, PAX, _header_name, _Members, _number, sample_key
-from .dedup_stage import DedupStage
+from .dedup_stage import DedupStage, dropped_per_source
 
 if TYPE_CHECKING:
     from .tar_run import SampleBuckets, TarRun
@@ -155,10 +155,7 @@ def unique_with_sources(
     kept, their bytes and the copies dropped."""
     labels = np.asarray(file_source, np.int64)[files]
     kept = first_samples(block, offsets)
-    gone = np.ones(len(offsets) - 1, np.bool_)
-    gone[kept] = False
-    dropped = np.bincount(labels[gone], minlength=sources).tolist()
-    del gone
+    dropped = dropped_per_source(labels, kept, sources)
     mine = labels[kept]
     counts = np.bincount(mine, minlength=sources).tolist()
     nbytes = np.bincount(mine, np.diff(offsets)[kept].astype(np.float64), sources).astype(np.int64).tolist()
