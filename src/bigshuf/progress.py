@@ -105,13 +105,13 @@ def make_progress(show: bool | None) -> Progress:
 
 
 def summary(stats: ShuffleStats) -> str:
-    """One line saying what a run did: records, bytes, passes, time and rate."""
+    """One line saying what a run did: records (in the format's word), bytes, passes, time and rate."""
     from .core.plan import format_size
 
     rate = stats.bytes / stats.seconds if stats.seconds > 0 else 0.0
     passes = "1 pass" if stats.passes == 1 else f"{stats.passes} passes"
     return (
-        f"{stats.records:,} records, {format_size(stats.bytes)} in {passes}, "
+        f"{stats.records:,} {stats.unit}, {format_size(stats.bytes)} in {passes}, "
         f"{stats.seconds:.1f} s ({format_size(int(rate))}/s)"
         + (f", {stats.duplicates:,} duplicates dropped" if stats.duplicates else "")
     )

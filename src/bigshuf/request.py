@@ -36,6 +36,8 @@ class ShuffleStats:
     sources: tuple[SourceStats, ...] = ()
     #: Records dropped as copies of others (``--unique``).
     duplicates: int = 0
+    #: What the format calls a record (lines: "records"; "rows", "samples", "documents"), for the summary.
+    unit: str = "records"
 
 
 def resolve_memory(memory: int | str | None) -> int:

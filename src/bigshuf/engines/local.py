@@ -44,7 +44,9 @@ def shuffle_local(request: Request, progress: Progress) -> ShuffleStats:
     entropy = seed_entropy(request.seed, request.random_source)
     run = registry.run_class(request.family).for_request(request, expanded, entropy, progress)
     records, nbytes, buckets, passes, seconds = run.run()
-    return ShuffleStats(records, nbytes, buckets, passes, seconds, sources=run.source_stats(), duplicates=run.duplicates)
+    return ShuffleStats(
+        records, nbytes, buckets, passes, seconds, sources=run.source_stats(), duplicates=run.duplicates, unit=run.unit,
+    )
 
 
 def _open_urls(inputs: list[str | Source], family: str) -> list[str | Source]:

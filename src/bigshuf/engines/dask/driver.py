@@ -325,7 +325,7 @@ def shuffle(
         passes = 2 + measured + dedup_passes + max((r.depth for r in results2), default=0)
         return ShuffleStats(
             total, sum(r.bytes for r in results2), cfg.k, passes, time.perf_counter() - start, mixed.stats() if mixed else (),
-            duplicates,
+            duplicates, cfg.fmt.unit,
         )
     finally:
         progress.close()

@@ -41,6 +41,7 @@ class LineTasks:
 
     fmt: RecordFormat
     whole_output = False
+    unit = "records"
 
     def blocks(self, task: ScatterTask, cfg: Config) -> Iterator[np.ndarray]:
         """The blocks of whole records a pass-1 task scatters: its range, or a compressed file's blocks."""

@@ -50,6 +50,7 @@ class RowTasks:
     group_rows: int | None
     group_bytes: int
     whole_output = True
+    unit = "rows"
 
     def blocks(self, task: ScatterTask, cfg: Config) -> Iterator[pa.RecordBatch]:
         """The task's rows in blocks of about ``range_bytes`` (cut by row sizes, not by how the file is stored)."""

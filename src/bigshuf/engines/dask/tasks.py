@@ -148,6 +148,8 @@ class TaskFormat(Protocol):
 
     #: Whether an output is one file that cannot be cut into concatenated parts (a Parquet footer).
     whole_output: bool
+    #: What the format calls a record, for the run's summary.
+    unit: str
 
     def blocks(self, task: ScatterTask, cfg: Config) -> Iterator[Any]:
         """Pass 1: the task's records, a block at a time (``len(block)`` records)."""
