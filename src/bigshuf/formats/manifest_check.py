@@ -10,7 +10,7 @@ from typing import Any
 from ..core.fingerprint import Fingerprint, fingerprint_records
 from ..core.records import RecordFormat
 from ..errors import InputError
-from ..storage.manifest import CHECK_BLOCK, expected_written, load_manifest
+from ..storage.manifest import CHECK_BLOCK, expected_written, is_count, load_manifest
 from ..storage.safefs import open_nofollow
 
 
@@ -78,11 +78,37 @@ def documents_fingerprint(path: str, fmt: dict[str, Any], memory: int) -> Finger
     return dataset_fingerprint(path[:-4], memory)
 
 
+def format_problem(kind: str, fmt: Any) -> str | None:
+    """What is wrong with a manifest's ``format`` entry for records of ``kind`` (None: nothing)."""
+    from .megatron import DTYPES
+
+    if kind == "documents":
+        if not (
+            isinstance(fmt, dict) and fmt.get("documents") == "megatron"
+            and fmt.get("dtype") in [dtype.name for dtype in DTYPES.values()] and isinstance(fmt.get("modes"), bool)
+        ):
+            return "'format' of documents needs 'documents': 'megatron', a token 'dtype' and 'modes'"
+    elif kind == "rows":
+        if not (isinstance(fmt, dict) and fmt.get("rows") in ("parquet", "arrow")):
+            return "'format' of rows needs 'rows': 'parquet' or 'arrow'"
+    elif kind == "samples":
+        if not (isinstance(fmt, dict) and fmt.get("samples") == "tar"):
+            return "'format' of samples needs 'samples': 'tar'"
+    elif kind != "lines":
+        return "'kind' is not 'lines', 'rows', 'samples' or 'documents'"
+    elif not (
+        isinstance(fmt, dict) and fmt.get("separator") in (0, 10) and is_count(fmt.get("lines_per_record"))
+        and fmt["lines_per_record"] >= 1 and is_count(fmt.get("header"))
+    ):
+        return "'format' needs separator 0 or 10, lines_per_record and header"
+    return None
+
+
 def check_manifest(path: str, memory: int) -> tuple[list[str], str]:
     """Check every output the manifest at ``path`` lists (records, bytes, fingerprint, size on disk)
     and that together they hold the records the run wrote; never writes anything. Returns the
     problems (one line each) and a summary."""
-    data = load_manifest(path)
+    data = load_manifest(path, format_problem)
     base = os.path.dirname(os.path.abspath(path))
     fmt_entry = data["format"]
     rows = fmt_entry.get("rows")

@@ -9,7 +9,7 @@ import json
 import os
 import stat
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..core.fingerprint import Fingerprint
@@ -151,13 +151,15 @@ def write_manifest(temp: str, document: dict[str, Any], sync: bool, shown: str) 
         raise OutputError(f"{shown}: {e.strerror}") from None
 
 
-def _count(value: object) -> bool:
+def is_count(value: object) -> bool:
     """A non-negative JSON integer (not a bool)."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def load_manifest(path: str) -> dict[str, Any]:
-    """The manifest at ``path``, every field the check uses validated; a malformed one is an InputError."""
+def load_manifest(path: str, check_format: Callable[[str, Any], str | None]) -> dict[str, Any]:
+    """The manifest at ``path``, every field the check uses validated; a malformed one is an InputError.
+    ``check_format(kind, format)`` says what is wrong with the record format entry (None: nothing):
+    the formats know their own entries, and this module imports no format."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as e:
@@ -183,26 +185,10 @@ def load_manifest(path: str) -> dict[str, Any]:
 
     if not isinstance(data, dict) or data.get("bigshuf_manifest") != MANIFEST_VERSION:
         raise bad(f"no 'bigshuf_manifest': {MANIFEST_VERSION}")
-    fmt = data.get("format")
-    if data.get("kind") == "documents":
-        if not (
-            isinstance(fmt, dict) and fmt.get("documents") == "megatron" and fmt.get("dtype") in _token_dtypes()
-            and isinstance(fmt.get("modes"), bool)
-        ):
-            raise bad("'format' of documents needs 'documents': 'megatron', a token 'dtype' and 'modes'")
-    elif data.get("kind") == "rows":
-        if not (isinstance(fmt, dict) and fmt.get("rows") in ("parquet", "arrow")):
-            raise bad("'format' of rows needs 'rows': 'parquet' or 'arrow'")
-    elif data.get("kind") == "samples":
-        if not (isinstance(fmt, dict) and fmt.get("samples") == "tar"):
-            raise bad("'format' of samples needs 'samples': 'tar'")
-    elif data.get("kind") != "lines":
-        raise bad("'kind' is not 'lines', 'rows', 'samples' or 'documents'")
-    elif not (
-        isinstance(fmt, dict) and fmt.get("separator") in (0, 10) and _count(fmt.get("lines_per_record"))
-        and fmt["lines_per_record"] >= 1 and _count(fmt.get("header"))
-    ):
-        raise bad("'format' needs separator 0 or 10, lines_per_record and header")
+    kind = data.get("kind")
+    problem = check_format(kind if isinstance(kind, str) else "", data.get("format"))
+    if problem is not None:
+        raise bad(problem)
     outputs = data.get("outputs")
     if not isinstance(outputs, list):
         raise bad("'outputs' is not a list")
@@ -211,17 +197,17 @@ def load_manifest(path: str) -> dict[str, Any]:
         if not (
             isinstance(out, dict) and isinstance(out.get("path"), str) and out["path"] and "\0" not in out["path"]
             and not os.path.isabs(out["path"])
-            and _count(out.get("records")) and _count(out.get("bytes"))
-            and isinstance(fp, dict) and _count(fp.get("records")) and _count(fp.get("bytes"))
+            and is_count(out.get("records")) and is_count(out.get("bytes"))
+            and isinstance(fp, dict) and is_count(fp.get("records")) and is_count(fp.get("bytes"))
             and isinstance(fp.get("digest"), str) and len(fp["digest"]) == 16
             and all(c in "0123456789abcdef" for c in fp["digest"])
-            and (out.get("file_bytes") is None or _count(out.get("file_bytes")))
+            and (out.get("file_bytes") is None or is_count(out.get("file_bytes")))
         ):
             raise bad(f"output {i} needs path (relative to the manifest), records, bytes and fingerprint {{records, bytes, digest}}")
     for key in ("records_written", "records_read", "records_shuffled", "duplicates"):
-        if data.get(key) is not None and not _count(data.get(key)):
+        if data.get(key) is not None and not is_count(data.get(key)):
             raise bad(f"'{key}' is not a count")
-    if not _count(data.get("records_written")):
+    if not is_count(data.get("records_written")):
         raise bad("'records_written' is not a count")
     return data
 
@@ -231,17 +217,10 @@ def expected_written(data: dict[str, Any]) -> int | None:
     with weighted sources their copies), ``-n`` and ``-r``."""
     head = data.get("head_count")
     shuffled = data.get("records_shuffled", data.get("records_read"))
-    if head is not None and not _count(head):
+    if head is not None and not is_count(head):
         return None
     if data.get("repeat") is True:
         return None if head is None else int(head)
     if shuffled is None:
         return None
     return int(shuffled) if head is None else min(int(shuffled), int(head))
-
-
-def _token_dtypes() -> list[str]:
-    """The names of the token dtypes a Megatron index may give."""
-    from ..formats.megatron import DTYPES
-
-    return [dtype.name for dtype in DTYPES.values()]
