@@ -18,6 +18,19 @@ from bigshuf.core.records import RecordFormat, find_offsets
 from helpers import make_records, write_records
 
 
+@pytest.fixture(params=["compiled", "numpy"])
+def hashing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test with the compiled record hash, then with the NumPy one (the fallback where no
+    compiler built it). The compiled module must be there: the test install builds it."""
+    import bigshuf.core.fingerprint as fingerprint_module
+
+    if request.param == "numpy":
+        monkeypatch.setattr(fingerprint_module, "native", None)
+    else:
+        assert fingerprint_module.native is not None, "bigshuf._hashing was not built (pip install -e . builds it)"
+    return str(request.param)
+
+
 def fp_of(records: list[bytes]):
     data = np.frombuffer(b"".join(r + b"\n" for r in records), np.uint8)
     return fingerprint(data, find_offsets(data, RecordFormat()))
@@ -57,7 +70,7 @@ def test_fingerprint_tells_reordered_bytes_apart() -> None:
         assert fp_of([a, b, b"z"]) != fp_of([b, b, b"z"]), (a, b)
 
 
-def test_record_hash_is_the_same_wherever_the_record_lies(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_record_hash_is_the_same_wherever_the_record_lies(monkeypatch: pytest.MonkeyPatch, hashing: str) -> None:
     import bigshuf.core.fingerprint as fingerprint_module
 
     records = make_records(300, seed=12, max_len=3000) + [b"", b"y" * 20000]
@@ -198,7 +211,7 @@ def _corpus(seed: int, lo: int, hi: int, n: int) -> bytes:
     return b"".join(rng.integers(0, 256, int(k), dtype=np.uint8).tobytes().replace(b"\n", b"x") + b"\n" for k in lengths)
 
 
-def test_fingerprint_values_are_pinned() -> None:
+def test_fingerprint_values_are_pinned(hashing: str) -> None:
     # Recorded with the hash of 7e97b09: a faster hash of the same records must give the same values
     # (fingerprints saved by --resume, and the two sides of a check made by different versions).
     from bigshuf.core.fingerprint import record_hashes
@@ -222,8 +235,43 @@ def test_fingerprint_values_are_pinned() -> None:
         assert int(np.bitwise_xor.reduce(record_hashes(block, offsets))) == hashes, what
 
 
+def test_compiled_hash_gives_the_numpy_values_on_every_shape(hashing: str) -> None:
+    """Records of 0 bytes to past the compiled key table (32 KiB) and past a slice (1 MiB), any
+    offset dtype, a block starting mid-array: the compiled hashes equal NumPy's, record by record."""
+    import bigshuf.core.fingerprint as fm
+
+    rng = np.random.default_rng(21)
+    lengths = np.concatenate([np.arange(0, 70), rng.integers(0, 3000, 400), [32767, 32768, 32775, 40001, (1 << 20) + 13]])
+    rng.shuffle(lengths)
+    block = rng.integers(0, 256, int(lengths.sum()) + 5, dtype=np.uint8)
+    offsets = np.concatenate([[3], 3 + np.cumsum(lengths)])
+    expected = fm.numpy_record_hashes(block, offsets)
+    for dtype in (np.int64, np.uint32, np.int32):
+        assert np.array_equal(fm.record_hashes(block, offsets.astype(dtype)), expected)
+        assert fm.fingerprint(block, offsets.astype(dtype)) == fm.numpy_fingerprint(block, offsets)
+    assert fm.fingerprint(block, offsets).digest == int(expected.sum(dtype=np.uint64))
+
+
+def test_compiled_hash_refuses_offsets_outside_the_block() -> None:
+    """Offsets past the block's end, negative or decreasing are a ValueError, never a read out of bounds."""
+    import bigshuf.core.fingerprint as fm
+
+    assert fm.native is not None, "bigshuf._hashing was not built (pip install -e . builds it)"
+    block = np.zeros(100, np.uint8)
+    out = np.zeros(2, np.uint64)
+    for bad in ([0, 50, 101], [-1, 50, 100], [0, 60, 50]):
+        with pytest.raises(ValueError, match="within the block"):
+            fm.native.record_hashes(block, np.array(bad, np.int64), out)
+        with pytest.raises(ValueError, match="within the block"):
+            fm.native.hash_sum(block, np.array(bad, np.int64))
+    with pytest.raises(ValueError, match="one hash per record"):
+        fm.native.record_hashes(block, np.array([0, 10], np.int64), out)
+    with pytest.raises(TypeError, match="64-bit integers"):
+        fm.native.hash_sum(block, np.array([0, 10], np.float64))
+
+
 @pytest.mark.parametrize("group", [1, 3])
-def test_fingerprint_records_finds_the_records_itself(monkeypatch: pytest.MonkeyPatch, group: int) -> None:
+def test_fingerprint_records_finds_the_records_itself(monkeypatch: pytest.MonkeyPatch, group: int, hashing: str) -> None:
     import bigshuf.core.fingerprint as fingerprint_module
     from bigshuf.core.fingerprint import fingerprint_records
 

@@ -7,6 +7,9 @@ record (``1221``/``2112``, ``abba``/``baab``) changes a word and so, but for a 2
 the hash. The fingerprint of a set of records is their count, their bytes and the sum of their
 hashes modulo 2**64: the same for any order, changed by a lost, doubled or altered record except
 with probability about 2**-64 per change. Not a defence against crafted collisions.
+
+The hashing runs in the compiled ``bigshuf._hashing`` where it was built (several GB/s a core, the
+GIL released), else in the NumPy code below; both give the same values.
 """
 
 from __future__ import annotations
@@ -18,6 +21,11 @@ from functools import cache
 import numpy as np
 
 from .records import RecordFormat, find_offsets
+
+try:
+    from .. import _hashing as native
+except ImportError:  # built without a C compiler: the NumPy code computes the same hashes
+    native = None
 
 #: Bytes hashed at once (a multiple of 8): the temporaries cost about 4 bytes a byte.
 SLICE = 1 << 20
@@ -68,6 +76,17 @@ def fingerprint(block: np.ndarray, offsets: np.ndarray) -> Fingerprint:
     n = len(offsets) - 1
     if n <= 0:
         return Fingerprint()
+    if native is not None:
+        digest = native.hash_sum(np.ascontiguousarray(block), np.ascontiguousarray(offsets, np.int64))
+        return Fingerprint(n, int(offsets[-1]) - int(offsets[0]), digest)
+    return numpy_fingerprint(block, offsets)
+
+
+def numpy_fingerprint(block: np.ndarray, offsets: np.ndarray) -> Fingerprint:
+    """``fingerprint`` in NumPy (the compiled module's reference, and its stand-in where it is not built)."""
+    n = len(offsets) - 1
+    if n <= 0:
+        return Fingerprint()
     digest = 0
     for _i, _j, hashes in _slice_hashes(block, offsets):
         digest += int(np.sum(hashes, dtype=np.uint64))
@@ -81,6 +100,13 @@ def fingerprint_records(block: np.ndarray, fmt: RecordFormat) -> Fingerprint:
     takes does not grow with the block: 3 MiB on 60-byte records, 26 MiB at most (empty lines).
     ``--check-permutation`` hashes this way.
     """
+    if native is not None:
+        return Fingerprint(*native.separated_sum(np.ascontiguousarray(block), fmt.sep, fmt.group))
+    return numpy_fingerprint_records(block, fmt)
+
+
+def numpy_fingerprint_records(block: np.ndarray, fmt: RecordFormat) -> Fingerprint:
+    """``fingerprint_records`` in NumPy, a slice at a time."""
     total = Fingerprint()
     lo = 0
     mask = np.empty(min(SLICE, len(block)) + 1, np.bool_)
@@ -93,13 +119,22 @@ def fingerprint_records(block: np.ndarray, fmt: RecordFormat) -> Fingerprint:
             offsets = find_offsets(block[lo:], fmt, max_records=1)
             if len(offsets) == 1:
                 break
-        total += fingerprint(block[lo:], offsets)
+        total += numpy_fingerprint(block[lo:], offsets)
         lo += int(offsets[-1])
     return total
 
 
 def record_hashes(block: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """The 64-bit hash of each record ``block[offsets[i]:offsets[i+1]]``: its words' keyed mixes, summed, mixed with its length."""
+    out = np.zeros(max(0, len(offsets) - 1), np.uint64)
+    if native is not None and len(out):
+        native.record_hashes(np.ascontiguousarray(block), np.ascontiguousarray(offsets, np.int64), out)
+        return out
+    return numpy_record_hashes(block, offsets)
+
+
+def numpy_record_hashes(block: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """``record_hashes`` in NumPy, about one slice at a time."""
     out = np.zeros(max(0, len(offsets) - 1), np.uint64)
     for i, j, hashes in _slice_hashes(block, offsets):
         out[i:j] = hashes
