@@ -261,13 +261,13 @@ def test_compiled_hash_refuses_offsets_outside_the_block() -> None:
     out = np.zeros(2, np.uint64)
     for bad in ([0, 50, 101], [-1, 50, 100], [0, 60, 50]):
         with pytest.raises(ValueError, match="within the block"):
-            fm.native.record_hashes(block, np.array(bad, np.int64), out)
+            fm.native.hash_records(block, np.array(bad, np.int64), out)
         with pytest.raises(ValueError, match="within the block"):
-            fm.native.hash_sum(block, np.array(bad, np.int64))
+            fm.native.hash_records(block, np.array(bad, np.int64), None)
     with pytest.raises(ValueError, match="one hash per record"):
-        fm.native.record_hashes(block, np.array([0, 10], np.int64), out)
+        fm.native.hash_records(block, np.array([0, 10], np.int64), out)
     with pytest.raises(TypeError, match="64-bit integers"):
-        fm.native.hash_sum(block, np.array([0, 10], np.float64))
+        fm.native.hash_records(block, np.array([0, 10], np.float64), None)
 
 
 @pytest.mark.parametrize("group", [1, 3])

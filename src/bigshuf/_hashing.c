@@ -86,10 +86,11 @@ static int get_int64s(PyObject *obj, Py_buffer *view, int flags) {
     return 0;
 }
 
-/* record_hashes(block, offsets, out): out[i] = hash of block[offsets[i]:offsets[i+1]]. */
-static PyObject *py_record_hashes(PyObject *self, PyObject *args) {
+/* hash_records(block, offsets, out) -> the wrapping sum of the hashes of the records
+ * block[offsets[i]:offsets[i+1]]; each hash is also stored in out[i] unless out is None. */
+static PyObject *py_hash_records(PyObject *self, PyObject *args) {
     PyObject *b, *o, *r;
-    Py_buffer block, off, out;
+    Py_buffer block, off, out = {0};
     if (!PyArg_ParseTuple(args, "OOO", &b, &o, &r))
         return NULL;
     if (PyObject_GetBuffer(b, &block, PyBUF_C_CONTIGUOUS) < 0)
@@ -98,7 +99,7 @@ static PyObject *py_record_hashes(PyObject *self, PyObject *args) {
         PyBuffer_Release(&block);
         return NULL;
     }
-    if (get_int64s(r, &out, PyBUF_WRITABLE) < 0) {
+    if (r != Py_None && get_int64s(r, &out, PyBUF_WRITABLE) < 0) {
         PyBuffer_Release(&block);
         PyBuffer_Release(&off);
         return NULL;
@@ -107,49 +108,25 @@ static PyObject *py_record_hashes(PyObject *self, PyObject *args) {
     const int64_t *offsets = off.buf;
     uint64_t *hashes = out.buf;
     PyObject *result = NULL;
-    if (out.len / 8 != (n > 0 ? n - 1 : 0)) {
+    if (hashes != NULL && out.len / 8 != (n > 0 ? n - 1 : 0)) {
         PyErr_SetString(PyExc_ValueError, "out must hold one hash per record");
     } else if (check_offsets(offsets, n, block.len) == 0) {
         const unsigned char *data = block.buf;
-        Py_BEGIN_ALLOW_THREADS
-        for (Py_ssize_t i = 0; i + 1 < n; i++)
-            hashes[i] = record_hash(data + offsets[i], (size_t)(offsets[i + 1] - offsets[i]));
-        Py_END_ALLOW_THREADS
-        Py_INCREF(Py_None);
-        result = Py_None;
-    }
-    PyBuffer_Release(&block);
-    PyBuffer_Release(&off);
-    PyBuffer_Release(&out);
-    return result;
-}
-
-/* hash_sum(block, offsets) -> the wrapping sum of the records' hashes. */
-static PyObject *py_hash_sum(PyObject *self, PyObject *args) {
-    PyObject *b, *o;
-    Py_buffer block, off;
-    if (!PyArg_ParseTuple(args, "OO", &b, &o))
-        return NULL;
-    if (PyObject_GetBuffer(b, &block, PyBUF_C_CONTIGUOUS) < 0)
-        return NULL;
-    if (get_int64s(o, &off, 0) < 0) {
-        PyBuffer_Release(&block);
-        return NULL;
-    }
-    Py_ssize_t n = off.len / 8;
-    const int64_t *offsets = off.buf;
-    PyObject *result = NULL;
-    if (check_offsets(offsets, n, block.len) == 0) {
-        const unsigned char *data = block.buf;
         uint64_t sum = 0;
         Py_BEGIN_ALLOW_THREADS
-        for (Py_ssize_t i = 0; i + 1 < n; i++)
-            sum += record_hash(data + offsets[i], (size_t)(offsets[i + 1] - offsets[i]));
+        for (Py_ssize_t i = 0; i + 1 < n; i++) {
+            uint64_t h = record_hash(data + offsets[i], (size_t)(offsets[i + 1] - offsets[i]));
+            sum += h;
+            if (hashes != NULL)
+                hashes[i] = h;
+        }
         Py_END_ALLOW_THREADS
         result = PyLong_FromUnsignedLongLong(sum);
     }
     PyBuffer_Release(&block);
     PyBuffer_Release(&off);
+    if (r != Py_None)
+        PyBuffer_Release(&out);
     return result;
 }
 
@@ -193,8 +170,7 @@ static PyObject *py_separated_sum(PyObject *self, PyObject *args) {
 }
 
 static PyMethodDef methods[] = {
-    {"record_hashes", py_record_hashes, METH_VARARGS, "Each record's hash, into out (uint64)."},
-    {"hash_sum", py_hash_sum, METH_VARARGS, "The wrapping sum of the records' hashes."},
+    {"hash_records", py_hash_records, METH_VARARGS, "The records' hash sum; each hash into out unless None."},
     {"separated_sum", py_separated_sum, METH_VARARGS, "Records, bytes and hash sum of separated records."},
     {NULL, NULL, 0, NULL},
 };

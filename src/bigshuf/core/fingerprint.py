@@ -17,11 +17,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
+from types import ModuleType
 
 import numpy as np
 
 from .records import RecordFormat, find_offsets
 
+native: ModuleType | None
 try:
     from .. import _hashing as native
 except ImportError:  # built without a C compiler: the NumPy code computes the same hashes
@@ -77,7 +79,7 @@ def fingerprint(block: np.ndarray, offsets: np.ndarray) -> Fingerprint:
     if n <= 0:
         return Fingerprint()
     if native is not None:
-        digest = native.hash_sum(np.ascontiguousarray(block), np.ascontiguousarray(offsets, np.int64))
+        digest = native.hash_records(np.ascontiguousarray(block), np.ascontiguousarray(offsets, np.int64), None)
         return Fingerprint(n, int(offsets[-1]) - int(offsets[0]), digest)
     return numpy_fingerprint(block, offsets)
 
@@ -128,7 +130,7 @@ def record_hashes(block: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """The 64-bit hash of each record ``block[offsets[i]:offsets[i+1]]``: its words' keyed mixes, summed, mixed with its length."""
     out = np.zeros(max(0, len(offsets) - 1), np.uint64)
     if native is not None and len(out):
-        native.record_hashes(np.ascontiguousarray(block), np.ascontiguousarray(offsets, np.int64), out)
+        native.hash_records(np.ascontiguousarray(block), np.ascontiguousarray(offsets, np.int64), out)
         return out
     return numpy_record_hashes(block, offsets)
 
