@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 import numpy as np
@@ -180,9 +180,15 @@ class SampleReader:
     ``bytes[offsets[i]:offsets[i+1]]``. A sample longer than the block's capacity is refused
     (naming its file and member): pass 2 must hold a bucket with it in memory."""
 
-    def __init__(self, inputs: list[str | Source], progress: Progress) -> None:
+    def __init__(self, inputs: list[str | Source], progress: Progress, key_hash: Callable[[bytes], int] = hash) -> None:
         self.sources = [as_source(item) for item in inputs]
         self.paths = [source.name for source in self.sources]
+        #: How sample keys are hashed (``tar_keys.stable_hash`` where another process compares them).
+        self.key_hash = key_hash
+        #: The keys of every sample read (``blocks`` fills it in), as hashes.
+        self.keys = KeyLedger(self.paths, self._locate, key_hash)
+        #: Each input's first and last sample key (None: it has no sample), for checks across readers.
+        self.edges: list[tuple[bytes | None, bytes | None]] = []
         self.progress = progress
         #: Each input's samples and their bytes as read (filled in by ``blocks``), for a manifest.
         self.per_input: list[list[int]] = []
@@ -211,8 +217,9 @@ class SampleReader:
         ends: list[int] = []  # the ends of the whole samples in buf
         filled = 0  # bytes in buf: whole samples, then the sample being read
         last: tuple[str, bytes] | None = None  # the previous input's last sample: its file and key
-        keys = KeyLedger(self.paths, self._locate)
+        keys = self.keys = KeyLedger(self.paths, self._locate, self.key_hash)
         self.per_input = []
+        self.edges = []
         files: list[int] = []  # the input of each sample ended in buf
         for index, source in enumerate(self.sources):
             path = source.name
@@ -224,6 +231,7 @@ class SampleReader:
             try:
                 members = _Members(stream, path, size)
                 key: bytes | None = None  # the sample being read
+                opening: bytes | None = None  # this input's first sample's key
                 suffixes: set[bytes] = set()
                 reported = 0  # bytes of this input the progress has been told of
                 for raw, name, size in members:
@@ -234,10 +242,10 @@ class SampleReader:
                     this, suffix = parsed
                     if this != key:
                         counts[0] += 1
-                        if key is None and last is not None and last[1] == this:
-                            raise InputError(
-                                f"{path}: sample {shown(this)} continues from the end of {last[0]}; a sample must be within one tar"
-                            )
+                        if key is None:
+                            opening = this
+                            if last is not None:
+                                refuse_continued(path, this, last)
                         if key is not None:
                             ends.append(filled)
                             files.append(index)
@@ -272,6 +280,7 @@ class SampleReader:
                     self.progress.update(need)
                     reported += need
                 self.progress.update(members.offset - reported)  # skipped members, end blocks
+                self.edges.append((opening, key))
                 if key is not None:
                     ends.append(filled)
                     files.append(index)
@@ -286,6 +295,13 @@ class SampleReader:
         keys.check_all()
         self.block_files = np.array(files, np.int64)
         yield buf[:filled], np.array([0, *ends], np.int64), True
+
+
+def refuse_continued(path: str, first: bytes, last: tuple[str, bytes]) -> None:
+    """Refuse tar ``path`` whose first sample's key is ``first`` when the previous input's last
+    sample (``last``: its file and key) has that key: one sample would span two tars."""
+    if last[1] == first:
+        raise InputError(f"{path}: sample {shown(first)} continues from the end of {last[0]}; a sample must be within one tar")
 
 
 def _padded(size: int) -> int:
