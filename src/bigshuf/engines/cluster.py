@@ -37,11 +37,15 @@ class DaskEngine(Engine):
             ("threads", request.threads is not None),  # its cluster sets the workers
             *((setting, getattr(request, setting) is not None) for setting in REFUSED_TABLE_SETTINGS),
         )
-        if request.family not in (registry.LINES, registry.TABLE):
-            return f"{option('dask')} shuffles lines and table rows, not {request.family} datasets; use the local engine"
+        if request.family not in (registry.LINES, registry.TABLE, registry.WEBDATASET):
+            return f"{option('dask')} shuffles lines, table rows and tar samples, not {request.family} datasets; use the local engine"
         for setting, on in used:
             if on:
                 return f"{option('dask')} does not support {option(setting)}"
+        if request.family == registry.WEBDATASET:
+            refused = [setting for setting, on in (("unique", request.unique), ("source", bool(request.sources))) if on]
+            if refused:
+                return f"{option('dask')} does not support {option(refused[0])} with WebDataset tar shards; use the local engine"
         if request.manifest is not None:
             why = url_manifest_refusal(request.output, request.manifest)
             if why is not None:
