@@ -130,7 +130,7 @@ def _prepare_tars(files: list[remote.RemoteFile], is_tar: list[bool], shown: lis
     tars.check_tar_target(settings.target)
     choice = None if settings.compress is None else parse_compress(settings.compress)
     return Prepared(
-        tars.tar_format(files, shown), tars.scatter_tasks(files, root), tars.tar_bucket_count(files, settings.limit, settings.shards),
+        tars.TarTasks(), tars.scatter_tasks(files, shown, root), tars.tar_bucket_count(files, settings.limit, settings.shards),
         choice, shard_suffix(choice), tuple(f.name for f in files),
     )
 

@@ -87,17 +87,11 @@ class _TarObject:
 
 @dataclass(frozen=True)
 class TarTasks:
-    """The ``TaskFormat`` of WebDataset samples of the tars ``urls`` (each named ``shown`` in messages)."""
+    """The ``TaskFormat`` of WebDataset samples: each pass-1 task names its tar (``ScatterTask.shown``
+    in messages), so the format holds nothing per input."""
 
-    shown: tuple[str, ...]
-    urls: tuple[str, ...]
-    plain_sizes: tuple[int | None, ...]  # each tar's bytes when plain (None: compressed)
     whole_output = True  # a tar ends with its end-of-archive blocks
     unit = "samples"
-
-    def _source(self, i: int) -> _TarObject:
-        """Input tar ``i`` as the reader reads it."""
-        return _TarObject(self.shown[i], self.urls[i], self.plain_sizes[i])
 
     def format_entry(self) -> dict[str, Any]:
         """Tar samples, as the local engine's manifest gives them."""
@@ -106,7 +100,7 @@ class TarTasks:
     def blocks(self, task: ScatterTask, cfg: Config) -> Iterator[Samples]:
         """The task's tar in blocks of whole samples of at most ``range_bytes`` (a longer sample is
         refused, naming ``-S``), the last one with the tar's summary."""
-        reader = SampleReader([self._source(task.file_index)], Progress(), stable_hash)
+        reader = SampleReader([_source(task)], Progress(), stable_hash)
         for data, offsets, final in reader.blocks(range_bytes(cfg.limit)):
             summary = None
             if final:
@@ -126,11 +120,12 @@ class TarTasks:
         previous: tuple[str, bytes] | None = None
         for task, result in zip(tasks, results):
             summary: TarSummary = result.summary
-            name = self.shown[task.file_index]
+            name = _source(task).name
             if summary.first is not None and previous is not None:
                 refuse_continued(name, summary.first, previous)
             previous = None if summary.last is None else (name, summary.last)
-        ledger = KeyLedger(list(self.shown), lambda name, want: locate_sample(self._source(self.shown.index(name)), want), stable_hash)
+        names = [_source(task).name for task in tasks]
+        ledger = KeyLedger(names, lambda name, want: locate_sample(_source(tasks[names.index(name)]), want), stable_hash)
         for result in results:
             ledger.add_file(result.summary.hashes)
         ledger.check_all()
@@ -250,6 +245,11 @@ class _TarWriter:
         return 0
 
 
+def _source(task: ScatterTask) -> _TarObject:
+    """The tar a pass-1 task reads, as ``SampleReader`` reads it."""
+    return _TarObject(task.shown or task.source, task.source, task.size if task.codec is None else None)
+
+
 def _narrow(offsets: np.ndarray, nbytes: int) -> np.ndarray:
     """Offsets as int32 when the block allows (Arrow ``binary``), else int64."""
     return offsets.astype(np.int32) if nbytes <= INT32_LIMIT else offsets.astype(np.int64)
@@ -284,16 +284,11 @@ def _write_parts(parts: list[tuple[Scattered, Scattered]], k: int, name: str) ->
 # Planning, on the client
 
 
-def tar_format(files: Sequence[remote.RemoteFile], shown: Sequence[str]) -> TarTasks:
-    """The samples' task format for the tars ``files`` (named ``shown`` in messages)."""
-    return TarTasks(tuple(shown), tuple(f.name for f in files), tuple(f.size if f.codec is None else None for f in files))
-
-
-def scatter_tasks(files: Sequence[remote.RemoteFile], root: str) -> list[ScatterTask]:
-    """One pass-1 task per tar, whole (an empty file too: it is refused as no tar)."""
+def scatter_tasks(files: Sequence[remote.RemoteFile], shown: Sequence[str], root: str) -> list[ScatterTask]:
+    """One pass-1 task per tar, whole (an empty file too: it is refused as no tar), named ``shown`` in messages."""
     return [
-        ScatterTask(f.name, f.size, f.codec, i, 0, 0, f.size, remote.join(root, "p1", f"{i:06d}-000000"), f.size)
-        for i, f in enumerate(files)
+        ScatterTask(f.name, f.size, f.codec, i, 0, 0, f.size, remote.join(root, "p1", f"{i:06d}-000000"), f.size, shown=name)
+        for i, (f, name) in enumerate(zip(files, shown))
     ]
 
 

@@ -63,6 +63,7 @@ class ScatterTask:
     object_prefix: str
     nbytes: int  # input bytes it reads, for progress
     kind: str | None = None
+    shown: str | None = None  # the input's name in messages, as given (None: ``source``)
 
 
 @dataclass
