@@ -39,7 +39,8 @@ from ..storage.tempspace import TempSpace
 from ..storage.writeback import WriteBehind
 from . import registry
 from .detect import refuse_terminal
-from .tar_input import BLOCK, SampleReader
+from .tar_input import SampleReader
+from .tar_members import BLOCK
 from .tar_mix import WeightedSamples, check_rates, with_files
 from .line_unique import SOURCE_META
 from .tar_unique import TarDedup, fits as unique_fits, unique_capacity, unique_samples, unique_with_sources
