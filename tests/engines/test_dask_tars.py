@@ -2,7 +2,8 @@
 header fields and bytes kept, each sample's members together and in order) into one tar and into
 shards, buckets split again, -n, compressed tars in and out, --split, --shard-records,
 --shard-size and --manifest; uniformity by chi-square over fixed seeds (tasks run in-process);
-S3 in and out on moto; what spans tars refused naming both; a truncated tar failing in a task
+weighted sources (rates up to 1, --mix, --stratify) against the local engine's counts; S3 in and
+out on moto; what spans tars refused naming both; a truncated tar failing in a task
 on the cluster bigshuf starts, in one line with nothing left.
 """
 
@@ -27,7 +28,7 @@ import bigshuf
 from bigshuf.engines import dask as dask_engine
 from bigshuf.engines.dask import tars as dask_tars
 from bigshuf.api import check_manifest
-from bigshuf.errors import InputError
+from bigshuf.errors import InputError, UsageError
 from helpers import compress, decompress
 from test_dask import TIMEOUT
 from test_uniformity import assert_uniform
@@ -295,7 +296,6 @@ def test_truncated_tar_fails_in_a_task_on_the_default_cluster(tmp_path: Path) ->
     "args,message",
     [
         (["--unique", "a.tar", "-o", "o.tar"], b"bigshuf: --engine=dask does not support --unique with WebDataset tar shards; use the local engine\n"),
-        (["--source", "x=a.tar", "-o", "o.tar"], b"bigshuf: --engine=dask does not support --source with WebDataset tar shards; use the local engine\n"),
         (["a.tar", "-o", "o.jsonl"],
          b"bigshuf: o.jsonl: tar samples are written as a tar; give -o a tar name (.tar, .tar.gz or .tgz, .tar.zst, .tar.bz2, .tar.xz) "
          b"or a directory\n"),
@@ -338,3 +338,52 @@ def test_dry_run_plans_one_task_per_tar(tmp_path: Path) -> None:
                for line in lines), lines
     assert any(line.endswith("out/part-00000.tar ... out/part-00001.tar (2 shards)") for line in lines), lines
     assert sorted(os.listdir(tmp_path)) == ["in-0.tar", "in-1.tar"]
+
+
+def test_weighted_sources_as_the_local_engine_weighs_them(tmp_path: Path) -> None:
+    # The same rates, counts per source and per split, and manifest entries as the local engine; each
+    # sample in the mix once, every member as it was.
+    paths, every = _inputs(tmp_path, (30, 20, 25))
+    sources = {"web": [str(paths[0]), str(paths[1])], "code": [str(paths[2])]}
+    runs: dict[str, Any] = {}
+    for engine in ("dask", "local"):
+        with ThreadPoolExecutor(2) as runner:
+            extra: dict[str, Any] = {"engine": "dask", "scheduler": runner} if engine == "dask" else {}
+            mixed = bigshuf.shuffle(None, tmp_path / f"{engine}.tar", sources=sources, mix={"web": 0.6, "code": 0.4}, total=40,
+                                    memory="32K", seed=3, verify=True, **extra)
+            split = bigshuf.shuffle(None, str(tmp_path / f"{engine}-{{split}}.tar"), sources=sources, rates={"web": 0.5},
+                                    split="valid=10,train=rest", stratify=True, manifest=tmp_path / f"{engine}.json",
+                                    memory="32K", seed=3, **extra)
+        runs[engine] = (mixed.sources, split.sources, json.loads((tmp_path / f"{engine}.json").read_text()))
+        got = _read((tmp_path / f"{engine}.tar").read_bytes())
+        assert len(got) == 40 and not Counter(got) - Counter(every)
+        valid, train = (_read((tmp_path / f"{engine}-{n}.tar").read_bytes()) for n in ("valid", "train"))
+        assert (len(valid), len(train)) == (10, 40) and not Counter(valid + train) - Counter(every)
+        assert sum(1 for x in valid + train if x in every[50:]) == 25  # every code sample, once
+    (dask_mixed, dask_split, dask_doc), (local_mixed, local_split, local_doc) = runs["dask"], runs["local"]
+    assert dask_mixed == local_mixed and [s.written for s in dask_mixed] == [24, 16]
+    assert dask_split == local_split
+    for entry in ("sources", "stratified", "inputs", "format", "kind"):
+        assert dask_doc[entry] == local_doc[entry], entry
+
+
+def test_a_mix_needing_a_rate_above_one_is_refused(tmp_path: Path) -> None:
+    paths, _ = _inputs(tmp_path, (10, 10))
+    with ThreadPoolExecutor(1) as runner, pytest.raises(UsageError, match=r"^source 'a': rate 1\.8 would write samples twice"):
+        bigshuf.shuffle(None, tmp_path / "o.tar", sources={"a": [paths[0]], "b": [paths[1]]}, mix={"a": 0.9, "b": 0.1}, total=20,
+                        engine="dask", scheduler=runner, memory="32K", seed=1)
+    assert sorted(os.listdir(tmp_path)) == ["in-0.tar", "in-1.tar"]
+
+
+def test_every_ordered_pick_of_a_source_equally_likely(tmp_path: Path) -> None:
+    # A source of 4 samples at rate 1/2: which 2 are in the mix and in what order, over all 12 outcomes.
+    samples = [((f"k{i}.bin", 0o644, 0, 0, 0, "", "", bytes([i]) * 100),) for i in range(4)]
+    (tmp_path / "a.tar").write_bytes(_tar(samples[:2]))
+    (tmp_path / "b.tar").write_bytes(_tar(samples[2:]))
+    counts: Counter[tuple[str, ...]] = Counter()
+    with ThreadPoolExecutor(1) as runner:
+        for seed in range(144):
+            bigshuf.shuffle(None, tmp_path / "o.tar", sources={"s": [tmp_path / "a.tar", tmp_path / "b.tar"]}, rates={"s": 0.5},
+                            engine="dask", scheduler=runner, memory="16K", seed=seed, sync=False, tmp_dir=tmp_path)
+            counts[tuple(s[0][0] for s in _read((tmp_path / "o.tar").read_bytes()))] += 1
+    assert_uniform(counts, list(permutations([f"k{i}.bin" for i in range(4)], 2)), "dask tars, rate 1/2")

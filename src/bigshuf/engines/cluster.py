@@ -9,6 +9,9 @@ from ..formats import registry
 from .base import Engine
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ..core.mix import Mixer
     from ..progress import Progress
     from ..request import Request, ShuffleStats
     from .dask.weights import Weights
@@ -43,9 +46,8 @@ class DaskEngine(Engine):
             if on:
                 return f"{option('dask')} does not support {option(setting)}"
         if request.family == registry.WEBDATASET:
-            refused = [setting for setting, on in (("unique", request.unique), ("source", bool(request.sources))) if on]
-            if refused:
-                return f"{option('dask')} does not support {option(refused[0])} with WebDataset tar shards; use the local engine"
+            if request.unique:
+                return f"{option('dask')} does not support {option('unique')} with WebDataset tar shards; use the local engine"
         if request.manifest is not None:
             why = url_manifest_refusal(request.output, request.manifest)
             if why is not None:
@@ -87,10 +89,17 @@ def _weights(request: Request) -> Weights | None:
 
     counted = mix.needs_counts(request.source_rates, bool(request.mix)) or request.stratify
     splits = parse_split(request.split) if request.stratify and request.split is not None else None
-    return Weights(
-        tuple(name for name, _files in request.sources), tuple(mix.source_files(request)), counted, splits,
-        lambda counts, nbytes: mix.mixer_for(request, counts, nbytes),
-    )
+
+    def mixer(counts: Sequence[int] | None, nbytes: Sequence[int] | None) -> Mixer:
+        """The local engine's mixer; for tar samples, refusing a rate above 1 a ``--mix`` solves, as it does."""
+        made = mix.mixer_for(request, counts, nbytes)
+        if request.family == registry.WEBDATASET:
+            from ..formats.tar_mix import check_rates
+
+            check_rates(made.names, made.rates, mixed=True)
+        return made
+
+    return Weights(tuple(name for name, _files in request.sources), tuple(mix.source_files(request)), counted, splits, mixer)
 
 
 def url_manifest_refusal(output: str | None, manifest: str) -> str | None:

@@ -22,6 +22,8 @@ from ...core.fingerprint import Fingerprint, fingerprint
 from ...core.gather import emit_in_order
 from ...core.records import INT32_LIMIT, array_block, array_bytes, as_binary_array
 from ...core.scatter import Scattered, regroup
+from ...core.mix import multiset_fingerprint
+from ...core.stratify import split_ids
 from ...core.streams import draw_ids
 from ...errors import TempSpaceError
 from ...formats.tar_input import SampleReader, locate_sample, refuse_continued
@@ -133,19 +135,34 @@ class TarTasks:
     def scatter(
         self, block: Samples, rng: np.random.Generator, k: int, cfg: Config, name: str, copies: Copies | None = None,
     ) -> tuple[Segment, Fingerprint]:
-        """Draw a bucket for each sample, a run of samples at a time, and write the object ``name``:
-        bucket after bucket, its samples' blocks, their lengths and their count."""
-        assert copies is None, "weighted sources of tars are refused on this engine"
+        """Draw a bucket for each sample (each one in the mix, with weighted sources: ``copies``, at
+        most one a sample; from its split's range with ``--stratify``), a run of samples at a time,
+        and write the object ``name``: bucket after bucket, its samples' blocks, their lengths and their count."""
         read = Fingerprint()
         parts: list[tuple[Scattered, Scattered]] = []
         offsets = block.offsets
+        copied = 0  # copies of the runs before this one (their splits' labels)
         for lo, hi in sample_runs(offsets, plan.piece_bytes(cfg.limit), plan.piece_records(cfg.limit)):
             start = int(offsets[lo])
             piece = block.data[start : int(offsets[hi])]
             offs = _narrow(offsets[lo : hi + 1] - start, len(piece))
-            if cfg.verify:
-                read += fingerprint(piece, offs)
-            ids = draw_ids(rng, k, hi - lo)
+            if copies is None:
+                if cfg.verify:
+                    read += fingerprint(piece, offs)
+                ids = draw_ids(rng, k, hi - lo)
+            else:
+                mine = copies.mult[lo:hi]
+                assert int(mine.max(initial=0)) <= 1, "tar sources take rates up to 1"
+                if cfg.verify:
+                    read += multiset_fingerprint(piece, offs, mine)
+                picked = mine.astype(bool)
+                n = int(picked.sum())
+                ids = np.full(hi - lo, k, np.uint32)
+                if copies.strata is None:
+                    ids[picked] = draw_ids(rng, k, n)
+                else:
+                    ids[picked] = split_ids(rng, copies.strata[0], copies.strata[1][copied : copied + n], k)
+                copied += n
             lengths = np.diff(offs).astype("<i8").view(np.uint8)
             steps = np.arange(0, len(lengths) + 1, LENGTH_BYTES, dtype=np.int32)
             parts.append((regroup(piece, offs, ids, k, k), regroup(lengths, steps, ids, k, k)))
