@@ -139,7 +139,7 @@ def _sample(prepared: Prepared, files: list[remote.RemoteFile], request: Request
         expected = plain + int((est_bytes - plain) / RATIO_MARGIN)
         return Sample(
             Estimate(expected, None, float(LEAST_SAMPLE)), 0, sized=True, temp_bytes=est_bytes,
-            why="tar samples are counted as pass 1 reads them",
+            why="tar samples are counted as pass 1 reads them", source_sizes=sizes,
         )
     from .rows import RowTasks
 
