@@ -387,3 +387,17 @@ def test_every_ordered_pick_of_a_source_equally_likely(tmp_path: Path) -> None:
                             engine="dask", scheduler=runner, memory="16K", seed=seed, sync=False, tmp_dir=tmp_path)
             counts[tuple(s[0][0] for s in _read((tmp_path / "o.tar").read_bytes()))] += 1
     assert_uniform(counts, list(permutations([f"k{i}.bin" for i in range(4)], 2)), "dask tars, rate 1/2")
+
+
+def test_library_refusals_before_anything_runs(tmp_path: Path) -> None:
+    # engines.dask.shuffle called directly tells tars by their names or first block, as the local engine does.
+    (tmp_path / "a.tar").write_bytes(_tar(_samples(2, 0)))
+    (tmp_path / "noname").write_bytes(_tar(_samples(2, 1)))
+    (tmp_path / "lines.txt").write_bytes(b"a\nb\n")
+    with pytest.raises(UsageError, match=r"a\.tar is a tar archive and .*lines\.txt is not: shuffle WebDataset tars in a run of their own"):
+        _shuffle([tmp_path / "a.tar", tmp_path / "lines.txt"], tmp_path / "o.tar", tmp_path)
+    with pytest.raises(UsageError, match=r"^zero_terminated=True: not available for WebDataset tar shards"):
+        _shuffle([tmp_path / "a.tar", tmp_path / "noname"], tmp_path / "o.tar", tmp_path, zero_terminated=True)
+    with pytest.raises(UsageError, match=r"o\.jsonl: tar samples are written as a tar"):
+        _shuffle([tmp_path / "noname"], tmp_path / "o.jsonl", tmp_path)
+    assert sorted(os.listdir(tmp_path)) == ["a.tar", "lines.txt", "noname"]

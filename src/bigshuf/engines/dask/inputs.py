@@ -122,11 +122,13 @@ def _prepare_tars(files: list[remote.RemoteFile], is_tar: list[bool], shown: lis
             f"{shown[is_tar.index(True)]} is a tar archive and {shown[is_tar.index(False)]} is not: "
             "shuffle WebDataset tars in a run of their own"
         )
-    if settings.zero_terminated or settings.row_group_size is not None or settings.output_format is not None:
-        raise UsageError(
-            f"{option('zero_terminated')}, {option('row_group_size')} and {option('output_format')}: "
-            "not available for WebDataset tar shards (samples, not lines)"
-        )
+    used = (
+        ("zero_terminated", settings.zero_terminated), ("row_group_size", settings.row_group_size is not None),
+        ("output_format", settings.output_format is not None),
+    )
+    given = [option(name) for name, on in used if on]
+    if given:
+        raise UsageError(f"{', '.join(given)}: not available for WebDataset tar shards (samples, not lines)")
     tars.check_tar_target(settings.target)
     choice = None if settings.compress is None else parse_compress(settings.compress)
     return Prepared(
