@@ -2,7 +2,7 @@
 header fields and bytes kept, each sample's members together and in order) into one tar and into
 shards, buckets split again, -n, compressed tars in and out, --split, --shard-records,
 --shard-size and --manifest; uniformity by chi-square over fixed seeds (tasks run in-process);
-weighted sources (rates up to 1, --mix, --stratify) against the local engine's counts; S3 in and
+weighted sources (rates up to 1, --mix, --stratify) and --unique against the local engine's counts; S3 in and
 out on moto; what spans tars refused naming both; a truncated tar failing in a task
 on the cluster bigshuf starts, in one line with nothing left.
 """
@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tarfile
 from collections import Counter
+from fractions import Fraction
 from concurrent.futures import ThreadPoolExecutor
 from itertools import permutations
 from pathlib import Path
@@ -295,7 +296,6 @@ def test_truncated_tar_fails_in_a_task_on_the_default_cluster(tmp_path: Path) ->
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--unique", "a.tar", "-o", "o.tar"], b"bigshuf: --engine=dask does not support --unique with WebDataset tar shards; use the local engine\n"),
         (["a.tar", "-o", "o.jsonl"],
          b"bigshuf: o.jsonl: tar samples are written as a tar; give -o a tar name (.tar, .tar.gz or .tgz, .tar.zst, .tar.bz2, .tar.xz) "
          b"or a directory\n"),
@@ -401,3 +401,51 @@ def test_library_refusals_before_anything_runs(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"o\.jsonl: tar samples are written as a tar"):
         _shuffle([tmp_path / "noname"], tmp_path / "o.jsonl", tmp_path)
     assert sorted(os.listdir(tmp_path)) == ["a.tar", "lines.txt", "noname"]
+
+
+def _copies(tmp_path: Path) -> list[Path]:
+    """Two tars of 12 samples whose data repeat under other keys: 9 distinct samples in all."""
+    paths = [tmp_path / "u1.tar", tmp_path / "u2.tar"]
+    paths[0].write_bytes(_tar([((f"a/{i:02d}.txt", 0o644, i, 0, 0, "", "", b"d%d" % (i % 6) * 150),) for i in range(12)]))
+    paths[1].write_bytes(_tar([((f"b/{i:02d}.txt", 0o600, i, 0, 0, "", "", b"d%d" % (i % 9) * 150),) for i in range(12)]))
+    return paths
+
+
+@pytest.mark.parametrize("memory", ["64K", "12K"])
+def test_unique_keeps_the_local_engines_first_copies(tmp_path: Path, memory: str) -> None:
+    # The first copy in reading order of each sample (its suffixes and data), with its own name and
+    # metadata, as the local engine keeps it; at 12K the hash buckets are split again.
+    paths = _copies(tmp_path)
+    dask = _shuffle(paths, tmp_path / "d.tar", tmp_path, memory=memory, seed=1, unique=True, verify=True)
+    local = bigshuf.shuffle(paths, tmp_path / "l.tar", memory=memory, seed=1, unique=True)
+    assert (dask.records, dask.duplicates) == (local.records, local.duplicates) == (9, 15)
+    assert dask.passes > (3 if memory == "12K" else 2)
+    got = _read((tmp_path / "d.tar").read_bytes())
+    assert Counter(got) == Counter(_read((tmp_path / "l.tar").read_bytes()))
+    assert {s[0][0] for s in got} == {f"a/{i:02d}.txt" for i in range(6)} | {f"b/{i:02d}.txt" for i in range(6, 9)}
+
+
+def test_unique_with_weighted_sources(tmp_path: Path) -> None:
+    paths = _copies(tmp_path)
+    sources = {"x": [str(paths[0])], "y": [str(paths[1])]}
+    with ThreadPoolExecutor(2) as runner:
+        dask = bigshuf.shuffle(None, tmp_path / "d.tar", sources=sources, rates={"y": Fraction(2, 3)}, unique=True, engine="dask",
+                               scheduler=runner, memory="64K", seed=1)
+    local = bigshuf.shuffle(None, tmp_path / "l.tar", sources=sources, rates={"y": Fraction(2, 3)}, unique=True, memory="64K", seed=1)
+    assert dask.sources == local.sources and dask.duplicates == local.duplicates == 15
+    assert [(s.read, s.written, s.dropped) for s in dask.sources] == [(12, 6, 6), (12, 2, 9)]
+    assert len(_read((tmp_path / "d.tar").read_bytes())) == 8
+
+
+def test_every_order_of_unique_samples_equally_likely(tmp_path: Path) -> None:
+    # 6 samples, 2 of them copies of others under other keys: the 4 kept, in every order alike.
+    samples = [((f"k{i}.bin", 0o644, 0, 0, 0, "", "", bytes([i % 4]) * 100),) for i in range(6)]
+    (tmp_path / "a.tar").write_bytes(_tar(samples[:3]))
+    (tmp_path / "b.tar").write_bytes(_tar(samples[3:]))
+    counts: Counter[tuple[str, ...]] = Counter()
+    with ThreadPoolExecutor(1) as runner:
+        for seed in range(144):
+            dask_engine.shuffle([tmp_path / "a.tar", tmp_path / "b.tar"], tmp_path / "o.tar", memory="16K", seed=seed, runner=runner,
+                                tmp_dir=tmp_path, sync=False, unique=True)
+            counts[tuple(s[0][0] for s in _read((tmp_path / "o.tar").read_bytes()))] += 1
+    assert_uniform(counts, list(permutations([f"k{i}.bin" for i in range(4)])), "dask tars --unique")

@@ -45,8 +45,6 @@ class DaskEngine(Engine):
         for setting, on in used:
             if on:
                 return f"{option('dask')} does not support {option(setting)}"
-        if request.family == registry.WEBDATASET and request.unique:
-            return f"{option('dask')} does not support {option('unique')} with WebDataset tar shards; use the local engine"
         if request.manifest is not None:
             why = url_manifest_refusal(request.output, request.manifest)
             if why is not None:

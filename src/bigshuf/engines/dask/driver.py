@@ -255,7 +255,7 @@ def shuffle(
         out = Placement(out_name, None, None, files=None if remote.is_url(out_name) else OutputFiles(sync))
     else:
         out = plan_placement(out_name, shards, prepared.compress, root, sync, prepared.suffix)
-    cfg = Config(entropy, prepared.fmt, limit, prepared.k, verify, manifest is not None)
+    cfg = Config(entropy, prepared.fmt, limit, prepared.k, verify, manifest is not None, unique)
     os.makedirs(scratch)
     committed = False
     sink: Sink | None = None

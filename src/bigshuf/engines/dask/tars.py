@@ -18,10 +18,11 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from ...core import plan
-from ...core.fingerprint import Fingerprint, fingerprint
+from ...core.fingerprint import Fingerprint, fingerprint, record_hashes
 from ...core.gather import emit_in_order
 from ...core.records import INT32_LIMIT, array_block, array_bytes, as_binary_array
 from ...core.scatter import Scattered, regroup
+from ...core.dedup import bucket_ids, first_copies
 from ...core.mix import multiset_fingerprint
 from ...core.stratify import split_ids
 from ...core.streams import draw_ids
@@ -29,6 +30,7 @@ from ...errors import TempSpaceError
 from ...formats.tar_input import SampleReader, locate_sample, refuse_continued
 from ...formats.tar_keys import KeyLedger, stable_hash
 from ...formats.tar_run import END_OF_ARCHIVE, sample_runs
+from ...formats.tar_unique import first_samples, identities, kept_samples, unique_capacity
 from ...progress import Progress
 from ...storage import remote
 from ...storage.sinks import CodecChoice
@@ -101,9 +103,12 @@ class TarTasks:
 
     def blocks(self, task: ScatterTask, cfg: Config) -> Iterator[Samples]:
         """The task's tar in blocks of whole samples of at most ``range_bytes`` (a longer sample is
-        refused, naming ``-S``), the last one with the tar's summary."""
+        refused, naming ``-S``), the last one with the tar's summary. With ``--unique``, of at most
+        ``unique_capacity``, as the local engine reads them: a hash bucket split again is read in
+        runs that then hold two samples or more, so copies shrink from one level to the next."""
+        capacity = min(range_bytes(cfg.limit), unique_capacity(cfg.limit)) if cfg.unique else range_bytes(cfg.limit)
         reader = SampleReader([_source(task)], Progress(), stable_hash)
-        for data, offsets, final in reader.blocks(range_bytes(cfg.limit)):
+        for data, offsets, final in reader.blocks(capacity):
             summary = None
             if final:
                 (samples, nbytes), (first, last) = reader.per_input[0], reader.edges[0]
@@ -111,9 +116,11 @@ class TarTasks:
             yield Samples(data, offsets, summary)
 
     def finish(self, result: ScatterResult, last: Any) -> None:
-        """The tar's samples and bytes as read (the objects hold their lengths too), and its summary."""
+        """The tar's summary, and its samples and bytes as read if the task has not counted its blocks
+        (the objects hold the samples' lengths too)."""
         summary = last.summary
-        result.counted = [(summary.samples, summary.nbytes)]
+        if result.counted is None:
+            result.counted = [(summary.samples, summary.nbytes)]
         result.summary = summary
 
     def check_scattered(self, tasks: Sequence[ScatterTask], results: Sequence[ScatterResult]) -> None:
@@ -163,9 +170,7 @@ class TarTasks:
                 else:
                     ids[picked] = split_ids(rng, copies.strata[0], copies.strata[1][copied : copied + n], k)
                 copied += n
-            lengths = np.diff(offs).astype("<i8").view(np.uint8)
-            steps = np.arange(0, len(lengths) + 1, LENGTH_BYTES, dtype=np.int32)
-            parts.append((regroup(piece, offs, ids, k, k), regroup(lengths, steps, ids, k, k)))
+            parts.append(_regrouped(piece, offs, ids, k))
         return _write_parts(parts, k, name), read
 
     def count(self, block: Samples) -> tuple[int, int]:
@@ -224,21 +229,44 @@ class TarTasks:
         """The fingerprint of a binary array of samples (their raw blocks, as ``--verify`` hashes them locally)."""
         return fingerprint(*array_block(records))
 
-    def hash_scatter(self, block: Any, level: int, k: int, cfg: Config, name: str) -> tuple[Segment, int]:
-        """Not built: ``--unique`` over tars on this engine is refused (``DaskEngine.supports``)."""
-        raise NotImplementedError("--unique over tar samples on the Dask engine")
+    def hash_scatter(self, block: Samples, level: int, k: int, cfg: Config, name: str) -> tuple[Segment, int]:
+        """Runs of at most ``piece_records`` samples, each without its own copies (identities compared
+        byte for byte: ``tar_unique.identities``), regrouped by their identities' hash buckets of
+        ``level`` and written as ``scatter`` writes; return the object's index and the copies dropped."""
+        parts: list[tuple[Scattered, Scattered]] = []
+        dropped = 0
+        offsets = block.offsets
+        for lo, hi in sample_runs(offsets, len(block.data), plan.piece_records(cfg.limit)):
+            start = int(offsets[lo])
+            piece = block.data[start : int(offsets[hi])]
+            offs = offsets[lo : hi + 1] - start
+            ident, ends = identities(piece, offs)
+            hashes = record_hashes(ident, ends)
+            kept = first_copies(ident, ends, hashes)
+            del ident
+            ids = np.full(hi - lo, k, np.uint32)
+            ids[kept] = bucket_ids(hashes[kept], level, k)
+            dropped += hi - lo - len(kept)
+            parts.append(_regrouped(piece, _narrow(offs, len(piece)), ids, k))
+        return _write_parts(parts, k, name), dropped
 
-    def dedup(self, block: Any, count: int, name: str) -> tuple[Any, int]:
-        """Not built (see ``hash_scatter``)."""
-        raise NotImplementedError("--unique over tar samples on the Dask engine")
+    def dedup(self, block: Samples, count: int, name: str) -> tuple[Samples, int]:
+        """The first copy of each sample (by identity), in their order, and how many copies were dropped."""
+        unique, kept = self.dedup_kept(block, count, name)
+        return unique, count - len(kept)
 
-    def dedup_kept(self, block: Any, count: int, name: str) -> tuple[Any, np.ndarray]:
-        """Not built (see ``hash_scatter``)."""
-        raise NotImplementedError("--unique over tar samples on the Dask engine")
+    def dedup_kept(self, block: Samples, count: int, name: str) -> tuple[Samples, np.ndarray]:
+        """The first copy of each sample (by identity), in their order, and their indices, ascending, among the ``count``."""
+        if len(block) != count:
+            raise TempSpaceError(f"{name}: {len(block)} samples read back, {count} written")
+        kept = first_samples(block.data, block.offsets)
+        return Samples(*kept_samples(block.data, block.offsets, kept)), kept
 
-    def write_groups(self, block: Any, ids: np.ndarray, k: int, name: str) -> tuple[Segment, np.ndarray]:
-        """Not built (see ``hash_scatter``)."""
-        raise NotImplementedError("--unique over tar samples on the Dask engine")
+    def write_groups(self, block: Samples, ids: np.ndarray, k: int, name: str) -> tuple[Segment, np.ndarray]:
+        """Write the samples of ``block`` grouped by ``ids`` (group ``j`` as bucket ``j``, in order within
+        it) as the object ``name``; return its index and each group's bytes (the samples' blocks)."""
+        regrouped = _regrouped(block.data, _narrow(block.offsets, len(block.data)), ids, k)
+        return _write_parts([regrouped], k, name), np.diff(regrouped[0].byte_bounds)
 
 
 class _TarWriter:
@@ -270,6 +298,13 @@ def _source(task: ScatterTask) -> _TarObject:
 def _narrow(offsets: np.ndarray, nbytes: int) -> np.ndarray:
     """Offsets as int32 when the block allows (Arrow ``binary``), else int64."""
     return offsets.astype(np.int32) if nbytes <= INT32_LIMIT else offsets.astype(np.int64)
+
+
+def _regrouped(piece: np.ndarray, offsets: np.ndarray, ids: np.ndarray, k: int) -> tuple[Scattered, Scattered]:
+    """The samples of ``piece`` and their lengths, regrouped alike by bucket ``ids`` (``k`` or more: dropped)."""
+    lengths = np.diff(offsets).astype("<i8").view(np.uint8)
+    steps = np.arange(0, len(lengths) + 1, LENGTH_BYTES, dtype=np.int32 if len(lengths) <= INT32_LIMIT else np.int64)
+    return regroup(piece, offsets, ids, k, k), regroup(lengths, steps, ids, k, k)
 
 
 def _write_parts(parts: list[tuple[Scattered, Scattered]], k: int, name: str) -> Segment:

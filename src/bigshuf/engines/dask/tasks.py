@@ -223,6 +223,7 @@ class Config:
     k: int
     verify: bool
     manifest: bool = False  # pass 2 fingerprints each output file for ``--manifest``
+    unique: bool = False  # ``--unique``: pass 1 reads blocks for the dedup stage
 
 
 #: What runs tasks for the client: ``run_tasks(fn, cfg, tasks, sizes)`` runs ``fn(cfg, task)`` for
