@@ -28,7 +28,7 @@ from .placement import check_shard_target, output_names
 from .inputs import Prepared, Settings, prepare
 from .lines import RATIO_MARGIN, SAMPLE_BYTES, LineTasks, estimate, estimated_bytes
 from .outputs import Layout, check_layout
-from .tars import LEAST_SAMPLE
+from .tars import LEAST_SAMPLE, block_capacity
 from .tasks import Config, range_bytes
 from .weights import check_inputs, plan_multiset
 
@@ -256,7 +256,9 @@ def _path(facts: _Facts) -> None:
         buckets = "buckets sized once the multiset is counted"
     tasks = len(prepared.tasks)
     size = plan.format_size(range_bytes(facts.limit))
-    each = f", one per tar, each reading blocks of up to {size}" if prepared.fmt.unit == "samples" else f" of up to {size}"
+    each = f" of up to {size}"
+    if prepared.fmt.unit == "samples":
+        each = f", one per tar, each reading blocks of up to {plan.format_size(block_capacity(facts.limit, request.unique))}"
     facts.line("path", f"Dask tasks, {passes}, {buckets}, {tasks} pass-1 task{'s' if tasks != 1 else ''}{each}")
 
 

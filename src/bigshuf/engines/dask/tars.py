@@ -106,9 +106,8 @@ class TarTasks:
         refused, naming ``-S``), the last one with the tar's summary. With ``--unique``, of at most
         ``unique_capacity``, as the local engine reads them: a hash bucket split again is read in
         runs that then hold two samples or more, so copies shrink from one level to the next."""
-        capacity = min(range_bytes(cfg.limit), unique_capacity(cfg.limit)) if cfg.unique else range_bytes(cfg.limit)
         reader = SampleReader([_source(task)], Progress(), stable_hash)
-        for data, offsets, final in reader.blocks(capacity):
+        for data, offsets, final in reader.blocks(block_capacity(cfg.limit, cfg.unique)):
             summary = None
             if final:
                 (samples, nbytes), (first, last) = reader.per_input[0], reader.edges[0]
@@ -288,6 +287,12 @@ class _TarWriter:
         self.out.write(END_OF_ARCHIVE)
         self.end()
         return 0
+
+
+def block_capacity(limit: int, unique: bool) -> int:
+    """The most bytes of samples a pass-1 task reads at once, and so the longest sample: ``range_bytes``,
+    or with ``--unique`` the local engine's ``unique_capacity`` if less."""
+    return min(range_bytes(limit), unique_capacity(limit)) if unique else range_bytes(limit)
 
 
 def _source(task: ScatterTask) -> _TarObject:
