@@ -282,11 +282,11 @@ class _TarWriter:
         return len(data)
 
     def close(self) -> int:
-        """End the archive and the compressed stream, if any; the end blocks are not counted, as the
-        local engine counts only samples' bytes."""
+        """End the archive and the compressed stream, if any; return the end blocks' bytes (counted
+        in the run's bytes, as the local engine counts them)."""
         self.out.write(END_OF_ARCHIVE)
         self.end()
-        return 0
+        return len(END_OF_ARCHIVE)
 
 
 def block_capacity(limit: int, unique: bool) -> int:
