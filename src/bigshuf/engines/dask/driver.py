@@ -311,7 +311,7 @@ def shuffle(
         _check_written(read, results2, total, verify)
         if manifest_name is not None:
             info = run_info or _default_info(seed, random_source, head_share, split, unique)
-            counts = input_counts(tasks1, results1, len(prepared.names), cfg.fmt.unit != "rows")
+            counts = input_counts(tasks1, results1, len(prepared.names), cfg.fmt.records_kind != "rows")
             entries = info(
                 inputs_entry(prepared.names, counts), cfg.fmt.format_entry(), head_count, mixed.stats() if mixed else (), duplicates,
             )
@@ -389,7 +389,7 @@ def _manifest(
     assert out.files is not None, "a manifest of URL outputs is refused before the run"
     out.made += make_directories([manifest])
     temp = out.files.temp_name(generated_path(manifest), len(planned))
-    out.manifest_move = write_run_manifest(manifest, temp, info, planned, results, out.temps, fmt.unit, out.files.sync)
+    out.manifest_move = write_run_manifest(manifest, temp, info, planned, results, out.temps, fmt.records_kind, out.files.sync)
 
 
 def _default_info(

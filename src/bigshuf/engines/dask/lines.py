@@ -41,7 +41,7 @@ class LineTasks:
 
     fmt: RecordFormat
     whole_output = False
-    unit = "lines"
+    records_kind = "lines"
 
     def format_entry(self) -> dict[str, Any]:
         """The separator of lines, as the local engine's manifest gives it."""

@@ -133,7 +133,7 @@ def _sample(prepared: Prepared, files: list[remote.RemoteFile], request: Request
         return Sample(
             Estimate.of(expected, per_record), min(SAMPLE_BYTES, est_bytes), sized=True, temp_bytes=est_bytes, source_sizes=sizes,
         )
-    if prepared.fmt.unit == "samples":
+    if prepared.fmt.records_kind == "samples":
         est_bytes = estimated_bytes(files)
         plain = sum(f.size for f in files if f.codec is None)
         expected = plain + int((est_bytes - plain) / RATIO_MARGIN)
@@ -257,7 +257,7 @@ def _path(facts: _Facts) -> None:
     tasks = len(prepared.tasks)
     size = plan.format_size(range_bytes(facts.limit))
     each = f" of up to {size}"
-    if prepared.fmt.unit == "samples":
+    if prepared.fmt.records_kind == "samples":
         each = f", one per tar, each reading blocks of up to {plan.format_size(block_capacity(facts.limit, request.unique))}"
     facts.line("path", f"Dask tasks, {passes}, {buckets}, {tasks} pass-1 task{'s' if tasks != 1 else ''}{each}")
 

@@ -50,7 +50,7 @@ class RowTasks:
     group_rows: int | None
     group_bytes: int
     whole_output = True
-    unit = "rows"
+    records_kind = "rows"
 
     def format_entry(self) -> dict[str, Any]:
         """The file kind rows are written as, as the local engine's manifest gives it."""

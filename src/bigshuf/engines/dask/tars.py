@@ -95,7 +95,7 @@ class TarTasks:
     in messages), so the format holds nothing per input."""
 
     whole_output = True  # a tar ends with its end-of-archive blocks
-    unit = "samples"
+    records_kind = "samples"
 
     def format_entry(self) -> dict[str, Any]:
         """Tar samples, as the local engine's manifest gives them."""

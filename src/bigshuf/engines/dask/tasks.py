@@ -153,7 +153,7 @@ class TaskFormat(Protocol):
     #: Whether an output is one file that cannot be cut into concatenated parts (a Parquet footer).
     whole_output: bool
     #: What a record is called in the manifest's ``kind``: ``lines``, ``rows`` or ``samples``.
-    unit: str
+    records_kind: str
 
     def format_entry(self) -> dict[str, Any]:
         """The manifest's ``format`` entry."""
