@@ -31,16 +31,19 @@ def test_each_format_counts_its_own_unit_in_the_summary(tmp_path: Path) -> None:
 
 
 def test_the_dask_engine_names_rows_as_rows(tmp_path: Path) -> None:
-    """The Dask engine's summary of a Parquet run counts rows, and of lines, records."""
+    """The Dask engine's summary of a Parquet run counts rows, of tars samples, and of lines, records."""
     import pyarrow.parquet as pq
     from concurrent.futures import ThreadPoolExecutor
 
     pq.write_table(make_table(11), tmp_path / "in.parquet")
     write_records(tmp_path / "in.txt", make_records(13, 3))
+    make_tar(tmp_path / "in.tar", make_samples(7, 1))
     with ThreadPoolExecutor(2) as runner:
         rows = dask_shuffle([str(tmp_path / "in.parquet")], str(tmp_path / "out.parquet"), seed=1, runner=runner)
         lines = dask_shuffle([str(tmp_path / "in.txt")], str(tmp_path / "out.txt"), seed=1, runner=runner)
+        samples = dask_shuffle([str(tmp_path / "in.tar")], str(tmp_path / "out.tar"), seed=1, runner=runner)
     assert summary(rows).startswith("11 rows, ") and summary(lines).startswith("13 records, ")
+    assert summary(samples).startswith("7 samples, ")
 
 
 def test_the_command_line_summary_of_tars_counts_samples(tmp_path: Path) -> None:

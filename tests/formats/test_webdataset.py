@@ -220,7 +220,7 @@ def test_directories_skipped_and_long_names_kept(tmp_path: Path) -> None:
 
 def test_refused_options_say_so(tmp_path: Path) -> None:
     paths, _ = shards(tmp_path, count=1, per=3)
-    for flag in ("-z", "--repeat", "--stratify", "--resume", "--engine=dask"):
+    for flag in ("-z", "--repeat", "--stratify", "--resume"):
         code, out, err = run([paths[0], flag, "-o", "out.tar"], tmp_path)
         assert code == 1 and out == b"" and err.count(b"\n") == 1 and err.startswith(b"bigshuf: "), (flag, err)
     code, _, err = run([paths[0], "--resume", "-o", "out.tar"], tmp_path)

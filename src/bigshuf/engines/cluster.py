@@ -9,6 +9,9 @@ from ..formats import registry
 from .base import Engine
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ..core.mix import Mixer
     from ..progress import Progress
     from ..request import Request, ShuffleStats
     from .dask.weights import Weights
@@ -37,8 +40,8 @@ class DaskEngine(Engine):
             ("threads", request.threads is not None),  # its cluster sets the workers
             *((setting, getattr(request, setting) is not None) for setting in REFUSED_TABLE_SETTINGS),
         )
-        if request.family not in (registry.LINES, registry.TABLE):
-            return f"{option('dask')} shuffles lines and table rows, not {request.family} datasets; use the local engine"
+        if request.family not in (registry.LINES, registry.TABLE, registry.WEBDATASET):
+            return f"{option('dask')} shuffles lines, table rows and tar samples, not {request.family} datasets; use the local engine"
         for setting, on in used:
             if on:
                 return f"{option('dask')} does not support {option(setting)}"
@@ -83,10 +86,17 @@ def _weights(request: Request) -> Weights | None:
 
     counted = mix.needs_counts(request.source_rates, bool(request.mix)) or request.stratify
     splits = parse_split(request.split) if request.stratify and request.split is not None else None
-    return Weights(
-        tuple(name for name, _files in request.sources), tuple(mix.source_files(request)), counted, splits,
-        lambda counts, nbytes: mix.mixer_for(request, counts, nbytes),
-    )
+
+    def mixer(counts: Sequence[int] | None, nbytes: Sequence[int] | None) -> Mixer:
+        """The local engine's mixer; for tar samples, refusing a rate above 1 a ``--mix`` solves, as it does."""
+        made = mix.mixer_for(request, counts, nbytes)
+        if request.family == registry.WEBDATASET:
+            from ..formats.tar_mix import check_rates
+
+            check_rates(made.names, made.rates, mixed=True)
+        return made
+
+    return Weights(tuple(name for name, _files in request.sources), tuple(mix.source_files(request)), counted, splits, mixer)
 
 
 def url_manifest_refusal(output: str | None, manifest: str) -> str | None:

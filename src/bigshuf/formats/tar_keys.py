@@ -4,6 +4,7 @@ end up side by side as one, and a key whose members are not consecutive as two. 
 
 from __future__ import annotations
 
+import hashlib
 from bisect import bisect_right
 from collections.abc import Callable
 
@@ -13,6 +14,12 @@ from ..errors import InputError
 
 #: Sample-key hashes gathered into one array at a time (the rest of a file's are in a list).
 KEYS_CHUNK = 1 << 16
+
+
+def stable_hash(key: bytes) -> int:
+    """A key's 64-bit hash that every process computes alike (Python's ``hash`` of bytes is salted
+    per process): for keys hashed on Dask workers and compared on the client."""
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little", signed=True)
 
 
 def shown(name: bytes) -> str:
@@ -33,10 +40,14 @@ class KeyLedger:
     Hashes that match are confirmed by reading the two samples' files again for their keys, so a
     collision of two different keys (about n²/2⁶⁵ for n samples) costs a re-read, never a refusal."""
 
-    def __init__(self, paths: list[str], locate: Callable[[str, int], tuple[str, bytes, bytes]]) -> None:
+    def __init__(
+        self, paths: list[str], locate: Callable[[str, int], tuple[str, bytes, bytes]], hasher: Callable[[bytes], int] = hash,
+    ) -> None:
         self.paths = paths
         #: Reads a file again for its n-th sample's (file, key, first member).
         self.locate = locate
+        #: A key's 64-bit hash: Python's within one process, ``stable_hash`` across processes.
+        self.hasher = hasher
         self.chunks: list[np.ndarray] = []  # int64 hashes, in reading order
         self.pending: list[int] = []  # the latest hashes, not yet in an array
         self.count = 0  # samples so far
@@ -51,10 +62,23 @@ class KeyLedger:
 
     def add(self, key: bytes) -> None:
         """Record the key of the next sample."""
-        self.pending.append(hash(key))
+        self.pending.append(self.hasher(key))
         self.count += 1
         if len(self.pending) == KEYS_CHUNK:
             self._flush()
+
+    def add_file(self, hashes: np.ndarray) -> None:
+        """Record the key hashes (int64, in reading order) of the next file's samples, hashed elsewhere
+        by ``hasher`` (a Dask task's reader: see ``hashes``)."""
+        self.start_file()
+        if len(hashes):
+            self.chunks.append(hashes)
+        self.count += len(hashes)
+
+    def hashes(self) -> np.ndarray:
+        """Every key hash recorded so far, in reading order (int64)."""
+        self._flush()
+        return np.concatenate([np.empty(0, np.int64), *self.chunks])
 
     def _flush(self) -> None:
         """Move the pending hashes into an array."""

@@ -39,7 +39,8 @@ from ..storage.tempspace import TempSpace
 from ..storage.writeback import WriteBehind
 from . import registry
 from .detect import refuse_terminal
-from .tar_input import BLOCK, SampleReader
+from .tar_input import SampleReader
+from .tar_members import BLOCK
 from .tar_mix import WeightedSamples, check_rates, with_files
 from .line_unique import SOURCE_META
 from .tar_unique import TarDedup, fits as unique_fits, unique_capacity, unique_samples, unique_with_sources
@@ -103,13 +104,13 @@ class SampleBuckets:
         return offsets
 
 
-def _shard_suffix(compress: CodecChoice | None) -> str:
+def shard_suffix(compress: CodecChoice | None) -> str:
     """The name suffix of a ``--shards`` directory's files: ``.tar``, and the codec's if ``--compress`` names one."""
     codec = output_codec(None, compress)
     return ".tar" + (CODECS[codec[0]].suffixes[0] if codec else "")
 
 
-def _cut(offsets: np.ndarray, max_bytes: int, max_records: int) -> list[tuple[int, int]]:
+def sample_runs(offsets: np.ndarray, max_bytes: int, max_records: int) -> list[tuple[int, int]]:
     """Runs of whole samples ``[lo, hi)`` tiling ``offsets``' samples, each of at most ``max_bytes``
     (unless one sample is longer) and ``max_records``."""
     out = []
@@ -143,7 +144,7 @@ class TarRun(WeightedSamples, TwoPass):
             shard_size=request.shard_size, shard_records=request.shard_records,
             split=None if request.split is None else parse_split(request.split), manifest=request.manifest,
         )
-        self.out.shard_suffix = _shard_suffix(self.compress)
+        self.out.shard_suffix = shard_suffix(self.compress)
         self.out.verify = request.verify
         self.out.hashers = self.workers
         self._buf: np.ndarray | None = None  # pass 2's read buffer
@@ -189,7 +190,7 @@ class TarRun(WeightedSamples, TwoPass):
     def output_plan(cls, request: Request, inputs: list[Any]) -> OutputPlan:
         compress = None if request.compress is None else parse_compress(request.compress)
         sharding = Sharding(request.shards, request.shard_records, request.shard_size)
-        return OutputPlan(request.output, request.shards, compress, _shard_suffix(compress), sharding, request.split, request.manifest)
+        return OutputPlan(request.output, request.shards, compress, shard_suffix(compress), sharding, request.split, request.manifest)
 
     def prepare(self) -> None:
         if self.out.target in (None, "-"):
@@ -347,7 +348,7 @@ class TarRun(WeightedSamples, TwoPass):
             length_offsets = np.arange(0, len(lengths) + 1, 8, dtype=np.int32)
             return regroup(piece, offs, ids, k, keep), regroup(lengths, length_offsets, ids, k, keep), fp
 
-        cuts = _cut(offsets, self.piece, plan.piece_records(self.limit))
+        cuts = sample_runs(offsets, self.piece, plan.piece_records(self.limit))
         jobs = ((lambda p=p, lo=lo, hi=hi, keep=keep: scatter_one(p, lo, hi, keep)) for p, (lo, hi) in enumerate(cuts))
         for part, lengths, fp in self.workers.sized(len(data)).ordered(jobs, ahead=plan.pieces_ahead(self.limit)):
             if fp is not None:
@@ -454,7 +455,7 @@ def _bucket_samples(buckets: SampleBuckets, j: int, capacity: int) -> Generator[
 def refusal(request: Request) -> str | None:
     """Why ``request`` cannot shuffle tar samples, naming the settings (None: it can)."""
     unsupported = settings_in_use(
-        request, (*LINE_SETTINGS, *ROW_SETTINGS, "dask"),
+        request, (*LINE_SETTINGS, *ROW_SETTINGS),
     )
     if unsupported:
         return f"{', '.join(unsupported)}: not available for WebDataset tar shards (samples, not lines)"
@@ -468,7 +469,11 @@ def check_request(request: Request) -> None:
         raise UsageError(why)
     if request.sources and not request.mix:
         check_rates([name for name, _files in request.sources], request.source_rates, mixed=False)
-    target = request.output
+    check_output_name(request.output)
+
+
+def check_output_name(target: str | None) -> None:
+    """Refuse an output named as something other than a tar (``out.jsonl``), which would get tar data."""
     if target is not None and not _tar_name_or_plain(target):
         raise UsageError(
             f"{target}: tar samples are written as a tar; give {option('output')} a tar name "

@@ -37,7 +37,8 @@ from ..core.scatter import regroup
 from ..progress import dedup_phase, scatter_phase
 from ..storage.tempspace import TempSpace
 from .line_unique import SOURCE_META, first_inputs
-from .tar_input import BLOCK, GNU_LONG_LINK, GNU_LONG_NAME, PAX, _header_name, _Members, _number, sample_key
+from .tar_input import sample_key
+from .tar_members import BLOCK, GNU_LONG_LINK, GNU_LONG_NAME, PAX, _header_name, _Members, _number
 from .dedup_stage import DedupStage, dropped_per_source
 
 if TYPE_CHECKING:

@@ -34,7 +34,6 @@ from ...storage.shards import make_directories
 from ...storage.sinks import AtomicFileSink, Sink, open_output
 from .inputs import Settings, prepare
 from .placement import Placement, commit, lay_out, plan_placement
-from .lines import LineTasks
 from .rows import RowTasks
 from .outputs import (
     Layout, PlannedFile, check_layout, input_counts, inputs_entry, note_stale_shards, plan_files, write_run_manifest,
@@ -256,7 +255,7 @@ def shuffle(
         out = Placement(out_name, None, None, files=None if remote.is_url(out_name) else OutputFiles(sync))
     else:
         out = plan_placement(out_name, shards, prepared.compress, root, sync, prepared.suffix)
-    cfg = Config(entropy, prepared.fmt, limit, prepared.k, verify, manifest is not None)
+    cfg = Config(entropy, prepared.fmt, limit, prepared.k, verify, manifest is not None, unique)
     os.makedirs(scratch)
     committed = False
     sink: Sink | None = None
@@ -284,6 +283,7 @@ def shuffle(
                     cfg, mixed, results1 = weighted_pass(run_tasks, cfg, weights, tasks1, progress)
                 segments = [s for r in results1 for s in r.segments]
                 read = sum((r.read for r in results1), Fingerprint())
+            cfg.fmt.check_scattered(tasks1, results1)
             found = int(sum(int(s.counts.sum()) for s in segments))
             head_count = resolve_head(head_count, head_share, found)
             total = found if head_count is None else min(found, head_count)
@@ -311,9 +311,9 @@ def shuffle(
         _check_written(read, results2, total, verify)
         if manifest_name is not None:
             info = run_info or _default_info(seed, random_source, head_share, split, unique)
-            counts = input_counts(tasks1, results1, len(prepared.names), isinstance(cfg.fmt, LineTasks))
+            counts = input_counts(tasks1, results1, len(prepared.names), cfg.fmt.records_kind != "rows")
             entries = info(
-                inputs_entry(prepared.names, counts), _format_entry(cfg.fmt), head_count, mixed.stats() if mixed else (), duplicates,
+                inputs_entry(prepared.names, counts), cfg.fmt.format_entry(), head_count, mixed.stats() if mixed else (), duplicates,
             )
             if mixed is not None and mixed.stratifier is not None and layout.split is not None:
                 strata = mixed.stratifier
@@ -382,14 +382,6 @@ def _check_written(read: Fingerprint, results2: list[GatherResult], total: int, 
             raise OutputError(f"verification failed: read {read}, wrote {wrote}; output not put in place")
 
 
-def _format_entry(fmt: TaskFormat) -> dict[str, Any]:
-    """The manifest's ``format``: the separator of lines, or the file kind rows are written as."""
-    if isinstance(fmt, LineTasks):
-        return {"separator": fmt.fmt.sep, "lines_per_record": 1, "header": 0}
-    assert isinstance(fmt, RowTasks)
-    return {"rows": fmt.kind}
-
-
 def _manifest(
     out: Placement, manifest: str, fmt: TaskFormat, info: dict[str, Any], planned: list[PlannedFile], results: list[GatherResult]
 ) -> None:
@@ -397,8 +389,7 @@ def _manifest(
     assert out.files is not None, "a manifest of URL outputs is refused before the run"
     out.made += make_directories([manifest])
     temp = out.files.temp_name(generated_path(manifest), len(planned))
-    kind = "lines" if isinstance(fmt, LineTasks) else "rows"
-    out.manifest_move = write_run_manifest(manifest, temp, info, planned, results, out.temps, kind, out.files.sync)
+    out.manifest_move = write_run_manifest(manifest, temp, info, planned, results, out.temps, fmt.records_kind, out.files.sync)
 
 
 def _default_info(

@@ -1,4 +1,4 @@
-"""What a Dask run shuffles, decided once from its inputs: lines, or Parquet / Arrow rows.
+"""What a Dask run shuffles, decided once from its inputs: lines, Parquet / Arrow rows, or tar samples.
 
 Either way the result is the same plan for the driver: a ``TaskFormat``, the pass-1 tasks,
 the bucket count, and how output files are compressed and named.
@@ -16,7 +16,8 @@ from ...core.records import RecordFormat
 from ...storage import remote
 from ...storage.codecs import parse_compress
 from ...storage.sinks import CodecChoice
-from . import lines, rows
+from ...formats.tar_run import shard_suffix
+from . import lines, rows, tars
 from .tasks import ScatterTask, TaskFormat
 
 
@@ -61,6 +62,9 @@ def prepare(names: Sequence[str], settings: Settings, root: str) -> Prepared:
             )
         described = [rows.describe(f, k, name) for f, k, name in zip(files, kinds, shown) if k]
         return _prepare_rows(described, settings, root)
+    is_tar = [_is_tar(f) for f in files]
+    if any(is_tar):
+        return _prepare_tars(files, is_tar, _shown_names(expanded, files), settings, root)
     target = settings.target
     if settings.output_format in ("parquet", "arrow") or (target not in (None, "-") and detect.suffix_kind(target or "") in ("parquet", "arrow")):
         raise UsageError(f"{option('dask')} writes Parquet and Arrow only from Parquet or Arrow inputs; convert line files with the local engine")
@@ -98,6 +102,39 @@ def _prepare_rows(files: list[rows.TableFile], settings: Settings, root: str) ->
         return Prepared(fmt, tasks, k, ("none", None), "." + kind, names)
     compressed = codec[0] != "none"
     return Prepared(fmt, tasks, k, codec, ".jsonl" + (CODECS[codec[0]].suffixes[0] if compressed else ""), names)
+
+
+def _is_tar(f: remote.RemoteFile) -> bool:
+    """Whether an input is a tar, as the local engine tells: a URL by its name (``.tar``, ``.tar.gz``,
+    ``.tgz``...), a local file by its name or else its first block."""
+    from ...formats import registry
+    from ...formats.tar_input import is_tar_path
+
+    if remote.is_url(f.name):
+        return detect.data_kind(f.name.split("?", 1)[0].rsplit("/", 1)[-1]) == registry.WEBDATASET
+    return is_tar_path(f.name)
+
+
+def _prepare_tars(files: list[remote.RemoteFile], is_tar: list[bool], shown: list[str], settings: Settings, root: str) -> Prepared:
+    """Plan a run of tar samples: every input a tar, a tar output, one pass-1 task per tar."""
+    if not all(is_tar):
+        raise UsageError(
+            f"{shown[is_tar.index(True)]} is a tar archive and {shown[is_tar.index(False)]} is not: "
+            "shuffle WebDataset tars in a run of their own"
+        )
+    used = (
+        ("zero_terminated", settings.zero_terminated), ("row_group_size", settings.row_group_size is not None),
+        ("output_format", settings.output_format is not None),
+    )
+    given = [option(name) for name, on in used if on]
+    if given:
+        raise UsageError(f"{', '.join(given)}: not available for WebDataset tar shards (samples, not lines)")
+    tars.check_tar_target(settings.target)
+    choice = None if settings.compress is None else parse_compress(settings.compress)
+    return Prepared(
+        tars.TarTasks(), tars.scatter_tasks(files, shown, root), tars.tar_bucket_count(files, settings.limit, settings.shards),
+        choice, shard_suffix(choice), tuple(f.name for f in files),
+    )
 
 
 def _shown_names(expanded: list[str], files: list[remote.RemoteFile]) -> list[str]:

@@ -23,7 +23,7 @@ from ...progress import Progress
 from ...storage import remote
 from ...storage.sinks import CodecChoice
 from ...storage.sources import RecordReader
-from .tasks import Config, Copies, ScatterTask, Segment, Writable, bucket_count, range_bytes, write_stream
+from .tasks import Config, Copies, ScatterResult, ScatterTask, Segment, Writable, bucket_count, range_bytes, write_stream
 
 #: First step of the read past a range's end that completes its last record; it doubles.
 TAIL_STEP = 64 << 10
@@ -42,6 +42,17 @@ class LineTasks:
     fmt: RecordFormat
     whole_output = False
     unit = "records"
+    records_kind = "lines"
+
+    def format_entry(self) -> dict[str, Any]:
+        """The separator of lines, as the local engine's manifest gives it."""
+        return {"separator": self.fmt.sep, "lines_per_record": 1, "header": 0}
+
+    def finish(self, result: ScatterResult, last: Any) -> None:
+        """Nothing to add: the objects' indexes tell the lines and their bytes."""
+
+    def check_scattered(self, tasks: Sequence[ScatterTask], results: Sequence[ScatterResult]) -> None:
+        """Nothing to check across tasks."""
 
     def blocks(self, task: ScatterTask, cfg: Config) -> Iterator[np.ndarray]:
         """The blocks of whole records a pass-1 task scatters: its range, or a compressed file's blocks."""
@@ -292,12 +303,18 @@ def _bucket_count(files: list[remote.RemoteFile], limit: int, shards: int | None
 def estimate(files: list[remote.RemoteFile], sep: int) -> tuple[int, float]:
     """The bytes of records pass 1 expects (compressed inputs by their first megabyte's ratio, with
     a margin) and the mean record size at the start of the first plain input: the bucket plan's figures."""
+    sample = next((f for f in files if f.codec is None and f.size), None)
+    return estimated_bytes(files), (_record_size(sample, sep) if sample is not None else 64.0)
+
+
+def estimated_bytes(files: list[remote.RemoteFile]) -> int:
+    """The bytes the inputs hold decompressed: plain ones by their size, compressed ones by the
+    first compressed input's expansion ratio, with a margin."""
     est_bytes = sum(f.size for f in files if f.codec is None)
     compressed = sum(f.size for f in files if f.codec is not None)
     if compressed:
         est_bytes += int(compressed * _compression_ratio(next(f for f in files if f.codec is not None)))
-    sample = next((f for f in files if f.codec is None and f.size), None)
-    return est_bytes, (_record_size(sample, sep) if sample is not None else 64.0)
+    return est_bytes
 
 def _record_size(f: remote.RemoteFile, sep: int) -> float:
     """Mean record size at the start of a plain input (its whole sample if no separator)."""

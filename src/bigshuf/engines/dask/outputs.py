@@ -143,20 +143,20 @@ def note_stale_shards(layout: Layout, planned: Sequence[PlannedFile], compress: 
             )
 
 
-def input_counts(tasks: Sequence[ScatterTask], results: Sequence[ScatterResult], inputs: int, lines: bool) -> list[tuple[int, int | None]]:
-    """Each input's records as pass 1 read them, and for lines their bytes (separators included,
-    as the local engine counts them); rows have no byte form (None)."""
+def input_counts(tasks: Sequence[ScatterTask], results: Sequence[ScatterResult], inputs: int, with_bytes: bool) -> list[tuple[int, int | None]]:
+    """Each input's records as pass 1 read them, and ``with_bytes`` their bytes as the local engine
+    counts them (lines: separators included; tar samples: their raw blocks); rows have no byte form (None)."""
     records = [0] * inputs
     nbytes = [0] * inputs
     for task, result in zip(tasks, results):
-        if result.counted is not None:  # weighted sources: the segments hold the records' copies
+        if result.counted is not None:  # the segments do not tell them: copies of records, or samples with their lengths
             records[task.file_index] += sum(r for r, _b in result.counted)
             nbytes[task.file_index] += sum(b for _r, b in result.counted)
             continue
         for segment in result.segments:
             records[task.file_index] += int(segment.counts.sum())
             nbytes[task.file_index] += int(segment.bounds[-1])
-    return [(r, b if lines else None) for r, b in zip(records, nbytes)]
+    return [(r, b if with_bytes else None) for r, b in zip(records, nbytes)]
 
 
 def write_run_manifest(

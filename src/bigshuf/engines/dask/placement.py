@@ -13,7 +13,7 @@ from ...errors import OutputError, UsageError, option
 from ...storage import remote
 from ...storage.commit import OutputFiles
 from ...storage.safefs import open_nofollow, sync_file
-from ...storage.shards import check_output_directory, make_directories, shard_names, shard_paths
+from ...storage.shards import check_output_directory, make_directories, shard_names
 from ...storage.sinks import CodecChoice, Sink, output_codec
 from .outputs import PlannedFile
 from .tasks import FETCH_BYTES
@@ -38,9 +38,10 @@ class Placement:
 
 
 def output_names(target: str, shards: int, compress: CodecChoice | None, suffix: str | None) -> list[str]:
-    """The shard files of ``-o`` as URLs or local paths (a URL ending in ``/`` is a directory)."""
+    """The shard files of ``-o`` as URLs or local paths (a URL ending in ``/`` is a directory), making nothing."""
     if not remote.is_url(target):
-        return [os.path.abspath(p) for p in shard_paths(target, shards, compress, suffix)]
+        directory = os.path.isdir(target) or target.endswith(os.sep)
+        return [os.path.abspath(p) for p in shard_names(target, shards, compress, directory, suffix=suffix)]
     return shard_names(
         target, shards, compress, target.endswith("/"), suffix=suffix, example="s3://bucket/out/part-{:05d}.jsonl",
         directory_words="a directory (a URL ending in /)",
@@ -67,7 +68,9 @@ def plan_placement(
     if remote.is_url(target):
         out.temps = [remote.join(root, "out", f"{i:05d}") for i in range(shards)]
     else:
-        # Named and locked as the local engine's shards are, so the same commit and cleanup apply.
+        # Named and locked as the local engine's shards are, so the same commit and cleanup apply;
+        # directories made for them are removed again if the run fails.
+        out.made = make_directories(out.finals)
         out.files = OutputFiles(sync)
         out.temps = [out.files.temp_name(final, i) for i, final in enumerate(out.finals)]
     if remote.is_url(target) and target.endswith("/"):

@@ -26,8 +26,9 @@ from ...storage.tempspace import check_space
 from .driver import DEFAULT_MEMORY, _check_options
 from .placement import check_shard_target, output_names
 from .inputs import Prepared, Settings, prepare
-from .lines import RATIO_MARGIN, SAMPLE_BYTES, LineTasks, estimate
+from .lines import RATIO_MARGIN, SAMPLE_BYTES, LineTasks, estimate, estimated_bytes
 from .outputs import Layout, check_layout
+from .tars import LEAST_SAMPLE, block_capacity
 from .tasks import Config, range_bytes
 from .weights import check_inputs, plan_multiset
 
@@ -131,6 +132,14 @@ def _sample(prepared: Prepared, files: list[remote.RemoteFile], request: Request
         expected = plain + int((est_bytes - plain) / RATIO_MARGIN)
         return Sample(
             Estimate.of(expected, per_record), min(SAMPLE_BYTES, est_bytes), sized=True, temp_bytes=est_bytes, source_sizes=sizes,
+        )
+    if prepared.fmt.records_kind == "samples":
+        est_bytes = estimated_bytes(files)
+        plain = sum(f.size for f in files if f.codec is None)
+        expected = plain + int((est_bytes - plain) / RATIO_MARGIN)
+        return Sample(
+            Estimate(expected, None, float(LEAST_SAMPLE)), 0, sized=True, temp_bytes=est_bytes,
+            why="tar samples are counted as pass 1 reads them", source_sizes=sizes,
         )
     from .rows import RowTasks
 
@@ -246,10 +255,11 @@ def _path(facts: _Facts) -> None:
     else:
         buckets = "buckets sized once the multiset is counted"
     tasks = len(prepared.tasks)
-    facts.line(
-        "path", f"Dask tasks, {passes}, {buckets}, {tasks} pass-1 task{'s' if tasks != 1 else ''} of up to "
-        f"{plan.format_size(range_bytes(facts.limit))}",
-    )
+    size = plan.format_size(range_bytes(facts.limit))
+    each = f" of up to {size}"
+    if prepared.fmt.records_kind == "samples":
+        each = f", one per tar, each reading blocks of up to {plan.format_size(block_capacity(facts.limit, request.unique))}"
+    facts.line("path", f"Dask tasks, {passes}, {buckets}, {tasks} pass-1 task{'s' if tasks != 1 else ''}{each}")
 
 
 def _temp_need(facts: _Facts) -> int | None:

@@ -36,7 +36,7 @@ from ...formats.tables import (
 )
 from ...storage import remote
 from ...storage.sinks import CodecChoice, Sink
-from .tasks import Config, Copies, ScatterTask, Segment, Writable, bucket_count, range_bytes, write_stream
+from .tasks import Config, Copies, ScatterResult, ScatterTask, Segment, Writable, bucket_count, range_bytes, write_stream
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,17 @@ class RowTasks:
     group_bytes: int
     whole_output = True
     unit = "rows"
+    records_kind = "rows"
+
+    def format_entry(self) -> dict[str, Any]:
+        """The file kind rows are written as, as the local engine's manifest gives it."""
+        return {"rows": self.kind}
+
+    def finish(self, result: ScatterResult, last: Any) -> None:
+        """Nothing to add: the objects' indexes tell the rows and their bytes."""
+
+    def check_scattered(self, tasks: Sequence[ScatterTask], results: Sequence[ScatterResult]) -> None:
+        """Nothing to check across tasks."""
 
     def blocks(self, task: ScatterTask, cfg: Config) -> Iterator[pa.RecordBatch]:
         """The task's rows in blocks of about ``range_bytes`` (cut by row sizes, not by how the file is stored)."""

@@ -63,6 +63,7 @@ class ScatterTask:
     object_prefix: str
     nbytes: int  # input bytes it reads, for progress
     kind: str | None = None
+    shown: str | None = None  # the input's name in messages, as given (None: ``source``)
 
 
 @dataclass
@@ -80,8 +81,11 @@ class ScatterResult:
 
     segments: list[Segment]
     read: Fingerprint
-    #: Weighted sources: each block's records and bytes as read (its segments hold their copies).
+    #: Each block's records and bytes as read, where the segments do not tell them (weighted
+    #: sources: they hold the records' copies; tar samples: they hold each sample's length too).
     counted: list[tuple[int, int]] | None = None
+    #: What the format's client-side check across tasks needs (``TaskFormat.check_scattered``).
+    summary: Any = None
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,19 @@ class TaskFormat(Protocol):
     whole_output: bool
     #: What the format calls a record, for the run's summary.
     unit: str
+    #: What a record is called in the manifest's ``kind``: ``lines``, ``rows`` or ``samples``.
+    records_kind: str
+
+    def format_entry(self) -> dict[str, Any]:
+        """The manifest's ``format`` entry."""
+
+    def finish(self, result: ScatterResult, last: Any) -> None:
+        """Add to a pass-1 task's ``result`` what its ``last`` block tells beyond the objects (tars:
+        the samples and bytes read, and the keys the client checks across inputs)."""
+
+    def check_scattered(self, tasks: Sequence[ScatterTask], results: Sequence[ScatterResult]) -> None:
+        """On the client, after pass 1: refuse what no one task could see (tars: a sample that continues
+        into the next tar, a key in two tars)."""
 
     def blocks(self, task: ScatterTask, cfg: Config) -> Iterator[Any]:
         """Pass 1: the task's records, a block at a time (``len(block)`` records)."""
@@ -208,6 +225,7 @@ class Config:
     k: int
     verify: bool
     manifest: bool = False  # pass 2 fingerprints each output file for ``--manifest``
+    unique: bool = False  # ``--unique``: pass 1 reads blocks for the dedup stage
 
 
 #: What runs tasks for the client: ``run_tasks(fn, cfg, tasks, sizes)`` runs ``fn(cfg, task)`` for
@@ -224,13 +242,16 @@ def scatter_task(cfg: Config, task: ScatterTask) -> ScatterResult:
     return the objects' indexes."""
     segments: list[Segment] = []
     read = Fingerprint()
+    block = None
     for b, block in enumerate(cfg.fmt.blocks(task, cfg)):
         if len(block):
             rng = rng_for(cfg.entropy, streams.scatter(streams.TOP, task.file_index, task.range_index, b))
             segment, fp = cfg.fmt.scatter(block, rng, cfg.k, cfg, f"{task.object_prefix}-{b:06d}")
             segments.append(segment)
             read += fp
-    return ScatterResult(segments, read)
+    result = ScatterResult(segments, read)
+    cfg.fmt.finish(result, block)
+    return result
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -40,6 +41,7 @@ class Hashed:
     segments: list[Segment]
     counted: list[tuple[int, int]]
     duplicates: int
+    summary: Any = None  # what the format's check across tasks needs (``ScatterResult.summary``)
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,7 @@ def hash_task(cfg: Config, hashing: HashTask) -> Hashed:
     hash buckets, written as one object per block."""
     task, k = hashing.task, hashing.k
     out = Hashed([], [], 0)
+    block = None
     for b, block in enumerate(cfg.fmt.blocks(task, cfg)):
         out.counted.append(cfg.fmt.count(block))
         if not len(block):
@@ -108,6 +111,9 @@ def hash_task(cfg: Config, hashing: HashTask) -> Hashed:
         segment, dropped = cfg.fmt.hash_scatter(block, 0, k, cfg, f"{task.object_prefix}-{b:06d}")
         out.duplicates += dropped
         out.segments.append(segment)
+    summarized = ScatterResult([], Fingerprint(), out.counted)
+    cfg.fmt.finish(summarized, block)
+    out.summary = summarized.summary
     return out
 
 
@@ -247,7 +253,7 @@ def unique_pass(
     pass-1 task's blocks as read (for the manifest), the shuffle's pass-1 objects, the unique
     records' fingerprint, the copies dropped and the passes the stage added (one per hash level)."""
     hashed, done = dedup_stage(run_tasks, cfg, tasks, progress, root, None)
-    results = [ScatterResult([], Fingerprint(), h.counted) for h in hashed]
+    results = [ScatterResult([], Fingerprint(), h.counted, h.summary) for h in hashed]
     segments = [s for d in done for s in d.segments]
     duplicates = sum(h.duplicates for h in hashed) + sum(d.duplicates for d in done)
     passes = 1 + max((d.depth for d in done), default=0)

@@ -109,7 +109,7 @@ def unique_weighted_pass(
     sizes = [t.nbytes for t in scatters]
     progress.start(scatter_phase(0), sum(sizes))
     scattered: list[ScatterResult] = run_tasks(leaf_task, cfg, scatters, sizes)
-    results = [ScatterResult([], Fingerprint(), h.counted) for h in hashed]
+    results = [ScatterResult([], Fingerprint(), h.counted, h.summary) for h in hashed]
     segments = [s for r in scattered for s in r.segments]
     passes = 2 + max((d.depth for d in done), default=0)  # the hashing pass, each level split again, the copies scattered
     return cfg, Mixed(mixer, stratifier), results, segments, sum((r.read for r in scattered), Fingerprint()), sum(dropped), passes

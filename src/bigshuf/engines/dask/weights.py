@@ -123,6 +123,7 @@ def weighted_scatter_task(cfg: Config, wt: WeightedTask) -> ScatterResult:
     segments: list[Segment] = []
     read = Fingerprint()
     counted: list[tuple[int, int]] = []
+    block = None
     for b, block in enumerate(cfg.fmt.blocks(task, cfg)):
         records, nbytes = cfg.fmt.count(block)
         counted.append((records, nbytes))
@@ -137,7 +138,9 @@ def weighted_scatter_task(cfg: Config, wt: WeightedTask) -> ScatterResult:
         read += fp
     if wt.draws is not None and len(counted) < len(wt.draws):
         raise InputError(f"{task.source}: fewer records than were counted before the shuffle (did the file change?)")
-    return ScatterResult(segments, read, counted)
+    result = ScatterResult(segments, read, counted)
+    cfg.fmt.finish(result, block)
+    return result
 
 
 def scatter_copies(
