@@ -156,6 +156,12 @@ def check_last(idx_path: str, last: int, sequences: int) -> None:
         raise InputError(f"{idx_path}: the document index ends at sequence {last}, not at the sequence count {sequences}")
 
 
+def row_bytes(documents: int, sequences: int, bin_size: int, modes: bool) -> int:
+    """Bytes a dataset's documents take as rows (by ``tables.row_sizes``), from its header's counts and its ``.bin``'s size."""
+    per_list = 8 if modes else 4
+    return documents * (1 + 8 + per_list) + bin_size + sequences * (4 + (1 if modes else 0))
+
+
 def document_sizes(docs: np.ndarray, starts: np.ndarray, modes: bool) -> np.ndarray:
     """The row sizes (as ``tables.row_sizes`` counts them) of the documents between entries ``docs``
     (sequence numbers) whose tokens start at bytes ``starts``, from the index alone."""
@@ -296,8 +302,7 @@ class IndexedInput(TableInput):
 
     def row_bytes(self) -> int:
         """Bytes the documents take as rows (by ``tables.row_sizes``), computed from the index alone."""
-        per_list = 8 if self.modes else 4
-        return self.count * (1 + 8 + per_list) + self.bin_size + self.sequences * (4 + (1 if self.modes else 0))
+        return row_bytes(self.count, self.sequences, self.bin_size, self.modes)
 
     def _byte_at(self, sequences: np.ndarray) -> np.ndarray:
         """Where each sequence number's tokens start in the ``.bin`` (the sequence count: its end)."""

@@ -34,7 +34,6 @@ from ...storage.shards import make_directories
 from ...storage.sinks import AtomicFileSink, Sink, open_output
 from .inputs import Settings, prepare
 from .placement import Placement, commit, lay_out, plan_placement
-from .lines import LineTasks
 from .rows import RowTasks
 from .outputs import (
     Layout, PlannedFile, check_layout, input_counts, inputs_entry, note_stale_shards, plan_files, write_run_manifest,
@@ -243,15 +242,22 @@ def shuffle(
     scratch = os.path.join(local_parent, f"bigshuf-dask-{run_id}")
     root = remote.join(remote.canonical(temp_url), f"bigshuf-dask-{run_id}") if temp_url is not None else scratch
     manifest_name = None if manifest is None else os.fspath(manifest)
-    layout = Layout(Sharding(shards, shard_records, shard_size), None if split is None else parse_split(split), manifest_name)
-    settings = Settings(out_name, shards, limit, zero_terminated, compress, row_group_size, output_format, manifest is not None)
+    sharding = Sharding(shards, shard_records, shard_size)
+    settings = Settings(
+        out_name, shards, limit, zero_terminated, compress, row_group_size, output_format, manifest is not None, sharding.open_ended,
+    )
     prepared = prepare(names, settings, root)
+    if prepared.pairs is not None:  # Megatron: PREFIX.bin files, each laid out and committed with its .idx
+        out_name = prepared.pairs.target
+    layout = Layout(sharding, None if split is None else parse_split(split), manifest_name, prepared.pairs is not None)
     if weights is not None:
         check_inputs(weights, prepared.names)
     if unique and isinstance(prepared.fmt, RowTasks):
         check_comparable(prepared.fmt.schema)
     if layout.on:
         check_layout(out_name, layout, prepared.compress, prepared.suffix, prepared.names)
+        if prepared.pairs is not None:
+            prepared.pairs.check(layout)
         assert out_name is not None
         out = Placement(out_name, None, None, files=None if remote.is_url(out_name) else OutputFiles(sync))
     else:
@@ -309,11 +315,16 @@ def shuffle(
             results2: list[GatherResult] = _run(run, gather_task, cfg, tasks2, progress, sizes2)
         progress.close()
         _check_written(read, results2, total, verify)
+        if prepared.pairs is not None:
+            prepared.pairs.place(out, results2, root)
         if manifest_name is not None:
             info = run_info or _default_info(seed, random_source, head_share, split, unique)
-            counts = input_counts(tasks1, results1, len(prepared.names), isinstance(cfg.fmt, LineTasks))
+            counts = (
+                prepared.pairs.counts() if prepared.pairs is not None
+                else input_counts(tasks1, results1, len(prepared.names), cfg.fmt.records_kind == "lines")
+            )
             entries = info(
-                inputs_entry(prepared.names, counts), _format_entry(cfg.fmt), head_count, mixed.stats() if mixed else (), duplicates,
+                inputs_entry(prepared.names, counts), cfg.fmt.format_entry(), head_count, mixed.stats() if mixed else (), duplicates,
             )
             if mixed is not None and mixed.stratifier is not None and layout.split is not None:
                 strata = mixed.stratifier
@@ -382,14 +393,6 @@ def _check_written(read: Fingerprint, results2: list[GatherResult], total: int, 
             raise OutputError(f"verification failed: read {read}, wrote {wrote}; output not put in place")
 
 
-def _format_entry(fmt: TaskFormat) -> dict[str, Any]:
-    """The manifest's ``format``: the separator of lines, or the file kind rows are written as."""
-    if isinstance(fmt, LineTasks):
-        return {"separator": fmt.fmt.sep, "lines_per_record": 1, "header": 0}
-    assert isinstance(fmt, RowTasks)
-    return {"rows": fmt.kind}
-
-
 def _manifest(
     out: Placement, manifest: str, fmt: TaskFormat, info: dict[str, Any], planned: list[PlannedFile], results: list[GatherResult]
 ) -> None:
@@ -397,8 +400,7 @@ def _manifest(
     assert out.files is not None, "a manifest of URL outputs is refused before the run"
     out.made += make_directories([manifest])
     temp = out.files.temp_name(generated_path(manifest), len(planned))
-    kind = "lines" if isinstance(fmt, LineTasks) else "rows"
-    out.manifest_move = write_run_manifest(manifest, temp, info, planned, results, out.temps, kind, out.files.sync)
+    out.manifest_move = write_run_manifest(manifest, temp, info, planned, results, out.temps, fmt.records_kind, out.files.sync)
 
 
 def _default_info(

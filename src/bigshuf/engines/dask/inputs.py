@@ -1,4 +1,4 @@
-"""What a Dask run shuffles, decided once from its inputs: lines, or Parquet / Arrow rows.
+"""What a Dask run shuffles, decided once from its inputs: lines, Parquet / Arrow rows, or Megatron documents.
 
 Either way the result is the same plan for the driver: a ``TaskFormat``, the pass-1 tasks,
 the bucket count, and how output files are compressed and named.
@@ -16,7 +16,7 @@ from ...core.records import RecordFormat
 from ...storage import remote
 from ...storage.codecs import parse_compress
 from ...storage.sinks import CodecChoice
-from . import lines, rows
+from . import lines, megatron, rows
 from .tasks import ScatterTask, TaskFormat
 
 
@@ -31,6 +31,7 @@ class Prepared:
     compress: CodecChoice | None
     suffix: str | None
     names: tuple[str, ...] = ()  # every input file, as expanded (for the manifest)
+    pairs: megatron.Pairs | None = None  # Megatron documents: the output pairs, every file laid out with its .idx
 
 
 @dataclass(frozen=True)
@@ -45,11 +46,14 @@ class Settings:
     row_group_size: int | None = None
     output_format: str | None = None
     manifest: bool = False
+    sharded: bool = False  # cut into files by --shard-records or --shard-size (a directory -o holds them)
 
 
 def prepare(names: Sequence[str], settings: Settings, root: str) -> Prepared:
     """Expand the inputs (globs, directories of data files), tell lines from tables, and plan pass 1."""
     expanded = _expand_directories(list(names) or ["-"])
+    if any(megatron.is_dataset(name) for name in expanded):
+        return _prepare_documents(expanded, settings, root)
     files = remote.expand_inputs(expanded)
     heads = remote.read_ranges([(f.name, 0, min(8, f.size)) for f in files]) if files else []
     kinds = [rows.table_kind(head) for head in heads]
@@ -98,6 +102,13 @@ def _prepare_rows(files: list[rows.TableFile], settings: Settings, root: str) ->
         return Prepared(fmt, tasks, k, ("none", None), "." + kind, names)
     compressed = codec[0] != "none"
     return Prepared(fmt, tasks, k, codec, ".jsonl" + (CODECS[codec[0]].suffixes[0] if compressed else ""), names)
+
+
+def _prepare_documents(names: list[str], settings: Settings, root: str) -> Prepared:
+    """Plan a run of Megatron datasets: headers read and checked, pass 1 as runs of documents, ``.bin`` files out."""
+    sharded = settings.sharded or settings.shards is not None
+    fmt, tasks, k, pairs = megatron.prepare(names, settings.target, sharded, settings.shards, settings.limit, root)
+    return Prepared(fmt, tasks, k, None, ".bin", tuple(d.bin_path for d in fmt.datasets), pairs)
 
 
 def _shown_names(expanded: list[str], files: list[remote.RemoteFile]) -> list[str]:

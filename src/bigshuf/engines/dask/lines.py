@@ -41,6 +41,11 @@ class LineTasks:
 
     fmt: RecordFormat
     whole_output = False
+    records_kind = "lines"
+
+    def format_entry(self) -> dict[str, Any]:
+        """The separator of lines, one line a record, no header."""
+        return {"separator": self.fmt.sep, "lines_per_record": 1, "header": 0}
 
     def blocks(self, task: ScatterTask, cfg: Config) -> Iterator[np.ndarray]:
         """The blocks of whole records a pass-1 task scatters: its range, or a compressed file's blocks."""

@@ -9,6 +9,7 @@ scattering a block, decoding a bucket, permuting it, writing an output) is a ``T
 
 from __future__ import annotations
 
+import builtins
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -124,6 +125,8 @@ class GatherResult:
     bytes: int = 0
     written: Fingerprint = field(default_factory=Fingerprint)
     depth: int = 0  # deepest re-split of a bucket too big for -S
+    #: The bytes of a file that goes beside the output, made by its writer (a Megatron ``.idx``); None for most formats.
+    companion: list[builtins.bytes] | None = None
 
 
 class Writable(Protocol):
@@ -148,6 +151,11 @@ class TaskFormat(Protocol):
 
     #: Whether an output is one file that cannot be cut into concatenated parts (a Parquet footer).
     whole_output: bool
+    #: What the manifest calls the records: ``lines``, ``rows`` or ``documents``.
+    records_kind: str
+
+    def format_entry(self) -> dict[str, Any]:
+        """The manifest's ``format`` entry, as the local engine writes it."""
 
     def blocks(self, task: ScatterTask, cfg: Config) -> Iterator[Any]:
         """Pass 1: the task's records, a block at a time (``len(block)`` records)."""
@@ -343,6 +351,7 @@ def gather_task(cfg: Config, task: GatherTask) -> GatherResult:
             depth = _emit_bucket(cfg, streams.bucket(streams.TOP, piece.bucket), piece.parts, piece.size, piece.count, span, emit, task.scratch)
             result.depth = max(result.depth, depth)
         result.bytes += out.close()
+        result.companion = getattr(out, "companion", None)  # a writer of pairs keeps one; others have none
 
     if task.offset is None:
         remote.write_whole(task.target, run)
