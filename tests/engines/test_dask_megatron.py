@@ -3,7 +3,9 @@
 own reader and the tokens by numpy memmap), in one level and when buckets are split again, several
 prefixes merged into shards, -n, --verify, --split with --manifest, --shard-size; uniformity of
 the document orders by chi-square over fixed seeds (tasks run in-process); S3 datasets in and
-pairs out on moto; a corrupt .idx refused in one line with nothing left; what is not built refused.
+pairs out on moto; a corrupt .idx refused in one line with nothing left, the tasks' checks of
+their parts of an index giving the local engine's message (a fault at a task boundary too);
+what is not built refused.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import pytest
 
 import bigshuf
 from bigshuf.api import check_manifest
+from bigshuf.core import plan
 from bigshuf.engines.dask import megatron as dask_megatron
 from bigshuf.errors import InputError, OutputError, UsageError
 
@@ -199,6 +202,39 @@ def test_pointers_past_the_bin_refused_in_one_line(tmp_path: Path) -> None:
     assert (out / "keep.bin").read_bytes() == b"old bin" and (out / "keep.idx").read_bytes() == b"old idx"
     assert os.listdir(temp) == []
     assert sorted(os.listdir(tmp_path)) == ["bad.bin", "bad.idx", "good.bin", "good.idx", "out", "temp"]
+
+
+def _lengthen_before_task(prefix: Path, memory: str) -> None:
+    """Make the last sequence before the second pass-1 task's first one longer by a token: only a
+    check across the tasks' boundary sees that the next sequence does not start where it ends."""
+    tasks = dask_megatron.scatter_tasks([dask_megatron.open_dataset(str(prefix))], plan.parse_size(memory), "root")
+    assert len(tasks) > 2
+    idx = Path(f"{prefix}.idx")
+    raw = bytearray(idx.read_bytes())
+    seqs = struct.unpack_from("<Q", raw, 18)[0]
+    first = struct.unpack_from("<q", raw, 34 + 12 * seqs + 8 * tasks[1].start)[0]
+    struct.pack_into("<i", raw, 34 + 4 * (first - 1), struct.unpack_from("<i", raw, 34 + 4 * (first - 1))[0] + 1)
+    idx.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("how", ["task-boundary", "size-vs-pointers", "doc-index", "negative-length", "bin-size"])
+def test_tasks_refuse_a_bad_index_as_the_local_engine_does(tmp_path: Path, how: str) -> None:
+    # Checked by the pass-1 tasks, each its part of the index: the same one-line error as the local engine's whole check.
+    from test_megatron import _corrupt
+
+    write_dataset(tmp_path / "good", make_docs(50, seed=5))
+    write_dataset(tmp_path / "bad", make_docs(300, seed=6))
+    if how == "task-boundary":
+        _lengthen_before_task(tmp_path / "bad", "16K")
+    else:
+        _corrupt(tmp_path / "bad", how)
+    inputs = [str(tmp_path / "good"), str(tmp_path / "bad.idx")]
+    with pytest.raises(InputError) as local:
+        bigshuf.shuffle(inputs, str(tmp_path / "o"), memory="16K", tmp_dir=str(tmp_path))
+    with ThreadPoolExecutor(1) as runner, pytest.raises(InputError) as dask:
+        _shuffle(runner, inputs, tmp_path / "o", memory="16K", tmp_dir=tmp_path)
+    assert str(dask.value) == str(local.value) and "\n" not in str(dask.value)
+    assert not list(tmp_path.glob("o*")) and not list(tmp_path.glob(".o*"))
 
 
 def test_a_bad_header_and_mixed_dtypes_refused(tmp_path: Path) -> None:
