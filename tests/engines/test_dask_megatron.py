@@ -276,5 +276,6 @@ def test_a_link_at_a_file_of_the_output_pair_is_refused(tmp_path: Path) -> None:
 
 
 def test_the_local_engine_refuses_dataset_urls(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match=r"s3://b/c\.idx: this engine reads Megatron datasets from local files; read them from URLs with engine='dask'"):
+    refusal = r"s3://b/c\.idx: this engine reads Megatron datasets from local files; read them from URLs with engine='dask'"
+    with pytest.raises(UsageError, match=refusal):
         bigshuf.shuffle(["s3://b/c.idx"], str(tmp_path / "o"))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import stat
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -65,6 +65,28 @@ class Pair(Protocol):
 
     @property
     def dtype(self) -> np.dtype: ...
+
+    @property
+    def code(self) -> int: ...
+
+    @property
+    def modes(self) -> bool: ...
+
+
+def check_together(datasets: Sequence[Pair]) -> None:
+    """Datasets shuffled together must share a token dtype and all have sequence modes or none."""
+    first = datasets[0]
+    for other in datasets[1:]:
+        if other.code != first.code:
+            raise InputError(
+                f"{other.idx_path}: tokens are {DTYPES[other.code]} but {first.idx_path}'s are {DTYPES[first.code]}; "
+                "datasets shuffled together must share a dtype"
+            )
+        if other.modes != first.modes:
+            with_modes, without = (other, first) if other.modes else (first, other)
+            raise InputError(
+                f"{with_modes.idx_path}: has sequence modes but {without.idx_path} has none; shuffle them separately"
+            )
 
 
 def check_header(idx_path: str, head: bytes) -> tuple[bytes, int, int, int, int]:

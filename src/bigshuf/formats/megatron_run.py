@@ -30,7 +30,7 @@ from ..storage.shards import check_outputs
 from ..storage.sinks import AtomicFileSink, Sink
 from ..storage.writeback import WriteBehind
 from .detect import megatron_prefix
-from .megatron import DTYPES, IndexedInput, IndexParts, document_fingerprint, schema
+from .megatron import DTYPES, IndexedInput, IndexParts, check_together, document_fingerprint, schema
 from .row_unique import check_comparable
 from .table_mix import Block
 from .table_output import TableOutput
@@ -274,18 +274,7 @@ def open_datasets(inputs: list[Any]) -> list[IndexedInput]:
                 f"{item}: not a Megatron indexed dataset; give PREFIX, PREFIX.idx or PREFIX.bin (with PREFIX.idx beside it)"
             )
         datasets.append(IndexedInput(prefix))
-    first = datasets[0]
-    for other in datasets[1:]:
-        if other.code != first.code:
-            raise InputError(
-                f"{other.idx_path}: tokens are {DTYPES[other.code]} but {first.idx_path}'s are {DTYPES[first.code]}; "
-                "datasets shuffled together must share a dtype"
-            )
-        if other.modes != first.modes:
-            with_modes, without = (other, first) if other.modes else (first, other)
-            raise InputError(
-                f"{with_modes.idx_path}: has sequence modes but {without.idx_path} has none; shuffle them separately"
-            )
+    check_together(datasets)
     return datasets
 
 

@@ -26,7 +26,7 @@ from ...errors import InputError
 from ...formats.detect import megatron_prefix, megatron_url_prefix
 from ...formats.megatron import (
     DTYPES, HEADER, IndexParts, batch_cuts, check_documents, check_end, check_header, check_last, check_sequences,
-    document_fingerprint, document_sizes, documents_batch, has_modes, row_bytes, schema,
+    check_together, document_fingerprint, document_sizes, documents_batch, has_modes, row_bytes, schema,
 )
 from ...formats.megatron_run import check_manifest_name, check_pair_file, token_bytes
 from ...storage import remote
@@ -221,22 +221,16 @@ def _write_parts(f: Any, parts: list[bytes]) -> None:
         f.write(part)
 
 
-def prepare(names: Sequence[str], target: str | None, sharded: bool, shards: int | None, limit: int, root: str) -> tuple[MegatronTasks, list[ScatterTask], int, Pairs]:
+def prepare(
+    names: Sequence[str], target: str | None, sharded: bool, shards: int | None, limit: int, root: str,
+) -> tuple[MegatronTasks, list[ScatterTask], int, Pairs]:
     """Open every dataset named (one dtype, modes in all or none), plan pass 1 as runs of documents
     and the buckets, and name the output pair(s)."""
     from ...formats.megatron_run import output_target
 
     datasets = [open_dataset(p) for n in names for p in _prefixes(n)]
+    check_together(datasets)
     first = datasets[0]
-    for other in datasets[1:]:
-        if other.code != first.code:
-            raise InputError(
-                f"{other.idx_path}: tokens are {other.dtype} but {first.idx_path}'s are {first.dtype}; "
-                "datasets shuffled together must share a dtype"
-            )
-        if other.modes != first.modes:
-            with_modes, without = (other, first) if other.modes else (first, other)
-            raise InputError(f"{with_modes.idx_path}: has sequence modes but {without.idx_path} has none; shuffle them separately")
     fmt = MegatronTasks(schema(first.modes), "megatron", ("none", None), None, 1, tuple(datasets))
     need = sum(row_bytes(d.count, d.sequences, d.bin_size, d.modes) + plan.META_PER_RECORD * d.count for d in datasets)
     k = bucket_count(need, limit, shards)
@@ -303,5 +297,6 @@ def scatter_tasks(datasets: Sequence[Dataset], limit: int, root: str) -> list[Sc
         for r in range(runs):
             lo, hi = r * d.count // runs, (r + 1) * d.count // runs
             nbytes = d.bin_size * (hi - lo) // max(1, d.count)
-            tasks.append(ScatterTask(d.bin_url, d.bin_size, None, i, r, lo, hi, remote.join(root, "p1", f"{i:06d}-{r:06d}"), nbytes, "megatron"))
+            prefix = remote.join(root, "p1", f"{i:06d}-{r:06d}")
+            tasks.append(ScatterTask(d.bin_url, d.bin_size, None, i, r, lo, hi, prefix, nbytes, "megatron"))
     return tasks
