@@ -147,7 +147,8 @@ class Request:
         if typed["memory"] is not None:
             typed["memory"] = resolve_memory(typed["memory"])
         expanded, paths = _expand(items)
-        family = _family(paths, len(expanded), typed, remote_tar_names(expanded, paths))
+        urls = [item for item in expanded if isinstance(item, str) and item not in paths]
+        family = _family(paths, len(expanded), typed, remote_tar_names(expanded, paths), urls)
         request = cls(inputs=tuple(expanded), family=family, **typed, **mixing)
         refusal = get_engine(request.engine).supports(request)
         if refusal is not None:
@@ -213,14 +214,15 @@ def _expand(items: list[str | Source]) -> tuple[list[str | Source], list[str]]:
     return expanded, paths
 
 
-def _family(paths: list[str], count: int, typed: dict[str, Any], remote_tars: list[str]) -> str:
-    """``megatron`` when an input is a Megatron indexed dataset (``PREFIX``, ``.idx``, ``.bin``);
+def _family(paths: list[str], count: int, typed: dict[str, Any], remote_tars: list[str], remote_idx: list[str]) -> str:
+    """``megatron`` when an input is a Megatron indexed dataset (``PREFIX``, ``.idx``, ``.bin``; a URL's ``.idx``
+    among ``remote_idx``, the URLs that are not local paths);
     ``webdataset`` when every input is a tar (``remote_tars``: the URLs named as tars); ``table``
     when rows of Parquet / Arrow data are shuffled (every input a local file and one a table, or a table
     output by ``output_format`` or the output's suffix), else ``lines``."""
-    from .formats.detect import is_table_input, megatron_prefix, suffix_kind
+    from .formats.detect import is_table_input, megatron_prefix, megatron_url_prefix, suffix_kind
 
-    if any(megatron_prefix(p) is not None for p in paths):
+    if any(megatron_prefix(p) is not None for p in paths) or any(megatron_url_prefix(u) is not None for u in remote_idx):
         return registry.MEGATRON
 
     tars = _tar_family(paths, count, typed["output"], remote_tars)
@@ -404,10 +406,11 @@ def _check_table_settings(request: Request, all_paths: bool) -> None:
 
 def _check_megatron_settings(request: Request, all_paths: bool) -> None:
     """Refuse what does not apply to documents of Megatron datasets (or is not built for them yet):
-    inputs other than dataset files, output to standard output, line and row settings, a codec
-    (Megatron reads plain pairs), ``resume``; weighted sources and ``stratify`` checked as for lines."""
-    if not all_paths:
-        raise UsageError(f"Megatron datasets are read from local files, not {option('echo')}, {option('input_range')} or URLs")
+    inputs other than dataset files (local, or URLs on the Dask engine, which refuses the rest), output
+    to standard output, line and row settings, a codec (Megatron reads plain pairs), ``resume``;
+    weighted sources and ``stratify`` checked as for lines."""
+    if not all_paths and not all(isinstance(item, str) for item in request.inputs):
+        raise UsageError(f"Megatron datasets are read from files and URLs, not {option('echo')} or {option('input_range')}")
     if request.output is None or request.output == "-":
         raise UsageError(f"a Megatron dataset is written to files: give {option('output')} PREFIX (PREFIX.bin and PREFIX.idx are written)")
     unsupported = settings_in_use(request, (*LINE_SETTINGS, "compress", *ROW_SETTINGS))

@@ -30,8 +30,8 @@ def test_each_format_counts_its_own_unit_in_the_summary(tmp_path: Path) -> None:
         assert summary(stats).startswith(f"{said}, "), (source, summary(stats))
 
 
-def test_the_dask_engine_names_rows_as_rows(tmp_path: Path) -> None:
-    """The Dask engine's summary of a Parquet run counts rows, of tars samples, and of lines, records."""
+def test_the_dask_engine_counts_in_the_formats_word_too(tmp_path: Path) -> None:
+    """The Dask engine's summary counts rows, samples, documents and (for lines) records."""
     import pyarrow.parquet as pq
     from concurrent.futures import ThreadPoolExecutor
 
@@ -42,8 +42,9 @@ def test_the_dask_engine_names_rows_as_rows(tmp_path: Path) -> None:
         rows = dask_shuffle([str(tmp_path / "in.parquet")], str(tmp_path / "out.parquet"), seed=1, runner=runner)
         lines = dask_shuffle([str(tmp_path / "in.txt")], str(tmp_path / "out.txt"), seed=1, runner=runner)
         samples = dask_shuffle([str(tmp_path / "in.tar")], str(tmp_path / "out.tar"), seed=1, runner=runner)
+        documents = dask_shuffle([str(write_dataset(tmp_path / "corpus", make_docs(9, 2)))], str(tmp_path / "out"), seed=1, runner=runner)
     assert summary(rows).startswith("11 rows, ") and summary(lines).startswith("13 records, ")
-    assert summary(samples).startswith("7 samples, ")
+    assert summary(samples).startswith("7 samples, ") and summary(documents).startswith("9 documents, ")
 
 
 def test_the_command_line_summary_of_tars_counts_samples(tmp_path: Path) -> None:

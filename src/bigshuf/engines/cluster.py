@@ -40,8 +40,15 @@ class DaskEngine(Engine):
             ("threads", request.threads is not None),  # its cluster sets the workers
             *((setting, getattr(request, setting) is not None) for setting in REFUSED_TABLE_SETTINGS),
         )
-        if request.family not in (registry.LINES, registry.TABLE, registry.WEBDATASET):
-            return f"{option('dask')} shuffles lines, table rows and tar samples, not {request.family} datasets; use the local engine"
+        if request.family not in (registry.LINES, registry.TABLE, registry.WEBDATASET, registry.MEGATRON):
+            return (
+                f"{option('dask')} shuffles lines, table rows, tar samples and Megatron documents, not {request.family} "
+                "datasets; use the local engine"
+            )
+        if request.family == registry.MEGATRON:
+            for setting, on in (("unique", request.unique), ("source", bool(request.sources)), ("dry_run", request.dry_run)):
+                if on:
+                    return f"{option('dask')} does not support {option(setting)} for Megatron datasets; use the local engine"
         for setting, on in used:
             if on:
                 return f"{option('dask')} does not support {option(setting)}"

@@ -6,6 +6,8 @@ import os
 from typing import TYPE_CHECKING
 
 from ..errors import UsageError, option
+from ..formats import registry
+from ..storage.remote import is_remote
 from .base import Engine
 
 if TYPE_CHECKING:
@@ -27,6 +29,10 @@ class LocalEngine(Engine):
         target = request.output
         if target is not None and "://" in target and not os.path.exists(os.path.dirname(target) or "."):
             return f"{target}: this engine writes local files; write to URLs with {option('dask')}"
+        if request.family == registry.MEGATRON:
+            url = next((s for s in request.inputs if isinstance(s, str) and is_remote(s)), None)
+            if url is not None:
+                return f"{url}: this engine reads Megatron datasets from local files; read them from URLs with {option('dask')}"
         return None
 
     def run(self, request: Request, progress: Progress) -> ShuffleStats:

@@ -146,6 +146,12 @@ def megatron_prefix(path: str) -> str | None:
     return None
 
 
+def megatron_url_prefix(name: str) -> str | None:
+    """The dataset prefix a URL names by its index (``s3://bucket/corpus.idx``, a glob of them), else None:
+    URLs are told to be datasets by their names, not read to decide."""
+    return name[:-4] if "://" in name and name.endswith(".idx") else None
+
+
 def refuse_terminal(what: str) -> None:
     """Refuse to write binary data (``what``) to standard output when it is a terminal, as zstd does."""
     if os.isatty(1):

@@ -15,13 +15,14 @@ from __future__ import annotations
 import os
 import stat
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
 
 from ..core.fingerprint import Fingerprint
-from ..core.records import array_block
+from ..core.records import array_block, list_spans
 from ..errors import InputError
 from .rowhash import row_hashes
 from .table_input import TableInput
@@ -48,6 +49,204 @@ def schema(modes: bool) -> pa.Schema:
     if modes:
         fields.append(pa.field("modes", pa.list_(pa.int8())))
     return pa.schema(fields)
+
+
+class Pair(Protocol):
+    """A dataset's two files as its checks name them, with the ``.bin``'s size and the tokens' dtype."""
+
+    @property
+    def idx_path(self) -> str: ...
+
+    @property
+    def bin_path(self) -> str: ...
+
+    @property
+    def bin_size(self) -> int: ...
+
+    @property
+    def dtype(self) -> np.dtype: ...
+
+    @property
+    def code(self) -> int: ...
+
+    @property
+    def modes(self) -> bool: ...
+
+
+def check_together(datasets: Sequence[Pair]) -> None:
+    """Datasets shuffled together must share a token dtype and all have sequence modes or none."""
+    first = datasets[0]
+    for other in datasets[1:]:
+        if other.code != first.code:
+            raise InputError(
+                f"{other.idx_path}: tokens are {DTYPES[other.code]} but {first.idx_path}'s are {DTYPES[first.code]}; "
+                "datasets shuffled together must share a dtype"
+            )
+        if other.modes != first.modes:
+            with_modes, without = (other, first) if other.modes else (first, other)
+            raise InputError(
+                f"{with_modes.idx_path}: has sequence modes but {without.idx_path} has none; shuffle them separately"
+            )
+
+
+def check_header(idx_path: str, head: bytes) -> tuple[bytes, int, int, int, int]:
+    """The fields of the header ``head`` (an index's first bytes), each checked."""
+    if head[: len(MAGIC)] != MAGIC:
+        raise InputError(f"{idx_path}: not a Megatron index (bad magic: {head[:len(MAGIC)]!r})")
+    if len(head) < HEADER.size:
+        raise InputError(f"{idx_path}: index header cut short ({len(head)} of {HEADER.size} bytes)")
+    fields: tuple[bytes, int, int, int, int] = HEADER.unpack(head[: HEADER.size])
+    if fields[1] != VERSION:
+        raise InputError(f"{idx_path}: unknown index version {fields[1]} (bigshuf reads version {VERSION})")
+    if fields[2] not in DTYPES:
+        raise InputError(f"{idx_path}: unknown dtype code {fields[2]} (known: {', '.join(map(str, DTYPES))})")
+    if fields[4] < 1:
+        raise InputError(f"{idx_path}: the header counts no document index entries (at least the leading 0)")
+    return fields
+
+
+def has_modes(idx_path: str, size: int, sequences: int, entries: int) -> bool:
+    """Whether an index of ``size`` bytes holds sequence modes (the header does not say): its size
+    must be what its counts need, with or without them."""
+    plain = HEADER.size + 12 * sequences + 8 * entries
+    if size == plain:
+        return False
+    if size == plain + sequences:
+        return True
+    raise InputError(
+        f"{idx_path}: holds {size} bytes; its header's counts ({sequences} sequences, {entries - 1} documents) "
+        f"need {plain} (or {plain + sequences} with modes)"
+    )
+
+
+def check_sequences(pair: Pair, lo: int, lengths: np.ndarray, pointers: np.ndarray, end: int) -> int:
+    """Check sequences ``lo``.. (their ``lengths`` and ``pointers``): lengths not negative, each within
+    the ``.bin`` and starting where the one before ends (the first at ``end``); return where the last ends."""
+    if not len(lengths):
+        return end
+    lengths = np.asarray(lengths, np.int64)
+    pointers = np.asarray(pointers, np.int64)
+    bad = np.flatnonzero(lengths < 0)
+    if len(bad):
+        raise InputError(f"{pair.idx_path}: sequence {lo + int(bad[0])} has a negative length ({int(lengths[bad[0]])})")
+    ends = pointers + lengths * pair.dtype.itemsize
+    past = np.flatnonzero((ends > pair.bin_size) | (pointers < 0))
+    if len(past):
+        i = int(past[0])
+        raise InputError(
+            f"{pair.idx_path}: sequence {lo + i} (bytes {int(pointers[i])} to {int(ends[i])}) runs past the end "
+            f"of {pair.bin_path} ({pair.bin_size} bytes)"
+        )
+    starts = np.concatenate(([end], ends[:-1]))
+    off = np.flatnonzero(pointers != starts)
+    if len(off):
+        i = int(off[0])
+        raise InputError(
+            f"{pair.idx_path}: sequence {lo + i} starts at byte {int(pointers[i])}, not where the sizes before it "
+            f"end ({int(starts[i])})"
+        )
+    return int(ends[-1])
+
+
+def check_end(pair: Pair, end: int) -> None:
+    """The ``.bin`` must end where the last sequence does (``end``)."""
+    if end != pair.bin_size:
+        raise InputError(f"{pair.bin_path}: holds {pair.bin_size} bytes, but {pair.idx_path} accounts for {end}")
+
+
+def check_documents(idx_path: str, lo: int, docs: np.ndarray, last: int) -> int:
+    """Check document index entries ``lo``.. (``docs``): the first entry 0, none below the one before
+    (``last`` before these); return the last."""
+    if not len(docs):
+        return last
+    if lo == 0 and docs[0] != 0:
+        raise InputError(f"{idx_path}: the document index starts at sequence {int(docs[0])}, not 0")
+    before = np.concatenate(([last], docs[:-1]))
+    back = np.flatnonzero(docs < before)
+    if len(back):
+        i = int(back[0])
+        raise InputError(
+            f"{idx_path}: document index entry {lo + i} ({int(docs[i])}) is below the one before it "
+            f"({int(before[i])}); it must not decrease"
+        )
+    return int(docs[-1])
+
+
+def check_last(idx_path: str, last: int, sequences: int) -> None:
+    """The document index must end at the sequence count."""
+    if last != sequences:
+        raise InputError(f"{idx_path}: the document index ends at sequence {last}, not at the sequence count {sequences}")
+
+
+def row_bytes(documents: int, sequences: int, bin_size: int, modes: bool) -> int:
+    """Bytes a dataset's documents take as rows (by ``tables.row_sizes``), from its header's counts and its ``.bin``'s size."""
+    per_list = 8 if modes else 4
+    return documents * (1 + 8 + per_list) + bin_size + sequences * (4 + (1 if modes else 0))
+
+
+def document_sizes(docs: np.ndarray, starts: np.ndarray, modes: bool) -> np.ndarray:
+    """The row sizes (as ``tables.row_sizes`` counts them) of the documents between entries ``docs``
+    (sequence numbers) whose tokens start at bytes ``starts``, from the index alone."""
+    per_list = 8 if modes else 4
+    per_sequence = 5 if modes else 4
+    sizes: np.ndarray = np.diff(starts) + np.diff(docs) * per_sequence + (1 + 8 + per_list)
+    return sizes
+
+
+def batch_cuts(sizes: np.ndarray, max_bytes: int, max_rows: int) -> Iterator[tuple[int, int]]:
+    """Documents ``[first, last)`` of each batch of rows of ``sizes``, cut where ``tables._rebatch``
+    would cut them: at ``max_bytes`` of rows or ``max_rows``, a larger document alone."""
+    ends = np.cumsum(sizes)
+    first = 0
+    while first < len(sizes):
+        before = int(ends[first - 1]) if first else 0
+        fit = int(np.searchsorted(ends, before + max_bytes, side="right")) - first
+        last = first + max(1, min(fit, max_rows, len(sizes) - first))
+        yield first, last
+        first = last
+
+
+def documents_batch(
+    rows: pa.Schema, data: Any, docs: np.ndarray, starts: np.ndarray, lengths: np.ndarray, modes: np.ndarray | None,
+) -> pa.RecordBatch:
+    """The rows of the documents between entries ``docs`` (sequence numbers), their tokens ``data``
+    (the ``.bin``'s bytes from ``starts[0]`` to ``starts[-1]``), their sequences' ``lengths`` and ``modes``."""
+    n = len(docs) - 1
+    s0 = int(docs[0])
+    tokens = pa.Array.from_buffers(pa.large_binary(), n, [None, pa.py_buffer(starts - starts[0]), pa.py_buffer(data)])
+    offsets = pa.array((docs - s0).astype(np.int32))
+    columns = [tokens, pa.ListArray.from_arrays(offsets, pa.array(np.asarray(lengths, np.int32)))]
+    if modes is not None:
+        columns.append(pa.ListArray.from_arrays(offsets, pa.array(np.asarray(modes, np.int8))))
+    return pa.RecordBatch.from_arrays(columns, schema=rows)
+
+
+class IndexParts:
+    """What an output file's ``.idx`` is made of, kept as its documents are written: their sequence
+    lengths, sequences per document and modes (if the dataset has them)."""
+
+    def __init__(self, modes: bool) -> None:
+        self.modes = modes
+        self.lengths: list[np.ndarray] = []
+        self.counts: list[np.ndarray] = []
+        self.mode_values: list[np.ndarray] = []
+
+    def add(self, batch: pa.RecordBatch) -> memoryview:
+        """Keep the sequences of ``batch``'s documents; return their tokens' bytes, for the ``.bin``."""
+        block, ends = array_block(batch.column(0))
+        offsets, values = list_spans(batch.column(1))
+        self.lengths.append(values.to_numpy(zero_copy_only=False).astype(np.int32))
+        self.counts.append(np.diff(offsets))
+        if self.modes:
+            self.mode_values.append(list_spans(batch.column(2))[1].to_numpy(zero_copy_only=False).astype(np.int8))
+        return memoryview(block[int(ends[0]) : int(ends[-1])].data)
+
+    def index_bytes(self, code: int) -> list[bytes]:
+        """The ``.idx`` of the documents kept, tokens of dtype ``code`` (``index_bytes``)."""
+        joined = np.concatenate(self.lengths) if self.lengths else np.empty(0, np.int32)
+        per_document = np.concatenate(self.counts) if self.counts else np.empty(0, np.int64)
+        modes = (np.concatenate(self.mode_values) if self.mode_values else np.empty(0, np.int8)) if self.modes else None
+        return index_bytes(code, joined, per_document, modes)
 
 
 class IndexedInput(TableInput):
@@ -85,31 +284,11 @@ class IndexedInput(TableInput):
                 head = f.read(HEADER.size)
         except OSError as e:
             raise InputError(f"{self.idx_path}: {e.strerror}") from None
-        if head[: len(MAGIC)] != MAGIC:
-            raise InputError(f"{self.idx_path}: not a Megatron index (bad magic: {head[:len(MAGIC)]!r})")
-        if len(head) < HEADER.size:
-            raise InputError(f"{self.idx_path}: index header cut short ({len(head)} of {HEADER.size} bytes)")
-        fields: tuple[bytes, int, int, int, int] = HEADER.unpack(head)
-        if fields[1] != VERSION:
-            raise InputError(f"{self.idx_path}: unknown index version {fields[1]} (bigshuf reads version {VERSION})")
-        if fields[2] not in DTYPES:
-            raise InputError(f"{self.idx_path}: unknown dtype code {fields[2]} (known: {', '.join(map(str, DTYPES))})")
-        if fields[4] < 1:
-            raise InputError(f"{self.idx_path}: the header counts no document index entries (at least the leading 0)")
-        return fields
+        return check_header(self.idx_path, head)
 
     def _has_modes(self, entries: int) -> bool:
         """Whether the index holds sequence modes, from its size (the header does not say)."""
-        size = os.path.getsize(self.idx_path)
-        plain = HEADER.size + 12 * self.sequences + 8 * entries
-        if size == plain:
-            return False
-        if size == plain + self.sequences:
-            return True
-        raise InputError(
-            f"{self.idx_path}: holds {size} bytes; its header's counts ({self.sequences} sequences, {entries - 1} documents) "
-            f"need {plain} (or {plain + self.sequences} with modes)"
-        )
+        return has_modes(self.idx_path, os.path.getsize(self.idx_path), self.sequences, entries)
 
     def _bin_size(self) -> int:
         """The ``.bin``'s size (it must be a regular file)."""
@@ -130,49 +309,14 @@ class IndexedInput(TableInput):
     def _check(self) -> None:
         """Lengths not negative, each sequence's pointer at the previous one's end and within the ``.bin``,
         the ``.bin`` exactly that long, and document indices rising from 0 to the sequence count."""
-        size, end = self.dtype.itemsize, 0
+        end = 0
         for lo in range(0, self.sequences, WINDOW):
-            lengths = np.asarray(self.lengths[lo : lo + WINDOW], np.int64)
-            pointers = np.asarray(self.pointers[lo : lo + WINDOW])
-            bad = np.flatnonzero(lengths < 0)
-            if len(bad):
-                i = lo + int(bad[0])
-                raise InputError(f"{self.idx_path}: sequence {i} has a negative length ({int(lengths[bad[0]])})")
-            ends = pointers + lengths * size
-            past = np.flatnonzero((ends > self.bin_size) | (pointers < 0))
-            if len(past):
-                i = int(past[0])
-                raise InputError(
-                    f"{self.idx_path}: sequence {lo + i} (bytes {int(pointers[i])} to {int(ends[i])}) runs past the end "
-                    f"of {self.bin_path} ({self.bin_size} bytes)"
-                )
-            starts = np.concatenate(([end], ends[:-1]))
-            off = np.flatnonzero(pointers != starts)
-            if len(off):
-                i = int(off[0])
-                raise InputError(
-                    f"{self.idx_path}: sequence {lo + i} starts at byte {int(pointers[i])}, not where the sizes before it "
-                    f"end ({int(starts[i])})"
-                )
-            end = int(ends[-1])
-        if end != self.bin_size:
-            raise InputError(f"{self.bin_path}: holds {self.bin_size} bytes, but {self.idx_path} accounts for {end}")
+            end = check_sequences(self, lo, self.lengths[lo : lo + WINDOW], self.pointers[lo : lo + WINDOW], end)
+        check_end(self, end)
         last = 0
         for lo in range(0, len(self.documents), WINDOW):
-            docs = np.asarray(self.documents[lo : lo + WINDOW])
-            if lo == 0 and docs[0] != 0:
-                raise InputError(f"{self.idx_path}: the document index starts at sequence {int(docs[0])}, not 0")
-            before = np.concatenate(([last], docs[:-1]))
-            back = np.flatnonzero(docs < before)
-            if len(back):
-                i = int(back[0])
-                raise InputError(
-                    f"{self.idx_path}: document index entry {lo + i} ({int(docs[i])}) is below the one before it "
-                    f"({int(before[i])}); it must not decrease"
-                )
-            last = int(docs[-1])
-        if last != self.sequences:
-            raise InputError(f"{self.idx_path}: the document index ends at sequence {last}, not at the sequence count {self.sequences}")
+            last = check_documents(self.idx_path, lo, np.asarray(self.documents[lo : lo + WINDOW]), last)
+        check_last(self.idx_path, last, self.sequences)
 
     def disk_size(self) -> int:
         """Bytes of both files."""
@@ -180,8 +324,7 @@ class IndexedInput(TableInput):
 
     def row_bytes(self) -> int:
         """Bytes the documents take as rows (by ``tables.row_sizes``), computed from the index alone."""
-        per_list = 8 if self.modes else 4
-        return self.count * (1 + 8 + per_list) + self.bin_size + self.sequences * (4 + (1 if self.modes else 0))
+        return row_bytes(self.count, self.sequences, self.bin_size, self.modes)
 
     def _byte_at(self, sequences: np.ndarray) -> np.ndarray:
         """Where each sequence number's tokens start in the ``.bin`` (the sequence count: its end)."""
@@ -203,21 +346,13 @@ class IndexedInput(TableInput):
             fd = os.open(self.bin_path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         except OSError as e:
             raise InputError(f"{self.bin_path}: {e.strerror}") from None
-        per_list = 8 if self.modes else 4
-        per_sequence = 5 if self.modes else 4
         try:
             for lo in range(0, self.count, WINDOW):
                 docs = np.asarray(self.documents[lo : min(self.count, lo + WINDOW) + 1])
                 starts = self._byte_at(docs)
-                sizes = np.diff(starts) + np.diff(docs) * per_sequence + (1 + 8 + per_list)
-                ends = np.cumsum(sizes)
-                first = 0
-                while first < len(sizes):
-                    before = int(ends[first - 1]) if first else 0
-                    fit = int(np.searchsorted(ends, before + max_bytes, side="right")) - first
-                    last = first + max(1, min(fit, max_rows, len(sizes) - first))
+                sizes = document_sizes(docs, starts, self.modes)
+                for first, last in batch_cuts(sizes, max_bytes, max_rows):
                     yield self._batch(fd, docs[first : last + 1], starts[first : last + 1]), sizes[first:last]
-                    first = last
         finally:
             os.close(fd)
 
@@ -231,15 +366,10 @@ class IndexedInput(TableInput):
             if step == 0:
                 raise InputError(f"{self.bin_path}: ended at byte {lo + got}, before {hi} (changed while read?)")
             got += step
-        n = len(docs) - 1
         s0, s1 = int(docs[0]), int(docs[-1])
-        tokens = pa.Array.from_buffers(pa.large_binary(), n, [None, pa.py_buffer(starts - lo), pa.py_buffer(data)])
-        offsets = pa.array((docs - s0).astype(np.int32))
-        columns = [tokens, pa.ListArray.from_arrays(offsets, pa.array(np.asarray(self.lengths[s0:s1], np.int32)))]
-        if self.mode_values is not None:
-            columns.append(pa.ListArray.from_arrays(offsets, pa.array(np.asarray(self.mode_values[s0:s1], np.int8))))
+        modes = None if self.mode_values is None else self.mode_values[s0:s1]
         assert self.schema is not None
-        return pa.RecordBatch.from_arrays(columns, schema=self.schema)
+        return documents_batch(self.schema, data, docs, starts, self.lengths[s0:s1], modes)
 
 
 def index_bytes(code: int, lengths: np.ndarray, per_document: np.ndarray, modes: np.ndarray | None) -> list[bytes]:

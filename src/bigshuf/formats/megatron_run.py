@@ -19,7 +19,7 @@ import pyarrow as pa
 from ..core import mix, plan
 from ..core.driver import Estimate, OutputPlan, Sample, TwoPass
 from ..core.fingerprint import Fingerprint
-from ..core.records import array_block, list_spans
+from ..core.records import array_block
 from ..errors import InputError, OutputError, UsageError, option
 from ..progress import Progress
 from ..request import Request, resolve_memory
@@ -30,7 +30,7 @@ from ..storage.shards import check_outputs
 from ..storage.sinks import AtomicFileSink, Sink
 from ..storage.writeback import WriteBehind
 from .detect import megatron_prefix
-from .megatron import DTYPES, IndexedInput, document_fingerprint, index_bytes, schema
+from .megatron import DTYPES, IndexedInput, IndexParts, check_together, document_fingerprint, schema
 from .row_unique import check_comparable
 from .table_mix import Block
 from .table_output import TableOutput
@@ -55,8 +55,8 @@ class MegatronOutput(TableOutput):
         self.modes = modes
         self.shard_suffix = ".bin"
         self.indexes: list[AtomicFileSink] = []
-        #: Per file: its sequence lengths, sequences per document and modes, in chunks as written.
-        self.parts: list[tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]] = []
+        #: Per file: what its ``.idx`` is made of, kept as its documents are written.
+        self.parts: list[IndexParts] = []
 
     @property
     def _plain(self) -> bool:
@@ -70,32 +70,21 @@ class MegatronOutput(TableOutput):
         index = len(self.sinks) - 1
         named = sink.name[:-4] + ".idx"  # beside the .bin as named: a link there is never written through
         self.indexes.append(AtomicFileSink(generated_path(named), None, named, files=self.files, index=index))
-        self.parts.append(([], [], []))
+        self.parts.append(IndexParts(self.modes))
 
     def _write(self, shard: int, records: Any) -> None:
         self.writer.submit_job(lambda: self._write_documents(shard, records), records.nbytes)
 
     def _write_documents(self, shard: int, table: pa.Table) -> None:
         """Append ``table``'s documents: tokens to the ``.bin`` now, sequence lengths kept for the ``.idx``."""
-        lengths, counts, modes = self.parts[shard]
         for batch in table.to_batches():
-            block, ends = array_block(batch.column(0))
-            self.sinks[shard].write(block[int(ends[0]) : int(ends[-1])].data)
-            offsets, values = list_spans(batch.column(1))
-            lengths.append(values.to_numpy(zero_copy_only=False).astype(np.int32))
-            counts.append(np.diff(offsets))
-            if self.modes:
-                modes.append(list_spans(batch.column(2))[1].to_numpy(zero_copy_only=False).astype(np.int8))
+            self.sinks[shard].write(self.parts[shard].add(batch))
 
     def _close_format(self, shard: int) -> None:
         """Write and finish the ``.idx`` of file ``shard`` (its ``.bin`` is complete)."""
-        lengths, counts, modes = self.parts[shard]
+        parts, self.parts[shard] = self.parts[shard], IndexParts(self.modes)
         sink = self.indexes[shard]
-        joined = np.concatenate(lengths) if lengths else np.empty(0, np.int32)
-        per_document = np.concatenate(counts) if counts else np.empty(0, np.int64)
-        kept = (np.concatenate(modes) if modes else np.empty(0, np.int8)) if self.modes else None
-        self.parts[shard] = ([], [], [])
-        for part in index_bytes(self.code, joined, per_document, kept):
+        for part in parts.index_bytes(self.code):
             sink.write(part)
         sink.finish()
 
@@ -123,7 +112,7 @@ class MegatronOutput(TableOutput):
         return sum(s.bytes_written for s in self.sinks) + sum(s.bytes_written for s in self.indexes)
 
 
-def _check_manifest_name(manifest: str, prefixes: list[str]) -> None:
+def check_manifest_name(manifest: str, prefixes: list[str]) -> None:
     """Refuse a manifest named as a dataset's prefix (an input's, or the output pair's): a later run
     naming that prefix would read the manifest, as the file the name now gives, not the dataset."""
     name = os.path.abspath(manifest)
@@ -155,11 +144,11 @@ class MegatronRun(TableRun):
         files = [name for d in datasets for name in (d.bin_path, d.idx_path)]
         if request.manifest is not None:
             single = [] if sharding.on or split is not None else [target[:-4]]
-            _check_manifest_name(request.manifest, [d.prefix for d in datasets] + single)
+            check_manifest_name(request.manifest, [d.prefix for d in datasets] + single)
         check_outputs(target, sharding, split, request.manifest, suffix=".bin", inputs=files)
         if not sharding.on and split is None:
             for name in (target, target[:-4] + ".idx"):
-                _check_pair_file(name)
+                check_pair_file(name)
         if request.sources:
             _check_sources_distinct(request, datasets)
         if request.unique:
@@ -285,18 +274,7 @@ def open_datasets(inputs: list[Any]) -> list[IndexedInput]:
                 f"{item}: not a Megatron indexed dataset; give PREFIX, PREFIX.idx or PREFIX.bin (with PREFIX.idx beside it)"
             )
         datasets.append(IndexedInput(prefix))
-    first = datasets[0]
-    for other in datasets[1:]:
-        if other.code != first.code:
-            raise InputError(
-                f"{other.idx_path}: tokens are {DTYPES[other.code]} but {first.idx_path}'s are {DTYPES[first.code]}; "
-                "datasets shuffled together must share a dtype"
-            )
-        if other.modes != first.modes:
-            with_modes, without = (other, first) if other.modes else (first, other)
-            raise InputError(
-                f"{with_modes.idx_path}: has sequence modes but {without.idx_path} has none; shuffle them separately"
-            )
+    check_together(datasets)
     return datasets
 
 
@@ -322,7 +300,7 @@ def _check_sources_distinct(request: Request, datasets: list[IndexedInput]) -> N
         owner[key] = name
 
 
-def _check_pair_file(name: str) -> None:
+def check_pair_file(name: str) -> None:
     """Refuse a symbolic link, device or FIFO at ``name``, a file of the output pair: written through,
     it would replace one file of another dataset's pair (an input's ``.idx`` under its ``.bin``)."""
     why = foreign_entry(name)

@@ -242,15 +242,22 @@ def shuffle(
     scratch = os.path.join(local_parent, f"bigshuf-dask-{run_id}")
     root = remote.join(remote.canonical(temp_url), f"bigshuf-dask-{run_id}") if temp_url is not None else scratch
     manifest_name = None if manifest is None else os.fspath(manifest)
-    layout = Layout(Sharding(shards, shard_records, shard_size), None if split is None else parse_split(split), manifest_name)
-    settings = Settings(out_name, shards, limit, zero_terminated, compress, row_group_size, output_format, manifest is not None)
+    sharding = Sharding(shards, shard_records, shard_size)
+    settings = Settings(
+        out_name, shards, limit, zero_terminated, compress, row_group_size, output_format, manifest is not None, sharding.open_ended,
+    )
     prepared = prepare(names, settings, root)
+    if prepared.pairs is not None:  # Megatron: PREFIX.bin files, each laid out and committed with its .idx
+        out_name = prepared.pairs.target
+    layout = Layout(sharding, None if split is None else parse_split(split), manifest_name, prepared.pairs is not None)
     if weights is not None:
         check_inputs(weights, prepared.names)
     if unique and isinstance(prepared.fmt, RowTasks):
         check_comparable(prepared.fmt.schema)
     if layout.on:
         check_layout(out_name, layout, prepared.compress, prepared.suffix, prepared.names)
+        if prepared.pairs is not None:
+            prepared.pairs.check(layout)
         assert out_name is not None
         out = Placement(out_name, None, None, files=None if remote.is_url(out_name) else OutputFiles(sync))
     else:
@@ -309,9 +316,14 @@ def shuffle(
             results2: list[GatherResult] = _run(run, gather_task, cfg, tasks2, progress, sizes2)
         progress.close()
         _check_written(read, results2, total, verify)
+        if prepared.pairs is not None:
+            prepared.pairs.place(out, results2, root)
         if manifest_name is not None:
             info = run_info or _default_info(seed, random_source, head_share, split, unique)
-            counts = input_counts(tasks1, results1, len(prepared.names), cfg.fmt.records_kind != "rows")
+            counts = (
+                prepared.pairs.counts() if prepared.pairs is not None
+                else input_counts(tasks1, results1, len(prepared.names), cfg.fmt.records_kind != "rows")
+            )
             entries = info(
                 inputs_entry(prepared.names, counts), cfg.fmt.format_entry(), head_count, mixed.stats() if mixed else (), duplicates,
             )

@@ -1,4 +1,5 @@
-"""What a Dask run shuffles, decided once from its inputs: lines, Parquet / Arrow rows, or tar samples.
+"""What a Dask run shuffles, decided once from its inputs: lines, Parquet / Arrow rows, tar samples or
+Megatron documents.
 
 Either way the result is the same plan for the driver: a ``TaskFormat``, the pass-1 tasks,
 the bucket count, and how output files are compressed and named.
@@ -17,7 +18,7 @@ from ...storage import remote
 from ...storage.codecs import parse_compress
 from ...storage.sinks import CodecChoice
 from ...formats.tar_run import shard_suffix
-from . import lines, rows, tars
+from . import lines, megatron, rows, tars
 from .tasks import ScatterTask, TaskFormat
 
 
@@ -32,6 +33,7 @@ class Prepared:
     compress: CodecChoice | None
     suffix: str | None
     names: tuple[str, ...] = ()  # every input file, as expanded (for the manifest)
+    pairs: megatron.Pairs | None = None  # Megatron documents: the output pairs, every file laid out with its .idx
 
 
 @dataclass(frozen=True)
@@ -46,11 +48,14 @@ class Settings:
     row_group_size: int | None = None
     output_format: str | None = None
     manifest: bool = False
+    sharded: bool = False  # cut into files by --shard-records or --shard-size (a directory -o holds them)
 
 
 def prepare(names: Sequence[str], settings: Settings, root: str) -> Prepared:
     """Expand the inputs (globs, directories of data files), tell lines from tables, and plan pass 1."""
     expanded = _expand_directories(list(names) or ["-"])
+    if any(megatron.is_dataset(name) for name in expanded):
+        return _prepare_documents(expanded, settings, root)
     files = remote.expand_inputs(expanded)
     heads = remote.read_ranges([(f.name, 0, min(8, f.size)) for f in files]) if files else []
     kinds = [rows.table_kind(head) for head in heads]
@@ -135,6 +140,11 @@ def _prepare_tars(files: list[remote.RemoteFile], is_tar: list[bool], shown: lis
         tars.TarTasks(), tars.scatter_tasks(files, shown, root), tars.tar_bucket_count(files, settings.limit, settings.shards),
         choice, shard_suffix(choice), tuple(f.name for f in files),
     )
+def _prepare_documents(names: list[str], settings: Settings, root: str) -> Prepared:
+    """Plan a run of Megatron datasets: headers read and checked, pass 1 as runs of documents, ``.bin`` files out."""
+    sharded = settings.sharded or settings.shards is not None
+    fmt, tasks, k, pairs = megatron.prepare(names, settings.target, sharded, settings.shards, settings.limit, root)
+    return Prepared(fmt, tasks, k, None, ".bin", tuple(d.bin_path for d in fmt.datasets), pairs)
 
 
 def _shown_names(expanded: list[str], files: list[remote.RemoteFile]) -> list[str]:

@@ -33,11 +33,12 @@ class Layout:
     sharding: Sharding
     split: tuple[SplitPart, ...] | None
     manifest: str | None
+    files: bool = False  # every file laid out, even one (a Megatron pair is committed as two files)
 
     @property
     def on(self) -> bool:
         """Whether the output is laid out here (else the plain or ``--shards`` output of ``driver``)."""
-        return self.split is not None or self.sharding.open_ended or self.manifest is not None
+        return self.files or self.split is not None or self.sharding.open_ended or self.manifest is not None
 
 
 @dataclass(frozen=True)

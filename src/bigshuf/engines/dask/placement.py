@@ -35,6 +35,9 @@ class Placement:
     spans: list[tuple[int, int]] | None = None  # each shard's output records, if not equal shares
     made: list[str] = field(default_factory=list)  # directories made for the files, removed on failure
     manifest_move: tuple[str, str] | None = None  # the manifest's temporary file and its target
+    #: Files written beside the outputs, none or one per output file in its order (a Megatron ``.bin``'s ``.idx``):
+    #: temporary name and target, committed with them.
+    companions: list[tuple[str, str]] = field(default_factory=list)
 
 
 def output_names(target: str, shards: int, compress: CodecChoice | None, suffix: str | None) -> list[str]:
@@ -119,7 +122,7 @@ def commit(out: Placement, parts: list[str], sink: Sink | None, direct: bool) ->
                     sync_file(fd)
                 finally:
                     os.close(fd)
-        moves = list(zip(out.temps, out.finals))
+        moves = list(zip(out.temps, out.finals)) + out.companions
         out.files.commit(moves + ([out.manifest_move] if out.manifest_move is not None else []))
         return
     for marker in out.markers:
@@ -127,6 +130,8 @@ def commit(out: Placement, parts: list[str], sink: Sink | None, direct: bool) ->
     for i, (temp, final) in enumerate(zip(out.temps, out.finals)):
         try:
             remote.move(temp, final)
+            for companion, beside in out.companions[i : i + 1]:  # a pair's second file right after its first
+                remote.move(companion, beside)
         except OutputError as e:
             # Shards moved so far are the new ones and stay: removing them would lose the old
             # and the new data alike. The marker stays absent, so readers know it is incomplete.

@@ -36,7 +36,7 @@ from ...formats.tables import (
 )
 from ...storage import remote
 from ...storage.sinks import CodecChoice, Sink
-from .tasks import Config, Copies, ScatterResult, ScatterTask, Segment, Writable, bucket_count, range_bytes, write_stream
+from .tasks import Config, Copies, RecordWriter, ScatterResult, ScatterTask, Segment, Writable, bucket_count, range_bytes, write_stream
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class RowTasks:
         """Draw a bucket for every row (every copy of one, with weighted sources), and write each
         bucket's rows as one IPC stream of the object ``name``."""
         if copies is None:
-            read = row_fingerprint(block) if cfg.verify else Fingerprint()
+            read = self.fingerprint(block) if cfg.verify else Fingerprint()
             ids = draw_ids(rng, k, block.num_rows)
             index = None
         else:
@@ -158,7 +158,7 @@ class RowTasks:
         for lo in range(0, len(order), chunk):
             emit(take_rows(batches, starts, order[lo : lo + chunk]))
 
-    def open_output(self, f: Writable, codec: CodecChoice | None) -> _TableWriter:
+    def open_output(self, f: Writable, codec: CodecChoice | None) -> RecordWriter:
         """A writer of this run's output format into ``f`` (JSON Lines compressed with ``codec``)."""
         stream, end = write_stream(f, codec)
         sink = Sink(cast(BinaryIO, stream), None)

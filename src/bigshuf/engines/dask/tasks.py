@@ -9,6 +9,7 @@ scattering a block, decoding a bucket, permuting it, writing an output) is a ``T
 
 from __future__ import annotations
 
+import builtins
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -128,6 +129,8 @@ class GatherResult:
     bytes: int = 0
     written: Fingerprint = field(default_factory=Fingerprint)
     depth: int = 0  # deepest re-split of a bucket too big for -S
+    #: The bytes of a file that goes beside the output, made by its writer (a Megatron ``.idx``); None for most formats.
+    companion: list[builtins.bytes] | None = None
 
 
 class Writable(Protocol):
@@ -366,6 +369,7 @@ def gather_task(cfg: Config, task: GatherTask) -> GatherResult:
             depth = _emit_bucket(cfg, streams.bucket(streams.TOP, piece.bucket), piece.parts, piece.size, piece.count, span, emit, task.scratch)
             result.depth = max(result.depth, depth)
         result.bytes += out.close()
+        result.companion = getattr(out, "companion", None)  # a writer of pairs keeps one; others have none
 
     if task.offset is None:
         remote.write_whole(task.target, run)
