@@ -220,11 +220,14 @@ def test_directories_skipped_and_long_names_kept(tmp_path: Path) -> None:
 
 def test_refused_options_say_so(tmp_path: Path) -> None:
     paths, _ = shards(tmp_path, count=1, per=3)
-    for flag in ("-z", "--repeat", "--stratify", "--resume"):
+    for flag in ("-z", "--repeat", "--stratify"):
         code, out, err = run([paths[0], flag, "-o", "out.tar"], tmp_path)
         assert code == 1 and out == b"" and err.count(b"\n") == 1 and err.startswith(b"bigshuf: "), (flag, err)
+    code, _, err = run([paths[0], "--repeat", "-o", "out.tar"], tmp_path)
+    assert err == b"bigshuf: --repeat: not available for WebDataset tar shards (samples, not lines)\n"
+    # Tars resume (tests/formats/test_tar_resume.py): --resume is checked as for lines.
     code, _, err = run([paths[0], "--resume", "-o", "out.tar"], tmp_path)
-    assert err == b"bigshuf: --resume: not available for WebDataset tar shards (samples, not lines)\n"
+    assert code == 1 and err.startswith(b"bigshuf: --resume needs --seed"), err
     (tmp_path / "lines.txt").write_bytes(b"a\nb\n")
     code, _, err = run([paths[0], "lines.txt", "-o", "out.tar"], tmp_path)
     assert (code, err) == (1, f"bigshuf: {paths[0]} is a tar archive and lines.txt is not: shuffle WebDataset tars in a run of their own\n".encode())

@@ -35,7 +35,7 @@ from ..storage.writeback import WriteBehind
 from . import head, plan, streams
 from .fingerprint import Fingerprint
 from .mix import SourceStats
-from .resume import FORMAT, advice, refusal, save_state
+from .checkpoint import FORMAT, advice, refusal, save_state
 from .parallel import Workers
 from .streams import Key
 
@@ -144,9 +144,9 @@ class Resumable(Protocol):
 
     def sync(self) -> None: ...
 
-    def state(self) -> dict[str, list[int]]: ...
+    def state(self) -> dict[str, Any]: ...
 
-    def restore(self, state: dict[str, list[int]], consumed: int, complete: bool) -> None: ...
+    def restore(self, state: dict[str, Any], consumed: int, complete: bool) -> None: ...
 
 
 class TwoPass(ABC):

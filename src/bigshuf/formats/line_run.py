@@ -22,7 +22,6 @@ from ..core.dedup import DEDUP_META, first_copies, gather
 from ..core.driver import Buckets, Estimate, OutputPlan, Sample, TwoPass, closing
 from ..core.fingerprint import Fingerprint, fingerprint
 from ..core.gather import sample_with_replacement, shuffle_block
-from ..core.resume import JobLock
 from ..core.mix import Mixer
 from ..core.stratify import Stratifier
 from ..core.scatter import BucketSet, Scattered, cut_pieces, scatter_records
@@ -38,7 +37,7 @@ from ..storage.codecs import parse_compress
 from ..storage.remote import URLSource, is_remote
 from ..storage.sinks import CodecChoice
 from ..storage.sources import FileSource, GeneratedSource, RecordReader, Source, map_whole
-from ..storage.tempspace import TempSpace, default_tmp_dir, remove_dead_outputs
+from ..storage.tempspace import TempSpace, remove_dead_outputs
 from ..storage.writeback import WriteBehind
 from .detect import line_shard_suffix, refuse_terminal
 from ..core.records import RecordFormat, find_offsets, find_offsets_split
@@ -131,19 +130,12 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         # read ahead into the other (``_ahead``: bucket -> its buffer and the read).
         self._bufs: list[np.ndarray | None] = [None, None]
         self._ahead: dict[int, tuple[int, Future[np.ndarray]]] = {}
-        self.resume_space: TempSpace | None = None  # removed once the output is in place
-        # The --resume job's key, and the name of its lock, temp directory and output temp files.
-        self.resume_key, self.resume_name = self._resume_job() if request.resume else (None, None)
-        self.out.resume_tag = self.resume_name
-        self.job_lock: JobLock | None = None
+        self._start_job()  # --resume: the job's key, and the name of its lock, temp directory and output temp files
         # Weighted sources: which source each input belongs to, and the copies each record gets.
         self.mixer: Mixer | None = None
         # --stratify: which split each copy goes to, and the top level's buckets each split owns.
         self.stratifier: Stratifier | None = None
         self.strata_bounds: np.ndarray | None = None
-        if self.resume_name is not None:
-            self.out.resume_dir = os.path.abspath(os.path.join(self.tmp_dir or default_tmp_dir(), self.resume_name))
-            self.out.rescan = self._read_output_back
 
     @classmethod
     def for_request(cls, request: Request, inputs: list[Any], entropy: int, progress: Progress) -> LineRun:
@@ -256,14 +248,6 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         if isinstance(block, tuple):
             self._pick_copies(block[0], block[1], key)
 
-    def finished(self) -> None:
-        if self.resume_space is not None:
-            self.resume_space.discard()
-
-    def release(self) -> None:
-        if self.job_lock is not None:
-            self.job_lock.release()
-
     def shuffle(self) -> None:
         sources = self.sources
         reader = RecordReader(sources, self.fmt, self.progress, self.request.header, stdin_check=refuse_tar_on_stdin)
@@ -338,8 +322,7 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
             whole = int(whole * factor)
         with TempSpace(self.tmp_dir, self.resume_name) as temp:
             if self.resume_name is not None:
-                self.resume_space = temp
-                self._load_checkpoint(temp.path, sources)
+                self._load_checkpoint(temp, [s.path for s in sources if isinstance(s, FileSource)])
             exact = total is not None
             if self.request.unique:
                 # Pass 1 scatters the unique records, at most what the hash buckets hold (known now).

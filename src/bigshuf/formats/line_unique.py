@@ -25,7 +25,7 @@ from ..core.dedup import DEDUP_META, bucket_ids, first_copies, gather, keeps_has
 from ..core.fingerprint import record_hashes
 from ..core.parallel import Workers
 from ..core.records import count_separators, find_offsets
-from ..core.resume import advice, refusal
+from ..core.checkpoint import advice, refusal
 from ..core.scatter import BucketSet, Scattered, regroup
 from ..errors import TempSpaceError, option
 from ..progress import Progress, dedup_phase, scatter_phase
@@ -134,7 +134,7 @@ class HashBuckets:
             self.hashes.sync()
 
     def state(self) -> dict[str, Any]:
-        """``--resume``: the level as its checkpoint holds it (``core.resume`` validates it)."""
+        """``--resume``: the level as its checkpoint holds it (``core.checkpoint`` validates it)."""
         return {
             "k": self.k, "buckets": self.data.state(), "hashes": None if self.hashes is None else self.hashes.state(),
             "per_source": None if self.per_source is None else self.per_source.tolist(),

@@ -38,6 +38,7 @@ class WeightedSamples:
     out: Output
     mixer: Mixer | None
     stratifier: Stratifier | None
+    input_records: list[int] | None
 
     def source_stats(self) -> tuple[mix.SourceStats, ...]:
         return () if self.mixer is None else self.mixer.stats()
@@ -70,7 +71,8 @@ class WeightedSamples:
         return self.mixer.expected_factor(sizes)
 
     def _count_sources(self, file_source: list[int], n: int) -> tuple[list[int], list[int]]:
-        """Samples and their bytes in each source, read once without writing (the counting pass)."""
+        """Samples and their bytes in each source, read once without writing (the counting pass); each
+        input's samples kept for a ``--resume`` checkpoint, which a resumed run's count must match."""
         reader = SampleReader(self.paths, self.progress)
         self.progress.start("counting", reader.total_size())
         blocks = reader.blocks(plan.read_capacity(self.limit))
@@ -80,6 +82,7 @@ class WeightedSamples:
         finally:
             blocks.close()
         self.progress.close()
+        self.input_records = [records for records, _size in reader.per_input]
         counts, nbytes = [0] * n, [0] * n
         for s, (records, size) in zip(file_source, reader.per_input):
             counts[s] += records

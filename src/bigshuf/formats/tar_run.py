@@ -21,10 +21,10 @@ from ..core.fingerprint import fingerprint
 from ..core.gather import shuffle_block
 from ..core.mix import Mixer
 from ..core.records import INT32_LIMIT
-from ..core.scatter import BucketSet, Scattered, read_exactly, regroup
+from ..core.scatter import Scattered, regroup
 from ..core.stratify import Stratifier, split_ids
 from ..core.streams import Key, draw_ids, rng_for
-from ..errors import BigShufError, TempSpaceError, UsageError, option
+from ..errors import BigShufError, UsageError, option
 from ..progress import IN_MEMORY, Progress, dedup_phase, scatter_phase
 from ..request import LINE_SETTINGS, ROW_SETTINGS, Request, resolve_memory, settings_in_use
 from ..storage.codecs import CODECS, parse_compress
@@ -39,18 +39,16 @@ from ..storage.tempspace import TempSpace
 from ..storage.writeback import WriteBehind
 from . import registry
 from .detect import refuse_terminal
+from .tar_buckets import SampleBuckets, bucket_samples
 from .tar_input import SampleReader
 from .tar_members import BLOCK
 from .tar_mix import WeightedSamples, check_rates, with_files
+from .tar_resume import ResumableSamples
 from .line_unique import SOURCE_META
 from .tar_unique import TarDedup, fits as unique_fits, unique_capacity, unique_samples, unique_with_sources
 
 #: What ends a tar archive: two zero blocks.
 END_OF_ARCHIVE = bytes(2 * BLOCK)
-
-#: Lengths read at once when a bucket is scattered again.
-LENGTHS_CHUNK = 1 << 16
-
 
 class TarOutput(Output):
     """The output as tar files: the samples' blocks as they are, and each file ended by the
@@ -61,47 +59,6 @@ class TarOutput(Output):
 
     def describe_kind(self) -> str:
         return "samples"
-
-
-class SampleBuckets:
-    """One level's k buckets of samples: a file of their bytes and a file of their lengths each."""
-
-    def __init__(self, directory: str, k: int, writer: WriteBehind, compress: bool) -> None:
-        self.k = k
-        self.data = BucketSet(os.path.join(directory, "data"), k, writer, compress=compress)
-        self.lengths = BucketSet(os.path.join(directory, "lengths"), k, writer, compress=compress)
-        self.records = self.data.records  # the same arrays, updated in place as samples are appended
-        self.sizes = self.data.sizes
-
-    def append(self, data: Scattered, lengths: Scattered, keep: int) -> None:
-        """Append one scattered piece's samples and their lengths."""
-        self.data.append(data, keep)
-        self.lengths.append(lengths, keep)
-
-    def close(self) -> None:
-        """Flush and close both files of every bucket."""
-        self.data.close()
-        self.lengths.close()
-
-    def remove(self, j: int) -> None:
-        """Delete bucket ``j``'s two files once it has been consumed."""
-        self.data.remove(j)
-        self.lengths.remove(j)
-
-    def drop_after(self, last: int) -> None:
-        """Forget the buckets past ``last`` (``-n`` will never reach them)."""
-        self.data.drop_after(last)
-        self.lengths.drop_after(last)
-
-    def offsets(self, j: int) -> np.ndarray:
-        """Bucket ``j``'s sample offsets, from its lengths file (checked against its byte count)."""
-        size = int(self.lengths.sizes[j])
-        lengths = self.lengths.read_into(j, np.empty(size, np.uint8)).view("<i8")
-        offsets = np.zeros(len(lengths) + 1, np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        if offsets[-1] != self.sizes[j] or len(lengths) != self.records[j]:
-            raise TempSpaceError(f"{self.lengths.path(j)}: temporary bucket does not match its samples")
-        return offsets
 
 
 def shard_suffix(compress: CodecChoice | None) -> str:
@@ -123,7 +80,7 @@ def sample_runs(offsets: np.ndarray, max_bytes: int, max_records: int) -> list[t
     return out
 
 
-class TarRun(WeightedSamples, TwoPass):
+class TarRun(WeightedSamples, ResumableSamples, TwoPass):
     """One shuffle of WebDataset samples from tar files (local, or URLs read through fsspec) into a
     tar file or tar shards."""
 
@@ -153,6 +110,7 @@ class TarRun(WeightedSamples, TwoPass):
         self.stratifier: Stratifier | None = None  # --stratify: each sample's split
         self.strata_bounds: np.ndarray | None = None  # --stratify: the first bucket of each split
         self.out.manifest_info = self._manifest_info
+        self._start_job()  # --resume: the job's key, and the name of its lock, temp directory and output temp files
 
     @classmethod
     def for_request(cls, request: Request, inputs: list[Any], entropy: int, progress: Progress) -> TarRun:
@@ -200,6 +158,8 @@ class TarRun(WeightedSamples, TwoPass):
             self.out.target, self.out.sharding, self.out.split, self.request.manifest, self.compress, self.out.shard_suffix,
             inputs=local,
         )
+        if self.resume_name is not None:
+            self._lock_job()
 
     def _manifest_info(self) -> dict[str, Any]:
         """The manifest's run-wide entries: the request, and every input's samples and their bytes as read."""
@@ -285,11 +245,13 @@ class TarRun(WeightedSamples, TwoPass):
             everything = with_files(reader, everything)  # each sample's source decides whether it is in the mix
         if self.mixer is not None:
             whole = None if total is None else int(total * factor)
-        with TempSpace(self.tmp_dir) as temp:
+        with TempSpace(self.tmp_dir, self.resume_name) as temp:
+            if self.resume_name is not None:
+                self._load_checkpoint(temp, self._input_files())
             if unique:
                 # Pass 1 scatters the unique samples, at most what the hash buckets hold (known now).
                 dedup = TarDedup(self, temp, mix.source_files(self.request) if unique_mix else None, n_sources)
-                hashed = dedup.scatter(everything, total)
+                hashed = dedup.resume(everything) if "dedup" in self.state else dedup.scatter(everything, total)
                 whole, exact = int(hashed.sizes.sum()), True
                 if unique_mix:
                     whole = int(whole * dedup.plan_mix(hashed))
@@ -303,7 +265,23 @@ class TarRun(WeightedSamples, TwoPass):
     def make_buckets(self, directory: str, k: int, top: bool) -> Buckets:
         if top and self.stratifier is not None:
             self.strata_bounds = self.stratifier.bucket_bounds(k)
-        return SampleBuckets(directory, k, self.writer, self.request.compress_temp)
+        buckets = SampleBuckets(directory, k, self.writer, self.request.compress_temp, fresh=not (top and "k" in self.state))
+        if top and self.state_dir:
+            self.resume_buckets(buckets)
+        return buckets
+
+    def rereads_inputs(self) -> bool:
+        # A manifest counts every input's samples; weighted sources draw each block's picks again;
+        # --unique's blocks come from the hash buckets, read again for the copies they drop.
+        return self.request.manifest is not None or self.mixer is not None or self.request.unique
+
+    def checkpoint_due(self, nbytes: int) -> bool:
+        # --unique's blocks are a hash bucket's unique samples each: a checkpoint per half a read buffer of them.
+        return not self.request.unique or nbytes >= plan.read_capacity(self.limit) // 2
+
+    def replay(self, block: Any, key: Key) -> None:
+        if self.mixer is not None:
+            self._picked(block[2], key)
 
     def _bucket_count(self, est: Estimate, temp: TempSpace) -> int:
         """As the driver counts them, and with ``--stratify`` at least one for each split."""
@@ -376,7 +354,7 @@ class TarRun(WeightedSamples, TwoPass):
         buckets.data.check_file(j)
         buckets.lengths.check_file(j)
         size, count = int(buckets.sizes[j]), int(buckets.records[j])
-        return _bucket_samples(buckets, j, plan.read_capacity(self.limit)), Estimate.of(size, size / count)
+        return bucket_samples(buckets, j, plan.read_capacity(self.limit)), Estimate.of(size, size / count)
 
 
 def _fits_whole(request: Request, nbytes: int, records: int, limit: int) -> bool:
@@ -422,41 +400,10 @@ def _chained(
         rest.close()
 
 
-def _bucket_samples(buckets: SampleBuckets, j: int, capacity: int) -> Generator[tuple[np.ndarray, np.ndarray], None, None]:
-    """Bucket ``j``'s samples in blocks of at most ``capacity`` bytes (every sample fits one: the
-    input's were refused otherwise), read from its two files, to scatter one level deeper."""
-    data, lengths = buckets.data.open(j), buckets.lengths.open(j)
-    buf = np.empty(capacity, np.uint8)
-    try:
-        pending = np.zeros(0, np.int64)
-        left = bytearray()  # the part of a length the last read ended in
-        ended = False
-        while not ended:
-            chunk = lengths.read(8 * LENGTHS_CHUNK)
-            ended = not chunk
-            left += chunk
-            whole = len(left) // 8 * 8
-            pending = np.concatenate([pending, np.frombuffer(bytes(left[:whole]), "<i8")])
-            del left[:whole]
-            while len(pending) and (ended or int(pending.sum()) > capacity):
-                ends = np.cumsum(pending)
-                take = max(1, int(np.searchsorted(ends, capacity, side="right")))
-                view = buf[: int(ends[take - 1])]
-                read_exactly(data, view, buckets.data.path(j))
-                yield view, np.concatenate([[0], ends[:take]])
-                pending = pending[take:]
-        if left:
-            raise TempSpaceError(f"{buckets.lengths.path(j)}: temporary bucket does not match its samples")
-    finally:
-        data.close()
-        lengths.close()
-
-
 def refusal(request: Request) -> str | None:
     """Why ``request`` cannot shuffle tar samples, naming the settings (None: it can)."""
-    unsupported = settings_in_use(
-        request, (*LINE_SETTINGS, *ROW_SETTINGS),
-    )
+    lines_only = tuple(name for name in LINE_SETTINGS if name != "resume")
+    unsupported = settings_in_use(request, (*lines_only, *ROW_SETTINGS))
     if unsupported:
         return f"{', '.join(unsupported)}: not available for WebDataset tar shards (samples, not lines)"
     return None

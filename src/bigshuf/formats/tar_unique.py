@@ -32,17 +32,23 @@ import numpy as np
 
 from ..core import plan
 from ..core.dedup import DEDUP_META, bucket_ids, first_copies, gather
+from ..core.checkpoint import advice, refusal
 from ..core.fingerprint import record_hashes
 from ..core.scatter import regroup
 from ..progress import dedup_phase, scatter_phase
 from ..storage.tempspace import TempSpace
 from .line_unique import SOURCE_META, first_inputs
+from .tar_buckets import SampleBuckets, bucket_samples
 from .tar_input import sample_key
 from .tar_members import BLOCK, GNU_LONG_LINK, GNU_LONG_NAME, PAX, _header_name, _Members, _number
 from .dedup_stage import DedupStage, dropped_per_source
 
 if TYPE_CHECKING:
-    from .tar_run import SampleBuckets, TarRun
+    from .tar_run import TarRun
+
+#: The top level's hash buckets' directory, under the run's temporary space.
+TOP = "unique"
+
 
 class _ViewStream(io.RawIOBase):
     """A readable stream over a memoryview, read without copying it first (``io.BytesIO`` would)."""
@@ -205,6 +211,9 @@ class TarDedup(DedupStage):
         # buckets a counting pass split one level deeper, to be read from there by the next.
         self.per_source: dict[str, np.ndarray] = {}
         self.below: dict[str, dict[int, SampleBuckets]] = {}
+        # --resume: the top level's hash buckets are a checkpoint, and stay until the output is in
+        # place, so that a resumed run reads pass 1's blocks from them again (see ``resume``).
+        self.keep_top = bool(run.state_dir)
 
     def bucket_bytes(self, buckets: Any) -> int:
         """The bytes the hash ``buckets`` hold."""
@@ -219,16 +228,58 @@ class TarDedup(DedupStage):
         else:
             labelled = ((b[0], b[1], None) for b in blocks)
         try:
-            return self._fill(labelled, -1 if nbytes is None else nbytes, 0, "unique")
+            buckets = self._fill(labelled, -1 if nbytes is None else nbytes, 0, TOP)
         finally:
             if isinstance(blocks, Generator):
                 blocks.close()
+        if self.keep_top:
+            per_source = self.per_source.get(TOP)
+            # Identities are hashed again as buckets are read: no file of hashes beside them.
+            state = {"k": buckets.k, "buckets": buckets.state(), "hashes": None}
+            self.run.save_checkpoint(dedup={**state, "per_source": None if per_source is None else per_source.tolist()})
+        return buckets
+
+    def resume(self, blocks: Iterator[tuple[np.ndarray, ...]]) -> SampleBuckets:
+        """``--resume`` past the dedup pass: its hash buckets as the (validated) checkpoint left them,
+        the input's ``blocks`` read again only to count each source's samples, from which the copies
+        the pass dropped follow (refused if the buckets hold more than was read)."""
+        run = self.run
+        state = run.state["dedup"]
+        buckets = SampleBuckets(os.path.join(self.temp.path, TOP), int(state["k"]), run.writer, run.request.compress_temp, fresh=False)
+        buckets.advice = advice(run.state_dir)
+        buckets.restore(state["buckets"], 0, True)
+        run.buckets += buckets.k
+        run.extra_passes = max(run.extra_passes, 1)
+        read = np.zeros(max(1, self.sources), np.int64)
+        try:
+            for block in blocks:
+                if self.sources:
+                    read += np.bincount(self.file_source[block[2]], minlength=self.sources)
+                else:
+                    read[0] += len(block[1]) - 1
+        finally:
+            if isinstance(blocks, Generator):
+                blocks.close()
+        if self.sources:
+            self.per_source[TOP] = np.array(state["per_source"], np.int64)
+            kept = self.per_source[TOP].sum(axis=0)
+        else:
+            kept = buckets.records.sum(keepdims=True)
+        if (kept > read).any():
+            raise refusal(run.state_dir, f"counts {kept.tolist()} samples kept in its hash buckets, the inputs hold {read.tolist()}")
+        gone = (read - kept).tolist()
+        run.duplicates = sum(gone)
+        if self.sources:
+            self.dropped = gone
+        if "k" not in run.state:
+            run.announce()  # pass 1 starts here; a later checkpoint's note waits for its own files' checks
+        return buckets
 
     def unique(self, buckets: SampleBuckets) -> Generator[tuple[np.ndarray, ...], None, None]:
         """The unique samples of the top level's hash ``buckets``, a block per bucket (with sources,
         each with its samples' inputs, as pass 1 takes a block of weighted sources)."""
         self.run.progress.start(scatter_phase(0), int(buckets.sizes.sum()))
-        yield from self._unique_buckets(buckets, 0, "unique")
+        yield from self._unique_buckets(buckets, 0, TOP)
         self.buf = np.empty(0, np.uint8)  # pass 2 of the shuffle has its own
 
     def _bucket_count(self, nbytes: int) -> int:
@@ -242,8 +293,6 @@ class TarDedup(DedupStage):
     def _fill(self, blocks: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray | None]], nbytes: int, level: int, name: str) -> SampleBuckets:
         """Scatter ``blocks`` (each with its samples' sources, or None) into new hash buckets of
         ``level`` (in directory ``name``); return them, closed."""
-        from .tar_run import SampleBuckets
-
         run = self.run
         self.enter_level(level)
         k = self._bucket_count(nbytes)
@@ -259,6 +308,8 @@ class TarDedup(DedupStage):
                 if level:
                     run.progress.update(len(data))
             run.writer.flush()
+            if level == 0 and self.keep_top:
+                buckets.sync()
         finally:
             run.writer.wait_idle()
             buckets.close()
@@ -292,16 +343,13 @@ class TarDedup(DedupStage):
     ) -> Generator[tuple[np.ndarray, ...], None, None]:
         """Each hash bucket's unique samples, in bucket order, each bucket removed once used; with
         ``tally``, nothing yielded or removed: each source's unique samples and bytes added to it."""
-        from .tar_run import _bucket_samples
-
         run = self.run
         per_source = self.per_source.get(name)
         split = self.below.setdefault(name, {})
         for j in range(buckets.k):
             size, count = int(buckets.sizes[j]), int(buckets.records[j])
+            kept_on = level == 0 and self.keep_top  # --resume: the top level's buckets stay
             if not count:
-                if tally is None:
-                    buckets.remove(j)
                 continue
             below = split.get(j)
             if below is None and (count == 1 or fits(size, count, run.limit, self.meta)):
@@ -327,7 +375,8 @@ class TarDedup(DedupStage):
                 if labels is not None:
                     self.drop(labels, kept)
                     files = self.first_input[labels[kept]]
-                buckets.remove(j)
+                if not kept_on:
+                    buckets.remove(j)
                 yield (data, new) if files is None else (data, new, files)
                 del data, new, view
                 if level == 0:
@@ -337,10 +386,11 @@ class TarDedup(DedupStage):
                     self.buf = np.empty(0, np.uint8)
                     buckets.data.check_file(j)
                     buckets.lengths.check_file(j)
-                    blocks = _bucket_samples(buckets, j, 2 * unique_capacity(run.limit))
+                    blocks = bucket_samples(buckets, j, 2 * unique_capacity(run.limit))
                     sub = _labelled(blocks, None if per_source is None else per_source[j])
                     below = self._fill(sub, size, level + 1, f"{name}-{j}")
-                    buckets.remove(j)
+                    if not kept_on:
+                        buckets.remove(j)
                     if tally is not None:
                         split[j] = below
                 else:

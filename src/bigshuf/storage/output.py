@@ -16,7 +16,8 @@ import numpy as np
 from ..core.fingerprint import Fingerprint, fingerprint
 from ..core.parallel import Workers
 from ..core.records import array_block, array_bytes
-from ..core.resume import FileCheck, ResumePoint, advice, refusal
+from ..core.checkpoint import advice, refusal
+from ..core.resume import FileCheck, ResumePoint
 from ..errors import OutputError, UsageError, option
 from .commit import CommitInterrupted, OutputFiles, deferred_signals
 from .layout import Sharding, SplitPart, file_places, shard_option, split_counts, split_target
