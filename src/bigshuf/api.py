@@ -24,7 +24,8 @@ from .progress import Progress
 from .arguments import _check_types, _integer, _memory_argument, _optional_integer, _optional_path, _path, _path_list
 from .request import Request
 from .request import ShuffleStats as ShuffleStats, resolve_memory as resolve_memory
-from .storage.sources import FileSource, GeneratedSource, RangeSource, RecordReader, Source
+from .storage.reader import RecordReader
+from .storage.sources import FileSource, GeneratedSource, RangeSource, Source
 from .storage.threads import signals_held
 
 if TYPE_CHECKING:

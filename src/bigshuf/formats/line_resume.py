@@ -21,7 +21,8 @@ from ..request import Request
 from ..storage.output import Output
 from ..storage.shards import make_directories
 from ..storage.sinks import CodecChoice
-from ..storage.sources import FileSource, RecordReader, Source
+from ..storage.reader import RecordReader
+from ..storage.sources import FileSource, Source
 
 
 class _WrittenFile:

@@ -37,7 +37,8 @@ from ..request import Request, resolve_memory
 from ..storage.codecs import parse_compress
 from ..storage.remote import URLSource, is_remote
 from ..storage.sinks import CodecChoice
-from ..storage.sources import FileSource, GeneratedSource, RecordReader, Source, map_whole
+from ..storage.reader import RecordReader, map_whole
+from ..storage.sources import FileSource, GeneratedSource, Source
 from ..storage.tempspace import TempSpace, default_tmp_dir, remove_dead_outputs
 from ..storage.writeback import WriteBehind
 from .detect import line_shard_suffix, refuse_terminal
