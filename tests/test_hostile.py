@@ -13,7 +13,8 @@ import pytest
 import bigshuf
 from bigshuf.progress import Progress
 from bigshuf.core.records import RecordFormat
-from bigshuf.storage.sources import FileSource, RecordReader
+from bigshuf.storage.reader import RecordReader
+from bigshuf.storage.sources import FileSource
 
 from helpers import assert_permutation, make_records, write_records
 

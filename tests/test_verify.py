@@ -343,7 +343,8 @@ def test_check_permutation_threads_argument(tmp_path: Path) -> None:
 
 def test_reader_blocks_of_a_set_size_grow_only_for_a_long_record(tmp_path: Path) -> None:
     from bigshuf.progress import Progress
-    from bigshuf.storage.sources import FileSource, RecordReader
+    from bigshuf.storage.reader import RecordReader
+    from bigshuf.storage.sources import FileSource
 
     data = b"a\n" * 3000 + b"b" * 9000 + b"\n" + b"c\n" * 3000
     src = tmp_path / "in"

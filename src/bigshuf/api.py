@@ -24,7 +24,8 @@ from .progress import Progress
 from .arguments import _check_types, _integer, _memory_argument, _optional_integer, _optional_path, _path, _path_list
 from .request import Request
 from .request import ShuffleStats as ShuffleStats, resolve_memory as resolve_memory
-from .storage.sources import FileSource, GeneratedSource, RangeSource, RecordReader, Source
+from .storage.reader import RecordReader
+from .storage.sources import FileSource, GeneratedSource, RangeSource, Source
 from .storage.threads import signals_held
 
 if TYPE_CHECKING:
@@ -161,9 +162,12 @@ def plan_shuffle(inputs: PathLike | Source | Sequence[PathLike | Source], output
     Nothing is created, written, locked or removed; standard input is not read. ``engine="dask"``
     plans the Dask run (its pass-1 tasks, buckets and passes) without starting a cluster.
     """
-    from .dryrun import plan_request
-
-    return plan_request(Request.build(inputs, output, dry_run=True, **options))
+    request = Request.build(inputs, output, dry_run=True, **options)
+    if request.engine == "dask":
+        from .engines.dask.plan import plan_request
+    else:
+        from .engines.local_plan import plan_request
+    return plan_request(request)
 
 
 #: The largest number ``shuffle_range`` takes: GNU shuf's limit (SIZE_MAX) on 64-bit systems.

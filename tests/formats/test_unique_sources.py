@@ -309,14 +309,14 @@ def test_rows_whose_multiset_outgrows_memory_after_the_dedup_go_external(tmp_pat
     from bigshuf.formats import table_run
 
     tried: list[bool] = []
-    real = table_run.TableRun._unique_mix_in_memory
+    real = table_run.unique_mix_in_memory
 
     def spy(run: table_run.TableRun, held: list) -> object:  # type: ignore[type-arg]
         got = real(run, held)
         tried.append(got is not None)
         return got
 
-    monkeypatch.setattr(table_run.TableRun, "_unique_mix_in_memory", spy)
+    monkeypatch.setattr(table_run, "unique_mix_in_memory", spy)
     pq.write_table(pa.table({"k": [i % 3000 for i in range(6000)]}), tmp_path / "x.parquet")
     pq.write_table(pa.table({"k": list(range(2500, 4000))}), tmp_path / "y.parquet")
     out = tmp_path / "out.parquet"

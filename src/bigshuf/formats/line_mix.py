@@ -25,7 +25,8 @@ from ..progress import Progress
 from ..request import Request
 from ..storage.layout import parse_split
 from ..storage.output import Output
-from ..storage.sources import RecordReader, Source
+from ..storage.reader import RecordReader
+from ..storage.sources import Source
 from .line_unique import unique_with_sources
 
 

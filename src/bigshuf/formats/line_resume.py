@@ -11,7 +11,8 @@ from ..errors import OutputError, option
 from ..progress import Progress
 from ..storage.manifest import CHECK_BLOCK
 from ..storage.sinks import CodecChoice
-from ..storage.sources import FileSource, RecordReader, Source
+from ..storage.reader import RecordReader
+from ..storage.sources import FileSource, Source
 from .resumable import ResumableRun, WrittenFile
 
 

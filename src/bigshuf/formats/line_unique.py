@@ -29,7 +29,8 @@ from ..core.checkpoint import advice, refusal
 from ..core.scatter import BucketSet, Scattered, regroup
 from ..errors import TempSpaceError, option
 from ..progress import Progress, dedup_phase, scatter_phase
-from ..storage.sources import FileSource, RecordReader
+from ..storage.reader import RecordReader
+from ..storage.sources import FileSource
 from ..storage.tempspace import TempSpace
 from ..storage.writeback import WriteBehind
 from .dedup_stage import DedupStage, dropped_per_source

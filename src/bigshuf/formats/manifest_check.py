@@ -17,7 +17,8 @@ from ..storage.safefs import open_nofollow
 def file_fingerprint(path: str, fmt: RecordFormat, header: int, memory: int) -> Fingerprint:
     """The fingerprint of the records of the regular file ``path`` (decompressed; ``header`` records set aside)."""
     from ..progress import Progress
-    from ..storage.sources import FileSource, RecordReader
+    from ..storage.reader import RecordReader
+    from ..storage.sources import FileSource
 
     reader = RecordReader([FileSource(path)], fmt, Progress(), header)
     total = Fingerprint()

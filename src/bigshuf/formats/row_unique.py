@@ -28,7 +28,7 @@ from ..progress import dedup_phase, scatter_phase
 from ..storage.tempspace import TempSpace
 from .rowhash import row_hashes
 from .table_mix import Block
-from .tables import TableBuckets, _combine, _rebatch, row_sizes
+from .tables import TableBuckets, _combine, _rebatch, consolidate, row_sizes
 from .dedup_stage import DedupStage
 
 if TYPE_CHECKING:
@@ -304,7 +304,7 @@ class RowDedup(DedupStage):
                 continue
             below = below_of.get(j)
             if below is None and (count == 1 or fits(size, count, run.limit)):
-                table = pa.Table.from_batches(run._consolidate(buckets.batches(j)), schema=buckets.schema)
+                table = pa.Table.from_batches(consolidate(buckets.batches(j), run.limit), schema=buckets.schema)
                 if table.num_rows != count:
                     raise InputError(f"{buckets.path(j)}: temporary bucket holds {table.num_rows} rows, not the {count} written")
                 kept = first_rows(table, self._bucket_hashes(buckets, j, table))

@@ -3,7 +3,8 @@
 What is particular to rows: batches are read until the rows no longer fit (or the first ones
 show that the rest will not), a bucket's row ids are drawn for a whole batch and its rows taken
 at once, buckets are Arrow IPC streams, and a bucket is merged into a few large chunks before
-it is permuted (gathering from thousands of slices would be quadratic).
+it is permuted (gathering from thousands of slices would be quadratic). Rows that fit in memory,
+the whole input or a bucket, are permuted and emitted by ``table_memory``.
 """
 
 from __future__ import annotations
@@ -30,16 +31,14 @@ from ..storage.shards import check_outputs
 from ..storage.sinks import CodecChoice
 from ..storage.tempspace import TempSpace
 from ..storage.writeback import WriteBehind
-from .row_unique import RowDedup, check_comparable, first_rows, fits as dedup_fits, source_counts, source_labels, table_hashes
+from .row_unique import RowDedup, check_comparable, fits as dedup_fits
 from .rowhash import row_fingerprint
-from .dedup_stage import dropped_per_source
 from .detect import output_kind, refuse_terminal
 from .table_input import TableInput, open_inputs
+from .table_memory import emit_permuted, in_memory, unique_in_memory, unique_mix_in_memory
 from .table_mix import Block, WeightedRows, count_rows, fits_with_copies, multiset_fingerprint
 from .table_output import TableOutput, resolve_codec, table_shard_suffix
-from .tables import (
-    GROUP_BYTES, MAX_CHUNK, TABLE_PIECE, TableBuckets, _combine, _drain, _rebatch, parse_schema, plain_schema, take_rows,
-)
+from .tables import GROUP_BYTES, TABLE_PIECE, TableBuckets, _drain, _rebatch, consolidate, parse_schema, plain_schema
 
 
 class TableRun(WeightedRows, TwoPass):
@@ -245,14 +244,14 @@ class TableRun(WeightedRows, TwoPass):
         if whole and self.request.unique and not dedup_fits(held_bytes, held_rows, self.limit):
             whole = False  # the rows and their unique copy do not fit together: a dedup pass first
         if whole and unique_mix:
-            weighed = self._unique_mix_in_memory(held)
+            weighed = unique_mix_in_memory(self, held)
             whole = weighed is not None
             if weighed is not None:
                 held_bytes, mult, labels = weighed
         if whole:
             if self.request.unique and not unique_mix:
-                held_bytes = self._unique_in_memory(held)
-            self._in_memory([b[0] for b in _drain(held)], held_bytes, mult, labels)
+                held_bytes = unique_in_memory(self, held)
+            in_memory(self, [b[0] for b in _drain(held)], held_bytes, mult, labels)
             return
         self.progress.start(dedup_phase(0) if self.request.unique else scatter_phase(0), stored)
         self.progress.update(self.progress_done)
@@ -272,122 +271,10 @@ class TableRun(WeightedRows, TwoPass):
                 blocks = dedup.unique(hashed)
             self.external(blocks, est, temp, streams.TOP, 0)
 
-    def _unique_mix_in_memory(self, held: list[Block]) -> tuple[int, np.ndarray, np.ndarray | None] | None:
-        """``--unique`` with weighted sources, every row held (each batch with its rows per source):
-        the first copy of each row in input order kept, the mix planned from each source's rows left,
-        and if their multiset fits, ``held`` replaced by the rows kept; returns their bytes, copies and
-        (``--stratify``) splits, or None (nothing planned: the run goes through the dedup pass)."""
-        table = pa.Table.from_batches([b[0] for b in held], schema=self.table_out.schema.remove_metadata())
-        sizes = np.concatenate([np.empty(0, np.int64), *(b[1] for b in held)])
-        labels = np.concatenate([np.empty(0, np.uint16), *(source_labels(b[2]) for b in held)])
-        kept = first_rows(table, table_hashes(table))
-        n = len(self.request.sources)
-        dropped = dropped_per_source(labels, kept, n)
-        labels = labels[kept]
-        nbytes = int(sizes[kept].sum())
-        counts = np.bincount(labels, minlength=n).tolist()
-        weights = self.weighed_bytes(table, kept, sizes[kept].astype(np.float64))
-        self._plan_mix((counts, np.bincount(labels, weights, n).astype(np.int64).tolist()))
-        assert self.mixer is not None
-        self.mixer.dropped = dropped
-        totals = source_counts(labels)
-        mult = self._copies(streams.selection(streams.IN_MEMORY), totals)
-        if not fits_with_copies(nbytes, len(kept), mult, self.limit):
-            self.mixer, self.stratifier, self.out.split_totals = None, None, None
-            return None
-        split = None if self.stratifier is None else self._split_labels(streams.stratify(streams.IN_MEMORY), totals, mult)
-        self.duplicates = table.num_rows - len(kept)
-        unique = table.take(kept).combine_chunks() if len(kept) < table.num_rows else table
-        held[:] = [(batch, None) for batch in unique.to_batches()]
-        return nbytes, mult, split
-
     def weighed_bytes(self, table: pa.Table, rows: np.ndarray, sizes: np.ndarray) -> np.ndarray:
         """What ``--by bytes`` counts of each of ``table``'s ``rows`` once ``--unique`` has kept them
         (``sizes``: their sizes by ``row_sizes``, as floats): those sizes, as the counting pass counts rows."""
         return sizes
-
-    def _unique_in_memory(self, held: list[Block]) -> int:
-        """``--unique``, every row held: each batch of ``held`` replaced by its rows that are the first
-        of their kind in the whole input; returns the bytes of the rows kept."""
-        table = pa.Table.from_batches([b[0] for b in held], schema=self.table_out.schema.remove_metadata())
-        sizes = np.concatenate([np.empty(0, np.int64), *(b[1] for b in held)])
-        kept = first_rows(table, table_hashes(table))
-        self.duplicates = table.num_rows - len(kept)
-        unique = table.take(kept).combine_chunks() if len(kept) < table.num_rows else table
-        held[:] = [(batch, None) for batch in unique.to_batches()]
-        return int(sizes[kept].sum())
-
-    def _in_memory(
-        self, batches: list[pa.RecordBatch], nbytes: int, mult: np.ndarray | None = None, labels: np.ndarray | None = None
-    ) -> None:
-        """Every row held: shuffled (with weighted sources, each row as many times as ``mult`` says) and
-        written; with ``--stratify`` each split's copies (``labels``) shuffled on their own, splits in order."""
-        table = pa.Table.from_batches(self._consolidate(_drain(batches)), schema=self.table_out.schema.remove_metadata())
-        index = None if mult is None else mix.copies_index(mult)
-        if mult is not None and self.request.verify:
-            self.read_fingerprint += self.rows_fingerprint(table, mult)
-        elif self.request.unique and self.request.verify:
-            self.read_fingerprint += self.rows_fingerprint(table)
-        count = self.wanted(table.num_rows if index is None else len(index))
-        self.begin_output(count)
-        if labels is not None:
-            if index is None:
-                index = np.arange(table.num_rows, dtype=np.int32 if table.num_rows < 2**31 else np.int64)
-            assert self.stratifier is not None
-            for v in range(self.stratifier.splits):
-                part = index[labels == v]
-                self._emit_permuted(table, nbytes, rng_for(self.entropy, streams.stratum(v)), len(part), part)
-            self.records += count
-            return
-        self._emit_permuted(table, nbytes, rng_for(self.entropy, streams.IN_MEMORY), count, index)
-        self.records += count
-
-    def _consolidate(self, batches: Iterable[pa.RecordBatch]) -> list[pa.RecordBatch]:
-        """``batches`` merged into chunks of up to an eighth of the limit (at most ``MAX_CHUNK``),
-        one group at a time, each original let go once merged (pass an iterator that keeps none).
-
-        Gathering a piece takes from every chunk of a table, so hundreds of small chunks make
-        the gather quadratic; a few large ones keep it one pass, with an eighth of the limit copied
-        at a time.
-        """
-        most = min(MAX_CHUNK, max(1, plan.block_budget(self.limit) // 8))
-        merged: list[pa.RecordBatch] = []
-        group: list[pa.RecordBatch] = []
-        size = 0
-        for batch in batches:
-            if group and size + batch.nbytes > most:
-                merged.append(_combine(group))
-                group, size = [], 0
-            group.append(batch)
-            size += batch.nbytes
-        if group:
-            merged.append(_combine(group))
-        return merged
-
-    def _emit_permuted(
-        self, table: pa.Table, nbytes: int, rng: np.random.Generator, count: int, index: np.ndarray | None = None
-    ) -> None:
-        """Write ``count`` rows of ``table`` (``nbytes`` by ``row_sizes``) in uniformly random order
-        (a uniform sample if fewer than all); with ``index``, of the multiset of rows it lists."""
-        n = table.num_rows
-        if index is not None:
-            if count == len(index):
-                order = index.copy()
-                rng.shuffle(order)
-            else:
-                order = index[rng.choice(len(index), size=count, replace=False)]
-        elif count == n:
-            order = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
-            rng.shuffle(order)
-        else:
-            order = rng.choice(n, size=count, replace=False)
-        chunk = max(1, self.piece * n // max(1, nbytes)) if n else 1
-        batches = table.to_batches()
-        starts = np.zeros(len(batches) + 1, np.int64)
-        np.cumsum([b.num_rows for b in batches], out=starts[1:])
-        gathers = ((lambda lo=lo: take_rows(batches, starts, order[lo : lo + chunk])) for lo in range(0, count, chunk))
-        for rows in self.workers.sized(nbytes).ordered(gathers):
-            self.emit(rows)
 
     # The driver's hooks.
 
@@ -452,14 +339,14 @@ class TableRun(WeightedRows, TwoPass):
     def shuffle_bucket(self, buckets: Buckets, j: int, key: Key, left: int | None, room: int) -> int:
         assert isinstance(buckets, TableBuckets)
         rows, nbytes = int(buckets.records[j]), int(buckets.sizes[j])
-        table = pa.Table.from_batches(self._consolidate(buckets.batches(j)), schema=buckets.schema)
+        table = pa.Table.from_batches(consolidate(buckets.batches(j), self.limit), schema=buckets.schema)
         if table.num_rows != rows:
             raise TempSpaceError(
                 f"{buckets.path(j)}: temporary bucket holds {table.num_rows} rows, not the {rows} written; "
                 "the temporary directory was changed or is failing"
             )
         count = rows if left is None else min(rows, left)
-        self._emit_permuted(table, nbytes, rng_for(self.entropy, key), count)
+        emit_permuted(self, table, nbytes, rng_for(self.entropy, key), count)
         return count
 
     def bucket_blocks(self, buckets: Buckets, j: int) -> tuple[Iterator[Any], Estimate]:

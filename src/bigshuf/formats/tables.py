@@ -1,5 +1,5 @@
-"""Arrow rows in batches: schemas, row sizes, rebatching, gathering in random order, and the
-temporary buckets (Arrow IPC streams) that table runs scatter rows into.
+"""Arrow rows in batches: schemas, row sizes, rebatching, merging into large chunks, gathering in
+random order, and the temporary buckets (Arrow IPC streams) that table runs scatter rows into.
 
 Rows are read in record batches. Pass 1 draws an i.i.d. uniform bucket for every row and
 appends each bucket's rows to an Arrow IPC stream file; pass 2 loads one bucket at a time,
@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from ..core import plan
 from ..core.records import array_block, list_spans, union_spans
 from ..errors import InputError, TempSpaceError, UsageError, option
 from ..storage.tempspace import full_disk_hint
@@ -296,6 +297,29 @@ def _combine(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
     if len(batches) == 1:
         return batches[0]
     return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
+
+
+def consolidate(batches: Iterable[pa.RecordBatch], limit: int) -> list[pa.RecordBatch]:
+    """``batches`` merged into chunks of up to an eighth of the limit (at most ``MAX_CHUNK``),
+    one group at a time, each original let go once merged (pass an iterator that keeps none).
+
+    Gathering a piece takes from every chunk of a table, so hundreds of small chunks make
+    the gather quadratic; a few large ones keep it one pass, with an eighth of the limit copied
+    at a time.
+    """
+    most = min(MAX_CHUNK, max(1, plan.block_budget(limit) // 8))
+    merged: list[pa.RecordBatch] = []
+    group: list[pa.RecordBatch] = []
+    size = 0
+    for batch in batches:
+        if group and size + batch.nbytes > most:
+            merged.append(_combine(group))
+            group, size = [], 0
+        group.append(batch)
+        size += batch.nbytes
+    if group:
+        merged.append(_combine(group))
+    return merged
 
 
 def take_rows(batches: list[pa.RecordBatch], starts: np.ndarray, order: np.ndarray) -> pa.Table:

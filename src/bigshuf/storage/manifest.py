@@ -10,6 +10,7 @@ import os
 import stat
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..core.fingerprint import Fingerprint
@@ -17,7 +18,6 @@ from ..errors import InputError, OutputError
 from .safefs import create_exclusive, sync_file
 
 if TYPE_CHECKING:
-    from .output import OutputFile
     from .sinks import Sink
 
 #: The format number every manifest carries; a reader refuses another.
@@ -28,6 +28,18 @@ MAX_MANIFEST = 1 << 30
 
 #: Bytes read at once from an output file being checked.
 CHECK_BLOCK = 32 << 20
+
+
+@dataclass
+class OutputFile:
+    """One file of the output as written: its split (None without ``--split``), its path as named,
+    the records and record bytes routed to it, and their fingerprint (with a manifest or ``--verify``)."""
+
+    split: str | None
+    path: str
+    records: int = 0
+    bytes: int = 0
+    fingerprint: Fingerprint = field(default_factory=Fingerprint)
 
 
 def fingerprint_entry(fp: Fingerprint) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """The output of a run: shuffled records routed to one sink or split over N shards, with the
-header on top of each, and committed together at the end (or removed together on failure)."""
+header on top of each, and committed together at the end (or removed together on failure).
+``--resume``'s checkpoints of the files, and the taking up of them again, are ``output_resume``'s."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import sys
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -16,12 +16,12 @@ import numpy as np
 from ..core.fingerprint import Fingerprint, fingerprint
 from ..core.parallel import Workers
 from ..core.records import array_block, array_bytes
-from ..core.checkpoint import advice, refusal
-from ..core.resume import FileCheck, ResumePoint
+from ..core.resume import FileCheck
 from ..errors import OutputError, UsageError, option
+from . import output_resume
 from .commit import CommitInterrupted, OutputFiles, deferred_signals
-from .layout import Sharding, SplitPart, file_places, shard_option, split_counts, split_target
-from .manifest import build_manifest, write_manifest
+from .layout import Sharding, SplitPart, shard_option, split_counts, split_target
+from .manifest import OutputFile, build_manifest, write_manifest
 from .safefs import generated_path
 from .shards import check_shard_count, make_directories, shard_names
 from .sinks import AtomicFileSink, CodecChoice, Sink, open_output, output_codec
@@ -29,18 +29,6 @@ from .writeback import WriteBehind
 
 #: Shards open at once at most (queued, not yet finished by the writer thread).
 OPEN_SHARDS = 8
-
-
-@dataclass
-class OutputFile:
-    """One file of the output as written: its split (None without ``--split``), its path as named,
-    the records and record bytes routed to it, and their fingerprint (with a manifest or ``--verify``)."""
-
-    split: str | None
-    path: str
-    records: int = 0
-    bytes: int = 0
-    fingerprint: Fingerprint = field(default_factory=Fingerprint)
 
 
 class Output:
@@ -132,11 +120,11 @@ class Output:
         if not self._plain:
             self._plan(total)
         if restore is not None:
-            self._restore(restore)
+            output_resume.take_up(self, restore)
         elif self._plain:
             if self.resume_tag is not None:
                 assert self.target is not None
-                self._open(self._file_sink(0, self.target, None))
+                self._open(output_resume.resumable_sink(self, 0, self.target, None))
             else:
                 self._open(open_output(self.target, self._codec_choice(), files=self.files))
             self.outputs.append(OutputFile(None, self.target or "-"))
@@ -191,97 +179,10 @@ class Output:
             option_name=shard_option(self.sharding),
         )[0]
 
-    def _file_sink(self, i: int, path: str, at: ResumePoint | None) -> AtomicFileSink:
-        """The --resume file number ``i`` (named ``path``): fresh, or reopened ``at`` a checkpoint. A name
-        bigshuf made (a shard's, a split's) is opened in its directory's real path, never through a
-        link; the single output as ``-o`` names it, links followed (as a run without --resume does)."""
-        finished = at is not None and at.finished
-        codec = None if finished else output_codec(path, self._codec_choice())
-        made = self.sharding.on or self.split is not None
-        if made:
-            self._made += make_directories([path])
-        sink = AtomicFileSink(
-            generated_path(path) if made else os.path.realpath(path), codec, path, self.resume_tag, at, self.resume_dir,
-            files=self.files, index=i if made else None,
-        )
-        if finished:
-            sink.finish()
-        return sink
-
-    def _restore(self, restore: dict[str, Any]) -> None:
-        """Take up the files of an interrupted ``--resume`` run (a ``checkpoint()``): each where the
-        plan puts it, finished ones as they are, the last cut back to the checkpoint and appended to.
-        A layout the plan could not have made is refused; with a manifest or ``--shard-size`` each
-        file's records are read back from disk rather than taken from the checkpoint."""
-        counts: list[int] = restore["records"]
-        self._done = restore["done"]
-        self.fingerprint = Fingerprint(*restore["fingerprint"])
-        try:
-            places = [(0, 0)] * len(counts) if self._plain else file_places(counts, [g[3] for g in self._groups], self.sharding)
-        except ValueError as e:
-            raise refusal(self.resume_dir, str(e)) from None
-        for i, ((size, crc), records, (group, index)) in enumerate(zip(restore["files"], counts, places)):
-            at = ResumePoint(size, crc, finished=i < len(counts) - 1)
-            path = self.target if self._plain else self._file_path(group, index)
-            assert path is not None
-            sink = self._file_sink(i, path, at)
-            self.sinks.append(sink)
-            self.outputs.append(OutputFile(None if self._plain else self._groups[group][0], path, records))
-            self._checks.append(FileCheck(sink.tmp_path, at))
-            self._finished += at.finished
-        if self.sinks and self._groups:
-            self._group, self._index = places[-1]
-            _split, _target, start, count = self._groups[self._group]
-            self._end = self.sharding.file_end(start, count, self._index)
-        if self.rescan is not None and (self.manifest is not None or self.sharding.size is not None):
-            self._read_back()
-
-    def _read_back(self) -> None:
-        """Count, size and fingerprint each file taken up from a checkpoint by reading it back
-        (``rescan``): its records must be the checkpoint's, and together their fingerprints the
-        checkpoint's; with ``--shard-size`` every file followed by another of its split must be full."""
-        assert self.rescan is not None
-        total = Fingerprint()
-        hashing = self.verify or self.manifest is not None
-        for i, (sink, out) in enumerate(zip(self.sinks, self.outputs)):
-            assert isinstance(sink, AtomicFileSink)
-            fp = self.rescan(sink.tmp_path, output_codec(out.path, self._codec_choice()))
-            if fp.records != out.records:
-                raise OutputError(
-                    f"{sink.tmp_path}: holds {fp.records} records, the checkpoint in {self.resume_dir} says {out.records}; "
-                    f"{advice(self.resume_dir)}"
-                )
-            out.bytes = fp.bytes
-            if hashing:
-                out.fingerprint = fp
-            total += fp
-            following = self.outputs[i + 1] if i + 1 < len(self.outputs) else None
-            size = self.sharding.size
-            if size is not None and following is not None and following.split == out.split and fp.bytes < size:
-                raise refusal(self.resume_dir, f"cut output file {i} at {fp.bytes} bytes of records, short of {size}")
-        if hashing and total != self.fingerprint:
-            raise refusal(self.resume_dir, "holds an output fingerprint that the files taken up from it do not add up to")
-
     def checkpoint(self) -> dict[str, Any]:
         """Where the output stands after the queued writes, every file synced up to there:
         enough for ``begin(restore=...)`` (each file's size and CRC-32, records emitted, fingerprint)."""
-        self.writer.flush()
-        self._tally()
-        size = self.sinks[-1].cut() if self.sinks else 0
-        for sink in self.sinks[len(self._checks) :]:
-            assert isinstance(sink, AtomicFileSink)
-            self._checks.append(FileCheck(sink.tmp_path))
-        last = len(self._checks) - 1
-        try:
-            files = [check.advance(size if i == last else None) for i, check in enumerate(self._checks)]
-        except OSError as e:
-            raise OutputError(f"{self._checks[-1].path}: cannot checkpoint: {e.strerror}") from None
-        return {
-            "files": files,
-            "done": self._done,
-            "fingerprint": [self.fingerprint.records, self.fingerprint.bytes, self.fingerprint.digest],
-            "records": [out.records for out in self.outputs],
-        }
+        return output_resume.checkpoint(self)
 
     # The hooks below are where an output of table rows (tables.TableOutput) differs.
 
@@ -356,7 +257,7 @@ class Output:
         i = len(self.sinks)
         path = self._file_path(self._group, self._index)
         if self.resume_tag is not None:
-            self._open(self._file_sink(i, path, None))
+            self._open(output_resume.resumable_sink(self, i, path, None))
         elif not self.sharding.on and self.split is None:
             self._open(open_output(path, self._codec_choice(), files=self.files))
         else:

@@ -22,7 +22,7 @@ from ...core.records import RecordFormat, array_block, array_bytes, as_binary_ar
 from ...progress import Progress
 from ...storage import remote
 from ...storage.sinks import CodecChoice
-from ...storage.sources import RecordReader
+from ...storage.reader import RecordReader
 from .tasks import Config, Copies, ScatterResult, ScatterTask, Segment, Writable, bucket_count, range_bytes, write_stream
 
 #: First step of the read past a range's end that completes its last record; it doubles.

@@ -15,7 +15,7 @@ from ...errors import UsageError, option
 from ...storage import remote
 from ...storage.layout import Sharding, SplitPart, shard_option, split_counts, split_target
 from ...storage.manifest import build_manifest, input_entries, write_manifest
-from ...storage.output import OutputFile
+from ...storage.manifest import OutputFile
 from ...storage.safefs import generated_path
 from ...storage.shards import OPEN_ENDED_PROBE, check_outputs, check_shard_count, shard_names
 from ...storage.sinks import CodecChoice

@@ -1,0 +1,143 @@
+"""What a line run plans with, worked out before it shuffles: the mean record's size, the temporary
+buckets' compression ratio and bytes, and ``--dry-run``'s view of the run, the first piece of the
+input read and sized as pass 1 would (``sample_lines``) and the output as ``prepare`` checks it.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from typing import Any
+
+import numpy as np
+
+from ..core import mix, plan
+from ..core.driver import Estimate, OutputPlan, Sample
+from ..core.records import RecordFormat, find_offsets
+from ..errors import option
+from ..progress import Progress
+from ..request import Request, resolve_memory
+from ..storage.codecs import parse_compress
+from ..storage.layout import Sharding
+from ..storage.reader import RecordReader
+from ..storage.remote import is_remote
+from ..storage.sinks import CodecChoice
+from ..storage.sources import FileSource, GeneratedSource, Source
+from .detect import line_shard_suffix
+from .line_mix import count_sources, source_sizes
+
+
+def compression_ratio(sample: np.ndarray) -> float:
+    """Compressed over raw size of ``sample`` with the temporary buckets' codec (zstd level 1)."""
+    if not len(sample):
+        return 1.0
+    import zstandard
+
+    return len(zstandard.ZstdCompressor(level=1).compress(sample.data)) / len(sample)
+
+
+def mean_record_size(block: np.ndarray, fmt: RecordFormat, piece: int) -> float:
+    """Mean size of the whole records in the first ``piece`` bytes of ``block`` (the block's size if it
+    holds none): what pass 1 sizes its buckets with."""
+    sample = find_offsets(block[:piece], fmt)
+    return int(sample[-1]) / max(1, len(sample) - 1) if len(sample) > 1 else float(len(block))
+
+
+def temp_bytes(nbytes: int, compress_temp: bool, ratio: float) -> int:
+    """Temporary space ``nbytes`` of records take as buckets, compressed at ``ratio`` with ``compress_temp``."""
+    # 10% spare for compressed buckets: the sample's ratio may flatter the rest.
+    return nbytes if not compress_temp else int(nbytes * min(1.0, ratio * 1.1))
+
+
+def repeat_refusal(limit: int) -> str:
+    """Why ``--repeat`` fails on an input that does not fit in memory (the run and ``--dry-run`` say it alike)."""
+    return (
+        f"{option('repeat')} needs the input in memory, and it does not fit in {plan.format_size(limit)}; "
+        f"raise {option('memory')}"
+    )
+
+
+def _unreadable(item: Any) -> str:
+    """Why ``--dry-run`` does not read input ``item`` (a path, URL or source), or empty if it does."""
+    if isinstance(item, str) and item == "-":
+        return "standard input is not read by a plan: it could not be read again"
+    if isinstance(item, str) and is_remote(item):
+        return f"{item}: URLs are not read by a plan"
+    if isinstance(item, str):
+        try:
+            mode = os.stat(item).st_mode
+        except OSError:
+            return ""  # the read says what is wrong
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            return f"{item}: not a regular file, so not read by a plan: it could not be read again"
+    if isinstance(item, GeneratedSource):
+        return f"{item.name}: generated lines have no size before they are made"
+    return ""
+
+
+def shard_suffix(sources: list[Source], sharded: bool, compress: CodecChoice | None) -> str | None:
+    """The suffix of a shard directory's files: the inputs' kind and codec when every input is a file."""
+    paths = [s.path for s in sources if isinstance(s, FileSource)]
+    return line_shard_suffix(paths, compress) if sharded and len(paths) == len(sources) else None
+
+
+def sample_lines(request: Request, inputs: list[Any]) -> Sample:
+    """The input's first piece read as pass 1 would read it, sized as pass 1 would size it; standard
+    input, pipes, URLs and generated lines are not read (nor their size guessed)."""
+    why = next((w for w in map(_unreadable, inputs) if w), "")
+    if why:
+        return Sample(None, why=why)
+    sources: list[Source] = [FileSource(s) if isinstance(s, str) else s for s in inputs]
+    limit = resolve_memory(request.memory)
+    fmt = RecordFormat(0 if request.zero_terminated else 10, request.lines_per_record)
+    piece = plan.piece_bytes(limit)
+    reader = RecordReader(sources, fmt, Progress(), request.header)
+    total = reader.total_size()
+    read = max(piece, plan.DRY_RUN_SAMPLE)
+    blocks = reader.blocks(plan.read_capacity(limit), option("memory"), block=read)
+    try:
+        block, final = next(blocks)
+        per_record = mean_record_size(block, fmt, piece)
+        ratio = compression_ratio(block[:piece]) if request.compress_temp else 1.0
+        if final:
+            est = Estimate(len(block), len(find_offsets(block, fmt)) - 1, per_record)
+        else:
+            est = Estimate.of(reader.estimate_total() if total is None else total + len(sources), per_record)
+        sampled = len(block) if final else min(len(block), piece)  # the records the mean size is of
+    finally:
+        blocks.close()
+    # As ``shuffle`` decides: an input of unknown size goes in memory only if its first block (of
+    # up to ``read_capacity``, more than this sample read unless the sample was cut there) is all of it.
+    capacity = plan.read_capacity(limit)
+    first_block = final or (min(capacity, read) < capacity and est.nbytes is not None and est.nbytes <= capacity)
+    in_memory = (
+        est.nbytes is not None and est.records is not None and plan.fits_in_memory(est.nbytes, est.records, limit)
+        and (total is not None or first_block)
+    )
+    counts: tuple[int, ...] | None = None
+    nbytes: tuple[int, ...] | None = None
+    sizes: tuple[int | None, ...] = ()
+    if request.sources:
+        # Weighted sources: counted as the run's counting pass counts them when the inputs are no
+        # more than a plan reads anyway, else sized by their files, as the run weighs them without counts.
+        file_source, n = mix.source_files(request), len(request.sources)
+        sizes = tuple(source_sizes(sources, file_source, n))
+        if final or (total is not None and total <= plan.DRY_RUN_SAMPLE):
+            counted = count_sources(sources, file_source, n, fmt, request.header, limit, Progress())
+            counts, nbytes = tuple(counted[0]), tuple(counted[1])
+    return Sample(
+        est, sampled, exact=final, sized=total is not None, in_memory=in_memory,
+        temp_bytes=None if est.nbytes is None else temp_bytes(est.nbytes, request.compress_temp, ratio),
+        refusal=repeat_refusal(limit) if request.repeat and not in_memory else "",
+        source_records=counts, source_bytes=nbytes, source_sizes=sizes,
+    )
+
+
+def lines_output_plan(request: Request, inputs: list[Any]) -> OutputPlan:
+    """The output as ``prepare`` checks it: the codec ``--compress`` names and a shard directory's suffix."""
+    compress = None if request.compress is None else parse_compress(request.compress)
+    local = all(not isinstance(s, str) or not is_remote(s) for s in inputs)
+    sources: list[Source] = [FileSource(s) if isinstance(s, str) else s for s in inputs]
+    sharding = Sharding(request.shards, request.shard_records, request.shard_size)
+    suffix = shard_suffix(sources, sharding.on, compress) if local else None
+    return OutputPlan(request.output, request.shards, compress, suffix, sharding, request.split, request.manifest)

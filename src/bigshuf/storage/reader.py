@@ -1,0 +1,305 @@
+"""Inputs read as records: the concatenated inputs in blocks of whole records, in one reused buffer.
+
+Every input's last record gets its separator, ``--header`` records are kept aside, a record too
+long for ``-S`` is refused, and a lone plain file can be mapped whole instead of read.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import stat
+from collections.abc import Callable, Generator, Sequence
+from typing import BinaryIO
+
+import numpy as np
+
+from ..core.records import RecordFormat, count_separators
+from ..errors import InputError, option
+from ..progress import Progress
+from .codecs import Replay
+from .sources import FileSource, Source
+
+#: How many of standard input's first bytes (decompressed) a reader's ``stdin_check`` is shown.
+STDIN_HEAD = 512
+
+
+def map_whole(sources: Sequence[Source], sep: int) -> np.ndarray | None:
+    """Map a lone regular input file that ends with ``sep`` read-only, or return None.
+
+    Mapping page-cache pages costs 0.04 s per GiB here where reading into fresh memory
+    cost 0.3-2.7 s (benchmarks/README.md), so the in-memory path maps when it can.
+    """
+    if len(sources) != 1 or not isinstance(sources[0], FileSource) or sources[0].path == "-":
+        return None
+    try:
+        with open(sources[0].path, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
+                return None
+            flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+            mapped = mmap.mmap(f.fileno(), 0, flags=flags, prot=mmap.PROT_READ)
+    except OSError as e:
+        raise InputError(f"{sources[0].name}: {e.strerror}") from None
+    block = np.frombuffer(mapped, np.uint8)
+    return block if block[-1] == sep else None
+
+
+def _stored_size(source: Source) -> int | None:
+    """Bytes of ``source`` as stored, if it is a file or object whose stored position can be followed."""
+    disk_size = getattr(source, "disk_size", None)
+    return None if disk_size is None or not hasattr(source, "position") else disk_size()
+
+
+def split_head(stream: BinaryIO, lines: int, sep: int, name: str) -> tuple[bytes, BinaryIO]:
+    """Read the first ``lines`` separator-terminated lines off ``stream`` (``--header``).
+
+    Returns them and a stream of the rest. A header is a few lines, so a plain loop serves.
+    """
+    head = bytearray()
+    found = 0
+    sep_byte = bytes([sep])
+    while found < lines:
+        try:
+            chunk = stream.read(1 << 16)
+        except OSError as e:
+            raise InputError(f"{name}: read error: {e.strerror}") from None
+        if not chunk:
+            if head and head[-1] != sep:
+                head += sep_byte
+            return bytes(head), stream
+        pos = -1
+        while found < lines:
+            pos = chunk.find(sep_byte, pos + 1)
+            if pos < 0:
+                break
+            found += 1
+        if found < lines:
+            head += chunk
+        else:
+            head += chunk[: pos + 1]
+            return bytes(head), Replay(chunk[pos + 1 :], stream)  # type: ignore[return-value]
+    return bytes(head), stream
+
+
+class RecordReader:
+    """Streams the concatenated inputs as blocks of whole records.
+
+    Every input's last record gets a separator if it lacks one, as GNU sort and shuf do,
+    so records never run across inputs. A record longer than the buffer is an error, and so
+    is an input that ends inside a ``--lines-per-record`` group. With ``header`` records, the
+    first input's leading records are kept aside in ``self.header`` and every later input's
+    are dropped.
+    """
+
+    #: First size of the read buffer; it doubles up to the capacity the caller allows.
+    INITIAL_BUFFER = 64 << 20
+
+    def __init__(
+        self, sources: Sequence[Source], fmt: RecordFormat, progress: Progress, header: int = 0,
+        stdin_check: Callable[[bytes], None] | None = None,
+    ) -> None:
+        self.sources = list(sources)
+        #: Shown standard input's first ``STDIN_HEAD`` bytes, to refuse data that is not records
+        #: (a format's check: a line run refuses a tar archive).
+        self.stdin_check = stdin_check
+        self.fmt = fmt
+        self.progress = progress
+        self.header_records = header
+        self.header = b""
+        self.bytes_read = 0
+        self.progress_done = 0  # bytes reported to progress: of the inputs as stored
+        self._stored_at = 0  # stored bytes of the current input reported so far
+        self._seps = 0  # separators in the buffer, counted only for --lines-per-record
+        self._current = 0  # index of the source being read
+        self._eager = False  # blocks handed out whenever the buffer is full (``blocks(block=...)``)
+        # Where each input's records start in the last block handed out: (input index, byte offset),
+        # in order (weighted sources tell their records apart by it); ``_runs`` is the buffer's.
+        self.block_runs: list[tuple[int, int]] = []
+        self._runs: list[tuple[int, int]] = []
+        #: Per input, ``[separators, bytes]`` read (header excepted), when ``--manifest`` asks (``counted``).
+        self.per_input: list[list[int]] | None = None
+
+    def counted(self) -> list[tuple[int, int]] | None:
+        """Each input's records and bytes as read, if counting was asked for (``per_input`` set to ``[]``)."""
+        if self.per_input is None:
+            return None
+        return [(seps // self.fmt.group, nbytes) for seps, nbytes in self.per_input]
+
+    def total_size(self) -> int | None:
+        """Bytes of all inputs, or None if any size is unknown (plus one per missing separator)."""
+        total = 0
+        for s in self.sources:
+            size = s.size()
+            if size is None:
+                return None
+            total += size
+        return total
+
+    def progress_total(self) -> int | None:
+        """Bytes of all inputs as stored (a compressed file at its compressed size), or None if any is unknown."""
+        total = 0
+        for s in self.sources:
+            size = s.size()
+            if size is None:
+                size = _stored_size(s)
+            if size is None:
+                return None
+            total += size
+        return total
+
+    def _report(self, source: Source, stored: bool, n: int) -> None:
+        """Tell progress about ``n`` bytes just read from ``source``: as stored where the stored
+        position is known (compressed bytes consumed), else as read."""
+        if stored:
+            position = source.position()  # type: ignore[attr-defined]
+            n, self._stored_at = position - self._stored_at, position
+        if n:
+            self.progress_done += n
+            self.progress.update(n)
+
+    def estimate_total(self) -> int | None:
+        """Expected bytes of all inputs once decompressed, from the ratio seen so far.
+
+        Compressed files do not tell their size; planning the bucket count from the ratio of
+        bytes produced to bytes consumed keeps buckets near their target size. None when an
+        input is not a regular file or nothing has been read.
+        """
+        disk: list[int] = []
+        for s in self.sources:
+            size = s.disk_size() if isinstance(s, FileSource) else None
+            if size is None:
+                return None
+            disk.append(size)
+        current = self.sources[self._current]
+        consumed = sum(disk[: self._current]) + (current.position() if isinstance(current, FileSource) else 0)
+        if not consumed or not self.bytes_read:
+            return None
+        return int(sum(disk) * self.bytes_read / consumed)
+
+    def _open(self, index: int, source: Source) -> BinaryIO:
+        stream = source.open()
+        if self.header_records:
+            head, stream = split_head(stream, self.header_records * self.fmt.group, self.fmt.sep, source.name)
+            if index == 0:
+                self.header = head
+        return stream
+
+    def blocks(
+        self, capacity: int, limit_flag: str, block: int | None = None
+    ) -> Generator[tuple[np.ndarray, bool], None, None]:
+        """Yield ``(block, final)``: views of one reused buffer holding whole records.
+
+        A block is only valid until the next one is requested. ``final`` is True for the
+        last block. ``limit_flag`` names the option to raise in the too-long-record error.
+        With ``block``, the buffer starts at that size and hands out its records whenever it
+        is full, growing towards ``capacity`` only to hold a record longer than it: blocks of
+        about ``block`` bytes in the same pages, for callers that gain nothing from big ones.
+        """
+        self._eager = block is not None
+        buf = np.empty(min(capacity, block or self.INITIAL_BUFFER), np.uint8)
+        filled = 0
+        self._runs = []
+        sep, group = self.fmt.sep, self.fmt.group
+        for index, source in enumerate(self.sources):
+            self._current = index
+            if self._runs and self._runs[-1][1] == filled:
+                self._runs.pop()  # the input before held nothing past this point
+            self._runs.append((index, filled))
+            if self.per_input is not None:
+                self.per_input.append([0, 0])
+            stream = self._open(index, source)
+            stored, self._stored_at = _stored_size(source) is not None, 0
+            # Standard input's first bytes, until they tell whether it holds a tar archive.
+            check = self.stdin_check if isinstance(source, FileSource) and source.path == "-" else None
+            head = None if check is None else bytearray()
+            try:
+                last = -1
+                while True:
+                    if filled == len(buf):
+                        buf, filled = yield from self._make_room(buf, filled, capacity, source.name, limit_flag)
+                    try:
+                        n = stream.readinto(buf[filled:].data)  # type: ignore[attr-defined]
+                    except OSError as e:
+                        raise InputError(f"{source.name}: read error: {e.strerror}") from None
+                    if not n:
+                        break
+                    if head is not None:
+                        head += buf[filled : filled + min(n, STDIN_HEAD - len(head))].tobytes()
+                        if len(head) == STDIN_HEAD and check is not None:
+                            check(bytes(head))
+                            head = None
+                    if group > 1:
+                        self._seps += count_separators(buf[filled : filled + n], sep)
+                    if self.per_input is not None:
+                        self.per_input[-1][0] += count_separators(buf[filled : filled + n], sep)
+                        self.per_input[-1][1] += n
+                    filled += n
+                    last = int(buf[filled - 1])
+                    self.bytes_read += n
+                    self._report(source, stored, n)
+                self._report(source, stored, 0)
+                if isinstance(source, FileSource):
+                    source.check_unchanged()
+            finally:
+                stream.close()
+            if last not in (-1, sep):
+                if filled == len(buf):
+                    buf, filled = yield from self._make_room(buf, filled, capacity, source.name, limit_flag)
+                buf[filled] = sep
+                filled += 1
+                self._seps += 1
+                if self.per_input is not None:
+                    self.per_input[-1][0] += 1
+                    self.per_input[-1][1] += 1
+            if group > 1 and self._seps % group:
+                raise InputError(
+                    f"{source.name}: ends with {self._seps % group} lines left over after the last "
+                    f"whole record of {group} lines ({option('lines_per_record')})"
+                )
+        self.block_runs = [run for run in self._runs if run[1] < filled] or self._runs[-1:]
+        yield buf[:filled], True
+
+    def _make_room(
+        self, buf: np.ndarray, filled: int, capacity: int, name: str, limit_flag: str
+    ) -> Generator[tuple[np.ndarray, bool], None, tuple[np.ndarray, int]]:
+        """Free space in a full buffer: grow it towards ``capacity``, else hand out its whole records.
+
+        Growing only as the input turns out to need it means a generous -S on a small pipe
+        allocates little. Returns (via ``yield from``) the buffer and its new fill.
+        """
+        cut = self._last_end(buf, filled) if self._eager or len(buf) == capacity else None
+        if cut is None and len(buf) < capacity:
+            grown = np.empty(min(capacity, 2 * len(buf)), np.uint8)
+            grown[:filled] = buf[:filled]
+            return grown, filled
+        if cut is None:
+            raise InputError(
+                f"{name}: a record is longer than {filled} bytes, the most this memory "
+                f"limit allows; raise {limit_flag}"
+            )
+        self.block_runs = [run for run in self._runs if run[1] < cut]
+        self._runs = [(self._runs[-1][0], 0)]  # what stays in the buffer is the current input's
+        yield buf[:cut], False
+        if self.fmt.group > 1:
+            self._seps -= self._seps // self.fmt.group * self.fmt.group
+        buf[: filled - cut] = buf[cut:filled]
+        return buf, filled - cut
+
+    def _last_end(self, buf: np.ndarray, filled: int) -> int | None:
+        """Position just past the last whole record in ``buf[:filled]``, searched backwards; None if it holds none."""
+        group = self.fmt.group
+        # Separators after the last whole record, which the backward search skips.
+        skip = self._seps % group if group > 1 else 0
+        if group > 1 and self._seps < group:
+            skip = -1
+        window = 1 << 16
+        while skip >= 0:
+            lo = max(0, filled - window)
+            hits = np.flatnonzero(buf[lo:filled] == self.fmt.sep)
+            if len(hits) > skip:
+                return lo + int(hits[-1 - skip]) + 1
+            if lo == 0:
+                break
+            window *= 4
+        return None
