@@ -339,7 +339,7 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         with TempSpace(self.tmp_dir, self.resume_name) as temp:
             if self.resume_name is not None:
                 self.resume_space = temp
-                self._load_checkpoint(temp.path, sources)
+                self._load_checkpoint(temp.path, [s.path for s in sources if isinstance(s, FileSource)])
             exact = total is not None
             if self.request.unique:
                 # Pass 1 scatters the unique records, at most what the hash buckets hold (known now).
