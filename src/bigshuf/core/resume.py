@@ -177,9 +177,9 @@ def crc_of(fd: int, start: int, end: int, crc: int = 0) -> int:
     return crc
 
 
-def load_state(directory: str) -> dict[str, Any] | None:
-    """The parsed ``state.json`` of ``directory`` (opened without following a link), or None if there is none."""
-    path = os.path.join(directory, "state.json")
+def load_state(directory: str, name: str = "state.json") -> dict[str, Any] | None:
+    """The parsed ``state.json`` (or ``name``) of ``directory`` (opened without following a link), or None if there is none."""
+    path = os.path.join(directory, name)
     try:
         fd = open_nofollow(path)
     except FileNotFoundError:
@@ -200,9 +200,9 @@ def load_state(directory: str) -> dict[str, Any] | None:
     return state
 
 
-def save_state(directory: str, state: dict[str, Any]) -> None:
-    """Write ``state.json`` durably: an exclusively created temp file, fsync'd, renamed, directory fsync'd."""
-    path = os.path.join(directory, "state.json")
+def save_state(directory: str, state: dict[str, Any], name: str = "state.json") -> None:
+    """Write ``state.json`` (or ``name``) durably: an exclusively created temp file, fsync'd, renamed, directory fsync'd."""
+    path = os.path.join(directory, name)
     fresh = path + ".new"
     try:
         try:
@@ -225,8 +225,7 @@ def save_state(directory: str, state: dict[str, Any]) -> None:
 
 @dataclass(frozen=True)
 class Job:
-    """What a checkpoint must match: the job's key, its inputs as they are now, and the options
-    that shape the checkpoint's fields."""
+    """What a checkpoint must match: the job's key, its inputs as they are now, the options shaping its fields."""
 
     key: str
     inputs: list[list[Any]]
@@ -246,6 +245,7 @@ class Job:
     #: Each input's records as this run's counting pass saw them (None: it has none), which the
     #: checkpoint's must match: a byte turned into a separator where the content check did not look.
     records: list[int] | None = None
+    tokens: bool = False  # the fingerprints count Megatron documents' token bytes, not the buckets' bytes
 
 
 class _Bad(Exception):
@@ -367,8 +367,8 @@ def _validate(state: dict[str, Any], job: Job) -> None:
     if not job.weighted and (sum(sizes) > bytes_done or (keep == k and sum(sizes) != bytes_done)):
         raise _Bad(f"the buckets hold {sum(sizes)} bytes, bytes_done is {bytes_done}")
     read = _fingerprint(state["read_fingerprint"], "read_fingerprint")
-    # What was read, or with weighted sources the copies scattered (--verify takes no -n: nothing dropped).
-    if read != ([sum(records), sum(sizes) if job.weighted else bytes_done, read[2]] if job.verify else [0, 0, 0]):
+    # What was read, or with weighted sources the copies scattered (--verify takes no -n: nothing dropped); Megatron: tokens.
+    if read != ([sum(records), read[1] if job.tokens else sum(sizes) if job.weighted else bytes_done, read[2]] if job.verify else [0, 0, 0]):
         raise _Bad(f"read_fingerprint {read} does not match the buckets")
     if keys == _PASS2:
         _validate_pass2(state, job, keep, records)

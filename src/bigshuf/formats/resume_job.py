@@ -34,6 +34,8 @@ class ResumableRun:
     read_fingerprint: Fingerprint
     #: The buckets' bytes on disk are not the records' sizes (Arrow streams), as with ``--compress-temp``.
     encoded_buckets = False
+    #: The fingerprints count bytes of their own (Megatron documents' tokens), not the buckets' bytes.
+    token_fingerprints = False
 
     def _job_key(self, inputs: list[str], settings: list[Any]) -> tuple[str, str]:
         """A ``--resume`` job's key and name. The key, kept in its checkpoint, covers everything that
@@ -103,7 +105,7 @@ class ResumableRun:
             self.resume_key, self.input_ids, request.verify, self.head_count, self.out.plain,
             request.compress_temp or self.encoded_buckets, request.verify or request.manifest is not None,
             weighted=bool(request.sources), unique=request.unique, sources=len(request.sources) if request.unique else 0,
-            records=self.input_records,
+            records=self.input_records, tokens=self.token_fingerprints,
         )
         validate_state(state, job, directory)
         self.state = state
