@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 import bigshuf
+from bigshuf.core import plan
 from bigshuf.progress import Progress
 
 from helpers import checkpoint_state, temp_leftovers
@@ -318,3 +319,16 @@ def test_unique_with_resume_refused(tmp_path: Path, corpus: Path, run_cli) -> No
     code, _, err = run_cli(["--resume", corpus, "-o", tmp_path / "o"])
     assert code == 1 and err.startswith(b"bigshuf: --resume needs --seed")
     assert not list(tmp_path.iterdir())
+
+
+def test_stopped_in_a_deeper_level_resumes_to_the_same_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two buckets, each too big for -S: stopped while the second is scattered one level deeper,
+    the resumed run does that bucket again from the checkpoint after the first."""
+    monkeypatch.setattr(plan, "MAX_BUCKETS", 2)
+    src = write_dataset(tmp_path / "c", make_docs(3000, seed=8))
+    (tmp_path / "plain").mkdir()
+    stats = bigshuf.shuffle(str(src), str(tmp_path / "plain" / "x"), seed=SEED, memory="64K", tmp_dir=tmp_path, sync=False)
+    assert stats.passes >= 3 and stats.buckets > 2, stats
+    state = stop_and_resume(src, tmp_path / "job", "o/x", lambda s: s.get("buckets_done", 0) >= 1, memory="64K")
+    assert state["k"] == 2 and state["buckets_done"] == 1
+    assert files_of(tmp_path / "job" / "o") == files_of(tmp_path / "plain")
