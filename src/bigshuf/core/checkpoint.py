@@ -45,9 +45,9 @@ def open_failure(e: OSError) -> str:
     return "it is a symbolic link" if e.errno == errno.ELOOP else str(e.strerror)
 
 
-def load_state(directory: str) -> dict[str, Any] | None:
-    """The parsed ``state.json`` of ``directory`` (opened without following a link), or None if there is none."""
-    path = os.path.join(directory, "state.json")
+def load_state(directory: str, name: str = "state.json") -> dict[str, Any] | None:
+    """The parsed ``state.json`` (or ``name``) of ``directory`` (opened without following a link), or None if there is none."""
+    path = os.path.join(directory, name)
     try:
         fd = open_nofollow(path)
     except FileNotFoundError:
@@ -68,9 +68,10 @@ def load_state(directory: str) -> dict[str, Any] | None:
     return state
 
 
-def save_state(directory: str, state: dict[str, Any]) -> None:
-    """Write ``state.json`` durably: an exclusively created temp file, fsync'd, renamed, directory fsync'd."""
-    path = os.path.join(directory, "state.json")
+def save_state(directory: str, state: dict[str, Any], name: str = "state.json") -> None:
+    """Write ``state.json`` (or ``name``: a format may keep a file of its own beside it) durably: an
+    exclusively created temp file, fsync'd, renamed, directory fsync'd."""
+    path = os.path.join(directory, name)
     fresh = path + ".new"
     try:
         try:
@@ -117,6 +118,8 @@ class Job:
     #: Tar samples: each record is whole blocks of this many bytes (0: not so), and each bucket's
     #: state holds that of the file of its records' lengths beside it (``lengths``, 8 bytes a record).
     block: int = 0
+    #: The fingerprints count Megatron documents' token bytes, not the buckets' bytes.
+    tokens: bool = False
 
 
 class _Bad(Exception):
@@ -238,8 +241,10 @@ def _validate(state: dict[str, Any], job: Job) -> None:
     if not job.weighted and (sum(sizes) > bytes_done or (keep == k and sum(sizes) != bytes_done)):
         raise _Bad(f"the buckets hold {sum(sizes)} bytes, bytes_done is {bytes_done}")
     read = _fingerprint(state["read_fingerprint"], "read_fingerprint")
-    # What was read, or with weighted sources the copies scattered (--verify takes no -n: nothing dropped).
-    if read != ([sum(records), sum(sizes) if job.weighted else bytes_done, read[2]] if job.verify else [0, 0, 0]):
+    # What was read, or with weighted sources the copies scattered (--verify takes no -n: nothing
+    # dropped); Megatron documents: their token bytes, which the buckets' do not give.
+    read_bytes = read[1] if job.tokens else sum(sizes) if job.weighted else bytes_done
+    if read != ([sum(records), read_bytes, read[2]] if job.verify else [0, 0, 0]):
         raise _Bad(f"read_fingerprint {read} does not match the buckets")
     if keys == _PASS2:
         _validate_pass2(state, job, keep, records)

@@ -27,14 +27,14 @@ from ..storage.layout import Sharding, SplitPart, parse_split
 from ..storage.manifest import input_entries
 from ..storage.safefs import foreign_entry, generated_path
 from ..storage.shards import check_outputs
-from ..storage.sinks import AtomicFileSink, Sink
+from ..storage.sinks import AtomicFileSink, CodecChoice, Sink
 from ..storage.writeback import WriteBehind
 from .detect import megatron_prefix
 from .megatron import DTYPES, IndexedInput, IndexParts, check_together, document_fingerprint, schema
+from .megatron_resume import IndexLogs, ResumableMegatron, written_fingerprint
 from .row_unique import check_comparable
 from .table_mix import Block
 from .table_output import TableOutput
-from .table_run import TableRun
 from .tables import TABLE_PIECE
 
 
@@ -57,6 +57,7 @@ class MegatronOutput(TableOutput):
         self.indexes: list[AtomicFileSink] = []
         #: Per file: what its ``.idx`` is made of, kept as its documents are written.
         self.parts: list[IndexParts] = []
+        self.logs: IndexLogs | None = None  # --resume, past the in-memory path: the documents of each file logged
 
     @property
     def _plain(self) -> bool:
@@ -65,12 +66,42 @@ class MegatronOutput(TableOutput):
 
     def _open(self, sink: Sink) -> None:
         self.sinks.append(sink)
+        self._open_index(sink)
+        self.parts.append(IndexParts(self.modes))
+        if self.logs is not None:
+            self.logs.open(len(self.sinks) - 1, None)
+
+    def _open_index(self, sink: Sink) -> None:
+        """The ``.idx`` beside ``sink``, a ``.bin`` (as named: a link there is never written through)."""
         if not isinstance(sink, AtomicFileSink) or not sink.name.endswith(".bin"):
             raise OutputError(f"{sink.name}: a dataset is written as PREFIX.bin and PREFIX.idx files, not to a device")
-        index = len(self.sinks) - 1
-        named = sink.name[:-4] + ".idx"  # beside the .bin as named: a link there is never written through
-        self.indexes.append(AtomicFileSink(generated_path(named), None, named, files=self.files, index=index))
-        self.parts.append(IndexParts(self.modes))
+        named = sink.name[:-4] + ".idx"
+        self.indexes.append(AtomicFileSink(
+            generated_path(named), None, named, self.resume_tag, None, self.resume_dir, files=self.files, index=len(self.indexes),
+        ))
+
+    def _restore(self, restore: dict[str, Any]) -> None:
+        """Take up an interrupted ``--resume`` run's files (``Output._restore``) and, from the index logs,
+        each one's documents as its ``.idx`` needs them; a finished file's ``.idx`` is written now."""
+        assert self.logs is not None
+        self.parts = self.logs.restore(restore)
+        super()._restore(restore)
+        for i, sink in enumerate(self.sinks):
+            self._open_index(sink)
+            if i < len(self.sinks) - 1:
+                self._close_format(i)
+
+    def read_back(self, path: str, _codec: CodecChoice | None) -> Fingerprint:
+        """The documents of output temp file ``path``, taken up from a checkpoint, as a fingerprint."""
+        i = next(i for i, sink in enumerate(self.sinks) if isinstance(sink, AtomicFileSink) and sink.tmp_path == path)
+        return written_fingerprint(path, DTYPES[self.code].itemsize, self.parts[i])
+
+    def checkpoint(self) -> dict[str, Any]:
+        """``Output.checkpoint``, the index logs synced and their point recorded first."""
+        state = super().checkpoint()
+        if self.logs is not None:
+            self.logs.checkpoint(state["done"])
+        return state
 
     def _write(self, shard: int, records: Any) -> None:
         self.writer.submit_job(lambda: self._write_documents(shard, records), records.nbytes)
@@ -78,10 +109,15 @@ class MegatronOutput(TableOutput):
     def _write_documents(self, shard: int, table: pa.Table) -> None:
         """Append ``table``'s documents: tokens to the ``.bin`` now, sequence lengths kept for the ``.idx``."""
         for batch in table.to_batches():
-            self.sinks[shard].write(self.parts[shard].add(batch))
+            parts = self.parts[shard]
+            self.sinks[shard].write(parts.add(batch))
+            if self.logs is not None:
+                self.logs.append(shard, parts.counts[-1], parts.lengths[-1], parts.mode_values[-1] if self.modes else None)
 
     def _close_format(self, shard: int) -> None:
         """Write and finish the ``.idx`` of file ``shard`` (its ``.bin`` is complete)."""
+        if self.logs is not None:
+            self.logs.finish(shard)
         parts, self.parts[shard] = self.parts[shard], IndexParts(self.modes)
         sink = self.indexes[shard]
         for part in parts.index_bytes(self.code):
@@ -103,6 +139,8 @@ class MegatronOutput(TableOutput):
 
     def abort(self) -> None:
         self.writer.wait_idle()
+        if self.logs is not None:
+            self.logs.close()
         for sink in self.indexes:
             sink.abort()
         super().abort()
@@ -124,7 +162,7 @@ def check_manifest_name(manifest: str, prefixes: list[str]) -> None:
             )
 
 
-class MegatronRun(TableRun):
+class MegatronRun(ResumableMegatron):
     """One shuffle of documents: datasets read as rows, written as one ``.bin``/``.idx`` pair or shards of pairs."""
 
     unit = "documents"
@@ -165,6 +203,7 @@ class MegatronRun(TableRun):
         self.input_rows = None
         self.out.manifest_info = self._manifest_info
         self._no_weights()
+        self._start_job()  # --resume: the job's key, and the name of its lock, temp directory and output temp files
 
     def _input_entries(self) -> list[dict[str, Any]]:
         """Each dataset as the manifest lists it: its ``.bin`` (path, size, mtime), documents and token bytes (from its index)."""
@@ -199,7 +238,7 @@ class MegatronRun(TableRun):
             yield from self._with_sources(blocks)
             return
         for batch, sizes in blocks:
-            if self.request.verify and not self.request.unique:
+            if self.request.verify and not self.request.unique and not self.request.resume:  # --resume: as scattered
                 self.read_fingerprint += document_fingerprint(batch)
             yield batch, sizes
 

@@ -45,10 +45,15 @@ class WrittenFile:
 class ResumableRun:
     """What a run does for ``--resume`` whatever its records; the attributes below are the run's
     (and its driver's). A format sets ``record_block`` if its records are whole blocks with their
-    lengths in a file beside each bucket (tar samples), and supplies ``_resume_job`` and ``_read_output_back``."""
+    lengths in a file beside each bucket (tar samples), ``encoded_buckets`` and ``token_fingerprints``
+    as Megatron does, and supplies ``_resume_job`` and ``_read_output_back``."""
 
     #: Tar samples: each record is whole blocks of this many bytes, its length in a file beside its bucket.
     record_block = 0
+    #: The buckets' bytes on disk are not the records' sizes (Arrow streams), as with ``--compress-temp``.
+    encoded_buckets = False
+    #: The fingerprints count bytes of their own (Megatron documents' tokens), not the buckets' bytes.
+    token_fingerprints = False
 
     request: Request
     unit: str
@@ -155,9 +160,10 @@ class ResumableRun:
         assert self.resume_key is not None
         request = self.request
         job = Job(
-            self.resume_key, self.input_ids, request.verify, self.head_count, self.out.plain, request.compress_temp,
-            request.verify or request.manifest is not None, weighted=bool(request.sources), unique=request.unique,
-            sources=len(request.sources) if request.unique else 0, records=self.input_records, block=self.record_block,
+            self.resume_key, self.input_ids, request.verify, self.head_count, self.out.plain,
+            request.compress_temp or self.encoded_buckets, request.verify or request.manifest is not None,
+            weighted=bool(request.sources), unique=request.unique, sources=len(request.sources) if request.unique else 0,
+            records=self.input_records, block=self.record_block, tokens=self.token_fingerprints,
         )
         validate_state(state, job, directory)
         self.state = state

@@ -75,7 +75,8 @@ def in_memory(
     index = None if mult is None else mix.copies_index(mult)
     if mult is not None and run.request.verify:
         run.read_fingerprint += run.rows_fingerprint(table, mult)
-    elif run.request.unique and run.request.verify:
+    elif (run.request.unique or run.resume_name is not None) and run.request.verify:
+        # --unique: the unique rows; --resume (Megatron): what was read, counted as scattered or held here.
         run.read_fingerprint += run.rows_fingerprint(table)
     count = run.wanted(table.num_rows if index is None else len(index))
     run.begin_output(count)

@@ -45,6 +45,7 @@ class TableRun(WeightedRows, TwoPass):
     """One table shuffle: reads batches, decides in-memory or external, writes the output."""
 
     unit = "rows"
+    resume_name: str | None = None  # --resume's job (its checkpoint directory's name), where the format has one
 
     def __init__(
         self, request: Request, inputs: list[TableInput], kind: str, codec: CodecChoice, entropy: int, progress: Progress
@@ -258,7 +259,7 @@ class TableRun(WeightedRows, TwoPass):
         est = row_estimate(held_bytes, held_rows, total_rows, sum(i.disk_size() for i in inputs))
         if self.mixer is not None:
             est = self._multiset_estimate(est)
-        with TempSpace(self.tmp_dir) as temp:
+        with TempSpace(self.tmp_dir, self.resume_name) as temp:
             blocks: Iterator[Any] = chain(_drain(held), batches)
             if self.request.unique:
                 # Pass 1 scatters the unique rows, at most what the hash buckets hold (known now).

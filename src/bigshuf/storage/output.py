@@ -120,7 +120,7 @@ class Output:
         if not self._plain:
             self._plan(total)
         if restore is not None:
-            output_resume.take_up(self, restore)
+            self._restore(restore)
         elif self._plain:
             if self.resume_tag is not None:
                 assert self.target is not None
@@ -128,6 +128,11 @@ class Output:
             else:
                 self._open(open_output(self.target, self._codec_choice(), files=self.files))
             self.outputs.append(OutputFile(None, self.target or "-"))
+
+    def _restore(self, restore: dict[str, Any]) -> None:
+        """Take up an interrupted ``--resume`` run's files (``output_resume.take_up``); a format
+        whose files have more than their records to take up (Megatron's ``.idx``) adds to it."""
+        output_resume.take_up(self, restore)
 
     def temp_directories(self) -> list[str]:
         """Where this output's files (so ``--resume``'s temporary names) go, as far as ``-o`` says

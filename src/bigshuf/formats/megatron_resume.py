@@ -1,0 +1,270 @@
+"""``--resume`` for Megatron datasets: the job, its Arrow buckets, and the ``.idx`` of what was written.
+
+A ``.bin`` is written as its documents come, its ``.idx`` only once it is complete, from the
+documents' sequence lengths the output keeps in memory. So that a resumed run can write the
+``.idx`` of a ``.bin`` it takes up, each output file's documents are logged as they are written
+(``IndexLogs``: per chunk, its sequences per document, sequence lengths and modes) in the
+checkpoint's directory. ``index.json`` there holds each log's size and CRC-32 as of the last two
+checkpoints of the output, written before ``state.json``: whichever of them ``state.json`` is at
+is the one taken up, and the logs read back must account for the checkpoint's documents and for
+the ``.bin`` bytes it counts.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from ..core import plan, streams
+from ..core.driver import Buckets, Estimate
+from ..core.fingerprint import Fingerprint
+from ..core.checkpoint import load_state, refusal, save_state
+from ..core.resume import FileCheck, ResumePoint, open_output_temp
+from ..core.streams import Key
+from ..storage.safefs import open_nofollow
+from ..storage.sinks import CodecChoice
+from ..storage.tempspace import TempSpace
+from .arrow_resume import ResumableTableBuckets
+from .megatron import IndexedInput, IndexParts, document_fingerprint, schema
+from .resumable import ResumableRun
+from .table_run import TableRun
+
+if TYPE_CHECKING:
+    from .megatron_run import MegatronOutput
+
+#: The checkpoint's file of the index logs' sizes and CRCs, beside ``state.json``.
+INDEX_NAME = "index.json"
+#: Version of the index logs' layout.
+INDEX_FORMAT = "megatron-index/1"
+#: A logged chunk's header: its documents and sequences.
+CHUNK = struct.Struct("<qq")
+#: Documents fingerprinted at once when an output file is read back.
+READ_BACK = 1 << 16
+
+
+class IndexLogs:
+    """The index log of each output file of one ``--resume`` job, in its checkpoint directory."""
+
+    def __init__(self, directory: str, itemsize: int, modes: bool) -> None:
+        self.directory = directory
+        self.itemsize = itemsize
+        self.modes = modes
+        self.fds: list[int] = []  # -1 once the file's .bin is finished
+        self.sizes: list[int] = []
+        self.checks: list[FileCheck] = []
+        self.points: list[dict[str, Any]] = []
+
+    def path(self, i: int) -> str:
+        return os.path.join(self.directory, f"index-{i:05d}.log")
+
+    def open(self, i: int, at: ResumePoint | None) -> None:
+        """Output file ``i``'s log: created (a leftover of this job removed), or taken up ``at`` a checkpoint."""
+        assert i == len(self.fds)
+        self.fds.append(open_output_temp(self.path(i), at, self.directory))
+        self.sizes.append(0 if at is None else at.size)
+        self.checks.append(FileCheck(self.path(i), at))
+
+    def append(self, i: int, counts: np.ndarray, lengths: np.ndarray, modes: np.ndarray | None) -> None:
+        """Log a chunk of file ``i``'s documents (run on the writer thread, as their tokens are written)."""
+        parts = [CHUNK.pack(len(counts), len(lengths)), counts.astype("<i8").tobytes(), lengths.astype("<i4").tobytes()]
+        if modes is not None:
+            parts.append(modes.astype(np.int8).tobytes())
+        view = memoryview(b"".join(parts))
+        self.sizes[i] += len(view)
+        while view:
+            view = view[os.write(self.fds[i], view) :]
+
+    def finish(self, i: int) -> None:
+        """File ``i``'s ``.bin`` is complete: its log takes no more."""
+        if self.fds[i] >= 0:
+            os.close(self.fds[i])
+            self.fds[i] = -1
+
+    def close(self) -> None:
+        for i in range(len(self.fds)):
+            self.finish(i)
+
+    def checkpoint(self, done: int) -> None:
+        """Sync every log up to what has been written (queued writes done) and record it in
+        ``index.json`` as the point of an output checkpoint at ``done`` documents, beside the one before."""
+        logs = [check.advance(size if fd >= 0 else None) for check, size, fd in zip(self.checks, self.sizes, self.fds)]
+        self.points = [p for p in self.points if p["done"] != done][-1:] + [{"done": done, "logs": logs}]
+        save_state(self.directory, {"format": INDEX_FORMAT, "points": self.points}, INDEX_NAME)
+
+    def restore(self, restore: dict[str, Any]) -> list[IndexParts]:
+        """Take up the logs of output checkpoint ``restore`` (validated by ``core.resume``): each at
+        the size and CRC ``index.json`` gives it at that checkpoint, read back, and checked to hold the
+        file's documents and, in their sequence lengths, its ``.bin``'s bytes; return what they hold."""
+        files, records = restore["files"], restore["records"]
+        point = self._point(restore["done"], len(files))
+        parts = []
+        for i, ((size, crc), (bin_size, _crc), count) in enumerate(zip(point["logs"], files, records)):
+            at = ResumePoint(size, crc, finished=i < len(files) - 1)
+            self.open(i, at)
+            data = bytearray(size)
+            got = 0
+            while got < size:
+                step = os.preadv(self.fds[i], [memoryview(data)[got:]], got)
+                if not step:
+                    raise refusal(self.directory, f"{self.path(i)} ends before its {size} bytes")
+                got += step
+            part = self._parse(bytes(data), i)
+            docs, tokens = sum(len(c) for c in part.counts), sum(int(x.sum(dtype=np.int64)) for x in part.lengths) * self.itemsize
+            if docs != count or tokens != bin_size:
+                raise refusal(
+                    self.directory,
+                    f"{self.path(i)} logs {docs} documents of {tokens} bytes; output file {i} holds {count} of {bin_size}",
+                )
+            if at.finished:
+                self.finish(i)
+            parts.append(part)
+        self.points = [point]
+        return parts
+
+    def _point(self, done: int, files: int) -> dict[str, Any]:
+        """The point of ``index.json`` at the output checkpoint of ``done`` documents, every field checked."""
+        doc = load_state(self.directory, INDEX_NAME)
+        where = os.path.join(self.directory, INDEX_NAME)
+        if doc is None:
+            raise refusal(self.directory, f"has no {where}, though it counts {files} output files")
+        points = doc.get("points")
+        if set(doc) != {"format", "points"} or doc["format"] != INDEX_FORMAT or not isinstance(points, list) or len(points) > 2:
+            raise refusal(self.directory, f"{where} is not an index of the output files")
+        for point in points:
+            if not isinstance(point, dict) or set(point) != {"done", "logs"} or point["done"] != done:
+                continue
+            logs = point["logs"]
+            if not isinstance(logs, list) or len(logs) != files or not all(_size_crc(entry) for entry in logs):
+                raise refusal(self.directory, f"{where}: its point at {done} documents is not {files} [size, crc] pairs")
+            return point
+        raise refusal(self.directory, f"{where} holds no point at the checkpoint's {done} documents")
+
+    def _parse(self, data: bytes, i: int) -> IndexParts:
+        """The chunks of log ``i``, each checked: counts in range, sequences per document adding up."""
+        part = IndexParts(self.modes)
+        at = 0
+        while at < len(data):
+            docs, seqs = CHUNK.unpack_from(data, at) if at + CHUNK.size <= len(data) else (-1, -1)
+            end = at + CHUNK.size + 8 * docs + (5 if self.modes else 4) * seqs
+            if docs < 0 or seqs < 0 or end > len(data):
+                raise refusal(self.directory, f"{self.path(i)}: its chunk at byte {at} runs past its end")
+            at += CHUNK.size
+            per_document = np.frombuffer(data, "<i8", docs, at)
+            seq_lengths = np.frombuffer(data, "<i4", seqs, at + 8 * docs)
+            if (per_document < 0).any() or int(per_document.sum()) != seqs or (seq_lengths < 0).any():
+                raise refusal(self.directory, f"{self.path(i)}: its chunk at byte {at - CHUNK.size} does not hold up")
+            part.counts.append(per_document)
+            part.lengths.append(seq_lengths.astype(np.int32))
+            if self.modes:
+                part.mode_values.append(np.frombuffer(data, np.int8, seqs, at + 8 * docs + 4 * seqs))
+            at = end
+        return part
+
+
+def _size_crc(entry: Any) -> bool:
+    """Whether ``entry`` is ``[size, crc]``: a byte count and a CRC-32."""
+    return (
+        isinstance(entry, list) and len(entry) == 2 and all(type(v) is int for v in entry)
+        and 0 <= entry[0] < 2**63 and 0 <= entry[1] < 2**32
+    )
+
+
+def written_fingerprint(path: str, itemsize: int, part: IndexParts) -> Fingerprint:
+    """The documents of output temp file ``path`` (a ``.bin``) as its index log ``part`` cuts them, as
+    a fingerprint: a resumed run counts (and sizes) what its files hold, not what its checkpoint says."""
+    lengths = np.concatenate([np.empty(0, np.int32), *part.lengths])
+    counts = np.concatenate([np.empty(0, np.int64), *part.counts])
+    kinds = np.concatenate([np.empty(0, np.int8), *part.mode_values]) if part.modes else None
+    seq_starts = np.zeros(len(counts) + 1, np.int64)
+    np.cumsum(counts, out=seq_starts[1:])
+    byte_starts = np.zeros(len(lengths) + 1, np.int64)
+    np.cumsum(lengths.astype(np.int64) * itemsize, out=byte_starts[1:])
+    total = Fingerprint()
+    fd = open_nofollow(path)
+    try:
+        for lo in range(0, len(counts), READ_BACK):
+            seqs = seq_starts[lo : lo + READ_BACK + 1]
+            docs = byte_starts[seqs]
+            data = os.pread(fd, int(docs[-1] - docs[0]), int(docs[0]))
+            if len(data) != int(docs[-1] - docs[0]):
+                raise refusal(os.path.dirname(path), f"{path} ends before the documents its index log counts")
+            n, s0, s1 = len(seqs) - 1, int(seqs[0]), int(seqs[-1])
+            offsets = pa.array((seqs - s0).astype(np.int32))
+            columns = [
+                pa.Array.from_buffers(pa.large_binary(), n, [None, pa.py_buffer(docs - docs[0]), pa.py_buffer(data)]),
+                pa.ListArray.from_arrays(offsets, pa.array(lengths[s0:s1])),
+            ]
+            if kinds is not None:
+                columns.append(pa.ListArray.from_arrays(offsets, pa.array(kinds[s0:s1])))
+            total += document_fingerprint(pa.RecordBatch.from_arrays(columns, schema=schema(part.modes)))
+    finally:
+        os.close(fd)
+    return total
+
+
+class ResumableMegatron(ResumableRun, TableRun):
+    """What a Megatron run does for ``--resume``: its job, the checkpoint's directory around pass 1
+    and pass 2, resumable Arrow buckets, and weighted sources' draws replayed; what every format
+    shares is ``resumable.ResumableRun``'s."""
+
+    encoded_buckets = True
+    token_fingerprints = True
+    datasets: list[IndexedInput]
+    table_out: MegatronOutput
+
+    def _resume_job(self) -> tuple[str, str]:
+        request = self.request
+        settings = [self.limit, self.entropy, request.head_count, request.shards, request.compress_temp, request.verify, "megatron"]
+        return self._job_names([d.prefix for d in self.datasets], settings)
+
+    def _read_output_back(self, path: str, codec: CodecChoice | None) -> Fingerprint:
+        return self.table_out.read_back(path, codec)
+
+    def prepare(self) -> None:
+        if self.resume_name is not None:
+            self._lock_job()
+
+    def external(self, blocks: Iterator[Any], est: Estimate, temp: TempSpace, key: Key, depth: int, exact: bool = True) -> None:
+        """The top level of a ``--resume`` run (``temp``: the job's checkpoint directory): from its checkpoint if there is one."""
+        if not depth and self.resume_name is not None:
+            self._load_checkpoint(temp, [path for d in self.datasets for path in (d.idx_path, d.bin_path)])
+            first = self.datasets[0]
+            self.table_out.logs = IndexLogs(temp.path, first.dtype.itemsize, first.modes)
+        super().external(blocks, est, temp, key, depth, exact)
+
+    def make_buckets(self, directory: str, k: int, top: bool) -> Buckets:
+        if self.resume_name is None:
+            return super().make_buckets(directory, k, top)
+        if top and self.stratifier is not None:
+            self.strata_bounds = self.stratifier.bucket_bounds(k)
+        fresh = not (top and "k" in self.state)
+        buckets = ResumableTableBuckets(directory, k, self.table_out.schema, self.request.compress_temp, self.piece, fresh)
+        if top:
+            self.resume_buckets(buckets)
+        return buckets
+
+    def scatter(self, block: Any, key: Key, buckets: Buckets, keep: int, depth: int) -> int:
+        # --resume --verify: a block's documents are counted as read when scattered, so that the blocks
+        # read again (scattered before the interruption) are not counted twice.
+        if depth == 0 and self.resume_name is not None and self.request.verify and len(block) == 2:
+            self.read_fingerprint += document_fingerprint(block[0])
+        return super().scatter(block, key, buckets, keep, depth)
+
+    def replay(self, block: Any, key: Key) -> None:
+        """A block of weighted sources scattered before the interruption: its copies (and splits) drawn again."""
+        if len(block) == 3:
+            mult = self._copies(streams.selection(key), block[2])
+            if self.stratifier is not None:
+                self._split_labels(streams.stratify(key), block[2], mult)
+
+    def rereads_inputs(self) -> bool:
+        return self.mixer is not None  # the draws run on from batch to batch, and are checked complete
+
+    def checkpoint_due(self, nbytes: int) -> bool:
+        # Batches are pieces of a few MiB: a checkpoint (a sync of every bucket written) per half a read buffer.
+        return nbytes >= plan.read_capacity(self.limit) // 2

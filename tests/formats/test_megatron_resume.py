@@ -1,0 +1,334 @@
+"""--resume for Megatron datasets: a run stopped (in-process) or killed (SIGKILL) in pass 1 or pass 2
+resumes and writes exactly the .bin, .idx and manifest bytes of an uninterrupted run, for one pair,
+shards, splits and weighted sources; tampered checkpoints and changed inputs are refused in one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from collections import Counter
+from collections.abc import Callable
+from itertools import permutations
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import bigshuf
+from bigshuf.core import plan
+from bigshuf.progress import Progress
+
+from helpers import checkpoint_state, temp_leftovers
+from test_megatron import as_docs, make_docs, read_dataset, write_dataset
+from test_uniformity import assert_uniform
+
+SEED, MEMORY = 5, "1M"
+State = Callable[[dict[str, Any]], bool]
+
+#: Where a run is stopped: its checkpoint as the run reaches them (10 buckets, about 8 pass-1 checkpoints).
+POINTS: dict[str, State] = {
+    "in pass 1": lambda s: s.get("blocks_done", 0) >= 2 and "pass1_done" not in s,
+    "pass 1 complete": lambda s: "pass1_done" in s,
+    "early in pass 2": lambda s: s.get("buckets_done", 0) >= 2,
+    "late in pass 2": lambda s: s.get("buckets_done", 0) >= 7,
+}
+LAYOUTS = {"one pair": ("out/shuffled", {}), "shards": ("shards/", {"shards": 3})}
+
+
+class Stop(Exception):
+    """Raised by ``StopWhen`` to interrupt a run."""
+
+
+class StopWhen(Progress):
+    """Progress hooks that interrupt the run once its checkpoint satisfies ``ready``."""
+
+    def __init__(self, temp: Path, ready: State) -> None:
+        self.temp, self.ready = temp, ready
+
+    def update(self, nbytes: int) -> None:
+        if self.ready(checkpoint_state(self.temp)):
+            raise Stop
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """20,000 documents (1.6 MB of tokens): 10 buckets at -S 1M."""
+    return write_dataset(tmp_path_factory.mktemp("mega") / "corpus", make_docs(20_000, seed=1))
+
+
+def files_of(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` by its relative path."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def run(src: Path | None, work: Path, target: str, progress: Progress | None = None, **options: Any) -> None:
+    """One --resume run of ``src`` into ``work/target``, temporary files in ``work/t``."""
+    (work / "t").mkdir(parents=True, exist_ok=True)
+    (work / target).parent.mkdir(exist_ok=True)
+    inputs = None if src is None else str(src)
+    options.setdefault("memory", MEMORY)
+    bigshuf.shuffle(inputs, f"{work}/{target}", seed=SEED, tmp_dir=work / "t", resume=True, sync=False, progress=progress, **options)
+
+
+def stop_and_resume(src: Path | None, work: Path, target: str, ready: State, **options: Any) -> dict[str, Any]:
+    """Run until the checkpoint satisfies ``ready``, stop, run again to the end; return the checkpoint stopped at."""
+    with pytest.raises(Stop):
+        run(src, work, target, StopWhen(work / "t", ready), **options)
+    state = checkpoint_state(work / "t")
+    assert ready(state)
+    run(src, work, target, **options)
+    assert temp_leftovers(work / "t") == [] and list((work / "t").iterdir()) == []
+    assert not [p for p in work.rglob("*") if p.name.endswith((".bigshuf-tmp", ".lock"))]
+    return state
+
+
+@pytest.fixture(scope="module")
+def references(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, bytes]]:
+    """Each layout's files from an uninterrupted --resume run, the same as from a run without it."""
+    out = {}
+    for name, (target, options) in LAYOUTS.items():
+        work = tmp_path_factory.mktemp("ref")
+        run(corpus, work, target, **options)
+        plain = tmp_path_factory.mktemp("plain")
+        (plain / target).parent.mkdir(exist_ok=True)
+        bigshuf.shuffle(str(corpus), f"{plain}/{target}", seed=SEED, memory=MEMORY, tmp_dir=plain, sync=False, **options)
+        out[name] = files_of(work / target.split("/")[0])
+        assert out[name] == files_of(plain / target.split("/")[0])
+    return out
+
+
+@pytest.mark.parametrize("point", list(POINTS))
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_stopped_run_resumes_to_the_same_bytes(tmp_path: Path, corpus: Path, references: dict[str, dict[str, bytes]], point: str, layout: str) -> None:
+    target, options = LAYOUTS[layout]
+    state = stop_and_resume(corpus, tmp_path, target, POINTS[point], **options)
+    assert state["k"] == 10
+    got = files_of(tmp_path / target.split("/")[0])
+    assert got == references[layout]
+    if layout == "one pair":
+        _, docs = read_dataset(tmp_path / "out" / "shuffled")
+        assert sorted(docs) == sorted(as_docs(make_docs(20_000, seed=1)))
+
+
+def test_weighted_sources_with_modes_and_a_count(tmp_path: Path) -> None:
+    """Two sources (one taken 1.5 times, its fractional picks running on from batch to batch), with
+    sequence modes and -n: stopped in pass 1 and in pass 2, the output is the uninterrupted one's."""
+    a, b = make_docs(9000, seed=2), make_docs(6000, seed=3)
+    write_dataset(tmp_path / "a", a, modes=True)
+    write_dataset(tmp_path / "b", b, modes=True)
+    options = {"sources": {"web": str(tmp_path / "a"), "code": str(tmp_path / "b")}, "rates": {"web": "1.5"}, "head_count": 17_000}
+    run(None, tmp_path / "ref", "o/x", **options)
+    want = files_of(tmp_path / "ref" / "o")
+    _, docs = read_dataset(tmp_path / "ref" / "o" / "x", modes=True)
+    assert len(docs) == 17_000 and set(docs) <= set(as_docs(a, modes=True)) | set(as_docs(b, modes=True))
+    for name in ("in pass 1", "early in pass 2"):
+        work = tmp_path / name.replace(" ", "_")
+        stop_and_resume(None, work, "o/x", POINTS[name], **options)
+        assert files_of(work / "o") == want, name
+
+
+def _kill_at(cmd: list[str], cwd: Path, ready: State) -> dict[str, Any]:
+    """Start ``cmd`` in ``cwd``, SIGKILL it once its checkpoint (under ``cwd/t``) satisfies ``ready``."""
+    log = cwd / "killed.log"
+    with open(log, "wb") as stderr:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=stderr)
+    deadline = time.monotonic() + 120
+    while not ready(checkpoint_state(cwd / "t")):
+        assert proc.poll() is None, f"the run ended (rc {proc.returncode}) first: {log.read_text()!r}"
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    log.unlink()
+    return checkpoint_state(cwd / "t")
+
+
+SPLIT_ARGS = [
+    "--resume", "--seed", str(SEED), "-S", "512K", "-T", "t", "--split", "train=0.9,val=rest", "--shards", "2",
+    "--manifest", "sp/manifest.json", "--verify", "corpus", "-o", "sp/{split}-{}",
+]
+
+
+@pytest.mark.parametrize("point", ["in pass 1", "late in pass 2"])
+def test_killed_run_with_splits_manifest_and_verify(tmp_path: Path, corpus: Path, point: str) -> None:
+    """SIGKILL (nothing flushed, nothing cleaned up), splits of shards, a manifest: the same files."""
+    for name in ("corpus.bin", "corpus.idx"):
+        shutil.copy(f"{corpus}{name[6:]}", tmp_path / name)
+    (tmp_path / "t").mkdir()
+    cmd = [sys.executable, "-m", "bigshuf", *SPLIT_ARGS]
+    subprocess.run(cmd, cwd=tmp_path, check=True, capture_output=True)
+    want = files_of(tmp_path / "sp")
+    assert sorted(want) == ["manifest.json", *sorted(f"{s}-{i}.{e}" for s in ("train", "val") for i in (0, 1) for e in ("bin", "idx"))]
+    shutil.rmtree(tmp_path / "sp")
+    state = _kill_at(cmd, tmp_path, POINTS[point])
+    assert state
+    resumed = subprocess.run(cmd, cwd=tmp_path, capture_output=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stderr.startswith(b"bigshuf: resuming from ")
+    assert files_of(tmp_path / "sp") == want
+    assert list((tmp_path / "t").iterdir()) == []
+    check = subprocess.run([sys.executable, "-m", "bigshuf", "--check-manifest", "sp/manifest.json"], cwd=tmp_path, capture_output=True)
+    assert check.returncode == 0, check.stderr
+
+
+def test_resume_path_orders_equally_likely(tmp_path: Path) -> None:
+    docs = [[np.full(150, i, np.uint16)] for i in range(3)]  # 300 bytes each: external at -S 1K
+    src = str(write_dataset(tmp_path / "three", docs))
+    # Every checkpoint is synced whatever sync= says: in memory where there is a tmpfs, for speed.
+    with tempfile.TemporaryDirectory(dir="/dev/shm" if os.path.isdir("/dev/shm") else tmp_path) as work:
+        counts: Counter = Counter()
+        for seed in range(6 * 20):
+            bigshuf.shuffle(src, f"{work}/o", memory="1K", seed=seed, tmp_dir=work, sync=False, resume=True)
+            counts[tuple(d[0][0][0] for d in read_dataset(Path(work) / "o")[1])] += 1
+    assert_uniform(counts, list(permutations(range(3))), "--resume")
+
+
+# Refusals: the job is stopped in pass 2 with a shard finished, its files damaged, and the command run again.
+
+CLI = ["--resume", "--seed", str(SEED), "-S", MEMORY, "--shards", "3"]
+
+
+class Job:
+    """A job stopped late in pass 2 (a shard and its index log finished), rerun with the CLI. It is
+    stopped once (``stopped_job``) and its files put back before each test: same paths, same job."""
+
+    def __init__(self, corpus: Path, work: Path) -> None:
+        self.src = work / "corpus"
+        self.work = work
+        work.mkdir()
+        for ext in (".bin", ".idx"):
+            shutil.copy2(f"{corpus}{ext}", f"{self.src}{ext}")
+        with pytest.raises(Stop):
+            run(self.src, work, "shards/", StopWhen(work / "t", POINTS["late in pass 2"]), shards=3)
+        (self.dir,) = (work / "t").iterdir()
+        self.snapshot = work.with_name(work.name + "-snapshot")
+        shutil.copytree(work, self.snapshot)
+
+    def put_back(self) -> Job:
+        """The stopped job's files as they were, whatever the last test did to them."""
+        shutil.rmtree(self.work)
+        shutil.copytree(self.snapshot, self.work)
+        return self
+
+    def rerun(self) -> subprocess.CompletedProcess[bytes]:
+        argv = [sys.executable, "-m", "bigshuf", *CLI, "-T", str(self.work / "t"), str(self.src), "-o", f"{self.work}/shards/"]
+        return subprocess.run(argv, capture_output=True, timeout=120)
+
+    def index(self) -> dict[str, Any]:
+        return json.loads((self.dir / "index.json").read_text())  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def stopped_job(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Job:
+    return Job(corpus, tmp_path_factory.mktemp("stopped") / "job")
+
+
+@pytest.fixture
+def job(stopped_job: Job) -> Job:
+    return stopped_job.put_back()
+
+
+def assert_refused(result: subprocess.CompletedProcess[bytes], *words: str) -> None:
+    """Exit 1 with one line holding each of ``words``, no traceback."""
+    err = result.stderr.decode()
+    assert result.returncode == 1, err
+    assert err.startswith("bigshuf: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    for word in words:
+        assert word in err, err
+
+
+def _flip(path: Path, at: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[at] ^= 0x40
+    path.write_bytes(bytes(data))
+
+
+TAMPER: dict[str, tuple[Callable[[Job], None], tuple[str, ...]]] = {
+    "index log byte": (lambda j: _flip(j.dir / "index-00000.log", 40), ("index-00000.log", "checksum", "remove")),
+    "index log gone": (lambda j: (j.dir / "index-00001.log").unlink(), ("index-00001.log", "missing", "remove")),
+    "index log cut": (lambda j: os.truncate(j.dir / "index-00001.log", 10), ("index-00001.log", "holds 10 bytes", "remove")),
+    "index.json gone": (lambda j: (j.dir / "index.json").unlink(), ("has no", "index.json", "remove")),
+    "index.json other point": (
+        lambda j: (j.dir / "index.json").write_text(json.dumps({**j.index(), "points": [{**j.index()["points"][-1], "done": 1}]})),
+        ("holds no point", "remove"),
+    ),
+    "index.json size": (
+        lambda j: (j.dir / "index.json").write_text(
+            json.dumps({**j.index(), "points": [{**p, "logs": [[s + 8, c] for s, c in p["logs"]]} for p in j.index()["points"]]})
+        ),
+        ("index-0000", "remove"),
+    ),
+    "index.json field": (lambda j: (j.dir / "index.json").write_text(json.dumps({**j.index(), "extra": 1})), ("not an index", "remove")),
+    "bucket byte": (lambda j: _flip(sorted((j.dir / "top").iterdir())[-1], 300), ("bucket", "checksum", "remove")),
+    "bucket crc in state": (
+        lambda j: (j.dir / "state.json").write_text(
+            json.dumps({**(s := json.loads((j.dir / "state.json").read_text())), "buckets": {**s["buckets"], "crcs": [1] * s["k"]}})
+        ),
+        ("bucket does not match the checkpoint's checksum", "remove"),
+    ),
+    "state keep": (
+        lambda j: (j.dir / "state.json").write_text(json.dumps({**json.loads((j.dir / "state.json").read_text()), "keep": 11})),
+        ("state.json does not hold up", "keep", "remove"),
+    ),
+}
+
+
+@pytest.mark.parametrize("how", list(TAMPER))
+def test_tampered_checkpoint_refused(job: Job, how: str) -> None:
+    assert json.loads((job.dir / "state.json").read_text())["output"]["records"][0] > 0
+    spoil, words = TAMPER[how]
+    spoil(job)
+    assert_refused(job.rerun(), *words)
+    assert not (job.work / "shards" / "part-00000.bin").exists()
+
+
+def test_index_log_not_matching_the_output_refused(job: Job) -> None:
+    """A log whose CRC and size in index.json were made to agree with it, but whose documents do
+    not account for the .bin's bytes, is refused (the logs are checked against the output)."""
+    log = job.dir / "index-00000.log"
+    data = bytearray(log.read_bytes())
+    docs = int.from_bytes(data[:8], "little")
+    at = 16 + 8 * docs  # the first sequence length of the first chunk
+    data[at : at + 4] = (int.from_bytes(data[at : at + 4], "little") + 1).to_bytes(4, "little")
+    log.write_bytes(bytes(data))
+    index = job.index()
+    for point in index["points"]:
+        point["logs"][0] = [len(data), zlib.crc32(bytes(data))]
+    (job.dir / "index.json").write_text(json.dumps(index))
+    assert_refused(job.rerun(), "index-00000.log", "logs", "output file 0 holds", "remove")
+
+
+def test_changed_input_refused(job: Job) -> None:
+    data = bytearray(Path(f"{job.src}.bin").read_bytes())
+    data[100] ^= 1
+    Path(f"{job.src}.bin").write_bytes(bytes(data))
+    assert_refused(job.rerun(), "corpus.bin: changed since the interrupted run", "remove")
+
+
+def test_unique_with_resume_refused(tmp_path: Path, corpus: Path, run_cli) -> None:
+    code, _, err = run_cli(["--resume", "--unique", "--seed", "1", corpus, "-o", tmp_path / "o"])
+    assert code == 1 and err == b"bigshuf: --resume cannot be used with --unique on Megatron datasets yet\n"
+    code, _, err = run_cli(["--resume", corpus, "-o", tmp_path / "o"])
+    assert code == 1 and err.startswith(b"bigshuf: --resume needs --seed")
+    assert not list(tmp_path.iterdir())
+
+
+def test_stopped_in_a_deeper_level_resumes_to_the_same_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two buckets, each too big for -S: stopped while the second is scattered one level deeper,
+    the resumed run does that bucket again from the checkpoint after the first."""
+    monkeypatch.setattr(plan, "MAX_BUCKETS", 2)
+    src = write_dataset(tmp_path / "c", make_docs(3000, seed=8))
+    (tmp_path / "plain").mkdir()
+    stats = bigshuf.shuffle(str(src), str(tmp_path / "plain" / "x"), seed=SEED, memory="64K", tmp_dir=tmp_path, sync=False)
+    assert stats.passes >= 3 and stats.buckets > 2, stats
+    state = stop_and_resume(src, tmp_path / "job", "o/x", lambda s: s.get("buckets_done", 0) >= 1, memory="64K")
+    assert state["k"] == 2 and state["buckets_done"] == 1
+    assert files_of(tmp_path / "job" / "o") == files_of(tmp_path / "plain")
