@@ -182,6 +182,29 @@ def read_exactly(stream: Any, view: np.ndarray, path: str) -> None:
         got += n
 
 
+def reopen_bucket(path: str, size: int, advice: str) -> int | None:
+    """Bucket file ``path`` reopened to return to a checkpoint that counts ``size`` bytes in it
+    (never through a link), or None if it is missing and the checkpoint counts none."""
+    try:
+        return open_nofollow(path, os.O_RDWR)
+    except FileNotFoundError:
+        if size:
+            raise TempSpaceError(f"{path}: bucket missing, the checkpoint counts {size} bytes; {advice}") from None
+        return None
+    except OSError as e:
+        raise TempSpaceError(f"{path}: cannot reopen this bucket: {e.strerror}; {advice}") from None
+
+
+def append_bucket(path: str, existing: bool) -> int:
+    """Bucket file ``path`` opened for appending: reopened (never through a link) if ``existing``
+    (taken up from a checkpoint), else created exclusively, private."""
+    flags = os.O_WRONLY | os.O_APPEND
+    try:
+        return open_nofollow(path, flags) if existing else create_exclusive(path, 0o600, flags)
+    except OSError as e:
+        raise TempSpaceError(f"{path}: {e.strerror}") from None
+
+
 @dataclass
 class BucketSet:
     """The k temporary bucket files of one external pass, with their byte and record counts.
@@ -289,14 +312,9 @@ class BucketSet:
             if j < consumed:
                 continue
             path = self.path(j)
-            try:
-                fd = open_nofollow(path, os.O_RDWR)
-            except FileNotFoundError:
-                if size:
-                    raise TempSpaceError(f"{path}: bucket missing, the checkpoint counts {size} bytes; {self.advice}") from None
+            fd = reopen_bucket(path, size, self.advice)
+            if fd is None:
                 continue
-            except OSError as e:
-                raise TempSpaceError(f"{path}: cannot reopen this bucket: {e.strerror}; {self.advice}") from None
             try:
                 st = os.fstat(fd)
                 if not stat.S_ISREG(st.st_mode) or st.st_size < size or (complete and st.st_size != size):
@@ -311,15 +329,8 @@ class BucketSet:
 
     def _open(self, j: int) -> BinaryIO:
         """Bucket ``j``'s file for appending: reopened (never through a link) if restored, else created exclusively."""
-        flags = os.O_WRONLY | os.O_APPEND
-        try:
-            if j in self._existing:
-                fd = open_nofollow(self.path(j), flags)
-            else:
-                fd = create_exclusive(self.path(j), 0o600, flags)
-                self._created = True
-        except OSError as e:
-            raise TempSpaceError(f"{self.path(j)}: {e.strerror}") from None
+        fd = append_bucket(self.path(j), j in self._existing)
+        self._created |= j not in self._existing
         return open(fd, "ab", buffering=0)
 
     def sync(self) -> None:

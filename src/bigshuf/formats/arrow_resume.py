@@ -19,8 +19,9 @@ import numpy as np
 import pyarrow as pa
 
 from ..core.resume import crc_of
+from ..core.scatter import append_bucket, reopen_bucket
 from ..errors import TempSpaceError
-from ..storage.safefs import check_private_directory, create_exclusive, open_nofollow, own_file, sync_directory, sync_file
+from ..storage.safefs import check_private_directory, own_file, sync_directory, sync_file
 from ..storage.tempspace import full_disk_hint
 from .tables import ARROW_ERRORS, TableBuckets, _reason
 
@@ -114,15 +115,8 @@ class ResumableTableBuckets(TableBuckets):
         """Bucket ``j``'s stream writer: over a new file, or appending to one taken up from a checkpoint."""
         writer = self._streams[j]
         if writer is None:
-            flags = os.O_WRONLY | os.O_APPEND
-            try:
-                if j in self._existing:
-                    fd = open_nofollow(self.path(j), flags)
-                else:
-                    fd = create_exclusive(self.path(j), 0o600, flags)
-                    self._created = True
-            except OSError as e:
-                raise TempSpaceError(f"{self.path(j)}: {e.strerror}") from None
+            fd = append_bucket(self.path(j), j in self._existing)
+            self._created |= j not in self._existing
             f = open(fd, "ab", buffering=self.buffer)
             tail = self._tails[j] = _Tail(f, self.disk[j], self.crcs[j], self._schema_bytes if self.disk[j] else b"")
             writer = self._streams[j] = pa.ipc.new_stream(tail, self.schema, options=self.options)
@@ -159,14 +153,9 @@ class ResumableTableBuckets(TableBuckets):
         self.disk[:] = state["disk"]
         for j in range(consumed, self.k):
             path, size = self.path(j), self.disk[j]
-            try:
-                fd = open_nofollow(path, os.O_RDWR)
-            except FileNotFoundError:
-                if size:
-                    raise TempSpaceError(f"{path}: bucket missing, the checkpoint counts {size} bytes; {self.advice}") from None
+            fd = reopen_bucket(path, size, self.advice)
+            if fd is None:
                 continue
-            except OSError as e:
-                raise TempSpaceError(f"{path}: cannot reopen this bucket: {e.strerror}; {self.advice}") from None
             try:
                 st = os.fstat(fd)
                 if not size and own_file(st):
