@@ -8,9 +8,12 @@ import io
 import lzma
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -122,6 +125,24 @@ def checkpoint_state(temp: Path) -> dict:  # type: ignore[type-arg]
         except (OSError, ValueError):
             pass
     return {}
+
+
+def kill_at_checkpoint(cmd: list[str], temp: Path, ready: Callable[[dict], bool], cwd: Path | None = None) -> dict:  # type: ignore[type-arg]
+    """Start ``cmd`` (in ``cwd``), SIGKILL it once its ``--resume`` checkpoint under ``temp`` satisfies
+    ``ready``; return that checkpoint. Its stderr goes to a log beside ``temp``, shown if it ends first."""
+    log = temp.parent / "killed.log"
+    with open(log, "wb") as stderr:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=stderr)
+    deadline = time.monotonic() + 120
+    while not ready(checkpoint_state(temp)):
+        if proc.poll() is not None and not ready(checkpoint_state(temp)):
+            raise AssertionError(f"the run ended (rc {proc.returncode}) before the checkpoint: {log.read_text()!r}")
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    log.unlink()
+    return checkpoint_state(temp)
 
 
 def source_records(name: str, n: int, size: int = 60) -> list[bytes]:

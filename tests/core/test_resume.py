@@ -3,18 +3,15 @@ exactly what an uninterrupted run writes; changed inputs are refused."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 import bigshuf
 
-from helpers import checkpoint_state, write_short_lines
+from helpers import kill_at_checkpoint, write_short_lines
 
 
 @pytest.fixture(scope="module")
@@ -24,22 +21,6 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _args(corpus: Path, temp: Path, target: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "bigshuf", "--resume", "--seed", "7", "-S", "1M", "-T", str(temp), str(corpus), "-o", target, *extra]
-
-
-def _kill_at(cmd: list[str], temp: Path, ready) -> dict:
-    """Start ``cmd``, SIGKILL it once its checkpoint satisfies ``ready``; return that checkpoint."""
-    log = temp.parent / "killed.log"
-    with open(log, "wb") as stderr:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr)
-    deadline = time.monotonic() + 120
-    while not ready(checkpoint_state(temp)):
-        if proc.poll() is not None and not ready(checkpoint_state(temp)):
-            raise AssertionError(f"the run ended (rc {proc.returncode}) before the checkpoint: {log.read_text()!r}")
-        assert time.monotonic() < deadline
-        time.sleep(0.002)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    return checkpoint_state(temp)
 
 
 POINTS = {
@@ -61,7 +42,7 @@ def test_killed_run_resumes_to_the_same_output(tmp_path: Path, corpus: Path, poi
     subprocess.run(_args(corpus, ref_temp, ref_target, *extra), check=True)
     temp = tmp_path / "t"
     temp.mkdir()
-    state = _kill_at(_args(corpus, temp, target, *extra), temp, POINTS[point])
+    state = kill_at_checkpoint(_args(corpus, temp, target, *extra), temp, POINTS[point])
     assert state  # a checkpoint was written before the kill
     resumed = subprocess.run(_args(corpus, temp, target, *extra), capture_output=True)
     assert resumed.returncode == 0, resumed.stderr
@@ -84,7 +65,7 @@ def test_changed_input_is_refused(tmp_path: Path, corpus: Path) -> None:
     src.write_bytes(corpus.read_bytes())
     temp = tmp_path / "t"
     temp.mkdir()
-    _kill_at(_args(src, temp, str(tmp_path / "out")), temp, POINTS["early in pass 1"])
+    kill_at_checkpoint(_args(src, temp, str(tmp_path / "out")), temp, POINTS["early in pass 1"])
     with open(src, "ab") as f:
         f.write(b"one more line\n")
     again = subprocess.run(_args(src, temp, str(tmp_path / "out")), capture_output=True)

@@ -7,11 +7,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 import zlib
 from collections import Counter
 from collections.abc import Callable
@@ -26,7 +24,7 @@ import bigshuf
 from bigshuf.core import plan
 from bigshuf.progress import Progress
 
-from helpers import checkpoint_state, temp_leftovers
+from helpers import checkpoint_state, kill_at_checkpoint, temp_leftovers
 from test_megatron import as_docs, make_docs, read_dataset, write_dataset
 from test_uniformity import assert_uniform
 
@@ -135,22 +133,6 @@ def test_weighted_sources_with_modes_and_a_count(tmp_path: Path) -> None:
         assert files_of(work / "o") == want, name
 
 
-def _kill_at(cmd: list[str], cwd: Path, ready: State) -> dict[str, Any]:
-    """Start ``cmd`` in ``cwd``, SIGKILL it once its checkpoint (under ``cwd/t``) satisfies ``ready``."""
-    log = cwd / "killed.log"
-    with open(log, "wb") as stderr:
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=stderr)
-    deadline = time.monotonic() + 120
-    while not ready(checkpoint_state(cwd / "t")):
-        assert proc.poll() is None, f"the run ended (rc {proc.returncode}) first: {log.read_text()!r}"
-        assert time.monotonic() < deadline
-        time.sleep(0.002)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    log.unlink()
-    return checkpoint_state(cwd / "t")
-
-
 SPLIT_ARGS = [
     "--resume", "--seed", str(SEED), "-S", "512K", "-T", "t", "--split", "train=0.9,val=rest", "--shards", "2",
     "--manifest", "sp/manifest.json", "--verify", "corpus", "-o", "sp/{split}-{}",
@@ -168,7 +150,7 @@ def test_killed_run_with_splits_manifest_and_verify(tmp_path: Path, corpus: Path
     want = files_of(tmp_path / "sp")
     assert sorted(want) == ["manifest.json", *sorted(f"{s}-{i}.{e}" for s in ("train", "val") for i in (0, 1) for e in ("bin", "idx"))]
     shutil.rmtree(tmp_path / "sp")
-    state = _kill_at(cmd, tmp_path, POINTS[point])
+    state = kill_at_checkpoint(cmd, tmp_path / "t", POINTS[point], cwd=tmp_path)
     assert state
     resumed = subprocess.run(cmd, cwd=tmp_path, capture_output=True)
     assert resumed.returncode == 0, resumed.stderr

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import tarfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ import pytest
 
 import bigshuf
 from bigshuf.progress import Progress
-from helpers import checkpoint_state
+from helpers import checkpoint_state, kill_at_checkpoint
 from test_webdataset import as_set, make_samples, make_tar, read_samples, shards
 
 SEED, MEMORY = 11, "256K"
@@ -162,15 +160,8 @@ def test_killed_with_sigkill_resumes_to_the_same_shards(tmp_path: Path, tars: li
     subprocess.run(argv(tars, tmp_path, *extra), check=True)
     (tmp_path / "out").rename(tmp_path / "ref")
     reference = files_under(tmp_path / "ref")
-    for name, ready in [POINTS[0], POINTS[2], POINTS[3]]:
-        proc = subprocess.Popen(argv(tars, tmp_path, *extra), stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while not ready(checkpoint_state(tmp_path / "t")):
-            assert proc.poll() is None, f"the run ended before {name}"
-            assert time.monotonic() < deadline
-            time.sleep(0.002)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+    for _name, ready in [POINTS[0], POINTS[2], POINTS[3]]:
+        kill_at_checkpoint(argv(tars, tmp_path, *extra), tmp_path / "t", ready)
     directory = state_dir(tmp_path)
     done = subprocess.run(argv(tars, tmp_path, *extra), capture_output=True)
     assert done.returncode == 0, done.stderr
