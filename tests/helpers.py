@@ -11,9 +11,10 @@ import os
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -178,3 +179,22 @@ def make_table(n: int, seed: int = 0) -> pa.Table:
         "when": pa.array(rng.integers(0, 10**12, n), pa.timestamp("ms")),
         "maybe": pa.array([None if i % 5 == 0 else int(v) for i, v in enumerate(rng.integers(-9, 9, n))], pa.int16()),
     }).replace_schema_metadata({"origin": "bigshuf tests"})
+
+
+#: A tar member as tarfile reads it back: name, mode, mtime, uid, gid, uname, gname, data.
+Member = tuple[str, int, int, int, int, str, str, bytes]
+
+
+def tar_bytes(samples: Sequence[Sequence[Member]], fmt: int = tarfile.GNU_FORMAT, extra: tuple[tarfile.TarInfo, ...] = ()) -> bytes:
+    """``samples`` (lists of members) as the bytes of one tar, with ``extra`` non-regular members first."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tar:
+        for info in extra:
+            tar.addfile(info)
+        for sample in samples:
+            for name, mode, mtime, uid, gid, uname, gname, data in sample:
+                info = tarfile.TarInfo(name)
+                info.size, info.mode, info.mtime = len(data), mode, mtime
+                info.uid, info.gid, info.uname, info.gname = uid, gid, uname, gname
+                tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()

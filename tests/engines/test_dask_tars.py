@@ -31,6 +31,7 @@ from bigshuf.engines.dask import tars as dask_tars
 from bigshuf.api import check_manifest
 from bigshuf.errors import InputError, UsageError
 from helpers import compress, decompress
+from helpers import tar_bytes
 from test_dask import TIMEOUT
 from test_uniformity import assert_uniform
 
@@ -57,19 +58,6 @@ def _samples(n: int, seed: int, size: int = 700, members: tuple[str, ...] = ("jp
     return out
 
 
-def _tar(samples: list[Sample], fmt: int = tarfile.GNU_FORMAT) -> bytes:
-    """``samples`` as one tar."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tar:
-        for sample in samples:
-            for name, mode, mtime, uid, gid, uname, gname, data in sample:
-                info = tarfile.TarInfo(name)
-                info.size, info.mode, info.mtime = len(data), mode, mtime
-                info.uid, info.gid, info.uname, info.gname = uid, gid, uname, gname
-                tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
 def _read(data: bytes) -> list[Sample]:
     """A tar's members as tarfile reads them, grouped into samples by WebDataset's key."""
     samples: list[list[Member]] = []
@@ -92,7 +80,7 @@ def _inputs(tmp_path: Path, per: tuple[int, ...] = (40, 1, 35)) -> tuple[list[Pa
     for i, n in enumerate(per):
         samples = _samples(n, i)
         path = tmp_path / f"in-{i}.tar"
-        path.write_bytes(_tar(samples, tarfile.PAX_FORMAT if i % 2 else tarfile.GNU_FORMAT))
+        path.write_bytes(tar_bytes(samples, tarfile.PAX_FORMAT if i % 2 else tarfile.GNU_FORMAT))
         paths.append(path)
         every += samples
     return paths, every
@@ -216,8 +204,8 @@ def _orders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runs: int, memory: 
     (``buckets``: forced, else planned)."""
     samples = [((f"k{i}.bin", 0o644, 0, 0, 0, "", "", bytes([i]) * 100),) for i in range(4)]
     paths = [tmp_path / "a.tar", tmp_path / "b.tar"]
-    paths[0].write_bytes(_tar(samples[:2]))
-    paths[1].write_bytes(_tar(samples[2:]))
+    paths[0].write_bytes(tar_bytes(samples[:2]))
+    paths[1].write_bytes(tar_bytes(samples[2:]))
     if buckets is not None:
         monkeypatch.setattr(dask_tars, "tar_bucket_count", lambda *args: buckets)
     counts: Counter[tuple[str, ...]] = Counter()
@@ -262,9 +250,9 @@ def test_s3_tars_in_and_shards_out(bucket: Any, tmp_path: Path) -> None:
 
 def test_what_spans_tars_is_refused_naming_both(tmp_path: Path) -> None:
     a, b = _samples(3, 0), _samples(3, 1)
-    (tmp_path / "a.tar").write_bytes(_tar(a))
-    (tmp_path / "b.tar").write_bytes(_tar([a[2][:1]] + b))  # a's last key again, first in b
-    (tmp_path / "c.tar").write_bytes(_tar(b[1:2]))  # b's second sample again
+    (tmp_path / "a.tar").write_bytes(tar_bytes(a))
+    (tmp_path / "b.tar").write_bytes(tar_bytes([a[2][:1]] + b))  # a's last key again, first in b
+    (tmp_path / "c.tar").write_bytes(tar_bytes(b[1:2]))  # b's second sample again
     out = tmp_path / "out"
     with pytest.raises(InputError, match=r"b\.tar: sample s/0000002 continues from the end of .*a\.tar; a sample must be within one tar"):
         _shuffle([tmp_path / "a.tar", tmp_path / "b.tar"], f"{out}/", tmp_path, shards=2, memory="32K")
@@ -303,7 +291,7 @@ def test_truncated_tar_fails_in_a_task_on_the_default_cluster(tmp_path: Path) ->
     ],
 )
 def test_refusals_are_one_line(tmp_path: Path, args: list[str], message: bytes) -> None:
-    (tmp_path / "a.tar").write_bytes(_tar(_samples(2, 0)))
+    (tmp_path / "a.tar").write_bytes(tar_bytes(_samples(2, 0)))
     proc = _cli(args, tmp_path)
     assert (proc.returncode, proc.stdout, proc.stderr) == (1, b"", message)
     assert os.listdir(tmp_path) == ["a.tar"]
@@ -328,7 +316,7 @@ def test_standard_output(tmp_path: Path, capfdbinary: pytest.CaptureFixture[byte
     assert sorted(os.listdir(tmp_path)) == ["in-0.tar", "in-1.tar"]
 
 
-def test_dry_run_plans_one_task_per_tar(tmp_path: Path) -> None:
+def test_dry_run_plans_one_task_pertar_bytes(tmp_path: Path) -> None:
     _inputs(tmp_path, (5, 5))
     proc = _cli(["--dry-run", "-S", "64K", "in-0.tar", "in-1.tar", "--shards=2", "-o", "out/"], tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -378,8 +366,8 @@ def test_a_mix_needing_a_rate_above_one_is_refused(tmp_path: Path) -> None:
 def test_every_ordered_pick_of_a_source_equally_likely(tmp_path: Path) -> None:
     # A source of 4 samples at rate 1/2: which 2 are in the mix and in what order, over all 12 outcomes.
     samples = [((f"k{i}.bin", 0o644, 0, 0, 0, "", "", bytes([i]) * 100),) for i in range(4)]
-    (tmp_path / "a.tar").write_bytes(_tar(samples[:2]))
-    (tmp_path / "b.tar").write_bytes(_tar(samples[2:]))
+    (tmp_path / "a.tar").write_bytes(tar_bytes(samples[:2]))
+    (tmp_path / "b.tar").write_bytes(tar_bytes(samples[2:]))
     counts: Counter[tuple[str, ...]] = Counter()
     with ThreadPoolExecutor(1) as runner:
         for seed in range(144):
@@ -391,8 +379,8 @@ def test_every_ordered_pick_of_a_source_equally_likely(tmp_path: Path) -> None:
 
 def test_library_refusals_before_anything_runs(tmp_path: Path) -> None:
     # engines.dask.shuffle called directly tells tars by their names or first block, as the local engine does.
-    (tmp_path / "a.tar").write_bytes(_tar(_samples(2, 0)))
-    (tmp_path / "noname").write_bytes(_tar(_samples(2, 1)))
+    (tmp_path / "a.tar").write_bytes(tar_bytes(_samples(2, 0)))
+    (tmp_path / "noname").write_bytes(tar_bytes(_samples(2, 1)))
     (tmp_path / "lines.txt").write_bytes(b"a\nb\n")
     with pytest.raises(UsageError, match=r"a\.tar is a tar archive and .*lines\.txt is not: shuffle WebDataset tars in a run of their own"):
         _shuffle([tmp_path / "a.tar", tmp_path / "lines.txt"], tmp_path / "o.tar", tmp_path)
@@ -406,8 +394,8 @@ def test_library_refusals_before_anything_runs(tmp_path: Path) -> None:
 def _copies(tmp_path: Path) -> list[Path]:
     """Two tars of 12 samples whose data repeat under other keys: 9 distinct samples in all."""
     paths = [tmp_path / "u1.tar", tmp_path / "u2.tar"]
-    paths[0].write_bytes(_tar([((f"a/{i:02d}.txt", 0o644, i, 0, 0, "", "", b"d%d" % (i % 6) * 150),) for i in range(12)]))
-    paths[1].write_bytes(_tar([((f"b/{i:02d}.txt", 0o600, i, 0, 0, "", "", b"d%d" % (i % 9) * 150),) for i in range(12)]))
+    paths[0].write_bytes(tar_bytes([((f"a/{i:02d}.txt", 0o644, i, 0, 0, "", "", b"d%d" % (i % 6) * 150),) for i in range(12)]))
+    paths[1].write_bytes(tar_bytes([((f"b/{i:02d}.txt", 0o600, i, 0, 0, "", "", b"d%d" % (i % 9) * 150),) for i in range(12)]))
     return paths
 
 
@@ -440,8 +428,8 @@ def test_unique_with_weighted_sources(tmp_path: Path) -> None:
 def test_every_order_of_unique_samples_equally_likely(tmp_path: Path) -> None:
     # 6 samples, 2 of them copies of others under other keys: the 4 kept, in every order alike.
     samples = [((f"k{i}.bin", 0o644, 0, 0, 0, "", "", bytes([i % 4]) * 100),) for i in range(6)]
-    (tmp_path / "a.tar").write_bytes(_tar(samples[:3]))
-    (tmp_path / "b.tar").write_bytes(_tar(samples[3:]))
+    (tmp_path / "a.tar").write_bytes(tar_bytes(samples[:3]))
+    (tmp_path / "b.tar").write_bytes(tar_bytes(samples[3:]))
     counts: Counter[tuple[str, ...]] = Counter()
     with ThreadPoolExecutor(1) as runner:
         for seed in range(144):

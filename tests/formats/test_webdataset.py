@@ -17,25 +17,15 @@ import pytest
 import bigshuf
 from bigshuf.core import plan
 from bigshuf.errors import InputError, UsageError
-from helpers import compress, decompress, run_peak, temp_leftovers
+from helpers import Member, compress, decompress, run_peak, tar_bytes, temp_leftovers
 from test_memory import SLACK
 from test_uniformity import assert_uniform
 
-#: A member as tarfile reads it back: name, mode, mtime, uid, gid, uname, gname, data.
-Member = tuple[str, int, int, int, int, str, str, bytes]
 
 
 def make_tar(path: Path, samples: list[list[Member]], fmt: int = tarfile.GNU_FORMAT, extra: tuple[tarfile.TarInfo, ...] = ()) -> Path:
     """Write ``samples`` (lists of members) as one tar, with ``extra`` non-regular members first."""
-    with tarfile.open(path, "w", format=fmt) as tar:
-        for info in extra:
-            tar.addfile(info)
-        for sample in samples:
-            for name, mode, mtime, uid, gid, uname, gname, data in sample:
-                info = tarfile.TarInfo(name)
-                info.size, info.mode, info.mtime = len(data), mode, mtime
-                info.uid, info.gid, info.uname, info.gname = uid, gid, uname, gname
-                tar.addfile(info, io.BytesIO(data))
+    path.write_bytes(tar_bytes(samples, fmt, extra))
     return path
 
 

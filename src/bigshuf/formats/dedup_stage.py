@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..core import mix, plan
+from ..core.checkpoint import refusal
 from ..errors import InputError, option
 
 
@@ -31,6 +32,21 @@ class DedupStage:
     def _unique_buckets(self, buckets: Any, level: int, name: str, tally: list[list[int]] | None = None) -> Iterator[Any]:
         """Each hash bucket's unique records (with ``tally``: only each source's counted into it)."""
         raise NotImplementedError
+
+    def settle_resumed(self, kept: np.ndarray, read: np.ndarray) -> None:
+        """``--resume`` past the dedup pass: the copies it dropped (per source) are what the inputs
+        hold (``read``, counted again) less what its hash buckets kept; refused if they kept more."""
+        run = self.run
+        if (kept > read).any():
+            raise refusal(
+                run.state_dir, f"counts {kept.tolist()} {run.unit} kept in its hash buckets, the inputs hold {read.tolist()}"
+            )
+        gone = (read - kept).tolist()
+        run.duplicates = sum(gone)
+        if self.sources:
+            self.dropped = gone
+        if "k" not in run.state:
+            run.announce()  # pass 1 starts here; a later checkpoint's note waits for its own files' checks
 
     def enter_level(self, level: int) -> None:
         """Refuse a hash level past ``plan.MAX_DEPTH`` (copies too long to be split further), and

@@ -25,7 +25,7 @@ from ..core.dedup import DEDUP_META, bucket_ids, first_copies, gather, keeps_has
 from ..core.fingerprint import record_hashes
 from ..core.parallel import Workers
 from ..core.records import count_separators, find_offsets
-from ..core.checkpoint import advice, refusal
+from ..core.checkpoint import advice
 from ..core.scatter import BucketSet, Scattered, regroup
 from ..errors import TempSpaceError, option
 from ..progress import Progress, dedup_phase, scatter_phase
@@ -282,14 +282,7 @@ class Dedup(DedupStage):
         run.extra_passes = max(run.extra_passes, 1)
         read = self._recount(blocks)
         kept = buckets.data.records.sum(keepdims=True) if buckets.per_source is None else buckets.per_source.sum(axis=0)
-        if (kept > read).any():
-            raise refusal(run.state_dir, f"counts {kept.tolist()} records kept in its hash buckets, the inputs hold {read.tolist()}")
-        gone = (read - kept).tolist()
-        run.duplicates = sum(gone)
-        if self.sources:
-            self.dropped = gone
-        if "k" not in run.state:
-            run.announce()  # pass 1 starts here; a later checkpoint's note waits for its own files' checks
+        self.settle_resumed(kept, read)
         return buckets
 
     def _recount(self, blocks: Iterator[Any]) -> np.ndarray:

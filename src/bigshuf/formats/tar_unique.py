@@ -32,7 +32,7 @@ import numpy as np
 
 from ..core import plan
 from ..core.dedup import DEDUP_META, bucket_ids, first_copies, gather
-from ..core.checkpoint import advice, refusal
+from ..core.checkpoint import advice
 from ..core.fingerprint import record_hashes
 from ..core.scatter import regroup
 from ..progress import dedup_phase, scatter_phase
@@ -265,14 +265,7 @@ class TarDedup(DedupStage):
             kept = self.per_source[TOP].sum(axis=0)
         else:
             kept = buckets.records.sum(keepdims=True)
-        if (kept > read).any():
-            raise refusal(run.state_dir, f"counts {kept.tolist()} samples kept in its hash buckets, the inputs hold {read.tolist()}")
-        gone = (read - kept).tolist()
-        run.duplicates = sum(gone)
-        if self.sources:
-            self.dropped = gone
-        if "k" not in run.state:
-            run.announce()  # pass 1 starts here; a later checkpoint's note waits for its own files' checks
+        self.settle_resumed(kept, read)
         return buckets
 
     def unique(self, buckets: SampleBuckets) -> Generator[tuple[np.ndarray, ...], None, None]:

@@ -132,17 +132,19 @@ class LineTasks:
         per_chunk = max(1, int(plan.piece_bytes(cfg.limit) * count / max(1, size)))
         emit_in_order(as_binary_array(block, offsets), order, emit, per_chunk)
 
-    def open_output(self, f: Writable, codec: CodecChoice | None) -> _LineWriter:
+    def open_output(self, f: Writable, codec: CodecChoice | None) -> BytesWriter:
         """The records' bytes into ``f``, compressed with ``codec`` if given."""
-        return _LineWriter(*write_stream(f, codec))
+        return BytesWriter(*write_stream(f, codec))
 
     def fingerprint(self, records: Any) -> Fingerprint:
         """The fingerprint of a binary array of records."""
         return fingerprint(*array_block(records))
 
 
-class _LineWriter:
-    """Writes binary arrays of records as their bytes."""
+class BytesWriter:
+    """Writes binary arrays of records as their bytes, then the format's ``trailer`` (lines: none)."""
+
+    trailer = b""
 
     def __init__(self, out: Writable, end: Callable[[], None]) -> None:
         self.out = out
@@ -155,9 +157,12 @@ class _LineWriter:
         return len(data)
 
     def close(self) -> int:
-        """End the compressed stream, if any."""
+        """Write the trailer and end the compressed stream, if any; return the trailer's bytes
+        (counted in the run's bytes, as the local engine counts a tar's end blocks)."""
+        if self.trailer:
+            self.out.write(self.trailer)
         self.end()
-        return 0
+        return len(self.trailer)
 
 
 def _owned_records(task: ScatterTask, sep: int, limit: int) -> np.ndarray:

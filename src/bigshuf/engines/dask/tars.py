@@ -20,7 +20,7 @@ import numpy as np
 from ...core import plan
 from ...core.fingerprint import Fingerprint, fingerprint, record_hashes
 from ...core.gather import emit_in_order
-from ...core.records import INT32_LIMIT, array_block, array_bytes, as_binary_array
+from ...core.records import INT32_LIMIT, array_block, as_binary_array
 from ...core.scatter import Scattered, regroup
 from ...core.dedup import bucket_ids, first_copies
 from ...core.mix import multiset_fingerprint
@@ -34,7 +34,7 @@ from ...formats.tar_unique import first_samples, identities, kept_samples, uniqu
 from ...progress import Progress
 from ...storage import remote
 from ...storage.sinks import CodecChoice
-from .lines import estimated_bytes
+from .lines import BytesWriter, estimated_bytes
 from .tasks import Config, Copies, ScatterResult, ScatterTask, Segment, Writable, bucket_count, range_bytes, write_stream
 
 #: Bytes a bucket's part spends on each sample besides its blocks (its length), and once (the count).
@@ -269,25 +269,10 @@ class TarTasks:
         return _write_parts([regrouped], k, name), np.diff(regrouped[0].byte_bounds)
 
 
-class _TarWriter:
+class _TarWriter(BytesWriter):
     """Writes binary arrays of samples as their blocks, and the end-of-archive blocks at the end."""
 
-    def __init__(self, out: Writable, end: Callable[[], None]) -> None:
-        self.out = out
-        self.end = end
-
-    def write(self, records: Any) -> int:
-        """Write the samples' blocks; return how many bytes (before compression)."""
-        data = array_bytes(records)
-        self.out.write(data)
-        return len(data)
-
-    def close(self) -> int:
-        """End the archive and the compressed stream, if any; return the end blocks' bytes (counted
-        in the run's bytes, as the local engine counts them)."""
-        self.out.write(END_OF_ARCHIVE)
-        self.end()
-        return len(END_OF_ARCHIVE)
+    trailer = END_OF_ARCHIVE
 
 
 def block_capacity(limit: int, unique: bool) -> int:
