@@ -128,11 +128,11 @@ def numpy_fingerprint_records(block: np.ndarray, fmt: RecordFormat) -> Fingerpri
 
 def record_hashes(block: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """The 64-bit hash of each record ``block[offsets[i]:offsets[i+1]]``: its words' keyed mixes, summed, mixed with its length."""
-    out = np.zeros(max(0, len(offsets) - 1), np.uint64)
-    if native is not None and len(out):
-        native.hash_records(np.ascontiguousarray(block), np.ascontiguousarray(offsets, np.int64), out)
-        return out
-    return numpy_record_hashes(block, offsets)
+    if native is None or len(offsets) < 2:
+        return numpy_record_hashes(block, offsets)
+    out = np.zeros(len(offsets) - 1, np.uint64)
+    native.hash_records(np.ascontiguousarray(block), np.ascontiguousarray(offsets, np.int64), out)
+    return out
 
 
 def numpy_record_hashes(block: np.ndarray, offsets: np.ndarray) -> np.ndarray:

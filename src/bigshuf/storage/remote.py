@@ -91,6 +91,17 @@ class RemoteFile:
     codec: str | None
 
 
+def file_info(fs: Any, path: str, shown: str, of: str = "") -> dict[str, Any]:
+    """``fs.info(path)``; a missing or unreadable file is an InputError naming ``shown`` (``of``: whose file it is)."""
+    try:
+        info: dict[str, Any] = fs.info(path)
+    except FileNotFoundError:
+        raise InputError(f"{shown}: No such file or directory{of}") from None
+    except OSError as e:
+        raise InputError(f"{shown}: {e.strerror or e}{of}") from None
+    return info
+
+
 def expand_inputs(names: list[str]) -> list[RemoteFile]:
     """Every input file, globs (``s3://bucket/in/*.zst``) expanded in sorted order, with sizes and codecs."""
     from .codecs import detect
@@ -106,12 +117,7 @@ def expand_inputs(names: list[str]) -> list[RemoteFile]:
             if not matches:
                 raise InputError(f"{name}: No such file or directory")
         for match in matches:
-            try:
-                info = fs.info(match)
-            except FileNotFoundError:
-                raise InputError(f"{name}: No such file or directory") from None
-            except OSError as e:
-                raise InputError(f"{name}: {e.strerror or e}") from None
+            info = file_info(fs, match, name)
             if info.get("type") == "directory":
                 raise InputError(f"{name}: read error: Is a directory")
             url = match if _local(fs) else fs.unstrip_protocol(match)

@@ -276,13 +276,7 @@ def open_dataset(prefix: str) -> Dataset:
 
 def _file_size(url: str, shown: str, of: str) -> int:
     """The size of the regular file (object) ``url``, named ``shown`` in messages (``of``: whose it is)."""
-    fs, path = remote.filesystem(url)
-    try:
-        info = fs.info(path)
-    except FileNotFoundError:
-        raise InputError(f"{shown}: No such file or directory{of}") from None
-    except OSError as e:
-        raise InputError(f"{shown}: {e.strerror or e}{of}") from None
+    info = remote.file_info(*remote.filesystem(url), shown, of)
     if info.get("type") != "file":
         raise InputError(f"{shown}: not a regular file{of}")
     return int(info["size"])

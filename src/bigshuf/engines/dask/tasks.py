@@ -157,7 +157,7 @@ class TaskFormat(Protocol):
     whole_output: bool
     #: What the format calls a record, for the run's summary.
     unit: str
-    #: What a record is called in the manifest's ``kind``: ``lines``, ``rows`` or ``samples``.
+    #: What a record is called in the manifest's ``kind``: ``lines``, ``rows``, ``samples`` or ``documents``.
     records_kind: str
 
     def format_entry(self) -> dict[str, Any]:
