@@ -31,8 +31,12 @@ POINTS = {
 }
 
 
-@pytest.mark.parametrize("point", list(POINTS))
-@pytest.mark.parametrize("shards", [False, True])
+#: Every point for one output; for shards, one point in each pass (their checkpoints
+#: differ from one output's only in the files, which one point in each pass exercises).
+KILLS = [(False, point) for point in POINTS] + [(True, "early in pass 1"), (True, "late in pass 2")]
+
+
+@pytest.mark.parametrize(("shards", "point"), KILLS)
 def test_killed_run_resumes_to_the_same_output(tmp_path: Path, corpus: Path, point: str, shards: bool) -> None:
     extra = ["--shards", "3"] if shards else []
     target = str(tmp_path / ("s/p{}.txt.gz" if shards else "out.txt"))

@@ -250,9 +250,9 @@ def test_every_permutation_equally_likely_when_split_again(
     # With shards, all three pass-2 tasks share the one bucket: each splits it again (the
     # same objects, rewritten) and writes its slice of the same permutation.
     records = records_of(4, 250)
-    counts, resplit = _seeded_orders(tmp_path, monkeypatch, 600, buckets=1, shards=shards)
+    counts, resplit = _seeded_orders(tmp_path, monkeypatch, 360, buckets=1, shards=shards)  # 15 runs an order
     assert_uniform(counts, [tuple(p) for p in permutations(records)], f"dask split again, shards={shards}")
-    assert resplit == 600
+    assert resplit == 360
 
 
 def test_every_ordered_sample_equally_likely(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
