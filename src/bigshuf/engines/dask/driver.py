@@ -322,7 +322,7 @@ def shuffle(
             info = run_info or _default_info(seed, random_source, head_share, split, unique)
             counts = (
                 prepared.pairs.counts() if prepared.pairs is not None
-                else input_counts(tasks1, results1, len(prepared.names), cfg.fmt.records_kind != "rows")
+                else input_counts(tasks1, results1, len(prepared.names), cfg.fmt.input_bytes)
             )
             entries = info(
                 inputs_entry(prepared.names, counts), cfg.fmt.format_entry(), head_count, mixed.stats() if mixed else (), duplicates,

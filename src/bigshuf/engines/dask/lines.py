@@ -43,6 +43,7 @@ class LineTasks:
     whole_output = False
     unit = "records"
     records_kind = "lines"
+    input_bytes = True
 
     def format_entry(self) -> dict[str, Any]:
         """The separator of lines, as the local engine's manifest gives it."""

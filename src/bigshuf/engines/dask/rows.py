@@ -52,6 +52,7 @@ class RowTasks:
     whole_output = True
     unit = "rows"
     records_kind = "rows"
+    input_bytes = False
 
     def format_entry(self) -> dict[str, Any]:
         """The file kind rows are written as, as the local engine's manifest gives it."""

@@ -97,6 +97,7 @@ class TarTasks:
     whole_output = True  # a tar ends with its end-of-archive blocks
     records_kind = "samples"
     unit = "samples"
+    input_bytes = True
 
     def format_entry(self) -> dict[str, Any]:
         """Tar samples, as the local engine's manifest gives them."""

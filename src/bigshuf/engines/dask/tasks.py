@@ -159,6 +159,9 @@ class TaskFormat(Protocol):
     unit: str
     #: What a record is called in the manifest's ``kind``: ``lines``, ``rows``, ``samples`` or ``documents``.
     records_kind: str
+    #: Whether the manifest lists each input's bytes beside its records, as the local engine counts
+    #: them (lines, tar samples, Megatron documents' tokens); rows have no byte form.
+    input_bytes: bool
 
     def format_entry(self) -> dict[str, Any]:
         """The manifest's ``format`` entry."""
