@@ -124,6 +124,9 @@ class TarTasks:
             result.counted = [(summary.samples, summary.nbytes)]
         result.summary = summary
 
+    def check_unique(self) -> None:
+        """Nothing to refuse: samples are compared by their identities (suffixes and data)."""
+
     def check_scattered(self, tasks: Sequence[ScatterTask], results: Sequence[ScatterResult]) -> None:
         """As the local engine's reader refuses them, naming both tars: a sample whose key is the
         previous tar's last, and a key used in two tars (hashes confirmed by reading the keys again)."""

@@ -174,6 +174,10 @@ class TaskFormat(Protocol):
         """On the client, after pass 1: refuse what no one task could see (tars: a sample that continues
         into the next tar, a key in two tars)."""
 
+    def check_unique(self) -> None:
+        """``--unique``: refuse, before anything is read, records it cannot compare (rows of a type
+        with no equality)."""
+
     def blocks(self, task: ScatterTask, cfg: Config) -> Iterator[Any]:
         """Pass 1: the task's records, a block at a time (``len(block)`` records)."""
 
