@@ -132,7 +132,7 @@ def test_check_permutation_compares_documents(tmp_path: Path, run_cli) -> None:
     assert got_in == got_out and (got_in.records, got_in.bytes) == (200, tokens)
     move_boundary(tmp_path / "o" / "part-00001")
     code, _, err = run_cli(["--check-permutation", tmp_path / "a", tmp_path / "b", "--against", tmp_path / "o"])
-    assert code == 1 and err.startswith(b"bigshuf: records differ: inputs 200 records, ") and err.count(b"\n") == 1, err
+    assert code == 1 and err.startswith(b"bigshuf: records differ: inputs 200 documents, ") and err.count(b"\n") == 1, err
     got_in, got_out = check_permutation([tmp_path / "a", tmp_path / "b"], [tmp_path / "o"])
     assert (got_in.records, got_in.bytes) == (got_out.records, got_out.bytes) and got_in.digest != got_out.digest
     (tmp_path / "t.txt").write_bytes(b"line\n")

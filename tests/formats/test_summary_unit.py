@@ -14,7 +14,8 @@ from test_webdataset import make_samples, make_tar, run
 
 
 def test_each_format_counts_its_own_unit_in_the_summary(tmp_path: Path) -> None:
-    """Library runs: tar samples, Megatron documents, table rows and lines each say their own word."""
+    """Library runs: tar samples, Megatron documents, table rows and lines each say their own word,
+    and ``check_permutation`` counts them in it too."""
     import pyarrow.parquet as pq
 
     make_tar(tmp_path / "in.tar", make_samples(7, 1))
@@ -28,6 +29,9 @@ def test_each_format_counts_its_own_unit_in_the_summary(tmp_path: Path) -> None:
     for source, (target, said) in runs.items():
         stats = bigshuf.shuffle(str(tmp_path / source), str(tmp_path / target), seed=1)
         assert summary(stats).startswith(f"{said}, "), (source, summary(stats))
+        if source != "in.parquet":  # tables are checked with --verify, not compared
+            got_in, got_out = bigshuf.check_permutation(tmp_path / source, tmp_path / target)
+            assert got_in == got_out and str(got_in).startswith(f"{said}, "), (source, str(got_in))  # --check-permutation's word
 
 
 def test_the_dask_engine_counts_in_the_formats_word_too(tmp_path: Path) -> None:

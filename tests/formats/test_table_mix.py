@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import struct
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from itertools import combinations, permutations
 from pathlib import Path
 
@@ -392,6 +393,10 @@ def test_unique_refuses_columns_it_cannot_compare(tmp_path: Path, run_cli) -> No
     code, out, err = run_cli(["--unique", "u.arrow", "-o", "o.arrow"], cwd=tmp_path)
     assert (code, out) == (1, b"")
     assert err == b"bigshuf: --unique cannot compare column 'u' of type sparse_union<0: int64=0, 1: string=1>\n"
+    assert not (tmp_path / "o.arrow").exists()
+    # The Dask engine asks its task format (TaskFormat.check_unique) and refuses it the same way.
+    with ThreadPoolExecutor(1) as runner, pytest.raises(UsageError, match=r"^unique=True cannot compare column 'u' of type sparse_union"):
+        bigshuf.shuffle(tmp_path / "u.arrow", tmp_path / "o.arrow", unique=True, engine="dask", scheduler=runner)
     assert not (tmp_path / "o.arrow").exists()
 
 

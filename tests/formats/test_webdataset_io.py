@@ -147,6 +147,7 @@ def test_check_permutation_of_tars_refuses_what_it_cannot_compare(tmp_path: Path
         bigshuf.check_permutation(f"file://{paths[0]}", paths)
     code, _, err = run(["--check-permutation", paths[0], "--against", paths[0]], tmp_path)
     assert (code, err.split(b":")[:2]) == (0, [b"bigshuf", b" same records"])
+    assert err.startswith(b"bigshuf: same records: 3 samples, "), err  # the format's unit, as a run's summary gives it
 
 
 def _copies() -> tuple[list[list[Member]], list[list[Member]]]:

@@ -19,7 +19,7 @@ import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Iterable, Iterator
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from fractions import Fraction
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
@@ -495,7 +495,7 @@ class TwoPass(ABC):
         assert self.resume_key is not None
         self.state.update(
             changes, format=FORMAT, job=self.resume_key, inputs=self.input_ids, records=self.input_records,
-            read_fingerprint=list(astuple(self.read_fingerprint)),
+            read_fingerprint=[self.read_fingerprint.records, self.read_fingerprint.bytes, self.read_fingerprint.digest],
         )
         save_state(self.state_dir, self.state)
 

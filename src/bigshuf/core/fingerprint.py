@@ -15,7 +15,7 @@ GIL released), else in the NumPy code below; both give the same values.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from types import ModuleType
 
@@ -65,12 +65,15 @@ class Fingerprint:
     records: int = 0
     bytes: int = 0
     digest: int = 0
+    #: What the summary calls the records: the format's unit (``samples``, ``documents``), as the
+    #: run's ``ShuffleStats.unit``; a name only, never compared. A sum keeps its left side's.
+    unit: str = field(default="records", compare=False)
 
     def __add__(self, other: Fingerprint) -> Fingerprint:
-        return Fingerprint(self.records + other.records, self.bytes + other.bytes, (self.digest + other.digest) % 2**64)
+        return Fingerprint(self.records + other.records, self.bytes + other.bytes, (self.digest + other.digest) % 2**64, self.unit)
 
     def __str__(self) -> str:
-        return f"{self.records} records, {self.bytes} bytes, digest {self.digest:016x}"
+        return f"{self.records} {self.unit}, {self.bytes} bytes, digest {self.digest:016x}"
 
 
 def fingerprint(block: np.ndarray, offsets: np.ndarray) -> Fingerprint:

@@ -95,12 +95,9 @@ def _weights(request: Request) -> Weights | None:
     splits = parse_split(request.split) if request.stratify and request.split is not None else None
 
     def mixer(counts: Sequence[int] | None, nbytes: Sequence[int] | None) -> Mixer:
-        """The local engine's mixer; for tar samples, refusing a rate above 1 a ``--mix`` solves, as it does."""
+        """The local engine's mixer, refusing as it does a rate above 1 for records that may not be copied."""
         made = mix.mixer_for(request, counts, nbytes)
-        if request.family == registry.WEBDATASET:
-            from ..formats.tar_mix import check_rates
-
-            check_rates(made.names, made.rates, mixed=True)
+        registry.check_rates(request.family, made.names, made.rates, bool(request.mix))
         return made
 
     return Weights(tuple(name for name, _files in request.sources), tuple(mix.source_files(request)), counted, splits, mixer)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 
 from ..core.fingerprint import Fingerprint
 from ..core.records import RecordFormat
 from ..errors import InputError, UsageError, option
+from . import registry
 
 PathLike = str | os.PathLike[str]
 
@@ -20,9 +22,10 @@ def other_records_fingerprints(
     inputs: Sequence[PathLike], outputs: Sequence[PathLike], fmt: RecordFormat, header: int, limit: int,
 ) -> tuple[Fingerprint, Fingerprint] | None:
     """Both sides' fingerprints when the paths hold tar samples or Megatron documents; None when
-    they hold lines. Tables, and one kind beside another, are refused in one line."""
+    they hold lines. Tables, and one kind beside another, are refused in one line. Each names its
+    records by the format's unit (``documents``, ``samples``), as a run's summary does."""
     if _megatron_sides(inputs, outputs, fmt, header):
-        return _documents_fingerprint(inputs, limit), _documents_fingerprint(outputs, limit)
+        return _in_units(registry.MEGATRON, _documents_fingerprint(inputs, limit), _documents_fingerprint(outputs, limit))
     from .detect import is_table_input
 
     for path in [*inputs, *outputs]:
@@ -32,8 +35,15 @@ def other_records_fingerprints(
         from .tar_input import tar_fingerprint
 
         # One side after the other, each in half the limit: a sample as long as a shuffle at this limit takes fits.
-        return tar_fingerprint([os.fspath(p) for p in inputs], limit // 2), tar_fingerprint([os.fspath(p) for p in outputs], limit // 2)
+        got_in = tar_fingerprint([os.fspath(p) for p in inputs], limit // 2)
+        return _in_units(registry.WEBDATASET, got_in, tar_fingerprint([os.fspath(p) for p in outputs], limit // 2))
     return None
+
+
+def _in_units(family: str, got_in: Fingerprint, got_out: Fingerprint) -> tuple[Fingerprint, Fingerprint]:
+    """Both sides named by the unit of ``family``'s run (``ShuffleStats.unit``'s)."""
+    unit: str = registry.run_class(family).unit
+    return replace(got_in, unit=unit), replace(got_out, unit=unit)
 
 
 def _tar_sides(inputs: Sequence[PathLike], outputs: Sequence[PathLike], fmt: RecordFormat, header: int) -> bool:

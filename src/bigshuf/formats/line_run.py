@@ -147,52 +147,19 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
             self._pick_copies(block[0], block[1], key)
 
     def shuffle(self) -> None:
-        sources = self.sources
-        reader = RecordReader(sources, self.fmt, self.progress, self.request.header, stdin_check=refuse_tar_on_stdin)
-        factor = 1.0  # bytes of the multiset shuffled over bytes read (weighted sources)
-        # With --unique the rates apply to the records left once copies are dropped: the mix is
-        # planned once they are counted (by the dedup, in memory or by its buckets).
-        unique_mix = self.request.unique and bool(self.request.sources)
-        if self.request.sources and not unique_mix:
-            factor = self._plan_mix()
-        if self.request.manifest is not None or self.resume_name is not None:
-            reader.per_input = []  # each input's records: the manifest's, and --resume's check of blocks read again
-            self.pass1_reader = reader
-        if self.request.manifest is not None:
-            self.counted_reader = reader
+        reader, factor, unique_mix = self._open_input()
         total = reader.total_size()
         stored = reader.progress_total()
         # --unique holds a deduplicated copy beside the input in memory: half as much fits.
         budget = plan.block_budget(self.limit) // (2 if self.request.unique else 1)
-        small = total is not None and total + len(sources) <= budget
-        # A known size names the bar as the run will most likely go (renamed below if it goes the other
-        # way); an unknown one (standard input, compressed files) only once the first block tells.
-        phase: str | None = None
+        small = total is not None and total + len(self.sources) <= budget
         first_pass = dedup_phase(0) if self.request.unique else scatter_phase(0)
-        if total is not None:
-            phase = IN_MEMORY if small else first_pass
-            self.progress.start(phase, stored)
-        else:
-            reader.progress = Progress()  # counted in reader.progress_done, shown once the bar is named
+        phase = self._name_bar(reader, total, stored, IN_MEMORY if small else first_pass)
         blocks, block, final = self._first_block(reader, total, small)
         self.out.header = reader.header
         runs = reader.block_runs if blocks is not None else [(0, 0)]
-        if final:
-            offsets = find_offsets_split(block, self.fmt, self.workers, plan.block_budget(self.limit) // plan.META_PER_RECORD)
-            if unique_mix:
-                if offsets[-1] == len(block) and self._unique_mix_in_memory(block, offsets, runs, blocks is None, reader, phase, stored):
-                    return
-                mult = None
-            else:
-                mult, per_source = (None, []) if self.mixer is None or offsets[-1] != len(block) else self._copies(block, offsets, runs)
-                copies = 0 if mult is None else int(mult.sum())  # the multiset's index, beside the offsets
-                if offsets[-1] == len(block) and self._fits_whole(len(block), len(offsets) - 1 + copies):
-                    self._to_memory(phase, stored, reader, blocks is None, len(offsets) - 1, len(block))
-                    self._in_memory(block, offsets, mult, per_source)
-                    return
-            del offsets, mult
-            if self.mixer is not None:
-                self.mixer.reset()  # pass 1 draws its own picks, block by block
+        if final and self._shuffled_whole(block, runs, blocks is None, reader, phase, stored, unique_mix):
+            return
         if self.request.repeat:
             raise UsageError(repeat_refusal(self.limit))
         if phase != first_pass:
@@ -203,10 +170,70 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
             self.readers.append(blocks)
             block, final = next(blocks)
             runs = reader.block_runs
+        everything, per_record = self._pass1_input(reader, blocks, block, final, runs)
+        del block  # only the chain may keep the first block alive, so the read buffer is freed before pass 2
+        whole = reader.estimate_total() if total is None else total + len(self.sources)
+        if whole is not None and self.mixer is not None:
+            whole = int(whole * factor)
+        self._external_passes(everything, whole, per_record, total is not None, unique_mix)
+
+    def _open_input(self) -> tuple[RecordReader, float, bool]:
+        """The reader of every input; the bytes of the multiset shuffled over the bytes read (weighted
+        sources, their mix planned now); and whether the mix waits for ``--unique`` to count what is left."""
+        reader = RecordReader(self.sources, self.fmt, self.progress, self.request.header, stdin_check=refuse_tar_on_stdin)
+        factor = 1.0
+        # With --unique the rates apply to the records left once copies are dropped: the mix is
+        # planned once they are counted (by the dedup, in memory or by its buckets).
+        unique_mix = self.request.unique and bool(self.request.sources)
+        if self.request.sources and not unique_mix:
+            factor = self._plan_mix()
+        if self.request.manifest is not None or self.resume_name is not None:
+            reader.per_input = []  # each input's records: the manifest's, and --resume's check of blocks read again
+            self.pass1_reader = reader
+        if self.request.manifest is not None:
+            self.counted_reader = reader
+        return reader, factor, unique_mix
+
+    def _name_bar(self, reader: RecordReader, total: int | None, stored: int | None, likely: str) -> str | None:
+        """The bar's name: with a known size, the path the run will most likely take (``likely``; renamed
+        if it takes the other); with an unknown one (standard input, compressed files) none until the
+        first block tells, the reader counting meanwhile."""
+        if total is None:
+            reader.progress = Progress()  # counted in reader.progress_done, shown once the bar is named
+            return None
+        self.progress.start(likely, stored)
+        return likely
+
+    def _shuffled_whole(
+        self, block: np.ndarray, runs: list[tuple[int, int]], mapped: bool, reader: RecordReader, phase: str | None,
+        stored: int | None, unique_mix: bool,
+    ) -> bool:
+        """Shuffle the whole input (``block``, read or ``mapped`` whole) in memory if it fits with its
+        multiset (or, weighted after ``--unique``, its unique records); False: it goes through buckets."""
+        offsets = find_offsets_split(block, self.fmt, self.workers, plan.block_budget(self.limit) // plan.META_PER_RECORD)
+        if unique_mix:
+            if offsets[-1] == len(block) and self._unique_mix_in_memory(block, offsets, runs, mapped, reader, phase, stored):
+                return True
+        else:
+            mult, per_source = (None, []) if self.mixer is None or offsets[-1] != len(block) else self._copies(block, offsets, runs)
+            copies = 0 if mult is None else int(mult.sum())  # the multiset's index, beside the offsets
+            if offsets[-1] == len(block) and self._fits_whole(len(block), len(offsets) - 1 + copies):
+                self._to_memory(phase, stored, reader, mapped, len(offsets) - 1, len(block))
+                self._in_memory(block, offsets, mult, per_source)
+                return True
+        if self.mixer is not None:
+            self.mixer.reset()  # pass 1 draws its own picks, block by block
+        return False
+
+    def _pass1_input(
+        self, reader: RecordReader, blocks: Iterator[tuple[np.ndarray, bool]], block: np.ndarray, final: bool,
+        runs: list[tuple[int, int]],
+    ) -> tuple[Iterator[Any], float]:
+        """Pass 1's blocks, the first (``block``) then the reader's (with weighted sources each with
+        where its inputs start), and the mean record size measured on the first."""
         per_record = mean_record_size(block, self.fmt, self.piece)
         if self.request.compress_temp:
             self.temp_ratio = compression_ratio(block[: self.piece])
-        # Only the chain may keep the first block alive, so the read buffer is freed before pass 2.
         everything: Iterator[Any]
         if not self.request.sources:
             everything = (b for b, _final in chain([(block, final)], blocks))
@@ -214,14 +241,14 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
             # Each block with where its inputs start, read as the block is handed out.
             later = ((b, reader.block_runs) for b, _final in blocks)
             everything = chain([(block, runs)], later)
-        del block
-        whole = reader.estimate_total() if total is None else total + len(sources)
-        if whole is not None and self.mixer is not None:
-            whole = int(whole * factor)
+        return everything, per_record
+
+    def _external_passes(self, everything: Iterator[Any], whole: int | None, per_record: float, exact: bool, unique_mix: bool) -> None:
+        """The passes through buckets, in the run's temp space (``--resume``: its checkpoint loaded first);
+        with ``--unique``, the hash buckets' unique records are what pass 1 scatters."""
         with TempSpace(self.tmp_dir, self.resume_name) as temp:
             if self.resume_name is not None:
-                self._load_checkpoint(temp, [s.path for s in sources if isinstance(s, FileSource)])
-            exact = total is not None
+                self._load_checkpoint(temp, [s.path for s in self.sources if isinstance(s, FileSource)])
             if self.request.unique:
                 # Pass 1 scatters the unique records, at most what the hash buckets hold (known now).
                 n = len(self.request.sources)

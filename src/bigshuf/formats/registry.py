@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from ..errors import UsageError, option
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from fractions import Fraction
 
 LINES, TABLE = "lines", "table"
 #: Samples of WebDataset tar shards: consecutive members sharing a key (``formats.tar_input``).
@@ -38,6 +44,9 @@ class FileFormat:
     compressible: bool = False
     #: Whether table rows can be written in it (JSON Lines: yes; plain text: no).
     holds_rows: bool = True
+    #: Why one of its records may not be written twice, as a rate above 1 would (None: it may); the
+    #: refusal of such a rate that ``check_rates`` words for every engine.
+    no_copies: str | None = None
 
 
 FORMATS: dict[str, FileFormat] = {}
@@ -63,8 +72,13 @@ register(FileFormat("arrow", TABLE, (".arrow", ".feather", ".ipc"), ((0, b"ARROW
 register(FileFormat("stream", TABLE, (), ((0, b"\xff\xff\xff\xff"),)))
 register(FileFormat("jsonl", LINES, (".jsonl", ".ndjson", ".json"), compressible=True))
 # Tar shards (``.tar``, ``.tar.gz``, ``.tar.zst``): the ustar magic, in the first header.
+# A tar sample written twice keeps its one key, and WebDataset reads two samples of one key side by side as one.
 register(
-    FileFormat("tar", WEBDATASET, (".tar",), ((257, b"ustar"),), compressible=True, holds_rows=False), "bigshuf.formats.tar_run:TarRun"
+    FileFormat(
+        "tar", WEBDATASET, (".tar",), ((257, b"ustar"),), compressible=True, holds_rows=False,
+        no_copies="would write samples twice under one key, which WebDataset reads as one sample; tar sources take rates up to 1",
+    ),
+    "bigshuf.formats.tar_run:TarRun",
 )
 # Named by its .idx; the .bin beside it is read with it (formats.megatron).
 register(
@@ -72,6 +86,23 @@ register(
     run="bigshuf.formats.megatron_run:MegatronRun",
 )
 register(FileFormat("text", LINES, (".txt", ".csv", ".tsv", ".fastq", ".fq"), compressible=True, holds_rows=False))
+
+
+def check_rates(family: str, names: Sequence[str], rates: Sequence[Fraction], mixed: bool) -> None:
+    """Refuse a rate above 1 (given, or solved from a ``--mix`` when ``mixed``) when ``family``'s
+    records may not be written twice (its format's ``no_copies`` says why): every engine's check."""
+    from fractions import Fraction
+
+    why = next((fmt.no_copies for fmt in FORMATS.values() if fmt.family == family and fmt.no_copies), None)
+    if why is None:
+        return
+    for name, rate in zip(names, rates):
+        if rate > 1:
+            how = f"the {option('mix')} needs it: lower {option('total')} or this source's share" if mixed else "give 1 or less"
+            shown = f"{float(rate):g}"
+            if Fraction(shown) <= 1:  # rounded down to 1 (1.0000001): shown in full, as it is above 1
+                shown = repr(float(rate)) if float(rate) > 1 else str(rate)
+            raise UsageError(f"source '{name}': rate {shown} {why} ({how})")
 
 
 def is_table(name: str | None) -> bool:

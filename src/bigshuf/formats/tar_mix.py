@@ -4,26 +4,26 @@ lines (``core.mix``, ``core.stratify``).
 
 A tar source takes rates up to 1: each sample is in the mix once or not at all. A rate above 1
 would write a sample twice under its one key, and WebDataset reads two samples of one key that
-end up side by side as one (the reason a key used twice in the inputs is refused). ``TarRun``
+end up side by side as one (the reason a key used twice in the inputs is refused): the tar format's
+``no_copies`` in ``registry``, which both engines' ``registry.check_rates`` read. ``TarRun``
 takes this as a mixin; the draws live in ``core.mix``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator, Sequence
-from fractions import Fraction
+from collections.abc import Generator, Iterator
 
 import numpy as np
 
 from ..core import mix, plan, streams
 from ..core.mix import Mixer
 from ..core.stratify import Stratifier
-from ..errors import UsageError, option
 from ..progress import Progress
 from ..request import Request
 from ..storage.layout import parse_split
 from ..storage.output import Output
 from ..storage.sources import Source
+from . import registry
 from .tar_input import SampleReader
 
 
@@ -63,7 +63,7 @@ class WeightedSamples:
             counts, nbytes = self._count_sources(file_source, n)
             sizes = list(nbytes)
         self.mixer = mix.mixer_for(request, counts, nbytes)
-        check_rates(self.mixer.names, self.mixer.rates, bool(request.mix))
+        registry.check_rates(request.family, self.mixer.names, self.mixer.rates, bool(request.mix))
         if request.stratify:
             assert request.split is not None
             self.stratifier = Stratifier(self.mixer.names, self.mixer.multiset_sizes(), parse_split(request.split))
@@ -106,20 +106,6 @@ class WeightedSamples:
         drawn = self.stratifier.assign(self.entropy, streams.stratify(key), per_source)
         labels = np.concatenate([np.empty(0, self.stratifier.dtype), *drawn])
         return picked, labels
-
-def check_rates(names: Sequence[str], rates: Sequence[Fraction], mixed: bool) -> None:
-    """Refuse a rate above 1 (given, or solved from a ``--mix`` when ``mixed``): it would copy samples."""
-    for name, rate in zip(names, rates):
-        if rate > 1:
-            how = f"the {option('mix')} needs it: lower {option('total')} or this source's share" if mixed else "give 1 or less"
-            shown = f"{float(rate):g}"
-            if Fraction(shown) <= 1:  # rounded down to 1 (1.0000001): shown in full, as it is above 1
-                shown = repr(float(rate)) if float(rate) > 1 else str(rate)
-            raise UsageError(
-                f"source '{name}': rate {shown} would write samples twice under one key, which WebDataset "
-                f"reads as one sample; tar sources take rates up to 1 ({how})"
-            )
-
 
 def with_files(
     reader: SampleReader, blocks: Iterator[tuple[np.ndarray, np.ndarray]]

@@ -42,7 +42,7 @@ from .detect import refuse_terminal
 from .tar_buckets import SampleBuckets, bucket_samples
 from .tar_input import SampleReader
 from .tar_members import BLOCK
-from .tar_mix import WeightedSamples, check_rates, with_files
+from .tar_mix import WeightedSamples, with_files
 from .tar_resume import ResumableSamples
 from .line_unique import SOURCE_META
 from .tar_unique import TarDedup, fits as unique_fits, unique_capacity, unique_samples, unique_with_sources
@@ -377,7 +377,7 @@ def _source_counts(request: Request, per_input: list[list[int]]) -> tuple[tuple[
     if request.mix and not request.unique:
         try:
             mixer = mix.mixer_for(request, counts, nbytes)
-            check_rates(mixer.names, mixer.rates, mixed=True)
+            registry.check_rates(request.family, mixer.names, mixer.rates, mixed=True)
         except BigShufError as e:
             refusal = str(e.args[0]) if e.args else ""
     return tuple(counts), tuple(nbytes), refusal
@@ -415,7 +415,7 @@ def check_request(request: Request) -> None:
     if why is not None:
         raise UsageError(why)
     if request.sources and not request.mix:
-        check_rates([name for name, _files in request.sources], request.source_rates, mixed=False)
+        registry.check_rates(request.family, [name for name, _files in request.sources], request.source_rates, mixed=False)
     check_output_name(request.output)
 
 

@@ -22,7 +22,6 @@ from ...core.fingerprint import Fingerprint
 from ...core.mix import SourceStats
 from ...core.head import resolve as resolve_head
 from ...core.streams import seed_entropy
-from ...formats.row_unique import check_comparable
 from ...errors import BigShufError, OutputError, TempSpaceError, UsageError, option
 from ...progress import Progress, scatter_phase, shuffle_phase
 from ...storage import remote
@@ -34,7 +33,6 @@ from ...storage.shards import make_directories
 from ...storage.sinks import AtomicFileSink, Sink, open_output
 from .inputs import Settings, prepare
 from .placement import Placement, commit, lay_out, plan_placement
-from .rows import RowTasks
 from .outputs import (
     Layout, PlannedFile, check_layout, input_counts, inputs_entry, note_stale_shards, plan_files, write_run_manifest,
 )
@@ -252,8 +250,8 @@ def shuffle(
     layout = Layout(sharding, None if split is None else parse_split(split), manifest_name, prepared.pairs is not None)
     if weights is not None:
         check_inputs(weights, prepared.names)
-    if unique and isinstance(prepared.fmt, RowTasks):
-        check_comparable(prepared.fmt.schema)
+    if unique:
+        prepared.fmt.check_unique()
     if layout.on:
         check_layout(out_name, layout, prepared.compress, prepared.suffix, prepared.names)
         if prepared.pairs is not None:
@@ -322,7 +320,7 @@ def shuffle(
             info = run_info or _default_info(seed, random_source, head_share, split, unique)
             counts = (
                 prepared.pairs.counts() if prepared.pairs is not None
-                else input_counts(tasks1, results1, len(prepared.names), cfg.fmt.records_kind != "rows")
+                else input_counts(tasks1, results1, len(prepared.names), cfg.fmt.input_bytes)
             )
             entries = info(
                 inputs_entry(prepared.names, counts), cfg.fmt.format_entry(), head_count, mixed.stats() if mixed else (), duplicates,

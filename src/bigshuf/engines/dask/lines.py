@@ -43,6 +43,7 @@ class LineTasks:
     whole_output = False
     unit = "records"
     records_kind = "lines"
+    input_bytes = True
 
     def format_entry(self) -> dict[str, Any]:
         """The separator of lines, as the local engine's manifest gives it."""
@@ -53,6 +54,9 @@ class LineTasks:
 
     def check_scattered(self, tasks: Sequence[ScatterTask], results: Sequence[ScatterResult]) -> None:
         """Nothing to check across tasks."""
+
+    def check_unique(self) -> None:
+        """Nothing to refuse: lines are compared byte for byte."""
 
     def blocks(self, task: ScatterTask, cfg: Config) -> Iterator[np.ndarray]:
         """The blocks of whole records a pass-1 task scatters: its range, or a compressed file's blocks."""

@@ -90,6 +90,7 @@ class MegatronTasks(RowTasks):
     datasets: tuple[Dataset, ...] = ()
     records_kind = "documents"
     unit = "documents"
+    input_bytes = True  # each dataset's token bytes, from its header (``Pairs.counts``)
 
     def format_entry(self) -> dict[str, Any]:
         """The manifest's ``format``, as the local engine writes it: the tokens' dtype and whether sequences have modes."""

@@ -145,8 +145,8 @@ def note_stale_shards(layout: Layout, planned: Sequence[PlannedFile], compress: 
 
 
 def input_counts(tasks: Sequence[ScatterTask], results: Sequence[ScatterResult], inputs: int, with_bytes: bool) -> list[tuple[int, int | None]]:
-    """Each input's records as pass 1 read them, and ``with_bytes`` their bytes as the local engine
-    counts them (lines: separators included; tar samples: their raw blocks); rows have no byte form (None)."""
+    """Each input's records as pass 1 read them, and ``with_bytes`` (the format's ``input_bytes``) their
+    bytes as the local engine counts them (lines: separators included; tar samples: their raw blocks), else None."""
     records = [0] * inputs
     nbytes = [0] * inputs
     for task, result in zip(tasks, results):

@@ -26,7 +26,7 @@ from ...core.stratify import split_ids
 from ...core.streams import draw_ids
 from ...errors import InputError, TempSpaceError
 from ...core.dedup import bucket_ids
-from ...formats.row_unique import first_rows, table_hashes
+from ...formats.row_unique import check_comparable, first_rows, table_hashes
 from ...formats.rowhash import row_fingerprint
 from ...formats.table_mix import multiset_fingerprint
 from ...formats.table_output import RowWriter
@@ -52,6 +52,7 @@ class RowTasks:
     whole_output = True
     unit = "rows"
     records_kind = "rows"
+    input_bytes = False
 
     def format_entry(self) -> dict[str, Any]:
         """The file kind rows are written as, as the local engine's manifest gives it."""
@@ -62,6 +63,10 @@ class RowTasks:
 
     def check_scattered(self, tasks: Sequence[ScatterTask], results: Sequence[ScatterResult]) -> None:
         """Nothing to check across tasks."""
+
+    def check_unique(self) -> None:
+        """Refuse a column whose values cannot be compared (``row_unique.check_comparable``)."""
+        check_comparable(self.schema)
 
     def blocks(self, task: ScatterTask, cfg: Config) -> Iterator[pa.RecordBatch]:
         """The task's rows in blocks of about ``range_bytes`` (cut by row sizes, not by how the file is stored)."""

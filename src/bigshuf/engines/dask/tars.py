@@ -97,6 +97,7 @@ class TarTasks:
     whole_output = True  # a tar ends with its end-of-archive blocks
     records_kind = "samples"
     unit = "samples"
+    input_bytes = True
 
     def format_entry(self) -> dict[str, Any]:
         """Tar samples, as the local engine's manifest gives them."""
@@ -122,6 +123,9 @@ class TarTasks:
         if result.counted is None:
             result.counted = [(summary.samples, summary.nbytes)]
         result.summary = summary
+
+    def check_unique(self) -> None:
+        """Nothing to refuse: samples are compared by their identities (suffixes and data)."""
 
     def check_scattered(self, tasks: Sequence[ScatterTask], results: Sequence[ScatterResult]) -> None:
         """As the local engine's reader refuses them, naming both tars: a sample whose key is the

@@ -159,6 +159,9 @@ class TaskFormat(Protocol):
     unit: str
     #: What a record is called in the manifest's ``kind``: ``lines``, ``rows``, ``samples`` or ``documents``.
     records_kind: str
+    #: Whether the manifest lists each input's bytes beside its records, as the local engine counts
+    #: them (lines, tar samples, Megatron documents' tokens); rows have no byte form.
+    input_bytes: bool
 
     def format_entry(self) -> dict[str, Any]:
         """The manifest's ``format`` entry."""
@@ -170,6 +173,10 @@ class TaskFormat(Protocol):
     def check_scattered(self, tasks: Sequence[ScatterTask], results: Sequence[ScatterResult]) -> None:
         """On the client, after pass 1: refuse what no one task could see (tars: a sample that continues
         into the next tar, a key in two tars)."""
+
+    def check_unique(self) -> None:
+        """``--unique``: refuse, before anything is read, records it cannot compare (rows of a type
+        with no equality)."""
 
     def blocks(self, task: ScatterTask, cfg: Config) -> Iterator[Any]:
         """Pass 1: the task's records, a block at a time (``len(block)`` records)."""
