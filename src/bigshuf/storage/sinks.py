@@ -91,7 +91,7 @@ class Sink:
 
 
 class StdoutSink(Sink):
-    """Standard output, written through its file descriptor in large calls."""
+    """Standard output, written through its file descriptor (``WRITE_SLICE`` bytes a call, small writes gathered to 1 MiB)."""
 
     def __init__(self, codec: CodecChoice | None = None) -> None:
         super().__init__(open_sliced(sys.stdout.fileno(), "wb", 1 << 20, closefd=False), codec)

@@ -4,9 +4,9 @@ Linux (6.x, ext4 and others with large folios) sizes the page-cache folios a buf
 allocates from the length of the write call: a 16 MiB write takes 2 MiB folios, a 32 KiB one
 32 KiB folios. On the 2-vCPU VM bigshuf is measured on, writing 1 GiB to a new file cost 2.8-3.7
 CPU-seconds of system time in 16 MiB calls and 0.4-0.5 s in 32 KiB calls (wsize pairs in
-benchmarks/README.md, issue 14): the large folios come from the free blocks the VM hands back
-to its host, and touching them again is slow. 32 KiB calls cost nothing measurable elsewhere
-(32k system calls per GiB), so every output and bucket file is written this way.
+benchmarks/README.md, issue 14), most likely because large folios come from the free blocks
+the VM hands back to its host (free page reporting), slow to touch again. 32 KiB calls cost
+only more system calls elsewhere (32k per GiB), so every output and bucket file is written so.
 """
 
 from __future__ import annotations
