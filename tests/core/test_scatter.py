@@ -16,6 +16,7 @@ import pytest
 from bigshuf.core.scatter import BucketSet, Scattered, iter_pieces, scatter_piece
 from bigshuf.errors import TempSpaceError
 from bigshuf.core.records import RecordFormat, find_offsets
+from bigshuf.storage.sliced import WRITE_SLICE, SlicedFile
 from bigshuf.storage.writeback import WriteBehind
 
 LINES = RecordFormat()
@@ -185,6 +186,26 @@ def test_buckets_read_back_what_was_appended(tmp_path: Path, compress: bool) -> 
         assert buckets.records[j] == len(expected[j])
         assert buckets.sizes[j] == sum(len(r) + 1 for r in expected[j])
     assert sum(int(n) for n in buckets.records) == 600
+
+
+def test_bucket_parts_longer_than_a_slice_are_written_in_slices(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bucket's part of a piece is written ``WRITE_SLICE`` bytes a call, all of it, in order."""
+    calls: list[int] = []
+    real = SlicedFile.write
+
+    def spy(self: SlicedFile, data: object) -> int:
+        n = real(self, data)
+        calls.append(n)
+        return n
+
+    monkeypatch.setattr(SlicedFile, "write", spy)
+    recs = lines(300, seed=5, max_len=1000)
+    buckets = BucketSet(str(tmp_path / "b"), 2)
+    s = scattered(recs, 2)
+    buckets.append(s)
+    buckets.close()
+    assert [read_back(buckets, j) for j in range(2)] == buckets_of(s)
+    assert max(calls) == WRITE_SLICE and sum(calls) == len(s.data)
 
 
 def test_buckets_written_behind_read_back_the_same(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from bigshuf.storage.commit import OutputFiles
 from bigshuf.storage.output import Output
 from bigshuf.storage.shards import check_output_directory, shard_names, shard_paths
 from bigshuf.storage.sinks import AtomicFileSink, output_codec
+from bigshuf.storage.sliced import WRITE_SLICE, SlicedFile
 from bigshuf.storage.writeback import WriteBehind
 
 
@@ -227,6 +228,31 @@ def test_a_compressed_sink_writes_a_valid_stream_even_when_empty(tmp_path: Path)
             sink.write(data)
         sink.commit()
         assert gzip.decompress((tmp_path / name).read_bytes()) == data
+
+
+@pytest.mark.parametrize("codec", [None, ("gzip", 1)])
+def test_a_sink_writes_in_slices_and_loses_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, codec: tuple[str, int] | None) -> None:
+    """No write call reaching the file is longer than ``WRITE_SLICE`` (the kernel would take large
+    page-cache folios, slow to touch on some VMs), and the file holds every byte in order."""
+    import gzip
+
+    calls: list[int] = []
+    real = SlicedFile.write
+
+    def spy(self: SlicedFile, data: object) -> int:
+        n = real(self, data)
+        calls.append(n)
+        return n
+
+    monkeypatch.setattr(SlicedFile, "write", spy)
+    data = os.urandom(5 * WRITE_SLICE + 7)  # incompressible: gzip's output is as long
+    sink = AtomicFileSink(str(tmp_path / "out"), codec, sync=False)
+    for part in (b"head\n", memoryview(data), data[:3]):
+        sink.write(part)
+    sink.commit()
+    stored = (tmp_path / "out").read_bytes()
+    assert (stored if codec is None else gzip.decompress(stored)) == b"head\n" + data + data[:3]
+    assert len(calls) > 5 and max(calls) <= WRITE_SLICE and sum(calls) == len(stored)
 
 
 def test_a_symlink_at_the_temporary_name_is_never_followed(tmp_path: Path) -> None:

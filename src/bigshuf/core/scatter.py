@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import TempSpaceError
 from ..storage.safefs import check_private_directory, create_exclusive, open_nofollow, sync_directory, sync_file
+from ..storage.sliced import open_sliced
 from .records import INT32_LIMIT, RecordFormat, array_bytes, as_binary_array, find_offsets
 from .streams import draw_ids
 from .stratify import split_ids
@@ -331,7 +332,7 @@ class BucketSet:
         """Bucket ``j``'s file for appending: reopened (never through a link) if restored, else created exclusively."""
         fd = append_bucket(self.path(j), j in self._existing)
         self._created |= j not in self._existing
-        return open(fd, "ab", buffering=0)
+        return open_sliced(fd, "ab", 0)
 
     def sync(self) -> None:
         """Make the buckets written since the last call durable (for a checkpoint that counts them).

@@ -12,6 +12,7 @@ from ..core.resume import ResumePoint, open_output_temp
 from ..errors import OutputError
 from .commit import OutputFiles
 from .safefs import create_exclusive, sync_directory, sync_file
+from .sliced import open_sliced
 
 CodecChoice = tuple[str, "int | None"]
 
@@ -90,10 +91,10 @@ class Sink:
 
 
 class StdoutSink(Sink):
-    """Standard output, written through its file descriptor in large calls."""
+    """Standard output, written through its file descriptor (``WRITE_SLICE`` bytes a call, small writes gathered to 1 MiB)."""
 
     def __init__(self, codec: CodecChoice | None = None) -> None:
-        super().__init__(open(sys.stdout.fileno(), "wb", buffering=1 << 20, closefd=False), codec)
+        super().__init__(open_sliced(sys.stdout.fileno(), "wb", 1 << 20, closefd=False), codec)
 
     def write_error(self, e: OSError) -> OutputError:
         """GNU's words for standard output, which they do not name: ``write error: ...``."""
@@ -168,7 +169,7 @@ class AtomicFileSink(Sink):
             self._release()
             raise
         try:
-            super().__init__(open(fd, "wb", buffering=1 << 20), codec)
+            super().__init__(open_sliced(fd, "wb", 1 << 20), codec)
         except BaseException:
             os.unlink(self.tmp_path)
             self._release()
