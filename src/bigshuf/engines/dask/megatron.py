@@ -41,7 +41,7 @@ from .tasks import Config, GatherResult, RecordWriter, ScatterTask, Writable, bu
 @dataclass(frozen=True)
 class Dataset:
     """One dataset as the client read its header: its files as messages name them and as workers
-    open them, the header's counts and dtype code, whether it has modes, and the ``.bin``'s size."""
+    open them, the header's counts and dtype code, whether it has modes, and both files' sizes."""
 
     idx_path: str
     bin_path: str
@@ -52,6 +52,7 @@ class Dataset:
     entries: int
     modes: bool
     bin_size: int
+    idx_size: int
 
     @property
     def dtype(self) -> np.dtype:
@@ -130,9 +131,17 @@ class MegatronTasks(RowTasks):
         """Documents as ``--verify``, manifests and ``--check-manifest`` count them (``document_fingerprint``)."""
         return document_fingerprint(records)
 
+    def copies_fingerprint(self, block: Any, mult: np.ndarray) -> Fingerprint:
+        """The documents of ``block``, each counted ``mult`` times, as ``fingerprint`` counts them."""
+        return document_fingerprint(block, mult)
+
     def sizes(self, records: Any) -> np.ndarray:
-        """Each document's bytes of tokens, as ``--shard-size`` counts them."""
+        """Each document's bytes of tokens, as ``--shard-size`` and ``--by bytes`` (with ``--unique``) count them."""
         return token_bytes(records)
+
+    def count(self, block: Any) -> tuple[int, int]:
+        """Documents and their bytes of tokens, as the local engine weighs sources ``--by bytes`` (their ``.bin`` sizes)."""
+        return block.num_rows, int(token_bytes(block).sum())
 
     def open_output(self, f: Writable, codec: CodecChoice | None) -> RecordWriter:
         """A writer of documents' tokens into the ``.bin`` ``f``, keeping what its ``.idx`` is made of."""
@@ -271,7 +280,7 @@ def open_dataset(prefix: str) -> Dataset:
     remote.read_exactly(idx_url, 0, memoryview(head))
     _magic, _version, code, sequences, entries = check_header(idx_path, bytes(head))
     modes = has_modes(idx_path, idx_size, sequences, entries)
-    return Dataset(idx_path, bin_path, idx_url, bin_url, code, sequences, entries, modes, bin_size)
+    return Dataset(idx_path, bin_path, idx_url, bin_url, code, sequences, entries, modes, bin_size, idx_size)
 
 
 def _file_size(url: str, shown: str, of: str) -> int:
