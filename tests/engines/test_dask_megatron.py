@@ -7,7 +7,8 @@ pairs out on moto; a corrupt .idx refused in one line with nothing left, the tas
 their parts of an index giving the local engine's message (a fault at a task boundary too);
 --unique keeping the local engine's documents (hash buckets split again) and uniform over their
 orders, weighted sources (a rate above 1, --by bytes, --stratify, with --unique) counted as the
-local engine counts them, --dry-run from the headers, mixed dtypes with --unique refused in one line.
+local engine counts them (the counting pass reading the indexes alone), --dry-run from the headers,
+mixed dtypes with --unique refused in one line.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from bigshuf import cli
 from bigshuf.api import check_manifest
 from bigshuf.core import plan
 from bigshuf.engines.dask import megatron as dask_megatron
+from bigshuf.engines.dask.tasks import Config
+from bigshuf.engines.dask.weights import count_task
 from bigshuf.errors import InputError, OutputError, UsageError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "formats"))
@@ -312,6 +315,25 @@ def test_weighted_sources_as_the_local_engine_weighs_them(tmp_path: Path) -> Non
     for entry in ("sources", "stratified", "inputs", "format", "kind"):
         assert dask_doc[entry] == local_doc[entry], entry
     assert check_manifest(tmp_path / "dask.json")[0] == []
+
+
+def test_the_counting_pass_reads_the_indexes_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each pass-1 task's blocks counted from its part of the index: what reading them would count, no .bin read.
+    write_dataset(tmp_path / "m", make_docs(300, seed=4, modes=True), modes=True)
+    fmt, tasks, k, _pairs = dask_megatron.prepare([str(tmp_path / "m")], str(tmp_path / "o"), False, None, 16 << 10, "root")
+    cfg = Config(0, fmt, 16 << 10, k, False)
+    read = [[fmt.count(block) for block in fmt.blocks(task, cfg)] for task in tasks]
+    assert len(tasks) > 1 and max(len(r) for r in read) > 1
+    ranges: list[str] = []
+    real = dask_megatron.remote.read_exactly
+
+    def recorded(url: str, *args: Any) -> Any:
+        ranges.append(url)
+        return real(url, *args)
+
+    monkeypatch.setattr(dask_megatron.remote, "read_exactly", recorded)
+    assert [count_task(cfg, task) for task in tasks] == read
+    assert ranges and not [url for url in ranges if url.endswith(".bin")]
 
 
 def test_every_order_of_unique_documents_equally_likely(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -101,31 +101,22 @@ class MegatronTasks(RowTasks):
         """Documents ``[task.start, task.end)`` of dataset ``task.file_index``, their part of the index
         checked first, in batches of about ``range_bytes`` of rows."""
         ds = self.datasets[task.file_index]
-        docs = ds.documents(task.start, task.end + 1)
-        check_documents(ds.idx_path, task.start, docs, int(docs[0]))
-        if task.end == ds.count:
-            check_last(ds.idx_path, int(docs[-1]), ds.sequences)
-        s0, s1 = int(docs[0]), int(docs[-1])
-        if s0 < 0 or s1 > ds.sequences:
-            raise InputError(
-                f"{ds.idx_path}: document index entries {task.start} to {task.end} ({s0} to {s1}) are outside the "
-                f"sequence count {ds.sequences}"
-            )
-        lo = max(0, s0 - 1)  # the sequence before the first: where the first must start
-        lengths, pointers, modes = ds.sequences_at(lo, s1)
-        end = check_sequences(ds, lo, lengths, pointers, 0 if lo == s0 else int(pointers[0]))
-        if s1 == ds.sequences:
-            check_end(ds, end)
-        starts = np.append(pointers, end)[docs - lo]
-        sizes = document_sizes(docs, starts, ds.modes)
-        for first, last in batch_cuts(sizes, range_bytes(cfg.limit), sys.maxsize):
-            a, b = int(docs[first]) - lo, int(docs[last]) - lo
-            data = bytearray(int(starts[last] - starts[first]))
+        run = _Run.read(ds, task)
+        for first, last in run.cuts(cfg):
+            a, b = int(run.docs[first]) - run.lo, int(run.docs[last]) - run.lo
+            data = bytearray(int(run.starts[last] - run.starts[first]))
             if data:
-                remote.read_exactly(ds.bin_url, int(starts[first]), memoryview(data))
+                remote.read_exactly(ds.bin_url, int(run.starts[first]), memoryview(data))
             yield documents_batch(
-                self.schema, data, docs[first : last + 1], starts[first : last + 1], lengths[a:b], None if modes is None else modes[a:b],
+                self.schema, data, run.docs[first : last + 1], run.starts[first : last + 1], run.lengths[a:b],
+                None if run.modes is None else run.modes[a:b],
             )
+
+    def block_counts(self, task: ScatterTask, cfg: Config) -> list[tuple[int, int]]:
+        """Each of ``blocks``' batches' documents and token bytes, from the task's part of the index
+        alone (checked as ``blocks`` checks it): the counting pass of weighted sources reads no tokens."""
+        run = _Run.read(self.datasets[task.file_index], task)
+        return [(last - first, int(run.starts[last] - run.starts[first])) for first, last in run.cuts(cfg)]
 
     def fingerprint(self, records: Any) -> Fingerprint:
         """Documents as ``--verify``, manifests and ``--check-manifest`` count them (``document_fingerprint``)."""
@@ -146,6 +137,45 @@ class MegatronTasks(RowTasks):
     def open_output(self, f: Writable, codec: CodecChoice | None) -> RecordWriter:
         """A writer of documents' tokens into the ``.bin`` ``f``, keeping what its ``.idx`` is made of."""
         return _PairWriter(f, IndexParts(self.datasets[0].modes), self.datasets[0].code)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """A pass-1 task's part of a dataset's index, checked: its document entries, each one's first
+    token's byte in the ``.bin`` (and the end), the lengths and modes of sequences ``[lo, ...)``, and
+    each document's bytes as a row."""
+
+    docs: np.ndarray
+    starts: np.ndarray
+    lengths: np.ndarray
+    modes: np.ndarray | None
+    lo: int
+    sizes: np.ndarray
+
+    @classmethod
+    def read(cls, ds: Dataset, task: ScatterTask) -> _Run:
+        """Documents ``[task.start, task.end)`` of ``ds`` from its index, checked as the local engine checks the whole."""
+        docs = ds.documents(task.start, task.end + 1)
+        check_documents(ds.idx_path, task.start, docs, int(docs[0]))
+        if task.end == ds.count:
+            check_last(ds.idx_path, int(docs[-1]), ds.sequences)
+        s0, s1 = int(docs[0]), int(docs[-1])
+        if s0 < 0 or s1 > ds.sequences:
+            raise InputError(
+                f"{ds.idx_path}: document index entries {task.start} to {task.end} ({s0} to {s1}) are outside the "
+                f"sequence count {ds.sequences}"
+            )
+        lo = max(0, s0 - 1)  # the sequence before the first: where the first must start
+        lengths, pointers, modes = ds.sequences_at(lo, s1)
+        end = check_sequences(ds, lo, lengths, pointers, 0 if lo == s0 else int(pointers[0]))
+        if s1 == ds.sequences:
+            check_end(ds, end)
+        starts = np.append(pointers, end)[docs - lo]
+        return cls(docs, starts, lengths, modes, lo, document_sizes(docs, starts, ds.modes))
+
+    def cuts(self, cfg: Config) -> Iterator[tuple[int, int]]:
+        """The documents ``[first, last)`` of each block a task reads: about ``range_bytes`` of rows."""
+        return batch_cuts(self.sizes, range_bytes(cfg.limit), sys.maxsize)
 
 
 class _PairWriter:

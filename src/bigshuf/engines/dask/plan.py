@@ -266,7 +266,8 @@ def _path(facts: _Facts) -> None:
         more = ", more if a hash bucket outgrows -S" if request.unique else ""
         passes += f" ({' and '.join(among)} among them{more})"
     if facts.counting:
-        passes += " after a counting pass over every input"
+        read = "every input" if prepared.pairs is None else "every dataset's index (not its tokens)"
+        passes += f" after a counting pass over {read}"
     if facts.buckets is not None:
         buckets = f"{facts.buckets} bucket{'s' if facts.buckets != 1 else ''}"
     elif facts.mix_error:

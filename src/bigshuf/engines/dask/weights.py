@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 import math
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -79,8 +79,18 @@ class WeightedTask:
         return self.task.nbytes
 
 
+@runtime_checkable
+class CountedByIndex(Protocol):
+    """A task format that counts its blocks without reading their records (Megatron documents, from the indexes)."""
+
+    def block_counts(self, task: ScatterTask, cfg: Config) -> BlockCounts:
+        """Each block's records and bytes, as ``count`` would give them for the blocks ``blocks`` reads."""
+
+
 def count_task(cfg: Config, task: ScatterTask) -> BlockCounts:
     """The counting pass for one task: each of its blocks' records and bytes."""
+    if isinstance(cfg.fmt, CountedByIndex):
+        return cfg.fmt.block_counts(task, cfg)
     return [cfg.fmt.count(block) for block in cfg.fmt.blocks(task, cfg)]
 
 
