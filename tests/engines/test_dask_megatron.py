@@ -364,7 +364,10 @@ def test_dry_run_plans_from_the_headers_and_writes_nothing(
     assert "output: mix.bin" in lines and lines[-1] == "ok", lines
     assert cli.main([*args, "-o", "mix"]) == 0
     assert "sources: web 1 file rate 1, code 1 file rate 0.5; 400 records to shuffle" in capsys.readouterr().out
-    assert sorted(os.listdir(tmp_path)) == ["a.bin", "a.idx", "b.bin", "b.idx"]
+    os.symlink("a.idx", "link.idx")  # the pair's .idx, checked as the run checks it
+    assert cli.main([*args, "-o", "link"]) == 1
+    assert "failed: output: link.idx: is a symbolic link; a dataset is written as two" in capsys.readouterr().out
+    assert sorted(os.listdir(tmp_path)) == ["a.bin", "a.idx", "b.bin", "b.idx", "link.idx"]
 
 
 def test_mixed_dtypes_with_unique_refused_in_one_line(

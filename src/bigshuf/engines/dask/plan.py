@@ -333,19 +333,20 @@ def _output(facts: _Facts) -> None:
             facts.line("manifest", out.manifest)
     else:
         dryrun.plan_output(facts)
-        if not layout.on:
+        if not layout.on and prepared.pairs is None:
             return
         facts.checks.pop()  # the driver's own check of a layout follows
     names, pairs = prepared.names, prepared.pairs
+    laid = replace(layout, files=pairs is not None)  # as the driver lays out Megatron pairs: every file, even one
 
     def usable() -> None:
-        """The driver's checks of the output before pass 1 (a Megatron pair's files too)."""
-        if layout.on:
-            check_layout(target, layout, out.compress, out.suffix, names, dry_run=True)
+        """The driver's checks of the output before pass 1 (with a Megatron pair's own)."""
+        if laid.on:
+            check_layout(target, laid, out.compress, out.suffix, names, dry_run=True)
+            if pairs is not None:
+                pairs.check(laid)
         elif out.shards is not None:
             output_names(str(target), out.shards, out.compress, out.suffix)
-        if pairs is not None:
-            pairs.check(replace(layout, files=True))
 
     facts.check("output", usable)
 
