@@ -8,6 +8,9 @@ whole (``formats.megatron``'s checks: each sequence against the one before it, t
 last against the ``.bin``'s ends, the document entries rising), then reads its documents' tokens
 from the ``.bin`` by the pointers. Pass 2 writes each output ``.bin`` whole and returns its
 ``.idx`` bytes; the client writes each ``.idx`` beside its ``.bin`` and commits them together.
+``--unique`` and weighted sources run as for rows (documents compared and fingerprinted with their
+sequence lengths and modes, weighed ``--by bytes`` by their tokens); the counting pass of weighted
+sources counts each task's blocks from its part of the index alone (``block_counts``).
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 local engine's semantics (``core.mix``, ``core.stratify``).
 
 When a share, a fractional rate or ``--stratify`` needs each source's records, a counting pass of
-tasks counts every pass-1 block (the blocks pass 1 will read: same tasks, same cuts). The client
+tasks counts every pass-1 block (the blocks pass 1 will read: same tasks, same cuts; Megatron
+documents from the indexes alone, ``CountedByIndex``). The client
 then solves the rates and walks the blocks in input order, drawing for each how many of its
 records get a copy more (hypergeometric, as ``Mixer.pick`` draws block by block) and, with
 ``--stratify``, how many of its copies go to each split (multivariate hypergeometric, as
