@@ -5,7 +5,10 @@ prefixes merged into shards, -n, --verify, --split with --manifest, --shard-size
 the document orders by chi-square over fixed seeds (tasks run in-process); S3 datasets in and
 pairs out on moto; a corrupt .idx refused in one line with nothing left, the tasks' checks of
 their parts of an index giving the local engine's message (a fault at a task boundary too);
-what is not built refused.
+--unique keeping the local engine's documents (hash buckets split again) and uniform over their
+orders, weighted sources (a rate above 1, --by bytes, --stratify, with --unique) counted as the
+local engine counts them (the counting pass reading the indexes alone), --dry-run from the headers,
+mixed dtypes with --unique refused in one line.
 """
 
 from __future__ import annotations
@@ -25,9 +28,12 @@ import numpy as np
 import pytest
 
 import bigshuf
+from bigshuf import cli
 from bigshuf.api import check_manifest
 from bigshuf.core import plan
 from bigshuf.engines.dask import megatron as dask_megatron
+from bigshuf.engines.dask.tasks import Config
+from bigshuf.engines.dask.weights import count_task
 from bigshuf.errors import InputError, OutputError, UsageError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "formats"))
@@ -250,21 +256,131 @@ def test_a_bad_header_and_mixed_dtypes_refused(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("o*")) and not list(tmp_path.glob("bigshuf-*"))
 
 
-@pytest.mark.parametrize(
-    "options,refusal",
-    [
-        ({"unique": True}, "engine='dask' does not support unique=True for Megatron datasets"),
-        ({"sources": {"web": ["u16"]}}, "engine='dask' does not support sources= for Megatron datasets"),
-    ],
-)
-def test_what_is_not_built_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options: dict[str, Any], refusal: str) -> None:
+def _with_copies(directory: Path) -> tuple[list[str], list[Any]]:
+    """Two datasets of 40 and 26 documents, and the 53 distinct ones: 6 repeated within the first, 6
+    of the first's in the second, and twice in the second a document of the first's tokens cut into
+    other sequences (one sequence): another document."""
+    a, b = make_docs(34, seed=1), make_docs(18, seed=2)
+    recut = [np.concatenate(next(d for d in a if len(d) > 1))]
+    directory.mkdir(exist_ok=True)
+    write_dataset(directory / "a", a + a[:6])
+    write_dataset(directory / "b", b + a[10:16] + [recut, recut])
+    return [str(directory / "a"), str(directory / "b.idx")], as_docs(a + b + [recut])
+
+
+def test_unique_keeps_one_copy_of_each_document(tmp_path: Path) -> None:
+    # At 8K the hash buckets are split again; the documents kept are the local engine's, each once, byte for byte.
+    inputs, distinct = _with_copies(tmp_path)
+    with ThreadPoolExecutor(2) as runner:
+        dask = _shuffle(runner, inputs, tmp_path / "d", memory="8K", seed=1, unique=True, verify=True, tmp_dir=tmp_path)
+    local = bigshuf.shuffle(inputs, str(tmp_path / "l"), memory="8K", seed=1, unique=True)
+    assert (dask.records, dask.duplicates) == (local.records, local.duplicates) == (53, 13)
+    assert dask.passes > 3, dask
+    got = read_dataset(tmp_path / "d")[1]
+    assert sorted(got) == sorted(distinct) == sorted(read_dataset(tmp_path / "l")[1])
+    assert _tokens_by_memmap(tmp_path / "d") == [b"".join(parts) for parts, _modes in got]
+
+
+def test_weighted_sources_as_the_local_engine_weighs_them(tmp_path: Path) -> None:
+    # A --mix solving web's rate above 1 (documents copied, as the local run allows), --by bytes with
+    # --stratify and --manifest, and rates on what --unique leaves: the same counts per source and split.
+    a, b = make_docs(60, seed=1), make_docs(40, seed=2)
+    write_dataset(tmp_path / "a", a)
+    write_dataset(tmp_path / "b", b)
+    sources = {"web": [str(tmp_path / "a")], "code": [str(tmp_path / "b")]}
+    _with_copies(tmp_path / "u")
+    runs: dict[str, Any] = {}
+    for engine in ("dask", "local"):
+        with ThreadPoolExecutor(2) as runner:
+            extra: dict[str, Any] = {"engine": "dask", "scheduler": runner} if engine == "dask" else {}
+            mixed = bigshuf.shuffle(None, str(tmp_path / f"{engine}-mix"), sources=sources, mix={"web": 0.75, "code": 0.25},
+                                    total=120, memory="32K", seed=3, verify=True, **extra)
+            split = bigshuf.shuffle(None, str(tmp_path / f"{engine}-{{split}}"), sources=sources, mix={"web": 0.5, "code": 0.5},
+                                    total=6000, by="bytes", split="valid=10,train=rest", stratify=True,
+                                    manifest=str(tmp_path / f"{engine}.json"), memory="32K", seed=3, **extra)
+            unique = bigshuf.shuffle(None, str(tmp_path / f"{engine}-u"), sources={"x": [str(tmp_path / "u" / "a")],
+                                     "y": [str(tmp_path / "u" / "b")]}, rates={"y": 0.5}, unique=True, memory="32K", seed=3,
+                                     verify=True, **extra)
+        runs[engine] = (mixed.sources, split.sources, unique.sources, json.loads((tmp_path / f"{engine}.json").read_text()))
+        got = read_dataset(tmp_path / f"{engine}-mix")[1]
+        web = Counter(d for d in got if d in set(as_docs(a)))
+        assert len(got) == 120 and sum(web.values()) == 90 and set(web.values()) == {1, 2}  # rate 1.5: 30 copied twice
+        assert not Counter(got) - Counter(as_docs(a) * 2 + as_docs(b))
+        kept = read_dataset(tmp_path / f"{engine}-u")[1]
+        assert len(kept) == len(set(kept)) == 34 + unique.sources[1].written
+    (dask_mixed, dask_split, dask_unique, dask_doc), (local_mixed, local_split, local_unique, local_doc) = runs["dask"], runs["local"]
+    assert [s.written for s in dask_mixed] == [90, 30] and dask_mixed == local_mixed
+    assert dask_split == local_split and dask_unique == local_unique
+    assert [(s.read, s.dropped, s.written) for s in dask_unique] == [(40, 6, 34), (26, 7, 10)]
+    for entry in ("sources", "stratified", "inputs", "format", "kind"):
+        assert dask_doc[entry] == local_doc[entry], entry
+    assert check_manifest(tmp_path / "dask.json")[0] == []
+
+
+def test_the_counting_pass_reads_the_indexes_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each pass-1 task's blocks counted from its part of the index: what reading them would count, no .bin read.
+    write_dataset(tmp_path / "m", make_docs(300, seed=4, modes=True), modes=True)
+    fmt, tasks, k, _pairs = dask_megatron.prepare([str(tmp_path / "m")], str(tmp_path / "o"), False, None, 16 << 10, "root")
+    cfg = Config(0, fmt, 16 << 10, k, False)
+    read = [[fmt.count(block) for block in fmt.blocks(task, cfg)] for task in tasks]
+    assert len(tasks) > 1 and max(len(r) for r in read) > 1
+    ranges: list[str] = []
+    real = dask_megatron.remote.read_exactly
+
+    def recorded(url: str, *args: Any) -> Any:
+        ranges.append(url)
+        return real(url, *args)
+
+    monkeypatch.setattr(dask_megatron.remote, "read_exactly", recorded)
+    assert [count_task(cfg, task) for task in tasks] == read
+    assert ranges and not [url for url in ranges if url.endswith(".bin")]
+
+
+def test_every_order_of_unique_documents_equally_likely(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 4 documents in two datasets, one a copy: the 3 kept in all 6 orders alike over 72 seeds.
+    monkeypatch.setattr(dask_megatron, "bucket_count", lambda *args: 3)
+    for name, values in (("x", (0, 1)), ("y", (2, 0))):
+        write_dataset(tmp_path / name, [[np.full(20, v, np.uint16)] for v in values])
+    counts: Counter[tuple[int, ...]] = Counter()
+    with ThreadPoolExecutor(1) as runner:
+        for seed in range(72):
+            _shuffle(runner, [tmp_path / "x", tmp_path / "y"], tmp_path / "o", memory="1M", seed=seed, tmp_dir=tmp_path, unique=True)
+            counts[tuple(d[0][0][0] for d in read_dataset(tmp_path / "o")[1])] += 1
+    assert_uniform(counts, list(permutations(range(3))), "dask megatron --unique")
+
+
+def test_dry_run_plans_from_the_headers_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_dataset(tmp_path / "a", make_docs(300, seed=1))
+    write_dataset(tmp_path / "b", make_docs(200, seed=2))
+    args = ["--engine=dask", "--dry-run", "-S", "64K", "--source", "web=a", "--source", "code=b.idx", "--rate", "code=0.5"]
+    assert cli.main([*args, "--unique", "-o", "mix"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    size = sum(f.stat().st_size for f in tmp_path.iterdir())
+    assert lines[0] == f"inputs: 2 datasets, {plan.format_size(size)}" and lines[1].startswith("records: 500, "), lines
+    assert any(line.startswith("path: Dask tasks, 4 passes (--unique's hashing and dedup passes") for line in lines), lines
+    assert "output: mix.bin" in lines and lines[-1] == "ok", lines
+    assert cli.main([*args, "-o", "mix"]) == 0
+    assert "sources: web 1 file rate 1, code 1 file rate 0.5; 400 records to shuffle" in capsys.readouterr().out
+    os.symlink("a.idx", "link.idx")  # the pair's .idx, checked as the run checks it
+    assert cli.main([*args, "-o", "link"]) == 1
+    assert "failed: output: link.idx: is a symbolic link; a dataset is written as two" in capsys.readouterr().out
+    assert sorted(os.listdir(tmp_path)) == ["a.bin", "a.idx", "b.bin", "b.idx", "link.idx"]
+
+
+def test_mixed_dtypes_with_unique_refused_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(tmp_path)
     write_dataset(tmp_path / "u16", make_docs(20))
-    inputs = None if "sources" in options else ["u16"]
-    with pytest.raises(UsageError) as caught:
-        bigshuf.shuffle(inputs, "o", engine="dask", **options)
-    assert str(caught.value).startswith(refusal), caught.value
-    assert sorted(os.listdir(tmp_path)) == ["u16.bin", "u16.idx"]
+    write_dataset(tmp_path / "i32", make_docs(20, dtype=np.int32), dtype=np.int32)
+    assert cli.main(["--engine=dask", "--unique", "--source", "a=u16", "--source", "b=i32", "-o", "o"]) == 1
+    assert capsys.readouterr() == (
+        "", "bigshuf: i32.idx: tokens are int32 but u16.idx's are uint16; datasets shuffled together must share a dtype\n",
+    )
+    assert sorted(os.listdir(tmp_path)) == ["i32.bin", "i32.idx", "u16.bin", "u16.idx"]
 
 
 def test_a_link_at_a_file_of_the_output_pair_is_refused(tmp_path: Path) -> None:

@@ -270,7 +270,7 @@ def test_mismatched_dtypes_and_refusals(tmp_path: Path, run_cli) -> None:
     for settings, word in (
         ({"compress": "zstd"}, "compress="), ({"zero_terminated": True}, "zero_terminated="),
         ({"resume": True, "unique": True, "seed": 1}, "cannot be used with unique="),
-        ({"engine": "dask", "unique": True}, "engine='dask'"), ({"repeat": True}, "repeat="),
+        ({"engine": "dask", "resume": True, "seed": 1}, "engine='dask'"), ({"repeat": True}, "repeat="),
     ):
         with pytest.raises(UsageError, match=word):
             bigshuf.shuffle(str(tmp_path / "u16"), str(tmp_path / "o"), **settings)

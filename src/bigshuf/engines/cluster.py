@@ -45,10 +45,6 @@ class DaskEngine(Engine):
                 f"{option('dask')} shuffles lines, table rows, tar samples and Megatron documents, not {request.family} "
                 "datasets; use the local engine"
             )
-        if request.family == registry.MEGATRON:
-            for setting, on in (("unique", request.unique), ("source", bool(request.sources)), ("dry_run", request.dry_run)):
-                if on:
-                    return f"{option('dask')} does not support {option(setting)} for Megatron datasets; use the local engine"
         for setting, on in used:
             if on:
                 return f"{option('dask')} does not support {option(setting)}"

@@ -52,7 +52,8 @@ def schema(modes: bool) -> pa.Schema:
 
 
 class Pair(Protocol):
-    """A dataset's two files as its checks name them, with the ``.bin``'s size and the tokens' dtype."""
+    """A dataset's two files as its checks name them, with the ``.bin``'s size, the tokens' dtype and
+    the header's counts."""
 
     @property
     def idx_path(self) -> str: ...
@@ -71,6 +72,12 @@ class Pair(Protocol):
 
     @property
     def modes(self) -> bool: ...
+
+    @property
+    def sequences(self) -> int: ...
+
+    @property
+    def count(self) -> int: ...
 
 
 def check_together(datasets: Sequence[Pair]) -> None:
@@ -321,10 +328,6 @@ class IndexedInput(TableInput):
     def disk_size(self) -> int:
         """Bytes of both files."""
         return self.bin_size + os.path.getsize(self.idx_path)
-
-    def row_bytes(self) -> int:
-        """Bytes the documents take as rows (by ``tables.row_sizes``), computed from the index alone."""
-        return row_bytes(self.count, self.sequences, self.bin_size, self.modes)
 
     def _byte_at(self, sequences: np.ndarray) -> np.ndarray:
         """Where each sequence number's tokens start in the ``.bin`` (the sequence count: its end)."""

@@ -10,7 +10,7 @@ when the ``.bin`` is complete, both committed together through the output's jour
 from __future__ import annotations
 
 import os
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,7 +30,7 @@ from ..storage.shards import check_outputs
 from ..storage.sinks import AtomicFileSink, CodecChoice, Sink
 from ..storage.writeback import WriteBehind
 from .detect import megatron_prefix
-from .megatron import DTYPES, IndexedInput, IndexParts, check_together, document_fingerprint, schema
+from .megatron import DTYPES, IndexedInput, IndexParts, Pair, check_together, document_fingerprint, row_bytes, schema
 from .megatron_resume import IndexLogs, ResumableMegatron, written_fingerprint
 from .row_unique import check_comparable
 from .table_mix import Block
@@ -267,21 +267,7 @@ class MegatronRun(ResumableMegatron):
     def sample(cls, request: Request, inputs: list[Any]) -> Sample:
         """Exact counts from the indexes: documents, and their bytes as rows."""
         datasets = open_datasets(inputs)
-        nbytes, docs = sum(d.row_bytes() for d in datasets), sum(d.count for d in datasets)
-        est = Estimate(nbytes, docs, nbytes / max(1, docs))
-        in_memory = plan.fits_in_memory(nbytes, docs, resolve_memory(request.memory))
-        if not request.sources:
-            return Sample(est, nbytes, exact=True, sized=True, in_memory=in_memory, temp_bytes=nbytes)
-        # Weighted sources: each source's documents and token bytes, as the run takes them from the indexes.
-        file_source = mix.source_files(request)
-        counts, tokens = source_sums(datasets, file_source, len(request.sources))
-        sizes = [0] * len(request.sources)
-        for s, dataset in zip(file_source, datasets):
-            sizes[s] += dataset.disk_size()
-        return Sample(
-            est, nbytes, exact=True, sized=True, in_memory=in_memory, temp_bytes=nbytes,
-            source_records=tuple(counts), source_bytes=tuple(tokens), source_sizes=tuple(sizes),
-        )
+        return documents_sample(request, datasets, [d.disk_size() for d in datasets])
 
     @classmethod
     def output_plan(cls, request: Request, inputs: list[Any]) -> OutputPlan:
@@ -317,7 +303,29 @@ def open_datasets(inputs: list[Any]) -> list[IndexedInput]:
     return datasets
 
 
-def source_sums(datasets: list[IndexedInput], file_source: list[int], n: int) -> tuple[list[int], list[int]]:
+def documents_sample(request: Request, datasets: Sequence[Pair], disk_sizes: Sequence[int]) -> Sample:
+    """What ``--dry-run`` plans with, exact from the indexes (either engine): documents, their bytes as
+    rows, and with weighted sources each source's documents, token bytes and size on disk (``disk_sizes``:
+    each dataset's two files)."""
+    nbytes = sum(row_bytes(d.count, d.sequences, d.bin_size, d.modes) for d in datasets)
+    docs = sum(d.count for d in datasets)
+    est = Estimate(nbytes, docs, nbytes / max(1, docs))
+    in_memory = plan.fits_in_memory(nbytes, docs, resolve_memory(request.memory))
+    if not request.sources:
+        return Sample(est, nbytes, exact=True, sized=True, in_memory=in_memory, temp_bytes=nbytes)
+    # Weighted sources: each source's documents and token bytes, as the run takes them from the indexes.
+    file_source = mix.source_files(request)
+    counts, tokens = source_sums(datasets, file_source, len(request.sources))
+    sizes = [0] * len(request.sources)
+    for s, size in zip(file_source, disk_sizes):
+        sizes[s] += size
+    return Sample(
+        est, nbytes, exact=True, sized=True, in_memory=in_memory, temp_bytes=nbytes,
+        source_records=tuple(counts), source_bytes=tuple(tokens), source_sizes=tuple(sizes),
+    )
+
+
+def source_sums(datasets: Sequence[Pair], file_source: list[int], n: int) -> tuple[list[int], list[int]]:
     """Documents and token bytes of each of ``n`` sources (``file_source``: each dataset's), from the indexes."""
     counts, tokens = [0] * n, [0] * n
     for s, dataset in zip(file_source, datasets):

@@ -8,6 +8,9 @@ whole (``formats.megatron``'s checks: each sequence against the one before it, t
 last against the ``.bin``'s ends, the document entries rising), then reads its documents' tokens
 from the ``.bin`` by the pointers. Pass 2 writes each output ``.bin`` whole and returns its
 ``.idx`` bytes; the client writes each ``.idx`` beside its ``.bin`` and commits them together.
+``--unique`` and weighted sources run as for rows (documents compared and fingerprinted with their
+sequence lengths and modes, weighed ``--by bytes`` by their tokens); the counting pass of weighted
+sources counts each task's blocks from its part of the index alone (``block_counts``).
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from .tasks import Config, GatherResult, RecordWriter, ScatterTask, Writable, bu
 @dataclass(frozen=True)
 class Dataset:
     """One dataset as the client read its header: its files as messages name them and as workers
-    open them, the header's counts and dtype code, whether it has modes, and the ``.bin``'s size."""
+    open them, the header's counts and dtype code, whether it has modes, and both files' sizes."""
 
     idx_path: str
     bin_path: str
@@ -52,6 +55,7 @@ class Dataset:
     entries: int
     modes: bool
     bin_size: int
+    idx_size: int
 
     @property
     def dtype(self) -> np.dtype:
@@ -101,6 +105,60 @@ class MegatronTasks(RowTasks):
         """Documents ``[task.start, task.end)`` of dataset ``task.file_index``, their part of the index
         checked first, in batches of about ``range_bytes`` of rows."""
         ds = self.datasets[task.file_index]
+        run = _Run.read(ds, task)
+        for first, last in run.cuts(cfg):
+            a, b = int(run.docs[first]) - run.lo, int(run.docs[last]) - run.lo
+            data = bytearray(int(run.starts[last] - run.starts[first]))
+            if data:
+                remote.read_exactly(ds.bin_url, int(run.starts[first]), memoryview(data))
+            yield documents_batch(
+                self.schema, data, run.docs[first : last + 1], run.starts[first : last + 1], run.lengths[a:b],
+                None if run.modes is None else run.modes[a:b],
+            )
+
+    def block_counts(self, task: ScatterTask, cfg: Config) -> list[tuple[int, int]]:
+        """Each of ``blocks``' batches' documents and token bytes, from the task's part of the index
+        alone (checked as ``blocks`` checks it): the counting pass of weighted sources reads no tokens."""
+        run = _Run.read(self.datasets[task.file_index], task)
+        return [(last - first, int(run.starts[last] - run.starts[first])) for first, last in run.cuts(cfg)]
+
+    def fingerprint(self, records: Any) -> Fingerprint:
+        """Documents as ``--verify``, manifests and ``--check-manifest`` count them (``document_fingerprint``)."""
+        return document_fingerprint(records)
+
+    def copies_fingerprint(self, block: Any, mult: np.ndarray) -> Fingerprint:
+        """The documents of ``block``, each counted ``mult`` times, as ``fingerprint`` counts them."""
+        return document_fingerprint(block, mult)
+
+    def sizes(self, records: Any) -> np.ndarray:
+        """Each document's bytes of tokens, as ``--shard-size`` and ``--by bytes`` (with ``--unique``) count them."""
+        return token_bytes(records)
+
+    def count(self, block: Any) -> tuple[int, int]:
+        """Documents and their bytes of tokens, as the local engine weighs sources ``--by bytes`` (their ``.bin`` sizes)."""
+        return block.num_rows, int(token_bytes(block).sum())
+
+    def open_output(self, f: Writable, codec: CodecChoice | None) -> RecordWriter:
+        """A writer of documents' tokens into the ``.bin`` ``f``, keeping what its ``.idx`` is made of."""
+        return _PairWriter(f, IndexParts(self.datasets[0].modes), self.datasets[0].code)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """A pass-1 task's part of a dataset's index, checked: its document entries, each one's first
+    token's byte in the ``.bin`` (and the end), the lengths and modes of sequences ``[lo, ...)``, and
+    each document's bytes as a row."""
+
+    docs: np.ndarray
+    starts: np.ndarray
+    lengths: np.ndarray
+    modes: np.ndarray | None
+    lo: int
+    sizes: np.ndarray
+
+    @classmethod
+    def read(cls, ds: Dataset, task: ScatterTask) -> _Run:
+        """Documents ``[task.start, task.end)`` of ``ds`` from its index, checked as the local engine checks the whole."""
         docs = ds.documents(task.start, task.end + 1)
         check_documents(ds.idx_path, task.start, docs, int(docs[0]))
         if task.end == ds.count:
@@ -117,27 +175,11 @@ class MegatronTasks(RowTasks):
         if s1 == ds.sequences:
             check_end(ds, end)
         starts = np.append(pointers, end)[docs - lo]
-        sizes = document_sizes(docs, starts, ds.modes)
-        for first, last in batch_cuts(sizes, range_bytes(cfg.limit), sys.maxsize):
-            a, b = int(docs[first]) - lo, int(docs[last]) - lo
-            data = bytearray(int(starts[last] - starts[first]))
-            if data:
-                remote.read_exactly(ds.bin_url, int(starts[first]), memoryview(data))
-            yield documents_batch(
-                self.schema, data, docs[first : last + 1], starts[first : last + 1], lengths[a:b], None if modes is None else modes[a:b],
-            )
+        return cls(docs, starts, lengths, modes, lo, document_sizes(docs, starts, ds.modes))
 
-    def fingerprint(self, records: Any) -> Fingerprint:
-        """Documents as ``--verify``, manifests and ``--check-manifest`` count them (``document_fingerprint``)."""
-        return document_fingerprint(records)
-
-    def sizes(self, records: Any) -> np.ndarray:
-        """Each document's bytes of tokens, as ``--shard-size`` counts them."""
-        return token_bytes(records)
-
-    def open_output(self, f: Writable, codec: CodecChoice | None) -> RecordWriter:
-        """A writer of documents' tokens into the ``.bin`` ``f``, keeping what its ``.idx`` is made of."""
-        return _PairWriter(f, IndexParts(self.datasets[0].modes), self.datasets[0].code)
+    def cuts(self, cfg: Config) -> Iterator[tuple[int, int]]:
+        """The documents ``[first, last)`` of each block a task reads: about ``range_bytes`` of rows."""
+        return batch_cuts(self.sizes, range_bytes(cfg.limit), sys.maxsize)
 
 
 class _PairWriter:
@@ -272,7 +314,7 @@ def open_dataset(prefix: str) -> Dataset:
     remote.read_exactly(idx_url, 0, memoryview(head))
     _magic, _version, code, sequences, entries = check_header(idx_path, bytes(head))
     modes = has_modes(idx_path, idx_size, sequences, entries)
-    return Dataset(idx_path, bin_path, idx_url, bin_url, code, sequences, entries, modes, bin_size)
+    return Dataset(idx_path, bin_path, idx_url, bin_url, code, sequences, entries, modes, bin_size, idx_size)
 
 
 def _file_size(url: str, shown: str, of: str) -> int:

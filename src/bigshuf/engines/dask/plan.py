@@ -12,13 +12,14 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ... import dryrun
 from ...core import plan
 from ...core.driver import Estimate, OutputPlan, Sample
 from ...core.streams import seed_entropy
 from ...errors import BigShufError, TempSpaceError, option
+from ...formats.megatron_run import documents_sample
 from ...request import Request, resolve_memory
 from ...storage import remote
 from ...storage.layout import Sharding, parse_split
@@ -81,7 +82,7 @@ def _gather(request: Request) -> _Facts:
         facts.options_error = dryrun.error_line(e)
     try:
         facts.prepared = prepare(names, settings, "plan")  # names pass-1 objects under "plan", never made
-        facts.files = remote.expand_inputs(list(facts.prepared.names))
+        facts.files = _input_files(facts.prepared)
         if request.sources:
             from ..cluster import _weights
 
@@ -97,6 +98,8 @@ def _gather(request: Request) -> _Facts:
     _temp_dir(facts)
     _buckets(facts)
     if facts.prepared is not None:
+        if facts.prepared.pairs is not None:  # Megatron: the .bin (pattern, directory) -o names, as the run names it
+            out_name = facts.prepared.pairs.target
         facts.output = OutputPlan(
             out_name, request.shards, facts.prepared.compress, facts.prepared.suffix,
             Sharding(request.shards, request.shard_records, request.shard_size), request.split, request.manifest,
@@ -104,10 +107,25 @@ def _gather(request: Request) -> _Facts:
     return facts
 
 
+def _input_files(prepared: Prepared) -> list[remote.RemoteFile]:
+    """The input files as stored: each Megatron dataset's ``.idx`` and ``.bin`` (from its header's
+    reading), else the files the inputs expand to."""
+    if prepared.pairs is None:
+        return remote.expand_inputs(list(prepared.names))
+    return [
+        remote.RemoteFile(name, size, None)
+        for d in prepared.pairs.datasets for name, size in ((d.idx_url, d.idx_size), (d.bin_url, d.bin_size))
+    ]
+
+
 def _sample(prepared: Prepared, files: list[remote.RemoteFile], request: Request) -> Sample:
     """The records pass 1 expects: lines counted when every input is a plain file of at most a
     sample's size (read whole), else estimated as the bucket plan estimates them; rows as their
-    Parquet footers list them. Each source's size as ``weights`` weighs it without counts."""
+    Parquet footers list them; Megatron documents as their headers count them. Each source's size as
+    ``weights`` weighs it without counts."""
+    if prepared.pairs is not None:
+        datasets = prepared.pairs.datasets
+        return documents_sample(request, datasets, [d.bin_size + d.idx_size for d in datasets])
     by_file = [0] * len(files)
     for t in prepared.tasks:
         by_file[t.file_index] += t.nbytes
@@ -221,7 +239,8 @@ def _inputs(facts: _Facts) -> None:
         urls = sum(isinstance(name, str) and remote.is_url(name) for name in facts.request.inputs)
         kinds = f" (from {urls} URL{'s' if urls != 1 else ''})" if urls else ""
         size = sum(f.size for f in facts.files)
-        facts.line("inputs", f"{n} file{'s' if n != 1 else ''}{kinds}, {plan.format_size(size)}")
+        unit = "file" if prepared.pairs is None else "dataset"
+        facts.line("inputs", f"{n} {unit}{'s' if n != 1 else ''}{kinds}, {plan.format_size(size)}")
     facts.check("inputs", lambda: facts.input_error and dryrun.fail_with(facts.input_error))
 
 
@@ -247,7 +266,8 @@ def _path(facts: _Facts) -> None:
         more = ", more if a hash bucket outgrows -S" if request.unique else ""
         passes += f" ({' and '.join(among)} among them{more})"
     if facts.counting:
-        passes += " after a counting pass over every input"
+        read = "every input" if prepared.pairs is None else "every dataset's index (not its tokens)"
+        passes += f" after a counting pass over {read}"
     if facts.buckets is not None:
         buckets = f"{facts.buckets} bucket{'s' if facts.buckets != 1 else ''}"
     elif facts.mix_error:
@@ -313,12 +333,22 @@ def _output(facts: _Facts) -> None:
             facts.line("manifest", out.manifest)
     else:
         dryrun.plan_output(facts)
-        if not layout.on:
+        if not layout.on and prepared.pairs is None:
             return
         facts.checks.pop()  # the driver's own check of a layout follows
-    names = prepared.names
-    facts.check("output", lambda: check_layout(target, layout, out.compress, out.suffix, names, dry_run=True) if layout.on
-                else out.shards is None or output_names(str(target), out.shards, out.compress, out.suffix))
+    names, pairs = prepared.names, prepared.pairs
+    laid = replace(layout, files=pairs is not None)  # as the driver lays out Megatron pairs: every file, even one
+
+    def usable() -> None:
+        """The driver's checks of the output before pass 1 (with a Megatron pair's own)."""
+        if laid.on:
+            check_layout(target, laid, out.compress, out.suffix, names, dry_run=True)
+            if pairs is not None:
+                pairs.check(laid)
+        elif out.shards is not None:
+            output_names(str(target), out.shards, out.compress, out.suffix)
+
+    facts.check("output", usable)
 
 
 def _url_output(facts: _Facts, target: str, layout: Layout) -> str:

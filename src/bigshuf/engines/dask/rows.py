@@ -84,7 +84,7 @@ class RowTasks:
             ids = draw_ids(rng, k, block.num_rows)
             index = None
         else:
-            read = multiset_fingerprint(block, copies.mult) if cfg.verify else Fingerprint()
+            read = self.copies_fingerprint(block, copies.mult) if cfg.verify else Fingerprint()
             index = copies_index(copies.mult)
             if index is None:
                 index = np.arange(block.num_rows, dtype=np.int32)
@@ -173,6 +173,10 @@ class RowTasks:
     def fingerprint(self, records: Any) -> Fingerprint:
         """The fingerprint of a table of rows."""
         return row_fingerprint(records)
+
+    def copies_fingerprint(self, block: Any, mult: np.ndarray) -> Fingerprint:
+        """The fingerprint of the rows of ``block``, each counted ``mult`` times (weighted sources' multiset)."""
+        return multiset_fingerprint(block, mult)
 
 
 def _write_buckets(block: Any, counts: np.ndarray, order: np.ndarray, k: int, name: str) -> Segment:

@@ -2,7 +2,8 @@
 local engine's semantics (``core.mix``, ``core.stratify``).
 
 When a share, a fractional rate or ``--stratify`` needs each source's records, a counting pass of
-tasks counts every pass-1 block (the blocks pass 1 will read: same tasks, same cuts). The client
+tasks counts every pass-1 block (the blocks pass 1 will read: same tasks, same cuts; Megatron
+documents from the indexes alone, ``CountedByIndex``). The client
 then solves the rates and walks the blocks in input order, drawing for each how many of its
 records get a copy more (hypergeometric, as ``Mixer.pick`` draws block by block) and, with
 ``--stratify``, how many of its copies go to each split (multivariate hypergeometric, as
@@ -20,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 import math
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -79,8 +80,18 @@ class WeightedTask:
         return self.task.nbytes
 
 
+@runtime_checkable
+class CountedByIndex(Protocol):
+    """A task format that counts its blocks without reading their records (Megatron documents, from the indexes)."""
+
+    def block_counts(self, task: ScatterTask, cfg: Config) -> BlockCounts:
+        """Each block's records and bytes, as ``count`` would give them for the blocks ``blocks`` reads."""
+
+
 def count_task(cfg: Config, task: ScatterTask) -> BlockCounts:
     """The counting pass for one task: each of its blocks' records and bytes."""
+    if isinstance(cfg.fmt, CountedByIndex):
+        return cfg.fmt.block_counts(task, cfg)
     return [cfg.fmt.count(block) for block in cfg.fmt.blocks(task, cfg)]
 
 
