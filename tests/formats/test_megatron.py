@@ -269,7 +269,6 @@ def test_mismatched_dtypes_and_refusals(tmp_path: Path, run_cli) -> None:
     assert not list(tmp_path.glob("o*"))
     for settings, word in (
         ({"compress": "zstd"}, "compress="), ({"zero_terminated": True}, "zero_terminated="),
-        ({"resume": True, "unique": True, "seed": 1}, "cannot be used with unique="),
         ({"engine": "dask", "unique": True}, "engine='dask'"), ({"repeat": True}, "repeat="),
     ):
         with pytest.raises(UsageError, match=word):
