@@ -405,10 +405,9 @@ def _check_table_settings(request: Request, all_paths: bool) -> None:
 
 
 def _check_megatron_settings(request: Request, all_paths: bool) -> None:
-    """Refuse what does not apply to documents of Megatron datasets (or is not built for them yet):
-    inputs other than dataset files (local, or URLs on the Dask engine, which refuses the rest), output
-    to standard output, line and row settings, a codec (Megatron reads plain pairs), ``resume`` with
-    ``unique``; weighted sources, ``stratify`` and ``resume`` checked as for lines."""
+    """Refuse what does not apply to documents of Megatron datasets: inputs other than dataset files
+    (local, or URLs), output to standard output, line and row settings, a codec (Megatron reads
+    plain pairs); weighted sources, ``stratify`` and ``resume`` checked as for lines."""
     if not all_paths and not all(isinstance(item, str) for item in request.inputs):
         raise UsageError(f"Megatron datasets are read from files and URLs, not {option('echo')} or {option('input_range')}")
     if request.output is None or request.output == "-":
@@ -416,8 +415,6 @@ def _check_megatron_settings(request: Request, all_paths: bool) -> None:
     unsupported = settings_in_use(request, (*(s for s in LINE_SETTINGS if s != "resume"), "compress", *ROW_SETTINGS))
     if unsupported:
         raise UsageError(f"{', '.join(unsupported)}: not available for Megatron datasets (.bin/.idx documents)")
-    if request.resume and request.unique:
-        raise UsageError(f"{option('resume')} cannot be used with {option('unique')} on Megatron datasets yet")
     if request.manifest is not None and request.manifest.endswith((".bin", ".idx")):
         raise UsageError(f"{request.manifest}: a manifest named as a dataset file would be taken for one; name it .json")
     if request.stratify:

@@ -389,9 +389,3 @@ def test_a_link_at_a_file_of_the_output_pair_is_refused(tmp_path: Path) -> None:
     with ThreadPoolExecutor(1) as runner, pytest.raises(OutputError, match=r"out\.idx: is a symbolic link; a dataset is written as two"):
         _shuffle(runner, tmp_path / "a", tmp_path / "out", tmp_dir=tmp_path)
     assert sorted(os.listdir(tmp_path)) == ["a.bin", "a.idx", "out.idx"]
-
-
-def test_the_local_engine_refuses_dataset_urls(tmp_path: Path) -> None:
-    refusal = r"s3://b/c\.idx: this engine reads Megatron datasets from local files; read them from URLs with engine='dask'"
-    with pytest.raises(UsageError, match=refusal):
-        bigshuf.shuffle(["s3://b/c.idx"], str(tmp_path / "o"))

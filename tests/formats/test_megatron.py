@@ -9,6 +9,7 @@ import struct
 from collections import Counter
 from itertools import permutations
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -269,7 +270,6 @@ def test_mismatched_dtypes_and_refusals(tmp_path: Path, run_cli) -> None:
     assert not list(tmp_path.glob("o*"))
     for settings, word in (
         ({"compress": "zstd"}, "compress="), ({"zero_terminated": True}, "zero_terminated="),
-        ({"resume": True, "unique": True, "seed": 1}, "cannot be used with unique="),
         ({"engine": "dask", "resume": True, "seed": 1}, "engine='dask'"), ({"repeat": True}, "repeat="),
     ):
         with pytest.raises(UsageError, match=word):
@@ -421,3 +421,29 @@ def test_kill_during_the_commit_leaves_the_old_pair_or_the_new(tmp_path: Path) -
         tempspace.remove_dead_outputs(str(out))
         assert pair() in (old, new), step
         assert sorted(os.listdir(out)) == ["p.bin", "p.idx"], step
+
+
+def test_s3_datasets_on_the_local_engine(bucket: Any, tmp_path: Path, run_cli) -> None:
+    """Datasets on URLs (moto's S3 API on loopback), named by a glob of their .idx: the same pair as from
+    local copies of them, through two passes; an .idx pointing past its .bin: one line, exit 1, nothing written."""
+    name = bucket.bucket
+    a, b = make_docs(900, seed=3), make_docs(600, seed=4)
+    for prefix, docs in (("a", a), ("b", b)):
+        write_dataset(tmp_path / prefix, docs)
+        for ext in (".bin", ".idx"):
+            bucket.put(str(tmp_path / f"{prefix}{ext}"), f"{name}/in/{prefix}{ext}")
+    options: dict[str, Any] = {"memory": "64K", "seed": 2, "tmp_dir": str(tmp_path), "sync": False, "verify": True}
+    stats = bigshuf.shuffle([f"s3://{name}/in/*.idx"], str(tmp_path / "url"), **options)
+    bigshuf.shuffle([str(tmp_path / "a"), str(tmp_path / "b.idx")], str(tmp_path / "here"), **options)
+    assert stats.records == 1500 and stats.passes == 2, stats
+    for ext in (".bin", ".idx"):
+        assert (tmp_path / f"url{ext}").read_bytes() == (tmp_path / f"here{ext}").read_bytes()
+    assert sorted(read_dataset(tmp_path / "url")[1]) == sorted(as_docs(a) + as_docs(b))
+    named = _corrupt(tmp_path / "b", "pointer-past-bin")
+    bucket.put(named, f"{name}/bad/b.idx")
+    bucket.put(str(tmp_path / "b.bin"), f"{name}/bad/b.bin")
+    (tmp_path / "t").mkdir()
+    code, stdout, err = run_cli([f"s3://{name}/in/a.idx", f"s3://{name}/bad/b.idx", "-o", tmp_path / "x", "-T", tmp_path / "t"])
+    assert code == 1 and stdout == b"" and err.count(b"\n") == 1, err
+    assert err.startswith(f"bigshuf: s3://{name}/bad/b.idx: sequence ".encode()) and b"runs past the end of" in err, err
+    assert not list(tmp_path.glob("x*")) and list((tmp_path / "t").iterdir()) == []

@@ -103,7 +103,7 @@ def references(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     return out
 
 
-@pytest.mark.parametrize("point", list(POINTS))
+@pytest.mark.parametrize("point", ["in pass 1", "pass 1 complete", "early in pass 2"])  # late in pass 2: the refusals' job
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 def test_stopped_run_resumes_to_the_same_bytes(tmp_path: Path, corpus: Path, references: dict[str, dict[str, bytes]], point: str, layout: str) -> None:
     target, options = LAYOUTS[layout]
@@ -139,22 +139,25 @@ SPLIT_ARGS = [
 ]
 
 
-@pytest.mark.parametrize("point", ["in pass 1", "late in pass 2"])
+@pytest.mark.parametrize("point", ["late in pass 2", "during the dedup pass"])
 def test_killed_run_with_splits_manifest_and_verify(tmp_path: Path, corpus: Path, point: str) -> None:
-    """SIGKILL (nothing flushed, nothing cleaned up), splits of shards, a manifest: the same files."""
+    """SIGKILL (nothing flushed, nothing cleaned up), splits of shards, a manifest: the same files.
+    Killed during --unique's dedup pass, before its first checkpoint, the rerun starts it afresh."""
     for name in ("corpus.bin", "corpus.idx"):
         shutil.copy(f"{corpus}{name[6:]}", tmp_path / name)
     (tmp_path / "t").mkdir()
-    cmd = [sys.executable, "-m", "bigshuf", *SPLIT_ARGS]
+    unique = point == "during the dedup pass"
+    cmd = [sys.executable, "-m", "bigshuf", *SPLIT_ARGS, *(["--unique"] if unique else [])]
     subprocess.run(cmd, cwd=tmp_path, check=True, capture_output=True)
     want = files_of(tmp_path / "sp")
     assert sorted(want) == ["manifest.json", *sorted(f"{s}-{i}.{e}" for s in ("train", "val") for i in (0, 1) for e in ("bin", "idx"))]
     shutil.rmtree(tmp_path / "sp")
-    state = kill_at_checkpoint(cmd, tmp_path / "t", POINTS[point], cwd=tmp_path)
-    assert state
+    ready = UNIQUE_POINTS[point](tmp_path) if unique else POINTS[point]
+    state = kill_at_checkpoint(cmd, tmp_path / "t", ready, cwd=tmp_path)
+    assert state == {} if unique else state
     resumed = subprocess.run(cmd, cwd=tmp_path, capture_output=True)
     assert resumed.returncode == 0, resumed.stderr
-    assert resumed.stderr.startswith(b"bigshuf: resuming from ")
+    assert resumed.stderr.startswith(b"bigshuf: resuming from ") != unique
     assert files_of(tmp_path / "sp") == want
     assert list((tmp_path / "t").iterdir()) == []
     check = subprocess.run([sys.executable, "-m", "bigshuf", "--check-manifest", "sp/manifest.json"], cwd=tmp_path, capture_output=True)
@@ -295,9 +298,7 @@ def test_changed_input_refused(job: Job) -> None:
     assert_refused(job.rerun(), "corpus.bin: changed since the interrupted run", "remove")
 
 
-def test_unique_with_resume_refused(tmp_path: Path, corpus: Path, run_cli) -> None:
-    code, _, err = run_cli(["--resume", "--unique", "--seed", "1", corpus, "-o", tmp_path / "o"])
-    assert code == 1 and err == b"bigshuf: --resume cannot be used with --unique on Megatron datasets yet\n"
+def test_resume_without_a_seed_refused(tmp_path: Path, corpus: Path, run_cli) -> None:
     code, _, err = run_cli(["--resume", corpus, "-o", tmp_path / "o"])
     assert code == 1 and err.startswith(b"bigshuf: --resume needs --seed")
     assert not list(tmp_path.iterdir())
@@ -314,3 +315,120 @@ def test_stopped_in_a_deeper_level_resumes_to_the_same_bytes(tmp_path: Path, mon
     state = stop_and_resume(src, tmp_path / "job", "o/x", lambda s: s.get("buckets_done", 0) >= 1, memory="64K")
     assert state["k"] == 2 and state["buckets_done"] == 1
     assert files_of(tmp_path / "job" / "o") == files_of(tmp_path / "plain")
+
+
+# --resume --unique: the dedup pass's hash buckets (Arrow streams, with their hashes) are a checkpoint of their own.
+
+
+def hash_buckets(work: Path) -> list[Path]:
+    """The top level's hash bucket files of the job in ``work``."""
+    return list((work / "t").glob("bigshuf-resume-*/unique/*.arrows"))
+
+
+#: Where a --unique job is stopped in turn (each resumed run goes on to the next point).
+UNIQUE_POINTS: dict[str, Callable[[Path], State]] = {
+    "during the dedup pass": lambda work: lambda s: not s and len(hash_buckets(work)) >= 2,
+    "after the dedup pass": lambda work: lambda s: "dedup" in s and "k" not in s,
+    "in pass 1": lambda work: lambda s: "blocks_done" in s and "pass1_done" not in s,
+    "pass 1 complete": lambda work: POINTS["pass 1 complete"],
+    "early in pass 2": lambda work: POINTS["early in pass 2"],
+}
+
+
+def with_copies(path: Path, n: int, seed: int, modes: bool = False) -> tuple[Path, list[Any]]:
+    """A dataset of ``n`` documents and a copy of each of its first ``n // 2``, the copies in random order."""
+    docs = make_docs(n, seed=seed)
+    order = np.random.default_rng(seed).permutation(n // 2)
+    return write_dataset(path, docs + [docs[i] for i in order], modes=modes), docs
+
+
+@pytest.mark.parametrize(
+    "points,options",
+    [
+        (["during the dedup pass", "in pass 1", "early in pass 2"], {"shards": 2, "manifest": "m.json", "verify": True}),
+        (["after the dedup pass", "pass 1 complete"], {"sources": True, "rates": {"web": "1.5"}, "stratify": True}),
+    ],
+    ids=["shards, manifest, verify", "weighted sources, stratified split"],
+)
+def test_unique_stopped_in_turn_resumes_to_the_same_bytes(tmp_path: Path, points: list[str], options: dict[str, Any]) -> None:
+    """A --resume --unique job stopped in turn during and after the dedup pass, in and after pass 1 and
+    in pass 2, each time run again: the .bin, .idx and manifest bytes of an uninterrupted run."""
+    src, docs = with_copies(tmp_path / "c", 12_000, seed=4, modes=bool(options.get("sources")))
+    if options.pop("sources", False):
+        other, _ = with_copies(tmp_path / "d", 4000, seed=4, modes=True)  # its first documents are also in c
+        options = {**options, "sources": {"web": str(src), "code": str(other)}, "split": "v=0.1,t=rest"}
+        target, inputs = "o/{split}", None
+    else:
+        target, inputs = "o/", src
+    manifest = options.pop("manifest", None)
+    for work, stops in ((tmp_path / "ref", []), (tmp_path / "job", points)):
+        if manifest is not None:
+            options["manifest"] = str(work / "o" / manifest)
+        for name in stops:
+            ready = UNIQUE_POINTS[name](work)
+            with pytest.raises(Stop):
+                run(inputs, work, target, StopWhen(work / "t", ready), unique=True, **options)
+            state = checkpoint_state(work / "t")
+            assert state == {} if name == "during the dedup pass" else ready(state), name  # no checkpoint: nothing kept
+        run(inputs, work, target, unique=True, **options)
+        assert temp_leftovers(work / "t") == [] and list((work / "t").iterdir()) == []
+    got, want = files_of(tmp_path / "job" / "o"), files_of(tmp_path / "ref" / "o")
+    assert got == want and len(got) >= 4
+    if inputs is not None:  # the pairs of a run without --resume: the job shuffles exactly as --unique does
+        (tmp_path / "plain").mkdir()
+        bigshuf.shuffle(str(src), f"{tmp_path}/plain/", seed=SEED, memory=MEMORY, tmp_dir=tmp_path, sync=False, unique=True, shards=2)
+        assert files_of(tmp_path / "plain") == {name: data for name, data in got.items() if name != "m.json"}
+        unique = {doc for shard in ("part-00000", "part-00001") for doc in read_dataset(tmp_path / "job" / "o" / shard)[1]}
+        assert unique == set(as_docs(docs)) and json.loads(want["m.json"])["duplicates"] == 6000
+
+
+class UniqueJob(Job):
+    """A --unique job stopped after its dedup pass (its hash buckets checkpointed), rerun with the CLI."""
+
+    def __init__(self, work: Path) -> None:
+        self.src, _ = with_copies(work / "corpus", 12_000, seed=4)
+        self.work = work
+        with pytest.raises(Stop):
+            run(self.src, work, "shards/", StopWhen(work / "t", UNIQUE_POINTS["after the dedup pass"](work)), shards=3, unique=True)
+        (self.dir,) = (work / "t").iterdir()
+        self.snapshot = work.with_name(work.name + "-snapshot")
+        shutil.copytree(work, self.snapshot)
+
+    def rerun(self) -> subprocess.CompletedProcess[bytes]:
+        argv = [sys.executable, "-m", "bigshuf", *CLI, "--unique", "-T", str(self.work / "t"), str(self.src), "-o", f"{self.work}/shards/"]
+        return subprocess.run(argv, capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def unique_job(tmp_path_factory: pytest.TempPathFactory) -> UniqueJob:
+    work = tmp_path_factory.mktemp("unique") / "job"
+    work.mkdir()
+    return UniqueJob(work)
+
+
+def _set_dedup(job: Job, **fields: Any) -> None:
+    state = json.loads((job.dir / "state.json").read_text())
+    state["dedup"] = {**state["dedup"], **fields}
+    (job.dir / "state.json").write_text(json.dumps(state))
+
+
+UNIQUE_TAMPER: dict[str, tuple[Callable[[Job], None], tuple[str, ...]]] = {
+    "hash bucket byte": (lambda j: _flip(sorted((j.dir / "unique").iterdir())[-1], 300), ("unique", "checksum", "remove")),
+    "dedup.k": (lambda j: _set_dedup(j, k=1), ("state.json does not hold up", "dedup.k", "remove")),
+    "dedup records kept above those read": (
+        lambda j: _set_dedup(j, buckets={**(b := json.loads((j.dir / "state.json").read_text())["dedup"]["buckets"]), "records": [
+            r + 10_000 * (i == 0) for i, r in enumerate(b["records"])
+        ], "sizes": [s + 10_000 * (i == 0) for i, s in enumerate(b["sizes"])]}, hashes=None),
+        ("documents kept in its hash buckets, the inputs hold", "remove"),
+    ),
+}
+
+
+@pytest.mark.parametrize("how", list(UNIQUE_TAMPER))
+def test_unique_tampered_checkpoint_refused(unique_job: UniqueJob, how: str) -> None:
+    job = unique_job.put_back()
+    assert "dedup" in json.loads((job.dir / "state.json").read_text())
+    spoil, words = UNIQUE_TAMPER[how]
+    spoil(job)
+    assert_refused(job.rerun(), *words)
+    assert not (job.work / "shards" / "part-00000.bin").exists()

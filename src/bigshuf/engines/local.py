@@ -6,8 +6,6 @@ import os
 from typing import TYPE_CHECKING
 
 from ..errors import UsageError, option
-from ..formats import registry
-from ..storage.remote import is_remote
 from .base import Engine
 
 if TYPE_CHECKING:
@@ -29,10 +27,6 @@ class LocalEngine(Engine):
         target = request.output
         if target is not None and "://" in target and not os.path.exists(os.path.dirname(target) or "."):
             return f"{target}: this engine writes local files; write to URLs with {option('dask')}"
-        if request.family == registry.MEGATRON:
-            url = next((s for s in request.inputs if isinstance(s, str) and is_remote(s)), None)
-            if url is not None:
-                return f"{url}: this engine reads Megatron datasets from local files; read them from URLs with {option('dask')}"
         return None
 
     def run(self, request: Request, progress: Progress) -> ShuffleStats:
@@ -58,14 +52,15 @@ def shuffle_local(request: Request, progress: Progress) -> ShuffleStats:
 def _open_urls(inputs: list[str | Source], family: str) -> list[str | Source]:
     """``inputs`` with every URL (``s3://...``, ``https://...``; globs expanded) that is not also a
     local path made a source read through fsspec; a tar a glob finds in a run of other records
-    (``family``) is refused, as its bytes would be shuffled as lines."""
+    (``family``) is refused, as its bytes would be shuffled as lines. Megatron datasets' URLs are
+    left as named: the run opens each pair (``.idx`` and ``.bin``) itself."""
     from ..formats import registry
     from ..formats.detect import data_kind, suffix_kind
     from ..storage.remote import is_remote, url_sources
 
     out: list[str | Source] = []
     for item in inputs:
-        if isinstance(item, str) and is_remote(item):
+        if isinstance(item, str) and is_remote(item) and family != registry.MEGATRON:
             for source in url_sources([item]):
                 if registry.is_table(suffix_kind(source.name)):
                     raise UsageError(f"{source.name}: Parquet and Arrow data are read from local files only; copy it here first")

@@ -12,6 +12,9 @@ from ..core import mix, plan
 from ..core.checkpoint import refusal
 from ..errors import InputError, option
 
+#: The top level's hash buckets' directory, under the run's temporary space (a ``--resume`` job's too).
+TOP = "unique"
+
 
 class DedupStage:
     """The part of a format's dedup stage that does not depend on its records: subclasses give
@@ -33,10 +36,13 @@ class DedupStage:
         """Each hash bucket's unique records (with ``tally``: only each source's counted into it)."""
         raise NotImplementedError
 
-    def settle_resumed(self, kept: np.ndarray, read: np.ndarray) -> None:
-        """``--resume`` past the dedup pass: the copies it dropped (per source) are what the inputs
-        hold (``read``, counted again) less what its hash buckets kept; refused if they kept more."""
+    def settle_resumed(self, k: int, kept: np.ndarray, read: np.ndarray) -> None:
+        """``--resume`` past the dedup pass (its ``k`` hash buckets taken up): the copies it dropped (per
+        source) are what the inputs hold (``read``, counted again) less what its hash buckets kept;
+        refused if they kept more."""
         run = self.run
+        run.buckets += k
+        run.extra_passes = max(run.extra_passes, 1)
         if (kept > read).any():
             raise refusal(
                 run.state_dir, f"counts {kept.tolist()} {run.unit} kept in its hash buckets, the inputs hold {read.tolist()}"
@@ -78,7 +84,7 @@ class DedupStage:
         for memory is split one level deeper once, here."""
         tally = [[0] * self.sources, [0] * self.sources]
         self.run.progress.start("counting", self.bucket_bytes(buckets))
-        for _none in self._unique_buckets(buckets, 0, "unique", tally):
+        for _none in self._unique_buckets(buckets, 0, TOP, tally):
             pass
         self.run.progress.close()
         return tally[0], tally[1]

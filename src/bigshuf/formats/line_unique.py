@@ -33,14 +33,11 @@ from ..storage.reader import RecordReader
 from ..storage.sources import FileSource
 from ..storage.tempspace import TempSpace
 from ..storage.writeback import WriteBehind
-from .dedup_stage import DedupStage, dropped_per_source
+from .dedup_stage import TOP, DedupStage, dropped_per_source
 
 if TYPE_CHECKING:
     from .line_run import LineRun
 
-
-#: The top level's hash buckets' directory, under the run's temporary space.
-TOP = "unique"
 
 #: Bytes per record the dedup holds beside ``DEDUP_META`` with weighted sources: each record's
 #: source and its first copy's (2 each).
@@ -278,11 +275,9 @@ class Dedup(DedupStage):
             hashed=state["hashes"] is not None,
         )
         buckets.restore(state, advice(run.state_dir))
-        run.buckets += k
-        run.extra_passes = max(run.extra_passes, 1)
         read = self._recount(blocks)
         kept = buckets.data.records.sum(keepdims=True) if buckets.per_source is None else buckets.per_source.sum(axis=0)
-        self.settle_resumed(kept, read)
+        self.settle_resumed(k, kept, read)
         return buckets
 
     def _recount(self, blocks: Iterator[Any]) -> np.ndarray:

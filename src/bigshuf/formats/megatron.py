@@ -15,7 +15,8 @@ from __future__ import annotations
 import os
 import stat
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 import numpy as np
@@ -24,6 +25,7 @@ import pyarrow as pa
 from ..core.fingerprint import Fingerprint
 from ..core.records import array_block, list_spans
 from ..errors import InputError
+from ..storage import remote
 from .rowhash import row_hashes
 from .table_input import TableInput
 
@@ -38,6 +40,8 @@ DTYPES: dict[int, np.dtype] = {
 }
 #: Index entries checked (and documents looked at) at a time, so a large index is never held whole.
 WINDOW = 1 << 20
+#: Reads a file's bytes from an offset into a buffer; returns how many (0: its end).
+ReadAt = Callable[[int, memoryview], int]
 #: Most bytes of documents hashed at once by the checks (``--check-manifest``, ``--check-permutation``),
 #: as the line checks read 32 MiB blocks: more only holds more memory.
 CHECK_BATCH = 32 << 20
@@ -262,6 +266,9 @@ class IndexedInput(TableInput):
     The index is mapped, not loaded: it is checked and read ``WINDOW`` entries at a time.
     """
 
+    #: Both files are local (a manifest lists their size and mtime).
+    local = True
+
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.idx_path, self.bin_path = prefix + ".idx", prefix + ".bin"
@@ -345,27 +352,33 @@ class IndexedInput(TableInput):
         """The documents in order, as rows with their sizes (as ``tables.row_sizes`` counts them, from the
         index), in batches cut where ``tables._rebatch`` would cut them: at ``max_bytes`` of rows or
         ``max_rows``, a larger document alone. Read in those batches, they need no re-cutting (a copy)."""
-        try:
-            fd = os.open(self.bin_path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        except OSError as e:
-            raise InputError(f"{self.bin_path}: {e.strerror}") from None
-        try:
+        with self._open_bin() as read:
             for lo in range(0, self.count, WINDOW):
                 docs = np.asarray(self.documents[lo : min(self.count, lo + WINDOW) + 1])
                 starts = self._byte_at(docs)
                 sizes = document_sizes(docs, starts, self.modes)
                 for first, last in batch_cuts(sizes, max_bytes, max_rows):
-                    yield self._batch(fd, docs[first : last + 1], starts[first : last + 1]), sizes[first:last]
+                    yield self._batch(read, docs[first : last + 1], starts[first : last + 1]), sizes[first:last]
+
+    @contextmanager
+    def _open_bin(self) -> Iterator[ReadAt]:
+        """The ``.bin`` open, as a function that reads its bytes at an offset into a buffer."""
+        try:
+            fd = os.open(self.bin_path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError as e:
+            raise InputError(f"{self.bin_path}: {e.strerror}") from None
+        try:
+            yield lambda at, view: os.preadv(fd, [view], at)
         finally:
             os.close(fd)
 
-    def _batch(self, fd: int, docs: np.ndarray, starts: np.ndarray) -> pa.RecordBatch:
+    def _batch(self, read: ReadAt, docs: np.ndarray, starts: np.ndarray) -> pa.RecordBatch:
         """The rows of the documents between entries ``docs`` (sequence numbers) at bytes ``starts``."""
         lo, hi = int(starts[0]), int(starts[-1])
         data = bytearray(hi - lo)
         view, got = memoryview(data), 0
         while got < len(data):
-            step = os.preadv(fd, [view[got:]], lo + got)
+            step = read(lo + got, view[got:])
             if step == 0:
                 raise InputError(f"{self.bin_path}: ended at byte {lo + got}, before {hi} (changed while read?)")
             got += step
@@ -373,6 +386,58 @@ class IndexedInput(TableInput):
         modes = None if self.mode_values is None else self.mode_values[s0:s1]
         assert self.schema is not None
         return documents_batch(self.schema, data, docs, starts, self.lengths[s0:s1], modes)
+
+
+class RemoteIndexedInput(IndexedInput):
+    """A dataset whose files are URLs (``s3://bucket/corpus.idx`` and ``.bin``), read through fsspec:
+    the ``.idx`` read whole (it is small beside the tokens) and checked as a local one, the ``.bin``
+    by ranges as its documents are read, in order."""
+
+    local = False
+
+    def __init__(self, prefix: str) -> None:
+        idx_path = prefix + ".idx"
+        index = bytearray(remote.regular_file_size(idx_path, idx_path))
+        remote.read_exactly(idx_path, 0, memoryview(index))
+        self.index = bytes(index)
+        super().__init__(prefix)
+
+    def _header(self) -> tuple[bytes, int, int, int, int]:
+        return check_header(self.idx_path, self.index[: HEADER.size])
+
+    def _has_modes(self, entries: int) -> bool:
+        return has_modes(self.idx_path, len(self.index), self.sequences, entries)
+
+    def _bin_size(self) -> int:
+        return remote.regular_file_size(self.bin_path, self.bin_path, f" (the token data of {self.idx_path})")
+
+    def _array(self, dtype: str, offset: int, count: int) -> np.ndarray:
+        return np.frombuffer(self.index, dtype, count, offset)
+
+    def disk_size(self) -> int:
+        """Bytes of both files."""
+        return self.bin_size + len(self.index)
+
+    @contextmanager
+    def _open_bin(self) -> Iterator[ReadAt]:
+        """The ``.bin`` open through fsspec (read ahead, as its documents are read in order)."""
+        fs, path = remote.filesystem(self.bin_path)
+
+        def read(at: int, view: memoryview) -> int:
+            try:
+                f.seek(at)
+                return int(f.readinto(view))
+            except OSError as e:
+                raise InputError(f"{self.bin_path}: read error: {e.strerror or e}") from None
+
+        try:
+            f = fs.open(path, "rb", cache_type="readahead")
+        except OSError as e:
+            raise InputError(f"{self.bin_path}: {e.strerror or e}") from None
+        try:
+            yield read
+        finally:
+            f.close()
 
 
 def index_bytes(code: int, lengths: np.ndarray, per_document: np.ndarray, modes: np.ndarray | None) -> list[bytes]:

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
 from ..core import plan, streams
-from ..core.driver import Buckets, Estimate
+from ..core.driver import Buckets
 from ..core.fingerprint import Fingerprint
 from ..core.checkpoint import load_state, refusal, save_state
 from ..core.resume import FileCheck, ResumePoint, open_output_temp
@@ -229,13 +228,13 @@ class ResumableMegatron(ResumableRun, TableRun):
         if self.resume_name is not None:
             self._lock_job()
 
-    def external(self, blocks: Iterator[Any], est: Estimate, temp: TempSpace, key: Key, depth: int, exact: bool = True) -> None:
-        """The top level of a ``--resume`` run (``temp``: the job's checkpoint directory): from its checkpoint if there is one."""
-        if not depth and self.resume_name is not None:
+    def take_up(self, temp: TempSpace) -> None:
+        """The external path of a ``--resume`` run (``temp``: the job's checkpoint directory): its checkpoint
+        loaded if there is one (before the dedup pass, whose hash buckets it may hold), and its index logs."""
+        if self.resume_name is not None:
             self._load_checkpoint(temp, [path for d in self.datasets for path in (d.idx_path, d.bin_path)])
             first = self.datasets[0]
             self.table_out.logs = IndexLogs(temp.path, first.dtype.itemsize, first.modes)
-        super().external(blocks, est, temp, key, depth, exact)
 
     def make_buckets(self, directory: str, k: int, top: bool) -> Buckets:
         if self.resume_name is None:
@@ -251,7 +250,8 @@ class ResumableMegatron(ResumableRun, TableRun):
     def scatter(self, block: Any, key: Key, buckets: Buckets, keep: int, depth: int) -> int:
         # --resume --verify: a block's documents are counted as read when scattered, so that the blocks
         # read again (scattered before the interruption) are not counted twice.
-        if depth == 0 and self.resume_name is not None and self.request.verify and len(block) == 2:
+        # (--unique: the table run counts the unique documents as scattered.)
+        if depth == 0 and self.resume_name is not None and self.request.verify and len(block) == 2 and not self.request.unique:
             self.read_fingerprint += document_fingerprint(block[0])
         return super().scatter(block, key, buckets, keep, depth)
 
@@ -263,7 +263,9 @@ class ResumableMegatron(ResumableRun, TableRun):
                 self._split_labels(streams.stratify(key), block[2], mult)
 
     def rereads_inputs(self) -> bool:
-        return self.mixer is not None  # the draws run on from batch to batch, and are checked complete
+        # Weighted sources' draws run on from batch to batch, and are checked complete; --unique's
+        # batches come from the hash buckets, read again for the copies they drop.
+        return self.mixer is not None or self.request.unique
 
     def checkpoint_due(self, nbytes: int) -> bool:
         # Batches are pieces of a few MiB: a checkpoint (a sync of every bucket written) per half a read buffer.

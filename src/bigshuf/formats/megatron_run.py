@@ -25,12 +25,15 @@ from ..progress import Progress
 from ..request import Request, resolve_memory
 from ..storage.layout import Sharding, SplitPart, parse_split
 from ..storage.manifest import input_entries
+from ..storage.remote import filesystem, is_remote
 from ..storage.safefs import foreign_entry, generated_path
 from ..storage.shards import check_outputs
 from ..storage.sinks import AtomicFileSink, CodecChoice, Sink
 from ..storage.writeback import WriteBehind
 from .detect import megatron_prefix
-from .megatron import DTYPES, IndexedInput, IndexParts, Pair, check_together, document_fingerprint, row_bytes, schema
+from .megatron import (
+    DTYPES, IndexedInput, IndexParts, Pair, RemoteIndexedInput, check_together, document_fingerprint, row_bytes, schema,
+)
 from .megatron_resume import IndexLogs, ResumableMegatron, written_fingerprint
 from .row_unique import check_comparable
 from .table_mix import Block
@@ -207,7 +210,8 @@ class MegatronRun(ResumableMegatron):
 
     def _input_entries(self) -> list[dict[str, Any]]:
         """Each dataset as the manifest lists it: its ``.bin`` (path, size, mtime), documents and token bytes (from its index)."""
-        return input_entries([d.bin_path for d in self.datasets], [(d.count, d.bin_size) for d in self.datasets], [True] * len(self.datasets))
+        datasets = self.datasets
+        return input_entries([d.bin_path for d in datasets], [(d.count, d.bin_size) for d in datasets], [d.local for d in datasets])
 
     def _records_format(self) -> dict[str, Any]:
         """The manifest's ``format``: Megatron pairs, their token dtype and whether sequences have modes."""
@@ -290,15 +294,14 @@ def _sharded(request: Request) -> bool:
 
 
 def open_datasets(inputs: list[Any]) -> list[IndexedInput]:
-    """Every input as a checked dataset; all must share one token dtype and agree on sequence modes."""
+    """Every input as a checked dataset (a local pair, or a pair of URLs read through fsspec); all
+    must share one token dtype and agree on sequence modes."""
     datasets: list[IndexedInput] = []
     for item in inputs:
-        prefix = megatron_prefix(item) if isinstance(item, str) else None
-        if prefix is None:
-            raise InputError(
-                f"{item}: not a Megatron indexed dataset; give PREFIX, PREFIX.idx or PREFIX.bin (with PREFIX.idx beside it)"
-            )
-        datasets.append(IndexedInput(prefix))
+        if not isinstance(item, str):
+            raise InputError(f"{item}: {NOT_A_DATASET}")
+        on_url = is_remote(item)
+        datasets.extend(RemoteIndexedInput(p) if on_url else IndexedInput(p) for p in dataset_prefixes(item))
     check_together(datasets)
     return datasets
 
@@ -323,6 +326,28 @@ def documents_sample(request: Request, datasets: Sequence[Pair], disk_sizes: Seq
         est, nbytes, exact=True, sized=True, in_memory=in_memory, temp_bytes=nbytes,
         source_records=tuple(counts), source_bytes=tuple(tokens), source_sizes=tuple(sizes),
     )
+
+
+#: What an operand that names no dataset is told.
+NOT_A_DATASET = "not a Megatron indexed dataset; give PREFIX, PREFIX.idx or PREFIX.bin (with PREFIX.idx beside it)"
+
+
+def dataset_prefixes(name: str) -> list[str]:
+    """The dataset prefixes an input names: a local one, or every ``.idx`` (or ``.bin``) a URL (a glob) finds."""
+    if not is_remote(name):
+        prefix = megatron_prefix(name)
+        if prefix is None:
+            raise InputError(f"{name}: {NOT_A_DATASET}")
+        return [prefix]
+    fs, path = filesystem(name)
+    matches = sorted(fs.glob(path)) if any(c in path for c in "*?[") and not fs.exists(path) else [path]
+    if not matches:
+        raise InputError(f"{name}: No such file or directory")
+    found = [fs.unstrip_protocol(m) for m in matches]
+    bad = next((f for f in found if not f.endswith((".idx", ".bin"))), None)
+    if bad is not None:
+        raise InputError(f"{bad}: not a Megatron indexed dataset; name a dataset on a URL by its PREFIX.idx")
+    return list(dict.fromkeys(f[:-4] for f in found))
 
 
 def source_sums(datasets: Sequence[Pair], file_source: list[int], n: int) -> tuple[list[int], list[int]]:

@@ -20,16 +20,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..core import plan
+from ..core.checkpoint import advice
 from ..core.dedup import DEDUP_META, bucket_ids, keeps_hashes
 from ..core.records import list_spans
 from ..core.scatter import BucketSet, Scattered
 from ..errors import InputError, TempSpaceError, UsageError, option
 from ..progress import dedup_phase, scatter_phase
 from ..storage.tempspace import TempSpace
+from .arrow_resume import ResumableTableBuckets
 from .rowhash import row_hashes
 from .table_mix import Block
 from .tables import TableBuckets, _combine, _rebatch, consolidate, row_sizes
-from .dedup_stage import DedupStage
+from .dedup_stage import TOP, DedupStage
 
 if TYPE_CHECKING:
     from .table_run import TableRun
@@ -210,6 +212,9 @@ class RowDedup(DedupStage):
         self.below: dict[str, dict[int, TableBuckets]] = {}
         # Each level's rows' hashes, bucket by bucket in the rows' order (None: not kept, see ``keeps_hashes``).
         self.hashes: dict[str, BucketSet | None] = {}
+        # --resume: the top level's hash buckets (and their hashes) are a checkpoint, and stay until
+        # the output is in place, so that a resumed run reads pass 1's blocks from them again.
+        self.keep_top = bool(run.state_dir)
 
     def bucket_bytes(self, buckets: Any) -> int:
         """The bytes the hash ``buckets`` hold."""
@@ -219,13 +224,49 @@ class RowDedup(DedupStage):
         """The input's ``blocks`` (about ``nbytes`` of ``nrows`` rows; with sources each with its rows
         per source) scattered into the top level's hash buckets."""
         labelled = ((b[0], b[1], source_labels(b[2]) if self.sources else None) for b in blocks)
-        return self._fill(labelled, nbytes, nrows, 0, "unique")
+        buckets = self._fill(labelled, nbytes, nrows, 0, TOP)
+        if self.keep_top:
+            assert isinstance(buckets, ResumableTableBuckets)
+            hashes = self.hashes[buckets.directory]
+            self.run.save_checkpoint(dedup={
+                "k": buckets.k, "buckets": buckets.state(), "hashes": None if hashes is None else hashes.state(),
+                "per_source": self.per_source[buckets.directory].tolist() if self.sources else None,
+            })
+        return buckets
+
+    def resume(self, blocks: Iterator[Any]) -> TableBuckets:
+        """``--resume`` past the dedup pass: its hash buckets (and hashes) as the (validated) checkpoint
+        left them, the input's ``blocks`` read again only to count each source's rows, from which the
+        copies the pass dropped follow (refused if the buckets hold more than was read)."""
+        run = self.run
+        state = run.state["dedup"]
+        k, directory, why = int(state["k"]), os.path.join(self.temp.path, TOP), advice(run.state_dir)
+        buckets = ResumableTableBuckets(directory, k, run.table_out.schema, run.request.compress_temp, run.piece, fresh=False)
+        buckets.advice = why
+        buckets.restore(state["buckets"], 0, True)
+        hashes = None
+        if state["hashes"] is not None:  # kept as written, whatever the limit on open files now
+            hashes = BucketSet(f"{directory}-hashes", k, compress=run.request.compress_temp, fresh=False)
+            hashes.advice = why
+            hashes.restore(state["hashes"], 0, True)
+        self.hashes[directory] = hashes
+        per_source = self.per_source[directory] = np.array(state["per_source"] or np.zeros((k, 0)), np.int64).reshape(k, -1)
+        read = np.zeros(max(1, self.sources), np.int64)
+        for block in blocks:
+            if self.sources:
+                for s, c in block[2]:
+                    read[s] += c
+            else:
+                read[0] += block[0].num_rows
+        kept = per_source.sum(axis=0) if self.sources else buckets.records.sum(keepdims=True)
+        self.settle_resumed(k, kept, read)
+        return buckets
 
     def unique(self, buckets: TableBuckets) -> Generator[Block, None, None]:
         """The unique rows of the top level's hash ``buckets``, in batches with their row sizes (and
         with sources, their rows per source, as pass 1 takes weighted batches)."""
         self.run.progress.start(scatter_phase(0), int(buckets.sizes.sum()))
-        yield from self._unique_buckets(buckets, 0, "unique")
+        yield from self._unique_buckets(buckets, 0, TOP)
 
     def _fill(self, blocks: Iterator[tuple[pa.RecordBatch, np.ndarray, np.ndarray | None]], nbytes: int, nrows: int, level: int, name: str) -> TableBuckets:
         """Scatter ``blocks`` (with each row's source, or None) into new hash buckets of ``level``
@@ -235,7 +276,11 @@ class RowDedup(DedupStage):
         need = 2 * nbytes + DEDUP_META * nrows
         k = max(2, min(plan.most_buckets(), -(-need // max(1, plan.read_capacity(run.limit) // plan.BUCKET_FRACTION))))
         run.buckets += k
-        buckets = TableBuckets(os.path.join(self.temp.path, name), k, run.table_out.schema, run.request.compress_temp, run.piece)
+        directory, top = os.path.join(self.temp.path, name), level == 0 and self.keep_top
+        if top:  # --resume: synced and checkpointed once complete
+            buckets: TableBuckets = ResumableTableBuckets(directory, k, run.table_out.schema, run.request.compress_temp, run.piece, True)
+        else:
+            buckets = TableBuckets(directory, k, run.table_out.schema, run.request.compress_temp, run.piece)
         per_source = self.per_source[buckets.directory] = np.zeros((k, self.sources), np.int64)
         kept_hashes = self.hashes[buckets.directory] = (
             BucketSet(f"{buckets.directory}-hashes", k, compress=run.request.compress_temp) if keeps_hashes(k) else None
@@ -264,6 +309,11 @@ class RowDedup(DedupStage):
                     kept_hashes.append(Scattered(hashes[grouped].view(np.uint8).data, 8 * bounds, counts))
                 if level:
                     run.progress.update(int(sizes.sum()))
+            if top:
+                assert isinstance(buckets, ResumableTableBuckets)
+                buckets.sync()
+                if kept_hashes is not None:
+                    kept_hashes.sync()
         finally:
             try:
                 buckets.close()
@@ -284,7 +334,10 @@ class RowDedup(DedupStage):
         return hashes
 
     def _remove(self, buckets: TableBuckets, j: int) -> None:
-        """Delete bucket ``j``'s files once it has been consumed (its hashes' too)."""
+        """Delete bucket ``j``'s files once it has been consumed (its hashes' too), unless they are a
+        ``--resume`` checkpoint's (the top level's: they stay until the output is in place)."""
+        if self.keep_top and buckets.directory == os.path.join(self.temp.path, TOP):
+            return
         buckets.remove(j)
         kept = self.hashes.get(buckets.directory)
         if kept is not None:

@@ -260,17 +260,21 @@ class TableRun(WeightedRows, TwoPass):
         if self.mixer is not None:
             est = self._multiset_estimate(est)
         with TempSpace(self.tmp_dir, self.resume_name) as temp:
+            self.take_up(temp)
             blocks: Iterator[Any] = chain(_drain(held), batches)
             if self.request.unique:
                 # Pass 1 scatters the unique rows, at most what the hash buckets hold (known now).
                 dedup = RowDedup(self, temp, len(self.request.sources))
-                hashed = dedup.scatter(blocks, est.nbytes or 0, est.records or 0)
+                hashed = dedup.resume(blocks) if "dedup" in self.state else dedup.scatter(blocks, est.nbytes or 0, est.records or 0)
                 est = Estimate(int(hashed.sizes.sum()), int(hashed.records.sum()), est.per_record)
                 if unique_mix:
                     dedup.plan_mix(hashed)
                     est = self._multiset_estimate(est)
                 blocks = dedup.unique(hashed)
             self.external(blocks, est, temp, streams.TOP, 0)
+
+    def take_up(self, temp: TempSpace) -> None:
+        """The external path starts in ``temp``: a format that resumes (``--resume``) loads its checkpoint there."""
 
     def weighed_bytes(self, table: pa.Table, rows: np.ndarray, sizes: np.ndarray) -> np.ndarray:
         """What ``--by bytes`` counts of each of ``table``'s ``rows`` once ``--unique`` has kept them

@@ -41,13 +41,10 @@ from .line_unique import SOURCE_META, first_inputs
 from .tar_buckets import SampleBuckets, bucket_samples
 from .tar_input import sample_key
 from .tar_members import BLOCK, GNU_LONG_LINK, GNU_LONG_NAME, PAX, _header_name, _Members, _number
-from .dedup_stage import DedupStage, dropped_per_source
+from .dedup_stage import TOP, DedupStage, dropped_per_source
 
 if TYPE_CHECKING:
     from .tar_run import TarRun
-
-#: The top level's hash buckets' directory, under the run's temporary space.
-TOP = "unique"
 
 
 class _ViewStream(io.RawIOBase):
@@ -248,8 +245,6 @@ class TarDedup(DedupStage):
         buckets = SampleBuckets(os.path.join(self.temp.path, TOP), int(state["k"]), run.writer, run.request.compress_temp, fresh=False)
         buckets.advice = advice(run.state_dir)
         buckets.restore(state["buckets"], 0, True)
-        run.buckets += buckets.k
-        run.extra_passes = max(run.extra_passes, 1)
         read = np.zeros(max(1, self.sources), np.int64)
         try:
             for block in blocks:
@@ -265,7 +260,7 @@ class TarDedup(DedupStage):
             kept = self.per_source[TOP].sum(axis=0)
         else:
             kept = buckets.records.sum(keepdims=True)
-        self.settle_resumed(kept, read)
+        self.settle_resumed(buckets.k, kept, read)
         return buckets
 
     def unique(self, buckets: SampleBuckets) -> Generator[tuple[np.ndarray, ...], None, None]:

@@ -102,6 +102,14 @@ def file_info(fs: Any, path: str, shown: str, of: str = "") -> dict[str, Any]:
     return info
 
 
+def regular_file_size(url: str, shown: str, of: str = "") -> int:
+    """The size of the regular file (object) ``url``, named ``shown`` in messages (``of``: whose it is)."""
+    info = file_info(*filesystem(url), shown, of)
+    if info.get("type") != "file":
+        raise InputError(f"{shown}: not a regular file{of}")
+    return int(info["size"])
+
+
 def expand_inputs(names: list[str]) -> list[RemoteFile]:
     """Every input file, globs (``s3://bucket/in/*.zst``) expanded in sorted order, with sizes and codecs."""
     from .codecs import detect

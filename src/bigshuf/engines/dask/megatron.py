@@ -31,7 +31,7 @@ from ...formats.megatron import (
     DTYPES, HEADER, IndexParts, batch_cuts, check_documents, check_end, check_header, check_last, check_sequences,
     check_together, document_fingerprint, document_sizes, documents_batch, has_modes, row_bytes, schema,
 )
-from ...formats.megatron_run import check_manifest_name, check_pair_file, token_bytes
+from ...formats.megatron_run import check_manifest_name, check_pair_file, dataset_prefixes, token_bytes
 from ...storage import remote
 from ...storage.safefs import generated_path
 from ...storage.sinks import AtomicFileSink, CodecChoice
@@ -272,7 +272,7 @@ def prepare(
     and the buckets, and name the output pair(s)."""
     from ...formats.megatron_run import output_target
 
-    datasets = [open_dataset(p) for n in names for p in _prefixes(n)]
+    datasets = [open_dataset(p) for n in names for p in dataset_prefixes(n)]
     check_together(datasets)
     first = datasets[0]
     fmt = MegatronTasks(schema(first.modes), "megatron", ("none", None), None, 1, tuple(datasets))
@@ -286,43 +286,17 @@ def is_dataset(name: str) -> bool:
     return megatron_url_prefix(name) is not None if remote.is_remote(name) else megatron_prefix(name) is not None
 
 
-def _prefixes(name: str) -> list[str]:
-    """The dataset prefixes an input names: a local one, or every ``.idx`` (or ``.bin``) a URL (a glob) finds."""
-    if not remote.is_remote(name):
-        prefix = megatron_prefix(name)
-        if prefix is None:
-            raise InputError(f"{name}: not a Megatron indexed dataset; give PREFIX, PREFIX.idx or PREFIX.bin (with PREFIX.idx beside it)")
-        return [prefix]
-    fs, path = remote.filesystem(name)
-    matches = sorted(fs.glob(path)) if any(c in path for c in "*?[") and not fs.exists(path) else [path]
-    if not matches:
-        raise InputError(f"{name}: No such file or directory")
-    found = [fs.unstrip_protocol(m) for m in matches]
-    bad = next((f for f in found if not f.endswith((".idx", ".bin"))), None)
-    if bad is not None:
-        raise InputError(f"{bad}: not a Megatron indexed dataset; name a dataset on a URL by its PREFIX.idx")
-    return list(dict.fromkeys(f[:-4] for f in found))
-
-
 def open_dataset(prefix: str) -> Dataset:
     """The dataset at ``prefix`` (a local path or a URL) by its ``.idx`` header and both files' sizes, checked as far as they tell."""
     idx_path, bin_path = prefix + ".idx", prefix + ".bin"
     idx_url, bin_url = remote.canonical(idx_path), remote.canonical(bin_path)
-    idx_size = _file_size(idx_url, idx_path, "")
-    bin_size = _file_size(bin_url, bin_path, f" (the token data of {idx_path})")
+    idx_size = remote.regular_file_size(idx_url, idx_path)
+    bin_size = remote.regular_file_size(bin_url, bin_path, f" (the token data of {idx_path})")
     head = bytearray(min(HEADER.size, idx_size))
     remote.read_exactly(idx_url, 0, memoryview(head))
     _magic, _version, code, sequences, entries = check_header(idx_path, bytes(head))
     modes = has_modes(idx_path, idx_size, sequences, entries)
     return Dataset(idx_path, bin_path, idx_url, bin_url, code, sequences, entries, modes, bin_size, idx_size)
-
-
-def _file_size(url: str, shown: str, of: str) -> int:
-    """The size of the regular file (object) ``url``, named ``shown`` in messages (``of``: whose it is)."""
-    info = remote.file_info(*remote.filesystem(url), shown, of)
-    if info.get("type") != "file":
-        raise InputError(f"{shown}: not a regular file{of}")
-    return int(info["size"])
 
 
 def scatter_tasks(datasets: Sequence[Dataset], limit: int, root: str) -> list[ScatterTask]:
