@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -198,3 +198,19 @@ def tar_bytes(samples: Sequence[Sequence[Member]], fmt: int = tarfile.GNU_FORMAT
                 info.uid, info.gid, info.uname, info.gname = uid, gid, uname, gname
                 tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
+
+
+def count_sliced_writes(monkeypatch: Any) -> list[int]:
+    """The length of every write a ``SlicedFile`` makes from now on (a list that grows as they happen)."""
+    from bigshuf.storage.sliced import SlicedFile
+
+    calls: list[int] = []
+    real = SlicedFile.write
+
+    def spy(self: SlicedFile, data: object) -> int:
+        n = real(self, data)
+        calls.append(n)
+        return n
+
+    monkeypatch.setattr(SlicedFile, "write", spy)
+    return calls

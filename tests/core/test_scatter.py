@@ -16,7 +16,8 @@ import pytest
 from bigshuf.core.scatter import BucketSet, Scattered, iter_pieces, scatter_piece
 from bigshuf.errors import TempSpaceError
 from bigshuf.core.records import RecordFormat, find_offsets
-from bigshuf.storage.sliced import WRITE_SLICE, SlicedFile
+from bigshuf.storage.sliced import WRITE_SLICE
+from helpers import count_sliced_writes
 from bigshuf.storage.writeback import WriteBehind
 
 LINES = RecordFormat()
@@ -190,15 +191,7 @@ def test_buckets_read_back_what_was_appended(tmp_path: Path, compress: bool) -> 
 
 def test_bucket_parts_longer_than_a_slice_are_written_in_slices(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A bucket's part of a piece is written ``WRITE_SLICE`` bytes a call, all of it, in order."""
-    calls: list[int] = []
-    real = SlicedFile.write
-
-    def spy(self: SlicedFile, data: object) -> int:
-        n = real(self, data)
-        calls.append(n)
-        return n
-
-    monkeypatch.setattr(SlicedFile, "write", spy)
+    calls = count_sliced_writes(monkeypatch)
     recs = lines(300, seed=5, max_len=1000)
     buckets = BucketSet(str(tmp_path / "b"), 2)
     s = scattered(recs, 2)

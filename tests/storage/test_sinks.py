@@ -21,7 +21,8 @@ from bigshuf.storage.commit import OutputFiles
 from bigshuf.storage.output import Output
 from bigshuf.storage.shards import check_output_directory, shard_names, shard_paths
 from bigshuf.storage.sinks import AtomicFileSink, output_codec
-from bigshuf.storage.sliced import WRITE_SLICE, SlicedFile
+from bigshuf.storage.sliced import WRITE_SLICE
+from helpers import count_sliced_writes
 from bigshuf.storage.writeback import WriteBehind
 
 
@@ -236,15 +237,7 @@ def test_a_sink_writes_in_slices_and_loses_nothing(tmp_path: Path, monkeypatch: 
     page-cache folios, slow to touch on some VMs), and the file holds every byte in order."""
     import gzip
 
-    calls: list[int] = []
-    real = SlicedFile.write
-
-    def spy(self: SlicedFile, data: object) -> int:
-        n = real(self, data)
-        calls.append(n)
-        return n
-
-    monkeypatch.setattr(SlicedFile, "write", spy)
+    calls = count_sliced_writes(monkeypatch)
     data = os.urandom(5 * WRITE_SLICE + 7)  # incompressible: gzip's output is as long
     sink = AtomicFileSink(str(tmp_path / "out"), codec, sync=False)
     for part in (b"head\n", memoryview(data), data[:3]):
