@@ -447,3 +447,8 @@ def test_s3_datasets_on_the_local_engine(bucket: Any, tmp_path: Path, run_cli) -
     assert code == 1 and stdout == b"" and err.count(b"\n") == 1, err
     assert err.startswith(f"bigshuf: s3://{name}/bad/b.idx: sequence ".encode()) and b"runs past the end of" in err, err
     assert not list(tmp_path.glob("x*")) and list((tmp_path / "t").iterdir()) == []
+    # A glob finding datasets is not read as lines (their .bin and .idx were, before): refused, naming the .idx.
+    code, stdout, err = run_cli([f"s3://{name}/in/*", "-o", tmp_path / "y", "-T", tmp_path / "t"])
+    assert (code, stdout, err.count(b"\n")) == (1, b"", 1), err
+    assert err.startswith(f"bigshuf: s3://{name}/in/a.idx: a Megatron index, found by s3://{name}/in/* ".encode()), err
+    assert not list(tmp_path.glob("y*")) and list((tmp_path / "t").iterdir()) == []

@@ -64,10 +64,16 @@ def _open_urls(inputs: list[str | Source], family: str) -> list[str | Source]:
             for source in url_sources([item]):
                 if registry.is_table(suffix_kind(source.name)):
                     raise UsageError(f"{source.name}: Parquet and Arrow data are read from local files only; copy it here first")
-                if family != registry.WEBDATASET and data_kind(source.name.rsplit("/", 1)[-1]) == registry.WEBDATASET:
+                kind = data_kind(source.name.rsplit("/", 1)[-1])
+                if kind == registry.WEBDATASET and family != kind:
                     raise UsageError(
                         f"{source.name}: a tar archive, found by {item} in a run of {family}; name tar URLs as tars "
                         "(a pattern like *.tar) and shuffle them in a run of their own"
+                    )
+                if kind == registry.MEGATRON:  # its .bin would otherwise be read as lines
+                    raise UsageError(
+                        f"{source.name}: a Megatron index, found by {item} in a run of {family}; name datasets on URLs "
+                        "by their PREFIX.idx (a pattern like *.idx)"
                     )
                 out.append(source)
         else:
