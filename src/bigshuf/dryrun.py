@@ -201,7 +201,7 @@ def plan_records(facts: Facts) -> None:
         facts.line("records", f"unknown ({sample.why or 'the input does not say its size'})")
         return
     if sample.exact:
-        facts.line("records", f"{est.records:,}, {plan.format_size(est.nbytes)} (counted: the whole input was read)")
+        facts.line("records", f"{est.records:,}, {plan.format_size(est.nbytes)} (counted: {sample.counted})")
     else:
         facts.line(
             "records", f"~{est.records:,}, ~{plan.format_size(est.nbytes)} (estimated from the first {plan.format_size(sample.sampled)})"

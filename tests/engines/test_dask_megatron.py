@@ -360,6 +360,7 @@ def test_dry_run_plans_from_the_headers_and_writes_nothing(
     lines = capsys.readouterr().out.splitlines()
     size = sum(f.stat().st_size for f in tmp_path.iterdir())
     assert lines[0] == f"inputs: 2 datasets, {plan.format_size(size)}" and lines[1].startswith("records: 500, "), lines
+    assert lines[1].endswith("(counted: from the .idx headers)"), lines  # no token is read to count
     assert any(line.startswith("path: Dask tasks, 4 passes (--unique's hashing and dedup passes") for line in lines), lines
     assert "output: mix.bin" in lines and lines[-1] == "ok", lines
     assert cli.main([*args, "-o", "mix"]) == 0

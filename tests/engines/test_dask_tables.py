@@ -248,3 +248,19 @@ def test_lines_and_tables_errors(tmp_path: Path, args: list[str], message: bytes
     assert (proc.returncode, proc.stdout, proc.stderr) == (1, b"", message)
     assert sorted(os.listdir(tmp_path)) == ["a.parquet", "a.txt"]
 
+
+
+def test_dry_run_counts_parquet_rows_from_the_footers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--engine=dask --dry-run`` of Parquet files: the rows counted from the footers, said so, nothing written."""
+    from bigshuf import cli
+
+    monkeypatch.chdir(tmp_path)
+    pq.write_table(_table(0, 300), "a.parquet", row_group_size=100)
+    pq.write_table(_table(300, 200), "b.parquet")
+    assert cli.main(["--engine=dask", "--dry-run", "a.parquet", "b.parquet", "-o", "out.parquet"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert next(line for line in lines if line.startswith("records: ")).startswith("records: 500, "), lines
+    assert any(line.endswith("(counted: from the Parquet footers)") for line in lines), lines
+    assert sorted(os.listdir(tmp_path)) == ["a.parquet", "b.parquet"]

@@ -343,6 +343,7 @@ def test_dry_run_counts_documents(tmp_path: Path, run_cli) -> None:
     code, out, err = run_cli([tmp_path / "c", "-o", tmp_path / "o", "--dry-run", "-S", "4K", "-T", tmp_path])
     assert code == 0, err
     assert b"records: 100, " in out and f"output: {tmp_path}/o.bin".encode() in out, out
+    assert b"(counted: from the .idx headers)\n" in out, out  # no token is read to count them
     assert not list(tmp_path.glob("o.*"))
 
 

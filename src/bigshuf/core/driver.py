@@ -90,6 +90,8 @@ class Sample:
     in_memory: bool | None = None
     temp_bytes: int | None = None
     why: str = ""
+    #: How an exact count was made, for ``--dry-run``'s records line.
+    counted: str = "the whole input was read"
     #: What the run would fail with, once it had read this much (a message with ``errors.option`` names).
     refusal: str = ""
     #: Weighted sources: each source's records and bytes where known without the run's counting pass

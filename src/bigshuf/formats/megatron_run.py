@@ -306,6 +306,10 @@ def open_datasets(inputs: list[Any]) -> list[IndexedInput]:
     return datasets
 
 
+#: How ``--dry-run`` says Megatron documents were counted: no token is read to count them.
+HEADERS = "from the .idx headers"
+
+
 def documents_sample(request: Request, datasets: Sequence[Pair], disk_sizes: Sequence[int]) -> Sample:
     """What ``--dry-run`` plans with, exact from the indexes (either engine): documents, their bytes as
     rows, and with weighted sources each source's documents, token bytes and size on disk (``disk_sizes``:
@@ -315,7 +319,7 @@ def documents_sample(request: Request, datasets: Sequence[Pair], disk_sizes: Seq
     est = Estimate(nbytes, docs, nbytes / max(1, docs))
     in_memory = plan.fits_in_memory(nbytes, docs, resolve_memory(request.memory))
     if not request.sources:
-        return Sample(est, nbytes, exact=True, sized=True, in_memory=in_memory, temp_bytes=nbytes)
+        return Sample(est, nbytes, exact=True, sized=True, in_memory=in_memory, temp_bytes=nbytes, counted=HEADERS)
     # Weighted sources: each source's documents and token bytes, as the run takes them from the indexes.
     file_source = mix.source_files(request)
     counts, tokens = source_sums(datasets, file_source, len(request.sources))
@@ -323,7 +327,7 @@ def documents_sample(request: Request, datasets: Sequence[Pair], disk_sizes: Seq
     for s, size in zip(file_source, disk_sizes):
         sizes[s] += size
     return Sample(
-        est, nbytes, exact=True, sized=True, in_memory=in_memory, temp_bytes=nbytes,
+        est, nbytes, exact=True, sized=True, in_memory=in_memory, temp_bytes=nbytes, counted=HEADERS,
         source_records=tuple(counts), source_bytes=tuple(tokens), source_sizes=tuple(sizes),
     )
 

@@ -174,7 +174,7 @@ def _sample(prepared: Prepared, files: list[remote.RemoteFile], request: Request
     counted = None if not request.sources else _by_source(request, rows)
     return Sample(
         Estimate(stored, sum(rows), stored / max(1, sum(rows))), 0, exact=True, sized=True, temp_bytes=stored,
-        source_records=counted, source_bytes=None if counted is None else _by_source(request, by_file), source_sizes=sizes,
+        counted="from the Parquet footers", source_records=counted, source_bytes=None if counted is None else _by_source(request, by_file), source_sizes=sizes,
     )
 
 
