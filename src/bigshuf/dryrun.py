@@ -136,8 +136,9 @@ class Facts:
             copies = int(est.records * self.factor)  # the multiset's records, expected
         else:
             return None
-        if self.request.family == registry.TABLE and self.rates is not None and all(r == 1 for r in self.rates):
-            copies = 0  # every row once: a table run holds no index of copies
+        family = registry.FAMILIES[self.request.family]
+        if not family.copies_index_at_one and self.rates is not None and all(r == 1 for r in self.rates):
+            copies = 0  # every record once: a table run holds no index of copies
         return plan.fits_in_memory(est.nbytes, est.records + copies, self.limit)
 
     @property
@@ -175,12 +176,13 @@ def weigh(facts: Facts) -> None:
     facts.rates = mixer.rates
     if counts is not None:
         facts.multiset = sum(mixer.multiset_sizes())
-    # As the run weighs its multiset: a run of rows (tables, Megatron documents) by its rows when it
-    # knows them, a line run by the bytes it counted when it counts, else both by the sources' sizes.
+    # As the run weighs its multiset (its family says how): a run of rows (tables, Megatron documents)
+    # by its rows when it knows them, a line run by the bytes it counted when it counts, else by the sources' sizes.
     counting = weights.needs_counts(request.source_rates, bool(request.mix)) or request.stratify
-    if request.family in (registry.TABLE, registry.MEGATRON) and counts is not None:
+    family = registry.FAMILIES[request.family]
+    if family.weighs_records and counts is not None:
         facts.factor = (facts.multiset or 0) / max(1, sum(counts))
-    elif request.family != registry.TABLE and counting and sample.source_bytes is not None:
+    elif family.weighs_counted_bytes and counting and sample.source_bytes is not None:
         facts.factor = mixer.expected_factor(list(sample.source_bytes))
     else:
         facts.factor = mixer.expected_factor(list(sample.source_sizes))
@@ -233,14 +235,15 @@ def plan_mix(facts: Facts) -> None:
                 how += f" (rate {float(solved[name]):.6g})"
             words.append(f"{name} {len(files)} file{'s' if len(files) != 1 else ''} {how}")
         counted = weights.needs_counts(request.source_rates, bool(request.mix))
-        if request.family == registry.TABLE:
+        listed = registry.FAMILIES[request.family].listed_counts
+        if listed == "rows":
             from .formats.detect import is_table_input
 
             # Parquet and Arrow files say their row counts; JSON Lines rows, and Arrow bytes, are counted.
             paths = [p for p in request.inputs if isinstance(p, str)]
             counted = request.by == "bytes" or (counted and not all(is_table_input(p) for p in paths))
-        elif request.family == registry.MEGATRON:
-            counted = False  # the indexes say each dataset's documents and token bytes
+        elif listed == "all":
+            counted = False  # the inputs say each source's records and bytes (Megatron indexes: documents, token bytes)
         total = ""
         if request.mix:
             total = f" of {request.total:,} {request.by}" if request.total is not None else " of the most that repeats no record"
@@ -301,14 +304,9 @@ def plan_output(facts: Facts) -> None:
 
 
 def _input_files(request: Request) -> list[str]:
-    """The input files a manifest must not replace: the paths named, and both files of each Megatron dataset."""
-    from .formats.detect import megatron_prefix
-
+    """The input files a manifest must not replace: every file each path named stands for (both of a Megatron dataset)."""
     paths = [p for p in request.inputs if isinstance(p, str)]
-    if request.family != registry.MEGATRON:
-        return paths
-    prefixes = [megatron_prefix(p) for p in paths]
-    return [name for p, prefix in zip(paths, prefixes) for name in ([p] if prefix is None else [prefix + ".bin", prefix + ".idx"])]
+    return [name for p in paths for name in registry.stored_files(request.family, p)]
 
 
 def _written(facts: Facts) -> tuple[int | None, bool]:

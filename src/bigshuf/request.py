@@ -273,8 +273,8 @@ def _tar_family(paths: list[str], count: int, target: str | None, remote_tars: l
 
 
 def _check_combinations(request: Request, all_paths: bool) -> None:
-    """Refuse settings that cannot work together, for lines or for table rows (``all_paths``: every
-    input is a local path)."""
+    """Refuse settings that cannot work together: for every run, then for its family of records
+    (the checks its ``registry.Family`` names; ``all_paths``: every input is a local path)."""
     if request.verify and (request.sampled or request.repeat):
         raise UsageError(
             f"{option('verify')} checks whole shuffles; it cannot check a sample ({option('head_count')}) or {option('repeat')}"
@@ -283,13 +283,11 @@ def _check_combinations(request: Request, all_paths: bool) -> None:
         raise UsageError(
             f"{option('shards')} needs {option('head_count')} with {option('repeat')} (shards split a known number of records)"
         )
-    if request.family == registry.WEBDATASET:
-        from .formats.tar_run import check_request
+    registry.settings_check(request.family)(request, all_paths)
 
-        check_request(request)
-    if request.family == registry.MEGATRON:
-        _check_megatron_settings(request, all_paths)
-        return
+
+def _check_records(request: Request) -> None:
+    """The checks that lines, tar samples and table rows share: weighted sources, the output layout, ``unique``."""
     if request.stratify:
         check_stratify(request)
     if request.sources:
@@ -297,9 +295,12 @@ def _check_combinations(request: Request, all_paths: bool) -> None:
     _check_outputs(request)
     if request.unique and request.repeat:
         raise UsageError(f"{option('unique')} cannot be used with {option('repeat')}")
-    if request.family == registry.TABLE:
-        _check_table_settings(request, all_paths)
-        return
+
+
+def check_line_settings(request: Request, all_paths: bool) -> None:
+    """Refuse what does not apply to lines (``registry``'s lines family; tar samples check these too):
+    table settings, an unknown codec, ``resume`` without what it needs."""
+    _check_records(request)
     if request.row_group_size is not None or request.schema is not None or request.output_format is not None:
         raise UsageError(
             f"{option('row_group_size')}, {option('schema')} and {option('output_format')} apply to Parquet and Arrow "
@@ -383,8 +384,9 @@ def settings_in_use(request: Request, names: tuple[str, ...]) -> list[str]:
     return [option(name) for name in names if getattr(request, _FIELD_OF.get(name, name)) != defaults[_FIELD_OF.get(name, name)]]
 
 
-def _check_table_settings(request: Request, all_paths: bool) -> None:
-    """Refuse what does not apply to rows: inputs other than files, and line-only settings."""
+def check_table_settings(request: Request, all_paths: bool) -> None:
+    """Refuse what does not apply to rows (``registry``'s table family): inputs other than files, and line-only settings."""
+    _check_records(request)
     if not all_paths:
         raise UsageError(
             f"Parquet or Arrow output needs input files (JSON Lines), not {option('echo')} or {option('input_range')}"
@@ -404,8 +406,8 @@ def _check_table_settings(request: Request, all_paths: bool) -> None:
             )
 
 
-def _check_megatron_settings(request: Request, all_paths: bool) -> None:
-    """Refuse what does not apply to documents of Megatron datasets: inputs other than dataset files
+def check_megatron_settings(request: Request, all_paths: bool) -> None:
+    """Refuse what does not apply to documents of Megatron datasets (``registry``'s megatron family): inputs other than dataset files
     (local, or URLs), output to standard output, line and row settings, a codec (Megatron reads
     plain pairs); weighted sources, ``stratify`` and ``resume`` checked as for lines."""
     if not all_paths and not all(isinstance(item, str) for item in request.inputs):

@@ -40,7 +40,7 @@ class DaskEngine(Engine):
             ("threads", request.threads is not None),  # its cluster sets the workers
             *((setting, getattr(request, setting) is not None) for setting in REFUSED_TABLE_SETTINGS),
         )
-        if request.family not in (registry.LINES, registry.TABLE, registry.WEBDATASET, registry.MEGATRON):
+        if registry.FAMILIES[request.family].tasks is None:  # the family names no Dask tasks
             return (
                 f"{option('dask')} shuffles lines, table rows, tar samples and Megatron documents, not {request.family} "
                 "datasets; use the local engine"

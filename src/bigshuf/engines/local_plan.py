@@ -93,10 +93,8 @@ def _temp_needed(facts: Facts) -> int | None:
 
 
 def _stored_bytes(inputs: tuple[Any, ...], family: str = registry.LINES) -> int | None:
-    """The inputs' bytes as stored (compressed files at their size on disk; Megatron datasets: both
-    files of each pair); None if any is unknown."""
-    from ..formats.detect import megatron_prefix
-
+    """The inputs' bytes as stored (compressed files at their size on disk; every file an input stands
+    for, as both of a Megatron dataset: ``registry.stored_files``); None if any is unknown."""
     total = 0
     for item in inputs:
         if isinstance(item, BytesSource):
@@ -104,9 +102,8 @@ def _stored_bytes(inputs: tuple[Any, ...], family: str = registry.LINES) -> int 
             continue
         if not isinstance(item, str) or item == "-":
             return None
-        prefix = megatron_prefix(item) if family == registry.MEGATRON else None
         try:
-            total += sum(os.stat(name).st_size for name in ([item] if prefix is None else [prefix + ".bin", prefix + ".idx"]))
+            total += sum(os.stat(name).st_size for name in registry.stored_files(family, item))
         except OSError:
             return None
     return total
@@ -119,7 +116,7 @@ def _inputs(facts: Facts) -> None:
     """``inputs: 3 files, 1.2 GiB`` and the check that they can be read."""
     items = facts.request.inputs
     files = sum(isinstance(i, str) and i != "-" for i in items)
-    kind = "dataset" if facts.request.family == registry.MEGATRON else "file"
+    kind = registry.FAMILIES[facts.request.family].input_unit
     words = [f"{files} {kind}{'s' if files != 1 else ''}"] if files else []
     if "-" in items:
         words.append("standard input")

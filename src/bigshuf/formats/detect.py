@@ -146,6 +146,12 @@ def megatron_prefix(path: str) -> str | None:
     return None
 
 
+def megatron_files(path: str) -> list[str]:
+    """The files an input of a Megatron run stands for: its dataset's ``.bin`` and ``.idx``, or ``path`` itself."""
+    prefix = megatron_prefix(path)
+    return [path] if prefix is None else [prefix + ".bin", prefix + ".idx"]
+
+
 def megatron_url_prefix(name: str) -> str | None:
     """The dataset prefix a URL names by its index (``s3://bucket/corpus.idx``, a glob of them), else None:
     URLs are told to be datasets by their names, not read to decide."""

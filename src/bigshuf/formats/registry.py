@@ -1,9 +1,12 @@
 """The file formats bigshuf knows, registered by name: the suffixes and magic bytes that detect
-each, and the family of records it holds (lines, or table rows), which decides the run.
+each, and the family of records it holds (lines, table rows, tar samples, Megatron documents),
+whose ``Family`` entry names the code that runs, checks and plans it.
 
 Detection (``formats.detect``), directory listing, shard names and the output's format all read
-this table, so a new format is one entry here plus the module that reads and writes it.
-Importing it costs nothing: the command consults it before pyarrow is loaded.
+this table, and the engines, the request's checks and --dry-run ask a family's entry rather than
+which family a run is, so a new format is one entry here plus the modules that read and write it.
+Importing it costs nothing: the command consults it before pyarrow is loaded, and every module a
+family names is imported only when first used.
 """
 
 from __future__ import annotations
@@ -24,9 +27,95 @@ WEBDATASET = "webdataset"
 #: Documents of Megatron indexed datasets (``PREFIX.idx`` + ``PREFIX.bin``).
 MEGATRON = "megatron"
 
-#: The run (a ``core.driver.TwoPass`` with a ``for_request`` constructor) that shuffles each
-#: family's records, as "module:Class", imported on first use.
-RUNS: dict[str, str] = {LINES: "bigshuf.formats.line_run:LineRun", TABLE: "bigshuf.formats.table_run:TableRun"}
+
+@dataclass(frozen=True)
+class Family:
+    """What every format of one family of records shares, and the code ("module:name", imported on
+    first use) that handles its records on each engine."""
+
+    name: str
+    #: The local run: a ``core.driver.TwoPass`` with ``for_request``, ``sample`` and ``output_plan`` classmethods.
+    run: str
+    #: The request's checks for these records, ``f(request, all_paths)`` (``all_paths``: every input a local path).
+    check: str
+    #: The Dask engine's ``engines.dask.prepared.TaskKind`` (claims inputs, plans pass 1, samples for
+    #: --dry-run); None: the Dask engine does not run this family.
+    tasks: str | None = None
+    #: What one input is called in plans (a Megatron dataset is a pair of files).
+    input_unit: str = "file"
+    #: The files one input stands for, ``f(path) -> list[str]`` (None: the path itself).
+    stored_files: str | None = None
+    #: How --dry-run weighs a multiset of weighted sources: by its records when each source's are
+    #: known (runs of rows), else by the bytes a counting pass counts (not table runs), else by sizes.
+    weighs_records: bool = False
+    weighs_counted_bytes: bool = True
+    #: Whether a run whose every rate is 1 still holds an index of copies beside its records (a table run does not).
+    copies_index_at_one: bool = True
+    #: What the inputs tell of each source without a counting pass: "" (nothing), "rows" (Parquet and
+    #: Arrow files their rows, not their bytes) or "all" (Megatron indexes: documents and token bytes).
+    listed_counts: str = ""
+
+
+#: Every family by name; the Dask engine asks their ``tasks`` in this order (a family registered
+#: later is asked after those below), the lines (which take any input) last.
+FAMILIES: dict[str, Family] = {}
+
+
+def register_family(family: Family) -> None:
+    """Add ``family`` (a later entry of the same name replaces the earlier)."""
+    FAMILIES[family.name] = family
+
+
+def _imported(target: str) -> Any:
+    """The object a "module:name" names, its module imported now."""
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def run_class(family: str) -> Any:
+    """The run class of ``family``'s records, imported now."""
+    return _imported(FAMILIES[family].run)
+
+
+def settings_check(family: str) -> Any:
+    """The request checks of ``family``'s records (``f(request, all_paths)``), imported now."""
+    return _imported(FAMILIES[family].check)
+
+
+def task_families() -> list[str]:
+    """The families the Dask engine runs, in the order it asks whether inputs are theirs: lines last."""
+    return sorted((f.name for f in FAMILIES.values() if f.tasks is not None), key=lambda name: name == LINES)
+
+
+def task_kind(family: str) -> Any:
+    """The Dask engine's ``TaskKind`` of ``family``'s records, imported now."""
+    tasks = FAMILIES[family].tasks
+    assert tasks is not None, f"{family}: no Dask tasks"
+    return _imported(tasks)
+
+
+def stored_files(family: str, path: str) -> list[str]:
+    """The files an input ``path`` of ``family`` stands for (a Megatron dataset: its ``.bin`` and ``.idx``)."""
+    how = FAMILIES[family].stored_files
+    return [path] if how is None else list(_imported(how)(path))
+
+
+# In the order the Dask engine asks: a Megatron dataset is told by its name alone, before any file is read.
+register_family(Family(
+    MEGATRON, "bigshuf.formats.megatron_run:MegatronRun", "bigshuf.request:check_megatron_settings",
+    "bigshuf.engines.dask.megatron:Documents", input_unit="dataset", stored_files="bigshuf.formats.detect:megatron_files",
+    weighs_records=True, listed_counts="all",
+))
+register_family(Family(
+    TABLE, "bigshuf.formats.table_run:TableRun", "bigshuf.request:check_table_settings", "bigshuf.engines.dask.rows:Rows",
+    weighs_records=True, weighs_counted_bytes=False, copies_index_at_one=False, listed_counts="rows",
+))
+register_family(Family(
+    WEBDATASET, "bigshuf.formats.tar_run:TarRun", "bigshuf.formats.tar_run:check_settings", "bigshuf.engines.dask.tars:Tars",
+))
+register_family(Family(
+    LINES, "bigshuf.formats.line_run:LineRun", "bigshuf.request:check_line_settings", "bigshuf.engines.dask.lines:Lines",
+))
 
 
 @dataclass(frozen=True)
@@ -34,7 +123,8 @@ class FileFormat:
     """One kind of data file."""
 
     name: str
-    #: ``lines`` (records are separated lines) or ``table`` (records are rows of a schema).
+    #: The ``Family`` of its records: ``lines`` (separated lines), ``table`` (rows of a schema),
+    #: ``webdataset`` (tar samples) or ``megatron`` (documents).
     family: str
     #: Lower-case name suffixes, with the dot.
     suffixes: tuple[str, ...] = ()
@@ -52,18 +142,11 @@ class FileFormat:
 FORMATS: dict[str, FileFormat] = {}
 
 
-def register(fmt: FileFormat, run: str | None = None) -> None:
-    """Add ``fmt`` (a later entry of the same name replaces the earlier), and the run of a new
-    family (``"module:Class"``)."""
+def register(fmt: FileFormat, family: Family | None = None) -> None:
+    """Add ``fmt`` (a later entry of the same name replaces the earlier), and its family when new."""
     FORMATS[fmt.name] = fmt
-    if run is not None:
-        RUNS[fmt.family] = run
-
-
-def run_class(family: str) -> Any:
-    """The run class of ``family``'s records, imported now."""
-    module, _, name = RUNS[family].partition(":")
-    return getattr(importlib.import_module(module), name)
+    if family is not None:
+        register_family(family)
 
 
 register(FileFormat("parquet", TABLE, (".parquet", ".pq"), ((0, b"PAR1"),)))
@@ -73,18 +156,12 @@ register(FileFormat("stream", TABLE, (), ((0, b"\xff\xff\xff\xff"),)))
 register(FileFormat("jsonl", LINES, (".jsonl", ".ndjson", ".json"), compressible=True))
 # Tar shards (``.tar``, ``.tar.gz``, ``.tar.zst``): the ustar magic, in the first header.
 # A tar sample written twice keeps its one key, and WebDataset reads two samples of one key side by side as one.
-register(
-    FileFormat(
-        "tar", WEBDATASET, (".tar",), ((257, b"ustar"),), compressible=True, holds_rows=False,
-        no_copies="would write samples twice under one key, which WebDataset reads as one sample; tar sources take rates up to 1",
-    ),
-    "bigshuf.formats.tar_run:TarRun",
-)
+register(FileFormat(
+    "tar", WEBDATASET, (".tar",), ((257, b"ustar"),), compressible=True, holds_rows=False,
+    no_copies="would write samples twice under one key, which WebDataset reads as one sample; tar sources take rates up to 1",
+))
 # Named by its .idx; the .bin beside it is read with it (formats.megatron).
-register(
-    FileFormat("megatron", MEGATRON, (".idx",), ((0, b"MMIDIDX\x00\x00"),), holds_rows=False),
-    run="bigshuf.formats.megatron_run:MegatronRun",
-)
+register(FileFormat("megatron", MEGATRON, (".idx",), ((0, b"MMIDIDX\x00\x00"),), holds_rows=False))
 register(FileFormat("text", LINES, (".txt", ".csv", ".tsv", ".fastq", ".fq"), compressible=True, holds_rows=False))
 
 

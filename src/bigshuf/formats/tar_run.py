@@ -26,7 +26,7 @@ from ..core.stratify import Stratifier, split_ids
 from ..core.streams import Key, draw_ids, rng_for
 from ..errors import BigShufError, UsageError, option
 from ..progress import IN_MEMORY, Progress, dedup_phase, scatter_phase
-from ..request import LINE_SETTINGS, ROW_SETTINGS, Request, resolve_memory, settings_in_use
+from ..request import LINE_SETTINGS, ROW_SETTINGS, Request, check_line_settings, resolve_memory, settings_in_use
 from ..storage.codecs import CODECS, parse_compress
 from ..storage.layout import Sharding, parse_split
 from ..storage.manifest import input_entries, run_entries, strata_entries
@@ -417,6 +417,12 @@ def check_request(request: Request) -> None:
     if request.sources and not request.mix:
         registry.check_rates(request.family, [name for name, _files in request.sources], request.source_rates, mixed=False)
     check_output_name(request.output)
+
+
+def check_settings(request: Request, all_paths: bool) -> None:
+    """The request checks of tar samples (``registry``'s webdataset family): their own, then those of lines."""
+    check_request(request)
+    check_line_settings(request, all_paths)
 
 
 def check_output_name(target: str | None) -> None:

@@ -7,23 +7,28 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
 from ...core import plan
 from ...core.dedup import bucket_ids, first_copies, gather
+from ...core.driver import Estimate, Sample
 from ...core.fingerprint import Fingerprint, fingerprint, record_hashes
 from ...core.gather import emit_in_order
 from ...core.mix import copies_index, multiset_fingerprint
 from ...core.scatter import Scattered, cut_pieces, iter_pieces, regroup, scatter_piece, scatter_records
-from ...errors import InputError, TempSpaceError, option
+from ...errors import InputError, TempSpaceError, UsageError, option
 from ...core.records import RecordFormat, array_block, array_bytes, as_binary_array, count_separators, find_offsets
 from ...progress import Progress
 from ...storage import remote
 from ...storage.sinks import CodecChoice
 from ...storage.reader import RecordReader
+from .prepared import Inputs, Prepared, Settings, TaskKind, by_source
 from .tasks import Config, Copies, ScatterResult, ScatterTask, Segment, Writable, bucket_count, range_bytes, write_stream
+
+if TYPE_CHECKING:
+    from ...request import Request
 
 #: First step of the read past a range's end that completes its last record; it doubles.
 TAIL_STEP = 64 << 10
@@ -358,3 +363,57 @@ def _scatter_tasks(files: list[remote.RemoteFile], limit: int, root: str) -> lis
     return tasks
 
 
+
+
+class Lines(TaskKind):
+    """Lines on the Dask engine (``formats.registry``'s lines family): any inputs no other family claims."""
+
+    @classmethod
+    def claims(cls, inputs: Inputs) -> bool:
+        """Every input: lines are what no other family takes."""
+        return True
+
+    @classmethod
+    def prepare(cls, inputs: Inputs, settings: Settings, root: str) -> Prepared:
+        """Plan pass 1 over line files: byte ranges of plain inputs, whole compressed ones."""
+        from ...formats import detect
+        from ...storage.codecs import parse_compress
+
+        target = settings.target
+        if settings.output_format in ("parquet", "arrow") or (target not in (None, "-") and detect.suffix_kind(target or "") in ("parquet", "arrow")):
+            raise UsageError(f"{option('dask')} writes Parquet and Arrow only from Parquet or Arrow inputs; convert line files with the local engine")
+        if settings.row_group_size is not None or settings.output_format is not None:
+            raise UsageError(f"{option('row_group_size')} and {option('output_format')} apply to Parquet and Arrow inputs")
+        files = inputs.files
+        fmt = RecordFormat(0 if settings.zero_terminated else 10)
+        choice = None if settings.compress is None else parse_compress(settings.compress)
+        tasks = _scatter_tasks(files, settings.limit, root)
+        k = _bucket_count(files, settings.limit, settings.shards, fmt.sep)
+        return Prepared(LineTasks(fmt), tasks, k, choice, None, tuple(f.name for f in files), stored=tuple(files))
+
+    @classmethod
+    def sample(cls, prepared: Prepared, request: Request) -> Sample:
+        """Lines counted when every input is a plain file of at most a sample's size (read whole),
+        else estimated as the bucket plan estimates them; each source's size by its tasks' bytes."""
+        assert isinstance(prepared.fmt, LineTasks)
+        files, sep = prepared.stored, prepared.fmt.fmt.sep
+        sizes: tuple[int | None, ...] = by_source(request, prepared.task_bytes()) if request.sources else ()
+        if all(f.codec is None and f.size <= SAMPLE_BYTES for f in files):
+            heads = remote.read_ranges([(f.name, 0, f.size) for f in files])
+            counts = [h.count(bytes([sep])) + (1 if h and h[-1] != sep else 0) for h in heads]
+            nbytes = [len(h) + (1 if h and h[-1] != sep else 0) for h in heads]
+            total = sum(nbytes)
+            records, source_records, source_bytes = sum(counts), None, None
+            if request.sources:
+                source_records, source_bytes = by_source(request, counts), by_source(request, nbytes)
+            return Sample(
+                Estimate(total, records, total / max(1, records)), total, exact=True, sized=True, temp_bytes=total,
+                source_records=source_records, source_bytes=source_bytes, source_sizes=sizes,
+            )
+        est_bytes, per_record = estimate(list(files), sep)
+        # The bucket plan sizes compressed inputs with a margin; the records are estimated without it.
+        plain = sum(f.size for f in files if f.codec is None)
+        expected = plain + int((est_bytes - plain) / RATIO_MARGIN)
+        return Sample(
+            Estimate.of(expected, per_record), min(SAMPLE_BYTES, est_bytes), sized=True, temp_bytes=est_bytes, source_sizes=sizes,
+        )

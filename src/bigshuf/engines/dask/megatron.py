@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -31,14 +31,19 @@ from ...formats.megatron import (
     DTYPES, HEADER, IndexParts, batch_cuts, check_documents, check_end, check_header, check_last, check_sequences,
     check_together, document_fingerprint, document_sizes, documents_batch, has_modes, row_bytes, schema,
 )
-from ...formats.megatron_run import check_manifest_name, check_pair_file, dataset_prefixes, token_bytes
+from ...formats.megatron_run import check_manifest_name, check_pair_file, dataset_prefixes, documents_sample, token_bytes
 from ...storage import remote
 from ...storage.safefs import generated_path
 from ...storage.sinks import AtomicFileSink, CodecChoice
 from .outputs import Layout
 from .placement import Placement
+from .prepared import Inputs, Prepared, Settings, TaskKind
 from .rows import RowTasks
 from .tasks import Config, GatherResult, RecordWriter, ScatterTask, Writable, bucket_count, range_bytes
+
+if TYPE_CHECKING:
+    from ...core.driver import Sample
+    from ...request import Request
 
 
 @dataclass(frozen=True)
@@ -312,3 +317,33 @@ def scatter_tasks(datasets: Sequence[Dataset], limit: int, root: str) -> list[Sc
             prefix = remote.join(root, "p1", f"{i:06d}-{r:06d}")
             tasks.append(ScatterTask(d.bin_url, d.bin_size, None, i, r, lo, hi, prefix, nbytes, "megatron"))
     return tasks
+
+
+class Documents(TaskKind):
+    """Megatron documents on the Dask engine (``formats.registry``'s megatron family): an input that
+    names a dataset (``PREFIX``, ``.idx``, ``.bin``; a URL's ``.idx``) makes the run one of datasets."""
+
+    counting_reads = "every dataset's index (not its tokens)"
+
+    @classmethod
+    def claims(cls, inputs: Inputs) -> bool:
+        """Whether any input names a dataset, by its name (nothing is read to decide)."""
+        return any(is_dataset(name) for name in inputs.names)
+
+    @classmethod
+    def prepare(cls, inputs: Inputs, settings: Settings, root: str) -> Prepared:
+        """Plan a run of Megatron datasets: headers read and checked, pass 1 as runs of documents, ``.bin`` files out."""
+        sharded = settings.sharded or settings.shards is not None
+        fmt, tasks, k, pairs = prepare(inputs.names, settings.target, sharded, settings.shards, settings.limit, root)
+        stored = tuple(
+            remote.RemoteFile(name, size, None)
+            for d in pairs.datasets for name, size in ((d.idx_url, d.idx_size), (d.bin_url, d.bin_size))
+        )
+        return Prepared(fmt, tasks, k, None, ".bin", tuple(d.bin_path for d in fmt.datasets), pairs, stored=stored)
+
+    @classmethod
+    def sample(cls, prepared: Prepared, request: Request) -> Sample:
+        """Documents as the datasets' headers count them."""
+        assert prepared.pairs is not None
+        datasets = prepared.pairs.datasets
+        return documents_sample(request, datasets, [d.bin_size + d.idx_size for d in datasets])

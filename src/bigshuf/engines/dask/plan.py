@@ -16,10 +16,10 @@ from dataclasses import dataclass, field, replace
 
 from ... import dryrun
 from ...core import plan
-from ...core.driver import Estimate, OutputPlan, Sample
+from ...core.driver import OutputPlan, Sample
 from ...core.streams import seed_entropy
 from ...errors import BigShufError, TempSpaceError, option
-from ...formats.megatron_run import documents_sample
+from ...formats import registry
 from ...request import Request, resolve_memory
 from ...storage import remote
 from ...storage.layout import Sharding, parse_split
@@ -27,10 +27,8 @@ from ...storage.tempspace import check_space
 from .driver import DEFAULT_MEMORY, _check_options
 from .placement import check_shard_target, output_names
 from .inputs import Prepared, Settings, prepare
-from .lines import RATIO_MARGIN, SAMPLE_BYTES, LineTasks, estimate, estimated_bytes
 from .outputs import Layout, check_layout
-from .tars import LEAST_SAMPLE, block_capacity
-from .tasks import Config, range_bytes
+from .tasks import Config
 from .weights import check_inputs, plan_multiset
 
 
@@ -82,7 +80,7 @@ def _gather(request: Request) -> _Facts:
         facts.options_error = dryrun.error_line(e)
     try:
         facts.prepared = prepare(names, settings, "plan")  # names pass-1 objects under "plan", never made
-        facts.files = _input_files(facts.prepared)
+        facts.files = list(facts.prepared.stored)
         if request.sources:
             from ..cluster import _weights
 
@@ -93,7 +91,7 @@ def _gather(request: Request) -> _Facts:
         facts.input_error = dryrun.error_line(e)
         facts.prepared, facts.files = None, []  # nothing further is planned from inputs the run refuses
     if facts.prepared is not None:
-        facts.sample = _sample(facts.prepared, facts.files, request)
+        facts.sample = facts.prepared.kind.sample(facts.prepared, request)  # as the family's kind counts or estimates them
     dryrun.weigh(facts)
     _temp_dir(facts)
     _buckets(facts)
@@ -105,87 +103,6 @@ def _gather(request: Request) -> _Facts:
             Sharding(request.shards, request.shard_records, request.shard_size), request.split, request.manifest,
         )
     return facts
-
-
-def _input_files(prepared: Prepared) -> list[remote.RemoteFile]:
-    """The input files as stored: each Megatron dataset's ``.idx`` and ``.bin`` (from its header's
-    reading), else the files the inputs expand to."""
-    if prepared.pairs is None:
-        return remote.expand_inputs(list(prepared.names))
-    return [
-        remote.RemoteFile(name, size, None)
-        for d in prepared.pairs.datasets for name, size in ((d.idx_url, d.idx_size), (d.bin_url, d.bin_size))
-    ]
-
-
-def _sample(prepared: Prepared, files: list[remote.RemoteFile], request: Request) -> Sample:
-    """The records pass 1 expects: lines counted when every input is a plain file of at most a
-    sample's size (read whole), else estimated as the bucket plan estimates them; rows as their
-    Parquet footers list them; Megatron documents as their headers count them. Each source's size as
-    ``weights`` weighs it without counts."""
-    if prepared.pairs is not None:
-        datasets = prepared.pairs.datasets
-        return documents_sample(request, datasets, [d.bin_size + d.idx_size for d in datasets])
-    by_file = [0] * len(files)
-    for t in prepared.tasks:
-        by_file[t.file_index] += t.nbytes
-    sizes: tuple[int | None, ...] = _by_source(request, by_file) if request.sources else ()
-    if isinstance(prepared.fmt, LineTasks):
-        sep = prepared.fmt.fmt.sep
-        if all(f.codec is None and f.size <= SAMPLE_BYTES for f in files):
-            heads = remote.read_ranges([(f.name, 0, f.size) for f in files])
-            counts = [h.count(bytes([sep])) + (1 if h and h[-1] != sep else 0) for h in heads]
-            nbytes = [len(h) + (1 if h and h[-1] != sep else 0) for h in heads]
-            total = sum(nbytes)
-            records, source_records, source_bytes = sum(counts), None, None
-            if request.sources:
-                source_records, source_bytes = _by_source(request, counts), _by_source(request, nbytes)
-            return Sample(
-                Estimate(total, records, total / max(1, records)), total, exact=True, sized=True, temp_bytes=total,
-                source_records=source_records, source_bytes=source_bytes, source_sizes=sizes,
-            )
-        est_bytes, per_record = estimate(files, sep)
-        # The bucket plan sizes compressed inputs with a margin; the records are estimated without it.
-        plain = sum(f.size for f in files if f.codec is None)
-        expected = plain + int((est_bytes - plain) / RATIO_MARGIN)
-        return Sample(
-            Estimate.of(expected, per_record), min(SAMPLE_BYTES, est_bytes), sized=True, temp_bytes=est_bytes, source_sizes=sizes,
-        )
-    if prepared.fmt.records_kind == "samples":
-        est_bytes = estimated_bytes(files)
-        plain = sum(f.size for f in files if f.codec is None)
-        expected = plain + int((est_bytes - plain) / RATIO_MARGIN)
-        return Sample(
-            Estimate(expected, None, float(LEAST_SAMPLE)), 0, sized=True, temp_bytes=est_bytes,
-            why="tar samples are counted as pass 1 reads them", source_sizes=sizes,
-        )
-    from .rows import RowTasks
-
-    assert isinstance(prepared.fmt, RowTasks)
-    stored = sum(by_file)
-    kinds = {t.kind for t in prepared.tasks}
-    if kinds != {"parquet"}:
-        return Sample(Estimate(stored, None, 64.0), why="Arrow IPC files do not list their rows", sized=True, temp_bytes=stored)
-    rows = [0] * len(files)
-    from .rows import describe
-
-    for i, f in enumerate(files):
-        rows[i] = sum(r for r, _b in describe(f, "parquet", f.name).units)
-    counted = None if not request.sources else _by_source(request, rows)
-    return Sample(
-        Estimate(stored, sum(rows), stored / max(1, sum(rows))), 0, exact=True, sized=True, temp_bytes=stored,
-        counted="from the Parquet footers", source_records=counted, source_bytes=None if counted is None else _by_source(request, by_file), source_sizes=sizes,
-    )
-
-
-def _by_source(request: Request, per_file: list[int]) -> tuple[int, ...]:
-    """Per-file figures summed by the source each file belongs to."""
-    from ...core import mix
-
-    totals = [0] * len(request.sources)
-    for owner, n in zip(mix.source_files(request), per_file):
-        totals[owner] += n
-    return tuple(totals)
 
 
 def _temp_dir(facts: _Facts) -> None:
@@ -239,7 +156,7 @@ def _inputs(facts: _Facts) -> None:
         urls = sum(isinstance(name, str) and remote.is_url(name) for name in facts.request.inputs)
         kinds = f" (from {urls} URL{'s' if urls != 1 else ''})" if urls else ""
         size = sum(f.size for f in facts.files)
-        unit = "file" if prepared.pairs is None else "dataset"
+        unit = registry.FAMILIES[prepared.family].input_unit
         facts.line("inputs", f"{n} {unit}{'s' if n != 1 else ''}{kinds}, {plan.format_size(size)}")
     facts.check("inputs", lambda: facts.input_error and dryrun.fail_with(facts.input_error))
 
@@ -266,8 +183,7 @@ def _path(facts: _Facts) -> None:
         more = ", more if a hash bucket outgrows -S" if request.unique else ""
         passes += f" ({' and '.join(among)} among them{more})"
     if facts.counting:
-        read = "every input" if prepared.pairs is None else "every dataset's index (not its tokens)"
-        passes += f" after a counting pass over {read}"
+        passes += f" after a counting pass over {prepared.kind.counting_reads}"
     if facts.buckets is not None:
         buckets = f"{facts.buckets} bucket{'s' if facts.buckets != 1 else ''}"
     elif facts.mix_error:
@@ -275,10 +191,7 @@ def _path(facts: _Facts) -> None:
     else:
         buckets = "buckets sized once the multiset is counted"
     tasks = len(prepared.tasks)
-    size = plan.format_size(range_bytes(facts.limit))
-    each = f" of up to {size}"
-    if prepared.fmt.records_kind == "samples":
-        each = f", one per tar, each reading blocks of up to {plan.format_size(block_capacity(facts.limit, request.unique))}"
+    each = prepared.kind.task_words(facts.limit, request.unique)
     facts.line("path", f"Dask tasks, {passes}, {buckets}, {tasks} pass-1 task{'s' if tasks != 1 else ''}{each}")
 
 

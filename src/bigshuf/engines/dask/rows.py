@@ -14,18 +14,20 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, BinaryIO, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import numpy as np
 import pyarrow as pa
 
 from ...core import plan
+from ...core.driver import Estimate, Sample
 from ...core.fingerprint import Fingerprint
 from ...core.mix import copies_index
 from ...core.stratify import split_ids
 from ...core.streams import draw_ids
-from ...errors import InputError, TempSpaceError
+from ...errors import InputError, TempSpaceError, UsageError, option
 from ...core.dedup import bucket_ids
+from ...formats import registry
 from ...formats.row_unique import check_comparable, first_rows, table_hashes
 from ...formats.rowhash import row_fingerprint
 from ...formats.table_mix import multiset_fingerprint
@@ -36,7 +38,11 @@ from ...formats.tables import (
 )
 from ...storage import remote
 from ...storage.sinks import CodecChoice, Sink
+from .prepared import Inputs, Prepared, Settings, TaskKind, by_source
 from .tasks import Config, Copies, RecordWriter, ScatterResult, ScatterTask, Segment, Writable, bucket_count, range_bytes, write_stream
+
+if TYPE_CHECKING:
+    from ...request import Request
 
 
 @dataclass(frozen=True)
@@ -308,14 +314,10 @@ class TableFile:
 
 
 def table_kind(head: bytes) -> str | None:
-    """``parquet``, ``arrow`` (IPC file) or ``stream`` (IPC stream) by a file's first bytes."""
-    if head.startswith(b"PAR1"):
-        return "parquet"
-    if head.startswith(b"ARROW1"):
-        return "arrow"
-    if head.startswith(b"\xff\xff\xff\xff"):
-        return "stream"
-    return None
+    """The table format whose magic a file's first bytes hold in ``formats.registry``: ``parquet``,
+    ``arrow`` (IPC file) or ``stream`` (IPC stream); None for any other."""
+    fmt = registry.by_magic(head)
+    return fmt.name if fmt is not None and fmt.family == registry.TABLE else None
 
 
 def describe(f: remote.RemoteFile, kind: str, shown: str) -> TableFile:
@@ -380,3 +382,64 @@ def row_format(files: Sequence[TableFile], kind: str, codec: CodecChoice, group_
     """The rows' task format: the first input's schema, views made plain, written as ``kind``."""
     group_bytes = min(GROUP_BYTES, max(1, plan.block_budget(limit) // 8))
     return RowTasks(plain_schema(files[0].schema), kind, codec, group_rows, group_bytes)
+
+
+class Rows(TaskKind):
+    """Parquet and Arrow IPC rows on the Dask engine (``formats.registry``'s table family): inputs
+    whose first bytes are a table format's magic."""
+
+    @classmethod
+    def claims(cls, inputs: Inputs) -> bool:
+        """Whether any input file starts with a table format's magic (then every one must)."""
+        return any(table_kind(head) for head in inputs.heads)
+
+    @classmethod
+    def prepare(cls, inputs: Inputs, settings: Settings, root: str) -> Prepared:
+        """Plan a table run: schemas checked, output format and codec resolved as the local engine does."""
+        from ...formats import detect
+        from ...formats.table_output import resolve_codec
+        from ...storage.codecs import CODECS
+
+        kinds, shown = [table_kind(head) for head in inputs.heads], inputs.shown
+        if not all(kinds):
+            raise UsageError(
+                f"{shown[kinds.index(None)]}: not a Parquet or Arrow file; line files and tables cannot be shuffled together"
+            )
+        files = [describe(f, k, name) for f, k, name in zip(inputs.files, kinds, shown) if k]
+        if settings.zero_terminated:
+            raise UsageError(f"{option('zero_terminated')} applies to lines, not to Parquet or Arrow rows")
+        check_schemas(files)
+        target = settings.target
+        kind = detect.output_kind(target, files[0].kind, settings.output_format)
+        if kind != "jsonl" and target in (None, "-"):
+            detect.refuse_terminal("Parquet" if kind == "parquet" else "Arrow IPC")
+        codec = resolve_codec(kind, settings.compress, target)
+        if settings.manifest and kind == "jsonl":
+            raise UsageError(f"{option('manifest')}: rows written as JSON Lines cannot be checked against it; write .parquet or .arrow files")
+        if settings.row_group_size is not None and settings.row_group_size < 1:
+            raise UsageError(f"invalid {option('row_group_size')} value: '{settings.row_group_size}'")
+        fmt = row_format(files, kind, codec, settings.row_group_size, settings.limit)
+        tasks = scatter_tasks(files, settings.limit, root)
+        k = row_bucket_count(files, settings.limit, settings.shards)
+        names, stored = tuple(f.name for f in files), tuple(inputs.files)
+        if kind != "jsonl":
+            return Prepared(fmt, tasks, k, ("none", None), "." + kind, names, stored=stored)
+        compressed = codec[0] != "none"
+        suffix = ".jsonl" + (CODECS[codec[0]].suffixes[0] if compressed else "")
+        return Prepared(fmt, tasks, k, codec, suffix, names, stored=stored)
+
+    @classmethod
+    def sample(cls, prepared: Prepared, request: Request) -> Sample:
+        """Rows as the Parquet footers list them (Arrow IPC files list none: estimated by their bytes)."""
+        by_file = prepared.task_bytes()
+        stored, files = sum(by_file), prepared.stored
+        if {t.kind for t in prepared.tasks} != {"parquet"}:
+            return Sample(Estimate(stored, None, 64.0), why="Arrow IPC files do not list their rows", sized=True, temp_bytes=stored)
+        rows = [sum(r for r, _b in describe(f, "parquet", f.name).units) for f in files]
+        sizes: tuple[int | None, ...] = by_source(request, by_file) if request.sources else ()
+        counted = None if not request.sources else by_source(request, rows)
+        return Sample(
+            Estimate(stored, sum(rows), stored / max(1, sum(rows))), 0, exact=True, sized=True, temp_bytes=stored,
+            counted="from the Parquet footers", source_records=counted,
+            source_bytes=None if counted is None else by_source(request, by_file), source_sizes=sizes,
+        )

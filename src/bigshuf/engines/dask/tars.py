@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
 from ...core import plan
+from ...core.driver import Estimate, Sample
 from ...core.fingerprint import Fingerprint, fingerprint, record_hashes
 from ...core.gather import emit_in_order
 from ...core.records import INT32_LIMIT, array_block, as_binary_array
@@ -26,16 +27,20 @@ from ...core.dedup import bucket_ids, first_copies
 from ...core.mix import multiset_fingerprint
 from ...core.stratify import split_ids
 from ...core.streams import draw_ids
-from ...errors import TempSpaceError
+from ...errors import TempSpaceError, UsageError, option
 from ...formats.tar_input import SampleReader, locate_sample, refuse_continued
 from ...formats.tar_keys import KeyLedger, stable_hash
-from ...formats.tar_run import END_OF_ARCHIVE, sample_runs
+from ...formats.tar_run import END_OF_ARCHIVE, sample_runs, shard_suffix
 from ...formats.tar_unique import first_samples, identities, kept_samples, unique_capacity
 from ...progress import Progress
 from ...storage import remote
 from ...storage.sinks import CodecChoice
-from .lines import BytesWriter, estimated_bytes
+from .lines import RATIO_MARGIN, BytesWriter, estimated_bytes
+from .prepared import Inputs, Prepared, Settings, TaskKind, by_source
 from .tasks import Config, Copies, ScatterResult, ScatterTask, Segment, Writable, bucket_count, range_bytes, write_stream
+
+if TYPE_CHECKING:
+    from ...request import Request
 
 #: Bytes a bucket's part spends on each sample besides its blocks (its length), and once (the count).
 LENGTH_BYTES = 8
@@ -356,3 +361,67 @@ def check_tar_target(target: str | None) -> None:
         refuse_terminal("tar data")
     else:
         check_output_name(target)
+
+
+def is_tar(f: remote.RemoteFile) -> bool:
+    """Whether an input is a tar, as the local engine tells: a URL by its name (``.tar``, ``.tar.gz``,
+    ``.tgz``...), a local file by its name or else its first block."""
+    from ...formats import detect, registry
+    from ...formats.tar_input import is_tar_path
+
+    if remote.is_url(f.name):
+        return detect.data_kind(f.name.split("?", 1)[0].rsplit("/", 1)[-1]) == registry.WEBDATASET
+    return is_tar_path(f.name)
+
+
+class Tars(TaskKind):
+    """WebDataset tar samples on the Dask engine (``formats.registry``'s webdataset family): every input a tar."""
+
+    @classmethod
+    def claims(cls, inputs: Inputs) -> bool:
+        """Whether any input is a tar (then every one must be)."""
+        return any(is_tar(f) for f in inputs.files)
+
+    @classmethod
+    def prepare(cls, inputs: Inputs, settings: Settings, root: str) -> Prepared:
+        """Plan a run of tar samples: every input a tar, a tar output, one pass-1 task per tar."""
+        from ...storage.codecs import parse_compress
+
+        files, shown = inputs.files, inputs.shown
+        tars = [is_tar(f) for f in files]
+        if not all(tars):
+            raise UsageError(
+                f"{shown[tars.index(True)]} is a tar archive and {shown[tars.index(False)]} is not: "
+                "shuffle WebDataset tars in a run of their own"
+            )
+        used = (
+            ("zero_terminated", settings.zero_terminated), ("row_group_size", settings.row_group_size is not None),
+            ("output_format", settings.output_format is not None),
+        )
+        given = [option(name) for name, on in used if on]
+        if given:
+            raise UsageError(f"{', '.join(given)}: not available for WebDataset tar shards (samples, not lines)")
+        check_tar_target(settings.target)
+        choice = None if settings.compress is None else parse_compress(settings.compress)
+        return Prepared(
+            TarTasks(), scatter_tasks(files, shown, root), tar_bucket_count(files, settings.limit, settings.shards),
+            choice, shard_suffix(choice), tuple(f.name for f in files), stored=tuple(files),
+        )
+
+    @classmethod
+    def sample(cls, prepared: Prepared, request: Request) -> Sample:
+        """Samples are counted only as pass 1 reads them: their bytes estimated as the bucket plan does."""
+        files = list(prepared.stored)
+        sizes: tuple[int | None, ...] = by_source(request, prepared.task_bytes()) if request.sources else ()
+        est_bytes = estimated_bytes(files)
+        plain = sum(f.size for f in files if f.codec is None)
+        expected = plain + int((est_bytes - plain) / RATIO_MARGIN)
+        return Sample(
+            Estimate(expected, None, float(LEAST_SAMPLE)), 0, sized=True, temp_bytes=est_bytes,
+            why="tar samples are counted as pass 1 reads them", source_sizes=sizes,
+        )
+
+    @classmethod
+    def task_words(cls, limit: int, unique: bool) -> str:
+        """One task per tar, reading blocks of samples."""
+        return f", one per tar, each reading blocks of up to {plan.format_size(block_capacity(limit, unique))}"
