@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, fields
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
@@ -148,7 +147,7 @@ class Request:
             typed["memory"] = resolve_memory(typed["memory"])
         expanded, paths = _expand(items)
         urls = [item for item in expanded if isinstance(item, str) and item not in paths]
-        family = _family(paths, len(expanded), typed, remote_tar_names(expanded, paths), urls)
+        family = registry.family_of(registry.Operands(tuple(paths), tuple(urls), len(expanded), typed["output"], typed["output_format"]))
         request = cls(inputs=tuple(expanded), family=family, **typed, **mixing)
         refusal = get_engine(request.engine).supports(request)
         if refusal is not None:
@@ -212,64 +211,6 @@ def _expand(items: list[str | Source]) -> tuple[list[str | Source], list[str]]:
     expanded = [part for s in items for part in (expand_directories([s]) if isinstance(s, str) else [s])]
     paths = [s for s in expanded if isinstance(s, str) and not is_remote(s)]
     return expanded, paths
-
-
-def _family(paths: list[str], count: int, typed: dict[str, Any], remote_tars: list[str], remote_idx: list[str]) -> str:
-    """``megatron`` when an input is a Megatron indexed dataset (``PREFIX``, ``.idx``, ``.bin``; a URL's ``.idx``
-    among ``remote_idx``, the URLs that are not local paths);
-    ``webdataset`` when every input is a tar (``remote_tars``: the URLs named as tars); ``table``
-    when rows of Parquet / Arrow data are shuffled (every input a local file and one a table, or a table
-    output by ``output_format`` or the output's suffix), else ``lines``."""
-    from .formats.detect import is_table_input, megatron_prefix, megatron_url_prefix, suffix_kind
-
-    if any(megatron_prefix(p) is not None for p in paths) or any(megatron_url_prefix(u) is not None for u in remote_idx):
-        return registry.MEGATRON
-
-    tars = _tar_family(paths, count, typed["output"], remote_tars)
-    if tars is not None:
-        return tars
-    target, output_format = typed["output"], typed["output_format"]
-    named = [output_format, None if target in (None, "-") else suffix_kind(target)]
-    tables_in = len(paths) == count and any(is_table_input(p) for p in paths)
-    tables_out = any(registry.is_table(n) for n in named)
-    return registry.TABLE if tables_in or tables_out else registry.LINES
-
-
-def remote_tar_names(expanded: list[str | Source], paths: list[str]) -> list[str]:
-    """The URLs among ``expanded`` (those not in ``paths``) named as tars (``.tar``, ``.tar.gz``,
-    ``.tgz``...; a query string aside): URLs are told to be tars by their names, not read to decide."""
-    from .formats.detect import data_kind
-
-    return [
-        item for item in expanded
-        if isinstance(item, str) and item not in paths
-        and data_kind(item.split("?", 1)[0].rsplit("/", 1)[-1]) == registry.WEBDATASET
-    ]
-
-
-def _tar_family(paths: list[str], count: int, target: str | None, remote_tars: list[str]) -> str | None:
-    """``webdataset`` when every input is a local tar file or a URL named as a tar (``remote_tars``);
-    None when none is and the output is no tar; refused when some are and others are not, or a tar
-    output is asked of other inputs."""
-    from .formats.detect import data_kind
-    from .formats.tar_input import is_tar_path
-
-    tars = [p for p in paths if is_tar_path(p)] + remote_tars
-    if tars and len(tars) == count:
-        return registry.WEBDATASET
-    if tars:
-        other = next((p for p in paths if p not in tars), None)
-        if other is None:
-            raise UsageError(
-                f"{tars[0]} is a tar archive and another input is not (a URL is read as a tar when its name is one: "
-                ".tar, .tar.gz, .tgz...): shuffle WebDataset tars in a run of their own"
-            )
-        raise UsageError(f"{tars[0]} is a tar archive and {other} is not: shuffle WebDataset tars in a run of their own")
-    if target not in (None, "-") and data_kind(os.path.basename(target)) == registry.WEBDATASET:
-        if "-" in paths:
-            raise UsageError("standard input cannot be read as tar shards: name the tar file(s) (tars are read from files)")
-        raise UsageError(f"{target}: tar output needs tar inputs (WebDataset shards)")
-    return None
 
 
 def _check_combinations(request: Request, all_paths: bool) -> None:

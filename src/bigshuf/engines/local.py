@@ -52,15 +52,15 @@ def shuffle_local(request: Request, progress: Progress) -> ShuffleStats:
 def _open_urls(inputs: list[str | Source], family: str) -> list[str | Source]:
     """``inputs`` with every URL (``s3://...``, ``https://...``; globs expanded) that is not also a
     local path made a source read through fsspec; a tar a glob finds in a run of other records
-    (``family``) is refused, as its bytes would be shuffled as lines. Megatron datasets' URLs are
-    left as named: the run opens each pair (``.idx`` and ``.bin``) itself."""
+    (``family``) is refused, as its bytes would be shuffled as lines. A family whose run opens its
+    URLs itself (``opens_urls``: Megatron datasets, each ``.idx`` with its ``.bin``) has them left as named."""
     from ..formats import registry
     from ..formats.detect import data_kind, suffix_kind
     from ..storage.remote import is_remote, url_sources
 
     out: list[str | Source] = []
     for item in inputs:
-        if isinstance(item, str) and is_remote(item) and family != registry.MEGATRON:
+        if isinstance(item, str) and is_remote(item) and not registry.FAMILIES[family].opens_urls:
             for source in url_sources([item]):
                 if registry.is_table(suffix_kind(source.name)):
                     raise UsageError(f"{source.name}: Parquet and Arrow data are read from local files only; copy it here first")

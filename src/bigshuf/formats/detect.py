@@ -86,12 +86,6 @@ def data_kind(name: str) -> str | None:
     return None if fmt is None else fmt.family
 
 
-#: How the directory listing's error names each family's files.
-_FAMILY_WORDS = {
-    registry.LINES: "line files", registry.TABLE: "tables", registry.MEGATRON: "Megatron indexes", registry.WEBDATASET: "tars",
-}
-
-
 def dataset_files(path: str) -> list[str]:
     """A directory's data files (see ``data_kind``), recursively in name order; names starting with
     ``.`` or ``_`` are skipped and symlinked directories not followed. One kind only: a directory
@@ -106,9 +100,9 @@ def dataset_files(path: str) -> list[str]:
     for f in found:
         kinds.setdefault(data_kind(f), f)
     if len(kinds) > 1:
-        (one, first), (two, second) = list(kinds.items())[:2]
+        (one, first), (two, second) = [(registry.FAMILIES[str(kind)].files_words, name) for kind, name in list(kinds.items())[:2]]
         raise UsageError(
-            f"{path}: holds both {_FAMILY_WORDS.get(str(one), one)} ({first}) and {_FAMILY_WORDS.get(str(two), two)} ({second}); "
+            f"{path}: holds both {one} ({first}) and {two} ({second}); "
             "shuffle them in separate runs, or name the files to use"
         )
     return found
@@ -150,6 +144,21 @@ def megatron_files(path: str) -> list[str]:
     """The files an input of a Megatron run stands for: its dataset's ``.bin`` and ``.idx``, or ``path`` itself."""
     prefix = megatron_prefix(path)
     return [path] if prefix is None else [prefix + ".bin", prefix + ".idx"]
+
+
+def megatron_inputs(operands: registry.Operands) -> bool:
+    """Whether a request shuffles Megatron documents: an input names a dataset (``PREFIX``, ``.idx``,
+    ``.bin``; a URL's ``.idx``, URLs being told by their names)."""
+    return any(megatron_prefix(p) is not None for p in operands.paths) or any(megatron_url_prefix(u) is not None for u in operands.urls)
+
+
+def table_inputs(operands: registry.Operands) -> bool:
+    """Whether a request shuffles rows of Parquet / Arrow data: every input a local file and one a
+    table, or a table output by ``output_format`` or the output's suffix."""
+    target = operands.output
+    named = [operands.output_format, None if target in (None, "-") else suffix_kind(target or "")]
+    tables_in = len(operands.paths) == operands.count and any(is_table_input(p) for p in operands.paths)
+    return tables_in or any(registry.is_table(n) for n in named)
 
 
 def megatron_url_prefix(name: str) -> str | None:

@@ -29,6 +29,19 @@ MEGATRON = "megatron"
 
 
 @dataclass(frozen=True)
+class Operands:
+    """A request's inputs as the families' ``detect`` look at them: the local paths (directories
+    expanded), the URLs that are not local paths, how many inputs in all (sources too), and the
+    output as named, with ``output_format``."""
+
+    paths: tuple[str, ...]
+    urls: tuple[str, ...]
+    count: int
+    output: str | None
+    output_format: str | None
+
+
+@dataclass(frozen=True)
 class Family:
     """What every format of one family of records shares, and the code ("module:name", imported on
     first use) that handles its records on each engine."""
@@ -38,13 +51,21 @@ class Family:
     run: str
     #: The request's checks for these records, ``f(request, all_paths)`` (``all_paths``: every input a local path).
     check: str
+    #: Whether a request's ``Operands`` are this family's records, ``f(operands) -> bool`` (refusing
+    #: inputs of its records mixed with others); None: the records of inputs no family claims (lines).
+    detect: str | None
     #: The Dask engine's ``engines.dask.prepared.TaskKind`` (claims inputs, plans pass 1, samples for
     #: --dry-run); None: the Dask engine does not run this family.
     tasks: str | None = None
-    #: What one input is called in plans (a Megatron dataset is a pair of files).
+    #: What one input is called in plans (a Megatron dataset is a pair of files), and its files in
+    #: the error of a directory holding two families' files.
     input_unit: str = "file"
+    files_words: str = "files"
     #: The files one input stands for, ``f(path) -> list[str]`` (None: the path itself).
     stored_files: str | None = None
+    #: Whether its run opens URL inputs itself (each Megatron ``.idx`` with its ``.bin``), not as
+    #: fsspec sources the local engine opens for it.
+    opens_urls: bool = False
     #: How --dry-run weighs a multiset of weighted sources: by its records when each source's are
     #: known (runs of rows), else by the bytes a counting pass counts (not table runs), else by sizes.
     weighs_records: bool = False
@@ -82,6 +103,14 @@ def settings_check(family: str) -> Any:
     return _imported(FAMILIES[family].check)
 
 
+def family_of(operands: Operands) -> str:
+    """The family of a request's records: the first (in ``FAMILIES``' order) whose ``detect`` claims its operands, else lines."""
+    for family in FAMILIES.values():
+        if family.detect is not None and _imported(family.detect)(operands):
+            return family.name
+    return LINES
+
+
 def task_families() -> list[str]:
     """The families the Dask engine runs, in the order it asks whether inputs are theirs: lines last."""
     return sorted((f.name for f in FAMILIES.values() if f.tasks is not None), key=lambda name: name == LINES)
@@ -100,21 +129,25 @@ def stored_files(family: str, path: str) -> list[str]:
     return [path] if how is None else list(_imported(how)(path))
 
 
-# In the order the Dask engine asks: a Megatron dataset is told by its name alone, before any file is read.
+# In the order requests and the Dask engine ask: a Megatron dataset is told by its name alone, before
+# any file is read; tars before tables, so that one tar among tables is refused as a tar.
 register_family(Family(
     MEGATRON, "bigshuf.formats.megatron_run:MegatronRun", "bigshuf.request:check_megatron_settings",
-    "bigshuf.engines.dask.megatron:Documents", input_unit="dataset", stored_files="bigshuf.formats.detect:megatron_files",
-    weighs_records=True, listed_counts="all",
+    "bigshuf.formats.detect:megatron_inputs", "bigshuf.engines.dask.megatron:Documents", input_unit="dataset", files_words="Megatron indexes",
+    stored_files="bigshuf.formats.detect:megatron_files", opens_urls=True, weighs_records=True, listed_counts="all",
 ))
 register_family(Family(
-    TABLE, "bigshuf.formats.table_run:TableRun", "bigshuf.request:check_table_settings", "bigshuf.engines.dask.rows:Rows",
-    weighs_records=True, weighs_counted_bytes=False, copies_index_at_one=False, listed_counts="rows",
+    WEBDATASET, "bigshuf.formats.tar_run:TarRun", "bigshuf.formats.tar_run:check_settings", "bigshuf.formats.tar_input:tar_inputs",
+    "bigshuf.engines.dask.tars:Tars", files_words="tars",
 ))
 register_family(Family(
-    WEBDATASET, "bigshuf.formats.tar_run:TarRun", "bigshuf.formats.tar_run:check_settings", "bigshuf.engines.dask.tars:Tars",
+    TABLE, "bigshuf.formats.table_run:TableRun", "bigshuf.request:check_table_settings", "bigshuf.formats.detect:table_inputs",
+    "bigshuf.engines.dask.rows:Rows", files_words="tables", weighs_records=True, weighs_counted_bytes=False,
+    copies_index_at_one=False, listed_counts="rows",
 ))
 register_family(Family(
-    LINES, "bigshuf.formats.line_run:LineRun", "bigshuf.request:check_line_settings", "bigshuf.engines.dask.lines:Lines",
+    LINES, "bigshuf.formats.line_run:LineRun", "bigshuf.request:check_line_settings", None, "bigshuf.engines.dask.lines:Lines",
+    files_words="line files",
 ))
 
 

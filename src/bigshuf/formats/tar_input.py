@@ -18,16 +18,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..core import plan
 from ..core.fingerprint import Fingerprint, fingerprint
-from ..errors import InputError, option
+from ..errors import InputError, UsageError, option
 from ..progress import Progress
 from ..storage.sources import FileSource, Source
 from .tar_keys import KeyLedger, shown
 from .tar_members import BLOCK, _Members, _padded, looks_like_tar
+
+if TYPE_CHECKING:
+    from .registry import Operands
 
 
 def refuse_tar_on_stdin(head: bytes) -> None:
@@ -233,6 +237,34 @@ def is_tar_path(path: str) -> bool:
     except (InputError, OSError):
         return False  # the run's read says what is wrong with it
     return looks_like_tar(head)
+
+
+def tar_inputs(operands: Operands) -> bool:
+    """Whether a request shuffles tar samples: every input a local tar file or a URL named as a tar
+    (``.tar``, ``.tar.gz``, ``.tgz``...; a query string aside: URLs are told by their names, not read);
+    refused when some are and others are not, or a tar output is asked of other inputs."""
+    from .detect import data_kind
+    from .registry import WEBDATASET
+
+    paths = operands.paths
+    remote_tars = [u for u in operands.urls if data_kind(u.split("?", 1)[0].rsplit("/", 1)[-1]) == WEBDATASET]
+    tars = [p for p in paths if is_tar_path(p)] + remote_tars
+    if tars and len(tars) == operands.count:
+        return True
+    if tars:
+        other = next((p for p in paths if p not in tars), None)
+        if other is None:
+            raise UsageError(
+                f"{tars[0]} is a tar archive and another input is not (a URL is read as a tar when its name is one: "
+                ".tar, .tar.gz, .tgz...): shuffle WebDataset tars in a run of their own"
+            )
+        raise UsageError(f"{tars[0]} is a tar archive and {other} is not: shuffle WebDataset tars in a run of their own")
+    target = operands.output
+    if target not in (None, "-") and data_kind(os.path.basename(target or "")) == WEBDATASET:
+        if "-" in paths:
+            raise UsageError("standard input cannot be read as tar shards: name the tar file(s) (tars are read from files)")
+        raise UsageError(f"{target}: tar output needs tar inputs (WebDataset shards)")
+    return False
 
 
 def tar_fingerprint(inputs: list[str], memory: int) -> Fingerprint:
