@@ -190,3 +190,5 @@ def check_sources(request: Request) -> None:
                         f"source '{name}': {path} is not a regular file, but its records must be counted before the "
                         f"shuffle {why}: name regular files"
                     )
+    if not request.mix:
+        weights.refuse_copies(request, [name for name, _files in request.sources], request.source_rates)

@@ -115,6 +115,11 @@ class Request:
         return [given.get(name, Fraction(1)) for name, _files in self.sources]
 
     @property
+    def no_copies(self) -> str | None:
+        """Why one of this request's records may not be written twice (None: it may), as its format declares."""
+        return registry.no_copies(self.family)
+
+    @property
     def workers(self) -> int:
         """Worker threads the run uses: ``threads``, or the cores the process may run on."""
         from .core.parallel import default_threads

@@ -356,7 +356,7 @@ def test_weighted_sources_as_the_local_engine_weighs_them(tmp_path: Path) -> Non
 
 
 def test_a_mix_needing_a_rate_above_one_is_refused(tmp_path: Path) -> None:
-    # Both engines read the tar format's refusal of copies (registry.check_rates): one message.
+    # Both engines read the tar format's refusal of copies (core.mix.refuse_copies, where the rates are resolved): one message.
     paths, _ = _inputs(tmp_path, (10, 10))
     messages = []
     with ThreadPoolExecutor(1) as runner:

@@ -157,7 +157,24 @@ def mixer_for(request: Request, counts: Sequence[int] | None, nbytes: Sequence[i
         shares = [share for _name, share in request.mix]
         left = f" left once {option('unique')} drops copies" if request.unique else ""
         rates = solve_mix(names, shares, measured, request.total, request.max_rate, request.by, left)
+    refuse_copies(request, names, rates)
     return Mixer(names, file_source, rates, counts)
+
+
+def refuse_copies(request: Request, names: Sequence[str], rates: Sequence[Fraction]) -> None:
+    """Refuse a rate above 1 (given, or solved from the ``mix``) when the request's records may not
+    be written twice (``Request.no_copies``, which its format declares, says why): made where the
+    rates are resolved (the request's given rates, every mixer), so every engine and the dry run refuse alike."""
+    why = request.no_copies
+    if why is None:
+        return
+    for name, rate in zip(names, rates):
+        if rate > 1:
+            how = f"the {option('mix')} needs it: lower {option('total')} or this source's share" if request.mix else "give 1 or less"
+            shown = f"{float(rate):g}"
+            if Fraction(shown) <= 1:  # rounded down to 1 (1.0000001): shown in full, as it is above 1
+                shown = repr(float(rate)) if float(rate) > 1 else str(rate)
+            raise UsageError(f"source '{name}': rate {shown} {why} ({how})")
 
 
 class Mixer:

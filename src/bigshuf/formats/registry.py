@@ -13,13 +13,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-from ..errors import UsageError, option
-
-if TYPE_CHECKING:
-    from collections.abc import Sequence
-    from fractions import Fraction
+from typing import Any
 
 LINES, TABLE = "lines", "table"
 #: Samples of WebDataset tar shards: consecutive members sharing a key (``formats.tar_input``).
@@ -168,7 +162,7 @@ class FileFormat:
     #: Whether table rows can be written in it (JSON Lines: yes; plain text: no).
     holds_rows: bool = True
     #: Why one of its records may not be written twice, as a rate above 1 would (None: it may); the
-    #: refusal of such a rate that ``check_rates`` words for every engine.
+    #: refusal of such a rate that ``core.mix.refuse_copies`` words for every engine.
     no_copies: str | None = None
 
 
@@ -198,21 +192,10 @@ register(FileFormat("megatron", MEGATRON, (".idx",), ((0, b"MMIDIDX\x00\x00"),),
 register(FileFormat("text", LINES, (".txt", ".csv", ".tsv", ".fastq", ".fq"), compressible=True, holds_rows=False))
 
 
-def check_rates(family: str, names: Sequence[str], rates: Sequence[Fraction], mixed: bool) -> None:
-    """Refuse a rate above 1 (given, or solved from a ``--mix`` when ``mixed``) when ``family``'s
-    records may not be written twice (its format's ``no_copies`` says why): every engine's check."""
-    from fractions import Fraction
-
-    why = next((fmt.no_copies for fmt in FORMATS.values() if fmt.family == family and fmt.no_copies), None)
-    if why is None:
-        return
-    for name, rate in zip(names, rates):
-        if rate > 1:
-            how = f"the {option('mix')} needs it: lower {option('total')} or this source's share" if mixed else "give 1 or less"
-            shown = f"{float(rate):g}"
-            if Fraction(shown) <= 1:  # rounded down to 1 (1.0000001): shown in full, as it is above 1
-                shown = repr(float(rate)) if float(rate) > 1 else str(rate)
-            raise UsageError(f"source '{name}': rate {shown} {why} ({how})")
+def no_copies(family: str) -> str | None:
+    """Why a record of ``family`` may not be written twice, as a rate above 1 would (its format's
+    ``no_copies``; None: it may), which ``core.mix.refuse_copies`` words for every engine."""
+    return next((fmt.no_copies for fmt in FORMATS.values() if fmt.family == family and fmt.no_copies), None)
 
 
 def is_table(name: str | None) -> bool:

@@ -5,7 +5,7 @@ lines (``core.mix``, ``core.stratify``).
 A tar source takes rates up to 1: each sample is in the mix once or not at all. A rate above 1
 would write a sample twice under its one key, and WebDataset reads two samples of one key that
 end up side by side as one (the reason a key used twice in the inputs is refused): the tar format's
-``no_copies`` in ``registry``, which both engines' ``registry.check_rates`` read. ``TarRun``
+``no_copies`` in ``registry``, which ``core.mix.refuse_copies`` reads wherever rates are resolved. ``TarRun``
 takes this as a mixin; the draws live in ``core.mix``.
 """
 
@@ -23,7 +23,6 @@ from ..request import Request
 from ..storage.layout import parse_split
 from ..storage.output import Output
 from ..storage.sources import Source
-from . import registry
 from .tar_input import SampleReader
 
 
@@ -62,8 +61,7 @@ class WeightedSamples:
         elif mix.needs_counts(request.source_rates, bool(request.mix)) or request.stratify:
             counts, nbytes = self._count_sources(file_source, n)
             sizes = list(nbytes)
-        self.mixer = mix.mixer_for(request, counts, nbytes)
-        registry.check_rates(request.family, self.mixer.names, self.mixer.rates, bool(request.mix))
+        self.mixer = mix.mixer_for(request, counts, nbytes)  # refuses a rate above 1 (the tar format's no_copies)
         if request.stratify:
             assert request.split is not None
             self.stratifier = Stratifier(self.mixer.names, self.mixer.multiset_sizes(), parse_split(request.split))

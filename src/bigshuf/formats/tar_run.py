@@ -24,7 +24,7 @@ from ..core.records import INT32_LIMIT
 from ..core.scatter import Scattered, regroup
 from ..core.stratify import Stratifier, split_ids
 from ..core.streams import Key, draw_ids, rng_for
-from ..errors import BigShufError, UsageError, option
+from ..errors import UsageError, option
 from ..progress import IN_MEMORY, Progress, dedup_phase, scatter_phase
 from ..request import LINE_SETTINGS, ROW_SETTINGS, Request, check_line_settings, resolve_memory, settings_in_use
 from ..storage.codecs import CODECS, parse_compress
@@ -138,9 +138,9 @@ class TarRun(WeightedSamples, ResumableSamples, TwoPass):
         # As ``shuffle`` decides: in memory when every sample was read into the first block and fits.
         whole = final or (total is not None and total <= capacity)
         in_memory = whole and est.nbytes is not None and _fits_whole(request, est.nbytes, est.records or 0, limit)
-        counts, nbytes, refusal = _source_counts(request, reader.per_input) if final and request.sources else (None, None, "")
+        counts, nbytes = _source_counts(request, reader.per_input) if final and request.sources else (None, None)
         return Sample(
-            est, len(block), exact=final, sized=total is not None, in_memory=in_memory, temp_bytes=est.nbytes, refusal=refusal,
+            est, len(block), exact=final, sized=total is not None, in_memory=in_memory, temp_bytes=est.nbytes,
             source_records=counts, source_bytes=nbytes,
         )
 
@@ -365,22 +365,14 @@ def _fits_whole(request: Request, nbytes: int, records: int, limit: int) -> bool
     return unique_fits(nbytes, records, limit, DEDUP_META + (SOURCE_META if request.sources else 0))
 
 
-def _source_counts(request: Request, per_input: list[list[int]]) -> tuple[tuple[int, ...], tuple[int, ...], str]:
-    """Each source's samples and bytes (every input read: ``per_input``), and what the run would
-    refuse once it had counted them (a ``--mix`` whose rates come out above 1), for the dry run;
-    with ``--unique`` the rates are solved from the samples left, which only the run counts."""
+def _source_counts(request: Request, per_input: list[list[int]]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Each source's samples and bytes (every input read: ``per_input``), for the dry run, whose
+    mixer refuses what the run's would (a ``--mix`` whose rates come out above 1)."""
     counts, nbytes = [0] * len(request.sources), [0] * len(request.sources)
     for s, (records, size) in zip(mix.source_files(request), per_input):
         counts[s] += records
         nbytes[s] += size
-    refusal = ""
-    if request.mix and not request.unique:
-        try:
-            mixer = mix.mixer_for(request, counts, nbytes)
-            registry.check_rates(request.family, mixer.names, mixer.rates, mixed=True)
-        except BigShufError as e:
-            refusal = str(e.args[0]) if e.args else ""
-    return tuple(counts), tuple(nbytes), refusal
+    return tuple(counts), tuple(nbytes)
 
 
 def _narrow(offsets: np.ndarray, nbytes: int) -> np.ndarray:
@@ -414,8 +406,6 @@ def check_request(request: Request) -> None:
     why = refusal(request)
     if why is not None:
         raise UsageError(why)
-    if request.sources and not request.mix:
-        registry.check_rates(request.family, [name for name, _files in request.sources], request.source_rates, mixed=False)
     check_output_name(request.output)
 
 
