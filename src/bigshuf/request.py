@@ -95,8 +95,8 @@ class Request:
     temp_url: str | None = None
     #: Plan the run and write nothing (``plan_shuffle``, ``--dry-run``): engines that cannot plan refuse it.
     dry_run: bool = False
-    #: The family of records shuffled (``formats.registry``): ``lines``, or ``table`` rows when an
-    #: input or the output is Parquet / Arrow data.
+    #: The family of records shuffled: the first of ``formats.registry``'s families whose ``detect``
+    #: claims the inputs (Megatron documents, tar samples, Parquet / Arrow rows...), else ``lines``.
     family: str = registry.LINES
     #: Weighted sources: each name with its files (directories and patterns expanded), in order;
     #: ``inputs`` are these files, source by source.

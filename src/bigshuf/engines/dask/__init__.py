@@ -12,7 +12,8 @@ Streams are keyed by position, objects are written whole under fixed names, so a
 count gives the same output and a retried task rewrites the same bytes.
 
 ``driver`` plans, submits and commits; ``tasks`` holds both passes, written once over a
-``TaskFormat``; ``lines`` and ``rows`` implement it; ``inputs`` picks one from the inputs.
+``TaskFormat``; ``lines``, ``rows``, ``tars`` and ``megatron`` implement it, each with its family's
+``TaskKind`` (``prepared``); ``inputs`` asks the kinds ``formats.registry`` names which takes the inputs.
 ``weights`` adds weighted sources (a counting pass, the client's draws, copies in pass 1),
 ``unique`` a dedup stage in front of pass 1, ``cuts`` a measuring pass for ``--shard-size``.
 Dask and fsspec are imported only here and in ``storage.remote``: the local engine needs neither.
