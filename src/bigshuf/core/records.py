@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -11,6 +12,12 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from .parallel import Workers
+
+native: ModuleType | None
+try:
+    from .. import _records as native
+except ImportError:  # built without a C compiler: NumPy finds and Arrow gathers the same records
+    native = None
 
 # Boundaries are searched in 1 MiB slices so the temporary mask and hit list stay small
 # (at most 1 MiB and 8 MiB) even for a block of empty records, at no measurable cost: over
@@ -44,23 +51,31 @@ def find_offsets(block: np.ndarray, fmt: RecordFormat, max_records: int | None =
     cap = len(block) if max_records is None else max_records
     parts = [np.zeros(1, dtype)]
     found = seen = 0
-    mask = np.empty(min(FIND_SLICE, len(block)), np.bool_)
+    scratch: np.ndarray = np.empty(min(FIND_SLICE, len(block)), np.int64 if native else np.bool_)
     lo, step = 0, 1 << 16
     while lo < len(block) and found < cap:
         # Slices grow to FIND_SLICE, so a search capped at a few records scans little.
         part = block[lo : lo + step]
-        hits = np.flatnonzero(np.equal(part, fmt.sep, out=mask[: len(part)]))
+        hits = _ends(part, fmt.sep, lo + 1, scratch)
         if fmt.group > 1:
             seen += len(hits)
             hits = hits[(fmt.group - 1 - (seen - len(hits))) % fmt.group :: fmt.group]
         if len(hits):
             hits = hits[: cap - found]
-            hits += lo + 1
             parts.append(hits.astype(dtype, copy=False))
             found += len(hits)
         lo += step
         step = min(FIND_SLICE, 2 * step)
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _ends(part: np.ndarray, sep: int, add: int, scratch: np.ndarray) -> np.ndarray:
+    """Where ``part``'s bytes ``sep`` are, plus ``add`` (``scratch``: ``len(part)`` entries to work in)."""
+    if native is not None:
+        return scratch[: native.find_ends(part, sep, add, scratch)]
+    hits = np.flatnonzero(np.equal(part, sep, out=scratch[: len(part)]))
+    hits += add
+    return hits
 
 
 #: Smallest share of a block one worker searches for record ends.
@@ -127,6 +142,35 @@ def as_binary_array(block: np.ndarray, offsets: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(
         kind, len(offsets) - 1, [None, pa.py_buffer(offsets), pa.py_buffer(block)]
     )
+
+
+def gather_records(block: np.ndarray, offsets: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The records ``index`` lists, in that order: their bytes in a new block, and its offsets
+    (of ``offsets``' type, as Arrow's ``take`` gives, or int64 past 2 GiB), compiled where built,
+    else with Arrow."""
+    if native is None:
+        return array_block(take_records(block, offsets, index))
+    for dtype in (np.int32, np.int64) if offsets.dtype == np.int32 else (np.int64,):
+        ends = np.empty(len(index) + 1, dtype)
+        try:
+            total = native.gather(block, offsets, index, ends, None)
+        except OverflowError:  # copies of records (weighted sources, --repeat) past 2 GiB
+            continue
+        data = np.empty(total, np.uint8)
+        native.gather(block, offsets, index, ends, data)
+        return data, ends
+    raise AssertionError("unreachable")
+
+
+def take_records(block: np.ndarray, offsets: np.ndarray, index: np.ndarray) -> pa.Array:
+    """The records ``index`` lists, in that order, as an Arrow binary array (``pyarrow.compute.take``'s result)."""
+    if native is not None:
+        data, ends = gather_records(block, offsets, index)
+        return as_binary_array(data, ends)
+    import pyarrow.compute as pc
+
+    taken: pa.Array = pc.take(as_binary_array(block, offsets), index)
+    return taken
 
 
 def array_block(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:

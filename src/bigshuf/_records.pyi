@@ -1,0 +1,6 @@
+"""Types of the compiled record finding and gathering (``_records.c``)."""
+
+from typing import Any
+
+def find_ends(block: Any, sep: int, add: int, out: Any, /) -> int: ...
+def gather(block: Any, offsets: Any, index: Any, out_offsets: Any, out: Any, /) -> int: ...

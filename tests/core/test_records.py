@@ -1,0 +1,100 @@
+"""core/records: the compiled record finding and gathering (``bigshuf._records``) give exactly what
+the NumPy and Arrow code they stand in for gives, and refuse offsets and indices outside a buffer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.compute as pc
+import pytest
+
+import bigshuf.core.records as records
+from bigshuf.core.records import RecordFormat, as_binary_array, find_offsets, find_offsets_split, gather_records, take_records
+from bigshuf.core.parallel import Workers
+
+
+@pytest.fixture
+def native():  # type: ignore[no-untyped-def]
+    """The compiled module: the test install builds it."""
+    assert records.native is not None, "bigshuf._records was not built (pip install -e . builds it)"
+    return records.native
+
+
+def random_block(rng: np.random.Generator, n: int, sep: int = 10, tail: bytes = b"") -> np.ndarray:
+    """``n`` records of 0-40 random bytes (none ``sep``) each ended by ``sep``, then ``tail``."""
+    parts = []
+    for length in rng.integers(0, 40, n):
+        body = rng.integers(0, 256, length, dtype=np.uint8)
+        body[body == sep] = sep + 1
+        parts.append(body.tobytes() + bytes([sep]))
+    return np.frombuffer(b"".join(parts) + tail, np.uint8).copy()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_compiled_finding_matches_numpy(native, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(seed)
+    block = random_block(rng, int(rng.integers(0, 3000)), sep=[10, 0][seed % 2], tail=b"ab" * (seed % 3))
+    sep = [10, 0][seed % 2]
+    cases = [(RecordFormat(sep, group), cap) for group in (1, 2, 4) for cap in (None, 0, 1, 7, 1000)]
+    compiled = [find_offsets(block, fmt, cap) for fmt, cap in cases]
+    split = find_offsets_split(np.tile(block, 9000 // max(1, len(block)) + 1), RecordFormat(sep), Workers(2))
+    monkeypatch.setattr(records, "native", None)
+    for (fmt, cap), got in zip(cases, compiled):
+        want = find_offsets(block, fmt, cap)
+        assert got.dtype == want.dtype and np.array_equal(got, want), (fmt, cap)
+    assert np.array_equal(split, find_offsets_split(np.tile(block, 9000 // max(1, len(block)) + 1), RecordFormat(sep), Workers(2)))
+
+
+@pytest.mark.parametrize("offsets_type", [np.int32, np.int64])
+@pytest.mark.parametrize("index_type", [np.int32, np.int64])
+def test_compiled_gathering_matches_arrow_take(native, offsets_type: type, index_type: type) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(7)
+    block = random_block(rng, 500)
+    offsets = find_offsets(block, RecordFormat()).astype(offsets_type)
+    for index in (rng.permutation(500), rng.integers(0, 500, 1200), np.zeros(0, np.int64), np.array([499, 0, 0])):
+        index = index.astype(index_type)
+        got = take_records(block, offsets, index)
+        want = pc.take(as_binary_array(block, offsets), index)
+        assert got.type == want.type and got.equals(want)
+
+
+def test_gathered_copies_past_int32_offsets_widen(native, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """Copies of records (weighted sources, --repeat) whose total overflows int32 offsets get int64 ones."""
+    block = np.frombuffer(b"abc\nde\n", np.uint8)
+    offsets = np.array([0, 4, 7], np.int32)
+    calls = []
+
+    def narrow_overflows(b, o, i, ends, out):  # type: ignore[no-untyped-def]
+        calls.append(ends.dtype)
+        if ends.dtype == np.int32:
+            raise OverflowError("records too large for out_offsets")
+        return native.gather(b, o, i, ends, out)
+
+    monkeypatch.setattr(records, "native", type("Native", (), {"gather": staticmethod(narrow_overflows)}))
+    data, ends = gather_records(block, offsets, np.array([1, 0, 1]))
+    assert ends.dtype == np.int64 and bytes(data) == b"de\nabc\nde\n" and ends.tolist() == [0, 3, 7, 10]
+
+
+def test_compiled_code_refuses_what_is_outside_its_buffers(native) -> None:  # type: ignore[no-untyped-def]
+    block = np.frombuffer(b"a\nbb\n", np.uint8)
+    offsets = np.array([0, 2, 5], np.int32)
+    for index in ([2], [-1], [1 << 40]):
+        with pytest.raises(ValueError):
+            gather_records(block, offsets, np.array(index, np.int64))
+    for bad in ([0, 9], [3, 2], [-1, 2]):
+        with pytest.raises(ValueError):
+            gather_records(block, np.array(bad, np.int64), np.array([0]))
+    with pytest.raises(TypeError):
+        gather_records(block, offsets.astype(np.float64), np.array([0]))
+    with pytest.raises(ValueError):  # out too short for the offsets given
+        native.gather(block, offsets, np.array([1]), np.array([0, 3], np.int32), np.empty(1, np.uint8))
+    with pytest.raises(ValueError):
+        native.gather(block, offsets, np.array([1]), np.array([-1, 3], np.int32), np.empty(9, np.uint8))
+    with pytest.raises(ValueError):
+        native.gather(block, offsets, np.array([1]), np.empty(3, np.int32), None)
+    with pytest.raises(TypeError):
+        native.find_ends(block, 10, 0, np.empty(4, np.int32))
+    with pytest.raises(ValueError):
+        native.find_ends(block, 256, 0, np.empty(4, np.int64))
+    hits = np.empty(1, np.int64)
+    assert native.find_ends(block, 10, 5, hits) == 1 and hits.tolist() == [6]  # stops when out is full
