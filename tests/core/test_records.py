@@ -98,3 +98,27 @@ def test_compiled_code_refuses_what_is_outside_its_buffers(native) -> None:  # t
         native.find_ends(block, 256, 0, np.empty(4, np.int64))
     hits = np.empty(1, np.int64)
     assert native.find_ends(block, 10, 5, hits) == 1 and hits.tolist() == [6]  # stops when out is full
+
+
+def test_a_pooled_buffer_is_reused_only_once_nothing_refers_to_its_bytes() -> None:
+    """Slices, memoryviews and Arrow arrays over a leased buffer keep it leased; once all are gone
+    the next lease gets the same memory; after ``clear`` nothing is reused."""
+    pool = records.BufferPool(keep=2)
+    first = pool.lease(1000)
+    address = first.ctypes.data
+    derived = [
+        lambda: first[10:20], lambda: first[5:].data, lambda: np.frombuffer(first[3:9].data, np.uint8)[1:],
+        lambda: as_binary_array(first, np.array([0, 1000], np.int32)).slice(0, 1),
+    ]
+    for make in derived:
+        held = make()
+        other = pool.lease(1000)
+        assert other.ctypes.data != address  # still referred to: another buffer
+        del other
+        del held
+    del first
+    again = pool.lease(900)
+    assert again.ctypes.data == address and len(again) == 900 and again.flags.writeable
+    del again
+    pool.clear()
+    assert pool.lease(900).ctypes.data != address
