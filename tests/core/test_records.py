@@ -107,11 +107,11 @@ def test_a_pooled_buffer_is_reused_only_once_nothing_refers_to_its_bytes() -> No
     first = pool.lease(1000)
     address = first.ctypes.data
     derived = [
-        lambda: first[10:20], lambda: first[5:].data, lambda: np.frombuffer(first[3:9].data, np.uint8)[1:],
-        lambda: as_binary_array(first, np.array([0, 1000], np.int32)).slice(0, 1),
+        lambda a: a[10:20], lambda a: a[5:].data, lambda a: np.frombuffer(a[3:9].data, np.uint8)[1:],
+        lambda a: as_binary_array(a, np.array([0, 1000], np.int32)).slice(0, 1),
     ]
     for make in derived:
-        held = make()
+        held = make(first)
         other = pool.lease(1000)
         assert other.ctypes.data != address  # still referred to: another buffer
         del other
