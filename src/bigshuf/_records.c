@@ -92,15 +92,6 @@ static PyObject *py_find_ends(PyObject *self, PyObject *args) {
 /* How far ahead the loops prefetch: records are read in random order, each a cache miss. */
 #define AHEAD 16
 
-/* Prefetch record index[i]'s offsets, if i is in range and index[i] is a valid record. */
-static inline void prefetch_offsets(const ints *off, const ints *index, Py_ssize_t i) {
-    if (i < index->n) {
-        int64_t j = get_at(index, i);
-        if (j >= 0 && j + 1 < off->n)
-            __builtin_prefetch(off->wide ? (const void *)((const int64_t *)off->view.buf + j) : (const void *)((const int32_t *)off->view.buf + j));
-    }
-}
-
 /* Record i's bounds [*lo, *hi) in a block of size bytes, checked: -1 if i or its offsets are bad. */
 static inline int bounds(const ints *off, int64_t i, Py_ssize_t size, int64_t *lo, int64_t *hi) {
     if (i < 0 || i + 1 >= off->n)
@@ -110,16 +101,17 @@ static inline int bounds(const ints *off, int64_t i, Py_ssize_t size, int64_t *l
     return (*lo < 0 || *hi < *lo || *hi > size) ? -1 : 0;
 }
 
-/* gather(block, offsets, index, out_offsets, out) -> total: the records index lists, in that
- * order. With out None, only their Arrow offsets are written (out_offsets, len(index) + 1 entries)
- * and their total size returned; with out, those records are copied into it at out_offsets. */
-static PyObject *py_gather(PyObject *self, PyObject *args) {
-    PyObject *b, *o, *x, *oo, *d;
-    Py_buffer block, out = {0};
-    ints off, index, to;
-    if (!PyArg_ParseTuple(args, "OOOOO", &b, &o, &x, &oo, &d))
+/* plan_gather(block, offsets, index, out_offsets, starts) -> total: for the records index lists,
+ * in that order, their Arrow offsets in a new block (out_offsets, len(index) + 1 entries) and
+ * where each starts in block (starts, int64), so that copying them reads each offset only once. */
+static PyObject *py_plan_gather(PyObject *self, PyObject *args) {
+    PyObject *b, *o, *x, *oo, *st;
+    Py_buffer block;
+    ints off, index, to, starts;
+    PyObject *result = NULL;
+    if (!PyArg_ParseTuple(args, "OOOOO", &b, &o, &x, &oo, &st))
         return NULL;
-    if (PyObject_GetBuffer(b, &block, PyBUF_C_CONTIGUOUS) < 0)
+    if (PyObject_GetBuffer(b, &block, PyBUF_SIMPLE) < 0)
         return NULL;
     if (get_ints(o, &off, 0) < 0)
         goto no_off;
@@ -127,24 +119,23 @@ static PyObject *py_gather(PyObject *self, PyObject *args) {
         goto no_index;
     if (get_ints(oo, &to, PyBUF_WRITABLE) < 0)
         goto no_to;
-    if (d != Py_None && PyObject_GetBuffer(d, &out, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0)
-        goto no_out;
-    PyObject *result = NULL;
+    if (get_ints(st, &starts, PyBUF_WRITABLE) < 0)
+        goto no_starts;
     const char *error = NULL;
     PyObject *error_type = PyExc_ValueError;
     int64_t total = 0, most = to.wide ? INT64_MAX : INT32_MAX;
-    const unsigned char *src = block.buf;
-    unsigned char *dst = out.buf;
-    if (to.n != index.n + 1) {
-        error = "out_offsets must hold one entry more than index";
-        goto done;
-    }
-    Py_BEGIN_ALLOW_THREADS
-    if (d == Py_None) {
+    if (to.n != index.n + 1 || starts.n != index.n || !starts.wide) {
+        error = "out_offsets must hold one entry more than index, starts (int64) as many";
+    } else {
+        Py_BEGIN_ALLOW_THREADS
         set_at(&to, 0, 0);
         for (Py_ssize_t i = 0; i < index.n; i++) {
             int64_t lo, hi;
-            prefetch_offsets(&off, &index, i + AHEAD);
+            if (i + AHEAD < index.n) {
+                int64_t j = get_at(&index, i + AHEAD);
+                if (j >= 0 && j < off.n)
+                    __builtin_prefetch(off.wide ? (const void *)((const int64_t *)off.view.buf + j) : (const void *)((const int32_t *)off.view.buf + j));
+            }
             if (bounds(&off, get_at(&index, i), block.len, &lo, &hi) < 0) {
                 error = "index or offsets out of range";
                 break;
@@ -156,35 +147,16 @@ static PyObject *py_gather(PyObject *self, PyObject *args) {
             }
             total += hi - lo;
             set_at(&to, i + 1, total);
+            set_at(&starts, i, lo);
         }
-    } else {
-        for (Py_ssize_t i = 0; i < index.n; i++) {
-            int64_t lo, hi, at = get_at(&to, i);
-            prefetch_offsets(&off, &index, i + 2 * AHEAD);
-            if (i + AHEAD < index.n && bounds(&off, get_at(&index, i + AHEAD), block.len, &lo, &hi) == 0)
-                __builtin_prefetch(src + lo);
-            if (bounds(&off, get_at(&index, i), block.len, &lo, &hi) < 0 || at < 0 || at > out.len - (hi - lo)) {
-                error = "index or offsets out of range";
-                break;
-            }
-            memcpy(dst + at, src + lo, (size_t)(hi - lo));
-            total += hi - lo;
-        }
+        Py_END_ALLOW_THREADS
     }
-    Py_END_ALLOW_THREADS
-done:
     if (error != NULL)
         PyErr_SetString(error_type, error);
     else
         result = PyLong_FromLongLong(total);
-    if (d != Py_None)
-        PyBuffer_Release(&out);
-    PyBuffer_Release(&to.view);
-    PyBuffer_Release(&index.view);
-    PyBuffer_Release(&off.view);
-    PyBuffer_Release(&block);
-    return result;
-no_out:
+    PyBuffer_Release(&starts.view);
+no_starts:
     PyBuffer_Release(&to.view);
 no_to:
     PyBuffer_Release(&index.view);
@@ -192,12 +164,68 @@ no_index:
     PyBuffer_Release(&off.view);
 no_off:
     PyBuffer_Release(&block);
-    return NULL;
+    return result;
+}
+
+/* copy_gather(block, starts, out_offsets, out) -> total: record i, of out_offsets[i + 1] -
+ * out_offsets[i] bytes from block[starts[i]:], copied to out[out_offsets[i]:]. */
+static PyObject *py_copy_gather(PyObject *self, PyObject *args) {
+    PyObject *b, *st, *oo, *d;
+    Py_buffer block, out;
+    ints starts, to;
+    PyObject *result = NULL;
+    if (!PyArg_ParseTuple(args, "OOOO", &b, &st, &oo, &d))
+        return NULL;
+    if (PyObject_GetBuffer(b, &block, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (get_ints(st, &starts, 0) < 0)
+        goto no_starts;
+    if (get_ints(oo, &to, 0) < 0)
+        goto no_to;
+    if (PyObject_GetBuffer(d, &out, PyBUF_WRITABLE) < 0)
+        goto no_out;
+    const char *error = NULL;
+    int64_t total = 0;
+    if (to.n != starts.n + 1) {
+        error = "out_offsets must hold one entry more than starts";
+    } else {
+        const unsigned char *src = block.buf;
+        unsigned char *dst = out.buf;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < starts.n; i++) {
+            int64_t lo = get_at(&starts, i), at = get_at(&to, i), len = get_at(&to, i + 1) - at;
+            if (i + AHEAD < starts.n) {
+                int64_t ahead = get_at(&starts, i + AHEAD);
+                if (ahead >= 0 && ahead < block.len)
+                    __builtin_prefetch(src + ahead);
+            }
+            if (lo < 0 || len < 0 || lo > block.len - len || at < 0 || at > out.len - len) {
+                error = "starts or out_offsets out of range";
+                break;
+            }
+            memcpy(dst + at, src + lo, (size_t)len);
+            total += len;
+        }
+        Py_END_ALLOW_THREADS
+    }
+    if (error != NULL)
+        PyErr_SetString(PyExc_ValueError, error);
+    else
+        result = PyLong_FromLongLong(total);
+    PyBuffer_Release(&out);
+no_out:
+    PyBuffer_Release(&to.view);
+no_to:
+    PyBuffer_Release(&starts.view);
+no_starts:
+    PyBuffer_Release(&block);
+    return result;
 }
 
 static PyMethodDef methods[] = {
     {"find_ends", py_find_ends, METH_VARARGS, "Positions (plus add) of the separators of block, as many as out holds."},
-    {"gather", py_gather, METH_VARARGS, "The Arrow offsets of the records index lists, or their bytes copied out."},
+    {"plan_gather", py_plan_gather, METH_VARARGS, "The new Arrow offsets of the records index lists, and where each starts."},
+    {"copy_gather", py_copy_gather, METH_VARARGS, "Records copied from their starts to their new offsets."},
     {NULL, NULL, 0, NULL},
 };
 

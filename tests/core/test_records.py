@@ -62,15 +62,14 @@ def test_gathered_copies_past_int32_offsets_widen(native, monkeypatch: pytest.Mo
     """Copies of records (weighted sources, --repeat) whose total overflows int32 offsets get int64 ones."""
     block = np.frombuffer(b"abc\nde\n", np.uint8)
     offsets = np.array([0, 4, 7], np.int32)
-    calls = []
 
-    def narrow_overflows(b, o, i, ends, out):  # type: ignore[no-untyped-def]
-        calls.append(ends.dtype)
+    def narrow_overflows(b, o, i, ends, starts):  # type: ignore[no-untyped-def]
         if ends.dtype == np.int32:
             raise OverflowError("records too large for out_offsets")
-        return native.gather(b, o, i, ends, out)
+        return native.plan_gather(b, o, i, ends, starts)
 
-    monkeypatch.setattr(records, "native", type("Native", (), {"gather": staticmethod(narrow_overflows)}))
+    fake = type("Native", (), {"plan_gather": staticmethod(narrow_overflows), "copy_gather": staticmethod(native.copy_gather)})
+    monkeypatch.setattr(records, "native", fake)
     data, ends = gather_records(block, offsets, np.array([1, 0, 1]))
     assert ends.dtype == np.int64 and bytes(data) == b"de\nabc\nde\n" and ends.tolist() == [0, 3, 7, 10]
 
@@ -86,12 +85,24 @@ def test_compiled_code_refuses_what_is_outside_its_buffers(native) -> None:  # t
             gather_records(block, np.array(bad, np.int64), np.array([0]))
     with pytest.raises(TypeError):
         gather_records(block, offsets.astype(np.float64), np.array([0]))
-    with pytest.raises(ValueError):  # out too short for the offsets given
-        native.gather(block, offsets, np.array([1]), np.array([0, 3], np.int32), np.empty(1, np.uint8))
+    starts, ends = np.empty(1, np.int64), np.empty(2, np.int32)
+    with pytest.raises(ValueError):  # out_offsets and starts of the wrong lengths or type
+        native.plan_gather(block, offsets, np.array([1]), np.empty(3, np.int32), starts)
     with pytest.raises(ValueError):
-        native.gather(block, offsets, np.array([1]), np.array([-1, 3], np.int32), np.empty(9, np.uint8))
+        native.plan_gather(block, offsets, np.array([1]), ends, np.empty(1, np.int32))
+    assert native.plan_gather(block, offsets, np.array([1]), ends, starts) == 3
+    assert starts.tolist() == [2] and ends.tolist() == [0, 3]
+    for bad_starts, bad_ends, out in (
+        ([3], [0, 3], 9),  # reads past the block
+        ([-1], [0, 3], 9),
+        ([2], [0, 3], 2),  # writes past out
+        ([2], [-1, 2], 9),
+        ([2], [3, 0], 9),  # a negative length
+    ):
+        with pytest.raises(ValueError):
+            native.copy_gather(block, np.array(bad_starts, np.int64), np.array(bad_ends, np.int64), np.empty(out, np.uint8))
     with pytest.raises(ValueError):
-        native.gather(block, offsets, np.array([1]), np.empty(3, np.int32), None)
+        native.copy_gather(block, starts, np.array([0], np.int64), np.empty(9, np.uint8))
     with pytest.raises(TypeError):
         native.find_ends(block, 10, 0, np.empty(4, np.int32))
     with pytest.raises(ValueError):

@@ -196,14 +196,15 @@ def gather_records(block: np.ndarray, offsets: np.ndarray, index: np.ndarray) ->
     else with Arrow."""
     if native is None:
         return array_block(take_records(block, offsets, index))
+    starts = np.empty(len(index), np.int64)
     for dtype in (np.int32, np.int64) if offsets.dtype == np.int32 else (np.int64,):
         ends = np.empty(len(index) + 1, dtype)
         try:
-            total = native.gather(block, offsets, index, ends, None)
+            total = native.plan_gather(block, offsets, index, ends, starts)
         except OverflowError:  # copies of records (weighted sources, --repeat) past 2 GiB
             continue
         data = GATHERED.lease(total) if total >= POOL_MIN else np.empty(total, np.uint8)
-        native.gather(block, offsets, index, ends, data)
+        native.copy_gather(block, starts, ends, data)
         return data, ends
     raise AssertionError("unreachable")
 
