@@ -1,4 +1,5 @@
-"""Finding records in a block of bytes and viewing them as an Arrow array, both vectorised."""
+"""Finding records in a block of bytes, gathering them in a new order and viewing them as an Arrow
+array: vectorised, or compiled (``_records``) where it was built."""
 
 from __future__ import annotations
 
