@@ -134,8 +134,8 @@ def test_verify_catches_a_lost_record_and_keeps_the_target(tmp_path: Path, monke
     target.write_bytes(b"old\n")
     real = bigshuf.core.gather.emit_in_order
 
-    def lossy(arr, order, emit, per_chunk):  # a gather bug that drops the first record
-        real(arr, order[1:], emit, per_chunk)
+    def lossy(block, offsets, order, emit, per_chunk):  # a gather bug that drops the first record
+        real(block, offsets, order[1:], emit, per_chunk)
 
     monkeypatch.setattr(bigshuf.core.gather, "emit_in_order", lossy)
     with pytest.raises(bigshuf.OutputError, match="verification failed"):

@@ -248,6 +248,45 @@ def test_a_sink_writes_in_slices_and_loses_nothing(tmp_path: Path, monkeypatch: 
     assert len(calls) > 5 and max(calls) <= WRITE_SLICE and sum(calls) == len(stored)
 
 
+@pytest.mark.parametrize("sync", [True, False])
+def test_a_synced_output_is_sent_to_disk_as_it_is_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sync: bool) -> None:
+    """A file that will be synced asks the kernel to write back each stretch of whole pages once
+    written (so the final fsync has little left to wait for), from a thread stopped at commit;
+    one that will not be synced asks nothing. The file holds every byte either way."""
+    import threading
+
+    from bigshuf.storage import sliced
+
+    asked: list[tuple[int, int]] = []
+    monkeypatch.setattr(sliced, "WRITEBACK_EVERY", 3 * WRITE_SLICE)
+    monkeypatch.setattr(sliced, "_writeback_call", lambda: lambda fd, offset, nbytes: asked.append((offset, nbytes)))
+    data = os.urandom(10 * WRITE_SLICE + 5)
+    sink = AtomicFileSink(str(tmp_path / "out"), None, sync=sync)
+    sink.write(b"x" * 5)
+    sink.write(memoryview(data))
+    sink.commit()
+    assert (tmp_path / "out").read_bytes() == b"x" * 5 + data
+    assert not [t for t in threading.enumerate() if t.name == "bigshuf-writeback"]
+    if not sync:
+        assert asked == []
+        return
+    assert len(asked) == 3 and asked[0][0] == 0
+    for (offset, nbytes), (following, _) in zip(asked, asked[1:] + [(None, 0)]):
+        assert offset % 4096 == 0 and nbytes % 4096 == 0 and nbytes >= 3 * WRITE_SLICE - 4096
+        assert following is None or following == offset + nbytes
+
+
+def test_early_writeback_is_a_real_call_on_linux(tmp_path: Path) -> None:
+    """``sync_file_range`` is found (Linux) and accepts a range of a file being written."""
+    from bigshuf.storage.sliced import _writeback_call
+
+    with open(tmp_path / "f", "wb") as f:
+        f.write(b"a" * 8192)
+        f.flush()
+        _writeback_call()(f.fileno(), 0, 8192)
+        os.fsync(f.fileno())
+
+
 def test_a_symlink_at_the_temporary_name_is_never_followed(tmp_path: Path) -> None:
     """A link planted at the name the sink will use makes it fail; the link's target is not touched."""
     victim = tmp_path / "victim"

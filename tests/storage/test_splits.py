@@ -200,8 +200,8 @@ def test_verify_passes_over_splits_and_catches_a_lost_record(tmp_path: Path, mon
     (tmp_path / "old").mkdir()
     real = bigshuf.core.gather.emit_in_order
 
-    def lossy(arr, order, emit, per_chunk):  # type: ignore[no-untyped-def]  # a gather bug that drops a record
-        real(arr, order[1:], emit, per_chunk)
+    def lossy(block, offsets, order, emit, per_chunk):  # type: ignore[no-untyped-def]  # a gather bug that drops a record
+        real(block, offsets, order[1:], emit, per_chunk)
 
     monkeypatch.setattr(bigshuf.core.gather, "emit_in_order", lossy)
     target = tmp_path / "old" / "{split}"

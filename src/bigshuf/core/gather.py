@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 from . import plan, streams
 from .parallel import Workers
-from .records import as_binary_array
+from .records import take_records
 from .streams import Key, rng_for
 
 #: Receives each chunk of shuffled records as an Arrow binary array.
@@ -30,12 +30,10 @@ def _chunks_by_records(total_records: int, nbytes: int, n: int, chunk_bytes: int
     return max(1, min(total_records, int(chunk_bytes / avg)))
 
 
-def emit_in_order(arr: pa.Array, order: np.ndarray, emit: Emit, per_chunk: int) -> None:
-    """Gather ``arr[order]`` a chunk at a time and emit each chunk of records."""
-    import pyarrow.compute as pc
-
+def emit_in_order(block: np.ndarray, offsets: np.ndarray, order: np.ndarray, emit: Emit, per_chunk: int) -> None:
+    """Gather the records ``order`` lists a chunk at a time and emit each chunk of them."""
     for lo in range(0, len(order), per_chunk):
-        emit(pc.take(arr, order[lo : lo + per_chunk]))
+        emit(take_records(block, offsets, order[lo : lo + per_chunk]))
 
 
 def permutation(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -90,7 +88,6 @@ def shuffle_block(
     m = n if head is None else min(head, n)
     if m == 0:
         return 0
-    arr = as_binary_array(block, offsets)
     nbytes = int(offsets[-1]) if index is None else int(np.diff(offsets)[index].sum())
     parts = part_count(n, nbytes, limit)
     workers = workers.sized(len(block))
@@ -101,7 +98,7 @@ def shuffle_block(
             order = rng.choice(n, size=m, replace=False, shuffle=True)
         else:
             order = permutation(n, rng)[:m]
-        emit_in_order(arr, order if index is None else index[order], emit, m)
+        emit_in_order(block, offsets, order if index is None else index[order], emit, m)
         return m
     draw = max(PART_DRAW, -(-n // MAX_DRAWS))
     groups = workers.map(lambda c: _draw_parts(entropy, key, c, draw, n, parts), -(-n // draw))
@@ -111,12 +108,10 @@ def shuffle_block(
 
     def gather(b: int) -> pa.Array:
         """Part ``b``'s records, permuted, the first ``wanted[b]`` of them."""
-        import pyarrow.compute as pc
-
         chosen = np.concatenate([order[bounds[b] : bounds[b + 1]] for order, bounds in groups])
         rng_for(entropy, streams.part(key, b)).shuffle(chosen)
         chosen = chosen[: int(wanted[b])]
-        return pc.take(arr, chosen if index is None else index[chosen])
+        return take_records(block, offsets, chosen if index is None else index[chosen])
 
     gathers = ((lambda b=b: gather(b)) for b in range(last + 1))
     for chunk in workers.ordered(gathers, ahead=plan.parts_ahead(limit, held)):
@@ -151,10 +146,7 @@ def sample_with_replacement(
     """Emit ``count`` records drawn independently and uniformly (forever if None); the draws are
     made in order here, the records gathered on the workers (``limit`` and ``held`` as for
     ``shuffle_block``)."""
-    import pyarrow.compute as pc
-
     n = len(offsets) - 1
-    arr = as_binary_array(block, offsets)
     per_chunk = _chunks_by_records(count or (1 << 62), int(offsets[-1]), n, plan.piece_bytes(limit))
     workers = workers.sized(plan.piece_bytes(limit) if count is None else count * int(offsets[-1]) // max(1, n))
 
@@ -167,6 +159,6 @@ def sample_with_replacement(
             if left is not None:
                 left -= size
 
-    gathers = ((lambda index=index: pc.take(arr, index)) for index in draws())
+    gathers = ((lambda index=index: take_records(block, offsets, index)) for index in draws())
     for chunk in workers.ordered(gathers, ahead=plan.parts_ahead(limit, held)):
         emit(chunk)

@@ -1,8 +1,12 @@
-"""Finding records in a block of bytes and viewing them as an Arrow array, both vectorised."""
+"""Finding records in a block of bytes, gathering them in a new order and viewing them as an Arrow
+array: vectorised, or compiled (``_records``) where it was built."""
 
 from __future__ import annotations
 
+import sys
+import threading
 from dataclasses import dataclass
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -11,6 +15,12 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from .parallel import Workers
+
+native: ModuleType | None
+try:
+    from .. import _records as native
+except ImportError:  # built without a C compiler: NumPy finds and Arrow gathers the same records
+    native = None
 
 # Boundaries are searched in 1 MiB slices so the temporary mask and hit list stay small
 # (at most 1 MiB and 8 MiB) even for a block of empty records, at no measurable cost: over
@@ -44,23 +54,31 @@ def find_offsets(block: np.ndarray, fmt: RecordFormat, max_records: int | None =
     cap = len(block) if max_records is None else max_records
     parts = [np.zeros(1, dtype)]
     found = seen = 0
-    mask = np.empty(min(FIND_SLICE, len(block)), np.bool_)
+    scratch: np.ndarray = np.empty(min(FIND_SLICE, len(block)), np.int64 if native else np.bool_)
     lo, step = 0, 1 << 16
     while lo < len(block) and found < cap:
         # Slices grow to FIND_SLICE, so a search capped at a few records scans little.
         part = block[lo : lo + step]
-        hits = np.flatnonzero(np.equal(part, fmt.sep, out=mask[: len(part)]))
+        hits = _ends(part, fmt.sep, lo + 1, scratch)
         if fmt.group > 1:
             seen += len(hits)
             hits = hits[(fmt.group - 1 - (seen - len(hits))) % fmt.group :: fmt.group]
         if len(hits):
             hits = hits[: cap - found]
-            hits += lo + 1
             parts.append(hits.astype(dtype, copy=False))
             found += len(hits)
         lo += step
         step = min(FIND_SLICE, 2 * step)
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _ends(part: np.ndarray, sep: int, add: int, scratch: np.ndarray) -> np.ndarray:
+    """Where ``part``'s bytes ``sep`` are, plus ``add`` (``scratch``: ``len(part)`` entries to work in)."""
+    if native is not None:
+        return scratch[: native.find_ends(part, sep, add, scratch)]
+    hits = np.flatnonzero(np.equal(part, sep, out=scratch[: len(part)]))
+    hits += add
+    return hits
 
 
 #: Smallest share of a block one worker searches for record ends.
@@ -127,6 +145,80 @@ def as_binary_array(block: np.ndarray, offsets: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(
         kind, len(offsets) - 1, [None, pa.py_buffer(offsets), pa.py_buffer(block)]
     )
+
+
+class BufferPool:
+    """Byte buffers for gathered records, reused: a fresh buffer costs the kernel a fault and the
+    zeroing of each huge page it touches (8-12% of the CPU of an external run over 1 GiB). A
+    buffer is free again once nothing refers to it: every NumPy view of it refers to it directly
+    (NumPy collapses bases to the array owning the memory), and every Arrow buffer or memoryview
+    over such a view holds the view, so the writer, the Arrow arrays and the hashing all keep it
+    leased until they are done with its bytes. At most ``keep`` buffers are pooled."""
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self._buffers: list[np.ndarray] = []
+        self._lock = threading.Lock()
+
+    def lease(self, nbytes: int) -> np.ndarray:
+        """``nbytes`` bytes of a pooled buffer nothing refers to, or of a new one."""
+        with self._lock:
+            for i in range(len(self._buffers)):
+                # References: the list's, the call's argument, and none else when it is free.
+                if len(self._buffers[i]) >= nbytes and sys.getrefcount(self._buffers[i]) == 2:
+                    return self._buffers[i][:nbytes]
+            base = np.empty(-(-(nbytes + nbytes // 8) // POOL_ROUND) * POOL_ROUND, np.uint8)
+            if len(self._buffers) >= self.keep:
+                smallest = min(range(len(self._buffers)), key=lambda i: len(self._buffers[i]))
+                del self._buffers[smallest]  # freed when its last reader lets go
+            self._buffers.append(base)
+            return base[:nbytes]
+
+    def clear(self) -> None:
+        """Pool nothing any more (a run ended): buffers still in use are freed when their readers let go."""
+        with self._lock:
+            self._buffers.clear()
+
+
+#: Gathers of at least this many bytes take their buffer from ``GATHERED`` (smaller ones are cheap to allocate).
+POOL_MIN = 1 << 20
+
+#: Pooled buffers are sized in multiples of this, with an eighth to spare, so pieces of about one size share them.
+POOL_ROUND = 1 << 20
+
+#: The buffers of gathered pieces: as many as are in flight at once (two workers gathering, two
+#: pieces queued for the writer) stay for the next pieces.
+GATHERED = BufferPool(keep=4)
+
+
+def gather_records(block: np.ndarray, offsets: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The records ``index`` lists, in that order: their bytes in a new block, and its offsets
+    (of ``offsets``' type, as Arrow's ``take`` gives, or int64 past 2 GiB), compiled where built,
+    else with Arrow."""
+    if native is None:
+        return array_block(take_records(block, offsets, index))
+    starts = np.empty(len(index), np.int64)
+    for dtype in (np.int32, np.int64) if offsets.dtype == np.int32 else (np.int64,):
+        ends = np.empty(len(index) + 1, dtype)
+        try:
+            total = native.plan_gather(block, offsets, index, ends, starts)
+        except OverflowError:  # copies of records (weighted sources, --repeat) past 2 GiB
+            continue
+        data = GATHERED.lease(total) if total >= POOL_MIN else np.empty(total, np.uint8)
+        native.copy_gather(block, starts, ends, data)
+        return data, ends
+    raise AssertionError("unreachable")
+
+
+def take_records(block: np.ndarray, offsets: np.ndarray, index: np.ndarray) -> pa.Array:
+    """The records ``index`` lists, in that order, as an Arrow binary array (``pyarrow.compute.take``'s result)."""
+    if native is not None:
+        data, ends = gather_records(block, offsets, index)
+        return as_binary_array(data, ends)
+    import pyarrow.compute as pc
+
+    taken: pa.Array = pc.take(as_binary_array(block, offsets), index)
+    return taken
 
 
 def array_block(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:

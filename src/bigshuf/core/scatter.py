@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import TempSpaceError
 from ..storage.safefs import check_private_directory, create_exclusive, open_nofollow, sync_directory, sync_file
 from ..storage.sliced import open_sliced
-from .records import INT32_LIMIT, RecordFormat, array_bytes, as_binary_array, find_offsets
+from .records import INT32_LIMIT, RecordFormat, find_offsets, gather_records
 from .streams import draw_ids
 from .stratify import split_ids
 from ..storage.tempspace import full_disk_hint
@@ -152,8 +152,6 @@ def regroup(
 ) -> Scattered:
     """The records of ``piece`` (its records ``index[i]``, when given) regrouped by bucket ``ids[i]``
     (``k`` or more: dropped), of the first ``keep`` buckets only."""
-    import pyarrow.compute as pc
-
     counts = np.bincount(ids, minlength=k)
     counts[keep:] = 0
     order = np.argsort(ids, kind="stable")
@@ -163,14 +161,10 @@ def regroup(
     kept = int(counts.sum())
     if offsets.dtype != np.int32 and len(piece) <= INT32_LIMIT:
         offsets = offsets.astype(np.int32)
-    arr = as_binary_array(piece, offsets)
-    gathered = pc.take(arr, order[:kept])
+    data, byte_ends = gather_records(piece, offsets, order[:kept])
     rec_bounds = np.zeros(k + 1, np.int64)
     np.cumsum(counts[:k], out=rec_bounds[1:])
-    lengths = np.diff(offsets)[order[:kept]]
-    byte_ends = np.zeros(kept + 1, np.int64)
-    np.cumsum(lengths, out=byte_ends[1:])
-    return Scattered(array_bytes(gathered), byte_ends[rec_bounds], counts[:k])
+    return Scattered(data[: int(byte_ends[-1])].data, byte_ends[rec_bounds].astype(np.int64), counts[:k])
 
 
 def read_exactly(stream: Any, view: np.ndarray, path: str) -> None:

@@ -169,7 +169,7 @@ class AtomicFileSink(Sink):
             self._release()
             raise
         try:
-            super().__init__(open_sliced(fd, "wb", 1 << 20), codec)
+            super().__init__(open_sliced(fd, "wb", 1 << 20, writeback=self.files.sync), codec)
         except BaseException:
             os.unlink(self.tmp_path)
             self._release()

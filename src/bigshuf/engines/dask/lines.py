@@ -19,7 +19,7 @@ from ...core.gather import emit_in_order
 from ...core.mix import copies_index, multiset_fingerprint
 from ...core.scatter import Scattered, cut_pieces, iter_pieces, regroup, scatter_piece, scatter_records
 from ...errors import InputError, TempSpaceError, UsageError, option
-from ...core.records import RecordFormat, array_block, array_bytes, as_binary_array, count_separators, find_offsets
+from ...core.records import RecordFormat, array_block, array_bytes, count_separators, find_offsets
 from ...progress import Progress
 from ...storage import remote
 from ...storage.sinks import CodecChoice
@@ -139,7 +139,7 @@ class LineTasks:
         """Emit records ``order`` of a bucket read back, in chunks of about a piece."""
         offsets = _records(block, count, self.fmt, name)
         per_chunk = max(1, int(plan.piece_bytes(cfg.limit) * count / max(1, size)))
-        emit_in_order(as_binary_array(block, offsets), order, emit, per_chunk)
+        emit_in_order(block, offsets, order, emit, per_chunk)
 
     def open_output(self, f: Writable, codec: CodecChoice | None) -> BytesWriter:
         """The records' bytes into ``f``, compressed with ``codec`` if given."""

@@ -21,7 +21,7 @@ from ...core import plan
 from ...core.driver import Estimate, Sample
 from ...core.fingerprint import Fingerprint, fingerprint, record_hashes
 from ...core.gather import emit_in_order
-from ...core.records import INT32_LIMIT, array_block, as_binary_array
+from ...core.records import INT32_LIMIT, array_block
 from ...core.scatter import Scattered, regroup
 from ...core.dedup import bucket_ids, first_copies
 from ...core.mix import multiset_fingerprint
@@ -228,7 +228,7 @@ class TarTasks:
         if len(block) != count:
             raise TempSpaceError(f"{name}: {len(block)} samples read back, {count} written")
         per_chunk = max(1, int(plan.piece_bytes(cfg.limit) * count / max(1, size)))
-        emit_in_order(as_binary_array(block.data, _narrow(block.offsets, len(block.data))), order, emit, per_chunk)
+        emit_in_order(block.data, _narrow(block.offsets, len(block.data)), order, emit, per_chunk)
 
     def open_output(self, f: Writable, codec: CodecChoice | None) -> _TarWriter:
         """The samples' blocks into ``f``, compressed with ``codec`` if given, ended as a tar."""
