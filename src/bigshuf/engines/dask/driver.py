@@ -37,7 +37,7 @@ from .outputs import (
     Layout, PlannedFile, check_layout, input_counts, inputs_entry, note_stale_shards, plan_files, write_run_manifest,
 )
 from .tasks import (
-    Config, GatherResult, GatherTask, Piece, Segment, TaskFormat, gather_task, index, parts, scatter_task,
+    Config, GatherResult, GatherTask, Index, TaskFormat, gather_task, scatter_task,
 )
 from .cuts import measure
 from .unique import unique_pass
@@ -67,18 +67,11 @@ class Runner(Protocol):
 # The client side: plan, submit, check, put in place
 
 
-def _gather_tasks(
-    segments: list[Segment], k: int, total: int, out: Placement, root: str, direct: str | None, whole: bool
-) -> tuple[list[GatherTask], np.ndarray]:
-    """Pass-2 tasks covering output records ``[0, total)``: one per shard, or for a single output
-    one per non-empty bucket (a part), or one in all if the format writes ``whole`` files; written
-    as objects or, with ``direct``, into that local file at the part's place. Also returns the
-    bytes of each bucket."""
-    counts, bounds = index(segments, k)
-    bucket_counts = counts.sum(axis=0)
-    bucket_sizes = np.diff(bounds, axis=1).sum(axis=0)
-    starts = np.zeros(k + 1, np.int64)
-    np.cumsum(bucket_counts, out=starts[1:])
+def _gather_tasks(scattered: Index, total: int, out: Placement, root: str, direct: str | None, whole: bool) -> list[GatherTask]:
+    """Pass-2 tasks covering output records ``[0, total)`` of the pass-1 objects ``scattered``: one
+    per shard, or for a single output one per non-empty bucket (a part), or one in all if the format
+    writes ``whole`` files; written as objects or, with ``direct``, into that local file at the part's place."""
+    level = scattered.level
     offsets: list[int | None]
     if out.shards is not None:
         spans = out.spans or [(i * total // out.shards, (i + 1) * total // out.shards) for i in range(out.shards)]
@@ -87,29 +80,18 @@ def _gather_tasks(
         spans, targets = [(0, total)], [direct or remote.join(root, "p2", "part-000000")]
         codecs, offsets = [out.codec], [0 if direct else None]
     else:
-        used = [j for j in range(k) if starts[j] < total and bucket_counts[j]]
+        used = level.slices(0, total)
         # No record: an empty part, for a compressed output's empty stream (a file in place is empty).
-        spans = [(int(starts[j]), min(int(starts[j + 1]), total)) for j in used] or ([] if direct else [(0, 0)])
+        spans = [(int(level.starts[s.bucket]), int(level.starts[s.bucket]) + s.stop) for s in used] or ([] if direct else [(0, 0)])
         targets = [direct or remote.join(root, "p2", f"part-{i:06d}") for i in range(len(spans))]
         codecs = [out.codec] * len(spans)
         # Every part but a -n run's last is a whole bucket, so its place in the file is known.
-        ends = np.cumsum([int(bucket_sizes[j]) for j in used], dtype=np.int64)
+        ends = np.cumsum([int(level.sizes[s.bucket]) for s in used], dtype=np.int64)
         offsets = [int(e) for e in np.concatenate([[0], ends[:-1]])] if direct and used else [None] * len(spans)
-    pieces: dict[int, tuple[tuple[str, int, int], ...]] = {}
-    tasks = []
-    for (a, b), target, codec, offset in zip(spans, targets, codecs, offsets):
-        chosen = []
-        j = int(np.searchsorted(starts, a, side="right")) - 1
-        while b > a and j < k and starts[j] < b:
-            lo, hi = max(a, int(starts[j])), min(b, int(starts[j + 1]))
-            if hi > lo:
-                if j not in pieces:
-                    pieces[j] = parts(segments, counts, bounds, j)
-                size, count = int(bucket_sizes[j]), int(bucket_counts[j])
-                chosen.append(Piece(j, size, count, pieces[j], lo - int(starts[j]), hi - int(starts[j])))
-            j += 1
-        tasks.append(GatherTask(target, codec, tuple(chosen), remote.join(root, "p3"), offset))
-    return tasks, bucket_sizes
+    return [
+        GatherTask(target, codec, tuple(map(scattered.piece, level.slices(a, b))), remote.join(root, "p3"), offset)
+        for (a, b), target, codec, offset in zip(spans, targets, codecs, offsets)
+    ]
 
 
 def _run(runner: Runner, fn: Callable[[Config, T], Any], cfg: Config, tasks: Sequence[T],
@@ -289,7 +271,8 @@ def shuffle(
                 segments = [s for r in results1 for s in r.segments]
                 read = sum((r.read for r in results1), Fingerprint())
             cfg.fmt.check_scattered(tasks1, results1)
-            found = int(sum(int(s.counts.sum()) for s in segments))
+            scattered = Index(segments, cfg.k, cfg.limit)
+            found = scattered.level.total
             head_count = resolve_head(head_count, head_share, found)
             total = found if head_count is None else min(found, head_count)
             planned: list[PlannedFile] = []
@@ -297,7 +280,7 @@ def shuffle(
             if layout.on:
                 size_ends = None
                 if layout.sharding.size is not None:
-                    cutter = measure(run_tasks, cfg, segments, total, root, progress)
+                    cutter = measure(run_tasks, cfg, scattered, total, root, progress)
                     size = layout.sharding.size
                     size_ends = lambda start, count: cutter.split_ends(start, count, size)  # noqa: E731
                 planned = plan_files(out_name or "", layout, total, prepared.compress, prepared.suffix, size_ends)
@@ -307,8 +290,8 @@ def shuffle(
             # Plain output (or one whole file) to a local file: tasks write in place, no concatenation.
             whole = cfg.fmt.whole_output
             direct = sink.tmp_path if isinstance(sink, AtomicFileSink) and (out.codec is None or whole) else None
-            tasks2, bucket_sizes = _gather_tasks(segments, cfg.k, total, out, root, direct, whole)
-            progress.start(shuffle_phase(0), int(bucket_sizes.sum()))
+            tasks2 = _gather_tasks(scattered, total, out, root, direct, whole)
+            progress.start(shuffle_phase(0), int(scattered.level.sizes.sum()))
             # Each task's share of the buckets it draws from (tasks sharing a bucket split its bytes), for progress.
             sizes2 = [sum(p.size * (p.stop - p.first) // max(1, p.count) for p in t.pieces) for t in tasks2]
             results2: list[GatherResult] = _run(run, gather_task, cfg, tasks2, progress, sizes2)
