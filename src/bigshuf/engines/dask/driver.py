@@ -55,33 +55,6 @@ DEFAULT_MEMORY = "1G"
 RunInfo = Callable[[list[dict[str, Any]], dict[str, Any], int | None, tuple[SourceStats, ...], int], dict[str, Any]]
 
 
-def _gather_tasks(scattered: Index, total: int, out: Placement, root: str, direct: str | None, whole: bool) -> list[GatherTask]:
-    """Pass-2 tasks covering output records ``[0, total)`` of the pass-1 objects ``scattered``: one
-    per shard, or for a single output one per non-empty bucket (a part), or one in all if the format
-    writes ``whole`` files; written as objects or, with ``direct``, into that local file at the part's place."""
-    level = scattered.level
-    offsets: list[int | None]
-    if out.shards is not None:
-        spans = out.spans or [(i * total // out.shards, (i + 1) * total // out.shards) for i in range(out.shards)]
-        targets, codecs, offsets = out.temps, out.codecs, [None] * out.shards
-    elif whole:
-        spans, targets = [(0, total)], [direct or remote.join(root, "p2", "part-000000")]
-        codecs, offsets = [out.codec], [0 if direct else None]
-    else:
-        used = level.slices(0, total)
-        # No record: an empty part, for a compressed output's empty stream (a file in place is empty).
-        spans = [(int(level.starts[s.bucket]), int(level.starts[s.bucket]) + s.stop) for s in used] or ([] if direct else [(0, 0)])
-        targets = [direct or remote.join(root, "p2", f"part-{i:06d}") for i in range(len(spans))]
-        codecs = [out.codec] * len(spans)
-        # Every part but a -n run's last is a whole bucket, so its place in the file is known.
-        ends = np.cumsum([int(level.sizes[s.bucket]) for s in used], dtype=np.int64)
-        offsets = [int(e) for e in np.concatenate([[0], ends[:-1]])] if direct and used else [None] * len(spans)
-    return [
-        GatherTask(target, codec, tuple(map(scattered.piece, level.slices(a, b))), remote.join(root, "p3"), offset)
-        for (a, b), target, codec, offset in zip(spans, targets, codecs, offsets)
-    ]
-
-
 @dataclass
 class _Job:
     """One run as planned before the cluster starts: its settings, inputs and format,
@@ -305,6 +278,33 @@ def _pass2(
     # Each task's share of the buckets it draws from (tasks sharing a bucket split its bytes), for progress.
     sizes = [sum(p.size * (p.stop - p.first) // max(1, p.count) for p in t.pieces) for t in tasks]
     return tasks, run_tasks(gather_task, job.cfg, tasks, sizes)
+
+
+def _gather_tasks(scattered: Index, total: int, out: Placement, root: str, direct: str | None, whole: bool) -> list[GatherTask]:
+    """Pass-2 tasks covering output records ``[0, total)`` of the pass-1 objects ``scattered``: one
+    per shard, or for a single output one per non-empty bucket (a part), or one in all if the format
+    writes ``whole`` files; written as objects or, with ``direct``, into that local file at the part's place."""
+    level = scattered.level
+    offsets: list[int | None]
+    if out.shards is not None:
+        spans = out.spans or [(i * total // out.shards, (i + 1) * total // out.shards) for i in range(out.shards)]
+        targets, codecs, offsets = out.temps, out.codecs, [None] * out.shards
+    elif whole:
+        spans, targets = [(0, total)], [direct or remote.join(root, "p2", "part-000000")]
+        codecs, offsets = [out.codec], [0 if direct else None]
+    else:
+        used = level.slices(0, total)
+        # No record: an empty part, for a compressed output's empty stream (a file in place is empty).
+        spans = [(int(level.starts[s.bucket]), int(level.starts[s.bucket]) + s.stop) for s in used] or ([] if direct else [(0, 0)])
+        targets = [direct or remote.join(root, "p2", f"part-{i:06d}") for i in range(len(spans))]
+        codecs = [out.codec] * len(spans)
+        # Every part but a -n run's last is a whole bucket, so its place in the file is known.
+        ends = np.cumsum([int(level.sizes[s.bucket]) for s in used], dtype=np.int64)
+        offsets = [int(e) for e in np.concatenate([[0], ends[:-1]])] if direct and used else [None] * len(spans)
+    return [
+        GatherTask(target, codec, tuple(map(scattered.piece, level.slices(a, b))), remote.join(root, "p3"), offset)
+        for (a, b), target, codec, offset in zip(spans, targets, codecs, offsets)
+    ]
 
 
 def _discard(job: _Job) -> None:
