@@ -22,7 +22,9 @@ from typing import Any
 
 import pytest
 
+from bigshuf.core import plan
 from bigshuf.engines import dask as dask_engine
+from bigshuf.errors import InputError
 from bigshuf.engines.dask import lines as dask_lines
 from helpers import assert_permutation, compress, decompress, make_records, split_records, write_records
 from test_uniformity import assert_uniform, records_of
@@ -158,6 +160,16 @@ def test_buckets_too_big_for_a_task_are_split_again(tmp_path: Path) -> None:
     assert stats.passes >= 3
     assert_permutation((tmp_path / "out").read_bytes(), records)
     assert sorted(os.listdir(tmp_path)) == ["in", "out"]
+
+
+def test_a_bucket_split_past_the_deepest_level_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The depth guard of both engines (``core.level.sublevel_buckets``): the local driver's message, nothing left."""
+    monkeypatch.setattr(plan, "MAX_DEPTH", 0)
+    records = make_records(60, 9, min_len=300, max_len=400)
+    path = write_records(tmp_path / "in", records)
+    with ThreadPoolExecutor(2) as runner, pytest.raises(InputError, match="records could not be split below 1.0 KiB after 1 passes"):
+        dask_engine.shuffle([path], tmp_path / "out", memory="1K", seed=1, runner=runner, tmp_dir=tmp_path)
+    assert os.listdir(tmp_path) == ["in"]
 
 
 def test_head_count_and_compressed_inputs(tmp_path: Path) -> None:

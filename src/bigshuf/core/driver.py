@@ -34,6 +34,7 @@ from ..storage.tempspace import TempSpace, default_tmp_dir, remove_dead_runs
 from ..storage.writeback import WriteBehind
 from . import head, plan, streams
 from .fingerprint import Fingerprint
+from .level import Level
 from .mix import SourceStats
 from .checkpoint import FORMAT, advice, refusal, save_state
 from .parallel import Workers
@@ -371,11 +372,15 @@ class TwoPass(ABC):
         """With ``-n``: drop the buckets past the one where the count is reached; return how many stay."""
         if self.head_count is None:
             return keep
-        last = int(np.searchsorted(np.cumsum(buckets.records), self.head_count))
+        last = self.level(buckets).last(self.head_count)
         if last < keep - 1:
             buckets.drop_after(last)
             keep = last + 1
         return keep
+
+    def level(self, buckets: Buckets) -> Level:
+        """The level ``buckets`` make, as pass 1 has filled them so far."""
+        return Level(buckets.records, buckets.sizes, self.limit)
 
     def _pass1(self, blocks: Iterator[Any], buckets: Buckets, key: Key, depth: int) -> int:
         """Scatter every block into ``buckets``; return how many leading buckets ``-n`` still needs."""
@@ -441,11 +446,9 @@ class TwoPass(ABC):
     def _pass2(self, buckets: Buckets, keep: int, temp: TempSpace, key: Key, depth: int) -> None:
         """Shuffle the first ``keep`` buckets in order, each in memory or one level deeper."""
         sizes, counts = buckets.sizes, buckets.records
-        fits = [bool(counts[j]) and plan.fits_in_memory(int(sizes[j]), int(counts[j]), self.limit) for j in range(keep)]
-        room = max((int(sizes[j]) for j in range(keep) if fits[j]), default=0)
-        following: list[int | None] = [None] * keep  # the next bucket that is shuffled in memory
-        for j in range(keep - 2, -1, -1):
-            following[j] = j + 1 if fits[j + 1] else following[j + 1]
+        level = self.level(buckets)
+        fits = [level.fits(j) for j in range(keep)]
+        room, following = level.room(keep), level.following(keep)
         name = shuffle_phase(depth)
         self.progress.start(name, int(sizes[:keep].sum()))
         checkpoints = depth == 0 and bool(self.state_dir)

@@ -171,13 +171,16 @@ def most_buckets() -> int:
     return min(MAX_BUCKETS, _open_file_allowance())
 
 
-def bucket_count(nbytes: int, nrecords: int, limit: int, max_buckets: int | None = None) -> int:
-    """Buckets for a local external pass: ``buckets_needed``, at least 2, at most the bucket files
-    that may be open at once."""
-    cap = most_buckets()
+def bucket_count(nbytes: int, nrecords: int, limit: int, max_buckets: int | None = None, *, open_files: bool = True) -> int:
+    """Buckets to scatter ``nrecords`` records in ``nbytes`` into: ``buckets_needed``, at least 2, at
+    most ``max_buckets`` and, where the buckets are ``open_files`` held at once (the local engine's),
+    at most the descriptors allow; a Dask task writes its buckets as one object per block, and its
+    plan must not depend on the machine that makes it."""
+    cap = most_buckets() if open_files else None
     if max_buckets is not None:
-        cap = min(cap, max_buckets)
-    return int(min(max(2, buckets_needed(nbytes + META_PER_RECORD * nrecords, limit)), max(2, cap)))
+        cap = max_buckets if cap is None else min(cap, max_buckets)
+    need = max(2, buckets_needed(nbytes + META_PER_RECORD * nrecords, limit))
+    return need if cap is None else min(need, max(2, cap))
 
 
 def expected_passes(nbytes: int, nrecords: int, limit: int) -> int:

@@ -11,15 +11,17 @@ the concatenated permutation; a bucket too big for -S is scattered again inside 
 Streams are keyed by position, objects are written whole under fixed names, so any worker
 count gives the same output and a retried task rewrites the same bytes.
 
-``driver`` plans, submits and commits; ``tasks`` holds both passes, written once over a
-``TaskFormat``; ``lines``, ``rows``, ``tars`` and ``megatron`` implement it, each with its family's
-``TaskKind`` (``prepared``); ``inputs`` asks the kinds ``formats.registry`` names which takes the inputs.
+``driver`` plans, submits and commits (one level's decisions from ``core.level``), ``runner`` runs
+the tasks; ``tasks`` holds both passes, written once over a ``TaskFormat``; ``lines``, ``rows``,
+``tars`` and ``megatron`` implement it, each with its family's ``TaskKind`` (``prepared``); ``inputs``
+asks the kinds ``formats.registry`` names which takes the inputs.
 ``weights`` adds weighted sources (a counting pass, the client's draws, copies in pass 1),
 ``unique`` a dedup stage in front of pass 1, ``cuts`` a measuring pass for ``--shard-size``.
 Dask and fsspec are imported only here and in ``storage.remote``: the local engine needs neither.
 """
 
 from ...errors import OutputError
-from .driver import DEFAULT_MEMORY, Runner, connect, shuffle
+from .driver import DEFAULT_MEMORY, shuffle
+from .runner import Runner, connect
 
 __all__ = ["DEFAULT_MEMORY", "OutputError", "Runner", "connect", "shuffle"]

@@ -12,7 +12,7 @@ of the totals it falls in), and pass 2 writes each shard as a file of known reco
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -21,7 +21,7 @@ from ...core import streams
 from ...errors import TempSpaceError
 from ...storage import remote
 from ...progress import Progress
-from .tasks import Config, Piece, RunTasks, Segment, _emit_bucket, index, parts
+from .tasks import Config, Index, Piece, RunTasks, _emit_bucket
 
 #: Records between the running totals a measuring task returns; the client reads at most this
 #: many totals (8 bytes each) to find one shard's end.
@@ -126,24 +126,15 @@ class Cutter:
                 return ends
 
 
-def measure(run_tasks: RunTasks, cfg: Config, segments: list[Segment], total: int, root: str, progress: Progress) -> Cutter:
-    """``--shard-size``: the measuring pass over every bucket output records ``[0, total)`` use
-    (``cuts``), and what finds each file's end from it."""
-    counts, bounds = index(segments, cfg.k)
-    bucket_counts = counts.sum(axis=0)
-    bucket_sizes = np.diff(bounds, axis=1).sum(axis=0)
-    starts = np.zeros(cfg.k + 1, np.int64)
-    np.cumsum(bucket_counts, out=starts[1:])
-    used = [j for j in range(cfg.k) if starts[j] < total and bucket_counts[j]]
+def measure(run_tasks: RunTasks, cfg: Config, scattered: Index, total: int, root: str, progress: Progress) -> Cutter:
+    """``--shard-size``: the measuring pass over every bucket output records ``[0, total)`` of the
+    pass-1 objects ``scattered`` use (``cuts``), and what finds each file's end from it."""
+    pieces = [scattered.piece(s) for s in scattered.level.slices(0, total)]
+    used = [p.bucket for p in pieces]
     names = {j: remote.join(root, "sizes", f"{j:06d}") for j in used}
-    tasks = [
-        MeasureTask(
-            Piece(j, int(bucket_sizes[j]), int(bucket_counts[j]), parts(segments, counts, bounds, j), 0, int(bucket_counts[j])),
-            names[j], remote.join(root, "p3"),
-        )
-        for j in used
-    ]
+    # Each bucket measured whole: a file's end may fall anywhere in it.
+    tasks = [MeasureTask(replace(p, first=0, stop=p.count), names[p.bucket], remote.join(root, "p3")) for p in pieces]
     sizes = [t.piece.size for t in tasks]
     progress.start("measuring", sum(sizes))
     results: list[Measured] = run_tasks(measure_task, cfg, tasks, sizes)
-    return Cutter(starts, dict(zip(used, results)), names)
+    return Cutter(scattered.level.starts, dict(zip(used, results)), names)

@@ -1,19 +1,19 @@
-"""The Dask engine's client side: check the options, plan both passes, submit the tasks, check
-what they wrote (counts, --verify fingerprints) and put the output in place, all or nothing.
+"""The Dask engine's client side: check the options, then the local driver's steps (pass 1, the
+count and -n, the outputs laid out, pass 2, the records written checked, the commit), all or
+nothing, each step's tasks run by ``runner`` over the level pass 1 made (``core.level``).
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from fractions import Fraction
 from types import SimpleNamespace
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from ...core.fingerprint import Fingerprint
 from ...core.mix import SourceStats
 from ...core.head import resolve as resolve_head
 from ...core.streams import seed_entropy
-from ...errors import BigShufError, OutputError, TempSpaceError, UsageError, option
+from ...errors import OutputError, TempSpaceError, UsageError, option
 from ...progress import Progress, scatter_phase, shuffle_phase
 from ...storage import remote
 from ...storage.commit import OutputFiles
@@ -31,15 +31,16 @@ from ...storage.layout import Sharding, parse_split
 from ...storage.manifest import run_entries, strata_entries
 from ...storage.shards import make_directories
 from ...storage.sinks import AtomicFileSink, Sink, open_output
-from .inputs import Settings, prepare
+from .inputs import Prepared, Settings, prepare
 from .placement import Placement, commit, lay_out, plan_placement
 from .outputs import (
     Layout, PlannedFile, check_layout, input_counts, inputs_entry, note_stale_shards, plan_files, write_run_manifest,
 )
 from .tasks import (
-    Config, GatherResult, GatherTask, Piece, Segment, TaskFormat, gather_task, index, parts, scatter_task,
+    Config, GatherResult, GatherTask, Index, RunTasks, ScatterResult, gather_task, scatter_task,
 )
 from .cuts import measure
+from .runner import Runner, connect, given, on
 from .unique import unique_pass
 from .unique_mix import unique_weighted_pass
 from .weights import Mixed, Weights, check_inputs, weighted_pass
@@ -49,131 +50,41 @@ from .weights import Mixed, Weights, check_inputs, weighted_pass
 #: the same whichever machine submits the job.
 DEFAULT_MEMORY = "1G"
 
-T = TypeVar("T")
-
 #: The manifest's run-wide entries from the inputs' entries, the format's, ``-n``'s count, the
 #: sources' stats and the copies ``--unique`` dropped (``storage.manifest.run_entries``).
 RunInfo = Callable[[list[dict[str, Any]], dict[str, Any], int | None, tuple[SourceStats, ...], int], dict[str, Any]]
 
 
-class Runner(Protocol):
-    """What runs the tasks: a ``distributed.Client`` or, for tests, a ``concurrent.futures`` executor."""
+@dataclass
+class _Job:
+    """One run as planned before the cluster starts: its settings, inputs and format,
+    where its outputs go and its temporary objects live; then what laying out the outputs made."""
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any) -> Any:
-        """Start ``fn(*args)``; the returned future's ``result()`` gives its value."""
-
-
-# ---------------------------------------------------------------------------------------------
-# The client side: plan, submit, check, put in place
-
-
-def _gather_tasks(
-    segments: list[Segment], k: int, total: int, out: Placement, root: str, direct: str | None, whole: bool
-) -> tuple[list[GatherTask], np.ndarray]:
-    """Pass-2 tasks covering output records ``[0, total)``: one per shard, or for a single output
-    one per non-empty bucket (a part), or one in all if the format writes ``whole`` files; written
-    as objects or, with ``direct``, into that local file at the part's place. Also returns the
-    bytes of each bucket."""
-    counts, bounds = index(segments, k)
-    bucket_counts = counts.sum(axis=0)
-    bucket_sizes = np.diff(bounds, axis=1).sum(axis=0)
-    starts = np.zeros(k + 1, np.int64)
-    np.cumsum(bucket_counts, out=starts[1:])
-    offsets: list[int | None]
-    if out.shards is not None:
-        spans = out.spans or [(i * total // out.shards, (i + 1) * total // out.shards) for i in range(out.shards)]
-        targets, codecs, offsets = out.temps, out.codecs, [None] * out.shards
-    elif whole:
-        spans, targets = [(0, total)], [direct or remote.join(root, "p2", "part-000000")]
-        codecs, offsets = [out.codec], [0 if direct else None]
-    else:
-        used = [j for j in range(k) if starts[j] < total and bucket_counts[j]]
-        # No record: an empty part, for a compressed output's empty stream (a file in place is empty).
-        spans = [(int(starts[j]), min(int(starts[j + 1]), total)) for j in used] or ([] if direct else [(0, 0)])
-        targets = [direct or remote.join(root, "p2", f"part-{i:06d}") for i in range(len(spans))]
-        codecs = [out.codec] * len(spans)
-        # Every part but a -n run's last is a whole bucket, so its place in the file is known.
-        ends = np.cumsum([int(bucket_sizes[j]) for j in used], dtype=np.int64)
-        offsets = [int(e) for e in np.concatenate([[0], ends[:-1]])] if direct and used else [None] * len(spans)
-    pieces: dict[int, tuple[tuple[str, int, int], ...]] = {}
-    tasks = []
-    for (a, b), target, codec, offset in zip(spans, targets, codecs, offsets):
-        chosen = []
-        j = int(np.searchsorted(starts, a, side="right")) - 1
-        while b > a and j < k and starts[j] < b:
-            lo, hi = max(a, int(starts[j])), min(b, int(starts[j + 1]))
-            if hi > lo:
-                if j not in pieces:
-                    pieces[j] = parts(segments, counts, bounds, j)
-                size, count = int(bucket_sizes[j]), int(bucket_counts[j])
-                chosen.append(Piece(j, size, count, pieces[j], lo - int(starts[j]), hi - int(starts[j])))
-            j += 1
-        tasks.append(GatherTask(target, codec, tuple(chosen), remote.join(root, "p3"), offset))
-    return tasks, bucket_sizes
+    cfg: Config
+    prepared: Prepared
+    layout: Layout
+    out: Placement
+    out_name: str | None
+    root: str
+    scratch: str
+    sync: bool
+    planned: list[PlannedFile] = field(default_factory=list)  # the files of a layout (--shard-records, --split, ...)
+    sink: Sink | None = None  # a single local output (or standard output), parts written in or concatenated
+    direct: str | None = None  # the sink's temporary file, when the tasks write straight into it
 
 
-def _run(runner: Runner, fn: Callable[[Config, T], Any], cfg: Config, tasks: Sequence[T],
-         progress: Progress, sizes: Sequence[int]) -> list[Any]:
-    """Submit every task, then collect the results in task order (progress by bytes)."""
-    futures = [runner.submit(fn, cfg, t) for t in tasks]
-    try:
-        results = []
-        for fut, size in zip(futures, sizes):
-            results.append(_result(fut))
-            progress.update(size)
-        return results
-    except BaseException:
-        for fut in futures:
-            fut.cancel()
-        raise
+@dataclass
+class _Scattered:
+    """Pass 1 done (through ``--unique``'s stage and weighted sources' draws where asked): the objects
+    indexed, the records' fingerprint, each pass-1 task's results (for the manifest), what was mixed,
+    the copies dropped and the passes added."""
 
-
-def _result(fut: Any) -> Any:
-    """A task's value; a cluster failure (a worker that kept dying, a lost scheduler) becomes one message."""
-    try:
-        return fut.result()
-    except BigShufError:
-        raise
-    except OSError as e:
-        where = f"{e.filename}: " if e.filename else ""
-        raise BigShufError(f"task failed: {where}{e.strerror or e}") from None
-    except Exception as e:
-        name = type(e).__name__
-        if name in ("KilledWorker", "CommClosedError", "FutureCancelledError", "CancelledError"):
-            raise BigShufError(f"cluster failure: {name}: {e}") from None
-        raise
-
-
-@contextmanager
-def connect(scheduler: str | None, scratch: str) -> Iterator[Runner]:
-    """A Dask client of the scheduler at ``scheduler``, or of a LocalCluster of processes (one
-    single-threaded worker per core) made for this run with its scratch space in ``scratch``."""
-    from distributed import Client, LocalCluster
-
-    if scheduler:
-        try:
-            client = Client(scheduler, timeout="30s")
-        except OSError as e:
-            raise UsageError(f"{option('scheduler')}: cannot reach '{scheduler}': {e}") from None
-        try:
-            yield client
-        finally:
-            client.close()
-        return
-    import dask
-
-    # Workers' scratch space (and Dask's lock files) inside this run's directory, removed with it;
-    # the scheduler's HTTP server on a free port, so that runs side by side do not collide.
-    with dask.config.set({"temporary-directory": scratch}):
-        cluster = LocalCluster(
-            n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True, dashboard_address=":0",
-            silence_logs=logging.CRITICAL, local_directory=scratch,
-        )
-    try:
-        with Client(cluster) as client:
-            yield client
-    finally:
-        cluster.close()
+    index: Index
+    read: Fingerprint
+    results: list[ScatterResult]
+    mixed: Mixed | None = None
+    duplicates: int = 0
+    extra_passes: int = 0
 
 
 def shuffle(
@@ -222,6 +133,10 @@ def shuffle(
     ``weights``), whose files ``inputs`` must be, source by source. ``unique`` keeps one copy of
     byte-identical records (lines, or rows as ``--verify`` tells them apart) and shuffles those
     (``unique``; with weighted sources, before their rates apply: ``unique_mix``).
+
+    The steps are the local driver's (``core.driver.TwoPass``), each a task per object: pass 1,
+    the count and ``-n``, the outputs laid out, pass 2 over the level pass 1 made
+    (``core.level.Level``), the records written checked, then the commit.
     """
     start = time.perf_counter()
     progress = progress or Progress()
@@ -232,128 +147,181 @@ def shuffle(
             raise UsageError(f"invalid {option(setting)} value: '{value}'")
     entropy = seed_entropy(seed, random_source)
     limit = resolve_memory(memory if memory is not None else DEFAULT_MEMORY)
-    out_name = None if output is None else os.fspath(output)
+    sharding = Sharding(shards, shard_records, shard_size)
+    settings = Settings(
+        None if output is None else os.fspath(output), shards, limit, zero_terminated, compress, row_group_size, output_format,
+        manifest is not None, sharding.open_ended,
+    )
+    root, scratch = _temp_places(tmp_dir, temp_url)
+    prepared = prepare(names, settings, root)
+    if weights is not None:
+        check_inputs(weights, prepared.names)
+    if unique:
+        prepared.fmt.check_unique()
+    manifest_name = None if manifest is None else os.fspath(manifest)
+    layout = Layout(sharding, None if split is None else parse_split(split), manifest_name, prepared.pairs is not None)
+    out_name, out = _place(prepared, settings, layout, root, sync)
+    cfg = Config(entropy, prepared.fmt, limit, prepared.k, verify, manifest is not None, unique)
+    job = _Job(cfg, prepared, layout, out, out_name, root, scratch, sync)
+    os.makedirs(job.scratch)
+    committed = False
+    try:
+        with (connect(scheduler, job.scratch) if runner is None else given(runner)) as run:
+            run_tasks = on(run, progress)
+            first = _pass1(run_tasks, job, weights, progress)
+            found = first.index.level.total
+            head_count = resolve_head(head_count, head_share, found)
+            total = found if head_count is None else min(found, head_count)
+            measured = _lay_out(run_tasks, job, first.index, total, progress)
+            tasks2, results2 = _pass2(run_tasks, job, first.index, total, progress)
+        progress.close()
+        _check_written(first.read, results2, total, verify)
+        if job.prepared.pairs is not None:
+            job.prepared.pairs.place(job.out, results2, job.root)
+        if job.layout.manifest is not None:
+            info = run_info or _default_info(seed, random_source, head_share, split, unique)
+            _manifest(job, first, info, head_count, results2)
+        commit(job.out, [t.target for t in tasks2], job.sink, job.direct is not None)
+        committed = True
+        note_stale_shards(job.layout, job.planned, job.prepared.compress, job.prepared.suffix)
+        passes = 2 + measured + first.extra_passes + max((r.depth for r in results2), default=0)
+        return ShuffleStats(
+            total, sum(r.bytes for r in results2), job.cfg.k, passes, time.perf_counter() - start,
+            first.mixed.stats() if first.mixed else (), first.duplicates, job.cfg.fmt.unit,
+        )
+    finally:
+        progress.close()
+        if not committed:
+            _discard(job)
+        remote.remove_tree(job.root)
+        remote.remove_tree(job.scratch)
+
+
+def _temp_places(tmp_dir: str | os.PathLike[str] | None, temp_url: str | None) -> tuple[str, str]:
+    """The run's temporary places, named and not yet made: where its objects go (``root``: under
+    ``temp_url``, else the local scratch directory) and the local scratch directory."""
     run_id = uuid.uuid4().hex[:12]
     local_parent = os.fspath(tmp_dir) if tmp_dir is not None else tempfile.gettempdir()
     if not os.path.isdir(local_parent):
         raise TempSpaceError(f"{local_parent}: No such file or directory")
     scratch = os.path.join(local_parent, f"bigshuf-dask-{run_id}")
     root = remote.join(remote.canonical(temp_url), f"bigshuf-dask-{run_id}") if temp_url is not None else scratch
-    manifest_name = None if manifest is None else os.fspath(manifest)
-    sharding = Sharding(shards, shard_records, shard_size)
-    settings = Settings(
-        out_name, shards, limit, zero_terminated, compress, row_group_size, output_format, manifest is not None, sharding.open_ended,
-    )
-    prepared = prepare(names, settings, root)
+    return root, scratch
+
+
+def _place(prepared: Prepared, settings: Settings, layout: Layout, root: str, sync: bool) -> tuple[str | None, Placement]:
+    """The outputs named and checked before pass 1 (a layout's files are planned once the records
+    are counted): the output's name (Megatron: the ``.bin`` pairs') and where pass 2 writes."""
+    out_name = settings.target
     if prepared.pairs is not None:  # Megatron: PREFIX.bin files, each laid out and committed with its .idx
         out_name = prepared.pairs.target
-    layout = Layout(sharding, None if split is None else parse_split(split), manifest_name, prepared.pairs is not None)
-    if weights is not None:
-        check_inputs(weights, prepared.names)
-    if unique:
-        prepared.fmt.check_unique()
-    if layout.on:
-        check_layout(out_name, layout, prepared.compress, prepared.suffix, prepared.names)
-        if prepared.pairs is not None:
-            prepared.pairs.check(layout)
-        assert out_name is not None
-        out = Placement(out_name, None, None, files=None if remote.is_url(out_name) else OutputFiles(sync))
+    if not layout.on:
+        return out_name, plan_placement(out_name, settings.shards, prepared.compress, root, sync, prepared.suffix)
+    check_layout(out_name, layout, prepared.compress, prepared.suffix, prepared.names)
+    if prepared.pairs is not None:
+        prepared.pairs.check(layout)
+    assert out_name is not None
+    return out_name, Placement(out_name, None, None, files=None if remote.is_url(out_name) else OutputFiles(sync))
+
+
+def _pass1(run_tasks: RunTasks, job: _Job, weights: Weights | None, progress: Progress) -> _Scattered:
+    """Pass 1: every input's records scattered into the buckets, behind ``--unique``'s dedup stage
+    and weighted sources' draws where asked (which size the buckets for the multiset: ``job.cfg``
+    changes); the format's checks across tasks made."""
+    cfg, tasks = job.cfg, job.prepared.tasks
+    mixed: Mixed | None = None
+    duplicates = extra = 0
+    if cfg.unique and weights is not None:
+        cfg, mixed, results, segments, read, duplicates, extra = unique_weighted_pass(run_tasks, cfg, weights, tasks, progress, job.root)
+    elif cfg.unique:
+        results, segments, read, duplicates, extra = unique_pass(run_tasks, cfg, tasks, progress, job.root)
     else:
-        out = plan_placement(out_name, shards, prepared.compress, root, sync, prepared.suffix)
-    cfg = Config(entropy, prepared.fmt, limit, prepared.k, verify, manifest is not None, unique)
-    os.makedirs(scratch)
-    committed = False
-    sink: Sink | None = None
-    try:
-        with (connect(scheduler, scratch) if runner is None else _given(runner)) as run:
+        if weights is None:
+            progress.start(scatter_phase(0), sum(t.nbytes for t in tasks))
+            results = run_tasks(scatter_task, cfg, tasks, [t.nbytes for t in tasks])
+        else:
+            cfg, mixed, results = weighted_pass(run_tasks, cfg, weights, tasks, progress)
+        segments = [s for r in results for s in r.segments]
+        read = sum((r.read for r in results), Fingerprint())
+    cfg.fmt.check_scattered(tasks, results)
+    job.cfg = cfg
+    return _Scattered(Index(segments, cfg.k, cfg.limit), read, results, mixed, duplicates, extra)
 
-            def run_tasks(fn: Callable[[Config, Any], Any], cfg: Config, tasks: Sequence[Any], sizes: Sequence[int]) -> list[Any]:
-                """Run ``fn(cfg, task)`` for each of ``tasks`` (``sizes`` bytes each, for progress)."""
-                return _run(run, fn, cfg, tasks, progress, sizes)
 
-            tasks1 = prepared.tasks
-            mixed: Mixed | None = None
-            duplicates = dedup_passes = 0
-            if unique and weights is not None:
-                cfg, mixed, results1, segments, read, duplicates, dedup_passes = unique_weighted_pass(
-                    run_tasks, cfg, weights, tasks1, progress, root,
-                )
-            elif unique:
-                results1, segments, read, duplicates, dedup_passes = unique_pass(run_tasks, cfg, tasks1, progress, root)
-            else:
-                if weights is None:
-                    progress.start(scatter_phase(0), sum(t.nbytes for t in tasks1))
-                    results1 = _run(run, scatter_task, cfg, tasks1, progress, [t.nbytes for t in tasks1])
-                else:
-                    cfg, mixed, results1 = weighted_pass(run_tasks, cfg, weights, tasks1, progress)
-                segments = [s for r in results1 for s in r.segments]
-                read = sum((r.read for r in results1), Fingerprint())
-            cfg.fmt.check_scattered(tasks1, results1)
-            found = int(sum(int(s.counts.sum()) for s in segments))
-            head_count = resolve_head(head_count, head_share, found)
-            total = found if head_count is None else min(found, head_count)
-            planned: list[PlannedFile] = []
-            measured = layout.sharding.size is not None
-            if layout.on:
-                size_ends = None
-                if layout.sharding.size is not None:
-                    cutter = measure(run_tasks, cfg, segments, total, root, progress)
-                    size = layout.sharding.size
-                    size_ends = lambda start, count: cutter.split_ends(start, count, size)  # noqa: E731
-                planned = plan_files(out_name or "", layout, total, prepared.compress, prepared.suffix, size_ends)
-                lay_out(out, planned, root, prepared.compress)
-            if out.shards is None and (out.target is None or not remote.is_url(out.target)):
-                sink = open_output(out.target, ("none", None), sync=sync)
-            # Plain output (or one whole file) to a local file: tasks write in place, no concatenation.
-            whole = cfg.fmt.whole_output
-            direct = sink.tmp_path if isinstance(sink, AtomicFileSink) and (out.codec is None or whole) else None
-            tasks2, bucket_sizes = _gather_tasks(segments, cfg.k, total, out, root, direct, whole)
-            progress.start(shuffle_phase(0), int(bucket_sizes.sum()))
-            # Each task's share of the buckets it draws from (tasks sharing a bucket split its bytes), for progress.
-            sizes2 = [sum(p.size * (p.stop - p.first) // max(1, p.count) for p in t.pieces) for t in tasks2]
-            results2: list[GatherResult] = _run(run, gather_task, cfg, tasks2, progress, sizes2)
-        progress.close()
-        _check_written(read, results2, total, verify)
-        if prepared.pairs is not None:
-            prepared.pairs.place(out, results2, root)
-        if manifest_name is not None:
-            info = run_info or _default_info(seed, random_source, head_share, split, unique)
-            counts = (
-                prepared.pairs.counts() if prepared.pairs is not None
-                else input_counts(tasks1, results1, len(prepared.names), cfg.fmt.input_bytes)
-            )
-            entries = info(
-                inputs_entry(prepared.names, counts), cfg.fmt.format_entry(), head_count, mixed.stats() if mixed else (), duplicates,
-            )
-            if mixed is not None and mixed.stratifier is not None and layout.split is not None:
-                strata = mixed.stratifier
-                entries["stratified"] = strata_entries([p.name for p in layout.split], strata.names, strata.table)
-            _manifest(out, manifest_name, cfg.fmt, entries, planned, results2)
-        commit(out, [t.target for t in tasks2], sink, direct is not None)
-        committed = True
-        note_stale_shards(layout, planned, prepared.compress, prepared.suffix)
-        passes = 2 + measured + dedup_passes + max((r.depth for r in results2), default=0)
-        return ShuffleStats(
-            total, sum(r.bytes for r in results2), cfg.k, passes, time.perf_counter() - start, mixed.stats() if mixed else (),
-            duplicates, cfg.fmt.unit,
-        )
-    finally:
-        progress.close()
-        if not committed:
-            if sink is not None:
-                sink.abort()
-            for name in out.temps:
-                remote.remove(name)
-            if out.files is not None:
-                out.files.discard()  # the manifest's temporary file too
-                out.files.release()
-            for directory in reversed(out.made):
-                try:
-                    os.rmdir(directory)
-                except OSError:
-                    pass  # not empty: something else is in it now
-        remote.remove_tree(root)
-        remote.remove_tree(scratch)
+def _lay_out(run_tasks: RunTasks, job: _Job, scattered: Index, total: int, progress: Progress) -> bool:
+    """The output files of a layout planned and made (``--shard-size``: after a measuring pass, whose
+    running return says it ran), and a single local output's file opened."""
+    measured = job.layout.sharding.size is not None
+    prepared, out = job.prepared, job.out
+    if job.layout.on:
+        size_ends = None
+        if job.layout.sharding.size is not None:
+            cutter = measure(run_tasks, job.cfg, scattered, total, job.root, progress)
+            size = job.layout.sharding.size
+            size_ends = lambda start, count: cutter.split_ends(start, count, size)  # noqa: E731
+        job.planned = plan_files(job.out_name or "", job.layout, total, prepared.compress, prepared.suffix, size_ends)
+        lay_out(out, job.planned, job.root, prepared.compress)
+    if out.shards is None and (out.target is None or not remote.is_url(out.target)):
+        job.sink = open_output(out.target, ("none", None), sync=job.sync)
+    # Plain output (or one whole file) to a local file: tasks write in place, no concatenation.
+    if isinstance(job.sink, AtomicFileSink) and (out.codec is None or job.cfg.fmt.whole_output):
+        job.direct = job.sink.tmp_path
+    return measured
+
+
+def _pass2(
+    run_tasks: RunTasks, job: _Job, scattered: Index, total: int, progress: Progress
+) -> tuple[list[GatherTask], list[GatherResult]]:
+    """Pass 2: a task per output object, each permuting the buckets its records lie in and writing them."""
+    tasks = _gather_tasks(scattered, total, job.out, job.root, job.direct, job.cfg.fmt.whole_output)
+    progress.start(shuffle_phase(0), int(scattered.level.sizes.sum()))
+    # Each task's share of the buckets it draws from (tasks sharing a bucket split its bytes), for progress.
+    sizes = [sum(p.size * (p.stop - p.first) // max(1, p.count) for p in t.pieces) for t in tasks]
+    return tasks, run_tasks(gather_task, job.cfg, tasks, sizes)
+
+
+def _gather_tasks(scattered: Index, total: int, out: Placement, root: str, direct: str | None, whole: bool) -> list[GatherTask]:
+    """Pass-2 tasks covering output records ``[0, total)`` of the pass-1 objects ``scattered``: one
+    per shard, or for a single output one per non-empty bucket (a part), or one in all if the format
+    writes ``whole`` files; written as objects or, with ``direct``, into that local file at the part's place."""
+    level = scattered.level
+    offsets: list[int | None]
+    if out.shards is not None:
+        spans = out.spans or [(i * total // out.shards, (i + 1) * total // out.shards) for i in range(out.shards)]
+        targets, codecs, offsets = out.temps, out.codecs, [None] * out.shards
+    elif whole:
+        spans, targets = [(0, total)], [direct or remote.join(root, "p2", "part-000000")]
+        codecs, offsets = [out.codec], [0 if direct else None]
+    else:
+        used = level.slices(0, total)
+        # No record: an empty part, for a compressed output's empty stream (a file in place is empty).
+        spans = [(int(level.starts[s.bucket]), int(level.starts[s.bucket]) + s.stop) for s in used] or ([] if direct else [(0, 0)])
+        targets = [direct or remote.join(root, "p2", f"part-{i:06d}") for i in range(len(spans))]
+        codecs = [out.codec] * len(spans)
+        # Every part but a -n run's last is a whole bucket, so its place in the file is known.
+        ends = np.cumsum([int(level.sizes[s.bucket]) for s in used], dtype=np.int64)
+        offsets = [int(e) for e in np.concatenate([[0], ends[:-1]])] if direct and used else [None] * len(spans)
+    return [
+        GatherTask(target, codec, tuple(map(scattered.piece, level.slices(a, b))), remote.join(root, "p3"), offset)
+        for (a, b), target, codec, offset in zip(spans, targets, codecs, offsets)
+    ]
+
+
+def _discard(job: _Job) -> None:
+    """A run that failed: whatever it wrote toward its outputs removed, the directories it made too."""
+    out = job.out
+    if job.sink is not None:
+        job.sink.abort()
+    for name in out.temps:
+        remote.remove(name)
+    if out.files is not None:
+        out.files.discard()  # the manifest's temporary file too
+        out.files.release()
+    for directory in reversed(out.made):
+        try:
+            os.rmdir(directory)
+        except OSError:
+            pass  # not empty: something else is in it now
 
 
 def _check_options(
@@ -392,14 +360,22 @@ def _check_written(read: Fingerprint, results2: list[GatherResult], total: int, 
             raise OutputError(f"verification failed: read {read}, wrote {wrote}; output not put in place")
 
 
-def _manifest(
-    out: Placement, manifest: str, fmt: TaskFormat, info: dict[str, Any], planned: list[PlannedFile], results: list[GatherResult]
-) -> None:
+def _manifest(job: _Job, first: _Scattered, info: RunInfo, head_count: int | None, results: list[GatherResult]) -> None:
     """Write the manifest beside its target, to be committed with the outputs (``out.manifest_move``)."""
-    assert out.files is not None, "a manifest of URL outputs is refused before the run"
+    out, prepared, fmt, manifest = job.out, job.prepared, job.cfg.fmt, job.layout.manifest
+    assert out.files is not None and manifest is not None, "a manifest of URL outputs is refused before the run"
+    counts = (
+        prepared.pairs.counts() if prepared.pairs is not None
+        else input_counts(prepared.tasks, first.results, len(prepared.names), fmt.input_bytes)
+    )
+    mixed = first.mixed
+    entries = info(inputs_entry(prepared.names, counts), fmt.format_entry(), head_count, mixed.stats() if mixed else (), first.duplicates)
+    if mixed is not None and mixed.stratifier is not None and job.layout.split is not None:
+        strata = mixed.stratifier
+        entries["stratified"] = strata_entries([p.name for p in job.layout.split], strata.names, strata.table)
     out.made += make_directories([manifest])
-    temp = out.files.temp_name(generated_path(manifest), len(planned))
-    out.manifest_move = write_run_manifest(manifest, temp, info, planned, results, out.temps, fmt.records_kind, out.files.sync)
+    temp = out.files.temp_name(generated_path(manifest), len(job.planned))
+    out.manifest_move = write_run_manifest(manifest, temp, entries, job.planned, results, out.temps, fmt.records_kind, out.files.sync)
 
 
 def _default_info(
@@ -410,9 +386,3 @@ def _default_info(
         seed=seed, random_source=random_source, head_share=head_share, repeat=False, split=split, sources=(), unique=unique,
     )
     return lambda inputs, fmt, head_count, sources, duplicates: run_entries(settings, inputs, fmt, head_count, sources, duplicates)
-
-
-@contextmanager
-def _given(runner: Runner) -> Iterator[Runner]:
-    """A runner the caller made, used as ``connect``'s client is (and left running)."""
-    yield runner

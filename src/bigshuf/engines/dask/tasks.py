@@ -20,6 +20,7 @@ import numpy as np
 from ...core import plan, streams
 from ...core.fingerprint import Fingerprint
 from ...core.gather import permutation
+from ...core.level import Level, Slice, fits, sublevel_buckets
 from ...core.streams import Key, rng_for
 from ...errors import InputError, TempSpaceError
 from ...storage import remote
@@ -268,18 +269,31 @@ def scatter_task(cfg: Config, task: ScatterTask) -> ScatterResult:
 # Pass 2
 
 
-def index(segments: Sequence[Segment], k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Record counts (M x k) and byte bounds (M x k+1) of M objects' buckets."""
-    counts = np.array([s.counts for s in segments], np.int64).reshape(len(segments), k)
-    bounds = np.array([s.bounds for s in segments], np.int64).reshape(len(segments), k + 1)
-    return counts, bounds
+class Index:
+    """M pass-1 objects' buckets: record counts (M x k) and byte bounds (M x k+1), and the level of
+    the scatter they make together (``core.level.Level``: a bucket of one record is loaded alone)."""
 
+    def __init__(self, segments: Sequence[Segment], k: int, limit: int) -> None:
+        self.segments = segments
+        self.counts = np.array([s.counts for s in segments], np.int64).reshape(len(segments), k)
+        self.bounds = np.array([s.bounds for s in segments], np.int64).reshape(len(segments), k + 1)
+        self.level = Level(self.counts.sum(axis=0), np.diff(self.bounds, axis=1).sum(axis=0), limit, alone=True)
+        self._parts: dict[int, tuple[tuple[str, int, int], ...]] = {}
 
-def parts(segments: Sequence[Segment], counts: np.ndarray, bounds: np.ndarray, j: int) -> tuple[tuple[str, int, int], ...]:
-    """Where bucket ``j`` lies: ``(object, lo, hi)`` in each object holding some of it, in order."""
-    return tuple(
-        (segments[t].name, int(bounds[t, j]), int(bounds[t, j + 1])) for t in np.flatnonzero(counts[:, j]).tolist()
-    )
+    def holding(self, j: int) -> list[int]:
+        """The objects holding records of bucket ``j``, in order."""
+        return [int(t) for t in np.flatnonzero(self.counts[:, j])]
+
+    def parts(self, j: int) -> tuple[tuple[str, int, int], ...]:
+        """Where bucket ``j`` lies: ``(object, lo, hi)`` in each object holding some of it, in order."""
+        if j not in self._parts:
+            self._parts[j] = tuple((self.segments[t].name, int(self.bounds[t, j]), int(self.bounds[t, j + 1])) for t in self.holding(j))
+        return self._parts[j]
+
+    def piece(self, s: Slice) -> Piece:
+        """The slice ``s`` of a bucket's permutation, with the bucket's bytes, records and parts."""
+        level = self.level
+        return Piece(s.bucket, int(level.sizes[s.bucket]), int(level.counts[s.bucket]), self.parts(s.bucket), s.first, s.stop)
 
 
 def load(where: Sequence[tuple[str, int, int]], size: int) -> np.ndarray:
@@ -328,13 +342,12 @@ def _emit_bucket(
     name = "bucket " + "-".join(map(str, key[1:]))
     # One record cannot be split further: it is loaded alone (a line always fits; a row of
     # Arrow data may not, with its IPC framing).
-    if count == 1 or plan.fits_in_memory(size, count, cfg.limit):
+    if fits(size, count, cfg.limit, alone=True):
         block = cfg.fmt.decode(load(where, size), [hi - lo for _, lo, hi in where])
         order = permutation(count, rng_for(cfg.entropy, key))[span[0] : span[1]]
         cfg.fmt.permute(block, count, order, size, cfg, emit, name)
         return depth
-    plan.check_depth(depth + 1, cfg.limit)
-    k = max(2, plan.buckets_needed(size + plan.META_PER_RECORD * count, cfg.limit))
+    k = sublevel_buckets(depth + 1, size, count, cfg.limit, cfg.fmt.unit, open_files=False)
     here = remote.join(scratch, "-".join(map(str, key)))
     segments = []
     for t, part in enumerate(where):
@@ -342,19 +355,13 @@ def _emit_bucket(
         rng = rng_for(cfg.entropy, streams.scatter(key, t))
         segments.append(cfg.fmt.scatter(block, rng, k, cfg, remote.join(here, f"{t:06d}"))[0])
         del block
-    counts, bounds = index(segments, k)
-    sub_counts = counts.sum(axis=0)
-    sub_sizes = np.diff(bounds, axis=1).sum(axis=0)
-    starts = np.zeros(k + 1, np.int64)
-    np.cumsum(sub_counts, out=starts[1:])
+    below = Index(segments, k, cfg.limit)
     deepest = depth + 1
-    for s in range(k):
-        lo, hi = max(span[0], int(starts[s])), min(span[1], int(starts[s + 1]))
-        if hi > lo:
-            deepest = max(deepest, _emit_bucket(
-                cfg, streams.bucket(key, s), parts(segments, counts, bounds, s), int(sub_sizes[s]), int(sub_counts[s]),
-                (lo - int(starts[s]), hi - int(starts[s])), emit, scratch, depth + 1,
-            ))
+    for piece in map(below.piece, below.level.slices(*span)):
+        deepest = max(deepest, _emit_bucket(
+            cfg, streams.bucket(key, piece.bucket), piece.parts, piece.size, piece.count, (piece.first, piece.stop), emit, scratch,
+            depth + 1,
+        ))
     return deepest
 
 

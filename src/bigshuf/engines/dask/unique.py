@@ -29,7 +29,7 @@ from ...errors import InputError, option
 from ...formats.line_unique import fits, hash_bucket_count
 from ...storage import remote
 from ...progress import Progress, dedup_phase, scatter_phase
-from .tasks import Config, RunTasks, ScatterResult, ScatterTask, Segment, index, load, parts
+from .tasks import Config, Index, RunTasks, ScatterResult, ScatterTask, Segment, load
 from .weights import Weights
 
 
@@ -165,14 +165,13 @@ def _dedup(
         segments.append(segment)
         group_sources.append(source)
         del block
-    counts, bounds = index(segments, k)
-    sizes = np.diff(bounds, axis=1).sum(axis=0)
-    for s in np.flatnonzero(counts.sum(axis=0)).tolist():
-        below = parts(segments, counts, bounds, s)
+    below = Index(segments, k, cfg.limit)
+    for piece in map(below.piece, below.level.slices(0, below.level.total)):
+        s = piece.bucket
         held = None
         if labels is not None:
-            held = tuple((group_sources[t], int(counts[t, s])) for t in np.flatnonzero(counts[:, s]).tolist())
-        _dedup(cfg, task, (*path, s), below, held, int(sizes[s]), int(counts[:, s].sum()), result)
+            held = tuple((group_sources[t], int(below.counts[t, s])) for t in below.holding(s))
+        _dedup(cfg, task, (*path, s), piece.parts, held, piece.size, piece.count, result)
 
 
 def _by_source(
@@ -226,21 +225,16 @@ def dedup_stage(
     sizes = [t.nbytes for t in tasks]
     progress.start(dedup_phase(0), sum(sizes))
     hashed: list[Hashed] = run_tasks(hash_task, cfg, [HashTask(t, k) for t in tasks], sizes)
-    found = [s for h in hashed for s in h.segments]
-    counts, bounds = index(found, k)
-    bucket_counts = counts.sum(axis=0)
-    bucket_sizes = np.diff(bounds, axis=1).sum(axis=0)
-    used = np.flatnonzero(bucket_counts).tolist()
+    found = Index([s for h in hashed for s in h.segments], k, cfg.limit)
     found_source = [] if weights is None else [weights.file_source[t.file_index] for t, h in zip(tasks, hashed) for _s in h.segments]
     dedups = [
-        DedupTask(j, parts(found, counts, bounds, j), int(bucket_sizes[j]), int(bucket_counts[j]),
-                  remote.join(root, "p1", "unique"), remote.join(root, "dedup"),
+        DedupTask(p.bucket, p.parts, p.size, p.count, remote.join(root, "p1", "unique"), remote.join(root, "dedup"),
                   None if weights is None else
-                  tuple((found_source[t], int(counts[t, j])) for t in np.flatnonzero(counts[:, j]).tolist()),
+                  tuple((found_source[t], int(found.counts[t, p.bucket])) for t in found.holding(p.bucket)),
                   0 if weights is None else len(weights.names))
-        for j in used
+        for p in map(found.piece, found.level.slices(0, found.level.total))
     ]
-    progress.start(scatter_phase(0) if weights is None else "dedup by source", int(bucket_sizes.sum()))
+    progress.start(scatter_phase(0) if weights is None else "dedup by source", int(found.level.sizes.sum()))
     done: list[Deduplicated] = run_tasks(dedup_task, cfg, dedups, [d.size for d in dedups])
     return hashed, done
 

@@ -1,0 +1,105 @@
+"""How the Dask engine's client runs tasks: on a ``distributed`` cluster (one it reaches, or a local
+one made for the run) or any executor a caller gives, results collected in task order and a
+cluster's failures turned into one message. The driver's steps see only ``RunTasks``."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Protocol, TypeVar
+
+from ...errors import BigShufError, UsageError, option
+from ...progress import Progress
+from .tasks import Config, RunTasks
+
+T = TypeVar("T")
+
+
+class Runner(Protocol):
+    """What runs the tasks: a ``distributed.Client`` or, for tests, a ``concurrent.futures`` executor."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any) -> Any:
+        """Start ``fn(*args)``; the returned future's ``result()`` gives its value."""
+
+
+def on(runner: Runner, progress: Progress) -> RunTasks:
+    """How tasks run: each of them submitted to ``runner``, progress counted by their bytes."""
+
+    def run_tasks(fn: Callable[[Config, Any], Any], cfg: Config, tasks: Sequence[Any], sizes: Sequence[int]) -> list[Any]:
+        """Run ``fn(cfg, task)`` for each of ``tasks`` (``sizes`` bytes each, for progress)."""
+        return _run(runner, fn, cfg, tasks, progress, sizes)
+
+    return run_tasks
+
+
+def _run(
+    runner: Runner, fn: Callable[[Config, T], Any], cfg: Config, tasks: Sequence[T], progress: Progress, sizes: Sequence[int],
+) -> list[Any]:
+    """Submit every task, then collect the results in task order (progress by bytes)."""
+    futures = [runner.submit(fn, cfg, t) for t in tasks]
+    try:
+        results = []
+        for fut, size in zip(futures, sizes):
+            results.append(_result(fut))
+            progress.update(size)
+        return results
+    except BaseException:
+        for fut in futures:
+            fut.cancel()
+        raise
+
+
+def _result(fut: Any) -> Any:
+    """A task's value; a cluster failure (a worker that kept dying, a lost scheduler) becomes one message."""
+    try:
+        return fut.result()
+    except BigShufError:
+        raise
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        raise BigShufError(f"task failed: {where}{e.strerror or e}") from None
+    except Exception as e:
+        name = type(e).__name__
+        if name in ("KilledWorker", "CommClosedError", "FutureCancelledError", "CancelledError"):
+            raise BigShufError(f"cluster failure: {name}: {e}") from None
+        raise
+
+
+@contextmanager
+def connect(scheduler: str | None, scratch: str) -> Iterator[Runner]:
+    """A Dask client of the scheduler at ``scheduler``, or of a LocalCluster of processes (one
+    single-threaded worker per core) made for this run with its scratch space in ``scratch``."""
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout="30s")
+        except OSError as e:
+            raise UsageError(f"{option('scheduler')}: cannot reach '{scheduler}': {e}") from None
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    import dask
+
+    # Workers' scratch space (and Dask's lock files) inside this run's directory, removed with it;
+    # the scheduler's HTTP server on a free port, so that runs side by side do not collide.
+    with dask.config.set({"temporary-directory": scratch}):
+        cluster = LocalCluster(
+            n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True, dashboard_address=":0",
+            silence_logs=logging.CRITICAL, local_directory=scratch,
+        )
+    try:
+        with Client(cluster) as client:
+            yield client
+    finally:
+        cluster.close()
+
+
+@contextmanager
+def given(runner: Runner) -> Iterator[Runner]:
+    """A runner the caller made, used as ``connect``'s client is (and left running)."""
+    yield runner
