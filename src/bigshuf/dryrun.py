@@ -295,12 +295,16 @@ def plan_output(facts: Facts) -> None:
     if out.manifest is not None:
         facts.line("manifest", out.manifest)
     split = None if out.split is None else parse_split(out.split)
-    facts.check(
-        "output", lambda: check_outputs(
-            out.target, out.sharding, split, out.manifest, out.compress, out.suffix, dry_run=True,
-            inputs=_input_files(facts.request),
-        )
+    facts.check("output", lambda: _check_output(out, split, facts.request))
+
+
+def _check_output(out: OutputPlan, split: tuple[SplitPart, ...] | None, request: Request) -> None:
+    """Refuse the output as the run would: its names, then the format's own checks of its files."""
+    check_outputs(
+        out.target, out.sharding, split, out.manifest, out.compress, out.suffix, dry_run=True, inputs=_input_files(request),
     )
+    if out.own_check is not None:
+        out.own_check()
 
 
 def _input_files(request: Request) -> list[str]:

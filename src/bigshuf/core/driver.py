@@ -114,6 +114,8 @@ class OutputPlan:
     sharding: Sharding = Sharding()
     split: str | None = None
     manifest: str | None = None
+    #: The format's own checks of its output files, beyond the names (a Megatron pair's ``.idx``).
+    own_check: Callable[[], None] | None = None
 
 
 def level_buckets(est: Estimate, limit: int, free: Callable[[], int]) -> int:

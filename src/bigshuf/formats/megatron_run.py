@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Generator, Iterator, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -188,8 +189,7 @@ class MegatronRun(ResumableMegatron):
             check_manifest_name(request.manifest, [d.prefix for d in datasets] + single)
         check_outputs(target, sharding, split, request.manifest, suffix=".bin", inputs=files)
         if not sharding.on and split is None:
-            for name in (target, target[:-4] + ".idx"):
-                check_pair_file(name)
+            check_pair_files(target)
         if request.sources:
             _check_sources_distinct(request, datasets)
         if request.unique:
@@ -278,7 +278,11 @@ class MegatronRun(ResumableMegatron):
         """The ``.bin`` files, as the run checks them (each ``.idx`` is beside its ``.bin``)."""
         target = output_target(request.output, _sharded(request))
         sharding = Sharding(request.shards, request.shard_records, request.shard_size)
-        return OutputPlan(target, request.shards, None, ".bin", sharding, request.split, request.manifest)
+        single = not sharding.on and request.split is None
+        return OutputPlan(
+            target, request.shards, None, ".bin", sharding, request.split, request.manifest,
+            own_check=partial(check_pair_files, target) if single else None,
+        )
 
 
 def token_bytes(records: pa.Table | pa.RecordBatch) -> np.ndarray:
@@ -374,6 +378,12 @@ def _check_sources_distinct(request: Request, datasets: list[IndexedInput]) -> N
             where = f"twice in source '{name}'" if owner[key] == name else f"in source '{owner[key]}' and in '{name}'"
             raise UsageError(f"{dataset.idx_path}: named {where}; a dataset may be in one source, once")
         owner[key] = name
+
+
+def check_pair_files(target: str) -> None:
+    """Refuse a link, device or FIFO at either file of the single output pair ``target`` (a ``.bin``) names."""
+    for name in (target, target[:-4] + ".idx"):
+        check_pair_file(name)
 
 
 def check_pair_file(name: str) -> None:

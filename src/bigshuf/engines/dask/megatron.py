@@ -31,7 +31,7 @@ from ...formats.megatron import (
     DTYPES, HEADER, IndexParts, batch_cuts, check_documents, check_end, check_header, check_last, check_sequences,
     check_together, document_fingerprint, document_sizes, documents_batch, has_modes, row_bytes, schema,
 )
-from ...formats.megatron_run import check_manifest_name, check_pair_file, dataset_prefixes, documents_sample, token_bytes
+from ...formats.megatron_run import check_manifest_name, check_pair_files, dataset_prefixes, documents_sample, token_bytes
 from ...storage import remote
 from ...storage.safefs import generated_path
 from ...storage.sinks import AtomicFileSink, CodecChoice
@@ -233,8 +233,7 @@ class Pairs:
             inputs = [d.idx_path[:-4] for d in self.datasets if not remote.is_url(d.idx_path)]
             check_manifest_name(layout.manifest, inputs + ([self.target[:-4]] if single else []))
         if single:
-            for name in (self.target, self.target[:-4] + ".idx"):
-                check_pair_file(name)
+            check_pair_files(self.target)
 
     def counts(self) -> list[tuple[int, int | None]]:
         """Each dataset's documents and token bytes, as the manifest lists them (from the headers)."""
