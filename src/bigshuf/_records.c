@@ -94,7 +94,7 @@ static PyObject *py_find_ends(PyObject *self, PyObject *args) {
 
 /* Record i's bounds [*lo, *hi) in a block of size bytes, checked: -1 if i or its offsets are bad. */
 static inline int bounds(const ints *off, int64_t i, Py_ssize_t size, int64_t *lo, int64_t *hi) {
-    if (i < 0 || i + 1 >= off->n)
+    if (i < 0 || i >= off->n - 1)
         return -1;
     *lo = get_at(off, (Py_ssize_t)i);
     *hi = get_at(off, (Py_ssize_t)i + 1);
@@ -193,16 +193,18 @@ static PyObject *py_copy_gather(PyObject *self, PyObject *args) {
         unsigned char *dst = out.buf;
         Py_BEGIN_ALLOW_THREADS
         for (Py_ssize_t i = 0; i < starts.n; i++) {
-            int64_t lo = get_at(&starts, i), at = get_at(&to, i), len = get_at(&to, i + 1) - at;
+            int64_t lo = get_at(&starts, i), at = get_at(&to, i), end = get_at(&to, i + 1);
             if (i + AHEAD < starts.n) {
                 int64_t ahead = get_at(&starts, i + AHEAD);
                 if (ahead >= 0 && ahead < block.len)
                     __builtin_prefetch(src + ahead);
             }
-            if (lo < 0 || len < 0 || lo > block.len - len || at < 0 || at > out.len - len) {
+            /* Checked before any subtraction, so no value given can overflow one. */
+            if (lo < 0 || at < 0 || end < at || end > out.len || lo > block.len - (end - at)) {
                 error = "starts or out_offsets out of range";
                 break;
             }
+            int64_t len = end - at;
             memcpy(dst + at, src + lo, (size_t)len);
             total += len;
         }

@@ -45,6 +45,21 @@ def test_compiled_finding_matches_numpy(native, seed: int, monkeypatch: pytest.M
     assert np.array_equal(split, find_offsets_split(np.tile(block, 9000 // max(1, len(block)) + 1), RecordFormat(sep), Workers(2)))
 
 
+def test_int64_offsets_found_over_many_slices(native, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """Found in review: past 2 GiB (int64 offsets) each slice's ends were kept as views of the one
+    scratch array, so later slices overwrote earlier ones. A small limit stands in for 2 GiB; a
+    block of several slices must give the NumPy code's offsets, for single lines and groups."""
+    block = random_block(np.random.default_rng(3), 20000)
+    assert len(block) > 4 * 65536  # several of find_offsets' growing slices
+    monkeypatch.setattr(records, "INT32_LIMIT", 1000)
+    cases = [(RecordFormat(10, group), cap) for group in (1, 4) for cap in (None, 15000)]
+    compiled = [find_offsets(block, fmt, cap) for fmt, cap in cases]
+    monkeypatch.setattr(records, "native", None)
+    for (fmt, cap), got in zip(cases, compiled):
+        want = find_offsets(block, fmt, cap)
+        assert got.dtype == want.dtype == np.int64 and np.array_equal(got, want), (fmt, cap)
+
+
 @pytest.mark.parametrize("offsets_type", [np.int32, np.int64])
 @pytest.mark.parametrize("index_type", [np.int32, np.int64])
 def test_compiled_gathering_matches_arrow_take(native, offsets_type: type, index_type: type) -> None:  # type: ignore[no-untyped-def]

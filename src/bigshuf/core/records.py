@@ -65,7 +65,7 @@ def find_offsets(block: np.ndarray, fmt: RecordFormat, max_records: int | None =
             hits = hits[(fmt.group - 1 - (seen - len(hits))) % fmt.group :: fmt.group]
         if len(hits):
             hits = hits[: cap - found]
-            parts.append(hits.astype(dtype, copy=False))
+            parts.append(hits.astype(dtype))  # a copy: ``hits`` may be a view of the reused scratch
             found += len(hits)
         lo += step
         step = min(FIND_SLICE, 2 * step)
