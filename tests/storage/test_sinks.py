@@ -287,6 +287,26 @@ def test_early_writeback_is_a_real_call_on_linux(tmp_path: Path) -> None:
         os.fsync(f.fileno())
 
 
+def test_a_file_left_open_at_exit_does_not_hang_the_interpreter(tmp_path: Path) -> None:
+    """Found in review: an early-writeback file still open when Python exits, its buffer flushed
+    by the finalizer, started its writeback thread then, and no thread can start at exit: the
+    process hung for ever. It must exit with every byte written (only the hint is dropped)."""
+    import subprocess
+    import sys
+
+    script = f"""
+import os
+from bigshuf.storage import sliced
+sliced.WRITEBACK_EVERY = 1 << 16
+fd = os.open({str(tmp_path / "f")!r}, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+f = sliced.open_sliced(fd, "wb", 1 << 20, writeback=True)
+f.write(b"a" * (5 << 16))  # held in the buffer until the file is flushed, at exit
+"""
+    done = subprocess.run([sys.executable, "-c", script], timeout=30, capture_output=True)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "f").read_bytes() == b"a" * (5 << 16)
+
+
 def test_a_symlink_at_the_temporary_name_is_never_followed(tmp_path: Path) -> None:
     """A link planted at the name the sink will use makes it fail; the link's target is not touched."""
     victim = tmp_path / "victim"

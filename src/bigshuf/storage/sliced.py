@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import os
 import queue
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any, BinaryIO
@@ -57,7 +58,8 @@ class EarlyWriteback(SlicedFile):
         """Write as ``SlicedFile`` does; past each ``WRITEBACK_EVERY`` bytes, queue them for writeback."""
         n = super().write(data)
         self._end += n
-        if self._end - self._sent >= WRITEBACK_EVERY:
+        # At interpreter exit (a file flushed by its finalizer) no thread can start: no hint then.
+        if self._end - self._sent >= WRITEBACK_EVERY and not sys.is_finalizing():
             whole = self._end & ~0xFFF  # whole pages: the last one is still being filled
             self._queue().put((self._sent, whole - self._sent))
             self._sent = whole
