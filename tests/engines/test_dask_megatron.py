@@ -34,10 +34,10 @@ from bigshuf.core import plan
 from bigshuf.engines.dask import megatron as dask_megatron
 from bigshuf.engines.dask.tasks import Config
 from bigshuf.engines.dask.weights import count_task
-from bigshuf.errors import InputError, OutputError, UsageError
+from bigshuf.errors import InputError, OutputError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "formats"))
-from test_megatron import as_docs, make_docs, read_dataset, write_dataset  # noqa: E402
+from test_megatron import as_docs, make_docs, put_datasets, read_dataset, write_dataset  # noqa: E402
 from test_uniformity import assert_uniform  # noqa: E402
 
 distributed = pytest.importorskip("distributed")
@@ -152,10 +152,7 @@ def test_s3_datasets_in_and_pairs_out(bucket: Any, tmp_path: Path) -> None:
     # Tasks in-process, every object on the S3 API that moto serves on loopback.
     name = bucket.bucket
     a, b = make_docs(250, seed=3), make_docs(150, seed=4)
-    for prefix, docs in (("a", a), ("b", b)):
-        write_dataset(tmp_path / prefix, docs)
-        for ext in (".bin", ".idx"):
-            bucket.put(str(tmp_path / f"{prefix}{ext}"), f"{name}/in/{prefix}{ext}")
+    put_datasets(bucket, tmp_path, {"a": a, "b": b})
     with ThreadPoolExecutor(2) as runner:
         stats = bigshuf.shuffle([f"s3://{name}/in/*.idx"], f"s3://{name}/out/", engine="dask", scheduler=runner, memory="32K",
                                 seed=2, shards=2, temp_url=f"s3://{name}/tmp/", tmp_dir=str(tmp_path), verify=True)

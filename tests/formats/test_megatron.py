@@ -53,6 +53,15 @@ def write_dataset(prefix: Path, docs: list[list[np.ndarray]], dtype: type = np.u
     return prefix
 
 
+def put_datasets(bucket: Any, tmp_path: Path, datasets: dict[str, list[list[np.ndarray]]]) -> None:
+    """Write each of ``datasets`` (its prefix: its documents) under ``tmp_path`` and upload its pair
+    to ``in/`` of the (moto) ``bucket``."""
+    for prefix, docs in datasets.items():
+        write_dataset(tmp_path / prefix, docs)
+        for ext in (".bin", ".idx"):
+            bucket.put(str(tmp_path / f"{prefix}{ext}"), f"{bucket.bucket}/in/{prefix}{ext}")
+
+
 def read_dataset(prefix: Path, modes: bool = False) -> tuple[np.dtype, list[Doc]]:
     """Read a dataset from the format description alone, asserting every field of the .idx."""
     raw = Path(f"{prefix}.idx").read_bytes()
@@ -432,10 +441,7 @@ def test_s3_datasets_on_the_local_engine(bucket: Any, tmp_path: Path, run_cli) -
     local copies of them, through two passes; an .idx pointing past its .bin: one line, exit 1, nothing written."""
     name = bucket.bucket
     a, b = make_docs(900, seed=3), make_docs(600, seed=4)
-    for prefix, docs in (("a", a), ("b", b)):
-        write_dataset(tmp_path / prefix, docs)
-        for ext in (".bin", ".idx"):
-            bucket.put(str(tmp_path / f"{prefix}{ext}"), f"{name}/in/{prefix}{ext}")
+    put_datasets(bucket, tmp_path, {"a": a, "b": b})
     options: dict[str, Any] = {"memory": "64K", "seed": 2, "tmp_dir": str(tmp_path), "sync": False, "verify": True}
     stats = bigshuf.shuffle([f"s3://{name}/in/*.idx"], str(tmp_path / "url"), **options)
     bigshuf.shuffle([str(tmp_path / "a"), str(tmp_path / "b.idx")], str(tmp_path / "here"), **options)
