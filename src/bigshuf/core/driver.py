@@ -35,6 +35,7 @@ from ..storage.writeback import WriteBehind
 from . import head, plan, streams
 from .fingerprint import Fingerprint
 from .level import Level
+from .records import GATHERED
 from .mix import SourceStats
 from .checkpoint import FORMAT, advice, refusal, save_state
 from .parallel import Workers
@@ -303,6 +304,7 @@ class TwoPass(ABC):
             for reader in self.readers:
                 reader.close()
             self.workers.close()
+            GATHERED.clear()  # the run's gather buffers go with it
             self.writer.close()
             self.progress.close()
             self.release()

@@ -14,7 +14,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 from ..storage.threads import signals_held
-from .records import GATHERED
 
 T = TypeVar("T")
 
@@ -86,11 +85,10 @@ class Workers:
         return self._pool
 
     def close(self) -> None:
-        """Stop the threads (after the jobs already given), and let the run's gather buffers go."""
+        """Stop the threads (after the jobs already given)."""
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
-        GATHERED.clear()
 
 
 #: No worker threads: every job runs in the caller.

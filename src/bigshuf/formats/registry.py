@@ -170,7 +170,8 @@ FORMATS: dict[str, FileFormat] = {}
 
 
 def register(fmt: FileFormat, family: Family | None = None) -> None:
-    """Add ``fmt`` (a later entry of the same name replaces the earlier), and its family when new."""
+    """Add ``fmt`` (a later entry of the same name replaces the earlier), and ``family`` if given
+    (replacing a family of its name, as ``register_family`` does)."""
     FORMATS[fmt.name] = fmt
     if family is not None:
         register_family(family)
