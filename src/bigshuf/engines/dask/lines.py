@@ -363,8 +363,6 @@ def _scatter_tasks(files: list[remote.RemoteFile], limit: int, root: str) -> lis
     return tasks
 
 
-
-
 class Lines(TaskKind):
     """Lines on the Dask engine (``formats.registry``'s lines family): any inputs no other family claims."""
 
