@@ -34,6 +34,17 @@ class Scattered:
     data: memoryview
     byte_bounds: np.ndarray  # k+1 byte offsets into data, bucket j is [bounds[j], bounds[j+1])
     counts: np.ndarray  # records per bucket
+    #: CRC-32 of each bucket's part, if taken where the piece was scattered (``checksummed``).
+    crcs: list[int] | None = None
+
+    def checksummed(self) -> Scattered:
+        """This piece with its parts' CRC-32s taken now, on the worker that scattered it, rather
+        than on the one thread that writes every bucket (which then only combines them)."""
+        from isal.isal_zlib import crc32
+
+        bounds = self.byte_bounds.tolist()
+        self.crcs = [crc32(self.data[lo:hi]) if hi > lo else 0 for lo, hi in zip(bounds, bounds[1:])]
+        return self
 
 
 def iter_pieces(
@@ -257,13 +268,13 @@ class BucketSet:
         self.records += counts
 
         compressor = self._compressor()
-        crcs, disk = self.crcs, self.disk
-        from isal.isal_zlib import crc32
+        crcs, disk, taken = self.crcs, self.disk, s.crcs
+        from isal.isal_zlib import crc32, crc32_combine
 
         def write(data: memoryview) -> None:
             for j, f, lo, hi in targets:
                 part = data[lo:hi]
-                crcs[j] = crc32(part, crcs[j])
+                crcs[j] = crc32(part, crcs[j]) if taken is None else crc32_combine(crcs[j], taken[j], hi - lo)
                 if compressor is not None:
                     part = memoryview(compressor.compress(part))
                 disk[j] += len(part)

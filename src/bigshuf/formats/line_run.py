@@ -398,9 +398,10 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
                     strata = (self.strata_bounds, labels)
                     if index is None:
                         index = np.arange(len(mult), dtype=np.int32)
-                scattered = scatter_records(piece, offsets, rng, buckets.k, keep, most, index, self.piece, strata)
-                return scattered, mix.multiset_fingerprint(piece, offsets, mult) if verify else None
-            return scatter_records(piece, offsets, rng, buckets.k, keep, most), fingerprint(piece, offsets) if verify else None
+                parts = scatter_records(piece, offsets, rng, buckets.k, keep, most, index, self.piece, strata)
+                return [part.checksummed() for part in parts], mix.multiset_fingerprint(piece, offsets, mult) if verify else None
+            scattered = [part.checksummed() for part in scatter_records(piece, offsets, rng, buckets.k, keep, most)]
+            return scattered, fingerprint(piece, offsets) if verify else None
 
         cuts = cut_pieces(block, self.fmt, self.piece) if ranges is None else (r[0] for r in ranges)
         jobs = (
