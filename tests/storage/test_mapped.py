@@ -14,10 +14,13 @@ from bigshuf.storage.reader import RecordReader
 from bigshuf.storage.sources import FileSource
 
 
-def _blocks(path: Path, capacity: int, sep: int, mapped: bool) -> tuple[list[tuple[bytes, bool]], int | str]:
-    """Every block and the bytes read (or the blocks before a refusal and its message), through the
-    mapping or (``mapped`` False) the read buffer."""
+def _blocks(
+    path: Path, capacity: int, sep: int, mapped: bool, counted: bool = False
+) -> tuple[list[tuple[bytes, bool]], int | str, list[list[int]] | None]:
+    """Every block, the bytes read (or the blocks before a refusal and its message) and the records
+    counted (``counted``), through the mapping or (``mapped`` False) the read buffer."""
     reader = RecordReader([FileSource(path)], RecordFormat(sep=sep), Progress())
+    reader.per_input = [] if counted else None
     if not mapped:
         reader._mappable = lambda: None  # type: ignore[method-assign]
     out: list[tuple[bytes, bool]] = []
@@ -25,8 +28,8 @@ def _blocks(path: Path, capacity: int, sep: int, mapped: bool) -> tuple[list[tup
         for b, final in reader.blocks(capacity, "-S"):
             out.append((bytes(b), final))
     except bigshuf.InputError as e:
-        return out, str(e)
-    return out, reader.bytes_read
+        return out, str(e), reader.per_input
+    return out, reader.bytes_read, reader.per_input
 
 
 def _file(tmp_path: Path, rng: np.random.Generator, size: int, sep: int, last: bool) -> Path:
@@ -49,21 +52,31 @@ def test_mapped_blocks_are_the_read_buffers_blocks(tmp_path: Path, sep: int) -> 
             for capacity in sorted({256, 200, 199, 201, size - 1, size, size + 1, max(64, size // 3)}):
                 if capacity < 64:
                     continue
-                mapped, read = _blocks(path, capacity, sep, True), _blocks(path, capacity, sep, False)
-                assert mapped == read, (size, last, capacity)
-                if isinstance(mapped[1], str):
+                counted = capacity % 2 == 1  # with each input's records counted (--manifest, --resume) half the time
+                mapped, read = _blocks(path, capacity, sep, True, counted), _blocks(path, capacity, sep, False, counted)
+                if isinstance(mapped[1], str):  # refused: the same blocks first, the same words (counts are moot)
+                    assert mapped[:2] == read[:2], (size, last, capacity)
                     refused += 1
                     continue
+                assert mapped == read, (size, last, capacity)
                 whole += 1
                 assert b"".join(b for b, _ in mapped[0]).rstrip(bytes([sep])) == path.read_bytes().rstrip(bytes([sep]))
     assert refused and whole > 3 * refused  # both outcomes were compared
+
+
+def test_a_block_is_a_window_of_the_mapping_not_a_copy(tmp_path: Path) -> None:
+    path = tmp_path / "in"
+    path.write_bytes(b"".join(b"%06d\n" % i for i in range(1000)))
+    reader = RecordReader([FileSource(path)], RecordFormat(), Progress())
+    first, final = next(reader.blocks(1000, "-S"))
+    assert not final and len(first) == 994 and not first.flags.writeable and not first.flags.owndata
 
 
 def test_a_record_longer_than_the_capacity_is_refused_in_the_same_words(tmp_path: Path) -> None:
     path = tmp_path / "long"
     path.write_bytes(b"short\n" + b"x" * 500 + b"\nend\n")
     mapped, read = _blocks(path, 256, 10, True), _blocks(path, 256, 10, False)
-    assert mapped == read
+    assert mapped[:2] == read[:2]
     assert isinstance(mapped[1], str) and "long: a record is longer than 256 bytes" in mapped[1]
 
 

@@ -266,9 +266,9 @@ class RecordReader:
         yield buf[:filled], True
 
     def _mappable(self) -> int | None:
-        """The size of a lone plain input file read as plain lines (no header, no counts kept, no
-        multi-line records): such a file's blocks are windows of its mapping; else None."""
-        if len(self.sources) != 1 or self.header_records or self.fmt.group != 1 or self.per_input is not None:
+        """The size of a lone plain input file read as plain lines (no header, no multi-line
+        records): such a file's blocks are windows of its mapping; else None."""
+        if len(self.sources) != 1 or self.header_records or self.fmt.group != 1:
             return None
         source = self.sources[0]
         return mappable(source) if type(source) is FileSource else None
@@ -284,7 +284,15 @@ class RecordReader:
             self.progress_done += n
             self.progress.update(n)
 
-        yield from mapped_blocks(source, size, capacity, self.fmt.sep, limit_flag, report)
+        if self.per_input is None:
+            yield from mapped_blocks(source, size, capacity, self.fmt.sep, limit_flag, report)
+            return
+        counts = [0, 0]
+        self.per_input.append(counts)
+        for block, final in mapped_blocks(source, size, capacity, self.fmt.sep, limit_flag, report):
+            counts[0] += count_separators(block, self.fmt.sep)  # a separator added at the end counts, as when read
+            counts[1] += len(block)
+            yield block, final
 
     def _make_room(
         self, buf: np.ndarray, filled: int, capacity: int, name: str, limit_flag: str
