@@ -16,17 +16,18 @@ from bigshuf.storage.sources import FileSource
 
 def _blocks(
     path: Path, capacity: int, sep: int, mapped: bool, counted: bool = False
-) -> tuple[list[tuple[bytes, bool]], int | str, list[list[int]] | None]:
-    """Every block, the bytes read (or the blocks before a refusal and its message) and the records
-    counted (``counted``), through the mapping or (``mapped`` False) the read buffer."""
+) -> tuple[list[tuple[bytes, bool, str]], int | str, list[list[int]] | None]:
+    """Every block (with the records counted by then, if ``counted``), the bytes read (or the blocks
+    before a refusal and its message) and the final counts, through the mapping or (``mapped``
+    False) the read buffer."""
     reader = RecordReader([FileSource(path)], RecordFormat(sep=sep), Progress())
     reader.per_input = [] if counted else None
     if not mapped:
         reader._mappable = lambda: None  # type: ignore[method-assign]
-    out: list[tuple[bytes, bool]] = []
+    out: list[tuple[bytes, bool, str]] = []
     try:
         for b, final in reader.blocks(capacity, "-S"):
-            out.append((bytes(b), final))
+            out.append((bytes(b), final, str(reader.per_input)))  # the counts a checkpoint after it would keep
     except bigshuf.InputError as e:
         return out, str(e), reader.per_input
     return out, reader.bytes_read, reader.per_input
@@ -60,7 +61,7 @@ def test_mapped_blocks_are_the_read_buffers_blocks(tmp_path: Path, sep: int) -> 
                     continue
                 assert mapped == read, (size, last, capacity)
                 whole += 1
-                assert b"".join(b for b, _ in mapped[0]).rstrip(bytes([sep])) == path.read_bytes().rstrip(bytes([sep]))
+                assert b"".join(b for b, _, _ in mapped[0]).rstrip(bytes([sep])) == path.read_bytes().rstrip(bytes([sep]))
     assert refused and whole > 3 * refused  # both outcomes were compared
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Generator
 
 import numpy as np
 
+from ..core.records import count_separators
 from ..errors import InputError
 from .sources import FileSource
 
@@ -30,13 +31,15 @@ def mappable(source: FileSource) -> int | None:
 
 
 def mapped_blocks(
-    source: FileSource, size: int, capacity: int, sep: int, limit_flag: str, report: Callable[[int], None]
+    source: FileSource, size: int, capacity: int, sep: int, limit_flag: str, report: Callable[[int], None],
+    counts: list[int] | None = None,
 ) -> Generator[tuple[np.ndarray, bool], None, None]:
     """Yield ``(block, final)`` as ``RecordReader.blocks(capacity)`` would for this one file:
     while ``capacity`` bytes or more are left, the block up to the last separator among them;
     then the rest, with a separator added if the file lacks its last one (that block is a copy).
-    ``report`` is told each block's bytes as read from the file. A block is only valid until the
-    next one is requested."""
+    ``report`` is told each block's bytes as read from the file; ``counts`` (separators, bytes), if
+    given, holds at each block what a read buffer would have read by then (``--resume`` checkpoints
+    keep it). A block is only valid until the next one is requested."""
     try:
         f = open(source.path, "rb")
     except OSError as e:
@@ -48,19 +51,29 @@ def mapped_blocks(
             raise InputError(f"{source.name}: {e.strerror}") from None
         data = np.frombuffer(mapped, np.uint8)
         try:
-            yield from _windows(source, f.fileno(), mapped, data, size, capacity, sep, limit_flag, report)
+            yield from _windows(source, f.fileno(), mapped, data, (size, capacity, sep), limit_flag, report, counts)
         finally:
             del data
             _close(mapped)
 
 
 def _windows(
-    source: FileSource, fd: int, mapped: mmap.mmap, data: np.ndarray, size: int, capacity: int, sep: int, limit_flag: str,
-    report: Callable[[int], None],
+    source: FileSource, fd: int, mapped: mmap.mmap, data: np.ndarray, cut_by: tuple[int, int, int], limit_flag: str,
+    report: Callable[[int], None], counts: list[int] | None,
 ) -> Generator[tuple[np.ndarray, bool], None, None]:
-    """The blocks of ``mapped_blocks``. The file's size is checked before each block is touched:
-    a mapping's pages past a shortened file's end fault (SIGBUS) where a read would end early."""
-    pos = 0
+    """The blocks of ``mapped_blocks`` (``cut_by``: the file's size, the capacity, the separator).
+    The file's size is checked before each block is touched: a mapping's pages past a shortened
+    file's end fault (SIGBUS) where a read would end early."""
+    size, capacity, sep = cut_by
+    pos = counted = 0
+
+    def count(upto: np.ndarray) -> None:
+        nonlocal counted
+        if counts is not None:
+            counts[0] += count_separators(upto, sep)
+            counts[1] += len(upto)
+        counted += len(upto)
+
     while True:
         now = os.fstat(fd).st_size
         if now != size or len(mapped) != size:
@@ -74,6 +87,7 @@ def _windows(
                 f"limit allows; raise {limit_flag}"
             )
         report(cut - pos)
+        count(data[counted : pos + capacity])  # a full buffer: read up to here
         yield data[pos:cut], False
         _drop(mapped, pos, cut)
         pos = cut
@@ -84,6 +98,7 @@ def _windows(
         last = np.empty(size - pos + 1, np.uint8)
         last[:-1] = data[pos:]
         last[-1] = sep
+    count(last[counted - pos :])
     yield last, True
 
 

@@ -284,15 +284,11 @@ class RecordReader:
             self.progress_done += n
             self.progress.update(n)
 
-        if self.per_input is None:
-            yield from mapped_blocks(source, size, capacity, self.fmt.sep, limit_flag, report)
-            return
-        counts = [0, 0]
-        self.per_input.append(counts)
-        for block, final in mapped_blocks(source, size, capacity, self.fmt.sep, limit_flag, report):
-            counts[0] += count_separators(block, self.fmt.sep)  # a separator added at the end counts, as when read
-            counts[1] += len(block)
-            yield block, final
+        counts = None
+        if self.per_input is not None:
+            counts = [0, 0]
+            self.per_input.append(counts)
+        yield from mapped_blocks(source, size, capacity, self.fmt.sep, limit_flag, report, counts)
 
     def _make_room(
         self, buf: np.ndarray, filled: int, capacity: int, name: str, limit_flag: str
