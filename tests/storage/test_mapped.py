@@ -1,7 +1,8 @@
-"""A lone plain file's blocks are mapped windows: the same blocks, byte for byte, as the read buffer cuts."""
+"""Plain files' blocks are mapped windows: the same blocks, byte for byte, as the read buffer cuts."""
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import numpy as np
@@ -15,19 +16,19 @@ from bigshuf.storage.sources import FileSource
 
 
 def _blocks(
-    path: Path, capacity: int, sep: int, mapped: bool, counted: bool = False
+    paths: list[Path], capacity: int, sep: int, mapped: bool, counted: bool = False
 ) -> tuple[list[tuple[bytes, bool, str]], int | str, list[list[int]] | None]:
-    """Every block (with the records counted by then, if ``counted``), the bytes read (or the blocks
-    before a refusal and its message) and the final counts, through the mapping or (``mapped``
-    False) the read buffer."""
-    reader = RecordReader([FileSource(path)], RecordFormat(sep=sep), Progress())
+    """Every block (with the inputs' runs in it and the records counted by then, if ``counted``), the
+    bytes read (or the blocks before a refusal and its message) and the final counts, through the
+    mappings or (``mapped`` False) the read buffer."""
+    reader = RecordReader([FileSource(p) for p in paths], RecordFormat(sep=sep), Progress())
     reader.per_input = [] if counted else None
     if not mapped:
-        reader._mappable = lambda: None  # type: ignore[method-assign]
+        reader._mappable = lambda: False  # type: ignore[method-assign]
     out: list[tuple[bytes, bool, str]] = []
     try:
         for b, final in reader.blocks(capacity, "-S"):
-            out.append((bytes(b), final, str(reader.per_input)))  # the counts a checkpoint after it would keep
+            out.append((bytes(b), final, f"{reader.block_runs} {reader.per_input}"))  # what a checkpoint after it keeps
     except bigshuf.InputError as e:
         return out, str(e), reader.per_input
     return out, reader.bytes_read, reader.per_input
@@ -54,46 +55,55 @@ def test_mapped_blocks_are_the_read_buffers_blocks(tmp_path: Path, sep: int) -> 
                 if capacity < 64:
                     continue
                 counted = capacity % 2 == 1  # with each input's records counted (--manifest, --resume) half the time
-                mapped, read = _blocks(path, capacity, sep, True, counted), _blocks(path, capacity, sep, False, counted)
-                if isinstance(mapped[1], str):  # refused: the same blocks first, the same words (counts are moot)
-                    assert mapped[:2] == read[:2], (size, last, capacity)
-                    refused += 1
-                    continue
-                assert mapped == read, (size, last, capacity)
-                whole += 1
-                assert b"".join(b for b, _, _ in mapped[0]).rstrip(bytes([sep])) == path.read_bytes().rstrip(bytes([sep]))
+                outcome = _compare([path], capacity, sep, counted)
+                refused, whole = refused + (outcome == "refused"), whole + (outcome == "whole")
     assert refused and whole > 3 * refused  # both outcomes were compared
 
 
-def test_a_block_is_a_window_of_the_mapping_not_a_copy(tmp_path: Path) -> None:
-    path = tmp_path / "in"
-    path.write_bytes(b"".join(b"%06d\n" % i for i in range(1000)))
-    reader = RecordReader([FileSource(path)], RecordFormat(), Progress())
-    first, final = next(reader.blocks(1000, "-S"))
-    assert not final and len(first) == 994 and not first.flags.writeable and not first.flags.owndata
+@pytest.mark.parametrize("sep", [10, 0])
+def test_blocks_across_several_mapped_files_are_the_read_buffers_blocks(tmp_path: Path, sep: int) -> None:
+    rng = np.random.default_rng(11)
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    files = [_file(tmp_path, rng, size, sep, last) for size in (1, 63, 64, 65, 150, 700) for last in (True, False)]
+    outcomes = []
+    for trial in range(150):
+        chosen = [files[i] if i < len(files) else empty for i in rng.integers(0, len(files) + 2, rng.integers(1, 5))]
+        capacity = int(rng.choice([64, 65, 100, 128, 300, 1000]))
+        outcomes.append(_compare(chosen, capacity, sep, trial % 2 == 0))
+    assert outcomes.count("whole") > 50 and "refused" in outcomes
+
+
+def _compare(paths: list[Path], capacity: int, sep: int, counted: bool) -> str:
+    """Assert the mapped blocks of ``paths`` are the read buffer's; say whether they were refused."""
+    mapped, read = _blocks(paths, capacity, sep, True, counted), _blocks(paths, capacity, sep, False, counted)
+    where = (paths, capacity, counted)
+    if isinstance(mapped[1], str):  # refused: the same blocks first, the same words (counts are moot)
+        assert mapped[:2] == read[:2], where
+        return "refused"
+    assert mapped == read, where
+    joined = b"".join(b for b, _, _ in mapped[0])
+    assert joined == b"".join(p.read_bytes() + (b"" if p.read_bytes().endswith(bytes([sep])) or not p.read_bytes() else bytes([sep])) for p in paths)
+    return "whole"
 
 
 def test_a_record_longer_than_the_capacity_is_refused_in_the_same_words(tmp_path: Path) -> None:
     path = tmp_path / "long"
     path.write_bytes(b"short\n" + b"x" * 500 + b"\nend\n")
-    mapped, read = _blocks(path, 256, 10, True), _blocks(path, 256, 10, False)
+    mapped, read = _blocks([path], 256, 10, True), _blocks([path], 256, 10, False)
     assert mapped[:2] == read[:2]
     assert isinstance(mapped[1], str) and "long: a record is longer than 256 bytes" in mapped[1]
 
 
-def test_only_a_lone_plain_file_is_mapped(tmp_path: Path) -> None:
-    plain = tmp_path / "a.txt"
+def test_only_plain_files_read_as_plain_lines_are_mapped(tmp_path: Path) -> None:
+    plain, empty, packed = tmp_path / "a.txt", tmp_path / "e.txt", tmp_path / "a.txt.gz"
     plain.write_bytes(b"a\nb\n")
-    assert RecordReader([FileSource(plain)], RecordFormat(), Progress())._mappable() == 4
-    assert RecordReader([FileSource(plain), FileSource(plain)], RecordFormat(), Progress())._mappable() is None
-    assert RecordReader([FileSource(plain)], RecordFormat(), Progress(), header=1)._mappable() is None
-    assert RecordReader([FileSource(plain)], RecordFormat(group=2), Progress())._mappable() is None
-    assert RecordReader([FileSource("-")], RecordFormat(), Progress())._mappable() is None
-    empty = tmp_path / "e.txt"
     empty.write_bytes(b"")
-    assert RecordReader([FileSource(empty)], RecordFormat(), Progress())._mappable() is None
-    import gzip
-
-    packed = tmp_path / "a.txt.gz"
     packed.write_bytes(gzip.compress(b"a\nb\n"))
-    assert RecordReader([FileSource(packed)], RecordFormat(), Progress())._mappable() is None
+
+    def mapped(paths: list[Path | str], **kw: int) -> bool:
+        return RecordReader([FileSource(p) for p in paths], RecordFormat(group=kw.pop("group", 1)), Progress(), **kw)._mappable()
+
+    assert mapped([plain]) and mapped([plain, empty, plain])
+    assert not mapped([plain, packed]) and not mapped([packed]) and not mapped(["-"]) and not mapped([plain, "-"])
+    assert not mapped([plain], header=1) and not mapped([plain], group=2)

@@ -18,7 +18,7 @@ from ..core.records import RecordFormat, count_separators
 from ..errors import InputError, option
 from ..progress import Progress
 from .codecs import Replay
-from .mapped import mappable, mapped_blocks
+from .mapped import MappedBlocks, mappable
 from .sources import FileSource, Source
 
 #: How many of standard input's first bytes (decompressed) a reader's ``stdin_check`` is shown.
@@ -198,9 +198,8 @@ class RecordReader:
         about ``block`` bytes in the same pages, for callers that gain nothing from big ones.
         """
         self._eager = block is not None
-        size = self._mappable()
-        if size is not None and block is None:
-            yield from self._mapped(size, capacity, limit_flag)
+        if block is None and self._mappable():
+            yield from self._mapped(capacity, limit_flag)
             return
         buf = np.empty(min(capacity, block or self.INITIAL_BUFFER), np.uint8)
         filled = 0
@@ -265,30 +264,27 @@ class RecordReader:
         self.block_runs = [run for run in self._runs if run[1] < filled] or self._runs[-1:]
         yield buf[:filled], True
 
-    def _mappable(self) -> int | None:
-        """The size of a lone plain input file read as plain lines (no header, no multi-line
-        records): such a file's blocks are windows of its mapping; else None."""
-        if len(self.sources) != 1 or self.header_records or self.fmt.group != 1:
-            return None
-        source = self.sources[0]
-        return mappable(source) if type(source) is FileSource else None
+    def _mappable(self) -> bool:
+        """Whether the inputs are plain files read as plain lines (no header, no multi-line records):
+        their blocks are then windows of their mappings."""
+        if self.header_records or self.fmt.group != 1 or not self.sources:
+            return False
+        return all(type(s) is FileSource and mappable(s) is not None for s in self.sources)
 
-    def _mapped(self, size: int, capacity: int, limit_flag: str) -> Generator[tuple[np.ndarray, bool], None, None]:
-        """``blocks`` of a mappable input: the same blocks, mapped rather than read."""
-        source = self.sources[0]
-        assert isinstance(source, FileSource)
-        self._current, self._runs, self.block_runs = 0, [(0, 0)], [(0, 0)]
+    def _mapped(self, capacity: int, limit_flag: str) -> Generator[tuple[np.ndarray, bool], None, None]:
+        """``blocks`` of mappable inputs: the same blocks, mapped rather than read."""
 
         def report(n: int) -> None:
             self.bytes_read += n
             self.progress_done += n
             self.progress.update(n)
 
-        counts = None
-        if self.per_input is not None:
-            counts = [0, 0]
-            self.per_input.append(counts)
-        yield from mapped_blocks(source, size, capacity, self.fmt.sep, limit_flag, report, counts)
+        files = [s for s in self.sources if isinstance(s, FileSource)]
+        mapped = MappedBlocks(files, capacity, self.fmt.sep, limit_flag, report)
+        mapped.counts = self.per_input
+        for block, final in mapped.blocks():
+            self._current, self.block_runs = mapped.runs[-1][0], mapped.block_runs
+            yield block, final
 
     def _make_room(
         self, buf: np.ndarray, filled: int, capacity: int, name: str, limit_flag: str
