@@ -1,7 +1,8 @@
 """Inputs read as records: the concatenated inputs in blocks of whole records, in one reused buffer.
 
 Every input's last record gets its separator, ``--header`` records are kept aside, a record too
-long for ``-S`` is refused, and a lone plain file can be mapped whole instead of read.
+long for ``-S`` is refused; a lone plain file can be mapped whole instead of read, and plain files'
+blocks are windows of their mappings (``mapped``), the same blocks a buffer would hold.
 """
 
 from __future__ import annotations
