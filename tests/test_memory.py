@@ -161,3 +161,39 @@ def test_weighted_rows_with_many_copies_stay_within_the_limit(short_rows: dict[s
     out.unlink()
     assert rows == 3_050_000
     assert peak <= base + 16 * MiB + SLACK, f"peak {peak / MiB:.0f} MiB, baseline {base / MiB:.0f} MiB"
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads the process's mappings from /proc")
+def test_each_bucket_mapping_is_let_go_once_its_bucket_is_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pass 2 maps every bucket (the next on a worker, ahead) and holds no mapping of one once its
+    records are written: when the bucket is removed, nothing in the process maps it any more."""
+    import threading
+
+    import bigshuf
+    from bigshuf.core import parallel
+    from bigshuf.core.scatter import BucketSet
+
+    from helpers import assert_permutation, make_records, write_records
+
+    monkeypatch.setattr(parallel, "INLINE_BELOW", 0)  # the next bucket is loaded ahead even this small
+    real_map, real_remove = BucketSet.map, BucketSet.remove
+    mapped_on: list[str] = []
+    still_mapped: list[str] = []
+
+    def watched_map(self: BucketSet, j: int) -> np.ndarray:
+        mapped_on.append(threading.current_thread().name)
+        return real_map(self, j)
+
+    def watched_remove(self: BucketSet, j: int) -> None:
+        if self.path(j) in Path("/proc/self/maps").read_text():
+            still_mapped.append(self.path(j))
+        real_remove(self, j)
+
+    monkeypatch.setattr(BucketSet, "map", watched_map)
+    monkeypatch.setattr(BucketSet, "remove", watched_remove)
+    records = make_records(3000, seed=11)
+    src, out = write_records(tmp_path / "in", records), tmp_path / "out"
+    stats = bigshuf.shuffle(src, out, memory="16K", seed=4, tmp_dir=tmp_path, sync=False)
+    assert stats.passes == 2 and len(mapped_on) == stats.buckets
+    assert any(name != "MainThread" for name in mapped_on) and still_mapped == []
+    assert_permutation(out.read_bytes(), records)

@@ -15,7 +15,7 @@ import bigshuf.core.gather
 from bigshuf.core.fingerprint import Fingerprint, fingerprint
 from bigshuf.core.records import RecordFormat, find_offsets
 
-from helpers import make_records, write_records
+from helpers import make_records, temp_leftovers, write_records
 
 
 @pytest.fixture(params=["compiled", "numpy"])
@@ -175,33 +175,67 @@ def test_check_permutation_command(tmp_path: Path) -> None:
     assert bad.returncode == 1 and b"records differ" in bad.stderr
 
 
-@pytest.mark.parametrize("compress_temp", [False, True])
-def test_a_corrupt_bucket_is_an_error_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compress_temp: bool) -> None:
-    import bigshuf.core.scatter
+def damage_bucket(path: Path, how: str, victim: Path) -> None:
+    """Change a bucket file pass 1 wrote: a byte flipped, one cut off or two added at its end, a
+    link in its place to ``victim`` (a copy of it: only following the link would read it right),
+    or (compressed) its frames garbled in the middle."""
+    data = path.read_bytes()
+    if how == "flipped":
+        path.write_bytes(bytes([data[0] ^ 0x20]) + data[1:])
+    elif how == "shorter":
+        path.write_bytes(data[:-1])
+    elif how == "longer":
+        path.write_bytes(data + b"x\n")
+    elif how == "symlink":
+        victim.write_bytes(data)
+        path.unlink()
+        path.symlink_to(victim)
+    else:
+        middle = len(data) // 2
+        path.write_bytes(data[:middle] + b"\xff" * 16 + data[middle + 16 :])
 
+
+@pytest.mark.parametrize(
+    "compress_temp,how,j",
+    [(False, "flipped", 1), (False, "flipped", 0), (False, "shorter", 1), (False, "longer", 0), (False, "symlink", 1), (True, "garbled", 1)],
+)
+def test_a_corrupt_bucket_is_an_error_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], compress_temp: bool, how: str, j: int
+) -> None:
+    """A bucket changed on disk between the passes is refused in one line naming it, exit 1, nothing
+    left: mapped (uncompressed; bucket 1 is mapped ahead on a worker) or read through the decompressor."""
+    import bigshuf.core.scatter
+    from bigshuf import cli
+    from bigshuf.core import parallel
+
+    monkeypatch.setattr(parallel, "INLINE_BELOW", 0)  # the next bucket is loaded ahead even this small
     src = write_records(tmp_path / "in", make_records(3000, seed=7))
     real_close = bigshuf.core.scatter.BucketSet.close
+    damaged: list[tuple[str, int]] = []  # the bucket's file, and the bytes pass 1 wrote to it
 
-    def close_then_damage(self):  # flip one byte of bucket 0 once pass 1 has written it
+    def close_then_damage(self: bigshuf.core.scatter.BucketSet) -> None:  # once pass 1 has written bucket j
         real_close(self)
-        if not compress_temp and os.path.exists(self.path(0)) and self.sizes[0] and not getattr(self, "_hit", False):
-            self._hit = True
-            with open(self.path(0), "r+b") as f:
-                first = f.read(1)
-                f.seek(0)
-                f.write(bytes([first[0] ^ 0x20]))
-        elif compress_temp and os.path.exists(self.path(0)) and not getattr(self, "_hit", False):
-            self._hit = True
-            size = os.path.getsize(self.path(0))
-            with open(self.path(0), "r+b") as f:  # garble the middle of the compressed frames
-                f.seek(size // 2)
-                f.write(b"\xff" * 16)
+        if not damaged:
+            damaged.append((self.path(j), int(self.sizes[j])))
+            damage_bucket(Path(self.path(j)), how, tmp_path / "victim")
 
     monkeypatch.setattr(bigshuf.core.scatter.BucketSet, "close", close_then_damage)
-    target = tmp_path / "out"
-    with pytest.raises(bigshuf.BigShufError, match="bucket-00000"):
-        bigshuf.shuffle(src, target, memory="16K", seed=1, tmp_dir=tmp_path, compress_temp=compress_temp)
-    assert not target.exists()
+    temp, target = tmp_path / "T", tmp_path / "out"
+    temp.mkdir()
+    args = ["--seed", "1", "-S", "16K", "-T", str(temp), "-o", str(target), str(src)]
+    assert cli.main(args + ["--compress-temp"] * compress_temp) == 1
+    err = capsys.readouterr().err
+    path, size = damaged[0]
+    expected = {
+        "flipped": "temporary bucket is corrupt (checksum mismatch); its disk may be failing",
+        "shorter": f"temporary bucket is corrupt ({size - 1} bytes where pass 1 wrote {size}); its disk may be failing",
+        "longer": f"temporary bucket is corrupt ({size + 2} bytes where pass 1 wrote {size}); its disk may be failing",
+        "symlink": "cannot open this temporary bucket: Too many levels of symbolic links",
+    }.get(how, "")
+    assert err.startswith(f"bigshuf: {path}: {expected}") and err.count("\n") == 1, err
+    assert not target.exists() and temp_leftovers(temp) == []
+    if how == "symlink":
+        assert os.path.getsize(tmp_path / "victim") > 0  # left as it was
 
 
 def _corpus(seed: int, lo: int, hi: int, n: int) -> bytes:

@@ -184,6 +184,8 @@ def test_buckets_read_back_what_was_appended(tmp_path: Path, compress: bool) -> 
     buckets.close()
     for j in range(4):
         assert read_back(buckets, j) == expected[j]
+        if not compress:  # pass 2 maps uncompressed buckets
+            assert records_of(buckets.map(j).tobytes()) == expected[j]
         assert buckets.records[j] == len(expected[j])
         assert buckets.sizes[j] == sum(len(r) + 1 for r in expected[j])
     assert sum(int(n) for n in buckets.records) == 600
@@ -244,6 +246,9 @@ def test_a_corrupted_bucket_is_refused(tmp_path: Path, compress: bool) -> None:
     Path(path).write_bytes(bytes(data))
     with pytest.raises(TempSpaceError, match=f"^{path}: temporary bucket is corrupt"):
         read_back(buckets, 0)
+    if not compress:
+        with pytest.raises(TempSpaceError, match=f"^{path}: temporary bucket is corrupt \\(checksum mismatch\\)"):
+            buckets.map(0)
     with pytest.raises(TempSpaceError, match=f"^{path}: temporary bucket is corrupt"):
         buckets.check_file(0)
     assert read_back(buckets, 1) == expected[1]
@@ -251,14 +256,41 @@ def test_a_corrupted_bucket_is_refused(tmp_path: Path, compress: bool) -> None:
 
 
 def test_a_truncated_bucket_is_refused(tmp_path: Path) -> None:
-    """A bucket file shorter than what was written is refused, not read short."""
+    """A bucket file shorter than what was written is refused, not read short, and not mapped
+    (a page past its end would be SIGBUS); nor is one longer."""
     buckets, _ = appended(tmp_path / "b", 2, 1)
     buckets.close()
-    os.truncate(buckets.path(1), os.path.getsize(buckets.path(1)) - 1)
+    size = os.path.getsize(buckets.path(1))
+    os.truncate(buckets.path(1), size - 1)
     with pytest.raises(TempSpaceError, match="bucket file is shorter than written"):
         read_back(buckets, 1)
     with pytest.raises(TempSpaceError, match="temporary bucket is corrupt"):
         buckets.check_file(1)
+    with pytest.raises(TempSpaceError, match=f"bucket is corrupt \\({size - 1} bytes where pass 1 wrote {size}\\)"):
+        buckets.map(1)
+    os.truncate(buckets.path(1), size + 4096)
+    with pytest.raises(TempSpaceError, match=f"bucket is corrupt \\({size + 4096} bytes where pass 1 wrote {size}\\)"):
+        buckets.map(1)
+
+
+def test_a_symlinked_or_special_bucket_is_not_mapped(tmp_path: Path) -> None:
+    """A link in place of a bucket is not followed (even to a copy of it), a FIFO is not waited
+    on, and an empty bucket is no mapping and no file opened."""
+    buckets, expected = appended(tmp_path / "b", 3, 1)
+    buckets.close()
+    copy = tmp_path / "copy"
+    copy.write_bytes(Path(buckets.path(0)).read_bytes())
+    os.unlink(buckets.path(0))
+    os.symlink(copy, buckets.path(0))
+    with pytest.raises(TempSpaceError, match=f"^{buckets.path(0)}: cannot open this temporary bucket: Too many levels"):
+        buckets.map(0)
+    os.unlink(buckets.path(1))
+    os.mkfifo(buckets.path(1), 0o600)
+    with pytest.raises(TempSpaceError, match=f"^{buckets.path(1)}: temporary bucket is corrupt \\(not a regular file\\)"):
+        buckets.map(1)
+    assert records_of(buckets.map(2).tobytes()) == expected[2]
+    empty = BucketSet(str(tmp_path / "e"), 2)
+    assert len(empty.map(1)) == 0 and not os.path.exists(empty.path(1))
 
 
 def test_drop_after_removes_the_later_buckets(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ the sizes it plans with, and ``--dry-run``'s sample of it, are ``line_plan``'s.
 from __future__ import annotations
 
 import os
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future
 from itertools import chain
 from typing import Any
@@ -75,8 +75,9 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         self.out.verify = request.verify
         self.out.hashers = self.workers
         self.temp_ratio = 1.0  # compressed / raw size of temporary buckets (--compress-temp)
-        # Pass 2's two read buffers: one holds the bucket being shuffled while the next bucket is
-        # read ahead into the other (``_ahead``: bucket -> its buffer and the read).
+        # Pass 2's two read slots: one holds the bucket being shuffled while the next bucket is
+        # loaded ahead into the other (``_ahead``: bucket -> its slot and the load). Uncompressed
+        # buckets are mapped; the buffers are compressed buckets' (--compress-temp).
         self._bufs: list[np.ndarray | None] = [None, None]
         self._ahead: dict[int, tuple[int, Future[np.ndarray]]] = {}
         self._start_job()  # --resume: the job's key, and the name of its lock, temp directory and output temp files
@@ -417,29 +418,39 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         return keep
 
     def shuffle_bucket(self, buckets: Buckets, j: int, key: Key, left: int | None, room: int) -> int:
+        """Shuffle bucket ``j`` as loaded (mapped, or read into a buffer), read ahead or now. No chunk
+        emitted is a view of it (they are gathered copies), so its mapping goes when this returns."""
         assert isinstance(buckets, BucketSet)
         if j in self._ahead:
             view = self._ahead.pop(j)[1].result()
         else:
-            view = buckets.read_into(j, self._buffer(self._free_buffer(), room))
+            view = self._loader(buckets, j, self._free_buffer(), room)()
         offsets = find_offsets_split(view, self.fmt, self.workers)
         held = (2 * room if self._ahead else room) + plan.META_PER_RECORD * (len(offsets) - 1)
         return shuffle_block(view, offsets, self.entropy, key, self.emit, self.workers, head=left, limit=self.limit, held=held)
 
     def read_ahead(self, buckets: Buckets, j: int, room: int) -> None:
-        """Read bucket ``j`` into a second buffer on a worker while the current one is shuffled,
-        when two buffers and the larger bucket's bookkeeping fit in the limit."""
+        """Load bucket ``j`` on a worker while the current one is shuffled (map and check it, or
+        read it into the second buffer), when two buckets and the larger's bookkeeping fit in the
+        limit (mapped pages count in the resident memory as the buffers did)."""
         assert isinstance(buckets, BucketSet)
         if self.workers.sized(room).n == 1 or j in self._ahead:
             return
         if 2 * room + plan.META_PER_RECORD * int(buckets.records.max()) > plan.block_budget(self.limit):
             return
         slot = self._free_buffer()
+        self._ahead[j] = (slot, self.workers.submit(self._loader(buckets, j, slot, room)))
+
+    def _loader(self, buckets: BucketSet, j: int, slot: int, room: int) -> Callable[[], np.ndarray]:
+        """What loads bucket ``j``: a mapping of it, or (compressed buckets, read through the
+        decompressor) a read into buffer ``slot``, allocated here on the calling thread."""
+        if not buckets.compress:
+            return lambda: buckets.map(j)
         buf = self._buffer(slot, room)
-        self._ahead[j] = (slot, self.workers.submit(lambda: buckets.read_into(j, buf)))
+        return lambda: buckets.read_into(j, buf)
 
     def _free_buffer(self) -> int:
-        """A read buffer no read ahead is filling (the other one may be)."""
+        """A read slot no read ahead is filling (the other one may be)."""
         busy = {slot for slot, _read in self._ahead.values()}
         return next(slot for slot in (0, 1) if slot not in busy)
 
@@ -452,7 +463,7 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
 
     def release_buffers(self) -> None:
         ahead, self._ahead = self._ahead, {}
-        for _slot, read in ahead.values():  # reads ahead that will not be used: waited for, errors raised
+        for _slot, read in ahead.values():  # loads ahead that will not be used: waited for, errors raised, let go
             read.result()
         self._bufs = [None, None]
 
