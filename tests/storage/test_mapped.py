@@ -107,3 +107,32 @@ def test_only_plain_files_read_as_plain_lines_are_mapped(tmp_path: Path) -> None
     assert mapped([plain]) and mapped([plain, empty, plain])
     assert not mapped([plain, packed]) and not mapped([packed]) and not mapped(["-"]) and not mapped([plain, "-"])
     assert not mapped([plain], header=1) and not mapped([plain], group=2)
+
+
+def _mapped_kib(path: Path) -> int:
+    """KiB of ``path``'s pages this process has mapped (``/proc/self/smaps``)."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        if line[:1].isdigit() or line[:1] in "abcdef":
+            inside = line.endswith(str(path))
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1])
+    return total
+
+
+@pytest.mark.parametrize("aligned", [True, False])
+def test_a_consumed_window_is_unmapped_when_the_next_block_is_asked_for(tmp_path: Path, aligned: bool) -> None:
+    """The pages mapped at once stay within about two blocks however long the file (``aligned``:
+    every block ends exactly at the capacity, so nothing of the file is left in the buffer)."""
+    capacity = 4 << 20
+    line = b"x" * (1023 if aligned else 999) + b"\n"
+    path = tmp_path / "in"
+    path.write_bytes(line * (16 * capacity // len(line)))
+    reader = RecordReader([FileSource(path)], RecordFormat(), Progress())
+    most = blocks = 0
+    for block, final in reader.blocks(capacity, "-S"):
+        blocks += 1
+        assert final or int(block[::4096].max()) == ord("x")  # every page touched
+        most = max(most, _mapped_kib(path))
+    # Two blocks, and a large page-cache folio (up to 2 MiB) on either side mapped whole by a fault.
+    assert blocks >= 16 and 0 < most <= (2 * capacity + (4 << 20)) // 1024

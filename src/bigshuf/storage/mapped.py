@@ -167,9 +167,8 @@ class MappedBlocks:
         del block
         pending = {id(span.mapped) for span in self.spans}
         for mapped, lo, hi in used:
-            if id(mapped) in pending:
-                _drop(mapped, lo, hi)
-            else:
+            _drop(mapped, lo, hi)
+            if id(mapped) not in pending:
                 _close(mapped)
 
 
