@@ -1,6 +1,7 @@
-"""The compiled extensions, built where a C compiler is found: the record hash (``bigshuf._hashing``)
-and record finding and gathering (``bigshuf._records``); without them ``core.fingerprint`` and
-``core.records`` compute the same results with NumPy and Arrow, more slowly."""
+"""The compiled extensions, built where a C compiler is found: the record hash (``bigshuf._hashing``),
+record finding and gathering (``bigshuf._records``) and sliced writes (``bigshuf._sliced``); without
+them ``core.fingerprint``, ``core.records`` and ``storage.sliced`` do the same with NumPy, Arrow and
+Python, more slowly."""
 
 from setuptools import Extension, setup
 
@@ -9,4 +10,4 @@ def _compiled(name: str) -> Extension:
     return Extension(f"bigshuf.{name}", [f"src/bigshuf/{name}.c"], optional=True, extra_compile_args=["-O3"])
 
 
-setup(ext_modules=[_compiled("_hashing"), _compiled("_records")])
+setup(ext_modules=[_compiled("_hashing"), _compiled("_records"), _compiled("_sliced")])

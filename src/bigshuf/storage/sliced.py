@@ -20,9 +20,16 @@ import queue
 import sys
 import threading
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any, BinaryIO
 
 from .threads import signals_held
+
+native: ModuleType | None
+try:
+    from .. import _sliced as native
+except ImportError:  # built without a C compiler: each slice is a call from Python
+    native = None
 
 #: Longest single write call (order-3 folios: the largest the kernel keeps on its per-CPU lists).
 WRITE_SLICE = 32 << 10
@@ -36,8 +43,13 @@ class SlicedFile(io.FileIO):
     file it may write less than it is given and says how much, which buffered writers loop on."""
 
     def write(self, data: Any, /) -> int:
-        """Write the first ``WRITE_SLICE`` bytes of ``data`` (or all, if fewer); return how many were written."""
+        """Write ``data`` in calls of at most ``WRITE_SLICE`` bytes, all in one compiled loop that
+        holds no lock other threads need, or else only the first slice; return the bytes written."""
         view = memoryview(data).cast("B")
+        if native is not None and len(view) > WRITE_SLICE:
+            if self.closed:
+                raise ValueError("I/O operation on closed file")
+            return int(native.write_sliced(self.fileno(), view, WRITE_SLICE))
         return super().write(view[:WRITE_SLICE] if len(view) > WRITE_SLICE else view)
 
 
@@ -55,8 +67,10 @@ class EarlyWriteback(SlicedFile):
         self._thread: threading.Thread | None = None
 
     def write(self, data: Any, /) -> int:
-        """Write as ``SlicedFile`` does; past each ``WRITEBACK_EVERY`` bytes, queue them for writeback."""
-        n = super().write(data)
+        """Write as ``SlicedFile`` does, up to the next ``WRITEBACK_EVERY`` bytes at most; past them,
+        queue them for writeback."""
+        view = memoryview(data).cast("B")
+        n = super().write(view[: max(WRITE_SLICE, self._sent + WRITEBACK_EVERY - self._end)])
         self._end += n
         # At interpreter exit (a file flushed by its finalizer) no thread can start: no hint then.
         if self._end - self._sent >= WRITEBACK_EVERY and not sys.is_finalizing():
