@@ -40,7 +40,7 @@ from ..storage.sources import FileSource, Source
 from ..storage.tempspace import TempSpace, remove_dead_outputs
 from ..storage.writeback import WriteBehind
 from .detect import refuse_terminal
-from ..core.records import RecordFormat, find_offsets, find_offsets_split
+from ..core.records import RecordFormat, find_offsets, find_offsets_split, import_arrow_soon
 from .line_mix import WeightedLines
 from .line_plan import (
     compression_ratio, lines_output_plan, mean_record_size, repeat_refusal, sample_lines, shard_suffix, temp_bytes,
@@ -210,6 +210,7 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
     ) -> bool:
         """Shuffle the whole input (``block``, read or ``mapped`` whole) in memory if it fits with its
         multiset (or, weighted after ``--unique``, its unique records); False: it goes through buckets."""
+        import_arrow_soon()
         offsets = find_offsets_split(block, self.fmt, self.workers, plan.block_budget(self.limit) // plan.META_PER_RECORD)
         if unique_mix:
             if offsets[-1] == len(block) and self._unique_mix_in_memory(block, offsets, runs, mapped, reader, phase, stored):
