@@ -139,8 +139,9 @@ def count_separators(data: np.ndarray, sep: int) -> int:
 
 def import_arrow_soon() -> None:
     """Start importing pyarrow on a thread of its own, unless it is already: the first records
-    gathered need it (``as_binary_array``), and its import (0.07-0.1 s) then overlaps the search
-    for record ends, which leaves the interpreter free, instead of delaying the first write."""
+    gathered need it (``as_binary_array``), and its import (0.05-0.07 CPU-s, holding the
+    interpreter) then overlaps work that leaves the interpreter free, such as mapping the input
+    (the kernel fills its page tables), instead of delaying the first write."""
     if "pyarrow" in sys.modules:
         return
     from ..storage.threads import signals_held

@@ -210,7 +210,6 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
     ) -> bool:
         """Shuffle the whole input (``block``, read or ``mapped`` whole) in memory if it fits with its
         multiset (or, weighted after ``--unique``, its unique records); False: it goes through buckets."""
-        import_arrow_soon()
         offsets = find_offsets_split(block, self.fmt, self.workers, plan.block_budget(self.limit) // plan.META_PER_RECORD)
         if unique_mix:
             if offsets[-1] == len(block) and self._unique_mix_in_memory(block, offsets, runs, mapped, reader, phase, stored):
@@ -283,6 +282,7 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         if total is not None and small:
             # Small enough to try in memory: map a lone plain file, else read it all.
             if not self.request.header and self.fmt.group == 1:
+                import_arrow_soon()
                 mapped = map_whole(self.sources, self.fmt.sep)
                 if mapped is not None:
                     self.progress.update(len(mapped))
