@@ -147,24 +147,3 @@ def test_a_pooled_buffer_is_reused_only_once_nothing_refers_to_its_bytes() -> No
     assert again.ctypes.data == address and len(again) == 900 and again.flags.writeable
     pool.clear()
     assert again[0] == again[0] and pool._buffers == []  # a leased buffer outlives the pool's hold on it
-
-
-def test_arrow_is_imported_ahead_on_a_thread_of_its_own() -> None:
-    """``import_arrow_soon`` starts pyarrow's import on a thread (so the first gathered records need
-    not wait for it); once pyarrow is in, it starts nothing."""
-    import subprocess
-    import sys
-
-    script = """
-import sys, threading
-from bigshuf.core.records import import_arrow_soon
-assert "pyarrow" not in sys.modules
-import_arrow_soon()
-(thread,) = [t for t in threading.enumerate() if t.name == "bigshuf-import"]
-thread.join()
-assert "pyarrow" in sys.modules
-import_arrow_soon()
-assert [t.name for t in threading.enumerate()] == ["MainThread"]
-"""
-    done = subprocess.run([sys.executable, "-c", script], timeout=60, capture_output=True)
-    assert done.returncode == 0, done.stderr

@@ -137,27 +137,6 @@ def count_separators(data: np.ndarray, sep: int) -> int:
     return int(np.count_nonzero(data == sep))
 
 
-def import_arrow_soon() -> None:
-    """Start importing pyarrow on a thread of its own, unless it is already: the first records
-    gathered need it (``as_binary_array``), and its import (0.05-0.07 CPU-s, holding the
-    interpreter) then overlaps work that leaves the interpreter free, such as mapping the input
-    (the kernel fills its page tables), instead of delaying the first write."""
-    if "pyarrow" in sys.modules:
-        return
-    from ..storage.threads import signals_held
-
-    with signals_held():  # the thread leaves Ctrl-C to the main thread
-        threading.Thread(target=_import_arrow, name="bigshuf-import").start()
-
-
-def _import_arrow() -> None:
-    """Import pyarrow; a failure is left to the import that needs it to raise."""
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        pass
-
-
 def as_binary_array(block: np.ndarray, offsets: np.ndarray) -> pa.Array:
     """View ``block`` as an Arrow (large) binary array of its records without copying (offsets from ``find_offsets``)."""
     import pyarrow as pa

@@ -40,7 +40,7 @@ from ..storage.sources import FileSource, Source
 from ..storage.tempspace import TempSpace, remove_dead_outputs
 from ..storage.writeback import WriteBehind
 from .detect import refuse_terminal
-from ..core.records import RecordFormat, find_offsets, find_offsets_split, import_arrow_soon
+from ..core.records import RecordFormat, find_offsets, find_offsets_split
 from .line_mix import WeightedLines
 from .line_plan import (
     compression_ratio, lines_output_plan, mean_record_size, repeat_refusal, sample_lines, shard_suffix, temp_bytes,
@@ -282,7 +282,6 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         if total is not None and small:
             # Small enough to try in memory: map a lone plain file, else read it all.
             if not self.request.header and self.fmt.group == 1:
-                import_arrow_soon()
                 mapped = map_whole(self.sources, self.fmt.sep)
                 if mapped is not None:
                     self.progress.update(len(mapped))
