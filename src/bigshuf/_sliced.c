@@ -8,28 +8,31 @@
 #include <errno.h>
 #include <unistd.h>
 
-/* write_sliced(fd, data, slice) -> n: write data to fd in calls of at most slice bytes; return the
- * bytes written (fewer than given only if a call failed after some were written, or a signal
- * came; the next call reports the failure). */
+/* write_sliced(fd, data, slice, first) -> n: write data to fd in calls of at most slice bytes, the
+ * first of at most first bytes and each later one ending at a multiple of slice past it (so the
+ * calls end at the file's slice boundaries when first reaches the next one); return the bytes
+ * written (fewer than given only if a call failed after some were written, or a signal came; the
+ * next call reports the failure). */
 static PyObject *py_write_sliced(PyObject *self, PyObject *args) {
     int fd;
     Py_buffer data;
-    Py_ssize_t slice;
-    if (!PyArg_ParseTuple(args, "iy*n", &fd, &data, &slice))
+    Py_ssize_t slice, first;
+    if (!PyArg_ParseTuple(args, "iy*nn", &fd, &data, &slice, &first))
         return NULL;
-    if (slice <= 0) {
+    if (slice <= 0 || first <= 0 || first > slice) {
         PyBuffer_Release(&data);
-        PyErr_SetString(PyExc_ValueError, "slice must be positive");
+        PyErr_SetString(PyExc_ValueError, "slice must be positive and first within 1..slice");
         return NULL;
     }
+    Py_ssize_t shift = slice - first; /* where data starts, within a slice */
     const char *p = data.buf;
     Py_ssize_t done = 0;
     int err = 0;
     for (;;) {
         Py_BEGIN_ALLOW_THREADS
         while (done < data.len) {
-            Py_ssize_t left = data.len - done;
-            ssize_t n = write(fd, p + done, (size_t)(left < slice ? left : slice));
+            Py_ssize_t left = data.len - done, room = slice - (shift + done) % slice;
+            ssize_t n = write(fd, p + done, (size_t)(left < room ? left : room));
             if (n < 0) {
                 err = errno;
                 break;
@@ -57,7 +60,7 @@ static PyObject *py_write_sliced(PyObject *self, PyObject *args) {
 }
 
 static PyMethodDef methods[] = {
-    {"write_sliced", py_write_sliced, METH_VARARGS, "Write data to fd in calls of at most slice bytes; return the bytes written."},
+    {"write_sliced", py_write_sliced, METH_VARARGS, "Write data to fd in calls ending at slice boundaries (the first within first bytes); return the bytes written."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -109,6 +109,27 @@ def test_split_search_finds_the_same_record_ends(monkeypatch: pytest.MonkeyPatch
             workers.close()
 
 
+def test_parts_are_emitted_in_halves(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each part of a shuffle in parts reaches ``emit`` as two halves, in order (two of them fit in
+    the output's queue where two whole parts of just over a piece would not): the same bytes."""
+    from bigshuf.core import streams
+
+    data = b"".join(r + b"\n" for r in make_records(900, seed=4, max_len=30))
+    block = np.frombuffer(data, np.uint8)
+    parts: list[Any] = []  # each part as gathered whole
+    take = gather.take_records
+    monkeypatch.setattr(gather, "take_records", lambda *args: parts.append(take(*args)) or parts[-1])
+    monkeypatch.setattr(gather, "PART_RECORDS", 64)
+    chunks: list[Any] = []
+    offsets = find_offsets(block, RecordFormat())
+    assert gather.shuffle_block(block, offsets, 7, streams.IN_MEMORY, chunks.append, Workers(2), limit=1 << 30, held=0) == 900
+    assert len(parts) == 15 and len(chunks) == 2 * len(parts)
+    for part, first, second in zip(parts, chunks[::2], chunks[1::2]):
+        assert (len(first), len(second)) == (len(part) // 2, len(part) - len(part) // 2)
+        assert records.array_bytes(first).tobytes() + records.array_bytes(second).tobytes() == records.array_bytes(part).tobytes()
+    assert sorted(b"".join(records.array_bytes(p).tobytes() for p in parts).splitlines()) == sorted(data.splitlines())
+
+
 def _digest(path: Path) -> str:
     """SHA-256 of a file, or of every file under a directory in name order."""
     h = hashlib.sha256()

@@ -248,6 +248,30 @@ def test_a_sink_writes_in_slices_and_loses_nothing(tmp_path: Path, monkeypatch: 
     assert len(calls) > 5 and max(calls) <= WRITE_SLICE and sum(calls) == len(stored)
 
 
+@pytest.mark.parametrize("seek", [False, True])
+def test_sliced_writes_end_at_slice_boundaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seek: bool) -> None:
+    """Each write call ends by the next multiple of ``WRITE_SLICE`` in the file, wherever the file
+    is written from (appended to at an odd size, or moved by ``seek``): a call across a boundary
+    would take two half-filled page-cache folios. Every byte lands where it should."""
+    from bigshuf.storage.sliced import open_sliced
+
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 100)
+    f = open_sliced(os.open(path, os.O_WRONLY | (0 if seek else os.O_APPEND)), "wb" if seek else "ab", 0)
+    start = 5 if seek else 100
+    if seek:
+        f.seek(start)
+    calls = count_sliced_writes(monkeypatch)
+    data = os.urandom(3 * WRITE_SLICE + 7)
+    view = memoryview(data)
+    while view:
+        view = view[f.write(view) :]
+    f.close()
+    assert path.read_bytes() == b"x" * start + data
+    ends = [start + sum(calls[: i + 1]) for i in range(len(calls))]
+    assert calls[0] == WRITE_SLICE - start and all(end % WRITE_SLICE == 0 for end in ends[:-1])
+
+
 @pytest.mark.parametrize("sync", [True, False])
 def test_a_synced_output_is_sent_to_disk_as_it_is_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sync: bool) -> None:
     """A file that will be synced asks the kernel to write back each stretch of whole pages once

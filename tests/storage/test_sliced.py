@@ -28,13 +28,16 @@ def _write_calls() -> int:
 
 
 @pytest.mark.parametrize("size", [1, WRITE_SLICE, WRITE_SLICE + 1, 5 * WRITE_SLICE + 7])
-def test_a_buffer_is_written_whole_in_slices(tmp_path: Path, native, size: int) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("first", [WRITE_SLICE, 100])
+def test_a_buffer_is_written_whole_in_slices(tmp_path: Path, native, size: int, first: int) -> None:  # type: ignore[no-untyped-def]
     data = os.urandom(size)
     fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         before = _write_calls()
-        assert native.write_sliced(fd, memoryview(data), WRITE_SLICE) == size
-        assert _write_calls() - before == -(-size // WRITE_SLICE)  # one call a slice, none longer
+        assert native.write_sliced(fd, memoryview(data), WRITE_SLICE, first) == size
+        # One call up to the first boundary, then one a slice, none longer.
+        calls = 1 + -(-(size - first) // WRITE_SLICE) if size > first else 1
+        assert _write_calls() - before == calls
     finally:
         os.close(fd)
     assert (tmp_path / "out").read_bytes() == data
@@ -43,9 +46,12 @@ def test_a_buffer_is_written_whole_in_slices(tmp_path: Path, native, size: int) 
 def test_a_sliced_file_writes_a_large_buffer_in_one_compiled_call(tmp_path: Path, native) -> None:  # type: ignore[no-untyped-def]
     data = os.urandom(9 * WRITE_SLICE + 3)
     with SlicedFile(str(tmp_path / "out"), "wb") as f:
-        assert f.write(data) == len(data)
+        assert f.write(b"head") == 4
+        before = _write_calls()
+        assert f.write(data) == len(data)  # one compiled call, its slices ending at the file's boundaries
+        assert _write_calls() - before == 10
         assert f.write(b"tail") == 4
-    assert (tmp_path / "out").read_bytes() == data + b"tail"
+    assert (tmp_path / "out").read_bytes() == b"head" + data + b"tail"
     f = SlicedFile(str(tmp_path / "again"), "wb")
     f.close()
     with pytest.raises(ValueError, match="closed file"):
@@ -56,12 +62,13 @@ def test_errors_are_oserrors_with_their_errno(native) -> None:  # type: ignore[n
     fd = os.open("/dev/full", os.O_WRONLY)
     try:
         with pytest.raises(OSError) as e:
-            native.write_sliced(fd, b"x" * (3 * WRITE_SLICE), WRITE_SLICE)
+            native.write_sliced(fd, b"x" * (3 * WRITE_SLICE), WRITE_SLICE, WRITE_SLICE)
         assert e.value.errno == errno.ENOSPC and e.value.strerror == os.strerror(errno.ENOSPC)
     finally:
         os.close(fd)
     with pytest.raises(OSError) as bad:
-        native.write_sliced(fd, b"x", WRITE_SLICE)  # closed
+        native.write_sliced(fd, b"x", WRITE_SLICE, WRITE_SLICE)  # closed
     assert bad.value.errno == errno.EBADF
-    with pytest.raises(ValueError):
-        native.write_sliced(1, b"x", 0)
+    for slice_, first in ((0, 1), (8, 0), (8, 9)):
+        with pytest.raises(ValueError):
+            native.write_sliced(1, b"x", slice_, first)

@@ -115,7 +115,12 @@ def shuffle_block(
 
     gathers = ((lambda b=b: gather(b)) for b in range(last + 1))
     for chunk in workers.ordered(gathers, ahead=plan.parts_ahead(limit, held)):
-        emit(chunk)
+        # In halves: the output's queue holds two pieces' bytes, two parts of just over a piece
+        # each do not fit in it together, and its writer would wait for the next to be handed over.
+        half = len(chunk) // 2
+        if half:
+            emit(chunk.slice(0, half))
+        emit(chunk.slice(half))
     return m
 
 
