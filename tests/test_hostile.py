@@ -35,6 +35,33 @@ def test_a_file_changing_while_read_is_an_error(tmp_path: Path, change: str) -> 
             pass
 
 
+def test_an_input_emptied_while_a_block_of_it_is_used_is_an_error_not_a_signal(tmp_path: Path) -> None:
+    """A block handed out is the reader's own bytes: emptying the file (logrotate's copytruncate)
+    while it is being scattered neither kills the process (SIGBUS, as a window of a mapping of
+    the file would) nor changes it; the next block says the file changed."""
+    src = write_records(tmp_path / "in", make_records(20000, seed=2, min_len=40))
+    script = f"""
+import os
+import bigshuf
+from bigshuf.progress import Progress
+from bigshuf.core.records import RecordFormat
+from bigshuf.storage.reader import RecordReader
+from bigshuf.storage.sources import FileSource
+blocks = RecordReader([FileSource({str(src)!r})], RecordFormat(), Progress()).blocks(1 << 16, "-S")
+block, _final = next(blocks)
+before = bytes(block)
+os.truncate({str(src)!r}, 0)
+assert bytes(block) == before and int(block.sum()) > 0
+try:
+    next(blocks)
+except bigshuf.InputError as e:
+    print(e)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert "in: file changed while being read" in done.stdout
+
+
 def test_dev_zero_is_the_record_too_long_error(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "bigshuf", "-S", "1M", "/dev/zero", "-o", str(tmp_path / "out")],

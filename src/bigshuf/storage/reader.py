@@ -1,8 +1,7 @@
 """Inputs read as records: the concatenated inputs in blocks of whole records, in one reused buffer.
 
 Every input's last record gets its separator, ``--header`` records are kept aside, a record too
-long for ``-S`` is refused; a lone plain file can be mapped whole instead of read, and plain files'
-blocks are windows of their mappings (``mapped``), the same blocks a buffer would hold.
+long for ``-S`` is refused, and a lone plain file can be mapped whole instead of read.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ from ..core.records import RecordFormat, count_separators
 from ..errors import InputError, option
 from ..progress import Progress
 from .codecs import Replay
-from .mapped import MappedBlocks, mappable
 from .sources import FileSource, Source
 
 #: How many of standard input's first bytes (decompressed) a reader's ``stdin_check`` is shown.
@@ -199,9 +197,6 @@ class RecordReader:
         about ``block`` bytes in the same pages, for callers that gain nothing from big ones.
         """
         self._eager = block is not None
-        if block is None and self._mappable():
-            yield from self._mapped(capacity, limit_flag)
-            return
         buf = np.empty(min(capacity, block or self.INITIAL_BUFFER), np.uint8)
         filled = 0
         self._runs = []
@@ -264,28 +259,6 @@ class RecordReader:
                 )
         self.block_runs = [run for run in self._runs if run[1] < filled] or self._runs[-1:]
         yield buf[:filled], True
-
-    def _mappable(self) -> bool:
-        """Whether the inputs are plain files read as plain lines (no header, no multi-line records):
-        their blocks are then windows of their mappings."""
-        if self.header_records or self.fmt.group != 1 or not self.sources:
-            return False
-        return all(type(s) is FileSource and mappable(s) is not None for s in self.sources)
-
-    def _mapped(self, capacity: int, limit_flag: str) -> Generator[tuple[np.ndarray, bool], None, None]:
-        """``blocks`` of mappable inputs: the same blocks, mapped rather than read."""
-
-        def report(n: int) -> None:
-            self.bytes_read += n
-            self.progress_done += n
-            self.progress.update(n)
-
-        files = [s for s in self.sources if isinstance(s, FileSource)]
-        mapped = MappedBlocks(files, capacity, self.fmt.sep, limit_flag, report)
-        mapped.counts = self.per_input
-        for block, final in mapped.blocks():
-            self._current, self.block_runs = mapped.runs[-1][0], mapped.block_runs
-            yield block, final
 
     def _make_room(
         self, buf: np.ndarray, filled: int, capacity: int, name: str, limit_flag: str
