@@ -72,3 +72,19 @@ def test_errors_are_oserrors_with_their_errno(native) -> None:  # type: ignore[n
     for slice_, first in ((0, 1), (8, 0), (8, 9)):
         with pytest.raises(ValueError):
             native.write_sliced(1, b"x", slice_, first)
+
+
+def test_a_full_non_blocking_pipe_takes_nothing_and_says_so() -> None:
+    """``FileIO``'s answer for a write that would block is None (buffered writers raise on it):
+    a sliced file passes it on rather than failing on its own position's arithmetic."""
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    f = SlicedFile(w, "wb")
+    try:
+        written = 0
+        while (n := f.write(b"x" * 4096)) is not None:
+            written += n
+        assert written > 0 and f.write(b"y") is None
+    finally:
+        f.close()
+        os.close(r)

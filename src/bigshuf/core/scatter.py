@@ -443,6 +443,8 @@ class BucketSet:
                     raise self._corrupt(j, f"{st.st_size} bytes where pass 1 wrote {size}")
                 flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
                 view = np.frombuffer(mmap.mmap(fd, size, flags=flags, prot=mmap.PROT_READ), np.uint8)
+            except OSError as e:
+                raise TempSpaceError(f"{self.path(j)}: cannot map this temporary bucket: {e.strerror}") from None
             finally:
                 os.close(fd)
         self.check(j, view)

@@ -55,7 +55,7 @@ class SlicedFile(io.FileIO):
         except OSError:  # a pipe or terminal: no offsets to align to
             self._pos = 0
 
-    def write(self, data: Any, /) -> int:
+    def write(self, data: Any, /) -> int | None:  # type: ignore[override]
         """Write ``data`` in calls of at most ``WRITE_SLICE`` bytes, each ending at the next
         ``WRITE_SLICE`` boundary of the file: all in one compiled loop that holds no lock other
         threads need, or else only the first call; return the bytes written."""
@@ -67,7 +67,8 @@ class SlicedFile(io.FileIO):
             n = int(native.write_sliced(self.fileno(), view, WRITE_SLICE, room))
         else:
             n = super().write(view[:room] if len(view) > room else view)
-        self._pos += n
+        if n is not None:  # None: a non-blocking file took nothing (FileIO's answer, which buffered writers raise on)
+            self._pos += n
         return n
 
     def seek(self, pos: int, whence: int = os.SEEK_SET, /) -> int:
@@ -89,7 +90,7 @@ class EarlyWriteback(SlicedFile):
         self._ranges: queue.SimpleQueue[tuple[int, int] | None] | None = None
         self._thread: threading.Thread | None = None
 
-    def write(self, data: Any, /) -> int:
+    def write(self, data: Any, /) -> int | None:  # type: ignore[override]
         """Write as ``SlicedFile`` does, up to the next ``WRITEBACK_EVERY`` bytes at most; past them,
         queue them for writeback."""
         view = memoryview(data).cast("B")
