@@ -113,3 +113,23 @@ def test_empty_and_huge_records_together(tmp_path: Path, seed: int) -> None:
     stats = bigshuf.shuffle(src, out, memory="7M", seed=seed, tmp_dir=tmp_path)
     assert stats.passes >= 2
     assert_permutation(out.read_bytes(), records)
+
+
+def test_the_read_buffer_starts_at_its_capacity_when_the_inputs_fill_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inputs whose sizes fill the buffer get it whole at once (growing to it zeroed and copied a
+    smaller one first); smaller or unsized inputs start small and grow as before; the blocks are
+    the same either way."""
+    monkeypatch.setattr(RecordReader, "INITIAL_BUFFER", 1024)
+    src = write_records(tmp_path / "in", make_records(3000, seed=3))
+    size = src.stat().st_size
+    reader = RecordReader([FileSource(src)], RecordFormat(), Progress())
+    assert reader._first_size(4096, None) == 4096 and reader._first_size(size, None) == size
+    assert reader._first_size(size + 1, None) == 1024 and reader._first_size(4096, 512) == 512
+    assert RecordReader([FileSource("-")], RecordFormat(), Progress())._first_size(4096, None) == 1024
+
+    def blocks() -> list[bytes]:
+        return [bytes(b) for b, _final in RecordReader([FileSource(src)], RecordFormat(), Progress()).blocks(4096, "-S")]
+
+    whole = blocks()
+    monkeypatch.setattr(RecordReader, "_first_size", lambda self, capacity, block: min(capacity, block or 1024))
+    assert len(whole) > 3 and blocks() == whole  # grown from 1024: the same cuts

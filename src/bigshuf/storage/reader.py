@@ -197,7 +197,7 @@ class RecordReader:
         about ``block`` bytes in the same pages, for callers that gain nothing from big ones.
         """
         self._eager = block is not None
-        buf = np.empty(min(capacity, block or self.INITIAL_BUFFER), np.uint8)
+        buf = np.empty(self._first_size(capacity, block), np.uint8)
         filled = 0
         self._runs = []
         sep, group = self.fmt.sep, self.fmt.group
@@ -259,6 +259,16 @@ class RecordReader:
                 )
         self.block_runs = [run for run in self._runs if run[1] < filled] or self._runs[-1:]
         yield buf[:filled], True
+
+    def _first_size(self, capacity: int, block: int | None) -> int:
+        """The buffer's first size: ``block``, or ``INITIAL_BUFFER`` to grow from, or the capacity at
+        once when the inputs' size says they fill it (growing zeroes and copies the smaller buffer
+        first: 0.3-0.6 s of a run's main thread on this VM, with nothing else running yet)."""
+        if block is None and capacity > self.INITIAL_BUFFER:
+            total = self.total_size()
+            if total is not None and total >= capacity:
+                return capacity
+        return min(capacity, block or self.INITIAL_BUFFER)
 
     def _make_room(
         self, buf: np.ndarray, filled: int, capacity: int, name: str, limit_flag: str
