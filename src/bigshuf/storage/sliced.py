@@ -62,9 +62,7 @@ class SlicedFile(io.FileIO):
         view = memoryview(data).cast("B")
         room = WRITE_SLICE - self._pos % WRITE_SLICE
         if native is not None and len(view) > room:
-            if self.closed:
-                raise ValueError("I/O operation on closed file")
-            n = int(native.write_sliced(self.fileno(), view, WRITE_SLICE, room))
+            n = int(native.write_sliced(self.fileno(), view, WRITE_SLICE, room))  # fileno() refuses a closed file
         else:
             n = super().write(view[:room] if len(view) > room else view)
         if n is not None:  # None: a non-blocking file took nothing (FileIO's answer, which buffered writers raise on)
