@@ -1083,6 +1083,34 @@ def test_ctrl_c_while_starting_exits_130_without_a_traceback():
         assert (delay, proc.returncode in (130, -signal.SIGINT), out, err) == (delay, True, b"", b"")
 
 
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_while_a_module_loads_a_class_is_still_an_interruption(signum: int, status: int):
+    """CI saw "internal error: RuntimeError: Error calling __set_name__ on 'Field' instance
+    'fingerprint' in 'OutputFile'" from a Ctrl-C 0.25 s into a run: a module loaded late, and Python
+    3.11 wraps what a ``__set_name__`` raises (the signal's KeyboardInterrupt) in a RuntimeError.
+    Here the signal is raised by a class's ``__set_name__`` as the run starts; silence and 130/143."""
+    script = f"""
+import os, signal, sys
+from bigshuf import cli
+
+class Descriptor:
+    def __set_name__(self, owner, name):
+        os.kill(os.getpid(), {int(signum)})
+        signal.raise_signal({int(signum)})  # delivered at the latest here, inside __set_name__
+        raise AssertionError("the signal raised nothing")
+
+def loading_a_module(args):
+    class Loaded:
+        field = Descriptor()
+    return 0
+
+cli._execute = loading_a_module
+sys.exit(cli.main(["--seed", "1", os.devnull]))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (status, b"", b"")
+
+
 def test_the_command_loads_no_numpy_or_pyarrow_before_it_holds_ctrl_c():
     """The ``bigshuf`` command (entry point ``bigshuf.cli:main``) holds SIGINT back only once
     ``bigshuf.cli`` is imported; ``python -m bigshuf`` holds it from its first line, so the test

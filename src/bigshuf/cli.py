@@ -296,6 +296,19 @@ def _load_failure(e: ImportError | MemoryError) -> str:
     return f"cannot load {e.name or 'a library bigshuf needs'}: {detail}"
 
 
+def _interruption(e: BaseException) -> BaseException | None:
+    """The Ctrl-C or SIGTERM that ``e`` wraps, if any: Python 3.11 turns one raised while a module
+    loads a class (``__set_name__``, as in a dataclass) into a RuntimeError caused by it."""
+    seen: set[int] = set()
+    cause: BaseException | None = e
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, (KeyboardInterrupt, _Terminated)):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__
+    return None
+
+
 def main(argv: Sequence[str] | None = None, *, signal_mask: set[int | signal.Signals] | None = None) -> int:
     """Entry point of the ``bigshuf`` command; returns the exit status.
 
@@ -360,6 +373,9 @@ def _main(argv: Sequence[str], held: set[int | signal.Signals]) -> int:
         _report(f"{PROG}: {where}{e.strerror or e}")
         return 1
     except Exception as e:
+        interrupted = _interruption(e)
+        if interrupted is not None:
+            return 130 if isinstance(interrupted, KeyboardInterrupt) else 143
         if os.environ.get("BIGSHUF_DEBUG"):
             raise
         _report(f"{PROG}: internal error: {type(e).__name__}: {e} (set BIGSHUF_DEBUG=1 for a traceback)")
