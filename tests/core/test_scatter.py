@@ -203,6 +203,33 @@ def test_bucket_parts_longer_than_a_slice_are_written_in_slices(tmp_path: Path, 
     assert max(calls) == WRITE_SLICE and sum(calls) == len(s.data)
 
 
+@pytest.mark.parametrize("compress", [False, True])
+def test_parts_checksummed_and_compressed_where_scattered_make_the_same_buckets(tmp_path: Path, compress: bool) -> None:
+    """Pieces whose CRCs (and, with ``--compress-temp``, frames) were made on the worker that
+    scattered them leave the same files, CRCs and sizes as pieces the writing thread checksums and
+    compresses itself; a compressed piece no longer holds its raw bytes while it waits."""
+    made = []
+    for name, on_worker in (("writer", False), ("worker", True)):
+        buckets = BucketSet(str(tmp_path / name), 4, compress=compress)
+        for p in range(3):
+            s = scattered(lines(200, seed=p), 4, seed=100 + p)
+            raw = len(s.data)
+            if on_worker:
+                s = s.checksummed(compress)
+                assert len(s.data) == (0 if compress else raw)
+            buckets.append(s)
+        buckets.close()
+        made.append(buckets)
+    plain, expected = appended(tmp_path / "plain", 4, 3)
+    plain.close()
+    a, b = made
+    files = [[Path(x.path(j)).read_bytes() for j in range(4)] for x in made]
+    assert files[0] == files[1]
+    assert (a.crcs, a.disk, a.sizes.tolist(), a.records.tolist()) == (b.crcs, b.disk, b.sizes.tolist(), b.records.tolist())
+    assert [read_back(b, j) for j in range(4)] == expected
+    assert (sum(a.disk) < sum(a.sizes.tolist())) == compress  # the frames, not the raw parts, were written
+
+
 def test_buckets_written_behind_read_back_the_same(tmp_path: Path) -> None:
     """With a write-behind thread, the files hold the same bytes once it is flushed."""
     writer = WriteBehind(1 << 16)

@@ -37,15 +37,31 @@ class Scattered:
     counts: np.ndarray  # records per bucket
     #: CRC-32 of each bucket's part, if taken where the piece was scattered (``checksummed``).
     crcs: list[int] | None = None
+    #: Each bucket's part as the frame its compressed file takes, if made where the piece was
+    #: scattered (``checksummed(compress=True)``); ``data`` is then empty.
+    frames: list[bytes] | None = None
 
-    def checksummed(self) -> Scattered:
-        """This piece with its parts' CRC-32s taken now, on the worker that scattered it, rather
-        than on the one thread that writes every bucket (which then only combines them)."""
+    def checksummed(self, compress: bool = False) -> Scattered:
+        """This piece with its parts' CRC-32s taken now, and with ``compress`` its parts compressed
+        now (``--compress-temp``), on the worker that scattered it rather than on the one thread
+        that writes every bucket (which then only combines the CRCs and writes the frames)."""
         from isal.isal_zlib import crc32
 
         bounds = self.byte_bounds.tolist()
-        self.crcs = [crc32(self.data[lo:hi]) if hi > lo else 0 for lo, hi in zip(bounds, bounds[1:])]
+        parts = [self.data[lo:hi] for lo, hi in zip(bounds, bounds[1:])]
+        self.crcs = [crc32(part) if len(part) else 0 for part in parts]
+        if compress:
+            compressor = temp_compressor()
+            self.frames = [compressor.compress(part) if len(part) else b"" for part in parts]
+            self.data = memoryview(b"")  # the raw bytes are not held while the frames wait to be written
         return self
+
+
+def temp_compressor() -> Any:
+    """A compressor for temporary buckets (``--compress-temp``): zstd level 1, one frame a part."""
+    import zstandard
+
+    return zstandard.ZstdCompressor(level=1)
 
 
 def iter_pieces(
@@ -268,13 +284,16 @@ class BucketSet:
         self.sizes += np.where(counts > 0, np.diff(s.byte_bounds), 0)
         self.records += counts
 
-        compressor = self._compressor()
+        frames = s.frames
+        if frames is not None and not self.compress:
+            raise ValueError("compressed parts for buckets stored uncompressed")
+        compressor = self._compressor() if frames is None else None
         crcs, disk, taken = self.crcs, self.disk, s.crcs
         from isal.isal_zlib import crc32, crc32_combine
 
         def write(data: memoryview) -> None:
             for j, f, lo, hi in targets:
-                part = data[lo:hi]
+                part = data[lo:hi] if frames is None else memoryview(frames[j])
                 crcs[j] = crc32(part, crcs[j]) if taken is None else crc32_combine(crcs[j], taken[j], hi - lo)
                 if compressor is not None:
                     part = memoryview(compressor.compress(part))
@@ -295,9 +314,7 @@ class BucketSet:
         if not self.compress:
             return None
         if self._zstd is None:
-            import zstandard
-
-            self._zstd = zstandard.ZstdCompressor(level=1)
+            self._zstd = temp_compressor()
         return self._zstd
 
     def state(self) -> dict[str, list[int]]:

@@ -378,6 +378,7 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         block order, and every copy of a record scattered with its own bucket draw."""
         assert isinstance(buckets, BucketSet)
         verify = self.request.verify and depth == 0
+        compress = buckets.compress
         most = plan.piece_records(self.limit)
         ranges = None
         if isinstance(block, tuple):
@@ -400,8 +401,8 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
                     if index is None:
                         index = np.arange(len(mult), dtype=np.int32)
                 parts = scatter_records(piece, offsets, rng, buckets.k, keep, most, index, self.piece, strata)
-                return [part.checksummed() for part in parts], mix.multiset_fingerprint(piece, offsets, mult) if verify else None
-            scattered = [part.checksummed() for part in scatter_records(piece, offsets, rng, buckets.k, keep, most)]
+                return [part.checksummed(compress) for part in parts], mix.multiset_fingerprint(piece, offsets, mult) if verify else None
+            scattered = [part.checksummed(compress) for part in scatter_records(piece, offsets, rng, buckets.k, keep, most)]
             return scattered, fingerprint(piece, offsets) if verify else None
 
         cuts = cut_pieces(block, self.fmt, self.piece) if ranges is None else (r[0] for r in ranges)
