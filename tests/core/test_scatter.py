@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import stat
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -228,6 +229,33 @@ def test_parts_checksummed_and_compressed_where_scattered_make_the_same_buckets(
     assert (a.crcs, a.disk, a.sizes.tolist(), a.records.tolist()) == (b.crcs, b.disk, b.sizes.tolist(), b.records.tolist())
     assert [read_back(b, j) for j in range(4)] == expected
     assert (sum(a.disk) < sum(a.sizes.tolist())) == compress  # the frames, not the raw parts, were written
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_the_write_behind_queue_counts_the_bytes_a_piece_holds(tmp_path: Path, compress: bool) -> None:
+    """The writer's queue is bounded by the bytes its jobs hold: a piece's raw bytes, or its
+    frames once compressed where it was scattered (counted as 0 bytes, they piled up unbounded)."""
+    writer = WriteBehind(1 << 16)
+    sizes: list[int] = []
+    queue = writer.submit_job
+
+    def counted(job: Callable[[], object], size: int) -> None:
+        sizes.append(size)
+        queue(job, size)
+
+    writer.submit_job = counted  # type: ignore[method-assign]
+    try:
+        buckets = BucketSet(str(tmp_path / "b"), 4, writer=writer, compress=compress)
+        s = scattered(lines(200, seed=1), 4)
+        raw = len(s.data)
+        s.checksummed(compress)
+        buckets.append(s)
+        writer.flush()
+        buckets.close()
+        assert sizes == [sum(map(len, s.frames or [])) if compress else raw]
+        assert 0 < sizes[0] and (sizes[0] < raw) == compress
+    finally:
+        writer.close()
 
 
 def test_buckets_written_behind_read_back_the_same(tmp_path: Path) -> None:

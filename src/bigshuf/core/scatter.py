@@ -304,10 +304,11 @@ class BucketSet:
                 except OSError as e:
                     raise TempSpaceError(f"{self.path(j)}: write error: {e.strerror}{full_disk_hint(e)}") from None
 
+        data = s.data
         if self.writer is None:
-            write(s.data)
-        else:
-            self.writer.submit(write, s.data)
+            write(data)
+        else:  # the bytes it holds until written bound the writer's queue: the frames', once compressed
+            self.writer.submit_job(lambda: write(data), len(data) if frames is None else sum(map(len, frames)))
 
     def _compressor(self) -> Any:
         """With ``compress``, a zstd level-1 compressor: every part becomes one frame."""
