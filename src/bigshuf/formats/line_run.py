@@ -181,7 +181,10 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
     def _open_input(self) -> tuple[RecordReader, float, bool]:
         """The reader of every input; the bytes of the multiset shuffled over the bytes read (weighted
         sources, their mix planned now); and whether the mix waits for ``--unique`` to count what is left."""
-        reader = RecordReader(self.sources, self.fmt, self.progress, self.request.header, stdin_check=refuse_tar_on_stdin)
+        reader = RecordReader(
+            self.sources, self.fmt, self.progress, self.request.header, stdin_check=refuse_tar_on_stdin,
+            parallel=self.workers.map,
+        )
         factor = 1.0
         # With --unique the rates apply to the records left once copies are dropped: the mix is
         # planned once they are counted (by the dedup, in memory or by its buckets).

@@ -6,6 +6,7 @@ long for ``-S`` is refused, and a lone plain file can be mapped whole instead of
 
 from __future__ import annotations
 
+import io
 import mmap
 import os
 import stat
@@ -22,6 +23,13 @@ from .sources import FileSource, Source
 
 #: How many of standard input's first bytes (decompressed) a reader's ``stdin_check`` is shown.
 STDIN_HEAD = 512
+
+#: The least a worker reads of a plain file in one ``RecordReader`` read spread over the workers:
+#: below it, one thread's read costs less than handing out the parts.
+SPLIT_READ = 8 << 20
+
+#: Runs ``fn(0) ... fn(count - 1)`` on the workers and returns their results (``Workers.map``).
+ParallelMap = Callable[[Callable[[int], int], int], list[int]]
 
 
 def map_whole(sources: Sequence[Source], sep: int) -> np.ndarray | None:
@@ -43,6 +51,17 @@ def map_whole(sources: Sequence[Source], sep: int) -> np.ndarray | None:
         raise InputError(f"{sources[0].name}: {e.strerror}") from None
     block = np.frombuffer(mapped, np.uint8)
     return block if block[-1] == sep else None
+
+
+def _pread_fully(fd: int, view: np.ndarray, offset: int) -> int:
+    """Read ``view``'s bytes from ``fd`` at ``offset``, as many calls as it takes; fewer at the file's end."""
+    got, size = 0, len(view)
+    while got < size:
+        n = os.preadv(fd, [view[got:].data], offset + got)
+        if not n:
+            break
+        got += n
+    return got
 
 
 def _stored_size(source: Source) -> int | None:
@@ -97,9 +116,11 @@ class RecordReader:
 
     def __init__(
         self, sources: Sequence[Source], fmt: RecordFormat, progress: Progress, header: int = 0,
-        stdin_check: Callable[[bytes], None] | None = None,
+        stdin_check: Callable[[bytes], None] | None = None, parallel: ParallelMap | None = None,
     ) -> None:
         self.sources = list(sources)
+        #: Spreads a read of a plain file over the workers (page-cache copies run on every core).
+        self.parallel = parallel
         #: Shown standard input's first ``STDIN_HEAD`` bytes, to refuse data that is not records
         #: (a format's check: a line run refuses a tar archive).
         self.stdin_check = stdin_check
@@ -222,7 +243,7 @@ class RecordReader:
                     if filled == len(buf):
                         buf, filled = yield from self._make_room(buf, filled, capacity, source.name, limit_flag)
                     try:
-                        n = stream.readinto(buf[filled:].data)  # type: ignore[attr-defined]
+                        n = self._read(stream, buf[filled:])
                     except OSError as e:
                         raise InputError(f"{source.name}: read error: {e.strerror}") from None
                     if not n:
@@ -262,6 +283,31 @@ class RecordReader:
                 )
         self.block_runs = [run for run in self._runs if run[1] < filled] or self._runs[-1:]
         yield buf[:filled], True
+
+    def _read(self, stream: BinaryIO, view: np.ndarray) -> int:
+        """Read into ``view`` as ``readinto`` does; a plain file's next bytes (a worker's share
+        at least ``SPLIT_READ``) are read in parts at their offsets, all at once, on the workers.
+        The bytes counted end at the first part that came back short (the file ended there)."""
+        if self.parallel is None or type(stream) is not io.FileIO:
+            return stream.readinto(view.data)  # type: ignore[attr-defined, no-any-return]
+        fd = stream.fileno()
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):  # a named pipe or a device: no offsets to read at
+            return stream.readinto(view.data)
+        start = stream.tell()
+        want = min(len(view), st.st_size - start)
+        if want < 2 * SPLIT_READ:
+            return stream.readinto(view.data)
+        step = -(-want // (want // SPLIT_READ)) + 4095 & ~4095  # equal parts, whole pages of the file if it starts on one
+        bounds = list(range(0, want, step)) + [want]
+        got = self.parallel(lambda i: _pread_fully(fd, view[bounds[i] : bounds[i + 1]], start + bounds[i]), len(bounds) - 1)
+        n = 0
+        for lo, hi, part in zip(bounds, bounds[1:], got):
+            n += part
+            if part < hi - lo:
+                break
+        stream.seek(start + n)
+        return n
 
     def _first_size(self, capacity: int, block: int | None) -> int:
         """The buffer's first size: ``block``, or ``INITIAL_BUFFER`` to grow from, or the capacity at

@@ -1,0 +1,141 @@
+"""The record reader's reads of a plain file spread over the workers: the same blocks as one
+thread's reads, a file that shortens meanwhile still refused, pipes still read in order."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import bigshuf
+from bigshuf.core.parallel import Workers
+from bigshuf.core.records import RecordFormat
+from bigshuf.progress import Progress
+from bigshuf.storage import reader as reader_module
+from bigshuf.storage.reader import ParallelMap, RecordReader
+from bigshuf.storage.sources import FileSource, Source
+
+from helpers import make_records, write_records
+
+
+def read_all(sources: list[Source], capacity: int, parallel: ParallelMap | None, header: int = 0) -> list[tuple[bytes, bool, list[tuple[int, int]]]]:
+    """Every block the reader hands out, whether it is the last, and its inputs' runs."""
+    reader = RecordReader(sources, RecordFormat(), Progress(), header, parallel=parallel)
+    return [(bytes(block), final, list(reader.block_runs)) for block, final in reader.blocks(capacity, "-S")]
+
+
+def counting(workers: Workers, parts: list[int]) -> ParallelMap:
+    """``workers.map``, noting how many parts each read was cut into."""
+
+    def run(fn: Callable[[int], int], count: int) -> list[int]:
+        parts.append(count)
+        return workers.map(fn, count)
+
+    return run
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 8])
+@pytest.mark.parametrize("capacity", [40_000, 1 << 20])
+def test_reads_spread_over_the_workers_give_the_same_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads: int, capacity: int) -> None:
+    """Several plain files (one without a final newline, one empty), read in parts of at least a
+    few pages on 1-8 workers: the blocks, where each ends, and each input's runs are the same as one
+    thread's reads give, and the reads were indeed cut into parts."""
+    monkeypatch.setattr(reader_module, "SPLIT_READ", 4096)
+    paths = [write_records(tmp_path / f"in{i}", make_records(n, seed=i, min_len=10)) for i, n in enumerate([3000, 0, 7000])]
+    (tmp_path / "last").write_bytes(b"x" * 9000 + b"\nno newline at the end")
+    paths.append(tmp_path / "last")
+    expected = read_all([FileSource(p) for p in paths], capacity, None)
+    workers, parts = Workers(threads), []
+    try:
+        got = read_all([FileSource(p) for p in paths], capacity, counting(workers, parts))
+    finally:
+        workers.close()
+    assert got == expected
+    assert len(expected) > (1 if capacity < 100_000 else 0) and max(parts) > 1
+
+
+def test_a_header_or_a_compressed_input_is_read_by_one_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only a plain file's own descriptor is read at offsets: a ``--header`` input (its first
+    lines already taken) and a gzip input are read in order, with the same blocks."""
+    import gzip
+
+    monkeypatch.setattr(reader_module, "SPLIT_READ", 4096)
+    plain = write_records(tmp_path / "plain", make_records(4000, seed=3, min_len=10))
+    packed = tmp_path / "packed.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    workers, parts = Workers(2), []
+    try:
+        for path, header in ((plain, 1), (packed, 0)):
+            assert read_all([FileSource(path)], 1 << 20, counting(workers, parts), header) == read_all([FileSource(path)], 1 << 20, None, header)
+    finally:
+        workers.close()
+    assert parts == []
+
+
+def test_a_file_shortened_during_a_spread_read_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file is cut short after its size was taken and before its parts are read (logrotate's
+    copytruncate): the bytes counted end where the file now ends, and the reader refuses it."""
+    monkeypatch.setattr(reader_module, "SPLIT_READ", 4096)
+    src = write_records(tmp_path / "in", make_records(6000, seed=4, min_len=10))
+    size = src.stat().st_size
+    workers = Workers(2)
+    counted: list[int] = []
+
+    def cut_then_read(fn: Callable[[int], int], count: int) -> list[int]:
+        os.truncate(src, size // 3)
+        got = workers.map(fn, count)
+        counted.append(sum(got))
+        return got
+
+    reader = RecordReader([FileSource(src)], RecordFormat(), Progress(), parallel=cut_then_read)
+    try:
+        with pytest.raises(bigshuf.InputError, match=rf"in: file changed while being read \(size {size} bytes when opened, {size // 3} now, {size // 3} read\)"):
+            list(reader.blocks(1 << 20, "-S"))
+    finally:
+        workers.close()
+    assert counted and counted[0] <= size // 3
+
+
+def test_a_named_pipe_is_read_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A FIFO opened by name is a file with no offsets: read as it comes, all of it."""
+    monkeypatch.setattr(reader_module, "SPLIT_READ", 4096)
+    data = b"\n".join(make_records(20000, seed=5, min_len=10)) + b"\n"
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        with open(fifo, "wb") as f:
+            f.write(data)
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    workers, parts = Workers(2), []
+    try:
+        blocks = read_all([FileSource(fifo)], 1 << 24, counting(workers, parts))
+    finally:
+        feeder.join()
+        workers.close()
+    assert b"".join(b for b, _final, _runs in blocks) == data and parts == []
+
+
+def test_a_split_read_fills_the_buffer_from_where_it_was_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``_read`` reads the file's next bytes into the view it is given, moves the file's position
+    past them, and leaves the rest of the buffer alone."""
+    src = tmp_path / "in"
+    src.write_bytes(bytes(range(256)) * ((3 << 20) // 256))
+    buf = np.zeros(4 << 20, np.uint8)
+    workers = Workers(3)
+    reader = RecordReader([FileSource(src)], RecordFormat(), Progress(), parallel=workers.map)
+    try:
+        with open(src, "rb", buffering=0) as f:
+            f.seek(1000)
+            monkeypatch.setattr(reader_module, "SPLIT_READ", 1 << 18)
+            n = reader._read(f, buf[7:])  # type: ignore[arg-type]
+            assert (n, f.tell()) == (src.stat().st_size - 1000, src.stat().st_size)
+    finally:
+        workers.close()
+    assert bytes(buf[7 : 7 + n]) == src.read_bytes()[1000:] and not buf[:7].any() and not buf[7 + n :].any()
