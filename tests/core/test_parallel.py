@@ -4,6 +4,9 @@ for a seed the same whatever the number of workers (1, 2, 3, 8)."""
 from __future__ import annotations
 
 import hashlib
+import platform
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -231,3 +234,30 @@ def test_the_dask_engine_refuses_threads(tmp_path: Path) -> None:
     src = write_records(tmp_path / "in.txt", [b"a", b"b"])
     with pytest.raises(bigshuf.UsageError, match=r"engine='dask' does not support threads="):
         bigshuf.shuffle(src, tmp_path / "out.txt", engine="dask", threads=2)
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's heaps per thread")
+@pytest.mark.parametrize("share", [True, False])
+def test_threads_started_after_share_one_heap_allocate_from_one_heap(share: bool) -> None:
+    """Six threads alive at once, each allocating: after ``share_one_heap`` glibc's ``malloc_stats``
+    lists one heap; without it, several (the control, so that the count can tell them apart)."""
+    script = f"""
+import ctypes, threading
+from bigshuf.core.parallel import share_one_heap
+if {share}:
+    share_one_heap()
+together = threading.Barrier(6)
+def work():
+    held = [bytearray(200_000) for _ in range(4)]
+    together.wait()
+threads = [threading.Thread(target=work) for _ in range(6)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+ctypes.CDLL(None).malloc_stats()
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    count = sum(line.startswith("Arena ") for line in done.stderr.splitlines())
+    assert (count == 1 if share else count > 1), done.stderr

@@ -93,3 +93,22 @@ class Workers:
 
 #: No worker threads: every job runs in the caller.
 INLINE = Workers(1)
+
+#: glibc's ``mallopt`` parameter for the most heaps (arenas) its threads may spread over.
+M_ARENA_MAX = -8
+
+
+def share_one_heap() -> None:
+    """On glibc, have threads that start from now on allocate from the one main heap. By default
+    each thread gets a heap of its own, which keeps what another thread frees from it; where the
+    workers allocate what the writing thread frees (``--compress-temp``'s frames) peak memory then
+    grew with ``-j``. No effect elsewhere, nor once glibc has fixed its count of heaps."""
+    import ctypes
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        return
+    try:
+        ctypes.CDLL(None).mallopt(M_ARENA_MAX, 1)
+    except (OSError, AttributeError):
+        return

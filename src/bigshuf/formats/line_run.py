@@ -23,6 +23,7 @@ from ..core.driver import Buckets, Estimate, OutputPlan, Sample, TwoPass, closin
 from ..core.fingerprint import Fingerprint, fingerprint
 from ..core.gather import sample_with_replacement, shuffle_block
 from ..core.mix import Mixer
+from ..core.parallel import share_one_heap
 from ..core.stratify import Stratifier
 from ..core.scatter import BucketSet, Scattered, cut_pieces, scatter_records
 from ..core.streams import Key, rng_for
@@ -91,6 +92,8 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
     def for_request(cls, request: Request, inputs: list[Any], entropy: int, progress: Progress) -> LineRun:
         """Lines of every input, files as they are named, other sources (URLs, generated lines) as given."""
         sources: list[Source] = [FileSource(s) if isinstance(s, str) else s for s in inputs]
+        if request.compress_temp:
+            share_one_heap()  # before any worker starts: they make the frames the writing thread frees
         return cls(request, sources, entropy, progress)
 
     @classmethod
