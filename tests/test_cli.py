@@ -1115,6 +1115,36 @@ sys.exit(cli.main(["--seed", "1", os.devnull]))
     assert (done.returncode, done.stdout, done.stderr) == (status, b"", b"")
 
 
+def test_a_ctrl_c_while_a_url_protocol_loads_is_still_an_interruption():
+    """Opening a URL turns the protocol's own errors into ``cannot read``; a Ctrl-C wrapped in a
+    RuntimeError as the protocol's modules load a class went that way too ("bigshuf:
+    memory://x/in.txt: cannot read: Error calling __set_name__ ...", exit 1). Now silence and 130."""
+    pytest.importorskip("fsspec")
+    script = """
+import signal, sys
+from bigshuf import cli
+from bigshuf.storage import remote
+
+class Descriptor:
+    def __set_name__(self, owner, name):
+        signal.raise_signal(signal.SIGINT)
+        raise AssertionError("the signal raised nothing")
+
+def filesystem(name):
+    class Loaded:
+        field = Descriptor()
+    raise AssertionError("the class loaded")
+
+remote.filesystem = filesystem
+sys.exit(cli.main(["--seed", "1", "memory://x/in.txt"]))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, timeout=60,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (130, b"", b"")
+
+
 def test_the_command_loads_no_numpy_or_pyarrow_before_it_holds_ctrl_c():
     """The ``bigshuf`` command (entry point ``bigshuf.cli:main``) holds SIGINT back only once
     ``bigshuf.cli`` is imported; ``python -m bigshuf`` holds it from its first line, so the test

@@ -19,7 +19,7 @@ from . import __version__
 from .cliparse import (
     CHECK_MANIFEST_OPTIONS, HELP, PROG, CommandSyntaxError, options_given, parse_args, parse_seed, parse_sources, read_file_list,
 )
-from .errors import BigShufError, OutputError, UsageError, option, render
+from .errors import BigShufError, OutputError, UsageError, interruption, option, render
 from .progress import BarProgress, Progress, make_progress, summary
 
 if TYPE_CHECKING:
@@ -296,19 +296,6 @@ def _load_failure(e: ImportError | MemoryError) -> str:
     return f"cannot load {e.name or 'a library bigshuf needs'}: {detail}"
 
 
-def _interruption(e: BaseException) -> BaseException | None:
-    """The Ctrl-C or SIGTERM that ``e`` wraps, if any: Python 3.11 turns one raised while a module
-    loads a class (``__set_name__``, as in a dataclass) into a RuntimeError caused by it."""
-    seen: set[int] = set()
-    cause: BaseException | None = e
-    while cause is not None and id(cause) not in seen:
-        if isinstance(cause, (KeyboardInterrupt, _Terminated)):
-            return cause
-        seen.add(id(cause))
-        cause = cause.__cause__
-    return None
-
-
 def main(argv: Sequence[str] | None = None, *, signal_mask: set[int | signal.Signals] | None = None) -> int:
     """Entry point of the ``bigshuf`` command; returns the exit status.
 
@@ -373,9 +360,9 @@ def _main(argv: Sequence[str], held: set[int | signal.Signals]) -> int:
         _report(f"{PROG}: {where}{e.strerror or e}")
         return 1
     except Exception as e:
-        interrupted = _interruption(e)
+        interrupted = interruption(e)
         if interrupted is not None:
-            return 130 if isinstance(interrupted, KeyboardInterrupt) else 143
+            raise interrupted from None  # main() ends the run as interrupted (130) or terminated (143)
         if os.environ.get("BIGSHUF_DEBUG"):
             raise
         _report(f"{PROG}: internal error: {type(e).__name__}: {e} (set BIGSHUF_DEBUG=1 for a traceback)")

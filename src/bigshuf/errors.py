@@ -69,6 +69,20 @@ def render(message: str, cli: bool) -> str:
     return _PLACEHOLDER.sub(lambda m: OPTION_SPELLINGS[m.group(1)][0 if cli else 1], message)
 
 
+def interruption(e: BaseException) -> BaseException | None:
+    """The signal's exception (Ctrl-C's KeyboardInterrupt, the command's SIGTERM) that ``e`` wraps, if
+    any: Python 3.11 turns one raised while a module loads a class (``__set_name__``, as a dataclass's
+    fields do) into a RuntimeError caused by it, which a handler of errors must pass on as it is."""
+    seen: set[int] = set()
+    cause: BaseException | None = e
+    while cause is not None and id(cause) not in seen:
+        if not isinstance(cause, Exception):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__
+    return None
+
+
 class BigShufError(Exception):
     """Base class of every error bigshuf reports to its user; ``str()`` words settings as the library names them."""
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from ..errors import BigShufError, InputError, OutputError, UsageError, option
+from ..errors import BigShufError, InputError, OutputError, UsageError, interruption, option
 
 #: Protocols whose stores publish an object only when its upload completes, so a plain write
 #: is already all-or-nothing; elsewhere objects are written under a temporary name and moved.
@@ -295,5 +295,7 @@ def url_sources(names: list[str]) -> list[URLSource]:
     except BigShufError:
         raise
     except Exception as e:  # the protocol's own errors (botocore's credentials, aiohttp's), not OSErrors
+        if (interrupted := interruption(e)) is not None:
+            raise interrupted from None  # Ctrl-C while the protocol's modules loaded
         raise InputError(f"{names[0]}: cannot read: {e}") from None
     return [URLSource(remote) for remote in found]
