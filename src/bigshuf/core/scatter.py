@@ -41,7 +41,7 @@ class Scattered:
     #: scattered (``checksummed(compress=True)``); ``data`` is then empty.
     frames: list[bytes] | None = None
 
-    def checksummed(self, compress: bool = False) -> Scattered:
+    def checksummed(self, compress: bool) -> Scattered:
         """This piece with its parts' CRC-32s taken now, and with ``compress`` its parts compressed
         now (``--compress-temp``), on the worker that scattered it rather than on the one thread
         that writes every bucket (which then only combines the CRCs and writes the frames)."""
@@ -285,8 +285,6 @@ class BucketSet:
         self.records += counts
 
         frames = s.frames
-        if frames is not None and not self.compress:
-            raise ValueError("compressed parts for buckets stored uncompressed")
         compressor = self._compressor() if frames is None else None
         crcs, disk, taken = self.crcs, self.disk, s.crcs
         from isal.isal_zlib import crc32, crc32_combine

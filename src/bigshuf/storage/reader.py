@@ -285,9 +285,9 @@ class RecordReader:
         yield buf[:filled], True
 
     def _read(self, stream: BinaryIO, view: np.ndarray) -> int:
-        """Read into ``view`` as ``readinto`` does; a plain file's next bytes (a worker's share
-        at least ``SPLIT_READ``) are read in parts at their offsets, all at once, on the workers.
-        The bytes counted end at the first part that came back short (the file ended there)."""
+        """Read into ``view`` as ``readinto`` does; a plain file's next bytes are read in parts of
+        ``SPLIT_READ`` to twice that at their offsets, as many at once as there are workers. The
+        bytes counted end at the first part that came back short (the file ended there)."""
         if self.parallel is None or type(stream) is not io.FileIO:
             return stream.readinto(view.data)  # type: ignore[attr-defined, no-any-return]
         fd = stream.fileno()
