@@ -104,9 +104,12 @@ def share_one_heap() -> None:
     workers allocate what the writing thread frees (``--compress-temp``'s frames) peak memory then
     grew with ``-j``. No effect elsewhere, nor once glibc has fixed its count of heaps."""
     import ctypes
-    import platform
 
-    if platform.libc_ver()[0] != "glibc":
+    try:  # glibc names itself here; platform.libc_ver() would scan the interpreter's binary (17 ms)
+        glibc = (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
+    except (ValueError, OSError):
+        glibc = False
+    if not glibc:
         return
     try:
         ctypes.CDLL(None).mallopt(M_ARENA_MAX, 1)
