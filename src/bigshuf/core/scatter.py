@@ -482,12 +482,7 @@ class BucketSet:
         from isal.isal_zlib import crc32
 
         crc, size = 0, 0
-        with open(open_nofollow(self.path(j)), "rb", buffering=0) as raw:
-            stream: Any = raw
-            if self.compress:
-                from ..storage.decoding import open_reader
-
-                stream = open_reader(raw, "zstd", self.path(j))
+        with self.open(j) as stream:
             while chunk := stream.read(1 << 20):
                 crc = crc32(chunk, crc)
                 size += len(chunk)
