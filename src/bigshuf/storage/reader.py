@@ -298,7 +298,7 @@ class RecordReader:
         want = min(len(view), st.st_size - start)
         if want < 2 * SPLIT_READ:
             return stream.readinto(view.data)
-        step = -(-want // (want // SPLIT_READ)) + 4095 & ~4095  # equal parts, whole pages of the file if it starts on one
+        step = (-(-want // (want // SPLIT_READ)) + 4095) & ~4095  # equal parts, whole pages of the file if it starts on one
         bounds = list(range(0, want, step)) + [want]
         got = self.parallel(lambda i: _pread_fully(fd, view[bounds[i] : bounds[i + 1]], start + bounds[i]), len(bounds) - 1)
         n = 0
