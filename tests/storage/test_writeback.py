@@ -9,12 +9,13 @@ import functools
 import random
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from bigshuf.storage.threads import MAIN_THREAD_SIGNALS, signals_held
-from bigshuf.storage.writeback import WriteBehind
+from bigshuf.storage.writeback import INLINE_BELOW, WriteBehind
 
 #: Long enough for a thread that is not blocked to get through a few lines; a blocked one never does.
 SETTLE = 0.2
@@ -67,6 +68,51 @@ def test_submit_hands_the_data_to_the_write(writer: WriteBehind) -> None:
         writer.submit(out.extend, memoryview(chunk))
     writer.flush()
     assert bytes(out) == b"abcdefghij"
+
+
+def test_a_small_write_with_nothing_queued_is_made_in_the_caller() -> None:
+    """Under ``INLINE_BELOW`` bytes and an idle queue, the write runs in the submitting thread,
+    done when submit returns; at ``INLINE_BELOW`` bytes it goes to the writer thread."""
+    w = WriteBehind(1 << 30)
+    ran: list[tuple[int, int]] = []
+    record = lambda data: ran.append((len(data), threading.get_ident()))  # noqa: E731
+    w.submit(record, memoryview(bytes(INLINE_BELOW - 1)))
+    assert ran == [(INLINE_BELOW - 1, threading.get_ident())]
+    w.submit(record, memoryview(bytes(INLINE_BELOW)))
+    w.flush()
+    w.close()
+    assert len(ran) == 2 and ran[1][0] == INLINE_BELOW and ran[1][1] != threading.get_ident()
+
+
+def test_a_small_write_goes_behind_queued_jobs_even_of_no_bytes(writer: WriteBehind, gate: threading.Event) -> None:
+    """A job still queued or running (a 0-byte one too: a file's close) keeps a small write behind it, in order."""
+    ran: list[str] = []
+    def closing() -> None:
+        gate.wait()
+        ran.append("close")
+
+    writer.submit_job(closing, 0)
+    writer.submit(lambda data: ran.append(bytes(data).decode()), memoryview(b"after"))
+    time.sleep(SETTLE)
+    assert ran == []
+    gate.set()
+    writer.flush()
+    assert ran == ["close", "after"]
+
+
+def test_a_small_write_made_in_the_caller_fails_there_and_in_every_later_call(writer: WriteBehind) -> None:
+    """Its error is raised by the submit, and kept, as a queued write's is: later calls raise it and run nothing."""
+    def full(data: memoryview) -> None:
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space"):
+        writer.submit(full, memoryview(b"x"))
+    ran: list[bytes] = []
+    with pytest.raises(OSError, match="No space"):
+        writer.submit(lambda data: ran.append(bytes(data)), memoryview(b"y"))
+    with pytest.raises(OSError, match="No space"):
+        writer.flush()
+    assert ran == []
 
 
 def test_a_submitter_blocks_while_the_new_job_would_exceed_max_bytes(writer: WriteBehind, gate: threading.Event) -> None:
