@@ -67,6 +67,9 @@ class WriteBehind:
 
     def wait_idle(self) -> None:
         """Wait until every job queued so far has run, without raising (for cleanup paths)."""
+        with self._cond:
+            if not self._jobs:  # none queued or running: no barrier to send round
+                return
         if self._thread.is_alive():
             done = threading.Event()
             self._queue.put((done, 0))
