@@ -175,6 +175,17 @@ def test_check_permutation_command(tmp_path: Path) -> None:
     assert bad.returncode == 1 and b"records differ" in bad.stderr
 
 
+def test_against_without_check_permutation_is_refused_not_ignored(tmp_path: Path) -> None:
+    """``--against`` alone took every operand after it and shuffled standard input, exit 0: a script's
+    ``bigshuf --against OUT IN && echo same`` passed whatever OUT held. It is now one line, exit 1."""
+    (tmp_path / "out").write_bytes(b"a\n")
+    (tmp_path / "in").write_bytes(b"b\n")
+    run = subprocess.run([sys.executable, "-m", "bigshuf", "--against", "out", "in"], capture_output=True, cwd=tmp_path, input=b"stdin\n")
+    assert run.returncode == 1 and run.stdout == b""
+    assert run.stderr.count(b"\n") == 1 and b"--against" in run.stderr and b"--check-permutation" in run.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out"]
+
+
 def damage_bucket(path: Path, how: str, victim: Path) -> None:
     """Change a bucket file pass 1 wrote: a byte flipped, one cut off or two added at its end, a
     link in its place to ``victim`` (a copy of it: only following the link would read it right),

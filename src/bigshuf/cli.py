@@ -74,6 +74,9 @@ def _execute(args: argparse.Namespace) -> int:
         return _check(args)
     if args.check_manifest is not None:
         return _check_manifest(args)
+    if args.against:  # else its files would be taken for nothing and standard input shuffled
+        raise UsageError(f"--against names the files {option('check_permutation')} compares the inputs with: "
+                         "give both, --check-permutation FILE... --against OUT...")
     if args.echo and args.input_range is not None:
         raise CommandSyntaxError("cannot combine -e and -i options")
     inputs = _listed_inputs(args)
