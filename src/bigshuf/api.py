@@ -208,7 +208,8 @@ def shuffle_range(lo: int, hi: int, output: PathLike | None = None, **options: A
         raise InputError("no lines to repeat")
     sampling = head_count is not None and (repeat or (head_count <= count // 2 and head_count * 16 <= limit))
     if not sampling:
-        _check_range_fits(lo, hi, head_count, limit, options)
+        if not repeat:  # -r without -n draws from the range without listing it (``LineRun.shuffle``)
+            _check_range_fits(lo, hi, head_count, limit, options)
         return shuffle(RangeSource(lo, hi, sep), output, **options)
     assert head_count is not None
     entropy = seed_entropy(options.get("seed"), options.get("random_source"))
@@ -252,16 +253,6 @@ def _distinct_draws(rng: np.random.Generator, lo: int, hi: int, n: int) -> np.nd
     return chosen
 
 
-def _range_bytes(lo: int, hi: int) -> int:
-    """Bytes of the numbers ``lo..hi`` written in decimal, each with its separator."""
-    total, digits = 0, 1
-    while 10 ** (digits - 1) <= hi or digits == 1:
-        first, last = max(lo, 10 ** (digits - 1) if digits > 1 else 0), min(hi, 10**digits - 1)
-        total += max(0, last - first + 1) * (digits + 1)
-        digits += 1
-    return total
-
-
 def _check_range_fits(lo: int, hi: int, head_count: int | None, limit: int, options: dict[str, Any]) -> None:
     """Refuse at once a range that must be listed and fits neither in memory nor in the temp space.
 
@@ -270,7 +261,7 @@ def _check_range_fits(lo: int, hi: int, head_count: int | None, limit: int, opti
     ``head_count`` keeps, at one bit per number with ``compress_temp``.
     """
     count = hi - lo + 1
-    nbytes = _range_bytes(lo, hi)
+    nbytes = RangeSource(lo, hi, b"\n").listed_bytes()
     if plan.fits_in_memory(nbytes, count, limit):
         return
     kept = count if head_count is None else min(count, head_count)

@@ -24,7 +24,7 @@ from .streams import Key, rng_for
 Emit = Callable[["pa.Array"], None]
 
 
-def _chunks_by_records(total_records: int, nbytes: int, n: int, chunk_bytes: int) -> int:
+def records_per_chunk(total_records: int, nbytes: int, n: int, chunk_bytes: int) -> int:
     """Records per output chunk so a chunk holds about ``chunk_bytes``."""
     avg = max(1.0, nbytes / max(1, n))
     return max(1, min(total_records, int(chunk_bytes / avg)))
@@ -152,7 +152,7 @@ def sample_with_replacement(
     made in order here, the records gathered on the workers (``limit`` and ``held`` as for
     ``shuffle_block``)."""
     n = len(offsets) - 1
-    per_chunk = _chunks_by_records(count or (1 << 62), int(offsets[-1]), n, plan.piece_bytes(limit))
+    per_chunk = records_per_chunk(count or (1 << 62), int(offsets[-1]), n, plan.piece_bytes(limit))
     workers = workers.sized(plan.piece_bytes(limit) if count is None else count * int(offsets[-1]) // max(1, n))
 
     def draws() -> Iterator[np.ndarray]:

@@ -21,7 +21,7 @@ from ..core import mix, plan, streams
 from ..core.dedup import DEDUP_META, first_copies, gather
 from ..core.driver import Buckets, Estimate, OutputPlan, Sample, TwoPass, closing
 from ..core.fingerprint import Fingerprint, fingerprint
-from ..core.gather import sample_with_replacement, shuffle_block
+from ..core.gather import records_per_chunk, sample_with_replacement, shuffle_block
 from ..core.mix import Mixer
 from ..core.parallel import share_one_heap
 from ..core.stratify import Stratifier
@@ -37,7 +37,7 @@ from ..request import Request, resolve_memory
 from ..storage.codecs import parse_compress
 from ..storage.remote import URLSource
 from ..storage.reader import RecordReader, map_whole
-from ..storage.sources import FileSource, Source
+from ..storage.sources import FileSource, RangeSource, Source
 from ..storage.tempspace import TempSpace, remove_dead_outputs
 from ..storage.writeback import WriteBehind
 from .detect import refuse_terminal
@@ -151,6 +151,9 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
             self._pick_copies(block[0], block[1], key)
 
     def shuffle(self) -> None:
+        if self.request.repeat and self.head_count is None and len(self.sources) == 1 and isinstance(self.sources[0], RangeSource):
+            self._repeat_range(self.sources[0])
+            return
         reader, factor, unique_mix = self._open_input()
         total = reader.total_size()
         stored = reader.progress_total()
@@ -180,6 +183,24 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         if whole is not None and self.mixer is not None:
             whole = int(whole * factor)
         self._external_passes(everything, whole, per_record, total is not None, unique_mix)
+
+    def _repeat_range(self, source: RangeSource) -> None:
+        """``-r -i LO-HI`` without ``-n``: numbers drawn from the range for ever, none listed, so any
+        range runs. They are the draws ``_in_memory`` makes from the listed range (its record i is
+        LO + i, chunks as many records): a range small enough to list gives the same output as before."""
+        import pyarrow as pa
+
+        lo, n, sep = source.lo, source.hi - source.lo + 1, source.sep
+        if n == 0:
+            raise InputError("no lines to repeat")
+        self.count_read(n)
+        self.begin_output(0)
+        rng = rng_for(self.entropy, streams.IN_MEMORY)
+        per_chunk = records_per_chunk(1 << 62, source.listed_bytes(), n, plan.piece_bytes(self.limit))
+        dtype = np.uint64 if n > np.iinfo(np.int64).max else np.int64
+        while True:
+            drawn = rng.integers(0, n, per_chunk, dtype=dtype)
+            self.emit(pa.array([b"%d%s" % (lo + i, sep) for i in drawn.tolist()], pa.binary()))
 
     def _open_input(self) -> tuple[RecordReader, float, bool]:
         """The reader of every input; the bytes of the multiset shuffled over the bytes read (weighted

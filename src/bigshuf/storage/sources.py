@@ -223,3 +223,13 @@ class RangeSource(GeneratedSource):
                 yield sep.join(b"%d" % i for i in range(first, min(hi + 1, first + self.CHUNK))) + sep
 
         super().__init__(f"{lo}-{hi}", chunks)
+        self.lo, self.hi, self.sep = lo, hi, sep
+
+    def listed_bytes(self) -> int:
+        """Bytes of the numbers written in decimal, each with its separator: the records' bytes once listed."""
+        total, digits = 0, 1
+        while 10 ** (digits - 1) <= self.hi or digits == 1:
+            first, last = max(self.lo, 10 ** (digits - 1) if digits > 1 else 0), min(self.hi, 10**digits - 1)
+            total += max(0, last - first + 1) * (digits + len(self.sep))
+            digits += 1
+        return total
