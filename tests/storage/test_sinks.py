@@ -91,14 +91,23 @@ def test_a_field_that_cannot_number_shards_is_named() -> None:
     assert info.value.cli_message() == "3 shards: '{!r:.0}' in -o 'out-{!r:.0}.txt' cannot number shards; use {} or {:05d}"
 
 
-@pytest.mark.parametrize("pattern", ["out/{x}.txt", "out/{1}.txt", "out/{:q}.txt", "out/{.txt"])
-def test_an_invalid_pattern_is_refused(pattern: str) -> None:
-    """A pattern str.format cannot fill is a usage error naming the pattern and an example."""
+@pytest.mark.parametrize(
+    "pattern,why",
+    [
+        ("out/{x}.txt", ": its one field is the shard number, {} or {:05d}; "),
+        ("out/{1}.txt", ": its one field is the shard number, {} or {:05d}; "),
+        ("out/{}-{}.txt", ": its one field is the shard number, {} or {:05d}; "),
+        ("out/{0.x}.txt", ": its one field is the shard number, {} or {:05d}; "),  # was an internal error (AttributeError)
+        ("out/{0[1]}.txt", ": its one field is the shard number, {} or {:05d}; "),  # was an internal error (TypeError)
+        ("out/{:q}.txt", " (Unknown format code 'q' for object of type 'int'); "),
+        ("out/{.txt", " (expected '}' before end of string); "),
+    ],
+)
+def test_an_invalid_pattern_is_refused(pattern: str, why: str) -> None:
+    """A pattern str.format cannot fill is a usage error naming the pattern, what is wrong with it and an example."""
     with pytest.raises(UsageError) as info:
         shard_names(pattern, 2, None, False)
-    message = info.value.cli_message()
-    assert message.startswith(f"--shards: -o '{pattern}' is not a valid pattern (")
-    assert message.endswith("use e.g. out/part-{:05d}.jsonl")
+    assert info.value.cli_message() == f"--shards: -o '{pattern}' is not a valid pattern{why}use e.g. out/part-{{:05d}}.jsonl"
 
 
 def test_shard_paths_make_the_missing_directories(tmp_path: Path) -> None:

@@ -37,7 +37,12 @@ def shard_names(
         return [os.path.join(target, f"part-{i:05d}{suffix}") for i in numbers]
     try:
         names = [target.format(i) for i in numbers]
-    except (IndexError, KeyError, ValueError, OverflowError) as e:
+    except (IndexError, KeyError, AttributeError, TypeError):  # a second field, a named one, {0.x}, {0[1]}
+        raise UsageError(
+            f"{flag}: {option('output')} '{target}' is not a valid pattern: its one field is the shard number, "
+            f"{{}} or {{:05d}}; use e.g. {example}"
+        ) from None
+    except (ValueError, OverflowError) as e:  # a lone brace, a format an integer does not take
         raise UsageError(f"{flag}: {option('output')} '{target}' is not a valid pattern ({e}); use e.g. {example}") from None
     count = f"{shards} shards" if indices is None else "shards"
     if len(set(names)) != len(names):
