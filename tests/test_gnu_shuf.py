@@ -280,13 +280,13 @@ def test_failed_run_leaves_the_output_untouched(tmp_path, args):
     assert sorted(os.listdir(tmp_path)) == ["in", "out"]
 
 
-def head_of_endless(args: list[str], input: bytes = b"") -> list[bytes]:
-    """The first 1000 lines of ``bigshuf ARGS | head -n 1000`` (an endless --repeat)."""
+def head_of_endless(args: list[str], input: bytes = b"", count: int = 1000) -> list[bytes]:
+    """The first ``count`` lines of ``bigshuf ARGS | head -n COUNT`` (an endless --repeat)."""
     proc = subprocess.Popen([*BIGSHUF, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write(input)
     proc.stdin.close()
-    got = [proc.stdout.readline() for _ in range(1000)]
+    got = [proc.stdout.readline() for _ in range(count)]
     proc.stdout.close()
     proc.wait(timeout=60)
     assert proc.stderr is not None
@@ -592,29 +592,16 @@ def test_seeded_samples_of_ranges_that_worked_before_are_unchanged(run_cli):
     assert run_cli(["-r", "-i", "1-100", "-n", "3", "--seed", "5"]) == (0, b"45\n33\n17\n", b"")
 
 
-def _first_lines(args: list[str], count: int) -> list[bytes]:
-    """The first ``count`` lines of an endless ``bigshuf`` run, which is then stopped."""
-    proc = subprocess.Popen([sys.executable, "-m", "bigshuf", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout is not None
-    try:
-        got = [proc.stdout.readline() for _ in range(count)]
-    finally:
-        proc.kill()
-        _, err = proc.communicate()
-    assert all(got) and err in (b"", None), err
-    return got
-
-
 def test_repeat_over_a_range_too_big_to_list_streams_uniform_draws():
     """``-r -i LO-HI`` without ``-n`` never lists the range, as GNU shuf: it was refused for want of
     11.7 TiB of temporary space. The draws over 10 equal bins of a 10**12-wide range are uniform."""
     lo, width = 10**12, 10**12
-    got = [int(v) for v in _first_lines(["-r", "-i", f"{lo}-{lo + width - 1}", "--seed", "3"], 20000)]
+    got = [int(v) for v in head_of_endless(["-r", "-i", f"{lo}-{lo + width - 1}", "--seed", "3"], count=20000)]
     assert all(lo <= v < lo + width for v in got)
     from test_uniformity import assert_uniform
 
     assert_uniform(Counter((v - lo) * 10 // width for v in got), list(range(10)), "-r -i, 10 bins")
-    top = [int(v) for v in _first_lines(["-r", "-i", f"{SIZE_MAX - 2}-{SIZE_MAX}", "--seed", "3"], 3000)]
+    top = [int(v) for v in head_of_endless(["-r", "-i", f"{SIZE_MAX - 2}-{SIZE_MAX}", "--seed", "3"], count=3000)]
     assert set(top) == {SIZE_MAX - 2, SIZE_MAX - 1, SIZE_MAX}
 
 
@@ -622,7 +609,7 @@ def test_repeat_over_a_range_draws_what_the_listed_range_gives(tmp_path):
     """Not listing the range changes no seeded output: the same lines as ``-r`` over a file of its numbers."""
     numbers = tmp_path / "numbers"
     numbers.write_bytes(b"".join(b"%d\n" % i for i in range(7, 3008)))
-    assert _first_lines(["-r", "-i", "7-3007", "--seed", "5"], 5000) == _first_lines(["-r", str(numbers), "--seed", "5"], 5000)
+    assert head_of_endless(["-r", "-i", "7-3007", "--seed", "5"], count=5000) == head_of_endless(["-r", str(numbers), "--seed", "5"], count=5000)
 
 
 def test_distinct_draws_of_a_wide_range_are_uniform():

@@ -9,7 +9,7 @@ import pyarrow.compute as pc
 import pytest
 
 import bigshuf.core.records as records
-from bigshuf.core.records import RecordFormat, as_binary_array, find_offsets, find_offsets_split, gather_records, take_records
+from bigshuf.core.records import RecordFormat, as_binary_array, decimal_records, find_offsets, find_offsets_split, gather_records, take_records
 from bigshuf.core.parallel import Workers
 
 
@@ -147,3 +147,14 @@ def test_a_pooled_buffer_is_reused_only_once_nothing_refers_to_its_bytes() -> No
     assert again.ctypes.data == address and len(again) == 900 and again.flags.writeable
     pool.clear()
     assert again[0] == again[0] and pool._buffers == []  # a leased buffer outlives the pool's hold on it
+
+
+@pytest.mark.parametrize("sep", [10, 0])
+def test_decimal_records_are_the_numbers_as_python_writes_them(sep: int) -> None:
+    """Every width from 1 to 20 digits, the powers of ten on either side, both ends of uint64, and none."""
+    edges = [0, 1, 9, 10, 99, 100, 2**63 - 1, 2**63, 10**19 - 1, 10**19, 2**64 - 1]
+    drawn = np.random.default_rng(4).integers(0, 2**64 - 1, 5000, dtype=np.uint64, endpoint=True) >> np.random.default_rng(5).integers(0, 64, 5000).astype(np.uint64)
+    values = np.concatenate([np.array(edges, np.uint64), drawn])
+    got = decimal_records(values, sep).to_pylist()
+    assert got == [b"%d%c" % (v, sep) for v in values.tolist()]
+    assert decimal_records(np.array([], np.uint64), sep).to_pylist() == []

@@ -147,6 +147,28 @@ def as_binary_array(block: np.ndarray, offsets: np.ndarray) -> pa.Array:
     )
 
 
+def decimal_records(values: np.ndarray, sep: int) -> pa.Array:
+    """Unsigned integers written in decimal, each followed by ``sep``, as an Arrow binary array:
+    vectorised, where writing each number in Python ran ten times slower than GNU shuf."""
+    values = values.astype(np.uint64, copy=False)
+    width = len(str(int(values.max()))) if len(values) else 1
+    digits = np.empty((len(values), width + 1), np.uint8)
+    digits[:, width] = sep
+    rest = values.copy()
+    for col in range(width - 1, -1, -1):
+        digits[:, col] = rest % np.uint64(10) + np.uint64(48)
+        rest //= np.uint64(10)
+    lengths = np.ones(len(values), np.int64)
+    for power in range(1, width):
+        lengths += values >= np.uint64(10**power)
+    offsets = np.zeros(len(values) + 1, np.int64)
+    np.cumsum(lengths + 1, out=offsets[1:])
+    if offsets[-1] < 2**31:
+        offsets = offsets.astype(np.int32)
+    # Each row's leading zeros dropped: its last ``length`` digits and the separator, in row order.
+    return as_binary_array(digits[np.arange(width + 1) >= (width - lengths)[:, None]], offsets)
+
+
 class BufferPool:
     """Byte buffers for gathered records, reused: a fresh buffer costs the kernel a fault and the
     zeroing of each huge page it touches (8-12% of the CPU of an external run over 1 GiB). A
