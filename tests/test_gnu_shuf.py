@@ -266,6 +266,18 @@ def test_usage_errors_exit_1_as_gnu(run_cli, run_gnu, tmp_path, args, lines_ref)
 
 
 @pytest.mark.parametrize(
+    "name",
+    [b"a b", b"bad\nname", b"bad\x1b[31mred", b"a'b", b"a'b$c", b"a\xffb", b"~a", b"a~", b"a:b", b"\x7f", b"\na\n", b"plain-name.txt"],
+)
+def test_a_file_name_in_a_message_is_quoted_as_gnu_quotes_it(tmp_path, run_cli, run_gnu, name):
+    """A name a shell would need quoted is quoted, its control bytes escaped: one line, and no
+    terminal escape sent (bigshuf printed 'bad', a new line, then 'name: No such file...')."""
+    gnu = run_gnu([name], cwd=tmp_path)
+    assert gnu[0] == 1 and gnu[2].count(b"\n") == 1
+    assert run_cli([name], cwd=tmp_path) == gnu
+
+
+@pytest.mark.parametrize(
     "args", [["-o", "out", "missing-input"], ["-o", "out", "--random-source=missing-input", "in"]],
     ids=["input", "random-source"],
 )

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import BinaryIO, NoReturn, Protocol
 
 from ..errors import InputError
+from ..quoting import quote_name
 
 
 class Source(Protocol):
@@ -31,7 +32,8 @@ class FileSource:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
-        self.name = self.path
+        #: The path as messages show it: quoted as GNU shuf quotes it where a shell would need it.
+        self.name = quote_name(self.path)
         self._raw: BinaryIO | None = None
         self._size_at_open: int | None = None
 

@@ -1,0 +1,52 @@
+"""File names as GNU coreutils' messages show them: as they are when a shell would read them so,
+else quoted for one, with control bytes escaped, so a name never breaks a message's line or sends
+a terminal escape (``shuf: 'bad'$'\\n''name': No such file or directory``)."""
+
+from __future__ import annotations
+
+import os
+
+#: Characters that make a name need quoting anywhere in it.
+_SPECIAL = frozenset(" \t'\"\\$`;&()?|<>*!^=:[")
+#: Characters that need it only as the name's first.
+_SPECIAL_FIRST = frozenset("~#")
+#: Characters a double-quoted name could not hold as they are: a name with ``'`` and none of
+#: these is put in double quotes.
+_NOT_IN_DOUBLE = frozenset("\"$`\\!")
+#: Control characters with a letter of their own in ``$'...'``.
+_LETTERS = {7: "a", 8: "b", 9: "t", 10: "n", 11: "v", 12: "f", 13: "r"}
+
+
+def _escape(ch: str) -> str | None:
+    """``ch`` as written inside ``$'...'`` if it must be escaped there (a control character or a
+    byte that is not UTF-8, kept by ``surrogateescape``), else None."""
+    code = ord(ch)
+    if 0xDC80 <= code <= 0xDCFF:
+        return f"\\{code - 0xDC00:03o}"
+    if code < 0x20 or code == 0x7F or 0x80 <= code <= 0x9F:
+        if code in _LETTERS:
+            return "\\" + _LETTERS[code]
+        return "".join(f"\\{b:03o}" for b in ch.encode())
+    return None
+
+
+def quote_name(name: str) -> str:
+    """``name`` as GNU tools print a file name in a message (shell-escape quoting)."""
+    text = os.fsencode(name).decode("utf-8", "surrogateescape")
+    escapes = [_escape(ch) for ch in text]
+    if text and not any(escapes) and text[0] not in _SPECIAL_FIRST and not _SPECIAL.intersection(text):
+        return text
+    if "'" in text and not any(escapes) and not _NOT_IN_DOUBLE.intersection(text):
+        return f'"{text}"'
+    out, escaping = ["'"], False
+    for ch, escaped in zip(text, escapes):
+        if escaped is not None:
+            out.append(escaped if escaping else "'$'" + escaped)
+            escaping = True
+            continue
+        if escaping:
+            out.append("''")
+            escaping = False
+        out.append("'\\''" if ch == "'" else ch)
+    out.append("'")
+    return "".join(out)
