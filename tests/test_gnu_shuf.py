@@ -265,6 +265,22 @@ def test_usage_errors_exit_1_as_gnu(run_cli, run_gnu, tmp_path, args, lines_ref)
     assert sorted(os.listdir(tmp_path)) == []
 
 
+@pytest.mark.parametrize("args", [["--echo=", "a"], ["--repeat=1", "-e", "a"], ["--rep=1", "-e", "a"], ["-e", "--zero-terminated=x", "a"], ["--help=1"]])
+def test_an_argument_to_a_flag_is_refused_in_gnu_words(run_cli, run_gnu, args):
+    """argparse's "argument -e/--echo: ignored explicit argument ''" is getopt's wording, as in GNU shuf."""
+    gnu = run_gnu(args)
+    assert gnu[0] == 1 and b"doesn't allow an argument" in gnu[2]
+    assert run_cli(args) == gnu
+
+
+@pytest.mark.parametrize("args", [["--version", "--help"], ["--help", "--version"], ["--vers", "--help"], ["-e", "a", "--help", "--version"]])
+def test_the_first_of_help_and_version_is_the_one_answered(run_cli, run_gnu, args):
+    """GNU shuf answers whichever of --help and --version comes first (bigshuf always gave the help)."""
+    gnu, ours = run_gnu(args), run_cli(args)
+    assert gnu[0] == ours[0] == 0 and gnu[2] == ours[2] == b""
+    assert gnu[1].startswith(b"Usage:") == ours[1].startswith(b"Usage:")
+
+
 @pytest.mark.parametrize(
     "name",
     [b"a b", b"bad\nname", b"bad\x1b[31mred", b"a'b", b"a'b$c", b"a\xffb", b"~a", b"a~", b"a:b", b"\x7f", b"\na\n", b"plain-name.txt"],

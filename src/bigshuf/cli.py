@@ -62,10 +62,10 @@ def _execute(args: argparse.Namespace) -> int:
     from .api import shuffle, shuffle_range
     from .storage.sources import BytesSource, RangeSource
 
-    if args.help:
+    if args.info == "--help":
         _write_stdout(HELP)
         return 0
-    if args.version:
+    if args.info == "--version":
         _write_stdout(f"{PROG} {__version__}\n")
         return 0
     if args.check_permutation and args.check_manifest is not None:

@@ -196,6 +196,9 @@ def _gnu_wording(message: str, argv: Sequence[str]) -> str:
         short, long = m.group(1), m.group(2)
         typed_long = long and any(a.startswith("--") and long.startswith(a) for a in argv)
         return f"option '{long}' requires an argument" if typed_long or not short else f"option requires an argument -- '{short[1:]}'"
+    m = re.match(r"argument (?:-\w/)?(--[\w-]+): ignored explicit argument", message)
+    if m:
+        return f"option '{m.group(1)}' doesn't allow an argument"
     m = re.match(r"ambiguous option: (\S+?)(=\S*)? could match (.*)", message)
     if m:
         options = " ".join(f"'{o}'" for o in m.group(3).split(", "))
@@ -208,6 +211,14 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise CommandSyntaxError(_gnu_wording(message, self.argv))
+
+
+class _FirstOf(argparse.Action):
+    """``--help`` and ``--version``: the first given is the one answered, as getopt-driven GNU shuf does."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Any = None) -> None:
+        if getattr(namespace, self.dest) is None:
+            setattr(namespace, self.dest, option_string)
 
 
 class _Once(argparse.Action):
@@ -346,8 +357,8 @@ def _parser() -> _Parser:
     p.add_argument("--dry-run", action="store_true")
     p.add_argument("--progress", dest="progress", action="store_true", default=None)
     p.add_argument("-q", "--quiet", dest="progress", action="store_false")
-    p.add_argument("--help", action="store_true")
-    p.add_argument("--version", action="store_true")
+    p.add_argument("--help", action=_FirstOf, nargs=0, dest="info")
+    p.add_argument("--version", action=_FirstOf, nargs=0, dest="info")
     p.add_argument("operands", nargs="*")
     return p
 
