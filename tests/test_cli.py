@@ -1190,6 +1190,13 @@ def test_tight_virtual_memory_limit_is_said_in_one_line(tmp_path):
 # ---------------------------------------------------------------- library arguments (issue 11, item 15)
 
 
+def test_dir_lists_the_library_names_loaded_on_first_use():
+    """``dir(bigshuf)`` (tab completion) lists the API even before its first use loads it, in a fresh interpreter."""
+    code = "import bigshuf, sys; print(sorted(set(bigshuf.__all__) - set(dir(bigshuf))), 'bigshuf.api' in sys.modules)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout == "[] False\n"
+
+
 def test_library_refuses_bytes_as_inputs(tmp_path):
     import bigshuf
 

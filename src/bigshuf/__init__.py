@@ -55,3 +55,8 @@ def __getattr__(name: str) -> Any:
     if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'bigshuf' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The module's names and the library's, loaded on first use, so ``dir`` and tab completion list them."""
+    return sorted(set(globals()) | set(__all__))
