@@ -360,7 +360,9 @@ class TwoPass(ABC):
             if depth == 0:
                 if self.state_dir:
                     self.save_checkpoint(k=k, keep=keep, pass1_done=True, buckets=self._resumable(buckets).state())
-                self.begin_output(self.wanted(int(buckets.records[:keep].sum())), self.state.get("output"))
+                restore = self.state.get("output")  # with the records it counts written: the files must hold them
+                restore = None if restore is None else {**restore, "written": self.state["records_out"]}
+                self.begin_output(self.wanted(int(buckets.records[:keep].sum())), restore)
             self._pass2(buckets, keep, temp, key, depth)
         finally:
             self.writer.wait_idle()

@@ -42,8 +42,8 @@ def resumable_sink(output: Output, i: int, path: str, at: ResumePoint | None) ->
 def take_up(output: Output, restore: dict[str, Any]) -> None:
     """Take up the files of an interrupted ``--resume`` run (a ``checkpoint()``): each where the
     plan puts it, finished ones as they are, the last cut back to the checkpoint and appended to.
-    A layout the plan could not have made is refused; with a manifest or ``--shard-size`` each
-    file's records are read back from disk rather than taken from the checkpoint."""
+    A layout the plan could not have made is refused. Each file's records are read back from disk
+    (``read_back``): they must be the ``written`` records the checkpoint counts in all."""
     counts: list[int] = restore["records"]
     output._done = restore["done"]
     output.fingerprint = Fingerprint(*restore["fingerprint"])
@@ -64,23 +64,26 @@ def take_up(output: Output, restore: dict[str, Any]) -> None:
         output._group, output._index = places[-1]
         _split, _target, start, count = output._groups[output._group]
         output._end = output.sharding.file_end(start, count, output._index)
-    if output.rescan is not None and (output.manifest is not None or output.sharding.size is not None):
-        read_back(output)
+    if output.rescan is not None:
+        read_back(output, restore["written"])
 
 
-def read_back(output: Output) -> None:
+def read_back(output: Output, written: int) -> None:
     """Count, size and fingerprint each file taken up from a checkpoint by reading it back
-    (``rescan``): its records must be the checkpoint's, and together their fingerprints the
-    checkpoint's; with ``--shard-size`` every file followed by another of its split must be full."""
+    (``rescan``): its records must be the checkpoint's (one file counts none there: all of the
+    ``written`` records), and together their fingerprints the checkpoint's; with ``--shard-size``
+    every file followed by another of its split must be full. A checkpoint whose counts were
+    edited to skip a bucket is so refused, not resumed into an output short of its records."""
     assert output.rescan is not None
     total = Fingerprint()
     hashing = output.verify or output.manifest is not None
     for i, (sink, out) in enumerate(zip(output.sinks, output.outputs)):
         assert isinstance(sink, AtomicFileSink)
         fp = output.rescan(sink.tmp_path, output_codec(out.path, output._codec_choice()))
-        if fp.records != out.records:
+        expected = written if output._plain else out.records
+        if fp.records != expected:
             raise OutputError(
-                f"{sink.tmp_path}: holds {fp.records} records, the checkpoint in {output.resume_dir} says {out.records}; "
+                f"{sink.tmp_path}: holds {fp.records} records, the checkpoint in {output.resume_dir} says {expected}; "
                 f"{advice(output.resume_dir)}"
             )
         out.bytes = fp.bytes
