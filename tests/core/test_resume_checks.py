@@ -321,7 +321,7 @@ TAMPER: dict[str, Callable[[dict[str, Any]], Any]] = {
 }
 
 
-@pytest.mark.parametrize("tamper", [*TAMPER, "truncated JSON"])
+@pytest.mark.parametrize("tamper", [*TAMPER, "truncated JSON", "nested too deeply"])
 def test_tampered_state_is_refused(tmp_path: Path, corpus: Path, tamper: str) -> None:
     job = Job(corpus, tmp_path / "t", tmp_path / "out.txt")
     state = job.interrupt(IN_PASS2)
@@ -330,6 +330,8 @@ def test_tampered_state_is_refused(tmp_path: Path, corpus: Path, tamper: str) ->
     if tamper == "truncated JSON":
         text = path.read_text()
         path.write_text(text[: len(text) // 2])
+    elif tamper == "nested too deeply":  # was an internal error: RecursionError from the JSON parser
+        path.write_text("[" * 100000)
     else:
         changed = TAMPER[tamper](state)
         path.write_text(json.dumps(state if changed is None else changed))

@@ -63,6 +63,8 @@ def load_state(directory: str, name: str = "state.json") -> dict[str, Any] | Non
         state = json.loads(data)
     except (ValueError, UnicodeDecodeError) as e:
         raise refusal(directory, f"{path} is not valid JSON ({e})") from None
+    except RecursionError:  # arrays or objects nested past the parser's depth: no checkpoint of ours
+        raise refusal(directory, f"{path} is not a checkpoint file (nested too deeply)") from None
     if not isinstance(state, dict):
         raise refusal(directory, f"{path} is not a JSON object")
     return state
