@@ -231,6 +231,8 @@ def _json_scan(block: bytes, first: int, schema: pa.Schema | None, inferred: boo
         except ValueError as e:
             what = e.msg if isinstance(e, json.JSONDecodeError) else "not UTF-8 text"
             return f"line {number} is not JSON ({what})"
+        except RecursionError:
+            return f"line {number} is JSON nested too deeply to read"
         if not isinstance(value, dict):
             return f"line {number} is not a JSON object (it is {_json_kind(value)})"
         extra = [key for key in value if names is not None and key not in names]

@@ -289,6 +289,8 @@ def _read_journal(path: str) -> list[dict[str, Any]] | None:
         os.close(fd)
     try:
         data = json.loads(text)
+    except RecursionError:  # nested past the parser's depth: not a journal bigshuf wrote
+        return None
     except ValueError:
         # Cut short: a prefix of what bigshuf writes. Nothing is renamed before it is whole.
         return [] if b'{"bigshuf_commit": 1, "files": ['.startswith(text[:32]) else None
