@@ -180,8 +180,8 @@ _INT64_MAX = 2**63 - 1
 def shuffle_range(lo: int, hi: int, output: PathLike | None = None, **options: Any) -> ShuffleStats:
     """Shuffle the integers ``lo..hi`` (``-i LO-HI``, at most 0..2**64-1); takes ``shuffle``'s keyword options.
 
-    With ``head_count`` (and ``repeat``, or a sample that fits in memory) the numbers are
-    drawn directly, without listing the range: ``-i 1-18446744073709551615 -n 5`` is instant.
+    With ``head_count`` (and ``repeat``, or a sample that fits in memory), or ``repeat`` alone, the
+    numbers are drawn directly, without listing the range: ``-i 1-18446744073709551615 -n 5`` is instant.
     A range that must be listed and can fit neither in memory nor in the free temporary
     space is refused at once.
     """
@@ -208,7 +208,7 @@ def shuffle_range(lo: int, hi: int, output: PathLike | None = None, **options: A
         raise InputError("no lines to repeat")
     sampling = head_count is not None and (repeat or (head_count <= count // 2 and head_count * 16 <= limit))
     if not sampling:
-        if not repeat:  # -r without -n draws from the range without listing it (``LineRun.shuffle``)
+        if not repeat or options.get("header") or options.get("lines_per_record", 1) != 1:  # else drawn unlisted (``LineRun.shuffle``)
             _check_range_fits(lo, hi, head_count, limit, options)
         return shuffle(RangeSource(lo, hi, sep), output, **options)
     assert head_count is not None

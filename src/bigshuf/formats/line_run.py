@@ -154,7 +154,8 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
             self._pick_copies(block[0], block[1], key)
 
     def shuffle(self) -> None:
-        if self.request.repeat and self.head_count is None and len(self.sources) == 1 and isinstance(self.sources[0], RangeSource):
+        drawn_range = not self.request.header and self.fmt.group == 1  # else the listed range's records are drawn
+        if self.request.repeat and self.head_count is None and drawn_range and len(self.sources) == 1 and isinstance(self.sources[0], RangeSource):
             self._repeat_range(self.sources[0])
             return
         reader, factor, unique_mix = self._open_input()
