@@ -239,9 +239,9 @@ def test_the_write_behind_queue_counts_the_bytes_a_piece_holds(tmp_path: Path, c
     sizes: list[int] = []
     queue = writer.submit_job
 
-    def counted(job: Callable[[], object], size: int, small: bool = False) -> None:
+    def counted(job: Callable[[], object], size: int, may_inline: bool = False) -> None:
         sizes.append(size)
-        queue(job, size, small)
+        queue(job, size, may_inline)
 
     writer.submit_job = counted  # type: ignore[method-assign]
     try:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from bigshuf.storage.threads import MAIN_THREAD_SIGNALS, signals_held
-from bigshuf.storage.writeback import INLINE_BELOW, WriteBehind
+from bigshuf.storage.writeback import WRITE_INLINE_BELOW, WriteBehind
 
 #: Long enough for a thread that is not blocked to get through a few lines; a blocked one never does.
 SETTLE = 0.2
@@ -71,17 +71,17 @@ def test_submit_hands_the_data_to_the_write(writer: WriteBehind) -> None:
 
 
 def test_a_small_write_with_nothing_queued_is_made_in_the_caller() -> None:
-    """Under ``INLINE_BELOW`` bytes and an idle queue, the write runs in the submitting thread,
-    done when submit returns; at ``INLINE_BELOW`` bytes it goes to the writer thread."""
+    """Under ``WRITE_INLINE_BELOW`` bytes and an idle queue, the write runs in the submitting thread,
+    done when submit returns; at ``WRITE_INLINE_BELOW`` bytes it goes to the writer thread."""
     w = WriteBehind(1 << 30)
     ran: list[tuple[int, int]] = []
     record = lambda data: ran.append((len(data), threading.get_ident()))  # noqa: E731
-    w.submit(record, memoryview(bytes(INLINE_BELOW - 1)))
-    assert ran == [(INLINE_BELOW - 1, threading.get_ident())]
-    w.submit(record, memoryview(bytes(INLINE_BELOW)))
+    w.submit(record, memoryview(bytes(WRITE_INLINE_BELOW - 1)))
+    assert ran == [(WRITE_INLINE_BELOW - 1, threading.get_ident())]
+    w.submit(record, memoryview(bytes(WRITE_INLINE_BELOW)))
     w.flush()
     w.close()
-    assert len(ran) == 2 and ran[1][0] == INLINE_BELOW and ran[1][1] != threading.get_ident()
+    assert len(ran) == 2 and ran[1][0] == WRITE_INLINE_BELOW and ran[1][1] != threading.get_ident()
 
 
 def test_a_small_write_goes_behind_queued_jobs_even_of_no_bytes(writer: WriteBehind, gate: threading.Event) -> None:
@@ -112,6 +112,20 @@ def test_a_small_write_made_in_the_caller_fails_there_and_in_every_later_call(wr
         writer.submit(lambda data: ran.append(bytes(data)), memoryview(b"y"))
     with pytest.raises(OSError, match="No space"):
         writer.flush()
+    assert ran == []
+
+
+def test_a_ctrl_c_in_a_write_made_in_the_caller_stops_every_later_write(writer: WriteBehind) -> None:
+    """As for a queued job: the KeyboardInterrupt is raised, kept, and no write runs after it."""
+    def interrupted(data: memoryview) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        writer.submit(interrupted, memoryview(b"x"))
+    ran: list[bytes] = []
+    with pytest.raises(KeyboardInterrupt):
+        writer.submit(lambda data: ran.append(bytes(data)), memoryview(b"y"))
+    writer.wait_idle()  # the cleanup's wait neither raises nor hangs
     assert ran == []
 
 

@@ -306,7 +306,7 @@ class BucketSet:
         if self.writer is None:
             write(data)
         else:  # the bytes it holds until written bound the writer's queue: the frames', once compressed
-            self.writer.submit_job(lambda: write(data), len(data) if frames is None else sum(map(len, frames)), small=True)
+            self.writer.submit_job(lambda: write(data), len(data) if frames is None else sum(map(len, frames)), may_inline=True)
 
     def _compressor(self) -> Any:
         """With ``compress``, a zstd level-1 compressor: every part becomes one frame."""

@@ -21,7 +21,7 @@ Job = Callable[[], object]
 #: Writes of fewer bytes than this run in the submitting thread when no job is queued or running:
 #: the thread's wake-up and the GIL's hand-off each way cost more (a run over a 1 KB file made
 #: ~2,900 of them, 1.1 s of 4.3 s per 100 runs).
-INLINE_BELOW = 64 << 10
+WRITE_INLINE_BELOW = 64 << 10
 
 
 class WriteBehind:
@@ -45,20 +45,20 @@ class WriteBehind:
     def submit(self, write: Write, data: memoryview) -> None:
         """Queue ``write(data)`` (made now if it is small and nothing is queued); blocks while too
         many bytes are pending."""
-        self.submit_job(lambda: write(data), len(data), small=True)
+        self.submit_job(lambda: write(data), len(data), may_inline=True)
 
-    def submit_job(self, job: Job, size: int, small: bool = False) -> None:
+    def submit_job(self, job: Job, size: int, may_inline: bool = False) -> None:
         """Queue ``job()``, which holds ``size`` bytes until it has run; blocks while too many are
-        pending. A ``small`` job (a write) of under ``INLINE_BELOW`` bytes runs now if nothing is queued."""
+        pending. A job that ``may_inline`` (a write) of under ``WRITE_INLINE_BELOW`` bytes runs now if nothing is queued."""
         with self._cond:
             while self._inflight > 0 and self._inflight + size > self.max_bytes and self._error is None:
                 self._cond.wait()
             self._raise_pending()
-            if small and size < INLINE_BELOW and not self._jobs:
+            if may_inline and size < WRITE_INLINE_BELOW and not self._jobs:
                 try:  # holding the lock: other submitters wait until it is done, as behind a queued job
                     job()
-                except Exception as e:  # kept for later calls, as a queued job's error is (not Ctrl-C:
-                    self._error = e  # the run stops, and its cleanup's flush must not raise it again)
+                except BaseException as e:  # kept for later calls, as a queued job's error is: no job runs after
+                    self._error = e  # it (the cleanup after Ctrl-C only waits: wait_idle never raises)
                     raise
                 return
             self._inflight += size
