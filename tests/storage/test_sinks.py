@@ -99,6 +99,7 @@ def test_a_field_that_cannot_number_shards_is_named() -> None:
         ("out/{}-{}.txt", ": its one field is the shard number, {} or {:05d}; "),
         ("out/{0.x}.txt", ": its one field is the shard number, {} or {:05d}; "),  # was an internal error (AttributeError)
         ("out/{0[1]}.txt", ": its one field is the shard number, {} or {:05d}; "),  # was an internal error (TypeError)
+        ("out/{0.bit_length}", ": its one field is the shard number, {} or {:05d}; "),  # named files after a method's address
         ("out/{:q}.txt", " (Unknown format code 'q' for object of type 'int'); "),
         ("out/{.txt", " (expected '}' before end of string); "),
     ],

@@ -35,13 +35,18 @@ def shard_names(
             codec = output_codec(None, compress)
             suffix = CODECS[codec[0]].suffixes[0] if codec else ""
         return [os.path.join(target, f"part-{i:05d}{suffix}") for i in numbers]
+    one_field = UsageError(
+        f"{flag}: {option('output')} '{target}' is not a valid pattern: its one field is the shard number, "
+        f"{{}} or {{:05d}}; use e.g. {example}"
+    )
     try:
+        # Only the number itself: an attribute or index ({0.bit_length}, {0[1]}) formats to no name or an address.
+        named = {name for _, name, _, _ in Formatter().parse(target) if name is not None}
+        if not named <= {"", "0"} or named == {"", "0"}:
+            raise one_field
         names = [target.format(i) for i in numbers]
-    except (IndexError, KeyError, AttributeError, TypeError):  # a second field, a named one, {0.x}, {0[1]}
-        raise UsageError(
-            f"{flag}: {option('output')} '{target}' is not a valid pattern: its one field is the shard number, "
-            f"{{}} or {{:05d}}; use e.g. {example}"
-        ) from None
+    except IndexError:  # {}-{}: a second number asked for
+        raise one_field from None
     except (ValueError, OverflowError) as e:  # a lone brace, a format an integer does not take
         raise UsageError(f"{flag}: {option('output')} '{target}' is not a valid pattern ({e}); use e.g. {example}") from None
     count = f"{shards} shards" if indices is None else "shards"
