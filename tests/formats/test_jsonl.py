@@ -78,6 +78,9 @@ def test_a_field_missing_from_the_schema_is_named(tmp_path: Path) -> None:
         (b"null\n", "line 1 is not a JSON object (it is null)"),
         (b'{"a": 1}\n  null\n{"a": 2}\n', "line 2 is not a JSON object (it is null)"),
         (b'{"a": 1}\n{"a": 2\n', "line 2 is not JSON (Expecting ',' delimiter)"),
+        # Arrow's reader crashed (segfault) on an array nested 100,000 deep; Python's refused it (RecursionError).
+        (b'{"a": 1}\n{"a": ' + b"[" * 100000 + b"]" * 100000 + b"}\n", "line 2 is JSON nested too deeply to read"),
+        (b"[" * 30000 + b"\n", "line 1 is JSON nested too deeply to read"),
         (b'{"a": 1}\n{"a": 2}\n{"a": "x"}\n', "line 3: field 'a' changed from number to string; give the column types with --schema"),
     ],
 )
@@ -86,6 +89,15 @@ def test_malformed_json_lines_name_the_line(tmp_path: Path, rows: bytes, message
     code, err = run(["in.jsonl", "-o", "x.parquet"], cwd=tmp_path)
     assert (code, err) == (1, f"bigshuf: in.jsonl: {message}\n".encode())
     assert temp_leftovers(tmp_path) == ["in.jsonl"]
+
+
+def test_brackets_inside_strings_are_not_nesting(tmp_path: Path) -> None:
+    """A line of 20,000 brackets in a string is parsed first by Python (it might be nested deep) and read."""
+    rows = b'{"a": "' + b"[{" * 10000 + b'"}\n{"a": "x"}\n'
+    (tmp_path / "in.jsonl").write_bytes(rows)
+    code, err = run(["in.jsonl", "-o", "x.parquet"], cwd=tmp_path)
+    assert (code, err) == (0, b"")
+    assert sorted(pq.read_table(tmp_path / "x.parquet")["a"].to_pylist()) == sorted(["[{" * 10000, "x"])
 
 
 def test_line_numbers_count_across_blocks(tmp_path: Path) -> None:

@@ -158,9 +158,11 @@ class TableInput:
                 # Arrow's parts must each hold the longest line whole.
                 longest = int(np.diff(starts, append=len(block)).max())
                 read = pj.ReadOptions(block_size=max(1 << 16, len(block) // 4 + 1, longest + 1))
-                # A line that is not an object is found here first: Arrow crashed (segfault) on
-                # a block starting with a null line.
-                problem = _json_scan(block, line, given, self._inferred) if _odd_lines(block, starts) else None
+                # A line that is not an object, or nested deeper than Arrow reads, is found here
+                # first: Arrow crashed (segfault) on a block starting with a null line, and on an array
+                # nested 30,000 deep (10,000 read).
+                odd = _odd_lines(block, starts) or _deep_lines(block, starts)
+                problem = _json_scan(block, line, given, self._inferred) if odd else None
                 try:
                     if problem is None:
                         table = pj.read_json(pa.BufferReader(owned), read_options=read, parse_options=parse)
@@ -215,6 +217,20 @@ def _odd_lines(block: bytes, starts: np.ndarray) -> bool:
     (blank lines aside)."""
     firsts = np.frombuffer(block, np.uint8)[starts]
     return bool(np.any((firsts != ord("{")) & (firsts != 10) & (firsts != 13)))
+
+
+#: Brackets opened on one line past which it is parsed by Python first (whose parser refuses a
+#: nesting deeper than about 1,000) rather than handed to Arrow's (which crashed past 10,000).
+DEEP_LINE = 4096
+
+
+def _deep_lines(block: bytes, starts: np.ndarray) -> bool:
+    """Whether a line of ``block`` opens more than ``DEEP_LINE`` arrays and objects (in strings too)."""
+    data = np.frombuffer(block, np.uint8)
+    opened = np.flatnonzero((data == ord("[")) | (data == ord("{")))
+    if len(opened) <= DEEP_LINE:
+        return False
+    return bool(np.bincount(np.searchsorted(starts, opened, side="right") - 1).max() > DEEP_LINE)
 
 
 def _json_scan(block: bytes, first: int, schema: pa.Schema | None, inferred: bool) -> str | None:
