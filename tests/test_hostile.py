@@ -19,7 +19,18 @@ from bigshuf.storage.sources import FileSource
 from helpers import assert_permutation, make_records, write_records
 
 
-@pytest.mark.parametrize("change", ["grows", "shrinks"])
+def _rewrite_in_place(src: Path) -> None:
+    """Write the file's lines back in another order over it (``dd conv=notrunc``): same size, same
+    multiset, so only its modification time says that a run reading it saw a mix of the two."""
+    data = src.read_bytes()
+    lines = data.splitlines(keepends=True)
+    with open(src, "r+b") as f:
+        f.write(b"".join(lines[1:] + lines[:1]))
+    st = src.stat()
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))  # a clock coarser than the test
+
+
+@pytest.mark.parametrize("change", ["grows", "shrinks", "rewritten in place"])
 def test_a_file_changing_while_read_is_an_error(tmp_path: Path, change: str) -> None:
     src = write_records(tmp_path / "in", make_records(5000, seed=1))
     reader = RecordReader([FileSource(src)], RecordFormat(), Progress())
@@ -28,11 +39,32 @@ def test_a_file_changing_while_read_is_an_error(tmp_path: Path, change: str) -> 
     if change == "grows":
         with open(src, "ab") as f:
             f.write(b"appended\n" * 100)
-    else:
+    elif change == "shrinks":
         os.truncate(src, src.stat().st_size // 2)
+    else:
+        _rewrite_in_place(src)
     with pytest.raises(bigshuf.InputError, match="changed while being read"):
         for _ in blocks:
             pass
+
+
+def test_an_input_rewritten_while_mapped_for_the_shuffle_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The in-memory path maps a lone file and gathers from it while shuffling: a same-size rewrite
+    meanwhile gave records of neither version, exit 0. Now the run fails naming it, and writes nothing."""
+    from bigshuf.formats import line_run
+
+    src = write_records(tmp_path / "in", make_records(5000, seed=3))
+    real = line_run.LineRun._in_memory
+
+    def rewritten_first(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        _rewrite_in_place(src)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(line_run.LineRun, "_in_memory", rewritten_first)
+    out = tmp_path / "out"
+    with pytest.raises(bigshuf.InputError, match="in: file changed while being read \\(modified, its size still"):
+        bigshuf.shuffle(src, out, seed=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
 
 
 def test_an_input_emptied_while_a_block_of_it_is_used_is_an_error_not_a_signal(tmp_path: Path) -> None:

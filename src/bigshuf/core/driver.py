@@ -181,6 +181,9 @@ class TwoPass(ABC):
         # The input readers (generators holding files open), closed when the run ends however it
         # ends: left to the garbage collector, a failed run's files were closed late, with a warning.
         self.readers: list[Generator[Any, None, None]] = []
+        #: Inputs read through a mapping while the records are shuffled, each checked unchanged
+        #: (``check_unchanged``) before the output is committed.
+        self.inputs_in_use: list[Any] = []
         self.out: Output
         self.writer: WriteBehind
         # --resume: the checkpoint being continued (empty: none), and the directory it lives in.
@@ -295,6 +298,8 @@ class TwoPass(ABC):
             if self.head_count != 0:
                 self.shuffle()
             self.begin_output(0)
+            for source in self.inputs_in_use:  # a mapped input is read until the shuffle ends: still as it was?
+                source.check_unchanged()
             self.out.commit_checked(self.read_fingerprint)
             self.finished()
         except BaseException:

@@ -316,6 +316,7 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
                 mapped = map_whole(self.sources, self.fmt.sep)
                 if mapped is not None:
                     self.progress.update(len(mapped))
+                    self.inputs_in_use = self.sources[:1]
                     return None, mapped, True
             blocks = reader.blocks(total + len(self.sources) + 1, option("memory"))
         else:

@@ -47,6 +47,7 @@ def map_whole(sources: Sequence[Source], sep: int) -> np.ndarray | None:
                 return None
             flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
             mapped = mmap.mmap(f.fileno(), 0, flags=flags, prot=mmap.PROT_READ)
+            sources[0].mapped(st)
     except OSError as e:
         raise InputError(f"{sources[0].name}: {e.strerror}") from None
     block = np.frombuffer(mapped, np.uint8)

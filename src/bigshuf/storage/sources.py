@@ -36,6 +36,8 @@ class FileSource:
         self.name = quote_name(self.path)
         self._raw: BinaryIO | None = None
         self._size_at_open: int | None = None
+        self._mtime_at_open = 0
+        self._mapped = False  # mapped whole rather than read (``reader.map_whole``): nothing read to count
 
     def disk_size(self) -> int | None:
         """Bytes on disk of a regular file (compressed or not), else None."""
@@ -48,16 +50,18 @@ class FileSource:
         return st.st_size if stat.S_ISREG(st.st_mode) else None
 
     def check_unchanged(self) -> None:
-        """After reading to the end: a regular file must still have the size it had when opened
-        and have been read to exactly that size, or the records read are not the file's."""
-        if self._raw is None or self._size_at_open is None:
+        """After reading to the end (or using a mapping of it): a regular file must still have the
+        size and modification time it had when opened and, if read, have been read to exactly that
+        size, or the records read are not the file's (a same-size rewrite changes only the time)."""
+        if (self._raw is None and not self._mapped) or self._size_at_open is None:
             return
         try:
             # Standard input has no name to stat: ask its descriptor (``bigshuf < file``).
-            now = os.fstat(0).st_size if self.path == "-" else os.stat(self.path).st_size
+            st = os.fstat(0) if self.path == "-" else os.stat(self.path)
+            now, mtime = st.st_size, st.st_mtime_ns
         except OSError:
-            now = -1
-        read = self.position()
+            now, mtime = -1, 0
+        read = self._size_at_open if self._mapped else self.position()
         if now == self._size_at_open == 0:
             return  # empty, or a /proc or /sys file, whose size is always 0 whatever it holds
         if now != self._size_at_open or read != self._size_at_open:
@@ -65,6 +69,14 @@ class FileSource:
                 f"{self.name}: file changed while being read (size {self._size_at_open} bytes when opened, "
                 f"{now} now, {read} read)"
             )
+        if mtime != self._mtime_at_open:
+            raise InputError(f"{self.name}: file changed while being read (modified, its size still {now} bytes)")
+
+    def mapped(self, st: os.stat_result) -> None:
+        """The file is used through a mapping made when it had the status ``st``: ``check_unchanged``
+        then compares the file with it."""
+        self._mapped = True
+        self._size_at_open, self._mtime_at_open = st.st_size, st.st_mtime_ns
 
     def position(self) -> int:
         """Bytes of the file on disk consumed so far by the open stream (0 if not open)."""
@@ -111,6 +123,7 @@ class FileSource:
         self._raw = raw
         st = os.fstat(raw.fileno())
         self._size_at_open = st.st_size if stat.S_ISREG(st.st_mode) else None
+        self._mtime_at_open = st.st_mtime_ns
         return decompressing(raw, self.name)
 
 
