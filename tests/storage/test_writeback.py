@@ -37,6 +37,15 @@ def writer(gate: threading.Event) -> Iterator[WriteBehind]:
     w.close()
 
 
+def gated(gate: threading.Event, ran: list[str], label: str) -> Callable[[], None]:
+    """A job that waits for ``gate`` and then records ``label`` in ``ran``."""
+    def job() -> None:
+        gate.wait()
+        ran.append(label)
+
+    return job
+
+
 def in_thread(target: Callable[[], object]) -> tuple[threading.Thread, list[BaseException]]:
     """Start ``target()`` on a daemon thread; the list gets the exception it raised, if any."""
     errors: list[BaseException] = []
@@ -87,11 +96,7 @@ def test_a_small_write_with_nothing_queued_is_made_in_the_caller() -> None:
 def test_a_small_write_goes_behind_queued_jobs_even_of_no_bytes(writer: WriteBehind, gate: threading.Event) -> None:
     """A job still queued or running (a 0-byte one too: a file's close) keeps a small write behind it, in order."""
     ran: list[str] = []
-    def closing() -> None:
-        gate.wait()
-        ran.append("close")
-
-    writer.submit_job(closing, 0)
+    writer.submit_job(gated(gate, ran, "close"), 0)
     writer.submit(lambda data: ran.append(bytes(data).decode()), memoryview(b"after"))
     time.sleep(SETTLE)
     assert ran == []
@@ -132,11 +137,7 @@ def test_a_ctrl_c_in_a_write_made_in_the_caller_stops_every_later_write(writer: 
 def test_a_submitter_blocks_while_the_new_job_would_exceed_max_bytes(writer: WriteBehind, gate: threading.Event) -> None:
     """With 6 of 10 bytes held by a job that has not finished, a 6-byte submit waits for it."""
     ran: list[str] = []
-    def first() -> None:
-        gate.wait()
-        ran.append("first")
-
-    writer.submit_job(first, 6)
+    writer.submit_job(gated(gate, ran, "first"), 6)
     thread, errors = in_thread(lambda: writer.submit_job(lambda: ran.append("second"), 6))
     thread.join(SETTLE)
     assert thread.is_alive(), "submit returned with 12 bytes in flight, max_bytes is 10"
