@@ -273,7 +273,28 @@ def test_an_argument_to_a_flag_is_refused_in_gnu_words(run_cli, run_gnu, args):
     assert run_cli(args) == gnu
 
 
-@pytest.mark.parametrize("args", [["--version", "--help"], ["--help", "--version"], ["--vers", "--help"], ["-e", "a", "--help", "--version"]])
+@pytest.mark.parametrize(
+    "args",
+    [["--re", "-n", "3", "-e", "a", "b"], ["--ra=src", "-n", "2", "-e", "a", "b"], ["--e", "a", "b"], ["--o=out", "-e", "a"],
+     ["--out", "out", "-e", "a"], ["--hea", "1", "-e", "a", "b"], ["-e", "-o", "--hea", "a"]],
+)
+def test_abbreviations_of_gnu_options_mean_them(tmp_path, run_cli, run_gnu, args):
+    """An abbreviation GNU shuf reads as one of its options is read so, though it also abbreviates one
+    of bigshuf's (--re: --repeat or --resume; --ra: --random-source or --rate; --e: --echo or
+    --engine; --o: --output or --output-format): these were refused as ambiguous. An option's
+    argument is never spelt out (-o --hea wrote a file named --head-count)."""
+    (tmp_path / "src").write_bytes(b"x" * 4096)
+    gnu = run_gnu(args, cwd=tmp_path)
+    made = sorted(p.name for p in tmp_path.iterdir())
+    for p in tmp_path.iterdir():
+        if p.name != "src":
+            p.unlink()
+    ours = run_cli(args, cwd=tmp_path)
+    assert (ours[0], len(ours[1].splitlines()), ours[2]) == (gnu[0], len(gnu[1].splitlines()), b"") and gnu[0] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == made
+
+
+@pytest.mark.parametrize("args", [["--version", "--help"], ["--help", "--version"], ["--vers", "--help"], ["-e", "a", "--help", "--version"], ["--ver"]])
 def test_the_first_of_help_and_version_is_the_one_answered(run_cli, run_gnu, args):
     """GNU shuf answers whichever of --help and --version comes first (bigshuf always gave the help)."""
     gnu, ours = run_gnu(args), run_cli(args)

@@ -436,47 +436,60 @@ def options_given(args: argparse.Namespace, allowed: frozenset[str]) -> list[str
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """The command line as options and operands (GNU shuf's checks made as getopt meets them)."""
-    argv = list(argv)
-    # Everything after "--" is an operand, as with getopt (argparse would still parse it).
-    rest: list[str] = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, rest = argv[:cut], argv[cut + 1 :]
-    # GNU shuf's --hea and --head abbreviate --head-count; bigshuf's --header must not
-    # make them ambiguous (it is abbreviated from --heade on).
-    argv = [re.sub(r"^--head?(?==|$)", "--head-count", a) if a.startswith("--hea") else a for a in argv]
     parser = _parser()
-    parser.argv = argv
-    args = parser.parse_intermixed_args(_attach_arguments(parser, argv))
+    words, rest = _attach_arguments(parser, list(argv))
+    parser.argv = words
+    args = parser.parse_intermixed_args(words)
     args.operands += rest
     return args
 
 
-def _attach_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+#: GNU shuf's long options: an abbreviation of one of them means it, as in shuf, though it also
+#: abbreviates an option of bigshuf's (``--re`` is ``--repeat``, not ambiguous with ``--resume``).
+GNU_LONG_OPTIONS = (
+    "--echo", "--input-range", "--head-count", "--output", "--random-source", "--repeat", "--zero-terminated",
+    "--help", "--version",
+)
+
+
+def _attach_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[list[str], list[str]]:
     """Join each option that takes an argument to the word after it, as getopt takes that word
     whatever it looks like: ``-i -1-3`` is the range ``-1-3`` (refused as shuf refuses it), where
-    argparse would see an option and say the argument is missing."""
+    argparse would see an option and say the argument is missing. Returns those words, and the
+    operands after ``--`` (taken as the end of options even after an option that needs an argument,
+    which argparse would not give it).
+    GNU shuf's abbreviations are spelt out (``GNU_LONG_OPTIONS``)."""
     takes_argument = {o for a in parser._actions if a.nargs is None for o in a.option_strings}
     flags = {o[1] for a in parser._actions if a.nargs == 0 for o in a.option_strings if len(o) == 2}
     longs = [o for o in parser._option_string_actions if o.startswith("--")]
     out: list[str] = []
     words = iter(argv)
     for word in words:
-        if word.startswith("--") and "=" not in word:
-            exact = [word] if word in longs else [o for o in longs if o.startswith(word)]
-            if len(exact) == 1 and exact[0] in takes_argument:
+        if word == "--":  # everything after it is an operand, as with getopt (argparse would still parse it)
+            return out, list(words)
+        if word.startswith("--"):
+            name, eq, value = word.partition("=")
+            matches = [name] if name in longs else [o for o in longs if o.startswith(name)]
+            gnu = [o for o in GNU_LONG_OPTIONS if o.startswith(name)]
+            if len(matches) > 1 and len(gnu) == 1:
+                matches, word = gnu, gnu[0] + eq + value
+            if not eq and len(matches) == 1 and matches[0] in takes_argument:
                 following = next(words, None)
+                if following == "--":  # argparse would drop it as an argument: the option lacks one
+                    return [*out, word], list(words)
                 word = word if following is None else f"{word}={following}"
         elif word.startswith("-") and len(word) >= 2 and word[1] != "-":
             # -i, or a cluster of flags ending with one that takes an argument (-ri).
             head, last = word[1:-1], word[-1]
             if f"-{last}" in takes_argument and all(c in flags for c in head):
                 following = next(words, None)
+                if following == "--":  # argparse would drop it as an argument: the option lacks one
+                    return [*out, word], list(words)
                 if following is not None and following.startswith("-"):
                     word += following  # argparse takes any other word (even "") as the argument
                 elif following is not None:
                     out.append(word)
                     word = following
         out.append(word)
-    return out
+    return out, []
 
