@@ -314,6 +314,18 @@ def test_a_file_name_in_a_message_is_quoted_as_gnu_quotes_it(tmp_path, run_cli, 
     assert run_cli([name], cwd=tmp_path) == gnu
 
 
+def test_a_file_shuffled_onto_its_own_end(tmp_path):
+    """``bigshuf f >> f``, as GNU shuf allows: the file mapped for the shuffle is standard output too,
+    and grows as the output is written, so the check that a mapped input did not change must not
+    refuse it (it did, after writing: exit 1)."""
+    lines = b"".join(b"%d\n" % i for i in range(2_000_000))
+    (tmp_path / "f").write_bytes(lines)
+    run = subprocess.run(["bash", "-c", 'exec "$@" f >> f', "bash", *BIGSHUF], cwd=tmp_path, capture_output=True, timeout=120)
+    assert (run.returncode, run.stderr) == (0, b"")
+    data = (tmp_path / "f").read_bytes()
+    assert data[: len(lines)] == lines and sorted(data[len(lines) :].splitlines()) == sorted(lines.splitlines())
+
+
 @pytest.mark.parametrize(
     "args", [["-o", "out", "missing-input"], ["-o", "out", "--random-source=missing-input", "in"]],
     ids=["input", "random-source"],
