@@ -81,6 +81,9 @@ def test_a_field_missing_from_the_schema_is_named(tmp_path: Path) -> None:
         # Arrow's reader crashed (segfault) on an array nested 100,000 deep; Python's refused it (RecursionError).
         (b'{"a": 1}\n{"a": ' + b"[" * 100000 + b"]" * 100000 + b"}\n", "line 2 is JSON nested too deeply to read"),
         (b"[" * 30000 + b"\n", "line 1 is JSON nested too deeply to read"),
+        # Nested past Python's depth but with too few brackets for the guard: Arrow read it, then the
+        # column's type was walked (internal error: RecursionError).
+        (b'{"a": ' + b"[" * 1500 + b"]" * 1500 + b'}\n{"a": []}\n', "a column is nested too deeply to shuffle"),
         (b'{"a": 1}\n{"a": 2}\n{"a": "x"}\n', "line 3: field 'a' changed from number to string; give the column types with --schema"),
     ],
 )

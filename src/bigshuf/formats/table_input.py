@@ -129,6 +129,8 @@ class TableInput:
             what = FILE_KINDS.get(self.kind, "JSON Lines input")
             hint = f"; give the column types with {option('schema')}" if self.kind == "jsonl" and self._inferred else ""
             raise InputError(f"{self.path}: corrupt or unreadable {what} ({_reason(e)}){hint}") from None
+        except RecursionError:  # a column type nested past Python's depth (JSON arrays 1,000 deep)
+            raise InputError(f"{self.path}: a column is nested too deeply to shuffle") from None
 
     _inferred = False  # JSON columns inferred from the first block (no --schema)
 
