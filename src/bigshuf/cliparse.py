@@ -456,9 +456,9 @@ def _attach_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> tuple
     """Join each option that takes an argument to the word after it, as getopt takes that word
     whatever it looks like: ``-i -1-3`` is the range ``-1-3`` (refused as shuf refuses it), where
     argparse would see an option and say the argument is missing. Returns those words, and the
-    operands after ``--`` (taken as the end of options even after an option that needs an argument,
-    which argparse would not give it).
-    GNU shuf's abbreviations are spelt out (``GNU_LONG_OPTIONS``)."""
+    operands after ``--``. Unlike getopt (``shuf -o -- f`` writes a file named ``--``), ``--`` ends
+    the options even after an option that needs an argument: argparse drops it as a value, so the
+    option is said to lack one. GNU shuf's abbreviations are spelt out (``GNU_LONG_OPTIONS``)."""
     takes_argument = {o for a in parser._actions if a.nargs is None for o in a.option_strings}
     flags = {o[1] for a in parser._actions if a.nargs == 0 for o in a.option_strings if len(o) == 2}
     longs = [o for o in parser._option_string_actions if o.startswith("--")]
