@@ -228,12 +228,13 @@ DEEP_LINE = 4096
 
 
 def _deep_lines(block: bytes, starts: np.ndarray) -> bool:
-    """Whether a line of ``block`` opens more than ``DEEP_LINE`` arrays and objects (in strings too)."""
-    data = np.frombuffer(block, np.uint8)
-    opened = np.flatnonzero((data == ord("[")) | (data == ord("{")))
-    if len(opened) <= DEEP_LINE:
+    """Whether a line of ``block`` opens more than ``DEEP_LINE`` arrays and objects (in strings too).
+    Only a line longer than that can: a block of shorter lines is not scanned."""
+    if int(np.diff(starts, append=len(block)).max()) <= DEEP_LINE:
         return False
-    return bool(np.bincount(np.searchsorted(starts, opened, side="right") - 1).max() > DEEP_LINE)
+    data = np.frombuffer(block, np.uint8)
+    opened = np.flatnonzero((data | np.uint8(0x20)) == np.uint8(0x7B))  # "[" is 0x5B, "{" 0x7B
+    return bool(np.diff(np.searchsorted(opened, starts), append=len(opened)).max() > DEEP_LINE)
 
 
 def _json_scan(block: bytes, first: int, schema: pa.Schema | None, inferred: bool) -> str | None:
