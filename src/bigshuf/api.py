@@ -208,7 +208,7 @@ def shuffle_range(lo: int, hi: int, output: PathLike | None = None, **options: A
         raise InputError("no lines to repeat")
     sampling = head_count is not None and (repeat or (head_count <= count // 2 and head_count * 16 <= limit))
     if not sampling:
-        if not repeat or options.get("header") or options.get("lines_per_record", 1) != 1:  # else drawn unlisted (``LineRun.shuffle``)
+        if not RangeSource.drawn_unlisted(repeat, head_count, options.get("header", 0), options.get("lines_per_record", 1)):
             _check_range_fits(lo, hi, head_count, limit, options)
         return shuffle(RangeSource(lo, hi, sep), output, **options)
     assert head_count is not None

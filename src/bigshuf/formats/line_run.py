@@ -154,9 +154,11 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
             self._pick_copies(block[0], block[1], key)
 
     def shuffle(self) -> None:
-        drawn_range = not self.request.header and self.fmt.group == 1  # else the listed range's records are drawn
-        if self.request.repeat and self.head_count is None and drawn_range and len(self.sources) == 1 and isinstance(self.sources[0], RangeSource):
-            self._repeat_range(self.sources[0])
+        request, source = self.request, self.sources[0] if len(self.sources) == 1 else None
+        if isinstance(source, RangeSource) and source.drawn_unlisted(
+            request.repeat, self.head_count, request.header, self.fmt.group
+        ):
+            self._repeat_range(source)
             return
         reader, factor, unique_mix = self._open_input()
         total = reader.total_size()

@@ -253,6 +253,12 @@ class RangeSource(GeneratedSource):
         super().__init__(f"{lo}-{hi}", chunks)
         self.lo, self.hi, self.sep = lo, hi, sep
 
+    @staticmethod
+    def drawn_unlisted(repeat: bool, head_count: int | None, header: int, lines_per_record: int) -> bool:
+        """Whether ``-r`` without ``-n`` draws the numbers without listing the range: only when each
+        record is one number (no ``--header``, no ``--lines-per-record``), else the listed records are drawn."""
+        return repeat and head_count is None and not header and lines_per_record == 1
+
     def listed_bytes(self) -> int:
         """Bytes of the numbers written in decimal, each with its separator: the records' bytes once listed."""
         total, digits = 0, 1
