@@ -67,6 +67,34 @@ def test_an_input_rewritten_while_mapped_for_the_shuffle_is_an_error(tmp_path: P
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
 
 
+def test_an_input_shortened_while_mapped_for_the_shuffle_is_an_error_not_a_signal(tmp_path: Path) -> None:
+    """The in-memory path maps a lone file and gathers from it: a file cut short meanwhile
+    (logrotate's copytruncate) killed the run with SIGBUS, leaving its temporary file. Now the
+    lost pages read as zeros, the run fails naming the file, and nothing is left behind."""
+    src = write_records(tmp_path / "in", make_records(20000, seed=5, min_len=40))
+    out = tmp_path / "out"
+    script = f"""
+import os
+import bigshuf
+from bigshuf.formats import line_run
+real = line_run.LineRun._in_memory
+
+def shortened_first(self, *args, **kwargs):
+    os.truncate({str(src)!r}, {src.stat().st_size // 3})
+    return real(self, *args, **kwargs)
+
+line_run.LineRun._in_memory = shortened_first
+try:
+    bigshuf.shuffle({str(src)!r}, {str(out)!r}, seed=1)
+except bigshuf.InputError as e:
+    print(e)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, (done.returncode, done.stderr[-500:])
+    assert "in: file changed while being read (size " in done.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+
+
 def test_an_input_emptied_while_a_block_of_it_is_used_is_an_error_not_a_signal(tmp_path: Path) -> None:
     """A block handed out is the reader's own bytes: emptying the file (logrotate's copytruncate)
     while it is being scattered neither kills the process (SIGBUS, as a window of a mapping of

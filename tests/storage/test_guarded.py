@@ -1,0 +1,101 @@
+"""Watched mappings of inputs (``storage.guarded``, ``_mapguard.c``): a page the file lost while
+mapped reads as zeros and is counted, where it would have killed the process with SIGBUS; a
+mapping nobody watches still dies as before. Each case runs in a child process, so a failure is
+the child's death, not the test run's."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from bigshuf.storage import guarded
+
+PAGE_LINES = "".join(f"{i:07d}\n" for i in range(4096))  # 32 KiB: eight pages
+
+
+def run_child(script: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+
+
+def test_the_watch_is_built() -> None:
+    assert guarded.available, "bigshuf._mapguard was not built (pip install -e . builds it)"
+
+
+def test_a_watched_mapping_of_a_shortened_file_reads_zeros_and_counts_them(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.write_text(PAGE_LINES)
+    done = run_child(f"""
+import mmap, os
+import numpy as np
+from bigshuf.storage.guarded import Watch
+with open({str(src)!r}, "rb") as f:
+    mapped = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+watch = Watch(mapped)
+data = np.frombuffer(mapped, np.uint8)
+before = bytes(data[:4096])
+os.truncate({str(src)!r}, 4096)
+print(bytes(data[:4096]) == before, int(data[4096:].sum()), watch.faults())
+del data
+watch.close()
+mapped.close()
+""")
+    assert done.returncode == 0, done.stderr[-800:]
+    kept, rest, faults = done.stdout.split()
+    assert kept == "True" and rest == "0" and int(faults) == 7  # the seven pages past the new end
+
+
+def test_a_mapping_not_watched_still_dies_of_sigbus(tmp_path: Path) -> None:
+    """The handler takes only watched ranges: a fault on another mapping, once it is installed,
+    ends the process as it would have without it."""
+    src, other = tmp_path / "in", tmp_path / "other"
+    src.write_text(PAGE_LINES)
+    other.write_text(PAGE_LINES)
+    done = run_child(f"""
+import mmap, os
+import numpy as np
+from bigshuf.storage.guarded import Watch
+with open({str(src)!r}, "rb") as f:
+    watched = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+watch = Watch(watched)
+with open({str(other)!r}, "rb") as f:
+    mapped = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+os.truncate({str(other)!r}, 0)
+print("read", int(np.frombuffer(mapped, np.uint8).sum()), flush=True)
+""")
+    assert done.returncode == -signal.SIGBUS, (done.returncode, done.stderr[-800:])
+    assert "read" not in done.stdout
+
+
+def test_read_mapped_of_a_file_shortened_while_mapped_is_false(tmp_path: Path) -> None:
+    """The file loses its end between the mapping and the copy: the copy reads zeros there and
+    ``read_mapped`` says the bytes were not all the file's; one shortened before the mapping is
+    refused at the mapping."""
+    src = tmp_path / "in"
+    src.write_text(PAGE_LINES)
+    done = run_child(f"""
+import os
+import numpy as np
+from bigshuf.storage import guarded
+real = guarded.Watch
+
+class Cutting(real):
+    def __init__(self, buffer):
+        super().__init__(buffer)
+        os.truncate({str(src)!r}, 8192)
+
+with open({str(src)!r}, "rb") as f:
+    dest = np.ones(20000, np.uint8)
+    whole = guarded.read_mapped(f.fileno(), 100, dest)
+    guarded.Watch = Cutting
+    cut = guarded.read_mapped(f.fileno(), 100, dest)
+    after = int(dest[8192 - 100 :].sum()), int(dest[: 8192 - 100].sum()) > 0
+    guarded.Watch = real
+    late = guarded.read_mapped(f.fileno(), 100, dest)
+print(whole, cut, after, late)
+""")
+    assert done.returncode == 0, done.stderr[-800:]
+    assert done.stdout.split(maxsplit=2)[:2] == ["True", "False"]
+    assert done.stdout.strip().endswith("(0, True) False")
+
