@@ -5,10 +5,14 @@ the child's death, not the test run's."""
 
 from __future__ import annotations
 
+import mmap
 import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
+import pytest
 
 from bigshuf.storage import guarded
 
@@ -99,3 +103,33 @@ print(whole, cut, after, late)
     assert done.stdout.split(maxsplit=2)[:2] == ["True", "False"]
     assert done.stdout.strip().endswith("(0, True) False")
 
+
+def test_with_every_watch_taken_a_part_is_read_instead(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The module watches at most ``SLOTS`` ranges at once: past that, ``read_mapped`` maps nothing
+    unwatched (OSError) and the reader reads the part at its offset, the same bytes."""
+    from bigshuf.core.records import RecordFormat
+    from bigshuf.progress import Progress
+    from bigshuf.storage import reader as reader_module
+    from bigshuf.storage.reader import RecordReader
+    from bigshuf.storage.sources import FileSource
+
+    src = tmp_path / "in"
+    src.write_text(PAGE_LINES * 4)
+    monkeypatch.setattr(reader_module, "MAP_READ", 1)
+    held: list[tuple[mmap.mmap, guarded.Watch]] = []
+    try:
+        with open(src, "rb") as f:
+            while True:
+                mapped = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+                held.append((mapped, guarded.Watch(mapped)))
+                if held[-1][1].slot < 0:
+                    break
+            with pytest.raises(OSError, match="no watch free"):
+                guarded.read_mapped(f.fileno(), 0, np.empty(100, np.uint8))
+        blocks = RecordReader([FileSource(src)], RecordFormat(), Progress()).blocks(1 << 20, "-S")
+        assert [bytes(block) for block, _final in blocks] == [src.read_bytes()]
+    finally:
+        for mapped, watch in held:
+            watch.close()
+            mapped.close()
+    assert len(held) == 257

@@ -1,5 +1,6 @@
-"""The record reader's reads of a plain file spread over the workers: the same blocks as one
-thread's reads, a file that shortens meanwhile still refused, pipes still read in order."""
+"""The record reader's reads of a plain file spread over the workers, each part read at its offset
+or copied out of a watched mapping: the same blocks as one thread's reads, a file that shortens
+meanwhile still refused, pipes still read in order."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import bigshuf
 from bigshuf.core.parallel import Workers
 from bigshuf.core.records import RecordFormat
 from bigshuf.progress import Progress
+from bigshuf.storage import guarded
 from bigshuf.storage import reader as reader_module
 from bigshuf.storage.reader import ParallelMap, RecordReader
 from bigshuf.storage.sources import FileSource, Source
@@ -26,6 +28,33 @@ def read_all(sources: list[Source], capacity: int, parallel: ParallelMap | None,
     """Every block the reader hands out, whether it is the last, and its inputs' runs."""
     reader = RecordReader(sources, RecordFormat(), Progress(), header, parallel=parallel)
     return [(bytes(block), final, list(reader.block_runs)) for block, final in reader.blocks(capacity, "-S")]
+
+
+class Reads:
+    """How a plain file's parts are taken in a test, and the parts copied out of mappings."""
+
+    def __init__(self, how: Reads) -> None:
+        self.how = how
+        self.mapped: list[int] = []
+
+
+@pytest.fixture(params=["read", "mapped"])
+def how(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Reads:
+    """A plain file's parts read at their offsets, or copied out of watched mappings (whatever their size)."""
+    reads = Reads(str(request.param))
+    if reads.how == "read":
+        monkeypatch.setattr(guarded, "available", False)
+        return reads
+    assert guarded.available, "bigshuf._mapguard was not built (pip install -e . builds it)"
+    monkeypatch.setattr(reader_module, "MAP_READ", 1)
+    real = guarded.read_mapped
+
+    def noted(fd: int, offset: int, dest: np.ndarray) -> bool:
+        reads.mapped.append(len(dest))
+        return real(fd, offset, dest)
+
+    monkeypatch.setattr(guarded, "read_mapped", noted)
+    return reads
 
 
 def counting(workers: Workers, parts: list[int]) -> ParallelMap:
@@ -40,7 +69,7 @@ def counting(workers: Workers, parts: list[int]) -> ParallelMap:
 
 @pytest.mark.parametrize("threads", [1, 2, 3, 8])
 @pytest.mark.parametrize("capacity", [40_000, 1 << 20])
-def test_reads_spread_over_the_workers_give_the_same_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads: int, capacity: int) -> None:
+def test_reads_spread_over_the_workers_give_the_same_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads: int, capacity: int, how: Reads) -> None:
     """Several plain files (one without a final newline, one empty), read in parts of at least a
     few pages on 1-8 workers: the blocks, where each ends, and each input's runs are the same as one
     thread's reads give, and the reads were indeed cut into parts."""
@@ -48,7 +77,9 @@ def test_reads_spread_over_the_workers_give_the_same_blocks(tmp_path: Path, monk
     paths = [write_records(tmp_path / f"in{i}", make_records(n, seed=i, min_len=10)) for i, n in enumerate([3000, 0, 7000])]
     (tmp_path / "last").write_bytes(b"x" * 9000 + b"\nno newline at the end")
     paths.append(tmp_path / "last")
-    expected = read_all([FileSource(p) for p in paths], capacity, None)
+    with monkeypatch.context() as plain:
+        plain.setattr(guarded, "available", False)
+        expected = read_all([FileSource(p) for p in paths], capacity, None)
     workers, parts = Workers(threads), []
     try:
         got = read_all([FileSource(p) for p in paths], capacity, counting(workers, parts))
@@ -56,6 +87,7 @@ def test_reads_spread_over_the_workers_give_the_same_blocks(tmp_path: Path, monk
         workers.close()
     assert got == expected
     assert len(expected) > (1 if capacity < 100_000 else 0) and max(parts) > 1
+    assert bool(how.mapped) == (how.how == "mapped")
 
 
 def test_a_header_or_a_compressed_input_is_read_by_one_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -76,9 +108,10 @@ def test_a_header_or_a_compressed_input_is_read_by_one_thread(tmp_path: Path, mo
     assert parts == []
 
 
-def test_a_file_shortened_during_a_spread_read_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_file_shortened_during_a_spread_read_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: Reads) -> None:
     """The file is cut short after its size was taken and before its parts are read (logrotate's
-    copytruncate): the bytes counted end where the file now ends, and the reader refuses it."""
+    copytruncate): read, the bytes counted end where the file now ends and the reader refuses
+    it at the file's end; mapped, the first part past the new end is refused."""
     monkeypatch.setattr(reader_module, "SPLIT_READ", 4096)
     src = write_records(tmp_path / "in", make_records(6000, seed=4, min_len=10))
     size = src.stat().st_size
@@ -92,12 +125,13 @@ def test_a_file_shortened_during_a_spread_read_is_refused(tmp_path: Path, monkey
         return got
 
     reader = RecordReader([FileSource(src)], RecordFormat(), Progress(), parallel=cut_then_read)
+    said = rf"\(size {size} bytes when opened, {size // 3} now, {size // 3} read\)" if how.how == "read" else r"\(shorter than \d+ bytes\)"
     try:
-        with pytest.raises(bigshuf.InputError, match=rf"in: file changed while being read \(size {size} bytes when opened, {size // 3} now, {size // 3} read\)"):
+        with pytest.raises(bigshuf.InputError, match=rf"in: file changed while being read {said}"):
             list(reader.blocks(1 << 20, "-S"))
     finally:
         workers.close()
-    assert counted and counted[0] <= size // 3
+    assert (counted and counted[0] <= size // 3) if how.how == "read" else not counted and how.mapped
 
 
 def test_a_named_pipe_is_read_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -122,7 +156,7 @@ def test_a_named_pipe_is_read_in_order(tmp_path: Path, monkeypatch: pytest.Monke
     assert b"".join(b for b, _final, _runs in blocks) == data and parts == []
 
 
-def test_a_split_read_fills_the_buffer_from_where_it_was_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_split_read_fills_the_buffer_from_where_it_was_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: Reads) -> None:
     """``_read`` reads the file's next bytes into the view it is given, moves the file's position
     past them, and leaves the rest of the buffer alone."""
     src = tmp_path / "in"
@@ -134,8 +168,9 @@ def test_a_split_read_fills_the_buffer_from_where_it_was_asked(tmp_path: Path, m
         with open(src, "rb", buffering=0) as f:
             f.seek(1000)
             monkeypatch.setattr(reader_module, "SPLIT_READ", 1 << 18)
-            n = reader._read(f, buf[7:])  # type: ignore[arg-type]
+            n = reader._read(f, buf[7:], "in")  # type: ignore[arg-type]
             assert (n, f.tell()) == (src.stat().st_size - 1000, src.stat().st_size)
     finally:
         workers.close()
     assert bytes(buf[7 : 7 + n]) == src.read_bytes()[1000:] and not buf[:7].any() and not buf[7 + n :].any()
+    assert sum(how.mapped) == (n if how.how == "mapped" else 0)

@@ -32,6 +32,10 @@ SPLIT_READ = 8 << 20
 #: Runs ``fn(0) ... fn(count - 1)`` on the workers and returns their results (``Workers.map``).
 ParallelMap = Callable[[Callable[[int], int], int], list[int]]
 
+#: The least of a plain file's bytes copied out of a mapping rather than read: a mapping costs
+#: two system calls, a read of fewer bytes less than that.
+MAP_READ = 1 << 20
+
 
 def map_whole(sources: Sequence[Source], sep: int) -> np.ndarray | None:
     """Map a lone regular input file that ends with ``sep`` read-only, or return None.
@@ -249,7 +253,7 @@ class RecordReader:
                     if filled == len(buf):
                         buf, filled = yield from self._make_room(buf, filled, capacity, source.name, limit_flag)
                     try:
-                        n = self._read(stream, buf[filled:])
+                        n = self._read(stream, buf[filled:], source.name)
                     except OSError as e:
                         raise InputError(f"{source.name}: read error: {e.strerror}") from None
                     if not n:
@@ -290,11 +294,12 @@ class RecordReader:
         self.block_runs = [run for run in self._runs if run[1] < filled] or self._runs[-1:]
         yield buf[:filled], True
 
-    def _read(self, stream: BinaryIO, view: np.ndarray) -> int:
-        """Read into ``view`` as ``readinto`` does; a plain file's next bytes are read in parts of
-        ``SPLIT_READ`` to twice that at their offsets, as many at once as there are workers. The
+    def _read(self, stream: BinaryIO, view: np.ndarray, name: str) -> int:
+        """Read into ``view`` as ``readinto`` does. A plain file's next bytes are taken in parts of
+        ``SPLIT_READ`` to twice that, as many at once as there are workers, each copied out of a
+        watched mapping of it where one can be made (``guarded``), else read at its offset. The
         bytes counted end at the first part that came back short (the file ended there)."""
-        if self.parallel is None or type(stream) is not io.FileIO:
+        if type(stream) is not io.FileIO:
             return stream.readinto(view.data)  # type: ignore[attr-defined, no-any-return]
         fd = stream.fileno()
         st = os.fstat(fd)
@@ -302,11 +307,26 @@ class RecordReader:
             return stream.readinto(view.data)
         start = stream.tell()
         want = min(len(view), st.st_size - start)
-        if want < 2 * SPLIT_READ:
+        mapped = guarded.available and want >= MAP_READ
+        split = self.parallel is not None and want >= 2 * SPLIT_READ
+        if not (mapped or split):
             return stream.readinto(view.data)
-        step = (-(-want // (want // SPLIT_READ)) + 4095) & ~4095  # equal parts, whole pages of the file if it starts on one
+        step = (-(-want // (want // SPLIT_READ)) + 4095) & ~4095 if split else want  # equal parts, whole pages of the file if it starts on one
         bounds = list(range(0, want, step)) + [want]
-        got = self.parallel(lambda i: _pread_fully(fd, view[bounds[i] : bounds[i + 1]], start + bounds[i]), len(bounds) - 1)
+
+        def take(i: int) -> int:
+            part = view[bounds[i] : bounds[i + 1]]
+            if mapped:
+                try:
+                    whole = guarded.read_mapped(fd, start + bounds[i], part)
+                except OSError:  # a file system that cannot map it: read it
+                    return _pread_fully(fd, part, start + bounds[i])
+                if not whole:
+                    raise InputError(f"{name}: file changed while being read (shorter than {start + bounds[i + 1]} bytes)")
+                return len(part)
+            return _pread_fully(fd, part, start + bounds[i])
+
+        got = self.parallel(take, len(bounds) - 1) if split and self.parallel is not None else [take(0)]
         n = 0
         for lo, hi, part in zip(bounds, bounds[1:], got):
             n += part
