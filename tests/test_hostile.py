@@ -91,7 +91,69 @@ except bigshuf.InputError as e:
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, (done.returncode, done.stderr[-500:])
-    assert "in: file changed while being read (size " in done.stdout
+    assert "in: file changed or unreadable while being read (pages of it were gone while mapped)" in done.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+
+
+def test_pages_lost_while_mapped_are_refused_though_the_file_looks_as_it_was(tmp_path: Path) -> None:
+    """The file is cut short while the in-memory path gathers from its mapping (those pages read
+    as zeros), then written back as it was, same size and time (``cp -p``): the zeros were
+    committed, exit 0. Now the watch's count of lost pages refuses the file, and nothing is left."""
+    src = write_records(tmp_path / "in", make_records(20000, seed=6, min_len=40))
+    out = tmp_path / "out"
+    script = f"""
+import os
+import bigshuf
+from bigshuf.formats import line_run
+real = line_run.LineRun._in_memory
+data, st = open({str(src)!r}, "rb").read(), os.stat({str(src)!r})
+
+def shortened_then_restored(self, *args, **kwargs):
+    os.truncate({str(src)!r}, len(data) // 3)
+    real(self, *args, **kwargs)
+    with open({str(src)!r}, "r+b") as f:
+        f.write(data)
+    os.utime({str(src)!r}, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+line_run.LineRun._in_memory = shortened_then_restored
+try:
+    bigshuf.shuffle({str(src)!r}, {str(out)!r}, seed=1)
+except bigshuf.InputError as e:
+    print(e)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, (done.returncode, done.stderr[-500:])
+    assert "in: file changed or unreadable while being read (pages of it were gone while mapped)" in done.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+
+
+def test_a_mapped_input_emptied_before_its_records_are_counted_is_refused(tmp_path: Path) -> None:
+    """The file is emptied while the in-memory path finds its records in the mapping: the zeros
+    made the run take the streaming path, which read the now-empty file and ended in an internal
+    error (ZeroDivisionError). Now the mapping is checked before the run streams instead."""
+    src = write_records(tmp_path / "in", make_records(20000, seed=7, min_len=40))
+    script = f"""
+import os
+import bigshuf
+from bigshuf.formats import line_run
+real = line_run.find_offsets_split
+calls = []
+
+def emptied_first(*args, **kwargs):
+    if not calls:
+        os.truncate({str(src)!r}, 0)
+    calls.append(1)
+    return real(*args, **kwargs)
+
+line_run.find_offsets_split = emptied_first
+try:
+    bigshuf.shuffle({str(src)!r}, {str(tmp_path / "out")!r}, seed=1)
+except bigshuf.InputError as e:
+    print(e)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, (done.returncode, done.stderr[-500:])
+    assert "in: file changed or unreadable while being read" in done.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
 
 

@@ -1,11 +1,12 @@
 /* Mapped inputs without SIGBUS: a fault on a watched read-only mapping of an input file (the file
- * was shortened by another process, as logrotate's copytruncate does) gets a page of zeros mapped
- * where the file's page was, and the watch counts it, instead of killing the process. The
- * reader then finds the count changed, or the file's size, and refuses the input in one line.
+ * was shortened by another process, as logrotate's copytruncate does) gets zeros mapped
+ * from that page to the watched range's end, and the watch counts it, instead of killing the
+ * process. The reader then finds the count changed and refuses the input in one line.
  * Faults elsewhere go to the handler that was there before, as if this one were not.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
@@ -25,38 +26,65 @@ static int installed;
 static uintptr_t page;
 
 static void on_bus(int sig, siginfo_t *info, void *context) {
-    uintptr_t at = (uintptr_t)info->si_addr;
+    int saved_errno = errno;
+    uintptr_t at = (uintptr_t)info->si_addr, end = 0;
+    int found = 0;
     if (info->si_code == BUS_ADRERR) {
+        /* Every watch holding the address counts it (a slot reused meanwhile is skipped); the
+         * zeros reach the nearest watched end, so the mapping is split once, not once per page. */
         for (int i = 0; i < SLOTS; i++) {
-            uintptr_t lo = slots[i].lo;
-            if (lo != 0 && at >= lo && at < slots[i].hi) {
-                void *start = (void *)(at & ~(page - 1));
-                if (mmap(start, page, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != MAP_FAILED) {
-                    slots[i].faults++;
-                    return; /* the read is made again, of zeros */
-                }
-                break;
+            uintptr_t lo = slots[i].lo, hi = slots[i].hi;
+            if (lo != 0 && at >= lo && at < hi && slots[i].lo == lo) {
+                end = found && end < hi ? end : hi;
+                found = 1;
             }
+        }
+    }
+    if (found) {
+        uintptr_t start = at & ~(page - 1);
+        end = (end + page - 1) & ~(page - 1);
+        if (mmap((void *)start, end - start, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != MAP_FAILED) {
+            for (int i = 0; i < SLOTS; i++) {
+                uintptr_t lo = slots[i].lo;
+                if (lo != 0 && at >= lo && at < slots[i].hi)
+                    slots[i].faults++;
+            }
+            errno = saved_errno;
+            return; /* the read is made again, of zeros */
         }
     }
     if (previous.sa_flags & SA_SIGINFO) {
         previous.sa_sigaction(sig, info, context);
-        return;
-    }
-    if (previous.sa_handler != SIG_DFL && previous.sa_handler != SIG_IGN) {
+    } else if (previous.sa_handler == SIG_IGN) {
+        if (info->si_code <= 0 || info->si_code == BUS_MCEERR_AO)
+            ; /* a signal sent, or a memory error reported ahead: ignored, as asked */
+        else
+            signal(SIGBUS, SIG_DFL); /* a fault cannot be ignored: made again on return, it ends the process */
+    } else if (previous.sa_handler != SIG_DFL) {
         previous.sa_handler(sig);
-        return;
+    } else {
+        /* The default action: a fault made again on return, or a signal sent or reported ahead,
+         * ends the process as it would have. */
+        signal(SIGBUS, SIG_DFL);
+        if (info->si_code <= 0 || info->si_code == BUS_MCEERR_AO)
+            raise(SIGBUS);
     }
-    /* The default action: a fault made again on return, or a signal sent, ends the process as before. */
-    signal(SIGBUS, SIG_DFL);
-    if (info->si_code <= 0)
-        raise(SIGBUS);
+    errno = saved_errno;
 }
 
+/* Make on_bus the SIGBUS handler the first time: 1 if it is the handler, 0 if another has
+ * replaced it since (not taken back: that one may hand faults on to this one, and the two would
+ * call each other), -1 on error. The one it replaces is called for the faults it does not take. */
 static int install(void) {
+    struct sigaction action, current;
+    if (sigaction(SIGBUS, NULL, &current) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    if ((current.sa_flags & SA_SIGINFO) && current.sa_sigaction == on_bus)
+        return 1;
     if (installed)
         return 0;
-    struct sigaction action;
     memset(&action, 0, sizeof action);
     action.sa_sigaction = on_bus;
     action.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
@@ -66,20 +94,22 @@ static int install(void) {
         return -1;
     }
     installed = 1;
-    return 0;
+    return 1;
 }
 
 /* watch(buffer) -> slot: faults on buffer's pages become zeros, counted in the slot; -1 if the
- * buffer is empty or every slot is taken (then nothing is watched). */
+ * buffer is empty, every slot is taken or another SIGBUS handler has replaced this one (then
+ * nothing is watched). */
 static PyObject *py_watch(PyObject *self, PyObject *args) {
     Py_buffer view;
     if (!PyArg_ParseTuple(args, "y*", &view))
         return NULL;
     uintptr_t lo = (uintptr_t)view.buf, hi = lo + (uintptr_t)view.len;
     PyBuffer_Release(&view);
-    if (install() < 0)
+    int ours = install();
+    if (ours < 0)
         return NULL;
-    if (lo == 0 || hi == lo)
+    if (!ours || lo == 0 || hi == lo)
         return PyLong_FromLong(-1);
     for (int i = 0; i < SLOTS; i++) {
         if (slots[i].lo == 0) {

@@ -309,6 +309,8 @@ class TwoPass(ABC):
             for reader in self.readers:
                 reader.close()
             self.workers.close()
+            for source in self.inputs_in_use:  # no worker reads a mapped input now
+                source.unmap()
             GATHERED.clear()  # the run's gather buffers go with it
             self.writer.close()
             self.progress.close()

@@ -178,7 +178,11 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         if phase != first_pass:
             self._rename_phase(first_pass, stored, reader)
         if blocks is None:
-            # Mapped, but too many records to shuffle in one piece: stream it instead.
+            # Mapped, but too many records to shuffle in one piece: stream it instead (first making
+            # sure the records found were the file's: a page lost meanwhile read as zeros).
+            for source in self.inputs_in_use:
+                source.check_unchanged()
+                source.unmap()
             blocks = reader.blocks(plan.read_capacity(self.limit), option("memory"))
             self.readers.append(blocks)
             block, final = next(blocks)

@@ -2,8 +2,8 @@
 
 Touching a mapped page past the end of a file another process has shortened raises SIGBUS,
 which ends the process. Under a watch, such a page reads as zeros instead and the watch counts
-it; the reader then refuses the input as a file changed while being read. Without the compiled
-module nothing is watched (``available`` is False) and callers read rather than map.
+it; the reader then refuses the input as a file changed while being read (or unreadable). Without
+the compiled module nothing is watched (``available`` is False) and callers read rather than map.
 """
 
 from __future__ import annotations
@@ -25,30 +25,35 @@ available = native is not None
 
 
 class Watch:
-    """One watched range: how many of its pages faulted (and read as zeros). ``slot`` is -1 if
-    the range could not be watched (every one of the module's slots is in use)."""
+    """A read-only mapping, watched while in use: ``faults`` counts its pages that read as zeros.
 
-    def __init__(self, buffer: mmap.mmap) -> None:
-        assert native is not None
-        self.slot: int = native.watch(buffer)
+    The watch holds the mapping, so the mapping cannot be unmapped before the watch ends (a
+    watch left on a range mapped again for something else would take that mapping's faults).
+    ``slot`` is -1 if nothing is watched: no compiled module, all of its slots in use, or another
+    SIGBUS handler put in its place since.
+    """
+
+    def __init__(self, mapped: mmap.mmap) -> None:
+        self.mapped = mapped
+        self.slot: int = -1 if native is None else native.watch(mapped)
+        self._end = weakref.finalize(self, _unwatch, self.slot)  # also if dropped unclosed: before the mapping goes
 
     def faults(self) -> int:
         """Pages of the range that faulted since it was watched."""
-        assert native is not None
-        return int(native.faults(self.slot))
+        return 0 if native is None or self.slot < 0 else int(native.faults(self.slot))
 
     def close(self) -> None:
-        """Stop watching (before the range is unmapped)."""
-        if native is not None and self.slot >= 0:
-            native.unwatch(self.slot)
-            self.slot = -1
+        """End the watch, then unmap the mapping (once its last view is gone, if one is left)."""
+        self._end()
+        try:
+            self.mapped.close()
+        except BufferError:  # a view of it is still referred to: unmapped with the view
+            pass
 
 
-def watch_while_mapped(mapped: mmap.mmap) -> Watch:
-    """Watch ``mapped`` for as long as it is mapped (the watch ends when the mapping is freed)."""
-    watch = Watch(mapped)
-    weakref.finalize(mapped, watch.close)
-    return watch
+def _unwatch(slot: int) -> None:
+    if native is not None and slot >= 0:
+        native.unwatch(slot)
 
 
 def read_mapped(fd: int, offset: int, dest: np.ndarray) -> bool:
@@ -71,7 +76,3 @@ def read_mapped(fd: int, offset: int, dest: np.ndarray) -> bool:
         return watch.faults() == 0
     finally:
         watch.close()
-        try:
-            mapped.close()
-        except BufferError:  # an error left a view of it in a traceback: unmapped with the view
-            pass

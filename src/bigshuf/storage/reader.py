@@ -6,6 +6,7 @@ long for ``-S`` is refused, and a lone plain file can be mapped whole instead of
 
 from __future__ import annotations
 
+import errno
 import io
 import mmap
 import os
@@ -54,13 +55,15 @@ def map_whole(sources: Sequence[Source], sep: int) -> np.ndarray | None:
                 return None
             flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
             mapped = mmap.mmap(f.fileno(), 0, flags=flags, prot=mmap.PROT_READ)
-            if guarded.available:
-                guarded.watch_while_mapped(mapped)
-            sources[0].mapped(st)
+            sources[0].mapped(st, guarded.Watch(mapped))
     except OSError as e:
         raise InputError(f"{sources[0].name}: {e.strerror}") from None
     block = np.frombuffer(mapped, np.uint8)
-    return block if block[-1] == sep else None
+    if block[-1] == sep:
+        return block
+    del block
+    sources[0].unmap()
+    return None
 
 
 def _pread_fully(fd: int, view: np.ndarray, offset: int) -> int:
@@ -72,6 +75,18 @@ def _pread_fully(fd: int, view: np.ndarray, offset: int) -> int:
             break
         got += n
     return got
+
+
+def _lost(name: str, fd: int, end: int) -> InputError:
+    """The error for a mapped part of an input whose pages read as zeros: the file was shortened
+    to before ``end``, else a page could not be read in (a disk or network error)."""
+    try:
+        size = os.fstat(fd).st_size
+    except OSError:
+        size = -1
+    if 0 <= size < end:
+        return InputError(f"{name}: file changed while being read (shorter than {end} bytes)")
+    return InputError(f"{name}: read error: {os.strerror(errno.EIO)}")
 
 
 def _stored_size(source: Source) -> int | None:
@@ -322,7 +337,7 @@ class RecordReader:
                 except OSError:  # a file system that cannot map it: read it
                     return _pread_fully(fd, part, start + bounds[i])
                 if not whole:
-                    raise InputError(f"{name}: file changed while being read (shorter than {start + bounds[i + 1]} bytes)")
+                    raise _lost(name, fd, start + bounds[i + 1])
                 return len(part)
             return _pread_fully(fd, part, start + bounds[i])
 

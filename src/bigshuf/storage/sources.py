@@ -9,10 +9,13 @@ import io
 import os
 import stat
 from collections.abc import Callable, Iterator
-from typing import BinaryIO, NoReturn, Protocol
+from typing import TYPE_CHECKING, BinaryIO, NoReturn, Protocol
 
 from ..errors import InputError
 from ..quoting import quote_name
+
+if TYPE_CHECKING:
+    from .guarded import Watch
 
 
 class Source(Protocol):
@@ -39,6 +42,7 @@ class FileSource:
         self._mtime_at_open = 0
         self._mapped = False  # mapped whole rather than read (``reader.map_whole``): nothing read to count
         self._identity = (0, 0)  # device and inode of a mapped file
+        self._watch: Watch | None = None  # the mapping of a mapped file
 
     def disk_size(self) -> int | None:
         """Bytes on disk of a regular file (compressed or not), else None."""
@@ -54,6 +58,8 @@ class FileSource:
         """After reading to the end (or using a mapping of it): a regular file must still have the
         size and modification time it had when opened and, if read, have been read to exactly that
         size, or the records read are not the file's (a same-size rewrite changes only the time)."""
+        if self._watch is not None and self._watch.faults():
+            raise InputError(f"{self.name}: file changed or unreadable while being read (pages of it were gone while mapped)")
         if (self._raw is None and not self._mapped) or self._size_at_open is None or self._written_to():
             return
         try:
@@ -73,12 +79,20 @@ class FileSource:
         if mtime != self._mtime_at_open:
             raise InputError(f"{self.name}: file changed while being read (modified, its size still {now} bytes)")
 
-    def mapped(self, st: os.stat_result) -> None:
-        """The file is used through a mapping made when it had the status ``st``: ``check_unchanged``
-        then compares the file with it."""
+    def mapped(self, st: os.stat_result, watch: Watch) -> None:
+        """The file is used through the mapping ``watch`` holds, made when it had the status ``st``:
+        ``check_unchanged`` then compares the file with it, and refuses it if a page of the
+        mapping read as zeros (lost to a shortening, or not readable)."""
         self._mapped = True
         self._size_at_open, self._mtime_at_open = st.st_size, st.st_mtime_ns
         self._identity = (st.st_dev, st.st_ino)
+        self._watch = watch
+
+    def unmap(self) -> None:
+        """Done with the mapping: end its watch and unmap it (with its last view, if one is left)."""
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
 
     def _written_to(self) -> bool:
         """Whether a mapped file is also standard output (``bigshuf f >> f``, as GNU shuf allows): the
