@@ -157,6 +157,35 @@ except bigshuf.InputError as e:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
 
 
+def test_an_endless_repeat_of_a_shortened_mapped_input_stops_rather_than_writing_zeros(tmp_path: Path) -> None:
+    """``-r`` without ``-n`` streams records drawn from the mapped input for ever, and no check
+    before a commit ever comes: a file cut short meanwhile streamed NUL records (the review: 292 MB
+    of 400). Each chunk is now checked before it is written: nothing is, the run fails naming the file."""
+    src = write_records(tmp_path / "in", make_records(20000, seed=8, min_len=40))
+    script = f"""
+import os, sys
+from bigshuf.formats import line_run
+from bigshuf.command import main
+real = line_run.LineRun._in_memory
+
+def shortened_first(self, *args, **kwargs):
+    os.truncate({str(src)!r}, 4096)
+    return real(self, *args, **kwargs)
+
+line_run.LineRun._in_memory = shortened_first
+sys.argv = ["bigshuf", "-r", "--seed", "1", {str(src)!r}]
+sys.exit(main())
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    with proc, proc.stdout, proc.stderr:
+        out = proc.stdout.read(20 << 20)  # zeros for ever, before
+        proc.kill()
+        err = proc.stderr.read().decode()
+    assert (proc.returncode, out) == (1, b""), err[-500:]
+    assert err.endswith("in: file changed or unreadable while being read (pages of it were gone while mapped)\n")
+
+
 def test_an_input_emptied_while_a_block_of_it_is_used_is_an_error_not_a_signal(tmp_path: Path) -> None:
     """A block handed out is the reader's own bytes: emptying the file (logrotate's copytruncate)
     while it is being scattered neither kills the process (SIGBUS, as a window of a mapping of

@@ -325,7 +325,11 @@ class TwoPass(ABC):
         self.out.begin(total, restore)
 
     def emit(self, records: Any) -> None:
-        """Queue a chunk of shuffled records for the output."""
+        """Queue a chunk of shuffled records for the output, unless a page of a mapped input they
+        were gathered from read as zeros (an output that is not renamed into place, such as
+        standard output or ``-r``'s endless stream, would take them)."""
+        for source in self.inputs_in_use:
+            source.check_pages()
         self.out.emit(records)
 
     def count_read(self, total: int) -> None:

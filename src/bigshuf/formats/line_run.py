@@ -173,16 +173,15 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         runs = reader.block_runs if blocks is not None else [(0, 0)]
         if final and self._shuffled_whole(block, runs, blocks is None, reader, phase, stored, unique_mix):
             return
+        for source in self.inputs_in_use:  # mapped, not shuffled whole: were the records found the file's?
+            source.check_unchanged()
+            source.unmap()
         if self.request.repeat:
             raise UsageError(repeat_refusal(self.limit))
         if phase != first_pass:
             self._rename_phase(first_pass, stored, reader)
         if blocks is None:
-            # Mapped, but too many records to shuffle in one piece: stream it instead (first making
-            # sure the records found were the file's: a page lost meanwhile read as zeros).
-            for source in self.inputs_in_use:
-                source.check_unchanged()
-                source.unmap()
+            # Mapped, but too many records to shuffle in one piece: stream it instead.
             blocks = reader.blocks(plan.read_capacity(self.limit), option("memory"))
             self.readers.append(blocks)
             block, final = next(blocks)

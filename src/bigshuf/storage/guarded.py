@@ -36,7 +36,11 @@ class Watch:
     def __init__(self, mapped: mmap.mmap) -> None:
         self.mapped = mapped
         self.slot: int = -1 if native is None else native.watch(mapped)
-        self._end = weakref.finalize(self, _unwatch, self.slot)  # also if dropped unclosed: before the mapping goes
+        try:
+            self._end = weakref.finalize(self, _unwatch, self.slot)  # also if dropped unclosed: before the mapping goes
+        except BaseException:  # Ctrl-C just now: no watch outlives the mapping
+            _unwatch(self.slot)
+            raise
 
     def faults(self) -> int:
         """Pages of the range that faulted since it was watched."""

@@ -51,7 +51,7 @@ def map_whole(sources: Sequence[Source], sep: int) -> np.ndarray | None:
     try:
         with open(sources[0].path, "rb") as f:
             st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
+            if not stat.S_ISREG(st.st_mode) or st.st_size == 0 or _is_stdout(st):
                 return None
             flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
             mapped = mmap.mmap(f.fileno(), 0, flags=flags, prot=mmap.PROT_READ)
@@ -64,6 +64,17 @@ def map_whole(sources: Sequence[Source], sep: int) -> np.ndarray | None:
     del block
     sources[0].unmap()
     return None
+
+
+def _is_stdout(st: os.stat_result) -> bool:
+    """Whether the file of status ``st`` is also standard output (``bigshuf f >> f`` or ``1<>f``,
+    which GNU shuf allows): it is then read whole before any output is written, not mapped,
+    as the output would change the records while they are gathered."""
+    try:
+        out = os.fstat(1)
+    except OSError:
+        return False
+    return (out.st_dev, out.st_ino) == (st.st_dev, st.st_ino)
 
 
 def _pread_fully(fd: int, view: np.ndarray, offset: int) -> int:

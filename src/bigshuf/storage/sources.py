@@ -41,7 +41,6 @@ class FileSource:
         self._size_at_open: int | None = None
         self._mtime_at_open = 0
         self._mapped = False  # mapped whole rather than read (``reader.map_whole``): nothing read to count
-        self._identity = (0, 0)  # device and inode of a mapped file
         self._watch: Watch | None = None  # the mapping of a mapped file
 
     def disk_size(self) -> int | None:
@@ -58,9 +57,8 @@ class FileSource:
         """After reading to the end (or using a mapping of it): a regular file must still have the
         size and modification time it had when opened and, if read, have been read to exactly that
         size, or the records read are not the file's (a same-size rewrite changes only the time)."""
-        if self._watch is not None and self._watch.faults():
-            raise InputError(f"{self.name}: file changed or unreadable while being read (pages of it were gone while mapped)")
-        if (self._raw is None and not self._mapped) or self._size_at_open is None or self._written_to():
+        self.check_pages()
+        if (self._raw is None and not self._mapped) or self._size_at_open is None:
             return
         try:
             # Standard input has no name to stat: ask its descriptor (``bigshuf < file``).
@@ -85,7 +83,6 @@ class FileSource:
         mapping read as zeros (lost to a shortening, or not readable)."""
         self._mapped = True
         self._size_at_open, self._mtime_at_open = st.st_size, st.st_mtime_ns
-        self._identity = (st.st_dev, st.st_ino)
         self._watch = watch
 
     def unmap(self) -> None:
@@ -94,16 +91,11 @@ class FileSource:
             self._watch.close()
             self._watch = None
 
-    def _written_to(self) -> bool:
-        """Whether a mapped file is also standard output (``bigshuf f >> f``, as GNU shuf allows): the
-        output then changes it, after its records were mapped, so it cannot be checked."""
-        if not self._mapped:
-            return False
-        try:
-            out = os.fstat(1)
-        except OSError:
-            return False
-        return (out.st_dev, out.st_ino) == self._identity
+    def check_pages(self) -> None:
+        """Refuse a mapped file whose mapping lost pages (they read as zeros): shortened while
+        mapped, or a page the disk could not read."""
+        if self._watch is not None and self._watch.faults():
+            raise InputError(f"{self.name}: file changed or unreadable while being read (pages of it were gone while mapped)")
 
     def position(self) -> int:
         """Bytes of the file on disk consumed so far by the open stream (0 if not open)."""
