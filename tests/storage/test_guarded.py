@@ -213,3 +213,24 @@ def test_a_watch_ends_before_its_mapping_is_unmapped(tmp_path: Path) -> None:
         assert again.slot == slot >= 0
         del again
         assert guarded.Watch(mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)).slot == slot
+
+
+def test_read_mapped_copies_a_window_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A part is mapped ``MAP_WINDOW`` bytes at a time (mapped pages count as resident until
+    unmapped), windows starting anywhere in a page: the bytes are the file's, each window unmapped."""
+    src = tmp_path / "in"
+    src.write_bytes(np.random.default_rng(3).integers(0, 256, 100_000, dtype=np.uint8).tobytes())
+    monkeypatch.setattr(guarded, "MAP_WINDOW", 3 * mmap.PAGESIZE + 5)
+    windows: list[int] = []
+    real = guarded._copy_window
+
+    def noted(fd: int, offset: int, dest: np.ndarray) -> bool:
+        windows.append(len(dest))
+        return real(fd, offset, dest)
+
+    monkeypatch.setattr(guarded, "_copy_window", noted)
+    dest = np.zeros(70_000, np.uint8)
+    with open(src, "rb") as f:
+        assert guarded.read_mapped(f.fileno(), 1234, dest)
+    assert bytes(dest) == src.read_bytes()[1234 : 1234 + 70_000]
+    assert len(windows) == -(-70_000 // (3 * mmap.PAGESIZE + 5)) and max(windows) == 3 * mmap.PAGESIZE + 5
