@@ -63,8 +63,8 @@ def _unwatch(slot: int) -> None:
 #: Most bytes of a file mapped at once by ``read_mapped``: mapped pages count in the process's
 #: resident memory until unmapped, so a part is copied a window at a time (``--check-permutation``
 #: mapping its 32 MiB reads whole peaked at 146-165 MiB against 99 read; 130 with these). Windows
-#: of 4 MiB made 1 GiB of JSON lines at -S 256M slower in 4 pairs of 4 (each unmapping interrupts
-#: the other cores running the process's threads).
+#: of 4 MiB made 1 GiB of JSON lines at -S 256M slower in 4 pairs of 4 (likely the TLB flush each
+#: unmapping sends to the other cores running the process's threads; not measured).
 MAP_WINDOW = 16 << 20
 
 
