@@ -67,16 +67,32 @@ def test_an_input_rewritten_while_mapped_for_the_shuffle_is_an_error(tmp_path: P
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
 
 
+def shuffle_in_child(src: Path, out: Path, patch: str) -> subprocess.CompletedProcess[str]:
+    """``bigshuf.shuffle(src, out, seed=1)`` in a child process once ``patch`` (code that may replace
+    parts of the run; ``os`` and ``line_run`` imported) has run, printing the InputError it raises:
+    a signal kills the child, not the tests."""
+    script = f"""
+import os
+import bigshuf
+from bigshuf.formats import line_run
+{patch}
+try:
+    bigshuf.shuffle({str(src)!r}, {str(out)!r}, seed=1)
+except bigshuf.InputError as e:
+    print(e)
+"""
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+
+
+LOST_PAGES = "in: file changed or unreadable while being read (pages of it were gone while mapped)"
+
+
 def test_an_input_shortened_while_mapped_for_the_shuffle_is_an_error_not_a_signal(tmp_path: Path) -> None:
     """The in-memory path maps a lone file and gathers from it: a file cut short meanwhile
     (logrotate's copytruncate) killed the run with SIGBUS, leaving its temporary file. Now the
     lost pages read as zeros, the run fails naming the file, and nothing is left behind."""
     src = write_records(tmp_path / "in", make_records(20000, seed=5, min_len=40))
-    out = tmp_path / "out"
-    script = f"""
-import os
-import bigshuf
-from bigshuf.formats import line_run
+    done = shuffle_in_child(src, tmp_path / "out", f"""
 real = line_run.LineRun._in_memory
 
 def shortened_first(self, *args, **kwargs):
@@ -84,14 +100,9 @@ def shortened_first(self, *args, **kwargs):
     return real(self, *args, **kwargs)
 
 line_run.LineRun._in_memory = shortened_first
-try:
-    bigshuf.shuffle({str(src)!r}, {str(out)!r}, seed=1)
-except bigshuf.InputError as e:
-    print(e)
-"""
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+""")
     assert done.returncode == 0, (done.returncode, done.stderr[-500:])
-    assert "in: file changed or unreadable while being read (pages of it were gone while mapped)" in done.stdout
+    assert LOST_PAGES in done.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
 
 
@@ -100,11 +111,7 @@ def test_pages_lost_while_mapped_are_refused_though_the_file_looks_as_it_was(tmp
     as zeros), then written back as it was, same size and time (``cp -p``): the zeros were
     committed, exit 0. Now the watch's count of lost pages refuses the file, and nothing is left."""
     src = write_records(tmp_path / "in", make_records(20000, seed=6, min_len=40))
-    out = tmp_path / "out"
-    script = f"""
-import os
-import bigshuf
-from bigshuf.formats import line_run
+    done = shuffle_in_child(src, tmp_path / "out", f"""
 real = line_run.LineRun._in_memory
 data, st = open({str(src)!r}, "rb").read(), os.stat({str(src)!r})
 
@@ -116,14 +123,9 @@ def shortened_then_restored(self, *args, **kwargs):
     os.utime({str(src)!r}, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 line_run.LineRun._in_memory = shortened_then_restored
-try:
-    bigshuf.shuffle({str(src)!r}, {str(out)!r}, seed=1)
-except bigshuf.InputError as e:
-    print(e)
-"""
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+""")
     assert done.returncode == 0, (done.returncode, done.stderr[-500:])
-    assert "in: file changed or unreadable while being read (pages of it were gone while mapped)" in done.stdout
+    assert LOST_PAGES in done.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
 
 
@@ -132,10 +134,7 @@ def test_a_mapped_input_emptied_before_its_records_are_counted_is_refused(tmp_pa
     made the run take the streaming path, which read the now-empty file and ended in an internal
     error (ZeroDivisionError). Now the mapping is checked before the run streams instead."""
     src = write_records(tmp_path / "in", make_records(20000, seed=7, min_len=40))
-    script = f"""
-import os
-import bigshuf
-from bigshuf.formats import line_run
+    done = shuffle_in_child(src, tmp_path / "out", f"""
 real = line_run.find_offsets_split
 calls = []
 
@@ -146,12 +145,7 @@ def emptied_first(*args, **kwargs):
     return real(*args, **kwargs)
 
 line_run.find_offsets_split = emptied_first
-try:
-    bigshuf.shuffle({str(src)!r}, {str(tmp_path / "out")!r}, seed=1)
-except bigshuf.InputError as e:
-    print(e)
-"""
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+""")
     assert done.returncode == 0, (done.returncode, done.stderr[-500:])
     assert "in: file changed or unreadable while being read" in done.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
@@ -183,7 +177,7 @@ sys.exit(main())
         proc.kill()
         err = proc.stderr.read().decode()
     assert (proc.returncode, out) == (1, b""), err[-500:]
-    assert err.endswith("in: file changed or unreadable while being read (pages of it were gone while mapped)\n")
+    assert err.endswith(LOST_PAGES + "\n")
 
 
 def test_an_input_emptied_while_a_block_of_it_is_used_is_an_error_not_a_signal(tmp_path: Path) -> None:
