@@ -2,7 +2,7 @@
 record finding and gathering (``bigshuf._records``), sliced writes (``bigshuf._sliced``) and the
 watch that turns a shortened mapped input's SIGBUS into zeros (``bigshuf._mapguard``); without them
 ``core.fingerprint``, ``core.records`` and ``storage.sliced`` do the same with NumPy, Arrow and Python,
-more slowly, and inputs are read rather than mapped."""
+more slowly, and pass 1 reads its inputs rather than copying them out of mappings."""
 
 from setuptools import Extension, setup
 
