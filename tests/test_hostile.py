@@ -278,3 +278,21 @@ def test_the_read_buffer_starts_at_its_capacity_when_the_inputs_fill_it(tmp_path
     whole = blocks()
     monkeypatch.setattr(RecordReader, "_first_size", lambda self, capacity, block: min(capacity, block or 1024))
     assert len(whole) > 3 and blocks() == whole  # grown from 1024: the same cuts
+
+
+def test_an_input_that_cannot_be_mapped_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file system that cannot map a file (sysfs says ENODEV) had the in-memory path refuse the
+    file (``No such device``), though reading it works: it is read instead, to the same output."""
+    import mmap
+
+    from bigshuf.storage import reader as reader_module
+
+    src = write_records(tmp_path / "in", make_records(3000, seed=9, min_len=10))
+    bigshuf.shuffle(src, tmp_path / "mapped", seed=4)
+
+    def unmappable(*args: object, **kwargs: object) -> mmap.mmap:
+        raise OSError(19, "No such device")
+
+    monkeypatch.setattr(reader_module.mmap, "mmap", unmappable)
+    bigshuf.shuffle(src, tmp_path / "read", seed=4)
+    assert (tmp_path / "read").read_bytes() == (tmp_path / "mapped").read_bytes()

@@ -54,7 +54,10 @@ def map_whole(sources: Sequence[Source], sep: int) -> np.ndarray | None:
             if not stat.S_ISREG(st.st_mode) or st.st_size == 0 or _is_stdout(st):
                 return None
             flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-            mapped = mmap.mmap(f.fileno(), 0, flags=flags, prot=mmap.PROT_READ)
+            try:
+                mapped = mmap.mmap(f.fileno(), 0, flags=flags, prot=mmap.PROT_READ)
+            except OSError:  # a file system that cannot map it (sysfs): read it
+                return None
             sources[0].mapped(st, guarded.Watch(mapped))
     except OSError as e:
         raise InputError(f"{sources[0].name}: {e.strerror}") from None
