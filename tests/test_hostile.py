@@ -296,3 +296,31 @@ def test_an_input_that_cannot_be_mapped_is_read(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(reader_module.mmap, "mmap", unmappable)
     bigshuf.shuffle(src, tmp_path / "read", seed=4)
     assert (tmp_path / "read").read_bytes() == (tmp_path / "mapped").read_bytes()
+
+
+SYSFS_FILE = "/sys/devices/system/cpu/online"
+
+
+@pytest.mark.skipif(not os.path.exists(SYSFS_FILE), reason="no sysfs here")
+@pytest.mark.parametrize("limit", ["1G", "1K"])
+def test_a_sysfs_file_is_read_as_shuf_reads_it(limit: str) -> None:
+    """sysfs gives every file a size of 4096, whatever it holds: the check that a file was read to
+    its size refused one (``file changed while being read (size 4096 bytes when opened, 4096 now, 4
+    read)``), in memory and through buckets, where GNU shuf reads it."""
+    with open(SYSFS_FILE, "rb") as f:
+        lines = f.read().splitlines()
+    run = subprocess.run([sys.executable, "-m", "bigshuf", "-S", limit, SYSFS_FILE], capture_output=True, timeout=60)
+    assert (run.returncode, run.stderr) == (0, b"")
+    assert sorted(run.stdout.splitlines()) == sorted(lines)
+
+
+def test_files_of_generated_file_systems_are_told_apart(tmp_path: Path) -> None:
+    """``generated`` finds /proc's and /sys's files by their devices' file systems; a file on
+    the test's own file system is not one of them."""
+    from bigshuf.storage.sources import generated
+
+    (tmp_path / "plain").write_text("x\n")
+    assert not generated(os.stat(tmp_path / "plain"))
+    assert generated(os.stat("/proc/self/status"))
+    if os.path.exists(SYSFS_FILE):
+        assert generated(os.stat(SYSFS_FILE))

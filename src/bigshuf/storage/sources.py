@@ -115,7 +115,7 @@ class FileSource:
             st = os.stat(self.path)
         except OSError as e:
             raise InputError(f"{self.name}: {e.strerror}") from None
-        if not stat.S_ISREG(st.st_mode):
+        if not stat.S_ISREG(st.st_mode) or generated(st):
             return None
         from .codecs import SNIFF_BYTES, detect
 
@@ -124,7 +124,7 @@ class FileSource:
                 head = f.read(SNIFF_BYTES)
         except OSError as e:
             raise InputError(f"{self.name}: {e.strerror}") from None
-        # A file of /proc or /sys says it holds 0 bytes and has more: only reading it tells.
+        # A file of a file system not listed as generated may still say it holds 0 bytes and have more.
         return None if detect(head) or (st.st_size == 0 and head) else st.st_size
 
     def open(self) -> BinaryIO:
@@ -141,9 +141,34 @@ class FileSource:
                 raise InputError(f"{self.name}: {e.strerror}") from None
         self._raw = raw
         st = os.fstat(raw.fileno())
-        self._size_at_open = st.st_size if stat.S_ISREG(st.st_mode) else None
+        self._size_at_open = st.st_size if stat.S_ISREG(st.st_mode) and not generated(st) else None
         self._mtime_at_open = st.st_mtime_ns
         return decompressing(raw, self.name)
+
+
+#: File systems whose files are made as they are read: their sizes say nothing (sysfs gives
+#: 4096, procfs 0), so a read is not checked against them.
+GENERATED_FILE_SYSTEMS = frozenset({"proc", "sysfs", "debugfs", "tracefs", "securityfs", "configfs", "cgroup", "cgroup2", "efivarfs"})
+
+_file_systems: dict[tuple[int, int], str] | None = None
+
+
+def generated(st: os.stat_result) -> bool:
+    """Whether the file of status ``st`` is on a file system of generated files (by its device's
+    entry in ``/proc/self/mountinfo``, read once; False where there is none)."""
+    global _file_systems
+    if _file_systems is None:
+        _file_systems = {}
+        try:
+            with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    fields, _, rest = line.partition(" - ")
+                    major, _, minor = (fields.split()[2:3] or [""])[0].partition(":")
+                    if major.isdigit() and minor.isdigit() and rest:
+                        _file_systems[(int(major), int(minor))] = rest.split()[0]
+        except OSError:
+            pass
+    return _file_systems.get((os.major(st.st_dev), os.minor(st.st_dev)), "") in GENERATED_FILE_SYSTEMS
 
 
 
