@@ -176,6 +176,7 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         for source in self.inputs_in_use:  # mapped, not shuffled whole: were the records found the file's?
             source.check_unchanged()
             source.unmap()
+        self.inputs_in_use = []  # read from here on, and checked as read
         if self.request.repeat:
             raise UsageError(repeat_refusal(self.limit))
         if phase != first_pass:

@@ -40,8 +40,7 @@ class FileSource:
         self._raw: BinaryIO | None = None
         self._size_at_open: int | None = None
         self._mtime_at_open = 0
-        self._mapped = False  # mapped whole rather than read (``reader.map_whole``): nothing read to count
-        self._watch: Watch | None = None  # the mapping of a mapped file
+        self._watch: Watch | None = None  # the mapping of a file mapped whole rather than read (``reader.map_whole``)
 
     def disk_size(self) -> int | None:
         """Bytes on disk of a regular file (compressed or not), else None."""
@@ -58,7 +57,8 @@ class FileSource:
         size and modification time it had when opened and, if read, have been read to exactly that
         size, or the records read are not the file's (a same-size rewrite changes only the time)."""
         self.check_pages()
-        if (self._raw is None and not self._mapped) or self._size_at_open is None:
+        mapped = self._watch is not None  # nothing read to count: the whole file is in use
+        if (self._raw is None and not mapped) or self._size_at_open is None:
             return
         try:
             # Standard input has no name to stat: ask its descriptor (``bigshuf < file``).
@@ -66,9 +66,9 @@ class FileSource:
             now, mtime = st.st_size, st.st_mtime_ns
         except OSError:
             now, mtime = -1, 0
-        read = self._size_at_open if self._mapped else self.position()
+        read = self._size_at_open if mapped else self.position()
         if now == self._size_at_open == 0:
-            return  # empty, or a /proc or /sys file, whose size is always 0 whatever it holds
+            return  # empty, or a generated file (``generated``) of a file system not listed there
         if now != self._size_at_open or read != self._size_at_open:
             raise InputError(
                 f"{self.name}: file changed while being read (size {self._size_at_open} bytes when opened, "
@@ -81,12 +81,12 @@ class FileSource:
         """The file is used through the mapping ``watch`` holds, made when it had the status ``st``:
         ``check_unchanged`` then compares the file with it, and refuses it if a page of the
         mapping read as zeros (lost to a shortening, or not readable)."""
-        self._mapped = True
         self._size_at_open, self._mtime_at_open = st.st_size, st.st_mtime_ns
         self._watch = watch
 
     def unmap(self) -> None:
-        """Done with the mapping: end its watch and unmap it (with its last view, if one is left)."""
+        """Done with the mapping: end its watch and unmap it (with its last view, if one is left).
+        The file is then checked as one read, if it is read."""
         if self._watch is not None:
             self._watch.close()
             self._watch = None
