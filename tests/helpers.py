@@ -24,6 +24,12 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 
+def run_child(script: str) -> subprocess.CompletedProcess[str]:
+    """``script`` run by this Python in a child process, its output captured as text: a signal
+    (SIGBUS, a crash) ends the child, not the tests, and shows as a negative return code."""
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+
+
 def make_records(n: int, seed: int = 0, *, min_len: int = 0, max_len: int = 80, sep: bytes = b"\n") -> list[bytes]:
     """``n`` distinct-ish records of random bytes (any byte but ``sep``), with a unique prefix."""
     rng = np.random.default_rng(seed)

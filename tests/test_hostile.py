@@ -16,7 +16,7 @@ from bigshuf.core.records import RecordFormat
 from bigshuf.storage.reader import RecordReader
 from bigshuf.storage.sources import FileSource
 
-from helpers import assert_permutation, make_records, write_records
+from helpers import assert_permutation, make_records, run_child, write_records
 
 
 def _rewrite_in_place(src: Path) -> None:
@@ -81,7 +81,7 @@ try:
 except bigshuf.InputError as e:
     print(e)
 """
-    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    return run_child(script)
 
 
 LOST_PAGES = "in: file changed or unreadable while being read (pages of it were gone while mapped)"
@@ -202,7 +202,7 @@ try:
 except bigshuf.InputError as e:
     print(e)
 """
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    done = run_child(script)
     assert done.returncode == 0, done.stderr[-500:]
     assert "in: file changed while being read" in done.stdout
 

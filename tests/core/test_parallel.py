@@ -19,7 +19,7 @@ import bigshuf
 from bigshuf.core import gather, parallel, records
 from bigshuf.core.parallel import Workers, default_threads
 from bigshuf.core.records import RecordFormat, find_offsets, find_offsets_split
-from helpers import assert_permutation, make_records, write_records
+from helpers import assert_permutation, make_records, run_child, write_records
 
 THREADS = (1, 2, 3, 8)
 
@@ -208,9 +208,6 @@ def test_table_output_does_not_depend_on_the_threads(tmp_path: Path, monkeypatch
 
 
 def test_threads_on_the_command_line(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
     src = write_records(tmp_path / "in.txt", make_records(3000, seed=2, max_len=30))
     outs = set()
     for flags in (["-j1"], ["--threads=3"], ["-j", "8"], []):
@@ -257,7 +254,7 @@ for t in threads:
     t.join()
 ctypes.CDLL(None).malloc_stats()
 """
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    done = run_child(script)
     assert done.returncode == 0, done.stderr
     count = sum(line.startswith("Arena ") for line in done.stderr.splitlines())
     assert (count == 1 if share else count > 1), done.stderr

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import mmap
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +14,9 @@ import pytest
 
 from bigshuf.storage import guarded
 
+from helpers import run_child
+
 PAGE_LINES = "".join(f"{i:07d}\n" for i in range(4096))  # 32 KiB: eight pages
-
-
-def run_child(script: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
 
 
 def test_the_watch_is_built() -> None:
