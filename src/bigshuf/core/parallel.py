@@ -37,24 +37,28 @@ class Workers:
         self.n = max(1, n)
         self._pool: ThreadPoolExecutor | None = None
 
-    def ordered(self, jobs: Iterable[Callable[[], T]], ahead: int | None = None) -> Iterator[T]:
+    def ordered(
+        self, jobs: Iterable[Callable[[], T]], ahead: int | None = None, started: Iterable[Future[T]] = ()
+    ) -> Iterator[T]:
         """Run ``jobs`` on the workers, at most ``ahead`` (default: one per worker) at once, and
-        yield their results in the jobs' order. Jobs are taken from ``jobs`` only as room frees,
-        so a lazy iterable keeps memory bounded; an abandoned or failed map waits for the jobs
-        already running, so none outlives the data it reads."""
-        limit = max(1, self.n if ahead is None else min(ahead, self.n))
-        if limit == 1:
-            for job in jobs:
-                yield job()
-            return
-        pool = self._start()
-        pending: deque[Future[T]] = deque()
-        source = iter(jobs)
+        yield their results in the jobs' order, after those of the jobs already ``started``
+        (``submit``). Jobs are taken from ``jobs`` only as room frees, so a lazy iterable keeps
+        memory bounded; an abandoned or failed map waits for the jobs already running, so none
+        outlives the data it reads."""
+        limit = self.most_ahead(self.n if ahead is None else ahead)
+        pending: deque[Future[T]] = deque(started)
         try:
-            for job in source:
+            if limit == 1:
+                while pending:
+                    yield pending.popleft().result()
+                for job in jobs:
+                    yield job()
+                return
+            pool = self._start()
+            for job in jobs:
                 with signals_held():  # a thread the pool starts for it leaves Ctrl-C to the main thread
                     pending.append(pool.submit(job))
-                if len(pending) >= limit:
+                while len(pending) >= limit:
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
@@ -64,6 +68,10 @@ class Workers:
             for future in pending:
                 if not future.cancelled():
                     future.exception()  # wait; the first error was raised already, or the map was abandoned
+
+    def most_ahead(self, ahead: int) -> int:
+        """How many jobs ``ordered(..., ahead)`` keeps running at once."""
+        return max(1, min(ahead, self.n))
 
     def sized(self, nbytes: int) -> Workers:
         """The workers to use for ``nbytes`` of work: these, or none (the caller's thread) below ``INLINE_BELOW``."""

@@ -83,22 +83,23 @@ def iter_pieces(
         pos += cut
 
 
-def cut_pieces(block: np.ndarray, fmt: RecordFormat, max_bytes: int) -> Iterator[tuple[int, int]]:
-    """Byte ranges of whole records that tile ``block`` (which ends at a record's end), each at
-    most ``max_bytes`` unless one record is longer. Lines are cut by searching back from each
-    range's end, so the records inside are found by whichever worker scatters the range."""
-    pos, size = 0, len(block)
+def cut_pieces(block: np.ndarray, fmt: RecordFormat, max_bytes: int, start: int = 0) -> Iterator[tuple[int, int]]:
+    """Byte ranges of whole records that tile ``block`` (which ends at a record's end) from
+    ``start`` (a range's start), each at most ``max_bytes`` unless one record is longer. Lines are
+    cut by searching back from each range's end, so the records inside are found by whichever
+    worker scatters the range."""
+    pos, size = start, len(block)
     while pos < size:
         end = min(size, pos + max_bytes)
         if end < size:
-            end = _last_end(block, pos, end, fmt)
+            end = last_end(block, pos, end, fmt)
             if end == pos:  # a record longer than max_bytes: a range of its own
                 end = pos + int(find_offsets(block[pos:], fmt, 1)[-1])
         yield pos, end
         pos = end
 
 
-def _last_end(block: np.ndarray, lo: int, hi: int, fmt: RecordFormat) -> int:
+def last_end(block: np.ndarray, lo: int, hi: int, fmt: RecordFormat) -> int:
     """The end of the last whole record in ``block[lo:hi]`` (``lo`` if none ends there)."""
     if fmt.group > 1:
         return lo + int(find_offsets(block[lo:hi], fmt)[-1])

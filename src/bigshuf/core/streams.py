@@ -33,6 +33,11 @@ def scatter(level: Key, *block: int) -> Key:
     return level + (_SCATTER, *block)
 
 
+def following(block: Key) -> Key:
+    """The key of the block after ``block``, both from ``scatter`` with one block number."""
+    return block[:-1] + (block[-1] + 1,)
+
+
 def bucket(level: Key, j: int) -> Key:
     """Pass 2 at ``level``: the permutation of bucket ``j``."""
     return level + (_BUCKET, j)

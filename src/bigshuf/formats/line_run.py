@@ -42,6 +42,7 @@ from ..storage.tempspace import TempSpace, remove_dead_outputs
 from ..storage.writeback import WriteBehind
 from .detect import refuse_terminal
 from ..core.records import RecordFormat, decimal_records, find_offsets, find_offsets_split
+from .line_early import EarlyPieces
 from .line_mix import WeightedLines
 from .line_plan import (
     compression_ratio, lines_output_plan, mean_record_size, repeat_refusal, sample_lines, shard_suffix, temp_bytes,
@@ -90,6 +91,9 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         # --stratify: which split each copy goes to, and the top level's buckets each split owns.
         self.stratifier: Stratifier | None = None
         self.strata_bounds: np.ndarray | None = None
+        # Pass 1's next block started as it is read (``_scatter_early``), into the top level's buckets.
+        self.early: EarlyPieces[tuple[list[Scattered], Fingerprint | None]] | None = None
+        self.top_buckets: BucketSet | None = None
 
     @classmethod
     def for_request(cls, request: Request, inputs: list[Any], entropy: int, progress: Progress) -> LineRun:
@@ -273,6 +277,7 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
             self.temp_ratio = compression_ratio(block[: self.piece])
         everything: Iterator[Any]
         if not self.request.sources:
+            self._scatter_early(reader)
             everything = (b for b, _final in chain([(block, final)], blocks))
         else:
             # Each block with where its inputs start, read as the block is handed out.
@@ -392,6 +397,8 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
     def make_buckets(self, directory: str, k: int, top: bool) -> Buckets:
         resuming = top and "k" in self.state
         buckets = BucketSet(directory, k, self.writer, compress=self.request.compress_temp, fresh=not resuming)
+        if top:
+            self.top_buckets = buckets
         if top and self.stratifier is not None:
             self.strata_bounds = self.stratifier.bucket_bounds(k)
         if top and self.state_dir:
@@ -408,52 +415,87 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
 
     def scatter(self, block: Any, key: Key, buckets: Buckets, keep: int, depth: int) -> int:
         """The block's pieces are scattered on the workers, each from its own stream, and appended
-        to the buckets in order; the pieces ahead take the memory the read buffer leaves.
+        to the buckets in order; the pieces ahead take the memory the read buffer leaves. Those
+        started while the block was read (``line_early``) come first, and the next block's are
+        started as it is read.
 
         With weighted sources (a top-level block comes with its inputs' runs), the records of
         each piece per source are counted on the workers first, the block's picks drawn here in
         block order, and every copy of a record scattered with its own bucket draw."""
         assert isinstance(buckets, BucketSet)
         verify = self.request.verify and depth == 0
-        compress = buckets.compress
-        most = plan.piece_records(self.limit)
         ranges = None
         if isinstance(block, tuple):
             block, ranges = self._pick_copies(block[0], block[1], key)
-
-        def scatter_one(p: int, lo: int, hi: int, keep: int) -> tuple[list[Scattered], Fingerprint | None]:
-            """Piece ``p`` (``block[lo:hi]``) scattered, and its fingerprint when verifying."""
-            piece = block[lo:hi]
-            offsets = find_offsets(piece, self.fmt)
-            rng = rng_for(self.entropy, streams.piece(key, p))
-            if ranges is not None:
-                assert self.mixer is not None
-                _range, counts, shares, labels = ranges[p]
-                mult = self.mixer.multiplicity(counts, shares)
-                index = mix.copies_index(mult)
-                strata = None
-                if labels is not None:
-                    assert self.strata_bounds is not None
-                    strata = (self.strata_bounds, labels)
-                    if index is None:
-                        index = np.arange(len(mult), dtype=np.int32)
-                parts = scatter_records(piece, offsets, rng, buckets.k, keep, most, index, self.piece, strata)
-                return [part.checksummed(compress) for part in parts], mix.multiset_fingerprint(piece, offsets, mult) if verify else None
-            scattered = [part.checksummed(compress) for part in scatter_records(piece, offsets, rng, buckets.k, keep, most)]
-            return scattered, fingerprint(piece, offsets) if verify else None
-
-        cuts = cut_pieces(block, self.fmt, self.piece) if ranges is None else (r[0] for r in ranges)
+        early = self.early if depth == 0 else None
+        started, start, first = ([], 0, 0) if early is None else early.take(key)
+        cuts = cut_pieces(block, self.fmt, self.piece, start) if ranges is None else (r[0] for r in ranges)
         jobs = (
-            (lambda p=p, lo=lo, hi=hi, keep=keep: scatter_one(p, lo, hi, keep))
-            for p, (lo, hi) in enumerate(cuts)
+            (lambda p=p, lo=lo, hi=hi, keep=keep: self._scatter_one(block, key, buckets, p, lo, hi, keep, verify, ranges))
+            for p, (lo, hi) in enumerate(cuts, first)
         )
-        for parts, fp in self.workers.sized(len(block)).ordered(jobs, ahead=plan.pieces_ahead(self.limit)):
-            if fp is not None:
-                self.read_fingerprint += fp
-            for part in parts:
-                buckets.append(part, keep)
-                keep = self.cutoff(buckets, keep)
+        for done in self.workers.sized(len(block)).ordered(jobs, ahead=plan.pieces_ahead(self.limit), started=started):
+            keep = self._take_piece(done, buckets, keep)
+        if early is not None:
+            early.expect(streams.following(key))
         return keep
+
+    def _scatter_one(
+        self, block: np.ndarray, key: Key, buckets: BucketSet, p: int, lo: int, hi: int, keep: int, verify: bool,
+        ranges: list[Any] | None = None,
+    ) -> tuple[list[Scattered], Fingerprint | None]:
+        """Piece ``p`` of block ``key`` (``block[lo:hi]``) scattered, and its fingerprint when verifying."""
+        compress = buckets.compress
+        most = plan.piece_records(self.limit)
+        piece = block[lo:hi]
+        offsets = find_offsets(piece, self.fmt)
+        rng = rng_for(self.entropy, streams.piece(key, p))
+        if ranges is not None:
+            assert self.mixer is not None
+            _range, counts, shares, labels = ranges[p]
+            mult = self.mixer.multiplicity(counts, shares)
+            index = mix.copies_index(mult)
+            strata = None
+            if labels is not None:
+                assert self.strata_bounds is not None
+                strata = (self.strata_bounds, labels)
+                if index is None:
+                    index = np.arange(len(mult), dtype=np.int32)
+            parts = scatter_records(piece, offsets, rng, buckets.k, keep, most, index, self.piece, strata)
+            return [part.checksummed(compress) for part in parts], mix.multiset_fingerprint(piece, offsets, mult) if verify else None
+        scattered = [part.checksummed(compress) for part in scatter_records(piece, offsets, rng, buckets.k, keep, most)]
+        return scattered, fingerprint(piece, offsets) if verify else None
+
+    def _take_piece(self, done: tuple[list[Scattered], Fingerprint | None], buckets: BucketSet, keep: int) -> int:
+        """Append a scattered piece to the buckets and count its fingerprint; return the buckets ``-n`` keeps."""
+        parts, fp = done
+        if fp is not None:
+            self.read_fingerprint += fp
+        for part in parts:
+            buckets.append(part, keep)
+            keep = self.cutoff(buckets, keep)
+        return keep
+
+    def _scatter_early(self, reader: RecordReader) -> None:
+        """Have the reader start each block's pieces as it is read (``line_early``), where that
+        cuts them as the whole block would: lines, not weighted, all kept, on several workers. The
+        buckets are the top level's, made before the second block is read."""
+        if self.workers.n == 1 or self.fmt.group != 1 or self.request.sources or self.request.sampled or self.request.unique:
+            return
+        most = self.workers.most_ahead(plan.pieces_ahead(self.limit))
+        verify = self.request.verify
+
+        def start(key: Key, p: int, buf: np.ndarray, lo: int, hi: int) -> Future[tuple[list[Scattered], Fingerprint | None]]:
+            buckets = self.top_buckets
+            assert buckets is not None
+            return self.workers.submit(lambda: self._scatter_one(buf, key, buckets, p, lo, hi, buckets.k, verify))
+
+        def finish(done: tuple[list[Scattered], Fingerprint | None]) -> None:
+            assert self.top_buckets is not None
+            self._take_piece(done, self.top_buckets, self.top_buckets.k)
+
+        self.early = EarlyPieces(self.fmt, self.piece, most, start, finish)
+        reader.on_read = self.early.read
 
     def shuffle_bucket(self, buckets: Buckets, j: int, key: Key, left: int | None, room: int) -> int:
         """Shuffle bucket ``j`` as loaded (mapped, or read into a buffer), read ahead or now. No chunk

@@ -33,6 +33,10 @@ SPLIT_READ = 8 << 20
 #: Runs ``fn(0) ... fn(count - 1)`` on the workers and returns their results (``Workers.map``).
 ParallelMap = Callable[[Callable[[int], int], int], list[int]]
 
+#: With ``RecordReader.on_read`` set, the most bytes read at once from a stream that is not a plain
+#: file (a decompressed one, a pipe): what was read is shown to it that often.
+READ_STEP = 4 << 20
+
 #: The least of a plain file's bytes copied out of a mapping rather than read: a mapping costs
 #: two system calls, a read of fewer bytes less than that.
 MAP_READ = 1 << 20
@@ -179,6 +183,10 @@ class RecordReader:
         self._runs: list[tuple[int, int]] = []
         #: Per input, ``[separators, bytes]`` read (header excepted), when ``--manifest`` asks (``counted``).
         self.per_input: list[list[int]] | None = None
+        #: Shown the buffer and how much of it is filled after every read (``READ_STEP`` at most from
+        #: a stream that is not a plain file), so the records read can be put to work before the
+        #: block is complete. The buffer's first bytes are those of the next block handed out.
+        self.on_read: Callable[[np.ndarray, int], None] | None = None
 
     def counted(self) -> list[tuple[int, int]] | None:
         """Each input's records and bytes as read, if counting was asked for (``per_input`` set to ``[]``)."""
@@ -281,8 +289,11 @@ class RecordReader:
                 while True:
                     if filled == len(buf):
                         buf, filled = yield from self._make_room(buf, filled, capacity, source.name, limit_flag)
+                    view = buf[filled:]
+                    if self.on_read is not None and type(stream) is not io.FileIO:
+                        view = view[:READ_STEP]
                     try:
-                        n = self._read(stream, buf[filled:], source.name)
+                        n = self._read(stream, view, source.name)
                     except OSError as e:
                         raise InputError(f"{source.name}: read error: {e.strerror}") from None
                     if not n:
@@ -301,6 +312,8 @@ class RecordReader:
                     last = int(buf[filled - 1])
                     self.bytes_read += n
                     self._report(source, stored, n)
+                    if self.on_read is not None:
+                        self.on_read(buf, filled)
                 self._report(source, stored, 0)
                 if isinstance(source, FileSource):
                     source.check_unchanged()
