@@ -69,6 +69,17 @@ class EarlyPieces(Generic[T]):
             self.early += 1
             self.pos = end
 
+    def settle(self) -> None:
+        """Cancel the pieces not yet begun and wait for those running (the run is ending, or failed):
+        none then outlives the buffer it reads."""
+        for future in self.started:
+            future.cancel()
+        for future in self.started:
+            if not future.cancelled():
+                future.exception()
+        self.started.clear()
+        self.key = None
+
     def take(self, key: Key) -> tuple[list[Future[T]], int, int]:
         """For the block ``key`` as handed out: its pieces still running, in order, and where its
         next piece starts and its number. Nothing started if it is not the block expected."""

@@ -277,8 +277,7 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
             self.temp_ratio = compression_ratio(block[: self.piece])
         everything: Iterator[Any]
         if not self.request.sources:
-            self._scatter_early(reader)
-            everything = (b for b, _final in chain([(block, final)], blocks))
+            everything = self._scatter_early(reader, (b for b, _final in chain([(block, final)], blocks)))
         else:
             # Each block with where its inputs start, read as the block is handed out.
             later = ((b, reader.block_runs) for b, _final in blocks)
@@ -476,11 +475,13 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
             keep = self.cutoff(buckets, keep)
         return keep
 
-    def _scatter_early(self, reader: RecordReader) -> None:
-        """Have the reader start each block's pieces as it is read (``line_early``), where that
-        cuts them as the whole block would: lines, not weighted, all kept, on several workers. The
-        buckets are the top level's, made before the second block is read."""
+    def _scatter_early(self, reader: RecordReader, blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        """``blocks``, the reader's, with each block's pieces started as it is read (``line_early``)
+        where that cuts them as the whole block would: lines, not weighted, all kept (so into
+        all ``k`` buckets), on several workers. The buckets are the top level's, made before the
+        second block is read. Pieces still running when the blocks end are waited for."""
         if self.workers.n == 1 or self.fmt.group != 1 or self.request.sources or self.request.sampled or self.request.unique:
+            yield from blocks
             return
         most = self.workers.most_ahead(plan.pieces_ahead(self.limit))
         verify = self.request.verify
@@ -494,8 +495,13 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
             assert self.top_buckets is not None
             self._take_piece(done, self.top_buckets, self.top_buckets.k)
 
-        self.early = EarlyPieces(self.fmt, self.piece, most, start, finish)
-        reader.on_read = self.early.read
+        early = self.early = EarlyPieces(self.fmt, self.piece, most, start, finish)
+        reader.on_read = early.read
+        try:
+            yield from blocks
+        finally:
+            reader.on_read = None
+            early.settle()
 
     def shuffle_bucket(self, buckets: Buckets, j: int, key: Key, left: int | None, room: int) -> int:
         """Shuffle bucket ``j`` as loaded (mapped, or read into a buffer), read ahead or now. No chunk

@@ -33,8 +33,9 @@ SPLIT_READ = 8 << 20
 #: Runs ``fn(0) ... fn(count - 1)`` on the workers and returns their results (``Workers.map``).
 ParallelMap = Callable[[Callable[[int], int], int], list[int]]
 
-#: With ``RecordReader.on_read`` set, the most bytes read at once from a stream that is not a plain
-#: file (a decompressed one, a pipe): what was read is shown to it that often.
+#: With ``RecordReader.on_read`` set, the most bytes read at once from a stream that is read in
+#: turn rather than in parts (a decompressed one, a pipe, a file after its ``--header``): what was
+#: read is shown to it that often.
 READ_STEP = 4 << 20
 
 #: The least of a plain file's bytes copied out of a mapping rather than read: a mapping costs
