@@ -174,3 +174,29 @@ def test_a_split_read_fills_the_buffer_from_where_it_was_asked(tmp_path: Path, m
         workers.close()
     assert bytes(buf[7 : 7 + n]) == src.read_bytes()[1000:] and not buf[:7].any() and not buf[7 + n :].any()
     assert sum(how.mapped) == (n if how.how == "mapped" else 0)
+
+
+def test_a_pipe_read_as_input_is_widened(tmp_path: Path) -> None:
+    """A named pipe (and so standard input's) is widened to ``PIPE_SIZE`` or the system's most, so
+    that its writer is not woken every 64 KiB; what is read through it is unchanged."""
+    import fcntl
+
+    from bigshuf.storage import sources
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    keep = os.open(fifo, os.O_RDWR)  # a writer, so that opening it to read does not wait
+    try:
+        data = b"".join(b"%d\n" % i for i in range(1000))
+        os.write(keep, data)  # opening it looks at its first bytes for a codec
+        stream = FileSource(fifo).open()
+        with open("/proc/sys/fs/pipe-max-size") as f:
+            most = int(f.read())
+        assert fcntl.fcntl(keep, fcntl.F_GETPIPE_SZ) == min(sources.PIPE_SIZE, most) > 65536
+        got = b""
+        while len(got) < len(data):
+            got += stream.read(len(data) - len(got))
+        assert got == data
+        stream.close()
+    finally:
+        os.close(keep)
