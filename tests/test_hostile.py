@@ -7,7 +7,9 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 import bigshuf
@@ -260,23 +262,34 @@ def test_empty_and_huge_records_together(tmp_path: Path, seed: int) -> None:
     assert_permutation(out.read_bytes(), records)
 
 
-def test_the_read_buffer_starts_at_its_capacity_when_the_inputs_fill_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Inputs whose sizes fill the buffer get it whole at once (growing to it zeroed and copied a
-    smaller one first); smaller or unsized inputs start small and grow as before; the blocks are
-    the same either way."""
+def test_the_read_buffer_starts_at_what_the_inputs_need(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The buffer starts whole: at its capacity, or at the inputs' sizes (and a separator each) where
+    they say less; growing to it zeroed and copied a smaller one at every step. It grows from
+    ``INITIAL_BUFFER`` only where so large an allocation is refused. The blocks are the same either way."""
     monkeypatch.setattr(RecordReader, "INITIAL_BUFFER", 1024)
     src = write_records(tmp_path / "in", make_records(3000, seed=3))
     size = src.stat().st_size
     reader = RecordReader([FileSource(src)], RecordFormat(), Progress())
     assert reader._first_size(4096, None) == 4096 and reader._first_size(size, None) == size
-    assert reader._first_size(size + 1, None) == 1024 and reader._first_size(4096, 512) == 512
-    assert RecordReader([FileSource("-")], RecordFormat(), Progress())._first_size(4096, None) == 1024
+    assert reader._first_size(size + 100, None) == size + 2 and reader._first_size(4096, 512) == 512
+    assert RecordReader([FileSource("-")], RecordFormat(), Progress())._first_size(1 << 40, None) == 1 << 40
 
     def blocks() -> list[bytes]:
         return [bytes(b) for b, _final in RecordReader([FileSource(src)], RecordFormat(), Progress()).blocks(4096, "-S")]
 
     whole = blocks()
-    monkeypatch.setattr(RecordReader, "_first_size", lambda self, capacity, block: min(capacity, block or 1024))
+    real = np.empty
+
+    def refused(size: int, dtype: Any) -> np.ndarray:
+        if size > 1024:
+            raise MemoryError
+        return real(size, dtype)
+
+    monkeypatch.setattr(RecordReader, "_first_size", lambda self, capacity, block: 1 << 40)
+    monkeypatch.setattr(np, "empty", refused)
+    assert len(reader._new_buffer(1 << 40)) == 1024
+    monkeypatch.setattr(np, "empty", real)
+    monkeypatch.setattr(RecordReader, "_new_buffer", lambda self, size: real(1024, np.uint8))
     assert len(whole) > 3 and blocks() == whole  # grown from 1024: the same cuts
 
 

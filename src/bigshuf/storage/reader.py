@@ -155,7 +155,7 @@ class RecordReader:
     are dropped.
     """
 
-    #: First size of the read buffer; it doubles up to the capacity the caller allows.
+    #: Size of a read buffer that has to grow (``_new_buffer``); it doubles up to the capacity the caller allows.
     INITIAL_BUFFER = 64 << 20
 
     def __init__(
@@ -269,7 +269,7 @@ class RecordReader:
         about ``block`` bytes in the same pages, for callers that gain nothing from big ones.
         """
         self._eager = block is not None
-        buf = np.empty(self._first_size(capacity, block), np.uint8)
+        buf = self._new_buffer(self._first_size(capacity, block))
         filled = 0
         self._runs = []
         sep, group = self.fmt.sep, self.fmt.group
@@ -379,14 +379,24 @@ class RecordReader:
         return n
 
     def _first_size(self, capacity: int, block: int | None) -> int:
-        """The buffer's first size: ``block``, or ``INITIAL_BUFFER`` to grow from, or the capacity at
-        once when the inputs' size says they fill it (growing zeroes and copies the smaller buffer
-        first: 0.3-0.6 s of a run's main thread on this VM, with nothing else running yet)."""
-        if block is None and capacity > self.INITIAL_BUFFER:
-            total = self.total_size(enough=capacity)  # the first inputs that fill it, not every input sized again
-            if total is not None and total >= capacity:
-                return capacity
-        return min(capacity, block or self.INITIAL_BUFFER)
+        """The buffer's first size: ``block``; else the capacity, or less where the inputs' sizes say
+        they need less. Its pages are touched only as it is filled, so a generous -S costs a small
+        pipe nothing; growing a smaller buffer instead zeroed and copied it at every step (reading
+        512 MiB from a pipe took 2.6-3.0 s so, 0.7 s into one buffer: benchmarks/README.md)."""
+        if block is not None:
+            return min(capacity, block)
+        total = self.total_size(enough=capacity)  # the first inputs that fill it, not every input sized again
+        if total is None:
+            return capacity
+        return min(capacity, total + len(self.sources) + 1)  # a separator added to each input, at most
+
+    def _new_buffer(self, size: int) -> np.ndarray:
+        """The read buffer of ``size`` bytes, or of ``INITIAL_BUFFER`` to grow from where the system
+        refuses so large an allocation (``ulimit -v``)."""
+        try:
+            return np.empty(size, np.uint8)
+        except MemoryError:
+            return np.empty(min(size, self.INITIAL_BUFFER), np.uint8)
 
     def _make_room(
         self, buf: np.ndarray, filled: int, capacity: int, name: str, limit_flag: str
