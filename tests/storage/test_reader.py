@@ -200,3 +200,56 @@ def test_a_pipe_read_as_input_is_widened(tmp_path: Path) -> None:
         stream.close()
     finally:
         os.close(keep)
+
+
+def test_a_pipe_its_writer_widened_further_stays_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reader only widens: a pipe its writer made wider than ``PIPE_SIZE`` is left so (found
+    by the attack on the widening: a writer's 8 MiB pipe came back as 1 MiB)."""
+    import fcntl
+
+    from bigshuf.storage import sources
+
+    monkeypatch.setattr(sources, "PIPE_SIZE", 1 << 16)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    keep = os.open(fifo, os.O_RDWR)
+    try:
+        fcntl.fcntl(keep, fcntl.F_SETPIPE_SZ, 1 << 18)
+        os.write(keep, b"a\n" * 100)
+        FileSource(fifo).open().close()
+        assert fcntl.fcntl(keep, fcntl.F_GETPIPE_SZ) == 1 << 18
+    finally:
+        os.close(keep)
+
+
+def test_under_ulimit_v_the_read_buffer_grows_as_before(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reserving half of a generous -S whole left too little address space under ``ulimit -v`` for
+    the libraries loaded later (runs the last release finished failed or crashed): there the buffer
+    starts at ``INITIAL_BUFFER`` for inputs that may not fill it, as it did."""
+    import resource
+
+    reader = RecordReader([FileSource("-")], RecordFormat(), Progress())
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (1 << 31, resource.RLIM_INFINITY))
+    assert not reader_module.reserving_is_free()
+    assert reader._first_size(1 << 40, None) == RecordReader.INITIAL_BUFFER
+
+
+def test_a_generous_memory_limit_on_a_pipe_runs_under_ulimit_v(tmp_path: Path) -> None:
+    """From the attack on the reserved buffer: ``seq 3000000 | bigshuf -S 512M`` under ``ulimit -v
+    600000`` failed to load its libraries, where the last release ran; here at -S 2G."""
+    import resource
+    import subprocess
+    import sys
+
+    data = b"".join(b"%d\n" % i for i in range(300_000))
+    limit = 1350 << 20  # room for the libraries, not for them and a reservation of 1 GiB as well
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    run = subprocess.run(
+        [sys.executable, "-m", "bigshuf", "--seed", "1", "-S", "2G", "-T", str(tmp_path)],
+        input=data, capture_output=True, preexec_fn=limited, timeout=120,
+    )
+    assert (run.returncode, run.stderr) == (0, b"")
+    assert sorted(run.stdout.splitlines()) == sorted(data.splitlines())

@@ -74,6 +74,21 @@ def map_whole(sources: Sequence[Source], sep: int) -> np.ndarray | None:
     return None
 
 
+def reserving_is_free() -> bool:
+    """Whether address space reserved and never touched costs nothing: not under ``ulimit -v``,
+    nor under strict overcommit (``vm.overcommit_memory`` 2), where a reservation counts whole
+    and would leave the libraries loaded later too little."""
+    import resource
+
+    try:
+        if resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY:
+            return False
+        with open("/proc/sys/vm/overcommit_memory") as f:
+            return f.read().strip() != "2"
+    except (OSError, ValueError):
+        return False
+
+
 def _is_stdout(st: os.stat_result) -> bool:
     """Whether the file of status ``st`` is also standard output (``bigshuf f >> f`` or ``1<>f``,
     which GNU shuf allows): it is then read whole before any output is written, not mapped,
@@ -382,10 +397,16 @@ class RecordReader:
         """The buffer's first size: ``block``; else the capacity, or less where the inputs' sizes say
         they need less. Its pages are touched only as it is filled, so a generous -S costs a small
         pipe nothing; growing a smaller buffer instead zeroed and copied it at every step (reading
-        512 MiB from a pipe took 2.6-3.0 s so, 0.7 s into one buffer: benchmarks/README.md)."""
+        512 MiB from a pipe took 2.6-3.0 s so, 0.7 s into one buffer: benchmarks/README.md). Where a
+        reservation is not free (``reserving_is_free``), a buffer the inputs may not fill starts at
+        ``INITIAL_BUFFER`` and grows as they turn out to need it."""
         if block is not None:
             return min(capacity, block)
         total = self.total_size(enough=capacity)  # the first inputs that fill it, not every input sized again
+        if total is not None and total >= capacity:
+            return capacity
+        if not reserving_is_free():
+            return min(capacity, self.INITIAL_BUFFER)
         if total is None:
             return capacity
         return min(capacity, total + len(self.sources) + 1)  # a separator added to each input, at most

@@ -231,7 +231,8 @@ PIPE_SIZE = 1 << 20
 
 def _widen_pipe(fd: int) -> None:
     """Let the pipe ``fd`` hold ``PIPE_SIZE`` bytes, or the most the system allows an unprivileged
-    process; where it cannot be widened (another system, a user over its pipe allowance) it stays."""
+    process, unless it holds more already; where it cannot be widened (another system, a user
+    over its pipe allowance) it stays."""
     import fcntl
 
     setsize = getattr(fcntl, "F_SETPIPE_SZ", None)
@@ -239,9 +240,10 @@ def _widen_pipe(fd: int) -> None:
         return
     try:
         with open("/proc/sys/fs/pipe-max-size") as f:
-            most = int(f.read())
-        fcntl.fcntl(fd, setsize, min(PIPE_SIZE, most))
-    except (OSError, ValueError):
+            wanted = min(PIPE_SIZE, int(f.read()))
+        if fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ) < wanted:  # one its writer widened further stays so
+            fcntl.fcntl(fd, setsize, wanted)
+    except (OSError, ValueError, AttributeError):
         return
 
 
