@@ -545,4 +545,6 @@ def test_a_zstd_file_of_long_lines_costs_what_gzip_does(tmp_path: Path) -> None:
         code, peaks[name] = run_peak(["-S", "16M", "--seed", "1", name, "-o", name + ".out"], tmp_path)
         assert code == 0
         assert sorted((tmp_path / (name + ".out")).read_bytes().splitlines()) == sorted(lines.splitlines())
-    assert peaks["long.zst"] <= peaks["long.gz"] + 16 * MiB, {k: v // MiB for k, v in peaks.items()}
+    # Within two -S of each other: pieces scattered while the rest is decoded (formats/line_early)
+    # moved either peak by up to 18 MiB from run to run; decoding in one call cost gigabytes.
+    assert peaks["long.zst"] <= peaks["long.gz"] + 32 * MiB, {k: v // MiB for k, v in peaks.items()}
