@@ -57,8 +57,8 @@ def test_pieces_started_while_reading_are_those_of_the_whole_block(sep: int, see
     buf = data[:capacity]
     starts: list[tuple[int, int, int]] = []
     finished: list[int] = []
-    early = EarlyPieces(fmt, max_bytes, 1 << 30, lambda key, p, b, lo, hi: starts.append((p, lo, hi)) or _done(p), finished.append)
-    early.expect(KEY)
+    early: EarlyPieces[int] = EarlyPieces(fmt, max_bytes, 1 << 30)
+    early.expect(KEY, lambda p, b, lo, hi: starts.append((p, lo, hi)) or _done(p), finished.append)
     filled = 0
     while filled < len(buf):
         filled = min(len(buf), filled + int(rng.integers(1, 3 * max_bytes)))
@@ -80,13 +80,13 @@ def test_no_more_than_most_pieces_run_at_once_and_done_ones_finish_in_order() ->
     block = np.frombuffer(b"".join(b"%05d\n" % i for i in range(400)), np.uint8)
     futures: list[Future[int]] = []
 
-    def start(key: Any, p: int, buf: np.ndarray, lo: int, hi: int) -> Future[int]:
+    def start(p: int, buf: np.ndarray, lo: int, hi: int) -> Future[int]:
         futures.append(Future())
         return futures[-1]
 
     finished: list[int] = []
-    early = EarlyPieces(fmt, 60, 3, start, finished.append)
-    early.expect(KEY)
+    early: EarlyPieces[int] = EarlyPieces(fmt, 60, 3)
+    early.expect(KEY, start, finished.append)
     early.read(block, len(block))
     assert len(futures) == 3 and not finished
     futures[1].set_result(1)
@@ -103,8 +103,8 @@ def test_pieces_wait_for_the_block_when_a_record_is_longer_than_a_piece() -> Non
     fmt = RecordFormat()
     block = np.frombuffer(b"a\n" + b"x" * 500 + b"\n" + b"b\n" * 300, np.uint8)
     starts: list[tuple[int, int]] = []
-    early = EarlyPieces(fmt, 100, 8, lambda key, p, b, lo, hi: starts.append((lo, hi)) or _done(p), lambda done: None)
-    early.expect(KEY)
+    early: EarlyPieces[int] = EarlyPieces(fmt, 100, 8)
+    early.expect(KEY, lambda p, b, lo, hi: starts.append((lo, hi)) or _done(p), lambda done: None)
     early.read(block, len(block))
     assert starts == [(0, 2)]  # the long record's piece is cut with the whole block, and all after it
     _running, pos, count = early.take(KEY)
@@ -112,9 +112,9 @@ def test_pieces_wait_for_the_block_when_a_record_is_longer_than_a_piece() -> Non
 
 
 def test_a_block_other_than_the_one_expected_is_not_taken() -> None:
-    early = EarlyPieces(RecordFormat(), 10, 2, lambda key, p, b, lo, hi: _done(p), lambda done: None)
+    early: EarlyPieces[int] = EarlyPieces(RecordFormat(), 10, 2)
     assert early.take(KEY) == ([], 0, 0)  # none expected: nothing was started
-    early.expect(KEY)
+    early.expect(KEY, lambda p, b, lo, hi: _done(p), lambda done: None)
     early.read(np.frombuffer(b"abc\n" * 20, np.uint8), 80)
     with pytest.raises(RuntimeError, match="were started"):
         early.take((1, 5))

@@ -21,8 +21,8 @@ from ..core.streams import Key
 
 T = TypeVar("T")
 
-#: Starts piece ``p`` of block ``key``: ``buf[lo:hi]``, on a worker.
-Start = Callable[[Key, int, np.ndarray, int, int], "Future[T]"]
+#: Starts piece ``p`` of the block expected: ``buf[lo:hi]``, on a worker.
+Start = Callable[[int, np.ndarray, int, int], "Future[T]"]
 
 
 class EarlyPieces(Generic[T]):
@@ -34,13 +34,13 @@ class EarlyPieces(Generic[T]):
     once; those done are given to ``finish`` in order (on the reading thread) as reads go on.
     """
 
-    def __init__(self, fmt: RecordFormat, max_bytes: int, most: int, start: Start[T], finish: Callable[[T], None]) -> None:
+    def __init__(self, fmt: RecordFormat, max_bytes: int, most: int) -> None:
         assert fmt.group == 1
         self.fmt = fmt
         self.max_bytes = max_bytes
         self.most = most
-        self.start = start
-        self.finish = finish
+        self.start: Start[T] | None = None  # the block's, from ``expect``
+        self.finish: Callable[[T], object] | None = None
         self.key: Key | None = None  # the block being read, once expected
         self.pos = 0  # where its next piece starts
         self.count = 0  # its pieces started so far
@@ -49,13 +49,15 @@ class EarlyPieces(Generic[T]):
         #: Pieces started before their block was handed out, over the run (for tests and measures).
         self.early = 0
 
-    def expect(self, key: Key) -> None:
-        """Start the pieces of the block ``key``, the next one read, as its bytes come in."""
+    def expect(self, key: Key, start: Start[T], finish: Callable[[T], object]) -> None:
+        """Start the pieces of the block ``key``, the next one read, as its bytes come in (``start``),
+        and give those done to ``finish``."""
         self.key, self.pos, self.count, self.stalled = key, 0, 0, False
+        self.start, self.finish = start, finish
 
     def read(self, buf: np.ndarray, filled: int) -> None:
         """``RecordReader.on_read``: finish the pieces done, in order, and start those now known."""
-        if self.key is None:
+        if self.key is None or self.start is None or self.finish is None:
             return
         while self.started and self.started[0].done():
             self.finish(self.started.popleft().result())
@@ -64,7 +66,7 @@ class EarlyPieces(Generic[T]):
             if end == self.pos:
                 self.stalled = True
                 break
-            self.started.append(self.start(self.key, self.count, buf, self.pos, end))
+            self.started.append(self.start(self.count, buf, self.pos, end))
             self.count += 1
             self.early += 1
             self.pos = end

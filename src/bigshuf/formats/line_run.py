@@ -91,9 +91,8 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         # --stratify: which split each copy goes to, and the top level's buckets each split owns.
         self.stratifier: Stratifier | None = None
         self.strata_bounds: np.ndarray | None = None
-        # Pass 1's next block started as it is read (``_scatter_early``), into the top level's buckets.
+        # Pass 1's next block started as it is read (``_scatter_early``).
         self.early: EarlyPieces[tuple[list[Scattered], Fingerprint | None]] | None = None
-        self.top_buckets: BucketSet | None = None
 
     @classmethod
     def for_request(cls, request: Request, inputs: list[Any], entropy: int, progress: Progress) -> LineRun:
@@ -396,8 +395,6 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
     def make_buckets(self, directory: str, k: int, top: bool) -> Buckets:
         resuming = top and "k" in self.state
         buckets = BucketSet(directory, k, self.writer, compress=self.request.compress_temp, fresh=not resuming)
-        if top:
-            self.top_buckets = buckets
         if top and self.stratifier is not None:
             self.strata_bounds = self.stratifier.bucket_bounds(k)
         if top and self.state_dir:
@@ -436,7 +433,12 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         for done in self.workers.sized(len(block)).ordered(jobs, ahead=plan.pieces_ahead(self.limit), started=started):
             keep = self._take_piece(done, buckets, keep)
         if early is not None:
-            early.expect(streams.following(key))
+            after = streams.following(key)
+            early.expect(
+                after,
+                lambda p, buf, lo, hi: self.workers.submit(lambda: self._scatter_one(buf, after, buckets, p, lo, hi, buckets.k, verify)),
+                lambda done: self._take_piece(done, buckets, buckets.k),
+            )
         return keep
 
     def _scatter_one(
@@ -478,24 +480,12 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
     def _scatter_early(self, reader: RecordReader, blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
         """``blocks``, the reader's, with each block's pieces started as it is read (``line_early``)
         where that cuts them as the whole block would: lines, not weighted, all kept (so into
-        all ``k`` buckets), on several workers. The buckets are the top level's, made before the
-        second block is read. Pieces still running when the blocks end are waited for."""
+        all ``k`` buckets), on several workers; ``scatter`` says where each block's pieces go.
+        Pieces still running when the blocks end are waited for."""
         if self.workers.n == 1 or self.fmt.group != 1 or self.request.sources or self.request.sampled or self.request.unique:
             yield from blocks
             return
-        most = self.workers.most_ahead(plan.pieces_ahead(self.limit))
-        verify = self.request.verify
-
-        def start(key: Key, p: int, buf: np.ndarray, lo: int, hi: int) -> Future[tuple[list[Scattered], Fingerprint | None]]:
-            buckets = self.top_buckets
-            assert buckets is not None
-            return self.workers.submit(lambda: self._scatter_one(buf, key, buckets, p, lo, hi, buckets.k, verify))
-
-        def finish(done: tuple[list[Scattered], Fingerprint | None]) -> None:
-            assert self.top_buckets is not None
-            self._take_piece(done, self.top_buckets, self.top_buckets.k)
-
-        early = self.early = EarlyPieces(self.fmt, self.piece, most, start, finish)
+        early = self.early = EarlyPieces(self.fmt, self.piece, self.workers.most_ahead(plan.pieces_ahead(self.limit)))
         reader.on_read = early.read
         try:
             yield from blocks
