@@ -58,6 +58,23 @@ def test_ahead_bounds_the_jobs_in_flight() -> None:
     assert taken == list(range(10))
 
 
+def test_jobs_already_started_count_against_ahead() -> None:
+    """Pieces started while their block was read are handed to ``ordered`` as ``started``: they
+    take the room, so no job of the block starts until one of them is taken."""
+    workers = Workers(4)
+    begun: list[int] = []
+    try:
+        started = [workers.submit(lambda i=i: begun.append(i) or i) for i in range(2)]  # type: ignore[misc]
+        taken = []
+        for value in workers.ordered(((lambda i=i: begun.append(i) or i) for i in range(2, 10)), ahead=2, started=started):
+            taken.append(value)
+            time.sleep(0.01)  # time for a job started too soon to begin
+            assert len(begun) <= value + 2  # never more than two jobs past the one taken
+    finally:
+        workers.close()
+    assert taken == list(range(10))
+
+
 def test_one_worker_runs_jobs_in_the_caller() -> None:
     seen = Workers(1).map(lambda i: threading.get_ident(), 3)
     assert seen == [threading.get_ident()] * 3

@@ -56,10 +56,10 @@ class Workers:
                 return
             pool = self._start()
             for job in jobs:
+                while len(pending) >= limit:  # room first: jobs already started may fill it
+                    yield pending.popleft().result()
                 with signals_held():  # a thread the pool starts for it leaves Ctrl-C to the main thread
                     pending.append(pool.submit(job))
-                while len(pending) >= limit:
-                    yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
         finally:
