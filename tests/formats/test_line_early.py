@@ -174,6 +174,28 @@ def test_standard_input_gives_the_same_output_whatever_the_threads(tmp_path: Pat
     assert_permutation(outputs.pop(), lines)
 
 
+def test_a_plain_file_starts_nothing_early(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plain file's block comes in one read, so its pieces are started as the block is handed
+    out: started early they only held their memory longer (peak RSS 296-344 against 262 MiB on
+    1 GiB at -S 256M). Its gzip copy, read in steps, starts pieces early."""
+    monkeypatch.setattr(parallel, "INLINE_BELOW", 0)
+    monkeypatch.setattr(reader, "READ_STEP", 333)
+    made = _counting(monkeypatch)
+    lines = make_records(3000, seed=5, max_len=70)
+    src = write_records(tmp_path / "in.txt", lines)
+    packed = tmp_path / "in.txt.gz"
+    packed.write_bytes(gzip.compress(src.read_bytes()))
+    outputs = []
+    for path, threads in ((src, 1), (src, 2), (packed, 2)):
+        out = tmp_path / f"out-{len(outputs)}.txt"
+        bigshuf.shuffle(path, out, seed=2, memory="16K", tmp_dir=tmp_path, sync=False, threads=threads)
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]
+    assert_permutation(outputs[1], lines)
+    assert_permutation(outputs[2], lines)
+    assert len(made) == 2 and made[0].early == 0 and made[1].early > 10  # none for -j1
+
+
 def test_weighted_sources_sampling_and_groups_start_nothing_early(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Where a piece's records are not decided by its bytes alone, the block is cut whole, as before."""
     made = _counting(monkeypatch)

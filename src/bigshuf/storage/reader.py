@@ -89,6 +89,11 @@ def reserving_is_free() -> bool:
         return False
 
 
+def _is_plain_file(stream: BinaryIO) -> bool:
+    """Whether ``stream`` reads a regular file itself (not decompressed), whose reads fill the view."""
+    return type(stream) is io.FileIO and stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+
+
 def _is_stdout(st: os.stat_result) -> bool:
     """Whether the file of status ``st`` is also standard output (``bigshuf f >> f`` or ``1<>f``,
     which GNU shuf allows): it is then read whole before any output is written, not mapped,
@@ -199,9 +204,9 @@ class RecordReader:
         self._runs: list[tuple[int, int]] = []
         #: Per input, ``[separators, bytes]`` read (header excepted), when ``--manifest`` asks (``counted``).
         self.per_input: list[list[int]] | None = None
-        #: Shown the buffer and how much of it is filled after every read (``READ_STEP`` at most from
-        #: a stream that is not a plain file), so the records read can be put to work before the
-        #: block is complete. The buffer's first bytes are those of the next block handed out.
+        #: Shown the buffer and how much of it is filled after every read of a stream that is not a
+        #: plain file (``READ_STEP`` at most at once unless a pipe), so the records read can be put to
+        #: work before the block is complete. The buffer's first bytes are those of the next block.
         self.on_read: Callable[[np.ndarray, int], None] | None = None
 
     def counted(self) -> list[tuple[int, int]] | None:
@@ -297,6 +302,8 @@ class RecordReader:
                 self.per_input.append([0, 0])
             stream = self._open(index, source)
             stored, self._stored_at = _stored_size(source) is not None, 0
+            # A plain file's block comes in one read: nothing to put to work before it is whole.
+            stepwise = not _is_plain_file(stream)
             # Standard input's first bytes, until they tell whether it holds a tar archive.
             check = self.stdin_check if isinstance(source, FileSource) and source.path == "-" else None
             head = None if check is None else bytearray()
@@ -328,7 +335,7 @@ class RecordReader:
                     last = int(buf[filled - 1])
                     self.bytes_read += n
                     self._report(source, stored, n)
-                    if self.on_read is not None:
+                    if self.on_read is not None and stepwise:
                         self.on_read(buf, filled)
                 self._report(source, stored, 0)
                 if isinstance(source, FileSource):
