@@ -41,6 +41,7 @@ class FileSource:
         self._size_at_open: int | None = None
         self._mtime_at_open = 0
         self._watch: Watch | None = None  # the mapping of a file mapped whole rather than read (``reader.map_whole``)
+        self._stdin_start: int | None = None  # standard input's offset when first sized or opened (a regular file)
 
     def disk_size(self) -> int | None:
         """Bytes on disk of a regular file (compressed or not), else None."""
@@ -108,17 +109,19 @@ class FileSource:
 
     def size(self) -> int | None:
         """The file's size if it is a plain regular file; None for pipes, compressed files and
-        files whose size says nothing (0 with data in them)."""
+        files whose size says nothing (0 with data in them). Standard input redirected from a
+        regular file (``bigshuf < file``) is sized as that file from where it is read, so the run
+        is planned as ``bigshuf file`` is."""
+        from .codecs import SNIFF_BYTES, detect
+
         if self.path == "-":
-            return None
+            return self._stdin_size(SNIFF_BYTES, detect)
         try:
             st = os.stat(self.path)
         except OSError as e:
             raise InputError(f"{self.name}: {e.strerror}") from None
         if not stat.S_ISREG(st.st_mode) or generated(st):
             return None
-        from .codecs import SNIFF_BYTES, detect
-
         try:
             with open(self.path, "rb") as f:
                 head = f.read(SNIFF_BYTES)
@@ -127,11 +130,31 @@ class FileSource:
         # A file of a file system not listed as generated may still say it holds 0 bytes and have more.
         return None if detect(head) or (st.st_size == 0 and head) else st.st_size
 
+    def _stdin_size(self, sniff: int, detect: Callable[[bytes], object]) -> int | None:
+        """Bytes left on standard input from its first offset if it is a plain regular file (its
+        head is looked at where it is, the offset left as it was), else None."""
+        try:
+            st = os.fstat(0)
+            if not stat.S_ISREG(st.st_mode) or generated(st):
+                return None
+            if self._stdin_start is None:
+                self._stdin_start = os.lseek(0, 0, os.SEEK_CUR)
+            head = os.pread(0, sniff, self._stdin_start)
+        except OSError:
+            return None
+        left = st.st_size - self._stdin_start
+        return None if detect(head) or left <= 0 and head else max(0, left)
+
     def open(self) -> BinaryIO:
         from .decoding import decompressing
 
         if self.path == "-":
             raw: BinaryIO = StandardInput()  # type: ignore[assignment]
+            if self._stdin_start is None:
+                try:
+                    self._stdin_start = os.lseek(0, 0, os.SEEK_CUR)
+                except OSError:  # a pipe or a terminal
+                    pass
         else:
             try:
                 raw = open(self.path, "rb", buffering=0)
