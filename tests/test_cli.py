@@ -1013,6 +1013,38 @@ def test_a_regular_file_on_stdin_is_planned_as_the_file_is(tmp_path, tmp_dir, me
     assert list(tmp_dir.iterdir()) == []
 
 
+@pytest.mark.parametrize("memory", [[], ["-S", "16K"]], ids=["in-memory", "external"])
+def test_standard_input_named_twice_is_counted_once(tmp_path, tmp_dir, memory):
+    """``- -`` with a file on stdin: the second reads what the first left, nothing. Each was sized
+    as the whole file, so the run was planned for twice the input (on a small -T: refused for
+    want of space) and its seeded output was not that of the file named once."""
+    data = numbered(3000)
+    src = tmp_path / "in.txt"
+    src.write_bytes(data)
+    cmd = [sys.executable, "-m", "bigshuf", "--seed", "4", *memory, "-T", str(tmp_dir)]
+    with open(src, "rb") as f:
+        twice = subprocess.run([*cmd, "-", "-"], stdin=f, capture_output=True, timeout=60)
+    assert (twice.returncode, twice.stderr) == (0, b"")
+    assert twice.stdout == subprocess.run([*cmd, str(src)], capture_output=True, timeout=60).stdout
+    assert_permutation(twice.stdout, data)
+    assert list(tmp_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("args", [[], ["-S", "16K"], ["-", "other.txt"]], ids=["in-memory", "external", "with-a-file"])
+def test_standard_input_past_its_end_reads_nothing(tmp_path, tmp_dir, args):
+    """A regular file on stdin whose offset stands past its end holds nothing to read: GNU shuf
+    prints nothing (or the other inputs) and exits 0; bigshuf said "file changed while being read"."""
+    (tmp_path / "other.txt").write_bytes(b"x\ny\n")
+    src = tmp_path / "in.txt"
+    src.write_bytes(numbered(50))
+    seek = "import os; os.lseek(0, 100000, os.SEEK_SET)"
+    script = f'({shlex.quote(sys.executable)} -c {shlex.quote(seek)}; exec "$@") < {shlex.quote(str(src))}'
+    cmd = [sys.executable, "-m", "bigshuf", "-T", str(tmp_dir), *args]
+    proc = subprocess.run(["bash", "-c", script, "bash", *cmd], capture_output=True, timeout=60, cwd=tmp_path)
+    assert (proc.returncode, proc.stderr) == (0, b"")
+    assert sorted(records(proc.stdout)) == ([b"x\n", b"y\n"] if "other.txt" in args else [])
+
+
 @pytest.mark.skipif(not os.path.exists("/proc/self/environ"), reason="needs Linux /proc")
 @pytest.mark.parametrize("memory", [[], ["-S", "1K"]], ids=["in-memory", "external"])
 def test_files_that_say_they_are_empty_are_read_to_their_end(tmp_path, tmp_dir, memory):

@@ -26,7 +26,7 @@ from ..request import Request
 from ..storage.layout import parse_split
 from ..storage.output import Output
 from ..storage.reader import RecordReader
-from ..storage.sources import Source
+from ..storage.sources import Source, input_sizes
 from .line_unique import unique_with_sources
 
 
@@ -174,8 +174,8 @@ def source_sizes(sources: list[Source], file_source: list[int], n: int) -> list[
     """Each source's bytes as its files say (None: a file of unknown size), what the run weighs the
     multiset with when it does not count."""
     sizes: list[int | None] = [0] * n
-    for s, source in zip(file_source, sources):
-        size, had = source.size(), sizes[s]
+    for s, size in zip(file_source, input_sizes(sources)):
+        had = sizes[s]
         sizes[s] = None if size is None or had is None else had + size
     return sizes
 

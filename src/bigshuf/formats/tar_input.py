@@ -26,7 +26,7 @@ from ..core import plan
 from ..core.fingerprint import Fingerprint, fingerprint
 from ..errors import InputError, UsageError, option
 from ..progress import Progress
-from ..storage.sources import FileSource, Source
+from ..storage.sources import FileSource, Source, input_sizes
 from .tar_keys import KeyLedger, shown
 from .tar_members import BLOCK, _Members, _padded, looks_like_tar
 
@@ -90,8 +90,7 @@ class SampleReader:
     def total_size(self) -> int | None:
         """The inputs' bytes as read, when every one is a plain (uncompressed) file or object."""
         total = 0
-        for source in self.sources:
-            size = source.size()
+        for size in input_sizes(self.sources):
             if size is None:
                 return None
             total += size

@@ -21,7 +21,7 @@ from ..errors import InputError, option
 from ..progress import Progress
 from . import guarded
 from .codecs import Replay
-from .sources import FileSource, Source
+from .sources import FileSource, Source, input_sizes
 
 #: How many of standard input's first bytes (decompressed) a reader's ``stdin_check`` is shown.
 STDIN_HEAD = 512
@@ -219,8 +219,7 @@ class RecordReader:
         """Bytes of all inputs, or None if any size is unknown (plus one per missing separator);
         with ``enough``, the bytes of the first inputs once they hold that many (the rest unasked)."""
         total = 0
-        for s in self.sources:
-            size = s.size()
+        for size in input_sizes(self.sources):
             if size is None:
                 return None
             total += size

@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, BinaryIO, NoReturn, Protocol
 
 from ..errors import InputError
@@ -70,7 +70,9 @@ class FileSource:
         read = self._size_at_open if mapped else self.position()
         if now == self._size_at_open == 0:
             return  # empty, or a generated file (``generated``) of a file system not listed there
-        if now != self._size_at_open or read != self._size_at_open:
+        # Standard input whose offset stood past the file's end read nothing and stays there.
+        end = max(self._size_at_open, self._stdin_start or 0)
+        if now != self._size_at_open or read != end:
             raise InputError(
                 f"{self.name}: file changed while being read (size {self._size_at_open} bytes when opened, "
                 f"{now} now, {read} read)"
@@ -169,6 +171,19 @@ class FileSource:
         self._size_at_open = st.st_size if stat.S_ISREG(st.st_mode) and not generated(st) else None
         self._mtime_at_open = st.st_mtime_ns
         return decompressing(raw, self.name)
+
+
+def input_sizes(sources: Sequence[Source]) -> Iterator[int | None]:
+    """Each source's ``size()``, standard input counted once: a ``-`` after the first reads only
+    what the first left, nothing if it is a regular file (and, from a pipe, what is unknown)."""
+    stdin_seen = False
+    for source in sources:
+        if isinstance(source, FileSource) and source.path == "-":
+            if stdin_seen:
+                yield None if source.size() is None else 0
+                continue
+            stdin_seen = True
+        yield source.size()
 
 
 #: File systems whose files are made as they are read: their sizes say nothing (sysfs gives
