@@ -279,15 +279,35 @@ def test_file_descriptors_needed_are_what_the_run_needs(tmp_path: Path) -> None:
     assert _with_open_files(need, args).returncode == 0
 
 
-def test_standard_input_is_not_read(tmp_path: Path) -> None:
-    src = write_records(tmp_path / "in.txt", make_records(1000, seed=7))
-    with open(src, "rb") as stdin:
-        proc = subprocess.run([sys.executable, "-m", "bigshuf", "--dry-run", "-T", str(tmp_path)], stdin=stdin, capture_output=True, timeout=60)
-        assert os.lseek(stdin.fileno(), 0, os.SEEK_CUR) == 0  # the shared offset: nothing was read
+def test_standard_input_from_a_pipe_is_not_read(tmp_path: Path) -> None:
+    data = b"".join(r + b"\n" for r in make_records(1000, seed=7))
+    proc = subprocess.run([sys.executable, "-m", "bigshuf", "--dry-run", "-T", str(tmp_path)], input=data, capture_output=True, timeout=60)
     assert proc.returncode == 0
     lines = _lines(proc.stdout)
     assert lines["inputs"] == "standard input, size unknown"
     assert lines["records"] == "unknown (standard input is not read by a plan: it could not be read again)"
+
+
+@pytest.mark.parametrize("start", [0, 5000])
+def test_a_file_on_standard_input_is_planned_as_the_file_and_left_where_it_was(tmp_path: Path, start: int) -> None:
+    """The run plans ``bigshuf < file`` as ``bigshuf file``, so the plan does too (it said "size
+    unknown" where the run then refused for want of temporary space); the plan reads the file
+    from stdin's offset and puts the offset back, so the run that follows reads what it would have."""
+    src = write_records(tmp_path / "in.txt", make_records(20000, seed=7))
+    rest = tmp_path / "rest.txt"
+    rest.write_bytes(src.read_bytes()[start:])
+    args = ["--dry-run", "-S", "64K", "-T", str(tmp_path)]
+    named = subprocess.run([sys.executable, "-m", "bigshuf", *args, str(rest)], capture_output=True, timeout=60)
+    with open(src, "rb") as stdin:
+        os.lseek(stdin.fileno(), start, os.SEEK_SET)
+        proc = subprocess.run([sys.executable, "-m", "bigshuf", *args], stdin=stdin, capture_output=True, timeout=60)
+        assert os.lseek(stdin.fileno(), 0, os.SEEK_CUR) == start  # the shared offset, put back
+    assert (proc.returncode, named.returncode) == (0, 0)
+    lines, file_lines = _lines(proc.stdout), _lines(named.stdout)
+    assert lines["inputs"] == f"standard input, {format_size(len(rest.read_bytes()))}"
+    for key in ("records", "path", "temporary space", "file descriptors"):
+        assert lines[key] == file_lines[key]
+    assert "external, 2 passes" in lines["path"]
 
 
 def test_repeat_that_cannot_fit_fails_as_the_run_does(tmp_path: Path, run_cli: Runner) -> None:

@@ -23,7 +23,7 @@ from ..errors import BigShufError, option
 from ..formats import registry
 from ..request import Request, resolve_memory
 from ..storage.output import OPEN_SHARDS
-from ..storage.sources import BytesSource
+from ..storage.sources import BytesSource, stdin_file
 from ..storage.tempspace import check_creatable, check_parent, check_space, default_tmp_dir
 
 
@@ -95,10 +95,16 @@ def _temp_needed(facts: Facts) -> int | None:
 def _stored_bytes(inputs: tuple[Any, ...], family: str = registry.LINES) -> int | None:
     """The inputs' bytes as stored (compressed files at their size on disk; every file an input stands
     for, as both of a Megatron dataset: ``registry.stored_files``); None if any is unknown."""
-    total = 0
+    total, stdin_seen = 0, False
     for item in inputs:
         if isinstance(item, BytesSource):
             total += len(item.data)
+            continue
+        if item == "-" and not stdin_seen and (st := stdin_file()) is not None:
+            total += max(0, st.st_size - os.lseek(0, 0, os.SEEK_CUR))  # a later ``-`` reads nothing more
+            stdin_seen = True
+            continue
+        if item == "-" and stdin_seen:
             continue
         if not isinstance(item, str) or item == "-":
             return None

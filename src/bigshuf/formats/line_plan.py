@@ -22,7 +22,7 @@ from ..storage.layout import Sharding
 from ..storage.reader import RecordReader
 from ..storage.remote import is_remote
 from ..storage.sinks import CodecChoice
-from ..storage.sources import FileSource, GeneratedSource, Source
+from ..storage.sources import FileSource, GeneratedSource, Source, stdin_file, stdin_offset_kept
 from .detect import line_shard_suffix
 from .line_mix import count_sources, source_sizes
 
@@ -60,7 +60,8 @@ def repeat_refusal(limit: int) -> str:
 def _unreadable(item: Any) -> str:
     """Why ``--dry-run`` does not read input ``item`` (a path, URL or source), or empty if it does."""
     if isinstance(item, str) and item == "-":
-        return "standard input is not read by a plan: it could not be read again"
+        # A regular file on stdin is read from its offset, which is then put back (``sample_lines``).
+        return "" if stdin_file() is not None else "standard input is not read by a plan: it could not be read again"
     if isinstance(item, str) and is_remote(item):
         return f"{item}: URLs are not read by a plan"
     if isinstance(item, str):
@@ -83,10 +84,17 @@ def shard_suffix(sources: list[Source], sharded: bool, compress: CodecChoice | N
 
 def sample_lines(request: Request, inputs: list[Any]) -> Sample:
     """The input's first piece read as pass 1 would read it, sized as pass 1 would size it; standard
-    input, pipes, URLs and generated lines are not read (nor their size guessed)."""
+    input from a pipe, pipes, URLs and generated lines are not read (nor their size guessed), and a
+    regular file on standard input is left at the offset it had."""
     why = next((w for w in map(_unreadable, inputs) if w), "")
     if why:
         return Sample(None, why=why)
+    with stdin_offset_kept():
+        return _sample(request, inputs)
+
+
+def _sample(request: Request, inputs: list[Any]) -> Sample:
+    """``sample_lines`` of inputs it may read."""
     sources: list[Source] = [FileSource(s) if isinstance(s, str) else s for s in inputs]
     limit = resolve_memory(request.memory)
     fmt = RecordFormat(0 if request.zero_terminated else 10, request.lines_per_record)

@@ -9,6 +9,7 @@ import io
 import os
 import stat
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, BinaryIO, NoReturn, Protocol
 
 from ..errors import InputError
@@ -135,10 +136,10 @@ class FileSource:
     def _stdin_size(self, sniff: int, detect: Callable[[bytes], object]) -> int | None:
         """Bytes left on standard input from its first offset if it is a plain regular file (its
         head is looked at where it is, the offset left as it was), else None."""
+        st = stdin_file()
+        if st is None:
+            return None
         try:
-            st = os.fstat(0)
-            if not stat.S_ISREG(st.st_mode) or generated(st):
-                return None
             if self._stdin_start is None:
                 self._stdin_start = os.lseek(0, 0, os.SEEK_CUR)
             head = os.pread(0, sniff, self._stdin_start)
@@ -171,6 +172,33 @@ class FileSource:
         self._size_at_open = st.st_size if stat.S_ISREG(st.st_mode) and not generated(st) else None
         self._mtime_at_open = st.st_mtime_ns
         return decompressing(raw, self.name)
+
+
+def stdin_file() -> os.stat_result | None:
+    """Standard input's status if it is a regular file whose size says what it holds
+    (``bigshuf < file``), else None (a pipe, a terminal, a generated file, closed)."""
+    try:
+        st = os.fstat(0)
+    except OSError:
+        return None
+    return st if stat.S_ISREG(st.st_mode) and not generated(st) else None
+
+
+@contextmanager
+def stdin_offset_kept() -> Iterator[None]:
+    """Put standard input's offset back where it stood once the block is done, if it is a regular
+    file: a plan may read it, the run reads it again (they share the offset)."""
+    at = None
+    if stdin_file() is not None:
+        try:
+            at = os.lseek(0, 0, os.SEEK_CUR)
+        except OSError:
+            pass
+    try:
+        yield
+    finally:
+        if at is not None:
+            os.lseek(0, at, os.SEEK_SET)
 
 
 def input_sizes(sources: Sequence[Source]) -> Iterator[int | None]:
