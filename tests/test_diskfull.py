@@ -56,14 +56,28 @@ def test_full_temp_disk(tmp_path: Path, small_fs: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-def test_temp_disk_filling_up_mid_run(tmp_path: Path, small_fs: Path) -> None:
-    # From a pipe the size is unknown, so no check up front: the write itself fails.
-    src = write_records(tmp_path / "in", make_records(40000, seed=3))
+def test_a_file_on_standard_input_is_checked_for_temp_space_up_front(tmp_path: Path, small_fs: Path) -> None:
+    """``bigshuf < file`` is sized as the file is, so it is refused before it writes a bucket."""
+    src = write_records(tmp_path / "in", make_records(40000, seed=2))
     with open(src, "rb") as stdin:
         result = subprocess.run(
             [sys.executable, "-m", "bigshuf", "-S", "64K", "-T", str(small_fs), "-o", str(tmp_path / "out")],
             stdin=stdin, capture_output=True, timeout=120,
         )
+    assert result.returncode == 1
+    assert b"not enough temporary space" in result.stderr and result.stderr.count(b"\n") == 1
+    assert os.listdir(small_fs) == []
+    assert not (tmp_path / "out").exists()
+
+
+def test_temp_disk_filling_up_mid_run(tmp_path: Path, small_fs: Path) -> None:
+    # From a pipe the size is unknown, so no check up front: the write itself fails. (A file on
+    # standard input is sized, and checked up front as ``test_full_temp_disk`` is.)
+    src = write_records(tmp_path / "in", make_records(40000, seed=3))
+    result = subprocess.run(
+        [sys.executable, "-m", "bigshuf", "-S", "64K", "-T", str(small_fs), "-o", str(tmp_path / "out")],
+        input=src.read_bytes(), capture_output=True, timeout=120,
+    )
     assert result.returncode == 1
     assert b"No space left on device" in result.stderr and b"bucket" in result.stderr
     assert os.listdir(small_fs) == []

@@ -448,3 +448,37 @@ def test_weighted_plan_has_the_runs_path_and_buckets(tmp_path: Path, memory: str
     stats = shuffle((), tmp_path / "o.txt", sources=sources, rates=rates, memory=memory, seed=1, tmp_dir=tmp_path)
     assert found.ok and (found.in_memory, found.buckets, found.passes) == (stats.buckets == 0, stats.buckets, stats.passes)
     assert f"; {stats.records:,} records to shuffle" in plan_lines_of(found)["sources"]
+
+
+def test_a_weighted_source_on_standard_input_is_counted_from_where_it_stood(tmp_path: Path) -> None:
+    """The plan's sample read standard input to its end and the weighted sources' count then read
+    it again from there: 120 records where the file named gives 60,120 (found by review)."""
+    big = write_records(tmp_path / "big.txt", make_records(20000, seed=3))
+    small = write_records(tmp_path / "small.txt", make_records(120, seed=4))
+    args = ["--dry-run", "-S", "2M", "-T", str(tmp_path), "--source", "b=" + str(small), "--rate", "a=3"]
+    named = subprocess.run([sys.executable, "-m", "bigshuf", *args, "--source", "a=" + str(big)], capture_output=True, timeout=60)
+    with open(big, "rb") as stdin:
+        proc = subprocess.run([sys.executable, "-m", "bigshuf", *args, "--source", "a=-"], stdin=stdin, capture_output=True, timeout=60)
+        assert os.lseek(stdin.fileno(), 0, os.SEEK_CUR) == 0
+    assert (proc.returncode, proc.stderr) == (named.returncode, named.stderr)
+    lines, file_lines = _lines(proc.stdout), _lines(named.stdout)
+    del lines["inputs"], file_lines["inputs"]
+    assert lines == file_lines
+    assert lines["records"].startswith("20,120,")
+
+
+def test_a_tar_on_standard_input_fails_the_plan_as_it_fails_the_run(tmp_path: Path) -> None:
+    import tarfile
+
+    member = write_records(tmp_path / "a.txt", make_records(50, seed=5))
+    archive = tmp_path / "in.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(member, arcname="sample.txt")
+    runs = []
+    for flags in (["--dry-run"], []):
+        with open(archive, "rb") as stdin:
+            runs.append(subprocess.run([sys.executable, "-m", "bigshuf", *flags], stdin=stdin, capture_output=True, timeout=60, cwd=tmp_path))
+    plan, run = runs
+    message = "bigshuf: standard input holds a tar archive: name the tar file(s) (tars are read from files)"
+    assert (run.returncode, run.stderr.decode().strip()) == (1, message)
+    assert plan.returncode == 1 and message.removeprefix("bigshuf: ") in plan.stdout.decode()

@@ -159,7 +159,8 @@ def plan_shuffle(inputs: PathLike | Source | Sequence[PathLike | Source], output
     buckets), the temporary space against the free space under ``tmp_dir``, the file descriptors
     against ``ulimit -n``, the output files, and the checks the run makes before it reads (each
     passed or failed with the run's message). ``RunPlan.render()`` is the text ``--dry-run`` prints.
-    Nothing is created, written, locked or removed; standard input is not read. ``engine="dask"``
+    Nothing is created, written, locked or removed; standard input is read only if it is a regular
+    file, and left at the offset it had (a pipe is not read). ``engine="dask"``
     plans the Dask run (its pass-1 tasks, buckets and passes) without starting a cluster.
     """
     request = Request.build(inputs, output, dry_run=True, **options)

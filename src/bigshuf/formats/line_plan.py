@@ -25,6 +25,7 @@ from ..storage.sinks import CodecChoice
 from ..storage.sources import FileSource, GeneratedSource, Source, stdin_file, stdin_offset_kept
 from .detect import line_shard_suffix
 from .line_mix import count_sources, source_sizes
+from .tar_input import refuse_tar_on_stdin
 
 
 def compression_ratio(sample: np.ndarray) -> float:
@@ -99,12 +100,13 @@ def _sample(request: Request, inputs: list[Any]) -> Sample:
     limit = resolve_memory(request.memory)
     fmt = RecordFormat(0 if request.zero_terminated else 10, request.lines_per_record)
     piece = plan.piece_bytes(limit)
-    reader = RecordReader(sources, fmt, Progress(), request.header)
+    reader = RecordReader(sources, fmt, Progress(), request.header, stdin_check=refuse_tar_on_stdin)
     total = reader.total_size()
     read = max(piece, plan.DRY_RUN_SAMPLE)
     blocks = reader.blocks(plan.read_capacity(limit), option("memory"), block=read)
     try:
-        block, final = next(blocks)
+        with stdin_offset_kept():  # the weighted sources' count below reads standard input again
+            block, final = next(blocks)
         per_record = mean_record_size(block, fmt, piece)
         ratio = compression_ratio(block[:piece]) if request.compress_temp else 1.0
         if final:
