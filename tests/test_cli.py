@@ -1013,6 +1013,33 @@ def test_a_regular_file_on_stdin_is_planned_as_the_file_is(tmp_path, tmp_dir, me
     assert list(tmp_dir.iterdir()) == []
 
 
+@pytest.mark.parametrize("codec", ["gzip", "zstd"])
+def test_a_compressed_file_on_stdin_is_planned_as_the_file_is(tmp_path, tmp_dir, codec):
+    """``bigshuf < file.gz`` was planned as a pipe (buckets for the free temporary space); a named
+    compressed file is planned from its size on disk and the ratio its first block decompressed
+    at. Now stdin's file is too, so the seeded output is the named file's, with ``- -`` as well."""
+    data = numbered(6000)
+    if codec == "gzip":
+        import gzip
+
+        packed = gzip.compress(data)
+    else:
+        zstandard = pytest.importorskip("zstandard")
+        packed = zstandard.ZstdCompressor().compress(data)
+    src = tmp_path / ("in.txt.gz" if codec == "gzip" else "in.txt.zst")
+    src.write_bytes(packed)
+    cmd = [sys.executable, "-m", "bigshuf", "--seed", "4", "-S", "16K", "-T", str(tmp_dir)]
+    named = subprocess.run([*cmd, str(src)], capture_output=True, timeout=60)
+    assert (named.returncode, named.stderr) == (0, b"")
+    assert_permutation(named.stdout, data)
+    for extra in ([], ["-", "-"]):
+        with open(src, "rb") as f:
+            redirected = subprocess.run([*cmd, *extra], stdin=f, capture_output=True, timeout=60)
+        assert (redirected.returncode, redirected.stderr) == (0, b"")
+        assert redirected.stdout == named.stdout
+    assert list(tmp_dir.iterdir()) == []
+
+
 @pytest.mark.parametrize("memory", [[], ["-S", "16K"]], ids=["in-memory", "external"])
 def test_standard_input_named_twice_is_counted_once(tmp_path, tmp_dir, memory):
     """``- -`` with a file on stdin: the second reads what the first left, nothing. Each was sized

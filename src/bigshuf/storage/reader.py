@@ -21,7 +21,7 @@ from ..errors import InputError, option
 from ..progress import Progress
 from . import guarded
 from .codecs import Replay
-from .sources import FileSource, Source, input_sizes
+from .sources import FileSource, Source, input_sizes, later_stdin
 
 #: How many of standard input's first bytes (decompressed) a reader's ``stdin_check`` is shown.
 STDIN_HEAD = 512
@@ -230,8 +230,7 @@ class RecordReader:
     def progress_total(self) -> int | None:
         """Bytes of all inputs as stored (a compressed file at its compressed size), or None if any is unknown."""
         total = 0
-        for s in self.sources:
-            size = s.size()
+        for s, size in zip(self.sources, input_sizes(self.sources)):
             if size is None:
                 size = _stored_size(s)
             if size is None:
@@ -257,11 +256,12 @@ class RecordReader:
         input is not a regular file or nothing has been read.
         """
         disk: list[int] = []
-        for s in self.sources:
+        again = later_stdin(self.sources)
+        for i, s in enumerate(self.sources):
             size = s.disk_size() if isinstance(s, FileSource) else None
             if size is None:
                 return None
-            disk.append(size)
+            disk.append(0 if i in again else size)
         current = self.sources[self._current]
         consumed = sum(disk[: self._current]) + (current.position() if isinstance(current, FileSource) else 0)
         if not consumed or not self.bytes_read:

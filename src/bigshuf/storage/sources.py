@@ -45,9 +45,17 @@ class FileSource:
         self._stdin_start: int | None = None  # standard input's offset when first sized or opened (a regular file)
 
     def disk_size(self) -> int | None:
-        """Bytes on disk of a regular file (compressed or not), else None."""
+        """Bytes on disk of a regular file (compressed or not), else None; standard input's from
+        where it was first read (``bigshuf < file.gz``)."""
         if self.path == "-":
-            return None
+            st = stdin_file()
+            if st is None:
+                return None
+            try:
+                start = os.lseek(0, 0, os.SEEK_CUR) if self._stdin_start is None else self._stdin_start
+            except OSError:
+                return None
+            return max(0, st.st_size - start)
         try:
             st = os.stat(self.path)
         except OSError:
@@ -68,7 +76,7 @@ class FileSource:
             now, mtime = st.st_size, st.st_mtime_ns
         except OSError:
             now, mtime = -1, 0
-        read = self._size_at_open if mapped else self.position()
+        read = self._size_at_open if mapped else self.position() + (self._stdin_start or 0)
         if now == self._size_at_open == 0:
             return  # empty, or a generated file (``generated``) of a file system not listed there
         # Standard input whose offset stood past the file's end read nothing and stays there.
@@ -102,11 +110,12 @@ class FileSource:
             raise InputError(f"{self.name}: file changed or unreadable while being read (pages of it were gone while mapped)")
 
     def position(self) -> int:
-        """Bytes of the file on disk consumed so far by the open stream (0 if not open)."""
+        """Bytes of the file on disk consumed so far by the open stream (0 if not open); standard
+        input's since the offset it was first read from."""
         if self._raw is None or self._raw.closed:
             return 0
         try:
-            return self._raw.tell()
+            return self._raw.tell() - (self._stdin_start or 0)
         except OSError:
             return 0
 
@@ -201,17 +210,18 @@ def stdin_offset_kept() -> Iterator[None]:
             os.lseek(0, at, os.SEEK_SET)
 
 
+def later_stdin(sources: Sequence[Source]) -> set[int]:
+    """The indices of the ``-`` inputs after the first: each reads only what the one before left,
+    nothing if standard input is a regular file (from a pipe, what is unknown)."""
+    at = [i for i, s in enumerate(sources) if isinstance(s, FileSource) and s.path == "-"]
+    return set(at[1:])
+
+
 def input_sizes(sources: Sequence[Source]) -> Iterator[int | None]:
-    """Each source's ``size()``, standard input counted once: a ``-`` after the first reads only
-    what the first left, nothing if it is a regular file (and, from a pipe, what is unknown)."""
-    stdin_seen = False
-    for source in sources:
-        if isinstance(source, FileSource) and source.path == "-":
-            if stdin_seen:
-                yield None if source.size() is None else 0
-                continue
-            stdin_seen = True
-        yield source.size()
+    """Each source's ``size()``, standard input counted once (``later_stdin``)."""
+    again = later_stdin(sources)
+    for i, source in enumerate(sources):
+        yield (0 if stdin_file() is not None else None) if i in again else source.size()
 
 
 #: File systems whose files are made as they are read: their sizes say nothing (sysfs gives
