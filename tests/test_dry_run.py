@@ -450,6 +450,26 @@ def test_weighted_plan_has_the_runs_path_and_buckets(tmp_path: Path, memory: str
     assert f"; {stats.records:,} records to shuffle" in plan_lines_of(found)["sources"]
 
 
+def test_a_compressed_file_on_standard_input_is_planned_as_the_file(tmp_path: Path) -> None:
+    """The run estimates a compressed stdin as the named file; the plan put stdin's offset back
+    before it asked for the estimate, and said "unknown" and 1024 buckets (found by review)."""
+    import gzip
+
+    raw = b"".join(r + b"\n" for r in make_records(40000, seed=8))
+    src = tmp_path / "in.txt.gz"
+    src.write_bytes(gzip.compress(raw))
+    args = ["--dry-run", "-S", "256K", "-T", str(tmp_path)]
+    named = subprocess.run([sys.executable, "-m", "bigshuf", *args, str(src)], capture_output=True, timeout=60)
+    with open(src, "rb") as stdin:
+        proc = subprocess.run([sys.executable, "-m", "bigshuf", *args], stdin=stdin, capture_output=True, timeout=60)
+        assert os.lseek(stdin.fileno(), 0, os.SEEK_CUR) == 0
+    assert (proc.returncode, named.returncode) == (0, 0)
+    lines, file_lines = _lines(proc.stdout), _lines(named.stdout)
+    for key in ("records", "path", "temporary space", "file descriptors"):
+        assert lines[key] == file_lines[key]
+    assert "external, 2 passes" in lines["path"] and "1024" not in lines["path"]
+
+
 def test_a_weighted_source_on_standard_input_is_counted_from_where_it_stood(tmp_path: Path) -> None:
     """The plan's sample read standard input to its end and the weighted sources' count then read
     it again from there: 120 records where the file named gives 60,120 (found by review)."""

@@ -107,12 +107,13 @@ def _sample(request: Request, inputs: list[Any]) -> Sample:
     try:
         with stdin_offset_kept():  # the weighted sources' count below reads standard input again
             block, final = next(blocks)
+            whole = reader.estimate_total() if total is None else total + len(sources)  # from where stdin stands
         per_record = mean_record_size(block, fmt, piece)
         ratio = compression_ratio(block[:piece]) if request.compress_temp else 1.0
         if final:
             est = Estimate(len(block), len(find_offsets(block, fmt)) - 1, per_record)
         else:
-            est = Estimate.of(reader.estimate_total() if total is None else total + len(sources), per_record)
+            est = Estimate.of(whole, per_record)
         sampled = len(block) if final else min(len(block), piece)  # the records the mean size is of
     finally:
         blocks.close()

@@ -287,6 +287,16 @@ class StandardInput(io.RawIOBase):
         """The descriptor's offset (a regular file on stdin); OSError for a pipe or terminal."""
         return os.lseek(0, 0, os.SEEK_CUR)
 
+    def seekable(self) -> bool:
+        """Whether stdin is a regular file: the codec sniffer then looks at its head and seeks back,
+        rather than replaying the head, so the offset stays that of the bytes decompressed."""
+        return stdin_file() is not None
+
+    def seek(self, pos: int, whence: int = os.SEEK_SET) -> int:
+        """Move the descriptor's offset (a regular file on stdin)."""
+        self._ended = False
+        return os.lseek(0, pos, whence)
+
     def readinto(self, b: memoryview) -> int:  # type: ignore[override]
         """Read into ``b``; 0 at the end of file, and for ever after it."""
         if self._ended:
