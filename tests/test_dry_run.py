@@ -502,3 +502,17 @@ def test_a_tar_on_standard_input_fails_the_plan_as_it_fails_the_run(tmp_path: Pa
     message = "bigshuf: standard input holds a tar archive: name the tar file(s) (tars are read from files)"
     assert (run.returncode, run.stderr.decode().strip()) == (1, message)
     assert plan.returncode == 1 and message.removeprefix("bigshuf: ") in plan.stdout.decode()
+
+
+@pytest.mark.parametrize("redirect", ["<&-", "0>>in.txt"], ids=["closed", "write-only"])
+def test_an_unreadable_standard_input_fails_the_plan_as_it_fails_the_run(tmp_path: Path, redirect: str) -> None:
+    """A closed stdin passed the plan ("ok") and failed the run with ``read error: Bad file descriptor``."""
+    (tmp_path / "in.txt").write_bytes(b"a\n")
+    runs = []
+    for flags in (["--dry-run"], []):
+        script = f'exec "$@" {redirect}'
+        runs.append(subprocess.run(["bash", "-c", script, "bash", sys.executable, "-m", "bigshuf", *flags],
+                                   capture_output=True, timeout=60, cwd=tmp_path))
+    plan, run = runs
+    assert (run.returncode, run.stderr) == (1, b"bigshuf: read error: Bad file descriptor\n")
+    assert plan.returncode == 1 and _lines(plan.stdout)["failed"] == "inputs: read error: Bad file descriptor"

@@ -5,6 +5,8 @@ input read and sized as pass 1 would (``sample_lines``) and the output as ``prep
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import stat
 from typing import Any
@@ -14,7 +16,7 @@ import numpy as np
 from ..core import mix, plan
 from ..core.driver import Estimate, OutputPlan, Sample
 from ..core.records import RecordFormat, find_offsets
-from ..errors import option
+from ..errors import InputError, option
 from ..progress import Progress
 from ..request import Request, resolve_memory
 from ..storage.codecs import parse_compress
@@ -87,11 +89,23 @@ def sample_lines(request: Request, inputs: list[Any]) -> Sample:
     """The input's first piece read as pass 1 would read it, sized as pass 1 would size it; standard
     input from a pipe, pipes, URLs and generated lines are not read (nor their size guessed), and a
     regular file on standard input is left at the offset it had."""
+    if "-" in inputs and _stdin_write_only():
+        # Closed (held open the wrong way round: ``cli._guard_standard_streams``) or ``0>>file``:
+        # the run's first read fails so, and the plan says it as the run will.
+        raise InputError(f"read error: {os.strerror(errno.EBADF)}")
     why = next((w for w in map(_unreadable, inputs) if w), "")
     if why:
         return Sample(None, why=why)
     with stdin_offset_kept():
         return _sample(request, inputs)
+
+
+def _stdin_write_only() -> bool:
+    """Whether standard input is open for writing only, so that reading it fails (EBADF)."""
+    try:
+        return fcntl.fcntl(0, fcntl.F_GETFL) & os.O_ACCMODE == os.O_WRONLY
+    except OSError:  # not open at all: the run says so too
+        return True
 
 
 def _sample(request: Request, inputs: list[Any]) -> Sample:
