@@ -23,7 +23,7 @@ from ..errors import BigShufError, option
 from ..formats import registry
 from ..request import Request, resolve_memory
 from ..storage.output import OPEN_SHARDS
-from ..storage.sources import BytesSource, stdin_file
+from ..storage.sources import BytesSource, FileSource
 from ..storage.tempspace import check_creatable, check_parent, check_space, default_tmp_dir
 
 
@@ -100,11 +100,10 @@ def _stored_bytes(inputs: tuple[Any, ...], family: str = registry.LINES) -> int 
         if isinstance(item, BytesSource):
             total += len(item.data)
             continue
-        if item == "-" and not stdin_seen and (st := stdin_file()) is not None:
-            total += max(0, st.st_size - os.lseek(0, 0, os.SEEK_CUR))  # a later ``-`` reads nothing more
-            stdin_seen = True
-            continue
         if item == "-" and stdin_seen:
+            continue  # a later ``-`` reads only what the first left: nothing, from a file
+        if item == "-" and (size := FileSource(item).disk_size()) is not None:
+            total, stdin_seen = total + size, True
             continue
         if not isinstance(item, str) or item == "-":
             return None

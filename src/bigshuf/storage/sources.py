@@ -146,27 +146,32 @@ class FileSource:
         """Bytes left on standard input from its first offset if it is a plain regular file (its
         head is looked at where it is, the offset left as it was), else None."""
         st = stdin_file()
-        if st is None:
+        start = None if st is None else self._stdin_offset()
+        if st is None or start is None:
             return None
         try:
-            if self._stdin_start is None:
-                self._stdin_start = os.lseek(0, 0, os.SEEK_CUR)
-            head = os.pread(0, sniff, self._stdin_start)
+            head = os.pread(0, sniff, start)
         except OSError:
             return None
-        left = st.st_size - self._stdin_start
+        left = st.st_size - start
         return None if detect(head) or left <= 0 and head else max(0, left)
+
+    def _stdin_offset(self) -> int | None:
+        """Where standard input is read from: its offset when first sized or opened, kept from
+        then on (None for a pipe or a terminal)."""
+        if self._stdin_start is None:
+            try:
+                self._stdin_start = os.lseek(0, 0, os.SEEK_CUR)
+            except OSError:
+                pass
+        return self._stdin_start
 
     def open(self) -> BinaryIO:
         from .decoding import decompressing
 
         if self.path == "-":
             raw: BinaryIO = StandardInput()  # type: ignore[assignment]
-            if self._stdin_start is None:
-                try:
-                    self._stdin_start = os.lseek(0, 0, os.SEEK_CUR)
-                except OSError:  # a pipe or a terminal
-                    pass
+            self._stdin_offset()
         else:
             try:
                 raw = open(self.path, "rb", buffering=0)
