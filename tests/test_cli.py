@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import compress
+
 SHUF_OPTIONS = [
     "-e", "--echo", "-i", "--input-range", "-n", "--head-count", "-o", "--output",
     "--random-source", "-r", "--repeat", "-z", "--zero-terminated", "--help", "--version",
@@ -1019,15 +1021,8 @@ def test_a_compressed_file_on_stdin_is_planned_as_the_file_is(tmp_path, tmp_dir,
     compressed file is planned from its size on disk and the ratio its first block decompressed
     at. Now stdin's file is too, so the seeded output is the named file's, with ``- -`` as well."""
     data = numbered(6000)
-    if codec == "gzip":
-        import gzip
-
-        packed = gzip.compress(data)
-    else:
-        zstandard = pytest.importorskip("zstandard")
-        packed = zstandard.ZstdCompressor().compress(data)
     src = tmp_path / ("in.txt.gz" if codec == "gzip" else "in.txt.zst")
-    src.write_bytes(packed)
+    src.write_bytes(compress(codec, data))
     cmd = [sys.executable, "-m", "bigshuf", "--seed", "4", "-S", "16K", "-T", str(tmp_dir)]
     named = subprocess.run([*cmd, str(src)], capture_output=True, timeout=60)
     assert (named.returncode, named.stderr) == (0, b"")

@@ -18,7 +18,7 @@ import pytest
 
 from bigshuf import UsageError, plan_shuffle, shuffle
 from bigshuf.core.plan import format_size
-from helpers import make_records, write_records
+from helpers import compress, make_records, write_records
 
 from conftest import Runner
 
@@ -453,11 +453,9 @@ def test_weighted_plan_has_the_runs_path_and_buckets(tmp_path: Path, memory: str
 def test_a_compressed_file_on_standard_input_is_planned_as_the_file(tmp_path: Path) -> None:
     """The run estimates a compressed stdin as the named file; the plan put stdin's offset back
     before it asked for the estimate, and said "unknown" and 1024 buckets (found by review)."""
-    import gzip
-
     raw = b"".join(r + b"\n" for r in make_records(40000, seed=8))
     src = tmp_path / "in.txt.gz"
-    src.write_bytes(gzip.compress(raw))
+    src.write_bytes(compress("gzip", raw))
     args = ["--dry-run", "-S", "256K", "-T", str(tmp_path)]
     named = subprocess.run([sys.executable, "-m", "bigshuf", *args, str(src)], capture_output=True, timeout=60)
     with open(src, "rb") as stdin:

@@ -21,7 +21,7 @@ from bigshuf.storage import reader as reader_module
 from bigshuf.storage.reader import ParallelMap, RecordReader
 from bigshuf.storage.sources import FileSource, Source
 
-from helpers import make_records, write_records
+from helpers import compress, make_records, write_records
 
 
 def read_all(sources: list[Source], capacity: int, parallel: ParallelMap | None, header: int = 0) -> list[tuple[bytes, bool, list[tuple[int, int]]]]:
@@ -281,15 +281,8 @@ def test_a_compressed_file_on_stdin_is_consumed_as_the_named_file_is(tmp_path: P
     import sys
 
     raw = b"".join(r + b"\n" for r in make_records(20000, seed=6))
-    if codec == "gzip":
-        import gzip
-
-        packed = gzip.compress(raw)
-    else:
-        zstandard = pytest.importorskip("zstandard")
-        packed = zstandard.ZstdCompressor().compress(raw)
     src = tmp_path / "in.gz"
-    src.write_bytes(packed)
+    src.write_bytes(compress(codec, raw))
     with open(src, "rb") as stdin:
         done = subprocess.run([sys.executable, "-c", POSITIONS, str(src)], stdin=stdin, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
