@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import run_peak
+from bigshuf.core import plan
+from bigshuf.storage.ahead import LEAST_AHEAD
+from helpers import compress, run_peak
 
 MiB = 1 << 20
 
@@ -61,6 +63,28 @@ def test_external_run_stays_within_the_limit(
     peak = peak_rss(args, src.parent)
     assert out.stat().st_size == src.stat().st_size
     assert peak <= baseline + limit_mib * MiB + SLACK, f"peak {peak / MiB:.0f} MiB, baseline {baseline / MiB:.0f} MiB"
+
+
+@pytest.mark.parametrize("codec,threads", [("gzip", 2), ("zstd", 8)])
+def test_compressed_shards_decoded_ahead_stay_within_the_limit(
+    corpus: dict[str, Path], baseline: int, tmp_path: Path, codec: str, threads: int
+) -> None:
+    """The next shards decoded ahead on the workers (``storage.ahead``) are held within -S, the
+    pieces scattered at once giving up their room: eight compressed shards of the corpus at the
+    smallest -S that decodes ahead."""
+    limit = 64 * MiB
+    assert plan.decode_ahead(limit) >= LEAST_AHEAD  # this run decodes ahead
+    data = corpus["short"].read_bytes()
+    cuts = [0] + [data.index(b"\n", len(data) * i // 8) + 1 for i in range(1, 8)] + [len(data)]
+    shards = []
+    for i, (lo, hi) in enumerate(zip(cuts, cuts[1:])):
+        shards.append(tmp_path / f"part{i}.txt.{codec}")
+        shards[-1].write_bytes(compress(codec, data[lo:hi]))
+    out = tmp_path / "out.txt"
+    args = ["-S", "64M", f"-j{threads}", "-T", str(tmp_path), *map(str, shards), "-o", str(out)]
+    peak = peak_rss(args, tmp_path)
+    assert out.stat().st_size == len(data)
+    assert peak <= baseline + limit + SLACK, f"peak {peak / MiB:.0f} MiB, baseline {baseline / MiB:.0f} MiB"
 
 
 def test_compressing_buckets_on_many_workers_costs_no_memory(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ measurements atop ``codecs``), with decompressed output bounded per call."""
 from __future__ import annotations
 
 import io
+from collections import deque
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
@@ -73,26 +74,14 @@ class _MemberLoop:
         self._dec: Any = None
         self._blocks = _ZstdBlocks() if style == "zstd" else None
         self._input = b""
-        self._pending = memoryview(b"")
         #: Where the current member starts in the source: a member that ends where it
         #: started would otherwise be started again forever.
         self._member_at = -1
 
-    def readinto(self, b: memoryview) -> int:
-        filled = 0
-        while filled < len(b):
-            if not self._pending:
-                self._pending = memoryview(self._next(len(b) - filled))
-                if not self._pending:
-                    break
-            n = min(len(b) - filled, len(self._pending))
-            b[filled : filled + n] = self._pending[:n]
-            self._pending = self._pending[n:]
-            filled += n
-        return filled
-
-    def _next(self, limit: int) -> bytes:
-        """The next piece of decompressed data (at most ``limit`` bytes unless zstd), b"" at the end."""
+    def next_piece(self) -> bytes:
+        """The next piece of decompressed data, b"" at the end. Every call asks for as much
+        (``OUT_CHUNK``; zstd: ``_ZstdBlocks.MOST`` blocks), so the pieces, and how far the source
+        has been read after each, are the same however the caller's reads are sized."""
         while True:
             if self._dec is None or self._dec.eof:
                 rest = self._dec.unused_data if self._dec is not None else b""
@@ -114,7 +103,7 @@ class _MemberLoop:
                 out = self._dec.decompress(data)
             else:
                 data, self._input = self._input, b""
-                out = self._dec.decompress(data, min(limit, self.OUT_CHUNK))
+                out = self._dec.decompress(data, self.OUT_CHUNK)
                 if self._style == "zlib":
                     self._input = self._dec.unconsumed_tail
             if out:
@@ -247,8 +236,12 @@ class _Corrupt(Exception):
     """Raised by our own parsing where the libraries would raise their error type."""
 
 
-class _Reader(io.RawIOBase):
-    """The decompressed stream ``open_reader`` returns: every failure becomes one InputError."""
+class Decompressed(io.RawIOBase):
+    """The decompressed stream ``open_reader`` returns: every failure becomes one InputError.
+
+    Its pieces may be decoded ahead on another thread (``decode_ahead``) before the stream is
+    read; reading then takes them first, and ``position`` is the same as if they had not been.
+    """
 
     def __init__(
         self, source: _Counted, loop: _MemberLoop, codec: str, name: str, errors: tuple[type[Exception], ...]
@@ -258,25 +251,78 @@ class _Reader(io.RawIOBase):
         self._codec = codec
         self._name = name
         self._errors = errors + (_Corrupt,)
+        self._pending = memoryview(b"")
+        #: How far the compressed file had been read when the piece handed out last was decoded.
+        self._at = source.position()
+        #: Pieces decoded ahead, each with ``_at`` after it, or the error that ended them.
+        self._ahead: deque[tuple[bytes, int] | InputError] = deque()
 
     def readable(self) -> bool:
         return True
 
+    def position(self) -> int:
+        """Offset in the compressed file that the data read so far came from: read up to there
+        when its last piece was decoded. It depends only on how much has been read, not on the
+        sizes of the reads or on what was decoded ahead, so plans made from it are too."""
+        return self._at
+
     def readinto(self, b: memoryview) -> int:  # type: ignore[override]
         with memoryview(b) as view, view.cast("B") as flat:
+            filled = 0
+            while filled < len(flat):
+                if not self._pending:
+                    self._pending = memoryview(self._take())
+                    if not self._pending:
+                        break
+                n = min(len(flat) - filled, len(self._pending))
+                flat[filled : filled + n] = self._pending[:n]
+                self._pending = self._pending[n:]
+                filled += n
+            return filled
+
+    def decode_ahead(self, most: int, stop: Callable[[], bool]) -> None:
+        """Decode pieces for later reads until they hold ``most`` bytes, the data ends or fails, or
+        ``stop()``: run on another thread while this stream is not read (the caller waits for it
+        to return before reading). A failure is raised when the read reaches it."""
+        held = 0
+        while held < most and not stop():
             try:
-                return self._loop.readinto(flat)
-            except _SourceError as e:
-                raise InputError(f"{self._name}: read error: {e.error.strerror or e.error}") from None
-            except EOFError:
-                unit = CODECS[self._codec].unit
-                raise InputError(f"{self._name}: truncated {self._codec} data (ends inside a {unit})") from None
-            except self._errors:
-                raise InputError(f"{self._name}: corrupt {self._codec} data near byte {self._source.position()}") from None
+                piece = self._decode()
+            except InputError as e:
+                self._ahead.append(e)
+                return
+            self._ahead.append((piece, self._source.position()))
+            if not piece:
+                return
+            held += len(piece)
+
+    def _take(self) -> bytes:
+        """The next piece: decoded ahead, else now."""
+        if self._ahead:
+            item = self._ahead.popleft()
+            if isinstance(item, InputError):
+                raise item
+            piece, self._at = item
+            return piece
+        piece = self._decode()
+        self._at = self._source.position()
+        return piece
+
+    def _decode(self) -> bytes:
+        try:
+            return self._loop.next_piece()
+        except _SourceError as e:
+            raise InputError(f"{self._name}: read error: {e.error.strerror or e.error}") from None
+        except EOFError:
+            unit = CODECS[self._codec].unit
+            raise InputError(f"{self._name}: truncated {self._codec} data (ends inside a {unit})") from None
+        except self._errors:
+            raise InputError(f"{self._name}: corrupt {self._codec} data near byte {self._source.position()}") from None
 
     def close(self) -> None:
         if not self.closed:
             super().close()
+            self._ahead.clear()
             self._source.raw.close()
 
 
@@ -312,7 +358,7 @@ def open_reader(raw: BinaryIO, codec: str, name: str) -> BinaryIO:
         errors = (lzma.LZMAError,)
     else:
         raise ValueError(f"unknown codec {codec!r}")
-    return _Reader(source, loop, codec, name, errors)  # type: ignore[return-value]
+    return Decompressed(source, loop, codec, name, errors)  # type: ignore[return-value]
 
 
 def decompressing(raw: BinaryIO, name: str) -> BinaryIO:

@@ -20,6 +20,7 @@ from ..core.records import RecordFormat, count_separators
 from ..errors import InputError, option
 from ..progress import Progress
 from . import guarded
+from .ahead import AheadPlan, DecodeAhead
 from .codecs import Replay
 from .sources import FileSource, Source, input_sizes, later_stdin
 
@@ -181,8 +182,12 @@ class RecordReader:
     def __init__(
         self, sources: Sequence[Source], fmt: RecordFormat, progress: Progress, header: int = 0,
         stdin_check: Callable[[bytes], None] | None = None, parallel: ParallelMap | None = None,
+        ahead: AheadPlan | None = None,
     ) -> None:
         self.sources = list(sources)
+        #: Decodes the compressed inputs after the one being read on the workers (``DecodeAhead``).
+        self.ahead = ahead
+        self._decode_ahead: DecodeAhead | None = None
         #: Spreads a read of a plain file over the workers (page-cache copies run on every core).
         self.parallel = parallel
         #: Shown standard input's first ``STDIN_HEAD`` bytes, to refuse data that is not records
@@ -269,7 +274,11 @@ class RecordReader:
         return int(sum(disk) * self.bytes_read / consumed)
 
     def _open(self, index: int, source: Source) -> BinaryIO:
-        stream = source.open()
+        early = self._decode_ahead
+        taken = None if early is None else early.take(index)
+        stream = source.open() if taken is None else taken
+        if early is not None:
+            early.start_after(index)
         if self.header_records:
             head, stream = split_head(stream, self.header_records * self.fmt.group, self.fmt.sep, source.name)
             if index == 0:
@@ -289,6 +298,15 @@ class RecordReader:
         """
         self._eager = block is not None
         buf = self._new_buffer(self._first_size(capacity, block))
+        self._decode_ahead = None if self.ahead is None else DecodeAhead(self.sources, self.ahead)
+        try:
+            yield from self._fill(buf, capacity, limit_flag)
+        finally:
+            if self._decode_ahead is not None:
+                self._decode_ahead.close()
+
+    def _fill(self, buf: np.ndarray, capacity: int, limit_flag: str) -> Generator[tuple[np.ndarray, bool], None, None]:
+        """``blocks``' loop over the inputs, reading each into ``buf``."""
         filled = 0
         self._runs = []
         sep, group = self.fmt.sep, self.fmt.group

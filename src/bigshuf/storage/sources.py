@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, BinaryIO, NoReturn, Protocol
 
 from ..errors import InputError
 from ..quoting import quote_name
+from .decoding import Decompressed, decompressing
 
 if TYPE_CHECKING:
     from .guarded import Watch
@@ -39,6 +40,7 @@ class FileSource:
         #: The path as messages show it: quoted as GNU shuf quotes it where a shell would need it.
         self.name = quote_name(self.path)
         self._raw: BinaryIO | None = None
+        self._decoded: Decompressed | None = None  # the stream ``open`` returned, if it decompresses
         self._size_at_open: int | None = None
         self._mtime_at_open = 0
         self._watch: Watch | None = None  # the mapping of a file mapped whole rather than read (``reader.map_whole``)
@@ -115,9 +117,12 @@ class FileSource:
         if self._raw is None or self._raw.closed:
             return 0
         try:
-            return self._raw.tell() - (self._stdin_start or 0)
+            at = self._raw.tell()
         except OSError:
             return 0
+        if self._decoded is not None:  # what was decompressed ahead is not counted until read
+            at = self._decoded.position()
+        return at - (self._stdin_start or 0)
 
     def size(self) -> int | None:
         """The file's size if it is a plain regular file; None for pipes, compressed files and
@@ -167,8 +172,6 @@ class FileSource:
         return self._stdin_start
 
     def open(self) -> BinaryIO:
-        from .decoding import decompressing
-
         if self.path == "-":
             raw: BinaryIO = StandardInput()  # type: ignore[assignment]
             self._stdin_offset()
@@ -185,7 +188,9 @@ class FileSource:
             _widen_pipe(raw.fileno())
         self._size_at_open = st.st_size if stat.S_ISREG(st.st_mode) and not generated(st) else None
         self._mtime_at_open = st.st_mtime_ns
-        return decompressing(raw, self.name)
+        stream = decompressing(raw, self.name)
+        self._decoded = stream if isinstance(stream, Decompressed) else None
+        return stream
 
 
 def stdin_file() -> os.stat_result | None:

@@ -1,0 +1,313 @@
+"""Compressed inputs decoded ahead (``storage.ahead``): the position plans are made from depends
+only on how much was read, whether pieces were decoded ahead or not and however the reads were
+sized; errors met ahead are raised where the read reaches them; streams opened ahead and not
+read are closed; a run's output does not depend on the threads that decode ahead."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import bigshuf
+from bigshuf.core.records import RecordFormat
+from bigshuf.errors import InputError
+from bigshuf.formats import line_run
+from bigshuf.progress import Progress
+from bigshuf.storage import decoding, reader
+from bigshuf.storage.ahead import AheadPlan, DecodeAhead
+from bigshuf.storage.sources import FileSource
+from helpers import assert_permutation, compress, make_records, write_records
+
+CODECS = ["gzip", "zstd", "bzip2", "xz"]
+
+
+def _blob(codec: str, size: int = 3 << 20) -> tuple[bytes, bytes]:
+    """Text that compresses about 3:1, and its compressed form in two members."""
+    rng = np.random.default_rng(7)
+    words = np.array([b"alpha", b"beta", b"gamma", b"delta", b"\n", b"epsilon", b"zeta "], dtype=object)
+    data = b" ".join(rng.choice(words, size // 5).tolist())[:size]
+    half = len(data) // 3
+    return data, compress(codec, data[:half]) + compress(codec, data[half:])
+
+
+def _positions(stream: Any, sizes: list[int], marks: list[int]) -> list[int]:
+    """The position at each of ``marks`` (bytes read), reading on to the end in reads of the given
+    sizes in turn, each cut short at the next mark; the last item is the position at the end."""
+    out, total, i = [], 0, 0
+    left = sorted(marks)
+    while True:
+        size = sizes[i % len(sizes)]
+        if left:
+            size = min(size, left[0] - total)
+        n = stream.readinto(memoryview(bytearray(size)))
+        if not n:
+            return out + [stream.position()]
+        total += n
+        i += 1
+        if left and total == left[0]:
+            out.append(stream.position())
+            left.pop(0)
+
+
+#: Bytes read at which positions are compared: inside pieces, at a member's edge, near the end.
+MARKS = [1, 100_000, 1 << 20, 1_048_577, 2_500_000, 3_000_000]
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_the_position_depends_only_on_how_much_was_read(codec: str) -> None:
+    """Reads of different sizes that stop at the same byte report the same position: a plan made
+    from it (the bucket count of a compressed input) cannot depend on how the reader's buffer
+    happened to be cut."""
+    data, blob = _blob(codec)
+    small = _positions(decoding.open_reader(io.BytesIO(blob), codec, "x"), [4096, 700_001, 65536], MARKS)
+    large = _positions(decoding.open_reader(io.BytesIO(blob), codec, "x"), [1 << 21, 12_345], MARKS)
+    assert small == large
+    assert len(small) == len(MARKS) + 1 and small[-1] == len(blob)
+
+
+@pytest.mark.parametrize("codec", CODECS)
+@pytest.mark.parametrize("most", [1, 300_000, 1 << 30])
+def test_pieces_decoded_ahead_read_and_place_as_pieces_decoded_then(codec: str, most: int) -> None:
+    data, blob = _blob(codec)
+    sizes = [1 << 16, 999_999]
+    plain = decoding.open_reader(io.BytesIO(blob), codec, "x")
+    marks = _positions(plain, sizes, MARKS)
+    early = decoding.open_reader(io.BytesIO(blob), codec, "x")
+    assert isinstance(early, decoding.Decompressed)
+    early.decode_ahead(most, lambda: False)
+    held = sum(len(item[0]) for item in early._ahead if not isinstance(item, InputError))
+    assert held >= min(most, len(data))
+    assert held < most + decoding._MemberLoop.OUT_CHUNK or held == len(data)  # one piece over at most
+    assert _positions(early, sizes, MARKS) == marks
+
+
+def test_decoding_ahead_stops_when_told() -> None:
+    _data, blob = _blob("gzip")
+    stream = decoding.open_reader(io.BytesIO(blob), "gzip", "x")
+    assert isinstance(stream, decoding.Decompressed)
+    calls = []
+
+    def stop() -> bool:
+        calls.append(1)
+        return len(calls) > 2
+
+    stream.decode_ahead(1 << 30, stop)
+    assert len(stream._ahead) == 2
+
+
+@pytest.mark.parametrize("codec", ["gzip", "zstd"])
+@pytest.mark.parametrize("damage", ["corrupt", "truncated"])
+def test_an_error_met_ahead_is_raised_where_the_read_reaches_it(codec: str, damage: str) -> None:
+    """The data before the fault is read as it would be, then the same error, once."""
+    _data, blob = _blob(codec)
+    if damage == "corrupt":
+        bad = bytearray(blob)
+        at = len(blob) * 3 // 4
+        bad[at : at + 64] = bytes(64)
+        blob = bytes(bad)
+    else:
+        blob = blob[: len(blob) * 3 // 4]
+
+    def read_all(stream: Any) -> tuple[bytes, str]:
+        got = bytearray()
+        buf = bytearray(100_000)
+        try:
+            while n := stream.readinto(memoryview(buf)):
+                got += buf[:n]
+        except InputError as e:
+            return bytes(got), str(e)
+        raise AssertionError("no error")
+
+    expected = read_all(decoding.open_reader(io.BytesIO(blob), codec, "in.x"))
+    early = decoding.open_reader(io.BytesIO(blob), codec, "in.x")
+    early.decode_ahead(1 << 30, lambda: False)  # type: ignore[attr-defined]
+    assert isinstance(early._ahead[-1], InputError)  # type: ignore[attr-defined]
+    assert read_all(early) == expected
+    assert expected[1].startswith("in.x: ")
+
+
+def _sources(tmp_path: Path, n: int) -> list[FileSource]:
+    paths = []
+    for i in range(n):
+        p = tmp_path / f"part{i}.gz"
+        p.write_bytes(compress("gzip", b"%d\n" % i * 1000))
+        paths.append(FileSource(str(p)))
+    return paths
+
+
+class _Pool:
+    """Runs each job when its result is asked for, so a test sees what was started and when."""
+
+    def __init__(self) -> None:
+        self.started: list[Any] = []
+
+    def submit(self, job: Any) -> Any:
+        from concurrent.futures import Future
+
+        f: Future[Any] = Future()
+        f.set_result(job())
+        self.started.append(f)
+        return f
+
+
+def test_the_next_inputs_are_started_and_taken_in_turn(tmp_path: Path) -> None:
+    sources = _sources(tmp_path, 4)
+    pool = _Pool()
+    early = DecodeAhead(sources, AheadPlan(pool.submit, 2, 1 << 20))
+    assert early.take(0) is None  # not started: opened by the reader
+    early.start_after(0)
+    assert len(pool.started) == 2  # inputs 1 and 2
+    stream = early.take(1)
+    assert stream is not None and stream.read() == b"1\n" * 1000
+    stream.close()
+    early.start_after(1)
+    assert len(pool.started) == 3  # input 3 (2 is running)
+    early.close()
+    assert early.take(2) is None and early.take(3) is None
+
+
+def test_streams_not_taken_are_closed(tmp_path: Path) -> None:
+    sources = _sources(tmp_path, 3)
+    pool = _Pool()
+    early = DecodeAhead(sources, AheadPlan(pool.submit, 2, 1 << 20))
+    early.start_after(0)
+    opened = [f.result() for f in pool.started]
+    assert not any(s.closed for s in opened)
+    early.close()
+    assert all(s.closed for s in opened)
+
+
+def test_an_input_that_fails_to_open_ahead_fails_when_its_turn_comes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sources = _sources(tmp_path, 3)
+    real = FileSource.open
+
+    def refuse(self: FileSource) -> Any:
+        if self.path.endswith("part2.gz"):
+            raise InputError(f"{self.name}: Permission denied")
+        return real(self)
+
+    monkeypatch.setattr(FileSource, "open", refuse)
+    pool = _Pool()
+    early = DecodeAhead(sources, AheadPlan(pool.submit, 2, 1 << 20))
+    early.start_after(0)  # started, failed, kept
+    taken = early.take(1)
+    assert taken is not None
+    taken.close()
+    with pytest.raises(InputError, match="part2.gz: Permission denied"):
+        early.take(2)
+    early.close()
+
+
+def test_standard_input_and_pipes_are_not_opened_ahead(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    sources = [FileSource("-"), FileSource(str(fifo)), FileSource("-")]
+    pool = _Pool()
+    DecodeAhead(sources, AheadPlan(pool.submit, 3, 1 << 20)).start_after(-1)
+    assert pool.started == []
+
+
+def test_a_reader_decoding_ahead_plans_as_one_that_does_not(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first block ends inside an input decoded far ahead of it: its blocks and the size
+    estimated from them (the bucket count of a compressed input) are those of a reader without."""
+    monkeypatch.setattr(decoding._MemberLoop, "RAW_CHUNK", 4096)
+    data, blob = _blob("gzip", 1 << 20)
+    first = tmp_path / "a.gz"
+    first.write_bytes(compress("gzip", b"x\n" * 5000))
+    second = tmp_path / "b.gz"
+    second.write_bytes(blob)
+    seen = []
+    for plan in (None, AheadPlan(_Pool().submit, 1, 1 << 30)):
+        sources = [FileSource(str(first)), FileSource(str(second))]
+        read = reader.RecordReader(sources, RecordFormat(10), Progress(), ahead=plan)
+        blocks = read.blocks(200_000, "-S")
+        block, final = next(blocks)
+        head = block.tobytes()
+        seen.append((head, final, read.estimate_total(), sources[1].position()))
+        rest = b"".join(b.tobytes() for b, _final in blocks)
+        assert head + rest == b"x\n" * 5000 + data + (b"" if data.endswith(b"\n") else b"\n")
+    assert seen[0] == seen[1]
+    assert not seen[0][1] and 0 < seen[0][3] < len(blob)
+
+
+# Runs: the same output whatever the threads, with inputs decoded ahead.
+
+
+def _counting(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Bytes each ``decode_ahead`` call held, to see the runs really decoded ahead."""
+    held: list[int] = []
+    real = decoding.Decompressed.decode_ahead
+
+    def count(self: decoding.Decompressed, most: int, stop: Any) -> None:
+        real(self, most, stop)
+        held.append(sum(len(item[0]) for item in self._ahead if not isinstance(item, InputError)))
+
+    monkeypatch.setattr(decoding.Decompressed, "decode_ahead", count)
+    return held
+
+
+def _inputs(tmp_path: Path) -> tuple[list[Path], list[bytes]]:
+    """Six inputs, compressed each its own way or not, one without a final newline."""
+    codecs = ["gzip", "zstd", None, "bzip2", "xz", "gzip"]
+    paths, lines = [], []
+    for i, codec in enumerate(codecs):
+        part = make_records(700, seed=20 + i, max_len=60)
+        lines += part
+        raw = b"\n".join(part) + (b"" if i == 2 else b"\n")
+        path = tmp_path / (f"in{i}.txt" if codec is None else f"in{i}.txt.{codec}")
+        path.write_bytes(raw if codec is None else compress(codec, raw))
+        paths.append(path)
+    return paths, lines
+
+
+@pytest.mark.parametrize("memory", ["64M", "64K"], ids=["in-memory", "external"])
+@pytest.mark.parametrize("settings", [{}, {"verify": True}, {"resume": True}], ids=["plain", "verify", "resume"])
+def test_compressed_inputs_decoded_ahead_give_the_same_output_whatever_the_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, memory: str, settings: dict[str, Any]
+) -> None:
+    monkeypatch.setattr(line_run, "LEAST_AHEAD", 0)
+    monkeypatch.setattr(decoding._MemberLoop, "RAW_CHUNK", 4096)  # many pieces in small inputs
+    held = _counting(monkeypatch)
+    paths, lines = _inputs(tmp_path)
+    results = set()
+    for n in (1, 2, 3, 8):
+        out = tmp_path / f"out-{n}.txt"
+        stats = bigshuf.shuffle(paths, out, seed=4, memory=memory, tmp_dir=tmp_path, sync=False, threads=n, **settings)
+        results.add((out.read_bytes(), stats.passes, stats.buckets))
+    assert len(results) == 1
+    output, passes, _buckets = results.pop()
+    assert passes == (1 if memory == "64M" else 2)
+    assert_permutation(output, lines)
+    assert len(held) >= 3 * 4 and max(held) > 0  # every run with workers decoded inputs ahead
+
+
+def test_a_fault_in_an_input_decoded_ahead_fails_as_it_does_read_in_turn(tmp_path: Path) -> None:
+    """From the shell: the same line and exit status with and without workers, no output, and
+    no descriptor left open by the inputs opened ahead (the library run)."""
+    paths, _lines = _inputs(tmp_path)
+    blob = bytearray(paths[4].read_bytes())
+    blob[len(blob) // 2 : len(blob) // 2 + 32] = bytes(32)
+    paths[4].write_bytes(bytes(blob))
+    seen = set()
+    for flags in (["-j1"], ["-j2"], ["-j8"]):
+        out = tmp_path / "out.txt"
+        run = subprocess.run(
+            [sys.executable, "-m", "bigshuf", "--seed", "1", "-o", str(out), *flags, *map(str, paths)],
+            capture_output=True, text=True,
+        )
+        seen.add((run.returncode, run.stderr))
+        assert not out.exists()
+    assert len(seen) == 1
+    code, err = seen.pop()
+    assert code == 1 and err.startswith("bigshuf: ") and "in4.txt.xz: corrupt xz data" in err and err.count("\n") == 1
+    before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(InputError, match="in4.txt.xz"):
+        bigshuf.shuffle(paths, tmp_path / "lib.txt", seed=1, threads=3)
+    assert len(os.listdir("/proc/self/fd")) == before
