@@ -8,8 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
 BENCH_PARQUET = BENCH.with_name("bench_parquet.py")
+BENCH_SHARDS = BENCH.with_name("bench_shards.py")
 
 
 def test_bench_quick_runs_every_tool(tmp_path: Path) -> None:
@@ -24,6 +27,24 @@ def test_bench_quick_runs_every_tool(tmp_path: Path) -> None:
     for tool in tools:
         assert tool in proc.stdout, f"{tool!r} missing from:\n{proc.stdout}"
     assert "NOT A PERMUTATION" not in proc.stdout
+    assert list(tmp_path.iterdir()) == [], "the scratch directory was not removed"
+
+
+@pytest.mark.skipif(not all(shutil.which(t) for t in ("zstd", "gzip", "shuf", "split")), reason="needs zstd, gzip, shuf, split")
+def test_bench_shards_runs_every_row_on_gzip_inputs(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH_SHARDS), "--size", "2M", "--inputs", "3", "--codec", "gzip", "--reps", "1",
+         "--against", f"again={sys.executable}", "--scratch", str(tmp_path)],
+        check=False, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [row.split(" | ")[0] for row in rows] == [
+        "| gzip -dc > /dev/null", "| gzip -dc, shuf, split -n r/32 --filter=zstd",
+        "| bigshuf -S 256M 3 .gz in, 32 .zst shards", "| bigshuf -S 256M -j1 3 .gz in, 32 .zst shards",
+        "| bigshuf (again) -S 256M 3 .gz in, 32 .zst shards", "| bigshuf (again) -S 256M -j1 3 .gz in, 32 .zst shards",
+        "| bigshuf -S 256M plain in, 32 .zst shards",
+    ]
     assert list(tmp_path.iterdir()) == [], "the scratch directory was not removed"
 
 
