@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from bigshuf.core import plan
-from bigshuf.storage.ahead import LEAST_AHEAD
+from bigshuf.storage.ahead import plan_ahead
 from helpers import compress, run_peak
 
 MiB = 1 << 20
@@ -65,6 +65,16 @@ def test_external_run_stays_within_the_limit(
     assert peak <= baseline + limit_mib * MiB + SLACK, f"peak {peak / MiB:.0f} MiB, baseline {baseline / MiB:.0f} MiB"
 
 
+def _shards(data: bytes, directory: Path, codec: str, n: int) -> list[Path]:
+    """``data`` cut at line ends into ``n`` files compressed with ``codec``."""
+    cuts = [0] + [data.index(b"\n", len(data) * i // n) + 1 for i in range(1, n)] + [len(data)]
+    paths = []
+    for i, (lo, hi) in enumerate(zip(cuts, cuts[1:])):
+        paths.append(directory / f"part{i:03d}.txt.{codec}")
+        paths[-1].write_bytes(compress(codec, data[lo:hi]))
+    return paths
+
+
 @pytest.mark.parametrize("codec,threads", [("gzip", 2), ("zstd", 8)])
 def test_compressed_shards_decoded_ahead_stay_within_the_limit(
     corpus: dict[str, Path], baseline: int, tmp_path: Path, codec: str, threads: int
@@ -72,19 +82,26 @@ def test_compressed_shards_decoded_ahead_stay_within_the_limit(
     """The next shards decoded ahead on the workers (``storage.ahead``) are held within -S, the
     pieces scattered at once giving up their room: eight compressed shards of the corpus at the
     smallest -S that decodes ahead."""
-    limit = 64 * MiB
-    assert plan.decode_ahead(limit) >= LEAST_AHEAD  # this run decodes ahead
-    data = corpus["short"].read_bytes()
-    cuts = [0] + [data.index(b"\n", len(data) * i // 8) + 1 for i in range(1, 8)] + [len(data)]
-    shards = []
-    for i, (lo, hi) in enumerate(zip(cuts, cuts[1:])):
-        shards.append(tmp_path / f"part{i}.txt.{codec}")
-        shards[-1].write_bytes(compress(codec, data[lo:hi]))
+    limit = 96 * MiB
+    assert plan_ahead(lambda job: None, threads, plan.decode_ahead(limit)) is not None  # type: ignore[arg-type, return-value]
+    shards = _shards(corpus["short"].read_bytes(), tmp_path, codec, 8)
     out = tmp_path / "out.txt"
-    args = ["-S", "64M", f"-j{threads}", "-T", str(tmp_path), *map(str, shards), "-o", str(out)]
+    args = ["-S", "96M", f"-j{threads}", "-T", str(tmp_path), *map(str, shards), "-o", str(out)]
     peak = peak_rss(args, tmp_path)
-    assert out.stat().st_size == len(data)
+    assert out.stat().st_size == corpus["short"].stat().st_size
     assert peak <= baseline + limit + SLACK, f"peak {peak / MiB:.0f} MiB, baseline {baseline / MiB:.0f} MiB"
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_many_compressed_inputs_cost_no_more_than_one(baseline: int, tmp_path: Path, threads: int) -> None:
+    """A finished input's decoder is let go: each zstd decoder keeps a window as large as its
+    frame (up to 8 MiB), and a run keeps its sources to the end. Kept, 120 shards of 2 MiB held
+    about 500 MiB more."""
+    line = b"a fairly long line of text, repeated so that it compresses well enough\n"
+    shards = _shards(line * (120 * (2 * MiB) // len(line)), tmp_path, "zstd", 120)
+    out = tmp_path / "out.txt"
+    peak = peak_rss(["-S", "16M", f"-j{threads}", "-T", str(tmp_path), *map(str, shards), "-o", str(out)], tmp_path)
+    assert peak <= baseline + 16 * MiB + SLACK, f"peak {peak / MiB:.0f} MiB, baseline {baseline / MiB:.0f} MiB"
 
 
 def test_compressing_buckets_on_many_workers_costs_no_memory(tmp_path: Path) -> None:

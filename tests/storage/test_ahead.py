@@ -18,12 +18,11 @@ import pytest
 import bigshuf
 from bigshuf.core.records import RecordFormat
 from bigshuf.errors import InputError
-from bigshuf.formats import line_run
 from bigshuf.progress import Progress
-from bigshuf.storage import decoding, reader
+from bigshuf.storage import ahead, decoding, reader
 from bigshuf.storage.ahead import AheadPlan, DecodeAhead
 from bigshuf.storage.sources import FileSource
-from helpers import assert_permutation, compress, make_records, write_records
+from helpers import assert_permutation, compress, make_records, run_child, write_records
 
 CODECS = ["gzip", "zstd", "bzip2", "xz"]
 
@@ -184,34 +183,91 @@ def test_streams_not_taken_are_closed(tmp_path: Path) -> None:
     assert all(s.closed for s in opened)
 
 
-def test_an_input_that_fails_to_open_ahead_fails_when_its_turn_comes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_input_that_fails_to_open_ahead_is_opened_again_in_its_turn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its turn then fails or not as reading in turn would (a descriptor may be free by then)."""
     sources = _sources(tmp_path, 3)
     real = FileSource.open
 
     def refuse(self: FileSource) -> Any:
         if self.path.endswith("part2.gz"):
-            raise InputError(f"{self.name}: Permission denied")
+            raise InputError(f"{self.name}: Too many open files")
         return real(self)
 
     monkeypatch.setattr(FileSource, "open", refuse)
     pool = _Pool()
     early = DecodeAhead(sources, AheadPlan(pool.submit, 2, 1 << 20))
-    early.start_after(0)  # started, failed, kept
+    early.start_after(0)
+    assert len(pool.started) == 2 and pool.started[1].result() is None  # started, failed
     taken = early.take(1)
     assert taken is not None
     taken.close()
-    with pytest.raises(InputError, match="part2.gz: Permission denied"):
-        early.take(2)
+    assert early.take(2) is None  # opened by the reader in its turn
     early.close()
 
 
-def test_standard_input_and_pipes_are_not_opened_ahead(tmp_path: Path) -> None:
+@pytest.mark.parametrize("change", ["append", "replace", "delete", "touch"])
+def test_an_input_changed_after_it_was_opened_ahead_is_opened_again_in_its_turn(tmp_path: Path, change: str) -> None:
+    """What is read is the file as it stands in its turn: reading in turn would not see the file
+    as it was when opened ahead, nor fail that it changed while read."""
+    sources = _sources(tmp_path, 2)
+    pool = _Pool()
+    early = DecodeAhead(sources, AheadPlan(pool.submit, 1, 1 << 20))
+    early.start_after(0)
+    stream = pool.started[0].result()
+    path = Path(sources[1].path)
+    if change == "append":
+        with path.open("ab") as f:
+            f.write(compress("gzip", b"more\n"))
+    elif change == "replace":
+        (tmp_path / "new.gz").write_bytes(compress("gzip", b"new\n"))
+        os.replace(tmp_path / "new.gz", path)
+    elif change == "delete":
+        path.unlink()
+    else:
+        os.utime(path, ns=(0, 0))
+    assert early.take(1) is None
+    assert stream.closed
+    early.close()
+
+
+def test_an_unchanged_input_opened_ahead_is_taken(tmp_path: Path) -> None:
+    sources = _sources(tmp_path, 2)
+    pool = _Pool()
+    early = DecodeAhead(sources, AheadPlan(pool.submit, 1, 1 << 20))
+    early.start_after(0)
+    stream = early.take(1)
+    assert stream is pool.started[0].result() and stream is not None and not stream.closed
+    stream.close()
+
+
+def test_only_compressed_files_listed_once_are_opened_ahead(tmp_path: Path) -> None:
+    """Not standard input (its offset is shared), a pipe (opening it waits for a writer), a
+    plain file (read in parts on every worker already), nor a source object listed twice (one
+    opened ahead would take the place of the one being read)."""
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    sources = [FileSource("-"), FileSource(str(fifo)), FileSource("-")]
+    plain = tmp_path / "plain.txt"
+    plain.write_bytes(b"a\n")
+    twice = _sources(tmp_path, 1)[0]
+    sources = [FileSource("-"), FileSource(str(fifo)), FileSource(str(plain)), twice, twice, FileSource("-")]
     pool = _Pool()
-    DecodeAhead(sources, AheadPlan(pool.submit, 3, 1 << 20)).start_after(-1)
+    DecodeAhead(sources, AheadPlan(pool.submit, 6, 1 << 20)).start_after(-1)
     assert pool.started == []
+
+
+def test_decoding_ahead_is_planned_within_its_memory() -> None:
+    """Each input ahead is given its decoder's state and a piece past its budget out of its share,
+    and there are no more of them than the memory, the workers and the descriptors allow."""
+    mib = 1 << 20
+    assert ahead.plan_ahead(_Pool().submit, 2, 15 * mib) is None
+    one = ahead.plan_ahead(_Pool().submit, 2, 48 * mib)
+    assert one is not None and one.files == 1 and one.most == 48 * mib - ahead.DECODER_STATE - decoding.LARGEST_PIECE
+    three = ahead.plan_ahead(_Pool().submit, 64, 48 * mib)
+    assert three is not None and three.files == 3
+    assert three.files * (three.most + ahead.DECODER_STATE + decoding.LARGEST_PIECE) <= 48 * mib
+    wide = ahead.plan_ahead(_Pool().submit, 64, 1 << 40)
+    assert wide is not None and wide.files == ahead.MOST_FILES
+    assert ahead.plan_ahead(_Pool().submit, 1, 1 << 40) is None
 
 
 def test_a_reader_decoding_ahead_plans_as_one_that_does_not(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -272,7 +328,9 @@ def _inputs(tmp_path: Path) -> tuple[list[Path], list[bytes]]:
 def test_compressed_inputs_decoded_ahead_give_the_same_output_whatever_the_threads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, memory: str, settings: dict[str, Any]
 ) -> None:
-    monkeypatch.setattr(line_run, "LEAST_AHEAD", 0)
+    monkeypatch.setattr(ahead, "LEAST_PER_FILE", 1)  # inputs and memory of a test's size
+    monkeypatch.setattr(ahead, "DECODER_STATE", 0)
+    monkeypatch.setattr(ahead, "LARGEST_PIECE", 0)
     monkeypatch.setattr(decoding._MemberLoop, "RAW_CHUNK", 4096)  # many pieces in small inputs
     held = _counting(monkeypatch)
     paths, lines = _inputs(tmp_path)
@@ -311,3 +369,28 @@ def test_a_fault_in_an_input_decoded_ahead_fails_as_it_does_read_in_turn(tmp_pat
     with pytest.raises(InputError, match="in4.txt.xz"):
         bigshuf.shuffle(paths, tmp_path / "lib.txt", seed=1, threads=3)
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_inputs_open_ahead_leave_the_buckets_their_descriptors(tmp_path: Path) -> None:
+    """With ``ulimit -n 100`` the buckets take all the descriptors the run allows them (36); the
+    inputs opened ahead come out of the spare ones, however many workers there are (with one
+    open per worker, -j64 failed with "Too many open files" on a bucket). In a child process,
+    whose limit can be lowered, with the budget's constants at a test's size."""
+    lines = make_records(8000, seed=3, max_len=150)
+    paths = []
+    for i in range(80):
+        paths.append(tmp_path / f"s{i:02d}.zst")
+        paths[-1].write_bytes(compress("zstd", b"\n".join(lines[i * 100 : (i + 1) * 100]) + b"\n"))
+    out = tmp_path / "out.txt"
+    run = run_child(
+        "import resource, bigshuf\n"
+        "from bigshuf.storage import ahead\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (100, 100))\n"
+        "ahead.LEAST_PER_FILE, ahead.DECODER_STATE, ahead.LARGEST_PIECE = 1, 0, 0\n"
+        f"stats = bigshuf.shuffle({[str(p) for p in paths]!r}, {str(out)!r}, seed=1, memory='64K', threads=64,"
+        f" tmp_dir={str(tmp_path)!r}, sync=False)\n"
+        "print(stats.buckets)\n"
+    )
+    assert run.returncode == 0, run.stderr
+    assert int(run.stdout) == 36
+    assert_permutation(out.read_bytes(), lines)

@@ -34,7 +34,7 @@ from ..storage.layout import parse_split
 from ..storage.manifest import input_entries, run_entries, strata_entries
 from ..storage.shards import check_outputs
 from ..request import Request, resolve_memory
-from ..storage.ahead import LEAST_AHEAD, AheadPlan, compressed_file
+from ..storage.ahead import AheadPlan, compressed_file, plan_ahead
 from ..storage.codecs import parse_compress
 from ..storage.remote import URLSource
 from ..storage.reader import RecordReader, map_whole
@@ -94,7 +94,7 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         self.strata_bounds: np.ndarray | None = None
         # Pass 1's next block started as it is read (``_scatter_early``).
         self.early: EarlyPieces[tuple[list[Scattered], Fingerprint | None]] | None = None
-        self.decode_held = 0  # bytes the reader holds decoded ahead at most (``_decode_ahead``)
+        self.decode_held = 0  # bytes the reader holds decoded ahead at most (``_plan_decoding_ahead``)
 
     @classmethod
     def for_request(cls, request: Request, inputs: list[Any], entropy: int, progress: Progress) -> LineRun:
@@ -221,7 +221,7 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         sources, their mix planned now); and whether the mix waits for ``--unique`` to count what is left."""
         reader = RecordReader(
             self.sources, self.fmt, self.progress, self.request.header, stdin_check=refuse_tar_on_stdin,
-            parallel=self.workers.map, ahead=self._decode_ahead(),
+            parallel=self.workers.map, ahead=self._plan_decoding_ahead(),
         )
         factor = 1.0
         # With --unique the rates apply to the records left once copies are dropped: the mix is
@@ -236,19 +236,18 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
             self.counted_reader = reader
         return reader, factor, unique_mix
 
-    def _decode_ahead(self) -> AheadPlan | None:
+    def _plan_decoding_ahead(self) -> AheadPlan | None:
         """How the reader decodes compressed inputs ahead on the workers (``storage.ahead``), or None:
-        one worker, ``--unique`` (its copy of the input takes the memory), too little memory
-        (``LEAST_AHEAD``) or no compressed input after the first. What it holds is taken from the
-        pieces scattered at once (``decode_held``)."""
+        one worker, ``--unique`` (its copy of the input takes the memory), too little memory or no
+        compressed input after the first. What it holds is taken from the pieces scattered at once
+        (``decode_held``, set here)."""
         held = plan.decode_ahead(self.limit)
-        if self.workers.n == 1 or self.request.unique or held < LEAST_AHEAD:
+        if self.workers.n == 1 or self.request.unique or not any(compressed_file(s) for s in self.sources[1:]):
             return None
-        if not any(compressed_file(s) for s in self.sources[1:]):
-            return None
-        files = self.workers.n - 1
-        self.decode_held = held
-        return AheadPlan(self.workers.submit, files, held // files)
+        ahead = plan_ahead(self.workers.submit, self.workers.n, held)
+        if ahead is not None:
+            self.decode_held = held
+        return ahead
 
     def _name_bar(self, reader: RecordReader, total: int | None, stored: int | None, likely: str) -> str | None:
         """The bar's name: with a known size, the path the run will most likely take (``likely``; renamed

@@ -12,6 +12,9 @@ from typing import Any, BinaryIO
 from ..errors import InputError
 from .codecs import CODECS, _require, sniff
 
+#: The most one decoder call returns: gzip, bzip2 and xz are asked for this much, zstd is fed
+#: this many bytes' worth of its 128 KiB blocks.
+LARGEST_PIECE = 2 << 20
 
 
 class _SourceError(Exception):
@@ -62,7 +65,7 @@ class _MemberLoop:
     #: gzip 10% slower at 1 MiB (measured as in the header); 256 KiB keeps outputs cache-sized.
     RAW_CHUNK = 256 << 10
     #: Most decompressed bytes asked of gzip, bzip2 and xz per call (the caller's buffer may be larger).
-    OUT_CHUNK = 2 << 20
+    OUT_CHUNK = LARGEST_PIECE
 
     def __init__(self, source: _Counted, codec: str, new: Callable[[], Any], style: str, padding: int = 0) -> None:
         self._source = source
@@ -159,7 +162,7 @@ class _ZstdBlocks:
 
     #: Blocks fed per call: at most 2 MiB of output. Ordinary data (ratio 3-10) has fewer
     #: blocks than that in a raw chunk, so it is fed whole as before.
-    MOST = 16
+    MOST = LARGEST_PIECE // (128 << 10)
 
     def __init__(self) -> None:
         self.reset()
@@ -247,7 +250,7 @@ class Decompressed(io.RawIOBase):
         self, source: _Counted, loop: _MemberLoop, codec: str, name: str, errors: tuple[type[Exception], ...]
     ) -> None:
         self._source = source
-        self._loop = loop
+        self._loop: _MemberLoop | None = loop  # None once closed: the decoder's window is let go
         self._codec = codec
         self._name = name
         self._errors = errors + (_Corrupt,)
@@ -309,6 +312,8 @@ class Decompressed(io.RawIOBase):
         return piece
 
     def _decode(self) -> bytes:
+        if self._loop is None:
+            raise ValueError("read of a closed stream")
         try:
             return self._loop.next_piece()
         except _SourceError as e:
@@ -323,6 +328,8 @@ class Decompressed(io.RawIOBase):
         if not self.closed:
             super().close()
             self._ahead.clear()
+            self._pending = memoryview(b"")
+            self._loop = None  # a run keeps its sources (and so their streams) to the end: thousands of them
             self._source.raw.close()
 
 

@@ -187,7 +187,6 @@ class RecordReader:
         self.sources = list(sources)
         #: Decodes the compressed inputs after the one being read on the workers (``DecodeAhead``).
         self.ahead = ahead
-        self._decode_ahead: DecodeAhead | None = None
         #: Spreads a read of a plain file over the workers (page-cache copies run on every core).
         self.parallel = parallel
         #: Shown standard input's first ``STDIN_HEAD`` bytes, to refuse data that is not records
@@ -273,8 +272,7 @@ class RecordReader:
             return None
         return int(sum(disk) * self.bytes_read / consumed)
 
-    def _open(self, index: int, source: Source) -> BinaryIO:
-        early = self._decode_ahead
+    def _open(self, index: int, source: Source, early: DecodeAhead | None = None) -> BinaryIO:
         taken = None if early is None else early.take(index)
         stream = source.open() if taken is None else taken
         if early is not None:
@@ -298,15 +296,17 @@ class RecordReader:
         """
         self._eager = block is not None
         buf = self._new_buffer(self._first_size(capacity, block))
-        self._decode_ahead = None if self.ahead is None else DecodeAhead(self.sources, self.ahead)
+        early = None if self.ahead is None else DecodeAhead(self.sources, self.ahead)
         try:
-            yield from self._fill(buf, capacity, limit_flag)
+            yield from self._fill(buf, capacity, limit_flag, early)
         finally:
-            if self._decode_ahead is not None:
-                self._decode_ahead.close()
+            if early is not None:
+                early.close()
 
-    def _fill(self, buf: np.ndarray, capacity: int, limit_flag: str) -> Generator[tuple[np.ndarray, bool], None, None]:
-        """``blocks``' loop over the inputs, reading each into ``buf``."""
+    def _fill(
+        self, buf: np.ndarray, capacity: int, limit_flag: str, early: DecodeAhead | None
+    ) -> Generator[tuple[np.ndarray, bool], None, None]:
+        """``blocks``' loop over the inputs, reading each into ``buf`` (the next ones decoded ``early``)."""
         filled = 0
         self._runs = []
         sep, group = self.fmt.sep, self.fmt.group
@@ -317,7 +317,7 @@ class RecordReader:
             self._runs.append((index, filled))
             if self.per_input is not None:
                 self.per_input.append([0, 0])
-            stream = self._open(index, source)
+            stream = self._open(index, source, early)
             stored, self._stored_at = _stored_size(source) is not None, 0
             # A plain file's block comes in one read: nothing to put to work before it is whole.
             stepwise = not _is_plain_file(stream)

@@ -91,6 +91,18 @@ class FileSource:
         if mtime != self._mtime_at_open:
             raise InputError(f"{self.name}: file changed while being read (modified, its size still {now} bytes)")
 
+    def still_as_opened(self) -> bool:
+        """Whether the path still names the file the open stream reads, as it was when opened (same
+        file, size and modification time): an input opened ahead of its turn is opened again if not."""
+        if self._raw is None or self._raw.closed or self.path == "-":
+            return False
+        try:
+            was, now = os.fstat(self._raw.fileno()), os.stat(self.path)
+        except OSError:
+            return False
+        same = (was.st_dev, was.st_ino) == (now.st_dev, now.st_ino)
+        return same and (now.st_size, now.st_mtime_ns) == (self._size_at_open, self._mtime_at_open)
+
     def mapped(self, st: os.stat_result, watch: Watch) -> None:
         """The file is used through the mapping ``watch`` holds, made when it had the status ``st``:
         ``check_unchanged`` then compares the file with it, and refuses it if a page of the
