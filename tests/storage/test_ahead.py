@@ -22,7 +22,7 @@ from bigshuf.progress import Progress
 from bigshuf.storage import ahead, decoding, reader
 from bigshuf.storage.ahead import AheadPlan, DecodeAhead
 from bigshuf.storage.sources import FileSource
-from helpers import assert_permutation, compress, make_records, run_child, write_records
+from helpers import assert_permutation, compress, make_records, run_child
 
 CODECS = ["gzip", "zstd", "bzip2", "xz"]
 
