@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import bigshuf
+from bigshuf.formats import line_run
 from bigshuf.core.records import RecordFormat
 from bigshuf.errors import InputError
 from bigshuf.progress import Progress
@@ -325,13 +326,19 @@ def _inputs(tmp_path: Path) -> tuple[list[Path], list[bytes]]:
 
 @pytest.mark.parametrize("memory", ["64M", "64K"], ids=["in-memory", "external"])
 @pytest.mark.parametrize("settings", [{}, {"verify": True}, {"resume": True}], ids=["plain", "verify", "resume"])
+@pytest.mark.parametrize("at_once", [False, True], ids=["workers", "at-start"])
 def test_compressed_inputs_decoded_ahead_give_the_same_output_whatever_the_threads(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, memory: str, settings: dict[str, Any]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, memory: str, settings: dict[str, Any], at_once: bool
 ) -> None:
+    """On the workers, as they come free; or ``at_once``, each input decoded ahead whole when it
+    is started (so every run with workers certainly reads its later inputs from memory)."""
     monkeypatch.setattr(ahead, "LEAST_PER_FILE", 1)  # inputs and memory of a test's size
     monkeypatch.setattr(ahead, "DECODER_STATE", 0)
     monkeypatch.setattr(ahead, "LARGEST_PIECE", 0)
     monkeypatch.setattr(decoding._MemberLoop, "RAW_CHUNK", 4096)  # many pieces in small inputs
+    if at_once:
+        real = line_run.plan_ahead
+        monkeypatch.setattr(line_run, "plan_ahead", lambda submit, workers, held: real(_Pool().submit, workers, 1 << 30))
     held = _counting(monkeypatch)
     paths, lines = _inputs(tmp_path)
     results = set()
@@ -343,7 +350,8 @@ def test_compressed_inputs_decoded_ahead_give_the_same_output_whatever_the_threa
     output, passes, _buckets = results.pop()
     assert passes == (1 if memory == "64M" else 2)
     assert_permutation(output, lines)
-    assert len(held) >= 3 * 4 and max(held) > 0  # every run with workers decoded inputs ahead
+    if at_once:  # the four compressed inputs after the first, in each of the three runs with workers
+        assert len(held) == 3 * 4 and min(held) > 0
 
 
 def test_a_fault_in_an_input_decoded_ahead_fails_as_it_does_read_in_turn(tmp_path: Path) -> None:
@@ -394,3 +402,20 @@ def test_inputs_open_ahead_leave_the_buckets_their_descriptors(tmp_path: Path) -
     assert run.returncode == 0, run.stderr
     assert int(run.stdout) == 36
     assert_permutation(out.read_bytes(), lines)
+
+
+def test_an_input_whose_worker_has_not_started_is_opened_by_the_reader(tmp_path: Path) -> None:
+    """The reader does not wait for a worker that is busy elsewhere (scattering pieces)."""
+    from concurrent.futures import Future
+
+    queued: list[Future[Any]] = []
+
+    def later(job: Any) -> Future[Any]:
+        queued.append(Future())
+        return queued[-1]
+
+    early = DecodeAhead(_sources(tmp_path, 2), AheadPlan(later, 1, 1 << 20))
+    early.start_after(0)
+    assert len(queued) == 1
+    assert early.take(1) is None and queued[0].cancelled()
+    early.close()

@@ -112,7 +112,7 @@ class DecodeAhead:
         """Input ``index``'s stream if it was started and its file has not changed since (None:
         open it now); its decoding stops first."""
         future = self._started.pop(index, None)
-        if future is None:
+        if future is None or future.cancel():  # not started (the workers busy): no wait for one
             return None
         self._stopped.add(index)
         try:
