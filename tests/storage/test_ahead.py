@@ -419,3 +419,25 @@ def test_an_input_whose_worker_has_not_started_is_opened_by_the_reader(tmp_path:
     assert len(queued) == 1
     assert early.take(1) is None and queued[0].cancelled()
     early.close()
+
+
+def test_each_input_is_looked_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whether an input is worth opening ahead costs a stat and a read of its head: once per input,
+    not once per input before it (a run may name thousands)."""
+    looked: list[str] = []
+    real = ahead.compressed_file
+
+    def counting(source: Any) -> bool:
+        looked.append(source.path)
+        return real(source)
+
+    monkeypatch.setattr(ahead, "compressed_file", counting)
+    sources = _sources(tmp_path, 12)
+    pool = _Pool()
+    early = DecodeAhead(sources, AheadPlan(pool.submit, 3, 1 << 20))
+    for i in range(len(sources)):
+        stream = early.take(i)
+        (stream or sources[i].open()).close()
+        early.start_after(i)
+    assert sorted(looked) == sorted(s.path for s in sources[1:])
+    assert len(pool.started) == 11

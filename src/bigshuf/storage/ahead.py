@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -84,13 +85,16 @@ class DecodeAhead:
         self._stopped: set[int] = set()
         # A source object listed twice is opened by each of its turns: one opened ahead would
         # take the place of the one being read.
-        self._once = {id(s) for s in sources if sum(t is s for t in sources) == 1}
+        listed = Counter(id(s) for s in sources)
+        self._once = {key for key, times in listed.items() if times == 1}
+        self._looked = 0  # the inputs before this one were looked at (and started, if worth it)
 
     def start_after(self, index: int) -> None:
         """Start opening and decoding the ``files`` inputs after ``index`` that are not started yet."""
-        for i in range(index + 1, min(len(self.sources), index + 1 + self.plan.files)):
+        for i in range(max(index + 1, self._looked), min(len(self.sources), index + 1 + self.plan.files)):
+            self._looked = i + 1  # each input is looked at once: a run may name thousands
             source = self.sources[i]
-            if i not in self._started and id(source) in self._once and compressed_file(source):
+            if id(source) in self._once and compressed_file(source):
                 self._started[i] = self.plan.submit(lambda i=i: self._open(i))  # type: ignore[misc]
 
     def _open(self, i: int) -> BinaryIO | None:
