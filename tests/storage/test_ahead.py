@@ -445,3 +445,52 @@ def test_each_input_is_looked_at_once(tmp_path: Path, monkeypatch: pytest.Monkey
         early.start_after(i)
     assert sorted(looked) == sorted(s.path for s in sources[1:])
     assert len(pool.started) == 6
+
+
+def test_a_file_of_tiny_members_is_not_decoded_ahead_past_a_few(tmp_path: Path) -> None:
+    """A member per line (``gzip >> log.gz``): each piece would hold more bookkeeping than bytes,
+    and decoding it is the interpreter's work, so a second thread only contends for it."""
+    lines = [b"line %d of a log\n" % i for i in range(3000)]
+    blob = b"".join(compress("gzip", line) for line in lines)
+    stream = decoding.open_reader(io.BytesIO(blob), "gzip", "log.gz")
+    assert isinstance(stream, decoding.Decompressed)
+    stream.decode_ahead(1 << 30, lambda: False)
+    assert len(stream._ahead) == decoding.SMALL_PIECES_SEEN
+    assert stream.read() == b"".join(lines)
+
+
+def test_pieces_ahead_count_their_bookkeeping_against_the_budget() -> None:
+    data = b"".join(b"row %d\n" % i for i in range(200))
+    blob = b"".join(compress("zstd", data[i : i + 7]) for i in range(0, len(data), 7))
+    stream = decoding.open_reader(io.BytesIO(blob), "zstd", "x")
+    assert isinstance(stream, decoding.Decompressed)
+    stream.decode_ahead(10 * decoding.PIECE_OVERHEAD, lambda: False)
+    assert len(stream._ahead) == 10  # 70 bytes of data, 10 pieces' worth of memory
+    assert stream.read() == data
+
+
+def test_no_input_is_opened_ahead_without_spare_descriptors(tmp_path: Path) -> None:
+    """At ``ulimit -n 9`` the buckets (2) and the run's own descriptors leave one: nothing is
+    opened ahead, and the run succeeds as reading in turn does (with three open ahead it failed
+    with "Too many open files")."""
+    lines = make_records(3000, seed=4, max_len=60)
+    paths = []
+    for i in range(10):
+        paths.append(tmp_path / f"s{i}.zst")
+        paths[-1].write_bytes(compress("zstd", b"\n".join(lines[i * 300 : (i + 1) * 300]) + b"\n"))
+    out = tmp_path / "out.txt"
+    run = run_child(
+        "import resource, bigshuf\n"
+        "from bigshuf.storage import ahead\n"
+        "ahead.LEAST_PER_FILE, ahead.DECODER_STATE, ahead.LARGEST_PIECE = 1, 0, 0\n"
+        "print(ahead.plan_ahead(None, 8, 1 << 30).files)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (9, 9))\n"
+        "print(ahead.plan_ahead(None, 8, 1 << 30))\n"
+        f"stats = bigshuf.shuffle({[str(p) for p in paths]!r}, {str(out)!r}, seed=1, memory='16K', threads=8,"
+        f" tmp_dir={str(tmp_path)!r}, sync=False)\n"
+        "print(stats.passes)\n"
+    )
+    assert run.returncode == 0, run.stderr
+    files, planned, passes = run.stdout.split()
+    assert (files, planned) == ("7", "None") and int(passes) > 2  # external: with 2 buckets, recursive
+    assert_permutation(out.read_bytes(), lines)

@@ -162,6 +162,15 @@ def _open_file_allowance() -> int:
     return MAX_BUCKETS if soft == -1 else max(2, soft - DESCRIPTOR_RESERVE)
 
 
+def spare_descriptors() -> int:
+    """File descriptors left beside the buckets' allowance and the run's own (``BASE_DESCRIPTORS``):
+    what extras, such as inputs opened ahead, may take. Many where the limit is unknown or none."""
+    soft = open_file_limit()
+    if soft is None or soft == -1:
+        return DESCRIPTOR_RESERVE - BASE_DESCRIPTORS
+    return max(0, soft - most_buckets() - BASE_DESCRIPTORS)
+
+
 def descriptors_needed(buckets: int, output_files: int) -> int:
     """File descriptors a run holds open at once with ``buckets`` bucket files being written and
     ``output_files`` output files open (for ``--dry-run``'s check against ``ulimit -n``)."""

@@ -19,6 +19,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from ..core.plan import spare_descriptors
 from ..errors import InputError
 from .decoding import LARGEST_PIECE, Decompressed
 from .sources import FileSource, Source
@@ -31,8 +32,8 @@ DECODER_STATE = 8 << 20
 #: budget, and at least as much again in pieces.
 LEAST_PER_FILE = 2 * DECODER_STATE
 
-#: Most inputs open ahead at once: their descriptors come out of the run's spare allowance
-#: (``plan.DESCRIPTOR_RESERVE``), not out of the buckets'.
+#: Most inputs open ahead at once: their descriptors come out of the run's spare ones (at most
+#: half of them: output shards take some), not out of the buckets' (``plan.spare_descriptors``).
 MOST_FILES = 8
 
 
@@ -49,8 +50,9 @@ def plan_ahead(
     submit: Callable[[Callable[[], BinaryIO | None]], Future[BinaryIO | None]], workers: int, held: int
 ) -> AheadPlan | None:
     """Decoding ahead on ``workers`` threads (the reader's among them) within ``held`` bytes in all,
-    decoder states included, or None where not even one input gets ``LEAST_PER_FILE``."""
-    files = min(workers - 1, held // LEAST_PER_FILE, MOST_FILES)
+    decoder states included, or None where not even one input gets ``LEAST_PER_FILE`` or a spare
+    descriptor."""
+    files = min(workers - 1, held // LEAST_PER_FILE, MOST_FILES, spare_descriptors() // 2)
     if files < 1:
         return None
     return AheadPlan(submit, files, held // files - DECODER_STATE - LARGEST_PIECE)

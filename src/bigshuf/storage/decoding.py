@@ -16,6 +16,16 @@ from .codecs import CODECS, _require, sniff
 #: this many bytes' worth of its 128 KiB blocks.
 LARGEST_PIECE = 2 << 20
 
+#: Memory a piece decoded ahead holds beside its bytes (its object, its tuple with the position,
+#: the queue's slot): measured at about 180 bytes, counted against the budget.
+PIECE_OVERHEAD = 256
+#: Pieces decoded ahead smaller than this on average, once ``SMALL_PIECES_SEEN`` of them, stop the
+#: decoding ahead: a file of tiny members (a line each, as ``gzip >> log.gz`` makes) decodes in
+#: the interpreter, whose lock the reading thread needs too (six such files took 18 s with a
+#: second thread, 11 s without).
+SMALL_PIECE = 16 << 10
+SMALL_PIECES_SEEN = 64
+
 
 class _SourceError(Exception):
     """An OSError from the underlying file, kept apart from the codec's own OSErrors."""
@@ -287,7 +297,7 @@ class Decompressed(io.RawIOBase):
         """Decode pieces for later reads until they hold ``most`` bytes, the data ends or fails, or
         ``stop()``: run on another thread while this stream is not read (the caller waits for it
         to return before reading). A failure is raised when the read reaches it."""
-        held = 0
+        held = pieces = 0
         while held < most and not stop():
             try:
                 piece = self._decode()
@@ -297,7 +307,10 @@ class Decompressed(io.RawIOBase):
             self._ahead.append((piece, self._source.position()))
             if not piece:
                 return
-            held += len(piece)
+            held += len(piece) + PIECE_OVERHEAD
+            pieces += 1
+            if pieces >= SMALL_PIECES_SEEN and held < pieces * SMALL_PIECE:
+                return  # tiny members: decoding them is the interpreter's work, which a second thread only contends for
 
     def _take(self) -> bytes:
         """The next piece: decoded ahead, else now."""
