@@ -27,6 +27,18 @@ from helpers import assert_permutation, compress, make_records, run_child
 
 CODECS = ["gzip", "zstd", "bzip2", "xz"]
 
+#: The command line, run with small compressed files decoded ahead too (``SMALLEST_FILE``).
+SMALL_FILES_AHEAD = (
+    "import sys; from bigshuf.storage import ahead; ahead.SMALLEST_FILE = 0; "
+    "from bigshuf.command import main; sys.exit(main())"
+)
+
+
+@pytest.fixture(autouse=True)
+def small_files_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test's files are small: decode them ahead all the same."""
+    monkeypatch.setattr(ahead, "SMALLEST_FILE", 0)
+
 
 def _blob(codec: str, size: int = 3 << 20) -> tuple[bytes, bytes]:
     """Text that compresses about 3:1, and its compressed form in two members."""
@@ -355,8 +367,9 @@ def test_compressed_inputs_decoded_ahead_give_the_same_output_whatever_the_threa
 
 
 def test_a_fault_in_an_input_decoded_ahead_fails_as_it_does_read_in_turn(tmp_path: Path) -> None:
-    """From the shell: the same line and exit status with and without workers, no output, and
-    no descriptor left open by the inputs opened ahead (the library run)."""
+    """From the command line (its inputs decoded ahead though small): the same line and exit
+    status with and without workers, no output, and no descriptor left open by the inputs
+    opened ahead (the library run)."""
     paths, _lines = _inputs(tmp_path)
     blob = bytearray(paths[4].read_bytes())
     blob[len(blob) // 2 : len(blob) // 2 + 32] = bytes(32)
@@ -365,7 +378,7 @@ def test_a_fault_in_an_input_decoded_ahead_fails_as_it_does_read_in_turn(tmp_pat
     for flags in (["-j1"], ["-j2"], ["-j8"]):
         out = tmp_path / "out.txt"
         run = subprocess.run(
-            [sys.executable, "-m", "bigshuf", "--seed", "1", "-o", str(out), *flags, *map(str, paths)],
+            [sys.executable, "-c", SMALL_FILES_AHEAD, "--seed", "1", "-o", str(out), *flags, *map(str, paths)],
             capture_output=True, text=True,
         )
         seen.add((run.returncode, run.stderr))
@@ -394,7 +407,7 @@ def test_inputs_open_ahead_leave_the_buckets_their_descriptors(tmp_path: Path) -
         "import resource, bigshuf\n"
         "from bigshuf.storage import ahead\n"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (100, 100))\n"
-        "ahead.LEAST_PER_FILE, ahead.DECODER_STATE, ahead.LARGEST_PIECE = 1, 0, 0\n"
+        "ahead.LEAST_PER_FILE, ahead.DECODER_STATE, ahead.LARGEST_PIECE, ahead.SMALLEST_FILE = 1, 0, 0, 0\n"
         f"stats = bigshuf.shuffle({[str(p) for p in paths]!r}, {str(out)!r}, seed=1, memory='64K', threads=64,"
         f" tmp_dir={str(tmp_path)!r}, sync=False)\n"
         "print(stats.buckets)\n"
@@ -482,7 +495,7 @@ def test_no_input_is_opened_ahead_without_spare_descriptors(tmp_path: Path) -> N
     run = run_child(
         "import resource, bigshuf\n"
         "from bigshuf.storage import ahead\n"
-        "ahead.LEAST_PER_FILE, ahead.DECODER_STATE, ahead.LARGEST_PIECE = 1, 0, 0\n"
+        "ahead.LEAST_PER_FILE, ahead.DECODER_STATE, ahead.LARGEST_PIECE, ahead.SMALLEST_FILE = 1, 0, 0, 0\n"
         "print(ahead.plan_ahead(None, 8, 1 << 30).files)\n"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (9, 9))\n"
         "print(ahead.plan_ahead(None, 8, 1 << 30))\n"
@@ -494,3 +507,15 @@ def test_no_input_is_opened_ahead_without_spare_descriptors(tmp_path: Path) -> N
     files, planned, passes = run.stdout.split()
     assert (files, planned) == ("7", "None") and int(passes) > 2  # external: with 2 buckets, recursive
     assert_permutation(out.read_bytes(), lines)
+
+
+def test_small_compressed_files_are_not_opened_ahead(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file under ``SMALLEST_FILE`` decodes in less time than handing it to a worker costs."""
+    monkeypatch.setattr(ahead, "SMALLEST_FILE", 4096)
+    small = tmp_path / "small.gz"
+    small.write_bytes(compress("gzip", b"few lines\n" * 10))
+    large = tmp_path / "large.gz"
+    large.write_bytes(compress("gzip", np.random.default_rng(1).integers(0, 256, 8192, dtype=np.uint8).tobytes()))
+    assert small.stat().st_size < 4096 <= large.stat().st_size
+    assert not ahead.compressed_file(FileSource(str(small)))
+    assert ahead.compressed_file(FileSource(str(large)))
