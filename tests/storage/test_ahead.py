@@ -392,28 +392,42 @@ def test_a_fault_in_an_input_decoded_ahead_fails_as_it_does_read_in_turn(tmp_pat
     assert len(os.listdir("/proc/self/fd")) == before
 
 
-def test_inputs_open_ahead_leave_the_buckets_their_descriptors(tmp_path: Path) -> None:
-    """With ``ulimit -n 100`` the buckets take all the descriptors the run allows them (36); the
-    inputs opened ahead come out of the spare ones, however many workers there are (with one
-    open per worker, -j64 failed with "Too many open files" on a bucket). In a child process,
-    whose limit can be lowered, with the budget's constants at a test's size."""
-    lines = make_records(8000, seed=3, max_len=150)
+def _zstd_shards(tmp_path: Path, lines: list[bytes], n: int) -> list[Path]:
+    """``lines`` in ``n`` zstd files of as many lines each."""
+    per = len(lines) // n
     paths = []
-    for i in range(80):
+    for i in range(n):
         paths.append(tmp_path / f"s{i:02d}.zst")
-        paths[-1].write_bytes(compress("zstd", b"\n".join(lines[i * 100 : (i + 1) * 100]) + b"\n"))
-    out = tmp_path / "out.txt"
+        paths[-1].write_bytes(compress("zstd", b"\n".join(lines[i * per : (i + 1) * per]) + b"\n"))
+    return paths
+
+
+def _few_descriptors(paths: list[Path], out: Path, nofile: int, memory: str, threads: int, stat: str) -> list[str]:
+    """Shuffle ``paths`` in a child process under ``ulimit -n nofile``, decoding ahead at a test's
+    size; what it prints: how many files are planned ahead before and after the limit, and the
+    run's ``stat``."""
     run = run_child(
         "import resource, bigshuf\n"
         "from bigshuf.storage import ahead\n"
-        "resource.setrlimit(resource.RLIMIT_NOFILE, (100, 100))\n"
         "ahead.LEAST_PER_FILE, ahead.DECODER_STATE, ahead.LARGEST_PIECE, ahead.SMALLEST_FILE = 1, 0, 0, 0\n"
-        f"stats = bigshuf.shuffle({[str(p) for p in paths]!r}, {str(out)!r}, seed=1, memory='64K', threads=64,"
-        f" tmp_dir={str(tmp_path)!r}, sync=False)\n"
-        "print(stats.buckets)\n"
+        f"print(ahead.plan_ahead(None, {threads}, 1 << 30).files)\n"
+        f"resource.setrlimit(resource.RLIMIT_NOFILE, ({nofile}, {nofile}))\n"
+        f"print(getattr(ahead.plan_ahead(None, {threads}, 1 << 30), 'files', 0))\n"
+        f"stats = bigshuf.shuffle({[str(p) for p in paths]!r}, {str(out)!r}, seed=1, memory={memory!r},"
+        f" threads={threads}, tmp_dir={str(out.parent)!r}, sync=False)\n"
+        f"print(stats.{stat})\n"
     )
     assert run.returncode == 0, run.stderr
-    assert int(run.stdout) == 36
+    return run.stdout.split()
+
+
+def test_inputs_open_ahead_leave_the_buckets_their_descriptors(tmp_path: Path) -> None:
+    """With ``ulimit -n 100`` the buckets take all the descriptors the run allows them (36); the
+    inputs opened ahead come out of the spare ones, however many workers there are (with one
+    open per worker, -j64 failed with "Too many open files" on a bucket)."""
+    lines = make_records(8000, seed=3, max_len=150)
+    out = tmp_path / "out.txt"
+    assert _few_descriptors(_zstd_shards(tmp_path, lines, 80), out, 100, "64K", 64, "buckets") == ["8", "8", "36"]
     assert_permutation(out.read_bytes(), lines)
 
 
@@ -487,25 +501,9 @@ def test_no_input_is_opened_ahead_without_spare_descriptors(tmp_path: Path) -> N
     opened ahead, and the run succeeds as reading in turn does (with three open ahead it failed
     with "Too many open files")."""
     lines = make_records(3000, seed=4, max_len=60)
-    paths = []
-    for i in range(10):
-        paths.append(tmp_path / f"s{i}.zst")
-        paths[-1].write_bytes(compress("zstd", b"\n".join(lines[i * 300 : (i + 1) * 300]) + b"\n"))
     out = tmp_path / "out.txt"
-    run = run_child(
-        "import resource, bigshuf\n"
-        "from bigshuf.storage import ahead\n"
-        "ahead.LEAST_PER_FILE, ahead.DECODER_STATE, ahead.LARGEST_PIECE, ahead.SMALLEST_FILE = 1, 0, 0, 0\n"
-        "print(ahead.plan_ahead(None, 8, 1 << 30).files)\n"
-        "resource.setrlimit(resource.RLIMIT_NOFILE, (9, 9))\n"
-        "print(ahead.plan_ahead(None, 8, 1 << 30))\n"
-        f"stats = bigshuf.shuffle({[str(p) for p in paths]!r}, {str(out)!r}, seed=1, memory='16K', threads=8,"
-        f" tmp_dir={str(tmp_path)!r}, sync=False)\n"
-        "print(stats.passes)\n"
-    )
-    assert run.returncode == 0, run.stderr
-    files, planned, passes = run.stdout.split()
-    assert (files, planned) == ("7", "None") and int(passes) > 2  # external: with 2 buckets, recursive
+    files, planned, passes = _few_descriptors(_zstd_shards(tmp_path, lines, 10), out, 9, "16K", 8, "passes")
+    assert (files, planned) == ("7", "0") and int(passes) > 2  # external: with 2 buckets, recursive
     assert_permutation(out.read_bytes(), lines)
 
 
