@@ -98,19 +98,23 @@ def read_capacity(limit: int) -> int:
     return max(256, limit // 2)
 
 
+def _beside_reading(limit: int) -> int:
+    """What the pass-1 read buffer and the queued writes leave of the limit."""
+    return limit - read_capacity(limit) - IN_FLIGHT_PIECES * piece_bytes(limit)
+
+
 def pieces_ahead(limit: int, held: int = 0) -> int:
     """Pieces of a pass-1 block scattered at once: the memory the read buffer, the queued
     writes and ``held`` (the inputs decoded ahead) leave, at two pieces' worth each (the
     gathered copy and its bookkeeping)."""
-    spare = limit - read_capacity(limit) - IN_FLIGHT_PIECES * piece_bytes(limit) - held
-    return max(1, spare // (2 * piece_bytes(limit)))
+    return max(1, (_beside_reading(limit) - held) // (2 * piece_bytes(limit)))
 
 
 def decode_ahead(limit: int) -> int:
     """Decompressed bytes of the next compressed inputs held at once while the one before is
     read (``storage.ahead``): half of what the read buffer and the queued writes leave, the
     pieces ahead (``pieces_ahead``) taking the other half."""
-    return max(0, (limit - read_capacity(limit) - IN_FLIGHT_PIECES * piece_bytes(limit)) // 2)
+    return max(0, _beside_reading(limit) // 2)
 
 
 def parts_ahead(limit: int, held: int) -> int:
