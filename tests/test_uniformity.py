@@ -84,6 +84,28 @@ def test_all_permutations_equally_likely(
         assert min(passes) >= 2 and deeper > 300
 
 
+@pytest.mark.parametrize("grouped", ["all", "first record"])
+def test_an_input_of_unknown_size_draws_every_permutation_equally(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, grouped: str
+) -> None:
+    """A pipe's run: 1024 buckets, its first bytes (all, or the first record's) in group files."""
+    from bigshuf.formats import line_run
+    from bigshuf.storage.sources import GeneratedSource
+
+    if grouped != "all":
+        monkeypatch.setattr(line_run, "grouped_bytes", lambda limit: 201)
+    records = records_of(4, 200)
+    data = b"".join(r + b"\n" for r in records)
+    out = tmp_path / "out"
+    counts: Counter = Counter()
+    for seed in range(24 * 25):
+        source = GeneratedSource("piped", lambda: iter([data[:500], data[500:]]))
+        stats = bigshuf.shuffle([source], out, memory="1K", seed=seed, tmp_dir=tmp_path, sync=False, threads=2)
+        assert stats.passes == 2 and stats.buckets == 1024
+        counts[tuple(records.index(r) for r in split_records(out.read_bytes()))] += 1
+    assert_uniform(counts, list(permutations(range(4))), f"unknown size, {grouped} grouped")
+
+
 def test_positions_uniform_across_many_blocks(tmp_path: Path) -> None:
     # 12 records of 100 bytes through a 512-byte read buffer: pass 1 sees several blocks.
     records = records_of(12, 100)

@@ -1,5 +1,6 @@
-"""Types of the compiled sliced writes (``_sliced.c``)."""
+"""Types of the compiled loops of system calls (``_sliced.c``)."""
 
 from typing import Any
 
 def write_sliced(fd: int, data: Any, slice: int, first: int, /) -> int: ...
+def read_parts(fd: int, out: Any, offsets: Any, lengths: Any, /) -> int: ...

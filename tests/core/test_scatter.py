@@ -312,12 +312,12 @@ def test_a_corrupted_bucket_is_refused(tmp_path: Path, compress: bool) -> None:
 
 def test_a_truncated_bucket_is_refused(tmp_path: Path) -> None:
     """A bucket file shorter than what was written is refused, not read short, and not mapped
-    (a page past its end would be SIGBUS); nor is one longer."""
+    (a page past its end would be SIGBUS); nor is one longer, read or mapped."""
     buckets, _ = appended(tmp_path / "b", 2, 1)
     buckets.close()
     size = os.path.getsize(buckets.path(1))
     os.truncate(buckets.path(1), size - 1)
-    with pytest.raises(TempSpaceError, match="bucket file is shorter than written"):
+    with pytest.raises(TempSpaceError, match=f"bucket is corrupt \\({size - 1} bytes where pass 1 wrote {size}\\)"):
         read_back(buckets, 1)
     with pytest.raises(TempSpaceError, match="temporary bucket is corrupt"):
         buckets.check_file(1)
@@ -326,6 +326,8 @@ def test_a_truncated_bucket_is_refused(tmp_path: Path) -> None:
     os.truncate(buckets.path(1), size + 4096)
     with pytest.raises(TempSpaceError, match=f"bucket is corrupt \\({size + 4096} bytes where pass 1 wrote {size}\\)"):
         buckets.map(1)
+    with pytest.raises(TempSpaceError, match=f"bucket is corrupt \\({size + 4096} bytes where pass 1 wrote {size}\\)"):
+        read_back(buckets, 1)
 
 
 def test_a_symlinked_or_special_bucket_is_not_mapped(tmp_path: Path) -> None:

@@ -85,12 +85,18 @@ def _ends(part: np.ndarray, sep: int, add: int, scratch: np.ndarray) -> np.ndarr
 SPLIT_BYTES = 16 << 20
 
 
+def searched_whole(nbytes: int, fmt: RecordFormat, workers: Workers) -> bool:
+    """Whether ``find_offsets_split`` searches a block of ``nbytes`` on the calling thread alone
+    (too small to share, or records of several lines)."""
+    return min(workers.n, nbytes // SPLIT_BYTES) < 2 or fmt.group > 1
+
+
 def find_offsets_split(block: np.ndarray, fmt: RecordFormat, workers: Workers, max_records: int | None = None) -> np.ndarray:
     """``find_offsets`` with the block's byte ranges searched on every worker at once (the ends
     a range holds do not depend on where it starts, as ``find_offsets`` needs, for single lines)."""
-    ranges = min(workers.n, len(block) // SPLIT_BYTES)
-    if ranges < 2 or fmt.group > 1:
+    if searched_whole(len(block), fmt, workers):
         return find_offsets(block, fmt, max_records)
+    ranges = min(workers.n, len(block) // SPLIT_BYTES)
     dtype = np.int32 if len(block) <= INT32_LIMIT else np.int64
     step = -(-len(block) // ranges)
     cap = None if max_records is None else max_records // ranges + 1

@@ -16,6 +16,7 @@ import numpy as np
 from ..errors import TempSpaceError
 from ..storage.safefs import check_private_directory, create_exclusive, open_nofollow, sync_directory, sync_file
 from ..storage.sliced import open_sliced
+from .bucket_groups import BucketGroups, per_group
 from .records import INT32_LIMIT, RecordFormat, find_offsets, gather_records
 from .streams import draw_ids
 from .stratify import split_ids
@@ -234,7 +235,8 @@ class BucketSet:
     """The k temporary bucket files of one external pass, with their byte and record counts.
 
     With a ``writer`` the writes are queued on its thread (call its ``flush`` before
-    ``close``); without one they happen at once.
+    ``close``); without one they happen at once. With ``grouped``, the first ``grouped`` bytes go
+    to a few group files (``BucketGroups``; not with ``compress`` nor a checkpoint to keep).
     """
 
     directory: str
@@ -242,6 +244,7 @@ class BucketSet:
     writer: WriteBehind | None = None
     compress: bool = False
     fresh: bool = True
+    grouped: int = 0
     sizes: np.ndarray = field(init=False)
     records: np.ndarray = field(init=False)
     _files: list[BinaryIO | None] = field(init=False)
@@ -263,25 +266,34 @@ class BucketSet:
         self._dirty: set[int] = set()  # buckets written since the last ``sync``
         self._created = False  # a bucket file was created (or a restored one removed) since the last ``sync``
         self.advice = ""  # --resume: what to do about a bucket that does not hold up
+        size = per_group(self.k)
+        self.groups = BucketGroups(self.directory, self.k, size, self.grouped) if self.grouped and size > 1 and not self.compress else None
 
     def path(self, j: int) -> str:
         """The file of bucket ``j``."""
         return os.path.join(self.directory, f"bucket-{j:05d}")
 
     def append(self, s: Scattered, keep: int | None = None) -> None:
-        """Append each bucket's part of a scattered piece to its file (one queued job a piece),
-        only of the first ``keep`` buckets (``-n`` may have dropped the others since it was scattered)."""
+        """Append each bucket's part of a scattered piece to its file, or its group's (one queued job
+        a piece), only of the first ``keep`` buckets (``-n`` may have dropped the others since it was scattered)."""
         counts = s.counts
         if keep is not None and keep < self.k:
             counts = counts.copy()
             counts[keep:] = 0
-        targets = []
+        groups = self.groups
+        if groups is not None and groups.taking and not groups.takes(int(s.byte_bounds[-1])):
+            self._stop_grouping(groups)
+        grouped = groups is not None and groups.taking
+        group_writes = groups.plan(s.byte_bounds, counts) if groups is not None and grouped else []
+        targets: list[tuple[int, BinaryIO | None, int, int]] = []
         for j in np.flatnonzero(counts).tolist():
-            f = self._files[j]
-            if f is None:
-                f = self._files[j] = self._open(j)
+            f = None
+            if not grouped:
+                f = self._files[j]
+                if f is None:
+                    f = self._files[j] = self._open(j)
+                self._dirty.add(j)
             targets.append((j, f, int(s.byte_bounds[j]), int(s.byte_bounds[j + 1])))
-            self._dirty.add(j)
         self.sizes += np.where(counts > 0, np.diff(s.byte_bounds), 0)
         self.records += counts
 
@@ -294,6 +306,8 @@ class BucketSet:
             for j, f, lo, hi in targets:
                 part = data[lo:hi] if frames is None else memoryview(frames[j])
                 crcs[j] = crc32(part, crcs[j]) if taken is None else crc32_combine(crcs[j], taken[j], hi - lo)
+                if f is None:
+                    continue  # written with its group, below
                 if compressor is not None:
                     part = memoryview(compressor.compress(part))
                 disk[j] += len(part)
@@ -302,12 +316,31 @@ class BucketSet:
                         part = part[f.write(part) :]
                 except OSError as e:
                     raise TempSpaceError(f"{self.path(j)}: write error: {e.strerror}{full_disk_hint(e)}") from None
+            for g, lo, hi, gf in group_writes:
+                assert groups is not None
+                groups.write(g, gf, data[lo:hi])
 
         data = s.data
         if self.writer is None:
             write(data)
         else:  # the bytes it holds until written bound the writer's queue: the frames', once compressed
             self.writer.submit_job(lambda: write(data), len(data) if frames is None else sum(map(len, frames)), may_inline=True)
+
+    def _stop_grouping(self, groups: BucketGroups) -> None:
+        """The group files are full: close them once their queued writes are done, so that the
+        buckets' own files, which take the later parts, have their descriptors."""
+        if self.writer is None:
+            groups.stop_writing()
+        else:
+            self.writer.submit_job(groups.stop_writing, 0)
+
+    def early(self, j: int) -> int:
+        """Bytes of bucket ``j`` in its group file (before those in its own file)."""
+        return 0 if self.groups is None else int(self.groups.early[j])
+
+    def mappable(self, j: int) -> bool:
+        """Whether bucket ``j`` is one file of its raw bytes, which ``map`` can map."""
+        return not self.compress and not self.early(j)
 
     def _compressor(self) -> Any:
         """With ``compress``, a zstd level-1 compressor: every part becomes one frame."""
@@ -403,9 +436,13 @@ class BucketSet:
             self._dirty.discard(j)
             self.sizes[j] = self.records[j] = 0
             self.disk[j] = 0
+        if self.groups is not None:
+            self.groups.drop_after(last)
 
     def close(self) -> None:
-        """Flush and close every bucket file."""
+        """Flush and close every bucket file (and group file)."""
+        if self.groups is not None:
+            self.groups.close()
         for j, f in enumerate(self._files):
             if f is not None:
                 try:
@@ -425,17 +462,23 @@ class BucketSet:
         return open_reader(raw, "zstd", self.path(j))
 
     def read_into(self, j: int, buf: np.ndarray) -> np.ndarray:
-        """Load bucket ``j`` (decompressing it if need be) into the front of ``buf``; return that view."""
-        size = int(self.sizes[j])
+        """Load bucket ``j`` (its bytes in its group file, then its own file's, decompressed if need
+        be) into the front of ``buf``; return that view."""
+        size, early = int(self.sizes[j]), self.early(j)
         view = buf[:size]
-        if size:
+        if early:
+            assert self.groups is not None
+            self.groups.read(j, view[:early])
+        if size > early:
             with self.open(j) as stream:
-                read_exactly(stream, view, self.path(j))
+                if not self.compress and (held := os.fstat(stream.fileno()).st_size) != size - early:
+                    raise self._corrupt(j, f"{held} bytes where pass 1 wrote {size - early}", own=True)
+                read_exactly(stream, view[early:], self.path(j))
         self.check(j, view)
         return view
 
     def map(self, j: int) -> np.ndarray:
-        """Uncompressed bucket ``j`` mapped read-only and checked against its CRC (none mapped if empty).
+        """Uncompressed bucket ``j`` (``mappable``) mapped read-only and checked against its CRC (none mapped if empty).
 
         Pass 2 shuffles from the page cache's own pages: reading copied them into a buffer, and
         that copy was a quarter of a run's CPU time (issue 14). MAP_POPULATE builds the page
@@ -474,14 +517,21 @@ class BucketSet:
         if crc32(data.data) != self.crcs[j]:
             raise self._corrupt(j, "checksum mismatch")
 
-    def _corrupt(self, j: int, why: str) -> TempSpaceError:
-        """The error for bucket ``j`` found not to hold what pass 1 wrote (``why``)."""
-        return TempSpaceError(f"{self.path(j)}: temporary bucket is corrupt ({why}); {self.advice or 'its disk may be failing'}")
+    def _corrupt(self, j: int, why: str, own: bool = False) -> TempSpaceError:
+        """The error for bucket ``j`` found not to hold what pass 1 wrote (``why``), naming its group
+        file if it has bytes there (unless the fault is its ``own`` file's)."""
+        where = self.path(j)
+        if self.groups is not None and self.early(j) and not own:
+            where = f"{self.groups.path(j // self.groups.size)} (bucket {j})"
+        return TempSpaceError(f"{where}: temporary bucket is corrupt ({why}); {self.advice or 'its disk may be failing'}")
 
     def check_file(self, j: int) -> None:
-        """Stream bucket ``j``'s file through the checksum (before a recursive pass re-reads it)."""
+        """Stream bucket ``j``'s file through the checksum (before a recursive pass re-reads it), once
+        a bucket begun in a group file is written whole to its own."""
         from isal.isal_zlib import crc32
 
+        if self.early(j):
+            self._write_whole(j)
         crc, size = 0, 0
         with self.open(j) as stream:
             while chunk := stream.read(1 << 20):
@@ -490,9 +540,37 @@ class BucketSet:
         if crc != self.crcs[j] or size != self.sizes[j]:
             raise self._corrupt(j, "checksum mismatch")
 
+    def _write_whole(self, j: int) -> None:
+        """Bucket ``j``'s bytes in its group file, then its own file's, written to a new file that
+        takes the place of its own: a deeper level reads a bucket as one file."""
+        assert self.groups is not None
+        whole = self.path(j) + "-whole"
+        try:
+            fd = create_exclusive(whole, 0o600, os.O_WRONLY)
+        except OSError as e:
+            raise TempSpaceError(f"{whole}: {e.strerror}") from None
+        try:
+            with open_sliced(fd, "wb", 0) as out:
+                def write(data: memoryview) -> None:
+                    while data:
+                        data = data[out.write(data) :]
+
+                self.groups.copy(j, write)
+                if self.sizes[j] > self.early(j):
+                    with self.open(j) as stream:
+                        while chunk := stream.read(1 << 20):
+                            write(memoryview(chunk))
+            os.replace(whole, self.path(j))
+        except OSError as e:
+            raise TempSpaceError(f"{whole}: write error: {e.strerror}{full_disk_hint(e)}") from None
+        self.disk[j] = int(self.sizes[j])
+        self.groups.early[j] = 0
+
     def remove(self, j: int) -> None:
-        """Delete bucket ``j``'s file once it has been consumed."""
+        """Delete bucket ``j``'s file once it has been consumed, and group files no later bucket needs."""
         try:
             os.unlink(self.path(j))
         except FileNotFoundError:
             pass
+        if self.groups is not None:
+            self.groups.forget(j)

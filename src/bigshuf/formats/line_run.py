@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..core import mix, plan, streams
+from ..core.bucket_groups import grouped_bytes
 from ..core.dedup import DEDUP_META, first_copies, gather
 from ..core.driver import Buckets, Estimate, OutputPlan, Sample, TwoPass, closing
 from ..core.fingerprint import Fingerprint, fingerprint
@@ -42,7 +43,7 @@ from ..storage.sources import FileSource, RangeSource, Source
 from ..storage.tempspace import TempSpace, remove_dead_outputs
 from ..storage.writeback import WriteBehind
 from .detect import refuse_terminal
-from ..core.records import RecordFormat, decimal_records, find_offsets, find_offsets_split
+from ..core.records import RecordFormat, decimal_records, find_offsets, find_offsets_split, searched_whole
 from .line_early import EarlyPieces
 from .line_mix import WeightedLines
 from .line_plan import (
@@ -81,11 +82,12 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         self.out.verify = request.verify
         self.out.hashers = self.workers
         self.temp_ratio = 1.0  # compressed / raw size of temporary buckets (--compress-temp)
+        self._unsized = False  # the level being planned has an unknown size (``_bucket_count`` says)
         # Pass 2's two read slots: one holds the bucket being shuffled while the next bucket is
         # loaded ahead into the other (``_ahead``: bucket -> its slot and the load). Uncompressed
         # buckets are mapped; the buffers are compressed buckets' (--compress-temp).
         self._bufs: list[np.ndarray | None] = [None, None]
-        self._ahead: dict[int, tuple[int, Future[np.ndarray]]] = {}
+        self._ahead: dict[int, tuple[int, Future[tuple[np.ndarray, np.ndarray | None]]]] = {}
         self._start_job()  # --resume: the job's key, and the name of its lock, temp directory and output temp files
         # Weighted sources: which source each input belongs to, and the copies each record gets.
         self.mixer: Mixer | None = None
@@ -409,7 +411,12 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
 
     def make_buckets(self, directory: str, k: int, top: bool) -> Buckets:
         resuming = top and "k" in self.state
-        buckets = BucketSet(directory, k, self.writer, compress=self.request.compress_temp, fresh=not resuming)
+        # A level of unknown size gets all the buckets its free space may need; its first bytes go
+        # to a few group files (``BucketGroups``), unless a checkpoint must describe its buckets.
+        grouped = grouped_bytes(self.limit) if self._unsized and not (top and self.state_dir) else 0
+        buckets = BucketSet(
+            directory, k, self.writer, compress=self.request.compress_temp, fresh=not resuming, grouped=grouped,
+        )
         if top and self.stratifier is not None:
             self.strata_bounds = self.stratifier.bucket_bounds(k)
         if top and self.state_dir:
@@ -417,7 +424,9 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         return buckets
 
     def _bucket_count(self, est: Estimate, temp: TempSpace) -> int:
-        """As the driver counts them, and with ``--stratify`` at least one for each split."""
+        """As the driver counts them, and with ``--stratify`` at least one for each split (and
+        whether the level's size is unknown, for ``make_buckets``, which comes next)."""
+        self._unsized = est.nbytes is None
         k = super()._bucket_count(est, temp)
         return k if self.stratifier is None else max(k, self.stratifier.splits)
 
@@ -513,10 +522,11 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         emitted is a view of it (they are gathered copies), so its mapping goes when this returns."""
         assert isinstance(buckets, BucketSet)
         if j in self._ahead:
-            view = self._ahead.pop(j)[1].result()
+            view, offsets = self._ahead.pop(j)[1].result()
         else:
-            view = self._loader(buckets, j, self._free_buffer(), room)()
-        offsets = find_offsets_split(view, self.fmt, self.workers)
+            view, offsets = self._loader(buckets, j, self._free_buffer(), room)()
+        if offsets is None:
+            offsets = find_offsets_split(view, self.fmt, self.workers)
         held = (2 * room if self._ahead else room) + plan.META_PER_RECORD * (len(offsets) - 1)
         return shuffle_block(view, offsets, self.entropy, key, self.emit, self.workers, head=left, limit=self.limit, held=held)
 
@@ -532,13 +542,19 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         slot = self._free_buffer()
         self._ahead[j] = (slot, self.workers.submit(self._loader(buckets, j, slot, room)))
 
-    def _loader(self, buckets: BucketSet, j: int, slot: int, room: int) -> Callable[[], np.ndarray]:
+    def _loader(self, buckets: BucketSet, j: int, slot: int, room: int) -> Callable[[], tuple[np.ndarray, np.ndarray | None]]:
         """What loads bucket ``j``: a mapping of it, or (compressed buckets, read through the
-        decompressor) a read into buffer ``slot``, allocated here on the calling thread."""
-        if not buckets.compress:
-            return lambda: buckets.map(j)
-        buf = self._buffer(slot, room)
-        return lambda: buckets.read_into(j, buf)
+        decompressor, and buckets begun in a group file) a read into buffer ``slot``, allocated
+        here on the calling thread. A bucket whose records' ends are searched on one thread has them
+        searched there too (on a worker, when read ahead); else they are left to ``shuffle_bucket``."""
+        fmt, workers = self.fmt, self.workers
+        buf = None if buckets.mappable(j) else self._buffer(slot, room)
+
+        def load() -> tuple[np.ndarray, np.ndarray | None]:
+            view = buckets.map(j) if buf is None else buckets.read_into(j, buf)
+            return view, find_offsets(view, fmt) if searched_whole(len(view), fmt, workers) else None
+
+        return load
 
     def _free_buffer(self) -> int:
         """A read slot no read ahead is filling (the other one may be)."""
