@@ -21,7 +21,7 @@ def test_bench_quick_runs_every_tool(tmp_path: Path) -> None:
         check=False, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
-    tools = ["| cp |", "(in memory) |", "| bigshuf -S 4M |"] + (["| shuf |"] if shutil.which("shuf") else [])
+    tools = ["| cp |", "(in memory) |", "| bigshuf -S 4M |", "| bigshuf -S 4M (pipe) |"] + (["| shuf |"] if shutil.which("shuf") else [])
     # terashuf runs when it is on PATH (its buffer is --limit, 4 MiB), and is otherwise skipped with a note.
     tools += ["| terashuf MEMORY=0.00390625 |"] if shutil.which("terashuf") else ["- terashuf not found"]
     for tool in tools:
@@ -68,7 +68,7 @@ def test_bench_variants_and_terashuf_rows(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1, proc.stderr
     rows = {line.split(" | ")[3]: line.split(" | ") for line in proc.stdout.splitlines() if line.startswith("| short")}
-    for row in ("bigshuf -S 1M (in memory)", "bigshuf -S 4M"):
+    for row in ("bigshuf -S 1M (in memory)", "bigshuf -S 4M", "bigshuf -S 4M (pipe)"):
         assert rows[row][-1] == rows[f"{row} nosync"][-1] == "ok |", proc.stdout
         assert rows[f"{row} bad"][-1] == "exit 1 |", proc.stdout
     assert rows["terashuf MEMORY=0.00390625"][-2:] == ["1.00", "ok |"], proc.stdout
