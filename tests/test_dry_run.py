@@ -279,6 +279,18 @@ def test_file_descriptors_needed_are_what_the_run_needs(tmp_path: Path) -> None:
     assert _with_open_files(need, args).returncode == 0
 
 
+@pytest.mark.parametrize("limit", [5, 6, 7, 8])
+def test_a_run_out_of_file_descriptors_leaves_no_temporary_directory(tmp_path: Path, limit: int) -> None:
+    """Under ``ulimit -n`` 5 or 6 the failed run's ``bigshuf-*`` directory stayed: removing it took
+    a descriptor per level, and none were left (the lock's is given up for it now)."""
+    src = write_records(tmp_path / "in.txt", make_records(20000, seed=6))
+    temp = tmp_path / "T"
+    temp.mkdir()
+    run = _with_open_files(limit, [str(src), "-S", "256K", "-T", str(temp), "-o", str(tmp_path / "o.txt")])
+    assert run.returncode == 1 and b"Too many open files" in run.stderr and run.stderr.count(b"\n") == 1, run.stderr
+    assert os.listdir(temp) == [] and not (tmp_path / "o.txt").exists()
+
+
 def test_standard_input_from_a_pipe_is_not_read(tmp_path: Path) -> None:
     data = b"".join(r + b"\n" for r in make_records(1000, seed=7))
     proc = subprocess.run([sys.executable, "-m", "bigshuf", "--dry-run", "-T", str(tmp_path)], input=data, capture_output=True, timeout=60)

@@ -21,6 +21,26 @@ from ..core.plan import format_size
 from .safefs import check_private_directory, create_exclusive, creation_problem, make_private_directory, open_nofollow, sync_directory
 
 
+def remove_tree(path: str) -> None:
+    """Remove the directory ``path`` and everything under it, never following a link, ignoring
+    errors. ``shutil.rmtree`` holds a descriptor per level; where none are left (the run failed
+    for want of them, ``ulimit -n`` a few), the tree is removed again one directory at a time."""
+    shutil.rmtree(path, ignore_errors=True)
+    if not os.path.lexists(path):
+        return
+    for root, dirs, files in os.walk(path, topdown=False):  # one open directory at a time; links not followed
+        for name in files + dirs:
+            where = os.path.join(root, name)
+            try:
+                os.rmdir(where) if os.path.isdir(where) and not os.path.islink(where) else os.unlink(where)
+            except OSError:
+                pass
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
+
+
 def default_tmp_dir() -> str:
     """``$TMPDIR`` if set, else /tmp, as GNU sort."""
     return os.environ.get("TMPDIR") or "/tmp"
@@ -276,7 +296,12 @@ class TempSpace:
         while True:
             try:
                 if self.path:
-                    shutil.rmtree(self.path, ignore_errors=True)
+                    remove_tree(self.path)
+                if self.path and os.path.lexists(self.path) and self._lock >= 0:
+                    # No descriptor left even to list it (``ulimit -n`` a few): the lock's goes first.
+                    os.close(self._lock)
+                    self._lock = -1
+                    remove_tree(self.path)
                 if self._lock >= 0:
                     os.close(self._lock)
                     self._lock = -1
