@@ -8,6 +8,7 @@
 #include <Python.h>
 #include <errno.h>
 #include <stdint.h>
+#include <string.h>
 #include <unistd.h>
 
 /* write_sliced(fd, data, slice, first) -> n: write data to fd in calls of at most slice bytes, the
@@ -75,21 +76,27 @@ static PyObject *py_read_parts(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "offsets and lengths must be int64 arrays of one length");
         goto done;
     }
-    const int64_t *at = offsets.buf, *len = lengths.buf;
+    /* The caller's int64 arrays; read with memcpy, as a buffer need not be aligned. */
+    const char *at = offsets.buf, *len = lengths.buf;
     Py_ssize_t total = 0;
     for (Py_ssize_t i = 0; i < parts; i++) {
-        if (at[i] < 0 || len[i] < 0 || len[i] > out.len - total) {
+        int64_t offset, left;
+        memcpy(&offset, at + i * sizeof(int64_t), sizeof(int64_t));
+        memcpy(&left, len + i * sizeof(int64_t), sizeof(int64_t));
+        if (offset < 0 || left < 0 || left > out.len - total) {
             PyErr_SetString(PyExc_ValueError, "a part is out of range or the parts do not fit in out");
             goto done;
         }
-        total += (Py_ssize_t)len[i];
+        total += (Py_ssize_t)left;
     }
     char *p = out.buf;
     Py_ssize_t got = 0;
     int err = 0, eof = 0;
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < parts && !err && !eof; i++) {
-        int64_t offset = at[i], left = len[i];
+        int64_t offset, left;
+        memcpy(&offset, at + i * sizeof(int64_t), sizeof(int64_t));
+        memcpy(&left, len + i * sizeof(int64_t), sizeof(int64_t));
         while (left > 0) {
             ssize_t n = pread(fd, p + got, (size_t)left, (off_t)offset);
             if (n < 0) {

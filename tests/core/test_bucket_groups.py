@@ -4,6 +4,7 @@ file a bucket, and every bucket reads back (and the run shuffles) as with a file
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,13 +24,14 @@ from test_scatter import buckets_of, lines, read_back, scattered
 
 K = 200  # 4 buckets a group file, 50 group files
 PIECES = 6
+PARTS = 100  # room in the table of parts
 
 
 def appended(directory: Path, grouped: int, writer: WriteBehind | None = None, keep: int | None = None
              ) -> tuple[BucketSet, list[list[bytes]]]:
     """A bucket set of ``K`` buckets whose first ``grouped`` bytes go to group files, ``PIECES``
     scattered pieces appended (of the first ``keep`` buckets), and the records each bucket should hold."""
-    buckets = BucketSet(str(directory), K, writer=writer, grouped=grouped)
+    buckets = BucketSet(str(directory), K, writer=writer, grouped=grouped, group_parts=PARTS)
     expected: list[list[bytes]] = [[] for _ in range(K)]
     for p in range(PIECES):
         s = scattered(lines(300, seed=p), K, seed=100 + p)
@@ -74,23 +76,58 @@ def test_buckets_read_back_whatever_part_went_to_group_files(tmp_path: Path, wri
     assert mappable == {PIECES: 0, 2: mappable, 0: K}[pieces_grouped] and (pieces_grouped != 2 or 0 < mappable < K / 4)
 
 
-def test_the_group_files_are_closed_when_the_buckets_files_take_over(tmp_path: Path) -> None:
-    """Their descriptors are the buckets' own files' to take: a level never holds both."""
-    before = len(os.listdir("/proc/self/fd"))
-    buckets = BucketSet(str(tmp_path / "b"), K, grouped=piece_bytes() + 1)
-    buckets.append(scattered(lines(300, seed=0), K, seed=100))
-    assert len(os.listdir("/proc/self/fd")) == before + 50
-    second = scattered(lines(300, seed=1), K, seed=101)
-    buckets.append(second)
-    assert len(os.listdir("/proc/self/fd")) == before + int((second.counts > 0).sum())
-    buckets.close()
-    assert len(os.listdir("/proc/self/fd")) == before
+@pytest.mark.parametrize("written_behind", [False, True])
+def test_the_group_files_are_closed_when_the_buckets_files_take_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, written_behind: bool
+) -> None:
+    """Their descriptors are the buckets' own files' to take: a level never holds both, even while
+    the writer thread is behind (group writes slowed here; closing them as a queued job left 64 group
+    files open beside the buckets' own, and ``ulimit -n 192`` failed, found by review)."""
+    real = BucketGroups.write
+
+    def slow(self: BucketGroups, *args: Any) -> None:
+        time.sleep(0.01)
+        real(self, *args)
+
+    monkeypatch.setattr(BucketGroups, "write", slow)
+    writer = WriteBehind(1 << 30) if written_behind else None
+    try:
+        before = len(os.listdir("/proc/self/fd"))
+        buckets = BucketSet(str(tmp_path / "b"), K, writer=writer, grouped=piece_bytes() + 1, group_parts=PARTS)
+        buckets.append(scattered(lines(300, seed=0), K, seed=100))
+        assert len(os.listdir("/proc/self/fd")) == before + 50
+        second = scattered(lines(300, seed=1), K, seed=101)
+        buckets.append(second)
+        assert len(os.listdir("/proc/self/fd")) == before + int((second.counts > 0).sum())
+        if writer is not None:
+            writer.flush()
+        buckets.close()
+        assert len(os.listdir("/proc/self/fd")) == before
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def test_the_table_of_parts_is_bounded(tmp_path: Path) -> None:
+    """Short records come in many small parts, each a row of ``8 (k+1)`` bytes: the group files take
+    at most ``group_parts`` of them (64 MiB of empty lines at ``-S 4M`` had a 56 MB table, found by
+    review), then the buckets' own files take over; the table's rows are a 32nd of the limit."""
+    buckets, expected = appended(tmp_path / "b", 1 << 30)
+    assert buckets.groups is not None and buckets.groups.held > 0
+    few = BucketSet(str(tmp_path / "c"), K, grouped=1 << 30, group_parts=2)
+    for p in range(PIECES):
+        few.append(scattered(lines(300, seed=p), K, seed=100 + p))
+    few.close()
+    assert few.groups is not None and not few.groups.taking
+    assert [read_back(few, j) for j in range(K)] == expected
+    assert bucket_groups.table_parts(4 << 20, 1024) * 8 * 1025 <= (4 << 20) // 32
+    assert bucket_groups.table_parts(256 << 20, 1024) == 1023 and bucket_groups.table_parts(64 << 10, 1024) == 1
 
 
 def test_no_groups_for_few_buckets_or_compressed_ones(tmp_path: Path) -> None:
-    assert BucketSet(str(tmp_path / "a"), 64, grouped=1 << 30).groups is None
-    assert BucketSet(str(tmp_path / "b"), 65, grouped=1 << 30).groups is not None
-    assert BucketSet(str(tmp_path / "c"), 1024, grouped=1 << 30, compress=True).groups is None
+    assert BucketSet(str(tmp_path / "a"), 64, grouped=1 << 30, group_parts=PARTS).groups is None
+    assert BucketSet(str(tmp_path / "b"), 65, grouped=1 << 30, group_parts=PARTS).groups is not None
+    assert BucketSet(str(tmp_path / "c"), 1024, grouped=1 << 30, group_parts=PARTS, compress=True).groups is None
     assert BucketSet(str(tmp_path / "d"), 1024).groups is None
     assert bucket_groups.per_group(1024) == 16 and bucket_groups.per_group(65) == 2
 
@@ -125,7 +162,7 @@ def test_group_files_go_once_pass_2_is_past_them(tmp_path: Path) -> None:
 
 
 def test_drop_after_removes_the_group_files_wholly_past_the_last_bucket(tmp_path: Path) -> None:
-    buckets = BucketSet(str(tmp_path / "b"), K, grouped=1 << 30)
+    buckets = BucketSet(str(tmp_path / "b"), K, grouped=1 << 30, group_parts=PARTS)
     expected: list[list[bytes]] = [[] for _ in range(K)]
     for p in range(3):
         s = scattered(lines(300, seed=p), K, seed=100 + p)
@@ -167,7 +204,7 @@ def test_a_changed_group_file_is_refused(tmp_path: Path) -> None:
 
 def test_group_files_are_private_and_never_written_through_a_link(tmp_path: Path) -> None:
     directory = tmp_path / "b"
-    buckets = BucketSet(str(directory), K, grouped=1 << 30)
+    buckets = BucketSet(str(directory), K, grouped=1 << 30, group_parts=PARTS)
     target = tmp_path / "victim"
     target.write_bytes(b"keep")
     os.symlink(target, directory / "group-00000")
@@ -229,6 +266,7 @@ def test_a_run_of_unknown_size_shuffles_as_without_group_files(
     """Grouped wholly, or for its first 40 KB (then a file a bucket), the output is the one the
     run makes with a file a bucket throughout, for every seed and thread count."""
     made = counting_groups(monkeypatch)
+    monkeypatch.setattr(line_run, "table_parts", lambda limit, k: 10_000)  # -S 64K's own allows one part
     if until == "some":
         monkeypatch.setattr(line_run, "grouped_bytes", lambda limit: 40_000)
     for seed in (1, 2):
@@ -258,6 +296,7 @@ def test_a_bucket_too_big_for_memory_is_scattered_again_as_without_group_files(
 ) -> None:
     """Records of 300 bytes under a 1 KiB limit: buckets of two or more recurse, read from their group file."""
     made = counting_groups(monkeypatch)
+    monkeypatch.setattr(line_run, "table_parts", lambda limit, k: 10_000)
     records = [(b"%d:" % i).ljust(300, b"x") for i in range(800)]
     data = b"".join(r + b"\n" for r in records)
     stats = bigshuf.shuffle([unsized(data)], tmp_path / "g", memory="1K", seed=4, tmp_dir=tmp_path, sync=False)
@@ -274,11 +313,11 @@ def test_a_piped_run_groups_its_buckets_from_the_shell(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    src = tmp_path / "in"
-    src.write_bytes(DATA)
-    cmd = [sys.executable, "-m", "bigshuf", "--seed", "5", "-S", "64K", "-T", str(tmp_path)]
-    piped = subprocess.run(cmd, input=DATA, capture_output=True, check=True).stdout
-    assert_permutation(piped, RECORDS)
+    records = make_records(40_000, seed=4, min_len=5, max_len=150)  # 3 MB: over half of -S 4M, in 12 pieces
+    data = b"".join(r + b"\n" for r in records)
+    cmd = [sys.executable, "-m", "bigshuf", "--seed", "5", "-S", "4M", "-T", str(tmp_path)]
+    piped = subprocess.run(cmd, input=data, capture_output=True, check=True).stdout
+    assert_permutation(piped, records)
     script = (
         "import os, sys\n"
         "from bigshuf.core import scatter\n"
@@ -290,6 +329,6 @@ def test_a_piped_run_groups_its_buckets_from_the_shell(tmp_path: Path) -> None:
         "scatter.BucketSet.close = close\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
-    done = subprocess.run([sys.executable, "-c", script, *cmd[3:]], input=DATA, capture_output=True, check=True)
+    done = subprocess.run([sys.executable, "-c", script, *cmd[3:]], input=data, capture_output=True, check=True)
     assert done.stdout == piped
     assert 0 < int(done.stderr.split()[0]) <= 64

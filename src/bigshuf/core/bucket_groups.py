@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import stat
-import threading
 from collections.abc import Callable
 from types import ModuleType
 from typing import BinaryIO
@@ -46,6 +45,12 @@ def grouped_bytes(limit: int) -> int:
     return GROUP_FILES * (plan.block_budget(limit) // plan.BUCKET_FRACTION)
 
 
+def table_parts(limit: int, k: int) -> int:
+    """Parts the group files take at most under memory ``limit``: their table (``8 (k+1)`` bytes a
+    part) is held within a 32nd of it."""
+    return max(1, limit // 32 // (8 * (k + 1)))
+
+
 def per_group(k: int) -> int:
     """Buckets a group file holds for a level of ``k`` buckets (1: no groups, they would save nothing)."""
     return 1 if k <= GROUP_FILES else -(-k // GROUP_FILES)
@@ -53,23 +58,25 @@ def per_group(k: int) -> int:
 
 class BucketGroups:
     """Group files of ``k`` buckets, ``size`` to a file, in ``directory``, written while they hold
-    less than ``until`` bytes. Appends run on the caller's thread in order, writes on a writer thread
-    (in the same order); reads run on any thread once the writes are done."""
+    less than ``until`` bytes in at most ``most_parts`` parts (the table of parts takes ``8 (k+1)``
+    bytes a part: short records come in many small parts). Appends run on the caller's thread in
+    order, writes on a writer thread (in the same order); reads run on any thread once the writes
+    are done, each opening the group file for itself."""
 
-    def __init__(self, directory: str, k: int, size: int, until: int) -> None:
+    def __init__(self, directory: str, k: int, size: int, until: int, most_parts: int) -> None:
         self.directory, self.k, self.size, self.until = directory, k, size, until
         self.n = -(-k // size)
         self.taking = True
         self.held = 0  # bytes appended so far
-        self.disk = [0] * self.n  # bytes in each group file (its next part's offset)
+        self.disk = [0] * self.n  # bytes in each group file
         self.early = np.zeros(k, np.int64)  # each bucket's bytes in its group file
         self._files: list[BinaryIO | None] = [None] * self.n
-        self._bounds: list[np.ndarray] = []  # per part: its buckets' k+1 byte bounds
-        self._starts: list[np.ndarray] = []  # per part: where each group's slice of it is in the group's file
-        self._table: tuple[np.ndarray, np.ndarray] | None = None
+        # Per part, the end of each bucket's bytes in it (the buckets it does not write hold none):
+        # rows filled as parts come, pages touched only as they are.
+        self._ends = np.empty((max(1, most_parts), k + 1), np.int64)
+        self._parts_held = 0
+        self._starts: np.ndarray | None = None  # per part, where each group's slice of it is in the group's file
         self._gone = 0  # group files before this one are removed
-        self._readers: dict[int, int] = {}  # group -> descriptor, opened for pass 2's reads
-        self._lock = threading.Lock()
 
     def path(self, g: int) -> str:
         """The file of group ``g``."""
@@ -77,19 +84,22 @@ class BucketGroups:
 
     def takes(self, nbytes: int) -> bool:
         """Whether a part of ``nbytes`` still goes to the group files: once one would take them past
-        ``until``, that part and every later one go to the buckets' own files."""
-        if self.taking and self.held + nbytes > self.until:
+        ``until`` or the table is full, that part and every later one go to the buckets' own files."""
+        if self.taking and (self.held + nbytes > self.until or self._parts_held == len(self._ends)):
             self.taking = False
         return self.taking
 
     def plan(self, bounds: np.ndarray, counts: np.ndarray) -> list[tuple[int, int, int, BinaryIO]]:
         """Record a part whose bucket ``j`` is ``[bounds[j], bounds[j+1])`` of its data (``counts``:
-        its records, zero in buckets it does not write); return the writes it makes: group, data
-        range, file."""
+        its records, zero in buckets it does not write, which all come after those it does); return
+        the writes it makes: group, data range, file."""
         sizes = np.where(counts > 0, np.diff(bounds), 0)
         self.early += sizes
+        ends = self._ends[self._parts_held]
+        ends[0] = 0
+        np.cumsum(sizes, out=ends[1:])
+        self._parts_held += 1
         per = np.add.reduceat(sizes, np.arange(0, self.k, self.size))
-        starts = np.array(self.disk, np.int64)
         writes = []
         for g in np.flatnonzero(per).tolist():
             f = self._files[g]
@@ -99,8 +109,6 @@ class BucketGroups:
             writes.append((g, lo, lo + int(per[g]), f))
             self.disk[g] += int(per[g])
         self.held += int(per.sum())
-        self._bounds.append(bounds)
-        self._starts.append(starts)
         return writes
 
     def write(self, g: int, f: BinaryIO, part: memoryview) -> None:
@@ -119,9 +127,9 @@ class BucketGroups:
             raise TempSpaceError(f"{self.path(g)}: {e.strerror}") from None
         return open_sliced(fd, "ab", 0)
 
-    def stop_writing(self) -> None:
-        """Close the group files written, after the writer's last write to them (on its thread when
-        the later parts go to the buckets' own files: their descriptors are needed there)."""
+    def close(self) -> None:
+        """Close the group files written (once the writer's last write to them is done), and make
+        the table of where each group's slice of each part is (before any read)."""
         for g, f in enumerate(self._files):
             if f is not None:
                 self._files[g] = None
@@ -129,80 +137,75 @@ class BucketGroups:
                     f.close()
                 except OSError as e:
                     raise TempSpaceError(f"{self.path(g)}: write error: {e.strerror}{full_disk_hint(e)}") from None
-
-    def close(self) -> None:
-        """Close every group file, and make the table of parts pass 2's reads use (on the thread
-        that appended, before any read)."""
-        if self._bounds:
-            self._table = np.array(self._bounds, np.int64), np.array(self._starts, np.int64)
-            self._bounds, self._starts = [], []
-        self.stop_writing()
-        for g in list(self._readers):
-            self._stop_reading(g)
+        if self._starts is None:
+            ends = self._ends[: self._parts_held]
+            firsts = np.arange(0, self.k, self.size)
+            slices = ends[:, np.minimum(firsts + self.size, self.k)] - ends[:, firsts]
+            self._starts = np.cumsum(slices, axis=0) - slices
 
     def read(self, j: int, view: np.ndarray) -> None:
         """Read bucket ``j``'s bytes in its group file into ``view`` (``early[j]`` bytes long)."""
-        offsets, lengths = self._parts(j)
-        if native is None:  # built without a C compiler: a call from Python a part
-            at = 0
-            for offset, length in zip(offsets.tolist(), lengths.tolist()):
-                self._pread(j, offset, view.data[at : at + length])
-                at += length
-            return
+        offsets, lengths = self.parts(j)
         g = j // self.size
+        fd = self._reading(g)
         try:
-            got = native.read_parts(self._reading(g), view, offsets, lengths)
-        except OSError as e:
-            raise TempSpaceError(f"{self.path(g)}: read error: {e.strerror}") from None
-        if got != len(view):
-            raise TempSpaceError(f"{self.path(g)}: temporary group of buckets is shorter than written")
+            if native is None:  # built without a C compiler: a call from Python a part
+                at = 0
+                for offset, length in zip(offsets.tolist(), lengths.tolist()):
+                    self._pread(g, fd, offset, view.data[at : at + length])
+                    at += length
+                return
+            try:
+                got = native.read_parts(fd, view, offsets, lengths)
+            except OSError as e:
+                raise TempSpaceError(f"{self.path(g)}: read error: {e.strerror}") from None
+            if got != len(view):
+                raise TempSpaceError(f"{self.path(g)}: temporary group of buckets is shorter than written")
+        finally:
+            os.close(fd)
 
     def copy(self, j: int, write: Callable[[memoryview], None]) -> None:
         """Pass bucket ``j``'s bytes in its group file to ``write``, a MiB at most at a time."""
         buf = memoryview(bytearray(COPY_CHUNK))
-        offsets, lengths = self._parts(j)
-        for offset, length in zip(offsets.tolist(), lengths.tolist()):
-            for at in range(0, length, COPY_CHUNK):
-                n = min(COPY_CHUNK, length - at)
-                self._pread(j, offset + at, buf[:n])
-                write(buf[:n])
-
-    def _parts(self, j: int) -> tuple[np.ndarray, np.ndarray]:
-        """Where bucket ``j``'s parts are in its group file, in the order they were written, and their lengths."""
-        assert self._table is not None, "group files read before they were closed"
-        bounds, starts = self._table
+        offsets, lengths = self.parts(j)
         g = j // self.size
-        lengths = bounds[:, j + 1] - bounds[:, j]
-        offsets = starts[:, g] + bounds[:, j] - bounds[:, g * self.size]
+        fd = self._reading(g)
+        try:
+            for offset, length in zip(offsets.tolist(), lengths.tolist()):
+                for at in range(0, length, COPY_CHUNK):
+                    n = min(COPY_CHUNK, length - at)
+                    self._pread(g, fd, offset + at, buf[:n])
+                    write(buf[:n])
+        finally:
+            os.close(fd)
+
+    def parts(self, j: int) -> tuple[np.ndarray, np.ndarray]:
+        """Where bucket ``j``'s parts are in its group file, in the order they were written, and their lengths."""
+        assert self._starts is not None, "group files read before they were closed"
+        ends = self._ends[: self._parts_held]
+        g = j // self.size
+        lengths = ends[:, j + 1] - ends[:, j]
+        offsets = self._starts[:, g] + ends[:, j] - ends[:, g * self.size]
         used = lengths > 0
         return np.ascontiguousarray(offsets[used]), np.ascontiguousarray(lengths[used])
 
     def _reading(self, g: int) -> int:
-        """Group ``g``'s file opened for reading (once, whichever thread reads first; never through a
-        link), refused unless it is a regular file as long as written."""
-        with self._lock:
-            fd = self._readers.get(g)
-            if fd is not None:
-                return fd
-            try:
-                fd = open_nofollow(self.path(g), os.O_RDONLY | os.O_NONBLOCK)  # a planted FIFO must not block
-            except OSError as e:
-                raise TempSpaceError(f"{self.path(g)}: cannot open this temporary group of buckets: {e.strerror}") from None
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or st.st_size != self.disk[g]:
-                os.close(fd)
-                raise TempSpaceError(
-                    f"{self.path(g)}: temporary group of buckets is corrupt "
-                    f"(not a regular file of the {self.disk[g]} bytes written)"
-                )
-            self._readers[g] = fd
-            return fd
+        """Group ``g``'s file opened for reading (never through a link), refused unless it is a
+        regular file as long as written. Each read opens it for itself: no descriptor is shared
+        between the threads reading and the one removing group files."""
+        try:
+            fd = open_nofollow(self.path(g), os.O_RDONLY | os.O_NONBLOCK)  # a planted FIFO must not block
+        except OSError as e:
+            raise TempSpaceError(f"{self.path(g)}: cannot open this temporary group of buckets: {e.strerror}") from None
+        st = os.fstat(fd)
+        why = "not a regular file" if not stat.S_ISREG(st.st_mode) else f"{st.st_size} bytes where pass 1 wrote {self.disk[g]}"
+        if not stat.S_ISREG(st.st_mode) or st.st_size != self.disk[g]:
+            os.close(fd)
+            raise TempSpaceError(f"{self.path(g)}: temporary group of buckets is corrupt ({why})")
+        return fd
 
-    def _pread(self, j: int, offset: int, out: memoryview) -> None:
-        """Fill ``out`` from bucket ``j``'s group file at ``offset``. The file must be a regular file as
-        long as written (checked once a reader opens it)."""
-        g = j // self.size
-        fd = self._reading(g)
+    def _pread(self, g: int, fd: int, offset: int, out: memoryview) -> None:
+        """Fill ``out`` from group ``g``'s file (open as ``fd``) at ``offset``."""
         try:
             while len(out):
                 n = os.preadv(fd, [out], offset)
@@ -218,19 +221,11 @@ class BucketGroups:
         g = j // self.size
         upto = g + 1 if (j + 1) % self.size == 0 or j + 1 == self.k else g
         while self._gone < upto:
-            self._stop_reading(self._gone)
             try:
                 os.unlink(self.path(self._gone))
             except FileNotFoundError:
                 pass
             self._gone += 1
-
-    def _stop_reading(self, g: int) -> None:
-        """Close group ``g``'s reading descriptor, if it has one."""
-        with self._lock:
-            fd = self._readers.pop(g, None)
-        if fd is not None:
-            os.close(fd)
 
     def drop_after(self, last: int) -> None:
         """Forget buckets past ``last`` (``-n`` never reaches them): the group files wholly past it go."""

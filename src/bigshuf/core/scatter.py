@@ -235,8 +235,9 @@ class BucketSet:
     """The k temporary bucket files of one external pass, with their byte and record counts.
 
     With a ``writer`` the writes are queued on its thread (call its ``flush`` before
-    ``close``); without one they happen at once. With ``grouped``, the first ``grouped`` bytes go
-    to a few group files (``BucketGroups``; not with ``compress`` nor a checkpoint to keep).
+    ``close``); without one they happen at once. With ``grouped``, the first ``grouped`` bytes (in
+    at most ``group_parts`` parts) go to a few group files (``BucketGroups``; not with ``compress``
+    nor a checkpoint to keep).
     """
 
     directory: str
@@ -245,6 +246,7 @@ class BucketSet:
     compress: bool = False
     fresh: bool = True
     grouped: int = 0
+    group_parts: int = 0
     sizes: np.ndarray = field(init=False)
     records: np.ndarray = field(init=False)
     _files: list[BinaryIO | None] = field(init=False)
@@ -267,7 +269,8 @@ class BucketSet:
         self._created = False  # a bucket file was created (or a restored one removed) since the last ``sync``
         self.advice = ""  # --resume: what to do about a bucket that does not hold up
         size = per_group(self.k)
-        self.groups = BucketGroups(self.directory, self.k, size, self.grouped) if self.grouped and size > 1 and not self.compress else None
+        grouping = self.grouped and self.group_parts and size > 1 and not self.compress
+        self.groups = BucketGroups(self.directory, self.k, size, self.grouped, self.group_parts) if grouping else None
 
     def path(self, j: int) -> str:
         """The file of bucket ``j``."""
@@ -327,12 +330,11 @@ class BucketSet:
             self.writer.submit_job(lambda: write(data), len(data) if frames is None else sum(map(len, frames)), may_inline=True)
 
     def _stop_grouping(self, groups: BucketGroups) -> None:
-        """The group files are full: close them once their queued writes are done, so that the
-        buckets' own files, which take the later parts, have their descriptors."""
-        if self.writer is None:
-            groups.stop_writing()
-        else:
-            self.writer.submit_job(groups.stop_writing, 0)
+        """The group files are full: close them once their queued writes are done (waited for, once
+        a level), before the buckets' own files, which take the later parts, need their descriptors."""
+        if self.writer is not None:
+            self.writer.flush()
+        groups.close()
 
     def early(self, j: int) -> int:
         """Bytes of bucket ``j`` in its group file (before those in its own file)."""
@@ -522,7 +524,8 @@ class BucketSet:
         file if it has bytes there (unless the fault is its ``own`` file's)."""
         where = self.path(j)
         if self.groups is not None and self.early(j) and not own:
-            where = f"{self.groups.path(j // self.groups.size)} (bucket {j})"
+            group = f"{self.groups.path(j // self.groups.size)} (bucket {j})"
+            where = group if self.early(j) == int(self.sizes[j]) else f"{group} or {where}"
         return TempSpaceError(f"{where}: temporary bucket is corrupt ({why}); {self.advice or 'its disk may be failing'}")
 
     def check_file(self, j: int) -> None:
@@ -542,27 +545,45 @@ class BucketSet:
 
     def _write_whole(self, j: int) -> None:
         """Bucket ``j``'s bytes in its group file, then its own file's, written to a new file that
-        takes the place of its own: a deeper level reads a bucket as one file."""
+        takes the place of its own (a deeper level reads a bucket as one file), checked against its
+        CRC as they are copied."""
+        from isal.isal_zlib import crc32
+
         assert self.groups is not None
         whole = self.path(j) + "-whole"
         try:
             fd = create_exclusive(whole, 0o600, os.O_WRONLY)
         except OSError as e:
             raise TempSpaceError(f"{whole}: {e.strerror}") from None
-        try:
-            with open_sliced(fd, "wb", 0) as out:
-                def write(data: memoryview) -> None:
+        crc = 0
+        with open_sliced(fd, "wb", 0) as out:
+            def write(data: memoryview) -> None:
+                nonlocal crc
+                crc = crc32(data, crc)
+                try:
                     while data:
                         data = data[out.write(data) :]
+                except OSError as e:
+                    raise TempSpaceError(f"{whole}: write error: {e.strerror}{full_disk_hint(e)}") from None
 
-                self.groups.copy(j, write)
-                if self.sizes[j] > self.early(j):
-                    with self.open(j) as stream:
-                        while chunk := stream.read(1 << 20):
-                            write(memoryview(chunk))
-            os.replace(whole, self.path(j))
-        except OSError as e:
-            raise TempSpaceError(f"{whole}: write error: {e.strerror}{full_disk_hint(e)}") from None
+            self.groups.copy(j, write)
+            if self.sizes[j] > self.early(j):
+                try:
+                    stream = self.open(j)
+                except OSError as e:
+                    raise TempSpaceError(f"{self.path(j)}: cannot open this temporary bucket: {e.strerror}") from None
+                with stream:
+                    while True:
+                        try:
+                            chunk = stream.read(1 << 20)
+                        except OSError as e:
+                            raise TempSpaceError(f"{self.path(j)}: read error: {e.strerror}") from None
+                        if not chunk:
+                            break
+                        write(memoryview(chunk))
+        if crc != self.crcs[j]:
+            raise self._corrupt(j, "checksum mismatch")
+        os.replace(whole, self.path(j))
         self.disk[j] = int(self.sizes[j])
         self.groups.early[j] = 0
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..core import mix, plan, streams
-from ..core.bucket_groups import grouped_bytes
+from ..core.bucket_groups import grouped_bytes, table_parts
 from ..core.dedup import DEDUP_META, first_copies, gather
 from ..core.driver import Buckets, Estimate, OutputPlan, Sample, TwoPass, closing
 from ..core.fingerprint import Fingerprint, fingerprint
@@ -416,6 +416,7 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         grouped = grouped_bytes(self.limit) if self._unsized and not (top and self.state_dir) else 0
         buckets = BucketSet(
             directory, k, self.writer, compress=self.request.compress_temp, fresh=not resuming, grouped=grouped,
+            group_parts=table_parts(self.limit, k),
         )
         if top and self.stratifier is not None:
             self.strata_bounds = self.stratifier.bucket_bounds(k)
