@@ -48,6 +48,11 @@ def _run(
     except BaseException:
         for fut in futures:
             fut.cancel()
+        for fut in futures:  # one already running still writes to the run's temporary space: let it end first
+            try:
+                fut.exception()
+            except BaseException:  # noqa: BLE001 - cancelled, or failed as well: the first error is on its way
+                pass
         raise
 
 
