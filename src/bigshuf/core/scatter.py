@@ -529,12 +529,13 @@ class BucketSet:
         return TempSpaceError(f"{where}: temporary bucket is corrupt ({why}); {self.advice or 'its disk may be failing'}")
 
     def check_file(self, j: int) -> None:
-        """Stream bucket ``j``'s file through the checksum (before a recursive pass re-reads it), once
-        a bucket begun in a group file is written whole to its own."""
+        """Stream bucket ``j``'s file through the checksum (before a recursive pass re-reads it); a
+        bucket begun in a group file is written whole to its own instead, checked as it is copied."""
         from isal.isal_zlib import crc32
 
         if self.early(j):
             self._write_whole(j)
+            return
         crc, size = 0, 0
         with self.open(j) as stream:
             while chunk := stream.read(1 << 20):
