@@ -184,10 +184,14 @@ def _final_paths(
             if os.path.isdir(finals[0]):
                 raise OutputError(f"{target}: Is a directory")
             return finals
+        if target.endswith(os.sep):  # a name for a directory, never a file's (as open(2) with O_CREAT)
+            raise OutputError(f"{target}: Is a directory")
         try:
             mode: int | None = os.stat(target).st_mode
-        except OSError:
-            mode = None
+        except FileNotFoundError:
+            mode = None  # a new file (or a dangling link, followed to the file it names)
+        except OSError as e:  # a file where a directory is expected, a link loop, no permission
+            raise OutputError(f"{target}: {e.strerror}") from None
         if mode is not None and stat.S_ISDIR(mode):
             raise OutputError(f"{target}: Is a directory")
         if mode is not None and not stat.S_ISREG(mode):
