@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -348,6 +349,45 @@ def test_a_symlinked_or_special_bucket_is_not_mapped(tmp_path: Path) -> None:
     assert records_of(buckets.map(2).tobytes()) == expected[2]
     empty = BucketSet(str(tmp_path / "e"), 2)
     assert len(empty.map(1)) == 0 and not os.path.exists(empty.path(1))
+
+
+@pytest.mark.parametrize("compress", [False, True])
+@pytest.mark.parametrize("planted", ["fifo", "directory"])
+def test_a_special_bucket_is_refused_when_read(tmp_path: Path, compress: bool, planted: str) -> None:
+    """A FIFO in place of a bucket file is refused when it is read or checked, not waited on (the
+    run hung for ever); a directory is refused by name (the message named file descriptor 6)."""
+    buckets, expected = appended(tmp_path / "b", 2, 1, compress=compress)
+    buckets.close()
+    path = buckets.path(0)
+    os.unlink(path)
+    if planted == "fifo":
+        os.mkfifo(path, 0o600)
+    else:
+        os.mkdir(path, 0o700)
+    done = threading.Event()
+
+    def unblock() -> None:
+        """Open the FIFO's other end whenever a reader waits on it, so that a blocked read fails the test rather than hanging it."""
+        while not done.wait(0.05):
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                pass  # no reader waiting (ENXIO), or not a FIFO
+
+    helper = threading.Thread(target=unblock)
+    helper.start()
+    try:
+        not_regular = f"^{path}: temporary bucket is corrupt \\(not a regular file\\)"
+        with pytest.raises(TempSpaceError, match=not_regular):
+            read_back(buckets, 0)
+        with pytest.raises(TempSpaceError, match=not_regular):
+            buckets.check_file(0)
+        with pytest.raises(TempSpaceError, match=not_regular):
+            buckets.open(0)
+    finally:
+        done.set()
+        helper.join()
+    assert read_back(buckets, 1) == expected[1]
 
 
 def test_drop_after_removes_the_later_buckets(tmp_path: Path) -> None:

@@ -456,7 +456,7 @@ class BucketSet:
     def open(self, j: int) -> Any:
         """Bucket ``j``'s file opened for reading (never through a link), decompressed as it is read
         if the buckets are compressed."""
-        raw = open(open_nofollow(self.path(j)), "rb", buffering=0)
+        raw = open(self._open_regular(j), "rb", buffering=0)
         if not self.compress:
             return raw
         from ..storage.decoding import open_reader
@@ -492,15 +492,9 @@ class BucketSet:
         if not size:
             view = np.empty(0, np.uint8)
         else:
-            try:
-                fd = open_nofollow(self.path(j), os.O_RDONLY | os.O_NONBLOCK)  # a planted FIFO must not block
-            except OSError as e:
-                advice = f"; {self.advice}" if self.advice else ""
-                raise TempSpaceError(f"{self.path(j)}: cannot open this temporary bucket: {e.strerror}{advice}") from None
+            fd = self._open_regular(j)
             try:
                 st = os.fstat(fd)
-                if not stat.S_ISREG(st.st_mode):
-                    raise self._corrupt(j, "not a regular file")
                 if st.st_size != size:
                     raise self._corrupt(j, f"{st.st_size} bytes where pass 1 wrote {size}")
                 flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
@@ -511,6 +505,23 @@ class BucketSet:
                 os.close(fd)
         self.check(j, view)
         return view
+
+    def _open_regular(self, j: int) -> int:
+        """Bucket ``j``'s file opened read-only, refused unless it is a regular file: a FIFO planted
+        in its place would block the open or the read for ever, a directory fail with no name."""
+        try:
+            fd = open_nofollow(self.path(j), os.O_RDONLY | os.O_NONBLOCK)
+        except OSError as e:
+            advice = f"; {self.advice}" if self.advice else ""
+            raise TempSpaceError(f"{self.path(j)}: cannot open this temporary bucket: {e.strerror}{advice}") from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise self._corrupt(j, "not a regular file", own=True)
+            os.set_blocking(fd, True)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def check(self, j: int, data: np.ndarray) -> None:
         """Raise if bucket ``j`` read back as ``data`` differs from what was written (CRC-32)."""
@@ -569,11 +580,7 @@ class BucketSet:
 
             self.groups.copy(j, write)
             if self.sizes[j] > self.early(j):
-                try:
-                    stream = self.open(j)
-                except OSError as e:
-                    raise TempSpaceError(f"{self.path(j)}: cannot open this temporary bucket: {e.strerror}") from None
-                with stream:
+                with self.open(j) as stream:
                     while True:
                         try:
                             chunk = stream.read(1 << 20)
