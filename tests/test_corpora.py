@@ -163,6 +163,24 @@ def test_lines_per_record_keeps_groups_together(tmp_path: Path, memory: str) -> 
     assert groups != reads
 
 
+@pytest.mark.parametrize("memory", ["64M", "2K"])
+def test_a_header_counts_lines_not_records_of_several_lines(tmp_path: Path, memory: str) -> None:
+    """``--header=N`` keeps N lines, as its help says, whatever ``--lines-per-record``: a one-line
+    title above two-line records was taken with the first record's first line (2 lines), and
+    every later pair was cut across two records."""
+    pairs = [b"name %d\nvalue %d" % (i, i) for i in range(300)]
+    a = write_records(tmp_path / "a.txt", [b"# title"] + pairs[:200])
+    b = write_records(tmp_path / "b.txt", [b"# title"] + pairs[200:])
+    out = tmp_path / "out.txt"
+    bigshuf.shuffle([a, b], out, memory=memory, seed=3, header=1, lines_per_record=2, tmp_dir=tmp_path)
+    lines = split_records(out.read_bytes())
+    assert lines[0] == b"# title"
+    groups = [b"\n".join(lines[i : i + 2]) for i in range(1, len(lines), 2)]
+    assert Counter(groups) == Counter(pairs) and groups != pairs
+    before, after = bigshuf.check_permutation([a, b], out, header=1, lines_per_record=2)
+    assert before == after
+
+
 def test_lines_per_record_with_a_partial_group_is_an_error(tmp_path: Path) -> None:
     src = write_records(tmp_path / "reads.fastq", [b"@r1", b"AC", b"+", b"II", b"@r2", b"GT"])
     with pytest.raises(bigshuf.InputError, match="reads.fastq: ends with 2 lines left over"):

@@ -694,9 +694,9 @@ def test_repeat_over_a_range_draws_what_the_listed_range_gives(tmp_path):
     numbers = tmp_path / "numbers"
     numbers.write_bytes(b"".join(b"%d\n" % i for i in range(7, 3007)))
     assert head_of_endless(["-r", "-i", "7-3006", "--seed", "5"], count=5000) == head_of_endless(["-r", str(numbers), "--seed", "5"], count=5000)
-    # --header and --lines-per-record shape the listed range's records: those are drawn, as from the file.
+    # --header (lines) and --lines-per-record shape the listed range's records: those are drawn, as from the file.
     # At -S 256K a chunk of draws is 3,276 numbers: 8,000 lines cross two chunk boundaries.
-    for shape in (["--header=2"], ["--lines-per-record=2"], ["--header=1", "--lines-per-record=3", "-S", "64K"], ["-S", "256K"]):
+    for shape in (["--header=2"], ["--lines-per-record=2"], ["--header=3", "--lines-per-record=3", "-S", "64K"], ["-S", "256K"]):
         listed = head_of_endless(["-r", str(numbers), "--seed", "5", *shape], count=8000)
         assert head_of_endless(["-r", "-i", "7-3006", "--seed", "5", *shape], count=8000) == listed, shape
 

@@ -95,8 +95,8 @@ def shuffle(
     ``output`` with ``{split}`` replaced by its name (and sharded within). ``manifest`` writes a JSON
     record of the run (inputs, every output file's records, bytes and fingerprint), committed with
     the outputs; ``check_manifest`` checks the files against it. ``header=N``
-    keeps the first input's first N records on top of every output file and drops the first N
-    records of later inputs. ``lines_per_record=N`` shuffles groups of N lines (FASTQ: 4).
+    keeps the first input's first N lines on top of every output file and drops the first N
+    lines of later inputs (lines, whatever ``lines_per_record``: records start after them). ``lines_per_record=N`` shuffles groups of N lines (FASTQ: 4).
     ``compress_temp`` keeps the temporary buckets zstd-compressed. ``verify`` fingerprints
     the records read and the records written and fails, output not put in place, if they differ.
     ``resume`` checkpoints an external run (needs a ``seed``) so that the same call, after a
@@ -304,8 +304,8 @@ def check_permutation(
     paths); equal when the outputs hold exactly the inputs' records, in any order and split
     over any number of files.
 
-    Compressed files are read as such; ``header`` records are set aside as ``shuffle`` does
-    (no file's first ``header`` records are counted). ``threads`` workers hash (default: the
+    Compressed files are read as such; ``header`` lines are set aside as ``shuffle`` does
+    (no file's first ``header`` lines are counted). ``threads`` workers hash (default: the
     cores this process may use), fewer if ``memory`` cannot hold them; the result is the same.
     """
     from .formats.compare import other_records_fingerprints

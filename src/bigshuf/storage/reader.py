@@ -171,9 +171,9 @@ class RecordReader:
 
     Every input's last record gets a separator if it lacks one, as GNU sort and shuf do,
     so records never run across inputs. A record longer than the buffer is an error, and so
-    is an input that ends inside a ``--lines-per-record`` group. With ``header`` records, the
-    first input's leading records are kept aside in ``self.header`` and every later input's
-    are dropped.
+    is an input that ends inside a ``--lines-per-record`` group. With ``header`` lines (lines, not
+    records: groups start after them), the first input's leading lines are kept aside in
+    ``self.header`` and every later input's are dropped.
     """
 
     #: Size of a read buffer that has to grow (``_new_buffer``); it doubles up to the capacity the caller allows.
@@ -194,7 +194,7 @@ class RecordReader:
         self.stdin_check = stdin_check
         self.fmt = fmt
         self.progress = progress
-        self.header_records = header
+        self.header_lines = header
         self.header = b""
         self.bytes_read = 0
         self.progress_done = 0  # bytes reported to progress: of the inputs as stored
@@ -277,8 +277,8 @@ class RecordReader:
         stream = source.open() if taken is None else taken
         if early is not None:
             early.start_after(index)
-        if self.header_records:
-            head, stream = split_head(stream, self.header_records * self.fmt.group, self.fmt.sep, source.name)
+        if self.header_lines:
+            head, stream = split_head(stream, self.header_lines, self.fmt.sep, source.name)
             if index == 0:
                 self.header = head
         return stream
