@@ -12,6 +12,7 @@ import math
 from collections import Counter
 from itertools import permutations
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -104,6 +105,38 @@ def test_an_input_of_unknown_size_draws_every_permutation_equally(
         assert stats.passes == 2 and stats.buckets == 1024
         counts[tuple(records.index(r) for r in split_records(out.read_bytes()))] += 1
     assert_uniform(counts, list(permutations(range(4))), f"unknown size, {grouped} grouped")
+
+
+def test_small_buckets_shuffled_ahead_draw_every_order_equally(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pipe's small buckets shuffled ahead on the workers (handed over whatever their size here;
+    8 buckets, so 4 probe records among 36 others often share one): the probes' order is uniform."""
+    from bigshuf.core import driver
+    from bigshuf.formats import line_run
+    from bigshuf.storage.sources import GeneratedSource
+
+    monkeypatch.setattr(parallel, "INLINE_BELOW", 0)
+    monkeypatch.setattr(driver, "level_buckets", lambda est, limit, free: 8)
+    shuffled = 0
+    real = line_run.shuffled_in_one_part
+
+    def counted(*args: Any) -> Any:
+        nonlocal shuffled
+        shuffled += 1
+        return real(*args)
+
+    monkeypatch.setattr(line_run, "shuffled_in_one_part", counted)
+    records = records_of(40, 29)  # 1200 bytes: more than -S 2K reads at once
+    probes = records[::10]
+    data = b"".join(r + b"\n" for r in records)
+    out = tmp_path / "out"
+    counts: Counter = Counter()
+    for seed in range(24 * 25):
+        source = GeneratedSource("piped", lambda: iter([data[:500], data[500:]]))
+        stats = bigshuf.shuffle([source], out, memory="2K", seed=seed, tmp_dir=tmp_path, sync=False, threads=2)
+        assert stats.passes == 2 and stats.buckets == 8
+        counts[tuple(probes.index(r) for r in split_records(out.read_bytes()) if r in probes)] += 1
+    assert shuffled > 24 * 25 * 2  # of 7 buckets a run after the first, as many as the limit lets be held ahead
+    assert_uniform(counts, list(permutations(range(4))), "small buckets shuffled ahead")
 
 
 def test_positions_uniform_across_many_blocks(tmp_path: Path) -> None:

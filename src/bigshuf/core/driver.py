@@ -239,9 +239,11 @@ class TwoPass(ABC):
     def bucket_blocks(self, buckets: Buckets, j: int) -> tuple[Iterator[Any], Estimate]:
         """Bucket ``j``'s records in blocks, to scatter one level deeper, and what they hold."""
 
-    def read_ahead(self, buckets: Buckets, j: int, room: int) -> None:
-        """Bucket ``j`` fits in memory and is shuffled after the one about to be: a format may
-        start loading it now, to overlap the two."""
+    def read_ahead(self, buckets: Buckets, j: int, room: int, key: Key, left: int | None) -> bool:
+        """Bucket ``j`` fits in memory and is shuffled soon after the one about to be (``key`` and
+        ``left`` as ``shuffle_bucket`` will be given them): a format may start loading it, or
+        shuffling it, now, to overlap the two. True: the next such bucket may be started too."""
+        return False
 
     def block_bytes(self, block: Any) -> int:
         """A block's size, for the progress of a deeper level."""
@@ -483,9 +485,7 @@ class TwoPass(ABC):
             if not count:
                 continue
             if fits[j]:
-                after = following[j]
-                if after is not None and (self.head_count is None or self.records + count < self.head_count):
-                    self.read_ahead(buckets, after, room)
+                self._start_following(buckets, j, following, level.starts, room, key)
                 self.records += self.shuffle_bucket(buckets, j, streams.bucket(key, j), left, room)
                 self.progress.update(size)
             else:
@@ -497,6 +497,23 @@ class TwoPass(ABC):
                 self.save_checkpoint(buckets_done=j + 1, records_out=self.records, output=self.out.checkpoint())
             self.writer.submit_job(partial(buckets.remove, j), 0)  # off the main thread, after the bucket's output
         self.release_buffers()
+
+    def _start_following(
+        self, buckets: Buckets, j: int, following: list[int | None], starts: np.ndarray, room: int, key: Key,
+    ) -> None:
+        """Offer the format the buckets shuffled in memory after bucket ``j``, in order, while it
+        takes them (``read_ahead``) and ``-n`` still reaches them; each with the records ``-n``
+        will leave it, all those of the buckets before it being written by then (``starts``: where
+        each bucket starts in the level's output)."""
+        b = following[j]
+        while b is not None:
+            before = self.records + int(starts[b] - starts[j])
+            if self.head_count is not None and before >= self.head_count:
+                return
+            left = None if self.head_count is None else self.head_count - before
+            if not self.read_ahead(buckets, b, room, streams.bucket(key, b), left):
+                return
+            b = following[b]
 
     # --resume: checkpoints of the top level, written here, loaded by the format's run.
 

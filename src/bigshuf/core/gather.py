@@ -92,12 +92,7 @@ def shuffle_block(
     parts = part_count(n, nbytes, limit)
     workers = workers.sized(len(block))
     if parts == 1:
-        rng = rng_for(entropy, key)
-        if m < n // 2:
-            # A uniform m-permutation without permuting everything (Floyd / tail shuffle).
-            order = rng.choice(n, size=m, replace=False, shuffle=True)
-        else:
-            order = permutation(n, rng)[:m]
+        order = one_part_order(n, m, rng_for(entropy, key))
         emit_in_order(block, offsets, order if index is None else index[order], emit, m)
         return m
     draw = max(PART_DRAW, -(-n // MAX_DRAWS))
@@ -122,6 +117,31 @@ def shuffle_block(
             emit(chunk.slice(0, half))
         emit(chunk.slice(half))
     return m
+
+
+def in_one_part(n: int, nbytes: int, limit: int) -> bool:
+    """Whether ``shuffle_block`` shuffles ``n`` records in ``nbytes`` in one part (one draw, one gather)."""
+    return part_count(n, nbytes, limit) == 1
+
+
+def one_part_order(n: int, m: int, rng: np.random.Generator) -> np.ndarray:
+    """The first ``m`` records of a uniformly random order of ``range(n)``: a shuffle in one part."""
+    if m < n // 2:
+        # A uniform m-permutation without permuting everything (Floyd / tail shuffle).
+        order: np.ndarray = rng.choice(n, size=m, replace=False, shuffle=True)
+        return order
+    return permutation(n, rng)[:m]
+
+
+def shuffled_in_one_part(block: np.ndarray, offsets: np.ndarray, entropy: int, key: Key, head: int | None) -> tuple[pa.Array | None, int]:
+    """What ``shuffle_block`` emits for a block shuffled in one part (``in_one_part``), as one
+    gathered chunk (None: no record) and its record count: for a job that shuffles a whole
+    small block on a worker while the caller emits the one before."""
+    n = len(offsets) - 1
+    m = n if head is None else min(head, n)
+    if m == 0:
+        return None, 0
+    return take_records(block, offsets, one_part_order(n, m, rng_for(entropy, key))), m
 
 
 def _draw_parts(entropy: int, key: Key, c: int, draw: int, n: int, parts: int) -> tuple[np.ndarray, np.ndarray]:

@@ -13,16 +13,19 @@ import os
 from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future
 from itertools import chain
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 from ..core import mix, plan, streams
 from ..core.bucket_groups import grouped_bytes, table_parts
 from ..core.dedup import DEDUP_META, first_copies, gather
 from ..core.driver import Buckets, Estimate, OutputPlan, Sample, TwoPass, closing
 from ..core.fingerprint import Fingerprint, fingerprint
-from ..core.gather import records_per_chunk, sample_with_replacement, shuffle_block
+from ..core.gather import in_one_part, records_per_chunk, sample_with_replacement, shuffle_block, shuffled_in_one_part
 from ..core.mix import Mixer
 from ..core.parallel import share_one_heap
 from ..core.stratify import Stratifier
@@ -54,6 +57,27 @@ from .line_unique import Dedup, parallel_hashes, record_ranges
 from .tar_input import refuse_tar_on_stdin
 
 
+#: A bucket loaded for pass 2: its bytes, and its records' ends when found where it was loaded.
+Loaded = tuple[np.ndarray, "np.ndarray | None"]
+
+
+class ShuffledAhead(NamedTuple):
+    """A bucket shuffled ahead on a worker: its records in their shuffled order as one chunk
+    (None: none), how many, and the count ``-n`` left it when its job started."""
+
+    chunk: pa.Array | None
+    records: int
+    left: int | None
+
+
+class Ahead(NamedTuple):
+    """A pass-2 job started ahead: its read slot, the job, and whether it shuffles (or just loads)."""
+
+    slot: int
+    job: Future[Loaded | ShuffledAhead]
+    shuffled: bool
+
+
 class LineRun(WeightedLines, ResumableLines, TwoPass):
     """One line shuffle: reads the sources, decides the path, owns the output and the temp space."""
 
@@ -83,11 +107,12 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         self.out.hashers = self.workers
         self.temp_ratio = 1.0  # compressed / raw size of temporary buckets (--compress-temp)
         self._unsized = False  # the level being planned has an unknown size (``_bucket_count`` says)
-        # Pass 2's two read slots: one holds the bucket being shuffled while the next bucket is
-        # loaded ahead into the other (``_ahead``: bucket -> its slot and the load). Uncompressed
-        # buckets are mapped; the buffers are compressed buckets' (--compress-temp).
-        self._bufs: list[np.ndarray | None] = [None, None]
-        self._ahead: dict[int, tuple[int, Future[tuple[np.ndarray, np.ndarray | None]]]] = {}
+        # Pass 2's read slots: one holds the bucket being shuffled while the next is loaded ahead
+        # into another, or the next few small ones are shuffled ahead (``_ahead``: bucket -> its
+        # slot and the job). Uncompressed files are mapped; the buffers are for compressed buckets
+        # (--compress-temp) and those begun in group files.
+        self._bufs: list[np.ndarray | None] = []
+        self._ahead: dict[int, Ahead] = {}
         self._start_job()  # --resume: the job's key, and the name of its lock, temp directory and output temp files
         # Weighted sources: which source each input belongs to, and the copies each record gets.
         self.mixer: Mixer | None = None
@@ -519,31 +544,62 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
             early.settle()
 
     def shuffle_bucket(self, buckets: Buckets, j: int, key: Key, left: int | None, room: int) -> int:
-        """Shuffle bucket ``j`` as loaded (mapped, or read into a buffer), read ahead or now. No chunk
-        emitted is a view of it (they are gathered copies), so its mapping goes when this returns."""
+        """Shuffle bucket ``j`` as loaded (mapped, or read into a buffer), read ahead or now, or
+        emit it as shuffled ahead. No chunk emitted is a view of it (they are gathered copies), so
+        its mapping goes when this returns."""
         assert isinstance(buckets, BucketSet)
-        if j in self._ahead:
-            view, offsets = self._ahead.pop(j)[1].result()
-        else:
-            view, offsets = self._loader(buckets, j, self._free_buffer(), room)()
+        got = self._ahead.pop(j).job.result() if j in self._ahead else None
+        if isinstance(got, ShuffledAhead) and got.left == left:
+            if got.chunk is not None:
+                self.emit(got.chunk)
+            return got.records
+        if got is None or isinstance(got, ShuffledAhead):  # (not shuffled for this count: never, as the driver plans)
+            got = self._loader(buckets, j, self._free_buffer(), room)()
+        view, offsets = got
         if offsets is None:
             offsets = find_offsets_split(view, self.fmt, self.workers)
-        held = (2 * room if self._ahead else room) + plan.META_PER_RECORD * (len(offsets) - 1)
+        held = self._held(room) + plan.META_PER_RECORD * (len(offsets) - 1)
         return shuffle_block(view, offsets, self.entropy, key, self.emit, self.workers, head=left, limit=self.limit, held=held)
 
-    def read_ahead(self, buckets: Buckets, j: int, room: int) -> None:
+    def read_ahead(self, buckets: Buckets, j: int, room: int, key: Key, left: int | None) -> bool:
         """Load bucket ``j`` on a worker while the current one is shuffled (map and check it, or
-        read it into the second buffer), when two buckets and the larger's bookkeeping fit in the
-        limit (mapped pages count in the resident memory as the buffers did)."""
+        read it into a free buffer), when what is held ahead fits in the limit (mapped pages
+        count in the resident memory as the buffers do). A bucket shuffled in one part is
+        shuffled there too, and then the next may be as well, one a worker: pipes leave a
+        thousand small buckets, each too small to share between the workers."""
         assert isinstance(buckets, BucketSet)
-        if self.workers.sized(room).n == 1 or j in self._ahead:
-            return
-        if 2 * room + plan.META_PER_RECORD * int(buckets.records.max()) > plan.block_budget(self.limit):
-            return
+        if j in self._ahead:
+            return self._ahead[j].shuffled
+        if self.workers.sized(room).n == 1:
+            return False
+        size, count = int(buckets.sizes[j]), int(buckets.records[j])
+        small = in_one_part(count, size, self.limit)
+        if small and sum(a.shuffled for a in self._ahead.values()) >= self.workers.n:
+            return False
+        meta = plan.META_PER_RECORD * int(buckets.records.max())
+        if self._held(room) + (2 * room if small else room) + meta > plan.block_budget(self.limit):
+            return False
         slot = self._free_buffer()
-        self._ahead[j] = (slot, self.workers.submit(self._loader(buckets, j, slot, room)))
+        load = self._loader(buckets, j, slot, room)
+        if not small:
+            self._ahead[j] = Ahead(slot, self.workers.submit(load), False)
+            return False
+        fmt, entropy = self.fmt, self.entropy
 
-    def _loader(self, buckets: BucketSet, j: int, slot: int, room: int) -> Callable[[], tuple[np.ndarray, np.ndarray | None]]:
+        def shuffle() -> ShuffledAhead:
+            view, offsets = load()
+            chunk, m = shuffled_in_one_part(view, find_offsets(view, fmt) if offsets is None else offsets, entropy, key, left)
+            return ShuffledAhead(chunk, m, left)
+
+        self._ahead[j] = Ahead(slot, self.workers.submit(shuffle), True)
+        return True
+
+    def _held(self, room: int) -> int:
+        """Bytes pass 2 holds at most while the current bucket is shuffled: its ``room`` and those
+        of the buckets ahead (twice for those shuffled ahead: their gathered copy too)."""
+        return room + sum(2 * room if a.shuffled else room for a in self._ahead.values())
+
+    def _loader(self, buckets: BucketSet, j: int, slot: int, room: int) -> Callable[[], Loaded]:
         """What loads bucket ``j``: a mapping of it, or (compressed buckets, read through the
         decompressor, and buckets begun in a group file) a read into buffer ``slot``, allocated
         here on the calling thread. A bucket whose records' ends are searched on one thread has them
@@ -551,19 +607,21 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         fmt, workers = self.fmt, self.workers
         buf = None if buckets.mappable(j) else self._buffer(slot, room)
 
-        def load() -> tuple[np.ndarray, np.ndarray | None]:
+        def load() -> Loaded:
             view = buckets.map(j) if buf is None else buckets.read_into(j, buf)
             return view, find_offsets(view, fmt) if searched_whole(len(view), fmt, workers) else None
 
         return load
 
     def _free_buffer(self) -> int:
-        """A read slot no read ahead is filling (the other one may be)."""
-        busy = {slot for slot, _read in self._ahead.values()}
-        return next(slot for slot in (0, 1) if slot not in busy)
+        """A read slot no job ahead is filling or holds."""
+        busy = {a.slot for a in self._ahead.values()}
+        return next(slot for slot in range(len(self._ahead) + 1) if slot not in busy)
 
     def _buffer(self, slot: int, room: int) -> np.ndarray:
         """Read buffer ``slot``, of at least ``room`` bytes (allocated once a level, then reused)."""
+        if slot >= len(self._bufs):
+            self._bufs.extend([None] * (slot + 1 - len(self._bufs)))
         buf = self._bufs[slot]
         if buf is None or len(buf) < room:
             buf = self._bufs[slot] = np.empty(room, np.uint8)
@@ -571,9 +629,9 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
 
     def release_buffers(self) -> None:
         ahead, self._ahead = self._ahead, {}
-        for _slot, read in ahead.values():  # loads ahead that will not be used: waited for, errors raised, let go
-            read.result()
-        self._bufs = [None, None]
+        for a in ahead.values():  # jobs ahead that will not be used: waited for, errors raised, let go
+            a.job.result()
+        self._bufs = []
 
     def bucket_blocks(self, buckets: Buckets, j: int) -> tuple[Iterator[Any], Estimate]:
         assert isinstance(buckets, BucketSet)
