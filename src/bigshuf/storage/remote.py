@@ -195,27 +195,33 @@ def write_whole(name: str, write: Callable[[BinaryIO], None]) -> None:
     the old object, the new one or none, never a part, and a retried task just writes again.
     """
     fs, path = filesystem(name)
-    if _protocol(fs) in ATOMIC_PUT:
-        f = fs.open(path, "wb")
-        try:
-            write(f)
-        except BaseException:
-            f.discard()
-            raise
-        f.close()
-        return
-    tmp = f"{path}.{uuid.uuid4().hex[:12]}.part"
     try:
-        fs.makedirs(fs._parent(path), exist_ok=True)
-        with fs.open(tmp, "wb") as f:
-            write(f)
-        fs.mv(tmp, path)
-    except BaseException:
+        if _protocol(fs) in ATOMIC_PUT:
+            f = fs.open(path, "wb")
+            try:
+                write(f)
+            except BaseException:
+                f.discard()
+                raise
+            f.close()
+            return
+        tmp = f"{path}.{uuid.uuid4().hex[:12]}.part"
         try:
-            fs.rm(tmp)
-        except (FileNotFoundError, OSError):
-            pass
-        raise
+            fs.makedirs(fs._parent(path), exist_ok=True)
+            with fs.open(tmp, "wb") as f:
+                write(f)
+            fs.mv(tmp, path)
+        except BaseException:
+            try:
+                fs.rm(tmp)
+            except (FileNotFoundError, OSError):
+                pass
+            raise
+    except OSError as e:
+        if e.filename or not e.errno:
+            raise
+        # A failed write (a full disk) names no file: the object it was for is named instead.
+        raise type(e)(e.errno, e.strerror, name) from None
 
 
 def remove_tree(name: str) -> None:

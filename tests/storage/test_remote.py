@@ -1,0 +1,47 @@
+"""Whole objects written for the Dask engine's tasks: all or nothing, and a failure names the object."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+from typing import BinaryIO
+
+import pytest
+
+from bigshuf.storage import remote
+
+
+def full_disk(f: BinaryIO) -> None:
+    """A write that fails as a full disk does: an OSError that names no file."""
+    f.write(b"part of it\n")
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_failed_local_write_names_the_object_and_leaves_nothing(tmp_path: Path) -> None:
+    """A full -T failed a Dask run with 'task failed: No space left on device', naming no file;
+    the error now carries the object's name, and no part of it is left."""
+    name = str(tmp_path / "p1" / "000000")
+    with pytest.raises(OSError) as caught:
+        remote.write_whole(name, full_disk)
+    assert (caught.value.errno, caught.value.filename) == (errno.ENOSPC, name)
+    assert os.listdir(tmp_path / "p1") == []
+
+
+def test_a_failed_write_that_names_its_file_keeps_its_name(tmp_path: Path) -> None:
+    """An error that already names a file (here the write's own) is passed on as it is."""
+    def refused(f: BinaryIO) -> None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), "/elsewhere")
+
+    with pytest.raises(FileNotFoundError) as caught:
+        remote.write_whole(str(tmp_path / "obj"), refused)
+    assert caught.value.filename == "/elsewhere"
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_whole_write_replaces_the_object(tmp_path: Path) -> None:
+    """A write that completes puts the object in place, replacing what was there."""
+    name = tmp_path / "obj"
+    name.write_bytes(b"old\n")
+    remote.write_whole(str(name), lambda f: f.write(b"new\n"))
+    assert name.read_bytes() == b"new\n" and os.listdir(tmp_path) == ["obj"]
