@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
 from collections import Counter
 from itertools import permutations
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import bigshuf
+from bigshuf.storage.sources import GeneratedSource
 
 from helpers import assert_permutation, compress, decompress, make_records, split_records, temp_leftovers, write_records
 from test_uniformity import assert_uniform, records_of
@@ -179,6 +181,27 @@ def test_a_header_counts_lines_not_records_of_several_lines(tmp_path: Path, memo
     assert Counter(groups) == Counter(pairs) and groups != pairs
     before, after = bigshuf.check_permutation([a, b], out, header=1, lines_per_record=2)
     assert before == after
+
+
+def test_a_pipe_gives_a_seed_the_same_output_whatever_the_free_temporary_space(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pipe's buckets (its size unknown) were as many as the free space under -T might need,
+    so a seeded output changed with the disk it ran on (76 GiB free and a 200 MB tmpfs gave two
+    outputs of one pipe at -S 8M). They are a fixed count now."""
+    records = make_records(8000, seed=11)
+    data = b"".join(r + b"\n" for r in records)
+
+    def run(name: str) -> bytes:
+        piped = GeneratedSource("piped", lambda: (data[i : i + 4096] for i in range(0, len(data), 4096)))
+        bigshuf.shuffle([piped], tmp_path / name, memory="128K", seed=6, tmp_dir=tmp_path, sync=False)
+        return (tmp_path / name).read_bytes()
+
+    roomy = run("roomy")
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: real(path)._replace(free=3 * len(data)))
+    assert run("tight") == roomy
+    assert_permutation(roomy, records)
 
 
 def test_lines_per_record_with_a_partial_group_is_an_error(tmp_path: Path) -> None:

@@ -14,7 +14,6 @@ output does not depend on how many there are.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import time
 from abc import ABC, abstractmethod
@@ -119,13 +118,17 @@ class OutputPlan:
     own_check: Callable[[], None] | None = None
 
 
-def level_buckets(est: Estimate, limit: int, free: Callable[[], int]) -> int:
-    """How many buckets one level needs: from the estimate, or from the ``free`` temporary space
-    when the size is unknown (the run and ``--dry-run`` both count them here)."""
+#: Buckets of a level of unknown size (a pipe's): as many as any input may need, whatever the
+#: free temporary space, so that a seed gives the same output on every machine.
+UNSIZED_BUCKETS = 1024
+
+
+def level_buckets(est: Estimate, limit: int) -> int:
+    """How many buckets one level needs: from the estimate, or ``UNSIZED_BUCKETS`` (as the open
+    files allow) when the size is unknown (the run and ``--dry-run`` both count them here)."""
     if est.nbytes is not None and est.records is not None:
         return plan.bucket_count(est.nbytes, est.records, limit)
-    space = free()
-    return plan.bucket_count(space, int(space / est.per_record), limit, max_buckets=1024)
+    return min(UNSIZED_BUCKETS, plan.most_buckets())
 
 
 class Buckets(Protocol):
@@ -353,7 +356,7 @@ class TwoPass(ABC):
         self.depth = max(self.depth, depth)
         if est.nbytes is not None and exact:
             temp.check_free(self.free_needed(est.nbytes))
-        k = self._bucket_count(est, temp)
+        k = self._bucket_count(est)
         if depth == 0 and "k" in self.state and self.state["k"] != k:
             raise refusal(temp.path, f"made with {self.state['k']} buckets, not {k}")
         self.buckets += k
@@ -383,9 +386,9 @@ class TwoPass(ABC):
             if isinstance(blocks, Generator):
                 blocks.close()  # the reader's files, whatever ended the level
 
-    def _bucket_count(self, est: Estimate, temp: TempSpace) -> int:
+    def _bucket_count(self, est: Estimate) -> int:
         """How many buckets one level needs (see ``level_buckets``)."""
-        return level_buckets(est, self.limit, lambda: shutil.disk_usage(temp.path).free)
+        return level_buckets(est, self.limit)
 
     def cutoff(self, buckets: Buckets, keep: int) -> int:
         """With ``-n``: drop the buckets past the one where the count is reached; return how many stay."""

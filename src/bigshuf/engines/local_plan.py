@@ -73,9 +73,8 @@ def _gather(request: Request) -> Facts:
         facts.buckets, facts.passes = 0, 1
     elif facts.factor is None:
         pass  # the multiset pass 1 scatters is known only once the rates are
-    elif est is not None and (est.nbytes is not None or facts.temp_free is not None):
-        free = facts.temp_free
-        facts.buckets = level_buckets(est, limit, lambda: free or 0)
+    elif est is not None:
+        facts.buckets = level_buckets(est, limit)
         known = est.nbytes is not None and est.records is not None
         facts.passes = plan.expected_passes(est.nbytes or 0, est.records or 0, limit) if known else None
     try:

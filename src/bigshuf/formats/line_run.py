@@ -449,11 +449,11 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
             self.resume_buckets(buckets)
         return buckets
 
-    def _bucket_count(self, est: Estimate, temp: TempSpace) -> int:
+    def _bucket_count(self, est: Estimate) -> int:
         """As the driver counts them, and with ``--stratify`` at least one for each split (and
         whether the level's size is unknown, for ``make_buckets``, which comes next)."""
         self._unsized = est.nbytes is None
-        k = super()._bucket_count(est, temp)
+        k = super()._bucket_count(est)
         return k if self.stratifier is None else max(k, self.stratifier.splits)
 
     def block_bytes(self, block: Any) -> int:

@@ -294,9 +294,9 @@ class TableRun(WeightedRows, TwoPass):
             self.strata_bounds = self.stratifier.bucket_bounds(k)
         return TableBuckets(directory, k, self.table_out.schema, self.request.compress_temp, self.piece)
 
-    def _bucket_count(self, est: Estimate, temp: TempSpace) -> int:
+    def _bucket_count(self, est: Estimate) -> int:
         """As the driver counts them, and with ``--stratify`` at least one for each split."""
-        k = super()._bucket_count(est, temp)
+        k = super()._bucket_count(est)
         return k if self.stratifier is None else max(k, self.stratifier.splits)
 
     def block_bytes(self, block: Any) -> int:

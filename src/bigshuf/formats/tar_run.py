@@ -283,9 +283,9 @@ class TarRun(WeightedSamples, ResumableSamples, TwoPass):
         if self.mixer is not None:
             self._picked(block[2], key)
 
-    def _bucket_count(self, est: Estimate, temp: TempSpace) -> int:
+    def _bucket_count(self, est: Estimate) -> int:
         """As the driver counts them, and with ``--stratify`` at least one for each split."""
-        k = super()._bucket_count(est, temp)
+        k = super()._bucket_count(est)
         return k if self.stratifier is None else max(k, self.stratifier.splits)
 
     def block_bytes(self, block: Any) -> int:
