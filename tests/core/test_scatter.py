@@ -5,6 +5,7 @@ appended, are checked on reading back, and survive a checkpoint and restore.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import threading
@@ -388,6 +389,25 @@ def test_a_special_bucket_is_refused_when_read(tmp_path: Path, compress: bool, p
         done.set()
         helper.join()
     assert read_back(buckets, 1) == expected[1]
+
+
+def test_drop_after_ignores_a_failed_close_of_a_dropped_bucket(tmp_path: Path) -> None:
+    """A bucket dropped by ``-n`` whose close fails (its last bytes not written: a full disk) is
+    removed all the same: what it lost is never read. The OSError came out unwrapped."""
+    buckets, expected = appended(tmp_path / "b", 4, 1)
+    j = next(j for j in (3, 2) if buckets._files[j] is not None)
+    real = buckets._files[j]
+
+    class FullOnClose:
+        def close(self) -> None:
+            real.close()
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    buckets._files[j] = FullOnClose()
+    buckets.drop_after(1)
+    buckets.close()
+    assert sorted(os.listdir(tmp_path / "b")) == ["bucket-00000", "bucket-00001"]
+    assert [read_back(buckets, j) for j in range(2)] == expected[:2]
 
 
 def test_drop_after_removes_the_later_buckets(tmp_path: Path) -> None:

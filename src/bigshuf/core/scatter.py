@@ -425,21 +425,31 @@ class BucketSet:
         for j in range(last + 1, self.k):
             f = self._files[j]
             if f is not None:
-                f.close()
                 self._files[j] = None
+                try:
+                    f.close()
+                except OSError:
+                    pass  # what it could not write (a full disk) is dropped with it
                 self._existing.discard(j)
-                os.unlink(self.path(j))
+                self._unlink(j)
             elif j in self._existing:
                 # Restored from a checkpoint and not reopened yet: its file goes too, or the next
                 # checkpoint (size 0) would not match it. The unlink is synced with the directory.
                 self._existing.discard(j)
-                os.unlink(self.path(j))
+                self._unlink(j)
                 self._created = True
             self._dirty.discard(j)
             self.sizes[j] = self.records[j] = 0
             self.disk[j] = 0
         if self.groups is not None:
             self.groups.drop_after(last)
+
+    def _unlink(self, j: int) -> None:
+        """Remove bucket ``j``'s file."""
+        try:
+            os.unlink(self.path(j))
+        except OSError as e:
+            raise TempSpaceError(f"{self.path(j)}: cannot remove this temporary bucket: {e.strerror}") from None
 
     def close(self) -> None:
         """Flush and close every bucket file (and group file)."""
