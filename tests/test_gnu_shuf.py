@@ -347,21 +347,29 @@ def test_failed_run_leaves_the_output_untouched(tmp_path, args):
     assert sorted(os.listdir(tmp_path)) == ["in", "out"]
 
 
-@pytest.mark.parametrize("target", ["file/", "new/", "file/x", "missing/x", "dir/", "link/", "dangling/"])
+@pytest.mark.parametrize("target", [
+    "file/", "new/", "file/x", "missing/x", "dir/", "link/", "dangling/",
+    "file/x/", "missing/x/", "", "to_new_dir", "to_file_as_dir", "to_missing_parent", "to_dir",
+])
 def test_an_output_name_for_a_directory_is_refused_as_gnu_refuses_it(tmp_path, run_cli, run_gnu, target):
-    """``-o NAME/`` names a directory: GNU says "Is a directory" whatever NAME is. bigshuf dropped
-    the slash and wrote (replaced) the file NAME, or the file a link NAME points to; and it
-    said "No such file or directory" for ``file/x``, where GNU says "Not a directory"."""
+    """``-o NAME/`` names a directory: GNU says "Is a directory" whatever NAME is, unless NAME's
+    parent is missing or not a directory ("No such file or directory", "Not a directory"), and the
+    same for a link whose text ends in ``/``. bigshuf dropped the slash and wrote (replaced) the
+    file NAME, or made the file a dangling link ``to_new_dir -> newf/`` names; it said "Is a
+    directory" for ``file/x/`` and ``missing/x/``, "Not a directory" for a link to ``file/``, and
+    named the working directory for ``-o ''``."""
     (tmp_path / "in").write_bytes(b"a\nb\n")
     (tmp_path / "file").write_bytes(b"precious\n")
     (tmp_path / "dir").mkdir()
-    (tmp_path / "link").symlink_to("file")
-    (tmp_path / "dangling").symlink_to("nothing")
+    links = {"link": "file", "dangling": "nothing", "to_new_dir": "newf/", "to_file_as_dir": "file/",
+             "to_missing_parent": "missing/x/", "to_dir": "dir/"}
+    for name, text in links.items():
+        (tmp_path / name).symlink_to(text)
     gnu = run_gnu(["-o", target, "in"], cwd=tmp_path)
     assert gnu[0] == 1 and gnu[2].count(b"\n") == 1
     assert run_cli(["-o", target, "in"], cwd=tmp_path) == gnu
     assert (tmp_path / "file").read_bytes() == b"precious\n"
-    assert sorted(os.listdir(tmp_path)) == ["dangling", "dir", "file", "in", "link"]
+    assert sorted(os.listdir(tmp_path)) == sorted(["dir", "file", "in", *links])
 
 
 def head_of_endless(args: list[str], input: bytes = b"", count: int = 1000) -> list[bytes]:

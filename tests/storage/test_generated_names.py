@@ -108,6 +108,23 @@ def test_a_link_fifo_or_device_at_a_generated_name_is_refused(tmp_path: Path, wh
     assert (tmp_path / "victim.txt").read_bytes() == b"keep me\n"
 
 
+@pytest.mark.parametrize("how", ["manifest", "split", "manifest dry run"])
+def test_a_manifest_or_split_name_ending_in_a_slash_never_replaces_the_file_without_it(tmp_path: Path, how: str) -> None:
+    """``--manifest keep/`` and ``-o 'keep{split}/'`` name directories; bigshuf dropped the slash
+    and replaced the files ``keep`` and ``keepa`` (exit 0), where ``-o keep/`` is refused as GNU
+    refuses it: "Is a directory"."""
+    (tmp_path / "in.txt").write_bytes(DATA)
+    (tmp_path / "keep").write_bytes(b"keep me\n")
+    (tmp_path / "keepa").write_bytes(b"keep me too\n")
+    args = {
+        "manifest": ["-o", "out.txt", "--manifest", "keep/"],
+        "split": ["--split", "a=0.5,b=rest", "-o", "keep{split}/"],
+        "manifest dry run": ["-o", "out.txt", "--manifest", "keep/", "--dry-run"],
+    }[how]
+    name = "keepa/" if how == "split" else "keep/"
+    assert f"{name}: Is a directory" in refused(tmp_path, ["in.txt", "--seed", "2", *args], name)
+
+
 def test_the_manifest_needs_outputs_that_are_files(tmp_path: Path) -> None:
     (tmp_path / "in.txt").write_bytes(DATA)
     refused(tmp_path, ["in.txt", "-o", "/dev/stdout", "--manifest", "m.json"], "--manifest needs -o naming regular files")

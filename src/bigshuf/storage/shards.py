@@ -16,6 +16,8 @@ from .sinks import CodecChoice, output_codec
 from .safefs import creation_problem, foreign_entry, generated_path
 from .tempspace import remove_dead_outputs
 
+_MOST_LINKS = 40  # the symbolic links Linux follows in one path before ELOOP
+
 def shard_names(
     target: str, shards: int, compress: CodecChoice | None, directory: bool, *, suffix: str | None = None,
     example: str = "out/part-{:05d}.jsonl", directory_words: str = "a directory",
@@ -178,14 +180,17 @@ def _final_paths(
     if target is None or target == "-":
         return []
     if shards is None and open_ended is None:
+        if target == "":
+            raise OutputError(f"'': {os.strerror(errno.ENOENT)}")
+        slash = _slash_error(target)
+        if slash is not None:
+            raise OutputError(f"{target}: {slash}")
         if makes_directory:  # a name bigshuf made (a split's file) or the manifest: never through a link
             _check_generated(target, target)
             finals = [generated_path(target)]
             if os.path.isdir(finals[0]):
                 raise OutputError(f"{target}: Is a directory")
             return finals
-        if target.endswith(os.sep):  # a name for a directory, never a file's (as open(2) with O_CREAT)
-            raise OutputError(f"{target}: Is a directory")
         try:
             mode: int | None = os.stat(target).st_mode
         except FileNotFoundError:
@@ -225,6 +230,28 @@ def _final_paths(
             if first.setdefault(final, i) != i:
                 raise OutputError(f"{target}: shards {first[final]} and {i} would both be written to {final}")
     return finals
+
+
+def _slash_error(target: str) -> str | None:
+    """Why creating the file ``target`` fails because it, or the symbolic link it is, names a
+    directory (ends in ``/``), worded as open(2) with O_CREAT fails on Linux (and so GNU shuf):
+    "No such file or directory" or "Not a directory" for a missing or non-directory parent, else
+    "Is a directory". None where no such ``/`` is involved; such a name never becomes a file."""
+    name = target
+    for _ in range(_MOST_LINKS):
+        if name.endswith(os.sep):
+            parent = os.path.dirname(name.rstrip(os.sep)) or os.curdir
+            try:
+                os.stat(os.path.join(parent, ""))
+            except OSError as e:
+                return e.strerror
+            return os.strerror(errno.EISDIR)
+        try:
+            text = os.readlink(name)
+        except OSError:
+            return None  # not a link (or not one this user can read): the checks that follow decide
+        name = os.path.join(os.path.dirname(name), text)
+    return None  # a loop: stat reports it
 
 
 def _check_no_stale_shard(
