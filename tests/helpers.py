@@ -106,21 +106,27 @@ def decompress(codec: str, blob: bytes) -> bytes:
 
 
 #: Runs a command in a forked child and prints its exit status and peak RSS (a fresh
-#: launcher, so the child's ru_maxrss does not start from the test process's).
+#: launcher, so the child's ru_maxrss does not start from the test process's); the first
+#: argument is the child's limit of open files, or "-" for the launcher's own.
 _LAUNCHER = """
-import os, sys
+import os, resource, sys
+if sys.argv[1] != "-":
+    resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[1]), resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 pid = os.fork()
 if pid == 0:
-    os.execv(sys.argv[1], sys.argv[1:])
+    os.execv(sys.argv[2], sys.argv[2:])
 _, status, usage = os.wait4(pid, 0)
 print(os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024)
 """
 
 
-def run_peak(args: list[str], cwd: Path) -> tuple[int, int]:
-    """Exit status and peak RSS in bytes of ``python -m bigshuf ARGS`` (run in a child process)."""
-    cmd = [sys.executable, "-S", "-c", _LAUNCHER, sys.executable, "-m", "bigshuf", *args]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=300, check=True).stdout.split()
+def run_peak(args: list[str], cwd: Path, *, input: bytes | None = None, open_files: int | None = None) -> tuple[int, int]:
+    """Exit status and peak RSS in bytes of ``python -m bigshuf ARGS`` (run in a child process),
+    ``input`` written to its standard input (a pipe), at most ``open_files`` descriptors open."""
+    limit = "-" if open_files is None else str(open_files)
+    cmd = [sys.executable, "-S", "-c", _LAUNCHER, limit, sys.executable, "-m", "bigshuf", *args]
+    done = subprocess.run(cmd, input=input, capture_output=True, cwd=cwd, timeout=300, check=True)
+    out = done.stdout.split()
     return int(out[0]), int(out[1])
 
 

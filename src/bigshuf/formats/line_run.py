@@ -127,8 +127,11 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
     def for_request(cls, request: Request, inputs: list[Any], entropy: int, progress: Progress) -> LineRun:
         """Lines of every input, files as they are named, other sources (URLs, generated lines) as given."""
         sources: list[Source] = [FileSource(s) if isinstance(s, str) else s for s in inputs]
-        if request.compress_temp:
-            share_one_heap()  # before any worker starts: they make the frames the writing thread frees
+        if request.compress_temp or any(not isinstance(s, FileSource) or s.disk_size() is None for s in sources):
+            # Before any worker starts: they make what the writing thread frees, --compress-temp's
+            # frames, or (an input of unknown size: a pipe's many small buckets) the buckets they
+            # shuffle ahead; each worker's own heap kept those, and peak memory grew with -j.
+            share_one_heap()
         return cls(request, sources, entropy, progress)
 
     @classmethod
