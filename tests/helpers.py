@@ -107,11 +107,11 @@ def decompress(codec: str, blob: bytes) -> bytes:
 
 #: Runs a command in a forked child and prints its exit status and peak RSS (a fresh
 #: launcher, so the child's ru_maxrss does not start from the test process's); the first
-#: argument is the child's limit of open files, or "-" for the launcher's own.
+#: argument is the child's limit of open files (soft and hard), or "-" for the launcher's own.
 _LAUNCHER = """
 import os, resource, sys
 if sys.argv[1] != "-":
-    resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[1]), resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[1]), int(sys.argv[1])))
 pid = os.fork()
 if pid == 0:
     os.execv(sys.argv[2], sys.argv[2:])

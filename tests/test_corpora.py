@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import gzip
 import os
+import resource
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from itertools import permutations
 from pathlib import Path
@@ -13,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import bigshuf
+from bigshuf.core import plan
 from bigshuf.storage.sources import GeneratedSource
 
 from helpers import assert_permutation, compress, decompress, make_records, split_records, temp_leftovers, write_records
@@ -202,6 +206,53 @@ def test_a_pipe_gives_a_seed_the_same_output_whatever_the_free_temporary_space(
     monkeypatch.setattr(shutil, "disk_usage", lambda path: real(path)._replace(free=3 * len(data)))
     assert run("tight") == roomy
     assert_permutation(roomy, records)
+
+
+def test_unique_on_a_pipe_gives_a_seed_the_same_output_whatever_the_free_temporary_space(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--unique``'s hash buckets for a pipe were as many as the free space might need (the
+    unique records reach pass 1 bucket by bucket, so the output followed the count): a roomy and a
+    tight -T gave two outputs of one seed."""
+    records = make_records(4000, seed=12)
+    data = b"".join(r + b"\n" for r in records + records[:1000])
+
+    def run(name: str) -> bytes:
+        piped = GeneratedSource("piped", lambda: (data[i : i + 4096] for i in range(0, len(data), 4096)))
+        bigshuf.shuffle([piped], tmp_path / name, memory="128K", seed=6, unique=True, tmp_dir=tmp_path, sync=False)
+        return (tmp_path / name).read_bytes()
+
+    roomy = run("roomy")
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: real(path)._replace(free=6 * len(data)))
+    assert run("tight") == roomy
+    assert_permutation(roomy, records)
+
+
+def test_a_pipe_gives_a_seed_the_same_output_whatever_the_soft_limit_of_open_files(tmp_path: Path) -> None:
+    """Many systems set ``ulimit -n`` to 1024 (soft) under a far higher hard limit; less the
+    descriptors kept aside, that left a pipe 960 buckets where a roomier machine gave it 1024, and
+    one seed two outputs. bigshuf raises its soft limit towards the hard one now."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < 1024 + plan.DESCRIPTOR_RESERVE:
+        pytest.skip(f"the hard limit of open files ({hard}) is below what 1024 buckets need")
+    records = make_records(20000, seed=13)
+    data = b"".join(r + b"\n" for r in records)
+
+    def run(soft: int) -> bytes:
+        def limit() -> None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+        done = subprocess.run(
+            [sys.executable, "-m", "bigshuf", "-S", "128K", "--seed", "6", "-T", str(tmp_path)],
+            input=data, capture_output=True, timeout=120, preexec_fn=limit,
+        )
+        assert done.returncode == 0 and done.stderr == b"", done.stderr
+        return done.stdout
+
+    usual = run(1024)
+    assert run(8192 if hard == resource.RLIM_INFINITY else min(hard, 8192)) == usual
+    assert_permutation(usual, records)
 
 
 def test_lines_per_record_with_a_partial_group_is_an_error(tmp_path: Path) -> None:

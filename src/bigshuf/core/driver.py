@@ -118,17 +118,12 @@ class OutputPlan:
     own_check: Callable[[], None] | None = None
 
 
-#: Buckets of a level of unknown size (a pipe's): as many as any input may need, whatever the
-#: free temporary space, so that a seed gives the same output on every machine.
-UNSIZED_BUCKETS = 1024
-
-
 def level_buckets(est: Estimate, limit: int) -> int:
-    """How many buckets one level needs: from the estimate, or ``UNSIZED_BUCKETS`` (as the open
-    files allow) when the size is unknown (the run and ``--dry-run`` both count them here)."""
+    """How many buckets one level needs: from the estimate, or ``plan.unsized_buckets`` when the
+    size is unknown (the run and ``--dry-run`` both count them here)."""
     if est.nbytes is not None and est.records is not None:
         return plan.bucket_count(est.nbytes, est.records, limit)
-    return min(UNSIZED_BUCKETS, plan.most_buckets())
+    return plan.unsized_buckets()
 
 
 class Buckets(Protocol):

@@ -147,14 +147,30 @@ BASE_DESCRIPTORS = 6
 UNKNOWN_ALLOWANCE = 256
 
 
+#: Buckets of a level of unknown size (a pipe's): as many as any input may need, whatever the
+#: free temporary space, so that a seed gives the same output on every machine.
+UNSIZED_BUCKETS = 1024
+
+
 def open_file_limit() -> int | None:
-    """The soft limit on open file descriptors (``ulimit -n``): -1 when unlimited, None when unknown."""
+    """The soft limit on open file descriptors (``ulimit -n``): -1 when unlimited, None when unknown.
+    A soft limit below what ``MAX_BUCKETS`` buckets need is first raised towards the hard limit
+    (as Go's runtime does): the default 1024 of many systems gave a pipe fewer buckets than
+    ``UNSIZED_BUCKETS``, and so a seed another output than on a machine allowing more."""
     try:
         import resource
 
-        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     except (ImportError, ValueError, OSError):
         return None
+    want = MAX_BUCKETS + DESCRIPTOR_RESERVE
+    if soft != resource.RLIM_INFINITY and soft < want and (hard == resource.RLIM_INFINITY or soft < hard):
+        raised = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            soft = raised
+        except (ValueError, OSError):
+            pass  # the soft limit stands
     return -1 if soft == resource.RLIM_INFINITY else int(soft)
 
 
@@ -190,6 +206,11 @@ def buckets_needed(need: float, limit: int) -> int:
 def most_buckets() -> int:
     """Bucket files one level may hold open at once (file descriptors allowing)."""
     return min(MAX_BUCKETS, _open_file_allowance())
+
+
+def unsized_buckets() -> int:
+    """Buckets for a level of unknown size: ``UNSIZED_BUCKETS``, as the open files allow."""
+    return min(UNSIZED_BUCKETS, most_buckets())
 
 
 def bucket_count(nbytes: int, nrecords: int, limit: int, max_buckets: int | None = None, *, open_files: bool = True) -> int:

@@ -155,7 +155,7 @@ def _path(facts: Facts) -> None:
         facts.line("path", f"{'external, ' if facts.in_memory is False else ''}unknown ({why})")
     else:
         passes = "at least 2 passes" if facts.passes is None else f"{facts.passes} passes"
-        buckets = "buckets by the free space" if facts.buckets is None else f"{facts.buckets} buckets"
+        buckets = "buckets unknown" if facts.buckets is None else f"{facts.buckets} buckets"
         facts.line("path", f"external, {passes}, {buckets}{threads}")
 
 
@@ -192,7 +192,13 @@ def _descriptors(facts: Facts) -> None:
     out = facts.output
     files = 0 if out is None or out.target in (None, "-") else min(out.shards or 1, OPEN_SHARDS)
     if facts.buckets is None:
-        facts.line("file descriptors", "unknown (so is the bucket count)")
+        if facts.sample.estimate is None and not facts.input_error:  # a pipe: its buckets, if external
+            soft = plan.open_file_limit()
+            need = plan.descriptors_needed(plan.unsized_buckets(), files)
+            shown = "unlimited" if soft == -1 else "unknown" if soft is None else soft
+            facts.line("file descriptors", f"needs {need} if external ({plan.unsized_buckets()} buckets), limit {shown}")
+        else:
+            facts.line("file descriptors", "unknown (so is the bucket count)")
         return
     need = facts.descriptors = plan.descriptors_needed(facts.buckets, files)
     soft = plan.open_file_limit()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -53,15 +52,14 @@ def fits(nbytes: int, nrecords: int, limit: int, meta: int = DEDUP_META) -> bool
     return 2 * nbytes + meta * nrecords <= plan.read_capacity(limit)
 
 
-def hash_bucket_count(nbytes: int, nrecords: int, limit: int, temp: str, meta: int = DEDUP_META) -> int:
-    """Hash buckets for ``nbytes`` (``nrecords``) of records (-1: unknown, planned from the free
-    space, as pass 1 plans), so that the expected bucket needs a third of what ``fits`` allows."""
-    most = plan.most_buckets()
+def hash_bucket_count(nbytes: int, nrecords: int, limit: int, meta: int = DEDUP_META) -> int:
+    """Hash buckets for ``nbytes`` (``nrecords``) of records, so that the expected bucket needs a
+    third of what ``fits`` allows; -1 (unknown): as many as pass 1 gives a pipe, whatever the free
+    space (the order the unique records reach pass 1 in, and so the output, follows the count)."""
     if nbytes < 0:
-        nbytes = shutil.disk_usage(temp).free
-        nrecords, most = nbytes // 64, min(most, 1024)
+        return plan.unsized_buckets()
     need = 2 * nbytes + meta * nrecords
-    return max(2, min(most, math.ceil(need / max(1, plan.read_capacity(limit) // plan.BUCKET_FRACTION))))
+    return max(2, min(plan.most_buckets(), math.ceil(need / max(1, plan.read_capacity(limit) // plan.BUCKET_FRACTION))))
 
 
 def record_ranges(offsets: np.ndarray, nbytes: int) -> list[tuple[int, int]]:
@@ -310,7 +308,7 @@ class Dedup(DedupStage):
         """Scatter ``blocks`` into new hash buckets of ``level`` (in directory ``name``); return them, closed."""
         run = self.run
         self.enter_level(level)
-        k = hash_bucket_count(nbytes, int(nbytes / max(1.0, per_record)), run.limit, self.temp.path, self.meta)
+        k = hash_bucket_count(nbytes, int(nbytes / max(1.0, per_record)), run.limit, self.meta)
         run.buckets += k
         buckets = HashBuckets(os.path.join(self.temp.path, name), k, run.writer, run.request.compress_temp, self.sources)
         try:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import shutil
 from collections.abc import Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -271,12 +270,11 @@ class TarDedup(DedupStage):
         self.buf = np.empty(0, np.uint8)  # pass 2 of the shuffle has its own
 
     def _bucket_count(self, nbytes: int) -> int:
-        """Hash buckets for ``nbytes`` of samples (-1: unknown, planned from the free space), so
-        that the expected bucket needs a third of what ``fits`` allows."""
-        most = plan.most_buckets()
+        """Hash buckets for ``nbytes`` of samples, so that the expected bucket needs a third of
+        what ``fits`` allows; -1 (unknown): as many as pass 1 gives a pipe, whatever the free space."""
         if nbytes < 0:
-            nbytes, most = shutil.disk_usage(self.temp.path).free, min(most, 1024)
-        return max(2, min(most, math.ceil(3 * nbytes / max(1, plan.read_capacity(self.run.limit) // plan.BUCKET_FRACTION))))
+            return plan.unsized_buckets()
+        return max(2, min(plan.most_buckets(), math.ceil(3 * nbytes / max(1, plan.read_capacity(self.run.limit) // plan.BUCKET_FRACTION))))
 
     def _fill(self, blocks: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray | None]], nbytes: int, level: int, name: str) -> SampleBuckets:
         """Scatter ``blocks`` (each with its samples' sources, or None) into new hash buckets of

@@ -152,7 +152,7 @@ def _dedup(
             f"needs the records repeated to be shorter than about a quarter of {option('memory')}; raise {option('memory')}"
         )
     result.depth = max(result.depth, level)
-    k = hash_bucket_count(size, count, cfg.limit, "")
+    k = hash_bucket_count(size, count, cfg.limit)
     segments = []
     group_sources = []
     for t, (group, source) in enumerate(_groups(where, labels, plan.read_capacity(cfg.limit) // 2)):
