@@ -45,3 +45,28 @@ def test_a_whole_write_replaces_the_object(tmp_path: Path) -> None:
     name.write_bytes(b"old\n")
     remote.write_whole(str(name), lambda f: f.write(b"new\n"))
     assert name.read_bytes() == b"new\n" and os.listdir(tmp_path) == ["obj"]
+
+
+class Refused(OSError):
+    """An OSError whose constructor takes other arguments (as aiohttp's connection errors do)."""
+
+    def __init__(self, host: str) -> None:
+        super().__init__(errno.ECONNREFUSED, f"cannot connect to {host}")
+
+
+@pytest.mark.parametrize("error", [
+    Refused("store.example"),
+    OSError(errno.EIO, os.strerror(errno.EIO)),
+    FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT)),
+])
+def test_an_error_not_the_writes_own_is_passed_on_as_it_is(tmp_path: Path, error: OSError) -> None:
+    """Only a write's own failure (a full disk) is renamed after the object. Rebuilt as its own
+    type, an OSError with another constructor became a TypeError; and an error of a read inside
+    ``write`` (an input's EIO, a bucket gone) was blamed on the object being written."""
+    def failing(f: BinaryIO) -> None:
+        raise error
+
+    with pytest.raises(type(error)) as caught:
+        remote.write_whole(str(tmp_path / "obj"), failing)
+    assert caught.value is error
+    assert os.listdir(tmp_path) == []

@@ -7,6 +7,7 @@ filesystem, expand globs, read byte ranges and write whole objects atomically.
 
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
 import uuid
@@ -218,10 +219,14 @@ def write_whole(name: str, write: Callable[[BinaryIO], None]) -> None:
                 pass
             raise
     except OSError as e:
-        if e.filename or not e.errno:
-            raise
+        if e.filename or e.errno not in _WRITE_ERRORS:
+            raise  # named already, or not the write's (a read in ``write``, a connection refused)
         # A failed write (a full disk) names no file: the object it was for is named instead.
-        raise type(e)(e.errno, e.strerror, name) from None
+        raise OSError(e.errno, e.strerror, name) from None
+
+
+#: Errors only a write gives (a full disk, a quota, a file too large): those naming no file are the object's.
+_WRITE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 def remove_tree(name: str) -> None:
