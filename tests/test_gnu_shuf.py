@@ -709,6 +709,31 @@ def test_repeat_over_a_range_draws_what_the_listed_range_gives(tmp_path):
         assert head_of_endless(["-r", "-i", "7-3006", "--seed", "5", *shape], count=8000) == listed, shape
 
 
+@pytest.mark.parametrize("draw", [["-n", "3"], ["-r", "-n", "3"]])
+@pytest.mark.parametrize("lo,hi", [(1, 10**12), (SIZE_MAX - 999, SIZE_MAX)])
+def test_a_sample_of_a_range_keeps_its_header_and_whole_records(run_cli, draw: list[str], lo: int, hi: int) -> None:
+    """``-i LO-HI -n N --header=H --lines-per-record=G`` shapes the range as it shapes the file of
+    its numbers: H numbers on top, then N records of G consecutive numbers. The draws ignored
+    both (N lone numbers, no header); and sent to the listed range, 10^12 numbers ran for hours."""
+    code, out, err = run_cli(["-i", f"{lo}-{hi}", *draw, "--header=1", "--lines-per-record=3", "--seed", "4"])
+    assert (code, err) == (0, b"")
+    got = [int(v) for v in out.split()]
+    assert got[0] == lo and len(got) == 1 + 3 * 3
+    records = [got[i : i + 3] for i in range(1, len(got), 3)]
+    for r in records:
+        assert r == [r[0], r[0] + 1, r[0] + 2] and (r[0] - lo - 1) % 3 == 0 and r[2] <= hi, records
+    if "-r" not in draw:
+        assert len({r[0] for r in records}) == 3
+
+
+def test_a_range_with_lines_left_over_is_refused_at_once(run_cli) -> None:
+    """A range whose numbers after the header are not whole records is refused as the file of
+    them is, before any draw (listing 10^12 numbers first found it only at their end)."""
+    code, out, err = run_cli(["-i", "1-1000000000001", "-n", "3", "--lines-per-record=2"])
+    assert (code, out) == (1, b"")
+    assert err == b"bigshuf: 1-1000000000001: ends with 1 line left over after the last whole record of 2 lines (--lines-per-record)\n"
+
+
 def test_distinct_draws_of_a_wide_range_are_uniform():
     """The sampler for ranges past int64 gives distinct numbers, each number and each position
     equally likely (chi-square over 4000 samples of 5 of the top 10 numbers below 2**64)."""

@@ -174,6 +174,22 @@ def test_input_range_sample_is_uniform(tmp_path: Path) -> None:
     assert_uniform(counts, list(permutations(range(1, 7), 2)), "-i -n")
 
 
+@pytest.mark.parametrize("repeat", [False, True])
+def test_input_range_sample_of_records_under_a_header_is_uniform(tmp_path: Path, repeat: bool) -> None:
+    """``-i 1-12 --header=2 --lines-per-record=2 -n 2``: the header 1 2 on top, then two of the
+    five records (3 4 ... 11 12), each ordered pair (or, with ``-r``, each pair) equally likely."""
+    out = tmp_path / "out"
+    counts: Counter = Counter()
+    firsts = list(range(3, 12, 2))
+    for seed in range(30 * 25 if repeat else 30 * 20):
+        bigshuf.shuffle_range(1, 12, out, seed=seed, head_count=2, repeat=repeat, header=2, lines_per_record=2, sync=False)
+        got = [int(x) for x in split_records(out.read_bytes())]
+        assert got[:2] == [1, 2] and len(got) == 6 and got[3] == got[2] + 1 and got[5] == got[4] + 1, got
+        counts[(got[2], got[4])] += 1
+    pairs = [(a, b) for a in firsts for b in firsts if repeat or a != b]
+    assert_uniform(counts, pairs, "-i -n with --header and --lines-per-record")
+
+
 def test_repeat_draws_are_uniform_and_independent(tmp_path: Path) -> None:
     records = records_of(5, 10)
     src = write_records(tmp_path / "in", records)

@@ -24,7 +24,7 @@ from .progress import Progress
 from .arguments import _check_types, _integer, _memory_argument, _optional_integer, _optional_path, _path, _path_list
 from .request import Request
 from .request import ShuffleStats as ShuffleStats, resolve_memory as resolve_memory
-from .storage.reader import RecordReader
+from .storage.reader import RecordReader, leftover_error
 from .storage.sources import FileSource, GeneratedSource, RangeSource, Source
 from .storage.threads import signals_held
 
@@ -207,31 +207,55 @@ def shuffle_range(lo: int, hi: int, output: PathLike | None = None, **options: A
     sep = b"\0" if options.get("zero_terminated") else b"\n"
     if repeat and count == 0:
         raise InputError("no lines to repeat")
-    sampling = head_count is not None and (repeat or (head_count <= count // 2 and head_count * 16 <= limit))
+    # A header and records of several numbers shape the range as they shape the file of its
+    # numbers: the first ``header`` numbers stay on top and the draws are of whole records.
+    header = _integer("header", options.get("header", 0))
+    group = _integer("lines_per_record", options.get("lines_per_record", 1))
+    shaped = (header, group) != (0, 1) and header >= 0 and group >= 1 and count > header
+    first, ids, records = (lo + header, 0, (count - header) // group) if shaped else (lo, lo, count)
+    if shaped and (count - header) % group:
+        raise leftover_error(f"{lo}-{hi}", (count - header) % group, group)
+    sampling = (
+        head_count is not None and ((header, group) == (0, 1) or shaped)
+        and (repeat or (head_count <= records // 2 and head_count * group * 16 <= limit))
+    )
     if not sampling:
-        if not RangeSource.drawn_unlisted(repeat, head_count, options.get("header", 0), options.get("lines_per_record", 1)):
+        if not RangeSource.drawn_unlisted(repeat, head_count, header, group):
             _check_range_fits(lo, hi, head_count, limit, options)
         return shuffle(RangeSource(lo, hi, sep), output, **options)
     assert head_count is not None
     entropy = seed_entropy(options.get("seed"), options.get("random_source"))
     rng = rng_for(entropy, streams.RANGE_DRAWS)
-    # Ranges that reach past int64 draw unsigned 64-bit numbers; the others draw as they always
-    # have, so their seeded outputs stay the same.
-    wide = hi > _INT64_MAX
+    # Records are drawn by number, ``ids`` to ``top``: a lone number's is the number itself. Ranges
+    # that reach past int64 draw unsigned 64-bit numbers; the others draw as they always have, so
+    # their seeded outputs stay the same.
+    top = ids + records - 1
+    wide = top > _INT64_MAX
     chosen = None
     if not repeat:
-        chosen = _distinct_draws(rng, lo, hi, head_count) if wide else rng.choice(count, size=head_count, replace=False) + lo
+        chosen = _distinct_draws(rng, ids, top, head_count) if wide else rng.choice(records, size=head_count, replace=False) + ids
+
+    def numbers(drawn: np.ndarray) -> list[int]:
+        """The numbers of the records drawn, each record's in order."""
+        if shaped:
+            kind = np.uint64 if hi > _INT64_MAX else np.int64
+            starts = drawn.astype(kind) * np.asarray(group, kind) + np.asarray(first, kind)
+            drawn = (starts[:, None] + np.arange(group, dtype=kind)).ravel()
+        out: list[int] = drawn.tolist()
+        return out
 
     def draws() -> Iterator[bytes]:
-        for first in range(0, head_count, 1 << 20):
-            size = min(1 << 20, head_count - first)
+        if shaped and header:
+            yield sep.join(b"%d" % v for v in range(lo, first)) + sep
+        for start in range(0, head_count, 1 << 20):
+            size = min(1 << 20, head_count - start)
             if chosen is not None:
-                values = chosen[first : first + size]
+                values = chosen[start : start + size]
             elif wide:
-                values = rng.integers(lo, hi, size, dtype=np.uint64, endpoint=True)
+                values = rng.integers(ids, top, size, dtype=np.uint64, endpoint=True)
             else:
-                values = rng.integers(lo, hi, size, endpoint=True)
-            yield sep.join(b"%d" % v for v in values.tolist()) + sep
+                values = rng.integers(ids, top, size, endpoint=True)
+            yield sep.join(b"%d" % v for v in numbers(values)) + sep
 
     # The draws are i.i.d. (or a uniform sample in random order), so shuffling them again,
     # through the same engine and options as any input, keeps the result uniform.

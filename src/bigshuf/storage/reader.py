@@ -166,6 +166,14 @@ def split_head(stream: BinaryIO, lines: int, sep: int, name: str) -> tuple[bytes
     return bytes(head), stream
 
 
+def leftover_error(name: str, left: int, group: int) -> InputError:
+    """The error for an input whose last ``left`` lines do not make a whole record of ``group``."""
+    lines = "line" if left == 1 else "lines"
+    return InputError(
+        f"{name}: ends with {left} {lines} left over after the last whole record of {group} lines ({option('lines_per_record')})"
+    )
+
+
 class RecordReader:
     """Streams the concatenated inputs as blocks of whole records.
 
@@ -369,10 +377,7 @@ class RecordReader:
                     self.per_input[-1][0] += 1
                     self.per_input[-1][1] += 1
             if group > 1 and self._seps % group:
-                raise InputError(
-                    f"{source.name}: ends with {self._seps % group} lines left over after the last "
-                    f"whole record of {group} lines ({option('lines_per_record')})"
-                )
+                raise leftover_error(source.name, self._seps % group, group)
         self.block_runs = [run for run in self._runs if run[1] < filled] or self._runs[-1:]
         yield buf[:filled], True
 
