@@ -83,6 +83,24 @@ def test_a_compressed_single_output_with_a_header_and_no_seed(tmp_path: Path) ->
     assert oct((tmp_path / "m.json").stat().st_mode & 0o777) == oct(0o666 & ~_umask())
 
 
+def test_a_header_of_lines_is_named_so_and_an_older_manifest_read_as_it_was_written(tmp_path: Path) -> None:
+    """``--header=N`` now keeps N lines whatever ``--lines-per-record``; a manifest written before
+    said ``"header": N`` meaning N records. New manifests say ``header_lines``, and an older one
+    is checked as its run wrote it (read as lines, a header of 1 record of 2 lines left a line of
+    the header counted as a record)."""
+    src = tmp_path / "in.txt"
+    src.write_bytes(b"h1\nh2\n" + b"".join(b"%d\n" % i for i in range(400)))
+    out, manifest = tmp_path / "o.txt", tmp_path / "m.json"
+    bigshuf.shuffle(src, out, header=2, lines_per_record=2, seed=3, manifest=manifest)
+    assert out.read_bytes().startswith(b"h1\nh2\n")
+    doc = json.loads(manifest.read_text())
+    assert doc["format"] == {"separator": 10, "lines_per_record": 2, "header_lines": 2}
+    assert bigshuf.api.check_manifest(manifest)[0] == []
+    doc["format"] = {"separator": 10, "lines_per_record": 2, "header": 1}  # as the older version wrote it
+    manifest.write_text(json.dumps(doc))
+    assert bigshuf.api.check_manifest(manifest)[0] == []
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -136,7 +154,7 @@ def test_a_changed_record_of_the_same_length_is_caught_by_the_fingerprint(tmp_pa
     (lambda d: d["outputs"][0].update(path="/etc/passwd"), "output 0 needs path (relative to the manifest)"),
     (lambda d: d["outputs"][0]["fingerprint"].update(digest="zz"), "output 0 needs path"),
     (lambda d: d.update(bigshuf_manifest=2), "no 'bigshuf_manifest': 1"),
-    (lambda d: d.update(format={"separator": 65, "lines_per_record": 1, "header": 0}), "'format' needs"),
+    (lambda d: d.update(format={"separator": 65, "lines_per_record": 1, "header_lines": 0}), "'format' needs"),
 ])
 def test_a_malformed_manifest_is_one_line(tmp_path: Path, tamper: object, message: str) -> None:
     manifest = _made(tmp_path)
@@ -151,7 +169,7 @@ def test_a_malformed_manifest_is_one_line_on_the_command_line(tmp_path: Path) ->
     manifest = tmp_path / "m.json"
     manifest.write_text('{"bigshuf_manifest": 1, "kind": "lines", "outputs": []}')
     proc = cli("--check-manifest", str(manifest))
-    assert proc.returncode == 1 and proc.stderr == f"bigshuf: {manifest}: not a valid bigshuf manifest: 'format' needs separator 0 or 10, lines_per_record and header\n".encode()
+    assert proc.returncode == 1 and proc.stderr == f"bigshuf: {manifest}: not a valid bigshuf manifest: 'format' needs separator 0 or 10, lines_per_record and header_lines\n".encode()
     manifest.write_text("[1, 2")
     proc = cli("--check-manifest", str(manifest))
     assert proc.returncode == 1 and proc.stderr.count(b"\n") == 1 and b"not a bigshuf manifest" in proc.stderr

@@ -164,7 +164,7 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         names = [s.path if isinstance(s, FileSource) else s.name for s in self.sources]
         counts = None if self.counted_reader is None else self.counted_reader.counted()
         inputs = input_entries(names, counts, [isinstance(s, FileSource) for s in self.sources])
-        fmt = {"separator": self.fmt.sep, "lines_per_record": self.fmt.group, "header": self.request.header}
+        fmt = {"separator": self.fmt.sep, "lines_per_record": self.fmt.group, "header_lines": self.request.header}
         entries = run_entries(self.request, inputs, fmt, self.head_count, self.source_stats(), self.duplicates)
         if self.stratifier is not None and self.out.split is not None:
             names = [p.name for p in self.out.split]

@@ -15,7 +15,7 @@ from ..storage.safefs import open_nofollow
 
 
 def file_fingerprint(path: str, fmt: RecordFormat, header: int, memory: int) -> Fingerprint:
-    """The fingerprint of the records of the regular file ``path`` (decompressed; ``header`` records set aside)."""
+    """The fingerprint of the records of the regular file ``path`` (decompressed; ``header`` lines set aside)."""
     from ..progress import Progress
     from ..storage.reader import RecordReader
     from ..storage.sources import FileSource
@@ -99,10 +99,18 @@ def format_problem(kind: str, fmt: Any) -> str | None:
         return "'kind' is not 'lines', 'rows', 'samples' or 'documents'"
     elif not (
         isinstance(fmt, dict) and fmt.get("separator") in (0, 10) and is_count(fmt.get("lines_per_record"))
-        and fmt["lines_per_record"] >= 1 and is_count(fmt.get("header"))
+        and fmt["lines_per_record"] >= 1 and (is_count(fmt.get("header_lines")) or is_count(fmt.get("header")))
     ):
-        return "'format' needs separator 0 or 10, lines_per_record and header"
+        return "'format' needs separator 0 or 10, lines_per_record and header_lines"
     return None
+
+
+def header_lines(fmt: dict[str, Any]) -> int:
+    """The lines an output's header holds: ``header_lines``, or in a manifest written before that
+    key, ``header`` records of ``lines_per_record`` lines (what ``--header=N`` then kept)."""
+    if "header_lines" in fmt:
+        return int(fmt["header_lines"])
+    return int(fmt["header"]) * int(fmt["lines_per_record"])
 
 
 def check_manifest(path: str, memory: int) -> tuple[list[str], str]:
@@ -151,7 +159,7 @@ def check_manifest(path: str, memory: int) -> tuple[list[str], str]:
             elif fmt is None:
                 got = rows_fingerprint(where, rows, memory)
             else:
-                got = file_fingerprint(where, fmt, fmt_entry["header"], memory)
+                got = file_fingerprint(where, fmt, header_lines(fmt_entry), memory)
         except InputError as e:
             problems.append(str(e))
             continue

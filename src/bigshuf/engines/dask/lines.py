@@ -52,7 +52,7 @@ class LineTasks:
 
     def format_entry(self) -> dict[str, Any]:
         """The separator of lines, as the local engine's manifest gives it."""
-        return {"separator": self.fmt.sep, "lines_per_record": 1, "header": 0}
+        return {"separator": self.fmt.sep, "lines_per_record": 1, "header_lines": 0}
 
     def finish(self, result: ScatterResult, last: Any) -> None:
         """Nothing to add: the objects' indexes tell the lines and their bytes."""
