@@ -349,7 +349,7 @@ def test_failed_run_leaves_the_output_untouched(tmp_path, args):
 
 @pytest.mark.parametrize("target", [
     "file/", "new/", "file/x", "missing/x", "dir/", "link/", "dangling/",
-    "file/x/", "missing/x/", "", "to_new_dir", "to_file_as_dir", "to_missing_parent", "to_dir",
+    "file/x/", "missing/x/", "", "to_new_dir", "to_file_as_dir", "to_missing_parent", "to_dir", "chain1",
 ])
 def test_an_output_name_for_a_directory_is_refused_as_gnu_refuses_it(tmp_path, run_cli, run_gnu, target):
     """``-o NAME/`` names a directory: GNU says "Is a directory" whatever NAME is, unless NAME's
@@ -363,6 +363,8 @@ def test_an_output_name_for_a_directory_is_refused_as_gnu_refuses_it(tmp_path, r
     (tmp_path / "dir").mkdir()
     links = {"link": "file", "dangling": "nothing", "to_new_dir": "newf/", "to_file_as_dir": "file/",
              "to_missing_parent": "missing/x/", "to_dir": "dir/"}
+    # 40 links, the most Linux follows, the last naming a directory: the 40th's text went unchecked.
+    links.update({f"chain{i}": f"chain{i + 1}" for i in range(1, 40)} | {"chain40": "newc/"})
     for name, text in links.items():
         (tmp_path / name).symlink_to(text)
     gnu = run_gnu(["-o", target, "in"], cwd=tmp_path)
@@ -732,6 +734,27 @@ def test_a_range_with_lines_left_over_is_refused_at_once(run_cli) -> None:
     code, out, err = run_cli(["-i", "1-1000000000001", "-n", "3", "--lines-per-record=2"])
     assert (code, out) == (1, b"")
     assert err == b"bigshuf: 1-1000000000001: ends with 1 line left over after the last whole record of 2 lines (--lines-per-record)\n"
+
+
+def test_a_sample_of_a_range_of_two_to_the_63_records_is_drawn(run_cli) -> None:
+    """2**63 records (one past what ``Generator.choice`` takes) were an internal OverflowError."""
+    for args in (["-i", "10-9223372036854775818", "--header=1"], ["-i", "0-9223372036854775807"]):
+        code, out, err = run_cli([*args, "-n", "3", "--seed", "2"])
+        assert (code, err) == (0, b"") and len(set(out.split())) == 3 + ("--header=1" in args), out
+
+
+@pytest.mark.parametrize("shape,share,want", [
+    (["--lines-per-record=2"], "25%", 26), (["--header=10"], "10%", 19), (["--lines-per-record=2"], "60%", 60),
+    (["--header=2", "--lines-per-record=3"], "0", 0), (["--header=2", "--lines-per-record=3", "-r"], "0", 0),
+])
+def test_a_range_counts_its_sample_as_the_file_of_its_numbers(tmp_path, run_cli, shape, share, want) -> None:
+    """``-n P%`` is a share of the records after the header, and ``-n 0`` reads nothing (no header,
+    no complaint of lines left over), for the range as for the file of its numbers."""
+    (tmp_path / "f").write_bytes(b"".join(b"%d\n" % i for i in range(1, 101)))
+    listed = run_cli(["f", *shape, "-n", share, "--seed", "1"], cwd=tmp_path)
+    code, out, err = run_cli(["-i", "1-100", *shape, "-n", share, "--seed", "1"])
+    assert (code, err) == (0, b"") and listed[0] == 0
+    assert out.count(b"\n") == listed[1].count(b"\n") == want
 
 
 def test_distinct_draws_of_a_wide_range_are_uniform():

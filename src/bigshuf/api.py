@@ -177,6 +177,9 @@ RANGE_MAX = 2**64 - 1
 #: Above this, NumPy's default (int64) draws cannot reach the numbers; unsigned 64-bit draws can.
 _INT64_MAX = 2**63 - 1
 
+#: Bytes a header's number takes at most, written with its separator (20 digits for 2**64 - 1).
+HEADER_NUMBER_BYTES = 21
+
 
 def shuffle_range(lo: int, hi: int, output: PathLike | None = None, **options: Any) -> ShuffleStats:
     """Shuffle the integers ``lo..hi`` (``-i LO-HI``, at most 0..2**64-1); takes ``shuffle``'s keyword options.
@@ -194,12 +197,18 @@ def shuffle_range(lo: int, hi: int, output: PathLike | None = None, **options: A
     if engine_settings:
         Request.build(RangeSource(lo, hi, b"\n"), output, **engine_settings)
     count = hi - lo + 1
+    # A header and records of several numbers shape the range as they shape the file of its
+    # numbers: the first ``header`` numbers stay on top and the draws are of whole records.
+    header = _integer("header", options.get("header", 0))
+    group = _integer("lines_per_record", options.get("lines_per_record", 1))
+    shaped = (header, group) != (0, 1) and header >= 0 and group >= 1 and count > header
+    first, ids, records = (lo + header, 0, (count - header) // group) if shaped else (lo, lo, count)
     share = options.get("head_count")
-    if isinstance(share, str):  # -n P%: a share of the range, whose size is known
+    if isinstance(share, str):  # -n P%: a share of the range's records, whose count is known
         fraction = parse_share(share)
         if fraction is None:
             raise UsageError(f"head_count must be an integer or a percentage from '0%' to '100%', not str {share!r}")
-        options = options | {"head_count": count_of(fraction, count)}
+        options = options | {"head_count": count_of(fraction, records)}
     head_count = _optional_integer("head_count", options.get("head_count"))
     repeat = options.get("repeat", False)
     _check_types(("repeat", "zero_terminated"), bool, (repeat, options.get("zero_terminated", False)), optional=False)
@@ -207,16 +216,11 @@ def shuffle_range(lo: int, hi: int, output: PathLike | None = None, **options: A
     sep = b"\0" if options.get("zero_terminated") else b"\n"
     if repeat and count == 0:
         raise InputError("no lines to repeat")
-    # A header and records of several numbers shape the range as they shape the file of its
-    # numbers: the first ``header`` numbers stay on top and the draws are of whole records.
-    header = _integer("header", options.get("header", 0))
-    group = _integer("lines_per_record", options.get("lines_per_record", 1))
-    shaped = (header, group) != (0, 1) and header >= 0 and group >= 1 and count > header
-    first, ids, records = (lo + header, 0, (count - header) // group) if shaped else (lo, lo, count)
-    if shaped and (count - header) % group:
+    if shaped and head_count != 0 and (count - header) % group:  # (-n 0 reads no input)
         raise leftover_error(f"{lo}-{hi}", (count - header) % group, group)
     sampling = (
-        head_count is not None and ((header, group) == (0, 1) or shaped)
+        head_count is not None and head_count != 0 and ((header, group) == (0, 1) or shaped)
+        and HEADER_NUMBER_BYTES * header <= limit // 4
         and (repeat or (head_count <= records // 2 and head_count * group * 16 <= limit))
     )
     if not sampling:
@@ -230,7 +234,7 @@ def shuffle_range(lo: int, hi: int, output: PathLike | None = None, **options: A
     # that reach past int64 draw unsigned 64-bit numbers; the others draw as they always have, so
     # their seeded outputs stay the same.
     top = ids + records - 1
-    wide = top > _INT64_MAX
+    wide = top > _INT64_MAX or records > _INT64_MAX  # (Generator.choice takes at most int64's largest)
     chosen = None
     if not repeat:
         chosen = _distinct_draws(rng, ids, top, head_count) if wide else rng.choice(records, size=head_count, replace=False) + ids

@@ -155,6 +155,8 @@ def test_a_changed_record_of_the_same_length_is_caught_by_the_fingerprint(tmp_pa
     (lambda d: d["outputs"][0]["fingerprint"].update(digest="zz"), "output 0 needs path"),
     (lambda d: d.update(bigshuf_manifest=2), "no 'bigshuf_manifest': 1"),
     (lambda d: d.update(format={"separator": 65, "lines_per_record": 1, "header_lines": 0}), "'format' needs"),
+    (lambda d: d.update(format={"separator": 10, "lines_per_record": 2, "header_lines": "x", "header": 0}), "'format' needs"),
+    (lambda d: d.update(format={"separator": 10, "lines_per_record": 2, "header_lines": None, "header": 1}), "'format' needs"),
 ])
 def test_a_malformed_manifest_is_one_line(tmp_path: Path, tamper: object, message: str) -> None:
     manifest = _made(tmp_path)

@@ -99,7 +99,7 @@ def format_problem(kind: str, fmt: Any) -> str | None:
         return "'kind' is not 'lines', 'rows', 'samples' or 'documents'"
     elif not (
         isinstance(fmt, dict) and fmt.get("separator") in (0, 10) and is_count(fmt.get("lines_per_record"))
-        and fmt["lines_per_record"] >= 1 and (is_count(fmt.get("header_lines")) or is_count(fmt.get("header")))
+        and fmt["lines_per_record"] >= 1 and is_count(fmt["header_lines"] if "header_lines" in fmt else fmt.get("header"))
     ):
         return "'format' needs separator 0 or 10, lines_per_record and header_lines"
     return None

@@ -238,7 +238,7 @@ def _slash_error(target: str) -> str | None:
     "No such file or directory" or "Not a directory" for a missing or non-directory parent, else
     "Is a directory". None where no such ``/`` is involved; such a name never becomes a file."""
     name = target
-    for _ in range(_MOST_LINKS):
+    for _ in range(_MOST_LINKS + 1):  # the name, then each link's text
         if name.endswith(os.sep):
             parent = os.path.dirname(name.rstrip(os.sep)) or os.curdir
             try:
