@@ -187,44 +187,25 @@ def test_a_header_counts_lines_not_records_of_several_lines(tmp_path: Path, memo
     assert before == after
 
 
+@pytest.mark.parametrize("unique", [False, True])
 def test_a_pipe_gives_a_seed_the_same_output_whatever_the_free_temporary_space(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unique: bool
 ) -> None:
     """A pipe's buckets (its size unknown) were as many as the free space under -T might need,
     so a seeded output changed with the disk it ran on (76 GiB free and a 200 MB tmpfs gave two
-    outputs of one pipe at -S 8M). They are a fixed count now."""
-    records = make_records(8000, seed=11)
-    data = b"".join(r + b"\n" for r in records)
+    outputs of one pipe at -S 8M). They are a fixed count now; so are ``--unique``'s hash
+    buckets, whose count the output followed too (the unique records reach pass 1 bucket by bucket)."""
+    records = make_records(4000 if unique else 8000, seed=12 if unique else 11)
+    data = b"".join(r + b"\n" for r in records + (records[:1000] if unique else []))
 
     def run(name: str) -> bytes:
         piped = GeneratedSource("piped", lambda: (data[i : i + 4096] for i in range(0, len(data), 4096)))
-        bigshuf.shuffle([piped], tmp_path / name, memory="128K", seed=6, tmp_dir=tmp_path, sync=False)
+        bigshuf.shuffle([piped], tmp_path / name, memory="128K", seed=6, unique=unique, tmp_dir=tmp_path, sync=False)
         return (tmp_path / name).read_bytes()
 
     roomy = run("roomy")
     real = shutil.disk_usage
     monkeypatch.setattr(shutil, "disk_usage", lambda path: real(path)._replace(free=3 * len(data)))
-    assert run("tight") == roomy
-    assert_permutation(roomy, records)
-
-
-def test_unique_on_a_pipe_gives_a_seed_the_same_output_whatever_the_free_temporary_space(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """``--unique``'s hash buckets for a pipe were as many as the free space might need (the
-    unique records reach pass 1 bucket by bucket, so the output followed the count): a roomy and a
-    tight -T gave two outputs of one seed."""
-    records = make_records(4000, seed=12)
-    data = b"".join(r + b"\n" for r in records + records[:1000])
-
-    def run(name: str) -> bytes:
-        piped = GeneratedSource("piped", lambda: (data[i : i + 4096] for i in range(0, len(data), 4096)))
-        bigshuf.shuffle([piped], tmp_path / name, memory="128K", seed=6, unique=True, tmp_dir=tmp_path, sync=False)
-        return (tmp_path / name).read_bytes()
-
-    roomy = run("roomy")
-    real = shutil.disk_usage
-    monkeypatch.setattr(shutil, "disk_usage", lambda path: real(path)._replace(free=6 * len(data)))
     assert run("tight") == roomy
     assert_permutation(roomy, records)
 
