@@ -350,6 +350,7 @@ def test_failed_run_leaves_the_output_untouched(tmp_path, args):
 @pytest.mark.parametrize("target", [
     "file/", "new/", "file/x", "missing/x", "dir/", "link/", "dangling/",
     "file/x/", "missing/x/", "", "to_new_dir", "to_file_as_dir", "to_missing_parent", "to_dir", "chain1",
+    "dir/x/../../file", "new/.", "file/.", "dir/.", "dir/x/..",
 ])
 def test_an_output_name_for_a_directory_is_refused_as_gnu_refuses_it(tmp_path, run_cli, run_gnu, target):
     """``-o NAME/`` names a directory: GNU says "Is a directory" whatever NAME is, unless NAME's
@@ -357,7 +358,8 @@ def test_an_output_name_for_a_directory_is_refused_as_gnu_refuses_it(tmp_path, r
     same for a link whose text ends in ``/``. bigshuf dropped the slash and wrote (replaced) the
     file NAME, or made the file a dangling link ``to_new_dir -> newf/`` names; it said "Is a
     directory" for ``file/x/`` and ``missing/x/``, "Not a directory" for a link to ``file/``, and
-    named the working directory for ``-o ''``."""
+    named the working directory for ``-o ''``. ``dir/x/../../file`` replaced ``file`` (realpath
+    dropped the missing ``x``, which the kernel needs) and ``new/.`` made a file ``new``."""
     (tmp_path / "in").write_bytes(b"a\nb\n")
     (tmp_path / "file").write_bytes(b"precious\n")
     (tmp_path / "dir").mkdir()

@@ -108,7 +108,7 @@ def test_a_link_fifo_or_device_at_a_generated_name_is_refused(tmp_path: Path, wh
     assert (tmp_path / "victim.txt").read_bytes() == b"keep me\n"
 
 
-@pytest.mark.parametrize("how", ["manifest", "split", "manifest dry run"])
+@pytest.mark.parametrize("how", ["manifest", "split", "manifest dry run", "manifest dot", "split dot"])
 def test_a_manifest_or_split_name_ending_in_a_slash_never_replaces_the_file_without_it(tmp_path: Path, how: str) -> None:
     """``--manifest keep/`` and ``-o 'keep{split}/'`` name directories; bigshuf dropped the slash
     and replaced the files ``keep`` and ``keepa`` (exit 0), where ``-o keep/`` is refused as GNU
@@ -120,9 +120,12 @@ def test_a_manifest_or_split_name_ending_in_a_slash_never_replaces_the_file_with
         "manifest": ["-o", "out.txt", "--manifest", "keep/"],
         "split": ["--split", "a=0.5,b=rest", "-o", "keep{split}/"],
         "manifest dry run": ["-o", "out.txt", "--manifest", "keep/", "--dry-run"],
+        "manifest dot": ["-o", "out.txt", "--manifest", "keep/."],
+        "split dot": ["--split", "a=0.5,b=rest", "-o", "keep{split}/."],
     }[how]
-    name = "keepa/" if how == "split" else "keep/"
-    assert f"{name}: Is a directory" in refused(tmp_path, ["in.txt", "--seed", "2", *args], name)
+    name = ("keepa/" if how.startswith("split") else "keep/") + ("." if how.endswith("dot") else "")
+    why = "Not a directory" if how.endswith("dot") else "Is a directory"  # as open(2) says of "file/."
+    assert f"{name}: {why}" in refused(tmp_path, ["in.txt", "--seed", "2", *args], name)
 
 
 def test_the_manifest_needs_outputs_that_are_files(tmp_path: Path) -> None:

@@ -201,8 +201,12 @@ def _final_paths(
             raise OutputError(f"{target}: Is a directory")
         if mode is not None and not stat.S_ISREG(mode):
             return []  # a device or FIFO, written in place
+        try:  # the directory as the name gives it ("d/x/../y" needs d/x), before realpath drops a missing part
+            parent_mode = os.stat(os.path.dirname(target) or os.curdir).st_mode
+        except OSError as e:
+            raise OutputError(f"{target}: {e.strerror}") from None
         finals = [os.path.realpath(target)]
-        if not os.path.isdir(os.path.dirname(finals[0])):
+        if not stat.S_ISDIR(parent_mode) or not os.path.isdir(os.path.dirname(finals[0])):
             raise OutputError(f"{target}: No such file or directory")
     else:
         if shards is not None:
@@ -239,6 +243,12 @@ def _slash_error(target: str) -> str | None:
     "Is a directory". None where no such ``/`` is involved; such a name never becomes a file."""
     name = target
     for _ in range(_MOST_LINKS + 1):  # the name, then each link's text
+        if os.path.basename(name) in (os.curdir, os.pardir):  # "d/." or "d/..": a directory, or an error
+            try:
+                os.stat(name)
+            except OSError as e:
+                return e.strerror
+            return os.strerror(errno.EISDIR)
         if name.endswith(os.sep):
             parent = os.path.dirname(name.rstrip(os.sep)) or os.curdir
             try:
