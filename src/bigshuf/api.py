@@ -216,8 +216,9 @@ def shuffle_range(lo: int, hi: int, output: PathLike | None = None, **options: A
     sep = b"\0" if options.get("zero_terminated") else b"\n"
     if repeat and count == 0:
         raise InputError("no lines to repeat")
-    if shaped and head_count != 0 and (count - header) % group:  # (-n 0 reads no input)
-        raise leftover_error(f"{lo}-{hi}", (count - header) % group, group)
+    left = (count - header) % group if shaped else 0
+    if left and head_count != 0:  # (-n 0 reads no input)
+        raise leftover_error(f"{lo}-{hi}", left, group)
     sampling = (
         head_count is not None and head_count != 0 and ((header, group) == (0, 1) or shaped)
         and HEADER_NUMBER_BYTES * header <= limit // 4

@@ -191,18 +191,18 @@ def _descriptors(facts: Facts) -> None:
     """``file descriptors: needs 45, limit 1024``: the bucket files and output files open at once."""
     out = facts.output
     files = 0 if out is None or out.target in (None, "-") else min(out.shards or 1, OPEN_SHARDS)
+    soft = plan.open_file_limit()
+    shown = "unlimited" if soft == -1 else "unknown" if soft is None else soft
     if facts.buckets is None:
         if facts.sample.estimate is None and not facts.input_error:  # a pipe: its buckets, if external
-            soft = plan.open_file_limit()
-            need = plan.descriptors_needed(plan.unsized_buckets(), files)
-            shown = "unlimited" if soft == -1 else "unknown" if soft is None else soft
-            facts.line("file descriptors", f"needs {need} if external ({plan.unsized_buckets()} buckets), limit {shown}")
+            buckets = plan.unsized_buckets()
+            need = plan.descriptors_needed(buckets, files)
+            facts.line("file descriptors", f"needs {need} if external ({buckets} buckets), limit {shown}")
         else:
             facts.line("file descriptors", "unknown (so is the bucket count)")
         return
     need = facts.descriptors = plan.descriptors_needed(facts.buckets, files)
-    soft = plan.open_file_limit()
-    facts.line("file descriptors", f"needs {need}, limit {'unlimited' if soft == -1 else 'unknown' if soft is None else soft}")
+    facts.line("file descriptors", f"needs {need}, limit {shown}")
     if soft is not None and soft != -1:
         limit = soft
 

@@ -18,6 +18,7 @@ from .tempspace import remove_dead_outputs
 
 _MOST_LINKS = 40  # the symbolic links Linux follows in one path before ELOOP
 
+
 def shard_names(
     target: str, shards: int, compress: CodecChoice | None, directory: bool, *, suffix: str | None = None,
     example: str = "out/part-{:05d}.jsonl", directory_words: str = "a directory",
@@ -238,21 +239,19 @@ def _final_paths(
 
 def _slash_error(target: str) -> str | None:
     """Why creating the file ``target`` fails because it, or the symbolic link it is, names a
-    directory (ends in ``/``), worded as open(2) with O_CREAT fails on Linux (and so GNU shuf):
-    "No such file or directory" or "Not a directory" for a missing or non-directory parent, else
-    "Is a directory". None where no such ``/`` is involved; such a name never becomes a file."""
+    directory (ends in ``/``, ``/.`` or ``/..``), worded as open(2) with O_CREAT fails on Linux (and
+    so GNU shuf): "No such file or directory" or "Not a directory" for a missing or non-directory
+    parent, else "Is a directory". None where no such name is involved; it never becomes a file."""
     name = target
     for _ in range(_MOST_LINKS + 1):  # the name, then each link's text
-        if os.path.basename(name) in (os.curdir, os.pardir):  # "d/." or "d/..": a directory, or an error
+        probe = None
+        if os.path.basename(name) in (os.curdir, os.pardir):
+            probe = name  # "d/." and "d/.." name d's own directory, or fail as d does
+        elif name.endswith(os.sep):
+            probe = os.path.join(os.path.dirname(name.rstrip(os.sep)) or os.curdir, "")  # only the parent must be one
+        if probe is not None:
             try:
-                os.stat(name)
-            except OSError as e:
-                return e.strerror
-            return os.strerror(errno.EISDIR)
-        if name.endswith(os.sep):
-            parent = os.path.dirname(name.rstrip(os.sep)) or os.curdir
-            try:
-                os.stat(os.path.join(parent, ""))
+                os.stat(probe)
             except OSError as e:
                 return e.strerror
             return os.strerror(errno.EISDIR)
