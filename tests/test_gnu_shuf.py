@@ -64,6 +64,9 @@ def both(command: Sequence[str]) -> list[tuple[str, list[str]]]:
     return runs
 
 
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]  # a second user, for root's tests
+
+
 def without_gnu_quotes(err: bytes, who: str) -> bytes:
     """stderr of ``who`` as bigshuf would word it (GNU's program name and quotes replaced)."""
     return gnu_to_bigshuf(err) if who == "shuf" else err
@@ -207,12 +210,11 @@ def test_head_count_zero_opens_no_file_and_one_does(tmp_path):
         unreadable = shared / "unreadable"
         unreadable.write_bytes(b"secret\n")
         unreadable.chmod(0)
-        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
         for who, argv in both(["-n0", str(unreadable)]):
-            proc = subprocess.run([*as_nobody, *argv], capture_output=True, timeout=60, cwd=shared)
+            proc = subprocess.run([*NOBODY, *argv], capture_output=True, timeout=60, cwd=shared)
             assert (who, proc.returncode, proc.stdout, proc.stderr) == (who, 0, b"", b"")
         for who, argv in both(["-n1", str(unreadable)]):
-            proc = subprocess.run([*as_nobody, *argv], capture_output=True, timeout=60, cwd=shared)
+            proc = subprocess.run([*NOBODY, *argv], capture_output=True, timeout=60, cwd=shared)
             assert (who, proc.returncode, proc.stdout) == (who, 1, b"")
             assert without_gnu_quotes(proc.stderr, who) == f"bigshuf: {unreadable}: Permission denied\n".encode()
     finally:
@@ -374,6 +376,43 @@ def test_an_output_name_for_a_directory_is_refused_as_gnu_refuses_it(tmp_path, r
     assert run_cli(["-o", target, "in"], cwd=tmp_path) == gnu
     assert (tmp_path / "file").read_bytes() == b"precious\n"
     assert sorted(os.listdir(tmp_path)) == sorted(["dir", "file", "in", *links])
+
+
+@pytest.mark.parametrize("target", [
+    "shut/x/", "shut/new/", "shut/x/.", "shut/..", "w/to_shut_file", "w/to_shut_new",
+    "locked/x/", "locked/new/", "locked/.", "locked/x/..", "blind/new/", "blind/new/.", "blind/new/..",
+])
+def test_a_directory_name_under_a_parent_nobody_may_search_is_refused_as_gnu_refuses_it(target):
+    """Run as ``nobody``: ``-o shut/x/`` where ``shut`` may not be searched is "Permission denied" in
+    GNU shuf (the kernel looks ``x`` up before it sees the slash), also through a link whose text
+    ends in ``/``; bigshuf said "Is a directory" for these. Read-only (``locked``) and
+    search-only (``blind``) parents keep GNU's "Is a directory" or "No such file or directory"."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None or shutil.which("shuf") != GNU_SHUF:
+        pytest.skip("needs root, setpriv and GNU shuf to compare the two as another user")
+    shared = Path(tempfile.mkdtemp(prefix="bigshuf-gnu-"))
+    try:
+        (shared / "in").write_bytes(b"a\nb\n")
+        for name, mode in [("shut", 0o700), ("locked", 0o555), ("blind", 0o311), ("w", 0o777)]:
+            (shared / name).mkdir()
+            if name != "blind":
+                (shared / name / "x").write_bytes(b"precious\n")
+            (shared / name).chmod(mode)
+        (shared / "w" / "to_shut_file").symlink_to("../shut/x/")
+        (shared / "w" / "to_shut_new").symlink_to("../shut/new/")
+        shared.chmod(0o755)
+        (shared / "in").chmod(0o644)
+        results = {}
+        for who, argv in both(["-o", target, "in"]):
+            proc = subprocess.run([*NOBODY, *argv], capture_output=True, timeout=60, cwd=shared)
+            results[who] = (proc.returncode, proc.stdout, without_gnu_quotes(proc.stderr, who))
+        assert results["bigshuf"] == results["shuf"]
+        assert results["bigshuf"][0] == 1 and results["bigshuf"][2].count(b"\n") == 1
+        assert sorted(os.listdir(shared)) == ["blind", "in", "locked", "shut", "w"]
+        assert all((shared / d / "x").read_bytes() == b"precious\n" for d in ("shut", "locked"))
+    finally:
+        for name in ("shut", "locked", "blind"):
+            (shared / name).chmod(0o700)
+        shutil.rmtree(shared)
 
 
 def head_of_endless(args: list[str], input: bytes = b"", count: int = 1000) -> list[bytes]:

@@ -254,6 +254,12 @@ def _slash_error(target: str) -> str | None:
                 os.stat(probe)
             except OSError as e:
                 return e.strerror
+            try:  # the last step's lookup, which a parent this user cannot search refuses
+                os.lstat(name.rstrip(os.sep))
+            except PermissionError as e:
+                return e.strerror
+            except OSError:
+                pass  # a new name: open(2) still refuses to create it as a directory
             return os.strerror(errno.EISDIR)
         try:
             text = os.readlink(name)
