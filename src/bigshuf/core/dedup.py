@@ -109,6 +109,15 @@ def bucket_ids(hashes: np.ndarray, level: int, k: int) -> np.ndarray:
     return ids
 
 
+def hash_bucket_count(need: int, limit: int) -> int:
+    """Hash buckets for a level whose dedup needs ``need`` bytes in all (records, their unique copy
+    and bookkeeping), so that the expected bucket needs a third of the read buffer; -1 (unknown):
+    as many as pass 1 gives a pipe, whatever the free space (the output follows the count)."""
+    if need < 0:
+        return plan.unsized_buckets()
+    return max(2, min(plan.most_buckets(), -(-need // max(1, plan.read_capacity(limit) // plan.BUCKET_FRACTION))))
+
+
 def keeps_hashes(k: int) -> bool:
     """Whether ``k`` hash buckets can each keep a file of their records' hashes beside them (twice
     the files open): then a bucket read back is not hashed again. Else they are hashed again, and

@@ -11,7 +11,6 @@ buckets, so its output is a uniform permutation of the unique records whatever t
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
@@ -20,7 +19,7 @@ import numpy as np
 
 from ..core import mix, plan
 from ..core.driver import closing
-from ..core.dedup import DEDUP_META, bucket_ids, first_copies, gather, keeps_hashes
+from ..core.dedup import DEDUP_META, bucket_ids, first_copies, gather, hash_bucket_count, keeps_hashes
 from ..core.fingerprint import record_hashes
 from ..core.parallel import Workers
 from ..core.records import count_separators, find_offsets
@@ -49,17 +48,12 @@ Labels = Callable[[int, np.ndarray], np.ndarray]
 def fits(nbytes: int, nrecords: int, limit: int, meta: int = DEDUP_META) -> bool:
     """Whether a hash bucket can be deduplicated in memory: it, its unique copy and the bookkeeping
     (``meta`` a record) within the pass-1 read buffer's share of the limit (the shuffle's scatter takes the rest)."""
-    return 2 * nbytes + meta * nrecords <= plan.read_capacity(limit)
+    return dedup_need(nbytes, nrecords, meta) <= plan.read_capacity(limit)
 
 
-def hash_bucket_count(nbytes: int, nrecords: int, limit: int, meta: int = DEDUP_META) -> int:
-    """Hash buckets for ``nbytes`` (``nrecords``) of records, so that the expected bucket needs a
-    third of what ``fits`` allows; -1 (unknown): as many as pass 1 gives a pipe, whatever the free
-    space (the order the unique records reach pass 1 in, and so the output, follows the count)."""
-    if nbytes < 0:
-        return plan.unsized_buckets()
-    need = 2 * nbytes + meta * nrecords
-    return max(2, min(plan.most_buckets(), math.ceil(need / max(1, plan.read_capacity(limit) // plan.BUCKET_FRACTION))))
+def dedup_need(nbytes: int, nrecords: int, meta: int = DEDUP_META) -> int:
+    """Bytes deduplicating ``nbytes`` (``nrecords``) of lines needs, as ``fits`` counts them; -1 if unknown."""
+    return -1 if nbytes < 0 else 2 * nbytes + meta * nrecords
 
 
 def record_ranges(offsets: np.ndarray, nbytes: int) -> list[tuple[int, int]]:
@@ -308,7 +302,7 @@ class Dedup(DedupStage):
         """Scatter ``blocks`` into new hash buckets of ``level`` (in directory ``name``); return them, closed."""
         run = self.run
         self.enter_level(level)
-        k = hash_bucket_count(nbytes, int(nbytes / max(1.0, per_record)), run.limit, self.meta)
+        k = hash_bucket_count(dedup_need(nbytes, int(nbytes / max(1.0, per_record)), self.meta), run.limit)
         run.buckets += k
         buckets = HashBuckets(os.path.join(self.temp.path, name), k, run.writer, run.request.compress_temp, self.sources)
         try:

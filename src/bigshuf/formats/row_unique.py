@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from ..core import plan
 from ..core.checkpoint import advice
-from ..core.dedup import DEDUP_META, bucket_ids, keeps_hashes
+from ..core.dedup import DEDUP_META, bucket_ids, hash_bucket_count, keeps_hashes
 from ..core.records import list_spans
 from ..core.scatter import BucketSet, Scattered
 from ..errors import InputError, TempSpaceError, UsageError, option
@@ -273,8 +273,7 @@ class RowDedup(DedupStage):
         (directory ``name``); return them, closed."""
         run = self.run
         self.enter_level(level)
-        need = 2 * nbytes + DEDUP_META * nrows
-        k = max(2, min(plan.most_buckets(), -(-need // max(1, plan.read_capacity(run.limit) // plan.BUCKET_FRACTION))))
+        k = hash_bucket_count(2 * nbytes + DEDUP_META * nrows, run.limit)
         run.buckets += k
         directory, top = os.path.join(self.temp.path, name), level == 0 and self.keep_top
         if top:  # --resume: synced and checkpointed once complete

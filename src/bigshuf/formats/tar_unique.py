@@ -22,7 +22,6 @@ counted, and the rates apply to the samples left (``TarRun`` plans its mix once 
 from __future__ import annotations
 
 import io
-import math
 import os
 from collections.abc import Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -30,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..core import plan
-from ..core.dedup import DEDUP_META, bucket_ids, first_copies, gather
+from ..core.dedup import DEDUP_META, bucket_ids, first_copies, gather, hash_bucket_count
 from ..core.checkpoint import advice
 from ..core.fingerprint import record_hashes
 from ..core.scatter import regroup
@@ -269,19 +268,12 @@ class TarDedup(DedupStage):
         yield from self._unique_buckets(buckets, 0, TOP)
         self.buf = np.empty(0, np.uint8)  # pass 2 of the shuffle has its own
 
-    def _bucket_count(self, nbytes: int) -> int:
-        """Hash buckets for ``nbytes`` of samples, so that the expected bucket needs a third of
-        what ``fits`` allows; -1 (unknown): as many as pass 1 gives a pipe, whatever the free space."""
-        if nbytes < 0:
-            return plan.unsized_buckets()
-        return max(2, min(plan.most_buckets(), math.ceil(3 * nbytes / max(1, plan.read_capacity(self.run.limit) // plan.BUCKET_FRACTION))))
-
     def _fill(self, blocks: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray | None]], nbytes: int, level: int, name: str) -> SampleBuckets:
         """Scatter ``blocks`` (each with its samples' sources, or None) into new hash buckets of
         ``level`` (in directory ``name``); return them, closed."""
         run = self.run
         self.enter_level(level)
-        k = self._bucket_count(nbytes)
+        k = hash_bucket_count(-1 if nbytes < 0 else 3 * nbytes, run.limit)  # fits' bytes, the sample count unknown
         run.buckets += k
         buckets = SampleBuckets(os.path.join(self.temp.path, name), k, run.writer, run.request.compress_temp)
         if self.sources:

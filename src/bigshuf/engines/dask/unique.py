@@ -26,7 +26,8 @@ from ...core import plan, streams
 from ...core.fingerprint import Fingerprint
 from ...core.streams import rng_for
 from ...errors import InputError, option
-from ...formats.line_unique import fits, hash_bucket_count
+from ...core.dedup import hash_bucket_count
+from ...formats.line_unique import dedup_need, fits
 from ...storage import remote
 from ...progress import Progress, dedup_phase, scatter_phase
 from .tasks import Config, Index, RunTasks, ScatterResult, ScatterTask, Segment, load
@@ -152,7 +153,7 @@ def _dedup(
             f"needs the records repeated to be shorter than about a quarter of {option('memory')}; raise {option('memory')}"
         )
     result.depth = max(result.depth, level)
-    k = hash_bucket_count(size, count, cfg.limit)
+    k = hash_bucket_count(dedup_need(size, count), cfg.limit)
     segments = []
     group_sources = []
     for t, (group, source) in enumerate(_groups(where, labels, plan.read_capacity(cfg.limit) // 2)):
