@@ -353,6 +353,7 @@ def test_failed_run_leaves_the_output_untouched(tmp_path, args):
     "file/", "new/", "file/x", "missing/x", "dir/", "link/", "dangling/",
     "file/x/", "missing/x/", "", "to_new_dir", "to_file_as_dir", "to_missing_parent", "to_dir", "chain1",
     "dir/x/../../file", "new/.", "file/.", "dir/.", "dir/x/..",
+    "via_missing", "via_missing_chain", "via_missing_new", "via_file",
 ])
 def test_an_output_name_for_a_directory_is_refused_as_gnu_refuses_it(tmp_path, run_cli, run_gnu, target):
     """``-o NAME/`` names a directory: GNU says "Is a directory" whatever NAME is, unless NAME's
@@ -361,12 +362,14 @@ def test_an_output_name_for_a_directory_is_refused_as_gnu_refuses_it(tmp_path, r
     file NAME, or made the file a dangling link ``to_new_dir -> newf/`` names; it said "Is a
     directory" for ``file/x/`` and ``missing/x/``, "Not a directory" for a link to ``file/``, and
     named the working directory for ``-o ''``. ``dir/x/../../file`` replaced ``file`` (realpath
-    dropped the missing ``x``, which the kernel needs) and ``new/.`` made a file ``new``."""
+    dropped the missing ``x``, which the kernel needs) and ``new/.`` made a file ``new``; so did a
+    link whose text goes through a missing directory (``via_missing -> dir/missing/../../file``)."""
     (tmp_path / "in").write_bytes(b"a\nb\n")
     (tmp_path / "file").write_bytes(b"precious\n")
     (tmp_path / "dir").mkdir()
     links = {"link": "file", "dangling": "nothing", "to_new_dir": "newf/", "to_file_as_dir": "file/",
-             "to_missing_parent": "missing/x/", "to_dir": "dir/"}
+             "to_missing_parent": "missing/x/", "to_dir": "dir/", "via_missing": "dir/missing/../../file",
+             "via_missing_chain": "via_missing", "via_missing_new": "dir/missing/../newg", "via_file": "file/../file"}
     # 40 links, the most Linux follows, the last naming a directory: the 40th's text went unchecked.
     links.update({f"chain{i}": f"chain{i + 1}" for i in range(1, 40)} | {"chain40": "newc/"})
     for name, text in links.items():

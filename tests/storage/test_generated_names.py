@@ -128,6 +128,50 @@ def test_a_manifest_or_split_name_ending_in_a_slash_never_replaces_the_file_with
     assert f"{name}: {why}" in refused(tmp_path, ["in.txt", "--seed", "2", *args], name)
 
 
+@pytest.mark.parametrize("how", ["output", "manifest", "split", "shards"])
+def test_a_name_through_a_linked_directory_lands_where_the_kernel_puts_it(tmp_path: Path, how: str) -> None:
+    """``lnk/../keep`` is ``keep`` beside the directory ``lnk`` points to (the kernel follows the
+    link before ``..``). ``-o`` wrote there, but the manifest and split names were resolved as
+    text and replaced ``./keep`` and ``./keepa``."""
+    (tmp_path / "in.txt").write_bytes(DATA)
+    (tmp_path / "other" / "a").mkdir(parents=True)
+    (tmp_path / "lnk").symlink_to("other/a")
+    for name in ("keep", "keepa", "keepb"):
+        (tmp_path / name).write_bytes(b"keep me\n")
+    args, written = {
+        "output": (["-o", "lnk/../keep"], ["keep"]),
+        "manifest": (["-o", "out.txt", "--manifest", "lnk/../keep"], ["keep"]),
+        "split": (["--split", "a=0.5,b=rest", "-o", "lnk/../keep{split}"], ["keepa", "keepb"]),
+        "shards": (["--shards", "2", "-o", "lnk/../keep{}"], ["keep0", "keep1"]),
+    }[how]
+    proc = cli("in.txt", "--seed", "4", *args, cwd=tmp_path)
+    assert (proc.returncode, proc.stderr) == (0, b"")
+    assert all((tmp_path / name).read_bytes() == b"keep me\n" for name in ("keep", "keepa", "keepb"))
+    assert sorted(os.listdir(tmp_path / "other")) == sorted(["a", *written])
+    if how != "manifest":
+        got = b"".join((tmp_path / "other" / name).read_bytes() for name in written)
+        assert sorted(got.splitlines()) == sorted(DATA.splitlines())
+
+
+@pytest.mark.parametrize("name", ["keep/../keep", "lnk/missing/../../keep"])
+def test_a_manifest_through_a_missing_or_file_part_is_refused_or_made(tmp_path: Path, name: str) -> None:
+    """A generated name's directory resolves as ``mkdir -p`` and then open(2) would: the missing
+    ``other/a/missing`` is made and ``../..`` from it is ``other`` (read as text it was ``.``, and
+    ``./keep`` was replaced); a file where a directory is needed is refused."""
+    (tmp_path / "in.txt").write_bytes(DATA)
+    (tmp_path / "other" / "a").mkdir(parents=True)
+    (tmp_path / "lnk").symlink_to("other/a")
+    (tmp_path / "keep").write_bytes(b"keep me\n")
+    proc = cli("in.txt", "-o", "out.txt", "--manifest", name, cwd=tmp_path)
+    assert (tmp_path / "keep").read_bytes() == b"keep me\n"
+    if name.startswith("keep/"):
+        assert (proc.returncode, proc.stderr) == (1, f"bigshuf: {name}: Not a directory\n".encode())
+    else:
+        assert (proc.returncode, proc.stderr) == (0, b"")
+        assert (tmp_path / "other" / "a" / "missing").is_dir()
+        assert (tmp_path / "other" / "keep").read_bytes().startswith(b"{")
+
+
 def test_the_manifest_needs_outputs_that_are_files(tmp_path: Path) -> None:
     (tmp_path / "in.txt").write_bytes(DATA)
     refused(tmp_path, ["in.txt", "-o", "/dev/stdout", "--manifest", "m.json"], "--manifest needs -o naming regular files")

@@ -513,10 +513,11 @@ def test_a_file_as_a_shard_directory_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_file_in_the_middle_of_a_shard_pattern_is_refused(tmp_path: Path) -> None:
-    """A pattern whose directory would have to be made under a regular file names that file."""
+    """A pattern whose directory would have to be made under a regular file: its first shard is
+    refused as open(2) refuses it."""
     (tmp_path / "file").write_bytes(b"")
     target = str(tmp_path / "file" / "sub" / "p{}")
-    with pytest.raises(OutputError, match=exact(f"{target}: {tmp_path / 'file'} is not a directory")):
+    with pytest.raises(OutputError, match=exact(f"{tmp_path / 'file' / 'sub' / 'p0'}: Not a directory")):
         check_output_directory(target, 2)
 
 

@@ -27,7 +27,8 @@ from ..request import Request, resolve_memory
 from ..storage.layout import Sharding, SplitPart, parse_split
 from ..storage.manifest import input_entries
 from ..storage.remote import filesystem, is_remote
-from ..storage.safefs import foreign_entry, generated_path
+from ..storage.paths import generated_path
+from ..storage.safefs import foreign_entry
 from ..storage.shards import check_outputs
 from ..storage.sinks import AtomicFileSink, CodecChoice, Sink
 from ..storage.writeback import WriteBehind

@@ -20,6 +20,7 @@ from ..core.resume import JobLock, input_identity, refuse_foreign_temps
 from ..request import Request
 from ..storage.decoding import open_reader
 from ..storage.output import Output
+from ..storage.paths import followed_path
 from ..storage.safefs import open_nofollow
 from ..storage.shards import make_directories
 from ..storage.sinks import CodecChoice
@@ -132,7 +133,7 @@ class ResumableRun:
         assert self.resume_name is not None and self.resume_key is not None and self.out.target is not None
         target = self.out.target
         if not self.out.sharding.on and self.out.split is None:
-            first = os.path.realpath(target)
+            first = followed_path(target)
             lock = os.path.join(os.path.dirname(first), f".{os.path.basename(first)}.{self.resume_name}.lock")
         else:
             if "{" not in target and (os.path.isdir(target) or target.endswith(os.sep)):

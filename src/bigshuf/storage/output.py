@@ -22,7 +22,7 @@ from . import output_resume
 from .commit import CommitInterrupted, OutputFiles, deferred_signals
 from .layout import Sharding, SplitPart, shard_option, split_counts, split_target
 from .manifest import OutputFile, build_manifest, write_manifest
-from .safefs import generated_path
+from .paths import followed_path, generated_path
 from .shards import check_shard_count, make_directories, shard_names
 from .sinks import AtomicFileSink, CodecChoice, Sink, open_output, output_codec
 from .writeback import WriteBehind
@@ -140,7 +140,7 @@ class Output:
         shards') directory, the part of its pattern before a placeholder."""
         assert self.target is not None
         if not self.sharding.on and self.split is None:
-            return [os.path.dirname(os.path.realpath(self.target))]
+            return [os.path.dirname(followed_path(self.target))]
         targets = [self.target] if self.split is None else [split_target(self.target, p.name) for p in self.split]
         found = []
         for target in targets:

@@ -4,7 +4,6 @@ interrupted run taken up again where ``Output``'s plan puts them (read back when
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
 from ..core.fingerprint import Fingerprint
@@ -13,7 +12,7 @@ from ..core.resume import FileCheck, ResumePoint
 from ..errors import OutputError
 from .layout import file_places
 from .manifest import OutputFile
-from .safefs import generated_path
+from .paths import followed_path, generated_path
 from .shards import make_directories
 from .sinks import AtomicFileSink, output_codec
 
@@ -31,7 +30,7 @@ def resumable_sink(output: Output, i: int, path: str, at: ResumePoint | None) ->
     if made:
         output._made += make_directories([path])
     sink = AtomicFileSink(
-        generated_path(path) if made else os.path.realpath(path), codec, path, output.resume_tag, at, output.resume_dir,
+        generated_path(path) if made else followed_path(path), codec, path, output.resume_tag, at, output.resume_dir,
         files=output.files, index=i if made else None,
     )
     if finished:

@@ -46,13 +46,6 @@ def open_nofollow(path: str, flags: int = os.O_RDONLY) -> int:
     return os.open(path, flags | _NOFOLLOW | _CLOEXEC)
 
 
-def generated_path(name: str) -> str:
-    """Where a file whose name bigshuf makes (a shard, a split, the manifest) is put: its directory's
-    real path joined to its own name, so a symlink at that name is never written through."""
-    absolute = os.path.abspath(name)
-    return os.path.join(os.path.realpath(os.path.dirname(absolute)), os.path.basename(absolute))
-
-
 def foreign_entry(path: str) -> str | None:
     """Why what stands at ``path`` may not be replaced by a file bigshuf writes (a symbolic link, a
     device, a FIFO...), or None if nothing is there or it is a regular file."""

@@ -6,18 +6,16 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from string import Formatter
 
 from ..errors import OutputError, UsageError, option
 from .commit import OutputFiles, backup_name, name_max
 from .layout import Sharding, SplitPart, shard_option, split_target
 from .sinks import CodecChoice, output_codec
-from .safefs import creation_problem, foreign_entry, generated_path
+from .paths import MOST_LINKS, followed_path, generated_path
+from .safefs import creation_problem, foreign_entry
 from .tempspace import remove_dead_outputs
-
-_MOST_LINKS = 40  # the symbolic links Linux follows in one path before ELOOP
-
 
 def shard_names(
     target: str, shards: int, compress: CodecChoice | None, directory: bool, *, suffix: str | None = None,
@@ -188,7 +186,7 @@ def _final_paths(
             raise OutputError(f"{target}: {slash}")
         if makes_directory:  # a name bigshuf made (a split's file) or the manifest: never through a link
             _check_generated(target, target)
-            finals = [generated_path(target)]
+            finals = [_resolved(generated_path, target)]
             if os.path.isdir(finals[0]):
                 raise OutputError(f"{target}: Is a directory")
             return finals
@@ -202,13 +200,7 @@ def _final_paths(
             raise OutputError(f"{target}: Is a directory")
         if mode is not None and not stat.S_ISREG(mode):
             return []  # a device or FIFO, written in place
-        try:  # the directory as the name gives it ("d/x/../y" needs d/x), before realpath drops a missing part
-            parent_mode = os.stat(os.path.dirname(target) or os.curdir).st_mode
-        except OSError as e:
-            raise OutputError(f"{target}: {e.strerror}") from None
-        finals = [os.path.realpath(target)]
-        if not stat.S_ISDIR(parent_mode) or not os.path.isdir(os.path.dirname(finals[0])):
-            raise OutputError(f"{target}: No such file or directory")
+        finals = [_resolved(followed_path, target)]  # "d/x/../y" needs d/x, as does a link's text
     else:
         if shards is not None:
             check_shard_count(target, shards)
@@ -228,7 +220,7 @@ def _final_paths(
         if open_ended is None:
             assert shards is not None
             _check_no_stale_shard(target, shards, names, compress, as_directory, suffix)
-        finals = [generated_path(p) for p in names]
+        finals = [_resolved(generated_path, p) for p in names]
         first: dict[str, int] = {}
         for i, final in enumerate(finals):
             # Two shards renamed onto one file (a symlink, or '..' in the pattern) would lose one.
@@ -237,13 +229,22 @@ def _final_paths(
     return finals
 
 
+def _resolved(resolve: Callable[[str], str], name: str) -> str:
+    """``resolve(name)``, a directory the kernel would refuse on the way (not one, no permission,
+    a link loop) reported as open(2) reports it."""
+    try:
+        return resolve(name)
+    except OSError as e:
+        raise OutputError(f"{name}: {e.strerror}") from None
+
+
 def _slash_error(target: str) -> str | None:
     """Why creating the file ``target`` fails because it, or the symbolic link it is, names a
     directory (ends in ``/``, ``/.`` or ``/..``), worded as open(2) with O_CREAT fails on Linux (and
     so GNU shuf): "No such file or directory" or "Not a directory" for a missing or non-directory
     parent, else "Is a directory". None where no such name is involved; it never becomes a file."""
     name = target
-    for _ in range(_MOST_LINKS + 1):  # the name, then each link's text
+    for _ in range(MOST_LINKS + 1):  # the name, then each link's text
         probe = None
         if os.path.basename(name) in (os.curdir, os.pardir):
             probe = name  # "d/." and "d/.." name d's own directory, or fail as d does
@@ -335,7 +336,10 @@ def check_outputs(
     if manifest is not None:
         if not owner:  # -o names a device or FIFO: there is no file for the manifest to describe
             raise OutputError(f"{option('manifest')} needs {option('output')} naming regular files, not {target}")
-        final = generated_path(manifest)
+        slash = _slash_error(manifest)  # "keep/" names no file: never resolved to ./keep
+        if slash is not None:
+            raise OutputError(f"{manifest}: {slash}")
+        final = _resolved(generated_path, manifest)
         if final in owner or any(os.path.dirname(f) == final for f in owner):
             raise OutputError(f"{manifest}: the manifest would be written over an output")
         _check_not_input(manifest, inputs)

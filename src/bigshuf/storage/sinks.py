@@ -11,6 +11,7 @@ from typing import BinaryIO
 from ..core.resume import ResumePoint, open_output_temp
 from ..errors import OutputError
 from .commit import OutputFiles
+from .paths import followed_path
 from .safefs import create_exclusive, sync_directory, sync_file
 from .sliced import open_sliced
 
@@ -265,4 +266,4 @@ def open_output(
         mode = None
     if mode is not None and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
         return DeviceSink(os.fspath(path), codec)
-    return AtomicFileSink(os.path.realpath(path), codec, os.fspath(path), files=files, sync=sync)
+    return AtomicFileSink(followed_path(os.fspath(path)), codec, os.fspath(path), files=files, sync=sync)

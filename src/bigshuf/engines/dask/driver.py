@@ -26,7 +26,7 @@ from ...errors import OutputError, TempSpaceError, UsageError, option
 from ...progress import Progress, scatter_phase, shuffle_phase
 from ...storage import remote
 from ...storage.commit import OutputFiles
-from ...storage.safefs import generated_path
+from ...storage.paths import generated_path
 from ...storage.layout import Sharding, parse_split
 from ...storage.manifest import run_entries, strata_entries
 from ...storage.shards import make_directories

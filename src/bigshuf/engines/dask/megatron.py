@@ -33,7 +33,7 @@ from ...formats.megatron import (
 )
 from ...formats.megatron_run import check_manifest_name, check_pair_files, dataset_prefixes, documents_sample, token_bytes
 from ...storage import remote
-from ...storage.safefs import generated_path
+from ...storage.paths import generated_path
 from ...storage.sinks import AtomicFileSink, CodecChoice
 from .outputs import Layout
 from .placement import Placement

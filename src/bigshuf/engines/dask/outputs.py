@@ -16,7 +16,7 @@ from ...storage import remote
 from ...storage.layout import Sharding, SplitPart, shard_option, split_counts, split_target
 from ...storage.manifest import build_manifest, input_entries, write_manifest
 from ...storage.manifest import OutputFile
-from ...storage.safefs import generated_path
+from ...storage.paths import followed_path, generated_path
 from ...storage.shards import OPEN_ENDED_PROBE, check_outputs, check_shard_count, shard_names
 from ...storage.sinks import CodecChoice
 from ..cluster import url_manifest_refusal
@@ -85,7 +85,7 @@ def _names(
     """The final names of files ``numbers`` of one (``split``'s) ``target``: URLs, or local paths
     (a name bigshuf made, a shard's or a split's, with only its directory resolved)."""
     if not sharding.on:
-        return [target if remote.is_url(target) else generated_path(target) if split else os.path.realpath(target)]
+        return [target if remote.is_url(target) else generated_path(target) if split else followed_path(target)]
     flag = shard_option(sharding)
     if remote.is_url(target):
         return shard_names(

@@ -1,0 +1,53 @@
+"""Where an output name lands: the file the kernel would open for it, found before anything is written.
+
+``os.path.realpath`` and ``abspath`` read ``..`` as text where a part is missing or a link
+(``missing/../x`` is not ``x`` to open(2), and ``link/..`` is the parent of the link's
+target), so a commit renaming onto their answer could replace a file GNU shuf never touches.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+#: Symbolic links Linux follows in one path before ELOOP (MAXSYMLINKS).
+MOST_LINKS = 40
+
+
+def real_directory(name: str) -> str:
+    """The real path of directory ``name`` as the kernel resolves it, where it exists; the parts from
+    the first missing one on (directories bigshuf makes, as ``mkdir -p`` would) are joined as
+    written. Raises OSError as stat(2) does on a part that exists but cannot be passed through."""
+    parts = name.split(os.sep)
+    for i in range(len(parts), 0, -1):
+        prefix = os.sep.join(parts[:i]) or os.sep
+        try:
+            os.stat(os.path.join(prefix, ""))  # the kernel's lookup: every part a searchable directory
+        except FileNotFoundError:
+            continue
+        return os.path.normpath(os.path.join(os.path.realpath(prefix), *parts[i:]))
+    return os.path.normpath(os.path.join(os.getcwd(), name))
+
+
+def generated_path(name: str) -> str:
+    """Where a file whose name bigshuf makes (a shard, a split, the manifest) is put: its directory's
+    real path joined to its own name, so a symlink at that name is never written through."""
+    head, tail = os.path.split(name)
+    return os.path.join(real_directory(head or os.curdir), tail)
+
+
+def followed_path(name: str) -> str:
+    """The file open(2) with O_CREAT writes for ``-o name`` (as GNU shuf does): ``name``'s existing
+    directory resolved as the kernel resolves it, then each symbolic link at the last part followed.
+    Raises OSError with open(2)'s error where the kernel would refuse a directory on the way."""
+    for _ in range(MOST_LINKS + 1):
+        head, tail = os.path.split(name)
+        head = head or os.curdir
+        os.stat(os.path.join(head, ""))  # ENOENT for missing/.., ENOTDIR for file/.., as open(2)
+        path = os.path.join(os.path.realpath(head), tail)
+        try:
+            text = os.readlink(path)
+        except OSError:
+            return path  # not a link: the file itself, or a new one
+        name = os.path.join(os.path.dirname(path), text)
+    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), name)
