@@ -804,13 +804,13 @@ def test_a_range_counts_its_sample_as_the_file_of_its_numbers(tmp_path, run_cli,
 def test_distinct_draws_of_a_wide_range_are_uniform():
     """The sampler for ranges past int64 gives distinct numbers, each number and each position
     equally likely (chi-square over 4000 samples of 5 of the top 10 numbers below 2**64)."""
-    from bigshuf.api import _distinct_draws
+    from bigshuf.core.draws import distinct_wide
     from bigshuf.core.streams import rng_for
 
     lo, hi, n = SIZE_MAX - 9, SIZE_MAX, 5
     counts = np.zeros((n, 10))
     for i in range(4000):
-        got = _distinct_draws(rng_for(i, (4,)), lo, hi, n)
+        got = distinct_wide(rng_for(i, (4,)), lo, hi, n)
         assert got.dtype == np.uint64 and len(set(got.tolist())) == n
         for position, value in enumerate(got.tolist()):
             counts[position, value - lo] += 1

@@ -275,3 +275,17 @@ def test_each_bucket_mapping_is_let_go_once_its_bucket_is_written(tmp_path: Path
     assert stats.passes == 2 and len(mapped_on) == stats.buckets
     assert any(name != "MainThread" for name in mapped_on) and still_mapped == []
     assert_permutation(out.read_bytes(), records)
+
+
+@pytest.mark.parametrize("args", [
+    ["-i", "1-20000000", "-n", "1000000"],
+    ["-i", "1-1000000", "--lines-per-record=100000", "-r", "-n", "30"],
+])
+def test_a_sample_of_a_range_stays_within_the_limit(baseline: int, tmp_path: Path, args: list[str]) -> None:
+    """A twentieth of a range was drawn by ``Generator.choice``, which lists the whole range (8
+    bytes a number: 160 MiB here, 800 MiB for ``-n 3000000`` of ``1-100000000``); records of
+    many numbers were turned into text 2**20 records at once (3 million numbers here, ~460 MiB)."""
+    out = tmp_path / "out.txt"
+    peak = peak_rss([*args, "-S", "64M", "--seed", "3", "-o", str(out)], tmp_path)
+    assert out.read_bytes().count(b"\n") == (1_000_000 if "-r" not in args else 3_000_000)
+    assert peak <= baseline + 64 * MiB + SLACK, f"peak {peak / MiB:.0f} MiB, baseline {baseline / MiB:.0f} MiB"

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .core import plan, streams
+from .core import draws, plan, streams
 from .core.head import count_of, parse_share
 from .core.fingerprint import Fingerprint, fingerprint_records
 from .core.parallel import Workers, default_threads
@@ -180,6 +180,9 @@ _INT64_MAX = 2**63 - 1
 #: Bytes a header's number takes at most, written with its separator (20 digits for 2**64 - 1).
 HEADER_NUMBER_BYTES = 21
 
+#: Numbers a range's sample turns into text at once: 2**16 of them take about 7 MiB as Python objects.
+DRAW_NUMBERS = 1 << 16
+
 
 def shuffle_range(lo: int, hi: int, output: PathLike | None = None, **options: Any) -> ShuffleStats:
     """Shuffle the integers ``lo..hi`` (``-i LO-HI``, at most 0..2**64-1); takes ``shuffle``'s keyword options.
@@ -238,49 +241,37 @@ def shuffle_range(lo: int, hi: int, output: PathLike | None = None, **options: A
     wide = top > _INT64_MAX or records > _INT64_MAX  # (Generator.choice takes at most int64's largest)
     chosen = None
     if not repeat:
-        chosen = _distinct_draws(rng, ids, top, head_count) if wide else rng.choice(records, size=head_count, replace=False) + ids
+        chosen = draws.distinct_wide(rng, ids, top, head_count) if wide else draws.distinct(rng, records, head_count, limit) + ids
 
-    def numbers(drawn: np.ndarray) -> list[int]:
-        """The numbers of the records drawn, each record's in order."""
-        if shaped:
-            kind = np.uint64 if hi > _INT64_MAX else np.int64
-            starts = drawn.astype(kind) * np.asarray(group, kind) + np.asarray(first, kind)
-            drawn = (starts[:, None] + np.arange(group, dtype=kind)).ravel()
-        out: list[int] = drawn.tolist()
-        return out
+    def lines(numbers: np.ndarray) -> bytes:
+        return sep.join(b"%d" % v for v in numbers.tolist()) + sep
 
-    def draws() -> Iterator[bytes]:
+    def generated() -> Iterator[bytes]:
+        """The header, then the records drawn, each record's numbers in order, ``DRAW_NUMBERS`` at
+        most at once (a record of more numbers alone, in pieces)."""
         if shaped and header:
-            yield sep.join(b"%d" % v for v in range(lo, first)) + sep
-        for start in range(0, head_count, 1 << 20):
-            size = min(1 << 20, head_count - start)
+            yield lines(np.arange(lo, first, dtype=np.uint64))
+        per = max(1, DRAW_NUMBERS // group)
+        kind = np.uint64 if hi > _INT64_MAX else np.int64
+        for start in range(0, head_count, per):
+            size = min(per, head_count - start)
             if chosen is not None:
                 values = chosen[start : start + size]
             elif wide:
                 values = rng.integers(ids, top, size, dtype=np.uint64, endpoint=True)
             else:
                 values = rng.integers(ids, top, size, endpoint=True)
-            yield sep.join(b"%d" % v for v in numbers(values)) + sep
+            if not shaped:
+                yield lines(values)
+                continue
+            starts = values.astype(kind) * np.asarray(group, kind) + np.asarray(first, kind)
+            for offset in range(0, group, DRAW_NUMBERS):
+                yield lines((starts[:, None] + np.arange(offset, min(group, offset + DRAW_NUMBERS), dtype=kind)).ravel())
 
     # The draws are i.i.d. (or a uniform sample in random order), so shuffling them again,
     # through the same engine and options as any input, keeps the result uniform.
     rest = {k: v for k, v in options.items() if k not in ("head_count", "repeat", "random_source", "seed")}
-    return shuffle(GeneratedSource(f"{lo}-{hi}", draws), output, seed=entropy, **rest)
-
-
-def _distinct_draws(rng: np.random.Generator, lo: int, hi: int, n: int) -> np.ndarray:
-    """``n`` distinct numbers of ``lo..hi`` (``n`` at most half of them) in uniformly random order.
-
-    Each number's first appearance in a stream of uniform draws is a uniform pick among those
-    not yet picked, so keeping first appearances, drawing again for the repeats, is an exact
-    sample without replacement, in random order, for ranges too wide for ``Generator.choice``.
-    """
-    chosen = np.empty(0, np.uint64)
-    while len(chosen) < n:
-        drawn = np.concatenate([chosen, rng.integers(lo, hi, n - len(chosen), dtype=np.uint64, endpoint=True)])
-        _, first = np.unique(drawn, return_index=True)
-        chosen = drawn[np.sort(first)]
-    return chosen
+    return shuffle(GeneratedSource(f"{lo}-{hi}", generated), output, seed=entropy, **rest)
 
 
 def _check_range_fits(lo: int, hi: int, head_count: int | None, limit: int, options: dict[str, Any]) -> None:
