@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass, fields
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
@@ -385,6 +387,15 @@ def _check_resume(request: Request) -> None:
     if request.repeat or request.output is None or request.output == "-":
         raise UsageError(
             f"{option('resume')} needs {option('output')} FILE (not standard output) and cannot be used with {option('repeat')}"
+        )
+    try:
+        mode = os.stat(request.output).st_mode
+    except (OSError, ValueError):
+        mode = stat.S_IFREG  # a new file (or a URL): the output's own checks follow
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # renamed over, a device or FIFO would become a file
+        raise UsageError(
+            f"{option('resume')} needs {option('output')} naming a regular file, not {request.output}: "
+            f"a device or FIFO is written as the run goes and cannot be taken up where it stopped"
         )
     from .storage.remote import is_remote
 

@@ -521,3 +521,27 @@ def test_interrupted_run_resumes_with_options(tmp_path: Path, corpus: Path, name
     for file in names:
         assert (tmp_path / "out" / file).read_bytes() == (tmp_path / "ref" / file).read_bytes()
     assert list(job.temp.iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "link to a device"])
+def test_resume_refuses_an_output_that_is_a_device_or_fifo(tmp_path: Path, kind: str) -> None:
+    """``--resume -o /dev/null`` renamed a regular file over the device (another user's
+    ``> /dev/null`` then filled it); a FIFO went the same way. Both are refused in one line."""
+    if kind != "fifo" and os.geteuid() != 0:
+        pytest.skip("needs root to make a device node")
+    (tmp_path / "abc").write_bytes(b"a\nb\nc\n")
+    target = tmp_path / "target"
+    if kind == "fifo":
+        os.mkfifo(target)
+    else:
+        os.mknod(tmp_path / "dev", 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # /dev/null's numbers
+        os.symlink("dev", target) if kind.startswith("link") else os.rename(tmp_path / "dev", target)
+    before = os.stat(target).st_mode
+    proc = subprocess.run(
+        [sys.executable, "-m", "bigshuf", "--resume", "--seed", "1", "abc", "-o", "target", "-T", str(tmp_path)],
+        capture_output=True, cwd=tmp_path, timeout=60,
+    )
+    assert proc.returncode == 1 and proc.stdout == b""
+    assert proc.stderr.startswith(b"bigshuf: --resume needs -o naming a regular file, not target") and proc.stderr.count(b"\n") == 1
+    assert os.stat(target).st_mode == before
+    assert sorted(os.listdir(tmp_path)) == sorted(["abc", "target"] + (["dev"] if kind.startswith("link") else []))
