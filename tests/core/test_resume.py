@@ -85,3 +85,27 @@ def test_resume_needs_a_seed_and_files(tmp_path: Path, corpus: Path) -> None:
         bigshuf.shuffle("-", tmp_path / "out", resume=True, seed=1)
     with pytest.raises(bigshuf.UsageError, match="output= FILE"):
         bigshuf.shuffle(corpus, None, resume=True, seed=1)
+
+
+@pytest.mark.parametrize("change", [5, -1])
+def test_a_checkpoint_miscounting_a_bucket_is_refused(tmp_path: Path, corpus: Path, change: int) -> None:
+    """A bucket's record count edited in the checkpoint (its bytes and CRC untouched) planned the
+    splits by it: +5 moved records from one split to the other and exited 0, -1 was an internal
+    IndexError. The bucket read back is counted, and the run is refused in one line."""
+    import json
+
+    temp = tmp_path / "t"
+    temp.mkdir()
+    target = str(tmp_path / "o" / "{split}.txt")
+    args = _args(corpus, temp, target, "--split", "a=0.5,b=rest")
+    state = kill_at_checkpoint(args, temp, POINTS["late in pass 1"])
+    records = state["buckets"]["records"]
+    j = next(j for j, n in enumerate(records) if n > 1)
+    (path,) = list(temp.glob("*/state.json"))
+    saved = json.loads(path.read_text())
+    saved["buckets"]["records"][j] += change
+    path.write_text(json.dumps(saved))
+    again = subprocess.run(args, capture_output=True)
+    assert again.returncode == 1
+    assert again.stderr.splitlines()[-1].endswith(b"to start afresh") and b"temporary bucket is corrupt" in again.stderr
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())

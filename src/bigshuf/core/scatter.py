@@ -540,6 +540,12 @@ class BucketSet:
         if crc32(data.data) != self.crcs[j]:
             raise self._corrupt(j, "checksum mismatch")
 
+    def check_count(self, j: int, found: int) -> None:
+        """Raise if bucket ``j`` read back holds ``found`` records where pass 1 (or the checkpoint
+        of an interrupted run, which plans the output's files by them) counted another number."""
+        if found != int(self.records[j]):
+            raise self._corrupt(j, f"{found} records where {int(self.records[j])} were written")
+
     def _corrupt(self, j: int, why: str, own: bool = False) -> TempSpaceError:
         """The error for bucket ``j`` found not to hold what pass 1 wrote (``why``), naming its group
         file if it has bytes there (unless the fault is its ``own`` file's)."""

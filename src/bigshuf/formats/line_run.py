@@ -561,6 +561,7 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         view, offsets = got
         if offsets is None:
             offsets = find_offsets_split(view, self.fmt, self.workers)
+        buckets.check_count(j, len(offsets) - 1)
         held = self._held(room) + plan.META_PER_RECORD * (len(offsets) - 1)
         return shuffle_block(view, offsets, self.entropy, key, self.emit, self.workers, head=left, limit=self.limit, held=held)
 
@@ -591,7 +592,9 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
 
         def shuffle() -> ShuffledAhead:
             view, offsets = load()
-            chunk, m = shuffled_in_one_part(view, find_offsets(view, fmt) if offsets is None else offsets, entropy, key, left)
+            offsets = find_offsets(view, fmt) if offsets is None else offsets
+            buckets.check_count(j, len(offsets) - 1)
+            chunk, m = shuffled_in_one_part(view, offsets, entropy, key, left)
             return ShuffledAhead(chunk, m, left)
 
         self._ahead[j] = Ahead(slot, self.workers.submit(shuffle), True)
