@@ -873,6 +873,14 @@ def test_files_from_and_files0_from_read_the_input_list(run_cli, tmp_path):
     assert_permutation(out, b"".join(parts))
 
 
+def test_a_listed_file_name_holding_a_nul_is_refused(run_cli, tmp_path):
+    """No file is named so: it was an internal ValueError (embedded null byte)."""
+    listing = write(tmp_path / "list", b"abc\0x\n")
+    code, out, err = run_cli(["--files-from", listing])
+    assert_error(code, out, err)
+    assert err == f"bigshuf: {listing}:1: invalid file name holding a NUL byte\n".encode()
+
+
 def test_files0_from_rejects_operands_and_empty_names(run_cli, tmp_path):
     listing0 = write(tmp_path / "list0", b"a\0\0b\0")
     code, out, err = run_cli(["--files0-from", listing0])

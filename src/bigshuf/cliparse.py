@@ -305,6 +305,8 @@ def read_file_list(path: str, sep: bytes, flag: str) -> list[str]:
     for i, name in enumerate(names):
         if not name:
             raise InputError(f"{path}:{i + 1}: invalid zero-length file name")
+        if b"\0" in name:  # only --files-from's lines can hold one; no file is named so
+            raise InputError(f"{path}:{i + 1}: invalid file name holding a NUL byte")
         if path == "-" and name == b"-":
             raise InputError(f"when reading file names from standard input, no file name of '-' allowed ({flag})")
     return [os.fsdecode(n) for n in names]

@@ -61,6 +61,13 @@ def test_numbers_are_not_json_objects(tmp_path: Path, source: str) -> None:
     assert temp_leftovers(tmp_path) == ["numbers.txt"]
 
 
+def test_a_schema_naming_a_column_twice_is_refused(tmp_path: Path) -> None:
+    """It was an internal error from Arrow (field names not matching)."""
+    code, err = run(["--schema", "a:int64,b:string,a:int64", "-o", "x.parquet"], stdin=b'{"a": 1, "b": "x"}\n', cwd=tmp_path)
+    assert (code, err) == (1, b"bigshuf: --schema: the column 'a' is named twice\n")
+    assert temp_leftovers(tmp_path) == []
+
+
 def test_a_field_missing_from_the_schema_is_named(tmp_path: Path) -> None:
     rows = b'{"id": 1, "text": "a"}\n' * 3 + b'{"id": 4, "text": "d", "lang": "en"}\n'
     code, err = run(["--schema", "id:int64,text:string", "-o", "x.parquet"], stdin=rows, cwd=tmp_path)
@@ -85,6 +92,15 @@ def test_a_field_missing_from_the_schema_is_named(tmp_path: Path) -> None:
         # column's type was walked (internal error: RecursionError).
         (b'{"a": ' + b"[" * 1500 + b"]" * 1500 + b'}\n{"a": []}\n', "a column is nested too deeply to shuffle"),
         (b'{"a": 1}\n{"a": 2}\n{"a": "x"}\n', "line 3: field 'a' changed from number to string; give the column types with --schema"),
+        # Arrow's reader checks neither: invalid UTF-8 was written into a Parquet file no reader
+        # takes back (exit 0, --verify too); in a field name it was an internal UnicodeDecodeError.
+        (b'{"a": "ok"}\n{"a": "\xff"}\n', "line 2 is not JSON (not UTF-8 text)"),
+        (b'{"\xff": 1}\n', "line 1 is not JSON (not UTF-8 text)"),
+        (b'{"a": {"b\xfe": 1}}\n', "line 1 is not JSON (not UTF-8 text)"),
+        (b'{"a": [{"b": "x\xfe"}]}\n', "line 1 is not JSON (not UTF-8 text)"),
+        # Two objects on one line became two rows.
+        (b'{"a": 1}\n{"a": 2} {"a": 3}\n', "line 2 is not JSON (Extra data)"),
+        (b'{"a": 1}{"a": 2}\n', "line 1 is not JSON (Extra data)"),
     ],
 )
 def test_malformed_json_lines_name_the_line(tmp_path: Path, rows: bytes, message: str) -> None:

@@ -168,6 +168,11 @@ class TableInput:
                 try:
                     if problem is None:
                         table = pj.read_json(pa.BufferReader(owned), read_options=read, parse_options=parse)
+                        rows = int(np.count_nonzero(np.frombuffer(block, np.uint8)[starts] == ord("{")))
+                        if table.num_rows != rows or not _utf8(table):  # Arrow checks neither
+                            problem = _json_scan(block, line, given, self._inferred) or (
+                                f"the lines from {line} hold {table.num_rows} objects in {rows} lines, or text that is not UTF-8"
+                            )
                 except pa.ArrowInvalid:
                     problem = _json_problem(owned, block, line, given, self._inferred, parse)
                 if problem is not None:
@@ -181,6 +186,27 @@ class TableInput:
                 yield from table.to_batches()
         finally:
             stream.close()
+
+
+def _utf8(table: pa.Table) -> bool:
+    """Whether every string and field name Arrow's JSON reader parsed is UTF-8 (it checks neither:
+    a Parquet file written from them could not be read back)."""
+
+    def names_decode(fields: Iterator[pa.Field]) -> None:
+        for field in fields:
+            _ = field.name  # decoded here: UnicodeDecodeError if it is not UTF-8
+            kind = field.type
+            if pa.types.is_struct(kind):
+                names_decode(kind.field(i) for i in range(kind.num_fields))
+            elif pa.types.is_list(kind) or pa.types.is_large_list(kind):
+                names_decode(iter([kind.value_field]))
+
+    try:
+        names_decode(iter(table.schema))
+        table.validate(full=True)
+    except (UnicodeDecodeError, pa.ArrowInvalid):
+        return False
+    return True
 
 
 def _line_blocks(stream: Any, size: int, name: str) -> Iterator[bytes]:

@@ -82,6 +82,10 @@ def parse_schema(spec: str) -> pa.Schema:
                 f"{option('schema')}: cannot read '{item}'; give NAME:TYPE,... with Arrow type names (int64, string, "
                 "float64, bool, timestamp[ms]) or a Parquet or Arrow file"
             ) from None
+    names = [f.name for f in fields]
+    twice = next((name for name in names if names.count(name) > 1), None)
+    if twice is not None:  # a row has one value a name: JSON's last would win, Arrow refuses the schema
+        raise UsageError(f"{option('schema')}: the column '{twice}' is named twice")
     return pa.schema(fields)
 
 
