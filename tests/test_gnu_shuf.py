@@ -418,6 +418,16 @@ def test_a_directory_name_under_a_parent_nobody_may_search_is_refused_as_gnu_ref
         shutil.rmtree(shared)
 
 
+def test_output_dash_is_a_file_named_dash_as_in_gnu_shuf(tmp_path):
+    """``-o -`` writes the file ``-`` in GNU shuf; bigshuf wrote standard output."""
+    (tmp_path / "in").write_bytes(b"a\nb\nc\n")
+    for who, argv in both(["-o", "-", "in"]):
+        (tmp_path / "-").unlink(missing_ok=True)
+        proc = subprocess.run(argv, capture_output=True, cwd=tmp_path, timeout=60)
+        assert (who, proc.returncode, proc.stdout, proc.stderr) == (who, 0, b"", b"")
+        assert sorted((tmp_path / "-").read_bytes().splitlines()) == [b"a", b"b", b"c"]
+
+
 def head_of_endless(args: list[str], input: bytes = b"", count: int = 1000) -> list[bytes]:
     """The first ``count`` lines of ``bigshuf ARGS | head -n COUNT`` (an endless --repeat)."""
     proc = subprocess.Popen([*BIGSHUF, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -79,6 +79,8 @@ def _execute(args: argparse.Namespace) -> int:
                          "give both, --check-permutation FILE... --against OUT...")
     if args.echo and args.input_range is not None:
         raise CommandSyntaxError("cannot combine -e and -i options")
+    if args.output == "-":  # GNU shuf's -o - is the file named "-" (the library's "-" is standard output)
+        args.output = os.path.join(os.curdir, "-")
     inputs = _listed_inputs(args)
     _choose_arrow_pool([*inputs, *(text.partition("=")[2] for text in args.source)], args)  # sources' paths too
     progress = make_progress(args.progress)
