@@ -811,6 +811,19 @@ def test_a_range_counts_its_sample_as_the_file_of_its_numbers(tmp_path, run_cli,
     assert out.count(b"\n") == listed[1].count(b"\n") == want
 
 
+@pytest.mark.parametrize("shape,share", [
+    (["--header=1", "--lines-per-record=3"], "0%"), (["--header=1", "--lines-per-record=3", "-r"], "1%"),
+    (["--lines-per-record=3"], "0%"), (["--header=2", "--lines-per-record=2"], "0%"), (["--header=3"], "0%"),
+])
+def test_a_share_that_keeps_no_record_reads_the_range_as_the_file(tmp_path, run_cli, shape, share) -> None:
+    """``-n P%`` keeping no record still reads the input: the file of the numbers prints its
+    header, or refuses its leftover line; the range printed nothing, as for ``-n 0``."""
+    (tmp_path / "f").write_bytes(b"".join(b"%d\n" % i for i in range(1, 101)))
+    listed = run_cli(["f", *shape, "-n", share, "--seed", "1"], cwd=tmp_path)
+    code, out, err = run_cli(["-i", "1-100", *shape, "-n", share, "--seed", "1"])
+    assert (code, out, err.replace(b"1-100", b"f")) == listed
+
+
 def test_distinct_draws_of_a_wide_range_are_uniform():
     """The sampler for ranges past int64 gives distinct numbers, each number and each position
     equally likely (chi-square over 4000 samples of 5 of the top 10 numbers below 2**64)."""

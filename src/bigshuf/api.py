@@ -207,6 +207,7 @@ def shuffle_range(lo: int, hi: int, output: PathLike | None = None, **options: A
     shaped = (header, group) != (0, 1) and header >= 0 and group >= 1 and count > header
     first, ids, records = (lo + header, 0, (count - header) // group) if shaped else (lo, lo, count)
     share = options.get("head_count")
+    shared = isinstance(share, str)  # -n P%, which reads the input (header, leftover) even when it keeps nothing
     if isinstance(share, str):  # -n P%: a share of the range's records, whose count is known
         fraction = parse_share(share)
         if fraction is None:
@@ -220,10 +221,10 @@ def shuffle_range(lo: int, hi: int, output: PathLike | None = None, **options: A
     if repeat and count == 0:
         raise InputError("no lines to repeat")
     left = (count - header) % group if shaped else 0
-    if left and head_count != 0:  # (-n 0 reads no input)
+    if left and (head_count != 0 or shared):  # (-n 0 reads no input)
         raise leftover_error(f"{lo}-{hi}", left, group)
     sampling = (
-        head_count is not None and head_count != 0 and ((header, group) == (0, 1) or shaped)
+        head_count is not None and (head_count != 0 or shared) and ((header, group) == (0, 1) or shaped)
         and HEADER_NUMBER_BYTES * header <= limit // 4
         and (repeat or (head_count <= records // 2 and head_count * group * 16 <= limit))
     )
