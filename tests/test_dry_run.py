@@ -534,3 +534,15 @@ def test_an_unreadable_standard_input_fails_the_plan_as_it_fails_the_run(tmp_pat
     plan, run = runs
     assert (run.returncode, run.stderr) == (1, b"bigshuf: read error: Bad file descriptor\n")
     assert plan.returncode == 1 and _lines(plan.stdout)["failed"] == "inputs: read error: Bad file descriptor"
+
+
+@pytest.mark.parametrize("shape,message", [
+    (["-i", "1-5", "--lines-per-record=2"], "1-5: ends with 1 line left over after the last whole record of 2 lines"),
+    (["-i", "1-9", "--header=2", "--lines-per-record=3"], "1-9: ends with 1 line left over after the last whole record of 3 lines"),
+])
+def test_a_range_with_a_line_left_over_fails_its_plan_as_its_run(run_cli: Runner, shape: list[str], message: str) -> None:
+    """The run refuses the leftover number before it draws; the plan said "ok"."""
+    code, out, err = run_cli(["--dry-run", *shape])
+    assert (code, err) == (1, f"bigshuf: {message} (--lines-per-record)\n".encode())
+    assert f"failed: inputs: {message}".encode() in out and not out.endswith(b"ok\n")
+    assert run_cli(shape) == (1, b"", err)

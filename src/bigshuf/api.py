@@ -220,7 +220,7 @@ def shuffle_range(lo: int, hi: int, output: PathLike | None = None, **options: A
     sep = b"\0" if options.get("zero_terminated") else b"\n"
     if repeat and count == 0:
         raise InputError("no lines to repeat")
-    left = (count - header) % group if shaped else 0
+    left = RangeSource(lo, hi, b"\n").leftover(header, group) if shaped else 0
     if left and (head_count != 0 or shared):  # (-n 0 reads no input)
         raise leftover_error(f"{lo}-{hi}", left, group)
     sampling = (

@@ -23,7 +23,8 @@ from ..errors import BigShufError, option
 from ..formats import registry
 from ..request import Request, resolve_memory
 from ..storage.output import OPEN_SHARDS
-from ..storage.sources import BytesSource, FileSource
+from ..storage.reader import leftover_error
+from ..storage.sources import BytesSource, FileSource, RangeSource
 from ..storage.tempspace import check_creatable, check_parent, check_space, default_tmp_dir
 
 
@@ -58,6 +59,10 @@ def _gather(request: Request) -> Facts:
         except BigShufError as e:
             facts.input_error = error_line(e)
             facts.sample = Sample(None, why="the input cannot be read")
+        ranges = [i for i in inputs if isinstance(i, RangeSource) and i.leftover(request.header, request.lines_per_record)]
+        if ranges and not facts.input_error:  # the refusal shuffle_range makes before it draws
+            left = ranges[0].leftover(request.header, request.lines_per_record)
+            facts.input_error = error_line(leftover_error(ranges[0].name, left, request.lines_per_record))
     weigh(facts)
     facts.tmp_dir = request.tmp_dir or default_tmp_dir()
     try:

@@ -424,6 +424,12 @@ class RangeSource(GeneratedSource):
         record is one number (no ``--header``, no ``--lines-per-record``), else the listed records are drawn."""
         return repeat and head_count is None and not header and lines_per_record == 1
 
+    def leftover(self, header: int, lines_per_record: int) -> int:
+        """Numbers past the last whole record of ``lines_per_record`` after the ``header`` numbers,
+        as the file of the numbers leaves them (which the run refuses)."""
+        count = self.hi - self.lo + 1
+        return (count - header) % lines_per_record if count > header else 0
+
     def listed_bytes(self) -> int:
         """Bytes of the numbers written in decimal, each with its separator: the records' bytes once listed."""
         total, digits = 0, 1
