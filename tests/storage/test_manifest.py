@@ -101,6 +101,21 @@ def test_a_header_of_lines_is_named_so_and_an_older_manifest_read_as_it_was_writ
     assert bigshuf.api.check_manifest(manifest)[0] == []
 
 
+def test_a_manifest_whose_header_key_counted_lines_still_checks(tmp_path: Path) -> None:
+    """Between efd96e5 and 6ac9325 the manifest said ``"header": N`` meaning N lines (the review
+    found 6ac9325's own manifests refused: read as records, a header line was left over)."""
+    src = tmp_path / "in.txt"
+    src.write_bytes(b"h1\n" + b"".join(b"%d\n" % i for i in range(400)))
+    out, manifest = tmp_path / "o.txt", tmp_path / "m.json"
+    bigshuf.shuffle(src, out, header=1, lines_per_record=2, seed=3, manifest=manifest)
+    doc = json.loads(manifest.read_text())
+    doc["format"] = {"separator": 10, "lines_per_record": 2, "header": 1}  # as 6ac9325 wrote it
+    manifest.write_text(json.dumps(doc))
+    assert bigshuf.api.check_manifest(manifest)[0] == []
+    out.write_bytes(out.read_bytes().replace(b"\n1\n", b"\nx\n"))  # and a changed record is still found
+    assert "records differ" in bigshuf.api.check_manifest(manifest)[0][0]
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

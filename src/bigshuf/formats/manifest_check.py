@@ -105,12 +105,32 @@ def format_problem(kind: str, fmt: Any) -> str | None:
     return None
 
 
-def header_lines(fmt: dict[str, Any]) -> int:
-    """The lines an output's header holds: ``header_lines``, or in a manifest written before that
-    key, ``header`` records of ``lines_per_record`` lines (what ``--header=N`` then kept)."""
+def header_readings(fmt: dict[str, Any]) -> list[int]:
+    """The lines an output's header may hold: ``header_lines``; in a manifest written before that
+    key, ``header`` meant records of ``lines_per_record`` lines up to efd96e5 and lines after it
+    (every version said 0.1.0), so both readings are tried, records first."""
     if "header_lines" in fmt:
-        return int(fmt["header_lines"])
-    return int(fmt["header"]) * int(fmt["lines_per_record"])
+        return [int(fmt["header_lines"])]
+    return list(dict.fromkeys([int(fmt["header"]) * int(fmt["lines_per_record"]), int(fmt["header"])]))
+
+
+def _lines_fingerprint(where: str, fmt: RecordFormat, readings: list[int], memory: int, want: dict[str, Any]) -> Fingerprint:
+    """The fingerprint of the lines output ``where`` under the first header reading that gives the
+    manifest's ``want``; if none does, the first reading that can be read (else its error)."""
+    read: list[Fingerprint] = []
+    errors: list[InputError] = []
+    for lines in readings:
+        try:
+            got = file_fingerprint(where, fmt, lines, memory)
+        except InputError as e:
+            errors.append(e)
+            continue
+        if (got.records, got.bytes, f"{got.digest:016x}") == (want["records"], want["bytes"], want["digest"]):
+            return got
+        read.append(got)
+    if read:
+        return read[0]
+    raise errors[0]
 
 
 def check_manifest(path: str, memory: int) -> tuple[list[str], str]:
@@ -159,7 +179,7 @@ def check_manifest(path: str, memory: int) -> tuple[list[str], str]:
             elif fmt is None:
                 got = rows_fingerprint(where, rows, memory)
             else:
-                got = file_fingerprint(where, fmt, header_lines(fmt_entry), memory)
+                got = _lines_fingerprint(where, fmt, header_readings(fmt_entry), memory, want)
         except InputError as e:
             problems.append(str(e))
             continue
