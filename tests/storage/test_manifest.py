@@ -172,6 +172,14 @@ def test_a_changed_record_of_the_same_length_is_caught_by_the_fingerprint(tmp_pa
     (lambda d: d.update(format={"separator": 65, "lines_per_record": 1, "header_lines": 0}), "'format' needs"),
     (lambda d: d.update(format={"separator": 10, "lines_per_record": 2, "header_lines": "x", "header": 0}), "'format' needs"),
     (lambda d: d.update(format={"separator": 10, "lines_per_record": 2, "header_lines": None, "header": 1}), "'format' needs"),
+    # Fields no output file is checked against were taken as written (found by an attack run).
+    (lambda d: d.update(bigshuf_manifest=True), "no 'bigshuf_manifest': 1"),
+    (lambda d: d.update(head_count="x"), "'head_count' is not a count"),
+    (lambda d: d.update(seed=-1), "'seed' is not a count"),
+    (lambda d: d.update(unique="x"), "'unique' is not true or false"),
+    (lambda d: d.update(repeat=1), "'repeat' is not true or false"),
+    (lambda d: d.update(sources="x"), "'sources' is not a list"),
+    (lambda d: d.update(split=3), "'split' is not text"),
 ])
 def test_a_malformed_manifest_is_one_line(tmp_path: Path, tamper: object, message: str) -> None:
     manifest = _made(tmp_path)

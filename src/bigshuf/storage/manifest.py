@@ -195,7 +195,7 @@ def load_manifest(path: str, check_format: Callable[[str, Any], str | None]) -> 
     def bad(what: str) -> InputError:
         return InputError(f"{path}: not a valid bigshuf manifest: {what}")
 
-    if not isinstance(data, dict) or data.get("bigshuf_manifest") != MANIFEST_VERSION:
+    if not isinstance(data, dict) or not is_count(data.get("bigshuf_manifest")) or data["bigshuf_manifest"] != MANIFEST_VERSION:
         raise bad(f"no 'bigshuf_manifest': {MANIFEST_VERSION}")
     kind = data.get("kind")
     problem = check_format(kind if isinstance(kind, str) else "", data.get("format"))
@@ -216,9 +216,13 @@ def load_manifest(path: str, check_format: Callable[[str, Any], str | None]) -> 
             and (out.get("file_bytes") is None or is_count(out.get("file_bytes")))
         ):
             raise bad(f"output {i} needs path (relative to the manifest), records, bytes and fingerprint {{records, bytes, digest}}")
-    for key in ("records_written", "records_read", "records_shuffled", "duplicates"):
+    for key in ("records_written", "records_read", "records_shuffled", "duplicates", "head_count", "seed"):
         if data.get(key) is not None and not is_count(data.get(key)):
             raise bad(f"'{key}' is not a count")
+    for key, kind, words in (("repeat", bool, "true or false"), ("unique", bool, "true or false"), ("sources", list, "a list"),
+                             ("split", str, "text"), ("head_share", str, "text"), ("version", str, "text")):
+        if data.get(key) is not None and not isinstance(data[key], kind):  # fields a reader of the manifest takes as written
+            raise bad(f"'{key}' is not {words}")
     if not is_count(data.get("records_written")):
         raise bad("'records_written' is not a count")
     return data
