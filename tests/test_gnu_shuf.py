@@ -418,6 +418,21 @@ def test_a_directory_name_under_a_parent_nobody_may_search_is_refused_as_gnu_ref
         shutil.rmtree(shared)
 
 
+@pytest.mark.parametrize("args", [
+    ["-o", "x y/z", "in"], ["-o", "no\ndir/x", "in"], ["-o", "a:b/c", "in"], ["-o", "d d", "in"], ["-o", "x y/", "in"],
+    ["--random-source=no\nf", "in"], ["--random-source=a b", "in"], ["--random-source=.", "in"], ["--random-source=empty", "in"],
+])
+def test_names_in_output_and_random_source_errors_are_quoted_as_gnu_quotes_them(tmp_path, run_cli, run_gnu, args):
+    """A newline in ``-o``'s or ``--random-source``'s name broke bigshuf's message in two lines;
+    GNU quotes such names as a shell would read them (``'no'$'\\n''dir/x'``)."""
+    (tmp_path / "in").write_bytes(b"a\nb\n")
+    (tmp_path / "d d").mkdir()
+    (tmp_path / "empty").write_bytes(b"")
+    gnu = run_gnu(args, cwd=tmp_path)
+    assert gnu[0] == 1 and gnu[2].count(b"\n") == 1
+    assert run_cli(args, cwd=tmp_path) == gnu
+
+
 def test_output_dash_is_a_file_named_dash_as_in_gnu_shuf(tmp_path):
     """``-o -`` writes the file ``-`` in GNU shuf; bigshuf wrote standard output."""
     (tmp_path / "in").write_bytes(b"a\nb\nc\n")

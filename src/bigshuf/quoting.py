@@ -50,3 +50,10 @@ def quote_name(name: str) -> str:
         out.append("'\\''" if ch == "'" else ch)
     out.append("'")
     return "".join(out)
+
+
+def quote_always(name: str) -> str:
+    """``name`` quoted even where a shell would read it as it is, as GNU tools name a file whose
+    read failed (``shuf: '/dev/null': end of file``)."""
+    shown = quote_name(name)
+    return shown if shown[:1] in ("'", '"') else f"'{shown}'"

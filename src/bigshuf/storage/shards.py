@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from string import Formatter
 
 from ..errors import OutputError, UsageError, option
+from ..quoting import quote_name
 from .commit import OutputFiles, backup_name, name_max
 from .layout import Sharding, SplitPart, shard_option, split_target
 from .sinks import CodecChoice, output_codec
@@ -179,25 +180,26 @@ def _final_paths(
     if target is None or target == "-":
         return []
     if shards is None and open_ended is None:
+        shown = quote_name(target)  # as GNU shuf names -o: 'a b', 'no'$'\n''dir/x', ''
         if target == "":
-            raise OutputError(f"'': {os.strerror(errno.ENOENT)}")
+            raise OutputError(f"{shown}: {os.strerror(errno.ENOENT)}")
         slash = _slash_error(target)
         if slash is not None:
-            raise OutputError(f"{target}: {slash}")
+            raise OutputError(f"{shown}: {slash}")
         if makes_directory:  # a name bigshuf made (a split's file) or the manifest: never through a link
             _check_generated(target, target)
             finals = [_resolved(generated_path, target)]
             if os.path.isdir(finals[0]):
-                raise OutputError(f"{target}: Is a directory")
+                raise OutputError(f"{shown}: Is a directory")
             return finals
         try:
             mode: int | None = os.stat(target).st_mode
         except FileNotFoundError:
             mode = None  # a new file (or a dangling link, followed to the file it names)
         except OSError as e:  # a file where a directory is expected, a link loop, no permission
-            raise OutputError(f"{target}: {e.strerror}") from None
+            raise OutputError(f"{shown}: {e.strerror}") from None
         if mode is not None and stat.S_ISDIR(mode):
-            raise OutputError(f"{target}: Is a directory")
+            raise OutputError(f"{shown}: Is a directory")
         if mode is not None and not stat.S_ISREG(mode):
             return []  # a device or FIFO, written in place
         finals = [_resolved(followed_path, target)]  # "d/x/../y" needs d/x, as does a link's text
@@ -235,7 +237,7 @@ def _resolved(resolve: Callable[[str], str], name: str) -> str:
     try:
         return resolve(name)
     except OSError as e:
-        raise OutputError(f"{name}: {e.strerror}") from None
+        raise OutputError(f"{quote_name(name)}: {e.strerror}") from None
 
 
 def _slash_error(target: str) -> str | None:
