@@ -14,7 +14,7 @@ import numpy as np
 #: Most numbers drawn at once by the sampler that keeps first appearances (bounds its working memory).
 BATCH = 1 << 18
 
-#: Ranges up to this many numbers are listed by ``choice`` whatever the sample (NumPy's own cut).
+#: Ranges up to this many numbers ``choice`` samples without listing them, whatever the sample (NumPy's own cut).
 CHOICE_LISTS_BELOW = 10_000
 
 

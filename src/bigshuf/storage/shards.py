@@ -18,6 +18,7 @@ from .paths import MOST_LINKS, followed_path, generated_path
 from .safefs import creation_problem, foreign_entry
 from .tempspace import remove_dead_outputs
 
+
 def shard_names(
     target: str, shards: int, compress: CodecChoice | None, directory: bool, *, suffix: str | None = None,
     example: str = "out/part-{:05d}.jsonl", directory_words: str = "a directory",
