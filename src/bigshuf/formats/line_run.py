@@ -129,8 +129,9 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         sources: list[Source] = [FileSource(s) if isinstance(s, str) else s for s in inputs]
         if request.compress_temp or any(not isinstance(s, FileSource) or s.disk_size() is None for s in sources):
             # Before any worker starts: they make what the writing thread frees, --compress-temp's
-            # frames, or (an input of unknown size: a pipe's many small buckets) the buckets they
-            # shuffle ahead; each worker's own heap kept those, and peak memory grew with -j.
+            # frames, or (an input other than a local file of known size: a pipe's many small
+            # buckets, also a URL's or generated lines') the buckets they shuffle ahead; each
+            # worker's own heap kept those, and peak memory grew with -j.
             share_one_heap()
         return cls(request, sources, entropy, progress)
 
