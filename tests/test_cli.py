@@ -873,6 +873,20 @@ def test_files_from_and_files0_from_read_the_input_list(run_cli, tmp_path):
     assert_permutation(out, b"".join(parts))
 
 
+@pytest.mark.parametrize("args,message", [
+    (["-S", "64K", "-T", "no\nT", "big"], "'no'$'\\n''T': temporary directory does not exist; choose another with -T"),
+    (["--files-from=no\nlist"], "'no'$'\\n''list': cannot read file names: No such file or directory"),
+    (["--files0-from=l 1"], "'l 1':2: invalid zero-length file name"),
+])
+def test_names_in_temporary_directory_and_file_list_errors_are_quoted(run_cli, tmp_path, args, message):
+    """A newline in ``-T``'s or a file list's name split the message over two lines; names are
+    quoted as GNU tools quote them (sort: "cannot create temporary file in 'no'$'\\n''T'")."""
+    write(tmp_path / "big", b"".join(b"%d\n" % i for i in range(20000)))
+    write(tmp_path / "l 1", b"a\0\0b\0")
+    code, out, err = run_cli(args, cwd=tmp_path)
+    assert (code, out, err) == (1, b"", f"bigshuf: {message}\n".encode())
+
+
 def test_a_listed_file_name_holding_a_nul_is_refused(run_cli, tmp_path):
     """No file is named so: it was an internal ValueError (embedded null byte)."""
     listing = write(tmp_path / "list", b"abc\0x\n")

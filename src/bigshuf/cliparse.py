@@ -13,6 +13,7 @@ from fractions import Fraction
 from typing import Any, NoReturn, cast
 
 from .core.head import parse_share
+from .quoting import quote_name
 from .core.numbers import HOW
 from .errors import InputError, UsageError
 
@@ -298,15 +299,15 @@ def read_file_list(path: str, sep: bytes, flag: str) -> list[str]:
             with open(path, "rb") as f:
                 data = f.read()
     except OSError as e:
-        raise InputError(f"{path}: cannot read file names: {e.strerror}") from None
+        raise InputError(f"{quote_name(path)}: cannot read file names: {e.strerror}") from None
     names = data.split(sep)
     if names and names[-1] == b"":
         names.pop()
     for i, name in enumerate(names):
         if not name:
-            raise InputError(f"{path}:{i + 1}: invalid zero-length file name")
+            raise InputError(f"{quote_name(path)}:{i + 1}: invalid zero-length file name")
         if b"\0" in name:  # only --files-from's lines can hold one; no file is named so
-            raise InputError(f"{path}:{i + 1}: invalid file name holding a NUL byte")
+            raise InputError(f"{quote_name(path)}:{i + 1}: invalid file name holding a NUL byte")
         if path == "-" and name == b"-":
             raise InputError(f"when reading file names from standard input, no file name of '-' allowed ({flag})")
     return [os.fsdecode(n) for n in names]

@@ -18,6 +18,7 @@ from types import TracebackType
 
 from ..errors import TempSpaceError, option
 from ..core.plan import format_size
+from ..quoting import quote_name
 from .safefs import check_private_directory, create_exclusive, creation_problem, make_private_directory, open_nofollow, sync_directory
 
 
@@ -284,7 +285,7 @@ class TempSpace:
         except OSError as e:
             if os.path.isdir(self.path):
                 self._remove()
-            raise TempSpaceError(f"{self.parent}: cannot create a temporary directory: {e.strerror}; choose another with {option('tmp_dir')}") from None
+            raise TempSpaceError(f"{quote_name(self.parent)}: cannot create a temporary directory: {e.strerror}; choose another with {option('tmp_dir')}") from None
         except BaseException:
             # A signal (Ctrl-C, SIGTERM) landing here: __exit__ will not run, so clean up now.
             self._remove()
@@ -365,14 +366,14 @@ def check_parent(parent: str) -> None:
     """Refuse a ``-T`` that is missing or not a directory (before a run makes its directory there)."""
     if not os.path.isdir(parent):
         problem = "is not a directory" if os.path.exists(parent) else "does not exist"
-        raise TempSpaceError(f"{parent}: temporary directory {problem}; choose another with {option('tmp_dir')}")
+        raise TempSpaceError(f"{quote_name(parent)}: temporary directory {problem}; choose another with {option('tmp_dir')}")
 
 
 def check_creatable(parent: str) -> None:
     """``--dry-run``: refuse a ``-T`` a run could not make its directory in, found without trying."""
     problem = creation_problem(parent)
     if problem is not None:
-        raise TempSpaceError(f"{parent}: cannot create a temporary directory: {problem}; choose another with {option('tmp_dir')}")
+        raise TempSpaceError(f"{quote_name(parent)}: cannot create a temporary directory: {problem}; choose another with {option('tmp_dir')}")
 
 
 def check_space(parent: str, needed: int, free: int) -> None:
