@@ -109,6 +109,12 @@ def bucket_ids(hashes: np.ndarray, level: int, k: int) -> np.ndarray:
     return ids
 
 
+def dedup_need(nbytes: int, nrecords: int, meta: int = DEDUP_META) -> int:
+    """Bytes deduplicating ``nbytes`` (``nrecords``) of records needs: they, their unique copy and
+    ``meta`` bytes of bookkeeping a record; -1 if ``nbytes`` is unknown (-1)."""
+    return -1 if nbytes < 0 else 2 * nbytes + meta * nrecords
+
+
 def hash_bucket_count(need: int, limit: int) -> int:
     """Hash buckets for a level whose dedup needs ``need`` bytes in all (records, their unique copy
     and bookkeeping), so that the expected bucket needs a third of the read buffer; -1 (unknown):

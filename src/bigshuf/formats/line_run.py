@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 from ..core import mix, plan, streams
 from ..core.bucket_groups import grouped_bytes, table_parts
-from ..core.dedup import DEDUP_META, first_copies, gather
+from ..core.dedup import dedup_need, first_copies, gather
 from ..core.driver import Buckets, Estimate, OutputPlan, Sample, TwoPass, closing
 from ..core.fingerprint import Fingerprint, fingerprint
 from ..core.gather import in_one_part, records_per_chunk, sample_with_replacement, shuffle_block, shuffled_in_one_part
@@ -350,7 +350,7 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         """Whether the whole input is shuffled in memory: it fits, and with ``--unique`` so do its
         deduplicated copy and the dedup's bookkeeping."""
         if self.request.unique:
-            nbytes = 2 * nbytes + DEDUP_META * nrecords
+            nbytes = dedup_need(nbytes, nrecords)
         return plan.fits_in_memory(nbytes, nrecords, self.limit)
 
     def _to_memory(self, phase: str | None, stored: int | None, reader: RecordReader, mapped: bool, records: int, nbytes: int) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..core import mix, plan
 from ..core.driver import closing
-from ..core.dedup import DEDUP_META, bucket_ids, first_copies, gather, hash_bucket_count, keeps_hashes
+from ..core.dedup import DEDUP_META, bucket_ids, dedup_need, first_copies, gather, hash_bucket_count, keeps_hashes
 from ..core.fingerprint import record_hashes
 from ..core.parallel import Workers
 from ..core.records import count_separators, find_offsets
@@ -49,11 +49,6 @@ def fits(nbytes: int, nrecords: int, limit: int, meta: int = DEDUP_META) -> bool
     """Whether a hash bucket can be deduplicated in memory: it, its unique copy and the bookkeeping
     (``meta`` a record) within the pass-1 read buffer's share of the limit (the shuffle's scatter takes the rest)."""
     return dedup_need(nbytes, nrecords, meta) <= plan.read_capacity(limit)
-
-
-def dedup_need(nbytes: int, nrecords: int, meta: int = DEDUP_META) -> int:
-    """Bytes deduplicating ``nbytes`` (``nrecords``) of lines needs, as ``fits`` counts them; -1 if unknown."""
-    return -1 if nbytes < 0 else 2 * nbytes + meta * nrecords
 
 
 def record_ranges(offsets: np.ndarray, nbytes: int) -> list[tuple[int, int]]:

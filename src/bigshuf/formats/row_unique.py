@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from ..core import plan
 from ..core.checkpoint import advice
-from ..core.dedup import DEDUP_META, bucket_ids, hash_bucket_count, keeps_hashes
+from ..core.dedup import bucket_ids, dedup_need, hash_bucket_count, keeps_hashes
 from ..core.records import list_spans
 from ..core.scatter import BucketSet, Scattered
 from ..errors import InputError, TempSpaceError, UsageError, option
@@ -178,7 +178,7 @@ def first_rows(table: pa.Table, hashes: np.ndarray) -> np.ndarray:
 def fits(nbytes: int, nrows: int, limit: int) -> bool:
     """Whether rows can be deduplicated in memory: they, their unique copy and the bookkeeping, within
     the share of the limit the shuffle's pass 1 leaves (as for lines)."""
-    return 2 * nbytes + DEDUP_META * nrows <= plan.read_capacity(limit)
+    return dedup_need(nbytes, nrows) <= plan.read_capacity(limit)
 
 
 def source_labels(counts: list[tuple[int, int]]) -> np.ndarray:
@@ -273,7 +273,7 @@ class RowDedup(DedupStage):
         (directory ``name``); return them, closed."""
         run = self.run
         self.enter_level(level)
-        k = hash_bucket_count(2 * nbytes + DEDUP_META * nrows, run.limit)
+        k = hash_bucket_count(dedup_need(nbytes, nrows), run.limit)
         run.buckets += k
         directory, top = os.path.join(self.temp.path, name), level == 0 and self.keep_top
         if top:  # --resume: synced and checkpointed once complete

@@ -26,8 +26,8 @@ from ...core import plan, streams
 from ...core.fingerprint import Fingerprint
 from ...core.streams import rng_for
 from ...errors import InputError, option
-from ...core.dedup import hash_bucket_count
-from ...formats.line_unique import dedup_need, fits
+from ...core.dedup import dedup_need, hash_bucket_count
+from ...formats.line_unique import fits
 from ...storage import remote
 from ...progress import Progress, dedup_phase, scatter_phase
 from .tasks import Config, Index, RunTasks, ScatterResult, ScatterTask, Segment, load
