@@ -208,7 +208,7 @@ def shuffle_range(lo: int, hi: int, output: PathLike | None = None, **options: A
     first, ids, records = (lo + header, 0, (count - header) // group) if shaped else (lo, lo, count)
     share = options.get("head_count")
     shared = isinstance(share, str)  # -n P%, which reads the input (header, leftover) even when it keeps nothing
-    if isinstance(share, str):  # -n P%: a share of the range's records, whose count is known
+    if isinstance(share, str):  # -n P%: a share of the range's records, whose count is known (``shared``, for mypy)
         fraction = parse_share(share)
         if fraction is None:
             raise UsageError(f"head_count must be an integer or a percentage from '0%' to '100%', not str {share!r}")

@@ -13,9 +13,9 @@ from fractions import Fraction
 from typing import Any, NoReturn, cast
 
 from .core.head import parse_share
-from .quoting import quote_name
 from .core.numbers import HOW
 from .errors import InputError, UsageError
+from .quoting import quote_name
 
 PROG = "bigshuf"
 

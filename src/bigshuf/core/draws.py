@@ -15,13 +15,13 @@ import numpy as np
 BATCH = 1 << 18
 
 #: Ranges up to this many numbers ``choice`` samples without listing them, whatever the sample (NumPy's own cut).
-CHOICE_LISTS_BELOW = 10_000
+CHOICE_NEVER_LISTS = 10_000
 
 
 def distinct(rng: np.random.Generator, records: int, n: int, limit: int) -> np.ndarray:
     """``n`` distinct numbers of ``0..records-1`` (``records`` below 2**63, ``n`` at most half of
     them) in uniformly random order, in about ``limit`` bytes or less beside 8 bytes a number drawn."""
-    floyd = records <= CHOICE_LISTS_BELOW or n <= records // 50  # choice's sampler that lists nothing
+    floyd = records <= CHOICE_NEVER_LISTS or n <= records // 50  # choice's sampler that lists nothing
     if floyd or 16 * records <= limit:
         return rng.choice(records, size=n, replace=False)
     return _first_appearances(rng, records, n)
@@ -39,8 +39,9 @@ def _first_appearances(rng: np.random.Generator, records: int, n: int) -> np.nda
         _, first = np.unique(drawn, return_index=True)
         drawn = drawn[np.sort(first)]  # each number once, where it first came
         bit = np.left_shift(1, drawn & 7).astype(np.uint8)
-        drawn = drawn[(seen[drawn >> 3] & bit) == 0][: n - got]
-        np.bitwise_or.at(seen, drawn >> 3, np.left_shift(1, drawn & 7).astype(np.uint8))
+        new = np.flatnonzero((seen[drawn >> 3] & bit) == 0)[: n - got]
+        drawn = drawn[new]
+        np.bitwise_or.at(seen, drawn >> 3, bit[new])
         out[got : got + len(drawn)] = drawn
         got += len(drawn)
     return out

@@ -59,10 +59,10 @@ def _gather(request: Request) -> Facts:
         except BigShufError as e:
             facts.input_error = error_line(e)
             facts.sample = Sample(None, why="the input cannot be read")
-        ranges = [i for i in inputs if isinstance(i, RangeSource) and i.leftover(request.header, request.lines_per_record)]
-        if ranges and not facts.input_error:  # the refusal shuffle_range makes before it draws
-            left = ranges[0].leftover(request.header, request.lines_per_record)
-            facts.input_error = error_line(leftover_error(ranges[0].name, left, request.lines_per_record))
+        for item in inputs:  # the refusal shuffle_range makes before it draws
+            left = item.leftover(request.header, request.lines_per_record) if isinstance(item, RangeSource) else 0
+            if left and not facts.input_error:
+                facts.input_error = error_line(leftover_error(item.name, left, request.lines_per_record))
     weigh(facts)
     facts.tmp_dir = request.tmp_dir or default_tmp_dir()
     try:

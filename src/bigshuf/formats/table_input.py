@@ -4,7 +4,7 @@ read here, so that a bad line is named by its number), checked against one schem
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain
 from typing import Any
 
@@ -192,17 +192,17 @@ def _utf8(table: pa.Table) -> bool:
     """Whether every string and field name Arrow's JSON reader parsed is UTF-8 (it checks neither:
     a Parquet file written from them could not be read back)."""
 
-    def names_decode(fields: Iterator[pa.Field]) -> None:
+    def names_decode(fields: Iterable[pa.Field]) -> None:
         for field in fields:
             _ = field.name  # decoded here: UnicodeDecodeError if it is not UTF-8
             kind = field.type
             if pa.types.is_struct(kind):
                 names_decode(kind.field(i) for i in range(kind.num_fields))
             elif pa.types.is_list(kind) or pa.types.is_large_list(kind):
-                names_decode(iter([kind.value_field]))
+                names_decode([kind.value_field])
 
     try:
-        names_decode(iter(table.schema))
+        names_decode(table.schema)
         table.validate(full=True)
     except (UnicodeDecodeError, pa.ArrowInvalid):
         return False

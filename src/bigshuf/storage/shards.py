@@ -342,7 +342,7 @@ def check_outputs(
         slash = _slash_error(manifest)  # "keep/" names no file: never resolved to ./keep
         if slash is not None:
             raise OutputError(f"{manifest}: {slash}")
-        final = _resolved(generated_path, manifest)
+        final = _resolved(generated_path, manifest)  # (its link check waits: a manifest over an input is said first)
         if final in owner or any(os.path.dirname(f) == final for f in owner):
             raise OutputError(f"{manifest}: the manifest would be written over an output")
         _check_not_input(manifest, inputs)
