@@ -261,6 +261,35 @@ def test_an_interrupted_commit_whose_new_file_vanished_is_undone(tmp_path: Path)
     assert dot_files(out) == []
 
 
+@pytest.mark.parametrize("name", ["a\nb", "a\n", "plain"])
+def test_a_live_runs_temporary_file_is_kept_whatever_its_output_is_named(tmp_path: Path, name: str) -> None:
+    """A run writing ``-o 'a<newline>b'`` lost its temporary file to the next run in the directory:
+    the name did not match the pattern of bigshuf's temporary files (``.`` stops at a newline), so
+    it was taken for an older bigshuf's, whose own lock was free, and removed once 10 s old. The
+    live run then failed (``a b: No such file or directory``); now its lock keeps it."""
+    import fcntl
+
+    out = tmp_path / "out"
+    out.mkdir()
+    run = "0123456789ab"
+    temp = out / f".{name}.{run}.bigshuf-tmp"
+    temp.write_bytes(b"being written\n")
+    lock = out / f".bigshuf-{run}.lock"
+    lock.write_bytes(b"")
+    old = time.time() - 3600
+    os.utime(temp, (old, old))
+    os.utime(lock, (old, old))
+    held = os.open(lock, os.O_RDONLY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        tempspace.remove_dead_outputs(str(out))
+        assert temp.read_bytes() == b"being written\n"
+    finally:
+        os.close(held)
+    tempspace.remove_dead_outputs(str(out))  # its run gone, its files go
+    assert dot_files(out) == []
+
+
 def test_a_journal_not_written_by_bigshuf_is_left_alone(tmp_path: Path) -> None:
     victim = tmp_path / "victim"
     victim.write_bytes(b"keep me\n")

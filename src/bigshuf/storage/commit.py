@@ -32,9 +32,9 @@ from .safefs import create_exclusive, foreign_entry, open_nofollow, own_file, sy
 
 #: A run id: 12 hex digits, in every name a run gives its files in an output directory.
 _ID = r"[0-9a-f]{12}"
-TEMP_NAME = re.compile(rf"^\..*\.({_ID})(?:-\d+)?\.bigshuf-(?:tmp|old)$")
-LOCK_NAME = re.compile(rf"^\.bigshuf-({_ID})\.lock(?:\.new)?$")
-JOURNAL_NAME = re.compile(rf"^\.bigshuf-({_ID})\.commit$")
+TEMP_NAME = re.compile(rf"\..*\.({_ID})(?:-[0-9]+)?\.bigshuf-(?:tmp|old)", re.DOTALL)
+LOCK_NAME = re.compile(rf"\.bigshuf-({_ID})\.lock(?:\.new)?")
+JOURNAL_NAME = re.compile(rf"\.bigshuf-({_ID})\.commit")
 
 #: Tests only: ``K`` or ``K:SIGNAL`` sends SIGNAL (default SIGKILL) to the run at commit step K.
 TEST_KILL_VARIABLE = "BIGSHUF_TEST_KILL_AT"
@@ -46,7 +46,7 @@ MAX_JOURNAL = 4 << 30
 def run_id_of(name: str) -> str | None:
     """The run id in a file name bigshuf gives an output directory's temporary files, else None."""
     for pattern in (TEMP_NAME, LOCK_NAME, JOURNAL_NAME):
-        m = pattern.match(name)
+        m = pattern.fullmatch(name)  # a whole name: '$' would also take one ending in a newline
         if m:
             return m.group(1)
     return None
