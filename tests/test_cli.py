@@ -1376,3 +1376,20 @@ def test_library_range_reaches_2_to_the_64(tmp_path):
     assert len(set(values)) == 4 and all(0 <= v <= top for v in values)
     with pytest.raises(bigshuf.UsageError):
         bigshuf.shuffle_range(0, top + 1, tmp_path / "x.txt", head_count=1)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--seed", "\u00b2"], b"invalid seed: '\xc2\xb2': a non-negative integer is needed"),
+    (["--seed", "\u0661"], b"invalid seed: '\xd9\xa1': a non-negative integer is needed"),
+    (["--shards", "\u00b2", "-o", "o-{}"], b"invalid --shards value: '\xc2\xb2'"),
+    (["--lines-per-record", "\u00b2"], b"invalid --lines-per-record value: '\xc2\xb2'"),
+    (["--compress", "zstd:\u00b2", "-o", "o.parquet"], b"--compress: zstd level must be an integer from 0 to 22 (got 'zstd:\xc2\xb2')"),
+])
+def test_digits_other_than_ascii_are_not_numbers(run_cli, tmp_path, args, message):
+    """``--seed ²`` was an internal error (``str.isdigit`` takes '²', ``int`` does not) and ``--seed ١``
+    ran as seed 1; a number is ASCII digits, as GNU tools read it."""
+    (tmp_path / "in").write_bytes(b'{"a":1}\n{"a":2}\n')
+    code, out, err = run_cli([*args, "in"], cwd=tmp_path)
+    assert (code, out) == (1, b"")
+    assert err.splitlines()[0] == b"bigshuf: " + message
+    assert sorted(os.listdir(tmp_path)) == ["in"]

@@ -21,6 +21,7 @@ from .cliparse import (
 )
 from .errors import BigShufError, OutputError, UsageError, interruption, option, render
 from .progress import BarProgress, Progress, make_progress, summary
+from .quoting import quote_arg, quote_name
 
 if TYPE_CHECKING:
     from .api import ShuffleStats
@@ -96,11 +97,11 @@ def _execute(args: argparse.Namespace) -> int:
             given = "--files0-from" if args.files0_from is not None else given
             raise UsageError(f"{option('source')} cannot be combined with {given}: name every input in a source (NAME=PATH)")
         if args.operands:
-            raise CommandSyntaxError(f"extra operand '{args.operands[0]}'\n--source names every input: put FILEs in a source")
+            raise CommandSyntaxError(f"extra operand {quote_arg(args.operands[0])}\n--source names every input: put FILEs in a source")
         subject = ()
     elif args.input_range is not None:
         if args.operands:
-            raise CommandSyntaxError(f"extra operand '{args.operands[0]}'")
+            raise CommandSyntaxError(f"extra operand {quote_arg(args.operands[0])}")
         lo, hi = args.input_range
         if not args.dry_run:
             _summarize(progress, shuffle_range(lo, hi, args.output, **common))
@@ -139,7 +140,7 @@ def _listed_inputs(args: argparse.Namespace) -> list[str]:
             continue
         if args.operands or args.echo or args.input_range is not None:
             extra = args.operands[0] if args.operands else ("-e" if args.echo else "-i")
-            raise CommandSyntaxError(f"extra operand '{extra}'\nfile operands cannot be combined with {flag}")
+            raise CommandSyntaxError(f"extra operand {quote_arg(extra)}\nfile operands cannot be combined with {flag}")
         inputs = inputs + read_file_list(value, sep, flag)
     return inputs
 
@@ -231,7 +232,7 @@ def _check(args: argparse.Namespace) -> int:
 def _check_manifest(args: argparse.Namespace) -> int:
     """``--check-manifest FILE``: check the outputs it lists; one line per problem and exit 1, else a summary."""
     if args.operands:
-        raise CommandSyntaxError(f"extra operand '{args.operands[0]}'\n--check-manifest takes only the manifest")
+        raise CommandSyntaxError(f"extra operand {quote_arg(args.operands[0])}\n--check-manifest takes only the manifest")
     others = options_given(args, CHECK_MANIFEST_OPTIONS)
     if others:
         raise UsageError(
@@ -361,7 +362,7 @@ def _main(argv: Sequence[str], held: set[int | signal.Signals]) -> int:
         os.kill(os.getpid(), signal.SIGPIPE)
         return 141
     except OSError as e:
-        where = f"{e.filename}: " if e.filename else ""
+        where = f"{quote_name(os.fsdecode(e.filename))}: " if isinstance(e.filename, (str, bytes)) and e.filename else ""
         _report(f"{PROG}: {where}{e.strerror or e}")
         return 1
     except Exception as e:

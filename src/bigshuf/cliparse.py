@@ -15,7 +15,7 @@ from typing import Any, NoReturn, cast
 from .core.head import parse_share
 from .core.numbers import HOW
 from .errors import InputError, UsageError
-from .quoting import quote_name
+from .quoting import quote_arg, quote_name
 
 PROG = "bigshuf"
 
@@ -191,19 +191,19 @@ def _gnu_wording(message: str, argv: Sequence[str]) -> str:
         word = m.group(1)
         if word.startswith("--"):
             return f"unrecognized option '{word.split('=')[0]}'"
-        return f"invalid option -- '{word[1:2]}'"
+        return f"invalid option -- {quote_arg(word[1:2])}"
     m = re.match(r"argument (-\w)?/?(--[\w-]+)?: expected one argument", message)
     if m:
         short, long = m.group(1), m.group(2)
         typed_long = long and any(a.startswith("--") and long.startswith(a) for a in argv)
-        return f"option '{long}' requires an argument" if typed_long or not short else f"option requires an argument -- '{short[1:]}'"
+        return f"option {quote_arg(long)} requires an argument" if typed_long or not short else f"option requires an argument -- {quote_arg(short[1:])}"
     m = re.match(r"argument (?:-\w/)?(--[\w-]+): ignored explicit argument", message)
     if m:
-        return f"option '{m.group(1)}' doesn't allow an argument"
+        return f"option {quote_arg(m.group(1))} doesn't allow an argument"
     m = re.match(r"ambiguous option: (\S+?)(=\S*)? could match (.*)", message)
     if m:
-        options = " ".join(f"'{o}'" for o in m.group(3).split(", "))
-        return f"option '{m.group(1)}' is ambiguous; possibilities: {options}"
+        options = " ".join(f"{quote_arg(o)}" for o in m.group(3).split(", "))
+        return f"option {quote_arg(m.group(1))} is ambiguous; possibilities: {options}"
     return message
 
 
@@ -254,17 +254,17 @@ class _HeadCount(argparse.Action):
         share = parse_share(values)
         if share is not None:
             if isinstance(old, int):
-                raise UsageError(f"invalid line count: '{values}' (-n was given as a count already)")
+                raise UsageError(f"invalid line count: {quote_arg(values)} (-n was given as a count already)")
             if old is None or share < cast(Fraction, parse_share(old)):
                 setattr(namespace, self.dest, values)
             return
         count = _unsigned(values)
         if count is None and values.endswith("%"):
-            raise UsageError(f"invalid line count: '{values}' (a percentage from 0% to 100% such as 10% or 0.5%: {HOW})")
+            raise UsageError(f"invalid line count: {quote_arg(values)} (a percentage from 0% to 100% such as 10% or 0.5%: {HOW})")
         if count is None:
-            raise UsageError(f"invalid line count: '{values}'")
+            raise UsageError(f"invalid line count: {quote_arg(values)}")
         if isinstance(old, str):
-            raise UsageError(f"invalid line count: '{values}' (-n was given as a percentage already)")
+            raise UsageError(f"invalid line count: {quote_arg(values)} (-n was given as a percentage already)")
         if count > SIZE_MAX:
             return
         setattr(namespace, self.dest, count if old is None else min(old, count))
@@ -283,8 +283,8 @@ def _count(flag: str, least: int) -> Callable[[str], int]:
     """A parser of whole numbers of at least ``least`` for ``flag``."""
 
     def parse(text: str) -> int:
-        if not text.isdigit() or int(text) < least:
-            raise UsageError(f"invalid {flag} value: '{text}'")
+        if not (text.isascii() and text.isdigit()) or int(text) < least:  # not '²', which int() refuses
+            raise UsageError(f"invalid {flag} value: {quote_arg(text)}")
         return int(text)
 
     return parse
@@ -370,9 +370,9 @@ def _range_end(part: str) -> int:
     """One end of ``-i LO-HI``: a number up to SIZE_MAX, or GNU shuf's message naming ``part``."""
     value = _unsigned(part)
     if value is None:
-        raise UsageError(f"invalid input range: '{part}'")
+        raise UsageError(f"invalid input range: {quote_arg(part)}")
     if value > SIZE_MAX:
-        raise UsageError(f"invalid input range: '{part}': {os.strerror(errno.EOVERFLOW)}")
+        raise UsageError(f"invalid input range: {quote_arg(part)}: {os.strerror(errno.EOVERFLOW)}")
     return value
 
 
@@ -383,7 +383,7 @@ def _parse_range(text: str) -> tuple[int, int]:
     lo = _range_end(lo_text) if dash else 0
     hi = _range_end(hi_text if dash else text)
     if not dash or lo > hi + 1 or hi - lo + 1 > SIZE_MAX:
-        raise UsageError(f"invalid input range: '{text}'")
+        raise UsageError(f"invalid input range: {quote_arg(text)}")
     return lo, hi
 
 
@@ -394,7 +394,7 @@ def parse_sources(args: argparse.Namespace) -> dict[str, Any]:
     for text in args.source:
         name, eq, path = text.partition("=")
         if not eq or not path:
-            raise UsageError(f"invalid --source value: '{text}' (expected NAME=PATH)")
+            raise UsageError(f"invalid --source value: {quote_arg(text)} (expected NAME=PATH)")
         sources.setdefault(name, []).append(path)
     out: dict[str, Any] = {"sources": sources or None, "total": args.total, "by": args.by}
     from .core.mix import named_values  # here, not on import: core.mix loads NumPy (see cli.main)
@@ -404,7 +404,7 @@ def parse_sources(args: argparse.Namespace) -> dict[str, Any]:
         for text in values:
             for name, value in named_values(text, flag):
                 if name in named:
-                    raise UsageError(f"{flag} names source '{name}' twice")
+                    raise UsageError(f"{flag} names source {quote_arg(name)} twice")
                 named[name] = value
         out["rates" if flag == "--rate" else "mix"] = named or None
     if args.max_rate is not None:
@@ -417,8 +417,8 @@ def parse_sources(args: argparse.Namespace) -> dict[str, Any]:
 def parse_seed(text: str | None) -> int | None:
     if text is None:
         return None
-    if not text.isdigit():
-        raise UsageError(f"invalid seed: '{text}': a non-negative integer is needed")
+    if not (text.isascii() and text.isdigit()):
+        raise UsageError(f"invalid seed: {quote_arg(text)}: a non-negative integer is needed")
     return int(text)
 
 

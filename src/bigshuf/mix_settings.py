@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .arguments import _describe, _integer, _path_list
 from .core import mix as weights, plan
 from .errors import UsageError, option
+from .quoting import quote_arg, quote_name
 
 if TYPE_CHECKING:
     from .request import Request
@@ -38,7 +39,7 @@ def mix_settings(raw: dict[str, object]) -> dict[str, Any]:
         )
     by = raw.get("by", "records")
     if by not in ("records", "bytes"):
-        raise UsageError(f"invalid {option('by')} value: '{by}' (records or bytes)")
+        raise UsageError(f"invalid {option('by')} value: {quote_arg(by)} (records or bytes)")
     total = raw.get("total")
     for setting, used in (("rate", raw.get("rates")), ("mix", raw.get("mix")), ("total", total is not None), ("by", by != "records")):
         if used and not sources:
@@ -53,16 +54,16 @@ def mix_settings(raw: dict[str, object]) -> dict[str, Any]:
     for name, rate in rates:
         if rate > max_rate:
             raise UsageError(
-                f"{option('rate')} {float(rate):g} for source '{name}' is above the maximum of {float(max_rate):g}; "
+                f"{option('rate')} {float(rate):g} for source {quote_arg(name)} is above the maximum of {float(max_rate):g}; "
                 f"raise {option('max_rate')} to allow it"
             )
     if shares:
         for name in names:
             if name not in dict(shares):
-                raise UsageError(f"{option('mix')} gives no share to source '{name}': name every source")
+                raise UsageError(f"{option('mix')} gives no share to source {quote_arg(name)}: name every source")
         for name, share in shares:
             if share == 0:
-                raise UsageError(f"{option('mix')}: the share of source '{name}' must be above 0")
+                raise UsageError(f"{option('mix')}: the share of source {quote_arg(name)} must be above 0")
         if abs(sum((share for _name, share in shares), Fraction(0)) - 1) > weights.MIX_TOLERANCE:
             raise UsageError(f"{option('mix')} shares sum to {float(sum(s for _n, s in shares)):g}, not 1")
         order = dict(shares)
@@ -90,17 +91,17 @@ def _source_files(raw: object) -> list[tuple[str, tuple[str, ...]]]:
             raise UsageError(f"a source's name must be a str, not {_describe(name)}")
         weights.check_name(name, option("source"))
         files: list[str] = []
-        for path in _path_list(f"source '{name}'", paths):
+        for path in _path_list(f"source {quote_arg(name)}", paths):
             if is_remote(path):
-                raise UsageError(f"source '{name}': {path}: the files of {option('source')} must be local")
+                raise UsageError(f"source {quote_arg(name)}: {quote_name(path)}: the files of {option('source')} must be local")
             matched = [path] if os.path.exists(path) or path == "-" or not glob.has_magic(path) else sorted(glob.glob(path))
             if not matched:
-                raise UsageError(f"source '{name}': no file matches '{path}'")
+                raise UsageError(f"source {quote_arg(name)}: no file matches {quote_arg(path)}")
             files.extend(expand_directories(matched))
         for path in files:
             same = _identity(path)
             if same in owner:
-                raise UsageError(f"{path}: named in source '{owner[same]}' and in '{name}'; a file may be in one source, once")
+                raise UsageError(f"{quote_name(path)}: named in source {quote_arg(owner[same])} and in {quote_arg(name)}; a file may be in one source, once")
             owner[same] = name
         out.append((name, tuple(files)))
     return out
@@ -129,9 +130,9 @@ def _named_numbers(setting: str, raw: object, names: list[str]) -> list[tuple[st
     for name, value in raw.items():
         if name not in names:
             flag = option("rate" if setting == "rates" else setting)
-            raise UsageError(f"{flag} names '{name}', which is not a source ({option('source')} NAME=PATH)")
+            raise UsageError(f"{flag} names {quote_arg(name)}, which is not a source ({option('source')} NAME=PATH)")
         flag = option("rate" if setting == "rates" else setting)
-        out.append((name, weights.as_fraction(value, f"{flag} value for source '{name}'")))
+        out.append((name, weights.as_fraction(value, f"{flag} value for source {quote_arg(name)}")))
     return out
 
 
@@ -141,7 +142,7 @@ def _mix_total(total: object, by: object) -> int | None:
         return None
     if isinstance(total, str):
         text = total.strip()
-        if text.isdigit():
+        if text.isascii() and text.isdigit():
             value = int(text)
         elif by == "bytes":
             value = plan.parse_size(text) if re.fullmatch(r"\d+(\.\d+)?\s*[KMGTPE]i?B?", text, re.IGNORECASE) else -1
@@ -150,7 +151,7 @@ def _mix_total(total: object, by: object) -> int | None:
     else:
         value = _integer("total", total)
     if value < 1:
-        raise UsageError(f"invalid {option('total')} value: '{total}' (a count of {by}{', or a size like 50G' if by == 'bytes' else ''})")
+        raise UsageError(f"invalid {option('total')} value: {quote_arg(total)} (a count of {by}{', or a size like 50G' if by == 'bytes' else ''})")
     return value
 
 
@@ -183,11 +184,11 @@ def check_sources(request: Request) -> None:
         why = f"(for {option('mix')}, a fractional {option('rate')} or {option('stratify')})"
         for name, files in request.sources:
             if "-" in files:
-                raise UsageError(f"source '{name}' reads standard input, but its records must be counted before the shuffle {why}: name files")
+                raise UsageError(f"source {quote_arg(name)} reads standard input, but its records must be counted before the shuffle {why}: name files")
             for path in files:
                 if not _regular(path):  # read once to count, then again: a pipe gives its records only once
                     raise UsageError(
-                        f"source '{name}': {path} is not a regular file, but its records must be counted before the "
+                        f"source {quote_arg(name)}: {quote_name(path)} is not a regular file, but its records must be counted before the "
                         f"shuffle {why}: name regular files"
                     )
     if not request.mix:

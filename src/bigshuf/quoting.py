@@ -1,6 +1,7 @@
-"""File names as GNU coreutils' messages show them: as they are when a shell would read them so,
-else quoted for one, with control bytes escaped, so a name never breaks a message's line or sends
-a terminal escape (``shuf: 'bad'$'\\n''name': No such file or directory``)."""
+"""File names and arguments as GNU coreutils' messages show them, control bytes escaped, so that
+a message stays on one line and sends no terminal escape: a name as a shell would read it
+(``shuf: 'bad'$'\\n''name': No such file or directory``), an argument in C escapes
+(``shuf: invalid line count: 'x\\ny'``)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,16 @@ _SPECIAL_FIRST = frozenset("~#")
 _NOT_IN_DOUBLE = frozenset("\"$`\\!")
 #: Control characters with a letter of their own in ``$'...'``.
 _LETTERS = {7: "a", 8: "b", 9: "t", 10: "n", 11: "v", 12: "f", 13: "r"}
+
+
+def _chars(text: str) -> str:
+    """``text`` as the bytes a system call would be given, decoded back with each byte that is not
+    UTF-8 kept as a surrogate (a lone surrogate a caller put in a str is taken as its UTF-8 bytes)."""
+    try:
+        raw = os.fsencode(text)
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "surrogatepass")
+    return raw.decode("utf-8", "surrogateescape")
 
 
 def _escape(ch: str) -> str | None:
@@ -32,7 +43,7 @@ def _escape(ch: str) -> str | None:
 
 def quote_name(name: str) -> str:
     """``name`` as GNU tools print a file name in a message (shell-escape quoting)."""
-    text = os.fsencode(name).decode("utf-8", "surrogateescape")
+    text = _chars(name)
     escapes = [_escape(ch) for ch in text]
     if text and not any(escapes) and text[0] not in _SPECIAL_FIRST and not _SPECIAL.intersection(text):
         return text
@@ -57,3 +68,12 @@ def quote_always(name: str) -> str:
     read failed (``shuf: '/dev/null': end of file``)."""
     shown = quote_name(name)
     return shown if shown[:1] in ("'", '"') else f"'{shown}'"
+
+
+def quote_arg(text: object) -> str:
+    """``text`` as GNU tools quote an option's argument or an operand in a message (their
+    ``quote()`` in a UTF-8 locale, with plain quotes): control bytes and bytes that are not
+    UTF-8 escaped as in C, a backslash doubled (``invalid line count: 'x\\ny'``)."""
+    chars = _chars(text if isinstance(text, str) else str(text))
+    escaped = (_escape(ch) or ("\\\\" if ch == "\\" else ch) for ch in chars)
+    return "'" + "".join(escaped) + "'"

@@ -17,6 +17,7 @@ from .engines.base import get_engine
 from .errors import UsageError, option
 from .formats import registry
 from .mix_settings import MIX_SETTINGS, check_sources, check_stratify, mix_settings
+from .quoting import quote_arg
 from .storage.sources import FileSource, Source
 
 if TYPE_CHECKING:
@@ -203,10 +204,10 @@ def _check_ranges(typed: dict[str, Any]) -> None:
         raise UsageError(f"invalid line count: '{typed['head_count']}'")
     for setting, least in (("header", 0), ("lines_per_record", 1)):
         if typed[setting] < least:
-            raise UsageError(f"invalid {option(setting)} value: '{typed[setting]}'")
+            raise UsageError(f"invalid {option(setting)} value: {quote_arg(typed[setting])}")
     for setting in ("shards", "shard_records", "shard_size", "threads"):
         if typed[setting] is not None and typed[setting] < 1:
-            raise UsageError(f"invalid {option(setting)} value: '{typed[setting]}'")
+            raise UsageError(f"invalid {option(setting)} value: {quote_arg(typed[setting])}")
 
 
 def _expand(items: list[str | Source]) -> tuple[list[str | Source], list[str]]:
@@ -292,8 +293,8 @@ def _check_outputs(request: Request) -> None:
         field = _shard_field(request.output.replace(SPLIT_FIELD, ""))
         if field and not given:
             raise UsageError(
-                f"{option('output')} '{request.output}' numbers shards with '{field}', but no shard option is given: "
-                f"add {option('shards')}, {option('shard_size')} or {option('shard_records')}, or take '{field}' out"
+                f"{option('output')} {quote_arg(request.output)} numbers shards with {quote_arg(field)}, but no shard option is given: "
+                f"add {option('shards')}, {option('shard_size')} or {option('shard_records')}, or take {quote_arg(field)} out"
             )
     if request.manifest is not None and (request.output is None or request.output == "-" or request.manifest == "-"):
         raise UsageError(f"{option('manifest')} needs {option('output')} naming files, and a file to write the manifest to")
@@ -343,7 +344,7 @@ def check_table_settings(request: Request, all_paths: bool) -> None:
     if unsupported:
         raise UsageError(f"{', '.join(unsupported)}: not available for Parquet or Arrow data (rows, not lines)")
     if request.row_group_size is not None and request.row_group_size < 1:
-        raise UsageError(f"invalid {option('row_group_size')} value: '{request.row_group_size}'")
+        raise UsageError(f"invalid {option('row_group_size')} value: {quote_arg(request.row_group_size)}")
     if request.manifest is not None:
         from .formats.detect import suffix_kind
 

@@ -54,13 +54,15 @@ def test_parse_size_passes_ints_through() -> None:
         plan.parse_size(-1)
 
 
-@pytest.mark.parametrize("text", ["", " ", "abc", "-1", "1x", "1.2.3", "K", "1 K K", "1KB2", "%", "1e3", "0x10", "1,5M"])
+@pytest.mark.parametrize("text", ["", " ", "abc", "-1", "1x", "1.2.3", "K", "1 K K", "1KB2", "%", "1e3", "0x10", "1,5M", "1G\n", "1\nG", "\u00b2", "\u0661G"])
 def test_parse_size_refuses_garbage(text: str) -> None:
-    """Anything else is one usage error quoting the argument, naming -S (memory= in the library)."""
+    """Anything else is one usage error quoting the argument (a newline escaped, on one line),
+    naming -S (memory= in the library). ``1G`` and a newline was read as 1 GiB."""
     with pytest.raises(UsageError) as info:
         plan.parse_size(text)
-    assert info.value.cli_message() == f"invalid -S argument '{text}'"
-    assert str(info.value) == f"invalid memory= argument '{text}'"
+    shown = text.replace("\n", "\\n")
+    assert info.value.cli_message() == f"invalid -S argument '{shown}'"
+    assert str(info.value) == f"invalid memory= argument '{shown}'"
 
 
 @pytest.mark.parametrize(

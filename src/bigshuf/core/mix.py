@@ -24,6 +24,7 @@ import numpy as np
 from ..errors import InputError, UsageError, option
 from . import numbers
 from .fingerprint import Fingerprint, fingerprint
+from ..quoting import quote_arg
 from .records import RecordFormat, array_block, as_binary_array, count_separators
 from .streams import Key, rng_for
 
@@ -61,7 +62,7 @@ def parse_rate(text: str, what: str) -> Fraction:
     """A rate or share written as the options write numbers (``2.5``, ``0.3``, ``10``), exactly."""
     value = numbers.parse_decimal(text.strip())
     if value is None:
-        raise UsageError(f"invalid {what}: '{text}' (a number is {numbers.HOW})")
+        raise UsageError(f"invalid {what}: {quote_arg(text)} (a number is {numbers.HOW})")
     return value
 
 
@@ -73,10 +74,10 @@ def as_fraction(value: object, what: str) -> Fraction:
     if isinstance(value, str):
         return parse_rate(value, what)
     if isinstance(value, float) and not math.isfinite(value):
-        raise UsageError(f"invalid {what}: '{value}'")
+        raise UsageError(f"invalid {what}: {quote_arg(value)}")
     exact = Fraction(Decimal(repr(value))) if isinstance(value, float) else Fraction(value)
     if exact < 0:
-        raise UsageError(f"invalid {what}: '{value}' (must be at least 0)")
+        raise UsageError(f"invalid {what}: {quote_arg(value)} (must be at least 0)")
     return exact
 
 
@@ -86,7 +87,7 @@ def named_values(text: str, flag: str) -> list[tuple[str, str]]:
     for item in text.split(","):
         name, eq, value = item.partition("=")
         if not eq or not value:
-            raise UsageError(f"invalid {flag} value: '{text}' (expected NAME=VALUE)")
+            raise UsageError(f"invalid {flag} value: {quote_arg(text)} (expected NAME=VALUE)")
         pairs.append((check_name(name.strip(), flag), value))
     return pairs
 
@@ -94,7 +95,7 @@ def named_values(text: str, flag: str) -> list[tuple[str, str]]:
 def check_name(name: str, flag: str) -> str:
     """A source name: letters, digits, ``_``, ``.`` and ``-``."""
     if not NAME.match(name):
-        raise UsageError(f"invalid source name in {flag}: '{name}' (letters, digits, '_', '.' and '-' only)")
+        raise UsageError(f"invalid source name in {flag}: {quote_arg(name)} (letters, digits, '_', '.' and '-' only)")
     return name
 
 
@@ -117,7 +118,7 @@ def solve_mix(
     what the counts are of, in the message for a source with none (``--unique``'s records left)."""
     for name, count in zip(names, counts):
         if count == 0:
-            raise InputError(f"source '{name}' has no {unit}{left}: it cannot make up a share of {option('mix')}")
+            raise InputError(f"source {quote_arg(name)} has no {unit}{left}: it cannot make up a share of {option('mix')}")
     whole = sum(shares, Fraction(0))
     shares = [share / whole for share in shares]  # shares within the tolerance of 1, made exact
     if total is None:
@@ -133,7 +134,7 @@ def solve_mix(
     for name, rate in zip(names, rates):
         if rate > max_rate:
             raise UsageError(
-                f"{option('mix')} needs rate {float(rate):.6g} for source '{name}', above the maximum "
+                f"{option('mix')} needs rate {float(rate):.6g} for source {quote_arg(name)}, above the maximum "
                 f"of {float(max_rate):g}; raise {option('max_rate')} to allow it"
             )
     return rates
@@ -174,7 +175,7 @@ def refuse_copies(request: Request, names: Sequence[str], rates: Sequence[Fracti
             shown = f"{float(rate):g}"
             if Fraction(shown) <= 1:  # rounded down to 1 (1.0000001): shown in full, as it is above 1
                 shown = repr(float(rate)) if float(rate) > 1 else str(rate)
-            raise UsageError(f"source '{name}': rate {shown} {why} ({how})")
+            raise UsageError(f"source {quote_arg(name)}: rate {shown} {why} ({how})")
 
 
 class Mixer:
@@ -199,7 +200,7 @@ class Mixer:
                 self.records_left[s] = n
                 if self.picks_left[s] and n >= HYPERGEOMETRIC_LIMIT:
                     raise InputError(
-                        f"source '{names[s]}' has {n} records: a fractional rate is not supported on 10^9 records "
+                        f"source {quote_arg(names[s])} has {n} records: a fractional rate is not supported on 10^9 records "
                         "or more; split the source"
                     )
         self._start = (list(self.picks_left), list(self.records_left))
@@ -241,7 +242,7 @@ class Mixer:
         self.read[s] += c
         want, left = self.picks_left[s], self.records_left[s]
         if self.counts is not None and c > left:
-            raise InputError(f"source '{self.names[s]}': more records than were counted before the shuffle (did a file change?)")
+            raise InputError(f"source {quote_arg(self.names[s])}: more records than were counted before the shuffle (did a file change?)")
         got = 0
         if want and c:
             got = want if c == left else int(rng.hypergeometric(want, left - want, c))
@@ -267,7 +268,7 @@ class Mixer:
         for name, counted, read in zip(self.names, self.counts, self.read):
             if counted != read:
                 raise InputError(
-                    f"source '{name}': {counted} records counted before the shuffle, {read} read by it (did a file change?)"
+                    f"source {quote_arg(name)}: {counted} records counted before the shuffle, {read} read by it (did a file change?)"
                 )
 
     def most_copies(self) -> int:

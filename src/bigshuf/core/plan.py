@@ -7,6 +7,7 @@ import os
 import re
 
 from ..errors import InputError, UsageError, option
+from ..quoting import quote_arg
 
 #: Default ``-S``: half of physical memory, as a percentage like GNU sort accepts.
 DEFAULT_MEMORY = "50%"
@@ -34,7 +35,7 @@ MAX_BUCKETS = 4096
 #: Deepest recursion before giving up (only reached if records defeat random splitting).
 MAX_DEPTH = 16
 
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([bkmgtpe%]?)(i?b)?\s*$", re.IGNORECASE)
+_SIZE_RE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)[ \t]*([bkmgtpe%]?)(i?b)?[ \t]*", re.IGNORECASE | re.ASCII)
 _SUFFIX_POWER = {"b": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5, "e": 6}
 
 
@@ -50,15 +51,15 @@ def parse_size(text: str | int) -> int:
     """Parse a memory size as GNU sort's ``-S`` does: ``K`` (the default unit), ``M``, ``G``, ``T``, ``%`` of RAM, ``b`` bytes."""
     if isinstance(text, int):
         if text < 0:
-            raise UsageError(f"invalid memory size: '{text}'")
+            raise UsageError(f"invalid memory size: {quote_arg(text)}")
         return text
-    m = _SIZE_RE.match(text)
+    m = _SIZE_RE.fullmatch(text)  # not match(): '$' would take a newline at the end
     if not m:
-        raise UsageError(f"invalid {option('memory')} argument '{text}'")
+        raise UsageError(f"invalid {option('memory')} argument {quote_arg(text)}")
     number, suffix = float(m.group(1)), (m.group(2) or "k").lower()
     if suffix == "%":
         if number > 100:
-            raise UsageError(f"invalid {option('memory')} argument '{text}': more than 100%")
+            raise UsageError(f"invalid {option('memory')} argument {quote_arg(text)}: more than 100%")
         return int(physical_memory() * number / 100)
     return int(number * 1024 ** _SUFFIX_POWER[suffix])
 

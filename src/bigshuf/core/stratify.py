@@ -21,6 +21,7 @@ from fractions import Fraction
 import numpy as np
 
 from ..errors import InputError
+from ..quoting import quote_arg
 from ..storage.layout import SplitPart, split_counts
 from .streams import Key, rng_for
 
@@ -72,7 +73,7 @@ class Stratifier:
         self.dtype = np.uint8 if len(parts) <= 1 << 8 else np.int32
         for name, m in zip(names, sizes):
             if m >= DRAW_LIMIT:
-                raise InputError(f"source '{name}' has {m} records in the mix: --stratify supports fewer than 10^9; split the source")
+                raise InputError(f"source {quote_arg(name)} has {m} records in the mix: --stratify supports fewer than 10^9; split the source")
 
     @property
     def splits(self) -> int:
@@ -98,7 +99,7 @@ class Stratifier:
         remaining = int(want.sum())
         if c > remaining:
             raise InputError(
-                f"source '{self.names[s]}': more records than were counted before the shuffle (did a file change?)"
+                f"source {quote_arg(self.names[s])}: more records than were counted before the shuffle (did a file change?)"
             )
         got: np.ndarray = want.copy() if c == remaining else rng.multivariate_hypergeometric(want, c)
         want -= got

@@ -13,7 +13,7 @@ import os
 import numpy as np
 
 from ..errors import InputError, UsageError, option
-from ..quoting import quote_always, quote_name
+from ..quoting import quote_always, quote_arg, quote_name
 
 Key = tuple[int, ...]
 
@@ -108,7 +108,7 @@ def seed_entropy(seed: int | None = None, random_source: str | os.PathLike[str] 
         raise UsageError(f"{option('seed')} and {option('random_source')} cannot be combined")
     if seed is not None:
         if seed < 0:
-            raise UsageError(f"invalid seed: '{seed}'")
+            raise UsageError(f"invalid seed: {quote_arg(seed)}")
         return int(seed)
     if random_source is not None:
         path = os.fspath(random_source)

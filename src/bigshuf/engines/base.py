@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, ClassVar
 
 from ..errors import UsageError, option
+from ..quoting import quote_arg
 
 if TYPE_CHECKING:
     from ..progress import Progress
@@ -59,7 +60,7 @@ def get_engine(name: str) -> Engine:
     if found is None:
         names = engine_names()
         choices = " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
-        raise UsageError(f"invalid {option('engine')} value: '{name}'; choose {choices}")
+        raise UsageError(f"invalid {option('engine')} value: {quote_arg(name)}; choose {choices}")
     if isinstance(found, str):
         module, _, attribute = found.partition(":")
         found = getattr(importlib.import_module(module), attribute)

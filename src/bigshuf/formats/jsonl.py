@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 
 from ..errors import UsageError
 from ..core.records import array_bytes, list_spans
+from ..quoting import quote_arg
 
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -87,7 +88,7 @@ def json_values(arr: pa.Array, name: str) -> pa.Array:
         try:
             text = _quote(arr.cast(pa.large_binary()).cast(pa.large_string()))
         except pa.ArrowInvalid:
-            raise UsageError(f"column '{name}' holds binary data that is not UTF-8; it cannot be written as JSON") from None
+            raise UsageError(f"column {quote_arg(name)} holds binary data that is not UTF-8; it cannot be written as JSON") from None
     elif pa.types.is_duration(t):
         text = arr.cast(pa.int64()).cast(pa.string())
     elif pa.types.is_timestamp(t):
@@ -109,7 +110,7 @@ def json_values(arr: pa.Array, name: str) -> pa.Array:
         parts.append("}" if parts else "{}")
         text = _join(parts, n)
     else:
-        raise UsageError(f"column '{name}' of type {t} cannot be written as JSON")
+        raise UsageError(f"column {quote_arg(name)} of type {t} cannot be written as JSON")
     if arr.null_count or text.null_count:
         text = pc.if_else(pc.and_(arr.is_valid(), text.is_valid()), _large(text), _text("null"))
     return _large(text)

@@ -26,6 +26,7 @@ from ..core.records import list_spans
 from ..core.scatter import BucketSet, Scattered
 from ..errors import InputError, TempSpaceError, UsageError, option
 from ..progress import dedup_phase, scatter_phase
+from ..quoting import quote_arg, quote_name
 from ..storage.tempspace import TempSpace
 from .arrow_resume import ResumableTableBuckets
 from .rowhash import row_hashes
@@ -96,7 +97,7 @@ def check_comparable(schema: pa.Schema) -> None:
 
     for field in schema:
         if not comparable(field.type):
-            raise UsageError(f"{option('unique')} cannot compare column '{field.name}' of type {field.type}")
+            raise UsageError(f"{option('unique')} cannot compare column {quote_arg(field.name)} of type {field.type}")
 
 
 def _valid(arr: Any) -> np.ndarray:
@@ -328,7 +329,7 @@ class RowDedup(DedupStage):
             return table_hashes(table)
         hashes = np.empty(table.num_rows, np.uint64)
         if int(kept.sizes[j]) != hashes.nbytes:
-            raise TempSpaceError(f"{kept.path(j)}: {kept.sizes[j]} bytes of hashes for {len(hashes)} rows")
+            raise TempSpaceError(f"{quote_name(kept.path(j))}: {kept.sizes[j]} bytes of hashes for {len(hashes)} rows")
         kept.read_into(j, hashes.view(np.uint8))
         return hashes
 
@@ -358,7 +359,7 @@ class RowDedup(DedupStage):
             if below is None and (count == 1 or fits(size, count, run.limit)):
                 table = pa.Table.from_batches(consolidate(buckets.batches(j), run.limit), schema=buckets.schema)
                 if table.num_rows != count:
-                    raise InputError(f"{buckets.path(j)}: temporary bucket holds {table.num_rows} rows, not the {count} written")
+                    raise InputError(f"{quote_name(buckets.path(j))}: temporary bucket holds {table.num_rows} rows, not the {count} written")
                 kept = first_rows(table, self._bucket_hashes(buckets, j, table))
                 labels = np.repeat(np.arange(self.sources, dtype=np.uint16), per_source[j]) if self.sources else None
                 if tally is not None:

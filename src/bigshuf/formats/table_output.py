@@ -10,6 +10,7 @@ import pyarrow as pa
 
 from ..core.fingerprint import Fingerprint
 from ..errors import OutputError, UsageError, option
+from ..quoting import quote_arg, quote_name
 from ..storage.output import Output
 from ..storage.layout import SplitPart
 from ..storage.sinks import CodecChoice, Sink
@@ -108,7 +109,7 @@ class RowWriter:
             else:
                 self._open().write_table(joined.slice(0, rows), max_chunksize=group)
         except pa.ArrowException as e:
-            raise OutputError(f"{self.sink.name}: cannot write {self.kind}: {_reason(e)}") from None
+            raise OutputError(f"{quote_name(self.sink.name)}: cannot write {self.kind}: {_reason(e)}") from None
         rest = joined.slice(rows)
         self._pending = [rest] if rest.num_rows else []
         self._pending_rows = rest.num_rows
@@ -132,7 +133,7 @@ class RowWriter:
         try:
             self._open().close()
         except pa.ArrowException as e:
-            raise OutputError(f"{self.sink.name}: cannot write {self.kind}: {_reason(e)}") from None
+            raise OutputError(f"{quote_name(self.sink.name)}: cannot write {self.kind}: {_reason(e)}") from None
 
 
 def check_parquet_columns(target: str | None, schema: pa.Schema) -> None:
@@ -152,7 +153,7 @@ def check_parquet_columns(target: str | None, schema: pa.Schema) -> None:
     for field in schema:
         if fails([field]) is not None:
             raise UsageError(
-                f"{target or 'standard output'}: column '{field.name}' of type {field.type} cannot be written as Parquet; "
+                f"{quote_name(target) if target else 'standard output'}: column {quote_arg(field.name)} of type {field.type} cannot be written as Parquet; "
                 f"write Arrow IPC ({option('output_format')}=arrow or an .arrow name)"
             )
 
@@ -237,12 +238,12 @@ def resolve_codec(kind: str, spec: str | None, target: str | None) -> CodecChoic
         return choices[0], None
     name, colon, level_text = spec.strip().lower().partition(":")
     if name not in choices:
-        raise UsageError(f"{option('compress')}: {kind} output takes {', '.join(choices)} (optionally :LEVEL), not '{spec}'")
+        raise UsageError(f"{option('compress')}: {kind} output takes {', '.join(choices)} (optionally :LEVEL), not {quote_arg(spec)}")
     if not colon:
         return name, None
     if name in ("none", "snappy"):
-        raise UsageError(f"{option('compress')}: {name} takes no level (got '{spec}')")
+        raise UsageError(f"{option('compress')}: {name} takes no level (got {quote_arg(spec)})")
     low, high = pa.Codec.minimum_compression_level(name), pa.Codec.maximum_compression_level(name)
-    if not (level_text.isdigit() and low <= int(level_text) <= high):
-        raise UsageError(f"{option('compress')}: {name} level must be an integer from {max(low, 0)} to {high} (got '{spec}')")
+    if not (level_text.isascii() and level_text.isdigit() and low <= int(level_text) <= high):
+        raise UsageError(f"{option('compress')}: {name} level must be an integer from {max(low, 0)} to {high} (got {quote_arg(spec)})")
     return name, int(level_text)

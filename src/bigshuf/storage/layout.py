@@ -10,6 +10,7 @@ from fractions import Fraction
 
 from ..core.numbers import parse_decimal
 from ..errors import UsageError, option
+from ..quoting import quote_arg
 
 #: What a split name may hold: it becomes part of a path, so no separator, brace or leading dot.
 _SPLIT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
@@ -41,14 +42,14 @@ def parse_split(text: str) -> tuple[SplitPart, ...]:
         value = value.strip()
         if not eq or not _SPLIT_NAME.match(name):
             raise UsageError(
-                f"invalid {option('split')} part '{item}': use NAME=COUNT, NAME=FRACTION or NAME=rest "
+                f"invalid {option('split')} part {quote_arg(item)}: use NAME=COUNT, NAME=FRACTION or NAME=rest "
                 "(names of letters, digits, _ . -)"
             )
         if any(p.name == name for p in parts):
-            raise UsageError(f"{option('split')}: split '{name}' is named twice")
+            raise UsageError(f"{option('split')}: split {quote_arg(name)} is named twice")
         if value == "rest":
             if any(p.rest for p in parts):
-                raise UsageError(f"{option('split')}: only one split may be 'rest' ('{name}' is the second)")
+                raise UsageError(f"{option('split')}: only one split may be 'rest' ({quote_arg(name)} is the second)")
             parts.append(SplitPart(name))
         elif _COUNT.match(value):
             parts.append(SplitPart(name, count=int(value)))
@@ -56,7 +57,7 @@ def parse_split(text: str) -> tuple[SplitPart, ...]:
             parts.append(SplitPart(name, fraction=fraction))
         else:
             raise UsageError(
-                f"invalid {option('split')} value for '{name}': '{value}' (a record count such as 100, a fraction up to 1 "
+                f"invalid {option('split')} value for {quote_arg(name)}: {quote_arg(value)} (a record count such as 100, a fraction up to 1 "
                 "with digits after its dot such as 0.01 or 1.0, or rest)"
             )
     fractions = sum((p.fraction for p in parts if p.fraction is not None), Fraction(0))
@@ -80,7 +81,7 @@ def split_counts(parts: tuple[SplitPart, ...], total: int) -> list[int]:
             fixed += p.count
             if fixed > total:
                 raise UsageError(
-                    f"{option('split')}: split '{p.name}' needs {p.count} records, but only {total - fixed + p.count} "
+                    f"{option('split')}: split {quote_arg(p.name)} needs {p.count} records, but only {total - fixed + p.count} "
                     f"of the {total} written are left for it"
                 )
     shares = [(i, p.fraction * total) for i, p in enumerate(parts) if p.fraction is not None]
@@ -94,7 +95,7 @@ def split_counts(parts: tuple[SplitPart, ...], total: int) -> list[int]:
     if taken > total:
         first = next(parts[i].name for i, _ in shares)
         raise UsageError(
-            f"{option('split')}: split '{first}' and the fractions after it need {target} records, "
+            f"{option('split')}: split {quote_arg(first)} and the fractions after it need {target} records, "
             f"but only {total - fixed} of the {total} written are left after the fixed counts"
         )
     rest = next((i for i, p in enumerate(parts) if p.rest), None)
@@ -196,9 +197,9 @@ def parse_byte_size(text: str, flag: str) -> int:
     """A size in bytes: a number (bytes) with an optional K, M, G or T (powers of 1024) suffix."""
     m = _BYTE_SIZE.match(text.strip())
     if not m:
-        raise UsageError(f"invalid {flag} value: '{text}' (bytes, or a size such as 256M or 1G)")
+        raise UsageError(f"invalid {flag} value: {quote_arg(text)} (bytes, or a size such as 256M or 1G)")
     power = "bkmgt".index(m.group(2).lower() or "b")
     value = int(float(m.group(1)) * 1024**power)
     if value < 1:
-        raise UsageError(f"invalid {flag} value: '{text}' (bytes, or a size such as 256M or 1G)")
+        raise UsageError(f"invalid {flag} value: {quote_arg(text)} (bytes, or a size such as 256M or 1G)")
     return value

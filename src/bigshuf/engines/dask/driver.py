@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ...quoting import quote_arg
 from ...request import ShuffleStats, resolve_memory
 from ...core.fingerprint import Fingerprint
 from ...core.mix import SourceStats
@@ -144,7 +145,7 @@ def shuffle(
     scheduler = _check_options(head_count, shards, verify, scheduler, runner is not None, temp_url)
     for setting, value in (("shard_records", shard_records), ("shard_size", shard_size)):
         if value is not None and value < 1:
-            raise UsageError(f"invalid {option(setting)} value: '{value}'")
+            raise UsageError(f"invalid {option(setting)} value: {quote_arg(value)}")
     entropy = seed_entropy(seed, random_source)
     limit = resolve_memory(memory if memory is not None else DEFAULT_MEMORY)
     sharding = Sharding(shards, shard_records, shard_size)
@@ -329,9 +330,9 @@ def _check_options(
 ) -> str | None:
     """Refuse options that cannot work before anything starts; return the scheduler to use."""
     if head_count is not None and head_count < 0:
-        raise UsageError(f"invalid line count: '{head_count}'")
+        raise UsageError(f"invalid line count: {quote_arg(head_count)}")
     if shards is not None and shards < 1:
-        raise UsageError(f"invalid {option('shards')} value: '{shards}'")
+        raise UsageError(f"invalid {option('shards')} value: {quote_arg(shards)}")
     if verify and head_count is not None:
         raise UsageError(f"{option('verify')} checks whole shuffles; it cannot check a sample ({option('head_count')})")
     scheduler = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None

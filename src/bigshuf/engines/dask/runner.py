@@ -12,6 +12,7 @@ from typing import Any, Protocol, TypeVar
 
 from ...errors import BigShufError, UsageError, option
 from ...progress import Progress
+from ...quoting import quote_arg
 from .tasks import Config, RunTasks
 
 T = TypeVar("T")
@@ -82,7 +83,7 @@ def connect(scheduler: str | None, scratch: str) -> Iterator[Runner]:
         try:
             client = Client(scheduler, timeout="30s")
         except OSError as e:
-            raise UsageError(f"{option('scheduler')}: cannot reach '{scheduler}': {e}") from None
+            raise UsageError(f"{option('scheduler')}: cannot reach {quote_arg(scheduler)}: {e}") from None
         try:
             yield client
         finally:
