@@ -557,3 +557,74 @@ def test_directory_on_the_dask_engine(tmp_path: Path, run_cli: Runner) -> None:
     code, out, err = run_cli(["--engine=dask", "-S", "1M", "--seed", "2", tmp_path / "data"])
     assert (code, err) == (0, b"")
     assert Counter(out.splitlines()) == Counter(records)
+
+
+#: A file name that a raw message would break over two lines, and how GNU tools show it.
+_NL = "x\ny"
+_NL_SHOWN = b"x'$'\\n''y"  # within quotes that may begin earlier, at a directory
+
+
+def _bad_inputs(root: Path, case: str) -> list[str]:
+    """The arguments of a run that must fail naming a file whose name holds a newline."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if case == "parquet":
+        (root / f"{_NL}.parquet").write_bytes(b"PAR1xxxx")
+        return [f"{_NL}.parquet", "-o", "o.parquet"]
+    if case == "arrow":
+        (root / f"{_NL}.arrow").write_bytes(b"ARROW1xx")
+        return [f"{_NL}.arrow", "-o", "o.arrow"]
+    if case == "json line":
+        (root / f"{_NL}.jsonl").write_bytes(b'{"a":1}\n{"a":\n')
+        return [f"{_NL}.jsonl", "-o", "o.parquet"]
+    if case == "schemas":
+        pq.write_table(pa.table({"a": [1]}), root / f"{_NL}-a.parquet")
+        pq.write_table(pa.table({"b": [1]}), root / "b.parquet")
+        return ["b.parquet", f"{_NL}-a.parquet", "-o", "o.parquet"]
+    if case == "empty dataset":
+        (root / _NL).mkdir()
+        return [_NL, "-o", "o.parquet"]
+    if case == "tables compared":
+        pq.write_table(pa.table({"a": [1]}), root / f"{_NL}.parquet")
+        return ["--check-permutation", f"{_NL}.parquet", "--against", f"{_NL}.parquet"]
+    if case == "megatron index":
+        (root / f"{_NL}.bin").write_bytes(b"xx")
+        (root / f"{_NL}.idx").write_bytes(b"MMIDIDX\x00\x00garbage")
+        return [f"{_NL}.bin", "-o", "o.bin"]
+    if case == "tar and lines compared":
+        (root / _NL).write_bytes(b"a\n")
+        return ["--check-permutation", _NL, "--against", "o.tar"]
+    if case == "source twice":
+        (root / _NL).write_bytes(b"a\n")
+        return ["--source", f"a={_NL}", "--source", f"b={_NL}"]
+    if case == "manifest missing":
+        return ["--check-manifest", f"{_NL}.json"]
+    if case == "manifest not JSON":
+        (root / f"{_NL}.json").write_bytes(b"{")
+        return ["--check-manifest", f"{_NL}.json"]
+    assert case == "output unlike its manifest"
+    (root / "in").write_bytes(b"a\nb\n")
+    (root / "d").mkdir()
+    made = subprocess.run([sys.executable, "-m", "bigshuf", "in", "-o", "d/o", "--manifest", "d/m.json"], cwd=root)
+    assert made.returncode == 0
+    (root / "d" / "o").rename(root / "d" / _NL)
+    manifest = (root / "d" / "m.json").read_text().replace('"o"', '"x\\ny"')
+    (root / "d" / "m.json").write_text(manifest)
+    with open(root / "d" / _NL, "ab") as f:
+        f.write(b"c\n")
+    return ["--check-manifest", "d/m.json"]
+
+
+@pytest.mark.parametrize("case", [
+    "parquet", "arrow", "json line", "schemas", "empty dataset", "tables compared", "megatron index",
+    "tar and lines compared", "source twice", "manifest missing", "manifest not JSON", "output unlike its manifest",
+])
+def test_a_file_name_with_a_newline_stays_on_the_message_line(tmp_path: Path, run_cli: Runner, case: str) -> None:
+    """Messages about tables, Megatron datasets, sources and manifests printed file names raw, so
+    ``x<newline>y.parquet`` broke the one line into two; they are quoted as GNU tools quote them."""
+    code, out, err = run_cli(_bad_inputs(tmp_path, case), cwd=tmp_path)
+    assert (code, out) == (1, b"")
+    lines = err.splitlines()
+    assert all(line.startswith(b"bigshuf: ") for line in lines) and _NL_SHOWN in err, err
+    assert len(lines) == (2 if case == "output unlike its manifest" else 1), err

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import TempSpaceError
 from . import plan
+from ..quoting import quote_name
 from ..storage.safefs import create_exclusive, open_nofollow
 from ..storage.sliced import open_sliced
 from ..storage.tempspace import full_disk_hint
@@ -117,14 +118,14 @@ class BucketGroups:
             while part:
                 part = part[f.write(part) :]
         except OSError as e:
-            raise TempSpaceError(f"{self.path(g)}: write error: {e.strerror}{full_disk_hint(e)}") from None
+            raise TempSpaceError(f"{quote_name(self.path(g))}: write error: {e.strerror}{full_disk_hint(e)}") from None
 
     def _open(self, g: int) -> BinaryIO:
         """Group ``g``'s file, created exclusively and private."""
         try:
             fd = create_exclusive(self.path(g), 0o600, os.O_WRONLY | os.O_APPEND)
         except OSError as e:
-            raise TempSpaceError(f"{self.path(g)}: {e.strerror}") from None
+            raise TempSpaceError(f"{quote_name(self.path(g))}: {e.strerror}") from None
         return open_sliced(fd, "ab", 0)
 
     def close(self) -> None:
@@ -136,7 +137,7 @@ class BucketGroups:
                 try:
                     f.close()
                 except OSError as e:
-                    raise TempSpaceError(f"{self.path(g)}: write error: {e.strerror}{full_disk_hint(e)}") from None
+                    raise TempSpaceError(f"{quote_name(self.path(g))}: write error: {e.strerror}{full_disk_hint(e)}") from None
         if self._starts is None:
             ends = self._ends[: self._parts_held]
             firsts = np.arange(0, self.k, self.size)
@@ -158,9 +159,9 @@ class BucketGroups:
             try:
                 got = native.read_parts(fd, view, offsets, lengths)
             except OSError as e:
-                raise TempSpaceError(f"{self.path(g)}: read error: {e.strerror}") from None
+                raise TempSpaceError(f"{quote_name(self.path(g))}: read error: {e.strerror}") from None
             if got != len(view):
-                raise TempSpaceError(f"{self.path(g)}: temporary group of buckets is shorter than written")
+                raise TempSpaceError(f"{quote_name(self.path(g))}: temporary group of buckets is shorter than written")
         finally:
             os.close(fd)
 
@@ -196,12 +197,12 @@ class BucketGroups:
         try:
             fd = open_nofollow(self.path(g), os.O_RDONLY | os.O_NONBLOCK)  # a planted FIFO must not block
         except OSError as e:
-            raise TempSpaceError(f"{self.path(g)}: cannot open this temporary group of buckets: {e.strerror}") from None
+            raise TempSpaceError(f"{quote_name(self.path(g))}: cannot open this temporary group of buckets: {e.strerror}") from None
         st = os.fstat(fd)
         why = "not a regular file" if not stat.S_ISREG(st.st_mode) else f"{st.st_size} bytes where pass 1 wrote {self.disk[g]}"
         if not stat.S_ISREG(st.st_mode) or st.st_size != self.disk[g]:
             os.close(fd)
-            raise TempSpaceError(f"{self.path(g)}: temporary group of buckets is corrupt ({why})")
+            raise TempSpaceError(f"{quote_name(self.path(g))}: temporary group of buckets is corrupt ({why})")
         return fd
 
     def _pread(self, g: int, fd: int, offset: int, out: memoryview) -> None:
@@ -210,10 +211,10 @@ class BucketGroups:
             while len(out):
                 n = os.preadv(fd, [out], offset)
                 if not n:
-                    raise TempSpaceError(f"{self.path(g)}: temporary group of buckets is shorter than written")
+                    raise TempSpaceError(f"{quote_name(self.path(g))}: temporary group of buckets is shorter than written")
                 out, offset = out[n:], offset + n
         except OSError as e:
-            raise TempSpaceError(f"{self.path(g)}: read error: {e.strerror}") from None
+            raise TempSpaceError(f"{quote_name(self.path(g))}: read error: {e.strerror}") from None
 
     def forget(self, j: int) -> None:
         """Bucket ``j`` is consumed (or dropped): remove the group files wholly before its own, and its

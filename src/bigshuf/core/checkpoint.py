@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import InputError, TempSpaceError
 from .fingerprint import SCHEME
+from ..quoting import quote_name
 from ..storage.safefs import create_exclusive, open_nofollow, sync_directory, sync_file
 
 #: Version of the checkpoint's layout and of the record hash behind its fingerprints; a
@@ -32,12 +33,12 @@ _MAX_INT = 2**63 - 1
 
 def advice(directory: str) -> str:
     """The way out of a checkpoint that cannot be used, for the end of a refusal."""
-    return f"cannot resume; remove {directory} to start afresh"
+    return f"cannot resume; remove {quote_name(directory)} to start afresh"
 
 
 def refusal(directory: str, problem: str) -> TempSpaceError:
     """The error for a checkpoint in ``directory`` that cannot be trusted."""
-    return TempSpaceError(f"{directory}: checkpoint {problem}; {advice(directory)}")
+    return TempSpaceError(f"{quote_name(directory)}: checkpoint {problem}; {advice(directory)}")
 
 
 def open_failure(e: OSError) -> str:
@@ -53,20 +54,20 @@ def load_state(directory: str, name: str = "state.json") -> dict[str, Any] | Non
     except FileNotFoundError:
         return None
     except OSError as e:
-        raise refusal(directory, f"{path} cannot be opened ({open_failure(e)})") from None
+        raise refusal(directory, f"{quote_name(path)} cannot be opened ({open_failure(e)})") from None
     with open(fd, "rb") as f:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_STATE_BYTES:
-            raise refusal(directory, f"{path} is not a checkpoint file")
+            raise refusal(directory, f"{quote_name(path)} is not a checkpoint file")
         data = f.read(MAX_STATE_BYTES + 1)
     try:
         state = json.loads(data)
     except (ValueError, UnicodeDecodeError) as e:
-        raise refusal(directory, f"{path} is not valid JSON ({e})") from None
+        raise refusal(directory, f"{quote_name(path)} is not valid JSON ({e})") from None
     except RecursionError:  # arrays or objects nested past the parser's depth: no checkpoint of ours
-        raise refusal(directory, f"{path} is not a checkpoint file (nested too deeply)") from None
+        raise refusal(directory, f"{quote_name(path)} is not a checkpoint file (nested too deeply)") from None
     if not isinstance(state, dict):
-        raise refusal(directory, f"{path} is not a JSON object")
+        raise refusal(directory, f"{quote_name(path)} is not a JSON object")
     return state
 
 
@@ -91,7 +92,7 @@ def save_state(directory: str, state: dict[str, Any], name: str = "state.json") 
         os.replace(fresh, path)
         sync_directory(directory)
     except OSError as e:
-        raise TempSpaceError(f"{path}: cannot write the checkpoint: {e.strerror}") from None
+        raise TempSpaceError(f"{quote_name(path)}: cannot write the checkpoint: {e.strerror}") from None
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,7 @@ def refuse_other_job(directory: str, key: str) -> None:
     afresh, it would be lost."""
     state = load_state(directory)
     if state is not None and state.get("job") != key:
-        raise refusal(directory, f"{os.path.join(directory, 'state.json')} does not hold up: {OTHER_JOB}")
+        raise refusal(directory, f"{quote_name(os.path.join(directory, 'state.json'))} does not hold up: {OTHER_JOB}")
 
 
 def validate_state(state: dict[str, Any], job: Job, directory: str) -> None:
@@ -180,15 +181,15 @@ def validate_state(state: dict[str, Any], job: Job, directory: str) -> None:
     try:
         _validate(state, job)
     except _Bad as e:
-        raise refusal(directory, f"{os.path.join(directory, 'state.json')} does not hold up: {e}") from None
+        raise refusal(directory, f"{quote_name(os.path.join(directory, 'state.json'))} does not hold up: {e}") from None
     for (path, size, mtime, check), (_, size0, mtime0, check0) in zip(job.inputs, state["inputs"]):
         if (size, mtime, check) != (size0, mtime0, check0):
             what = "size or modification time" if (size, mtime) != (size0, mtime0) else "content"
-            raise InputError(f"{path}: changed since the interrupted run ({what} differ); {advice(directory)}")
+            raise InputError(f"{quote_name(path)}: changed since the interrupted run ({what} differ); {advice(directory)}")
     for (path, *_), now, then in zip(job.inputs, job.records or [], state["records"] or []):
         if now != then:
             raise InputError(
-                f"{path}: changed since the interrupted run (it holds {now} records, the interrupted run counted {then}); "
+                f"{quote_name(path)}: changed since the interrupted run (it holds {now} records, the interrupted run counted {then}); "
                 f"{advice(directory)}"
             )
 

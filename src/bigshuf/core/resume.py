@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 from ..errors import InputError, OutputError, option
 from .checkpoint import advice, open_failure
+from ..quoting import quote_name
 from ..storage.safefs import create_exclusive, open_nofollow, own_file, sync_directory, sync_file
 
 #: Content check of an input: this many blocks of ``SAMPLE_BYTES`` (the first, the last, and
@@ -53,9 +54,9 @@ class JobLock:
                 except FileNotFoundError:
                     continue  # released and removed in between
                 except OSError as e:
-                    raise OutputError(f"{self.path}: cannot open this {option('resume')} job's lock: {open_failure(e)}") from None
+                    raise OutputError(f"{quote_name(self.path)}: cannot open this {option('resume')} job's lock: {open_failure(e)}") from None
             except OSError as e:
-                raise OutputError(f"{self.path}: cannot create this {option('resume')} job's lock: {e.strerror}") from None
+                raise OutputError(f"{quote_name(self.path)}: cannot create this {option('resume')} job's lock: {e.strerror}") from None
             try:
                 if self._take(fd, holder):
                     self._fd = fd
@@ -67,15 +68,15 @@ class JobLock:
         """Lock ``fd``; False if its name was removed or replaced meanwhile (try again)."""
         st = os.fstat(fd)
         if not own_file(st):
-            raise OutputError(f"{self.path}: is not a lock file this user made; remove it")
+            raise OutputError(f"{quote_name(self.path)}: is not a lock file this user made; remove it")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
             if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise OutputError(f"{self.path}: cannot lock: {e.strerror}") from None
+                raise OutputError(f"{quote_name(self.path)}: cannot lock: {e.strerror}") from None
             other = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "a run that is starting"
             raise OutputError(
-                f"{self.path}: this {option('resume')} job is already running ({other}); wait for it or stop it"
+                f"{quote_name(self.path)}: this {option('resume')} job is already running ({other}); wait for it or stop it"
             ) from None
         try:
             now = os.lstat(self.path)
@@ -132,7 +133,7 @@ def input_identity(paths: list[str]) -> list[list[Any]]:
             check = content_check(path, st.st_size) if stat.S_ISREG(st.st_mode) else ""
             out.append([path, st.st_size, st.st_mtime_ns, check])
         except OSError as e:
-            raise InputError(f"{path}: {e.strerror}") from None
+            raise InputError(f"{quote_name(path)}: {e.strerror}") from None
     return out
 
 
@@ -172,10 +173,10 @@ def open_output_temp(path: str, at: ResumePoint | None, directory: str) -> int:
     try:
         fd = open_nofollow(path, os.O_RDWR)
     except FileNotFoundError:
-        raise OutputError(f"{path}: missing, though the checkpoint in {directory} counts {at.size} bytes in it; "
+        raise OutputError(f"{quote_name(path)}: missing, though the checkpoint in {quote_name(directory)} counts {at.size} bytes in it; "
                           f"{advice(directory)}") from None
     except OSError as e:
-        raise OutputError(f"{path}: cannot reopen ({open_failure(e)}); {advice(directory)}") from None
+        raise OutputError(f"{quote_name(path)}: cannot reopen ({open_failure(e)}); {advice(directory)}") from None
     try:
         st = os.fstat(fd)
         problem = None
@@ -186,7 +187,7 @@ def open_output_temp(path: str, at: ResumePoint | None, directory: str) -> int:
         elif crc_of(fd, 0, at.size) != at.crc:
             problem = "does not match the checkpoint's checksum"
         if problem is not None:
-            raise OutputError(f"{path}: {problem}; {advice(directory)}")
+            raise OutputError(f"{quote_name(path)}: {problem}; {advice(directory)}")
         if st.st_size > at.size:
             os.ftruncate(fd, at.size)
         os.lseek(fd, at.size, os.SEEK_SET)
@@ -205,7 +206,7 @@ def refuse_foreign_temp(path: str) -> bool:
         return False
     if not own_file(st):
         kind = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a file this user made"
-        raise OutputError(f"{path}: already exists and is {kind}; remove it")
+        raise OutputError(f"{quote_name(path)}: already exists and is {kind}; remove it")
     return True
 
 
@@ -219,7 +220,7 @@ def refuse_foreign_temps(directories: list[str], tag: str) -> None:
         except (FileNotFoundError, NotADirectoryError):
             continue  # made by the run, nothing planted in it yet
         except OSError as e:
-            raise OutputError(f"{directory}: cannot list: {e.strerror}") from None
+            raise OutputError(f"{quote_name(directory)}: cannot list: {e.strerror}") from None
         for name in sorted(names):
             refuse_foreign_temp(os.path.join(directory, name))
 

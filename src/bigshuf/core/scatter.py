@@ -14,6 +14,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from ..errors import TempSpaceError
+from ..quoting import quote_name
 from ..storage.safefs import check_private_directory, create_exclusive, open_nofollow, sync_directory, sync_file
 from ..storage.sliced import open_sliced
 from .bucket_groups import BucketGroups, per_group
@@ -203,7 +204,7 @@ def read_exactly(stream: Any, view: np.ndarray, path: str) -> None:
     while got < len(view):
         n = stream.readinto(view.data[got:])
         if not n:
-            raise TempSpaceError(f"{path}: bucket file is shorter than written")
+            raise TempSpaceError(f"{quote_name(path)}: bucket file is shorter than written")
         got += n
 
 
@@ -214,10 +215,10 @@ def reopen_bucket(path: str, size: int, advice: str) -> int | None:
         return open_nofollow(path, os.O_RDWR)
     except FileNotFoundError:
         if size:
-            raise TempSpaceError(f"{path}: bucket missing, the checkpoint counts {size} bytes; {advice}") from None
+            raise TempSpaceError(f"{quote_name(path)}: bucket missing, the checkpoint counts {size} bytes; {advice}") from None
         return None
     except OSError as e:
-        raise TempSpaceError(f"{path}: cannot reopen this bucket: {e.strerror}; {advice}") from None
+        raise TempSpaceError(f"{quote_name(path)}: cannot reopen this bucket: {e.strerror}; {advice}") from None
 
 
 def append_bucket(path: str, existing: bool) -> int:
@@ -227,7 +228,7 @@ def append_bucket(path: str, existing: bool) -> int:
     try:
         return open_nofollow(path, flags) if existing else create_exclusive(path, 0o600, flags)
     except OSError as e:
-        raise TempSpaceError(f"{path}: {e.strerror}") from None
+        raise TempSpaceError(f"{quote_name(path)}: {e.strerror}") from None
 
 
 @dataclass
@@ -256,7 +257,7 @@ class BucketSet:
         if self.fresh:
             shutil.rmtree(self.directory, ignore_errors=True)  # leftovers of an interrupted attempt
         elif os.path.lexists(self.directory) and (problem := check_private_directory(self.directory)):
-            raise TempSpaceError(f"{self.directory}: {problem}; cannot resume from its buckets")
+            raise TempSpaceError(f"{quote_name(self.directory)}: {problem}; cannot resume from its buckets")
         os.makedirs(self.directory, 0o700, exist_ok=True)
         self.disk = [0] * self.k  # bytes in each file (compressed or not), kept by the writer thread
         self.sizes = np.zeros(self.k, np.int64)
@@ -318,7 +319,7 @@ class BucketSet:
                     while part:
                         part = part[f.write(part) :]
                 except OSError as e:
-                    raise TempSpaceError(f"{self.path(j)}: write error: {e.strerror}{full_disk_hint(e)}") from None
+                    raise TempSpaceError(f"{quote_name(self.path(j))}: write error: {e.strerror}{full_disk_hint(e)}") from None
             for g, lo, hi, gf in group_writes:
                 assert groups is not None
                 groups.write(g, gf, data[lo:hi])
@@ -378,7 +379,7 @@ class BucketSet:
                 st = os.fstat(fd)
                 if not stat.S_ISREG(st.st_mode) or st.st_size < size or (complete and st.st_size != size):
                     raise TempSpaceError(
-                        f"{path}: bucket holds {st.st_size} bytes, the checkpoint says {size}; {self.advice}"
+                        f"{quote_name(path)}: bucket holds {st.st_size} bytes, the checkpoint says {size}; {self.advice}"
                     )
                 if st.st_size > size:
                     os.ftruncate(fd, size)
@@ -449,7 +450,7 @@ class BucketSet:
         try:
             os.unlink(self.path(j))
         except OSError as e:
-            raise TempSpaceError(f"{self.path(j)}: cannot remove this temporary bucket: {e.strerror}") from None
+            raise TempSpaceError(f"{quote_name(self.path(j))}: cannot remove this temporary bucket: {e.strerror}") from None
 
     def close(self) -> None:
         """Flush and close every bucket file (and group file)."""
@@ -460,7 +461,7 @@ class BucketSet:
                 try:
                     f.close()
                 except OSError as e:
-                    raise TempSpaceError(f"{self.path(j)}: write error: {e.strerror}{full_disk_hint(e)}") from None
+                    raise TempSpaceError(f"{quote_name(self.path(j))}: write error: {e.strerror}{full_disk_hint(e)}") from None
                 self._files[j] = None
 
     def open(self, j: int) -> Any:
@@ -510,7 +511,7 @@ class BucketSet:
                 flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
                 view = np.frombuffer(mmap.mmap(fd, size, flags=flags, prot=mmap.PROT_READ), np.uint8)
             except OSError as e:
-                raise TempSpaceError(f"{self.path(j)}: cannot map this temporary bucket: {e.strerror}") from None
+                raise TempSpaceError(f"{quote_name(self.path(j))}: cannot map this temporary bucket: {e.strerror}") from None
             finally:
                 os.close(fd)
         self.check(j, view)
@@ -523,7 +524,7 @@ class BucketSet:
             fd = open_nofollow(self.path(j), os.O_RDONLY | os.O_NONBLOCK)
         except OSError as e:
             advice = f"; {self.advice}" if self.advice else ""
-            raise TempSpaceError(f"{self.path(j)}: cannot open this temporary bucket: {e.strerror}{advice}") from None
+            raise TempSpaceError(f"{quote_name(self.path(j))}: cannot open this temporary bucket: {e.strerror}{advice}") from None
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise self._corrupt(j, "not a regular file", own=True)
@@ -582,7 +583,7 @@ class BucketSet:
         try:
             fd = create_exclusive(whole, 0o600, os.O_WRONLY)
         except OSError as e:
-            raise TempSpaceError(f"{whole}: {e.strerror}") from None
+            raise TempSpaceError(f"{quote_name(whole)}: {e.strerror}") from None
         crc = 0
         with open_sliced(fd, "wb", 0) as out:
             def write(data: memoryview) -> None:
@@ -592,7 +593,7 @@ class BucketSet:
                     while data:
                         data = data[out.write(data) :]
                 except OSError as e:
-                    raise TempSpaceError(f"{whole}: write error: {e.strerror}{full_disk_hint(e)}") from None
+                    raise TempSpaceError(f"{quote_name(whole)}: write error: {e.strerror}{full_disk_hint(e)}") from None
 
             self.groups.copy(j, write)
             if self.sizes[j] > self.early(j):
@@ -601,7 +602,7 @@ class BucketSet:
                         try:
                             chunk = stream.read(1 << 20)
                         except OSError as e:
-                            raise TempSpaceError(f"{self.path(j)}: read error: {e.strerror}") from None
+                            raise TempSpaceError(f"{quote_name(self.path(j))}: read error: {e.strerror}") from None
                         if not chunk:
                             break
                         write(memoryview(chunk))

@@ -21,6 +21,7 @@ import pyarrow as pa
 from ..core.resume import crc_of
 from ..core.scatter import append_bucket, reopen_bucket
 from ..errors import TempSpaceError
+from ..quoting import quote_name
 from ..storage.safefs import check_private_directory, own_file, sync_directory, sync_file
 from ..storage.tempspace import full_disk_hint
 from .tables import ARROW_ERRORS, TableBuckets, _reason
@@ -56,7 +57,7 @@ class _Tail:
         if self.skip:
             cut = min(len(self.skip), n)
             if bytes(view[:cut]) != self.skip[:cut]:
-                raise TempSpaceError(f"{getattr(self.f, 'name', '?')}: the bucket's schema changed while resuming")
+                raise TempSpaceError(f"{quote_name(getattr(self.f, 'name', '?'))}: the bucket's schema changed while resuming")
             self.skip, view = self.skip[cut:], view[cut:]
         self.crc = crc32(view, self.crc)
         self.size += len(view)
@@ -93,11 +94,11 @@ class ResumableTableBuckets(TableBuckets):
         if fresh:
             shutil.rmtree(directory, ignore_errors=True)  # leftovers of an interrupted attempt
         elif os.path.lexists(directory) and (problem := check_private_directory(directory)):
-            raise TempSpaceError(f"{directory}: {problem}; cannot resume from its buckets")
+            raise TempSpaceError(f"{quote_name(directory)}: {problem}; cannot resume from its buckets")
         try:
             os.makedirs(directory, 0o700, exist_ok=True)
         except OSError as e:
-            raise TempSpaceError(f"{directory}: cannot create temporary buckets: {e.strerror}") from None
+            raise TempSpaceError(f"{quote_name(directory)}: cannot create temporary buckets: {e.strerror}") from None
 
     def append(self, scattered: pa.RecordBatch, counts: np.ndarray) -> None:
         start = 0
@@ -109,7 +110,7 @@ class ResumableTableBuckets(TableBuckets):
                 self._dirty.add(j)
                 start += int(counts[j])
         except ARROW_ERRORS as e:
-            raise TempSpaceError(f"{self.directory}: cannot write temporary bucket: {_reason(e)}{full_disk_hint(e)}") from None
+            raise TempSpaceError(f"{quote_name(self.directory)}: cannot write temporary bucket: {_reason(e)}{full_disk_hint(e)}") from None
 
     def _stream(self, j: int) -> Any:
         """Bucket ``j``'s stream writer: over a new file, or appending to one taken up from a checkpoint."""
@@ -131,7 +132,7 @@ class ResumableTableBuckets(TableBuckets):
                 tail.f.flush()
                 sync_file(tail.f.fileno())
             except OSError as e:
-                raise TempSpaceError(f"{self.path(j)}: write error: {e.strerror}{full_disk_hint(e)}") from None
+                raise TempSpaceError(f"{quote_name(self.path(j))}: write error: {e.strerror}{full_disk_hint(e)}") from None
             self.disk[j], self.crcs[j] = tail.size, tail.crc
         self._dirty.clear()
         if self._created:
@@ -162,9 +163,9 @@ class ResumableTableBuckets(TableBuckets):
                     os.unlink(path)  # rows on their way to a bucket -n dropped, or scattered after the checkpoint
                     continue
                 if not stat.S_ISREG(st.st_mode) or not own_file(st) or st.st_size < size or (complete and st.st_size != size):
-                    raise TempSpaceError(f"{path}: bucket holds {st.st_size} bytes, the checkpoint says {size}; {self.advice}")
+                    raise TempSpaceError(f"{quote_name(path)}: bucket holds {st.st_size} bytes, the checkpoint says {size}; {self.advice}")
                 if crc_of(fd, 0, size) != self.crcs[j]:
-                    raise TempSpaceError(f"{path}: bucket does not match the checkpoint's checksum; {self.advice}")
+                    raise TempSpaceError(f"{quote_name(path)}: bucket does not match the checkpoint's checksum; {self.advice}")
                 if st.st_size > size:
                     os.ftruncate(fd, size)
             finally:
@@ -183,7 +184,7 @@ class ResumableTableBuckets(TableBuckets):
             except OSError as e:
                 problem = problem or e
         if problem is not None:
-            raise TempSpaceError(f"{self.directory}: cannot write temporary bucket: {problem.strerror}{full_disk_hint(problem)}")
+            raise TempSpaceError(f"{quote_name(self.directory)}: cannot write temporary bucket: {problem.strerror}{full_disk_hint(problem)}")
 
     def drop_after(self, last: int) -> None:
         """Forget buckets past ``last``: ``-n`` will never reach them, nor a checkpoint count them (rows

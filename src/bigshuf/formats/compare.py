@@ -11,6 +11,7 @@ from ..core.fingerprint import Fingerprint
 from ..core.records import RecordFormat
 from ..errors import InputError, UsageError, option
 from . import registry
+from ..quoting import quote_name
 
 PathLike = str | os.PathLike[str]
 
@@ -30,7 +31,7 @@ def other_records_fingerprints(
 
     for path in [*inputs, *outputs]:
         if is_table_input(os.fspath(path)):
-            raise UsageError(f"{os.fspath(path)}: {option('check_permutation')} compares lines; shuffle tables with {option('verify')} instead")
+            raise UsageError(f"{quote_name(os.fspath(path))}: {option('check_permutation')} compares lines; shuffle tables with {option('verify')} instead")
     if _tar_sides(inputs, outputs, fmt, header):
         from .tar_input import tar_fingerprint
 
@@ -57,7 +58,7 @@ def _tar_sides(inputs: Sequence[PathLike], outputs: Sequence[PathLike], fmt: Rec
         return False
     if not all(tars):
         tar, other = paths[tars.index(True)], paths[tars.index(False)]
-        raise UsageError(f"{tar} is a tar archive and {other} is not: {option('check_permutation')} compares samples of tars with tars only")
+        raise UsageError(f"{quote_name(tar)} is a tar archive and {quote_name(other)} is not: {option('check_permutation')} compares samples of tars with tars only")
     if fmt != LINES or header:
         raise UsageError(
             f"{option('zero_terminated')}, {option('lines_per_record')} and {option('header')} apply to lines, not to samples of tars"
@@ -77,9 +78,9 @@ def _megatron_sides(inputs: Sequence[PathLike], outputs: Sequence[PathLike], fmt
     if any(p is None for p in prefixes):
         one = paths[prefixes.index(None)]
         if not os.path.lexists(one):
-            raise InputError(f"{one}: No such file or directory (nor {one}.idx)")
+            raise InputError(f"{quote_name(one)}: No such file or directory (nor {quote_name(one + '.idx')})")
         other = paths[next(i for i, p in enumerate(prefixes) if p is not None)]
-        raise UsageError(f"{one} is not a Megatron dataset and {other} is: {option('check_permutation')} compares one kind of records")
+        raise UsageError(f"{quote_name(one)} is not a Megatron dataset and {quote_name(other)} is: {option('check_permutation')} compares one kind of records")
     if fmt != LINES or header:
         raise UsageError(
             f"{option('zero_terminated')}, {option('lines_per_record')} and {option('header')} apply to lines, not to Megatron documents"

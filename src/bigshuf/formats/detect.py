@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import InputError, UsageError, option
 from . import registry
+from ..quoting import quote_arg, quote_name
 
 if TYPE_CHECKING:
     from ..storage.sinks import CodecChoice
@@ -30,7 +31,7 @@ def sniff_kind(path: str, strict: bool = False) -> str | None:
             head = f.read(registry.magic_bytes())
     except OSError as e:
         if strict:
-            raise InputError(f"{path}: {e.strerror}") from None
+            raise InputError(f"{quote_name(path)}: {e.strerror}") from None
         return None
     fmt = registry.by_magic(head)
     return None if fmt is None else fmt.name
@@ -102,7 +103,7 @@ def dataset_files(path: str) -> list[str]:
     if len(kinds) > 1:
         (one, first), (two, second) = [(registry.FAMILIES[str(kind)].files_words, name) for kind, name in list(kinds.items())[:2]]
         raise UsageError(
-            f"{path}: holds both {one} ({first}) and {two} ({second}); "
+            f"{quote_name(path)}: holds both {one} ({quote_name(first)}) and {two} ({quote_name(second)}); "
             "shuffle them in separate runs, or name the files to use"
         )
     return found
@@ -110,7 +111,7 @@ def dataset_files(path: str) -> list[str]:
 
 def _unreadable(error: OSError) -> None:
     """A directory of a dataset that cannot be listed fails the run: skipping it would lose its data."""
-    raise InputError(f"{error.filename}: cannot list directory: {error.strerror}")
+    raise InputError(f"{quote_name(error.filename)}: cannot list directory: {error.strerror}")
 
 
 def expand_directories(paths: list[str]) -> list[str]:
@@ -179,14 +180,14 @@ def output_kind(target: str | None, input_kind: str, chosen: str | None = None) 
     if chosen is not None:
         writable = [f.name for f in registry.FORMATS.values() if f.holds_rows and f.suffixes]
         if chosen not in writable:
-            raise UsageError(f"{option('output_format')}: choose {', '.join(writable[:-1])} or {writable[-1]}, not '{chosen}'")
+            raise UsageError(f"{option('output_format')}: choose {', '.join(writable[:-1])} or {writable[-1]}, not {quote_arg(chosen)}")
         return chosen
     default = "arrow" if input_kind == "stream" else input_kind
     if target is None or target == "-" or os.path.isdir(target) or target.endswith(os.sep):
         return default
     named = _named_format(target)
     if named is not None and not named.holds_rows:
-        raise UsageError(f"{target}: rows are written as Parquet, Arrow or JSON Lines; give {option('output')} a .parquet, .arrow or .jsonl name")
+        raise UsageError(f"{quote_name(target)}: rows are written as Parquet, Arrow or JSON Lines; give {option('output')} a .parquet, .arrow or .jsonl name")
     return suffix_kind(target) or default
 
 

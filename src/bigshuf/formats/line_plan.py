@@ -18,6 +18,7 @@ from ..core.driver import Estimate, OutputPlan, Sample
 from ..core.records import RecordFormat, find_offsets
 from ..errors import InputError, option
 from ..progress import Progress
+from ..quoting import quote_name
 from ..request import Request, resolve_memory
 from ..storage.codecs import parse_compress
 from ..storage.layout import Sharding
@@ -66,14 +67,14 @@ def _unreadable(item: Any) -> str:
         # A regular file on stdin is read from its offset, which is then put back (``sample_lines``).
         return "" if stdin_file() is not None else "standard input is not read by a plan: it could not be read again"
     if isinstance(item, str) and is_remote(item):
-        return f"{item}: URLs are not read by a plan"
+        return f"{quote_name(item)}: URLs are not read by a plan"
     if isinstance(item, str):
         try:
             mode = os.stat(item).st_mode
         except OSError:
             return ""  # the read says what is wrong
         if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-            return f"{item}: not a regular file, so not read by a plan: it could not be read again"
+            return f"{quote_name(item)}: not a regular file, so not read by a plan: it could not be read again"
     if isinstance(item, GeneratedSource):
         return f"{item.name}: generated lines have no size before they are made"
     return ""

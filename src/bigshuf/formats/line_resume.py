@@ -9,6 +9,7 @@ from ..core.fingerprint import Fingerprint, fingerprint_records
 from ..core.records import RecordFormat
 from ..errors import OutputError, option
 from ..progress import Progress
+from ..quoting import quote_name
 from ..storage.manifest import CHECK_BLOCK
 from ..storage.sinks import CodecChoice
 from ..storage.reader import RecordReader
@@ -42,6 +43,6 @@ class ResumableLines(ResumableRun):
         for block, _final in reader.blocks(capacity, option("memory"), block=min(CHECK_BLOCK, capacity)):
             total += fingerprint_records(block, self.fmt)
         if reader.header != self.out.header:
-            raise OutputError(f"{path}: does not start with the output's header; {advice(self.state_dir)}")
+            raise OutputError(f"{quote_name(path)}: does not start with the output's header; {advice(self.state_dir)}")
         return total
 

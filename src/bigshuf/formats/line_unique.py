@@ -27,6 +27,7 @@ from ..core.checkpoint import advice
 from ..core.scatter import BucketSet, Scattered, regroup
 from ..errors import TempSpaceError, option
 from ..progress import Progress, dedup_phase, scatter_phase
+from ..quoting import quote_name
 from ..storage.reader import RecordReader
 from ..storage.sources import FileSource
 from ..storage.tempspace import TempSpace
@@ -108,7 +109,7 @@ class HashBuckets:
             return None
         hashes = np.empty(int(self.data.records[j]), np.uint64)
         if int(self.hashes.sizes[j]) != hashes.nbytes:
-            raise TempSpaceError(f"{self.hashes.path(j)}: {self.hashes.sizes[j]} bytes of hashes for {len(hashes)} records")
+            raise TempSpaceError(f"{quote_name(self.hashes.path(j))}: {self.hashes.sizes[j]} bytes of hashes for {len(hashes)} records")
         self.hashes.read_into(j, hashes.view(np.uint8))
         return hashes
 

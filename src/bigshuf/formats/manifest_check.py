@@ -10,6 +10,7 @@ from typing import Any
 from ..core.fingerprint import Fingerprint, fingerprint_records
 from ..core.records import RecordFormat
 from ..errors import InputError
+from ..quoting import quote_name
 from ..storage.manifest import CHECK_BLOCK, expected_written, is_count, load_manifest
 from ..storage.safefs import open_nofollow
 
@@ -36,7 +37,7 @@ def rows_fingerprint(path: str, kind: str, memory: int) -> Fingerprint:
 
     found = sniff_kind(path)
     if found != kind:
-        raise InputError(f"{path}: not a {'Parquet' if kind == 'parquet' else 'Arrow IPC'} file")
+        raise InputError(f"{quote_name(path)}: not a {'Parquet' if kind == 'parquet' else 'Arrow IPC'} file")
     total = Fingerprint()
     for batch in TableInput(path, kind).batches(max(1 << 20, memory // 4)):
         total += row_fingerprint(batch)
@@ -58,23 +59,23 @@ def documents_fingerprint(path: str, fmt: dict[str, Any], memory: int) -> Finger
     from .megatron import DTYPES, IndexedInput, dataset_fingerprint
 
     if not path.endswith(".bin"):
-        raise InputError(f"{path}: not the .bin of a Megatron dataset")
+        raise InputError(f"{quote_name(path)}: not the .bin of a Megatron dataset")
     index = path[:-4] + ".idx"
     try:
         fd = open_nofollow(index, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as e:
-        raise InputError(f"{index}: {e.strerror}") from None
+        raise InputError(f"{quote_name(index)}: {e.strerror}") from None
     try:
         regular = stat.S_ISREG(os.fstat(fd).st_mode)
     finally:
         os.close(fd)
     if not regular:
-        raise InputError(f"{index}: not a regular file")
+        raise InputError(f"{quote_name(index)}: not a regular file")
     dataset = IndexedInput(path[:-4])
     if DTYPES[dataset.code].name != fmt["dtype"] or dataset.modes != fmt["modes"]:
         modes = {True: "with modes", False: "without modes"}
         raise InputError(
-            f"{index}: tokens are {DTYPES[dataset.code].name} {modes[dataset.modes]}, the manifest says {fmt['dtype']} {modes[fmt['modes']]}"
+            f"{quote_name(index)}: tokens are {DTYPES[dataset.code].name} {modes[dataset.modes]}, the manifest says {fmt['dtype']} {modes[fmt['modes']]}"
         )
     return dataset_fingerprint(path[:-4], memory)
 
@@ -152,7 +153,7 @@ def check_manifest(path: str, memory: int) -> tuple[list[str], str]:
         where = os.path.join(base, out["path"])
         name = os.path.normpath(where)
         if name in seen:
-            problems.append(f"{where}: listed twice in {path}")
+            problems.append(f"{quote_name(where)}: listed twice in {quote_name(path)}")
             continue
         seen.add(name)
         want = out["fingerprint"]
@@ -160,17 +161,17 @@ def check_manifest(path: str, memory: int) -> tuple[list[str], str]:
         try:
             fd = open_nofollow(where, os.O_RDONLY | os.O_NONBLOCK)
         except OSError as e:
-            problems.append(f"{where}: {e.strerror}")
+            problems.append(f"{quote_name(where)}: {e.strerror}")
             continue
         try:
             st = os.fstat(fd)
         finally:
             os.close(fd)
         if not stat.S_ISREG(st.st_mode):
-            problems.append(f"{where}: not a regular file")
+            problems.append(f"{quote_name(where)}: not a regular file")
             continue
         if out.get("file_bytes") is not None and st.st_size != out["file_bytes"]:
-            problems.append(f"{where}: {st.st_size} bytes on disk, the manifest says {out['file_bytes']}")
+            problems.append(f"{quote_name(where)}: {st.st_size} bytes on disk, the manifest says {out['file_bytes']}")
         try:
             if samples:
                 got = samples_fingerprint(where, memory)
@@ -185,22 +186,22 @@ def check_manifest(path: str, memory: int) -> tuple[list[str], str]:
             continue
         total += got
         if got.records != out["records"] or got.records != want["records"]:
-            problems.append(f"{where}: {got.records} records, the manifest says {out['records']}")
+            problems.append(f"{quote_name(where)}: {got.records} records, the manifest says {out['records']}")
         elif got.bytes != out["bytes"] or got.bytes != want["bytes"]:
-            problems.append(f"{where}: {got.bytes} bytes of records, the manifest says {out['bytes']}")
+            problems.append(f"{quote_name(where)}: {got.bytes} bytes of records, the manifest says {out['bytes']}")
         elif f"{got.digest:016x}" != want["digest"]:
-            problems.append(f"{where}: records differ from those the manifest lists (fingerprint {got.digest:016x}, not {want['digest']})")
+            problems.append(f"{quote_name(where)}: records differ from those the manifest lists (fingerprint {got.digest:016x}, not {want['digest']})")
     if listed.records != data["records_written"]:
-        problems.append(f"{path}: its outputs list {listed.records} records, but it says {data['records_written']} were written")
+        problems.append(f"{quote_name(path)}: its outputs list {listed.records} records, but it says {data['records_written']} were written")
     expected = expected_written(data)
     if expected is not None and expected != data["records_written"]:
         shuffled = data.get("records_shuffled", data.get("records_read"))
-        problems.append(f"{path}: {data['records_written']} records written, but {expected} were to be of the {shuffled} shuffled")
+        problems.append(f"{quote_name(path)}: {data['records_written']} records written, but {expected} were to be of the {shuffled} shuffled")
     if documents:
         what = f"{total.records} documents, {total.bytes} bytes of tokens"
     elif samples:
         what = f"{total.records} samples, {total.bytes} bytes"
     else:
         what = f"{total.records} rows" if fmt is None else f"{total.records} records, {total.bytes} bytes"
-    summary = f"{len(data['outputs'])} output file(s) match {path}: {what}"
+    summary = f"{len(data['outputs'])} output file(s) match {quote_name(path)}: {what}"
     return problems, summary

@@ -25,6 +25,7 @@ import pyarrow as pa
 from ..core.fingerprint import Fingerprint
 from ..core.records import array_block, list_spans
 from ..errors import InputError
+from ..quoting import quote_name
 from ..storage import remote
 from .rowhash import row_hashes
 from .table_input import TableInput
@@ -90,29 +91,29 @@ def check_together(datasets: Sequence[Pair]) -> None:
     for other in datasets[1:]:
         if other.code != first.code:
             raise InputError(
-                f"{other.idx_path}: tokens are {DTYPES[other.code]} but {first.idx_path}'s are {DTYPES[first.code]}; "
+                f"{quote_name(other.idx_path)}: tokens are {DTYPES[other.code]} but {quote_name(first.idx_path)}'s are {DTYPES[first.code]}; "
                 "datasets shuffled together must share a dtype"
             )
         if other.modes != first.modes:
             with_modes, without = (other, first) if other.modes else (first, other)
             raise InputError(
-                f"{with_modes.idx_path}: has sequence modes but {without.idx_path} has none; shuffle them separately"
+                f"{quote_name(with_modes.idx_path)}: has sequence modes but {quote_name(without.idx_path)} has none; shuffle them separately"
             )
 
 
 def check_header(idx_path: str, head: bytes) -> tuple[bytes, int, int, int, int]:
     """The fields of the header ``head`` (an index's first bytes), each checked."""
     if head[: len(MAGIC)] != MAGIC:
-        raise InputError(f"{idx_path}: not a Megatron index (bad magic: {head[:len(MAGIC)]!r})")
+        raise InputError(f"{quote_name(idx_path)}: not a Megatron index (bad magic: {head[:len(MAGIC)]!r})")
     if len(head) < HEADER.size:
-        raise InputError(f"{idx_path}: index header cut short ({len(head)} of {HEADER.size} bytes)")
+        raise InputError(f"{quote_name(idx_path)}: index header cut short ({len(head)} of {HEADER.size} bytes)")
     fields: tuple[bytes, int, int, int, int] = HEADER.unpack(head[: HEADER.size])
     if fields[1] != VERSION:
-        raise InputError(f"{idx_path}: unknown index version {fields[1]} (bigshuf reads version {VERSION})")
+        raise InputError(f"{quote_name(idx_path)}: unknown index version {fields[1]} (bigshuf reads version {VERSION})")
     if fields[2] not in DTYPES:
-        raise InputError(f"{idx_path}: unknown dtype code {fields[2]} (known: {', '.join(map(str, DTYPES))})")
+        raise InputError(f"{quote_name(idx_path)}: unknown dtype code {fields[2]} (known: {', '.join(map(str, DTYPES))})")
     if fields[4] < 1:
-        raise InputError(f"{idx_path}: the header counts no document index entries (at least the leading 0)")
+        raise InputError(f"{quote_name(idx_path)}: the header counts no document index entries (at least the leading 0)")
     return fields
 
 
@@ -125,7 +126,7 @@ def has_modes(idx_path: str, size: int, sequences: int, entries: int) -> bool:
     if size == plain + sequences:
         return True
     raise InputError(
-        f"{idx_path}: holds {size} bytes; its header's counts ({sequences} sequences, {entries - 1} documents) "
+        f"{quote_name(idx_path)}: holds {size} bytes; its header's counts ({sequences} sequences, {entries - 1} documents) "
         f"need {plain} (or {plain + sequences} with modes)"
     )
 
@@ -139,21 +140,21 @@ def check_sequences(pair: Pair, lo: int, lengths: np.ndarray, pointers: np.ndarr
     pointers = np.asarray(pointers, np.int64)
     bad = np.flatnonzero(lengths < 0)
     if len(bad):
-        raise InputError(f"{pair.idx_path}: sequence {lo + int(bad[0])} has a negative length ({int(lengths[bad[0]])})")
+        raise InputError(f"{quote_name(pair.idx_path)}: sequence {lo + int(bad[0])} has a negative length ({int(lengths[bad[0]])})")
     ends = pointers + lengths * pair.dtype.itemsize
     past = np.flatnonzero((ends > pair.bin_size) | (pointers < 0))
     if len(past):
         i = int(past[0])
         raise InputError(
-            f"{pair.idx_path}: sequence {lo + i} (bytes {int(pointers[i])} to {int(ends[i])}) runs past the end "
-            f"of {pair.bin_path} ({pair.bin_size} bytes)"
+            f"{quote_name(pair.idx_path)}: sequence {lo + i} (bytes {int(pointers[i])} to {int(ends[i])}) runs past the end "
+            f"of {quote_name(pair.bin_path)} ({pair.bin_size} bytes)"
         )
     starts = np.concatenate(([end], ends[:-1]))
     off = np.flatnonzero(pointers != starts)
     if len(off):
         i = int(off[0])
         raise InputError(
-            f"{pair.idx_path}: sequence {lo + i} starts at byte {int(pointers[i])}, not where the sizes before it "
+            f"{quote_name(pair.idx_path)}: sequence {lo + i} starts at byte {int(pointers[i])}, not where the sizes before it "
             f"end ({int(starts[i])})"
         )
     return int(ends[-1])
@@ -162,7 +163,7 @@ def check_sequences(pair: Pair, lo: int, lengths: np.ndarray, pointers: np.ndarr
 def check_end(pair: Pair, end: int) -> None:
     """The ``.bin`` must end where the last sequence does (``end``)."""
     if end != pair.bin_size:
-        raise InputError(f"{pair.bin_path}: holds {pair.bin_size} bytes, but {pair.idx_path} accounts for {end}")
+        raise InputError(f"{quote_name(pair.bin_path)}: holds {pair.bin_size} bytes, but {quote_name(pair.idx_path)} accounts for {end}")
 
 
 def check_documents(idx_path: str, lo: int, docs: np.ndarray, last: int) -> int:
@@ -171,13 +172,13 @@ def check_documents(idx_path: str, lo: int, docs: np.ndarray, last: int) -> int:
     if not len(docs):
         return last
     if lo == 0 and docs[0] != 0:
-        raise InputError(f"{idx_path}: the document index starts at sequence {int(docs[0])}, not 0")
+        raise InputError(f"{quote_name(idx_path)}: the document index starts at sequence {int(docs[0])}, not 0")
     before = np.concatenate(([last], docs[:-1]))
     back = np.flatnonzero(docs < before)
     if len(back):
         i = int(back[0])
         raise InputError(
-            f"{idx_path}: document index entry {lo + i} ({int(docs[i])}) is below the one before it "
+            f"{quote_name(idx_path)}: document index entry {lo + i} ({int(docs[i])}) is below the one before it "
             f"({int(before[i])}); it must not decrease"
         )
     return int(docs[-1])
@@ -186,7 +187,7 @@ def check_documents(idx_path: str, lo: int, docs: np.ndarray, last: int) -> int:
 def check_last(idx_path: str, last: int, sequences: int) -> None:
     """The document index must end at the sequence count."""
     if last != sequences:
-        raise InputError(f"{idx_path}: the document index ends at sequence {last}, not at the sequence count {sequences}")
+        raise InputError(f"{quote_name(idx_path)}: the document index ends at sequence {last}, not at the sequence count {sequences}")
 
 
 def row_bytes(documents: int, sequences: int, bin_size: int, modes: bool) -> int:
@@ -293,11 +294,11 @@ class IndexedInput(TableInput):
         """The header's fields, each checked."""
         try:
             if not stat.S_ISREG(os.stat(self.idx_path).st_mode):
-                raise InputError(f"{self.idx_path}: not a regular file (an index is mapped)")
+                raise InputError(f"{quote_name(self.idx_path)}: not a regular file (an index is mapped)")
             with open(self.idx_path, "rb") as f:
                 head = f.read(HEADER.size)
         except OSError as e:
-            raise InputError(f"{self.idx_path}: {e.strerror}") from None
+            raise InputError(f"{quote_name(self.idx_path)}: {e.strerror}") from None
         return check_header(self.idx_path, head)
 
     def _has_modes(self, entries: int) -> bool:
@@ -309,9 +310,9 @@ class IndexedInput(TableInput):
         try:
             st = os.stat(self.bin_path)
         except OSError as e:
-            raise InputError(f"{self.bin_path}: {e.strerror} (the token data of {self.idx_path})") from None
+            raise InputError(f"{quote_name(self.bin_path)}: {e.strerror} (the token data of {quote_name(self.idx_path)})") from None
         if not os.path.isfile(self.bin_path):
-            raise InputError(f"{self.bin_path}: not a regular file (the token data of {self.idx_path})")
+            raise InputError(f"{quote_name(self.bin_path)}: not a regular file (the token data of {quote_name(self.idx_path)})")
         return st.st_size
 
     def _array(self, dtype: str, offset: int, count: int) -> np.ndarray:
@@ -366,7 +367,7 @@ class IndexedInput(TableInput):
         try:
             fd = os.open(self.bin_path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         except OSError as e:
-            raise InputError(f"{self.bin_path}: {e.strerror}") from None
+            raise InputError(f"{quote_name(self.bin_path)}: {e.strerror}") from None
         try:
             yield lambda at, view: os.preadv(fd, [view], at)
         finally:
@@ -380,7 +381,7 @@ class IndexedInput(TableInput):
         while got < len(data):
             step = read(lo + got, view[got:])
             if step == 0:
-                raise InputError(f"{self.bin_path}: ended at byte {lo + got}, before {hi} (changed while read?)")
+                raise InputError(f"{quote_name(self.bin_path)}: ended at byte {lo + got}, before {hi} (changed while read?)")
             got += step
         s0, s1 = int(docs[0]), int(docs[-1])
         modes = None if self.mode_values is None else self.mode_values[s0:s1]
@@ -409,7 +410,7 @@ class RemoteIndexedInput(IndexedInput):
         return has_modes(self.idx_path, len(self.index), self.sequences, entries)
 
     def _bin_size(self) -> int:
-        return remote.regular_file_size(self.bin_path, self.bin_path, f" (the token data of {self.idx_path})")
+        return remote.regular_file_size(self.bin_path, self.bin_path, f" (the token data of {quote_name(self.idx_path)})")
 
     def _array(self, dtype: str, offset: int, count: int) -> np.ndarray:
         return np.frombuffer(self.index, dtype, count, offset)
@@ -428,12 +429,12 @@ class RemoteIndexedInput(IndexedInput):
                 f.seek(at)
                 return int(f.readinto(view))
             except OSError as e:
-                raise InputError(f"{self.bin_path}: read error: {e.strerror or e}") from None
+                raise InputError(f"{quote_name(self.bin_path)}: read error: {e.strerror or e}") from None
 
         try:
             f = fs.open(path, "rb", cache_type="readahead")
         except OSError as e:
-            raise InputError(f"{self.bin_path}: {e.strerror or e}") from None
+            raise InputError(f"{quote_name(self.bin_path)}: {e.strerror or e}") from None
         try:
             yield read
         finally:

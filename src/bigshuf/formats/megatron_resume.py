@@ -25,6 +25,7 @@ from ..core.fingerprint import Fingerprint
 from ..core.checkpoint import load_state, refusal, save_state
 from ..core.resume import FileCheck, ResumePoint, open_output_temp
 from ..core.streams import Key
+from ..quoting import quote_name
 from ..storage.safefs import open_nofollow
 from ..storage.sinks import CodecChoice
 from ..storage.tempspace import TempSpace
@@ -110,14 +111,14 @@ class IndexLogs:
             while got < size:
                 step = os.preadv(self.fds[i], [memoryview(data)[got:]], got)
                 if not step:
-                    raise refusal(self.directory, f"{self.path(i)} ends before its {size} bytes")
+                    raise refusal(self.directory, f"{quote_name(self.path(i))} ends before its {size} bytes")
                 got += step
             part = self._parse(bytes(data), i)
             docs, tokens = sum(len(c) for c in part.counts), sum(int(x.sum(dtype=np.int64)) for x in part.lengths) * self.itemsize
             if docs != count or tokens != bin_size:
                 raise refusal(
                     self.directory,
-                    f"{self.path(i)} logs {docs} documents of {tokens} bytes; output file {i} holds {count} of {bin_size}",
+                    f"{quote_name(self.path(i))} logs {docs} documents of {tokens} bytes; output file {i} holds {count} of {bin_size}",
                 )
             if at.finished:
                 self.finish(i)
@@ -130,18 +131,18 @@ class IndexLogs:
         doc = load_state(self.directory, INDEX_NAME)
         where = os.path.join(self.directory, INDEX_NAME)
         if doc is None:
-            raise refusal(self.directory, f"has no {where}, though it counts {files} output files")
+            raise refusal(self.directory, f"has no {quote_name(where)}, though it counts {files} output files")
         points = doc.get("points")
         if set(doc) != {"format", "points"} or doc["format"] != INDEX_FORMAT or not isinstance(points, list) or len(points) > 2:
-            raise refusal(self.directory, f"{where} is not an index of the output files")
+            raise refusal(self.directory, f"{quote_name(where)} is not an index of the output files")
         for point in points:
             if not isinstance(point, dict) or set(point) != {"done", "logs"} or point["done"] != done:
                 continue
             logs = point["logs"]
             if not isinstance(logs, list) or len(logs) != files or not all(_size_crc(entry) for entry in logs):
-                raise refusal(self.directory, f"{where}: its point at {done} documents is not {files} [size, crc] pairs")
+                raise refusal(self.directory, f"{quote_name(where)}: its point at {done} documents is not {files} [size, crc] pairs")
             return point
-        raise refusal(self.directory, f"{where} holds no point at the checkpoint's {done} documents")
+        raise refusal(self.directory, f"{quote_name(where)} holds no point at the checkpoint's {done} documents")
 
     def _parse(self, data: bytes, i: int) -> IndexParts:
         """The chunks of log ``i``, each checked: counts in range, sequences per document adding up."""
@@ -151,12 +152,12 @@ class IndexLogs:
             docs, seqs = CHUNK.unpack_from(data, at) if at + CHUNK.size <= len(data) else (-1, -1)
             end = at + CHUNK.size + 8 * docs + (5 if self.modes else 4) * seqs
             if docs < 0 or seqs < 0 or end > len(data):
-                raise refusal(self.directory, f"{self.path(i)}: its chunk at byte {at} runs past its end")
+                raise refusal(self.directory, f"{quote_name(self.path(i))}: its chunk at byte {at} runs past its end")
             at += CHUNK.size
             per_document = np.frombuffer(data, "<i8", docs, at)
             seq_lengths = np.frombuffer(data, "<i4", seqs, at + 8 * docs)
             if (per_document < 0).any() or int(per_document.sum()) != seqs or (seq_lengths < 0).any():
-                raise refusal(self.directory, f"{self.path(i)}: its chunk at byte {at - CHUNK.size} does not hold up")
+                raise refusal(self.directory, f"{quote_name(self.path(i))}: its chunk at byte {at - CHUNK.size} does not hold up")
             part.counts.append(per_document)
             part.lengths.append(seq_lengths.astype(np.int32))
             if self.modes:
@@ -191,7 +192,7 @@ def written_fingerprint(path: str, itemsize: int, part: IndexParts) -> Fingerpri
             docs = byte_starts[seqs]
             data = os.pread(fd, int(docs[-1] - docs[0]), int(docs[0]))
             if len(data) != int(docs[-1] - docs[0]):
-                raise refusal(os.path.dirname(path), f"{path} ends before the documents its index log counts")
+                raise refusal(os.path.dirname(path), f"{quote_name(path)} ends before the documents its index log counts")
             n, s0, s1 = len(seqs) - 1, int(seqs[0]), int(seqs[-1])
             offsets = pa.array((seqs - s0).astype(np.int32))
             columns = [

@@ -23,6 +23,7 @@ from ..core.fingerprint import Fingerprint
 from ..core.records import array_block
 from ..errors import InputError, OutputError, UsageError, option
 from ..progress import Progress
+from ..quoting import quote_arg, quote_name
 from ..request import Request, resolve_memory
 from ..storage.layout import Sharding, SplitPart, parse_split
 from ..storage.manifest import input_entries
@@ -79,7 +80,7 @@ class MegatronOutput(TableOutput):
     def _open_index(self, sink: Sink) -> None:
         """The ``.idx`` beside ``sink``, a ``.bin`` (as named: a link there is never written through)."""
         if not isinstance(sink, AtomicFileSink) or not sink.name.endswith(".bin"):
-            raise OutputError(f"{sink.name}: a dataset is written as PREFIX.bin and PREFIX.idx files, not to a device")
+            raise OutputError(f"{quote_name(sink.name)}: a dataset is written as PREFIX.bin and PREFIX.idx files, not to a device")
         named = sink.name[:-4] + ".idx"
         self.indexes.append(AtomicFileSink(
             generated_path(named), None, named, self.resume_tag, None, self.resume_dir, files=self.files, index=len(self.indexes),
@@ -162,7 +163,7 @@ def check_manifest_name(manifest: str, prefixes: list[str]) -> None:
     for prefix in prefixes:
         if os.path.abspath(prefix) == name:
             raise UsageError(
-                f"{manifest}: the manifest would take the name of dataset {prefix} (its .bin and .idx are named by it), "
+                f"{quote_name(manifest)}: the manifest would take the name of dataset {quote_name(prefix)} (its .bin and .idx are named by it), "
                 "and a later run naming it would read the manifest instead; name it .json"
             )
 
@@ -304,7 +305,7 @@ def open_datasets(inputs: list[Any]) -> list[IndexedInput]:
     datasets: list[IndexedInput] = []
     for item in inputs:
         if not isinstance(item, str):
-            raise InputError(f"{item}: {NOT_A_DATASET}")
+            raise InputError(f"{quote_name(item)}: {NOT_A_DATASET}")
         on_url = is_remote(item)
         datasets.extend(RemoteIndexedInput(p) if on_url else IndexedInput(p) for p in dataset_prefixes(item))
     check_together(datasets)
@@ -346,16 +347,16 @@ def dataset_prefixes(name: str) -> list[str]:
     if not is_remote(name):
         prefix = megatron_prefix(name)
         if prefix is None:
-            raise InputError(f"{name}: {NOT_A_DATASET}")
+            raise InputError(f"{quote_name(name)}: {NOT_A_DATASET}")
         return [prefix]
     fs, path = filesystem(name)
     matches = sorted(fs.glob(path)) if any(c in path for c in "*?[") and not fs.exists(path) else [path]
     if not matches:
-        raise InputError(f"{name}: No such file or directory")
+        raise InputError(f"{quote_name(name)}: No such file or directory")
     found = [fs.unstrip_protocol(m) for m in matches]
     bad = next((f for f in found if not f.endswith((".idx", ".bin"))), None)
     if bad is not None:
-        raise InputError(f"{bad}: not a Megatron indexed dataset; name a dataset on a URL by its PREFIX.idx")
+        raise InputError(f"{quote_name(bad)}: not a Megatron indexed dataset; name a dataset on a URL by its PREFIX.idx")
     return list(dict.fromkeys(f[:-4] for f in found))
 
 
@@ -376,8 +377,8 @@ def _check_sources_distinct(request: Request, datasets: list[IndexedInput]) -> N
         st = os.stat(dataset.idx_path)
         name, key = request.sources[s][0], (st.st_dev, st.st_ino)
         if key in owner:
-            where = f"twice in source '{name}'" if owner[key] == name else f"in source '{owner[key]}' and in '{name}'"
-            raise UsageError(f"{dataset.idx_path}: named {where}; a dataset may be in one source, once")
+            where = f"twice in source {quote_arg(name)}" if owner[key] == name else f"in source {quote_arg(owner[key])} and in {quote_arg(name)}"
+            raise UsageError(f"{quote_name(dataset.idx_path)}: named {where}; a dataset may be in one source, once")
         owner[key] = name
 
 
@@ -392,7 +393,7 @@ def check_pair_file(name: str) -> None:
     it would replace one file of another dataset's pair (an input's ``.idx`` under its ``.bin``)."""
     why = foreign_entry(name)
     if why is not None:
-        raise OutputError(f"{name}: {why}; a dataset is written as two regular files, PREFIX.bin and PREFIX.idx")
+        raise OutputError(f"{quote_name(name)}: {why}; a dataset is written as two regular files, PREFIX.bin and PREFIX.idx")
 
 
 def output_target(output: str | None, sharded: bool) -> str:

@@ -17,6 +17,7 @@ from ..core import plan
 from ..core.checkpoint import Job, load_state, refuse_other_job, validate_state
 from ..core.fingerprint import Fingerprint
 from ..core.resume import JobLock, input_identity, refuse_foreign_temps
+from ..quoting import quote_name
 from ..request import Request
 from ..storage.decoding import open_reader
 from ..storage.output import Output
@@ -178,7 +179,7 @@ class ResumableRun:
             where = "the start of pass 1 (the dedup pass complete)"
         else:
             where = f"pass 1 after {state['blocks_done']} blocks ({plan.format_size(state['bytes_done'])} scattered)"
-        self.resume_note = f"bigshuf: resuming from {directory}: {where}"
+        self.resume_note = f"bigshuf: resuming from {quote_name(directory)}: {where}"
 
     def finished(self) -> None:
         """The output is in place: the checkpoint and its buckets go."""

@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import InputError, UsageError, option
+from ..quoting import quote_arg, quote_name
 from ..storage.sources import FileSource
 from .detect import dataset_files, sniff_kind, suffix_kind
 from .tables import ARROW_ERRORS, FILE_KINDS, _reason, check_columns, plain_schema, schema_difference
@@ -50,7 +51,7 @@ class TableInput:
                         batch.validate()  # lengths against buffer sizes (cheap): row counts to plan with
                         self.rows += batch.num_rows
         except ARROW_ERRORS as e:
-            raise InputError(f"{path}: not a readable {what} ({_reason(e)})") from None
+            raise InputError(f"{quote_name(path)}: not a readable {what} ({_reason(e)})") from None
 
     def _parquet(self) -> Any:
         import pyarrow.parquet as pq
@@ -95,7 +96,7 @@ class TableInput:
             yield batch
         if rows != self.rows:
             what = FILE_KINDS[self.kind]
-            raise InputError(f"{self.path}: corrupt {what}: it holds {rows} rows, its metadata says {self.rows}")
+            raise InputError(f"{quote_name(self.path)}: corrupt {what}: it holds {rows} rows, its metadata says {self.rows}")
 
     def _stored(self, block_bytes: int) -> Iterator[pa.RecordBatch]:
         """The record batches of a Parquet or Arrow file as the file's reader gives them, unchecked."""
@@ -128,9 +129,9 @@ class TableInput:
         except ARROW_ERRORS as e:
             what = FILE_KINDS.get(self.kind, "JSON Lines input")
             hint = f"; give the column types with {option('schema')}" if self.kind == "jsonl" and self._inferred else ""
-            raise InputError(f"{self.path}: corrupt or unreadable {what} ({_reason(e)}){hint}") from None
+            raise InputError(f"{quote_name(self.path)}: corrupt or unreadable {what} ({_reason(e)}){hint}") from None
         except RecursionError:  # a column type nested past Python's depth (JSON arrays 1,000 deep)
-            raise InputError(f"{self.path}: a column is nested too deeply to shuffle") from None
+            raise InputError(f"{quote_name(self.path)}: a column is nested too deeply to shuffle") from None
 
     _inferred = False  # JSON columns inferred from the first block (no --schema)
 
@@ -176,7 +177,7 @@ class TableInput:
                 except pa.ArrowInvalid:
                     problem = _json_problem(owned, block, line, given, self._inferred, parse)
                 if problem is not None:
-                    raise InputError(f"{self.path}: {problem}")
+                    raise InputError(f"{quote_name(self.path)}: {problem}")
                 line += block.count(b"\n")
                 if self.schema is None:
                     if not table.num_rows:
@@ -228,7 +229,7 @@ def _line_blocks(stream: Any, size: int, name: str) -> Iterator[bytes]:
             return
         cut = data.rfind(b"\n") + 1
         if cut == 0 and len(data) > 8 * size:
-            raise InputError(f"{name}: a JSON line is longer than {8 * size} bytes, the most this memory limit allows; raise {option('memory')}")
+            raise InputError(f"{quote_name(name)}: a JSON line is longer than {8 * size} bytes, the most this memory limit allows; raise {option('memory')}")
         if cut:
             yield data[:cut]
         carry = data[cut:]
@@ -284,7 +285,7 @@ def _json_scan(block: bytes, first: int, schema: pa.Schema | None, inferred: boo
         extra = [key for key in value if names is not None and key not in names]
         if extra:
             where = "the first rows did not have; give the column types with " + option("schema") if inferred else option("schema") + " does not name"
-            return f"line {number} has a field '{extra[0]}' that {where}"
+            return f"line {number} has a field {quote_arg(extra[0])} that {where}"
     return None
 
 
@@ -332,29 +333,29 @@ def open_inputs(paths: Sequence[str], json_schema: pa.Schema | None) -> list[Tab
     for path in paths:
         found = dataset_files(path) if os.path.isdir(path) else [path]
         if not found:
-            raise InputError(f"{path}: directory holds no .parquet, .arrow, .jsonl or other data files")
+            raise InputError(f"{quote_name(path)}: directory holds no .parquet, .arrow, .jsonl or other data files")
         files.extend(found)
     inputs = []
     for path in files:
         kind = sniff_kind(path, strict=True) if path != "-" else None
         if kind is None:
             if path != "-" and not os.path.exists(path):
-                raise InputError(f"{path}: No such file or directory")
+                raise InputError(f"{quote_name(path)}: No such file or directory")
             named = suffix_kind(path)
             if named == "parquet":
-                raise InputError(f"{path}: not a Parquet file (it does not start with PAR1)")
+                raise InputError(f"{quote_name(path)}: not a Parquet file (it does not start with PAR1)")
             if named == "arrow":
-                raise InputError(f"{path}: not an Arrow IPC file or stream (it starts with neither ARROW1 nor 0xFFFFFFFF)")
+                raise InputError(f"{quote_name(path)}: not an Arrow IPC file or stream (it starts with neither ARROW1 nor 0xFFFFFFFF)")
             kind = "jsonl"
         inputs.append(TableInput(path, kind, json_schema if kind == "jsonl" else None))
     kinds = {i.kind for i in inputs}
     if len(kinds) > 1 and "jsonl" in kinds:
         odd = next(i for i in inputs if i.kind == "jsonl")
-        raise UsageError(f"{odd.path}: not a Parquet or Arrow file; line files and tables cannot be shuffled together")
+        raise UsageError(f"{quote_name(odd.path)}: not a Parquet or Arrow file; line files and tables cannot be shuffled together")
     first = next((i for i in inputs if i.schema is not None), None)
     for other in inputs:
         if first is not None and other.schema is not None and not other.schema.equals(first.schema, check_metadata=False):
             raise InputError(
-                f"{other.path}: schema does not match {first.path}: {schema_difference(first.schema, other.schema)}"
+                f"{quote_name(other.path)}: schema does not match {quote_name(first.path)}: {schema_difference(first.schema, other.schema)}"
             )
     return inputs

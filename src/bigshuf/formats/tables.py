@@ -19,6 +19,7 @@ import pyarrow as pa
 from ..core import plan
 from ..core.records import array_block, list_spans, union_spans
 from ..errors import InputError, TempSpaceError, UsageError, option
+from ..quoting import quote_arg, quote_name
 from ..storage.tempspace import full_disk_hint
 from .detect import sniff_kind
 
@@ -68,8 +69,8 @@ def parse_schema(spec: str) -> pa.Schema:
                 with pa.memory_map(spec) as f:
                     return pa.ipc.open_file(f).schema
         except ARROW_ERRORS as e:
-            raise InputError(f"{spec}: cannot read its schema: {e}") from None
-        raise UsageError(f"{option('schema')}: {spec} is not a Parquet or Arrow file")
+            raise InputError(f"{quote_name(spec)}: cannot read its schema: {e}") from None
+        raise UsageError(f"{option('schema')}: {quote_name(spec)} is not a Parquet or Arrow file")
     fields = []
     for item in spec.split(","):
         name, colon, type_name = item.partition(":")
@@ -79,13 +80,13 @@ def parse_schema(spec: str) -> pa.Schema:
             fields.append(pa.field(name.strip(), pa.type_for_alias(type_name.strip())))
         except (ValueError, KeyError):
             raise UsageError(
-                f"{option('schema')}: cannot read '{item}'; give NAME:TYPE,... with Arrow type names (int64, string, "
+                f"{option('schema')}: cannot read {quote_arg(item)}; give NAME:TYPE,... with Arrow type names (int64, string, "
                 "float64, bool, timestamp[ms]) or a Parquet or Arrow file"
             ) from None
     names = [f.name for f in fields]
     twice = next((name for name in names if names.count(name) > 1), None)
     if twice is not None:  # a row has one value a name: JSON's last would win, Arrow refuses the schema
-        raise UsageError(f"{option('schema')}: the column '{twice}' is named twice")
+        raise UsageError(f"{option('schema')}: the column {quote_arg(twice)} is named twice")
     return pa.schema(fields)
 
 
@@ -93,16 +94,16 @@ def schema_difference(first: pa.Schema, other: pa.Schema) -> str:
     """Why ``other`` does not match ``first``, naming the first column that differs."""
     for field in first:
         if field.name not in other.names:
-            return f"column '{field.name}' is missing"
+            return f"column {quote_arg(field.name)} is missing"
     for field in other:
         if field.name not in first.names:
-            return f"it has an extra column '{field.name}'"
+            return f"it has an extra column {quote_arg(field.name)}"
     for field in first:
         theirs = other.field(field.name)
         if not theirs.type.equals(field.type):
-            return f"column '{field.name}' is {theirs.type} here, {field.type} there"
+            return f"column {quote_arg(field.name)} is {theirs.type} here, {field.type} there"
         if theirs.nullable != field.nullable:
-            return f"column '{field.name}' is {'' if theirs.nullable else 'not '}nullable here"
+            return f"column {quote_arg(field.name)} is {'' if theirs.nullable else 'not '}nullable here"
     return "the columns are in a different order"
 
 
@@ -154,7 +155,7 @@ def check_columns(path: str, schema: pa.Schema) -> None:
     for field in plain_schema(schema):
         why = unshufflable(field.type)
         if why is not None:
-            raise InputError(f"{path}: column '{field.name}' cannot be shuffled: {why}")
+            raise InputError(f"{quote_name(path)}: column {quote_arg(field.name)} cannot be shuffled: {why}")
 
 
 def plain_schema(schema: pa.Schema) -> pa.Schema:
@@ -367,7 +368,7 @@ class TableBuckets:
                 self._writers.append((pa.ipc.new_stream(stream, self.schema, options=options), stream))
         except ARROW_ERRORS as e:
             self.close()
-            raise TempSpaceError(f"{directory}: cannot create temporary buckets: {_reason(e)}") from None
+            raise TempSpaceError(f"{quote_name(directory)}: cannot create temporary buckets: {_reason(e)}") from None
 
     def path(self, j: int) -> str:
         return os.path.join(self.directory, f"{j:05d}.arrows")
@@ -380,7 +381,7 @@ class TableBuckets:
                 self._writers[j][0].write_batch(scattered.slice(start, int(counts[j])))
                 start += int(counts[j])
         except ARROW_ERRORS as e:
-            raise TempSpaceError(f"{self.directory}: cannot write temporary bucket: {_reason(e)}{full_disk_hint(e)}") from None
+            raise TempSpaceError(f"{quote_name(self.directory)}: cannot write temporary bucket: {_reason(e)}{full_disk_hint(e)}") from None
 
     def close(self) -> None:
         """End every bucket's stream (idempotent)."""
@@ -394,7 +395,7 @@ class TableBuckets:
                 problem = problem or e
         if problem is not None:
             raise TempSpaceError(
-                f"{self.directory}: cannot write temporary bucket: {_reason(problem)}{full_disk_hint(problem)}"
+                f"{quote_name(self.directory)}: cannot write temporary bucket: {_reason(problem)}{full_disk_hint(problem)}"
             )
 
     def batches(self, j: int) -> Iterator[pa.RecordBatch]:
@@ -405,7 +406,7 @@ class TableBuckets:
             with pa.OSFile(self.path(j)) as f:
                 yield from pa.ipc.open_stream(f)
         except ARROW_ERRORS as e:
-            raise TempSpaceError(f"{self.path(j)}: temporary bucket unreadable: {_reason(e)}") from None
+            raise TempSpaceError(f"{quote_name(self.path(j))}: temporary bucket unreadable: {_reason(e)}") from None
 
     def drop_after(self, last: int) -> None:
         """Forget buckets past ``last``: ``-n`` will never reach them (their files go with the temp directory)."""

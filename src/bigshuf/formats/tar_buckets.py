@@ -12,6 +12,7 @@ import numpy as np
 
 from ..core.scatter import BucketSet, Scattered, read_exactly
 from ..errors import TempSpaceError
+from ..quoting import quote_name
 from ..storage.writeback import WriteBehind
 
 #: Lengths read at once when a bucket is scattered again.
@@ -57,7 +58,7 @@ class SampleBuckets:
         offsets = np.zeros(len(lengths) + 1, np.int64)
         np.cumsum(lengths, out=offsets[1:])
         if offsets[-1] != self.sizes[j] or len(lengths) != self.records[j]:
-            raise TempSpaceError(f"{self.lengths.path(j)}: temporary bucket does not match its samples")
+            raise TempSpaceError(f"{quote_name(self.lengths.path(j))}: temporary bucket does not match its samples")
         return offsets
 
     # --resume: the driver's ``Resumable`` buckets, both files of each bucket counted.
@@ -110,7 +111,7 @@ def bucket_samples(buckets: SampleBuckets, j: int, capacity: int) -> Generator[t
                 yield view, np.concatenate([[0], ends[:take]])
                 pending = pending[take:]
         if left:
-            raise TempSpaceError(f"{buckets.lengths.path(j)}: temporary bucket does not match its samples")
+            raise TempSpaceError(f"{quote_name(buckets.lengths.path(j))}: temporary bucket does not match its samples")
     finally:
         data.close()
         lengths.close()

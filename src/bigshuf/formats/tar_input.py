@@ -26,6 +26,7 @@ from ..core import plan
 from ..core.fingerprint import Fingerprint, fingerprint
 from ..errors import InputError, UsageError, option
 from ..progress import Progress
+from ..quoting import quote_name
 from ..storage.sources import FileSource, Source, input_sizes
 from .tar_keys import KeyLedger, shown
 from .tar_members import BLOCK, _Members, _padded, looks_like_tar
@@ -254,15 +255,15 @@ def tar_inputs(operands: Operands) -> bool:
         other = next((p for p in paths if p not in tars), None)
         if other is None:
             raise UsageError(
-                f"{tars[0]} is a tar archive and another input is not (a URL is read as a tar when its name is one: "
+                f"{quote_name(tars[0])} is a tar archive and another input is not (a URL is read as a tar when its name is one: "
                 ".tar, .tar.gz, .tgz...): shuffle WebDataset tars in a run of their own"
             )
-        raise UsageError(f"{tars[0]} is a tar archive and {other} is not: shuffle WebDataset tars in a run of their own")
+        raise UsageError(f"{quote_name(tars[0])} is a tar archive and {quote_name(other)} is not: shuffle WebDataset tars in a run of their own")
     target = operands.output
     if target not in (None, "-") and data_kind(os.path.basename(target or "")) == WEBDATASET:
         if "-" in paths:
             raise UsageError("standard input cannot be read as tar shards: name the tar file(s) (tars are read from files)")
-        raise UsageError(f"{target}: tar output needs tar inputs (WebDataset shards)")
+        raise UsageError(f"{quote_name(target)}: tar output needs tar inputs (WebDataset shards)")
     return False
 
 

@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from typing import Any, NoReturn
 
 from ..errors import OutputError
+from ..quoting import quote_name
 from .safefs import create_exclusive, foreign_entry, open_nofollow, own_file, sync_directory, sync_file
 
 #: A run id: 12 hex digits, in every name a run gives its files in an output directory.
@@ -113,7 +114,7 @@ class OutputFiles:
         self._step = 0
         hook = os.environ.get(TEST_KILL_VARIABLE, "")
         number, _, sig = hook.partition(":")
-        self._kill_at = int(number) if number.isdigit() else 0
+        self._kill_at = int(number) if number.isascii() and number.isdigit() else 0
         self._kill_with: int = getattr(signal, f"SIG{sig.upper()}", signal.SIGKILL) if sig else signal.SIGKILL
 
     def claim(self, directory: str) -> None:
@@ -125,14 +126,14 @@ class OutputFiles:
         try:
             fd = create_exclusive(lock + ".new", 0o600, os.O_RDONLY)
         except OSError as e:
-            raise OutputError(f"{directory}: cannot create a file: {e.strerror}") from None
+            raise OutputError(f"{quote_name(directory)}: cannot create a file: {e.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             os.rename(lock + ".new", lock)
         except OSError as e:
             os.close(fd)
             _unlink(lock + ".new")
-            raise OutputError(f"{directory}: cannot create a file: {e.strerror}") from None
+            raise OutputError(f"{quote_name(directory)}: cannot create a file: {e.strerror}") from None
         self._locks[directory] = fd
 
     def temp_name(self, final: str, index: int | None = None) -> str:
@@ -206,7 +207,7 @@ class OutputFiles:
         except OSError as err:
             if created:
                 _unlink(journal)
-            raise OutputError(f"{err.filename or journal}: cannot commit: {err.strerror}; nothing was replaced") from None
+            raise OutputError(f"{quote_name(err.filename or journal)}: cannot commit: {err.strerror}; nothing was replaced") from None
         self.step()
         backed: list[dict[str, Any]] = []
         for entry in entries:
@@ -221,7 +222,7 @@ class OutputFiles:
                 for b in backed:
                     _unlink(b["backup"])
                 _unlink(journal)
-                raise OutputError(f"{entry['final']}: cannot be replaced: {err.strerror}; nothing was replaced") from None
+                raise OutputError(f"{quote_name(entry['final'])}: cannot be replaced: {err.strerror}; nothing was replaced") from None
             entry["kept"] = True
             backed.append(entry)
             self.step()
@@ -254,8 +255,8 @@ class OutputFiles:
                     os.unlink(e["final"])
         except OSError as err:
             raise CommitInterrupted(
-                f"{why}; putting the old files back failed too ({e['final']}: {err.strerror}): "
-                f"{journal} records the commit, and the next run writing there finishes or undoes it"
+                f"{why}; putting the old files back failed too ({quote_name(e['final'])}: {err.strerror}): "
+                f"{quote_name(journal)} records the commit, and the next run writing there finishes or undoes it"
             ) from None
         for e in backed:
             _unlink(e["backup"])
@@ -327,10 +328,10 @@ def recover(journal: str) -> str:
     caller); return what was done, in words."""
     entries = _read_journal(journal)
     if entries is None:
-        return f"{journal}: not a commit journal of this user's bigshuf; left alone"
+        return f"{quote_name(journal)}: not a commit journal of this user's bigshuf; left alone"
     if not entries:
         os.unlink(journal)
-        return f"removed {journal}, cut short by a kill before the commit began"
+        return f"removed {quote_name(journal)}, cut short by a kill before the commit began"
     forward = all(_inode(e["temp"]) == e["ino"] or _inode(e["final"]) == e["ino"] for e in entries)
     if forward:
         for e in entries:
@@ -353,4 +354,4 @@ def recover(journal: str) -> str:
         if _inode(e["backup"]) is not None:
             os.unlink(e["backup"])
     os.unlink(journal)
-    return f"{done} ({journal})"
+    return f"{done} ({quote_name(journal)})"

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.fingerprint import Fingerprint
 from ..errors import InputError, OutputError
+from ..quoting import quote_name
 from .safefs import create_exclusive, sync_file
 
 if TYPE_CHECKING:
@@ -175,25 +176,25 @@ def load_manifest(path: str, check_format: Callable[[str, Any], str | None]) -> 
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as e:
-        raise InputError(f"{path}: {e.strerror}") from None
+        raise InputError(f"{quote_name(path)}: {e.strerror}") from None
     st = os.fstat(fd)  # before wrapping it: a directory cannot become a Python file object
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
-        raise InputError(f"{path}: {os.strerror(errno.EISDIR) if stat.S_ISDIR(st.st_mode) else 'not a regular file'}")
+        raise InputError(f"{quote_name(path)}: {os.strerror(errno.EISDIR) if stat.S_ISDIR(st.st_mode) else 'not a regular file'}")
     with os.fdopen(fd, "rb") as f:
         if st.st_size > MAX_MANIFEST:
-            raise InputError(f"{path}: too large to be a bigshuf manifest")
+            raise InputError(f"{quote_name(path)}: too large to be a bigshuf manifest")
         try:
             data = json.loads(f.read(MAX_MANIFEST + 1))
         except OSError as e:
-            raise InputError(f"{path}: {e.strerror}") from None
+            raise InputError(f"{quote_name(path)}: {e.strerror}") from None
         except json.JSONDecodeError as e:
-            raise InputError(f"{path}: not a bigshuf manifest: {e}") from None
+            raise InputError(f"{quote_name(path)}: not a bigshuf manifest: {e}") from None
         except (ValueError, RecursionError):  # a number of thousands of digits, arrays nested thousands deep
-            raise InputError(f"{path}: not a bigshuf manifest: a value too large or nested too deeply") from None
+            raise InputError(f"{quote_name(path)}: not a bigshuf manifest: a value too large or nested too deeply") from None
 
     def bad(what: str) -> InputError:
-        return InputError(f"{path}: not a valid bigshuf manifest: {what}")
+        return InputError(f"{quote_name(path)}: not a valid bigshuf manifest: {what}")
 
     if not isinstance(data, dict) or not is_count(data.get("bigshuf_manifest")) or data["bigshuf_manifest"] != MANIFEST_VERSION:
         raise bad(f"no 'bigshuf_manifest': {MANIFEST_VERSION}")

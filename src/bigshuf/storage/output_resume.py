@@ -13,6 +13,7 @@ from ..errors import OutputError
 from .layout import file_places
 from .manifest import OutputFile
 from .paths import followed_path, generated_path
+from ..quoting import quote_name
 from .shards import make_directories
 from .sinks import AtomicFileSink, output_codec
 
@@ -110,7 +111,7 @@ def checkpoint(output: Output) -> dict[str, Any]:
     try:
         files = [check.advance(size if i == last else None) for i, check in enumerate(output._checks)]
     except OSError as e:
-        raise OutputError(f"{output._checks[-1].path}: cannot checkpoint: {e.strerror}") from None
+        raise OutputError(f"{quote_name(output._checks[-1].path)}: cannot checkpoint: {e.strerror}") from None
     return {
         "files": files,
         "done": output._done,

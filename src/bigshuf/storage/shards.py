@@ -10,9 +10,9 @@ from collections.abc import Callable, Sequence
 from string import Formatter
 
 from ..errors import OutputError, UsageError, option
-from ..quoting import quote_name
 from .commit import OutputFiles, backup_name, name_max
 from .layout import Sharding, SplitPart, shard_option, split_target
+from ..quoting import quote_arg, quote_name
 from .sinks import CodecChoice, output_codec
 from .paths import MOST_LINKS, followed_path, generated_path
 from .safefs import creation_problem, foreign_entry
@@ -39,7 +39,7 @@ def shard_names(
             suffix = CODECS[codec[0]].suffixes[0] if codec else ""
         return [os.path.join(target, f"part-{i:05d}{suffix}") for i in numbers]
     one_field = UsageError(
-        f"{flag}: {option('output')} '{target}' is not a valid pattern: its one field is the shard number, "
+        f"{flag}: {option('output')} {quote_arg(target)} is not a valid pattern: its one field is the shard number, "
         f"{{}} or {{:05d}}; use e.g. {example}"
     )
     try:
@@ -51,7 +51,7 @@ def shard_names(
     except IndexError:  # {}-{}: a second number asked for
         raise one_field from None
     except (ValueError, OverflowError) as e:  # a lone brace, a format an integer does not take
-        raise UsageError(f"{flag}: {option('output')} '{target}' is not a valid pattern ({e}); use e.g. {example}") from None
+        raise UsageError(f"{flag}: {option('output')} {quote_arg(target)} is not a valid pattern ({e}); use e.g. {example}") from None
     count = f"{shards} shards" if indices is None else "shards"
     if len(set(names)) != len(names):
         fields = [
@@ -59,10 +59,10 @@ def shard_names(
             for _, name, spec, conv in Formatter().parse(target) if name is not None
         ]
         if fields:  # a field that gives shards the same name: its format is the fault, not its absence
-            raise UsageError(f"{count}: '{fields[0]}' in {option('output')} '{target}' cannot number shards; use {{}} or {{:05d}}")
+            raise UsageError(f"{count}: {quote_arg(fields[0])} in {option('output')} {quote_arg(target)} cannot number shards; use {{}} or {{:05d}}")
         raise UsageError(f"{count} need {option('output')} to be {directory_words} or a pattern with {{}}, like {example}")
     if any("\0" in name for name in names):
-        raise UsageError(f"{option('output')} '{target}' gives shard names with a NUL byte, which no file may have; use {{}} or {{:05d}}")
+        raise UsageError(f"{option('output')} {quote_arg(target)} gives shard names with a NUL byte, which no file may have; use {{}} or {{:05d}}")
     return names
 
 
@@ -87,7 +87,7 @@ def make_directories(paths: list[str]) -> list[str]:
             except FileExistsError:
                 pass  # made meanwhile by someone else
             except OSError as e:
-                raise OutputError(f"{d}: {e.strerror}") from None
+                raise OutputError(f"{quote_name(d)}: {e.strerror}") from None
     return made
 
 
@@ -118,7 +118,7 @@ def check_shard_count(target: str, shards: int) -> None:
     except OSError:
         return
     if fs.f_files and shards > fs.f_favail:
-        raise OutputError(f"{shards} shards: the file system of {place} has room for only {fs.f_favail} more files")
+        raise OutputError(f"{shards} shards: the file system of {quote_name(place)} has room for only {fs.f_favail} more files")
     from ..core.plan import format_size, physical_memory
 
     need, have = shards * SHARD_BYTES, physical_memory()
@@ -153,17 +153,17 @@ def check_output_directory(
         for directory, most in longest.items():
             place = _existing_ancestor(directory)
             if not os.path.isdir(place):
-                raise OutputError(f"{target}: {place} is not a directory")
+                raise OutputError(f"{quote_name(str(target))}: {quote_name(place)} is not a directory")
             if probe is None:
                 problem = creation_problem(place)
                 if problem is not None:
-                    raise OutputError(f"{place}: cannot create a file: {problem}")
+                    raise OutputError(f"{quote_name(place)}: cannot create a file: {problem}")
             else:
                 if place == directory:
                     remove_dead_outputs(directory)
                 probe.claim(place)  # writable, not a read-only file system
             if most > name_max(place):
-                raise OutputError(f"{target}: File name too long")
+                raise OutputError(f"{quote_name(str(target))}: File name too long")
         for final in finals:
             _check_replaceable(final, probe)
     finally:
@@ -209,7 +209,7 @@ def _final_paths(
             check_shard_count(target, shards)
         as_directory = os.path.isdir(target) or target.endswith(os.sep)
         if as_directory and os.path.lexists(target.rstrip(os.sep) or os.sep) and not os.path.isdir(target):
-            raise OutputError(f"{target}: Not a directory")
+            raise OutputError(f"{quote_name(target)}: Not a directory")
         if open_ended is not None:
             names = shard_names(
                 target, len(OPEN_ENDED_PROBE), compress, as_directory, suffix=suffix, indices=OPEN_ENDED_PROBE,
@@ -228,7 +228,7 @@ def _final_paths(
         for i, final in enumerate(finals):
             # Two shards renamed onto one file (a symlink, or '..' in the pattern) would lose one.
             if first.setdefault(final, i) != i:
-                raise OutputError(f"{target}: shards {first[final]} and {i} would both be written to {final}")
+                raise OutputError(f"{quote_name(target)}: shards {first[final]} and {i} would both be written to {quote_name(final)}")
     return finals
 
 
@@ -292,7 +292,7 @@ def _check_generated(name: str, target: str) -> None:
     device or a FIFO stands: the commit's rename would replace it, or write through it."""
     why = foreign_entry(name)
     if why is not None and why != os.strerror(errno.EISDIR):
-        shown = name if name == target else f"{name} (from {target})"
+        shown = quote_name(name) if name == target else f"{quote_name(name)} (from {quote_name(target)})"
         raise OutputError(f"{shown}: {why}; bigshuf writes its shards, splits and manifest only as regular files")
 
 
@@ -306,14 +306,14 @@ def _check_replaceable(final: str, probe: OutputFiles | None) -> None:
     except OSError:
         return  # a new file
     if stat.S_ISDIR(st.st_mode):
-        raise OutputError(f"{final}: Is a directory")
+        raise OutputError(f"{quote_name(final)}: Is a directory")
     if not stat.S_ISREG(st.st_mode) or probe is None:
         return
     backup = backup_name(probe.temp_name(final))
     try:
         os.link(final, backup, follow_symlinks=False)
     except OSError as e:
-        raise OutputError(f"{final}: cannot be replaced: {e.strerror}") from None
+        raise OutputError(f"{quote_name(final)}: cannot be replaced: {e.strerror}") from None
     os.unlink(backup)
 
 
@@ -334,17 +334,17 @@ def check_outputs(
         )
         for final in checked:
             if final in owner:
-                raise OutputError(f"{option('split')}: splits '{owner[final]}' and '{name}' would both be written to {final}")
+                raise OutputError(f"{option('split')}: splits {quote_arg(owner[final])} and {quote_arg(name)} would both be written to {quote_name(final)}")
             owner[final] = str(name)
     if manifest is not None:
         if not owner:  # -o names a device or FIFO: there is no file for the manifest to describe
-            raise OutputError(f"{option('manifest')} needs {option('output')} naming regular files, not {target}")
+            raise OutputError(f"{option('manifest')} needs {option('output')} naming regular files, not {quote_name(target or '-')}")
         slash = _slash_error(manifest)  # "keep/" names no file: never resolved to ./keep
         if slash is not None:
-            raise OutputError(f"{manifest}: {slash}")
+            raise OutputError(f"{quote_name(manifest)}: {slash}")
         final = _resolved(generated_path, manifest)  # (its link check waits: a manifest over an input is said first)
         if final in owner or any(os.path.dirname(f) == final for f in owner):
-            raise OutputError(f"{manifest}: the manifest would be written over an output")
+            raise OutputError(f"{quote_name(manifest)}: the manifest would be written over an output")
         _check_not_input(manifest, inputs)
         check_output_directory(manifest, None, makes_directory=True, dry_run=dry_run)
 
@@ -364,4 +364,4 @@ def _check_not_input(manifest: str, inputs: Sequence[str]) -> None:
         except OSError:
             continue
         if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
-            raise OutputError(f"{manifest}: the manifest would be written over an input ({path})")
+            raise OutputError(f"{quote_name(manifest)}: the manifest would be written over an input ({quote_name(path)})")

@@ -12,6 +12,7 @@ from ..core.resume import ResumePoint, open_output_temp
 from ..errors import OutputError
 from .commit import OutputFiles
 from .paths import followed_path
+from ..quoting import quote_name
 from .safefs import create_exclusive, sync_directory, sync_file
 from .sliced import open_sliced
 
@@ -81,7 +82,7 @@ class Sink:
 
     def write_error(self, e: OSError) -> OutputError:
         """The error for a failed write, naming this output."""
-        return OutputError(f"{self.name}: write error: {e.strerror}")
+        return OutputError(f"{quote_name(self.name)}: write error: {e.strerror}")
 
     def commit(self) -> None:
         """The output is complete."""
@@ -110,7 +111,7 @@ class DeviceSink(Sink):
         try:
             raw = open(path, "wb", buffering=1 << 20)
         except OSError as e:
-            raise OutputError(f"{path}: {e.strerror}") from None
+            raise OutputError(f"{quote_name(path)}: {e.strerror}") from None
         super().__init__(raw, codec)
 
     def commit(self) -> None:
@@ -118,7 +119,7 @@ class DeviceSink(Sink):
         try:
             self._raw.close()
         except OSError as e:
-            raise OutputError(f"{self.name}: write error: {e.strerror}") from None
+            raise OutputError(f"{quote_name(self.name)}: write error: {e.strerror}") from None
 
     def abort(self) -> None:
         try:
@@ -165,7 +166,7 @@ class AtomicFileSink(Sink):
                 fd = open_output_temp(self.tmp_path, resume_at, resume_dir)
         except OSError as e:
             self._release()
-            raise OutputError(f"{self.name}: {e.strerror}") from None
+            raise OutputError(f"{quote_name(self.name)}: {e.strerror}") from None
         except BaseException:
             self._release()
             raise
@@ -203,7 +204,7 @@ class AtomicFileSink(Sink):
                     sync_file(self._raw.fileno())
             self._raw.close()
         except OSError as e:
-            raise OutputError(f"{self.name}: {e.strerror}") from None
+            raise OutputError(f"{quote_name(self.name)}: {e.strerror}") from None
         if self._lock >= 0:
             os.close(self._lock)
             self._lock = -1
@@ -217,7 +218,7 @@ class AtomicFileSink(Sink):
             if self.files.sync:
                 sync_directory(os.path.dirname(self.path))
         except OSError as e:
-            raise OutputError(f"{self.name}: {e.strerror}") from None
+            raise OutputError(f"{quote_name(self.name)}: {e.strerror}") from None
         finally:
             self._release()
 

@@ -122,7 +122,7 @@ def _remove_leftover(path: str, young: float = 0.0) -> None:
         os.unlink(path)
     except OSError:
         return  # vanished (another cleaner), or not ours to remove
-    print(f"bigshuf: removed {path} ({format_size(st.st_size)}), left by a run that is gone", file=sys.stderr)
+    print(f"bigshuf: removed {quote_name(path)} ({format_size(st.st_size)}), left by a run that is gone", file=sys.stderr)
 
 
 def _clean_run(directory: str, run: str, names: list[str]) -> None:
@@ -148,7 +148,7 @@ def _clean_run(directory: str, run: str, names: list[str]) -> None:
             except FileNotFoundError:
                 pass  # its run finished it after the scan
             except OSError as e:
-                print(f"bigshuf: {directory}/{journal}: could not finish a killed run's commit: {e.strerror}", file=sys.stderr)
+                print(f"bigshuf: {quote_name(os.path.join(directory, journal))}: could not finish a killed run's commit: {e.strerror}", file=sys.stderr)
                 return
             if os.path.lexists(os.path.join(directory, journal)):
                 return  # not a journal to act on: its files stay as they are
@@ -241,7 +241,7 @@ def remove_dead_runs(parent: str) -> list[str]:
                 shutil.rmtree(path, ignore_errors=True)
                 if not os.path.lexists(path):
                     removed.append(path)
-                    print(f"bigshuf: removed {path}, left by a run that is gone", file=sys.stderr)
+                    print(f"bigshuf: removed {quote_name(path)}, left by a run that is gone", file=sys.stderr)
             continue
         try:
             size = _tree_size(path)
@@ -250,7 +250,7 @@ def remove_dead_runs(parent: str) -> list[str]:
             os.close(fd)
         if not os.path.lexists(path):
             removed.append(path)
-            print(f"bigshuf: removed {path} ({format_size(size)}), left by a run that is gone", file=sys.stderr)
+            print(f"bigshuf: removed {quote_name(path)} ({format_size(size)}), left by a run that is gone", file=sys.stderr)
     return removed
 
 
@@ -328,20 +328,20 @@ class TempSpace:
                 problem = check_private_directory(self.path)
                 if problem is not None:
                     raise TempSpaceError(
-                        f"{self.path}: {problem}; it cannot hold this job's checkpoint: remove it or choose another -T"
+                        f"{quote_name(self.path)}: {problem}; it cannot hold this job's checkpoint: remove it or choose another -T"
                     ) from None
             try:
                 self._lock = create_exclusive(lock)
             except FileExistsError:
                 self._lock = open_nofollow(lock, os.O_RDWR)
         except OSError as e:
-            raise TempSpaceError(f"{self.path}: {e.strerror}; choose another directory with {option('tmp_dir')}") from None
+            raise TempSpaceError(f"{quote_name(self.path)}: {e.strerror}; choose another directory with {option('tmp_dir')}") from None
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(self._lock)
             self._lock = -1
-            raise TempSpaceError(f"{self.path}: another bigshuf is running this same job") from None
+            raise TempSpaceError(f"{quote_name(self.path)}: another bigshuf is running this same job") from None
         return self
 
     def __exit__(

@@ -36,6 +36,7 @@ from ...formats.tables import (
     ARROW_ERRORS, FILE_KINDS, GROUP_BYTES, TABLE_PIECE, _rebatch, check_columns, decoded_schema, plain_schema, row_sizes, schema_difference,
     take_rows,
 )
+from ...quoting import quote_arg, quote_name
 from ...storage import remote
 from ...storage.sinks import CodecChoice, Sink
 from .prepared import Inputs, Prepared, Settings, TaskKind, by_source
@@ -274,7 +275,7 @@ def _stored(task: ScatterTask, source: Any, block_bytes: int) -> Iterator[pa.Rec
                 rows += batch.num_rows
                 yield batch
         if rows != expected:
-            raise InputError(f"{task.source}: corrupt Parquet file: it holds {rows} rows, its metadata says {expected}")
+            raise InputError(f"{quote_name(task.source)}: corrupt Parquet file: it holds {rows} rows, its metadata says {expected}")
     elif task.kind == "arrow":
         reader = pa.ipc.open_file(source)
         for i in range(task.start, task.end):
@@ -293,7 +294,7 @@ def _task_batches(task: ScatterTask, plain: pa.Schema, block_bytes: int) -> Iter
                 yield batch if batch.schema.equals(plain) else batch.cast(plain)
     except ARROW_ERRORS as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise InputError(f"{task.source}: corrupt or unreadable {FILE_KINDS[task.kind or 'parquet']} ({reason})") from None
+        raise InputError(f"{quote_name(task.source)}: corrupt or unreadable {FILE_KINDS[task.kind or 'parquet']} ({reason})") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -338,7 +339,7 @@ def describe(f: remote.RemoteFile, kind: str, shown: str) -> TableFile:
             return TableFile(f.name, kind, f.size, pa.ipc.open_stream(source).schema, (), shown)
     except ARROW_ERRORS as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise InputError(f"{shown}: not a readable {FILE_KINDS[kind]} ({reason})") from None
+        raise InputError(f"{quote_name(shown)}: not a readable {FILE_KINDS[kind]} ({reason})") from None
 
 
 def check_schemas(files: Sequence[TableFile]) -> None:
@@ -347,7 +348,7 @@ def check_schemas(files: Sequence[TableFile]) -> None:
     check_columns(first.shown, first.schema)
     for other in files[1:]:
         if not other.schema.equals(first.schema, check_metadata=False):
-            raise InputError(f"{other.shown}: schema does not match {first.shown}: {schema_difference(first.schema, other.schema)}")
+            raise InputError(f"{quote_name(other.shown)}: schema does not match {quote_name(first.shown)}: {schema_difference(first.schema, other.schema)}")
 
 
 def scatter_tasks(files: Sequence[TableFile], limit: int, root: str) -> list[ScatterTask]:
@@ -403,7 +404,7 @@ class Rows(TaskKind):
         kinds, shown = [table_kind(head) for head in inputs.heads], inputs.shown
         if not all(kinds):
             raise UsageError(
-                f"{shown[kinds.index(None)]}: not a Parquet or Arrow file; line files and tables cannot be shuffled together"
+                f"{quote_name(shown[kinds.index(None)])}: not a Parquet or Arrow file; line files and tables cannot be shuffled together"
             )
         files = [describe(f, k, name) for f, k, name in zip(inputs.files, kinds, shown) if k]
         if settings.zero_terminated:
@@ -417,7 +418,7 @@ class Rows(TaskKind):
         if settings.manifest and kind == "jsonl":
             raise UsageError(f"{option('manifest')}: rows written as JSON Lines cannot be checked against it; write .parquet or .arrow files")
         if settings.row_group_size is not None and settings.row_group_size < 1:
-            raise UsageError(f"invalid {option('row_group_size')} value: '{settings.row_group_size}'")
+            raise UsageError(f"invalid {option('row_group_size')} value: {quote_arg(settings.row_group_size)}")
         fmt = row_format(files, kind, codec, settings.row_group_size, settings.limit)
         tasks = scatter_tasks(files, settings.limit, root)
         k = row_bucket_count(files, settings.limit, settings.shards)
