@@ -172,6 +172,33 @@ def test_a_manifest_through_a_missing_or_file_part_is_refused_or_made(tmp_path: 
         assert (tmp_path / "other" / "keep").read_bytes().startswith(b"{")
 
 
+@pytest.mark.parametrize("case", ["manifest over a shard", "manifest over -o", "two shards on one file", "manifest over an input"])
+def test_dot_dot_out_of_a_directory_to_be_made_is_resolved_through_links(tmp_path: Path, case: str) -> None:
+    """``d/missing/../../L`` (L a link to ``d/e``) comes back out of the directory bigshuf makes to
+    ``.``, then through L: the kernel writes in ``d/e``. The rest of the name was read as text
+    (``./L``), so the checks comparing real paths missed that the manifest or a second shard named
+    a file already written, or an input; the run exited 0 with a shard, the output or the input
+    replaced by the manifest, or one shard renamed over the other (5 of 10 records lost)."""
+    (tmp_path / "in").write_bytes(b"".join(b"%d\n" % i for i in range(10)))
+    (tmp_path / "d" / "e").mkdir(parents=True)
+    (tmp_path / "L").symlink_to("d/e")
+    (tmp_path / "d" / "e" / "data").write_bytes(b"keep me\n")
+    args, why = {
+        "manifest over a shard": (["in", "-o", "d/e/p-{}", "--shards", "2", "--manifest", "d/missing/../../L/p-1"],
+                                  "d/missing/../../L/p-1: the manifest would be written over an output"),
+        "manifest over -o": (["in", "-o", "d/e/data", "--manifest", "missing/../L/data"],
+                             "missing/../L/data: the manifest would be written over an output"),
+        "two shards on one file": (["in", "-o", "d/{}/../../L/p", "--shards", "2"],
+                                   f"d/{{}}/../../L/p: shards 0 and 1 would both be written to {tmp_path.resolve()}/d/e/p"),
+        "manifest over an input": (["d/e/data", "-o", "out", "--manifest", "missing/../L/data"],
+                                   "missing/../L/data: the manifest would be written over an input (d/e/data)"),
+    }[case]
+    before = snapshot(tmp_path)
+    proc = cli("--seed", "1", *args, cwd=tmp_path)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (1, b"", f"bigshuf: {why}\n".encode())
+    assert snapshot(tmp_path) == before
+
+
 def test_the_manifest_needs_outputs_that_are_files(tmp_path: Path) -> None:
     (tmp_path / "in.txt").write_bytes(DATA)
     refused(tmp_path, ["in.txt", "-o", "/dev/stdout", "--manifest", "m.json"], "--manifest needs -o naming regular files")

@@ -15,18 +15,32 @@ MOST_LINKS = 40
 
 
 def real_directory(name: str) -> str:
-    """The real path of directory ``name`` as the kernel resolves it, where it exists; the parts from
-    the first missing one on (directories bigshuf makes, as ``mkdir -p`` would) are joined as
-    written. Raises OSError as stat(2) does on a part that exists but cannot be passed through."""
-    parts = name.split(os.sep)
-    for i in range(len(parts), 0, -1):
-        prefix = os.sep.join(parts[:i]) or os.sep
-        try:
-            os.stat(os.path.join(prefix, ""))  # the kernel's lookup: every part a searchable directory
-        except FileNotFoundError:
+    """The real path directory ``name`` has once bigshuf has made its missing parts (as ``mkdir -p``
+    would): each existing part resolved as the kernel resolves it (links followed, ``..`` the parent
+    of where a link leads), each missing one a directory to be made, out of which a later ``..``
+    comes back. Raises OSError as stat(2) does on a part that exists but cannot be passed through."""
+    current = os.path.realpath(os.sep if name.startswith(os.sep) else os.curdir)
+    made: list[str] = []  # directories still to be made, under ``current``
+    for part in name.split(os.sep):
+        if part in ("", os.curdir):
             continue
-        return os.path.normpath(os.path.join(os.path.realpath(prefix), *parts[i:]))
-    return os.path.normpath(os.path.join(os.getcwd(), name))
+        if part == os.pardir:
+            if made:
+                made.pop()
+            else:
+                current = os.path.dirname(current)  # ``current`` holds no link: its parent is textual
+            continue
+        if made:
+            made.append(part)
+            continue
+        step = os.path.join(current, part)
+        try:
+            os.stat(os.path.join(step, ""))  # the kernel's lookup: a searchable directory, links followed
+        except FileNotFoundError:
+            made.append(part)  # (a dangling link too: making a directory through it fails later)
+            continue
+        current = os.path.realpath(step)
+    return os.path.join(current, *made)
 
 
 def generated_path(name: str) -> str:

@@ -188,8 +188,8 @@ def _final_paths(
         if slash is not None:
             raise OutputError(f"{shown}: {slash}")
         if makes_directory:  # a name bigshuf made (a split's file) or the manifest: never through a link
-            _check_generated(target, target)
             finals = [_resolved(generated_path, target)]
+            _check_generated(finals[0], target, target)
             if os.path.isdir(finals[0]):
                 raise OutputError(f"{shown}: Is a directory")
             return finals
@@ -218,12 +218,12 @@ def _final_paths(
         else:
             assert shards is not None
             names = shard_names(target, shards, compress, as_directory, suffix=suffix)
-        for name in names:
-            _check_generated(name, target)
+        finals = [_resolved(generated_path, p) for p in names]
+        for name, final in zip(names, finals):
+            _check_generated(final, name, target)
         if open_ended is None:
             assert shards is not None
             _check_no_stale_shard(target, shards, names, compress, as_directory, suffix)
-        finals = [_resolved(generated_path, p) for p in names]
         first: dict[str, int] = {}
         for i, final in enumerate(finals):
             # Two shards renamed onto one file (a symlink, or '..' in the pattern) would lose one.
@@ -287,10 +287,10 @@ def _check_no_stale_shard(
         )
 
 
-def _check_generated(name: str, target: str) -> None:
-    """Refuse a name bigshuf makes (a shard's, a split's, the manifest's) where a symbolic link, a
-    device or a FIFO stands: the commit's rename would replace it, or write through it."""
-    why = foreign_entry(name)
+def _check_generated(final: str, name: str, target: str) -> None:
+    """Refuse a name bigshuf makes (a shard's, a split's, the manifest's) whose file, at the real
+    path ``final``, is a symbolic link, a device or a FIFO: the commit's rename would replace it."""
+    why = foreign_entry(final)
     if why is not None and why != os.strerror(errno.EISDIR):
         shown = quote_name(name) if name == target else f"{quote_name(name)} (from {quote_name(target)})"
         raise OutputError(f"{shown}: {why}; bigshuf writes its shards, splits and manifest only as regular files")
@@ -345,17 +345,18 @@ def check_outputs(
         final = _resolved(generated_path, manifest)  # (its link check waits: a manifest over an input is said first)
         if final in owner or any(os.path.dirname(f) == final for f in owner):
             raise OutputError(f"{quote_name(manifest)}: the manifest would be written over an output")
-        _check_not_input(manifest, inputs)
+        _check_not_input(manifest, final, inputs)
         check_output_directory(manifest, None, makes_directory=True, dry_run=dry_run)
 
 
-def _check_not_input(manifest: str, inputs: Sequence[str]) -> None:
-    """Refuse a manifest that would replace one of the run's input files (by any name: a link, a
-    symlink, a ``file://`` URL): the outputs do not hold that file's bytes."""
+def _check_not_input(manifest: str, final: str, inputs: Sequence[str]) -> None:
+    """Refuse a manifest (whose file is at the real path ``final``) that would replace one of the
+    run's input files (by any name: a link, a symlink, a ``file://`` URL): the outputs do not hold
+    that file's bytes."""
     from .remote import local_paths
 
     try:
-        st = os.stat(manifest)
+        st = os.stat(final)
     except OSError:
         return  # a new file
     for path in (each for name in inputs for each in local_paths(name)):
