@@ -98,6 +98,8 @@ def test_a_field_missing_from_the_schema_is_named(tmp_path: Path) -> None:
         (b'{"\xff": 1}\n', "line 1 is not JSON (not UTF-8 text)"),
         (b'{"a": {"b\xfe": 1}}\n', "line 1 is not JSON (not UTF-8 text)"),
         (b'{"a": [{"b": "x\xfe"}]}\n', "line 1 is not JSON (not UTF-8 text)"),
+        # An encoded surrogate, which Python's json reads from bytes: the message named no line.
+        (b'{"a": 1}\n{"a": "\xed\xa0\x80"}\n', "line 2 is not JSON (not UTF-8 text)"),
         # Two objects on one line became two rows.
         (b'{"a": 1}\n{"a": 2} {"a": 3}\n', "line 2 is not JSON (Extra data)"),
         (b'{"a": 1}{"a": 2}\n', "line 1 is not JSON (Extra data)"),
@@ -108,6 +110,16 @@ def test_malformed_json_lines_name_the_line(tmp_path: Path, rows: bytes, message
     code, err = run(["in.jsonl", "-o", "x.parquet"], cwd=tmp_path)
     assert (code, err) == (1, f"bigshuf: in.jsonl: {message}\n".encode())
     assert temp_leftovers(tmp_path) == ["in.jsonl"]
+
+
+def test_objects_after_json_blanks_are_read(tmp_path: Path) -> None:
+    """A line may start with JSON's blanks before its object (Arrow and Python's json read
+    ``\\r{...}``, `` {...}``): the count of objects against lines took only lines starting with
+    ``{`` and refused such input ("hold 2 objects in 1 lines")."""
+    (tmp_path / "in.jsonl").write_bytes(b'\r{"a": 1}\n {"a": 2}\n\t{"a": 3}\r\n  \n\r\n{"a": 4}')
+    code, err = run(["--seed", "1", "in.jsonl", "-o", "x.parquet"], cwd=tmp_path)
+    assert (code, err) == (0, b"")
+    assert sorted(pq.read_table(tmp_path / "x.parquet")["a"].to_pylist()) == [1, 2, 3, 4]
 
 
 def test_brackets_inside_strings_are_not_nesting(tmp_path: Path) -> None:

@@ -169,7 +169,7 @@ class TableInput:
                 try:
                     if problem is None:
                         table = pj.read_json(pa.BufferReader(owned), read_options=read, parse_options=parse)
-                        rows = int(np.count_nonzero(np.frombuffer(block, np.uint8)[starts] == ord("{")))
+                        rows = _object_lines(block, starts)
                         if table.num_rows != rows or not _utf8(table):  # Arrow checks neither
                             problem = _json_scan(block, line, given, self._inferred) or (
                                 f"the lines from {line} hold {table.num_rows} objects in {rows} lines, or text that is not UTF-8"
@@ -241,6 +241,14 @@ def _line_starts(block: bytes) -> np.ndarray:
     return np.concatenate([np.zeros(1, np.int64), np.flatnonzero(data[:-1] == 10) + 1])
 
 
+def _object_lines(block: bytes, starts: np.ndarray) -> int:
+    """How many lines of ``block`` (starting at ``starts``) hold more than JSON's blanks (space, tab,
+    CR): each is one object to Arrow, once no line was found odd or each odd one was read as one."""
+    data = np.frombuffer(block, np.uint8)
+    text = (data != 32) & (data != 9) & (data != 13) & (data != 10)
+    return int(np.count_nonzero(np.add.reduceat(text, starts)))
+
+
 def _odd_lines(block: bytes, starts: np.ndarray) -> bool:
     """Whether a line of ``block`` (starting at ``starts``) starts with something other than ``{``
     (blank lines aside)."""
@@ -274,7 +282,7 @@ def _json_scan(block: bytes, first: int, schema: pa.Schema | None, inferred: boo
         if not text.strip():
             continue
         try:
-            value = json.loads(text)
+            value = json.loads(text.decode("utf-8"))  # strict: json.loads(bytes) lets encoded surrogates by
         except ValueError as e:
             what = e.msg if isinstance(e, json.JSONDecodeError) else "not UTF-8 text"
             return f"line {number} is not JSON ({what})"
