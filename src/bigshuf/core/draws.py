@@ -14,6 +14,13 @@ import numpy as np
 #: Most numbers drawn at once by the sampler that keeps first appearances (bounds its working memory).
 BATCH = 1 << 18
 
+#: Bytes a number of a batch takes while its first appearances are found (the draws, ``unique``'s
+#: sorted copy and indices, the new ones): a batch is held to the limit by this, down to ``MIN_BATCH``.
+BATCH_BYTES = 128
+
+#: Fewest numbers drawn at once, whatever the limit.
+MIN_BATCH = 1 << 12
+
 #: Ranges up to this many numbers ``choice`` samples without listing them, whatever the sample (NumPy's own cut).
 CHOICE_NEVER_LISTS = 10_000
 
@@ -24,18 +31,18 @@ def distinct(rng: np.random.Generator, records: int, n: int, limit: int) -> np.n
     floyd = records <= CHOICE_NEVER_LISTS or n <= records // 50  # choice's sampler that lists nothing
     if floyd or 16 * records <= limit:
         return rng.choice(records, size=n, replace=False)
-    return _first_appearances(rng, records, n)
+    return _first_appearances(rng, records, n, max(MIN_BATCH, min(BATCH, limit // BATCH_BYTES)))
 
 
-def _first_appearances(rng: np.random.Generator, records: int, n: int) -> np.ndarray:
+def _first_appearances(rng: np.random.Generator, records: int, n: int, batch: int = BATCH) -> np.ndarray:
     """``n`` distinct numbers of ``0..records-1`` in random order: the first appearance of each
     number in a stream of uniform draws is a uniform pick among those not yet picked. A bitmap of
-    the range (``records / 8`` bytes) remembers the picks."""
+    the range (``records / 8`` bytes) remembers the picks; at most ``batch`` numbers are drawn at once."""
     seen = np.zeros((records + 7) // 8, np.uint8)
     out = np.empty(n, np.int64)
     got = 0
     while got < n:
-        drawn = rng.integers(0, records, min(BATCH, 2 * (n - got) + 64))
+        drawn = rng.integers(0, records, min(batch, 2 * (n - got) + 64))
         _, first = np.unique(drawn, return_index=True)
         drawn = drawn[np.sort(first)]  # each number once, where it first came
         bit = np.left_shift(1, drawn & 7).astype(np.uint8)
