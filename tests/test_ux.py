@@ -598,6 +598,14 @@ def _bad_inputs(root: Path, case: str) -> list[str]:
     if case == "source twice":
         (root / _NL).write_bytes(b"a\n")
         return ["--source", f"a={_NL}", "--source", f"b={_NL}"]
+    if case == "resume into a FIFO":
+        os.mkfifo(root / _NL)
+        (root / "in").write_bytes(b"a\n")
+        return ["--resume", "--seed", "1", "-o", _NL, "in"]
+    if case == "manifest a directory":
+        (root / _NL).mkdir()
+        (root / "in").write_bytes(b"a\n")
+        return ["in", "-o", "out", "--manifest", f"{_NL}/"]
     if case == "manifest missing":
         return ["--check-manifest", f"{_NL}.json"]
     if case == "manifest not JSON":
@@ -618,7 +626,7 @@ def _bad_inputs(root: Path, case: str) -> list[str]:
 
 @pytest.mark.parametrize("case", [
     "parquet", "arrow", "json line", "schemas", "empty dataset", "tables compared", "megatron index",
-    "tar and lines compared", "source twice", "manifest missing", "manifest not JSON", "output unlike its manifest",
+    "tar and lines compared", "source twice", "resume into a FIFO", "manifest a directory", "manifest missing", "manifest not JSON", "output unlike its manifest",
 ])
 def test_a_file_name_with_a_newline_stays_on_the_message_line(tmp_path: Path, run_cli: Runner, case: str) -> None:
     """Messages about tables, Megatron datasets, sources and manifests printed file names raw, so

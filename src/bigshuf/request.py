@@ -17,7 +17,7 @@ from .engines.base import get_engine
 from .errors import UsageError, option
 from .formats import registry
 from .mix_settings import MIX_SETTINGS, check_sources, check_stratify, mix_settings
-from .quoting import quote_arg
+from .quoting import quote_arg, quote_name
 from .storage.sources import FileSource, Source
 
 if TYPE_CHECKING:
@@ -367,7 +367,7 @@ def check_megatron_settings(request: Request, all_paths: bool) -> None:
     if unsupported:
         raise UsageError(f"{', '.join(unsupported)}: not available for Megatron datasets (.bin/.idx documents)")
     if request.manifest is not None and request.manifest.endswith((".bin", ".idx")):
-        raise UsageError(f"{request.manifest}: a manifest named as a dataset file would be taken for one; name it .json")
+        raise UsageError(f"{quote_name(request.manifest)}: a manifest named as a dataset file would be taken for one; name it .json")
     if request.stratify:
         check_stratify(request)
     if request.sources:
@@ -395,7 +395,7 @@ def _check_resume(request: Request) -> None:
         mode = stat.S_IFREG  # a new file (or a URL): the output's own checks follow
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # renamed over, a device or FIFO would become a file
         raise UsageError(
-            f"{option('resume')} needs {option('output')} naming a regular file, not {request.output}: "
+            f"{option('resume')} needs {option('output')} naming a regular file, not {quote_name(request.output)}: "
             f"a device or FIFO is written as the run goes and cannot be taken up where it stopped"
         )
     from .storage.remote import is_remote
