@@ -421,13 +421,17 @@ def test_a_directory_name_under_a_parent_nobody_may_search_is_refused_as_gnu_ref
 @pytest.mark.parametrize("args", [
     ["-o", "x y/z", "in"], ["-o", "no\ndir/x", "in"], ["-o", "a:b/c", "in"], ["-o", "d d", "in"], ["-o", "x y/", "in"],
     ["--random-source=no\nf", "in"], ["--random-source=a b", "in"], ["--random-source=.", "in"], ["--random-source=empty", "in"],
+    ["--random-source=e\nx", "in"], ["--random-source=it's", "in"], ["--random-source=d\nd", "in"],
 ])
 def test_names_in_output_and_random_source_errors_are_quoted_as_gnu_quotes_them(tmp_path, run_cli, run_gnu, args):
     """A newline in ``-o``'s or ``--random-source``'s name broke bigshuf's message in two lines;
-    GNU quotes such names as a shell would read them (``'no'$'\\n''dir/x'``)."""
+    GNU quotes such names as a shell would read them (``'no'$'\\n''dir/x'``), but a random source it
+    read nothing from with quote() (``'e\\nx': end of file``), where bigshuf quoted it as a shell would."""
     (tmp_path / "in").write_bytes(b"a\nb\n")
     (tmp_path / "d d").mkdir()
-    (tmp_path / "empty").write_bytes(b"")
+    (tmp_path / "d\nd").mkdir()
+    for empty in ("empty", "e\nx", "it's"):
+        (tmp_path / empty).write_bytes(b"")
     gnu = run_gnu(args, cwd=tmp_path)
     assert gnu[0] == 1 and gnu[2].count(b"\n") == 1
     assert run_cli(args, cwd=tmp_path) == gnu

@@ -63,13 +63,6 @@ def quote_name(name: str) -> str:
     return "".join(out)
 
 
-def quote_always(name: str) -> str:
-    """``name`` quoted even where a shell would read it as it is, as GNU tools name a file whose
-    read failed (``shuf: '/dev/null': end of file``)."""
-    shown = quote_name(name)
-    return shown if shown[:1] in ("'", '"') else f"'{shown}'"
-
-
 def quote_arg(text: object) -> str:
     """``text`` as GNU tools quote an option's argument or an operand in a message (their
     ``quote()`` in a UTF-8 locale, with plain quotes): control bytes and bytes that are not

@@ -13,7 +13,7 @@ import os
 import numpy as np
 
 from ..errors import InputError, UsageError, option
-from ..quoting import quote_always, quote_arg, quote_name
+from ..quoting import quote_arg, quote_name
 
 Key = tuple[int, ...]
 
@@ -116,11 +116,11 @@ def seed_entropy(seed: int | None = None, random_source: str | os.PathLike[str] 
             with open(path, "rb") as f:
                 data = f.read(4096)
         except IsADirectoryError as e:  # C's fopen takes a directory; its read fails, as GNU shuf says
-            raise InputError(f"{quote_always(path)}: read error: {e.strerror}") from None
+            raise InputError(f"{quote_arg(path)}: read error: {e.strerror}") from None
         except OSError as e:
             raise InputError(f"{quote_name(path)}: {e.strerror}") from None
         if not data:
-            raise InputError(f"{quote_always(path)}: end of file")
+            raise InputError(f"{quote_arg(path)}: end of file")
         return int.from_bytes(hashlib.sha256(data).digest(), "little")
     return int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]
 
