@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -165,3 +166,17 @@ def test_long_lines_crlf_and_a_last_line_without_newline_read_whole(tmp_path: Pa
         1, b"bigshuf: long.jsonl: a JSON line is longer than 524288 bytes, the most this memory limit allows; raise -S\n"
     )
     assert sorted(os.listdir(tmp_path)) == ["in.jsonl", "long.jsonl", "x.parquet"]
+
+
+@pytest.mark.parametrize("memory", ["1G", "1K"])
+def test_rows_without_columns_are_refused_as_parquet_and_kept_as_arrow(tmp_path: Path, memory: str) -> None:
+    """Lines of ``{}`` are rows without columns: Parquet keeps no row count without a column, so
+    the file read back 0 rows of 3, with exit 0 under --verify too (found by review). Arrow IPC
+    keeps them; Parquet is refused, with nothing written."""
+    (tmp_path / "in.jsonl").write_bytes(b"{}\n{}\n{}\n")
+    code, err = run(["-S", memory, "in.jsonl", "-o", "x.parquet", "--verify"], cwd=tmp_path)
+    assert code == 1 and err.startswith(b"bigshuf: x.parquet: rows without columns") and err.count(b"\n") == 1
+    assert temp_leftovers(tmp_path) == ["in.jsonl"]
+    code, err = run(["-S", memory, "in.jsonl", "-o", "x.arrow"], cwd=tmp_path)
+    assert (code, err) == (0, b"")
+    assert pa.ipc.open_file(str(tmp_path / "x.arrow")).read_all().num_rows == 3

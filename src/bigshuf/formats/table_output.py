@@ -87,6 +87,11 @@ class RowWriter:
             for data in json_lines(table):
                 self.sink.write(data)
             return
+        if self.kind == "parquet" and table.num_rows and not table.num_columns:
+            raise OutputError(
+                f"{quote_name(self.sink.name)}: rows without columns (JSON objects '{{}}') cannot be written as Parquet, "
+                f"which keeps no row without a column; write Arrow IPC ({option('output_format')}=arrow or an .arrow name)"
+            )
         self._pending.append(table)
         self._pending_rows += table.num_rows
         self._pending_bytes += table.nbytes
