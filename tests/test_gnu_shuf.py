@@ -439,11 +439,12 @@ def test_names_in_output_and_random_source_errors_are_quoted_as_gnu_quotes_them(
 
 @pytest.mark.parametrize("args", [
     ["-n", "x\ny"], ["-n", "x\\z"], ["-n", "a'b"], ["-n", "\x1b[31m"], [b"-n", b"\xff\xc3\xa9"], ["-n", "\u00e9"],
-    ["-i", "1\n-2"], ["-i", "1-2\t"], ["-i", "1-2", "b\nc"], ["-i", "1-2", "\x1bx", "y"], ["-n", "\u00b2"],
+    ["-i", "1\n-2"], ["-i", "1-2\t"], ["-i", "1-2", "b\nc"], ["-i", "1-2", "\x1bx", "y"], ["-n", "\u00b2"], ["--foo=x"], ["-i", "1-2", "--zz=1=2"],
 ])
 def test_arguments_in_messages_are_quoted_as_gnu_quotes_them(tmp_path, run_cli, run_gnu, args):
     """An option's argument or an extra operand is shown as GNU's quote() shows it, control bytes
-    in C escapes: bigshuf printed ``invalid line count: 'x``, a new line, then ``y'``."""
+    in C escapes: bigshuf printed ``invalid line count: 'x``, a new line, then ``y'``. An unknown
+    long option is named whole, as getopt names it (bigshuf cut ``--foo=x`` at its '=')."""
     gnu = run_gnu(args, cwd=tmp_path)
     assert gnu[0] == 1 and gnu[2].split(b"\n")[0].count(b"'") >= 2
     assert run_cli(args, cwd=tmp_path) == gnu

@@ -189,8 +189,8 @@ def _gnu_wording(message: str, argv: Sequence[str]) -> str:
     m = re.match(r"unrecognized arguments: (\S+)", message)
     if m:
         word = m.group(1)
-        if word.startswith("--"):
-            return f"unrecognized option '{word.split('=')[0]}'"
+        if word.startswith("--"):  # named whole, '=' and all, as getopt names it (argparse split it at blanks)
+            return f"unrecognized option {quote_arg(next((a for a in argv if a.startswith(word)), word))}"
         return f"invalid option -- {quote_arg(word[1:2])}"
     m = re.match(r"argument (-\w)?/?(--[\w-]+)?: expected one argument", message)
     if m:
