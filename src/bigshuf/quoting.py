@@ -42,12 +42,14 @@ def _escape(ch: str) -> str | None:
 
 
 def quote_name(name: str) -> str:
-    """``name`` as GNU tools print a file name in a message (shell-escape quoting)."""
+    """``name`` as GNU tools print a file name in a message (shell-escape quoting); a URL
+    (``s3://...``, which bigshuf reads through fsspec) as it is, unless it holds a control byte."""
     text = _chars(name)
     escapes = [_escape(ch) for ch in text]
-    if text and not any(escapes) and text[0] not in _SPECIAL_FIRST and not _SPECIAL.intersection(text):
+    plain = not any(escapes)
+    if text and plain and ("://" in text or text[0] not in _SPECIAL_FIRST and not _SPECIAL.intersection(text)):
         return text
-    if "'" in text and not any(escapes) and not _NOT_IN_DOUBLE.intersection(text):
+    if "'" in text and plain and not _NOT_IN_DOUBLE.intersection(text):
         return f'"{text}"'
     out, escaping = ["'"], False
     for ch, escaped in zip(text, escapes):
