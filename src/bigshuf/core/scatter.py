@@ -363,7 +363,8 @@ class BucketSet:
     def restore(self, state: dict[str, list[int]], consumed: int, complete: bool) -> None:
         """Return to a (validated) checkpoint: each bucket file not yet ``consumed`` by pass 2
         must be there, a regular file, as long as the checkpoint says or, unless pass 1 was
-        ``complete``, longer (cut back to it: appends follow). Its CRC is checked when it is read."""
+        ``complete``, longer (cut back to it: appends follow); the file of one it counts empty is
+        removed. Its CRC is checked when it is read."""
         self.sizes[:] = state["sizes"]
         self.records[:] = state["records"]
         self.crcs[:] = state["crcs"]
@@ -377,6 +378,10 @@ class BucketSet:
                 continue
             try:
                 st = os.fstat(fd)
+                if not size and stat.S_ISREG(st.st_mode):
+                    os.unlink(path)  # a bucket -n dropped after this checkpoint was made, or not yet counted
+                    self._created = True
+                    continue
                 if not stat.S_ISREG(st.st_mode) or st.st_size < size or (complete and st.st_size != size):
                     raise TempSpaceError(
                         f"{quote_name(path)}: bucket holds {st.st_size} bytes, the checkpoint says {size}; {self.advice}"
@@ -406,7 +411,7 @@ class BucketSet:
             try:
                 sync_file(item[1].fileno())
             except OSError as e:
-                raise TempSpaceError(f"{self.path(item[0])}: write error: {e.strerror}") from None
+                raise TempSpaceError(f"{quote_name(self.path(item[0]))}: write error: {e.strerror}") from None
 
         if files:
             with ThreadPoolExecutor(min(SYNC_THREADS, len(files))) as pool:
@@ -420,7 +425,10 @@ class BucketSet:
             self._created = False
 
     def drop_after(self, last: int) -> None:
-        """Forget buckets past ``last``: ``-n`` will never reach them."""
+        """Forget buckets past ``last``: ``-n`` will never reach them. Their files go now, unless a
+        ``--resume`` checkpoint (``advice`` set) may still count them: the last one saved was made
+        before this cut, and a run resumed from it needs them; they go with the job's directory,
+        or when a later checkpoint that counts them empty is resumed (``restore``)."""
         if self.writer is not None:
             self.writer.flush()
         for j in range(last + 1, self.k):
@@ -431,14 +439,10 @@ class BucketSet:
                     f.close()
                 except OSError:
                     pass  # what it could not write (a full disk) is dropped with it
-                self._existing.discard(j)
+            if (f is not None or j in self._existing) and not self.advice:
                 self._unlink(j)
-            elif j in self._existing:
-                # Restored from a checkpoint and not reopened yet: its file goes too, or the next
-                # checkpoint (size 0) would not match it. The unlink is synced with the directory.
-                self._existing.discard(j)
-                self._unlink(j)
-                self._created = True
+                self._created = True  # the unlink is synced with the directory
+            self._existing.discard(j)
             self._dirty.discard(j)
             self.sizes[j] = self.records[j] = 0
             self.disk[j] = 0
