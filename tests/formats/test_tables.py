@@ -516,3 +516,28 @@ def test_columns_arrow_cannot_take_are_refused_before_reading(tmp_path: Path, ru
     assert err.startswith(f"bigshuf: {tmp_path / 'out.parquet'}: column 'sparse' of type sparse_union".encode()), err
     assert err.endswith(b"cannot be written as Parquet; write Arrow IPC (--output-format=arrow or an .arrow name)\n")
     assert temp_leftovers(tmp_path) == ["runs.arrow", "u.arrow", "union.arrow"]
+
+
+@pytest.mark.parametrize("kind", ["parquet", "arrow", "arrow stream"])
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_a_column_name_that_is_not_utf8_is_refused(tmp_path: Path, kind: str, engine: str, run_cli) -> None:
+    """A file whose column name is not UTF-8 (bytes swapped in its schema, as a fuzzer did) was an
+    internal UnicodeDecodeError, not naming the file, from the CLI and the library alike."""
+    table = pa.table({"zzzzzz": [1, 2, 3], "s": ["a", "b", "c"]})
+    good = tmp_path / "good"
+    if kind == "parquet":
+        pq.write_table(table, good)
+    elif kind == "arrow":
+        with pa.ipc.new_file(good, table.schema) as w:
+            w.write_table(table)
+    else:
+        with pa.ipc.new_stream(good, table.schema) as w:
+            w.write_table(table)
+    bad = tmp_path / f"bad.{'parquet' if kind == 'parquet' else 'arrow'}"
+    bad.write_bytes(good.read_bytes().replace(b"zzzzzz", b"\xff\xfe\xfd\xfc\xfb\xfa"))
+    code, out, err = run_cli([bad.name, "-o", "o.parquet", "--engine", engine], cwd=tmp_path)
+    assert (code, out) == (1, b"") and err.count(b"\n") == 1, err
+    assert err.startswith(f"bigshuf: {bad.name}: ".encode()) and b"a column's name is not UTF-8 text" in err
+    with pytest.raises(InputError, match="a column's name is not UTF-8 text"):
+        bigshuf.shuffle(bad, tmp_path / "o.parquet", seed=1, engine=engine)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([bad.name, "good"])

@@ -4,7 +4,7 @@ read here, so that a bad line is named by its number), checked against one schem
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from itertools import chain
 from typing import Any
 
@@ -15,7 +15,7 @@ from ..errors import InputError, UsageError, option
 from ..quoting import quote_arg, quote_name
 from ..storage.sources import FileSource
 from .detect import dataset_files, sniff_kind, suffix_kind
-from .tables import ARROW_ERRORS, FILE_KINDS, _reason, check_columns, plain_schema, schema_difference
+from .tables import ARROW_ERRORS, FILE_KINDS, _reason, check_columns, names_are_utf8, plain_schema, schema_difference
 
 
 class TableInput:
@@ -52,6 +52,8 @@ class TableInput:
                         self.rows += batch.num_rows
         except ARROW_ERRORS as e:
             raise InputError(f"{quote_name(path)}: not a readable {what} ({_reason(e)})") from None
+        except UnicodeDecodeError:  # PyArrow naming the columns of a Parquet footer
+            raise InputError(f"{quote_name(path)}: not a readable {what} (a column's name is not UTF-8 text)") from None
 
     def _parquet(self) -> Any:
         import pyarrow.parquet as pq
@@ -193,17 +195,9 @@ def _utf8(table: pa.Table) -> bool:
     """Whether every string and field name Arrow's JSON reader parsed is UTF-8 (it checks neither:
     a Parquet file written from them could not be read back)."""
 
-    def names_decode(fields: Iterable[pa.Field]) -> None:
-        for field in fields:
-            _ = field.name  # decoded here: UnicodeDecodeError if it is not UTF-8
-            kind = field.type
-            if pa.types.is_struct(kind):
-                names_decode(kind.field(i) for i in range(kind.num_fields))
-            elif pa.types.is_list(kind) or pa.types.is_large_list(kind):
-                names_decode([kind.value_field])
-
+    if not names_are_utf8(table.schema):
+        return False
     try:
-        names_decode(table.schema)
         table.validate(full=True)
     except (UnicodeDecodeError, pa.ArrowInvalid):
         return False

@@ -150,8 +150,27 @@ def unshufflable(t: pa.DataType) -> str | None:
     return None
 
 
+def names_are_utf8(fields: Iterable[pa.Field]) -> bool:
+    """Whether the names of ``fields`` and of the fields nested in them are UTF-8 (Arrow checks
+    neither when it reads a file nor when it parses JSON; PyArrow fails on a name that is not)."""
+    try:
+        for field in fields:
+            _ = field.name  # decoded here
+            kind = field.type
+            if pa.types.is_struct(kind) and not names_are_utf8(kind.field(i) for i in range(kind.num_fields)):
+                return False
+            if (pa.types.is_list(kind) or pa.types.is_large_list(kind)) and not names_are_utf8([kind.value_field]):
+                return False
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def check_columns(path: str, schema: pa.Schema) -> None:
-    """Refuse, naming ``path`` and the column, a schema with a column whose rows cannot be shuffled."""
+    """Refuse, naming ``path`` and the column, a schema with a column whose rows cannot be shuffled
+    (or whose name cannot be read)."""
+    if not names_are_utf8(schema):
+        raise InputError(f"{quote_name(path)}: a column's name is not UTF-8 text")
     for field in plain_schema(schema):
         why = unshufflable(field.type)
         if why is not None:

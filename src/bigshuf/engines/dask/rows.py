@@ -340,6 +340,8 @@ def describe(f: remote.RemoteFile, kind: str, shown: str) -> TableFile:
     except ARROW_ERRORS as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise InputError(f"{quote_name(shown)}: not a readable {FILE_KINDS[kind]} ({reason})") from None
+    except UnicodeDecodeError:  # PyArrow naming the columns of a Parquet footer
+        raise InputError(f"{quote_name(shown)}: not a readable {FILE_KINDS[kind]} (a column's name is not UTF-8 text)") from None
 
 
 def check_schemas(files: Sequence[TableFile]) -> None:
