@@ -1393,3 +1393,13 @@ def test_digits_other_than_ascii_are_not_numbers(run_cli, tmp_path, args, messag
     assert (code, out) == (1, b"")
     assert err.splitlines()[0] == b"bigshuf: " + message
     assert sorted(os.listdir(tmp_path)) == ["in"]
+
+
+@pytest.mark.parametrize("args", [["-S", "16E"], ["-S", "16E", "-i", "1-100", "-n", "3"]])
+def test_a_limit_past_64_bits_is_refused_as_sort_refuses_it(run_cli, args):
+    """``-S 16E`` on a pipe, or with ``-i ... -n``, was an internal error (a buffer past NumPy's
+    largest); it is refused as GNU sort refuses it, and ``-S 15E`` runs as with no limit."""
+    lines = b"".join(b"%d\n" % i for i in range(10))
+    assert run_cli([*args, "--seed", "1"], input=lines) == (1, b"", b"bigshuf: -S argument '16E' too large\n")
+    code, out, err = run_cli([*args, "--seed", "1"][:1] + ["15E", *args[2:], "--seed", "1"], input=lines)
+    assert (code, err) == (0, b"") and len(out.splitlines()) == (3 if "-i" in args else 10)

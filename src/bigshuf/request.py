@@ -47,7 +47,7 @@ def resolve_memory(memory: int | str | None) -> int:
     limit = plan.parse_size(plan.DEFAULT_MEMORY if memory is None else memory)
     if limit < plan.MIN_MEMORY:
         raise UsageError(f"memory limit {limit} bytes is below the minimum of {plan.MIN_MEMORY}; raise {option('memory')}")
-    return limit
+    return min(limit, plan.MOST_MEMORY)
 
 
 @dataclass(frozen=True)

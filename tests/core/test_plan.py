@@ -138,3 +138,20 @@ def test_bucket_count_respects_max_buckets() -> None:
 def test_format_size_rounds_up_into_the_next_unit() -> None:
     """A size that rounds to 1024 of a unit is shown as 1.0 of the next one."""
     assert plan.format_size((1 << 20) - 1) == "1.0 MiB"
+
+
+@pytest.mark.parametrize("text", ["16E", "9999999999999999999999T", "1" + "0" * 400, 1 << 64])
+def test_a_size_past_64_bits_is_refused_as_sort_refuses_it(text: str | int) -> None:
+    """``-S 16E`` was taken, and a pipe's read buffer planned from it was past what NumPy can make
+    (an internal ValueError); a number of 400 digits was an OverflowError (float). GNU sort says
+    "-S argument '16E' too large"."""
+    with pytest.raises(UsageError, match="too large$"):
+        plan.parse_size(text)
+
+
+def test_a_huge_limit_is_planned_as_the_most_memory() -> None:
+    """Up to 16 EiB, ``-S`` is taken as no limit: planned as ``MOST_MEMORY``, whose buffers NumPy can make."""
+    from bigshuf.request import resolve_memory
+
+    assert resolve_memory("15E") == resolve_memory(str((1 << 64) - 1) + "b") == plan.MOST_MEMORY
+    assert resolve_memory("8G") == 8 << 30

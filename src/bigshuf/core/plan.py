@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from fractions import Fraction
 
 from ..errors import InputError, UsageError, option
 from ..quoting import quote_arg
@@ -38,6 +39,13 @@ MAX_DEPTH = 16
 _SIZE_RE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)[ \t]*([bkmgtpe%]?)(i?b)?[ \t]*", re.IGNORECASE | re.ASCII)
 _SUFFIX_POWER = {"b": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5, "e": 6}
 
+#: Sizes from here on are refused, as GNU sort refuses an ``-S`` that does not fit 64 bits.
+SIZE_LIMIT = 1 << 64
+
+#: The most memory a run plans with: a larger ``-S`` (up to 16 EiB) is no limit at all, but a
+#: buffer planned from it must still be one NumPy can make (fewer than 2**63 bytes).
+MOST_MEMORY = 1 << 62
+
 
 def physical_memory() -> int:
     """Total physical RAM in bytes (for ``%`` sizes and the default limit)."""
@@ -52,16 +60,21 @@ def parse_size(text: str | int) -> int:
     if isinstance(text, int):
         if text < 0:
             raise UsageError(f"invalid memory size: {quote_arg(text)}")
+        if text >= SIZE_LIMIT:
+            raise UsageError(f"memory size {quote_arg(text)} too large")
         return text
     m = _SIZE_RE.fullmatch(text)  # not match(): '$' would take a newline at the end
     if not m:
         raise UsageError(f"invalid {option('memory')} argument {quote_arg(text)}")
-    number, suffix = float(m.group(1)), (m.group(2) or "k").lower()
+    number, suffix = Fraction(m.group(1)), (m.group(2) or "k").lower()  # exact: a float of 400 digits is inf
     if suffix == "%":
         if number > 100:
             raise UsageError(f"invalid {option('memory')} argument {quote_arg(text)}: more than 100%")
         return int(physical_memory() * number / 100)
-    return int(number * 1024 ** _SUFFIX_POWER[suffix])
+    size = int(number * 1024 ** _SUFFIX_POWER[suffix])
+    if size >= SIZE_LIMIT:
+        raise UsageError(f"{option('memory')} argument {quote_arg(text)} too large")  # as sort words it
+    return size
 
 
 def format_size(n: float) -> str:
