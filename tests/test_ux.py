@@ -636,3 +636,41 @@ def test_a_file_name_with_a_newline_stays_on_the_message_line(tmp_path: Path, ru
     lines = err.splitlines()
     assert all(line.startswith(b"bigshuf: ") for line in lines) and _NL_SHOWN in err, err
     assert len(lines) == (2 if case == "output unlike its manifest" else 1), err
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"head_count": -1}, "invalid line count: '-1'"),
+    ({"head_count": 3, "seed": "3"}, "seed must be an integer, not str '3'"),
+    ({"head_count": 3, "seed": float("nan")}, "seed must be an integer, not float nan"),
+    ({"head_count": 3, "seed": 1.5}, "seed must be an integer, not float 1.5"),
+    ({"head_count": 3, "seed": True}, "seed must be an integer, not bool True"),
+    ({"head_count": 3, "random_source": 5}, "random_source must be a path (str or os.PathLike), not int 5"),
+    ({"head_count": 3, "random_source": b"x"}, "random_source must be a path (str or os.PathLike), not bytes b'x'"),
+    ({"head_count": 3, "progress": 5}, "progress must be Progress or None, not int 5"),
+])
+def test_shuffle_range_checks_its_keywords_as_shuffle_does(tmp_path: Path, options: dict, message: str) -> None:
+    """A sample of a range is drawn without ``shuffle``, whose checks it skipped: a negative count
+    was NumPy's ValueError, a seed of '3' a TypeError, 1.5 or True taken (found by attack)."""
+    with pytest.raises(UsageError) as caught:
+        bigshuf.shuffle_range(1, 100, tmp_path / "o.txt", **options)
+    assert str(caught.value) == message
+    with pytest.raises(TypeError, match="^shuffle_range\\(\\) got an unexpected keyword argument 'dry_run'$"):
+        bigshuf.shuffle_range(1, 100, tmp_path / "o.txt", dry_run=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_numpy_numbers_are_library_numbers(tmp_path: Path) -> None:
+    """``rates={'a': np.float64(0.5)}`` leaked decimal.InvalidOperation (NumPy 2's repr is
+    'np.float64(0.5)'), and check_manifest(memory=1.5) a TypeError (found by attack)."""
+    import numpy as np
+
+    from bigshuf.api import check_manifest
+
+    (tmp_path / "a").write_bytes(b"".join(b"%d\n" % i for i in range(10)))
+    stats = bigshuf.shuffle(sources={"a": tmp_path / "a"}, rates={"a": np.float64(0.5)}, output=tmp_path / "o", seed=1)
+    assert stats.records == 5
+    stats = bigshuf.shuffle(sources={"a": tmp_path / "a"}, rates={"a": np.float64(2.0)}, max_rate=np.float64(3.0),
+                            output=tmp_path / "p", seed=1)
+    assert stats.records == 20
+    with pytest.raises(UsageError, match="^memory must be a byte count"):
+        check_manifest(tmp_path / "m.json", memory=1.5)

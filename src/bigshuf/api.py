@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import shutil
 import threading
@@ -199,6 +200,13 @@ def shuffle_range(lo: int, hi: int, output: PathLike | None = None, **options: A
     engine_settings = {k: v for k, v in options.items() if k in ("engine", "scheduler", "temp_url")}
     if engine_settings:
         Request.build(RangeSource(lo, hi, b"\n"), output, **engine_settings)
+    # Then every keyword as ``shuffle`` checks it: the numbers may be drawn here, without it.
+    keywords = set(inspect.signature(shuffle).parameters) - {"inputs", "output"}
+    unknown = next((name for name in options if name not in keywords), None)
+    if unknown is not None:
+        raise TypeError(f"shuffle_range() got an unexpected keyword argument '{unknown}'")
+    _check_types(("progress",), Progress, (options.get("progress"),), optional=True)
+    Request.build(RangeSource(lo, hi, b"\n"), output, **{k: v for k, v in options.items() if k != "progress"})
     count = hi - lo + 1
     # A header and records of several numbers shape the range as they shape the file of its
     # numbers: the first ``header`` numbers stay on top and the draws are of whole records.
@@ -402,4 +410,4 @@ def check_manifest(manifest: PathLike, *, memory: int | str | None = None) -> tu
     input: only the regular files it names are read, and nothing is written."""
     from .formats.manifest_check import check_manifest as check
 
-    return check(_path("manifest", manifest), resolve_memory(memory) // 2)
+    return check(_path("manifest", manifest), resolve_memory(_memory_argument(memory)) // 2)

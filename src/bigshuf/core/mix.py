@@ -75,7 +75,7 @@ def as_fraction(value: object, what: str) -> Fraction:
         return parse_rate(value, what)
     if isinstance(value, float) and not math.isfinite(value):
         raise UsageError(f"invalid {what}: {quote_arg(value)}")
-    exact = Fraction(Decimal(repr(value))) if isinstance(value, float) else Fraction(value)
+    exact = Fraction(Decimal(repr(float(value)))) if isinstance(value, float) else Fraction(value)  # NumPy's repr reads np.float64(0.5)
     if exact < 0:
         raise UsageError(f"invalid {what}: {quote_arg(value)} (must be at least 0)")
     return exact
