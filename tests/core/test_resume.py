@@ -143,3 +143,34 @@ def test_a_run_killed_after_head_count_drops_buckets_resumes(tmp_path: Path, cor
     assert resumed.returncode == 0, resumed.stderr
     assert (tmp_path / "out.txt").read_bytes() == ref.read_bytes()
     assert list(temp.iterdir()) == []
+
+
+@pytest.mark.parametrize("shards", [False, True])
+def test_a_run_killed_at_any_step_of_its_commit_resumes(tmp_path: Path, corpus: Path, shards: bool) -> None:
+    """A run killed after its commit renamed the output but before it removed its checkpoint
+    could never resume: "...bigshuf-tmp: missing, though the checkpoint counts 18288895 bytes in
+    it", every later try the same, though the output was complete. The temp file is now made
+    again from the committed file when that holds the bytes the checkpoint counts."""
+    import os
+
+    extra = ["--shards", "3"] if shards else []
+    target = str(tmp_path / ("s/p{}.txt.gz" if shards else "out.txt"))
+    (tmp_path / "rt").mkdir()
+    ref_target = str(tmp_path / ("ref/p{}.txt.gz" if shards else "ref.txt"))
+    subprocess.run(_args(corpus, tmp_path / "rt", ref_target, *extra), check=True)
+    names = [f"p{i}.txt.gz" for i in range(3)] if shards else ["out.txt"]
+    refs = [Path(ref_target).parent / (name if shards else "ref.txt") for name in names]
+    killed_at = []
+    for step in range(1, 9):
+        temp = tmp_path / f"t{step}"
+        temp.mkdir()
+        env = {**os.environ, "BIGSHUF_TEST_KILL_AT": str(step)}
+        if subprocess.run(_args(corpus, temp, target, *extra), env=env, capture_output=True).returncode != -9:
+            continue  # the commit has fewer steps
+        killed_at.append(step)
+        resumed = subprocess.run(_args(corpus, temp, target, *extra), capture_output=True)
+        assert resumed.returncode == 0, (step, resumed.stderr)
+        assert [(Path(target).parent / n).read_bytes() for n in names] == [r.read_bytes() for r in refs], step
+        assert list(temp.iterdir()) == []
+        assert [p.name for p in Path(target).parent.iterdir() if p.name.startswith(".")] == []
+    assert len(killed_at) >= 2

@@ -158,13 +158,15 @@ class ResumePoint(NamedTuple):
     finished: bool
 
 
-def open_output_temp(path: str, at: ResumePoint | None, directory: str) -> int:
+def open_output_temp(path: str, at: ResumePoint | None, directory: str, final: str | None = None) -> int:
     """The ``--resume`` output temp file ``path``, opened read-write at its end.
 
     Fresh (``at`` None): a leftover of an earlier attempt of this job (a regular file of this
     user: the job's lock is held) is removed, anything else refused, and the file is created
     exclusively. Resumed: the file must be there, a regular file of this user, at least as long as
     the checkpoint says (exactly, if finished) with the CRC-32 it recorded; what follows is cut off.
+    A temp file the run's commit had already renamed to ``final`` is made again from it (see
+    ``_from_committed``).
     """
     if at is None:
         if refuse_foreign_temp(path):
@@ -173,8 +175,11 @@ def open_output_temp(path: str, at: ResumePoint | None, directory: str) -> int:
     try:
         fd = open_nofollow(path, os.O_RDWR)
     except FileNotFoundError:
-        raise OutputError(f"{quote_name(path)}: missing, though the checkpoint in {quote_name(directory)} counts {at.size} bytes in it; "
-                          f"{advice(directory)}") from None
+        taken = None if final is None else _from_committed(path, final, at)
+        if taken is None:
+            raise OutputError(f"{quote_name(path)}: missing, though the checkpoint in {quote_name(directory)} counts {at.size} bytes in it; "
+                              f"{advice(directory)}") from None
+        fd = taken
     except OSError as e:
         raise OutputError(f"{quote_name(path)}: cannot reopen ({open_failure(e)}); {advice(directory)}") from None
     try:
@@ -195,6 +200,41 @@ def open_output_temp(path: str, at: ResumePoint | None, directory: str) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def _from_committed(temp: str, final: str, at: ResumePoint) -> int | None:
+    """A run stopped after its commit renamed ``temp`` to ``final`` but before it removed its
+    checkpoint: ``temp`` made again (exclusively, synced) from the ``at.size`` bytes of ``final``
+    the checkpoint counts, if ``final`` is this user's regular file holding them (their CRC-32);
+    else None. The resumed run then writes what follows and commits again, as it would have."""
+    try:
+        src = open_nofollow(final)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(src)
+        try:
+            if not stat.S_ISREG(st.st_mode) or not own_file(st) or st.st_size < at.size or crc_of(src, 0, at.size) != at.crc:
+                return None
+        except ValueError:  # shorter than it said a moment ago
+            return None
+        fd = create_exclusive(temp)
+        try:
+            done = 0
+            while done < at.size:
+                copied = os.copy_file_range(src, fd, at.size - done, done, done)
+                if not copied:
+                    raise OSError(errno.EIO, f"{final} ended while it was copied")
+                done += copied
+            sync_file(fd)
+            sync_directory(os.path.dirname(temp) or os.curdir)
+        except BaseException:
+            os.close(fd)
+            os.unlink(temp)
+            raise
+        return fd
+    finally:
+        os.close(src)
 
 
 def refuse_foreign_temp(path: str) -> bool:

@@ -163,7 +163,7 @@ class AtomicFileSink(Sink):
                 self.tmp_path = os.path.join(directory, f".{os.path.basename(path)}.{resume_tag}.bigshuf-tmp")
                 # The job's lock (resume.JobLock) keeps other runs of the job away, and
                 # leftover cleaning never touches --resume names, so no per-file lock is needed.
-                fd = open_output_temp(self.tmp_path, resume_at, resume_dir)
+                fd = open_output_temp(self.tmp_path, resume_at, resume_dir, final=path)
         except OSError as e:
             self._release()
             raise OutputError(f"{quote_name(self.name)}: {e.strerror}") from None
