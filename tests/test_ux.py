@@ -674,3 +674,15 @@ def test_numpy_numbers_are_library_numbers(tmp_path: Path) -> None:
     assert stats.records == 20
     with pytest.raises(UsageError, match="^memory must be a byte count"):
         check_manifest(tmp_path / "m.json", memory=1.5)
+
+
+def test_an_empty_sources_mapping_and_records_given_as_str_are_named(tmp_path: Path) -> None:
+    """``sources={}`` was told "no inputs given: pass '-' to read standard input", and
+    ``BytesSource('m', 'text')`` was a TypeError from deep in the run (found by attack)."""
+    from bigshuf.storage.sources import BytesSource
+
+    with pytest.raises(UsageError, match="^sources names no source"):
+        bigshuf.shuffle(sources={}, output=tmp_path / "o")
+    with pytest.raises(UsageError, match="^BytesSource takes the records as bytes, not str$"):
+        BytesSource("m", "text")  # type: ignore[arg-type]
+    assert bigshuf.shuffle(BytesSource("m", bytearray(b"a\nb\n")), tmp_path / "o", seed=1).records == 2

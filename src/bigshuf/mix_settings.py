@@ -34,7 +34,7 @@ def mix_settings(raw: dict[str, object]) -> dict[str, Any]:
     if max_rate < 1:
         # A cap on upsampling: below 1 it would refuse every source kept whole, the default rate 1 included.
         raise UsageError(
-            f"invalid {option('max_rate')} value: '{raw['max_rate']}' (at least 1: it caps upsampling; "
+            f"invalid {option('max_rate')} value: {quote_arg(raw['max_rate'])} (at least 1: it caps upsampling; "
             f"sample a source down with {option('rate')} NAME=R)"
         )
     by = raw.get("by", "records")
@@ -84,6 +84,8 @@ def _source_files(raw: object) -> list[tuple[str, tuple[str, ...]]]:
         return []
     if not isinstance(raw, Mapping):
         raise UsageError(f"sources must map each source's name to its paths, not {_describe(raw)}")
+    if not raw:
+        raise UsageError("sources names no source: map each source's name to its paths, or give inputs instead")
     out: list[tuple[str, tuple[str, ...]]] = []
     owner: dict[object, str] = {}
     for name, paths in raw.items():

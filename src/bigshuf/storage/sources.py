@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, BinaryIO, NoReturn, Protocol
 
-from ..errors import InputError
+from ..errors import InputError, UsageError
 from ..quoting import quote_name
 from .decoding import Decompressed, decompressing
 
@@ -359,8 +359,10 @@ class BytesSource:
     """Records already in memory, e.g. the operands of ``-e``."""
 
     def __init__(self, name: str, data: bytes) -> None:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise UsageError(f"BytesSource takes the records as bytes, not {type(data).__name__}")
         self.name = name
-        self.data = data
+        self.data = bytes(data)
 
     def size(self) -> int | None:
         return len(self.data)
