@@ -450,6 +450,29 @@ def test_arguments_in_messages_are_quoted_as_gnu_quotes_them(tmp_path, run_cli, 
     assert run_cli(args, cwd=tmp_path) == gnu
 
 
+@pytest.mark.parametrize("args", [[], ["-"], ["-n", "3"], ["-o", "ten"], ["-r", "-n", "30"]])
+def test_a_file_named_dash_beside_does_not_take_standard_inputs_place(tmp_path, args):
+    """With a regular file named ``-`` in the directory, standard input was taken for a possible
+    tar and its first block read away to look: ``bigshuf < ten`` printed nothing (exit 0), and
+    ``bigshuf -o ten < ten`` replaced ``ten`` with an empty file (found by differential testing)."""
+    (tmp_path / "-").write_bytes(b"dashfile1\ndashfile2\n")
+    lines = b"".join(b"%d\n" % i for i in range(1, 11))
+    for who, argv in both(args):
+        (tmp_path / "ten").write_bytes(lines)
+        with open(tmp_path / "ten", "rb") as stdin:
+            proc = subprocess.run(argv, stdin=stdin, capture_output=True, cwd=tmp_path, timeout=60)
+        out = (tmp_path / "ten").read_bytes() if "-o" in args else proc.stdout
+        assert (who, proc.returncode, proc.stderr) == (who, 0, b"")
+        got = out.splitlines()
+        if "-r" in args:
+            assert len(got) == 30 and set(got) <= set(lines.splitlines())
+        elif "-n" in args:
+            assert len(got) == len(set(got)) == 3 and set(got) <= set(lines.splitlines())
+        else:
+            assert sorted(got) == sorted(lines.splitlines())
+        assert (tmp_path / "-").read_bytes() == b"dashfile1\ndashfile2\n"
+
+
 def test_output_dash_is_a_file_named_dash_as_in_gnu_shuf(tmp_path):
     """``-o -`` writes the file ``-`` in GNU shuf; bigshuf wrote standard output."""
     (tmp_path / "in").write_bytes(b"a\nb\nc\n")

@@ -223,6 +223,8 @@ def is_tar_path(path: str) -> bool:
     from .detect import data_kind
     from .registry import WEBDATASET
 
+    if path == "-":
+        return False  # standard input, not a file named "-": its first block must not be read here
     named = data_kind(os.path.basename(path))
     if named is not None:
         return named == WEBDATASET
