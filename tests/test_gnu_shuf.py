@@ -473,6 +473,26 @@ def test_a_file_named_dash_beside_does_not_take_standard_inputs_place(tmp_path, 
         assert (tmp_path / "-").read_bytes() == b"dashfile1\ndashfile2\n"
 
 
+@pytest.mark.parametrize("args", [
+    ["-o", "--", "in"], ["--output", "--", "in"], ["--output=--", "in"], ["-o--", "in"], ["-n--", "in"],
+    ["--head-count=--", "in"], ["--input-range=--"], ["-n", "--", "in"], ["-i", "--"], ["--random-source", "--", "in"],
+])
+def test_dash_dash_after_an_option_is_its_argument_as_in_gnu_shuf(tmp_path, run_cli, run_gnu, args):
+    """getopt takes ``--`` after an option that needs an argument as that argument: ``-o -- in``
+    writes a file named ``--``. bigshuf said the option lacked one, and ``-n--``,
+    ``--head-count=--`` and ``--input-range=--`` were internal errors (argparse hands such an
+    option an empty list); found by differential testing."""
+    (tmp_path / "in").write_bytes(b"a\nb\nc\n")
+    results = []
+    for run in (run_gnu, run_cli):
+        (tmp_path / "--").unlink(missing_ok=True)
+        code, out, err = run(args, cwd=tmp_path)
+        written = sorted((tmp_path / "--").read_bytes().splitlines()) if (tmp_path / "--").exists() else None
+        results.append((code, sorted(out.splitlines()), err, written))
+    assert results[0] == results[1]
+    assert results[1][0] == 0 or results[1][2].count(b"\n") == 1
+
+
 def test_output_dash_is_a_file_named_dash_as_in_gnu_shuf(tmp_path):
     """``-o -`` writes the file ``-`` in GNU shuf; bigshuf wrote standard output."""
     (tmp_path / "in").write_bytes(b"a\nb\nc\n")

@@ -213,6 +213,15 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise CommandSyntaxError(_gnu_wording(message, self.argv))
 
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> Any:
+        """An option's argument ``--`` is that word, as getopt takes it (``-o --`` writes a file
+        named ``--``); argparse drops it and hands the option an empty list."""
+        if action.option_strings and action.nargs is None and arg_strings == ["--"]:
+            value = self._get_value(action, "--")
+            self._check_value(action, value)
+            return value
+        return super()._get_values(action, arg_strings)
+
 
 class _FirstOf(argparse.Action):
     """``--help`` and ``--version``: the first given is the one answered, as getopt-driven GNU shuf does."""
@@ -459,9 +468,9 @@ def _attach_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> tuple
     """Join each option that takes an argument to the word after it, as getopt takes that word
     whatever it looks like: ``-i -1-3`` is the range ``-1-3`` (refused as shuf refuses it), where
     argparse would see an option and say the argument is missing. Returns those words, and the
-    operands after ``--``. Unlike getopt (``shuf -o -- f`` writes a file named ``--``), ``--`` ends
-    the options even after an option that needs an argument: argparse drops it as a value, so the
-    option is said to lack one. GNU shuf's abbreviations are spelt out (``GNU_LONG_OPTIONS``)."""
+    operands after ``--``. As with getopt, ``--`` right after an option that needs an argument is
+    that argument (``-o -- f`` writes a file named ``--``). GNU shuf's abbreviations are spelt out
+    (``GNU_LONG_OPTIONS``)."""
     takes_argument = {o for a in parser._actions if a.nargs is None for o in a.option_strings}
     flags = {o[1] for a in parser._actions if a.nargs == 0 for o in a.option_strings if len(o) == 2}
     longs = [o for o in parser._option_string_actions if o.startswith("--")]
@@ -478,16 +487,12 @@ def _attach_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> tuple
                 matches, word = gnu, gnu[0] + eq + value
             if not eq and len(matches) == 1 and matches[0] in takes_argument:
                 following = next(words, None)
-                if following == "--":  # argparse would drop it as an argument: the option lacks one
-                    return [*out, word], list(words)
                 word = word if following is None else f"{word}={following}"
         elif word.startswith("-") and len(word) >= 2 and word[1] != "-":
             # -i, or a cluster of flags ending with one that takes an argument (-ri).
             head, last = word[1:-1], word[-1]
             if f"-{last}" in takes_argument and all(c in flags for c in head):
                 following = next(words, None)
-                if following == "--":  # argparse would drop it as an argument: the option lacks one
-                    return [*out, word], list(words)
                 if following is not None and following.startswith("-"):
                     word += following  # argparse takes any other word (even "") as the argument
                 elif following is not None:
