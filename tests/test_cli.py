@@ -1403,3 +1403,11 @@ def test_a_limit_past_64_bits_is_refused_as_sort_refuses_it(run_cli, args):
     assert run_cli([*args, "--seed", "1"], input=lines) == (1, b"", b"bigshuf: -S argument '16E' too large\n")
     code, out, err = run_cli([*args, "--seed", "1"][:1] + ["15E", *args[2:], "--seed", "1"], input=lines)
     assert (code, err) == (0, b"") and len(out.splitlines()) == (3 if "-i" in args else 10)
+
+
+def test_a_total_past_64_bits_names_total(run_cli, tmp_path):
+    """``--total 16E --by bytes`` was refused by -S's parser, naming -S (found by review)."""
+    (tmp_path / "a").write_bytes(b"a\n")
+    (tmp_path / "b").write_bytes(b"b\n")
+    args = ["--source", "a=a", "--source", "b=b", "--mix", "a=0.5,b=0.5", "--total", "16E", "--by", "bytes", "-o", "o"]
+    assert run_cli(args, cwd=tmp_path) == (1, b"", b"bigshuf: invalid --total value: '16E' (a count of bytes, or a size like 50G)\n")

@@ -147,7 +147,10 @@ def _mix_total(total: object, by: object) -> int | None:
         if text.isascii() and text.isdigit():
             value = int(text)
         elif by == "bytes":
-            value = plan.parse_size(text) if re.fullmatch(r"\d+(\.\d+)?\s*[KMGTPE]i?B?", text, re.IGNORECASE) else -1
+            try:  # (a size past 64 bits is parse_size's refusal, which names -S)
+                value = plan.parse_size(text) if re.fullmatch(r"\d+(\.\d+)?\s*[KMGTPE]i?B?", text, re.IGNORECASE) else -1
+            except UsageError:
+                value = -1
         else:
             value = -1
     else:

@@ -180,3 +180,11 @@ def test_rows_without_columns_are_refused_as_parquet_and_kept_as_arrow(tmp_path:
     code, err = run(["-S", memory, "in.jsonl", "-o", "x.arrow"], cwd=tmp_path)
     assert (code, err) == (0, b"")
     assert pa.ipc.open_file(str(tmp_path / "x.arrow")).read_all().num_rows == 3
+
+
+def test_rows_without_columns_to_standard_output_name_it_in_words() -> None:
+    """Standard output is named as words, not quoted as a file named 'standard output' (found by review)."""
+    proc = subprocess.run([sys.executable, "-m", "bigshuf", "--output-format", "parquet"], input=b"{}\n{}\n",
+                          capture_output=True, timeout=HANG)
+    assert proc.returncode == 1 and proc.stdout == b""
+    assert proc.stderr.startswith(b"bigshuf: standard output: rows without columns") and proc.stderr.count(b"\n") == 1

@@ -541,3 +541,20 @@ def test_a_column_name_that_is_not_utf8_is_refused(tmp_path: Path, kind: str, en
     with pytest.raises(InputError, match="a column's name is not UTF-8 text"):
         bigshuf.shuffle(bad, tmp_path / "o.parquet", seed=1, engine=engine)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([bad.name, "good"])
+
+
+@pytest.mark.parametrize("kind", ["parquet", "arrow"])
+def test_a_schema_file_whose_column_name_is_not_utf8_is_refused(tmp_path: Path, kind: str, run_cli) -> None:
+    """``--schema FILE`` read a schema whose name is not UTF-8 into an internal UnicodeDecodeError (found by review)."""
+    table = pa.table({"zzzzzz": [1]})
+    good = tmp_path / "good"
+    if kind == "parquet":
+        pq.write_table(table, good)
+    else:
+        with pa.ipc.new_file(good, table.schema) as w:
+            w.write_table(table)
+    (tmp_path / f"bad.{kind}").write_bytes(good.read_bytes().replace(b"zzzzzz", b"\xffzzzzz"))
+    (tmp_path / "x.jsonl").write_bytes(b'{"zzzzzz": 1}\n')
+    assert run_cli(["x.jsonl", "--schema", f"bad.{kind}", "-o", "o.parquet"], cwd=tmp_path) == (
+        1, b"", f"bigshuf: bad.{kind}: cannot read its schema: a column's name is not UTF-8 text\n".encode()
+    )

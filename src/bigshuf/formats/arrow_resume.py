@@ -57,7 +57,7 @@ class _Tail:
         if self.skip:
             cut = min(len(self.skip), n)
             if bytes(view[:cut]) != self.skip[:cut]:
-                raise TempSpaceError(f"{quote_name(getattr(self.f, 'name', '?'))}: the bucket's schema changed while resuming")
+                raise TempSpaceError(f"{quote_name(str(getattr(self.f, 'name', '?')))}: the bucket's schema changed while resuming")
             self.skip, view = self.skip[cut:], view[cut:]
         self.crc = crc32(view, self.crc)
         self.size += len(view)

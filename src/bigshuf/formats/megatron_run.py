@@ -305,7 +305,7 @@ def open_datasets(inputs: list[Any]) -> list[IndexedInput]:
     datasets: list[IndexedInput] = []
     for item in inputs:
         if not isinstance(item, str):
-            raise InputError(f"{quote_name(item)}: {NOT_A_DATASET}")
+            raise InputError(f"{quote_name(str(item))}: {NOT_A_DATASET}")
         on_url = is_remote(item)
         datasets.extend(RemoteIndexedInput(p) if on_url else IndexedInput(p) for p in dataset_prefixes(item))
     check_together(datasets)

@@ -89,7 +89,7 @@ class RowWriter:
             return
         if self.kind == "parquet" and table.num_rows and not table.num_columns:
             raise OutputError(
-                f"{quote_name(self.sink.name)}: rows without columns (JSON objects '{{}}') cannot be written as Parquet, "
+                f"{self.sink.shown}: rows without columns (JSON objects '{{}}') cannot be written as Parquet, "
                 f"which keeps no row without a column; write Arrow IPC ({option('output_format')}=arrow or an .arrow name)"
             )
         self._pending.append(table)
@@ -114,7 +114,7 @@ class RowWriter:
             else:
                 self._open().write_table(joined.slice(0, rows), max_chunksize=group)
         except pa.ArrowException as e:
-            raise OutputError(f"{quote_name(self.sink.name)}: cannot write {self.kind}: {_reason(e)}") from None
+            raise OutputError(f"{self.sink.shown}: cannot write {self.kind}: {_reason(e)}") from None
         rest = joined.slice(rows)
         self._pending = [rest] if rest.num_rows else []
         self._pending_rows = rest.num_rows
@@ -138,7 +138,7 @@ class RowWriter:
         try:
             self._open().close()
         except pa.ArrowException as e:
-            raise OutputError(f"{quote_name(self.sink.name)}: cannot write {self.kind}: {_reason(e)}") from None
+            raise OutputError(f"{self.sink.shown}: cannot write {self.kind}: {_reason(e)}") from None
 
 
 def check_parquet_columns(target: str | None, schema: pa.Schema) -> None:

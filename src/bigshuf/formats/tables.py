@@ -60,16 +60,23 @@ def parse_schema(spec: str) -> pa.Schema:
     """``--schema``: a Parquet or Arrow file whose schema to use, or ``name:type,...`` with Arrow type names."""
     if os.path.exists(spec):
         kind = sniff_kind(spec)
+        schema = None
         try:
             if kind == "parquet":
                 import pyarrow.parquet as pq
 
-                return pq.read_schema(spec)
-            if kind == "arrow":
+                schema = pq.read_schema(spec)
+            elif kind == "arrow":
                 with pa.memory_map(spec) as f:
-                    return pa.ipc.open_file(f).schema
+                    schema = pa.ipc.open_file(f).schema
         except ARROW_ERRORS as e:
             raise InputError(f"{quote_name(spec)}: cannot read its schema: {e}") from None
+        except UnicodeDecodeError:  # PyArrow naming the columns of a Parquet footer
+            raise InputError(f"{quote_name(spec)}: cannot read its schema: a column's name is not UTF-8 text") from None
+        if schema is not None:
+            if not names_are_utf8(schema):
+                raise InputError(f"{quote_name(spec)}: cannot read its schema: a column's name is not UTF-8 text")
+            return schema
         raise UsageError(f"{option('schema')}: {quote_name(spec)} is not a Parquet or Arrow file")
     fields = []
     for item in spec.split(","):

@@ -24,6 +24,11 @@ class Sink:
 
     name = "standard output"
 
+    @property
+    def shown(self) -> str:
+        """The output's name in a message: a file's quoted as GNU tools quote it; standard output's as words."""
+        return self.name if isinstance(self, StdoutSink) else quote_name(self.name)
+
     def __init__(self, raw: BinaryIO, codec: CodecChoice | None) -> None:
         self._raw = raw
         self._codec = codec
