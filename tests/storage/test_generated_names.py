@@ -230,3 +230,16 @@ def test_the_library_refuses_a_manifest_over_an_input_on_the_dask_engine(tmp_pat
     with ThreadPoolExecutor(2) as runner, pytest.raises(OutputError, match="over an input"):
         bigshuf.shuffle(str(src), str(tmp_path / "out.txt"), manifest=str(src), engine="dask", scheduler=runner, tmp_dir=str(tmp_path))
     assert src.read_bytes() == DATA and not (tmp_path / "out.txt").exists()
+
+
+def test_a_link_to_a_directory_not_there_yet_is_refused_on_the_way(tmp_path: Path) -> None:
+    """``dl -> nd/sub``, missing until bigshuf makes ``nd/sub`` for the same name: ``..`` after it was
+    read as leaving a directory to be made, where the kernel goes to ``nd``; the manifest named
+    shard 0's file unseen and replaced it, exit 0 (found by review). A link to a missing
+    directory on the way is refused, as open(2) refuses it before anything is made."""
+    (tmp_path / "in.txt").write_bytes(DATA)
+    (tmp_path / "dl").symlink_to("nd/sub")
+    before = snapshot(tmp_path)
+    proc = cli("in.txt", "-o", "nd/sub/../../dl/../", "--shards", "2", "--seed", "1", "--manifest", "nd/part-00000.txt", cwd=tmp_path)
+    assert (proc.returncode, proc.stderr) == (1, b"bigshuf: nd/sub/../../dl/../part-00000.txt: No such file or directory\n")
+    assert snapshot(tmp_path) == before

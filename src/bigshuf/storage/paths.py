@@ -37,7 +37,9 @@ def real_directory(name: str) -> str:
         try:
             os.stat(os.path.join(step, ""))  # the kernel's lookup: a searchable directory, links followed
         except FileNotFoundError:
-            made.append(part)  # (a dangling link too: making a directory through it fails later)
+            if os.path.islink(step):  # a link to a directory not there (yet: one made earlier in this name may be it)
+                raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), step) from None
+            made.append(part)
             continue
         current = os.path.realpath(step)
     return os.path.join(current, *made)
