@@ -493,6 +493,35 @@ def test_dash_dash_after_an_option_is_its_argument_as_in_gnu_shuf(tmp_path, run_
     assert results[1][0] == 0 or results[1][2].count(b"\n") == 1
 
 
+@pytest.mark.parametrize("args", [["-o", "out", "in"], ["--shards", "1", "-o", "out", "in"]])
+def test_a_file_the_user_may_not_write_is_not_replaced(args):
+    """``-o out`` where ``out`` is the user's own file without write permission, in a directory
+    they may write: GNU shuf's open(2) fails, "Permission denied"; bigshuf renamed its output over
+    it, exit 0 (found by differential testing). Shards bigshuf names are held to the same rule."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to run as a user without root's write permission")
+    shared = Path(tempfile.mkdtemp(prefix="bigshuf-gnu-"))
+    try:
+        shared.chmod(0o777)
+        (shared / "in").write_bytes(b"a\nb\n")
+        (shared / "in").chmod(0o644)
+        for who, argv in both(args):
+            if who == "shuf" and "--shards" in args:
+                continue
+            out = shared / "out"
+            out.write_bytes(b"keep me\n")
+            out.chmod(0o444)
+            os.chown(out, 65534, 65534)
+            proc = subprocess.run([*NOBODY, *argv], capture_output=True, timeout=60, cwd=shared)
+            assert (who, proc.returncode, proc.stdout) == (who, 1, b"")
+            assert proc.stderr.endswith(b"out: Permission denied\n") and proc.stderr.count(b"\n") == 1
+            assert out.read_bytes() == b"keep me\n"
+            assert sorted(os.listdir(shared)) == ["in", "out"]
+            out.unlink()
+    finally:
+        shutil.rmtree(shared)
+
+
 def test_output_dash_is_a_file_named_dash_as_in_gnu_shuf(tmp_path):
     """``-o -`` writes the file ``-`` in GNU shuf; bigshuf wrote standard output."""
     (tmp_path / "in").write_bytes(b"a\nb\nc\n")

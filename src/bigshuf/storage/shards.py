@@ -297,8 +297,9 @@ def _check_generated(final: str, name: str, target: str) -> None:
 
 
 def _check_replaceable(final: str, probe: OutputFiles | None) -> None:
-    """Refuse, before any input is read, a target the commit could not put in place: a
-    directory, or an existing file that cannot be hard-linked (immutable or append-only), since
+    """Refuse, before any input is read, a target the commit could not put in place or that this
+    user may not write (as GNU shuf's open(2) refuses it): a directory, a file without write
+    permission, or an existing file that cannot be hard-linked (immutable or append-only), since
     the commit keeps the old file as a hard-linked backup until the new one is in (tried only
     with a ``probe``: a dry run links nothing)."""
     try:
@@ -307,6 +308,9 @@ def _check_replaceable(final: str, probe: OutputFiles | None) -> None:
         return  # a new file
     if stat.S_ISDIR(st.st_mode):
         raise OutputError(f"{quote_name(final)}: Is a directory")
+    if stat.S_ISREG(st.st_mode) and not os.access(final, os.W_OK):
+        # shuf's open(2) refuses a file this user may not write; the rename would replace it anyway.
+        raise OutputError(f"{quote_name(final)}: {os.strerror(errno.EACCES)}")
     if not stat.S_ISREG(st.st_mode) or probe is None:
         return
     backup = backup_name(probe.temp_name(final))
