@@ -522,6 +522,24 @@ def test_a_file_the_user_may_not_write_is_not_replaced(args):
         shutil.rmtree(shared)
 
 
+@pytest.mark.parametrize("args", [
+    ["-e", "-1", "2"], ["-e", "a", "-5"], ["-e", "-a b"], ["-1"], ["in", "-z x"], ["-zx", "in"], ["-z-", "in"],
+    ["--foo=a b"], ["--foo bar"], ["-n=2", "in"], ["-i=1-3"], ["-o=out", "in"], ["-rn=3", "in"],
+])
+def test_option_words_are_read_as_getopt_reads_them(tmp_path, run_cli, run_gnu, args):
+    """Words argparse reads otherwise than getopt (found by differential testing): ``-1`` and
+    ``-a b`` were operands (``-e -1 2`` printed them), ``-zx`` an argument to ``-z``, ``-n=2`` the
+    count 2 (GNU: "invalid line count: '=2'"), ``-o=out`` the file ``out`` (GNU: ``=out``)."""
+    (tmp_path / "in").write_bytes(b"a\nb\nc\n")
+    results = []
+    for run in (run_gnu, run_cli):
+        for name in ("out", "=out"):
+            (tmp_path / name).unlink(missing_ok=True)
+        code, out, err = run(args, cwd=tmp_path)
+        results.append((code, sorted(out.splitlines()), err, sorted(os.listdir(tmp_path))))
+    assert results[0] == results[1]
+
+
 def test_output_dash_is_a_file_named_dash_as_in_gnu_shuf(tmp_path):
     """``-o -`` writes the file ``-`` in GNU shuf; bigshuf wrote standard output."""
     (tmp_path / "in").write_bytes(b"a\nb\nc\n")

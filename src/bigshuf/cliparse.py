@@ -482,6 +482,8 @@ def _attach_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> tuple
         if word.startswith("--"):
             name, eq, value = word.partition("=")
             matches = [name] if name in longs else [o for o in longs if o.startswith(name)]
+            if not matches and " " in word:  # argparse takes a word with a blank for an operand
+                raise CommandSyntaxError(f"unrecognized option {quote_arg(word)}")
             gnu = [o for o in GNU_LONG_OPTIONS if o.startswith(name)]
             if len(matches) > 1 and len(gnu) == 1:
                 matches, word = gnu, gnu[0] + eq + value
@@ -489,6 +491,16 @@ def _attach_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> tuple
                 following = next(words, None)
                 word = word if following is None else f"{word}={following}"
         elif word.startswith("-") and len(word) >= 2 and word[1] != "-":
+            # Flags, then perhaps one that takes the rest as its argument, as getopt reads a cluster:
+            # argparse took "-1" and "-a b" for operands and worded "-zx" as an argument to -z.
+            for at, letter in enumerate(word[1:], 2):
+                if f"-{letter}" in takes_argument:
+                    if word[at:].startswith("="):  # "-n=2" is -n with "=2", which argparse would cut at "="
+                        out.append(word[:at])
+                        word = word[at:]
+                    break
+                if letter not in flags:
+                    raise CommandSyntaxError(f"invalid option -- {quote_arg(letter)}")
             # -i, or a cluster of flags ending with one that takes an argument (-ri).
             head, last = word[1:-1], word[-1]
             if f"-{last}" in takes_argument and all(c in flags for c in head):
