@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from helpers import compress
@@ -1411,3 +1412,33 @@ def test_a_total_past_64_bits_names_total(run_cli, tmp_path):
     (tmp_path / "b").write_bytes(b"b\n")
     args = ["--source", "a=a", "--source", "b=b", "--mix", "a=0.5,b=0.5", "--total", "16E", "--by", "bytes", "-o", "o"]
     assert run_cli(args, cwd=tmp_path) == (1, b"", b"bigshuf: invalid --total value: '16E' (a count of bytes, or a size like 50G)\n")
+
+
+def test_repeat_with_a_huge_count_from_a_range_streams_as_shuf_does():
+    """``shuf -r -n 18446744073709551615 -i 1-3 | head -n 20`` prints at once; bigshuf drew the
+    whole sample to shuffle it again (a hang growing past 700 MB; found by differential testing).
+    Draws too many to shuffle again are written as drawn: i.i.d., already in uniform order."""
+    proc = subprocess.Popen([sys.executable, "-m", "bigshuf", "-r", "-n", "18446744073709551615", "-i", "1-3"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    try:
+        lines = [proc.stdout.readline() for _ in range(20)]
+        proc.stdout.close()
+        assert proc.wait(timeout=60) == -signal.SIGPIPE
+    finally:
+        proc.kill()
+        proc.wait()
+    assert set(lines) <= {b"1\n", b"2\n", b"3\n"} and len(lines) == 20
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_repeat_draws_written_as_drawn_are_uniform(run_cli, seed):
+    """``-r -n`` past the memory budget (-S 1M): the count exact, every face of 1..6 equally likely
+    (chi-square, 5 degrees of freedom, below the 99.9th percentile 20.5, fixed seeds)."""
+    code, out, err = run_cli(["-r", "-n", "300000", "-i", "1-6", "-S", "1M", "--seed", str(seed)])
+    assert (code, err) == (0, b"")
+    values = np.array(out.split(), dtype=np.int64)
+    assert len(values) == 300000 and values.min() >= 1 and values.max() <= 6
+    counts = np.bincount(values, minlength=7)[1:]
+    expected = len(values) / 6
+    assert float(((counts - expected) ** 2 / expected).sum()) < 20.5

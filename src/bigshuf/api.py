@@ -228,16 +228,17 @@ def shuffle_range(lo: int, hi: int, output: PathLike | None = None, **options: A
     sep = b"\0" if options.get("zero_terminated") else b"\n"
     if repeat and count == 0:
         raise InputError("no lines to repeat")
+    streamed = RangeSource(lo, hi, sep).drawn_unlisted(repeat, head_count, header, group, plan.block_budget(limit))
     left = RangeSource(lo, hi, b"\n").leftover(header, group) if shaped else 0
     if left and (head_count != 0 or shared):  # (-n 0 reads no input)
         raise leftover_error(f"{lo}-{hi}", left, group)
     sampling = (
-        head_count is not None and (head_count != 0 or shared) and ((header, group) == (0, 1) or shaped)
+        not streamed and head_count is not None and (head_count != 0 or shared) and ((header, group) == (0, 1) or shaped)
         and HEADER_NUMBER_BYTES * header <= limit // 4
         and (repeat or (head_count <= records // 2 and head_count * group * 16 <= limit))
     )
     if not sampling:
-        if not RangeSource.drawn_unlisted(repeat, head_count, header, group):
+        if not streamed:
             _check_range_fits(lo, hi, head_count, limit, options)
         return shuffle(RangeSource(lo, hi, sep), output, **options)
     assert head_count is not None

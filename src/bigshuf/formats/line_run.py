@@ -192,7 +192,7 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
     def shuffle(self) -> None:
         request, source = self.request, self.sources[0] if len(self.sources) == 1 else None
         if isinstance(source, RangeSource) and source.drawn_unlisted(
-            request.repeat, self.head_count, request.header, self.fmt.group
+            request.repeat, self.head_count, request.header, self.fmt.group, plan.block_budget(self.limit)
         ):
             self._repeat_range(source)
             return
@@ -231,21 +231,26 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         self._external_passes(everything, whole, per_record, total is not None, unique_mix)
 
     def _repeat_range(self, source: RangeSource) -> None:
-        """``-r -i LO-HI`` without ``-n``: numbers drawn from the range for ever, none listed, so any
-        range runs. They are the draws ``_in_memory`` makes from the listed range (its record i is
-        LO + i, chunks as many records): a range small enough to list gives the same output as before."""
+        """``-r -i LO-HI`` without ``-n`` (or with one too large to shuffle again in memory): numbers
+        drawn from the range, for ever or ``-n`` of them, none listed, so any range runs. They are
+        the draws ``_in_memory`` makes from the listed range (its record i is LO + i, chunks as many
+        records): a range small enough to list gives the same output as before."""
         lo, n = source.lo, source.hi - source.lo + 1
         if n == 0:
             raise InputError("no lines to repeat")
         self.count_read(n)
-        self.begin_output(0)
+        left = self.head_count  # None: for ever
+        self.begin_output(0 if left is None else left)
         rng = rng_for(self.entropy, streams.IN_MEMORY)
         per_chunk = records_per_chunk(1 << 62, source.listed_bytes(), n, plan.piece_bytes(self.limit))
         dtype = np.uint64 if n > np.iinfo(np.int64).max else np.int64
-        while True:
-            drawn = rng.integers(0, n, per_chunk, dtype=dtype).astype(np.uint64) + np.uint64(lo)
-            for at in range(0, per_chunk, self.RANGE_WRITTEN):  # written in parts: their digits take 2-3x the text
+        while left is None or left > 0:
+            size = per_chunk if left is None else min(per_chunk, left)
+            drawn = rng.integers(0, n, size, dtype=dtype).astype(np.uint64) + np.uint64(lo)
+            for at in range(0, size, self.RANGE_WRITTEN):  # written in parts: their digits take 2-3x the text
                 self.emit(decimal_records(drawn[at : at + self.RANGE_WRITTEN], source.sep[0]))
+            if left is not None:
+                left -= size
 
     def _open_input(self) -> tuple[RecordReader, float, bool]:
         """The reader of every input; the bytes of the multiset shuffled over the bytes read (weighted

@@ -412,6 +412,9 @@ class RangeSource(GeneratedSource):
 
     CHUNK = 1 << 16
 
+    #: Bytes of ``-r -n``'s draws above which they are written as drawn rather than shuffled again.
+    REPEAT_SHUFFLED = 16 << 20
+
     def __init__(self, lo: int, hi: int, sep: bytes) -> None:
         def chunks() -> Iterator[bytes]:
             for first in range(lo, hi + 1, self.CHUNK):
@@ -420,11 +423,15 @@ class RangeSource(GeneratedSource):
         super().__init__(f"{lo}-{hi}", chunks)
         self.lo, self.hi, self.sep = lo, hi, sep
 
-    @staticmethod
-    def drawn_unlisted(repeat: bool, head_count: int | None, header: int, lines_per_record: int) -> bool:
-        """Whether ``-r`` without ``-n`` draws the numbers without listing the range: only when each
-        record is one number (no ``--header``, no ``--lines-per-record``), else the listed records are drawn."""
-        return repeat and head_count is None and not header and lines_per_record == 1
+    def drawn_unlisted(self, repeat: bool, head_count: int | None, header: int, lines_per_record: int, budget: int) -> bool:
+        """Whether ``-r`` draws the numbers without listing the range and writes them as drawn: when
+        each record is one number (no ``--header``, no ``--lines-per-record``), without ``-n``, or with
+        an ``-n`` whose draws are more than ``REPEAT_SHUFFLED`` bytes or the memory ``budget`` (smaller
+        samples are shuffled again, as they always were): i.i.d. draws are already in uniform order,
+        and GNU shuf streams them (``-r -n 1000000000 -i 1-3 | head -1`` took minutes)."""
+        if not repeat or header or lines_per_record != 1:
+            return False
+        return head_count is None or head_count * (len(str(self.hi)) + len(self.sep)) > min(budget, self.REPEAT_SHUFFLED)
 
     def leftover(self, header: int, lines_per_record: int) -> int:
         """Numbers past the last whole record of ``lines_per_record`` after the ``header`` numbers,
