@@ -174,3 +174,23 @@ def test_a_run_killed_at_any_step_of_its_commit_resumes(tmp_path: Path, corpus: 
         assert list(temp.iterdir()) == []
         assert [p.name for p in Path(target).parent.iterdir() if p.name.startswith(".")] == []
     assert len(killed_at) >= 2
+
+
+def test_a_copy_back_from_the_committed_output_cut_short_is_made_again(tmp_path: Path, corpus: Path) -> None:
+    """The temp file made again from the committed output, if a kill cuts that copy short, is
+    shorter than the checkpoint counts: it was refused for good (found by review); it is copied again."""
+    import os
+
+    (tmp_path / "rt").mkdir()
+    subprocess.run(_args(corpus, tmp_path / "rt", str(tmp_path / "ref.txt")), check=True)
+    temp = tmp_path / "t"
+    temp.mkdir()
+    target = tmp_path / "out.txt"
+    killed = subprocess.run(_args(corpus, temp, str(target)), env={**os.environ, "BIGSHUF_TEST_KILL_AT": "2"})
+    assert killed.returncode == -9 and target.exists()
+    (lock,) = [p for p in tmp_path.iterdir() if p.name.startswith(".out.txt.bigshuf-resume-") and p.name.endswith(".lock")]
+    Path(str(lock)[: -len(".lock")] + ".bigshuf-tmp").write_bytes(target.read_bytes()[:1000])
+    resumed = subprocess.run(_args(corpus, temp, str(target)), capture_output=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert target.read_bytes() == (tmp_path / "ref.txt").read_bytes()
+    assert list(temp.iterdir()) == [] and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -187,6 +187,11 @@ def open_output_temp(path: str, at: ResumePoint | None, directory: str, final: s
         problem = None
         if not own_file(st):
             problem = "is not a file this user made"
+        elif st.st_size < at.size and final is not None and stat.S_ISREG(st.st_mode) and _committed(final, at):
+            # A copy back from the committed file that a kill cut short: copied again.
+            os.close(fd)
+            os.unlink(path)
+            return open_output_temp(path, at, directory, final)
         elif st.st_size < at.size or (at.finished and st.st_size != at.size):
             problem = f"holds {st.st_size} bytes, the checkpoint says {at.size}"
         elif crc_of(fd, 0, at.size) != at.crc:
@@ -212,17 +217,19 @@ def _from_committed(temp: str, final: str, at: ResumePoint) -> int | None:
     except OSError:
         return None
     try:
-        st = os.fstat(src)
-        try:
-            if not stat.S_ISREG(st.st_mode) or not own_file(st) or st.st_size < at.size or crc_of(src, 0, at.size) != at.crc:
-                return None
-        except ValueError:  # shorter than it said a moment ago
+        if not _holds(src, at):
             return None
         fd = create_exclusive(temp)
         try:
             done = 0
             while done < at.size:
-                copied = os.copy_file_range(src, fd, at.size - done, done, done)
+                try:
+                    copied = os.copy_file_range(src, fd, at.size - done, done, done)
+                except OSError as e:
+                    if e.errno not in (errno.ENOSYS, errno.EXDEV, errno.EOPNOTSUPP, errno.EINVAL):
+                        raise
+                    chunk = os.pread(src, min(1 << 22, at.size - done), done)  # a file system without it
+                    copied = os.pwrite(fd, chunk, done) if chunk else 0
                 if not copied:
                     raise OSError(errno.EIO, f"{final} ended while it was copied")
                 done += copied
@@ -235,6 +242,27 @@ def _from_committed(temp: str, final: str, at: ResumePoint) -> int | None:
         return fd
     finally:
         os.close(src)
+
+
+def _holds(fd: int, at: ResumePoint) -> bool:
+    """Whether ``fd`` is this user's regular file starting with the ``at.size`` bytes whose CRC-32 ``at`` counts."""
+    st = os.fstat(fd)
+    try:
+        return stat.S_ISREG(st.st_mode) and own_file(st) and st.st_size >= at.size and crc_of(fd, 0, at.size) == at.crc
+    except ValueError:  # shorter than it said a moment ago
+        return False
+
+
+def _committed(final: str, at: ResumePoint) -> bool:
+    """Whether the committed file ``final`` holds what ``at`` counts (see ``_from_committed``)."""
+    try:
+        fd = open_nofollow(final)
+    except OSError:
+        return False
+    try:
+        return _holds(fd, at)
+    finally:
+        os.close(fd)
 
 
 def refuse_foreign_temp(path: str) -> bool:
