@@ -308,17 +308,18 @@ def _check_replaceable(final: str, probe: OutputFiles | None) -> None:
         return  # a new file
     if stat.S_ISDIR(st.st_mode):
         raise OutputError(f"{quote_name(final)}: Is a directory")
-    if stat.S_ISREG(st.st_mode) and not os.access(final, os.W_OK):
+    if not stat.S_ISREG(st.st_mode):
+        return
+    if probe is not None:
+        backup = backup_name(probe.temp_name(final))
+        try:
+            os.link(final, backup, follow_symlinks=False)
+        except OSError as e:
+            raise OutputError(f"{quote_name(final)}: cannot be replaced: {e.strerror}") from None
+        os.unlink(backup)
+    if not os.access(final, os.W_OK):
         # shuf's open(2) refuses a file this user may not write; the rename would replace it anyway.
         raise OutputError(f"{quote_name(final)}: {os.strerror(errno.EACCES)}")
-    if not stat.S_ISREG(st.st_mode) or probe is None:
-        return
-    backup = backup_name(probe.temp_name(final))
-    try:
-        os.link(final, backup, follow_symlinks=False)
-    except OSError as e:
-        raise OutputError(f"{quote_name(final)}: cannot be replaced: {e.strerror}") from None
-    os.unlink(backup)
 
 
 def check_outputs(
