@@ -19,6 +19,12 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_short_lines(tmp_path_factory.mktemp("resume") / "in.txt", 700_000, seed=3)
 
 
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Enough lines for several buckets at -S 1M, for the tests that run a job many times."""
+    return write_short_lines(tmp_path_factory.mktemp("resume") / "small.txt", 150_000, seed=5)
+
+
 def _args(corpus: Path, temp: Path, target: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "bigshuf", "--resume", "--seed", "7", "-S", "1M", "-T", str(temp), str(corpus), "-o", target, *extra]
 
@@ -126,7 +132,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def test_a_run_killed_after_head_count_drops_buckets_resumes(tmp_path: Path, corpus: Path) -> None:
+def test_a_run_killed_after_head_count_drops_buckets_resumes(tmp_path: Path, small: Path) -> None:
     """``-n`` drops the buckets it will never reach as pass 1 goes; their files were removed at
     once, while the last checkpoint still counted them, so a run killed before the next one could
     never resume ("bucket missing, the checkpoint counts 74858 bytes"), every later try the same.
@@ -134,19 +140,19 @@ def test_a_run_killed_after_head_count_drops_buckets_resumes(tmp_path: Path, cor
     after a cut that follows a checkpoint."""
     ref = tmp_path / "ref.txt"
     (tmp_path / "rt").mkdir()
-    subprocess.run(_args(corpus, tmp_path / "rt", str(ref), "-n", "20000"), check=True)
+    subprocess.run(_args(small, tmp_path / "rt", str(ref), "-n", "20000"), check=True)
     temp = tmp_path / "t"
     temp.mkdir()
-    killed = subprocess.run([sys.executable, "-c", CUT_THEN_KILL, *_args(corpus, temp, str(tmp_path / "out.txt"), "-n", "20000")[3:]])
+    killed = subprocess.run([sys.executable, "-c", CUT_THEN_KILL, *_args(small, temp, str(tmp_path / "out.txt"), "-n", "20000")[3:]])
     assert killed.returncode == -9
-    resumed = subprocess.run(_args(corpus, temp, str(tmp_path / "out.txt"), "-n", "20000"), capture_output=True)
+    resumed = subprocess.run(_args(small, temp, str(tmp_path / "out.txt"), "-n", "20000"), capture_output=True)
     assert resumed.returncode == 0, resumed.stderr
     assert (tmp_path / "out.txt").read_bytes() == ref.read_bytes()
     assert list(temp.iterdir()) == []
 
 
 @pytest.mark.parametrize("shards", [False, True])
-def test_a_run_killed_at_any_step_of_its_commit_resumes(tmp_path: Path, corpus: Path, shards: bool) -> None:
+def test_a_run_killed_at_any_step_of_its_commit_resumes(tmp_path: Path, small: Path, shards: bool) -> None:
     """A run killed after its commit renamed the output but before it removed its checkpoint
     could never resume: "...bigshuf-tmp: missing, though the checkpoint counts 18288895 bytes in
     it", every later try the same, though the output was complete. The temp file is now made
@@ -157,7 +163,7 @@ def test_a_run_killed_at_any_step_of_its_commit_resumes(tmp_path: Path, corpus: 
     target = str(tmp_path / ("s/p{}.txt.gz" if shards else "out.txt"))
     (tmp_path / "rt").mkdir()
     ref_target = str(tmp_path / ("ref/p{}.txt.gz" if shards else "ref.txt"))
-    subprocess.run(_args(corpus, tmp_path / "rt", ref_target, *extra), check=True)
+    subprocess.run(_args(small, tmp_path / "rt", ref_target, *extra), check=True)
     names = [f"p{i}.txt.gz" for i in range(3)] if shards else ["out.txt"]
     refs = [Path(ref_target).parent / (name if shards else "ref.txt") for name in names]
     killed_at = []
@@ -165,10 +171,10 @@ def test_a_run_killed_at_any_step_of_its_commit_resumes(tmp_path: Path, corpus: 
         temp = tmp_path / f"t{step}"
         temp.mkdir()
         env = {**os.environ, "BIGSHUF_TEST_KILL_AT": str(step)}
-        if subprocess.run(_args(corpus, temp, target, *extra), env=env, capture_output=True).returncode != -9:
+        if subprocess.run(_args(small, temp, target, *extra), env=env, capture_output=True).returncode != -9:
             continue  # the commit has fewer steps
         killed_at.append(step)
-        resumed = subprocess.run(_args(corpus, temp, target, *extra), capture_output=True)
+        resumed = subprocess.run(_args(small, temp, target, *extra), capture_output=True)
         assert resumed.returncode == 0, (step, resumed.stderr)
         assert [(Path(target).parent / n).read_bytes() for n in names] == [r.read_bytes() for r in refs], step
         assert list(temp.iterdir()) == []
@@ -176,21 +182,21 @@ def test_a_run_killed_at_any_step_of_its_commit_resumes(tmp_path: Path, corpus: 
     assert len(killed_at) >= 2
 
 
-def test_a_copy_back_from_the_committed_output_cut_short_is_made_again(tmp_path: Path, corpus: Path) -> None:
+def test_a_copy_back_from_the_committed_output_cut_short_is_made_again(tmp_path: Path, small: Path) -> None:
     """The temp file made again from the committed output, if a kill cuts that copy short, is
     shorter than the checkpoint counts: it was refused for good (found by review); it is copied again."""
     import os
 
     (tmp_path / "rt").mkdir()
-    subprocess.run(_args(corpus, tmp_path / "rt", str(tmp_path / "ref.txt")), check=True)
+    subprocess.run(_args(small, tmp_path / "rt", str(tmp_path / "ref.txt")), check=True)
     temp = tmp_path / "t"
     temp.mkdir()
     target = tmp_path / "out.txt"
-    killed = subprocess.run(_args(corpus, temp, str(target)), env={**os.environ, "BIGSHUF_TEST_KILL_AT": "2"})
+    killed = subprocess.run(_args(small, temp, str(target)), env={**os.environ, "BIGSHUF_TEST_KILL_AT": "2"})
     assert killed.returncode == -9 and target.exists()
     (lock,) = [p for p in tmp_path.iterdir() if p.name.startswith(".out.txt.bigshuf-resume-") and p.name.endswith(".lock")]
     Path(str(lock)[: -len(".lock")] + ".bigshuf-tmp").write_bytes(target.read_bytes()[:1000])
-    resumed = subprocess.run(_args(corpus, temp, str(target)), capture_output=True)
+    resumed = subprocess.run(_args(small, temp, str(target)), capture_output=True)
     assert resumed.returncode == 0, resumed.stderr
     assert target.read_bytes() == (tmp_path / "ref.txt").read_bytes()
     assert list(temp.iterdir()) == [] and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
