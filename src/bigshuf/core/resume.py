@@ -184,14 +184,14 @@ def open_output_temp(path: str, at: ResumePoint | None, directory: str, final: s
         raise OutputError(f"{quote_name(path)}: cannot reopen ({open_failure(e)}); {advice(directory)}") from None
     try:
         st = os.fstat(fd)
+        if final is not None and own_file(st) and stat.S_ISREG(st.st_mode) and st.st_size < at.size:
+            taken = _from_committed(path, final, at, replace=True)  # a copy back that a kill cut short
+            if taken is not None:
+                os.close(fd)
+                fd, st = taken, os.fstat(taken)
         problem = None
         if not own_file(st):
             problem = "is not a file this user made"
-        elif st.st_size < at.size and final is not None and stat.S_ISREG(st.st_mode) and _committed(final, at):
-            # A copy back from the committed file that a kill cut short: copied again.
-            os.close(fd)
-            os.unlink(path)
-            return open_output_temp(path, at, directory, final)
         elif st.st_size < at.size or (at.finished and st.st_size != at.size):
             problem = f"holds {st.st_size} bytes, the checkpoint says {at.size}"
         elif crc_of(fd, 0, at.size) != at.crc:
@@ -207,11 +207,12 @@ def open_output_temp(path: str, at: ResumePoint | None, directory: str, final: s
     return fd
 
 
-def _from_committed(temp: str, final: str, at: ResumePoint) -> int | None:
+def _from_committed(temp: str, final: str, at: ResumePoint, replace: bool = False) -> int | None:
     """A run stopped after its commit renamed ``temp`` to ``final`` but before it removed its
     checkpoint: ``temp`` made again (exclusively, synced) from the ``at.size`` bytes of ``final``
     the checkpoint counts, if ``final`` is this user's regular file holding them (their CRC-32);
-    else None. The resumed run then writes what follows and commits again, as it would have."""
+    else None. The resumed run then writes what follows and commits again, as it would have.
+    ``replace``: the ``temp`` there (such a copy, cut short) is removed first."""
     try:
         src = open_nofollow(final)
     except OSError:
@@ -219,6 +220,8 @@ def _from_committed(temp: str, final: str, at: ResumePoint) -> int | None:
     try:
         if not _holds(src, at):
             return None
+        if replace:
+            os.unlink(temp)
         fd = create_exclusive(temp)
         try:
             done = 0
@@ -251,18 +254,6 @@ def _holds(fd: int, at: ResumePoint) -> bool:
         return stat.S_ISREG(st.st_mode) and own_file(st) and st.st_size >= at.size and crc_of(fd, 0, at.size) == at.crc
     except ValueError:  # shorter than it said a moment ago
         return False
-
-
-def _committed(final: str, at: ResumePoint) -> bool:
-    """Whether the committed file ``final`` holds what ``at`` counts (see ``_from_committed``)."""
-    try:
-        fd = open_nofollow(final)
-    except OSError:
-        return False
-    try:
-        return _holds(fd, at)
-    finally:
-        os.close(fd)
 
 
 def refuse_foreign_temp(path: str) -> bool:

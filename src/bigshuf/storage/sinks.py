@@ -26,8 +26,8 @@ class Sink:
 
     @property
     def shown(self) -> str:
-        """The output's name in a message: a file's quoted as GNU tools quote it; standard output's as words."""
-        return self.name if isinstance(self, StdoutSink) else quote_name(self.name)
+        """The output's name in a message, quoted as GNU tools quote a file name."""
+        return quote_name(self.name)
 
     def __init__(self, raw: BinaryIO, codec: CodecChoice | None) -> None:
         self._raw = raw
@@ -87,7 +87,7 @@ class Sink:
 
     def write_error(self, e: OSError) -> OutputError:
         """The error for a failed write, naming this output."""
-        return OutputError(f"{quote_name(self.name)}: write error: {e.strerror}")
+        return OutputError(f"{self.shown}: write error: {e.strerror}")
 
     def commit(self) -> None:
         """The output is complete."""
@@ -102,6 +102,11 @@ class StdoutSink(Sink):
 
     def __init__(self, codec: CodecChoice | None = None) -> None:
         super().__init__(open_sliced(sys.stdout.fileno(), "wb", 1 << 20, closefd=False), codec)
+
+    @property
+    def shown(self) -> str:
+        """Standard output is named in words, not quoted as a file."""
+        return self.name
 
     def write_error(self, e: OSError) -> OutputError:
         """GNU's words for standard output, which they do not name: ``write error: ...``."""
@@ -124,7 +129,7 @@ class DeviceSink(Sink):
         try:
             self._raw.close()
         except OSError as e:
-            raise OutputError(f"{quote_name(self.name)}: write error: {e.strerror}") from None
+            raise OutputError(f"{self.shown}: write error: {e.strerror}") from None
 
     def abort(self) -> None:
         try:
@@ -171,7 +176,7 @@ class AtomicFileSink(Sink):
                 fd = open_output_temp(self.tmp_path, resume_at, resume_dir, final=path)
         except OSError as e:
             self._release()
-            raise OutputError(f"{quote_name(self.name)}: {e.strerror}") from None
+            raise OutputError(f"{self.shown}: {e.strerror}") from None
         except BaseException:
             self._release()
             raise
@@ -209,7 +214,7 @@ class AtomicFileSink(Sink):
                     sync_file(self._raw.fileno())
             self._raw.close()
         except OSError as e:
-            raise OutputError(f"{quote_name(self.name)}: {e.strerror}") from None
+            raise OutputError(f"{self.shown}: {e.strerror}") from None
         if self._lock >= 0:
             os.close(self._lock)
             self._lock = -1
@@ -223,7 +228,7 @@ class AtomicFileSink(Sink):
             if self.files.sync:
                 sync_directory(os.path.dirname(self.path))
         except OSError as e:
-            raise OutputError(f"{quote_name(self.name)}: {e.strerror}") from None
+            raise OutputError(f"{self.shown}: {e.strerror}") from None
         finally:
             self._release()
 
