@@ -17,7 +17,7 @@ BENCH_SHARDS = BENCH.with_name("bench_shards.py")
 
 def test_bench_quick_runs_every_tool(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--scratch", str(tmp_path)],
+        [sys.executable, str(BENCH), "--quick", "--sizes", "3M", "--scratch", str(tmp_path)],
         check=False, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr

@@ -29,7 +29,7 @@ def test_back_to_back_runs_leak_nothing(tmp_path: Path) -> None:
     one_round(0)  # imports and lazily created objects settle first
     fds = len(os.listdir("/proc/self/fd"))
     threads = threading.active_count()
-    for i in range(1, 40):
+    for i in range(1, 15):
         one_round(i)
     assert len(os.listdir("/proc/self/fd")) == fds
     assert threading.active_count() == threads

@@ -490,8 +490,8 @@ def test_an_impossible_shard_count_is_refused_before_reading(tmp_path: Path) -> 
     assert not (tmp_path / "out").exists()
 
 
-def test_ten_thousand_shards_scan_the_directory_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    records = make_records(20_000, seed=16, max_len=10)
+def test_thousands_of_shards_scan_the_directory_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    records = make_records(4_000, seed=16, max_len=10)
     src = write_records(tmp_path / "in.txt", records)
     out = tmp_path / "out"
     out.mkdir()
@@ -503,12 +503,12 @@ def test_ten_thousand_shards_scan_the_directory_once(tmp_path: Path, monkeypatch
         return real(path)
 
     monkeypatch.setattr(os, "listdir", listdir)
-    bigshuf.shuffle(src, f"{out}/", seed=1, shards=10_000, sync=False, tmp_dir=tmp_path)
+    bigshuf.shuffle(src, f"{out}/", seed=1, shards=2_000, sync=False, tmp_dir=tmp_path)
     monkeypatch.undo()
     assert scans[f"{out}/"] + scans[str(out)] <= 1
     names = sorted(os.listdir(out))
-    assert len(names) == 10_000 and names[-1] == "part-09999.txt"
-    assert sum(len(split_records((out / n).read_bytes())) for n in names) == 20_000
+    assert len(names) == 2_000 and names[-1] == "part-01999.txt"
+    assert sum(len(split_records((out / n).read_bytes())) for n in names) == 4_000
 
 
 def _fifo_input(tmp_path: Path) -> tuple[Path, int]:
