@@ -305,6 +305,31 @@ def test_the_first_of_help_and_version_is_the_one_answered(run_cli, run_gnu, arg
 
 
 @pytest.mark.parametrize(
+    "args",
+    [["--help", "-x"], ["--version", "-x"], ["--vers", "--foo"], ["--help", "-n", "x"], ["-e", "a", "--help", "b"],
+     ["--help", "--bogus=1", "-i", "9-1"]],
+)
+def test_help_and_version_end_the_options_read(run_cli, run_gnu, args):
+    """getopt stops at --help or --version, so GNU shuf answers it whatever follows (bigshuf
+    refused the invalid option after it)."""
+    gnu, ours = run_gnu(args), run_cli(args)
+    assert gnu[0] == ours[0] == 0 and gnu[2] == ours[2] == b""
+    assert gnu[1].startswith(b"Usage:") == ours[1].startswith(b"Usage:")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--he", "-x"], ["--he=3", "-e", "a"], ["--r", "--bogus"], ["--=x"], ["---x", "-y"], ["--help=1", "-x"], ["--rep=1", "--foo"]],
+)
+def test_a_long_option_is_refused_where_getopt_meets_it(run_cli, run_gnu, args):
+    """An unknown, ambiguous or argument-taking long option is refused before the words after it
+    (bigshuf said "invalid option -- 'x'" for --he -x), in GNU shuf's words: its possibilities
+    only, as its options win an abbreviation (bigshuf listed --header too), and the word whole."""
+    gnu, ours = run_gnu(args), run_cli(args)
+    assert ours == gnu and gnu[0] == 1
+
+
+@pytest.mark.parametrize(
     "name",
     [b"a b", b"bad\nname", b"bad\x1b[31mred", b"a'b", b"a'b$c", b"a\xffb", b"~a", b"a~", b"a:b", b"\x7f", b"\na\n", b"plain-name.txt"],
 )

@@ -464,16 +464,31 @@ GNU_LONG_OPTIONS = (
 )
 
 
+def _check_long(word: str, matches: list[str], gnu: list[str], flags: set[str]) -> None:
+    """Refuse a long option word as getopt does when it meets it, before any word after it is read:
+    unknown, ambiguous (GNU shuf's possibilities when it has several, as its options win an
+    abbreviation), or given an argument it does not take."""
+    if not matches:
+        raise CommandSyntaxError(f"unrecognized option {quote_arg(word)}")
+    if len(matches) > 1:
+        shown = " ".join(quote_arg(o) for o in (gnu or matches))
+        raise CommandSyntaxError(f"option {quote_arg(word)} is ambiguous; possibilities: {shown}")
+    if "=" in word and matches[0] in flags:
+        raise CommandSyntaxError(f"option {quote_arg(matches[0])} doesn't allow an argument")
+
+
 def _attach_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[list[str], list[str]]:
     """Join each option that takes an argument to the word after it, as getopt takes that word
     whatever it looks like: ``-i -1-3`` is the range ``-1-3`` (refused as shuf refuses it), where
     argparse would see an option and say the argument is missing. Returns those words, and the
     operands after ``--``. As with getopt, ``--`` right after an option that needs an argument is
     that argument (``-o -- f`` writes a file named ``--``). GNU shuf's abbreviations are spelt out
-    (``GNU_LONG_OPTIONS``)."""
+    (``GNU_LONG_OPTIONS``). Each word is checked as getopt meets it, and ``--help`` or
+    ``--version`` ends the words read, as it ends GNU shuf."""
     takes_argument = {o for a in parser._actions if a.nargs is None for o in a.option_strings}
     flags = {o[1] for a in parser._actions if a.nargs == 0 for o in a.option_strings if len(o) == 2}
     longs = [o for o in parser._option_string_actions if o.startswith("--")]
+    flags_long = {o for a in parser._actions if a.nargs == 0 for o in a.option_strings if o.startswith("--")}
     out: list[str] = []
     words = iter(argv)
     for word in words:
@@ -482,12 +497,14 @@ def _attach_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> tuple
         if word.startswith("--"):
             name, eq, value = word.partition("=")
             matches = [name] if name in longs else [o for o in longs if o.startswith(name)]
-            if not matches and " " in word:  # argparse takes a word with a blank for an operand
-                raise CommandSyntaxError(f"unrecognized option {quote_arg(word)}")
             gnu = [o for o in GNU_LONG_OPTIONS if o.startswith(name)]
             if len(matches) > 1 and len(gnu) == 1:
                 matches, word = gnu, gnu[0] + eq + value
-            if not eq and len(matches) == 1 and matches[0] in takes_argument:
+            _check_long(word, matches, gnu, flags_long)
+            if matches[0] in ("--help", "--version"):  # answered at once: getopt never reads the words after it
+                out.append(matches[0])
+                return out, []
+            if not eq and matches[0] in takes_argument:
                 following = next(words, None)
                 word = word if following is None else f"{word}={following}"
         elif word.startswith("-") and len(word) >= 2 and word[1] != "-":
