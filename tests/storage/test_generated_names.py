@@ -243,3 +243,41 @@ def test_a_link_to_a_directory_not_there_yet_is_refused_on_the_way(tmp_path: Pat
     proc = cli("in.txt", "-o", "nd/sub/../../dl/../", "--shards", "2", "--seed", "1", "--manifest", "nd/part-00000.txt", cwd=tmp_path)
     assert (proc.returncode, proc.stderr) == (1, b"bigshuf: nd/sub/../../dl/../part-00000.txt: No such file or directory\n")
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    "case,args,message",
+    [
+        ("splits a and a1", ["--split", "a=0.5,a1=rest", "--shard-records", "2", "-o", "{split}{}.txt", "--manifest", "m.json"],
+         "would both be written to"),
+        ("a pattern's precision", ["--shard-records", "1", "-o", "e/p-{:.0e}.txt"], "cannot number shards"),
+        ("manifest over shard 3", ["--shard-records", "30", "-o", "mo/", "--manifest", "mo/part-00003.txt"],
+         "the manifest would be written over an output"),
+        ("manifest over a named shard", ["--shard-size", "1", "-o", "mo/p{}.txt", "--manifest", "mo/p99.txt"],
+         "the manifest would be written over an output"),
+    ],
+)
+def test_open_ended_shards_never_share_a_name(tmp_path: Path, case: str, args: list[str], message: str) -> None:
+    """With --shard-records or --shard-size the shard count is known only at the end: split a's
+    shard 10 and split a1's shard 0 (both a10.txt), shards 10 and 11 of {:.0e}, or a manifest at
+    shard 3's name, were written over each other (20 or more records lost, exit 0). Refused at once."""
+    (tmp_path / "in.txt").write_bytes(DATA)
+    (tmp_path / "e").mkdir()
+    (tmp_path / "mo").mkdir()
+    refused(tmp_path, ["in.txt", "--seed", "1", *args], message)
+
+
+def test_a_commit_of_two_files_onto_one_name_replaces_nothing(tmp_path: Path) -> None:
+    """The last guard, for names past those checked before pass 1: two of a run's files bound for
+    one name are refused at the commit, before anything is renamed."""
+    final = tmp_path / "out.txt"
+    final.write_bytes(b"old\n")
+    files = OutputFiles(sync=False)
+    temps = [files.temp_name(str(final), i) for i in range(2)]
+    for i, temp in enumerate(temps):
+        Path(temp).write_bytes(b"new %d\n" % i)
+    with pytest.raises(OutputError, match="two of this run's files would be written to it; nothing was replaced"):
+        files.commit([(temps[0], str(final)), (temps[1], str(final))])
+    files.discard()
+    files.release()
+    assert final.read_bytes() == b"old\n" and sorted(os.listdir(tmp_path)) == ["out.txt"]

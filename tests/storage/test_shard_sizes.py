@@ -103,6 +103,9 @@ def test_shard_option_refusals_are_one_line(tmp_path: Path, args: list[str], mes
     ("out-{:1.1}", "is not a valid pattern"),
     ("out-{:c}", "is not a valid pattern"),  # a character: the large shard number has none
     ("out", "need -o to be a directory or a pattern with {}"),
+    ("out-{:200000000}", "out-{:200000000}': File name too long"),  # built 1.2 GB of names first
+    ("out-{:.999999999999}", "out-{:.999999999999}': File name too long"),  # was "memory exhausted"
+    ("out-{:>{w}}", "is not a valid pattern"),
 ])
 def test_an_open_ended_pattern_is_checked_before_reading(tmp_path: Path, pattern: str, message: str) -> None:
     # Standard input that is never read: the refusal comes first.

@@ -102,6 +102,8 @@ def test_a_field_that_cannot_number_shards_is_named() -> None:
         ("out/{0.bit_length}", ": its one field is the shard number, {} or {:05d}; "),  # named files after a method's address
         ("out/{:q}.txt", " (Unknown format code 'q' for object of type 'int'); "),
         ("out/{.txt", " (expected '}' before end of string); "),
+        ("out/w-{:>{w}}.txt", ": its one field is the shard number, {} or {:05d}; "),  # was an internal error (KeyError)
+        ("out/w-{:>{}}.txt", ": its one field is the shard number, {} or {:05d}; "),
     ],
 )
 def test_an_invalid_pattern_is_refused(pattern: str, why: str) -> None:

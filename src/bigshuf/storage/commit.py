@@ -184,6 +184,11 @@ class OutputFiles:
             self.release()
 
     def _commit(self, moves: list[tuple[str, str]]) -> None:
+        seen: set[str] = set()
+        for _, final in moves:  # names past those checked before pass 1 (open-ended shards) may meet
+            if final in seen:
+                raise OutputError(f"{quote_name(final)}: two of this run's files would be written to it; nothing was replaced")
+            seen.add(final)
         first = os.path.dirname(moves[0][1])
         self.claim(first)
         journal = os.path.join(first, f".bigshuf-{self.id}.commit")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from collections.abc import Callable, Sequence
 from string import Formatter
@@ -44,9 +45,13 @@ def shard_names(
     )
     try:
         # Only the number itself: an attribute or index ({0.bit_length}, {0[1]}) formats to no name or an address.
-        named = {name for _, name, _, _ in Formatter().parse(target) if name is not None}
-        if not named <= {"", "0"} or named == {"", "0"}:
-            raise one_field
+        parsed = [(name, spec or "") for _, name, spec, _ in Formatter().parse(target) if name is not None]
+        named = {name for name, _ in parsed}
+        if not named <= {"", "0"} or named == {"", "0"} or any("{" in spec for _, spec in parsed):
+            raise one_field  # (a width from a nested field, {:>{w}}, would be looked up by name)
+        if any(int(digits) > PATH_MAX for _, spec in parsed for digits in re.findall(r"[0-9]+", spec)):
+            # A width or precision past any path ({:200000000}) would build names of that size first.
+            raise OutputError(f"{quote_name(target)}: {os.strerror(errno.ENAMETOOLONG)}")
         names = [target.format(i) for i in numbers]
     except IndexError:  # {}-{}: a second number asked for
         raise one_field from None
@@ -66,9 +71,14 @@ def shard_names(
     return names
 
 
-#: Shard numbers whose names must differ when the count is known only at the end (``--shard-size``,
-#: ``--shard-records``): the first two, and one past any width a pattern pads to.
-OPEN_ENDED_PROBE = (0, 1, 10**9)
+#: The longest path Linux takes (PATH_MAX): a pattern's width or precision past it makes no name.
+PATH_MAX = 4096
+
+#: Shard numbers whose names must differ (within a split, across splits and from the manifest)
+#: when the count is known only at the end (``--shard-size``, ``--shard-records``): the first
+#: thousand, where a pattern's precision ({:.0e}: 10 and 11) or another split's prefix (a, a1: a10)
+#: first collides, and one past any width a pattern pads to. The commit checks the names it has.
+OPEN_ENDED_PROBE = (*range(1000), 10**9)
 
 
 def make_directories(paths: list[str]) -> list[str]:
