@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .arguments import _describe, _integer, _path_list
 from .core import mix as weights, plan
+from .core.numbers import shown
 from .errors import UsageError, option
 from .quoting import quote_arg, quote_name
 
@@ -31,6 +32,9 @@ def mix_settings(raw: dict[str, object]) -> dict[str, Any]:
     sources = _source_files(raw.get("sources"))
     names = [name for name, _files in sources]
     max_rate = weights.as_fraction(raw.get("max_rate", weights.DEFAULT_MAX_RATE), f"{option('max_rate')} value")
+    if max_rate > weights.MOST_RATE:
+        # More copies of a record than any corpus wants; past it the counts of copies overflow.
+        raise UsageError(f"invalid {option('max_rate')} value: {quote_arg(raw['max_rate'])} (at most {weights.MOST_RATE})")
     if max_rate < 1:
         # A cap on upsampling: below 1 it would refuse every source kept whole, the default rate 1 included.
         raise UsageError(
@@ -54,7 +58,7 @@ def mix_settings(raw: dict[str, object]) -> dict[str, Any]:
     for name, rate in rates:
         if rate > max_rate:
             raise UsageError(
-                f"{option('rate')} {float(rate):g} for source {quote_arg(name)} is above the maximum of {float(max_rate):g}; "
+                f"{option('rate')} {shown(rate)} for source {quote_arg(name)} is above the maximum of {shown(max_rate)}; "
                 f"raise {option('max_rate')} to allow it"
             )
     if shares:
@@ -65,7 +69,7 @@ def mix_settings(raw: dict[str, object]) -> dict[str, Any]:
             if share == 0:
                 raise UsageError(f"{option('mix')}: the share of source {quote_arg(name)} must be above 0")
         if abs(sum((share for _name, share in shares), Fraction(0)) - 1) > weights.MIX_TOLERANCE:
-            raise UsageError(f"{option('mix')} shares sum to {float(sum(s for _n, s in shares)):g}, not 1")
+            raise UsageError(f"{option('mix')} shares sum to {shown(sum((s for _n, s in shares), Fraction(0)))}, not 1")
         order = dict(shares)
         shares = [(name, order[name]) for name in names]
     return {

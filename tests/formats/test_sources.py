@@ -236,6 +236,32 @@ def test_refusals(tmp_path: Path, corpus: dict[str, list[bytes]], settings: dict
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    "settings,message",
+    [
+        (dict(rates={"code": 10**400}), "rates= 1e+400 for source 'code' is above the maximum of 10; raise max_rate="),
+        (dict(rates={"code": 10**20}, max_rate=10**20), "invalid max_rate= value: '100000000000000000000' (at most 4294967296)"),
+        (dict(rates={"code": 2**63 - 1}, max_rate=2**63 - 1), "invalid max_rate= value: '9223372036854775807' (at most 4294967296)"),
+        (dict(mix={"web": 10**400, "code": 1, "wiki": 1}), "mix= shares sum to 1e+400, not 1"),
+        (dict(mix={"web": 0.5, "code": 0.25, "wiki": 0.25}, total=10**400), "mix= needs rate 1.66667e+397 for source 'web'"),
+        (dict(sources=None, split="a=0.3333333333333333,b=0.6666666666666666"), "fractions add up to 0.9999999999999999, not 1"),
+        (dict(sources=None, split="a=0.5,b=0.5000000000000001"), "fractions add up to 1.0000000000000001, more than 1"),
+    ],
+)
+def test_huge_or_nearly_one_numbers_are_refused_in_words(
+    tmp_path: Path, corpus: dict[str, list[bytes]], settings: dict[str, object], message: str,
+) -> None:
+    """A rate or total past a float's range was an internal OverflowError, a rate past 2**63 one
+    in NumPy; sums just off 1 were said to add up to 1, "not 1"."""
+    import re
+
+    given = {"sources": sources_of(tmp_path), **settings}
+    before = sorted(os.listdir(tmp_path))
+    with pytest.raises(UsageError, match=re.escape(message)):
+        bigshuf.shuffle(tmp_path / "wiki.txt" if given["sources"] is None else (), tmp_path / "out{split}", **given)  # type: ignore[arg-type]
+    assert sorted(os.listdir(tmp_path)) == before
+
+
 def test_a_mix_needing_too_high_a_rate_is_refused_unless_allowed(tmp_path: Path, corpus: dict[str, list[bytes]]) -> None:
     shares = {"web": 0.1, "code": 0.1, "wiki": 0.8}
     with pytest.raises(UsageError, match=r"needs rate 12 for source 'wiki', above the maximum of 10; raise max_rate="):

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import InputError, UsageError, option
 from . import numbers
+from .numbers import shown
 from .fingerprint import Fingerprint, fingerprint
 from ..quoting import quote_arg
 from .records import RecordFormat, array_block, as_binary_array, count_separators
@@ -36,6 +37,9 @@ NAME = re.compile(r"[A-Za-z0-9_.-]+\Z")
 
 #: Highest rate allowed unless ``--max-rate`` says otherwise.
 DEFAULT_MAX_RATE = Fraction(10)
+
+#: Highest ``--max-rate``: copies of a record past it are no training mix, and their counts overflow.
+MOST_RATE = 2**32
 
 #: How far the shares of ``--mix`` may sum from 1.
 MIX_TOLERANCE = Fraction(1, 10**6)
@@ -134,8 +138,8 @@ def solve_mix(
     for name, rate in zip(names, rates):
         if rate > max_rate:
             raise UsageError(
-                f"{option('mix')} needs rate {float(rate):.6g} for source {quote_arg(name)}, above the maximum "
-                f"of {float(max_rate):g}; raise {option('max_rate')} to allow it"
+                f"{option('mix')} needs rate {shown(rate)} for source {quote_arg(name)}, above the maximum "
+                f"of {shown(max_rate)}; raise {option('max_rate')} to allow it"
             )
     return rates
 

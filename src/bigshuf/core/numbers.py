@@ -9,7 +9,7 @@ option and not in another.
 from __future__ import annotations
 
 import re
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from fractions import Fraction
 
 #: A number as the options take it: ``10``, ``0.5``, ``2.25``.
@@ -22,3 +22,15 @@ HOW = "digits with digits after any dot, such as 0.5 or 2.5"
 def parse_decimal(text: str) -> Fraction | None:
     """``text`` as the exact number it spells, or None if it is not spelt as the options take numbers."""
     return Fraction(Decimal(text)) if _DECIMAL.match(text) else None
+
+
+def shown(x: Fraction) -> str:
+    """``x`` for a message: exactly when it is a decimal of up to 20 digits (a sum of fractions
+    just off 1 reads 0.9999999999999999, not 1), else to 6 digits; never through a float, which a
+    rate of 10**400 would overflow."""
+    with localcontext() as context:
+        context.prec = 60
+        value = (Decimal(x.numerator) / Decimal(x.denominator)).normalize()
+        if Fraction(value) == x and len(value.as_tuple().digits) <= 20 and -20 < value.adjusted() < 20:
+            return format(value, "f")
+        return format(value, ".6g")

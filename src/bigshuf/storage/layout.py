@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from ..core.numbers import parse_decimal
+from ..core.numbers import parse_decimal, shown
 from ..errors import UsageError, option
 from ..quoting import quote_arg
 
@@ -63,10 +63,10 @@ def parse_split(text: str) -> tuple[SplitPart, ...]:
     fractions = sum((p.fraction for p in parts if p.fraction is not None), Fraction(0))
     has_rest = any(p.rest for p in parts)
     if fractions > 1:
-        raise UsageError(f"{option('split')}: the fractions add up to {float(fractions):g}, more than 1")
+        raise UsageError(f"{option('split')}: the fractions add up to {shown(fractions)}, more than 1")
     if not has_rest and all(p.fraction is not None for p in parts) and fractions != 1:
         raise UsageError(
-            f"{option('split')}: the fractions add up to {float(fractions):g}, not 1; make one split 'rest' to take what is left"
+            f"{option('split')}: the fractions add up to {shown(fractions)}, not 1; make one split 'rest' to take what is left"
         )
     return tuple(parts)
 
