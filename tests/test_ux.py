@@ -686,3 +686,22 @@ def test_an_empty_sources_mapping_and_records_given_as_str_are_named(tmp_path: P
     with pytest.raises(UsageError, match="^BytesSource takes the records as bytes, not str$"):
         BytesSource("m", "text")  # type: ignore[arg-type]
     assert bigshuf.shuffle(BytesSource("m", bytearray(b"a\nb\n")), tmp_path / "o", seed=1).records == 2
+
+
+@pytest.mark.parametrize("where", ["inputs", "output", "manifest", "tmp_dir", "random_source", "sources", "split pattern"])
+@pytest.mark.parametrize("call", ["shuffle", "plan_shuffle"])
+def test_a_nul_byte_in_a_path_is_a_usage_error(tmp_path: Path, where: str, call: str) -> None:
+    """The OS's ValueError ("embedded null byte") leaked from the library for a path holding a NUL."""
+    (tmp_path / "in.txt").write_bytes(b"a\nb\n")
+    given: dict[str, object] = {"inputs": str(tmp_path / "in.txt"), "output": str(tmp_path / "o")}
+    bad = str(tmp_path / "x\0y")
+    if where in ("inputs", "output", "manifest", "tmp_dir", "random_source"):
+        given[where] = bad
+    elif where == "sources":
+        given.update(inputs=[], sources={"a": bad})
+    else:
+        given.update(output=bad + "{split}", split="a=0.5,b=rest")
+    inputs, output = given.pop("inputs"), given.pop("output")
+    with pytest.raises(UsageError, match="holds a NUL byte, which no file name may have"):
+        getattr(bigshuf, call)(inputs, output, **given)
+    assert sorted(os.listdir(tmp_path)) == ["in.txt"]

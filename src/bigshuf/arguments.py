@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from typing import cast
 
 from .errors import UsageError
+from .quoting import quote_arg
 from .storage.sources import Source
 
 
@@ -23,6 +24,8 @@ def _path(name: str, value: object) -> str:
     path = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
     if not isinstance(path, str):
         raise UsageError(f"{name} must be a path (str or os.PathLike), not {_describe(value)}")
+    if "\0" in path:  # the OS would raise ValueError at the first call that takes it
+        raise UsageError(f"{name} {quote_arg(path)} holds a NUL byte, which no file name may have")
     return path
 
 
