@@ -530,3 +530,36 @@ def test_tars_gnu_tar_and_webdataset_read_are_accepted(tmp_path: Path) -> None:
     assert b"f00d" not in out and [len(s) for s in read_samples(out)] == [2] * 5
     with tarfile.open(tmp_path / "git-out.tar") as tar:
         assert tar.pax_headers == {} and sorted(tar.getnames()) == sorted(m[0] for s in samples for m in s)
+
+
+def _raw_member(name: bytes, data: bytes, kind: bytes = b"0") -> bytes:
+    """A member's header and its data padded to whole blocks."""
+    return raw_header(name, b"%011o\0" % len(data), kind) + data + bytes(-len(data) % 512)
+
+
+def _pax(path: bytes) -> bytes:
+    record = b" path=" + path + b"\n"
+    digits = len(b"%d" % (len(record) + 3))
+    return _raw_member(b"PaxHeader", b"%d" % (len(record) + digits) + record, b"x")
+
+
+@pytest.mark.parametrize("names", ["pax, then GNU long name", "GNU long name, then pax", "two pax headers"])
+def test_a_member_named_by_two_extension_headers_takes_the_name_tarfile_gives(tmp_path: Path, names: str) -> None:
+    """tarfile (so WebDataset) applies the outer extension header last, so the first name wins;
+    bigshuf took the last, and a sample came out as two halves, each a broken sample."""
+    first, second = {
+        "pax, then GNU long name": (_pax(b"a.jpg"), _raw_member(b"././@LongLink", b"b.jpg\0", b"L")),
+        "GNU long name, then pax": (_raw_member(b"././@LongLink", b"a.jpg\0", b"L"), _pax(b"b.jpg")),
+        "two pax headers": (_pax(b"a.jpg"), _pax(b"b.jpg")),
+    }[names]
+    data = first + second + _raw_member(b"x.jpg", b"IMG") + _raw_member(b"a.cls", b"7")
+    for i in range(5):
+        data += _raw_member(b"k%d.jpg" % i, b"i%d" % i) + _raw_member(b"k%d.cls" % i, b"%d" % i)
+    (tmp_path / "in.tar").write_bytes(data + bytes(1024))
+    for seed in range(4):
+        bigshuf.shuffle(tmp_path / "in.tar", tmp_path / "out.tar", seed=seed, sync=False)
+        with tarfile.open(tmp_path / "out.tar") as tar:
+            names_out = [m.name for m in tar.getmembers()]
+        assert sorted(names_out) == sorted(["a.jpg", "a.cls"] + [f"k{i}.{e}" for i in range(5) for e in ("jpg", "cls")])
+        at = names_out.index("a.jpg")
+        assert names_out[at + 1] == "a.cls", names_out  # one sample, its members together

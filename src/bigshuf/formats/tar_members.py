@@ -242,13 +242,15 @@ class _Members:
             if kind in (PAX, GNU_LONG_NAME, GNU_LONG_LINK):
                 padded = self._extension(length, kind, at)
                 raw += block + padded
+                # Several extension headers before one member: the first to give a name or a
+                # size wins, as in tarfile (so WebDataset), whose outer header is applied last.
                 if kind == GNU_LONG_NAME:
-                    name = padded[:length].split(b"\0", 1)[0]
+                    name = padded[:length].split(b"\0", 1)[0] if name is None else name
                 elif kind == PAX:
                     try:
                         records = _pax_records(padded[:length])
-                        name = records.get(b"path", name)
-                        size = _digits(records[b"size"]) if b"size" in records else size
+                        name = records.get(b"path") if name is None else name
+                        size = _digits(records[b"size"]) if size is None and b"size" in records else size
                     except ValueError:
                         raise InputError(f"{self.path}: corrupt pax header at byte {at}") from None
                     if any(k.startswith(b"GNU.sparse.") for k in records):
