@@ -259,6 +259,12 @@ def check_line_settings(request: Request, all_paths: bool) -> None:
         from .storage.codecs import parse_compress
 
         parse_compress(request.compress)
+    target = request.output
+    if target not in (None, "-") and os.path.basename(target or "").endswith((".bin", ".idx")):
+        # A .bin whose .idx is missing was shuffled as lines, at its newline bytes, into a broken dataset.
+        raise UsageError(
+            f"{quote_name(target or '')}: Megatron output needs Megatron datasets (PREFIX.bin with PREFIX.idx beside it) as inputs"
+        )
     if request.resume:
         _check_resume(request)
 

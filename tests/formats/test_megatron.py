@@ -293,6 +293,24 @@ def test_mismatched_dtypes_and_refusals(tmp_path: Path, run_cli) -> None:
     assert code == 1 and err.startswith(f"bigshuf: {tmp_path}/nothing.txt: not a Megatron indexed dataset".encode())
 
 
+@pytest.mark.parametrize("case", ["bin without its idx", "idx a directory", "line input", "shards named .idx"])
+def test_lines_are_never_written_as_a_megatron_file(tmp_path: Path, run_cli, case: str) -> None:
+    """A .bin whose .idx was missing (or a directory) was read as lines and shuffled at its newline
+    bytes into out.bin, exit 0: an output named .bin or .idx needs Megatron inputs, as .tar needs tars."""
+    (tmp_path / "d.bin").write_bytes(np.arange(20, dtype=np.uint16).tobytes())
+    if case == "idx a directory":
+        (tmp_path / "d.idx").mkdir()
+    (tmp_path / "in.txt").write_bytes(b"a\nb\n")
+    source = "in.txt" if case in ("line input", "shards named .idx") else "d.bin"
+    output = ["-o", "p-{}.idx", "--shards", "2"] if case == "shards named .idx" else ["-o", "out.bin"]
+    before = sorted(os.listdir(tmp_path))
+    code, out, err = run_cli([source, "--seed", "1", *output], cwd=tmp_path)
+    assert (code, out) == (1, b"") and err.endswith(
+        b": Megatron output needs Megatron datasets (PREFIX.bin with PREFIX.idx beside it) as inputs\n"
+    ) and err.count(b"\n") == 1, err
+    assert sorted(os.listdir(tmp_path)) == before
+
+
 def test_empty_documents_and_shuffle_in_place(tmp_path: Path, run_cli) -> None:
     """Documents of no sequences (Megatron's writer makes them) are kept; -o may name the input."""
     docs = make_docs(60, seed=12)
