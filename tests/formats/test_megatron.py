@@ -328,7 +328,7 @@ def test_empty_documents_and_shuffle_in_place(tmp_path: Path, run_cli) -> None:
 def test_a_symlink_at_a_file_of_the_output_pair_is_never_written_through(tmp_path: Path, run_cli, link: str) -> None:
     """Found on merging: with out.idx a symlink to the input's d.idx, `-o out` replaced d.idx with the
     shuffled index, leaving d.bin beside an index of another order. Each file of a pair is refused
-    as a link (before reading; a shard's .idx at the commit), and the input is untouched."""
+    as a link before any input is read, and the input is untouched."""
     write_dataset(tmp_path / "d", make_docs(50, seed=3))
     before = {p: p.read_bytes() for p in (tmp_path / "d.bin", tmp_path / "d.idx")}
     (tmp_path / "sh").mkdir()
@@ -343,6 +343,29 @@ def test_a_symlink_at_a_file_of_the_output_pair_is_never_written_through(tmp_pat
     assert {p: p.read_bytes() for p in before} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["d.bin", "d.idx", "sh", *([link] if "/" not in link else [])])
     assert [p.name for p in (tmp_path / "sh").iterdir()] == (["part-00001.idx"] if "/" in link else [])
+
+
+@pytest.mark.parametrize("layout", ["pattern shards", "directory shards", "split"])
+@pytest.mark.parametrize("what", ["symlink", "fifo"])
+def test_a_shards_or_splits_idx_is_checked_before_reading(tmp_path: Path, run_cli, layout: str, what: str) -> None:
+    """Only the .bin names of shards and splits were checked up front: a link or FIFO at q_1.idx was
+    found at the commit, after the whole run (nothing lost, the work wasted)."""
+    write_dataset(tmp_path / "d", make_docs(50, seed=3))
+    (tmp_path / "sh").mkdir()
+    name, args = {
+        "pattern shards": ("q_1.idx", ["--shards", "2", "-o", "q_{}"]),
+        "directory shards": ("sh/part-00001.idx", ["--shards", "2", "-o", "sh/"]),
+        "split": ("sh/v.idx", ["--split", "t=0.5,v=rest", "-o", "sh/{split}"]),
+    }[layout]
+    if what == "symlink":
+        os.symlink("elsewhere", tmp_path / name)
+    else:
+        os.mkfifo(tmp_path / name)
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    code, out, err = run_cli(["d", "--seed", "1", *args], cwd=tmp_path)
+    assert (code, out) == (1, b"") and err.count(b"\n") == 1, err
+    assert err.startswith(f"bigshuf: {name}".encode()) and b"bigshuf writes its shards, splits and manifest only as regular files" in err, err
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
 
 
 def test_empty_and_zero_count(tmp_path: Path) -> None:

@@ -189,7 +189,9 @@ class MegatronRun(ResumableMegatron):
         if request.manifest is not None:
             single = [] if sharding.on or split is not None else [target[:-4]]
             check_manifest_name(request.manifest, [d.prefix for d in datasets] + single)
-        check_outputs(target, sharding, split, request.manifest, suffix=".bin", inputs=files)
+        for suffix in (".bin", ".idx"):  # each file of every pair (a pattern's too), before any input is read
+            named = target[:-4] + suffix if target.endswith(".bin") else target
+            check_outputs(named, sharding, split, request.manifest, suffix=suffix, inputs=files)
         if not sharding.on and split is None:
             check_pair_files(target)
         if request.sources:
