@@ -129,7 +129,12 @@ class SampleReader:
                 for raw, name, size in members:
                     parsed = sample_key(name)
                     if parsed is None or is_metadata(name):
-                        why = "named as WebDataset metadata" if parsed is not None else "no key (its base name has no dot)"
+                        base = name.rsplit(b"/", 1)[-1]
+                        why = (
+                            "named as WebDataset metadata" if parsed is not None
+                            else "no key (its base name starts with a dot)" if base.startswith(b".")
+                            else "no key (its base name has no dot)"
+                        )
                         raise InputError(f"{path}: member {shown(name)} has {why}, so belongs to no sample")
                     this, suffix = parsed
                     if this != key:
