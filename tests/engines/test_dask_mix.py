@@ -38,7 +38,9 @@ import pytest
 from bigshuf import api
 from bigshuf.core.mix import SourceStats
 from bigshuf.engines.dask import cuts as dask_cuts, lines as dask_lines, weights as dask_weights
+from bigshuf.engines.dask.outputs import Layout, check_layout
 from bigshuf.errors import InputError, UsageError
+from bigshuf.storage.layout import Sharding, parse_split
 from helpers import assert_permutation, make_records, source_records, split_records, write_records
 from test_uniformity import assert_uniform
 
@@ -769,3 +771,13 @@ def test_a_dry_run_fails_where_the_run_refuses_with_its_message(
     found = api.plan_shuffle(inputs, engine="dask", tmp_dir=str(tmp_path), **settings)
     assert [(c.name, render(c.reason, True)) for c in found.failures] == [(check, message)]
     assert os.listdir(tmp_path) == ["a.txt"]
+
+
+@pytest.mark.parametrize("sharding", [Sharding(12, None, None), Sharding(None, 2, None)], ids=["--shards 12", "--shard-records 2"])
+def test_url_splits_never_share_an_object(sharding: Sharding) -> None:
+    """Split a's shard 10 and split a1's shard 0 are both .../a10.txt: objects are written in place,
+    so one would replace the other. Only shards within one split were compared for URL outputs."""
+    layout = Layout(sharding, parse_split("a=0.5,a1=rest"), None)
+    with pytest.raises(UsageError, match=r"^split=: splits 'a' and 'a1' would both be written to s3://bucket/out/a10\.txt$"):
+        check_layout("s3://bucket/out/{split}{}.txt", layout, None, None)
+    check_layout("s3://bucket/out/{split}-{}.txt", layout, None, None)

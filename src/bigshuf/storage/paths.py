@@ -45,11 +45,16 @@ def real_directory(name: str) -> str:
     return os.path.join(current, *made)
 
 
-def generated_path(name: str) -> str:
+def generated_path(name: str, directories: dict[str, str] | None = None) -> str:
     """Where a file whose name bigshuf makes (a shard, a split, the manifest) is put: its directory's
-    real path joined to its own name, so a symlink at that name is never written through."""
+    real path joined to its own name, so a symlink at that name is never written through.
+    ``directories`` keeps the directories resolved so far, for many names checked at one moment."""
     head, tail = os.path.split(name)
-    return os.path.join(real_directory(head or os.curdir), tail)
+    if directories is None:
+        return os.path.join(real_directory(head or os.curdir), tail)
+    if head not in directories:
+        directories[head] = real_directory(head or os.curdir)
+    return os.path.join(directories[head], tail)
 
 
 def followed_path(name: str) -> str:

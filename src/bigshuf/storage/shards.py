@@ -8,6 +8,7 @@ import os
 import re
 import stat
 from collections.abc import Callable, Sequence
+from functools import partial
 from string import Formatter
 
 from ..errors import OutputError, UsageError, option
@@ -228,7 +229,8 @@ def _final_paths(
         else:
             assert shards is not None
             names = shard_names(target, shards, compress, as_directory, suffix=suffix)
-        finals = [_resolved(generated_path, p) for p in names]
+        directories: dict[str, str] = {}  # (a pattern's thousand names share one directory)
+        finals = [_resolved(partial(generated_path, directories=directories), p) for p in names]
         for name, final in zip(names, finals):
             _check_generated(final, name, target)
         if open_ended is None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...errors import UsageError, option
+from ...quoting import quote_arg
 from ...storage import remote
 from ...storage.layout import Sharding, SplitPart, shard_option, split_counts, split_target
 from ...storage.manifest import build_manifest, input_entries, write_manifest
@@ -71,11 +72,18 @@ def check_layout(
         check_outputs(target, layout.sharding, layout.split, layout.manifest, compress, suffix, inputs=inputs, dry_run=dry_run)
         return
     targets = [target] if layout.split is None else [split_target(target, p.name) for p in layout.split]
-    for each in targets:
+    owner: dict[str, str] = {}
+    for name, each in zip([""] if layout.split is None else [p.name for p in layout.split], targets):
         if layout.sharding.count is not None:
-            _names(each, layout.sharding, range(layout.sharding.count), compress, suffix)
+            urls = _names(each, layout.sharding, range(layout.sharding.count), compress, suffix)
         elif layout.sharding.open_ended:
-            _names(each, layout.sharding, OPEN_ENDED_PROBE, compress, suffix)
+            urls = _names(each, layout.sharding, OPEN_ENDED_PROBE, compress, suffix)
+        else:
+            urls = [each]
+        for url in urls:  # objects are written in place: two splits on one URL would lose one
+            if url in owner:
+                raise UsageError(f"{option('split')}: splits {quote_arg(owner[url])} and {quote_arg(name)} would both be written to {url}")
+            owner[url] = name
 
 
 def _names(
