@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import struct
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from itertools import permutations
 from pathlib import Path
 from typing import Any
@@ -309,6 +310,28 @@ def test_lines_are_never_written_as_a_megatron_file(tmp_path: Path, run_cli, cas
         b": Megatron output needs Megatron datasets (PREFIX.bin with PREFIX.idx beside it) as inputs\n"
     ) and err.count(b"\n") == 1, err
     assert sorted(os.listdir(tmp_path)) == before
+
+
+@pytest.mark.parametrize("engine", ["local", "dask"])
+@pytest.mark.parametrize("empty", ["no documents", "one document of no sequences"])
+def test_a_dataset_of_no_sequences_goes_with_modes_or_without(tmp_path: Path, engine: str, empty: str) -> None:
+    """An index of no sequences is the same size with modes or without, so it was read as having
+    none, and bigshuf refused its own -n 0 of a multimodal dataset beside that dataset."""
+    docs = make_docs(30, seed=5)
+    write_dataset(tmp_path / "am", docs, modes=True)
+    write_dataset(tmp_path / "e", [] if empty == "no documents" else [[]])
+    write_dataset(tmp_path / "plain", make_docs(5, seed=6))
+    (tmp_path / "t").mkdir()
+    with ThreadPoolExecutor(2) as runner:
+        kw: dict[str, object] = {"engine": "dask", "scheduler": runner, "tmp_dir": tmp_path / "t"} if engine == "dask" else {}
+        for order in (["e", "am"], ["am", "e"]):
+            out = tmp_path / f"mm-{order[0]}"
+            bigshuf.shuffle([str(tmp_path / n) for n in order], str(out), seed=1, sync=False, **kw)  # type: ignore[arg-type]
+            got = read_dataset(out, modes=True)[1]
+            want = as_docs(docs, modes=True) + ([] if empty == "no documents" else [((), ())])
+            assert sorted(got) == sorted(want)
+        bigshuf.shuffle([str(tmp_path / "e"), str(tmp_path / "plain")], str(tmp_path / "p"), seed=1, sync=False, **kw)  # type: ignore[arg-type]
+    assert len(read_dataset(tmp_path / "p")[1]) == 5 + (empty != "no documents")
 
 
 def test_empty_documents_and_shuffle_in_place(tmp_path: Path, run_cli) -> None:

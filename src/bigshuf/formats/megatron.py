@@ -85,20 +85,25 @@ class Pair(Protocol):
     def count(self) -> int: ...
 
 
-def check_together(datasets: Sequence[Pair]) -> None:
-    """Datasets shuffled together must share a token dtype and all have sequence modes or none."""
+def check_together(datasets: Sequence[Pair]) -> bool:
+    """Datasets shuffled together must share a token dtype and all have sequence modes or none;
+    returns whether they have. One of no sequences cannot say (its index is the same size either
+    way: bigshuf's ``-n 0`` of a multimodal dataset writes one), so it agrees with the others."""
     first = datasets[0]
+    said = [d for d in datasets if d.sequences] or [first]
     for other in datasets[1:]:
         if other.code != first.code:
             raise InputError(
                 f"{quote_name(other.idx_path)}: tokens are {DTYPES[other.code]} but {quote_name(first.idx_path)}'s are {DTYPES[first.code]}; "
                 "datasets shuffled together must share a dtype"
             )
-        if other.modes != first.modes:
-            with_modes, without = (other, first) if other.modes else (first, other)
+    for other in said[1:]:
+        if other.modes != said[0].modes:
+            with_modes, without = (other, said[0]) if other.modes else (said[0], other)
             raise InputError(
                 f"{quote_name(with_modes.idx_path)}: has sequence modes but {quote_name(without.idx_path)} has none; shuffle them separately"
             )
+    return said[0].modes
 
 
 def check_header(idx_path: str, head: bytes) -> tuple[bytes, int, int, int, int]:
@@ -289,6 +294,13 @@ class IndexedInput(TableInput):
         self.documents = self._array("<i8", base + 12 * s, entries)
         self.mode_values = self._array("i1", base + 12 * s + 8 * entries, s) if self.modes else None
         self._check()
+
+    def take_modes(self, modes: bool) -> None:
+        """Have sequence modes or not as the datasets shuffled with it do (it holds no sequences)."""
+        assert self.sequences == 0, "a dataset with sequences says whether it has modes"
+        self.modes = modes
+        self.schema = schema(modes)
+        self.mode_values = np.empty(0, np.int8) if modes else None
 
     def _header(self) -> tuple[bytes, int, int, int, int]:
         """The header's fields, each checked."""

@@ -310,7 +310,10 @@ def open_datasets(inputs: list[Any]) -> list[IndexedInput]:
             raise InputError(f"{quote_name(str(item))}: {NOT_A_DATASET}")
         on_url = is_remote(item)
         datasets.extend(RemoteIndexedInput(p) if on_url else IndexedInput(p) for p in dataset_prefixes(item))
-    check_together(datasets)
+    modes = check_together(datasets)
+    for dataset in datasets:
+        if dataset.modes != modes:
+            dataset.take_modes(modes)
     return datasets
 
 

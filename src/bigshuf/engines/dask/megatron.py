@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -277,7 +277,8 @@ def prepare(
     from ...formats.megatron_run import output_target
 
     datasets = [open_dataset(p) for n in names for p in dataset_prefixes(n)]
-    check_together(datasets)
+    modes = check_together(datasets)
+    datasets = [d if d.modes == modes else replace(d, modes=modes) for d in datasets]  # (those of no sequences)
     first = datasets[0]
     fmt = MegatronTasks(schema(first.modes), "megatron", ("none", None), None, 1, tuple(datasets))
     need = sum(row_bytes(d.count, d.sequences, d.bin_size, d.modes) + plan.META_PER_RECORD * d.count for d in datasets)
