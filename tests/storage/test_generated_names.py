@@ -281,3 +281,19 @@ def test_a_commit_of_two_files_onto_one_name_replaces_nothing(tmp_path: Path) ->
     files.discard()
     files.release()
     assert final.read_bytes() == b"old\n" and sorted(os.listdir(tmp_path)) == ["out.txt"]
+
+
+@pytest.mark.parametrize("what", ["directory", "symlink"])
+def test_what_lies_at_a_probed_name_the_run_never_reaches_is_left_alone(tmp_path: Path, what: str) -> None:
+    """The names of the first thousand open-ended shards are compared, but only the first two
+    (and one past any width) are checked as files: a directory or a link at part-00600, which a
+    run of 3 shards never writes, refused the run (review of the probe)."""
+    (tmp_path / "in.txt").write_bytes(b"".join(b"%d\n" % i for i in range(30)))
+    (tmp_path / "o").mkdir()
+    if what == "directory":
+        (tmp_path / "o" / "part-00600.txt").mkdir()
+    else:
+        os.symlink("elsewhere", tmp_path / "o" / "part-00600.txt")
+    done = cli("in.txt", "--seed", "1", "--shard-records", "10", "-o", "o/", cwd=tmp_path)
+    assert done.returncode == 0 and done.stderr == b"", done.stderr
+    assert sorted(os.listdir(tmp_path / "o")) == ["part-00000.txt", "part-00001.txt", "part-00002.txt", "part-00600.txt"]

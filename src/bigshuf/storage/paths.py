@@ -41,7 +41,7 @@ def real_directory(name: str) -> str:
                 raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), step) from None
             made.append(part)
             continue
-        current = os.path.realpath(step)
+        current = os.path.realpath(step) if os.path.islink(step) else step  # (``current`` is real already)
     return os.path.join(current, *made)
 
 
