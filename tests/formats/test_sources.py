@@ -246,6 +246,8 @@ def test_refusals(tmp_path: Path, corpus: dict[str, list[bytes]], settings: dict
         (dict(mix={"web": 0.5, "code": 0.25, "wiki": 0.25}, total=10**400), "mix= needs rate 1.66667e+397 for source 'web'"),
         (dict(sources=None, split="a=0.3333333333333333,b=0.6666666666666666"), "fractions add up to 0.9999999999999999, not 1"),
         (dict(sources=None, split="a=0.5,b=0.5000000000000001"), "fractions add up to 1.0000000000000001, more than 1"),
+        (dict(sources=None, split="a=0.3333333333333333333333,b=0.6666666666666666666666"),
+         "fractions add up to 0.9999999999999999999999, not 1"),
     ],
 )
 def test_huge_or_nearly_one_numbers_are_refused_in_words(

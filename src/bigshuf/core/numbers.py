@@ -25,12 +25,18 @@ def parse_decimal(text: str) -> Fraction | None:
 
 
 def shown(x: Fraction) -> str:
-    """``x`` for a message: exactly when it is a decimal of up to 20 digits (a sum of fractions
-    just off 1 reads 0.9999999999999999, not 1), else to 6 digits; never through a float, which a
-    rate of 10**400 would overflow."""
+    """``x`` for a message: exactly when it is a decimal between 1e-20 and 1e20 (a sum of fractions
+    just off 1 reads 0.9999999999999999, however many digits, not 1), else to 6 digits; never
+    through a float, which a rate of 10**400 would overflow."""
+    rest = x.denominator
+    for factor in (2, 5):
+        while rest % factor == 0:
+            rest //= factor
     with localcontext() as context:
-        context.prec = 60
+        context.prec = len(str(abs(x.numerator))) + len(str(x.denominator)) + 6  # enough for an ending decimal
         value = (Decimal(x.numerator) / Decimal(x.denominator)).normalize()
-        if Fraction(value) == x and len(value.as_tuple().digits) <= 20 and -20 < value.adjusted() < 20:
-            return format(value, "f")
-        return format(value, ".6g")
+    if rest == 1 and (x == 0 or -20 < value.adjusted() < 20):
+        return format(value, "f")
+    with localcontext() as context:
+        context.prec = 6
+        return format((+value).normalize(), "g")
