@@ -38,8 +38,8 @@ import pytest
 from bigshuf import api
 from bigshuf.core.mix import SourceStats
 from bigshuf.engines.dask import cuts as dask_cuts, lines as dask_lines, weights as dask_weights
-from bigshuf.engines.dask.outputs import Layout, check_layout
-from bigshuf.errors import InputError, UsageError
+from bigshuf.engines.dask.outputs import Layout, check_layout, plan_files
+from bigshuf.errors import InputError, OutputError, UsageError
 from bigshuf.storage.layout import Sharding, parse_split
 from helpers import assert_permutation, make_records, source_records, split_records, write_records
 from test_uniformity import assert_uniform
@@ -781,3 +781,12 @@ def test_url_splits_never_share_an_object(sharding: Sharding) -> None:
     with pytest.raises(UsageError, match=r"^split=: splits 'a' and 'a1' would both be written to s3://bucket/out/a10\.txt$"):
         check_layout("s3://bucket/out/{split}{}.txt", layout, None, None)
     check_layout("s3://bucket/out/{split}-{}.txt", layout, None, None)
+
+
+def test_planned_files_past_the_checked_names_never_share_an_object() -> None:
+    """Split a's shard 1000 and split a1's shard 0 are both a1000.txt under {split}{:03d}, past the
+    names checked before pass 1; URL objects are written in place, so the plan refuses them."""
+    layout = Layout(Sharding(None, 1, None), parse_split("a=0.5,a1=rest"), None)
+    with pytest.raises(OutputError, match=r"^s3://bucket/out/a1000\.txt: two of this run's files would be written to it; nothing was written$"):
+        plan_files("s3://bucket/out/{split}{:03d}.txt", layout, 2004, None, None)
+    assert len(plan_files("s3://bucket/out/{split}-{:03d}.txt", layout, 2004, None, None)) == 2004

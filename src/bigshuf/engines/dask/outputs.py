@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ...errors import UsageError, option
-from ...quoting import quote_arg
+from ...errors import OutputError, UsageError, option
+from ...quoting import quote_arg, quote_name
 from ...storage import remote
 from ...storage.layout import Sharding, SplitPart, shard_option, split_counts, split_target
 from ...storage.manifest import build_manifest, input_entries, write_manifest
@@ -132,6 +132,11 @@ def plan_files(
             planned.append(PlannedFile(name, each, final, first, stop))
             first = stop
         start += count
+    seen: set[str] = set()
+    for file in planned:  # past the names checked before pass 1: URL objects are written in place, so never twice
+        if file.final in seen:
+            raise OutputError(f"{quote_name(file.final)}: two of this run's files would be written to it; nothing was written")
+        seen.add(file.final)
     return planned
 
 
