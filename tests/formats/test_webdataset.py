@@ -539,8 +539,8 @@ def _raw_member(name: bytes, data: bytes, kind: bytes = b"0") -> bytes:
     return raw_header(name, b"%011o\0" % len(data), kind) + data + bytes(-len(data) % 512)
 
 
-def _pax(path: bytes) -> bytes:
-    record = b" path=" + path + b"\n"
+def _pax(path: bytes, key: bytes = b"path") -> bytes:
+    record = b" " + key + b"=" + path + b"\n"
     digits = len(b"%d" % (len(record) + 3))
     return _raw_member(b"PaxHeader", b"%d" % (len(record) + digits) + record, b"x")
 
@@ -565,3 +565,19 @@ def test_a_member_named_by_two_extension_headers_takes_the_name_tarfile_gives(tm
         assert sorted(names_out) == sorted(["a.jpg", "a.cls"] + [f"k{i}.{e}" for i in range(5) for e in ("jpg", "cls")])
         at = names_out.index("a.jpg")
         assert names_out[at + 1] == "a.cls", names_out  # one sample, its members together
+
+
+def test_a_member_sized_by_two_pax_headers_takes_the_first_size(tmp_path: Path) -> None:
+    """As with names, tarfile takes the outer (first) pax size: bigshuf read the inner one's 600
+    bytes, the next member's header with them."""
+    data = _pax(b"3", b"size") + _pax(b"600", b"size") + raw_header(b"a.jpg", b"%011o\0" % 0, b"0") + b"IMG" + bytes(509)
+    data += _raw_member(b"a.cls", b"7")
+    for i in range(3):
+        data += _raw_member(b"k%d.jpg" % i, b"i%d" % i) + _raw_member(b"k%d.cls" % i, b"%d" % i)
+    (tmp_path / "in.tar").write_bytes(data + bytes(1024))
+    with tarfile.open(tmp_path / "in.tar") as tar:
+        assert [(m.name, m.size) for m in tar.getmembers()][:2] == [("a.jpg", 3), ("a.cls", 1)]
+    bigshuf.shuffle(tmp_path / "in.tar", tmp_path / "out.tar", seed=1, sync=False)
+    with tarfile.open(tmp_path / "out.tar") as tar:
+        got = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}  # type: ignore[union-attr]
+    assert got == {"a.jpg": b"IMG", "a.cls": b"7", **{f"k{i}.{e}": v for i in range(3) for e, v in (("jpg", b"i%d" % i), ("cls", b"%d" % i))}}
