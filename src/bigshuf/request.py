@@ -259,14 +259,6 @@ def check_line_settings(request: Request, all_paths: bool) -> None:
         from .storage.codecs import parse_compress
 
         parse_compress(request.compress)
-    target = request.output or "-"
-    lone = next((i for i in request.inputs if isinstance(i, str) and i.endswith(".bin")), None)
-    if lone is not None and target != "-" and os.path.basename(target).endswith((".bin", ".idx")):
-        # Shuffled as lines at its newline bytes, it made a broken dataset (lines into x.bin stay allowed, as in shuf).
-        raise UsageError(
-            f"{quote_name(lone)}: its .idx is missing (or not a file), so it would be shuffled as lines into {quote_name(target)}; "
-            "give a Megatron dataset with its .idx beside its .bin"
-        )
     if request.resume:
         _check_resume(request)
 

@@ -294,29 +294,41 @@ def test_mismatched_dtypes_and_refusals(tmp_path: Path, run_cli) -> None:
     assert code == 1 and err.startswith(f"bigshuf: {tmp_path}/nothing.txt: not a Megatron indexed dataset".encode())
 
 
-@pytest.mark.parametrize("case", ["bin without its idx", "idx a directory", "shards named .idx"])
-def test_a_bin_without_its_idx_is_never_written_as_a_megatron_file(tmp_path: Path, run_cli, case: str) -> None:
-    """A .bin whose .idx was missing (or a directory) was read as lines and shuffled at its newline
-    bytes into out.bin, exit 0: refused when the output is named as a dataset's file."""
-    (tmp_path / "d.bin").write_bytes(np.arange(20, dtype=np.uint16).tobytes())
-    if case == "idx a directory":
-        (tmp_path / "d.idx").mkdir()
-    output = ["-o", "p-{}.idx", "--shards", "2"] if case == "shards named .idx" else ["-o", "out.bin"]
-    before = sorted(os.listdir(tmp_path))
-    code, out, err = run_cli(["d.bin", "--seed", "1", *output], cwd=tmp_path)
-    assert (code, out) == (1, b"") and err.startswith(b"bigshuf: d.bin: its .idx is missing (or not a file), so it would be shuffled as lines into ")
-    assert err.count(b"\n") == 1, err
-    assert sorted(os.listdir(tmp_path)) == before
-
-
-@pytest.mark.parametrize("args", [["-e", "a", "b", "-o", "x.idx"], ["-i", "1-3", "-o", "x.bin"], ["in.txt", "-o", "x.bin"]])
+@pytest.mark.parametrize(
+    "args", [["-e", "a", "b", "-o", "x.idx"], ["-i", "1-3", "-o", "x.bin"], ["in.txt", "-o", "x.bin"], ["in.bin", "-o", "out.bin"]],
+)
 def test_lines_may_still_be_written_to_a_name_ending_in_bin_or_idx(tmp_path: Path, run_cli, run_gnu, args: list[str]) -> None:
-    """As in GNU shuf, which writes lines to any name."""
+    """As in GNU shuf, which writes lines to any name, and reads any file as lines: a .bin without
+    its .idx is no Megatron dataset (refusing it with a .bin output, tried, refused records in
+    a file named in.bin, which shuf shuffles)."""
     (tmp_path / "in.txt").write_bytes(b"a\nb\nc\n")
+    (tmp_path / "in.bin").write_bytes(b"\x00\x01\n\xff\n\x02\n")
     assert run_gnu(args, cwd=tmp_path)[0] == 0
     gnu = sorted((tmp_path / args[-1]).read_bytes().splitlines())
     code, _, err = run_cli(args, cwd=tmp_path)
     assert code == 0 and err == b"" and sorted((tmp_path / args[-1]).read_bytes().splitlines()) == gnu
+
+
+@pytest.mark.parametrize("engine", ["local", "dask"])
+@pytest.mark.parametrize("empty", ["no documents", "one document of no sequences"])
+def test_a_dataset_of_no_sequences_goes_with_modes_or_without(tmp_path: Path, engine: str, empty: str) -> None:
+    """An index of no sequences is the same size with modes or without, so it was read as having
+    none, and bigshuf refused its own -n 0 of a multimodal dataset beside that dataset."""
+    docs = make_docs(30, seed=5)
+    write_dataset(tmp_path / "am", docs, modes=True)
+    write_dataset(tmp_path / "e", [] if empty == "no documents" else [[]])
+    write_dataset(tmp_path / "plain", make_docs(5, seed=6))
+    (tmp_path / "t").mkdir()
+    with ThreadPoolExecutor(2) as runner:
+        kw: dict[str, object] = {"engine": "dask", "scheduler": runner, "tmp_dir": tmp_path / "t"} if engine == "dask" else {}
+        for order in (["e", "am"], ["am", "e"]):
+            out = tmp_path / f"mm-{order[0]}"
+            bigshuf.shuffle([str(tmp_path / n) for n in order], str(out), seed=1, sync=False, **kw)  # type: ignore[arg-type]
+            got = read_dataset(out, modes=True)[1]
+            want = as_docs(docs, modes=True) + ([] if empty == "no documents" else [((), ())])
+            assert sorted(got) == sorted(want)
+        bigshuf.shuffle([str(tmp_path / "e"), str(tmp_path / "plain")], str(tmp_path / "p"), seed=1, sync=False, **kw)  # type: ignore[arg-type]
+    assert len(read_dataset(tmp_path / "p")[1]) == 5 + (empty != "no documents")
 
 
 def test_empty_documents_and_shuffle_in_place(tmp_path: Path, run_cli) -> None:
