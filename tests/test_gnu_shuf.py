@@ -988,3 +988,15 @@ def test_distinct_draws_of_a_wide_range_are_uniform():
     chi2 = float(((counts - expected) ** 2 / expected).sum())
     # 45 degrees of freedom; the 99.9th percentile is about 80.
     assert chi2 < 80, counts
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["-n", "0", "-e", "a", "b"], ["-n", "0", "-i", "1-5"], ["-n", "0", "in"], ["-e", "a"], ["-n", "1", "-i", "1-5"]],
+)
+def test_a_random_source_is_opened_only_by_a_run_that_draws(tmp_path, run_cli, run_gnu, args):
+    """GNU shuf opens --random-source only to draw: -n 0 succeeds with a missing one (bigshuf
+    read it at the start, always, and failed)."""
+    (tmp_path / "in").write_bytes(b"x\ny\n")
+    full = ["--random-source=missing", *args]
+    assert run_cli(full, cwd=tmp_path) == run_gnu(full, cwd=tmp_path)

@@ -242,7 +242,7 @@ def shuffle_range(lo: int, hi: int, output: PathLike | None = None, **options: A
             _check_range_fits(lo, hi, head_count, limit, options)
         return shuffle(RangeSource(lo, hi, sep), output, **options)
     assert head_count is not None
-    entropy = seed_entropy(options.get("seed"), options.get("random_source"))
+    entropy = seed_entropy(options.get("seed"), options.get("random_source"), needed=head_count != 0)
     rng = rng_for(entropy, streams.RANGE_DRAWS)
     # Records are drawn by number, ``ids`` to ``top``: a lone number's is the number itself. Ranges
     # that reach past int64 draw unsigned 64-bit numbers; the others draw as they always have, so

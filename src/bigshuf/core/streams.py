@@ -102,14 +102,18 @@ def name(level: Key) -> str:
     return "-".join(map(str, level)) or "top"
 
 
-def seed_entropy(seed: int | None = None, random_source: str | os.PathLike[str] | None = None) -> int:
-    """The root entropy of a run: ``seed``, or a hash of the first 4 KiB of ``random_source``, or fresh OS randomness."""
+def seed_entropy(seed: int | None = None, random_source: str | os.PathLike[str] | None = None, needed: bool = True) -> int:
+    """The root entropy of a run: ``seed``, or a hash of the first 4 KiB of ``random_source``, or fresh
+    OS randomness. A run that draws nothing (``-n 0``) does not ``need`` it: the random source is
+    not opened, as GNU shuf opens it only to draw."""
     if seed is not None and random_source is not None:
         raise UsageError(f"{option('seed')} and {option('random_source')} cannot be combined")
     if seed is not None:
         if seed < 0:
             raise UsageError(f"invalid seed: {quote_arg(seed)}")
         return int(seed)
+    if random_source is not None and not needed:
+        return 0
     if random_source is not None:
         path = os.fspath(random_source)
         try:

@@ -41,7 +41,7 @@ def shuffle_local(request: Request, progress: Progress) -> ShuffleStats:
     from ..request import ShuffleStats
 
     expanded = _open_urls(list(request.inputs), request.family)
-    entropy = seed_entropy(request.seed, request.random_source)
+    entropy = seed_entropy(request.seed, request.random_source, needed=request.head_count != 0)
     run = registry.run_class(request.family).for_request(request, expanded, entropy, progress)
     records, nbytes, buckets, passes, seconds = run.run()
     return ShuffleStats(
