@@ -23,7 +23,7 @@ import re
 import signal
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
@@ -64,6 +64,16 @@ def name_max(directory: str) -> int:
         return int(os.pathconf(directory, "PC_NAME_MAX"))
     except (OSError, ValueError):
         return 255
+
+
+def refuse_shared_name(finals: Iterable[str], untouched: str) -> None:
+    """Refuse two of a run's files bound for one name, the second replacing the first: past the
+    names checked before pass 1, open-ended shards may meet. ``untouched`` says what was not done."""
+    seen: set[str] = set()
+    for final in finals:
+        if final in seen:
+            raise OutputError(f"{quote_name(final)}: two of this run's files would be written to it; {untouched}")
+        seen.add(final)
 
 
 def backup_name(temp: str) -> str:
@@ -184,11 +194,7 @@ class OutputFiles:
             self.release()
 
     def _commit(self, moves: list[tuple[str, str]]) -> None:
-        seen: set[str] = set()
-        for _, final in moves:  # names past those checked before pass 1 (open-ended shards) may meet
-            if final in seen:
-                raise OutputError(f"{quote_name(final)}: two of this run's files would be written to it; nothing was replaced")
-            seen.add(final)
+        refuse_shared_name((final for _, final in moves), "nothing was replaced")
         first = os.path.dirname(moves[0][1])
         self.claim(first)
         journal = os.path.join(first, f".bigshuf-{self.id}.commit")

@@ -10,6 +10,7 @@ import stat
 from collections.abc import Callable, Sequence
 from functools import partial
 from string import Formatter
+from typing import TypeVar
 
 from ..errors import OutputError, UsageError, option
 from .commit import OutputFiles, backup_name, name_max
@@ -86,6 +87,14 @@ OPEN_ENDED_PROBE = (*range(1000), 10**9)
 #: directory or a file this user may not replace), as the run may never reach the others.
 OPEN_ENDED_FILES = (0, 1, 10**9)
 
+T = TypeVar("T")
+
+
+def _file_checked(items: list[T], open_ended: str | None) -> list[T]:
+    """Of the items (names, paths) of a run's shards in probe order, those whose files are checked:
+    all, or with an ``open_ended`` shard count those of ``OPEN_ENDED_FILES``."""
+    return items if open_ended is None else [item for n, item in zip(OPEN_ENDED_PROBE, items) if n in OPEN_ENDED_FILES]
+
 
 def make_directories(paths: list[str]) -> list[str]:
     """Create the missing directories of ``paths``; return the ones this call made, parents first."""
@@ -153,14 +162,15 @@ def check_output_directory(
     missing (shards create theirs), not writable, a directory where a file is expected, or a
     name too long; and tidy what killed runs left in its directories, finishing their commits.
     ``open_ended`` names the option (``--shard-size``, ``--shard-records``) whose shard count is
-    known only at the end: then a few shard names stand for all. A ``makes_directory`` single file
+    known only at the end: then the names of the first thousand are compared, and a few are
+    checked as files (``OPEN_ENDED_FILES``). A ``makes_directory`` single file
     (a ``--split`` target) has its missing directories made, as shards do. ``dry_run`` makes the
     same checks touching nothing: a directory's permissions and file system tell whether a file
     can be created there, and nothing is tidied. Returns the final paths checked."""
     finals = _final_paths(target, shards, compress, suffix, open_ended, makes_directory)
     if not finals:
         return []
-    checked = finals if open_ended is None else [f for n, f in zip(OPEN_ENDED_PROBE, finals) if n in OPEN_ENDED_FILES]
+    checked = _file_checked(finals, open_ended)
     longest: dict[str, int] = {}
     for final in checked:
         directory, base = os.path.split(final)
@@ -237,9 +247,8 @@ def _final_paths(
             names = shard_names(target, shards, compress, as_directory, suffix=suffix)
         directories: dict[str, str] = {}  # (a pattern's thousand names share one directory)
         finals = [_resolved(partial(generated_path, directories=directories), p) for p in names]
-        for number, name, final in zip(OPEN_ENDED_PROBE if open_ended is not None else range(len(names)), names, finals):
-            if open_ended is None or number in OPEN_ENDED_FILES:
-                _check_generated(final, name, target)
+        for name, final in _file_checked(list(zip(names, finals)), open_ended):
+            _check_generated(final, name, target)
         if open_ended is None:
             assert shards is not None
             _check_no_stale_shard(target, shards, names, compress, as_directory, suffix)

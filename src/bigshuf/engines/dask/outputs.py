@@ -11,12 +11,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ...errors import OutputError, UsageError, option
-from ...quoting import quote_arg, quote_name
+from ...errors import UsageError, option
+from ...quoting import quote_arg
 from ...storage import remote
 from ...storage.layout import Sharding, SplitPart, shard_option, split_counts, split_target
 from ...storage.manifest import build_manifest, input_entries, write_manifest
 from ...storage.manifest import OutputFile
+from ...storage.commit import refuse_shared_name
 from ...storage.paths import followed_path, generated_path
 from ...storage.shards import OPEN_ENDED_PROBE, check_outputs, check_shard_count, shard_names
 from ...storage.sinks import CodecChoice
@@ -132,11 +133,7 @@ def plan_files(
             planned.append(PlannedFile(name, each, final, first, stop))
             first = stop
         start += count
-    seen: set[str] = set()
-    for file in planned:  # past the names checked before pass 1: URL objects are written in place, so never twice
-        if file.final in seen:
-            raise OutputError(f"{quote_name(file.final)}: two of this run's files would be written to it; nothing was written")
-        seen.add(file.final)
+    refuse_shared_name((file.final for file in planned), "nothing was written")  # (URL objects have no commit)
     return planned
 
 
