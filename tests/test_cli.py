@@ -174,6 +174,61 @@ def test_echo_with_zero_terminated(run_cli):
     assert sorted(records(out, b"\0")) == [b"a\nb\0", b"c\0"]
 
 
+ECHO_WHOLE = [b"a\nb\nc\n", b"c\na\nb\n"]  # -e 'a<newline>b' c: the two orders of its two records
+
+
+def test_echo_operand_holding_a_newline_stays_one_record(run_cli, run_gnu):
+    """An -e operand holding a newline is one record, as GNU shuf writes it: bigshuf joined the
+    operands and read them as lines, so 'a<newline>b' was two records, and c came between them."""
+    assert run_gnu(["-e", "a\nb", "c"])[1] in ECHO_WHOLE
+    seen = set()
+    for seed in range(8):
+        code, out, err = run_cli(["-e", "a\nb", "c", "--seed", str(seed)])
+        assert (code, err) == (0, b"") and out in ECHO_WHOLE, out
+        seen.add(out)
+    assert seen == set(ECHO_WHOLE)
+
+
+@pytest.mark.parametrize(
+    "options,pattern",
+    [(["-n", "1"], rb"(a\nb\n|c\n)"), (["-r", "-n", "9"], rb"(a\nb\n|c\n){9}"), (["-S", "1K", "-j", "3"], rb"(a\nb\nc\n|c\na\nb\n)")],
+)
+def test_echo_operand_holding_a_newline_is_drawn_whole(run_cli, options, pattern):
+    """-n, -r and a small -S draw the operand whole (in memory, where the operands already are)."""
+    outs = set()
+    for seed in range(6):
+        code, out, err = run_cli(["-e", "a\nb", "c", "--seed", str(seed), *options])
+        assert (code, err) == (0, b"") and re.fullmatch(pattern, out), out
+        outs.add(out)
+    assert len(outs) > 1
+
+
+def test_echo_operand_holding_a_newline_with_unique_output_and_verify(run_cli, tmp_path):
+    """--unique keeps one copy of the operand; shards and --verify count it as one record."""
+    code, out, err = run_cli(["-e", "a\nb", "c", "a\nb", "--unique", "--seed", "1"])
+    assert (code, err) == (0, b"") and out in ECHO_WHOLE
+    code, out, err = run_cli(["-e", "a\nb", "c", "d\ne", "--seed", "2", "--verify", "--shards", "3", "-o", tmp_path / "s{}.txt"])
+    assert (code, out, err) == (0, b"", b"")
+    shards = sorted((tmp_path / f"s{i}.txt").read_bytes() for i in range(3))
+    assert shards == [b"a\nb\n", b"c\n", b"d\ne\n"]
+
+
+@pytest.mark.parametrize("option", [["--header", "1"], ["--lines-per-record", "2"], ["--manifest", "m.json"]])
+def test_echo_operand_holding_a_newline_refuses_what_reads_lines(run_cli, tmp_path, option):
+    """--header, --lines-per-record and --manifest read the output as lines, which would cut the record."""
+    code, out, err = run_cli(["-e", "a\nb", "c", "-o", "out", *option], cwd=tmp_path)
+    assert (code, out) == (1, b"")
+    assert err == f"bigshuf: -e records holding a newline cannot be used with {option[0]}: each record is kept whole, not read as lines\n".encode()
+    assert os.listdir(tmp_path) == []
+
+
+def test_echo_operand_holding_a_newline_in_the_dry_run(run_cli):
+    """--dry-run counts the operands as the run shuffles them: two records, in memory whatever -S says."""
+    code, out, err = run_cli(["--dry-run", "-S", "1K", "-e", "a\nb", "c"])
+    assert (code, err) == (0, b"")
+    assert b"records: 2, 6 B" in out and b"path: in memory" in out
+
+
 def test_double_dash_ends_options(run_cli, run_gnu, tmp_path):
     # "--" makes what follows operands, even when they look like options, as in getopt.
     write(tmp_path / "-x", b"x1\nx2\n")

@@ -107,6 +107,23 @@ def test_an_input_of_unknown_size_draws_every_permutation_equally(
     assert_uniform(counts, list(permutations(range(4))), f"unknown size, {grouped} grouped")
 
 
+def test_records_holding_the_separator_draw_every_order_equally(tmp_path: Path) -> None:
+    """Records cut where their source says (``-e`` operands holding a newline), on three workers."""
+    from bigshuf.storage.sources import BytesSource
+
+    records = [b"a\nb", b"c", b"d\n\ne"]
+    out = tmp_path / "out"
+    counts: Counter = Counter()
+    for seed in range(6 * 40):
+        bigshuf.shuffle(BytesSource.of_records("-e", records, b"\n"), out, seed=seed, sync=False, threads=3)
+        data, order = out.read_bytes(), []
+        while data:
+            order.append(next(i for i, r in enumerate(records) if data.startswith(r + b"\n")))
+            data = data[len(records[order[-1]]) + 1 :]
+        counts[tuple(order)] += 1
+    assert_uniform(counts, list(permutations(range(3))), "records holding the separator")
+
+
 def test_small_buckets_shuffled_ahead_draw_every_order_equally(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A pipe's small buckets shuffled ahead on the workers (handed over whatever their size here;
     8 buckets, so 4 probe records among 36 others often share one): the probes' order is uniform."""

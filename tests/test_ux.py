@@ -688,6 +688,27 @@ def test_an_empty_sources_mapping_and_records_given_as_str_are_named(tmp_path: P
     assert bigshuf.shuffle(BytesSource("m", bytearray(b"a\nb\n")), tmp_path / "o", seed=1).records == 2
 
 
+def test_records_in_memory_may_hold_the_separator(tmp_path: Path) -> None:
+    """``BytesSource.of_records`` keeps each record whole (``-e`` operands holding a newline); without one
+    inside it reads the data as lines, as before, so seeded outputs do not move. Bad ``ends`` and such a
+    source beside another input are refused in a line."""
+    from bigshuf.storage.sources import BytesSource
+
+    plain = BytesSource.of_records("m", [b"a", b"b"], b"\n")
+    assert (plain.data, plain.ends) == (b"a\nb\n", None)
+    held = BytesSource.of_records("m", [b"a\nb", b"", b"c"], b"\n")
+    assert (held.data, held.ends) == (b"a\nb\n\nc\n", [4, 5, 7])
+    out = tmp_path / "o"
+    assert bigshuf.shuffle(held, out, seed=3).records == 3
+    assert sorted(out.read_bytes().replace(b"a\nb\n", b"X\n").splitlines()) == [b"", b"X", b"c"]
+    for ends in ([2, 2, 4], [1, 3], [4, 5]):
+        with pytest.raises(UsageError, match="^BytesSource's ends must rise, each past the last, to the length of its data$"):
+            BytesSource("m", b"a\nbc", ends)
+    (tmp_path / "f").write_bytes(b"x\n")
+    with pytest.raises(UsageError, match="^m records holding a newline are shuffled alone, not with other inputs$"):
+        bigshuf.shuffle([held, str(tmp_path / "f")], out)
+
+
 @pytest.mark.parametrize("where", ["inputs", "output", "manifest", "tmp_dir", "random_source", "sources", "split pattern"])
 @pytest.mark.parametrize("call", ["shuffle", "plan_shuffle"])
 def test_a_nul_byte_in_a_path_is_a_usage_error(tmp_path: Path, where: str, call: str) -> None:

@@ -108,7 +108,7 @@ def _execute(args: argparse.Namespace) -> int:
             return 0
         subject = RangeSource(lo, hi, sep)
     elif args.echo:
-        subject = BytesSource("-e", b"".join(os.fsencode(a) + sep for a in args.operands))
+        subject = BytesSource.of_records("-e", [os.fsencode(a) for a in args.operands], sep)
     elif args.files_from is not None or args.files0_from is not None:
         if not inputs:
             raise UsageError("no input files listed")

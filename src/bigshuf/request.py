@@ -261,6 +261,23 @@ def check_line_settings(request: Request, all_paths: bool) -> None:
         parse_compress(request.compress)
     if request.resume:
         _check_resume(request)
+    _check_listed(request)
+
+
+def _check_listed(request: Request) -> None:
+    """Records that hold the separator (an ``-e`` operand with a newline) are whole only in memory and
+    only as records: alone, not cut into lines by a header, groups of lines, or a manifest's check."""
+    from .storage.sources import BytesSource
+
+    listed = [item for item in request.inputs if isinstance(item, BytesSource) and item.ends is not None]
+    if not listed:
+        return
+    held = f"{listed[0].name} records holding a {'NUL' if request.zero_terminated else 'newline'}"
+    if len(request.inputs) > 1:
+        raise UsageError(f"{held} are shuffled alone, not with other inputs")
+    if request.header or request.lines_per_record != 1 or request.manifest is not None:
+        used = settings_in_use(request, ("header", "lines_per_record", "manifest"))
+        raise UsageError(f"{held} cannot be used with {', '.join(used)}: each record is kept whole, not read as lines")
 
 
 def _shard_size(value: object) -> int | None:

@@ -25,7 +25,7 @@ from ..storage.layout import Sharding
 from ..storage.reader import RecordReader
 from ..storage.remote import is_remote
 from ..storage.sinks import CodecChoice
-from ..storage.sources import FileSource, GeneratedSource, Source, stdin_file, stdin_offset_kept
+from ..storage.sources import BytesSource, FileSource, GeneratedSource, Source, stdin_file, stdin_offset_kept
 from .detect import line_shard_suffix
 from .line_mix import count_sources, source_sizes
 from .tar_input import refuse_tar_on_stdin
@@ -112,6 +112,10 @@ def _stdin_write_only() -> bool:
 def _sample(request: Request, inputs: list[Any]) -> Sample:
     """``sample_lines`` of inputs it may read."""
     sources: list[Source] = [FileSource(s) if isinstance(s, str) else s for s in inputs]
+    if len(sources) == 1 and isinstance(sources[0], BytesSource) and sources[0].ends is not None:
+        # Records cut where the source says (LineRun._shuffle_listed): all in memory, counted as records.
+        size, records = len(sources[0].data), len(sources[0].ends)
+        return Sample(Estimate(size, records, size / max(records, 1)), size, exact=True, sized=True, in_memory=True, temp_bytes=0)
     limit = resolve_memory(request.memory)
     fmt = RecordFormat(0 if request.zero_terminated else 10, request.lines_per_record)
     piece = plan.piece_bytes(limit)

@@ -42,11 +42,11 @@ from ..storage.ahead import AheadPlan, compressed_file, plan_ahead
 from ..storage.codecs import parse_compress
 from ..storage.remote import URLSource
 from ..storage.reader import RecordReader, map_whole
-from ..storage.sources import FileSource, RangeSource, Source
+from ..storage.sources import BytesSource, FileSource, RangeSource, Source
 from ..storage.tempspace import TempSpace, remove_dead_outputs
 from ..storage.writeback import WriteBehind
 from .detect import refuse_terminal
-from ..core.records import RecordFormat, decimal_records, find_offsets, find_offsets_split, searched_whole
+from ..core.records import INT32_LIMIT, RecordFormat, decimal_records, find_offsets, find_offsets_split, searched_whole
 from .line_early import EarlyPieces
 from .line_mix import WeightedLines
 from .line_plan import (
@@ -196,6 +196,9 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         ):
             self._repeat_range(source)
             return
+        if isinstance(source, BytesSource) and source.ends is not None:
+            self._shuffle_listed(source.data, source.ends)
+            return
         reader, factor, unique_mix = self._open_input()
         total = reader.total_size()
         stored = reader.progress_total()
@@ -251,6 +254,14 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
                 self.emit(decimal_records(drawn[at : at + self.RANGE_WRITTEN], source.sep[0]))
             if left is not None:
                 left -= size
+
+    def _shuffle_listed(self, data: bytes, ends: list[int]) -> None:
+        """Records of ``data`` cut at ``ends`` (``-e`` operands, one holding a newline): shuffled in memory
+        whatever ``-S`` says, as they are already held there, by the draws ``_in_memory`` makes."""
+        self.progress.start(IN_MEMORY, len(data))
+        self.progress.update(len(data))
+        block = np.frombuffer(data, np.uint8)
+        self._in_memory(block, np.array([0, *ends], np.int32 if len(block) <= INT32_LIMIT else np.int64))
 
     def _open_input(self) -> tuple[RecordReader, float, bool]:
         """The reader of every input; the bytes of the multiset shuffled over the bytes read (weighted

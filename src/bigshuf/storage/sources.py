@@ -356,13 +356,32 @@ def _widen_pipe(fd: int) -> None:
 
 
 class BytesSource:
-    """Records already in memory, e.g. the operands of ``-e``."""
+    """Records already in memory, e.g. the operands of ``-e``: ``data`` read as lines, or (``ends``)
+    cut where it says, so that a record may hold the separator, as one ``-e`` operand may hold a newline."""
 
-    def __init__(self, name: str, data: bytes) -> None:
+    def __init__(self, name: str, data: bytes, ends: Sequence[int] | None = None) -> None:
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise UsageError(f"BytesSource takes the records as bytes, not {type(data).__name__}")
         self.name = name
         self.data = bytes(data)
+        self.ends = None if ends is None else list(ends)
+        if self.ends is not None and (
+            any(b <= a for a, b in zip([0, *self.ends], self.ends)) or (self.ends[-1] if self.ends else 0) != len(self.data)
+        ):
+            raise UsageError("BytesSource's ends must rise, each past the last, to the length of its data")
+
+    @classmethod
+    def of_records(cls, name: str, records: Sequence[bytes], sep: bytes) -> BytesSource:
+        """``records``, each ended by ``sep``; cut at their own ends only if one holds ``sep`` (else read
+        as lines, which gives the same records and the draws lines always had)."""
+        data = b"".join(r + sep for r in records)
+        if not any(sep in r for r in records):
+            return cls(name, data)
+        ends, at = [], 0
+        for r in records:
+            at += len(r) + len(sep)
+            ends.append(at)
+        return cls(name, data, ends)
 
     def size(self) -> int | None:
         return len(self.data)
