@@ -67,11 +67,11 @@ def test_sigkill_leaves_target_untouched_and_next_run_cleans_up(tmp_path: Path, 
 
 
 def test_a_live_runs_directory_is_left_alone(tmp_path: Path) -> None:
-    live = tmp_path / "bigshuf-live"
+    live = tmp_path / "bigshuf-00000000000a"
     live.mkdir()
     fd = os.open(live / LOCK_NAME, os.O_CREAT | os.O_RDWR)
     fcntl.flock(fd, fcntl.LOCK_EX)
-    dead = tmp_path / "bigshuf-dead"
+    dead = tmp_path / "bigshuf-00000000000b"
     dead.mkdir()
     (dead / LOCK_NAME).write_bytes(b"")
     (dead / "bucket-00000").write_bytes(b"x" * 100)
@@ -85,12 +85,35 @@ def test_a_live_runs_directory_is_left_alone(tmp_path: Path) -> None:
     assert live.exists() and other.exists() and not dead.exists()
 
 
+def test_a_users_own_bigshuf_directories_are_never_removed(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    """Only a run's directory (``bigshuf-`` and 12 hex digits) is removed as dead: a user's
+    ``bigshuf-experiments`` holding a file named lock, or an old empty ``bigshuf-notes``, was deleted
+    whole by any run under that temporary directory (found by attack)."""
+    temp = tmp_path / "tmp"
+    kept = [temp / "bigshuf-experiments", temp / "bigshuf-0123456789abc", temp / "bigshuf-0123456789AB", temp / "bigshuf-notes"]
+    for d in kept[:3]:
+        (d / "results").mkdir(parents=True)
+        (d / "results" / "table.csv").write_bytes(b"week of work\n")
+        (d / LOCK_NAME).write_bytes(b"")
+    kept[3].mkdir()
+    os.utime(kept[3], (time.time() - 60, time.time() - 60))
+    dead = temp / "bigshuf-0123456789ab"
+    dead.mkdir()
+    (dead / LOCK_NAME).write_bytes(b"")
+    (tmp_path / "in").write_bytes(b"b\na\n")
+    code, out, err = run_cli(["--seed", "1", "-T", temp, "-S", "1K", tmp_path / "in", "-o", tmp_path / "out"])
+    assert (code, out) == (0, b"")
+    assert err == f"bigshuf: removed {dead} (0 B), left by a run that is gone\n".encode()
+    assert sorted(temp.iterdir()) == sorted(kept)
+    assert all((d / "results" / "table.csv").read_bytes() == b"week of work\n" for d in kept[:3])
+
+
 def test_a_run_killed_while_starting_is_removed_after_a_grace_period(tmp_path: Path) -> None:
-    empty = tmp_path / "bigshuf-empty"
+    empty = tmp_path / "bigshuf-00000000000c"
     empty.mkdir()
-    young = tmp_path / "bigshuf-young"
+    young = tmp_path / "bigshuf-00000000000d"
     young.mkdir()
-    half = tmp_path / "bigshuf-half"
+    half = tmp_path / "bigshuf-00000000000e"
     half.mkdir()
     (half / (LOCK_NAME + ".new")).write_bytes(b"")
     for d in (empty, half):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import re
 import shutil
 import stat
 import sys
@@ -48,6 +49,9 @@ def default_tmp_dir() -> str:
 
 
 LOCK_NAME = "lock"
+
+#: The name of a run's temporary directory (``TempSpace``): only these are ever removed as dead runs.
+RUN_DIRECTORY = re.compile(r"bigshuf-[0-9a-f]{12}")
 
 
 def full_disk_hint(error: BaseException) -> str:
@@ -214,11 +218,12 @@ def _killed_while_starting(path: str) -> bool:
 
 
 def remove_dead_runs(parent: str) -> list[str]:
-    """Remove the ``bigshuf-*`` directories under ``parent`` whose run is gone, saying so on stderr.
+    """Remove the run directories (``bigshuf-`` and 12 hex digits) under ``parent`` whose run is gone,
+    saying so on stderr.
 
     A directory counts as dead only if its lock file exists and can be locked now; a live
-    run's directory, anything else named ``bigshuf-*``, a symbolic link or another user's
-    directory is left alone. It never fails a run: what vanishes meanwhile is skipped.
+    run's directory, anything else (a user's ``bigshuf-experiments``), a symbolic link or another
+    user's directory is left alone. It never fails a run: what vanishes meanwhile is skipped.
     """
     removed: list[str] = []
     try:
@@ -227,8 +232,8 @@ def remove_dead_runs(parent: str) -> list[str]:
         return removed
     for name in names:
         path = os.path.join(parent, name)
-        if not name.startswith("bigshuf-") or name.startswith("bigshuf-resume-"):
-            continue  # --resume state is kept for the run that resumes it
+        if not RUN_DIRECTORY.fullmatch(name):
+            continue  # not a run's (--resume state, bigshuf-resume-*, is kept for the run that resumes it)
         try:
             st = os.lstat(path)
         except OSError:
