@@ -230,3 +230,22 @@ def count_sliced_writes(monkeypatch: Any) -> list[int]:
 
     monkeypatch.setattr(SlicedFile, "write", spy)
     return calls
+
+
+def cut_stream(path: Path, table: Any, batches: int | None) -> bytes:
+    """Write the Arrow ``table`` to ``path`` as an Arrow IPC stream of 60-row batches; with ``batches``, cut it after
+    that many (0: after the schema), as a writer killed between batches leaves it. Returns the whole stream."""
+    import pyarrow as pa
+
+    whole = pa.BufferOutputStream()
+    with pa.ipc.new_stream(whole, table.schema) as w:
+        w.write_table(table, max_chunksize=60)
+    data = whole.getvalue().to_pybytes()
+    ends = []
+    with pa.BufferReader(data) as f:
+        messages = pa.ipc.MessageReader.open_stream(f)
+        for _ in range(len(table.to_batches(max_chunksize=60)) + 1):
+            messages.read_next_message()
+            ends.append(f.tell())
+    path.write_bytes(data if batches is None else data[: ends[batches]])
+    return data

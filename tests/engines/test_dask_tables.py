@@ -115,6 +115,18 @@ def test_arrow_inputs_head_count_and_formats(tmp_path: Path) -> None:
         assert _rows(pa.ipc.open_file(f).read_all()) == rows
 
 
+def test_an_arrow_stream_cut_between_batches_is_refused(tmp_path: Path) -> None:
+    """The Dask engine's tasks refuse a stream without its end-of-stream marker, as the local engine does."""
+    from bigshuf.errors import InputError
+    from helpers import cut_stream
+
+    table = _table(0, 300)
+    cut_stream(tmp_path / "cut.arrow", table, 2)
+    with ThreadPoolExecutor(2) as runner, pytest.raises(InputError, match=r"cut\.arrow'?: corrupt Arrow IPC stream: it ends without its end-of-stream marker"):
+        dask_engine.shuffle([tmp_path / "cut.arrow"], tmp_path / "out.parquet", memory="32K", seed=8, runner=runner, tmp_dir=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.arrow"]
+
+
 def test_buckets_too_big_for_a_task_are_split_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Two buckets of 250 rows (about 17 KB with their bookkeeping) overflow the 12 KB that -S 16K
     # leaves a task: each is scattered again inside its pass-2 task.

@@ -19,7 +19,7 @@ from bigshuf.errors import InputError, OutputError, TempSpaceError, UsageError
 from bigshuf.formats.rowhash import row_fingerprint
 from bigshuf.formats.tables import TableBuckets, row_sizes
 
-from helpers import make_table, temp_leftovers
+from helpers import cut_stream, make_table, temp_leftovers
 from test_uniformity import assert_uniform
 
 
@@ -389,6 +389,26 @@ def test_arrow_streams_views_and_dictionaries(tmp_path: Path) -> None:
     got = read_rows([tmp_path / "cats.arrow"])
     assert got.schema.field("c").type == pa.string()
     assert got.sort_by("id").equals(cats.cast(got.schema))
+
+
+@pytest.mark.parametrize("batches", [0, 1, 4])
+def test_an_arrow_stream_cut_between_batches_is_refused(tmp_path: Path, run_cli, batches: int) -> None:  # type: ignore[no-untyped-def]
+    """A stream without its end-of-stream marker (a writer killed between batches, as a killed
+    ``datasets`` job leaves one) was read as a shorter valid stream: exit 0 with the rows it held."""
+    table = pa.table({"id": pa.array(range(300)), "text": [f"doc {i}" for i in range(300)]})
+    cut_stream(tmp_path / "cut.arrow", table, batches)
+    code, out, err = run_cli(["--seed", "1", "cut.arrow", "-o", "out.parquet"], cwd=tmp_path)
+    assert (code, out) == (1, b"")
+    assert err == (
+        b"bigshuf: cut.arrow: corrupt Arrow IPC stream: it ends without its end-of-stream marker (cut short after a record batch)\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.arrow"]
+    # The whole stream, its marker in place (or in the 4-byte form of Arrow before 0.15), is read.
+    data = cut_stream(tmp_path / "cut.arrow", table, None)
+    (tmp_path / "old.arrow").write_bytes(data[:-8] + bytes(4))
+    for name in ("cut.arrow", "old.arrow"):
+        bigshuf.shuffle(tmp_path / name, tmp_path / "out.parquet", seed=1)
+        assert_row_permutation(pq.read_table(tmp_path / "out.parquet"), table)
 
 
 def test_more_files_than_open_file_limit(tmp_path: Path, run_cli) -> None:

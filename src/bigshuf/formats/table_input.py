@@ -15,7 +15,7 @@ from ..errors import InputError, UsageError, option
 from ..quoting import quote_arg, quote_name
 from ..storage.sources import FileSource
 from .detect import dataset_files, sniff_kind, suffix_kind
-from .tables import ARROW_ERRORS, FILE_KINDS, _reason, check_columns, names_are_utf8, plain_schema, schema_difference
+from .tables import ARROW_ERRORS, FILE_KINDS, _reason, check_columns, names_are_utf8, plain_schema, schema_difference, stream_batches
 
 
 class TableInput:
@@ -45,7 +45,12 @@ class TableInput:
                     reader = pa.ipc.open_file(f) if kind == "arrow" else pa.ipc.open_stream(f)
                     self.schema = reader.schema
                     check_columns(path, self.schema)
-                    batches = (reader.get_batch(i) for i in range(reader.num_record_batches)) if kind == "arrow" else reader
+                    batches: Iterator[pa.RecordBatch]
+                    if kind == "arrow":
+                        batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
+                    else:
+                        f.seek(0)
+                        batches = stream_batches(path, f)
                     self.rows = 0
                     for batch in batches:
                         batch.validate()  # lengths against buffer sizes (cheap): row counts to plan with
@@ -117,7 +122,7 @@ class TableInput:
                     for i in range(reader.num_record_batches):
                         yield reader.get_batch(i)
                 else:
-                    yield from pa.ipc.open_stream(f)
+                    yield from stream_batches(self.path, f)
 
     def _guarded(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         """``batches`` made plain (no views), with Arrow's errors as one-line input errors naming the file."""

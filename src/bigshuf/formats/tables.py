@@ -56,6 +56,21 @@ def _reason(e: BaseException) -> str:
     return text[0] if text else type(e).__name__
 
 
+def stream_batches(shown: str, source: Any) -> Iterator[pa.RecordBatch]:
+    """The record batches of the Arrow IPC stream ``source`` (named ``shown`` in messages), refused once
+    read if it ends without its end-of-stream marker: a writer stopped part way (a killed ``datasets``
+    job) leaves a stream cut between batches, which reads as a shorter one."""
+    reader = pa.ipc.open_stream(source)
+    last = source.tell()  # where the schema or the last batch ended: the reader reads no further ahead
+    for batch in reader:
+        last = source.tell()
+        yield batch
+    if source.tell() == last:
+        raise InputError(
+            f"{quote_name(shown)}: corrupt Arrow IPC stream: it ends without its end-of-stream marker (cut short after a record batch)"
+        )
+
+
 def parse_schema(spec: str) -> pa.Schema:
     """``--schema``: a Parquet or Arrow file whose schema to use, or ``name:type,...`` with Arrow type names."""
     if os.path.exists(spec):

@@ -34,7 +34,7 @@ from ...formats.table_mix import multiset_fingerprint
 from ...formats.table_output import RowWriter
 from ...formats.tables import (
     ARROW_ERRORS, FILE_KINDS, GROUP_BYTES, TABLE_PIECE, _rebatch, check_columns, decoded_schema, plain_schema, row_sizes, schema_difference,
-    take_rows,
+    stream_batches, take_rows,
 )
 from ...quoting import quote_arg, quote_name
 from ...storage import remote
@@ -281,7 +281,7 @@ def _stored(task: ScatterTask, source: Any, block_bytes: int) -> Iterator[pa.Rec
         for i in range(task.start, task.end):
             yield reader.get_batch(i)
     else:
-        yield from pa.ipc.open_stream(source)
+        yield from stream_batches(task.source, source)
 
 
 def _task_batches(task: ScatterTask, plain: pa.Schema, block_bytes: int) -> Iterator[pa.RecordBatch]:
