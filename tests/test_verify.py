@@ -175,6 +175,40 @@ def test_check_permutation_command(tmp_path: Path) -> None:
     assert bad.returncode == 1 and b"records differ" in bad.stderr
 
 
+def test_check_permutation_compares_each_outputs_header_with_the_first_inputs(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    """``--header=N`` dropped N lines off every output unread: a changed header, or an extra file of N
+    lines, passed as "same records"; and when the first input had fewer than N lines (so the shuffle
+    wrote a shorter header), a correct shuffle's first record was dropped: "records differ" (found by attack)."""
+    (tmp_path / "h.csv").write_bytes(b"id,text\n1,a\n2,b\n3,c\n")
+    (tmp_path / "e.csv").write_bytes(b"")
+    (tmp_path / "f.csv").write_bytes(b"H\nr1\nr2\n")
+    assert run_cli(["--header=1", "--seed", "1", "h.csv", "-o", "ho.csv"], cwd=tmp_path)[0] == 0
+    shuffled = (tmp_path / "ho.csv").read_bytes()
+    (tmp_path / "evil.csv").write_bytes(shuffled.replace(b"id,text\n", b"EVIL,HEADER\n"))
+    (tmp_path / "extra.csv").write_bytes(b"junk\n")
+    for against in (["evil.csv"], ["ho.csv", "extra.csv"]):
+        code, out, err = run_cli(["--check-permutation", "--header=1", "h.csv", "--against", *against], cwd=tmp_path)
+        assert (code, out) == (1, b"")
+        assert err == f"bigshuf: {against[-1]}: does not start with the header of h.csv (--header=1), as a shuffle of it does\n".encode()
+    assert run_cli(["--check-permutation", "--header=1", "h.csv", "--against", "ho.csv"], cwd=tmp_path)[0] == 0
+    # The first input has no line: the shuffle writes no header, and no record is taken for one.
+    assert run_cli(["--header=1", "--seed", "1", "e.csv", "f.csv", "-o", "o.csv"], cwd=tmp_path)[0] == 0
+    assert sorted((tmp_path / "o.csv").read_bytes().splitlines()) == [b"r1", b"r2"]
+    code, out, err = run_cli(["--check-permutation", "--header=1", "e.csv", "f.csv", "--against", "o.csv"], cwd=tmp_path)
+    assert (code, out, err) == (0, b"", b"bigshuf: same records: 2 records, 6 bytes, digest 3e493e4304b0fe98\n")
+    # Gzip shards, each with the header; and --header=2 over a first input of one line (a header of one).
+    bigshuf.shuffle([tmp_path / "f.csv", tmp_path / "h.csv"], str(tmp_path / "p{}.csv.gz"), header=1, seed=1, shards=3)
+    shards = sorted(tmp_path.glob("p*.csv.gz"))
+    fin, fout = bigshuf.check_permutation([tmp_path / "f.csv", tmp_path / "h.csv"], shards, header=1)
+    assert fin == fout and fin.records == 5
+    (tmp_path / "one.csv").write_bytes(b"only")
+    bigshuf.shuffle([tmp_path / "one.csv", tmp_path / "h.csv"], tmp_path / "two.csv", header=2, seed=1)
+    first, *rest = (tmp_path / "two.csv").read_bytes().splitlines()
+    assert (first, sorted(rest)) == (b"only", [b"2,b", b"3,c"])
+    fin, fout = bigshuf.check_permutation([tmp_path / "one.csv", tmp_path / "h.csv"], tmp_path / "two.csv", header=2)
+    assert fin == fout and fin.records == 2
+
+
 def test_against_without_check_permutation_is_refused_not_ignored(tmp_path: Path) -> None:
     """``--against`` alone took every operand after it and shuffled standard input, exit 0: a script's
     ``bigshuf --against OUT IN && echo same`` passed whatever OUT held. It is now one line, exit 1."""

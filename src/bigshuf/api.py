@@ -25,7 +25,7 @@ from .progress import Progress
 from .arguments import _check_types, _integer, _memory_argument, _optional_integer, _optional_path, _path, _path_list
 from .request import Request
 from .request import ShuffleStats as ShuffleStats, resolve_memory as resolve_memory
-from .storage.reader import RecordReader, leftover_error
+from .storage.reader import RecordReader, leftover_error, split_head
 from .storage.sources import FileSource, GeneratedSource, RangeSource, Source
 from .storage.threads import signals_held
 
@@ -320,6 +320,17 @@ CHECK_BLOCK = 32 << 20
 CHECK_WORKER_MEMORY = 32 << 20
 
 
+def _first_header(path: PathLike, fmt: RecordFormat, lines: int) -> bytes:
+    """The header ``shuffle`` writes atop each output for ``path`` as its first input: its first ``lines``
+    lines, fewer if it has fewer."""
+    source = FileSource(path)
+    stream = source.open()
+    try:
+        return split_head(stream, lines, fmt.sep, source.name)[0]
+    finally:
+        stream.close()
+
+
 def check_permutation(
     inputs: PathLike | Sequence[PathLike],
     outputs: PathLike | Sequence[PathLike],
@@ -334,8 +345,9 @@ def check_permutation(
     paths); equal when the outputs hold exactly the inputs' records, in any order and split
     over any number of files.
 
-    Compressed files are read as such; ``header`` lines are set aside as ``shuffle`` does
-    (no file's first ``header`` lines are counted). ``threads`` workers hash (default: the
+    Compressed files are read as such; ``header`` lines are set aside as ``shuffle`` does: no input's
+    first ``header`` lines are counted, and each output must start with the first input's header
+    (InputError naming the output if not), which is set aside. ``threads`` workers hash (default: the
     cores this process may use), fewer if ``memory`` cannot hold them; the result is the same.
     """
     from .formats.compare import other_records_fingerprints
@@ -363,14 +375,16 @@ def check_permutation(
     workers = max(1, min(threads, limit // 2 // CHECK_WORKER_MEMORY))
     capacity = max(256, limit // 4, (limit - workers * CHECK_WORKER_MEMORY) // 2)
     stop = threading.Event()
+    head = _first_header(inputs[0], fmt, header) if header and inputs else b""
+    head_lines = head.count(bytes([fmt.sep]))
 
-    def total(paths: Sequence[PathLike]) -> Fingerprint:
+    def total(paths: Sequence[PathLike], output: bool = False) -> Fingerprint:
         # Each block is cut at record ends into one part per worker; the other side's parts
         # keep the workers busy while this side reads its next block.
         fp = Fingerprint()
         try:
             for path in paths:
-                reader = RecordReader([FileSource(path)], fmt, Progress(), header)
+                reader = RecordReader([FileSource(path)], fmt, Progress(), head_lines if output else header)
                 for block, _final in reader.blocks(capacity, option("memory"), block=min(CHECK_BLOCK, capacity)):
                     if stop.is_set():
                         return fp
@@ -378,6 +392,11 @@ def check_permutation(
                     parts = [hashers.submit(partial(fingerprint_records, block[a:b], fmt)) for a, b in zip(cuts, cuts[1:])]
                     for part in parts:
                         fp += part.result()
+                if output and reader.header != head:
+                    raise InputError(
+                        f"{FileSource(path).name}: does not start with the header of {FileSource(inputs[0]).name} "
+                        f"({option('header')}={header}), as a shuffle of it does"
+                    )
         except BaseException:
             stop.set()  # the other side need not finish
             raise
@@ -386,7 +405,7 @@ def check_permutation(
     sides, hashers = ThreadPoolExecutor(2), Workers(workers)
     try:
         with signals_held():  # the pools' threads (started from these two) leave Ctrl-C to the main thread
-            got_in, got_out = sides.submit(total, inputs), sides.submit(total, outputs)
+            got_in, got_out = sides.submit(total, inputs), sides.submit(total, outputs, True)
         return got_in.result(), got_out.result()
     finally:
         stop.set()
