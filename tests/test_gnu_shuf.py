@@ -443,6 +443,32 @@ def test_a_directory_name_under_a_parent_nobody_may_search_is_refused_as_gnu_ref
         shutil.rmtree(shared)
 
 
+def test_another_users_file_in_a_sticky_directory_is_refused_without_leftovers():
+    """Run as ``nobody``: ``-o`` naming root's world-writable file in a sticky directory (as in /tmp).
+    GNU shuf writes it in place; bigshuf replaces by rename, which the sticky bit forbids, so it
+    refuses it in a line. It used to link a backup first, which it could not unlink again: a root-owned
+    hidden link left on every try, and the message named the link (found by attack)."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to run as another user")
+    shared = Path(tempfile.mkdtemp(prefix="bigshuf-sticky-"))
+    try:
+        (shared / "in").write_bytes(b"a\nb\n")
+        (shared / "shared.txt").write_bytes(b"1\n2\n3\n")
+        (shared / "shared.txt").chmod(0o666)
+        (shared / "in").chmod(0o644)
+        shared.chmod(0o1777)
+        for _ in range(2):
+            proc = subprocess.run([*NOBODY, *BIGSHUF, "--seed", "1", "-o", "shared.txt", "in"], capture_output=True, timeout=60, cwd=shared)
+            assert (proc.returncode, proc.stdout) == (1, b"")
+            assert proc.stderr == (
+                f"bigshuf: {shared}/shared.txt: cannot be replaced: Operation not permitted (another user's file in a sticky directory)\n"
+            ).encode()
+        assert sorted(os.listdir(shared)) == ["in", "shared.txt"]
+        assert (shared / "shared.txt").read_bytes() == b"1\n2\n3\n" and os.stat(shared / "shared.txt").st_nlink == 1
+    finally:
+        shutil.rmtree(shared)
+
+
 @pytest.mark.parametrize("args", [
     ["-o", "x y/z", "in"], ["-o", "no\ndir/x", "in"], ["-o", "a:b/c", "in"], ["-o", "d d", "in"], ["-o", "x y/", "in"],
     ["--random-source=no\nf", "in"], ["--random-source=a b", "in"], ["--random-source=.", "in"], ["--random-source=empty", "in"],

@@ -324,6 +324,18 @@ def _check_generated(final: str, name: str, target: str) -> None:
         raise OutputError(f"{shown}: {why}; bigshuf writes its shards, splits and manifest only as regular files")
 
 
+def _sticky_elsewhere(final: str, st: os.stat_result) -> bool:
+    """Whether ``final`` (status ``st``) is another user's file in a sticky directory (``/tmp``) that
+    is not this user's either: only they may rename over it or unlink a link to it."""
+    if os.geteuid() == 0 or st.st_uid == os.geteuid():
+        return False
+    try:
+        parent = os.stat(os.path.dirname(final) or ".")
+    except OSError:
+        return False
+    return bool(parent.st_mode & stat.S_ISVTX) and parent.st_uid != os.geteuid()
+
+
 def _check_replaceable(final: str, probe: OutputFiles | None) -> None:
     """Refuse, before any input is read, a target the commit could not put in place or that this
     user may not write (as GNU shuf's open(2) refuses it): a directory, a file without write
@@ -338,13 +350,21 @@ def _check_replaceable(final: str, probe: OutputFiles | None) -> None:
         raise OutputError(f"{quote_name(final)}: Is a directory")
     if not stat.S_ISREG(st.st_mode):
         return
+    if _sticky_elsewhere(final, st):
+        # The rename over it would fail, and the probe's link could not be removed again.
+        raise OutputError(
+            f"{quote_name(final)}: cannot be replaced: {os.strerror(errno.EPERM)} (another user's file in a sticky directory)"
+        )
     if probe is not None:
         backup = backup_name(probe.temp_name(final))
         try:
             os.link(final, backup, follow_symlinks=False)
         except OSError as e:
             raise OutputError(f"{quote_name(final)}: cannot be replaced: {e.strerror}") from None
-        os.unlink(backup)
+        try:
+            os.unlink(backup)
+        except OSError as e:
+            raise OutputError(f"{quote_name(final)}: cannot be replaced: {e.strerror} (its probe {quote_name(backup)} is left)") from None
     if not os.access(final, os.W_OK):
         # shuf's open(2) refuses a file this user may not write; the rename would replace it anyway.
         raise OutputError(f"{quote_name(final)}: {os.strerror(errno.EACCES)}")
