@@ -188,6 +188,34 @@ def test_head_count_and_compressed_inputs(tmp_path: Path) -> None:
     assert not Counter(got) - Counter(records * 3)
 
 
+@pytest.mark.parametrize(
+    "options",
+    [{"shards": 2}, {"shards": 2, "compress": "zstd"}, {"shard_records": 250}, {"shards": 2, "compress": "none"}],
+)
+def test_a_shard_directory_is_named_and_compressed_as_the_local_engine_does(tmp_path: Path, options: dict[str, Any]) -> None:
+    """``-o dir/`` of .jsonl.gz inputs: the local engine writes part-00000.jsonl.gz (gzip); the Dask
+    engine wrote part-00000, plain, and part-00000.zst under --compress zstd (found by a new user)."""
+    import bigshuf
+
+    records = make_records(600, 8, max_len=60)
+    paths = []
+    for i in range(2):
+        path = tmp_path / f"in{i}.jsonl.gz"
+        path.write_bytes(compress("gzip", b"".join(r + b"\n" for r in records[i * 300 : (i + 1) * 300])))
+        paths.append(path)
+    local, remote = tmp_path / "local", tmp_path / "dask"
+    bigshuf.shuffle(paths, f"{local}/", memory="16K", seed=1, tmp_dir=tmp_path, **options)
+    with ThreadPoolExecutor(2) as runner:
+        dask_engine.shuffle(paths, f"{remote}/", memory="16K", seed=1, runner=runner, tmp_dir=tmp_path, **options)
+    names = sorted(p.name for p in local.iterdir())
+    assert sorted(p.name for p in remote.iterdir()) == names
+    suffix = {None: ".jsonl.gz", "zstd": ".jsonl.zst", "none": ".jsonl"}[options.get("compress")]
+    assert names[0] == "part-00000" + suffix and len(names) >= 2
+    codec = {".jsonl.gz": "gzip", ".jsonl.zst": "zstd"}.get(suffix)
+    got = [r for name in names for r in split_records(decompress(codec, (remote / name).read_bytes()) if codec else (remote / name).read_bytes())]
+    assert Counter(got) == Counter(records)
+
+
 def test_head_count_into_a_local_file_written_in_place(tmp_path: Path) -> None:
     # Plain output to a local file: pass-2 tasks write their buckets at their offsets; with -n
     # the last part is a bucket's head, and the file ends there.
@@ -372,10 +400,10 @@ def test_worker_killed_mid_run_output_still_exact(tmp_path: Path) -> None:
     temp = run_killing_a_worker(
         tmp_path, ["-S", "16K", "--verify", "--seed=4", "--shards=2", *map(str, paths), "-o", str(tmp_path / "out") + "/"]
     )
-    shards = [(tmp_path / "out" / f"part-0000{i}").read_bytes() for i in range(2)]
+    shards = [(tmp_path / "out" / f"part-0000{i}.txt").read_bytes() for i in range(2)]
     assert_permutation(b"".join(shards), records)
     assert os.listdir(temp) == []
-    assert sorted(os.listdir(tmp_path / "out")) == ["part-00000", "part-00001"]
+    assert sorted(os.listdir(tmp_path / "out")) == ["part-00000.txt", "part-00001.txt"]
 
 
 @pytest.mark.parametrize(

@@ -94,7 +94,7 @@ def test_shard_records_per_split_with_a_manifest(tmp_path: Path) -> None:
                                     split="valid=0.05,train=rest", shard_records=1000, manifest=out / "manifest.json")
     assert stats.records == 3000
     valid, train = _files(out / "valid"), _files(out / "train")
-    assert [p.name for p in train] == [f"part-{i:05d}" for i in range(3)]
+    assert [p.name for p in train] == [f"part-{i:05d}.txt" for i in range(3)]  # named by the inputs' kind, as locally
     assert [p.read_bytes().count(b"\n") for p in valid + train] == [150, 1000, 1000, 850]
     assert b"".join(p.read_bytes() for p in valid + train) == (tmp_path / "plain.txt").read_bytes()
     assert [p.name for p in _files(out)] == ["manifest.json"]  # no temporary file, lock or journal left
@@ -102,8 +102,8 @@ def test_shard_records_per_split_with_a_manifest(tmp_path: Path) -> None:
     assert problems == [] and summary.startswith("4 output file(s) match")
     document = _manifest(out / "manifest.json")
     assert [(o["split"], o["path"], o["records"]) for o in document["outputs"]] == [
-        ("valid", "valid/part-00000", 150), ("train", "train/part-00000", 1000), ("train", "train/part-00001", 1000),
-        ("train", "train/part-00002", 850),
+        ("valid", "valid/part-00000.txt", 150), ("train", "train/part-00000.txt", 1000), ("train", "train/part-00001.txt", 1000),
+        ("train", "train/part-00002.txt", 850),
     ]
     assert document["inputs"][0]["records"] == 3000 and document["inputs"][0]["bytes"] == path.stat().st_size
     assert document["seed"] == 5 and document["split"] == "valid=0.05,train=rest"
@@ -213,7 +213,7 @@ def test_splits_sharded_on_s3(bucket: Any, tmp_path: Path) -> None:
         dask_engine.shuffle([path], f"s3://{name}/out/{{split}}/", memory="16K", seed=2, runner=runner, tmp_dir=tmp_path,
                             temp_url=f"s3://{name}/tmp/", split="valid=50,train=rest", shard_records=200)
     found = sorted(bucket.find(f"{name}/out"))
-    parts = [f"{name}/out/{s}/part-{i:05d}" for s, i in (("valid", 0), ("train", 0), ("train", 1), ("train", 2))]
+    parts = [f"{name}/out/{s}/part-{i:05d}.txt" for s, i in (("valid", 0), ("train", 0), ("train", 1), ("train", 2))]
     assert found == sorted(parts + [f"{name}/out/train/_SUCCESS", f"{name}/out/valid/_SUCCESS"])
     data = [bucket.cat(p) for p in parts]
     assert [d.count(b"\n") for d in data] == [50, 200, 200, 50]
@@ -419,7 +419,7 @@ def test_shard_size_cuts_as_the_local_engine_does(tmp_path: Path, monkeypatch: p
     start = 0
     for split, count in (("valid", 250), ("empty", 0), ("train", 2250)):
         files = _files(out / split)
-        assert [p.name for p in files] == [f"part-{i:05d}.gz" for i in range(len(files))]
+        assert [p.name for p in files] == [f"part-{i:05d}.txt.gz" for i in range(len(files))]
         got = [split_records(gzip.decompress(p.read_bytes())) for p in files]
         assert [r for g in got for r in g] == plain[start : start + count], split
         assert [len(g) for g in got] == _size_cuts([len(r) + 1 for r in plain[start : start + count]], 9000), split

@@ -387,7 +387,11 @@ class Lines(TaskKind):
         choice = None if settings.compress is None else parse_compress(settings.compress)
         tasks = _scatter_tasks(files, settings.limit, root)
         k = _bucket_count(files, settings.limit, settings.shards, fmt.sep)
-        return Prepared(LineTasks(fmt), tasks, k, choice, None, tuple(f.name for f in files), stored=tuple(files))
+        # A shard directory's files named by the inputs' kind and codec, as the local engine names them.
+        sharded = settings.shards is not None or settings.sharded
+        local = not any(remote.is_remote(name) for name in inputs.names)
+        suffix = detect.line_shard_suffix([f.name for f in files], choice) if sharded and local else None
+        return Prepared(LineTasks(fmt), tasks, k, choice, suffix, tuple(f.name for f in files), stored=tuple(files))
 
     @classmethod
     def sample(cls, prepared: Prepared, request: Request) -> Sample:
