@@ -415,7 +415,8 @@ def test_worker_killed_mid_run_output_still_exact(tmp_path: Path) -> None:
         (["-r", "a.txt"], b"bigshuf: --engine=dask does not support --repeat\n"),
         (["--resume", "--seed=1", "a.txt"], b"bigshuf: --engine=dask does not support --resume\n"),
         (["a.txt", "--scheduler=tcp://127.0.0.1:1"],
-         b"bigshuf: --scheduler needs --temp-url: a place every worker can reach, e.g. s3://bucket/tmp/\n"),
+         b"bigshuf: --scheduler needs --temp-url: a place every worker can reach, e.g. s3://bucket/tmp/ "
+         b"(or a local path if every worker runs on this machine)\n"),
         (["-"], b"bigshuf: --engine=dask cannot read standard input; name input files or URLs\n"),
         (["--shards=2", "a.txt"], b"bigshuf: --shards needs -o naming a directory or a pattern like out/part-{:05d}.jsonl\n"),
     ],
@@ -431,6 +432,22 @@ def test_errors_are_one_line_and_leave_nothing(tmp_path: Path, args: list[str], 
     assert (proc.returncode, proc.stdout, proc.stderr) == (1, b"", message)
     assert os.listdir(temp) == []
     assert sorted(os.listdir(tmp_path)) == ["a.txt", "temp"]
+
+
+def test_a_scheduler_from_the_environment_is_named_as_such(tmp_path: Path) -> None:
+    """$DASK_SCHEDULER_ADDRESS without --temp-url was told "--scheduler needs --temp-url", an option
+    the user had not given (found by a new user)."""
+    write_records(tmp_path / "a.txt", [b"x"])
+    proc = subprocess.run(
+        [sys.executable, "-m", "bigshuf", "--engine=dask", "a.txt"], capture_output=True, timeout=TIMEOUT, cwd=tmp_path,
+        env={**os.environ, "DASK_SCHEDULER_ADDRESS": "tcp://127.0.0.1:1"},
+    )
+    assert (proc.returncode, proc.stdout) == (1, b"")
+    assert proc.stderr == (
+        b"bigshuf: a scheduler from $DASK_SCHEDULER_ADDRESS needs --temp-url: a place every worker can reach, "
+        b"e.g. s3://bucket/tmp/ (or a local path if every worker runs on this machine)\n"
+    )
+    assert os.listdir(tmp_path) == ["a.txt"]
 
 
 @pytest.mark.slow

@@ -753,7 +753,8 @@ def test_a_dry_run_fails_temporary_space_smaller_than_the_buckets(tmp_path: Path
         (["missing.txt"], {}, "inputs", "missing.txt: No such file or directory"),
         (["nosuch://x/y"], {}, "inputs", "nosuch://x/y: Protocol not known: nosuch"),
         (["a.txt"], {"scheduler": "tcp://127.0.0.1:1"}, "options",
-         "--scheduler needs --temp-url: a place every worker can reach, e.g. s3://bucket/tmp/"),
+         "--scheduler needs --temp-url: a place every worker can reach, e.g. s3://bucket/tmp/ "
+         "(or a local path if every worker runs on this machine)"),
         (["-"], {}, "inputs", "--engine=dask cannot read standard input; name input files or URLs"),
         (["a.txt"], {"shards": 2}, "output", "--shards needs -o naming a directory or a pattern like out/part-{:05d}.jsonl"),
     ],

@@ -335,9 +335,13 @@ def _check_options(
         raise UsageError(f"invalid {option('shards')} value: {quote_arg(shards)}")
     if verify and head_count is not None:
         raise UsageError(f"{option('verify')} checks whole shuffles; it cannot check a sample ({option('head_count')})")
+    named = option("scheduler") if scheduler else "a scheduler from $DASK_SCHEDULER_ADDRESS"
     scheduler = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
     if scheduler and not own_runner and temp_url is None:
-        raise UsageError(f"{option('scheduler')} needs {option('temp_url')}: a place every worker can reach, e.g. s3://bucket/tmp/")
+        raise UsageError(
+            f"{named} needs {option('temp_url')}: a place every worker can reach, e.g. s3://bucket/tmp/ "
+            "(or a local path if every worker runs on this machine)"
+        )
     try:
         import fsspec  # noqa: F401
 
