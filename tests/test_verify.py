@@ -191,6 +191,9 @@ def test_check_permutation_compares_each_outputs_header_with_the_first_inputs(tm
         assert (code, out) == (1, b"")
         assert err == f"bigshuf: {against[-1]}: does not start with the header of h.csv (--header=1), as a shuffle of it does\n".encode()
     assert run_cli(["--check-permutation", "--header=1", "h.csv", "--against", "ho.csv"], cwd=tmp_path)[0] == 0
+    # A first input read from a pipe is read once: its header is the one its reader set aside.
+    code, out, err = run_cli(["--check-permutation", "--header=1", "-", "--against", "ho.csv"], input=b"id,text\n1,a\n2,b\n3,c\n", cwd=tmp_path)
+    assert (code, out) == (0, b"") and err.startswith(b"bigshuf: same records: 3 records"), err
     # The first input has no line: the shuffle writes no header, and no record is taken for one.
     assert run_cli(["--header=1", "--seed", "1", "e.csv", "f.csv", "-o", "o.csv"], cwd=tmp_path)[0] == 0
     assert sorted((tmp_path / "o.csv").read_bytes().splitlines()) == [b"r1", b"r2"]

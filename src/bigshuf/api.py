@@ -7,7 +7,7 @@ import os
 import shutil
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +25,7 @@ from .progress import Progress
 from .arguments import _check_types, _integer, _memory_argument, _optional_integer, _optional_path, _path, _path_list
 from .request import Request
 from .request import ShuffleStats as ShuffleStats, resolve_memory as resolve_memory
-from .storage.reader import RecordReader, leftover_error, split_head
+from .storage.reader import RecordReader, leftover_error
 from .storage.sources import FileSource, GeneratedSource, RangeSource, Source
 from .storage.threads import signals_held
 
@@ -320,17 +320,6 @@ CHECK_BLOCK = 32 << 20
 CHECK_WORKER_MEMORY = 32 << 20
 
 
-def _first_header(path: PathLike, fmt: RecordFormat, lines: int) -> bytes:
-    """The header ``shuffle`` writes atop each output for ``path`` as its first input: its first ``lines``
-    lines, fewer if it has fewer."""
-    source = FileSource(path)
-    stream = source.open()
-    try:
-        return split_head(stream, lines, fmt.sep, source.name)[0]
-    finally:
-        stream.close()
-
-
 def check_permutation(
     inputs: PathLike | Sequence[PathLike],
     outputs: PathLike | Sequence[PathLike],
@@ -375,30 +364,41 @@ def check_permutation(
     workers = max(1, min(threads, limit // 2 // CHECK_WORKER_MEMORY))
     capacity = max(256, limit // 4, (limit - workers * CHECK_WORKER_MEMORY) // 2)
     stop = threading.Event()
-    head = _first_header(inputs[0], fmt, header) if header and inputs else b""
-    head_lines = head.count(bytes([fmt.sep]))
+    # The header the shuffle writes atop each output: the first input's (its first ``header`` lines, or
+    # fewer), known once that input is open; it is read once, as a pipe can be read only once.
+    first: Future[bytes] = Future()
+    if not header or not inputs:
+        first.set_result(b"")
 
     def total(paths: Sequence[PathLike], output: bool = False) -> Fingerprint:
         # Each block is cut at record ends into one part per worker; the other side's parts
         # keep the workers busy while this side reads its next block.
         fp = Fingerprint()
         try:
+            head = first.result() if output else b""
+            lines = head.count(bytes([fmt.sep])) if output else header
             for path in paths:
-                reader = RecordReader([FileSource(path)], fmt, Progress(), head_lines if output else header)
+                reader = RecordReader([FileSource(path)], fmt, Progress(), lines)
                 for block, _final in reader.blocks(capacity, option("memory"), block=min(CHECK_BLOCK, capacity)):
+                    if not output and not first.done():
+                        first.set_result(reader.header)
                     if stop.is_set():
                         return fp
                     cuts = record_cuts(block, fmt, workers)
                     parts = [hashers.submit(partial(fingerprint_records, block[a:b], fmt)) for a, b in zip(cuts, cuts[1:])]
                     for part in parts:
                         fp += part.result()
+                if not output and not first.done():
+                    first.set_result(reader.header)  # a first input of no records
                 if output and reader.header != head:
                     raise InputError(
                         f"{FileSource(path).name}: does not start with the header of {FileSource(inputs[0]).name} "
                         f"({option('header')}={header}), as a shuffle of it does"
                     )
-        except BaseException:
+        except BaseException as e:
             stop.set()  # the other side need not finish
+            if not first.done():
+                first.set_exception(e)
             raise
         return fp
 
