@@ -411,6 +411,34 @@ def test_an_arrow_stream_cut_between_batches_is_refused(tmp_path: Path, run_cli,
         assert_row_permutation(pq.read_table(tmp_path / "out.parquet"), table)
 
 
+def test_an_arrow_stream_cut_after_a_dictionary_is_refused(tmp_path: Path) -> None:
+    """A stream cut after a delta dictionary, before the batch using it, was read as whole: the check
+    took any bytes after the last batch for the end-of-stream marker (found by review)."""
+    schema = pa.schema([("id", pa.int64()), ("c", pa.dictionary(pa.int32(), pa.string()))])
+    batches = [
+        pa.record_batch([pa.array([1, 2]), pa.DictionaryArray.from_arrays(pa.array([0, 1], pa.int32()), pa.array(["a", "b"]))], schema=schema),
+        pa.record_batch([pa.array([3, 4]), pa.DictionaryArray.from_arrays(pa.array([2, 0], pa.int32()), pa.array(["a", "b", "c"]))], schema=schema),
+    ]
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, schema, options=pa.ipc.IpcWriteOptions(emit_dictionary_deltas=True)) as w:
+        for batch in batches:
+            w.write_batch(batch)
+    data = sink.getvalue().to_pybytes()
+    ends, kinds = [], []
+    with pa.BufferReader(data) as f:
+        messages = pa.ipc.MessageReader.open_stream(f)
+        for _ in range(5):
+            kinds.append(messages.read_next_message().type)
+            ends.append(f.tell())
+    assert kinds == ["schema", "dictionary", "record batch", "dictionary", "record batch"]
+    (tmp_path / "cut.arrows").write_bytes(data[: ends[3]])
+    with pytest.raises(InputError, match="cut.arrows'?: corrupt Arrow IPC stream: it ends without its end-of-stream marker"):
+        bigshuf.shuffle(tmp_path / "cut.arrows", tmp_path / "out.parquet", seed=1)
+    (tmp_path / "whole.arrows").write_bytes(data)
+    bigshuf.shuffle(tmp_path / "whole.arrows", tmp_path / "out.parquet", seed=1)
+    assert sorted(pq.read_table(tmp_path / "out.parquet")["id"].to_pylist()) == [1, 2, 3, 4]
+
+
 def test_more_files_than_open_file_limit(tmp_path: Path, run_cli) -> None:
     import resource
     import subprocess

@@ -56,6 +56,11 @@ def _reason(e: BaseException) -> str:
     return text[0] if text else type(e).__name__
 
 
+#: What follows an IPC stream's last record batch: its end-of-stream marker, or the 4 zero bytes
+#: that marked it before Arrow 0.15.
+END_OF_STREAM = (b"\xff\xff\xff\xff\x00\x00\x00\x00", b"\x00\x00\x00\x00")
+
+
 def stream_batches(shown: str, source: Any) -> Iterator[pa.RecordBatch]:
     """The record batches of the Arrow IPC stream ``source`` (named ``shown`` in messages), refused once
     read if it ends without its end-of-stream marker: a writer stopped part way (a killed ``datasets``
@@ -65,7 +70,9 @@ def stream_batches(shown: str, source: Any) -> Iterator[pa.RecordBatch]:
     for batch in reader:
         last = source.tell()
         yield batch
-    if source.tell() == last:
+    end = source.tell()
+    source.seek(last)
+    if source.read(end - last) not in END_OF_STREAM:  # nothing, or a dictionary a cut stream ends with
         raise InputError(
             f"{quote_name(shown)}: corrupt Arrow IPC stream: it ends without its end-of-stream marker (cut short after a record batch)"
         )
