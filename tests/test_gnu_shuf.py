@@ -465,6 +465,11 @@ def test_another_users_file_in_a_sticky_directory_is_refused_without_leftovers()
             ).encode()
         assert sorted(os.listdir(shared)) == ["in", "shared.txt"]
         assert (shared / "shared.txt").read_bytes() == b"1\n2\n3\n" and os.stat(shared / "shared.txt").st_nlink == 1
+        # One this user may not write is "Permission denied", as shuf says it (it was the sticky refusal).
+        (shared / "shared.txt").chmod(0o644)
+        proc = subprocess.run([*NOBODY, *BIGSHUF, "--seed", "1", "-o", "shared.txt", "in"], capture_output=True, timeout=60, cwd=shared)
+        assert (proc.returncode, proc.stdout, proc.stderr) == (1, b"", f"bigshuf: {shared}/shared.txt: Permission denied\n".encode())
+        assert sorted(os.listdir(shared)) == ["in", "shared.txt"]
     finally:
         shutil.rmtree(shared)
 

@@ -352,6 +352,8 @@ def _check_replaceable(final: str, probe: OutputFiles | None) -> None:
         return
     if _sticky_elsewhere(final, st):
         # The rename over it would fail, and the probe's link could not be removed again.
+        if not os.access(final, os.W_OK):
+            raise OutputError(f"{quote_name(final)}: {os.strerror(errno.EACCES)}")  # as shuf's open(2) says
         raise OutputError(
             f"{quote_name(final)}: cannot be replaced: {os.strerror(errno.EPERM)} (another user's file in a sticky directory)"
         )
