@@ -223,7 +223,8 @@ def remove_dead_runs(parent: str) -> list[str]:
 
     A directory counts as dead only if its lock file exists and can be locked now; a live
     run's directory, anything else (a user's ``bigshuf-experiments``), a symbolic link or another
-    user's directory is left alone. It never fails a run: what vanishes meanwhile is skipped.
+    user's directory is left alone (a Dask run's ``bigshuf-dask-*`` scratch too: it holds no lock, so
+    a live one could not be told from a dead one). It never fails a run: what vanishes meanwhile is skipped.
     """
     removed: list[str] = []
     try:
