@@ -184,8 +184,10 @@ GOLDEN: dict[str, dict[str, Any]] = {
     "pq-shards-ext-head/2": {"shards": "1afa7f84dad44b68", "passes": 2, "buckets": 14},
     "dask-ext/1": {"shards": "6c071db0807033d5", "passes": 2, "buckets": 38},
     "dask-ext/2": {"shards": "05c7730f732c99be", "passes": 2, "buckets": 38},
-    "dask-rec-shards/1": {"shards": "9a132331ac82d61e", "passes": 3, "buckets": 602},
-    "dask-rec-shards/2": {"shards": "5d53a0a69a37fc6c", "passes": 3, "buckets": 602},
+    # Re-recorded once: the Dask engine's shard files got the inputs' suffix (part-00000.txt, as the
+    # local engine names them); their bytes are the ones recorded before (checked under the old names).
+    "dask-rec-shards/1": {"shards": "4d628fb807c8766c", "passes": 3, "buckets": 602},
+    "dask-rec-shards/2": {"shards": "eddaa51a6312e553", "passes": 3, "buckets": 602},
     "dask-head/1": {"shards": "2ad1c699a46abfbc", "passes": 2, "buckets": 38},
     "dask-head/2": {"shards": "0c0e27242fbb19b1", "passes": 2, "buckets": 38},
     "cli-ext/1": {"bytes": "3ca2c02dc4a16b08"},
