@@ -216,6 +216,31 @@ def test_a_shard_directory_is_named_and_compressed_as_the_local_engine_does(tmp_
     assert Counter(got) == Counter(records)
 
 
+def test_a_file_url_output_is_written_as_the_local_path_it_names(tmp_path: Path) -> None:
+    """``-o file:///dir/`` was written in place through fsspec, unchecked: shard 0 went into a directory
+    of its name (exit 0, half the records where no reader looks), stale shards were left beside the
+    new ones, and a missing directory failed the run at its end (found by attack)."""
+    from bigshuf.errors import OutputError
+
+    paths, records = _inputs(tmp_path)
+    url = f"file://{tmp_path}"
+    (tmp_path / "taken" / "part-00000.txt").mkdir(parents=True)
+    (tmp_path / "taken" / "part-00000.txt" / "data").write_bytes(b"keep\n")
+    (tmp_path / "stale").mkdir()
+    (tmp_path / "stale" / "part-00002.txt").write_bytes(b"old\n")
+    with ThreadPoolExecutor(2) as runner:
+        with pytest.raises(OutputError, match="taken/part-00000.txt'?: Is a directory$"):
+            dask_engine.shuffle(paths, f"{url}/taken/", memory="16K", seed=1, shards=2, runner=runner, tmp_dir=tmp_path)
+        with pytest.raises(OutputError, match="stale/part-00002.txt'?: is not one of the 2 shards this run writes"):
+            dask_engine.shuffle(paths, f"{url}/stale/", memory="16K", seed=1, shards=2, runner=runner, tmp_dir=tmp_path)
+        dask_engine.shuffle(paths, f"{url}/new/dir/", memory="16K", seed=1, shards=2, runner=runner, tmp_dir=tmp_path)
+    assert sorted(os.listdir(tmp_path / "taken")) == ["part-00000.txt"] and os.listdir(tmp_path / "taken" / "part-00000.txt") == ["data"]
+    assert sorted(os.listdir(tmp_path / "stale")) == ["part-00002.txt"]
+    shards = sorted((tmp_path / "new" / "dir").iterdir())
+    assert [p.name for p in shards] == ["part-00000.txt", "part-00001.txt"]
+    assert_permutation(b"".join(p.read_bytes() for p in shards), records)
+
+
 def test_head_count_into_a_local_file_written_in_place(tmp_path: Path) -> None:
     # Plain output to a local file: pass-2 tasks write their buckets at their offsets; with -n
     # the last part is a bucket's head, and the file ends there.
@@ -432,6 +457,35 @@ def test_errors_are_one_line_and_leave_nothing(tmp_path: Path, args: list[str], 
     assert (proc.returncode, proc.stdout, proc.stderr) == (1, b"", message)
     assert os.listdir(temp) == []
     assert sorted(os.listdir(tmp_path)) == ["a.txt", "temp"]
+
+
+def test_a_fifo_or_standard_input_by_name_is_one_line_and_the_plan_does_not_open_it(tmp_path: Path) -> None:
+    """A FIFO or /dev/stdin given to the Dask engine was an internal TypeError from reading its first
+    bytes, and --dry-run blocked on a FIFO without a writer (found by attack)."""
+    os.mkfifo(tmp_path / "ff")
+    message = b"bigshuf: %s: not a regular file: --engine=dask reads files and URLs by byte ranges\n"
+    for args, name in ((["ff"], b"ff"), (["--dry-run", "ff"], b"ff"), (["/dev/stdin"], b"/dev/stdin")):
+        proc = subprocess.run(
+            [sys.executable, "-m", "bigshuf", "--engine=dask", *args, "-o", "o.txt"], input=b"a\nb\n", capture_output=True,
+            timeout=TIMEOUT, cwd=tmp_path,
+        )
+        assert proc.returncode == 1
+        if "--dry-run" in args:
+            assert proc.stdout.endswith(b"failed: inputs: " + (message % name)[len(b"bigshuf: ") :])
+        else:
+            assert (proc.stdout, proc.stderr) == (b"", message % name)
+    assert os.listdir(tmp_path) == ["ff"]
+
+
+def test_a_local_name_holding_two_colons_is_a_path(tmp_path: Path) -> None:
+    """fsspec reads ``x::y.txt`` as a chain of URLs: the Dask engine said "No such file or directory"
+    for a file the local engine reads (found by attack)."""
+    records = make_records(50, 3)
+    write_records(tmp_path / "x::y.txt", records)
+    with ThreadPoolExecutor(2) as runner:
+        stats = dask_engine.shuffle([str(tmp_path / "x::y.txt")], tmp_path / "o.txt", seed=1, runner=runner, tmp_dir=tmp_path)
+    assert stats.records == 50
+    assert_permutation((tmp_path / "o.txt").read_bytes(), records)
 
 
 def test_a_scheduler_from_the_environment_is_named_as_such(tmp_path: Path) -> None:

@@ -41,9 +41,14 @@ def canonical(name: str) -> str:
 
 
 def filesystem(name: str) -> tuple[Any, str]:
-    """The fsspec filesystem and the path within it for a URL or local path."""
+    """The fsspec filesystem and the path within it for a URL or local path (a path as it is: fsspec
+    would read ``x::y.txt`` as a chain of two URLs)."""
     import fsspec.core
 
+    if not is_url(name):
+        from fsspec.implementations.local import LocalFileSystem
+
+        return LocalFileSystem(), os.path.abspath(name)
     try:
         fs, path = fsspec.core.url_to_fs(name)
     except ValueError as e:
@@ -51,6 +56,15 @@ def filesystem(name: str) -> tuple[Any, str]:
     except ImportError as e:
         raise UsageError(f"{name}: this protocol needs a package that is not installed: {e}") from None
     return fs, path
+
+
+def local_output(name: str | None) -> str | None:
+    """An output named by a ``file://`` URL as the local path it is, so that it is written, checked and
+    committed as one (written in place through fsspec, it went into a directory of its name, beside
+    stale shards, or failed at the end for a missing directory); other names as given."""
+    if name is not None and name.startswith("file:///"):
+        return name[len("file://") :]
+    return name
 
 
 def join(base: str, *parts: str) -> str:
@@ -129,6 +143,8 @@ def expand_inputs(names: list[str]) -> list[RemoteFile]:
             info = file_info(fs, match, name)
             if info.get("type") == "directory":
                 raise InputError(f"{name}: read error: Is a directory")
+            if info.get("type") != "file":  # a FIFO, a device, /dev/stdin: no byte ranges to hand to tasks
+                raise InputError(f"{name}: not a regular file: {option('dask')} reads files and URLs by byte ranges")
             url = match if _local(fs) else fs.unstrip_protocol(match)
             found.append((url, fs, match, int(info["size"])))
     # Read every head in one batch per filesystem: concurrent requests on object stores.

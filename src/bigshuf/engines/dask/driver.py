@@ -149,8 +149,9 @@ def shuffle(
     entropy = seed_entropy(seed, random_source)
     limit = resolve_memory(memory if memory is not None else DEFAULT_MEMORY)
     sharding = Sharding(shards, shard_records, shard_size)
+    output = remote.local_output(None if output is None else os.fspath(output))
     settings = Settings(
-        None if output is None else os.fspath(output), shards, limit, zero_terminated, compress, row_group_size, output_format,
+        output, shards, limit, zero_terminated, compress, row_group_size, output_format,
         manifest is not None, sharding.open_ended,
     )
     root, scratch = _temp_places(tmp_dir, temp_url)

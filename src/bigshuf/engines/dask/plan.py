@@ -66,7 +66,7 @@ def _gather(request: Request) -> _Facts:
     limit = resolve_memory(request.memory if request.memory is not None else DEFAULT_MEMORY)
     facts = _Facts(request, limit, Sample(None, why="the inputs cannot be read"))
     names = [s for s in request.inputs if isinstance(s, str)]
-    out_name = request.output
+    out_name = remote.local_output(request.output)
     settings = Settings(
         out_name, request.shards, limit, request.zero_terminated, request.compress, request.row_group_size,
         request.output_format, request.manifest is not None,
