@@ -239,6 +239,14 @@ def test_a_file_url_output_is_written_as_the_local_path_it_names(tmp_path: Path)
     shards = sorted((tmp_path / "new" / "dir").iterdir())
     assert [p.name for p in shards] == ["part-00000.txt", "part-00001.txt"]
     assert_permutation(b"".join(p.read_bytes() for p in shards), records)
+    # Local, so a manifest goes with it (it was refused as for URL outputs), by either kind of name.
+    import bigshuf.api
+
+    for manifest in (f"{url}/m/m.json", str(tmp_path / "m" / "n.json")):
+        with ThreadPoolExecutor(2) as runner:
+            bigshuf.shuffle(paths, f"{url}/m/", engine="dask", scheduler=runner, seed=1, shards=2, manifest=manifest, tmp_dir=tmp_path)
+        problems, summary = bigshuf.api.check_manifest(manifest.removeprefix("file://"))
+        assert problems == [] and summary.startswith("2 output file(s) match"), (problems, summary)
 
 
 def test_head_count_into_a_local_file_written_in_place(tmp_path: Path) -> None:

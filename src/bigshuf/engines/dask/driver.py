@@ -160,7 +160,7 @@ def shuffle(
         check_inputs(weights, prepared.names)
     if unique:
         prepared.fmt.check_unique()
-    manifest_name = None if manifest is None else os.fspath(manifest)
+    manifest_name = remote.local_output(None if manifest is None else os.fspath(manifest))
     layout = Layout(sharding, None if split is None else parse_split(split), manifest_name, prepared.pairs is not None)
     out_name, out = _place(prepared, settings, layout, root, sync)
     cfg = Config(entropy, prepared.fmt, limit, prepared.k, verify, manifest is not None, unique)
