@@ -707,6 +707,11 @@ def test_records_in_memory_may_hold_the_separator(tmp_path: Path) -> None:
     (tmp_path / "f").write_bytes(b"x\n")
     with pytest.raises(UsageError, match="^m records holding a newline are shuffled alone, not with other inputs$"):
         bigshuf.shuffle([held, str(tmp_path / "f")], out)
+    # A record not ended by the separator would run into the next one in the output.
+    for source, zero in ((BytesSource("m", b"a\nbc", [2, 4]), False), (held, True)):
+        sep = "NUL" if zero else "newline"
+        with pytest.raises(UsageError, match=f"^m records holding a {sep}: each must end with one, as its ends say where records end$"):
+            bigshuf.shuffle(source, out, zero_terminated=zero)
 
 
 @pytest.mark.parametrize("where", ["inputs", "output", "manifest", "tmp_dir", "random_source", "sources", "split pattern"])

@@ -272,7 +272,10 @@ def _check_listed(request: Request) -> None:
     listed = [item for item in request.inputs if isinstance(item, BytesSource) and item.ends is not None]
     if not listed:
         return
-    held = f"{listed[0].name} records holding a {'NUL' if request.zero_terminated else 'newline'}"
+    sep = 0 if request.zero_terminated else 10
+    held = f"{listed[0].name} records holding a {'NUL' if sep == 0 else 'newline'}"
+    if any(listed[0].data[end - 1] != sep for end in listed[0].ends or []):
+        raise UsageError(f"{held}: each must end with one, as its ends say where records end")
     if len(request.inputs) > 1:
         raise UsageError(f"{held} are shuffled alone, not with other inputs")
     if request.header or request.lines_per_record != 1 or request.manifest is not None:
