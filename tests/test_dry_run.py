@@ -108,6 +108,18 @@ def test_in_memory_plan_counts_a_small_input_and_the_run_agrees(tmp_path: Path) 
     assert (stats.records, stats.passes, stats.buckets) == (found.records, found.passes, found.buckets)
 
 
+def test_an_external_unique_plan_counts_the_dedup_pass_and_its_space(tmp_path: Path) -> None:
+    """--unique through hash buckets was planned as "external, 2 passes" needing the input's size
+    once; the run takes a third pass (the dedup's) and may need twice that (found by attack)."""
+    src = write_records(tmp_path / "dup.txt", [b"%d" % (i % 100) for i in range(5000)])
+    found = plan_shuffle(src, tmp_path / "u.txt", memory="64K", unique=True, seed=1)
+    lines = dict(found.lines)
+    stats = shuffle(src, tmp_path / "u.txt", memory="64K", unique=True, seed=1, tmp_dir=tmp_path)
+    assert found.ok and found.in_memory is False and stats.records == 100
+    assert found.passes == stats.passes == 3 and lines["path"].startswith("external, 3 passes, ")
+    assert lines["temporary space"].endswith(" free (the dedup's hash buckets; the unique records' buckets take up to as much again)")
+
+
 @pytest.mark.parametrize("memory", ["1M", "256K"])
 def test_external_plan_has_the_runs_buckets_and_passes(tmp_path: Path, memory: str) -> None:
     src = write_records(tmp_path / "in.jsonl", make_records(40000, seed=4, min_len=40, max_len=120))  # ~3.3 MB

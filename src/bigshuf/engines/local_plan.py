@@ -82,6 +82,8 @@ def _gather(request: Request) -> Facts:
         facts.buckets = level_buckets(est, limit)
         known = est.nbytes is not None and est.records is not None
         facts.passes = plan.expected_passes(est.nbytes or 0, est.records or 0, limit) if known else None
+        if request.unique and facts.passes is not None:
+            facts.passes += 1  # the dedup's pass through hash buckets, before pass 1
     try:
         facts.output = run.output_plan(request, inputs)
     except BigShufError as e:
@@ -181,6 +183,8 @@ def _temp_space(facts: Facts) -> None:
         whole = rates is not None and all(r.denominator == 1 for r in rates)
         known = facts.sample.sized and (not facts.request.sources or facts.multiset is not None or whole)
         amount = ("" if known else "~") + plan.format_size(need)
+    if facts.request.unique and need is not None:
+        where += " (the dedup's hash buckets; the unique records' buckets take up to as much again)"
     facts.line("temporary space", f"needs {amount} {where}")
 
     def usable() -> None:
