@@ -182,11 +182,13 @@ def test_directory_read_error_comes_from_the_read(tmp_path: Path) -> None:
 
 
 def _run_on_pty(argv: list[str], cwd: Path, *, rows: int = 24, cols: int = 80, pty_for: str = "stdout") -> tuple[int, bytes, bytes]:
-    """Run ``python -m bigshuf argv`` with stdout or stderr on a pseudo-terminal of the given size;
-    returns the status, what the terminal showed and the other stream."""
+    """Run ``python -m bigshuf argv`` with stdout, stderr or both on a pseudo-terminal of the given size;
+    returns the status, what the terminal showed and the other stream (empty for both)."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-    streams = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, pty_for: slave}
+    streams = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    for name in ("stdout", "stderr") if pty_for == "both" else (pty_for,):
+        streams[name] = slave
     proc = subprocess.Popen(
         [sys.executable, "-m", "bigshuf", *argv], cwd=cwd, stdin=subprocess.DEVNULL, **streams  # type: ignore[arg-type]
     )
@@ -201,10 +203,11 @@ def _run_on_pty(argv: list[str], cwd: Path, *, rows: int = 24, cols: int = 80, p
             break
         shown += chunk
     os.close(master)
-    other = (proc.stderr if pty_for == "stdout" else proc.stdout)
-    assert other is not None
-    rest = other.read()
-    other.close()
+    other = None if pty_for == "both" else proc.stderr if pty_for == "stdout" else proc.stdout
+    rest = b""
+    if other is not None:
+        rest = other.read()
+        other.close()
     return proc.wait(timeout=60), bytes(shown), rest
 
 
@@ -472,6 +475,17 @@ def test_progress_bars_and_summary_from_the_command_line(tmp_path: Path, run_cli
     assert code == 0 and err.decode().endswith(" in 1 pass, " + err.decode().split(" in 1 pass, ")[-1])
     code, _, err = run_cli([tmp_path / "plain.txt", "-o", tmp_path / "out.txt"])
     assert (code, err) == (0, b"")
+
+
+def test_records_written_to_the_terminal_get_no_bars_unless_asked(tmp_path: Path) -> None:
+    """``bigshuf FILE`` at a terminal wrote bars and a summary line between and after the records, where
+    shuf writes the records alone (found by attack); with -o, or --progress, the bars are drawn."""
+    data = _lines_file(tmp_path / "in.txt", 20_000)
+    code, shown, _ = _run_on_pty(["-S", "256K", "--seed", "1", "in.txt"], tmp_path, pty_for="both")
+    assert code == 0 and sorted(shown.replace(b"\r\n", b"\n").split(b"\n")) == sorted(data.split(b"\n"))
+    for args in (["-o", "out.txt"], ["--progress"]):
+        code, shown, _ = _run_on_pty(["-S", "256K", "--seed", "1", "in.txt", *args], tmp_path, pty_for="both")
+        assert code == 0 and b"pass 1/2 scatter" in shown and b"bigshuf: 20,000 records" in shown
 
 
 def test_progress_on_a_zero_size_terminal(tmp_path: Path) -> None:

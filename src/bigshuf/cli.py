@@ -84,7 +84,7 @@ def _execute(args: argparse.Namespace) -> int:
         args.output = os.path.join(os.curdir, "-")
     inputs = _listed_inputs(args)
     _choose_arrow_pool([*inputs, *(text.partition("=")[2] for text in args.source)], args)  # sources' paths too
-    progress = make_progress(args.progress)
+    progress = make_progress(args.progress, records_shown=args.output is None and os.isatty(1))
     common = _settings(args, progress)
     sep = b"\0" if args.zero_terminated else b"\n"
     subject: Source | list[str] | tuple[()]

@@ -97,10 +97,12 @@ class BarProgress(Progress):
             self._bar = None
 
 
-def make_progress(show: bool | None) -> Progress:
-    """Bars when asked, or by default when stderr is a terminal; silence otherwise."""
+def make_progress(show: bool | None, records_shown: bool = False) -> Progress:
+    """Bars when asked, or by default when stderr is a terminal and the records are not written to one
+    (``records_shown``: standard output is a terminal, where bars and summary would come between
+    them, as shuf writes nothing but the records); silence otherwise."""
     if show is None:
-        show = sys.stderr.isatty()
+        show = sys.stderr.isatty() and not records_shown
     return BarProgress() if show else Progress()
 
 
