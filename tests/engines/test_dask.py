@@ -247,6 +247,12 @@ def test_a_file_url_output_is_written_as_the_local_path_it_names(tmp_path: Path)
             bigshuf.shuffle(paths, f"{url}/m/", engine="dask", scheduler=runner, seed=1, shards=2, manifest=manifest, tmp_dir=tmp_path)
         problems, summary = bigshuf.api.check_manifest(manifest.removeprefix("file://"))
         assert problems == [] and summary.startswith("2 output file(s) match"), (problems, summary)
+    # The plan takes both as the run does: a manifest on a shard's name fails its output check (it said ok).
+    with ThreadPoolExecutor(1) as runner:
+        found = bigshuf.api.plan_shuffle(
+            paths, f"{url}/m/", engine="dask", scheduler=runner, shards=2, manifest=f"{url}/m/part-00000.txt", tmp_dir=str(tmp_path)
+        )
+    assert [(c.name, c.reason) for c in found.failures] == [("output", f"{tmp_path}/m/part-00000.txt: the manifest would be written over an output")]
 
 
 def test_head_count_into_a_local_file_written_in_place(tmp_path: Path) -> None:

@@ -63,10 +63,12 @@ def plan_request(request: Request) -> dryrun.RunPlan:
 
 def _gather(request: Request) -> _Facts:
     """Check the options and prepare pass 1 as ``driver.shuffle`` does, up to where it would start the cluster."""
+    # file:/// outputs and manifests are the local paths they name, as the driver takes them.
+    request = replace(request, output=remote.local_output(request.output), manifest=remote.local_output(request.manifest))
     limit = resolve_memory(request.memory if request.memory is not None else DEFAULT_MEMORY)
     facts = _Facts(request, limit, Sample(None, why="the inputs cannot be read"))
     names = [s for s in request.inputs if isinstance(s, str)]
-    out_name = remote.local_output(request.output)
+    out_name = request.output
     settings = Settings(
         out_name, request.shards, limit, request.zero_terminated, request.compress, request.row_group_size,
         request.output_format, request.manifest is not None,
