@@ -350,14 +350,14 @@ def _check_replaceable(final: str, probe: OutputFiles | None) -> None:
         raise OutputError(f"{quote_name(final)}: Is a directory")
     if not stat.S_ISREG(st.st_mode):
         return
-    if _sticky_elsewhere(final, st):
-        # The rename over it would fail, and the probe's link could not be removed again.
-        if not os.access(final, os.W_OK):
-            raise OutputError(f"{quote_name(final)}: {os.strerror(errno.EACCES)}")  # as shuf's open(2) says
+    # Another user's file in a sticky directory: the rename over it would fail, and a probe's link
+    # could not be removed again (one this user may not write is refused below, as shuf refuses it).
+    sticky = _sticky_elsewhere(final, st)
+    if sticky and os.access(final, os.W_OK):
         raise OutputError(
             f"{quote_name(final)}: cannot be replaced: {os.strerror(errno.EPERM)} (another user's file in a sticky directory)"
         )
-    if probe is not None:
+    if probe is not None and not sticky:
         backup = backup_name(probe.temp_name(final))
         try:
             os.link(final, backup, follow_symlinks=False)
