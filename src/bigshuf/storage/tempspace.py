@@ -54,6 +54,11 @@ LOCK_NAME = "lock"
 RUN_DIRECTORY = re.compile(r"bigshuf-[0-9a-f]{12}")
 
 
+def run_directory_name() -> str:
+    """A fresh name that ``RUN_DIRECTORY`` matches: 12 random hex digits."""
+    return f"bigshuf-{os.urandom(6).hex()}"
+
+
 def full_disk_hint(error: BaseException) -> str:
     """What to do when ``error`` (an OSError, or Arrow's wording of one) says the temporary disk is
     full, to append to the message; empty for any other error. Compressed inputs and pipes do not
@@ -277,7 +282,7 @@ class TempSpace:
         try:
             # Named before it is made, so a signal landing just after mkdir can still clean it up.
             while True:
-                self.path = os.path.join(self.parent, f"bigshuf-{os.urandom(6).hex()}")
+                self.path = os.path.join(self.parent, run_directory_name())
                 try:
                     os.mkdir(self.path, 0o700)
                     break
