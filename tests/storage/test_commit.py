@@ -6,6 +6,7 @@ fails a run; --shards keeps few descriptors open and scales linearly; the output
 from __future__ import annotations
 
 import errno
+import json
 import os
 import resource
 import shutil
@@ -301,6 +302,93 @@ def test_a_journal_not_written_by_bigshuf_is_left_alone(tmp_path: Path) -> None:
     tempspace.remove_dead_outputs(str(out))
     assert victim.read_bytes() == b"keep me\n" and journal.exists() and not (out / "x").exists()
 
+
+
+def test_a_planted_journal_naming_files_in_another_directory_is_left_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A journal is this user's file, but another user can rename any file this user's run wrote
+    (its text theirs) into a directory they own. Undone, such a journal unlinked a file of this
+    user's anywhere, its inode copied into the entry (found by attack). Now every target must lie
+    in the journal's directory or in one holding its run's lock."""
+    run = "aaaaaaaaaaaa"
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    victim = etc / "important.txt"
+    victim.write_bytes(b"precious\n")
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    entries = [
+        {"temp": f"{etc}/.important.txt.{run}.bigshuf-tmp", "final": str(victim),
+         "backup": f"{etc}/.important.txt.{run}.bigshuf-old", "ino": victim.stat().st_ino},
+        {"temp": f"{planted}/.x.{run}.bigshuf-tmp", "final": f"{planted}/x",
+         "backup": f"{planted}/.x.{run}.bigshuf-old", "ino": 1},
+    ]
+    journal = planted / f".bigshuf-{run}.commit"
+    journal.write_text(json.dumps({"bigshuf_commit": 1, "files": entries}))
+    tempspace.remove_dead_outputs(str(planted))
+    assert victim.read_bytes() == b"precious\n" and journal.exists()
+    assert "not a commit journal of this user's bigshuf; left alone" in capsys.readouterr().err
+    # Its run's lock in that directory, as a killed run leaves it, makes the same entries its own.
+    (etc / f".bigshuf-{run}.lock").write_bytes(b"")
+    (etc / f".important.txt.{run}.bigshuf-old").write_bytes(b"older\n")
+    tempspace.remove_dead_outputs(str(planted))
+    assert victim.read_bytes() == b"older\n" and not journal.exists()
+
+
+def test_a_journal_whose_files_carry_another_run_id_is_left_alone(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "x").write_bytes(b"keep\n")
+    temp = out / ".x.bbbbbbbbbbbb.bigshuf-tmp"
+    temp.write_bytes(b"other\n")
+    journal = out / ".bigshuf-aaaaaaaaaaaa.commit"
+    journal.write_text(json.dumps({"bigshuf_commit": 1, "files": [
+        {"temp": str(temp), "final": f"{out}/x", "backup": f"{out}/.x.bbbbbbbbbbbb.bigshuf-old", "ino": temp.stat().st_ino},
+    ]}))
+    tempspace.remove_dead_outputs(str(out))
+    assert (out / "x").read_bytes() == b"keep\n" and journal.exists()
+
+
+def test_a_journal_cut_short_after_its_commit_began_is_left_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A journal cut after its backups were made (tampering, or a power loss under --no-sync) was
+    taken as one a kill cut before the commit began: the new files not yet renamed were deleted,
+    leaving old and new shards mixed and the backups behind for good (found by attack)."""
+    src, out, old, _new = _old_and_new(tmp_path)
+    # Journal (1), backups (2, 3), the first rename (4), the second (5): killed with one to go.
+    proc = cli(["--seed", "2", "--shards", "3", "--no-sync", str(src), "-o", f"{out}/"], env={KILL_AT: "5"})
+    assert proc.returncode == -signal.SIGKILL
+    journal = next(out / n for n in dot_files(out) if n.endswith(".commit"))
+    with open(journal, "r+b") as f:
+        f.truncate(200)
+    before = {n: (out / n).read_bytes() for n in os.listdir(out) if n.endswith((".bigshuf-tmp", ".bigshuf-old"))}
+    assert len(before) == 3  # one new file still to rename, two backups
+    tempspace.remove_dead_outputs(str(out))
+    err = capsys.readouterr().err
+    assert "cut short after its commit began; left alone" in err
+    assert {n: (out / n).read_bytes() for n in os.listdir(out) if n.endswith((".bigshuf-tmp", ".bigshuf-old"))} == before
+    assert journal.exists()
+    # The old records are all still there, in the backups and the shards not yet replaced.
+    kept = [out / n for n in os.listdir(out) if n.endswith(".bigshuf-old")]
+    assert records_in(kept) == Counter(r for data in old.values() for r in split_records(data))
+
+
+def test_a_split_over_two_directories_killed_mid_commit_is_finished(tmp_path: Path) -> None:
+    """The journal lies in the first file's directory; the other directory's files are its own
+    by that run's lock there, so validating targets still lets a real commit be finished."""
+    src = write_records(tmp_path / "in.txt", make_records(300, seed=12))
+    for d in ("train", "valid"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "x.txt").write_bytes(b"old\n")
+    command = ["--seed", "4", "--split", "train=0.8,valid=rest", str(src), "-o", f"{tmp_path}/{{split}}/x.txt"]
+    # Journal (1), two backups (2, 3), the first rename (4): killed with the second still to rename.
+    proc = cli(command, env={KILL_AT: "4"})
+    assert proc.returncode == -signal.SIGKILL
+    journals = [d for d in ("train", "valid") if any(n.endswith(".commit") for n in dot_files(tmp_path / d))]
+    assert len(journals) == 1
+    tempspace.remove_dead_outputs(str(tmp_path / journals[0]))
+    for d in ("train", "valid"):
+        tempspace.remove_dead_outputs(str(tmp_path / d))
+        assert dot_files(tmp_path / d) == []
+    assert records_in([tmp_path / "train" / "x.txt", tmp_path / "valid" / "x.txt"]) == records_in([src])
 
 # --- durability ----------------------------------------------------------------------------------
 

@@ -289,7 +289,13 @@ def _unlink(path: str) -> None:
 
 def _read_journal(path: str) -> list[dict[str, Any]] | None:
     """The entries of a journal this user's bigshuf wrote, validated; an empty list if it was cut
-    short (its run was killed writing it, before touching any file); None if it is not one."""
+    short (its run was killed writing it, before touching any file); None if it is not one.
+
+    Owning the file is not enough: another user can rename a file this user's run wrote (with
+    text they chose) into a directory they own. So every file an entry names must carry the
+    journal's run id, beside its target, and every target lie in the journal's directory or in
+    one holding that run's lock, which no other user can place where this user's files are.
+    """
     fd = open_nofollow(path)
     try:
         st = os.fstat(fd)
@@ -299,16 +305,27 @@ def _read_journal(path: str) -> list[dict[str, Any]] | None:
             text = f.read()
     finally:
         os.close(fd)
+    home, name = os.path.split(path)
+    journal_id = JOURNAL_NAME.fullmatch(name)
+    if journal_id is None:
+        return None
+    run = journal_id.group(1)
     try:
         data = json.loads(text)
     except RecursionError:  # nested past the parser's depth: not a journal bigshuf wrote
         return None
     except ValueError:
-        # Cut short: a prefix of what bigshuf writes. Nothing is renamed before it is whole.
-        return [] if b'{"bigshuf_commit": 1, "files": ['.startswith(text[:32]) else None
+        # Cut short: a prefix of what bigshuf writes. Nothing is renamed before it is whole,
+        # unless it was cut afterwards (a power loss under --no-sync): then a backup tells.
+        if not b'{"bigshuf_commit": 1, "files": ['.startswith(text[:32]):
+            return None
+        if _backups_of(home, run):
+            raise _CutAfterStart
+        return []
     files = data.get("files") if isinstance(data, dict) and data.get("bigshuf_commit") == 1 else None
     if not isinstance(files, list):
         return None
+    homes: dict[str, bool] = {}
     for e in files:
         if not (
             isinstance(e, dict) and all(isinstance(e.get(k), str) for k in ("temp", "final", "backup"))
@@ -316,13 +333,54 @@ def _read_journal(path: str) -> list[dict[str, Any]] | None:
         ):
             return None
         directory, temp = os.path.split(e["temp"])
-        # Only bigshuf's temporary files beside their own target are ever renamed or removed.
+        named = TEMP_NAME.fullmatch(temp)
+        # Only this run's temporary files beside their own target are ever renamed or removed.
         if (
-            directory != os.path.dirname(e["final"]) or not temp.startswith(".") or not temp.endswith(".bigshuf-tmp")
-            or e["backup"] != backup_name(e["temp"])
+            directory != os.path.dirname(e["final"]) or named is None or named.group(1) != run
+            or not temp.endswith(".bigshuf-tmp") or e["backup"] != backup_name(e["temp"])
         ):
             return None
+        if directory not in homes:
+            homes[directory] = _same_directory(directory, home) or _holds_lock(directory, run)
+        if not homes[directory]:
+            return None
     return files
+
+
+class _CutAfterStart(Exception):
+    """A journal cut short although its commit had begun: which files moved is lost with it."""
+
+
+def _backups_of(directory: str, run: str) -> bool:
+    """Whether ``directory`` holds a backup (``.bigshuf-old``) made by run ``run``'s commit."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return True  # cannot tell: not taken as cut short
+    for name in names:
+        m = TEMP_NAME.fullmatch(name)
+        if m is not None and m.group(1) == run and name.endswith(".bigshuf-old"):
+            return True
+    return False
+
+
+def _same_directory(a: str, b: str) -> bool:
+    """Whether the paths ``a`` and ``b`` name one directory."""
+    try:
+        x, y = os.stat(a), os.stat(b)
+    except OSError:
+        return False
+    return (x.st_dev, x.st_ino) == (y.st_dev, y.st_ino)
+
+
+def _holds_lock(directory: str, run: str) -> bool:
+    """Whether ``directory`` holds run ``run``'s lock, a regular file of this user's: a run claims
+    every directory it writes to, and a killed run leaves its locks."""
+    try:
+        st = os.lstat(os.path.join(directory, f".bigshuf-{run}.lock"))
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and own_file(st)
 
 
 def _inode(path: str) -> int | None:
@@ -337,7 +395,13 @@ def _inode(path: str) -> int | None:
 def recover(journal: str) -> str:
     """Finish, or else undo, the commit a killed run left in ``journal`` (its lock is held by the
     caller); return what was done, in words."""
-    entries = _read_journal(journal)
+    try:
+        entries = _read_journal(journal)
+    except _CutAfterStart:
+        return (
+            f"{quote_name(journal)}: a killed run's commit journal, cut short after its commit began; left alone "
+            f"with the old files it kept (.bigshuf-old beside it): put them back by hand if the new ones are not whole"
+        )
     if entries is None:
         return f"{quote_name(journal)}: not a commit journal of this user's bigshuf; left alone"
     if not entries:
