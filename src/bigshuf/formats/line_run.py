@@ -31,7 +31,8 @@ from ..core.parallel import share_one_heap
 from ..core.stratify import Stratifier
 from ..core.scatter import BucketSet, Scattered, cut_pieces, scatter_records
 from ..core.streams import Key, rng_for
-from ..errors import InputError, UsageError, option
+from ..errors import InputError, OutputError, UsageError, option
+from ..quoting import quote_name
 from ..progress import IN_MEMORY, Progress, dedup_phase, scatter_phase
 from ..storage.output import Output
 from ..storage.layout import parse_split
@@ -150,6 +151,11 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         if self.out.target in (None, "-") and self.compress is not None and self.compress[0] != "none":
             refuse_terminal(f"{self.compress[0]}-compressed data")
         paths = [s.path for s in self.sources if isinstance(s, FileSource)]
+        named = {os.path.realpath(p) for p in paths if p != "-"}
+        for directory in dict.fromkeys(os.path.dirname(os.path.abspath(p)) for p in paths if p != "-"):
+            # A commit a kill interrupted there is finished before reading.
+            for targets in remove_dead_outputs(directory):
+                _refuse_inputs_named_before(named, targets)
         self.out.shard_suffix = shard_suffix(self.sources, self.out.sharding.on, self.compress)
         check_outputs(
             self.out.target, self.out.sharding, self.out.split, self.request.manifest, self.compress, self.out.shard_suffix,
@@ -157,8 +163,6 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         )
         if self.resume_name is not None:
             self._lock_job()
-        for directory in dict.fromkeys(os.path.dirname(os.path.abspath(p)) for p in paths if p != "-"):
-            remove_dead_outputs(directory)  # a commit a kill interrupted there is finished before reading
 
     def _manifest_info(self) -> dict[str, Any]:
         """The manifest's run-wide entries: the request, and every input's records and bytes as read."""
@@ -664,3 +668,17 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         flagged = sub.blocks(plan.read_capacity(self.limit), option("memory"))
         blocks = closing((b for b, _final in flagged), flagged)
         return blocks, Estimate.of(size, size / count)
+
+
+def _refuse_inputs_named_before(named: set[str], targets: list[str]) -> None:
+    """Refuse a run whose inputs (``named``, real paths) were listed before a killed run's commit
+    was finished among them: a file that commit put in place under a new name is not among
+    them (a shell's glob, a directory listed, both saw its temporary name), and the run would
+    replace it unread."""
+    real = [os.path.realpath(t) for t in targets]
+    missed = [t for t in real if t not in named]
+    if missed and len(missed) < len(real):
+        raise OutputError(
+            f"{quote_name(missed[0])}: put in place just now by finishing a killed run's commit, after this run's "
+            f"inputs were named, so it is not among them; nothing was read: run the command again"
+        )

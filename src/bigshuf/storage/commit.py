@@ -392,21 +392,22 @@ def _inode(path: str) -> int | None:
     return st.st_ino if stat.S_ISREG(st.st_mode) else None
 
 
-def recover(journal: str) -> str:
+def recover(journal: str) -> tuple[str, list[str]]:
     """Finish, or else undo, the commit a killed run left in ``journal`` (its lock is held by the
-    caller); return what was done, in words."""
+    caller); return what was done, in words, and the targets it put in place or back (none if
+    it did nothing to them)."""
     try:
         entries = _read_journal(journal)
     except _CutAfterStart:
         return (
             f"{quote_name(journal)}: a killed run's commit journal, cut short after its commit began; left alone "
             f"with the old files it kept (.bigshuf-old beside it): put them back by hand if the new ones are not whole"
-        )
+        ), []
     if entries is None:
-        return f"{quote_name(journal)}: not a commit journal of this user's bigshuf; left alone"
+        return f"{quote_name(journal)}: not a commit journal of this user's bigshuf; left alone", []
     if not entries:
         os.unlink(journal)
-        return f"removed {quote_name(journal)}, cut short by a kill before the commit began"
+        return f"removed {quote_name(journal)}, cut short by a kill before the commit began", []
     forward = all(_inode(e["temp"]) == e["ino"] or _inode(e["final"]) == e["ino"] for e in entries)
     if forward:
         for e in entries:
@@ -429,4 +430,4 @@ def recover(journal: str) -> str:
         if _inode(e["backup"]) is not None:
             os.unlink(e["backup"])
     os.unlink(journal)
-    return f"{done} ({quote_name(journal)})"
+    return f"{done} ({quote_name(journal)})", [e["final"] for e in entries]

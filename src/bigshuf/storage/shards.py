@@ -167,6 +167,8 @@ def check_output_directory(
     (a ``--split`` target) has its missing directories made, as shards do. ``dry_run`` makes the
     same checks touching nothing: a directory's permissions and file system tell whether a file
     can be created there, and nothing is tidied. Returns the final paths checked."""
+    if not dry_run and target not in (None, "-") and (shards is not None or open_ended is not None):
+        _tidy_shard_directory(target)
     finals = _final_paths(target, shards, compress, suffix, open_ended, makes_directory)
     if not finals:
         return []
@@ -197,6 +199,15 @@ def check_output_directory(
         if probe is not None:
             probe.release()
     return finals
+
+
+def _tidy_shard_directory(target: str) -> None:
+    """Finish a killed run's commit in the directory shards of ``target`` go to, before their names
+    are checked: a shard that commit puts in place counts as there (``--shards N`` refusing a
+    shard N left by a run with more)."""
+    directory = target if target.endswith(os.sep) or os.path.isdir(target) else os.path.dirname(target) or os.curdir
+    if "{" not in directory and os.path.isdir(directory):
+        remove_dead_outputs(directory)
 
 
 def _final_paths(

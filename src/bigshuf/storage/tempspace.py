@@ -134,33 +134,36 @@ def _remove_leftover(path: str, young: float = 0.0) -> None:
     print(f"bigshuf: removed {quote_name(path)} ({format_size(st.st_size)}), left by a run that is gone", file=sys.stderr)
 
 
-def _clean_run(directory: str, run: str, names: list[str]) -> None:
+def _clean_run(directory: str, run: str, names: list[str]) -> list[str]:
     """Tidy what run ``run`` left in ``directory`` if it is gone: finish or undo its commit, remove
-    its temporary files and its lock. Its lock, taken here, keeps concurrent cleaners out."""
+    its temporary files and its lock; return the targets its commit put in place or back. Its
+    lock, taken here, keeps concurrent cleaners out."""
     from .commit import recover
 
     lock = os.path.join(directory, f".bigshuf-{run}.lock")
     fd = _lock_free(lock)
     if fd is None and os.path.lexists(lock):
-        return  # a live run's (or not ours)
+        return []  # a live run's (or not ours)
     if fd is None and os.path.lexists(lock + ".new"):
         try:
             if time.time() - os.lstat(lock + ".new").st_mtime < GRACE_SECONDS:
-                return  # a run locking its directory right now
+                return []  # a run locking its directory right now
         except OSError:
-            return
+            return []
+    touched: list[str] = []
     try:
         journal = f".bigshuf-{run}.commit"
         if journal in names:
             try:
-                print(f"bigshuf: {recover(os.path.join(directory, journal))}", file=sys.stderr)
+                said, touched = recover(os.path.join(directory, journal))
+                print(f"bigshuf: {said}", file=sys.stderr)
             except FileNotFoundError:
                 pass  # its run finished it after the scan
             except OSError as e:
                 print(f"bigshuf: {quote_name(os.path.join(directory, journal))}: could not finish a killed run's commit: {e.strerror}", file=sys.stderr)
-                return
+                return touched
             if os.path.lexists(os.path.join(directory, journal)):
-                return  # not a journal to act on: its files stay as they are
+                return touched  # not a journal to act on: its files stay as they are
         for name in names:
             if name.endswith(".bigshuf-tmp"):
                 _remove_leftover(os.path.join(directory, name))
@@ -173,15 +176,17 @@ def _clean_run(directory: str, run: str, names: list[str]) -> None:
     finally:
         if fd is not None:
             os.close(fd)
+    return touched
 
 
 #: Seconds a file may stay unlocked while the run that made it is still starting.
 GRACE_SECONDS = 10
 
 
-def remove_dead_outputs(directory: str) -> None:
+def remove_dead_outputs(directory: str) -> list[list[str]]:
     """Tidy what killed runs left in output ``directory``, in one scan: finish or undo an
-    interrupted commit, remove temporary files and locks no live run holds.
+    interrupted commit, remove temporary files and locks no live run holds. Returns the targets
+    of each commit finished or undone.
 
     It never fails a run: a file that vanishes, is another user's or is a symbolic link is
     skipped, and no link is followed. ``--resume`` files are kept for the run that resumes them.
@@ -189,7 +194,7 @@ def remove_dead_outputs(directory: str) -> None:
     try:
         names = os.listdir(directory)
     except OSError:
-        return
+        return []
     from .commit import run_id_of
 
     runs: dict[str, list[str]] = {}
@@ -205,8 +210,8 @@ def remove_dead_outputs(directory: str) -> None:
             if fd is not None:
                 _remove_leftover(os.path.join(directory, name), GRACE_SECONDS)
                 os.close(fd)
-    for run, found in runs.items():
-        _clean_run(directory, run, found)
+    commits = [_clean_run(directory, run, found) for run, found in runs.items()]
+    return [targets for targets in commits if targets]
 
 
 def _killed_while_starting(path: str) -> bool:
