@@ -1186,6 +1186,23 @@ def test_closed_stdin_never_reads_a_file_opened_later(tmp_path, tmp_dir):
     assert (code, out, err) == (1, b"", b"bigshuf: read error: Bad file descriptor\n")
 
 
+@pytest.mark.parametrize("name", ["/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"])
+def test_an_output_named_after_a_closed_stdout_fails_as_the_descriptor_does(tmp_path, name):
+    """``-o /dev/stdout >&-`` exited 0 with nothing written: the name reached the /dev/null held on
+    the closed descriptor. GNU shuf says "/dev/stdout: Bad file descriptor", exit 1 (found by a
+    differential run); the same for ``/dev/stdin <&-`` and a random source named so."""
+    (tmp_path / "in.txt").write_bytes(STDIN_DATA)
+    cmd = [sys.executable, "-m", "bigshuf", "-o", name, "in.txt"]
+    proc = subprocess.run(["bash", "-c", 'exec "$@" >&-', "bash", *cmd], capture_output=True, timeout=60, cwd=tmp_path)
+    assert (proc.returncode, proc.stderr) == (1, f"bigshuf: {name}: Bad file descriptor\n".encode())
+    for args in (["/dev/stdin"], ["--random-source", "/dev/stdin", "in.txt"]):
+        assert run_with_stdin("closed", args, tmp_path) == (1, b"", b"bigshuf: /dev/stdin: Bad file descriptor\n")
+    # Open, they are the streams they name.
+    proc = subprocess.run(cmd, capture_output=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 0 and sorted(proc.stdout.splitlines()) == sorted(STDIN_DATA.splitlines())
+    assert sorted(os.listdir(tmp_path)) == ["in.txt"]
+
+
 @pytest.mark.parametrize("memory", [[], ["-S", "8K"]], ids=["in-memory", "external"])
 def test_terminal_input_ends_at_one_ctrl_d(tmp_path, tmp_dir, memory):
     """Typed on a terminal, the input ends at the first Ctrl-D (it took two: the format sniffer

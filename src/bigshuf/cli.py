@@ -8,7 +8,9 @@ a closed standard output ends the process by SIGPIPE, as it does shuf.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import re
 import resource
 import signal
 import sys
@@ -19,7 +21,7 @@ from . import __version__
 from .cliparse import (
     CHECK_MANIFEST_OPTIONS, HELP, PROG, CommandSyntaxError, options_given, parse_args, parse_seed, parse_sources, read_file_list,
 )
-from .errors import BigShufError, OutputError, UsageError, interruption, option, render
+from .errors import BigShufError, InputError, OutputError, UsageError, interruption, option, render
 from .progress import BarProgress, Progress, make_progress, summary
 from .quoting import quote_arg, quote_name
 
@@ -83,6 +85,7 @@ def _execute(args: argparse.Namespace) -> int:
     if args.output == "-":  # GNU shuf's -o - is the file named "-" (the library's "-" is standard output)
         args.output = os.path.join(os.curdir, "-")
     inputs = _listed_inputs(args)
+    _refuse_closed_streams(args.output, inputs, args.random_source)
     _choose_arrow_pool([*inputs, *(text.partition("=")[2] for text in args.source)], args)  # sources' paths too
     progress = make_progress(args.progress, records_shown=args.output is None and os.isatty(1))
     common = _settings(args, progress)
@@ -262,6 +265,42 @@ def _report(message: str) -> None:
         pass
 
 
+#: The standard descriptors closed when the process started (held open on /dev/null since).
+CLOSED_STREAMS: set[int] = set()
+
+#: Names of a standard descriptor: ``/dev/stdout``, ``/dev/fd/1``, ``/proc/self/fd/1``.
+_STREAM_NAME = re.compile(r"/dev/(stdin|stdout|stderr)|(?:/dev/fd|/proc/(?:self|thread-self|[0-9]+)/fd)/([0-9]+)")
+
+
+def _closed_stream(name: str) -> bool:
+    """Whether ``name``, or a symbolic link on its way, names a standard descriptor that was closed
+    at the start: opened by name it would reach the /dev/null held there, and read nothing or
+    swallow the output, where the closed descriptor fails (EBADF) as GNU shuf reports it."""
+    if not CLOSED_STREAMS:
+        return False
+    for _ in range(40):
+        m = _STREAM_NAME.fullmatch(os.path.normpath(name))
+        if m is not None:
+            pid = m.group(0).split("/")[2] if m.group(0).startswith("/proc/") else "self"
+            fd = ("stdin", "stdout", "stderr").index(m.group(1)) if m.group(1) else int(m.group(2))
+            if fd in CLOSED_STREAMS and pid in ("self", "thread-self", str(os.getpid())):
+                return True
+        try:
+            name = os.path.join(os.path.dirname(name), os.readlink(name))
+        except OSError:
+            return False
+    return False
+
+
+def _refuse_closed_streams(output: str | None, inputs: list[str], random_source: str | None) -> None:
+    """Refuse, as the closed descriptor would (EBADF), a file named after a standard descriptor closed at the start."""
+    if output is not None and _closed_stream(output):
+        raise OutputError(f"{quote_name(output)}: {os.strerror(errno.EBADF)}")
+    for name in [*inputs, *([random_source] if random_source is not None else [])]:
+        if _closed_stream(name):
+            raise InputError(f"{quote_name(name)}: {os.strerror(errno.EBADF)}")
+
+
 def _guard_standard_streams() -> None:
     """Hold a closed standard input, output or error open on /dev/null the wrong way round.
 
@@ -273,6 +312,7 @@ def _guard_standard_streams() -> None:
         try:
             os.fstat(fd)
         except OSError:
+            CLOSED_STREAMS.add(fd)
             held = os.open(os.devnull, flags)
             if held != fd:
                 os.dup2(held, fd)
