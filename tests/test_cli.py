@@ -373,6 +373,9 @@ def test_repeat_on_empty_input_is_an_error(run_cli, run_gnu):
         code, out, err = run_cli(args)
         assert_error(code, out, err)
         assert err == gnu[2] == b"bigshuf: no lines to repeat\n"
+    # -n 0 draws nothing, from an empty range too (it failed with -i; found by a differential run).
+    for args in (["-r", "-n", "0", "-i", "5-4"], ["-r", "-n", "0", "-e"], ["-r", "-n", "0", "-i", "1-0", "-o", "out"]):
+        assert run_cli(args)[:2] == run_gnu(args)[:2] == (0, b"")
 
 
 # ---------------------------------------------------------------- -z

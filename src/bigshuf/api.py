@@ -226,7 +226,7 @@ def shuffle_range(lo: int, hi: int, output: PathLike | None = None, **options: A
     _check_types(("repeat", "zero_terminated"), bool, (repeat, options.get("zero_terminated", False)), optional=False)
     limit = resolve_memory(_memory_argument(options.get("memory")))
     sep = b"\0" if options.get("zero_terminated") else b"\n"
-    if repeat and count == 0:
+    if repeat and count == 0 and head_count != 0:  # (-n 0 draws nothing, from nothing too, as in shuf)
         raise InputError("no lines to repeat")
     streamed = RangeSource(lo, hi, sep).drawn_unlisted(repeat, head_count, header, group, plan.block_budget(limit))
     left = RangeSource(lo, hi, b"\n").leftover(header, group) if shaped else 0

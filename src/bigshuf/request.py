@@ -319,7 +319,7 @@ def _check_outputs(request: Request) -> None:
     if request.manifest is not None and (request.output is None or request.output == "-" or request.manifest == "-"):
         raise UsageError(f"{option('manifest')} needs {option('output')} naming files, and a file to write the manifest to")
     layouts = [n for n in ("split", "shard_size", "shard_records", "manifest") if getattr(request, n) is not None]
-    if layouts and request.repeat and request.head_count is None:
+    if layouts and request.repeat and request.head_count is None and request.head_share is None:
         raise UsageError(
             f"{option(layouts[0])} needs {option('head_count')} with {option('repeat')} (outputs are cut from a known number of records)"
         )

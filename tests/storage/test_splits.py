@@ -156,6 +156,27 @@ def test_split_refusals_are_one_line(tmp_path: Path, args: list[str], message: s
     assert proc.returncode == 1 and proc.stderr.count(b"\n") == 1 and message.encode() in proc.stderr, proc.stderr
 
 
+@pytest.mark.parametrize("layout", [["--split", "v=0.1,t=rest", "-o", "{split}.txt"], ["--shard-records", "50", "-o", "d/"],
+                                    ["--manifest", "m.json", "-o", "x.txt"]])
+def test_repeat_with_a_share_of_the_records_cuts_known_outputs(tmp_path: Path, layout: list[str]) -> None:
+    """``-r -n 10%`` is 10% of N draws, a known count: these layouts said "needs -n with --repeat"
+    although -n was given (its share was not taken as one; found by review). They hold the draws
+    of the plain run, in order."""
+    src = write_records(tmp_path / "in", [b"%d" % i for i in range(1300)])
+    plain = cli(str(src), "-r", "-n", "10%", "--seed", "1").stdout
+    assert len(plain.splitlines()) == 130
+    layout = [f"{tmp_path}/{a}" if a.endswith(("/", ".txt", ".json")) else a for a in layout]
+    proc = cli(str(src), "-r", "-n", "10%", "--seed", "1", *layout)
+    assert (proc.returncode, proc.stderr) == (0, b"")
+    if "--split" in layout:
+        written = [tmp_path / "v.txt", tmp_path / "t.txt"]
+    elif "--shard-records" in layout:
+        written = sorted((tmp_path / "d").iterdir())
+    else:
+        written = [tmp_path / "x.txt"]
+    assert b"".join(p.read_bytes() for p in written) == plain
+
+
 @pytest.mark.parametrize("pattern", ["{split}/{:05d}.txt", "{split}-{}.txt", "{0}/{split}.txt"])
 def test_a_shard_field_without_a_shard_option_is_refused(tmp_path: Path, pattern: str) -> None:
     """It was written as a literal file name ('{:05d}.txt' in each split's directory)."""
