@@ -20,7 +20,7 @@ from .core.parallel import Workers, default_threads
 from .core.records import RecordFormat, record_cuts
 from .core.streams import rng_for, seed_entropy
 from .engines.base import run_request
-from .errors import InputError, TempSpaceError, UsageError, option
+from .errors import InputError, TempSpaceError, UsageError, option, render
 from .progress import Progress
 from .arguments import _check_types, _integer, _memory_argument, _optional_integer, _optional_path, _path, _path_list
 from .request import Request
@@ -428,6 +428,12 @@ def check_manifest(manifest: PathLike, *, memory: int | str | None = None) -> tu
     fingerprint, and that together they hold the records the run wrote. Returns the problems found
     (one line each; none when all is well) and a one-line summary. The manifest is read as untrusted
     input: only the regular files it names are read, and nothing is written."""
+    return checked_manifest(manifest, memory, cli=False)
+
+
+def checked_manifest(manifest: PathLike, memory: int | str | None, *, cli: bool) -> tuple[list[str], str]:
+    """``check_manifest``, its problems naming options as the command line (``cli``) or the library spells them."""
     from .formats.manifest_check import check_manifest as check
 
-    return check(_path("manifest", manifest), resolve_memory(_memory_argument(memory)) // 2)
+    problems, summary = check(_path("manifest", manifest), resolve_memory(_memory_argument(memory)) // 2)
+    return [render(p, cli) for p in problems], summary

@@ -242,9 +242,9 @@ def _check_manifest(args: argparse.Namespace) -> int:
             f"{option('check_manifest')} cannot be combined with {others[0]}: it only checks the outputs the manifest lists "
             f"(it takes {option('memory')})"
         )
-    from .api import check_manifest
+    from .api import checked_manifest
 
-    problems, summary = check_manifest(args.check_manifest, memory=args.memory)
+    problems, summary = checked_manifest(args.check_manifest, args.memory, cli=True)
     for problem in problems:
         _report(f"{PROG}: {problem}")
     if problems:

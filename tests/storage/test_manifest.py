@@ -152,6 +152,24 @@ def test_check_manifest_names_each_problem(tmp_path: Path) -> None:
     assert proc.returncode == 1 and len(lines) == 1 and lines[0].endswith("a.txt: No such file or directory"), lines
 
 
+def test_check_manifest_names_options_as_its_caller_spells_them(tmp_path: Path) -> None:
+    """A shard cut inside a record of 4 lines: the command line said ``(lines_per_record=)``, the
+    library's spelling; and the library's summary said the files match beside its problems (found by review)."""
+    src = write_records(tmp_path / "in", [b"%d" % i for i in range(40)])
+    manifest = tmp_path / "ml" / "m.json"
+    proc = cli(str(src), "--lines-per-record", "4", "--seed", "1", "--shard-records", "3", "-o", f"{tmp_path}/ml/", "--manifest", str(manifest))
+    assert proc.returncode == 0, proc.stderr
+    shard = tmp_path / "ml" / "part-00000"
+    with open(shard, "r+b") as f:
+        f.truncate(shard.stat().st_size - 3)
+    proc = cli("--check-manifest", str(manifest))
+    assert proc.returncode == 1
+    assert b"left over after the last whole record of 4 lines (--lines-per-record)\n" in proc.stderr
+    problems, summary = bigshuf.api.check_manifest(manifest)
+    assert any(p.endswith("(lines_per_record=)") for p in problems)
+    assert summary == f"{len(problems)} problem(s) in the output files {manifest} lists"
+
+
 def test_a_changed_record_of_the_same_length_is_caught_by_the_fingerprint(tmp_path: Path) -> None:
     manifest = _made(tmp_path)
     a = tmp_path / "out" / "a.txt"

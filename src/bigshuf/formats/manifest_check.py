@@ -137,7 +137,7 @@ def _lines_fingerprint(where: str, fmt: RecordFormat, readings: list[int], memor
 def check_manifest(path: str, memory: int) -> tuple[list[str], str]:
     """Check every output the manifest at ``path`` lists (records, bytes, fingerprint, size on disk)
     and that together they hold the records the run wrote; never writes anything. Returns the
-    problems (one line each) and a summary."""
+    problems (one line each, options as ``errors.option`` placeholders) and a summary."""
     data = load_manifest(path, format_problem)
     base = os.path.dirname(os.path.abspath(path))
     fmt_entry = data["format"]
@@ -182,7 +182,7 @@ def check_manifest(path: str, memory: int) -> tuple[list[str], str]:
             else:
                 got = _lines_fingerprint(where, fmt, header_readings(fmt_entry), memory, want)
         except InputError as e:
-            problems.append(str(e))
+            problems.append(e.args[0])  # its placeholders spelt by the caller, for a command line or a library
             continue
         total += got
         if got.records != out["records"] or got.records != want["records"]:
@@ -203,5 +203,7 @@ def check_manifest(path: str, memory: int) -> tuple[list[str], str]:
         what = f"{total.records} samples, {total.bytes} bytes"
     else:
         what = f"{total.records} rows" if fmt is None else f"{total.records} records, {total.bytes} bytes"
+    if problems:
+        return problems, f"{len(problems)} problem(s) in the output files {quote_name(path)} lists"
     summary = f"{len(data['outputs'])} output file(s) match {quote_name(path)}: {what}"
     return problems, summary
