@@ -193,8 +193,10 @@ def check_output_directory(
                 probe.claim(place)  # writable, not a read-only file system
             if most > name_max(place):
                 raise OutputError(f"{quote_name(str(target))}: File name too long")
+        single = target is not None and shards is None and open_ended is None
         for final in checked:
-            _check_replaceable(final, probe)
+            # One file is named as given, as shuf names -o; shards by the names made for them.
+            _check_replaceable(final, probe, target if single and target is not None else final)
     finally:
         if probe is not None:
             probe.release()
@@ -347,40 +349,45 @@ def _sticky_elsewhere(final: str, st: os.stat_result) -> bool:
     return bool(parent.st_mode & stat.S_ISVTX) and parent.st_uid != os.geteuid()
 
 
-def _check_replaceable(final: str, probe: OutputFiles | None) -> None:
+def _check_replaceable(final: str, probe: OutputFiles | None, shown: str) -> None:
     """Refuse, before any input is read, a target the commit could not put in place or that this
     user may not write (as GNU shuf's open(2) refuses it): a directory, a file without write
     permission, or an existing file that cannot be hard-linked (immutable or append-only), since
     the commit keeps the old file as a hard-linked backup until the new one is in (tried only
-    with a ``probe``: a dry run links nothing)."""
+    with a ``probe``: a dry run links nothing). Messages name the file ``shown``."""
     try:
         st = os.stat(final)
     except OSError:
         return  # a new file
     if stat.S_ISDIR(st.st_mode):
-        raise OutputError(f"{quote_name(final)}: Is a directory")
+        raise OutputError(f"{quote_name(shown)}: Is a directory")
     if not stat.S_ISREG(st.st_mode):
         return
+    writable = os.access(final, os.W_OK)
+    # shuf's open(2) refuses a file this user may not write (the rename would replace it anyway):
+    # another user's, said before the probe, which the kernel's protected_hardlinks would refuse.
+    denied = OutputError(f"{quote_name(shown)}: {os.strerror(errno.EACCES)}")
+    if not writable and st.st_uid != os.geteuid():
+        raise denied
     # Another user's file in a sticky directory: the rename over it would fail, and a probe's link
-    # could not be removed again (one this user may not write is refused below, as shuf refuses it).
+    # could not be removed again.
     sticky = _sticky_elsewhere(final, st)
-    if sticky and os.access(final, os.W_OK):
+    if sticky:
         raise OutputError(
-            f"{quote_name(final)}: cannot be replaced: {os.strerror(errno.EPERM)} (another user's file in a sticky directory)"
+            f"{quote_name(shown)}: cannot be replaced: {os.strerror(errno.EPERM)} (another user's file in a sticky directory)"
         )
-    if probe is not None and not sticky:
+    if probe is not None:
         backup = backup_name(probe.temp_name(final))
         try:
             os.link(final, backup, follow_symlinks=False)
         except OSError as e:
-            raise OutputError(f"{quote_name(final)}: cannot be replaced: {e.strerror}") from None
+            raise OutputError(f"{quote_name(shown)}: cannot be replaced: {e.strerror}") from None
         try:
             os.unlink(backup)
         except OSError as e:
-            raise OutputError(f"{quote_name(final)}: cannot be replaced: {e.strerror} (its probe {quote_name(backup)} is left)") from None
-    if not os.access(final, os.W_OK):
-        # shuf's open(2) refuses a file this user may not write; the rename would replace it anyway.
-        raise OutputError(f"{quote_name(final)}: {os.strerror(errno.EACCES)}")
+            raise OutputError(f"{quote_name(shown)}: cannot be replaced: {e.strerror} (its probe {quote_name(backup)} is left)") from None
+    if not writable:
+        raise denied
 
 
 def check_outputs(
