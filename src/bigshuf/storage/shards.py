@@ -167,8 +167,9 @@ def check_output_directory(
     (a ``--split`` target) has its missing directories made, as shards do. ``dry_run`` makes the
     same checks touching nothing: a directory's permissions and file system tell whether a file
     can be created there, and nothing is tidied. Returns the final paths checked."""
-    if not dry_run and target not in (None, "-") and (shards is not None or open_ended is not None):
-        _tidy_shard_directory(target)
+    tidied = None
+    if not dry_run and target is not None and target != "-" and (shards is not None or open_ended is not None):
+        tidied = _tidy_shard_directory(target)
     finals = _final_paths(target, shards, compress, suffix, open_ended, makes_directory)
     if not finals:
         return []
@@ -188,7 +189,7 @@ def check_output_directory(
                 if problem is not None:
                     raise OutputError(f"{quote_name(place)}: cannot create a file: {problem}")
             else:
-                if place == directory:
+                if place == directory and os.path.realpath(directory) != tidied:
                     remove_dead_outputs(directory)
                 probe.claim(place)  # writable, not a read-only file system
             if most > name_max(place):
@@ -203,13 +204,15 @@ def check_output_directory(
     return finals
 
 
-def _tidy_shard_directory(target: str) -> None:
+def _tidy_shard_directory(target: str) -> str | None:
     """Finish a killed run's commit in the directory shards of ``target`` go to, before their names
     are checked: a shard that commit puts in place counts as there (``--shards N`` refusing a
-    shard N left by a run with more)."""
+    shard N left by a run with more). Returns that directory's real path, or None if none was tidied."""
     directory = target if target.endswith(os.sep) or os.path.isdir(target) else os.path.dirname(target) or os.curdir
-    if "{" not in directory and os.path.isdir(directory):
-        remove_dead_outputs(directory)
+    if "{" in directory or not os.path.isdir(directory):
+        return None
+    remove_dead_outputs(directory)
+    return os.path.realpath(directory)
 
 
 def _final_paths(
