@@ -257,6 +257,45 @@ def test_zstd_frames_of_every_header_shape_read_whole(data: bytes) -> None:
     assert read_all(blob, "zstd", sizes=(3, 1 << 22)) == expected
 
 
+def long_window_frame(data: bytes, window_log: int) -> bytes:
+    """``data`` as one streamed zstd frame keeping a ``2**window_log`` window (as ``zstd --long``
+    writes), which a known content size would have shrunk to fit the data."""
+    import zstandard
+
+    params = zstandard.ZstdCompressionParameters.from_level(3, window_log=window_log)
+    obj = zstandard.ZstdCompressor(compression_params=params).compressobj()
+    return obj.compress(data) + obj.flush()
+
+
+def test_zstd_frames_with_a_long_window_read_as_zstd_long_reads_them(data: bytes, tmp_path: Path, run_cli) -> None:
+    """Regression: a frame whose window is over zstandard's default 128 MiB limit (``zstd --long=28``
+    up to ``--long=31``) was reported as corrupt."""
+    import zstandard
+
+    blob = long_window_frame(data, 28)
+    assert zstandard.get_frame_parameters(blob).window_size == 1 << 28
+    with pytest.raises(zstandard.ZstdError, match="too much memory"):
+        zstandard.ZstdDecompressor().decompressobj().decompress(blob)
+    assert read_all(blob, "zstd") == data
+    (tmp_path / "w.zst").write_bytes(blob)
+    code, out, err = run_cli(["--seed", "1", "w.zst"], cwd=tmp_path)
+    assert (code, err) == (0, b"")
+    assert sorted(out.splitlines()) == sorted(data.splitlines())
+
+
+def test_zstd_frame_needing_a_dictionary_says_so_in_one_line(data: bytes, tmp_path: Path, run_cli) -> None:
+    """A frame compressed with a dictionary was reported as corrupt data; it is valid, only not readable without it."""
+    import zstandard
+
+    samples = [b"%d lines of %d words and %d more\n" % (i, i * 7, i * 13) for i in range(2000)]
+    blob = zstandard.ZstdCompressor(dict_data=zstandard.train_dictionary(4096, samples)).compress(data)
+    (tmp_path / "d.zst").write_bytes(blob)
+    code, out, err = run_cli(["d.zst"], cwd=tmp_path)
+    assert (code, out) == (1, b"")
+    assert err.startswith(b"bigshuf: d.zst: the zstd frame near byte ") and err.count(b"\n") == 1, err
+    assert err.endswith(b" needs a zstd dictionary, which bigshuf does not take\n"), err
+
+
 def test_concatenated_bzip2_streams_read_as_one(data: bytes) -> None:
     a, b = data[:100_000], data[100_000:]
     assert read_all(bz2.compress(a) + bz2.compress(b), "bzip2") == data

@@ -25,6 +25,10 @@ PIECE_OVERHEAD = 256
 #: second thread, 11 s without).
 SMALL_PIECE = 16 << 10
 SMALL_PIECES_SEEN = 64
+#: The largest zstd window taken: 2 GiB, zstd's most (``--long=31``), as ``zstd -dc --long=31``
+#: takes it. zstandard's default of 128 MiB would call valid long-window files corrupt; a frame
+#: costs up to its window in memory, which only files made with a long window ask for.
+ZSTD_MAX_WINDOW = 1 << 31
 
 
 class _SourceError(Exception):
@@ -334,8 +338,11 @@ class Decompressed(io.RawIOBase):
         except EOFError:
             unit = CODECS[self._codec].unit
             raise InputError(f"{self._name}: truncated {self._codec} data (ends inside a {unit})") from None
-        except self._errors:
-            raise InputError(f"{self._name}: corrupt {self._codec} data near byte {self._source.position()}") from None
+        except self._errors as e:
+            at = self._source.position()
+            if self._codec == "zstd" and "dictionary" in str(e).lower():
+                raise InputError(f"{self._name}: the zstd frame near byte {at} needs a zstd dictionary, which bigshuf does not take") from None
+            raise InputError(f"{self._name}: corrupt {self._codec} data near byte {at}") from None
 
     def close(self) -> None:
         if not self.closed:
@@ -362,7 +369,7 @@ def open_reader(raw: BinaryIO, codec: str, name: str) -> BinaryIO:
         errors = (isal_zlib.error,)
     elif codec == "zstd":
         zstandard = _require("zstandard", codec, InputError, f"{name}: ")
-        loop = _MemberLoop(source, codec, zstandard.ZstdDecompressor().decompressobj, "zstd")
+        loop = _MemberLoop(source, codec, zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW).decompressobj, "zstd")
         errors = (zstandard.ZstdError,)
     elif codec == "bzip2":
         import bz2
