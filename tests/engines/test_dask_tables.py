@@ -276,3 +276,15 @@ def test_dry_run_counts_parquet_rows_from_the_footers(
     assert next(line for line in lines if line.startswith("records: ")).startswith("records: 500, "), lines
     assert any(line.endswith("(counted: from the Parquet footers)") for line in lines), lines
     assert sorted(os.listdir(tmp_path)) == ["a.parquet", "b.parquet"]
+
+
+def test_rows_json_cannot_hold_are_refused_naming_the_output_and_column(tmp_path: Path) -> None:
+    """Regression: a date out of JSON text's years was written as "<value out of range: N>" with exit 0."""
+    pq.write_table(pa.table({"id": [1, 2], "d": pa.array([2**31 - 1, 0], pa.date32())}), tmp_path / "dt.parquet")
+    proc = _run_cli(["--seed", "1", "dt.parquet", "-o", "dt.jsonl"], cwd=tmp_path)
+    assert (proc.returncode, proc.stdout) == (1, b"")
+    assert proc.stderr == (
+        b"bigshuf: dt.jsonl: column 'd' holds a date outside the years 0000 to 9999 (date32[day] value 2147483647); "
+        b"it cannot be written as JSON\n"
+    )
+    assert sorted(os.listdir(tmp_path)) == ["dt.parquet"]

@@ -188,3 +188,69 @@ def test_rows_without_columns_to_standard_output_name_it_in_words() -> None:
                           capture_output=True, timeout=HANG)
     assert proc.returncode == 1 and proc.stdout == b""
     assert proc.stderr.startswith(b"bigshuf: standard output: rows without columns") and proc.stderr.count(b"\n") == 1
+
+
+def _arrow_file(path: Path, table: pa.Table) -> Path:
+    with pa.ipc.new_file(str(path), table.schema) as writer:
+        writer.write_table(table)
+    return path
+
+
+@pytest.mark.parametrize(
+    "column,array,what",
+    [
+        ("d", pa.array([2**31 - 1, 0], pa.date32()), b"a date outside the years 0000 to 9999 (date32[day] value 2147483647)"),
+        ("t", pa.array([2**62, 0], pa.timestamp("us", tz="UTC")), b"a timestamp outside the years 0000 to 9999"),
+        ("n", pa.array([0, 2**62], pa.timestamp("us")), b"a timestamp outside the years 0000 to 9999 (timestamp[us] value 4611686018427387904)"),
+        ("y", pa.array([0, 253402300800], pa.timestamp("s")), b"a timestamp outside the years 0000 to 9999 (timestamp[ms] value 253402300800000)"),
+        ("k", pa.array([0, 253402300799], pa.timestamp("s", tz="+05:30")), b"a timestamp outside the years 0000 to 9999 in its time zone"),
+    ],
+)
+def test_dates_and_times_json_text_cannot_hold_are_refused(tmp_path: Path, column: str, array: pa.Array, what: bytes) -> None:
+    """Regression: a date or time Arrow prints as "<value out of range: N>", or wraps round to a
+    wrong year ("17036-07-06T14:00:27Z" for a year about 148,000), was written with exit 0."""
+    pq.write_table(pa.table({"id": [1, 2], column: array}), tmp_path / "dt.parquet")
+    code, err = run(["--seed", "1", "dt.parquet", "-o", "dt.jsonl"], cwd=tmp_path)
+    assert code == 1 and err.count(b"\n") == 1, err
+    assert err.startswith(b"bigshuf: dt.jsonl: column '" + column.encode() + b"' holds " + what), err
+    assert err.endswith(b"; it cannot be written as JSON\n"), err
+    assert temp_leftovers(tmp_path) == ["dt.parquet"]
+
+
+@pytest.mark.parametrize(
+    "array,message",
+    [
+        (pa.array([pa.MonthDayNano([1, 2, 3])], pa.month_day_nano_interval()),
+         b"bigshuf: out.jsonl: column 'c' of type month_day_nano_interval cannot be written as JSON\n"),
+        (pa.array([0], pa.timestamp("us", tz="Etrope/Paris")),
+         b"bigshuf: out.jsonl: column 'c' has time zone 'Etrope/Paris', which is not in the time zone database; "
+         b"it cannot be written as JSON\n"),
+    ],
+)
+def test_intervals_and_unknown_time_zones_are_refused_in_one_line(tmp_path: Path, array: pa.Array, message: bytes) -> None:
+    """Regression: these were internal errors (ArrowNotImplementedError, ArrowInvalid) with a traceback hint."""
+    _arrow_file(tmp_path / "in.arrow", pa.table({"c": array}))
+    assert run(["in.arrow", "-o", "out.jsonl"], cwd=tmp_path) == (1, message)
+    assert temp_leftovers(tmp_path) == ["in.arrow"]
+
+
+def test_dates_and_timestamps_in_range_keep_their_text(tmp_path: Path) -> None:
+    """Years 1 and 9999, a negative epoch and time zones are written as before the range checks, byte for byte."""
+    first, last = -62135596800, 253402300799  # 0001-01-01T00:00:00, 9999-12-31T23:59:59
+    table = pa.table({
+        "id": [0, 1, 2],
+        "d": pa.array([-719162, 2932896, -1], pa.date32()),
+        "n": pa.array([first * 10**6, last * 10**6 + 999999, -1], pa.timestamp("us")),
+        "u": pa.array([first * 1000, last * 1000, -1], pa.timestamp("ms", tz="UTC")),
+        "p": pa.array([first, last - 3600, None], pa.timestamp("s", tz="Europe/Paris")),
+        "h": pa.array([0, 86399999, None], pa.time32("ms")),
+    })
+    _arrow_file(tmp_path / "in.arrow", table)
+    assert run(["--seed", "1", "in.arrow", "-o", "out.jsonl"], cwd=tmp_path) == (0, b"")
+    assert sorted((tmp_path / "out.jsonl").read_bytes().splitlines()) == [
+        b'{"id":0,"d":"0001-01-01","n":"0001-01-01T00:00:00.000000","u":"0001-01-01T00:00:00.000Z",'
+        b'"p":"0001-01-01T00:09:21+00:09","h":"00:00:00.000"}',
+        b'{"id":1,"d":"9999-12-31","n":"9999-12-31T23:59:59.999999","u":"9999-12-31T23:59:59.000Z",'
+        b'"p":"9999-12-31T23:59:59+01:00","h":"23:59:59.999"}',
+        b'{"id":2,"d":"1969-12-31","n":"1969-12-31T23:59:59.999999","u":"1969-12-31T23:59:59.999Z","p":null,"h":null}',
+    ]

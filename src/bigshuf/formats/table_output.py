@@ -47,13 +47,16 @@ class _SinkFile:
 
 class RowWriter:
     """Writes rows in one format to one sink, in row groups (Parquet) or record batches (Arrow) of
-    ``group_rows`` rows if given, else of about ``group_bytes``."""
+    ``group_rows`` rows if given, else of about ``group_bytes``. ``shown`` names the output in a
+    refusal of rows JSON cannot hold, where the sink does not know its name (the Dask engine's)."""
 
     def __init__(
-        self, kind: str, sink: Sink, schema: pa.Schema, codec: CodecChoice, group_rows: int | None, group_bytes: int
+        self, kind: str, sink: Sink, schema: pa.Schema, codec: CodecChoice, group_rows: int | None, group_bytes: int,
+        shown: str | None = None,
     ) -> None:
         self.kind = kind
         self.sink = sink
+        self.shown = sink.shown if shown is None else shown
         self.schema = schema
         self.codec = codec
         self.group_rows = group_rows
@@ -84,7 +87,7 @@ class RowWriter:
         if self.kind == "jsonl":
             from .jsonl import json_lines
 
-            for data in json_lines(table):
+            for data in json_lines(table, self.shown):
                 self.sink.write(data)
             return
         if self.kind == "parquet" and table.num_rows and not table.num_columns:
@@ -141,6 +144,11 @@ class RowWriter:
             raise OutputError(f"{self.sink.shown}: cannot write {self.kind}: {_reason(e)}") from None
 
 
+def shown_output(target: str | None) -> str:
+    """The output ``target`` as messages name it: quoted, or standard output in words."""
+    return quote_name(target) if target not in (None, "-") else "standard output"
+
+
 def check_parquet_columns(target: str | None, schema: pa.Schema) -> None:
     """Refuse, before anything is read, a Parquet output of a column Parquet cannot store (a union,
     say, read from an Arrow file), naming the column: the writer would fail only once the rows are shuffled."""
@@ -182,6 +190,10 @@ class TableOutput(Output):
         self.schema = schema
         if kind == "parquet":
             check_parquet_columns(target, schema)
+        elif kind == "jsonl":
+            from .jsonl import check_json_columns
+
+            check_json_columns(shown_output(target), schema)
         self.group_rows = group_rows
         self.group_bytes = group_bytes
         self.formats: list[RowWriter] = []

@@ -280,7 +280,7 @@ def prepare(
     modes = check_together(datasets)
     datasets = [d if d.modes == modes else replace(d, modes=modes) for d in datasets]  # (those of no sequences)
     first = datasets[0]
-    fmt = MegatronTasks(schema(first.modes), "megatron", ("none", None), None, 1, tuple(datasets))
+    fmt = MegatronTasks(schema(first.modes), "megatron", ("none", None), None, 1, datasets=tuple(datasets))
     need = sum(row_bytes(d.count, d.sequences, d.bin_size, d.modes) + plan.META_PER_RECORD * d.count for d in datasets)
     k = bucket_count(need, limit, shards)
     return fmt, scatter_tasks(datasets, limit, root), k, Pairs(output_target(target, sharded), tuple(datasets))

@@ -31,7 +31,8 @@ from ...formats import registry
 from ...formats.row_unique import check_comparable, first_rows, table_hashes
 from ...formats.rowhash import row_fingerprint
 from ...formats.table_mix import multiset_fingerprint
-from ...formats.table_output import RowWriter
+from ...formats.jsonl import check_json_columns
+from ...formats.table_output import RowWriter, shown_output
 from ...formats.tables import (
     ARROW_ERRORS, FILE_KINDS, GROUP_BYTES, TABLE_PIECE, _rebatch, check_columns, decoded_schema, plain_schema, row_sizes, schema_difference,
     stream_batches, take_rows,
@@ -56,6 +57,8 @@ class RowTasks:
     codec: CodecChoice
     group_rows: int | None
     group_bytes: int
+    #: The output as a refusal of rows JSON cannot hold names it.
+    shown: str = "standard output"
     whole_output = True
     unit = "rows"
     records_kind = "rows"
@@ -175,7 +178,8 @@ class RowTasks:
         stream, end = write_stream(f, codec)
         sink = Sink(cast(BinaryIO, stream), None)
         schema = decoded_schema(self.schema) if self.kind == "arrow" else self.schema
-        return _TableWriter(RowWriter(self.kind, sink, schema, self.codec, self.group_rows, self.group_bytes), end)
+        rows = RowWriter(self.kind, sink, schema, self.codec, self.group_rows, self.group_bytes, self.shown)
+        return _TableWriter(rows, end)
 
     def fingerprint(self, records: Any) -> Fingerprint:
         """The fingerprint of a table of rows."""
@@ -381,10 +385,12 @@ def row_bucket_count(files: Sequence[TableFile], limit: int, shards: int | None)
     return bucket_count(nbytes + plan.META_PER_RECORD * rows, limit, shards)
 
 
-def row_format(files: Sequence[TableFile], kind: str, codec: CodecChoice, group_rows: int | None, limit: int) -> RowTasks:
-    """The rows' task format: the first input's schema, views made plain, written as ``kind``."""
+def row_format(
+    files: Sequence[TableFile], kind: str, codec: CodecChoice, group_rows: int | None, limit: int, shown: str = "standard output"
+) -> RowTasks:
+    """The rows' task format: the first input's schema, views made plain, written as ``kind`` to the output ``shown``."""
     group_bytes = min(GROUP_BYTES, max(1, plan.block_budget(limit) // 8))
-    return RowTasks(plain_schema(files[0].schema), kind, codec, group_rows, group_bytes)
+    return RowTasks(plain_schema(files[0].schema), kind, codec, group_rows, group_bytes, shown)
 
 
 class Rows(TaskKind):
@@ -421,7 +427,9 @@ class Rows(TaskKind):
             raise UsageError(f"{option('manifest')}: rows written as JSON Lines cannot be checked against it; write .parquet or .arrow files")
         if settings.row_group_size is not None and settings.row_group_size < 1:
             raise UsageError(f"invalid {option('row_group_size')} value: {quote_arg(settings.row_group_size)}")
-        fmt = row_format(files, kind, codec, settings.row_group_size, settings.limit)
+        fmt = row_format(files, kind, codec, settings.row_group_size, settings.limit, shown_output(target))
+        if kind == "jsonl":
+            check_json_columns(fmt.shown, fmt.schema)
         tasks = scatter_tasks(files, settings.limit, root)
         k = row_bucket_count(files, settings.limit, settings.shards)
         names, stored = tuple(f.name for f in files), tuple(inputs.files)
