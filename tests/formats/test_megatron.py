@@ -420,6 +420,40 @@ def test_dry_run_counts_documents(tmp_path: Path, run_cli) -> None:
     assert not list(tmp_path.glob("o.*"))
 
 
+def test_a_document_larger_than_the_limit_allows_is_refused_from_the_index(tmp_path: Path, run_cli) -> None:
+    """A document the external path could never place (its tokens, or its many empty sequences, past
+    ``plan.largest_record``) is refused before any token is read, by the run and by --dry-run alike,
+    in one line naming the .idx and the document; one at the bound is shuffled. Before, the run
+    scattered it 17 times, past -S, and failed naming no file."""
+    # 49128, plan.largest_record at 64K: a document of 1 sequence takes 17 bytes besides its tokens.
+    most = plan.block_budget(64 << 10) - plan.META_PER_RECORD
+    small = make_docs(200, seed=12, dtype=np.uint8)
+    fits = np.zeros(most - 17, np.uint8)
+    write_dataset(tmp_path / "fits", [small[0], [fits], *small[1:]], dtype=np.uint8)
+    bigshuf.shuffle(str(tmp_path / "fits"), str(tmp_path / "fits_out"), memory="64K", seed=1, tmp_dir=tmp_path)
+    assert sorted(read_dataset(tmp_path / "fits_out")[1]) == sorted(as_docs([small[0], [fits], *small[1:]], np.uint8))
+    write_dataset(tmp_path / "big", [small[0], [np.zeros(most - 16, np.uint8)], *small[1:]], dtype=np.uint8)
+    empty = np.zeros(0, np.uint8)
+    write_dataset(tmp_path / "many", [*small, [empty] * 20000], dtype=np.uint8)  # 4 bytes a sequence: 80013
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    for name, doc, size, held in (
+        ("big", 1, most + 1, f"{most - 16} of tokens in 1 sequence"), ("many", 200, 80013, "0 of tokens in 20000 sequences"),
+    ):
+        line = (
+            f"bigshuf: {tmp_path}/{name}.idx: document {doc} takes {size} bytes ({held}), more than the {most} bytes "
+            "a document may take at this memory limit; raise -S\n"
+        ).encode()
+        for dry in ([], ["--dry-run"]):
+            code, out, err = run_cli([tmp_path / name, "-o", tmp_path / "o", "-S", "64K", "-T", tmp, "--seed", "1", *dry])
+            assert (code, err) == (1, line), err
+            assert dry or out == b""
+            assert dry == [] or out.endswith(b"failed: inputs: " + line[len(b"bigshuf: "):]), out
+            assert not list(tmp_path.glob("o.*")) and temp_leftovers(tmp) == []
+    with pytest.raises(InputError, match=r"many\.idx: document 200 takes 80013 bytes .* raise memory=$"):
+        bigshuf.shuffle(str(tmp_path / "many"), str(tmp_path / "o"), memory="64K", seed=1)
+
+
 def test_external_run_stays_within_the_limit(tmp_path: Path) -> None:
     """-S 4M over 24 MiB of tokens: the peak over a one-document run stays within the limit and the house slack."""
     from helpers import run_peak

@@ -149,6 +149,12 @@ def fits_in_memory(nbytes: int, nrecords: int, limit: int) -> bool:
     return nbytes + META_PER_RECORD * nrecords <= block_budget(limit)
 
 
+def largest_record(limit: int) -> int:
+    """The largest record (by its size as blocks count it) a bucket holding it alone can shuffle in
+    memory: a larger one can never be placed, and would be scattered ``MAX_DEPTH`` times in vain."""
+    return block_budget(limit) - META_PER_RECORD
+
+
 #: File descriptors kept out of the bucket files' allowance, for everything else a run opens.
 DESCRIPTOR_RESERVE = 64
 

@@ -356,6 +356,25 @@ class IndexedInput(TableInput):
         out[inside] = self.pointers[sequences[inside]]
         return out
 
+    def largest_document(self) -> tuple[int, int]:
+        """The first largest document's number and row size (as ``sized_batches`` gives it; (-1, 0) for
+        none), from the index alone, ``WINDOW`` documents at a time: a run refuses one it cannot hold
+        before reading any token."""
+        best, most = -1, 0
+        for lo in range(0, self.count, WINDOW):
+            docs = np.asarray(self.documents[lo : min(self.count, lo + WINDOW) + 1])
+            sizes = document_sizes(docs, self._byte_at(docs), self.modes)
+            i = int(np.argmax(sizes))
+            if int(sizes[i]) > most:
+                best, most = lo + i, int(sizes[i])
+        return best, most
+
+    def document_at(self, i: int) -> tuple[int, int]:
+        """Document ``i``'s bytes of tokens and its sequences, from the index."""
+        docs = np.asarray(self.documents[i : i + 2])
+        starts = self._byte_at(docs)
+        return int(starts[1] - starts[0]), int(docs[1] - docs[0])
+
     def batches(self, block_bytes: int) -> Iterator[pa.RecordBatch]:
         """The documents in order, as rows in batches of about ``block_bytes``."""
         for batch, _sizes in self.sized_batches(block_bytes, 1 << 62):

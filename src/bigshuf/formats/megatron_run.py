@@ -269,12 +269,14 @@ class MegatronRun(ResumableMegatron):
     def for_request(cls, request: Request, inputs: list[Any], entropy: int, progress: Progress) -> MegatronRun:
         """The documents of every dataset named (one dtype), into the pair (or shards) ``-o`` names."""
         datasets = open_datasets(inputs)
+        check_document_sizes(datasets, resolve_memory(request.memory))
         return cls(request, datasets, output_target(request.output, _sharded(request)), entropy, progress)
 
     @classmethod
     def sample(cls, request: Request, inputs: list[Any]) -> Sample:
         """Exact counts from the indexes: documents, and their bytes as rows."""
         datasets = open_datasets(inputs)
+        check_document_sizes(datasets, resolve_memory(request.memory))
         return documents_sample(request, datasets, [d.disk_size() for d in datasets])
 
     @classmethod
@@ -315,6 +317,22 @@ def open_datasets(inputs: list[Any]) -> list[IndexedInput]:
         if dataset.modes != modes:
             dataset.take_modes(modes)
     return datasets
+
+
+def check_document_sizes(datasets: Sequence[IndexedInput], limit: int) -> None:
+    """Refuse a dataset holding a document larger than the external path can place under memory
+    ``limit`` (``plan.largest_record``), from the indexes: the run would otherwise read it and scatter
+    it ``plan.MAX_DEPTH`` times, past the limit, before failing. Lines and tars are refused as read."""
+    most = plan.largest_record(limit)
+    for dataset in datasets:
+        index, size = dataset.largest_document()
+        if size > most:
+            tokens, sequences = dataset.document_at(index)
+            raise InputError(
+                f"{quote_name(dataset.idx_path)}: document {index} takes {size} bytes ({tokens} of tokens in {sequences} "
+                f"sequence{'' if sequences == 1 else 's'}), more than the {most} bytes a document may take "
+                f"at this memory limit; raise {option('memory')}"
+            )
 
 
 #: How ``--dry-run`` says Megatron documents were counted: no token is read to count them.
