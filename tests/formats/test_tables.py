@@ -366,6 +366,30 @@ def test_skewed_row_sizes_keep_batches_and_groups_small(tmp_path: Path) -> None:
     assert sorted(pq.read_table(out)["id"].to_pylist()) == list(range(3000))
 
 
+def test_a_row_larger_than_the_limit_allows_is_refused_where_it_is_read(tmp_path: Path, run_cli) -> None:
+    """A row the external path could never place (past ``plan.largest_record``) is refused once read, in
+    one line naming its file and row, with nothing written or left behind; one at the bound is shuffled.
+    Before, the run scattered it 17 times, past -S, and failed naming no file."""
+    most = plan.block_budget(64 << 10) - plan.META_PER_RECORD  # 49128: a string row takes 5 bytes besides its own
+    small = pa.table({"s": [f"row {i}" for i in range(3000)]})
+    write_parquet(tmp_path / "a.parquet", small)
+    write_parquet(tmp_path / "fits.parquet", pa.table({"s": ["x" * (most - 5), "y"]}))
+    bigshuf.shuffle([str(tmp_path / "a.parquet"), str(tmp_path / "fits.parquet")], str(tmp_path / "ok.parquet"), memory="64K", seed=1)
+    assert pq.read_table(tmp_path / "ok.parquet").num_rows == 3002
+    write_parquet(tmp_path / "b.parquet", pa.table({"s": ["y", "z", "x" * (most - 4), "w"]}))
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    code, out, err = run_cli([tmp_path / "a.parquet", tmp_path / "b.parquet", "-o", tmp_path / "o.parquet", "-S", "64K", "-T", tmp])
+    assert (code, out) == (1, b"")
+    assert err == (
+        f"bigshuf: {tmp_path}/b.parquet: row 2 takes {most + 1} bytes, more than the {most} bytes a row may take "
+        "at this memory limit; raise -S\n"
+    ).encode(), err
+    assert not (tmp_path / "o.parquet").exists() and temp_leftovers(tmp) == []
+    with pytest.raises(InputError, match=r"b\.parquet: row 2 takes 49129 bytes, .* raise memory=$"):
+        bigshuf.shuffle([str(tmp_path / "b.parquet"), str(tmp_path / "a.parquet")], str(tmp_path / "o.parquet"), memory="64K")
+
+
 def test_arrow_streams_views_and_dictionaries(tmp_path: Path) -> None:
     # Hugging Face datasets write .arrow files in the IPC stream format.
     hf = pa.table({"text": [f"doc {i}" for i in range(300)], "id": pa.array(range(300))})

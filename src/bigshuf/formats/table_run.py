@@ -9,6 +9,7 @@ the whole input or a bucket, are permuted and emitted by ``table_memory``.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Generator, Iterable, Iterator
 from functools import partial
 from itertools import chain
@@ -24,6 +25,7 @@ from ..core.stratify import split_ids
 from ..core.streams import Key, draw_ids, rng_for
 from ..errors import InputError, TempSpaceError, option
 from ..progress import IN_MEMORY, Progress, dedup_phase, scatter_phase
+from ..quoting import quote_name
 from ..request import Request, resolve_memory
 from ..storage.layout import Sharding, parse_split
 from ..storage.manifest import input_entries, run_entries, strata_entries
@@ -197,13 +199,30 @@ class TableRun(WeightedRows, TwoPass):
         # batches shrink by the most copies a row gets, so that scattered they hold about a piece (memory
         # stays within -S, as for lines). This cuts the batches the draws are made for.
         most = 1 if self.mixer is None else self.mixer.most_copies()
-        blocks = _rebatch(read(), max(1, self.piece // most), max(1, plan.piece_records(self.limit) // most))
+        blocks = self._placeable(_rebatch(read(), max(1, self.piece // most), max(1, plan.piece_records(self.limit) // most)))
         if self.request.sources:  # with --unique, before the mixer is planned (from the rows left)
             yield from self._with_sources(blocks)
             return
         for batch, sizes in blocks:
             if self.request.verify and not self.request.unique:  # --unique: the unique rows, once known
                 self.read_fingerprint += self.rows_fingerprint(batch)
+            yield batch, sizes
+
+    def _placeable(self, blocks: Iterator[tuple[pa.RecordBatch, np.ndarray]]) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
+        """``blocks`` as read, refused at the first row larger than the external path can place
+        (``plan.largest_record``), named by its input (``file_starts``) and row: a row's size is known
+        only once read, and the run would otherwise scatter it ``plan.MAX_DEPTH`` times past the limit."""
+        most = plan.largest_record(self.limit)
+        at = 0  # the rows handed out before
+        for batch, sizes in blocks:
+            if len(sizes) and int(sizes.max()) > most:
+                i = int(np.argmax(sizes > most))
+                f = bisect_right(self.file_starts, at + i) - 1
+                raise InputError(
+                    f"{quote_name(self.inputs[f].path)}: row {at + i - self.file_starts[f]} takes {int(sizes[i])} bytes, "
+                    f"more than the {most} bytes a row may take at this memory limit; raise {option('memory')}"
+                )
+            at += len(sizes)
             yield batch, sizes
 
     def rows_fingerprint(self, rows: pa.Table | pa.RecordBatch, mult: np.ndarray | None = None) -> Fingerprint:
