@@ -259,6 +259,10 @@ def _hostile(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
     cases["no key"] = (["nokey.tar"], "nokey.tar: member README has no key (its base name has no dot), so belongs to no sample")
     make_tar(tmp_path / "dotkey.tar", [[("d/.x.jpg", 0o644, 0, 0, 0, "", "", b"hi")]])
     cases["dot first"] = (["dotkey.tar"], "dotkey.tar: member d/.x.jpg has no key (its base name starts with a dot), so belongs to no sample")
+    make_tar(tmp_path / "meta.tar", [[("__m__/a.jpg", 0o644, 0, 0, 0, "", "", b"hi")]])
+    cases["metadata"] = (["meta.tar"], "meta.tar: member __m__/a.jpg is named as WebDataset metadata, so belongs to no sample")
+    make_tar(tmp_path / "noname.tar", [[("", 0o644, 0, 0, 0, "", "", b"hi")]])
+    cases["no name"] = (["noname.tar"], "noname.tar: a member has no name, so belongs to no sample")
     make_tar(tmp_path / "twice.tar", [[("a/1.jpg", 0o644, 0, 0, 0, "", "", b""), ("a/1.JPG", 0o644, 0, 0, 0, "", "", b"")]])
     cases["suffix twice"] = (["twice.tar"], "twice.tar: member a/1.JPG repeats suffix 'jpg' in sample a/1")
     with tarfile.open(tmp_path / "global.tar", "w", format=tarfile.PAX_FORMAT, pax_headers={"comment": "x", "uname": "u"}) as tar:

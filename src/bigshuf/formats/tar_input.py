@@ -131,11 +131,13 @@ class SampleReader:
                     if parsed is None or is_metadata(name):
                         base = name.rsplit(b"/", 1)[-1]
                         why = (
-                            "named as WebDataset metadata" if parsed is not None
-                            else "no key (its base name starts with a dot)" if base.startswith(b".")
-                            else "no key (its base name has no dot)"
+                            "is named as WebDataset metadata" if parsed is not None
+                            else "has no name" if not name
+                            else "has no key (its base name starts with a dot)" if base.startswith(b".")
+                            else "has no key (its base name has no dot)"
                         )
-                        raise InputError(f"{path}: member {shown(name)} has {why}, so belongs to no sample")
+                        member = f"member {shown(name)}" if name else "a member"
+                        raise InputError(f"{path}: {member} {why}, so belongs to no sample")
                     this, suffix = parsed
                     if this != key:
                         counts[0] += 1
