@@ -108,6 +108,16 @@ def test_in_memory_plan_counts_a_small_input_and_the_run_agrees(tmp_path: Path) 
     assert (stats.records, stats.passes, stats.buckets) == (found.records, found.passes, found.buckets)
 
 
+def test_a_plan_takes_sources_as_shuffle_does_without_inputs(tmp_path: Path) -> None:
+    """``plan_shuffle(sources=..., rates=...)``, as README calls ``shuffle``, was a TypeError: its
+    ``inputs`` had no default (found by review)."""
+    a = write_records(tmp_path / "a.txt", [b"a%d" % i for i in range(100)])
+    b = write_records(tmp_path / "b.txt", [b"b%d" % i for i in range(50)])
+    found = plan_shuffle(sources={"a": str(a), "b": str(b)}, rates={"a": 0.5, "b": 2}, seed=1)
+    stats = shuffle(sources={"a": str(a), "b": str(b)}, rates={"a": 0.5, "b": 2}, output=tmp_path / "o.txt", seed=1)
+    assert found.ok and stats.records == 150 and len((tmp_path / "o.txt").read_bytes().splitlines()) == 150
+
+
 def test_an_external_unique_plan_counts_the_dedup_pass_and_its_space(tmp_path: Path) -> None:
     """--unique through hash buckets was planned as "external, 2 passes" needing the input's size
     once; the run takes a third pass (the dedup's) and may need twice that (found by attack)."""

@@ -151,7 +151,9 @@ def shuffle(
     return run_request(request, progress or Progress())
 
 
-def plan_shuffle(inputs: PathLike | Source | Sequence[PathLike | Source], output: PathLike | None = None, **options: Any) -> RunPlan:
+def plan_shuffle(
+    inputs: PathLike | Source | Sequence[PathLike | Source] = (), output: PathLike | None = None, **options: Any
+) -> RunPlan:
     """What ``shuffle(inputs, output, **options)`` would do and need, writing nothing (``--dry-run``).
 
     Takes ``shuffle``'s arguments (checked as it checks them; ``progress`` is not one) and returns
