@@ -11,6 +11,7 @@ import os
 import resource
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -426,6 +427,28 @@ def test_shards_put_in_place_by_finishing_a_killed_commit_count_as_there(tmp_pat
     assert proc.returncode == 1
     assert b"finished the commit of 5 file(s)" in proc.stderr and b"p4.txt" in proc.stderr.splitlines()[-1]
     assert records_in(sorted((tmp_path / "sd").iterdir())) == records_in([src])
+
+
+@pytest.mark.skipif(not ROOT or shutil.which("setpriv") is None, reason="needs root and setpriv to run as another user")
+def test_a_replaced_file_keeps_its_group_and_for_root_its_owner(open_dir: Path) -> None:
+    """GNU shuf writes -o's file in place, so its owner and group stay; bigshuf's replacement took
+    the runner's, and the group's members lost their access (found by attack). Now the group is
+    kept where this user may set it, and root keeps the owner too; a shard too."""
+    os.chmod(open_dir, 0o777)
+    src = write_records(open_dir / "in", make_records(50, seed=15))
+    for name in ("root.txt", "grouped.txt", "part-00000.txt"):
+        (open_dir / name).write_bytes(b"old\n")
+        os.chown(open_dir / name, 65534, 100)
+        os.chmod(open_dir / name, 0o660)
+    assert cli([str(src), "-o", str(open_dir / "root.txt")]).returncode == 0
+    assert cli([str(src), "--shards", "1", "-o", str(open_dir / "part-{:05d}.txt")]).returncode == 0
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--groups=100"]
+    proc = subprocess.run([*nobody, sys.executable, "-m", "bigshuf", str(src), "-o", str(open_dir / "grouped.txt")], capture_output=True, timeout=120)
+    assert (proc.returncode, proc.stderr) == (0, b"")
+    for name in ("root.txt", "grouped.txt", "part-00000.txt"):
+        st = os.stat(open_dir / name)
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (65534, 100, 0o660), name
+        assert records_in([open_dir / name]) == records_in([src])
 
 # --- durability ----------------------------------------------------------------------------------
 

@@ -199,12 +199,18 @@ class AtomicFileSink(Sink):
 
     def finish(self) -> None:
         """Complete the temporary file: compressed stream ended, data flushed, the target's
-        permission bits set on the descriptor, synced (unless ``sync`` is off) and closed."""
+        permission bits, group (and, for root, owner) set on the descriptor, as shuf writing the
+        target in place keeps them, synced (unless ``sync`` is off) and closed."""
         self._finish()
         try:
             if not self._raw.closed:
                 try:
-                    mode = os.stat(self.path).st_mode & 0o7777
+                    st = os.stat(self.path)
+                    mode = st.st_mode & 0o7777
+                    try:
+                        os.fchown(self._raw.fileno(), st.st_uid if os.geteuid() == 0 else -1, st.st_gid)
+                    except PermissionError:
+                        pass  # a group this user is not in: the new file keeps this user's
                 except FileNotFoundError:
                     umask = os.umask(0)
                     os.umask(umask)
