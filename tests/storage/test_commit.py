@@ -373,23 +373,29 @@ def test_a_journal_cut_short_after_its_commit_began_is_left_alone(tmp_path: Path
 
 
 def test_a_split_over_two_directories_killed_mid_commit_is_finished(tmp_path: Path) -> None:
-    """The journal lies in the first file's directory; the other directory's files are its own
-    by that run's lock there, so validating targets still lets a real commit be finished."""
+    """The journal lies in the first file's directory; the other directory's files are its run's
+    by that run's lock or files there, so validating targets still lets a real commit be finished.
+    Tidied from the other directory first (its temporary file and lock removed), the commit is
+    undone instead, by the backup left there: old or new, whole."""
     src = write_records(tmp_path / "in.txt", make_records(300, seed=12))
-    for d in ("train", "valid"):
-        (tmp_path / d).mkdir()
-        (tmp_path / d / "x.txt").write_bytes(b"old\n")
-    command = ["--seed", "4", "--split", "train=0.8,valid=rest", str(src), "-o", f"{tmp_path}/{{split}}/x.txt"]
-    # Journal (1), two backups (2, 3), the first rename (4): killed with the second still to rename.
-    proc = cli(command, env={KILL_AT: "4"})
-    assert proc.returncode == -signal.SIGKILL
-    journals = [d for d in ("train", "valid") if any(n.endswith(".commit") for n in dot_files(tmp_path / d))]
-    assert len(journals) == 1
-    tempspace.remove_dead_outputs(str(tmp_path / journals[0]))
-    for d in ("train", "valid"):
-        tempspace.remove_dead_outputs(str(tmp_path / d))
-        assert dot_files(tmp_path / d) == []
-    assert records_in([tmp_path / "train" / "x.txt", tmp_path / "valid" / "x.txt"]) == records_in([src])
+    for other_first in (False, True):
+        top = tmp_path / str(other_first)
+        for d in ("train", "valid"):
+            (top / d).mkdir(parents=True)
+            (top / d / "x.txt").write_bytes(b"old\n")
+        command = ["--seed", "4", "--split", "train=0.8,valid=rest", str(src), "-o", f"{top}/{{split}}/x.txt"]
+        # Journal (1), two backups (2, 3), the first rename (4): killed with the second still to rename.
+        proc = cli(command, env={KILL_AT: "4"})
+        assert proc.returncode == -signal.SIGKILL
+        journals = [d for d in ("train", "valid") if any(n.endswith(".commit") for n in dot_files(top / d))]
+        assert len(journals) == 1
+        order = [d for d in ("train", "valid") if d != journals[0]] if other_first else journals
+        for d in [*order, "train", "valid"]:
+            tempspace.remove_dead_outputs(str(top / d))
+        for d in ("train", "valid"):
+            assert dot_files(top / d) == [], (other_first, d)
+        got = records_in([top / "train" / "x.txt", top / "valid" / "x.txt"])
+        assert got == (Counter([b"old", b"old"]) if other_first else records_in([src])), other_first
 
 
 def test_a_rerun_reading_its_shard_directory_after_a_killed_commit_loses_no_shard(tmp_path: Path) -> None:

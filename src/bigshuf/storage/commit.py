@@ -294,7 +294,7 @@ def _read_journal(path: str) -> list[dict[str, Any]] | None:
     Owning the file is not enough: another user can rename a file this user's run wrote (with
     text they chose) into a directory they own. So every file an entry names must carry the
     journal's run id, beside its target, and every target lie in the journal's directory or in
-    one holding that run's lock, which no other user can place where this user's files are.
+    one holding a file of that run's, which no other user can place where this user's files are.
     """
     fd = open_nofollow(path)
     try:
@@ -341,7 +341,7 @@ def _read_journal(path: str) -> list[dict[str, Any]] | None:
         ):
             return None
         if directory not in homes:
-            homes[directory] = _same_directory(directory, home) or _holds_lock(directory, run)
+            homes[directory] = _same_directory(directory, home) or _holds_run_files(directory, run)
         if not homes[directory]:
             return None
     return files
@@ -373,14 +373,23 @@ def _same_directory(a: str, b: str) -> bool:
     return (x.st_dev, x.st_ino) == (y.st_dev, y.st_ino)
 
 
-def _holds_lock(directory: str, run: str) -> bool:
-    """Whether ``directory`` holds run ``run``'s lock, a regular file of this user's: a run claims
-    every directory it writes to, and a killed run leaves its locks."""
+def _holds_run_files(directory: str, run: str) -> bool:
+    """Whether ``directory`` holds a file of run ``run``'s, a regular file of this user's: its lock
+    (a run claims every directory it writes to, and a killed run leaves its locks), or, the lock
+    gone with that directory tidied first, a temporary file or backup of its commit."""
     try:
-        st = os.lstat(os.path.join(directory, f".bigshuf-{run}.lock"))
+        names = os.listdir(directory)
     except OSError:
         return False
-    return stat.S_ISREG(st.st_mode) and own_file(st)
+    for name in names:
+        if run_id_of(name) != run or JOURNAL_NAME.fullmatch(name):
+            continue
+        try:
+            if own_file(os.lstat(os.path.join(directory, name))):
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def _inode(path: str) -> int | None:

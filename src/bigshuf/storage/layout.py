@@ -80,8 +80,9 @@ def split_counts(parts: tuple[SplitPart, ...], total: int) -> list[int]:
         if p.count is not None:
             fixed += p.count
             if fixed > total:
+                records = "record" if p.count == 1 else "records"
                 raise UsageError(
-                    f"{option('split')}: split {quote_arg(p.name)} needs {p.count} record{'' if p.count == 1 else 's'}, but only {total - fixed + p.count} "
+                    f"{option('split')}: split {quote_arg(p.name)} needs {p.count} {records}, but only {total - fixed + p.count} "
                     f"of the {total} written are left for it"
                 )
     shares = [(i, p.fraction * total) for i, p in enumerate(parts) if p.fraction is not None]
