@@ -35,6 +35,8 @@ from .safefs import create_exclusive, foreign_entry, open_nofollow, own_file, sy
 _ID = r"[0-9a-f]{12}"
 TEMP_NAME = re.compile(rf"\..*\.({_ID})(?:-[0-9]+)?\.bigshuf-(?:tmp|old)", re.DOTALL)
 LOCK_NAME = re.compile(rf"\.bigshuf-({_ID})\.lock(?:\.new)?")
+#: A ``--resume`` job's temporary output, named after the job (``formats.resumable``), not the run.
+RESUME_TEMP_NAME = re.compile(r"\..*\.bigshuf-resume-[0-9a-f]{16}(?:-[0-9]+)?\.bigshuf-tmp", re.DOTALL)
 JOURNAL_NAME = re.compile(rf"\.bigshuf-({_ID})\.commit")
 
 #: Tests only: ``K`` or ``K:SIGNAL`` sends SIGNAL (default SIGKILL) to the run at commit step K.
@@ -334,9 +336,10 @@ def _read_journal(path: str) -> list[dict[str, Any]] | None:
             return None
         directory, temp = os.path.split(e["temp"])
         named = TEMP_NAME.fullmatch(temp)
-        # Only this run's temporary files beside their own target are ever renamed or removed.
+        ours = (named is not None and named.group(1) == run) or RESUME_TEMP_NAME.fullmatch(temp) is not None
+        # Only this run's (or its --resume job's) temporary files beside their own target are ever renamed or removed.
         if (
-            directory != os.path.dirname(e["final"]) or named is None or named.group(1) != run
+            directory != os.path.dirname(e["final"]) or not ours
             or not temp.endswith(".bigshuf-tmp") or e["backup"] != backup_name(e["temp"])
         ):
             return None
