@@ -15,6 +15,7 @@ BENCH_PARQUET = BENCH.with_name("bench_parquet.py")
 BENCH_SHARDS = BENCH.with_name("bench_shards.py")
 
 
+@pytest.mark.slow
 def test_bench_quick_runs_every_tool(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, str(BENCH), "--quick", "--sizes", "3M", "--scratch", str(tmp_path)],
@@ -76,6 +77,7 @@ def test_bench_variants_and_terashuf_rows(tmp_path: Path) -> None:
     assert list(scratch.iterdir()) == [], "the scratch directory was not removed"
 
 
+@pytest.mark.slow
 def test_bench_parquet_quick_runs_every_tool(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, str(BENCH_PARQUET), "--quick", "--scratch", str(tmp_path)],
