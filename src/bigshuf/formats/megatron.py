@@ -356,14 +356,19 @@ class IndexedInput(TableInput):
         out[inside] = self.pointers[sequences[inside]]
         return out
 
-    def largest_document(self) -> tuple[int, int]:
-        """The first largest document's number and row size (as ``sized_batches`` gives it; (-1, 0) for
-        none), from the index alone, ``WINDOW`` documents at a time: a run refuses one it cannot hold
-        before reading any token."""
-        best, most = -1, 0
+    def _windows(self) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+        """The index ``WINDOW`` documents at a time: the first document's number, the window's document
+        entries (one more: its end), where their tokens start, and their row sizes (``document_sizes``)."""
         for lo in range(0, self.count, WINDOW):
             docs = np.asarray(self.documents[lo : min(self.count, lo + WINDOW) + 1])
-            sizes = document_sizes(docs, self._byte_at(docs), self.modes)
+            starts = self._byte_at(docs)
+            yield lo, docs, starts, document_sizes(docs, starts, self.modes)
+
+    def largest_document(self) -> tuple[int, int]:
+        """The first largest document's number and row size (as ``sized_batches`` gives it; (-1, 0) for
+        none), from the index alone: a run refuses one it cannot hold before reading any token."""
+        best, most = -1, 0
+        for lo, _docs, _starts, sizes in self._windows():
             i = int(np.argmax(sizes))
             if int(sizes[i]) > most:
                 best, most = lo + i, int(sizes[i])
@@ -385,10 +390,7 @@ class IndexedInput(TableInput):
         index), in batches cut where ``tables._rebatch`` would cut them: at ``max_bytes`` of rows or
         ``max_rows``, a larger document alone. Read in those batches, they need no re-cutting (a copy)."""
         with self._open_bin() as read:
-            for lo in range(0, self.count, WINDOW):
-                docs = np.asarray(self.documents[lo : min(self.count, lo + WINDOW) + 1])
-                starts = self._byte_at(docs)
-                sizes = document_sizes(docs, starts, self.modes)
+            for _lo, docs, starts, sizes in self._windows():
                 for first, last in batch_cuts(sizes, max_bytes, max_rows):
                     yield self._batch(read, docs[first : last + 1], starts[first : last + 1]), sizes[first:last]
 
