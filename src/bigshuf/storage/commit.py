@@ -356,15 +356,8 @@ class _CutAfterStart(Exception):
 
 def _backups_of(directory: str, run: str) -> bool:
     """Whether ``directory`` holds a backup (``.bigshuf-old``) made by run ``run``'s commit."""
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return True  # cannot tell: not taken as cut short
-    for name in names:
-        m = TEMP_NAME.fullmatch(name)
-        if m is not None and m.group(1) == run and name.endswith(".bigshuf-old"):
-            return True
-    return False
+    names = _run_files(directory, run)
+    return names is None or any(name.endswith(".bigshuf-old") for name in names)  # (unreadable: not taken as cut short)
 
 
 def _same_directory(a: str, b: str) -> bool:
@@ -380,19 +373,22 @@ def _holds_run_files(directory: str, run: str) -> bool:
     """Whether ``directory`` holds a file of run ``run``'s, a regular file of this user's: its lock
     (a run claims every directory it writes to, and a killed run leaves its locks), or, the lock
     gone with that directory tidied first, a temporary file or backup of its commit."""
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return False
-    for name in names:
-        if run_id_of(name) != run or JOURNAL_NAME.fullmatch(name):
-            continue
+    for name in _run_files(directory, run) or ():
         try:
             if own_file(os.lstat(os.path.join(directory, name))):
                 return True
         except OSError:
             continue
     return False
+
+
+def _run_files(directory: str, run: str) -> list[str] | None:
+    """The names in ``directory`` of run ``run``'s files, its journal aside; None if it cannot be read."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return None
+    return [name for name in names if run_id_of(name) == run and not JOURNAL_NAME.fullmatch(name)]
 
 
 def _inode(path: str) -> int | None:
