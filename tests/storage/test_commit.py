@@ -6,6 +6,7 @@ fails a run; --shards keeps few descriptors open and scales linearly; the output
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 import resource
@@ -18,6 +19,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -847,3 +849,110 @@ def test_shards_left_by_an_earlier_run_with_more_are_refused_or_named(tmp_path: 
     assert proc.returncode == 0
     assert proc.stderr == f"bigshuf: note: {out}/part-00002.txt (and any later shard) was there before this run and is not one of the 2 shards it wrote; it was left in place\n".encode()
     assert sorted(p.name for p in out.iterdir()) == ["part-00000.txt", "part-00001.txt", "part-00002.txt"]
+
+
+def waiting_for_a_lock(pid: int) -> bool:
+    """Whether process ``pid`` waits for a ``flock`` (a blocked request, ``->``, in /proc/locks)."""
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if "->" in fields and fields[fields.index("->") + 1] == "FLOCK" and fields[fields.index("->") + 4] == str(pid):
+            return True
+    return False
+
+
+@contextmanager
+def directory_locked(directory: Path) -> Iterator[None]:
+    """Hold ``directory``'s flock, as a run's commit there does."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def wait_until_blocked(pid: int, running: Callable[[], bool]) -> None:
+    """Wait until ``pid`` waits for a flock; fail if it finishes first."""
+    deadline = time.monotonic() + 60
+    while not waiting_for_a_lock(pid):
+        assert running(), "it went on while another commit held the directory's lock"
+        assert time.monotonic() < deadline, "the run never waited for the directory's lock"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("another_run", [True, False], ids=["more shards committed meanwhile", "same shards"])
+def test_a_commit_waits_for_another_in_its_directory_and_checks_again(tmp_path: Path, another_run: bool) -> None:
+    # Found reviewing: two runs writing shards into one directory checked, each at its start, that
+    # no shard past its last was there; a run with three shards committing after that check left
+    # its part-00002 beside the two of the run committing last, whose reader counts those records
+    # twice. A commit now holds its directories' lock, and under it looks again.
+    src = write_records(tmp_path / "in.txt", make_records(300, seed=5))
+    out = tmp_path / "o"
+    out.mkdir()
+    theirs = {f"part-0000{i}.txt": b"another run's shard %d\n" % i for i in range(3)}
+    with directory_locked(out):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bigshuf", "--seed", "1", "--shards", "2", str(src), "-o", f"{out}/"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        wait_until_blocked(proc.pid, lambda: proc.poll() is None)
+        if another_run:
+            for name, data in theirs.items():
+                (out / name).write_bytes(data)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert stdout == b"" and dot_files(out) == []
+    if another_run:
+        assert proc.returncode == 1
+        assert stderr == (
+            f"bigshuf: {out}/part-00002.txt: appeared while this run was writing (another run's shard?) and would be left "
+            "beside the new shards; nothing was replaced\n"
+        ).encode()
+        assert snapshot(out) == theirs
+    else:
+        assert proc.returncode == 0, stderr
+        assert sorted(snapshot(out)) == ["part-00000.txt", "part-00001.txt"]
+        assert records_in(sorted(out.iterdir())) == records_in([src])
+
+
+def test_a_dask_commit_waits_for_another_in_its_directory_and_checks_again(tmp_path: Path) -> None:
+    """The Dask engine's commit of local shards is the same commit: it waits, and looks again."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bigshuf.engines import dask as dask_engine
+    from bigshuf.errors import OutputError
+
+    src = write_records(tmp_path / "in.txt", make_records(300, seed=6))
+    out = tmp_path / "o"
+    out.mkdir()
+    with ThreadPoolExecutor(2) as runner, ThreadPoolExecutor(1) as caller:
+        for split in (None, "a=0.5,b=rest"):
+            target = f"{out}/" if split is None else f"{out}/{{split}}/"
+            where = out if split is None else out / "a"
+            where.mkdir(exist_ok=True)
+            with directory_locked(where):
+                done = caller.submit(
+                    dask_engine.shuffle, [str(src)], target, memory="16K", seed=1, shards=2, split=split,
+                    runner=runner, tmp_dir=tmp_path, sync=False,
+                )
+                wait_until_blocked(os.getpid(), lambda: not done.done())
+                (where / "part-00002.txt").write_bytes(b"another run's shard\n")
+            with pytest.raises(OutputError, match="part-00002.txt'?: appeared while this run was writing"):
+                done.result(timeout=60)
+            assert sorted(os.listdir(where)) == ["part-00002.txt"]
+
+
+def test_finishing_a_killed_commit_waits_for_a_commit_in_its_directory(tmp_path: Path) -> None:
+    """A killed run's commit is finished under the same lock, never between another commit's renames."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    src, out, _old, new = _old_and_new(tmp_path)
+    assert cli(["--seed", "2", "--shards", "3", str(src), "-o", f"{out}/"], env={KILL_AT: "5"}).returncode == -signal.SIGKILL
+    journal = [n for n in dot_files(out) if n.endswith(".commit")]
+    assert len(journal) == 1
+    with ThreadPoolExecutor(1) as cleaner:
+        with directory_locked(out):
+            done = cleaner.submit(tempspace.remove_dead_outputs, str(out))
+            wait_until_blocked(os.getpid(), lambda: not done.done())
+            assert journal[0] in dot_files(out)
+        assert len(done.result(timeout=60)) == 1
+    assert snapshot(out) == new and dot_files(out) == []

@@ -11,7 +11,9 @@ their backups, then the temporary files are renamed over the targets, then the d
 synced and the backups and the journal removed. A failed link or rename puts every old file back;
 a kill leaves the journal, and the next run that touches the directory finishes the commit
 (every new file is complete by then) or, if a temporary file has gone, puts the old files back.
-SIGINT, SIGTERM and SIGHUP are held for the length of a commit.
+SIGINT, SIGTERM and SIGHUP are held for the length of a commit. A commit, and the finishing of a
+killed run's, holds an exclusive ``flock`` on each directory it renames into, so that two runs
+writing one directory put their files in place one after the other, never interleaved.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import re
 import signal
 import stat
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
@@ -187,13 +189,22 @@ class OutputFiles:
         if self._step == self._kill_at:
             os.kill(os.getpid(), self._kill_with)
 
-    def commit(self, moves: list[tuple[str, str]]) -> None:
+    def commit(self, moves: list[tuple[str, str]], absent: Sequence[str] = ()) -> None:
         """Rename every finished, synced ``(temporary, target)`` over its target, all or none, and
-        let go of the run's locks; a signal meanwhile takes effect once all that is done."""
-        with deferred_signals():
-            self._commit(moves)
-            self.committed = True
-            self.release()
+        let go of the run's locks; a signal meanwhile takes effect once all that is done. Each
+        ``absent`` path (the shard after a run's last) must not exist once the targets' directories
+        are locked: another run may have put it there since this one checked."""
+        with directories_locked(os.path.dirname(final) for _, final in moves):
+            for path in absent:
+                if os.path.lexists(path):
+                    raise OutputError(
+                        f"{quote_name(path)}: appeared while this run was writing (another run's shard?) and would be left "
+                        "beside the new shards; nothing was replaced"
+                    )
+            with deferred_signals():
+                self._commit(moves)
+                self.committed = True
+                self.release()
 
     def _commit(self, moves: list[tuple[str, str]]) -> None:
         refuse_shared_name((final for _, final in moves), "nothing was replaced")
@@ -279,6 +290,33 @@ class OutputFiles:
 
 class CommitInterrupted(OutputError):
     """A commit failed half-way and could not be undone: its journal and temporary files stay."""
+
+
+@contextmanager
+def directories_locked(directories: Iterable[str]) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on each of ``directories``, waiting for any other commit there
+    to end. They are locked in the order of their inodes, each once whatever its name, so two runs
+    never wait on each other. A file system that cannot lock a directory is written unlocked."""
+    held: dict[tuple[int, int], int] = {}
+    opened: list[int] = []
+    try:
+        for directory in dict.fromkeys(d or os.curdir for d in directories):
+            try:
+                fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except OSError:
+                continue  # the rename into it fails and says why
+            opened.append(fd)
+            st = os.fstat(fd)
+            held.setdefault((st.st_dev, st.st_ino), fd)
+        for key in sorted(held):
+            try:
+                fcntl.flock(held[key], fcntl.LOCK_EX)
+            except OSError:
+                pass  # (NFS takes a directory's flock as a write lock, which a read-only descriptor cannot hold)
+        yield
+    finally:
+        for fd in opened:
+            os.close(fd)
 
 
 def _unlink(path: str) -> None:

@@ -348,26 +348,36 @@ class Output:
         moves.extend(self._companion_moves())
         if self.manifest is not None:
             moves.append(self._write_manifest(moves))
+        after = self._shards_after()
         try:
-            self.files.commit(moves)
+            self.files.commit(moves, [] if self.sharding.open_ended else [path for path, _ in after])
         except CommitInterrupted:
             for sink in self.sinks:
                 if isinstance(sink, AtomicFileSink):
                     sink.keep_on_abort = True  # the journal needs them to finish the commit
             raise
         if self.sharding.open_ended:
-            self._note_stale_shards()
+            self._note_stale_shards(after)
 
-    def _note_stale_shards(self) -> None:
-        """Name a shard file past the last one written that was there before (an earlier run's with
-        more shards): the count was not known when ``--shards N`` would have refused it. It is
-        the user's, so it stays; one line says so."""
+    def _shards_after(self) -> list[tuple[str, int]]:
+        """The name of the shard after each split's last, and how many that split has (none unsharded)."""
+        if not self.sharding.on:
+            return []
+        after = []
         for split, target, _start, _count in self._groups:
             written = sum(1 for o in self.outputs if o.split == split)
-            after = shard_names(
+            name = shard_names(
                 target, written + 1, self.compress, self._is_directory(target), suffix=self.shard_suffix, indices=[written],
                 option_name=shard_option(self.sharding),
             )[0]
+            after.append((name, written))
+        return after
+
+    def _note_stale_shards(self, shards_after: list[tuple[str, int]]) -> None:
+        """Name a shard file past the last one written that was there before (an earlier run's with
+        more shards): the count was not known when ``--shards N`` would have refused it. It is
+        the user's, so it stays; one line says so."""
+        for after, written in shards_after:
             if os.path.lexists(after):
                 print(
                     f"bigshuf: note: {after} (and any later shard) was there before this run and is not one of the {written} "

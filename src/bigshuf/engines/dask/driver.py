@@ -35,7 +35,7 @@ from ...storage.sinks import AtomicFileSink, Sink, open_output
 from .inputs import Prepared, Settings, prepare
 from .placement import Placement, commit, lay_out, plan_placement
 from .outputs import (
-    Layout, PlannedFile, check_layout, input_counts, inputs_entry, note_stale_shards, plan_files, write_run_manifest,
+    Layout, PlannedFile, check_layout, input_counts, inputs_entry, note_stale_shards, plan_files, shards_after, write_run_manifest,
 )
 from .tasks import (
     Config, GatherResult, GatherTask, Index, RunTasks, ScatterResult, gather_task, scatter_task,
@@ -185,7 +185,8 @@ def shuffle(
             _manifest(job, first, info, head_count, results2)
         commit(job.out, [t.target for t in tasks2], job.sink, job.direct is not None)
         committed = True
-        note_stale_shards(job.layout, job.planned, job.prepared.compress, job.prepared.suffix)
+        if job.layout.sharding.open_ended:
+            note_stale_shards(shards_after(job.layout, job.planned, job.prepared.compress, job.prepared.suffix))
         passes = 2 + measured + first.extra_passes + max((r.depth for r in results2), default=0)
         return ShuffleStats(
             total, sum(r.bytes for r in results2), job.cfg.k, passes, time.perf_counter() - start,
@@ -263,6 +264,8 @@ def _lay_out(run_tasks: RunTasks, job: _Job, scattered: Index, total: int, progr
             size_ends = lambda start, count: cutter.split_ends(start, count, size)  # noqa: E731
         job.planned = plan_files(job.out_name or "", job.layout, total, prepared.compress, prepared.suffix, size_ends)
         lay_out(out, job.planned, job.root, prepared.compress)
+        if not job.layout.sharding.open_ended:
+            out.absent = [after for after, _ in shards_after(job.layout, job.planned, prepared.compress, prepared.suffix)]
     if out.shards is None and (out.target is None or not remote.is_url(out.target)):
         job.sink = open_output(out.target, ("none", None), sync=job.sync)
     # Plain output (or one whole file) to a local file: tasks write in place, no concatenation.

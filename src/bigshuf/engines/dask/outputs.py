@@ -137,16 +137,23 @@ def plan_files(
     return planned
 
 
-def note_stale_shards(layout: Layout, planned: Sequence[PlannedFile], compress: CodecChoice | None, suffix: str | None) -> None:
-    """After the commit, as the local engine does: name a local shard file past the last one a split
-    got that was there before (an earlier run's with more shards), left in place, in one line."""
-    if not layout.sharding.open_ended:
-        return
+def shards_after(layout: Layout, planned: Sequence[PlannedFile], compress: CodecChoice | None, suffix: str | None) -> list[tuple[str, int]]:
+    """Each local split's shard after its last, and how many shards it has (none unsharded), as the local engine names them."""
+    if not layout.sharding.on:
+        return []
+    after = []
     for target in dict.fromkeys(p.target for p in planned):
-        if remote.is_url(target):
-            continue
-        written = sum(1 for p in planned if p.target == target)
-        after = _names(target, layout.sharding, [written], compress, suffix)[0]
+        if not remote.is_url(target):
+            written = sum(1 for p in planned if p.target == target)
+            after.append((_names(target, layout.sharding, [written], compress, suffix)[0], written))
+    return after
+
+
+def note_stale_shards(shards_after: Sequence[tuple[str, int]]) -> None:
+    """After the commit of shards counted only at the end, as the local engine does: name a shard
+    file past the last one a split got that was there before (an earlier run's with more shards),
+    left in place, in one line."""
+    for after, written in shards_after:
         if os.path.lexists(after):
             print(
                 f"bigshuf: note: {after} (and any later shard) was there before this run and is not one of the {written} "

@@ -5,7 +5,7 @@ paths or URLs), temporary names beside local targets or under the temp URL, and 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,16 +38,20 @@ class Placement:
     #: Files written beside the outputs, none or one per output file in its order (a Megatron ``.bin``'s ``.idx``):
     #: temporary name and target, committed with them.
     companions: list[tuple[str, str]] = field(default_factory=list)
+    #: Local shards of a count known in advance: the name after each split's last, which must still not exist at the commit.
+    absent: list[str] = field(default_factory=list)
 
 
-def output_names(target: str, shards: int, compress: CodecChoice | None, suffix: str | None) -> list[str]:
-    """The shard files of ``-o`` as URLs or local paths (a URL ending in ``/`` is a directory), making nothing."""
+def output_names(
+    target: str, shards: int, compress: CodecChoice | None, suffix: str | None, indices: Sequence[int] | None = None,
+) -> list[str]:
+    """The shard files of ``-o`` (only ``indices``, if given) as URLs or local paths (a URL ending in ``/`` is a directory), making nothing."""
     if not remote.is_url(target):
         directory = os.path.isdir(target) or target.endswith(os.sep)
-        return [os.path.abspath(p) for p in shard_names(target, shards, compress, directory, suffix=suffix)]
+        return [os.path.abspath(p) for p in shard_names(target, shards, compress, directory, suffix=suffix, indices=indices)]
     return shard_names(
         target, shards, compress, target.endswith("/"), suffix=suffix, example="s3://bucket/out/part-{:05d}.jsonl",
-        directory_words="a directory (a URL ending in /)",
+        directory_words="a directory (a URL ending in /)", indices=indices,
     )
 
 
@@ -76,6 +80,7 @@ def plan_placement(
         out.made = make_directories(out.finals)
         out.files = OutputFiles(sync)
         out.temps = [out.files.temp_name(final, i) for i, final in enumerate(out.finals)]
+        out.absent = output_names(target, shards + 1, compress, suffix, indices=[shards])
     if remote.is_url(target) and target.endswith("/"):
         out.markers = [target + "_SUCCESS"]
     return out
@@ -123,7 +128,7 @@ def commit(out: Placement, parts: list[str], sink: Sink | None, direct: bool) ->
                 finally:
                     os.close(fd)
         moves = list(zip(out.temps, out.finals)) + out.companions
-        out.files.commit(moves + ([out.manifest_move] if out.manifest_move is not None else []))
+        out.files.commit(moves + ([out.manifest_move] if out.manifest_move is not None else []), out.absent)
         return
     for marker in out.markers:
         remote.remove(marker)
