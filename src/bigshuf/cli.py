@@ -100,7 +100,7 @@ def _execute(args: argparse.Namespace) -> int:
             given = "--files0-from" if args.files0_from is not None else given
             raise UsageError(f"{option('source')} cannot be combined with {given}: name every input in a source (NAME=PATH)")
         if args.operands:
-            raise CommandSyntaxError(f"extra operand {quote_arg(args.operands[0])}\n--source names every input: put FILEs in a source")
+            raise CommandSyntaxError(f"extra operand {quote_arg(args.operands[0])}: --source names every input, so put FILEs in a source")
         subject = ()
     elif args.input_range is not None:
         if args.operands:
@@ -235,7 +235,7 @@ def _check(args: argparse.Namespace) -> int:
 def _check_manifest(args: argparse.Namespace) -> int:
     """``--check-manifest FILE``: check the outputs it lists; one line per problem and exit 1, else a summary."""
     if args.operands:
-        raise CommandSyntaxError(f"extra operand {quote_arg(args.operands[0])}\n--check-manifest takes only the manifest")
+        raise CommandSyntaxError(f"extra operand {quote_arg(args.operands[0])}: --check-manifest takes only the manifest")
     others = options_given(args, CHECK_MANIFEST_OPTIONS)
     if others:
         raise UsageError(

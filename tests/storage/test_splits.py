@@ -233,4 +233,6 @@ def test_verify_passes_over_splits_and_catches_a_lost_record(tmp_path: Path, mon
 
 def test_check_manifest_takes_no_operands(tmp_path: Path) -> None:
     proc = cli("--check-manifest", str(tmp_path / "m.json"), "extra")
-    assert proc.returncode == 1 and b"extra operand 'extra'" in proc.stderr
+    assert proc.returncode == 1 and proc.stderr == (
+        b"bigshuf: extra operand 'extra': --check-manifest takes only the manifest\nTry 'bigshuf --help' for more information.\n"
+    )  # one line, and --help pointed to (it was two lines before the pointer: found by a new-user test)

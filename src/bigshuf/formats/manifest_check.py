@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from typing import Any
@@ -139,7 +140,7 @@ def check_manifest(path: str, memory: int) -> tuple[list[str], str]:
     and that together they hold the records the run wrote; never writes anything. Returns the
     problems (one line each, options as ``errors.option`` placeholders) and a summary."""
     data = load_manifest(path, format_problem)
-    base = os.path.dirname(os.path.abspath(path))
+    base = os.path.dirname(os.path.realpath(path))  # (through a link to it, the paths are still relative to the manifest)
     fmt_entry = data["format"]
     rows = fmt_entry.get("rows")
     samples = data["kind"] == "samples"
@@ -161,7 +162,8 @@ def check_manifest(path: str, memory: int) -> tuple[list[str], str]:
         try:
             fd = open_nofollow(where, os.O_RDONLY | os.O_NONBLOCK)
         except OSError as e:
-            problems.append(f"{quote_name(where)}: {e.strerror}")
+            why = "not a regular file (a symbolic link)" if e.errno == errno.ELOOP and os.path.islink(where) else e.strerror
+            problems.append(f"{quote_name(where)}: {why}")
             continue
         try:
             st = os.fstat(fd)
