@@ -113,6 +113,9 @@ def test_largest_remainder_sums_exactly_to_the_total() -> None:
     ("a=rest,b=rest", "only one split may be 'rest'"),
     ("a=1,a=rest", "named twice"),
     ("../x=rest", "invalid --split part"),
+    # Refused as the message said they were allowed (found by a new-user test): a hidden file, an option's look.
+    (".a=0.5,b=rest", "invalid --split part '.a=0.5': use NAME=COUNT, NAME=FRACTION or NAME=rest (names of letters, digits, _ . -, not starting with . or -)"),
+    ("a=0.5,-b=rest", "invalid --split part '-b=rest'"),
     ("a=-1,b=rest", "invalid --split value for 'a'"),
     ("a=1.5,b=rest", "invalid --split value for 'a'"),
     # One spelling of numbers for every mix option: "1." is neither the count 1 nor the fraction 1.0.

@@ -43,7 +43,7 @@ def parse_split(text: str) -> tuple[SplitPart, ...]:
         if not eq or not _SPLIT_NAME.match(name):
             raise UsageError(
                 f"invalid {option('split')} part {quote_arg(item)}: use NAME=COUNT, NAME=FRACTION or NAME=rest "
-                "(names of letters, digits, _ . -)"
+                "(names of letters, digits, _ . -, not starting with . or -)"
             )
         if any(p.name == name for p in parts):
             raise UsageError(f"{option('split')}: split {quote_arg(name)} is named twice")
