@@ -74,10 +74,16 @@ def test_only_the_main_thread_takes_ctrl_c(args: list[str]) -> None:
         stderr=subprocess.PIPE, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
+        # Records enough for the external run to scatter its first blocks, so its writer and workers
+        # have started (threads start with their first job); the write returns once most are read.
+        assert proc.stdin is not None
+        proc.stdin.write(b"".join(b"%d\n" % i for i in range(400_000)))
+        proc.stdin.flush()
         deadline = time.monotonic() + 30
-        # The writer starts once the run has begun; the main thread holds the signals only while it starts it.
-        while len(masks := _thread_masks(proc.pid)) < 2 or masks[proc.pid] & (1 << (signal.SIGINT - 1)):
-            assert proc.poll() is None and time.monotonic() < deadline, "bigshuf never started its writer thread"
+        # The main thread holds the signals only while it starts.
+        started = 2 if args == ["-S", "1M"] else 1
+        while len(masks := _thread_masks(proc.pid)) < started or masks[proc.pid] & (1 << (signal.SIGINT - 1)):
+            assert proc.poll() is None and time.monotonic() < deadline, "bigshuf never started its threads"
             time.sleep(0.01)
         workers = {tid: mask for tid, mask in masks.items() if tid != proc.pid}
         wanted = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}

@@ -38,8 +38,13 @@ def __getattr__(name: str) -> Any:
     """The library's functions, imported from ``bigshuf.api`` when first asked for, and its
     modules (``bigshuf.progress``, ``bigshuf.storage.sources``...) as ``import bigshuf`` once gave them."""
     if name in _FROM_API:
-        from . import api
+        from .storage.threads import deferred_signals
 
+        # A Ctrl-C while NumPy or PyArrow first load would leave them half-imported, failing every
+        # later call in the process (a notebook's): it is delivered once they are in.
+        with deferred_signals():
+            from . import api
+            import pyarrow  # noqa: F401  (every run loads it)
         return getattr(api, name)
     if name in _FROM_ERRORS:
         from . import errors

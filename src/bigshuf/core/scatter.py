@@ -22,7 +22,7 @@ from .records import INT32_LIMIT, RecordFormat, find_offsets, gather_records
 from .streams import draw_ids
 from .stratify import split_ids
 from ..storage.tempspace import full_disk_hint
-from ..storage.threads import signals_held
+from ..storage.threads import deferred_signals, signals_held
 from ..storage.writeback import WriteBehind
 
 
@@ -295,7 +295,8 @@ class BucketSet:
             if not grouped:
                 f = self._files[j]
                 if f is None:
-                    f = self._files[j] = self._open(j)
+                    with deferred_signals():  # Ctrl-C between the open and the keeping would leave the file open
+                        f = self._files[j] = self._open(j)
                 self._dirty.add(j)
             targets.append((j, f, int(s.byte_bounds[j]), int(s.byte_bounds[j + 1])))
         self.sizes += np.where(counts > 0, np.diff(s.byte_bounds), 0)

@@ -24,7 +24,6 @@ import os
 import re
 import signal
 import stat
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NoReturn
@@ -32,6 +31,7 @@ from typing import Any, NoReturn
 from ..errors import OutputError
 from ..quoting import quote_name
 from .safefs import create_exclusive, foreign_entry, open_nofollow, own_file, sync_directory, sync_file
+from .threads import deferred_signals
 
 #: A run id: 12 hex digits, in every name a run gives its files in an output directory.
 _ID = r"[0-9a-f]{12}"
@@ -83,37 +83,6 @@ def refuse_shared_name(finals: Iterable[str], untouched: str) -> None:
 def backup_name(temp: str) -> str:
     """Where the old file a temporary file replaces is kept during a commit."""
     return temp[: -len("tmp")] + "old"
-
-
-@contextmanager
-def deferred_signals() -> Iterator[None]:
-    """Hold SIGINT, SIGTERM and SIGHUP for the block and deliver the first one caught after it.
-
-    Python runs signal handlers in the main thread, whichever thread the kernel chose, so blocking
-    the main thread's mask alone (``pthread_sigmask``) would not stop them while the write-behind
-    thread lives; the handlers are swapped instead. In another thread there is nothing to hold: no
-    handler runs there.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-
-    def hold(signum: int, _frame: Any) -> None:
-        caught.append(signum)
-
-    saved: dict[signal.Signals, Any] = {}
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        handler = signal.getsignal(sig)
-        if handler is not None:
-            saved[sig] = signal.signal(sig, hold)
-    try:
-        yield
-    finally:
-        for held, previous in saved.items():
-            signal.signal(held, previous)
-        if caught:
-            signal.raise_signal(caught[0])
 
 
 class OutputFiles:

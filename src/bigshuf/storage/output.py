@@ -19,7 +19,8 @@ from ..core.records import array_block, array_bytes
 from ..core.resume import FileCheck
 from ..errors import OutputError, UsageError, option
 from . import output_resume
-from .commit import CommitInterrupted, OutputFiles, deferred_signals
+from .commit import CommitInterrupted, OutputFiles
+from .threads import deferred_signals
 from .layout import Sharding, SplitPart, shard_option, split_counts, split_target
 from .manifest import OutputFile, build_manifest, write_manifest
 from .paths import followed_path, generated_path

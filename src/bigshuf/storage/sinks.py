@@ -3,6 +3,7 @@ into place at the end. Every sink may compress (``--compress`` or the ``-o`` suf
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import sys
@@ -97,11 +98,27 @@ class Sink:
         """The run failed: nothing more is written."""
 
 
+def stdout_descriptor() -> int:
+    """``sys.stdout``'s descriptor, once what a library caller printed to it is flushed (so it comes
+    first); an ``OutputError`` if it has none: closed, or replaced (a notebook's, ``io.StringIO``)."""
+    stream = sys.stdout
+    if stream is None:  # (Python's, for a descriptor 1 closed at start)
+        raise OutputError(f"write error: {os.strerror(errno.EBADF)}")
+    try:
+        stream.flush()
+    except OSError as e:
+        raise OutputError(f"write error: {e.strerror}") from None
+    try:
+        return stream.fileno()
+    except (AttributeError, ValueError, OSError):  # io.UnsupportedOperation is both of the last two
+        raise OutputError("standard output is not a file (sys.stdout was replaced or closed): name an output file") from None
+
+
 class StdoutSink(Sink):
     """Standard output, written through its file descriptor (``WRITE_SLICE`` bytes a call, small writes gathered to 1 MiB)."""
 
     def __init__(self, codec: CodecChoice | None = None) -> None:
-        super().__init__(open_sliced(sys.stdout.fileno(), "wb", 1 << 20, closefd=False), codec)
+        super().__init__(open_sliced(stdout_descriptor(), "wb", 1 << 20, closefd=False), codec)
 
     @property
     def shown(self) -> str:

@@ -9,7 +9,9 @@ block those signals from their first instruction (a new thread inherits its crea
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import Iterator
+from typing import Any
 from contextlib import contextmanager
 
 #: The signals only the main thread takes (the ones bigshuf handles).
@@ -25,3 +27,33 @@ def signals_held() -> Iterator[None]:
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
+
+@contextmanager
+def deferred_signals() -> Iterator[None]:
+    """Hold SIGINT, SIGTERM and SIGHUP for the block and deliver the first one caught after it.
+
+    Python runs signal handlers in the main thread, whichever thread the kernel chose, so blocking
+    the main thread's mask alone (``pthread_sigmask``) would not stop them while the write-behind
+    thread lives; the handlers are swapped instead. In another thread there is nothing to hold: no
+    handler runs there.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+
+    def hold(signum: int, _frame: Any) -> None:
+        caught.append(signum)
+
+    saved: dict[signal.Signals, Any] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        handler = signal.getsignal(sig)
+        if handler is not None:
+            saved[sig] = signal.signal(sig, hold)
+    try:
+        yield
+    finally:
+        for held, previous in saved.items():
+            signal.signal(held, previous)
+        if caught:
+            signal.raise_signal(caught[0])

@@ -38,9 +38,10 @@ class WriteBehind:
         self._inflight = 0
         self._jobs = 0  # queued or running
         self._error: BaseException | None = None
+        # Started with the first job it is handed: a run refused before it writes (or whose few
+        # small writes all run inline) leaves no thread behind and starts none.
         self._thread = threading.Thread(target=self._drain, name="bigshuf-writer", daemon=True)
-        with signals_held():
-            self._thread.start()
+        self._started = False
 
     def submit(self, write: Write, data: memoryview) -> None:
         """Queue ``write(data)`` (made now if it is small and nothing is queued); blocks while too
@@ -63,6 +64,10 @@ class WriteBehind:
                 return
             self._inflight += size
             self._jobs += 1
+            if not self._started:
+                self._started = True
+                with signals_held():
+                    self._thread.start()
         self._queue.put((job, size))
 
     def wait_idle(self) -> None:
