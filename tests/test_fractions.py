@@ -150,6 +150,13 @@ def test_library_refuses_a_bad_share(tmp_path: Path) -> None:
     for call in (lambda: bigshuf.shuffle(src, head_count="ten%"), lambda: bigshuf.shuffle_range(1, 5, head_count="3")):
         with pytest.raises(bigshuf.UsageError, match="head_count must be an integer or a percentage"):
             call()
+    # It read "(its number digits with digits after any dot...)" (found by a review of the library).
+    with pytest.raises(bigshuf.UsageError) as caught:
+        bigshuf.shuffle(src, head_count="x")
+    assert str(caught.value) == (
+        "head_count must be an integer or a percentage from '0%' to '100%' such as '10%' or '0.5%' "
+        "(digits with digits after any dot, such as 0.5 or 2.5), not str 'x'"
+    )
 
 
 @pytest.mark.parametrize("label,memory", [("in-memory", "64M"), ("external", "1K")])

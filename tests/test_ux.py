@@ -653,7 +653,9 @@ def test_a_file_name_with_a_newline_stays_on_the_message_line(tmp_path: Path, ru
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"head_count": -1}, "invalid line count: '-1'"),
+    # The keyword named, as for the other settings (found by a review of the library).
+    ({"head_count": -1}, "invalid head_count= value: '-1': a non-negative integer is needed"),
+    ({"head_count": 3, "seed": -1}, "invalid seed= value: '-1': a non-negative integer is needed"),
     ({"head_count": 3, "seed": "3"}, "seed must be an integer, not str '3'"),
     ({"head_count": 3, "seed": float("nan")}, "seed must be an integer, not float nan"),
     ({"head_count": 3, "seed": 1.5}, "seed must be an integer, not float 1.5"),

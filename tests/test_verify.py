@@ -189,7 +189,10 @@ def test_check_permutation_compares_each_outputs_header_with_the_first_inputs(tm
     for against in (["evil.csv"], ["ho.csv", "extra.csv"]):
         code, out, err = run_cli(["--check-permutation", "--header=1", "h.csv", "--against", *against], cwd=tmp_path)
         assert (code, out) == (1, b"")
-        assert err == f"bigshuf: {against[-1]}: does not start with the header of h.csv (--header=1), as a shuffle of it does\n".encode()
+        assert err == f"bigshuf: {against[-1]}: does not start with the header of h.csv (its first 1 line(s), as --header keeps them), as a shuffle of it does\n".encode()
+    # The library named its keyword with a second '=': (header==1) (found by a review of the library).
+    with pytest.raises(bigshuf.InputError, match=r"h.csv \(its first 1 line\(s\), as header= keeps them\), as a shuffle"):
+        bigshuf.check_permutation([tmp_path / "h.csv"], [tmp_path / "evil.csv"], header=1)
     assert run_cli(["--check-permutation", "--header=1", "h.csv", "--against", "ho.csv"], cwd=tmp_path)[0] == 0
     # A first input read from a pipe is read once: its header is the one its reader set aside.
     code, out, err = run_cli(["--check-permutation", "--header=1", "-", "--against", "ho.csv"], input=b"id,text\n1,a\n2,b\n3,c\n", cwd=tmp_path)

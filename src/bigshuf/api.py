@@ -166,7 +166,7 @@ def plan_shuffle(
     file, and left at the offset it had (a pipe is not read). ``engine="dask"``
     plans the Dask run (its pass-1 tasks, buckets and passes) without starting a cluster.
     """
-    request = Request.build(inputs, output, dry_run=True, **options)
+    request = Request.build(inputs, output, function="plan_shuffle", dry_run=True, **options)
     if request.engine == "dask":
         from .engines.dask.plan import plan_request
     else:
@@ -395,7 +395,7 @@ def check_permutation(
                 if output and reader.header != head:
                     raise InputError(
                         f"{FileSource(path).name}: does not start with the header of {FileSource(inputs[0]).name} "
-                        f"({option('header')}={header}), as a shuffle of it does"
+                        f"(its first {header} line(s), as {option('header')} keeps them), as a shuffle of it does"
                     )
         except BaseException as e:
             stop.set()  # the other side need not finish

@@ -135,13 +135,14 @@ class Request:
         return self.head_count is not None or self.head_share is not None
 
     @classmethod
-    def build(cls, inputs: object, output: object = None, **settings: object) -> Request:
-        """The request for ``inputs`` -> ``output`` with ``settings`` (``shuffle``'s keyword arguments),
-        every check made here, once: types, ranges, combinations, and the engine's refusals."""
+    def build(cls, inputs: object, output: object = None, *, function: str = "shuffle", **settings: object) -> Request:
+        """The request for ``inputs`` -> ``output`` with ``settings`` (the keyword arguments of
+        ``function``, which an unknown one is named with), every check made here, once: types,
+        ranges, combinations, and the engine's refusals."""
         names = {f.name for f in fields(cls)} - {"inputs", "output", "family", "head_share", *MIX_SETTINGS}
         for name in settings:
             if name not in names and name not in MIX_SETTINGS:
-                raise TypeError(f"unexpected keyword argument '{name}'")
+                raise TypeError(f"{function}() got an unexpected keyword argument '{name}'")
         mixing = mix_settings({name: settings.pop(name) for name in MIX_SETTINGS if name in settings})
         if mixing["sources"]:
             if inputs not in (None, (), []):
@@ -192,7 +193,7 @@ def _head(value: object) -> tuple[int | None, Fraction | None]:
         share = parse_share(value)
         if share is None:
             raise UsageError(
-                f"head_count must be an integer or a percentage from '0%' to '100%' (its number {HOW}), not {_describe(value)}"
+                f"head_count must be an integer or a percentage from '0%' to '100%' such as '10%' or '0.5%' ({HOW}), not {_describe(value)}"
             )
         return None, share
     return _optional_integer("head_count", value), None
@@ -201,7 +202,7 @@ def _head(value: object) -> tuple[int | None, Fraction | None]:
 def _check_ranges(typed: dict[str, Any]) -> None:
     """Counts in range: ``head_count`` at least 0, ``header`` 0, ``lines_per_record`` and ``shards`` 1."""
     if typed["head_count"] is not None and typed["head_count"] < 0:
-        raise UsageError(f"invalid line count: '{typed['head_count']}'")
+        raise UsageError(f"invalid {option('head_count')} value: {quote_arg(typed['head_count'])}: a non-negative integer is needed")
     for setting, least in (("header", 0), ("lines_per_record", 1)):
         if typed[setting] < least:
             raise UsageError(f"invalid {option(setting)} value: {quote_arg(typed[setting])}")

@@ -475,6 +475,18 @@ def test_resume_files_are_private(tmp_path: Path, corpus: Path) -> None:
         assert stat.S_IMODE(path.lstat().st_mode) == 0o600, path
 
 
+def test_a_job_directory_others_may_read_is_refused_by_the_callers_spelling(tmp_path: Path, corpus: Path) -> None:
+    """The command line says -T, the library tmp_dir= (it said -T to both: found by a review of the library)."""
+    job = Job(corpus, tmp_path / "t", tmp_path / "out.txt")
+    job.interrupt(IN_PASS1)
+    directory = state_dir(job.temp)
+    os.chmod(directory, 0o755)
+    line = assert_refused(job.rerun(), str(directory), "it cannot hold this job's checkpoint")
+    assert line.rstrip("\n").endswith("remove it or choose another -T")
+    with pytest.raises(bigshuf.TempSpaceError, match="it cannot hold this job's checkpoint: remove it or choose another tmp_dir=$"):
+        bigshuf.shuffle(job.src, job.out, memory=MEMORY, seed=SEED, tmp_dir=job.temp, resume=True)
+
+
 # --- issue 12: a resumed run says where it resumed from --------------------------------------------
 
 

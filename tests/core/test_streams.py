@@ -93,7 +93,7 @@ def test_a_seed_is_the_entropy() -> None:
 
 def test_a_negative_seed_is_refused() -> None:
     """A negative seed is a usage error quoting it."""
-    with pytest.raises(UsageError, match="^invalid seed: '-1'$"):
+    with pytest.raises(UsageError, match="^invalid seed= value: '-1': a non-negative integer is needed$"):
         seed_entropy(seed=-1)
 
 

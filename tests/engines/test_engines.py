@@ -199,5 +199,8 @@ def test_settings_are_refused_when_the_request_is_built(tmp_path: Path, settings
 
 
 def test_an_unknown_setting_is_a_type_error(tmp_path: Path) -> None:
-    with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
+    with pytest.raises(TypeError, match="^shuffle\\(\\) got an unexpected keyword argument 'colour'$"):
         Request.build(tmp_path / "a.txt", colour="blue")
+    # plan_shuffle's own name, not none (found by a review of the library).
+    with pytest.raises(TypeError, match="^plan_shuffle\\(\\) got an unexpected keyword argument 'progress'$"):
+        bigshuf.plan_shuffle(tmp_path / "a.txt", progress=None)

@@ -110,7 +110,7 @@ def seed_entropy(seed: int | None = None, random_source: str | os.PathLike[str] 
         raise UsageError(f"{option('seed')} and {option('random_source')} cannot be combined")
     if seed is not None:
         if seed < 0:
-            raise UsageError(f"invalid seed: {quote_arg(seed)}")
+            raise UsageError(f"invalid {option('seed')} value: {quote_arg(seed)}: a non-negative integer is needed")
         return int(seed)
     if random_source is not None and not needed:
         return 0

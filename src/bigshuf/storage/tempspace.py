@@ -345,7 +345,7 @@ class TempSpace:
                 problem = check_private_directory(self.path)
                 if problem is not None:
                     raise TempSpaceError(
-                        f"{quote_name(self.path)}: {problem}; it cannot hold this job's checkpoint: remove it or choose another -T"
+                        f"{quote_name(self.path)}: {problem}; it cannot hold this job's checkpoint: remove it or choose another {option('tmp_dir')}"
                     ) from None
             try:
                 self._lock = create_exclusive(lock)

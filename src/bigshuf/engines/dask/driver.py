@@ -334,7 +334,7 @@ def _check_options(
 ) -> str | None:
     """Refuse options that cannot work before anything starts; return the scheduler to use."""
     if head_count is not None and head_count < 0:
-        raise UsageError(f"invalid line count: {quote_arg(head_count)}")
+        raise UsageError(f"invalid {option('head_count')} value: {quote_arg(head_count)}: a non-negative integer is needed")
     if shards is not None and shards < 1:
         raise UsageError(f"invalid {option('shards')} value: {quote_arg(shards)}")
     if verify and head_count is not None:
