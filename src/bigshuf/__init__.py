@@ -7,7 +7,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from .api import ShuffleStats, check_permutation, plan_shuffle, shuffle, shuffle_range
+    from .api import ShuffleStats, check_manifest, check_permutation, plan_shuffle, shuffle, shuffle_range
+    from .core.fingerprint import Fingerprint
     from .dryrun import RunPlan
     from .errors import BigShufError, InputError, OutputError, TempSpaceError, UsageError
 
@@ -15,6 +16,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BigShufError",
+    "Fingerprint",
     "InputError",
     "OutputError",
     "RunPlan",
@@ -22,6 +24,7 @@ __all__ = [
     "TempSpaceError",
     "UsageError",
     "__version__",
+    "check_manifest",
     "check_permutation",
     "plan_shuffle",
     "shuffle",
@@ -30,7 +33,7 @@ __all__ = [
 
 #: Loaded on first use, so that the command can hold Ctrl-C back before anything else loads
 #: (``bigshuf.command``): importing the package itself loads nothing of bigshuf's.
-_FROM_API = ("ShuffleStats", "check_permutation", "plan_shuffle", "shuffle", "shuffle_range")
+_FROM_API = ("Fingerprint", "ShuffleStats", "check_manifest", "check_permutation", "plan_shuffle", "shuffle", "shuffle_range")
 _FROM_ERRORS = ("BigShufError", "InputError", "OutputError", "TempSpaceError", "UsageError")
 
 

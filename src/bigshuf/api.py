@@ -8,6 +8,7 @@ import shutil
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from fractions import Fraction
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -53,7 +54,7 @@ def shuffle(
     shards: int | None = None,
     shard_size: int | str | None = None,
     shard_records: int | None = None,
-    split: str | None = None,
+    split: str | Mapping[str, int | float | Fraction | str] | None = None,
     manifest: PathLike | None = None,
     compress: str | None = None,
     compress_temp: bool = False,
@@ -92,8 +93,9 @@ def shuffle(
     ``"out/part-{:05d}.jsonl.zst"``) that concatenated are one uniform shuffle; ``shard_size``
     (bytes, or ``"256M"``) cuts shards of at least that many record bytes each instead (records never
     cut), ``shard_records=N`` shards of N records each. ``split`` (``"valid=10000,train=rest"``,
-    ``"train=0.98,valid=0.01,test=0.01"``) cuts the shuffle into consecutive splits, each written to
-    ``output`` with ``{split}`` replaced by its name (and sharded within). ``manifest`` writes a JSON
+    ``"train=0.98,valid=0.01,test=0.01"``, or as a mapping: ``{"train": 0.98, "valid": 0.01,
+    "test": 0.01}``) cuts the shuffle into consecutive splits, each written to ``output`` with
+    ``{split}`` replaced by its name (and sharded within). ``manifest`` writes a JSON
     record of the run (inputs, every output file's records, bytes and fingerprint), committed with
     the outputs; ``check_manifest`` checks the files against it. ``header=N``
     keeps the first input's first N lines on top of every output file and drops the first N

@@ -51,7 +51,7 @@ class Progress:
         """``nbytes`` more bytes of the current phase are done."""
 
     def close(self) -> None:
-        """The current phase is over."""
+        """The current phase is over (called again, or with no phase open, it does nothing more)."""
 
 
 def _terminal_reports_size() -> bool:

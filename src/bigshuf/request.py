@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from decimal import Decimal
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
@@ -178,13 +180,40 @@ def _typed_settings(raw: dict[str, object]) -> dict[str, Any]:
         typed[name] = _optional_integer(name, raw[name])
     flags = ("zero_terminated", "repeat", "compress_temp", "verify", "resume", "sync", "unique", "dry_run", "stratify")
     _check_types(flags, bool, tuple(raw[name] for name in flags), optional=False)
-    texts = ("compress", "schema", "output_format", "temp_url", "split")
+    texts = ("compress", "schema", "output_format", "temp_url")
     _check_types(texts, str, tuple(raw[name] for name in texts), optional=True)
+    typed["split"] = _split(raw["split"])
     _check_types(("engine",), str, (raw["engine"],), optional=False)
     scheduler = raw["scheduler"]
     if not (scheduler is None or isinstance(scheduler, str) or callable(getattr(scheduler, "submit", None))):
         raise UsageError(f"scheduler must be an address (str) or an object with submit() (a Dask client), not {_describe(scheduler)}")
     return typed | {name: raw[name] for name in (*flags, *texts, "engine", "scheduler")}
+
+
+def _split(value: object) -> str | None:
+    """``split`` as ``--split`` spells it: a str as given, or a mapping of each split's name to its
+    count (int), fraction (float, or a Fraction of a finite decimal) or ``"rest"``, in its order."""
+    if value is None or isinstance(value, str):
+        return value
+    if not isinstance(value, Mapping):
+        raise UsageError(f"split must be a str, a mapping of names to counts or fractions, or None, not {_describe(value)}")
+    parts = []
+    for name, part in value.items():
+        if not isinstance(name, str):
+            raise UsageError(f"split names must be str, not {_describe(name)}")
+        if isinstance(part, str) or (isinstance(part, int) and not isinstance(part, bool)):
+            text = str(part)
+        elif isinstance(part, float):
+            text = format(Decimal(repr(part)), "f")  # 1e-05 as 0.00001, which --split reads
+        elif isinstance(part, Fraction) and Fraction(decimal := Decimal(part.numerator) / Decimal(part.denominator)) == part:
+            text = format(decimal, "f")
+        else:
+            raise UsageError(
+                f"split {name!r} must be a count (int), a fraction (float or a Fraction with a finite decimal) or 'rest', "
+                f"not {_describe(part)}"
+            )
+        parts.append(f"{name}={text}")
+    return ",".join(parts)
 
 
 def _head(value: object) -> tuple[int | None, Fraction | None]:

@@ -5,6 +5,7 @@ refusals in one line, and which records a split receives is uniform."""
 from __future__ import annotations
 
 import itertools
+import re
 import os
 import subprocess
 import sys
@@ -239,3 +240,28 @@ def test_check_manifest_takes_no_operands(tmp_path: Path) -> None:
     assert proc.returncode == 1 and proc.stderr == (
         b"bigshuf: extra operand 'extra': --check-manifest takes only the manifest\nTry 'bigshuf --help' for more information.\n"
     )  # one line, and --help pointed to (it was two lines before the pointer: found by a new-user test)
+
+
+def test_a_split_given_as_a_mapping_is_the_split_given_as_text(tmp_path: Path) -> None:
+    """``split={"train": 0.9, ...}``, as a datasets user writes it, was a UsageError (found by a new-user test)."""
+    from fractions import Fraction
+
+    src = write_records(tmp_path / "in", make_records(500, seed=8))
+    outputs = []
+    for i, split in enumerate(("a=0.00001,b=0.25,c=100,d=rest", {"a": 1e-05, "b": Fraction(1, 4), "c": 100, "d": "rest"})):
+        target = tmp_path / f"o{i}" / "{split}.txt"
+        bigshuf.shuffle(src, str(target), seed=3, split=split, manifest=tmp_path / f"o{i}" / "m.json")
+        outputs.append({p.name: p.read_bytes() for p in sorted(target.parent.glob("*.txt"))})
+        assert bigshuf.check_manifest(tmp_path / f"o{i}" / "m.json")[0] == []
+    assert outputs[0] == outputs[1] and sorted(outputs[0]) == ["a.txt", "b.txt", "c.txt", "d.txt"]
+    assert [v.count(b"\n") for v in outputs[0].values()] == [0, 125, 100, 275]
+    for split, message in (
+        ({"a": Fraction(1, 3), "b": "rest"}, "split 'a' must be a count (int), a fraction (float or a Fraction with a finite decimal) or 'rest', not Fraction"),
+        ({"a": True, "b": "rest"}, "split 'a' must be a count"),
+        ({1: 0.5, "b": "rest"}, "split names must be str, not int 1"),
+        (["a=0.5", "b=rest"], "split must be a str, a mapping of names to counts or fractions, or None, not list"),
+        ({"a": 1.5, "b": "rest"}, "invalid split= value for 'a': '1.5'"),
+    ):
+        with pytest.raises(bigshuf.UsageError, match=re.escape(message)):
+            bigshuf.shuffle(src, str(tmp_path / "x" / "{split}.txt"), seed=3, split=split)
+    assert not (tmp_path / "x").exists()
