@@ -83,6 +83,41 @@ def test_a_compressed_single_output_with_a_header_and_no_seed(tmp_path: Path) ->
     assert oct((tmp_path / "m.json").stat().st_mode & 0o777) == oct(0o666 & ~_umask())
 
 
+@pytest.mark.parametrize("kind", ["lines", "parquet rows", "dask"])
+def test_the_manifest_entropy_reruns_a_run_without_a_seed(tmp_path: Path, kind: str) -> None:
+    """A run without --seed (or with --random-source) recorded "seed": null and no way to rerun it
+    (found by a new-user test); its entropy, given as --seed, writes the same files byte for byte."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if kind == "parquet rows":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        src = tmp_path / "in.parquet"
+        pq.write_table(pa.table({"id": list(range(3000)), "text": [f"row {i}" for i in range(3000)]}), src)
+        suffix = ".parquet"
+    else:
+        src = write_records(tmp_path / "in.txt", make_records(3000, seed=9))
+        suffix = ".txt"
+    (tmp_path / "random").write_bytes(bytes(range(256)) * 16)
+    with ThreadPoolExecutor(2) as runner:
+        extra = {"engine": "dask", "scheduler": runner} if kind == "dask" else {}
+        written = {}
+        for run, given in (("fresh", {}), ("source", {"random_source": tmp_path / "random"})):
+            out = tmp_path / run
+            bigshuf.shuffle(src, f"{out}/", memory="64K", shards=3, manifest=out / "m.json", tmp_dir=tmp_path, **given, **extra)
+            entropy = json.loads((out / "m.json").read_text())["entropy"]
+            assert isinstance(entropy, str) and entropy.isdigit()
+            again = tmp_path / f"{run}-again"
+            bigshuf.shuffle(src, f"{again}/", memory="64K", shards=3, manifest=again / "m.json", tmp_dir=tmp_path, seed=int(entropy), **extra)
+            assert json.loads((again / "m.json").read_text())["entropy"] == entropy
+            files = sorted(p.name for p in out.iterdir() if p.name != "m.json")
+            assert files == [f"part-0000{i}{suffix}" for i in range(3)]
+            assert [(out / f).read_bytes() for f in files] == [(again / f).read_bytes() for f in files]
+            written[run] = (out / files[0]).read_bytes()
+    assert written["fresh"] != written["source"]
+
+
 def test_a_header_of_lines_is_named_so_and_an_older_manifest_read_as_it_was_written(tmp_path: Path) -> None:
     """``--header=N`` now keeps N lines whatever ``--lines-per-record``; a manifest written before
     said ``"header": N`` meaning N records. New manifests say ``header_lines``, and an older one

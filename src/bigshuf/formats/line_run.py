@@ -170,7 +170,7 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         counts = None if self.counted_reader is None else self.counted_reader.counted()
         inputs = input_entries(names, counts, [isinstance(s, FileSource) for s in self.sources])
         fmt = {"separator": self.fmt.sep, "lines_per_record": self.fmt.group, "header_lines": self.request.header}
-        entries = run_entries(self.request, inputs, fmt, self.head_count, self.source_stats(), self.duplicates)
+        entries = run_entries(self.request, inputs, fmt, self.head_count, self.source_stats(), self.duplicates, self.entropy)
         if self.stratifier is not None and self.out.split is not None:
             names = [p.name for p in self.out.split]
             entries["stratified"] = strata_entries(names, self.stratifier.names, self.stratifier.table)

@@ -97,6 +97,7 @@ class TableRun(WeightedRows, TwoPass):
         """The manifest's run-wide entries: the request, and the records read from every input."""
         run = run_entries(
             self.request, self._input_entries(), self._records_format(), self.head_count, self.source_stats(), self.duplicates,
+            self.entropy,
         )
         if self.stratifier is not None and self.out.split is not None:
             run["stratified"] = strata_entries([p.name for p in self.out.split], self.stratifier.names, self.stratifier.table)

@@ -167,7 +167,7 @@ class TarRun(WeightedSamples, ResumableSamples, TwoPass):
         sources = self.reader.sources
         counts = [(records, nbytes) for records, nbytes in self.reader.per_input]
         inputs = input_entries(self.reader.paths, counts, [isinstance(s, FileSource) for s in sources])
-        entries = run_entries(self.request, inputs, {"samples": "tar"}, self.head_count, self.source_stats(), self.duplicates)
+        entries = run_entries(self.request, inputs, {"samples": "tar"}, self.head_count, self.source_stats(), self.duplicates, self.entropy)
         if self.stratifier is not None and self.out.split is not None:
             names = [p.name for p in self.out.split]
             entries["stratified"] = strata_entries(names, self.stratifier.names, self.stratifier.table)

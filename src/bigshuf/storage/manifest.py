@@ -69,9 +69,10 @@ def input_entries(
 
 def run_entries(
     request: Any, inputs: list[dict[str, Any]], records_format: dict[str, Any], head_count: int | None,
-    sources: tuple[Any, ...] = (), duplicates: int = 0,
+    sources: tuple[Any, ...] = (), duplicates: int = 0, entropy: int | None = None,
 ) -> dict[str, Any]:
-    """The run-wide part of a manifest: version, command line, seed, settings that shape the output,
+    """The run-wide part of a manifest: version, command line, seed and the ``entropy`` every draw
+    came from (given or fresh: ``--seed`` with it reruns the run), settings that shape the output,
     inputs, the copies ``--unique`` dropped, and with weighted sources each source's files, records
     read, copies dropped (``--unique``; the rate applies to the rest), rate and records in the mix.
     ``head_count`` is ``-n``'s count as the run resolved it (``-n 10%`` of the records read)."""
@@ -86,6 +87,8 @@ def run_entries(
         "command": list(sys.argv),
         "seed": request.seed,
         "random_source": None if request.random_source is None else os.path.abspath(request.random_source),
+        # The root of every draw, the seed's or the OS's: --seed with it reruns the run byte for byte.
+        "entropy": None if entropy is None else str(entropy),
         "head_count": head_count,
         "head_share": None if share is None else f"{float(share * 100):g}%",
         "repeat": request.repeat,

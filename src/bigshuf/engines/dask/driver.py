@@ -379,6 +379,7 @@ def _manifest(job: _Job, first: _Scattered, info: RunInfo, head_count: int | Non
     )
     mixed = first.mixed
     entries = info(inputs_entry(prepared.names, counts), fmt.format_entry(), head_count, mixed.stats() if mixed else (), first.duplicates)
+    entries["entropy"] = str(job.cfg.entropy)
     if mixed is not None and mixed.stratifier is not None and job.layout.split is not None:
         strata = mixed.stratifier
         entries["stratified"] = strata_entries([p.name for p in job.layout.split], strata.names, strata.table)
