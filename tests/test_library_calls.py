@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,15 @@ def open_descriptors(under: Path) -> list[str]:
     return found
 
 
+@pytest.fixture
+def ctrl_c_interrupts() -> Iterator[None]:
+    """SIGINT raising KeyboardInterrupt, as in an interactive process (pytest-xdist's workers ignore it)."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+@pytest.mark.usefixtures("ctrl_c_interrupts")
 def test_ctrl_c_just_after_a_bucket_is_opened_leaves_it_closed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A SIGINT between a bucket's open and its keeping left the descriptor of a deleted bucket open
     # until the process ended (2-3 of them per interrupted call, found by signalling calls at random times).
@@ -126,6 +136,7 @@ def test_ctrl_c_while_the_first_call_loads_numpy_leaves_it_whole(tmp_path: Path)
     proc = python(
         """
         import os, signal, sys
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # (a test worker ignores it, and so would this process)
         import bigshuf
 
         class Interrupt:
