@@ -1057,3 +1057,37 @@ def test_a_random_source_is_opened_only_by_a_run_that_draws(tmp_path, run_cli, r
     (tmp_path / "in").write_bytes(b"x\ny\n")
     full = ["--random-source=missing", *args]
     assert run_cli(full, cwd=tmp_path) == run_gnu(full, cwd=tmp_path)
+
+
+def test_posixly_correct_ends_the_options_at_the_first_operand(tmp_path):
+    """getopt with POSIXLY_CORRECT set stops at the first operand: ``shuf -e a -n 1`` echoes the
+    three words, ``shuf -- -e a -n 1`` too; without it -n is an option anywhere (bigshuf ignored the
+    variable: found by differential testing against GNU shuf)."""
+    posix = {**os.environ, "POSIXLY_CORRECT": "1"}
+    for command, expected in (
+        (["-e", "a", "-n", "1"], [b"-n", b"1", b"a"]),
+        (["-z", "-e", "a", "-r", "-n", "2"], [b"-n", b"-r", b"2", b"a"]),
+        (["-n", "2", "-e", "a", "b", "c", "-o", "x"], None),  # options before the first operand still count
+    ):
+        for who, argv in both(command):
+            proc = subprocess.run(argv, env=posix, cwd=tmp_path, capture_output=True, timeout=60)
+            assert (who, proc.returncode, proc.stderr) == (who, 0, b"")
+            sep = b"\0" if "-z" in command else b"\n"
+            if expected is not None:
+                assert sorted(lines(proc.stdout, sep)) == expected, who
+            else:
+                assert len(lines(proc.stdout)) == 2 and set(lines(proc.stdout)) <= {b"a", b"b", b"c", b"-o", b"x"}, who
+    proc = subprocess.run([*BIGSHUF, "-e", "a", "-n", "1"], cwd=tmp_path, capture_output=True, timeout=60)
+    assert proc.stdout == b"a\n"
+
+
+@pytest.mark.parametrize("target", ["/dev/fd/9", "/proc/self/fd/9"])
+def test_an_output_on_a_descriptor_not_open_is_named_as_given(tmp_path, target):
+    """``-o /dev/fd/9`` with descriptor 9 not open: bigshuf named the directory it leads to,
+    ``/proc/17555/fd: cannot create a file`` (found by differential testing against GNU shuf)."""
+    (tmp_path / "f").write_bytes(b"x\ny\n")
+    for who, argv in both(["f", "-o", target]):
+        proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, timeout=60)
+        assert (who, proc.returncode, proc.stdout) == (who, 1, b"")
+        assert without_gnu_quotes(proc.stderr, who) == f"bigshuf: {target}: No such file or directory\n".encode()
+    assert sorted(os.listdir(tmp_path)) == ["f"]

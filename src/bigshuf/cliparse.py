@@ -484,7 +484,9 @@ def _attach_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> tuple
     operands after ``--``. As with getopt, ``--`` right after an option that needs an argument is
     that argument (``-o -- f`` writes a file named ``--``). GNU shuf's abbreviations are spelt out
     (``GNU_LONG_OPTIONS``). Each word is checked as getopt meets it, and ``--help`` or
-    ``--version`` ends the words read, as it ends GNU shuf."""
+    ``--version`` ends the words read, as it ends GNU shuf. With ``POSIXLY_CORRECT`` set, as for
+    getopt, the first operand ends the options: every word from it on is an operand."""
+    posix = "POSIXLY_CORRECT" in os.environ
     takes_argument = {o for a in parser._actions if a.nargs is None for o in a.option_strings}
     flags = {o[1] for a in parser._actions if a.nargs == 0 for o in a.option_strings if len(o) == 2}
     longs = [o for o in parser._option_string_actions if o.startswith("--")]
@@ -527,6 +529,8 @@ def _attach_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> tuple
                 elif following is not None:
                     out.append(word)
                     word = following
+        elif posix:
+            return out, [word, *words]
         out.append(word)
     return out, []
 

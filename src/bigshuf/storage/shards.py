@@ -247,6 +247,9 @@ def _final_paths(
         if mode is not None and not stat.S_ISREG(mode):
             return []  # a device or FIFO, written in place
         finals = [_resolved(followed_path, target)]  # "d/x/../y" needs d/x, as does a link's text
+        if _FD_DIRECTORY.fullmatch(os.path.dirname(finals[0])):
+            # /dev/fd/5 with descriptor 5 not open: no file can be made there (as shuf says, by the name given).
+            raise OutputError(f"{shown}: {os.strerror(errno.ENOENT)}")
     else:
         if shards is not None:
             check_shard_count(target, shards)
@@ -274,6 +277,10 @@ def _final_paths(
             if first.setdefault(final, i) != i:
                 raise OutputError(f"{quote_name(target)}: shards {first[final]} and {i} would both be written to {quote_name(final)}")
     return finals
+
+
+#: A process's directory of open descriptors, where /dev/fd/N leads.
+_FD_DIRECTORY = re.compile(r"/proc/(?:self|thread-self|[0-9]+)(?:/task/[0-9]+)?/fd")
 
 
 def _resolved(resolve: Callable[[str], str], name: str) -> str:
