@@ -3,7 +3,8 @@
 The kernel hands a process-directed signal to any thread that does not block it. Taken by a
 worker, Python's handler only sets a flag: the main thread, blocked reading a pipe or a
 terminal, is not woken, so Ctrl-C did nothing until the input ended. Threads started here
-block those signals from their first instruction (a new thread inherits its creator's mask).
+block those signals from their first instruction (a new thread inherits its creator's mask);
+``deferred_signals`` holds them in the main thread over a step a signal must not cut in two.
 """
 
 from __future__ import annotations
