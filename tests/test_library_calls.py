@@ -57,6 +57,12 @@ def test_standard_output_without_a_descriptor_is_an_output_error(tmp_path: Path)
         except bigshuf.OutputError as e:
             print(e, file=sys.stderr)
         assert sys.stdout.getvalue() == ""
+        sys.stdout = open("closed.txt", "w")
+        sys.stdout.close()
+        try:
+            bigshuf.shuffle({str(src)!r}, None, seed=1)
+        except bigshuf.OutputError as e:
+            print(e, file=sys.stderr)
         sys.stdout = None
         try:
             bigshuf.shuffle({str(src)!r}, "-", seed=1)
@@ -66,8 +72,8 @@ def test_standard_output_without_a_descriptor_is_an_output_error(tmp_path: Path)
     )
     assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr
     assert proc.stderr == (
-        b"standard output is not a file (sys.stdout was replaced or closed): name an output file\n"
-        b"write error: Bad file descriptor\n"
+        b"standard output is not a file (sys.stdout was replaced or closed): name an output file\n" * 2
+        + b"write error: Bad file descriptor\n"
     )
 
 

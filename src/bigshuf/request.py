@@ -197,16 +197,24 @@ def _split(value: object) -> str | None:
         return value
     if not isinstance(value, Mapping):
         raise UsageError(f"split must be a str, a mapping of names to counts or fractions, or None, not {_describe(value)}")
+    from .storage.layout import SPLIT_NAME
+
+    if not value:
+        raise UsageError("split names no split")
     parts = []
     for name, part in value.items():
         if not isinstance(name, str):
             raise UsageError(f"split names must be str, not {_describe(name)}")
-        if isinstance(part, str) or (isinstance(part, int) and not isinstance(part, bool)):
-            text = str(part)
+        if not SPLIT_NAME.match(name):  # (nor may one bring its own ',' or '=' into the text)
+            raise UsageError(f"invalid split name {quote_arg(name)}: letters, digits, _ . -, not starting with . or -")
+        if part == "rest" and isinstance(part, str):
+            text = "rest"
+        elif isinstance(part, int) and not isinstance(part, bool):
+            text = str(int(part))
         elif isinstance(part, float):
-            text = format(Decimal(repr(part)), "f")  # 1e-05 as 0.00001, which --split reads
+            text = _decimal_text(Decimal(repr(float(part))))  # 1e-05 as 0.00001, which --split reads
         elif isinstance(part, Fraction) and Fraction(decimal := Decimal(part.numerator) / Decimal(part.denominator)) == part:
-            text = format(decimal, "f")
+            text = _decimal_text(decimal)
         else:
             raise UsageError(
                 f"split {name!r} must be a count (int), a fraction (float or a Fraction with a finite decimal) or 'rest', "
@@ -214,6 +222,12 @@ def _split(value: object) -> str | None:
             )
         parts.append(f"{name}={text}")
     return ",".join(parts)
+
+
+def _decimal_text(value: Decimal) -> str:
+    """A fraction as ``--split`` reads one: digits with a dot (``1`` would be a count of 1 record)."""
+    text = format(value, "f")
+    return text if "." in text or not text.lstrip("-").isdigit() else text + ".0"
 
 
 def _head(value: object) -> tuple[int | None, Fraction | None]:

@@ -851,15 +851,6 @@ def test_shards_left_by_an_earlier_run_with_more_are_refused_or_named(tmp_path: 
     assert sorted(p.name for p in out.iterdir()) == ["part-00000.txt", "part-00001.txt", "part-00002.txt"]
 
 
-def waiting_for_a_lock(pid: int) -> bool:
-    """Whether process ``pid`` waits for a ``flock`` (a blocked request, ``->``, in /proc/locks)."""
-    for line in Path("/proc/locks").read_text().splitlines():
-        fields = line.split()
-        if "->" in fields and fields[fields.index("->") + 1] == "FLOCK" and fields[fields.index("->") + 4] == str(pid):
-            return True
-    return False
-
-
 @contextmanager
 def directory_locked(directory: Path) -> Iterator[None]:
     """Hold ``directory``'s flock, as a run's commit there does."""
@@ -871,13 +862,16 @@ def directory_locked(directory: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def wait_until_blocked(pid: int, running: Callable[[], bool]) -> None:
-    """Wait until ``pid`` waits for a flock; fail if it finishes first."""
+def wait_for_temporary_files(directory: Path, running: Callable[[], bool]) -> None:
+    """Wait until a run has its temporary files in ``directory`` (it is about to commit), then a
+    little more; fail if it finishes meanwhile, which it may not while the test holds the lock."""
     deadline = time.monotonic() + 60
-    while not waiting_for_a_lock(pid):
-        assert running(), "it went on while another commit held the directory's lock"
-        assert time.monotonic() < deadline, "the run never waited for the directory's lock"
-        time.sleep(0.02)
+    while not any(n.endswith(".bigshuf-tmp") for n in os.listdir(directory)):
+        assert running(), "it finished while another commit held the directory's lock"
+        assert time.monotonic() < deadline, "it never wrote its files"
+        time.sleep(0.01)
+    time.sleep(0.5)
+    assert running(), "it finished while another commit held the directory's lock"
 
 
 @pytest.mark.parametrize("another_run", [True, False], ids=["more shards committed meanwhile", "same shards"])
@@ -895,7 +889,7 @@ def test_a_commit_waits_for_another_in_its_directory_and_checks_again(tmp_path: 
             [sys.executable, "-m", "bigshuf", "--seed", "1", "--shards", "2", str(src), "-o", f"{out}/"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
-        wait_until_blocked(proc.pid, lambda: proc.poll() is None)
+        wait_for_temporary_files(out, lambda: proc.poll() is None)
         if another_run:
             for name, data in theirs.items():
                 (out / name).write_bytes(data)
@@ -909,7 +903,7 @@ def test_a_commit_waits_for_another_in_its_directory_and_checks_again(tmp_path: 
         ).encode()
         assert snapshot(out) == theirs
     else:
-        assert proc.returncode == 0, stderr
+        assert (proc.returncode, stderr) == (0, b"")
         assert sorted(snapshot(out)) == ["part-00000.txt", "part-00001.txt"]
         assert records_in(sorted(out.iterdir())) == records_in([src])
 
@@ -934,25 +928,59 @@ def test_a_dask_commit_waits_for_another_in_its_directory_and_checks_again(tmp_p
                     dask_engine.shuffle, [str(src)], target, memory="16K", seed=1, shards=2, split=split,
                     runner=runner, tmp_dir=tmp_path, sync=False,
                 )
-                wait_until_blocked(os.getpid(), lambda: not done.done())
+                wait_for_temporary_files(where, lambda: not done.done())
                 (where / "part-00002.txt").write_bytes(b"another run's shard\n")
             with pytest.raises(OutputError, match="part-00002.txt'?: appeared while this run was writing"):
                 done.result(timeout=60)
             assert sorted(os.listdir(where)) == ["part-00002.txt"]
 
 
-def test_finishing_a_killed_commit_waits_for_a_commit_in_its_directory(tmp_path: Path) -> None:
-    """A killed run's commit is finished under the same lock, never between another commit's renames."""
+def test_finishing_a_killed_commit_waits_for_a_commit_in_every_directory_it_renames_into(tmp_path: Path) -> None:
+    """A killed run's commit is finished under the same locks, never between another commit's
+    renames, in each directory its journal names (it locked only the journal's: found by review)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    src, out, _old, new = _old_and_new(tmp_path)
-    assert cli(["--seed", "2", "--shards", "3", str(src), "-o", f"{out}/"], env={KILL_AT: "5"}).returncode == -signal.SIGKILL
-    journal = [n for n in dot_files(out) if n.endswith(".commit")]
+    src = write_records(tmp_path / "in.txt", make_records(300, seed=7))
+    out = tmp_path / "k"
+    command = ["--seed", "2", "--split", "a=0.5,b=rest", str(src), "-o", f"{out}/{{split}}/x"]
+    assert cli(command).returncode == 0
+    new = {d: (out / d / "x").read_bytes() for d in ("a", "b")}
+    assert cli(["--seed", "1", *command[2:]]).returncode == 0
+    assert cli(["--seed", "2", *command[2:]], env={KILL_AT: "3"}).returncode == -signal.SIGKILL
+    journal = [d for d in ("a", "b") if any(n.endswith(".commit") for n in dot_files(out / d))]
     assert len(journal) == 1
+    other = "b" if journal[0] == "a" else "a"
     with ThreadPoolExecutor(1) as cleaner:
-        with directory_locked(out):
-            done = cleaner.submit(tempspace.remove_dead_outputs, str(out))
-            wait_until_blocked(os.getpid(), lambda: not done.done())
-            assert journal[0] in dot_files(out)
+        with directory_locked(out / other):
+            done = cleaner.submit(tempspace.remove_dead_outputs, str(out / journal[0]))
+            time.sleep(0.5)
+            assert not done.done(), "it finished while another commit held a directory it renames into"
         assert len(done.result(timeout=60)) == 1
-    assert snapshot(out) == new and dot_files(out) == []
+    assert {d: (out / d / "x").read_bytes() for d in ("a", "b")} == new
+
+
+def test_a_directory_locked_past_any_commit_is_written_without_waiting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``flock DIR bigshuf ... -o DIR/``: the caller's lock is never released while the run waits for
+    it; the run waited for ever (found by review). Past LOCK_WAIT it puts its files in place and says so."""
+    from bigshuf.storage import commit
+
+    monkeypatch.setattr(commit, "LOCK_WAIT", 0.3)
+    src = write_records(tmp_path / "in.txt", make_records(300, seed=8))
+    out = tmp_path / "o"
+    out.mkdir()
+    with directory_locked(out):
+        bigshuf.shuffle(src, f"{out}/", seed=1, shards=2, sync=False)
+    assert sorted(snapshot(out)) == ["part-00000.txt", "part-00001.txt"] and dot_files(out) == []
+    assert capsys.readouterr().err == f"bigshuf: note: {out}: locked by another process for over 0.3 s; files put in place there without waiting\n"
+
+
+def test_a_pattern_naming_the_shard_after_the_last_as_one_of_its_own_commits(tmp_path: Path) -> None:
+    """``{:.0e}`` names shard 11 as it names shard 10: the check at the commit took the run's own
+    shard for another run's, after all the work (found by review); the check at the start skips it."""
+    src = write_records(tmp_path / "in.txt", make_records(300, seed=9))
+    for _ in range(2):
+        proc = cli(["--seed", "1", "--shards", "11", str(src), "-o", str(tmp_path / "e" / "p{:.0e}")])
+        assert (proc.returncode, proc.stderr) == (0, b"")
+    assert len(os.listdir(tmp_path / "e")) == 11

@@ -261,7 +261,22 @@ def test_a_split_given_as_a_mapping_is_the_split_given_as_text(tmp_path: Path) -
         ({1: 0.5, "b": "rest"}, "split names must be str, not int 1"),
         (["a=0.5", "b=rest"], "split must be a str, a mapping of names to counts or fractions, or None, not list"),
         ({"a": 1.5, "b": "rest"}, "invalid split= value for 'a': '1.5'"),
+        # Found by review: a Fraction or float of 1, 5 or 1e16 was written as a count; a value or a
+        # name brought its own ',' or '=' into the text (a split 'c' the caller never named).
+        ({"a": Fraction(5), "b": "rest"}, "invalid split= value for 'a': '5.0'"),
+        ({"a": 1e16, "b": "rest"}, "invalid split= value for 'a': '10000000000000000.0'"),
+        ({"a": "3,c=4", "b": "rest"}, "split 'a' must be a count (int), a fraction"),
+        ({"a=b": 3, "c": "rest"}, "invalid split name 'a=b'"),
+        ({"a,b": 3, "c": "rest"}, "invalid split name 'a,b'"),
+        ({}, "split names no split"),
     ):
         with pytest.raises(bigshuf.UsageError, match=re.escape(message)):
             bigshuf.shuffle(src, str(tmp_path / "x" / "{split}.txt"), seed=3, split=split)
     assert not (tmp_path / "x").exists()
+    import numpy as np
+
+    for whole, part in ((Fraction(1), np.float64(0.5)), (1.0, Fraction(1, 2))):
+        bigshuf.shuffle(src, str(tmp_path / "w" / "{split}.txt"), seed=3, split={"a": whole})
+        assert (tmp_path / "w" / "a.txt").read_bytes().count(b"\n") == 500  # the fraction 1, not 1 record
+        bigshuf.shuffle(src, str(tmp_path / "w" / "{split}.txt"), seed=3, split={"h": part, "t": "rest"})
+        assert (tmp_path / "w" / "h.txt").read_bytes().count(b"\n") == 250

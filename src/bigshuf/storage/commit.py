@@ -24,6 +24,8 @@ import os
 import re
 import signal
 import stat
+import sys
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NoReturn
@@ -164,8 +166,9 @@ class OutputFiles:
         ``absent`` path (the shard after a run's last) must not exist once the targets' directories
         are locked: another run may have put it there since this one checked."""
         with directories_locked(os.path.dirname(final) for _, final in moves):
+            ours = {os.path.realpath(final) for _, final in moves}
             for path in absent:
-                if os.path.lexists(path):
+                if os.path.lexists(path) and os.path.realpath(path) not in ours:  # ({:.0e}: shard 11 is named as 10)
                     raise OutputError(
                         f"{quote_name(path)}: appeared while this run was writing (another run's shard?) and would be left "
                         "beside the new shards; nothing was replaced"
@@ -261,12 +264,18 @@ class CommitInterrupted(OutputError):
     """A commit failed half-way and could not be undone: its journal and temporary files stay."""
 
 
+#: Seconds a commit waits for another's lock on a directory (a commit holds it for milliseconds)
+#: before it goes on without it: a lock held for longer is not a commit's (``flock DIR command``).
+LOCK_WAIT = 10.0
+
+
 @contextmanager
 def directories_locked(directories: Iterable[str]) -> Iterator[None]:
     """Hold an exclusive ``flock`` on each of ``directories``, waiting for any other commit there
     to end. They are locked in the order of their inodes, each once whatever its name, so two runs
-    never wait on each other. A file system that cannot lock a directory is written unlocked."""
-    held: dict[tuple[int, int], int] = {}
+    never wait on each other. A file system that cannot lock a directory is written unlocked, as
+    is one whose lock stays taken past ``LOCK_WAIT`` (a caller's own, never released meanwhile)."""
+    held: dict[tuple[int, int], tuple[int, str]] = {}
     opened: list[int] = []
     try:
         for directory in dict.fromkeys(d or os.curdir for d in directories):
@@ -276,16 +285,34 @@ def directories_locked(directories: Iterable[str]) -> Iterator[None]:
                 continue  # the rename into it fails and says why
             opened.append(fd)
             st = os.fstat(fd)
-            held.setdefault((st.st_dev, st.st_ino), fd)
+            held.setdefault((st.st_dev, st.st_ino), (fd, directory))
+        deadline = time.monotonic() + LOCK_WAIT
         for key in sorted(held):
-            try:
-                fcntl.flock(held[key], fcntl.LOCK_EX)
-            except OSError:
-                pass  # (NFS takes a directory's flock as a write lock, which a read-only descriptor cannot hold)
+            fd, directory = held[key]
+            while not _locked(fd):
+                if time.monotonic() >= deadline:
+                    print(
+                        f"bigshuf: note: {quote_name(directory)}: locked by another process for over {LOCK_WAIT:g} s; "
+                        "files put in place there without waiting", file=sys.stderr,
+                    )
+                    break
+                time.sleep(0.005)
         yield
     finally:
         for fd in opened:
             os.close(fd)
+
+
+def _locked(fd: int) -> bool:
+    """Take ``fd``'s exclusive flock if it is free (True also where the file system cannot lock it:
+    NFS takes a directory's flock as a write lock, which a read-only descriptor cannot hold)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError:
+        pass
+    return True
 
 
 def _unlink(path: str) -> None:
@@ -423,26 +450,28 @@ def recover(journal: str) -> tuple[str, list[str]]:
     if not entries:
         os.unlink(journal)
         return f"removed {quote_name(journal)}, cut short by a kill before the commit began", []
-    forward = all(_inode(e["temp"]) == e["ino"] or _inode(e["final"]) == e["ino"] for e in entries)
-    if forward:
+    # Under the lock of every directory it renames into, as a commit is made.
+    with directories_locked([os.path.dirname(journal), *(os.path.dirname(e["final"]) for e in entries)]):
+        forward = all(_inode(e["temp"]) == e["ino"] or _inode(e["final"]) == e["ino"] for e in entries)
+        if forward:
+            for e in entries:
+                if _inode(e["temp"]) == e["ino"]:
+                    os.rename(e["temp"], e["final"])
+            for directory in dict.fromkeys(os.path.dirname(e["final"]) for e in entries):
+                sync_directory(directory)
+            done = f"finished the commit of {len(entries)} file(s) that a killed run began"
+        else:
+            for e in entries:
+                if _inode(e["final"]) == e["ino"]:
+                    if _inode(e["backup"]) is not None:
+                        os.rename(e["backup"], e["final"])
+                    else:
+                        os.unlink(e["final"])
+                if _inode(e["temp"]) == e["ino"]:
+                    os.unlink(e["temp"])
+            done = f"undid the commit of {len(entries)} file(s) that a killed run began (a new file was missing)"
         for e in entries:
-            if _inode(e["temp"]) == e["ino"]:
-                os.rename(e["temp"], e["final"])
-        for directory in dict.fromkeys(os.path.dirname(e["final"]) for e in entries):
-            sync_directory(directory)
-        done = f"finished the commit of {len(entries)} file(s) that a killed run began"
-    else:
-        for e in entries:
-            if _inode(e["final"]) == e["ino"]:
-                if _inode(e["backup"]) is not None:
-                    os.rename(e["backup"], e["final"])
-                else:
-                    os.unlink(e["final"])
-            if _inode(e["temp"]) == e["ino"]:
-                os.unlink(e["temp"])
-        done = f"undid the commit of {len(entries)} file(s) that a killed run began (a new file was missing)"
-    for e in entries:
-        if _inode(e["backup"]) is not None:
-            os.unlink(e["backup"])
-    os.unlink(journal)
+            if _inode(e["backup"]) is not None:
+                os.unlink(e["backup"])
+        os.unlink(journal)
     return f"{done} ({quote_name(journal)})", [e["final"] for e in entries]

@@ -13,7 +13,7 @@ from ..errors import UsageError, option
 from ..quoting import quote_arg
 
 #: What a split name may hold: it becomes part of a path, so no separator, brace or leading dot.
-_SPLIT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
+SPLIT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
 _COUNT = re.compile(r"[0-9]+\Z")
 
 #: The placeholder ``-o`` must hold with ``--split``.
@@ -40,7 +40,7 @@ def parse_split(text: str) -> tuple[SplitPart, ...]:
     for item in text.split(","):
         name, eq, value = item.strip().partition("=")
         value = value.strip()
-        if not eq or not _SPLIT_NAME.match(name):
+        if not eq or not SPLIT_NAME.match(name):
             raise UsageError(
                 f"invalid {option('split')} part {quote_arg(item)}: use NAME=COUNT, NAME=FRACTION or NAME=rest "
                 "(names of letters, digits, _ . -, not starting with . or -)"

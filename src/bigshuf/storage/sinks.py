@@ -106,12 +106,11 @@ def stdout_descriptor() -> int:
         raise OutputError(f"write error: {os.strerror(errno.EBADF)}")
     try:
         stream.flush()
+        return stream.fileno()
+    except (AttributeError, ValueError):  # no descriptor (io.UnsupportedOperation is a ValueError), or closed
+        raise OutputError("standard output is not a file (sys.stdout was replaced or closed): name an output file") from None
     except OSError as e:
         raise OutputError(f"write error: {e.strerror}") from None
-    try:
-        return stream.fileno()
-    except (AttributeError, ValueError, OSError):  # io.UnsupportedOperation is both of the last two
-        raise OutputError("standard output is not a file (sys.stdout was replaced or closed): name an output file") from None
 
 
 class StdoutSink(Sink):

@@ -138,7 +138,7 @@ def _clean_run(directory: str, run: str, names: list[str]) -> list[str]:
     """Tidy what run ``run`` left in ``directory`` if it is gone: finish or undo its commit, remove
     its temporary files and its lock; return the targets its commit put in place or back. Its
     lock, taken here, keeps concurrent cleaners out."""
-    from .commit import directories_locked, recover
+    from .commit import recover
 
     lock = os.path.join(directory, f".bigshuf-{run}.lock")
     fd = _lock_free(lock)
@@ -155,8 +155,7 @@ def _clean_run(directory: str, run: str, names: list[str]) -> list[str]:
         journal = f".bigshuf-{run}.commit"
         if journal in names:
             try:
-                with directories_locked([directory]):
-                    said, touched = recover(os.path.join(directory, journal))
+                said, touched = recover(os.path.join(directory, journal))
                 print(f"bigshuf: {said}", file=sys.stderr)
             except FileNotFoundError:
                 pass  # its run finished it after the scan
