@@ -197,7 +197,7 @@ def _split(value: object) -> str | None:
         return value
     if not isinstance(value, Mapping):
         raise UsageError(f"split must be a str, a mapping of names to counts or fractions, or None, not {_describe(value)}")
-    from .storage.layout import SPLIT_NAME
+    from .storage.layout import SPLIT_NAME, SPLIT_NAME_RULE
 
     if not value:
         raise UsageError("split names no split")
@@ -206,7 +206,7 @@ def _split(value: object) -> str | None:
         if not isinstance(name, str):
             raise UsageError(f"split names must be str, not {_describe(name)}")
         if not SPLIT_NAME.match(name):  # (nor may one bring its own ',' or '=' into the text)
-            raise UsageError(f"invalid split name {quote_arg(name)}: letters, digits, _ . -, not starting with . or -")
+            raise UsageError(f"invalid split name {quote_arg(name)}: {SPLIT_NAME_RULE}")
         if part == "rest" and isinstance(part, str):
             text = "rest"
         elif isinstance(part, int) and not isinstance(part, bool):

@@ -276,16 +276,17 @@ def directories_locked(directories: Iterable[str]) -> Iterator[None]:
     never wait on each other. A file system that cannot lock a directory is written unlocked, as
     is one whose lock stays taken past ``LOCK_WAIT`` (a caller's own, never released meanwhile)."""
     held: dict[tuple[int, int], tuple[int, str]] = {}
-    opened: list[int] = []
     try:
         for directory in dict.fromkeys(d or os.curdir for d in directories):
             try:
                 fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             except OSError:
                 continue  # the rename into it fails and says why
-            opened.append(fd)
             st = os.fstat(fd)
-            held.setdefault((st.st_dev, st.st_ino), (fd, directory))
+            if (st.st_dev, st.st_ino) in held:
+                os.close(fd)  # the same directory by another name
+            else:
+                held[st.st_dev, st.st_ino] = fd, directory
         deadline = time.monotonic() + LOCK_WAIT
         for key in sorted(held):
             fd, directory = held[key]
@@ -299,7 +300,7 @@ def directories_locked(directories: Iterable[str]) -> Iterator[None]:
                 time.sleep(0.005)
         yield
     finally:
-        for fd in opened:
+        for fd, _directory in held.values():
             os.close(fd)
 
 

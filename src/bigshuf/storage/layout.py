@@ -14,6 +14,8 @@ from ..quoting import quote_arg
 
 #: What a split name may hold: it becomes part of a path, so no separator, brace or leading dot.
 SPLIT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
+#: ``SPLIT_NAME`` in words, for messages.
+SPLIT_NAME_RULE = "letters, digits, _ . -, not starting with . or -"
 _COUNT = re.compile(r"[0-9]+\Z")
 
 #: The placeholder ``-o`` must hold with ``--split``.
@@ -43,7 +45,7 @@ def parse_split(text: str) -> tuple[SplitPart, ...]:
         if not eq or not SPLIT_NAME.match(name):
             raise UsageError(
                 f"invalid {option('split')} part {quote_arg(item)}: use NAME=COUNT, NAME=FRACTION or NAME=rest "
-                "(names of letters, digits, _ . -, not starting with . or -)"
+                f"(names of {SPLIT_NAME_RULE})"
             )
         if any(p.name == name for p in parts):
             raise UsageError(f"{option('split')}: split {quote_arg(name)} is named twice")

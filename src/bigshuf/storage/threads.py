@@ -12,8 +12,8 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Iterator
-from typing import Any
 from contextlib import contextmanager
+from typing import Any
 
 #: The signals only the main thread takes (the ones bigshuf handles).
 MAIN_THREAD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
@@ -31,7 +31,7 @@ def signals_held() -> Iterator[None]:
 
 @contextmanager
 def deferred_signals() -> Iterator[None]:
-    """Hold SIGINT, SIGTERM and SIGHUP for the block and deliver the first one caught after it.
+    """Hold MAIN_THREAD_SIGNALS for the block and deliver the first one caught after it.
 
     Python runs signal handlers in the main thread, whichever thread the kernel chose, so blocking
     the main thread's mask alone (``pthread_sigmask``) would not stop them while the write-behind
@@ -47,7 +47,7 @@ def deferred_signals() -> Iterator[None]:
         caught.append(signum)
 
     saved: dict[signal.Signals, Any] = {}
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    for sig in MAIN_THREAD_SIGNALS:
         handler = signal.getsignal(sig)
         if handler is not None:
             saved[sig] = signal.signal(sig, hold)

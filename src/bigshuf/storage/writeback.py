@@ -41,7 +41,6 @@ class WriteBehind:
         # Started with the first job it is handed: a run refused before it writes (or whose few
         # small writes all run inline) leaves no thread behind and starts none.
         self._thread = threading.Thread(target=self._drain, name="bigshuf-writer", daemon=True)
-        self._started = False
 
     def submit(self, write: Write, data: memoryview) -> None:
         """Queue ``write(data)`` (made now if it is small and nothing is queued); blocks while too
@@ -64,8 +63,7 @@ class WriteBehind:
                 return
             self._inflight += size
             self._jobs += 1
-            if not self._started:
-                self._started = True
+            if self._thread.ident is None:  # not started yet
                 with signals_held():
                     self._thread.start()
         self._queue.put((job, size))
