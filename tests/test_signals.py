@@ -1,4 +1,4 @@
-"""Interrupted runs: SIGINT and SIGTERM exit 130 and 143 and leave no temporary or output files."""
+"""Interrupted runs: SIGINT, SIGHUP and SIGTERM exit 130, 129 and 143 and leave no temporary or output files."""
 
 from __future__ import annotations
 
@@ -29,18 +29,25 @@ def _wait_for_buckets(temp: Path, proc: subprocess.Popen[bytes]) -> None:
         time.sleep(0.01)
 
 
-@pytest.mark.parametrize("signum,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def _default_disposition(signum: int) -> None:
+    """In the child: ``signum`` at its default, as a terminal's run finds it.
+
+    A background job (as under CI) starts with SIGINT ignored, and ``nohup`` ignores SIGHUP; then,
+    like GNU sort, bigshuf leaves them ignored."""
+    signal.signal(signum, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize("signum,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_signal_cleans_up_and_sets_the_exit_status(tmp_path: Path, big_input: Path, signum: int, status: int) -> None:
+    # SIGHUP (the terminal closed) killed the run at once, its temporary directory left for the
+    # next run to tidy; it now cleans up as SIGTERM does.
     temp = tmp_path / "t"
     temp.mkdir()
     out = tmp_path / "out.txt"
     out.write_bytes(b"previous content\n")
     proc = subprocess.Popen(
         [sys.executable, "-m", "bigshuf", "-S", "1M", "-T", str(temp), str(big_input), "-o", str(out)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        # A background job (as under CI) starts with SIGINT ignored, and then, like GNU sort,
-        # bigshuf leaves it ignored; a terminal's Ctrl-C finds it at its default.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=lambda: _default_disposition(signum),
     )
     _wait_for_buckets(temp, proc)
     os.kill(proc.pid, signum)
@@ -50,6 +57,25 @@ def test_signal_cleans_up_and_sets_the_exit_status(tmp_path: Path, big_input: Pa
     assert list(temp.iterdir()) == []
     assert out.read_bytes() == b"previous content\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt", "t"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTERM])
+def test_a_signal_ignored_when_the_run_starts_stays_ignored(tmp_path: Path, big_input: Path, signum: int) -> None:
+    # Under ``nohup`` (SIGHUP) or a parent that ignores SIGTERM, the run must go on, as GNU sort's
+    # does; bigshuf took SIGTERM whatever the disposition it inherited.
+    temp = tmp_path / "t"
+    temp.mkdir()
+    out = tmp_path / "out.txt"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bigshuf", "-S", "1M", "-T", str(temp), str(big_input), "-o", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=lambda: signal.signal(signum, signal.SIG_IGN),
+    )
+    _wait_for_buckets(temp, proc)
+    os.kill(proc.pid, signum)
+    _, err = proc.communicate(timeout=120)
+    assert (proc.returncode, err) == (0, b"")
+    assert sorted(out.read_bytes().splitlines()) == sorted(big_input.read_bytes().splitlines())
+    assert list(temp.iterdir()) == []
 
 
 def _thread_masks(pid: int) -> dict[int, int]:

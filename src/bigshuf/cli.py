@@ -1,8 +1,8 @@
 """Command line: GNU shuf's options plus bigshuf's, parsed into one call of the library.
 
 This is the only place where errors become messages and exit statuses:
-0 success; 1 any error (as GNU shuf); 130 interrupted (SIGINT); 143 terminated (SIGTERM);
-a closed standard output ends the process by SIGPIPE, as it does shuf.
+0 success; 1 any error (as GNU shuf); 130 interrupted (SIGINT); 129 hung up (SIGHUP); 143 terminated
+(SIGTERM); a closed standard output ends the process by SIGPIPE, as it does shuf.
 """
 
 from __future__ import annotations
@@ -33,11 +33,19 @@ if TYPE_CHECKING:
 #: Held back while the interpreter loads the engine and parses the command line: a Ctrl-C
 #: there would interrupt an import or argparse half-way (a NumPy traceback, or an
 #: AttributeError from argparse's half-undone state); held, it arrives as soon as they are done.
-STARTUP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+STARTUP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+#: Signals that end a run through ``_Terminated``, so that it removes its temporary files on the way
+#: out (as GNU sort does), rather than dying with them left for the next run to tidy.
+ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 class _Terminated(BaseException):
-    """Raised by the SIGTERM handler so that cleanup runs on the way out."""
+    """Raised by the SIGTERM and SIGHUP handler so that cleanup runs on the way out."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.status = 128 + signum
 
 
 def run(argv: Sequence[str]) -> int:
@@ -253,8 +261,15 @@ def _check_manifest(args: argparse.Namespace) -> int:
     return 0
 
 
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise _Terminated()
+def _on_ending_signal(signum: int, frame: Any) -> None:
+    raise _Terminated(signum)
+
+
+def _take_ending_signals() -> None:
+    """Handle ENDING_SIGNALS, except one the process started with ignored (SIGHUP under ``nohup``)."""
+    for sig in ENDING_SIGNALS:
+        if signal.getsignal(sig) != signal.SIG_IGN:
+            signal.signal(sig, _on_ending_signal)
 
 
 def _report(message: str) -> None:
@@ -352,15 +367,15 @@ def main(argv: Sequence[str] | None = None, *, signal_mask: set[int | signal.Sig
     held = blocked if signal_mask is None else signal_mask
     try:
         try:
-            signal.signal(signal.SIGTERM, _on_sigterm)
+            _take_ending_signals()
             return _main(sys.argv[1:] if argv is None else argv, held)
         finally:
             # A signal held back since the start is delivered here, and handled below.
             signal.pthread_sigmask(signal.SIG_SETMASK, held)
     except KeyboardInterrupt:
         return 130
-    except _Terminated:
-        return 143
+    except _Terminated as e:
+        return e.status
 
 
 def _main(argv: Sequence[str], held: set[int | signal.Signals]) -> int:
@@ -392,8 +407,8 @@ def _main(argv: Sequence[str], held: set[int | signal.Signals]) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    except _Terminated:
-        return 143
+    except _Terminated as e:
+        return e.status
     except BrokenPipeError:
         # Die of SIGPIPE like shuf; cleanup already ran on the way out.
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -408,7 +423,7 @@ def _main(argv: Sequence[str], held: set[int | signal.Signals]) -> int:
     except Exception as e:
         interrupted = interruption(e)
         if interrupted is not None:
-            raise interrupted from None  # main() ends the run as interrupted (130) or terminated (143)
+            raise interrupted from None  # main() ends the run as interrupted (130) or terminated (129, 143)
         if os.environ.get("BIGSHUF_DEBUG"):
             raise
         _report(f"{PROG}: internal error: {type(e).__name__}: {e} (set BIGSHUF_DEBUG=1 for a traceback)")

@@ -1,4 +1,4 @@
-"""The ``bigshuf`` command's entry point: Ctrl-C and SIGTERM are held back from this module's first
+"""The ``bigshuf`` command's entry point: Ctrl-C, SIGTERM and SIGHUP are held back from this module's first
 line, before the command's own modules load (argparse, NumPy...), then ``cli.main`` runs and
 takes them once it can handle them. ``python -m bigshuf`` does the same in ``__main__``."""
 
@@ -6,7 +6,7 @@ takes them once it can handle them. ``python -m bigshuf`` does the same in ``__m
 # a traceback); the mask it sets is the same.
 import _signal  # type: ignore[import-not-found]  # (no stubs: the module is CPython's own)
 
-_mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, {_signal.SIGINT, _signal.SIGTERM})
+_mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, {_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP})
 
 
 def main() -> int:
