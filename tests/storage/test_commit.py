@@ -28,7 +28,7 @@ import pytest
 from helpers import make_records, split_records, write_records
 
 import bigshuf
-from bigshuf.storage import tempspace
+from bigshuf.storage import safefs, tempspace
 
 ROOT = os.geteuid() == 0
 
@@ -484,6 +484,43 @@ def test_outputs_and_their_directory_are_synced_unless_asked_not_to(
     synced.clear()
     bigshuf.shuffle(src, target, seed=1, shards=shards, sync=False)
     assert synced == []
+
+
+@pytest.mark.skipif(not ROOT or shutil.which("setpriv") is None, reason="needs root and setpriv to run as another user")
+@pytest.mark.parametrize("target", ["o.txt", "part-{}.txt"])
+def test_a_directory_one_may_write_but_not_read_takes_the_output(open_dir: Path, target: str) -> None:
+    """In a mode-0333 directory the output was renamed into place, then the run failed on syncing
+    the directory it cannot open ("Permission denied", exit 1). GNU shuf writes there."""
+    src = write_records(open_dir / "in", make_records(200, seed=16))
+    out = open_dir / "wx"
+    out.mkdir()
+    (out / "o.txt").write_bytes(b"old\n")
+    for path in (out, out / "o.txt"):
+        os.chown(path, 65534, 65534)
+    os.chmod(out, 0o333)
+    shards = [] if target == "o.txt" else ["--shards", "2"]
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    proc = subprocess.run([*nobody, sys.executable, "-m", "bigshuf", *shards, str(src), "-o", str(out / target)],
+                          capture_output=True, timeout=120)
+    assert (proc.returncode, proc.stderr) == (0, b"")
+    written = [out / "o.txt"] if not shards else [out / "part-0.txt", out / "part-1.txt"]
+    assert records_in(written) == records_in([src])
+    assert sorted(os.listdir(out)) == sorted({"o.txt", *(p.name for p in written)})
+
+
+def test_a_directory_that_cannot_be_opened_is_synced_with_the_file_systems(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a mode-0333 directory does to a user who is not root: its open is refused."""
+    synced: list[str] = []
+
+    def refused(*args: Any, **kwargs: Any) -> int:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(os, "open", refused)
+    monkeypatch.setattr(os, "sync", lambda: synced.append("all"))
+    safefs.sync_directory(str(tmp_path))
+    assert synced == ["all"]
 
 
 # --- exclusive, private temporary files -------------------------------------------------------

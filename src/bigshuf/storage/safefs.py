@@ -73,8 +73,15 @@ def sync_file(fd: int) -> None:
 
 
 def sync_directory(path: str) -> None:
-    """Make the entries of directory ``path`` (a rename, a create, an unlink) durable."""
-    fd = os.open(path or ".", os.O_RDONLY | _DIRECTORY | _CLOEXEC)
+    """Make the entries of directory ``path`` (a rename, a create, an unlink) durable.
+
+    A directory one may write but not read (mode 0333) cannot be opened to sync: every file
+    system is synced instead (``sync``), rather than failing a run whose output is in place."""
+    try:
+        fd = os.open(path or ".", os.O_RDONLY | _DIRECTORY | _CLOEXEC)
+    except PermissionError:
+        os.sync()
+        return
     try:
         sync_file(fd)
     finally:
