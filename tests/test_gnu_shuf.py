@@ -1081,6 +1081,54 @@ def test_posixly_correct_ends_the_options_at_the_first_operand(tmp_path):
     assert proc.stdout == b"a\n"
 
 
+def _deleted_file(tmp_path: Path, data: bytes = b"") -> int:
+    """A descriptor of a file, holding ``data``, whose name is gone (as ``exec 7>f; rm f`` leaves one)."""
+    fd = os.open(tmp_path / "deleted", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    os.unlink(tmp_path / "deleted")
+    os.write(fd, data)
+    return fd
+
+
+@pytest.mark.parametrize("memory", [[], ["-S", "64K"]], ids=["in memory", "external"])
+def test_an_output_on_a_descriptor_of_a_deleted_file_is_written_into_it(tmp_path, memory):
+    """``-o /dev/fd/N`` on a file deleted since it was opened: bigshuf made a new file named after the
+    link's text (``deleted (deleted)``) beside where the old one was, and left the open one empty;
+    for a memfd, ``/memfd:x (deleted)`` at the root. GNU shuf writes into the open file."""
+    (tmp_path / "f").write_bytes(seq(20_000))
+    for who in [who for who, _ in both([])]:
+        fd = _deleted_file(tmp_path, b"old content, longer than nothing\n" * 10_000)
+        try:
+            [argv] = [argv for each, argv in both(["f", "-o", f"/dev/fd/{fd}"]) if each == who]
+            command = argv if who == "shuf" else [*argv, *memory]
+            proc = subprocess.run(command, cwd=tmp_path, capture_output=True, timeout=60, pass_fds=(fd,))
+            assert (who, proc.returncode, proc.stdout, proc.stderr) == (who, 0, b"", b"")
+            written = os.pread(fd, 1 << 20, 0)
+        finally:
+            os.close(fd)
+        assert sorted(lines(written)) == sorted(lines(seq(20_000))), who
+        assert sorted(os.listdir(tmp_path)) == ["f"], who
+
+
+def test_a_deleted_file_that_is_input_and_output_is_refused(tmp_path):
+    """Written in place (it has no name to rename a new file onto), the output would cut short the
+    input it is read from: the run failed half-way with the file emptied. GNU shuf reads it all first;
+    bigshuf refuses before reading."""
+    fd = _deleted_file(tmp_path, seq(5000))
+    name = f"/dev/fd/{fd}"
+    try:
+        proc = subprocess.run([*BIGSHUF, name, "-o", name], cwd=tmp_path, capture_output=True, timeout=60, pass_fds=(fd,))
+        kept = os.pread(fd, 1 << 20, 0)
+    finally:
+        os.close(fd)
+    assert (proc.returncode, proc.stdout) == (1, b"")
+    assert proc.stderr == (
+        f"bigshuf: {name}: a deleted file, which can only be written in place, is also an input ({name}); "
+        "write the output to another file\n"
+    ).encode()
+    assert kept == seq(5000)
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.mark.parametrize("target", ["/dev/fd/9", "/proc/self/fd/9"])
 def test_an_output_on_a_descriptor_not_open_is_named_as_given(tmp_path, target):
     """``-o /dev/fd/9`` with descriptor 9 not open: bigshuf named the directory it leads to,

@@ -165,3 +165,19 @@ def test_ctrl_c_while_the_first_call_loads_numpy_leaves_it_whole(tmp_path: Path)
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"interrupted\n['x', 'y', 'z'] [0.0, 0.0] [1]\n", proc.stdout
+
+
+@pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="needs memfd_create")
+def test_an_output_to_a_memfd_is_written_into_it(tmp_path: Path) -> None:
+    """A caller capturing the output in a memfd (``/proc/self/fd/N``): bigshuf created a file named
+    after the link's text, ``/memfd:out (deleted)`` at the root, and left the memfd empty."""
+    src = write_records(tmp_path / "in.txt", make_records(500, seed=21))
+    fd = os.memfd_create("out")
+    try:
+        bigshuf.shuffle(src, f"/proc/self/fd/{fd}", seed=1)
+        assert sorted(os.pread(fd, 1 << 20, 0).splitlines()) == sorted(src.read_bytes().splitlines())
+        plan = bigshuf.plan_shuffle(src, f"/proc/self/fd/{fd}")
+        assert f"output: /proc/self/fd/{fd} (written in place: a deleted file)" in plan.render()
+    finally:
+        os.close(fd)
+    assert not os.path.lexists("/memfd:out (deleted)")

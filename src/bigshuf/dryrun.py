@@ -8,6 +8,7 @@ nothing: the local engine's plan is ``engines.local_plan``, the Dask engine's ``
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -19,6 +20,7 @@ from .errors import BigShufError, option, render
 from .formats import registry
 from .request import Request
 from .storage.layout import Sharding, SplitPart, parse_split, split_counts
+from .storage.safefs import written_in_place
 from .storage.shards import check_outputs, shard_names
 
 
@@ -281,8 +283,7 @@ def plan_output(facts: Facts) -> None:
         facts.line("output", f"{out.target} ({'; '.join(cut + shard_cut(out.sharding, out.shards))})")
     elif out.shards is None:
         facts.outputs = [out.target]
-        exists = os.path.isfile(out.target)
-        facts.line("output", f"{out.target}{' (replaces an existing file)' if exists else ''}")
+        facts.line("output", f"{out.target}{_replacing(out.target)}")
     else:
         target, shards = out.target, out.shards
         try:
@@ -296,6 +297,18 @@ def plan_output(facts: Facts) -> None:
         facts.line("manifest", out.manifest)
     split = None if out.split is None else parse_split(out.split)
     facts.check("output", lambda: _check_output(out, split, facts.request))
+
+
+def _replacing(target: str) -> str:
+    """What ``-o target`` does to a file already there, for the output line: nothing to say of a new
+    file, a device or a FIFO."""
+    try:
+        st = os.stat(target)
+    except OSError:
+        return ""
+    if not stat.S_ISREG(st.st_mode):
+        return ""
+    return " (written in place: a deleted file)" if written_in_place(st) else " (replaces an existing file)"
 
 
 def _check_output(out: OutputPlan, split: tuple[SplitPart, ...] | None, request: Request) -> None:

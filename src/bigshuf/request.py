@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from decimal import Decimal
@@ -20,6 +19,7 @@ from .errors import UsageError, option
 from .formats import registry
 from .mix_settings import MIX_SETTINGS, check_sources, check_stratify, mix_settings
 from .quoting import quote_arg, quote_name
+from .storage.safefs import written_in_place
 from .storage.sources import FileSource, Source
 
 if TYPE_CHECKING:
@@ -454,13 +454,13 @@ def _check_resume(request: Request) -> None:
             f"{option('resume')} needs {option('output')} FILE (not standard output) and cannot be used with {option('repeat')}"
         )
     try:
-        mode = os.stat(request.output).st_mode
+        in_place = written_in_place(os.stat(request.output))
     except (OSError, ValueError):
-        mode = stat.S_IFREG  # a new file (or a URL): the output's own checks follow
-    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # renamed over, a device or FIFO would become a file
+        in_place = False  # a new file (or a URL): the output's own checks follow
+    if in_place:
         raise UsageError(
             f"{option('resume')} needs {option('output')} naming a regular file, not {quote_name(request.output)}: "
-            f"a device or FIFO is written as the run goes and cannot be taken up where it stopped"
+            f"a device, FIFO or deleted file is written as the run goes and cannot be taken up where it stopped"
         )
     from .storage.remote import is_remote
 

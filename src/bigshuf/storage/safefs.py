@@ -62,6 +62,15 @@ def foreign_entry(path: str) -> str | None:
     return "is not a regular file (a device, FIFO or socket)"
 
 
+def written_in_place(st: os.stat_result) -> bool:
+    """Whether ``-o`` writes into this file as it is, rather than renaming a new one over it: a
+    device, FIFO or socket, or a deleted file reached through ``/proc/PID/fd`` (a memfd, an
+    unlinked file), which has no name left to rename onto."""
+    if stat.S_ISDIR(st.st_mode):
+        return False
+    return not stat.S_ISREG(st.st_mode) or st.st_nlink == 0
+
+
 def sync_file(fd: int) -> None:
     """Flush a file's data and metadata to stable storage (a no-op where the file cannot be synced)."""
     try:

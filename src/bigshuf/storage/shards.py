@@ -18,7 +18,7 @@ from .layout import Sharding, SplitPart, shard_option, split_target
 from ..quoting import quote_arg, quote_name
 from .sinks import CodecChoice, output_codec
 from .paths import MOST_LINKS, followed_path, generated_path
-from .safefs import creation_problem, foreign_entry
+from .safefs import creation_problem, foreign_entry, written_in_place
 from .tempspace import remove_dead_outputs
 
 
@@ -237,15 +237,15 @@ def _final_paths(
                 raise OutputError(f"{shown}: Is a directory")
             return finals
         try:
-            mode: int | None = os.stat(target).st_mode
+            st: os.stat_result | None = os.stat(target)
         except FileNotFoundError:
-            mode = None  # a new file (or a dangling link, followed to the file it names)
+            st = None  # a new file (or a dangling link, followed to the file it names)
         except OSError as e:  # a file where a directory is expected, a link loop, no permission
             raise OutputError(f"{shown}: {e.strerror}") from None
-        if mode is not None and stat.S_ISDIR(mode):
+        if st is not None and stat.S_ISDIR(st.st_mode):
             raise OutputError(f"{shown}: Is a directory")
-        if mode is not None and not stat.S_ISREG(mode):
-            return []  # a device or FIFO, written in place
+        if st is not None and written_in_place(st):
+            return []
         finals = [_resolved(followed_path, target)]  # "d/x/../y" needs d/x, as does a link's text
         if _FD_DIRECTORY.fullmatch(os.path.dirname(finals[0])):
             # /dev/fd/5 with descriptor 5 not open: no file can be made there (as shuf says, by the name given).
@@ -419,6 +419,8 @@ def check_outputs(
             if final in owner:
                 raise OutputError(f"{option('split')}: splits {quote_arg(owner[final])} and {quote_arg(name)} would both be written to {quote_name(final)}")
             owner[final] = str(name)
+    if not owner and target is not None and target != "-":
+        _check_in_place_not_input(target, inputs)
     if manifest is not None:
         if not owner:  # -o names a device or FIFO: there is no file for the manifest to describe
             raise OutputError(f"{option('manifest')} needs {option('output')} naming regular files, not {quote_name(target or '-')}")
@@ -436,16 +438,39 @@ def _check_not_input(manifest: str, final: str, inputs: Sequence[str]) -> None:
     """Refuse a manifest (whose file is at the real path ``final``) that would replace one of the
     run's input files (by any name: a link, a symlink, a ``file://`` URL): the outputs do not hold
     that file's bytes."""
-    from .remote import local_paths
-
     try:
         st = os.stat(final)
     except OSError:
         return  # a new file
+    path = _input_at(st, inputs)
+    if path is not None:
+        raise OutputError(f"{quote_name(manifest)}: the manifest would be written over an input ({quote_name(path)})")
+
+
+def _check_in_place_not_input(target: str, inputs: Sequence[str]) -> None:
+    """Refuse ``-o`` naming a deleted file (``/dev/fd/N`` of an unlinked file or a memfd) that is also
+    an input: written in place, it would be cut short while still being read."""
+    try:
+        st = os.stat(target)
+    except OSError:
+        return
+    path = _input_at(st, inputs) if stat.S_ISREG(st.st_mode) else None
+    if path is not None:
+        raise OutputError(
+            f"{quote_name(target)}: a deleted file, which can only be written in place, is also an input "
+            f"({quote_name(path)}); write the output to another file"
+        )
+
+
+def _input_at(st: os.stat_result, inputs: Sequence[str]) -> str | None:
+    """The first of ``inputs`` (by any name: a link, a symlink, a ``file://`` URL) that is the file ``st``."""
+    from .remote import local_paths
+
     for path in (each for name in inputs for each in local_paths(name)):
         try:
             other = os.stat(path)
         except OSError:
             continue
         if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
-            raise OutputError(f"{quote_name(manifest)}: the manifest would be written over an input ({quote_name(path)})")
+            return path
+    return None

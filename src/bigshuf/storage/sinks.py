@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
 import sys
 from typing import BinaryIO
 
@@ -14,7 +13,7 @@ from ..errors import OutputError
 from .commit import OutputFiles
 from .paths import followed_path
 from ..quoting import quote_name
-from .safefs import create_exclusive, sync_directory, sync_file
+from .safefs import create_exclusive, sync_directory, sync_file, written_in_place
 from .sliced import open_sliced
 
 CodecChoice = tuple[str, "int | None"]
@@ -130,7 +129,8 @@ class StdoutSink(Sink):
 
 
 class DeviceSink(Sink):
-    """A character device, FIFO or socket named by ``-o`` (``/dev/null``): written in place."""
+    """A character device, FIFO or socket named by ``-o`` (``/dev/null``), or a deleted file reached
+    through ``/proc/PID/fd``: written in place."""
 
     def __init__(self, path: str, codec: CodecChoice | None) -> None:
         self.name = path
@@ -294,9 +294,9 @@ def open_output(
     codec = output_codec(os.fspath(path), compress)
     try:
         # The path itself, links followed by the kernel: /dev/stdout onto a pipe has no real path.
-        mode = os.stat(path).st_mode
+        in_place = written_in_place(os.stat(path))
     except OSError:
-        mode = None
-    if mode is not None and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        in_place = False
+    if in_place:
         return DeviceSink(os.fspath(path), codec)
     return AtomicFileSink(followed_path(os.fspath(path)), codec, os.fspath(path), files=files, sync=sync)
