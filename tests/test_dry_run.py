@@ -10,6 +10,7 @@ import resource
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import pytest
 
 from bigshuf import UsageError, plan_shuffle, shuffle
 from bigshuf.core.plan import format_size
-from helpers import compress, make_records, write_records
+from helpers import compress, make_records, split_records, write_records
 
 from conftest import Runner
 
@@ -189,6 +190,26 @@ def test_cli_plan_of_shards_exits_0_and_makes_no_directory(tmp_path: Path, run_c
     assert lines["temporary space"].startswith("needs ") and f" in {temp}, " in lines["temporary space"]
     assert lines["output"] == f"{tmp_path}/shards/part-00.jsonl.zst ... {tmp_path}/shards/part-03.jsonl.zst (4 shards)"
     assert out.decode().splitlines()[-1] == "ok"
+
+
+@pytest.mark.parametrize("memory", ["256K", "64K"])
+def test_a_head_count_needs_only_the_temporary_space_it_writes(
+    tmp_path: Path, small_fs: Path, run_cli: Runner, memory: str
+) -> None:
+    """``-n 100`` of a 2 MB input was refused on a 1 MiB -T ("need 1.9 MiB"), though pass 1 drops
+    the buckets past the count as it goes and holds a few of them at most; the plan said so too."""
+    records = make_records(40000, seed=1)
+    src = write_records(tmp_path / "in.txt", records)  # ~2 MB, twice the tmpfs
+    args = [src, "-S", memory, "-T", small_fs, "-n", "100", "--seed", "3", "-o", tmp_path / "out.txt"]
+    code, stdout, err = run_cli(["--dry-run", *args])
+    assert (code, err) == (0, b"")
+    need = _lines(stdout)["temporary space"]
+    assert need.startswith("needs ~") and need.endswith(f"in {small_fs}, {format_size(shutil.disk_usage(small_fs).free)} free")
+    code, _, err = run_cli(args)
+    assert (code, err) == (0, b"")
+    written = split_records((tmp_path / "out.txt").read_bytes())
+    assert len(written) == 100 and not Counter(written) - Counter(records)
+    assert os.listdir(small_fs) == []
 
 
 def test_too_small_temporary_directory_fails_naming_it_and_writes_nothing(

@@ -99,6 +99,8 @@ class Facts:
     output: OutputPlan | None = None
     output_error: str = ""
     outputs: list[str] = field(default_factory=list)
+    #: The share of the buckets' bytes pass 1 writes under ``-n`` (``head.temp_share``).
+    head_temp_share: float = 1.0
     descriptors: int | None = None
     #: Weighted sources: each source's rate (None: solved only after the run's counting pass), the
     #: records of the multiset (None: not counted), bytes of the multiset over bytes read (None:
@@ -145,9 +147,10 @@ class Facts:
 
     @property
     def temp_bytes(self) -> int | None:
-        """Temporary bytes the buckets take: the sample's figure, for the multiset of weighted sources."""
+        """Temporary bytes the buckets take: the sample's figure, for the multiset of weighted
+        sources, of which ``-n`` writes ``head_temp_share``."""
         need = self.sample.temp_bytes
-        return None if need is None or self.factor is None else int(need * self.factor)
+        return None if need is None or self.factor is None else int(need * self.factor * self.head_temp_share)
 
 
 def error_line(e: BigShufError) -> str:

@@ -6,7 +6,7 @@ from fractions import Fraction
 
 import pytest
 
-from bigshuf.core.head import count_of, parse_share, resolve
+from bigshuf.core.head import count_of, parse_share, resolve, temp_share
 
 
 @pytest.mark.parametrize(
@@ -40,3 +40,16 @@ def test_count_and_share_resolve_to_the_smaller() -> None:
     assert resolve(7, None, 50) == 7
     assert resolve(None, Fraction(1, 10), 50) == 5
     assert resolve(3, Fraction(1, 10), 50) == 3 and resolve(9, Fraction(1, 10), 50) == 5
+
+
+def test_temp_share_of_a_head_count() -> None:
+    """What ``-n`` has pass 1 hold: everything without a count or for one past the records; a small
+    count holds about a bucket and a half; more when dropped buckets stay (``--resume``); never
+    more than everything, and never less for a larger count."""
+    assert temp_share(None, 10**6, 20, False) == temp_share(10**6, 10**6, 20, False) == 1.0
+    assert temp_share(5, None, 20, False) == temp_share(5, 10**6, 1, False) == 1.0
+    assert temp_share(1, 10**6, 20, False) == pytest.approx(1.5 / 20, rel=1e-3)
+    for keeps in (False, True):
+        shares = [temp_share(count, 10**6, 20, keeps) for count in (1, 10**3, 10**4, 10**5, 5 * 10**5, 10**6 - 1)]
+        assert shares == sorted(shares) and all(0 < s <= 1 for s in shares)
+    assert temp_share(10**4, 10**6, 20, True) > temp_share(10**4, 10**6, 20, False)

@@ -349,9 +349,10 @@ class TwoPass(ABC):
         """
         plan.check_depth(depth, self.limit, self.unit)
         self.depth = max(self.depth, depth)
-        if est.nbytes is not None and exact:
-            temp.check_free(self.free_needed(est.nbytes))
         k = self._bucket_count(est)
+        if est.nbytes is not None and exact:
+            share = head.temp_share(self.head_count, est.records, k, bool(self.state_dir)) if depth == 0 else 1.0
+            temp.check_free(self.free_needed(int(est.nbytes * share)))
         if depth == 0 and "k" in self.state and self.state["k"] != k:
             raise refusal(temp.path, f"made with {self.state['k']} buckets, not {k}")
         self.buckets += k

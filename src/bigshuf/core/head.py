@@ -35,3 +35,20 @@ def resolve(count: int | None, share: Fraction | None, total: int) -> int | None
         return count
     of_total = count_of(share, total)
     return of_total if count is None else min(count, of_total)
+
+
+def temp_share(count: int | None, records: int | None, k: int, keeps_dropped: bool) -> float:
+    """The share of an external run's bucket bytes that pass 1 holds at most under ``-n count``, of
+    ``records`` records scattered into ``k`` buckets (1.0: all of them).
+
+    Pass 1 drops the buckets past the one where the count is reached, and their files go at once:
+    it holds at most ``count`` records and one bucket (half as much again is kept spare, as
+    ``records`` is an estimate). Under ``--resume`` (``keeps_dropped``) dropped files stay with what
+    they took before the cut: bucket ``i`` is written until the buckets before it hold ``count``
+    records, after ``count * k / i`` of them if they are spread evenly, so it takes
+    ``min(1, count * k / (i * records))`` of its share (and half as much again is kept spare)."""
+    if count is None or not records or count >= records or k <= 1:
+        return 1.0
+    reach = count * k / records
+    written = min(1.0, 1.5 * (1 + sum(min(1.0, reach / i) for i in range(1, k))) / k)
+    return written if keeps_dropped else min(written, 1.5 * (count / records + 1 / k))

@@ -16,7 +16,7 @@ import shutil
 from collections.abc import Callable
 from typing import Any
 
-from ..core import plan
+from ..core import head, plan
 from ..core.driver import Estimate, Sample, level_buckets
 from ..dryrun import Facts, RunPlan, error_line, fail_with, plan_mix, plan_output, plan_records, size_text, weigh
 from ..errors import BigShufError, option
@@ -80,6 +80,8 @@ def _gather(request: Request) -> Facts:
         pass  # the multiset pass 1 scatters is known only once the rates are
     elif est is not None:
         facts.buckets = level_buckets(est, limit)
+        if not request.unique:  # (with --unique the dedup's hash buckets, which -n does not cut, come first)
+            facts.head_temp_share = head.temp_share(request.head_count, est.records, facts.buckets, request.resume)
         known = est.nbytes is not None and est.records is not None
         facts.passes = plan.expected_passes(est.nbytes or 0, est.records or 0, limit) if known else None
         if request.unique and facts.passes is not None:
@@ -182,6 +184,7 @@ def _temp_space(facts: Facts) -> None:
         rates = facts.rates
         whole = rates is not None and all(r.denominator == 1 for r in rates)
         known = facts.sample.sized and (not facts.request.sources or facts.multiset is not None or whole)
+        known = known and facts.head_temp_share == 1.0  # what -n leaves unwritten is only foreseen
         amount = ("" if known else "~") + plan.format_size(need)
     if facts.request.unique and need is not None:
         where += " (the dedup's hash buckets; the unique records' buckets take up to as much again)"
