@@ -374,7 +374,11 @@ def test_repeat_that_cannot_fit_fails_as_the_run_does(tmp_path: Path, run_cli: R
     src = write_records(tmp_path / "in.txt", make_records(40000, seed=1))
     args = [src, "-r", "-n", "5", "-S", "256K", "-T", tmp_path]
     code, _, err = run_cli(["--dry-run", *args])
-    assert code == 1 and err == b"bigshuf: --repeat needs the input in memory, and it does not fit in 256.0 KiB; raise -S\n"
+    # It named -S (256.0 KiB) as the room, where the records have what -S leaves beside the output's buffers.
+    assert code == 1 and err == (
+        b"bigshuf: --repeat needs the input in memory, and it does not fit in the 192.0 KiB -S leaves for records "
+        b"beside the output's buffers; raise -S\n"
+    )
     assert run_cli(args)[::2] == (1, err)
 
 

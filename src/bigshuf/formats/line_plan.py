@@ -56,8 +56,8 @@ def temp_bytes(nbytes: int, compress_temp: bool, ratio: float) -> int:
 def repeat_refusal(limit: int) -> str:
     """Why ``--repeat`` fails on an input that does not fit in memory (the run and ``--dry-run`` say it alike)."""
     return (
-        f"{option('repeat')} needs the input in memory, and it does not fit in {plan.format_size(limit)}; "
-        f"raise {option('memory')}"
+        f"{option('repeat')} needs the input in memory, and it does not fit in the {plan.format_size(plan.block_budget(limit))} "
+        f"{option('memory')} leaves for records beside the output's buffers; raise {option('memory')}"
     )
 
 
