@@ -149,6 +149,21 @@ def test_a_pooled_buffer_is_reused_only_once_nothing_refers_to_its_bytes() -> No
     assert again[0] == again[0] and pool._buffers == []  # a leased buffer outlives the pool's hold on it
 
 
+def test_a_buffer_gathered_for_a_record_longer_than_a_piece_is_not_pooled() -> None:
+    """A run's pool kept the buffer of a 60 MiB record's piece (and three more such) resident until
+    the run ended, beyond what -S counts: 35 MB of a run's peak at -S 128M. Now a buffer larger
+    than twice the run's piece goes once its readers let go; pieces' buffers are pooled as before."""
+    pool = records.BufferPool(keep=4)
+    pool.hold_at_most(1 << 20)
+    long = pool.lease(8 << 20)
+    assert len(long) == 8 << 20 and pool._buffers == []
+    piece = pool.lease(1 << 20)
+    assert [len(b) for b in pool._buffers] == [len(piece.base)]
+    pool.clear()
+    assert pool.largest is None
+    del long, piece
+
+
 @pytest.mark.parametrize("sep", [10, 0])
 def test_decimal_records_are_the_numbers_as_python_writes_them(sep: int) -> None:
     """Every width from 1 to 20 digits, the powers of ten on either side, both ends of uint64, and none."""

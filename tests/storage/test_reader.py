@@ -289,3 +289,27 @@ def test_a_compressed_file_on_stdin_is_consumed_as_the_named_file_is(tmp_path: P
     named, redirected = done.stdout.splitlines()
     assert redirected == named
     assert int(named.split()[0]) > 0
+
+
+@pytest.mark.parametrize("group", [1, 3])
+def test_the_search_for_the_last_whole_record_compares_a_bounded_window(group: int) -> None:
+    """A buffer holding one long record, with no separator: the search compared it whole, a bool
+    array as large as the buffer (64 MiB at -S 128M), on top of what -S counts. It now compares at
+    most ``LAST_END_WINDOW`` bytes at once, and finds the same ends."""
+    import tracemalloc
+
+    reader = RecordReader([FileSource("-")], RecordFormat(group=group), Progress())
+    buf = np.full(48 << 20, ord("x"), np.uint8)
+    buf[[5, 9, 100]] = 10
+    reader._seps = 3  # the three separators, a whole group of three
+    tracemalloc.start()
+    try:
+        assert reader._last_end(buf, len(buf)) == 101
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * reader_module.LAST_END_WINDOW
+    reader._seps = 4 if group == 3 else 3  # one separator past the last whole group
+    assert reader._last_end(buf, len(buf)) == (10 if group == 3 else 101)
+    buf[:] = ord("x")
+    assert reader._last_end(buf, len(buf)) is None

@@ -291,6 +291,7 @@ class TwoPass(ABC):
         """Shuffle into the output and commit it, or leave no trace; return records and bytes
         written, buckets made, passes over the data and seconds."""
         start = time.perf_counter()
+        GATHERED.hold_at_most(plan.piece_bytes(self.limit))
         try:
             self.prepare()
             # As an external run would: whatever is in memory, killed runs' leftovers under -T go.

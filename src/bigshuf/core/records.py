@@ -181,10 +181,13 @@ class BufferPool:
     buffer is free again once nothing refers to it: every NumPy view of it refers to it directly
     (NumPy collapses bases to the array owning the memory), and every Arrow buffer or memoryview
     over such a view holds the view, so the writer, the Arrow arrays and the hashing all keep it
-    leased until they are done with its bytes. At most ``keep`` buffers are pooled."""
+    leased until they are done with its bytes. At most ``keep`` buffers are pooled, none larger
+    than ``largest`` bytes: one gathered for a record longer than a piece is freed after its use,
+    rather than held (resident) for the rest of the run beyond what ``-S`` counts."""
 
     def __init__(self, keep: int) -> None:
         self.keep = keep
+        self.largest: int | None = None
         self._buffers: list[np.ndarray] = []
         self._lock = threading.Lock()
 
@@ -196,6 +199,8 @@ class BufferPool:
                 if len(self._buffers[i]) >= nbytes and sys.getrefcount(self._buffers[i]) == 2:
                     return self._buffers[i][:nbytes]
             base = np.empty(-(-(nbytes + nbytes // 8) // POOL_ROUND) * POOL_ROUND, np.uint8)
+            if self.largest is not None and len(base) > self.largest:
+                return base[:nbytes]
             if len(self._buffers) >= self.keep:
                 smallest = min(range(len(self._buffers)), key=lambda i: len(self._buffers[i]))
                 del self._buffers[smallest]  # freed when its last reader lets go
@@ -206,6 +211,11 @@ class BufferPool:
         """Pool nothing any more (a run ended): buffers still in use are freed when their readers let go."""
         with self._lock:
             self._buffers.clear()
+            self.largest = None
+
+    def hold_at_most(self, piece: int) -> None:
+        """Pool buffers of pieces of about ``piece`` bytes (a run's), none for records longer than that."""
+        self.largest = 2 * piece + POOL_ROUND
 
 
 #: Gathers of at least this many bytes take their buffer from ``GATHERED`` (smaller ones are cheap to allocate).

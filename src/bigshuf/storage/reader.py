@@ -43,6 +43,9 @@ READ_STEP = 4 << 20
 #: two system calls, a read of fewer bytes less than that.
 MAP_READ = 1 << 20
 
+#: The most bytes the search for a buffer's last whole record compares at once.
+LAST_END_WINDOW = 4 << 20
+
 
 def map_whole(sources: Sequence[Source], sep: int) -> np.ndarray | None:
     """Map a lone regular input file that ends with ``sep`` read-only, or return None.
@@ -481,13 +484,14 @@ class RecordReader:
         skip = self._seps % group if group > 1 else 0
         if group > 1 and self._seps < group:
             skip = -1
-        window = 1 << 16
-        while skip >= 0:
-            lo = max(0, filled - window)
-            hits = np.flatnonzero(buf[lo:filled] == self.fmt.sep)
+        # Windows grow, so a short search stays short, up to a cap: each compares its bytes into a
+        # temporary array as large, which across a whole buffer (a long record) cost one more -S.
+        hi, window = filled, 1 << 16
+        while skip >= 0 and hi > 0:
+            lo = max(0, hi - window)
+            hits = np.flatnonzero(buf[lo:hi] == self.fmt.sep)
             if len(hits) > skip:
                 return lo + int(hits[-1 - skip]) + 1
-            if lo == 0:
-                break
-            window *= 4
+            skip -= len(hits)
+            hi, window = lo, min(4 * window, LAST_END_WINDOW)
         return None
