@@ -290,8 +290,12 @@ def test_mismatched_dtypes_and_refusals(tmp_path: Path, run_cli) -> None:
         bigshuf.shuffle(str(tmp_path / "u16"), str(tmp_path))
     code, _, err = run_cli([tmp_path / "u16"])
     assert code == 1 and err == b"bigshuf: a Megatron dataset is written to files: give -o PREFIX (PREFIX.bin and PREFIX.idx are written)\n"
+    (tmp_path / "text.txt").write_bytes(b"a line\n")
+    code, _, err = run_cli([tmp_path / "u16", tmp_path / "text.txt", "-o", tmp_path / "o"])
+    assert code == 1 and err.startswith(f"bigshuf: {tmp_path}/text.txt: not a Megatron indexed dataset".encode())
+    # A mistyped name was "not a Megatron indexed dataset" too; it is said as of any missing file.
     code, _, err = run_cli([tmp_path / "u16", tmp_path / "nothing.txt", "-o", tmp_path / "o"])
-    assert code == 1 and err.startswith(f"bigshuf: {tmp_path}/nothing.txt: not a Megatron indexed dataset".encode())
+    assert (code, err) == (1, f"bigshuf: {tmp_path}/nothing.txt: No such file or directory\n".encode())
 
 
 @pytest.mark.parametrize(

@@ -344,6 +344,34 @@ def test_seeded_output_is_pinned(tmp_path: Path) -> None:
     assert digests == {"64M": "2b08a35d8d783f53", "64K": "638175dc924578ba"}
 
 
+def test_a_missing_input_beside_a_tar_is_said_missing(tmp_path: Path) -> None:
+    """A mistyped name beside a tar was refused as "is not" a tar, which sent the user looking at
+    the wrong problem; a name that is not there is said so, as of any input."""
+    tar = make_tar(tmp_path / "a.tar", make_samples(2, seed=1))
+    for order in ([tar, tmp_path / "missing.txt"], [tmp_path / "missing.txt", tar]):
+        refused(tmp_path, order, f"{tmp_path}/missing.txt: No such file or directory")
+    (tmp_path / "text.txt").write_bytes(b"a line\n")
+    refused(tmp_path, [tar, tmp_path / "text.txt"], f"{tar} is a tar archive and {tmp_path}/text.txt is not", UsageError)
+
+
+def test_a_tar_of_one_sample_given_twice_is_said_so(tmp_path: Path) -> None:
+    """With one sample, the tar read again began with the sample it ended with, and was refused as
+    a sample continuing from the end of itself; it is "given twice", as a longer tar is."""
+    tar = make_tar(tmp_path / "one.tar", make_samples(1, seed=2))
+    (tmp_path / "link.tar").symlink_to(tar)
+    other = make_tar(tmp_path / "other.tar", make_samples(1, seed=2))
+    for second in (tar, tmp_path / "link.tar"):
+        refused(tmp_path, [tar, second], f"{second}: given twice (sample s/0200000 is in both)")
+    refused(tmp_path, [tar, other], f"{other}: sample s/0200000 continues from the end of {tar}")
+
+
+@pytest.mark.parametrize("suffix", ["__key__", "__URL__"])
+def test_a_suffix_naming_a_field_webdataset_gives_every_sample_is_refused(tmp_path: Path, suffix: str) -> None:
+    """WebDataset fails on a member ``a.__key__`` (a duplicate of the field it adds); bigshuf wrote it on."""
+    tar = make_tar(tmp_path / "k.tar", [[("a.jpg", 0o644, 0, 0, 0, "", "", b"x"), (f"a.{suffix}", 0o644, 0, 0, 0, "", "", b"y")]])
+    refused(tmp_path, [tar], f"{tar}: member a.{suffix} has suffix '{suffix.lower()}', a field WebDataset gives every sample itself")
+
+
 def refused(tmp_path: Path, inputs: list[Path], message: str, error: type[Exception] = InputError, **kw: object) -> None:
     """A library shuffle of ``inputs`` fails with one line starting ``message``, writing nothing and leaving no temporary files."""
     (tmp_path / "t").mkdir(exist_ok=True)

@@ -9,6 +9,7 @@ when the ``.bin`` is complete, both committed together through the output's jour
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Generator, Iterator, Sequence
 from functools import partial
@@ -370,6 +371,8 @@ def dataset_prefixes(name: str) -> list[str]:
     if not is_remote(name):
         prefix = megatron_prefix(name)
         if prefix is None:
+            if not any(os.path.lexists(name + end) for end in ("", ".idx", ".bin")):
+                raise InputError(f"{quote_name(name)}: {os.strerror(errno.ENOENT)}")  # a mistyped name, said as of any file
             raise InputError(f"{quote_name(name)}: {NOT_A_DATASET}")
         return [prefix]
     fs, path = filesystem(name)

@@ -28,7 +28,7 @@ from ..errors import InputError, UsageError, option
 from ..progress import Progress
 from ..quoting import quote_name
 from ..storage.sources import FileSource, Source, input_sizes
-from .tar_keys import KeyLedger, shown
+from .tar_keys import KeyLedger, given_twice, shown
 from .tar_members import BLOCK, _Members, _padded, looks_like_tar
 
 if TYPE_CHECKING:
@@ -54,6 +54,10 @@ def sample_key(name: bytes) -> tuple[bytes, bytes] | None:
         return name[:dot], suffix.lower()
     # As WebDataset lower-cases it: as text (tarfile's UTF-8 names), so JPÉ is jpé.
     return name[:dot], suffix.decode("utf-8", "surrogateescape").lower().encode("utf-8", "surrogateescape")
+
+
+#: Suffixes naming the fields WebDataset puts in every sample itself (lower case, as suffixes are compared).
+SAMPLE_FIELDS = frozenset({b"__key__", b"__url__"})
 
 
 def is_metadata(name: bytes) -> bool:
@@ -139,6 +143,11 @@ class SampleReader:
                         member = f"member {shown(name)}" if name else "a member"
                         raise InputError(f"{path}: {member} {why}, so belongs to no sample")
                     this, suffix = parsed
+                    if suffix in SAMPLE_FIELDS:
+                        raise InputError(
+                            f"{path}: member {shown(name)} has suffix '{shown(suffix)}', a field WebDataset gives "
+                            "every sample itself (it fails on the duplicate)"
+                        )
                     if this != key:
                         counts[0] += 1
                         if key is None:
@@ -199,8 +208,15 @@ class SampleReader:
 def refuse_continued(path: str, first: bytes, last: tuple[str, bytes]) -> None:
     """Refuse tar ``path`` whose first sample's key is ``first`` when the previous input's last
     sample (``last``: its file and key) has that key: one sample would span two tars."""
-    if last[1] == first:
-        raise InputError(f"{path}: sample {shown(first)} continues from the end of {last[0]}; a sample must be within one tar")
+    if last[1] != first:
+        return
+    try:
+        again = os.path.samefile(path, last[0])
+    except (OSError, ValueError):
+        again = False  # (a URL)
+    if again:  # a tar of one sample given twice: said as of a longer one
+        raise InputError(given_twice(path, first))
+    raise InputError(f"{path}: sample {shown(first)} continues from the end of {last[0]}; a sample must be within one tar")
 
 
 def locate_sample(source: Source, want: int) -> tuple[str, bytes, bytes]:
@@ -267,6 +283,10 @@ def tar_inputs(operands: Operands) -> bool:
                 f"{quote_name(tars[0])} is a tar archive and another input is not (a URL is read as a tar when its name is one: "
                 ".tar, .tar.gz, .tgz...): shuffle WebDataset tars in a run of their own"
             )
+        try:
+            os.stat(other)
+        except OSError as e:  # a mistyped name is not another kind of input
+            raise InputError(f"{quote_name(other)}: {e.strerror}") from None
         raise UsageError(f"{quote_name(tars[0])} is a tar archive and {quote_name(other)} is not: shuffle WebDataset tars in a run of their own")
     target = operands.output
     if target not in (None, "-") and data_kind(os.path.basename(target or "")) == WEBDATASET:

@@ -132,14 +132,19 @@ class KeyLedger:
         return (*self.locate(self.paths[f], number - self.starts[f]), f)
 
 
+def given_twice(path: str, key: bytes) -> str:
+    """The refusal of tar ``path`` read twice, sample ``key`` found in both readings."""
+    return (
+        f"{path}: given twice (sample {shown(key)} is in both); each tar may be read once: WebDataset merges "
+        "samples of one key that the shuffle puts side by side"
+    )
+
+
 def _repeat_message(one: tuple[str, bytes, bytes, int], two: tuple[str, bytes, bytes, int]) -> str:
     """The refusal of two samples with one key: out of order in one tar, one tar given twice, or in two tars."""
     (path, key, first, input_one), (other, _key, second, input_two) = one, two
     if path == other and input_one != input_two:
-        return (
-            f"{path}: given twice (sample {shown(key)} is in both); each tar may be read once: WebDataset merges "
-            "samples of one key that the shuffle puts side by side"
-        )
+        return given_twice(path, key)
     if path == other:
         return (
             f"{path}: members of sample {shown(key)} are not consecutive in {path} ({shown(first)}, then other samples' "
