@@ -561,3 +561,11 @@ def test_s3_datasets_on_the_local_engine(bucket: Any, tmp_path: Path, run_cli) -
     assert (code, stdout, err.count(b"\n")) == (1, b"", 1), err
     assert err.startswith(f"bigshuf: s3://{name}/in/a.idx: a Megatron index, found by s3://{name}/in/* ".encode()), err
     assert not list(tmp_path.glob("y*")) and list((tmp_path / "t").iterdir()) == []
+
+
+def test_the_example_in_a_shard_pattern_refusal_is_a_dataset_pattern(tmp_path: Path, run_cli) -> None:
+    """``--shards 2 -o x`` suggested ``out/part-{:05d}.jsonl``, which would name ``.jsonl.bin`` files."""
+    write_dataset(tmp_path / "d", make_docs(10))
+    code, _, err = run_cli([tmp_path / "d", "--shards", "2", "-o", tmp_path / "x"])
+    assert (code, err) == (1, b"bigshuf: 2 shards need -o to be a directory or a pattern with {}, like out/part-{:05d}.bin\n")
+    assert not list(tmp_path.glob("x*"))

@@ -263,7 +263,9 @@ def _final_paths(
             )
         else:
             assert shards is not None
-            names = shard_names(target, shards, compress, as_directory, suffix=suffix)
+            # The example in errors ends as the files do (.tar, .bin, .jsonl), not always in .jsonl.
+            example = f"out/part-{{:05d}}{suffix}" if suffix else "out/part-{:05d}.jsonl"
+            names = shard_names(target, shards, compress, as_directory, suffix=suffix, example=example)
         directories: dict[str, str] = {}  # (a pattern's thousand names share one directory)
         finals = [_resolved(partial(generated_path, directories=directories), p) for p in names]
         for name, final in _file_checked(list(zip(names, finals)), open_ended):
