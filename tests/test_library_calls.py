@@ -181,3 +181,35 @@ def test_an_output_to_a_memfd_is_written_into_it(tmp_path: Path) -> None:
     finally:
         os.close(fd)
     assert not os.path.lexists("/memfd:out (deleted)")
+
+
+@pytest.mark.usefixtures("ctrl_c_interrupts")
+@pytest.mark.parametrize("step", ["probe link", "lock rename"])
+def test_ctrl_c_while_the_output_is_checked_leaves_no_file_beside_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    """A Ctrl-C just after the probe's hard link of the old output left it under a hidden name
+    (``.out.txt.ID.bigshuf-old``) that no run removes; one just after the output directory's lock
+    was renamed into place left ``.bigshuf-ID.lock`` (found by injecting signals with strace)."""
+    src = write_records(tmp_path / "in.txt", make_records(300, seed=3))
+    out = tmp_path / "out.txt"
+    out.write_bytes(b"old\n")
+    real_link, real_rename = os.link, os.rename
+
+    def link(*args: object, **kwargs: object) -> None:
+        real_link(*args, **kwargs)  # type: ignore[arg-type]
+        signal.raise_signal(signal.SIGINT)
+
+    def rename(source: str, target: str) -> None:
+        real_rename(source, target)
+        if str(target).endswith(".lock"):
+            signal.raise_signal(signal.SIGINT)
+
+    if step == "probe link":
+        monkeypatch.setattr(os, "link", link)
+    else:
+        monkeypatch.setattr(os, "rename", rename)
+    with pytest.raises(KeyboardInterrupt):
+        bigshuf.shuffle(src, out, seed=1)
+    assert sorted(os.listdir(tmp_path)) == ["in.txt", "out.txt"]
+    assert out.read_bytes() == b"old\n"

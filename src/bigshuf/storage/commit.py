@@ -108,18 +108,21 @@ class OutputFiles:
         if directory in self._locks:
             return
         lock = os.path.join(directory, f".bigshuf-{self.id}.lock")
-        try:
-            fd = create_exclusive(lock + ".new", 0o600, os.O_RDONLY)
-        except OSError as e:
-            raise OutputError(f"{quote_name(directory)}: cannot create a file: {e.strerror}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.rename(lock + ".new", lock)
-        except OSError as e:
-            os.close(fd)
-            _unlink(lock + ".new")
-            raise OutputError(f"{quote_name(directory)}: cannot create a file: {e.strerror}") from None
-        self._locks[directory] = fd
+        # Signals held until the lock is recorded for ``release``: a Ctrl-C between the steps left
+        # the ``.lock.new`` or the ``.lock`` behind.
+        with deferred_signals():
+            try:
+                fd = create_exclusive(lock + ".new", 0o600, os.O_RDONLY)
+            except OSError as e:
+                raise OutputError(f"{quote_name(directory)}: cannot create a file: {e.strerror}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                os.rename(lock + ".new", lock)
+            except OSError as e:
+                os.close(fd)
+                _unlink(lock + ".new")
+                raise OutputError(f"{quote_name(directory)}: cannot create a file: {e.strerror}") from None
+            self._locks[directory] = fd
 
     def temp_name(self, final: str, index: int | None = None) -> str:
         """The temporary name of ``final`` (shard ``index``) in its directory, its lock claimed;

@@ -20,6 +20,7 @@ from .sinks import CodecChoice, output_codec
 from .paths import MOST_LINKS, followed_path, generated_path
 from .safefs import creation_problem, foreign_entry, written_in_place
 from .tempspace import remove_dead_outputs
+from .threads import deferred_signals
 
 
 def shard_names(
@@ -390,14 +391,17 @@ def _check_replaceable(final: str, probe: OutputFiles | None, shown: str) -> Non
         )
     if probe is not None:
         backup = backup_name(probe.temp_name(final))
-        try:
-            os.link(final, backup, follow_symlinks=False)
-        except OSError as e:
-            raise OutputError(f"{quote_name(shown)}: cannot be replaced: {e.strerror}") from None
-        try:
-            os.unlink(backup)
-        except OSError as e:
-            raise OutputError(f"{quote_name(shown)}: cannot be replaced: {e.strerror} (its probe {quote_name(backup)} is left)") from None
+        # Signals held from the link to its removal: between the two, a Ctrl-C left a hidden
+        # second name of the old file that no run removes (no journal names it).
+        with deferred_signals():
+            try:
+                os.link(final, backup, follow_symlinks=False)
+            except OSError as e:
+                raise OutputError(f"{quote_name(shown)}: cannot be replaced: {e.strerror}") from None
+            try:
+                os.unlink(backup)
+            except OSError as e:
+                raise OutputError(f"{quote_name(shown)}: cannot be replaced: {e.strerror} (its probe {quote_name(backup)} is left)") from None
     if not writable:
         raise denied
 
