@@ -3,6 +3,8 @@ exactly what an uninterrupted run writes; changed inputs are refused."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import bigshuf
+from bigshuf.storage.commit import TEST_KILL_VARIABLE
 
 from helpers import kill_at_checkpoint, write_short_lines
 
@@ -200,3 +203,28 @@ def test_a_copy_back_from_the_committed_output_cut_short_is_made_again(tmp_path:
     assert resumed.returncode == 0, resumed.stderr
     assert target.read_bytes() == (tmp_path / "ref.txt").read_bytes()
     assert list(temp.iterdir()) == [] and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_job_over_its_own_input_killed_after_its_commit_finishes_on_rerun(tmp_path: Path) -> None:
+    """``--resume -o data.txt data.txt`` killed after the output was renamed into place, before its
+    checkpoint was removed: the rerun refused, calling the job's own output a changed input and
+    advising a fresh start, which would shuffle the shuffled data (found by attack). It now takes
+    the output back from the file, as for any output, and ends with the same bytes."""
+    data = write_short_lines(tmp_path / "data.txt", 20_000, seed=8)
+    copy = tmp_path / "copy.txt"
+    copy.write_bytes(data.read_bytes())
+    temp = tmp_path / "T"
+    temp.mkdir()
+    common = [sys.executable, "-m", "bigshuf", "--resume", "--seed", "3", "-S", "64K", "-T", str(temp)]
+    subprocess.run([*common, str(copy), "-o", str(tmp_path / "reference.txt")], check=True, timeout=120)
+    expected = (tmp_path / "reference.txt").read_bytes()
+    # Commit step 2 of a single output: just after the rename.
+    killed = subprocess.run([*common, str(data), "-o", str(data)], env={**os.environ, TEST_KILL_VARIABLE: "2"},
+                            capture_output=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL
+    assert data.read_bytes() == expected and os.listdir(temp) != []
+    again = subprocess.run([*common, str(data), "-o", str(data)], capture_output=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert b"resuming from" in again.stderr and b"changed" not in again.stderr
+    assert data.read_bytes() == expected
+    assert os.listdir(temp) == [] and sorted(os.listdir(tmp_path)) == ["T", "copy.txt", "data.txt", "reference.txt"]

@@ -175,15 +175,16 @@ def refuse_other_job(directory: str, key: str) -> None:
         raise refusal(directory, f"{quote_name(os.path.join(directory, 'state.json'))} does not hold up: {OTHER_JOB}")
 
 
-def validate_state(state: dict[str, Any], job: Job, directory: str) -> None:
+def validate_state(state: dict[str, Any], job: Job, directory: str, committed: frozenset[str] = frozenset()) -> None:
     """Refuse a checkpoint any field of which is missing, mistyped, out of range or inconsistent
-    with another, with the job or with the inputs as they are now."""
+    with another, with the job or with the inputs as they are now. ``committed``: inputs that are
+    the job's own output, already put in place by the interrupted run (changed by it, so not refused)."""
     try:
         _validate(state, job)
     except _Bad as e:
         raise refusal(directory, f"{quote_name(os.path.join(directory, 'state.json'))} does not hold up: {e}") from None
     for (path, size, mtime, check), (_, size0, mtime0, check0) in zip(job.inputs, state["inputs"]):
-        if (size, mtime, check) != (size0, mtime0, check0):
+        if (size, mtime, check) != (size0, mtime0, check0) and path not in committed:
             what = "size or modification time" if (size, mtime) != (size0, mtime0) else "content"
             raise InputError(f"{quote_name(path)}: changed since the interrupted run ({what} differ); {advice(directory)}")
     for (path, *_), now, then in zip(job.inputs, job.records or [], state["records"] or []):

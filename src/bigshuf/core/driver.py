@@ -355,7 +355,11 @@ class TwoPass(ABC):
             share = head.temp_share(self.head_count, est.records, k, bool(self.state_dir)) if depth == 0 else 1.0
             temp.check_free(self.free_needed(int(est.nbytes * share)))
         if depth == 0 and "k" in self.state and self.state["k"] != k:
-            raise refusal(temp.path, f"made with {self.state['k']} buckets, not {k}")
+            if "pass1_done" not in self.state:
+                raise refusal(temp.path, f"made with {self.state['k']} buckets, not {k}")
+            # Pass 1 is done: its buckets count, not this estimate of an input that the job's own
+            # output has since replaced (``-o data.txt data.txt`` killed after its commit).
+            k = int(self.state["k"])
         self.buckets += k
         buckets = self.make_buckets(os.path.join(temp.path, streams.name(key)), k, depth == 0)
         if depth:

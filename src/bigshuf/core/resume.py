@@ -218,7 +218,7 @@ def _from_committed(temp: str, final: str, at: ResumePoint, replace: bool = Fals
     except OSError:
         return None
     try:
-        if not _holds(src, at):
+        if not holds(src, at):
             return None
         if replace:
             os.unlink(temp)
@@ -247,7 +247,7 @@ def _from_committed(temp: str, final: str, at: ResumePoint, replace: bool = Fals
         os.close(src)
 
 
-def _holds(fd: int, at: ResumePoint) -> bool:
+def holds(fd: int, at: ResumePoint) -> bool:
     """Whether ``fd`` is this user's regular file starting with the ``at.size`` bytes whose CRC-32 ``at`` counts."""
     st = os.fstat(fd)
     try:

@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 from ..core import plan
 from ..core.checkpoint import Job, load_state, refuse_other_job, validate_state
 from ..core.fingerprint import Fingerprint
-from ..core.resume import JobLock, input_identity, refuse_foreign_temps
+from ..core.resume import JobLock, ResumePoint, holds, input_identity, refuse_foreign_temps
 from ..quoting import quote_name
 from ..request import Request
 from ..storage.decoding import open_reader
@@ -148,6 +148,31 @@ class ResumableRun:
         refuse_other_job(self.out.resume_dir, self.resume_key)
         refuse_foreign_temps(self.out.temp_directories(), self.resume_name)
 
+    def _committed_inputs(self, state: dict[str, Any], paths: list[str]) -> frozenset[str]:
+        """The inputs that are this job's single output, which the interrupted run had renamed into
+        place (its checkpoint then counts every bucket written, and the file holds the bytes it
+        counts) before it was killed: ``-o data.txt data.txt``. Such an input changed as the job
+        meant to change it; the rerun takes its output back from it and commits it again."""
+        output, files = state.get("output"), None
+        if isinstance(output, dict):
+            files = output.get("files")
+        done = state.get("buckets_done")
+        if not self.out.plain or self.out.target is None or done is None or done != state.get("keep"):
+            return frozenset()
+        if not (isinstance(files, list) and len(files) == 1 and isinstance(files[0], list) and len(files[0]) == 2
+                and all(type(v) is int and v >= 0 for v in files[0])):
+            return frozenset()  # (validated in full next; this only decides which inputs to hold it to)
+        final = followed_path(self.out.target)
+        try:
+            fd = open_nofollow(final)
+        except OSError:
+            return frozenset()
+        try:
+            held = holds(fd, ResumePoint(files[0][0], files[0][1], finished=True))
+        finally:
+            os.close(fd)
+        return frozenset(p for p in paths if held and os.path.realpath(p) == os.path.realpath(final))
+
     def _load_checkpoint(self, temp: TempSpace, paths: list[str]) -> None:
         """Pick up an interrupted ``--resume`` run's checkpoint in ``temp`` (the job's directory; the
         inputs are the files ``paths``), every field validated (see ``core.checkpoint``); refuse
@@ -167,7 +192,7 @@ class ResumableRun:
             weighted=bool(request.sources), unique=request.unique, sources=len(request.sources) if request.unique else 0,
             records=self.input_records, block=self.record_block, tokens=self.token_fingerprints,
         )
-        validate_state(state, job, directory)
+        validate_state(state, job, directory, self._committed_inputs(state, paths))
         self.state = state
         self.read_fingerprint = Fingerprint(*state["read_fingerprint"])
         if "buckets_done" in state:
