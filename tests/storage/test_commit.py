@@ -215,6 +215,39 @@ def test_a_rename_failing_mid_commit_puts_the_old_shards_back(tmp_path: Path, mo
     assert dot_files(out) == []
 
 
+def test_a_commit_that_cannot_be_undone_leaves_what_its_journal_needs_to_finish(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rename failing mid-commit, then the renames putting the old files back failing too: the
+    message says the journal records the commit for the next run to finish, but the run removed its
+    new files, so the next run could only undo it ("a new file was missing"). It now finishes it."""
+    src = write_records(tmp_path / "in.txt", make_records(500, seed=6))
+    out = tmp_path / "out"
+    bigshuf.shuffle(src, f"{out}/", seed=1, shards=5)
+    real_rename = os.rename
+    failing = False
+
+    def rename(a: str, b: str, *args: object, **kw: object) -> None:
+        nonlocal failing
+        if os.fspath(a).endswith(".bigshuf-tmp") and os.fspath(b).endswith("part-00003.txt"):
+            failing = True  # from here on, as a disk gone read-only would: the rollback fails too
+        if failing:
+            raise OSError(errno.EIO, os.strerror(errno.EIO), os.fspath(b))
+        real_rename(a, b, *args, **kw)
+
+    monkeypatch.setattr(os, "rename", rename)
+    with pytest.raises(bigshuf.OutputError, match="putting the old files back failed too"):
+        bigshuf.shuffle(src, f"{out}/", seed=2, shards=5)
+    monkeypatch.setattr(os, "rename", real_rename)
+    assert sum(n.endswith(".bigshuf-tmp") for n in dot_files(out)) == 2  # shards 3 and 4, not yet renamed
+    proc = cli(["--seed", "2", "--shards", "5", str(src), "-o", f"{out}/"])  # the same run again
+    assert proc.returncode == 0 and b"finished the commit of 5 file(s)" in proc.stderr, proc.stderr
+    reference = tmp_path / "reference"
+    bigshuf.shuffle(src, f"{reference}/", seed=2, shards=5)
+    assert snapshot(out) == snapshot(reference)
+    assert dot_files(out) == []
+
+
 @pytest.mark.parametrize("step", [1, 2])
 def test_a_kill_while_putting_a_single_output_over_its_input_loses_nothing(tmp_path: Path, step: int) -> None:
     records = make_records(2000, seed=7)

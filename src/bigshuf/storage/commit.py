@@ -96,6 +96,7 @@ class OutputFiles:
         self._locks: dict[str, int] = {}
         self._temps: list[str] = []  # every temporary name handed out, created or about to be
         self.committed = False  # every file is in place
+        self.journaled = False  # a commit failed half-way and could not be undone: its journal needs the files
         self._step = 0
         hook = os.environ.get(TEST_KILL_VARIABLE, "")
         number, _, sig = hook.partition(":")
@@ -138,7 +139,10 @@ class OutputFiles:
 
     def discard(self) -> None:
         """Remove every temporary file of this run not put in place, including one a signal
-        caught between its creation and its sink's bookkeeping (only this user's regular files)."""
+        caught between its creation and its sink's bookkeeping (only this user's regular files);
+        none after a commit left to its journal, which the next run finishes with them."""
+        if self.journaled:
+            return
         for temp in self._temps:
             try:
                 st = os.lstat(temp)
@@ -253,6 +257,7 @@ class OutputFiles:
                 else:
                     os.unlink(e["final"])
         except OSError as err:
+            self.journaled = True
             raise CommitInterrupted(
                 f"{why}; putting the old files back failed too ({quote_name(e['final'])}: {err.strerror}): "
                 f"{quote_name(journal)} records the commit, and the next run writing there finishes or undoes it"
