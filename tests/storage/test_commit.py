@@ -1054,3 +1054,14 @@ def test_a_pattern_naming_the_shard_after_the_last_as_one_of_its_own_commits(tmp
         proc = cli(["--seed", "1", "--shards", "11", str(src), "-o", str(tmp_path / "e" / "p{:.0e}")])
         assert (proc.returncode, proc.stderr) == (0, b"")
     assert len(os.listdir(tmp_path / "e")) == 11
+
+
+def test_inputs_named_before_a_killed_commit_was_tidied_are_refused_in_words_that_fit_both_ends(tmp_path: Path) -> None:
+    """The refusal said "finishing" a killed run's commit, also where the commit was undone."""
+    from bigshuf.formats.line_run import _refuse_inputs_named_before
+
+    a, b = tmp_path / "part-0.txt", tmp_path / "part-1.txt"
+    with pytest.raises(bigshuf.OutputError, match=r"part-1.txt: put in place just now by finishing or undoing a killed run's commit"):
+        _refuse_inputs_named_before({str(a)}, [str(a), str(b)])
+    _refuse_inputs_named_before({str(a), str(b)}, [str(a), str(b)])  # every target among the inputs
+    _refuse_inputs_named_before(set(), [str(a), str(b)])  # none of them read: nothing missed

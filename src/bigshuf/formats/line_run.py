@@ -679,6 +679,6 @@ def _refuse_inputs_named_before(named: set[str], targets: list[str]) -> None:
     missed = [t for t in real if t not in named]
     if missed and len(missed) < len(real):
         raise OutputError(
-            f"{quote_name(missed[0])}: put in place just now by finishing a killed run's commit, after this run's "
+            f"{quote_name(missed[0])}: put in place just now by finishing or undoing a killed run's commit, after this run's "
             f"inputs were named, so it is not among them; nothing was read: run the command again"
         )
