@@ -588,3 +588,34 @@ def test_an_immutable_local_shard_fails_the_commit_and_keeps_every_old_shard(tmp
     assert {p.name: p.read_bytes() for p in sorted(out.iterdir())} == old
     assert Counter(r for blob in old.values() for r in split_records(blob)) == Counter(records)
     assert [n for n in os.listdir(out) if n.startswith(".")] == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a file to another user")
+def test_replaced_shards_keep_their_mode_group_and_owner_and_the_scratch_is_private(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Dask engine's shards took the runner's owner and 0644 where the local engine keeps the
+    replaced file's (found by attack: a 0600 shard became readable by all), and its scratch
+    directory, holding pass 1's records, was 0755."""
+    paths, records = _inputs(tmp_path, seed=3)
+    out = tmp_path / "pm"
+    seen: dict[str, int] = {}
+    real_remove = dask_engine.driver.remote.remove_tree
+
+    def remove_tree(path: str) -> None:
+        if os.path.isdir(path) and os.path.basename(path).startswith("bigshuf-dask-"):
+            seen[path] = os.stat(path).st_mode & 0o777
+        real_remove(path)
+
+    monkeypatch.setattr(dask_engine.driver.remote, "remove_tree", remove_tree)
+    with ThreadPoolExecutor(2) as runner:
+        dask_engine.shuffle(paths, f"{out}/", seed=1, runner=runner, tmp_dir=tmp_path, shards=2)
+        os.chmod(out / "part-00000.txt", 0o640)
+        os.chown(out / "part-00000.txt", 0, 1)
+        os.chown(out / "part-00001.txt", 65534, 0)
+        os.chmod(out / "part-00001.txt", 0o600)
+        dask_engine.shuffle(paths, f"{out}/", seed=2, runner=runner, tmp_dir=tmp_path, shards=2)
+    kept = [(s.st_uid, s.st_gid, s.st_mode & 0o7777) for s in (os.stat(out / f"part-0000{i}.txt") for i in range(2))]
+    assert kept == [(0, 1, 0o640), (65534, 0, 0o600)]
+    assert_permutation((out / "part-00000.txt").read_bytes() + (out / "part-00001.txt").read_bytes(), records)
+    assert seen and set(seen.values()) == {0o700}

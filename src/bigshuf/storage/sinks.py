@@ -128,6 +128,24 @@ class StdoutSink(Sink):
         return OutputError(f"write error: {e.strerror}")
 
 
+def take_attributes(fd: int, target: str) -> None:
+    """Give the new file ``fd`` the permission bits, group (and, for root, owner) of the ``target``
+    it will replace, as shuf writing ``target`` in place keeps them; a new target's as ``open``
+    would make it (0666 less the umask)."""
+    try:
+        st = os.stat(target)
+        mode = st.st_mode & 0o7777
+        try:
+            os.fchown(fd, st.st_uid if os.geteuid() == 0 else -1, st.st_gid)
+        except PermissionError:
+            pass  # a group this user is not in: the new file keeps this user's
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    os.fchmod(fd, mode)
+
+
 class DeviceSink(Sink):
     """A character device, FIFO or socket named by ``-o`` (``/dev/null``), or a deleted file reached
     through ``/proc/PID/fd``: written in place."""
@@ -220,18 +238,7 @@ class AtomicFileSink(Sink):
         self._finish()
         try:
             if not self._raw.closed:
-                try:
-                    st = os.stat(self.path)
-                    mode = st.st_mode & 0o7777
-                    try:
-                        os.fchown(self._raw.fileno(), st.st_uid if os.geteuid() == 0 else -1, st.st_gid)
-                    except PermissionError:
-                        pass  # a group this user is not in: the new file keeps this user's
-                except FileNotFoundError:
-                    umask = os.umask(0)
-                    os.umask(umask)
-                    mode = 0o666 & ~umask
-                os.fchmod(self._raw.fileno(), mode)
+                take_attributes(self._raw.fileno(), self.path)
                 if self.files.sync:
                     sync_file(self._raw.fileno())
             self._raw.close()

@@ -165,7 +165,7 @@ def shuffle(
     out_name, out = _place(prepared, settings, layout, root, sync)
     cfg = Config(entropy, prepared.fmt, limit, prepared.k, verify, manifest is not None, unique)
     job = _Job(cfg, prepared, layout, out, out_name, root, scratch, sync)
-    os.makedirs(job.scratch)
+    os.mkdir(job.scratch, 0o700)  # private: pass 1's objects hold the records (its parent was checked to exist)
     committed = False
     try:
         with (connect(scheduler, job.scratch) if runner is None else given(runner)) as run:

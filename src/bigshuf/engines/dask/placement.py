@@ -10,11 +10,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...errors import OutputError, UsageError, option
+from ...quoting import quote_name
 from ...storage import remote
 from ...storage.commit import OutputFiles
 from ...storage.safefs import open_nofollow, sync_file
 from ...storage.shards import check_output_directory, make_directories, shard_names
-from ...storage.sinks import CodecChoice, Sink, output_codec
+from ...storage.sinks import CodecChoice, Sink, output_codec, take_attributes
 from .outputs import PlannedFile
 from .tasks import FETCH_BYTES
 
@@ -120,13 +121,18 @@ def commit(out: Placement, parts: list[str], sink: Sink | None, direct: bool) ->
             sink.commit()
         return
     if out.files is not None:
-        if out.files.sync:
-            for temp in out.temps:
-                fd = open_nofollow(temp)
+        for temp, final in zip(out.temps, out.finals):
+            # The workers wrote it as any new file; it replaces ``final`` as the local engine's do.
+            fd = open_nofollow(temp)
+            try:
                 try:
+                    take_attributes(fd, final)
+                except OSError as e:
+                    raise OutputError(f"{quote_name(final)}: {e.strerror}") from None
+                if out.files.sync:
                     sync_file(fd)
-                finally:
-                    os.close(fd)
+            finally:
+                os.close(fd)
         moves = list(zip(out.temps, out.finals)) + out.companions
         out.files.commit(moves + ([out.manifest_move] if out.manifest_move is not None else []), out.absent)
         return
