@@ -70,3 +70,24 @@ def test_an_error_not_the_writes_own_is_passed_on_as_it_is(tmp_path: Path, error
         remote.write_whole(str(tmp_path / "obj"), failing)
     assert caught.value is error
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("read", ["heads", "ranges"])
+def test_a_range_fsspec_could_not_read_is_an_input_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, read: str) -> None:
+    """fsspec's ``cat_ranges`` hands back a failure in the range's place: an input this user may not
+    read was "internal error: TypeError: cannot convert 'PermissionError' object to bytes" (Dask
+    engine; the local engine on a file:// URL said "cannot read:" that)."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    src = tmp_path / "unread.txt"
+    src.write_bytes(b"a\nb\n")
+
+    def cat_ranges(self: object, paths: list[str], starts: list[int], ends: list[int], **kwargs: object) -> list[object]:
+        return [PermissionError(errno.EACCES, os.strerror(errno.EACCES), p) for p in paths]
+
+    monkeypatch.setattr(LocalFileSystem, "cat_ranges", cat_ranges)
+    with pytest.raises(remote.InputError, match=r"unread.txt: (temporary data unreadable: )?Permission denied$"):
+        if read == "heads":
+            remote.expand_inputs([str(src)])
+        else:
+            remote.read_ranges([(str(src), 0, 2)])

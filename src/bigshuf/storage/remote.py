@@ -158,7 +158,7 @@ def expand_inputs(names: list[str]) -> list[RemoteFile]:
             blobs = fs.cat_ranges(paths, [0] * len(paths), [HEAD_BYTES] * len(paths))
         except OSError as e:
             raise InputError(f"{items[0][0]}: {e.strerror or e}") from None
-        heads.update((url, bytes(blob)) for (url, _), blob in zip(items, blobs))
+        heads.update((url, bytes(_range_read(url, blob))) for (url, _), blob in zip(items, blobs))
     return [RemoteFile(url, size, detect(heads[url])) for url, _fs, _path, size in found]
 
 
@@ -190,7 +190,17 @@ def read_ranges(ranges: list[tuple[str, int, int]]) -> list[bytes]:
         blobs = fs.cat_ranges(paths, [lo for _, lo, _ in ranges], [hi for _, _, hi in ranges])
     except OSError as e:
         raise InputError(f"{ranges[0][0]}: temporary data unreadable: {e.strerror or e}") from None
-    return [bytes(b) for b in blobs]
+    return [bytes(_range_read(name, b, "temporary data unreadable: ")) for (name, _, _), b in zip(ranges, blobs)]
+
+
+def _range_read(name: str, blob: object, what: str = "") -> bytes:
+    """A range fsspec's ``cat_ranges`` read of ``name``: it hands back a failure (a file this user
+    may not read, one that shrank) in the range's place rather than raising it."""
+    if isinstance(blob, BaseException):
+        why = blob.strerror if isinstance(blob, OSError) and blob.strerror else str(blob) or type(blob).__name__
+        raise InputError(f"{name}: {what}{why}")
+    assert isinstance(blob, (bytes, bytearray, memoryview))
+    return bytes(blob)
 
 
 def open_input(name: str) -> BinaryIO:
