@@ -619,3 +619,14 @@ def test_replaced_shards_keep_their_mode_group_and_owner_and_the_scratch_is_priv
     assert kept == [(0, 1, 0o640), (65534, 0, 0o600)]
     assert_permutation((out / "part-00000.txt").read_bytes() + (out / "part-00001.txt").read_bytes(), records)
     assert seen and set(seen.values()) == {0o700}
+
+
+@pytest.mark.parametrize("address", ["localhost", "tcp://h:notaport", "http://x:1"])
+def test_a_malformed_scheduler_address_is_refused_in_one_line(tmp_path: Path, address: str) -> None:
+    """``--scheduler localhost`` was "internal error: ValueError: missing port number"; the library raised ValueError."""
+    src = tmp_path / "a.txt"
+    src.write_bytes(b"a\nb\n")
+    code, out, err = run_bigshuf(["--engine=dask", "--scheduler", address, "--temp-url", str(tmp_path / "t"), str(src), "-o", str(tmp_path / "o.txt")])
+    assert (code, out) == (1, b"")
+    assert err.startswith(f"bigshuf: --scheduler: '{address}' is not a scheduler address (like tcp://host:8786): ".encode())
+    assert err.count(b"\n") == 1 and sorted(os.listdir(tmp_path)) == ["a.txt"]

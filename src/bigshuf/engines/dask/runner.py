@@ -84,6 +84,9 @@ def connect(scheduler: str | None, scratch: str) -> Iterator[Runner]:
             client = Client(scheduler, timeout="30s")
         except OSError as e:
             raise UsageError(f"{option('scheduler')}: cannot reach {quote_arg(scheduler)}: {e}") from None
+        except (ValueError, TypeError) as e:  # no port, a port that is no number, an unknown protocol
+            raise UsageError(f"{option('scheduler')}: {quote_arg(scheduler)} is not a scheduler address "
+                             f"(like tcp://host:8786): {e}") from None
         try:
             yield client
         finally:
