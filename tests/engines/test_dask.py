@@ -630,3 +630,27 @@ def test_a_malformed_scheduler_address_is_refused_in_one_line(tmp_path: Path, ad
     assert (code, out) == (1, b"")
     assert err.startswith(f"bigshuf: --scheduler: '{address}' is not a scheduler address (like tcp://host:8786): ".encode())
     assert err.count(b"\n") == 1 and sorted(os.listdir(tmp_path)) == ["a.txt"]
+
+
+def test_what_a_task_killed_while_writing_a_shard_left_is_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker killed while writing a shard left ``TEMP.HEX.part`` in the output directory; the
+    retried task wrote the shard again and the run succeeded, leaving it there for good (found by
+    attack). Here each shard's first attempt is cut off after its first bytes, as a kill leaves it."""
+    paths, records = _inputs(tmp_path, seed=4)
+    out = tmp_path / "o"
+    real = dask_engine.tasks.remote.write_whole
+    cut: set[str] = set()
+
+    def write_whole(name: str, write: Any) -> None:
+        if name.endswith(".bigshuf-tmp") and name not in cut:
+            cut.add(name)
+            with open(f"{name}.0123456789ab.part", "wb") as f:
+                f.write(b"a partial shard\n")
+        real(name, write)
+
+    monkeypatch.setattr(dask_engine.tasks.remote, "write_whole", write_whole)
+    with ThreadPoolExecutor(2) as runner:
+        dask_engine.shuffle(paths, f"{out}/", seed=1, runner=runner, tmp_dir=tmp_path, shards=3)
+    assert len(cut) == 3
+    assert sorted(os.listdir(out)) == ["part-00000.txt", "part-00001.txt", "part-00002.txt"]
+    assert_permutation(b"".join((out / f"part-0000{i}.txt").read_bytes() for i in range(3)), records)

@@ -33,7 +33,7 @@ from ...storage.manifest import run_entries, strata_entries
 from ...storage.shards import make_directories
 from ...storage.sinks import AtomicFileSink, Sink, open_output
 from .inputs import Prepared, Settings, prepare
-from .placement import Placement, commit, lay_out, plan_placement
+from .placement import Placement, commit, lay_out, plan_placement, remove_abandoned_parts
 from .outputs import (
     Layout, PlannedFile, check_layout, input_counts, inputs_entry, note_stale_shards, plan_files, shards_after, write_run_manifest,
 )
@@ -319,6 +319,7 @@ def _discard(job: _Job) -> None:
         job.sink.abort()
     for name in out.temps:
         remote.remove(name)
+    remove_abandoned_parts(out.temps)
     if out.files is not None:
         out.files.discard()  # the manifest's temporary file too
         out.files.release()

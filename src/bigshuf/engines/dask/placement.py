@@ -4,7 +4,9 @@ paths or URLs), temporary names beside local targets or under the temp URL, and 
 
 from __future__ import annotations
 
+import glob
 import os
+import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,7 +15,7 @@ from ...errors import OutputError, UsageError, option
 from ...quoting import quote_name
 from ...storage import remote
 from ...storage.commit import OutputFiles
-from ...storage.safefs import open_nofollow, sync_file
+from ...storage.safefs import open_nofollow, own_file, sync_file
 from ...storage.shards import check_output_directory, make_directories, shard_names
 from ...storage.sinks import CodecChoice, Sink, output_codec, take_attributes
 from .outputs import PlannedFile
@@ -135,6 +137,7 @@ def commit(out: Placement, parts: list[str], sink: Sink | None, direct: bool) ->
                 os.close(fd)
         moves = list(zip(out.temps, out.finals)) + out.companions
         out.files.commit(moves + ([out.manifest_move] if out.manifest_move is not None else []), out.absent)
+        remove_abandoned_parts(out.temps)
         return
     for marker in out.markers:
         remote.remove(marker)
@@ -149,6 +152,21 @@ def commit(out: Placement, parts: list[str], sink: Sink | None, direct: bool) ->
             raise OutputError(f"{e}; {i} of {len(out.finals)} shards were replaced, the rest keep their old contents") from None
     for marker in out.markers:
         remote.write_whole(marker, lambda f: None)
+
+
+def remove_abandoned_parts(temps: list[str]) -> None:
+    """Remove what a task killed while writing local file ``temps`` left: ``remote.write_whole``'s
+    ``TEMP.HEX.part`` (its retry wrote the file again under another), this user's regular files only."""
+    for temp in temps:
+        if remote.is_url(temp):
+            continue
+        for part in glob.glob(glob.escape(temp) + ".*.part"):
+            try:
+                st = os.lstat(part)
+                if own_file(st) and stat.S_ISREG(st.st_mode):
+                    os.unlink(part)
+            except OSError:
+                pass  # gone already
 
 
 def concatenate(parts: list[str], target: str | None, sink: Sink | None) -> None:
