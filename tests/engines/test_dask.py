@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+import bigshuf
 from bigshuf.core import plan
 from bigshuf.engines import dask as dask_engine
 from bigshuf.errors import InputError
@@ -654,3 +655,21 @@ def test_what_a_task_killed_while_writing_a_shard_left_is_removed(tmp_path: Path
     assert len(cut) == 3
     assert sorted(os.listdir(out)) == ["part-00000.txt", "part-00001.txt", "part-00002.txt"]
     assert_permutation(b"".join((out / f"part-0000{i}.txt").read_bytes() for i in range(3)), records)
+
+
+def test_url_inputs_name_a_shard_directory_as_files_do(tmp_path: Path) -> None:
+    """``'file:///.../*.jsonl.zst' --shards 2 -o u/`` wrote plain ``part-00000``, where the same
+    files by path give zstd ``part-00000.jsonl.zst`` (README's Dask example reads s3 URLs so), on
+    both engines (found by attack)."""
+    records = make_records(300, 9, max_len=40)
+    for i in range(3):
+        (tmp_path / f"p{i}.jsonl.zst").write_bytes(compress("zstd", b"".join(r + b"\n" for r in records[i * 100 : (i + 1) * 100])))
+    url = f"file://{tmp_path}/*.jsonl.zst"
+    bigshuf.shuffle([url], f"{tmp_path / 'local'}/", seed=1, shards=2, tmp_dir=tmp_path)
+    with ThreadPoolExecutor(2) as runner:
+        dask_engine.shuffle([url], f"{tmp_path / 'dask'}/", seed=1, shards=2, runner=runner, tmp_dir=tmp_path)
+    for out in ("local", "dask"):
+        names = sorted(os.listdir(tmp_path / out))
+        assert names == ["part-00000.jsonl.zst", "part-00001.jsonl.zst"], out
+        got = [r for n in names for r in split_records(decompress("zstd", (tmp_path / out / n).read_bytes()))]
+        assert Counter(got) == Counter(records), out

@@ -726,7 +726,8 @@ def test_a_dry_run_names_url_inputs_and_temp_space_without_guessing(tmp_path: Pa
     lines = dict(found.lines)
     assert lines["inputs"].startswith("1 file (from 1 URL), ") and found.input_bytes == src.stat().st_size
     assert lines["temporary space"].startswith("needs ") and "on URL memory://plan-tmp/, free space unknown" in lines["temporary space"]
-    assert lines["output"].endswith("out/part-00001 (2 shards)") and found.ok, found.render()
+    # Named by the URL input's kind, as a file's would be (URL inputs gave suffixless shards).
+    assert lines["output"].endswith("out/part-00001.txt (2 shards)") and found.ok, found.render()
     assert [c.name for c in refused.failures] == ["splits"] and "needs 50 records, but only 40" in refused.failures[0].reason
     assert sorted(os.listdir(tmp_path)) == ["in.txt"]
 

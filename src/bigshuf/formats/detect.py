@@ -194,14 +194,15 @@ def output_kind(target: str | None, input_kind: str, chosen: str | None = None) 
 def line_shard_suffix(inputs: list[str], compress: CodecChoice | None) -> str | None:
     """The suffix of the files of a ``--shards`` directory shuffled from line files ``inputs``: their
     record kind (``.jsonl``, ``.txt``, ...) and, unless ``compress`` says otherwise, their codec
-    (``.jsonl.zst``); None (the codec's suffix alone) if they do not all share a kind."""
+    (``.jsonl.zst``); None (the codec's suffix alone) if they do not all share a kind. A URL is
+    named by its path, its query string aside."""
     from ..storage.codecs import CODECS, codec_for_suffix
     from ..storage.sinks import output_codec
 
     kinds: set[str] = set()
     codecs: set[str | None] = set()
     for path in inputs:
-        name = os.path.basename(path).lower()
+        name = os.path.basename(path.split("?", 1)[0] if "://" in path else path).lower()
         codecs.add(codec_for_suffix(name))
         kinds.add(os.path.splitext(_without_codec(name))[1])
     if len(kinds) != 1 or not kinds <= set(registry.suffixes(registry.LINES)):

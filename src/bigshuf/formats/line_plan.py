@@ -9,6 +9,7 @@ import errno
 import fcntl
 import os
 import stat
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,7 @@ from ..request import Request, resolve_memory
 from ..storage.codecs import parse_compress
 from ..storage.layout import Sharding
 from ..storage.reader import RecordReader
-from ..storage.remote import is_remote
+from ..storage.remote import URLSource, is_remote
 from ..storage.sinks import CodecChoice
 from ..storage.sources import BytesSource, FileSource, GeneratedSource, Source, stdin_file, stdin_offset_kept
 from .detect import line_shard_suffix
@@ -80,10 +81,12 @@ def _unreadable(item: Any) -> str:
     return ""
 
 
-def shard_suffix(sources: list[Source], sharded: bool, compress: CodecChoice | None) -> str | None:
-    """The suffix of a shard directory's files: the inputs' kind and codec when every input is a file."""
-    paths = [s.path for s in sources if isinstance(s, FileSource)]
-    return line_shard_suffix(paths, compress) if sharded and len(paths) == len(sources) else None
+def shard_suffix(sources: Sequence[str | Source], sharded: bool, compress: CodecChoice | None) -> str | None:
+    """The suffix of a shard directory's files: the inputs' kind and codec when every input is a
+    file or a URL (named as given, or a source of one)."""
+    names = [s if isinstance(s, str) else s.path if isinstance(s, FileSource) else s.name for s in sources
+             if isinstance(s, (str, FileSource, URLSource))]
+    return line_shard_suffix(names, compress) if sharded and len(names) == len(sources) else None
 
 
 def sample_lines(request: Request, inputs: list[Any]) -> Sample:
@@ -166,8 +169,6 @@ def _sample(request: Request, inputs: list[Any]) -> Sample:
 def lines_output_plan(request: Request, inputs: list[Any]) -> OutputPlan:
     """The output as ``prepare`` checks it: the codec ``--compress`` names and a shard directory's suffix."""
     compress = None if request.compress is None else parse_compress(request.compress)
-    local = all(not isinstance(s, str) or not is_remote(s) for s in inputs)
-    sources: list[Source] = [FileSource(s) if isinstance(s, str) else s for s in inputs]
     sharding = Sharding(request.shards, request.shard_records, request.shard_size)
-    suffix = shard_suffix(sources, sharding.on, compress) if local else None
+    suffix = shard_suffix(inputs, sharding.on, compress)
     return OutputPlan(request.output, request.shards, compress, suffix, sharding, request.split, request.manifest)

@@ -389,8 +389,7 @@ class Lines(TaskKind):
         k = _bucket_count(files, settings.limit, settings.shards, fmt.sep)
         # A shard directory's files named by the inputs' kind and codec, as the local engine names them.
         sharded = settings.shards is not None or settings.sharded
-        local = not any(remote.is_remote(name) for name in inputs.names)
-        suffix = detect.line_shard_suffix([f.name for f in files], choice) if sharded and local else None
+        suffix = detect.line_shard_suffix([f.name for f in files], choice) if sharded else None
         return Prepared(LineTasks(fmt), tasks, k, choice, suffix, tuple(f.name for f in files), stored=tuple(files))
 
     @classmethod
