@@ -5,8 +5,16 @@ takes them once it can handle them. ``python -m bigshuf`` does the same in ``__m
 # The signal module's C core: ``signal`` itself first loads enum (6 ms in which a Ctrl-C would be
 # a traceback); the mask it sets is the same.
 import _signal  # type: ignore[import-not-found]  # (no stubs: the module is CPython's own)
+import sys as _sys
 
-_mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, {_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP})
+_HELD = {_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP}
+
+# A process multiprocessing spawns (a Dask worker of the engine's local cluster) runs the command's
+# script again as its ``__mp_main__``, so imports this module too, and never runs ``main``: held
+# there, the signals stayed blocked for its life, and a worker that SIGTERM could not end hung the
+# run's exit after a Ctrl-C.
+_spawned = "__mp_main__" in _sys.modules
+_mask = set() if _spawned else _signal.pthread_sigmask(_signal.SIG_BLOCK, _HELD)
 
 
 def main() -> int:

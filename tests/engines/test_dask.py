@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -673,3 +674,43 @@ def test_url_inputs_name_a_shard_directory_as_files_do(tmp_path: Path) -> None:
         assert names == ["part-00000.jsonl.zst", "part-00001.jsonl.zst"], out
         got = [r for n in names for r in split_records(decompress("zstd", (tmp_path / out / n).read_bytes()))]
         assert Counter(got) == Counter(records), out
+
+
+def _spawned_children(pid: int) -> list[int]:
+    """The processes multiprocessing spawned for ``pid`` (the local cluster's workers)."""
+    found = []
+    for child in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split():
+        try:
+            with open(f"/proc/{child}/cmdline", "rb") as f:
+                if b"--multiprocessing-fork" in f.read():
+                    found.append(int(child))
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status") or shutil.which("pgrep") is None, reason="needs /proc and pgrep")
+def test_the_local_clusters_workers_can_be_ended_by_sigterm(tmp_path: Path) -> None:
+    """The command held SIGINT, SIGTERM and SIGHUP from its entry module's first line, and each
+    worker the local cluster spawned ran that module again (as ``__mp_main__``) without ever
+    restoring them: a worker SIGTERM could not end hung the run's exit after a Ctrl-C (found by
+    attack: 10 minutes, until killed)."""
+    src = write_records(tmp_path / "in.txt", make_records(200_000, seed=5, max_len=40))
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("bigshuf")), "--engine=dask", "--seed", "1", "-S", "256K", str(src), "-o", str(tmp_path / "o.txt")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    masks: list[int] = []
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:  # sampled for the whole run
+        for child in _spawned_children(proc.pid):
+            try:
+                with open(f"/proc/{child}/status") as f:
+                    masks.append(int(next(line for line in f if line.startswith("SigBlk:")).split()[1], 16))
+            except (OSError, StopIteration):
+                pass
+        time.sleep(0.01)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert masks, "no worker was seen"
+    assert all(not mask & (1 << (signal.SIGTERM - 1)) for mask in masks), [hex(m) for m in masks]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
@@ -94,18 +95,26 @@ def connect(scheduler: str | None, scratch: str) -> Iterator[Runner]:
         return
     import dask
 
-    # Workers' scratch space (and Dask's lock files) inside this run's directory, removed with it;
-    # the scheduler's HTTP server on a free port, so that runs side by side do not collide.
-    with dask.config.set({"temporary-directory": scratch}):
-        cluster = LocalCluster(
-            n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True, dashboard_address=":0",
-            silence_logs=logging.CRITICAL, local_directory=scratch,
-        )
+    # SIGINT held while the cluster starts: a Ctrl-C then cut LocalCluster half-way, and the
+    # cluster, never closed, failed again in Dask's own exit handler (a page of tracebacks).
+    # Held, it arrives once the cluster is there to be closed.
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    cluster = None
     try:
+        # Workers' scratch space (and Dask's lock files) inside this run's directory, removed with
+        # it; the scheduler's HTTP server on a free port, so that runs side by side do not collide.
+        with dask.config.set({"temporary-directory": scratch}):
+            cluster = LocalCluster(
+                n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True, dashboard_address=":0",
+                silence_logs=logging.CRITICAL, local_directory=scratch,
+            )
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
         with Client(cluster) as client:
             yield client
     finally:
-        cluster.close()
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+        if cluster is not None:
+            cluster.close()
 
 
 @contextmanager
