@@ -422,3 +422,19 @@ def test_rows_written_as_json_lines_refuse_a_manifest(tmp_path: Path) -> None:
     pq.write_table(pa.table({"a": [1, 2]}), tmp_path / "t.parquet")
     with pytest.raises(bigshuf.UsageError, match="manifest=: rows written as JSON Lines cannot be checked"):
         bigshuf.shuffle(tmp_path / "t.parquet", tmp_path / "o.jsonl", manifest=tmp_path / "m.json")
+
+
+def test_a_replaced_manifest_keeps_its_mode_and_group(tmp_path: Path) -> None:
+    """A 0600 manifest replaced by a rerun became 0644 (the umask's), while the shards beside it
+    keep the files' they replace, as shuf's ``-o`` does (found by attack)."""
+    src = tmp_path / "in.txt"
+    src.write_bytes(b"".join(b"%d\n" % i for i in range(100)))
+    manifest = tmp_path / "o" / "m.json"
+    bigshuf.shuffle(src, f"{tmp_path / 'o'}/", seed=1, shards=2, manifest=manifest)
+    os.chmod(manifest, 0o600)
+    group = 1 if os.geteuid() == 0 else os.getgid()
+    os.chown(manifest, -1, group)
+    bigshuf.shuffle(src, f"{tmp_path / 'o'}/", seed=2, shards=2, manifest=manifest)
+    st = os.stat(manifest)
+    assert (st.st_mode & 0o7777, st.st_gid) == (0o600, group)
+    assert json.loads(manifest.read_bytes())["outputs"]

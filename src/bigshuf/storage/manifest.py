@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.fingerprint import Fingerprint
 from ..errors import InputError, OutputError
 from ..quoting import quote_name
-from .safefs import create_exclusive, sync_file
+from .safefs import create_exclusive, sync_file, take_attributes
 
 if TYPE_CHECKING:
     from .sinks import Sink
@@ -145,10 +145,11 @@ def build_manifest(
     }
 
 
-def write_manifest(temp: str, document: dict[str, Any], sync: bool, shown: str) -> None:
+def write_manifest(temp: str, final: str, document: dict[str, Any], sync: bool, shown: str) -> None:
     """Write ``document`` as JSON to the new file ``temp`` (created exclusively, private until
-    whole, then readable as the umask allows; synced if ``sync``), to be committed with the outputs;
-    ``shown`` names the manifest in an error."""
+    whole, then given the mode, group and owner of the manifest ``final`` it replaces, or as the
+    umask allows; synced if ``sync``), to be committed with the outputs; ``shown`` names the
+    manifest in an error."""
     data = (json.dumps(document, indent=1) + "\n").encode()
     try:
         fd = create_exclusive(temp, 0o600, os.O_WRONLY)
@@ -156,9 +157,7 @@ def write_manifest(temp: str, document: dict[str, Any], sync: bool, shown: str) 
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
-            umask = os.umask(0)
-            os.umask(umask)
-            os.fchmod(fd, 0o666 & ~umask)
+            take_attributes(fd, final)
             if sync:
                 sync_file(fd)
         finally:

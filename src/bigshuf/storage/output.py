@@ -397,7 +397,7 @@ class Output:
             sizes[path] = os.stat(tmp).st_size
         info = self.manifest_info() if self.manifest_info is not None else {}
         document = build_manifest(info, self.outputs, self.sinks, sizes, os.path.dirname(final), self.describe_kind())
-        write_manifest(temp, document, self.files.sync, self.manifest)
+        write_manifest(temp, final, document, self.files.sync, self.manifest)
         return temp, final
 
     def describe_kind(self) -> str:

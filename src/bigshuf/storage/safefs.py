@@ -71,6 +71,24 @@ def written_in_place(st: os.stat_result) -> bool:
     return not stat.S_ISREG(st.st_mode) or st.st_nlink == 0
 
 
+def take_attributes(fd: int, target: str) -> None:
+    """Give the new file ``fd`` the permission bits, group (and, for root, owner) of the ``target``
+    it will replace, as shuf writing ``target`` in place keeps them; a new target's as ``open``
+    would make it (0666 less the umask)."""
+    try:
+        st = os.stat(target)
+        mode = st.st_mode & 0o7777
+        try:
+            os.fchown(fd, st.st_uid if os.geteuid() == 0 else -1, st.st_gid)
+        except PermissionError:
+            pass  # a group this user is not in: the new file keeps this user's
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    os.fchmod(fd, mode)
+
+
 def sync_file(fd: int) -> None:
     """Flush a file's data and metadata to stable storage (a no-op where the file cannot be synced)."""
     try:

@@ -13,7 +13,7 @@ from ..errors import OutputError
 from .commit import OutputFiles
 from .paths import followed_path
 from ..quoting import quote_name
-from .safefs import create_exclusive, sync_directory, sync_file, written_in_place
+from .safefs import create_exclusive, sync_directory, sync_file, take_attributes, written_in_place
 from .sliced import open_sliced
 
 CodecChoice = tuple[str, "int | None"]
@@ -126,24 +126,6 @@ class StdoutSink(Sink):
     def write_error(self, e: OSError) -> OutputError:
         """GNU's words for standard output, which they do not name: ``write error: ...``."""
         return OutputError(f"write error: {e.strerror}")
-
-
-def take_attributes(fd: int, target: str) -> None:
-    """Give the new file ``fd`` the permission bits, group (and, for root, owner) of the ``target``
-    it will replace, as shuf writing ``target`` in place keeps them; a new target's as ``open``
-    would make it (0666 less the umask)."""
-    try:
-        st = os.stat(target)
-        mode = st.st_mode & 0o7777
-        try:
-            os.fchown(fd, st.st_uid if os.geteuid() == 0 else -1, st.st_gid)
-        except PermissionError:
-            pass  # a group this user is not in: the new file keeps this user's
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    os.fchmod(fd, mode)
 
 
 class DeviceSink(Sink):

@@ -187,7 +187,7 @@ def write_run_manifest(
     outputs = [OutputFile(p.split, p.final, r.records, fingerprint=r.written) for p, r in zip(planned, results)]
     sizes = {p.final: os.stat(t).st_size for p, t in zip(planned, temps)}
     document = build_manifest(info, outputs, [None] * len(outputs), sizes, os.path.dirname(final), kind)
-    write_manifest(temp, document, sync, manifest)
+    write_manifest(temp, final, document, sync, manifest)
     return temp, final
 
 

@@ -15,9 +15,9 @@ from ...errors import OutputError, UsageError, option
 from ...quoting import quote_name
 from ...storage import remote
 from ...storage.commit import OutputFiles
-from ...storage.safefs import open_nofollow, own_file, sync_file
+from ...storage.safefs import open_nofollow, own_file, sync_file, take_attributes
 from ...storage.shards import check_output_directory, make_directories, shard_names
-from ...storage.sinks import CodecChoice, Sink, output_codec, take_attributes
+from ...storage.sinks import CodecChoice, Sink, output_codec
 from .outputs import PlannedFile
 from .tasks import FETCH_BYTES
 
