@@ -10,11 +10,13 @@ import sys as _sys
 _HELD = {_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP}
 
 # A process multiprocessing spawns (a Dask worker of the engine's local cluster) runs the command's
-# script again as its ``__mp_main__``, so imports this module too, and never runs ``main``: held
-# there, the signals stayed blocked for its life, and a worker that SIGTERM could not end hung the
-# run's exit after a Ctrl-C.
+# script again as its ``__mp_main__``, so imports this module too, and never runs ``main``. There
+# SIGTERM stays open, by which the run ends its workers (held, a worker could not be ended, and a
+# Ctrl-C hung the run's exit); SIGINT and SIGHUP, which a terminal sends its whole process group,
+# are held for good: the run itself takes them and closes its workers, each of which printed a
+# traceback otherwise.
 _spawned = "__mp_main__" in _sys.modules
-_mask = set() if _spawned else _signal.pthread_sigmask(_signal.SIG_BLOCK, _HELD)
+_mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, _HELD - {_signal.SIGTERM} if _spawned else _HELD)
 
 
 def main() -> int:

@@ -228,3 +228,20 @@ def test_a_job_over_its_own_input_killed_after_its_commit_finishes_on_rerun(tmp_
     assert b"resuming from" in again.stderr and b"changed" not in again.stderr
     assert data.read_bytes() == expected
     assert os.listdir(temp) == [] and sorted(os.listdir(tmp_path)) == ["T", "copy.txt", "data.txt", "reference.txt"]
+
+
+def test_a_job_over_its_own_input_grown_after_its_commit_is_refused_not_cut(tmp_path: Path) -> None:
+    """The rerun took the job's committed output back when the file began with the bytes its
+    checkpoint counts, so lines appended since were cut off without a word (found by review)."""
+    data = write_short_lines(tmp_path / "data.txt", 20_000, seed=9)
+    temp = tmp_path / "T"
+    temp.mkdir()
+    common = [sys.executable, "-m", "bigshuf", "--resume", "--seed", "3", "-S", "64K", "-T", str(temp), str(data), "-o", str(data)]
+    killed = subprocess.run(common, env={**os.environ, TEST_KILL_VARIABLE: "2"}, capture_output=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL
+    with open(data, "ab") as f:
+        f.write(b"appended since\n")
+    grown = data.read_bytes()
+    again = subprocess.run(common, capture_output=True, timeout=120)
+    assert again.returncode == 1 and b"changed since the interrupted run" in again.stderr, again.stderr
+    assert data.read_bytes() == grown

@@ -168,7 +168,8 @@ class ResumableRun:
         except OSError:
             return frozenset()
         try:
-            held = holds(fd, ResumePoint(files[0][0], files[0][1], finished=True))
+            # Exactly the bytes it counts: a file grown since (appended to) is a changed input.
+            held = os.fstat(fd).st_size == files[0][0] and holds(fd, ResumePoint(files[0][0], files[0][1], finished=True))
         finally:
             os.close(fd)
         return frozenset(p for p in paths if held and os.path.realpath(p) == os.path.realpath(final))

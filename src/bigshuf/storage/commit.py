@@ -18,6 +18,7 @@ writing one directory put their files in place one after the other, never interl
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -187,6 +188,14 @@ class OutputFiles:
 
     def _commit(self, moves: list[tuple[str, str]]) -> None:
         refuse_shared_name((final for _, final in moves), "nothing was replaced")
+        for directory in dict.fromkeys(os.path.dirname(final) or os.curdir for _, final in moves):
+            if not os.access(directory, os.R_OK):
+                # (mode 0333) The next run there could not find this commit's journal, were it killed,
+                # and would write over its half: the journal is read back by listing the directory.
+                raise OutputError(
+                    f"{quote_name(directory)}: cannot commit: {os.strerror(errno.EACCES)} (this user cannot list it, so a "
+                    "killed commit there could not be found again); nothing was replaced"
+                )
         first = os.path.dirname(moves[0][1])
         self.claim(first)
         journal = os.path.join(first, f".bigshuf-{self.id}.commit")

@@ -129,6 +129,8 @@ def commit(out: Placement, parts: list[str], sink: Sink | None, direct: bool) ->
             try:
                 try:
                     take_attributes(fd, final)
+                except PermissionError:
+                    pass  # written by a worker of another user (a shared cluster): its attributes stay the worker's
                 except OSError as e:
                     raise OutputError(f"{quote_name(final)}: {e.strerror}") from None
                 if out.files.sync:
