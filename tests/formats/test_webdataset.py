@@ -362,6 +362,8 @@ def test_a_tar_of_one_sample_given_twice_is_said_so(tmp_path: Path) -> None:
     other = make_tar(tmp_path / "other.tar", make_samples(1, seed=2))
     for second in (tar, tmp_path / "link.tar"):
         refused(tmp_path, [tar, second], f"{second}: given twice (sample s/0200000 is in both)")
+    quoted = make_tar(tmp_path / "a b.tar", make_samples(1, seed=2))  # a name shown quoted (found by review)
+    refused(tmp_path, [quoted, quoted], f"'{quoted}': given twice (sample s/0200000 is in both)")
     refused(tmp_path, [tar, other], f"{other}: sample s/0200000 continues from the end of {tar}")
 
 

@@ -113,6 +113,7 @@ class SampleReader:
         ends: list[int] = []  # the ends of the whole samples in buf
         filled = 0  # bytes in buf: whole samples, then the sample being read
         last: tuple[str, bytes] | None = None  # the previous input's last sample: its file and key
+        previous: Source | None = None  # the previous input
         keys = self.keys = KeyLedger(self.paths, self._locate, self.key_hash)
         self.per_input = []
         self.edges = []
@@ -153,7 +154,7 @@ class SampleReader:
                         if key is None:
                             opening = this
                             if last is not None:
-                                refuse_continued(path, this, last)
+                                refuse_continued(path, this, last, previous is not None and _same_file(source, previous))
                         if key is not None:
                             ends.append(filled)
                             files.append(index)
@@ -193,6 +194,7 @@ class SampleReader:
                     ends.append(filled)
                     files.append(index)
                     last = (path, key)
+                    previous = source
                 else:
                     last = None
                 if isinstance(source, FileSource):
@@ -205,15 +207,27 @@ class SampleReader:
         yield buf[:filled], np.array([0, *ends], np.int64), True
 
 
-def refuse_continued(path: str, first: bytes, last: tuple[str, bytes]) -> None:
+def _same_file(one: Source, other: Source) -> bool:
+    """Whether two inputs are one local file (by any names)."""
+    if not (isinstance(one, FileSource) and isinstance(other, FileSource)):
+        return False
+    try:
+        return os.path.samefile(one.path, other.path)
+    except (OSError, ValueError):
+        return False
+
+
+def refuse_continued(path: str, first: bytes, last: tuple[str, bytes], again: bool | None = None) -> None:
     """Refuse tar ``path`` whose first sample's key is ``first`` when the previous input's last
-    sample (``last``: its file and key) has that key: one sample would span two tars."""
+    sample (``last``: its file and key) has that key: one sample would span two tars, or the tar
+    (``again``: known to be the previous file; else told by the names) is given twice."""
     if last[1] != first:
         return
-    try:
-        again = os.path.samefile(path, last[0])
-    except (OSError, ValueError):
-        again = False  # (a URL)
+    if again is None:
+        try:
+            again = os.path.samefile(path, last[0])
+        except (OSError, ValueError):
+            again = False  # (a URL)
     if again:  # a tar of one sample given twice: said as of a longer one
         raise InputError(given_twice(path, first))
     raise InputError(f"{path}: sample {shown(first)} continues from the end of {last[0]}; a sample must be within one tar")
