@@ -47,6 +47,26 @@ def test_a_whole_write_replaces_the_object(tmp_path: Path) -> None:
     assert name.read_bytes() == b"new\n" and os.listdir(tmp_path) == ["obj"]
 
 
+def test_a_local_whole_write_is_private_while_written_and_keeps_the_replaced_mode(tmp_path: Path) -> None:
+    """The Dask engine's local parts and shard files were opened by fsspec as any new file, readable
+    by every user (0644) while a worker wrote them; now the temporary file is created exclusively,
+    mode 0600, and takes the mode of the file it replaces only once it is whole."""
+    name = tmp_path / "obj"
+    name.write_bytes(b"old\n")
+    os.chmod(name, 0o640)
+    seen: list[int] = []
+
+    def write(f: BinaryIO) -> None:
+        (part,) = [p for p in os.listdir(tmp_path) if p.endswith(".part")]
+        seen.append(os.lstat(tmp_path / part).st_mode & 0o777)
+        f.write(b"new\n")
+
+    remote.write_whole(str(name), write)
+    assert seen == [0o600]
+    assert name.read_bytes() == b"new\n" and os.stat(name).st_mode & 0o777 == 0o640
+    assert os.listdir(tmp_path) == ["obj"]
+
+
 class Refused(OSError):
     """An OSError whose constructor takes other arguments (as aiohttp's connection errors do)."""
 

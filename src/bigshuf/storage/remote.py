@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from ..errors import BigShufError, InputError, OutputError, UsageError, interruption, option
+from .safefs import create_exclusive, take_attributes
 
 #: Protocols whose stores publish an object only when its upload completes, so a plain write
 #: is already all-or-nothing; elsewhere objects are written under a temporary name and moved.
@@ -233,6 +234,9 @@ def write_whole(name: str, write: Callable[[BinaryIO], None]) -> None:
             f.close()
             return
         tmp = f"{path}.{uuid.uuid4().hex[:12]}.part"
+        if _local(fs):
+            _write_local(path, tmp, write)
+            return
         try:
             fs.makedirs(fs._parent(path), exist_ok=True)
             with fs.open(tmp, "wb") as f:
@@ -249,6 +253,27 @@ def write_whole(name: str, write: Callable[[BinaryIO], None]) -> None:
             raise  # named already, or not the write's (a read in ``write``, a connection refused)
         # A failed write (a full disk) names no file: the object it was for is named instead.
         raise OSError(e.errno, e.strerror, name) from None
+
+
+def _write_local(path: str, tmp: str, write: Callable[[BinaryIO], None]) -> None:
+    """``write_whole`` on a local file: the temporary file created as every other bigshuf file is
+    (exclusively, never through a symlink, private while written), given the attributes of the
+    file it replaces (a new one's by the umask) and renamed over it; removed if anything fails."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd = create_exclusive(tmp, 0o600, os.O_WRONLY)
+    try:
+        with os.fdopen(fd, "wb", closefd=False) as f:
+            write(f)
+        take_attributes(fd, path)
+        os.rename(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass  # renamed, or never made
+        raise
+    finally:
+        os.close(fd)
 
 
 #: Errors only a write gives (a full disk, a quota, a file too large): those naming no file are the object's.
