@@ -170,6 +170,13 @@ def plan_shuffle(
     """
     request = Request.build(inputs, output, function="plan_shuffle", dry_run=True, **options)
     if request.engine == "dask":
+        from .engines.cluster import nothing_drawn
+
+        drawn_locally = nothing_drawn(request)
+        if drawn_locally is not None:
+            from .engines.local_plan import plan_request as plan_local
+
+            return plan_local(drawn_locally)
         from .engines.dask.plan import plan_request
     else:
         from .engines.local_plan import plan_request

@@ -257,6 +257,57 @@ def test_a_file_url_output_is_written_as_the_local_path_it_names(tmp_path: Path)
     assert [(c.name, c.reason) for c in found.failures] == [("output", f"{tmp_path}/m/part-00000.txt: the manifest would be written over an output")]
 
 
+def test_a_local_temp_url_must_exist_and_its_run_directory_is_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A missing local ``--temp-url`` was made (parents too) and left behind after the run, and the
+    run's directory under an existing one was made by fsspec as any directory (0755), so pass 1's
+    buckets could be read by every user. Now the first is refused as a missing ``-T`` is, and the
+    second is made 0700 as the local scratch directory is."""
+    from bigshuf.errors import TempSpaceError
+    from bigshuf.storage import remote
+
+    paths, records = _inputs(tmp_path)
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    modes: set[int] = set()
+    write_whole = remote.write_whole
+
+    def watched(name: str, write: Any) -> None:
+        if name.startswith(str(shared) + os.sep):
+            run_dir = shared / Path(name).relative_to(shared).parts[0]
+            modes.add(os.stat(run_dir).st_mode & 0o777)
+        write_whole(name, write)
+
+    monkeypatch.setattr(remote, "write_whole", watched)
+    with ThreadPoolExecutor(2) as runner:
+        for missing in (str(tmp_path / "missing" / "tmp"), f"file://{tmp_path}/missing/tmp"):
+            with pytest.raises(TempSpaceError, match="missing/tmp: No such file or directory$"):
+                dask_engine.shuffle(paths, tmp_path / "out.txt", memory="16K", seed=1, runner=runner,
+                                    tmp_dir=tmp_path, temp_url=missing)
+        assert not (tmp_path / "missing").exists() and not (tmp_path / "out.txt").exists()
+        dask_engine.shuffle(paths, tmp_path / "out.txt", memory="16K", seed=1, runner=runner, tmp_dir=tmp_path,
+                            temp_url=str(shared))
+    assert modes == {0o700}
+    assert os.listdir(shared) == []
+    assert_permutation((tmp_path / "out.txt").read_bytes(), records)
+
+
+def test_head_count_zero_opens_no_input(tmp_path: Path) -> None:
+    """``-n 0`` draws nothing, and shuf (and the local engine) open no input for it; the Dask engine
+    read its inputs first and failed on a missing one. Its empty outputs (shards, a manifest, by a
+    local path or a file:// URL) are written and planned as the local engine writes them."""
+    missing = str(tmp_path / "missing.txt")
+    with ThreadPoolExecutor(1) as runner:
+        stats = bigshuf.shuffle([missing], f"file://{tmp_path}/out/", engine="dask", scheduler=runner, head_count=0,
+                                shards=2, manifest=f"file://{tmp_path}/m.json")
+        found = bigshuf.api.plan_shuffle([missing], str(tmp_path / "one.txt"), engine="dask", scheduler=runner, head_count=0)
+    assert stats.records == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["part-00000.txt", "part-00001.txt"]
+    assert all(p.stat().st_size == 0 for p in (tmp_path / "out").iterdir())
+    problems, summary = bigshuf.api.check_manifest(str(tmp_path / "m.json"))
+    assert problems == [] and summary.startswith("2 output file(s) match"), (problems, summary)
+    assert found.ok and found.failures == ()
+
+
 def test_head_count_into_a_local_file_written_in_place(tmp_path: Path) -> None:
     # Plain output to a local file: pass-2 tasks write their buckets at their offsets; with -n
     # the last part is a bucket's head, and the file ends there.
@@ -628,10 +679,19 @@ def test_a_malformed_scheduler_address_is_refused_in_one_line(tmp_path: Path, ad
     """``--scheduler localhost`` was "internal error: ValueError: missing port number"; the library raised ValueError."""
     src = tmp_path / "a.txt"
     src.write_bytes(b"a\nb\n")
-    code, out, err = run_bigshuf(["--engine=dask", "--scheduler", address, "--temp-url", str(tmp_path / "t"), str(src), "-o", str(tmp_path / "o.txt")])
+    code, out, err = run_bigshuf(["--engine=dask", "--scheduler", address, "--temp-url", str(tmp_path), str(src), "-o", str(tmp_path / "o.txt")])
     assert (code, out) == (1, b"")
     assert err.startswith(f"bigshuf: --scheduler: '{address}' is not a scheduler address (like tcp://host:8786): ".encode())
     assert err.count(b"\n") == 1 and sorted(os.listdir(tmp_path)) == ["a.txt"]
+
+
+def test_an_empty_scheduler_address_is_refused(tmp_path: Path) -> None:
+    """``--scheduler ''`` (an unset shell variable) started a local cluster as if no address were given."""
+    src = tmp_path / "a.txt"
+    src.write_bytes(b"a\nb\n")
+    code, out, err = run_bigshuf(["--engine=dask", "--scheduler=", str(src), "-o", str(tmp_path / "o.txt")])
+    assert (code, out, err) == (1, b"", b"bigshuf: invalid --scheduler value: '': an address like tcp://host:8786 is needed\n")
+    assert sorted(os.listdir(tmp_path)) == ["a.txt"]
 
 
 def test_what_a_task_killed_while_writing_a_shard_left_is_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

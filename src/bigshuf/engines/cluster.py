@@ -62,6 +62,11 @@ class DaskEngine(Engine):
         from ..storage.manifest import run_entries
         from . import dask
 
+        drawn_locally = nothing_drawn(request)
+        if drawn_locally is not None:
+            from .local import shuffle_local
+
+            return shuffle_local(drawn_locally, progress)
         scheduler = request.scheduler
         address, runner = (scheduler, None) if scheduler is None or isinstance(scheduler, str) else (None, scheduler)
         return dask.shuffle(
@@ -77,6 +82,20 @@ class DaskEngine(Engine):
             ),
             weights=_weights(request), unique=request.unique,
         )
+
+
+def nothing_drawn(request: Request) -> Request | None:
+    """``request`` as the local engine runs it when it draws nothing (``-n 0``) into local files only:
+    no task has work and, as in shuf, no input is opened; the local engine writes the empty outputs
+    (each shard, the manifest) as it would. None for any other request."""
+    from dataclasses import replace
+
+    from ..storage.remote import is_url, local_output
+
+    output, manifest = local_output(request.output), local_output(request.manifest)
+    if request.head_count != 0 or any(name is not None and is_url(name) for name in (output, manifest)):
+        return None
+    return replace(request, output=output, manifest=manifest)
 
 
 def _weights(request: Request) -> Weights | None:

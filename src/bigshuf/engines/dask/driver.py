@@ -28,6 +28,7 @@ from ...progress import Progress, scatter_phase, shuffle_phase
 from ...storage import remote
 from ...storage.commit import OutputFiles
 from ...storage.paths import generated_path
+from ...storage.safefs import make_private_directory
 from ...storage.layout import Sharding, parse_split
 from ...storage.manifest import run_entries, strata_entries
 from ...storage.shards import make_directories
@@ -165,7 +166,13 @@ def shuffle(
     out_name, out = _place(prepared, settings, layout, root, sync)
     cfg = Config(entropy, prepared.fmt, limit, prepared.k, verify, manifest is not None, unique)
     job = _Job(cfg, prepared, layout, out, out_name, root, scratch, sync)
-    os.mkdir(job.scratch, 0o700)  # private: pass 1's objects hold the records (its parent was checked to exist)
+    make_private_directory(job.scratch)  # pass 1's objects hold the records (its parent was checked to exist)
+    if not remote.is_url(job.root) and job.root != job.scratch:
+        try:
+            make_private_directory(job.root)  # a local --temp-url's, private as the scratch is
+        except BaseException:
+            remote.remove_tree(job.scratch)
+            raise
     committed = False
     try:
         with (connect(scheduler, job.scratch) if runner is None else given(runner)) as run:
@@ -208,6 +215,10 @@ def _temp_places(tmp_dir: str | os.PathLike[str] | None, temp_url: str | None) -
     if not os.path.isdir(local_parent):
         raise TempSpaceError(f"{local_parent}: No such file or directory")
     scratch = os.path.join(local_parent, f"bigshuf-dask-{run_id}")
+    temp_url = remote.local_output(temp_url)
+    if temp_url is not None and not remote.is_url(temp_url) and not os.path.isdir(temp_url):
+        # As -T: a missing directory is refused, not made and left behind.
+        raise TempSpaceError(f"{temp_url}: No such file or directory")
     root = remote.join(remote.canonical(temp_url), f"bigshuf-dask-{run_id}") if temp_url is not None else scratch
     return root, scratch
 
@@ -340,6 +351,9 @@ def _check_options(
         raise UsageError(f"invalid {option('shards')} value: {quote_arg(shards)}")
     if verify and head_count is not None:
         raise UsageError(f"{option('verify')} checks whole shuffles; it cannot check a sample ({option('head_count')})")
+    if scheduler is not None and not scheduler.strip():
+        # An empty address is a mistake (an unset shell variable), not a request for a local cluster.
+        raise UsageError(f"invalid {option('scheduler')} value: {quote_arg(scheduler)}: an address like tcp://host:8786 is needed")
     named = option("scheduler") if scheduler else "a scheduler from $DASK_SCHEDULER_ADDRESS"
     scheduler = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
     if scheduler and not own_runner and temp_url is None:

@@ -111,7 +111,7 @@ def _temp_dir(facts: _Facts) -> None:
     """Where the run keeps its scratch space (``-T``) and the free space where its temporary objects
     go: that directory's, or a local ``--temp-url``'s (a remote one's is not known)."""
     facts.tmp_dir = facts.request.tmp_dir or tempfile.gettempdir()
-    url = facts.request.temp_url
+    url = remote.local_output(facts.request.temp_url)
     try:
         facts.temp_free = None if url is not None and remote.is_url(url) else shutil.disk_usage(url or facts.tmp_dir).free
     except OSError:
@@ -212,7 +212,7 @@ def _temp_space(facts: _Facts) -> None:
     request, need = facts.request, _temp_need(facts)
     about = "up to " if request.unique else "" if facts.sample.exact else "~"
     amount = "an unknown amount" if need is None else about + plan.format_size(need)
-    url = request.temp_url
+    url = remote.local_output(request.temp_url)
     if url is not None and remote.is_url(url):
         facts.line("temporary space", f"needs {amount} on URL {url}, free space unknown; scratch in {facts.tmp_dir}")
     else:
@@ -220,8 +220,9 @@ def _temp_space(facts: _Facts) -> None:
         facts.line("temporary space", f"needs {amount} in {where}, {dryrun.size_text(facts.temp_free)} free")
 
     def usable() -> None:
-        if not os.path.isdir(facts.tmp_dir):
-            raise TempSpaceError(f"{facts.tmp_dir}: No such file or directory")
+        for directory in (facts.tmp_dir, url):
+            if directory is not None and not remote.is_url(directory) and not os.path.isdir(directory):
+                raise TempSpaceError(f"{directory}: No such file or directory")
         if (url is None or not remote.is_url(url)) and need is not None and facts.temp_free is not None:
             check_space(url or facts.tmp_dir, need, facts.temp_free)
 
