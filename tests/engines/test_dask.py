@@ -325,6 +325,7 @@ def test_head_count_into_a_local_file_written_in_place(tmp_path: Path) -> None:
 def test_standard_output_and_the_scheduler_from_the_environment(cluster: str, tmp_path: Path) -> None:
     paths, records = _inputs(tmp_path, seed=9)
     env = dict(os.environ, DASK_SCHEDULER_ADDRESS=cluster)
+    (tmp_path / "t").mkdir()
     code, out, err = run_bigshuf(["--engine=dask", f"--temp-url={tmp_path / 't'}", "-S", "16K", *map(str, paths)], env)
     assert (code, err) == (0, b"")
     assert_permutation(out, records)

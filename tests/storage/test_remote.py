@@ -92,6 +92,23 @@ def test_an_error_not_the_writes_own_is_passed_on_as_it_is(tmp_path: Path, error
     assert os.listdir(tmp_path) == []
 
 
+def test_an_unreadable_input_is_named_as_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Dask engine named an input it could not read by its absolute path ("/home/u/in.txt:
+    Permission denied" for ``in.txt``), where the local engine and shuf name it as given."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    (tmp_path / "unread.txt").write_bytes(b"a\nb\n")
+    monkeypatch.chdir(tmp_path)
+
+    def cat_ranges(self: object, paths: list[str], starts: list[int], ends: list[int], **kwargs: object) -> list[object]:
+        return [PermissionError(errno.EACCES, os.strerror(errno.EACCES), p) for p in paths]
+
+    monkeypatch.setattr(LocalFileSystem, "cat_ranges", cat_ranges)
+    with pytest.raises(remote.InputError) as caught:
+        remote.expand_inputs(["unread.txt"])
+    assert str(caught.value) == "unread.txt: Permission denied"
+
+
 @pytest.mark.parametrize("read", ["heads", "ranges"])
 def test_a_range_fsspec_could_not_read_is_an_input_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, read: str) -> None:
     """fsspec's ``cat_ranges`` hands back a failure in the range's place: an input this user may not

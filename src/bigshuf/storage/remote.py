@@ -130,7 +130,7 @@ def expand_inputs(names: list[str]) -> list[RemoteFile]:
     """Every input file, globs (``s3://bucket/in/*.zst``) expanded in sorted order, with sizes and codecs."""
     from .codecs import detect
 
-    found: list[tuple[str, Any, str, int]] = []
+    found: list[tuple[str, Any, str, int, str]] = []  # URL, filesystem, path in it, size, name shown
     for name in names:
         if name == "-":
             raise UsageError(f"{option('dask')} cannot read standard input; name input files or URLs")
@@ -147,20 +147,20 @@ def expand_inputs(names: list[str]) -> list[RemoteFile]:
             if info.get("type") != "file":  # a FIFO, a device, /dev/stdin: no byte ranges to hand to tasks
                 raise InputError(f"{name}: not a regular file: {option('dask')} reads files and URLs by byte ranges")
             url = match if _local(fs) else fs.unstrip_protocol(match)
-            found.append((url, fs, match, int(info["size"])))
+            found.append((url, fs, match, int(info["size"]), name if match == path else url))
     # Read every head in one batch per filesystem: concurrent requests on object stores.
     heads: dict[str, bytes] = {}
-    by_fs: dict[int, tuple[Any, list[tuple[str, str]]]] = {}
-    for url, fs, path, _size in found:
-        by_fs.setdefault(id(fs), (fs, []))[1].append((url, path))
+    by_fs: dict[int, tuple[Any, list[tuple[str, str, str]]]] = {}
+    for url, fs, path, _size, shown in found:
+        by_fs.setdefault(id(fs), (fs, []))[1].append((url, path, shown))
     for fs, items in by_fs.values():
-        paths = [p for _, p in items]
+        paths = [p for _, p, _ in items]
         try:
             blobs = fs.cat_ranges(paths, [0] * len(paths), [HEAD_BYTES] * len(paths))
         except OSError as e:
-            raise InputError(f"{items[0][0]}: {e.strerror or e}") from None
-        heads.update((url, bytes(_range_read(url, blob))) for (url, _), blob in zip(items, blobs))
-    return [RemoteFile(url, size, detect(heads[url])) for url, _fs, _path, size in found]
+            raise InputError(f"{items[0][2]}: {e.strerror or e}") from None
+        heads.update((url, bytes(_range_read(shown, blob))) for (url, _, shown), blob in zip(items, blobs))
+    return [RemoteFile(url, size, detect(heads[url])) for url, _fs, _path, size, _shown in found]
 
 
 def read_exactly(name: str, start: int, buf: memoryview) -> None:
