@@ -313,6 +313,20 @@ def test_lines_may_still_be_written_to_a_name_ending_in_bin_or_idx(tmp_path: Pat
     assert code == 0 and err == b"" and sorted((tmp_path / args[-1]).read_bytes().splitlines()) == gnu
 
 
+@pytest.mark.parametrize("beside", ["fifo", "directory"])
+def test_a_bin_beside_an_idx_that_is_no_file_is_refused_not_read_as_lines(tmp_path: Path, run_cli, beside: str) -> None:
+    """``g.bin`` with a FIFO (or a directory) at ``g.idx`` was shuffled as lines, exit 0, where a
+    regular ``g.idx`` makes it a Megatron dataset: the .bin's bytes were cut at newline bytes."""
+    (tmp_path / "g.bin").write_bytes(b"\x00\x01\n\xff\n\x02\n")
+    if beside == "fifo":
+        os.mkfifo(tmp_path / "g.idx")
+    else:
+        (tmp_path / "g.idx").mkdir()
+    code, out, err = run_cli(["g.bin", "-o", "out"], cwd=tmp_path)
+    assert (code, out, err) == (1, b"", b"bigshuf: g.idx: not a regular file (an index is mapped)\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.bin", "g.idx"]
+
+
 @pytest.mark.parametrize("engine", ["local", "dask"])
 @pytest.mark.parametrize("empty", ["no documents", "one document of no sequences"])
 def test_a_dataset_of_no_sequences_goes_with_modes_or_without(tmp_path: Path, engine: str, empty: str) -> None:

@@ -134,7 +134,7 @@ def megatron_prefix(path: str) -> str | None:
         return None
     if path.endswith(".idx"):
         return path[:-4]
-    if path.endswith(".bin") and os.path.isfile(path[:-4] + ".idx"):
+    if path.endswith(".bin") and os.path.lexists(path[:-4] + ".idx"):
         return path[:-4]
     if not os.path.lexists(path) and os.path.isfile(path + ".idx"):
         return path
