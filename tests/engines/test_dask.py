@@ -408,7 +408,7 @@ def test_s3_inputs_temp_and_output(cluster: str, bucket: Any, tmp_path: Path) ->
     ])
     assert (code, err) == (0, b"")
     names = sorted(bucket.ls(f"{name}/out", detail=False))
-    assert names == [f"{name}/out/_SUCCESS"] + [f"{name}/out/part-0000{i}.gz" for i in range(3)]
+    assert names == [f"{name}/out/_SUCCESS"] + [f"{name}/out/part-0000{i}.jsonl.gz" for i in range(3)]
     assert bucket.cat(f"{name}/out/_SUCCESS") == b""
     shards = [split_records(gzip.decompress(bucket.cat(n))) for n in names[1:]]
     assert sorted(len(s) for s in shards) == [433, 433, 434]
