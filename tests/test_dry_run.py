@@ -569,7 +569,7 @@ def test_a_tar_on_standard_input_fails_the_plan_as_it_fails_the_run(tmp_path: Pa
         with open(archive, "rb") as stdin:
             runs.append(subprocess.run([sys.executable, "-m", "bigshuf", *flags], stdin=stdin, capture_output=True, timeout=60, cwd=tmp_path))
     plan, run = runs
-    message = "bigshuf: standard input holds a tar archive: name the tar file(s) (tars are read from files)"
+    message = "bigshuf: standard input holds a tar archive: name the file(s) (tars are read from files)"
     assert (run.returncode, run.stderr.decode().strip()) == (1, message)
     assert plan.returncode == 1 and message.removeprefix("bigshuf: ") in plan.stdout.decode()
 

@@ -248,6 +248,33 @@ def test_corrupt_files_are_one_line_errors(tmp_path: Path, table: pa.Table, run_
     assert (tmp_path / "good.parquet").read_bytes() == data
 
 
+@pytest.mark.parametrize("kind", ["parquet", "arrow", "stream"])
+def test_a_table_on_standard_input_is_refused_not_shuffled_as_lines(tmp_path: Path, table: pa.Table, run_cli, kind: str) -> None:
+    """``bigshuf < t.parquet`` (or an Arrow file or IPC stream, piped or not) cut the file's bytes
+    at newline bytes and wrote them, exit 0, where a tar on standard input is refused (found by attack)."""
+    import subprocess
+    import sys
+
+    import pyarrow.ipc as ipc
+
+    path = tmp_path / f"t.{kind}"
+    if kind == "parquet":
+        pq.write_table(table, path)
+    else:
+        with (ipc.new_file if kind == "arrow" else ipc.new_stream)(path, table.schema) as writer:
+            writer.write_table(table)
+    noun = {"parquet": "a Parquet file", "arrow": "an Arrow file", "stream": "an Arrow IPC stream"}[kind]
+    message = f"bigshuf: standard input holds {noun}: name the file(s) (tables are read from files)\n".encode()
+    assert run_cli(["-o", "out.txt"], input=path.read_bytes(), cwd=tmp_path) == (1, b"", message)
+    with open(path, "rb") as f:
+        proc = subprocess.run([sys.executable, "-m", "bigshuf"], stdin=f, capture_output=True, timeout=60, cwd=tmp_path)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (1, b"", message)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+    # Lines that merely start with a stream's continuation marker are still lines, as for shuf.
+    code, out, err = run_cli(["--seed=1"], input=b"\xff\xff\xff\xffab\n\x01\n", cwd=tmp_path)
+    assert (code, err) == (0, b"") and sorted(out.splitlines()) == [b"\x01", b"\xff\xff\xff\xffab"]
+
+
 def test_options_that_need_lines_are_refused(tmp_path: Path, table: pa.Table) -> None:
     src = write_parquet(tmp_path / "in.parquet", table)
     for kwargs in ({"zero_terminated": True}, {"repeat": True}, {"header": 1}, {"lines_per_record": 2}):

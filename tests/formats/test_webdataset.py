@@ -527,7 +527,7 @@ def test_a_tar_on_standard_input_is_refused(tmp_path: Path) -> None:
     with open(paths[0], "rb") as f:  # bigshuf < in.tar
         proc = subprocess.run([sys.executable, "-m", "bigshuf"], stdin=f, capture_output=True, timeout=60, cwd=tmp_path)
     assert (proc.returncode, proc.stdout) == (1, b"")
-    assert proc.stderr == b"bigshuf: standard input holds a tar archive: name the tar file(s) (tars are read from files)\n"
+    assert proc.stderr == b"bigshuf: standard input holds a tar archive: name the file(s) (tars are read from files)\n"
     piped = subprocess.run(
         [sys.executable, "-m", "bigshuf", "-o", "out.tar"], input=paths[0].read_bytes(), capture_output=True, timeout=60, cwd=tmp_path
     )

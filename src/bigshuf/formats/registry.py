@@ -157,6 +157,8 @@ class FileFormat:
     suffixes: tuple[str, ...] = ()
     #: (offset, bytes) pairs, any of which identifies a regular file of this format.
     magic: tuple[tuple[int, bytes], ...] = ()
+    #: A file of it in a message ("a Parquet file"); formats of records that are not lines name theirs.
+    noun: str = ""
     #: Whether a name may add a compression suffix (``.jsonl.zst``); the file is then compressed as a whole.
     compressible: bool = False
     #: Whether table rows can be written in it (JSON Lines: yes; plain text: no).
@@ -177,19 +179,19 @@ def register(fmt: FileFormat, family: Family | None = None) -> None:
         register_family(family)
 
 
-register(FileFormat("parquet", TABLE, (".parquet", ".pq"), ((0, b"PAR1"),)))
-register(FileFormat("arrow", TABLE, (".arrow", ".feather", ".ipc"), ((0, b"ARROW1"),)))
+register(FileFormat("parquet", TABLE, (".parquet", ".pq"), ((0, b"PAR1"),), noun="a Parquet file"))
+register(FileFormat("arrow", TABLE, (".arrow", ".feather", ".ipc"), ((0, b"ARROW1"),), noun="an Arrow file"))
 # An Arrow IPC stream (as Hugging Face ``datasets`` writes ``.arrow``): its continuation marker.
-register(FileFormat("stream", TABLE, (), ((0, b"\xff\xff\xff\xff"),)))
+register(FileFormat("stream", TABLE, (), ((0, b"\xff\xff\xff\xff"),), noun="an Arrow IPC stream"))
 register(FileFormat("jsonl", LINES, (".jsonl", ".ndjson", ".json"), compressible=True))
 # Tar shards (``.tar``, ``.tar.gz``, ``.tar.zst``): the ustar magic, in the first header.
 # A tar sample written twice keeps its one key, and WebDataset reads two samples of one key side by side as one.
 register(FileFormat(
-    "tar", WEBDATASET, (".tar",), ((257, b"ustar"),), compressible=True, holds_rows=False,
+    "tar", WEBDATASET, (".tar",), ((257, b"ustar"),), compressible=True, holds_rows=False, noun="a tar archive",
     no_copies="would write samples twice under one key, which WebDataset reads as one sample; tar sources take rates up to 1",
 ))
 # Named by its .idx; the .bin beside it is read with it (formats.megatron).
-register(FileFormat("megatron", MEGATRON, (".idx",), ((0, b"MMIDIDX\x00\x00"),), holds_rows=False))
+register(FileFormat("megatron", MEGATRON, (".idx",), ((0, b"MMIDIDX\x00\x00"),), holds_rows=False, noun="a Megatron index"))
 register(FileFormat("text", LINES, (".txt", ".csv", ".tsv", ".fastq", ".fq"), compressible=True, holds_rows=False))
 
 

@@ -35,13 +35,6 @@ if TYPE_CHECKING:
     from .registry import Operands
 
 
-def refuse_tar_on_stdin(head: bytes) -> None:
-    """Refuse standard input that starts (``head``: its first bytes, decompressed) with a tar
-    header: a line run would shuffle its bytes as text, and tar shards are read from files."""
-    if looks_like_tar(head):
-        raise InputError("standard input holds a tar archive: name the tar file(s) (tars are read from files)")
-
-
 def sample_key(name: bytes) -> tuple[bytes, bytes] | None:
     """WebDataset's (key, suffix) of a member path: the path up to its base name's first dot, and
     the rest, lower-cased; None when the base name has no dot or starts with one."""

@@ -45,8 +45,6 @@ def looks_like_tar(head: bytes) -> bool:
     return len(head) >= BLOCK and head[257:262] == b"ustar" and _checksum_ok(head[:BLOCK])
 
 
-
-
 def _checksum_ok(header: bytes) -> bool:
     """Whether a header's stored checksum matches its bytes (summed as unsigned or, as some old tars did, signed)."""
     try:
