@@ -408,10 +408,9 @@ def test_a_journal_cut_short_after_its_commit_began_is_left_alone(tmp_path: Path
 
 
 def test_a_split_over_two_directories_killed_mid_commit_is_finished(tmp_path: Path) -> None:
-    """The journal lies in the first file's directory; the other directory's files are its run's
-    by that run's lock or files there, so validating targets still lets a real commit be finished.
-    Tidied from the other directory first (its temporary file and lock removed), the commit is
-    undone instead, by the backup left there: old or new, whole."""
+    """Each directory the commit renames into holds the run's lock and a copy of its journal, so the
+    commit is finished whichever directory is tidied first (it was undone when the other directory
+    came first, its temporary file removed as a dead run's), and the copies go with it."""
     src = write_records(tmp_path / "in.txt", make_records(300, seed=12))
     for other_first in (False, True):
         top = tmp_path / str(other_first)
@@ -419,18 +418,39 @@ def test_a_split_over_two_directories_killed_mid_commit_is_finished(tmp_path: Pa
             (top / d).mkdir(parents=True)
             (top / d / "x.txt").write_bytes(b"old\n")
         command = ["--seed", "4", "--split", "train=0.8,valid=rest", str(src), "-o", f"{top}/{{split}}/x.txt"]
-        # Journal (1), two backups (2, 3), the first rename (4): killed with the second still to rename.
+        # Journals (1), two backups (2, 3), the first rename (4): killed with the second still to rename.
         proc = cli(command, env={KILL_AT: "4"})
         assert proc.returncode == -signal.SIGKILL
         journals = [d for d in ("train", "valid") if any(n.endswith(".commit") for n in dot_files(top / d))]
-        assert len(journals) == 1
-        order = [d for d in ("train", "valid") if d != journals[0]] if other_first else journals
-        for d in [*order, "train", "valid"]:
+        assert journals == ["train", "valid"]
+        for d in ["valid", "train"] if other_first else ["train", "valid"]:
             tempspace.remove_dead_outputs(str(top / d))
         for d in ("train", "valid"):
             assert dot_files(top / d) == [], (other_first, d)
-        got = records_in([top / "train" / "x.txt", top / "valid" / "x.txt"])
-        assert got == (Counter([b"old", b"old"]) if other_first else records_in([src])), other_first
+        assert records_in([top / "train" / "x.txt", top / "valid" / "x.txt"]) == records_in([src]), other_first
+
+
+@pytest.mark.parametrize("step", [1, 4, 6])
+def test_a_resumed_split_over_two_directories_killed_mid_commit_is_finished(tmp_path: Path, step: int) -> None:
+    """A --resume job's temporary files are named after the job, not the run, and only the first
+    directory held the run's lock: the journal was refused as not this user's ("left alone"), and
+    every rerun failed on the backup name it had left ("cannot be replaced: File exists"), the old
+    file of one split and the new one of the other in place for good (found by attack)."""
+    src = write_records(tmp_path / "in.txt", make_records(3000, seed=14))
+    temp = tmp_path / "T"
+    temp.mkdir()
+    for d in ("a", "b"):
+        (tmp_path / "o" / d).mkdir(parents=True)
+        (tmp_path / "o" / d / "x.txt").write_bytes(b"old\n")
+    command = ["--resume", "--seed", "1", "-S", "64K", "-T", str(temp), "--split", "a=0.5,b=rest", str(src),
+               "-o", f"{tmp_path}/o/{{split}}/x.txt"]
+    assert cli(command, env={KILL_AT: str(step)}).returncode == -signal.SIGKILL
+    rerun = cli(command)
+    assert rerun.returncode == 0, rerun.stderr
+    assert b"finished the commit of 2 file(s)" in rerun.stderr and b"left alone" not in rerun.stderr
+    assert [dot_files(tmp_path / "o" / d) for d in ("a", "b")] == [[], []]
+    assert os.listdir(temp) == []
+    assert records_in([tmp_path / "o" / d / "x.txt" for d in ("a", "b")]) == records_in([src])
 
 
 def test_a_rerun_reading_its_shard_directory_after_a_killed_commit_loses_no_shard(tmp_path: Path) -> None:
@@ -1027,12 +1047,11 @@ def test_finishing_a_killed_commit_waits_for_a_commit_in_every_directory_it_rena
     new = {d: (out / d / "x").read_bytes() for d in ("a", "b")}
     assert cli(["--seed", "1", *command[2:]]).returncode == 0
     assert cli(["--seed", "2", *command[2:]], env={KILL_AT: "3"}).returncode == -signal.SIGKILL
-    journal = [d for d in ("a", "b") if any(n.endswith(".commit") for n in dot_files(out / d))]
-    assert len(journal) == 1
-    other = "b" if journal[0] == "a" else "a"
+    journals = [d for d in ("a", "b") if any(n.endswith(".commit") for n in dot_files(out / d))]
+    assert journals == ["a", "b"]  # a copy in each directory it renames into
     with ThreadPoolExecutor(1) as cleaner:
-        with directory_locked(out / other):
-            done = cleaner.submit(tempspace.remove_dead_outputs, str(out / journal[0]))
+        with directory_locked(out / "b"):
+            done = cleaner.submit(tempspace.remove_dead_outputs, str(out / "a"))
             time.sleep(0.5)
             assert not done.done(), "it finished while another commit held a directory it renames into"
         assert len(done.result(timeout=60)) == 1

@@ -4,8 +4,8 @@ A run names its temporary outputs after a random run id and holds a lock file,
 ``.bigshuf-ID.lock``, in every output directory it writes to, so a later run can tell a live
 run's temporary files from a dead one's without holding a descriptor per file.
 
-Several files (``--shards``) are committed through a journal, ``.bigshuf-ID.commit`` in the first
-file's directory, written and synced before anything is touched: it lists every temporary file,
+Several files (``--shards``) are committed through a journal, ``.bigshuf-ID.commit`` in each
+directory they go to, written and synced before anything is touched: it lists every temporary file,
 its target, a backup name and the temporary file's inode. Existing targets are hard-linked to
 their backups, then the temporary files are renamed over the targets, then the directories are
 synced and the backups and the journal removed. A failed link or rename puts every old file back;
@@ -99,6 +99,7 @@ class OutputFiles:
         self.committed = False  # every file is in place
         self.journaled = False  # a commit failed half-way and could not be undone: its journal needs the files
         self._step = 0
+        self._journals: list[str] = []  # the commit's journal, in each directory it renames into
         hook = os.environ.get(TEST_KILL_VARIABLE, "")
         number, _, sig = hook.partition(":")
         self._kill_at = int(number) if number.isascii() and number.isdigit() else 0
@@ -196,30 +197,38 @@ class OutputFiles:
                     f"{quote_name(directory)}: cannot commit: {os.strerror(errno.EACCES)} (this user cannot list it, so a "
                     "killed commit there could not be found again); nothing was replaced"
                 )
-        first = os.path.dirname(moves[0][1])
-        self.claim(first)
-        journal = os.path.join(first, f".bigshuf-{self.id}.commit")
+        # Every directory the commit renames into holds the run's lock and a copy of its journal,
+        # so that a killed commit is found, and shown to be this user's, from whichever of them the
+        # next run tidies first (a --resume job's temporary files carry no run id to show it).
+        directories = _distinct_directories(os.path.dirname(final) for _, final in moves)
+        for directory in directories:
+            self.claim(directory)
+        journals = [os.path.join(directory, f".bigshuf-{self.id}.commit") for directory in directories]
+        journal = journals[0]
         entries: list[dict[str, Any]] = []
-        created = False
+        created: list[str] = []
         try:
             for temp, final in moves:
                 entries.append({"temp": temp, "final": final, "backup": backup_name(temp), "ino": os.lstat(temp).st_ino})
-            fd = create_exclusive(journal, 0o600, os.O_WRONLY)
-            created = True
-            try:
-                view = memoryview(json.dumps({"bigshuf_commit": 1, "files": entries}).encode())
-                while view:
-                    view = view[os.write(fd, view):]
+            text = json.dumps({"bigshuf_commit": 1, "files": entries}).encode()
+            for copy in journals:
+                fd = create_exclusive(copy, 0o600, os.O_WRONLY)
+                created.append(copy)
+                try:
+                    view = memoryview(text)
+                    while view:
+                        view = view[os.write(fd, view):]
+                    if self.sync:
+                        sync_file(fd)
+                finally:
+                    os.close(fd)
                 if self.sync:
-                    sync_file(fd)
-            finally:
-                os.close(fd)
-            if self.sync:
-                sync_directory(first)
+                    sync_directory(os.path.dirname(copy))
         except OSError as err:
-            if created:
-                _unlink(journal)
+            for copy in created:
+                _unlink(copy)
             raise OutputError(f"{quote_name(err.filename or journal)}: cannot commit: {err.strerror}; nothing was replaced") from None
+        self._journals = journals
         self.step()
         backed: list[dict[str, Any]] = []
         for entry in entries:
@@ -233,7 +242,8 @@ class OutputFiles:
             except OSError as err:
                 for b in backed:
                     _unlink(b["backup"])
-                _unlink(journal)
+                for copy in journals:
+                    _unlink(copy)
                 raise OutputError(f"{quote_name(entry['final'])}: cannot be replaced: {err.strerror}; nothing was replaced") from None
             entry["kept"] = True
             backed.append(entry)
@@ -253,7 +263,8 @@ class OutputFiles:
         for entry in backed:
             _unlink(entry["backup"])
             self.step()
-        _unlink(journal)
+        for copy in journals:
+            _unlink(copy)
         self.step()
 
     def _roll_back(self, moved: list[dict[str, Any]], backed: list[dict[str, Any]], journal: str, why: str) -> NoReturn:
@@ -273,7 +284,8 @@ class OutputFiles:
             ) from None
         for e in backed:
             _unlink(e["backup"])
-        _unlink(journal)
+        for copy in self._journals:
+            _unlink(copy)
         raise OutputError(f"{why}; the old files were put back")
 
 
@@ -319,6 +331,23 @@ def directories_locked(directories: Iterable[str]) -> Iterator[None]:
     finally:
         for fd, _directory in held.values():
             os.close(fd)
+
+
+def _distinct_directories(directories: Iterable[str]) -> list[str]:
+    """``directories`` in order, each once whatever its name (a directory that cannot be reached is
+    kept: its rename fails and says why)."""
+    seen: set[tuple[int, int]] = set()
+    out: list[str] = []
+    for directory in dict.fromkeys(directories):
+        try:
+            st = os.stat(directory or os.curdir)
+        except OSError:
+            out.append(directory)
+            continue
+        if (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            out.append(directory)
+    return out
 
 
 def _locked(fd: int) -> bool:
@@ -396,7 +425,7 @@ def _read_journal(path: str) -> list[dict[str, Any]] | None:
         ):
             return None
         if directory not in homes:
-            homes[directory] = _same_directory(directory, home) or _holds_run_files(directory, run)
+            homes[directory] = _same_directory(directory, home) or _holds_run_files(directory, run, name)
         if not homes[directory]:
             return None
     return files
@@ -421,17 +450,12 @@ def _same_directory(a: str, b: str) -> bool:
     return (x.st_dev, x.st_ino) == (y.st_dev, y.st_ino)
 
 
-def _holds_run_files(directory: str, run: str) -> bool:
+def _holds_run_files(directory: str, run: str, journal: str) -> bool:
     """Whether ``directory`` holds a file of run ``run``'s, a regular file of this user's: its lock
-    (a run claims every directory it writes to, and a killed run leaves its locks), or, the lock
-    gone with that directory tidied first, a temporary file or backup of its commit."""
-    for name in _run_files(directory, run) or ():
-        try:
-            if own_file(os.lstat(os.path.join(directory, name))):
-                return True
-        except OSError:
-            continue
-    return False
+    (a run claims every directory it writes to, and a killed run leaves its locks), its copy of the
+    commit's ``journal`` or, those gone with that directory tidied first, a temporary file or backup
+    of its commit."""
+    return any(_own_regular(os.path.join(directory, name)) for name in [journal, *(_run_files(directory, run) or ())])
 
 
 def _run_files(directory: str, run: str) -> list[str] | None:
@@ -441,6 +465,14 @@ def _run_files(directory: str, run: str) -> list[str] | None:
     except OSError:
         return None
     return [name for name in names if run_id_of(name) == run and not JOURNAL_NAME.fullmatch(name)]
+
+
+def _own_regular(path: str) -> bool:
+    """Whether ``path`` (not followed) is a regular file of this user's."""
+    try:
+        return own_file(os.lstat(path))
+    except OSError:
+        return False
 
 
 def _inode(path: str) -> int | None:
@@ -491,5 +523,10 @@ def recover(journal: str) -> tuple[str, list[str]]:
         for e in entries:
             if _inode(e["backup"]) is not None:
                 os.unlink(e["backup"])
+        home, name = os.path.split(journal)
+        for directory in dict.fromkeys(os.path.dirname(e["final"]) for e in entries):
+            copy = os.path.join(directory, name)
+            if not _same_directory(directory, home) and _own_regular(copy):
+                os.unlink(copy)  # the same journal's copy there (its directory was shown to be the run's)
         os.unlink(journal)
     return f"{done} ({quote_name(journal)})", [e["final"] for e in entries]
