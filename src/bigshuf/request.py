@@ -397,6 +397,10 @@ def settings_in_use(request: Request, names: tuple[str, ...]) -> list[str]:
     return [option(name) for name in names if getattr(request, _FIELD_OF.get(name, name)) != defaults[_FIELD_OF.get(name, name)]]
 
 
+#: The most rows ``--row-group-size`` takes: Arrow's writers count them in a signed 64-bit integer.
+ROW_GROUP_MAX = 2**63 - 1
+
+
 def check_table_settings(request: Request, all_paths: bool) -> None:
     """Refuse what does not apply to rows (``registry``'s table family): inputs other than files, and line-only settings."""
     _check_records(request)
@@ -407,7 +411,8 @@ def check_table_settings(request: Request, all_paths: bool) -> None:
     unsupported = settings_in_use(request, LINE_SETTINGS)
     if unsupported:
         raise UsageError(f"{', '.join(unsupported)}: not available for Parquet or Arrow data (rows, not lines)")
-    if request.row_group_size is not None and request.row_group_size < 1:
+    if request.row_group_size is not None and not 1 <= request.row_group_size <= ROW_GROUP_MAX:
+        # (Arrow takes a 64-bit signed count: a larger one failed in its writer, after the whole input was read.)
         raise UsageError(f"invalid {option('row_group_size')} value: {quote_arg(request.row_group_size)}")
     if request.manifest is not None:
         from .formats.detect import suffix_kind

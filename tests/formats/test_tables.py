@@ -275,6 +275,20 @@ def test_a_table_on_standard_input_is_refused_not_shuffled_as_lines(tmp_path: Pa
     assert (code, err) == (0, b"") and sorted(out.splitlines()) == [b"\x01", b"\xff\xff\xff\xffab"]
 
 
+@pytest.mark.parametrize("size", ["0", "-1", str(2**63), str(2**64)])
+def test_a_row_group_size_out_of_range_is_refused_before_reading(tmp_path: Path, table: pa.Table, run_cli, size: str) -> None:
+    """A size of 2**63 or more passed the checks and failed in Arrow's writer once every row was
+    read: "internal error: OverflowError", and an OverflowError from the library (found by attack)."""
+    pq.write_table(table, tmp_path / "t.parquet")
+    code, out, err = run_cli(["t.parquet", f"--row-group-size={size}", "-o", "o.parquet"], cwd=tmp_path)
+    assert (code, out, err) == (1, b"", f"bigshuf: invalid --row-group-size value: '{size}'\n".encode())
+    with pytest.raises(UsageError, match=f"invalid row_group_size= value: .{size}.$"):
+        bigshuf.shuffle(tmp_path / "t.parquet", tmp_path / "o.parquet", row_group_size=int(size))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.parquet"]
+    bigshuf.shuffle(tmp_path / "t.parquet", tmp_path / "o.parquet", seed=1, row_group_size=2**63 - 1)
+    assert pq.read_table(tmp_path / "o.parquet").num_rows == table.num_rows
+
+
 def test_options_that_need_lines_are_refused(tmp_path: Path, table: pa.Table) -> None:
     src = write_parquet(tmp_path / "in.parquet", table)
     for kwargs in ({"zero_terminated": True}, {"repeat": True}, {"header": 1}, {"lines_per_record": 2}):
