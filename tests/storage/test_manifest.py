@@ -259,6 +259,10 @@ def test_a_malformed_manifest_is_one_line_on_the_command_line(tmp_path: Path) ->
         assert proc.returncode == 1 and proc.stderr == f"bigshuf: {manifest}: not a bigshuf manifest: a value too large or nested too deeply\n".encode()
     proc = cli("--check-manifest", str(tmp_path))
     assert proc.returncode == 1 and proc.stderr == f"bigshuf: {tmp_path}: Is a directory\n".encode()
+    # Bytes that are not UTF-8 were said to be "a value too large or nested too deeply" (found by attack).
+    manifest.write_bytes(b"\xff\xff")
+    proc = cli("--check-manifest", str(manifest))
+    assert proc.returncode == 1 and proc.stderr == f"bigshuf: {manifest}: not a bigshuf manifest: not UTF-8 text\n".encode()
 
 
 def test_a_manifest_checked_through_a_link_to_it_reads_the_files_beside_it(tmp_path: Path) -> None:

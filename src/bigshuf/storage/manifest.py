@@ -192,6 +192,8 @@ def load_manifest(path: str, check_format: Callable[[str, Any], str | None]) -> 
             raise InputError(f"{quote_name(path)}: {e.strerror}") from None
         except json.JSONDecodeError as e:
             raise InputError(f"{quote_name(path)}: not a bigshuf manifest: {e}") from None
+        except UnicodeDecodeError:
+            raise InputError(f"{quote_name(path)}: not a bigshuf manifest: not UTF-8 text") from None
         except (ValueError, RecursionError):  # a number of thousands of digits, arrays nested thousands deep
             raise InputError(f"{quote_name(path)}: not a bigshuf manifest: a value too large or nested too deeply") from None
 
