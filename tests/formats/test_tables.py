@@ -289,6 +289,28 @@ def test_a_row_group_size_out_of_range_is_refused_before_reading(tmp_path: Path,
     assert pq.read_table(tmp_path / "o.parquet").num_rows == table.num_rows
 
 
+def test_schema_from_an_ipc_stream_and_a_corrupt_schema_file_in_one_line(tmp_path: Path, table: pa.Table, run_cli) -> None:
+    """``--schema`` took the schema of Parquet and Arrow files but called an Arrow IPC stream (the
+    Hugging Face ``.arrow``, read as an input) "not a Parquet or Arrow file"; and a corrupt Parquet
+    footer's message ended in Arrow's own newline, two lines on stderr (found by attack)."""
+    import pyarrow.ipc as ipc
+
+    (tmp_path / "in.jsonl").write_bytes(b'{"id": 1, "name": "a"}\n{"id": 2, "name": "b"}\n')
+    schema = pa.schema([("id", pa.int32()), ("name", pa.large_string())])
+    with ipc.new_stream(tmp_path / "s.arrow", schema) as writer:
+        writer.write_table(pa.table({"id": pa.array([], pa.int32()), "name": pa.array([], pa.large_string())}))
+    assert run_cli(["in.jsonl", "--schema", "s.arrow", "-o", "o.parquet"], cwd=tmp_path)[0] == 0
+    assert pq.read_schema(tmp_path / "o.parquet").remove_metadata() == schema
+    pq.write_table(table, tmp_path / "t.parquet")
+    data = bytearray((tmp_path / "t.parquet").read_bytes())
+    footer = int.from_bytes(data[-8:-4], "little")
+    data[-8 - footer : -8] = np.random.default_rng(0).integers(0, 256, footer, np.uint8).tobytes()
+    (tmp_path / "bad.parquet").write_bytes(bytes(data))
+    code, out, err = run_cli(["in.jsonl", "--schema", "bad.parquet", "-o", "o2.parquet"], cwd=tmp_path)
+    assert (code, out) == (1, b"") and err.startswith(b"bigshuf: bad.parquet: cannot read its schema: ") and err.count(b"\n") == 1, err
+    assert not (tmp_path / "o2.parquet").exists()
+
+
 def test_options_that_need_lines_are_refused(tmp_path: Path, table: pa.Table) -> None:
     src = write_parquet(tmp_path / "in.parquet", table)
     for kwargs in ({"zero_terminated": True}, {"repeat": True}, {"header": 1}, {"lines_per_record": 2}):

@@ -91,8 +91,11 @@ def parse_schema(spec: str) -> pa.Schema:
             elif kind == "arrow":
                 with pa.memory_map(spec) as f:
                     schema = pa.ipc.open_file(f).schema
+            elif kind == "stream":  # as Hugging Face datasets writes .arrow files, read as inputs too
+                with pa.memory_map(spec) as f:
+                    schema = pa.ipc.open_stream(f).schema
         except ARROW_ERRORS as e:
-            raise InputError(f"{quote_name(spec)}: cannot read its schema: {e}") from None
+            raise InputError(f"{quote_name(spec)}: cannot read its schema: {_reason(e)}") from None
         except UnicodeDecodeError:  # PyArrow naming the columns of a Parquet footer
             raise InputError(f"{quote_name(spec)}: cannot read its schema: a column's name is not UTF-8 text") from None
         if schema is not None:
