@@ -414,10 +414,12 @@ def check_table_settings(request: Request, all_paths: bool) -> None:
     if request.row_group_size is not None and not 1 <= request.row_group_size <= ROW_GROUP_MAX:
         # (Arrow takes a 64-bit signed count: a larger one failed in its writer, after the whole input was read.)
         raise UsageError(f"invalid {option('row_group_size')} value: {quote_arg(request.row_group_size)}")
-    if request.manifest is not None:
-        from .formats.detect import suffix_kind
+    from .formats.detect import suffix_kind
 
-        named = request.output_format or (None if request.output is None else suffix_kind(request.output))
+    named = request.output_format or (None if request.output is None else suffix_kind(request.output))
+    if named == "jsonl" and request.row_group_size is not None:
+        raise UsageError(f"{option('row_group_size')} applies to Parquet and Arrow output; rows written as JSON Lines have no row groups")
+    if request.manifest is not None:
         if named == "jsonl":
             raise UsageError(
                 f"{option('manifest')}: rows written as JSON Lines cannot be checked against it; write .parquet or .arrow files"

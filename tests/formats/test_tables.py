@@ -311,6 +311,22 @@ def test_schema_from_an_ipc_stream_and_a_corrupt_schema_file_in_one_line(tmp_pat
     assert not (tmp_path / "o2.parquet").exists()
 
 
+@pytest.mark.parametrize("args,message", [
+    (["t.parquet", "--schema", "id:int64", "-o", "o.parquet"],
+     "--schema types JSON Lines read as rows; t.parquet is a table whose columns have their types already"),
+    (["t.parquet", "--row-group-size=7", "-o", "o.jsonl"],
+     "--row-group-size applies to Parquet and Arrow output; rows written as JSON Lines have no row groups"),
+    (["t.parquet", "--row-group-size=7", "--output-format=jsonl", "-o", "o.txt"],
+     "--row-group-size applies to Parquet and Arrow output; rows written as JSON Lines have no row groups"),
+])
+def test_a_table_option_that_would_do_nothing_is_refused(tmp_path: Path, table: pa.Table, run_cli, args: list[str], message: str) -> None:
+    """``--schema`` with Parquet inputs and ``--row-group-size`` with a JSON Lines output were ignored,
+    exit 0, the run not what was asked (found by attack)."""
+    pq.write_table(table, tmp_path / "t.parquet")
+    assert run_cli(args, cwd=tmp_path) == (1, b"", f"bigshuf: {message}\n".encode())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.parquet"]
+
+
 def test_options_that_need_lines_are_refused(tmp_path: Path, table: pa.Table) -> None:
     src = write_parquet(tmp_path / "in.parquet", table)
     for kwargs in ({"zero_terminated": True}, {"repeat": True}, {"header": 1}, {"lines_per_record": 2}):

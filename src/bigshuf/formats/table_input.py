@@ -361,6 +361,11 @@ def open_inputs(paths: Sequence[str], json_schema: pa.Schema | None) -> list[Tab
             kind = "jsonl"
         inputs.append(TableInput(path, kind, json_schema if kind == "jsonl" else None))
     kinds = {i.kind for i in inputs}
+    if json_schema is not None and "jsonl" not in kinds:
+        raise UsageError(
+            f"{option('schema')} types JSON Lines read as rows; {quote_name(inputs[0].path)} is a table whose columns "
+            "have their types already"
+        )
     if len(kinds) > 1 and "jsonl" in kinds:
         odd = next(i for i in inputs if i.kind == "jsonl")
         raise UsageError(f"{quote_name(odd.path)}: not a Parquet or Arrow file; line files and tables cannot be shuffled together")
