@@ -464,6 +464,10 @@ def test_oversized_claims_are_refused_without_allocating_them(tmp_path: Path) ->
     refused(tmp_path, [tmp_path / "short.tar.gz"], f"{tmp_path / 'short.tar.gz'}: truncated tar: ends inside a member's data at byte 1024")
     (tmp_path / "forty.tar.gz").write_bytes(gzip.compress((tmp_path / "forty.tar").read_bytes()))
     refused(tmp_path, [tmp_path / "forty.tar.gz"], f"{tmp_path / 'forty.tar.gz'}: sample a reaches {(40 << 30) + 512} bytes at member a.jpg, more than the")
+    # A claim no -S on this machine could hold is a corrupt header, not a limit to raise (it said "raise -S").
+    (tmp_path / "huge.tar.gz").write_bytes(gzip.compress((tmp_path / "huge.tar").read_bytes()))
+    with pytest.raises(InputError, match=r"huge.tar.gz: sample a reaches \d+ bytes at member a.jpg, more than the .*; a corrupt header\?$"):
+        bigshuf.shuffle(tmp_path / "huge.tar.gz", tmp_path / "out.tar", seed=1, sync=False)
     # A pax size is decimal digits only (Python's int() would take -5).
     with tarfile.open(tmp_path / "negative.tar", "w", format=tarfile.PAX_FORMAT) as tar:
         info = tarfile.TarInfo("a.jpg")

@@ -164,10 +164,15 @@ class SampleReader:
                         return
                     if filled + need > capacity:
                         if filled - start + need > capacity:
+                            # Past what any -S could hold here, the header is corrupt, not the limit too low (a
+                            # compressed tar's size is unknown, so its claims are not checked against it).
+                            remedy = (
+                                "a corrupt header?" if 2 * (filled - start + need) > plan.physical_memory()
+                                else f"raise {option('memory')}"
+                            )
                             raise InputError(
                                 f"{path}: sample {shown(this)} reaches {filled - start + need} bytes at member {shown(name)}, "
-                                f"more than the {plan.format_size(capacity)} a sample may take at this memory limit; "
-                                f"raise {option('memory')}"
+                                f"more than the {plan.format_size(capacity)} a sample may take at this memory limit; {remedy}"
                             )
                         self.block_files = np.array(files, np.int64)
                         yield buf[: ends[-1]], np.array([0, *ends], np.int64), False
