@@ -327,6 +327,32 @@ def test_a_table_option_that_would_do_nothing_is_refused(tmp_path: Path, table: 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.parquet"]
 
 
+def test_json_lines_are_cut_into_blocks_in_few_reads_however_long_a_line() -> None:
+    """A line longer than a block was read 64 KiB at a time and the whole line joined again after
+    each read: quadratic, 8 s for one 40 MB line into Parquet (found by attack). The blocks are
+    whole lines, together the input; the reads grow with the line."""
+    import io
+
+    from bigshuf.formats.table_input import _line_blocks
+
+    lines = [b'{"a": 1}\n', b'{"t": "' + b"y" * (40 << 20) + b'"}\n', b'{"a": 3}\n' * 5000, b'{"a": 4}']
+    data = b"".join(lines)
+
+    class Counted(io.BytesIO):
+        reads = 0
+
+        def read(self, n: int | None = -1) -> bytes:
+            Counted.reads += 1
+            return super().read(n)
+
+    blocks = list(_line_blocks(Counted(data), 8 << 20, "in.jsonl"))
+    assert b"".join(blocks) == data
+    assert all(b.endswith(b"\n") for b in blocks[:-1]) and blocks[-1].endswith(b'{"a": 4}')
+    assert Counted.reads < 40, Counted.reads  # it was 515
+    with pytest.raises(InputError, match="a JSON line is longer than 8388608 bytes"):
+        list(_line_blocks(io.BytesIO(b"x" * (9 << 20)), 1 << 20, "in.jsonl"))
+
+
 def test_options_that_need_lines_are_refused(tmp_path: Path, table: pa.Table) -> None:
     src = write_parquet(tmp_path / "in.parquet", table)
     for kwargs in ({"zero_terminated": True}, {"repeat": True}, {"header": 1}, {"lines_per_record": 2}):

@@ -211,24 +211,30 @@ def _utf8(table: pa.Table) -> bool:
 
 def _line_blocks(stream: Any, size: int, name: str) -> Iterator[bytes]:
     """The bytes of ``stream`` in blocks of whole lines of about ``size`` bytes (the last may lack
-    its newline); a line over eight blocks long is an error."""
+    its newline); a line over eight blocks long is an error. A block is read until it holds
+    ``size`` bytes and a newline, in reads that grow with it and are joined once: a line longer
+    than a block was joined again after every 64 KiB read, quadratic (8 s for one 40 MB line)."""
     carry = b""
     while True:
-        parts, have = [carry], len(carry)
-        while have < size or have == len(carry):
-            more = stream.read(max(size - have, 1 << 16))
+        parts, have, ended = [carry], len(carry), False  # (``carry`` holds no newline)
+        while have < size or not ended:
+            if not ended and have > 8 * size:
+                raise InputError(
+                    f"{quote_name(name)}: a JSON line is longer than {8 * size} bytes, the most this memory limit allows; "
+                    f"raise {option('memory')}"
+                )
+            more = stream.read(max(size - have, 1 << 16, have // 8))
             if not more:
                 break
             parts.append(more)
             have += len(more)
+            ended = ended or b"\n" in more
         data = b"".join(parts)
         if have == len(carry):
             if carry:
                 yield carry
             return
         cut = data.rfind(b"\n") + 1
-        if cut == 0 and len(data) > 8 * size:
-            raise InputError(f"{quote_name(name)}: a JSON line is longer than {8 * size} bytes, the most this memory limit allows; raise {option('memory')}")
         if cut:
             yield data[:cut]
         carry = data[cut:]
