@@ -94,6 +94,9 @@ class _MemberLoop:
         #: Where the current member starts in the source: a member that ends where it
         #: started would otherwise be started again forever.
         self._member_at = -1
+        #: The offsets in the compressed file of the bytes last handed to a decompressor (or found
+        #: where a member should start), which a failure lies in.
+        self.fed = (source.position(), source.position())
 
     def next_piece(self) -> bytes:
         """The next piece of decompressed data, b"" at the end. Every call asks for as much
@@ -117,14 +120,21 @@ class _MemberLoop:
                         continue
                     n = len(self._input)
                 data, self._input = self._input[:n], self._input[n:]
+                self._note_fed(len(data))
                 out = self._dec.decompress(data)
             else:
                 data, self._input = self._input, b""
+                self._note_fed(len(data))
                 out = self._dec.decompress(data, self.OUT_CHUNK)
                 if self._style == "zlib":
                     self._input = self._dec.unconsumed_tail
             if out:
                 return bytes(out)
+
+    def _note_fed(self, length: int) -> None:
+        """Record where the ``length`` bytes about to be decompressed lie: just before what is read and not yet fed."""
+        end = self._source.position() - len(self._input)
+        self.fed = (end - length, end)
 
     def _needs_input(self) -> bool:
         return bool(self._dec.needs_input) if self._style == "lzma" else True
@@ -147,6 +157,8 @@ class _MemberLoop:
                     data += more
                     continue
             break
+        end = self._source.position()
+        self.fed = (end - len(data), end)
         if zeros % max(self._padding, 1):
             raise _Corrupt
         if not data:
@@ -339,10 +351,11 @@ class Decompressed(io.RawIOBase):
             unit = CODECS[self._codec].unit
             raise InputError(f"{self._name}: truncated {self._codec} data (ends inside a {unit})") from None
         except self._errors as e:
-            at = self._source.position()
+            lo, hi = self._loop.fed
             if self._codec == "zstd" and "dictionary" in str(e).lower():
-                raise InputError(f"{self._name}: the zstd frame near byte {at} needs a zstd dictionary, which bigshuf does not take") from None
-            raise InputError(f"{self._name}: corrupt {self._codec} data near byte {at}") from None
+                raise InputError(f"{self._name}: the zstd frame at byte {lo} needs a zstd dictionary, which bigshuf does not take") from None
+            where = f"at byte {lo}" if hi - lo <= 1 else f"between bytes {lo} and {hi}"
+            raise InputError(f"{self._name}: corrupt {self._codec} data {where}") from None
 
     def close(self) -> None:
         if not self.closed:
