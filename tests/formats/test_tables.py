@@ -353,6 +353,16 @@ def test_json_lines_are_cut_into_blocks_in_few_reads_however_long_a_line() -> No
         list(_line_blocks(io.BytesIO(b"x" * (9 << 20)), 1 << 20, "in.jsonl"))
 
 
+def test_a_value_its_schema_type_cannot_hold_is_named(tmp_path: Path, run_cli) -> None:
+    """A time32[s] of more than a day, typed by ``--schema``, was "the lines from 1 hold 3 objects in
+    3 lines, or text that is not UTF-8", neither of which was the matter (found by attack)."""
+    (tmp_path / "in.jsonl").write_bytes(b'{"t": 5}\n{"t": 90000}\n{"t": 7}\n')
+    code, out, err = run_cli(["in.jsonl", "--schema", "t:time32[s]", "-o", "o.parquet"], cwd=tmp_path)
+    assert (code, out) == (1, b"")
+    assert err == b"bigshuf: in.jsonl: the lines from 1: time32[s] 90000 is not within the acceptable range of [0, 86400) s\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
+
+
 def test_options_that_need_lines_are_refused(tmp_path: Path, table: pa.Table) -> None:
     src = write_parquet(tmp_path / "in.parquet", table)
     for kwargs in ({"zero_terminated": True}, {"repeat": True}, {"header": 1}, {"lines_per_record": 2}):

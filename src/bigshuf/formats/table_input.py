@@ -177,9 +177,11 @@ class TableInput:
                     if problem is None:
                         table = pj.read_json(pa.BufferReader(owned), read_options=read, parse_options=parse)
                         rows = _object_lines(block, starts)
-                        if table.num_rows != rows or not _utf8(table):  # Arrow checks neither
+                        invalid = _invalid(table)  # (Arrow's reader checks neither this nor the count)
+                        if table.num_rows != rows or invalid is not None:
                             problem = _json_scan(block, line, given, self._inferred) or (
-                                f"the lines from {line} hold {table.num_rows} objects in {rows} lines, or text that is not UTF-8"
+                                f"the lines from {line} hold {table.num_rows} objects in {rows} lines" if invalid is None
+                                else f"the lines from {line}: {invalid}"
                             )
                 except pa.ArrowInvalid:
                     problem = _json_problem(owned, block, line, given, self._inferred, parse)
@@ -196,17 +198,22 @@ class TableInput:
             stream.close()
 
 
-def _utf8(table: pa.Table) -> bool:
-    """Whether every string and field name Arrow's JSON reader parsed is UTF-8 (it checks neither:
-    a Parquet file written from them could not be read back)."""
-
+def _invalid(table: pa.Table) -> str | None:
+    """Why a table Arrow's JSON reader parsed is not a valid one, or None: a string or field name
+    that is not UTF-8 (it checks neither: a Parquet file written from them could not be read
+    back), or a value its ``--schema`` type cannot hold (a time32[s] past a day)."""
     if not names_are_utf8(table.schema):
-        return False
+        return "a field name that is not UTF-8"
     try:
         table.validate(full=True)
-    except (UnicodeDecodeError, pa.ArrowInvalid):
-        return False
-    return True
+    except UnicodeDecodeError:
+        return "text that is not UTF-8"
+    except pa.ArrowInvalid as e:
+        reason = _reason(e)
+        if "UTF8" in reason or "UTF-8" in reason:
+            return "text that is not UTF-8"
+        return reason.rsplit("Invalid: ", 1)[-1]  # (without Arrow's "Column 0: In chunk 0: ")
+    return None
 
 
 def _line_blocks(stream: Any, size: int, name: str) -> Iterator[bytes]:
