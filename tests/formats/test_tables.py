@@ -361,6 +361,9 @@ def test_a_value_its_schema_type_cannot_hold_is_named(tmp_path: Path, run_cli) -
     assert (code, out) == (1, b"")
     assert err == b"bigshuf: in.jsonl: the lines from 1: time32[s] 90000 is not within the acceptable range of [0, 86400) s\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
+    # A type --schema gives that Arrow reads from strings: said so, not "changed from string to number".
+    code, out, err = run_cli(["in.jsonl", "--schema", "t:timestamp[ms]", "-o", "o.parquet"], cwd=tmp_path)
+    assert (code, out, err) == (1, b"", b"bigshuf: in.jsonl: line 1: field 't' holds a number, but --schema makes it timestamp[ms], read from a JSON string\n")
 
 
 def test_options_that_need_lines_are_refused(tmp_path: Path, table: pa.Table) -> None:

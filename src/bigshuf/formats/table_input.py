@@ -337,7 +337,12 @@ def _json_problem(
     change = re.fullmatch(r"Column\((.*)\) changed from (\w+) to (\w+) in row (\d+)", reason)
     if change and int(change[4]) < len(rows):
         path, before, after, row = change.groups()
-        return f"line {rows[int(row)]}: field '{path.lstrip('/')}' changed from {before} to {after}{hint}"
+        name = path.lstrip("/")
+        if schema is not None and not inferred and name in schema.names:
+            # The type is the user's, not one a first line set: Arrow reads it from ``before``.
+            typed = schema.field(name).type
+            return f"line {rows[int(row)]}: field '{name}' holds a {after}, but {option('schema')} makes it {typed}, read from a JSON {before}"
+        return f"line {rows[int(row)]}: field '{name}' changed from {before} to {after}{hint}"
     return f"corrupt or unreadable JSON Lines input in the lines from {first} ({reason}){hint}"
 
 
