@@ -37,25 +37,18 @@ def sniff_kind(path: str, strict: bool = False) -> str | None:
     return None if fmt is None else fmt.name
 
 
-def refuse_data_files_on_stdin(head: bytes) -> None:
-    """Refuse standard input that starts (``head``: its first bytes, decompressed) as a tar archive,
-    a table or a Megatron index does: a line run would shuffle its bytes as text (exit 0, garbage
-    out), and such data is read from named files."""
+def refuse_data_files_in_streams(head: bytes, name: str) -> None:
+    """Refuse an input read as a stream (standard input, a pipe) that starts (``head``: its first
+    bytes, decompressed) as a tar archive, a table or a Megatron index does: a line run would
+    shuffle its bytes as text (exit 0, garbage out), and such data is read from named files."""
     from .tar_members import looks_like_tar
 
     fmt = registry.FORMATS["tar"] if looks_like_tar(head) else registry.by_magic(head)
-    if fmt is None or fmt.family == registry.LINES or (fmt.name == "stream" and not _stream_start(head)):
+    if fmt is None or fmt.family == registry.LINES:
         return
     files = registry.FAMILIES[fmt.family].files_words
-    raise InputError(f"standard input holds {fmt.noun}: name the file(s) ({files} are read from files)")
-
-
-def _stream_start(head: bytes) -> bool:
-    """Whether ``head``, after an Arrow IPC stream's continuation marker, goes on as one does: a
-    first message's metadata length, padded to 8 bytes (so binary records that merely start with
-    four 0xFF bytes are still shuffled as lines)."""
-    length = int.from_bytes(head[4:8], "little", signed=True)
-    return len(head) >= 8 and length > 0 and length % 8 == 0
+    shown = "standard input" if name == "-" else quote_name(name)
+    raise InputError(f"{shown} holds {fmt.noun}: name the file(s) ({files} are read from files)")
 
 
 def _without_codec(name: str) -> str:

@@ -27,7 +27,7 @@ from ..storage.reader import RecordReader
 from ..storage.remote import URLSource, is_remote
 from ..storage.sinks import CodecChoice
 from ..storage.sources import BytesSource, FileSource, GeneratedSource, Source, stdin_file, stdin_offset_kept
-from .detect import line_shard_suffix, refuse_data_files_on_stdin
+from .detect import line_shard_suffix, refuse_data_files_in_streams
 from .line_mix import count_sources, source_sizes
 
 
@@ -121,7 +121,7 @@ def _sample(request: Request, inputs: list[Any]) -> Sample:
     limit = resolve_memory(request.memory)
     fmt = RecordFormat(0 if request.zero_terminated else 10, request.lines_per_record)
     piece = plan.piece_bytes(limit)
-    reader = RecordReader(sources, fmt, Progress(), request.header, stdin_check=refuse_data_files_on_stdin)
+    reader = RecordReader(sources, fmt, Progress(), request.header, stream_check=refuse_data_files_in_streams)
     total = reader.total_size()
     read = max(piece, plan.DRY_RUN_SAMPLE)
     blocks = reader.blocks(plan.read_capacity(limit), option("memory"), block=read)

@@ -46,7 +46,7 @@ from ..storage.reader import RecordReader, map_whole
 from ..storage.sources import BytesSource, FileSource, RangeSource, Source
 from ..storage.tempspace import TempSpace, remove_dead_outputs
 from ..storage.writeback import WriteBehind
-from .detect import refuse_data_files_on_stdin, refuse_terminal
+from .detect import refuse_data_files_in_streams, refuse_terminal
 from ..core.records import INT32_LIMIT, RecordFormat, decimal_records, find_offsets, find_offsets_split, searched_whole
 from .line_early import EarlyPieces
 from .line_mix import WeightedLines
@@ -270,7 +270,7 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         """The reader of every input; the bytes of the multiset shuffled over the bytes read (weighted
         sources, their mix planned now); and whether the mix waits for ``--unique`` to count what is left."""
         reader = RecordReader(
-            self.sources, self.fmt, self.progress, self.request.header, stdin_check=refuse_data_files_on_stdin,
+            self.sources, self.fmt, self.progress, self.request.header, stream_check=refuse_data_files_in_streams,
             parallel=self.workers.map, ahead=self._plan_decoding_ahead(),
         )
         factor = 1.0

@@ -12,6 +12,7 @@ family names is imported only when first used.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,6 +160,8 @@ class FileFormat:
     magic: tuple[tuple[int, bytes], ...] = ()
     #: A file of it in a message ("a Parquet file"); formats of records that are not lines name theirs.
     noun: str = ""
+    #: A further test of a head its magic matched, where the magic alone is too common (None: none).
+    confirm: Callable[[bytes], bool] | None = None
     #: Whether a name may add a compression suffix (``.jsonl.zst``); the file is then compressed as a whole.
     compressible: bool = False
     #: Whether table rows can be written in it (JSON Lines: yes; plain text: no).
@@ -179,10 +182,21 @@ def register(fmt: FileFormat, family: Family | None = None) -> None:
         register_family(family)
 
 
-register(FileFormat("parquet", TABLE, (".parquet", ".pq"), ((0, b"PAR1"),), noun="a Parquet file"))
-register(FileFormat("arrow", TABLE, (".arrow", ".feather", ".ipc"), ((0, b"ARROW1"),), noun="an Arrow file"))
+# PAR1, then a Thrift compact struct whose first field is an i32 (a page header's type, or, with no
+# row groups, the footer's version): 0x15. Text that starts with "PAR1" is not taken for Parquet.
+register(FileFormat("parquet", TABLE, (".parquet", ".pq"), ((0, b"PAR1\x15"),), noun="a Parquet file"))
+# ARROW1 and two bytes of padding.
+register(FileFormat("arrow", TABLE, (".arrow", ".feather", ".ipc"), ((0, b"ARROW1\x00\x00"),), noun="an Arrow file"))
+def _stream_start(head: bytes) -> bool:
+    """Whether ``head``, after an Arrow IPC stream's continuation marker, goes on as one does: a
+    first message's metadata length, padded to 8 bytes (so binary records that merely start with
+    four 0xFF bytes are still lines)."""
+    length = int.from_bytes(head[4:8], "little", signed=True)
+    return len(head) >= 8 and length > 0 and length % 8 == 0
+
+
 # An Arrow IPC stream (as Hugging Face ``datasets`` writes ``.arrow``): its continuation marker.
-register(FileFormat("stream", TABLE, (), ((0, b"\xff\xff\xff\xff"),), noun="an Arrow IPC stream"))
+register(FileFormat("stream", TABLE, (), ((0, b"\xff\xff\xff\xff"),), noun="an Arrow IPC stream", confirm=_stream_start))
 register(FileFormat("jsonl", LINES, (".jsonl", ".ndjson", ".json"), compressible=True))
 # Tar shards (``.tar``, ``.tar.gz``, ``.tar.zst``): the ustar magic, in the first header.
 # A tar sample written twice keeps its one key, and WebDataset reads two samples of one key side by side as one.
@@ -210,7 +224,8 @@ def by_magic(head: bytes) -> FileFormat | None:
     """The format whose magic bytes ``head`` (a file's first ``MAGIC_BYTES``) starts with, if any."""
     for fmt in FORMATS.values():
         if any(head[offset : offset + len(magic)] == magic for offset, magic in fmt.magic):
-            return fmt
+            if fmt.confirm is None or fmt.confirm(head):
+                return fmt
     return None
 
 
@@ -223,8 +238,8 @@ def by_suffix(name: str) -> FileFormat | None:
 
 
 def magic_bytes() -> int:
-    """How many leading bytes decide every registered format's magic."""
-    return max((offset + len(magic) for fmt in FORMATS.values() for offset, magic in fmt.magic), default=0)
+    """How many leading bytes decide every registered format's magic (and its ``confirm``: at least 8)."""
+    return max([8, *(offset + len(magic) for fmt in FORMATS.values() for offset, magic in fmt.magic)])
 
 
 def suffixes(family: str, *, compressible: bool | None = None) -> tuple[str, ...]:

@@ -24,7 +24,8 @@ from .ahead import AheadPlan, DecodeAhead
 from .codecs import Replay
 from .sources import FileSource, Source, input_sizes, later_stdin
 
-#: How many of standard input's first bytes (decompressed) a reader's ``stdin_check`` is shown.
+#: How many first bytes (decompressed) of an input that is not a regular file a reader's
+#: ``stream_check`` is shown (all of them, if it holds fewer).
 STDIN_HEAD = 512
 
 #: The least a worker reads of a plain file in one ``RecordReader`` read spread over the workers:
@@ -132,6 +133,12 @@ def _lost(name: str, fd: int, end: int) -> InputError:
     return InputError(f"{name}: read error: {os.strerror(errno.EIO)}")
 
 
+def _streamed(source: Source) -> bool:
+    """Whether ``source`` is read as a stream (standard input, a pipe, a device): its records were
+    not told by its name or magic bytes, so the reader's ``stream_check`` looks at its first bytes."""
+    return isinstance(source, FileSource) and (source.path == "-" or source.disk_size() is None)
+
+
 def _stored_size(source: Source) -> int | None:
     """Bytes of ``source`` as stored, if it is a file or object whose stored position can be followed."""
     disk_size = getattr(source, "disk_size", None)
@@ -192,7 +199,7 @@ class RecordReader:
 
     def __init__(
         self, sources: Sequence[Source], fmt: RecordFormat, progress: Progress, header: int = 0,
-        stdin_check: Callable[[bytes], None] | None = None, parallel: ParallelMap | None = None,
+        stream_check: Callable[[bytes, str], None] | None = None, parallel: ParallelMap | None = None,
         ahead: AheadPlan | None = None,
     ) -> None:
         self.sources = list(sources)
@@ -202,11 +209,12 @@ class RecordReader:
         self.parallel = parallel
         #: Shown standard input's first ``STDIN_HEAD`` bytes, to refuse data that is not records
         #: (a format's check: a line run refuses a tar archive).
-        self.stdin_check = stdin_check
+        self.stream_check = stream_check
         self.fmt = fmt
         self.progress = progress
         self.header_lines = header
         self.header = b""
+        self._split = b""  # the header lines taken from the input being opened
         self.bytes_read = 0
         self.progress_done = 0  # bytes reported to progress: of the inputs as stored
         self._stored_at = 0  # stored bytes of the current input reported so far
@@ -288,8 +296,10 @@ class RecordReader:
         stream = source.open() if taken is None else taken
         if early is not None:
             early.start_after(index)
+        self._split = b""
         if self.header_lines:
             head, stream = split_head(stream, self.header_lines, self.fmt.sep, source.name)
+            self._split = head  # (the first bytes a ``stream_check`` is shown)
             if index == 0:
                 self.header = head
         return stream
@@ -333,8 +343,8 @@ class RecordReader:
             # A plain file's block comes in one read: nothing to put to work before it is whole.
             stepwise = not _is_plain_file(stream)
             # Standard input's first bytes, until they tell whether it holds a tar archive.
-            check = self.stdin_check if isinstance(source, FileSource) and source.path == "-" else None
-            head = None if check is None else bytearray()
+            check = self.stream_check if _streamed(source) else None
+            head = None if check is None else bytearray(self._split[:STDIN_HEAD])
             try:
                 last = -1
                 while True:
@@ -352,7 +362,7 @@ class RecordReader:
                     if head is not None:
                         head += buf[filled : filled + min(n, STDIN_HEAD - len(head))].tobytes()
                         if len(head) == STDIN_HEAD and check is not None:
-                            check(bytes(head))
+                            check(bytes(head), source.name)
                             head = None
                     if group > 1:
                         self._seps += count_separators(buf[filled : filled + n], sep)
@@ -365,6 +375,8 @@ class RecordReader:
                     self._report(source, stored, n)
                     if self.on_read is not None and stepwise:
                         self.on_read(buf, filled)
+                if head and check is not None:  # shorter than STDIN_HEAD: checked whole
+                    check(bytes(head), source.name)
                 self._report(source, stored, 0)
                 if isinstance(source, FileSource):
                     source.check_unchanged()
