@@ -340,11 +340,12 @@ def test_a_journal_not_written_by_bigshuf_is_left_alone(tmp_path: Path) -> None:
 
 
 
-def test_a_planted_journal_naming_files_in_another_directory_is_left_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_planted_journal_naming_files_in_another_directory_touches_nothing_there(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A journal is this user's file, but another user can rename any file this user's run wrote
     (its text theirs) into a directory they own. Undone, such a journal unlinked a file of this
     user's anywhere, its inode copied into the entry (found by attack). Now every target must lie
-    in the journal's directory or in one holding its run's lock."""
+    in the journal's directory or in one holding a file of its run (its lock, its journal's copy);
+    one naming a directory with none is only removed itself, as a commit that never began is."""
     run = "aaaaaaaaaaaa"
     etc = tmp_path / "etc"
     etc.mkdir()
@@ -361,9 +362,10 @@ def test_a_planted_journal_naming_files_in_another_directory_is_left_alone(tmp_p
     journal = planted / f".bigshuf-{run}.commit"
     journal.write_text(json.dumps({"bigshuf_commit": 1, "files": entries}))
     tempspace.remove_dead_outputs(str(planted))
-    assert victim.read_bytes() == b"precious\n" and journal.exists()
-    assert "not a commit journal of this user's bigshuf; left alone" in capsys.readouterr().err
+    assert victim.read_bytes() == b"precious\n" and not journal.exists()
+    assert f"commit had not begun or had ended (nothing of that run is left in {etc})" in capsys.readouterr().err
     # Its run's lock in that directory, as a killed run leaves it, makes the same entries its own.
+    journal.write_text(json.dumps({"bigshuf_commit": 1, "files": entries}))
     (etc / f".bigshuf-{run}.lock").write_bytes(b"")
     (etc / f".important.txt.{run}.bigshuf-old").write_bytes(b"older\n")
     tempspace.remove_dead_outputs(str(planted))
@@ -428,6 +430,30 @@ def test_a_split_over_two_directories_killed_mid_commit_is_finished(tmp_path: Pa
         for d in ("train", "valid"):
             assert dot_files(top / d) == [], (other_first, d)
         assert records_in([top / "train" / "x.txt", top / "valid" / "x.txt"]) == records_in([src]), other_first
+
+
+@pytest.mark.parametrize("tidied_first", ["a", "b"])
+def test_a_run_killed_between_two_journal_copies_leaves_nothing_behind(tmp_path: Path, tidied_first: str) -> None:
+    """Killed after its journal's copy in one directory and before the other's, with the other
+    directory tidied first (its temporary file and lock removed as a dead run's): the first copy
+    named a directory holding nothing of its run and was "not a commit journal of this user's
+    bigshuf; left alone" by every later run there, with its lock and temporary file (found by
+    review). Tidied in either order, nothing is left and the old files or the new are whole."""
+    src = write_records(tmp_path / "in.txt", make_records(300, seed=15))
+    out = tmp_path / "o"
+    for d in ("a", "b"):
+        (out / d).mkdir(parents=True)
+        (out / d / "x.txt").write_bytes(b"old\n")
+    command = ["--seed", "4", "--split", "a=0.5,b=rest", str(src), "-o", f"{out}/{{split}}/x.txt"]
+    assert cli(command, env={KILL_AT: "1"}).returncode == -signal.SIGKILL
+    (copy,) = [n for n in dot_files(out / "b") if n.endswith(".commit")]
+    (out / "b" / copy).unlink()  # as a kill before it was written leaves it
+    other = "b" if tidied_first == "a" else "a"
+    assert tempspace.remove_dead_outputs(str(out / tidied_first)) is not None
+    tempspace.remove_dead_outputs(str(out / other))
+    assert [dot_files(out / d) for d in ("a", "b")] == [[], []]
+    got = records_in([out / "a" / "x.txt", out / "b" / "x.txt"])
+    assert got in (Counter([b"old", b"old"]), records_in([src])), got
 
 
 @pytest.mark.parametrize("step", [1, 4, 6])

@@ -426,9 +426,17 @@ def _read_journal(path: str) -> list[dict[str, Any]] | None:
             return None
         if directory not in homes:
             homes[directory] = _same_directory(directory, home) or _holds_run_files(directory, run, name)
-        if not homes[directory]:
-            return None
+    untraced = next((d for d, traced in homes.items() if not traced), None)
+    if untraced is not None:
+        raise _Untraced(untraced)
     return files
+
+
+class _Untraced(Exception):
+    """A journal names a directory that holds no file of its run: not even its copy of the journal,
+    which every directory of a commit that began holds until the commit has ended. So the run was
+    killed while writing its copies (or removing them, once done), and that directory was tidied
+    since: nothing is left to do, and nothing is done but removing the journal."""
 
 
 class _CutAfterStart(Exception):
@@ -494,6 +502,12 @@ def recover(journal: str) -> tuple[str, list[str]]:
         return (
             f"{quote_name(journal)}: a killed run's commit journal, cut short after its commit began; left alone "
             f"with the old files it kept (.bigshuf-old beside it): put them back by hand if the new ones are not whole"
+        ), []
+    except _Untraced as untraced:
+        os.unlink(journal)
+        return (
+            f"removed {quote_name(journal)}, a killed run's commit journal whose commit had not begun or had ended "
+            f"(nothing of that run is left in {quote_name(str(untraced))})"
         ), []
     if entries is None:
         return f"{quote_name(journal)}: not a commit journal of this user's bigshuf; left alone", []
