@@ -47,13 +47,16 @@ def test_a_whole_write_replaces_the_object(tmp_path: Path) -> None:
     assert name.read_bytes() == b"new\n" and os.listdir(tmp_path) == ["obj"]
 
 
-def test_a_local_whole_write_is_private_while_written_and_keeps_the_replaced_mode(tmp_path: Path) -> None:
+@pytest.mark.parametrize("replacing", [False, True])
+def test_a_local_whole_write_is_private(tmp_path: Path, replacing: bool) -> None:
     """The Dask engine's local parts and shard files were opened by fsspec as any new file, readable
-    by every user (0644) while a worker wrote them; now the temporary file is created exclusively,
-    mode 0600, and takes the mode of the file it replaces only once it is whole."""
+    by every user (0644) while a worker wrote them, and then given the umask's mode (found by review):
+    a shard's temporary file stayed readable until the commit. Now it is created exclusively and
+    stays 0600; the commit gives shards their targets' attributes."""
     name = tmp_path / "obj"
-    name.write_bytes(b"old\n")
-    os.chmod(name, 0o640)
+    if replacing:
+        name.write_bytes(b"old\n")
+        os.chmod(name, 0o644)
     seen: list[int] = []
 
     def write(f: BinaryIO) -> None:
@@ -63,7 +66,7 @@ def test_a_local_whole_write_is_private_while_written_and_keeps_the_replaced_mod
 
     remote.write_whole(str(name), write)
     assert seen == [0o600]
-    assert name.read_bytes() == b"new\n" and os.stat(name).st_mode & 0o777 == 0o640
+    assert name.read_bytes() == b"new\n" and os.stat(name).st_mode & 0o777 == 0o600
     assert os.listdir(tmp_path) == ["obj"]
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from ..errors import BigShufError, InputError, OutputError, UsageError, interruption, option
-from .safefs import create_exclusive, take_attributes
+from .safefs import create_exclusive
 
 #: Protocols whose stores publish an object only when its upload completes, so a plain write
 #: is already all-or-nothing; elsewhere objects are written under a temporary name and moved.
@@ -257,14 +257,14 @@ def write_whole(name: str, write: Callable[[BinaryIO], None]) -> None:
 
 def _write_local(path: str, tmp: str, write: Callable[[BinaryIO], None]) -> None:
     """``write_whole`` on a local file: the temporary file created as every other bigshuf file is
-    (exclusively, never through a symlink, private while written), given the attributes of the
-    file it replaces (a new one's by the umask) and renamed over it; removed if anything fails."""
+    (exclusively, never through a symlink, mode 0600) and renamed over ``path``; removed if anything
+    fails. It stays private: the engine's local files are temporary ones (scratch, or shards the
+    commit gives their targets' attributes), and the umask's mode left them readable until then."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fd = create_exclusive(tmp, 0o600, os.O_WRONLY)
     try:
         with os.fdopen(fd, "wb", closefd=False) as f:
             write(f)
-        take_attributes(fd, path)
         os.rename(tmp, path)
     except BaseException:
         try:
