@@ -21,7 +21,7 @@ from .core.parallel import Workers, default_threads
 from .core.records import RecordFormat, record_cuts
 from .core.streams import rng_for, seed_entropy
 from .engines.base import run_request
-from .errors import InputError, TempSpaceError, UsageError, option, render
+from .errors import BigShufError, InputError, TempSpaceError, UsageError, option, render
 from .progress import Progress
 from .arguments import _check_types, _integer, _memory_argument, _optional_integer, _optional_path, _path, _path_list
 from .request import Request
@@ -173,7 +173,7 @@ def plan_shuffle(
         from .engines.cluster import nothing_drawn
 
         drawn_locally = nothing_drawn(request)
-        if drawn_locally is not None:
+        if drawn_locally is not None and _places_refused(request) is None:
             from .engines.local_plan import plan_request as plan_local
 
             return plan_local(drawn_locally)
@@ -181,6 +181,20 @@ def plan_shuffle(
     else:
         from .engines.local_plan import plan_request
     return plan_request(request)
+
+
+def _places_refused(request: Request) -> BigShufError | None:
+    """What a Dask run refuses before it reads anything (its options, its temporary places), if anything."""
+    from .engines.dask.driver import check_places
+
+    scheduler = request.scheduler
+    address = scheduler if scheduler is None or isinstance(scheduler, str) else None
+    try:
+        check_places(request.head_count, request.shards, request.verify, address, address is None and scheduler is not None,
+                     request.temp_url, request.tmp_dir)
+    except BigShufError as e:
+        return e
+    return None
 
 
 #: The largest number ``shuffle_range`` takes: GNU shuf's limit (SIZE_MAX) on 64-bit systems.

@@ -404,7 +404,7 @@ ROW_GROUP_MAX = 2**63 - 1
 def check_table_settings(request: Request, all_paths: bool) -> None:
     """Refuse what does not apply to rows (``registry``'s table family): inputs other than files, and line-only settings."""
     _check_records(request)
-    if not all_paths:
+    if not all_paths and not all(isinstance(item, str) for item in request.inputs):  # (URLs are names: the engine reads them)
         raise UsageError(
             f"Parquet or Arrow output needs input files (JSON Lines), not {option('echo')} or {option('input_range')}"
         )

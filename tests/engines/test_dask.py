@@ -306,6 +306,30 @@ def test_head_count_zero_opens_no_input(tmp_path: Path) -> None:
     problems, summary = bigshuf.api.check_manifest(str(tmp_path / "m.json"))
     assert problems == [] and summary.startswith("2 output file(s) match"), (problems, summary)
     assert found.ok and found.failures == ()
+    # What the Dask run refuses before it reads anything is refused still (it was skipped: found by review).
+    src = tmp_path / "a.txt"
+    src.write_bytes(b"a\n")
+    for settings, message in (
+        ({"scheduler": ""}, "invalid scheduler= value: '': an address like tcp://host:8786 is needed"),
+        ({"temp_url": str(tmp_path / "gone")}, f"{tmp_path / 'gone'}: No such file or directory"),
+    ):
+        with pytest.raises(bigshuf.BigShufError) as caught:
+            bigshuf.shuffle([str(src)], tmp_path / "o.txt", engine="dask", head_count=0, **settings)
+        assert str(caught.value) == message
+        plan = bigshuf.api.plan_shuffle([str(src)], tmp_path / "o.txt", engine="dask", head_count=0, **settings)
+        assert not plan.ok
+    assert not (tmp_path / "o.txt").exists()
+
+
+def test_head_count_zero_lists_no_url(tmp_path: Path) -> None:
+    """``-n 0`` on the local engine listed its URL inputs first (asking the store for credentials,
+    failing on a missing object), where shuf opens no input."""
+    missing = "memory://bigshuf-test-nothing/a.txt"
+    for engine in ("local", "dask"):
+        with ThreadPoolExecutor(1) as runner:
+            scheduler = runner if engine == "dask" else None
+            stats = bigshuf.shuffle([missing], tmp_path / f"{engine}.txt", engine=engine, scheduler=scheduler, head_count=0)
+        assert stats.records == 0 and (tmp_path / f"{engine}.txt").read_bytes() == b""
 
 
 def test_head_count_into_a_local_file_written_in_place(tmp_path: Path) -> None:

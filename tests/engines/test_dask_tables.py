@@ -231,6 +231,24 @@ def test_cli_on_a_parquet_directory_with_a_worker_killed(tmp_path: Path) -> None
     assert os.listdir(temp) == []
 
 
+def test_url_tables_are_taken_by_the_library_and_command_line(tmp_path: Path) -> None:
+    """A Parquet dataset named by URL was refused before the Dask engine saw it: "Parquet or Arrow
+    output needs input files (JSON Lines), not -e or -i" (found while checking -n 0): the request's
+    check took every URL for an operand that is not a file. With -n 0 the rows' schema is still
+    read (the empty output keeps it), from the URL too."""
+    import bigshuf
+
+    everything = _dataset(tmp_path / "data", [300, 200])
+    url = f"file://{tmp_path}/data/"
+    with ThreadPoolExecutor(2) as runner:
+        stats = bigshuf.shuffle([url], tmp_path / "out.parquet", engine="dask", scheduler=runner, memory="64K", seed=3)
+        empty = bigshuf.shuffle([url], tmp_path / "none.parquet", engine="dask", scheduler=runner, head_count=0)
+    assert (stats.records, empty.records) == (500, 0)
+    _assert_permutation(pq.read_table(tmp_path / "out.parquet"), everything)
+    none = pq.read_table(tmp_path / "none.parquet")
+    assert none.num_rows == 0 and none.schema.remove_metadata() == everything.schema.remove_metadata()
+
+
 def test_schema_mismatch_is_one_line_naming_the_column(tmp_path: Path) -> None:
     pq.write_table(pa.table({"id": [1, 2], "v": ["a", "b"]}), tmp_path / "a.parquet")
     pq.write_table(pa.table({"id": [3], "v": [1.5]}), tmp_path / "b.parquet")

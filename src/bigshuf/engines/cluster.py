@@ -62,13 +62,17 @@ class DaskEngine(Engine):
         from ..storage.manifest import run_entries
         from . import dask
 
-        drawn_locally = nothing_drawn(request)
-        if drawn_locally is not None:
-            from .local import shuffle_local
-
-            return shuffle_local(drawn_locally, progress)
         scheduler = request.scheduler
         address, runner = (scheduler, None) if scheduler is None or isinstance(scheduler, str) else (None, scheduler)
+        drawn_locally = nothing_drawn(request)
+        if drawn_locally is not None:
+            from .dask.driver import check_places
+            from .local import shuffle_local
+
+            # Refused as the Dask run would refuse them, before it reads anything.
+            check_places(request.head_count, request.shards, request.verify, address, runner is not None,
+                         request.temp_url, request.tmp_dir)
+            return shuffle_local(drawn_locally, progress)
         return dask.shuffle(
             [s for s in request.inputs if isinstance(s, str)], request.output, memory=request.memory,
             seed=request.seed, random_source=request.random_source, tmp_dir=request.tmp_dir,
@@ -87,13 +91,16 @@ class DaskEngine(Engine):
 def nothing_drawn(request: Request) -> Request | None:
     """``request`` as the local engine runs it when it draws nothing (``-n 0``) into local files only:
     no task has work and, as in shuf, no input is opened; the local engine writes the empty outputs
-    (each shard, the manifest) as it would. None for any other request."""
+    (each shard, the manifest) as it would. None for any other request, and for table rows, whose
+    empty output takes its schema from the inputs (which the Dask run reads, URLs too)."""
     from dataclasses import replace
 
     from ..storage.remote import is_url, local_output
 
     output, manifest = local_output(request.output), local_output(request.manifest)
-    if request.head_count != 0 or any(name is not None and is_url(name) for name in (output, manifest)):
+    if request.head_count != 0 or request.family == registry.TABLE:
+        return None
+    if any(name is not None and is_url(name) for name in (output, manifest)):
         return None
     return replace(request, output=output, manifest=manifest)
 

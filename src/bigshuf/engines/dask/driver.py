@@ -341,6 +341,16 @@ def _discard(job: _Job) -> None:
             pass  # not empty: something else is in it now
 
 
+def check_places(
+    head_count: int | None, shards: int | None, verify: bool, scheduler: str | None, own_runner: bool,
+    temp_url: str | None, tmp_dir: str | os.PathLike[str] | None,
+) -> None:
+    """The refusals a run makes before it reads any input: its options (``_check_options``) and its
+    temporary places (``_temp_places``); for a run with nothing to draw, which reads none."""
+    _check_options(head_count, shards, verify, scheduler, own_runner, temp_url)
+    _temp_places(tmp_dir, temp_url)
+
+
 def _check_options(
     head_count: int | None, shards: int | None, verify: bool, scheduler: str | None, own_runner: bool, temp_url: str | None
 ) -> str | None:
