@@ -598,3 +598,23 @@ def test_a_range_with_a_line_left_over_fails_its_plan_as_its_run(run_cli: Runner
     assert (code, err) == (1, f"bigshuf: {message} (--lines-per-record)\n".encode())
     assert f"failed: inputs: {message}".encode() in out and not out.endswith(b"ok\n")
     assert run_cli(shape) == (1, b"", err)
+
+
+def test_a_plans_reasons_are_spelt_for_the_library_and_said_once(tmp_path: Path, run_cli) -> None:
+    """``plan_shuffle(...).failures[i].reason`` carried the raw placeholders of option names
+    ("raise \\x00memory\\x00"), and a failure the inputs gave was given again by the output's check,
+    two identical lines on stderr (found by review)."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "long.jsonl").write_bytes(json.dumps({"t": "x" * 600_000}).encode() + b"\n")
+    found = plan_shuffle(tmp_path / "long.jsonl", tmp_path / "o.parquet", memory="1M")
+    assert [c.reason for c in found.failures] == [
+        f"{tmp_path / 'long.jsonl'}: a JSON line is longer than 524288 bytes, the most this memory limit allows; raise memory="
+    ]
+    pq.write_table(pa.table({"id": [1, 2]}), tmp_path / "t.parquet")
+    code, out, err = run_cli(["t.parquet", "--schema", "id:int64", "-o", "x.parquet", "--dry-run"], cwd=tmp_path)
+    assert (code, err) == (1, b"bigshuf: --schema types JSON Lines read as rows; t.parquet is a table whose columns have their types already\n")
+    assert out.count(b"failed: ") == 1

@@ -139,7 +139,7 @@ def _dry_run(subject: Source | list[str] | tuple[()], output: str | None, settin
     found = plan_shuffle(subject, output, **{k: v for k, v in settings.items() if k != "progress"})
     _write_stdout(found.render(cli=True))
     for check in found.failures:
-        _report(f"{PROG}: {render(check.reason, cli=True)}")
+        _report(f"{PROG}: {render(check.message, cli=True)}")
     return 0 if found.ok else 1
 
 

@@ -27,11 +27,17 @@ from .storage.shards import check_outputs, shard_names
 @dataclass(frozen=True)
 class Check:
     """One thing the run needs: ``name`` (as its plan line), whether it holds, and if not why, as
-    the run would fail (a message with ``errors.option`` names; ``RunPlan.render`` spells them)."""
+    the run would fail (``message``: with ``errors.option`` names, which ``reason`` spells for the
+    library and ``RunPlan.render`` for either)."""
 
     name: str
     passed: bool
-    reason: str = ""
+    message: str = ""
+
+    @property
+    def reason(self) -> str:
+        """Why the check fails, its settings spelt as the library's keywords (``memory=``)."""
+        return render(self.message, cli=False)
 
 
 @dataclass(frozen=True)
@@ -78,7 +84,7 @@ class RunPlan:
         """The plan as text, one ``name: value`` line each, then ``ok`` or a ``failed:`` line per failed
         check; settings spelt for the command line (``cli``) or the library."""
         text = [f"{name}: {value}" for name, value in self.lines]
-        text += [f"failed: {c.name}: {c.reason}" for c in self.failures] or ["ok"]
+        text += [f"failed: {c.name}: {c.message}" for c in self.failures] or ["ok"]
         return render("".join(line + "\n" for line in text), cli)
 
 
@@ -117,11 +123,15 @@ class Facts:
         self.lines.append((name, value))
 
     def check(self, name: str, test: Callable[[], object]) -> None:
-        """Add check ``name``: it fails with the message of the BigShufError ``test`` raises."""
+        """Add check ``name``: it fails with the message of the BigShufError ``test`` raises (said
+        once: a failure an earlier check already gave, the inputs' met again by the output's, is
+        not repeated)."""
         try:
             test()
         except BigShufError as e:
-            self.checks.append(Check(name, False, error_line(e)))
+            message = error_line(e)
+            if all(c.message != message for c in self.checks):
+                self.checks.append(Check(name, False, message))
         else:
             self.checks.append(Check(name, True))
 
