@@ -284,6 +284,13 @@ def test_a_local_temp_url_must_exist_and_its_run_directory_is_private(tmp_path: 
                 dask_engine.shuffle(paths, tmp_path / "out.txt", memory="16K", seed=1, runner=runner,
                                     tmp_dir=tmp_path, temp_url=missing)
         assert not (tmp_path / "missing").exists() and not (tmp_path / "out.txt").exists()
+        # A file is no directory, and an empty name no place (they were "No such file or directory", "': ...").
+        (tmp_path / "afile").write_bytes(b"")
+        with pytest.raises(TempSpaceError, match="afile: Not a directory$"):
+            dask_engine.shuffle(paths, tmp_path / "out.txt", runner=runner, tmp_dir=tmp_path, temp_url=str(tmp_path / "afile"))
+        with pytest.raises(bigshuf.UsageError, match="^invalid temp_url= value: ''$"):
+            dask_engine.shuffle(paths, tmp_path / "out.txt", runner=runner, tmp_dir=tmp_path, temp_url="")
+        (tmp_path / "afile").unlink()
         dask_engine.shuffle(paths, tmp_path / "out.txt", memory="16K", seed=1, runner=runner, tmp_dir=tmp_path,
                             temp_url=str(shared))
     assert modes == {0o700}

@@ -585,3 +585,22 @@ def test_a_pattern_giving_a_nul_byte_is_a_usage_error(tmp_path: Path) -> None:
     """``-o 'p{:c}' --shards 2`` names shard 0 ``p\\0``, which no file system takes: refused as a user error."""
     with pytest.raises(BigShufError):
         check_output_directory(str(tmp_path / "p{:c}"), 2)
+
+
+def test_an_abort_that_cannot_remove_its_temporary_file_does_not_hide_the_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its directory made read-only during the run, the abort's unlink raised PermissionError, which
+    replaced the error that ended the run ("cannot commit: Permission denied") in the one line the
+    user saw, and the run's lock was not let go (found by review)."""
+    sink = AtomicFileSink(str(tmp_path / "out.txt"), None, sync=False)
+    sink.write(b"a\n")
+    unlink = os.unlink
+
+    def refused(path: str, *args: object, **kwargs: object) -> None:
+        if path == sink.tmp_path:
+            raise PermissionError(13, "Permission denied", path)
+        unlink(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "unlink", refused)
+    sink.abort()  # (it raised)
+    monkeypatch.undo()
+    assert [n for n in os.listdir(tmp_path) if n.endswith(".lock")] == []

@@ -255,8 +255,8 @@ class AtomicFileSink(Sink):
         if not self.keep_on_abort:
             try:
                 os.unlink(self.tmp_path)
-            except FileNotFoundError:
-                pass
+            except OSError:
+                pass  # gone, or its directory made read-only since: the error that ended the run is the one to say
         self._release()
 
 

@@ -5,6 +5,7 @@ nothing, each step's tasks run by ``runner`` over the level pass 1 made (``core.
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 import time
@@ -216,11 +217,19 @@ def _temp_places(tmp_dir: str | os.PathLike[str] | None, temp_url: str | None) -
         raise TempSpaceError(f"{local_parent}: No such file or directory")
     scratch = os.path.join(local_parent, f"bigshuf-dask-{run_id}")
     temp_url = remote.local_output(temp_url)
-    if temp_url is not None and not remote.is_url(temp_url) and not os.path.isdir(temp_url):
-        # As -T: a missing directory is refused, not made and left behind.
-        raise TempSpaceError(f"{temp_url}: No such file or directory")
+    if temp_url is not None and not remote.is_url(temp_url):
+        refuse_temp_directory(temp_url)
     root = remote.join(remote.canonical(temp_url), f"bigshuf-dask-{run_id}") if temp_url is not None else scratch
     return root, scratch
+
+
+def refuse_temp_directory(path: str) -> None:
+    """Refuse a local ``--temp-url`` that is not an existing directory, as ``-T`` is refused: a missing
+    one is not made (and left behind)."""
+    if not path:
+        raise UsageError(f"invalid {option('temp_url')} value: ''")
+    if not os.path.isdir(path):
+        raise TempSpaceError(f"{path}: {os.strerror(errno.ENOTDIR if os.path.exists(path) else errno.ENOENT)}")
 
 
 def _place(prepared: Prepared, settings: Settings, layout: Layout, root: str, sync: bool) -> tuple[str | None, Placement]:

@@ -24,7 +24,7 @@ from ...request import Request, resolve_memory
 from ...storage import remote
 from ...storage.layout import Sharding, parse_split
 from ...storage.tempspace import check_space
-from .driver import DEFAULT_MEMORY, _check_options
+from .driver import DEFAULT_MEMORY, _check_options, refuse_temp_directory
 from .placement import check_shard_target, output_names
 from .inputs import Prepared, Settings, prepare
 from .outputs import Layout, check_layout
@@ -220,9 +220,10 @@ def _temp_space(facts: _Facts) -> None:
         facts.line("temporary space", f"needs {amount} in {where}, {dryrun.size_text(facts.temp_free)} free")
 
     def usable() -> None:
-        for directory in (facts.tmp_dir, url):
-            if directory is not None and not remote.is_url(directory) and not os.path.isdir(directory):
-                raise TempSpaceError(f"{directory}: No such file or directory")
+        if not os.path.isdir(facts.tmp_dir):
+            raise TempSpaceError(f"{facts.tmp_dir}: No such file or directory")
+        if url is not None and not remote.is_url(url):
+            refuse_temp_directory(url)
         if (url is None or not remote.is_url(url)) and need is not None and facts.temp_free is not None:
             check_space(url or facts.tmp_dir, need, facts.temp_free)
 
