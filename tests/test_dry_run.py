@@ -618,3 +618,17 @@ def test_a_plans_reasons_are_spelt_for_the_library_and_said_once(tmp_path: Path,
     code, out, err = run_cli(["t.parquet", "--schema", "id:int64", "-o", "x.parquet", "--dry-run"], cwd=tmp_path)
     assert (code, err) == (1, b"bigshuf: --schema types JSON Lines read as rows; t.parquet is a table whose columns have their types already\n")
     assert out.count(b"failed: ") == 1
+
+
+@pytest.mark.parametrize("codec,low", [("gzip", 0.8), ("zstd", 0.5)])
+def test_a_compressed_inputs_size_is_estimated_from_what_its_decoder_was_fed(tmp_path: Path, codec: str, low: float) -> None:
+    """The first block's bytes were set against the whole 256 KiB read they came from: 8.5 MiB of
+    gzip'd lines were planned as 1.5 MiB at -S 1M, the temporary-space check passed on a disk they
+    did not fit, and the run took a third pass (found by a dry-run differential attack)."""
+    data = b"".join(b"%d some text for the line\n" % i for i in range(300_000))
+    path = tmp_path / "c.txt.x"
+    path.write_bytes(compress(codec, data))
+    found = plan_shuffle(path, tmp_path / "out.txt", memory="1M")
+    assert found.nbytes is not None and low * len(data) <= found.nbytes <= 1.25 * len(data), (found.nbytes, len(data))
+    stats = shuffle(path, tmp_path / "out.txt", memory="1M", seed=1, sync=False)
+    assert stats.passes == 2 and stats.records == 300_000

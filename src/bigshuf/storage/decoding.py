@@ -106,6 +106,7 @@ class _MemberLoop:
             if self._dec is None or self._dec.eof:
                 rest = self._dec.unused_data if self._dec is not None else b""
                 if not self._start_member(rest + self._input):
+                    self._input = b""  # (all of it taken: a clean end)
                     return b""
             elif not self._input and self._needs_input():
                 self._input = self._source.read(self.RAW_CHUNK)
@@ -131,9 +132,15 @@ class _MemberLoop:
             if out:
                 return bytes(out)
 
+    def consumed(self) -> int:
+        """Offset in the compressed file up to which data has been handed to a decompressor: what
+        is read but not yet fed does not count (a 256 KiB read of data compressed tenfold, of which
+        one block's worth is decoded, counted whole, made the input look ten times smaller)."""
+        return self._source.position() - len(self._input)
+
     def _note_fed(self, length: int) -> None:
         """Record where the ``length`` bytes about to be decompressed lie: just before what is read and not yet fed."""
-        end = self._source.position() - len(self._input)
+        end = self.consumed()
         self.fed = (end - length, end)
 
     def _needs_input(self) -> bool:
@@ -281,8 +288,10 @@ class Decompressed(io.RawIOBase):
         self._name = name
         self._errors = errors + (_Corrupt,)
         self._pending = memoryview(b"")
-        #: How far the compressed file had been read when the piece handed out last was decoded.
-        self._at = source.position()
+        #: How far the compressed file had been fed to the decoder when the piece being read was
+        #: decoded, and when the one before it was; that piece's length (0: none yet).
+        self._at = self._from = source.position()
+        self._piece = 0
         #: Pieces decoded ahead, each with ``_at`` after it, or the error that ended them.
         self._ahead: deque[tuple[bytes, int] | InputError] = deque()
 
@@ -290,10 +299,16 @@ class Decompressed(io.RawIOBase):
         return True
 
     def position(self) -> int:
-        """Offset in the compressed file that the data read so far came from: read up to there
-        when its last piece was decoded. It depends only on how much has been read, not on the
-        sizes of the reads or on what was decoded ahead, so plans made from it are too."""
-        return self._at
+        """Offset in the compressed file that the data read so far came from: where the decoder had
+        been fed to when the piece being read was decoded, less the share of that piece's input its
+        unread part stands for. A piece is up to 2 MiB decoded from one 256 KiB read: counted whole,
+        a first block of 64 KiB made a tenfold-compressed input look ten times smaller than it is.
+        It depends only on how much has been read, not on the sizes of the reads or on what was
+        decoded ahead, so plans made from it are too."""
+        if not self._piece:
+            return self._at
+        done = self._piece - len(self._pending)
+        return self._from + (self._at - self._from) * done // self._piece
 
     def readinto(self, b: memoryview) -> int:  # type: ignore[override]
         with memoryview(b) as view, view.cast("B") as flat:
@@ -320,7 +335,8 @@ class Decompressed(io.RawIOBase):
             except InputError as e:
                 self._ahead.append(e)
                 return
-            self._ahead.append((piece, self._source.position()))
+            assert self._loop is not None  # (``_decode`` raised were it closed)
+            self._ahead.append((piece, self._loop.consumed()))
             if not piece:
                 return
             held += len(piece) + PIECE_OVERHEAD
@@ -334,10 +350,12 @@ class Decompressed(io.RawIOBase):
             item = self._ahead.popleft()
             if isinstance(item, InputError):
                 raise item
-            piece, self._at = item
-            return piece
-        piece = self._decode()
-        self._at = self._source.position()
+            piece, at = item
+        else:
+            piece = self._decode()
+            assert self._loop is not None
+            at = self._loop.consumed()
+        self._from, self._piece, self._at = self._at, len(piece), at
         return piece
 
     def _decode(self) -> bytes:
