@@ -103,3 +103,17 @@ def test_resume_with_a_url_input_names_the_real_reason(tmp_path: Path) -> None:
     proc = _run(["--resume", "--seed", "1", f"file://{src}", "-o", str(tmp_path / "out.txt")])
     assert proc.returncode == 1 and proc.stderr.count(b"\n") == 1
     assert b"URLs cannot be checked and read again" in proc.stderr, proc.stderr
+
+
+def test_unique_is_refused_before_its_hash_buckets_fill_the_temp_disk(tmp_path: Path, small_fs: Path) -> None:
+    """--unique's hash buckets (the input's bytes, until copies are dropped) were written without the
+    check --dry-run makes, until the disk was full: a write error naming a bucket, where the plan
+    said "not enough temporary space" (found by a dry-run differential attack)."""
+    src = tmp_path / "in.txt"
+    src.write_bytes(b"".join(b"%d some text for the line\n" % i for i in range(80_000)))  # 2 MiB, 1 MiB free
+    args = ["-S", "256K", "-T", str(small_fs), "--unique", str(src), "-o", str(tmp_path / "out.txt")]
+    plan = _run(["--dry-run", *args])
+    proc = _run(args)
+    assert proc.returncode == 1 and proc.stderr.startswith(f"bigshuf: {small_fs}: not enough temporary space: need ".encode())
+    assert proc.stderr in plan.stderr.splitlines(keepends=True), (proc.stderr, plan.stderr)
+    assert os.listdir(small_fs) == [] and not (tmp_path / "out.txt").exists()

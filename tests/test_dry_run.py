@@ -632,3 +632,4 @@ def test_a_compressed_inputs_size_is_estimated_from_what_its_decoder_was_fed(tmp
     assert found.nbytes is not None and low * len(data) <= found.nbytes <= 1.25 * len(data), (found.nbytes, len(data))
     stats = shuffle(path, tmp_path / "out.txt", memory="1M", seed=1, sync=False)
     assert stats.passes == 2 and stats.records == 300_000
+

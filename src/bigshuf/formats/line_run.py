@@ -358,6 +358,10 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
                 # Pass 1 scatters the unique records, at most what the hash buckets hold (known now).
                 n = len(self.request.sources)
                 dedup = Dedup(self, temp, mix.source_files(self.request) if n else None, n)
+                if "dedup" not in self.state and exact and whole is not None:
+                    # The hash buckets take the input's bytes: refused before they are written, as
+                    # --dry-run checks (the check before pass 1 came only once they filled the disk).
+                    temp.check_free(self.free_needed(whole))
                 hashed = dedup.resume(everything) if "dedup" in self.state else dedup.scatter(everything, whole, per_record)
                 whole, exact = int(hashed.data.sizes.sum()), True
                 if unique_mix:
