@@ -633,3 +633,12 @@ def test_a_compressed_inputs_size_is_estimated_from_what_its_decoder_was_fed(tmp
     stats = shuffle(path, tmp_path / "out.txt", memory="1M", seed=1, sync=False)
     assert stats.passes == 2 and stats.records == 300_000
 
+
+
+def test_a_fifo_operand_is_of_unknown_size(tmp_path: Path, run_cli) -> None:
+    """A FIFO named as an operand was "inputs: 1 file, 0 B" (its stat size), where standard input's
+    pipe is "size unknown" (found by a dry-run differential attack)."""
+    os.mkfifo(tmp_path / "ff")
+    code, out, err = run_cli(["--dry-run", "ff", "-o", "o.txt"], cwd=tmp_path)
+    assert out.splitlines()[0] == b"inputs: 1 file, size unknown", out
+    assert sorted(os.listdir(tmp_path)) == ["ff"]

@@ -12,6 +12,7 @@ adds its part to ``PARTS`` (the Dask engine's plan is ``engines.dask.plan``).
 from __future__ import annotations
 
 import os
+import stat
 import shutil
 from collections.abc import Callable
 from typing import Any
@@ -116,9 +117,12 @@ def _stored_bytes(inputs: tuple[Any, ...], family: str = registry.LINES) -> int 
         if not isinstance(item, str) or item == "-":
             return None
         try:
-            total += sum(os.stat(name).st_size for name in registry.stored_files(family, item))
+            found = [os.stat(name) for name in registry.stored_files(family, item)]
         except OSError:
             return None
+        if not all(stat.S_ISREG(st.st_mode) for st in found):
+            return None  # a FIFO or a device: its size is not its bytes ("0 B" for a pipe)
+        total += sum(st.st_size for st in found)
     return total
 
 
