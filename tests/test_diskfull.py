@@ -117,3 +117,14 @@ def test_unique_is_refused_before_its_hash_buckets_fill_the_temp_disk(tmp_path: 
     assert proc.returncode == 1 and proc.stderr.startswith(f"bigshuf: {small_fs}: not enough temporary space: need ".encode())
     assert proc.stderr in plan.stderr.splitlines(keepends=True), (proc.stderr, plan.stderr)
     assert os.listdir(small_fs) == [] and not (tmp_path / "out.txt").exists()
+
+
+def test_a_range_too_big_for_memory_and_the_temp_disk_is_refused_by_the_plan_too(tmp_path: Path, small_fs: Path) -> None:
+    """``-i 1-500000`` at ``-S 256K`` is refused at once by the run (it can be listed nowhere); its
+    plan said the space needed was unknown and "ok" (found by a dry-run differential attack)."""
+    args = ["-i", "1-500000", "-S", "256K", "-T", str(small_fs), "-o", str(tmp_path / "out.txt")]
+    plan = _run(["--dry-run", *args])
+    proc = _run(args)
+    assert proc.returncode == 1 and b"not enough temporary space for the 500000 numbers of 1-500000" in proc.stderr
+    assert (plan.returncode, plan.stderr) == (1, proc.stderr)
+    assert os.listdir(small_fs) == [] and not (tmp_path / "out.txt").exists()

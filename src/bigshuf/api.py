@@ -264,7 +264,8 @@ def shuffle_range(lo: int, hi: int, output: PathLike | None = None, **options: A
     )
     if not sampling:
         if not streamed:
-            _check_range_fits(lo, hi, head_count, limit, options)
+            check_range_fits(lo, hi, head_count, limit, bool(options.get("compress_temp")),
+                             _optional_path("tmp_dir", options.get("tmp_dir")))
         return shuffle(RangeSource(lo, hi, sep), output, **options)
     assert head_count is not None
     entropy = seed_entropy(options.get("seed"), options.get("random_source"), needed=head_count != 0)
@@ -309,7 +310,9 @@ def shuffle_range(lo: int, hi: int, output: PathLike | None = None, **options: A
     return shuffle(GeneratedSource(f"{lo}-{hi}", generated), output, seed=entropy, **rest)
 
 
-def _check_range_fits(lo: int, hi: int, head_count: int | None, limit: int, options: dict[str, Any]) -> None:
+def check_range_fits(
+    lo: int, hi: int, head_count: int | None, limit: int, compress_temp: bool, tmp_dir: str | os.PathLike[str] | None,
+) -> None:
     """Refuse at once a range that must be listed and fits neither in memory nor in the temp space.
 
     Listing ``-i 1-18446744073709551615`` would otherwise run for ever (GNU shuf runs out of
@@ -321,10 +324,10 @@ def _check_range_fits(lo: int, hi: int, head_count: int | None, limit: int, opti
     if plan.fits_in_memory(nbytes, count, limit):
         return
     kept = count if head_count is None else min(count, head_count)
-    need = kept // 8 if options.get("compress_temp") else nbytes * kept // count
+    need = kept // 8 if compress_temp else nbytes * kept // count
     from .storage.tempspace import default_tmp_dir
 
-    parent = _optional_path("tmp_dir", options.get("tmp_dir")) or default_tmp_dir()
+    parent = os.fspath(tmp_dir) if tmp_dir is not None else default_tmp_dir()
     try:
         free = shutil.disk_usage(parent).free
     except OSError:

@@ -199,6 +199,13 @@ def _temp_space(facts: Facts) -> None:
         check_creatable(parent)
         if need is not None and free is not None:
             check_space(parent, need, free)
+        request = facts.request
+        for item in request.inputs:
+            # A whole range is listed: the run refuses at once one that fits neither in memory nor here.
+            if isinstance(item, RangeSource) and request.head_count is None and not request.repeat:
+                from ..api import check_range_fits
+
+                check_range_fits(item.lo, item.hi, request.head_count, facts.limit, request.compress_temp, request.tmp_dir)
 
     facts.check("temporary space", usable)
 
