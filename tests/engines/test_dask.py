@@ -727,9 +727,12 @@ def test_an_empty_scheduler_address_is_refused(tmp_path: Path) -> None:
 
 
 def test_what_a_task_killed_while_writing_a_shard_left_is_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A worker killed while writing a shard left ``TEMP.HEX.part`` in the output directory; the
-    retried task wrote the shard again and the run succeeded, leaving it there for good (found by
-    attack). Here each shard's first attempt is cut off after its first bytes, as a kill leaves it."""
+    """A worker killed while writing a shard left its part (``remote.local_part_name``) in the output
+    directory; the retried task wrote the shard again and the run succeeded, leaving it there for
+    good (found by attack). Here each shard's first attempt is cut off after its first bytes, as a
+    kill leaves it."""
+    from bigshuf.storage import remote
+
     paths, records = _inputs(tmp_path, seed=4)
     out = tmp_path / "o"
     real = dask_engine.tasks.remote.write_whole
@@ -738,7 +741,7 @@ def test_what_a_task_killed_while_writing_a_shard_left_is_removed(tmp_path: Path
     def write_whole(name: str, write: Any) -> None:
         if name.endswith(".bigshuf-tmp") and name not in cut:
             cut.add(name)
-            with open(f"{name}.0123456789ab.part", "wb") as f:
+            with open(remote.local_part_name(name, "0123456789ab"), "wb") as f:
                 f.write(b"a partial shard\n")
         real(name, write)
 
@@ -748,6 +751,29 @@ def test_what_a_task_killed_while_writing_a_shard_left_is_removed(tmp_path: Path
     assert len(cut) == 3
     assert sorted(os.listdir(out)) == ["part-00000.txt", "part-00001.txt", "part-00002.txt"]
     assert_permutation(b"".join((out / f"part-0000{i}.txt").read_bytes() for i in range(3)), records)
+
+
+def test_a_part_left_by_a_killed_run_is_tidied_as_its_temporary_files_are(tmp_path: Path) -> None:
+    """The part a worker writes a shard's temporary file under ended in ``.part``: a run killed with
+    SIGKILL (its workers too) left it beside the outputs, and no later run removed it (found by
+    review). Named so that it ends as the temporary file does, the next run there removes it with
+    that run's other files once the run is gone, and leaves a live run's alone."""
+    from bigshuf.storage import remote, tempspace
+
+    out = tmp_path / "o"
+    out.mkdir()
+    dead = remote.local_part_name(str(out / ".part-00000.txt.aaaaaaaaaaaa-0.bigshuf-tmp"), "0123456789ab")
+    live = remote.local_part_name(str(out / ".part-00000.txt.bbbbbbbbbbbb-0.bigshuf-tmp"), "0123456789ab")
+    for name in (dead, live):
+        Path(name).write_bytes(b"part of a shard\n")
+    lock = out / ".bigshuf-bbbbbbbbbbbb.lock"
+    lock.write_bytes(b"")
+    import fcntl
+
+    with open(lock, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        tempspace.remove_dead_outputs(str(out))
+    assert sorted(os.listdir(out)) == sorted([".bigshuf-bbbbbbbbbbbb.lock", os.path.basename(live)])
 
 
 def test_url_inputs_name_a_shard_directory_as_files_do(tmp_path: Path) -> None:

@@ -60,7 +60,7 @@ def test_a_local_whole_write_is_private(tmp_path: Path, replacing: bool) -> None
     seen: list[int] = []
 
     def write(f: BinaryIO) -> None:
-        (part,) = [p for p in os.listdir(tmp_path) if p.endswith(".part")]
+        (part,) = [p for p in os.listdir(tmp_path) if ".part." in p]
         seen.append(os.lstat(tmp_path / part).st_mode & 0o777)
         f.write(b"new\n")
 

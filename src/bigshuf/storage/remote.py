@@ -233,10 +233,10 @@ def write_whole(name: str, write: Callable[[BinaryIO], None]) -> None:
                 raise
             f.close()
             return
-        tmp = f"{path}.{uuid.uuid4().hex[:12]}.part"
         if _local(fs):
-            _write_local(path, tmp, write)
+            _write_local(path, local_part_name(path, uuid.uuid4().hex[:12]), write)
             return
+        tmp = f"{path}.{uuid.uuid4().hex[:12]}.part"
         try:
             fs.makedirs(fs._parent(path), exist_ok=True)
             with fs.open(tmp, "wb") as f:
@@ -253,6 +253,15 @@ def write_whole(name: str, write: Callable[[BinaryIO], None]) -> None:
             raise  # named already, or not the write's (a read in ``write``, a connection refused)
         # A failed write (a full disk) names no file: the object it was for is named instead.
         raise OSError(e.errno, e.strerror, name) from None
+
+
+def local_part_name(path: str, tag: str) -> str:
+    """The temporary name ``write_whole`` writes local file ``path`` under: ``.TAG.part.`` before its
+    base name, so that a part of a run's temporary file (``.NAME.ID-i.bigshuf-tmp``) still ends as
+    that name does, and the next run tidying the directory removes it once that run is gone (a
+    worker killed while writing one left ``NAME.TAG.part``, which nothing removed)."""
+    directory, base = os.path.split(path)
+    return os.path.join(directory, f".{tag}.part.{base}")
 
 
 def _write_local(path: str, tmp: str, write: Callable[[BinaryIO], None]) -> None:

@@ -158,11 +158,13 @@ def commit(out: Placement, parts: list[str], sink: Sink | None, direct: bool) ->
 
 def remove_abandoned_parts(temps: list[str]) -> None:
     """Remove what a task killed while writing local file ``temps`` left: ``remote.write_whole``'s
-    ``TEMP.HEX.part`` (its retry wrote the file again under another), this user's regular files only."""
+    part of it (``remote.local_part_name``; its retry wrote the file again under another), this
+    user's regular files only."""
     for temp in temps:
         if remote.is_url(temp):
             continue
-        for part in glob.glob(glob.escape(temp) + ".*.part"):
+        directory, base = os.path.split(remote.local_part_name(temp, "*"))
+        for part in glob.glob(os.path.join(glob.escape(directory), base[:2] + glob.escape(base[2:]))):
             try:
                 st = os.lstat(part)
                 if own_file(st) and stat.S_ISREG(st.st_mode):
