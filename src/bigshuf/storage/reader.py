@@ -207,8 +207,8 @@ class RecordReader:
         self.ahead = ahead
         #: Spreads a read of a plain file over the workers (page-cache copies run on every core).
         self.parallel = parallel
-        #: Shown standard input's first ``STDIN_HEAD`` bytes, to refuse data that is not records
-        #: (a format's check: a line run refuses a tar archive).
+        #: Shown the first ``STDIN_HEAD`` bytes of an input read as a stream, and its name, to refuse
+        #: data that is not records (a format's check: a line run refuses a tar archive or a table).
         self.stream_check = stream_check
         self.fmt = fmt
         self.progress = progress
@@ -342,7 +342,7 @@ class RecordReader:
             stored, self._stored_at = _stored_size(source) is not None, 0
             # A plain file's block comes in one read: nothing to put to work before it is whole.
             stepwise = not _is_plain_file(stream)
-            # Standard input's first bytes, until they tell whether it holds a tar archive.
+            # A stream's first bytes (its header lines first), until they tell whether it holds records.
             check = self.stream_check if _streamed(source) else None
             head = None if check is None else bytearray(self._split[:STDIN_HEAD])
             try:
