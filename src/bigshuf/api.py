@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import shutil
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,7 +20,7 @@ from .core.parallel import Workers, default_threads
 from .core.records import RecordFormat, record_cuts
 from .core.streams import rng_for, seed_entropy
 from .engines.base import run_request
-from .errors import BigShufError, InputError, TempSpaceError, UsageError, option, render
+from .errors import BigShufError, InputError, UsageError, option, render
 from .progress import Progress
 from .arguments import _check_types, _integer, _memory_argument, _optional_integer, _optional_path, _path, _path_list
 from .request import Request
@@ -170,10 +169,15 @@ def plan_shuffle(
     """
     request = Request.build(inputs, output, function="plan_shuffle", dry_run=True, **options)
     if request.engine == "dask":
-        from .engines.cluster import nothing_drawn
+        from .engines.cluster import nothing_drawn, refuse_before_reading
 
         drawn_locally = nothing_drawn(request)
-        if drawn_locally is not None and _places_refused(request) is None:
+        if drawn_locally is not None:
+            try:
+                refuse_before_reading(request)
+            except BigShufError:
+                drawn_locally = None  # planned as the Dask run, whose checks say why
+        if drawn_locally is not None:
             from .engines.local_plan import plan_request as plan_local
 
             return plan_local(drawn_locally)
@@ -181,20 +185,6 @@ def plan_shuffle(
     else:
         from .engines.local_plan import plan_request
     return plan_request(request)
-
-
-def _places_refused(request: Request) -> BigShufError | None:
-    """What a Dask run refuses before it reads anything (its options, its temporary places), if anything."""
-    from .engines.dask.driver import check_places
-
-    scheduler = request.scheduler
-    address = scheduler if scheduler is None or isinstance(scheduler, str) else None
-    try:
-        check_places(request.head_count, request.shards, request.verify, address, address is None and scheduler is not None,
-                     request.temp_url, request.tmp_dir)
-    except BigShufError as e:
-        return e
-    return None
 
 
 #: The largest number ``shuffle_range`` takes: GNU shuf's limit (SIZE_MAX) on 64-bit systems.
@@ -264,8 +254,10 @@ def shuffle_range(lo: int, hi: int, output: PathLike | None = None, **options: A
     )
     if not sampling:
         if not streamed:
-            check_range_fits(lo, hi, head_count, limit, bool(options.get("compress_temp")),
-                             _optional_path("tmp_dir", options.get("tmp_dir")))
+            from .storage.tempspace import check_range_space
+
+            check_range_space(lo, hi, head_count, limit, bool(options.get("compress_temp")),
+                              _optional_path("tmp_dir", options.get("tmp_dir")))
         return shuffle(RangeSource(lo, hi, sep), output, **options)
     assert head_count is not None
     entropy = seed_entropy(options.get("seed"), options.get("random_source"), needed=head_count != 0)
@@ -308,36 +300,6 @@ def shuffle_range(lo: int, hi: int, output: PathLike | None = None, **options: A
     # through the same engine and options as any input, keeps the result uniform.
     rest = {k: v for k, v in options.items() if k not in ("head_count", "repeat", "random_source", "seed")}
     return shuffle(GeneratedSource(f"{lo}-{hi}", generated), output, seed=entropy, **rest)
-
-
-def check_range_fits(
-    lo: int, hi: int, head_count: int | None, limit: int, compress_temp: bool, tmp_dir: str | os.PathLike[str] | None,
-) -> None:
-    """Refuse at once a range that must be listed and fits neither in memory nor in the temp space.
-
-    Listing ``-i 1-18446744073709551615`` would otherwise run for ever (GNU shuf runs out of
-    memory at once). The space asked for is a lower bound: the part of the range that a
-    ``head_count`` keeps, at one bit per number with ``compress_temp``.
-    """
-    count = hi - lo + 1
-    nbytes = RangeSource(lo, hi, b"\n").listed_bytes()
-    if plan.fits_in_memory(nbytes, count, limit):
-        return
-    kept = count if head_count is None else min(count, head_count)
-    need = kept // 8 if compress_temp else nbytes * kept // count
-    from .storage.tempspace import default_tmp_dir
-
-    parent = os.fspath(tmp_dir) if tmp_dir is not None else default_tmp_dir()
-    try:
-        free = shutil.disk_usage(parent).free
-    except OSError:
-        return  # the run itself says what is wrong with the directory
-    if need > free:
-        raise TempSpaceError(
-            f"{parent}: not enough temporary space for the {count} numbers of {lo}-{hi}: need at least "
-            f"{plan.format_size(need)} (they do not fit in memory, {plan.format_size(limit)}), "
-            f"{plan.format_size(free)} free; take a sample with {option('head_count')} or choose another directory with {option('tmp_dir')}"
-        )
 
 
 #: Bytes read at once from each side of ``check_permutation``: the same pages serve every block.

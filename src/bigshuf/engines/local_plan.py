@@ -26,7 +26,7 @@ from ..request import Request, resolve_memory
 from ..storage.output import OPEN_SHARDS
 from ..storage.reader import leftover_error
 from ..storage.sources import BytesSource, FileSource, RangeSource
-from ..storage.tempspace import check_creatable, check_parent, check_space, default_tmp_dir
+from ..storage.tempspace import check_creatable, check_parent, check_range_space, check_space, default_tmp_dir
 
 
 def plan_request(request: Request) -> RunPlan:
@@ -203,9 +203,7 @@ def _temp_space(facts: Facts) -> None:
         for item in request.inputs:
             # A whole range is listed: the run refuses at once one that fits neither in memory nor here.
             if isinstance(item, RangeSource) and request.head_count is None and not request.repeat:
-                from ..api import check_range_fits
-
-                check_range_fits(item.lo, item.hi, request.head_count, facts.limit, request.compress_temp, request.tmp_dir)
+                check_range_space(item.lo, item.hi, None, facts.limit, request.compress_temp, request.tmp_dir)
 
     facts.check("temporary space", usable)
 

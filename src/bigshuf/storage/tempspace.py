@@ -392,6 +392,38 @@ def check_creatable(parent: str) -> None:
         raise TempSpaceError(f"{quote_name(parent)}: cannot create a temporary directory: {problem}; choose another with {option('tmp_dir')}")
 
 
+def check_range_space(
+    lo: int, hi: int, head_count: int | None, limit: int, compress_temp: bool, tmp_dir: str | os.PathLike[str] | None,
+) -> None:
+    """Refuse at once a range (``-i LO-HI``) that must be listed and fits neither in memory nor in
+    the temp space, for the run and its plan alike.
+
+    Listing ``-i 1-18446744073709551615`` would otherwise run for ever (GNU shuf runs out of
+    memory at once). The space asked for is a lower bound: the part of the range that a
+    ``head_count`` keeps, at one bit per number with ``compress_temp``.
+    """
+    from ..core import plan
+    from .sources import RangeSource
+
+    count = hi - lo + 1
+    nbytes = RangeSource(lo, hi, b"\n").listed_bytes()
+    if plan.fits_in_memory(nbytes, count, limit):
+        return
+    kept = count if head_count is None else min(count, head_count)
+    need = kept // 8 if compress_temp else nbytes * kept // count
+    parent = os.fspath(tmp_dir) if tmp_dir is not None else default_tmp_dir()
+    try:
+        free = shutil.disk_usage(parent).free
+    except OSError:
+        return  # the run itself says what is wrong with the directory
+    if need > free:
+        raise TempSpaceError(
+            f"{parent}: not enough temporary space for the {count} numbers of {lo}-{hi}: need at least "
+            f"{format_size(need)} (they do not fit in memory, {format_size(limit)}), "
+            f"{format_size(free)} free; take a sample with {option('head_count')} or choose another directory with {option('tmp_dir')}"
+        )
+
+
 def check_space(parent: str, needed: int, free: int) -> None:
     """Refuse buckets of ``needed`` bytes in ``parent`` (``-T``) with ``free`` bytes free there."""
     if free < needed:
