@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import option
 from ..formats import registry
@@ -62,16 +62,12 @@ class DaskEngine(Engine):
         from ..storage.manifest import run_entries
         from . import dask
 
-        scheduler = request.scheduler
-        address, runner = (scheduler, None) if scheduler is None or isinstance(scheduler, str) else (None, scheduler)
+        address, runner = _scheduler_of(request)
         drawn_locally = nothing_drawn(request)
         if drawn_locally is not None:
-            from .dask.driver import check_places
             from .local import shuffle_local
 
-            # Refused as the Dask run would refuse them, before it reads anything.
-            check_places(request.head_count, request.shards, request.verify, address, runner is not None,
-                         request.temp_url, request.tmp_dir)
+            refuse_before_reading(request)
             return shuffle_local(drawn_locally, progress)
         return dask.shuffle(
             [s for s in request.inputs if isinstance(s, str)], request.output, memory=request.memory,
@@ -86,6 +82,21 @@ class DaskEngine(Engine):
             ),
             weights=_weights(request), unique=request.unique,
         )
+
+
+def _scheduler_of(request: Request) -> tuple[str | None, Any]:
+    """The request's scheduler as the Dask engine takes it: an address (or None), or a runner object."""
+    scheduler = request.scheduler
+    return (scheduler, None) if scheduler is None or isinstance(scheduler, str) else (None, scheduler)
+
+
+def refuse_before_reading(request: Request) -> None:
+    """Refuse what the Dask run refuses before it reads any input (its options, its temporary places),
+    for a request it hands to the local engine (``nothing_drawn``) as for its own."""
+    from .dask.driver import check_places
+
+    address, runner = _scheduler_of(request)
+    check_places(request.head_count, request.shards, request.verify, address, runner is not None, request.temp_url, request.tmp_dir)
 
 
 def nothing_drawn(request: Request) -> Request | None:
