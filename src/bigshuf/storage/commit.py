@@ -99,7 +99,6 @@ class OutputFiles:
         self.committed = False  # every file is in place
         self.journaled = False  # a commit failed half-way and could not be undone: its journal needs the files
         self._step = 0
-        self._journals: list[str] = []  # the commit's journal, in each directory it renames into
         hook = os.environ.get(TEST_KILL_VARIABLE, "")
         number, _, sig = hook.partition(":")
         self._kill_at = int(number) if number.isascii() and number.isdigit() else 0
@@ -228,7 +227,6 @@ class OutputFiles:
             for copy in created:
                 _unlink(copy)
             raise OutputError(f"{quote_name(err.filename or journal)}: cannot commit: {err.strerror}; nothing was replaced") from None
-        self._journals = journals
         self.step()
         backed: list[dict[str, Any]] = []
         for entry in entries:
@@ -253,7 +251,7 @@ class OutputFiles:
             try:
                 os.rename(entry["temp"], entry["final"])
             except OSError as err:
-                self._roll_back(moved, backed, journal, f"{entry['final']}: {err.strerror}")
+                self._roll_back(moved, backed, journals, f"{entry['final']}: {err.strerror}")
             moved.append(entry)
             self.step()
         if self.sync:
@@ -267,7 +265,7 @@ class OutputFiles:
             _unlink(copy)
         self.step()
 
-    def _roll_back(self, moved: list[dict[str, Any]], backed: list[dict[str, Any]], journal: str, why: str) -> NoReturn:
+    def _roll_back(self, moved: list[dict[str, Any]], backed: list[dict[str, Any]], journals: list[str], why: str) -> NoReturn:
         """A rename failed: put back the old files of those already renamed (``moved``) from their
         backups (made for ``backed``), remove the other backups, then report ``why``."""
         try:
@@ -280,11 +278,11 @@ class OutputFiles:
             self.journaled = True
             raise CommitInterrupted(
                 f"{why}; putting the old files back failed too ({quote_name(e['final'])}: {err.strerror}): "
-                f"{quote_name(journal)} records the commit, and the next run writing there finishes or undoes it"
+                f"{quote_name(journals[0])} records the commit, and the next run writing there finishes or undoes it"
             ) from None
         for e in backed:
             _unlink(e["backup"])
-        for copy in self._journals:
+        for copy in journals:
             _unlink(copy)
         raise OutputError(f"{why}; the old files were put back")
 
