@@ -182,11 +182,6 @@ def register(fmt: FileFormat, family: Family | None = None) -> None:
         register_family(family)
 
 
-# PAR1, then a Thrift compact struct whose first field is an i32 (a page header's type, or, with no
-# row groups, the footer's version): 0x15. Text that starts with "PAR1" is not taken for Parquet.
-register(FileFormat("parquet", TABLE, (".parquet", ".pq"), ((0, b"PAR1\x15"),), noun="a Parquet file"))
-# ARROW1 and two bytes of padding.
-register(FileFormat("arrow", TABLE, (".arrow", ".feather", ".ipc"), ((0, b"ARROW1\x00\x00"),), noun="an Arrow file"))
 def _stream_start(head: bytes) -> bool:
     """Whether ``head``, after an Arrow IPC stream's continuation marker, goes on as one does: a
     first message's metadata length, padded to 8 bytes (so binary records that merely start with
@@ -195,6 +190,11 @@ def _stream_start(head: bytes) -> bool:
     return len(head) >= 8 and length > 0 and length % 8 == 0
 
 
+# PAR1, then a Thrift compact struct whose first field is an i32 (a page header's type, or, with no
+# row groups, the footer's version): 0x15. Text that starts with "PAR1" is not taken for Parquet.
+register(FileFormat("parquet", TABLE, (".parquet", ".pq"), ((0, b"PAR1\x15"),), noun="a Parquet file"))
+# ARROW1 and two bytes of padding.
+register(FileFormat("arrow", TABLE, (".arrow", ".feather", ".ipc"), ((0, b"ARROW1\x00\x00"),), noun="an Arrow file"))
 # An Arrow IPC stream (as Hugging Face ``datasets`` writes ``.arrow``): its continuation marker.
 register(FileFormat("stream", TABLE, (), ((0, b"\xff\xff\xff\xff"),), noun="an Arrow IPC stream", confirm=_stream_start))
 register(FileFormat("jsonl", LINES, (".jsonl", ".ndjson", ".json"), compressible=True))

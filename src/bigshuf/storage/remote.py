@@ -8,6 +8,7 @@ filesystem, expand globs, read byte ranges and write whole objects atomically.
 from __future__ import annotations
 
 import errno
+import glob
 import os
 import posixpath
 import uuid
@@ -262,6 +263,12 @@ def local_part_name(path: str, tag: str) -> str:
     worker killed while writing one left ``NAME.TAG.part``, which nothing removed)."""
     directory, base = os.path.split(path)
     return os.path.join(directory, f".{tag}.part.{base}")
+
+
+def local_parts(path: str) -> list[str]:
+    """What stands at any ``local_part_name`` of local file ``path``, whatever its tag."""
+    directory, base = os.path.split(path)
+    return glob.glob(local_part_name(os.path.join(glob.escape(directory), glob.escape(base)), "*"))
 
 
 def _write_local(path: str, tmp: str, write: Callable[[BinaryIO], None]) -> None:

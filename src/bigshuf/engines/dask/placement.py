@@ -4,7 +4,6 @@ paths or URLs), temporary names beside local targets or under the temp URL, and 
 
 from __future__ import annotations
 
-import glob
 import os
 import stat
 from collections.abc import Callable, Sequence
@@ -163,8 +162,7 @@ def remove_abandoned_parts(temps: list[str]) -> None:
     for temp in temps:
         if remote.is_url(temp):
             continue
-        directory, base = os.path.split(remote.local_part_name(temp, "*"))
-        for part in glob.glob(os.path.join(glob.escape(directory), base[:2] + glob.escape(base[2:]))):
+        for part in remote.local_parts(temp):
             try:
                 st = os.lstat(part)
                 if own_file(st) and stat.S_ISREG(st.st_mode):
