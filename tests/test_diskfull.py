@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from helpers import make_records, write_records
@@ -128,3 +129,21 @@ def test_a_range_too_big_for_memory_and_the_temp_disk_is_refused_by_the_plan_too
     assert proc.returncode == 1 and b"not enough temporary space for the 500000 numbers of 1-500000" in proc.stderr
     assert (plan.returncode, plan.stderr) == (1, proc.stderr)
     assert os.listdir(small_fs) == [] and not (tmp_path / "out.txt").exists()
+
+
+def test_a_megatron_bin_that_fills_the_disk_is_the_file_named(tmp_path: Path, small_fs: Path) -> None:
+    """The ``.bin``'s last buffered tokens meet the full disk: the error names it, not the ``.idx``
+    written after it (whose write then failed too)."""
+    sys.path.insert(0, str(Path(__file__).parent / "formats"))  # the writer the Megatron tests use
+    from test_megatron import write_dataset
+
+    rng = np.random.default_rng(0)
+    # 2.2 MB of tokens onto a 1.5 MiB disk: the writes past the space left are short, and the bytes they
+    # did not take wait in the .bin's buffer until it is flushed.
+    docs = [[rng.integers(0, 60000, 1000).astype(np.uint16)] for _ in range(1100)]
+    write_dataset(tmp_path / "ds", docs)
+    subprocess.run(["mount", "-o", "remount,size=1500k", str(small_fs)], check=True)
+    result = _run([str(tmp_path / "ds"), "--seed", "1", "-o", str(small_fs / "out")])
+    assert result.returncode == 1
+    assert result.stderr.decode() == f"bigshuf: {small_fs / 'out.bin'}: write error: No space left on device\n"
+    assert os.listdir(small_fs) == []

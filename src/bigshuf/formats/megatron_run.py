@@ -122,7 +122,9 @@ class MegatronOutput(TableOutput):
                 self.logs.append(shard, parts.counts[-1], parts.lengths[-1], parts.mode_values[-1] if self.modes else None)
 
     def _close_format(self, shard: int) -> None:
-        """Write and finish the ``.idx`` of file ``shard`` (its ``.bin`` is complete)."""
+        """Write and finish the ``.idx`` of file ``shard`` (its ``.bin`` is complete: flushed first, so a
+        full disk is reported for the ``.bin`` whose tokens it stopped, not for the ``.idx`` after it)."""
+        self.sinks[shard].flush()
         if self.logs is not None:
             self.logs.finish(shard)
         parts, self.parts[shard] = self.parts[shard], IndexParts(self.modes)

@@ -71,6 +71,16 @@ class Sink:
         except OSError as e:
             raise self.write_error(e) from None
 
+    def flush(self) -> None:
+        """Push the buffered bytes to the file (a compressed stream's state stays as it is), so a
+        write error is met now, before a companion file (a Megatron ``.idx``) is written."""
+        try:
+            self._raw.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise self.write_error(e) from None
+
     def _finish(self) -> None:
         """End the compressed stream, if any, and flush everything to the raw file."""
         try:
