@@ -127,11 +127,15 @@ def test_dask_refusals_read_the_same_from_the_library_and_the_command_line(
         (["--temp-url=/tmp"], {"temp_url": "/tmp"}, "--temp-url needs --engine=dask"),
         (["-o", "s3://bucket/out.txt"], {"output": "s3://bucket/out.txt"},
          "s3://bucket/out.txt: this engine writes local files; write to URLs with --engine=dask"),
+        (["--manifest", "s3://bucket/m.json"], {"manifest": "s3://bucket/m.json"},
+         "s3://bucket/m.json: this engine writes local files; write to URLs with --engine=dask"),
     ],
 )
 def test_local_refusals_read_the_same_from_the_library_and_the_command_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], settings: dict[str, Any], message: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str],
+    settings: dict[str, Any], message: str,
 ) -> None:
+    monkeypatch.chdir(tmp_path)  # where a URL taken for a local path would land
     path = write_records(tmp_path / "a.txt", [b"x"])
     assert cli.main([*argv, str(path)]) == 1
     assert capsys.readouterr().err == f"bigshuf: {message}\n"

@@ -306,12 +306,18 @@ def test_a_hostile_manifest_reads_only_regular_files_it_names_and_writes_nothing
 @pytest.mark.parametrize("args,message", [
     (["--manifest", "m.json"], "--manifest needs -o naming files"),
     (["--manifest", "m.json", "-o", "s3://bucket/o", "--engine", "dask"], "--engine=dask writes --manifest only with local outputs"),
+    (["--manifest", "s3://bucket/m.json", "-o", "o", "--engine", "dask"],
+     "s3://bucket/m.json: --engine=dask writes --manifest to a local file, committed with the outputs"),
+    (["--manifest", "s3://bucket/m.json", "-o", "o"], "s3://bucket/m.json: this engine writes local files"),
     (["--manifest", "o", "-o", "o"], "the manifest would be written over an output"),
 ])
-def test_manifest_refusals_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+def test_manifest_refusals_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str) -> None:
+    """A URL manifest is refused, not written under ``./s3:/`` (made as a missing directory, it was)."""
+    monkeypatch.chdir(tmp_path)
     src = write_records(tmp_path / "in", make_records(10, seed=1))
     proc = cli(str(src), *(str(tmp_path / a) if a in ("m.json", "o") else a for a in args))
     assert proc.returncode == 1 and proc.stderr.count(b"\n") == 1 and message.encode() in proc.stderr, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
 
 
 @pytest.mark.parametrize("args,given", [

@@ -135,11 +135,16 @@ def _weights(request: Request) -> Weights | None:
 
 
 def url_manifest_refusal(output: str | None, manifest: str) -> str | None:
-    """Why ``--manifest`` cannot go with URL outputs on the Dask engine (None if it can): its commit
-    of URL files is a series of moves, not all or nothing, and ``--check-manifest`` reads local files."""
+    """Why ``--manifest`` cannot be a URL or go with URL outputs on the Dask engine (None if it can): its
+    commit of URL files is a series of moves, not all or nothing, and ``--check-manifest`` reads local files."""
     from ..storage.remote import local_output
 
-    if "://" in (local_output(output) or "") or "://" in (local_output(manifest) or ""):
+    if "://" in (local_output(manifest) or ""):
+        return (
+            f"{manifest}: {option('dask')} writes {option('manifest')} to a local file, committed with the outputs "
+            f"(and read back by {option('check_manifest')})"
+        )
+    if "://" in (local_output(output) or ""):
         return (
             f"{option('dask')} writes {option('manifest')} only with local outputs: URL outputs are moved into place "
             "one by one, not committed with it"

@@ -20,13 +20,14 @@ class LocalEngine(Engine):
     name = "local"
 
     def supports(self, request: Request) -> str | None:
-        """Refuse the Dask engine's settings and a URL output (this engine writes local files)."""
+        """Refuse the Dask engine's settings and a URL output or manifest (this engine writes local
+        files; a name with ``://`` is a local path only where its directory exists here)."""
         for setting in ("scheduler", "temp_url"):
             if getattr(request, setting) is not None:
                 return f"{option(setting)} needs {option('dask')}"
-        target = request.output
-        if target is not None and "://" in target and not os.path.exists(os.path.dirname(target) or "."):
-            return f"{target}: this engine writes local files; write to URLs with {option('dask')}"
+        for target in (request.output, request.manifest):
+            if target is not None and "://" in target and not os.path.exists(os.path.dirname(target) or "."):
+                return f"{target}: this engine writes local files; write to URLs with {option('dask')}"
         return None
 
     def run(self, request: Request, progress: Progress) -> ShuffleStats:
