@@ -18,9 +18,11 @@ import pytest
 import zstandard
 
 import bigshuf
+from bigshuf.core import plan
 from bigshuf.errors import BigShufError, UsageError
 
 from conftest import Runner
+from helpers import split_records
 
 
 def _corpus(root: Path) -> list[bytes]:
@@ -404,6 +406,20 @@ def test_progress_phases_are_named_alike(tmp_path: Path) -> None:
     seen = _Recorder()
     bigshuf.shuffle(tmp_path / "in.txt", tmp_path / "out.txt", seed=1, progress=seen)
     assert seen.phases == [["shuffle", len(data), len(data)]]
+
+
+def test_a_file_whose_bytes_fit_but_not_its_records_has_the_external_bars_only(tmp_path: Path) -> None:
+    """A lone file small enough in bytes for -S but not with each record's bookkeeping: its bars are the
+    external run's two, not a `shuffle` bar run to 100% first (it was, the input then read again)."""
+    data = _lines_file(tmp_path / "in.txt")
+    n = data.count(b"\n")
+    limit = next(k << 10 for k in range(64, 4096) if plan.block_budget(k << 10) > len(data))
+    assert not plan.fits_in_memory(len(data), n, limit)  # the bytes fit, the records do not
+    seen = _Recorder()
+    bigshuf.shuffle(tmp_path / "in.txt", tmp_path / "out.txt", memory=limit, seed=1, progress=seen)
+    assert [name for name, _, _ in seen.phases] == ["pass 1/2 scatter", "pass 2/2 shuffle"]
+    assert seen.phases[0][1:] == [len(data), len(data)]
+    assert sorted(split_records((tmp_path / "out.txt").read_bytes())) == sorted(split_records(data))
 
 
 @pytest.mark.parametrize("memory", ["256K", "64M"])

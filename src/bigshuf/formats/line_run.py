@@ -209,8 +209,12 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         budget = plan.block_budget(self.limit) // (2 if self.request.unique else 1)
         small = total is not None and total + len(self.sources) <= budget
         first_pass = dedup_phase(0) if self.request.unique else scatter_phase(0)
-        phase = self._name_bar(reader, total, stored, IN_MEMORY if small else first_pass)
-        blocks, block, final = self._first_block(reader, total, small)
+        mapped = self._map_small(total, small)
+        if mapped is not None:  # its bar is named once its records are counted: whether they fit is known then
+            phase, blocks, block, final = None, None, mapped, True
+        else:
+            phase = self._name_bar(reader, total, stored, IN_MEMORY if small else first_pass)
+            blocks, block, final = self._first_block(reader, total, small)
         self.out.header = reader.header
         runs = reader.block_runs if blocks is not None else [(0, 0)]
         if final and self._shuffled_whole(block, runs, blocks is None, reader, phase, stored, unique_mix):
@@ -381,21 +385,25 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         input's counts given to the manifest (the reader saw none of it)."""
         if phase != IN_MEMORY:
             self._rename_phase(IN_MEMORY, stored, reader)
-        if mapped and reader.per_input is not None:
-            reader.per_input = [[records * self.fmt.group, nbytes]]
+        if mapped:
+            self.progress.update(nbytes)
+            if reader.per_input is not None:
+                reader.per_input = [[records * self.fmt.group, nbytes]]
+
+    def _map_small(self, total: int | None, small: bool) -> np.ndarray | None:
+        """A lone plain file small enough to try in memory, mapped whole (None if it is not one)."""
+        if total is None or not small or self.request.header or self.fmt.group != 1:
+            return None
+        mapped = map_whole(self.sources, self.fmt.sep)
+        if mapped is not None:
+            self.inputs_in_use = self.sources[:1]
+        return mapped
 
     def _first_block(
         self, reader: RecordReader, total: int | None, small: bool
-    ) -> tuple[Generator[tuple[np.ndarray, bool], None, None] | None, np.ndarray, bool]:
-        """The rest of the blocks (None: the input was mapped whole), the first block, and whether it is the last."""
-        if total is not None and small:
-            # Small enough to try in memory: map a lone plain file, else read it all.
-            if not self.request.header and self.fmt.group == 1:
-                mapped = map_whole(self.sources, self.fmt.sep)
-                if mapped is not None:
-                    self.progress.update(len(mapped))
-                    self.inputs_in_use = self.sources[:1]
-                    return None, mapped, True
+    ) -> tuple[Generator[tuple[np.ndarray, bool], None, None], np.ndarray, bool]:
+        """The reader's blocks, the first block, and whether it is the last."""
+        if total is not None and small:  # small enough to try in memory: read it all
             blocks = reader.blocks(total + len(self.sources) + 1, option("memory"))
         else:
             blocks = reader.blocks(plan.read_capacity(self.limit), option("memory"))
