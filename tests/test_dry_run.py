@@ -642,3 +642,22 @@ def test_a_fifo_operand_is_of_unknown_size(tmp_path: Path, run_cli) -> None:
     code, out, err = run_cli(["--dry-run", "ff", "-o", "o.txt"], cwd=tmp_path)
     assert out.splitlines()[0] == b"inputs: 1 file, size unknown", out
     assert sorted(os.listdir(tmp_path)) == ["ff"]
+
+
+def test_a_table_row_too_large_to_place_fails_the_plan_as_it_fails_the_run(tmp_path: Path, run_cli: Runner) -> None:
+    """A sampled Parquet row larger than -S lets a row take: the plan said ``ok`` (and ``~3`` rows,
+    though the footer counts them) for a run refused at once (found by a README walk-through)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"s": ["a", "b", "x" * 49124]}), tmp_path / "b.parquet")
+    message = (
+        b"bigshuf: b.parquet: row 2 takes 49129 bytes, more than the 49128 bytes a row may take at this memory limit; raise -S\n"
+    )
+    assert run_cli(["-S", "64K", "b.parquet", "-o", "o.parquet"], cwd=tmp_path) == (1, b"", message)
+    code, out, err = run_cli(["-S", "64K", "b.parquet", "-o", "o.parquet", "--dry-run"], cwd=tmp_path)
+    assert (code, err) == (1, message) and b"failed: inputs: b.parquet: row 2 takes 49129 bytes" in out
+    pq.write_table(pa.table({"id": list(range(9000))}), tmp_path / "n.parquet")
+    code, out, err = run_cli(["-S", "256K", "n.parquet", "-o", "o.parquet", "--dry-run"], cwd=tmp_path)
+    assert code == 0 and b"records: 9,000 (counted: from the files' metadata), ~" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.parquet", "n.parquet"]

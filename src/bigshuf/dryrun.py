@@ -219,6 +219,11 @@ def plan_records(facts: Facts) -> None:
         return
     if sample.exact:
         facts.line("records", f"{est.records:,}, {plan.format_size(est.nbytes)} (counted: {sample.counted})")
+    elif sample.records_counted:
+        facts.line(
+            "records", f"{est.records:,} (counted: {sample.records_counted}), ~{plan.format_size(est.nbytes)} "
+            f"(estimated from the first {plan.format_size(sample.sampled)})"
+        )
     else:
         facts.line(
             "records", f"~{est.records:,}, ~{plan.format_size(est.nbytes)} (estimated from the first {plan.format_size(sample.sampled)})"

@@ -93,6 +93,8 @@ class Sample:
     why: str = ""
     #: How an exact count was made, for ``--dry-run``'s records line.
     counted: str = "the whole input was read"
+    #: Not ``exact``, but the record count is (Parquet and Arrow metadata): how it was made.
+    records_counted: str = ""
     #: What the run would fail with, once it had read this much (a message with ``errors.option`` names).
     refusal: str = ""
     #: Weighted sources: each source's records and bytes where known without the run's counting pass

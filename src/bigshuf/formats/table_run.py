@@ -10,7 +10,7 @@ the whole input or a bucket, are permuted and emitted by ``table_memory``.
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from functools import partial
 from itertools import chain
 from typing import Any
@@ -123,7 +123,19 @@ class TableRun(WeightedRows, TwoPass):
         piece = min(plan.piece_bytes(limit), TABLE_PIECE)
         shared_schema(tables, piece)
         total_rows = sum(t.rows or 0 for t in tables) if all(t.rows is not None for t in tables) else None
-        batches = _rebatch(chain.from_iterable(t.batches(piece) for t in tables), piece, plan.piece_records(limit))
+        starts: list[int] = []
+
+        def read() -> Iterator[pa.RecordBatch]:
+            """Every table's batches, each table's first row in ``starts`` before its rows are handed out."""
+            at = 0
+            for table in tables:
+                starts.append(at)
+                for batch in table.batches(piece):
+                    at += batch.num_rows
+                    yield batch
+
+        # A row the run would refuse, among those sampled, is refused here too.
+        batches = placeable(_rebatch(read(), piece, plan.piece_records(limit)), limit, [t.path for t in tables], starts)
         held: list[Block] = []
         # The run's first look, as far as the sample goes: where it stops holding rows, the same estimate.
         held_bytes, held_rows, whole = hold_rows(_first_bytes(batches, plan.DRY_RUN_SAMPLE), limit, total_rows, held)
@@ -158,6 +170,7 @@ class TableRun(WeightedRows, TwoPass):
                 counts = tuple(rows)
         return Sample(
             est, held_bytes, exact=exact, sized=True, in_memory=in_memory, temp_bytes=est.nbytes,
+            records_counted="" if total_rows is None else "from the files' metadata",
             source_records=counts, source_bytes=nbytes, source_sizes=sizes,
         )
 
@@ -179,7 +192,7 @@ class TableRun(WeightedRows, TwoPass):
         def read() -> Iterator[pa.RecordBatch]:
             # Bytes as stored, in proportion to the rows read, where the file says its row count.
             counts: list[int] = []
-            self.file_starts = []
+            self.file_starts.clear()  # the list placeable() reads
             for source in self.inputs:
                 stored, rows, reported, done = source.disk_size(), source.rows, 0, 0
                 self.file_starts.append(self.file_starts[-1] + counts[-1] if counts else 0)
@@ -200,30 +213,16 @@ class TableRun(WeightedRows, TwoPass):
         # batches shrink by the most copies a row gets, so that scattered they hold about a piece (memory
         # stays within -S, as for lines). This cuts the batches the draws are made for.
         most = 1 if self.mixer is None else self.mixer.most_copies()
-        blocks = self._placeable(_rebatch(read(), max(1, self.piece // most), max(1, plan.piece_records(self.limit) // most)))
+        blocks = placeable(
+            _rebatch(read(), max(1, self.piece // most), max(1, plan.piece_records(self.limit) // most)), self.limit,
+            [source.path for source in self.inputs], self.file_starts,
+        )
         if self.request.sources:  # with --unique, before the mixer is planned (from the rows left)
             yield from self._with_sources(blocks)
             return
         for batch, sizes in blocks:
             if self.request.verify and not self.request.unique:  # --unique: the unique rows, once known
                 self.read_fingerprint += self.rows_fingerprint(batch)
-            yield batch, sizes
-
-    def _placeable(self, blocks: Iterator[tuple[pa.RecordBatch, np.ndarray]]) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
-        """``blocks`` as read, refused at the first row larger than the external path can place
-        (``plan.largest_record``), named by its input (``file_starts``) and row: a row's size is known
-        only once read, and the run would otherwise scatter it ``plan.MAX_DEPTH`` times past the limit."""
-        most = plan.largest_record(self.limit)
-        at = 0  # the rows handed out before
-        for batch, sizes in blocks:
-            if len(sizes) and int(sizes.max()) > most:
-                i = int(np.argmax(sizes > most))
-                f = bisect_right(self.file_starts, at + i) - 1
-                raise InputError(
-                    f"{quote_name(self.inputs[f].path)}: row {at + i - self.file_starts[f]} takes {int(sizes[i])} bytes, "
-                    f"more than the {most} bytes a row may take at this memory limit; raise {option('memory')}"
-                )
-            at += len(sizes)
             yield batch, sizes
 
     def rows_fingerprint(self, rows: pa.Table | pa.RecordBatch, mult: np.ndarray | None = None) -> Fingerprint:
@@ -398,6 +397,27 @@ def shared_schema(inputs: list[TableInput], piece: int) -> pa.Schema:
             other.schema, other._inferred = first.schema, first._inferred
     assert first.schema is not None
     return plain_schema(first.schema)
+
+
+def placeable(
+    blocks: Iterator[tuple[pa.RecordBatch, np.ndarray]], limit: int, paths: Sequence[str], starts: Sequence[int],
+) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
+    """``blocks`` as read, refused at the first row larger than the external path can place
+    (``plan.largest_record``), named by its input (``paths``, whose first rows ``starts`` gets as
+    they are read) and row: a row's size is known only once read, and the run would otherwise
+    scatter it ``plan.MAX_DEPTH`` times past the limit."""
+    most = plan.largest_record(limit)
+    at = 0  # the rows handed out before
+    for batch, sizes in blocks:
+        if len(sizes) and int(sizes.max()) > most:
+            i = int(np.argmax(sizes > most))
+            f = bisect_right(starts, at + i) - 1
+            raise InputError(
+                f"{quote_name(paths[f])}: row {at + i - starts[f]} takes {int(sizes[i])} bytes, "
+                f"more than the {most} bytes a row may take at this memory limit; raise {option('memory')}"
+            )
+        at += len(sizes)
+        yield batch, sizes
 
 
 def hold_rows(
