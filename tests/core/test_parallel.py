@@ -150,6 +150,48 @@ def test_parts_are_emitted_in_halves(monkeypatch: pytest.MonkeyPatch) -> None:
     assert sorted(b"".join(records.array_bytes(p).tobytes() for p in parts).splitlines()) == sorted(data.splitlines())
 
 
+def test_the_longest_record_beyond_a_piece_is_found_exactly() -> None:
+    """``longest_beyond`` measures strided spans first: it must still find the longest record
+    whenever one is longer than the piece (and say 0 otherwise), wherever it lies."""
+    rng = np.random.default_rng(5)
+    for _ in range(400):
+        n = int(rng.integers(1, 3000))
+        lengths = rng.integers(1, 50, n)
+        for _long in range(int(rng.integers(0, 4))):
+            lengths[rng.integers(0, n)] = int(rng.integers(1, 3000))
+        offsets = np.concatenate([[int(rng.integers(0, 5))], lengths]).cumsum()
+        piece = int(rng.integers(64, 2000))
+        assert gather.longest_beyond(offsets, piece) == (int(lengths.max()) if lengths.max() > piece else 0)
+
+
+def test_parts_of_records_longer_than_a_piece_are_gathered_fewer_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A part holding a record longer than a piece is that record's size: fewer are gathered at
+    once, so that -S still bounds them (a WebDataset run of 10 MB samples at -S 32M peaked 20 MB
+    higher when two were gathered while a third was written); the output is the same."""
+    from bigshuf.core import plan, streams
+
+    limit = 1 << 20
+    piece = plan.piece_bytes(limit)
+    assert plan.parts_ahead(limit, 0, 0) == plan.parts_ahead(limit, 0) > 2
+    assert plan.parts_ahead(limit, 0, 4 * piece) < plan.parts_ahead(limit, 0)
+    assert plan.parts_ahead(limit, 0, limit // 2) == 1
+    data = b"".join(r + b"\n" for r in make_records(2000, seed=6, max_len=30)) + b"z" * (3 * piece) + b"\n"
+    block = np.frombuffer(data, np.uint8)
+    offsets = find_offsets(block, RecordFormat())
+    asked: list[int | None] = []
+    ordered = Workers.ordered
+
+    def spy(self: Workers, jobs: Any, ahead: int | None = None, started: Any = ()) -> Any:
+        asked.append(ahead)
+        return ordered(self, jobs, ahead, started)
+
+    monkeypatch.setattr(Workers, "ordered", spy)
+    chunks: list[Any] = []
+    gather.shuffle_block(block, offsets, 3, streams.IN_MEMORY, chunks.append, Workers(2), limit=limit, held=len(data))
+    assert asked[-1] == 1  # (the draws before are a map of their own)
+    assert sorted(b"".join(records.array_bytes(c).tobytes() for c in chunks).splitlines()) == sorted(data.splitlines())
+
+
 def _digest(path: Path) -> str:
     """SHA-256 of a file, or of every file under a directory in name order."""
     h = hashlib.sha256()

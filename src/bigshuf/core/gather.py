@@ -109,7 +109,8 @@ def shuffle_block(
         return take_records(block, offsets, chosen if index is None else index[chosen])
 
     gathers = ((lambda b=b: gather(b)) for b in range(last + 1))
-    for chunk in workers.ordered(gathers, ahead=plan.parts_ahead(limit, held)):
+    ahead = plan.parts_ahead(limit, held, longest_beyond(offsets, plan.piece_bytes(limit)))
+    for chunk in workers.ordered(gathers, ahead=ahead):
         # In halves: the output's queue holds two pieces' bytes, two parts of just over a piece
         # each do not fit in it together, and its writer would wait for the next to be handed over.
         half = len(chunk) // 2
@@ -117,6 +118,22 @@ def shuffle_block(
             emit(chunk.slice(0, half))
         emit(chunk.slice(half))
     return m
+
+
+def longest_beyond(offsets: np.ndarray, piece: int) -> int:
+    """The longest record of those ``offsets`` bound, if one is longer than ``piece`` bytes, else 0.
+    Spans of records expected to hold half a piece are measured first, and only those longer than a
+    piece record by record: a block of short records costs a strided look, not a pass over its offsets."""
+    n = len(offsets) - 1
+    if n <= 0 or int(offsets[-1] - offsets[0]) <= piece:
+        return 0
+    stride = max(1, piece // 2 // max(1, int(offsets[-1] - offsets[0]) // n))
+    ends = offsets[::stride] if n % stride == 0 else np.append(offsets[::stride], offsets[-1])
+    longest = 0
+    for w in np.flatnonzero(np.diff(ends) > piece):
+        lo = int(w) * stride
+        longest = max(longest, int(np.diff(offsets[lo : min(n, lo + stride) + 1]).max()))
+    return longest if longest > piece else 0
 
 
 def in_one_part(n: int, nbytes: int, limit: int) -> bool:
@@ -185,5 +202,6 @@ def sample_with_replacement(
                 left -= size
 
     gathers = ((lambda index=index: take_records(block, offsets, index)) for index in draws())
-    for chunk in workers.ordered(gathers, ahead=plan.parts_ahead(limit, held)):
+    ahead = plan.parts_ahead(limit, held, longest_beyond(offsets, plan.piece_bytes(limit)))
+    for chunk in workers.ordered(gathers, ahead=ahead):
         emit(chunk)

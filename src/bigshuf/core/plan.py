@@ -131,12 +131,14 @@ def decode_ahead(limit: int) -> int:
     return max(0, _beside_reading(limit) // 2)
 
 
-def parts_ahead(limit: int, held: int) -> int:
+def parts_ahead(limit: int, held: int, part: int = 0) -> int:
     """Parts of an in-memory shuffle gathered at once when the records and their bookkeeping
     hold ``held`` bytes: what the limit leaves besides the queued writes, at two pieces' worth
-    each (a gathered part and its indices)."""
-    spare = limit - held - IN_FLIGHT_PIECES * piece_bytes(limit)
-    return max(1, spare // (2 * piece_bytes(limit)))
+    each (a gathered part and its indices). ``part``: the most a part may hold, where a record
+    longer than a piece makes it more (a part, queued whole, is then also what the writes hold)."""
+    piece = max(piece_bytes(limit), part)
+    spare = limit - held - max(IN_FLIGHT_PIECES * piece_bytes(limit), part)
+    return max(1, spare // (2 * piece))
 
 
 def block_budget(limit: int) -> int:
