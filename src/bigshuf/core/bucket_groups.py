@@ -26,6 +26,7 @@ from ..quoting import quote_name
 from ..storage.safefs import create_exclusive, open_nofollow
 from ..storage.sliced import open_sliced
 from ..storage.tempspace import full_disk_hint
+from ..storage.threads import opened, owned
 
 native: ModuleType | None
 try:
@@ -123,10 +124,9 @@ class BucketGroups:
     def _open(self, g: int) -> BinaryIO:
         """Group ``g``'s file, created exclusively and private."""
         try:
-            fd = create_exclusive(self.path(g), 0o600, os.O_WRONLY | os.O_APPEND)
+            return owned(lambda: open_sliced(create_exclusive(self.path(g), 0o600, os.O_WRONLY | os.O_APPEND), "ab", 0))
         except OSError as e:
             raise TempSpaceError(f"{quote_name(self.path(g))}: {e.strerror}") from None
-        return open_sliced(fd, "ab", 0)
 
     def close(self) -> None:
         """Close the group files written (once the writer's last write to them is done), and make
@@ -148,8 +148,7 @@ class BucketGroups:
         """Read bucket ``j``'s bytes in its group file into ``view`` (``early[j]`` bytes long)."""
         offsets, lengths = self.parts(j)
         g = j // self.size
-        fd = self._reading(g)
-        try:
+        with opened(lambda: self._reading(g)) as fd:
             if native is None:  # built without a C compiler: a call from Python a part
                 at = 0
                 for offset, length in zip(offsets.tolist(), lengths.tolist()):
@@ -162,23 +161,18 @@ class BucketGroups:
                 raise TempSpaceError(f"{quote_name(self.path(g))}: read error: {e.strerror}") from None
             if got != len(view):
                 raise TempSpaceError(f"{quote_name(self.path(g))}: temporary group of buckets is shorter than written")
-        finally:
-            os.close(fd)
 
     def copy(self, j: int, write: Callable[[memoryview], None]) -> None:
         """Pass bucket ``j``'s bytes in its group file to ``write``, a MiB at most at a time."""
         buf = memoryview(bytearray(COPY_CHUNK))
         offsets, lengths = self.parts(j)
         g = j // self.size
-        fd = self._reading(g)
-        try:
+        with opened(lambda: self._reading(g)) as fd:
             for offset, length in zip(offsets.tolist(), lengths.tolist()):
                 for at in range(0, length, COPY_CHUNK):
                     n = min(COPY_CHUNK, length - at)
                     self._pread(g, fd, offset + at, buf[:n])
                     write(buf[:n])
-        finally:
-            os.close(fd)
 
     def parts(self, j: int) -> tuple[np.ndarray, np.ndarray]:
         """Where bucket ``j``'s parts are in its group file, in the order they were written, and their lengths."""

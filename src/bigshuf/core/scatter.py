@@ -22,7 +22,7 @@ from .records import INT32_LIMIT, RecordFormat, find_offsets, gather_records
 from .streams import draw_ids
 from .stratify import split_ids
 from ..storage.tempspace import full_disk_hint
-from ..storage.threads import deferred_signals, signals_held
+from ..storage.threads import deferred_signals, opened, owned, signals_held
 from ..storage.writeback import WriteBehind
 
 
@@ -472,7 +472,7 @@ class BucketSet:
     def open(self, j: int) -> Any:
         """Bucket ``j``'s file opened for reading (never through a link), decompressed as it is read
         if the buckets are compressed."""
-        raw = open(self._open_regular(j), "rb", buffering=0)
+        raw = owned(lambda: open(self._open_regular(j), "rb", buffering=0))
         if not self.compress:
             return raw
         from ..storage.decoding import open_reader
@@ -508,17 +508,15 @@ class BucketSet:
         if not size:
             view = np.empty(0, np.uint8)
         else:
-            fd = self._open_regular(j)
-            try:
-                st = os.fstat(fd)
-                if st.st_size != size:
-                    raise self._corrupt(j, f"{st.st_size} bytes where pass 1 wrote {size}")
-                flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-                view = np.frombuffer(mmap.mmap(fd, size, flags=flags, prot=mmap.PROT_READ), np.uint8)
-            except OSError as e:
-                raise TempSpaceError(f"{quote_name(self.path(j))}: cannot map this temporary bucket: {e.strerror}") from None
-            finally:
-                os.close(fd)
+            with opened(lambda: self._open_regular(j)) as fd:
+                try:
+                    st = os.fstat(fd)
+                    if st.st_size != size:
+                        raise self._corrupt(j, f"{st.st_size} bytes where pass 1 wrote {size}")
+                    flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+                    view = np.frombuffer(mmap.mmap(fd, size, flags=flags, prot=mmap.PROT_READ), np.uint8)
+                except OSError as e:
+                    raise TempSpaceError(f"{quote_name(self.path(j))}: cannot map this temporary bucket: {e.strerror}") from None
         self.check(j, view)
         return view
 
@@ -586,11 +584,11 @@ class BucketSet:
         assert self.groups is not None
         whole = self.path(j) + "-whole"
         try:
-            fd = create_exclusive(whole, 0o600, os.O_WRONLY)
+            out = owned(lambda: open_sliced(create_exclusive(whole, 0o600, os.O_WRONLY), "wb", 0))
         except OSError as e:
             raise TempSpaceError(f"{quote_name(whole)}: {e.strerror}") from None
         crc = 0
-        with open_sliced(fd, "wb", 0) as out:
+        with out:
             def write(data: memoryview) -> None:
                 nonlocal crc
                 crc = crc32(data, crc)

@@ -9,14 +9,23 @@ block those signals from their first instruction (a new thread inherits its crea
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 #: The signals only the main thread takes (the ones bigshuf handles).
 MAIN_THREAD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+#: The signals ``deferred_signals`` holds when a Python handler is set for them: bigshuf's, and the
+#: asynchronous ones a library caller's handler may raise from (a ``SIGALRM`` timeout). Synchronous
+#: ones (SIGBUS, SIGSEGV) are never held: their faulting instruction would only run again.
+HELD_SIGNALS = MAIN_THREAD_SIGNALS | {
+    getattr(signal, name) for name in ("SIGQUIT", "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGUSR1", "SIGUSR2", "SIGXCPU")
+    if hasattr(signal, name)
+}
 
 
 @contextmanager
@@ -31,7 +40,7 @@ def signals_held() -> Iterator[None]:
 
 @contextmanager
 def deferred_signals() -> Iterator[None]:
-    """Hold MAIN_THREAD_SIGNALS for the block and deliver the first one caught after it.
+    """Hold HELD_SIGNALS that have Python handlers for the block, and deliver each one caught after it.
 
     Python runs signal handlers in the main thread, whichever thread the kernel chose, so blocking
     the main thread's mask alone (``pthread_sigmask``) would not stop them while the write-behind
@@ -47,14 +56,58 @@ def deferred_signals() -> Iterator[None]:
         caught.append(signum)
 
     saved: dict[signal.Signals, Any] = {}
-    for sig in MAIN_THREAD_SIGNALS:
+    for sig in HELD_SIGNALS:
         handler = signal.getsignal(sig)
-        if handler is not None:
+        if callable(handler):  # a Python handler: SIG_DFL, SIG_IGN and C handlers (None) run no Python
             saved[sig] = signal.signal(sig, hold)
     try:
         yield
     finally:
         for held, previous in saved.items():
             signal.signal(held, previous)
-        if caught:
-            signal.raise_signal(caught[0])
+        _deliver(list(dict.fromkeys(caught)))
+
+
+def _deliver(signums: list[int]) -> None:
+    """Raise each of ``signums`` in turn, each handler running even if one before it raised."""
+    if signums:
+        try:
+            signal.raise_signal(signums[0])
+        finally:
+            _deliver(signums[1:])
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+F = TypeVar("F", bound=_Closable)
+
+
+def owned(make: Callable[[], F]) -> F:
+    """The file object ``make`` opens, with no signal handler run between its descriptor's open
+    and its return; closed again if a signal held meanwhile raises when delivered."""
+    made: F | None = None
+    try:
+        with deferred_signals():
+            made = make()
+    except BaseException:
+        if made is not None:
+            made.close()
+        raise
+    return made
+
+
+@contextmanager
+def opened(opener: Callable[[], int]) -> Iterator[int]:
+    """The descriptor ``opener`` returns, closed when the block ends. No signal handler runs between
+    the open and the block's start, where an exception it raised (Ctrl-C's KeyboardInterrupt, a
+    library caller's timeout) would leave the descriptor open for good."""
+    fd = -1
+    try:
+        with deferred_signals():
+            fd = opener()
+        yield fd  # (a signal held over the open was delivered as that block ended, ``fd`` already kept)
+    finally:
+        if fd >= 0:
+            os.close(fd)

@@ -1,0 +1,83 @@
+"""A signal handler that raises (Ctrl-C's KeyboardInterrupt, a library caller's SIGALRM timeout)
+never runs between a descriptor's open and its keeping: a call it ends leaves none open (found
+by attack: about one interrupted call in 40 kept a deleted bucket open for the process's life)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import bigshuf
+from bigshuf.core import scatter
+from bigshuf.storage import threads
+from helpers import make_records, write_records
+
+
+class Timeout(Exception):
+    """What the caller's SIGALRM handler raises."""
+
+
+@pytest.fixture
+def alarm_raises() -> Iterator[None]:
+    def handler(_signum: int, _frame: Any) -> None:
+        raise Timeout
+
+    before = signal.signal(signal.SIGALRM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGALRM, before)
+
+
+def _descriptors() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.parametrize("settings", [{}, {"compress_temp": True}], ids=["mapped", "read"])
+def test_a_signal_just_after_a_bucket_is_opened_for_pass_2_leaves_no_descriptor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, alarm_raises: None, settings: dict[str, Any]
+) -> None:
+    src = write_records(tmp_path / "in.txt", make_records(3000, seed=1))
+    real = scatter.open_nofollow
+
+    def then_signalled(path: str, flags: int = os.O_RDONLY) -> int:
+        fd = real(path, flags)
+        if "bucket-" in path:  # a bucket opened for reading in pass 2: the signal comes as it returns
+            signal.raise_signal(signal.SIGALRM)
+        return fd
+
+    monkeypatch.setattr(scatter, "open_nofollow", then_signalled)
+    (tmp_path / "T").mkdir()
+    before = _descriptors()
+    with pytest.raises(Timeout):
+        bigshuf.shuffle(src, tmp_path / "out.txt", memory="64K", tmp_dir=tmp_path / "T", seed=1, **settings)
+    assert _descriptors() == before
+    assert os.listdir(tmp_path / "T") == [] and not (tmp_path / "out.txt").exists()
+
+
+def test_every_signal_held_is_delivered_in_turn(alarm_raises: None) -> None:
+    """Two signals held over one step: both handlers run after it (only the first used to), the
+    first's exception the context of the last's."""
+    seen: list[int] = []
+
+    def usr1(signum: int, _frame: Any) -> None:
+        seen.append(signum)
+        raise KeyError("usr1")
+
+    before = signal.signal(signal.SIGUSR1, usr1)
+    try:
+        with pytest.raises(Timeout) as caught:
+            with threads.deferred_signals():
+                signal.raise_signal(signal.SIGUSR1)
+                signal.raise_signal(signal.SIGALRM)
+                signal.raise_signal(signal.SIGUSR1)  # the same one again: delivered once
+                assert seen == []
+        assert seen == [signal.SIGUSR1]
+        assert isinstance(caught.value.__context__, KeyError)
+    finally:
+        signal.signal(signal.SIGUSR1, before)
