@@ -22,7 +22,7 @@ from bigshuf.storage.output import Output
 from bigshuf.storage.shards import check_output_directory, shard_names, shard_paths
 from bigshuf.storage.sinks import AtomicFileSink, output_codec
 from bigshuf.storage.sliced import WRITE_SLICE
-from helpers import count_sliced_writes
+from helpers import count_sliced_writes, write_records
 from bigshuf.storage.writeback import WriteBehind
 
 
@@ -189,6 +189,26 @@ def test_a_new_file_gets_the_umask_mode(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert os.stat(tmp_path / "new").st_mode & 0o7777 == 0o640
+
+
+def test_the_umask_is_read_without_being_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reading the umask with ``os.umask`` set it to 0 for a moment, where another thread of a
+    library caller's program creating a file got mode 0666 (found by attack): it is read from /proc."""
+    import bigshuf
+    from bigshuf.storage import safefs
+
+    old = os.umask(0o027)
+    try:
+        calls: list[int] = []
+        real = os.umask
+        monkeypatch.setattr(os, "umask", lambda mask: calls.append(mask) or real(mask))
+        assert safefs.current_umask() == 0o027
+        write_records(tmp_path / "in.txt", [b"a", b"b"])
+        bigshuf.shuffle(tmp_path / "in.txt", tmp_path / "new.txt", seed=1)
+        assert calls == []
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "new.txt").st_mode & 0o7777 == 0o640
 
 
 def test_commit_replaces_an_existing_target_whole(tmp_path: Path) -> None:

@@ -71,6 +71,22 @@ def written_in_place(st: os.stat_result) -> bool:
     return not stat.S_ISREG(st.st_mode) or st.st_nlink == 0
 
 
+def current_umask() -> int:
+    """The process's umask, read from ``/proc/self/status`` (Linux 4.7 and later): reading it with
+    ``os.umask`` sets it to something else for a moment, in which another thread of a library
+    caller's program creating a file would get that mode. Elsewhere, ``os.umask`` it is."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o077)  # the narrowest mode meanwhile, never a wider one
+    os.umask(umask)
+    return umask
+
+
 def take_attributes(fd: int, target: str) -> None:
     """Give the new file ``fd`` the permission bits, group (and, for root, owner) of the ``target``
     it will replace, as shuf writing ``target`` in place keeps them; a new target's as ``open``
@@ -83,9 +99,7 @@ def take_attributes(fd: int, target: str) -> None:
         except PermissionError:
             pass  # a group this user is not in: the new file keeps this user's
     except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
+        mode = 0o666 & ~current_umask()
     os.fchmod(fd, mode)
 
 
