@@ -236,6 +236,29 @@ def test_a_pipe_gives_a_seed_the_same_output_whatever_the_soft_limit_of_open_fil
     assert_permutation(usual, records)
 
 
+def test_a_library_call_leaves_the_limit_on_open_files_as_it_found_it(tmp_path: Path) -> None:
+    """The run raises its soft limit for itself; a library caller's process got it raised for good
+    (found by attack), even by ``plan_shuffle``, which promises to change nothing."""
+    script = f"""
+import resource, bigshuf
+seen = []
+for call in (lambda: bigshuf.plan_shuffle({str(tmp_path / "in.txt")!r}, {str(tmp_path / "o.txt")!r}, memory="16K"),
+             lambda: bigshuf.shuffle({str(tmp_path / "in.txt")!r}, {str(tmp_path / "o.txt")!r}, memory="16K", seed=1)):
+    call()
+    seen.append(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+print(seen)
+"""
+    write_records(tmp_path / "in.txt", make_records(5000, seed=2))
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard <= 1024:
+        pytest.skip("no room above a soft limit of 1024 to raise it to")
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, timeout=120,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard)),
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"[1024, 1024]\n", b"")
+
+
 def test_lines_per_record_with_a_partial_group_is_an_error(tmp_path: Path) -> None:
     src = write_records(tmp_path / "reads.fastq", [b"@r1", b"AC", b"+", b"II", b"@r2", b"GT"])
     with pytest.raises(bigshuf.InputError, match="reads.fastq: ends with 2 lines left over"):

@@ -17,6 +17,7 @@ from .core import draws, plan, streams
 from .core.head import count_of, parse_share
 from .core.fingerprint import Fingerprint, fingerprint_records
 from .core.parallel import Workers, default_threads
+from .core.plan import keeps_file_limit
 from .core.records import RecordFormat, record_cuts
 from .core.streams import rng_for, seed_entropy
 from .engines.base import run_request
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 PathLike = str | os.PathLike[str]
 
 
+@keeps_file_limit
 def shuffle(
     inputs: PathLike | Source | Sequence[PathLike | Source] = (),
     output: PathLike | None = None,
@@ -152,6 +154,7 @@ def shuffle(
     return run_request(request, progress or Progress())
 
 
+@keeps_file_limit
 def plan_shuffle(
     inputs: PathLike | Source | Sequence[PathLike | Source] = (), output: PathLike | None = None, **options: Any
 ) -> RunPlan:
@@ -200,6 +203,7 @@ HEADER_NUMBER_BYTES = 21
 DRAW_NUMBERS = 1 << 16
 
 
+@keeps_file_limit
 def shuffle_range(lo: int, hi: int, output: PathLike | None = None, **options: Any) -> ShuffleStats:
     """Shuffle the integers ``lo..hi`` (``-i LO-HI``, at most 0..2**64-1); takes ``shuffle``'s keyword options.
 
@@ -310,6 +314,7 @@ CHECK_BLOCK = 32 << 20
 CHECK_WORKER_MEMORY = 32 << 20
 
 
+@keeps_file_limit
 def check_permutation(
     inputs: PathLike | Sequence[PathLike],
     outputs: PathLike | Sequence[PathLike],
@@ -413,6 +418,7 @@ def _thread_count(threads: object) -> int:
     return count
 
 
+@keeps_file_limit
 def check_manifest(manifest: PathLike, *, memory: int | str | None = None) -> tuple[list[str], str]:
     """Check the output files a ``manifest`` lists against it: each file's records, bytes, size and
     fingerprint, and that together they hold the records the run wrote. Returns the problems found

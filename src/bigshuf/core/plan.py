@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
+import threading
+from collections.abc import Callable
 from fractions import Fraction
+from typing import Any, TypeVar
 
 from ..errors import InputError, UsageError, option
 from ..quoting import quote_arg
@@ -194,6 +198,51 @@ def open_file_limit() -> int | None:
         except (ValueError, OSError):
             pass  # the soft limit stands
     return -1 if soft == resource.RLIM_INFINITY else int(soft)
+
+
+_limit_lock = threading.Lock()
+_limit_calls = 0
+_limit_before: tuple[int, int] | None = None
+
+C = TypeVar("C", bound=Callable[..., Any])
+
+
+def keeps_file_limit(call: C) -> C:
+    """``call`` (a library entry point) leaves the soft limit on open files as it found it: a run
+    raises it for itself (``open_file_limit``), not for the caller's process for good. With calls
+    in several threads at once, the last to end puts it back, none lowering it under another."""
+
+    @functools.wraps(call)
+    def kept(*args: Any, **kwargs: Any) -> Any:
+        global _limit_calls, _limit_before
+        with _limit_lock:
+            if _limit_calls == 0:
+                _limit_before = _file_limits()
+            _limit_calls += 1
+        try:
+            return call(*args, **kwargs)
+        finally:
+            with _limit_lock:
+                _limit_calls -= 1
+                if _limit_calls == 0 and _limit_before is not None and _file_limits() != _limit_before:
+                    import resource
+
+                    try:
+                        resource.setrlimit(resource.RLIMIT_NOFILE, _limit_before)
+                    except (ValueError, OSError):
+                        pass  # (a hard limit lowered meanwhile: the soft one stays where it may)
+
+    return kept  # type: ignore[return-value]
+
+
+def _file_limits() -> tuple[int, int] | None:
+    """The soft and hard limits on open files, or None where unknown."""
+    try:
+        import resource
+
+        return resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, ValueError, OSError):
+        return None
 
 
 def _open_file_allowance() -> int:
