@@ -661,3 +661,19 @@ def test_a_table_row_too_large_to_place_fails_the_plan_as_it_fails_the_run(tmp_p
     code, out, err = run_cli(["-S", "256K", "n.parquet", "-o", "o.parquet", "--dry-run"], cwd=tmp_path)
     assert code == 0 and b"records: 9,000 (counted: from the files' metadata), ~" in out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.parquet", "n.parquet"]
+
+
+def test_a_shard_count_past_the_file_systems_room_fails_the_plan_before_naming_them(tmp_path: Path) -> None:
+    """``plan_shuffle(shards=2**40)`` named every shard before its check, growing without limit
+    (1.7 GB and a bare MemoryError in 8 s under ``ulimit -v 2000000``; found by attack); the run refused it at once."""
+    write_records(tmp_path / "in.txt", [b"a", b"b"])
+    script = (
+        "import resource, bigshuf\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (2 << 30, resource.RLIM_INFINITY))\n"
+        f"found = bigshuf.plan_shuffle({str(tmp_path / 'in.txt')!r}, {str(tmp_path / 'out-{}.txt')!r}, shards=2**40)\n"
+        "print(found.ok, [c.reason for c in found.failures])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert done.returncode == 0 and done.stderr == b"", done.stderr[-500:]
+    assert done.stdout.startswith(b"False ['1099511627776 shards: the file system of ") and b"has room for only" in done.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]

@@ -21,7 +21,7 @@ from .formats import registry
 from .request import Request
 from .storage.layout import Sharding, SplitPart, parse_split, split_counts
 from .storage.safefs import written_in_place
-from .storage.shards import check_outputs, shard_names
+from .storage.shards import check_outputs, check_shard_count, shard_names
 
 
 @dataclass(frozen=True)
@@ -305,6 +305,7 @@ def plan_output(facts: Facts) -> None:
     else:
         target, shards = out.target, out.shards
         try:
+            check_shard_count(target, shards)  # before naming them: 2**40 names would fill the memory
             directory = os.path.isdir(target) or target.endswith(os.sep)
             facts.outputs = shard_names(target, shards, out.compress, directory, suffix=out.suffix)
         except BigShufError:
