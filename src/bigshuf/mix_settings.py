@@ -39,7 +39,7 @@ def mix_settings(raw: dict[str, object]) -> dict[str, Any]:
         # A cap on upsampling: below 1 it would refuse every source kept whole, the default rate 1 included.
         raise UsageError(
             f"invalid {option('max_rate')} value: {quote_arg(raw['max_rate'])} (at least 1: it caps upsampling; "
-            f"sample a source down with {option('rate')} NAME=R)"
+            f"sample a source down with {option('rate_pair')})"
         )
     by = raw.get("by", "records")
     if by not in ("records", "bytes"):
@@ -47,7 +47,7 @@ def mix_settings(raw: dict[str, object]) -> dict[str, Any]:
     total = raw.get("total")
     for setting, used in (("rate", raw.get("rates")), ("mix", raw.get("mix")), ("total", total is not None), ("by", by != "records")):
         if used and not sources:
-            raise UsageError(f"{option(setting)} needs {option('source')} NAME=PATH to name the sources it weighs")
+            raise UsageError(f"{option(setting)} needs {option('source_pair')} to name the sources it weighs")
     rates = _named_numbers("rates", raw.get("rates"), names)
     shares = _named_numbers("mix", raw.get("mix"), names)
     if rates and shares:
@@ -136,7 +136,7 @@ def _named_numbers(setting: str, raw: object, names: list[str]) -> list[tuple[st
     for name, value in raw.items():
         if name not in names:
             flag = option("rate" if setting == "rates" else setting)
-            raise UsageError(f"{flag} names {quote_arg(name)}, which is not a source ({option('source')} NAME=PATH)")
+            raise UsageError(f"{flag} names {quote_arg(name)}, which is not a source ({option('source_pair')})")
         flag = option("rate" if setting == "rates" else setting)
         out.append((name, weights.as_fraction(value, f"{flag} value for source {quote_arg(name)}")))
     return out

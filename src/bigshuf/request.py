@@ -456,10 +456,10 @@ def _check_resume(request: Request) -> None:
         )
     if request.head_share is not None:
         raise UsageError(f"{option('resume')} cannot be used with {option('head_count')} P% (a share of the records); give a count")
-    if request.repeat or request.output is None or request.output == "-":
-        raise UsageError(
-            f"{option('resume')} needs {option('output')} FILE (not standard output) and cannot be used with {option('repeat')}"
-        )
+    if request.repeat:
+        raise UsageError(f"{option('resume')} cannot be used with {option('repeat')}")
+    if request.output is None or request.output == "-":
+        raise UsageError(f"{option('resume')} needs {option('output_file')} (not standard output)")
     try:
         in_place = written_in_place(os.stat(request.output))
     except (OSError, ValueError):

@@ -92,8 +92,10 @@ def test_resume_needs_a_seed_and_files(tmp_path: Path, corpus: Path) -> None:
         bigshuf.shuffle(corpus, tmp_path / "out", resume=True)
     with pytest.raises(bigshuf.UsageError, match="standard input"):
         bigshuf.shuffle("-", tmp_path / "out", resume=True, seed=1)
-    with pytest.raises(bigshuf.UsageError, match="output= FILE"):
+    with pytest.raises(bigshuf.UsageError, match=r"^resume=True needs output= a file \(not standard output\)$"):
         bigshuf.shuffle(corpus, None, resume=True, seed=1)
+    with pytest.raises(bigshuf.UsageError, match=r"^resume=True cannot be used with repeat=True$"):
+        bigshuf.shuffle(corpus, tmp_path / "out", resume=True, seed=1, repeat=True, head_count=3)
 
 
 @pytest.mark.parametrize("change", [5, -1])

@@ -225,7 +225,7 @@ def test_copies_land_independently(tmp_path: Path, label: str, memory: str) -> N
         (dict(rates={"web": -1}), "must be at least 0"),
         (dict(total=5), "total= needs mix="),
         (dict(repeat=True), "cannot be combined with repeat=True"),
-        (dict(sources=None, rates={"web": 2}), "rates= needs sources= NAME=PATH"),
+        (dict(sources=None, rates={"web": 2}), "rates= needs sources={NAME: PATH}"),
         (dict(sources={"a": "x", "a b": "y"}), "invalid source name in sources=: 'a b'"),
     ],
 )
@@ -312,7 +312,7 @@ def test_a_max_rate_below_1_is_refused_and_needs_sources(tmp_path: Path, run_cli
     code, out, err = run_cli(["--source", "a=a.txt", "--max-rate", "0.5"], cwd=tmp_path)
     assert (code, out) == (1, b"")
     assert err == b"bigshuf: invalid --max-rate value: '0.5' (at least 1: it caps upsampling; sample a source down with --rate NAME=R)\n"
-    with pytest.raises(UsageError, match=r"^invalid max_rate= value: '0.99' \(at least 1: it caps upsampling; sample a source down with rates= NAME=R\)$"):
+    with pytest.raises(UsageError, match=r"^invalid max_rate= value: '0.99' \(at least 1: it caps upsampling; sample a source down with rates={NAME: R}\)$"):
         bigshuf.shuffle(sources={"a": tmp_path / "a.txt"}, rates={"a": 0.5}, max_rate=0.99, output=tmp_path / "o")
     assert bigshuf.shuffle(sources={"a": tmp_path / "a.txt"}, rates={"a": 0.5}, max_rate=1, output=tmp_path / "o").records == 5
     code, out, err = run_cli(["a.txt", "--max-rate", "5"], cwd=tmp_path)
@@ -396,3 +396,18 @@ def test_a_source_that_is_a_pipe_is_refused_when_it_must_be_counted(tmp_path: Pa
                              cwd=tmp_path, input=b"b0\nb1\n")
     assert (code, err) == (0, b"")
     assert sorted(split_records(out)) == sorted([b"a%d" % i for i in range(10)] + [b"b0", b"b1"] * 2)
+
+
+def test_the_librarys_mix_messages_name_its_arguments(tmp_path: Path) -> None:
+    """Messages a library caller met spelt command-line syntax: ``--stratify``, ``NAME=PATH``, and a
+    ``resume`` refusal naming ``repeat=True`` that was never passed (found by attack)."""
+    a = write_records(tmp_path / "a.txt", [b"%d" % i for i in range(1000)])
+    b = write_records(tmp_path / "b.txt", [b"b%d" % i for i in range(10)])
+    with pytest.raises(InputError) as caught:
+        bigshuf.shuffle(sources={"a": a, "b": b}, output=tmp_path / "{split}.txt", rates={"a": 1_000_000},
+                        max_rate=10_000_000, split={"train": 0.5, "valid": "rest"}, stratify=True, seed=1)
+    assert str(caught.value) == "source 'a' has 1000000000 records in the mix: stratify=True supports fewer than 10^9; split the source"
+    with pytest.raises(UsageError) as refused:
+        bigshuf.shuffle(sources={"a": a}, rates={"wbe": 2}, output=tmp_path / "o.txt")
+    assert str(refused.value) == "rates= names 'wbe', which is not a source (sources={NAME: PATH})"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt"]

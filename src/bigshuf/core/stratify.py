@@ -20,7 +20,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, option
 from ..quoting import quote_arg
 from ..storage.layout import SplitPart, split_counts
 from .streams import Key, rng_for
@@ -73,7 +73,7 @@ class Stratifier:
         self.dtype = np.uint8 if len(parts) <= 1 << 8 else np.int32
         for name, m in zip(names, sizes):
             if m >= DRAW_LIMIT:
-                raise InputError(f"source {quote_arg(name)} has {m} records in the mix: --stratify supports fewer than 10^9; split the source")
+                raise InputError(f"source {quote_arg(name)} has {m} records in the mix: {option('stratify')} supports fewer than 10^9; split the source")
 
     @property
     def splits(self) -> int:
