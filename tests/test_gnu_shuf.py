@@ -1139,3 +1139,25 @@ def test_an_output_on_a_descriptor_not_open_is_named_as_given(tmp_path, target):
         assert (who, proc.returncode, proc.stdout) == (who, 1, b"")
         assert without_gnu_quotes(proc.stderr, who) == f"bigshuf: {target}: No such file or directory\n".encode()
     assert sorted(os.listdir(tmp_path)) == ["f"]
+
+
+@pytest.mark.parametrize("source,fails", [("missing", True), ("-", True), ("empty", False), ("directory", False)])
+@pytest.mark.parametrize("operands", [["-e", "a", "b"], ["-i", "1-5"], ["missing-input"]])
+def test_repeat_drawing_nothing_opens_the_random_source_without_reading_it(
+    tmp_path: Path, source: str, fails: bool, operands: list[str]
+) -> None:
+    """``-r -n 0`` opens --random-source FILE, as GNU shuf does (a missing one fails, an empty one
+    or a directory does not: nothing is read), where plain ``-n 0`` does not open it; bigshuf used
+    to succeed and create -o's file (found by a differential fuzzer)."""
+    (tmp_path / "empty").write_bytes(b"")
+    (tmp_path / "directory").mkdir()
+    for who, argv in both(["-r", "-n", "0", f"--random-source={source}", "-o", "out", *operands]):
+        proc = subprocess.run(argv, capture_output=True, cwd=tmp_path, timeout=60, stdin=subprocess.DEVNULL)
+        err = without_gnu_quotes(proc.stderr, who)
+        if fails:
+            assert (proc.returncode, err) == (1, f"bigshuf: {source}: No such file or directory\n".encode()), who
+            assert not (tmp_path / "out").exists(), who
+        else:
+            assert (proc.returncode, err) == (0, b""), who
+            assert (tmp_path / "out").read_bytes() == b"", who
+            (tmp_path / "out").unlink()

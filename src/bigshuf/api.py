@@ -264,7 +264,7 @@ def shuffle_range(lo: int, hi: int, output: PathLike | None = None, **options: A
                               _optional_path("tmp_dir", options.get("tmp_dir")))
         return shuffle(RangeSource(lo, hi, sep), output, **options)
     assert head_count is not None
-    entropy = seed_entropy(options.get("seed"), options.get("random_source"), needed=head_count != 0)
+    entropy = seed_entropy(options.get("seed"), options.get("random_source"), needed=head_count != 0, opened=bool(options.get("repeat")))
     rng = rng_for(entropy, streams.RANGE_DRAWS)
     # Records are drawn by number, ``ids`` to ``top``: a lone number's is the number itself. Ranges
     # that reach past int64 draw unsigned 64-bit numbers; the others draw as they always have, so

@@ -102,10 +102,13 @@ def name(level: Key) -> str:
     return "-".join(map(str, level)) or "top"
 
 
-def seed_entropy(seed: int | None = None, random_source: str | os.PathLike[str] | None = None, needed: bool = True) -> int:
+def seed_entropy(
+    seed: int | None = None, random_source: str | os.PathLike[str] | None = None, needed: bool = True, opened: bool = False,
+) -> int:
     """The root entropy of a run: ``seed``, or a hash of the first 4 KiB of ``random_source``, or fresh
     OS randomness. A run that draws nothing (``-n 0``) does not ``need`` it: the random source is
-    not opened, as GNU shuf opens it only to draw."""
+    not opened, as GNU shuf opens it only to draw; unless ``opened`` (``-r -n 0``), where GNU shuf
+    opens it all the same, and reads nothing: a missing file is an error, an empty one is not."""
     if seed is not None and random_source is not None:
         raise UsageError(f"{option('seed')} and {option('random_source')} cannot be combined")
     if seed is not None:
@@ -113,6 +116,14 @@ def seed_entropy(seed: int | None = None, random_source: str | os.PathLike[str] 
             raise UsageError(f"invalid {option('seed')} value: {quote_arg(seed)}: a non-negative integer is needed")
         return int(seed)
     if random_source is not None and not needed:
+        if opened:
+            path = os.fspath(random_source)
+            try:
+                open(path, "rb").close()
+            except IsADirectoryError:
+                pass  # C's fopen takes a directory
+            except OSError as e:
+                raise InputError(f"{quote_name(path)}: {e.strerror}") from None
         return 0
     if random_source is not None:
         path = os.fspath(random_source)

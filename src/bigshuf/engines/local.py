@@ -45,7 +45,7 @@ def shuffle_local(request: Request, progress: Progress) -> ShuffleStats:
     # but a table's empty output is written with its schema, read from its inputs.
     reads = request.head_count != 0 or request.family == registry.TABLE
     expanded = _open_urls(list(request.inputs), request.family) if reads else list(request.inputs)
-    entropy = seed_entropy(request.seed, request.random_source, needed=request.head_count != 0)
+    entropy = seed_entropy(request.seed, request.random_source, needed=request.head_count != 0, opened=request.repeat)
     run = registry.run_class(request.family).for_request(request, expanded, entropy, progress)
     records, nbytes, buckets, passes, seconds = run.run()
     return ShuffleStats(
