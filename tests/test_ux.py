@@ -13,6 +13,7 @@ import sys
 import termios
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zstandard
@@ -763,3 +764,42 @@ def test_a_nul_byte_in_a_path_is_a_usage_error(tmp_path: Path, where: str, call:
     with pytest.raises(UsageError, match="holds a NUL byte, which no file name may have"):
         getattr(bigshuf, call)(inputs, output, **given)
     assert sorted(os.listdir(tmp_path)) == ["in.txt"]
+
+
+def test_arguments_that_iterate_or_convert_wrongly_are_usage_errors(tmp_path: Path) -> None:
+    """Found by attack: NumPy arrays as ``rates``/``mix``/``by`` leaked ValueError ("truth value of an
+    array is ambiguous"); an ``__fspath__`` returning an int a TypeError; an open file was iterated as
+    a list of paths (its lines); a set was taken, its order, so the output for a seed, changing with
+    the hash seed from one process to the next."""
+    import io
+
+    import numpy as np
+
+    class BadPath:
+        def __fspath__(self) -> int:
+            return 5
+
+    src = tmp_path / "in.txt"
+    src.write_bytes(b"a\nb\n")
+    out = tmp_path / "o.txt"
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"rates": np.array([1, 2])}, "^rates= needs sources="),
+        ({"mix": np.array([1, 2])}, "^mix= needs sources="),
+        ({"by": np.array(["a", "b"])}, "^invalid by= value"),
+        ({"output": BadPath()}, r"^output must be a path \(str or os.PathLike\), not BadPath"),
+        ({"tmp_dir": BadPath()}, r"^tmp_dir must be a path \(str or os.PathLike\), not BadPath"),
+    ]
+    for options, message in cases:
+        with pytest.raises(UsageError, match=message):
+            bigshuf.shuffle(src, **{"output": out, **options})
+    with src.open() as f:
+        with pytest.raises(UsageError, match=r"^inputs must be paths, not an open file \(TextIOWrapper"):
+            bigshuf.shuffle(f, out)
+    with pytest.raises(UsageError, match=r"^inputs must be paths, not an open file \(StringIO"):
+        bigshuf.shuffle(io.StringIO(f"{src}\n"), out)
+    with pytest.raises(UsageError, match="^inputs must be a path or an ordered list of them, not a set"):
+        bigshuf.shuffle({str(src)}, out)
+    with pytest.raises(UsageError, match="^inputs must be a path or an ordered list of them, not a set"):
+        bigshuf.check_permutation({str(src)}, [str(src)])
+    assert bigshuf.shuffle(src, out, rates={}, seed=1).records == 2  # an empty mapping weighs nothing, as before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "o.txt"]

@@ -3,6 +3,7 @@ as a library caller wrote it."""
 
 from __future__ import annotations
 
+import io
 import operator
 import os
 from collections.abc import Iterable
@@ -21,7 +22,10 @@ def _describe(value: object) -> str:
 
 def _path(name: str, value: object) -> str:
     """``value`` as a path (str or os.PathLike of str); bytes and other types are a UsageError."""
-    path = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
+    try:
+        path = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
+    except TypeError:  # an __fspath__ that gives neither str nor bytes
+        path = None
     if not isinstance(path, str):
         raise UsageError(f"{name} must be a path (str or os.PathLike), not {_describe(value)}")
     if "\0" in path:  # the OS would raise ValueError at the first call that takes it
@@ -76,6 +80,15 @@ def _is_source(value: object) -> bool:
     return hasattr(value, "name") and callable(getattr(value, "size", None)) and callable(getattr(value, "open", None))
 
 
+def _unlistable(name: str, value: object) -> None:
+    """Refuse what iterates as something other than a list of paths: an open file (its lines) and
+    an unordered set (whose order, so the output for a seed, changes from one process to the next)."""
+    if isinstance(value, io.IOBase):
+        raise UsageError(f"{name} must be paths, not an open file ({_describe(value)}): give its name")
+    if isinstance(value, (set, frozenset)):
+        raise UsageError(f"{name} must be a path or an ordered list of them, not a set: its order changes from run to run")
+
+
 def _input_list(inputs: object) -> list[str | Source]:
     """``inputs`` as a non-empty list of paths and sources: one path or source, or an iterable of them."""
     if isinstance(inputs, (bytes, bytearray, memoryview)):
@@ -83,6 +96,7 @@ def _input_list(inputs: object) -> list[str | Source]:
             f"inputs must be paths or Source objects, not {_describe(inputs)}: decode a bytes path with "
             "os.fsdecode(); wrap records in memory in bigshuf.storage.sources.BytesSource"
         )
+    _unlistable("inputs", inputs)
     if isinstance(inputs, (str, os.PathLike)) or _is_source(inputs):
         items: list[object] = [inputs]
     elif isinstance(inputs, Iterable):
@@ -100,6 +114,7 @@ def _path_list(name: str, paths: object) -> list[str]:
         return [_path(name, paths)]
     if isinstance(paths, (bytes, bytearray)) or not isinstance(paths, Iterable):
         raise UsageError(f"{name} must be a path or a list of paths, not {_describe(paths)}")
+    _unlistable(name, paths)
     listed = [_path(f"each of {name}", p) for p in paths]
     if not listed:
         raise UsageError(f"{name}: no files given")

@@ -42,10 +42,13 @@ def mix_settings(raw: dict[str, object]) -> dict[str, Any]:
             f"sample a source down with {option('rate_pair')})"
         )
     by = raw.get("by", "records")
-    if by not in ("records", "bytes"):
+    if not isinstance(by, str) or by not in ("records", "bytes"):
         raise UsageError(f"invalid {option('by')} value: {quote_arg(by)} (records or bytes)")
     total = raw.get("total")
-    for setting, used in (("rate", raw.get("rates")), ("mix", raw.get("mix")), ("total", total is not None), ("by", by != "records")):
+    # (An empty mapping weighs nothing; anything else is checked as a mapping below, never tested for truth.)
+    given = (*(raw.get(k) is not None and not (isinstance(raw.get(k), Mapping) and not raw.get(k)) for k in ("rates", "mix")),
+             total is not None, by != "records")
+    for setting, used in zip(("rate", "mix", "total", "by"), given):
         if used and not sources:
             raise UsageError(f"{option(setting)} needs {option('source_pair')} to name the sources it weighs")
     rates = _named_numbers("rates", raw.get("rates"), names)
