@@ -803,3 +803,43 @@ def test_arguments_that_iterate_or_convert_wrongly_are_usage_errors(tmp_path: Pa
         bigshuf.check_permutation({str(src)}, [str(src)])
     assert bigshuf.shuffle(src, out, rates={}, seed=1).records == 2  # an empty mapping weighs nothing, as before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "o.txt"]
+
+
+def test_a_callers_source_that_answers_wrongly_is_named(tmp_path: Path) -> None:
+    """A caller's own Source whose size() is not a count, whose open() gives a text stream or
+    raises OSError: bare TypeError/ValueError/AttributeError/OSError leaked from deep in the run
+    (found by attack); each is now one error naming it, and a good one still runs."""
+    import io
+
+    class Mine:
+        name = "mine"
+
+        def __init__(self, size: object, opener: Any) -> None:
+            self._size, self._opener = size, opener
+
+        def size(self) -> object:
+            return self._size
+
+        def open(self) -> Any:
+            return self._opener()
+
+    def broken() -> Any:
+        raise OSError(5, "Input/output error")
+
+    def good() -> Any:
+        return io.BytesIO(b"a\nb\nc\n")
+
+    out = tmp_path / "o.txt"
+    for source, error, message in [
+        (Mine("big", good), UsageError, "source mine: size() gave 'big', not a byte count or None"),
+        (Mine(-5, good), UsageError, "source mine: size() gave -5, not a byte count or None"),
+        (Mine(None, lambda: io.StringIO("a\n")), UsageError, "source mine: open() gave StringIO, not a binary stream (with readinto)"),
+        (Mine(None, broken), bigshuf.InputError, "mine: Input/output error"),
+    ]:
+        with pytest.raises(error) as caught:
+            bigshuf.shuffle(source, out, seed=1)
+        assert str(caught.value) == message
+        assert not out.exists()
+    assert bigshuf.shuffle(Mine(6, good), out, seed=1).records == 3
+    with pytest.raises(UsageError, match="^engine='dask' reads files and URLs, not Mine objects$"):
+        bigshuf.shuffle(Mine(6, good), out, engine="dask")

@@ -11,7 +11,7 @@ from typing import cast
 
 from .errors import UsageError
 from .quoting import quote_arg
-from .storage.sources import Source
+from .storage.sources import BytesSource, CallerSource, FileSource, GeneratedSource, Source
 
 
 def _describe(value: object) -> str:
@@ -105,7 +105,14 @@ def _input_list(inputs: object) -> list[str | Source]:
         raise UsageError(f"inputs must be a path, a Source or a list of them, not {_describe(inputs)}")
     if not items:
         raise UsageError("no inputs given: pass '-' to read standard input")
-    return [cast(Source, item) if _is_source(item) else _path("each input", item) for item in items]
+    return [_source(item) if _is_source(item) else _path("each input", item) for item in items]
+
+
+def _source(item: object) -> Source:
+    """A ``Source`` as the run takes it: bigshuf's own as they are, a caller's with its answers checked."""
+    if isinstance(item, (FileSource, BytesSource, GeneratedSource)):
+        return item
+    return CallerSource(cast(Source, item))
 
 
 def _path_list(name: str, paths: object) -> list[str]:

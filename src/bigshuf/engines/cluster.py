@@ -54,7 +54,7 @@ class DaskEngine(Engine):
                 return why
         other = next((s for s in request.inputs if not isinstance(s, str)), None)
         if other is not None:
-            return f"{option('dask')} reads files and URLs, not {type(other).__name__} objects"
+            return f"{option('dask')} reads files and URLs, not {type(getattr(other, 'inner', other)).__name__} objects"
         return None
 
     def run(self, request: Request, progress: Progress) -> ShuffleStats:

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import io
+import operator
 import os
 import stat
 from collections.abc import Callable, Iterator, Sequence
@@ -466,3 +467,38 @@ class RangeSource(GeneratedSource):
             total += max(0, last - first + 1) * (digits + len(self.sep))
             digits += 1
         return total
+
+
+class CallerSource:
+    """A library caller's own ``Source``, its answers checked as they are used: a size that is not
+    a byte count (or None), or a stream without ``readinto``, is a ``UsageError`` naming it, and an
+    ``OSError`` opening it an ``InputError``; a bare TypeError or OSError from deep in a run used to
+    leak out instead. Anything else it has is its own."""
+
+    def __init__(self, inner: Source) -> None:
+        self.inner = inner
+        self.name = str(inner.name)
+
+    def __getattr__(self, attribute: str) -> object:
+        return getattr(self.inner, attribute)
+
+    def size(self) -> int | None:
+        size = self.inner.size()
+        if size is None:
+            return None
+        try:
+            count = -1 if isinstance(size, bool) else operator.index(size)
+        except TypeError:
+            count = -1
+        if count < 0:
+            raise UsageError(f"source {quote_name(self.name)}: size() gave {size!r}, not a byte count or None")
+        return count
+
+    def open(self) -> BinaryIO:
+        try:
+            stream = self.inner.open()
+        except OSError as e:
+            raise InputError(f"{quote_name(self.name)}: {e.strerror or e}") from None
+        if not callable(getattr(stream, "readinto", None)):
+            raise UsageError(f"source {quote_name(self.name)}: open() gave {type(stream).__name__}, not a binary stream (with readinto)")
+        return stream
