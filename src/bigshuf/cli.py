@@ -198,7 +198,7 @@ def _summarize(progress: Progress, stats: ShuffleStats) -> None:
         for source in stats.sources:
             dropped = f", {source.dropped:,} duplicates dropped" if source.dropped else ""
             _report(
-                f"{PROG}: source {source.name}: {source.read:,} records read{dropped}, rate {source.rate:.6g}, "
+                f"{PROG}: source {source.name}: {source.read:,} {stats.unit} read{dropped}, rate {source.rate:.6g}, "
                 f"{source.written:,} in the mix"
             )
 

@@ -357,3 +357,15 @@ def test_a_source_left_without_records_cannot_take_a_share(tmp_path: Path) -> No
     with pytest.raises(InputError, match=r"^source 'y' has no records left once unique=True drops copies: it cannot make up a share"):
         bigshuf.shuffle([], tmp_path / "out", sources={"x": x, "y": y}, mix={"x": "0.5", "y": "0.5"}, unique=True)
     assert not (tmp_path / "out").exists()
+
+
+def test_summary_line_counts_rows_in_their_own_word(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    """Per-source lines said "records read" where the totals line says rows (found by a README walk-through)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"id": [1, 2, 3]}), tmp_path / "a.parquet")
+    code, _out, err = run_cli(["--progress", "--source", "a=a.parquet", "--rate", "a=2", "-o", "o.parquet"], cwd=tmp_path)
+    assert code == 0
+    lines = [line for line in err.decode().replace("\r", "\n").splitlines() if line.startswith("bigshuf:")]
+    assert lines[0].startswith("bigshuf: 6 rows, ") and lines[1] == "bigshuf: source a: 3 rows read, rate 2, 6 in the mix"
