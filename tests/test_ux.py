@@ -799,8 +799,8 @@ def test_arguments_that_iterate_or_convert_wrongly_are_usage_errors(tmp_path: Pa
         bigshuf.shuffle(io.StringIO(f"{src}\n"), out)
     with pytest.raises(UsageError, match="^inputs must be a path or an ordered list of them, not a set"):
         bigshuf.shuffle({str(src)}, out)
-    with pytest.raises(UsageError, match="^inputs must be a path or an ordered list of them, not a set"):
-        bigshuf.check_permutation({str(src)}, [str(src)])
+    found, expected = bigshuf.check_permutation({str(src)}, [str(src)])  # order does not matter to a comparison
+    assert found == expected
     assert bigshuf.shuffle(src, out, rates={}, seed=1).records == 2  # an empty mapping weighs nothing, as before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "o.txt"]
 

@@ -121,7 +121,8 @@ def _path_list(name: str, paths: object) -> list[str]:
         return [_path(name, paths)]
     if isinstance(paths, (bytes, bytearray)) or not isinstance(paths, Iterable):
         raise UsageError(f"{name} must be a path or a list of paths, not {_describe(paths)}")
-    _unlistable(name, paths)
+    if isinstance(paths, io.IOBase):  # (a set is fine here: the order of what is compared does not matter)
+        _unlistable(name, paths)
     listed = [_path(f"each of {name}", p) for p in paths]
     if not listed:
         raise UsageError(f"{name}: no files given")

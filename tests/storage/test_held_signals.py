@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -81,3 +83,60 @@ def test_every_signal_held_is_delivered_in_turn(alarm_raises: None) -> None:
         assert isinstance(caught.value.__context__, KeyError)
     finally:
         signal.signal(signal.SIGUSR1, before)
+
+
+def test_a_handler_raising_as_the_handlers_are_swapped_leaves_none_swapped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A signal pending from before runs its handler as soon as a swap returns; when it raised, the
+    handlers not yet put back kept ``hold`` for good, and Ctrl-C did nothing in the caller's
+    process from then on (found by review)."""
+    real = signal.signal
+    calls = [0]
+
+    def swap_then_raise(signum: int, handler: Any) -> Any:
+        before = real(signum, handler)
+        calls[0] += 1
+        if calls[0] == 2:  # the second swap: a handler runs as it returns, and raises
+            raise Timeout
+        return before
+
+    usr1 = real(signal.SIGUSR1, lambda *_: None)
+    try:
+        before = {s: signal.getsignal(s) for s in threads.HELD_SIGNALS}
+        monkeypatch.setattr(threads.signal, "signal", swap_then_raise)
+        with pytest.raises(Timeout):
+            with threads.deferred_signals():
+                pass
+        monkeypatch.undo()
+        assert {s: signal.getsignal(s) for s in threads.HELD_SIGNALS} == before
+    finally:
+        real(signal.SIGUSR1, usr1)
+
+
+def test_a_signal_as_the_temporary_directorys_lock_is_closed_does_not_hang_the_cleanup(tmp_path: Path) -> None:
+    """A handler raising just after the lock's close had the close retried: for ever at 100% CPU on
+    EBADF (seen in the library and the command; found by review), or closing whatever took the number."""
+    script = f"""
+import os, signal
+from bigshuf.storage import tempspace
+class Timeout(Exception): pass
+def handler(*_): raise Timeout
+signal.signal(signal.SIGALRM, handler)
+real = os.close
+state = {{"armed": False}}
+closed = []
+def close(fd):
+    closed.append(fd)
+    real(fd)
+    if state["armed"] and fd == state["lock"]:
+        state["armed"] = False
+        signal.raise_signal(signal.SIGALRM)
+tempspace.os.close = close
+space = tempspace.TempSpace({str(tmp_path)!r})
+space.__enter__()
+lock = state["lock"] = space._lock
+state["armed"] = True
+space._remove()  # (a second signal during a cleanup is let go: the first exception is already on its way)
+print("removed", os.listdir({str(tmp_path)!r}), "lock closed", closed.count(lock), "time(s)")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"removed [] lock closed 1 time(s)\n", b"")

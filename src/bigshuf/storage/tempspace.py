@@ -316,12 +316,12 @@ class TempSpace:
                     remove_tree(self.path)
                 if self.path and os.path.lexists(self.path) and self._lock >= 0:
                     # No descriptor left even to list it (``ulimit -n`` a few): the lock's goes first.
-                    os.close(self._lock)
-                    self._lock = -1
+                    lock, self._lock = self._lock, -1  # forgotten before its close: a signal after it must not close it again
+                    os.close(lock)
                     remove_tree(self.path)
                 if self._lock >= 0:
-                    os.close(self._lock)
-                    self._lock = -1
+                    lock, self._lock = self._lock, -1
+                    os.close(lock)
                 return
             except BaseException:  # noqa: BLE001 - finish the cleanup, the first exception is on its way
                 continue

@@ -56,16 +56,33 @@ def deferred_signals() -> Iterator[None]:
         caught.append(signum)
 
     saved: dict[signal.Signals, Any] = {}
-    for sig in HELD_SIGNALS:
-        handler = signal.getsignal(sig)
-        if callable(handler):  # a Python handler: SIG_DFL, SIG_IGN and C handlers (None) run no Python
-            saved[sig] = signal.signal(sig, hold)
     try:
+        for sig in HELD_SIGNALS:
+            handler = signal.getsignal(sig)
+            if callable(handler):  # a Python handler: SIG_DFL, SIG_IGN and C handlers (None) run no Python
+                saved[sig] = handler  # kept first: a pending handler may raise as soon as the swap returns
+                signal.signal(sig, hold)
         yield
     finally:
-        for held, previous in saved.items():
-            signal.signal(held, previous)
+        _restore(saved, caught)
+
+
+def _restore(saved: dict[signal.Signals, Any], caught: list[int]) -> None:
+    """Put every handler ``saved`` back, even if a signal pending from before runs its handler and
+    raises between two of them (the rest would keep ``hold`` for good); then deliver what was held."""
+    try:
+        _put_back(list(saved.items()))
+    finally:
         _deliver(list(dict.fromkeys(caught)))
+
+
+def _put_back(handlers: list[tuple[signal.Signals, Any]]) -> None:
+    """Set each of ``handlers`` in turn, each one even if a handler run before it raised."""
+    if handlers:
+        try:
+            signal.signal(*handlers[0])
+        finally:
+            _put_back(handlers[1:])
 
 
 def _deliver(signums: list[int]) -> None:
