@@ -259,6 +259,86 @@ print(seen)
     assert (done.returncode, done.stdout, done.stderr) == (0, b"[1024, 1024]\n", b"")
 
 
+def _limit_script(tmp_path: Path, body: str) -> subprocess.CompletedProcess[bytes]:
+    """Run ``body`` (after ``import resource, signal, bigshuf`` and ``IN``/``OUT`` paths) in a Python
+    whose soft limit on open files is 1024, under a hard one above it."""
+    write_records(tmp_path / "in.txt", make_records(2000, seed=2))
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard <= 1024:
+        pytest.skip("no room above a soft limit of 1024 to raise it to")
+    head = (
+        "import resource, signal, bigshuf\n"
+        f"IN, OUT = {str(tmp_path / 'in.txt')!r}, {str(tmp_path / 'o.txt')!r}\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", head + body], capture_output=True, timeout=60,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard)),
+    )
+
+
+def test_a_limit_the_caller_sets_during_a_call_is_kept(tmp_path: Path) -> None:
+    """The call put back the limit it found on return, undoing the caller's own change made while it
+    ran (here from the caller's own source's ``open``; found by review)."""
+    done = _limit_script(tmp_path, """
+class Source:
+    name = IN
+    def size(self): return None
+    def open(self):
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (2000, hard))
+        return open(IN, "rb")
+bigshuf.shuffle([Source()], OUT, memory="16K", seed=1)
+print(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+""")
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"2000\n", b"")
+
+
+def test_a_handler_calling_bigshuf_while_the_limit_is_put_back_does_not_deadlock(tmp_path: Path) -> None:
+    """The count of calls under way is kept under a lock; a signal handler that calls bigshuf, run
+    while the main thread held it, waited for it for ever (found by review). The signal is raised
+    from inside that lock here, as the limits are read."""
+    done = _limit_script(tmp_path, """
+import bigshuf.core.plan as plan
+read, seen = plan._file_limits, []
+def reading():
+    if not seen:
+        seen.append(1)
+        signal.raise_signal(signal.SIGUSR1)
+    return read()
+plan._file_limits = reading
+signal.signal(signal.SIGUSR1, lambda *_: seen.append(bigshuf.plan_shuffle(IN, OUT, memory="16K").records))
+bigshuf.shuffle(IN, OUT, memory="16K", seed=1)
+print(len(seen), resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+""")
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"2 1024\n", b"")
+
+
+def test_a_handler_raising_as_a_call_ends_leaves_the_limit_put_back(tmp_path: Path) -> None:
+    """A caller's timeout handler raising as the call counted itself out left the raised limit in
+    place for good: the next call took it for the caller's (found by review)."""
+    done = _limit_script(tmp_path, """
+import bigshuf.core.plan as plan
+import os
+read, raised = plan._file_limits, []
+def reading():
+    if os.path.exists(OUT) and not raised:  # as the call ends, its output made
+        raised.append(1)
+        signal.raise_signal(signal.SIGALRM)
+    return read()
+plan._file_limits = reading
+def timeout(*_):
+    raise TimeoutError("late")
+signal.signal(signal.SIGALRM, timeout)
+try:
+    bigshuf.shuffle(IN, OUT, memory="16K", seed=1)
+except TimeoutError:
+    print("timed out")
+bigshuf.shuffle(IN, OUT, memory="16K", seed=1)
+print(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+""")
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"timed out\n1024\n", b"")
+
+
 def test_lines_per_record_with_a_partial_group_is_an_error(tmp_path: Path) -> None:
     src = write_records(tmp_path / "reads.fastq", [b"@r1", b"AC", b"+", b"II", b"@r2", b"GT"])
     with pytest.raises(bigshuf.InputError, match="reads.fastq: ends with 2 lines left over"):

@@ -194,6 +194,7 @@ def open_file_limit() -> int | None:
         raised = want if hard == resource.RLIM_INFINITY else min(want, hard)
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            _note_raised((soft, hard), (raised, hard))
             soft = raised
         except (ValueError, OSError):
             pass  # the soft limit stands
@@ -202,37 +203,66 @@ def open_file_limit() -> int | None:
 
 _limit_lock = threading.Lock()
 _limit_calls = 0
-_limit_before: tuple[int, int] | None = None
+#: The limits a run last raised from, and to, while library calls are under way.
+_limit_raised: tuple[tuple[int, int], tuple[int, int]] | None = None
 
 C = TypeVar("C", bound=Callable[..., Any])
+
+
+def _note_raised(before: tuple[int, int], after: tuple[int, int]) -> None:
+    """Remember the limits a run raised, and to what, for ``keeps_file_limit`` to undo. (One
+    assignment, no lock: a signal handler calling bigshuf may run in the middle of it.)"""
+    global _limit_raised
+    _limit_raised = (before, after)
 
 
 def keeps_file_limit(call: C) -> C:
     """``call`` (a library entry point) leaves the soft limit on open files as it found it: a run
     raises it for itself (``open_file_limit``), not for the caller's process for good. With calls
-    in several threads at once, the last to end puts it back, none lowering it under another."""
+    in several threads at once, the last to end puts it back, none lowering it under another; a
+    limit the caller set meanwhile is the caller's, and stays."""
 
     @functools.wraps(call)
     def kept(*args: Any, **kwargs: Any) -> Any:
-        global _limit_calls, _limit_before
-        with _limit_lock:
-            if _limit_calls == 0:
-                _limit_before = _file_limits()
-            _limit_calls += 1
+        from ..storage.threads import deferred_signals
+
+        counted = False
         try:
+            with deferred_signals():  # no handler runs (and raises, or calls bigshuf) under the lock
+                _enter_limit_call()
+                counted = True
             return call(*args, **kwargs)
         finally:
-            with _limit_lock:
-                _limit_calls -= 1
-                if _limit_calls == 0 and _limit_before is not None and _file_limits() != _limit_before:
-                    import resource
-
-                    try:
-                        resource.setrlimit(resource.RLIMIT_NOFILE, _limit_before)
-                    except (ValueError, OSError):
-                        pass  # (a hard limit lowered meanwhile: the soft one stays where it may)
+            if counted:
+                with deferred_signals():
+                    _leave_limit_call()
 
     return kept  # type: ignore[return-value]
+
+
+def _enter_limit_call() -> None:
+    """Count a library call in; the first of several forgets a raise made before it."""
+    global _limit_calls, _limit_raised
+    with _limit_lock:
+        if _limit_calls == 0:
+            _limit_raised = None
+        _limit_calls += 1
+
+
+def _leave_limit_call() -> None:
+    """Count a library call out; the last undoes the calls' last raise of the limits, if they are
+    still what it raised them to (a caller may have set its own meanwhile)."""
+    global _limit_calls
+    with _limit_lock:
+        _limit_calls -= 1
+        if _limit_calls or _limit_raised is None or _file_limits() != _limit_raised[1]:
+            return
+        import resource
+
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, _limit_raised[0])
+        except (ValueError, OSError):
+            pass  # (a hard limit lowered meanwhile: the soft one stays where it may)
 
 
 def _file_limits() -> tuple[int, int] | None:
