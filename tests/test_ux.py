@@ -10,6 +10,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 import termios
 from collections import Counter
 from pathlib import Path
@@ -799,6 +800,14 @@ def test_arguments_that_iterate_or_convert_wrongly_are_usage_errors(tmp_path: Pa
         bigshuf.shuffle(io.StringIO(f"{src}\n"), out)
     with pytest.raises(UsageError, match="^inputs must be a path or an ordered list of them, not a set"):
         bigshuf.shuffle({str(src)}, out)
+    with tempfile.NamedTemporaryFile("w+", dir=tmp_path) as listing:  # not an io.IOBase: a wrapper
+        listing.write(f"{src}\n")
+        listing.flush()
+        listing.seek(0)
+        with pytest.raises(UsageError, match=r"^inputs must be paths, not an open file \(_TemporaryFileWrapper"):
+            bigshuf.shuffle(listing, out)
+        with pytest.raises(UsageError, match=r"^outputs must be paths, not an open file"):
+            bigshuf.check_permutation([str(src)], listing)
     found, expected = bigshuf.check_permutation({str(src)}, [str(src)])  # order does not matter to a comparison
     assert found == expected
     assert bigshuf.shuffle(src, out, rates={}, seed=1).records == 2  # an empty mapping weighs nothing, as before
