@@ -128,7 +128,7 @@ def test_dask_refusals_read_the_same_from_the_library_and_the_command_line(
         (["-o", "s3://bucket/out.txt"], {"output": "s3://bucket/out.txt"},
          "s3://bucket/out.txt: this engine writes local files; write to URLs with --engine=dask"),
         (["--manifest", "s3://bucket/m.json"], {"manifest": "s3://bucket/m.json"},
-         "s3://bucket/m.json: this engine writes local files; write to URLs with --engine=dask"),
+         "s3://bucket/m.json: --manifest is written to a local file, on every engine"),
     ],
 )
 def test_local_refusals_read_the_same_from_the_library_and_the_command_line(

@@ -308,7 +308,7 @@ def test_a_hostile_manifest_reads_only_regular_files_it_names_and_writes_nothing
     (["--manifest", "m.json", "-o", "s3://bucket/o", "--engine", "dask"], "--engine=dask writes --manifest only with local outputs"),
     (["--manifest", "s3://bucket/m.json", "-o", "o", "--engine", "dask"],
      "s3://bucket/m.json: --engine=dask writes --manifest to a local file, committed with the outputs"),
-    (["--manifest", "s3://bucket/m.json", "-o", "o"], "s3://bucket/m.json: this engine writes local files"),
+    (["--manifest", "s3://bucket/m.json", "-o", "o"], "s3://bucket/m.json: --manifest is written to a local file, on every engine"),
     (["--manifest", "o", "-o", "o"], "the manifest would be written over an output"),
 ])
 def test_manifest_refusals_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str) -> None:

@@ -25,9 +25,11 @@ class LocalEngine(Engine):
         for setting in ("scheduler", "temp_url"):
             if getattr(request, setting) is not None:
                 return f"{option(setting)} needs {option('dask')}"
-        for target in (request.output, request.manifest):
-            if target is not None and "://" in target and not os.path.exists(os.path.dirname(target) or "."):
-                return f"{target}: this engine writes local files; write to URLs with {option('dask')}"
+        output, manifest = request.output, request.manifest
+        if output is not None and "://" in output and not os.path.exists(os.path.dirname(output) or "."):
+            return f"{output}: this engine writes local files; write to URLs with {option('dask')}"
+        if manifest is not None and "://" in manifest and not os.path.exists(os.path.dirname(manifest) or "."):
+            return f"{manifest}: {option('manifest')} is written to a local file, on every engine"
         return None
 
     def run(self, request: Request, progress: Progress) -> ShuffleStats:
