@@ -69,12 +69,14 @@ def test_parse_size_refuses_garbage(text: str) -> None:
     "n, text",
     [
         (0, "0 B"), (1, "1 B"), (1023, "1023 B"), (1024, "1.0 KiB"), (1536, "1.5 KiB"),
-        (10 << 20, "10.0 MiB"), (3 << 30, "3.0 GiB"), (1 << 40, "1.0 TiB"), (1 << 50, "1024.0 TiB"),
+        (10 << 20, "10.0 MiB"), (3 << 30, "3.0 GiB"), (1 << 40, "1.0 TiB"), (1 << 50, "1.0 PiB"),
+        (5 << 60, "5.0 EiB"), ((1 << 64) - 1, "16.0 EiB"),
         (-2048, "-2.0 KiB"),
     ],
 )
 def test_format_size(n: int, text: str) -> None:
-    """Bytes below 1 KiB, then one decimal in the largest binary unit up to TiB."""
+    """Bytes below 1 KiB, then one decimal in the largest binary unit: up to EiB, as far as ``-S``
+    goes (``-S 5E`` was shown as 5242880.0 TiB)."""
     assert plan.format_size(n) == text
 
 

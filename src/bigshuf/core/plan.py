@@ -83,9 +83,10 @@ def parse_size(text: str | int) -> int:
 
 def format_size(n: float) -> str:
     """Human-readable binary size for messages, e.g. ``256 MiB``."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")  # sizes here stay under 2**64, 16 EiB
+    for unit in units:
         shown = f"{n:.0f}" if unit == "B" else f"{n:.1f}"
-        if abs(float(shown)) < 1024 or unit == "TiB":  # as rounded: 1 MiB less a byte is 1.0 MiB
+        if abs(float(shown)) < 1024 or unit == units[-1]:  # as rounded: 1 MiB less a byte is 1.0 MiB
             return f"{shown} {unit}"
         n /= 1024
     raise AssertionError("unreachable")
