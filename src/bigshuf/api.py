@@ -28,6 +28,7 @@ from .request import Request
 from .request import ShuffleStats as ShuffleStats, resolve_memory as resolve_memory
 from .storage.reader import RecordReader, leftover_error
 from .storage.sources import FileSource, GeneratedSource, RangeSource, Source
+from .storage.caller_handlers import carries_handler_exceptions
 from .storage.threads import signals_held
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 PathLike = str | os.PathLike[str]
 
 
+@carries_handler_exceptions
 @keeps_file_limit
 def shuffle(
     inputs: PathLike | Source | Sequence[PathLike | Source] = (),
@@ -154,6 +156,7 @@ def shuffle(
     return run_request(request, progress or Progress())
 
 
+@carries_handler_exceptions
 @keeps_file_limit
 def plan_shuffle(
     inputs: PathLike | Source | Sequence[PathLike | Source] = (), output: PathLike | None = None, **options: Any
@@ -203,6 +206,7 @@ HEADER_NUMBER_BYTES = 21
 DRAW_NUMBERS = 1 << 16
 
 
+@carries_handler_exceptions
 @keeps_file_limit
 def shuffle_range(lo: int, hi: int, output: PathLike | None = None, **options: Any) -> ShuffleStats:
     """Shuffle the integers ``lo..hi`` (``-i LO-HI``, at most 0..2**64-1); takes ``shuffle``'s keyword options.
@@ -314,6 +318,7 @@ CHECK_BLOCK = 32 << 20
 CHECK_WORKER_MEMORY = 32 << 20
 
 
+@carries_handler_exceptions
 @keeps_file_limit
 def check_permutation(
     inputs: PathLike | Sequence[PathLike],
@@ -418,6 +423,7 @@ def _thread_count(threads: object) -> int:
     return count
 
 
+@carries_handler_exceptions
 @keeps_file_limit
 def check_manifest(manifest: PathLike, *, memory: int | str | None = None) -> tuple[list[str], str]:
     """Check the output files a ``manifest`` lists against it: each file's records, bytes, size and

@@ -1,0 +1,85 @@
+"""A library caller's own signal handlers during a call: they run as before, and what they raise reaches the caller intact.
+
+A handler's exception surfaces wherever the main thread happens to be. A caller's SIGALRM timeout
+raising ``TimeoutError`` (an ``OSError``) inside a system call was taken by bigshuf's ``except
+OSError`` for the call's own failure (``write error: None``), or swallowed by a fall-back (a failed
+``mmap`` read instead). While a call runs, each Python handler is wrapped: an ``Exception`` it raises
+travels as ``HandlerRaised``, a ``BaseException`` as Ctrl-C's ``KeyboardInterrupt`` is, and the call
+raises the original when it ends.
+"""
+
+from __future__ import annotations
+
+import functools
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from .threads import HELD_SIGNALS
+
+C = TypeVar("C", bound=Callable[..., Any])
+
+
+class HandlerRaised(BaseException):
+    """A caller's signal handler raised ``original`` during a library call."""
+
+    def __init__(self, original: Exception) -> None:
+        super().__init__(original)
+        self.original = original
+
+
+def carries_handler_exceptions(call: C) -> C:
+    """``call`` (a library entry point) raises what a caller's signal handler raised while it ran,
+    whatever bigshuf was doing when the handler ran. ``BaseException``\\ s (Ctrl-C's, the command
+    line's own) pass as they are; in a thread other than the main one no handler runs, nothing is wrapped."""
+
+    @functools.wraps(call)
+    def carried(*args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            return call(*args, **kwargs)
+        raised: list[Exception] = []
+        wrapped: list[tuple[signal.Signals, Any, Any]] = []
+        try:
+            for sig in HELD_SIGNALS:
+                handler = signal.getsignal(sig)
+                if callable(handler):  # a Python handler (SIG_DFL, SIG_IGN and C handlers run no Python)
+                    carrier = _carrier(handler, raised)
+                    wrapped.append((sig, handler, carrier))  # noted first: a pending handler may run as the swap returns
+                    signal.signal(sig, carrier)
+            result = call(*args, **kwargs)
+        except BaseException:
+            if not raised:  # the call's own failure, or an outer call's handler (this call runs inside one)
+                raise
+        finally:
+            _unwrap(wrapped)
+        if raised:  # the first, whatever followed it, even if bigshuf swallowed it (a fall-back, a cleanup)
+            raise raised[0]
+        return result
+
+    return carried  # type: ignore[return-value]
+
+
+def _carrier(handler: Callable[[int, Any], Any], raised: list[Exception]) -> Callable[[int, Any], Any]:
+    """``handler``, its ``Exception`` noted in ``raised`` (in case bigshuf swallows it) and raised as ``HandlerRaised``."""
+
+    def carrier(signum: int, frame: Any) -> Any:
+        try:
+            return handler(signum, frame)
+        except Exception as e:
+            raised.append(e)
+            raise HandlerRaised(e) from None
+
+    return carrier
+
+
+def _unwrap(wrapped: list[tuple[signal.Signals, Any, Any]]) -> None:
+    """Put each handler back where the carrier still stands (one the caller set meanwhile is kept),
+    each one even if a handler run before it raised."""
+    if wrapped:
+        sig, handler, carrier = wrapped[0]
+        try:
+            if signal.getsignal(sig) is carrier:
+                signal.signal(sig, handler)
+        finally:
+            _unwrap(wrapped[1:])
