@@ -30,6 +30,7 @@ from ..progress import Progress, scatter_phase, shuffle_phase
 from ..storage.layout import Sharding
 from ..storage.output import Output
 from ..storage.tempspace import TempSpace, default_tmp_dir, remove_dead_runs
+from ..storage.threads import each
 from ..storage.writeback import WriteBehind
 from . import head, plan, streams
 from .fingerprint import Fingerprint
@@ -308,16 +309,16 @@ class TwoPass(ABC):
         except BaseException:
             self.out.abort()
             raise
-        finally:
-            for reader in self.readers:
-                reader.close()
-            self.workers.close()
-            for source in self.inputs_in_use:  # no worker reads a mapped input now
-                source.unmap()
-            GATHERED.clear()  # the run's gather buffers go with it
-            self.writer.close()
-            self.progress.close()
-            self.release()
+        finally:  # each step even if a signal handler raises in one before it (the writer's thread was left)
+            each([
+                *(reader.close for reader in self.readers),
+                self.workers.close,
+                *(source.unmap for source in self.inputs_in_use),  # no worker reads a mapped input now
+                GATHERED.clear,  # the run's gather buffers go with it
+                self.writer.close,
+                self.progress.close,
+                self.release,
+            ])
         passes = (1 if self.buckets == 0 else 2 + self.depth) + self.extra_passes
         return self.records, self.out.bytes_written, self.buckets, passes, time.perf_counter() - start
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
-from ..storage.threads import signals_held
+from ..storage.threads import deferred_signals, signals_held
 
 T = TypeVar("T")
 
@@ -58,7 +58,7 @@ class Workers:
             for job in jobs:
                 while len(pending) >= limit:  # room first: jobs already started may fill it
                     yield pending.popleft().result()
-                with signals_held():  # a thread the pool starts for it leaves Ctrl-C to the main thread
+                with signals_held(), deferred_signals():  # see ``submit``
                     pending.append(pool.submit(job))
             while pending:
                 yield pending.popleft().result()
@@ -80,7 +80,9 @@ class Workers:
     def submit(self, job: Callable[[], T]) -> Future[T]:
         """Run ``job`` on a worker; its result (or error) is the future's."""
         pool = self._start()
-        with signals_held():  # a thread the pool starts for it leaves Ctrl-C to the main thread
+        # A thread the pool starts for it leaves Ctrl-C to the main thread; and no handler raises
+        # inside the pool's locks, which it would leave taken (the next submit waited for ever).
+        with signals_held(), deferred_signals():
             return pool.submit(job)
 
     def map(self, fn: Callable[[int], T], count: int) -> list[T]:

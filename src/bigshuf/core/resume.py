@@ -26,6 +26,7 @@ from ..errors import InputError, OutputError, option
 from .checkpoint import advice, open_failure
 from ..quoting import quote_name
 from ..storage.safefs import create_exclusive, open_nofollow, own_file, sync_directory, sync_file
+from ..storage.threads import descriptor
 
 #: Content check of an input: this many blocks of ``SAMPLE_BYTES`` (the first, the last, and
 #: evenly spaced ones between), hashed with the file's size. About 1 MiB read per input.
@@ -103,7 +104,7 @@ def content_check(path: str, size: int) -> str:
     ``SAMPLES`` blocks of ``SAMPLE_BYTES`` from its start to its end. Catches a rewritten input
     whose size and modification time were put back, at the cost of a few reads."""
     h = hashlib.sha256(b"%d:" % size)
-    fd = os.open(path, os.O_RDONLY)
+    fd = descriptor(lambda: os.open(path, os.O_RDONLY))
     try:
         if size <= SAMPLES * SAMPLE_BYTES:
             starts = [0]

@@ -27,6 +27,7 @@ from ..core.records import array_block, list_spans
 from ..errors import InputError
 from ..quoting import quote_name
 from ..storage import remote
+from ..storage.threads import descriptor
 from .rowhash import row_hashes
 from .table_input import TableInput
 
@@ -398,7 +399,7 @@ class IndexedInput(TableInput):
     def _open_bin(self) -> Iterator[ReadAt]:
         """The ``.bin`` open, as a function that reads its bytes at an offset into a buffer."""
         try:
-            fd = os.open(self.bin_path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            fd = descriptor(lambda: os.open(self.bin_path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)))
         except OSError as e:
             raise InputError(f"{quote_name(self.bin_path)}: {e.strerror}") from None
         try:

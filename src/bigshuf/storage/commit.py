@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import json
 import os
 import re
@@ -34,7 +35,7 @@ from typing import Any, NoReturn
 from ..errors import OutputError
 from ..quoting import quote_name
 from .safefs import create_exclusive, foreign_entry, open_nofollow, own_file, sync_directory, sync_file
-from .threads import deferred_signals
+from .threads import deferred_signals, descriptor
 
 #: A run id: 12 hex digits, in every name a run gives its files in an output directory.
 _ID = r"[0-9a-f]{12}"
@@ -153,14 +154,16 @@ class OutputFiles:
                 pass  # gone already, or not ours to remove
 
     def release(self) -> None:
-        """Remove this run's locks (its temporary files are gone or renamed by now)."""
-        for directory, fd in self._locks.items():
-            try:
-                os.unlink(os.path.join(directory, f".bigshuf-{self.id}.lock"))
-            except OSError:
-                pass
-            os.close(fd)
-        self._locks.clear()
+        """Remove this run's locks (its temporary files are gone or renamed by now), with signals held:
+        a handler raising between two of them left the rest open."""
+        with deferred_signals():
+            for directory, fd in self._locks.items():
+                try:
+                    os.unlink(os.path.join(directory, f".bigshuf-{self.id}.lock"))
+                except OSError:
+                    pass
+                os.close(fd)
+            self._locks.clear()
 
     def step(self) -> None:
         """Count a step of a commit (the test hook may end the process here)."""
@@ -306,10 +309,14 @@ def directories_locked(directories: Iterable[str]) -> Iterator[None]:
     try:
         for directory in dict.fromkeys(d or os.curdir for d in directories):
             try:
-                fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                fd = descriptor(functools.partial(os.open, directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
             except OSError:
                 continue  # the rename into it fails and says why
-            st = os.fstat(fd)
+            try:
+                st = os.fstat(fd)
+            except BaseException:  # (a signal handler's exception: not held yet, so closed here)
+                os.close(fd)
+                raise
             if (st.st_dev, st.st_ino) in held:
                 os.close(fd)  # the same directory by another name
             else:

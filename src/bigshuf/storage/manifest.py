@@ -17,6 +17,7 @@ from ..core.fingerprint import Fingerprint
 from ..errors import InputError, OutputError
 from ..quoting import quote_name
 from .safefs import create_exclusive, sync_file, take_attributes
+from .threads import deferred_signals
 
 if TYPE_CHECKING:
     from .sinks import Sink
@@ -175,15 +176,20 @@ def load_manifest(path: str, check_format: Callable[[str, Any], str | None]) -> 
     """The manifest at ``path``, every field the check uses validated; a malformed one is an InputError.
     ``check_format(kind, format)`` says what is wrong with the record format entry (None: nothing):
     the formats know their own entries, and this module imports no format."""
+    fd = -1
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        with deferred_signals():  # no handler runs before the file object owns the descriptor
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+            st = os.fstat(fd)  # before wrapping it: a directory cannot become a Python file object
+            if not stat.S_ISREG(st.st_mode):
+                raise InputError(f"{quote_name(path)}: {os.strerror(errno.EISDIR) if stat.S_ISDIR(st.st_mode) else 'not a regular file'}")
+            opened, fd = os.fdopen(fd, "rb"), -1
     except OSError as e:
         raise InputError(f"{quote_name(path)}: {e.strerror}") from None
-    st = os.fstat(fd)  # before wrapping it: a directory cannot become a Python file object
-    if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
-        raise InputError(f"{quote_name(path)}: {os.strerror(errno.EISDIR) if stat.S_ISDIR(st.st_mode) else 'not a regular file'}")
-    with os.fdopen(fd, "rb") as f:
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    with opened as f:
         if st.st_size > MAX_MANIFEST:
             raise InputError(f"{quote_name(path)}: too large to be a bigshuf manifest")
         try:

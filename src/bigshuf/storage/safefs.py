@@ -12,6 +12,8 @@ import errno
 import os
 import stat
 
+from .threads import descriptor
+
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _DIRECTORY = getattr(os, "O_DIRECTORY", 0)
@@ -20,7 +22,7 @@ _DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 def create_exclusive(path: str, mode: int = 0o600, flags: int = os.O_RDWR) -> int:
     """A new file at ``path`` opened with ``flags``; fails (FileExistsError) if anything is there,
     a symlink included. ``mode`` is applied with ``fchmod`` on the descriptor, never by path."""
-    fd = os.open(path, flags | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, mode)
+    fd = descriptor(lambda: os.open(path, flags | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, mode))
     try:
         os.fchmod(fd, mode)
     except BaseException:
@@ -43,7 +45,7 @@ def creation_problem(directory: str) -> str | None:
 
 def open_nofollow(path: str, flags: int = os.O_RDONLY) -> int:
     """An existing file opened without following a symlink at its last component (ELOOP if it is one)."""
-    return os.open(path, flags | _NOFOLLOW | _CLOEXEC)
+    return descriptor(lambda: os.open(path, flags | _NOFOLLOW | _CLOEXEC))
 
 
 def foreign_entry(path: str) -> str | None:
@@ -119,7 +121,7 @@ def sync_directory(path: str) -> None:
     A directory one may write but not read (mode 0333) cannot be opened to sync: every file
     system is synced instead (``sync``), rather than failing a run whose output is in place."""
     try:
-        fd = os.open(path or ".", os.O_RDONLY | _DIRECTORY | _CLOEXEC)
+        fd = descriptor(lambda: os.open(path or ".", os.O_RDONLY | _DIRECTORY | _CLOEXEC))
     except PermissionError:
         os.sync()
         return
@@ -132,7 +134,7 @@ def sync_directory(path: str) -> None:
 def make_private_directory(path: str) -> None:
     """Create directory ``path`` with mode 0700 (FileExistsError if anything is there)."""
     os.mkdir(path, 0o700)
-    fd = os.open(path, os.O_RDONLY | _DIRECTORY | _NOFOLLOW | _CLOEXEC)
+    fd = descriptor(lambda: os.open(path, os.O_RDONLY | _DIRECTORY | _NOFOLLOW | _CLOEXEC))
     try:
         os.fchmod(fd, 0o700)  # a umask never widens the mode, but an odd one may narrow it
     finally:

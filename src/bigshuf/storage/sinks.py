@@ -15,6 +15,7 @@ from .paths import followed_path
 from ..quoting import quote_name
 from .safefs import create_exclusive, sync_directory, sync_file, take_attributes, written_in_place
 from .sliced import open_sliced
+from .threads import deferred_signals
 
 CodecChoice = tuple[str, "int | None"]
 
@@ -206,9 +207,14 @@ class AtomicFileSink(Sink):
         except BaseException:
             self._release()
             raise
+        stream: BinaryIO | None = None
         try:
-            super().__init__(open_sliced(fd, "wb", 1 << 20, writeback=self.files.sync), codec)
+            with deferred_signals():  # no handler runs before the stream owns the descriptor
+                stream = open_sliced(fd, "wb", 1 << 20, writeback=self.files.sync)
+            super().__init__(stream, codec)
         except BaseException:
+            if stream is not None:
+                stream.close()
             os.unlink(self.tmp_path)
             self._release()
             raise

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, BinaryIO, NoReturn, Protocol
 from ..errors import InputError, UsageError
 from ..quoting import quote_name
 from .decoding import Decompressed, decompressing
+from .threads import descriptor
 
 if TYPE_CHECKING:
     from .guarded import Watch
@@ -276,7 +277,7 @@ def generated(st: os.stat_result) -> bool:
 def _read_directory(path: str, name: str) -> NoReturn:
     """Read a directory named as an input file, as shuf does, so the error is the read's own."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = descriptor(lambda: os.open(path, os.O_RDONLY | os.O_CLOEXEC))
         try:
             os.read(fd, 1)
         finally:

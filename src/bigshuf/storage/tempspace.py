@@ -20,6 +20,7 @@ from types import TracebackType
 from ..errors import TempSpaceError, option
 from ..core.plan import format_size
 from ..quoting import quote_name
+from .threads import descriptor
 from .safefs import check_private_directory, create_exclusive, creation_problem, make_private_directory, open_nofollow, sync_directory
 
 
@@ -88,7 +89,7 @@ def _tree_size(path: str) -> int:
 def lock_held_elsewhere(path: str) -> bool | None:
     """Whether another process holds ``path``'s flock (None if it cannot be opened)."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = descriptor(lambda: os.open(path, os.O_RDONLY))
     except OSError:
         return None
     try:
@@ -295,7 +296,7 @@ class TempSpace:
                     continue
             # Lock before the file takes its name, so no cleaner ever sees it unlocked.
             fresh = os.path.join(self.path, LOCK_NAME + ".new")
-            self._lock = os.open(fresh, os.O_CREAT | os.O_RDWR, 0o600)
+            self._lock = descriptor(lambda: os.open(fresh, os.O_CREAT | os.O_RDWR, 0o600))
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             os.rename(fresh, os.path.join(self.path, LOCK_NAME))
         except OSError as e:

@@ -13,7 +13,7 @@ import queue
 import threading
 from collections.abc import Callable
 
-from .threads import signals_held
+from .threads import deferred_signals, signals_held
 
 Write = Callable[[memoryview], object]
 Job = Callable[[], object]
@@ -64,7 +64,7 @@ class WriteBehind:
             self._inflight += size
             self._jobs += 1
             if self._thread.ident is None:  # not started yet
-                with signals_held():
+                with signals_held(), deferred_signals():  # started whole: until it runs, close() takes it for never started
                     self._thread.start()
         self._queue.put((job, size))
 
