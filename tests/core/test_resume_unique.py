@@ -230,6 +230,11 @@ TAMPER: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "per_source not adding up": (_per_source_sum, "adds up to"),
     "per_source: a source holding more than it read": (_all_kept, "records kept in its hash buckets, the inputs hold"),
     "bytes_done past the hash buckets": (lambda s: s.update(bytes_done=10**12), "more than the hash buckets'"),
+    # Pass 2's own fields, checked without --unique, were trusted with it (found by attack: one bucket
+    # more done lost its records with exit 0, or looped for ever making empty shard files).
+    "buckets_done off by one": (lambda s: s.update(buckets_done=s["buckets_done"] + 1), "buckets done hold"),
+    "records_out": (lambda s: s.update(records_out=s["records_out"] + 1000), "records_out is"),
+    "output.done": (lambda s: s["output"].update(done=s["output"]["done"] + 1), "output.done is"),
     "read_fingerprint before pass 1": (
         lambda s: (_cut_to_the_dedup_pass(s), s.update(read_fingerprint=[1, 9, 1])), "read_fingerprint is not [0, 0, 0]"
     ),

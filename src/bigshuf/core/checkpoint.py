@@ -250,7 +250,7 @@ def _validate(state: dict[str, Any], job: Job) -> None:
     read_bytes = read[1] if job.tokens else sum(sizes) if job.weighted else bytes_done
     if read != ([sum(records), read_bytes, read[2]] if job.verify else [0, 0, 0]):
         raise _Bad(f"read_fingerprint {read} does not match the buckets")
-    if keys == _PASS2:
+    if "buckets_done" in state:  # (with --unique, beside the dedup's fields: they were not checked)
         _validate_pass2(state, job, keep, records)
 
 
