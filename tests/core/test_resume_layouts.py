@@ -410,3 +410,17 @@ def test_an_input_whose_record_count_changed_where_the_content_check_does_not_lo
     os.utime(web, ns=(mtime, mtime))
     run(web, where, options)
     assert [e["records"] for e in json.loads((where / "out" / "m.json").read_text())["inputs"]][0] == data.count(b"\n")
+
+
+def test_a_failed_run_removes_the_directory_it_made_for_its_lock(tmp_path: Path) -> None:
+    """``-o 'run/{split}/...'`` with ``--resume`` makes ``run/`` for the job's lock first; a run that
+    failed before writing anything there left it behind, empty (found by attack), where a run
+    without ``--resume`` removes the directories it made."""
+    src = tmp_path / "odd.txt"
+    src.write_bytes(b"".join(b"%d\n" % i for i in range(7)))  # 3 records of 2 lines, and 1 line over
+    with pytest.raises(bigshuf.InputError, match="left over"):
+        bigshuf.shuffle(
+            src, str(tmp_path / "run" / "{split}" / "out.txt"), split="a=0.5,b=0.5", lines_per_record=2,
+            resume=True, seed=1, tmp_dir=tmp_path,
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["odd.txt"]

@@ -88,6 +88,7 @@ class ResumableRun:
         tag, its checkpoint's directory, and how its output files are read back."""
         self.resume_space = None  # removed once the output is in place
         self.job_lock = None
+        self.lock_directories: list[str] = []
         self.resume_key, self.resume_name = self._resume_job() if self.request.resume else (None, None)
         self.out.resume_tag = self.resume_name
         if self.resume_name is not None:
@@ -141,7 +142,7 @@ class ResumableRun:
                 directory = target  # shards into a directory
             else:
                 directory = os.path.dirname(target.split("{", 1)[0]) or "."
-            make_directories([os.path.join(directory, "lock")])  # as the run would for its first file
+            self.lock_directories = make_directories([os.path.join(directory, "lock")])  # as the run would for its first file
             lock = os.path.join(os.path.realpath(directory), f".{self.resume_name}.lock")
         self.job_lock = JobLock(lock)
         self.job_lock.acquire(f"pid {os.getpid()}, checkpoint in {self.out.resume_dir}")
@@ -213,6 +214,12 @@ class ResumableRun:
             self.resume_space.discard()
 
     def release(self) -> None:
-        """The run ended either way: the job's lock goes."""
+        """The run ended either way: the job's lock goes, and a directory made for it that nothing
+        else went into (a run that failed before writing: a rerun makes it again)."""
         if self.job_lock is not None:
             self.job_lock.release()
+        for directory in reversed(self.lock_directories):
+            try:
+                os.rmdir(directory)
+            except OSError:
+                pass  # not empty: an output, or a temporary file to resume from, is in it
