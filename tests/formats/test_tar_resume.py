@@ -250,7 +250,7 @@ TAMPER: dict[str, tuple[Ready, Callable[[dict[str, Any]], None], str]] = {
     "samples written": (EARLY_PASS2, _records_out, "records_out is"),
     "samples read of an input": (IN_PASS1, _samples_read, "changed since the interrupted run (its part read again holds"),
     "an input's size": (IN_PASS1, _input_size, "changed since the interrupted run (size or modification time differ)"),
-    "an input's content check": (EARLY_PASS2, _input_check, "changed since the interrupted run (content differ)"),
+    "an input's content check": (EARLY_PASS2, _input_check, "changed since the interrupted run (content differs)"),
 }
 
 

@@ -185,8 +185,8 @@ def validate_state(state: dict[str, Any], job: Job, directory: str, committed: f
         raise refusal(directory, f"{quote_name(os.path.join(directory, 'state.json'))} does not hold up: {e}") from None
     for (path, size, mtime, check), (_, size0, mtime0, check0) in zip(job.inputs, state["inputs"]):
         if (size, mtime, check) != (size0, mtime0, check0) and path not in committed:
-            what = "size or modification time" if (size, mtime) != (size0, mtime0) else "content"
-            raise InputError(f"{quote_name(path)}: changed since the interrupted run ({what} differ); {advice(directory)}")
+            what = "size or modification time differ" if (size, mtime) != (size0, mtime0) else "content differs"
+            raise InputError(f"{quote_name(path)}: changed since the interrupted run ({what}); {advice(directory)}")
     for (path, *_), now, then in zip(job.inputs, job.records or [], state["records"] or []):
         if now != then:
             raise InputError(
