@@ -50,24 +50,25 @@ class Workers:
         try:
             if limit == 1:
                 while pending:
-                    yield pending.popleft().result()
+                    yield settled(pending.popleft())
                 for job in jobs:
                     yield job()
                 return
             pool = self._start()
             for job in jobs:
                 while len(pending) >= limit:  # room first: jobs already started may fill it
-                    yield pending.popleft().result()
+                    yield settled(pending.popleft())
                 with signals_held(), deferred_signals():  # see ``submit``
                     pending.append(pool.submit(job))
             while pending:
-                yield pending.popleft().result()
+                yield settled(pending.popleft())
         finally:
             for future in pending:
                 future.cancel()
             for future in pending:
                 if not future.cancelled():
-                    future.exception()  # wait; the first error was raised already, or the map was abandoned
+                    with deferred_signals():  # (see ``settled``)
+                        future.exception()  # wait; the first error was raised already, or the map was abandoned
 
     def most_ahead(self, ahead: int) -> int:
         """How many jobs ``ordered(..., ahead)`` keeps running at once."""
@@ -99,6 +100,15 @@ class Workers:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+
+def settled(future: Future[T]) -> T:
+    """``future.result()``, waited for with signals held. ``Future`` takes its condition's lock in
+    Python code: a handler raising just after the lock was taken left it taken, and the worker
+    ending the job waited for it for ever (as did the run's clean-up, joining the worker). A job is
+    a piece's work: Ctrl-C waits for it at most."""
+    with deferred_signals():
+        return future.result()
 
 
 #: No worker threads: every job runs in the caller.

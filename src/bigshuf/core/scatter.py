@@ -18,6 +18,7 @@ from ..quoting import quote_name
 from ..storage.safefs import check_private_directory, create_exclusive, open_nofollow, sync_directory, sync_file
 from ..storage.sliced import open_sliced
 from .bucket_groups import BucketGroups, per_group
+from .parallel import settled
 from .records import INT32_LIMIT, RecordFormat, find_offsets, gather_records
 from .streams import draw_ids
 from .stratify import split_ids
@@ -416,10 +417,10 @@ class BucketSet:
 
         if files:
             with ThreadPoolExecutor(min(SYNC_THREADS, len(files))) as pool:
-                with signals_held():  # the pool's threads leave Ctrl-C to the main thread
+                with signals_held(), deferred_signals():  # the pool's threads leave Ctrl-C to the main thread
                     syncs = [pool.submit(sync_one, item) for item in files]
                 for done in syncs:
-                    done.result()
+                    settled(done)
         self._dirty.clear()
         if self._created:
             sync_directory(self.directory)

@@ -27,7 +27,7 @@ from ..core.driver import Buckets, Estimate, OutputPlan, Sample, TwoPass, closin
 from ..core.fingerprint import Fingerprint, fingerprint
 from ..core.gather import in_one_part, records_per_chunk, sample_with_replacement, shuffle_block, shuffled_in_one_part
 from ..core.mix import Mixer
-from ..core.parallel import share_one_heap
+from ..core.parallel import settled, share_one_heap
 from ..core.stratify import Stratifier
 from ..core.scatter import BucketSet, Scattered, cut_pieces, scatter_records
 from ..core.streams import Key, rng_for
@@ -583,7 +583,7 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         emit it as shuffled ahead. No chunk emitted is a view of it (they are gathered copies), so
         its mapping goes when this returns."""
         assert isinstance(buckets, BucketSet)
-        got = self._ahead.pop(j).job.result() if j in self._ahead else None
+        got = settled(self._ahead.pop(j).job) if j in self._ahead else None
         if isinstance(got, ShuffledAhead) and got.left == left:
             if got.chunk is not None:
                 self.emit(got.chunk)
@@ -668,7 +668,7 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
     def release_buffers(self) -> None:
         ahead, self._ahead = self._ahead, {}
         for a in ahead.values():  # jobs ahead that will not be used: waited for, errors raised, let go
-            a.job.result()
+            settled(a.job)
         self._bufs = []
 
     def bucket_blocks(self, buckets: Buckets, j: int) -> tuple[Iterator[Any], Estimate]:

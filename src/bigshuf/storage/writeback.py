@@ -13,7 +13,7 @@ import queue
 import threading
 from collections.abc import Callable
 
-from .threads import deferred_signals, signals_held
+from .threads import HeldCondition, deferred_signals, signals_held
 
 Write = Callable[[memoryview], object]
 Job = Callable[[], object]
@@ -34,7 +34,7 @@ class WriteBehind:
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self._queue: queue.SimpleQueue[tuple[Job | threading.Event, int] | None] = queue.SimpleQueue()
-        self._cond = threading.Condition()
+        self._cond = HeldCondition()
         self._inflight = 0
         self._jobs = 0  # queued or running
         self._error: BaseException | None = None
