@@ -11,12 +11,11 @@ raises the original when it ends.
 from __future__ import annotations
 
 import functools
-import signal
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .threads import HELD_SIGNALS
+from .threads import HELD_SIGNALS, handlers
 
 C = TypeVar("C", bound=Callable[..., Any])
 
@@ -38,48 +37,64 @@ def carries_handler_exceptions(call: C) -> C:
     def carried(*args: Any, **kwargs: Any) -> Any:
         if threading.current_thread() is not threading.main_thread():
             return call(*args, **kwargs)
-        raised: list[Exception] = []
-        wrapped: list[tuple[signal.Signals, Any, Any]] = []
+        during = _During()
+        wrapped: list[tuple[int, Any, Any]] = []
         try:
             for sig in HELD_SIGNALS:
-                handler = signal.getsignal(sig)
+                handler = handlers.getsignal(sig)
                 if callable(handler):  # a Python handler (SIG_DFL, SIG_IGN and C handlers run no Python)
-                    carrier = _carrier(handler, raised)
+                    carrier = _carrier(handler, during)
                     wrapped.append((sig, handler, carrier))  # noted first: a pending handler may run as the swap returns
-                    signal.signal(sig, carrier)
+                    handlers.signal(sig, carrier)
             result = call(*args, **kwargs)
         except BaseException:
-            if not raised:  # the call's own failure, or an outer call's handler (this call runs inside one)
+            during.running = False  # (no call between: no handler runs before it)
+            if not during.raised:  # the call's own failure, or an outer call's handler (this call runs inside one)
                 raise
         finally:
-            _unwrap(wrapped)
-        if raised:  # the first, whatever followed it, even if bigshuf swallowed it (a fall-back, a cleanup)
-            raise raised[0]
+            during.running = False  # a handler run from here on raises as it would outside the call
+            try:
+                _unwrap(wrapped)
+            finally:  # again, for one a handler raising cut short (the rest were put back)
+                _unwrap(wrapped)
+        if during.raised:  # the first, whatever followed it, even if bigshuf swallowed it (a fall-back, a cleanup)
+            raise during.raised[0]
         return result
 
     return carried  # type: ignore[return-value]
 
 
-def _carrier(handler: Callable[[int, Any], Any], raised: list[Exception]) -> Callable[[int, Any], Any]:
-    """``handler``, its ``Exception`` noted in ``raised`` (in case bigshuf swallows it) and raised as ``HandlerRaised``."""
+class _During:
+    """One call's carriers' shared state: whether it still runs, and what its handlers raised."""
+
+    def __init__(self) -> None:
+        self.running = True
+        self.raised: list[Exception] = []
+
+
+def _carrier(handler: Callable[[int, Any], Any], during: _During) -> Callable[[int, Any], Any]:
+    """``handler``, while the call runs its ``Exception`` noted (in case bigshuf swallows it) and
+    raised as ``HandlerRaised``; after, as it is (a signal as the handlers are put back)."""
 
     def carrier(signum: int, frame: Any) -> Any:
+        if not during.running:
+            return handler(signum, frame)
         try:
             return handler(signum, frame)
         except Exception as e:
-            raised.append(e)
+            during.raised.append(e)
             raise HandlerRaised(e) from None
 
     return carrier
 
 
-def _unwrap(wrapped: list[tuple[signal.Signals, Any, Any]]) -> None:
+def _unwrap(wrapped: list[tuple[int, Any, Any]]) -> None:
     """Put each handler back where the carrier still stands (one the caller set meanwhile is kept),
     each one even if a handler run before it raised."""
     if wrapped:
         sig, handler, carrier = wrapped[0]
         try:
-            if signal.getsignal(sig) is carrier:
-                signal.signal(sig, handler)
+            if handlers.getsignal(sig) is carrier:
+                handlers.signal(sig, handler)
         finally:
             _unwrap(wrapped[1:])
