@@ -261,3 +261,32 @@ def test_a_handler_raising_as_the_write_behind_lock_is_taken_leaves_it_free(alar
     assert cond._lock.acquire(blocking=False)  # type: ignore[attr-defined]
     cond._lock.release()  # type: ignore[attr-defined]
     writer.close()
+
+
+def test_a_handler_raising_again_in_the_clean_up_still_removes_the_runs_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, alarm_raises: None
+) -> None:
+    """A second signal as a failed run's output is aborted: the steps after it were skipped, leaving
+    the output's temporary file and the run's lock in the output directory, and their descriptors
+    open (found by attack)."""
+    from bigshuf.storage.writeback import WriteBehind
+
+    src = write_records(tmp_path / "in.txt", make_records(3000, seed=1))
+    (tmp_path / "o").mkdir()
+    real_fsync, real_idle = os.fsync, WriteBehind.wait_idle
+
+    def fsync(fd: int) -> None:  # the run fails as its output is synced
+        real_fsync(fd)
+        signal.raise_signal(signal.SIGALRM)
+
+    def wait_idle(self: WriteBehind) -> None:  # and again as its clean-up begins
+        signal.raise_signal(signal.SIGALRM)
+        real_idle(self)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(WriteBehind, "wait_idle", wait_idle)
+    before = _descriptors()
+    with pytest.raises(Timeout):
+        bigshuf.shuffle(src, tmp_path / "o" / "out.txt", seed=1)
+    monkeypatch.undo()
+    assert os.listdir(tmp_path / "o") == [] and _descriptors() == before

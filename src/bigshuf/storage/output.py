@@ -20,7 +20,7 @@ from ..core.resume import FileCheck
 from ..errors import OutputError, UsageError, option
 from . import output_resume
 from .commit import CommitInterrupted, OutputFiles
-from .threads import deferred_signals
+from .threads import deferred_signals, each
 from .layout import Sharding, SplitPart, shard_option, split_counts, split_target
 from .manifest import OutputFile, build_manifest, write_manifest
 from .paths import followed_path, generated_path
@@ -428,13 +428,16 @@ class Output:
         """End the file format's own framing in sink number ``shard`` (nothing for lines)."""
 
     def abort(self) -> None:
-        """Remove every temporary file; leave existing targets untouched."""
-        self.writer.wait_idle()
-        for sink in self.sinks:
-            sink.abort()
+        """Remove every temporary file; leave existing targets untouched. Every step is taken even if
+        one before it raised (a signal handler's exception mid-way left the run's files behind)."""
+        each([self.writer.wait_idle, *(sink.abort for sink in self.sinks), self._discard, self.files.release, self._unmake])
+
+    def _discard(self) -> None:
         if not self.files.committed:
             self.files.discard()
-        self.files.release()
+
+    def _unmake(self) -> None:
+        """Remove the directories made for the output, if it was not put in place and they are empty."""
         if not self.files.committed:
             for directory in reversed(self._made):
                 try:

@@ -15,7 +15,7 @@ from .paths import followed_path
 from ..quoting import quote_name
 from .safefs import create_exclusive, sync_directory, sync_file, take_attributes, written_in_place
 from .sliced import open_sliced
-from .threads import deferred_signals
+from .threads import deferred_signals, each
 
 CodecChoice = tuple[str, "int | None"]
 
@@ -264,16 +264,22 @@ class AtomicFileSink(Sink):
         self.publish()
 
     def abort(self) -> None:
+        """Close and remove the temporary file and let go of the locks, each step even if one before
+        it raised (a close a signal handler cut short)."""
+        each([self._close_quietly, self._remove_temp, self._release])
+
+    def _close_quietly(self) -> None:
         try:
             self._raw.close()
-        except OSError:
+        except (OSError, ValueError):  # (ValueError: a buffered writer over a raw file closed already)
             pass
+
+    def _remove_temp(self) -> None:
         if not self.keep_on_abort:
             try:
                 os.unlink(self.tmp_path)
             except OSError:
                 pass  # gone, or its directory made read-only since: the error that ended the run is the one to say
-        self._release()
 
 
 def output_codec(path: str | None, compress: CodecChoice | None) -> CodecChoice | None:
