@@ -33,6 +33,7 @@ from ..storage.paths import generated_path
 from ..storage.safefs import foreign_entry
 from ..storage.shards import check_outputs
 from ..storage.sinks import AtomicFileSink, CodecChoice, Sink
+from ..storage.threads import each
 from ..storage.writeback import WriteBehind
 from .detect import megatron_prefix
 from .megatron import (
@@ -147,12 +148,9 @@ class MegatronOutput(TableOutput):
         return "documents"
 
     def abort(self) -> None:
-        self.writer.wait_idle()
-        if self.logs is not None:
-            self.logs.close()
-        for sink in self.indexes:
-            sink.abort()
-        super().abort()
+        """The indexes' files go too, every step taken even if one before it raised (see ``Output.abort``)."""
+        logs = self.logs
+        each([self.writer.wait_idle, *([] if logs is None else [logs.close]), *(sink.abort for sink in self.indexes), super().abort])
 
     @property
     def bytes_written(self) -> int:

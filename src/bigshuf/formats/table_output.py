@@ -13,6 +13,7 @@ from ..errors import OutputError, UsageError, option
 from ..quoting import quote_arg, quote_name
 from ..storage.output import Output
 from ..storage.layout import SplitPart
+from ..storage.threads import each
 from ..storage.sinks import CodecChoice, Sink
 from ..storage.writeback import WriteBehind
 from .rowhash import row_fingerprint
@@ -227,10 +228,8 @@ class TableOutput(Output):
         return "rows"
 
     def abort(self) -> None:
-        self.writer.wait_idle()
-        for rows in self.formats:
-            rows.discard()
-        super().abort()
+        """The row writers' buffers go too, every step taken even if one before it raised (see ``Output.abort``)."""
+        each([self.writer.wait_idle, *(rows.discard for rows in self.formats), super().abort])
 
 
 def table_shard_suffix(kind: str, codec: CodecChoice) -> str:
