@@ -239,28 +239,41 @@ def test_no_handler_runs_inside_a_thread_start_a_pool_submit_or_a_wait_for_a_job
     assert calls and inside == []
 
 
-def test_a_handler_raising_as_the_write_behind_lock_is_taken_leaves_it_free(alarm_raises: None) -> None:
-    """``threading.Condition`` takes its lock in Python code: a handler raising just as it was taken
-    left it taken, and the write-behind thread waited for it for ever (found by attack: a run hung
-    in its clean-up, about once in 2,000 interrupted calls)."""
-    from bigshuf.storage.writeback import WriteBehind
-
-    writer = WriteBehind(1 << 20)
-    cond = writer._cond
-    real = cond.acquire
-
-    def then_signalled(*args: Any) -> bool:
-        taken = real(*args)
-        signal.raise_signal(signal.SIGALRM)
-        return taken
-
-    cond.acquire = then_signalled  # type: ignore[method-assign]
-    with pytest.raises(Timeout):
-        writer.submit(lambda data: None, memoryview(b"x" * (1 << 17)))
-    cond.acquire = real  # type: ignore[method-assign]
-    assert cond._lock.acquire(blocking=False)  # type: ignore[attr-defined]
-    cond._lock.release()  # type: ignore[attr-defined]
-    writer.close()
+@pytest.mark.parametrize("where", ["__enter__", "__exit__", "wait", "notify_all"])
+def test_a_handler_raising_in_a_conditions_python_code_never_leaves_the_run_hung(tmp_path: Path, where: str) -> None:
+    """``threading.Condition`` takes and lets go of its lock in Python code: a handler raising as
+    either began left the write-behind lock taken, and the writer thread (and the run's clean-up,
+    waiting for it) waited for ever (found by attack and by review). The signal is raised as the
+    write-behind's Nth call of ``where`` begins (if it makes that many), for several N."""
+    src = write_records(tmp_path / "in.txt", make_records(200000, seed=5))
+    script = f"""
+import signal, sys, threading, faulthandler, bigshuf
+faulthandler.dump_traceback_later(60, exit=True)
+code = getattr(threading.Condition, {where!r}).__code__
+def late(*_): raise TimeoutError("the caller's timeout")
+signal.signal(signal.SIGALRM, late)
+outcomes = []
+for n in (1, 2, 5, 10, 30, 60):
+    seen = [0]
+    def watch(frame, event, arg):
+        if event == "call" and frame.f_code is code and frame.f_back.f_code.co_filename.endswith("writeback.py"):
+            seen[0] += 1
+            if seen[0] == n:
+                signal.raise_signal(signal.SIGALRM)
+    sys.setprofile(watch)
+    try:
+        bigshuf.shuffle({str(src)!r}, {str(tmp_path / "out.txt")!r}, seed=1, memory="1M", threads=1, tmp_dir={str(tmp_path)!r})
+        outcomes.append("returned" if seen[0] < n else "swallowed")
+    except TimeoutError:
+        outcomes.append("raised")
+    finally:
+        sys.setprofile(None)
+print(sorted(set(outcomes)), threading.active_count())
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert done.returncode == 0 and done.stderr == b"", done.stderr.decode()[-3000:]
+    outcomes, threads_left = done.stdout.decode().rsplit(" ", 1)
+    assert "swallowed" not in outcomes and threads_left.strip() == "1", done.stdout
 
 
 def test_a_handler_raising_again_in_the_clean_up_still_removes_the_runs_files(

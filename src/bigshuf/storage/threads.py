@@ -97,23 +97,6 @@ def each(steps: Sequence[Callable[[], object]]) -> None:
             each(steps[1:])
 
 
-class HeldCondition(threading.Condition):
-    """A ``threading.Condition`` whose ``with`` a signal handler cannot leave taken. The plain one
-    takes its lock in a Python ``__enter__``: a handler raising as the lock's acquire returned left
-    it taken, and the thread that waited for it next (the write-behind thread) waited for ever."""
-
-    def __enter__(self) -> bool:
-        taken = False
-        try:
-            with deferred_signals():
-                taken = self.acquire()
-        except BaseException:  # a held signal's handler raised as it was delivered
-            if taken:
-                self.release()
-            raise
-        return taken
-
-
 class _Closable(Protocol):
     def close(self) -> None: ...
 

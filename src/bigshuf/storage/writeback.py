@@ -13,7 +13,7 @@ import queue
 import threading
 from collections.abc import Callable
 
-from .threads import HeldCondition, deferred_signals, signals_held
+from .threads import deferred_signals, signals_held
 
 Write = Callable[[memoryview], object]
 Job = Callable[[], object]
@@ -34,7 +34,11 @@ class WriteBehind:
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self._queue: queue.SimpleQueue[tuple[Job | threading.Event, int] | None] = queue.SimpleQueue()
-        self._cond = HeldCondition()
+        # Taken as the lock itself (``with self._lock``): its enter and exit are C calls no signal
+        # handler can run inside. A ``Condition``'s are Python code, where a handler raising as the lock
+        # was taken or before it was let go left it taken, and the writer thread waited for ever.
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
         self._inflight = 0
         self._jobs = 0  # queued or running
         self._error: BaseException | None = None
@@ -50,7 +54,7 @@ class WriteBehind:
     def submit_job(self, job: Job, size: int, may_inline: bool = False) -> None:
         """Queue ``job()``, which holds ``size`` bytes until it has run; blocks while too many are
         pending. A job that ``may_inline`` (a write) of under ``WRITE_INLINE_BELOW`` bytes runs now if nothing is queued."""
-        with self._cond:
+        with self._lock:
             while self._inflight > 0 and self._inflight + size > self.max_bytes and self._error is None:
                 self._cond.wait()
             self._raise_pending()
@@ -70,7 +74,7 @@ class WriteBehind:
 
     def wait_idle(self) -> None:
         """Wait until every job queued so far has run, without raising (for cleanup paths)."""
-        with self._cond:
+        with self._lock:
             if not self._jobs:  # none queued or running: no barrier to send round
                 return
         if self._thread.is_alive():
@@ -81,7 +85,7 @@ class WriteBehind:
     def flush(self) -> None:
         """Wait until every queued job is done; raise the first error any of them met."""
         self.wait_idle()
-        with self._cond:
+        with self._lock:
             self._raise_pending()
 
     def close(self) -> None:
@@ -109,10 +113,10 @@ class WriteBehind:
                     run()
             except BaseException as e:  # handed to the submitting thread
                 failed = True
-                with self._cond:
+                with self._lock:
                     self._error = e
             finally:
-                with self._cond:
+                with self._lock:
                     self._inflight -= size
                     self._jobs -= 1
                     self._cond.notify_all()
