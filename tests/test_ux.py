@@ -808,6 +808,21 @@ def test_arguments_that_iterate_or_convert_wrongly_are_usage_errors(tmp_path: Pa
             bigshuf.shuffle(listing, out)
         with pytest.raises(UsageError, match=r"^outputs must be paths, not an open file"):
             bigshuf.check_permutation([str(src)], listing)
+
+
+    class Lines:  # a caller's own Source that happens to have a readline: a source, not an open file
+        name = "lines"
+
+        def size(self) -> int:
+            return 4
+
+        def open(self) -> io.BytesIO:
+            return io.BytesIO(b"a\nb\n")
+
+        def readline(self) -> bytes:
+            return b""
+
+    assert bigshuf.shuffle(Lines(), out, seed=1).records == 2
     found, expected = bigshuf.check_permutation({str(src)}, [str(src)])  # order does not matter to a comparison
     assert found == expected
     assert bigshuf.shuffle(src, out, rates={}, seed=1).records == 2  # an empty mapping weighs nothing, as before

@@ -96,10 +96,10 @@ def _input_list(inputs: object) -> list[str | Source]:
             f"inputs must be paths or Source objects, not {_describe(inputs)}: decode a bytes path with "
             "os.fsdecode(); wrap records in memory in bigshuf.storage.sources.BytesSource"
         )
-    _unlistable("inputs", inputs)
-    if isinstance(inputs, (str, os.PathLike)) or _is_source(inputs):
+    if isinstance(inputs, (str, os.PathLike)) or _is_source(inputs):  # (a Source may have a readline of its own)
         items: list[object] = [inputs]
     elif isinstance(inputs, Iterable):
+        _unlistable("inputs", inputs)
         items = list(inputs)
     else:
         raise UsageError(f"inputs must be a path, a Source or a list of them, not {_describe(inputs)}")
