@@ -183,3 +183,31 @@ def test_a_signal_as_the_handlers_are_put_back_raises_the_callers_own_exception(
         _run(tmp_path)
     assert signal.getsignal(signal.SIGALRM) is alarm
     assert_permutation((tmp_path / "out.txt").read_bytes(), make_records(3000, seed=1))  # the call had ended
+
+
+def test_a_handlers_system_exit_that_a_clean_up_swallowed_still_reaches_the_caller(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The temporary directory's removal finishes whatever a handler raises meanwhile: a ``SystemExit``
+    (or ``KeyboardInterrupt``) raised there was lost, the call returning normally (found by review)."""
+    from bigshuf.storage import tempspace
+
+    real, fired = tempspace.remove_tree, []
+
+    def then_signalled(path: str) -> None:
+        if not fired:
+            fired.append(path)
+            signal.raise_signal(signal.SIGUSR1)
+        real(path)
+
+    def leave(_signum: int, _frame: Any) -> None:
+        raise SystemExit(7)
+
+    monkeypatch.setattr(tempspace, "remove_tree", then_signalled)
+    before = signal.signal(signal.SIGUSR1, leave)
+    try:
+        with pytest.raises(SystemExit) as caught:
+            _run(tmp_path, memory="64K")
+    finally:
+        signal.signal(signal.SIGUSR1, before)
+    assert fired and caught.value.code == 7 and os.listdir(tmp_path / "T") == []

@@ -69,12 +69,12 @@ class _During:
 
     def __init__(self) -> None:
         self.running = True
-        self.raised: list[Exception] = []
+        self.raised: list[BaseException] = []
 
 
 def _carrier(handler: Callable[[int, Any], Any], during: _During) -> Callable[[int, Any], Any]:
-    """``handler``, while the call runs its ``Exception`` noted (in case bigshuf swallows it) and
-    raised as ``HandlerRaised``; after, as it is (a signal as the handlers are put back)."""
+    """``handler``, while the call runs what it raises noted (in case bigshuf swallows it), an
+    ``Exception`` raised as ``HandlerRaised``; after, as it is (a signal as the handlers are put back)."""
 
     def carrier(signum: int, frame: Any) -> Any:
         if not during.running:
@@ -84,6 +84,9 @@ def _carrier(handler: Callable[[int, Any], Any], during: _During) -> Callable[[i
         except Exception as e:
             during.raised.append(e)
             raise HandlerRaised(e) from None
+        except BaseException as e:  # (KeyboardInterrupt, SystemExit: on its way as it is, noted in case it is swallowed)
+            during.raised.append(e)
+            raise
 
     return carrier
 
