@@ -4,6 +4,7 @@ by attack: about one interrupted call in 40 kept a deleted bucket open for the p
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
@@ -303,3 +304,55 @@ def test_a_handler_raising_again_in_the_clean_up_still_removes_the_runs_files(
         bigshuf.shuffle(src, tmp_path / "o" / "out.txt", seed=1)
     monkeypatch.undo()
     assert os.listdir(tmp_path / "o") == [] and _descriptors() == before
+
+
+def test_a_signal_as_the_output_stream_is_made_leaves_no_descriptor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, alarm_raises: None
+) -> None:
+    """The output's temporary file opened, a handler raising just before its stream took the
+    descriptor: it was left open (found by attack)."""
+    from bigshuf.storage import sinks
+
+    real, fired = sinks.deferred_signals, []
+
+    def signalled_first() -> Any:
+        if not fired:
+            fired.append(1)
+            signal.raise_signal(signal.SIGALRM)
+        return real()
+
+    monkeypatch.setattr(sinks, "deferred_signals", signalled_first)
+    src = write_records(tmp_path / "in.txt", make_records(300, seed=1))
+    before = _descriptors()
+    with pytest.raises(Timeout):
+        bigshuf.shuffle(src, tmp_path / "out.txt", seed=1)
+    gc.collect()  # (the input's stream goes with the exception's frames, which refer to each other)
+    assert fired and {fd: os.readlink(f"/proc/self/fd/{fd}") for fd in _descriptors() - before} == {} and sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
+
+
+def test_a_signal_as_the_runs_clean_up_begins_still_cleans_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, alarm_raises: None
+) -> None:
+    """A handler raising as the clean-up's first call began skipped all of it: the write-behind
+    thread was left waiting for work for ever (found by attack)."""
+    from bigshuf.core import driver
+
+    real, fired = driver.each, []
+
+    def signalled_first(steps: Any) -> None:
+        if not fired:
+            fired.append(1)
+            signal.raise_signal(signal.SIGALRM)
+        real(steps)
+
+    monkeypatch.setattr(driver, "each", signalled_first)
+    src = write_records(tmp_path / "in.txt", make_records(3000, seed=1))
+    (tmp_path / "T").mkdir()
+    before = _descriptors()
+    with pytest.raises(Timeout):
+        bigshuf.shuffle(src, tmp_path / "out.txt", memory="64K", tmp_dir=tmp_path / "T", seed=1)
+    for thread in threading.enumerate():
+        if thread.name.startswith("bigshuf-"):
+            thread.join(5)
+    assert fired and not [t for t in threading.enumerate() if t.name.startswith("bigshuf-")]
+    assert _descriptors() == before and os.listdir(tmp_path / "T") == []

@@ -310,7 +310,7 @@ class TwoPass(ABC):
             self.out.abort()
             raise
         finally:  # each step even if a signal handler raises in one before it (the writer's thread was left)
-            each([
+            steps = [
                 *(reader.close for reader in self.readers),
                 self.workers.close,
                 *(source.unmap for source in self.inputs_in_use),  # no worker reads a mapped input now
@@ -318,7 +318,11 @@ class TwoPass(ABC):
                 self.writer.close,
                 self.progress.close,
                 self.release,
-            ])
+            ]
+            try:
+                each(steps)
+            finally:  # again (each step does nothing the second time): a handler may raise as ``each`` begins
+                each(steps)
         passes = (1 if self.buckets == 0 else 2 + self.depth) + self.extra_passes
         return self.records, self.out.bytes_written, self.buckets, passes, time.perf_counter() - start
 

@@ -215,6 +215,8 @@ class AtomicFileSink(Sink):
         except BaseException:
             if stream is not None:
                 stream.close()
+            else:  # (a handler raising as the block began: the descriptor is no stream's yet)
+                os.close(fd)
             os.unlink(self.tmp_path)
             self._release()
             raise

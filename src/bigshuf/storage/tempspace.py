@@ -20,7 +20,7 @@ from types import TracebackType
 from ..errors import TempSpaceError, option
 from ..core.plan import format_size
 from ..quoting import quote_name
-from .threads import descriptor
+from .threads import deferred_signals, descriptor
 from .safefs import check_private_directory, create_exclusive, creation_problem, make_private_directory, open_nofollow, sync_directory
 
 
@@ -28,7 +28,8 @@ def remove_tree(path: str) -> None:
     """Remove the directory ``path`` and everything under it, never following a link, ignoring
     errors. ``shutil.rmtree`` holds a descriptor per level; where none are left (the run failed
     for want of them, ``ulimit -n`` a few), the tree is removed again one directory at a time."""
-    shutil.rmtree(path, ignore_errors=True)
+    with deferred_signals():  # (a handler raising inside rmtree left its directory's descriptor open)
+        shutil.rmtree(path, ignore_errors=True)
     if not os.path.lexists(path):
         return
     for root, dirs, files in os.walk(path, topdown=False):  # one open directory at a time; links not followed
