@@ -41,6 +41,17 @@ def _run(tmp_path: Path, **options: Any) -> None:
     bigshuf.shuffle(src, tmp_path / "out.txt", tmp_dir=tmp_path / "T", seed=1, **options)
 
 
+def _signal_after_fsync(monkeypatch: pytest.MonkeyPatch, signum: int) -> None:
+    """Have every ``os.fsync`` (the output's, as it is committed) raise ``signum`` as it returns."""
+    real = os.fsync
+
+    def then_signalled(fd: int) -> None:
+        real(fd)
+        signal.raise_signal(signum)
+
+    monkeypatch.setattr(os, "fsync", then_signalled)
+
+
 def test_a_timeout_raised_in_a_read_is_not_taken_for_a_read_error(tmp_path: Path, alarm_raises: None) -> None:
     """The handler runs as the caller's own stream reads: bigshuf's ``except OSError`` around the
     read made it ``InputError: mine: None``."""
@@ -75,13 +86,7 @@ def test_a_timeout_raised_in_an_fsync_is_not_taken_for_a_write_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, alarm_raises: None
 ) -> None:
     """The output's fsync: ``OutputError: out.txt: None`` it was; no output, no temporary file left."""
-    real = os.fsync
-
-    def then_signalled(fd: int) -> None:
-        real(fd)
-        signal.raise_signal(signal.SIGALRM)
-
-    monkeypatch.setattr(os, "fsync", then_signalled)
+    _signal_after_fsync(monkeypatch, signal.SIGALRM)
     with pytest.raises(Late):
         _run(tmp_path, memory="64K")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["T", "in.txt"] and os.listdir(tmp_path / "T") == []
@@ -112,15 +117,9 @@ def test_a_handler_that_does_not_raise_runs_and_is_put_back(tmp_path: Path, monk
     def handler(signum: int, _frame: Any) -> None:
         seen.append(signum)
 
-    real = os.fsync
-
-    def then_signalled(fd: int) -> None:
-        real(fd)
-        signal.raise_signal(signal.SIGUSR1)
-
     before = signal.signal(signal.SIGUSR1, handler)
     try:
-        monkeypatch.setattr(os, "fsync", then_signalled)
+        _signal_after_fsync(monkeypatch, signal.SIGUSR1)
         _run(tmp_path, memory="64K")
         assert seen and set(seen) == {signal.SIGUSR1}
         assert signal.getsignal(signal.SIGUSR1) is handler
@@ -141,15 +140,9 @@ def test_a_handler_calling_bigshuf_then_raising_reaches_the_caller(tmp_path: Pat
             nested[0] = bigshuf.shuffle(src, tmp_path / "nested.txt", seed=2)
             raise Late("after the nested call")
 
-    real = os.fsync
-
-    def then_signalled(fd: int) -> None:
-        real(fd)
-        signal.raise_signal(signal.SIGALRM)
-
     before = signal.signal(signal.SIGALRM, handler)
     try:
-        monkeypatch.setattr(os, "fsync", then_signalled)
+        _signal_after_fsync(monkeypatch, signal.SIGALRM)
         with pytest.raises(Late, match="after the nested call"):
             _run(tmp_path, memory="64K")
         assert signal.getsignal(signal.SIGALRM) is handler
