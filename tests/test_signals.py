@@ -124,3 +124,39 @@ def test_only_the_main_thread_takes_ctrl_c(args: list[str]) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+@pytest.mark.parametrize("settings", [[], ["-S", "1M"]], ids=["in memory", "external"])
+@pytest.mark.parametrize("signum,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_a_signal_ends_a_run_whose_output_pipe_nobody_reads(
+    tmp_path: Path, big_input: Path, settings: list[str], signum: int, status: int
+) -> None:
+    """``bigshuf FILE | less`` and Ctrl-C: the run's clean-up waited for the writes queued to a pipe
+    nobody read, so it went on until the reader went away (found by review); GNU shuf dies at once.
+    The pipe is full here (the writer blocked in it) before the signal is sent."""
+    import fcntl
+    import termios
+
+    temp = tmp_path / "t"
+    temp.mkdir()
+    r, w = os.pipe()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bigshuf", "--seed", "1", "-T", str(temp), *settings, str(big_input)],
+            stdout=w, stderr=subprocess.PIPE, preexec_fn=lambda: _default_disposition(signum),
+        )
+        os.close(w)
+        size = fcntl.fcntl(r, 1032)  # F_GETPIPE_SZ: the bytes that fill it
+        deadline = time.monotonic() + 60
+        while int.from_bytes(fcntl.ioctl(r, termios.FIONREAD, b"\0\0\0\0"), sys.byteorder) < size:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        os.kill(proc.pid, signum)
+        try:
+            _, err = proc.communicate(timeout=20)
+        finally:
+            proc.kill()
+    finally:
+        os.close(r)
+    assert (proc.returncode, err) == (status, b"")
+    assert list(temp.iterdir()) == []

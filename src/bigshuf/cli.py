@@ -262,7 +262,22 @@ def _check_manifest(args: argparse.Namespace) -> int:
 
 
 def _on_ending_signal(signum: int, frame: Any) -> None:
+    _ending()
     raise _Terminated(signum)
+
+
+def _on_interrupt(signum: int, frame: Any) -> None:
+    """Ctrl-C: Python's own handler, once the run's writes are told not to be waited for."""
+    _ending()
+    raise KeyboardInterrupt
+
+
+def _ending() -> None:
+    """The process ends on a signal: its queued writes go, and no one waits for one under way (a pipe
+    nobody reads holds it). Imported already if anything was written."""
+    writeback = sys.modules.get("bigshuf.storage.writeback")
+    if writeback is not None:
+        writeback.ENDING.set()
 
 
 def _take_ending_signals() -> None:
@@ -270,6 +285,8 @@ def _take_ending_signals() -> None:
     for sig in ENDING_SIGNALS:
         if signal.getsignal(sig) != signal.SIG_IGN:
             signal.signal(sig, _on_ending_signal)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # (not one ignored, nor a caller's own)
+        signal.signal(signal.SIGINT, _on_interrupt)
 
 
 def _report(message: str) -> None:
@@ -376,6 +393,10 @@ def main(argv: Sequence[str] | None = None, *, signal_mask: set[int | signal.Sig
         return 130
     except _Terminated as e:
         return e.status
+    finally:  # (a caller running the command in its own process goes on: so do its later runs' writes)
+        writeback = sys.modules.get("bigshuf.storage.writeback")
+        if writeback is not None:
+            writeback.ENDING.clear()
 
 
 def _main(argv: Sequence[str], held: set[int | signal.Signals]) -> int:

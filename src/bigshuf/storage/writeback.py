@@ -24,6 +24,12 @@ Job = Callable[[], object]
 WRITE_INLINE_BELOW = 64 << 10
 
 
+#: Set by the command line as its process ends on a signal, cleared as its ``main`` returns: queued
+#: writes are dropped and no one waits for the one under way, which a pipe nobody reads would hold
+#: for ever (GNU shuf dies at once; bigshuf waited until the reader went away).
+ENDING = threading.Event()
+
+
 class WriteBehind:
     """A FIFO of pending writes, at most ``max_bytes`` in flight, drained by one thread.
 
@@ -77,7 +83,7 @@ class WriteBehind:
         with self._lock:
             if not self._jobs:  # none queued or running: no barrier to send round
                 return
-        if self._thread.is_alive():
+        if self._thread.is_alive() and not ENDING.is_set():
             done = threading.Event()
             self._queue.put((done, 0))
             done.wait()
@@ -89,10 +95,11 @@ class WriteBehind:
             self._raise_pending()
 
     def close(self) -> None:
-        """Stop the thread after the queued jobs."""
+        """Stop the thread after the queued jobs (or, as the process ends on a signal, without waiting for it)."""
         if self._thread.is_alive():
             self._queue.put(None)
-            self._thread.join()
+            if not ENDING.is_set():
+                self._thread.join()
 
     def _raise_pending(self) -> None:
         if self._error is not None:
@@ -109,7 +116,7 @@ class WriteBehind:
                 run.set()
                 continue
             try:
-                if not failed:
+                if not failed and not ENDING.is_set():
                     run()
             except BaseException as e:  # handed to the submitting thread
                 failed = True
