@@ -80,11 +80,16 @@ def _is_source(value: object) -> bool:
     return hasattr(value, "name") and callable(getattr(value, "size", None)) and callable(getattr(value, "open", None))
 
 
+def _not_open_file(name: str, value: object) -> None:
+    """Refuse an open file, which iterates as its lines (a ``NamedTemporaryFile`` is no ``io.IOBase``)."""
+    if isinstance(value, io.IOBase) or callable(getattr(value, "readline", None)):
+        raise UsageError(f"{name} must be paths, not an open file ({_describe(value)}): give its name")
+
+
 def _unlistable(name: str, value: object) -> None:
     """Refuse what iterates as something other than a list of paths: an open file (its lines) and
     an unordered set (whose order, so the output for a seed, changes from one process to the next)."""
-    if isinstance(value, io.IOBase) or callable(getattr(value, "readline", None)):  # (NamedTemporaryFile's too)
-        raise UsageError(f"{name} must be paths, not an open file ({_describe(value)}): give its name")
+    _not_open_file(name, value)
     if isinstance(value, (set, frozenset)):
         raise UsageError(f"{name} must be a path or an ordered list of them, not a set: its order changes from run to run")
 
@@ -121,8 +126,7 @@ def _path_list(name: str, paths: object) -> list[str]:
         return [_path(name, paths)]
     if isinstance(paths, (bytes, bytearray)) or not isinstance(paths, Iterable):
         raise UsageError(f"{name} must be a path or a list of paths, not {_describe(paths)}")
-    if isinstance(paths, io.IOBase) or callable(getattr(paths, "readline", None)):  # (a set is fine here: the order of what is compared does not matter)
-        _unlistable(name, paths)
+    _not_open_file(name, paths)  # (a set is fine here: the order of what is compared does not matter)
     listed = [_path(f"each of {name}", p) for p in paths]
     if not listed:
         raise UsageError(f"{name}: no files given")

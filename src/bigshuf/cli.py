@@ -262,22 +262,24 @@ def _check_manifest(args: argparse.Namespace) -> int:
 
 
 def _on_ending_signal(signum: int, frame: Any) -> None:
-    _ending()
+    _ending(True)
     raise _Terminated(signum)
 
 
 def _on_interrupt(signum: int, frame: Any) -> None:
     """Ctrl-C: Python's own handler, once the run's writes are told not to be waited for."""
-    _ending()
+    _ending(True)
     raise KeyboardInterrupt
 
 
-def _ending() -> None:
-    """The process ends on a signal: its queued writes go, and no one waits for one under way (a pipe
-    nobody reads holds it). Imported already if anything was written."""
+def _ending(ending: bool) -> None:
+    """Whether the process ends on a signal: if so, its queued writes go and no one waits for one
+    under way (a pipe nobody reads holds it). The module is imported already if anything was written."""
     writeback = sys.modules.get("bigshuf.storage.writeback")
-    if writeback is not None:
+    if writeback is not None and ending:
         writeback.ENDING.set()
+    elif writeback is not None:
+        writeback.ENDING.clear()
 
 
 def _take_ending_signals() -> None:
@@ -394,9 +396,7 @@ def main(argv: Sequence[str] | None = None, *, signal_mask: set[int | signal.Sig
     except _Terminated as e:
         return e.status
     finally:  # (a caller running the command in its own process goes on: so do its later runs' writes)
-        writeback = sys.modules.get("bigshuf.storage.writeback")
-        if writeback is not None:
-            writeback.ENDING.clear()
+        _ending(False)
 
 
 def _main(argv: Sequence[str], held: set[int | signal.Signals]) -> int:

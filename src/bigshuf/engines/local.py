@@ -25,11 +25,10 @@ class LocalEngine(Engine):
         for setting in ("scheduler", "temp_url"):
             if getattr(request, setting) is not None:
                 return f"{option(setting)} needs {option('dask')}"
-        output, manifest = request.output, request.manifest
-        if output is not None and "://" in output and not os.path.exists(os.path.dirname(output) or "."):
-            return f"{output}: this engine writes local files; write to URLs with {option('dask')}"
-        if manifest is not None and "://" in manifest and not os.path.exists(os.path.dirname(manifest) or "."):
-            return f"{manifest}: {option('manifest')} is written to a local file, on every engine"
+        if _a_url(request.output):
+            return f"{request.output}: this engine writes local files; write to URLs with {option('dask')}"
+        if _a_url(request.manifest):
+            return f"{request.manifest}: {option('manifest')} is written to a local file, on every engine"
         return None
 
     def run(self, request: Request, progress: Progress) -> ShuffleStats:
@@ -86,3 +85,7 @@ def _open_urls(inputs: list[str | Source], family: str) -> list[str | Source]:
             out.append(item)
     return out
 
+
+def _a_url(target: str | None) -> bool:
+    """Whether ``target`` names a URL (a name with ``://`` is a local path only where its directory exists here)."""
+    return target is not None and "://" in target and not os.path.exists(os.path.dirname(target) or ".")

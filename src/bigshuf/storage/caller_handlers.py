@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .threads import HELD_SIGNALS, handlers
+from .threads import HELD_SIGNALS, each, handlers
 
 C = TypeVar("C", bound=Callable[..., Any])
 
@@ -92,12 +92,11 @@ def _carrier(handler: Callable[[int, Any], Any], during: _During) -> Callable[[i
 
 
 def _unwrap(wrapped: list[tuple[int, Any, Any]]) -> None:
-    """Put each handler back where the carrier still stands (one the caller set meanwhile is kept),
-    each one even if a handler run before it raised."""
-    if wrapped:
-        sig, handler, carrier = wrapped[0]
-        try:
-            if handlers.getsignal(sig) is carrier:
-                handlers.signal(sig, handler)
-        finally:
-            _unwrap(wrapped[1:])
+    """Put each handler back where its carrier still stands, each one even if a handler run before it raised."""
+    each([functools.partial(_put_back, *entry) for entry in wrapped])
+
+
+def _put_back(sig: int, handler: Any, carrier: Any) -> None:
+    """``handler`` for ``sig`` again, unless the caller set one of its own meanwhile (kept)."""
+    if handlers.getsignal(sig) is carrier:
+        handlers.signal(sig, handler)

@@ -137,11 +137,8 @@ def opened(opener: Callable[[], int]) -> Iterator[int]:
     """The descriptor ``opener`` returns, closed when the block ends. No signal handler runs between
     the open and the block's start, where an exception it raised (Ctrl-C's KeyboardInterrupt, a
     library caller's timeout) would leave the descriptor open for good."""
-    fd = -1
+    fd = descriptor(opener)
     try:
-        with deferred_signals():
-            fd = opener()
-        yield fd  # (a signal held over the open was delivered as that block ended, ``fd`` already kept)
+        yield fd  # (a signal held over the open was delivered before ``descriptor`` returned, ``fd`` kept)
     finally:
-        if fd >= 0:
-            os.close(fd)
+        os.close(fd)
