@@ -178,15 +178,15 @@ def plan_shuffle(
         from .engines.cluster import nothing_drawn, refuse_before_reading
 
         drawn_locally = nothing_drawn(request)
-        if drawn_locally is not None:
+        if drawn_locally:
             try:
                 refuse_before_reading(request)
             except BigShufError:
-                drawn_locally = None  # planned as the Dask run, whose checks say why
-        if drawn_locally is not None:
+                drawn_locally = False  # planned as the Dask run, whose checks say why
+        if drawn_locally:
             from .engines.local_plan import plan_request as plan_local
 
-            return plan_local(drawn_locally)
+            return plan_local(request)
         from .engines.dask.plan import plan_request
     else:
         from .engines.local_plan import plan_request

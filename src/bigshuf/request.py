@@ -19,6 +19,7 @@ from .errors import UsageError, option
 from .formats import registry
 from .mix_settings import MIX_SETTINGS, check_sources, check_stratify, mix_settings
 from .quoting import quote_arg, quote_name
+from .storage.remote import local_output
 from .storage.safefs import written_in_place
 from .storage.sources import FileSource, Source
 
@@ -152,7 +153,7 @@ class Request:
             inputs = [path for _name, files in mixing["sources"] for path in files]
         items = _input_list(inputs)
         typed = _typed_settings({f.name: f.default for f in fields(cls) if f.name in names} | settings)
-        typed["output"] = _optional_path("output", output)
+        typed["output"] = local_output(_optional_path("output", output))
         _check_ranges(typed)
         if typed["memory"] is not None:
             typed["memory"] = resolve_memory(typed["memory"])
@@ -171,8 +172,9 @@ def _typed_settings(raw: dict[str, object]) -> dict[str, Any]:
     """``raw`` settings type-checked in the order that decides which of several wrong ones is named."""
     typed: dict[str, Any] = {"memory": _memory_argument(raw["memory"])}
     typed["seed"] = _optional_integer("seed", raw["seed"])
-    for name in ("tmp_dir", "random_source", "manifest"):
+    for name in ("tmp_dir", "random_source"):
         typed[name] = _optional_path(name, raw[name])
+    typed["manifest"] = local_output(_optional_path("manifest", raw["manifest"]))
     typed["shard_size"] = _shard_size(raw["shard_size"])
     typed["head_count"], typed["head_share"] = _head(raw["head_count"])
     typed["header"], typed["lines_per_record"] = _integer("header", raw["header"]), _integer("lines_per_record", raw["lines_per_record"])

@@ -144,6 +144,27 @@ def test_local_refusals_read_the_same_from_the_library_and_the_command_line(
     assert caught.value.cli_message() == message
 
 
+def test_file_urls_name_local_outputs_on_the_local_engine_as_on_dask(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``-o file:///...`` and ``--manifest file:///...`` are the local files they name, on the local
+    engine as on the Dask engine (the local engine refused both as URLs, while it read ``file://``
+    inputs); the bytes are those written to the plain paths."""
+    monkeypatch.chdir(tmp_path)
+    records = make_records(200)
+    path = write_records(tmp_path / "a.txt", records)
+    url = f"file://{tmp_path}"
+    assert cli.main([str(path), "--seed", "3", "-o", f"{url}/u.txt", "--manifest", f"{url}/u.json"]) == 0
+    assert capsys.readouterr().err == ""
+    assert cli.main([str(path), "--seed", "3", "-o", "p.txt"]) == 0
+    assert (tmp_path / "u.txt").read_bytes() == (tmp_path / "p.txt").read_bytes()
+    assert_permutation((tmp_path / "u.txt").read_bytes(), records)
+    assert bigshuf.check_manifest(tmp_path / "u.json")[0] == []
+    bigshuf.shuffle(path, f"{url}/lib.txt", seed=3, manifest=f"{url}/lib.json")
+    assert (tmp_path / "lib.txt").read_bytes() == (tmp_path / "p.txt").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "lib.json", "lib.txt", "p.txt", "u.json", "u.txt"]
+
+
 def test_the_library_runs_dask_as_the_command_line_does(tmp_path: Path) -> None:
     """``engine="dask"`` with tasks in this process writes the bytes ``--engine=dask`` writes on a
     cluster, for the same seed, and not those of the local engine (another plan of buckets)."""

@@ -63,12 +63,11 @@ class DaskEngine(Engine):
         from . import dask
 
         address, runner = _scheduler_of(request)
-        drawn_locally = nothing_drawn(request)
-        if drawn_locally is not None:
+        if nothing_drawn(request):
             from .local import shuffle_local
 
             refuse_before_reading(request)
-            return shuffle_local(drawn_locally, progress)
+            return shuffle_local(request, progress)
         return dask.shuffle(
             [s for s in request.inputs if isinstance(s, str)], request.output, memory=request.memory,
             seed=request.seed, random_source=request.random_source, tmp_dir=request.tmp_dir,
@@ -99,21 +98,16 @@ def refuse_before_reading(request: Request) -> None:
     check_places(request.head_count, request.shards, request.verify, address, runner is not None, request.temp_url, request.tmp_dir)
 
 
-def nothing_drawn(request: Request) -> Request | None:
-    """``request`` as the local engine runs it when it draws nothing (``-n 0``) into local files only:
-    no task has work and, as in shuf, no input is opened; the local engine writes the empty outputs
-    (each shard, the manifest) as it would. None for any other request, and for table rows, whose
-    empty output takes its schema from the inputs (which the Dask run reads, URLs too)."""
-    from dataclasses import replace
+def nothing_drawn(request: Request) -> bool:
+    """Whether the local engine runs ``request``: it draws nothing (``-n 0``) into local files only,
+    so no task has work and, as in shuf, no input is opened; the local engine writes the empty outputs
+    (each shard, the manifest) as it would. Not for table rows, whose empty output takes its schema
+    from the inputs (which the Dask run reads, URLs too)."""
+    from ..storage.remote import is_url
 
-    from ..storage.remote import is_url, local_output
-
-    output, manifest = local_output(request.output), local_output(request.manifest)
     if request.head_count != 0 or request.family == registry.TABLE:
-        return None
-    if any(name is not None and is_url(name) for name in (output, manifest)):
-        return None
-    return replace(request, output=output, manifest=manifest)
+        return False
+    return not any(name is not None and is_url(name) for name in (request.output, request.manifest))
 
 
 def _weights(request: Request) -> Weights | None:
@@ -137,14 +131,12 @@ def _weights(request: Request) -> Weights | None:
 def url_manifest_refusal(output: str | None, manifest: str) -> str | None:
     """Why ``--manifest`` cannot be a URL or go with URL outputs on the Dask engine (None if it can): its
     commit of URL files is a series of moves, not all or nothing, and ``--check-manifest`` reads local files."""
-    from ..storage.remote import local_output
-
-    if "://" in (local_output(manifest) or ""):
+    if "://" in manifest:
         return (
             f"{manifest}: {option('dask')} writes {option('manifest')} to a local file, committed with the outputs "
             f"(and read back by {option('check_manifest')})"
         )
-    if "://" in (local_output(output) or ""):
+    if "://" in (output or ""):
         return (
             f"{option('dask')} writes {option('manifest')} only with local outputs: URL outputs are moved into place "
             "one by one, not committed with it"

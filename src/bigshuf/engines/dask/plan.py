@@ -63,8 +63,6 @@ def plan_request(request: Request) -> dryrun.RunPlan:
 
 def _gather(request: Request) -> _Facts:
     """Check the options and prepare pass 1 as ``driver.shuffle`` does, up to where it would start the cluster."""
-    # file:/// outputs and manifests are the local paths they name, as the driver takes them.
-    request = replace(request, output=remote.local_output(request.output), manifest=remote.local_output(request.manifest))
     limit = resolve_memory(request.memory if request.memory is not None else DEFAULT_MEMORY)
     facts = _Facts(request, limit, Sample(None, why="the inputs cannot be read"))
     names = [s for s in request.inputs if isinstance(s, str)]
