@@ -252,7 +252,7 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         left = self.head_count  # None: for ever
         self.begin_output(0 if left is None else left)
         rng = rng_for(self.entropy, streams.IN_MEMORY)
-        per_chunk = records_per_chunk(1 << 62, source.listed_bytes(), n, plan.piece_bytes(self.limit))
+        per_chunk = records_per_chunk(1 << 62, source.listed_bytes(), n, plan.piece_bytes(min(self.limit, plan.REPEAT_STREAM)))
         dtype = np.uint64 if n > np.iinfo(np.int64).max else np.int64
         while left is None or left > 0:
             size = per_chunk if left is None else min(per_chunk, left)
@@ -435,7 +435,8 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
             self.begin_output(count or 0)
             self.records += count or 0
             rng = rng_for(self.entropy, streams.IN_MEMORY)
-            sample_with_replacement(block, offsets, rng, self.emit, self.workers, count=count, limit=self.limit, held=held)
+            limit = min(self.limit, plan.REPEAT_STREAM)  # (the draws do not depend on it)
+            sample_with_replacement(block, offsets, rng, self.emit, self.workers, count=count, limit=limit, held=held)
             return
         if beside is not None:
             held += beside
