@@ -234,6 +234,20 @@ def test_under_ulimit_v_the_read_buffer_grows_as_before(monkeypatch: pytest.Monk
     assert reader._first_size(1 << 40, None) == RecordReader.INITIAL_BUFFER
 
 
+def test_under_ulimit_v_an_input_of_known_size_gets_the_buffer_it_needs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under ``ulimit -v`` a 6-byte file was given an ``INITIAL_BUFFER`` of 64 MiB, which the limit
+    could refuse (``memory exhausted; lower -S`` for a few bytes); it gets its size (and a
+    separator), as where reserving is free."""
+    import resource
+
+    path = tmp_path / "in.txt"
+    path.write_bytes(b"1\n2\n3\n")
+    reader = RecordReader([FileSource(str(path))], RecordFormat(), Progress())
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (1 << 31, resource.RLIM_INFINITY))
+    assert not reader_module.reserving_is_free()
+    assert reader._first_size(1 << 40, None) == 6 + 2
+
+
 def test_a_generous_memory_limit_on_a_pipe_runs_under_ulimit_v(tmp_path: Path) -> None:
     """From the attack on the reserved buffer: ``seq 3000000 | bigshuf -S 512M`` under ``ulimit -v
     600000`` failed to load its libraries, where the last release ran; here at -S 2G."""

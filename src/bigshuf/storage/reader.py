@@ -442,17 +442,16 @@ class RecordReader:
         they need less. Its pages are touched only as it is filled, so a generous -S costs a small
         pipe nothing; growing a smaller buffer instead zeroed and copied it at every step (reading
         512 MiB from a pipe took 2.6-3.0 s so, 0.7 s into one buffer: benchmarks/README.md). Where a
-        reservation is not free (``reserving_is_free``), a buffer the inputs may not fill starts at
-        ``INITIAL_BUFFER`` and grows as they turn out to need it."""
+        reservation is not free (``reserving_is_free``), a buffer for inputs of unknown size starts at
+        ``INITIAL_BUFFER`` and grows as they turn out to need it (inputs of known size are given what
+        they need: 64 MiB for a few bytes could fail under ``ulimit -v``)."""
         if block is not None:
             return min(capacity, block)
         total = self.total_size(enough=capacity)  # the first inputs that fill it, not every input sized again
         if total is not None and total >= capacity:
             return capacity
-        if not reserving_is_free():
-            return min(capacity, self.INITIAL_BUFFER)
         if total is None:
-            return capacity
+            return capacity if reserving_is_free() else min(capacity, self.INITIAL_BUFFER)
         return min(capacity, total + len(self.sources) + 1)  # a separator added to each input, at most
 
     def _new_buffer(self, size: int) -> np.ndarray:
