@@ -1362,6 +1362,44 @@ def test_tight_virtual_memory_limit_is_said_in_one_line(tmp_path):
             assert b"internal error" not in proc.stderr and b"Traceback" not in proc.stderr
 
 
+def _under_address_limit(limit_kib: int, args: list[str], cwd: Path) -> subprocess.CompletedProcess[bytes]:
+    """``python -m bigshuf ARGS`` (as the installed command runs) under ``ulimit -v LIMIT_KIB``."""
+    cmd = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "bigshuf", *args])
+    return subprocess.run(["bash", "-c", f"ulimit -v {limit_kib} && exec {cmd}"], capture_output=True, timeout=60, cwd=cwd)
+
+
+def _ran_or_said_so(proc: subprocess.CompletedProcess[bytes], expected: bytes) -> None:
+    """Ran (the records, nothing on stderr) or failed in one line about memory with status 1: never a signal."""
+    if proc.returncode == 0:
+        assert sorted(proc.stdout.splitlines()) == sorted(expected.splitlines()) and proc.stderr == b""
+    else:
+        assert proc.returncode == 1, (proc.returncode, proc.stderr)
+        assert proc.stderr.count(b"\n") == 1 and b"memory" in proc.stderr, proc.stderr
+        assert b"internal error" not in proc.stderr and proc.stdout == b""
+
+
+def test_a_band_of_address_limits_never_ends_the_command_by_a_signal(tmp_path: Path) -> None:
+    """From the differential test against GNU shuf (whose suite searches for the least ``ulimit -v``
+    that runs ``-i1-1``): between about 255 and 275 MiB ``-i 1-3`` died of SIGSEGV or SIGABRT, before
+    or after printing its output. Arrow, loaded mid-run, aborted when its start met the limit
+    (``std::bad_alloc`` in a static initialiser, glibc's thread-local data), and its allocator's
+    clean-up at exit faulted. Now Arrow loads at the start where there is room for it, or the command
+    says memory is too small; and under a limit the command ends past the C libraries' clean-up."""
+    for limit in range(240_000, 300_001, 4_000):
+        _ran_or_said_so(_under_address_limit(limit, ["-i", "1-3"], tmp_path), b"1\n2\n3\n")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args,expected", [
+    (["-i", "1-3"], b"1\n2\n3\n"), (["-e", "a", "b"], b"a\nb\n"), (["in"], numbered(100)), (["-r", "-n", "5", "-e", "a"], b"a\n" * 5),
+])
+def test_no_address_limit_ends_the_command_by_a_signal(tmp_path: Path, args: list[str], expected: bytes) -> None:
+    """As above, over a wider sweep and more kinds of run."""
+    (tmp_path / "in").write_bytes(numbered(100))
+    for limit in range(160_000, 480_001, 4_000):
+        _ran_or_said_so(_under_address_limit(limit, args, tmp_path), expected)
+
+
 # ---------------------------------------------------------------- library arguments (issue 11, item 15)
 
 

@@ -11,13 +11,12 @@ import argparse
 import errno
 import os
 import re
-import resource
 import signal
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
+from . import __version__, address_space
 from .cliparse import (
     CHECK_MANIFEST_OPTIONS, HELP, PROG, CommandSyntaxError, options_given, parse_args, parse_seed, parse_sources, read_file_list,
 )
@@ -360,22 +359,6 @@ def _guard_standard_streams() -> None:
         sys.stderr = open(os.devnull, "w")
 
 
-def _virtual_memory_limit() -> str:
-    """`` (ulimit -v N)`` when the address space is limited, else empty: the usual cause of a failed load."""
-    soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
-    return "" if soft == resource.RLIM_INFINITY else f" (ulimit -v {soft // 1024})"
-
-
-def _load_failure(e: ImportError | MemoryError) -> str:
-    """The message for a library that could not be loaded: most often memory too small to map it."""
-    text = str(e)
-    # One line: NumPy's ImportError is a page of advice that ends with the loader's own error.
-    detail = ([line.strip() for line in text.splitlines() if line.strip()] or [type(e).__name__])[-1]
-    if isinstance(e, MemoryError) or "failed to map segment" in text or "annot allocate memory" in text:
-        return f"memory too small to load the libraries bigshuf needs{_virtual_memory_limit()}: {detail}"
-    return f"cannot load {e.name or 'a library bigshuf needs'}: {detail}"
-
-
 def main(argv: Sequence[str] | None = None, *, signal_mask: set[int | signal.Signals] | None = None) -> int:
     """Entry point of the ``bigshuf`` command; returns the exit status.
 
@@ -409,8 +392,10 @@ def _main(argv: Sequence[str], held: set[int | signal.Signals]) -> int:
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
         try:
             from . import api  # noqa: F401  (loads NumPy while Ctrl-C is held back)
+
+            address_space.load_arrow()
         except (ImportError, MemoryError) as e:
-            _report(f"{PROG}: {_load_failure(e)}")
+            _report(f"{PROG}: {address_space.load_failure(e)}")
             return 1
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
         return _execute(args)
@@ -421,10 +406,10 @@ def _main(argv: Sequence[str], held: set[int | signal.Signals]) -> int:
         _report(f"{PROG}: {e.cli_message()}")
         return 1
     except MemoryError:
-        _report(f"{PROG}: memory exhausted{_virtual_memory_limit()}; lower -S")
+        _report(f"{PROG}: memory exhausted{address_space.limit_text()}; lower -S")
         return 1
     except ImportError as e:
-        _report(f"{PROG}: {_load_failure(e)}")
+        _report(f"{PROG}: {address_space.load_failure(e)}")
         return 1
     except KeyboardInterrupt:
         return 130

@@ -20,7 +20,9 @@ _mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, _HELD - {_signal.SIGTERM} if 
 
 
 def main() -> int:
-    """Run the command with the mask the process started with (restored by ``cli.main``)."""
+    """Run the command with the mask the process started with (restored by ``cli.main``); its status
+    is returned, or under ``ulimit -v`` the process ends with it (``address_space.leave``)."""
+    from .address_space import leave
     from .cli import main as run
 
-    return run(signal_mask=set(_mask))
+    return leave(run(signal_mask=set(_mask)))
