@@ -280,6 +280,28 @@ def test_lines_and_tables_errors(tmp_path: Path, args: list[str], message: bytes
 
 
 
+@pytest.mark.parametrize("name,data,message", [
+    ("bad.parquet", b"PAR2 and then rows\n", b"bigshuf: bad.parquet: not a Parquet file (it does not start with PAR1)\n"),
+    ("lines.parquet", b'{"a":1}\n{"a":2}\n', b"bigshuf: lines.parquet: not a Parquet file (it does not start with PAR1)\n"),
+    ("x.arrow", b"a\nb\n", b"bigshuf: x.arrow: not an Arrow IPC file or stream (it starts with neither ARROW1 nor 0xFFFFFFFF)\n"),
+])
+def test_a_file_named_as_a_table_without_its_magic_is_refused_as_locally(tmp_path: Path, name: str, data: bytes, message: bytes) -> None:
+    """Found by attack: a damaged (or misnamed) ``.parquet`` was shuffled as lines by the Dask engine,
+    exit 0 and binary fragments out, where the local engine refuses it in one line; as a file or in a
+    directory of tables, both engines now say the same."""
+    (tmp_path / name).write_bytes(data)
+    for engine in ("--engine=dask", "--engine=local"):
+        proc = subprocess.run([sys.executable, "-m", "bigshuf", engine, name, "-o", "out.txt"], capture_output=True,
+                              timeout=TIMEOUT, cwd=tmp_path)
+        assert (proc.returncode, proc.stdout, proc.stderr) == (1, b"", message), engine
+    (tmp_path / "d").mkdir()
+    pq.write_table(pa.table({"a": [1]}), tmp_path / "d" / "a.parquet")
+    os.rename(tmp_path / name, tmp_path / "d" / name)
+    proc = _run_cli(["d", "--shards", "2", "-o", "s/"], cwd=tmp_path)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (1, b"", message.replace(name.encode(), b"d/" + name.encode()))
+    assert sorted(os.listdir(tmp_path)) == ["d"]
+
+
 def test_dry_run_counts_parquet_rows_from_the_footers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

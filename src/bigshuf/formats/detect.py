@@ -95,6 +95,18 @@ def is_table_input(path: str) -> bool:
     return os.path.isfile(path) and data_kind(path) == registry.TABLE
 
 
+def misnamed_table(name: str) -> InputError | None:
+    """The error for a file named as a table (``.parquet``, ``.arrow``...) whose first bytes are no
+    table's magic (None for other names): on every engine a damaged or misnamed table is refused,
+    not shuffled as lines."""
+    named = suffix_kind(name)
+    if named == "parquet":
+        return InputError(f"{quote_name(name)}: not a Parquet file (it does not start with PAR1)")
+    if named == "arrow":
+        return InputError(f"{quote_name(name)}: not an Arrow IPC file or stream (it starts with neither ARROW1 nor 0xFFFFFFFF)")
+    return None
+
+
 def data_kind(name: str) -> str | None:
     """``table`` or ``lines`` (the format family) by a file name's suffix, else None."""
     fmt = _named_format(name)

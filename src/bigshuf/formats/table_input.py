@@ -14,7 +14,7 @@ import pyarrow as pa
 from ..errors import InputError, UsageError, option
 from ..quoting import quote_arg, quote_name
 from ..storage.sources import FileSource
-from .detect import dataset_files, sniff_kind, suffix_kind
+from .detect import dataset_files, misnamed_table, sniff_kind
 from .tables import ARROW_ERRORS, FILE_KINDS, _reason, check_columns, names_are_utf8, plain_schema, schema_difference, stream_batches
 
 
@@ -371,11 +371,9 @@ def open_inputs(paths: Sequence[str], json_schema: pa.Schema | None) -> list[Tab
         if kind is None:
             if path != "-" and not os.path.exists(path):
                 raise InputError(f"{quote_name(path)}: No such file or directory")
-            named = suffix_kind(path)
-            if named == "parquet":
-                raise InputError(f"{quote_name(path)}: not a Parquet file (it does not start with PAR1)")
-            if named == "arrow":
-                raise InputError(f"{quote_name(path)}: not an Arrow IPC file or stream (it starts with neither ARROW1 nor 0xFFFFFFFF)")
+            misnamed = misnamed_table(path)
+            if misnamed is not None:
+                raise misnamed
             kind = "jsonl"
         inputs.append(TableInput(path, kind, json_schema if kind == "jsonl" else None))
     kinds = {i.kind for i in inputs}

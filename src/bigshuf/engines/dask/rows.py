@@ -399,8 +399,11 @@ class Rows(TaskKind):
 
     @classmethod
     def claims(cls, inputs: Inputs) -> bool:
-        """Whether any input file starts with a table format's magic (then every one must)."""
-        return any(table_kind(head) for head in inputs.heads)
+        """Whether any input file starts with a table format's magic, or is named as a table (then
+        every one must start so: a damaged ``.parquet`` is refused, as by the local engine)."""
+        from ...formats.detect import misnamed_table
+
+        return any(table_kind(head) for head in inputs.heads) or any(misnamed_table(name) for name in inputs.shown)
 
     @classmethod
     def prepare(cls, inputs: Inputs, settings: Settings, root: str) -> Prepared:
@@ -410,6 +413,10 @@ class Rows(TaskKind):
         from ...storage.codecs import CODECS
 
         kinds, shown = [table_kind(head) for head in inputs.heads], inputs.shown
+        for kind, name in zip(kinds, shown):
+            misnamed = None if kind else detect.misnamed_table(name)
+            if misnamed is not None:
+                raise misnamed
         if not all(kinds):
             raise UsageError(
                 f"{quote_name(shown[kinds.index(None)])}: not a Parquet or Arrow file; line files and tables cannot be shuffled together"
