@@ -425,6 +425,25 @@ def test_parquet_rows_split_sharded_with_a_manifest(tmp_path: Path, memory: str,
     assert "bytes on disk" in problems[0] and "records differ from those the manifest lists" in problems[1]
 
 
+def test_a_row_output_whose_schema_differs_from_its_siblings_is_a_problem(tmp_path: Path) -> None:
+    """Found by attack: a shard whose column was renamed in place (``text`` to ``TEXT``, the same
+    size) passed ``--check-manifest``: the row fingerprint hashes values by their kind of type, not
+    the column names, units or scales. Every output of a run has its schema: one that differs from
+    the first output's is named."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    table = pa.table({"id": list(range(900)), "text": [f"row {i}" for i in range(900)]})
+    pq.write_table(table, tmp_path / "t.parquet")
+    bigshuf.shuffle(tmp_path / "t.parquet", str(tmp_path / "out" / "{}.parquet"), seed=3, shard_records=300, manifest=tmp_path / "m.json")
+    assert bigshuf.api.check_manifest(tmp_path / "m.json")[0] == []
+    shard = tmp_path / "out" / "1.parquet"
+    shard.write_bytes(shard.read_bytes().replace(b"text", b"TEXT"))
+    assert pq.read_schema(shard).names == ["id", "TEXT"]
+    problems, _summary = bigshuf.api.check_manifest(tmp_path / "m.json")
+    assert problems == [f"{shard}: schema does not match {tmp_path / 'out' / '0.parquet'}: column 'text' is missing"], problems
+
+
 def test_rows_written_as_json_lines_refuse_a_manifest(tmp_path: Path) -> None:
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq

@@ -30,19 +30,28 @@ def file_fingerprint(path: str, fmt: RecordFormat, header: int, memory: int) -> 
     return total
 
 
-def rows_fingerprint(path: str, kind: str, memory: int) -> Fingerprint:
-    """The fingerprint of the rows of the Parquet or Arrow IPC file ``path`` (``kind``), as ``--verify`` hashes them."""
+def rows_fingerprint(path: str, kind: str, memory: int, first: tuple[str, Any] | None) -> tuple[Fingerprint, Any]:
+    """The fingerprint of the rows of the Parquet or Arrow IPC file ``path`` (``kind``), as ``--verify``
+    hashes them, and its schema. The fingerprint hashes values by their kind of type, not the columns'
+    names, units or scales: a schema that differs from the ``first`` output's (its path and schema)
+    is an error, as every output of a run has one schema."""
     from .detect import sniff_kind
     from .rowhash import row_fingerprint
     from .table_input import TableInput
+    from .tables import schema_difference
 
     found = sniff_kind(path)
     if found != kind:
         raise InputError(f"{quote_name(path)}: not a {'Parquet' if kind == 'parquet' else 'Arrow IPC'} file")
+    rows = TableInput(path, kind)
+    schema = rows.schema
+    assert schema is not None, "a Parquet or Arrow file's schema is read as it is opened"
+    if first is not None and not schema.equals(first[1], check_metadata=False):
+        raise InputError(f"{quote_name(path)}: schema does not match {quote_name(first[0])}: {schema_difference(first[1], schema)}")
     total = Fingerprint()
-    for batch in TableInput(path, kind).batches(max(1 << 20, memory // 4)):
+    for batch in rows.batches(max(1 << 20, memory // 4)):
         total += row_fingerprint(batch)
-    return total
+    return total, schema
 
 
 def samples_fingerprint(path: str, memory: int) -> Fingerprint:
@@ -150,6 +159,7 @@ def check_manifest(path: str, memory: int) -> tuple[list[str], str]:
     seen: set[str] = set()
     total = Fingerprint()
     listed = Fingerprint()
+    first_schema: tuple[str, Any] | None = None  # (rows) the first output read and its schema
     for out in data["outputs"]:
         where = os.path.join(base, out["path"])
         name = os.path.normpath(where)
@@ -180,7 +190,8 @@ def check_manifest(path: str, memory: int) -> tuple[list[str], str]:
             elif documents:
                 got = documents_fingerprint(where, fmt_entry, memory)
             elif fmt is None:
-                got = rows_fingerprint(where, rows, memory)
+                got, schema = rows_fingerprint(where, rows, memory, first_schema)
+                first_schema = first_schema or (where, schema)
             else:
                 got = _lines_fingerprint(where, fmt, header_readings(fmt_entry), memory, want)
         except InputError as e:
