@@ -435,6 +435,13 @@ def check_megatron_settings(request: Request, all_paths: bool) -> None:
     if not all_paths and not all(isinstance(item, str) for item in request.inputs):
         raise UsageError(f"Megatron datasets are read from files and URLs, not {option('echo')} or {option('input_range')}")
     if request.output is None or request.output == "-":
+        from .formats.detect import megatron_prefix
+        from .formats.megatron import read_header
+
+        for item in request.inputs:  # a text file named t.idx says what it is first (GNU shuf shuffles its lines)
+            prefix = megatron_prefix(item) if isinstance(item, str) else None
+            if prefix is not None:
+                read_header(prefix + ".idx")
         raise UsageError(f"a Megatron dataset is written to files: give {option('output')} PREFIX (PREFIX.bin and PREFIX.idx are written)")
     unsupported = settings_in_use(request, (*(s for s in LINE_SETTINGS if s != "resume"), "compress", *ROW_SETTINGS))
     if unsupported:

@@ -290,6 +290,12 @@ def test_mismatched_dtypes_and_refusals(tmp_path: Path, run_cli) -> None:
         bigshuf.shuffle(str(tmp_path / "u16"), str(tmp_path))
     code, _, err = run_cli([tmp_path / "u16"])
     assert code == 1 and err == b"bigshuf: a Megatron dataset is written to files: give -o PREFIX (PREFIX.bin and PREFIX.idx are written)\n"
+    # A text file named t.idx (GNU shuf shuffles its lines) was told to give -o, naming no file (found
+    # by a differential test): its own problem comes first, as with -o.
+    (tmp_path / "t.idx").write_bytes(b"a\nb\n")
+    for argv in ([tmp_path / "t.idx"], [tmp_path / "t.idx", "-o", tmp_path / "o"]):
+        code, _, err = run_cli(argv)
+        assert (code, err) == (1, f"bigshuf: {tmp_path}/t.idx: not a Megatron index (bad magic: b'a\\nb\\n')\n".encode()), argv
     (tmp_path / "text.txt").write_bytes(b"a line\n")
     code, _, err = run_cli([tmp_path / "u16", tmp_path / "text.txt", "-o", tmp_path / "o"])
     assert code == 1 and err.startswith(f"bigshuf: {tmp_path}/text.txt: not a Megatron indexed dataset".encode())

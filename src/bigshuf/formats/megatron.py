@@ -107,6 +107,18 @@ def check_together(datasets: Sequence[Pair]) -> bool:
     return said[0].modes
 
 
+def read_header(idx_path: str) -> tuple[bytes, int, int, int, int]:
+    """The fields of the local index ``idx_path``'s header, each checked (a regular file, as it is mapped)."""
+    try:
+        if not stat.S_ISREG(os.stat(idx_path).st_mode):
+            raise InputError(f"{quote_name(idx_path)}: not a regular file (an index is mapped)")
+        with open(idx_path, "rb") as f:
+            head = f.read(HEADER.size)
+    except OSError as e:
+        raise InputError(f"{quote_name(idx_path)}: {e.strerror}") from None
+    return check_header(idx_path, head)
+
+
 def check_header(idx_path: str, head: bytes) -> tuple[bytes, int, int, int, int]:
     """The fields of the header ``head`` (an index's first bytes), each checked."""
     if head[: len(MAGIC)] != MAGIC:
@@ -305,14 +317,7 @@ class IndexedInput(TableInput):
 
     def _header(self) -> tuple[bytes, int, int, int, int]:
         """The header's fields, each checked."""
-        try:
-            if not stat.S_ISREG(os.stat(self.idx_path).st_mode):
-                raise InputError(f"{quote_name(self.idx_path)}: not a regular file (an index is mapped)")
-            with open(self.idx_path, "rb") as f:
-                head = f.read(HEADER.size)
-        except OSError as e:
-            raise InputError(f"{quote_name(self.idx_path)}: {e.strerror}") from None
-        return check_header(self.idx_path, head)
+        return read_header(self.idx_path)
 
     def _has_modes(self, entries: int) -> bool:
         """Whether the index holds sequence modes, from its size (the header does not say)."""
