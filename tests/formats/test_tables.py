@@ -777,3 +777,23 @@ def test_a_schema_file_whose_column_name_is_not_utf8_is_refused(tmp_path: Path, 
     assert run_cli(["x.jsonl", "--schema", f"bad.{kind}", "-o", "o.parquet"], cwd=tmp_path) == (
         1, b"", f"bigshuf: bad.{kind}: cannot read its schema: a column's name is not UTF-8 text\n".encode()
     )
+
+
+def test_a_directory_saved_by_hugging_face_datasets_is_its_rows(tmp_path: Path) -> None:
+    """``Dataset.save_to_disk`` writes Arrow streams beside ``dataset_info.json`` and ``state.json``,
+    which made the directory one of both tables and line files, refused (found by a new user); that
+    metadata is left out beside tables, on both engines. JSON Lines beside them are still refused."""
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    table = pa.table({"id": list(range(40)), "text": [f"t{i}" for i in range(40)]})
+    for i, part in enumerate((table.slice(0, 25), table.slice(25))):
+        with pa.ipc.new_stream(saved / f"data-0000{i}-of-00002.arrow", table.schema) as writer:
+            writer.write_table(part)
+    (saved / "dataset_info.json").write_text('{"features": {}}\n')
+    (saved / "state.json").write_text('{"_data_files": []}\n')
+    bigshuf.shuffle(saved, tmp_path / "out.parquet", seed=1)
+    got = pq.read_table(tmp_path / "out.parquet")
+    assert sorted(got.column("id").to_pylist()) == list(range(40)) and got.column("id").to_pylist() != list(range(40))
+    (saved / "more.jsonl").write_text('{"id": 1}\n')
+    with pytest.raises(UsageError, match="holds both tables"):
+        bigshuf.shuffle(saved, tmp_path / "again.parquet", seed=1)

@@ -113,16 +113,24 @@ def data_kind(name: str) -> str | None:
     return None if fmt is None else fmt.family
 
 
+#: The JSON files Hugging Face ``datasets`` writes beside the Arrow files of ``save_to_disk``: its
+#: metadata, not records, left out of a directory that holds tables.
+DATASETS_METADATA = frozenset({"dataset_info.json", "state.json", "dataset_dict.json"})
+
+
 def dataset_files(path: str) -> list[str]:
     """A directory's data files (see ``data_kind``), recursively in name order; names starting with
-    ``.`` or ``_`` are skipped and symlinked directories not followed. One kind only: a directory
-    mixing two kinds (line files and tables, say) is an error naming one of each."""
+    ``.`` or ``_`` are skipped and symlinked directories not followed, as are ``DATASETS_METADATA``
+    beside tables. One kind only: a directory mixing two kinds (line files and tables, say) is an
+    error naming one of each."""
     found = []
     for root, dirs, files in os.walk(path, onerror=_unreadable):
         dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
         for name in sorted(files):
             if not name.startswith((".", "_")) and data_kind(name) is not None:
                 found.append(os.path.join(root, name))
+    if any(data_kind(f) == registry.TABLE for f in found):
+        found = [f for f in found if os.path.basename(f) not in DATASETS_METADATA]
     kinds: dict[str | None, str] = {}
     for f in found:
         kinds.setdefault(data_kind(f), f)
