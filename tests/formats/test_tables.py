@@ -735,6 +735,13 @@ def test_columns_arrow_cannot_take_are_refused_before_reading(tmp_path: Path, ru
     assert err.startswith(f"bigshuf: {tmp_path / 'out.parquet'}: column 'sparse' of type sparse_union".encode()), err
     assert err.endswith(b"cannot be written as Parquet; write Arrow IPC (--output-format=arrow or an .arrow name)\n")
     assert temp_leftovers(tmp_path) == ["runs.arrow", "u.arrow", "union.arrow"]
+    # The dry run said "ok", and the Dask engine ran pass 1 before failing with Arrow's words and
+    # "'standard output'" (found by attack): both refuse it as the local run does.
+    for argv in ([src, "--dry-run"], ["--engine=dask", src], ["--engine=dask", src, "--dry-run"]):
+        code, out, err = run_cli([*argv, "--shards", "2", "-o", f"{tmp_path}/sh/", "--output-format", "parquet", "-T", tmp_path])
+        assert code == 1, argv
+        assert f"{tmp_path}/sh/: column 'sparse' of type sparse_union".encode() in (err if "--dry-run" not in argv else out), (argv, out, err)
+    assert temp_leftovers(tmp_path) == ["runs.arrow", "u.arrow", "union.arrow"]
 
 
 @pytest.mark.parametrize("kind", ["parquet", "arrow", "arrow stream"])

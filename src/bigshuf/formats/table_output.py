@@ -172,6 +172,17 @@ def check_parquet_columns(target: str | None, schema: pa.Schema) -> None:
             )
 
 
+def check_row_columns(kind: str, target: str | None, schema: pa.Schema) -> None:
+    """Refuse, before anything is read, columns the output format ``kind`` cannot hold (Parquet's
+    types, JSON text's values), naming the output and the column: on every engine and in a dry run."""
+    if kind == "parquet":
+        check_parquet_columns(target, schema)
+    elif kind == "jsonl":
+        from .jsonl import check_json_columns
+
+        check_json_columns(shown_output(target), schema)
+
+
 class TableOutput(Output):
     """The output of a table shuffle: one file or shards, atomic as for lines, rows in ``kind``'s format."""
 
@@ -189,12 +200,7 @@ class TableOutput(Output):
         self.kind = kind
         self.codec = codec
         self.schema = schema
-        if kind == "parquet":
-            check_parquet_columns(target, schema)
-        elif kind == "jsonl":
-            from .jsonl import check_json_columns
-
-            check_json_columns(shown_output(target), schema)
+        check_row_columns(kind, target, schema)
         self.group_rows = group_rows
         self.group_bytes = group_bytes
         self.formats: list[RowWriter] = []

@@ -39,7 +39,7 @@ from .detect import output_kind, refuse_terminal
 from .table_input import TableInput, open_inputs
 from .table_memory import emit_permuted, in_memory, unique_in_memory, unique_mix_in_memory
 from .table_mix import Block, WeightedRows, count_rows, fits_with_copies, multiset_fingerprint
-from .table_output import TableOutput, resolve_codec, table_shard_suffix
+from .table_output import TableOutput, check_row_columns, resolve_codec, table_shard_suffix
 from .tables import GROUP_BYTES, TABLE_PIECE, TableBuckets, _drain, _rebatch, consolidate, parse_schema, plain_schema
 
 
@@ -181,7 +181,11 @@ class TableRun(WeightedRows, TwoPass):
         kind = output_kind(request.output, tables[0].kind, request.output_format)
         codec = resolve_codec(kind, request.compress, request.output)
         sharding = Sharding(request.shards, request.shard_records, request.shard_size)
-        return OutputPlan(request.output, request.shards, None, table_shard_suffix(kind, codec), sharding, request.split, request.manifest)
+        schema = tables[0].schema  # (JSON Lines: inferred as the run reads them)
+        columns = None if schema is None else partial(check_row_columns, kind, request.output, plain_schema(schema))
+        return OutputPlan(
+            request.output, request.shards, None, table_shard_suffix(kind, codec), sharding, request.split, request.manifest, columns,
+        )
 
     def prepare(self) -> None:
         """Nothing more to check: the output directory and the schema were checked on construction."""

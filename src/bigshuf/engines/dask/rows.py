@@ -31,8 +31,7 @@ from ...formats import registry
 from ...formats.row_unique import check_comparable, first_rows, table_hashes
 from ...formats.rowhash import row_fingerprint
 from ...formats.table_mix import multiset_fingerprint
-from ...formats.jsonl import check_json_columns
-from ...formats.table_output import RowWriter, shown_output
+from ...formats.table_output import RowWriter, check_row_columns, shown_output
 from ...formats.tables import (
     ARROW_ERRORS, FILE_KINDS, GROUP_BYTES, TABLE_PIECE, _rebatch, check_columns, decoded_schema, plain_schema, row_sizes, schema_difference,
     stream_batches, take_rows,
@@ -435,8 +434,7 @@ class Rows(TaskKind):
         if settings.row_group_size is not None and settings.row_group_size < 1:
             raise UsageError(f"invalid {option('row_group_size')} value: {quote_arg(settings.row_group_size)}")
         fmt = row_format(files, kind, codec, settings.row_group_size, settings.limit, shown_output(target))
-        if kind == "jsonl":
-            check_json_columns(fmt.shown, fmt.schema)
+        check_row_columns(kind, target, fmt.schema)
         tasks = scatter_tasks(files, settings.limit, root)
         k = row_bucket_count(files, settings.limit, settings.shards)
         names, stored = tuple(f.name for f in files), tuple(inputs.files)
