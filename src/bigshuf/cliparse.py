@@ -52,6 +52,7 @@ Mandatory arguments to long options are mandatory for short options too.
                               b for bytes, or % of physical memory, as sort -S
   -T, --temporary-directory=DIR
                             put temporary buckets in DIR, not $TMPDIR or /tmp
+                              (given again, the last DIR is used)
       --seed=N              seed the random generator: the same inputs, seed
                               and options give the same output
       --files-from=F        read input file names from F, one per line
@@ -80,7 +81,8 @@ Mandatory arguments to long options are mandatory for short options too.
                               problem
       --compress=CODEC[:LEVEL]  compress the output with gzip, zstd, bzip2, xz
                               or none (default: from the -o suffix); inputs
-                              are decompressed whatever their name
+                              are decompressed whatever their name (gzip
+                              levels 1-3, 4-5 and 6-9 each give one output)
       --compress-temp       keep temporary buckets zstd-compressed (less
                               temporary disk, more CPU)
       --header=N            keep the first N lines of the first input on top
