@@ -147,3 +147,35 @@ def test_a_megatron_bin_that_fills_the_disk_is_the_file_named(tmp_path: Path, sm
     assert result.returncode == 1
     assert result.stderr.decode() == f"bigshuf: {small_fs / 'out.bin'}: write error: No space left on device\n"
     assert os.listdir(small_fs) == []
+
+
+@pytest.mark.parametrize("rows", [False, True], ids=["lines", "rows"])
+@pytest.mark.parametrize("shards", [None, 3])
+def test_a_full_output_disk_on_the_dask_engine_names_the_file(tmp_path: Path, small_fs: Path, rows: bool, shards: int | None) -> None:
+    """Found by attack: on the Dask engine a full output disk said ``'standard output': write error``
+    for Parquet outputs, and ``task failed: No space left on device`` (or a temporary file's name)
+    for lines; it names the output file, as the local engine does, as given (relative here)."""
+    pytest.importorskip("distributed")
+    if rows:
+        pa = pytest.importorskip("pyarrow")
+        import pyarrow.parquet as pq
+
+        src = tmp_path / "in.parquet"
+        text = [bytes(row).hex() for row in np.random.default_rng(3).integers(0, 256, (60000, 16), dtype=np.uint8)]
+        pq.write_table(pa.table({"id": range(60000), "text": text}), src, compression="none")
+    else:
+        src = write_records(tmp_path / "in.jsonl", make_records(40000, seed=3))
+    suffix = src.suffix
+    target = [f"small/out{suffix}"] if shards is None else ["small/sh/"]
+    options = [] if shards is None else ["--shards", str(shards)]
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "bigshuf", "--engine=dask", src.name, *options, "-o", target[-1], "-S", "1M", "-T", "temp", "--seed", "2",
+         "--compress", "none"],
+        capture_output=True, timeout=180, cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    named = rf"small/out{suffix}" if shards is None else rf"small/sh/part-0000[0-2]{suffix}"
+    assert re.fullmatch(rf"bigshuf: {named}: write error: No space left on device\n", result.stderr.decode()), result.stderr
+    assert os.listdir(small_fs) == [] and os.listdir(temp) == []

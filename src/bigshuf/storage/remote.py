@@ -250,7 +250,7 @@ def write_whole(name: str, write: Callable[[BinaryIO], None]) -> None:
                 pass
             raise
     except OSError as e:
-        if e.filename or e.errno not in _WRITE_ERRORS:
+        if e.filename or e.errno not in WRITE_ERRORS:
             raise  # named already, or not the write's (a read in ``write``, a connection refused)
         # A failed write (a full disk) names no file: the object it was for is named instead.
         raise OSError(e.errno, e.strerror, name) from None
@@ -293,7 +293,8 @@ def _write_local(path: str, tmp: str, write: Callable[[BinaryIO], None]) -> None
 
 
 #: Errors only a write gives (a full disk, a quota, a file too large): those naming no file are the object's.
-_WRITE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+#: The errors of a write that a full disk (or quota, or file size limit) fails.
+WRITE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 def remove_tree(name: str) -> None:

@@ -311,9 +311,12 @@ def _gather_tasks(scattered: Index, total: int, out: Placement, root: str, direc
     writes ``whole`` files; written as objects or, with ``direct``, into that local file at the part's place."""
     level = scattered.level
     offsets: list[int | None]
+    shown: list[str | None] = []  # each target's output file, as messages name it (a part of one: none)
     if out.shards is not None:
         spans = out.spans or [(i * total // out.shards, (i + 1) * total // out.shards) for i in range(out.shards)]
         targets, codecs, offsets = out.temps, out.codecs, [None] * out.shards
+        given = out.target is not None and not remote.is_url(out.target) and not os.path.isabs(out.target)
+        shown = [os.path.relpath(final) if given else final for final in out.finals]  # as the local engine names them
     elif whole:
         spans, targets = [(0, total)], [direct or remote.join(root, "p2", "part-000000")]
         codecs, offsets = [out.codec], [0 if direct else None]
@@ -326,9 +329,11 @@ def _gather_tasks(scattered: Index, total: int, out: Placement, root: str, direc
         # Every part but a -n run's last is a whole bucket, so its place in the file is known.
         ends = np.cumsum([int(level.sizes[s.bucket]) for s in used], dtype=np.int64)
         offsets = [int(e) for e in np.concatenate([[0], ends[:-1]])] if direct and used else [None] * len(spans)
+    if not shown:
+        shown = [out.target if direct else None] * len(targets)  # a file written straight into, or parts
     return [
-        GatherTask(target, codec, tuple(map(scattered.piece, level.slices(a, b))), remote.join(root, "p3"), offset)
-        for (a, b), target, codec, offset in zip(spans, targets, codecs, offsets)
+        GatherTask(target, codec, tuple(map(scattered.piece, level.slices(a, b))), remote.join(root, "p3"), offset, name)
+        for (a, b), target, codec, offset, name in zip(spans, targets, codecs, offsets, shown)
     ]
 
 

@@ -22,7 +22,8 @@ from ...core.fingerprint import Fingerprint
 from ...core.gather import permutation
 from ...core.level import Level, Slice, fits, sublevel_buckets
 from ...core.streams import Key, rng_for
-from ...errors import InputError, TempSpaceError
+from ...errors import InputError, OutputError, TempSpaceError
+from ...quoting import quote_name
 from ...storage import remote
 from ...storage.sinks import CodecChoice
 
@@ -120,6 +121,8 @@ class GatherTask:
     pieces: tuple[Piece, ...]
     scratch: str  # where buckets too big for -S are scattered again
     offset: int | None = None  # write at this byte of the existing local file ``target``
+    #: The output file ``target`` becomes, as messages name it (a write that fails names it), if it is one.
+    shown: str | None = None
 
 
 @dataclass
@@ -370,7 +373,7 @@ def gather_task(cfg: Config, task: GatherTask) -> GatherResult:
     result = GatherResult()
 
     def run(f: Writable) -> None:
-        out = cfg.fmt.open_output(f, task.codec)
+        out = cfg.fmt.open_output(f if task.shown is None else _Named(f, task.shown), task.codec)
 
         def emit(records: Any) -> None:
             result.bytes += out.write(records)
@@ -385,11 +388,34 @@ def gather_task(cfg: Config, task: GatherTask) -> GatherResult:
         result.bytes += out.close()
         result.companion = getattr(out, "companion", None)  # a writer of pairs keeps one; others have none
 
-    if task.offset is None:
-        remote.write_whole(task.target, run)
-    else:
-        _write_at(task.target, task.offset, run)
+    try:
+        if task.offset is None:
+            remote.write_whole(task.target, run)
+        else:
+            _write_at(task.target, task.offset, run)
+    except OSError as e:  # the output's closing write (a scratch object's are named by theirs)
+        if task.shown is None or e.errno not in remote.WRITE_ERRORS or e.filename not in (None, task.target):
+            raise
+        raise OutputError(f"{quote_name(task.shown)}: write error: {e.strerror}") from None
     return result
+
+
+class _Named:
+    """An output file's writes, a failed one (a full disk) an ``OutputError`` naming the file as the
+    local engine does: its writers named standard output, or nothing (``task failed: ...``)."""
+
+    def __init__(self, out: Writable, shown: str) -> None:
+        self.out = out
+        self.shown = shown
+
+    def write(self, data: Any) -> Any:
+        """Write all of ``data``."""
+        try:
+            return self.out.write(data)
+        except OSError as e:
+            if e.errno not in remote.WRITE_ERRORS:
+                raise
+            raise OutputError(f"{quote_name(self.shown)}: write error: {e.strerror}") from None
 
 
 class _FileAt:
