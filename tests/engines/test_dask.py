@@ -836,3 +836,40 @@ def test_the_local_clusters_workers_can_be_ended_by_sigterm(tmp_path: Path) -> N
     term = 1 << (signal.SIGTERM - 1)
     held = {pid: sum(bool(m & term) for m in seen) / len(seen) for pid, seen in masks.items()}
     assert all(share < 0.5 for share in held.values()), {pid: sorted({hex(m) for m in masks[pid]}) for pid in held}
+
+
+def test_a_killed_runs_scratch_is_removed_by_the_next_run(tmp_path: Path) -> None:
+    """Found by attack: a SIGKILLed Dask run left its ``bigshuf-dask-*`` scratch (pass 1's records)
+    under -T for good, where a local run's is removed by the next run: it held no lock, so a dead
+    one could not be told from a live one. Its client now locks it: here a process holding one so is
+    killed, and the next run (either engine) removes what it left, saying so; a live one's is kept."""
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    hold = (
+        "import sys, time\nfrom bigshuf.storage.tempspace import TempSpace\n"
+        "TempSpace(sys.argv[1], name=sys.argv[2]).__enter__()\nprint('held', flush=True)\ntime.sleep(600)\n"
+    )
+    holders = {}
+    for name in ("bigshuf-dask-0123456789ab", "bigshuf-dask-ba9876543210"):
+        holders[name] = subprocess.Popen([sys.executable, "-c", hold, str(temp), name], stdout=subprocess.PIPE)
+        assert holders[name].stdout is not None and holders[name].stdout.readline() == b"held\n"
+        (temp / name / "p1").mkdir()
+        (temp / name / "p1" / "records").write_bytes(b"x" * 1000)
+    dead = temp / "bigshuf-dask-0123456789ab"
+    holders[dead.name].kill()
+    holders[dead.name].wait()
+    try:
+        paths, _records = _inputs(tmp_path, seed=5)
+        proc = subprocess.run(
+            [sys.executable, "-m", "bigshuf", "--engine=dask", "-T", str(temp), *map(str, paths), "-o", str(tmp_path / "out")],
+            capture_output=True, timeout=TIMEOUT,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stderr.decode() == f"bigshuf: removed {dead} (1000 B), left by a run that is gone\n"
+        assert sorted(os.listdir(temp)) == ["bigshuf-dask-ba9876543210"]
+    finally:
+        for holder in holders.values():
+            holder.kill()
+            holder.wait()
+            assert holder.stdout is not None
+            holder.stdout.close()

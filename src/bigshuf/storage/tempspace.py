@@ -53,7 +53,7 @@ def default_tmp_dir() -> str:
 LOCK_NAME = "lock"
 
 #: The name of a run's temporary directory (``TempSpace``): only these are ever removed as dead runs.
-RUN_DIRECTORY = re.compile(r"bigshuf-[0-9a-f]{12}")
+RUN_DIRECTORY = re.compile(r"bigshuf-(dask-)?[0-9a-f]{12}")
 
 
 def run_directory_name() -> str:
@@ -235,8 +235,8 @@ def remove_dead_runs(parent: str) -> list[str]:
 
     A directory counts as dead only if its lock file exists and can be locked now; a live
     run's directory, anything else (a user's ``bigshuf-experiments``), a symbolic link or another
-    user's directory is left alone (a Dask run's ``bigshuf-dask-*`` scratch too: it holds no lock, so
-    a live one could not be told from a dead one). It never fails a run: what vanishes meanwhile is skipped.
+    user's directory is left alone. A Dask run's local scratch (``bigshuf-dask-`` and 12 hex digits)
+    is locked by its client as a local run's is. It never fails a run: what vanishes meanwhile is skipped.
     """
     removed: list[str] = []
     try:
@@ -273,11 +273,14 @@ def remove_dead_runs(parent: str) -> list[str]:
 
 
 class TempSpace:
-    """A ``bigshuf-*`` directory under ``parent`` that is removed on any exit from the block."""
+    """A ``bigshuf-*`` directory under ``parent`` that is removed on any exit from the block
+    (``name``: the one a run chose, which ``RUN_DIRECTORY`` must match; else a fresh one)."""
 
-    def __init__(self, parent: str | None, resume_name: str | None = None) -> None:
+    def __init__(self, parent: str | None, resume_name: str | None = None, name: str | None = None) -> None:
         self.parent = parent or default_tmp_dir()
         self.resume_name = resume_name
+        self.name = name
+        assert name is None or RUN_DIRECTORY.fullmatch(name), "a run directory's name is one a later run may clean"
         self.path = ""
         self._lock = -1
 
@@ -289,11 +292,14 @@ class TempSpace:
         try:
             # Named before it is made, so a signal landing just after mkdir can still clean it up.
             while True:
-                self.path = os.path.join(self.parent, run_directory_name())
+                self.path = os.path.join(self.parent, self.name or run_directory_name())
                 try:
                     os.mkdir(self.path, 0o700)
                     break
                 except FileExistsError:
+                    if self.name is not None:
+                        self.path = ""  # another's: not ours to remove
+                        raise
                     continue
             # Lock before the file takes its name, so no cleaner ever sees it unlocked.
             fresh = os.path.join(self.path, LOCK_NAME + ".new")

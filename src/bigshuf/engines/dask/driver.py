@@ -34,6 +34,7 @@ from ...storage.layout import Sharding, parse_split
 from ...storage.manifest import run_entries, strata_entries
 from ...storage.shards import make_directories
 from ...storage.sinks import AtomicFileSink, Sink, open_output
+from ...storage.tempspace import TempSpace
 from .inputs import Prepared, Settings, prepare
 from .placement import Placement, commit, lay_out, plan_placement, remove_abandoned_parts
 from .outputs import (
@@ -167,12 +168,14 @@ def shuffle(
     out_name, out = _place(prepared, settings, layout, root, sync)
     cfg = Config(entropy, prepared.fmt, limit, prepared.k, verify, manifest is not None, unique)
     job = _Job(cfg, prepared, layout, out, out_name, root, scratch, sync)
-    make_private_directory(job.scratch)  # pass 1's objects hold the records (its parent was checked to exist)
+    # Pass 1's objects hold the records: a private directory, locked while this client runs so that a
+    # later run removes it if this one is killed (as a local run's), its parent checked to exist.
+    space = TempSpace(os.path.dirname(scratch), name=os.path.basename(scratch)).__enter__()
     if not remote.is_url(job.root) and job.root != job.scratch:
         try:
             make_private_directory(job.root)  # a local --temp-url's, private as the scratch is
         except BaseException:
-            remote.remove_tree(job.scratch)
+            space.__exit__(None, None, None)
             raise
     committed = False
     try:
@@ -205,7 +208,7 @@ def shuffle(
         if not committed:
             _discard(job)
         remote.remove_tree(job.root)
-        remote.remove_tree(job.scratch)
+        space.__exit__(None, None, None)
 
 
 def _temp_places(tmp_dir: str | os.PathLike[str] | None, temp_url: str | None) -> tuple[str, str]:
