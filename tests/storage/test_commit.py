@@ -215,6 +215,28 @@ def test_a_rename_failing_mid_commit_puts_the_old_shards_back(tmp_path: Path, mo
     assert dot_files(out) == []
 
 
+def test_a_journal_copy_that_cannot_be_written_is_the_one_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by attack: with a manifest on a full disk, the commit's failure named the journal copy
+    beside the shards (the first), not the one beside the manifest that could not be written."""
+    src = write_records(tmp_path / "in.txt", make_records(300, seed=7))
+    (tmp_path / "m").mkdir()
+    real_write = os.write
+
+    def write(fd: int, data: Any) -> int:
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(str(tmp_path / "m" / ".bigshuf-")):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    with pytest.raises(bigshuf.OutputError) as caught:
+        bigshuf.shuffle(src, f"{tmp_path / 'out'}/", seed=2, shards=2, manifest=tmp_path / "m" / "m.json")
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / 'm'}/.bigshuf-") and message.endswith(
+        ".commit: cannot commit: No space left on device; nothing was replaced"
+    ), message
+    assert os.listdir(tmp_path / "m") == [] and not (tmp_path / "out").exists()
+
+
 def test_a_commit_that_cannot_be_undone_leaves_what_its_journal_needs_to_finish(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

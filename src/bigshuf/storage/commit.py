@@ -206,7 +206,7 @@ class OutputFiles:
         for directory in directories:
             self.claim(directory)
         journals = [os.path.join(directory, f".bigshuf-{self.id}.commit") for directory in directories]
-        journal = journals[0]
+        journal = journals[0]  # (the copy being written, for a failure that names no file)
         entries: list[dict[str, Any]] = []
         created: list[str] = []
         try:
@@ -214,6 +214,7 @@ class OutputFiles:
                 entries.append({"temp": temp, "final": final, "backup": backup_name(temp), "ino": os.lstat(temp).st_ino})
             text = json.dumps({"bigshuf_commit": 1, "files": entries}).encode()
             for copy in journals:
+                journal = copy
                 fd = create_exclusive(copy, 0o600, os.O_WRONLY)
                 created.append(copy)
                 try:
