@@ -328,3 +328,20 @@ def test_rows_json_cannot_hold_are_refused_naming_the_output_and_column(tmp_path
         b"it cannot be written as JSON\n"
     )
     assert sorted(os.listdir(tmp_path)) == ["dt.parquet"]
+
+
+def test_a_failed_verification_of_rows_is_said_as_the_local_engine_says_it() -> None:
+    """Found by attack: the Dask engine's message counted rows as records with "0 bytes"
+    (``read 8000 records, 0 bytes, digest ...``); the local engine says ``read 8000 rows (digest ...)``."""
+    from bigshuf.core.fingerprint import Fingerprint
+    from bigshuf.engines.dask.driver import _check_written
+    from bigshuf.engines.dask.tasks import GatherResult
+    from bigshuf.errors import OutputError
+
+    fmt = dask_rows.RowTasks(pa.schema([("id", pa.int64())]), "parquet", ("none", None), None, 1 << 20)
+    wrote = GatherResult(records=3, written=Fingerprint(3, 0, 7))
+    with pytest.raises(OutputError) as caught:
+        _check_written(Fingerprint(3, 0, 5), [wrote], 3, True, fmt)
+    assert str(caught.value) == (
+        "verification failed: read 3 rows (digest 0000000000000005), wrote 3 rows (digest 0000000000000007); output not put in place"
+    )

@@ -11,7 +11,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from types import SimpleNamespace
 from typing import Any
@@ -41,7 +41,7 @@ from .outputs import (
     Layout, PlannedFile, check_layout, input_counts, inputs_entry, note_stale_shards, plan_files, shards_after, write_run_manifest,
 )
 from .tasks import (
-    Config, GatherResult, GatherTask, Index, RunTasks, ScatterResult, gather_task, scatter_task,
+    Config, GatherResult, GatherTask, Index, RunTasks, ScatterResult, TaskFormat, gather_task, scatter_task,
 )
 from .cuts import measure
 from .runner import Runner, connect, given, on
@@ -188,7 +188,7 @@ def shuffle(
             measured = _lay_out(run_tasks, job, first.index, total, progress)
             tasks2, results2 = _pass2(run_tasks, job, first.index, total, progress)
         progress.close()
-        _check_written(first.read, results2, total, verify)
+        _check_written(first.read, results2, total, verify, job.cfg.fmt)
         if job.prepared.pairs is not None:
             job.prepared.pairs.place(job.out, results2, job.root)
         if job.layout.manifest is not None:
@@ -398,17 +398,25 @@ def _check_options(
     return scheduler
 
 
-def _check_written(read: Fingerprint, results2: list[GatherResult], total: int, verify: bool) -> None:
+def _check_written(read: Fingerprint, results2: list[GatherResult], total: int, verify: bool, fmt: TaskFormat) -> None:
     """Before anything is put in place: every record written once, and with ``verify`` the same
     records as scattered (``read``: the unique ones with ``--unique``, every copy with weighted
-    sources, every copy of the unique ones with both)."""
+    sources, every copy of the unique ones with both), said in ``fmt``'s unit as the local engine says it."""
     written = sum(r.records for r in results2)
     if written != total:
-        raise OutputError(f"wrote {written} records, expected {total}; output not put in place")
+        raise OutputError(f"wrote {written} {fmt.unit}, expected {total}; output not put in place")
     if verify:
         wrote = sum((r.written for r in results2), Fingerprint())
         if read != wrote:
-            raise OutputError(f"verification failed: read {read}, wrote {wrote}; output not put in place")
+            raise OutputError(f"verification failed: read {_described(read, fmt)}, wrote {_described(wrote, fmt)}; output not put in place")
+
+
+def _described(fp: Fingerprint, fmt: TaskFormat) -> str:
+    """A fingerprint as the local engine's verification message gives it: rows by count and digest
+    (their bytes are not counted), other records with their bytes."""
+    if fmt.records_kind == "rows":
+        return f"{fp.records} rows (digest {fp.digest:016x})"
+    return str(replace(fp, unit=fmt.unit))
 
 
 def _manifest(job: _Job, first: _Scattered, info: RunInfo, head_count: int | None, results: list[GatherResult]) -> None:
