@@ -12,11 +12,12 @@ import glob
 import os
 import posixpath
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from ..errors import BigShufError, InputError, OutputError, UsageError, interruption, option
+from ..quoting import quote_name
 from .safefs import create_exclusive
 
 #: Protocols whose stores publish an object only when its upload completes, so a plain write
@@ -117,6 +118,33 @@ def file_info(fs: Any, path: str, shown: str, of: str = "") -> dict[str, Any]:
     except OSError as e:
         raise InputError(f"{shown}: {e.strerror or e}{of}") from None
     return info
+
+
+def stamp(name: str) -> tuple[int, int] | None:
+    """What says a local input file is unchanged: its size and modification time (``(-1, 0)`` if it is
+    gone); None for a URL's object, which a store replaces whole (and asking every one again costs a
+    request each)."""
+    if is_url(name):
+        return None
+    try:
+        st = os.stat(name)
+    except OSError:
+        return -1, 0
+    return st.st_size, st.st_mtime_ns
+
+
+def changed_input(files: Sequence[RemoteFile], before: Sequence[tuple[int, int] | None]) -> str | None:
+    """Why one of the local ``files`` is not as it was when listed (its size then) and stamped
+    (``before``), worded as the local engine words it; None if none changed."""
+    for f, then in zip(files, before):
+        now = stamp(f.name)
+        if then is None or now is None:
+            continue
+        if now[0] != f.size or then[0] != f.size:
+            return f"{quote_name(f.name)}: file changed while being read (size {f.size} bytes when opened, {now[0]} now)"
+        if now[1] != then[1]:
+            return f"{quote_name(f.name)}: file changed while being read (modified, its size still {now[0]} bytes)"
+    return None
 
 
 def regular_file_size(url: str, shown: str, of: str = "") -> int:
