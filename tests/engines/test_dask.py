@@ -904,3 +904,23 @@ def test_an_input_changed_during_pass_one_is_refused(tmp_path: Path, change: str
         with pytest.raises(InputError, match=r"m\.txt: file changed while being read \((modified|size 30000 bytes when opened, 32500 now)"):
             dask_engine.shuffle([src], tmp_path / "out.txt", memory="64K", seed=1, runner=executor, tmp_dir=tmp_path)
     assert sorted(os.listdir(tmp_path)) == ["m.txt"]
+
+
+def test_temporary_places_as_the_local_engine_takes_them(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by attack: ``-T T --temp-url T`` (the README's local --temp-url, pointed at -T) always
+    failed with ``File exists`` (the one directory made twice); ``-T FILE`` said ``No such file or
+    directory`` of a file that exists, in the run and in the dry run. The first runs; the second is
+    the local engine's refusal."""
+    from bigshuf import cli
+
+    monkeypatch.chdir(tmp_path)
+    paths, records = _inputs(tmp_path, seed=6)
+    (tmp_path / "T").mkdir()
+    with ThreadPoolExecutor(2) as runner:
+        dask_engine.shuffle(paths, tmp_path / "out.txt", memory="16K", seed=1, runner=runner, tmp_dir=tmp_path / "T", temp_url=str(tmp_path / "T"))
+    assert_permutation((tmp_path / "out.txt").read_bytes(), records)
+    assert os.listdir(tmp_path / "T") == []
+    for extra in ([], ["--dry-run"]):
+        assert cli.main(["--engine=dask", "-T", "a.txt", "a.txt", "-o", "o.txt", *extra]) == 1
+        said = capsys.readouterr()
+        assert "a.txt: temporary directory is not a directory; choose another with -T" in said.err + said.out, extra

@@ -34,7 +34,7 @@ from ...storage.layout import Sharding, parse_split
 from ...storage.manifest import run_entries, strata_entries
 from ...storage.shards import make_directories
 from ...storage.sinks import AtomicFileSink, Sink, open_output
-from ...storage.tempspace import TempSpace
+from ...storage.tempspace import TempSpace, check_parent
 from .inputs import Prepared, Settings, prepare
 from .placement import Placement, commit, lay_out, plan_placement, remove_abandoned_parts
 from .outputs import (
@@ -220,13 +220,14 @@ def _temp_places(tmp_dir: str | os.PathLike[str] | None, temp_url: str | None) -
     ``temp_url``, else the local scratch directory) and the local scratch directory."""
     run_id = uuid.uuid4().hex[:12]
     local_parent = os.fspath(tmp_dir) if tmp_dir is not None else tempfile.gettempdir()
-    if not os.path.isdir(local_parent):
-        raise TempSpaceError(f"{local_parent}: No such file or directory")
+    check_parent(local_parent)
     scratch = os.path.join(local_parent, f"bigshuf-dask-{run_id}")
     temp_url = remote.local_output(temp_url)
     if temp_url is not None and not remote.is_url(temp_url):
         refuse_temp_directory(temp_url)
     root = remote.join(remote.canonical(temp_url), f"bigshuf-dask-{run_id}") if temp_url is not None else scratch
+    if not remote.is_url(root) and os.path.realpath(root) == os.path.realpath(scratch):
+        root = scratch  # a local --temp-url that is -T: the one directory (made twice, it failed: File exists)
     return root, scratch
 
 

@@ -9,7 +9,6 @@ creating, locking or tidying anything; no cluster is started. The lines and chec
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -18,12 +17,12 @@ from ... import dryrun
 from ...core import plan
 from ...core.driver import OutputPlan, Sample
 from ...core.streams import seed_entropy
-from ...errors import BigShufError, TempSpaceError, option
+from ...errors import BigShufError, option
 from ...formats import registry
 from ...request import Request, resolve_memory
 from ...storage import remote
 from ...storage.layout import Sharding, parse_split
-from ...storage.tempspace import check_space
+from ...storage.tempspace import check_parent, check_space
 from .driver import DEFAULT_MEMORY, _check_options, refuse_temp_directory
 from .placement import check_shard_target, output_names
 from .inputs import Prepared, Settings, prepare
@@ -218,8 +217,7 @@ def _temp_space(facts: _Facts) -> None:
         facts.line("temporary space", f"needs {amount} in {where}, {dryrun.size_text(facts.temp_free)} free")
 
     def usable() -> None:
-        if not os.path.isdir(facts.tmp_dir):
-            raise TempSpaceError(f"{facts.tmp_dir}: No such file or directory")
+        check_parent(facts.tmp_dir)
         if url is not None and not remote.is_url(url):
             refuse_temp_directory(url)
         if (url is None or not remote.is_url(url)) and need is not None and facts.temp_free is not None:
