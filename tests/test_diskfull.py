@@ -179,3 +179,20 @@ def test_a_full_output_disk_on_the_dask_engine_names_the_file(tmp_path: Path, sm
     named = rf"small/out{suffix}" if shards is None else rf"small/sh/part-0000[0-2]{suffix}"
     assert re.fullmatch(rf"bigshuf: {named}: write error: No space left on device\n", result.stderr.decode()), result.stderr
     assert os.listdir(small_fs) == [] and os.listdir(temp) == []
+
+
+def test_a_full_temp_disk_on_the_dask_engine_names_it(tmp_path: Path, small_fs: Path) -> None:
+    """Found by attack: a full -T on the Dask engine said ``task failed: .../bigshuf-dask-<id>/p1/000000-000005-000000:
+    No space left on device`` (an object of the run's, no hint), and the library raised a plain
+    BigShufError; it is a TempSpaceError naming -T, as the local engine's (whose check comes first)."""
+    pytest.importorskip("distributed")
+    src = write_records(tmp_path / "in.txt", make_records(40000, seed=4))
+    result = subprocess.run(
+        [sys.executable, "-m", "bigshuf", "--engine=dask", "-S", "64K", "-T", "small", "in.txt", "-o", "out.txt"],
+        capture_output=True, timeout=180, cwd=tmp_path,
+    )
+    assert (result.returncode, result.stderr) == (
+        1, b"bigshuf: small: not enough temporary space (No space left on device); choose another directory with -T or --temp-url\n"
+    )
+    assert os.listdir(small_fs) == [] and sorted(os.listdir(tmp_path)) == ["in.txt", "small"]
+    assert src.exists()

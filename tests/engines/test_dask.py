@@ -924,3 +924,19 @@ def test_temporary_places_as_the_local_engine_takes_them(tmp_path: Path, capsys:
         assert cli.main(["--engine=dask", "-T", "a.txt", "a.txt", "-o", "o.txt", *extra]) == 1
         said = capsys.readouterr()
         assert "a.txt: temporary directory is not a directory; choose another with -T" in said.err + said.out, extra
+
+
+def test_a_name_with_a_newline_stays_on_its_line(tmp_path: Path) -> None:
+    """Found by attack: the Dask engine printed the names of a truncated gzip file or tar raw, so a
+    newline in one split the message over two lines (and a terminal escape reached the terminal);
+    they are quoted as the local engine quotes them."""
+    import gzip
+
+    data = gzip.compress(b"".join(b"%d\n" % i for i in range(50000)))
+    (tmp_path / "x\ny.txt.gz").write_bytes(data[:5000])
+    (tmp_path / "x\ny.tar").write_bytes(b"\0" * 100 + b"not a tar header" + b"\0" * 300)
+    for name in ("x\ny.txt.gz", "x\ny.tar"):
+        proc = subprocess.run([sys.executable, "-m", "bigshuf", "--engine=dask", name, "-o", "out"],
+                              capture_output=True, timeout=TIMEOUT, cwd=tmp_path)
+        assert proc.returncode == 1 and proc.stderr.count(b"\n") == 1, proc.stderr
+        assert b"x'$'\\n''y." in proc.stderr, proc.stderr  # (the gzip's name is absolute: read on the client)

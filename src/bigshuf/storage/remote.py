@@ -55,9 +55,9 @@ def filesystem(name: str) -> tuple[Any, str]:
     try:
         fs, path = fsspec.core.url_to_fs(name)
     except ValueError as e:
-        raise UsageError(f"{name}: {e}") from None
+        raise UsageError(f"{quote_name(name)}: {e}") from None
     except ImportError as e:
-        raise UsageError(f"{name}: this protocol needs a package that is not installed: {e}") from None
+        raise UsageError(f"{quote_name(name)}: this protocol needs a package that is not installed: {e}") from None
     return fs, path
 
 
@@ -114,9 +114,9 @@ def file_info(fs: Any, path: str, shown: str, of: str = "") -> dict[str, Any]:
     try:
         info: dict[str, Any] = fs.info(path)
     except FileNotFoundError:
-        raise InputError(f"{shown}: No such file or directory{of}") from None
+        raise InputError(f"{quote_name(shown)}: No such file or directory{of}") from None
     except OSError as e:
-        raise InputError(f"{shown}: {e.strerror or e}{of}") from None
+        raise InputError(f"{quote_name(shown)}: {e.strerror or e}{of}") from None
     return info
 
 
@@ -151,7 +151,7 @@ def regular_file_size(url: str, shown: str, of: str = "") -> int:
     """The size of the regular file (object) ``url``, named ``shown`` in messages (``of``: whose it is)."""
     info = file_info(*filesystem(url), shown, of)
     if info.get("type") != "file":
-        raise InputError(f"{shown}: not a regular file{of}")
+        raise InputError(f"{quote_name(shown)}: not a regular file{of}")
     return int(info["size"])
 
 
@@ -168,13 +168,13 @@ def expand_inputs(names: list[str]) -> list[RemoteFile]:
         if any(c in path for c in "*?[") and not fs.exists(path):
             matches = sorted(fs.glob(path))
             if not matches:
-                raise InputError(f"{name}: No such file or directory")
+                raise InputError(f"{quote_name(name)}: No such file or directory")
         for match in matches:
             info = file_info(fs, match, name)
             if info.get("type") == "directory":
-                raise InputError(f"{name}: read error: Is a directory")
+                raise InputError(f"{quote_name(name)}: read error: Is a directory")
             if info.get("type") != "file":  # a FIFO, a device, /dev/stdin: no byte ranges to hand to tasks
-                raise InputError(f"{name}: not a regular file: {option('dask')} reads files and URLs by byte ranges")
+                raise InputError(f"{quote_name(name)}: not a regular file: {option('dask')} reads files and URLs by byte ranges")
             url = match if _local(fs) else fs.unstrip_protocol(match)
             found.append((url, fs, match, int(info["size"]), name if match == path else url))
     # Read every head in one batch per filesystem: concurrent requests on object stores.
@@ -202,12 +202,12 @@ def read_exactly(name: str, start: int, buf: memoryview) -> None:
             while got < len(buf):
                 n = f.readinto(buf[got:])
                 if not n:
-                    raise InputError(f"{name}: file changed while being read (ends at byte {start + got})")
+                    raise InputError(f"{quote_name(name)}: file changed while being read (ends at byte {start + got})")
                 got += n
     except FileNotFoundError:
-        raise InputError(f"{name}: No such file or directory") from None
+        raise InputError(f"{quote_name(name)}: No such file or directory") from None
     except OSError as e:
-        raise InputError(f"{name}: read error: {e.strerror or e}") from None
+        raise InputError(f"{quote_name(name)}: read error: {e.strerror or e}") from None
 
 
 def read_ranges(ranges: list[tuple[str, int, int]]) -> list[bytes]:
@@ -228,7 +228,7 @@ def _range_read(name: str, blob: object, what: str = "") -> bytes:
     may not read, one that shrank) in the range's place rather than raising it."""
     if isinstance(blob, BaseException):
         why = blob.strerror if isinstance(blob, OSError) and blob.strerror else str(blob) or type(blob).__name__
-        raise InputError(f"{name}: {what}{why}")
+        raise InputError(f"{quote_name(name)}: {what}{why}")
     assert isinstance(blob, (bytes, bytearray, memoryview))
     return bytes(blob)
 
@@ -239,9 +239,9 @@ def open_input(name: str) -> BinaryIO:
     try:
         return fs.open(path, "rb")  # type: ignore[no-any-return]
     except FileNotFoundError:
-        raise InputError(f"{name}: No such file or directory") from None
+        raise InputError(f"{quote_name(name)}: No such file or directory") from None
     except OSError as e:
-        raise InputError(f"{name}: {e.strerror or e}") from None
+        raise InputError(f"{quote_name(name)}: {e.strerror or e}") from None
 
 
 def write_whole(name: str, write: Callable[[BinaryIO], None]) -> None:
@@ -351,7 +351,7 @@ def move(src: str, dst: str) -> None:
     try:
         fs.mv(src_path, dst_path)
     except OSError as e:
-        raise OutputError(f"{dst}: {e.strerror or e}") from None
+        raise OutputError(f"{quote_name(dst)}: {e.strerror or e}") from None
 
 
 class URLSource:

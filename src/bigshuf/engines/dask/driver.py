@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ...quoting import quote_arg
+from ...quoting import quote_arg, quote_name
 from ...request import ShuffleStats, resolve_memory
 from ...core.fingerprint import Fingerprint
 from ...core.mix import SourceStats
@@ -237,7 +237,7 @@ def refuse_temp_directory(path: str) -> None:
     if not path:
         raise UsageError(f"invalid {option('temp_url')} value: ''")
     if not os.path.isdir(path):
-        raise TempSpaceError(f"{path}: {os.strerror(errno.ENOTDIR if os.path.exists(path) else errno.ENOENT)}")
+        raise TempSpaceError(f"{quote_name(path)}: {os.strerror(errno.ENOTDIR if os.path.exists(path) else errno.ENOENT)}")
 
 
 def _place(prepared: Prepared, settings: Settings, layout: Layout, root: str, sync: bool) -> tuple[str | None, Placement]:

@@ -19,6 +19,7 @@ from ...core.gather import emit_in_order
 from ...core.mix import copies_index, multiset_fingerprint
 from ...core.scatter import Scattered, cut_pieces, iter_pieces, regroup, scatter_piece, scatter_records
 from ...errors import InputError, TempSpaceError, UsageError, option
+from ...quoting import quote_name
 from ...core.records import RecordFormat, array_block, array_bytes, count_separators, find_offsets
 from ...progress import Progress
 from ...storage import remote
@@ -68,7 +69,7 @@ class LineTasks:
         if task.codec is None:
             yield _owned_records(task, self.fmt.sep, cfg.limit)
             return
-        reader = RecordReader([_UrlSource(task.source)], self.fmt, Progress())
+        reader = RecordReader([_UrlSource(task.source, task.named())], self.fmt, Progress())
         for block, _final in reader.blocks(range_bytes(cfg.limit), option("memory")):
             yield block
 
@@ -206,7 +207,7 @@ def _owned_records(task: ScatterTask, sep: int, limit: int) -> np.ndarray:
         room = plan.read_capacity(limit) - (filled - (task.end - lo))
         if room <= 0:
             raise InputError(
-                f"{task.source}: a record is longer than {plan.read_capacity(limit)} bytes, the most this "
+                f"{task.named()}: a record is longer than {plan.read_capacity(limit)} bytes, the most this "
                 f"memory limit allows; raise {option('memory')}"
             )
         want = min(step, task.size - pos, room)
@@ -225,8 +226,9 @@ def _owned_records(task: ScatterTask, sep: int, limit: int) -> np.ndarray:
 class _UrlSource:
     """A compressed input as ``RecordReader`` reads it: sniffed and decompressed as a stream."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
+    def __init__(self, url: str, name: str) -> None:
+        self.url = url
+        self.name = name  # as messages show it
 
     def size(self) -> int | None:
         """Unknown until decompressed."""
@@ -236,7 +238,7 @@ class _UrlSource:
         """The decompressed stream."""
         from ...storage.decoding import decompressing
 
-        return decompressing(remote.open_input(self.name), self.name)
+        return decompressing(remote.open_input(self.url), self.name)
 
 
 def _scatter_block(block: np.ndarray, rng: np.random.Generator, k: int, cfg: Config, name: str) -> tuple[Segment, Fingerprint]:
@@ -303,7 +305,7 @@ def _records(block: np.ndarray, count: int, fmt: RecordFormat, name: str) -> np.
     """Offsets of the ``count`` records of a bucket read back, checked."""
     offsets = find_offsets(block, fmt)
     if len(offsets) - 1 != count or int(offsets[-1]) != len(block):
-        raise TempSpaceError(f"{name}: {len(offsets) - 1} records read back, {count} written")
+        raise TempSpaceError(f"{quote_name(name)}: {len(offsets) - 1} records read back, {count} written")
     return offsets
 
 
@@ -342,23 +344,23 @@ def _compression_ratio(f: remote.RemoteFile) -> float:
     from ...storage.decoding import open_reader
 
     raw = remote.open_input(f.name)
-    with open_reader(raw, f.codec or "", f.name) as stream:
+    with open_reader(raw, f.codec or "", quote_name(f.name)) as stream:
         data = stream.read(SAMPLE_BYTES)
         consumed = raw.tell()
     return RATIO_MARGIN * max(1.0, len(data) / max(1, min(consumed, f.size)))
 
 
-def _scatter_tasks(files: list[remote.RemoteFile], limit: int, root: str) -> list[ScatterTask]:
-    """One task per ``range_bytes`` of every plain input, one per compressed input."""
+def _scatter_tasks(files: list[remote.RemoteFile], shown: list[str], limit: int, root: str) -> list[ScatterTask]:
+    """One task per ``range_bytes`` of every plain input, one per compressed input (each named ``shown`` in messages)."""
     step = range_bytes(limit)
     tasks = []
-    for i, f in enumerate(files):
+    for i, (f, name) in enumerate(zip(files, shown)):
         ends = [f.size] if f.codec is not None else list(range(step, f.size, step)) + [f.size]
         start = 0
         for r, end in enumerate(ends if f.size else []):
             prefix = remote.join(root, "p1", f"{i:06d}-{r:06d}")
             first = 0 if f.codec else start
-            tasks.append(ScatterTask(f.name, f.size, f.codec, i, r, first, end, prefix, end - first))
+            tasks.append(ScatterTask(f.name, f.size, f.codec, i, r, first, end, prefix, end - first, shown=name))
             start = end
     return tasks
 
@@ -385,7 +387,7 @@ class Lines(TaskKind):
         files = inputs.files
         fmt = RecordFormat(0 if settings.zero_terminated else 10)
         choice = None if settings.compress is None else parse_compress(settings.compress)
-        tasks = _scatter_tasks(files, settings.limit, root)
+        tasks = _scatter_tasks(files, inputs.shown, settings.limit, root)
         k = _bucket_count(files, settings.limit, settings.shards, fmt.sep)
         # A shard directory's files named by the inputs' kind and codec, as the local engine names them.
         sharded = settings.shards is not None or settings.sharded

@@ -123,7 +123,7 @@ class RowTasks:
     def dedup_kept(self, block: Any, count: int, name: str) -> tuple[Any, np.ndarray]:
         """The first copy of each row, in their order, and their indices, ascending, among the ``count``."""
         if block.num_rows != count:
-            raise TempSpaceError(f"{name}: {block.num_rows} rows read back, {count} written")
+            raise TempSpaceError(f"{quote_name(name)}: {block.num_rows} rows read back, {count} written")
         kept = first_rows(block, table_hashes(block))
         return (block.take(kept) if len(kept) < count else block), kept
 
@@ -164,7 +164,7 @@ class RowTasks:
     def permute(self, block: Any, count: int, order: np.ndarray, size: int, cfg: Config, emit: Callable[[Any], None], name: str) -> None:
         """Emit rows ``order`` of a bucket read back, in tables of about a piece."""
         if block.num_rows != count:
-            raise TempSpaceError(f"{name}: {block.num_rows} rows read back, {count} written")
+            raise TempSpaceError(f"{quote_name(name)}: {block.num_rows} rows read back, {count} written")
         batches = block.to_batches()
         starts = np.zeros(len(batches) + 1, np.int64)
         np.cumsum([b.num_rows for b in batches], out=starts[1:])
@@ -278,13 +278,13 @@ def _stored(task: ScatterTask, source: Any, block_bytes: int) -> Iterator[pa.Rec
                 rows += batch.num_rows
                 yield batch
         if rows != expected:
-            raise InputError(f"{quote_name(task.source)}: corrupt Parquet file: it holds {rows} rows, its metadata says {expected}")
+            raise InputError(f"{task.named()}: corrupt Parquet file: it holds {rows} rows, its metadata says {expected}")
     elif task.kind == "arrow":
         reader = pa.ipc.open_file(source)
         for i in range(task.start, task.end):
             yield reader.get_batch(i)
     else:
-        yield from stream_batches(task.source, source)
+        yield from stream_batches(task.shown or task.source, source)
 
 
 def _task_batches(task: ScatterTask, plain: pa.Schema, block_bytes: int) -> Iterator[pa.RecordBatch]:
@@ -297,7 +297,7 @@ def _task_batches(task: ScatterTask, plain: pa.Schema, block_bytes: int) -> Iter
                 yield batch if batch.schema.equals(plain) else batch.cast(plain)
     except ARROW_ERRORS as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise InputError(f"{quote_name(task.source)}: corrupt or unreadable {FILE_KINDS[task.kind or 'parquet']} ({reason})") from None
+        raise InputError(f"{task.named()}: corrupt or unreadable {FILE_KINDS[task.kind or 'parquet']} ({reason})") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -372,7 +372,7 @@ def scatter_tasks(files: Sequence[TableFile], limit: int, root: str) -> list[Sca
             runs[-1] = (first, u + 1, held + nbytes)
         for r, (first, end, nbytes) in enumerate(runs):
             prefix = remote.join(root, "p1", f"{i:06d}-{r:06d}")
-            tasks.append(ScatterTask(f.name, f.size, None, i, r, first, end, prefix, nbytes, f.kind))
+            tasks.append(ScatterTask(f.name, f.size, None, i, r, first, end, prefix, nbytes, f.kind, shown=f.shown))
     return tasks
 
 

@@ -11,9 +11,11 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
-from ...errors import BigShufError, UsageError, option
+from ...errors import BigShufError, TempSpaceError, UsageError, option
 from ...progress import Progress
-from ...quoting import quote_arg
+from ...quoting import quote_arg, quote_name
+from ...storage import remote
+from ...storage.tempspace import RUN_DIRECTORY
 from .tasks import Config, RunTasks
 
 T = TypeVar("T")
@@ -58,6 +60,17 @@ def _run(
         raise
 
 
+def _temporary_place(e: OSError) -> str | None:
+    """Where a task's write that found no room was (a full disk, a quota): the directory (or URL
+    prefix) holding the run's ``bigshuf-dask-*`` objects, as a local run names its full ``-T``; None for
+    any other error. Writes to outputs are named by the tasks themselves."""
+    if e.errno not in remote.WRITE_ERRORS or not isinstance(e.filename, str):
+        return None
+    parts = e.filename.split("/")
+    found = next((i for i, part in enumerate(parts) if RUN_DIRECTORY.fullmatch(part)), None)
+    return None if found is None else "/".join(parts[:found]) or "/"
+
+
 def _result(fut: Any) -> Any:
     """A task's value; a cluster failure (a worker that kept dying, a lost scheduler) becomes one message."""
     try:
@@ -65,7 +78,13 @@ def _result(fut: Any) -> Any:
     except BigShufError:
         raise
     except OSError as e:
-        where = f"{e.filename}: " if e.filename else ""
+        place = _temporary_place(e)
+        if place is not None:
+            raise TempSpaceError(
+                f"{quote_name(place)}: not enough temporary space ({e.strerror}); choose another directory with "
+                f"{option('tmp_dir')} or {option('temp_url')}"
+            ) from None
+        where = f"{quote_name(os.fsdecode(e.filename))}: " if isinstance(e.filename, (str, bytes)) and e.filename else ""
         raise BigShufError(f"task failed: {where}{e.strerror or e}") from None
     except Exception as e:
         name = type(e).__name__

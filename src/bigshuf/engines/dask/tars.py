@@ -28,6 +28,7 @@ from ...core.mix import multiset_fingerprint
 from ...core.stratify import split_ids
 from ...core.streams import draw_ids
 from ...errors import TempSpaceError, UsageError, option
+from ...quoting import quote_name
 from ...formats.tar_input import SampleReader, locate_sample, refuse_continued
 from ...formats.tar_keys import KeyLedger, stable_hash
 from ...formats.tar_run import END_OF_ARCHIVE, sample_runs, shard_suffix
@@ -226,7 +227,7 @@ class TarTasks:
     def permute(self, block: Samples, count: int, order: np.ndarray, size: int, cfg: Config, emit: Callable[[Any], None], name: str) -> None:
         """Emit samples ``order`` of a bucket read back, in chunks of about a piece."""
         if len(block) != count:
-            raise TempSpaceError(f"{name}: {len(block)} samples read back, {count} written")
+            raise TempSpaceError(f"{quote_name(name)}: {len(block)} samples read back, {count} written")
         per_chunk = max(1, int(plan.piece_bytes(cfg.limit) * count / max(1, size)))
         emit_in_order(block.data, _narrow(block.offsets, len(block.data)), order, emit, per_chunk)
 
@@ -267,7 +268,7 @@ class TarTasks:
     def dedup_kept(self, block: Samples, count: int, name: str) -> tuple[Samples, np.ndarray]:
         """The first copy of each sample (by identity), in their order, and their indices, ascending, among the ``count``."""
         if len(block) != count:
-            raise TempSpaceError(f"{name}: {len(block)} samples read back, {count} written")
+            raise TempSpaceError(f"{quote_name(name)}: {len(block)} samples read back, {count} written")
         kept = first_samples(block.data, block.offsets)
         return Samples(*kept_samples(block.data, block.offsets, kept)), kept
 
@@ -292,7 +293,7 @@ def block_capacity(limit: int, unique: bool) -> int:
 
 def _source(task: ScatterTask) -> _TarObject:
     """The tar a pass-1 task reads, as ``SampleReader`` reads it."""
-    return _TarObject(task.shown or task.source, task.source, task.size if task.codec is None else None)
+    return _TarObject(task.named(), task.source, task.size if task.codec is None else None)
 
 
 def _narrow(offsets: np.ndarray, nbytes: int) -> np.ndarray:

@@ -68,6 +68,10 @@ class ScatterTask:
     kind: str | None = None
     shown: str | None = None  # the input's name in messages, as given (None: ``source``)
 
+    def named(self) -> str:
+        """The input's name as messages show it: as the user gave it, quoted."""
+        return quote_name(self.shown or self.source)
+
 
 @dataclass
 class Segment:
@@ -309,7 +313,7 @@ def load(where: Sequence[tuple[str, int, int]], size: int) -> np.ndarray:
     batch_bytes = 0
     for i, (name, lo, hi) in enumerate(where):
         if pos + hi - lo > size:
-            raise TempSpaceError(f"{name}: temporary object holds more than was written")
+            raise TempSpaceError(f"{quote_name(name)}: temporary object holds more than was written")
         if local:
             try:
                 remote.read_exactly(name, lo, buf[pos : pos + hi - lo].data)
@@ -322,7 +326,7 @@ def load(where: Sequence[tuple[str, int, int]], size: int) -> np.ndarray:
         if batch_bytes >= FETCH_BYTES or i == len(where) - 1:
             for (got_name, got_lo, got_hi), blob in zip(batch, remote.read_ranges(batch)):
                 if len(blob) != got_hi - got_lo:
-                    raise TempSpaceError(f"{got_name}: temporary object is shorter than written")
+                    raise TempSpaceError(f"{quote_name(got_name)}: temporary object is shorter than written")
                 buf[pos : pos + len(blob)] = np.frombuffer(blob, np.uint8)
                 pos += len(blob)
             batch, batch_bytes = [], 0

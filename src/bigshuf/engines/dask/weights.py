@@ -31,6 +31,7 @@ from ...core.mix import Mixer, SourceStats
 from ...core.streams import Key, rng_for
 from ...core.stratify import Stratifier
 from ...errors import InputError, UsageError, option
+from ...quoting import quote_name
 from ...storage.layout import SplitPart
 from ...progress import Progress, scatter_phase
 from .tasks import Config, Copies, RunTasks, ScatterResult, ScatterTask, Segment
@@ -139,7 +140,7 @@ def weighted_scatter_task(cfg: Config, wt: WeightedTask) -> ScatterResult:
         records, nbytes = cfg.fmt.count(block)
         counted.append((records, nbytes))
         if wt.draws is not None and (b >= len(wt.draws) or wt.draws[b].records != records):
-            raise InputError(f"{task.source}: more or fewer records than were counted before the shuffle (did the file change?)")
+            raise InputError(f"{quote_name(task.source)}: more or fewer records than were counted before the shuffle (did the file change?)")
         if not records:
             continue
         key = streams.scatter(streams.TOP, task.file_index, task.range_index, b)
@@ -148,7 +149,7 @@ def weighted_scatter_task(cfg: Config, wt: WeightedTask) -> ScatterResult:
         segments += got
         read += fp
     if wt.draws is not None and len(counted) < len(wt.draws):
-        raise InputError(f"{task.source}: fewer records than were counted before the shuffle (did the file change?)")
+        raise InputError(f"{quote_name(task.source)}: fewer records than were counted before the shuffle (did the file change?)")
     result = ScatterResult(segments, read, counted)
     cfg.fmt.finish(result, block)
     return result
