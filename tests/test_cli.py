@@ -1389,6 +1389,21 @@ def test_a_band_of_address_limits_never_ends_the_command_by_a_signal(tmp_path: P
         _ran_or_said_so(_under_address_limit(limit, ["-i", "1-3"], tmp_path), b"1\n2\n3\n")
 
 
+def test_a_little_more_address_space_runs_small_inputs(tmp_path: Path) -> None:
+    """Found by review: with Arrow loaded as the command starts, the 64 MiB first read buffer of an
+    input of unknown size (a pipe, ``-i``, a compressed file) no longer fit between about 335 and
+    345 MiB, where it had run ("memory exhausted; lower -S"); and isal's failed load there was
+    "gzip support needs the 'isal' package". The buffer falls back to 1 MiB."""
+    import gzip
+
+    (tmp_path / "small.txt.gz").write_bytes(gzip.compress(b"a\nb\nc\n"))
+    for limit in (330_000, 335_000, 340_000, 345_000):
+        for args, expected in ((["-i", "1-3"], b"1\n2\n3\n"), (["small.txt.gz"], b"a\nb\nc\n")):
+            proc = _under_address_limit(limit, args, tmp_path)
+            assert proc.returncode == 0 and proc.stderr == b"", (limit, args, proc.stderr)
+            assert sorted(proc.stdout.splitlines()) == sorted(expected.splitlines())
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("args,expected", [
     (["-i", "1-3"], b"1\n2\n3\n"), (["-e", "a", "b"], b"a\nb\n"), (["in"], numbered(100)), (["-r", "-n", "5", "-e", "a"], b"a\n" * 5),

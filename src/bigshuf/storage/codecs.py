@@ -142,7 +142,9 @@ def _require(module: str, codec: str, error: type[BigShufError], prefix: str = "
 
     try:
         return importlib.import_module(module)
-    except ImportError:
+    except ImportError as e:
+        if "failed to map segment" in str(e) or "annot allocate memory" in str(e):
+            raise  # installed, but memory (``ulimit -v``) is too small to load it: said as such
         package = CODECS[codec].package
         raise error(f"{prefix}{codec} support needs the '{package}' package: pip install {package}") from None
 

@@ -455,12 +455,15 @@ class RecordReader:
         return min(capacity, total + len(self.sources) + 1)  # a separator added to each input, at most
 
     def _new_buffer(self, size: int) -> np.ndarray:
-        """The read buffer of ``size`` bytes, or of ``INITIAL_BUFFER`` to grow from where the system
-        refuses so large an allocation (``ulimit -v``)."""
-        try:
-            return np.empty(size, np.uint8)
-        except MemoryError:
-            return np.empty(min(size, self.INITIAL_BUFFER), np.uint8)
+        """The read buffer of ``size`` bytes; where the system refuses so large an allocation (``ulimit
+        -v``), one of ``INITIAL_BUFFER`` or, failing that too, of 1 MiB to grow from (Arrow, loaded
+        as the command starts under such a limit, may leave too little for 64 MiB)."""
+        for tried in (size, min(size, self.INITIAL_BUFFER)):
+            try:
+                return np.empty(tried, np.uint8)
+            except MemoryError:
+                continue
+        return np.empty(min(size, 1 << 20), np.uint8)
 
     def _make_room(
         self, buf: np.ndarray, filled: int, capacity: int, name: str, limit_flag: str
