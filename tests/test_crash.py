@@ -118,5 +118,10 @@ def test_a_run_killed_while_starting_is_removed_after_a_grace_period(tmp_path: P
     (half / (LOCK_NAME + ".new")).write_bytes(b"")
     for d in (empty, half):
         os.utime(d, (time.time() - 60, time.time() - 60))
+    # A Dask run's --temp-url prefix has a run directory's name but never a lock: empty while its
+    # cluster starts, it was removed from under the live run (found by review). Only a lock tells.
+    prefix = tmp_path / "bigshuf-dask-00000000000f"
+    prefix.mkdir()
+    os.utime(prefix, (time.time() - 60, time.time() - 60))
     assert sorted(remove_dead_runs(str(tmp_path))) == sorted([str(empty), str(half)])
-    assert young.exists()
+    assert young.exists() and prefix.exists()

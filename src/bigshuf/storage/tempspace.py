@@ -52,7 +52,8 @@ def default_tmp_dir() -> str:
 
 LOCK_NAME = "lock"
 
-#: The name of a run's temporary directory (``TempSpace``): only these are ever removed as dead runs.
+#: The name of a run's temporary directory (``TempSpace``; a Dask run's local scratch, and its
+#: ``--temp-url`` prefix, which holds no lock, are ``bigshuf-dask-``): only these are ever removed as dead runs.
 RUN_DIRECTORY = re.compile(r"bigshuf-(dask-)?[0-9a-f]{12}")
 
 
@@ -255,7 +256,9 @@ def remove_dead_runs(parent: str) -> list[str]:
             continue
         fd = _lock_free(os.path.join(path, LOCK_NAME))
         if fd is None:
-            if not os.path.lexists(os.path.join(path, LOCK_NAME)) and _killed_while_starting(path):
+            # (A Dask ``--temp-url`` prefix never has a lock: only a lock found free says a Dask run is gone.)
+            unlocked = not os.path.lexists(os.path.join(path, LOCK_NAME)) and not name.startswith("bigshuf-dask-")
+            if unlocked and _killed_while_starting(path):
                 shutil.rmtree(path, ignore_errors=True)
                 if not os.path.lexists(path):
                     removed.append(path)
