@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from decimal import Decimal
 from itertools import permutations
@@ -801,6 +802,14 @@ def test_a_directory_saved_by_hugging_face_datasets_is_its_rows(tmp_path: Path) 
     bigshuf.shuffle(saved, tmp_path / "out.parquet", seed=1)
     got = pq.read_table(tmp_path / "out.parquet")
     assert sorted(got.column("id").to_pylist()) == list(range(40)) and got.column("id").to_pylist() != list(range(40))
-    (saved / "more.jsonl").write_text('{"id": 1}\n')
-    with pytest.raises(UsageError, match="holds both tables"):
-        bigshuf.shuffle(saved, tmp_path / "again.parquet", seed=1)
+    # A DatasetDict: dataset_dict.json beside the splits' directories; the splits' rows all together.
+    (tmp_path / "dd").mkdir()
+    os.rename(saved, tmp_path / "dd" / "train")
+    (tmp_path / "dd" / "dataset_dict.json").write_text('{"splits": ["train"]}\n')
+    bigshuf.shuffle(tmp_path / "dd", tmp_path / "dd.parquet", seed=1)
+    assert pq.read_table(tmp_path / "dd.parquet").equals(got)
+    # Found by review: a state.json away from the tables is data, as before (so here a mixed directory).
+    (tmp_path / "dd" / "notes").mkdir()
+    (tmp_path / "dd" / "notes" / "state.json").write_text('{"id": 1}\n')
+    with pytest.raises(UsageError, match="holds both"):
+        bigshuf.shuffle(tmp_path / "dd", tmp_path / "again.parquet", seed=1)

@@ -6,6 +6,7 @@ The command line decides Arrow's memory pool from this before pyarrow is first i
 from __future__ import annotations
 
 import os
+import posixpath
 import stat
 from typing import TYPE_CHECKING
 
@@ -113,9 +114,24 @@ def data_kind(name: str) -> str | None:
     return None if fmt is None else fmt.family
 
 
-#: The JSON files Hugging Face ``datasets`` writes beside the Arrow files of ``save_to_disk``: its
-#: metadata, not records, left out of a directory that holds tables.
-DATASETS_METADATA = frozenset({"dataset_info.json", "state.json", "dataset_dict.json"})
+#: The JSON files Hugging Face ``datasets`` writes beside the Arrow files of ``save_to_disk`` (a
+#: ``DatasetDict``'s ``dataset_dict.json`` one level up, beside its splits' directories): metadata, not records.
+DATASETS_METADATA = frozenset({"dataset_info.json", "state.json"})
+DATASET_DICT = "dataset_dict.json"
+
+
+def without_datasets_metadata(files: list[str]) -> list[str]:
+    """``files`` (paths or URLs, ``/``-separated) less the metadata ``save_to_disk`` writes where it
+    wrote tables: ``DATASETS_METADATA`` in a directory of table files, ``DATASET_DICT`` in one whose
+    subdirectories hold them. A file of those names anywhere else is data like any other."""
+    tables = {posixpath.dirname(f) for f in files if data_kind(f) == registry.TABLE}
+    parents = {posixpath.dirname(d) for d in tables}
+
+    def metadata(f: str) -> bool:
+        where, name = posixpath.split(f)
+        return (name in DATASETS_METADATA and where in tables) or (name == DATASET_DICT and where in parents)
+
+    return [f for f in files if not metadata(f)]
 
 
 def dataset_files(path: str) -> list[str]:
@@ -129,8 +145,7 @@ def dataset_files(path: str) -> list[str]:
         for name in sorted(files):
             if not name.startswith((".", "_")) and data_kind(name) is not None:
                 found.append(os.path.join(root, name))
-    if any(data_kind(f) == registry.TABLE for f in found):
-        found = [f for f in found if os.path.basename(f) not in DATASETS_METADATA]
+    found = without_datasets_metadata(found)
     kinds: dict[str | None, str] = {}
     for f in found:
         kinds.setdefault(data_kind(f), f)

@@ -42,6 +42,7 @@ def _expand_directories(names: list[str]) -> list[str]:
             out.append(name)
             continue
         found = [p for p in sorted(fs.find(path)) if _data_file(p[len(path.rstrip("/")) + 1 :])]
+        found = detect.without_datasets_metadata(found)
         out.extend(fs.unstrip_protocol(p) for p in found)
         if not found:
             out.append(name)
