@@ -442,6 +442,12 @@ def test_a_row_output_whose_schema_differs_from_its_siblings_is_a_problem(tmp_pa
     assert pq.read_schema(shard).names == ["id", "TEXT"]
     problems, _summary = bigshuf.api.check_manifest(tmp_path / "m.json")
     assert problems == [f"{shard}: schema does not match {tmp_path / 'out' / '0.parquet'}: column 'text' is missing"], problems
+    # The first output changed is named too, not the others for differing from it (found by review).
+    shard.write_bytes(shard.read_bytes().replace(b"TEXT", b"text"))
+    first = tmp_path / "out" / "0.parquet"
+    first.write_bytes(first.read_bytes().replace(b"text", b"TEXT"))
+    problems, _summary = bigshuf.api.check_manifest(tmp_path / "m.json")
+    assert problems == [f"{first}: schema does not match {shard}: column 'text' is missing"], problems
 
 
 def test_rows_written_as_json_lines_refuse_a_manifest(tmp_path: Path) -> None:

@@ -30,15 +30,12 @@ def file_fingerprint(path: str, fmt: RecordFormat, header: int, memory: int) -> 
     return total
 
 
-def rows_fingerprint(path: str, kind: str, memory: int, first: tuple[str, Any] | None) -> tuple[Fingerprint, Any]:
+def rows_fingerprint(path: str, kind: str, memory: int) -> tuple[Fingerprint, Any]:
     """The fingerprint of the rows of the Parquet or Arrow IPC file ``path`` (``kind``), as ``--verify``
-    hashes them, and its schema. The fingerprint hashes values by their kind of type, not the columns'
-    names, units or scales: a schema that differs from the ``first`` output's (its path and schema)
-    is an error, as every output of a run has one schema."""
+    hashes them, and its schema (which the fingerprint does not cover: ``odd_schemas``)."""
     from .detect import sniff_kind
     from .rowhash import row_fingerprint
     from .table_input import TableInput
-    from .tables import schema_difference
 
     found = sniff_kind(path)
     if found != kind:
@@ -46,12 +43,32 @@ def rows_fingerprint(path: str, kind: str, memory: int, first: tuple[str, Any] |
     rows = TableInput(path, kind)
     schema = rows.schema
     assert schema is not None, "a Parquet or Arrow file's schema is read as it is opened"
-    if first is not None and not schema.equals(first[1], check_metadata=False):
-        raise InputError(f"{quote_name(path)}: schema does not match {quote_name(first[0])}: {schema_difference(first[1], schema)}")
     total = Fingerprint()
     for batch in rows.batches(max(1 << 20, memory // 4)):
         total += row_fingerprint(batch)
     return total, schema
+
+
+def odd_schemas(schemas: list[tuple[str, Any]]) -> list[str]:
+    """A problem for each row output whose schema is not the one most outputs have (the first
+    output's where as many have each): a run writes one schema, and the row fingerprint hashes values
+    by their kind of type, not the columns' names, units or scales (a renamed column passed)."""
+    from .tables import schema_difference
+
+    groups: list[list[tuple[str, Any]]] = []
+    for where, schema in schemas:
+        group = next((g for g in groups if g[0][1].equals(schema, check_metadata=False)), None)
+        if group is None:
+            groups.append([(where, schema)])
+        else:
+            group.append((where, schema))
+    if len(groups) < 2:
+        return []
+    most = max(groups, key=len)  # (the first of the largest: the first output's, in a tie)
+    return [
+        f"{quote_name(where)}: schema does not match {quote_name(most[0][0])}: {schema_difference(most[0][1], schema)}"
+        for group in groups if group is not most for where, schema in group
+    ]
 
 
 def samples_fingerprint(path: str, memory: int) -> Fingerprint:
@@ -159,7 +176,7 @@ def check_manifest(path: str, memory: int) -> tuple[list[str], str]:
     seen: set[str] = set()
     total = Fingerprint()
     listed = Fingerprint()
-    first_schema: tuple[str, Any] | None = None  # (rows) the first output read and its schema
+    schemas: list[tuple[str, Any]] = []  # (rows) each output read and its schema
     for out in data["outputs"]:
         where = os.path.join(base, out["path"])
         name = os.path.normpath(where)
@@ -190,8 +207,8 @@ def check_manifest(path: str, memory: int) -> tuple[list[str], str]:
             elif documents:
                 got = documents_fingerprint(where, fmt_entry, memory)
             elif fmt is None:
-                got, schema = rows_fingerprint(where, rows, memory, first_schema)
-                first_schema = first_schema or (where, schema)
+                got, schema = rows_fingerprint(where, rows, memory)
+                schemas.append((where, schema))
             else:
                 got = _lines_fingerprint(where, fmt, header_readings(fmt_entry), memory, want)
         except InputError as e:
@@ -204,6 +221,7 @@ def check_manifest(path: str, memory: int) -> tuple[list[str], str]:
             problems.append(f"{quote_name(where)}: {got.bytes} bytes of records, the manifest says {out['bytes']}")
         elif f"{got.digest:016x}" != want["digest"]:
             problems.append(f"{quote_name(where)}: records differ from those the manifest lists (fingerprint {got.digest:016x}, not {want['digest']})")
+    problems += odd_schemas(schemas)
     if listed.records != data["records_written"]:
         problems.append(f"{quote_name(path)}: its outputs list {listed.records} records, but it says {data['records_written']} were written")
     expected = expected_written(data)
