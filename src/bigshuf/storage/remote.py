@@ -321,7 +321,6 @@ def _write_local(path: str, tmp: str, write: Callable[[BinaryIO], None]) -> None
 
 
 #: Errors only a write gives (a full disk, a quota, a file too large): those naming no file are the object's.
-#: The errors of a write that a full disk (or quota, or file size limit) fails.
 WRITE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 

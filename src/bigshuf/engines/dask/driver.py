@@ -324,7 +324,7 @@ def _gather_tasks(scattered: Index, total: int, out: Placement, root: str, direc
         spans = out.spans or [(i * total // out.shards, (i + 1) * total // out.shards) for i in range(out.shards)]
         targets, codecs, offsets = out.temps, out.codecs, [None] * out.shards
         given = out.target is not None and not remote.is_url(out.target) and not os.path.isabs(out.target)
-        shown = [os.path.relpath(final) if given else final for final in out.finals]  # as the local engine names them
+        shown = [os.path.relpath(final) if given else final for final in out.finals]  # relative if -o was (normalised)
     elif whole:
         spans, targets = [(0, total)], [direct or remote.join(root, "p2", "part-000000")]
         codecs, offsets = [out.codec], [0 if direct else None]

@@ -400,8 +400,13 @@ def gather_task(cfg: Config, task: GatherTask) -> GatherResult:
     except OSError as e:  # the output's closing write (a scratch object's are named by theirs)
         if task.shown is None or e.errno not in remote.WRITE_ERRORS or e.filename not in (None, task.target):
             raise
-        raise OutputError(f"{quote_name(task.shown)}: write error: {e.strerror}") from None
+        raise write_error(task.shown, e) from None
     return result
+
+
+def write_error(shown: str, e: OSError) -> OutputError:
+    """A failed write of the output file ``shown`` (as messages name it), as the local engine says it."""
+    return OutputError(f"{quote_name(shown)}: write error: {e.strerror}")
 
 
 class _Named:
@@ -419,7 +424,7 @@ class _Named:
         except OSError as e:
             if e.errno not in remote.WRITE_ERRORS:
                 raise
-            raise OutputError(f"{quote_name(self.shown)}: write error: {e.strerror}") from None
+            raise write_error(self.shown, e) from None
 
 
 class _FileAt:
