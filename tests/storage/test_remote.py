@@ -131,3 +131,28 @@ def test_a_range_fsspec_could_not_read_is_an_input_error(tmp_path: Path, monkeyp
             remote.expand_inputs([str(src)])
         else:
             remote.read_ranges([(str(src), 0, 2)])
+
+
+def test_a_stores_own_errors_are_one_line_naming_the_url(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Found by attack: on the Dask engine a missing S3 credential was ``internal error:
+    NoCredentialsError`` (a botocore exception, not an OSError), and an output URL of a read-only
+    protocol ``internal error: NotImplementedError``, once the whole shuffle had run; the library
+    raised them as they were. Each is an Input- or OutputError naming the URL."""
+    from bigshuf.errors import InputError, OutputError
+
+    class NoCredentialsError(Exception):  # (botocore's, which is not an OSError)
+        pass
+
+    with pytest.raises(InputError, match=r"^s3://b/in\.txt: cannot read: Unable to locate credentials$"):
+        with remote.store_errors("s3://b/in.txt"):
+            raise NoCredentialsError("Unable to locate credentials")
+    with pytest.raises(OutputError, match=r"^http://h/o\.txt: cannot write: NotImplementedError$"):
+        with remote.store_errors("http://h/o.txt", writing=True):
+            raise NotImplementedError()
+
+    def listing_fails(names: list[str]) -> list[remote.RemoteFile]:
+        raise NoCredentialsError("Unable to locate credentials")
+
+    monkeypatch.setattr(remote, "expand_inputs", listing_fails)
+    with pytest.raises(InputError, match=r"^s3://b/in\.txt: cannot read: Unable to locate credentials$"):
+        remote.listed_inputs(["s3://b/in.txt"])

@@ -12,7 +12,8 @@ import glob
 import os
 import posixpath
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -396,12 +397,27 @@ def url_sources(names: list[str]) -> list[URLSource]:
             f"{names[0]}: reading URLs needs fsspec: pip install 'bigshuf[dask]' (or fsspec and the "
             "protocol's package, such as s3fs)"
         ) from None
+    return [URLSource(remote) for remote in listed_inputs(names)]
+
+
+def listed_inputs(names: list[str]) -> list[RemoteFile]:
+    """``expand_inputs``, a store's own errors said as ``store_errors`` says them."""
+    with store_errors(names[0]):
+        return expand_inputs(names)
+
+
+@contextmanager
+def store_errors(name: str, writing: bool = False) -> Iterator[None]:
+    """A store's own errors (botocore's missing credentials, aiohttp's refused connection, a
+    read-only protocol's NotImplementedError), which are not OSErrors, as an InputError naming the
+    input ``name`` as any failed read is (``writing``: an OutputError naming the output)."""
     try:
-        found = expand_inputs(names)
+        yield
     except BigShufError:
         raise
-    except Exception as e:  # the protocol's own errors (botocore's credentials, aiohttp's), not OSErrors
+    except Exception as e:
         if (interrupted := interruption(e)) is not None:
             raise interrupted from None  # Ctrl-C while the protocol's modules loaded
-        raise InputError(f"{names[0]}: cannot read: {e}") from None
-    return [URLSource(remote) for remote in found]
+        if writing:
+            raise OutputError(f"{quote_name(name)}: cannot write: {str(e) or type(e).__name__}") from None
+        raise InputError(f"{quote_name(name)}: cannot read: {str(e) or type(e).__name__}") from None

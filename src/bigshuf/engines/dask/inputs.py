@@ -38,10 +38,11 @@ def _expand_directories(names: list[str]) -> list[str]:
             out.extend(detect.expand_directories([name]))
             continue
         fs, path = remote.filesystem(remote.canonical(name))
-        if any(c in path for c in "*?[") or not fs.isdir(path):
-            out.append(name)
-            continue
-        found = [p for p in sorted(fs.find(path)) if _data_file(p[len(path.rstrip("/")) + 1 :])]
+        with remote.store_errors(name):
+            if any(c in path for c in "*?[") or not fs.isdir(path):
+                out.append(name)
+                continue
+            found = [p for p in sorted(fs.find(path)) if _data_file(p[len(path.rstrip("/")) + 1 :])]
         found = detect.without_datasets_metadata(found)
         out.extend(fs.unstrip_protocol(p) for p in found)
         if not found:

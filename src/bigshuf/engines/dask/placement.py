@@ -141,18 +141,21 @@ def commit(out: Placement, parts: list[str], sink: Sink | None, direct: bool) ->
         remove_abandoned_parts(out.temps)
         return
     for marker in out.markers:
-        remote.remove(marker)
+        with remote.store_errors(marker, writing=True):
+            remote.remove(marker)
     for i, (temp, final) in enumerate(zip(out.temps, out.finals)):
         try:
-            remote.move(temp, final)
-            for companion, beside in out.companions[i : i + 1]:  # a pair's second file right after its first
-                remote.move(companion, beside)
+            with remote.store_errors(final, writing=True):
+                remote.move(temp, final)
+                for companion, beside in out.companions[i : i + 1]:  # a pair's second file right after its first
+                    remote.move(companion, beside)
         except OutputError as e:
             # Shards moved so far are the new ones and stay: removing them would lose the old
             # and the new data alike. The marker stays absent, so readers know it is incomplete.
             raise OutputError(f"{e}; {i} of {len(out.finals)} shards were replaced, the rest keep their old contents") from None
     for marker in out.markers:
-        remote.write_whole(marker, lambda f: None)
+        with remote.store_errors(marker, writing=True):
+            remote.write_whole(marker, lambda f: None)
 
 
 def remove_abandoned_parts(temps: list[str]) -> None:
@@ -184,4 +187,5 @@ def concatenate(parts: list[str], target: str | None, sink: Sink | None) -> None
         copy(sink.write)
     else:
         assert target is not None
-        remote.write_whole(target, lambda f: copy(f.write))
+        with remote.store_errors(target, writing=True):
+            remote.write_whole(target, lambda f: copy(f.write))

@@ -52,7 +52,7 @@ class Inputs:
     @cached_property
     def files(self) -> list[remote.RemoteFile]:
         """Every input file, globs expanded, with its size and codec."""
-        return remote.expand_inputs(self.names)
+        return remote.listed_inputs(self.names)
 
     @cached_property
     def heads(self) -> list[bytes]:

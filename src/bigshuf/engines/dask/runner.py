@@ -90,6 +90,8 @@ def _result(fut: Any) -> Any:
         name = type(e).__name__
         if name in ("KilledWorker", "CommClosedError", "FutureCancelledError", "CancelledError"):
             raise BigShufError(f"cluster failure: {name}: {e}") from None
+        if type(e).__module__.split(".")[0] in ("botocore", "aiohttp", "google", "azure", "requests", "fsspec", "s3fs", "gcsfs", "adlfs"):
+            raise BigShufError(f"task failed: {name}: {e}") from None  # a store's own error (credentials, a refused connection)
         raise
 
 
