@@ -1404,6 +1404,25 @@ def test_a_little_more_address_space_runs_small_inputs(tmp_path: Path) -> None:
             assert sorted(proc.stdout.splitlines()) == sorted(expected.splitlines())
 
 
+def test_a_thread_that_cannot_start_is_said_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: under ``ulimit -v`` (or ``ulimit -u``) a worker thread that could not start
+    was ``internal error: RuntimeError: can't start new thread``."""
+    import threading
+
+    from bigshuf import cli
+
+    (tmp_path / "in").write_bytes(numbered(20000))
+
+    def start(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    assert cli.main([str(tmp_path / "in"), "-S", "64K", "-j", "2", "-T", str(tmp_path), "-o", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("bigshuf: cannot start a worker thread") and err.endswith("; lower -j or -S\n") and err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("args,expected", [
     (["-i", "1-3"], b"1\n2\n3\n"), (["-e", "a", "b"], b"a\nb\n"), (["in"], numbered(100)), (["-r", "-n", "5", "-e", "a"], b"a\n" * 5),

@@ -430,6 +430,9 @@ def _main(argv: Sequence[str], held: set[int | signal.Signals]) -> int:
         interrupted = interruption(e)
         if interrupted is not None:
             raise interrupted from None  # main() ends the run as interrupted (130) or terminated (129, 143)
+        if isinstance(e, RuntimeError) and str(e) == "can't start new thread":  # (no memory for its stack, or ulimit -u)
+            _report(f"{PROG}: cannot start a worker thread{address_space.limit_text()}; lower -j or -S")
+            return 1
         if os.environ.get("BIGSHUF_DEBUG"):
             raise
         _report(f"{PROG}: internal error: {type(e).__name__}: {e} (set BIGSHUF_DEBUG=1 for a traceback)")
