@@ -52,12 +52,30 @@ def _in_use() -> int | None:
     return None
 
 
+#: glibc's ``mallopt`` parameter for the most malloc arenas (``M_ARENA_MAX``).
+M_ARENA_MAX = -8
+
+
+def _one_malloc_arena() -> None:
+    """Have every thread allocate from glibc's main arena: each other arena reserves 64 MiB of address
+    space, so under a limit a run failed at some limits and ran at lower ones (where the reservation
+    was refused and the thread shared the main arena): ``memory exhausted`` at 345000 KiB, not 340000."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).mallopt(ctypes.c_int(M_ARENA_MAX), ctypes.c_int(1))
+    except (OSError, AttributeError):  # not glibc: nothing to set
+        pass
+
+
 def load_arrow() -> None:
-    """Under ``ulimit -v``, load Arrow now, before the run takes any room, or raise MemoryError if
-    the room left is too small for its load to fail cleanly (without a limit it loads when first used)."""
+    """Under ``ulimit -v``, have threads share one malloc arena and load Arrow now, before the run
+    takes any room, or raise MemoryError if the room left is too small for its load to fail cleanly
+    (without a limit Arrow loads when first used)."""
     soft = limited()
     if soft is None:
         return
+    _one_malloc_arena()
     used = _in_use()
     if used is not None and soft - used < ARROW_LOAD_ROOM:
         raise MemoryError(f"pyarrow needs {ARROW_LOAD_ROOM >> 20} MiB more address space, {max(soft - used, 0) >> 20} MiB are left")
