@@ -30,12 +30,17 @@ def limit_text() -> str:
     return "" if soft is None else f" (ulimit -v {soft // 1024})"
 
 
+def no_room_to_load(e: ImportError) -> bool:
+    """Whether a library failed to load for want of address space (it is installed)."""
+    return "failed to map segment" in str(e) or "annot allocate memory" in str(e)
+
+
 def load_failure(e: ImportError | MemoryError) -> str:
     """The message for a library that could not be loaded: most often memory too small to map it."""
     text = str(e)
     # One line: NumPy's ImportError is a page of advice that ends with the loader's own error.
     detail = ([line.strip() for line in text.splitlines() if line.strip()] or [type(e).__name__])[-1]
-    if isinstance(e, MemoryError) or "failed to map segment" in text or "annot allocate memory" in text:
+    if isinstance(e, MemoryError) or no_room_to_load(e):
         return f"memory too small to load the libraries bigshuf needs{limit_text()}: {detail}"
     return f"cannot load {e.name or 'a library bigshuf needs'}: {detail}"
 

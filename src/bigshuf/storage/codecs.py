@@ -143,7 +143,9 @@ def _require(module: str, codec: str, error: type[BigShufError], prefix: str = "
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        if "failed to map segment" in str(e) or "annot allocate memory" in str(e):
+        from ..address_space import no_room_to_load
+
+        if no_room_to_load(e):
             raise  # installed, but memory (``ulimit -v``) is too small to load it: said as such
         package = CODECS[codec].package
         raise error(f"{prefix}{codec} support needs the '{package}' package: pip install {package}") from None
