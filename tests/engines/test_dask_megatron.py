@@ -368,6 +368,30 @@ def test_dry_run_plans_from_the_headers_and_writes_nothing(
     assert sorted(os.listdir(tmp_path)) == ["a.bin", "a.idx", "b.bin", "b.idx", "link.idx"]
 
 
+@pytest.mark.parametrize("damage", ["short bin", "documents out of order"])
+def test_a_damaged_dataset_fails_the_plan_as_the_local_plan_fails_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], damage: str
+) -> None:
+    """A .bin shorter than its index says, or document entries that decrease: the Dask plan said ok
+    (its tasks meet them), and now fails its inputs with the local plan's line."""
+    monkeypatch.chdir(tmp_path)
+    write_dataset(tmp_path / "a", make_docs(50, seed=3))
+    if damage == "short bin":
+        os.truncate("a.bin", os.path.getsize("a.bin") - 10)
+    else:
+        raw = bytearray(Path("a.idx").read_bytes())
+        seqs, docs = struct.unpack_from("<QQ", raw, 18)
+        at = 34 + seqs * 12 + 2 * 8  # documents[2], then documents[3]
+        raw[at:at + 16] = raw[at + 8:at + 16] + raw[at:at + 8]
+        Path("a.idx").write_bytes(raw)
+    assert cli.main(["--dry-run", "a.idx", "-o", "out"]) == 1
+    failed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("failed: ")]
+    assert len(failed) == 1 and failed[0].startswith("failed: inputs: a.idx: "), failed
+    assert cli.main(["--engine=dask", "--dry-run", "a.idx", "-o", "out"]) == 1
+    assert failed[0] in capsys.readouterr().out.splitlines()
+    assert sorted(os.listdir(tmp_path)) == ["a.bin", "a.idx"]
+
+
 def test_mixed_dtypes_with_unique_refused_in_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

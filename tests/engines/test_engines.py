@@ -165,6 +165,56 @@ def test_file_urls_name_local_outputs_on_the_local_engine_as_on_dask(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "lib.json", "lib.txt", "p.txt", "u.json", "u.txt"]
 
 
+def _corrupt_input(tmp_path: Path, kind: str) -> str:
+    """A small input of ``kind`` damaged past its first header, the operand that names it."""
+    import io
+    import tarfile
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if kind == "tar":
+        with tarfile.open(tmp_path / "a.tar", "w") as tar:
+            for i in range(20):
+                data = f"{i}".encode()
+                info = tarfile.TarInfo(f"s{i:03d}.txt")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        whole = (tmp_path / "a.tar").read_bytes()
+        (tmp_path / "a.tar").write_bytes(whole[: 512 * 7 + 100])
+        return "a.tar"
+    table = pa.table({"x": list(range(1000))})
+    if kind == "parquet":
+        pq.write_table(table, tmp_path / "a.parquet")
+        whole = (tmp_path / "a.parquet").read_bytes()
+        (tmp_path / "a.parquet").write_bytes(whole[:200] + bytes(100) + whole[300:])
+        return "a.parquet"
+    with pa.ipc.new_file(tmp_path / "a.arrow", table.schema) as writer:
+        writer.write_table(table)
+    whole = (tmp_path / "a.arrow").read_bytes()
+    (tmp_path / "a.arrow").write_bytes(whole[:200] + b"\xff" * 8 + whole[208:])  # the batch's message
+    return "a.arrow"
+
+
+@pytest.mark.parametrize("kind", ["tar", "parquet", "arrow"])
+def test_a_damaged_input_fails_the_dask_plan_as_it_fails_the_local_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], kind: str,
+) -> None:
+    """``--engine=dask --dry-run`` of a tar, Parquet or Arrow file damaged in its first records fails
+    its inputs check with the local plan's line (it said ok, and the run then refused the file)."""
+    monkeypatch.chdir(tmp_path)
+    name = _corrupt_input(tmp_path, kind)
+    assert cli.main(["--dry-run", name, "-o", "out"]) == 1
+    local = capsys.readouterr()
+    failed = [line for line in local.out.splitlines() if line.startswith("failed: inputs: ")]
+    assert len(failed) == 1 and name in failed[0], local.out
+    assert cli.main(["--engine=dask", "--dry-run", name, "-o", "out"]) == 1
+    dask = capsys.readouterr()
+    assert failed[0] in dask.out.splitlines(), dask.out
+    assert dask.err == local.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
 def test_the_library_runs_dask_as_the_command_line_does(tmp_path: Path) -> None:
     """``engine="dask"`` with tasks in this process writes the bytes ``--engine=dask`` writes on a
     cluster, for the same seed, and not those of the local engine (another plan of buckets)."""

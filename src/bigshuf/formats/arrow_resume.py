@@ -24,7 +24,7 @@ from ..errors import TempSpaceError
 from ..quoting import quote_name
 from ..storage.safefs import check_private_directory, own_file, sync_directory, sync_file
 from ..storage.tempspace import full_disk_hint
-from .tables import ARROW_ERRORS, TableBuckets, _reason
+from .tables import ARROW_ERRORS, TableBuckets, arrow_reason
 
 
 def schema_message(schema: pa.Schema, options: pa.ipc.IpcWriteOptions) -> bytes:
@@ -110,7 +110,7 @@ class ResumableTableBuckets(TableBuckets):
                 self._dirty.add(j)
                 start += int(counts[j])
         except ARROW_ERRORS as e:
-            raise TempSpaceError(f"{quote_name(self.directory)}: cannot write temporary bucket: {_reason(e)}{full_disk_hint(e)}") from None
+            raise TempSpaceError(f"{quote_name(self.directory)}: cannot write temporary bucket: {arrow_reason(e)}{full_disk_hint(e)}") from None
 
     def _stream(self, j: int) -> Any:
         """Bucket ``j``'s stream writer: over a new file, or appending to one taken up from a checkpoint."""

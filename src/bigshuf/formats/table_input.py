@@ -15,7 +15,7 @@ from ..errors import InputError, UsageError, option
 from ..quoting import quote_arg, quote_name
 from ..storage.sources import FileSource
 from .detect import dataset_files, misnamed_table, sniff_kind
-from .tables import ARROW_ERRORS, FILE_KINDS, _reason, check_columns, names_are_utf8, plain_schema, schema_difference, stream_batches
+from .tables import ARROW_ERRORS, FILE_KINDS, arrow_reason, check_columns, names_are_utf8, plain_schema, schema_difference, stream_batches, unreadable
 
 
 class TableInput:
@@ -55,10 +55,8 @@ class TableInput:
                     for batch in batches:
                         batch.validate()  # lengths against buffer sizes (cheap): row counts to plan with
                         self.rows += batch.num_rows
-        except ARROW_ERRORS as e:
-            raise InputError(f"{quote_name(path)}: not a readable {what} ({_reason(e)})") from None
-        except UnicodeDecodeError:  # PyArrow naming the columns of a Parquet footer
-            raise InputError(f"{quote_name(path)}: not a readable {what} (a column's name is not UTF-8 text)") from None
+        except (*ARROW_ERRORS, UnicodeDecodeError) as e:
+            raise unreadable(path, what, e) from None
 
     def _parquet(self) -> Any:
         import pyarrow.parquet as pq
@@ -136,7 +134,7 @@ class TableInput:
         except ARROW_ERRORS as e:
             what = FILE_KINDS.get(self.kind, "JSON Lines input")
             hint = f"; give the column types with {option('schema')}" if self.kind == "jsonl" and self._inferred else ""
-            raise InputError(f"{quote_name(self.path)}: corrupt or unreadable {what} ({_reason(e)}){hint}") from None
+            raise InputError(f"{quote_name(self.path)}: corrupt or unreadable {what} ({arrow_reason(e)}){hint}") from None
         except RecursionError:  # a column type nested past Python's depth (JSON arrays 1,000 deep)
             raise InputError(f"{quote_name(self.path)}: a column is nested too deeply to shuffle") from None
 
@@ -209,7 +207,7 @@ def _invalid(table: pa.Table) -> str | None:
     except UnicodeDecodeError:
         return "text that is not UTF-8"
     except pa.ArrowInvalid as e:
-        reason = _reason(e)
+        reason = arrow_reason(e)
         if "UTF8" in reason or "UTF-8" in reason:
             return "text that is not UTF-8"
         return reason.rsplit("Invalid: ", 1)[-1]  # (without Arrow's "Column 0: In chunk 0: ")
@@ -331,7 +329,7 @@ def _json_problem(
                      parse_options=parse)
         reason = "it reads when parsed whole"
     except pa.ArrowInvalid as e:
-        reason = _reason(e).removeprefix("JSON parse error: ")
+        reason = arrow_reason(e).removeprefix("JSON parse error: ")
     hint = "; give the column types with " + option("schema") if inferred or schema is None else ""
     rows = [n for n, text in enumerate(block.split(b"\n"), first) if text.strip()]  # the line of each row
     change = re.fullmatch(r"Column\((.*)\) changed from (\w+) to (\w+) in row (\d+)", reason)

@@ -17,7 +17,7 @@ from ..storage.threads import each
 from ..storage.sinks import CodecChoice, Sink
 from ..storage.writeback import WriteBehind
 from .rowhash import row_fingerprint
-from .tables import ARROW_ERRORS, _reason, decoded_schema, row_sizes
+from .tables import ARROW_ERRORS, arrow_reason, decoded_schema, row_sizes
 
 
 #: Column codecs each output format offers (``--compress``), the first being the default.
@@ -118,7 +118,7 @@ class RowWriter:
             else:
                 self._open().write_table(joined.slice(0, rows), max_chunksize=group)
         except pa.ArrowException as e:
-            raise OutputError(f"{self.sink.shown}: cannot write {self.kind}: {_reason(e)}") from None
+            raise OutputError(f"{self.sink.shown}: cannot write {self.kind}: {arrow_reason(e)}") from None
         rest = joined.slice(rows)
         self._pending = [rest] if rest.num_rows else []
         self._pending_rows = rest.num_rows
@@ -142,7 +142,7 @@ class RowWriter:
         try:
             self._open().close()
         except pa.ArrowException as e:
-            raise OutputError(f"{self.sink.shown}: cannot write {self.kind}: {_reason(e)}") from None
+            raise OutputError(f"{self.sink.shown}: cannot write {self.kind}: {arrow_reason(e)}") from None
 
 
 def shown_output(target: str | None) -> str:

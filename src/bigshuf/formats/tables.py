@@ -50,10 +50,17 @@ ARROW_ERRORS = (pa.ArrowException, OSError)
 FILE_KINDS = {"parquet": "Parquet file", "arrow": "Arrow IPC file", "stream": "Arrow IPC stream"}
 
 
-def _reason(e: BaseException) -> str:
+def arrow_reason(e: BaseException) -> str:
     """An Arrow error's message, on one line."""
     text = str(e).strip().splitlines()
     return text[0] if text else type(e).__name__
+
+
+def unreadable(name: str, what: str, e: BaseException) -> InputError:
+    """The refusal of a table file (``what``: "Parquet file"...) whose footer or schema Arrow could not
+    read: Arrow's error, or a column name that is not UTF-8 (PyArrow decoding a Parquet footer)."""
+    reason = "a column's name is not UTF-8 text" if isinstance(e, UnicodeDecodeError) else arrow_reason(e)
+    return InputError(f"{quote_name(name)}: not a readable {what} ({reason})")
 
 
 #: What follows an IPC stream's last record batch: its end-of-stream marker, or the 4 zero bytes
@@ -95,7 +102,7 @@ def parse_schema(spec: str) -> pa.Schema:
                 with pa.memory_map(spec) as f:
                     schema = pa.ipc.open_stream(f).schema
         except ARROW_ERRORS as e:
-            raise InputError(f"{quote_name(spec)}: cannot read its schema: {_reason(e)}") from None
+            raise InputError(f"{quote_name(spec)}: cannot read its schema: {arrow_reason(e)}") from None
         except UnicodeDecodeError:  # PyArrow naming the columns of a Parquet footer
             raise InputError(f"{quote_name(spec)}: cannot read its schema: a column's name is not UTF-8 text") from None
         if schema is not None:
@@ -419,7 +426,7 @@ class TableBuckets:
                 self._writers.append((pa.ipc.new_stream(stream, self.schema, options=options), stream))
         except ARROW_ERRORS as e:
             self.close()
-            raise TempSpaceError(f"{quote_name(directory)}: cannot create temporary buckets: {_reason(e)}") from None
+            raise TempSpaceError(f"{quote_name(directory)}: cannot create temporary buckets: {arrow_reason(e)}") from None
 
     def path(self, j: int) -> str:
         return os.path.join(self.directory, f"{j:05d}.arrows")
@@ -432,7 +439,7 @@ class TableBuckets:
                 self._writers[j][0].write_batch(scattered.slice(start, int(counts[j])))
                 start += int(counts[j])
         except ARROW_ERRORS as e:
-            raise TempSpaceError(f"{quote_name(self.directory)}: cannot write temporary bucket: {_reason(e)}{full_disk_hint(e)}") from None
+            raise TempSpaceError(f"{quote_name(self.directory)}: cannot write temporary bucket: {arrow_reason(e)}{full_disk_hint(e)}") from None
 
     def close(self) -> None:
         """End every bucket's stream (idempotent)."""
@@ -446,7 +453,7 @@ class TableBuckets:
                 problem = problem or e
         if problem is not None:
             raise TempSpaceError(
-                f"{quote_name(self.directory)}: cannot write temporary bucket: {_reason(problem)}{full_disk_hint(problem)}"
+                f"{quote_name(self.directory)}: cannot write temporary bucket: {arrow_reason(problem)}{full_disk_hint(problem)}"
             )
 
     def batches(self, j: int) -> Iterator[pa.RecordBatch]:
@@ -457,7 +464,7 @@ class TableBuckets:
             with pa.OSFile(self.path(j)) as f:
                 yield from pa.ipc.open_stream(f)
         except ARROW_ERRORS as e:
-            raise TempSpaceError(f"{quote_name(self.path(j))}: temporary bucket unreadable: {_reason(e)}") from None
+            raise TempSpaceError(f"{quote_name(self.path(j))}: temporary bucket unreadable: {arrow_reason(e)}") from None
 
     def drop_after(self, last: int) -> None:
         """Forget buckets past ``last``: ``-n`` will never reach them (their files go with the temp directory)."""

@@ -1,7 +1,8 @@
 """``--engine=dask --dry-run``: a Dask run's plan, worked out by the driver's own functions, writing nothing.
 
 The inputs are expanded and looked at as ``inputs.prepare`` does (the bucket count and pass-1 tasks
-are its), weighted sources sized by ``weights.plan_multiset``, the outputs named and checked as the
+are its), local inputs' first records read as the local plan reads them (a damaged tar, Parquet page or
+index fails the plan, not a task), weighted sources sized by ``weights.plan_multiset``, the outputs named and checked as the
 driver checks them before pass 1 (``outputs.check_layout``, ``check_output_directory``) without
 creating, locking or tidying anything; no cluster is started. The lines and checks are
 ``dryrun``'s: its record, sources and output parts where they apply, and its ``RunPlan``.
@@ -86,8 +87,10 @@ def _gather(request: Request) -> _Facts:
             weights = _weights(request)
             assert weights is not None
             check_inputs(weights, facts.prepared.names)
+        facts.input_error = _first_look(request)
     except BigShufError as e:
         facts.input_error = dryrun.error_line(e)
+    if facts.input_error:
         facts.prepared, facts.files = None, []  # nothing further is planned from inputs the run refuses
     if facts.prepared is not None:
         facts.sample = facts.prepared.kind.sample(facts.prepared, request)  # as the family's kind counts or estimates them
@@ -102,6 +105,19 @@ def _gather(request: Request) -> _Facts:
             Sharding(request.shards, request.shard_records, request.shard_size), request.split, request.manifest,
         )
     return facts
+
+
+def _first_look(request: Request) -> str:
+    """The refusal the local engine's plan makes of the start of local inputs (a corrupt tar, Parquet
+    page or index), which a Dask run meets only in its tasks; "" when none. URLs are not read by a plan."""
+    names = list(request.inputs)
+    if any(not isinstance(name, str) or remote.is_url(name) for name in names):
+        return ""
+    try:  # under the local default memory: a row larger than a task's -S is written alone by Dask
+        registry.run_class(request.family).sample(replace(request, memory=None), names)
+    except BigShufError as e:
+        return dryrun.error_line(e)
+    return ""
 
 
 def _temp_dir(facts: _Facts) -> None:

@@ -33,8 +33,8 @@ from ...formats.rowhash import row_fingerprint
 from ...formats.table_mix import multiset_fingerprint
 from ...formats.table_output import RowWriter, check_row_columns, shown_output
 from ...formats.tables import (
-    ARROW_ERRORS, FILE_KINDS, GROUP_BYTES, TABLE_PIECE, _rebatch, check_columns, decoded_schema, plain_schema, row_sizes, schema_difference,
-    stream_batches, take_rows,
+    ARROW_ERRORS, FILE_KINDS, GROUP_BYTES, TABLE_PIECE, _rebatch, arrow_reason, check_columns, decoded_schema, plain_schema, row_sizes,
+    schema_difference, stream_batches, take_rows, unreadable,
 )
 from ...quoting import quote_arg, quote_name
 from ...storage import remote
@@ -158,7 +158,7 @@ class RowTasks:
                 batches.extend(pa.ipc.open_stream(buffer.slice(pos, size)))
                 pos += size
         except ARROW_ERRORS as e:
-            raise TempSpaceError(f"temporary bucket unreadable: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+            raise TempSpaceError(f"temporary bucket unreadable: {arrow_reason(e)}") from None
         return pa.Table.from_batches(batches, schema=batches[0].schema if batches else self.schema.remove_metadata())
 
     def permute(self, block: Any, count: int, order: np.ndarray, size: int, cfg: Config, emit: Callable[[Any], None], name: str) -> None:
@@ -296,8 +296,7 @@ def _task_batches(task: ScatterTask, plain: pa.Schema, block_bytes: int) -> Iter
                 batch.validate(full=True)
                 yield batch if batch.schema.equals(plain) else batch.cast(plain)
     except ARROW_ERRORS as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise InputError(f"{task.named()}: corrupt or unreadable {FILE_KINDS[task.kind or 'parquet']} ({reason})") from None
+        raise InputError(f"{task.named()}: corrupt or unreadable {FILE_KINDS[task.kind or 'parquet']} ({arrow_reason(e)})") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -340,11 +339,8 @@ def describe(f: remote.RemoteFile, kind: str, shown: str) -> TableFile:
                 units = tuple((0, f.size // max(1, n)) for _ in range(n))
                 return TableFile(f.name, kind, f.size, reader.schema, units, shown)
             return TableFile(f.name, kind, f.size, pa.ipc.open_stream(source).schema, (), shown)
-    except ARROW_ERRORS as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise InputError(f"{quote_name(shown)}: not a readable {FILE_KINDS[kind]} ({reason})") from None
-    except UnicodeDecodeError:  # PyArrow naming the columns of a Parquet footer
-        raise InputError(f"{quote_name(shown)}: not a readable {FILE_KINDS[kind]} (a column's name is not UTF-8 text)") from None
+    except (*ARROW_ERRORS, UnicodeDecodeError) as e:
+        raise unreadable(shown, FILE_KINDS[kind], e) from None
 
 
 def check_schemas(files: Sequence[TableFile]) -> None:
