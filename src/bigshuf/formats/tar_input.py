@@ -27,7 +27,7 @@ from ..core.fingerprint import Fingerprint, fingerprint
 from ..errors import InputError, UsageError, option
 from ..progress import Progress
 from ..quoting import quote_name
-from ..storage.sources import FileSource, Source, input_sizes
+from ..storage.sources import FileSource, Source, changed, input_sizes
 from .tar_keys import KeyLedger, given_twice, shown
 from .tar_members import BLOCK, _Members, _padded, looks_like_tar
 
@@ -249,7 +249,7 @@ def locate_sample(source: Source, want: int) -> tuple[str, bytes, bytes]:
             members.skip_data()
     finally:
         stream.close()
-    raise InputError(f"{path}: file changed while being read (sample {want + 1} is gone)")
+    raise changed(path, f"sample {want + 1} is gone")
 
 
 def is_tar_path(path: str) -> bool:

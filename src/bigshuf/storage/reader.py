@@ -22,7 +22,7 @@ from ..progress import Progress
 from . import guarded
 from .ahead import AheadPlan, DecodeAhead
 from .codecs import Replay
-from .sources import FileSource, Source, input_sizes, later_stdin
+from .sources import FileSource, Source, changed, input_sizes, later_stdin
 
 #: How many first bytes (decompressed) of an input that is not a regular file a reader's
 #: ``stream_check`` is shown (all of them, if it holds fewer).
@@ -129,7 +129,7 @@ def _lost(name: str, fd: int, end: int) -> InputError:
     except OSError:
         size = -1
     if 0 <= size < end:
-        return InputError(f"{name}: file changed while being read (shorter than {end} bytes)")
+        return changed(name, f"shorter than {end} bytes")
     return InputError(f"{name}: read error: {os.strerror(errno.EIO)}")
 
 

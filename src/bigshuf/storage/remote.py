@@ -20,6 +20,7 @@ from typing import Any, BinaryIO
 from ..errors import BigShufError, InputError, OutputError, UsageError, interruption, option
 from ..quoting import quote_name
 from .safefs import create_exclusive
+from .sources import changed, resized
 
 #: Protocols whose stores publish an object only when its upload completes, so a plain write
 #: is already all-or-nothing; elsewhere objects are written under a temporary name and moved.
@@ -134,17 +135,15 @@ def stamp(name: str) -> tuple[int, int] | None:
     return st.st_size, st.st_mtime_ns
 
 
-def changed_input(files: Sequence[RemoteFile], before: Sequence[tuple[int, int] | None]) -> str | None:
-    """Why one of the local ``files`` is not as it was when listed (its size then) and stamped
-    (``before``), worded as the local engine words it; None if none changed."""
-    for f, then in zip(files, before):
+def changed_input(files: Sequence[RemoteFile], before: Sequence[tuple[int, int] | None], shown: Sequence[str]) -> InputError | None:
+    """The refusal of the first of the local ``files`` (named ``shown`` in messages) that is not as it
+    was when listed (its size then) and stamped (``before``); None if none changed."""
+    for f, then, name in zip(files, before, shown):
         now = stamp(f.name)
         if then is None or now is None:
             continue
-        if now[0] != f.size or then[0] != f.size:
-            return f"{quote_name(f.name)}: file changed while being read (size {f.size} bytes when opened, {now[0]} now)"
-        if now[1] != then[1]:
-            return f"{quote_name(f.name)}: file changed while being read (modified, its size still {now[0]} bytes)"
+        if now != then or now[0] != f.size:
+            return changed(quote_name(name), resized(f.size, now[0]))
     return None
 
 
@@ -203,7 +202,7 @@ def read_exactly(name: str, start: int, buf: memoryview) -> None:
             while got < len(buf):
                 n = f.readinto(buf[got:])
                 if not n:
-                    raise InputError(f"{quote_name(name)}: file changed while being read (ends at byte {start + got})")
+                    raise changed(quote_name(name), f"ends at byte {start + got}")
                 got += n
     except FileNotFoundError:
         raise InputError(f"{quote_name(name)}: No such file or directory") from None

@@ -22,6 +22,20 @@ if TYPE_CHECKING:
     from .guarded import Watch
 
 
+
+def changed(name: str, why: str) -> InputError:
+    """The refusal of an input that changed while a run read it (``why``: what showed it), in the one
+    wording every reader and engine gives."""
+    return InputError(f"{name}: file changed while being read ({why})")
+
+
+def resized(opened: int, now: int, read: int | None = None) -> str:
+    """What showed a change: the size when opened and now (and the bytes read), or, the size the same,
+    its modification."""
+    if opened == now and read is None:
+        return f"modified, its size still {now} bytes"
+    return f"size {opened} bytes when opened, {now} now" + ("" if read is None else f", {read} read")
+
 class Source(Protocol):
     """One input: a name for messages, a size if known, and a binary stream."""
 
@@ -86,12 +100,9 @@ class FileSource:
         # Standard input whose offset stood past the file's end read nothing and stays there.
         end = max(self._size_at_open, self._stdin_start or 0)
         if now != self._size_at_open or read != end:
-            raise InputError(
-                f"{self.name}: file changed while being read (size {self._size_at_open} bytes when opened, "
-                f"{now} now, {read} read)"
-            )
+            raise changed(self.name, resized(self._size_at_open, now, read))
         if mtime != self._mtime_at_open:
-            raise InputError(f"{self.name}: file changed while being read (modified, its size still {now} bytes)")
+            raise changed(self.name, resized(now, now))
 
     def still_as_opened(self) -> bool:
         """Whether the path still names the file the open stream reads, as it was when opened (same

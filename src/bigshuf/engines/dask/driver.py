@@ -24,7 +24,7 @@ from ...core.fingerprint import Fingerprint
 from ...core.mix import SourceStats
 from ...core.head import resolve as resolve_head
 from ...core.streams import seed_entropy
-from ...errors import InputError, OutputError, TempSpaceError, UsageError, option
+from ...errors import OutputError, TempSpaceError, UsageError, option
 from ...progress import Progress, scatter_phase, shuffle_phase
 from ...storage import remote
 from ...storage.commit import OutputFiles
@@ -183,9 +183,9 @@ def shuffle(
         with (connect(scheduler, job.scratch) if runner is None else given(runner)) as run:
             run_tasks = on(run, progress)
             first = _pass1(run_tasks, job, weights, progress)
-            changed = remote.changed_input(prepared.stored, stamps)  # (the tasks read byte ranges: a change is not seen there)
+            changed = remote.changed_input(prepared.stored, stamps, prepared.stored_shown())  # (tasks read byte ranges: blind to it)
             if changed is not None:
-                raise InputError(changed)
+                raise changed
             found = first.index.level.total
             head_count = resolve_head(head_count, head_share, found)
             total = found if head_count is None else min(found, head_count)

@@ -122,6 +122,11 @@ class Prepared:
             by_file[t.file_index] += t.nbytes
         return by_file
 
+    def stored_shown(self) -> list[str]:
+        """Each stored input file's name in messages: as its pass-1 tasks show it (as given), else as expanded."""
+        shown = {t.file_index: t.shown for t in self.tasks if t.shown}
+        return [shown.get(i, f.name) for i, f in enumerate(self.stored)]
+
 
 def by_source(request: Request, per_file: list[int]) -> tuple[int, ...]:
     """Per-file figures summed by the source each file belongs to."""
