@@ -180,6 +180,34 @@ def test_bucket_missing_rows_is_detected(tmp_path: Path, table: pa.Table, monkey
     assert temp_leftovers(tmp_path) == ["in.parquet"]
 
 
+def test_buckets_are_private_and_created_exclusively(tmp_path: Path, table: pa.Table, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: a table run's bucket directory took the umask's mode (0755) and Arrow opened
+    each bucket by name, truncating and following whatever was there. The directory is now 0700,
+    each bucket 0600 and made exclusively, as every other temporary file is."""
+    old = os.umask(0o022)
+    try:
+        buckets = TableBuckets(str(tmp_path / "b"), 3, table.schema, False, 1 << 16)
+        buckets.close()
+        assert (tmp_path / "b").stat().st_mode & 0o777 == 0o700
+        assert sorted(p.stat().st_mode & 0o777 for p in (tmp_path / "b").iterdir()) == [0o600] * 3
+    finally:
+        os.umask(old)
+    real = TableBuckets.path
+
+    def at_a_link(self: TableBuckets, j: int) -> str:
+        """Bucket 1's name already taken by a symlink to a file of the user's."""
+        path = real(self, j)
+        if j == 1 and not os.path.lexists(path):
+            os.symlink(tmp_path / "precious", path)
+        return path
+
+    (tmp_path / "precious").write_bytes(b"keep")
+    monkeypatch.setattr(TableBuckets, "path", at_a_link)
+    with pytest.raises(TempSpaceError, match="cannot create temporary buckets"):
+        TableBuckets(str(tmp_path / "c"), 3, table.schema, False, 1 << 16)
+    assert (tmp_path / "precious").read_bytes() == b"keep"
+
+
 def test_parquet_to_jsonl_and_back(tmp_path: Path, table: pa.Table) -> None:
     src = write_parquet(tmp_path / "in.parquet", table.drop_columns(["cat", "when"]))
     jsonl = tmp_path / "rows.jsonl.gz"

@@ -20,6 +20,7 @@ from ..core import plan
 from ..core.records import array_block, list_spans, union_spans
 from ..errors import InputError, TempSpaceError, UsageError, option
 from ..quoting import quote_arg, quote_name
+from ..storage.safefs import create_exclusive
 from ..storage.tempspace import full_disk_hint
 from .detect import sniff_kind
 
@@ -420,8 +421,9 @@ class TableBuckets:
         buffer = max(4096, min(1 << 20, buffer_bytes // k))  # all k buffers: about one piece
         self._writers: list[Any] = []
         try:
-            os.makedirs(directory)
+            os.makedirs(directory, 0o700)
             for j in range(k):
+                os.close(create_exclusive(self.path(j)))  # this user's alone, refusing anything there; Arrow opens it by name
                 stream = pa.BufferedOutputStream(pa.OSFile(self.path(j), "wb"), buffer)
                 self._writers.append((pa.ipc.new_stream(stream, self.schema, options=options), stream))
         except ARROW_ERRORS as e:
