@@ -539,7 +539,7 @@ def test_different_seeds_give_different_orders(run_cli, tmp_path):
 def test_invalid_seed_is_an_error(run_cli, seed):
     code, out, err = run_cli([f"--seed={seed}"], input=b"a\n")
     assert_error(code, out, err)
-    assert b"seed" in err
+    assert err == f"bigshuf: invalid seed: '{seed}': a non-negative integer is needed\n".encode()
 
 
 def test_seed_and_random_source_together_are_an_error(run_cli, tmp_path):

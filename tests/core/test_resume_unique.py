@@ -202,13 +202,6 @@ def _crc(s: dict[str, Any]) -> None:
     s["dedup"]["buckets"]["crcs"][0] ^= 1
 
 
-def _more_sources(s: dict[str, Any]) -> None:
-    """A record of the first hash bucket counted for the second source instead of the first."""
-    row = s["dedup"]["per_source"][0]
-    row[0] -= 1
-    row[1] += 1
-
-
 def _per_source_sum(s: dict[str, Any]) -> None:
     s["dedup"]["per_source"][0][0] += 1
 
