@@ -345,6 +345,42 @@ def test_standard_input_from_a_pipe_is_not_read(tmp_path: Path) -> None:
     assert lines["file descriptors"].startswith("needs 1030 if external (1024 buckets), limit "), lines
 
 
+@pytest.mark.parametrize("problem", ["missing", "unreadable"])
+def test_an_input_past_the_sample_that_cannot_be_opened_fails_the_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, problem: str,
+) -> None:
+    """Found by a new user: past a compressed first input larger than the sample, a missing or
+    unreadable input was never opened, and the plan said ok (planning a run of unknown size) where
+    the run fails naming it."""
+    from bigshuf.core import plan
+
+    monkeypatch.setattr(plan, "DRY_RUN_SAMPLE", 1 << 16)
+    first = tmp_path / "a.txt.gz"
+    first.write_bytes(compress("gzip", b"".join(r + b"\n" for r in make_records(40000, seed=2))))
+    second = tmp_path / "b.txt"
+    if problem == "unreadable":
+        write_records(second, [b"x"])
+        monkeypatch.setattr("builtins.open", _refusing(second))
+    result = plan_shuffle([first, second], tmp_path / "out", memory="1M")
+    assert not result.ok
+    reason = "No such file or directory" if problem == "missing" else "Permission denied"
+    assert [c.reason for c in result.checks if not c.passed] == [f"{second}: {reason}"], result.render()
+
+
+def _refusing(path: Path) -> Any:
+    """``open``, refusing ``path`` as a file without read permission is refused (root reads any)."""
+    import builtins
+
+    real = builtins.open
+
+    def opening(file: Any, *args: Any, **kwargs: Any) -> Any:
+        if os.fspath(file) == os.fspath(path):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(file, *args, **kwargs)
+
+    return opening
+
+
 @pytest.mark.parametrize("start", [0, 5000])
 def test_a_file_on_standard_input_is_planned_as_the_file_and_left_where_it_was(tmp_path: Path, start: int) -> None:
     """The run plans ``bigshuf < file`` as ``bigshuf file``, so the plan does too (it said "size

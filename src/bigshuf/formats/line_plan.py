@@ -99,6 +99,9 @@ def sample_lines(request: Request, inputs: list[Any]) -> Sample:
     why = next((w for w in map(_unreadable, inputs) if w), "")
     if why:
         return Sample(None, why=why)
+    for name in inputs:  # each file opened as the run opens it: one missing or unreadable past the sample fails the plan too
+        if isinstance(name, str) and name != "-":
+            FileSource(name).open().close()
     with stdin_offset_kept():
         return _sample(request, inputs)
 
