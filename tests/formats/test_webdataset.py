@@ -208,6 +208,80 @@ def test_directories_skipped_and_long_names_kept(tmp_path: Path) -> None:
     assert as_set(got) == as_set(samples)
 
 
+def test_posix_ustar_prefixes_are_joined_to_names(tmp_path: Path) -> None:
+    """Found by attack: the ustar prefix field was never read (its magic compared to 8 bytes of 6),
+    so a path longer than 100 bytes in a ustar tar (GNU ``tar --format=ustar``, tarfile's
+    USTAR_FORMAT, bsdtar) lost its directory: a sample's members were keyed apart and scattered,
+    and ``--verify`` passed. Every sample now comes out whole, as WebDataset groups them."""
+    deep = "d" * 88
+    samples = [[(f"{deep}/{i:06d}.cls", 0o644, 5, 1, 2, "u", "g", b"c%d" % i), (f"{deep}/{i:06d}.seg.png", 0o644, 5, 1, 2, "u", "g", b"p%d" % i)]
+               for i in range(12)]
+    make_tar(tmp_path / "in.tar", samples, tarfile.USTAR_FORMAT)
+    second = (tmp_path / "in.tar").read_bytes()[1024:1536]  # the split name the test is about: directory in the prefix field
+    assert second[:15] == b"000000.seg.png\0" and second[345:434] == deep.encode() + b"\0"
+    for seed in range(4):
+        code, _, err = run(["in.tar", "--seed", str(seed), "--verify", "-o", "out.tar"], tmp_path)
+        assert (code, err) == (0, b"")
+        got = read_samples((tmp_path / "out.tar").read_bytes())
+        assert as_set(got) == as_set(samples), got
+
+
+def test_a_directorys_data_is_read_as_members_as_tar_readers_read_it(tmp_path: Path) -> None:
+    """Found by attack: a directory header claiming data had it skipped, and the member written
+    there was lost with exit 0; GNU tar, tarfile and WebDataset all read it as the next header."""
+    inner = tar_bytes([[("k9.jpg", 0o644, 5, 1, 2, "u", "g", b"HIDDEN")]], tarfile.USTAR_FORMAT)
+    folder = tarfile.TarInfo("dir")
+    folder.type, folder.size = tarfile.DIRTYPE, 1024
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in (("k0.jpg", b"K0"), ("dir", inner[:1024]), ("k2.jpg", b"J2")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            if name == "dir":
+                info.type = tarfile.DIRTYPE
+            tar.addfile(info, io.BytesIO(data))
+    (tmp_path / "in.tar").write_bytes(buf.getvalue())
+    code, _, err = run(["in.tar", "--seed", "1", "-o", "out.tar"], tmp_path)
+    assert (code, err) == (0, b"")
+    with tarfile.open(tmp_path / "out.tar") as tar:
+        assert sorted((m.name, tar.extractfile(m).read()) for m in tar) == [  # type: ignore[union-attr]
+            ("k0.jpg", b"K0"), ("k2.jpg", b"J2"), ("k9.jpg", b"HIDDEN")
+        ]
+
+
+@pytest.mark.parametrize("case", ["pax path ends in a slash", "own name ends in a slash", "GNU header with a prefix"])
+def test_a_header_tar_readers_read_two_ways_is_refused(tmp_path: Path, case: str) -> None:
+    """Found by attack: an old-style member (type NUL) whose pax path and own name disagree on a
+    trailing slash is a directory to GNU tar and a file to tarfile (so WebDataset), or the other way
+    round: one was lost with exit 0, the other copied where WebDataset stops reading. A header that
+    is not POSIX ustar with bytes in the prefix field (GNU tar's times) is a path's start to tarfile.
+    Each is refused in one line naming the tar, nothing written."""
+    buf = io.BytesIO()
+    fmt = tarfile.GNU_FORMAT if case.startswith("GNU") else tarfile.PAX_FORMAT
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tar:
+        for name, pax in (("k0.jpg", None), ("k1.jpg" if "pax" in case else "x/", {"path": "k1.jpg/" if "pax" in case else "k99.jpg"}),
+                          ("k2.jpg", None)):
+            info = tarfile.TarInfo(name)
+            info.size = 5
+            if pax is not None and not case.startswith("GNU"):
+                info.type, info.pax_headers = tarfile.AREGTYPE, pax
+            tar.addfile(info, io.BytesIO(b"HELLO"))
+    data = bytearray(buf.getvalue())
+    if case.startswith("GNU"):  # the second member's header: its atime where POSIX keeps the prefix, the checksum made again
+        at = 1024
+        assert data[at + 257:at + 265] == b"ustar  \0"
+        data[at + 345:at + 357] = b"15304630210\0"
+        data[at + 148:at + 156] = b"        "
+        data[at + 148:at + 156] = b"%06o\0 " % sum(data[at:at + 512])
+    (tmp_path / "in.tar").write_bytes(bytes(data))
+    with tarfile.open(tmp_path / "in.tar") as tar:  # tarfile reads it, differently from GNU tar
+        assert len(tar.getmembers()) >= 2
+    code, out, err = run(["in.tar", "--seed", "1", "-o", "out.tar"], tmp_path)
+    assert code == 1 and out == b"" and err.startswith(b"bigshuf: in.tar: member ") and err.count(b"\n") == 1, err
+    assert b"tarfile (so WebDataset)" in err
+    assert sorted(os.listdir(tmp_path)) == ["in.tar"]
+
+
 def test_refused_options_say_so(tmp_path: Path) -> None:
     paths, _ = shards(tmp_path, count=1, per=3)
     for flag in ("-z", "--repeat", "--stratify"):

@@ -258,6 +258,17 @@ class _Members:
                 self._global_header(length, at)
                 continue
             member = name if name is not None else _header_name(block)
+            if name is None and _foreign_prefix(block):
+                raise InputError(
+                    f"{self.path}: member {shown(member)} at byte {at}: its header is not POSIX ustar and holds bytes in the "
+                    "prefix field, which GNU tar reads as times and tarfile (so WebDataset) as the start of its path; "
+                    "recreate the tar (tar --format=posix)"
+                )
+            if kind == b"\0" and member.endswith(b"/") != _header_name(block).endswith(b"/"):
+                raise InputError(
+                    f"{self.path}: member {shown(member)} at byte {at}: an old-style member that GNU tar reads as a "
+                    "directory and tarfile (so WebDataset) as a file, or the other way round; recreate the tar"
+                )
             length = length if size is None else size
             raw += block
             if sparse is not None:
@@ -272,12 +283,12 @@ class _Members:
                     f"{self.path}: member {shown(member)} has unknown type '{shown(kind)}'; "
                     "only regular files and directories are shuffled"
                 )
-            self._claim(length, member, at)
-            if kind == DIRECTORY or (kind == b"\0" and member.endswith(b"/")):
-                self._skip(_padded(length), "a directory's data")
-            else:
+            if kind != DIRECTORY and not (kind == b"\0" and member.endswith(b"/")):
+                self._claim(length, member, at)
                 self._unread = length
                 yield raw, member, length
+            # A directory: GNU tar, tarfile and WebDataset read the next header right after its own,
+            # whatever size it claims (data there is read as members, not skipped and lost).
             raw, name, size, sparse = b"", None, None, None
 
     def _global_header(self, length: int, at: int) -> None:
@@ -305,11 +316,18 @@ class _Members:
             self.offset += len(chunk)
 
 
+#: The magic of a POSIX ustar header (its version, "00", follows): the one whose prefix field every reader joins to the name.
+POSIX_MAGIC = b"ustar\0"
+
+
 def _header_name(block: bytes) -> bytes:
-    """A header's own path: its name field, after the ustar prefix field in POSIX headers."""
+    """A header's own path: its name field, after the prefix field in POSIX ustar headers."""
     name = block[:100].split(b"\0", 1)[0]
-    if block[257:263] == b"ustar\x0000":
-        prefix = block[345:500].split(b"\0", 1)[0]
-        if prefix:
-            return prefix + b"/" + name
-    return name
+    prefix = block[345:500].split(b"\0", 1)[0]
+    return prefix + b"/" + name if prefix and block[257:263] == POSIX_MAGIC else name
+
+
+def _foreign_prefix(block: bytes) -> bool:
+    """Whether a header that is not POSIX ustar holds bytes where POSIX keeps the prefix: GNU tar reads
+    them as times (``tar -G``) or nothing, tarfile (so WebDataset) as the start of the member's path."""
+    return block[257:263] != POSIX_MAGIC and block[345:500].split(b"\0", 1)[0] != b""
