@@ -208,6 +208,37 @@ def test_buckets_are_private_and_created_exclusively(tmp_path: Path, table: pa.T
     assert (tmp_path / "precious").read_bytes() == b"keep"
 
 
+def _canonical_extension_table(kind: str) -> pa.Table:
+    """100 rows of one of Arrow's own extension types (not ``pa.ExtensionType`` subclasses)."""
+    if kind == "json":
+        return pa.table({"c": pa.array(['{"a":1}', "[2]", None, '"x"'] * 25, pa.json_())})
+    if kind == "tensor":
+        storage = pa.array([[i, i + 1, i + 2, i + 3] for i in range(100)], pa.list_(pa.int32(), 4))
+        return pa.table({"c": pa.ExtensionArray.from_storage(pa.fixed_shape_tensor(pa.int32(), [2, 2]), storage)})
+    opaque = pa.opaque(pa.binary(), "geometry", "vendor")
+    return pa.table({"c": pa.ExtensionArray.from_storage(opaque, pa.array([b"%d" % i for i in range(100)]))})
+
+
+@pytest.mark.parametrize("kind", ["json", "tensor", "opaque"])
+@pytest.mark.parametrize("memory", ["64M", "8K"])
+def test_arrows_own_extension_types_are_shuffled(tmp_path: Path, kind: str, memory: str) -> None:
+    """Found by attack: Arrow's canonical extension types (arrow.json, fixed_shape_tensor, opaque)
+    derive from ``pa.BaseExtensionType``, not ``pa.ExtensionType``: sizing their rows raised a bare
+    ValueError ("internal error"). They are shuffled as their storage, their type kept."""
+    table = _canonical_extension_table(kind)
+    src = tmp_path / "in.arrow"
+    with pa.ipc.new_file(src, table.schema) as writer:
+        writer.write_table(table)
+    out = tmp_path / "out.arrow"
+    bigshuf.shuffle(src, out, memory=memory, seed=1, verify=True, tmp_dir=tmp_path)
+    got = pa.ipc.open_file(out).read_all()
+    assert got.schema == table.schema
+    storage = [c.storage for c in got.column("c").chunks]
+    assert sorted(map(str, (v for c in storage for v in c.to_pylist()))) == sorted(map(str, table.column("c").chunks[0].storage.to_pylist()))
+    bigshuf.shuffle(src, tmp_path / "u.arrow", memory=memory, seed=1, unique=True, tmp_dir=tmp_path)
+    assert pa.ipc.open_file(tmp_path / "u.arrow").read_all().num_rows == len({str(v) for v in table.column("c").chunks[0].storage.to_pylist()})
+
+
 def test_parquet_to_jsonl_and_back(tmp_path: Path, table: pa.Table) -> None:
     src = write_parquet(tmp_path / "in.parquet", table.drop_columns(["cat", "when"]))
     jsonl = tmp_path / "rows.jsonl.gz"

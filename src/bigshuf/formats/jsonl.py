@@ -105,7 +105,7 @@ def _quote(text: pa.Array) -> pa.Array:
 def json_values(arr: pa.Array, name: str) -> pa.Array:
     """The JSON text of every value of ``arr`` (``null`` for nulls); ``name`` is for messages."""
     t = arr.type
-    if isinstance(t, pa.ExtensionType):
+    if isinstance(t, pa.BaseExtensionType):
         return json_values(arr.storage, name)
     if pa.types.is_dictionary(t):
         return json_values(arr.dictionary_decode(), name)

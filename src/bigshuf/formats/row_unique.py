@@ -44,7 +44,7 @@ COMPARE_ROWS = 1 << 16
 def values_equal(a: Any, b: Any) -> np.ndarray:
     """Whether value ``a[i]`` is the same as ``b[i]`` (arrays of one type and length), for every i."""
     t = a.type
-    if isinstance(t, pa.ExtensionType):
+    if isinstance(t, pa.BaseExtensionType):
         a, b, t = a.storage, b.storage, t.storage_type
     if pa.types.is_dictionary(t):
         a, b = a.dictionary_decode(), b.dictionary_decode()
@@ -76,7 +76,7 @@ def values_equal(a: Any, b: Any) -> np.ndarray:
 def check_comparable(schema: pa.Schema) -> None:
     """Refuse, before anything is read, a schema with a column whose values ``--unique`` cannot compare."""
     def comparable(t: pa.DataType) -> bool:
-        if isinstance(t, pa.ExtensionType):
+        if isinstance(t, pa.BaseExtensionType):
             return comparable(t.storage_type)
         if pa.types.is_dictionary(t):
             return comparable(t.value_type)

@@ -46,7 +46,7 @@ def row_hashes(batch: pa.RecordBatch) -> np.ndarray:
 def array_hashes(arr: pa.Array) -> np.ndarray:
     """The 64-bit hash of every value of ``arr`` (nulls included), for any column type bigshuf can verify."""
     t = arr.type
-    if isinstance(t, pa.ExtensionType):
+    if isinstance(t, pa.BaseExtensionType):
         arr, t = arr.storage, t.storage_type
     if pa.types.is_dictionary(t):
         arr = arr.dictionary_decode()

@@ -175,7 +175,7 @@ def plain_type(t: pa.DataType) -> pa.DataType:
 def unshufflable(t: pa.DataType) -> str | None:
     """Why rows with a column of type ``t`` (as ``plain_type`` makes it) cannot be shuffled, if they
     cannot: Arrow has no ``take`` for run-end encoded arrays nor for views, and cannot cast a union's."""
-    if isinstance(t, pa.ExtensionType):
+    if isinstance(t, pa.BaseExtensionType):
         return unshufflable(t.storage_type)
     if pa.types.is_run_end_encoded(t):
         return "it is run-end encoded, which Arrow cannot take rows from; decode it first"
@@ -244,7 +244,7 @@ def _value_sizes(arr: Any) -> np.ndarray:
     """Bytes each value of ``arr`` takes in Arrow buffers, about (see ``row_sizes``)."""
     t = arr.type
     n = len(arr)
-    if isinstance(t, pa.ExtensionType):
+    if isinstance(t, pa.BaseExtensionType):
         return _value_sizes(arr.storage)
     if pa.types.is_null(t):
         return np.zeros(n, np.int64)  # no buffers at all
