@@ -376,6 +376,9 @@ def test_repeat_on_empty_input_is_an_error(run_cli, run_gnu):
     # -n 0 draws nothing, from an empty range too (it failed with -i; found by a differential run).
     for args in (["-r", "-n", "0", "-i", "5-4"], ["-r", "-n", "0", "-e"], ["-r", "-n", "0", "-i", "1-0"]):
         assert run_cli(args)[:2] == run_gnu(args)[:2] == (0, b"")
+    # -n P% with -r is P% of N draws: none of no lines, as -n 0 (it said "no lines to repeat"; found by attack).
+    for args in (["-r", "-n", "0%"], ["-r", "-n", "10%"], ["-r", "-n", "0%", "-i", "1-0"]):
+        assert run_cli(args) == (0, b"", b""), args
 
 
 # ---------------------------------------------------------------- -z

@@ -428,9 +428,12 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         index = None if mult is None else mix.copies_index(mult)
         held = len(block) + plan.META_PER_RECORD * (n if index is None else n + len(index))
         if self.request.repeat:
+            self.count_read(n)
+            if n == 0 and self.head_count == 0:  # -n 0% of no lines: no draws, as -n 0
+                self.begin_output(0)
+                return
             if n == 0:
                 raise InputError("no lines to repeat")
-            self.count_read(n)
             count = self.head_count
             self.begin_output(count or 0)
             self.records += count or 0
