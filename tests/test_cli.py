@@ -1447,6 +1447,22 @@ def test_dir_lists_the_library_names_loaded_on_first_use():
     assert run.stdout == "[] False\n"
 
 
+def test_the_librarys_type_hints_resolve():
+    """Found by a new user: ``typing.get_type_hints`` (pydantic's validate_call, typer, Sphinx) raised
+    NameError on ``shuffle`` and ``plan_shuffle``, whose ``Runner`` and ``RunPlan`` were imported for
+    type checkers only. Every public function's and class's hints resolve, loading no engine."""
+    code = (
+        "import sys, typing, bigshuf\n"
+        "for name in bigshuf.__all__:\n"
+        "    if name != '__version__':\n"
+        "        typing.get_type_hints(getattr(bigshuf, name))\n"
+        "print(typing.get_type_hints(bigshuf.shuffle)['scheduler'], typing.get_type_hints(bigshuf.plan_shuffle)['return'].__name__)\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('bigshuf.engines.local', 'bigshuf.engines.dask', 'bigshuf.dryrun', 'dask'))))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout == "str | bigshuf.request.Runner | None RunPlan\n[]\n", run.stdout
+
+
 def test_library_refuses_bytes_as_inputs(tmp_path):
     import bigshuf
 

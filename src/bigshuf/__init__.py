@@ -9,7 +9,7 @@ if TYPE_CHECKING:
 
     from .api import ShuffleStats, check_manifest, check_permutation, plan_shuffle, shuffle, shuffle_range
     from .core.fingerprint import Fingerprint
-    from .dryrun import RunPlan
+    from .run_plan import RunPlan
     from .errors import BigShufError, InputError, OutputError, TempSpaceError, UsageError
 
 __version__ = "0.1.0"
@@ -54,7 +54,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(errors, name)
     if name == "RunPlan":
-        from .dryrun import RunPlan
+        from .run_plan import RunPlan
 
         return RunPlan
     import importlib

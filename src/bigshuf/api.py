@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from fractions import Fraction
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -24,16 +24,14 @@ from .engines.base import run_request
 from .errors import BigShufError, InputError, UsageError, option, render
 from .progress import Progress
 from .arguments import _check_types, _integer, _memory_argument, _optional_integer, _optional_path, _path, _path_list
-from .request import Request
+from .request import Request, Runner
+from .run_plan import RunPlan
 from .request import ShuffleStats as ShuffleStats, resolve_memory as resolve_memory
 from .storage.reader import RecordReader, leftover_error
 from .storage.sources import FileSource, GeneratedSource, RangeSource, Source
 from .storage.caller_handlers import carries_handler_exceptions
 from .storage.threads import signals_held
 
-if TYPE_CHECKING:
-    from .dryrun import RunPlan
-    from .engines.dask import Runner
 
 PathLike = str | os.PathLike[str]
 

@@ -1,5 +1,5 @@
-"""``--dry-run``: a plan of what a shuffle would do and need (``RunPlan``), the ``Facts`` it is made
-from, and the parts of it that every engine's plan shares (records, weighted sources, output).
+"""``--dry-run``: the ``Facts`` a plan (``run_plan.RunPlan``) is made from, and the parts of it that
+every engine's plan shares (records, weighted sources, output).
 
 Each engine works out its own facts and adds its own parts, by the run's own code and writing
 nothing: the local engine's plan is ``engines.local_plan``, the Dask engine's ``engines.dask.plan``.
@@ -16,76 +16,13 @@ from typing import NoReturn
 
 from .core import head, mix as weights, plan
 from .core.driver import OutputPlan, Sample
-from .errors import BigShufError, option, render
+from .errors import BigShufError, option
 from .formats import registry
 from .request import Request
+from .run_plan import Check
 from .storage.layout import Sharding, SplitPart, parse_split, split_counts
 from .storage.safefs import written_in_place
 from .storage.shards import check_outputs, check_shard_count, shard_names
-
-
-@dataclass(frozen=True)
-class Check:
-    """One thing the run needs: ``name`` (as its plan line), whether it holds, and if not why, as
-    the run would fail (``message``: with ``errors.option`` names, which ``reason`` spells for the
-    library and ``RunPlan.render`` for either)."""
-
-    name: str
-    passed: bool
-    message: str = ""
-
-    @property
-    def reason(self) -> str:
-        """Why the check fails, its settings spelt as the library's keywords (``memory=``)."""
-        return render(self.message, cli=False)
-
-
-@dataclass(frozen=True)
-class RunPlan:
-    """What a shuffle would do and need (``plan_shuffle``): its figures, its ``name: value`` lines,
-    and its checks. None stands for a figure that cannot be known without running."""
-
-    #: Input files (or sources) and their bytes as stored.
-    inputs: int
-    input_bytes: int | None
-    #: Bytes and count of the records (decompressed), counted when ``exact``, else estimated.
-    nbytes: int | None
-    records: int | None
-    exact: bool
-    #: ``-S`` in bytes.
-    memory: int
-    #: Whether the records are shuffled in memory (one pass) or through temporary buckets.
-    in_memory: bool | None
-    passes: int | None
-    #: Buckets of the first scatter (0 in memory).
-    buckets: int | None
-    tmp_dir: str
-    temp_needed: int | None
-    temp_free: int | None
-    descriptors: int | None
-    #: ``ulimit -n``: -1 unlimited, None unknown.
-    descriptor_limit: int | None
-    #: The files the output is written to (empty for standard output).
-    outputs: tuple[str, ...]
-    lines: tuple[tuple[str, str], ...]
-    checks: tuple[Check, ...]
-
-    @property
-    def ok(self) -> bool:
-        """Whether every check passed: the run would start."""
-        return all(c.passed for c in self.checks)
-
-    @property
-    def failures(self) -> tuple[Check, ...]:
-        """The checks that failed, in the order of the plan."""
-        return tuple(c for c in self.checks if not c.passed)
-
-    def render(self, cli: bool = False) -> str:
-        """The plan as text, one ``name: value`` line each, then ``ok`` or a ``failed:`` line per failed
-        check; settings spelt for the command line (``cli``) or the library."""
-        text = [f"{name}: {value}" for name, value in self.lines]
-        text += [f"failed: {c.name}: {c.message}" for c in self.failures] or ["ok"]
-        return render("".join(line + "\n" for line in text), cli)
 
 
 @dataclass

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from decimal import Decimal
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .arguments import _check_types, _describe, _input_list, _integer, _memory_argument, _optional_integer, _optional_path
 from .core import mix as weights, plan
@@ -23,8 +23,13 @@ from .storage.remote import local_output
 from .storage.safefs import written_in_place
 from .storage.sources import FileSource, Source
 
-if TYPE_CHECKING:
-    from .engines.dask import Runner
+
+
+class Runner(Protocol):
+    """What runs a Dask run's tasks (``scheduler=``): a ``distributed.Client`` or a ``concurrent.futures`` executor."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any) -> Any:
+        """Start ``fn(*args)``; the returned future's ``result()`` gives its value."""
 
 
 @dataclass(frozen=True)

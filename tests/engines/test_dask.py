@@ -26,7 +26,7 @@ import pytest
 import bigshuf
 from bigshuf.core import plan
 from bigshuf.engines import dask as dask_engine
-from bigshuf.errors import InputError
+from bigshuf.errors import InputError, OutputError
 from bigshuf.engines.dask import lines as dask_lines
 from helpers import assert_permutation, compress, decompress, make_records, split_records, write_records
 from test_uniformity import assert_uniform, records_of
@@ -666,7 +666,7 @@ def test_an_immutable_local_shard_fails_the_commit_and_keeps_every_old_shard(tmp
         if subprocess.run(["chattr", "+i", str(locked)], capture_output=True).returncode != 0:
             pytest.skip("this file system does not take chattr +i")
         try:
-            with pytest.raises(dask_engine.OutputError, match="Operation not permitted"):
+            with pytest.raises(OutputError, match="Operation not permitted"):
                 dask_engine.shuffle(paths, f"{out}/", memory="16K", seed=2, shards=5, runner=runner, tmp_dir=tmp_path)
         finally:
             subprocess.run(["chattr", "-i", str(locked)], check=True)

@@ -19,7 +19,8 @@ from typing import Any
 
 from ..core import head, plan
 from ..core.driver import Estimate, Sample, level_buckets
-from ..dryrun import Facts, RunPlan, error_line, fail_with, plan_mix, plan_output, plan_records, size_text, weigh
+from ..run_plan import RunPlan
+from ..dryrun import Facts, error_line, fail_with, plan_mix, plan_output, plan_records, size_text, weigh
 from ..errors import BigShufError, option
 from ..formats import registry
 from ..request import Request, resolve_memory

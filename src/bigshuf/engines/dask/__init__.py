@@ -20,8 +20,6 @@ asks the kinds ``formats.registry`` names which takes the inputs.
 Dask and fsspec are imported only here and in ``storage.remote``: the local engine needs neither.
 """
 
-from ...errors import OutputError
-from .driver import DEFAULT_MEMORY, shuffle
-from .runner import Runner, connect
+from .driver import shuffle
 
-__all__ = ["DEFAULT_MEMORY", "OutputError", "Runner", "connect", "shuffle"]
+__all__ = ["shuffle"]

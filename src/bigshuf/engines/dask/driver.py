@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ...quoting import quote_arg, quote_name
-from ...request import ShuffleStats, resolve_memory
+from ...request import Runner, ShuffleStats, resolve_memory
 from ...core.fingerprint import Fingerprint
 from ...core.mix import SourceStats
 from ...core.head import resolve as resolve_head
@@ -44,7 +44,7 @@ from .tasks import (
     Config, GatherResult, GatherTask, Index, RunTasks, ScatterResult, TaskFormat, gather_task, scatter_task,
 )
 from .cuts import measure
-from .runner import Runner, connect, given, on
+from .runner import connect, given, on
 from .unique import unique_pass
 from .unique_mix import unique_weighted_pass
 from .weights import Mixed, Weights, check_inputs, weighted_pass

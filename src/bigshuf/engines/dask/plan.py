@@ -21,6 +21,7 @@ from ...core.streams import seed_entropy
 from ...errors import BigShufError, option
 from ...formats import registry
 from ...request import Request, resolve_memory
+from ...run_plan import RunPlan
 from ...storage import remote
 from ...storage.layout import Sharding, parse_split
 from ...storage.tempspace import check_parent, check_space
@@ -44,7 +45,7 @@ class _Facts(dryrun.Facts):
     options_error: str = ""
 
 
-def plan_request(request: Request) -> dryrun.RunPlan:
+def plan_request(request: Request) -> RunPlan:
     """The plan of a Dask ``request`` (built by ``Request.build``): the inputs prepared as the run
     prepares them, then the parts of the plan in ``PARTS`` in turn."""
     facts = _gather(request)
@@ -52,7 +53,7 @@ def plan_request(request: Request) -> dryrun.RunPlan:
         part(facts)
     est = facts.sample.estimate
     stored = None if facts.prepared is None else sum(f.size for f in facts.files)
-    return dryrun.RunPlan(
+    return RunPlan(
         inputs=len(request.inputs), input_bytes=stored,
         nbytes=None if est is None else est.nbytes, records=None if est is None else est.records, exact=facts.sample.exact,
         memory=facts.limit, in_memory=False, passes=facts.passes, buckets=facts.buckets,

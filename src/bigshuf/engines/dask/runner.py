@@ -9,23 +9,17 @@ import os
 import signal
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from ...errors import BigShufError, TempSpaceError, UsageError, option
 from ...progress import Progress
 from ...quoting import quote_arg, quote_name
+from ...request import Runner
 from ...storage import remote
 from ...storage.tempspace import RUN_DIRECTORY
 from .tasks import Config, RunTasks
 
 T = TypeVar("T")
-
-
-class Runner(Protocol):
-    """What runs the tasks: a ``distributed.Client`` or, for tests, a ``concurrent.futures`` executor."""
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any) -> Any:
-        """Start ``fn(*args)``; the returned future's ``result()`` gives its value."""
 
 
 def on(runner: Runner, progress: Progress) -> RunTasks:
