@@ -942,3 +942,21 @@ def test_a_name_with_a_newline_stays_on_its_line(tmp_path: Path) -> None:
                               capture_output=True, timeout=TIMEOUT, cwd=tmp_path)
         assert proc.returncode == 1 and proc.stderr.count(b"\n") == 1, proc.stderr
         assert b"x'$'\\n''y." in proc.stderr, proc.stderr  # (the gzip's name is absolute: read on the client)
+
+
+@pytest.mark.parametrize("codec", ["gzip", "zstd"])
+def test_a_compressed_inputs_plan_is_sized_from_what_its_decoder_was_fed(tmp_path: Path, codec: str) -> None:
+    """Found by a new user: the Dask plan measured a compressed input's ratio by how far its decoder's
+    reads ran (all of a small file) and took records to be 64 bytes with no plain input, so 10 MiB of
+    JSON Lines gzipped tenfold was planned as ~4 MiB and ~65,000 records (20,000 really): its
+    temporary space and split checks passed runs that then failed. Bytes and records now come within
+    a fifth of the truth."""
+    rng = __import__("random").Random(1)
+    words = ["alpha", "beta", "gamma", "delta", "epsilon"]
+    data = b"".join(b'{"id": %d, "text": "%s"}\n' % (i, " ".join(rng.choice(words) for _ in range(90)).encode()) for i in range(20000))
+    path = tmp_path / f"r.jsonl.{'gz' if codec == 'gzip' else 'zst'}"
+    path.write_bytes(compress(codec, data))
+    assert len(data) > 5 * path.stat().st_size  # compressed enough for the read-ahead to matter
+    got = bigshuf.plan_shuffle(path, tmp_path / "out.jsonl", engine="dask")
+    assert got.nbytes is not None and got.records is not None, got.render()
+    assert 0.8 < got.nbytes / len(data) < 1.25 and 0.8 < got.records / 20000 < 1.25, got.render()

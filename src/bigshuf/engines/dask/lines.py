@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import numpy as np
 
@@ -318,36 +318,45 @@ def _bucket_count(files: list[remote.RemoteFile], limit: int, shards: int | None
 
 def estimate(files: list[remote.RemoteFile], sep: int) -> tuple[int, float]:
     """The bytes of records pass 1 expects (compressed inputs by their first megabyte's ratio, with
-    a margin) and the mean record size at the start of the first plain input: the bucket plan's figures."""
-    sample = next((f for f in files if f.codec is None and f.size), None)
-    return estimated_bytes(files), (_record_size(sample, sep) if sample is not None else 64.0)
+    a margin) and the mean record size at the start of the first plain input, else of the first
+    compressed one decoded: the bucket plan's figures."""
+    plain = next((f for f in files if f.codec is None and f.size), None)
+    compressed = next((f for f in files if f.codec is not None), None)
+    ratio, head = _decoded_start(compressed) if compressed is not None else (1.0, b"")
+    if plain is not None:
+        head = remote.read_ranges([(plain.name, 0, min(plain.size, SAMPLE_BYTES))])[0]
+    return _expanded(files, ratio), (_record_size(head, sep) if head else 64.0)
 
 
 def estimated_bytes(files: list[remote.RemoteFile]) -> int:
     """The bytes the inputs hold decompressed: plain ones by their size, compressed ones by the
     first compressed input's expansion ratio, with a margin."""
-    est_bytes = sum(f.size for f in files if f.codec is None)
-    compressed = sum(f.size for f in files if f.codec is not None)
-    if compressed:
-        est_bytes += int(compressed * _compression_ratio(next(f for f in files if f.codec is not None)))
-    return est_bytes
+    compressed = next((f for f in files if f.codec is not None), None)
+    return _expanded(files, 1.0 if compressed is None else _decoded_start(compressed)[0])
 
-def _record_size(f: remote.RemoteFile, sep: int) -> float:
-    """Mean record size at the start of a plain input (its whole sample if no separator)."""
-    head = remote.read_ranges([(f.name, 0, min(f.size, SAMPLE_BYTES))])[0]
+
+def _expanded(files: list[remote.RemoteFile], ratio: float) -> int:
+    """Plain inputs' bytes, and compressed ones' times ``ratio``."""
+    return sum(f.size for f in files if f.codec is None) + int(sum(f.size for f in files if f.codec is not None) * ratio)
+
+
+def _record_size(head: bytes, sep: int) -> float:
+    """Mean record size in the first bytes of an input (all of them if no separator)."""
     n = head.count(bytes([sep]))
     return len(head) / n if n else float(len(head) or 1)
 
 
-def _compression_ratio(f: remote.RemoteFile) -> float:
-    """Decompressed over compressed size of a compressed input's first megabyte or so, with a margin."""
-    from ...storage.decoding import open_reader
+def _decoded_start(f: remote.RemoteFile) -> tuple[float, bytes]:
+    """A compressed input's first megabyte or so decoded, and its expansion ratio (decoded over
+    compressed bytes, with a margin)."""
+    from ...storage.decoding import Decompressed, open_reader
 
     raw = remote.open_input(f.name)
     with open_reader(raw, f.codec or "", quote_name(f.name)) as stream:
         data = stream.read(SAMPLE_BYTES)
-        consumed = raw.tell()
-    return RATIO_MARGIN * max(1.0, len(data) / max(1, min(consumed, f.size)))
+        # What the decoder was fed for those bytes, not how far its reads ran ahead (all of a small file).
+        consumed = cast(Decompressed, stream).position()
+    return RATIO_MARGIN * max(1.0, len(data) / max(1, min(consumed, f.size))), data
 
 
 def _scatter_tasks(files: list[remote.RemoteFile], shown: list[str], limit: int, root: str) -> list[ScatterTask]:
