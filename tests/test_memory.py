@@ -156,6 +156,19 @@ def test_weighted_sources_with_many_copies_stay_within_the_limit(corpus: dict[st
     assert peak <= baseline + 8 * MiB + SLACK, f"peak {peak / MiB:.0f} MiB, baseline {baseline / MiB:.0f} MiB"
 
 
+def test_a_record_copied_millions_of_times_stays_within_the_limit(corpus: dict[str, Path], baseline: int) -> None:
+    """Found by attack: one record at rate 2*10^7 was scattered from an index of all its copies held
+    at once (535 MB at -S 16M; at the default -S, rates of 2^32 were killed by the kernel). Its runs
+    of copies are now made one at a time: the output is the same, each of them a line of the input."""
+    out = corpus["one"].with_suffix(".copies")
+    args = ["-S", "16M", "-T", str(out.parent), "--source", f"a={corpus['one']}", "--rate", "a=20000000",
+            "--max-rate", "20000000", "--seed", "1", "-o", str(out)]
+    peak = peak_rss(args, out.parent)
+    assert out.stat().st_size == 2 * 20_000_000 and out.read_bytes() == b"x\n" * 20_000_000
+    out.unlink()
+    assert peak <= baseline + 16 * MiB + SLACK, f"peak {peak / MiB:.0f} MiB, baseline {baseline / MiB:.0f} MiB"
+
+
 @pytest.mark.parametrize("threads", [1, 8])
 def test_in_memory_run_costs_about_the_input(corpus: dict[str, Path], baseline: int, threads: int) -> None:
     src = corpus["short"]

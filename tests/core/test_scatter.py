@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bigshuf.core.scatter import BucketSet, Scattered, iter_pieces, scatter_piece
+from bigshuf.core import mix
+from bigshuf.core.scatter import BucketSet, Scattered, iter_pieces, scatter_copies_lazily, scatter_piece, scatter_records
 from bigshuf.errors import TempSpaceError
 from bigshuf.core.records import RecordFormat, find_offsets
 from bigshuf.storage.sliced import WRITE_SLICE
@@ -541,3 +542,29 @@ def test_dropping_a_restored_bucket_twice_after_appending_to_it(tmp_path: Path) 
     resumed.close()
     assert sorted(os.listdir(tmp_path / "b")) == [os.path.basename(resumed.path(0))]
     assert int(resumed.records[1:].sum()) == 0 and read_back(resumed, 0)[: len(expected[0])] == expected[0]
+
+
+def test_copies_scattered_lazily_are_the_runs_scatter_records_makes() -> None:
+    """``scatter_copies_lazily`` cuts a piece's copies where ``scatter_records`` cuts its index of
+    them (runs of records and of bytes) and draws the same buckets: the same runs, byte for byte,
+    over random pieces, copies (none, one, hundreds), bucket counts, ``-n`` cuts and run limits."""
+    meta = np.random.default_rng(0)
+    compared = 0
+    for trial in range(600):
+        n = int(meta.integers(1, 30))
+        sizes = meta.integers(1, 50, n)
+        piece = np.concatenate([np.append(meta.integers(97, 123, s - 1), 10) for s in sizes]).astype(np.uint8)
+        offsets = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
+        mult = meta.integers(0, int(meta.choice([2, 5, 50, 400])), n).astype(np.int64)
+        if not mult.sum():
+            continue
+        k = int(meta.integers(1, 9))
+        keep, most, cap = int(meta.integers(1, k + 1)), int(meta.integers(1, 100)), int(meta.choice([0, 30, 200, 1000]))
+        index = mix.copies_index(mult)
+        eager = scatter_records(piece, offsets, np.random.default_rng(trial), k, keep, most, np.arange(n, dtype=np.int32) if index is None else index, cap)
+        lazy = list(scatter_copies_lazily(piece, offsets, np.random.default_rng(trial), k, keep, most, mult, cap))
+        assert [(bytes(a.data), a.byte_bounds.tolist(), a.counts.tolist()) for a in eager] == [
+            (bytes(b.data), b.byte_bounds.tolist(), b.counts.tolist()) for b in lazy
+        ], trial
+        compared += 1
+    assert compared > 500

@@ -10,7 +10,7 @@ the sizes it plans with, and ``--dry-run``'s sample of it, are ``line_plan``'s.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future
 from itertools import chain
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -29,7 +29,7 @@ from ..core.gather import in_one_part, records_per_chunk, sample_with_replacemen
 from ..core.mix import Mixer
 from ..core.parallel import settled, share_one_heap
 from ..core.stratify import Stratifier
-from ..core.scatter import BucketSet, Scattered, cut_pieces, scatter_records
+from ..core.scatter import BucketSet, Scattered, cut_pieces, scatter_copies_lazily, scatter_records
 from ..core.streams import Key, rng_for
 from ..errors import InputError, OutputError, UsageError, option
 from ..quoting import quote_name
@@ -120,7 +120,7 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         self.stratifier: Stratifier | None = None
         self.strata_bounds: np.ndarray | None = None
         # Pass 1's next block started as it is read (``_scatter_early``).
-        self.early: EarlyPieces[tuple[list[Scattered], Fingerprint | None]] | None = None
+        self.early: EarlyPieces[tuple[Iterable[Scattered], Fingerprint | None]] | None = None
         self.decode_held = 0  # bytes the reader holds decoded ahead at most (``_plan_decoding_ahead``)
 
     @classmethod
@@ -533,7 +533,7 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
     def _scatter_one(
         self, block: np.ndarray, key: Key, buckets: BucketSet, p: int, lo: int, hi: int, keep: int, verify: bool,
         ranges: list[Any] | None = None,
-    ) -> tuple[list[Scattered], Fingerprint | None]:
+    ) -> tuple[Iterable[Scattered], Fingerprint | None]:
         """Piece ``p`` of block ``key`` (``block[lo:hi]``) scattered, and its fingerprint when verifying."""
         compress = buckets.compress
         most = plan.piece_records(self.limit)
@@ -544,6 +544,9 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
             assert self.mixer is not None
             _range, counts, shares, labels = ranges[p]
             mult = self.mixer.multiplicity(counts, shares)
+            fp = mix.multiset_fingerprint(piece, offsets, mult) if verify else None
+            if labels is None and int(mult.sum()) > 2 * most:  # a record copied many times: its runs made as they are taken
+                return (part.checksummed(compress) for part in scatter_copies_lazily(piece, offsets, rng, buckets.k, keep, most, mult, self.piece)), fp
             index = mix.copies_index(mult)
             strata = None
             if labels is not None:
@@ -552,11 +555,11 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
                 if index is None:
                     index = np.arange(len(mult), dtype=np.int32)
             parts = scatter_records(piece, offsets, rng, buckets.k, keep, most, index, self.piece, strata)
-            return [part.checksummed(compress) for part in parts], mix.multiset_fingerprint(piece, offsets, mult) if verify else None
+            return [part.checksummed(compress) for part in parts], fp
         scattered = [part.checksummed(compress) for part in scatter_records(piece, offsets, rng, buckets.k, keep, most)]
         return scattered, fingerprint(piece, offsets) if verify else None
 
-    def _take_piece(self, done: tuple[list[Scattered], Fingerprint | None], buckets: BucketSet, keep: int) -> int:
+    def _take_piece(self, done: tuple[Iterable[Scattered], Fingerprint | None], buckets: BucketSet, keep: int) -> int:
         """Append a scattered piece to the buckets and count its fingerprint; return the buckets ``-n`` keeps."""
         parts, fp = done
         if fp is not None:
