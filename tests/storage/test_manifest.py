@@ -4,6 +4,7 @@ and a kill at any step of the commit of splits and manifest leaving the old set 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -129,9 +130,33 @@ def test_a_header_of_lines_is_named_so_and_an_older_manifest_read_as_it_was_writ
     bigshuf.shuffle(src, out, header=2, lines_per_record=2, seed=3, manifest=manifest)
     assert out.read_bytes().startswith(b"h1\nh2\n")
     doc = json.loads(manifest.read_text())
-    assert doc["format"] == {"separator": 10, "lines_per_record": 2, "header_lines": 2}
+    assert doc["format"] == {
+        "separator": 10, "lines_per_record": 2, "header_lines": 2, "header_sha256": hashlib.sha256(b"h1\nh2\n").hexdigest(),
+    }
     assert bigshuf.api.check_manifest(manifest)[0] == []
     doc["format"] = {"separator": 10, "lines_per_record": 2, "header": 1}  # as the older version wrote it
+    manifest.write_text(json.dumps(doc))
+    assert bigshuf.api.check_manifest(manifest)[0] == []
+
+
+@pytest.mark.parametrize("change", [b"ID,TEXT\n", b"9999,xx\n"])
+def test_a_changed_header_fails_the_check(tmp_path: Path, change: bytes) -> None:
+    """Found by attack: neither the fingerprint nor the byte counts cover the header, so a header
+    rewritten at the same length (or made a data-like line) passed ``--check-manifest``, which
+    ``--check-permutation`` refuses. The manifest now keeps the header's SHA-256, checked in
+    every output (splits and shards); older manifests without it still check."""
+    src = tmp_path / "h.csv"
+    src.write_bytes(b"id,text\n" + b"".join(b"%d,x\n" % i for i in range(100)))
+    manifest = tmp_path / "o" / "m.json"
+    bigshuf.shuffle(src, str(tmp_path / "o" / "{split}-{:02d}.csv"), header=1, seed=1, split="a=0.5,b=rest", shard_records=30, manifest=manifest)
+    assert bigshuf.api.check_manifest(manifest)[0] == []
+    victim = tmp_path / "o" / "b-01.csv"
+    data = victim.read_bytes()
+    assert data.startswith(b"id,text\n") and len(change) == len(b"id,text\n")
+    victim.write_bytes(change + data[len(change):])  # the same size on disk
+    assert bigshuf.api.check_manifest(manifest)[0] == [f"{victim}: its header (first 1 line) differs from the one the run wrote"]
+    doc = json.loads(manifest.read_text())
+    del doc["format"]["header_sha256"]  # as a manifest written before it was kept
     manifest.write_text(json.dumps(doc))
     assert bigshuf.api.check_manifest(manifest)[0] == []
 
@@ -247,7 +272,7 @@ def test_a_malformed_manifest_is_one_line_on_the_command_line(tmp_path: Path) ->
     manifest = tmp_path / "m.json"
     manifest.write_text('{"bigshuf_manifest": 1, "kind": "lines", "outputs": []}')
     proc = cli("--check-manifest", str(manifest))
-    assert proc.returncode == 1 and proc.stderr == f"bigshuf: {manifest}: not a valid bigshuf manifest: 'format' needs separator 0 or 10, lines_per_record and header_lines\n".encode()
+    assert proc.returncode == 1 and proc.stderr == f"bigshuf: {manifest}: not a valid bigshuf manifest: 'format' needs separator 0 or 10, lines_per_record and header_lines (and header_sha256 as 64 hex digits, if given)\n".encode()
     manifest.write_text("[1, 2")
     proc = cli("--check-manifest", str(manifest))
     assert proc.returncode == 1 and proc.stderr.count(b"\n") == 1 and b"not a bigshuf manifest" in proc.stderr

@@ -9,6 +9,7 @@ the sizes it plans with, and ``--dry-run``'s sample of it, are ``line_plan``'s.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future
@@ -168,7 +169,9 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         names = [s.path if isinstance(s, FileSource) else s.name for s in self.sources]
         counts = None if self.counted_reader is None else self.counted_reader.counted()
         inputs = input_entries(names, counts, [isinstance(s, FileSource) for s in self.sources])
-        fmt = {"separator": self.fmt.sep, "lines_per_record": self.fmt.group, "header_lines": self.request.header}
+        fmt: dict[str, Any] = {"separator": self.fmt.sep, "lines_per_record": self.fmt.group, "header_lines": self.request.header}
+        if self.request.header:  # every output starts with it: --check-manifest compares it too
+            fmt["header_sha256"] = hashlib.sha256(self.out.header).hexdigest()
         entries = run_entries(self.request, inputs, fmt, self.head_count, self.source_stats(), self.duplicates, self.entropy)
         if self.stratifier is not None and self.out.split is not None:
             names = [p.name for p in self.out.split]

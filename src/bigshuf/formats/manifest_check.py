@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
+import re
 import stat
 from typing import Any
 
@@ -16,8 +18,9 @@ from ..storage.manifest import CHECK_BLOCK, expected_written, is_count, load_man
 from ..storage.safefs import open_nofollow
 
 
-def file_fingerprint(path: str, fmt: RecordFormat, header: int, memory: int) -> Fingerprint:
-    """The fingerprint of the records of the regular file ``path`` (decompressed; ``header`` lines set aside)."""
+def file_fingerprint(path: str, fmt: RecordFormat, header: int, memory: int) -> tuple[Fingerprint, bytes]:
+    """The fingerprint of the records of the regular file ``path`` (decompressed), and the ``header``
+    lines set aside before them."""
     from ..progress import Progress
     from ..storage.reader import RecordReader
     from ..storage.sources import FileSource
@@ -27,7 +30,7 @@ def file_fingerprint(path: str, fmt: RecordFormat, header: int, memory: int) -> 
     capacity = max(256, memory)
     for block, _final in reader.blocks(capacity, "-S", block=min(CHECK_BLOCK, capacity)):
         total += fingerprint_records(block, fmt)
-    return total
+    return total, reader.header
 
 
 def rows_fingerprint(path: str, kind: str, memory: int) -> tuple[Fingerprint, Any]:
@@ -128,8 +131,9 @@ def format_problem(kind: str, fmt: Any) -> str | None:
     elif not (
         isinstance(fmt, dict) and fmt.get("separator") in (0, 10) and is_count(fmt.get("lines_per_record"))
         and fmt["lines_per_record"] >= 1 and is_count(fmt["header_lines"] if "header_lines" in fmt else fmt.get("header"))
+        and ("header_sha256" not in fmt or (isinstance(fmt["header_sha256"], str) and re.fullmatch("[0-9a-f]{64}", fmt["header_sha256"])))
     ):
-        return "'format' needs separator 0 or 10, lines_per_record and header_lines"
+        return "'format' needs separator 0 or 10, lines_per_record and header_lines (and header_sha256 as 64 hex digits, if given)"
     return None
 
 
@@ -142,10 +146,12 @@ def header_readings(fmt: dict[str, Any]) -> list[int]:
     return list(dict.fromkeys([int(fmt["header"]) * int(fmt["lines_per_record"]), int(fmt["header"])]))
 
 
-def _lines_fingerprint(where: str, fmt: RecordFormat, readings: list[int], memory: int, want: dict[str, Any]) -> Fingerprint:
-    """The fingerprint of the lines output ``where`` under the first header reading that gives the
-    manifest's ``want``; if none does, the first reading that can be read (else its error)."""
-    read: list[Fingerprint] = []
+def _lines_fingerprint(
+    where: str, fmt: RecordFormat, readings: list[int], memory: int, want: dict[str, Any]
+) -> tuple[Fingerprint, bytes]:
+    """The fingerprint and header of the lines output ``where`` under the first header reading that
+    gives the manifest's ``want``; if none does, the first reading that can be read (else its error)."""
+    read: list[tuple[Fingerprint, bytes]] = []
     errors: list[InputError] = []
     for lines in readings:
         try:
@@ -153,7 +159,8 @@ def _lines_fingerprint(where: str, fmt: RecordFormat, readings: list[int], memor
         except InputError as e:
             errors.append(e)
             continue
-        if (got.records, got.bytes, f"{got.digest:016x}") == (want["records"], want["bytes"], want["digest"]):
+        fp = got[0]
+        if (fp.records, fp.bytes, f"{fp.digest:016x}") == (want["records"], want["bytes"], want["digest"]):
             return got
         read.append(got)
     if read:
@@ -210,7 +217,10 @@ def check_manifest(path: str, memory: int) -> tuple[list[str], str]:
                 got, schema = rows_fingerprint(where, rows, memory)
                 schemas.append((where, schema))
             else:
-                got = _lines_fingerprint(where, fmt, header_readings(fmt_entry), memory, want)
+                got, header = _lines_fingerprint(where, fmt, header_readings(fmt_entry), memory, want)
+                if "header_sha256" in fmt_entry and hashlib.sha256(header).hexdigest() != fmt_entry["header_sha256"]:
+                    lines = fmt_entry["header_lines"]
+                    problems.append(f"{quote_name(where)}: its header (first {lines} line{'s' if lines != 1 else ''}) differs from the one the run wrote")
         except InputError as e:
             problems.append(e.args[0])  # its placeholders spelt by the caller, for a command line or a library
             continue
