@@ -408,6 +408,11 @@ def settings_in_use(request: Request, names: tuple[str, ...]) -> list[str]:
 ROW_GROUP_MAX = 2**63 - 1
 
 
+def not_for_rows(settings: list[str]) -> UsageError:
+    """The refusal of line-only ``settings`` (as ``errors.option`` names them) for table rows, on every engine."""
+    return UsageError(f"{', '.join(settings)}: not available for Parquet or Arrow data (rows, not lines)")
+
+
 def check_table_settings(request: Request, all_paths: bool) -> None:
     """Refuse what does not apply to rows (``registry``'s table family): inputs other than files, and line-only settings."""
     _check_records(request)
@@ -417,7 +422,7 @@ def check_table_settings(request: Request, all_paths: bool) -> None:
         )
     unsupported = settings_in_use(request, LINE_SETTINGS)
     if unsupported:
-        raise UsageError(f"{', '.join(unsupported)}: not available for Parquet or Arrow data (rows, not lines)")
+        raise not_for_rows(unsupported)
     if request.row_group_size is not None and not 1 <= request.row_group_size <= ROW_GROUP_MAX:
         # (Arrow takes a 64-bit signed count: a larger one failed in its writer, after the whole input was read.)
         raise UsageError(f"invalid {option('row_group_size')} value: {quote_arg(request.row_group_size)}")

@@ -40,6 +40,7 @@ from ...quoting import quote_arg, quote_name
 from ...storage import remote
 from ...storage.sinks import CodecChoice, Sink
 from .prepared import Inputs, Prepared, Settings, TaskKind, by_source
+from ...request import not_for_rows
 from .tasks import Config, Copies, RecordWriter, ScatterResult, ScatterTask, Segment, Writable, bucket_count, range_bytes, write_stream
 
 if TYPE_CHECKING:
@@ -418,7 +419,7 @@ class Rows(TaskKind):
             )
         files = [describe(f, k, name) for f, k, name in zip(inputs.files, kinds, shown) if k]
         if settings.zero_terminated:
-            raise UsageError(f"{option('zero_terminated')} applies to lines, not to Parquet or Arrow rows")
+            raise not_for_rows([option("zero_terminated")])
         check_schemas(files)
         target = settings.target
         kind = detect.output_kind(target, files[0].kind, settings.output_format)
