@@ -4,7 +4,6 @@ to 1, rates within the maximum, every file in one source."""
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 import stat
@@ -84,7 +83,7 @@ def mix_settings(raw: dict[str, object]) -> dict[str, Any]:
 def _source_files(raw: object) -> list[tuple[str, tuple[str, ...]]]:
     """``sources`` (name -> a path, directory or pattern, or a list of them) as names with their
     files, each file in one source only."""
-    from .formats.detect import expand_directories
+    from .formats.detect import expand_directories, expand_glob
     from .storage.remote import is_remote
 
     if raw is None:
@@ -103,7 +102,7 @@ def _source_files(raw: object) -> list[tuple[str, tuple[str, ...]]]:
         for path in _path_list(f"source {quote_arg(name)}", paths):
             if is_remote(path):
                 raise UsageError(f"source {quote_arg(name)}: {quote_name(path)}: the files of {option('source')} must be local")
-            matched = [path] if os.path.exists(path) or path == "-" or not glob.has_magic(path) else sorted(glob.glob(path))
+            matched = expand_glob(path)
             if not matched:
                 raise UsageError(f"source {quote_arg(name)}: no file matches {quote_arg(path)}")
             files.extend(expand_directories(matched))

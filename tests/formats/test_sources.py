@@ -411,3 +411,21 @@ def test_the_librarys_mix_messages_name_its_arguments(tmp_path: Path) -> None:
         bigshuf.shuffle(sources={"a": a}, rates={"wbe": 2}, output=tmp_path / "o.txt")
     assert str(refused.value) == "rates= names 'wbe', which is not a source (sources={NAME: PATH})"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt"]
+
+
+def test_globs_match_at_any_depth_for_operands_and_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_cli) -> None:  # type: ignore[no-untyped-def]
+    """Found by new users: a quoted glob operand was a missing file on the local engine (the Dask
+    engine expanded it), and ``**`` in a ``--source`` glob matched one level only (Hugging Face
+    ``data_files``, bash's globstar and fsspec match any depth). Both now match every file, sorted;
+    a file named as the pattern itself is still read as itself, and a glob matching nothing is refused."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "gl" / "x" / "y").mkdir(parents=True)
+    for name in ("gl/t.txt", "gl/x/m.txt", "gl/x/y/d.txt", "gl/a*b.txt"):
+        write_records(tmp_path / name, [name.encode()])
+    for args in (["gl/**/*.txt"], ["--source", "a=gl/**/*.txt"]):
+        code, out, err = run_cli([*args, "--seed", "1"])
+        assert (code, err) == (0, b"") and sorted(out.split()) == [b"gl/a*b.txt", b"gl/t.txt", b"gl/x/m.txt", b"gl/x/y/d.txt"], (args, out)
+    assert run_cli(["gl/a*b.txt"])[:2] == (0, b"gl/a*b.txt\n")  # the file of that very name, not the pattern's matches
+    assert run_cli(["gl/x/*.txt", "--seed", "1"])[:2] == (0, b"gl/x/m.txt\n")
+    code, out, err = run_cli(["gl/none-*.txt"])
+    assert (code, out, err) == (1, b"", b"bigshuf: 'gl/none-*.txt': No such file or directory\n")

@@ -5,6 +5,7 @@ The command line decides Arrow's memory pool from this before pyarrow is first i
 
 from __future__ import annotations
 
+import glob
 import os
 import posixpath
 import stat
@@ -161,6 +162,14 @@ def dataset_files(path: str) -> list[str]:
 def _unreadable(error: OSError) -> None:
     """A directory of a dataset that cannot be listed fails the run: skipping it would lose its data."""
     raise InputError(f"{quote_name(error.filename)}: cannot list directory: {error.strerror}")
+
+
+def expand_glob(path: str) -> list[str]:
+    """The files a local glob (``data/*.jsonl.gz``, ``**`` recursive) matches, sorted, where no file
+    has that very name; ``[path]`` itself where one does or it holds no pattern; [] where none matches."""
+    if path == "-" or os.path.lexists(path) or not glob.has_magic(path):
+        return [path]
+    return sorted(glob.glob(path, recursive=True))
 
 
 def expand_directories(paths: list[str]) -> list[str]:
