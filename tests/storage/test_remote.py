@@ -156,3 +156,23 @@ def test_a_stores_own_errors_are_one_line_naming_the_url(monkeypatch: pytest.Mon
     monkeypatch.setattr(remote, "expand_inputs", listing_fails)
     with pytest.raises(InputError, match=r"^s3://b/in\.txt: cannot read: Unable to locate credentials$"):
         remote.listed_inputs(["s3://b/in.txt"])
+
+
+def test_cleanup_swallows_a_stores_own_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: ``remove`` and ``remove_tree`` said cleanup never raises, but caught only
+    OSErrors, so a store's own error (botocore's, not an OSError) raised from a cleanup on the way
+    out of a failed run, hiding the error that made it clean up."""
+
+    class ClientError(Exception):
+        """As botocore's: not an OSError."""
+
+    class Store:
+        def exists(self, path: str) -> bool:
+            return True
+
+        def rm(self, path: str, recursive: bool = False) -> None:
+            raise ClientError("AccessDenied")
+
+    monkeypatch.setattr(remote, "filesystem", lambda name: (Store(), name))
+    remote.remove("s3://bucket/run/p1/0")
+    remote.remove_tree("s3://bucket/run")
