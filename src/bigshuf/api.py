@@ -239,8 +239,7 @@ def shuffle_range(lo: int, hi: int, output: PathLike | None = None, **options: A
     shared = isinstance(share, str)  # -n P%, which reads the input (header, leftover) even when it keeps nothing
     if isinstance(share, str):  # -n P%: a share of the range's records, whose count is known (``shared``, for mypy)
         fraction = parse_share(share)
-        if fraction is None:
-            raise UsageError(f"head_count must be an integer or a percentage from '0%' to '100%', not str {share!r}")
+        assert fraction is not None, "Request.build refused any other string"
         options = options | {"head_count": count_of(fraction, records)}
     head_count = _optional_integer("head_count", options.get("head_count"))
     repeat = options.get("repeat", False)

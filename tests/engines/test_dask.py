@@ -77,11 +77,6 @@ def _inputs(tmp_path: Path, seed: int = 0) -> tuple[list[Path], list[bytes]]:
     return paths, a + b
 
 
-def _read_shards(paths: list[Path], codec: str | None = None) -> list[bytes]:
-    data = [p.read_bytes() for p in paths]
-    return [decompress(codec, d) if codec else d for d in data]
-
-
 @pytest.mark.slow
 def test_local_files_on_two_workers(cluster: str, tmp_path: Path) -> None:
     paths, records = _inputs(tmp_path)

@@ -4,9 +4,9 @@ Pass 1 scatters each block of records into k buckets, every record's bucket draw
 block's own random stream; pass 2 shuffles each bucket in memory with the bucket's stream and
 writes it, in bucket order. A bucket too big for memory is scattered again one level deeper
 (the Rao/Sandelius recursion). ``-n`` stops at the bucket that reaches the count, so later
-buckets are dropped while pass 1 still runs. A record format (lines, Arrow rows) plugs in by
-subclassing ``TwoPass`` and filling in its hooks: how to make buckets, scatter a block, shuffle
-a bucket that fits, and read a bucket back in blocks. Hooks spread their work over the run's
+buckets are dropped while pass 1 still runs. A record format (lines, Arrow rows, tar samples,
+Megatron documents) plugs in by subclassing ``TwoPass`` and filling in its hooks: how to make
+buckets, scatter a block, shuffle a bucket that fits, and read a bucket back in blocks. Hooks spread their work over the run's
 worker threads (``workers``), drawing from streams named below the key they are given, so the
 output does not depend on how many there are.
 """

@@ -242,8 +242,6 @@ def magic_bytes() -> int:
     return max([8, *(offset + len(magic) for fmt in FORMATS.values() for offset, magic in fmt.magic)])
 
 
-def suffixes(family: str, *, compressible: bool | None = None) -> tuple[str, ...]:
-    """The suffixes of ``family``'s formats (only those that may be compressed, or not, if asked)."""
-    return tuple(
-        s for fmt in FORMATS.values() if fmt.family == family and compressible in (None, fmt.compressible) for s in fmt.suffixes
-    )
+def suffixes(family: str) -> tuple[str, ...]:
+    """The suffixes of ``family``'s formats."""
+    return tuple(s for fmt in FORMATS.values() if fmt.family == family for s in fmt.suffixes)

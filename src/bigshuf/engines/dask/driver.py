@@ -120,8 +120,8 @@ def shuffle(
     weights: Weights | None = None,
     unique: bool = False,
 ) -> ShuffleStats:
-    """Shuffle ``inputs`` (paths or fsspec URLs, globs and directories allowed: lines, or Parquet /
-    Arrow rows) into ``output`` on a Dask cluster.
+    """Shuffle ``inputs`` (paths or fsspec URLs, globs and directories allowed: lines, Parquet /
+    Arrow rows, WebDataset tar samples or Megatron documents) into ``output`` on a Dask cluster.
 
     ``memory`` (default 1G) is what one task may use; ``scheduler`` a Dask scheduler address
     (else ``$DASK_SCHEDULER_ADDRESS``, else a local cluster of processes); ``temp_url`` the

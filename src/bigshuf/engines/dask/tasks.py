@@ -159,7 +159,7 @@ class RecordWriter(Protocol):
 
 
 class TaskFormat(Protocol):
-    """The record-specific steps of both passes: lines, or Arrow rows."""
+    """The record-specific steps of both passes: lines, Arrow rows, tar samples or Megatron documents."""
 
     #: Whether an output is one file that cannot be cut into concatenated parts (a Parquet footer).
     whole_output: bool
