@@ -127,6 +127,30 @@ def test_sigkill_at_every_commit_step_leaves_old_or_new_shards(tmp_path: Path) -
     assert snapshot(out) == new and dot_files(out) == []
 
 
+@pytest.mark.parametrize("step", [4, 5])
+def test_a_killed_commit_whose_files_were_copied_since_is_left_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], step: int,
+) -> None:
+    """Found by attack: a commit killed between its renames, its directory then copied back (a
+    restore, a move across file systems: new inode numbers), was "undone" with every backup
+    removed, though the replaced files' backups were the only copies of the old ones: a mix of old
+    and new shards, records lost. Files the journal cannot recognise are now left alone, every
+    old file kept, and the journal says so."""
+    src, out, old, _new = _old_and_new(tmp_path)
+    proc = cli(["--seed", "2", "--shards", "3", str(src), "-o", f"{out}/"], env={KILL_AT: str(step)})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    subprocess.run(["cp", "-a", str(out), str(tmp_path / "copy")], check=True)
+    shutil.rmtree(out)
+    os.rename(tmp_path / "copy", out)
+    capsys.readouterr()
+    tempspace.remove_dead_outputs(str(out))
+    said = capsys.readouterr().err
+    assert "whose files are not the ones it recorded (copied or restored since?); left alone" in said, said
+    kept = {(out / name).read_bytes() for name in os.listdir(out)}
+    assert set(old.values()) <= kept  # every old shard, in place or as its .bigshuf-old backup
+    assert any(name.endswith(".commit") for name in os.listdir(out))
+
+
 def test_a_killed_commit_is_finished_before_the_next_run_reads_its_inputs(tmp_path: Path) -> None:
     # Files shuffled onto their own names, killed half-way through the renames: the rerun of the
     # same command first finishes the commit, so it reads every record exactly once.

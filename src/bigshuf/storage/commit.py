@@ -498,6 +498,16 @@ def _inode(path: str) -> int | None:
     return st.st_ino if stat.S_ISREG(st.st_mode) else None
 
 
+def _known(entry: dict[str, Any]) -> bool:
+    """Whether a journal entry's files are as its commit left them, so an undo can tell old from new:
+    its new file still a temporary one, or in place (its ``ino``), or the target untouched (still
+    its backup's file, or absent with no backup). Not so once the files were copied (new inodes)."""
+    if entry["ino"] in (_inode(entry["temp"]), _inode(entry["final"])):
+        return True
+    backup, final = _inode(entry["backup"]), _inode(entry["final"])
+    return backup == final if backup is not None else final is None
+
+
 def recover(journal: str) -> tuple[str, list[str]]:
     """Finish, or else undo, the commit a killed run left in ``journal`` (its lock is held by the
     caller); return what was done, in words, and the targets it put in place or back (none if
@@ -523,6 +533,12 @@ def recover(journal: str) -> tuple[str, list[str]]:
     # Under the lock of every directory it renames into, as a commit is made.
     with directories_locked([os.path.dirname(journal), *(os.path.dirname(e["final"]) for e in entries)]):
         forward = all(_inode(e["temp"]) == e["ino"] or _inode(e["final"]) == e["ino"] for e in entries)
+        if not forward and not all(_known(e) for e in entries):
+            return (
+                f"{quote_name(journal)}: a killed run's commit journal whose files are not the ones it recorded (copied "
+                "or restored since?); left alone with the old files it kept (.bigshuf-old beside them): put them back by "
+                "hand where the new ones are not wanted"
+            ), []
         if forward:
             for e in entries:
                 if _inode(e["temp"]) == e["ino"]:
@@ -541,7 +557,8 @@ def recover(journal: str) -> tuple[str, list[str]]:
                     os.unlink(e["temp"])
             done = f"undid the commit of {len(entries)} file(s) that a killed run began (a new file was missing)"
         for e in entries:
-            if _inode(e["backup"]) is not None:
+            # Forward, every backup is an old file replaced; undone, one left is a second name of its target.
+            if _inode(e["backup"]) is not None and (forward or _inode(e["backup"]) == _inode(e["final"])):
                 os.unlink(e["backup"])
         home, name = os.path.split(journal)
         for directory in dict.fromkeys(os.path.dirname(e["final"]) for e in entries):
