@@ -839,6 +839,25 @@ def test_thousands_of_shards_scan_the_directory_once(tmp_path: Path, monkeypatch
     assert sum(len(split_records((out / n).read_bytes())) for n in names) == 4_000
 
 
+@pytest.mark.parametrize("owner", [65534, os.geteuid()])
+def test_fifos_named_as_a_runs_lock_or_journal_are_passed_over(tmp_path: Path, owner: int) -> None:
+    """Found by attack: in a shared sticky directory another user's FIFO named as a run's lock or
+    commit journal made every run there wait for a writer for ever (SIGTERM and SIGINT ignored in
+    the open). They are passed over as files that are not a run's, and left where they are."""
+    if owner != os.geteuid() and not ROOT:
+        pytest.skip("needs root to give the FIFOs to another user")
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o1777)
+    fifos = [shared / ".bigshuf-abcdef123457.lock", shared / ".bigshuf-abcdef123458.commit"]
+    for fifo in fifos:
+        os.mkfifo(fifo)
+        os.chown(fifo, owner, owner)
+    proc = cli(["-e", "a", "b", "-o", str(shared / "o.txt")], timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted((shared / "o.txt").read_bytes().split()) == [b"a", b"b"]
+    assert all(stat.S_ISFIFO(os.lstat(f).st_mode) for f in fifos)
+
+
 def _fifo_input(tmp_path: Path) -> tuple[Path, int]:
     """A FIFO that a run would wait on forever if it read it (a writer holds it open, silent)."""
     fifo = tmp_path / "in.fifo"

@@ -388,7 +388,7 @@ def _read_journal(path: str) -> list[dict[str, Any]] | None:
     fd = open_nofollow(path)
     try:
         st = os.fstat(fd)
-        if not own_file(st) or st.st_size > MAX_JOURNAL:
+        if not own_file(st) or not stat.S_ISREG(st.st_mode) or st.st_size > MAX_JOURNAL:
             return None
         with os.fdopen(os.dup(fd), "rb") as f:
             text = f.read()

@@ -44,8 +44,10 @@ def creation_problem(directory: str) -> str | None:
 
 
 def open_nofollow(path: str, flags: int = os.O_RDONLY) -> int:
-    """An existing file opened without following a symlink at its last component (ELOOP if it is one)."""
-    return descriptor(lambda: os.open(path, flags | _NOFOLLOW | _CLOEXEC))
+    """An existing file opened without following a symlink at its last component (ELOOP if it is
+    one), nor waiting for a writer if it is a FIFO planted there (O_NONBLOCK: no effect on a regular
+    file); the caller refuses what is not a regular file."""
+    return descriptor(lambda: os.open(path, flags | os.O_NONBLOCK | _NOFOLLOW | _CLOEXEC))
 
 
 def foreign_entry(path: str) -> str | None:

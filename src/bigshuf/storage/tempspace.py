@@ -91,7 +91,7 @@ def _tree_size(path: str) -> int:
 def lock_held_elsewhere(path: str) -> bool | None:
     """Whether another process holds ``path``'s flock (None if it cannot be opened)."""
     try:
-        fd = descriptor(lambda: os.open(path, os.O_RDONLY))
+        fd = descriptor(lambda: os.open(path, os.O_RDONLY | os.O_NONBLOCK))  # (a planted FIFO must not block)
     except OSError:
         return None
     try:
