@@ -459,6 +459,25 @@ def test_leftover_state_json_new_symlink_is_not_followed(tmp_path: Path, corpus:
     assert job.out.read_bytes() == reference
 
 
+@pytest.mark.parametrize("kind", ["FIFO", "directory"])
+def test_a_checkpoint_that_is_not_a_file_is_refused_naming_it(tmp_path: Path, corpus: Path, reference: bytes, kind: str) -> None:
+    """Found by attack: a state.json that is a FIFO made --resume wait for a writer for ever (SIGTERM
+    ignored in the open); one that is a directory said only "Is a directory". Both are refused in
+    the checkpoint's one line naming it; put back, the job resumes to the uninterrupted output."""
+    job = Job(corpus, tmp_path / "t", tmp_path / "out.txt")
+    job.interrupt(IN_PASS1)
+    state = state_dir(job.temp) / "state.json"
+    saved = state.read_bytes()
+    state.unlink()
+    os.mkfifo(state) if kind == "FIFO" else state.mkdir()
+    assert_refused(subprocess.run(job.argv(), capture_output=True, timeout=30), f"{state} is not a checkpoint file", "to start afresh")
+    os.unlink(state) if kind == "FIFO" else state.rmdir()
+    state.write_bytes(saved)
+    result = job.rerun()
+    assert result.returncode == 0, result.stderr
+    assert job.out.read_bytes() == reference
+
+
 def test_resume_files_are_private(tmp_path: Path, corpus: Path) -> None:
     old = os.umask(0o022)
     try:

@@ -55,10 +55,11 @@ def load_state(directory: str, name: str = "state.json") -> dict[str, Any] | Non
         return None
     except OSError as e:
         raise refusal(directory, f"{quote_name(path)} cannot be opened ({open_failure(e)})") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_STATE_BYTES:  # (a directory, a FIFO: before reading it)
+        os.close(fd)
+        raise refusal(directory, f"{quote_name(path)} is not a checkpoint file")
     with open(fd, "rb") as f:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_STATE_BYTES:
-            raise refusal(directory, f"{quote_name(path)} is not a checkpoint file")
         data = f.read(MAX_STATE_BYTES + 1)
     try:
         state = json.loads(data)
