@@ -478,6 +478,21 @@ def test_a_split_over_two_directories_killed_mid_commit_is_finished(tmp_path: Pa
         assert records_in([top / "train" / "x.txt", top / "valid" / "x.txt"]) == records_in([src]), other_first
 
 
+def test_finishing_a_split_from_one_directory_removes_the_killed_runs_locks_in_the_others(tmp_path: Path) -> None:
+    """Found by attack: a killed --split commit finished by a run writing into one of its directories
+    removed the journal's copies in the others but left the killed run's locks there, until some
+    later run wrote there too. They go with the commit now."""
+    src = write_records(tmp_path / "in.txt", make_records(300, seed=12))
+    for d in ("train", "valid"):
+        (tmp_path / d).mkdir()
+    command = ["--seed", "4", "--split", "train=0.8,valid=rest", str(src), "-o", f"{tmp_path}/{{split}}/x.txt"]
+    assert cli(command, env={KILL_AT: "4"}).returncode == -signal.SIGKILL
+    assert any(n.endswith(".lock") for n in dot_files(tmp_path / "valid"))
+    tempspace.remove_dead_outputs(str(tmp_path / "train"))
+    assert dot_files(tmp_path / "train") == [] and dot_files(tmp_path / "valid") == []
+    assert records_in([tmp_path / "train" / "x.txt", tmp_path / "valid" / "x.txt"]) == records_in([src])
+
+
 @pytest.mark.parametrize("tidied_first", ["a", "b"])
 def test_a_run_killed_between_two_journal_copies_leaves_nothing_behind(tmp_path: Path, tidied_first: str) -> None:
     """Killed after its journal's copy in one directory and before the other's, with the other

@@ -176,10 +176,26 @@ def _clean_run(directory: str, run: str, names: list[str]) -> list[str]:
                 os.unlink(lock)
             except OSError:
                 pass
+        for other in dict.fromkeys(os.path.dirname(target) for target in touched):  # a split's other directories
+            if os.path.realpath(other) != os.path.realpath(directory):
+                _drop_dead_lock(os.path.join(other, os.path.basename(lock)))
     finally:
         if fd is not None:
             os.close(fd)
     return touched
+
+
+def _drop_dead_lock(lock: str) -> None:
+    """Remove the lock ``lock`` of a run that is gone, where its commit was just finished from another directory."""
+    fd = _lock_free(lock)
+    if fd is None:
+        return
+    try:
+        os.unlink(lock)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 #: Seconds a file may stay unlocked while the run that made it is still starting.
