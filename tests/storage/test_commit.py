@@ -151,6 +151,25 @@ def test_a_killed_commit_whose_files_were_copied_since_is_left_alone(
     assert any(name.endswith(".commit") for name in os.listdir(out))
 
 
+def test_a_file_put_over_a_killed_commits_target_is_not_replaced(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by attack: a user's file moved onto a target whose new file was still to be renamed
+    (the run killed between its renames) was replaced by it when the next run finished the commit,
+    though bigshuf never removes files it did not write. The commit is undone instead: the user's
+    file stays, the files replaced come back, and the old file under it stays as its backup."""
+    src, out, old, _new = _old_and_new(tmp_path)
+    proc = cli(["--seed", "2", "--shards", "3", str(src), "-o", f"{out}/"], env={KILL_AT: "4"})  # one of three renamed
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    mine = tmp_path / "mine.txt"
+    mine.write_bytes(b"mine\n")
+    os.rename(mine, out / "part-00001.txt")  # a target that has a backup and is still to be replaced
+    capsys.readouterr()
+    tempspace.remove_dead_outputs(str(out))
+    assert "undid the commit" in capsys.readouterr().err
+    assert (out / "part-00001.txt").read_bytes() == b"mine\n"
+    assert (out / "part-00000.txt").read_bytes() == old["part-00000.txt"]
+    assert old["part-00001.txt"] in {(out / name).read_bytes() for name in dot_files(out)}
+
+
 def test_a_killed_commit_is_finished_before_the_next_run_reads_its_inputs(tmp_path: Path) -> None:
     # Files shuffled onto their own names, killed half-way through the renames: the rerun of the
     # same command first finishes the commit, so it reads every record exactly once.

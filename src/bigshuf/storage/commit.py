@@ -498,6 +498,13 @@ def _inode(path: str) -> int | None:
     return st.st_ino if stat.S_ISREG(st.st_mode) else None
 
 
+def _untouched(entry: dict[str, Any]) -> bool:
+    """Whether a journal entry's target is as the commit left it before renaming onto it: absent,
+    or its backup's file (a target killed before it was backed up cannot be told from another)."""
+    backup, final = _inode(entry["backup"]), _inode(entry["final"])
+    return final is None or backup is None or backup == final
+
+
 def _known(entry: dict[str, Any]) -> bool:
     """Whether a journal entry's files are as its commit left them, so an undo can tell old from new:
     its new file still a temporary one, or in place (its ``ino``), or the target untouched (still
@@ -532,7 +539,7 @@ def recover(journal: str) -> tuple[str, list[str]]:
         return f"removed {quote_name(journal)}, cut short by a kill before the commit began", []
     # Under the lock of every directory it renames into, as a commit is made.
     with directories_locked([os.path.dirname(journal), *(os.path.dirname(e["final"]) for e in entries)]):
-        forward = all(_inode(e["temp"]) == e["ino"] or _inode(e["final"]) == e["ino"] for e in entries)
+        forward = all(_inode(e["final"]) == e["ino"] or (_inode(e["temp"]) == e["ino"] and _untouched(e)) for e in entries)
         if not forward and not all(_known(e) for e in entries):
             return (
                 f"{quote_name(journal)}: a killed run's commit journal whose files are not the ones it recorded (copied "
@@ -555,7 +562,7 @@ def recover(journal: str) -> tuple[str, list[str]]:
                         os.unlink(e["final"])
                 if _inode(e["temp"]) == e["ino"]:
                     os.unlink(e["temp"])
-            done = f"undid the commit of {len(entries)} file(s) that a killed run began (a new file was missing)"
+            done = f"undid the commit of {len(entries)} file(s) that a killed run began (a new file was missing, or a target replaced since)"
         for e in entries:
             # Forward, every backup is an old file replaced; undone, one left is a second name of its target.
             if _inode(e["backup"]) is not None and (forward or _inode(e["backup"]) == _inode(e["final"])):
