@@ -127,6 +127,18 @@ def test_sigkill_at_every_commit_step_leaves_old_or_new_shards(tmp_path: Path) -
     assert snapshot(out) == new and dot_files(out) == []
 
 
+def test_a_killed_commit_whose_temporary_file_went_before_its_backups_is_undone(tmp_path: Path) -> None:
+    """Found by review: a temporary file removed by hand after a kill before any backup was made
+    left the journal alone for good (its targets, not backed up yet, were taken for copies); the
+    commit is undone as README says, nothing left behind."""
+    src, out, old, _new = _old_and_new(tmp_path)
+    assert cli(["--seed", "2", "--shards", "3", str(src), "-o", f"{out}/"], env={KILL_AT: "1"}).returncode == -signal.SIGKILL
+    (temp,) = [name for name in dot_files(out) if name.startswith(".part-00001.txt.") and name.endswith(".bigshuf-tmp")]
+    os.unlink(out / temp)
+    tempspace.remove_dead_outputs(str(out))
+    assert snapshot(out) == old and dot_files(out) == []
+
+
 @pytest.mark.parametrize("step", [4, 5])
 def test_a_killed_commit_whose_files_were_copied_since_is_left_alone(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], step: int,
@@ -151,23 +163,29 @@ def test_a_killed_commit_whose_files_were_copied_since_is_left_alone(
     assert any(name.endswith(".commit") for name in os.listdir(out))
 
 
-def test_a_file_put_over_a_killed_commits_target_is_not_replaced(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("step", [1, 2, 4])
+@pytest.mark.parametrize("target", ["part-00001.txt", "part-00002.txt"])
+def test_a_file_put_over_a_killed_commits_target_is_not_replaced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], step: int, target: str,
+) -> None:
     """Found by attack: a user's file moved onto a target whose new file was still to be renamed
-    (the run killed between its renames) was replaced by it when the next run finished the commit,
-    though bigshuf never removes files it did not write. The commit is undone instead: the user's
-    file stays, the files replaced come back, and the old file under it stays as its backup."""
+    (the run killed before or between its renames) was replaced by it when the next run finished the
+    commit, though bigshuf never removes files it did not write; so was one put where a new shard was
+    to go. The journal now records each target's file; the commit is undone instead: the user's file
+    stays, the files replaced come back (an old file under the user's stays as its backup)."""
     src, out, old, _new = _old_and_new(tmp_path)
-    proc = cli(["--seed", "2", "--shards", "3", str(src), "-o", f"{out}/"], env={KILL_AT: "4"})  # one of three renamed
+    proc = cli(["--seed", "2", "--shards", "3", str(src), "-o", f"{out}/"], env={KILL_AT: str(step)})
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     mine = tmp_path / "mine.txt"
     mine.write_bytes(b"mine\n")
-    os.rename(mine, out / "part-00001.txt")  # a target that has a backup and is still to be replaced
+    os.rename(mine, out / target)  # an old shard still to be replaced, or where a third, new one goes
     capsys.readouterr()
     tempspace.remove_dead_outputs(str(out))
     assert "undid the commit" in capsys.readouterr().err
-    assert (out / "part-00001.txt").read_bytes() == b"mine\n"
-    assert (out / "part-00000.txt").read_bytes() == old["part-00000.txt"]
-    assert old["part-00001.txt"] in {(out / name).read_bytes() for name in dot_files(out)}
+    assert (out / target).read_bytes() == b"mine\n"
+    assert {name: (out / name).read_bytes() for name in old if name != target} == {n: d for n, d in old.items() if n != target}
+    if target in old and step > 2:  # backed up before the kill: the old file stays beside the user's
+        assert old[target] in {(out / name).read_bytes() for name in dot_files(out)}
 
 
 def test_a_killed_commit_is_finished_before_the_next_run_reads_its_inputs(tmp_path: Path) -> None:

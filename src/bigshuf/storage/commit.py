@@ -211,7 +211,8 @@ class OutputFiles:
         created: list[str] = []
         try:
             for temp, final in moves:
-                entries.append({"temp": temp, "final": final, "backup": backup_name(temp), "ino": os.lstat(temp).st_ino})
+                # "target": the file the new one replaces, so a file put there after a kill is told from it.
+                entries.append({"temp": temp, "final": final, "backup": backup_name(temp), "ino": os.lstat(temp).st_ino, "target": _inode(final)})
             text = json.dumps({"bigshuf_commit": 1, "files": entries}).encode()
             for copy in journals:
                 journal = copy
@@ -419,6 +420,7 @@ def _read_journal(path: str) -> list[dict[str, Any]] | None:
         if not (
             isinstance(e, dict) and all(isinstance(e.get(k), str) for k in ("temp", "final", "backup"))
             and isinstance(e.get("ino"), int) and os.path.isabs(e["final"])
+            and (e.get("target") is None or (isinstance(e["target"], int) and not isinstance(e["target"], bool)))
         ):
             return None
         directory, temp = os.path.split(e["temp"])
@@ -499,20 +501,23 @@ def _inode(path: str) -> int | None:
 
 
 def _untouched(entry: dict[str, Any]) -> bool:
-    """Whether a journal entry's target is as the commit left it before renaming onto it: absent,
-    or its backup's file (a target killed before it was backed up cannot be told from another)."""
-    backup, final = _inode(entry["backup"]), _inode(entry["final"])
-    return final is None or backup is None or backup == final
+    """Whether a journal entry's target is still the file the commit was to replace (``target``), or
+    gone: not a file put there since, nor a copy. A journal of an older bigshuf names no target: its
+    backup's file stands for it (a target killed before it was backed up cannot be told from another)."""
+    final = _inode(entry["final"])
+    if final is None:
+        return True
+    if "target" in entry:
+        return bool(final == entry["target"])
+    backup = _inode(entry["backup"])
+    return backup is None or backup == final
 
 
 def _known(entry: dict[str, Any]) -> bool:
-    """Whether a journal entry's files are as its commit left them, so an undo can tell old from new:
-    its new file still a temporary one, or in place (its ``ino``), or the target untouched (still
-    its backup's file, or absent with no backup). Not so once the files were copied (new inodes)."""
-    if entry["ino"] in (_inode(entry["temp"]), _inode(entry["final"])):
-        return True
-    backup, final = _inode(entry["backup"]), _inode(entry["final"])
-    return backup == final if backup is not None else final is None
+    """Whether a journal entry's files are as its commit left them, so old can be told from new: its
+    new file still a temporary one or in place (its ``ino``), or its target untouched. Not so once
+    the files were copied (new inode numbers)."""
+    return entry["ino"] in (_inode(entry["temp"]), _inode(entry["final"])) or _untouched(entry)
 
 
 def recover(journal: str) -> tuple[str, list[str]]:
@@ -541,10 +546,11 @@ def recover(journal: str) -> tuple[str, list[str]]:
     with directories_locked([os.path.dirname(journal), *(os.path.dirname(e["final"]) for e in entries)]):
         forward = all(_inode(e["final"]) == e["ino"] or (_inode(e["temp"]) == e["ino"] and _untouched(e)) for e in entries)
         if not forward and not all(_known(e) for e in entries):
+            kept = any(_inode(e["backup"]) is not None for e in entries)
             return (
                 f"{quote_name(journal)}: a killed run's commit journal whose files are not the ones it recorded (copied "
-                "or restored since?); left alone with the old files it kept (.bigshuf-old beside them): put them back by "
-                "hand where the new ones are not wanted"
+                "or restored since?); left alone with its files"
+                + (" and the old files it kept (.bigshuf-old beside them): put them back by hand where the new ones are not wanted" if kept else "")
             ), []
         if forward:
             for e in entries:
