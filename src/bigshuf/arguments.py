@@ -11,6 +11,7 @@ from typing import cast
 
 from .errors import UsageError
 from .quoting import quote_arg
+from .storage.paths import LiteralName
 from .storage.sources import BytesSource, CallerSource, FileSource, GeneratedSource, Source
 
 
@@ -110,7 +111,11 @@ def _input_list(inputs: object) -> list[str | Source]:
         raise UsageError(f"inputs must be a path, a Source or a list of them, not {_describe(inputs)}")
     if not items:
         raise UsageError("no inputs given: pass '-' to read standard input")
-    return [_source(item) if _is_source(item) else _path("each input", item) for item in items]
+    # A Path names one file; a str may be a glob pattern (``formats.detect.expand_glob``).
+    return [
+        _source(item) if _is_source(item) else LiteralName(_path("each input", item)) if isinstance(item, os.PathLike)
+        else _path("each input", item) for item in items
+    ]
 
 
 def _source(item: object) -> Source:

@@ -23,6 +23,7 @@ from .cliparse import (
 from .errors import BigShufError, InputError, OutputError, UsageError, interruption, option, render
 from .progress import BarProgress, Progress, make_progress, summary
 from .quoting import quote_arg, quote_name
+from .storage.paths import LiteralName
 
 if TYPE_CHECKING:
     from .api import ShuffleStats
@@ -151,7 +152,7 @@ def _listed_inputs(args: argparse.Namespace) -> list[str]:
         if args.operands or args.echo or args.input_range is not None:
             extra = args.operands[0] if args.operands else ("-e" if args.echo else "-i")
             raise CommandSyntaxError(f"extra operand {quote_arg(extra)}\nfile operands cannot be combined with {flag}")
-        inputs = inputs + read_file_list(value, sep, flag)
+        inputs = inputs + [LiteralName(name) for name in read_file_list(value, sep, flag)]  # names, not patterns
     return inputs
 
 

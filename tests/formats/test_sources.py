@@ -429,3 +429,33 @@ def test_globs_match_at_any_depth_for_operands_and_sources(tmp_path: Path, monke
     assert run_cli(["gl/x/*.txt", "--seed", "1"])[:2] == (0, b"gl/x/m.txt\n")
     code, out, err = run_cli(["gl/none-*.txt"])
     assert (code, out, err) == (1, b"", b"bigshuf: 'gl/none-*.txt': No such file or directory\n")
+
+
+def test_a_glob_matching_directories_and_their_files_reads_each_file_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_cli) -> None:  # type: ignore[no-untyped-def]
+    """Found by review: ``'d/**'`` matches ``d/``, ``d/sub`` and the files under them, and each
+    directory stood for its files again: every record read twice or three times, exit 0. A glob's
+    matches are now each file once; an empty directory it matches adds nothing."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    (tmp_path / "d" / "empty").mkdir()
+    write_records(tmp_path / "d" / "a.txt", [b"a1", b"a2"])
+    write_records(tmp_path / "d" / "sub" / "b.txt", [b"b1"])
+    for args in (["d/**"], ["d/**/*"], ["d/*"], ["--source", "x=d/**"]):
+        code, out, err = run_cli([*args, "--seed", "1"])
+        assert (code, err) == (0, b"") and sorted(out.split()) == [b"a1", b"a2", b"b1"], (args, out, err)
+
+
+def test_names_a_list_gives_and_paths_are_not_patterns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_cli) -> None:  # type: ignore[no-untyped-def]
+    """Found by review: a name ``--files-from`` lists (``x[1].txt``, gone) was read as a pattern and
+    read ``x1.txt``, where GNU shuf says it is missing; the names a list gives are names, as is a
+    ``pathlib.Path`` given to the library (a ``str`` may be a pattern)."""
+    monkeypatch.chdir(tmp_path)
+    write_records(tmp_path / "x1.txt", [b"x1"])
+    (tmp_path / "list").write_bytes(b"x[1].txt\n")
+    assert run_cli(["--files-from", "list"]) == (1, b"", b"bigshuf: 'x[1].txt': No such file or directory\n")
+    (tmp_path / "list0").write_bytes(b"x[1].txt\0")
+    assert run_cli(["--files0-from", "list0"]) == (1, b"", b"bigshuf: 'x[1].txt': No such file or directory\n")
+    with pytest.raises(InputError, match="No such file or directory"):
+        bigshuf.shuffle(Path("x[1].txt"), tmp_path / "o.txt")
+    bigshuf.shuffle("x[1].txt", tmp_path / "o.txt")
+    assert (tmp_path / "o.txt").read_bytes() == b"x1\n"

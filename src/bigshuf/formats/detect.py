@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from ..errors import InputError, UsageError, option
 from . import registry
 from ..quoting import quote_arg, quote_name
+from ..storage.paths import LiteralName
 
 if TYPE_CHECKING:
     from ..storage.sinks import CodecChoice
@@ -165,11 +166,16 @@ def _unreadable(error: OSError) -> None:
 
 
 def expand_glob(path: str) -> list[str]:
-    """The files a local glob (``data/*.jsonl.gz``, ``**`` recursive) matches, sorted, where no file
-    has that very name; ``[path]`` itself where one does or it holds no pattern; [] where none matches."""
-    if path == "-" or os.path.lexists(path) or not glob.has_magic(path):
+    """The files a local glob (``data/*.jsonl.gz``, ``**`` recursive) matches, sorted, each once (a
+    directory it matches stands for its data files, which ``**`` may match again); ``[path]`` itself
+    where a file has that very name, it holds no pattern or it is a ``LiteralName``; [] where it
+    matches no file."""
+    if isinstance(path, LiteralName) or path == "-" or os.path.lexists(path) or not glob.has_magic(path):
         return [path]
-    return sorted(glob.glob(path, recursive=True))
+    found: list[str] = []
+    for match in sorted(glob.glob(path, recursive=True)):
+        found.extend(dataset_files(match) if os.path.isdir(match) else [match])
+    return list(dict.fromkeys(found))
 
 
 def expand_directories(paths: list[str]) -> list[str]:

@@ -72,3 +72,8 @@ def followed_path(name: str) -> str:
             return path  # not a link: the file itself, or a new one
         name = os.path.join(os.path.dirname(path), text)
     raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), name)
+
+
+class LiteralName(str):
+    """A file's name that is never read as a glob pattern: one a ``--files-from`` list gives, or a
+    ``pathlib.Path`` (a ``str`` operand may be a pattern, as in Hugging Face ``data_files``)."""
