@@ -24,7 +24,6 @@ from .storage.safefs import written_in_place
 from .storage.sources import FileSource, Source
 
 
-
 class Runner(Protocol):
     """What runs a Dask run's tasks (``scheduler=``): a ``distributed.Client`` or a ``concurrent.futures`` executor."""
 

@@ -189,7 +189,7 @@ class BucketGroups:
         regular file as long as written. Each read opens it for itself: no descriptor is shared
         between the threads reading and the one removing group files."""
         try:
-            fd = open_nofollow(self.path(g), os.O_RDONLY | os.O_NONBLOCK)  # a planted FIFO must not block
+            fd = open_nofollow(self.path(g))  # (a planted FIFO does not block it)
         except OSError as e:
             raise TempSpaceError(f"{quote_name(self.path(g))}: cannot open this temporary group of buckets: {e.strerror}") from None
         st = os.fstat(fd)

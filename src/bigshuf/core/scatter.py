@@ -550,7 +550,7 @@ class BucketSet:
         """Bucket ``j``'s file opened read-only, refused unless it is a regular file: a FIFO planted
         in its place would block the open or the read for ever, a directory fail with no name."""
         try:
-            fd = open_nofollow(self.path(j), os.O_RDONLY | os.O_NONBLOCK)
+            fd = open_nofollow(self.path(j))
         except OSError as e:
             advice = f"; {self.advice}" if self.advice else ""
             raise TempSpaceError(f"{quote_name(self.path(j))}: cannot open this temporary bucket: {e.strerror}{advice}") from None

@@ -92,7 +92,7 @@ def documents_fingerprint(path: str, fmt: dict[str, Any], memory: int) -> Finger
         raise InputError(f"{quote_name(path)}: not the .bin of a Megatron dataset")
     index = path[:-4] + ".idx"
     try:
-        fd = open_nofollow(index, os.O_RDONLY | os.O_NONBLOCK)
+        fd = open_nofollow(index)
     except OSError as e:
         raise InputError(f"{quote_name(index)}: {e.strerror}") from None
     try:
@@ -194,7 +194,7 @@ def check_manifest(path: str, memory: int) -> tuple[list[str], str]:
         want = out["fingerprint"]
         listed += Fingerprint(out["records"], out["bytes"], 0)
         try:
-            fd = open_nofollow(where, os.O_RDONLY | os.O_NONBLOCK)
+            fd = open_nofollow(where)
         except OSError as e:
             why = "not a regular file (a symbolic link)" if e.errno == errno.ELOOP and os.path.islink(where) else e.strerror
             problems.append(f"{quote_name(where)}: {why}")

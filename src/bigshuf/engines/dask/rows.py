@@ -37,10 +37,10 @@ from ...formats.tables import (
     schema_difference, stream_batches, take_rows, unreadable,
 )
 from ...quoting import quote_arg, quote_name
+from ...request import not_for_rows
 from ...storage import remote
 from ...storage.sinks import CodecChoice, Sink
 from .prepared import Inputs, Prepared, Settings, TaskKind, by_source
-from ...request import not_for_rows
 from .tasks import Config, Copies, RecordWriter, ScatterResult, ScatterTask, Segment, Writable, bucket_count, range_bytes, write_stream
 
 if TYPE_CHECKING:
