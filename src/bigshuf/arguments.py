@@ -111,7 +111,7 @@ def _input_list(inputs: object) -> list[str | Source]:
         raise UsageError(f"inputs must be a path, a Source or a list of them, not {_describe(inputs)}")
     if not items:
         raise UsageError("no inputs given: pass '-' to read standard input")
-    # A Path names one file; a str may be a glob pattern (``formats.detect.expand_glob``).
+    # A Path names one file; a str may be a glob pattern (``formats.detect.named_files``).
     return [
         _source(item) if _is_source(item) else LiteralName(_path("each input", item)) if isinstance(item, os.PathLike)
         else _path("each input", item) for item in items

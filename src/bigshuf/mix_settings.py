@@ -83,7 +83,7 @@ def mix_settings(raw: dict[str, object]) -> dict[str, Any]:
 def _source_files(raw: object) -> list[tuple[str, tuple[str, ...]]]:
     """``sources`` (name -> a path, directory or pattern, or a list of them) as names with their
     files, each file in one source only."""
-    from .formats.detect import expand_directories, expand_glob
+    from .formats.detect import named_files
     from .storage.remote import is_remote
 
     if raw is None:
@@ -102,10 +102,10 @@ def _source_files(raw: object) -> list[tuple[str, tuple[str, ...]]]:
         for path in _path_list(f"source {quote_arg(name)}", paths):
             if is_remote(path):
                 raise UsageError(f"source {quote_arg(name)}: {quote_name(path)}: the files of {option('source')} must be local")
-            matched = expand_glob(path)
+            matched = named_files(path)
             if not matched:
                 raise UsageError(f"source {quote_arg(name)}: no file matches {quote_arg(path)}")
-            files.extend(expand_directories(matched))
+            files.extend(matched)
         for path in files:
             same = _identity(path)
             if same in owner:

@@ -264,11 +264,10 @@ def _expand(items: list[str | Source]) -> tuple[list[str | Source], list[str]]:
     """The inputs with local globs matched (one that matches nothing stays, for the read to refuse)
     and directories replaced by their data files, and those of them that are local paths (not
     sources, nor URLs that are not also local paths, which are read through fsspec)."""
-    from .formats.detect import expand_directories, expand_glob
+    from .formats.detect import named_files
     from .storage.remote import is_remote
 
-    globbed = [part for s in items for part in ((expand_glob(s) or [s]) if isinstance(s, str) and not is_remote(s) else [s])]
-    expanded = [part for s in globbed for part in (expand_directories([s]) if isinstance(s, str) else [s])]
+    expanded = [part for s in items for part in ((named_files(s) or [s]) if isinstance(s, str) and not is_remote(s) else [s])]
     paths = [s for s in expanded if isinstance(s, str) and not is_remote(s)]
     return expanded, paths
 

@@ -165,13 +165,13 @@ def _unreadable(error: OSError) -> None:
     raise InputError(f"{quote_name(error.filename)}: cannot list directory: {error.strerror}")
 
 
-def expand_glob(path: str) -> list[str]:
-    """The files a local glob (``data/*.jsonl.gz``, ``**`` recursive) matches, sorted, each once (a
-    directory it matches stands for its data files, which ``**`` may match again); ``[path]`` itself
-    where a file has that very name, it holds no pattern or it is a ``LiteralName``; [] where it
-    matches no file."""
+def named_files(path: str) -> list[str]:
+    """The files a local input name stands for: a glob's matches (``data/*.jsonl.gz``, ``**``
+    recursive), sorted, each once (a directory it matches stands for its data files, which ``**`` may
+    match again), [] where it matches none; else, where a file has that very name, the name holds no
+    pattern or it is a ``LiteralName``, ``expand_directories`` of it."""
     if isinstance(path, LiteralName) or path == "-" or os.path.lexists(path) or not glob.has_magic(path):
-        return [path]
+        return expand_directories([path])
     found: list[str] = []
     for match in sorted(glob.glob(path, recursive=True)):
         found.extend(dataset_files(match) if os.path.isdir(match) else [match])
