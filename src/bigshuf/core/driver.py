@@ -6,9 +6,9 @@ writes it, in bucket order. A bucket too big for memory is scattered again one l
 (the Rao/Sandelius recursion). ``-n`` stops at the bucket that reaches the count, so later
 buckets are dropped while pass 1 still runs. A record format (lines, Arrow rows, tar samples,
 Megatron documents) plugs in by subclassing ``TwoPass`` and filling in its hooks: how to make
-buckets, scatter a block, shuffle a bucket that fits, and read a bucket back in blocks. Hooks spread their work over the run's
-worker threads (``workers``), drawing from streams named below the key they are given, so the
-output does not depend on how many there are.
+buckets, scatter a block, shuffle a bucket that fits, and read a bucket back in blocks. Hooks
+spread their work over the run's worker threads (``workers``), drawing from streams named below
+the key they are given, so the output does not depend on how many there are.
 """
 
 from __future__ import annotations

@@ -257,14 +257,15 @@ class _Members:
             if kind == PAX_GLOBAL:
                 self._global_header(length, at)
                 continue
-            member = name if name is not None else _header_name(block)
+            own = _header_name(block)  # the header's own path, whatever the extension headers say
+            member = name if name is not None else own
             if name is None and _foreign_prefix(block):
                 raise InputError(
                     f"{self.path}: member {shown(member)} at byte {at}: its header is not POSIX ustar and holds bytes in the "
                     "prefix field, which GNU tar reads as times and tarfile (so WebDataset) as the start of its path; "
                     "recreate the tar (tar --format=posix)"
                 )
-            if kind == b"\0" and member.endswith(b"/") != _header_name(block).endswith(b"/"):
+            if kind == b"\0" and member.endswith(b"/") != own.endswith(b"/"):
                 raise InputError(
                     f"{self.path}: member {shown(member)} at byte {at}: an old-style member that GNU tar reads as a "
                     "directory and tarfile (so WebDataset) as a file, or the other way round; recreate the tar"
