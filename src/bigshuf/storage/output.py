@@ -5,7 +5,6 @@ header on top of each, and committed together at the end (or removed together on
 from __future__ import annotations
 
 import os
-import sys
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -24,7 +23,7 @@ from .threads import deferred_signals, each
 from .layout import Sharding, SplitPart, shard_option, split_counts, split_target
 from .manifest import OutputFile, build_manifest, write_manifest
 from .paths import followed_path, generated_path
-from .shards import check_shard_count, make_directories, shard_names
+from .shards import check_shard_count, make_directories, note_stale_shards, shard_names
 from .sinks import AtomicFileSink, CodecChoice, Sink, open_output, output_codec
 from .writeback import WriteBehind
 
@@ -358,7 +357,7 @@ class Output:
                     sink.keep_on_abort = True  # the journal needs them to finish the commit
             raise
         if self.sharding.open_ended:
-            self._note_stale_shards(after)
+            note_stale_shards(after)
 
     def _shards_after(self) -> list[tuple[str, int]]:
         """The name of the shard after each split's last, and how many that split has (none unsharded)."""
@@ -373,17 +372,6 @@ class Output:
             )[0]
             after.append((name, written))
         return after
-
-    def _note_stale_shards(self, shards_after: list[tuple[str, int]]) -> None:
-        """Name a shard file past the last one written that was there before (an earlier run's with
-        more shards): the count was not known when ``--shards N`` would have refused it. It is
-        the user's, so it stays; one line says so."""
-        for after, written in shards_after:
-            if os.path.lexists(after):
-                print(
-                    f"bigshuf: note: {after} (and any later shard) was there before this run and is not one of the {written} "
-                    "shards it wrote; it was left in place", file=sys.stderr,
-                )
 
     def _write_manifest(self, moves: list[tuple[str, str]]) -> tuple[str, str]:
         """Write the manifest to a temporary file beside its target (created exclusively, private,

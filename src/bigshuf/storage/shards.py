@@ -7,6 +7,7 @@ import errno
 import os
 import re
 import stat
+import sys
 from collections.abc import Callable, Sequence
 from functools import partial
 from string import Formatter
@@ -95,6 +96,18 @@ def _file_checked(items: list[T], open_ended: str | None) -> list[T]:
     """Of the items (names, paths) of a run's shards in probe order, those whose files are checked:
     all, or with an ``open_ended`` shard count those of ``OPEN_ENDED_FILES``."""
     return items if open_ended is None else [item for n, item in zip(OPEN_ENDED_PROBE, items) if n in OPEN_ENDED_FILES]
+
+
+def note_stale_shards(shards_after: Sequence[tuple[str, int]]) -> None:
+    """After the commit of shards counted only at the end: name, in one line, a shard file past the
+    last one a split got that was there before (an earlier run's with more shards). It is the
+    user's, so it stays: the count was not known when ``--shards N`` would have refused it."""
+    for after, written in shards_after:
+        if os.path.lexists(after):
+            print(
+                f"bigshuf: note: {after} (and any later shard) was there before this run and is not one of the {written} "
+                "shards it wrote; it was left in place", file=sys.stderr,
+            )
 
 
 def make_directories(paths: list[str]) -> list[str]:

@@ -32,13 +32,13 @@ from ...storage.paths import generated_path
 from ...storage.safefs import make_private_directory
 from ...storage.layout import Sharding, parse_split
 from ...storage.manifest import run_entries, strata_entries
-from ...storage.shards import make_directories
+from ...storage.shards import make_directories, note_stale_shards
 from ...storage.sinks import AtomicFileSink, Sink, open_output
 from ...storage.tempspace import TempSpace, check_parent
 from .inputs import Prepared, Settings, prepare
 from .placement import Placement, commit, lay_out, plan_placement, remove_abandoned_parts
 from .outputs import (
-    Layout, PlannedFile, check_layout, input_counts, inputs_entry, note_stale_shards, plan_files, shards_after, write_run_manifest,
+    Layout, PlannedFile, check_layout, input_counts, inputs_entry, plan_files, shards_after, write_run_manifest,
 )
 from .tasks import (
     Config, GatherResult, GatherTask, Index, RunTasks, ScatterResult, TaskFormat, gather_task, scatter_task,

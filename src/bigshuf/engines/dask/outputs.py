@@ -6,7 +6,6 @@ under a temporary name, and all of them put in place together, with the manifest
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -147,18 +146,6 @@ def shards_after(layout: Layout, planned: Sequence[PlannedFile], compress: Codec
             written = sum(1 for p in planned if p.target == target)
             after.append((_names(target, layout.sharding, [written], compress, suffix)[0], written))
     return after
-
-
-def note_stale_shards(shards_after: Sequence[tuple[str, int]]) -> None:
-    """After the commit of shards counted only at the end, as the local engine does: name a shard
-    file past the last one a split got that was there before (an earlier run's with more shards),
-    left in place, in one line."""
-    for after, written in shards_after:
-        if os.path.lexists(after):
-            print(
-                f"bigshuf: note: {after} (and any later shard) was there before this run and is not one of the {written} "
-                "shards it wrote; it was left in place", file=sys.stderr,
-            )
 
 
 def input_counts(tasks: Sequence[ScatterTask], results: Sequence[ScatterResult], inputs: int, with_bytes: bool) -> list[tuple[int, int | None]]:
