@@ -161,7 +161,9 @@ def test_verify_catches_an_altered_row(tmp_path: Path, table: pa.Table, monkeypa
         append(self, changed, counts)
 
     monkeypatch.setattr(TableBuckets, "append", alter_first_id)
-    with pytest.raises(OutputError, match="verification failed"):
+    n = table.num_rows
+    rows_shape = rf"^verification failed: read {n} rows \(digest [0-9a-f]{{16}}\), wrote {n} rows \(digest [0-9a-f]{{16}}\); output not put in place$"
+    with pytest.raises(OutputError, match=rows_shape):
         bigshuf.shuffle(src, out, memory="64K", seed=1, tmp_dir=tmp_path, verify=True)
     assert not out.exists()
     assert temp_leftovers(tmp_path) == ["in.parquet"]

@@ -76,6 +76,16 @@ class Fingerprint:
         return f"{self.records} {self.unit}, {self.bytes} bytes, digest {self.digest:016x}"
 
 
+def verification_failure(read: Fingerprint, wrote: Fingerprint, rows: bool) -> str:
+    """The one line ``--verify`` refuses a run with, every engine alike: what was read against what
+    was written; ``rows`` (a table's) by count and digest, as their bytes are not counted."""
+
+    def shown(fp: Fingerprint) -> str:
+        return f"{fp.records} rows (digest {fp.digest:016x})" if rows else str(fp)
+
+    return f"verification failed: read {shown(read)}, wrote {shown(wrote)}; output not put in place"
+
+
 def fingerprint(block: np.ndarray, offsets: np.ndarray) -> Fingerprint:
     """Fingerprint of the records ``block[offsets[i]:offsets[i+1]]`` (separators included)."""
     n = len(offsets) - 1

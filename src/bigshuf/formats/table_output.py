@@ -227,9 +227,6 @@ class TableOutput(Output):
         """Each row's Arrow bytes as ``tables.row_sizes`` counts them (what ``-S`` holds), for ``--shard-size``."""
         return np.concatenate([np.empty(0, np.int64), *(row_sizes(batch) for batch in records.to_batches())])
 
-    def describe(self, fp: Fingerprint) -> str:
-        return f"{fp.records} {self.describe_kind()} (digest {fp.digest:016x})"
-
     def describe_kind(self) -> str:
         return "rows"
 

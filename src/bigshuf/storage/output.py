@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.fingerprint import Fingerprint, fingerprint
+from ..core.fingerprint import Fingerprint, fingerprint, verification_failure
 from ..core.parallel import Workers
 from ..core.records import array_block, array_bytes
 from ..core.resume import FileCheck
@@ -392,20 +392,13 @@ class Output:
         """The kind of records in the files, as the manifest names it (``lines``; table outputs: ``rows``)."""
         return "lines"
 
-    def describe(self, fp: Fingerprint) -> str:
-        """A fingerprint as the verification message gives it."""
-        return str(fp)
-
     def commit_checked(self, read: Fingerprint) -> None:
         """Commit, after checking (``--verify``) that what was emitted is what was ``read``."""
         if self.verify:
             self.writer.flush()
             self._tally()
             if self.fingerprint != read:
-                raise OutputError(
-                    f"verification failed: read {self.describe(read)}, wrote {self.describe(self.fingerprint)}; "
-                    "output not put in place"
-                )
+                raise OutputError(verification_failure(read, self.fingerprint, self.describe_kind() == "rows"))
         self.commit()
 
     def _companion_moves(self) -> list[tuple[str, str]]:

@@ -20,7 +20,7 @@ import numpy as np
 
 from ...quoting import quote_arg, quote_name
 from ...request import Runner, ShuffleStats, resolve_memory
-from ...core.fingerprint import Fingerprint
+from ...core.fingerprint import Fingerprint, verification_failure
 from ...core.mix import SourceStats
 from ...core.head import resolve as resolve_head
 from ...core.streams import seed_entropy
@@ -413,15 +413,7 @@ def _check_written(read: Fingerprint, results2: list[GatherResult], total: int, 
     if verify:
         wrote = sum((r.written for r in results2), Fingerprint())
         if read != wrote:
-            raise OutputError(f"verification failed: read {_described(read, fmt)}, wrote {_described(wrote, fmt)}; output not put in place")
-
-
-def _described(fp: Fingerprint, fmt: TaskFormat) -> str:
-    """A fingerprint as the local engine's verification message gives it: rows by count and digest
-    (their bytes are not counted), other records with their bytes."""
-    if fmt.records_kind == "rows":
-        return f"{fp.records} rows (digest {fp.digest:016x})"
-    return str(replace(fp, unit=fmt.unit))
+            raise OutputError(verification_failure(replace(read, unit=fmt.unit), replace(wrote, unit=fmt.unit), fmt.records_kind == "rows"))
 
 
 def _manifest(job: _Job, first: _Scattered, info: RunInfo, head_count: int | None, results: list[GatherResult]) -> None:
