@@ -103,12 +103,7 @@ class LineTasks:
             pos += len(unit)
         return _write_parts(scattered, k, name), dropped
 
-    def dedup(self, block: np.ndarray, count: int, name: str) -> tuple[np.ndarray, int]:
-        """The first copy of each line, in their order (compared byte for byte)."""
-        unique, kept = self.dedup_kept(block, count, name)
-        return unique, count - len(kept)
-
-    def dedup_kept(self, block: np.ndarray, count: int, name: str) -> tuple[np.ndarray, np.ndarray]:
+    def dedup(self, block: np.ndarray, count: int, name: str) -> tuple[np.ndarray, np.ndarray]:
         """The first copy of each line, in their order, and their indices, ascending, among the ``count``."""
         if count < 2:
             return block, np.arange(count, dtype=np.int64)

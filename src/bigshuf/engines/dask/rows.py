@@ -116,12 +116,7 @@ class RowTasks:
         counts = np.bincount(ids, minlength=k).astype(np.int64)
         return _write_buckets(table, counts, kept[np.argsort(ids, kind="stable")], k, name), table.num_rows - len(kept)
 
-    def dedup(self, block: Any, count: int, name: str) -> tuple[Any, int]:
-        """The first copy of each row (compared as ``--verify`` tells rows apart), in their order."""
-        unique, kept = self.dedup_kept(block, count, name)
-        return unique, count - len(kept)
-
-    def dedup_kept(self, block: Any, count: int, name: str) -> tuple[Any, np.ndarray]:
+    def dedup(self, block: Any, count: int, name: str) -> tuple[Any, np.ndarray]:
         """The first copy of each row, in their order, and their indices, ascending, among the ``count``."""
         if block.num_rows != count:
             raise TempSpaceError(f"{quote_name(name)}: {block.num_rows} rows read back, {count} written")

@@ -260,12 +260,7 @@ class TarTasks:
             parts.append(_regrouped(piece, _narrow(offs, len(piece)), ids, k))
         return _write_parts(parts, k, name), dropped
 
-    def dedup(self, block: Samples, count: int, name: str) -> tuple[Samples, int]:
-        """The first copy of each sample (by identity), in their order, and how many copies were dropped."""
-        unique, kept = self.dedup_kept(block, count, name)
-        return unique, count - len(kept)
-
-    def dedup_kept(self, block: Samples, count: int, name: str) -> tuple[Samples, np.ndarray]:
+    def dedup(self, block: Samples, count: int, name: str) -> tuple[Samples, np.ndarray]:
         """The first copy of each sample (by identity), in their order, and their indices, ascending, among the ``count``."""
         if len(block) != count:
             raise TempSpaceError(f"{quote_name(name)}: {len(block)} samples read back, {count} written")

@@ -203,12 +203,9 @@ class TaskFormat(Protocol):
         ``name``, by their hash buckets of ``level`` (``core.dedup.bucket_ids``); return its index and
         how many copies were dropped."""
 
-    def dedup(self, block: Any, count: int, name: str) -> tuple[Any, int]:
+    def dedup(self, block: Any, count: int, name: str) -> tuple[Any, np.ndarray]:
         """``--unique``: the first copy of each record of a hash bucket read back (``count`` records),
-        and how many copies were dropped."""
-
-    def dedup_kept(self, block: Any, count: int, name: str) -> tuple[Any, np.ndarray]:
-        """``--unique`` with weighted sources: ``dedup``'s first copies, with their indices among the ``count``."""
+        in their order, and their indices, ascending, among the ``count``."""
 
     def write_groups(self, block: Any, ids: np.ndarray, k: int, name: str) -> tuple[Segment, np.ndarray]:
         """Write the records of ``block`` grouped by ``ids`` as the object ``name`` (group ``j`` as bucket

@@ -139,8 +139,8 @@ def _dedup(
         if labels is not None:
             _by_source(cfg, task, path, block, labels, count, result)
             return
-        unique, dropped = cfg.fmt.dedup(block, count, f"hash bucket {name}")
-        result.duplicates += dropped
+        unique, kept = cfg.fmt.dedup(block, count, f"hash bucket {name}")
+        result.duplicates += count - len(kept)
         del block
         segment, fp = cfg.fmt.scatter(unique, rng_for(cfg.entropy, streams.unique(*path)), cfg.k, cfg, f"{task.prefix}-{name}")
         result.segments.append(segment)
@@ -183,7 +183,7 @@ def _by_source(
     and records ``labels``, in input order, so a copy held by two sources counts for the first),
     written grouped by source; each source's copies dropped are counted."""
     name = "-".join(map(str, path))
-    unique, kept = cfg.fmt.dedup_kept(block, count, f"hash bucket {name}")
+    unique, kept = cfg.fmt.dedup(block, count, f"hash bucket {name}")
     of = np.repeat(np.array([s for s, _c in labels], np.int64), [c for _s, c in labels])
     ids = of[kept]
     gone = np.bincount(of, minlength=task.sources) - np.bincount(ids, minlength=task.sources)
