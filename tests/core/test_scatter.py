@@ -10,14 +10,13 @@ import os
 import stat
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bigshuf.core import mix
-from bigshuf.core.scatter import BucketSet, Scattered, iter_pieces, scatter_copies_lazily, scatter_piece, scatter_records
+from bigshuf.core.scatter import BucketSet, Scattered, copy_runs, iter_pieces, scatter_piece, scatter_records
 from bigshuf.errors import TempSpaceError
 from bigshuf.core.records import RecordFormat, find_offsets
 from bigshuf.storage.sliced import WRITE_SLICE
@@ -544,27 +543,65 @@ def test_dropping_a_restored_bucket_twice_after_appending_to_it(tmp_path: Path) 
     assert int(resumed.records[1:].sum()) == 0 and read_back(resumed, 0)[: len(expected[0])] == expected[0]
 
 
-def test_copies_scattered_lazily_are_the_runs_scatter_records_makes() -> None:
-    """``scatter_copies_lazily`` cuts a piece's copies where ``scatter_records`` cuts its index of
-    them (runs of records and of bytes) and draws the same buckets: the same runs, byte for byte,
-    over random pieces, copies (none, one, hundreds), bucket counts, ``-n`` cuts and run limits."""
+def _runs_of_the_whole_index(offsets: np.ndarray, mult: np.ndarray, most: int, cap: int) -> list[tuple[int, int, list[int]]]:
+    """The runs weighted scatters were cut into when the whole index of copies was made first
+    (what the seeded outputs were recorded with): cut every ``most`` copies and after the last copy
+    ending by each multiple of ``cap`` bytes."""
+    index = np.repeat(np.arange(len(mult)), mult)
+    ends = np.cumsum(np.diff(offsets)[index])
+    cuts = set(range(0, len(index), most))
+    if cap and int(ends[-1]) > cap:
+        cuts.update(np.searchsorted(ends, np.arange(cap, int(ends[-1]), cap), side="right").tolist())
+    bounds = sorted(c for c in cuts if 0 <= c < len(index)) + [len(index)]
+    return [(lo, hi, index[lo:hi].tolist()) for lo, hi in zip(bounds, bounds[1:]) if hi > lo]
+
+
+def test_copy_runs_are_the_runs_of_the_whole_index() -> None:
+    """``copy_runs`` makes each run's index as it is taken, and cuts where the index of every copy
+    was cut (runs of copies and of bytes): the same runs over random pieces, copies (none, one,
+    hundreds) and run limits, so seeded weighted outputs stay as they were."""
     meta = np.random.default_rng(0)
     compared = 0
     for trial in range(600):
         n = int(meta.integers(1, 30))
         sizes = meta.integers(1, 50, n)
-        piece = np.concatenate([np.append(meta.integers(97, 123, s - 1), 10) for s in sizes]).astype(np.uint8)
         offsets = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
         mult = meta.integers(0, int(meta.choice([2, 5, 50, 400])), n).astype(np.int64)
         if not mult.sum():
             continue
-        k = int(meta.integers(1, 9))
-        keep, most, cap = int(meta.integers(1, k + 1)), int(meta.integers(1, 100)), int(meta.choice([0, 30, 200, 1000]))
-        index = mix.copies_index(mult)
-        eager = scatter_records(piece, offsets, np.random.default_rng(trial), k, keep, most, np.arange(n, dtype=np.int32) if index is None else index, cap)
-        lazy = list(scatter_copies_lazily(piece, offsets, np.random.default_rng(trial), k, keep, most, mult, cap))
-        assert [(bytes(a.data), a.byte_bounds.tolist(), a.counts.tolist()) for a in eager] == [
-            (bytes(b.data), b.byte_bounds.tolist(), b.counts.tolist()) for b in lazy
-        ], trial
+        most, cap = int(meta.integers(1, 100)), int(meta.choice([0, 30, 200, 1000]))
+        runs = [(lo, hi, index.tolist()) for lo, hi, index in copy_runs(offsets, mult, most, cap)]
+        assert runs == _runs_of_the_whole_index(offsets, mult, most, cap), trial
         compared += 1
     assert compared > 500
+
+
+def test_scatter_records_draws_copies_run_by_run() -> None:
+    """``scatter_records`` with copies is ``scatter_piece`` over each run, drawing from the one
+    stream; copies all of one without ``--stratify`` are the plain records (cut by count only), and
+    with it each copy draws from its split's buckets."""
+    meta = np.random.default_rng(1)
+    piece = np.frombuffer(b"".join(b"%d-%s\n" % (i, b"x" * int(meta.integers(0, 40))) for i in range(60)), np.uint8)
+    offsets = find_offsets(piece, RecordFormat(10))
+    mult = meta.integers(0, 4, 60).astype(np.int64)
+    k, most, cap = 5, 17, 300
+    rng = np.random.default_rng(7)
+    expected = [scatter_piece(piece, offsets, rng, k, k, index) for _lo, _hi, index in copy_runs(offsets, mult, most, cap)]
+    assert len(expected) > 3
+
+    def shown(parts: Iterable[Scattered]) -> list[tuple[bytes, list[int], list[int]]]:
+        return [(bytes(p.data), p.byte_bounds.tolist(), p.counts.tolist()) for p in parts]
+
+    assert shown(scatter_records(piece, offsets, np.random.default_rng(7), k, k, most, mult, cap)) == shown(expected)
+    ones = np.ones(60, np.int64)
+    assert shown(scatter_records(piece, offsets, np.random.default_rng(7), k, k, most, ones, cap)) == shown(
+        scatter_records(piece, offsets, np.random.default_rng(7), k, k, most)
+    )
+    bounds, labels = np.array([0, 2, 5]), np.repeat([0, 1], [30, 30]).astype(np.int64)
+    stratified = list(scatter_records(piece, offsets, np.random.default_rng(7), k, k, most, ones, cap, (bounds, labels)))
+    firsts, seconds = [], []
+    for p in stratified:
+        data = bytes(p.data)
+        firsts += [int(line.split(b"-")[0]) for line in data[: p.byte_bounds[2]].splitlines()]
+        seconds += [int(line.split(b"-")[0]) for line in data[p.byte_bounds[2] :].splitlines()]
+    assert sorted(firsts) == list(range(30)) and sorted(seconds) == list(range(30, 60))  # buckets [0, 2) and [2, 5)

@@ -124,58 +124,39 @@ def scatter_records(
     k: int,
     keep: int,
     max_records: int,
-    index: np.ndarray | None = None,
+    mult: np.ndarray | None = None,
     max_bytes: int = 0,
     strata: tuple[np.ndarray, np.ndarray] | None = None,
-) -> list[Scattered]:
+) -> Iterator[Scattered]:
     """``scatter_piece`` over the records of ``piece`` (its offsets), ``max_records`` at a time
     from the one stream, so that bookkeeping stays bounded however short the records are.
 
-    With ``index`` the records scattered are ``index``'s (weighted sources: a record listed twice
-    is two copies, each with its own bucket draw), at most ``max_bytes`` of them at a time too.
-    With ``strata`` (``--stratify``: the splits' bucket bounds, and each entry of ``index``'s split)
-    each draws its bucket from its split's range."""
-    if index is not None:
-        return _scatter_copies(piece, offsets, rng, k, keep, max_records, index, max_bytes, strata)
-    out = []
-    for first in range(0, len(offsets) - 1, max_records):
-        stop = min(len(offsets) - 1, first + max_records)
-        lo, hi = int(offsets[first]), int(offsets[stop])
-        out.append(scatter_piece(piece[lo:hi], offsets[first : stop + 1] - offsets[first], rng, k, keep))
-    return out
+    With ``mult`` (weighted sources) record ``i`` is scattered ``mult[i]`` times, each copy with its
+    own bucket draw, in runs of at most ``max_bytes`` bytes too; with ``strata`` (``--stratify``: the
+    splits' bucket bounds, and each copy's split) each copy draws its bucket from its split's range.
+    Runs are drawn as they are taken, so a caller may hold one at a time."""
+    if mult is None or (strata is None and len(mult) and int(mult.min()) == 1 and int(mult.max()) == 1):
+        for first in range(0, len(offsets) - 1, max_records):
+            stop = min(len(offsets) - 1, first + max_records)
+            lo, hi = int(offsets[first]), int(offsets[stop])
+            yield scatter_piece(piece[lo:hi], offsets[first : stop + 1] - offsets[first], rng, k, keep)
+        return
+    for lo, hi, index in copy_runs(offsets, mult, max_records, max_bytes):
+        yield scatter_piece(piece, offsets, rng, k, keep, index, None if strata is None else (strata[0], strata[1][lo:hi]))
 
 
-def _scatter_copies(
-    piece: np.ndarray, offsets: np.ndarray, rng: np.random.Generator, k: int, keep: int, max_records: int,
-    index: np.ndarray, max_bytes: int, strata: tuple[np.ndarray, np.ndarray] | None = None,
-) -> list[Scattered]:
-    """``scatter_records`` of the records ``index`` lists (copies included), cut into runs of at
-    most ``max_records`` records and, unless one record is longer, ``max_bytes`` bytes."""
-    ends = np.cumsum(np.diff(offsets)[index])
-    total = int(ends[-1]) if len(ends) else 0
-    cuts = set(range(0, len(index), max_records))
-    if max_bytes and total > max_bytes:
-        cuts.update(np.searchsorted(ends, np.arange(max_bytes, total, max_bytes), side="right").tolist())
-    bounds = sorted(c for c in cuts if 0 <= c < len(index)) + [len(index)]
-    return [
-        scatter_piece(piece, offsets, rng, k, keep, index[lo:hi], None if strata is None else (strata[0], strata[1][lo:hi]))
-        for lo, hi in zip(bounds, bounds[1:]) if hi > lo
-    ]
-
-
-def scatter_copies_lazily(
-    piece: np.ndarray, offsets: np.ndarray, rng: np.random.Generator, k: int, keep: int, max_records: int,
-    mult: np.ndarray, max_bytes: int,
-) -> Iterator[Scattered]:
-    """``scatter_records`` of ``mult[i]`` copies of each record, cut as ``_scatter_copies`` cuts them
-    (so the same draws, the same output) but each run's index made as it is scattered: the whole
-    index of copies is never held (one record copied 20 million times held ~500 MB of it)."""
+def copy_runs(offsets: np.ndarray, mult: np.ndarray, max_records: int, max_bytes: int) -> Iterator[tuple[int, int, np.ndarray]]:
+    """The copies ``mult`` lists (record ``i``'s ``mult[i]`` before record ``i + 1``'s) in runs
+    ``[lo, hi)`` of at most ``max_records`` copies and, unless one copy is longer, ``max_bytes``
+    bytes, each with its index of records. Each index is made as its run is taken: the index of
+    every copy is never held (one record copied 20 million times held ~500 MB of it)."""
     sizes = np.diff(offsets).astype(np.int64)
+    mult = mult.astype(np.int64, copy=False)
     copies, nbytes = np.cumsum(mult), np.cumsum(mult * sizes)  # up to and including each record
     total = int(copies[-1]) if len(mult) else 0
     cuts = set(range(0, total, max_records))
-    if max_bytes and len(mult) and int(nbytes[-1]) > max_bytes:
-        at = np.arange(max_bytes, int(nbytes[-1]), max_bytes, dtype=np.int64)  # where _scatter_copies cuts: after the copies ending by each
+    if max_bytes and total and int(nbytes[-1]) > max_bytes:
+        at = np.arange(max_bytes, int(nbytes[-1]), max_bytes, dtype=np.int64)  # a run ends after the last copy ending by each
         r = np.searchsorted(nbytes, at, side="right")  # the record whose copies cross it
         before = np.where(r > 0, copies[np.maximum(r - 1, 0)], 0)
         bytes_before = np.where(r > 0, nbytes[np.maximum(r - 1, 0)], 0)
@@ -184,8 +165,10 @@ def scatter_copies_lazily(
     dtype = np.int32 if len(mult) < 1 << 31 else np.int64
     for lo, hi in zip(bounds, bounds[1:]):
         if hi > lo:
-            index = np.searchsorted(copies, np.arange(lo, hi, dtype=np.int64), side="right").astype(dtype)
-            yield scatter_piece(piece, offsets, rng, k, keep, index)
+            first, last = np.searchsorted(copies, [lo, hi - 1], side="right").tolist()
+            ends = copies[first : last + 1]
+            held = np.minimum(ends, hi) - np.maximum(ends - mult[first : last + 1], lo)  # each record's copies in the run
+            yield lo, hi, np.repeat(np.arange(first, last + 1, dtype=dtype), held)
 
 
 def scatter_piece(

@@ -30,7 +30,7 @@ from ..core.gather import in_one_part, records_per_chunk, sample_with_replacemen
 from ..core.mix import Mixer
 from ..core.parallel import settled, share_one_heap
 from ..core.stratify import Stratifier
-from ..core.scatter import BucketSet, Scattered, cut_pieces, scatter_copies_lazily, scatter_records
+from ..core.scatter import BucketSet, Scattered, cut_pieces, scatter_records
 from ..core.streams import Key, rng_for
 from ..errors import InputError, OutputError, UsageError, option
 from ..quoting import quote_name
@@ -548,17 +548,14 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
             _range, counts, shares, labels = ranges[p]
             mult = self.mixer.multiplicity(counts, shares)
             fp = mix.multiset_fingerprint(piece, offsets, mult) if verify else None
-            if labels is None and int(mult.sum()) > 2 * most:  # a record copied many times: its runs made as they are taken
-                return (part.checksummed(compress) for part in scatter_copies_lazily(piece, offsets, rng, buckets.k, keep, most, mult, self.piece)), fp
-            index = mix.copies_index(mult)
             strata = None
             if labels is not None:
                 assert self.strata_bounds is not None
                 strata = (self.strata_bounds, labels)
-                if index is None:
-                    index = np.arange(len(mult), dtype=np.int32)
-            parts = scatter_records(piece, offsets, rng, buckets.k, keep, most, index, self.piece, strata)
-            return [part.checksummed(compress) for part in parts], fp
+            runs = (part.checksummed(compress) for part in scatter_records(piece, offsets, rng, buckets.k, keep, most, mult, self.piece, strata))
+            if int(mult.sum()) > 2 * most:  # a record copied many times: its runs drawn as they are taken, one held at a time
+                return runs, fp
+            return list(runs), fp
         scattered = [part.checksummed(compress) for part in scatter_records(piece, offsets, rng, buckets.k, keep, most)]
         return scattered, fingerprint(piece, offsets) if verify else None
 

@@ -16,7 +16,7 @@ from ...core.dedup import bucket_ids, first_copies, gather
 from ...core.driver import Estimate, Sample
 from ...core.fingerprint import Fingerprint, fingerprint, record_hashes
 from ...core.gather import emit_in_order
-from ...core.mix import copies_index, multiset_fingerprint
+from ...core.mix import multiset_fingerprint
 from ...core.scatter import Scattered, cut_pieces, iter_pieces, regroup, scatter_piece, scatter_records
 from ...errors import InputError, TempSpaceError, UsageError, option
 from ...quoting import quote_name
@@ -259,15 +259,12 @@ def _scatter_copies(block: np.ndarray, rng: np.random.Generator, k: int, cfg: Co
         first += len(mult)
         if cfg.verify:
             read += multiset_fingerprint(piece, offsets, mult)
-        index = copies_index(mult)
         strata = None
         if copies.strata is not None:
             n = int(mult.sum())
             strata = (copies.strata[0], copies.strata[1][copied : copied + n])
             copied += n
-            if index is None:
-                index = np.arange(len(mult), dtype=np.int32)
-        parts += scatter_records(piece, offsets, rng, k, k, plan.piece_records(cfg.limit), index, plan.piece_bytes(cfg.limit), strata)
+        parts += scatter_records(piece, offsets, rng, k, k, plan.piece_records(cfg.limit), mult, plan.piece_bytes(cfg.limit), strata)
     return _write_parts(parts, k, name), read
 
 
