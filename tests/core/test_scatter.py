@@ -504,6 +504,23 @@ def test_restore_never_follows_a_symlinked_bucket(tmp_path: Path) -> None:
     assert victim.read_bytes() == b"v" * 100000
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a file to another user")
+def test_restore_refuses_a_bucket_of_another_user(tmp_path: Path) -> None:
+    """A bucket file another user owns is neither appended to nor removed: the checkpoint's
+    buckets were this user's own, and another's file in their place is refused and kept."""
+    buckets, _ = appended(tmp_path / "b", 2, 1)
+    buckets.close()
+    state = buckets.state()
+    assert state["disk"][0] > 0
+    os.chown(buckets.path(0), 65534, 65534)
+    for counted in (state, {**state, "disk": [0, state["disk"][1]]}):  # counted, then counted empty (a file to remove if ours)
+        again = BucketSet(str(tmp_path / "b"), 2, fresh=False)
+        again.advice = "start again"
+        with pytest.raises(TempSpaceError, match=rf"bucket holds \d+ bytes, the checkpoint says {counted['disk'][0]}; start again$"):
+            again.restore(counted, consumed=0, complete=False)
+        assert os.stat(buckets.path(0)).st_size == state["disk"][0]
+
+
 def test_resuming_from_a_symlinked_directory_is_refused(tmp_path: Path) -> None:
     """The bucket directory of a resumed run must be this user's own directory, not a link."""
     (tmp_path / "elsewhere").mkdir(mode=0o700)

@@ -874,3 +874,25 @@ def test_a_directory_saved_by_hugging_face_datasets_is_its_rows(tmp_path: Path) 
     (tmp_path / "dd" / "notes" / "state.json").write_text('{"id": 1}\n')
     with pytest.raises(UsageError, match="holds both"):
         bigshuf.shuffle(tmp_path / "dd", tmp_path / "again.parquet", seed=1)
+
+
+def test_restored_row_buckets_sync_their_directory_after_removing_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Taking up a checkpoint removes the file of a bucket it counts empty (rows scattered after it):
+    the next ``sync`` makes that removal durable, as it does for line buckets."""
+    import bigshuf.formats.arrow_resume as arrow_resume
+
+    batch = pa.RecordBatch.from_pydict({"x": pa.array(range(6), pa.int64())})
+    buckets = arrow_resume.ResumableTableBuckets(str(tmp_path / "b"), 2, batch.schema, False, 1 << 20, fresh=True)
+    buckets.append(batch, np.array([6, 0]))
+    buckets.sync()
+    state = buckets.state()
+    buckets.append(batch, np.array([0, 6]))  # after the checkpoint: bucket 1's file is made
+    buckets.close()
+    assert os.path.exists(buckets.path(1)) and state["disk"][1] == 0
+    synced: list[str] = []
+    monkeypatch.setattr(arrow_resume, "sync_directory", synced.append)
+    again = arrow_resume.ResumableTableBuckets(str(tmp_path / "b"), 2, batch.schema, False, 1 << 20, fresh=False)
+    again.restore(state, consumed=0, complete=False)
+    assert not os.path.exists(again.path(1)) and os.path.getsize(again.path(0)) == state["disk"][0]
+    again.sync()
+    assert synced == [str(tmp_path / "b")]

@@ -15,10 +15,11 @@ import numpy as np
 
 from ..errors import TempSpaceError
 from ..quoting import quote_name
-from ..storage.safefs import check_private_directory, create_exclusive, open_nofollow, sync_directory, sync_file
+from ..storage.safefs import check_private_directory, create_exclusive, open_nofollow, own_file, sync_directory, sync_file
 from ..storage.sliced import open_sliced
 from .bucket_groups import BucketGroups, per_group
 from .parallel import settled
+from .resume import crc_of
 from .records import INT32_LIMIT, RecordFormat, find_offsets, gather_records
 from .streams import draw_ids
 from .stratify import split_ids
@@ -230,6 +231,30 @@ def reopen_bucket(path: str, size: int, advice: str) -> int | None:
         raise TempSpaceError(f"{quote_name(path)}: cannot reopen this bucket: {e.strerror}; {advice}") from None
 
 
+def restore_bucket(path: str, size: int, complete: bool, advice: str, crc: int | None = None) -> bool:
+    """Take up bucket file ``path`` as a checkpoint that counts ``size`` bytes in it left it; return
+    whether it is kept, to append to. It must be a regular file of this user, as long as the
+    checkpoint says or, unless pass 1 was ``complete``, longer (cut back to it: appends follow), and
+    with ``crc`` its CRC-32 where given; one the checkpoint counts empty is removed."""
+    fd = reopen_bucket(path, size, advice)
+    if fd is None:
+        return False
+    try:
+        st = os.fstat(fd)
+        if not size and own_file(st):
+            os.unlink(path)  # a bucket -n dropped after this checkpoint was made, or written after it
+            return False
+        if not own_file(st) or st.st_size < size or (complete and st.st_size != size):
+            raise TempSpaceError(f"{quote_name(path)}: bucket holds {st.st_size} bytes, the checkpoint says {size}; {advice}")
+        if crc is not None and crc_of(fd, 0, size) != crc:
+            raise TempSpaceError(f"{quote_name(path)}: bucket does not match the checkpoint's checksum; {advice}")
+        if st.st_size > size:
+            os.ftruncate(fd, size)
+    finally:
+        os.close(fd)
+    return True
+
+
 def append_bucket(path: str, existing: bool) -> int:
     """Bucket file ``path`` opened for appending: reopened (never through a link) if ``existing``
     (taken up from a checkpoint), else created exclusively, private."""
@@ -372,35 +397,13 @@ class BucketSet:
 
     def restore(self, state: dict[str, list[int]], consumed: int, complete: bool) -> None:
         """Return to a (validated) checkpoint: each bucket file not yet ``consumed`` by pass 2
-        must be there, a regular file, as long as the checkpoint says or, unless pass 1 was
-        ``complete``, longer (cut back to it: appends follow); the file of one it counts empty is
-        removed. Its CRC is checked when it is read."""
+        must be as ``restore_bucket`` takes it up; its CRC is checked when it is read."""
         self.sizes[:] = state["sizes"]
         self.records[:] = state["records"]
         self.crcs[:] = state["crcs"]
         self.disk[:] = state["disk"]
-        for j, size in enumerate(self.disk):
-            if j < consumed:
-                continue
-            path = self.path(j)
-            fd = reopen_bucket(path, size, self.advice)
-            if fd is None:
-                continue
-            try:
-                st = os.fstat(fd)
-                if not size and stat.S_ISREG(st.st_mode):
-                    os.unlink(path)  # a bucket -n dropped after this checkpoint was made, or not yet counted
-                    self._created = True
-                    continue
-                if not stat.S_ISREG(st.st_mode) or st.st_size < size or (complete and st.st_size != size):
-                    raise TempSpaceError(
-                        f"{quote_name(path)}: bucket holds {st.st_size} bytes, the checkpoint says {size}; {self.advice}"
-                    )
-                if st.st_size > size:
-                    os.ftruncate(fd, size)
-            finally:
-                os.close(fd)
-            self._existing.add(j)
+        self._existing.update(j for j in range(consumed, self.k) if restore_bucket(self.path(j), self.disk[j], complete, self.advice))
+        self._created = True  # a removed file's entry: the directory is synced at the next sync
 
     def _open(self, j: int) -> BinaryIO:
         """Bucket ``j``'s file for appending: reopened (never through a link) if restored, else created exclusively."""

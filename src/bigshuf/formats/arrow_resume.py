@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import stat
 from typing import Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
 
-from ..core.resume import crc_of
-from ..core.scatter import append_bucket, reopen_bucket
+from ..core.scatter import append_bucket, restore_bucket
 from ..errors import TempSpaceError
 from ..quoting import quote_name
-from ..storage.safefs import check_private_directory, own_file, sync_directory, sync_file
+from ..storage.safefs import check_private_directory, sync_directory, sync_file
 from ..storage.tempspace import full_disk_hint
 from .tables import ARROW_ERRORS, TableBuckets, arrow_reason
 
@@ -145,32 +143,15 @@ class ResumableTableBuckets(TableBuckets):
 
     def restore(self, state: dict[str, list[int]], consumed: int, complete: bool) -> None:
         """Return to a (validated) checkpoint: each bucket not yet ``consumed`` by pass 2 that holds
-        rows must be there, a regular file of this user, as long as the checkpoint says or, unless pass 1
-        was ``complete``, longer (cut back to it: appends follow), with the CRC-32 it recorded; the file
-        of one that holds none is removed."""
+        rows must be as ``restore_bucket`` takes it up, with the CRC-32 it recorded."""
         self.sizes[:] = state["sizes"]
         self.records[:] = state["records"]
         self.crcs[:] = state["crcs"]
         self.disk[:] = state["disk"]
         for j in range(consumed, self.k):
-            path, size = self.path(j), self.disk[j]
-            fd = reopen_bucket(path, size, self.advice)
-            if fd is None:
-                continue
-            try:
-                st = os.fstat(fd)
-                if not size and own_file(st):
-                    os.unlink(path)  # rows on their way to a bucket -n dropped, or scattered after the checkpoint
-                    continue
-                if not stat.S_ISREG(st.st_mode) or not own_file(st) or st.st_size < size or (complete and st.st_size != size):
-                    raise TempSpaceError(f"{quote_name(path)}: bucket holds {st.st_size} bytes, the checkpoint says {size}; {self.advice}")
-                if crc_of(fd, 0, size) != self.crcs[j]:
-                    raise TempSpaceError(f"{quote_name(path)}: bucket does not match the checkpoint's checksum; {self.advice}")
-                if st.st_size > size:
-                    os.ftruncate(fd, size)
-            finally:
-                os.close(fd)
-            self._existing.add(j)
+            if restore_bucket(self.path(j), self.disk[j], complete, self.advice, self.crcs[j]):
+                self._existing.add(j)
+        self._created = True  # a removed file's entry: the directory is synced at the next sync
 
     def close(self) -> None:
         """Write out and close every bucket file (idempotent); their streams are left unended."""
