@@ -244,7 +244,9 @@ def restore_bucket(path: str, size: int, complete: bool, advice: str, crc: int |
         if not size and own_file(st):
             os.unlink(path)  # a bucket -n dropped after this checkpoint was made, or written after it
             return False
-        if not own_file(st) or st.st_size < size or (complete and st.st_size != size):
+        if not own_file(st):
+            raise TempSpaceError(f"{quote_name(path)}: bucket is not a regular file of this user; {advice}")
+        if st.st_size < size or (complete and st.st_size != size):
             raise TempSpaceError(f"{quote_name(path)}: bucket holds {st.st_size} bytes, the checkpoint says {size}; {advice}")
         if crc is not None and crc_of(fd, 0, size) != crc:
             raise TempSpaceError(f"{quote_name(path)}: bucket does not match the checkpoint's checksum; {advice}")
