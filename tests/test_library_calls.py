@@ -18,7 +18,7 @@ import pytest
 from helpers import make_records, write_records
 
 import bigshuf
-from bigshuf.core import scatter
+from bigshuf.core import buckets
 
 
 def python(script: str, cwd: Path, **popen: object) -> subprocess.CompletedProcess[bytes]:
@@ -115,7 +115,7 @@ def test_ctrl_c_just_after_a_bucket_is_opened_leaves_it_closed(tmp_path: Path, m
     # A SIGINT between a bucket's open and its keeping left the descriptor of a deleted bucket open
     # until the process ended (2-3 of them per interrupted call, found by signalling calls at random times).
     src = write_records(tmp_path / "in.txt", make_records(20_000, seed=2))
-    real = scatter.append_bucket
+    real = buckets.append_bucket
     opened: list[int] = []
 
     def open_then_interrupt(path: str, existing: bool) -> int:
@@ -125,7 +125,7 @@ def test_ctrl_c_just_after_a_bucket_is_opened_leaves_it_closed(tmp_path: Path, m
             os.kill(os.getpid(), signal.SIGINT)  # as a Ctrl-C landing right then
         return fd
 
-    monkeypatch.setattr(scatter, "append_bucket", open_then_interrupt)
+    monkeypatch.setattr(buckets, "append_bucket", open_then_interrupt)
     temp = tmp_path / "t"
     temp.mkdir()
     with pytest.raises(KeyboardInterrupt):

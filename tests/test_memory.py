@@ -262,7 +262,7 @@ def test_each_bucket_mapping_is_let_go_once_its_bucket_is_written(tmp_path: Path
 
     import bigshuf
     from bigshuf.core import parallel
-    from bigshuf.core.scatter import BucketSet
+    from bigshuf.core.buckets import BucketSet
 
     from helpers import assert_permutation, make_records, write_records
 

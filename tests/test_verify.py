@@ -259,22 +259,22 @@ def test_a_corrupt_bucket_is_an_error_naming_it(
 ) -> None:
     """A bucket changed on disk between the passes is refused in one line naming it, exit 1, nothing
     left: mapped (uncompressed; bucket 1 is mapped ahead on a worker) or read through the decompressor."""
-    import bigshuf.core.scatter
+    import bigshuf.core.buckets
     from bigshuf import cli
     from bigshuf.core import parallel
 
     monkeypatch.setattr(parallel, "INLINE_BELOW", 0)  # the next bucket is loaded ahead even this small
     src = write_records(tmp_path / "in", make_records(3000, seed=7))
-    real_close = bigshuf.core.scatter.BucketSet.close
+    real_close = bigshuf.core.buckets.BucketSet.close
     damaged: list[tuple[str, int]] = []  # the bucket's file, and the bytes pass 1 wrote to it
 
-    def close_then_damage(self: bigshuf.core.scatter.BucketSet) -> None:  # once pass 1 has written bucket j
+    def close_then_damage(self: bigshuf.core.buckets.BucketSet) -> None:  # once pass 1 has written bucket j
         real_close(self)
         if not damaged:
             damaged.append((self.path(j), int(self.sizes[j])))
             damage_bucket(Path(self.path(j)), how, tmp_path / "victim")
 
-    monkeypatch.setattr(bigshuf.core.scatter.BucketSet, "close", close_then_damage)
+    monkeypatch.setattr(bigshuf.core.buckets.BucketSet, "close", close_then_damage)
     temp, target = tmp_path / "T", tmp_path / "out"
     temp.mkdir()
     args = ["--seed", "1", "-S", "16K", "-T", str(temp), "-o", str(target), str(src)]

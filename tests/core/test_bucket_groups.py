@@ -14,7 +14,7 @@ import pytest
 import bigshuf
 from bigshuf.core import bucket_groups
 from bigshuf.core.bucket_groups import BucketGroups
-from bigshuf.core.scatter import BucketSet
+from bigshuf.core.buckets import BucketSet
 from bigshuf.errors import TempSpaceError
 from bigshuf.formats import line_run
 from bigshuf.storage.sources import GeneratedSource
@@ -320,13 +320,13 @@ def test_a_piped_run_groups_its_buckets_from_the_shell(tmp_path: Path) -> None:
     assert_permutation(piped, records)
     script = (
         "import os, sys\n"
-        "from bigshuf.core import scatter\n"
+        "from bigshuf.core import buckets\n"
         "from bigshuf.cli import main\n"
-        "real = scatter.BucketSet.close\n"
+        "real = buckets.BucketSet.close\n"
         "def close(self):\n"
         "    print(len(os.listdir(self.directory)), file=sys.stderr)\n"
         "    real(self)\n"
-        "scatter.BucketSet.close = close\n"
+        "buckets.BucketSet.close = close\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
     done = subprocess.run([sys.executable, "-c", script, *cmd[3:]], input=data, capture_output=True, check=True)

@@ -1,4 +1,4 @@
-"""core/scatter, directly: pieces cover a block exactly at record boundaries, scattering puts
+"""core/scatter and core/buckets, directly: pieces cover a block exactly at record boundaries, scattering puts
 every record in exactly one bucket (or drops it past ``keep``), and bucket files hold what was
 appended, are checked on reading back, and survive a checkpoint and restore.
 """
@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bigshuf.core.scatter import BucketSet, Scattered, copy_runs, iter_pieces, scatter_piece, scatter_records
+from bigshuf.core.buckets import BucketSet
+from bigshuf.core.scatter import Scattered, copy_runs, iter_pieces, scatter_piece, scatter_records
 from bigshuf.errors import TempSpaceError
 from bigshuf.core.records import RecordFormat, find_offsets
 from bigshuf.storage.sliced import WRITE_SLICE

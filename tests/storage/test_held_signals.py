@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import bigshuf
-from bigshuf.core import scatter
+from bigshuf.core import buckets
 from bigshuf.storage import threads
 from helpers import make_records, write_records
 
@@ -59,7 +59,7 @@ def test_a_signal_just_after_a_bucket_is_opened_for_pass_2_leaves_no_descriptor(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, alarm_raises: None, settings: dict[str, Any]
 ) -> None:
     src = write_records(tmp_path / "in.txt", make_records(3000, seed=1))
-    real = scatter.open_nofollow
+    real = buckets.open_nofollow
 
     def then_signalled(path: str, flags: int = os.O_RDONLY) -> int:
         fd = real(path, flags)
@@ -67,7 +67,7 @@ def test_a_signal_just_after_a_bucket_is_opened_for_pass_2_leaves_no_descriptor(
             signal.raise_signal(signal.SIGALRM)
         return fd
 
-    monkeypatch.setattr(scatter, "open_nofollow", then_signalled)
+    monkeypatch.setattr(buckets, "open_nofollow", then_signalled)
     (tmp_path / "T").mkdir()
     before = _descriptors()
     with pytest.raises(Timeout):

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import pyarrow as pa
 
-from ..core.scatter import append_bucket, restore_bucket
+from ..core.buckets import append_bucket, restore_bucket
 from ..errors import TempSpaceError
 from ..quoting import quote_name
 from ..storage.safefs import check_private_directory, sync_directory, sync_file

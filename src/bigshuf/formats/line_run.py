@@ -30,7 +30,8 @@ from ..core.gather import in_one_part, records_per_chunk, sample_with_replacemen
 from ..core.mix import Mixer
 from ..core.parallel import settled, share_one_heap
 from ..core.stratify import Stratifier
-from ..core.scatter import BucketSet, Scattered, cut_pieces, scatter_records
+from ..core.buckets import BucketSet
+from ..core.scatter import Scattered, cut_pieces, scatter_records
 from ..core.streams import Key, rng_for
 from ..errors import InputError, OutputError, UsageError, option
 from ..quoting import quote_name

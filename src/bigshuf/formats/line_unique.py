@@ -24,7 +24,8 @@ from ..core.fingerprint import record_hashes
 from ..core.parallel import Workers
 from ..core.records import count_separators, find_offsets
 from ..core.checkpoint import advice
-from ..core.scatter import BucketSet, Scattered, regroup
+from ..core.buckets import BucketSet
+from ..core.scatter import Scattered, regroup
 from ..errors import TempSpaceError, option
 from ..progress import Progress, dedup_phase, scatter_phase
 from ..quoting import quote_name

@@ -23,7 +23,8 @@ from ..core import plan
 from ..core.checkpoint import advice
 from ..core.dedup import bucket_ids, dedup_need, hash_bucket_count, keeps_hashes
 from ..core.records import list_spans
-from ..core.scatter import BucketSet, Scattered
+from ..core.buckets import BucketSet
+from ..core.scatter import Scattered
 from ..errors import InputError, TempSpaceError, UsageError, option
 from ..progress import dedup_phase, scatter_phase
 from ..quoting import quote_arg, quote_name

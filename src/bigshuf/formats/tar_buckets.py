@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from ..core.scatter import BucketSet, Scattered, read_exactly
+from ..core.buckets import BucketSet, read_exactly
+from ..core.scatter import Scattered
 from ..errors import TempSpaceError
 from ..quoting import quote_name
 from ..storage.writeback import WriteBehind
