@@ -1606,3 +1606,25 @@ def test_repeat_draws_written_as_drawn_are_uniform(run_cli, seed):
     counts = np.bincount(values, minlength=7)[1:]
     expected = len(values) / 6
     assert float(((counts - expected) ** 2 / expected).sum()) < 20.5
+
+
+def test_a_soft_open_file_limit_of_a_few_is_raised_before_the_command_loads(tmp_path: Path) -> None:
+    """``ulimit -Sn 6`` (hard limit higher), as GNU shuf runs under it: the command raises its soft
+    limit before its modules load, whose imports (pyarrow's among them) failed with "Too many open files"."""
+    import resource
+
+    src = tmp_path / "in"
+    src.write_bytes(b"a\nb\nc\n")
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < 64:
+        pytest.skip("the hard limit on open files is too low to raise the soft one")
+
+    def few() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (6, hard))
+
+    for command in ([sys.executable, "-m", "bigshuf"], [str(Path(sys.executable).with_name("bigshuf"))]):
+        out = tmp_path / "out"
+        done = subprocess.run([*command, "-o", str(out), str(src)], capture_output=True, preexec_fn=few)
+        assert (done.returncode, done.stderr) == (0, b""), command
+        assert sorted(out.read_bytes().splitlines()) == [b"a", b"b", b"c"]
+        out.unlink()

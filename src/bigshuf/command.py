@@ -22,6 +22,9 @@ _mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, _HELD - {_signal.SIGTERM} if 
 def main() -> int:
     """Run the command with the mask the process started with (restored by ``cli.main``); its status
     is returned, or under ``ulimit -v`` the process ends with it (``address_space.leave``)."""
+    from .core.plan import open_file_limit
+
+    open_file_limit()  # raised before the command's modules load: their imports open files too
     from .address_space import leave
     from .cli import main as run
 
