@@ -1628,3 +1628,22 @@ def test_a_soft_open_file_limit_of_a_few_is_raised_before_the_command_loads(tmp_
         assert (done.returncode, done.stderr) == (0, b""), command
         assert sorted(out.read_bytes().splitlines()) == [b"a", b"b", b"c"]
         out.unlink()
+
+
+@pytest.mark.parametrize("memory", [None, "1M"])
+def test_a_full_non_blocking_standard_output_is_gnus_write_error(tmp_path: Path, memory: str | None) -> None:
+    """Standard output a non-blocking pipe nobody reads yet: the write fails with EAGAIN, said in the
+    C library's words as shuf says it (Python's were "write could not complete without blocking")."""
+    import fcntl
+
+    src = tmp_path / "in"
+    src.write_bytes(b"".join(b"%d\n" % i for i in range(300_000)))
+    r, w = os.pipe()
+    fcntl.fcntl(w, fcntl.F_SETFL, fcntl.fcntl(w, fcntl.F_GETFL) | os.O_NONBLOCK)
+    try:
+        args = [sys.executable, "-m", "bigshuf", str(src), *(["-S", memory] if memory else [])]
+        done = subprocess.run(args, stdout=w, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, timeout=60)
+    finally:
+        os.close(w)
+        os.close(r)
+    assert (done.returncode, done.stderr) == (1, b"bigshuf: write error: Resource temporarily unavailable\n")

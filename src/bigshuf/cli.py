@@ -20,7 +20,7 @@ from . import __version__, address_space
 from .cliparse import (
     CHECK_MANIFEST_OPTIONS, HELP, PROG, CommandSyntaxError, options_given, parse_args, parse_seed, parse_sources, read_file_list,
 )
-from .errors import BigShufError, InputError, OutputError, UsageError, interruption, option, render
+from .errors import BigShufError, InputError, OutputError, UsageError, interruption, option, os_reason, render
 from .progress import BarProgress, Progress, make_progress, summary
 from .quoting import quote_arg, quote_name
 from .storage.paths import LiteralName
@@ -65,7 +65,7 @@ def _write_stdout(text: str) -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
-        raise OutputError(f"write error: {e.strerror}") from None
+        raise OutputError(f"write error: {os_reason(e)}") from None
 
 
 def _execute(args: argparse.Namespace) -> int:

@@ -67,6 +67,14 @@ def option(setting: str) -> str:
     return f"\0{setting}\0"
 
 
+def os_reason(e: OSError) -> str:
+    """The C library's words for ``e``'s error number, as GNU tools print them; Python's own (a
+    ``BlockingIOError``'s "write could not complete without blocking") only where it has none."""
+    import os
+
+    return os.strerror(e.errno) if e.errno else str(e.strerror or e)
+
+
 def render(message: str, cli: bool) -> str:
     """``message`` with its placeholders spelt for the command line (``cli``) or for the library."""
     return _PLACEHOLDER.sub(lambda m: OPTION_SPELLINGS[m.group(1)][0 if cli else 1], message)

@@ -9,7 +9,7 @@ import sys
 from typing import BinaryIO
 
 from ..core.resume import ResumePoint, open_output_temp
-from ..errors import OutputError
+from ..errors import OutputError, os_reason
 from .commit import OutputFiles
 from .paths import followed_path
 from ..quoting import quote_name
@@ -98,7 +98,7 @@ class Sink:
 
     def write_error(self, e: OSError) -> OutputError:
         """The error for a failed write, naming this output."""
-        return OutputError(f"{self.shown}: write error: {e.strerror}")
+        return OutputError(f"{self.shown}: write error: {os_reason(e)}")
 
     def commit(self) -> None:
         """The output is complete."""
@@ -136,7 +136,7 @@ class StdoutSink(Sink):
 
     def write_error(self, e: OSError) -> OutputError:
         """GNU's words for standard output, which they do not name: ``write error: ...``."""
-        return OutputError(f"write error: {e.strerror}")
+        return OutputError(f"write error: {os_reason(e)}")
 
 
 class DeviceSink(Sink):
