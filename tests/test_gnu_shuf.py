@@ -14,6 +14,7 @@ import os
 import pty
 import select
 import shutil
+import struct
 import signal
 import stat
 import subprocess
@@ -465,6 +466,54 @@ def test_another_users_file_this_user_may_not_write_is_permission_denied_named_a
             assert results["bigshuf"] == results["shuf"] == (1, b"", f"bigshuf: {target}: Permission denied\n".encode())
         assert sorted(os.listdir(shared)) == ["f", "in", "mine"]
         assert all((shared / n).read_bytes() == b"1\n2\n3\n" for n in ("f", "mine"))
+    finally:
+        shutil.rmtree(shared)
+
+
+def _acl(user: int, mask: int) -> bytes:
+    """An access ACL (the kernel's xattr form): owner rw, ``user`` rw, group r, mask ``mask``, other r."""
+    entries = [(0x01, 6, 0xFFFFFFFF), (0x02, 6, user), (0x04, 4, 0xFFFFFFFF), (0x10, mask, 0xFFFFFFFF), (0x20, 4, 0xFFFFFFFF)]
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+
+
+def test_a_replaced_file_keeps_what_shufs_write_in_place_keeps():
+    """Run as ``nobody``, ``-o`` naming its own files: the kernel clears set-user-ID (and, on a
+    group-executable file, set-group-ID) when shuf writes one, and keeps its access ACL and user
+    attributes. bigshuf, replacing the file, kept 6775 as it was and dropped the ACL and attributes
+    (a group's widening: without its ACL the mode's group bits grant the mask) (found by attack)."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to run as another user")
+    shared = Path(tempfile.mkdtemp(prefix="bigshuf-attrs-"))
+    try:
+        probe = shared / "probe"
+        probe.write_bytes(b"")
+        try:
+            os.setxattr(probe, "system.posix_acl_access", _acl(0, 6))
+            os.setxattr(probe, "user.note", b"x")
+        except OSError:
+            pytest.skip("this file system keeps no ACLs or user attributes")
+        probe.unlink()
+        shared.chmod(0o777)
+        modes = {"suid": 0o6775, "sgid": 0o2765, "acl": 0o664}
+        results = {}
+        for who, argv in both(["-e", "a", "b"]):
+            for name, mode in modes.items():
+                target = shared / f"{who}-{name}"
+                target.write_bytes(b"old\n")
+                os.chown(target, 65534, 65534)
+                target.chmod(mode)
+                if name == "acl":
+                    os.setxattr(target, "system.posix_acl_access", _acl(0, 6))
+                    os.setxattr(target, "user.note", b"kept")
+                proc = subprocess.run([*NOBODY, *argv, "-o", str(target)], capture_output=True, timeout=60)
+                assert (proc.returncode, proc.stderr) == (0, b""), who
+                attrs = {n: os.getxattr(target, n) for n in sorted(os.listxattr(target)) if n.startswith(("user.", "system."))}
+                results[who, name] = (oct(target.stat().st_mode & 0o7777), attrs)
+        assert results["bigshuf", "suid"] == ("0o775", {})
+        assert results["bigshuf", "sgid"] == ("0o2765", {})
+        assert results["bigshuf", "acl"] == ("0o664", {"system.posix_acl_access": _acl(0, 6), "user.note": b"kept"})
+        for name in modes:
+            assert results.get(("shuf", name), results["bigshuf", name]) == results["bigshuf", name], name
     finally:
         shutil.rmtree(shared)
 

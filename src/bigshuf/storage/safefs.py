@@ -92,19 +92,49 @@ def current_umask() -> int:
 
 
 def take_attributes(fd: int, target: str) -> None:
-    """Give the new file ``fd`` the permission bits, group (and, for root, owner) of the ``target``
-    it will replace, as shuf writing ``target`` in place keeps them; a new target's as ``open``
-    would make it (0666 less the umask)."""
+    """Give the new file ``fd`` what the ``target`` it will replace keeps when shuf writes it in
+    place: its permission bits (less set-user-ID and, if group-executable, set-group-ID, which the
+    kernel clears on a write by a process that is not privileged), group (and, for root, owner),
+    access ACL and user extended attributes; a new target's mode as ``open`` would make it (0666
+    less the umask). Not kept: ``chattr`` flags, and other namespaces' attributes (SELinux labels)."""
     try:
         st = os.stat(target)
         mode = st.st_mode & 0o7777
+        if os.geteuid() != 0:
+            mode &= ~stat.S_ISUID
+            if mode & stat.S_IXGRP:
+                mode &= ~stat.S_ISGID
         try:
             os.fchown(fd, st.st_uid if os.geteuid() == 0 else -1, st.st_gid)
         except PermissionError:
             pass  # a group this user is not in: the new file keeps this user's
     except FileNotFoundError:
-        mode = 0o666 & ~current_umask()
+        os.fchmod(fd, 0o666 & ~current_umask())
+        return
     os.fchmod(fd, mode)
+    _take_extended_attributes(fd, target, mode)
+
+
+#: The access ACL's attribute: with it, a mode's group bits are the ACL's mask, not the group's own.
+ACCESS_ACL = "system.posix_acl_access"
+
+
+def _take_extended_attributes(fd: int, target: str, mode: int) -> None:
+    """Copy ``target``'s access ACL and ``user.`` attributes to ``fd`` (as far as the file system
+    lets: one it does not take is skipped). An ACL that cannot be copied leaves the new file no
+    group access: its mode's group bits were the ACL's mask, wider than the group's own may be."""
+    try:
+        names = os.listxattr(target)
+    except OSError:
+        return  # no extended attributes here (or the target went)
+    for name in names:
+        if name != ACCESS_ACL and not name.startswith("user."):
+            continue
+        try:
+            os.setxattr(fd, name, os.getxattr(target, name))
+        except OSError:
+            if name == ACCESS_ACL:
+                os.fchmod(fd, mode & ~0o070)
 
 
 def sync_file(fd: int) -> None:
