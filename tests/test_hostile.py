@@ -69,6 +69,31 @@ def test_an_input_rewritten_while_mapped_for_the_shuffle_is_an_error(tmp_path: P
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
 
 
+def test_an_input_appended_to_while_its_records_are_found_writes_nothing_to_stdout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfdbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    """A lone file mapped for the in-memory path, appended to (a live log) once its records are
+    found: it was checked only after the shuffle, so standard output got the whole shuffle and then
+    the error (found by attack). It is checked before the first record is written too."""
+    from bigshuf import cli
+    from bigshuf.formats import line_run
+
+    src = write_records(tmp_path / "in", make_records(400_000, seed=3))  # more than the output holds back
+    real = line_run.find_offsets_split
+
+    def then_appended(*args, **kwargs):  # type: ignore[no-untyped-def]
+        found = real(*args, **kwargs)
+        with open(src, "ab") as f:
+            f.write(b"late\n")
+        return found
+
+    monkeypatch.setattr(line_run, "find_offsets_split", then_appended)
+    status = cli.main([str(src)])
+    out, err = capfdbinary.readouterr()
+    assert (status, out) == (1, b"")
+    assert err.startswith(f"bigshuf: {src}: file changed while being read (size ".encode()) and err.count(b"\n") == 1
+
+
 def shuffle_in_child(src: Path, out: Path, patch: str) -> subprocess.CompletedProcess[str]:
     """``bigshuf.shuffle(src, out, seed=1)`` in a child process once ``patch`` (code that may replace
     parts of the run; ``os`` and ``line_run`` imported) has run, printing the InputError it raises:

@@ -386,10 +386,13 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
 
     def _to_memory(self, phase: str | None, stored: int | None, reader: RecordReader, mapped: bool, records: int, nbytes: int) -> None:
         """The input (``records``, ``nbytes``) is shuffled in memory: its bar named so, and a mapped
-        input's counts given to the manifest (the reader saw none of it)."""
+        input checked as it was opened (again once the shuffle ends: the mapping is read until then)
+        and its counts given to the manifest (the reader saw none of it)."""
         if phase != IN_MEMORY:
             self._rename_phase(IN_MEMORY, stored, reader)
         if mapped:
+            for source in self.inputs_in_use:  # changed while its records were found: refused before any is written
+                source.check_unchanged()
             self.progress.update(nbytes)
             if reader.per_input is not None:
                 reader.per_input = [[records * self.fmt.group, nbytes]]
