@@ -377,16 +377,21 @@ def test_many_inputs(tmp_path: Path) -> None:
     assert_permutation(out.read_bytes(), everything)
 
 
-@pytest.mark.parametrize("option", ["gzip-input", "header", "lines-per-record", "compress-temp"])
+@pytest.mark.parametrize(
+    "option", ["gzip-input", "header", "lines-per-record", "compress-temp", "zero-terminated", "two inputs", "shard-records"]
+)
 def test_options_keep_the_shuffle_uniform(tmp_path: Path, option: str) -> None:
     # 4 records through the external path (1 KiB limit): all 24 orders equally likely.
     # False-failure odds per run of the fixed seed list: ALPHA = 1e-4 (see test_uniformity).
     records = records_of(4, 200)
     kwargs: dict = {"memory": "1K", "tmp_dir": tmp_path}
+    sep = b"\0" if option == "zero-terminated" else b"\n"
     if option == "lines-per-record":
         records = [r[:100] + b"\n" + r[100:] for r in records]
         kwargs["lines_per_record"] = 2
-    data = b"\n".join(records) + b"\n"
+    if option == "zero-terminated":
+        kwargs["zero_terminated"] = True
+    data = sep.join(records) + sep
     if option == "header":
         data = b"a header line\n" + data
         kwargs["header"] = 1
@@ -394,18 +399,32 @@ def test_options_keep_the_shuffle_uniform(tmp_path: Path, option: str) -> None:
         data = compress("gzip", data)
     if option == "compress-temp":
         kwargs["compress_temp"] = True
-    src = tmp_path / "in"
-    src.write_bytes(data)
+    src: Path | list[Path] = tmp_path / "in"
+    if option == "two inputs":  # the first record in one file, the rest in another
+        src = [tmp_path / "in-1", tmp_path / "in-2"]
+        src[0].write_bytes(records[0] + sep)
+        src[1].write_bytes(data[len(records[0]) + 1 :])
+    else:
+        src.write_bytes(data)
     out = tmp_path / "out"
+    target = f"{tmp_path}/shards/" if option == "shard-records" else out
+    if option == "shard-records":
+        kwargs["shard_records"] = 3  # a shard of 3, then one of 1
     counts: Counter = Counter()
     for seed in range(24 * 25):  # 25 runs an order expected: the suite's time limit allows no more
-        bigshuf.shuffle(src, out, seed=seed, sync=False, **kwargs)
-        got = out.read_bytes()
+        stats = bigshuf.shuffle(src, target, seed=seed, sync=False, **kwargs)
+        assert stats.passes >= 2
+        if option == "shard-records":
+            shards = sorted((tmp_path / "shards").iterdir())
+            assert len(shards) == 2
+            got = b"".join(p.read_bytes() for p in shards)
+        else:
+            got = out.read_bytes()
         if option == "header":
             assert got.startswith(b"a header line\n")
             got = got[len(b"a header line\n") :]
         order = []
         for r in records:
-            order.append(got.index(r + b"\n") // len(r + b"\n"))
+            order.append(got.index(r + sep) // len(r + sep))
         counts[tuple(order)] += 1
     assert_uniform(counts, list(permutations(range(4))), option)

@@ -206,17 +206,20 @@ def test_all_permutations_equally_likely(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_head_count_is_a_uniform_sample_and_drops_buckets(tmp_path: Path) -> None:
-    """``-n 2`` of 30 records (external): two distinct records, the first uniform over all 30 (counted
-    mod 5); the driver's cutoff drops the buckets past the count while pass 1 runs."""
+    """``-n 2`` of 30 records (external): two distinct records, the first and the second each
+    uniform over all 30; the driver's cutoff drops the buckets past the count while pass 1 runs."""
     firsts: Counter[int] = Counter()
+    seconds: Counter[int] = Counter()
     dropped = 0
     for seed in range(600):
         run, out, passes = _run(tmp_path, list(range(30)), plan.MIN_MEMORY, seed, head=2)
         assert len(out) == 2 and len(set(out)) == 2 and passes >= 2
-        firsts[out[0] % 5] += 1
+        firsts[out[0]] += 1
+        seconds[out[1]] += 1
         dropped += sum(b.dropped for b in run.made)
     assert dropped > 0, "the -n cutoff never dropped a bucket"
-    assert_uniform(firsts, list(range(5)), "toy format, -n 2, first record mod 5")
+    assert_uniform(firsts, list(range(30)), "toy format, -n 2, first record")
+    assert_uniform(seconds, list(range(30)), "toy format, -n 2, second record")
 
 
 def test_depth_limit(tmp_path: Path, two_buckets: None, monkeypatch: pytest.MonkeyPatch) -> None:

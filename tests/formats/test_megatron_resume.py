@@ -164,16 +164,31 @@ def test_killed_run_with_splits_manifest_and_verify(tmp_path: Path, corpus: Path
     assert check.returncode == 0, check.stderr
 
 
-def test_resume_path_orders_equally_likely(tmp_path: Path) -> None:
+def test_resumed_runs_draw_every_order_equally(tmp_path: Path) -> None:
+    """Each seed's run is stopped at a checkpoint (after pass 1, or in turn after pass 2's first
+    bucket where more follow) and run again to the end: the orders the resumed runs write are uniform."""
     docs = [[np.full(150, i, np.uint16)] for i in range(3)]  # 300 bytes each: external at -S 1K
     src = str(write_dataset(tmp_path / "three", docs))
+    stops: list[State] = [POINTS["pass 1 complete"], lambda s: s.get("buckets_done", 0) >= 1]
     # Every checkpoint is synced whatever sync= says: in memory where there is a tmpfs, for speed.
     with tempfile.TemporaryDirectory(dir="/dev/shm" if os.path.isdir("/dev/shm") else tmp_path) as work:
+        temp = Path(work) / "t"
+        temp.mkdir()
         counts: Counter = Counter()
+        stopped = [0, 0]
         for seed in range(6 * 20):
-            bigshuf.shuffle(src, f"{work}/o", memory="1K", seed=seed, tmp_dir=work, sync=False, resume=True)
+            options: dict[str, Any] = {"memory": "1K", "seed": seed, "tmp_dir": temp, "sync": False, "resume": True}
+            try:
+                bigshuf.shuffle(src, f"{work}/o", progress=StopWhen(temp, stops[seed % 2]), **options)
+                os.unlink(f"{work}/o.bin")  # finished: its buckets held no second checkpoint to stop at
+                os.unlink(f"{work}/o.idx")
+            except Stop:
+                stopped[seed % 2] += 1
+            bigshuf.shuffle(src, f"{work}/o", **options)
+            assert list(temp.iterdir()) == []
             counts[tuple(d[0][0][0] for d in read_dataset(Path(work) / "o")[1])] += 1
-    assert_uniform(counts, list(permutations(range(3))), "--resume")
+    assert stopped[0] == 60 and stopped[1] >= 40, stopped
+    assert_uniform(counts, list(permutations(range(3))), "--resume, stopped and run again")
 
 
 # Refusals: the job is stopped in pass 2 with a shard finished, its files damaged, and the command run again.
