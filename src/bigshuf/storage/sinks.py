@@ -74,7 +74,10 @@ class Sink:
 
     def flush(self) -> None:
         """Push the buffered bytes to the file (a compressed stream's state stays as it is), so a
-        write error is met now, before a companion file (a Megatron ``.idx``) is written."""
+        write error is met now, before a companion file (a Megatron ``.idx``) is written. A file
+        already finished (one a ``--resume`` run took up complete) has nothing left to push."""
+        if self._raw.closed:
+            return
         try:
             self._raw.flush()
         except BrokenPipeError:
