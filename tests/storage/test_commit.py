@@ -1237,3 +1237,31 @@ def test_inputs_named_before_a_killed_commit_was_tidied_are_refused_in_words_tha
         _refuse_inputs_named_before({str(a)}, [str(a), str(b)])
     _refuse_inputs_named_before({str(a), str(b)}, [str(a), str(b)])  # every target among the inputs
     _refuse_inputs_named_before(set(), [str(a), str(b)])  # none of them read: nothing missed
+
+
+def test_open_ended_shards_another_run_put_in_place_meanwhile_are_refused(tmp_path: Path) -> None:
+    """Two runs into one directory with ``--shard-records``: the other committed 5 shards while this
+    one wrote its 3. This one put its 3 over the other's first 3 and left its last 2 beside them, a
+    mix of two runs, with a note calling them an earlier run's (found by attack). A later shard made
+    since this run started is refused at the commit, as with ``--shards``; the other run's files stay."""
+    from bigshuf.progress import Progress
+
+    src = write_records(tmp_path / "in.txt", make_records(300, seed=4))
+    out = tmp_path / "o"
+    out.mkdir()
+
+    class OtherRunCommits(Progress):
+        """Puts another run's 5 shards in place as this run reads its input."""
+
+        done = False
+
+        def update(self, nbytes: int) -> None:
+            if not self.done:
+                self.done = True
+                for i in range(5):
+                    (out / f"part-{i:05d}.txt").write_bytes(b"the other run's\n")
+
+    with pytest.raises(bigshuf.OutputError, match=r"^.*/o/part-00003\.txt: appeared while this run was writing \(another run's shard\?\)"):
+        bigshuf.shuffle(src, f"{out}/", seed=1, shard_records=100, progress=OtherRunCommits(), sync=False, tmp_dir=tmp_path)
+    assert sorted(p.name for p in out.iterdir()) == [f"part-{i:05d}.txt" for i in range(5)]
+    assert all(p.read_bytes() == b"the other run's\n" for p in out.iterdir())

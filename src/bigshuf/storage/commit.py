@@ -95,6 +95,7 @@ class OutputFiles:
     def __init__(self, sync: bool = True) -> None:
         self.id = new_run_id()
         self.sync = sync
+        self._present: dict[str, dict[str, int]] = {}  # directory: name: inode, as the run started (``note_present``)
         self._locks: dict[str, int] = {}
         self._temps: list[str] = []  # every temporary name handed out, created or about to be
         self.committed = False  # every file is in place
@@ -171,14 +172,16 @@ class OutputFiles:
         if self._step == self._kill_at:
             os.kill(os.getpid(), self._kill_with)
 
-    def commit(self, moves: list[tuple[str, str]], absent: Sequence[str] = ()) -> None:
+    def commit(self, moves: list[tuple[str, str]], absent: Sequence[str] = (), not_since: Sequence[str] = ()) -> None:
         """Rename every finished, synced ``(temporary, target)`` over its target, all or none, and
         let go of the run's locks; a signal meanwhile takes effect once all that is done. Each
         ``absent`` path (the shard after a run's last) must not exist once the targets' directories
-        are locked: another run may have put it there since this one checked."""
+        are locked: another run may have put it there since this one checked. Each ``not_since``
+        path (the same, where the shard count was not known at the start) may be an earlier run's,
+        left in place, but not one made or replaced since this run started (``note_present``)."""
         with directories_locked(os.path.dirname(final) for _, final in moves):
             ours = {os.path.realpath(final) for _, final in moves}
-            for path in absent:
+            for path in [*absent, *(p for p in not_since if self._changed_since_start(p))]:
                 if os.path.lexists(path) and os.path.realpath(path) not in ours:  # ({:.0e}: shard 11 is named as 10)
                     raise OutputError(
                         f"{quote_name(path)}: appeared while this run was writing (another run's shard?) and would be left "
@@ -188,6 +191,24 @@ class OutputFiles:
                 self._commit(moves)
                 self.committed = True
                 self.release()
+
+    def note_present(self, directories: Iterable[str]) -> None:
+        """Remember each file in ``directories`` (their real paths) as this run starts: one there at the
+        commit may be an earlier run's, where a file made or replaced since is another run's."""
+        for directory in directories:
+            try:
+                with os.scandir(directory) as entries:
+                    self._present[directory] = {entry.name: entry.inode() for entry in entries}
+            except OSError:
+                self._present[directory] = {}  # not there yet: anything in it at the commit is new
+
+    def _changed_since_start(self, path: str) -> bool:
+        """Whether ``path`` is there and is not the file it was as this run started (``note_present``)."""
+        try:
+            inode = os.lstat(path).st_ino
+        except OSError:
+            return False
+        return self._present.get(os.path.realpath(os.path.dirname(path) or "."), {}).get(os.path.basename(path)) != inode
 
     def _commit(self, moves: list[tuple[str, str]]) -> None:
         refuse_shared_name((final for _, final in moves), "nothing was replaced")

@@ -3,6 +3,7 @@ to its own ``{split}`` target) and, within each, shards by count, by records or 
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -114,6 +115,19 @@ def split_counts(parts: tuple[SplitPart, ...], total: int) -> list[int]:
 def split_target(target: str, name: str) -> str:
     """``-o`` with its ``{split}`` placeholder replaced by split ``name``."""
     return target.replace(SPLIT_FIELD, name)
+
+
+def output_directories(target: str, split_names: Sequence[str] | None, sharded: bool) -> list[str]:
+    """The real directory of each split's files (or of the one output's) as ``-o`` names them before
+    any is planned: a shards directory itself, else the directory of its pattern's fixed start."""
+    targets = [target] if split_names is None else [split_target(target, name) for name in split_names]
+    found = []
+    for each in targets:
+        if sharded and "{" not in each and (os.path.isdir(each) or each.endswith(os.sep)):
+            found.append(os.path.realpath(each))
+        else:
+            found.append(os.path.realpath(os.path.dirname(each.split("{", 1)[0]) or "."))
+    return found
 
 
 @dataclass(frozen=True)

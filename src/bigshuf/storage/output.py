@@ -20,7 +20,7 @@ from ..errors import OutputError, UsageError, option
 from . import output_resume
 from .commit import CommitInterrupted, OutputFiles
 from .threads import deferred_signals, each
-from .layout import Sharding, SplitPart, shard_option, split_counts, split_target
+from .layout import Sharding, SplitPart, output_directories, shard_option, split_counts, split_target
 from .manifest import OutputFile, build_manifest, write_manifest
 from .paths import followed_path, generated_path
 from .shards import check_shard_count, make_directories, note_stale_shards, shard_names
@@ -97,6 +97,8 @@ class Output:
             raise UsageError(
                 f"{shard_option(self.sharding)} needs {option('output')} naming a directory or a pattern like out/part-{{:05d}}.jsonl"
             )
+        if self.sharding.open_ended:  # a later shard there at the commit may be an earlier run's, not one made meanwhile
+            self.files.note_present(self.temp_directories())
 
     @property
     def _plain(self) -> bool:
@@ -141,14 +143,7 @@ class Output:
         assert self.target is not None
         if not self.sharding.on and self.split is None:
             return [os.path.dirname(followed_path(self.target))]
-        targets = [self.target] if self.split is None else [split_target(self.target, p.name) for p in self.split]
-        found = []
-        for target in targets:
-            if self.sharding.on and "{" not in target and self._is_directory(target):
-                found.append(os.path.realpath(target))
-            else:
-                found.append(os.path.realpath(os.path.dirname(target.split("{", 1)[0]) or "."))
-        return found
+        return output_directories(self.target, None if self.split is None else [p.name for p in self.split], self.sharding.on)
 
     def _plan(self, total: int) -> None:
         """Cut ``total`` records into the splits and each split's files (``_groups``)."""
@@ -350,7 +345,8 @@ class Output:
             moves.append(self._write_manifest(moves))
         after = self._shards_after()
         try:
-            self.files.commit(moves, [] if self.sharding.open_ended else [path for path, _ in after])
+            later = [path for path, _ in after]
+            self.files.commit(moves, [] if self.sharding.open_ended else later, later if self.sharding.open_ended else [])
         except CommitInterrupted:
             for sink in self.sinks:
                 if isinstance(sink, AtomicFileSink):

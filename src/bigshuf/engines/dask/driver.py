@@ -30,7 +30,7 @@ from ...storage import remote
 from ...storage.commit import OutputFiles
 from ...storage.paths import generated_path
 from ...storage.safefs import make_private_directory
-from ...storage.layout import Sharding, parse_split
+from ...storage.layout import Sharding, output_directories, parse_split
 from ...storage.manifest import run_entries, strata_entries
 from ...storage.shards import make_directories, note_stale_shards
 from ...storage.sinks import AtomicFileSink, Sink, open_output
@@ -252,7 +252,10 @@ def _place(prepared: Prepared, settings: Settings, layout: Layout, root: str, sy
     if prepared.pairs is not None:
         prepared.pairs.check(layout)
     assert out_name is not None
-    return out_name, Placement(out_name, None, None, files=None if remote.is_url(out_name) else OutputFiles(sync))
+    files = None if remote.is_url(out_name) else OutputFiles(sync)
+    if files is not None and layout.sharding.open_ended:  # a later shard there at the commit may be an earlier run's
+        files.note_present(output_directories(out_name, None if layout.split is None else [p.name for p in layout.split], True))
+    return out_name, Placement(out_name, None, None, files=files)
 
 
 def _pass1(run_tasks: RunTasks, job: _Job, weights: Weights | None, progress: Progress) -> _Scattered:
@@ -292,8 +295,11 @@ def _lay_out(run_tasks: RunTasks, job: _Job, scattered: Index, total: int, progr
             size_ends = lambda start, count: cutter.split_ends(start, count, size)  # noqa: E731
         job.planned = plan_files(job.out_name or "", job.layout, total, prepared.compress, prepared.suffix, size_ends)
         lay_out(out, job.planned, job.root, prepared.compress)
-        if not job.layout.sharding.open_ended:
-            out.absent = [after for after, _ in shards_after(job.layout, job.planned, prepared.compress, prepared.suffix)]
+        later = [after for after, _ in shards_after(job.layout, job.planned, prepared.compress, prepared.suffix)]
+        if job.layout.sharding.open_ended:
+            out.not_since = later
+        else:
+            out.absent = later
     if out.shards is None and (out.target is None or not remote.is_url(out.target)):
         job.sink = open_output(out.target, ("none", None), sync=job.sync)
     # Plain output (or one whole file) to a local file: tasks write in place, no concatenation.

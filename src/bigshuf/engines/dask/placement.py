@@ -42,6 +42,8 @@ class Placement:
     companions: list[tuple[str, str]] = field(default_factory=list)
     #: Local shards of a count known in advance: the name after each split's last, which must still not exist at the commit.
     absent: list[str] = field(default_factory=list)
+    #: Open-ended shards: the shard after each split's last, which may be an earlier run's but not one made since this run started.
+    not_since: list[str] = field(default_factory=list)
 
 
 def output_names(
@@ -137,7 +139,7 @@ def commit(out: Placement, parts: list[str], sink: Sink | None, direct: bool) ->
             finally:
                 os.close(fd)
         moves = list(zip(out.temps, out.finals)) + out.companions
-        out.files.commit(moves + ([out.manifest_move] if out.manifest_move is not None else []), out.absent)
+        out.files.commit(moves + ([out.manifest_move] if out.manifest_move is not None else []), out.absent, out.not_since)
         remove_abandoned_parts(out.temps)
         return
     for marker in out.markers:
