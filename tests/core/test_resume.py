@@ -247,3 +247,26 @@ def test_a_job_over_its_own_input_grown_after_its_commit_is_refused_not_cut(tmp_
     again = subprocess.run(common, capture_output=True, timeout=120)
     assert again.returncode == 1 and b"changed since the interrupted run" in again.stderr, again.stderr
     assert data.read_bytes() == grown
+
+
+def test_a_finished_jobs_checkpoint_file_goes_after_its_buckets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once the output is in place the job's directory is removed with ``state.json`` last (but for
+    the lock): a run killed while removing it, its checkpoint file gone before its buckets, left a
+    rerun to shuffle its own finished output again (``-o in in``; found by attack)."""
+    from bigshuf.storage import tempspace
+
+    src = tmp_path / "in.txt"
+    write_short_lines(src, 200_000, seed=3)
+    real = tempspace.remove_tree
+    left: list[list[str]] = []
+
+    def spy(path: str) -> None:
+        if os.path.basename(path).startswith("bigshuf-resume-"):
+            left.append(sorted(os.listdir(path)))
+        real(path)
+
+    monkeypatch.setattr(tempspace, "remove_tree", spy)
+    (tmp_path / "t").mkdir()
+    bigshuf.shuffle(src, src, memory="1M", seed=1, tmp_dir=tmp_path / "t", resume=True, sync=False)
+    assert left[:1] == [["lock", "state.json"]]
+    assert os.listdir(tmp_path / "t") == []

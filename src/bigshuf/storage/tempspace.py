@@ -397,7 +397,21 @@ class TempSpace:
             self._lock = -1
 
     def discard(self) -> None:
-        """Remove a ``--resume`` directory once the output it was for is in place."""
+        """Remove a ``--resume`` directory once the output it was for is in place, its checkpoint
+        file (``state.json``) last but for the lock: a run killed before that point leaves a
+        checkpoint that a rerun takes up (the complete output's bytes), not buckets without one."""
+        with deferred_signals():
+            try:
+                names = os.listdir(self.path)
+            except OSError:
+                names = []
+            for name in names:
+                if name not in ("state.json", LOCK_NAME):
+                    where = os.path.join(self.path, name)
+                    try:
+                        remove_tree(where) if os.path.isdir(where) and not os.path.islink(where) else os.unlink(where)
+                    except OSError:
+                        pass  # removed with the rest below
         self._remove()
 
     def check_free(self, needed: int) -> None:
