@@ -1265,3 +1265,24 @@ def test_open_ended_shards_another_run_put_in_place_meanwhile_are_refused(tmp_pa
         bigshuf.shuffle(src, f"{out}/", seed=1, shard_records=100, progress=OtherRunCommits(), sync=False, tmp_dir=tmp_path)
     assert sorted(p.name for p in out.iterdir()) == [f"part-{i:05d}.txt" for i in range(5)]
     assert all(p.read_bytes() == b"the other run's\n" for p in out.iterdir())
+
+
+def test_a_probe_left_by_a_killed_run_is_removed_where_it_is_a_second_name(tmp_path: Path) -> None:
+    """A run killed between the link of its pre-read probe (``.NAME.ID.bigshuf-old``, a second name
+    of the target) and its unlink left the probe for good (found by attack). The next run there
+    removes it while it is only another name of the file in place; one whose target has since been
+    replaced holds the old file's only copy, and stays."""
+    src = write_records(tmp_path / "in.txt", make_records(50, seed=2))
+    out = tmp_path / "out.txt"
+    out.write_bytes(b"old\n")
+    other = tmp_path / "other.txt"
+    other.write_bytes(b"other old\n")
+    run = "0123456789ab"
+    (tmp_path / f".bigshuf-{run}.lock").write_bytes(b"")  # the killed run's lock, held by no one
+    os.link(out, tmp_path / f".out.txt.{run}.bigshuf-old")
+    os.link(other, tmp_path / f".other.txt.{run}-1.bigshuf-old")
+    other.unlink()
+    other.write_bytes(b"replaced since\n")
+    assert cli(["--seed", "1", str(src), "-o", str(out)]).returncode == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".other.txt.{run}-1.bigshuf-old", "in.txt", "other.txt", "out.txt"]
+    assert (tmp_path / f".other.txt.{run}-1.bigshuf-old").read_bytes() == b"other old\n"

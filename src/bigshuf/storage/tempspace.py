@@ -137,6 +137,22 @@ def _remove_leftover(path: str, young: float = 0.0) -> None:
     print(f"bigshuf: removed {quote_name(path)} ({format_size(st.st_size)}), left by a run that is gone", file=sys.stderr)
 
 
+def _remove_second_name(directory: str, name: str, run: str) -> None:
+    """Remove ``name``, a backup's name run ``run`` gave a file and left with no journal (a probe
+    killed between its link and its unlink), where it is only a second name of the file it was made
+    for, still in place; one that is the only name of an old file's data stays."""
+    m = re.fullmatch(rf"\.(.*)\.{run}(?:-[0-9]+)?\.bigshuf-old", name, re.DOTALL)
+    if m is None:
+        return
+    path, target = os.path.join(directory, name), os.path.join(directory, m.group(1))
+    try:
+        st, of = os.lstat(path), os.lstat(target)
+        if _ours(st) and stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) == (of.st_dev, of.st_ino):
+            os.unlink(path)
+    except OSError:
+        pass  # gone, or no longer the target's (it stays)
+
+
 def _clean_run(directory: str, run: str, names: list[str]) -> list[str]:
     """Tidy what run ``run`` left in ``directory`` if it is gone: finish or undo its commit, remove
     its temporary files and its lock; return the targets its commit put in place or back. Its
@@ -170,6 +186,8 @@ def _clean_run(directory: str, run: str, names: list[str]) -> list[str]:
         for name in names:
             if name.endswith(".bigshuf-tmp"):
                 _remove_leftover(os.path.join(directory, name))
+            elif name.endswith(".bigshuf-old"):
+                _remove_second_name(directory, name, run)
         _remove_leftover(lock + ".new", GRACE_SECONDS)
         if fd is not None:
             try:
