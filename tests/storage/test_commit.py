@@ -1239,6 +1239,21 @@ def test_inputs_named_before_a_killed_commit_was_tidied_are_refused_in_words_tha
     _refuse_inputs_named_before(set(), [str(a), str(b)])  # none of them read: nothing missed
 
 
+def test_a_killed_commits_files_elsewhere_than_the_inputs_are_not_missed_inputs(tmp_path: Path) -> None:
+    """A killed split commit put files in v/, t/ and a manifest beside them; a run reading only
+    v/p00.txt finished it and was then refused, naming t/p00.txt as an input it missed, though
+    nothing had named t/ (found by attack). Only a target in a directory an input was named in can
+    be one that a listing missed."""
+    from bigshuf.formats.line_run import _refuse_inputs_named_before
+
+    root = tmp_path.resolve()
+    v0, t0, t1, manifest = root / "v" / "p00.txt", root / "t" / "p00.txt", root / "t" / "p01.txt", root / "m.json"
+    targets = [str(v0), str(t0), str(t1), str(manifest)]
+    _refuse_inputs_named_before({str(v0)}, targets)
+    with pytest.raises(bigshuf.OutputError, match=r"t/p01.txt: put in place just now"):
+        _refuse_inputs_named_before({str(v0), str(t0)}, targets)  # t/ listed, its second file missed
+
+
 def test_open_ended_shards_another_run_put_in_place_meanwhile_are_refused(tmp_path: Path) -> None:
     """Two runs into one directory with ``--shard-records``: the other committed 5 shards while this
     one wrote its 3. This one put its 3 over the other's first 3 and left its last 2 beside them, a

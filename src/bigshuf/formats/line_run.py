@@ -694,12 +694,13 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
 
 def _refuse_inputs_named_before(named: set[str], targets: list[str]) -> None:
     """Refuse a run whose inputs (``named``, real paths) were listed before a killed run's commit
-    was finished among them: a file that commit put in place under a new name is not among
-    them (a shell's glob, a directory listed, both saw its temporary name), and the run would
-    replace it unread."""
+    was finished among them: a file that commit put in place under a new name, in a directory
+    they were listed from, is not among them (a shell's glob, a directory listed, both saw its
+    temporary name), and the run would replace it unread. Its files elsewhere were not asked for."""
     real = [os.path.realpath(t) for t in targets]
-    missed = [t for t in real if t not in named]
-    if missed and len(missed) < len(real):
+    listed = {os.path.dirname(n) for n in named}  # a file elsewhere was never going to be among them
+    missed = [t for t in real if t not in named and os.path.dirname(t) in listed]
+    if missed and any(t in named for t in real):
         raise OutputError(
             f"{quote_name(missed[0])}: put in place just now by finishing or undoing a killed run's commit, after this run's "
             f"inputs were named, so it is not among them; nothing was read: run the command again"
