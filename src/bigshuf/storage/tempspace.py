@@ -109,7 +109,9 @@ def _ours(st: os.stat_result) -> bool:
 
 
 def _lock_free(path: str) -> int | None:
-    """``path``'s lock, taken (the descriptor), if it is this user's regular file and nobody holds it."""
+    """``path``'s lock, taken (the descriptor), if it is this user's regular file and nobody holds it.
+    A lock its run unlinked before letting go of it (the run removing its own files as it ends) is
+    not taken: the run tidied up itself, and a cleaner that said it had found it dead was wrong."""
     try:
         fd = open_nofollow(path)
     except OSError:
@@ -118,7 +120,9 @@ def _lock_free(path: str) -> int | None:
         st = os.fstat(fd)
         if stat.S_ISREG(st.st_mode) and _ours(st):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd
+            now = os.lstat(path)
+            if (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino):
+                return fd
     except OSError:
         pass
     os.close(fd)
