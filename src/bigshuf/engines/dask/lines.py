@@ -70,7 +70,8 @@ class LineTasks:
             yield _owned_records(task, self.fmt.sep, cfg.limit)
             return
         reader = RecordReader([_UrlSource(task.source, task.named())], self.fmt, Progress())
-        for block, _final in reader.blocks(range_bytes(cfg.limit), option("memory")):
+        # Blocks of a range's bytes, grown only for a longer record: as long as a plain file's may be (half of -S).
+        for block, _final in reader.blocks(plan.read_capacity(cfg.limit), option("memory"), range_bytes(cfg.limit)):
             yield block
 
     def scatter(
