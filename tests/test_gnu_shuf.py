@@ -518,6 +518,33 @@ def test_a_replaced_file_keeps_what_shufs_write_in_place_keeps():
         shutil.rmtree(shared)
 
 
+def test_a_replaced_file_without_an_acl_takes_none_from_its_directory(tmp_path):
+    """A directory with a default ACL granting a user access, and FILE in it without an ACL (mode
+    0660): bigshuf's new file took the directory's ACL, which its mode's mask then opened to that
+    user, where shuf writing FILE in place leaves it as it was (review of the ACL fix)."""
+    directory = tmp_path / "dacl"
+    directory.mkdir()
+    try:
+        os.setxattr(directory, "system.posix_acl_default", _acl(65534, 6))
+    except OSError:
+        pytest.skip("this file system keeps no ACLs")
+    src = tmp_path / "in"
+    src.write_bytes(b"1\n2\n3\n")
+    results = {}
+    for who, argv in both(["-o", str(directory / "x"), str(src)]):
+        target = directory / "x"
+        target.unlink(missing_ok=True)
+        fd = os.open(tmp_path / "x", os.O_CREAT | os.O_WRONLY, 0o660)  # made outside: no ACL
+        os.close(fd)
+        os.chmod(tmp_path / "x", 0o660)
+        os.rename(tmp_path / "x", target)
+        assert "system.posix_acl_access" not in os.listxattr(target)
+        assert subprocess.run(argv, capture_output=True, timeout=60).returncode == 0, who
+        results[who] = (oct(target.stat().st_mode & 0o7777), [n for n in os.listxattr(target) if n.startswith("system.")])
+    assert results["bigshuf"] == ("0o660", [])
+    assert results.get("shuf", results["bigshuf"]) == results["bigshuf"]
+
+
 def test_another_users_file_in_a_sticky_directory_is_refused_without_leftovers():
     """Run as ``nobody``: ``-o`` naming root's world-writable file in a sticky directory (as in /tmp).
     GNU shuf writes it in place; bigshuf replaces by rename, which the sticky bit forbids, so it

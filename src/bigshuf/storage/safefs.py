@@ -121,12 +121,19 @@ ACCESS_ACL = "system.posix_acl_access"
 
 def _take_extended_attributes(fd: int, target: str, mode: int) -> None:
     """Copy ``target``'s access ACL and ``user.`` attributes to ``fd`` (as far as the file system
-    lets: one it does not take is skipped). An ACL that cannot be copied leaves the new file no
-    group access: its mode's group bits were the ACL's mask, wider than the group's own may be."""
+    lets: one it does not take is skipped), and drop an access ACL ``fd`` took from its directory's
+    default ACL where ``target`` has none. An ACL that cannot be copied leaves the new file no group
+    access: its mode's group bits were the ACL's mask, wider than the group's own may be."""
     try:
         names = os.listxattr(target)
     except OSError:
         return  # no extended attributes here (or the target went)
+    if ACCESS_ACL not in names:  # one the new file took from its directory's default ACL would widen FILE's access
+        try:
+            os.removexattr(fd, ACCESS_ACL)
+            os.fchmod(fd, mode)
+        except OSError:
+            pass  # (none to remove)
     for name in names:
         if name != ACCESS_ACL and not name.startswith("user."):
             continue
