@@ -40,6 +40,9 @@ class ListOutput:
         self.state = "open"
         self.bytes_written = 0
 
+    def note_start(self) -> None:
+        """Nothing to remember: no files."""
+
     def begin(self, total: int, restore: dict[str, Any] | None = None) -> None:
         if self.total is None:
             self.total = total

@@ -1326,3 +1326,38 @@ def test_a_run_ending_as_a_cleaner_looks_at_it_is_not_called_gone(tmp_path: Path
     monkeypatch.setattr(tempspace, "open_nofollow", then_the_owner_ends)
     assert tempspace.remove_dead_runs(str(tmp_path)) == []
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("kind", ["lines", "tar"])
+def test_open_ended_shards_a_killed_commit_put_in_place_at_the_start_are_an_earlier_runs(tmp_path: Path, kind: str) -> None:
+    """A run finishing a killed commit of 10 shards as it starts, then writing 3: its files were
+    remembered before that commit was finished, so the killed run's shard 3 counted as made since,
+    and the run was refused (review of the fix above). It is an earlier run's, named in the note."""
+    import io
+    import tarfile
+
+    def source(n: int, name: str) -> Path:
+        path = tmp_path / f"{name}.{'tar' if kind == 'tar' else 'txt'}"
+        if kind == "lines":
+            path.write_bytes(b"".join(b"%d\n" % i for i in range(n)))
+        else:
+            with tarfile.open(path, "w") as tar:
+                for i in range(n):
+                    info = tarfile.TarInfo(f"{i:04d}.txt")
+                    info.size = 2
+                    tar.addfile(info, io.BytesIO(b"x\n"))
+        return path
+
+    big, small = source(100, "big"), source(30, "small")
+    out = tmp_path / "o"
+    suffix = ".tar" if kind == "tar" else ".txt"
+    killed = cli(["--seed", "1", "--shard-records", "10", str(big), "-o", f"{out}/"], env={KILL_AT: "3"})
+    assert killed.returncode == -signal.SIGKILL
+    proc = cli(["--seed", "1", "--shard-records", "10", str(small), "-o", f"{out}/"])
+    assert proc.returncode == 0, proc.stderr
+    said = proc.stderr.decode().splitlines()
+    assert len(said) == 2 and said[0].startswith("bigshuf: finished the commit of 10 file(s) that a killed run began")
+    assert said[1] == (
+        f"bigshuf: note: {out}/part-00003{suffix} (and any later shard) was there before this run and is not one of "
+        "the 3 shards it wrote; it was left in place"
+    )

@@ -297,6 +297,7 @@ class TwoPass(ABC):
         GATHERED.hold_at_most(plan.piece_bytes(self.limit))
         try:
             self.prepare()
+            self.out.note_start()
             # As an external run would: whatever is in memory, killed runs' leftovers under -T go.
             remove_dead_runs(self.tmp_dir or default_tmp_dir())
             if self.head_count != 0:

@@ -97,7 +97,12 @@ class Output:
             raise UsageError(
                 f"{shard_option(self.sharding)} needs {option('output')} naming a directory or a pattern like out/part-{{:05d}}.jsonl"
             )
-        if self.sharding.open_ended:  # a later shard there at the commit may be an earlier run's, not one made meanwhile
+
+    def note_start(self) -> None:
+        """The run starts, killed runs' commits in the output's directories finished or undone (its
+        ``prepare``): with open-ended shards, remember the files there, so that a later shard there
+        at the commit may be an earlier run's (left in place, named in a note) but not one made since."""
+        if self.sharding.open_ended:
             self.files.note_present(self.temp_directories())
 
     @property
