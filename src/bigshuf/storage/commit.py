@@ -172,17 +172,17 @@ class OutputFiles:
         if self._step == self._kill_at:
             os.kill(os.getpid(), self._kill_with)
 
-    def commit(self, moves: list[tuple[str, str]], absent: Sequence[str] = (), not_since: Sequence[str] = ()) -> None:
+    def commit(self, moves: list[tuple[str, str]], absent: Sequence[str] = ()) -> None:
         """Rename every finished, synced ``(temporary, target)`` over its target, all or none, and
         let go of the run's locks; a signal meanwhile takes effect once all that is done. Each
-        ``absent`` path (the shard after a run's last) must not exist once the targets' directories
-        are locked: another run may have put it there since this one checked. Each ``not_since``
-        path (the same, where the shard count was not known at the start) may be an earlier run's,
-        left in place, but not one made or replaced since this run started (``note_present``)."""
+        ``absent`` path (the shard after a split's last) must not be there once the targets'
+        directories are locked: another run may have put it there since this one checked. Where its
+        directory was remembered as the run started (``note_present``: shards counted only at the
+        end), the file that was there then is an earlier run's, left in place."""
         with directories_locked(os.path.dirname(final) for _, final in moves):
             ours = {os.path.realpath(final) for _, final in moves}
-            for path in [*absent, *(p for p in not_since if self._changed_since_start(p))]:
-                if os.path.lexists(path) and os.path.realpath(path) not in ours:  # ({:.0e}: shard 11 is named as 10)
+            for path in absent:
+                if self._new_since_start(path) and os.path.realpath(path) not in ours:  # ({:.0e}: shard 11 is named as 10)
                     raise OutputError(
                         f"{quote_name(path)}: appeared while this run was writing (another run's shard?) and would be left "
                         "beside the new shards; nothing was replaced"
@@ -202,8 +202,9 @@ class OutputFiles:
             except OSError:
                 self._present[directory] = {}  # not there yet: anything in it at the commit is new
 
-    def _changed_since_start(self, path: str) -> bool:
-        """Whether ``path`` is there and is not the file it was as this run started (``note_present``)."""
+    def _new_since_start(self, path: str) -> bool:
+        """Whether ``path`` is there and is not the file it was as this run started (``note_present``;
+        in a directory not remembered, any file there is new)."""
         try:
             inode = os.lstat(path).st_ino
         except OSError:

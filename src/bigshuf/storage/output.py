@@ -350,8 +350,7 @@ class Output:
             moves.append(self._write_manifest(moves))
         after = self._shards_after()
         try:
-            later = [path for path, _ in after]
-            self.files.commit(moves, [] if self.sharding.open_ended else later, later if self.sharding.open_ended else [])
+            self.files.commit(moves, [path for path, _ in after])
         except CommitInterrupted:
             for sink in self.sinks:
                 if isinstance(sink, AtomicFileSink):

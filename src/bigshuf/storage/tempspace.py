@@ -21,7 +21,7 @@ from ..errors import TempSpaceError, option
 from ..core.plan import format_size
 from ..quoting import quote_name
 from .threads import deferred_signals, descriptor
-from .safefs import check_private_directory, create_exclusive, creation_problem, make_private_directory, open_nofollow, sync_directory
+from .safefs import check_private_directory, create_exclusive, creation_problem, make_private_directory, open_nofollow, own_file, sync_directory
 
 
 def remove_tree(path: str) -> None:
@@ -151,7 +151,7 @@ def _remove_second_name(directory: str, name: str, run: str) -> None:
     path, target = os.path.join(directory, name), os.path.join(directory, m.group(1))
     try:
         st, of = os.lstat(path), os.lstat(target)
-        if _ours(st) and stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) == (of.st_dev, of.st_ino):
+        if own_file(st) and (st.st_dev, st.st_ino) == (of.st_dev, of.st_ino):
             os.unlink(path)
     except OSError:
         pass  # gone, or no longer the target's (it stays)

@@ -295,11 +295,7 @@ def _lay_out(run_tasks: RunTasks, job: _Job, scattered: Index, total: int, progr
             size_ends = lambda start, count: cutter.split_ends(start, count, size)  # noqa: E731
         job.planned = plan_files(job.out_name or "", job.layout, total, prepared.compress, prepared.suffix, size_ends)
         lay_out(out, job.planned, job.root, prepared.compress)
-        later = [after for after, _ in shards_after(job.layout, job.planned, prepared.compress, prepared.suffix)]
-        if job.layout.sharding.open_ended:
-            out.not_since = later
-        else:
-            out.absent = later
+        out.absent = [after for after, _ in shards_after(job.layout, job.planned, prepared.compress, prepared.suffix)]
     if out.shards is None and (out.target is None or not remote.is_url(out.target)):
         job.sink = open_output(out.target, ("none", None), sync=job.sync)
     # Plain output (or one whole file) to a local file: tasks write in place, no concatenation.

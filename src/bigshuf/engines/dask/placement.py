@@ -40,10 +40,9 @@ class Placement:
     #: Files written beside the outputs, none or one per output file in its order (a Megatron ``.bin``'s ``.idx``):
     #: temporary name and target, committed with them.
     companions: list[tuple[str, str]] = field(default_factory=list)
-    #: Local shards of a count known in advance: the name after each split's last, which must still not exist at the commit.
+    #: Local shards: the name after each split's last, which must not be there at the commit (but for an earlier
+    #: run's found as the run started, with shards counted only at the end: ``OutputFiles.commit``).
     absent: list[str] = field(default_factory=list)
-    #: Open-ended shards: the shard after each split's last, which may be an earlier run's but not one made since this run started.
-    not_since: list[str] = field(default_factory=list)
 
 
 def output_names(
@@ -139,7 +138,7 @@ def commit(out: Placement, parts: list[str], sink: Sink | None, direct: bool) ->
             finally:
                 os.close(fd)
         moves = list(zip(out.temps, out.finals)) + out.companions
-        out.files.commit(moves + ([out.manifest_move] if out.manifest_move is not None else []), out.absent, out.not_since)
+        out.files.commit(moves + ([out.manifest_move] if out.manifest_move is not None else []), out.absent)
         remove_abandoned_parts(out.temps)
         return
     for marker in out.markers:
