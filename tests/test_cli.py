@@ -1578,6 +1578,17 @@ def test_a_total_past_64_bits_names_total(run_cli, tmp_path):
     assert run_cli(args, cwd=tmp_path) == (1, b"", b"bigshuf: invalid --total value: '16E' (a count of bytes, or a size like 50G)\n")
 
 
+@pytest.mark.parametrize("total,size", [("10kB", 10_000), ("10K", 10_240), ("10000", 10_000)])
+def test_a_total_in_bytes_reads_kb_as_1000(run_cli, tmp_path, total, size):
+    """``--total 10kB --by bytes`` wrote 10 KiB (kB was read as KiB): the mix is about ``size``
+    bytes, within the one line of a fractional part's draw."""
+    (tmp_path / "a").write_bytes(b"".join(b"%04d\n" % i for i in range(3000)))
+    (tmp_path / "b").write_bytes(b"".join(b"%04d\n" % i for i in range(3000, 6000)))
+    args = ["--source", "a=a", "--source", "b=b", "--mix", "a=0.5,b=0.5", "--total", total, "--by", "bytes", "--seed", "1"]
+    code, out, err = run_cli(args, cwd=tmp_path)
+    assert (code, err) == (0, b"") and abs(len(out) - size) <= 10, len(out)
+
+
 def test_repeat_with_a_huge_count_from_a_range_streams_as_shuf_does():
     """``shuf -r -n 18446744073709551615 -i 1-3 | head -n 20`` prints at once; bigshuf drew the
     whole sample to shuffle it again (a hang growing past 700 MB; found by differential testing).

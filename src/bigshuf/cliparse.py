@@ -49,7 +49,8 @@ Mandatory arguments to long options are mandatory for short options too.
   -z, --zero-terminated     line delimiter is NUL, not newline
   -S, --memory=SIZE         use at most SIZE of memory for records (default
                               50%); SIZE takes K (the default unit), M, G, T,
-                              b for bytes, or % of physical memory, as sort -S
+                              b for bytes, or % of physical memory, as sort -S;
+                              kB, MB, GB are powers of 1000
   -T, --temporary-directory=DIR
                             put temporary buckets in DIR, not $TMPDIR or /tmp
                               (given again, the last DIR is used)

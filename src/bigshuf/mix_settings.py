@@ -5,14 +5,13 @@ to 1, rates within the maximum, every file in one source."""
 from __future__ import annotations
 
 import os
-import re
 import stat
 from collections.abc import Mapping
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from .arguments import _describe, _integer, _path_list
-from .core import mix as weights, plan
+from .core import mix as weights, numbers
 from .core.numbers import shown
 from .errors import UsageError, option
 from .quoting import quote_arg, quote_name
@@ -153,10 +152,8 @@ def _mix_total(total: object, by: object) -> int | None:
         if text.isascii() and text.isdigit():
             value = int(text)
         elif by == "bytes":
-            try:  # (a size past 64 bits is parse_size's refusal, which names -S)
-                value = plan.parse_size(text) if re.fullmatch(r"\d+(\.\d+)?\s*[KMGTPE]i?B?", text, re.IGNORECASE) else -1
-            except UsageError:
-                value = -1
+            parsed = numbers.parse_size(text, 1)
+            value = -1 if parsed is None or parsed[1] or parsed[0] >= numbers.SIZE_LIMIT else int(parsed[0])
         else:
             value = -1
     else:

@@ -22,7 +22,11 @@ LIMITS = [plan.MIN_MEMORY, 1500, 4096, 100_000, 1 << 20, 3 * (1 << 20) + 7, 256 
         ("10B", 10),
         ("2k", 2 << 10),
         ("2KiB", 2 << 10),
-        ("2kb", 2 << 10),
+        ("2kb", 2000),  # kB, MB, GB: powers of 1000, as head -c and dd read them
+        ("2GB", 2 * 10**9),
+        ("1.5MB", 1_500_000),
+        ("2GiB", 2 << 30),
+        ("2gib", 2 << 30),
         ("1.5M", 3 << 19),
         (" 3 G ", 3 << 30),
         ("1t", 1 << 40),
@@ -32,7 +36,8 @@ LIMITS = [plan.MIN_MEMORY, 1500, 4096, 100_000, 1 << 20, 3 * (1 << 20) + 7, 256 
     ],
 )
 def test_parse_size_units(text: str, expected: int) -> None:
-    """Binary suffixes, K by default, optional ``iB``/``B``, spaces and fractions."""
+    """Binary suffixes, K by default, optional ``iB``, decimal ones with ``B``, spaces and fractions.
+    ``2GB`` was read as 2 GiB, where coreutils and Hugging Face read 2 * 10**9."""
     assert plan.parse_size(text) == expected
 
 

@@ -14,6 +14,7 @@ from helpers import make_records, split_records, write_records
 
 import bigshuf
 from bigshuf.core import plan
+from bigshuf.storage.layout import parse_byte_size
 
 #: -S, a bucket cap and the passes of the in-memory, external and recursive paths (see test_splits).
 PATHS = [("64M", None, 1), ("16K", None, 2), ("4K", 2, 3)]
@@ -72,6 +73,22 @@ def test_shard_size_in_units_and_one_record_larger_than_a_shard(tmp_path: Path) 
     assert len(shards) >= 2
 
 
+@pytest.mark.parametrize("size,expected", [("1000", 1000), ("1K", 1024), ("1KiB", 1024), ("1kB", 1000), ("1.5GB", 1_500_000_000), ("2 G", 2 << 30)])
+def test_shard_size_units_are_read_as_coreutils_and_hugging_face_read_them(size: str, expected: int) -> None:
+    """``K``/``KiB`` are 1024, ``kB``/``GB`` powers of 1000 (``--shard-size 256MB`` was 256 MiB)."""
+    assert parse_byte_size(size, "--shard-size") == expected
+
+
+@pytest.mark.parametrize("size,per_shard", [("1kB", 10), ("1K", 11)])
+def test_a_shard_size_in_kb_cuts_at_1000_bytes(tmp_path: Path, size: str, per_shard: int) -> None:
+    """100-byte lines: 10 make a shard of at least 1 kB, 11 one of at least 1 KiB."""
+    src = write_records(tmp_path / "in", [b"%02d" % i + b"x" * 97 for i in range(45)])
+    proc = cli(str(src), "--shard-size", size, "--seed", "1", "-o", f"{tmp_path}/out/")
+    assert proc.returncode == 0, proc.stderr
+    shards = shards_of(tmp_path / "out")
+    assert [len(split_records(s)) for s in shards[:-1]] == [per_shard] * (45 // per_shard)
+
+
 def test_shard_records_with_a_header_and_an_empty_output(tmp_path: Path) -> None:
     src = tmp_path / "in.csv"
     src.write_bytes(b"h\n" + b"".join(b"%d\n" % i for i in range(10)))
@@ -89,6 +106,10 @@ def test_shard_records_with_a_header_and_an_empty_output(tmp_path: Path) -> None
     (["--shard-size", "1M", "--shard-records", "3"], "--shard-size and --shard-records cannot be combined"),
     (["--shard-size", "12Q"], "invalid --shard-size value: '12Q'"),
     (["--shard-size", "0"], "invalid --shard-size value"),
+    (["--shard-size", "1."], "invalid --shard-size value: '1.'"),  # as -S and every number option spell them
+    (["--shard-size", "50%"], "invalid --shard-size value: '50%'"),
+    (["--shard-size", "9" * 400], "--shard-size argument '" + "9" * 400 + "' too large"),  # was an internal OverflowError
+    (["--shard-size", "16E"], "--shard-size argument '16E' too large"),
     (["--shard-records", "0"], "invalid --shard-records value: '0'"),
     (["--shard-size", "1M", "-r"], "--shard-size needs -n with --repeat"),
 ])

@@ -1,9 +1,10 @@
-"""How the number options of a training mix are spelt (``--rate``, ``--mix``, ``--max-rate``, the
-fractions of ``--split`` and ``-n P%``): digits, and if there is a dot, digits on both sides of it.
+"""How the number options are spelt (``--rate``, ``--mix``, ``--max-rate``, the fractions of
+``--split`` and ``-n P%``, and the sizes ``-S``, ``--shard-size`` and ``--total``): digits, and if
+there is a dot, digits on both sides of it; a size may add a unit.
 
 One rule for all of them, so that ``1`` and ``1.`` can never mean two things (``--split a=1`` is one
-record, a fraction is written ``1.0``), and no spelling (``1/2``, ``1e-2``, ``.5``) works in one
-option and not in another.
+record, a fraction is written ``1.0``), and no spelling (``1/2``, ``1e-2``, ``.5``, ``2GB``) works in
+one option and not in another, or means one thing here and another in the tools beside it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,33 @@ HOW = "digits with digits after any dot, such as 0.5 or 2.5"
 def parse_decimal(text: str) -> Fraction | None:
     """``text`` as the exact number it spells, or None if it is not spelt as the options take numbers."""
     return Fraction(Decimal(text)) if _DECIMAL.match(text) else None
+
+
+#: Sizes from here on are refused, as GNU sort refuses an ``-S`` that does not fit 64 bits.
+SIZE_LIMIT = 1 << 64
+
+#: A size: a number, then after any spaces a unit, case ignored: ``b`` (bytes); ``K``, ``M``, ``G``,
+#: ``T``, ``P``, ``E`` alone or with ``iB`` (powers of 1024, as GNU sort's ``-S``); with ``B`` alone
+#: (``kB``, ``GB``: powers of 1000, as coreutils' head and dd and Hugging Face's shard sizes read
+#: them); or ``%``. A newline, inside or after, is no space.
+_SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)[ \t]*(?:(%|b)|([kmgtpe])(ib|b)?)?[ \t]*\Z", re.IGNORECASE | re.ASCII)
+
+
+def parse_size(text: str, bare: int) -> tuple[Fraction, bool] | None:
+    """``text`` as a size: its bytes (a bare number counting ``bare`` each) and whether it is a
+    percentage instead (the number as written), or None if it is not spelt as a size."""
+    m = _SIZE.match(text)
+    if not m:
+        return None
+    number = Fraction(Decimal(m.group(1)))
+    unit, prefix, tail = (m.group(2) or "").lower(), (m.group(3) or "").lower(), (m.group(4) or "").lower()
+    if unit == "%":
+        return number, True
+    if unit == "b":
+        return number, False
+    if not prefix:
+        return number * bare, False
+    return number * (1000 if tail == "b" else 1024) ** ("kmgtpe".index(prefix) + 1), False
 
 
 def shown(x: Fraction) -> str:

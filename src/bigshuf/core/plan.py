@@ -5,13 +5,12 @@ from __future__ import annotations
 import functools
 import math
 import os
-import re
 import threading
 from collections.abc import Callable
-from fractions import Fraction
 from typing import Any, TypeVar
 
 from ..errors import InputError, UsageError, option
+from . import numbers
 from ..quoting import quote_arg
 
 #: Default ``-S``: half of physical memory, as a percentage like GNU sort accepts.
@@ -45,12 +44,6 @@ MAX_BUCKETS = 4096
 #: Deepest recursion before giving up (only reached if records defeat random splitting).
 MAX_DEPTH = 16
 
-_SIZE_RE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)[ \t]*([bkmgtpe%]?)(i?b)?[ \t]*", re.IGNORECASE | re.ASCII)
-_SUFFIX_POWER = {"b": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5, "e": 6}
-
-#: Sizes from here on are refused, as GNU sort refuses an ``-S`` that does not fit 64 bits.
-SIZE_LIMIT = 1 << 64
-
 #: The most memory a run plans with: a larger ``-S`` (up to 16 EiB) is no limit at all, but a
 #: buffer planned from it must still be one NumPy can make (fewer than 2**63 bytes).
 MOST_MEMORY = 1 << 62
@@ -65,23 +58,24 @@ def physical_memory() -> int:
 
 
 def parse_size(text: str | int) -> int:
-    """Parse a memory size as GNU sort's ``-S`` does: ``K`` (the default unit), ``M``, ``G``, ``T``, ``%`` of RAM, ``b`` bytes."""
+    """Parse a memory size as GNU sort's ``-S`` does: ``K`` (the default unit), ``M``, ``G``, ``T``,
+    ``%`` of RAM, ``b`` bytes; and ``kB``, ``MB``, ``GB`` as powers of 1000 (``numbers.parse_size``)."""
     if isinstance(text, int):
         if text < 0:
             raise UsageError(f"invalid memory size: {quote_arg(text)}")
-        if text >= SIZE_LIMIT:
+        if text >= numbers.SIZE_LIMIT:
             raise UsageError(f"memory size {quote_arg(text)} too large")
         return text
-    m = _SIZE_RE.fullmatch(text)  # not match(): '$' would take a newline at the end
-    if not m:
+    parsed = numbers.parse_size(text, 1024)  # exact: a float of 400 digits is inf
+    if parsed is None:
         raise UsageError(f"invalid {option('memory')} argument {quote_arg(text)}")
-    number, suffix = Fraction(m.group(1)), (m.group(2) or "k").lower()  # exact: a float of 400 digits is inf
-    if suffix == "%":
+    number, percent = parsed
+    if percent:
         if number > 100:
             raise UsageError(f"invalid {option('memory')} argument {quote_arg(text)}: more than 100%")
         return int(physical_memory() * number / 100)
-    size = int(number * 1024 ** _SUFFIX_POWER[suffix])
-    if size >= SIZE_LIMIT:
+    size = int(number)
+    if size >= numbers.SIZE_LIMIT:
         raise UsageError(f"{option('memory')} argument {quote_arg(text)} too large")  # as sort words it
     return size
 

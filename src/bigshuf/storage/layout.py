@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
+from ..core import numbers
 from ..core.numbers import parse_decimal, shown
 from ..errors import UsageError, option
 from ..quoting import quote_arg
@@ -207,16 +208,12 @@ def shard_option(sharding: Sharding) -> str:
     return option("shards")
 
 
-_BYTE_SIZE = re.compile(r"([0-9]+(?:\.[0-9]*)?)([bkmgt]?)i?b?\Z", re.IGNORECASE)
-
-
 def parse_byte_size(text: str, flag: str) -> int:
-    """A size in bytes: a number (bytes) with an optional K, M, G or T (powers of 1024) suffix."""
-    m = _BYTE_SIZE.match(text.strip())
-    if not m:
+    """A size in bytes: a number (bytes) with an optional unit as ``numbers.parse_size`` reads them
+    (``256M``, ``1GiB``: powers of 1024; ``1GB``: of 1000), at least one byte and under 16 EiB."""
+    parsed = numbers.parse_size(text, 1)
+    if parsed is None or parsed[1] or parsed[0] < 1:
         raise UsageError(f"invalid {flag} value: {quote_arg(text)} (bytes, or a size such as 256M or 1G)")
-    power = "bkmgt".index(m.group(2).lower() or "b")
-    value = int(float(m.group(1)) * 1024**power)
-    if value < 1:
-        raise UsageError(f"invalid {flag} value: {quote_arg(text)} (bytes, or a size such as 256M or 1G)")
-    return value
+    if parsed[0] >= numbers.SIZE_LIMIT:
+        raise UsageError(f"{flag} argument {quote_arg(text)} too large")
+    return int(parsed[0])
