@@ -46,7 +46,11 @@ def open_failure(e: OSError) -> str:
     return "it is a symbolic link" if e.errno == errno.ELOOP else str(e.strerror)
 
 
-def load_state(directory: str, name: str = "state.json") -> dict[str, Any] | None:
+#: The checkpoint's file in a resumable run's directory: the run's temporary space removes it last.
+STATE_NAME = "state.json"
+
+
+def load_state(directory: str, name: str = STATE_NAME) -> dict[str, Any] | None:
     """The parsed ``state.json`` (or ``name``) of ``directory`` (opened without following a link), or None if there is none."""
     path = os.path.join(directory, name)
     try:
@@ -72,7 +76,7 @@ def load_state(directory: str, name: str = "state.json") -> dict[str, Any] | Non
     return state
 
 
-def save_state(directory: str, state: dict[str, Any], name: str = "state.json") -> None:
+def save_state(directory: str, state: dict[str, Any], name: str = STATE_NAME) -> None:
     """Write ``state.json`` (or ``name``: a format may keep a file of its own beside it) durably: an
     exclusively created temp file, fsync'd, renamed, directory fsync'd."""
     path = os.path.join(directory, name)
@@ -173,7 +177,7 @@ def refuse_other_job(directory: str, key: str) -> None:
     afresh, it would be lost."""
     state = load_state(directory)
     if state is not None and state.get("job") != key:
-        raise refusal(directory, f"{quote_name(os.path.join(directory, 'state.json'))} does not hold up: {OTHER_JOB}")
+        raise refusal(directory, f"{quote_name(os.path.join(directory, STATE_NAME))} does not hold up: {OTHER_JOB}")
 
 
 def validate_state(state: dict[str, Any], job: Job, directory: str, committed: frozenset[str] = frozenset()) -> None:
@@ -183,7 +187,7 @@ def validate_state(state: dict[str, Any], job: Job, directory: str, committed: f
     try:
         _validate(state, job)
     except _Bad as e:
-        raise refusal(directory, f"{quote_name(os.path.join(directory, 'state.json'))} does not hold up: {e}") from None
+        raise refusal(directory, f"{quote_name(os.path.join(directory, STATE_NAME))} does not hold up: {e}") from None
     for (path, size, mtime, check), (_, size0, mtime0, check0) in zip(job.inputs, state["inputs"]):
         if (size, mtime, check) != (size0, mtime0, check0) and path not in committed:
             what = "size or modification time differ" if (size, mtime) != (size0, mtime0) else "content differs"

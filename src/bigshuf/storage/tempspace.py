@@ -18,6 +18,7 @@ import time
 from types import TracebackType
 
 from ..errors import TempSpaceError, option
+from ..core.checkpoint import STATE_NAME
 from ..core.plan import format_size
 from ..quoting import quote_name
 from .threads import deferred_signals, descriptor
@@ -412,7 +413,7 @@ class TempSpace:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self.resume_name is None or (exc_type is not None and not os.path.exists(os.path.join(self.path, "state.json"))):
+        if self.resume_name is None or (exc_type is not None and not os.path.exists(os.path.join(self.path, STATE_NAME))):
             self._remove()  # a failed --resume run that saved no checkpoint leaves nothing to resume
         elif self._lock >= 0:
             os.close(self._lock)
@@ -428,7 +429,7 @@ class TempSpace:
             except OSError:
                 names = []
             for name in names:
-                if name not in ("state.json", LOCK_NAME):
+                if name not in (STATE_NAME, LOCK_NAME):
                     where = os.path.join(self.path, name)
                     try:
                         remove_tree(where) if os.path.isdir(where) and not os.path.islink(where) else os.unlink(where)
