@@ -23,7 +23,7 @@ from bigshuf.core.dedup import first_copies, gather
 from bigshuf.core.fingerprint import record_hashes
 from bigshuf.core.records import RecordFormat, find_offsets
 from bigshuf.errors import UsageError
-from bigshuf.formats import line_unique
+from bigshuf.formats import dedup_stage
 from helpers import run_peak, split_records, write_records
 from test_uniformity import assert_uniform
 
@@ -59,7 +59,7 @@ def test_matches_sort_u(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, label: 
     """The same records as ``sort -u`` on every path, the duplicates counted; the last record, without
     its newline, equals an earlier one (sort -u takes them as one line, and so does bigshuf)."""
     levels: list[int] = []
-    monkeypatch.setattr(line_unique, "dedup_phase", lambda depth: levels.append(depth) or "")  # named at levels below the first
+    monkeypatch.setattr(dedup_stage, "dedup_phase", lambda depth: levels.append(depth) or "")  # named at levels below the first
     data = duplicated_lines(40_000 if label != "recursive" else 3_000, 1_500, 1)
     first = data.split(b"\n", 1)[0]
     src = tmp_path / "in.txt"

@@ -3,14 +3,18 @@ dropped, the depth guard of their hash levels, and a weighted mix planned from w
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Generator, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..core import mix, plan
 from ..core.checkpoint import refusal
 from ..errors import InputError, option
+from ..progress import dedup_phase
+
+if TYPE_CHECKING:
+    from ..storage.tempspace import TempSpace
 
 #: The top level's hash buckets' directory, under the run's temporary space (a ``--resume`` job's too).
 TOP = "unique"
@@ -23,10 +27,35 @@ class DedupStage:
     #: How the depth guard names the records a level could not split, and the share of -S one may take.
     repeated = "the records repeated to be shorter than about a quarter"
 
-    def __init__(self, run: Any, sources: int) -> None:
+    def __init__(self, run: Any, temp: TempSpace, sources: int) -> None:
         self.run = run
+        self.temp = temp
         self.sources = sources
         self.dropped = [0] * sources
+        # --resume: the top level's hash buckets are a checkpoint, and stay until the output is in
+        # place, so that a resumed run reads pass 1's blocks from them again (see ``resume``).
+        self.keep_top = bool(run.state_dir)
+
+    def scatter_all(self, blocks: Iterable[Any], buckets: Any, level: int, nbytes: int, scatter: Callable[[Any], int]) -> None:
+        """Scatter each of ``blocks`` into the hash ``buckets`` of ``level`` (``scatter`` takes one and
+        returns its bytes) through the run's write-behind thread, the top level's synced for
+        ``--resume``; the writes waited for, ``buckets`` closed and ``blocks`` ended however it ends."""
+        run = self.run
+        try:
+            if level:
+                run.progress.start(dedup_phase(level), nbytes)
+            for block in blocks:
+                done = scatter(block)
+                if level:
+                    run.progress.update(done)
+            run.writer.flush()
+            if level == 0 and self.keep_top:
+                buckets.sync()
+        finally:
+            run.writer.wait_idle()
+            buckets.close()
+            if isinstance(blocks, Generator):
+                blocks.close()
 
     def bucket_bytes(self, buckets: Any) -> int:
         """The bytes the hash ``buckets`` hold."""

@@ -27,7 +27,7 @@ from ..core.checkpoint import advice
 from ..core.buckets import BucketSet
 from ..core.scatter import Scattered, regroup
 from ..errors import TempSpaceError, option
-from ..progress import Progress, dedup_phase, scatter_phase
+from ..progress import Progress, scatter_phase
 from ..quoting import quote_name
 from ..storage.reader import RecordReader
 from ..storage.sources import FileSource
@@ -219,16 +219,12 @@ class Dedup(DedupStage):
     run: LineRun
 
     def __init__(self, run: LineRun, temp: TempSpace, file_source: list[int] | None = None, sources: int = 0) -> None:
-        super().__init__(run, sources)
-        self.temp = temp
+        super().__init__(run, temp, sources)
         self.buf = np.empty(0, np.uint8)  # read buffer of the buckets that fit, reused
         self.file_source = np.asarray(file_source or [], np.int64)
         self.meta = DEDUP_META + (SOURCE_META if sources else 0)
         # The first input of each source: unique blocks name their sources' runs by it.
         self.first_input = first_inputs(file_source or [], sources)
-        # --resume: the top level's hash buckets stay until the output is in place, so that a
-        # resumed run reads pass 1's blocks from them again (see ``resume``).
-        self.keep_top = bool(run.state_dir)
 
     def bucket_bytes(self, buckets: Any) -> int:
         """The bytes the hash ``buckets`` hold."""
@@ -302,21 +298,12 @@ class Dedup(DedupStage):
         k = hash_bucket_count(dedup_need(nbytes, int(nbytes / max(1.0, per_record)), self.meta), run.limit)
         run.buckets += k
         buckets = HashBuckets(os.path.join(self.temp.path, name), k, run.writer, run.request.compress_temp, self.sources)
-        try:
-            if level:
-                run.progress.start(dedup_phase(level), nbytes)
-            for block, labels in blocks:
-                self._scatter(block, labels, buckets, level)
-                if level:
-                    run.progress.update(len(block))
-            run.writer.flush()
-            if level == 0 and self.keep_top:
-                buckets.sync()
-        finally:
-            run.writer.wait_idle()
-            buckets.close()
-            if isinstance(blocks, Generator):
-                blocks.close()
+
+        def one(block: tuple[np.ndarray, Labels | None]) -> int:
+            self._scatter(block[0], block[1], buckets, level)
+            return len(block[0])
+
+        self.scatter_all(blocks, buckets, level, nbytes, one)
         return buckets
 
     def _unique_buckets(

@@ -206,17 +206,13 @@ class RowDedup(DedupStage):
     run: TableRun
 
     def __init__(self, run: TableRun, temp: TempSpace, sources: int = 0) -> None:
-        super().__init__(run, sources)
-        self.temp = temp
+        super().__init__(run, temp, sources)
         # With sources, each level's rows per bucket and source (by the level's directory), and the
         # buckets a counting pass split one level deeper, to be read from there by the next.
         self.per_source: dict[str, np.ndarray] = {}
         self.below: dict[str, dict[int, TableBuckets]] = {}
         # Each level's rows' hashes, bucket by bucket in the rows' order (None: not kept, see ``keeps_hashes``).
         self.hashes: dict[str, BucketSet | None] = {}
-        # --resume: the top level's hash buckets (and their hashes) are a checkpoint, and stay until
-        # the output is in place, so that a resumed run reads pass 1's blocks from them again.
-        self.keep_top = bool(run.state_dir)
 
     def bucket_bytes(self, buckets: Any) -> int:
         """The bytes the hash ``buckets`` hold."""

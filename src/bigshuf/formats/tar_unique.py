@@ -33,7 +33,7 @@ from ..core.dedup import DEDUP_META, bucket_ids, first_copies, gather, hash_buck
 from ..core.checkpoint import advice
 from ..core.fingerprint import record_hashes
 from ..core.scatter import regroup
-from ..progress import dedup_phase, scatter_phase
+from ..progress import scatter_phase
 from ..storage.tempspace import TempSpace
 from .line_unique import SOURCE_META, first_inputs
 from .tar_buckets import SampleBuckets, bucket_samples
@@ -195,8 +195,7 @@ class TarDedup(DedupStage):
     run: TarRun
 
     def __init__(self, run: TarRun, temp: TempSpace, file_source: list[int] | None = None, sources: int = 0) -> None:
-        super().__init__(run, sources)
-        self.temp = temp
+        super().__init__(run, temp, sources)
         self.buf = np.empty(0, np.uint8)  # read buffer of the buckets that fit, reused
         self.file_source = np.asarray(file_source or [], np.int64)
         self.meta = DEDUP_META + (SOURCE_META if sources else 0)
@@ -206,9 +205,6 @@ class TarDedup(DedupStage):
         # buckets a counting pass split one level deeper, to be read from there by the next.
         self.per_source: dict[str, np.ndarray] = {}
         self.below: dict[str, dict[int, SampleBuckets]] = {}
-        # --resume: the top level's hash buckets are a checkpoint, and stay until the output is in
-        # place, so that a resumed run reads pass 1's blocks from them again (see ``resume``).
-        self.keep_top = bool(run.state_dir)
 
     def bucket_bytes(self, buckets: Any) -> int:
         """The bytes the hash ``buckets`` hold."""
@@ -278,21 +274,12 @@ class TarDedup(DedupStage):
         buckets = SampleBuckets(os.path.join(self.temp.path, name), k, run.writer, run.request.compress_temp)
         if self.sources:
             self.per_source[name] = np.zeros((k, self.sources), np.int64)
-        try:
-            if level:
-                run.progress.start(dedup_phase(level), nbytes)
-            for data, offsets, labels in blocks:
-                self._scatter(data, offsets, labels, buckets, level, name)
-                if level:
-                    run.progress.update(len(data))
-            run.writer.flush()
-            if level == 0 and self.keep_top:
-                buckets.sync()
-        finally:
-            run.writer.wait_idle()
-            buckets.close()
-            if isinstance(blocks, Generator):
-                blocks.close()
+
+        def one(block: tuple[np.ndarray, np.ndarray, np.ndarray | None]) -> int:
+            self._scatter(block[0], block[1], block[2], buckets, level, name)
+            return len(block[0])
+
+        self.scatter_all(blocks, buckets, level, nbytes, one)
         return buckets
 
     def _scatter(
