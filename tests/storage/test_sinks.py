@@ -19,7 +19,7 @@ from bigshuf.errors import BigShufError, OutputError, UsageError
 from bigshuf.formats.detect import line_shard_suffix
 from bigshuf.storage.commit import OutputFiles
 from bigshuf.storage.output import Output
-from bigshuf.storage.shards import check_output_directory, shard_names, shard_paths
+from bigshuf.storage.shards import check_output_directory, make_directories, shard_names
 from bigshuf.storage.sinks import AtomicFileSink, output_codec
 from bigshuf.storage.sliced import WRITE_SLICE
 from helpers import count_sliced_writes, write_records
@@ -113,19 +113,20 @@ def test_an_invalid_pattern_is_refused(pattern: str, why: str) -> None:
     assert info.value.cli_message() == f"--shards: -o '{pattern}' is not a valid pattern{why}use e.g. out/part-{{:05d}}.jsonl"
 
 
-def test_shard_paths_make_the_missing_directories(tmp_path: Path) -> None:
-    """``shard_paths`` names the files and creates their directories, but not the files."""
-    paths = shard_paths(str(tmp_path / "a" / "b" / "part-{}.txt"), 2, None)
+def test_shard_names_and_their_missing_directories(tmp_path: Path) -> None:
+    """``shard_names`` names the files; ``make_directories`` creates their directories (returning
+    them, to be removed if the run fails), but not the files."""
+    paths = shard_names(str(tmp_path / "a" / "b" / "part-{}.txt"), 2, None, False)
     assert paths == [str(tmp_path / "a" / "b" / "part-0.txt"), str(tmp_path / "a" / "b" / "part-1.txt")]
-    assert (tmp_path / "a" / "b").is_dir()
+    assert make_directories(paths) == [str(tmp_path / "a"), str(tmp_path / "a" / "b")]
     assert listing(tmp_path / "a" / "b") == []
 
 
-def test_shard_paths_treat_a_trailing_slash_as_a_directory(tmp_path: Path) -> None:
+def test_shard_names_treat_a_trailing_slash_as_a_directory(tmp_path: Path) -> None:
     """``DIR/`` is a directory to be made, and its files get ``part-NNNNN``."""
-    paths = shard_paths(str(tmp_path / "new") + "/", 2, ("xz", None))
+    paths = shard_names(str(tmp_path / "new") + "/", 2, ("xz", None), True)
     assert [os.path.basename(p) for p in paths] == ["part-00000.xz", "part-00001.xz"]
-    assert (tmp_path / "new").is_dir()
+    assert make_directories(paths) == [str(tmp_path / "new")]
 
 
 @pytest.mark.parametrize(

@@ -130,13 +130,6 @@ def make_directories(paths: list[str]) -> list[str]:
     return made
 
 
-def shard_paths(target: str, shards: int, compress: CodecChoice | None, suffix: str | None = None) -> list[str]:
-    """The local files of ``--shards=N`` (see ``shard_names``), with their directories made."""
-    paths = shard_names(target, shards, compress, os.path.isdir(target) or target.endswith(os.sep), suffix=suffix)
-    make_directories(paths)
-    return paths
-
-
 #: Memory the bookkeeping of one shard takes at most (its names, bounds and commit journal entry).
 SHARD_BYTES = 1024
 
