@@ -5,11 +5,13 @@ descriptors), and nothing created, written, locked or removed anywhere."""
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import resource
 import shutil
 import subprocess
 import sys
+import tarfile
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -320,6 +322,38 @@ def test_file_descriptors_needed_are_what_the_run_needs(tmp_path: Path) -> None:
     assert run.returncode == 1 and b"Too many open files" in run.stderr
     assert _with_open_files(need, ["--dry-run", *args]).returncode == 0
     assert _with_open_files(need, args).returncode == 0
+
+
+def _tars(directory: Path, tars: int, samples: int) -> list[tuple[str, bytes]]:
+    """``tars`` tar files of ``samples`` two-member samples (1.5 KB and 1 byte) in ``directory``; their members."""
+    directory.mkdir()
+    members = []
+    for t in range(tars):
+        with tarfile.open(directory / f"{t}.tar", "w") as tf:
+            for i in range(samples):
+                for suffix, data in (("jpg", hashlib.sha256(b"%d %d" % (t, i)).digest() * 47), ("cls", b"%d" % (i % 10))):
+                    info = tarfile.TarInfo(f"{t}_{i:05d}.{suffix}")
+                    info.size = len(data)
+                    tf.addfile(info, io.BytesIO(data))
+                    members.append((info.name, data))
+    return members
+
+
+@pytest.mark.parametrize("unique", [False, True])
+def test_tar_buckets_count_both_their_files_against_the_open_file_limit(tmp_path: Path, unique: bool) -> None:
+    """A tar bucket holds two files open (samples, lengths): under ``ulimit -n 300`` 236 buckets
+    were planned, ``--dry-run`` said 243 descriptors were enough, and the run (and ``--unique``'s)
+    failed with "Too many open files" (found by a new user)."""
+    members = _tars(tmp_path / "sp", 4, 300)
+    args = [str(tmp_path / "sp"), "-S", "64K" if unique else "16K", "--seed", "1", "-o", str(tmp_path / "o.tar")] + (["--unique"] if unique else [])
+    plan = _lines(_with_open_files(300, ["--dry-run", *args]).stdout)
+    buckets = int(plan["path"].split(", ")[2].split()[0])
+    assert plan["file descriptors"] == f"needs {6 + 2 * buckets + 1}, limit 300" and 6 + 2 * buckets + 1 <= 300
+    run = _with_open_files(300, args)
+    assert (run.returncode, run.stderr) == (0, b"")
+    with tarfile.open(tmp_path / "o.tar") as tf:
+        written = [(m.name, tf.extractfile(m).read()) for m in tf.getmembers()]  # type: ignore[union-attr]
+    assert Counter(written) == Counter(members)
 
 
 @pytest.mark.parametrize("limit", [5, 6, 7, 8])

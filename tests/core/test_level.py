@@ -89,11 +89,12 @@ def test_room_and_following_count_only_buckets_that_fit() -> None:
 
 
 def test_bucket_count_caps_open_files_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(plan, "most_buckets", lambda: 3)
+    monkeypatch.setattr(plan, "_open_file_allowance", lambda: 3)
     nbytes, records = 50 * LIMIT, 1000
     needed = max(2, plan.buckets_needed(nbytes + plan.META_PER_RECORD * records, LIMIT))
     assert needed > 3
     assert plan.bucket_count(nbytes, records, LIMIT) == 3
+    assert plan.bucket_count(nbytes, records, LIMIT, files=2) == 2  # a tar bucket's two files: one bucket, but never fewer than 2
     assert plan.bucket_count(nbytes, records, LIMIT, open_files=False) == needed
     assert plan.bucket_count(nbytes, records, LIMIT, max_buckets=5, open_files=False) == 5
     assert plan.bucket_count(1, 1, LIMIT, open_files=False) == 2

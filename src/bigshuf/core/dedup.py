@@ -115,13 +115,14 @@ def dedup_need(nbytes: int, nrecords: int, meta: int = DEDUP_META) -> int:
     return -1 if nbytes < 0 else 2 * nbytes + meta * nrecords
 
 
-def hash_bucket_count(need: int, limit: int) -> int:
-    """Hash buckets for a level whose dedup needs ``need`` bytes in all (records, their unique copy
-    and bookkeeping), so that the expected bucket needs a third of the read buffer; -1 (unknown):
-    as many as pass 1 gives a pipe, whatever the free space (the output follows the count)."""
+def hash_bucket_count(need: int, limit: int, files: int = 1) -> int:
+    """Hash buckets (of ``files`` files each) for a level whose dedup needs ``need`` bytes in all
+    (records, their unique copy and bookkeeping), so that the expected bucket needs a third of the
+    read buffer; -1 (unknown): as many as pass 1 gives a pipe, whatever the free space (the output
+    follows the count)."""
     if need < 0:
-        return plan.unsized_buckets()
-    return max(2, min(plan.most_buckets(), -(-need // max(1, plan.read_capacity(limit) // plan.BUCKET_FRACTION))))
+        return plan.unsized_buckets(files)
+    return max(2, min(plan.most_buckets(files), -(-need // max(1, plan.read_capacity(limit) // plan.BUCKET_FRACTION))))
 
 
 def keeps_hashes(k: int) -> bool:

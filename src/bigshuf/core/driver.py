@@ -121,12 +121,12 @@ class OutputPlan:
     own_check: Callable[[], None] | None = None
 
 
-def level_buckets(est: Estimate, limit: int) -> int:
-    """How many buckets one level needs: from the estimate, or ``plan.unsized_buckets`` when the
-    size is unknown (the run and ``--dry-run`` both count them here)."""
+def level_buckets(est: Estimate, limit: int, files: int = 1) -> int:
+    """How many buckets (of ``files`` files each) one level needs: from the estimate, or
+    ``plan.unsized_buckets`` when the size is unknown (the run and ``--dry-run`` both count them here)."""
     if est.nbytes is not None and est.records is not None:
-        return plan.bucket_count(est.nbytes, est.records, limit)
-    return plan.unsized_buckets()
+        return plan.bucket_count(est.nbytes, est.records, limit, files=files)
+    return plan.unsized_buckets(files)
 
 
 class Buckets(Protocol):
@@ -161,6 +161,8 @@ class TwoPass(ABC):
 
     #: What the format calls a record, in messages.
     unit = "records"
+    #: Files each bucket holds open while pass 1 writes it (the open-file limit caps the buckets).
+    files_per_bucket = 1
 
     def __init__(
         self, entropy: int, limit: int, head_count: int | None, tmp_dir: str | None, progress: Progress, threads: int = 1,
@@ -397,7 +399,7 @@ class TwoPass(ABC):
 
     def _bucket_count(self, est: Estimate) -> int:
         """How many buckets one level needs (see ``level_buckets``)."""
-        return level_buckets(est, self.limit)
+        return level_buckets(est, self.limit, self.files_per_bucket)
 
     def cutoff(self, buckets: Buckets, keep: int) -> int:
         """With ``-n``: drop the buckets past the one where the count is reached; return how many stay."""

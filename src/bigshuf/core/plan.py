@@ -292,10 +292,10 @@ def spare_descriptors() -> int:
     return max(0, soft - most_buckets() - BASE_DESCRIPTORS)
 
 
-def descriptors_needed(buckets: int, output_files: int) -> int:
-    """File descriptors a run holds open at once with ``buckets`` bucket files being written and
-    ``output_files`` output files open (for ``--dry-run``'s check against ``ulimit -n``)."""
-    return BASE_DESCRIPTORS + buckets + output_files
+def descriptors_needed(buckets: int, output_files: int, files: int = 1) -> int:
+    """File descriptors a run holds open at once with ``buckets`` buckets of ``files`` files each
+    being written and ``output_files`` output files open (for ``--dry-run``'s check against ``ulimit -n``)."""
+    return BASE_DESCRIPTORS + buckets * files + output_files
 
 
 def buckets_needed(need: float, limit: int) -> int:
@@ -304,22 +304,25 @@ def buckets_needed(need: float, limit: int) -> int:
     return max(1, math.ceil(need / max(1, block_budget(limit) // BUCKET_FRACTION)))
 
 
-def most_buckets() -> int:
-    """Bucket files one level may hold open at once (file descriptors allowing)."""
-    return min(MAX_BUCKETS, _open_file_allowance())
+def most_buckets(files: int = 1) -> int:
+    """Buckets of ``files`` files each (a tar bucket's samples and their lengths: 2) one level may
+    hold open at once, file descriptors allowing."""
+    return max(1, min(MAX_BUCKETS, _open_file_allowance()) // files)
 
 
-def unsized_buckets() -> int:
-    """Buckets for a level of unknown size: ``UNSIZED_BUCKETS``, as the open files allow."""
-    return min(UNSIZED_BUCKETS, most_buckets())
+def unsized_buckets(files: int = 1) -> int:
+    """Buckets (of ``files`` files each) for a level of unknown size: ``UNSIZED_BUCKETS``, as the open files allow."""
+    return min(UNSIZED_BUCKETS, most_buckets(files))
 
 
-def bucket_count(nbytes: int, nrecords: int, limit: int, max_buckets: int | None = None, *, open_files: bool = True) -> int:
+def bucket_count(
+    nbytes: int, nrecords: int, limit: int, max_buckets: int | None = None, *, open_files: bool = True, files: int = 1
+) -> int:
     """Buckets to scatter ``nrecords`` records in ``nbytes`` into: ``buckets_needed``, at least 2, at
-    most ``max_buckets`` and, where the buckets are ``open_files`` held at once (the local engine's),
-    at most the descriptors allow; a Dask task writes its buckets as one object per block, and its
-    plan must not depend on the machine that makes it."""
-    cap = most_buckets() if open_files else None
+    most ``max_buckets`` and, where the buckets are ``open_files`` held at once (the local engine's,
+    ``files`` files each), at most the descriptors allow; a Dask task writes its buckets as one
+    object per block, and its plan must not depend on the machine that makes it."""
+    cap = most_buckets(files) if open_files else None
     if max_buckets is not None:
         cap = max_buckets if cap is None else min(cap, max_buckets)
     need = max(2, buckets_needed(nbytes + META_PER_RECORD * nrecords, limit))

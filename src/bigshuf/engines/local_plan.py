@@ -81,7 +81,7 @@ def _gather(request: Request) -> Facts:
     elif facts.factor is None:
         pass  # the multiset pass 1 scatters is known only once the rates are
     elif est is not None:
-        facts.buckets = level_buckets(est, limit)
+        facts.buckets = level_buckets(est, limit, run.files_per_bucket)
         if not request.unique:  # (with --unique the dedup's hash buckets, which -n does not cut, come first)
             facts.head_temp_share = head.temp_share(request.head_count, est.records, facts.buckets, request.resume)
         known = est.nbytes is not None and est.records is not None
@@ -215,15 +215,16 @@ def _descriptors(facts: Facts) -> None:
     files = 0 if out is None or out.target in (None, "-") else min(out.shards or 1, OPEN_SHARDS)
     soft = plan.open_file_limit()
     shown = "unlimited" if soft == -1 else "unknown" if soft is None else soft
+    per_bucket = registry.run_class(facts.request.family).files_per_bucket
     if facts.buckets is None:
         if facts.sample.estimate is None and not facts.input_error:  # a pipe: its buckets, if external
-            buckets = plan.unsized_buckets()
-            need = plan.descriptors_needed(buckets, files)
+            buckets = plan.unsized_buckets(per_bucket)
+            need = plan.descriptors_needed(buckets, files, per_bucket)
             facts.line("file descriptors", f"needs {need} if external ({buckets} buckets), limit {shown}")
         else:
             facts.line("file descriptors", "unknown (so is the bucket count)")
         return
-    need = facts.descriptors = plan.descriptors_needed(facts.buckets, files)
+    need = facts.descriptors = plan.descriptors_needed(facts.buckets, files, per_bucket)
     facts.line("file descriptors", f"needs {need}, limit {shown}")
     if soft is not None and soft != -1:
         limit = soft

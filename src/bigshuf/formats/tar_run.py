@@ -85,6 +85,7 @@ class TarRun(WeightedSamples, ResumableSamples, TwoPass):
     tar file or tar shards."""
 
     unit = "samples"
+    files_per_bucket = 2  # the samples' bytes and their lengths (``SampleBuckets``)
 
     def __init__(self, request: Request, paths: list[str | Source], entropy: int, progress: Progress) -> None:
         super().__init__(
