@@ -223,10 +223,13 @@ def test_input_range_sample_is_uniform(tmp_path: Path) -> None:
 @pytest.mark.parametrize("label,memory,newline", [
     ("in-memory", "64M", False), ("external", "1K", False), ("an operand holding a newline", "64M", True),
 ])
-def test_echo_sample_is_uniform(tmp_path: Path, label: str, memory: str, newline: bool) -> None:
-    """``-e A B C -n 2`` (operands of 300 bytes: at -S 1K through buckets; one holding a newline, cut
-    where the operands end): each ordered pair equally often (20 runs a pair expected)."""
+def test_echo_sample_is_uniform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, label: str, memory: str, newline: bool) -> None:
+    """``-e A B C -n 2`` (operands of 300 bytes: at -S 1K through 2 buckets, the count often reached
+    within one of 2; one holding a newline, cut where the operands end): each ordered pair equally
+    often (20 runs a pair expected)."""
     from bigshuf.storage.sources import BytesSource
+
+    monkeypatch.setattr(plan, "MAX_BUCKETS", 2)
 
     records = records_of(3, 300)
     if newline:
@@ -249,17 +252,23 @@ def test_echo_sample_is_uniform(tmp_path: Path, label: str, memory: str, newline
     assert (set(passes) == {1}) if memory == "64M" else (min(passes) >= 2), passes
 
 
-def test_echo_repeat_sample_is_uniform(tmp_path: Path) -> None:
-    """``-r -e a b c -n 2``: each of the 9 pairs (repeats too) equally often (20 runs a pair expected)."""
+def test_echo_repeat_draws_are_uniform_and_independent(tmp_path: Path) -> None:
+    """``-r -e a b c -n 10000`` with seeds 0-2: each operand a third of the draws, each of the 9 pairs of
+    consecutive draws a ninth (as ``test_repeat_draws_are_uniform_and_independent`` for a file)."""
     from bigshuf.storage.sources import BytesSource
 
     records = [b"a", b"b", b"c"]
     out = tmp_path / "out"
     counts: Counter = Counter()
-    for seed in range(9 * 20):
-        bigshuf.shuffle(BytesSource.of_records("-e", records, b"\n"), out, seed=seed, head_count=2, repeat=True, sync=False)
-        counts[tuple(split_records(out.read_bytes()))] += 1
-    assert_uniform(counts, [(a, b) for a in records for b in records], "-r -e -n 2")
+    pairs: Counter = Counter()
+    for seed in range(3):
+        bigshuf.shuffle(BytesSource.of_records("-e", records, b"\n"), out, seed=seed, head_count=10000, repeat=True, sync=False)
+        got = split_records(out.read_bytes())
+        assert len(got) == 10000
+        counts.update(got)
+        pairs.update(zip(got, got[1:]))
+    assert_uniform(counts, records, "-r -e counts")
+    assert_uniform(pairs, [(a, b) for a in records for b in records], "-r -e pairs")
 
 
 @pytest.mark.parametrize("repeat", [False, True])
