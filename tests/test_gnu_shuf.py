@@ -1033,6 +1033,17 @@ def test_repeat_over_a_range_too_big_to_list_streams_uniform_draws():
     assert set(top) == {SIZE_MAX - 2, SIZE_MAX - 1, SIZE_MAX}
 
 
+def test_repeat_echo_without_count_streams_uniform_independent_draws():
+    """``-r -e a b c d`` without ``-n`` (endless, cut by the pipe): each operand a quarter of the
+    draws and each of the 16 pairs of consecutive draws equally often."""
+    from test_uniformity import assert_uniform
+
+    got = [line.rstrip(b"\n") for line in head_of_endless(["-r", "--seed", "3", "-e", "a", "b", "c", "d"], count=20000)]
+    operands = [b"a", b"b", b"c", b"d"]
+    assert_uniform(Counter(got), operands, "-r -e counts")
+    assert_uniform(Counter(zip(got, got[1:])), [(a, b) for a in operands for b in operands], "-r -e pairs")
+
+
 def test_repeat_over_a_range_draws_what_the_listed_range_gives(tmp_path):
     """Not listing the range changes no seeded output: the same lines as ``-r`` over a file of its numbers."""
     numbers = tmp_path / "numbers"

@@ -8,6 +8,7 @@ percent in p at these degrees of freedom), so the suite needs no SciPy.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter
 from itertools import permutations
@@ -217,6 +218,96 @@ def test_input_range_sample_is_uniform(tmp_path: Path) -> None:
         bigshuf.shuffle_range(1, 6, out, seed=seed, head_count=2, sync=False)
         counts[tuple(int(x) for x in split_records(out.read_bytes()))] += 1
     assert_uniform(counts, list(permutations(range(1, 7), 2)), "-i -n")
+
+
+@pytest.mark.parametrize("label,memory,newline", [
+    ("in-memory", "64M", False), ("external", "1K", False), ("an operand holding a newline", "64M", True),
+])
+def test_echo_sample_is_uniform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, label: str, memory: str, newline: bool) -> None:
+    """``-e A B C -n 2`` (operands of 300 bytes: at -S 1K through 2 buckets, the count often reached
+    within one of 2; one holding a newline, cut where the operands end): each ordered pair equally
+    often (20 runs a pair expected)."""
+    from bigshuf.storage.sources import BytesSource
+
+    monkeypatch.setattr(plan, "MAX_BUCKETS", 2)
+
+    records = records_of(3, 300)
+    if newline:
+        records[1] = records[1][:100] + b"\n" + records[1][101:]
+    out = tmp_path / "out"
+    counts: Counter = Counter()
+    passes: Counter = Counter()
+    for seed in range(6 * 20):
+        source = BytesSource.of_records("-e", records, b"\n")
+        assert (source.ends is not None) == newline
+        stats = bigshuf.shuffle(source, out, memory=memory, seed=seed, head_count=2, tmp_dir=tmp_path, sync=False)
+        data, got = out.read_bytes(), []
+        while data:
+            got.append(next(i for i, r in enumerate(records) if data.startswith(r + b"\n")))
+            data = data[len(records[got[-1]]) + 1 :]
+        assert len(got) == len(set(got)) == 2, got  # two of the operands, whole, neither twice
+        counts[tuple(got)] += 1
+        passes[stats.passes] += 1
+    assert_uniform(counts, list(permutations(range(3), 2)), f"-e -n, {label}")
+    assert (set(passes) == {1}) if memory == "64M" else (min(passes) >= 2), passes
+
+
+def test_echo_repeat_draws_are_uniform_and_independent(tmp_path: Path) -> None:
+    """``-r -e a b c -n 10000`` with seeds 0-2: each operand a third of the draws, each of the 9 pairs of
+    consecutive draws a ninth (as ``test_repeat_draws_are_uniform_and_independent`` for a file)."""
+    from bigshuf.storage.sources import BytesSource
+
+    records = [b"a", b"b", b"c"]
+    out = tmp_path / "out"
+    counts: Counter = Counter()
+    pairs: Counter = Counter()
+    for seed in range(3):
+        bigshuf.shuffle(BytesSource.of_records("-e", records, b"\n"), out, seed=seed, head_count=10000, repeat=True, sync=False)
+        got = split_records(out.read_bytes())
+        assert len(got) == 10000
+        counts.update(got)
+        pairs.update(zip(got, got[1:]))
+    assert_uniform(counts, records, "-r -e counts")
+    assert_uniform(pairs, [(a, b) for a in records for b in records], "-r -e pairs")
+
+
+@pytest.mark.parametrize("repeat", [False, True])
+def test_input_range_draws_shuffled_as_a_listed_range_are_uniform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, repeat: bool) -> None:
+    """``-i 1-3 -n 2`` (more than half the range: the range listed and shuffled) and ``-r -i 1-3 -n 2``
+    (the draws shuffled again as a generated input), neither with a header: each ordered pair, with
+    ``-r`` each pair, equally often (25 runs a pair expected)."""
+    from bigshuf import api
+
+    shuffled: list[str] = []
+    real = api.shuffle
+
+    @functools.wraps(real)  # (shuffle_range checks its keywords against shuffle's signature)
+    def seen(inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        shuffled.append(type(inputs).__name__)
+        return real(inputs, *args, **kwargs)
+
+    monkeypatch.setattr(api, "shuffle", seen)
+    out = tmp_path / "out"
+    counts: Counter = Counter()
+    cells = [(a, b) for a in range(1, 4) for b in range(1, 4) if repeat or a != b]
+    for seed in range(len(cells) * 25):
+        bigshuf.shuffle_range(1, 3, out, seed=seed, head_count=2, repeat=repeat, sync=False)
+        counts[tuple(int(x) for x in split_records(out.read_bytes()))] += 1
+    assert set(shuffled) == {"GeneratedSource" if repeat else "RangeSource"}, set(shuffled)
+    assert_uniform(counts, cells, "-r -i -n" if repeat else "-i -n, most of the range")
+
+
+def test_input_range_repeat_draws_written_as_drawn_are_uniform_and_independent(tmp_path: Path) -> None:
+    """``-r -i 1-5 -n 30000`` with -S 64K: more draws than are shuffled again, written as drawn."""
+    from bigshuf.storage.sources import RangeSource
+
+    assert RangeSource(1, 5, b"\n").drawn_unlisted(True, 30000, 0, 1, plan.block_budget(64 << 10))
+    out = tmp_path / "out"
+    bigshuf.shuffle_range(1, 5, out, seed=1, head_count=30000, repeat=True, memory="64K", sync=False)
+    got = [int(x) for x in split_records(out.read_bytes())]
+    assert len(got) == 30000
+    assert_uniform(Counter(got), list(range(1, 6)), "-r -i counts")
+    assert_uniform(Counter(zip(got, got[1:])), [(a, b) for a in range(1, 6) for b in range(1, 6)], "-r -i pairs")
 
 
 @pytest.mark.parametrize("repeat", [False, True])

@@ -206,6 +206,62 @@ def test_sample_positions_uniform(tmp_path: Path) -> None:
     assert_uniform(pairs, list(permutations(range(4), 2)), "-n 2")
 
 
+@pytest.mark.parametrize("label,memory", [("in-memory", "64M"), ("external", "1K")])
+def test_split_documents_equally_likely(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, label: str, memory: str) -> None:
+    """``--split valid=1,train=rest`` of 3 documents: valid's document, then train's two in order, are
+    each of the 6 orders equally often (20 runs an order expected). Externally in 2 buckets: a bucket
+    of 2 documents is permuted in pass 2 (so a bias there shows), one of 3 is scattered again."""
+    monkeypatch.setattr(plan, "MAX_BUCKETS", 2)
+    docs = [[np.full(150, i, np.uint16)] for i in range(3)]
+    src = str(write_dataset(tmp_path / "three", docs))
+    counts: Counter[tuple[int, ...]] = Counter()
+    passes: Counter[int] = Counter()
+    for seed in range(6 * 20):
+        stats = bigshuf.shuffle(src, f"{tmp_path}/sp/{{split}}", memory=memory, seed=seed, split="valid=1,train=rest",
+                                tmp_dir=tmp_path, sync=False)
+        valid, train = (read_dataset(tmp_path / "sp" / name)[1] for name in ("valid", "train"))
+        assert len(valid) == 1 and sorted(valid + train) == as_docs(docs)
+        counts[tuple(d[0][0][0] for d in valid + train)] += 1
+        passes[stats.passes] += 1
+    assert_uniform(counts, list(permutations(range(3))), f"--split, {label}")
+    assert (set(passes) == {1}) if label == "in-memory" else (min(passes) == 2), passes
+
+
+def test_compressed_temp_buckets_document_orders_equally_likely(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--compress-temp`` on the external path: the buckets (Arrow IPC streams of documents) are
+    compressed, smaller than the same run's without it, and every order of 3 documents as likely
+    (in 2 buckets, as above)."""
+    from bigshuf.formats.tables import TableBuckets
+
+    monkeypatch.setattr(plan, "MAX_BUCKETS", 2)
+
+    docs = [[np.full(150, i, np.uint16)] for i in range(3)]
+    src = str(write_dataset(tmp_path / "three", docs))
+    on_disk: list[int] = []
+    close = TableBuckets.close
+
+    def measured(self: TableBuckets) -> None:
+        writing = bool(self._writers)
+        close(self)
+        if writing:  # pass 1's buckets, complete, before pass 2 reads them
+            on_disk.append(sum(os.path.getsize(self.path(j)) for j in range(self.k)))
+
+    monkeypatch.setattr(TableBuckets, "close", measured)
+    for compress_temp in (False, True):
+        bigshuf.shuffle(src, str(tmp_path / "o"), memory="1K", seed=0, tmp_dir=tmp_path, sync=False, compress_temp=compress_temp)
+    assert on_disk[-1] < on_disk[0], on_disk
+    counts: Counter[tuple[int, ...]] = Counter()
+    passes: Counter[int] = Counter()
+    for seed in range(6 * 20):
+        stats = bigshuf.shuffle(src, str(tmp_path / "o"), memory="1K", seed=seed, tmp_dir=tmp_path, sync=False, compress_temp=True)
+        got = read_dataset(tmp_path / "o")[1]
+        assert sorted(got) == as_docs(docs)
+        counts[tuple(d[0][0][0] for d in got)] += 1
+        passes[stats.passes] += 1
+    assert_uniform(counts, list(permutations(range(3))), "compressed temporary buckets")
+    assert min(passes) == 2, passes
+
+
 def _corrupt(prefix: Path, how: str) -> str:
     """Spoil the dataset at ``prefix`` as ``how`` says; return the file the message must name."""
     idx, binf = Path(f"{prefix}.idx"), Path(f"{prefix}.bin")

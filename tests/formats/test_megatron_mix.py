@@ -175,6 +175,24 @@ def test_unique_keeps_one_of_each_document(
     assert stats.passes == 1 if label == "in-memory" else stats.passes == 3 if label == "external" else stats.passes >= 4, stats
 
 
+@pytest.mark.parametrize("label,memory", [("in-memory", "64M"), ("external", "2K")])
+def test_unique_documents_in_uniform_order(tmp_path: Path, label: str, memory: str) -> None:
+    """Documents 0, 2, 0, 1, 2, 2 of 20 tokens: the 3 kept come in each of their 6 orders equally often
+    (20 runs an order expected); at 2K through a dedup pass of hash buckets, then the shuffle's two."""
+    docs = [[np.full(20, i, np.uint16)] for i in (0, 2, 0, 1, 2, 2)]
+    src = str(write_dataset(tmp_path / "dup", docs))
+    counts: Counter[tuple[int, ...]] = Counter()
+    passes: Counter[int] = Counter()
+    for seed in range(6 * 20):
+        stats = bigshuf.shuffle(src, str(tmp_path / "o"), unique=True, memory=memory, seed=seed, tmp_dir=tmp_path, sync=False)
+        got = read_dataset(tmp_path / "o")[1]
+        assert sorted(got) == sorted(as_docs(docs[:2] + docs[3:4])) and stats.duplicates == 3
+        counts[tuple(d[0][0][0] for d in got)] += 1
+        passes[stats.passes] += 1
+    assert_uniform(counts, list(permutations(range(3))), f"--unique, {label}")
+    assert (set(passes) == {1}) if label == "in-memory" else (min(passes) == 3), passes
+
+
 def _source_of(docs: list[Doc], web: list[Doc]) -> Counter:
     """How many documents of ``docs`` come from ``web`` and how many from elsewhere."""
     known = set(web)

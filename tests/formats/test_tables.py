@@ -529,6 +529,74 @@ def test_samples_and_shards_uniform(tmp_path: Path) -> None:
     assert_uniform(firsts, list(range(5)), "first row of shard 2")
 
 
+# The same over what the tests above leave out: JSON Lines read as rows into Parquet, and Arrow IPC
+# files and streams as inputs. 3 rows of 300 bytes: at 1 KiB they do not fit, and in 2 buckets (a bucket of 2
+# fits and is permuted in pass 2, so a bias there shows in 120 runs; of 3, scattered again). 20 runs an order
+# expected (the external path's runs are slow: the fewest the per-order checks allow).
+THREE_ROWS = pa.table({"id": pa.array(range(3), pa.int64()), "pad": ["p" * 300] * 3})
+
+
+def _three_row_orders(src: Path, out: Path, memory: str, **options: object) -> tuple[Counter[tuple[int, ...]], Counter[int]]:
+    """Orders of ``THREE_ROWS`` (from ``src``) written to ``out`` (Parquet) by seeds 0-119, each run's
+    rows checked to be the multiset; and the passes the runs took. Buckets: 2 a level."""
+    counts: Counter[tuple[int, ...]] = Counter()
+    passes: Counter[int] = Counter()
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(plan, "MAX_BUCKETS", 2)
+        for seed in range(6 * 20):
+            stats = bigshuf.shuffle(src, out, memory=memory, seed=seed, tmp_dir=out.parent, sync=False, **options)  # type: ignore[arg-type]
+            got = pq.read_table(out)
+            assert_row_permutation(got, THREE_ROWS)
+            counts[tuple(got["id"].to_pylist())] += 1
+            passes[stats.passes] += 1
+    return counts, passes
+
+
+@pytest.mark.parametrize("label,memory,name,fmt", [
+    ("in-memory, -o out.parquet", "64M", "out.parquet", None), ("external, --output-format parquet", "1K", "out.rows", "parquet"),
+])
+def test_json_lines_into_parquet_row_orders_equally_likely(tmp_path: Path, label: str, memory: str, name: str, fmt: str | None) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(row) + "\n" for row in THREE_ROWS.to_pylist()))
+    counts, passes = _three_row_orders(src, tmp_path / name, memory, output_format=fmt)
+    assert_uniform(counts, list(permutations(range(3))), label)
+    assert (set(passes) == {1}) if memory == "64M" else (min(passes) == 2), passes
+
+
+@pytest.mark.parametrize("kind,memory", [("file", "64M"), ("stream", "1K")])
+def test_arrow_input_row_orders_equally_likely(tmp_path: Path, kind: str, memory: str) -> None:
+    """An Arrow IPC file in memory and an IPC stream (Hugging Face's .arrow) through buckets, a row a batch."""
+    src = tmp_path / "in.arrow"
+    with pa.OSFile(str(src), "wb") as f, (pa.ipc.new_file if kind == "file" else pa.ipc.new_stream)(f, THREE_ROWS.schema) as w:
+        w.write_table(THREE_ROWS, max_chunksize=1)
+    counts, passes = _three_row_orders(src, tmp_path / "out.parquet", memory)
+    assert_uniform(counts, list(permutations(range(3))), f"Arrow {kind} input")
+    assert (set(passes) == {1}) if memory == "64M" else (min(passes) == 2), passes
+
+
+def test_compressed_temp_buckets_row_orders_equally_likely(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--compress-temp`` on the external path: the buckets are zstd-compressed IPC streams (their
+    files smaller than the same run's without it), and every order as likely."""
+    src = write_parquet(tmp_path / "in.parquet", THREE_ROWS)
+    on_disk: list[int] = []
+    close = TableBuckets.close
+
+    def measured(self: TableBuckets) -> None:
+        writing = bool(self._writers)
+        close(self)
+        if writing:  # pass 1's buckets, complete, before pass 2 reads them
+            on_disk.append(sum(os.path.getsize(self.path(j)) for j in range(self.k)))
+
+    monkeypatch.setattr(TableBuckets, "close", measured)
+    bigshuf.shuffle(src, tmp_path / "plain.parquet", memory="1K", seed=0, tmp_dir=tmp_path, sync=False)
+    bigshuf.shuffle(src, tmp_path / "plain.parquet", memory="1K", seed=0, tmp_dir=tmp_path, sync=False, compress_temp=True)
+    plain, compressed = on_disk[0], on_disk[-1]
+    assert compressed < plain, (compressed, plain)
+    counts, passes = _three_row_orders(src, tmp_path / "out.parquet", "1K", compress_temp=True)
+    assert_uniform(counts, list(permutations(range(3))), "compressed temporary buckets")
+    assert min(passes) == 2, passes
+
+
 def test_jsonl_from_standard_input(tmp_path: Path, run_cli) -> None:
     rows = b"".join(b'{"id": %d, "text": "line %d"}\n' % (i, i) for i in range(500))
     out = tmp_path / "out.parquet"

@@ -10,6 +10,7 @@ import tarfile
 from collections import Counter
 from itertools import permutations
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -136,6 +137,64 @@ def test_every_order_of_samples_equally_likely(
     assert (set(passes) == {1}) if label == "in-memory" else (min(passes) >= 2)
     if label == "recursive":
         assert max(passes) > 2
+
+
+
+def _three_samples(tmp_path: Path) -> Path:
+    """A tar of three one-member samples of 1536 bytes of tar each. At -S 6K they do not fit in memory,
+    a bucket of two does (at 4K none does: pass 2 would permute only buckets of one sample)."""
+    return make_tar(tmp_path / "in.tar", [[(f"{i}.bin", 0o644, 0, 0, 0, "", "", bytes([i]) * 1000)] for i in range(3)])
+
+
+@pytest.mark.parametrize("label,memory", [("in-memory", "64M"), ("external", "6K")])
+def test_every_ordered_pick_of_samples_equally_likely(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, label: str, memory: str) -> None:
+    """``-n 2`` of three samples: each of the 6 ordered pairs equally often (20 runs a pair expected).
+    Externally in 2 buckets: the count is often reached within a bucket of 2 (one of 3 is scattered again)."""
+    monkeypatch.setattr(plan, "MAX_BUCKETS", 2)
+    src = _three_samples(tmp_path)
+    out = tmp_path / "out.tar"
+    counts: Counter[tuple[int, ...]] = Counter()
+    passes: Counter[int] = Counter()
+    for seed in range(6 * 20):
+        stats = bigshuf.shuffle(src, out, memory=memory, seed=seed, head_count=2, tmp_dir=tmp_path, sync=False, threads=2)
+        got = read_samples(out.read_bytes())
+        assert len(got) == len(set(got)) == 2 and set(got) <= set(read_samples(src.read_bytes()))
+        counts[tuple(s[0][7][0] for s in got)] += 1
+        passes[stats.passes] += 1
+    assert_uniform(counts, list(permutations(range(3), 2)), f"-n 2, {label}")
+    assert (set(passes) == {1}) if label == "in-memory" else (min(passes) >= 2), passes
+
+
+def test_compressed_temp_buckets_draw_every_order_equally(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--compress-temp`` on the external path: the sample buckets are written compressed (fewer bytes
+    on disk than the samples' bytes) and every order of three samples is as likely (20 runs an order;
+    2 buckets a level, so that pass 2 permutes buckets of 2)."""
+    from bigshuf.formats.tar_buckets import SampleBuckets
+
+    monkeypatch.setattr(plan, "MAX_BUCKETS", 2)
+
+    made: list[SampleBuckets] = []
+    init = SampleBuckets.__init__
+
+    def kept(self: SampleBuckets, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(SampleBuckets, "__init__", kept)
+    src = _three_samples(tmp_path)
+    out = tmp_path / "out.tar"
+    counts: Counter[tuple[int, ...]] = Counter()
+    passes: Counter[int] = Counter()
+    for seed in range(6 * 20):
+        stats = bigshuf.shuffle(src, out, memory="6K", seed=seed, tmp_dir=tmp_path, sync=False, threads=2, compress_temp=True)
+        got = read_samples(out.read_bytes())
+        assert as_set([list(s) for s in got]) == as_set([list(s) for s in read_samples(src.read_bytes())])
+        counts[tuple(s[0][7][0] for s in got)] += 1
+        passes[stats.passes] += 1
+    filled = [b.data for b in made if b.data.sizes.any()]  # the levels' buckets, as pass 1 left them
+    assert filled and all(d.compress and sum(d.disk) < int(d.sizes.sum()) for d in filled)
+    assert_uniform(counts, list(permutations(range(3))), "compressed temporary buckets")
+    assert min(passes) >= 2, passes
 
 
 def test_shards_each_a_complete_tar(tmp_path: Path) -> None:
