@@ -121,6 +121,24 @@ def test_a_plan_takes_sources_as_shuffle_does_without_inputs(tmp_path: Path) -> 
     assert found.ok and stats.records == 150 and len((tmp_path / "o.txt").read_bytes().splitlines()) == 150
 
 
+@pytest.mark.parametrize("rates", [{"big": 1, "small": 9}, {"big": 9, "small": 1}])
+def test_compressed_sources_are_weighed_by_their_bytes(tmp_path: Path, rates: dict[str, int]) -> None:
+    """Sources of unknown size (compressed) weigh the multiset by their bytes on disk: the plan's
+    buckets and space are about the plain files'. Each source had counted alike (the mean rate, 5):
+    rates 1 and 9 on 100 times and once the bytes planned 96 buckets and 84 MiB, not 22 and 19 (new-user trial)."""
+    sizes = {"big": 100_000, "small": 1_000}
+    for name, lines in sizes.items():
+        write_records(tmp_path / f"{name}.txt", [b"%s %06d " % (name.encode(), i) + b"x" * (i % 200) for i in range(lines)])
+        (tmp_path / f"{name}.txt.gz").write_bytes(compress("gzip", (tmp_path / f"{name}.txt").read_bytes()))
+    plans = {}
+    for suffix in (".txt", ".txt.gz"):
+        sources = {name: str(tmp_path / f"{name}{suffix}") for name in sizes}
+        found = plan_shuffle(sources=sources, rates=rates, memory="4M", seed=1, output=tmp_path / "o.txt", tmp_dir=tmp_path)
+        plans[suffix] = (found.buckets, found.temp_needed)
+    (plain_k, plain_temp), (gz_k, gz_temp) = plans[".txt"], plans[".txt.gz"]
+    assert 0.8 < gz_k / plain_k < 1.25 and 0.8 < gz_temp / plain_temp < 1.25, plans
+
+
 def test_an_external_unique_plan_counts_the_dedup_pass_and_its_space(tmp_path: Path) -> None:
     """--unique through hash buckets was planned as "external, 2 passes" needing the input's size
     once; the run takes a third pass (the dedup's) and may need twice that (found by attack)."""

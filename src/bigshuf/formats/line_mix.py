@@ -7,7 +7,7 @@ gathering lines; the draws themselves live in ``core.mix`` and ``core.stratify``
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -26,7 +26,7 @@ from ..request import Request
 from ..storage.layout import parse_split
 from ..storage.output import Output
 from ..storage.reader import RecordReader
-from ..storage.sources import Source, input_sizes
+from ..storage.sources import Source, input_sizes, stored_sizes
 from .line_unique import unique_with_sources
 
 
@@ -171,13 +171,22 @@ class WeightedLines:
 
 
 def source_sizes(sources: list[Source], file_source: list[int], n: int) -> list[int | None]:
-    """Each source's bytes as its files say (None: a file of unknown size), what the run weighs the
-    multiset with when it does not count."""
-    sizes: list[int | None] = [0] * n
-    for s, size in zip(file_source, input_sizes(sources)):
-        had = sizes[s]
-        sizes[s] = None if size is None or had is None else had + size
-    return sizes
+    """Each source's bytes as its files say, what the run weighs the multiset with when it does not
+    count. Where a file's size is unknown (a compressed one's), each source's bytes as stored
+    instead, as if all were compressed alike: the sources of known size alone, or none, were
+    weighed, and a source of 100 times the bytes of another counted as much as it did. None: a
+    source with a file of neither (a pipe)."""
+    sizes = _per_source(input_sizes(sources), file_source, n)
+    return sizes if None not in sizes else _per_source(stored_sizes(sources), file_source, n)
+
+
+def _per_source(sizes: Iterable[int | None], file_source: list[int], n: int) -> list[int | None]:
+    """The ``sizes`` of the files summed by source (None if any of its files' is unknown)."""
+    out: list[int | None] = [0] * n
+    for s, size in zip(file_source, sizes):
+        had = out[s]
+        out[s] = None if size is None or had is None else had + size
+    return out
 
 
 def count_sources(

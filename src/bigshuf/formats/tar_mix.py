@@ -23,6 +23,7 @@ from ..request import Request
 from ..storage.layout import parse_split
 from ..storage.output import Output
 from ..storage.sources import Source
+from .line_mix import source_sizes
 from .tar_input import SampleReader
 
 
@@ -51,10 +52,7 @@ class WeightedSamples:
         n = len(request.sources)
         counts: list[int] | None = None
         nbytes: list[int] | None = None
-        sizes: list[int | None] = [0] * n
-        for s, source in zip(file_source, SampleReader(self.paths, Progress()).sources):
-            size, had = source.size(), sizes[s]
-            sizes[s] = None if size is None or had is None else had + size
+        sizes = source_sizes(SampleReader(self.paths, Progress()).sources, file_source, n)
         if counted is not None:
             counts, nbytes = counted
             sizes = list(nbytes)

@@ -259,6 +259,17 @@ def input_sizes(sources: Sequence[Source]) -> Iterator[int | None]:
         yield (0 if stdin_file() is not None else None) if i in again else source.size()
 
 
+def stored_sizes(sources: Sequence[Source]) -> Iterator[int | None]:
+    """Each source's bytes as stored: a file's on disk (a compressed one's too: ``disk_size``),
+    another source's ``size()``; standard input counted once (``later_stdin``)."""
+    again = later_stdin(sources)
+    for i, source in enumerate(sources):
+        if i in again:
+            yield 0 if stdin_file() is not None else None
+        else:
+            yield source.disk_size() if isinstance(source, FileSource) else source.size()
+
+
 #: File systems whose files are made as they are read: their sizes say nothing (sysfs gives
 #: 4096, procfs 0), so a read is not checked against them.
 GENERATED_FILE_SYSTEMS = frozenset({"proc", "sysfs", "debugfs", "tracefs", "securityfs", "configfs", "cgroup", "cgroup2", "efivarfs"})
