@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import subprocess
 import sys
@@ -254,3 +255,26 @@ def test_dates_and_timestamps_in_range_keep_their_text(tmp_path: Path) -> None:
         b'"p":"9999-12-31T23:59:59+01:00","h":"23:59:59.999"}',
         b'{"id":2,"d":"1969-12-31","n":"1969-12-31T23:59:59.999999","u":"1969-12-31T23:59:59.999Z","p":null,"h":null}',
     ]
+
+
+def test_whole_floats_are_written_as_floats_and_read_back_as_floats(tmp_path: Path) -> None:
+    """A float column of whole numbers was written ``1``, ``-0``: shuffled back into Parquet (or read
+    by pandas or Hugging Face) it became int64 (new-user trial). Now ``1.0`` and ``-0.0``, as
+    ``json.dumps`` writes them; other floats keep Arrow's shortest form, and non-finite ones are null."""
+    values = [1.0, -0.0, 2.5, 1e20, 1e-07, 123456789012.0, float("nan"), float("inf")]
+    table = pa.table({
+        "id": list(range(8)),
+        "x": pa.array(values, pa.float64()),
+        "h": pa.array(values, pa.float32()),
+        "l": pa.array([[v, 3.0] for v in values], pa.list_(pa.float64())),
+    })
+    pq.write_table(table, tmp_path / "in.parquet")
+    assert run(["--seed", "1", "in.parquet", "-o", "out.jsonl"], cwd=tmp_path) == (0, b"")
+    rows = sorted((json.loads(line) for line in (tmp_path / "out.jsonl").read_bytes().splitlines()), key=lambda r: r["id"])
+    texts = sorted((tmp_path / "out.jsonl").read_bytes().splitlines(), key=lambda r: json.loads(r)["id"])
+    assert [r["x"] for r in rows] == [1.0, -0.0, 2.5, 1e20, 1e-07, 123456789012.0, None, None]
+    assert all(type(r[c]) is float for r in rows[:6] for c in ("x", "h")) and all(type(v) is float for r in rows[:6] for v in r["l"])
+    assert texts[0] == b'{"id":0,"x":1.0,"h":1.0,"l":[1.0,3.0]}' and texts[1].startswith(b'{"id":1,"x":-0.0,"h":-0.0,')
+    assert run(["--seed", "1", "out.jsonl", "-o", "back.parquet"], cwd=tmp_path) == (0, b"")
+    schema = pq.read_schema(tmp_path / "back.parquet")
+    assert schema.field("x").type == schema.field("h").type == pa.float64() and schema.field("l").type == pa.list_(pa.float64())

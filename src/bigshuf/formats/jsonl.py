@@ -2,8 +2,8 @@
 
 Each column becomes an array of JSON texts (``"null"`` for nulls), nested lists and structs
 recursively, and the row texts are joined element-wise. Strings are escaped as JSON requires;
-numbers keep Arrow's shortest round-trip form (non-finite floats, which JSON cannot hold,
-become null); timestamps are RFC 3339 strings, dates and times ISO 8601 ones; binary columns must hold UTF-8.
+numbers keep Arrow's shortest round-trip form, a whole float with ``.0`` so that it reads back
+as a float (non-finite floats, which JSON cannot hold, become null); timestamps are RFC 3339 strings, dates and times ISO 8601 ones; binary columns must hold UTF-8.
 A column JSON cannot hold (a union, an interval, a date or time Arrow would print out of range or
 wrong, a time zone Arrow cannot find) is refused naming the file and the column, never written.
 """
@@ -119,6 +119,8 @@ def json_values(arr: pa.Array, name: str) -> pa.Array:
     elif pa.types.is_floating(t):
         wide = arr.cast(pa.float64()) if pa.types.is_float16(t) else arr
         text = pc.if_else(pc.is_finite(wide), wide.cast(pa.large_string()), pa.scalar(None, pa.large_string()))
+        # Arrow writes 1.0 as "1": read back, the column would be integers. With ".0", as json.dumps writes it.
+        text = pc.replace_substring_regex(text, r"^(-?[0-9]+)$", r"\1.0")
     elif pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
         text = _quote(arr.cast(pa.large_string()))
     elif pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
