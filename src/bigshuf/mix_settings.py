@@ -26,7 +26,8 @@ MIX_SETTINGS = ("sources", "rates", "mix", "total", "by", "max_rate")
 
 def mix_settings(raw: dict[str, object]) -> dict[str, Any]:
     """``sources``, ``rates``, ``mix``, ``total``, ``by`` and ``max_rate`` checked and made exact:
-    names known and shares summing to 1, rates within ``max_rate``, every file in one source."""
+    names known and shares summing to 1, every file in one source (``check_sources`` holds the
+    rates against ``max_rate`` once the request's format is known)."""
     sources = _source_files(raw.get("sources"))
     names = [name for name, _files in sources]
     max_rate = weights.as_fraction(raw.get("max_rate", weights.DEFAULT_MAX_RATE), f"{option('max_rate')} value")
@@ -56,12 +57,6 @@ def mix_settings(raw: dict[str, object]) -> dict[str, Any]:
     for setting, used in (("total", total is not None), ("by", by != "records")):
         if used and not shares:
             raise UsageError(f"{option(setting)} needs {option('mix')}")
-    for name, rate in rates:
-        if rate > max_rate:
-            raise UsageError(
-                f"{option('rate')} {shown(rate)} for source {quote_arg(name)} is above the maximum of {shown(max_rate)}; "
-                f"raise {option('max_rate')} to allow it"
-            )
     if shares:
         for name in names:
             if name not in dict(shares):
@@ -200,4 +195,11 @@ def check_sources(request: Request) -> None:
                         f"shuffle {why}: name regular files"
                     )
     if not request.mix:
+        # First a rate the format refuses (a tar source's above 1): raising --max-rate would not allow it.
         weights.refuse_copies(request, [name for name, _files in request.sources], request.source_rates)
+        for (name, _files), rate in zip(request.sources, request.source_rates):
+            if rate > request.max_rate:
+                raise UsageError(
+                    f"{option('rate')} {shown(rate)} for source {quote_arg(name)} is above the maximum of "
+                    f"{shown(request.max_rate)}; raise {option('max_rate')} to allow it"
+                )

@@ -101,7 +101,7 @@ def test_mix_of_records_gives_each_source_its_share(
 def test_mix_targets_sum_to_the_total() -> None:
     """Shares within the tolerance of 1 are made exact, and the largest remainders round up."""
     third = Fraction("0.3333333")
-    rates = solve_mix(["a", "b", "c"], [third] * 3, [100, 100, 100], 100, Fraction(10), "records")
+    rates = solve_mix(["a", "b", "c"], [third] * 3, [100, 100, 100], 100, "records")
     assert [r * 100 for r in rates] == [34, 33, 33]
 
 

@@ -323,6 +323,15 @@ def test_tar_sources_refuse_rates_above_one(tmp_path: Path) -> None:
         "tar sources take rates up to 1 (the mix= needs it: lower total= or this source's share)", UsageError, sources=sources,
         mix={"a": 0.5, "b": 0.5}, total=8,
     )
+    # Above --max-rate too, the tar refusal comes first: raising --max-rate, as the other message
+    # advised, only led to this one (new-user trial).
+    refused(
+        tmp_path, [], "source 'b': rate 12 would write samples twice under one key", UsageError, sources=sources, rates={"b": 12},
+    )
+    refused(
+        tmp_path, [], "source 'a': rate 25 would write samples twice under one key", UsageError, sources=sources,
+        mix={"a": 0.5, "b": 0.5}, total=200,
+    )
     # A rate just above 1 is shown as given, not rounded to the 1 it is refused for exceeding.
     refused(tmp_path, [], "source 'b': rate 1.0000001 would write samples twice", UsageError, sources=sources, rates={"b": "1.0000001"})
     # The dry run counts the samples when it reads them all, and fails as the run would.

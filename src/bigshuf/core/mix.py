@@ -110,11 +110,10 @@ def needs_counts(rates: Sequence[Fraction], mixing: bool) -> bool:
 
 
 def solve_mix(
-    names: Sequence[str], shares: Sequence[Fraction], counts: Sequence[int], total: int | None, max_rate: Fraction, unit: str,
-    left: str = "",
+    names: Sequence[str], shares: Sequence[Fraction], counts: Sequence[int], total: int | None, unit: str, left: str = "",
 ) -> list[Fraction]:
     """The rate of each source that gives it its share of ``total`` (records or bytes, as
-    ``counts`` are), refused above ``max_rate``. Without ``total``: the largest total that repeats
+    ``counts`` are); ``refuse_above`` checks them against ``max_rate``. Without ``total``: the largest total that repeats
     no record (the scarcest source, for its share, at rate 1).
 
     For records the targets are apportioned by largest remainder so that they sum to ``total``
@@ -134,14 +133,17 @@ def solve_mix(
         for i in order[: total - sum(targets)]:
             targets[i] += 1
         exact = [Fraction(t) for t in targets]
-    rates = [x / count for x, count in zip(exact, counts)]
+    return [x / count for x, count in zip(exact, counts)]
+
+
+def refuse_above(names: Sequence[str], rates: Sequence[Fraction], max_rate: Fraction) -> None:
+    """Refuse a rate the ``mix`` solved above ``max_rate``."""
     for name, rate in zip(names, rates):
         if rate > max_rate:
             raise UsageError(
                 f"{option('mix')} needs rate {shown(rate)} for source {quote_arg(name)}, above the maximum "
                 f"of {shown(max_rate)}; raise {option('max_rate')} to allow it"
             )
-    return rates
 
 
 def source_files(request: Request) -> list[int]:
@@ -161,8 +163,10 @@ def mixer_for(request: Request, counts: Sequence[int] | None, nbytes: Sequence[i
         assert measured is not None, "a mix is solved from counts"
         shares = [share for _name, share in request.mix]
         left = f" left once {option('unique')} drops copies" if request.unique else ""
-        rates = solve_mix(names, shares, measured, request.total, request.max_rate, request.by, left)
-    refuse_copies(request, names, rates)
+        rates = solve_mix(names, shares, measured, request.total, request.by, left)
+    refuse_copies(request, names, rates)  # first: a tar source's rate above 1 is not a matter of --max-rate
+    if request.mix:
+        refuse_above(names, rates, request.max_rate)
     return Mixer(names, file_source, rates, counts)
 
 
