@@ -4,6 +4,7 @@ exactly what an uninterrupted run writes; changed inputs are refused."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -249,24 +250,46 @@ def test_a_job_over_its_own_input_grown_after_its_commit_is_refused_not_cut(tmp_
     assert data.read_bytes() == grown
 
 
-def test_a_finished_jobs_checkpoint_file_goes_after_its_buckets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Once the output is in place the job's directory is removed with ``state.json`` last (but for
-    the lock): a run killed while removing it, its checkpoint file gone before its buckets, left a
-    rerun to shuffle its own finished output again (``-o in in``; found by attack)."""
-    from bigshuf.storage import tempspace
+#: ``python -c`` this, N, then bigshuf's arguments: the command, killed (SIGKILL) at its Nth removal of a
+#: directory tree, the first ones those of its finished ``--resume`` job's directory.
+_KILL_IN_DISCARD = """
+import os, signal, sys
+from bigshuf.storage import tempspace
+from bigshuf.command import main
+real, calls, at = tempspace.remove_tree, [0], int(sys.argv[1])
+def remove_tree(path):
+    calls[0] += 1
+    if calls[0] == at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    real(path)
+tempspace.remove_tree = remove_tree
+sys.argv = ["bigshuf", *sys.argv[2:]]
+sys.exit(main())
+"""
 
-    src = tmp_path / "in.txt"
-    write_short_lines(src, 200_000, seed=3)
-    real = tempspace.remove_tree
-    left: list[list[str]] = []
 
-    def spy(path: str) -> None:
-        if os.path.basename(path).startswith("bigshuf-resume-"):
-            left.append(sorted(os.listdir(path)))
-        real(path)
-
-    monkeypatch.setattr(tempspace, "remove_tree", spy)
-    (tmp_path / "t").mkdir()
-    bigshuf.shuffle(src, src, memory="1M", seed=1, tmp_dir=tmp_path / "t", resume=True, sync=False)
-    assert left[:1] == [["lock", "state.json"]]
-    assert os.listdir(tmp_path / "t") == []
+@pytest.mark.parametrize("unique", [False, True])
+@pytest.mark.parametrize("at", [1, 2])
+def test_a_job_killed_while_removing_its_finished_checkpoint_is_finished_by_a_rerun(tmp_path: Path, unique: bool, at: int) -> None:
+    """Killed while its directory was removed, the output in place: a rerun exits 0, the output the
+    same bytes, and nothing is left. The directory went in pieces, ``state.json`` last: a rerun of a
+    ``--unique`` job then found its hash buckets gone and refused to resume, telling the user to start
+    afresh (found by attack). Now it is first renamed away whole, to a dead run's name that the rerun removes."""
+    src, ref, out = tmp_path / "in.txt", tmp_path / "ref.txt", tmp_path / "out.txt"
+    write_short_lines(src, 150_000, seed=3)
+    with src.open("ab") as f:
+        f.write(src.read_bytes()[:300_000])  # copies, for --unique to drop
+    temp = tmp_path / "t"
+    temp.mkdir()
+    args = ["--seed", "4", "-S", "512K", *(["--unique"] if unique else []), str(src)]
+    subprocess.run([sys.executable, "-m", "bigshuf", *args, "-o", str(ref)], check=True, timeout=120)
+    resumed = ["--resume", "-T", str(temp), *args, "-o", str(out)]
+    killed = subprocess.run([sys.executable, "-c", _KILL_IN_DISCARD, str(at), *resumed], capture_output=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert out.read_bytes() == ref.read_bytes()  # in place before the kill
+    left = os.listdir(temp)
+    assert len(left) == 1 and re.fullmatch(r"bigshuf-[0-9a-f]{12}", left[0]), left  # renamed from bigshuf-resume-*
+    again = subprocess.run([sys.executable, "-m", "bigshuf", *resumed], capture_output=True, timeout=120)
+    assert again.returncode == 0 and again.stderr.endswith(b"left by a run that is gone\n"), again.stderr
+    assert out.read_bytes() == ref.read_bytes()
+    assert os.listdir(temp) == []

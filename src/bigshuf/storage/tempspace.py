@@ -420,16 +420,27 @@ class TempSpace:
             self._lock = -1
 
     def discard(self) -> None:
-        """Remove a ``--resume`` directory once the output it was for is in place, its checkpoint
-        file (``state.json``) last but for the lock: a run killed before that point leaves a
-        checkpoint that a rerun takes up (the complete output's bytes), not buckets without one."""
+        """Remove a ``--resume`` directory once the output it was for is in place: first renamed whole
+        (its lock still held) to a run directory's name, so that a run killed at any point leaves
+        either all of its checkpoint, which a rerun takes up (the complete output's bytes), or a dead
+        run's directory, which the next run removes (``remove_dead_runs``: its lock goes last); never
+        a checkpoint file whose buckets, hash buckets or index logs are partly gone, which a rerun
+        refused. Where it cannot be renamed, the checkpoint file goes last but for the lock."""
         with deferred_signals():
+            gone = os.path.join(self.parent, run_directory_name())
+            kept: tuple[str, ...] = (STATE_NAME, LOCK_NAME)
+            try:
+                if not os.path.lexists(gone):
+                    os.rename(self.path, gone)
+                    self.path, kept = gone, (LOCK_NAME,)
+            except OSError:
+                pass  # removed where it is
             try:
                 names = os.listdir(self.path)
             except OSError:
                 names = []
             for name in names:
-                if name not in (STATE_NAME, LOCK_NAME):
+                if name not in kept:
                     where = os.path.join(self.path, name)
                     try:
                         remove_tree(where) if os.path.isdir(where) and not os.path.islink(where) else os.unlink(where)
