@@ -160,7 +160,7 @@ def test_small_buckets_shuffled_ahead_draw_every_order_equally(tmp_path: Path, m
     from bigshuf.storage.sources import GeneratedSource
 
     monkeypatch.setattr(parallel, "INLINE_BELOW", 0)
-    monkeypatch.setattr(driver, "level_buckets", lambda est, limit: 8)
+    monkeypatch.setattr(driver, "level_buckets", lambda est, limit, files=1: 8)
     shuffled = 0
     real = line_run.shuffled_in_one_part
 
