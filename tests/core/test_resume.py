@@ -293,3 +293,40 @@ def test_a_job_killed_while_removing_its_finished_checkpoint_is_finished_by_a_re
     assert again.returncode == 0 and again.stderr.endswith(b"left by a run that is gone\n"), again.stderr
     assert out.read_bytes() == ref.read_bytes()
     assert os.listdir(temp) == []
+
+
+def test_a_job_lock_name_hard_linked_to_a_file_never_writes_into_it(tmp_path: Path) -> None:
+    """The job's lock was opened read-write where its name already was, and its holder written over
+    the file's bytes: a hard link planted at the predictable name (``.OUT.bigshuf-resume-HASH.lock``)
+    truncated whatever file it named (found by attack). The name goes, and a lock of its own is made."""
+    from bigshuf.core.resume import JobLock
+
+    precious = tmp_path / "precious.txt"
+    precious.write_bytes(b"precious data\n")
+    lock_path = tmp_path / ".out.lock"
+    os.link(precious, lock_path)
+    lock = JobLock(str(lock_path))
+    lock.acquire("pid 1, checkpoint in t")
+    try:
+        assert precious.read_bytes() == b"precious data\n" and precious.stat().st_nlink == 1
+        assert lock_path.read_bytes() == b"pid 1, checkpoint in t\n"
+    finally:
+        lock.release()
+    assert not lock_path.exists()
+
+
+def test_a_job_lock_that_cannot_be_written_is_one_error_and_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk while the lock was written raised a bare OSError ("No space left on device", no
+    file named) and left the lock file behind (found by attack)."""
+    from bigshuf.core.resume import JobLock
+    from bigshuf.errors import OutputError
+
+    def full(fd: int, data: bytes, offset: int) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "pwrite", full)
+    lock_path = tmp_path / ".out.lock"
+    with pytest.raises(OutputError) as info:
+        JobLock(str(lock_path)).acquire("pid 1")
+    assert str(info.value) == f"{lock_path}: cannot write this resume=True job's lock: No space left on device"
+    assert os.listdir(tmp_path) == []

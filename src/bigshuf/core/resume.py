@@ -85,8 +85,17 @@ class JobLock:
             return False
         if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
             return False
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, holder.encode() + b"\n", 0)
+        if st.st_nlink != 1:
+            # Another name of a file (a hard link planted at the lock's name): its data is not ours
+            # to overwrite. The name goes, and a lock file of our own is made in its place.
+            os.unlink(self.path)
+            return False
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, holder.encode() + b"\n", 0)
+        except OSError as e:
+            os.unlink(self.path)  # locked by this run: no other holds it (as ``release`` removes it)
+            raise OutputError(f"{quote_name(self.path)}: cannot write this {option('resume')} job's lock: {e.strerror}") from None
         return True
 
     def release(self) -> None:
