@@ -134,6 +134,30 @@ def test_a_file_shortened_during_a_spread_read_is_refused(tmp_path: Path, monkey
     assert (counted and counted[0] <= size // 3) if how.how == "read" else not counted and how.mapped
 
 
+def test_a_file_renamed_over_during_a_spread_read_is_read_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: Reads) -> None:
+    """Another file renamed over the input's name while it is read (another run committing its output
+    there): the file opened is read whole, as GNU shuf reads it. Its size was checked by the name,
+    and the other file's said "file changed while being read (modified, ...)" (found by attack)."""
+    monkeypatch.setattr(reader_module, "SPLIT_READ", 4096)
+    src = write_records(tmp_path / "in", make_records(6000, seed=4, min_len=10))
+    data = src.read_bytes()
+    other = tmp_path / "other"
+    other.write_bytes(data[::-1][: len(data) - 7])  # another size, and another time
+    workers = Workers(2)
+
+    def replace_then_read(fn: Callable[[int], int], count: int) -> list[int]:
+        if other.exists():
+            os.rename(other, src)
+        return workers.map(fn, count)
+
+    try:
+        blocks = read_all([FileSource(src)], 1 << 20, replace_then_read)
+    finally:
+        workers.close()
+    assert not other.exists() and b"".join(block for block, _final, _runs in blocks) == data
+    assert how.how == "read" or how.mapped
+
+
 def test_a_named_pipe_is_read_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A FIFO opened by name is a file with no offsets: read as it comes, all of it."""
     monkeypatch.setattr(reader_module, "SPLIT_READ", 4096)

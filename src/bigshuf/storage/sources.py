@@ -59,6 +59,7 @@ class FileSource:
         self._decoded: Decompressed | None = None  # the stream ``open`` returned, if it decompresses
         self._size_at_open: int | None = None
         self._mtime_at_open = 0
+        self._id_at_open = (0, 0)  # device and inode of the file opened or mapped
         self._watch: Watch | None = None  # the mapping of a file mapped whole rather than read (``reader.map_whole``)
         self._stdin_start: int | None = None  # standard input's offset when first sized or opened (a regular file)
 
@@ -89,8 +90,17 @@ class FileSource:
         if (self._raw is None and not mapped) or self._size_at_open is None:
             return
         try:
-            # Standard input has no name to stat: ask its descriptor (``bigshuf < file``).
-            st = os.fstat(0) if self.path == "-" else os.stat(self.path)
+            # Standard input has no name to stat: ask its descriptor (``bigshuf < file``); a file read
+            # through its descriptor too, which still reads it if another file was renamed over its name
+            # (another run's commit of its output), as GNU shuf reads it.
+            if self.path == "-":
+                st = os.fstat(0)
+            elif self._raw is not None and not self._raw.closed:
+                st = os.fstat(self._raw.fileno())
+            else:
+                st = os.stat(self.path)
+                if (st.st_dev, st.st_ino) != self._id_at_open:
+                    return  # a mapping of the file the name named, renamed over since: its pages were checked above
             now, mtime = st.st_size, st.st_mtime_ns
         except OSError:
             now, mtime = -1, 0
@@ -121,6 +131,7 @@ class FileSource:
         ``check_unchanged`` then compares the file with it, and refuses it if a page of the
         mapping read as zeros (lost to a shortening, or not readable)."""
         self._size_at_open, self._mtime_at_open = st.st_size, st.st_mtime_ns
+        self._id_at_open = (st.st_dev, st.st_ino)
         self._watch = watch
 
     def unmap(self) -> None:
@@ -213,6 +224,7 @@ class FileSource:
             _widen_pipe(raw.fileno())
         self._size_at_open = st.st_size if stat.S_ISREG(st.st_mode) and not generated(st) else None
         self._mtime_at_open = st.st_mtime_ns
+        self._id_at_open = (st.st_dev, st.st_ino)
         stream = decompressing(raw, self.name)
         self._decoded = stream if isinstance(stream, Decompressed) else None
         return stream
