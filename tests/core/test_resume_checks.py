@@ -459,6 +459,20 @@ def test_leftover_state_json_new_symlink_is_not_followed(tmp_path: Path, corpus:
     assert job.out.read_bytes() == reference
 
 
+def test_a_checkpoint_file_of_another_user_is_refused_naming_it(tmp_path: Path, corpus: Path, reference: bytes) -> None:
+    """A ``state.json`` owned by another user was taken up, where every bucket, log and output temp
+    file it counts must be this user's (found by attack); given back, the job resumes."""
+    job = Job(corpus, tmp_path / "t", tmp_path / "out.txt")
+    job.interrupt(IN_PASS1)
+    state = state_dir(job.temp) / "state.json"
+    os.chown(state, 65534, 65534)
+    assert_refused(subprocess.run(job.argv(), capture_output=True, timeout=30), f"{state} is not a file this user made", "to start afresh")
+    os.chown(state, os.geteuid(), os.getegid())
+    result = job.rerun()
+    assert result.returncode == 0, result.stderr
+    assert job.out.read_bytes() == reference
+
+
 @pytest.mark.parametrize("kind", ["FIFO", "directory"])
 def test_a_checkpoint_that_is_not_a_file_is_refused_naming_it(tmp_path: Path, corpus: Path, reference: bytes, kind: str) -> None:
     """Found by attack: a state.json that is a FIFO made --resume wait for a writer for ever (SIGTERM

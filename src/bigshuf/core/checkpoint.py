@@ -63,6 +63,9 @@ def load_state(directory: str, name: str = STATE_NAME) -> dict[str, Any] | None:
     if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_STATE_BYTES:  # (a directory, a FIFO: before reading it)
         os.close(fd)
         raise refusal(directory, f"{quote_name(path)} is not a checkpoint file")
+    if st.st_uid != os.geteuid():  # as every bucket and log it counts must be this user's
+        os.close(fd)
+        raise refusal(directory, f"{quote_name(path)} is not a file this user made")
     with open(fd, "rb") as f:
         data = f.read(MAX_STATE_BYTES + 1)
     try:
