@@ -278,3 +278,9 @@ def test_whole_floats_are_written_as_floats_and_read_back_as_floats(tmp_path: Pa
     assert run(["--seed", "1", "out.jsonl", "-o", "back.parquet"], cwd=tmp_path) == (0, b"")
     schema = pq.read_schema(tmp_path / "back.parquet")
     assert schema.field("x").type == schema.field("h").type == pa.float64() and schema.field("l").type == pa.list_(pa.float64())
+    # Whole floats Arrow writes with an exponent keep it ("1e+15.0" is no JSON), in every float width.
+    from bigshuf.formats.jsonl import json_values
+
+    for width in (pa.float16(), pa.float32(), pa.float64()):
+        texts_of = json_values(pa.array([1e15, 123456789012345.0, 4.0, -2.0], width), "x").to_pylist()
+        assert all(isinstance(json.loads(t), float) for t in texts_of if t != "null"), (width, texts_of)

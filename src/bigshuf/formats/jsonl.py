@@ -119,8 +119,7 @@ def json_values(arr: pa.Array, name: str) -> pa.Array:
     elif pa.types.is_floating(t):
         wide = arr.cast(pa.float64()) if pa.types.is_float16(t) else arr
         text = pc.if_else(pc.is_finite(wide), wide.cast(pa.large_string()), pa.scalar(None, pa.large_string()))
-        # Arrow writes 1.0 as "1": read back, the column would be integers. With ".0", as json.dumps writes it.
-        text = pc.replace_substring_regex(text, r"^(-?[0-9]+)$", r"\1.0")
+        text = _whole_with_point(wide, text)
     elif pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
         text = _quote(arr.cast(pa.large_string()))
     elif pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
@@ -172,6 +171,21 @@ def json_values(arr: pa.Array, name: str) -> pa.Array:
     if arr.null_count or text.null_count:
         text = pc.if_else(pc.and_(arr.is_valid(), text.is_valid()), _large(text), _text("null"))
     return _large(text)
+
+
+def _whole_with_point(values: pa.Array, text: pa.Array) -> pa.Array:
+    """``text`` (Arrow's texts of the floats ``values``) with ``.0`` after a whole number written in
+    digits alone: Arrow writes 1.0 as "1", which read back makes the column integers; ``json.dumps``
+    writes "1.0" (and "1e+20" as Arrow does). Found by arithmetic and a plain substring search, not
+    a regular expression over every text (a third slower on float columns)."""
+    whole = pc.fill_null(pc.equal(pc.floor(values), values), False)
+    if not pc.any(whole).as_py():
+        return text
+    digits = pc.fill_null(pc.and_(whole, pc.invert(pc.match_substring(text, "e"))), False)
+    if not pc.any(digits).as_py():
+        return text
+    points = pc.binary_join_element_wise(pc.filter(text, digits), _text(".0"), _text(""))
+    return pc.replace_with_mask(_large(text), digits, _large(points))
 
 
 def _check_range(arr: pa.Array, name: str, low: int, end: int, what: str) -> tuple[int, int] | None:
