@@ -123,20 +123,22 @@ def assert_refused(result: subprocess.CompletedProcess[bytes], *words: str, note
 
 
 def damage_output(how: str) -> Callable[[Path], None]:
-    """A function removing a file, cutting it to half, or changing one byte of it."""
+    """A function removing a file, cutting it to half, giving it to another user, or changing one byte of it."""
     def damage(temp_file: Path) -> None:
         data = temp_file.read_bytes()
         if how == "missing":
             temp_file.unlink()
         elif how == "short":
             temp_file.write_bytes(data[: len(data) // 2])
+        elif how == "another user's":
+            os.chown(temp_file, 65534, 65534)
         else:  # one byte changed, size kept
             temp_file.write_bytes(data[:100] + bytes([data[100] ^ 0x20]) + data[101:])
 
     return damage
 
 
-@pytest.mark.parametrize("how", ["missing", "short", "flipped"])
+@pytest.mark.parametrize("how", ["missing", "short", "flipped", "another user's"])
 def test_damaged_output_temp_is_refused(tmp_path: Path, corpus: Path, how: str) -> None:
     job = Job(corpus, tmp_path / "t", tmp_path / "out.txt", "--verify")
     job.interrupt(IN_PASS2, verify=True)
@@ -144,7 +146,9 @@ def test_damaged_output_temp_is_refused(tmp_path: Path, corpus: Path, how: str) 
     temp_file = job.output_temp()
     damage_output(how)(temp_file)
     before = temp_file.read_bytes() if temp_file.exists() else None
-    err = assert_refused(job.rerun(), str(temp_file), f"remove {directory}")
+    # Another user's is refused before the checkpoint is read (``refuse_foreign_temps``): remove it, not the job.
+    advice = "is not a file this user made; remove it" if how == "another user's" else f"remove {directory}"
+    err = assert_refused(job.rerun(), str(temp_file), advice)
     assert ("missing" in err) == (how == "missing")
     assert not job.out.exists()
     # Never created (nor grown) by the refused run.
@@ -318,6 +322,7 @@ TAMPER: dict[str, Callable[[dict[str, Any]], Any]] = {
     "a list": lambda s: [s],
     "another job": lambda s: s.update(job="0" * 16),
     "another record hash": lambda s: s.update(format="1/hash1"),
+    "a read fingerprint without --verify": lambda s: s.update(read_fingerprint=[1, *s["read_fingerprint"][1:]]),
 }
 
 

@@ -280,3 +280,17 @@ def test_a_split_given_as_a_mapping_is_the_split_given_as_text(tmp_path: Path) -
         assert (tmp_path / "w" / "a.txt").read_bytes().count(b"\n") == 500  # the fraction 1, not 1 record
         bigshuf.shuffle(src, str(tmp_path / "w" / "{split}.txt"), seed=3, split={"h": part, "t": "rest"})
         assert (tmp_path / "w" / "h.txt").read_bytes().count(b"\n") == 250
+
+
+@pytest.mark.parametrize("split,total,expected", [
+    ("v=0.001,w=0.001,t=rest", 1300, [2, 1, 1297]),  # the fractions' 2.6 rounded to 3, shared by largest remainder
+    ("v=0.001,w=0.001,t=0.998", 1300, [1, 1, 1298]),
+    ("a=0.45,b=rest", 11, [5, 6]),  # 4.95 rounds to 5 (floored, it was 4)
+    ("a=0.5,b=0.5", 3, [2, 1]),  # halves up; the tie to the earlier split
+])
+def test_split_counts_are_the_readmes(split: str, total: int, expected: list[int]) -> None:
+    """README's rule and examples for ``--split``: the fractions together take their sum of the total,
+    rounded (halves up), shared by largest remainder (ties to the earlier split); ``rest`` the remainder."""
+    from bigshuf.storage.layout import parse_split, split_counts
+
+    assert split_counts(parse_split(split), total) == expected
