@@ -268,6 +268,9 @@ def test_a_mix_needing_too_high_a_rate_is_refused_unless_allowed(tmp_path: Path,
     shares = {"web": 0.1, "code": 0.1, "wiki": 0.8}
     with pytest.raises(UsageError, match=r"needs rate 12 for source 'wiki', above the maximum of 10; raise max_rate="):
         bigshuf.shuffle(sources=sources_of(tmp_path), mix=shares, total=600, output=tmp_path / "out")
+    # Just above it too (a check off by one, > max_rate + 1, passed every test: mutation review).
+    with pytest.raises(UsageError, match=r"needs rate 10.6 for source 'wiki', above the maximum of 10; raise max_rate="):
+        bigshuf.shuffle(sources=sources_of(tmp_path), mix=shares, total=530, output=tmp_path / "out")
     stats = bigshuf.shuffle(sources=sources_of(tmp_path), mix=shares, total=600, max_rate=12, output=tmp_path / "out")
     assert [s.written for s in stats.sources] == [60, 60, 480]
 

@@ -427,3 +427,20 @@ def test_shard_size_cuts_rows_by_their_arrow_bytes(
     assert pa.concat_tables(parts)["id"].to_pylist() == pq.read_table(plain)["id"].to_pylist()
     assert bigshuf.api.check_manifest(tmp_path / "m.json")[0] == []
     expected_passes(label, stats.passes)
+
+
+@pytest.mark.parametrize("memory", ["64M", "16K"])
+def test_unique_rows_in_two_sources_count_for_the_first(tmp_path: Path, memory: str) -> None:
+    """A row in two sources is kept as the first source's, as README says for ``--unique`` with
+    sources; a copy within one source is that source's drop. Keeping the last copy instead passed
+    every table test (mutation review)."""
+    a = pa.table({"v": [f"row {i}" for i in range(10)] + ["row 3"]})  # row 3 twice in a
+    b = pa.table({"v": [f"row {i}" for i in range(5, 15)]})  # rows 5-9 are a's too
+    pq.write_table(a, tmp_path / "a.parquet")
+    pq.write_table(b, tmp_path / "b.parquet")
+    stats = bigshuf.shuffle(
+        sources={"a": tmp_path / "a.parquet", "b": tmp_path / "b.parquet"}, output=tmp_path / "o.parquet", unique=True,
+        memory=memory, seed=1, tmp_dir=tmp_path, sync=False,
+    )
+    assert [(s.name, s.read, s.dropped, s.written) for s in stats.sources] == [("a", 11, 1, 10), ("b", 10, 5, 5)]
+    assert sorted(pq.read_table(tmp_path / "o.parquet")["v"].to_pylist()) == sorted(f"row {i}" for i in range(15))
