@@ -249,3 +249,21 @@ def cut_stream(path: Path, table: Any, batches: int | None) -> bytes:
             ends.append(f.tell())
     path.write_bytes(data if batches is None else data[: ends[batches]])
     return data
+
+
+def measure_table_buckets(monkeypatch: Any) -> list[int]:
+    """Patch ``TableBuckets.close`` (for the test's ``monkeypatch``) to note the bytes on disk of each
+    level's bucket files, complete, as pass 1 closes them before pass 2 reads them; the list it fills."""
+    from bigshuf.formats.tables import TableBuckets
+
+    on_disk: list[int] = []
+    close = TableBuckets.close
+
+    def measured(self: TableBuckets) -> None:
+        writing = bool(self._writers)
+        close(self)
+        if writing:
+            on_disk.append(sum(os.path.getsize(self.path(j)) for j in range(self.k)))
+
+    monkeypatch.setattr(TableBuckets, "close", measured)
+    return on_disk

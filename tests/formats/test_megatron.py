@@ -19,7 +19,7 @@ import bigshuf
 from bigshuf.core import plan
 from bigshuf.errors import InputError, UsageError
 
-from helpers import temp_leftovers
+from helpers import measure_table_buckets, temp_leftovers
 from test_uniformity import assert_uniform
 
 MAGIC = b"MMIDIDX\x00\x00"
@@ -231,22 +231,11 @@ def test_compressed_temp_buckets_document_orders_equally_likely(tmp_path: Path, 
     """``--compress-temp`` on the external path: the buckets (Arrow IPC streams of documents) are
     compressed, smaller than the same run's without it, and every order of 3 documents as likely
     (in 2 buckets, as above)."""
-    from bigshuf.formats.tables import TableBuckets
-
     monkeypatch.setattr(plan, "MAX_BUCKETS", 2)
 
     docs = [[np.full(150, i, np.uint16)] for i in range(3)]
     src = str(write_dataset(tmp_path / "three", docs))
-    on_disk: list[int] = []
-    close = TableBuckets.close
-
-    def measured(self: TableBuckets) -> None:
-        writing = bool(self._writers)
-        close(self)
-        if writing:  # pass 1's buckets, complete, before pass 2 reads them
-            on_disk.append(sum(os.path.getsize(self.path(j)) for j in range(self.k)))
-
-    monkeypatch.setattr(TableBuckets, "close", measured)
+    on_disk = measure_table_buckets(monkeypatch)
     for compress_temp in (False, True):
         bigshuf.shuffle(src, str(tmp_path / "o"), memory="1K", seed=0, tmp_dir=tmp_path, sync=False, compress_temp=compress_temp)
     assert on_disk[-1] < on_disk[0], on_disk

@@ -20,7 +20,7 @@ from bigshuf.errors import InputError, OutputError, TempSpaceError, UsageError
 from bigshuf.formats.rowhash import row_fingerprint
 from bigshuf.formats.tables import TableBuckets, row_sizes
 
-from helpers import cut_stream, make_table, temp_leftovers
+from helpers import cut_stream, make_table, measure_table_buckets, temp_leftovers
 from test_uniformity import assert_uniform
 
 
@@ -578,16 +578,7 @@ def test_compressed_temp_buckets_row_orders_equally_likely(tmp_path: Path, monke
     """``--compress-temp`` on the external path: the buckets are zstd-compressed IPC streams (their
     files smaller than the same run's without it), and every order as likely."""
     src = write_parquet(tmp_path / "in.parquet", THREE_ROWS)
-    on_disk: list[int] = []
-    close = TableBuckets.close
-
-    def measured(self: TableBuckets) -> None:
-        writing = bool(self._writers)
-        close(self)
-        if writing:  # pass 1's buckets, complete, before pass 2 reads them
-            on_disk.append(sum(os.path.getsize(self.path(j)) for j in range(self.k)))
-
-    monkeypatch.setattr(TableBuckets, "close", measured)
+    on_disk = measure_table_buckets(monkeypatch)
     bigshuf.shuffle(src, tmp_path / "plain.parquet", memory="1K", seed=0, tmp_dir=tmp_path, sync=False)
     bigshuf.shuffle(src, tmp_path / "plain.parquet", memory="1K", seed=0, tmp_dir=tmp_path, sync=False, compress_temp=True)
     plain, compressed = on_disk[0], on_disk[-1]
