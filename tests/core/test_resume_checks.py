@@ -595,3 +595,18 @@ def test_resume_refuses_an_output_that_is_a_device_or_fifo(tmp_path: Path, kind:
     assert proc.stderr.startswith(b"bigshuf: --resume needs -o naming a regular file, not target") and proc.stderr.count(b"\n") == 1
     assert os.stat(target).st_mode == before
     assert sorted(os.listdir(tmp_path)) == sorted(["abc", "target"] + (["dev"] if kind.startswith("link") else []))
+
+
+def test_a_finished_shard_grown_since_its_checkpoint_is_refused(tmp_path: Path, corpus: Path) -> None:
+    """A shard the checkpoint counts as finished must be exactly as long as it says: bytes appended
+    to it were cut off, where the last shard's may be (a mutation that cut it back passed every test)."""
+    (tmp_path / "out").mkdir()
+    job = Job(corpus, tmp_path / "t", tmp_path / "out" / "p{}.txt", "--shards", "4")
+    state = job.interrupt(lambda s: len(s.get("output", {}).get("files", [])) >= 2, shards=4)
+    (first,) = [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".p0.txt.") and p.name.endswith(".bigshuf-tmp")]
+    size = state["output"]["files"][0][0]
+    assert first.stat().st_size == size
+    with first.open("ab") as f:
+        f.write(b"appended\n")
+    assert_refused(job.rerun(), str(first), f"holds {size + 9} bytes, the checkpoint says {size}")
+    assert first.stat().st_size == size + 9  # left as it is
