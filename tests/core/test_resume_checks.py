@@ -610,3 +610,19 @@ def test_a_finished_shard_grown_since_its_checkpoint_is_refused(tmp_path: Path, 
         f.write(b"appended\n")
     assert_refused(job.rerun(), str(first), f"holds {size + 9} bytes, the checkpoint says {size}")
     assert first.stat().st_size == size + 9  # left as it is
+
+
+def test_a_checkpoint_counting_records_in_a_bucket_n_dropped_is_refused(tmp_path: Path, corpus: Path) -> None:
+    """``-n`` drops the buckets its count will never reach: a checkpoint saying one of them holds
+    records does not hold up (a mutation that accepted it passed every test)."""
+    job = Job(corpus, tmp_path / "t", tmp_path / "out.txt", "-n", "150000")
+    state = job.interrupt(IN_PASS2, head_count=150_000)
+    keep, k = state["keep"], state["k"]
+    assert keep < k, (keep, k)
+    buckets = state["buckets"]
+    for field, value in (("sizes", 8), ("records", 1), ("disk", 8), ("crcs", 12345)):
+        buckets[field][keep] = value
+    path = state_dir(job.temp) / "state.json"
+    path.write_text(json.dumps(state))
+    assert_refused(job.rerun(), f"bucket {keep} has 8 bytes, 1 records", f"remove {state_dir(job.temp)}")
+    assert not job.out.exists()
