@@ -196,3 +196,24 @@ def test_a_full_temp_disk_on_the_dask_engine_names_it(tmp_path: Path, small_fs: 
     )
     assert os.listdir(small_fs) == [] and sorted(os.listdir(tmp_path)) == ["in.txt", "small"]
     assert src.exists()
+
+
+def test_shard_records_past_the_files_left_are_refused_before_writing(tmp_path: Path) -> None:
+    """``--shard-records 1`` of 100 records on a file system of about 30 files left: refused once the
+    count is known, naming the room, before any shard is written (without the check the run wrote
+    until the inodes ran out: mutation review)."""
+    mnt = tmp_path / "few"
+    mnt.mkdir()
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,nr_inodes=32", "tmpfs", str(mnt)], check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        pytest.skip(f"cannot mount a tmpfs here: {e}")
+    try:
+        src = write_records(tmp_path / "in", [b"%d" % i for i in range(100)])
+        done = _run([str(src), "--shard-records", "1", "--seed", "1", "-o", f"{mnt}/out/"])
+        err = done.stderr.decode()
+        assert done.returncode == 1 and err.count("\n") == 1, err
+        assert err.startswith("bigshuf: 100 shards: the file system of ") and "has room for only" in err, err
+        assert os.listdir(mnt) == []
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
