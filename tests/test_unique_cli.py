@@ -57,3 +57,19 @@ def test_refusals_are_one_line(tmp_path: Path, args: list[str], message: str) ->
 
 def test_help_names_the_option() -> None:
     assert "--unique              keep one copy of byte-identical lines (as sort -u)" in bigshuf("--help").stdout.decode()
+
+
+def test_one_copy_dropped_is_counted_in_the_manifest(tmp_path: Path) -> None:
+    """The boundary of the count: exactly one copy dropped is ``duplicates: 1`` in the manifest, as
+    in the stats (every test had many)."""
+    import json
+
+    (tmp_path / "in.txt").write_bytes(b"a\nb\na\nc\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "bigshuf", "--unique", "--seed", "1", "in.txt", "-o", "out.txt", "--manifest", "m.json"],
+        capture_output=True, timeout=60, cwd=tmp_path,
+    )
+    assert (done.returncode, done.stderr) == (0, b"")
+    doc = json.loads((tmp_path / "m.json").read_text())
+    assert (doc["records_read"], doc["duplicates"], doc["records_shuffled"]) == (4, 1, 3)
+    assert sorted((tmp_path / "out.txt").read_bytes().splitlines()) == [b"a", b"b", b"c"]
