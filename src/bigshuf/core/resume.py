@@ -15,6 +15,7 @@ CRC-32. A mismatch is a one-line refusal naming the directory to remove.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -88,13 +89,17 @@ class JobLock:
         if st.st_nlink != 1:
             # Another name of a file (a hard link planted at the lock's name): its data is not ours
             # to overwrite. The name goes, and a lock file of our own is made in its place.
-            os.unlink(self.path)
+            try:
+                os.unlink(self.path)
+            except OSError as e:
+                raise OutputError(f"{quote_name(self.path)}: is another name of a file (a hard link), which cannot be removed: {e.strerror}; remove it") from None
             return False
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, holder.encode() + b"\n", 0)
         except OSError as e:
-            os.unlink(self.path)  # locked by this run: no other holds it (as ``release`` removes it)
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)  # locked by this run: no other holds it (as ``release`` removes it)
             raise OutputError(f"{quote_name(self.path)}: cannot write this {option('resume')} job's lock: {e.strerror}") from None
         return True
 
