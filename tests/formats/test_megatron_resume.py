@@ -270,6 +270,11 @@ TAMPER: dict[str, tuple[Callable[[Job], None], tuple[str, ...]]] = {
         ("index-0000", "remove"),
     ),
     "index.json field": (lambda j: (j.dir / "index.json").write_text(json.dumps({**j.index(), "extra": 1})), ("not an index", "remove")),
+    # The point not taken up is checked too (found by attack: it was skipped, whatever it held).
+    "index.json other point's done": (
+        lambda j: (j.dir / "index.json").write_text(json.dumps({**j.index(), "points": [*j.index()["points"], {"done": -1, "logs": []}][-2:]})),
+        ("a point is not a count of documents", "remove"),
+    ),
     "bucket byte": (lambda j: _flip(sorted((j.dir / "top").iterdir())[-1], 300), ("bucket", "checksum", "remove")),
     "bucket crc in state": (
         lambda j: (j.dir / "state.json").write_text(

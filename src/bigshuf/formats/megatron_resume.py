@@ -135,13 +135,20 @@ class IndexLogs:
         points = doc.get("points")
         if set(doc) != {"format", "points"} or doc["format"] != INDEX_FORMAT or not isinstance(points, list) or len(points) > 2:
             raise refusal(self.directory, f"{quote_name(where)} is not an index of the output files")
+        for point in points:  # both points, the one not taken up too: what is read back is checked
+            if (
+                not isinstance(point, dict) or set(point) != {"done", "logs"} or type(point["done"]) is not int
+                or not 0 <= point["done"] < 2**63 or not isinstance(point["logs"], list)
+                or not all(_size_crc(entry) for entry in point["logs"])
+            ):
+                raise refusal(self.directory, f"{quote_name(where)}: a point is not a count of documents and [size, crc] pairs")
         for point in points:
-            if not isinstance(point, dict) or set(point) != {"done", "logs"} or point["done"] != done:
+            if point["done"] != done:
                 continue
-            logs = point["logs"]
-            if not isinstance(logs, list) or len(logs) != files or not all(_size_crc(entry) for entry in logs):
+            if len(point["logs"]) != files:
                 raise refusal(self.directory, f"{quote_name(where)}: its point at {done} documents is not {files} [size, crc] pairs")
-            return point
+            found: dict[str, Any] = point
+            return found
         raise refusal(self.directory, f"{quote_name(where)} holds no point at the checkpoint's {done} documents")
 
     def _parse(self, data: bytes, i: int) -> IndexParts:
