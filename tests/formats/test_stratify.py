@@ -246,3 +246,18 @@ def test_cli(tmp_path: Path, corpus: dict[str, Path], run_cli) -> None:  # type:
         code, out, err = run_cli(args, cwd=tmp_path)
         assert (code, out) == (1, b""), args
         assert err.startswith(message) and err.count(b"\n") == 1, (args, err)
+
+
+def test_split_ids_are_uniform_over_each_splits_buckets() -> None:
+    """Each copy's bucket is uniform over its split's whole range: every bucket of the range, the last
+    included, about equally often. A draw that never reached a split's last bucket passed every
+    test (mutation review): its buckets only held more records than planned."""
+    from bigshuf.core.stratify import split_ids
+
+    bounds = np.array([0, 2, 5, 6], np.int64)  # splits of 2, 3 and 1 buckets
+    labels = np.repeat(np.arange(3), 3000)
+    ids = split_ids(np.random.default_rng(7), bounds, labels, 6)
+    for s in range(2):
+        got = Counter(ids[labels == s].tolist())
+        assert_uniform(got, list(range(int(bounds[s]), int(bounds[s + 1]))), f"split {s}")
+    assert set(ids[labels == 2].tolist()) == {5}
