@@ -6,10 +6,12 @@ allowed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,18 +20,24 @@ import pytest
 from helpers import make_records, write_records
 
 
-@pytest.fixture
-def small_fs(tmp_path: Path):
-    mnt = tmp_path / "small"
+@contextlib.contextmanager
+def tmpfs(mnt: Path, options: str) -> Iterator[Path]:
+    """A tmpfs of ``options`` mounted at ``mnt`` (made) for the block; the test skipped where mounting fails."""
     mnt.mkdir()
     try:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], check=True, capture_output=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mnt)], check=True, capture_output=True)
     except (OSError, subprocess.CalledProcessError) as e:
         pytest.skip(f"cannot mount a tmpfs here: {e}")
     try:
         yield mnt
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    with tmpfs(tmp_path / "small", "size=1m") as mnt:
+        yield mnt
 
 
 def _run(args: list[str]) -> subprocess.CompletedProcess[bytes]:
@@ -202,18 +210,10 @@ def test_shard_records_past_the_files_left_are_refused_before_writing(tmp_path: 
     """``--shard-records 1`` of 100 records on a file system of about 30 files left: refused once the
     count is known, naming the room, before any shard is written (without the check the run wrote
     until the inodes ran out: mutation review)."""
-    mnt = tmp_path / "few"
-    mnt.mkdir()
-    try:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,nr_inodes=32", "tmpfs", str(mnt)], check=True, capture_output=True)
-    except (OSError, subprocess.CalledProcessError) as e:
-        pytest.skip(f"cannot mount a tmpfs here: {e}")
-    try:
+    with tmpfs(tmp_path / "few", "size=4m,nr_inodes=32") as mnt:
         src = write_records(tmp_path / "in", [b"%d" % i for i in range(100)])
         done = _run([str(src), "--shard-records", "1", "--seed", "1", "-o", f"{mnt}/out/"])
         err = done.stderr.decode()
         assert done.returncode == 1 and err.count("\n") == 1, err
         assert err.startswith("bigshuf: 100 shards: the file system of ") and "has room for only" in err, err
         assert os.listdir(mnt) == []
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
