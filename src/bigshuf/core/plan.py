@@ -10,8 +10,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ..errors import InputError, UsageError, option
-from . import numbers
 from ..quoting import quote_arg
+from . import numbers
 
 #: Default ``-S``: half of physical memory, as a percentage like GNU sort accepts.
 DEFAULT_MEMORY = "50%"
