@@ -21,7 +21,7 @@ import pytest
 
 from bigshuf import UsageError, plan_shuffle, shuffle
 from bigshuf.core.plan import format_size
-from helpers import compress, make_records, split_records, write_records
+from helpers import compress, kill_at_checkpoint, make_records, split_records, write_records
 
 from conftest import Runner
 
@@ -372,6 +372,25 @@ def test_tar_buckets_count_both_their_files_against_the_open_file_limit(tmp_path
     with tarfile.open(tmp_path / "o.tar") as tf:
         written = [(m.name, tf.extractfile(m).read()) for m in tf.getmembers()]  # type: ignore[union-attr]
     assert Counter(written) == Counter(members)
+
+
+def test_a_job_resumed_under_a_lower_open_file_limit_says_so(tmp_path: Path) -> None:
+    """A ``--resume`` job interrupted with 171 buckets and rerun under ``ulimit -n 100`` is refused,
+    as its buckets cannot all be opened; the refusal said only "made with 171 buckets, not 36",
+    and told the user to throw the checkpoint away (review). It names the limit; raised, the job resumes."""
+    src = write_records(tmp_path / "in.txt", make_records(3000, seed=6, min_len=100, max_len=300))
+    temp = tmp_path / "T"
+    temp.mkdir()
+    args = [str(src), "--resume", "--seed", "1", "-S", "16K", "-T", str(temp), "-o", str(tmp_path / "o.txt")]
+    state = kill_at_checkpoint([sys.executable, "-m", "bigshuf", *args], temp, lambda s: s.get("blocks_done", 0) >= 2)
+    assert state["k"] > 100
+    low = _with_open_files(100, args)
+    err = low.stderr.decode()
+    assert low.returncode == 1 and err.count("\n") == 1, err
+    assert f"made with {state['k']} buckets, not " in err and "the open-file limit allows" in err and "ulimit -n" in err, err
+    again = subprocess.run([sys.executable, "-m", "bigshuf", *args], capture_output=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert sorted(split_records((tmp_path / "o.txt").read_bytes())) == sorted(split_records(src.read_bytes()))
 
 
 @pytest.mark.parametrize("limit", [5, 6, 7, 8])

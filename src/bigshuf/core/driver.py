@@ -366,7 +366,11 @@ class TwoPass(ABC):
             temp.check_free(self.free_needed(int(est.nbytes * share)))
         if depth == 0 and "k" in self.state and self.state["k"] != k:
             if "pass1_done" not in self.state:
-                raise refusal(temp.path, f"made with {self.state['k']} buckets, not {k}")
+                made = int(self.state["k"])
+                why = ""
+                if k < made and plan.most_buckets(self.files_per_bucket) < made:  # the open files cap them now
+                    why = f" (the open-file limit allows {k} now: raise it, ulimit -n, to resume)"
+                raise refusal(temp.path, f"made with {made} buckets, not {k}{why}")
             # Pass 1 is done: its buckets count, not this estimate of an input that the job's own
             # output has since replaced (``-o data.txt data.txt`` killed after its commit).
             k = int(self.state["k"])
