@@ -11,10 +11,11 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from .arguments import _describe, _integer, _path_list
-from .core import mix as weights, numbers
+from .core import mix as weights
 from .core.numbers import shown
 from .errors import UsageError, option
 from .quoting import quote_arg, quote_name
+from .storage.layout import parse_byte_size
 
 if TYPE_CHECKING:
     from .request import Request
@@ -147,8 +148,10 @@ def _mix_total(total: object, by: object) -> int | None:
         if text.isascii() and text.isdigit():
             value = int(text)
         elif by == "bytes":
-            parsed = numbers.parse_size(text, 1)
-            value = -1 if parsed is None or parsed[1] or parsed[0] >= numbers.SIZE_LIMIT else int(parsed[0])
+            try:  # (its refusal is worded for the value, not for --total: the one below says what --total takes)
+                value = parse_byte_size(text, option("total"))
+            except UsageError:
+                value = -1
         else:
             value = -1
     else:
@@ -196,10 +199,6 @@ def check_sources(request: Request) -> None:
                     )
     if not request.mix:
         # First a rate the format refuses (a tar source's above 1): raising --max-rate would not allow it.
-        weights.refuse_copies(request, [name for name, _files in request.sources], request.source_rates)
-        for (name, _files), rate in zip(request.sources, request.source_rates):
-            if rate > request.max_rate:
-                raise UsageError(
-                    f"{option('rate')} {shown(rate)} for source {quote_arg(name)} is above the maximum of "
-                    f"{shown(request.max_rate)}; raise {option('max_rate')} to allow it"
-                )
+        names = [name for name, _files in request.sources]
+        weights.refuse_copies(request, names, request.source_rates)
+        weights.refuse_above(names, request.source_rates, request.max_rate, solved=False)

@@ -368,7 +368,7 @@ class TwoPass(ABC):
             if "pass1_done" not in self.state:
                 made = int(self.state["k"])
                 why = ""
-                if k < made and plan.most_buckets(self.files_per_bucket) < made:  # the open files cap them now
+                if plan.most_buckets(self.files_per_bucket) < made:  # the open files cap them now
                     why = f" (the open-file limit allows {k} now: raise it, ulimit -n, to resume)"
                 raise refusal(temp.path, f"made with {made} buckets, not {k}{why}")
             # Pass 1 is done: its buckets count, not this estimate of an input that the job's own

@@ -136,14 +136,15 @@ def solve_mix(
     return [x / count for x, count in zip(exact, counts)]
 
 
-def refuse_above(names: Sequence[str], rates: Sequence[Fraction], max_rate: Fraction) -> None:
-    """Refuse a rate the ``mix`` solved above ``max_rate``."""
+def refuse_above(names: Sequence[str], rates: Sequence[Fraction], max_rate: Fraction, solved: bool) -> None:
+    """Refuse a rate above ``max_rate``: given (``--rate``), or ``solved`` from the ``mix``."""
     for name, rate in zip(names, rates):
         if rate > max_rate:
-            raise UsageError(
-                f"{option('mix')} needs rate {shown(rate)} for source {quote_arg(name)}, above the maximum "
-                f"of {shown(max_rate)}; raise {option('max_rate')} to allow it"
+            said = (
+                f"{option('mix')} needs rate {shown(rate)} for source {quote_arg(name)}, above" if solved
+                else f"{option('rate')} {shown(rate)} for source {quote_arg(name)} is above"
             )
+            raise UsageError(f"{said} the maximum of {shown(max_rate)}; raise {option('max_rate')} to allow it")
 
 
 def source_files(request: Request) -> list[int]:
@@ -166,7 +167,7 @@ def mixer_for(request: Request, counts: Sequence[int] | None, nbytes: Sequence[i
         rates = solve_mix(names, shares, measured, request.total, request.by, left)
     refuse_copies(request, names, rates)  # first: a tar source's rate above 1 is not a matter of --max-rate
     if request.mix:
-        refuse_above(names, rates, request.max_rate)
+        refuse_above(names, rates, request.max_rate, solved=True)
     return Mixer(names, file_source, rates, counts)
 
 

@@ -26,7 +26,7 @@ from ..request import Request
 from ..storage.layout import parse_split
 from ..storage.output import Output
 from ..storage.reader import RecordReader
-from ..storage.sources import Source, input_sizes, stored_sizes
+from ..storage.sources import Source, input_sizes
 from .line_unique import unique_with_sources
 
 
@@ -177,7 +177,7 @@ def source_sizes(sources: list[Source], file_source: list[int], n: int) -> list[
     weighed, and a source of 100 times the bytes of another counted as much as it did. None: a
     source with a file of neither (a pipe)."""
     sizes = _per_source(input_sizes(sources), file_source, n)
-    return sizes if None not in sizes else _per_source(stored_sizes(sources), file_source, n)
+    return sizes if None not in sizes else _per_source(input_sizes(sources, stored=True), file_source, n)
 
 
 def _per_source(sizes: Iterable[int | None], file_source: list[int], n: int) -> list[int | None]:
