@@ -73,3 +73,75 @@ def test_one_copy_dropped_is_counted_in_the_manifest(tmp_path: Path) -> None:
     doc = json.loads((tmp_path / "m.json").read_text())
     assert (doc["records_read"], doc["duplicates"], doc["records_shuffled"]) == (4, 1, 3)
     assert sorted((tmp_path / "out.txt").read_bytes().splitlines()) == [b"a", b"b", b"c"]
+
+
+#: ``bigshuf ARGS[2:]`` under ``ulimit -n ARGS[0]`` with ``plan.DESCRIPTOR_RESERVE`` set to ARGS[1]:
+#: the open-file budget scaled down, so that a few hundred KB fill what takes tens of MB at the real reserve.
+_SCALED_LIMIT = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[1]), int(sys.argv[1])))
+from bigshuf.core import plan
+plan.DESCRIPTOR_RESERVE = int(sys.argv[2])
+from bigshuf.command import main
+sys.argv[1:] = sys.argv[3:]
+sys.exit(main())
+"""
+
+
+def _dedup_inputs(tmp_path: Path, fmt: str) -> tuple[Path, list[bytes]]:
+    """An input (``fmt``: lines, a Parquet file or a tar of one-member samples) of 65,000 records (a
+    tar's 1 KB samples: 3,000) with about one in seven a copy; the unique records as bytes, for
+    comparing with the output."""
+    import random
+
+    rng = random.Random(5)
+    n = 3000 if fmt == "tar" else 65_000
+    values = [rng.randrange(6 * n) for _ in range(n)]
+    unique = sorted({b"%d" % v for v in values})
+    if fmt == "lines":
+        src = tmp_path / "in.txt"
+        src.write_bytes(b"".join(b"r%d\n" % v for v in values))
+        return src, sorted(b"r" + u for u in unique)
+    if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        src = tmp_path / "in.parquet"
+        pq.write_table(pa.table({"v": values}), src)
+        return src, unique
+    import io
+    import tarfile
+
+    src = tmp_path / "in.tar"
+    with tarfile.open(src, "w") as tf:
+        for i, v in enumerate(values):
+            data = b"%d" % v
+            info = tarfile.TarInfo(f"{i:06d}.txt")  # a sample's identity is its members' suffixes and data, not its key
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return src, unique
+
+
+@pytest.mark.parametrize("fmt", ["lines", "parquet", "tar"])
+def test_a_dedup_level_split_during_pass_1_stays_within_the_open_file_limit(tmp_path: Path, fmt: str) -> None:
+    """A hash bucket too big for memory is split one level deeper while pass 1's buckets are open:
+    its new buckets (and their hash files) were planned as if they were alone, and the run failed
+    with "Too many open files" where ``--dry-run`` said its descriptors were enough (review)."""
+    src, unique = _dedup_inputs(tmp_path, fmt)
+    out = tmp_path / f"out.{src.suffix}"
+    args = ["--unique", "-S", "64K", "--seed", "1", str(src), "-o", str(out)]
+    cmd = [sys.executable, "-c", _SCALED_LIMIT, "40", "16", *args]
+    done = subprocess.run(cmd, capture_output=True, timeout=120)
+    assert (done.returncode, done.stderr) == (0, b"")
+    if fmt == "lines":
+        written = sorted(out.read_bytes().splitlines())
+    elif fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        written = sorted(b"%d" % v for v in pq.read_table(out).column("v").to_pylist())
+    else:
+        import tarfile
+
+        with tarfile.open(out) as tf:
+            written = sorted(tf.extractfile(m).read() for m in tf.getmembers())  # type: ignore[union-attr]
+    assert written == unique

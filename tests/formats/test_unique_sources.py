@@ -144,7 +144,7 @@ def test_output_is_the_same_with_hashes_kept_or_computed_again(tmp_path: Path, m
     files, _records = corpus(tmp_path)
     outputs: dict[bool, list[bytes]] = {}
     for kept in (True, False):
-        monkeypatch.setattr(line_unique, "keeps_hashes", lambda k, kept=kept: kept)
+        monkeypatch.setattr(line_unique, "keeps_hashes", lambda k, held, kept=kept: kept)
         runs = [({"sources": files, "rates": {"web": "0.5", "code": 2}}, "64K"), ({}, "64K")]
         for n, (settings, memory) in enumerate(runs):
             out = tmp_path / f"out{n}"
@@ -337,7 +337,7 @@ def test_rows_hashed_once_with_the_same_output_either_way(tmp_path: Path, monkey
     outputs, hashed = [], []
     for kept in (True, False):
         calls: list[int] = []
-        monkeypatch.setattr(row_unique, "keeps_hashes", lambda k, kept=kept: kept)
+        monkeypatch.setattr(row_unique, "keeps_hashes", lambda k, held, kept=kept: kept)
         monkeypatch.setattr(row_unique, "table_hashes", lambda table, calls=calls: calls.append(table.num_rows) or real(table))
         out = tmp_path / f"out{kept}.parquet"
         bigshuf.shuffle([], out, sources=files, rates={"web": "0.5", "code": 2}, unique=True, memory="256K", seed=5,

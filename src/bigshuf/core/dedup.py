@@ -115,18 +115,20 @@ def dedup_need(nbytes: int, nrecords: int, meta: int = DEDUP_META) -> int:
     return -1 if nbytes < 0 else 2 * nbytes + meta * nrecords
 
 
-def hash_bucket_count(need: int, limit: int, files: int = 1) -> int:
+def hash_bucket_count(need: int, limit: int, files: int = 1, held: int = 0) -> int:
     """Hash buckets (of ``files`` files each) for a level whose dedup needs ``need`` bytes in all
     (records, their unique copy and bookkeeping), so that the expected bucket needs a third of the
-    read buffer; -1 (unknown): as many as pass 1 gives a pipe, whatever the free space (the output
+    read buffer, beside ``held`` bucket files open meanwhile (pass 1's, for a level split while it
+    runs); -1 (unknown): as many as pass 1 gives a pipe, whatever the free space (the output
     follows the count)."""
     if need < 0:
         return plan.unsized_buckets(files)
-    return max(2, min(plan.most_buckets(files), -(-need // max(1, plan.read_capacity(limit) // plan.BUCKET_FRACTION))))
+    most = plan.most_buckets(files, held)
+    return max(2, min(most, -(-need // max(1, plan.read_capacity(limit) // plan.BUCKET_FRACTION))))
 
 
-def keeps_hashes(k: int) -> bool:
+def keeps_hashes(k: int, held: int = 0) -> bool:
     """Whether ``k`` hash buckets can each keep a file of their records' hashes beside them (twice
-    the files open): then a bucket read back is not hashed again. Else they are hashed again, and
-    the bucket count, so the output, never depends on it."""
-    return 2 * k <= plan.most_buckets()
+    the files open, beside ``held`` others): then a bucket read back is not hashed again. Else they
+    are hashed again, and the bucket count, so the output, never depends on it."""
+    return 2 * k <= plan.most_buckets(1, held)

@@ -178,6 +178,9 @@ class TwoPass(ABC):
         self.records = 0  # written
         self.buckets = 0  # made, at every level
         self.depth = 0  # deepest level reached
+        # Bucket files pass 1's top level holds open while it runs: a dedup level split meanwhile
+        # (``--unique``, from the blocks pass 1 reads) makes fewer buckets, to stay within the open-file limit.
+        self.held_files = 0
         self.duplicates = 0  # records ``--unique`` dropped
         self.extra_passes = 0  # passes over the data before the shuffle's (``--unique``'s dedup levels)
         self.read_fingerprint = Fingerprint()  # of the records read, when verifying
@@ -379,7 +382,10 @@ class TwoPass(ABC):
         if depth:
             self.progress.start(scatter_phase(depth), est.nbytes)
         try:
+            if depth == 0:
+                self.held_files = k * self.files_per_bucket
             keep = self._pass1(blocks, buckets, key, depth)
+            self.held_files = 0
             if depth == 0 and self.head_share is not None:
                 # -n P%: the count is known now; the buckets past it are dropped before pass 2.
                 self.count_read(int(buckets.records[:keep].sum()))

@@ -304,10 +304,11 @@ def buckets_needed(need: float, limit: int) -> int:
     return max(1, math.ceil(need / max(1, block_budget(limit) // BUCKET_FRACTION)))
 
 
-def most_buckets(files: int = 1) -> int:
+def most_buckets(files: int = 1, held: int = 0) -> int:
     """Buckets of ``files`` files each (a tar bucket's samples and their lengths: 2) one level may
-    hold open at once, file descriptors allowing."""
-    return max(1, min(MAX_BUCKETS, _open_file_allowance()) // files)
+    hold open at once, file descriptors allowing, beside ``held`` bucket files another level holds
+    open meanwhile (pass 1's, while a dedup level below it is written)."""
+    return max(1, (min(MAX_BUCKETS, _open_file_allowance()) - held) // files)
 
 
 def unsized_buckets(files: int = 1) -> int:

@@ -86,13 +86,12 @@ class HashBuckets:
     source's, and so on)."""
 
     def __init__(
-        self, directory: str, k: int, writer: WriteBehind, compress: bool, sources: int, fresh: bool = True,
-        hashed: bool | None = None,
+        self, directory: str, k: int, writer: WriteBehind, compress: bool, sources: int, hashed: bool, fresh: bool = True
     ) -> None:
         self.data = BucketSet(directory, k, writer, compress=compress, fresh=fresh)
-        # ``hashed``: a checkpoint's level keeps the hashes it was written with, whatever the limit on open files now.
-        keep = keeps_hashes(k) if hashed is None else hashed
-        self.hashes = BucketSet(f"{directory}-hashes", k, writer, compress=compress, fresh=fresh) if keep else None
+        # ``hashed``: as ``keeps_hashes`` says for a new level; a checkpoint's keeps the hashes it was
+        # written with, whatever the limit on open files now.
+        self.hashes = BucketSet(f"{directory}-hashes", k, writer, compress=compress, fresh=fresh) if hashed else None
         self.k = k
         self.per_source = np.zeros((k, sources), np.int64) if sources else None
         # Buckets split one level deeper by a counting pass, to be read from there by the next.
@@ -256,8 +255,8 @@ class Dedup(DedupStage):
         state = run.state["dedup"]
         k = int(state["k"])
         buckets = HashBuckets(
-            os.path.join(self.temp.path, TOP), k, run.writer, run.request.compress_temp, self.sources, fresh=False,
-            hashed=state["hashes"] is not None,
+            os.path.join(self.temp.path, TOP), k, run.writer, run.request.compress_temp, self.sources, state["hashes"] is not None,
+            fresh=False,
         )
         buckets.restore(state, advice(run.state_dir))
         read = self._recount(blocks)
@@ -295,9 +294,12 @@ class Dedup(DedupStage):
         """Scatter ``blocks`` into new hash buckets of ``level`` (in directory ``name``); return them, closed."""
         run = self.run
         self.enter_level(level)
-        k = hash_bucket_count(dedup_need(nbytes, int(nbytes / max(1.0, per_record)), self.meta), run.limit)
+        need = dedup_need(nbytes, int(nbytes / max(1.0, per_record)), self.meta)
+        k = hash_bucket_count(need, run.limit, held=run.held_files)
         run.buckets += k
-        buckets = HashBuckets(os.path.join(self.temp.path, name), k, run.writer, run.request.compress_temp, self.sources)
+        buckets = HashBuckets(
+            os.path.join(self.temp.path, name), k, run.writer, run.request.compress_temp, self.sources, keeps_hashes(k, run.held_files)
+        )
 
         def one(block: tuple[np.ndarray, Labels | None]) -> int:
             self._scatter(block[0], block[1], buckets, level)

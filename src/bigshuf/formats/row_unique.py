@@ -271,7 +271,7 @@ class RowDedup(DedupStage):
         (directory ``name``); return them, closed."""
         run = self.run
         self.enter_level(level)
-        k = hash_bucket_count(dedup_need(nbytes, nrows), run.limit)
+        k = hash_bucket_count(dedup_need(nbytes, nrows), run.limit, held=run.held_files)
         run.buckets += k
         directory, top = os.path.join(self.temp.path, name), level == 0 and self.keep_top
         if top:  # --resume: synced and checkpointed once complete
@@ -280,7 +280,7 @@ class RowDedup(DedupStage):
             buckets = TableBuckets(directory, k, run.table_out.schema, run.request.compress_temp, run.piece)
         per_source = self.per_source[buckets.directory] = np.zeros((k, self.sources), np.int64)
         kept_hashes = self.hashes[buckets.directory] = (
-            BucketSet(f"{buckets.directory}-hashes", k, compress=run.request.compress_temp) if keeps_hashes(k) else None
+            BucketSet(f"{buckets.directory}-hashes", k, compress=run.request.compress_temp) if keeps_hashes(k, run.held_files) else None
         )
         try:
             if level:

@@ -269,7 +269,8 @@ class TarDedup(DedupStage):
         ``level`` (in directory ``name``); return them, closed."""
         run = self.run
         self.enter_level(level)
-        k = hash_bucket_count(-1 if nbytes < 0 else 3 * nbytes, run.limit, run.files_per_bucket)  # fits' bytes, the sample count unknown
+        # fits' bytes, the sample count unknown
+        k = hash_bucket_count(-1 if nbytes < 0 else 3 * nbytes, run.limit, run.files_per_bucket, run.held_files)
         run.buckets += k
         buckets = SampleBuckets(os.path.join(self.temp.path, name), k, run.writer, run.request.compress_temp)
         if self.sources:
