@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from .arguments import _check_types, _describe, _input_list, _integer, _memory_argument, _optional_integer, _optional_path
 from .core import mix as weights, plan
 from .core.head import parse_share
-from .core.numbers import HOW
+from .core.numbers import HOW, SIZE_LIMIT
 from .core.mix import SourceStats
 from .engines.base import get_engine
 from .errors import UsageError, option
@@ -341,6 +341,8 @@ def _shard_size(value: object) -> int | None:
             return None
         raise UsageError(f"shard_size must be a byte count (int) or a size such as '256M', not {_describe(value)}")
     if isinstance(value, int):
+        if value >= SIZE_LIMIT:  # as the same size spelt as a string is refused
+            raise UsageError(f"{option('shard_size')} argument {quote_arg(value)} too large")
         return value
     from .storage.layout import parse_byte_size
 

@@ -119,6 +119,17 @@ def test_shard_option_refusals_are_one_line(tmp_path: Path, args: list[str], mes
     assert proc.returncode == 1 and proc.stderr.count(b"\n") == 1 and message.encode() in proc.stderr, proc.stderr
 
 
+@pytest.mark.parametrize("size", [2**64, 10**400], ids=["2**64", "10**400"])
+def test_a_library_shard_size_too_large_is_refused_as_its_string_is(tmp_path: Path, size: int) -> None:
+    """``shard_size="16E"`` was refused as too large where ``shard_size=2**64`` was taken."""
+    from bigshuf.errors import UsageError
+
+    src = write_records(tmp_path / "in", make_records(10, seed=1))
+    with pytest.raises(UsageError, match=r"^shard_size= argument '\d+' too large$"):
+        bigshuf.shuffle(src, f"{tmp_path}/out/", shard_size=size)
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("pattern,message", [
     ("out-{:.0}", "is not a valid pattern"),
     ("out-{:1.1}", "is not a valid pattern"),
