@@ -1578,6 +1578,19 @@ def test_a_total_past_64_bits_names_total(run_cli, tmp_path):
     assert run_cli(args, cwd=tmp_path) == (1, b"", b"bigshuf: invalid --total value: '16E' (a count of bytes, or a size like 50G)\n")
 
 
+@pytest.mark.parametrize("by", ["records", "bytes"])
+@pytest.mark.parametrize("total", ["5\n", "5\t\n", "5\r"])
+def test_a_total_with_a_line_end_after_it_is_refused(run_cli, tmp_path, by, total):
+    """``--total $'5\\n'`` was taken (stripped), where -n, -S and --shard-size refuse a number with a line end after it."""
+    (tmp_path / "a").write_bytes(b"a\n")
+    (tmp_path / "b").write_bytes(b"b\n")
+    args = ["--source", "a=a", "--source", "b=b", "--mix", "a=0.5,b=0.5", "--total", total, "--by", by, "-o", "o"]
+    code, out, err = run_cli(args, cwd=tmp_path)
+    assert (code, out) == (1, b"") and err.startswith(b"bigshuf: invalid --total value: ") and err.count(b"\n") == 1
+    assert sorted(os.listdir(tmp_path)) == ["a", "b"]
+    assert run_cli([" 5" if a == total else a for a in args], cwd=tmp_path)[0] == 0  # leading blanks, as -n takes them
+
+
 @pytest.mark.parametrize("total,size", [("10kB", 10_000), ("10K", 10_240), ("10000", 10_000)])
 def test_a_total_in_bytes_reads_kb_as_1000(run_cli, tmp_path, total, size):
     """``--total 10kB --by bytes`` wrote 10 KiB (kB was read as KiB): the mix is about ``size``

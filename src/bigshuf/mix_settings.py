@@ -144,7 +144,7 @@ def _mix_total(total: object, by: object) -> int | None:
     if total is None:
         return None
     if isinstance(total, str):
-        text = total.strip()
+        text = total.lstrip()  # leading blanks as -n takes them; nothing after the number
         if text.isascii() and text.isdigit():
             value = int(text)
         elif by == "bytes":
