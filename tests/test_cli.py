@@ -1171,6 +1171,21 @@ def test_files_that_say_they_are_empty_are_read_to_their_end(tmp_path, tmp_dir, 
     assert list(tmp_dir.iterdir()) == []
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/sys/kernel/random/boot_id"), reason="needs Linux /proc/sys")
+@pytest.mark.parametrize("how", ["file", "dev-stdin", "stdin"])
+def test_a_proc_sys_file_is_read_in_reads_its_handler_takes(how):
+    """A /proc/sys file says it holds 0 bytes, and its handler refuses a read of 4 MiB or more with
+    ENOMEM: bigshuf asked it for the whole buffer at once (6 GB) and failed with "read error:
+    Cannot allocate memory", where GNU shuf reads it (differential test)."""
+    path = "/proc/sys/kernel/random/boot_id"  # (ostype's handler takes a read of any size from stdin)
+    with open(path, "rb") as f:
+        expected = f.read()
+    args = {"file": [path], "dev-stdin": ["/dev/stdin"], "stdin": ["-"]}[how]
+    with open(path, "rb") as f:
+        proc = subprocess.run([sys.executable, "-m", "bigshuf", *args], stdin=f, capture_output=True, timeout=60)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, expected, b"")
+
+
 @pytest.mark.parametrize("memory", [[], ["-S", "16K"]], ids=["in-memory", "external"])
 def test_stdin_from_dev_null_and_closed(tmp_path, tmp_dir, memory):
     """/dev/null on stdin is an empty input; a closed stdin is GNU's "read error: Bad file descriptor"."""

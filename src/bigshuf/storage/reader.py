@@ -22,7 +22,7 @@ from ..progress import Progress
 from . import guarded
 from .ahead import AheadPlan, DecodeAhead
 from .codecs import Replay
-from .sources import FileSource, Source, changed, input_sizes, later_stdin
+from .sources import UNSIZED_READ, FileSource, Source, changed, input_sizes, later_stdin
 
 #: How many first bytes (decompressed) of an input that is not a regular file a reader's
 #: ``stream_check`` is shown (all of them, if it holds fewer).
@@ -409,6 +409,8 @@ class RecordReader:
             return stream.readinto(view.data)
         start = stream.tell()
         want = min(len(view), st.st_size - start)
+        if want <= 0:  # nothing more, as its size says: what there is, read as it comes
+            return stream.readinto(view.data[:UNSIZED_READ])
         mapped = guarded.available and want >= MAP_READ
         split = self.parallel is not None and want >= 2 * SPLIT_READ
         if not (mapped or split):

@@ -314,6 +314,17 @@ def _read_directory(path: str, name: str) -> NoReturn:
     raise InputError(f"{name}: read error: Is a directory")
 
 
+#: The most bytes asked of a regular file at once past the size it states (a ``/proc/sys`` file
+#: states 0, and its handler refuses a read of 4 MiB or more with ENOMEM; a growing file).
+UNSIZED_READ = 1 << 20
+
+
+def past_size(fd: int) -> bool:
+    """Whether ``fd`` is a regular file read up to (or past) the size it states."""
+    st = os.fstat(fd)
+    return stat.S_ISREG(st.st_mode) and os.lseek(fd, 0, os.SEEK_CUR) >= st.st_size
+
+
 class StandardInput(io.RawIOBase):
     """File descriptor 0, read up to its first end of file and never again.
 
@@ -353,6 +364,8 @@ class StandardInput(io.RawIOBase):
         if self._ended:
             return 0
         try:
+            if len(b) > UNSIZED_READ and past_size(0):
+                b = b[:UNSIZED_READ]
             n = os.readv(0, [b])
         except OSError as e:
             raise InputError(f"read error: {e.strerror}") from None
