@@ -2,7 +2,8 @@
 
 This is the only place where errors become messages and exit statuses:
 0 success; 1 any error (as GNU shuf); 130 interrupted (SIGINT); 129 hung up (SIGHUP); 143 terminated
-(SIGTERM); a closed standard output ends the process by SIGPIPE, as it does shuf.
+(SIGTERM); a closed standard output ends the process by SIGPIPE, as it does shuf. The command
+(``command.main``) then ends its process by the signal itself, as GNU shuf dies of it.
 """
 
 from __future__ import annotations
@@ -45,7 +46,13 @@ class _Terminated(BaseException):
 
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
+        self.signum = signum
         self.status = 128 + signum
+
+
+#: The signal that ended the last ``main`` (its status 128 + the signal's number), for the command
+#: to end its process by (``end_by_signal``); None if none did.
+ended_by: int | None = None
 
 
 def run(argv: Sequence[str]) -> int:
@@ -376,11 +383,30 @@ def main(argv: Sequence[str] | None = None, *, signal_mask: set[int | signal.Sig
             # A signal held back since the start is delivered here, and handled below.
             signal.pthread_sigmask(signal.SIG_SETMASK, held)
     except KeyboardInterrupt:
+        _ended_by(signal.SIGINT)
         return 130
     except _Terminated as e:
+        _ended_by(e.signum)
         return e.status
     finally:  # (a caller running the command in its own process goes on: so do its later runs' writes)
         _ending(False)
+
+
+def _ended_by(signum: int) -> None:
+    """Note that ``signum`` ended the run (see ``ended_by``)."""
+    global ended_by
+    ended_by = signum
+
+
+def end_by_signal() -> None:
+    """End the process by the signal that ended the command's run, if one did (its clean-up done),
+    as GNU shuf dies of it: a shell's loop, or xargs, stops there, where a status of 130 tells them
+    the command handled the signal and they go on."""
+    if ended_by is None:
+        return
+    signal.signal(ended_by, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {ended_by})
+    os.kill(os.getpid(), ended_by)
 
 
 def _main(argv: Sequence[str], held: set[int | signal.Signals]) -> int:
@@ -412,10 +438,6 @@ def _main(argv: Sequence[str], held: set[int | signal.Signals]) -> int:
     except ImportError as e:
         _report(f"{PROG}: {address_space.load_failure(e)}")
         return 1
-    except KeyboardInterrupt:
-        return 130
-    except _Terminated as e:
-        return e.status
     except BrokenPipeError:
         # Die of SIGPIPE like shuf; cleanup already ran on the way out.
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -21,11 +21,14 @@ _mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, _HELD - {_signal.SIGTERM} if 
 
 def main() -> int:
     """Run the command with the mask the process started with (restored by ``cli.main``); its status
-    is returned, or under ``ulimit -v`` the process ends with it (``address_space.leave``)."""
+    is returned, or under ``ulimit -v`` the process ends with it (``address_space.leave``), or a
+    signal that ended the run ends the process (``cli.end_by_signal``)."""
     from .core.plan import open_file_limit
 
     open_file_limit()  # raised before the command's modules load: their imports open files too
     from .address_space import leave
-    from .cli import main as run
+    from .cli import end_by_signal, main as run
 
-    return leave(run(signal_mask=set(_mask)))
+    status = run(signal_mask=set(_mask))
+    end_by_signal()
+    return leave(status)
