@@ -1686,3 +1686,28 @@ def test_a_full_non_blocking_standard_output_is_gnus_write_error(tmp_path: Path,
         os.close(w)
         os.close(r)
     assert (done.returncode, done.stderr) == (1, b"bigshuf: write error: Resource temporarily unavailable\n")
+
+
+@pytest.mark.parametrize("args,name", [(["missing"], "missing"), (["-n", "1", "missing*"], "'missing*'"), (["-o", "out", "ABS"], "out")])
+def test_a_relative_name_in_a_removed_directory_is_named(tmp_path, args, name):
+    """With the current directory removed, ``bigshuf missing`` said only "No such file or directory"
+    (resolving the name failed in getcwd); GNU shuf names it (differential test). Absolute names,
+    standard input and -e still work there."""
+    src = tmp_path / "in.txt"
+    src.write_bytes(b"a\nb\n")
+    gone = tmp_path / "gone"
+    argv = [str(src) if a == "ABS" else a for a in args]
+
+    def run(argv: list[str], stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+        def leave() -> None:
+            os.mkdir(gone)
+            os.chdir(gone)
+            os.rmdir(gone)
+
+        return subprocess.run([sys.executable, "-m", "bigshuf", *argv], input=stdin, capture_output=True, timeout=60, preexec_fn=leave)
+
+    done = run(argv)
+    assert (done.returncode, done.stdout) == (1, b"")
+    assert done.stderr == f"bigshuf: {name}: No such file or directory (the current directory was removed)\n".encode()
+    assert sorted(run([str(src)]).stdout.split()) == [b"a", b"b"]
+    assert (run(["-e", "x"]).stdout, run([], b"y\n").stdout) == (b"x\n", b"y\n")

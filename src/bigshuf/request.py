@@ -15,7 +15,7 @@ from .core.head import parse_share
 from .core.numbers import HOW, SIZE_LIMIT
 from .core.mix import SourceStats
 from .engines.base import get_engine
-from .errors import UsageError, option
+from .errors import InputError, OutputError, UsageError, option
 from .formats import registry
 from .mix_settings import MIX_SETTINGS, check_sources, check_stratify, mix_settings
 from .quoting import quote_arg, quote_name
@@ -162,6 +162,7 @@ class Request:
         if typed["memory"] is not None:
             typed["memory"] = resolve_memory(typed["memory"])
         expanded, paths = _expand(items)
+        _refuse_relative_names_without_a_directory(paths, typed)
         urls = [item for item in expanded if isinstance(item, str) and item not in paths]
         family = registry.family_of(registry.Operands(tuple(paths), tuple(urls), len(expanded), typed["output"], typed["output_format"]))
         request = cls(inputs=tuple(expanded), family=family, **typed, **mixing)
@@ -170,6 +171,20 @@ class Request:
             raise UsageError(refusal)
         _check_combinations(request, len(paths) == len(expanded))
         return request
+
+
+def _refuse_relative_names_without_a_directory(paths: list[str], typed: dict[str, Any]) -> None:
+    """With the current directory removed, a relative name names nothing: refused naming it, as GNU
+    shuf refuses it (resolving it failed later with no name: "No such file or directory")."""
+    outputs = [typed[name] for name in ("output", "manifest", "tmp_dir", "random_source")]
+    relative = [p for p in (*paths, *outputs) if isinstance(p, str) and p != "-" and not os.path.isabs(p)]
+    if not relative:
+        return
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        error = InputError if relative[0] in paths else OutputError
+        raise error(f"{quote_name(relative[0])}: No such file or directory (the current directory was removed)") from None
 
 
 def _typed_settings(raw: dict[str, object]) -> dict[str, Any]:
