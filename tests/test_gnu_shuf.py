@@ -545,6 +545,38 @@ def test_a_replaced_file_without_an_acl_takes_none_from_its_directory(tmp_path):
     assert results.get("shuf", results["bigshuf"]) == results["bigshuf"]
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_a_new_file_takes_its_directory_default_acl_as_shuf_creating_it_does(tmp_path, umask):
+    """A new ``-o FILE`` in a directory with a default ACL: open(2) gives it that ACL limited to
+    read and write, and no umask applies. bigshuf's file, created private and then given ``0666
+    less the umask``, was world-readable where the ACL denied others (umask 022), and its named
+    user lost access where the umask masked the group bits (077) (differential test)."""
+    directory = tmp_path / "dacl"
+    directory.mkdir()
+    default = struct.pack("<I", 2) + b"".join(
+        struct.pack("<HHI", *e) for e in [(0x01, 6, 0xFFFFFFFF), (0x02, 7, 65534), (0x04, 4, 0xFFFFFFFF), (0x10, 7, 0xFFFFFFFF), (0x20, 0, 0xFFFFFFFF)]
+    )
+    try:
+        os.setxattr(directory, "system.posix_acl_default", default)
+    except OSError:
+        pytest.skip("this file system keeps no ACLs")
+    src = tmp_path / "in"
+    src.write_bytes(b"1\n2\n3\n")
+    results = {}
+    for who, argv in both(["-o", str(directory / "out"), str(src)]):
+        target = directory / "out"
+        target.unlink(missing_ok=True)
+        done = subprocess.run(argv, capture_output=True, timeout=60, preexec_fn=lambda: os.umask(umask))
+        assert (done.returncode, done.stderr) == (0, b""), who
+        results[who] = (oct(target.stat().st_mode & 0o7777), os.getxattr(target, "system.posix_acl_access"))
+    # The ACL as the kernel masks it with 0666: the named user's rwx stays, the mask is rw, so is the mode's group.
+    expected = struct.pack("<I", 2) + b"".join(
+        struct.pack("<HHI", *e) for e in [(0x01, 6, 0xFFFFFFFF), (0x02, 7, 65534), (0x04, 4, 0xFFFFFFFF), (0x10, 6, 0xFFFFFFFF), (0x20, 0, 0xFFFFFFFF)]
+    )
+    assert results["bigshuf"] == ("0o660", expected)
+    assert results.get("shuf", results["bigshuf"]) == results["bigshuf"]
+
+
 def test_another_users_file_in_a_sticky_directory_is_refused_without_leftovers():
     """Run as ``nobody``: ``-o`` naming root's world-writable file in a sticky directory (as in /tmp).
     GNU shuf writes it in place; bigshuf replaces by rename, which the sticky bit forbids, so it

@@ -109,7 +109,7 @@ def take_attributes(fd: int, target: str) -> None:
         except PermissionError:
             pass  # a group this user is not in: the new file keeps this user's
     except FileNotFoundError:
-        os.fchmod(fd, 0o666 & ~current_umask())
+        _as_created(fd, target)
         return
     os.fchmod(fd, mode)
     _take_extended_attributes(fd, target, mode)
@@ -117,6 +117,46 @@ def take_attributes(fd: int, target: str) -> None:
 
 #: The access ACL's attribute: with it, a mode's group bits are the ACL's mask, not the group's own.
 ACCESS_ACL = "system.posix_acl_access"
+
+#: A directory's default ACL's attribute: a file created in it takes it as its access ACL.
+DEFAULT_ACL = "system.posix_acl_default"
+
+#: ACL entry tags (``linux/posix_acl.h``) whose permissions the mode a file is created with limits.
+_OWNER, _GROUP_OWNER, _MASK, _OTHERS = 0x01, 0x04, 0x10, 0x20
+
+
+def _as_created(fd: int, target: str) -> None:
+    """Give the new file ``fd`` the mode, and ACL, that ``open(target, O_CREAT, 0o666)`` would: its
+    directory's default ACL limited to read and write where it has one (the umask does not apply
+    then), else 0666 less the umask. (The temporary file, created 0600, took the ACL at 0600.)"""
+    try:
+        default = os.getxattr(os.path.dirname(target) or ".", DEFAULT_ACL)
+    except OSError:
+        default = b""  # none, or a file system without ACLs
+    acl = _created_acl(default)
+    if acl is not None:
+        try:
+            os.setxattr(fd, ACCESS_ACL, acl)  # (the kernel sets the mode's bits from it)
+            return
+        except OSError:
+            pass
+    os.fchmod(fd, 0o666 & ~current_umask())
+
+
+def _created_acl(default: bytes) -> bytes | None:
+    """The access ACL a file created with mode 0666 takes from the ``default`` ACL (the kernel's
+    xattr form: a version, then tag, permissions and id of each entry), as the kernel masks it
+    (``posix_acl_create_masq``): the owner's, others' and the mask's (or, with no mask, the owning
+    group's) permissions less execute; None if ``default`` is empty or not an ACL of that form."""
+    if len(default) < 4 or (len(default) - 4) % 8 or int.from_bytes(default[:4], "little") != 2:
+        return None
+    entries = [bytearray(default[i : i + 8]) for i in range(4, len(default), 8)]
+    tags = [int.from_bytes(e[:2], "little") for e in entries]
+    limited = {_OWNER, _OTHERS, _MASK if _MASK in tags else _GROUP_OWNER}
+    for entry, tag in zip(entries, tags):
+        if tag in limited:
+            entry[2:4] = (int.from_bytes(entry[2:4], "little") & 0o6).to_bytes(2, "little")
+    return default[:4] + b"".join(entries)
 
 
 def _take_extended_attributes(fd: int, target: str, mode: int) -> None:
