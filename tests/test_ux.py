@@ -12,6 +12,8 @@ import subprocess
 import sys
 import tempfile
 import termios
+import threading
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -185,16 +187,18 @@ def test_directory_read_error_comes_from_the_read(tmp_path: Path) -> None:
     assert proc.stderr.endswith(b"bigshuf: .: read error: Input/output error\n")
 
 
-def _run_on_pty(argv: list[str], cwd: Path, *, rows: int = 24, cols: int = 80, pty_for: str = "stdout") -> tuple[int, bytes, bytes]:
-    """Run ``python -m bigshuf argv`` with stdout, stderr or both on a pseudo-terminal of the given size;
-    returns the status, what the terminal showed and the other stream (empty for both)."""
+def _run_on_pty(
+    argv: list[str], cwd: Path, *, rows: int = 24, cols: int = 80, pty_for: str = "stdout", stdin: int = subprocess.DEVNULL
+) -> tuple[int, bytes, bytes]:
+    """Run ``python -m bigshuf argv`` with stdout, stderr or both on a pseudo-terminal of the given size
+    (``stdin``: a descriptor, or nothing); returns the status, what the terminal showed and the other stream (empty for both)."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     streams = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
     for name in ("stdout", "stderr") if pty_for == "both" else (pty_for,):
         streams[name] = slave
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bigshuf", *argv], cwd=cwd, stdin=subprocess.DEVNULL, **streams  # type: ignore[arg-type]
+        [sys.executable, "-m", "bigshuf", *argv], cwd=cwd, stdin=stdin, **streams  # type: ignore[arg-type]
     )
     os.close(slave)
     shown = bytearray()
@@ -497,13 +501,43 @@ def test_progress_bars_and_summary_from_the_command_line(tmp_path: Path, run_cli
 
 def test_records_written_to_the_terminal_get_no_bars_unless_asked(tmp_path: Path) -> None:
     """``bigshuf FILE`` at a terminal wrote bars and a summary line between and after the records, where
-    shuf writes the records alone (found by attack); with -o, or --progress, the bars are drawn."""
+    shuf writes the records alone (found by attack); with --progress the bars are drawn."""
     data = _lines_file(tmp_path / "in.txt", 20_000)
     code, shown, _ = _run_on_pty(["-S", "256K", "--seed", "1", "in.txt"], tmp_path, pty_for="both")
     assert code == 0 and sorted(shown.replace(b"\r\n", b"\n").split(b"\n")) == sorted(data.split(b"\n"))
-    for args in (["-o", "out.txt"], ["--progress"]):
-        code, shown, _ = _run_on_pty(["-S", "256K", "--seed", "1", "in.txt", *args], tmp_path, pty_for="both")
-        assert code == 0 and b"pass 1/2 scatter" in shown and b"bigshuf: 20,000 records" in shown
+    code, shown, _ = _run_on_pty(["-S", "256K", "--seed", "1", "in.txt", "--progress"], tmp_path, pty_for="both")
+    assert code == 0 and b"pass 1/2 scatter" in shown and b"bigshuf: 20,000 records" in shown
+
+
+def test_bars_shown_by_default_wait_for_a_run_that_lasts(tmp_path: Path) -> None:
+    """At a terminal, records written elsewhere: a run shorter than ``QUIET_START`` prints nothing,
+    as shuf (``x=$(bigshuf -n 1 FILE)`` printed a bar and "1 records, ..." there: differential test);
+    one that lasts longer draws its bars and sums up, and ``-q`` keeps it silent."""
+    data = _lines_file(tmp_path / "in.txt", 20_000)
+    for args in (["-o", "out.txt"], ["-n", "1"]):
+        code, shown, out = _run_on_pty(["-S", "256K", "--seed", "1", "in.txt", *args], tmp_path, pty_for="stderr")
+        assert (code, shown) == (0, b"") and (out == b"" or out in data)
+    for quiet in ([], ["-q"]):
+        r, w = os.pipe()
+
+        def feed(w: int = w) -> None:
+            try:
+                os.write(w, data[: len(data) // 2])
+                time.sleep(1.5)  # the run lasts longer than QUIET_START
+                os.write(w, data[len(data) // 2 :])
+            finally:
+                os.close(w)
+
+        feeder = threading.Thread(target=feed)
+        feeder.start()
+        code, shown, _ = _run_on_pty(["--seed", "1", "-o", "out.txt", *quiet], tmp_path, pty_for="stderr", stdin=r)
+        feeder.join()
+        os.close(r)
+        assert code == 0 and (tmp_path / "out.txt").read_bytes() != data
+        if quiet:
+            assert shown == b""
+        else:
+            assert b"shuffle" in shown and b"bigshuf: 20,000 records" in shown, shown
 
 
 def test_progress_on_a_zero_size_terminal(tmp_path: Path) -> None:

@@ -199,8 +199,9 @@ def _settings(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
 
 
 def _summarize(progress: Progress, stats: ShuffleStats) -> None:
-    """With progress bars on, one line at the end saying what the run did (the bars vanish)."""
-    if isinstance(progress, BarProgress):
+    """With progress bars on, one line at the end saying what the run did (the bars vanish); none
+    after a run too short for the bars shown by default to appear."""
+    if isinstance(progress, BarProgress) and progress.visible():
         _report(f"{PROG}: {summary(stats)}")
         for source in stats.sources:
             dropped = f", {source.dropped:,} duplicates dropped" if source.dropped else ""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -24,6 +25,10 @@ FALLBACK_COLUMNS, FALLBACK_ROWS = 80, 24
 
 #: Narrower than this, a terminal's reported width is taken as not reported.
 MIN_COLUMNS = 20
+
+#: Seconds a run lasts before the bars it shows by default (not asked for) appear: a short run
+#: at a terminal, such as ``x=$(bigshuf -n 1 FILE)``, prints nothing but the records, as shuf.
+QUIET_START = 1.0
 
 
 def scatter_phase(depth: int) -> str:
@@ -65,10 +70,16 @@ def _terminal_reports_size() -> bool:
 
 class BarProgress(Progress):
     """One tqdm bar per phase on stderr: bytes done, rate and ETA; a fixed width where the
-    terminal reports none, since tqdm would draw blank bars."""
+    terminal reports none, since tqdm would draw blank bars. None is drawn until ``delay`` seconds
+    after it is made."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 0.0) -> None:
         self._bar: Any = None
+        self._from = time.monotonic() + delay
+
+    def visible(self) -> bool:
+        """Whether the bars are drawn by now (the run has lasted its ``delay``)."""
+        return time.monotonic() >= self._from
 
     def start(self, description: str, total: int | None) -> None:
         from tqdm import tqdm
@@ -78,20 +89,20 @@ class BarProgress(Progress):
         self._bar = tqdm(
             total=total, desc=description, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
             leave=False, dynamic_ncols=sized, ncols=None if sized else FALLBACK_COLUMNS,
-            nrows=None if sized else FALLBACK_ROWS,
+            nrows=None if sized else FALLBACK_ROWS, delay=max(0.0, self._from - time.monotonic()),
         )
 
     def update(self, nbytes: int) -> None:
         if self._bar is not None:
             self._bar.update(nbytes)
-            if self._bar.total is not None and self._bar.n >= self._bar.total:
+            if self._bar.total is not None and self._bar.n >= self._bar.total and self.visible():
                 # tqdm draws at most every 0.1 s: the last update would otherwise stay undrawn, the bar
                 # short of its total while the phase finishes (an in-memory shuffle, pass 1's last block).
                 self._bar.refresh()
 
     def close(self) -> None:
         if self._bar is not None:
-            if self._bar.total is None or self._bar.n < self._bar.total:
+            if (self._bar.total is None or self._bar.n < self._bar.total) and self.visible():
                 self._bar.refresh()  # the phase's end, drawn before the bar goes (update drew a full one)
             self._bar.close()
             self._bar = None
@@ -100,9 +111,10 @@ class BarProgress(Progress):
 def make_progress(show: bool | None, records_shown: bool = False) -> Progress:
     """Bars when asked, or by default when stderr is a terminal and the records are not written to one
     (``records_shown``: standard output is a terminal, where bars and summary would come between
-    them, as shuf writes nothing but the records); silence otherwise."""
+    them, as shuf writes nothing but the records), once the run has lasted ``QUIET_START``;
+    silence otherwise."""
     if show is None:
-        show = sys.stderr.isatty() and not records_shown
+        return BarProgress(QUIET_START) if sys.stderr.isatty() and not records_shown else Progress()
     return BarProgress() if show else Progress()
 
 
@@ -112,8 +124,9 @@ def summary(stats: ShuffleStats) -> str:
 
     rate = stats.bytes / stats.seconds if stats.seconds > 0 else 0.0
     passes = "1 pass" if stats.passes == 1 else f"{stats.passes} passes"
+    unit = stats.unit[:-1] if stats.records == 1 else stats.unit  # "1 record"
     return (
-        f"{stats.records:,} {stats.unit}, {format_size(stats.bytes)} in {passes}, "
+        f"{stats.records:,} {unit}, {format_size(stats.bytes)} in {passes}, "
         f"{stats.seconds:.1f} s ({format_size(int(rate))}/s)"
         + (f", {stats.duplicates:,} duplicates dropped" if stats.duplicates else "")
     )
