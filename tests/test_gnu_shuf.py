@@ -740,6 +740,25 @@ def test_output_dash_is_a_file_named_dash_as_in_gnu_shuf(tmp_path):
         assert sorted((tmp_path / "-").read_bytes().splitlines()) == [b"a", b"b", b"c"]
 
 
+def test_a_closed_pipe_with_sigpipe_blocked_is_a_write_error():
+    """The caller blocked SIGPIPE: shuf's write to a closed pipe then fails, "write error: Broken
+    pipe", exit 1; bigshuf raised the signal at itself, which stayed pending, and exited 141 with
+    nothing said (differential test)."""
+    for who, argv in both(["-r", "-e", "a"]):
+        proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGPIPE}),
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.read(10) == b"a\n" * 5
+        proc.stdout.close()
+        err = proc.stderr.read()
+        proc.stderr.close()
+        assert proc.wait(timeout=60) == 1, who
+        assert gnu_to_bigshuf(err).split(b"\n")[0] == b"bigshuf: write error: Broken pipe", who  # (shuf adds "write error")
+        assert who == "shuf" or err == b"bigshuf: write error: Broken pipe\n"
+
+
 def head_of_endless(args: list[str], input: bytes = b"", count: int = 1000) -> list[bytes]:
     """The first ``count`` lines of ``bigshuf ARGS | head -n COUNT`` (an endless --repeat)."""
     proc = subprocess.Popen([*BIGSHUF, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

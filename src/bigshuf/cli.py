@@ -440,6 +440,10 @@ def _main(argv: Sequence[str], held: set[int | signal.Signals]) -> int:
         _report(f"{PROG}: {address_space.load_failure(e)}")
         return 1
     except BrokenPipeError:
+        if signal.SIGPIPE in signal.pthread_sigmask(signal.SIG_BLOCK, []):
+            # Blocked by the caller, it would not end the process: shuf's write fails as any other there.
+            _report(f"{PROG}: write error: {os.strerror(errno.EPIPE)}")
+            return 1
         # Die of SIGPIPE like shuf; cleanup already ran on the way out.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
