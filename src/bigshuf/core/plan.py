@@ -304,11 +304,21 @@ def buckets_needed(need: float, limit: int) -> int:
     return max(1, math.ceil(need / max(1, block_budget(limit) // BUCKET_FRACTION)))
 
 
+#: Descriptors kept for what else is open while a dedup level is split during pass 1 (the hash
+#: bucket it reads, a module imported meanwhile), beside ``BASE_DESCRIPTORS``: its inputs are read
+#: by then and its output not yet open, so the level below takes the rest of ``DESCRIPTOR_RESERVE``.
+SPLIT_SPARE = 8
+
+
 def most_buckets(files: int = 1, held: int = 0) -> int:
     """Buckets of ``files`` files each (a tar bucket's samples and their lengths: 2) one level may
-    hold open at once, file descriptors allowing, beside ``held`` bucket files another level holds
-    open meanwhile (pass 1's, while a dedup level below it is written)."""
-    return max(1, (min(MAX_BUCKETS, _open_file_allowance()) - held) // files)
+    hold open at once, file descriptors allowing; with ``held`` bucket files of pass 1 open
+    meanwhile (a dedup level split while it runs), what they and ``SPLIT_SPARE`` leave."""
+    if not held:
+        return max(1, min(MAX_BUCKETS, _open_file_allowance()) // files)
+    soft = open_file_limit()
+    room = UNKNOWN_ALLOWANCE if soft is None else MAX_BUCKETS if soft == -1 else soft - BASE_DESCRIPTORS - SPLIT_SPARE
+    return max(1, (min(MAX_BUCKETS, room) - held) // files)
 
 
 def unsized_buckets(files: int = 1) -> int:
