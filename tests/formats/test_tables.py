@@ -210,6 +210,21 @@ def test_buckets_are_private_and_created_exclusively(tmp_path: Path, table: pa.T
     assert (tmp_path / "precious").read_bytes() == b"keep"
 
 
+def test_buckets_replace_what_an_interrupted_attempt_left(tmp_path: Path, table: pa.Table) -> None:
+    """A --resume --unique job of Parquet or Megatron input killed after a hash bucket was split in
+    pass 1 left that level's directory; every rerun failed "cannot create temporary buckets: File
+    exists" and the job could never finish (attack). The level is made again, as line buckets are."""
+    left = tmp_path / "unique-10"
+    left.mkdir(mode=0o700)
+    (left / "00000.arrows").write_bytes(b"half a stream")
+    (left / "00007.arrows").write_bytes(b"of a larger attempt")
+    buckets = TableBuckets(str(left), 2, table.schema, False, 1 << 16)
+    buckets.append(table.to_batches()[0], np.array([table.num_rows, 0]))
+    buckets.close()
+    assert sorted(os.listdir(left)) == ["00000.arrows", "00001.arrows"]
+    assert sum(b.num_rows for b in buckets.batches(0)) == table.num_rows
+
+
 def _canonical_extension_table(kind: str) -> pa.Table:
     """100 rows of one of Arrow's own extension types (not ``pa.ExtensionType`` subclasses)."""
     if kind == "json":

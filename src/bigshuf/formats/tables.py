@@ -10,6 +10,7 @@ likely. The memory limit is held against Arrow buffer sizes (``nbytes``).
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -420,6 +421,8 @@ class TableBuckets:
         options = pa.ipc.IpcWriteOptions(compression="zstd" if compress else None)
         buffer = max(4096, min(1 << 20, buffer_bytes // k))  # all k buffers: about one piece
         self._writers: list[Any] = []
+        # Leftovers of an interrupted attempt (a --resume job's level split again), as ``BucketSet``'s.
+        shutil.rmtree(directory, ignore_errors=True)
         try:
             os.makedirs(directory, 0o700)
             for j in range(k):
