@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from collections.abc import Iterator
 from decimal import Decimal
 from itertools import permutations
 from pathlib import Path
@@ -223,6 +224,20 @@ def test_buckets_replace_what_an_interrupted_attempt_left(tmp_path: Path, table:
     buckets.close()
     assert sorted(os.listdir(left)) == ["00000.arrows", "00001.arrows"]
     assert sum(b.num_rows for b in buckets.batches(0)) == table.num_rows
+
+
+def test_a_worker_thread_arrow_cannot_start_is_not_blamed_on_the_file(tmp_path: Path) -> None:
+    """Under ``ulimit -v`` Arrow's JSON reader failed to start a worker thread, and the run said
+    "data.jsonl: corrupt or unreadable JSON Lines input (Unknown error: Failed to launch worker
+    thread ...)" (attack); it is the failure to start a thread, which the command words as such."""
+    from bigshuf.formats.table_input import TableInput
+
+    def failing() -> Iterator[pa.RecordBatch]:
+        raise pa.ArrowException("Unknown error: Failed to launch worker thread: Resource temporarily unavailable")
+        yield  # (a generator)
+
+    with pytest.raises(RuntimeError, match="^can't start new thread$"):
+        list(TableInput(str(tmp_path / "data.jsonl"), "jsonl")._guarded(failing()))
 
 
 def _canonical_extension_table(kind: str) -> pa.Table:

@@ -132,6 +132,8 @@ class TableInput:
                     plain = plain_schema(self.schema)
                 yield batch if batch.schema.equals(plain) else batch.cast(plain)
         except ARROW_ERRORS as e:
+            if "Failed to launch worker thread" in str(e):  # (Arrow's pool, out of memory or of threads): not the file's fault
+                raise RuntimeError("can't start new thread") from None
             what = FILE_KINDS.get(self.kind, "JSON Lines input")
             hint = f"; give the column types with {option('schema')}" if self.kind == "jsonl" and self._inferred else ""
             raise InputError(f"{quote_name(self.path)}: corrupt or unreadable {what} ({arrow_reason(e)}){hint}") from None
