@@ -144,6 +144,33 @@ def test_several_prefixes_merged_with_modes_and_seeded(tmp_path: Path, run_cli) 
         assert (tmp_path / f"m1{ext}").read_bytes() == (tmp_path / f"m2{ext}").read_bytes()
 
 
+@pytest.mark.parametrize("modes", [False, True])
+def test_many_pairs_hold_no_descriptor_each(tmp_path: Path, modes: bool) -> None:
+    """Each input pair held three descriptors for the whole run (its index's arrays mapped once, each
+    mapping holding one): 60 pairs under ``ulimit -n 100`` failed "Too many open files", naming a
+    NumPy module or nothing, where ``--dry-run`` said 43 were needed (attack); a corpus of thousands
+    of shards failed at the default limit. Each array is now mapped where it is read."""
+    import subprocess
+    import sys
+
+    (tmp_path / "in").mkdir()
+    expected = []
+    for p in range(60):
+        docs = make_docs(20, seed=p, modes=modes)
+        write_dataset(tmp_path / "in" / f"p{p:03d}_text_document", docs, modes=modes)
+        expected += as_docs(docs, modes=modes)
+
+    def lower() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_NOFILE, (100, 100))
+
+    cmd = [sys.executable, "-m", "bigshuf", "-S", "64K", "--seed", "1", "-T", str(tmp_path), str(tmp_path / "in"), "-o", str(tmp_path / "m")]
+    done = subprocess.run(cmd, capture_output=True, timeout=120, preexec_fn=lower)
+    assert (done.returncode, done.stderr) == (0, b"")
+    assert Counter(read_dataset(tmp_path / "m", modes=modes)[1]) == Counter(expected)
+
+
 def test_shards_sample_and_verify(tmp_path: Path, run_cli) -> None:
     docs = make_docs(500, seed=4, dtype=np.int32)
     write_dataset(tmp_path / "c", docs, dtype=np.int32)

@@ -282,7 +282,9 @@ class IndexParts:
 class IndexedInput(TableInput):
     """One dataset, its index checked against itself and its ``.bin`` when opened; read as rows of documents.
 
-    The index is mapped, not loaded: it is checked and read ``WINDOW`` entries at a time.
+    The index is mapped, not loaded: it is checked and read ``WINDOW`` entries at a time, each
+    array mapped anew where it is used (a mapping holds a descriptor of its own while it lives, and
+    a run of a thousand pairs held three each, past the open-file limit).
     """
 
     #: Both files are local (a manifest lists their size and mtime).
@@ -300,20 +302,35 @@ class IndexedInput(TableInput):
         self.count = entries - 1  # documents
         self.rows = self.count
         self.bin_size = self._bin_size()
-        base = HEADER.size
-        s = self.sequences
-        self.lengths = self._array("<i4", base, s)
-        self.pointers = self._array("<i8", base + 4 * s, s)
-        self.documents = self._array("<i8", base + 12 * s, entries)
-        self.mode_values = self._array("i1", base + 12 * s + 8 * entries, s) if self.modes else None
         self._check()
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Each sequence's tokens (int32), mapped."""
+        return self._array("<i4", HEADER.size, self.sequences)
+
+    @property
+    def pointers(self) -> np.ndarray:
+        """Where each sequence's tokens start in the ``.bin`` (int64), mapped."""
+        return self._array("<i8", HEADER.size + 4 * self.sequences, self.sequences)
+
+    @property
+    def documents(self) -> np.ndarray:
+        """Each document's first sequence, and the sequence count last (int64), mapped."""
+        return self._array("<i8", HEADER.size + 12 * self.sequences, self.count + 1)
+
+    @property
+    def mode_values(self) -> np.ndarray | None:
+        """Each sequence's mode (int8), mapped; None without modes."""
+        if not self.modes:
+            return None
+        return self._array("i1", HEADER.size + 12 * self.sequences + 8 * (self.count + 1), self.sequences)
 
     def take_modes(self, modes: bool) -> None:
         """Have sequence modes or not as the datasets shuffled with it do (it holds no sequences)."""
         assert self.sequences == 0, "a dataset with sequences says whether it has modes"
         self.modes = modes
         self.schema = schema(modes)
-        self.mode_values = np.empty(0, np.int8) if modes else None
 
     def _header(self) -> tuple[bytes, int, int, int, int]:
         """The header's fields, each checked."""
@@ -423,7 +440,8 @@ class IndexedInput(TableInput):
                 raise InputError(f"{quote_name(self.bin_path)}: ended at byte {lo + got}, before {hi} (changed while read?)")
             got += step
         s0, s1 = int(docs[0]), int(docs[-1])
-        modes = None if self.mode_values is None else self.mode_values[s0:s1]
+        values = self.mode_values
+        modes = None if values is None else values[s0:s1]
         assert self.schema is not None
         return documents_batch(self.schema, data, docs, starts, self.lengths[s0:s1], modes)
 
