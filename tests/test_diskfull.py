@@ -128,6 +128,22 @@ def test_unique_is_refused_before_its_hash_buckets_fill_the_temp_disk(tmp_path: 
     assert os.listdir(small_fs) == [] and not (tmp_path / "out.txt").exists()
 
 
+def test_unique_counts_the_hashes_beside_its_hash_buckets(tmp_path: Path) -> None:
+    """The hash buckets keep 8 bytes of hash a record beside the records: 400,000 records of 5 bytes
+    (2 MB) need 5.2 MB, and the plan and the check before the dedup counted 2, so a 4 MB -T passed
+    them and the run failed part way, "unique-hashes/bucket-...: write error: No space left on
+    device" (attack)."""
+    src = tmp_path / "in.txt"
+    src.write_bytes(b"".join(b"%04d\n" % (i * 7919 % 10_000) for i in range(400_000)))
+    with tmpfs(tmp_path / "small", "size=4m") as small:
+        args = ["-S", "1M", "-T", str(small), "--unique", str(src), "-o", str(tmp_path / "out.txt")]
+        plan = _run(["--dry-run", *args])
+        proc = _run(args)
+        assert proc.returncode == 1 and proc.stderr.startswith(f"bigshuf: {small}: not enough temporary space: need 5.".encode())
+        assert proc.stderr in plan.stderr.splitlines(keepends=True), (proc.stderr, plan.stderr)
+        assert os.listdir(small) == [] and not (tmp_path / "out.txt").exists()
+
+
 def test_a_range_too_big_for_memory_and_the_temp_disk_is_refused_by_the_plan_too(tmp_path: Path, small_fs: Path) -> None:
     """``-i 1-500000`` at ``-S 256K`` is refused at once by the run (it can be listed nowhere); its
     plan said the space needed was unknown and "ok" (found by a dry-run differential attack)."""

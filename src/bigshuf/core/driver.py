@@ -163,6 +163,9 @@ class TwoPass(ABC):
     unit = "records"
     #: Files each bucket holds open while pass 1 writes it (the open-file limit caps the buckets).
     files_per_bucket = 1
+    #: Bytes a record's hash takes beside ``--unique``'s hash buckets (a tar's identity is hashed
+    #: again when its bucket is read: none), counted in the temporary space the dedup needs.
+    hash_bytes = 8
 
     def __init__(
         self, entropy: int, limit: int, head_count: int | None, tmp_dir: str | None, progress: Progress, threads: int = 1,

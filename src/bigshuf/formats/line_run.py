@@ -369,7 +369,7 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
                 if "dedup" not in self.state and exact and whole is not None:
                     # The hash buckets take the input's bytes: refused before they are written, as
                     # --dry-run checks (the check before pass 1 came only once they filled the disk).
-                    temp.check_free(self.free_needed(whole))
+                    temp.check_free(self.free_needed(whole) + self.hash_bytes * int(whole / max(1.0, per_record)))
                 hashed = dedup.resume(everything) if "dedup" in self.state else dedup.scatter(everything, whole, per_record)
                 whole, exact = int(hashed.data.sizes.sum()), True
                 if unique_mix:

@@ -86,6 +86,7 @@ class TarRun(WeightedSamples, ResumableSamples, TwoPass):
 
     unit = "samples"
     files_per_bucket = 2  # the samples' bytes and their lengths (``SampleBuckets``)
+    hash_bytes = 0  # (identities hashed again as a hash bucket is read)
 
     def __init__(self, request: Request, paths: list[str | Source], entropy: int, progress: Progress) -> None:
         super().__init__(
