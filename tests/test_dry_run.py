@@ -342,6 +342,28 @@ def test_file_descriptors_needed_are_what_the_run_needs(tmp_path: Path) -> None:
     assert _with_open_files(need, args).returncode == 0
 
 
+def test_unique_hash_buckets_are_shown_as_the_open_file_limit_caps_them(tmp_path: Path) -> None:
+    """``--unique``'s hash level wants 671 buckets here: under ``ulimit -n 300`` it gets 236, and the
+    output for the seed differs, where the plan showed only pass 1's 195 buckets and 201 descriptors
+    at every limit (attack); it now shows the hash buckets first, and their descriptors."""
+    src = tmp_path / "in.txt"
+    src.write_bytes(b"".join(b"record-%08d-xxxxxxxxxxxx\n" % (i * 7919 % 50_000) for i in range(60_000)))
+    shown, outputs = [], []
+    for limit in (300, 800, 1200):
+        out = tmp_path / f"out{limit}.txt"
+        args = ["--unique", "-S", "64K", "--seed", "1", "-T", str(tmp_path), str(src), "-o", str(out)]
+        lines = _lines(_with_open_files(limit, ["--dry-run", *args]).stdout)
+        k = int(lines["path"].split(", ")[2].split()[0])
+        assert f", {k} hash buckets then 195 buckets, " in lines["path"]
+        assert lines["file descriptors"] == f"needs {6 + k * (2 if 2 * k <= limit - 64 else 1)}, limit {limit}"
+        done = _with_open_files(limit, args)
+        assert (done.returncode, done.stderr) == (0, b"")
+        shown.append(k)
+        outputs.append(out.read_bytes())
+    assert shown[0] == 236 and shown[1] == shown[2] == 671
+    assert outputs[0] != outputs[1] == outputs[2]
+
+
 def _tars(directory: Path, tars: int, samples: int) -> list[tuple[str, bytes]]:
     """``tars`` tar files of ``samples`` two-member samples (1.5 KB and 1 byte) in ``directory``; their members."""
     directory.mkdir()

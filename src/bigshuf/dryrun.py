@@ -36,6 +36,8 @@ class Facts:
     #: Why the input could not be read (a message of the run's), if it could not.
     input_error: str = ""
     buckets: int | None = None
+    #: ``--unique``'s hash buckets, written before pass 1's (None: not known, or no dedup pass).
+    hash_buckets: int | None = None
     passes: int | None = None
     tmp_dir: str = ""
     temp_free: int | None = None

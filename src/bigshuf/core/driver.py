@@ -410,6 +410,12 @@ class TwoPass(ABC):
             if isinstance(blocks, Generator):
                 blocks.close()  # the reader's files, whatever ended the level
 
+    @classmethod
+    def dedup_buckets(cls, est: Estimate, limit: int, sources: int) -> int:
+        """``--unique``'s hash buckets for an input of ``est`` (with ``sources`` weighted sources), as
+        the format's dedup stage makes them before pass 1 (for ``--dry-run``)."""
+        raise NotImplementedError
+
     def _bucket_count(self, est: Estimate) -> int:
         """How many buckets one level needs (see ``level_buckets``)."""
         return level_buckets(est, self.limit, self.files_per_bucket)

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..core import head, plan
 from ..core.driver import Estimate, Sample, level_buckets
+from ..core.dedup import keeps_hashes
 from ..run_plan import RunPlan
 from ..dryrun import Facts, error_line, fail_with, plan_mix, plan_output, plan_records, size_text, weigh
 from ..errors import BigShufError, option
@@ -88,6 +89,8 @@ def _gather(request: Request) -> Facts:
         facts.passes = plan.expected_passes(est.nbytes or 0, est.records or 0, limit) if known else None
         if request.unique and facts.passes is not None:
             facts.passes += 1  # the dedup's pass through hash buckets, before pass 1
+        if request.unique and facts.sample.estimate is not None and facts.sample.estimate.nbytes is not None:
+            facts.hash_buckets = run.dedup_buckets(facts.sample.estimate, limit, len(request.sources))
     try:
         facts.output = run.output_plan(request, inputs)
     except BigShufError as e:
@@ -170,6 +173,8 @@ def _path(facts: Facts) -> None:
     else:
         passes = "at least 2 passes" if facts.passes is None else f"{facts.passes} passes"
         buckets = "buckets unknown" if facts.buckets is None else f"{facts.buckets} buckets"
+        if facts.hash_buckets is not None:
+            buckets = f"{facts.hash_buckets} hash buckets then {buckets}"
         facts.line("path", f"external, {passes}, {buckets}{threads}")
 
 
@@ -224,7 +229,12 @@ def _descriptors(facts: Facts) -> None:
         else:
             facts.line("file descriptors", "unknown (so is the bucket count)")
         return
-    need = facts.descriptors = plan.descriptors_needed(facts.buckets, files, per_bucket)
+    need = plan.descriptors_needed(facts.buckets, files, per_bucket)
+    if facts.hash_buckets is not None:  # written before pass 1, with their hashes where they are kept
+        k = facts.hash_buckets
+        hash_files = per_bucket if registry.run_class(facts.request.family).hash_bytes == 0 or not keeps_hashes(k) else 2
+        need = max(need, plan.descriptors_needed(k, 0, hash_files))
+    facts.descriptors = need
     facts.line("file descriptors", f"needs {need}, limit {shown}")
     if soft is not None and soft != -1:
         limit = soft

@@ -56,7 +56,7 @@ from .line_plan import (
     compression_ratio, lines_output_plan, mean_record_size, repeat_refusal, sample_lines, shard_suffix, temp_bytes,
 )
 from .line_resume import ResumableLines
-from .line_unique import Dedup, parallel_hashes, record_ranges
+from .line_unique import Dedup, hash_buckets, parallel_hashes, record_ranges
 
 
 #: A bucket loaded for pass 2: its bytes, and its records' ends when found where it was loaded.
@@ -479,6 +479,11 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
 
     def free_needed(self, nbytes: int) -> int:
         return temp_bytes(nbytes, self.request.compress_temp, self.temp_ratio)
+
+    @classmethod
+    def dedup_buckets(cls, est: Estimate, limit: int, sources: int) -> int:
+        nbytes = -1 if est.nbytes is None else est.nbytes
+        return hash_buckets(nbytes, int(nbytes / max(1.0, est.per_record)), limit, sources)
 
     def make_buckets(self, directory: str, k: int, top: bool) -> Buckets:
         resuming = top and "k" in self.state

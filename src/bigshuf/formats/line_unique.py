@@ -47,6 +47,13 @@ SOURCE_META = 4
 Labels = Callable[[int, np.ndarray], np.ndarray]
 
 
+def hash_buckets(nbytes: int, records: int, limit: int, sources: int, held: int = 0) -> int:
+    """Hash buckets of a level of ``nbytes`` (-1: unknown) in ``records`` lines (with ``sources``
+    weighted sources, their bookkeeping too), beside ``held`` open bucket files of pass 1."""
+    meta = DEDUP_META + (SOURCE_META if sources else 0)
+    return hash_bucket_count(dedup_need(nbytes, records, meta), limit, held=held)
+
+
 def fits(nbytes: int, nrecords: int, limit: int, meta: int = DEDUP_META) -> bool:
     """Whether a hash bucket can be deduplicated in memory: it, its unique copy and the bookkeeping
     (``meta`` a record) within the pass-1 read buffer's share of the limit (the shuffle's scatter takes the rest)."""
@@ -294,8 +301,7 @@ class Dedup(DedupStage):
         """Scatter ``blocks`` into new hash buckets of ``level`` (in directory ``name``); return them, closed."""
         run = self.run
         self.enter_level(level)
-        need = dedup_need(nbytes, int(nbytes / max(1.0, per_record)), self.meta)
-        k = hash_bucket_count(need, run.limit, held=run.held_files)
+        k = hash_buckets(nbytes, int(nbytes / max(1.0, per_record)), run.limit, self.sources, run.held_files)
         run.buckets += k
         buckets = HashBuckets(
             os.path.join(self.temp.path, name), k, run.writer, run.request.compress_temp, self.sources, keeps_hashes(k, run.held_files)

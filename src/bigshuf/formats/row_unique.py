@@ -177,6 +177,11 @@ def first_rows(table: pa.Table, hashes: np.ndarray) -> np.ndarray:
     return kept
 
 
+def hash_buckets(nbytes: int, nrows: int, limit: int, held: int = 0) -> int:
+    """Hash buckets of a level of ``nbytes`` in ``nrows`` rows, beside ``held`` open bucket files of pass 1."""
+    return hash_bucket_count(dedup_need(nbytes, nrows), limit, held=held)
+
+
 def fits(nbytes: int, nrows: int, limit: int) -> bool:
     """Whether rows can be deduplicated in memory: they, their unique copy and the bookkeeping, within
     the share of the limit the shuffle's pass 1 leaves (as for lines)."""
@@ -271,7 +276,7 @@ class RowDedup(DedupStage):
         (directory ``name``); return them, closed."""
         run = self.run
         self.enter_level(level)
-        k = hash_bucket_count(dedup_need(nbytes, nrows), run.limit, held=run.held_files)
+        k = hash_buckets(nbytes, nrows, run.limit, run.held_files)
         run.buckets += k
         directory, top = os.path.join(self.temp.path, name), level == 0 and self.keep_top
         if top:  # --resume: synced and checkpointed once complete

@@ -33,7 +33,7 @@ from ..storage.shards import check_outputs
 from ..storage.sinks import CodecChoice
 from ..storage.tempspace import TempSpace
 from ..storage.writeback import WriteBehind
-from .row_unique import RowDedup, check_comparable, fits as dedup_fits
+from .row_unique import RowDedup, check_comparable, fits as dedup_fits, hash_buckets
 from .rowhash import row_fingerprint
 from .detect import output_kind, refuse_terminal
 from .table_input import TableInput, open_inputs
@@ -311,6 +311,10 @@ class TableRun(WeightedRows, TwoPass):
         if self.mixer is not None:
             self.mixer.check_complete()
         super().begin_output(total, restore)
+
+    @classmethod
+    def dedup_buckets(cls, est: Estimate, limit: int, sources: int) -> int:
+        return hash_buckets(est.nbytes or 0, est.records or 0, limit)
 
     def make_buckets(self, directory: str, k: int, top: bool) -> Buckets:
         if top and self.stratifier is not None:

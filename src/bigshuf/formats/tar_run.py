@@ -45,7 +45,7 @@ from .tar_members import BLOCK
 from .tar_mix import WeightedSamples, with_files
 from .tar_resume import ResumableSamples
 from .line_unique import SOURCE_META
-from .tar_unique import TarDedup, fits as unique_fits, unique_capacity, unique_samples, unique_with_sources
+from .tar_unique import TarDedup, fits as unique_fits, hash_buckets, unique_capacity, unique_samples, unique_with_sources
 
 #: What ends a tar archive: two zero blocks.
 END_OF_ARCHIVE = bytes(2 * BLOCK)
@@ -263,6 +263,10 @@ class TarRun(WeightedSamples, ResumableSamples, TwoPass):
             self.mixer.check_complete()
 
     # The driver's hooks.
+
+    @classmethod
+    def dedup_buckets(cls, est: Estimate, limit: int, sources: int) -> int:
+        return hash_buckets(-1 if est.nbytes is None else est.nbytes, limit, cls.files_per_bucket)
 
     def make_buckets(self, directory: str, k: int, top: bool) -> Buckets:
         if top and self.stratifier is not None:

@@ -116,6 +116,12 @@ def _parsed_members(view: memoryview, lo: int, hi: int) -> list[tuple[bytes, int
     return out
 
 
+def hash_buckets(nbytes: int, limit: int, files: int, held: int = 0) -> int:
+    """Hash buckets (of ``files`` files each) of a level of ``nbytes`` (-1: unknown) of samples, their
+    count unknown (``fits`` counts three times their bytes), beside ``held`` open bucket files of pass 1."""
+    return hash_bucket_count(-1 if nbytes < 0 else 3 * nbytes, limit, files, held)
+
+
 def fits(nbytes: int, nrecords: int, limit: int, meta: int = DEDUP_META) -> bool:
     """Whether a block of samples can be deduplicated in memory: it, its identities, its unique copy
     and the bookkeeping (``meta`` a sample) within the read buffer's share of the limit."""
@@ -269,8 +275,7 @@ class TarDedup(DedupStage):
         ``level`` (in directory ``name``); return them, closed."""
         run = self.run
         self.enter_level(level)
-        # fits' bytes, the sample count unknown
-        k = hash_bucket_count(-1 if nbytes < 0 else 3 * nbytes, run.limit, run.files_per_bucket, run.held_files)
+        k = hash_buckets(nbytes, run.limit, run.files_per_bucket, run.held_files)
         run.buckets += k
         buckets = SampleBuckets(os.path.join(self.temp.path, name), k, run.writer, run.request.compress_temp)
         if self.sources:
