@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
+import bigshuf
 from bigshuf.storage.expansion import decoded_sizes, spread
 from bigshuf.storage.sources import FileSource
 
@@ -73,6 +74,36 @@ def test_each_source_is_planned_at_its_own_ratio(tmp_path: Path) -> None:
     sizes = decoded_sizes(sources, [0] * 6 + [1] * 3)
     for got, want in zip(sizes, truth):
         assert got is not None and abs(got - want) < want * 0.05
+
+
+@pytest.mark.parametrize("first", ["dense", "loose"])
+def test_a_plan_of_sources_compressed_unlike_needs_their_decoded_bytes(tmp_path: Path, first: str) -> None:
+    """The plan's bytes (and so its buckets and temporary space) are the sources' decoded bytes,
+    whichever source is read first: from the first block's ratio, a dense source read first made
+    the plan ~20 times too large, a loose one read first ~3 times too small."""
+    dense, loose = repetitive(4 << 20), random_lines(2 << 20)
+    (tmp_path / "dense.zst").write_bytes(zstd_streamed(dense))
+    (tmp_path / "loose.gz").write_bytes(gzip.compress(loose, mtime=0))
+    named = {"dense": str(tmp_path / "dense.zst"), "loose": str(tmp_path / "loose.gz")}
+    order = [first, *(n for n in named if n != first)]
+    planned = bigshuf.plan_shuffle(None, sources={n: named[n] for n in order}, memory="1M", tmp_dir=str(tmp_path))
+    whole = len(dense) + len(loose)
+    assert planned.nbytes is not None and abs(planned.nbytes - whole) < whole * 0.05
+    assert planned.temp_needed is not None and planned.temp_needed >= whole * 0.95
+
+
+def test_a_source_weighs_its_decoded_bytes(tmp_path: Path) -> None:
+    """A rate on a source of unknown size weighs its decoded bytes, not its bytes on disk: doubling
+    the dense source doubles most of the multiset (by disk bytes it was a few percent of it)."""
+    dense, loose = repetitive(4 << 20), random_lines(1 << 20)
+    (tmp_path / "dense.zst").write_bytes(zstd_streamed(dense))
+    (tmp_path / "loose.gz").write_bytes(gzip.compress(loose, mtime=0))
+    planned = bigshuf.plan_shuffle(
+        None, sources={"loose": str(tmp_path / "loose.gz"), "dense": str(tmp_path / "dense.zst")}, rates={"dense": 2},
+        memory="1M", tmp_dir=str(tmp_path),
+    )
+    multiset = 2 * len(dense) + len(loose)
+    assert planned.temp_needed is not None and abs(planned.temp_needed - multiset) < multiset * 0.05
 
 
 def test_spread_takes_the_first_last_and_evenly_between() -> None:
