@@ -92,6 +92,17 @@ def test_a_plan_of_sources_compressed_unlike_needs_their_decoded_bytes(tmp_path:
     assert planned.temp_needed is not None and planned.temp_needed >= whole * 0.95
 
 
+def test_files_of_one_group_sampled_are_each_taken_at_their_own_ratio(tmp_path: Path) -> None:
+    """Files given as operands are one group: those sampled are planned at their own ratio, not the
+    group's (a dense and a loose file, both sampled, were both taken at their mean ratio: ~40% short)."""
+    dense, loose = repetitive(4 << 20), random_lines(2 << 20)
+    (tmp_path / "dense.zst").write_bytes(zstd_streamed(dense))
+    (tmp_path / "loose.gz").write_bytes(gzip.compress(loose, mtime=0))
+    planned = bigshuf.plan_shuffle([tmp_path / "loose.gz", tmp_path / "dense.zst"], memory="1M", tmp_dir=str(tmp_path))
+    whole = len(dense) + len(loose)
+    assert planned.nbytes is not None and abs(planned.nbytes - whole) < whole * 0.05
+
+
 def test_a_source_weighs_its_decoded_bytes(tmp_path: Path) -> None:
     """A rate on a source of unknown size weighs its decoded bytes, not its bytes on disk: doubling
     the dense source doubles most of the multiset (by disk bytes it was a few percent of it)."""

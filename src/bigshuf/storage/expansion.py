@@ -85,7 +85,7 @@ def _local(source: FileSource) -> Stored | None:
 def expanded_sizes(files: Sequence[Stored], groups: Sequence[int], recorded: bool = True) -> list[int]:
     """Each file's decoded bytes: as recorded (``recorded``: where reading the record is cheap),
     else its size times its group's ratio, sampled on at most ``SAMPLE_FILES`` of the group's
-    files; a sampled file decoded whole is counted exactly."""
+    files; a sampled file by its own ratio (exactly, if decoded whole)."""
     sizes = [recorded_size(f) if recorded else None for f in files]
     members: dict[int, list[int]] = {}
     for i, (size, group) in enumerate(zip(sizes, groups)):
@@ -95,8 +95,8 @@ def expanded_sizes(files: Sequence[Stored], groups: Sequence[int], recorded: boo
         decoded = consumed = 0
         for i in spread(indexes, SAMPLE_FILES):
             got, fed, whole = _sample(files[i])
-            if whole:
-                sizes[i] = got
+            if fed:
+                sizes[i] = got if whole else int(files[i].size * got / fed)
             decoded, consumed = decoded + got, consumed + fed
         ratio = decoded / consumed if consumed else 1.0
         for i in indexes:
