@@ -120,3 +120,21 @@ def test_a_source_weighs_its_decoded_bytes(tmp_path: Path) -> None:
 def test_spread_takes_the_first_last_and_evenly_between() -> None:
     assert spread(list(range(100)), 4) == [0, 33, 66, 99]
     assert spread([3, 5], 4) == [3, 5]
+
+
+def test_a_run_of_sources_compressed_unlike_makes_the_buckets_of_their_decoded_bytes(tmp_path: Path) -> None:
+    """The run plans as ``--dry-run`` does: compressed, a dense and a loose source get about the
+    buckets the same records get uncompressed (from the loose one's first block, a third of them)."""
+    dense, loose = repetitive(4 << 20), random_lines(2 << 20)
+    (tmp_path / "dense.zst").write_bytes(zstd_streamed(dense))
+    (tmp_path / "loose.gz").write_bytes(gzip.compress(loose, mtime=0))
+    (tmp_path / "dense.txt").write_bytes(dense)
+    (tmp_path / "loose.txt").write_bytes(loose)
+    buckets = []
+    for dense_name, loose_name in (("dense.zst", "loose.gz"), ("dense.txt", "loose.txt")):
+        stats = bigshuf.shuffle(
+            None, tmp_path / "out.txt", sources={"loose": str(tmp_path / loose_name), "dense": str(tmp_path / dense_name)},
+            memory="1M", seed=1, tmp_dir=str(tmp_path),
+        )
+        buckets.append(stats.buckets)
+    assert abs(buckets[0] - buckets[1]) <= buckets[1] * 0.1, buckets
