@@ -18,8 +18,9 @@ from ..errors import InputError
 from .codecs import SNIFF_BYTES, detect
 from .sources import FileSource, Source, input_sizes
 
-#: Decoded bytes read from the start of each sampled file: the Dask plan's sample, 1-2 ms of
-#: zstd or gzip decoding (bzip2 takes 60-70 ms).
+#: Decoded bytes read from the start of each sampled file: the Dask plan's sample. Measured (warm
+#: cache, best of 5): 4 ms a gzip file, 14 ms for 4 of 200 zstd shards; bzip2 120 ms, and coarse (its
+#: decoder takes whole 256 KiB reads: 22% short on 20 MB of JSON Lines).
 SAMPLE_BYTES = 1 << 20
 
 #: Files of a group sampled, spread over it (first, last and evenly between).
