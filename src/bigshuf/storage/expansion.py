@@ -19,7 +19,7 @@ from .codecs import SNIFF_BYTES, detect
 from .sources import FileSource, Source, input_sizes
 
 #: Decoded bytes read from the start of each sampled file: the Dask plan's sample. Measured (warm
-#: cache, best of 5): 4 ms a gzip file, 14 ms for 4 of 200 zstd shards; bzip2 120 ms, and coarse (its
+#: cache, best of 5): 4 ms a gzip file, 14 ms for 200 zstd shards without their sizes (4 sampled); bzip2 120 ms, and coarse (its
 #: decoder takes whole 256 KiB reads: 22% short on 20 MB of JSON Lines).
 SAMPLE_BYTES = 1 << 20
 
@@ -30,9 +30,11 @@ SAMPLE_FILES = 4
 #: block holds 128 KiB decoded, so this covers 512 MiB); past it, the file is sampled instead.
 ZSTD_HEADERS = 4096
 
-#: The most xz streams (each an index read) added up in one file, and the largest index read.
+#: The most xz streams (each an index read) added up in one file, the largest index read, and
+#: the most stream padding (zeros) skipped before a stream's footer.
 XZ_STREAMS = 64
 XZ_INDEX = 1 << 20
+XZ_PADDING = 64 << 10
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ class Stored:
 def decoded_sizes(sources: Sequence[Source], groups: Sequence[int] | None = None) -> list[int | None]:
     """Each input's bytes once decompressed: its size where known, a compressed regular file's as
     recorded or by its group's sampled ratio (``groups``: each input's; None: one group), None for
-    the rest (pipes, standard input)."""
+    the rest (pipes)."""
     sizes = list(input_sizes(sources))
     stored: list[Stored] = []
     at: list[int] = []
@@ -119,9 +121,7 @@ def _sample(file: Stored) -> tuple[int, int, bool]:
     from .decoding import Decompressed, open_reader
 
     try:
-        raw = file.open()
-        raw.seek(file.start)
-        with open_reader(raw, file.codec, file.name) as stream:
+        with open_reader(_opened_at(file), file.codec, file.name) as stream:
             decoded = 0
             while decoded < SAMPLE_BYTES:
                 got = len(stream.read(SAMPLE_BYTES - decoded))
@@ -133,6 +133,17 @@ def _sample(file: Stored) -> tuple[int, int, bool]:
     except (InputError, OSError):
         return 0, 0, False
     return decoded, file.size if whole else min(consumed, file.size), whole
+
+
+def _opened_at(file: Stored) -> BinaryIO:
+    """``file`` opened, at the start of its bytes."""
+    raw = file.open()
+    try:
+        raw.seek(file.start)
+    except OSError:
+        raw.close()
+        raise
+    return raw
 
 
 def recorded_size(file: Stored) -> int | None:
@@ -195,10 +206,9 @@ def _xz_size(raw: BinaryIO, start: int, size: int) -> int | None:
     ``raw`` from ``start`` (read from their end, stream padding skipped), or None where they do not add up."""
     total, end = 0, size
     for _stream in range(XZ_STREAMS):
+        tail = _read_at(raw, start + max(0, end - XZ_PADDING), min(end, XZ_PADDING))
+        end -= (len(tail) - len(tail.rstrip(b"\0"))) & ~3  # stream padding, in fours
         footer = _read_at(raw, start + end - 12, 12) if end >= 24 else b""
-        while footer[8:12] == b"\0\0\0\0" and end >= 28:  # stream padding, in fours
-            end -= 4
-            footer = _read_at(raw, start + end - 12, 12)
         if footer[10:12] != b"YZ":
             return None
         backward = (int.from_bytes(footer[4:8], "little") + 1) * 4
