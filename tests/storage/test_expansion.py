@@ -42,16 +42,17 @@ def test_zstd_frames_that_state_their_sizes_are_added_up(tmp_path: Path) -> None
     skippable = b"\x50\x2a\x4d\x18" + (5).to_bytes(4, "little") + b"12345"
     (tmp_path / "a.zst").write_bytes(sized.compress(one) + skippable + sized.compress(two))
     (tmp_path / "b.zst").write_bytes(sized.compress(one) + zstd_streamed(two))  # a frame without its size: sampled
-    sizes = decoded_sizes([FileSource(tmp_path / "a.zst"), FileSource(tmp_path / "b.zst")], [0, 1])
+    sizes, exact = decoded_sizes([FileSource(tmp_path / "a.zst"), FileSource(tmp_path / "b.zst")], [0, 1])
     assert sizes[0] == len(one) + len(two)
     assert sizes[1] is not None and sizes[1] != len(one) + len(two)
+    assert not exact  # b.zst was sampled
 
 
 def test_xz_indexes_are_added_up_over_streams_and_padding(tmp_path: Path) -> None:
     one, two = repetitive(2 << 20), random_lines(300_000)
     blob = lzma.compress(one) + b"\0" * 8 + lzma.compress(two, check=lzma.CHECK_NONE) + b"\0" * 4
     (tmp_path / "a.xz").write_bytes(blob)
-    assert decoded_sizes([FileSource(tmp_path / "a.xz")]) == [len(one) + len(two)]
+    assert decoded_sizes([FileSource(tmp_path / "a.xz")]) == ([len(one) + len(two)], True)
 
 
 def test_each_source_is_planned_at_its_own_ratio(tmp_path: Path) -> None:
@@ -71,7 +72,7 @@ def test_each_source_is_planned_at_its_own_ratio(tmp_path: Path) -> None:
         (loose / f"{i}.gz").write_bytes(gzip.compress(data, mtime=0))
         sources.append(FileSource(loose / f"{i}.gz"))
         truth.append(len(data))
-    sizes = decoded_sizes(sources, [0] * 6 + [1] * 3)
+    sizes, _exact = decoded_sizes(sources, [0] * 6 + [1] * 3)
     for got, want in zip(sizes, truth):
         assert got is not None and abs(got - want) < want * 0.05
 
@@ -138,3 +139,27 @@ def test_a_run_of_sources_compressed_unlike_makes_the_buckets_of_their_decoded_b
         )
         buckets.append(stats.buckets)
     assert abs(buckets[0] - buckets[1]) <= buckets[1] * 0.1, buckets
+
+
+def test_too_little_temp_space_for_recorded_sizes_fails_before_pass_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A compressed input whose size its format records is checked against the free temporary space
+    before pass 1, as a plain file is (the run skipped the check and could fill the disk); one that
+    is only sampled (more than the sample decodes) is not refused on an estimate."""
+    import shutil
+    from collections import namedtuple
+
+    from bigshuf.core.plan import format_size
+
+    data = random_lines(3 << 20)
+    (tmp_path / "sized.zst").write_bytes(zstandard.ZstdCompressor().compress(data))
+    (tmp_path / "streamed.zst").write_bytes(zstd_streamed(data))
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    assert f"needs {format_size(len(data))} in" in bigshuf.plan_shuffle(tmp_path / "sized.zst", memory="256K", tmp_dir=str(temp)).render()
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(bigshuf.TempSpaceError, match=r"need .* free"):
+        bigshuf.shuffle(tmp_path / "sized.zst", tmp_path / "out.txt", memory="256K", seed=1, tmp_dir=temp)
+    assert list(temp.iterdir()) == [] and not (tmp_path / "out.txt").exists()
+    bigshuf.shuffle(tmp_path / "streamed.zst", tmp_path / "out.txt", memory="256K", seed=1, tmp_dir=temp)
+    assert sorted((tmp_path / "out.txt").read_bytes().splitlines()) == sorted(data.splitlines())

@@ -162,7 +162,7 @@ def _sample(request: Request, inputs: list[Any]) -> Sample:
             counted = count_sources(sources, file_source, n, fmt, request.header, limit, Progress())
             counts, nbytes = tuple(counted[0]), tuple(counted[1])
     return Sample(
-        est, sampled, exact=final, sized=total is not None, in_memory=in_memory,
+        est, sampled, exact=final, sized=total is not None or reader.sized_exactly(), in_memory=in_memory,
         temp_bytes=None if est.nbytes is None else temp_bytes(est.nbytes, request.compress_temp, ratio),
         refusal=repeat_refusal(limit) if request.repeat and not in_memory else "",
         source_records=counts, source_bytes=nbytes, source_sizes=sizes,

@@ -242,7 +242,7 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         whole = reader.estimate_total() if total is None else total + len(self.sources)
         if whole is not None and self.mixer is not None:
             whole = int(whole * factor)
-        self._external_passes(everything, whole, per_record, total is not None, unique_mix)
+        self._external_passes(everything, whole, per_record, total is not None or reader.sized_exactly(), unique_mix)
 
     def _repeat_range(self, source: RangeSource) -> None:
         """``-r -i LO-HI`` without ``-n`` (or with one too large to shuffle again in memory): numbers

@@ -61,7 +61,7 @@ class WeightedSamples:
             counts, nbytes = self._count_sources(file_source, n)
             sizes = list(nbytes)
         else:
-            sizes = source_sizes(decoded_sizes(SampleReader(self.paths, Progress()).sources, file_source), file_source, n)
+            sizes = source_sizes(decoded_sizes(SampleReader(self.paths, Progress()).sources, file_source)[0], file_source, n)
         self.mixer = mix.mixer_for(request, counts, nbytes)  # refuses a rate above 1 (the tar format's no_copies)
         if request.stratify:
             assert request.split is not None

@@ -49,10 +49,10 @@ class Stored:
     start: int = 0
 
 
-def decoded_sizes(sources: Sequence[Source], groups: Sequence[int] | None = None) -> list[int | None]:
+def decoded_sizes(sources: Sequence[Source], groups: Sequence[int] | None = None) -> tuple[list[int | None], bool]:
     """Each input's bytes once decompressed: its size where known, a compressed regular file's as
     recorded or by its group's sampled ratio (``groups``: each input's; None: one group), None for
-    the rest (pipes)."""
+    the rest (pipes); and whether every one is exact (none sampled), as the run's free-space check needs."""
     sizes = list(input_sizes(sources))
     stored: list[Stored] = []
     at: list[int] = []
@@ -62,9 +62,10 @@ def decoded_sizes(sources: Sequence[Source], groups: Sequence[int] | None = None
             stored.append(file)
             at.append(i)
     within = [0 if groups is None else groups[i] for i in at]
-    for i, size in zip(at, expanded_sizes(stored, within)):
+    expanded, exact = expanded_sizes(stored, within)
+    for i, size in zip(at, expanded):
         sizes[i] = size
-    return sizes
+    return sizes, exact and None not in sizes
 
 
 def _local(source: FileSource) -> Stored | None:
@@ -85,12 +86,13 @@ def _local(source: FileSource) -> Stored | None:
     return Stored(source.name, disk, codec, lambda: open(path, "rb"), start)
 
 
-def expanded_sizes(files: Sequence[Stored], groups: Sequence[int], recorded: bool = True) -> list[int]:
+def expanded_sizes(files: Sequence[Stored], groups: Sequence[int], recorded: bool = True) -> tuple[list[int], bool]:
     """Each file's decoded bytes: as recorded (``recorded``: where reading the record is cheap),
     else its size times its group's ratio, sampled on at most ``SAMPLE_FILES`` of the group's
-    files; a sampled file by its own ratio (exactly, if decoded whole)."""
+    files; a sampled file by its own ratio (exactly, if decoded whole). And whether all are exact."""
     sizes = [recorded_size(f) if recorded else None for f in files]
     members: dict[int, list[int]] = {}
+    exact = True
     for i, (size, group) in enumerate(zip(sizes, groups)):
         if size is None:
             members.setdefault(group, []).append(i)
@@ -100,12 +102,14 @@ def expanded_sizes(files: Sequence[Stored], groups: Sequence[int], recorded: boo
             got, fed, whole = _sample(files[i])
             if fed:
                 sizes[i] = got if whole else int(files[i].size * got / fed)
+            exact = exact and whole
             decoded, consumed = decoded + got, consumed + fed
         ratio = decoded / consumed if consumed else 1.0
         for i in indexes:
             if sizes[i] is None:
                 sizes[i] = int(files[i].size * ratio)
-    return cast(list[int], sizes)
+                exact = False
+    return cast(list[int], sizes), exact
 
 
 def spread(items: Sequence[int], most: int) -> list[int]:

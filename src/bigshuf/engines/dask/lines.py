@@ -330,7 +330,7 @@ def estimated_bytes(files: list[remote.RemoteFile]) -> int:
     packed = [f for f in files if f.codec is not None]
     stored = [Stored(quote_name(f.name), f.size, f.codec or "", functools.partial(remote.open_input, f.name)) for f in packed]
     local = not any(remote.is_remote(f.name) for f in packed)  # a record read per file: cheap only on local disks
-    decoded = expanded_sizes(stored, [0] * len(stored), recorded=local)
+    decoded, _exact = expanded_sizes(stored, [0] * len(stored), recorded=local)
     return sum(f.size for f in files if f.codec is None) + int(RATIO_MARGIN * sum(decoded))
 
 
