@@ -163,3 +163,19 @@ def test_too_little_temp_space_for_recorded_sizes_fails_before_pass_one(tmp_path
     assert list(temp.iterdir()) == [] and not (tmp_path / "out.txt").exists()
     bigshuf.shuffle(tmp_path / "streamed.zst", tmp_path / "out.txt", memory="256K", seed=1, tmp_dir=temp)
     assert sorted((tmp_path / "out.txt").read_bytes().splitlines()) == sorted(data.splitlines())
+
+
+@pytest.mark.parametrize("name", ["in.txt", "in.zst"])
+def test_a_recorded_size_is_planned_as_the_plain_file_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """With its final separator missing, a file needs a byte more than it holds: the plain file's plan
+    counted it, the zstd one's recorded size did not, and passed a free-space check the plain file failed."""
+    import shutil
+    from collections import namedtuple
+
+    data = random_lines(3 << 20).rstrip(b"\n")
+    (tmp_path / "in.txt").write_bytes(data)
+    (tmp_path / "in.zst").write_bytes(zstandard.ZstdCompressor().compress(data))
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - len(data), len(data)))
+    with pytest.raises(bigshuf.TempSpaceError, match=r"need .* free"):
+        bigshuf.shuffle(tmp_path / name, tmp_path / "out.txt", memory="256K", seed=1, tmp_dir=tmp_path)

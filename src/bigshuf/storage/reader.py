@@ -289,14 +289,15 @@ class RecordReader:
         return self._planned()[1]
 
     def estimate_total(self) -> int | None:
-        """Expected bytes of all inputs once decompressed (their ``decoded_sizes``), or None if an
-        input's is unknown (a pipe).
+        """Expected bytes of all inputs once decompressed (their ``decoded_sizes``), plus one per input
+        for a final separator it may lack, as plain files are planned; None if an input's is unknown (a pipe).
 
         Compressed files do not tell their size; planning the bucket count and temporary space
-        from an estimate keeps buckets near their target size.
+        from an estimate keeps buckets near their target size, and a recorded size then plans the
+        buckets, and so the output, of the same file uncompressed.
         """
         planned = self.decoded_sizes()
-        return None if None in planned else sum(cast(list[int], planned))
+        return None if None in planned else sum(cast(list[int], planned)) + len(self.sources)
 
     def _open(self, index: int, source: Source, early: DecodeAhead | None = None) -> BinaryIO:
         taken = None if early is None else early.take(index)
