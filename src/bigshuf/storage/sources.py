@@ -264,15 +264,14 @@ def later_stdin(sources: Sequence[Source]) -> set[int]:
     return set(at[1:])
 
 
-def input_sizes(sources: Sequence[Source], stored: bool = False) -> Iterator[int | None]:
-    """Each source's ``size()`` (``stored``: a file's bytes on disk, a compressed one's too:
-    ``disk_size``), standard input counted once (``later_stdin``)."""
+def input_sizes(sources: Sequence[Source]) -> Iterator[int | None]:
+    """Each source's ``size()``, standard input counted once (``later_stdin``)."""
     again = later_stdin(sources)
     for i, source in enumerate(sources):
         if i in again:
             yield 0 if stdin_file() is not None else None
         else:
-            yield source.disk_size() if stored and isinstance(source, FileSource) else source.size()
+            yield source.size()
 
 
 #: File systems whose files are made as they are read: their sizes say nothing (sysfs gives
