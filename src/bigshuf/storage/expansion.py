@@ -71,17 +71,19 @@ def decoded_sizes(sources: Sequence[Source], groups: Sequence[int] | None = None
 def _local(source: FileSource) -> Stored | None:
     """``source`` as a ``Stored`` file if it is a compressed regular file, standard input's from
     its offset (opened anew, so that offset stays); else None (the run says what is wrong)."""
+    disk = source.disk_size()
+    if disk is None:  # not a regular file: opened, a pipe would be read (or wait for a writer)
+        return None
     path, start = source.path, 0
     if path == "-":
         path, start = "/proc/self/fd/0", source.stdin_offset() or 0
-    disk = source.disk_size()
     try:
         with open(path, "rb") as f:
             f.seek(start)
             codec = detect(f.read(SNIFF_BYTES))
     except OSError:
         return None
-    if disk is None or codec is None:
+    if codec is None:
         return None
     return Stored(source.name, disk, codec, lambda: open(path, "rb"), start)
 
