@@ -970,3 +970,21 @@ def test_a_compressed_inputs_plan_is_sized_from_what_its_decoder_was_fed(tmp_pat
     got = bigshuf.plan_shuffle(path, tmp_path / "out.jsonl", engine="dask")
     assert got.nbytes is not None and got.records is not None, got.render()
     assert 0.8 < got.nbytes / len(data) < 1.25 and 0.8 < got.records / 20000 < 1.25, got.render()
+
+
+@pytest.mark.parametrize("dense_first", [True, False])
+def test_inputs_compressed_unlike_are_each_planned_at_their_own_ratio(tmp_path: Path, dense_first: bool) -> None:
+    """The Dask plan took every compressed input at the first one's ratio: a zstd file of 4 MiB
+    that compresses hundreds of times beside a gzip of random lines was planned ~3 times too small
+    (the loose one first) or ~20 times too large (the dense one first). It now plans as the local
+    engine does (``storage.expansion``)."""
+    import zstandard
+
+    line = b'{"text": "the same words again and again"}\n'
+    dense = line * ((4 << 20) // len(line))
+    loose = b"".join(r + b"\n" for r in make_records(40_000, seed=3))
+    (tmp_path / "dense.zst").write_bytes(zstandard.ZstdCompressor(write_content_size=False).compress(dense))
+    (tmp_path / "loose.gz").write_bytes(gzip.compress(loose, mtime=0))
+    paths = [tmp_path / "dense.zst", tmp_path / "loose.gz"]
+    got = bigshuf.plan_shuffle(paths if dense_first else paths[::-1], tmp_path / "out.txt", engine="dask")
+    assert got.nbytes is not None and 0.95 < got.nbytes / (len(dense) + len(loose)) < 1.05, got.render()

@@ -311,10 +311,10 @@ for source in (FileSource(sys.argv[1]), FileSource("-")):
 
 @pytest.mark.parametrize("codec", ["gzip", "zstd"])
 def test_a_compressed_file_on_stdin_is_consumed_as_the_named_file_is(tmp_path: Path, codec: str) -> None:
-    """The estimate of a compressed input's size is its size on disk times the ratio of bytes made
-    to bytes consumed. Standard input's head was read to find its codec and replayed, so its offset
-    ran 16 bytes ahead: near a bucket count's edge ``< f.gz`` then planned one bucket fewer than
-    ``f.gz`` and its seeded output differed (found by review)."""
+    """A compressed input on standard input is read and estimated (``expansion``, from its offset) as
+    the named file is. Its head was read to find its codec and replayed, so its offset ran 16 bytes
+    ahead: near a bucket count's edge ``< f.gz`` then planned one bucket fewer than ``f.gz`` and its
+    seeded output differed (found by review)."""
     import subprocess
     import sys
 

@@ -26,7 +26,7 @@ from ..request import Request
 from ..storage.layout import parse_split
 from ..storage.output import Output
 from ..storage.reader import RecordReader
-from ..storage.sources import Source, input_sizes
+from ..storage.sources import Source
 from .line_unique import unique_with_sources
 
 
@@ -51,6 +51,8 @@ class WeightedLines:
     _fits_whole: Callable[[int, int], bool]
     _to_memory: Callable[..., None]
     _in_memory: Callable[..., None]
+    #: Each input's bytes once decompressed (the reader's ``decoded_sizes``), weighing uncounted sources.
+    decoded: Callable[[], list[int | None]]
 
     def source_stats(self) -> tuple[mix.SourceStats, ...]:
         return () if self.mixer is None else self.mixer.stats()
@@ -65,13 +67,15 @@ class WeightedLines:
         rates = request.source_rates
         counts: list[int] | None = None
         nbytes: list[int] | None = None
-        sizes = source_sizes(self.sources, file_source, len(names))
+        sizes: list[int | None]
         if counted is not None:
             counts, nbytes = counted
             sizes = list(nbytes)
         elif mix.needs_counts(rates, bool(request.mix)) or request.stratify:
             counts, nbytes = self._count_sources(file_source, len(names))
             sizes = list(nbytes)
+        else:
+            sizes = source_sizes(self.decoded(), file_source, len(names))
         self.mixer = mix.mixer_for(request, counts, nbytes)
         if request.stratify:
             assert request.split is not None
@@ -170,18 +174,10 @@ class WeightedLines:
         return block, list(zip(pieces, counts, shares, labels))
 
 
-def source_sizes(sources: list[Source], file_source: list[int], n: int) -> list[int | None]:
-    """Each source's bytes as its files say, what the run weighs the multiset with when it does not
-    count. Where a file's size is unknown (a compressed one's), each source's bytes as stored
-    instead, as if all were compressed alike: the sources of known size alone, or none, were
-    weighed, and a source of 100 times the bytes of another counted as much as it did. None: a
-    source with a file of neither (a pipe)."""
-    sizes = _per_source(input_sizes(sources), file_source, n)
-    return sizes if None not in sizes else _per_source(input_sizes(sources, stored=True), file_source, n)
-
-
-def _per_source(sizes: Iterable[int | None], file_source: list[int], n: int) -> list[int | None]:
-    """The ``sizes`` of the files summed by source (None if any of its files' is unknown)."""
+def source_sizes(sizes: Iterable[int | None], file_source: list[int], n: int) -> list[int | None]:
+    """Each source's bytes once decompressed, from its files' (``sizes``: ``expansion.decoded_sizes``,
+    compressed ones by their own source's ratio, not all as compressed alike): what the run weighs
+    the multiset with when it does not count. None: a source with a file of unknown size (a pipe)."""
     out: list[int | None] = [0] * n
     for s, size in zip(file_source, sizes):
         had = out[s]

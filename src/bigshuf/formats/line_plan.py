@@ -124,7 +124,8 @@ def _sample(request: Request, inputs: list[Any]) -> Sample:
     limit = resolve_memory(request.memory)
     fmt = RecordFormat(0 if request.zero_terminated else 10, request.lines_per_record)
     piece = plan.piece_bytes(limit)
-    reader = RecordReader(sources, fmt, Progress(), request.header, stream_check=refuse_data_files_in_streams)
+    groups = mix.source_files(request) if request.sources else None
+    reader = RecordReader(sources, fmt, Progress(), request.header, stream_check=refuse_data_files_in_streams, groups=groups)
     total = reader.total_size()
     read = max(piece, plan.DRY_RUN_SAMPLE)
     blocks = reader.blocks(plan.read_capacity(limit), option("memory"), block=read)
@@ -156,12 +157,12 @@ def _sample(request: Request, inputs: list[Any]) -> Sample:
         # Weighted sources: counted as the run's counting pass counts them when the inputs are no
         # more than a plan reads anyway, else sized by their files, as the run weighs them without counts.
         file_source, n = mix.source_files(request), len(request.sources)
-        sizes = tuple(source_sizes(sources, file_source, n))
+        sizes = tuple(source_sizes(reader.decoded_sizes(), file_source, n))
         if final or (total is not None and total <= plan.DRY_RUN_SAMPLE):
             counted = count_sources(sources, file_source, n, fmt, request.header, limit, Progress())
             counts, nbytes = tuple(counted[0]), tuple(counted[1])
     return Sample(
-        est, sampled, exact=final, sized=total is not None, in_memory=in_memory,
+        est, sampled, exact=final, sized=total is not None or reader.sized_exactly(), in_memory=in_memory,
         temp_bytes=None if est.nbytes is None else temp_bytes(est.nbytes, request.compress_temp, ratio),
         refusal=repeat_refusal(limit) if request.repeat and not in_memory else "",
         source_records=counts, source_bytes=nbytes, source_sizes=sizes,

@@ -242,7 +242,7 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         whole = reader.estimate_total() if total is None else total + len(self.sources)
         if whole is not None and self.mixer is not None:
             whole = int(whole * factor)
-        self._external_passes(everything, whole, per_record, total is not None, unique_mix)
+        self._external_passes(everything, whole, per_record, total is not None or reader.sized_exactly(), unique_mix)
 
     def _repeat_range(self, source: RangeSource) -> None:
         """``-r -i LO-HI`` without ``-n`` (or with one too large to shuffle again in memory): numbers
@@ -280,7 +280,9 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         reader = RecordReader(
             self.sources, self.fmt, self.progress, self.request.header, stream_check=refuse_data_files_in_streams,
             parallel=self.workers.map, ahead=self._plan_decoding_ahead(),
+            groups=mix.source_files(self.request) if self.request.sources else None,
         )
+        self.decoded = reader.decoded_sizes
         factor = 1.0
         # With --unique the rates apply to the records left once copies are dropped: the mix is
         # planned once they are counted (by the dedup, in memory or by its buckets).

@@ -22,6 +22,7 @@ from ..progress import Progress
 from ..request import Request
 from ..storage.layout import parse_split
 from ..storage.output import Output
+from ..storage.expansion import decoded_sizes
 from ..storage.sources import Source
 from .line_mix import source_sizes
 from .tar_input import SampleReader
@@ -52,13 +53,15 @@ class WeightedSamples:
         n = len(request.sources)
         counts: list[int] | None = None
         nbytes: list[int] | None = None
-        sizes = source_sizes(SampleReader(self.paths, Progress()).sources, file_source, n)
+        sizes: list[int | None]
         if counted is not None:
             counts, nbytes = counted
             sizes = list(nbytes)
         elif mix.needs_counts(request.source_rates, bool(request.mix)) or request.stratify:
             counts, nbytes = self._count_sources(file_source, n)
             sizes = list(nbytes)
+        else:
+            sizes = source_sizes(decoded_sizes(SampleReader(self.paths, Progress()).sources, file_source)[0], file_source, n)
         self.mixer = mix.mixer_for(request, counts, nbytes)  # refuses a rate above 1 (the tar format's no_copies)
         if request.stratify:
             assert request.split is not None

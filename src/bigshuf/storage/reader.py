@@ -12,7 +12,7 @@ import mmap
 import os
 import stat
 from collections.abc import Callable, Generator, Sequence
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import numpy as np
 
@@ -22,7 +22,8 @@ from ..progress import Progress
 from . import guarded
 from .ahead import AheadPlan, DecodeAhead
 from .codecs import Replay
-from .sources import UNSIZED_READ, FileSource, Source, changed, input_sizes, later_stdin
+from .expansion import decoded_sizes
+from .sources import UNSIZED_READ, FileSource, Source, changed, input_sizes
 
 #: How many first bytes (decompressed) of an input that is not a regular file a reader's
 #: ``stream_check`` is shown (all of them, if it holds fewer).
@@ -200,9 +201,12 @@ class RecordReader:
     def __init__(
         self, sources: Sequence[Source], fmt: RecordFormat, progress: Progress, header: int = 0,
         stream_check: Callable[[bytes, str], None] | None = None, parallel: ParallelMap | None = None,
-        ahead: AheadPlan | None = None,
+        ahead: AheadPlan | None = None, groups: Sequence[int] | None = None,
     ) -> None:
         self.sources = list(sources)
+        #: Each input's weighted source, whose files' compression ratio is sampled together (None: one group).
+        self.groups = groups
+        self._decoded: tuple[list[int | None], bool] | None = None
         #: Decodes the compressed inputs after the one being read on the workers (``DecodeAhead``).
         self.ahead = ahead
         #: Spreads a read of a plain file over the workers (page-cache copies run on every core).
@@ -215,11 +219,9 @@ class RecordReader:
         self.header_lines = header
         self.header = b""
         self._split = b""  # the header lines taken from the input being opened
-        self.bytes_read = 0
         self.progress_done = 0  # bytes reported to progress: of the inputs as stored
         self._stored_at = 0  # stored bytes of the current input reported so far
         self._seps = 0  # separators in the buffer, counted only for --lines-per-record
-        self._current = 0  # index of the source being read
         self._eager = False  # blocks handed out whenever the buffer is full (``blocks(block=...)``)
         # Where each input's records start in the last block handed out: (input index, byte offset),
         # in order (weighted sources tell their records apart by it); ``_runs`` is the buffer's.
@@ -271,25 +273,31 @@ class RecordReader:
             self.progress_done += n
             self.progress.update(n)
 
-    def estimate_total(self) -> int | None:
-        """Expected bytes of all inputs once decompressed, from the ratio seen so far.
+    def _planned(self) -> tuple[list[int | None], bool]:
+        """``expansion.decoded_sizes`` of the inputs, worked out once."""
+        if self._decoded is None:
+            self._decoded = decoded_sizes(self.sources, self.groups)
+        return self._decoded
 
-        Compressed files do not tell their size; planning the bucket count from the ratio of
-        bytes produced to bytes consumed keeps buckets near their target size. None when an
-        input is not a regular file or nothing has been read.
+    def decoded_sizes(self) -> list[int | None]:
+        """Each input's bytes once decompressed, as ``expansion.decoded_sizes`` plans them."""
+        return self._planned()[0]
+
+    def sized_exactly(self) -> bool:
+        """Whether ``estimate_total`` is exact (every compressed input's size recorded by its format, or
+        decoded whole): the run then checks its free temporary space before pass 1, as for plain files."""
+        return self._planned()[1]
+
+    def estimate_total(self) -> int | None:
+        """Expected bytes of all inputs once decompressed (their ``decoded_sizes``), plus one per input
+        for a final separator it may lack, as plain files are planned; None if an input's is unknown (a pipe).
+
+        Compressed files do not tell their size; planning the bucket count and temporary space
+        from an estimate keeps buckets near their target size, and a recorded size then plans the
+        buckets, and so the output, of the same file uncompressed.
         """
-        disk: list[int] = []
-        again = later_stdin(self.sources)
-        for i, s in enumerate(self.sources):
-            size = s.disk_size() if isinstance(s, FileSource) else None
-            if size is None:
-                return None
-            disk.append(0 if i in again else size)
-        current = self.sources[self._current]
-        consumed = sum(disk[: self._current]) + (current.position() if isinstance(current, FileSource) else 0)
-        if not consumed or not self.bytes_read:
-            return None
-        return int(sum(disk) * self.bytes_read / consumed)
+        planned = self.decoded_sizes()
+        return None if None in planned else sum(cast(list[int], planned)) + len(self.sources)
 
     def _open(self, index: int, source: Source, early: DecodeAhead | None = None) -> BinaryIO:
         taken = None if early is None else early.take(index)
@@ -332,7 +340,6 @@ class RecordReader:
         self._runs = []
         sep, group = self.fmt.sep, self.fmt.group
         for index, source in enumerate(self.sources):
-            self._current = index
             if self._runs and self._runs[-1][1] == filled:
                 self._runs.pop()  # the input before held nothing past this point
             self._runs.append((index, filled))
@@ -371,7 +378,6 @@ class RecordReader:
                         self.per_input[-1][1] += n
                     filled += n
                     last = int(buf[filled - 1])
-                    self.bytes_read += n
                     self._report(source, stored, n)
                     if self.on_read is not None and stepwise:
                         self.on_read(buf, filled)

@@ -187,7 +187,7 @@ class FileSource:
         """Bytes left on standard input from its first offset if it is a plain regular file (its
         head is looked at where it is, the offset left as it was), else None."""
         st = stdin_file()
-        start = None if st is None else self._stdin_offset()
+        start = None if st is None else self.stdin_offset()
         if st is None or start is None:
             return None
         try:
@@ -197,7 +197,7 @@ class FileSource:
         left = st.st_size - start
         return None if detect(head) or left <= 0 and head else max(0, left)
 
-    def _stdin_offset(self) -> int | None:
+    def stdin_offset(self) -> int | None:
         """Where standard input is read from: its offset when first sized or opened, kept from
         then on (None for a pipe or a terminal)."""
         if self._stdin_start is None:
@@ -210,7 +210,7 @@ class FileSource:
     def open(self) -> BinaryIO:
         if self.path == "-":
             raw: BinaryIO = StandardInput()  # type: ignore[assignment]
-            self._stdin_offset()
+            self.stdin_offset()
         else:
             try:
                 raw = open(self.path, "rb", buffering=0)
@@ -264,15 +264,14 @@ def later_stdin(sources: Sequence[Source]) -> set[int]:
     return set(at[1:])
 
 
-def input_sizes(sources: Sequence[Source], stored: bool = False) -> Iterator[int | None]:
-    """Each source's ``size()`` (``stored``: a file's bytes on disk, a compressed one's too:
-    ``disk_size``), standard input counted once (``later_stdin``)."""
+def input_sizes(sources: Sequence[Source]) -> Iterator[int | None]:
+    """Each source's ``size()``, standard input counted once (``later_stdin``)."""
     again = later_stdin(sources)
     for i, source in enumerate(sources):
         if i in again:
             yield 0 if stdin_file() is not None else None
         else:
-            yield source.disk_size() if stored and isinstance(source, FileSource) else source.size()
+            yield source.size()
 
 
 #: File systems whose files are made as they are read: their sizes say nothing (sysfs gives

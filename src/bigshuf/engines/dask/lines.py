@@ -5,9 +5,10 @@ as bytes and found by their separators; outputs are the records' bytes, optional
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, BinaryIO, cast
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
@@ -23,6 +24,7 @@ from ...quoting import quote_name
 from ...core.records import RecordFormat, array_block, array_bytes, count_separators, find_offsets
 from ...progress import Progress
 from ...storage import remote
+from ...storage.expansion import Stored, expanded_sizes
 from ...storage.sinks import CodecChoice
 from ...storage.reader import RecordReader
 from .prepared import Inputs, Prepared, Settings, TaskKind, by_source
@@ -310,27 +312,26 @@ def _bucket_count(files: list[remote.RemoteFile], limit: int, shards: int | None
 
 
 def estimate(files: list[remote.RemoteFile], sep: int) -> tuple[int, float]:
-    """The bytes of records pass 1 expects (compressed inputs by their first megabyte's ratio, with
-    a margin) and the mean record size at the start of the first plain input, else of the first
-    compressed one decoded: the bucket plan's figures."""
+    """The bytes of records pass 1 expects (``estimated_bytes``) and the mean record size at the
+    start of the first plain input, else of the first compressed one decoded: the bucket plan's figures."""
     plain = next((f for f in files if f.codec is None and f.size), None)
     compressed = next((f for f in files if f.codec is not None), None)
-    ratio, head = _decoded_start(compressed) if compressed is not None else (1.0, b"")
     if plain is not None:
         head = remote.read_ranges([(plain.name, 0, min(plain.size, SAMPLE_BYTES))])[0]
-    return _expanded(files, ratio), (_record_size(head, sep) if head else 64.0)
+    else:
+        head = b"" if compressed is None else _decoded_head(compressed)
+    return estimated_bytes(files), (_record_size(head, sep) if head else 64.0)
 
 
 def estimated_bytes(files: list[remote.RemoteFile]) -> int:
-    """The bytes the inputs hold decompressed: plain ones by their size, compressed ones by the
-    first compressed input's expansion ratio, with a margin."""
-    compressed = next((f for f in files if f.codec is not None), None)
-    return _expanded(files, 1.0 if compressed is None else _decoded_start(compressed)[0])
-
-
-def _expanded(files: list[remote.RemoteFile], ratio: float) -> int:
-    """Plain inputs' bytes, and compressed ones' times ``ratio``."""
-    return sum(f.size for f in files if f.codec is None) + int(sum(f.size for f in files if f.codec is not None) * ratio)
+    """The bytes the inputs hold decompressed: plain ones by their size, compressed ones as the local
+    engine plans them (``expansion``: recorded sizes of local files, else ratios sampled over up to
+    ``SAMPLE_FILES`` of them), with a margin."""
+    packed = [f for f in files if f.codec is not None]
+    stored = [Stored(quote_name(f.name), f.size, f.codec or "", functools.partial(remote.open_input, f.name)) for f in packed]
+    local = not any(remote.is_remote(f.name) for f in packed)  # a record read per file: cheap only on local disks
+    decoded, _exact = expanded_sizes(stored, [0] * len(stored), recorded=local)
+    return sum(f.size for f in files if f.codec is None) + int(RATIO_MARGIN * sum(decoded))
 
 
 def _record_size(head: bytes, sep: int) -> float:
@@ -339,17 +340,12 @@ def _record_size(head: bytes, sep: int) -> float:
     return len(head) / n if n else float(len(head) or 1)
 
 
-def _decoded_start(f: remote.RemoteFile) -> tuple[float, bytes]:
-    """A compressed input's first megabyte or so decoded, and its expansion ratio (decoded over
-    compressed bytes, with a margin)."""
-    from ...storage.decoding import Decompressed, open_reader
+def _decoded_head(f: remote.RemoteFile) -> bytes:
+    """A compressed input's first megabyte or so, decoded."""
+    from ...storage.decoding import open_reader
 
-    raw = remote.open_input(f.name)
-    with open_reader(raw, f.codec or "", quote_name(f.name)) as stream:
-        data = stream.read(SAMPLE_BYTES)
-        # What the decoder was fed for those bytes, not how far its reads ran ahead (all of a small file).
-        consumed = cast(Decompressed, stream).position()
-    return RATIO_MARGIN * max(1.0, len(data) / max(1, min(consumed, f.size))), data
+    with open_reader(remote.open_input(f.name), f.codec or "", quote_name(f.name)) as stream:
+        return stream.read(SAMPLE_BYTES)
 
 
 def _scatter_tasks(files: list[remote.RemoteFile], shown: list[str], limit: int, root: str) -> list[ScatterTask]:
