@@ -120,12 +120,18 @@ def test_unique_is_refused_before_its_hash_buckets_fill_the_temp_disk(tmp_path: 
     said "not enough temporary space" (found by a dry-run differential attack)."""
     src = tmp_path / "in.txt"
     src.write_bytes(b"".join(b"%d some text for the line\n" % i for i in range(80_000)))  # 2 MiB, 1 MiB free
-    args = ["-S", "256K", "-T", str(small_fs), "--unique", str(src), "-o", str(tmp_path / "out.txt")]
+    _refused_as_planned(["-S", "256K", "--unique", str(src)], small_fs, tmp_path / "out.txt", "")
+
+
+def _refused_as_planned(args: list[str], temp: Path, out: Path, need: str) -> None:
+    """``bigshuf ARGS -T TEMP -o OUT`` refused for its temporary space (``need``: how the figure
+    starts) before writing anything, in the words of the refusal its ``--dry-run`` gives."""
+    args = [*args, "-T", str(temp), "-o", str(out)]
     plan = _run(["--dry-run", *args])
     proc = _run(args)
-    assert proc.returncode == 1 and proc.stderr.startswith(f"bigshuf: {small_fs}: not enough temporary space: need ".encode())
+    assert proc.returncode == 1 and proc.stderr.startswith(f"bigshuf: {temp}: not enough temporary space: need {need}".encode())
     assert proc.stderr in plan.stderr.splitlines(keepends=True), (proc.stderr, plan.stderr)
-    assert os.listdir(small_fs) == [] and not (tmp_path / "out.txt").exists()
+    assert os.listdir(temp) == [] and not out.exists()
 
 
 def test_unique_counts_the_hashes_beside_its_hash_buckets(tmp_path: Path) -> None:
@@ -136,12 +142,7 @@ def test_unique_counts_the_hashes_beside_its_hash_buckets(tmp_path: Path) -> Non
     src = tmp_path / "in.txt"
     src.write_bytes(b"".join(b"%04d\n" % (i * 7919 % 10_000) for i in range(400_000)))
     with tmpfs(tmp_path / "small", "size=4m") as small:
-        args = ["-S", "1M", "-T", str(small), "--unique", str(src), "-o", str(tmp_path / "out.txt")]
-        plan = _run(["--dry-run", *args])
-        proc = _run(args)
-        assert proc.returncode == 1 and proc.stderr.startswith(f"bigshuf: {small}: not enough temporary space: need 5.".encode())
-        assert proc.stderr in plan.stderr.splitlines(keepends=True), (proc.stderr, plan.stderr)
-        assert os.listdir(small) == [] and not (tmp_path / "out.txt").exists()
+        _refused_as_planned(["-S", "1M", "--unique", str(src)], small, tmp_path / "out.txt", "5.")
 
 
 def test_a_range_too_big_for_memory_and_the_temp_disk_is_refused_by_the_plan_too(tmp_path: Path, small_fs: Path) -> None:

@@ -518,18 +518,25 @@ def test_a_replaced_file_keeps_what_shufs_write_in_place_keeps():
         shutil.rmtree(shared)
 
 
-def test_a_replaced_file_without_an_acl_takes_none_from_its_directory(tmp_path):
-    """A directory with a default ACL granting a user access, and FILE in it without an ACL (mode
-    0660): bigshuf's new file took the directory's ACL, which its mode's mask then opened to that
-    user, where shuf writing FILE in place leaves it as it was (review of the ACL fix)."""
+def _default_acl_directory(tmp_path: Path, acl: bytes) -> tuple[Path, Path]:
+    """A directory ``dacl`` with the default ACL ``acl`` (the test skipped where the file system keeps
+    none), and an input of three lines beside it."""
     directory = tmp_path / "dacl"
     directory.mkdir()
     try:
-        os.setxattr(directory, "system.posix_acl_default", _acl(65534, 6))
+        os.setxattr(directory, "system.posix_acl_default", acl)
     except OSError:
         pytest.skip("this file system keeps no ACLs")
     src = tmp_path / "in"
     src.write_bytes(b"1\n2\n3\n")
+    return directory, src
+
+
+def test_a_replaced_file_without_an_acl_takes_none_from_its_directory(tmp_path):
+    """A directory with a default ACL granting a user access, and FILE in it without an ACL (mode
+    0660): bigshuf's new file took the directory's ACL, which its mode's mask then opened to that
+    user, where shuf writing FILE in place leaves it as it was (review of the ACL fix)."""
+    directory, src = _default_acl_directory(tmp_path, _acl(65534, 6))
     results = {}
     for who, argv in both(["-o", str(directory / "x"), str(src)]):
         target = directory / "x"
@@ -551,17 +558,10 @@ def test_a_new_file_takes_its_directory_default_acl_as_shuf_creating_it_does(tmp
     read and write, and no umask applies. bigshuf's file, created private and then given ``0666
     less the umask``, was world-readable where the ACL denied others (umask 022), and its named
     user lost access where the umask masked the group bits (077) (differential test)."""
-    directory = tmp_path / "dacl"
-    directory.mkdir()
     default = struct.pack("<I", 2) + b"".join(
         struct.pack("<HHI", *e) for e in [(0x01, 6, 0xFFFFFFFF), (0x02, 7, 65534), (0x04, 4, 0xFFFFFFFF), (0x10, 7, 0xFFFFFFFF), (0x20, 0, 0xFFFFFFFF)]
     )
-    try:
-        os.setxattr(directory, "system.posix_acl_default", default)
-    except OSError:
-        pytest.skip("this file system keeps no ACLs")
-    src = tmp_path / "in"
-    src.write_bytes(b"1\n2\n3\n")
+    directory, src = _default_acl_directory(tmp_path, default)
     results = {}
     for who, argv in both(["-o", str(directory / "out"), str(src)]):
         target = directory / "out"
