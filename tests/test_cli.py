@@ -1182,7 +1182,7 @@ def test_a_proc_sys_file_is_read_in_reads_its_handler_takes(how):
         expected = f.read()
     args = {"file": [path], "dev-stdin": ["/dev/stdin"], "stdin": ["-"]}[how]
     with open(path, "rb") as f:
-        proc = subprocess.run([sys.executable, "-m", "bigshuf", *args], stdin=f, capture_output=True, timeout=60)
+        proc = subprocess.run([sys.executable, "-m", "bigshuf", *args], stdin=f, capture_output=True, timeout=60, check=False)
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, expected, b"")
 
 
@@ -1704,7 +1704,7 @@ def test_a_relative_name_in_a_removed_directory_is_named(tmp_path, args, name):
             os.chdir(gone)
             os.rmdir(gone)
 
-        return subprocess.run([sys.executable, "-m", "bigshuf", *argv], input=stdin, capture_output=True, timeout=60, preexec_fn=leave)
+        return subprocess.run([sys.executable, "-m", "bigshuf", *argv], input=stdin, capture_output=True, timeout=60, preexec_fn=leave, check=False)
 
     done = run(argv)
     assert (done.returncode, done.stdout) == (1, b"")

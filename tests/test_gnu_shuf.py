@@ -566,7 +566,7 @@ def test_a_new_file_takes_its_directory_default_acl_as_shuf_creating_it_does(tmp
     for who, argv in both(["-o", str(directory / "out"), str(src)]):
         target = directory / "out"
         target.unlink(missing_ok=True)
-        done = subprocess.run(argv, capture_output=True, timeout=60, preexec_fn=lambda: os.umask(umask))
+        done = subprocess.run(argv, capture_output=True, timeout=60, umask=umask, check=False)
         assert (done.returncode, done.stderr) == (0, b""), who
         results[who] = (oct(target.stat().st_mode & 0o7777), os.getxattr(target, "system.posix_acl_access"))
     # The ACL as the kernel masks it with 0666: the named user's rwx stays, the mask is rw, so is the mode's group.
@@ -745,10 +745,8 @@ def test_a_closed_pipe_with_sigpipe_blocked_is_a_write_error():
     pipe", exit 1; bigshuf raised the signal at itself, which stayed pending, and exited 141 with
     nothing said (differential test)."""
     for who, argv in both(["-r", "-e", "a"]):
-        proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGPIPE}),
-        )
+        blocked = "import os, signal, sys; signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGPIPE}); os.execvp(sys.argv[1], sys.argv[1:])"
+        proc = subprocess.Popen([sys.executable, "-c", blocked, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert proc.stdout is not None and proc.stderr is not None
         assert proc.stdout.read(10) == b"a\n" * 5
         proc.stdout.close()

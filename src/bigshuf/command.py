@@ -27,7 +27,8 @@ def main() -> int:
 
     open_file_limit()  # raised before the command's modules load: their imports open files too
     from .address_space import leave
-    from .cli import end_by_signal, main as run
+    from .cli import end_by_signal
+    from .cli import main as run
 
     status = run(signal_mask=set(_mask))
     end_by_signal()

@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pytest
 import zstandard
+from helpers import make_records
 
 import bigshuf
 from bigshuf.storage.expansion import decoded_sizes, spread
 from bigshuf.storage.sources import FileSource
-
-from helpers import make_records
 
 
 def repetitive(n: int) -> bytes:

@@ -20,9 +20,9 @@ from ..core.mix import Mixer
 from ..core.stratify import Stratifier
 from ..progress import Progress
 from ..request import Request
+from ..storage.expansion import decoded_sizes
 from ..storage.layout import parse_split
 from ..storage.output import Output
-from ..storage.expansion import decoded_sizes
 from ..storage.sources import Source
 from .line_mix import source_sizes
 from .tar_input import SampleReader
