@@ -97,16 +97,9 @@ class Facts:
     @property
     def temp_bytes(self) -> int | None:
         """Temporary bytes the buckets take: the sample's figure, for the multiset of weighted
-        sources, of which ``-n`` writes ``head_temp_share``; with ``--unique``, and the hashes the
-        dedup keeps beside its hash buckets."""
+        sources, of which ``-n`` writes ``head_temp_share``."""
         need = self.sample.temp_bytes
-        if need is None or self.factor is None:
-            return None
-        need = int(need * self.factor * self.head_temp_share)
-        est = self.sample.estimate
-        if self.request.unique and est is not None and est.records is not None:
-            need += registry.run_class(self.request.family).hash_bytes * int(est.records)  # the hashes beside the hash buckets
-        return need
+        return None if need is None or self.factor is None else int(need * self.factor * self.head_temp_share)
 
 
 def error_line(e: BigShufError) -> str:
@@ -224,7 +217,7 @@ def plan_mix(facts: Facts) -> None:
         facts.line("sources", ", ".join(words) + total)
         facts.check("sources", lambda: facts.mix_error and fail_with(facts.mix_error))
     if request.unique:
-        hashes = registry.run_class(request.family).hash_bytes
+        hashes = registry.run_class(request.family).hash_bytes if request.engine == "local" else 0  # (Dask keeps none)
         facts.line(
             "duplicates", f"dropped by {option('unique')}: in memory if the input fits twice in -S, else a dedup pass "
             f"first (temporary space up to twice the input{f', and {hashes} bytes a record for their hashes' if hashes else ''})"

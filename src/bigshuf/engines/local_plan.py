@@ -102,7 +102,16 @@ def _temp_needed(facts: Facts) -> int | None:
     """Temporary bytes the run needs: none in memory, the buckets' figure when external."""
     if facts.in_memory:
         return 0
-    return facts.temp_bytes if facts.in_memory is False else None
+    return _temp_bytes(facts) if facts.in_memory is False else None
+
+
+def _temp_bytes(facts: Facts) -> int | None:
+    """The buckets' temporary bytes (``Facts.temp_bytes``); with ``--unique``, and the hashes the
+    dedup keeps beside its hash buckets (8 bytes a record, but for tar samples)."""
+    need, est = facts.temp_bytes, facts.sample.estimate
+    if need is not None and facts.request.unique and est is not None and est.records is not None:
+        need += registry.run_class(facts.request.family).hash_bytes * int(est.records)
+    return need
 
 
 def _stored_bytes(inputs: tuple[Any, ...], family: str = registry.LINES) -> int | None:
@@ -180,7 +189,7 @@ def _path(facts: Facts) -> None:
 
 def _temp_space(facts: Facts) -> None:
     """``temporary space: needs 1.3 GiB in /tmp, 40.0 GiB free``, checked as the run checks its -T."""
-    parent, free, need = facts.tmp_dir, facts.temp_free, facts.temp_bytes
+    parent, free, need = facts.tmp_dir, facts.temp_free, _temp_bytes(facts)
     if facts.in_memory:
         facts.line("temporary space", "none (in memory)" if facts.request.head_count != 0 else "none")
         return
