@@ -1711,3 +1711,49 @@ def test_a_relative_name_in_a_removed_directory_is_named(tmp_path, args, name):
     assert done.stderr == f"bigshuf: {name}: No such file or directory (the current directory was removed)\n".encode()
     assert sorted(run([str(src)]).stdout.split()) == [b"a", b"b"]
     assert (run(["-e", "x"]).stdout, run([], b"y\n").stdout) == (b"x\n", b"y\n")
+
+
+#: As root: run ``bigshuf ARGS`` once (every module loaded), then again as ``nobody`` with the
+#: private file SRC on standard input (opened while root) and OUT on standard output.
+_STDIN_AS_NOBODY = """
+import os, sys
+from bigshuf import cli
+src, out, temp, *args = sys.argv[1:]
+os.dup2(os.open(src, os.O_RDONLY), 0)
+os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+assert cli.main([*args, "-T", temp]) == 0
+os.lseek(0, 0, os.SEEK_SET)
+os.dup2(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), 1)
+os.setgroups([])
+os.setresgid(65534, 65534, 65534)
+os.setresuid(65534, 65534, 65534)
+sys.exit(cli.main([*args, "-T", temp]))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing user needs root")
+def test_compressed_standard_input_is_planned_alike_whoever_may_reopen_it(tmp_path):
+    """A private zstd file on standard input: its size was read by opening /proc/self/fd/0 again,
+    which a user the file's permissions refuse cannot, so that user's run planned another bucket
+    count and wrote another output for the same seed (review). It is read at offsets of its own now."""
+    import shutil
+    import tempfile
+
+    import zstandard
+
+    src = tmp_path / "in.zst"
+    src.write_bytes(zstandard.ZstdCompressor().compress(b"".join(b"%d\n" % i for i in range(60_000))))
+    src.chmod(0o600)
+    shared = Path(tempfile.mkdtemp(prefix="bigshuf-stdin-test-", dir="/tmp"))
+    try:
+        shared.chmod(0o777)
+        args = ["--seed", "1", "-S", "256K"]
+        named = subprocess.run([sys.executable, "-m", "bigshuf", *args, str(src)], capture_output=True, timeout=120, check=False)
+        done = subprocess.run(
+            [sys.executable, "-c", _STDIN_AS_NOBODY, str(src), str(tmp_path / "out"), str(shared), *args],
+            capture_output=True, timeout=120, check=False,
+        )
+        assert (done.returncode, done.stderr) == (0, b"")
+        assert named.returncode == 0 and (tmp_path / "out").read_bytes() == named.stdout
+    finally:
+        shutil.rmtree(shared)

@@ -10,9 +10,11 @@ either one. gzip's ISIZE is not used: it is modulo 2^32 and only the last member
 
 from __future__ import annotations
 
+import io
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, cast
+from typing import Any, BinaryIO, cast
 
 from ..errors import InputError
 from .codecs import SNIFF_BYTES, detect
@@ -75,17 +77,65 @@ def _local(source: FileSource) -> Stored | None:
     if disk is None:  # not a regular file: opened, a pipe would be read (or wait for a writer)
         return None
     path, start = source.path, 0
+
+    def by_name() -> BinaryIO:
+        """The file opened by its name."""
+        return open(path, "rb")
+
+    opener = by_name
     if path == "-":
-        path, start = "/proc/self/fd/0", source.stdin_offset() or 0
+        start, opener = source.stdin_offset() or 0, _standard_input
     try:
-        with open(path, "rb") as f:
+        with opener() as f:
             f.seek(start)
             codec = detect(f.read(SNIFF_BYTES))
     except OSError:
         return None
     if codec is None:
         return None
-    return Stored(source.name, disk, codec, lambda: open(path, "rb"), start)
+    return Stored(source.name, disk, codec, opener, start)
+
+
+def _standard_input() -> BinaryIO:
+    """Standard input's regular file, read at offsets of its own (``_AtOffsets``)."""
+    return cast(BinaryIO, io.BufferedReader(_AtOffsets(0)))
+
+
+class _AtOffsets(io.RawIOBase):
+    """A regular file open as descriptor ``fd`` (standard input's), read at offsets of its own
+    (``pread``): the descriptor's offset, which the run reads on from, stays; and the file need not
+    be opened again by a name its permissions may refuse (``/proc/self/fd/0``), which gave a user
+    allowed to reopen it another plan, so another output, than one who was not. Closing it leaves
+    the descriptor open."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+        self._at = 0
+
+    def readable(self) -> bool:
+        """Always: it is only read."""
+        return True
+
+    def seekable(self) -> bool:
+        """Always: the offsets are its own."""
+        return True
+
+    def readinto(self, b: Any) -> int:
+        """Read at the current offset into ``b``, and move past what was read."""
+        n = os.preadv(self._fd, [b], self._at)
+        self._at += n
+        return n
+
+    def seek(self, pos: int, whence: int = os.SEEK_SET) -> int:
+        """Move the offset (from the start, the current offset or the file's end)."""
+        base = 0 if whence == os.SEEK_SET else self._at if whence == os.SEEK_CUR else os.fstat(self._fd).st_size
+        self._at = base + pos
+        return self._at
+
+    def tell(self) -> int:
+        """The current offset."""
+        return self._at
 
 
 def expanded_sizes(files: Sequence[Stored], groups: Sequence[int], recorded: bool = True) -> tuple[list[int], bool]:
