@@ -171,6 +171,18 @@ def test_many_pairs_hold_no_descriptor_each(tmp_path: Path, modes: bool) -> None
     assert Counter(read_dataset(tmp_path / "m", modes=modes)[1]) == Counter(expected)
 
 
+def test_an_index_cut_short_after_its_check_is_an_input_error(tmp_path: Path) -> None:
+    """An index truncated while the run reads it: mapping an array past its new end was an internal
+    error, "ValueError: mmap length is greater than file size" (review of the per-use mapping)."""
+    from bigshuf.formats.megatron import IndexedInput
+
+    write_dataset(tmp_path / "a", make_docs(100))
+    dataset = IndexedInput(str(tmp_path / "a"))
+    os.truncate(tmp_path / "a.idx", 100)
+    with pytest.raises(InputError, match=r"a\.idx: file changed while being read \(now shorter than its header says\)$"):
+        dataset.documents
+
+
 def test_shards_sample_and_verify(tmp_path: Path, run_cli) -> None:
     docs = make_docs(500, seed=4, dtype=np.int32)
     write_dataset(tmp_path / "c", docs, dtype=np.int32)

@@ -27,6 +27,7 @@ from ..core.records import array_block, list_spans
 from ..errors import InputError
 from ..quoting import quote_name
 from ..storage import remote
+from ..storage.sources import changed
 from ..storage.threads import descriptor
 from .rowhash import row_hashes
 from .table_input import TableInput
@@ -354,7 +355,12 @@ class IndexedInput(TableInput):
         """``count`` values of ``dtype`` at byte ``offset`` of the index, mapped read-only."""
         if count == 0:
             return np.empty(0, dtype)
-        return np.memmap(self.idx_path, dtype=dtype, mode="r", offset=offset, shape=(count,))
+        try:
+            return np.memmap(self.idx_path, dtype=dtype, mode="r", offset=offset, shape=(count,))
+        except ValueError:  # cut shorter than its arrays since it was checked ("mmap length is greater than file size")
+            raise changed(quote_name(self.idx_path), "now shorter than its header says") from None
+        except OSError as e:
+            raise InputError(f"{quote_name(self.idx_path)}: {e.strerror}") from None
 
     def _check(self) -> None:
         """Lengths not negative, each sequence's pointer at the previous one's end and within the ``.bin``,
