@@ -1603,7 +1603,8 @@ def test_a_total_with_a_line_end_after_it_is_refused(run_cli, tmp_path, by, tota
     code, out, err = run_cli(args, cwd=tmp_path)
     assert (code, out) == (1, b"") and err.startswith(b"bigshuf: invalid --total value: ") and err.count(b"\n") == 1
     assert sorted(os.listdir(tmp_path)) == ["a", "b"]
-    assert run_cli([" 5" if a == total else a for a in args], cwd=tmp_path)[0] == 0  # leading blanks, as -n takes them
+    for taken in (" 5", "+5", " +5"):  # leading blanks and a plus, as -n takes them
+        assert run_cli([taken if a == total else a for a in args], cwd=tmp_path)[0] == 0, taken
 
 
 @pytest.mark.parametrize("total,size", [("10kB", 10_000), ("10K", 10_240), ("10000", 10_000)])
@@ -1688,11 +1689,19 @@ def test_a_full_non_blocking_standard_output_is_gnus_write_error(tmp_path: Path,
     assert (done.returncode, done.stderr) == (1, b"bigshuf: write error: Resource temporarily unavailable\n")
 
 
-@pytest.mark.parametrize("args,name", [(["missing"], "missing"), (["-n", "1", "missing*"], "'missing*'"), (["-o", "out", "ABS"], "out")])
-def test_a_relative_name_in_a_removed_directory_is_named(tmp_path, args, name):
+GONE = "No such file or directory (the current directory was removed)"
+UP = "the current directory was removed: give this name from / (an absolute path)"
+
+
+@pytest.mark.parametrize("args,name,why", [
+    (["missing"], "missing", GONE), (["-n", "1", "missing*"], "'missing*'", GONE), (["-o", "out", "ABS"], "out", GONE),
+    (["../in.txt"], "../in.txt", UP), (["-o", "../out", "ABS"], "../out", UP),
+])
+def test_a_relative_name_in_a_removed_directory_is_named(tmp_path, args, name, why):
     """With the current directory removed, ``bigshuf missing`` said only "No such file or directory"
-    (resolving the name failed in getcwd); GNU shuf names it (differential test). Absolute names,
-    standard input and -e still work there."""
+    (resolving the name failed in getcwd); GNU shuf names it (differential test). A name through
+    ``..`` may still name a file, which the run cannot resolve: it asks for the name from /
+    (review). Absolute names, standard input and -e still work there."""
     src = tmp_path / "in.txt"
     src.write_bytes(b"a\nb\n")
     gone = tmp_path / "gone"
@@ -1708,7 +1717,7 @@ def test_a_relative_name_in_a_removed_directory_is_named(tmp_path, args, name):
 
     done = run(argv)
     assert (done.returncode, done.stdout) == (1, b"")
-    assert done.stderr == f"bigshuf: {name}: No such file or directory (the current directory was removed)\n".encode()
+    assert done.stderr == f"bigshuf: {name}: {why}\n".encode()
     assert sorted(run([str(src)]).stdout.split()) == [b"a", b"b"]
     assert (run(["-e", "x"]).stdout, run([], b"y\n").stdout) == (b"x\n", b"y\n")
 

@@ -144,7 +144,8 @@ def _mix_total(total: object, by: object) -> int | None:
     if total is None:
         return None
     if isinstance(total, str):
-        text = total.lstrip()  # leading blanks as -n takes them; nothing after the number
+        text = total.lstrip()  # leading blanks and a '+' as -n takes them; nothing after the number
+        text = text[1:] if text.startswith("+") else text
         if text.isascii() and text.isdigit():
             value = int(text)
         elif by == "bytes":

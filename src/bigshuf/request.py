@@ -183,8 +183,14 @@ def _refuse_relative_names_without_a_directory(paths: list[str], typed: dict[str
     try:
         os.getcwd()
     except FileNotFoundError:
-        error = InputError if relative[0] in paths else OutputError
-        raise error(f"{quote_name(relative[0])}: No such file or directory (the current directory was removed)") from None
+        name = relative[0]
+        error = InputError if name in paths else OutputError
+        # ``../x`` may still name a file (the parent stays), which the run could not resolve; a name
+        # in the removed directory names nothing.
+        there = name if name in paths or name == typed["random_source"] else os.path.dirname(name)
+        if there in ("", ".") or not os.path.lexists(there):
+            raise error(f"{quote_name(name)}: No such file or directory (the current directory was removed)") from None
+        raise error(f"{quote_name(name)}: the current directory was removed: give this name from / (an absolute path)") from None
 
 
 def _typed_settings(raw: dict[str, object]) -> dict[str, Any]:
