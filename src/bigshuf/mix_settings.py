@@ -145,7 +145,7 @@ def _mix_total(total: object, by: object) -> int | None:
         return None
     if isinstance(total, str):
         text = total.lstrip()  # leading blanks and a '+' as -n takes them; nothing after the number
-        text = text[1:] if text.startswith("+") else text
+        text = text.removeprefix("+")
         if text.isascii() and text.isdigit():
             value = int(text)
         elif by == "bytes":

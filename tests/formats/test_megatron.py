@@ -180,7 +180,7 @@ def test_an_index_cut_short_after_its_check_is_an_input_error(tmp_path: Path) ->
     dataset = IndexedInput(str(tmp_path / "a"))
     os.truncate(tmp_path / "a.idx", 100)
     with pytest.raises(InputError, match=r"a\.idx: file changed while being read \(now shorter than its header says\)$"):
-        dataset.documents
+        _ = dataset.documents
 
 
 def test_shards_sample_and_verify(tmp_path: Path, run_cli) -> None:
