@@ -282,12 +282,13 @@ def _on_interrupt(signum: int, frame: Any) -> None:
 
 def _ending(ending: bool) -> None:
     """Whether the process ends on a signal: if so, its queued writes go and no one waits for one
-    under way (a pipe nobody reads holds it). The module is imported already if anything was written."""
-    writeback = sys.modules.get("bigshuf.storage.writeback")
-    if writeback is not None and ending:
-        writeback.ENDING.set()
-    elif writeback is not None:
-        writeback.ENDING.clear()
+    under way (a pipe nobody reads holds it). The module is imported already if anything was written;
+    a signal arriving while it is imported finds it without its flag yet, and nothing written by it."""
+    flag = getattr(sys.modules.get("bigshuf.storage.writeback"), "ENDING", None)
+    if flag is not None and ending:
+        flag.set()
+    elif flag is not None:
+        flag.clear()
 
 
 def _take_ending_signals() -> None:
