@@ -275,12 +275,12 @@ def _file_limits() -> tuple[int, int] | None:
         return None
 
 
-def _open_file_allowance() -> int:
-    """File descriptors a run may spend on bucket files: the soft limit less a reserve."""
+def _open_file_allowance(reserve: int = DESCRIPTOR_RESERVE) -> int:
+    """File descriptors a run may spend on bucket files: the soft limit less ``reserve``."""
     soft = open_file_limit()
     if soft is None:
         return UNKNOWN_ALLOWANCE
-    return MAX_BUCKETS if soft == -1 else max(2, soft - DESCRIPTOR_RESERVE)
+    return MAX_BUCKETS if soft == -1 else max(2, soft - reserve)
 
 
 def spare_descriptors() -> int:
@@ -314,11 +314,8 @@ def most_buckets(files: int = 1, held: int = 0) -> int:
     """Buckets of ``files`` files each (a tar bucket's samples and their lengths: 2) one level may
     hold open at once, file descriptors allowing; with ``held`` bucket files of pass 1 open
     meanwhile (a dedup level split while it runs), what they and ``SPLIT_SPARE`` leave."""
-    if not held:
-        return max(1, min(MAX_BUCKETS, _open_file_allowance()) // files)
-    soft = open_file_limit()
-    room = UNKNOWN_ALLOWANCE if soft is None else MAX_BUCKETS if soft == -1 else soft - BASE_DESCRIPTORS - SPLIT_SPARE
-    return max(1, (min(MAX_BUCKETS, room) - held) // files)
+    allowance = _open_file_allowance(BASE_DESCRIPTORS + SPLIT_SPARE) if held else _open_file_allowance()
+    return max(1, (min(MAX_BUCKETS, allowance) - held) // files)
 
 
 def unsized_buckets(files: int = 1) -> int:
