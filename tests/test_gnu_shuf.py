@@ -1265,6 +1265,99 @@ def test_a_deleted_file_that_is_input_and_output_is_refused(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize("memory", [[], ["-S", "64K"]], ids=["in memory", "external"])
+@pytest.mark.parametrize("name", ["/dev/stdout", "/dev/fd/1", "/proc/self/fd/1", "link-to-stdout"])
+def test_an_output_on_standard_output_to_a_file_keeps_what_the_shell_writes_after_it(tmp_path, name, memory):
+    """``{ echo start; bigshuf -o /dev/stdout f; echo done; } > log``: bigshuf renamed a new file over
+    ``log``, so ``start`` was gone and the shell's ``done`` went into the deleted old file. The output
+    is now written through descriptor 1 at its offset, as without ``-o`` (GNU shuf reopens and
+    truncates the file: its output overwrites ``start`` and ``done`` overwrites its output)."""
+    (tmp_path / "f").write_bytes(seq(20_000))
+    os.symlink("/dev/stdout", tmp_path / "link-to-stdout")
+    command = " ".join([*BIGSHUF, "--random-source=f", *memory])
+    status, out, err = shell(f'cd "$1" && {{ echo start; {command} -o {name} f; echo done; }} > log', str(tmp_path))
+    assert (status, out, err) == (0, b"", b"")
+    plain = subprocess.run([*BIGSHUF, "--random-source=f", *memory, "f"], cwd=tmp_path, capture_output=True, timeout=60, check=False)
+    assert (tmp_path / "log").read_bytes() == b"start\n" + plain.stdout + b"done\n"
+    assert sorted(lines(plain.stdout)) == sorted(lines(seq(20_000)))
+    assert sorted(os.listdir(tmp_path)) == ["f", "link-to-stdout", "log"]
+
+
+def test_an_output_on_standard_output_appended_to_keeps_the_file(tmp_path):
+    """``bigshuf -o /dev/stdout f >> log`` replaced ``log`` with the output alone (GNU shuf truncates
+    it too); as ``bigshuf f >> log`` does, it now appends, and ``log``'s hard links see it."""
+    (tmp_path / "f").write_bytes(seq(1000))
+    (tmp_path / "log").write_bytes(b"kept\n")
+    os.link(tmp_path / "log", tmp_path / "other-name")
+    status, out, err = shell(f'cd "$1" && {" ".join(BIGSHUF)} -o /dev/stdout f >> log', str(tmp_path))
+    assert (status, out, err) == (0, b"", b"")
+    written = (tmp_path / "log").read_bytes()
+    assert written.startswith(b"kept\n") and sorted(lines(written[5:])) == sorted(lines(seq(1000)))
+    assert (tmp_path / "other-name").read_bytes() == written
+
+
+@pytest.mark.parametrize("flags", [os.O_RDWR, os.O_WRONLY | os.O_APPEND], ids=["3<>f", "3>>f"])
+def test_an_output_through_a_descriptor_onto_its_own_input(tmp_path, flags):
+    """``-o /dev/fd/3 f`` with ``3<>f`` or ``3>>f``: the output goes through descriptor 3, over the
+    input it shuffles or after it (as ``bigshuf f 1<>f`` and ``>> f`` do). The input must be read
+    whole first, not mapped: the output would overwrite records while they are gathered, or the
+    file grow under the check that a mapped input did not change."""
+    data = b"".join(b"%d\n" % i for i in range(2_000_000))
+    (tmp_path / "f").write_bytes(data)
+    fd = os.open(tmp_path / "f", flags)
+    try:
+        proc = subprocess.run(
+            [*BIGSHUF, "-o", f"/dev/fd/{fd}", "f"], cwd=tmp_path, capture_output=True, timeout=120, pass_fds=(fd,), check=False
+        )
+    finally:
+        os.close(fd)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, b"", b"")
+    written = (tmp_path / "f").read_bytes()
+    if flags & os.O_APPEND:
+        assert written[: len(data)] == data and sorted(lines(written[len(data) :])) == sorted(lines(data))
+    else:
+        assert len(written) == len(data) and written != data and sorted(lines(written)) == sorted(lines(data))
+
+
+def test_an_output_on_standard_input_read_only_still_replaces_the_file(tmp_path):
+    """``-o /dev/stdin < f`` names a descriptor open only for reading: not written through it (that
+    would fail "Bad file descriptor") but, as before, the file is replaced with its shuffle (as GNU
+    shuf, reopening it for writing, leaves it)."""
+    (tmp_path / "f").write_bytes(seq(1000))
+    status, out, err = shell(f'cd "$1" && {" ".join(BIGSHUF)} -o /dev/stdin < f', str(tmp_path))
+    assert (status, out, err) == (0, b"", b"")
+    written = (tmp_path / "f").read_bytes()
+    assert written != seq(1000) and sorted(lines(written)) == sorted(lines(seq(1000)))
+
+
+@pytest.mark.parametrize(
+    "options,said",
+    [
+        (["--seed=1", "--resume"], "--resume needs -o naming a regular file, not /dev/stdout: a device, FIFO, deleted file or open descriptor is written as the run goes and cannot be taken up where it stopped"),
+        (["--manifest=m.json"], "--manifest needs -o naming regular files, not /dev/stdout"),
+    ],
+    ids=["resume", "manifest"],
+)
+def test_an_output_through_a_descriptor_refuses_what_needs_a_file_of_its_own(tmp_path, options, said):
+    """``--resume`` and ``--manifest`` need an output file bigshuf owns; standard output sent to a file
+    and named by ``-o /dev/stdout`` is written as the run goes, so they are refused, the file untouched."""
+    (tmp_path / "f").write_bytes(seq(100))
+    (tmp_path / "log").write_bytes(b"kept\n")
+    status, out, err = shell(f'cd "$1" && {" ".join(BIGSHUF)} {" ".join(options)} -o /dev/stdout f >> log', str(tmp_path))
+    assert (status, out, err) == (1, b"", f"bigshuf: {said}\n".encode())
+    assert (tmp_path / "log").read_bytes() == b"kept\n"
+    assert sorted(os.listdir(tmp_path)) == ["f", "log"]
+
+
+def test_the_dry_run_says_an_output_goes_through_a_descriptor(tmp_path):
+    """``--dry-run`` said ``-o /dev/stdout > log`` "replaces an existing file"; it now says how it is written."""
+    (tmp_path / "f").write_bytes(seq(100))
+    status, _, err = shell(f'cd "$1" && {" ".join(BIGSHUF)} --dry-run -o /dev/stdout f > log', str(tmp_path))
+    assert status == 0, err
+    said = [line for line in (tmp_path / "log").read_bytes().splitlines() if line.startswith(b"output:")]
+    assert said == [b"output: /dev/stdout (written through descriptor 1 at its offset, as standard output is)"]
+
+
 @pytest.mark.parametrize("target", ["/dev/fd/9", "/proc/self/fd/9"])
 def test_an_output_on_a_descriptor_not_open_is_named_as_given(tmp_path, target):
     """``-o /dev/fd/9`` with descriptor 9 not open: bigshuf named the directory it leads to,

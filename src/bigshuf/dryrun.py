@@ -21,6 +21,7 @@ from .formats import registry
 from .request import Request
 from .run_plan import Check
 from .storage.layout import Sharding, SplitPart, parse_split, split_counts
+from .storage.paths import own_descriptor
 from .storage.safefs import written_in_place
 from .storage.shards import check_outputs, check_shard_count, shard_names
 
@@ -267,6 +268,9 @@ def _replacing(target: str) -> str:
         return ""
     if not stat.S_ISREG(st.st_mode):
         return ""
+    fd = own_descriptor(target)
+    if fd is not None:
+        return f" (written through descriptor {fd} at its offset, as standard output is)"
     return " (written in place: a deleted file)" if written_in_place(st) else " (replaces an existing file)"
 
 

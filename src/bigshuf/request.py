@@ -19,6 +19,7 @@ from .errors import InputError, OutputError, UsageError, option
 from .formats import registry
 from .mix_settings import MIX_SETTINGS, check_sources, check_stratify, mix_settings
 from .quoting import quote_arg, quote_name
+from .storage.paths import own_descriptor
 from .storage.remote import local_output
 from .storage.safefs import written_in_place
 from .storage.sources import FileSource, Source
@@ -503,13 +504,13 @@ def _check_resume(request: Request) -> None:
     if request.output is None or request.output == "-":
         raise UsageError(f"{option('resume')} needs {option('output_file')} (not standard output)")
     try:
-        in_place = written_in_place(os.stat(request.output))
+        in_place = written_in_place(os.stat(request.output)) or own_descriptor(request.output) is not None
     except (OSError, ValueError):
         in_place = False  # a new file (or a URL): the output's own checks follow
     if in_place:
         raise UsageError(
             f"{option('resume')} needs {option('output')} naming a regular file, not {quote_name(request.output)}: "
-            f"a device, FIFO or deleted file is written as the run goes and cannot be taken up where it stopped"
+            f"a device, FIFO, deleted file or open descriptor is written as the run goes and cannot be taken up where it stopped"
         )
     from .storage.remote import is_remote
 

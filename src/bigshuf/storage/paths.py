@@ -8,7 +8,10 @@ target), so a commit renaming onto their answer could replace a file GNU shuf ne
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
+import re
+import stat
 
 #: Symbolic links Linux follows in one path before ELOOP (MAXSYMLINKS).
 MOST_LINKS = 40
@@ -72,6 +75,46 @@ def followed_path(name: str) -> str:
             return path  # not a link: the file itself, or a new one
         name = os.path.join(os.path.dirname(path), text)
     raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), name)
+
+
+def own_descriptor(name: str) -> int | None:
+    """The descriptor N of this process that ``-o name`` reaches when it leads, through symbolic
+    links (``/dev/stdout``, ``/dev/fd/N``), to ``/proc/self/fd/N`` and N is open for writing on a
+    regular file that has a name (a deleted one is reopened and written in place, as GNU shuf does);
+    else None. Such an output is written through N at its offset, as standard output is, rather than
+    replaced by rename: the shell holding N (``{ ...; bigshuf -o /dev/stdout; echo done; } > log``)
+    writes on after it into the same file, not into a deleted one."""
+    ours = _OWN_FD_DIRECTORY.fullmatch
+    for _ in range(MOST_LINKS + 1):
+        head, tail = os.path.split(name)
+        try:
+            path = os.path.join(os.path.realpath(head or os.curdir), tail)
+        except (OSError, ValueError):
+            return None
+        found = ours(os.path.dirname(path))
+        if found is not None and int(found.group(1)) == os.getpid() and tail.isdigit() and tail.isascii():
+            try:
+                return int(tail) if _named_file_for_writing(int(tail)) else None
+            except (OSError, OverflowError):
+                return None
+        try:
+            text = os.readlink(path)
+        except (OSError, ValueError):
+            return None
+        name = os.path.join(os.path.dirname(path), text)
+    return None
+
+
+def _named_file_for_writing(fd: int) -> bool:
+    """Whether descriptor ``fd`` is open for writing on a regular file with a name (links left)."""
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink == 0:
+        return False
+    return fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE != os.O_RDONLY
+
+
+#: A process's directory of descriptors as ``realpath`` gives it (``/proc/self`` resolved to its pid).
+_OWN_FD_DIRECTORY = re.compile(r"/proc/([0-9]+)(?:/task/[0-9]+)?/fd")
 
 
 class LiteralName(str):

@@ -62,7 +62,7 @@ def map_whole(sources: Sequence[Source], sep: int) -> np.ndarray | None:
     try:
         with open(sources[0].path, "rb") as f:
             st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode) or st.st_size == 0 or _is_stdout(st):
+            if not stat.S_ISREG(st.st_mode) or st.st_size == 0 or _written_here(st):
                 return None
             flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
             try:
@@ -100,15 +100,36 @@ def _is_plain_file(stream: BinaryIO) -> bool:
     return type(stream) is io.FileIO and stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
 
 
-def _is_stdout(st: os.stat_result) -> bool:
-    """Whether the file of status ``st`` is also standard output (``bigshuf f >> f`` or ``1<>f``,
-    which GNU shuf allows): it is then read whole before any output is written, not mapped,
-    as the output would change the records while they are gathered."""
+def _written_here(st: os.stat_result) -> bool:
+    """Whether this process holds the file of status ``st`` open for writing: standard output in
+    ``bigshuf f >> f`` or ``1<>f`` (which GNU shuf allows), or the descriptor ``-o /dev/fd/N`` writes
+    through. It is then read whole before any output is written, not mapped, as the output would
+    change the records while they are gathered."""
     try:
-        out = os.fstat(1)
+        names = os.listdir("/proc/self/fd")
     except OSError:
-        return False
-    return (out.st_dev, out.st_ino) == (st.st_dev, st.st_ino)
+        names = ["1"]  # no /proc: standard output is the one such descriptor a command has
+    for name in names:
+        try:
+            other = os.fstat(int(name))
+        except (OSError, ValueError):
+            continue  # (the listing's own descriptor, closed since)
+        if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino) and _writable(name):
+            return True
+    return False
+
+
+def _writable(fd: str) -> bool:
+    """Whether descriptor ``fd`` was opened for writing, by its flags in ``/proc/self/fdinfo``
+    (taken as writable where they cannot be read)."""
+    try:
+        with open(f"/proc/self/fdinfo/{fd}", "rb") as f:
+            for line in f:
+                if line.startswith(b"flags:"):
+                    return int(line.split()[1], 8) & os.O_ACCMODE != os.O_RDONLY
+    except (OSError, ValueError, IndexError):
+        pass
+    return True
 
 
 def _pread_fully(fd: int, view: np.ndarray, offset: int) -> int:

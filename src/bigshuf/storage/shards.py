@@ -18,7 +18,7 @@ from .commit import OutputFiles, backup_name, name_max
 from .layout import Sharding, SplitPart, shard_option, split_target
 from ..quoting import quote_arg, quote_name
 from .sinks import CodecChoice, output_codec
-from .paths import MOST_LINKS, followed_path, generated_path
+from .paths import MOST_LINKS, followed_path, generated_path, own_descriptor
 from .safefs import creation_problem, foreign_entry, written_in_place
 from .tempspace import remove_dead_outputs
 from .threads import deferred_signals
@@ -251,8 +251,8 @@ def _final_paths(
             raise OutputError(f"{shown}: {e.strerror}") from None
         if st is not None and stat.S_ISDIR(st.st_mode):
             raise OutputError(f"{shown}: Is a directory")
-        if st is not None and written_in_place(st):
-            return []
+        if st is not None and (written_in_place(st) or own_descriptor(target) is not None):
+            return []  # no file of its own: written as it stands
         finals = [_resolved(followed_path, target)]  # "d/x/../y" needs d/x, as does a link's text
         if _FD_DIRECTORY.fullmatch(os.path.dirname(finals[0])):
             # /dev/fd/5 with descriptor 5 not open: no file can be made there (as shuf says, by the name given).
@@ -466,6 +466,8 @@ def _check_in_place_not_input(target: str, inputs: Sequence[str]) -> None:
         st = os.stat(target)
     except OSError:
         return
+    if own_descriptor(target) is not None:
+        return  # written through the descriptor at its offset, never cut short: as standard output
     path = _input_at(st, inputs) if stat.S_ISREG(st.st_mode) else None
     if path is not None:
         raise OutputError(

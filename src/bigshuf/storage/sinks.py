@@ -11,7 +11,7 @@ from typing import BinaryIO
 from ..core.resume import ResumePoint, open_output_temp
 from ..errors import OutputError, os_reason
 from .commit import OutputFiles
-from .paths import followed_path
+from .paths import followed_path, own_descriptor
 from ..quoting import quote_name
 from .safefs import create_exclusive, sync_directory, sync_file, take_attributes, written_in_place
 from .sliced import open_sliced
@@ -140,6 +140,16 @@ class StdoutSink(Sink):
     def write_error(self, e: OSError) -> OutputError:
         """GNU's words for standard output, which they do not name: ``write error: ...``."""
         return OutputError(f"write error: {os_reason(e)}")
+
+
+class DescriptorSink(Sink):
+    """A regular file that ``-o`` names as one of this process's descriptors (``/dev/stdout``,
+    ``/dev/fd/N``): written through that descriptor at its offset, as standard output is, so what
+    the shell writes to it afterwards follows the output in the same file."""
+
+    def __init__(self, path: str, fd: int, codec: CodecChoice | None) -> None:
+        self.name = path
+        super().__init__(open_sliced(fd, "wb", 1 << 20, closefd=False), codec)
 
 
 class DeviceSink(Sink):
@@ -303,11 +313,15 @@ def open_output(
     path: str | os.PathLike[str] | None, compress: CodecChoice | None = None, *,
     files: OutputFiles | None = None, sync: bool = True,
 ) -> Sink:
-    """The sink for ``-o PATH``: stdout for None or ``-``; a symlink is followed to the file it names.
+    """The sink for ``-o PATH``: stdout for None or ``-``; a symlink is followed to the file it names,
+    but a regular file reached as one of this process's descriptors is written through it.
     ``files`` is the run's set of output files (its lock in the directory), if it has one."""
     if path is None or os.fspath(path) == "-":
         return StdoutSink(output_codec(None, compress))
     codec = output_codec(os.fspath(path), compress)
+    fd = own_descriptor(os.fspath(path))
+    if fd is not None:
+        return DescriptorSink(os.fspath(path), fd, codec)
     try:
         # The path itself, links followed by the kernel: /dev/stdout onto a pipe has no real path.
         in_place = written_in_place(os.stat(path))
