@@ -674,6 +674,34 @@ def test_a_dry_run_plans_the_buckets_passes_and_records_the_run_reports(tmp_path
     assert f"{stats.buckets} buckets" in text and "pass-1 task" in text, text
 
 
+def test_rates_on_a_compressed_source_size_the_buckets_by_its_decoded_bytes(tmp_path: Path) -> None:
+    """Integer rates weigh each source by its bytes: the Dask engine took a compressed source's
+    bytes on disk, so ``--rate`` 5 on a gzip that decodes 100:1 planned buckets for little more
+    than the plain source (283 here, against 680 for the same sources uncompressed), each more than
+    twice the size meant. It now weighs them decoded, as the local engine does (1,077: the margin on
+    compressed inputs' estimate), in the run and in ``--dry-run``."""
+    a = [b"%s %d" % (b"a" * 60, i % 7) for i in range(6000)]
+    b = source_records("b", 3000, 40)
+    write_records(tmp_path / "a.txt", a)
+    write_records(tmp_path / "b.txt", b)
+    (tmp_path / "a.txt.gz").write_bytes(gzip.compress((tmp_path / "a.txt").read_bytes()))
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    planned = {}
+    with ThreadPoolExecutor(2) as runner:
+        for name in ("a.txt", "a.txt.gz"):
+            options: dict[str, Any] = dict(
+                engine="dask", scheduler=runner, memory="16K", seed=2, tmp_dir=str(temp),
+                sources={"a": str(tmp_path / name), "b": str(tmp_path / "b.txt")}, rates={"a": 5, "b": 1},
+            )
+            found = api.plan_shuffle((), str(tmp_path / "out.txt"), **options)
+            stats = api.shuffle((), str(tmp_path / "out.txt"), **options)
+            assert found.buckets == stats.buckets
+            assert sorted(split_records((tmp_path / "out.txt").read_bytes())) == sorted(a * 5 + b)
+            planned[name] = stats.buckets
+    assert planned["a.txt.gz"] >= planned["a.txt"], planned
+
+
 def test_a_dry_run_that_would_fail_exits_1_naming_the_check(tmp_path: Path) -> None:
     """The command line: a plan that passes prints its lines and ``ok`` (exit 0, nothing written); a
     split the records cannot fill, a missing -T and an output directory that is a file each fail

@@ -274,7 +274,7 @@ def _pass1(run_tasks: RunTasks, job: _Job, weights: Weights | None, progress: Pr
             progress.start(scatter_phase(0), sum(t.nbytes for t in tasks))
             results = run_tasks(scatter_task, cfg, tasks, [t.nbytes for t in tasks])
         else:
-            cfg, mixed, results = weighted_pass(run_tasks, cfg, weights, tasks, progress)
+            cfg, mixed, results = weighted_pass(run_tasks, cfg, weights, tasks, progress, job.prepared.decoded_bytes)
         segments = [s for r in results for s in r.segments]
         read = sum((r.read for r in results), Fingerprint())
     cfg.fmt.check_scattered(tasks, results)

@@ -5,7 +5,6 @@ as bytes and found by their separators; outputs are the records' bytes, optional
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -24,10 +23,9 @@ from ...quoting import quote_name
 from ...core.records import RecordFormat, array_block, array_bytes, count_separators, find_offsets
 from ...progress import Progress
 from ...storage import remote
-from ...storage.expansion import Stored, expanded_sizes
 from ...storage.sinks import CodecChoice
 from ...storage.reader import RecordReader
-from .prepared import Inputs, Prepared, Settings, TaskKind, by_source
+from .prepared import Inputs, Prepared, Settings, TaskKind, by_source, decoded_by_source, decoded_sizes
 from .tasks import Config, Copies, ScatterResult, ScatterTask, Segment, Writable, bucket_count, range_bytes, write_stream
 
 if TYPE_CHECKING:
@@ -325,12 +323,9 @@ def estimate(files: list[remote.RemoteFile], sep: int) -> tuple[int, float]:
 
 def estimated_bytes(files: list[remote.RemoteFile]) -> int:
     """The bytes the inputs hold decompressed: plain ones by their size, compressed ones as the local
-    engine plans them (``expansion``: recorded sizes of local files, else ratios sampled over up to
-    ``SAMPLE_FILES`` of them), with a margin."""
+    engine plans them (``decoded_sizes``), with a margin."""
     packed = [f for f in files if f.codec is not None]
-    stored = [Stored(quote_name(f.name), f.size, f.codec or "", functools.partial(remote.open_input, f.name)) for f in packed]
-    local = not any(remote.is_remote(f.name) for f in packed)  # a record read per file: cheap only on local disks
-    decoded, _exact = expanded_sizes(stored, [0] * len(stored), recorded=local)
+    decoded = decoded_sizes(packed, [0] * len(packed))
     return sum(f.size for f in files if f.codec is None) + int(RATIO_MARGIN * sum(decoded))
 
 
@@ -398,7 +393,7 @@ class Lines(TaskKind):
         else estimated as the bucket plan estimates them; each source's size by its tasks' bytes."""
         assert isinstance(prepared.fmt, LineTasks)
         files, sep = prepared.stored, prepared.fmt.fmt.sep
-        sizes: tuple[int | None, ...] = by_source(request, prepared.task_bytes()) if request.sources else ()
+        sizes: tuple[int | None, ...] = decoded_by_source(request, prepared) if request.sources else ()
         if all(f.codec is None and f.size <= SAMPLE_BYTES for f in files):
             heads = remote.read_ranges([(f.name, 0, f.size) for f in files])
             counts = [h.count(bytes([sep])) + (1 if h and h[-1] != sep else 0) for h in heads]

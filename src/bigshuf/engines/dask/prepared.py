@@ -8,12 +8,15 @@ engine holds no list of formats, and ``plan`` asks the kind for --dry-run's samp
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from typing import TYPE_CHECKING
 
 from ...core import plan
+from ...quoting import quote_name
 from ...storage import remote
+from ...storage.expansion import Stored, expanded_sizes
 from ...storage.sinks import CodecChoice
 from .tasks import ScatterTask, TaskFormat, range_bytes
 
@@ -122,10 +125,35 @@ class Prepared:
             by_file[t.file_index] += t.nbytes
         return by_file
 
+    def decoded_bytes(self, groups: Sequence[int]) -> list[int]:
+        """Bytes of records pass 1 reads from each stored input file: its tasks' bytes, a compressed
+        file's once decoded (``decoded_sizes``, sampled per group: ``groups`` gives each file's)."""
+        by_file = self.task_bytes()
+        packed = [i for i, f in enumerate(self.stored) if f.codec is not None]
+        for i, n in zip(packed, decoded_sizes([self.stored[i] for i in packed], [groups[i] for i in packed])):
+            by_file[i] = n
+        return by_file
+
     def stored_shown(self) -> list[str]:
         """Each stored input file's name in messages: as its pass-1 tasks show it (as given), else as expanded."""
         shown = {t.file_index: t.shown for t in self.tasks if t.shown}
         return [shown.get(i, f.name) for i, f in enumerate(self.stored)]
+
+
+def decoded_sizes(files: Sequence[remote.RemoteFile], groups: Sequence[int]) -> list[int]:
+    """Compressed input files' bytes once decoded, as the local engine plans them (``expansion``:
+    recorded sizes of local files, else a ratio sampled over a few files of each of ``groups``)."""
+    stored = [Stored(quote_name(f.name), f.size, f.codec or "", partial(remote.open_input, f.name)) for f in files]
+    local = not any(remote.is_remote(f.name) for f in files)  # a record read per file: cheap only on local disks
+    return expanded_sizes(stored, groups, recorded=local)[0]
+
+
+def decoded_by_source(request: Request, prepared: Prepared) -> tuple[int, ...]:
+    """Each source's bytes of records as pass 1 reads them (compressed files' once decoded), which
+    weigh the sources' rates in the bucket plan."""
+    from ...core import mix
+
+    return by_source(request, prepared.decoded_bytes(mix.source_files(request)))
 
 
 def by_source(request: Request, per_file: list[int]) -> tuple[int, ...]:

@@ -37,7 +37,7 @@ from ...progress import Progress
 from ...storage import remote
 from ...storage.sinks import CodecChoice
 from .lines import RATIO_MARGIN, BytesWriter, estimated_bytes
-from .prepared import Inputs, Prepared, Settings, TaskKind, by_source
+from .prepared import Inputs, Prepared, Settings, TaskKind, decoded_by_source
 from .tasks import Config, Copies, ScatterResult, ScatterTask, Segment, Writable, bucket_count, range_bytes, write_stream
 
 if TYPE_CHECKING:
@@ -408,7 +408,7 @@ class Tars(TaskKind):
     def sample(cls, prepared: Prepared, request: Request) -> Sample:
         """Samples are counted only as pass 1 reads them: their bytes estimated as the bucket plan does."""
         files = list(prepared.stored)
-        sizes: tuple[int | None, ...] = by_source(request, prepared.task_bytes()) if request.sources else ()
+        sizes: tuple[int | None, ...] = decoded_by_source(request, prepared) if request.sources else ()
         est_bytes = estimated_bytes(files)
         plain = sum(f.size for f in files if f.codec is None)
         expected = plain + int((est_bytes - plain) / RATIO_MARGIN)

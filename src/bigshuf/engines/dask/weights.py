@@ -240,23 +240,26 @@ def plan_multiset(
 
 
 def weighted_pass(
-    run_tasks: RunTasks, cfg: Config, weights: Weights, tasks: list[ScatterTask], progress: Progress
+    run_tasks: RunTasks, cfg: Config, weights: Weights, tasks: list[ScatterTask], progress: Progress,
+    decoded: Callable[[Sequence[int]], Sequence[int]],
 ) -> tuple[Config, Mixed, list[ScatterResult]]:
     """Pass 1 of weighted sources: a counting pass first when the rates or ``--stratify`` need the
     counts, the rates solved and each block's draws made here, then every copy scattered. Returns
-    the run's settings with the buckets sized for the multiset, what was mixed, and pass 1's results."""
+    the run's settings with the buckets sized for the multiset, what was mixed, and pass 1's results.
+    Uncounted, each source weighs its records' bytes: ``decoded(groups)`` gives each input file's
+    (a compressed one's once decoded, ``Prepared.decoded_bytes``), not its bytes on disk."""
     sizes = [t.nbytes for t in tasks]
     counted: list[BlockCounts] | None = None
-    by_source = [0] * len(weights.names)
-    for t in tasks:
-        by_source[weights.file_source[t.file_index]] += t.nbytes
     if weights.counted:
         progress.start("counting", sum(sizes))
         counted = run_tasks(count_task, cfg, tasks, sizes)
-        records, nbytes = source_totals(weights, tasks, counted)
-        mixer = weights.mixer(records, nbytes)
-        by_source = nbytes
+        records, by_source = source_totals(weights, tasks, counted)
+        mixer = weights.mixer(records, by_source)
     else:
+        by_file = decoded(weights.file_source)
+        by_source = [0] * len(weights.names)
+        for t in tasks:
+            by_source[weights.file_source[t.file_index]] += by_file[t.file_index] if t.codec else t.nbytes
         mixer = weights.mixer(None, None)
     cfg, stratifier, bounds = plan_multiset(cfg, weights, mixer, by_source)
     draws: list[tuple[Draws, ...] | None] = [None] * len(tasks)
