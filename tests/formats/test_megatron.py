@@ -206,12 +206,13 @@ def test_documents_read_with_the_index_a_few_entries_at_a_time(tmp_path: Path, m
 
 @pytest.mark.parametrize(("cut", "why"), [
     ("a.idx", r"now shorter than its header says"),
+    ("a.bin", r"size \d+ bytes when checked, at most \d+ now"),
 ])
 def test_a_dataset_cut_short_while_its_documents_are_shuffled_is_an_input_error(tmp_path: Path, cut: str, why: str) -> None:
     """A file of the dataset emptied by another process once the first batch of documents is read.
     That batch's sequence lengths were views of the mapped index, and touching them ended the run
     by SIGBUS (-7), its temporary directory left behind; the next read of the index now finds it cut
-    short."""
+    short. The ``.bin`` is read, and was refused as 'ended at byte N, before M (changed while read?)'."""
     write_dataset(tmp_path / "a", make_docs(3000))
     (tmp_path / "tmp").mkdir()
     done = run_child(f"""

@@ -471,7 +471,7 @@ class IndexedInput(TableInput):
         data = bytearray(hi - lo)
         got = fill(read, lo, memoryview(data))
         if got < len(data):
-            raise InputError(f"{quote_name(self.bin_path)}: ended at byte {lo + got}, before {hi} (changed while read?)")
+            raise changed(quote_name(self.bin_path), f"size {self.bin_size} bytes when checked, at most {lo + got} now")
         s0, s1 = int(docs[0]), int(docs[-1])
         assert self.schema is not None
         return documents_batch(self.schema, data, docs, starts, self.lengths(s0, s1), self.mode_values(s0, s1))
