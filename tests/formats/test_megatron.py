@@ -5,6 +5,7 @@ indexes refused in one line with nothing left behind."""
 from __future__ import annotations
 
 import os
+import re
 import struct
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +20,7 @@ import bigshuf
 from bigshuf.core import plan
 from bigshuf.errors import InputError, UsageError
 
-from helpers import measure_table_buckets, temp_leftovers
+from helpers import measure_table_buckets, run_child, temp_leftovers
 from test_uniformity import assert_uniform
 
 MAGIC = b"MMIDIDX\x00\x00"
@@ -180,7 +181,56 @@ def test_an_index_cut_short_after_its_check_is_an_input_error(tmp_path: Path) ->
     dataset = IndexedInput(str(tmp_path / "a"))
     os.truncate(tmp_path / "a.idx", 100)
     with pytest.raises(InputError, match=r"a\.idx: file changed while being read \(now shorter than its header says\)$"):
-        _ = dataset.documents
+        dataset.documents(0, dataset.count + 1)
+
+
+def test_documents_read_with_the_index_a_few_entries_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The index read three entries at a time, documents of one to seven sequences: each window's
+    document starts come from pointers read from its first sequence not yet placed, a long
+    document's other sequences skipped; rows, sizes and ``document_at`` as the index says."""
+    from bigshuf.formats import megatron
+
+    monkeypatch.setattr(megatron, "WINDOW", 3)
+    rng = np.random.default_rng(5)
+    docs = [[rng.integers(0, 200, int(rng.integers(1, 9))).astype(np.uint16) for _ in range(int(k))] for k in rng.choice([1, 2, 7], 40)]
+    write_dataset(tmp_path / "a", docs, modes=True)
+    dataset = megatron.IndexedInput(str(tmp_path / "a"))
+    rows = [row for batch in dataset.batches(64) for row in batch.to_pylist()]
+    first = np.cumsum([0] + [len(d) for d in docs])
+    assert rows == [
+        {"tokens": b"".join(s.tobytes() for s in d), "lengths": [len(s) for s in d], "modes": [(first[i] + j) % 3 for j in range(len(d))]}
+        for i, d in enumerate(docs)
+    ]
+    assert [dataset.document_at(i) for i in range(len(docs))] == [(sum(2 * len(s) for s in d), len(d)) for d in docs]
+
+
+@pytest.mark.parametrize(("cut", "why"), [
+    ("a.idx", r"now shorter than its header says"),
+    ("a.bin", r"size \d+ bytes when checked, at most \d+ now"),
+])
+def test_a_dataset_cut_short_while_its_documents_are_shuffled_is_an_input_error(tmp_path: Path, cut: str, why: str) -> None:
+    """A file of the dataset emptied by another process once the first batch of documents is read.
+    That batch's sequence lengths were views of the mapped index, and touching them ended the run
+    by SIGBUS (-7), its temporary directory left behind; the next read of the index now finds it cut
+    short. The ``.bin`` is read, and was refused as 'ended at byte N, before M (changed while read?)'."""
+    write_dataset(tmp_path / "a", make_docs(3000))
+    (tmp_path / "tmp").mkdir()
+    done = run_child(f"""
+import os, sys
+from bigshuf.cli import main
+from bigshuf.formats import megatron
+made = megatron.documents_batch
+def cutting(*args):
+    batch = made(*args)
+    os.truncate({str(tmp_path / cut)!r}, 0)
+    return batch
+megatron.documents_batch = cutting
+sys.exit(main([{str(tmp_path / "a")!r}, "-o", {str(tmp_path / "o")!r}, "-S", "32K", "-T", {str(tmp_path / "tmp")!r}, "--seed", "1"]))
+""")
+    assert done.returncode == 1, (done.returncode, done.stderr[-800:])
+    assert re.fullmatch(rf"bigshuf: .*{re.escape(cut)}: file changed while being read \({why}\)\n", done.stderr), done.stderr
+    assert not (tmp_path / "o.bin").exists() and not (tmp_path / "o.idx").exists()
+    assert temp_leftovers(tmp_path / "tmp") == []
 
 
 def test_shards_sample_and_verify(tmp_path: Path, run_cli) -> None:
@@ -413,7 +463,7 @@ def test_a_bin_beside_an_idx_that_is_no_file_is_refused_not_read_as_lines(tmp_pa
     else:
         (tmp_path / "g.idx").mkdir()
     code, out, err = run_cli(["g.bin", "-o", "out"], cwd=tmp_path)
-    assert (code, out, err) == (1, b"", b"bigshuf: g.idx: not a regular file (an index is mapped)\n")
+    assert (code, out, err) == (1, b"", b"bigshuf: g.idx: not a regular file (an index is read at offsets)\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g.bin", "g.idx"]
 
 

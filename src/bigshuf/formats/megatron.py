@@ -16,7 +16,7 @@ import os
 import stat
 import struct
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
 import numpy as np
@@ -109,10 +109,10 @@ def check_together(datasets: Sequence[Pair]) -> bool:
 
 
 def read_header(idx_path: str) -> tuple[bytes, int, int, int, int]:
-    """The fields of the local index ``idx_path``'s header, each checked (a regular file, as it is mapped)."""
+    """The fields of the local index ``idx_path``'s header, each checked (a regular file, as it is read at offsets)."""
     try:
         if not stat.S_ISREG(os.stat(idx_path).st_mode):
-            raise InputError(f"{quote_name(idx_path)}: not a regular file (an index is mapped)")
+            raise InputError(f"{quote_name(idx_path)}: not a regular file (an index is read at offsets)")
         with open(idx_path, "rb") as f:
             head = f.read(HEADER.size)
     except OSError as e:
@@ -252,6 +252,38 @@ def documents_batch(
     return pa.RecordBatch.from_arrays(columns, schema=rows)
 
 
+@contextmanager
+def local_reader(path: str) -> Iterator[ReadAt]:
+    """The local file ``path`` open, as a function that reads its bytes at an offset into a buffer
+    (``pread``: a read error is an input error naming it)."""
+    try:
+        fd = descriptor(lambda: os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)))
+    except OSError as e:
+        raise InputError(f"{quote_name(path)}: {e.strerror}") from None
+
+    def read(at: int, view: memoryview) -> int:
+        try:
+            return os.preadv(fd, [view], at)
+        except OSError as e:
+            raise InputError(f"{quote_name(path)}: read error: {e.strerror}") from None
+
+    try:
+        yield read
+    finally:
+        os.close(fd)
+
+
+def fill(read: ReadAt, at: int, view: memoryview) -> int:
+    """Fill ``view`` with the bytes ``read`` gives from ``at`` on; return how many it gave (fewer: its file ended)."""
+    got = 0
+    while got < len(view):
+        step = read(at + got, view[got:])
+        if step == 0:
+            break
+        got += step
+    return got
+
+
 class IndexParts:
     """What an output file's ``.idx`` is made of, kept as its documents are written: their sequence
     lengths, sequences per document and modes (if the dataset has them)."""
@@ -283,9 +315,11 @@ class IndexParts:
 class IndexedInput(TableInput):
     """One dataset, its index checked against itself and its ``.bin`` when opened; read as rows of documents.
 
-    The index is mapped, not loaded: it is checked and read ``WINDOW`` entries at a time, each
-    array mapped anew where it is used (a mapping holds a descriptor of its own while it lives, and
-    a run of a thousand pairs held three each, past the open-file limit).
+    The index is read, not loaded: it is checked and read ``WINDOW`` entries at a time, each part
+    read where it is used from the file opened anew (a run of a thousand pairs holding theirs open
+    went past the open-file limit). Read, not mapped: a page of a mapping that another process has
+    cut from the file ends the process by SIGBUS when touched, and rows made from mapped arrays
+    were views of it until written out; a short read is refused as a file changed while being read.
     """
 
     #: Both files are local (a manifest lists their size and mtime).
@@ -305,27 +339,23 @@ class IndexedInput(TableInput):
         self.bin_size = self._bin_size()
         self._check()
 
-    @property
-    def lengths(self) -> np.ndarray:
-        """Each sequence's tokens (int32), mapped."""
-        return self._array("<i4", HEADER.size, self.sequences)
+    def lengths(self, lo: int, hi: int) -> np.ndarray:
+        """Sequences ``[lo, hi)``'s tokens (int32)."""
+        return self._array("<i4", HEADER.size + 4 * lo, hi - lo)
 
-    @property
-    def pointers(self) -> np.ndarray:
-        """Where each sequence's tokens start in the ``.bin`` (int64), mapped."""
-        return self._array("<i8", HEADER.size + 4 * self.sequences, self.sequences)
+    def pointers(self, lo: int, hi: int) -> np.ndarray:
+        """Where sequences ``[lo, hi)``'s tokens start in the ``.bin`` (int64)."""
+        return self._array("<i8", HEADER.size + 4 * self.sequences + 8 * lo, hi - lo)
 
-    @property
-    def documents(self) -> np.ndarray:
-        """Each document's first sequence, and the sequence count last (int64), mapped."""
-        return self._array("<i8", HEADER.size + 12 * self.sequences, self.count + 1)
+    def documents(self, lo: int, hi: int) -> np.ndarray:
+        """Document index entries ``[lo, hi)``: each document's first sequence, the sequence count last (int64)."""
+        return self._array("<i8", HEADER.size + 12 * self.sequences + 8 * lo, hi - lo)
 
-    @property
-    def mode_values(self) -> np.ndarray | None:
-        """Each sequence's mode (int8), mapped; None without modes."""
+    def mode_values(self, lo: int, hi: int) -> np.ndarray | None:
+        """Sequences ``[lo, hi)``'s modes (int8); None without modes."""
         if not self.modes:
             return None
-        return self._array("i1", HEADER.size + 12 * self.sequences + 8 * (self.count + 1), self.sequences)
+        return self._array("i1", HEADER.size + 12 * self.sequences + 8 * (self.count + 1) + lo, hi - lo)
 
     def take_modes(self, modes: bool) -> None:
         """Have sequence modes or not as the datasets shuffled with it do (it holds no sequences)."""
@@ -352,26 +382,25 @@ class IndexedInput(TableInput):
         return st.st_size
 
     def _array(self, dtype: str, offset: int, count: int) -> np.ndarray:
-        """``count`` values of ``dtype`` at byte ``offset`` of the index, mapped read-only."""
-        if count == 0:
-            return np.empty(0, dtype)
-        try:
-            return np.memmap(self.idx_path, dtype=dtype, mode="r", offset=offset, shape=(count,))
-        except ValueError:  # cut shorter than its arrays since it was checked ("mmap length is greater than file size")
-            raise changed(quote_name(self.idx_path), "now shorter than its header says") from None
-        except OSError as e:
-            raise InputError(f"{quote_name(self.idx_path)}: {e.strerror}") from None
+        """``count`` values of ``dtype`` at byte ``offset`` of the index, read."""
+        out = np.empty(count, dtype)
+        if count:
+            with local_reader(self.idx_path) as read:
+                if fill(read, offset, out.view(np.uint8).data) < out.nbytes:  # cut shorter since it was checked
+                    raise changed(quote_name(self.idx_path), "now shorter than its header says")
+        return out
 
     def _check(self) -> None:
         """Lengths not negative, each sequence's pointer at the previous one's end and within the ``.bin``,
         the ``.bin`` exactly that long, and document indices rising from 0 to the sequence count."""
         end = 0
         for lo in range(0, self.sequences, WINDOW):
-            end = check_sequences(self, lo, self.lengths[lo : lo + WINDOW], self.pointers[lo : lo + WINDOW], end)
+            hi = min(self.sequences, lo + WINDOW)
+            end = check_sequences(self, lo, self.lengths(lo, hi), self.pointers(lo, hi), end)
         check_end(self, end)
         last = 0
-        for lo in range(0, len(self.documents), WINDOW):
-            last = check_documents(self.idx_path, lo, np.asarray(self.documents[lo : lo + WINDOW]), last)
+        for lo in range(0, self.count + 1, WINDOW):
+            last = check_documents(self.idx_path, lo, self.documents(lo, min(self.count + 1, lo + WINDOW)), last)
         check_last(self.idx_path, last, self.sequences)
 
     def disk_size(self) -> int:
@@ -379,17 +408,26 @@ class IndexedInput(TableInput):
         return self.bin_size + os.path.getsize(self.idx_path)
 
     def _byte_at(self, sequences: np.ndarray) -> np.ndarray:
-        """Where each sequence number's tokens start in the ``.bin`` (the sequence count: its end)."""
-        inside = sequences < self.sequences
+        """Where the tokens of each of ``sequences`` (rising sequence numbers, as document index entries)
+        start in the ``.bin`` (the sequence count: its end). Pointers are read at most ``WINDOW`` at a
+        time, each read starting at the first number not yet placed, so long documents' other
+        sequences are mostly skipped, not read."""
         out = np.full(len(sequences), self.bin_size, np.int64)
-        out[inside] = self.pointers[sequences[inside]]
+        inside = int(np.searchsorted(sequences, self.sequences))
+        i = 0
+        while i < inside:
+            lo = int(sequences[i])
+            j = max(i + 1, int(np.searchsorted(sequences[:inside], lo + WINDOW)))
+            at = sequences[i:j] - lo
+            out[i:j] = self.pointers(lo, lo + int(at.max()) + 1)[at]
+            i = j
         return out
 
     def _windows(self) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
         """The index ``WINDOW`` documents at a time: the first document's number, the window's document
         entries (one more: its end), where their tokens start, and their row sizes (``document_sizes``)."""
         for lo in range(0, self.count, WINDOW):
-            docs = np.asarray(self.documents[lo : min(self.count, lo + WINDOW) + 1])
+            docs = self.documents(lo, min(self.count, lo + WINDOW) + 1)
             starts = self._byte_at(docs)
             yield lo, docs, starts, document_sizes(docs, starts, self.modes)
 
@@ -405,7 +443,7 @@ class IndexedInput(TableInput):
 
     def document_at(self, i: int) -> tuple[int, int]:
         """Document ``i``'s bytes of tokens and its sequences, from the index."""
-        docs = np.asarray(self.documents[i : i + 2])
+        docs = self.documents(i, i + 2)
         starts = self._byte_at(docs)
         return int(starts[1] - starts[0]), int(docs[1] - docs[0])
 
@@ -423,33 +461,20 @@ class IndexedInput(TableInput):
                 for first, last in batch_cuts(sizes, max_bytes, max_rows):
                     yield self._batch(read, docs[first : last + 1], starts[first : last + 1]), sizes[first:last]
 
-    @contextmanager
-    def _open_bin(self) -> Iterator[ReadAt]:
+    def _open_bin(self) -> AbstractContextManager[ReadAt]:
         """The ``.bin`` open, as a function that reads its bytes at an offset into a buffer."""
-        try:
-            fd = descriptor(lambda: os.open(self.bin_path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)))
-        except OSError as e:
-            raise InputError(f"{quote_name(self.bin_path)}: {e.strerror}") from None
-        try:
-            yield lambda at, view: os.preadv(fd, [view], at)
-        finally:
-            os.close(fd)
+        return local_reader(self.bin_path)
 
     def _batch(self, read: ReadAt, docs: np.ndarray, starts: np.ndarray) -> pa.RecordBatch:
         """The rows of the documents between entries ``docs`` (sequence numbers) at bytes ``starts``."""
         lo, hi = int(starts[0]), int(starts[-1])
         data = bytearray(hi - lo)
-        view, got = memoryview(data), 0
-        while got < len(data):
-            step = read(lo + got, view[got:])
-            if step == 0:
-                raise InputError(f"{quote_name(self.bin_path)}: ended at byte {lo + got}, before {hi} (changed while read?)")
-            got += step
+        got = fill(read, lo, memoryview(data))
+        if got < len(data):
+            raise changed(quote_name(self.bin_path), f"size {self.bin_size} bytes when checked, at most {lo + got} now")
         s0, s1 = int(docs[0]), int(docs[-1])
-        values = self.mode_values
-        modes = None if values is None else values[s0:s1]
         assert self.schema is not None
-        return documents_batch(self.schema, data, docs, starts, self.lengths[s0:s1], modes)
+        return documents_batch(self.schema, data, docs, starts, self.lengths(s0, s1), self.mode_values(s0, s1))
 
 
 class RemoteIndexedInput(IndexedInput):
