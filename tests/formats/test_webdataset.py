@@ -292,6 +292,23 @@ def test_a_compressed_tar_makes_the_buckets_of_its_decoded_size(tmp_path: Path) 
             assert abs(stats.buckets - plain.buckets) <= plain.buckets * 0.1, (codec, stats.buckets, plain.buckets)
 
 
+@pytest.mark.parametrize("compressed", [False, True])
+def test_weighted_tar_sources_are_planned_as_the_run_weighs_them(tmp_path: Path, compressed: bool) -> None:
+    """Without a counting pass (whole rates), the run weighs tar sources by their (decoded) sizes;
+    --dry-run weighed them all alike (the mean rate): half the temporary space of a run keeping
+    one source of two, whatever their sizes."""
+    big = make_tar(tmp_path / "big.tar", make_samples(300, 3))
+    small = make_tar(tmp_path / "small.tar", make_samples(60, 4))
+    if compressed:
+        big, small = compressed_copies(big)["xz"], compressed_copies(small)["xz"]
+    args: dict[str, Any] = {"sources": {"big": str(big), "small": str(small)}, "rates": {"big": 1, "small": 0}, "memory": "256K"}
+    planned = bigshuf.plan_shuffle(None, tmp_dir=str(tmp_path), **args)
+    stats = bigshuf.shuffle(None, tmp_path / "out.tar", seed=1, tmp_dir=tmp_path, sync=False, **args)
+    size = len(decompress("xz", big.read_bytes()) if compressed else big.read_bytes())
+    assert planned.temp_needed == size
+    assert planned.buckets == stats.buckets
+
+
 def test_split_cuts_whole_tars(tmp_path: Path) -> None:
     paths, every = shards(tmp_path, count=2, per=20)
     code, _, err = run([*paths, "--seed", "6", "--split", "train=0.75,test=rest", "-o", "{split}.tar"], tmp_path)

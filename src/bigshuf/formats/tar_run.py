@@ -44,6 +44,7 @@ from .tar_input import SampleReader
 from .tar_members import BLOCK
 from .tar_mix import WeightedSamples, with_files
 from .tar_resume import ResumableSamples
+from .line_mix import source_sizes
 from .line_unique import SOURCE_META
 from .tar_unique import TarDedup, fits as unique_fits, hash_buckets, unique_capacity, unique_samples, unique_with_sources
 
@@ -142,9 +143,11 @@ class TarRun(WeightedSamples, ResumableSamples, TwoPass):
         whole = final or (total is not None and total <= capacity)
         in_memory = whole and est.nbytes is not None and _fits_whole(request, est.nbytes, est.records or 0, limit)
         counts, nbytes = _source_counts(request, reader.per_input) if final and request.sources else (None, None)
+        # Weighted sources without counts are weighed by their sizes, as ``_plan_mix`` weighs them.
+        sizes = tuple(source_sizes(reader.decoded_sizes(), mix.source_files(request), len(request.sources))) if request.sources else ()
         return Sample(
             est, len(block), exact=final, sized=reader.sized_exactly(), in_memory=in_memory, temp_bytes=est.nbytes,
-            source_records=counts, source_bytes=nbytes,
+            source_records=counts, source_bytes=nbytes, source_sizes=sizes,
         )
 
     @classmethod
