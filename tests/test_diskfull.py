@@ -236,11 +236,11 @@ def test_shard_records_past_the_files_left_are_refused_before_writing(tmp_path: 
         assert os.listdir(mnt) == []
 
 
-@pytest.mark.parametrize("codec,unique", [("zstd", False), ("xz", False)])
+@pytest.mark.parametrize("codec,unique", [("zstd", False), ("xz", False), (None, True), ("zstd", True)])
 def test_a_tar_of_recorded_size_is_refused_before_it_fills_the_temp_disk(tmp_path: Path, small_fs: Path, codec: str | None, unique: bool) -> None:
     """A compressed tar whose size zstd or xz records is held against the free space before pass 1,
-    as a plain tar is, with the line --dry-run fails with: it wrote buckets until the disk was full
-    and failed naming one."""
+    as a plain tar is, and with --unique any tar before its hash buckets, with the line --dry-run
+    fails with: both wrote buckets until the disk was full and failed naming one."""
     import io
     import tarfile
 

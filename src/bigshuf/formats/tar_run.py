@@ -260,6 +260,10 @@ class TarRun(WeightedSamples, ResumableSamples, TwoPass):
             if unique:
                 # Pass 1 scatters the unique samples, at most what the hash buckets hold (known now).
                 dedup = TarDedup(self, temp, mix.source_files(self.request) if unique_mix else None, n_sources)
+                if "dedup" not in self.state and exact and whole is not None:
+                    # The hash buckets take the input's bytes: refused before they are written, as
+                    # --dry-run checks (they were written until the disk was full).
+                    temp.check_free(self.free_needed(whole))
                 hashed = dedup.resume(everything) if "dedup" in self.state else dedup.scatter(everything, whole)
                 whole, exact = int(hashed.sizes.sum()), True
                 if unique_mix:
