@@ -234,3 +234,32 @@ def test_shard_records_past_the_files_left_are_refused_before_writing(tmp_path: 
         assert done.returncode == 1 and err.count("\n") == 1, err
         assert err.startswith("bigshuf: 100 shards: the file system of ") and "has room for only" in err, err
         assert os.listdir(mnt) == []
+
+
+@pytest.mark.parametrize("codec,unique", [("zstd", False), ("xz", False), (None, True), ("zstd", True)])
+def test_a_tar_of_recorded_size_is_refused_before_it_fills_the_temp_disk(tmp_path: Path, small_fs: Path, codec: str | None, unique: bool) -> None:
+    """A compressed tar whose size zstd or xz records is held against the free space before pass 1,
+    as a plain tar is, and with --unique any tar before its hash buckets, with the line --dry-run
+    fails with: both wrote buckets until the disk was full and failed naming one."""
+    import io
+    import tarfile
+
+    from helpers import compress
+
+    rng = np.random.default_rng(5)
+    tar = io.BytesIO()
+    with tarfile.open(fileobj=tar, mode="w") as t:
+        for i in range(300):  # ~2.4 MiB, more than twice the tmpfs
+            for suffix in ("bin", "json"):
+                data = rng.integers(0, 256, 4000, dtype=np.uint8).tobytes()
+                info = tarfile.TarInfo(f"{i:06d}.{suffix}")
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+    src = tmp_path / ("in.tar" if codec is None else f"in.tar.{'zst' if codec == 'zstd' else 'xz'}")
+    src.write_bytes(tar.getvalue() if codec is None else compress(codec, tar.getvalue()))
+    args = ["-S", "256K", "-T", str(small_fs), *(["--unique"] if unique else []), str(src), "-o", str(tmp_path / "out.tar")]
+    plan = _run(["--dry-run", *args])
+    proc = _run(args)
+    assert proc.returncode == 1 and proc.stderr.startswith(f"bigshuf: {small_fs}: not enough temporary space: need ".encode()), proc.stderr
+    assert proc.stderr in plan.stderr.splitlines(keepends=True), (proc.stderr, plan.stderr)
+    assert os.listdir(small_fs) == [] and not (tmp_path / "out.tar").exists()

@@ -238,6 +238,77 @@ def test_compressed_tars_in_and_out(tmp_path: Path, codec: str, suffix: str) -> 
     assert as_set(read_samples(decompress(codec, blob))) == as_set(every)
 
 
+def compressed_copies(tar: Path) -> dict[str, Path]:
+    """``tar`` compressed each way, beside it: gzip and zstd without their sizes (sampled), zstd with them and xz (recorded)."""
+    import zstandard
+
+    data = tar.read_bytes()
+    blobs = {
+        "gzip": compress("gzip", data), "zstd": compress("zstd", data), "xz": compress("xz", data),
+        "zstd, no size": zstandard.ZstdCompressor(write_content_size=False).compress(data),
+    }
+    suffixes = {"gzip": ".gz", "zstd": ".zst", "xz": ".xz", "zstd, no size": ".streamed.zst"}
+    out = {}
+    for codec, blob in blobs.items():
+        out[codec] = tar.with_name(tar.name + suffixes[codec])
+        out[codec].write_bytes(blob)
+    return out
+
+
+def test_a_compressed_tar_is_planned_at_its_decoded_size(tmp_path: Path) -> None:
+    """--dry-run gives a compressed tar's records, buckets and temporary space from its decoded size:
+    the plain tar's, without ``~``, where zstd or xz records it; estimated (``~``) where sampled. It
+    said the size, and the space, were unknown, and planned 1024 buckets."""
+    tar = make_tar(tmp_path / "in.tar", make_samples(300, 1))
+    plain = bigshuf.plan_shuffle(tar, memory="256K", tmp_dir=str(tmp_path))
+    assert plain.nbytes is not None and plain.buckets is not None and plain.temp_needed == plain.nbytes
+    for codec, path in compressed_copies(tar).items():
+        planned = bigshuf.plan_shuffle(path, memory="256K", tmp_dir=str(tmp_path))
+        space = next(value for name, value in planned.lines if name == "temporary space")
+        if codec in ("zstd", "xz"):
+            assert (planned.nbytes, planned.records, planned.buckets, planned.temp_needed) == (
+                plain.nbytes, plain.records, plain.buckets, plain.temp_needed,
+            ), codec
+            assert space.startswith(f"needs {plan.format_size(plain.nbytes)} in"), (codec, space)
+        else:
+            assert planned.nbytes is not None and abs(planned.nbytes - plain.nbytes) < plain.nbytes * 0.1, codec
+            assert planned.buckets is not None and abs(planned.buckets - plain.buckets) <= plain.buckets * 0.1, codec
+            assert space.startswith("needs ~"), (codec, space)
+
+
+def test_a_compressed_tar_makes_the_buckets_of_its_decoded_size(tmp_path: Path) -> None:
+    """The run plans as --dry-run does: a tar whose size zstd or xz records gets the plain tar's
+    buckets, so the same seed writes the same bytes; a sampled one about as many (all got 1024)."""
+    tar = make_tar(tmp_path / "in.tar", make_samples(300, 2))
+    plain = bigshuf.shuffle(tar, tmp_path / "plain.tar", memory="256K", seed=3, tmp_dir=tmp_path, sync=False)
+    assert 1 < plain.buckets < 100
+    for codec, path in compressed_copies(tar).items():
+        stats = bigshuf.shuffle(path, tmp_path / "out.tar", memory="256K", seed=3, tmp_dir=tmp_path, sync=False)
+        planned = bigshuf.plan_shuffle(path, memory="256K", tmp_dir=str(tmp_path))
+        assert stats.buckets == planned.buckets, codec
+        if codec in ("zstd", "xz"):
+            assert stats.buckets == plain.buckets and (tmp_path / "out.tar").read_bytes() == (tmp_path / "plain.tar").read_bytes(), codec
+        else:
+            assert abs(stats.buckets - plain.buckets) <= plain.buckets * 0.1, (codec, stats.buckets, plain.buckets)
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_weighted_tar_sources_are_planned_as_the_run_weighs_them(tmp_path: Path, compressed: bool) -> None:
+    """Without a counting pass (whole rates), the run weighs tar sources by their (decoded) sizes;
+    --dry-run weighed them all alike (the mean rate): half the temporary space of a run keeping
+    one source of two, whatever their sizes."""
+    big = make_tar(tmp_path / "big.tar", make_samples(300, 3))
+    small = make_tar(tmp_path / "small.tar", make_samples(60, 4))
+    if compressed:
+        big, small = compressed_copies(big)["xz"], compressed_copies(small)["xz"]
+    args: dict[str, Any] = {"sources": {"big": str(big), "small": str(small)}, "rates": {"big": 1, "small": 0}, "memory": "256K"}
+    planned = bigshuf.plan_shuffle(None, tmp_dir=str(tmp_path), **args)
+    stats = bigshuf.shuffle(None, tmp_path / "out.tar", seed=1, tmp_dir=tmp_path, sync=False, **args)
+    size = len(decompress("xz", big.read_bytes()) if compressed else big.read_bytes())
+    assert planned.temp_needed == size
+    assert planned.buckets == stats.buckets
+
+
 def test_split_cuts_whole_tars(tmp_path: Path) -> None:
     paths, every = shards(tmp_path, count=2, per=20)
     code, _, err = run([*paths, "--seed", "6", "--split", "train=0.75,test=rest", "-o", "{split}.tar"], tmp_path)

@@ -29,7 +29,9 @@ def memfs() -> Iterator[Any]:
 
 @pytest.mark.parametrize("memory", ["64M", "64K"])
 def test_tars_from_urls_shuffle_as_the_same_local_files_do(tmp_path: Path, memfs: Any, memory: str) -> None:
-    """memory:// tars (plain, gzip and zstd, through a glob and by name) give the bytes the same local files give."""
+    """memory:// tars (plain, gzip and zstd, through a glob and by name) give the bytes the same local
+    files give: all of them in memory; through buckets, the plain one (compressed local tars are planned
+    at their decoded size, which a URL's is not, as for lines, so they get other buckets)."""
     paths, every = shards(tmp_path, count=3, per=30)
     names = ["a.tar", "b.tar.gz", "c.tar.zst"]
     local = []
@@ -44,8 +46,11 @@ def test_tars_from_urls_shuffle_as_the_same_local_files_do(tmp_path: Path, memfs
     stats = bigshuf.shuffle(["memory://wds/*.tar", "memory://wds/b.tar.gz", "memory://wds/c.tar.zst"], out, **options)
     bigshuf.shuffle(local, mine, **options)
     assert stats.records == 90 and stats.passes == (1 if memory == "64M" else 2)
-    assert out.read_bytes() == mine.read_bytes()
     assert as_set(read_samples(out.read_bytes())) == as_set(every)
+    if memory == "64K":
+        bigshuf.shuffle("memory://wds/*.tar", out, **options)
+        bigshuf.shuffle(local[0], mine, **options)
+    assert out.read_bytes() == mine.read_bytes()
     assert temp_leftovers(tmp_path / "t") == []
 
 

@@ -17,8 +17,8 @@ headers checked, by ``tar_members``.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Generator, Sequence
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -27,6 +27,7 @@ from ..core.fingerprint import Fingerprint, fingerprint
 from ..errors import InputError, UsageError, option
 from ..progress import Progress
 from ..quoting import quote_name
+from ..storage.expansion import decoded_sizes
 from ..storage.sources import FileSource, Source, changed, input_sizes
 from .tar_keys import KeyLedger, given_twice, shown
 from .tar_members import BLOCK, _Members, _padded, looks_like_tar
@@ -70,8 +71,14 @@ class SampleReader:
     ``bytes[offsets[i]:offsets[i+1]]``. A sample longer than the block's capacity is refused
     (naming its file and member): pass 2 must hold a bucket with it in memory."""
 
-    def __init__(self, inputs: list[str | Source], progress: Progress, key_hash: Callable[[bytes], int] = hash) -> None:
+    def __init__(
+        self, inputs: list[str | Source], progress: Progress, key_hash: Callable[[bytes], int] = hash,
+        groups: Sequence[int] | None = None,
+    ) -> None:
         self.sources = [as_source(item) for item in inputs]
+        #: Each input's weighted source, whose files' compression ratio is sampled together (None: one group).
+        self.groups = groups
+        self._decoded: tuple[list[int | None], bool] | None = None
         self.paths = [source.name for source in self.sources]
         #: How sample keys are hashed (``tar_keys.stable_hash`` where another process compares them).
         self.key_hash = key_hash
@@ -93,6 +100,27 @@ class SampleReader:
                 return None
             total += size
         return total
+
+    def _planned(self) -> tuple[list[int | None], bool]:
+        """``expansion.decoded_sizes`` of the inputs, worked out once."""
+        if self._decoded is None:
+            self._decoded = decoded_sizes(self.sources, self.groups)
+        return self._decoded
+
+    def decoded_sizes(self) -> list[int | None]:
+        """Each input's bytes once decompressed, as ``expansion.decoded_sizes`` plans them."""
+        return self._planned()[0]
+
+    def sized_exactly(self) -> bool:
+        """Whether ``estimate_total`` is exact (every compressed tar's size recorded by its format, or
+        decoded whole): the run then checks its free temporary space before pass 1, as for plain tars."""
+        return self._planned()[1]
+
+    def estimate_total(self) -> int | None:
+        """The inputs' bytes once decompressed (their ``decoded_sizes``; ``total_size`` when every one is
+        plain), None if one's is unknown (a compressed URL): what plans the buckets and temporary space."""
+        planned = self.decoded_sizes()
+        return None if None in planned else sum(cast(list[int], planned))
 
     def _locate(self, name: str, want: int) -> tuple[str, bytes, bytes]:
         """``locate_sample`` of the input called ``name``."""

@@ -11,7 +11,7 @@ takes this as a mixin; the draws live in ``core.mix``.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 
 import numpy as np
 
@@ -20,7 +20,6 @@ from ..core.mix import Mixer
 from ..core.stratify import Stratifier
 from ..progress import Progress
 from ..request import Request
-from ..storage.expansion import decoded_sizes
 from ..storage.layout import parse_split
 from ..storage.output import Output
 from ..storage.sources import Source
@@ -40,6 +39,8 @@ class WeightedSamples:
     mixer: Mixer | None
     stratifier: Stratifier | None
     input_records: list[int] | None
+    #: Each input's bytes once decompressed (the reader's ``decoded_sizes``), weighing uncounted sources.
+    decoded: Callable[[], list[int | None]]
 
     def source_stats(self) -> tuple[mix.SourceStats, ...]:
         return () if self.mixer is None else self.mixer.stats()
@@ -61,7 +62,7 @@ class WeightedSamples:
             counts, nbytes = self._count_sources(file_source, n)
             sizes = list(nbytes)
         else:
-            sizes = source_sizes(decoded_sizes(SampleReader(self.paths, Progress()).sources, file_source)[0], file_source, n)
+            sizes = source_sizes(self.decoded(), file_source, n)
         self.mixer = mix.mixer_for(request, counts, nbytes)  # refuses a rate above 1 (the tar format's no_copies)
         if request.stratify:
             assert request.split is not None

@@ -44,6 +44,7 @@ from .tar_input import SampleReader
 from .tar_members import BLOCK
 from .tar_mix import WeightedSamples, with_files
 from .tar_resume import ResumableSamples
+from .line_mix import source_sizes
 from .line_unique import SOURCE_META
 from .tar_unique import TarDedup, fits as unique_fits, hash_buckets, unique_capacity, unique_samples, unique_with_sources
 
@@ -121,13 +122,14 @@ class TarRun(WeightedSamples, ResumableSamples, TwoPass):
 
     @classmethod
     def sample(cls, request: Request, inputs: list[Any]) -> Sample:
-        """The inputs' size, and their mean sample size from the first samples (up to ``DRY_RUN_SAMPLE`` bytes)."""
+        """The inputs' size (compressed tars' decoded, as the run plans it), and their mean sample size
+        from the first samples (up to ``DRY_RUN_SAMPLE`` bytes)."""
         limit = resolve_memory(request.memory)
         remote = next((item for item in inputs if isinstance(item, str) and is_remote(item)), None)
         if remote is not None:
             return Sample(None, why=f"{remote}: URLs are not read by a plan")
-        reader = SampleReader(list(inputs), Progress())
-        total = reader.total_size()
+        reader = SampleReader(list(inputs), Progress(), groups=mix.source_files(request) if request.sources else None)
+        total = reader.estimate_total()
         capacity = unique_capacity(limit) if request.unique else plan.read_capacity(limit)
         blocks = reader.blocks(capacity, first=plan.DRY_RUN_SAMPLE)
         try:
@@ -141,9 +143,11 @@ class TarRun(WeightedSamples, ResumableSamples, TwoPass):
         whole = final or (total is not None and total <= capacity)
         in_memory = whole and est.nbytes is not None and _fits_whole(request, est.nbytes, est.records or 0, limit)
         counts, nbytes = _source_counts(request, reader.per_input) if final and request.sources else (None, None)
+        # Weighted sources without counts are weighed by their sizes, as ``_plan_mix`` weighs them.
+        sizes = tuple(source_sizes(reader.decoded_sizes(), mix.source_files(request), len(request.sources))) if request.sources else ()
         return Sample(
-            est, len(block), exact=final, sized=total is not None, in_memory=in_memory, temp_bytes=est.nbytes,
-            source_records=counts, source_bytes=nbytes,
+            est, len(block), exact=final, sized=reader.sized_exactly(), in_memory=in_memory, temp_bytes=est.nbytes,
+            source_records=counts, source_bytes=nbytes, source_sizes=sizes,
         )
 
     @classmethod
@@ -180,8 +184,10 @@ class TarRun(WeightedSamples, ResumableSamples, TwoPass):
         # With --unique the rates apply to the samples left once copies are dropped: the mix is
         # planned once they are counted (by the dedup, in memory or by its buckets).
         unique_mix = unique and bool(self.request.sources)
+        groups = mix.source_files(self.request) if self.request.sources else None
+        reader = self.reader = SampleReader(self.paths, self.progress, groups=groups)
+        self.decoded = reader.decoded_sizes
         factor = self._plan_mix() if self.request.sources and not unique_mix else 1.0  # bytes of the mix over bytes read
-        reader = self.reader = SampleReader(self.paths, self.progress)
         total = reader.total_size()
         n_sources = len(self.request.sources) if unique_mix else 0
         # --unique holds each block with its samples' identities and its unique copy: a third as much is read at once.
@@ -242,18 +248,23 @@ class TarRun(WeightedSamples, ResumableSamples, TwoPass):
         first = [(block, offsets)]
         del block, offsets
         everything: Iterator[Any] = _chained(first, blocks)
-        whole, exact = total, total is not None
+        # Compressed tars are planned at their decoded size; held against the free space when exact.
+        whole, exact = reader.estimate_total(), reader.sized_exactly()
         if self.request.sources:
             everything = with_files(reader, everything)  # each sample's source decides whether it is in the mix
-        if self.mixer is not None:
-            whole = None if total is None else int(total * factor)
+        if self.mixer is not None and whole is not None:
+            whole = int(whole * factor)
         with TempSpace(self.tmp_dir, self.resume_name) as temp:
             if self.resume_name is not None:
                 self._load_checkpoint(temp, self._input_files())
             if unique:
                 # Pass 1 scatters the unique samples, at most what the hash buckets hold (known now).
                 dedup = TarDedup(self, temp, mix.source_files(self.request) if unique_mix else None, n_sources)
-                hashed = dedup.resume(everything) if "dedup" in self.state else dedup.scatter(everything, total)
+                if "dedup" not in self.state and exact and whole is not None:
+                    # The hash buckets take the input's bytes: refused before they are written, as
+                    # --dry-run checks (they were written until the disk was full).
+                    temp.check_free(self.free_needed(whole))
+                hashed = dedup.resume(everything) if "dedup" in self.state else dedup.scatter(everything, whole)
                 whole, exact = int(hashed.sizes.sum()), True
                 if unique_mix:
                     whole = int(whole * dedup.plan_mix(hashed))
