@@ -690,10 +690,10 @@ def test_rates_on_a_compressed_source_size_the_buckets_by_its_decoded_bytes(tmp_
     planned = {}
     with ThreadPoolExecutor(2) as runner:
         for name in ("a.txt", "a.txt.gz"):
-            options: dict[str, Any] = dict(
-                engine="dask", scheduler=runner, memory="16K", seed=2, tmp_dir=str(temp),
-                sources={"a": str(tmp_path / name), "b": str(tmp_path / "b.txt")}, rates={"a": 5, "b": 1},
-            )
+            options: dict[str, Any] = {
+                "engine": "dask", "scheduler": runner, "memory": "16K", "seed": 2, "tmp_dir": str(temp),
+                "sources": {"a": str(tmp_path / name), "b": str(tmp_path / "b.txt")}, "rates": {"a": 5, "b": 1},
+            }
             found = api.plan_shuffle((), str(tmp_path / "out.txt"), **options)
             stats = api.shuffle((), str(tmp_path / "out.txt"), **options)
             assert found.buckets == stats.buckets
