@@ -9,6 +9,7 @@ from typing import BinaryIO
 
 import pytest
 
+from bigshuf.errors import InputError
 from bigshuf.storage import remote
 
 
@@ -176,3 +177,12 @@ def test_cleanup_swallows_a_stores_own_errors(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(remote, "filesystem", lambda name: (Store(), name))
     remote.remove("s3://bucket/run/p1/0")
     remote.remove_tree("s3://bucket/run")
+
+
+def test_a_file_cut_short_before_a_read_names_what_it_holds_at_most(tmp_path: Path) -> None:
+    """A file cut to 100 bytes before bytes 5000-5100 were read was said to end "at byte 5000", where
+    the read began; it holds at most that many now, and the read needed 5100."""
+    (tmp_path / "f").write_bytes(b"x" * 100)
+    with pytest.raises(InputError) as e:
+        remote.read_exactly(str(tmp_path / "f"), 5000, memoryview(bytearray(100)))
+    assert str(e.value).endswith("f: file changed while being read (at most 5000 bytes now, 5100 needed)")

@@ -201,8 +201,8 @@ def read_exactly(name: str, start: int, buf: memoryview) -> None:
             got = 0
             while got < len(buf):
                 n = f.readinto(buf[got:])
-                if not n:
-                    raise changed(quote_name(name), f"ends at byte {start + got}")
+                if not n:  # shorter than when it was planned: say what is known of its size now
+                    raise changed(quote_name(name), f"at most {start + got} bytes now, {start + len(buf)} needed")
                 got += n
     except FileNotFoundError:
         raise InputError(f"{quote_name(name)}: No such file or directory") from None
