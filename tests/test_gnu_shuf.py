@@ -1319,6 +1319,25 @@ def test_an_output_through_a_descriptor_onto_its_own_input(tmp_path, flags):
         assert len(written) == len(data) and written != data and sorted(lines(written)) == sorted(lines(data))
 
 
+def test_an_output_on_a_descriptor_opened_for_direct_writes_replaces_the_file(tmp_path):
+    """``-o /dev/fd/N`` with N opened ``O_DIRECT``, which takes only aligned writes: written through N,
+    it failed "write error: Invalid argument" (found by attack); it is replaced as before (GNU shuf
+    opens the name again, without O_DIRECT)."""
+    (tmp_path / "f").write_bytes(seq(100_000))
+    try:
+        fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o644)
+    except OSError:
+        pytest.skip("this file system takes no O_DIRECT")
+    try:
+        proc = subprocess.run(
+            [*BIGSHUF, "-o", f"/dev/fd/{fd}", "f"], cwd=tmp_path, capture_output=True, timeout=60, pass_fds=(fd,), check=False
+        )
+    finally:
+        os.close(fd)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, b"", b"")
+    assert sorted(lines((tmp_path / "out").read_bytes())) == sorted(lines(seq(100_000)))
+
+
 def test_an_output_on_standard_input_read_only_still_replaces_the_file(tmp_path):
     """``-o /dev/stdin < f`` names a descriptor open only for reading: not written through it (that
     would fail "Bad file descriptor") but, as before, the file is replaced with its shuffle (as GNU

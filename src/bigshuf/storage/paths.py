@@ -106,11 +106,13 @@ def own_descriptor(name: str) -> int | None:
 
 
 def _named_file_for_writing(fd: int) -> bool:
-    """Whether descriptor ``fd`` is open for writing on a regular file with a name (links left)."""
+    """Whether descriptor ``fd`` is open for writing (not O_DIRECT) on a regular file with a name (links left)."""
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode) or st.st_nlink == 0:
         return False
-    return fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE != os.O_RDONLY
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    # O_DIRECT takes only aligned writes: such a file is replaced, as before (and as GNU shuf reopens it).
+    return flags & os.O_ACCMODE != os.O_RDONLY and not flags & getattr(os, "O_DIRECT", 0)
 
 
 #: A process's directory of descriptors as ``realpath`` gives it (``/proc/self`` resolved to its pid).
