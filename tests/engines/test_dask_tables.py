@@ -284,8 +284,10 @@ def test_lines_and_tables_errors(tmp_path: Path, args: list[str], message: bytes
 
 
 @pytest.mark.parametrize("name,data,message", [
-    ("bad.parquet", b"PAR2 and then rows\n", b"bigshuf: bad.parquet: not a Parquet file (it does not start with PAR1)\n"),
-    ("lines.parquet", b'{"a":1}\n{"a":2}\n', b"bigshuf: lines.parquet: not a Parquet file (it does not start with PAR1)\n"),
+    ("bad.parquet", b"PAR2 and then rows\n", b"bigshuf: bad.parquet: not a Parquet file (it does not start with PAR1 and a page header)\n"),
+    ("lines.parquet", b'{"a":1}\n{"a":2}\n', b"bigshuf: lines.parquet: not a Parquet file (it does not start with PAR1 and a page header)\n"),
+    # PAR1 with no page after it (a file cut short): it did start with PAR1, which the message denied.
+    ("cut.parquet", b"PAR1PAR1PAR1", b"bigshuf: cut.parquet: not a Parquet file (it does not start with PAR1 and a page header)\n"),
     ("x.arrow", b"a\nb\n", b"bigshuf: x.arrow: not an Arrow IPC file or stream (it starts with neither ARROW1 nor 0xFFFFFFFF)\n"),
 ])
 def test_a_file_named_as_a_table_without_its_magic_is_refused_as_locally(tmp_path: Path, name: str, data: bytes, message: bytes) -> None:

@@ -104,7 +104,7 @@ def misnamed_table(name: str) -> InputError | None:
     not shuffled as lines."""
     named = suffix_kind(name)
     if named == "parquet":
-        return InputError(f"{quote_name(name)}: not a Parquet file (it does not start with PAR1)")
+        return InputError(f"{quote_name(name)}: not a Parquet file (it does not start with PAR1 and a page header)")
     if named == "arrow":
         return InputError(f"{quote_name(name)}: not an Arrow IPC file or stream (it starts with neither ARROW1 nor 0xFFFFFFFF)")
     return None
