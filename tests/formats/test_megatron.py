@@ -204,15 +204,13 @@ def test_documents_read_with_the_index_a_few_entries_at_a_time(tmp_path: Path, m
     assert [dataset.document_at(i) for i in range(len(docs))] == [(sum(2 * len(s) for s in d), len(d)) for d in docs]
 
 
-@pytest.mark.parametrize(("cut", "why"), [
-    ("a.idx", r"now shorter than its header says"),
-    ("a.bin", r"size \d+ bytes when checked, at most \d+ now"),
-])
-def test_a_dataset_cut_short_while_its_documents_are_shuffled_is_an_input_error(tmp_path: Path, cut: str, why: str) -> None:
+@pytest.mark.parametrize("cut", ["a.idx", "a.bin"])
+def test_a_dataset_cut_short_while_its_documents_are_shuffled_is_an_input_error(tmp_path: Path, cut: str) -> None:
     """A file of the dataset emptied by another process once the first batch of documents is read.
     That batch's sequence lengths were views of the mapped index, and touching them ended the run
     by SIGBUS (-7), its temporary directory left behind; the next read of the index now finds it cut
-    short. The ``.bin`` is read, and was refused as 'ended at byte N, before M (changed while read?)'."""
+    short, and the files' sizes then say how. The ``.bin`` is read, and was refused as 'ended at byte
+    N, before M (changed while read?)'."""
     write_dataset(tmp_path / "a", make_docs(3000))
     (tmp_path / "tmp").mkdir()
     done = run_child(f"""
@@ -228,7 +226,46 @@ megatron.documents_batch = cutting
 sys.exit(main([{str(tmp_path / "a")!r}, "-o", {str(tmp_path / "o")!r}, "-S", "32K", "-T", {str(tmp_path / "tmp")!r}, "--seed", "1"]))
 """)
     assert done.returncode == 1, (done.returncode, done.stderr[-800:])
-    assert re.fullmatch(rf"bigshuf: .*{re.escape(cut)}: file changed while being read \({why}\)\n", done.stderr), done.stderr
+    assert re.fullmatch(rf"bigshuf: .*{re.escape(cut)}: file changed while being read \(size \d+ bytes when opened, 0 now\)\n", done.stderr), done.stderr
+    assert not (tmp_path / "o.bin").exists() and not (tmp_path / "o.idx").exists()
+    assert temp_leftovers(tmp_path / "tmp") == []
+
+
+@pytest.mark.parametrize(("victim", "change"), [("a.idx", "touch"), ("a.bin", "touch"), ("a.idx", "scramble"), ("a.idx", "replace")])
+def test_a_dataset_rewritten_while_its_documents_are_shuffled_is_an_input_error(tmp_path: Path, victim: str, change: str) -> None:
+    """A file of the dataset rewritten in place (same size) or replaced by another process once the
+    first batch of documents is read: the run went on with what the files then held, exit 0, the
+    documents cut by an index that was not the one checked. Refused as a line file is."""
+    write_dataset(tmp_path / "a", make_docs(3000))
+    (tmp_path / "tmp").mkdir()
+    path = str(tmp_path / victim)
+    done = run_child(f"""
+import os, shutil, sys
+import numpy as np
+from bigshuf.cli import main
+from bigshuf.formats import megatron
+made = megatron.documents_batch
+changed = []
+def changing(*args):
+    batch = made(*args)
+    if not changed:
+        changed.append(1)
+        if {change!r} == "touch":
+            os.utime({path!r}, ns=(1, 1))
+        elif {change!r} == "scramble":
+            with open({path!r}, "r+b") as f:
+                f.seek(34)
+                f.write(np.random.default_rng(1).integers(0, 256, os.path.getsize({path!r}) - 34, dtype=np.uint8).tobytes())
+        else:
+            shutil.copy({path!r}, {path!r} + ".new")
+            os.rename({path!r} + ".new", {path!r})
+    return batch
+megatron.documents_batch = changing
+sys.exit(main([{str(tmp_path / "a")!r}, "-o", {str(tmp_path / "o")!r}, "-S", "32K", "-T", {str(tmp_path / "tmp")!r}, "--seed", "1"]))
+""")
+    why = "another file now has its name" if change == "replace" else r"modified, its size still \d+ bytes"
+    assert done.returncode == 1, (done.returncode, done.stderr[-800:])
+    assert re.fullmatch(rf"bigshuf: .*{re.escape(victim)}: file changed while being read \({why}\)\n", done.stderr), done.stderr
     assert not (tmp_path / "o.bin").exists() and not (tmp_path / "o.idx").exists()
     assert temp_leftovers(tmp_path / "tmp") == []
 
@@ -249,6 +286,27 @@ def test_shards_sample_and_verify(tmp_path: Path, run_cli) -> None:
     code, _, err = run_cli([tmp_path / "c", "-o", tmp_path / "n7", "-n", "7", "--seed", "1"])
     assert code == 0, err
     assert len(read_dataset(tmp_path / "n7")[1]) == 7
+
+
+@pytest.mark.parametrize("target", ["/dev/null", "/dev/null.bin", "/dev/stdout", "fifo"])
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_a_dataset_output_on_a_device_or_descriptor_is_refused(tmp_path: Path, run_cli, target: str, engine: str) -> None:
+    """``-o /dev/null`` took /dev/null as a prefix and wrote ``/dev/null.bin`` and ``.idx``, full-size
+    regular files in ``/dev`` (devtmpfs: memory), exit 0; ``/dev/stdout`` the same. A dataset is two
+    files: a device, FIFO or descriptor is refused in one line, before anything is read or made."""
+    write_dataset(tmp_path / "a", make_docs(50))
+    os.mkfifo(tmp_path / "fifo")
+    given = str(tmp_path / target) if target == "fifo" else target
+    before = set(os.listdir("/dev"))
+    code, out, err = run_cli([tmp_path / "a", "-o", given, f"--engine={engine}", "--seed", "1"])
+    prefix = given.removesuffix(".bin")
+    assert (code, out) == (1, b""), err
+    assert err == (
+        f"bigshuf: {prefix}: a dataset is two files, PREFIX.bin and PREFIX.idx, and cannot be written to a "
+        "device, FIFO or open descriptor; give -o a dataset prefix\n"
+    ).encode()
+    assert set(os.listdir("/dev")) == before
+    assert sorted(os.listdir(tmp_path)) == ["a.bin", "a.idx", "fifo"]
 
 
 def test_split_and_shard_size(tmp_path: Path, run_cli) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
@@ -21,7 +23,7 @@ from bigshuf.errors import InputError, OutputError, TempSpaceError, UsageError
 from bigshuf.formats.rowhash import row_fingerprint
 from bigshuf.formats.tables import TableBuckets, row_sizes
 
-from helpers import cut_stream, make_table, measure_table_buckets, temp_leftovers
+from helpers import cut_stream, make_table, measure_table_buckets, run_child, temp_leftovers
 from test_uniformity import assert_uniform
 
 
@@ -985,3 +987,55 @@ def test_restored_row_buckets_sync_their_directory_after_removing_one(tmp_path: 
     assert not os.path.exists(again.path(1)) and os.path.getsize(again.path(0)) == state["disk"][0]
     again.sync()
     assert synced == [str(tmp_path / "b")]
+
+
+def _changed_during_a_run(tmp_path: Path, victim: Path, inputs: list[Path], output: Path, change: str) -> subprocess.CompletedProcess[str]:
+    """A run over ``inputs`` at ``-S 1M`` in a child process, ``victim`` changed once its second batch
+    of rows is read: ``cut`` to 1000 bytes, ``touch``ed (a rewrite of the same size), or ``replaced``
+    by a copy of itself renamed over its name."""
+    (tmp_path / "tmp").mkdir()
+    return run_child(f"""
+import os, shutil, sys
+from bigshuf.cli import main
+from bigshuf.formats import table_input
+made = table_input.TableInput._guarded
+def reading(self, batches):
+    for n, batch in enumerate(made(self, batches)):
+        if n == 1 and self.path == {str(victim)!r}:
+            if {change!r} == "cut":
+                os.truncate(self.path, 1000)
+            elif {change!r} == "touch":
+                os.utime(self.path, ns=(1, 1))
+            else:
+                shutil.copy(self.path, self.path + ".new")
+                os.rename(self.path + ".new", self.path)
+        yield batch
+table_input.TableInput._guarded = reading
+sys.exit(main([*{[str(p) for p in inputs]!r}, "-o", {str(output)!r}, "-S", "1M", "-T", {str(tmp_path / "tmp")!r}, "--seed", "1"]))
+""")
+
+
+@pytest.mark.parametrize("change,why", [
+    ("cut", r"size \d+ bytes when opened, 1000 now"),
+    ("touch", r"modified, its size still \d+ bytes"),
+    ("replaced", r"another file now has its name"),
+])
+@pytest.mark.parametrize("kind", ["parquet", "arrow", "stream"])
+def test_a_table_changed_while_it_is_read_is_refused(tmp_path: Path, kind: str, change: str, why: str) -> None:
+    """A Parquet or Arrow file changed by another process while a run reads it: an Arrow IPC file
+    was mapped, and one cut short ended the run by SIGBUS (-7), its temporary directory left; one
+    rewritten in place, or replaced, was shuffled as whatever it then held, exit 0, where the rows
+    had been planned from what it held before (a line file is refused). Now: one line, exit 1."""
+    table = pa.table({"x": np.arange(300_000), "s": [f"v{i}" for i in range(300_000)]})
+    path = tmp_path / f"t.{'parquet' if kind == 'parquet' else 'arrow'}"
+    if kind == "parquet":
+        write_parquet(path, table, 5000)
+    else:
+        with pa.OSFile(str(path), "wb") as f, (pa.ipc.new_file if kind == "arrow" else pa.ipc.new_stream)(f, table.schema) as w:
+            for batch in table.to_batches(max_chunksize=5000):
+                w.write_batch(batch)
+    done = _changed_during_a_run(tmp_path, path, [path], tmp_path / "out.parquet", change)
+    assert done.returncode == 1, (done.returncode, done.stderr[-800:])
+    assert re.fullmatch(rf"bigshuf: .*t\.(parquet|arrow): file changed while being read \({why}\)\n", done.stderr), done.stderr
+    assert not (tmp_path / "out.parquet").exists()
+    assert temp_leftovers(tmp_path / "tmp") == []

@@ -27,7 +27,7 @@ from ..core.records import array_block, list_spans
 from ..errors import InputError
 from ..quoting import quote_name
 from ..storage import remote
-from ..storage.sources import changed
+from ..storage.sources import Stamp, changed
 from ..storage.threads import descriptor
 from .rowhash import row_hashes
 from .table_input import TableInput
@@ -328,6 +328,9 @@ class IndexedInput(TableInput):
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.idx_path, self.bin_path = prefix + ".idx", prefix + ".bin"
+        # Before anything is read: each read opens the files anew, and what they held now is checked
+        # once the documents are read (an index rewritten in place would misplace every document).
+        files = [Stamp(path, quote_name(path)) for path in (self.idx_path, self.bin_path)] if self.local else []
         header = self._header()
         _magic, _version, code, self.sequences, entries = header
         self.dtype = DTYPES[code]
@@ -337,6 +340,7 @@ class IndexedInput(TableInput):
         self.count = entries - 1  # documents
         self.rows = self.count
         self.bin_size = self._bin_size()
+        self.stamps = files
         self._check()
 
     def lengths(self, lo: int, hi: int) -> np.ndarray:
@@ -456,10 +460,15 @@ class IndexedInput(TableInput):
         """The documents in order, as rows with their sizes (as ``tables.row_sizes`` counts them, from the
         index), in batches cut where ``tables._rebatch`` would cut them: at ``max_bytes`` of rows or
         ``max_rows``, a larger document alone. Read in those batches, they need no re-cutting (a copy)."""
-        with self._open_bin() as read:
-            for _lo, docs, starts, sizes in self._windows():
-                for first, last in batch_cuts(sizes, max_bytes, max_rows):
-                    yield self._batch(read, docs[first : last + 1], starts[first : last + 1]), sizes[first:last]
+        try:
+            with self._open_bin() as read:
+                for _lo, docs, starts, sizes in self._windows():
+                    for first, last in batch_cuts(sizes, max_bytes, max_rows):
+                        yield self._batch(read, docs[first : last + 1], starts[first : last + 1]), sizes[first:last]
+        except (InputError, ValueError, IndexError):
+            self.check_unchanged()  # what a file changed meanwhile made of its entries is not the error to say
+            raise
+        self.check_unchanged()
 
     def _open_bin(self) -> AbstractContextManager[ReadAt]:
         """The ``.bin`` open, as a function that reads its bytes at an offset into a buffer."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from collections.abc import Generator, Iterator, Sequence
 from functools import partial
 from typing import Any
@@ -431,4 +432,23 @@ def output_target(output: str | None, sharded: bool) -> str:
     if os.path.isdir(output) or output.endswith(os.sep):
         raise UsageError(f"{output}: is a directory; give {option('output')} a dataset prefix such as {os.path.join(output, 'corpus')}")
     prefix = output[:-4] if output.endswith((".bin", ".idx")) else output
+    _refuse_a_stream_prefix(prefix)
     return prefix + ".bin"
+
+
+def _refuse_a_stream_prefix(prefix: str) -> None:
+    """Refuse ``-o`` whose prefix names a device, FIFO, socket or descriptor (``/dev/null``, ``/dev/null.bin``,
+    ``/dev/stdout``): it made ``/dev/null.bin`` and ``.idx``, full-size files in ``/dev`` (in memory),
+    where the user meant to write to the stream or throw the output away."""
+    from ..storage.paths import own_descriptor
+
+    try:
+        st = os.stat(prefix)
+    except (OSError, ValueError):
+        return  # a new prefix: its files' own checks follow
+    if stat.S_ISREG(st.st_mode) and own_descriptor(prefix) is None:
+        return  # a file beside which PREFIX.bin and PREFIX.idx go
+    raise UsageError(
+        f"{quote_name(prefix)}: a dataset is two files, PREFIX.bin and PREFIX.idx, and cannot be written to a "
+        f"device, FIFO or open descriptor; give {option('output')} a dataset prefix"
+    )

@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from ..errors import InputError, UsageError, option
 from ..quoting import quote_arg, quote_name
-from ..storage.sources import FileSource
+from ..storage.sources import FileSource, Stamp
 from .detect import dataset_files, misnamed_table, sniff_kind
 from .tables import ARROW_ERRORS, FILE_KINDS, arrow_reason, check_columns, names_are_utf8, plain_schema, schema_difference, stream_batches, unreadable
 
@@ -31,9 +31,13 @@ class TableInput:
         self.rows: int | None = None
         self.schema = schema  # as read; batches come cast to plain_schema(schema)
         self._live: Iterator[pa.RecordBatch] | None = None  # a peeked JSON stream, to go on with
+        #: The files read anew for each pass, checked once read: the rows planned are those they held.
+        self.stamps: list[Stamp] = []
         what = FILE_KINDS.get(kind)
         if what is None:
             return
+        if path != "-":
+            self.stamps.append(Stamp(path, quote_name(path)))
         try:
             if kind == "parquet":
                 with self._parquet() as pf:
@@ -41,7 +45,7 @@ class TableInput:
                     self.rows = pf.metadata.num_rows
                 check_columns(path, self.schema)
             else:
-                with pa.memory_map(path) as f:
+                with pa.OSFile(path) as f:  # read, not mapped: a mapping's page cut from the file is a SIGBUS
                     reader = pa.ipc.open_file(f) if kind == "arrow" else pa.ipc.open_stream(f)
                     self.schema = reader.schema
                     check_columns(path, self.schema)
@@ -57,6 +61,11 @@ class TableInput:
                         self.rows += batch.num_rows
         except (*ARROW_ERRORS, UnicodeDecodeError) as e:
             raise unreadable(path, what, e) from None
+
+    def check_unchanged(self) -> None:
+        """Refuse the file if it is not as it was when opened (``Stamp``)."""
+        for stamp in self.stamps:
+            stamp.check()
 
     def _parquet(self) -> Any:
         import pyarrow.parquet as pq
@@ -99,6 +108,7 @@ class TableInput:
             batch.validate(full=True)
             rows += batch.num_rows
             yield batch
+        self.check_unchanged()
         if rows != self.rows:
             what = FILE_KINDS[self.kind]
             raise InputError(f"{quote_name(self.path)}: corrupt {what}: it holds {rows} rows, its metadata says {self.rows}")
@@ -114,7 +124,7 @@ class TableInput:
                     # reader threads held 20 MB more memory here.
                     yield from pf.iter_batches(batch_size=rows, row_groups=[group], use_threads=False)
         elif self.kind in ("arrow", "stream"):
-            with pa.memory_map(self.path) as f:
+            with pa.OSFile(self.path) as f:  # read, not mapped, as above
                 if self.kind == "arrow":
                     reader = pa.ipc.open_file(f)
                     for i in range(reader.num_record_batches):
@@ -131,9 +141,13 @@ class TableInput:
                     assert self.schema is not None
                     plain = plain_schema(self.schema)
                 yield batch if batch.schema.equals(plain) else batch.cast(plain)
+        except InputError:
+            self.check_unchanged()  # (a stream cut short meanwhile lacks its end-of-stream marker)
+            raise
         except ARROW_ERRORS as e:
             if "Failed to launch worker thread" in str(e):  # (Arrow's pool, out of memory or of threads): not the file's fault
                 raise RuntimeError("can't start new thread") from None
+            self.check_unchanged()  # a file cut short meanwhile reads as a corrupt one
             what = FILE_KINDS.get(self.kind, "JSON Lines input")
             hint = f"; give the column types with {option('schema')}" if self.kind == "jsonl" and self._inferred else ""
             raise InputError(f"{quote_name(self.path)}: corrupt or unreadable {what} ({arrow_reason(e)}){hint}") from None

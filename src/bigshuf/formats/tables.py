@@ -98,10 +98,10 @@ def parse_schema(spec: str) -> pa.Schema:
 
                 schema = pq.read_schema(spec)
             elif kind == "arrow":
-                with pa.memory_map(spec) as f:
+                with pa.OSFile(spec) as f:
                     schema = pa.ipc.open_file(f).schema
             elif kind == "stream":  # as Hugging Face datasets writes .arrow files, read as inputs too
-                with pa.memory_map(spec) as f:
+                with pa.OSFile(spec) as f:
                     schema = pa.ipc.open_stream(f).schema
         except ARROW_ERRORS as e:
             raise InputError(f"{quote_name(spec)}: cannot read its schema: {arrow_reason(e)}") from None

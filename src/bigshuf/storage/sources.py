@@ -36,6 +36,35 @@ def resized(opened: int, now: int, read: int | None = None) -> str:
         return f"modified, its size still {now} bytes"
     return f"size {opened} bytes when opened, {now} now" + ("" if read is None else f", {read} read")
 
+class Stamp:
+    """A local file as a run planned it (its identity, size and modification time), to refuse it once
+    read if it changed meanwhile, a rewrite of the same size or another file renamed over it included:
+    for readers that open a file again for each part they read (tables, Megatron datasets), whose
+    plan (row counts, an index) was made from what it held then."""
+
+    def __init__(self, path: str, name: str) -> None:
+        self.path, self.name = path, name
+        self._was = self._now()
+
+    def _now(self) -> tuple[int, int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+    def check(self) -> None:
+        """Refuse the file (``changed``) if it is not as it was when stamped."""
+        now = self._now()
+        if now == self._was or self._was is None:
+            return
+        if now is None:
+            raise changed(self.name, "gone")
+        if now[:2] != self._was[:2]:
+            raise changed(self.name, "another file now has its name")
+        raise changed(self.name, resized(self._was[2], now[2]))
+
+
 class Source(Protocol):
     """One input: a name for messages, a size if known, and a binary stream."""
 
