@@ -415,6 +415,26 @@ def test_a_job_resumed_under_a_lower_open_file_limit_says_so(tmp_path: Path) -> 
     assert sorted(split_records((tmp_path / "o.txt").read_bytes())) == sorted(split_records(src.read_bytes()))
 
 
+def test_a_job_begun_under_a_lower_open_file_limit_says_so(tmp_path: Path) -> None:
+    """A ``--resume`` job interrupted under ``ulimit -n 100`` (its buckets capped) and rerun at the
+    usual limit was refused as "made with 36 buckets, not 171" with no word of why, and told to throw
+    the checkpoint away; the limit is named, and under it the job resumes."""
+    src = write_records(tmp_path / "in.txt", make_records(3000, seed=6, min_len=100, max_len=300))
+    temp = tmp_path / "T"
+    temp.mkdir()
+    args = [str(src), "--resume", "--seed", "1", "-S", "16K", "-T", str(temp), "-o", str(tmp_path / "o.txt")]
+    low = ["bash", "-c", 'ulimit -n 100 && exec "$@"', "bash", sys.executable, "-m", "bigshuf", *args]
+    state = kill_at_checkpoint(low, temp, lambda s: s.get("blocks_done", 0) >= 2)
+    assert state["k"] < 100
+    usual = subprocess.run([sys.executable, "-m", "bigshuf", *args], capture_output=True, timeout=120)
+    err = usual.stderr.decode()
+    assert usual.returncode == 1 and err.count("\n") == 1, err
+    assert f"made with {state['k']} buckets, not " in err and "a lower open-file limit when the job began, ulimit -n" in err, err
+    again = _with_open_files(100, args)
+    assert again.returncode == 0, again.stderr
+    assert sorted(split_records((tmp_path / "o.txt").read_bytes())) == sorted(split_records(src.read_bytes()))
+
+
 @pytest.mark.parametrize("limit", [5, 6, 7, 8])
 def test_a_run_out_of_file_descriptors_leaves_no_temporary_directory(tmp_path: Path, limit: int) -> None:
     """Under ``ulimit -n`` 5 or 6 the failed run's ``bigshuf-*`` directory stayed: removing it took

@@ -376,6 +376,8 @@ class TwoPass(ABC):
                 why = ""
                 if plan.most_buckets(self.files_per_bucket) < made:  # the open files cap them now
                     why = f" (the open-file limit allows {k} now: raise it, ulimit -n, to resume)"
+                elif made < k:  # capped then (the options, and so -S, are the job's own)
+                    why = f" (a lower open-file limit when the job began, ulimit -n, would have made {made}: resume under it)"
                 raise refusal(temp.path, f"made with {made} buckets, not {k}{why}")
             # Pass 1 is done: its buckets count, not this estimate of an input that the job's own
             # output has since replaced (``-o data.txt data.txt`` killed after its commit).
