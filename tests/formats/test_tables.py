@@ -21,6 +21,7 @@ import bigshuf
 from bigshuf.core import plan
 from bigshuf.errors import InputError, OutputError, TempSpaceError, UsageError
 from bigshuf.formats.rowhash import row_fingerprint
+from bigshuf.formats.table_input import TableInput
 from bigshuf.formats.tables import TableBuckets, row_sizes
 
 from helpers import cut_stream, make_table, measure_table_buckets, run_child, temp_leftovers
@@ -991,8 +992,8 @@ def test_restored_row_buckets_sync_their_directory_after_removing_one(tmp_path: 
 
 def _changed_during_a_run(tmp_path: Path, victim: Path, inputs: list[Path], output: Path, change: str) -> subprocess.CompletedProcess[str]:
     """A run over ``inputs`` at ``-S 1M`` in a child process, ``victim`` changed once its second batch
-    of rows is read: ``cut`` to 1000 bytes, ``touch``ed (a rewrite of the same size), or ``replaced``
-    by a copy of itself renamed over its name."""
+    of rows is read: ``cut`` to 1000 bytes, ``touch``ed (a rewrite of the same size), ``replaced``
+    by a copy of itself renamed over its name, or ``moved`` to another name."""
     (tmp_path / "tmp").mkdir()
     return run_child(f"""
 import os, shutil, sys
@@ -1006,6 +1007,8 @@ def reading(self, batches):
                 os.truncate(self.path, 1000)
             elif {change!r} == "touch":
                 os.utime(self.path, ns=(1, 1))
+            elif {change!r} == "moved":
+                os.rename(self.path, self.path + ".moved")
             else:
                 shutil.copy(self.path, self.path + ".new")
                 os.rename(self.path + ".new", self.path)
@@ -1015,10 +1018,37 @@ sys.exit(main([*{[str(p) for p in inputs]!r}, "-o", {str(output)!r}, "-S", "1M",
 """)
 
 
+@pytest.mark.parametrize("change", ["moved", "replaced"])
+@pytest.mark.parametrize("kind", ["parquet", "arrow", "stream"])
+def test_a_table_renamed_while_it_is_read_is_read_whole(tmp_path: Path, kind: str, change: str) -> None:
+    """The name of a table moved away, or another file renamed over it, while a run reads it: the open
+    file is read whole, as a line file is, and the run succeeds (the first check of tables refused
+    it as gone; found by review)."""
+    table = pa.table({"x": np.arange(300_000), "s": [f"v{i}" for i in range(300_000)]})
+    path = _table_file(tmp_path, kind, table)
+    done = _changed_during_a_run(tmp_path, path, [path], tmp_path / "out.parquet", change)
+    assert (done.returncode, done.stderr) == (0, "")
+    got = pq.read_table(tmp_path / "out.parquet")
+    assert sorted(got.column("x").to_pylist()) == list(range(300_000))
+    assert temp_leftovers(tmp_path / "tmp") == []
+
+
+def _table_file(tmp_path: Path, kind: str, table: pa.Table) -> Path:
+    """``table`` written as a Parquet file, an Arrow IPC file or an Arrow IPC stream, in 5,000-row parts."""
+    tmp_path.mkdir(exist_ok=True)
+    path = tmp_path / f"t.{'parquet' if kind == 'parquet' else 'arrow'}"
+    if kind == "parquet":
+        write_parquet(path, table, 5000)
+    else:
+        with pa.OSFile(str(path), "wb") as f, (pa.ipc.new_file if kind == "arrow" else pa.ipc.new_stream)(f, table.schema) as w:
+            for batch in table.to_batches(max_chunksize=5000):
+                w.write_batch(batch)
+    return path
+
+
 @pytest.mark.parametrize("change,why", [
     ("cut", r"size \d+ bytes when opened, 1000 now"),
     ("touch", r"modified, its size still \d+ bytes"),
-    ("replaced", r"another file now has its name"),
 ])
 @pytest.mark.parametrize("kind", ["parquet", "arrow", "stream"])
 def test_a_table_changed_while_it_is_read_is_refused(tmp_path: Path, kind: str, change: str, why: str) -> None:
@@ -1027,15 +1057,22 @@ def test_a_table_changed_while_it_is_read_is_refused(tmp_path: Path, kind: str, 
     rewritten in place, or replaced, was shuffled as whatever it then held, exit 0, where the rows
     had been planned from what it held before (a line file is refused). Now: one line, exit 1."""
     table = pa.table({"x": np.arange(300_000), "s": [f"v{i}" for i in range(300_000)]})
-    path = tmp_path / f"t.{'parquet' if kind == 'parquet' else 'arrow'}"
-    if kind == "parquet":
-        write_parquet(path, table, 5000)
-    else:
-        with pa.OSFile(str(path), "wb") as f, (pa.ipc.new_file if kind == "arrow" else pa.ipc.new_stream)(f, table.schema) as w:
-            for batch in table.to_batches(max_chunksize=5000):
-                w.write_batch(batch)
+    path = _table_file(tmp_path, kind, table)
     done = _changed_during_a_run(tmp_path, path, [path], tmp_path / "out.parquet", change)
     assert done.returncode == 1, (done.returncode, done.stderr[-800:])
     assert re.fullmatch(rf"bigshuf: .*t\.(parquet|arrow): file changed while being read \({why}\)\n", done.stderr), done.stderr
     assert not (tmp_path / "out.parquet").exists()
     assert temp_leftovers(tmp_path / "tmp") == []
+
+
+@pytest.mark.parametrize("kind", ["parquet", "arrow", "stream"])
+def test_a_table_replaced_after_it_was_planned_is_refused(tmp_path: Path, kind: str) -> None:
+    """Another file renamed over a table's name between its rows being counted and read: the plan was
+    made from the old one, so the reading refuses the new one as changed (before: shuffled as it)."""
+    path = _table_file(tmp_path, kind, pa.table({"x": np.arange(10_000)}))
+    table = TableInput(str(path), kind)
+    other = _table_file(tmp_path / "other", kind, pa.table({"x": np.arange(20_000)}))
+    os.rename(other, path)
+    with pytest.raises(InputError, match=r"t\.(parquet|arrow): file changed while being read \(another file now has its name\)$"):
+        for _batch in table.batches(1 << 20):
+            pass

@@ -3,6 +3,7 @@ read here, so that a bad line is named by its number), checked against one schem
 
 from __future__ import annotations
 
+import mmap
 import os
 from collections.abc import Iterator, Sequence
 from itertools import chain
@@ -13,9 +14,56 @@ import pyarrow as pa
 
 from ..errors import InputError, UsageError, option
 from ..quoting import quote_arg, quote_name
-from ..storage.sources import FileSource, Stamp
+from ..storage import guarded
+from ..storage.sources import FileSource, Stamp, changed
 from .detect import dataset_files, misnamed_table, sniff_kind
 from .tables import ARROW_ERRORS, FILE_KINDS, arrow_reason, check_columns, names_are_utf8, plain_schema, schema_difference, stream_batches, unreadable
+
+
+def _scanned(path: str, kind: str) -> tuple[pa.Schema, int]:
+    """An Arrow IPC file's schema and rows, each batch's lengths checked against its buffers (cheap),
+    through a watched mapping (``guarded``): only the batches' headers are read, not their data, and a
+    page cut from the file meanwhile reads as zeros rather than killing the process (SIGBUS), the file
+    then refused as changed. Where no watch can be had, the file is read (all of it)."""
+    watch: guarded.Watch | None = None
+    if guarded.available:
+        with open(path, "rb") as f:
+            try:
+                watch = guarded.Watch(mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ))
+            except (ValueError, OSError):  # empty, or a file system that cannot map it
+                watch = None
+        if watch is not None and watch.slot < 0:
+            watch.close()
+            watch = None
+    if watch is None:
+        with pa.OSFile(path) as f:
+            return _counted(path, kind, f)
+    try:
+        return _counted(path, kind, pa.BufferReader(pa.py_buffer(watch.mapped)))
+    finally:
+        faults = watch.faults()
+        watch.close()
+        if faults:
+            raise changed(quote_name(path), "cut short while its batches were counted")
+
+
+def _counted(path: str, kind: str, f: Any) -> tuple[pa.Schema, int]:
+    """The schema and rows of the Arrow IPC file or stream ``f``, each batch's lengths checked (its
+    batches are let go on return, so that a mapping under them can be closed)."""
+    reader = pa.ipc.open_file(f) if kind == "arrow" else pa.ipc.open_stream(f)
+    schema = reader.schema
+    check_columns(path, schema)
+    batches: Iterator[pa.RecordBatch]
+    if kind == "arrow":
+        batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
+    else:
+        f.seek(0)
+        batches = stream_batches(path, f)
+    rows = 0
+    for batch in batches:
+        batch.validate()  # lengths against buffer sizes (cheap): row counts to plan with
+        rows += batch.num_rows
+    return schema, rows
 
 
 class TableInput:
@@ -45,21 +93,9 @@ class TableInput:
                     self.rows = pf.metadata.num_rows
                 check_columns(path, self.schema)
             else:
-                with pa.OSFile(path) as f:  # read, not mapped: a mapping's page cut from the file is a SIGBUS
-                    reader = pa.ipc.open_file(f) if kind == "arrow" else pa.ipc.open_stream(f)
-                    self.schema = reader.schema
-                    check_columns(path, self.schema)
-                    batches: Iterator[pa.RecordBatch]
-                    if kind == "arrow":
-                        batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
-                    else:
-                        f.seek(0)
-                        batches = stream_batches(path, f)
-                    self.rows = 0
-                    for batch in batches:
-                        batch.validate()  # lengths against buffer sizes (cheap): row counts to plan with
-                        self.rows += batch.num_rows
+                self.schema, self.rows = _scanned(path, kind)
         except (*ARROW_ERRORS, UnicodeDecodeError) as e:
+            self.check_unchanged()
             raise unreadable(path, what, e) from None
 
     def check_unchanged(self) -> None:
@@ -67,12 +103,13 @@ class TableInput:
         for stamp in self.stamps:
             stamp.check()
 
-    def _parquet(self) -> Any:
+    def _parquet(self, f: pa.NativeFile | None = None) -> Any:
+        """The Parquet file, read from ``f`` if given (else opened by its name)."""
         import pyarrow.parquet as pq
 
         # Pages streamed through a small buffer: pre-buffering reads whole row groups
         # (188 MB of pool for 77 MB row groups, against 44 MB streamed).
-        return pq.ParquetFile(self.path, pre_buffer=False, buffer_size=1 << 20)
+        return pq.ParquetFile(self.path if f is None else f, pre_buffer=False, buffer_size=1 << 20)
 
     def disk_size(self) -> int:
         """Bytes on disk (0 for standard input)."""
@@ -108,29 +145,37 @@ class TableInput:
             batch.validate(full=True)
             rows += batch.num_rows
             yield batch
-        self.check_unchanged()
         if rows != self.rows:
             what = FILE_KINDS[self.kind]
             raise InputError(f"{quote_name(self.path)}: corrupt {what}: it holds {rows} rows, its metadata says {self.rows}")
 
     def _stored(self, block_bytes: int) -> Iterator[pa.RecordBatch]:
         """The record batches of a Parquet or Arrow file as the file's reader gives them, unchecked."""
-        if self.kind == "parquet":
-            with self._parquet() as pf:
-                for group in range(pf.num_row_groups):
-                    meta = pf.metadata.row_group(group)
-                    rows = max(1, block_bytes * meta.num_rows // max(1, meta.total_byte_size))
-                    # One decoding thread: the writer thread has the other core, and Arrow's
-                    # reader threads held 20 MB more memory here.
-                    yield from pf.iter_batches(batch_size=rows, row_groups=[group], use_threads=False)
-        elif self.kind in ("arrow", "stream"):
-            with pa.OSFile(self.path) as f:  # read, not mapped, as above
-                if self.kind == "arrow":
-                    reader = pa.ipc.open_file(f)
-                    for i in range(reader.num_record_batches):
-                        yield reader.get_batch(i)
-                else:
-                    yield from stream_batches(self.path, f)
+        with pa.OSFile(self.path) as f:  # read, not mapped: a mapped page cut from the file is a SIGBUS
+            self._check_open(f)
+            if self.kind == "parquet":
+                with self._parquet(f) as pf:
+                    for group in range(pf.num_row_groups):
+                        meta = pf.metadata.row_group(group)
+                        rows = max(1, block_bytes * meta.num_rows // max(1, meta.total_byte_size))
+                        # One decoding thread: the writer thread has the other core, and Arrow's
+                        # reader threads held 20 MB more memory here.
+                        yield from pf.iter_batches(batch_size=rows, row_groups=[group], use_threads=False)
+            elif self.kind == "arrow":
+                reader = pa.ipc.open_file(f)
+                for i in range(reader.num_record_batches):
+                    yield reader.get_batch(i)
+            else:
+                yield from stream_batches(self.path, f)
+            self._check_open(f)
+
+    def _check_open(self, f: pa.NativeFile) -> None:
+        """Refuse the file read through ``f`` if it is not as it was when first opened: another file
+        renamed over the name since, or this one modified. (Its name renamed away or removed while it
+        is read is no change: the open file is read whole, as a line file is.)"""
+        st = os.fstat(f.fileno())
+        for stamp in self.stamps:
+            stamp.check(st)
 
     def _guarded(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         """``batches`` made plain (no views), with Arrow's errors as one-line input errors naming the file."""

@@ -48,14 +48,14 @@ class Stamp:
 
     def _now(self) -> tuple[int, int, int, int] | None:
         try:
-            st = os.stat(self.path)
+            return _fields(os.stat(self.path))
         except OSError:
             return None
-        return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
-    def check(self) -> None:
-        """Refuse the file (``changed``) if it is not as it was when stamped."""
-        now = self._now()
+    def check(self, st: os.stat_result | None = None) -> None:
+        """Refuse the file (``changed``) if it is not as it was when stamped: as ``st`` says, the status
+        of a descriptor the reader holds, else as its name now finds it."""
+        now = self._now() if st is None else _fields(st)
         if now == self._was or self._was is None:
             return
         if now is None:
@@ -63,6 +63,11 @@ class Stamp:
         if now[:2] != self._was[:2]:
             raise changed(self.name, "another file now has its name")
         raise changed(self.name, resized(self._was[2], now[2]))
+
+
+def _fields(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What a ``Stamp`` compares: identity, size and modification time."""
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 class Source(Protocol):
