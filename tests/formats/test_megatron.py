@@ -315,6 +315,24 @@ def test_a_dataset_output_on_a_device_or_descriptor_is_refused(tmp_path: Path, r
     assert sorted(os.listdir(tmp_path)) == ["a.bin", "a.idx", "fifo"]
 
 
+@pytest.mark.parametrize("memory,in_memory", [("8M", True), ("2M", False)])
+def test_a_long_first_document_does_not_size_the_plan(tmp_path: Path, memory: str, in_memory: bool) -> None:
+    """The run chose its path, buckets and temporary space from the first batch's mean document
+    times the documents: one document of 100,000 sequences before 20,000 short ones went to the
+    external path with 4,096 buckets and asked for GBs of temporary space (found by review: 260.8 GiB
+    for 44 MB), where ``--dry-run``, from the indexes, planned what the run needs. Both plan from the
+    indexes now, in memory or not."""
+    long = [np.full(3, 7, np.uint16) for _ in range(100_000)]
+    short = [[np.full(3, i % 100, np.uint16)] for i in range(20_000)]
+    write_dataset(tmp_path / "v", [long, *short])
+    options = {"memory": memory, "seed": 1, "tmp_dir": str(tmp_path)}
+    planned = bigshuf.plan_shuffle([str(tmp_path / "v")], str(tmp_path / "o"), **options)
+    stats = bigshuf.shuffle([str(tmp_path / "v")], str(tmp_path / "o"), **options)
+    assert planned.in_memory == in_memory and planned.buckets is not None and planned.buckets < 64, planned.render()
+    assert stats.buckets == planned.buckets
+    assert sorted(read_dataset(tmp_path / "o")[1]) == sorted(as_docs([long, *short]))
+
+
 def test_split_and_shard_size(tmp_path: Path, run_cli) -> None:
     docs = make_docs(400, seed=10)
     write_dataset(tmp_path / "c", docs)

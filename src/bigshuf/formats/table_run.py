@@ -254,7 +254,8 @@ class TableRun(WeightedRows, TwoPass):
         batches = self._batches()
         self.readers.append(batches)
         held: list[Block] = []
-        held_bytes, held_rows, whole = hold_rows(batches, self.limit, total_rows, held)
+        exact = self.exact_input()
+        held_bytes, held_rows, whole = hold_rows(batches, self.limit, total_rows, held, None if exact is None else exact.nbytes)
         mult = labels = None
         if whole and self.mixer is not None:
             # The whole input's copies, drawn as for one block; the multiset must fit beside the rows.
@@ -279,7 +280,7 @@ class TableRun(WeightedRows, TwoPass):
             return
         self.progress.start(dedup_phase(0) if self.request.unique else scatter_phase(0), stored)
         self.progress.update(self.progress_done)
-        est = row_estimate(held_bytes, held_rows, total_rows, sum(i.disk_size() for i in inputs))
+        est = exact or row_estimate(held_bytes, held_rows, total_rows, sum(i.disk_size() for i in inputs))
         if self.mixer is not None:
             est = self._multiset_estimate(est)
         with TempSpace(self.tmp_dir, self.resume_name) as temp:
@@ -295,6 +296,11 @@ class TableRun(WeightedRows, TwoPass):
                     est = self._multiset_estimate(est)
                 blocks = dedup.unique(hashed)
             self.external(blocks, est, temp, streams.TOP, 0)
+
+    def exact_input(self) -> Estimate | None:
+        """The input's rows and their bytes where the format knows them before reading (None: tables
+        do not; the path and plan then go by the first rows read)."""
+        return None
 
     def take_up(self, temp: TempSpace) -> None:
         """The external path starts in ``temp``: a format that resumes (``--resume``) loads its checkpoint there."""
@@ -429,12 +435,14 @@ def placeable(
 
 
 def hold_rows(
-    batches: Iterable[Block], limit: int, total_rows: int | None, held: list[Block],
+    batches: Iterable[Block], limit: int, total_rows: int | None, held: list[Block], total_bytes: int | None = None,
 ) -> tuple[int, int, bool]:
     """Take ``batches`` (each with its row sizes, and what else the run gives it) into ``held`` while
-    they fit in memory, stopping at the first that does not, or as soon as the rows held show that
-    ``total_rows`` will not fit; return the bytes and rows held and whether every batch was taken
-    (the run's choice of path)."""
+    they fit in memory, stopping at the first that does not, or as soon as ``total_bytes`` (where
+    known), or else the rows held, show that ``total_rows`` will not fit; return the bytes and rows
+    held and whether every batch was taken (the run's choice of path)."""
+    if total_bytes is not None and total_rows is not None and not plan.fits_in_memory(total_bytes, total_rows, limit):
+        return 0, 0, False
     held_bytes = held_rows = 0
     for block in batches:
         batch, sizes = block[0], block[1]
@@ -443,7 +451,7 @@ def hold_rows(
         held_rows += batch.num_rows
         if not plan.fits_in_memory(held_bytes, held_rows, limit):
             return held_bytes, held_rows, False
-        if total_rows is not None and held_rows < total_rows and not plan.fits_in_memory(
+        if total_bytes is None and total_rows is not None and held_rows < total_rows and not plan.fits_in_memory(
             held_bytes * total_rows // held_rows, total_rows, limit
         ):
             return held_bytes, held_rows, False  # the first rows show that the rest will not fit either
