@@ -1296,6 +1296,17 @@ def test_an_output_on_standard_output_appended_to_keeps_the_file(tmp_path):
     assert (tmp_path / "other-name").read_bytes() == written
 
 
+def _shuffled_to_descriptor(tmp_path: Path, fd: int) -> None:
+    """``bigshuf -o /dev/fd/N f`` in ``tmp_path``, N being ``fd`` (closed after), which must succeed silently."""
+    try:
+        proc = subprocess.run(
+            [*BIGSHUF, "-o", f"/dev/fd/{fd}", "f"], cwd=tmp_path, capture_output=True, timeout=120, pass_fds=(fd,), check=False
+        )
+    finally:
+        os.close(fd)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, b"", b"")
+
+
 @pytest.mark.parametrize("flags", [os.O_RDWR, os.O_WRONLY | os.O_APPEND], ids=["3<>f", "3>>f"])
 def test_an_output_through_a_descriptor_onto_its_own_input(tmp_path, flags):
     """``-o /dev/fd/3 f`` with ``3<>f`` or ``3>>f``: the output goes through descriptor 3, over the
@@ -1304,14 +1315,7 @@ def test_an_output_through_a_descriptor_onto_its_own_input(tmp_path, flags):
     file grow under the check that a mapped input did not change."""
     data = b"".join(b"%d\n" % i for i in range(2_000_000))
     (tmp_path / "f").write_bytes(data)
-    fd = os.open(tmp_path / "f", flags)
-    try:
-        proc = subprocess.run(
-            [*BIGSHUF, "-o", f"/dev/fd/{fd}", "f"], cwd=tmp_path, capture_output=True, timeout=120, pass_fds=(fd,), check=False
-        )
-    finally:
-        os.close(fd)
-    assert (proc.returncode, proc.stdout, proc.stderr) == (0, b"", b"")
+    _shuffled_to_descriptor(tmp_path, os.open(tmp_path / "f", flags))
     written = (tmp_path / "f").read_bytes()
     if flags & os.O_APPEND:
         assert written[: len(data)] == data and sorted(lines(written[len(data) :])) == sorted(lines(data))
@@ -1328,13 +1332,7 @@ def test_an_output_on_a_descriptor_opened_for_direct_writes_replaces_the_file(tm
         fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o644)
     except OSError:
         pytest.skip("this file system takes no O_DIRECT")
-    try:
-        proc = subprocess.run(
-            [*BIGSHUF, "-o", f"/dev/fd/{fd}", "f"], cwd=tmp_path, capture_output=True, timeout=60, pass_fds=(fd,), check=False
-        )
-    finally:
-        os.close(fd)
-    assert (proc.returncode, proc.stdout, proc.stderr) == (0, b"", b"")
+    _shuffled_to_descriptor(tmp_path, fd)
     assert sorted(lines((tmp_path / "out").read_bytes())) == sorted(lines(seq(100_000)))
 
 

@@ -27,7 +27,7 @@ from ..core.fingerprint import Fingerprint, fingerprint
 from ..errors import InputError, UsageError, option
 from ..progress import Progress
 from ..quoting import quote_name
-from ..storage.expansion import decoded_sizes
+from ..storage.expansion import DecodedSizes
 from ..storage.sources import FileSource, Source, changed, input_sizes
 from .tar_keys import KeyLedger, given_twice, shown
 from .tar_members import BLOCK, _Members, _padded, looks_like_tar
@@ -65,7 +65,7 @@ def as_source(item: str | Source) -> Source:
     return FileSource(item) if isinstance(item, str) else item
 
 
-class SampleReader:
+class SampleReader(DecodedSizes):
     """Reads tar inputs (local paths, or sources such as URLs read through fsspec) into blocks of
     whole samples: ``(bytes, offsets, final)``, the samples of a block being
     ``bytes[offsets[i]:offsets[i+1]]``. A sample longer than the block's capacity is refused
@@ -78,7 +78,6 @@ class SampleReader:
         self.sources = [as_source(item) for item in inputs]
         #: Each input's weighted source, whose files' compression ratio is sampled together (None: one group).
         self.groups = groups
-        self._decoded: tuple[list[int | None], bool] | None = None
         self.paths = [source.name for source in self.sources]
         #: How sample keys are hashed (``tar_keys.stable_hash`` where another process compares them).
         self.key_hash = key_hash
@@ -100,21 +99,6 @@ class SampleReader:
                 return None
             total += size
         return total
-
-    def _planned(self) -> tuple[list[int | None], bool]:
-        """``expansion.decoded_sizes`` of the inputs, worked out once."""
-        if self._decoded is None:
-            self._decoded = decoded_sizes(self.sources, self.groups)
-        return self._decoded
-
-    def decoded_sizes(self) -> list[int | None]:
-        """Each input's bytes once decompressed, as ``expansion.decoded_sizes`` plans them."""
-        return self._planned()[0]
-
-    def sized_exactly(self) -> bool:
-        """Whether ``estimate_total`` is exact (every compressed tar's size recorded by its format, or
-        decoded whole): the run then checks its free temporary space before pass 1, as for plain tars."""
-        return self._planned()[1]
 
     def estimate_total(self) -> int | None:
         """The inputs' bytes once decompressed (their ``decoded_sizes``; ``total_size`` when every one is

@@ -51,6 +51,29 @@ class Stored:
     start: int = 0
 
 
+class DecodedSizes:
+    """For a reader of ``sources``: their sizes once decoded (``decoded_sizes``, each input's weighted
+    source in ``groups`` sampled together, None: one group), worked out once, and whether all are exact."""
+
+    sources: list[Source]
+    groups: Sequence[int] | None
+    _decoded: tuple[list[int | None], bool] | None = None
+
+    def decoded_sizes(self) -> list[int | None]:
+        """Each input's bytes once decompressed, as ``decoded_sizes`` plans them."""
+        return self._planned()[0]
+
+    def sized_exactly(self) -> bool:
+        """Whether the sizes are exact (every compressed input's recorded by its format, or decoded
+        whole): the run then checks its free temporary space before pass 1, as for plain files."""
+        return self._planned()[1]
+
+    def _planned(self) -> tuple[list[int | None], bool]:
+        if self._decoded is None:
+            self._decoded = decoded_sizes(self.sources, self.groups)
+        return self._decoded
+
+
 def decoded_sizes(sources: Sequence[Source], groups: Sequence[int] | None = None) -> tuple[list[int | None], bool]:
     """Each input's bytes once decompressed: its size where known, a compressed regular file's as
     recorded or by its group's sampled ratio (``groups``: each input's; None: one group), None for

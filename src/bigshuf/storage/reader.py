@@ -22,7 +22,7 @@ from ..progress import Progress
 from . import guarded
 from .ahead import AheadPlan, DecodeAhead
 from .codecs import Replay
-from .expansion import decoded_sizes
+from .expansion import DecodedSizes
 from .sources import UNSIZED_READ, FileSource, Source, changed, input_sizes
 
 #: How many first bytes (decompressed) of an input that is not a regular file a reader's
@@ -206,7 +206,7 @@ def leftover_error(name: str, left: int, group: int) -> InputError:
     )
 
 
-class RecordReader:
+class RecordReader(DecodedSizes):
     """Streams the concatenated inputs as blocks of whole records.
 
     Every input's last record gets a separator if it lacks one, as GNU sort and shuf do,
@@ -227,7 +227,6 @@ class RecordReader:
         self.sources = list(sources)
         #: Each input's weighted source, whose files' compression ratio is sampled together (None: one group).
         self.groups = groups
-        self._decoded: tuple[list[int | None], bool] | None = None
         #: Decodes the compressed inputs after the one being read on the workers (``DecodeAhead``).
         self.ahead = ahead
         #: Spreads a read of a plain file over the workers (page-cache copies run on every core).
@@ -293,21 +292,6 @@ class RecordReader:
         if n:
             self.progress_done += n
             self.progress.update(n)
-
-    def _planned(self) -> tuple[list[int | None], bool]:
-        """``expansion.decoded_sizes`` of the inputs, worked out once."""
-        if self._decoded is None:
-            self._decoded = decoded_sizes(self.sources, self.groups)
-        return self._decoded
-
-    def decoded_sizes(self) -> list[int | None]:
-        """Each input's bytes once decompressed, as ``expansion.decoded_sizes`` plans them."""
-        return self._planned()[0]
-
-    def sized_exactly(self) -> bool:
-        """Whether ``estimate_total`` is exact (every compressed input's size recorded by its format, or
-        decoded whole): the run then checks its free temporary space before pass 1, as for plain files."""
-        return self._planned()[1]
 
     def estimate_total(self) -> int | None:
         """Expected bytes of all inputs once decompressed (their ``decoded_sizes``), plus one per input
