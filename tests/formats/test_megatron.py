@@ -333,6 +333,21 @@ def test_a_long_first_document_does_not_size_the_plan(tmp_path: Path, memory: st
     assert sorted(read_dataset(tmp_path / "o")[1]) == sorted(as_docs([long, *short]))
 
 
+@pytest.mark.parametrize("memory", ["1M", "2M"])
+def test_a_unique_plan_of_documents_takes_the_runs_path(tmp_path: Path, memory: str) -> None:
+    """``--dry-run --unique`` of 3,000 documents that fit in ``-S 1M`` once but not beside their unique
+    copy said "in memory, 1 pass"; the run took 3 passes and 7 buckets (found by review). From the
+    indexes, the plan now gives the run's path and its buckets: hash buckets, then the others."""
+    write_dataset(tmp_path / "s", make_docs(3000, seed=1))
+    options = {"memory": memory, "unique": True, "seed": 1, "tmp_dir": str(tmp_path)}
+    planned = bigshuf.plan_shuffle([str(tmp_path / "s")], str(tmp_path / "o"), **options)
+    stats = bigshuf.shuffle([str(tmp_path / "s")], str(tmp_path / "o"), **options)
+    assert (planned.in_memory, planned.passes) == (stats.passes == 1, stats.passes), planned.render()
+    said = re.search(r"(\d+) hash buckets then (\d+) buckets", planned.render())
+    assert stats.buckets == (0 if said is None else int(said[1]) + int(said[2])), planned.render()
+    assert sorted(read_dataset(tmp_path / "o")[1]) == sorted(set(as_docs(make_docs(3000, seed=1))))
+
+
 def test_split_and_shard_size(tmp_path: Path, run_cli) -> None:
     docs = make_docs(400, seed=10)
     write_dataset(tmp_path / "c", docs)

@@ -1076,3 +1076,18 @@ def test_a_table_replaced_after_it_was_planned_is_refused(tmp_path: Path, kind: 
     with pytest.raises(InputError, match=r"t\.(parquet|arrow): file changed while being read \(another file now has its name\)$"):
         for _batch in table.batches(1 << 20):
             pass
+
+
+@pytest.mark.parametrize("memory", ["256K", "512K", "1M", "2M"])
+def test_a_unique_plan_takes_the_runs_path(tmp_path: Path, memory: str) -> None:
+    """``--dry-run --unique`` of rows that fit in memory once but not beside their unique copy said
+    "in memory, 1 pass" where the run took a dedup pass and buckets (found by review, for Megatron
+    documents too); the plan now takes the path the run takes (its bucket counts are estimates here:
+    the rows' sizes are sampled)."""
+    path = write_parquet(tmp_path / "q.parquet", pa.table({"x": np.arange(8000) % 6000, "s": [f"v{i % 6000}" for i in range(8000)]}))
+    options = {"memory": memory, "unique": True, "seed": 1, "tmp_dir": str(tmp_path)}
+    planned = bigshuf.plan_shuffle([str(path)], str(tmp_path / "o.parquet"), **options)
+    stats = bigshuf.shuffle([str(path)], str(tmp_path / "o.parquet"), **options)
+    assert (planned.in_memory, planned.passes) == (stats.passes == 1, stats.passes), planned.render()
+    assert (stats.buckets == 0) == planned.in_memory
+    assert sorted(pq.read_table(tmp_path / "o.parquet").column("x").to_pylist()) == list(range(6000))

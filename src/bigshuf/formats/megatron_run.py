@@ -44,6 +44,7 @@ from .megatron_resume import IndexLogs, ResumableMegatron, written_fingerprint
 from .row_unique import check_comparable
 from .table_mix import Block
 from .table_output import TableOutput
+from .table_run import fits_whole
 from .tables import TABLE_PIECE
 
 
@@ -359,7 +360,7 @@ def documents_sample(request: Request, datasets: Sequence[Pair], disk_sizes: Seq
     each dataset's two files)."""
     est = documents_estimate(datasets)
     nbytes, docs = est.nbytes or 0, est.records or 0
-    in_memory = plan.fits_in_memory(nbytes, docs, resolve_memory(request.memory))
+    in_memory = fits_whole(request, nbytes, docs, resolve_memory(request.memory))
     if not request.sources:
         return Sample(est, nbytes, exact=True, sized=True, in_memory=in_memory, temp_bytes=nbytes, counted=HEADERS)
     # Weighted sources: each source's documents and token bytes, as the run takes them from the indexes.

@@ -147,7 +147,7 @@ class TableRun(WeightedRows, TwoPass):
             est = row_estimate(held_bytes, held_rows, total_rows, sum(t.disk_size() for t in tables))
         assert est.nbytes is not None and est.records is not None
         # Not all held: the run goes external. Held up to the sample's end: the estimate says.
-        in_memory = whole and plan.fits_in_memory(est.nbytes, est.records, limit)
+        in_memory = whole and fits_whole(request, est.nbytes, est.records, limit)
         counts: tuple[int, ...] | None = None
         nbytes: tuple[int, ...] | None = None
         sizes: tuple[int | None, ...] = ()
@@ -432,6 +432,12 @@ def placeable(
             )
         at += len(sizes)
         yield batch, sizes
+
+
+def fits_whole(request: Request, nbytes: int, rows: int, limit: int) -> bool:
+    """Whether rows of ``nbytes`` (as blocks count them) are shuffled in memory, as the run decides:
+    with ``--unique`` beside their unique copy (``row_unique.fits``)."""
+    return plan.fits_in_memory(nbytes, rows, limit) and (not request.unique or dedup_fits(nbytes, rows, limit))
 
 
 def hold_rows(
