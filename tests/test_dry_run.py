@@ -21,7 +21,7 @@ import pytest
 
 from bigshuf import UsageError, plan_shuffle, shuffle
 from bigshuf.core.plan import format_size
-from helpers import compress, kill_at_checkpoint, make_records, split_records, write_records
+from helpers import compress, kill_at_checkpoint, make_records, run_child, split_records, write_records
 
 from conftest import Runner
 
@@ -433,6 +433,27 @@ def test_a_job_begun_under_a_lower_open_file_limit_says_so(tmp_path: Path) -> No
     again = _with_open_files(100, args)
     assert again.returncode == 0, again.stderr
     assert sorted(split_records((tmp_path / "o.txt").read_bytes())) == sorted(split_records(src.read_bytes()))
+
+
+def test_a_job_planned_by_another_version_says_so(tmp_path: Path) -> None:
+    """A ``--resume`` job interrupted and rerun by a version that plans fewer buckets for the same
+    inputs and options (found by review: a Megatron job begun before the plan came from the indexes)
+    was refused "made with 8 buckets, not 6" with no word of why; it names the version now."""
+    src = write_records(tmp_path / "in.txt", make_records(3000, seed=6, min_len=100, max_len=300))
+    temp = tmp_path / "T"
+    temp.mkdir()
+    args = [str(src), "--resume", "--seed", "1", "-S", "16K", "-T", str(temp), "-o", str(tmp_path / "o.txt")]
+    state = kill_at_checkpoint([sys.executable, "-m", "bigshuf", *args], temp, lambda s: s.get("blocks_done", 0) >= 2)
+    other = run_child(f"""
+import sys
+from bigshuf.cli import main
+from bigshuf.core import driver
+planned = driver.TwoPass._bucket_count
+driver.TwoPass._bucket_count = lambda self, est: planned(self, est) - 2  # another version's plan
+sys.exit(main({args!r}))
+""")
+    assert other.returncode == 1 and other.stderr.count("\n") == 1, other.stderr
+    assert f"made with {state['k']} buckets, not {state['k'] - 2} (another version of bigshuf planned it" in other.stderr, other.stderr
 
 
 @pytest.mark.parametrize("limit", [5, 6, 7, 8])

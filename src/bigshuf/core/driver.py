@@ -378,6 +378,8 @@ class TwoPass(ABC):
                     why = f" (the open-file limit allows {k} now: raise it, ulimit -n, to resume)"
                 elif made < k:  # capped then (the options, and so -S, are the job's own)
                     why = f" (a lower open-file limit when the job began, ulimit -n, would have made {made}: resume under it)"
+                else:  # the same inputs and options planned otherwise: by another version's plan
+                    why = " (another version of bigshuf planned it: finish the job with that version)"
                 raise refusal(temp.path, f"made with {made} buckets, not {k}{why}")
             # Pass 1 is done: its buckets count, not this estimate of an input that the job's own
             # output has since replaced (``-o data.txt data.txt`` killed after its commit).
