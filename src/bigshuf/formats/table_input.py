@@ -23,9 +23,9 @@ from .tables import ARROW_ERRORS, FILE_KINDS, arrow_reason, check_columns, names
 def _scanned(path: str, kind: str) -> tuple[pa.Schema, int]:
     """An Arrow IPC file's schema and rows, each batch's lengths checked against its buffers (cheap),
     through a watched mapping (``guarded``): only the batches' headers (and the end offsets of their
-    variable-length columns) are read, not their data, and a
-    page cut from the file meanwhile reads as zeros rather than killing the process (SIGBUS), the file
-    then refused as changed. Where no watch can be had, the file is read (all of it)."""
+    variable-length columns) are read, not their data, and a page cut from the file meanwhile reads
+    as zeros rather than killing the process (SIGBUS), the file then refused as changed. Where no
+    watch can be had, the file is read (all of it)."""
     watch: guarded.Watch | None = None
     if guarded.available:
         with open(path, "rb") as f:
