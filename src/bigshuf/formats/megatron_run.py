@@ -132,7 +132,7 @@ class MegatronOutput(TableOutput):
             self.logs.finish(shard)
         parts, self.parts[shard] = self.parts[shard], IndexParts(self.modes)
         sink = self.indexes[shard]
-        for part in parts.index_bytes(self.code):
+        for part in parts.index_parts(self.code):
             sink.write(part)
         sink.finish()
 
