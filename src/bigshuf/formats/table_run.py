@@ -280,7 +280,7 @@ class TableRun(WeightedRows, TwoPass):
             return
         self.progress.start(dedup_phase(0) if self.request.unique else scatter_phase(0), stored)
         self.progress.update(self.progress_done)
-        est = exact or row_estimate(held_bytes, held_rows, total_rows, sum(i.disk_size() for i in inputs))
+        est = exact if exact is not None else row_estimate(held_bytes, held_rows, total_rows, sum(i.disk_size() for i in inputs))
         if self.mixer is not None:
             est = self._multiset_estimate(est)
         with TempSpace(self.tmp_dir, self.resume_name) as temp:

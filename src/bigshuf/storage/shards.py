@@ -466,9 +466,9 @@ def _check_in_place_not_input(target: str, inputs: Sequence[str]) -> None:
         st = os.stat(target)
     except OSError:
         return
-    if own_descriptor(target) is not None:
-        return  # written through the descriptor at its offset, never cut short: as standard output
-    path = _input_at(st, inputs) if stat.S_ISREG(st.st_mode) else None
+    # A regular file with a name here is one written through a descriptor at its offset (as standard
+    # output is), never cut short; only a deleted one is reopened and truncated.
+    path = _input_at(st, inputs) if stat.S_ISREG(st.st_mode) and st.st_nlink == 0 else None
     if path is not None:
         raise OutputError(
             f"{quote_name(target)}: a deleted file, which can only be written in place, is also an input "
