@@ -12,12 +12,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import run_child, temp_leftovers
+from test_megatron import MAGIC, as_docs, make_docs, read_dataset, write_dataset
 
 import bigshuf
 from bigshuf.formats import megatron_run
-
-from helpers import run_child, temp_leftovers
-from test_megatron import MAGIC, as_docs, make_docs, read_dataset, write_dataset
 
 
 def write_ones(prefix: Path, documents: int, per_document: int) -> Path:
