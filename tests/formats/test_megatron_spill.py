@@ -31,15 +31,15 @@ def write_ones(prefix: Path, documents: int, per_document: int) -> Path:
 
 def spill_at(monkeypatch: pytest.MonkeyPatch, budget: int) -> list[int]:
     """Hold at most ``budget`` bytes of a file's index parts in memory, whatever -S; return a list
-    that takes the size of each chunk put in a spill file."""
+    that takes the sequences of each chunk put in a spill file."""
     monkeypatch.setattr(megatron_run, "SPILL_LEAST", budget)
     monkeypatch.setattr(megatron_run, "SPILL_SHARE", 1 << 62)
     put = megatron_run.SpillFile.put
     sizes: list[int] = []
 
-    def counted(self: megatron_run.SpillFile, chunk: Any) -> None:
-        sizes.append(len(chunk[1]))
-        put(self, chunk)
+    def counted(self: megatron_run.SpillFile, chunks: Any) -> None:
+        sizes.append(sum(len(c[1]) for c in chunks))
+        put(self, chunks)
 
     monkeypatch.setattr(megatron_run.SpillFile, "put", counted)
     return sizes
@@ -139,9 +139,10 @@ from bigshuf.command import main
 from bigshuf.formats import megatron_run
 megatron_run.SPILL_LEAST, megatron_run.SPILL_SHARE = 0, 1 << 62
 put, chunks = megatron_run.SpillFile.put, megatron_run.SpillFile.chunks
-def signalled(self, chunk):
-    put(self, chunk)
-    if self.size == len(megatron_run.chunk_bytes(chunk)):  # the first chunk put
+def signalled(self, chunks):
+    first = self.fd < 0
+    put(self, chunks)
+    if first:
         os.kill(os.getpid(), signal.SIGTERM)
 def cut(self):
     os.truncate(self.name, 10)

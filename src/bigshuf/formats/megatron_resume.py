@@ -13,7 +13,7 @@ the ``.bin`` bytes it counts.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,7 +30,7 @@ from ..storage.safefs import open_nofollow
 from ..storage.sinks import CodecChoice
 from ..storage.tempspace import TempSpace
 from .arrow_resume import ResumableTableBuckets
-from .megatron import Chunk, IndexedInput, IndexParts, chunk_bytes, document_fingerprint, read_chunks, schema
+from .megatron import Chunk, IndexedInput, IndexParts, document_fingerprint, put_chunks, read_chunks, schema
 from .resumable import ResumableRun
 from .table_run import TableRun
 
@@ -67,12 +67,9 @@ class IndexLogs:
         self.sizes.append(0 if at is None else at.size)
         self.checks.append(FileCheck(self.path(i), at))
 
-    def append(self, i: int, chunk: Chunk) -> None:
-        """Log a chunk of file ``i``'s documents (run on the writer thread, as their tokens are written)."""
-        view = memoryview(chunk_bytes(chunk))
-        self.sizes[i] += len(view)
-        while view:
-            view = view[os.write(self.fds[i], view) :]
+    def append(self, i: int, chunks: Sequence[Chunk]) -> None:
+        """Log a chunk of file ``i``'s documents (``chunks``, as one; run on the writer thread, as their tokens are written)."""
+        self.sizes[i] += put_chunks(self.fds[i], chunks)
 
     def finish(self, i: int) -> None:
         """File ``i``'s ``.idx`` is written: its log takes no more."""
@@ -159,8 +156,8 @@ class LogStore:
         self.i = i
         self.name = logs.path(i)
 
-    def put(self, chunk: Chunk) -> None:
-        self.logs.append(self.i, chunk)
+    def put(self, chunks: Sequence[Chunk]) -> None:
+        self.logs.append(self.i, chunks)
 
     def chunks(self) -> Iterator[Chunk]:
         return self.logs.read(self.i)

@@ -40,8 +40,8 @@ from ..storage.threads import each
 from ..storage.writeback import WriteBehind
 from .detect import megatron_prefix
 from .megatron import (
-    DTYPES, Chunk, IndexedInput, IndexParts, Pair, RemoteIndexedInput, check_together, chunk_bytes, document_chunk,
-    document_fingerprint, read_chunks, row_bytes, schema,
+    DTYPES, Chunk, IndexedInput, IndexParts, Pair, RemoteIndexedInput, check_together, document_chunk,
+    document_fingerprint, put_chunks, read_chunks, row_bytes, schema,
 )
 from .megatron_resume import IndexLogs, LogStore, ResumableMegatron, written_fingerprint
 from .row_unique import check_comparable
@@ -69,7 +69,7 @@ class SpillFile:
         self.fd = -1
         self.size = 0
 
-    def put(self, chunk: Chunk) -> None:
+    def put(self, chunks: Sequence[Chunk]) -> None:
         if self.fd < 0:
             path = self.output.spill_path(self.i)
             try:
@@ -77,12 +77,8 @@ class SpillFile:
             except OSError as e:
                 raise TempSpaceError(f"{quote_name(path)}: {e.strerror}") from None
             self.name = path
-        view = memoryview(chunk_bytes(chunk))
         try:
-            while view:
-                written = os.write(self.fd, view)
-                self.size += written
-                view = view[written:]
+            self.size += put_chunks(self.fd, chunks)
         except OSError as e:
             raise TempSpaceError(f"{quote_name(self.name)}: write error: {e.strerror}{full_disk_hint(e)}") from None
 
