@@ -16,7 +16,8 @@ from helpers import run_child, temp_leftovers
 from test_megatron import MAGIC, as_docs, make_docs, read_dataset, write_dataset
 
 import bigshuf
-from bigshuf.formats import megatron_run
+from bigshuf.formats import megatron_resume, megatron_run
+from bigshuf.formats.megatron_resume import IndexLogs
 
 
 def write_ones(prefix: Path, documents: int, per_document: int) -> Path:
@@ -136,7 +137,8 @@ def test_a_run_ended_with_index_parts_spilled_leaves_nothing(tmp_path: Path, how
     done = run_child(f"""
 import os, signal, sys
 from bigshuf.command import main
-from bigshuf.formats import megatron_run
+from bigshuf.formats import megatron_resume, megatron_run
+from bigshuf.formats.megatron_resume import IndexLogs
 megatron_run.SPILL_LEAST, megatron_run.SPILL_SHARE = 0, 1 << 62
 put, chunks = megatron_run.SpillFile.put, megatron_run.SpillFile.chunks
 def signalled(self, chunks):
@@ -165,3 +167,39 @@ sys.exit(main())
     assert not (tmp_path / "o.bin").exists() and not (tmp_path / "o.idx").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin", "a.idx", "tmp"]
     assert temp_leftovers(tmp_path / "tmp") == []
+
+
+def test_a_resumed_runs_index_logs_are_read_a_chunk_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A resumed run read each output file's index log whole (and parsed it into arrays beside the
+    bytes) and held what it logged until the ``.idx`` was written: resumed in pass 2, 8 M sequences at
+    ``-S 16M`` peaked at 275 MB RSS (found by review). The log is the parts' only copy now, checked
+    and read a chunk at a time: 16 MB of log (2 M sequences) were taken up and their ``.idx`` made
+    with 40 MB traced, now with a chunk's worth."""
+    logs = IndexLogs(str(tmp_path), 2, False)
+    logs.open(0, None)
+    chunk = (np.full(10_000, 2, np.int64), np.ones(20_000, np.int32), None)
+    for _ in range(100):
+        logs.append(0, [chunk])
+    logs.checkpoint(1_000_000)
+    logs.close()
+    again = IndexLogs(str(tmp_path), 2, False)
+    for name in ("load_state", "open_output_temp"):  # not counted: index.json's read buffer (16 MiB asked
+        made = getattr(megatron_resume, name)  # for), the log's CRC-32 checked 4 MiB at a time
+
+        def uncounted(*args: Any, made: Any = made) -> Any:
+            done = made(*args)
+            tracemalloc.reset_peak()
+            return done
+
+        monkeypatch.setattr(megatron_resume, name, uncounted)
+    tracemalloc.start()
+    try:
+        parts = again.restore({"files": [[4_000_000, 0]], "records": [1_000_000], "done": 1_000_000})
+        written = sum(len(part) for part in parts[0].index_parts(8))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        again.close()
+    assert (parts[0].documents, parts[0].sequences, parts[0].kept) == (1_000_000, 2_000_000, [])
+    assert written == 34 + 2_000_000 * 12 + 8 * 1_000_001
+    assert peak < 1 << 20, peak  # a chunk of 160 KB and its .idx parts, not the 16 MB log
