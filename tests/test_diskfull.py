@@ -174,6 +174,23 @@ def test_a_megatron_bin_that_fills_the_disk_is_the_file_named(tmp_path: Path, sm
     assert os.listdir(small_fs) == []
 
 
+def test_a_megatron_outputs_spilled_index_parts_that_fill_the_temp_disk(tmp_path: Path, small_fs: Path) -> None:
+    """A run in memory whose output's index parts (2 M sequences, 12 MB) go past a 64th of -S into a
+    -T too small for them: one line naming the spill file and saying the temporary directory is
+    full, no output, nothing left in -T."""
+    sys.path.insert(0, str(Path(__file__).parent / "formats"))  # the writer the Megatron tests use
+    from test_megatron_spill import write_ones
+
+    write_ones(tmp_path / "ds", 1_000_000, 2)
+    result = _run([str(tmp_path / "ds"), "--seed", "1", "-S", "256M", "-T", str(small_fs), "-o", str(tmp_path / "out")])
+    assert result.returncode == 1, result.stderr
+    assert re.fullmatch(
+        rf"bigshuf: {re.escape(str(small_fs))}/bigshuf-[0-9a-f]{{12}}/index-00000\.spill: write error: No space left on device; "
+        r"the temporary directory is full: .*\n", result.stderr.decode(),
+    ), result.stderr
+    assert os.listdir(small_fs) == [] and not (tmp_path / "out.bin").exists() and not (tmp_path / "out.idx").exists()
+
+
 @pytest.mark.parametrize("rows", [False, True], ids=["lines", "rows"])
 @pytest.mark.parametrize("shards", [None, 3])
 def test_a_full_output_disk_on_the_dask_engine_names_the_file(tmp_path: Path, small_fs: Path, rows: bool, shards: int | None) -> None:

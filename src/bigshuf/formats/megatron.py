@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from ..core.fingerprint import Fingerprint
 from ..core.records import array_block, list_spans
-from ..errors import InputError
+from ..errors import InputError, TempSpaceError
 from ..quoting import quote_name
 from ..storage import remote
 from ..storage.sources import Stamp, changed
@@ -284,54 +284,173 @@ def fill(read: ReadAt, at: int, view: memoryview) -> int:
     return got
 
 
+#: Part of an output file's index: its documents' sequence counts (int64), their sequences' lengths
+#: (int32) and modes (int8; None without modes).
+Chunk = tuple[np.ndarray, np.ndarray, np.ndarray | None]
+#: A chunk's header as it is put in a file (spilled, or logged for ``--resume``): its documents and sequences.
+CHUNK = struct.Struct("<qq")
+
+
+#: Buffers handed to one ``writev`` at most (Linux takes 1024).
+WRITEV_MOST = 512
+
+
+def put_chunks(fd: int, chunks: Sequence[Chunk]) -> int:
+    """Append ``chunks`` to file ``fd`` as one chunk (their header, every sequence count, every length,
+    then every mode), written from the arrays as they are held, none joined or copied; return its bytes."""
+    views = [memoryview(CHUNK.pack(sum(len(c[0]) for c in chunks), sum(len(c[1]) for c in chunks)))]
+    for k, dtype in ((0, "<i8"), (1, "<i4"), (2, "i1")):
+        for chunk in chunks:
+            part = chunk[k]
+            if part is not None and len(part):
+                views.append(np.ascontiguousarray(part, dtype).data.cast("B"))
+    size = sum(len(v) for v in views)
+    at = 0
+    while at < len(views):
+        written = os.writev(fd, views[at : at + WRITEV_MOST])
+        while written and written >= len(views[at]):
+            written -= len(views[at])
+            at += 1
+        if written:
+            views[at] = views[at][written:]
+    return size
+
+
+def read_chunks(fd: int, size: int, modes: bool, bad: Callable[[str], Exception]) -> Iterator[Chunk]:
+    """The chunks of the first ``size`` bytes of file ``fd``, one read at a time, each checked: counts
+    in range, sequences per document adding up (``bad``: the error a chunk that does not hold up raises)."""
+    at = 0
+    while at < size:
+        head = os.pread(fd, CHUNK.size, at) if at + CHUNK.size <= size else b""
+        docs, seqs = CHUNK.unpack(head) if len(head) == CHUNK.size else (-1, -1)
+        body = 8 * docs + (5 if modes else 4) * seqs
+        if docs < 0 or seqs < 0 or at + CHUNK.size + body > size:
+            raise bad(f"its chunk at byte {at} runs past its end")
+        data = os.pread(fd, body, at + CHUNK.size)
+        if len(data) != body:
+            raise bad(f"its chunk at byte {at} runs past its end")
+        counts = np.frombuffer(data, "<i8", docs)
+        lengths = np.frombuffer(data, "<i4", seqs, 8 * docs)
+        if (counts < 0).any() or int(counts.sum()) != seqs or (lengths < 0).any():
+            raise bad(f"its chunk at byte {at} does not hold up")
+        yield counts, lengths, np.frombuffer(data, np.int8, seqs, 8 * docs + 4 * seqs) if modes else None
+        at += CHUNK.size + body
+
+
+def document_chunk(batch: pa.RecordBatch, modes: bool) -> tuple[memoryview, Chunk]:
+    """``batch``'s documents as the ``.bin`` takes them (their tokens' bytes) and as their ``.idx`` needs them."""
+    block, ends = array_block(batch.column(0))
+    offsets, values = list_spans(batch.column(1))
+    lengths = values.to_numpy(zero_copy_only=False).astype(np.int32)
+    kinds = list_spans(batch.column(2))[1].to_numpy(zero_copy_only=False).astype(np.int8) if modes else None
+    return memoryview(block[int(ends[0]) : int(ends[-1])].data), (np.diff(offsets), lengths, kinds)
+
+
+class ChunkStore(Protocol):
+    """A file the chunks of one output file's index are put in, in order, and read back from."""
+
+    #: The file's name, for errors.
+    name: str
+
+    def put(self, chunks: Sequence[Chunk]) -> None:
+        """Append ``chunks``, as one."""
+
+    def chunks(self) -> Iterator[Chunk]:
+        """Every chunk put, in order."""
+
+    def close(self) -> None:
+        """The chunks are no longer needed."""
+
+
 class IndexParts:
     """What an output file's ``.idx`` is made of, kept as its documents are written: their sequence
-    lengths, sequences per document and modes (if the dataset has them)."""
+    lengths, sequences per document and modes (if the dataset has them). With a ``store``, at most
+    ``budget`` bytes of them are held in memory, the rest put in it (12 bytes a sequence held whole,
+    8 M sequences peaked at 200 MB at ``-S 16M``)."""
 
-    def __init__(self, modes: bool) -> None:
+    def __init__(self, modes: bool, store: ChunkStore | None = None, budget: int = 0) -> None:
         self.modes = modes
-        self.lengths: list[np.ndarray] = []
-        self.counts: list[np.ndarray] = []
-        self.mode_values: list[np.ndarray] = []
+        self.store = store
+        self.budget = budget
+        self.kept: list[Chunk] = []  # after those in the store
+        self.kept_bytes = 0
+        self.documents = 0
+        self.sequences = 0
 
     def add(self, batch: pa.RecordBatch) -> memoryview:
         """Keep the sequences of ``batch``'s documents; return their tokens' bytes, for the ``.bin``."""
-        block, ends = array_block(batch.column(0))
-        offsets, values = list_spans(batch.column(1))
-        self.lengths.append(values.to_numpy(zero_copy_only=False).astype(np.int32))
-        self.counts.append(np.diff(offsets))
-        if self.modes:
-            self.mode_values.append(list_spans(batch.column(2))[1].to_numpy(zero_copy_only=False).astype(np.int8))
-        return memoryview(block[int(ends[0]) : int(ends[-1])].data)
+        tokens, chunk = document_chunk(batch, self.modes)
+        self.keep(chunk)
+        return tokens
+
+    def keep(self, chunk: Chunk) -> None:
+        """Keep ``chunk``: in memory while what is held stays within the budget, else all of it put in the store, as one chunk."""
+        counts, lengths, kinds = chunk
+        self.documents += len(counts)
+        self.sequences += len(lengths)
+        self.kept.append(chunk)
+        self.kept_bytes += counts.nbytes + lengths.nbytes + (0 if kinds is None else kinds.nbytes)
+        if self.store is not None and self.kept_bytes > self.budget:
+            self.store.put(self.kept)
+            self.kept, self.kept_bytes = [], 0
+
+    def chunks(self) -> Iterator[Chunk]:
+        """Every chunk kept, in order: those put in the store, then those held."""
+        if self.store is not None:
+            yield from self.store.chunks()
+        yield from self.kept
+
+    def _all_chunks(self) -> Iterator[Chunk]:
+        """``chunks``, checked to hold every document and sequence kept, as bucket files are checked
+        to hold the rows written: the store's file is read again for each part of the ``.idx``."""
+        documents = sequences = 0
+        for chunk in self.chunks():
+            documents += len(chunk[0])
+            sequences += len(chunk[1])
+            yield chunk
+        if (documents, sequences) != (self.documents, self.sequences):
+            assert self.store is not None
+            raise TempSpaceError(
+                f"{quote_name(self.store.name)}: holds {documents} documents of {sequences} sequences, not the {self.documents} "
+                f"of {self.sequences} put in it; the temporary directory was changed or is failing"
+            )
+
+    def close(self) -> None:
+        """Let go of the chunks (the ``.idx`` is written, or the run ends)."""
+        self.kept, self.kept_bytes = [], 0
+        if self.store is not None:
+            self.store.close()
 
     def index_bytes(self, code: int) -> list[bytes]:
         """The ``.idx`` of the documents kept, tokens of dtype ``code``, as one list of parts."""
         return list(self.index_parts(code))
 
     def index_parts(self, code: int) -> Iterator[bytes]:
-        """The ``.idx`` of the documents kept, tokens of dtype ``code``, a kept part at a time: sequence
+        """The ``.idx`` of the documents kept, tokens of dtype ``code``, a chunk at a time: sequence
         lengths back to back in the ``.bin``, their pointers, each document's first sequence (the count
-        last) and the modes. No array of the whole index is made beside the parts: joined, with its
-        pointers and their bytes, an output of 8 M sequences peaked at 530 MB at ``-S 16M``."""
+        last) and the modes, the chunks read again for each. No array of the whole index is made:
+        joined, with its pointers and their bytes, an output of 8 M sequences peaked at 530 MB at ``-S 16M``."""
         size = DTYPES[code].itemsize
-        sequences = sum(len(part) for part in self.lengths)
-        yield HEADER.pack(MAGIC, VERSION, code, sequences, sum(len(part) for part in self.counts) + 1)
-        for part in self.lengths:
-            yield part.astype("<i4", copy=False).tobytes()
-        at = 0  # where the part's first sequence starts in the .bin
-        for part in self.lengths:
-            ends = np.cumsum(part, dtype=np.int64) * size + at
-            yield np.concatenate([[at], ends[:-1]]).astype("<i8").tobytes() if len(part) else b""
-            at = int(ends[-1]) if len(part) else at
+        yield HEADER.pack(MAGIC, VERSION, code, self.sequences, self.documents + 1)
+        for _counts, lengths, _kinds in self._all_chunks():
+            yield lengths.astype("<i4", copy=False).tobytes()
+        at = 0  # where the chunk's first sequence starts in the .bin
+        for _counts, lengths, _kinds in self._all_chunks():
+            if len(lengths):
+                ends = np.cumsum(lengths, dtype=np.int64) * size + at
+                yield np.concatenate([[at], ends[:-1]]).astype("<i8").tobytes()
+                at = int(ends[-1])
         yield np.zeros(1, "<i8").tobytes()
-        first = 0  # sequences before the part's first document
-        for part in self.counts:
-            ends = np.cumsum(part, dtype=np.int64) + first
-            yield ends.astype("<i8", copy=False).tobytes()
-            first = int(ends[-1]) if len(part) else first
+        first = 0  # sequences before the chunk's first document
+        for counts, _lengths, _kinds in self._all_chunks():
+            if len(counts):
+                ends = np.cumsum(counts, dtype=np.int64) + first
+                yield ends.astype("<i8", copy=False).tobytes()
+                first = int(ends[-1])
         if self.modes:
-            for part in self.mode_values:
-                yield part.astype(np.int8, copy=False).tobytes()
+            for _counts, _lengths, kinds in self._all_chunks():
+                assert kinds is not None
+                yield kinds.astype(np.int8, copy=False).tobytes()
 
 
 class IndexedInput(TableInput):

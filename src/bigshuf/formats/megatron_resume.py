@@ -1,10 +1,10 @@
 """``--resume`` for Megatron datasets: the job, its Arrow buckets, and the ``.idx`` of what was written.
 
 A ``.bin`` is written as its documents come, its ``.idx`` only once it is complete, from the
-documents' sequence lengths the output keeps in memory. So that a resumed run can write the
-``.idx`` of a ``.bin`` it takes up, each output file's documents are logged as they are written
-(``IndexLogs``: per chunk, its sequences per document, sequence lengths and modes) in the
-checkpoint's directory. ``index.json`` there holds each log's size and CRC-32 as of the last two
+documents' sequence lengths the output keeps. So that a resumed run can write the ``.idx`` of a
+``.bin`` it takes up, each output file's documents are logged as they are written (``IndexLogs``:
+per chunk, its sequences per document, sequence lengths and modes) in the checkpoint's directory,
+and every ``.idx`` is written from its log, read back a chunk at a time (``LogStore``), none of it held in memory. ``index.json`` there holds each log's size and CRC-32 as of the last two
 checkpoints of the output, written before ``state.json``: whichever of them ``state.json`` is at
 is the one taken up, and the logs read back must account for the checkpoint's documents and for
 the ``.bin`` bytes it counts.
@@ -13,7 +13,7 @@ the ``.bin`` bytes it counts.
 from __future__ import annotations
 
 import os
-import struct
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,7 +30,7 @@ from ..storage.safefs import open_nofollow
 from ..storage.sinks import CodecChoice
 from ..storage.tempspace import TempSpace
 from .arrow_resume import ResumableTableBuckets
-from .megatron import IndexedInput, IndexParts, document_fingerprint, schema
+from .megatron import Chunk, IndexedInput, IndexParts, document_fingerprint, put_chunks, read_chunks, schema
 from .resumable import ResumableRun
 from .table_run import TableRun
 
@@ -41,8 +41,6 @@ if TYPE_CHECKING:
 INDEX_NAME = "index.json"
 #: Version of the index logs' layout.
 INDEX_FORMAT = "megatron-index/1"
-#: A logged chunk's header: its documents and sequences.
-CHUNK = struct.Struct("<qq")
 #: Documents fingerprinted at once when an output file is read back.
 READ_BACK = 1 << 16
 
@@ -69,18 +67,12 @@ class IndexLogs:
         self.sizes.append(0 if at is None else at.size)
         self.checks.append(FileCheck(self.path(i), at))
 
-    def append(self, i: int, counts: np.ndarray, lengths: np.ndarray, modes: np.ndarray | None) -> None:
-        """Log a chunk of file ``i``'s documents (run on the writer thread, as their tokens are written)."""
-        parts = [CHUNK.pack(len(counts), len(lengths)), counts.astype("<i8").tobytes(), lengths.astype("<i4").tobytes()]
-        if modes is not None:
-            parts.append(modes.astype(np.int8).tobytes())
-        view = memoryview(b"".join(parts))
-        self.sizes[i] += len(view)
-        while view:
-            view = view[os.write(self.fds[i], view) :]
+    def append(self, i: int, chunks: Sequence[Chunk]) -> None:
+        """Log a chunk of file ``i``'s documents (``chunks``, as one; run on the writer thread, as their tokens are written)."""
+        self.sizes[i] += put_chunks(self.fds[i], chunks)
 
     def finish(self, i: int) -> None:
-        """File ``i``'s ``.bin`` is complete: its log takes no more."""
+        """File ``i``'s ``.idx`` is written: its log takes no more."""
         if self.fds[i] >= 0:
             os.close(self.fds[i])
             self.fds[i] = -1
@@ -98,33 +90,36 @@ class IndexLogs:
 
     def restore(self, restore: dict[str, Any]) -> list[IndexParts]:
         """Take up the logs of output checkpoint ``restore`` (validated by ``core.resume``): each at
-        the size and CRC ``index.json`` gives it at that checkpoint, read back, and checked to hold the
-        file's documents and, in their sequence lengths, its ``.bin``'s bytes; return what they hold."""
+        the size and CRC ``index.json`` gives it at that checkpoint, read back a chunk at a time, and
+        checked to hold the file's documents and, in their sequence lengths, its ``.bin``'s bytes;
+        return each file's parts, kept in its log alone (a finished file's stays open for its ``.idx``)."""
         files, records = restore["files"], restore["records"]
         point = self._point(restore["done"], len(files))
         parts = []
         for i, ((size, crc), (bin_size, _crc), count) in enumerate(zip(point["logs"], files, records)):
-            at = ResumePoint(size, crc, finished=i < len(files) - 1)
-            self.open(i, at)
-            data = bytearray(size)
-            got = 0
-            while got < size:
-                step = os.preadv(self.fds[i], [memoryview(data)[got:]], got)
-                if not step:
-                    raise refusal(self.directory, f"{quote_name(self.path(i))} ends before its {size} bytes")
-                got += step
-            part = self._parse(bytes(data), i)
-            docs, tokens = sum(len(c) for c in part.counts), sum(int(x.sum(dtype=np.int64)) for x in part.lengths) * self.itemsize
-            if docs != count or tokens != bin_size:
+            self.open(i, ResumePoint(size, crc, finished=i < len(files) - 1))
+            part = IndexParts(self.modes, LogStore(self, i))
+            tokens = 0
+            for counts, lengths, _kinds in part.chunks():
+                part.documents += len(counts)
+                part.sequences += len(lengths)
+                tokens += int(lengths.sum(dtype=np.int64)) * self.itemsize
+            if part.documents != count or tokens != bin_size:
                 raise refusal(
                     self.directory,
-                    f"{quote_name(self.path(i))} logs {docs} documents of {tokens} bytes; output file {i} holds {count} of {bin_size}",
+                    f"{quote_name(self.path(i))} logs {part.documents} documents of {tokens} bytes; output file {i} holds {count} of {bin_size}",
                 )
-            if at.finished:
-                self.finish(i)
             parts.append(part)
         self.points = [point]
         return parts
+
+    def read(self, i: int) -> Iterator[Chunk]:
+        """The chunks log ``i`` holds, each checked as it is read."""
+
+        def bad(why: str) -> Exception:
+            return refusal(self.directory, f"{quote_name(self.path(i))}: {why}")
+
+        return read_chunks(self.fds[i], self.sizes[i], self.modes, bad)
 
     def _point(self, done: int, files: int) -> dict[str, Any]:
         """The point of ``index.json`` at the output checkpoint of ``done`` documents, every field checked."""
@@ -151,26 +146,24 @@ class IndexLogs:
             return found
         raise refusal(self.directory, f"{quote_name(where)} holds no point at the checkpoint's {done} documents")
 
-    def _parse(self, data: bytes, i: int) -> IndexParts:
-        """The chunks of log ``i``, each checked: counts in range, sequences per document adding up."""
-        part = IndexParts(self.modes)
-        at = 0
-        while at < len(data):
-            docs, seqs = CHUNK.unpack_from(data, at) if at + CHUNK.size <= len(data) else (-1, -1)
-            end = at + CHUNK.size + 8 * docs + (5 if self.modes else 4) * seqs
-            if docs < 0 or seqs < 0 or end > len(data):
-                raise refusal(self.directory, f"{quote_name(self.path(i))}: its chunk at byte {at} runs past its end")
-            at += CHUNK.size
-            per_document = np.frombuffer(data, "<i8", docs, at)
-            seq_lengths = np.frombuffer(data, "<i4", seqs, at + 8 * docs)
-            if (per_document < 0).any() or int(per_document.sum()) != seqs or (seq_lengths < 0).any():
-                raise refusal(self.directory, f"{quote_name(self.path(i))}: its chunk at byte {at - CHUNK.size} does not hold up")
-            part.counts.append(per_document)
-            part.lengths.append(seq_lengths.astype(np.int32))
-            if self.modes:
-                part.mode_values.append(np.frombuffer(data, np.int8, seqs, at + 8 * docs + 4 * seqs))
-            at = end
-        return part
+
+class LogStore:
+    """Where an output file's ``IndexParts`` are put with ``--resume``: its index log, which holds
+    every chunk anyway, so that none is held in memory or put in a second file."""
+
+    def __init__(self, logs: IndexLogs, i: int) -> None:
+        self.logs = logs
+        self.i = i
+        self.name = logs.path(i)
+
+    def put(self, chunks: Sequence[Chunk]) -> None:
+        self.logs.append(self.i, chunks)
+
+    def chunks(self) -> Iterator[Chunk]:
+        return self.logs.read(self.i)
+
+    def close(self) -> None:
+        self.logs.finish(self.i)
 
 
 def _size_crc(entry: Any) -> bool:
@@ -183,32 +176,33 @@ def _size_crc(entry: Any) -> bool:
 
 def written_fingerprint(path: str, itemsize: int, part: IndexParts) -> Fingerprint:
     """The documents of output temp file ``path`` (a ``.bin``) as its index log ``part`` cuts them, as
-    a fingerprint: a resumed run counts (and sizes) what its files hold, not what its checkpoint says."""
-    lengths = np.concatenate([np.empty(0, np.int32), *part.lengths])
-    counts = np.concatenate([np.empty(0, np.int64), *part.counts])
-    kinds = np.concatenate([np.empty(0, np.int8), *part.mode_values]) if part.modes else None
-    seq_starts = np.zeros(len(counts) + 1, np.int64)
-    np.cumsum(counts, out=seq_starts[1:])
-    byte_starts = np.zeros(len(lengths) + 1, np.int64)
-    np.cumsum(lengths.astype(np.int64) * itemsize, out=byte_starts[1:])
+    a fingerprint: a resumed run counts (and sizes) what its files hold, not what its checkpoint says.
+    Read a chunk of the log at a time, ``READ_BACK`` documents of it at once."""
     total = Fingerprint()
     fd = open_nofollow(path)
+    at = 0  # the .bin's bytes before the chunk
     try:
-        for lo in range(0, len(counts), READ_BACK):
-            seqs = seq_starts[lo : lo + READ_BACK + 1]
-            docs = byte_starts[seqs]
-            data = os.pread(fd, int(docs[-1] - docs[0]), int(docs[0]))
-            if len(data) != int(docs[-1] - docs[0]):
-                raise refusal(os.path.dirname(path), f"{quote_name(path)} ends before the documents its index log counts")
-            n, s0, s1 = len(seqs) - 1, int(seqs[0]), int(seqs[-1])
-            offsets = pa.array((seqs - s0).astype(np.int32))
-            columns = [
-                pa.Array.from_buffers(pa.large_binary(), n, [None, pa.py_buffer(docs - docs[0]), pa.py_buffer(data)]),
-                pa.ListArray.from_arrays(offsets, pa.array(lengths[s0:s1])),
-            ]
-            if kinds is not None:
-                columns.append(pa.ListArray.from_arrays(offsets, pa.array(kinds[s0:s1])))
-            total += document_fingerprint(pa.RecordBatch.from_arrays(columns, schema=schema(part.modes)))
+        for counts, lengths, kinds in part.chunks():
+            seq_starts = np.zeros(len(counts) + 1, np.int64)
+            np.cumsum(counts, out=seq_starts[1:])
+            byte_starts = np.full(len(lengths) + 1, at, np.int64)
+            byte_starts[1:] += np.cumsum(lengths.astype(np.int64) * itemsize)
+            for lo in range(0, len(counts), READ_BACK):
+                seqs = seq_starts[lo : lo + READ_BACK + 1]
+                docs = byte_starts[seqs]
+                data = os.pread(fd, int(docs[-1] - docs[0]), int(docs[0]))
+                if len(data) != int(docs[-1] - docs[0]):
+                    raise refusal(os.path.dirname(path), f"{quote_name(path)} ends before the documents its index log counts")
+                n, s0, s1 = len(seqs) - 1, int(seqs[0]), int(seqs[-1])
+                offsets = pa.array((seqs - s0).astype(np.int32))
+                columns = [
+                    pa.Array.from_buffers(pa.large_binary(), n, [None, pa.py_buffer(docs - docs[0]), pa.py_buffer(data)]),
+                    pa.ListArray.from_arrays(offsets, pa.array(lengths[s0:s1])),
+                ]
+                if kinds is not None:
+                    columns.append(pa.ListArray.from_arrays(offsets, pa.array(kinds[s0:s1])))
+                total += document_fingerprint(pa.RecordBatch.from_arrays(columns, schema=schema(part.modes)))
+            at = int(byte_starts[-1])
     finally:
         os.close(fd)
     return total

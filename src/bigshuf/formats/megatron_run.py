@@ -3,8 +3,9 @@
 Documents are rows (``formats.megatron``), so the table run's scatter, buckets (Arrow IPC streams
 of documents with their sequence lengths) and in-memory permutation serve them unchanged; what
 is particular is reading ``PREFIX.idx``/``PREFIX.bin`` pairs and writing them: each output file's
-tokens go to its ``.bin`` as they come, its sequence lengths are kept, and its ``.idx`` is written
-when the ``.bin`` is complete, both committed together through the output's journal.
+tokens go to its ``.bin`` as they come, its sequence lengths are kept (beyond a small share of
+``-S``, in a temporary file), and its ``.idx`` is written from them when the ``.bin`` is complete,
+both committed together through the output's journal.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ..core import mix, plan
 from ..core.driver import Estimate, OutputPlan, Sample, TwoPass
 from ..core.fingerprint import Fingerprint
 from ..core.records import array_block
-from ..errors import InputError, OutputError, UsageError, option
+from ..errors import InputError, OutputError, TempSpaceError, UsageError, option
 from ..progress import Progress
 from ..quoting import quote_arg, quote_name
 from ..request import Request, resolve_memory
@@ -31,21 +32,72 @@ from ..storage.layout import Sharding, SplitPart, parse_split
 from ..storage.manifest import input_entries
 from ..storage.remote import filesystem, is_remote
 from ..storage.paths import generated_path
-from ..storage.safefs import foreign_entry
+from ..storage.safefs import create_exclusive, foreign_entry
 from ..storage.shards import check_outputs
 from ..storage.sinks import AtomicFileSink, CodecChoice, Sink
+from ..storage.tempspace import TempSpace, full_disk_hint
 from ..storage.threads import each
 from ..storage.writeback import WriteBehind
 from .detect import megatron_prefix
 from .megatron import (
-    DTYPES, IndexedInput, IndexParts, Pair, RemoteIndexedInput, check_together, document_fingerprint, row_bytes, schema,
+    DTYPES, Chunk, IndexedInput, IndexParts, Pair, RemoteIndexedInput, check_together, document_chunk,
+    document_fingerprint, put_chunks, read_chunks, row_bytes, schema,
 )
-from .megatron_resume import IndexLogs, ResumableMegatron, written_fingerprint
+from .megatron_resume import IndexLogs, LogStore, ResumableMegatron, written_fingerprint
 from .row_unique import check_comparable
 from .table_mix import Block
 from .table_output import TableOutput
 from .table_run import fits_whole
 from .tables import TABLE_PIECE
+
+
+#: The share of ``-S`` an output file's index parts may hold in memory before they go to a temporary file.
+SPILL_SHARE = 64
+#: The fewest bytes of them held in memory, whatever ``-S``.
+SPILL_LEAST = 64 << 10
+
+
+class SpillFile:
+    """Where an output file's ``IndexParts`` go beyond what memory holds: a private file, created
+    exclusively in the output's own run directory (made when first needed, see ``MegatronOutput.spill_path``),
+    read back for its ``.idx`` and removed once that is written."""
+
+    def __init__(self, output: MegatronOutput, i: int) -> None:
+        self.output = output
+        self.i = i
+        self.name = ""
+        self.fd = -1
+        self.size = 0
+
+    def put(self, chunks: Sequence[Chunk]) -> None:
+        if self.fd < 0:
+            path = self.output.spill_path(self.i)
+            try:
+                self.fd = create_exclusive(path)
+            except OSError as e:
+                raise TempSpaceError(f"{quote_name(path)}: {e.strerror}") from None
+            self.name = path
+        try:
+            self.size += put_chunks(self.fd, chunks)
+        except OSError as e:
+            raise TempSpaceError(f"{quote_name(self.name)}: write error: {e.strerror}{full_disk_hint(e)}") from None
+
+    def chunks(self) -> Iterator[Chunk]:
+        if self.fd < 0:
+            return iter(())
+        return read_chunks(self.fd, self.size, self.output.modes, self._changed)
+
+    def _changed(self, why: str) -> TempSpaceError:
+        return TempSpaceError(f"{quote_name(self.name)}: {why}; the temporary directory was changed or is failing")
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
+            try:
+                os.unlink(self.name)
+            except OSError:
+                pass  # removed with its directory
 
 
 class MegatronOutput(TableOutput):
@@ -54,7 +106,8 @@ class MegatronOutput(TableOutput):
 
     def __init__(
         self, target: str, writer: WriteBehind, *, code: int, modes: bool, sharding: Sharding,
-        split: tuple[SplitPart, ...] | None, sync: bool, manifest: str | None = None,
+        split: tuple[SplitPart, ...] | None, sync: bool, manifest: str | None = None, tmp_dir: str | None = None,
+        spill_at: int = SPILL_LEAST,
     ) -> None:
         super().__init__(
             target, writer, kind="megatron", shards=sharding.count, codec=("none", None), schema=schema(modes),
@@ -68,6 +121,9 @@ class MegatronOutput(TableOutput):
         #: Per file: what its ``.idx`` is made of, kept as its documents are written.
         self.parts: list[IndexParts] = []
         self.logs: IndexLogs | None = None  # --resume, past the in-memory path: the documents of each file logged
+        self.tmp_dir = tmp_dir
+        self.spill_at = spill_at  # bytes of a file's parts held in memory, the rest in a SpillFile (without logs)
+        self.spill_space: TempSpace | None = None
 
     @property
     def _plain(self) -> bool:
@@ -77,9 +133,28 @@ class MegatronOutput(TableOutput):
     def _open(self, sink: Sink) -> None:
         self.sinks.append(sink)
         self._open_index(sink)
-        self.parts.append(IndexParts(self.modes))
+        i = len(self.sinks) - 1
         if self.logs is not None:
-            self.logs.open(len(self.sinks) - 1, None)
+            self.logs.open(i, None)
+            self.parts.append(IndexParts(self.modes, LogStore(self.logs, i)))
+        else:
+            self.parts.append(IndexParts(self.modes, SpillFile(self, i), self.spill_at))
+
+    def spill_path(self, i: int) -> str:
+        """The name of output file ``i``'s ``SpillFile``, in a run directory of the output's own under
+        ``-T`` (made now if this is the first: an external run's is gone before the last ``.idx`` is
+        written, and a run in memory has none), removed with it however the run ends."""
+        if self.spill_space is None:
+            space = TempSpace(self.tmp_dir)
+            space.__enter__()
+            self.spill_space = space
+        return os.path.join(self.spill_space.path, f"index-{i:05d}.spill")
+
+    def _drop_spill(self) -> None:
+        """Remove the spill files' directory, if one was made."""
+        space, self.spill_space = self.spill_space, None
+        if space is not None:
+            space.__exit__(None, None, None)
 
     def _open_index(self, sink: Sink) -> None:
         """The ``.idx`` beside ``sink``, a ``.bin`` (as named: a link there is never written through)."""
@@ -117,24 +192,30 @@ class MegatronOutput(TableOutput):
         self.writer.submit_job(lambda: self._write_documents(shard, records), records.nbytes)
 
     def _write_documents(self, shard: int, table: pa.Table) -> None:
-        """Append ``table``'s documents: tokens to the ``.bin`` now, sequence lengths kept for the ``.idx``."""
+        """Append ``table``'s documents: tokens to the ``.bin`` now, sequence lengths kept for the ``.idx``
+        (with ``--resume``, logged)."""
         for batch in table.to_batches():
-            parts = self.parts[shard]
-            self.sinks[shard].write(parts.add(batch))
-            if self.logs is not None:
-                self.logs.append(shard, parts.counts[-1], parts.lengths[-1], parts.mode_values[-1] if self.modes else None)
+            tokens, chunk = document_chunk(batch, self.modes)
+            self.sinks[shard].write(tokens)
+            self.parts[shard].keep(chunk)
 
     def _close_format(self, shard: int) -> None:
         """Write and finish the ``.idx`` of file ``shard`` (its ``.bin`` is complete: flushed first, so a
-        full disk is reported for the ``.bin`` whose tokens it stopped, not for the ``.idx`` after it)."""
+        full disk is reported for the ``.bin`` whose tokens it stopped, not for the ``.idx`` after it);
+        its parts go then (its spill file, or its log, closed)."""
         self.sinks[shard].flush()
-        if self.logs is not None:
-            self.logs.finish(shard)
-        parts, self.parts[shard] = self.parts[shard], IndexParts(self.modes)
+        parts = self.parts[shard]
         sink = self.indexes[shard]
         for part in parts.index_parts(self.code):
             sink.write(part)
+        parts.close()
+        self.parts[shard] = IndexParts(self.modes)
         sink.finish()
+
+    def commit(self) -> None:
+        """``Output.commit``, the spill files' directory removed once every ``.idx`` is written."""
+        super().commit()
+        self._drop_spill()
 
     def _fingerprint(self, records: Any) -> Fingerprint:
         return document_fingerprint(records)
@@ -152,7 +233,10 @@ class MegatronOutput(TableOutput):
     def abort(self) -> None:
         """The indexes' files go too, every step taken even if one before it raised (see ``Output.abort``)."""
         logs = self.logs
-        each([self.writer.wait_idle, *([] if logs is None else [logs.close]), *(sink.abort for sink in self.indexes), super().abort])
+        each([
+            self.writer.wait_idle, *([] if logs is None else [logs.close]), *(parts.close for parts in self.parts),
+            self._drop_spill, *(sink.abort for sink in self.indexes), super().abort,
+        ])
 
     @property
     def bytes_written(self) -> int:
@@ -205,7 +289,7 @@ class MegatronRun(ResumableMegatron):
         first = datasets[0]
         self.table_out = MegatronOutput(
             target, self.writer, code=first.code, modes=first.modes, sharding=sharding, split=split, sync=request.sync,
-            manifest=request.manifest,
+            manifest=request.manifest, tmp_dir=request.tmp_dir, spill_at=max(SPILL_LEAST, self.limit // SPILL_SHARE),
         )
         self.table_out.verify = request.verify
         self.out = self.table_out
