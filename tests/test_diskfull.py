@@ -174,21 +174,37 @@ def test_a_megatron_bin_that_fills_the_disk_is_the_file_named(tmp_path: Path, sm
     assert os.listdir(small_fs) == []
 
 
-def test_a_megatron_outputs_spilled_index_parts_that_fill_the_temp_disk(tmp_path: Path, small_fs: Path) -> None:
-    """A run in memory whose output's index parts (2 M sequences, 12 MB) go past a 64th of -S into a
-    -T too small for them: one line naming the spill file and saying the temporary directory is
-    full, no output, nothing left in -T."""
+def test_a_megatron_outputs_spilled_index_parts_that_fill_the_temp_disk(
+    tmp_path: Path, small_fs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An external run whose output's index parts (2 M sequences, 12 MB) go past a 64th of -S into a
+    disk too small for them: one error naming the spill file and saying the temporary directory is
+    full, no output, nothing left on that disk. (Pass 2 frees buckets faster than the parts grow, so
+    a -T the buckets fit is not filled by the parts alone: here the parts' run directory is put on the
+    small disk, the buckets beside it on a roomy one.)"""
     sys.path.insert(0, str(Path(__file__).parent / "formats"))  # the writer the Megatron tests use
     from test_megatron_spill import write_ones
 
+    import bigshuf
+    from bigshuf.formats import megatron_run
+
     write_ones(tmp_path / "ds", 1_000_000, 2)
-    result = _run([str(tmp_path / "ds"), "--seed", "1", "-S", "256M", "-T", str(small_fs), "-o", str(tmp_path / "out")])
-    assert result.returncode == 1, result.stderr
+    take_up = megatron_run.MegatronRun.take_up
+
+    def parts_on_the_small_disk(self: megatron_run.MegatronRun, temp: object) -> None:
+        take_up(self, temp)  # type: ignore[arg-type]
+        self.table_out.tmp_dir = str(small_fs)
+
+    monkeypatch.setattr(megatron_run.MegatronRun, "take_up", parts_on_the_small_disk)
+    (tmp_path / "t").mkdir()
+    with pytest.raises(bigshuf.TempSpaceError) as e:
+        bigshuf.shuffle([str(tmp_path / "ds")], str(tmp_path / "out"), memory="32M", seed=1, tmp_dir=tmp_path / "t", sync=False)
     assert re.fullmatch(
-        rf"bigshuf: {re.escape(str(small_fs))}/bigshuf-[0-9a-f]{{12}}/index-00000\.spill: write error: No space left on device; "
-        r"the temporary directory is full: .*\n", result.stderr.decode(),
-    ), result.stderr
-    assert os.listdir(small_fs) == [] and not (tmp_path / "out.bin").exists() and not (tmp_path / "out.idx").exists()
+        rf"{re.escape(str(small_fs))}/bigshuf-[0-9a-f]{{12}}/index-00000\.spill: write error: No space left on device; "
+        r"the temporary directory is full: .*", str(e.value),
+    ), str(e.value)
+    assert os.listdir(small_fs) == [] and os.listdir(tmp_path / "t") == []
+    assert not (tmp_path / "out.bin").exists() and not (tmp_path / "out.idx").exists()
 
 
 @pytest.mark.parametrize("rows", [False, True], ids=["lines", "rows"])

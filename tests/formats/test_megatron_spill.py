@@ -101,7 +101,8 @@ def test_spilled_index_parts_give_the_same_bytes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, label: str, memory: str, layout: str, modes: bool, budget: int,
 ) -> None:
     """Spilled (every chunk, or past 2 KB held), the parts give the ``.idx`` (and ``.bin``) bytes of
-    parts held in memory, on either path, for one pair, shards and splits, with modes or not."""
+    parts held in memory, for one pair, shards and splits, with modes or not. The in-memory path
+    never spills them: the input it holds whole bounds them, and it needs no -T."""
     docs = make_docs(600, seed=3, modes=modes)
     src = write_dataset(tmp_path / "c", docs, modes=modes)
     target, options = LAYOUTS[layout]
@@ -114,7 +115,7 @@ def test_spilled_index_parts_give_the_same_bytes(
             sizes = spill_at(patch, at)
             stats = bigshuf.shuffle([str(src)], f"{work}/{target}", memory=memory, seed=7, tmp_dir=work / "t", sync=False, **options)
         assert (stats.passes == 1) == (label == "in-memory")
-        assert bool(sizes) == (name == "spilled"), sizes
+        assert bool(sizes) == (name == "spilled" and label == "external"), sizes
         assert temp_leftovers(work / "t") == []
         got[name] = files_of(work / target.split("/")[0])
     assert got["spilled"] == got["held"]
@@ -125,6 +126,18 @@ def test_spilled_index_parts_give_the_same_bytes(
     if layout == "one pair":
         _, written = read_dataset(tmp_path / "spilled" / "out" / "shuffled", modes=modes)
         assert sorted(written) == sorted(as_docs(docs, modes=modes))
+
+
+def test_an_in_memory_run_holds_its_index_parts_and_needs_no_temporary_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spilling is for the external path: an in-memory run, which holds its input whole, kept every
+    part in memory and never used -T, and still does, whatever the spill budget (with parts spilled
+    there, a -T that does not exist failed a run that fits in memory)."""
+    src = write_dataset(tmp_path / "c", make_docs(600, seed=3))
+    sizes = spill_at(monkeypatch, 0)
+    stats = bigshuf.shuffle([str(src)], str(tmp_path / "o"), memory="64M", seed=7, tmp_dir=tmp_path / "absent", sync=False)
+    assert stats.passes == 1 and sizes == []
+    assert not (tmp_path / "absent").exists()
+    assert (tmp_path / "o.idx").stat().st_size == (tmp_path / "c.idx").stat().st_size
 
 
 @pytest.mark.parametrize("how", ["signal", "cut"])

@@ -107,7 +107,7 @@ class MegatronOutput(TableOutput):
     def __init__(
         self, target: str, writer: WriteBehind, *, code: int, modes: bool, sharding: Sharding,
         split: tuple[SplitPart, ...] | None, sync: bool, manifest: str | None = None, tmp_dir: str | None = None,
-        spill_at: int = SPILL_LEAST,
+        spill_at: int | None = None,
     ) -> None:
         super().__init__(
             target, writer, kind="megatron", shards=sharding.count, codec=("none", None), schema=schema(modes),
@@ -122,7 +122,9 @@ class MegatronOutput(TableOutput):
         self.parts: list[IndexParts] = []
         self.logs: IndexLogs | None = None  # --resume, past the in-memory path: the documents of each file logged
         self.tmp_dir = tmp_dir
-        self.spill_at = spill_at  # bytes of a file's parts held in memory, the rest in a SpillFile (without logs)
+        #: Bytes of a file's parts held in memory, the rest in a SpillFile (without logs); None: all held,
+        #: as on the in-memory path, whose input held whole already bounds them (set as the external path starts).
+        self.spill_at = spill_at
         self.spill_space: TempSpace | None = None
 
     @property
@@ -138,7 +140,8 @@ class MegatronOutput(TableOutput):
             self.logs.open(i, None)
             self.parts.append(IndexParts(self.modes, LogStore(self.logs, i)))
         else:
-            self.parts.append(IndexParts(self.modes, SpillFile(self, i), self.spill_at))
+            store = None if self.spill_at is None else SpillFile(self, i)
+            self.parts.append(IndexParts(self.modes, store, self.spill_at or 0))
 
     def spill_path(self, i: int) -> str:
         """The name of output file ``i``'s ``SpillFile``, in a run directory of the output's own under
@@ -289,7 +292,7 @@ class MegatronRun(ResumableMegatron):
         first = datasets[0]
         self.table_out = MegatronOutput(
             target, self.writer, code=first.code, modes=first.modes, sharding=sharding, split=split, sync=request.sync,
-            manifest=request.manifest, tmp_dir=request.tmp_dir, spill_at=max(SPILL_LEAST, self.limit // SPILL_SHARE),
+            manifest=request.manifest, tmp_dir=request.tmp_dir,
         )
         self.table_out.verify = request.verify
         self.out = self.table_out
@@ -298,6 +301,12 @@ class MegatronRun(ResumableMegatron):
         self.out.manifest_info = self._manifest_info
         self._no_weights()
         self._start_job()  # --resume: the job's key, and the name of its lock, temp directory and output temp files
+
+    def take_up(self, temp: TempSpace) -> None:
+        """The external path starts: from here the output's index parts past a share of ``-S`` go to ``-T``
+        (on the in-memory path they stay held, bounded by the input held beside them)."""
+        super().take_up(temp)
+        self.table_out.spill_at = max(SPILL_LEAST, self.limit // SPILL_SHARE)
 
     def _input_entries(self) -> list[dict[str, Any]]:
         """Each dataset as the manifest lists it: its ``.bin`` (path, size, mtime), documents and token bytes (from its index)."""
