@@ -230,6 +230,65 @@ def test_against_without_check_permutation_is_refused_not_ignored(tmp_path: Path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out"]
 
 
+def test_check_permutation_refuses_options_it_would_ignore(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    """``--check-permutation a --against b -n 3 -o a --shards 3 --dry-run`` checked and exited 0, every
+    other option silently dropped, and ``-e 1 2`` read its words as files (found by attack). They are
+    refused in one line, as ``--check-manifest`` refuses them; the options it takes still work."""
+    (tmp_path / "a").write_bytes(b"".join(b"%d\n" % i for i in range(10)))
+    (tmp_path / "b").write_bytes(b"".join(b"%d\n" % i for i in reversed(range(10))))
+    for extra, named in ((["-n", "3", "-o", "a"], "--head-count"), (["--shards", "3"], "--shards"), (["--dry-run"], "--dry-run"),
+                         (["--seed", "1"], "--seed"), (["--files-from", "a"], "--files-from")):
+        code, out, err = run_cli(["--check-permutation", "a", "--against", "b", *extra], cwd=tmp_path)
+        assert (code, out) == (1, b"") and err.startswith(f"bigshuf: --check-permutation cannot be combined with {named}: ".encode()), err
+        assert err.count(b"\n") == 1
+    code, _, err = run_cli(["--check-permutation", "-e", "1", "2", "--against", "b"], cwd=tmp_path)
+    assert code == 1 and b"cannot be combined with --echo" in err
+    code, _, err = run_cli(["--check-permutation", "a", "--against", "b", "-S", "1M", "-j", "1", "--header", "0", "-q"], cwd=tmp_path)
+    assert (code, err) == (0, b"bigshuf: same records: 10 records, 20 bytes, digest " + err.split(b"digest ")[1])
+    assert (tmp_path / "a").read_bytes().count(b"\n") == 10  # (-o a was refused, not written)
+
+
+def test_check_permutation_reads_standard_input_on_one_side_only(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    """``--check-permutation - --against -``: both sides read standard input at once, each taking a
+    varying part of it (4194304 records on one side in one run, 5805696 in the next), records torn
+    between them (found by attack). Refused; ``-`` on one side is read as before."""
+    data = b"".join(b"%d\n" % i for i in range(1000))
+    (tmp_path / "out").write_bytes(data[::-1][1:] + b"\n")  # (reversed digits: a different multiset)
+    (tmp_path / "same").write_bytes(data)
+    code, out, err = run_cli(["--check-permutation", "-", "--against", "-"], input=data, cwd=tmp_path)
+    assert (code, out) == (1, b"") and err == b"bigshuf: standard input ('-') can be read only once: name it on one side of the comparison\n"
+    with pytest.raises(bigshuf.UsageError, match="read only once"):
+        bigshuf.check_permutation(["-", tmp_path / "same"], ["-"])
+    assert run_cli(["--check-permutation", "-", "--against", "same"], input=data, cwd=tmp_path)[0] == 0
+
+
+def test_check_permutation_takes_generators(tmp_path: Path) -> None:
+    """A generator of paths, which ``shuffle`` takes, was used up by a first look for URLs, and the
+    check said "inputs: no files given" (found by attack)."""
+    (tmp_path / "a").write_bytes(b"1\n2\n3\n")
+    (tmp_path / "b").write_bytes(b"3\n1\n2\n")
+    fin, fout = bigshuf.check_permutation((p for p in [tmp_path / "a"]), (p for p in [tmp_path / "b"]))
+    assert fin == fout and fin.records == 3
+
+
+@pytest.mark.parametrize("zero", [False, True])
+def test_check_permutation_refuses_an_output_whose_last_record_is_unterminated(tmp_path: Path, run_cli, zero: bool) -> None:  # type: ignore[no-untyped-def]
+    """Shards ``b`` and ``a\\n`` passed as a shuffle of ``a\\nb\\n``, though joined end to end they hold
+    one record, ``ba`` (found by attack): every record a shuffle writes ends with its separator, so an
+    output whose last one does not is refused, naming it. An input may lack it (as shuf's may)."""
+    sep = b"\0" if zero else b"\n"
+    z = ["-z"] if zero else []
+    (tmp_path / "in").write_bytes(b"a" + sep + b"b")
+    (tmp_path / "s1").write_bytes(b"b")
+    (tmp_path / "s2").write_bytes(b"a" + sep)
+    code, out, err = run_cli(["--check-permutation", *z, "in", "--against", "s1", "s2"], cwd=tmp_path)
+    said = "a NUL" if zero else "a newline"
+    assert (code, out) == (1, b"")
+    assert err == f"bigshuf: s1: its last record does not end with {said}, as every record a shuffle writes does (files of shards joined end to end would join it with the next one's first)\n".encode()
+    (tmp_path / "s1").write_bytes(b"b" + sep)
+    assert run_cli(["--check-permutation", *z, "in", "--against", "s1", "s2"], cwd=tmp_path)[0] == 0
+
+
 def damage_bucket(path: Path, how: str, victim: Path) -> None:
     """Change a bucket file pass 1 wrote: a byte flipped, one cut off or two added at its end, a
     link in its place to ``victim`` (a copy of it: only following the link would read it right),

@@ -341,11 +341,15 @@ def check_permutation(
 
     from .storage.remote import is_remote
 
-    for path in [*_path_list("inputs", inputs), *_path_list("outputs", outputs)]:
+    # Each side listed once: a generator given is used up by its first reading.
+    input_paths, output_paths = _path_list("inputs", inputs), _path_list("outputs", outputs)
+    if [*input_paths, *output_paths].count("-") > 1:  # both sides would read it at once, each taking part
+        raise UsageError("standard input ('-') can be read only once: name it on one side of the comparison")
+    for path in [*input_paths, *output_paths]:
         if is_remote(os.fspath(path)):  # else named 'No such file or directory', as if it were missing
             raise UsageError(f"{os.fspath(path)}: {option('check_permutation')} reads local files, not URLs")
-    inputs = expand_directories(_path_list("inputs", inputs))
-    outputs = expand_directories(_path_list("outputs", outputs))
+    inputs = expand_directories(input_paths)
+    outputs = expand_directories(output_paths)
     memory = _memory_argument(memory)
     _check_types(("zero_terminated",), bool, (zero_terminated,), optional=False)
     lines_per_record, header = _integer("lines_per_record", lines_per_record), _integer("header", header)
@@ -387,6 +391,11 @@ def check_permutation(
                         fp += part.result()
                 if not output and not first.done():
                     first.set_result(reader.header)  # a first input of no records
+                if output and reader.separators_added:
+                    raise InputError(
+                        f"{FileSource(path).name}: its last record does not end with {'a NUL' if fmt.sep == 0 else 'a newline'}, "
+                        "as every record a shuffle writes does (files of shards joined end to end would join it with the next one's first)"
+                    )
                 if output and reader.header != head:
                     raise InputError(
                         f"{FileSource(path).name}: does not start with the header of {FileSource(inputs[0]).name} "

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__, address_space
 from .cliparse import (
-    CHECK_MANIFEST_OPTIONS, HELP, PROG, CommandSyntaxError, options_given, parse_args, parse_seed, parse_sources, read_file_list,
+    CHECK_MANIFEST_OPTIONS, CHECK_PERMUTATION_OPTIONS, HELP, PROG, CommandSyntaxError, options_given, parse_args, parse_seed, parse_sources, read_file_list,
 )
 from .errors import BigShufError, InputError, OutputError, UsageError, interruption, option, os_reason, render
 from .progress import BarProgress, Progress, make_progress, summary
@@ -233,6 +233,13 @@ def _choose_arrow_pool(inputs: list[str], args: argparse.Namespace) -> None:
 
 def _check(args: argparse.Namespace) -> int:
     """``--check-permutation IN... --against OUT...``: compare record fingerprints."""
+    others = options_given(args, CHECK_PERMUTATION_OPTIONS)
+    if others:  # else ignored: -n, -o, --shards... (-e read its words as files)
+        raise UsageError(
+            f"{option('check_permutation')} cannot be combined with {others[0]}: it compares the records of the files "
+            f"given with those of the --against files (it takes {option('memory')}, {option('zero_terminated')}, "
+            f"{option('lines_per_record')}, {option('header')} and {option('threads')})"
+        )
     if not args.operands or not args.against:
         raise CommandSyntaxError("--check-permutation needs input FILEs and --against OUTPUT files")
     from .api import check_permutation

@@ -437,6 +437,11 @@ def parse_seed(text: str | None) -> int | None:
 #: What ``--check-manifest`` takes besides its file: the memory it reads with, and whether bars show.
 CHECK_MANIFEST_OPTIONS = frozenset({"check_manifest", "memory", "progress", "operands"})
 
+#: What ``--check-permutation`` takes besides its files: how records are cut, the memory and threads it reads with, whether bars show.
+CHECK_PERMUTATION_OPTIONS = frozenset({
+    "check_permutation", "against", "memory", "zero_terminated", "lines_per_record", "header", "threads", "progress", "operands",
+})
+
 
 def options_given(args: argparse.Namespace, allowed: frozenset[str]) -> list[str]:
     """The options of ``args`` other than ``allowed`` ones that were given (differ from their

@@ -242,6 +242,7 @@ class RecordReader(DecodedSizes):
         self.progress_done = 0  # bytes reported to progress: of the inputs as stored
         self._stored_at = 0  # stored bytes of the current input reported so far
         self._seps = 0  # separators in the buffer, counted only for --lines-per-record
+        self.separators_added = 0  # one for each input whose last record had none (as shuf adds it)
         self._eager = False  # blocks handed out whenever the buffer is full (``blocks(block=...)``)
         # Where each input's records start in the last block handed out: (input index, byte offset),
         # in order (weighted sources tell their records apart by it); ``_runs`` is the buffer's.
@@ -399,6 +400,7 @@ class RecordReader(DecodedSizes):
                 buf[filled] = sep
                 filled += 1
                 self._seps += 1
+                self.separators_added += 1
                 if self.per_input is not None:
                     self.per_input[-1][0] += 1
                     self.per_input[-1][1] += 1
