@@ -213,3 +213,42 @@ def test_ctrl_c_while_the_output_is_checked_leaves_no_file_beside_it(
         bigshuf.shuffle(src, out, seed=1)
     assert sorted(os.listdir(tmp_path)) == ["in.txt", "out.txt"]
     assert out.read_bytes() == b"old\n"
+
+
+@pytest.mark.parametrize("call", [
+    "bigshuf.shuffle('-', 'o.txt')", "bigshuf.check_permutation('-', 'in.txt')",
+])
+def test_a_closed_standard_input_is_an_input_error(tmp_path: Path, call: str) -> None:
+    """Standard input closed (``<&-``): the library raised a bare ``OSError`` (EBADF, from ``fstat``),
+    where one open for writing only gave ``InputError: read error`` (found by attack); no output made."""
+    (tmp_path / "in.txt").write_bytes(b"a\n")
+    done = python(f"""
+        import bigshuf
+        try:
+            {call}
+        except bigshuf.InputError as e:
+            print(type(e).__name__, e)
+    """, tmp_path, stdin=None, preexec_fn=lambda: os.close(0))
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"InputError read error: Bad file descriptor\n", b"")
+    assert sorted(os.listdir(tmp_path)) == ["in.txt"]
+
+
+@pytest.mark.parametrize("output", ["None", "'/dev/stdout'"])
+def test_a_closed_output_pipe_is_an_output_error_and_a_broken_pipe(tmp_path: Path, output: str) -> None:
+    """Standard output a pipe its reader closed: the library raised a bare ``BrokenPipeError``, not a
+    ``BigShufError`` (found by attack). It is an ``OutputError`` now, and still a ``BrokenPipeError``,
+    of which the command dies by SIGPIPE as GNU shuf does (the CLI tests check that)."""
+    write_records(tmp_path / "in.txt", make_records(200_000, seed=1))
+    reader, writer = os.pipe()
+    os.close(reader)
+    script = f"""if 1:
+        import sys, bigshuf
+        try:
+            bigshuf.shuffle('in.txt', {output}, seed=1)
+        except bigshuf.OutputError as e:
+            print(type(e).__name__, isinstance(e, BrokenPipeError), e, file=sys.stderr)
+    """
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, stdout=writer, stderr=subprocess.PIPE, timeout=120)
+    os.close(writer)
+    named = b"/dev/stdout: " if output != "None" else b""  # (standard output is not named, as GNU shuf does not)
+    assert (done.returncode, done.stderr) == (0, b"OutputPipeClosed True " + named + b"write error: Broken pipe\n"), done.stderr

@@ -435,6 +435,17 @@ def _main(argv: Sequence[str], held: set[int | signal.Signals]) -> int:
             return 1
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
         return _execute(args)
+    except BrokenPipeError:  # (before BigShufError: a closed output pipe is both)
+        if signal.SIGPIPE in signal.pthread_sigmask(signal.SIG_BLOCK, []):
+            # Blocked by the caller, it would not end the process: shuf's write fails as any other there.
+            _report(f"{PROG}: write error: {os.strerror(errno.EPIPE)}")
+            return 1
+        # Die of SIGPIPE like shuf; cleanup already ran on the way out.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGPIPE)
+        return 141
     except CommandSyntaxError as e:
         _report(f"{PROG}: {e.cli_message()}\nTry '{PROG} --help' for more information.")
         return 1
@@ -447,17 +458,6 @@ def _main(argv: Sequence[str], held: set[int | signal.Signals]) -> int:
     except ImportError as e:
         _report(f"{PROG}: {address_space.load_failure(e)}")
         return 1
-    except BrokenPipeError:
-        if signal.SIGPIPE in signal.pthread_sigmask(signal.SIG_BLOCK, []):
-            # Blocked by the caller, it would not end the process: shuf's write fails as any other there.
-            _report(f"{PROG}: write error: {os.strerror(errno.EPIPE)}")
-            return 1
-        # Die of SIGPIPE like shuf; cleanup already ran on the way out.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGPIPE)
-        return 141
     except OSError as e:
         where = f"{quote_name(os.fsdecode(e.filename))}: " if isinstance(e.filename, (str, bytes)) and e.filename else ""
         _report(f"{PROG}: {where}{e.strerror or e}")

@@ -117,5 +117,10 @@ class OutputError(BigShufError):
     """The output cannot be written or put in place."""
 
 
+class OutputPipeClosed(OutputError, BrokenPipeError):
+    """The output is a pipe its reader closed: an ``OutputError`` for a library caller, and a
+    ``BrokenPipeError``, of which the command dies by SIGPIPE, as GNU shuf does."""
+
+
 class TempSpaceError(BigShufError):
     """The temporary directory is missing, unwritable or too small."""

@@ -9,7 +9,7 @@ import sys
 from typing import BinaryIO
 
 from ..core.resume import ResumePoint, open_output_temp
-from ..errors import OutputError, os_reason
+from ..errors import OutputError, OutputPipeClosed, os_reason
 from .commit import OutputFiles
 from .paths import followed_path, own_descriptor
 from ..quoting import quote_name
@@ -54,8 +54,8 @@ class Sink:
         """Write all of ``data``."""
         try:
             self._writer().write(data)
-        except BrokenPipeError:
-            raise
+        except BrokenPipeError as e:
+            raise self.pipe_closed(e) from None
         except OSError as e:
             raise self.write_error(e) from None
         self.bytes_written += len(data)
@@ -80,8 +80,8 @@ class Sink:
             return
         try:
             self._raw.flush()
-        except BrokenPipeError:
-            raise
+        except BrokenPipeError as e:
+            raise self.pipe_closed(e) from None
         except OSError as e:
             raise self.write_error(e) from None
 
@@ -94,10 +94,14 @@ class Sink:
                 self._stream.close()
             self._stream = self._raw  # let the compressor's memory go now
             self._raw.flush()
-        except BrokenPipeError:
-            raise
+        except BrokenPipeError as e:
+            raise self.pipe_closed(e) from None
         except OSError as e:
             raise self.write_error(e) from None
+
+    def pipe_closed(self, e: BrokenPipeError) -> OutputPipeClosed:
+        """The error for a write to a pipe its reader closed: ``write_error``'s words."""
+        return OutputPipeClosed(*self.write_error(e).args)
 
     def write_error(self, e: OSError) -> OutputError:
         """The error for a failed write, naming this output."""

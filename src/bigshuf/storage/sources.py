@@ -253,7 +253,10 @@ class FileSource:
             except OSError as e:
                 raise InputError(f"{self.name}: {e.strerror}") from None
         self._raw = raw
-        st = os.fstat(raw.fileno())
+        try:
+            st = os.fstat(raw.fileno())
+        except OSError as e:  # standard input closed (``<&-``): as its read fails, and as GNU shuf says
+            raise InputError(f"read error: {e.strerror}") from None
         if stat.S_ISFIFO(st.st_mode):
             _widen_pipe(raw.fileno())
         self._size_at_open = st.st_size if stat.S_ISREG(st.st_mode) and not generated(st) else None
