@@ -153,7 +153,9 @@ def kill_at_checkpoint(cmd: list[str], temp: Path, ready: Callable[[dict], bool]
         assert time.monotonic() < deadline
         time.sleep(0.002)
     os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    # A run that ended between the look and the kill (its last steps quick) was not interrupted: say so
+    # here, rather than as a checkpoint missing further on.
+    assert proc.wait() == -signal.SIGKILL, f"the run ended (rc {proc.returncode}) before it could be killed: {log.read_text()!r}"
     log.unlink()
     return checkpoint_state(temp)
 
