@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
+from helpers import split_records, temp_leftovers
 
 import bigshuf
 from bigshuf import api
 from bigshuf.errors import TempSpaceError
 from bigshuf.storage.sources import RangeSource
-from helpers import split_records, temp_leftovers
 
 if TYPE_CHECKING:  # (imported by the tests that use it, so that on code without it the others run, and fail)
     from bigshuf.core import range_sample

@@ -215,8 +215,9 @@ DRAW_NUMBERS = 1 << 16
 def shuffle_range(lo: int, hi: int, output: PathLike | None = None, **options: Any) -> ShuffleStats:
     """Shuffle the integers ``lo..hi`` (``-i LO-HI``, at most 0..2**64-1); takes ``shuffle``'s keyword options.
 
-    With ``head_count`` (and ``repeat``, or a sample that fits in memory), or ``repeat`` alone, the
-    numbers are drawn directly, without listing the range: ``-i 1-18446744073709551615 -n 5`` is instant.
+    With ``head_count`` (and ``repeat``, or a sample of at most half the records), or ``repeat`` alone,
+    the numbers are drawn directly, without listing the range: ``-i 1-18446744073709551615 -n 5`` is
+    instant; a sample that does not fit in memory is drawn into files under ``tmp_dir``.
     A range that must be listed and can fit neither in memory nor in the free temporary
     space is refused at once.
     """
