@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import math
 from collections import Counter
-from itertools import permutations
+from itertools import combinations, permutations
 from pathlib import Path
 from typing import Any
 
@@ -218,6 +218,37 @@ def test_input_range_sample_is_uniform(tmp_path: Path) -> None:
         bigshuf.shuffle_range(1, 6, out, seed=seed, head_count=2, sync=False)
         counts[tuple(int(x) for x in split_records(out.read_bytes()))] += 1
     assert_uniform(counts, list(permutations(range(1, 7), 2)), "-i -n")
+
+
+def test_input_range_sample_past_memory_is_uniform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``-i 1-6 -n 3`` drawn into files as a sample past memory is (one number a bucket, one drawn
+    at once): each subset equally often (40 runs a subset expected), and each number first as
+    often; the draws repeated a number (a second round, or more) in some runs and not in others."""
+    from bigshuf import api
+    from bigshuf.core import range_sample
+
+    monkeypatch.setattr(api, "SAMPLE_NUMBER_BYTES", 1 << 40)
+    monkeypatch.setattr(range_sample, "MIN_NUMBERS", 1)
+    monkeypatch.setattr(range_sample, "BUCKET_BYTES", 1 << 40)
+    real, rounds = range_sample.BucketedSample.draw, Counter()
+
+    def draw(self: range_sample.BucketedSample, rng: Any) -> None:
+        real(self, rng)
+        assert self.buckets == 3
+        rounds[self.rounds] += 1
+
+    monkeypatch.setattr(range_sample.BucketedSample, "draw", draw)
+    out = tmp_path / "out"
+    subsets: Counter = Counter()
+    firsts: Counter = Counter()
+    for seed in range(20 * 40):
+        bigshuf.shuffle_range(1, 6, out, seed=seed, head_count=3, tmp_dir=tmp_path, sync=False)
+        got = [int(x) for x in split_records(out.read_bytes())]
+        subsets[tuple(sorted(got))] += 1
+        firsts[got[0]] += 1
+    assert_uniform(subsets, list(combinations(range(1, 7), 3)), "-i -n past memory, subsets")
+    assert_uniform(firsts, list(range(1, 7)), "-i -n past memory, first number")
+    assert sum(rounds.values()) == 20 * 40 and rounds[1] > 0 and rounds[2] > 0 and max(rounds) >= 3, rounds
 
 
 @pytest.mark.parametrize("label,memory,newline", [

@@ -15,14 +15,16 @@ import numpy as np
 
 from .core import draws, plan, streams
 from .core.head import count_of, parse_share
+from .core.range_sample import NUMBER_BYTES, BucketedSample
 from .core.fingerprint import Fingerprint, fingerprint_records
 from .core.parallel import Workers, default_threads
 from .core.plan import keeps_file_limit
 from .core.records import RecordFormat, record_cuts
 from .core.streams import rng_for, seed_entropy
 from .engines.base import run_request
-from .errors import BigShufError, InputError, UsageError, option, render
+from .errors import BigShufError, InputError, TempSpaceError, UsageError, option, render
 from .progress import Progress
+from .quoting import quote_name
 from .arguments import _check_types, _integer, _memory_argument, _optional_integer, _optional_path, _path, _path_list
 from .request import Request, Runner
 from .run_plan import RunPlan
@@ -200,6 +202,10 @@ _INT64_MAX = 2**63 - 1
 #: Bytes a header's number takes at most, written with its separator (20 digits for 2**64 - 1).
 HEADER_NUMBER_BYTES = 21
 
+#: Bytes a number of a range's sample is allowed in memory (``limit`` over this many numbers are
+#: chosen in memory; more are drawn into files under -T).
+SAMPLE_NUMBER_BYTES = 16
+
 #: Numbers a range's sample turns into text at once: 2**16 of them take about 7 MiB as Python objects.
 DRAW_NUMBERS = 1 << 16
 
@@ -209,8 +215,9 @@ DRAW_NUMBERS = 1 << 16
 def shuffle_range(lo: int, hi: int, output: PathLike | None = None, **options: Any) -> ShuffleStats:
     """Shuffle the integers ``lo..hi`` (``-i LO-HI``, at most 0..2**64-1); takes ``shuffle``'s keyword options.
 
-    With ``head_count`` (and ``repeat``, or a sample that fits in memory), or ``repeat`` alone, the
-    numbers are drawn directly, without listing the range: ``-i 1-18446744073709551615 -n 5`` is instant.
+    With ``head_count`` (and ``repeat``, or a sample of at most half the records), or ``repeat`` alone,
+    the numbers are drawn directly, without listing the range: ``-i 1-18446744073709551615 -n 5`` is
+    instant; a sample that does not fit in memory is drawn into files under ``tmp_dir``.
     A range that must be listed and can fit neither in memory nor in the free temporary
     space is refused at once.
     """
@@ -254,8 +261,7 @@ def shuffle_range(lo: int, hi: int, output: PathLike | None = None, **options: A
         raise leftover_error(f"{lo}-{hi}", left, group)
     sampling = (
         not streamed and head_count is not None and (head_count != 0 or shared) and ((header, group) == (0, 1) or shaped)
-        and HEADER_NUMBER_BYTES * header <= limit // 4
-        and (repeat or (head_count <= records // 2 and head_count * group * 16 <= limit))
+        and HEADER_NUMBER_BYTES * header <= limit // 4 and (repeat or head_count <= records // 2)
     )
     if not sampling:
         if not streamed:
@@ -272,28 +278,36 @@ def shuffle_range(lo: int, hi: int, output: PathLike | None = None, **options: A
     # their seeded outputs stay the same.
     top = ids + records - 1
     wide = top > _INT64_MAX or records > _INT64_MAX  # (Generator.choice takes at most int64's largest)
+    # A sample that does not fit in memory is drawn into files under -T (which hold it until the
+    # shuffle has read it): listing the range instead took minutes, or for ever for a wide one.
+    bucketed = not repeat and head_count * group * SAMPLE_NUMBER_BYTES > limit
     chosen = None
-    if not repeat:
+    if not repeat and not bucketed:
         chosen = draws.distinct_wide(rng, ids, top, head_count) if wide else draws.distinct(rng, records, head_count, limit) + ids
 
     def lines(numbers: np.ndarray) -> bytes:
         return sep.join(b"%d" % v for v in numbers.tolist()) + sep
 
-    def generated() -> Iterator[bytes]:
-        """The header, then the records drawn, each record's numbers in order, ``DRAW_NUMBERS`` at
-        most at once (a record of more numbers alone, in pieces)."""
+    def drawn(per: int) -> Iterator[np.ndarray]:
+        """The records' numbers chosen in memory, or drawn now with ``repeat``, ``per`` at a time."""
+        assert head_count is not None
+        for start in range(0, head_count, per):
+            size = min(per, head_count - start)
+            if chosen is not None:
+                yield chosen[start : start + size]
+            elif wide:
+                yield rng.integers(ids, top, size, dtype=np.uint64, endpoint=True)
+            else:
+                yield rng.integers(ids, top, size, endpoint=True)
+
+    def generated(stored: BucketedSample | None) -> Iterator[bytes]:
+        """The header, then the records drawn (or ``stored``), each record's numbers in order,
+        ``DRAW_NUMBERS`` at most at once (a record of more numbers alone, in pieces)."""
         if shaped and header:
             yield lines(np.arange(lo, first, dtype=np.uint64))
         per = max(1, DRAW_NUMBERS // group)
         kind = np.uint64 if hi > _INT64_MAX else np.int64
-        for start in range(0, head_count, per):
-            size = min(per, head_count - start)
-            if chosen is not None:
-                values = chosen[start : start + size]
-            elif wide:
-                values = rng.integers(ids, top, size, dtype=np.uint64, endpoint=True)
-            else:
-                values = rng.integers(ids, top, size, endpoint=True)
+        for values in (stored.pieces(per) if stored is not None else drawn(per)):
             if not shaped:
                 yield lines(values)
                 continue
@@ -304,7 +318,18 @@ def shuffle_range(lo: int, hi: int, output: PathLike | None = None, **options: A
     # The draws are i.i.d. (or a uniform sample in random order), so shuffling them again,
     # through the same engine and options as any input, keeps the result uniform.
     rest = {k: v for k, v in options.items() if k not in ("head_count", "repeat", "random_source", "seed")}
-    return shuffle(GeneratedSource(f"{lo}-{hi}", generated), output, seed=entropy, **rest)
+    if not bucketed:
+        return shuffle(GeneratedSource(f"{lo}-{hi}", partial(generated, None)), output, seed=entropy, **rest)
+    from .storage.tempspace import TempSpace, full_disk_hint
+
+    with TempSpace(_optional_path("tmp_dir", options.get("tmp_dir"))) as space:
+        stored = BucketedSample(space.path, ids, top, head_count, limit)
+        space.check_free(2 * NUMBER_BYTES * head_count)  # a round's new draws beside the numbers kept
+        try:
+            stored.draw(rng)
+        except OSError as e:
+            raise TempSpaceError(f"{quote_name(space.path)}: cannot write the sample of {lo}-{hi}: {e.strerror}{full_disk_hint(e)}") from None
+        return shuffle(GeneratedSource(f"{lo}-{hi}", partial(generated, stored)), output, seed=entropy, **rest)
 
 
 #: Bytes read at once from each side of ``check_permutation``: the same pages serve every block.
