@@ -284,6 +284,22 @@ def test_command_line_errors_name_flags(tmp_path: Path, run_cli: Runner) -> None
     assert code == 1 and err.startswith(b"bigshuf: --resume needs --seed (or --random-source)")
 
 
+def test_resume_refuses_a_random_source_that_changes_between_reads(tmp_path: Path, run_cli: Runner) -> None:
+    """``--resume --random-source=/dev/urandom`` ran, and every rerun after a kill was refused as "a run
+    of this output with other inputs, seed or options" (its first 4 KiB differ each read): the job could
+    never resume (found by attack). A device or FIFO is refused at the start now; a regular file is taken."""
+    (tmp_path / "in.txt").write_bytes(b"".join(b"%d\n" % i for i in range(100)))
+    (tmp_path / "rs").write_bytes(bytes(range(256)) * 20)
+    code, out, err = run_cli(["--resume", "--random-source=/dev/urandom", "in.txt", "-o", "out.txt"], cwd=tmp_path)
+    assert (code, out) == (1, b"")
+    assert err == (b"bigshuf: --resume needs --random-source naming a regular file, not /dev/urandom: a device or FIFO gives "
+                   b"other bytes each time it is read, so a rerun could never resume\n")
+    with pytest.raises(bigshuf.UsageError, match="random_source= naming a regular file"):
+        bigshuf.shuffle(tmp_path / "in.txt", tmp_path / "out.txt", resume=True, random_source="/dev/urandom")
+    assert sorted(os.listdir(tmp_path)) == ["in.txt", "rs"]
+    assert run_cli(["--resume", "--random-source=rs", "in.txt", "-o", "out.txt"], cwd=tmp_path)[0] == 0
+
+
 @pytest.fixture
 def tiny_tmpfs(tmp_path: Path):  # type: ignore[no-untyped-def]
     """A 3 MiB tmpfs to use as -T (skips the test where mounting is not allowed)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from decimal import Decimal
@@ -497,6 +498,17 @@ def _check_resume(request: Request) -> None:
         raise UsageError(
             f"{option('resume')} needs {option('seed')} (or {option('random_source')}): a resumed run must draw the same numbers"
         )
+    if request.seed is None and request.random_source is not None:
+        source = os.fspath(request.random_source)
+        try:
+            regular = stat.S_ISREG(os.stat(source).st_mode)
+        except (OSError, ValueError):
+            regular = True  # missing or unreadable: the random source's own error follows
+        if not regular:
+            raise UsageError(
+                f"{option('resume')} needs {option('random_source')} naming a regular file, not {quote_name(source)}: "
+                f"a device or FIFO gives other bytes each time it is read, so a rerun could never resume"
+            )
     if request.head_share is not None:
         raise UsageError(f"{option('resume')} cannot be used with {option('head_count')} P% (a share of the records); give a count")
     if request.repeat:
