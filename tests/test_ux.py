@@ -919,3 +919,38 @@ def test_a_callers_source_that_answers_wrongly_is_named(tmp_path: Path) -> None:
     assert bigshuf.shuffle(Mine(6, good), out, seed=1).records == 3
     with pytest.raises(UsageError, match="^engine='dask' reads files and URLs, not Mine objects$"):
         bigshuf.shuffle(Mine(6, good), out, engine="dask")
+
+
+@pytest.mark.parametrize("answer", [None, -1, "x", True])
+def test_a_callers_stream_whose_readinto_answers_wrongly_is_named(tmp_path: Path, answer: object) -> None:
+    """A caller's stream whose ``readinto`` gave None (taken for the end of input: its records lost),
+    a negative count (taken), or a str (a bare TypeError) after writing a record (found by attack):
+    one InputError naming the source, as Python's buffered reader refuses such a raw stream; no output."""
+    import io
+
+    class Lying(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+        calls = 0
+
+        def readinto(self, buffer: Any) -> Any:
+            self.calls += 1
+            if self.calls > 1:
+                return 0  # (so that code taking the answer ends rather than reads for ever)
+            buffer[:2] = b"a\n"
+            return answer
+
+    class Mine:
+        name = "mine"
+
+        def size(self) -> None:
+            return None
+
+        def open(self) -> Any:
+            return Lying()
+
+    out = tmp_path / "o.txt"
+    with pytest.raises(bigshuf.InputError, match=rf"^mine: its stream's readinto\(\) gave {re.escape(repr(answer))} for a buffer of \d+ bytes, not a count from 0 to \d+$"):
+        bigshuf.shuffle(Mine(), out, seed=1)
+    assert os.listdir(tmp_path) == []

@@ -167,6 +167,15 @@ def _stored_size(source: Source) -> int | None:
     return None if disk_size is None or not hasattr(source, "position") else disk_size()
 
 
+def _checked_count(got: object, size: int, name: str) -> int:
+    """``readinto``'s answer for a buffer of ``size`` bytes, checked as Python's own buffered reader
+    checks a raw stream's: from a library caller's stream, None (no data yet, from a non-blocking
+    one) ended its input early, a negative count was taken, and a str was a bare TypeError."""
+    if isinstance(got, int) and not isinstance(got, bool) and 0 <= got <= size:
+        return got
+    raise InputError(f"{name}: its stream's readinto() gave {got!r} for a buffer of {size} bytes, not a count from 0 to {size}")
+
+
 def split_head(stream: BinaryIO, lines: int, sep: int, name: str) -> tuple[bytes, BinaryIO]:
     """Read the first ``lines`` separator-terminated lines off ``stream`` (``--header``).
 
@@ -415,7 +424,7 @@ class RecordReader(DecodedSizes):
         watched mapping of it where one can be made (``guarded``), else read at its offset. The
         bytes counted end at the first part that came back short (the file ended there)."""
         if type(stream) is not io.FileIO:
-            return stream.readinto(view.data)  # type: ignore[attr-defined, no-any-return]
+            return _checked_count(stream.readinto(view.data), len(view), name)  # type: ignore[attr-defined]
         fd = stream.fileno()
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):  # a named pipe or a device: no offsets to read at
