@@ -3,11 +3,13 @@ exactly what an uninterrupted run writes; changed inputs are refused."""
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -46,32 +48,47 @@ POINTS = {
 KILLS = [(False, point) for point in POINTS] + [(True, "early in pass 1"), (True, "late in pass 2")]
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory, corpus: Path) -> Callable[[bool], dict[str, bytes]]:
+    """What an uninterrupted ``--resume`` run writes, one output or three shards (each file's bytes by
+    name), made once in a test process for every kill point below; for one output, also checked to be
+    what a run without ``--resume`` writes."""
+
+    @functools.cache
+    def made(shards: bool) -> dict[str, bytes]:
+        top = tmp_path_factory.mktemp("reference")
+        (top / "rt").mkdir()
+        extra = ["--shards", "3"] if shards else []
+        subprocess.run(_args(corpus, top / "rt", str(top / ("ref/p{}.txt.gz" if shards else "ref.txt")), *extra), check=True)
+        assert list((top / "rt").iterdir()) == []
+        files = sorted((top / "ref").iterdir()) if shards else [top / "ref.txt"]
+        if not shards:
+            bigshuf.shuffle(corpus, top / "plain.txt", memory="1M", seed=7, tmp_dir=top)
+            assert (top / "plain.txt").read_bytes() == files[0].read_bytes()
+        return {f.name: f.read_bytes() for f in files}
+
+    return made
+
+
 @pytest.mark.parametrize(("shards", "point"), KILLS)
-def test_killed_run_resumes_to_the_same_output(tmp_path: Path, corpus: Path, point: str, shards: bool) -> None:
+def test_killed_run_resumes_to_the_same_output(
+    tmp_path: Path, corpus: Path, uninterrupted: Callable[[bool], dict[str, bytes]], point: str, shards: bool
+) -> None:
     extra = ["--shards", "3"] if shards else []
     target = str(tmp_path / ("s/p{}.txt.gz" if shards else "out.txt"))
-    ref_target = str(tmp_path / ("ref/p{}.txt.gz" if shards else "ref.txt"))
-    ref_temp = tmp_path / "rt"
-    ref_temp.mkdir()
-    subprocess.run(_args(corpus, ref_temp, ref_target, *extra), check=True)
     temp = tmp_path / "t"
     temp.mkdir()
     state = kill_at_checkpoint(_args(corpus, temp, target, *extra), temp, POINTS[point])
     assert state  # a checkpoint was written before the kill
     resumed = subprocess.run(_args(corpus, temp, target, *extra), capture_output=True)
     assert resumed.returncode == 0, resumed.stderr
-    names = [f"p{i}.txt.gz" for i in range(3)] if shards else ["out.txt"]
-    for name in names:
-        mine = Path(target).parent / name
-        ref = Path(ref_target).parent / (name if shards else "ref.txt")
-        assert mine.read_bytes() == ref.read_bytes()
+    reference = uninterrupted(shards)
+    assert sorted(reference) == ([f"p{i}.txt.gz" for i in range(3)] if shards else ["ref.txt"])
+    for name, data in reference.items():
+        assert (Path(target).parent / (name if shards else "out.txt")).read_bytes() == data
     assert list(temp.iterdir()) == []
     leftovers = [p.name for p in Path(target).parent.iterdir() if p.name.endswith(".bigshuf-tmp")]
     assert leftovers == []
-    if not shards:  # and the same records in the same order as a run without --resume
-        plain = tmp_path / "plain.txt"
-        bigshuf.shuffle(corpus, plain, memory="1M", seed=7, tmp_dir=tmp_path)
-        assert plain.read_bytes() == Path(target).read_bytes()
 
 
 def test_changed_input_is_refused(tmp_path: Path, corpus: Path) -> None:
