@@ -248,7 +248,7 @@ def test_a_closed_output_pipe_is_an_output_error_and_a_broken_pipe(tmp_path: Pat
         except bigshuf.OutputError as e:
             print(type(e).__name__, isinstance(e, BrokenPipeError), e, file=sys.stderr)
     """
-    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, stdout=writer, stderr=subprocess.PIPE, timeout=120)
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, stdout=writer, stderr=subprocess.PIPE, timeout=120, check=False)
     os.close(writer)
     named = b"/dev/stdout: " if output != "None" else b""  # (standard output is not named, as GNU shuf does not)
     assert (done.returncode, done.stderr) == (0, b"OutputPipeClosed True " + named + b"write error: Broken pipe\n"), done.stderr
