@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bigshuf.core.checkpoint import TEST_STOP_VARIABLE
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -141,21 +143,41 @@ def checkpoint_state(temp: Path) -> dict:  # type: ignore[type-arg]
 
 
 def kill_at_checkpoint(cmd: list[str], temp: Path, ready: Callable[[dict], bool], cwd: Path | None = None) -> dict:  # type: ignore[type-arg]
-    """Start ``cmd`` (in ``cwd``), SIGKILL it once its ``--resume`` checkpoint under ``temp`` satisfies
-    ``ready``; return that checkpoint. Its stderr goes to a log beside ``temp``, shown if it ends first."""
+    """Start ``cmd`` (in ``cwd``) and SIGKILL it once its ``--resume`` checkpoint under ``temp``
+    satisfies ``ready``; return the checkpoint it leaves. The test hook stops the run at each
+    checkpoint it saves: one that satisfies ``ready`` is let run on for a moment, so the kill finds
+    files written past it as a kill in the field would, and a run that reaches its next checkpoint
+    meanwhile is killed there, stopped. So it cannot end between the look and the kill (a fast disk
+    let it) unless ``ready`` took its last checkpoint. A state between checkpoints (``ready`` of a
+    job's files) is looked for as the run goes. Its stderr goes to a log beside ``temp``, shown if
+    it ends first."""
     log = temp.parent / "killed.log"
     with open(log, "wb") as stderr:
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=stderr)
+        proc = subprocess.Popen(
+            cmd, cwd=cwd, env={**os.environ, TEST_STOP_VARIABLE: "1"}, stdout=subprocess.DEVNULL, stderr=stderr
+        )
     deadline = time.monotonic() + 120
-    while not ready(checkpoint_state(temp)):
-        if proc.poll() is not None and not ready(checkpoint_state(temp)):
-            raise AssertionError(f"the run ended (rc {proc.returncode}) before the checkpoint: {log.read_text()!r}")
-        assert time.monotonic() < deadline
-        time.sleep(0.002)
-    os.kill(proc.pid, signal.SIGKILL)
-    # A run that ended between the look and the kill (its last steps quick) was not interrupted: say so
-    # here, rather than as a checkpoint missing further on.
-    assert proc.wait() == -signal.SIGKILL, f"the run ended (rc {proc.returncode}) before it could be killed: {log.read_text()!r}"
+    try:
+        while True:
+            pid, status = os.waitpid(proc.pid, os.WUNTRACED | os.WNOHANG)
+            if pid and not os.WIFSTOPPED(status):
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                raise AssertionError(f"the run ended (rc {proc.returncode}) before the checkpoint: {log.read_text()!r}")
+            if ready(checkpoint_state(temp)):
+                break
+            if pid:
+                os.kill(proc.pid, signal.SIGCONT)
+            else:
+                assert time.monotonic() < deadline, "the run neither reached the checkpoint nor ended in 120 s"
+                time.sleep(0.001)
+        if pid:
+            os.kill(proc.pid, signal.SIGCONT)
+            time.sleep(0.001)
+    finally:
+        if proc.returncode is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL, f"the run ended (rc {proc.returncode}) before it could be killed: {log.read_text()!r}"
     log.unlink()
     return checkpoint_state(temp)
 

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 import bigshuf
+from bigshuf.core.checkpoint import TEST_STOP_VARIABLE
 from bigshuf.storage.commit import TEST_KILL_VARIABLE
 
-from helpers import kill_at_checkpoint, write_short_lines
+from helpers import checkpoint_state, kill_at_checkpoint, write_short_lines
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +90,55 @@ def test_killed_run_resumes_to_the_same_output(
     assert list(temp.iterdir()) == []
     leftovers = [p.name for p in Path(target).parent.iterdir() if p.name.endswith(".bigshuf-tmp")]
     assert leftovers == []
+
+
+@pytest.mark.parametrize("point", ["late in pass 1", "late in pass 2"])
+def test_bytes_written_past_the_checkpoint_are_cut_back(
+    tmp_path: Path, corpus: Path, uninterrupted: Callable[[bool], dict[str, bytes]], point: str
+) -> None:
+    """A run killed between checkpoints leaves its buckets (in pass 1) or its output (in pass 2)
+    longer than the checkpoint says. Records appended to them (to the output, more than the rest of
+    it holds) are cut back on resuming: the output is the uninterrupted run's. A kill lands between
+    checkpoints only by its timing; this puts the files there every time."""
+    target = tmp_path / "out.txt"
+    temp = tmp_path / "t"
+    temp.mkdir()
+    kill_at_checkpoint(_args(corpus, temp, str(target)), temp, POINTS[point])
+    (job,) = temp.iterdir()
+    if point.endswith("1"):
+        grown = [p for p in job.rglob("bucket-*") if p.is_file()]
+        assert len(grown) > 100
+    else:
+        grown = list(tmp_path.glob(".out.txt.*.bigshuf-tmp"))
+        assert len(grown) == 1
+    for path in grown:
+        with open(path, "ab") as f:
+            f.write(b"written past the checkpoint\n" * (10 if point.endswith("1") else 600_000))
+    resumed = subprocess.run(_args(corpus, temp, str(target)), capture_output=True, check=False)
+    assert resumed.returncode == 0, resumed.stderr
+    assert target.read_bytes() == uninterrupted(False)["ref.txt"]
+    assert list(temp.iterdir()) == []
+
+
+def test_the_test_hook_stops_the_run_at_each_checkpoint(tmp_path: Path, small: Path) -> None:
+    """What ``kill_at_checkpoint`` counts on: with the hook set, the run stops after each checkpoint
+    it saves, the checkpoint complete and newer each time, and ends as usual when let go on."""
+    temp = tmp_path / "t"
+    temp.mkdir()
+    proc = subprocess.Popen(_args(small, temp, str(tmp_path / "out")), env={**os.environ, TEST_STOP_VARIABLE: "1"})
+    seen: list[tuple[int, bool, int]] = []
+    while True:
+        _, status = os.waitpid(proc.pid, os.WUNTRACED)
+        if not os.WIFSTOPPED(status):
+            break
+        state = checkpoint_state(temp)
+        seen.append((state["blocks_done"], "pass1_done" in state, state.get("buckets_done", -1)))
+        os.kill(proc.pid, signal.SIGCONT)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.returncode == 0
+    assert len(seen) > 5 and seen == sorted(set(seen))
+    assert seen[-1][2] > 0  # pass 2's checkpoints too
+    assert (tmp_path / "out").read_bytes() != small.read_bytes() and sorted((tmp_path / "out").read_bytes().splitlines()) == sorted(small.read_bytes().splitlines())
 
 
 def test_changed_input_is_refused(tmp_path: Path, corpus: Path) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 import stat
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,10 @@ FORMAT = f"1/hash{SCHEME}"
 MAX_STATE_BYTES = 16 << 20
 
 _MAX_INT = 2**63 - 1
+
+#: Tests only: "1" stops the run (SIGSTOP) after each ``state.json`` it saves, so that a test can
+#: read the checkpoint and kill the run at exactly that state, however fast the run's storage.
+TEST_STOP_VARIABLE = "BIGSHUF_TEST_STOP_AT_CHECKPOINTS"
 
 
 def advice(directory: str) -> str:
@@ -101,6 +106,8 @@ def save_state(directory: str, state: dict[str, Any], name: str = STATE_NAME) ->
         sync_directory(directory)
     except OSError as e:
         raise TempSpaceError(f"{quote_name(path)}: cannot write the checkpoint: {e.strerror}") from None
+    if name == STATE_NAME and os.environ.get(TEST_STOP_VARIABLE) == "1":
+        os.kill(os.getpid(), signal.SIGSTOP)
 
 
 @dataclass(frozen=True)
