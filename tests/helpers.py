@@ -20,8 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bigshuf.core.checkpoint import TEST_STOP_VARIABLE
-
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -151,6 +149,8 @@ def kill_at_checkpoint(cmd: list[str], temp: Path, ready: Callable[[dict], bool]
     let it) unless ``ready`` took its last checkpoint. A state between checkpoints (``ready`` of a
     job's files) is looked for as the run goes. Its stderr goes to a log beside ``temp``, shown if
     it ends first."""
+    from bigshuf.core.checkpoint import TEST_STOP_VARIABLE
+
     log = temp.parent / "killed.log"
     with open(log, "wb") as stderr:
         proc = subprocess.Popen(
