@@ -344,7 +344,7 @@ def _parser() -> _Parser:
     p.add_argument("--shard-records", type=_count("--shard-records", 1))
     p.add_argument("--split", action=_Once, metavar="multiple --split options specified")
     p.add_argument("--manifest", action=_Once, metavar="multiple --manifest options specified")
-    p.add_argument("--check-manifest")
+    p.add_argument("--check-manifest", action=_Once, metavar="multiple --check-manifest options specified")
     p.add_argument("--compress")
     p.add_argument("--compress-temp", action="store_true")
     p.add_argument("--header", type=_count("--header", 0), default=0)

@@ -212,6 +212,17 @@ def test_check_manifest_names_each_problem(tmp_path: Path) -> None:
     assert proc.returncode == 1 and len(lines) == 1 and lines[0].endswith("a.txt: No such file or directory"), lines
 
 
+def test_check_manifest_given_twice_is_refused(tmp_path: Path) -> None:
+    """Found by a new-user test: the last of two ``--check-manifest`` was checked, the first not at
+    all, so a bad manifest given first passed (exit 0), as ``--manifest`` given twice is refused."""
+    good = _made(tmp_path)
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(b"{}")
+    assert cli("--check-manifest", str(bad)).returncode == 1
+    proc = cli("--check-manifest", str(bad), "--check-manifest", str(good))
+    assert (proc.returncode, proc.stdout, proc.stderr) == (1, b"", b"bigshuf: multiple --check-manifest options specified\n")
+
+
 def test_check_manifest_names_options_as_its_caller_spells_them(tmp_path: Path) -> None:
     """A shard cut inside a record of 4 lines: the command line said ``(lines_per_record=)``, the
     library's spelling; and the library's summary said the files match beside its problems (found by review)."""
