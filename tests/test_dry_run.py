@@ -268,7 +268,7 @@ def test_read_only_output_directory_fails_as_the_run_does(tmp_path: Path, read_o
     src = write_records(tmp_path / "in.txt", make_records(100, seed=2))
     args = [src, "-o", read_only_fs / "out.txt"]
     code, _, err = run_cli(["--dry-run", *args])
-    assert code == 1 and err == f"bigshuf: {read_only_fs}: cannot create a file: Read-only file system\n".encode()
+    assert code == 1 and err == f"bigshuf: {read_only_fs}/out.txt: cannot create a file in {read_only_fs}: Read-only file system\n".encode()
     assert run_cli(args)[::2] == (1, err)
 
 
@@ -278,7 +278,7 @@ def test_unwritable_output_directory_fails(tmp_path: Path, run_cli: Runner) -> N
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o555)
     code, _, err = run_cli(["--dry-run", src, "-o", locked / "out.txt"])
-    assert code == 1 and err == f"bigshuf: {locked}: cannot create a file: Permission denied\n".encode()
+    assert code == 1 and err == f"bigshuf: {locked}/out.txt: cannot create a file in {locked}: Permission denied\n".encode()
 
 
 _AS_NOBODY = """
@@ -309,7 +309,7 @@ def test_output_directory_another_user_cannot_write(tmp_path: Path) -> None:
             [sys.executable, "-c", _AS_NOBODY, str(src), str(locked / "out.txt")], capture_output=True, timeout=60
         )
         assert proc.returncode == 0, proc.stderr
-        assert proc.stdout.decode() == f"{locked}: cannot create a file: Permission denied\n"
+        assert proc.stdout.decode() == f"{locked}/out.txt: cannot create a file in {locked}: Permission denied\n"
     finally:
         shutil.rmtree(shared)
 
