@@ -268,8 +268,23 @@ def test_read_only_output_directory_fails_as_the_run_does(tmp_path: Path, read_o
     src = write_records(tmp_path / "in.txt", make_records(100, seed=2))
     args = [src, "-o", read_only_fs / "out.txt"]
     code, _, err = run_cli(["--dry-run", *args])
-    assert code == 1 and err == f"bigshuf: {read_only_fs}: cannot create a file: Read-only file system\n".encode()
+    assert code == 1 and err == f"bigshuf: {read_only_fs}/out.txt: cannot create a file in {read_only_fs}: Read-only file system\n".encode()
     assert run_cli(args)[::2] == (1, err)
+
+
+@pytest.mark.skipif(not os.path.isfile("/proc/version") or not os.path.isdir("/sys/kernel"), reason="Linux /proc and /sys")
+@pytest.mark.parametrize("target", ["/proc/version", "/sys/kernel/bigshuf-test-out"])
+def test_an_output_on_proc_or_sys_fails_the_plan_as_the_run_does(tmp_path: Path, run_cli: Runner, target: str) -> None:
+    """``--dry-run -o /proc/version`` said ok (procfs is writable by its permissions and not read-only),
+    and so did ``/sys/kernel/X`` as root, where the run refuses both: procfs creates no file (ENOENT)
+    and sysfs none either (EACCES). The plan knows them by their file system, and fails as the run does."""
+    src = write_records(tmp_path / "in.txt", make_records(100, seed=2))
+    code, stdout, err = run_cli(["--dry-run", src, "-o", target])
+    why = "its file system does not allow new files" if target.startswith("/proc") else "Permission denied"
+    assert code == 1 and err == f"bigshuf: {target}: cannot create a file in {os.path.dirname(target)}: {why}\n".encode(), err
+    assert b"\nfailed: output: " in stdout
+    assert run_cli([src, "-o", target])[::2] == (1, err)
+    assert not os.path.lexists("/sys/kernel/bigshuf-test-out") and sorted(os.listdir(tmp_path)) == ["in.txt"]
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write into any directory")
@@ -278,7 +293,7 @@ def test_unwritable_output_directory_fails(tmp_path: Path, run_cli: Runner) -> N
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o555)
     code, _, err = run_cli(["--dry-run", src, "-o", locked / "out.txt"])
-    assert code == 1 and err == f"bigshuf: {locked}: cannot create a file: Permission denied\n".encode()
+    assert code == 1 and err == f"bigshuf: {locked}/out.txt: cannot create a file in {locked}: Permission denied\n".encode()
 
 
 _AS_NOBODY = """
@@ -309,7 +324,7 @@ def test_output_directory_another_user_cannot_write(tmp_path: Path) -> None:
             [sys.executable, "-c", _AS_NOBODY, str(src), str(locked / "out.txt")], capture_output=True, timeout=60
         )
         assert proc.returncode == 0, proc.stderr
-        assert proc.stdout.decode() == f"{locked}: cannot create a file: Permission denied\n"
+        assert proc.stdout.decode() == f"{locked}/out.txt: cannot create a file in {locked}: Permission denied\n"
     finally:
         shutil.rmtree(shared)
 

@@ -1387,6 +1387,24 @@ def test_an_output_on_a_descriptor_not_open_is_named_as_given(tmp_path, target):
     assert sorted(os.listdir(tmp_path)) == ["f"]
 
 
+@pytest.mark.skipif(not os.path.isfile("/proc/version"), reason="a Linux /proc")
+@pytest.mark.parametrize("target", ["/proc/version", "/proc/bigshuf-test-new"])
+def test_an_output_where_no_file_can_be_created_is_named_with_the_reason(tmp_path, run_cli, target):
+    """``-o /proc/version`` said ``/proc: cannot create a file: No such file or directory``: the
+    directory named, for a file that is there, and /proc's ENOENT taken for a missing name (GNU shuf
+    says ``write error: Input/output error`` once it has written). bigshuf writes a new file beside the
+    output and renames it: it names the output as given, and that /proc creates no files."""
+    (tmp_path / "f").write_bytes(b"x\ny\n")
+    before = Path("/proc/version").read_bytes()
+    code, out, err = run_cli(["f", "-o", target], cwd=tmp_path)
+    assert (code, out, err) == (
+        1, b"", f"bigshuf: {target}: cannot create a file in /proc: its file system does not allow new files\n".encode()
+    )
+    assert Path("/proc/version").read_bytes() == before and not os.path.lexists("/proc/bigshuf-test-new")
+    assert [name for name in os.listdir("/proc") if "bigshuf" in name] == []
+    assert sorted(os.listdir(tmp_path)) == ["f"]
+
+
 @pytest.mark.parametrize("source,fails", [("missing", True), ("-", True), ("empty", False), ("directory", False)])
 @pytest.mark.parametrize("operands", [["-e", "a", "b"], ["-i", "1-5"], ["missing-input"]])
 def test_repeat_drawing_nothing_opens_the_random_source_without_reading_it(

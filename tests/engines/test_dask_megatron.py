@@ -368,6 +368,27 @@ def test_dry_run_plans_from_the_headers_and_writes_nothing(
     assert sorted(os.listdir(tmp_path)) == ["a.bin", "a.idx", "b.bin", "b.idx", "link.idx"]
 
 
+@pytest.mark.parametrize("target", ["od", "/dev/null"])
+def test_a_refused_output_fails_the_plan_under_the_output_as_the_local_plan_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], target: str
+) -> None:
+    """``-o DIR`` or ``-o /dev/null``: the Dask plan said ``failed: inputs: ...`` (the pair's name was
+    refused as the inputs were prepared) with the inputs' size unknown; it plans the inputs now and
+    fails the output, with the local plan's lines."""
+    monkeypatch.chdir(tmp_path)
+    write_dataset(tmp_path / "a", make_docs(50, seed=3))
+    os.mkdir("od")
+    plans = []
+    for engine in ("local", "dask"):
+        assert cli.main([f"--engine={engine}", "--dry-run", "a", "-o", target]) == 1
+        lines = capsys.readouterr().out.splitlines()
+        plans.append(([line for line in lines if line.startswith(("output", "failed"))], lines[0]))
+    (local, local_inputs), (dask, dask_inputs) = plans
+    assert local[0] == "output: unknown" and len(local) == 2 and local[1].startswith("failed: output: "), local
+    assert dask == local and dask_inputs == local_inputs, (dask, dask_inputs)
+    assert sorted(os.listdir(tmp_path)) == ["a.bin", "a.idx", "od"]
+
+
 @pytest.mark.parametrize("damage", ["short bin", "documents out of order"])
 def test_a_damaged_dataset_fails_the_plan_as_the_local_plan_fails_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], damage: str

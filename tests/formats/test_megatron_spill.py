@@ -4,6 +4,7 @@ byte for byte the index of parts held in memory; the file is removed on success,
 
 from __future__ import annotations
 
+import os
 import signal
 import struct
 import tracemalloc
@@ -16,7 +17,7 @@ from helpers import run_child, temp_leftovers
 from test_megatron import MAGIC, as_docs, make_docs, read_dataset, write_dataset
 
 import bigshuf
-from bigshuf.formats import megatron_resume, megatron_run
+from bigshuf.formats import megatron, megatron_resume, megatron_run
 from bigshuf.formats.megatron_resume import IndexLogs
 
 
@@ -128,6 +129,41 @@ def test_spilled_index_parts_give_the_same_bytes(
         assert sorted(written) == sorted(as_docs(docs, modes=modes))
 
 
+@pytest.mark.parametrize("modes", [False, True])
+def test_each_index_section_reads_only_its_array_of_the_spill_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, modes: bool) -> None:
+    """The ``.idx`` is written a section at a time, the spill file read again for each: each read
+    whole chunks (12 bytes a one-token document, 13 with modes), where a section needs one array of
+    them: 4 M one-token documents at ``-S 16M`` read 144 MB of a 48 MB spill file. Now the lengths
+    are read for two sections, the counts and the modes for one each, with the chunks' headers."""
+    docs = make_docs(3000, seed=5, modes=modes)
+    src = write_dataset(tmp_path / "c", docs, modes=modes)
+    (tmp_path / "t").mkdir()
+    sizes = spill_at(monkeypatch, 2048)
+    read = [0]
+    real_pread = os.pread
+
+    def counted(fd: int, n: int, at: int) -> bytes:
+        data = real_pread(fd, n, at)
+        read[0] += len(data)
+        return data
+
+    close = megatron_run.MegatronOutput._close_format
+
+    def reading(self: megatron_run.MegatronOutput, shard: int) -> None:
+        with monkeypatch.context() as patch:
+            patch.setattr(megatron.os, "pread", counted)
+            close(self, shard)
+
+    monkeypatch.setattr(megatron_run.MegatronOutput, "_close_format", reading)
+    bigshuf.shuffle([str(src)], str(tmp_path / "o"), memory="256K", seed=7, tmp_dir=tmp_path / "t", sync=False)
+    assert sorted(read_dataset(tmp_path / "o", modes=modes)[1]) == sorted(as_docs(docs, modes=modes))
+    sequences, documents = struct.unpack_from("<QQ", (tmp_path / "o.idx").read_bytes(), 18)
+    documents -= 1  # (the count of document entries is one more)
+    # At most (the last chunk may be held in memory): the lengths twice, the counts and modes once, every chunk's header each time.
+    need = 2 * 4 * sequences + 8 * documents + (sequences if modes else 0) + (4 if modes else 3) * 16 * len(sizes)
+    assert len(sizes) > 3 and 0 < read[0] <= need, (read[0], need)
+
+
 def test_an_in_memory_run_holds_its_index_parts_and_needs_no_temporary_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Spilling is for the external path: an in-memory run, which holds its input whole, kept every
     part in memory and never used -T, and still does, whatever the spill budget (with parts spilled
@@ -150,22 +186,22 @@ def test_a_run_ended_with_index_parts_spilled_leaves_nothing(tmp_path: Path, how
     done = run_child(f"""
 import os, signal, sys
 from bigshuf.command import main
-from bigshuf.formats import megatron_resume, megatron_run
+from bigshuf.formats import megatron, megatron_resume, megatron_run
 from bigshuf.formats.megatron_resume import IndexLogs
 megatron_run.SPILL_LEAST, megatron_run.SPILL_SHARE = 0, 1 << 62
-put, chunks = megatron_run.SpillFile.put, megatron_run.SpillFile.chunks
+put, field = megatron_run.SpillFile.put, megatron_run.SpillFile.field
 def signalled(self, chunks):
     first = self.fd < 0
     put(self, chunks)
     if first:
         os.kill(os.getpid(), signal.SIGTERM)
-def cut(self):
+def cut(self, k):
     os.truncate(self.name, 10)
-    return chunks(self)
+    return field(self, k)
 if {how!r} == "signal":
     megatron_run.SpillFile.put = signalled
 else:
-    megatron_run.SpillFile.chunks = cut
+    megatron_run.SpillFile.field = cut
 signal.signal(signal.SIGTERM, signal.SIG_DFL)
 sys.argv = ["bigshuf", {str(tmp_path / "a")!r}, "-o", {str(tmp_path / "o")!r}, "-S", "32K", "-T", {str(tmp_path / "tmp")!r}, "--seed", "1"]
 sys.exit(main())

@@ -596,7 +596,7 @@ def test_an_unwritable_directory_is_refused(tmp_path: Path) -> None:
     locked.mkdir()
     os.chmod(locked, 0o500)
     try:
-        with pytest.raises(OutputError, match="cannot create a file: Permission denied"):
+        with pytest.raises(OutputError, match=exact(f"{locked}/out: cannot create a file in {locked}: Permission denied")):
             check_output_directory(str(locked / "out"), None)
     finally:
         os.chmod(locked, 0o700)

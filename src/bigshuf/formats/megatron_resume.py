@@ -13,7 +13,7 @@ the ``.bin`` bytes it counts.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,7 +30,7 @@ from ..storage.safefs import open_nofollow
 from ..storage.sinks import CodecChoice
 from ..storage.tempspace import TempSpace
 from .arrow_resume import ResumableTableBuckets
-from .megatron import Chunk, IndexedInput, IndexParts, document_fingerprint, put_chunks, read_chunks, schema
+from .megatron import Chunk, IndexedInput, IndexParts, document_fingerprint, put_chunks, read_chunks, read_field, schema
 from .resumable import ResumableRun
 from .table_run import TableRun
 
@@ -100,7 +100,7 @@ class IndexLogs:
             self.open(i, ResumePoint(size, crc, finished=i < len(files) - 1))
             part = IndexParts(self.modes, LogStore(self, i))
             tokens = 0
-            for counts, lengths, _kinds in part.chunks():
+            for counts, lengths, _kinds in self.read(i):
                 part.documents += len(counts)
                 part.sequences += len(lengths)
                 tokens += int(lengths.sum(dtype=np.int64)) * self.itemsize
@@ -115,11 +115,15 @@ class IndexLogs:
 
     def read(self, i: int) -> Iterator[Chunk]:
         """The chunks log ``i`` holds, each checked as it is read."""
+        return read_chunks(self.fds[i], self.sizes[i], self.modes, self._bad(i))
 
-        def bad(why: str) -> Exception:
-            return refusal(self.directory, f"{quote_name(self.path(i))}: {why}")
+    def read_field(self, i: int, k: int) -> Iterator[np.ndarray]:
+        """Array ``k`` of each chunk log ``i`` holds, only its bytes read, checked as far as it tells."""
+        return read_field(self.fds[i], self.sizes[i], self.modes, self._bad(i), k)
 
-        return read_chunks(self.fds[i], self.sizes[i], self.modes, bad)
+    def _bad(self, i: int) -> Callable[[str], Exception]:
+        """The refusal of log ``i`` for a reason."""
+        return lambda why: refusal(self.directory, f"{quote_name(self.path(i))}: {why}")
 
     def _point(self, done: int, files: int) -> dict[str, Any]:
         """The point of ``index.json`` at the output checkpoint of ``done`` documents, every field checked."""
@@ -159,8 +163,8 @@ class LogStore:
     def put(self, chunks: Sequence[Chunk]) -> None:
         self.logs.append(self.i, chunks)
 
-    def chunks(self) -> Iterator[Chunk]:
-        return self.logs.read(self.i)
+    def field(self, k: int) -> Iterator[np.ndarray]:
+        return self.logs.read_field(self.i, k)
 
     def close(self) -> None:
         self.logs.finish(self.i)
@@ -174,15 +178,15 @@ def _size_crc(entry: Any) -> bool:
     )
 
 
-def written_fingerprint(path: str, itemsize: int, part: IndexParts) -> Fingerprint:
-    """The documents of output temp file ``path`` (a ``.bin``) as its index log ``part`` cuts them, as
+def written_fingerprint(path: str, itemsize: int, logs: IndexLogs, i: int) -> Fingerprint:
+    """The documents of output temp file ``path`` (a ``.bin``) as its index log (``i`` of ``logs``) cuts them, as
     a fingerprint: a resumed run counts (and sizes) what its files hold, not what its checkpoint says.
     Read a chunk of the log at a time, ``READ_BACK`` documents of it at once."""
     total = Fingerprint()
     fd = open_nofollow(path)
     at = 0  # the .bin's bytes before the chunk
     try:
-        for counts, lengths, kinds in part.chunks():
+        for counts, lengths, kinds in logs.read(i):
             seq_starts = np.zeros(len(counts) + 1, np.int64)
             np.cumsum(counts, out=seq_starts[1:])
             byte_starts = np.full(len(lengths) + 1, at, np.int64)
@@ -201,7 +205,7 @@ def written_fingerprint(path: str, itemsize: int, part: IndexParts) -> Fingerpri
                 ]
                 if kinds is not None:
                     columns.append(pa.ListArray.from_arrays(offsets, pa.array(kinds[s0:s1])))
-                total += document_fingerprint(pa.RecordBatch.from_arrays(columns, schema=schema(part.modes)))
+                total += document_fingerprint(pa.RecordBatch.from_arrays(columns, schema=schema(logs.modes)))
             at = int(byte_starts[-1])
     finally:
         os.close(fd)

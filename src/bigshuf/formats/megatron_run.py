@@ -41,7 +41,7 @@ from ..storage.writeback import WriteBehind
 from .detect import megatron_prefix
 from .megatron import (
     DTYPES, Chunk, IndexedInput, IndexParts, Pair, RemoteIndexedInput, check_together, document_chunk,
-    document_fingerprint, put_chunks, read_chunks, row_bytes, schema,
+    document_fingerprint, put_chunks, read_field, row_bytes, schema,
 )
 from .megatron_resume import IndexLogs, LogStore, ResumableMegatron, written_fingerprint
 from .row_unique import check_comparable
@@ -82,10 +82,10 @@ class SpillFile:
         except OSError as e:
             raise TempSpaceError(f"{quote_name(self.name)}: write error: {e.strerror}{full_disk_hint(e)}") from None
 
-    def chunks(self) -> Iterator[Chunk]:
+    def field(self, k: int) -> Iterator[np.ndarray]:
         if self.fd < 0:
             return iter(())
-        return read_chunks(self.fd, self.size, self.output.modes, self._changed)
+        return read_field(self.fd, self.size, self.output.modes, self._changed, k)
 
     def _changed(self, why: str) -> TempSpaceError:
         return TempSpaceError(f"{quote_name(self.name)}: {why}; the temporary directory was changed or is failing")
@@ -182,7 +182,8 @@ class MegatronOutput(TableOutput):
     def read_back(self, path: str, _codec: CodecChoice | None) -> Fingerprint:
         """The documents of output temp file ``path``, taken up from a checkpoint, as a fingerprint."""
         i = next(i for i, sink in enumerate(self.sinks) if isinstance(sink, AtomicFileSink) and sink.tmp_path == path)
-        return written_fingerprint(path, DTYPES[self.code].itemsize, self.parts[i])
+        assert self.logs is not None  # (taken up from a checkpoint: --resume)
+        return written_fingerprint(path, DTYPES[self.code].itemsize, self.logs, i)
 
     def checkpoint(self) -> dict[str, Any]:
         """``Output.checkpoint``, the index logs synced and their point recorded first."""

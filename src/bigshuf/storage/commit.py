@@ -34,7 +34,7 @@ from typing import Any, NoReturn
 
 from ..errors import OutputError
 from ..quoting import quote_name
-from .safefs import create_exclusive, foreign_entry, open_nofollow, own_file, sync_directory, sync_file
+from .safefs import NO_NEW_FILES, create_exclusive, foreign_entry, open_nofollow, own_file, sync_directory, sync_file
 from .threads import deferred_signals, descriptor
 
 #: A run id: 12 hex digits, in every name a run gives its files in an output directory.
@@ -84,6 +84,18 @@ def refuse_shared_name(finals: Iterable[str], untouched: str) -> None:
         seen.add(final)
 
 
+def creation_error(directory: str, output: str | None, e: OSError) -> OutputError:
+    """The refusal of an output whose ``directory`` takes no new file (error ``e``), naming ``output``
+    if given. ENOENT from a directory that is there is a file system that creates no files (``/proc``
+    on Linux), not a missing name: said so, where ``-o /proc/version`` was told "No such file or directory"."""
+    why = e.strerror
+    if e.errno == errno.ENOENT and os.path.isdir(directory):
+        why = NO_NEW_FILES
+    if output is None:
+        return OutputError(f"{quote_name(directory)}: cannot create a file: {why}")
+    return OutputError(f"{quote_name(output)}: cannot create a file in {quote_name(directory)}: {why}")
+
+
 def backup_name(temp: str) -> str:
     """Where the old file a temporary file replaces is kept during a commit."""
     return temp[: -len("tmp")] + "old"
@@ -106,9 +118,10 @@ class OutputFiles:
         self._kill_at = int(number) if number.isascii() and number.isdigit() else 0
         self._kill_with: int = getattr(signal, f"SIG{sig.upper()}", signal.SIGKILL) if sig else signal.SIGKILL
 
-    def claim(self, directory: str) -> None:
+    def claim(self, directory: str, output: str | None = None) -> None:
         """Hold this run's lock in ``directory`` (once): created, locked, then given its name,
-        so that a cleaner never finds it unlocked while the run lives."""
+        so that a cleaner never finds it unlocked while the run lives. A failure names ``output``
+        (as ``-o`` gave it) if given, else the directory."""
         if directory in self._locks:
             return
         lock = os.path.join(directory, f".bigshuf-{self.id}.lock")
@@ -118,14 +131,14 @@ class OutputFiles:
             try:
                 fd = create_exclusive(lock + ".new", 0o600, os.O_RDONLY)
             except OSError as e:
-                raise OutputError(f"{quote_name(directory)}: cannot create a file: {e.strerror}") from None
+                raise creation_error(directory, output, e) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 os.rename(lock + ".new", lock)
             except OSError as e:
                 os.close(fd)
                 _unlink(lock + ".new")
-                raise OutputError(f"{quote_name(directory)}: cannot create a file: {e.strerror}") from None
+                raise creation_error(directory, output, e) from None
             self._locks[directory] = fd
 
     def temp_name(self, final: str, index: int | None = None) -> str:

@@ -31,14 +31,44 @@ def create_exclusive(path: str, mode: int = 0o600, flags: int = os.O_RDWR) -> in
     return fd
 
 
+#: Why a file cannot be created in a directory of procfs, whose O_CREAT fails with ENOENT (not a missing name).
+NO_NEW_FILES = "its file system does not allow new files"
+
+_file_systems: dict[tuple[int, int], str] | None = None
+
+
+def file_system(st: os.stat_result) -> str:
+    """The type of the file system of the file of status ``st`` ("proc", "ext4"), by its device's
+    entry in ``/proc/self/mountinfo``, read once; "" where there is none."""
+    global _file_systems
+    if _file_systems is None:
+        _file_systems = {}
+        try:
+            with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    fields, _, rest = line.partition(" - ")
+                    major, _, minor = (fields.split()[2:3] or [""])[0].partition(":")
+                    if major.isdigit() and minor.isdigit() and rest:
+                        _file_systems[(int(major), int(minor))] = rest.split()[0]
+        except OSError:
+            pass
+    return _file_systems.get((os.major(st.st_dev), os.minor(st.st_dev)), "")
+
+
 def creation_problem(directory: str) -> str | None:
-    """Why a file could not be created in ``directory`` (a read-only file system, no permission), found
-    without creating one (``--dry-run``); None if nothing says it could not."""
+    """Why a file could not be created in ``directory`` (a read-only file system, no permission, one
+    that creates no files: procfs, and sysfs, which refuses with EACCES), found without creating one
+    (``--dry-run``); None if nothing says it could not."""
     try:
         if os.statvfs(directory).f_flag & os.ST_RDONLY:
             return os.strerror(errno.EROFS)
+        kind = file_system(os.stat(directory))
     except OSError as e:
         return e.strerror
+    if kind == "proc":
+        return NO_NEW_FILES
+    if kind == "sysfs":
+        return os.strerror(errno.EACCES)
     effective = os.access in os.supports_effective_ids  # as the process creates files: its effective ids
     return None if os.access(directory, os.W_OK | os.X_OK, effective_ids=effective) else os.strerror(errno.EACCES)
 

@@ -191,14 +191,15 @@ def check_output_directory(
             place = _existing_ancestor(directory)
             if not os.path.isdir(place):
                 raise OutputError(f"{quote_name(str(target))}: {quote_name(place)} is not a directory")
+            # A refusal names the output as given (a single file as shuf names -o), then the directory.
             if probe is None:
                 problem = creation_problem(place)
                 if problem is not None:
-                    raise OutputError(f"{quote_name(place)}: cannot create a file: {problem}")
+                    raise OutputError(f"{quote_name(str(target))}: cannot create a file in {quote_name(place)}: {problem}")
             else:
                 if place == directory and os.path.realpath(directory) != tidied:
                     remove_dead_outputs(directory)
-                probe.claim(place)  # writable, not a read-only file system
+                probe.claim(place, str(target))  # writable, not a read-only file system, one that creates files
             if most > name_max(place):
                 raise OutputError(f"{quote_name(str(target))}: File name too long")
         single = target is not None and shards is None and open_ended is None

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, BinaryIO, NoReturn, Protocol
 from ..errors import InputError, UsageError
 from ..quoting import quote_name
 from .decoding import Decompressed, decompressing
+from .safefs import file_system
 from .threads import descriptor
 
 if TYPE_CHECKING:
@@ -315,25 +316,9 @@ def input_sizes(sources: Sequence[Source]) -> Iterator[int | None]:
 #: 4096, procfs 0), so a read is not checked against them.
 GENERATED_FILE_SYSTEMS = frozenset({"proc", "sysfs", "debugfs", "tracefs", "securityfs", "configfs", "cgroup", "cgroup2", "efivarfs"})
 
-_file_systems: dict[tuple[int, int], str] | None = None
-
-
 def generated(st: os.stat_result) -> bool:
-    """Whether the file of status ``st`` is on a file system of generated files (by its device's
-    entry in ``/proc/self/mountinfo``, read once; False where there is none)."""
-    global _file_systems
-    if _file_systems is None:
-        _file_systems = {}
-        try:
-            with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
-                for line in f:
-                    fields, _, rest = line.partition(" - ")
-                    major, _, minor = (fields.split()[2:3] or [""])[0].partition(":")
-                    if major.isdigit() and minor.isdigit() and rest:
-                        _file_systems[(int(major), int(minor))] = rest.split()[0]
-        except OSError:
-            pass
-    return _file_systems.get((os.major(st.st_dev), os.minor(st.st_dev)), "") in GENERATED_FILE_SYSTEMS
+    """Whether the file of status ``st`` is on a file system of generated files (``file_system``)."""
+    return file_system(st) in GENERATED_FILE_SYSTEMS
 
 
 

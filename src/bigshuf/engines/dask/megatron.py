@@ -18,6 +18,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -218,10 +219,19 @@ class _PairWriter:
 @dataclass(frozen=True)
 class Pairs:
     """How documents are written: as a ``.bin``/``.idx`` pair (or one per file) at ``target``, the ``.bin``
-    name (pattern, directory) that ``-o`` gives; every file laid out and committed with its ``.idx``."""
+    name (pattern, directory) that ``-o`` (``given``) names; every file laid out and committed with its ``.idx``."""
 
-    target: str
+    given: str | None
+    sharded: bool
     datasets: tuple[Dataset, ...]
+
+    @cached_property
+    def target(self) -> str:
+        """The ``.bin`` name, refused as the local engine refuses it (``output_target``): named when the
+        output is, not as the inputs are prepared, so that ``--dry-run`` files a refusal under the output."""
+        from ...formats.megatron_run import output_target
+
+        return output_target(self.given, self.sharded)
 
     def check(self, layout: Layout) -> None:
         """As the local engine checks a local output: no manifest named as a dataset, and no link,
@@ -273,9 +283,7 @@ def prepare(
     names: Sequence[str], target: str | None, sharded: bool, shards: int | None, limit: int, root: str,
 ) -> tuple[MegatronTasks, list[ScatterTask], int, Pairs]:
     """Open every dataset named (one dtype, modes in all or none), plan pass 1 as runs of documents
-    and the buckets, and name the output pair(s)."""
-    from ...formats.megatron_run import output_target
-
+    and the buckets, and say where the output pair(s) go (``-o``: ``target``, named as the output is placed)."""
     datasets = [open_dataset(p) for n in names for p in dataset_prefixes(n)]
     modes = check_together(datasets)
     datasets = [d if d.modes == modes else replace(d, modes=modes) for d in datasets]  # (those of no sequences)
@@ -283,7 +291,7 @@ def prepare(
     fmt = MegatronTasks(schema(first.modes), "megatron", ("none", None), None, 1, datasets=tuple(datasets))
     need = sum(row_bytes(d.count, d.sequences, d.bin_size, d.modes) + plan.META_PER_RECORD * d.count for d in datasets)
     k = bucket_count(need, limit, shards)
-    return fmt, scatter_tasks(datasets, limit, root), k, Pairs(output_target(target, sharded), tuple(datasets))
+    return fmt, scatter_tasks(datasets, limit, root), k, Pairs(target, sharded, tuple(datasets))
 
 
 def is_dataset(name: str) -> bool:

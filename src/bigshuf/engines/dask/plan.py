@@ -100,7 +100,11 @@ def _gather(request: Request) -> _Facts:
     _buckets(facts)
     if facts.prepared is not None:
         if facts.prepared.pairs is not None:  # Megatron: the .bin (pattern, directory) -o names, as the run names it
-            out_name = facts.prepared.pairs.target
+            try:
+                out_name = facts.prepared.pairs.target
+            except BigShufError as e:
+                facts.output_error = dryrun.error_line(e)  # refused under the output, as the local plan refuses it
+                return facts
         facts.output = OutputPlan(
             out_name, request.shards, facts.prepared.compress, facts.prepared.suffix,
             Sharding(request.shards, request.shard_records, request.shard_size), request.split, request.manifest,
@@ -248,8 +252,11 @@ def _output(facts: _Facts) -> None:
     (the same checks), URLs named here; a layout (splits, open-ended shards, a manifest) checked by
     the driver's ``check_layout``, which also refuses a manifest of URL outputs."""
     out, prepared = facts.output, facts.prepared
-    if out is None or prepared is None:
+    if prepared is None:
         facts.line("output", "unknown (the inputs cannot be read)")
+        return
+    if out is None:
+        dryrun.plan_output(facts)  # "unknown", and the run's refusal of the name -o gives
         return
     layout = Layout(out.sharding, None if out.split is None else parse_split(out.split), out.manifest)
     target = out.target
