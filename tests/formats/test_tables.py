@@ -1078,6 +1078,39 @@ def test_a_table_replaced_after_it_was_planned_is_refused(tmp_path: Path, kind: 
             pass
 
 
+class _AppendOnFirstUpdate(bigshuf.progress.Progress):
+    """Appends a JSON line to ``path`` at the first progress a run reports: while it reads the file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path: Path | None = path
+
+    def update(self, nbytes: int) -> None:
+        if self.path is not None:
+            with open(self.path, "ab") as f:
+                f.write(b'{"x": -1}\n')
+            self.path = None
+
+
+@pytest.mark.parametrize("memory", ["64M", "256K"])
+def test_json_lines_read_as_rows_changed_while_read_are_refused(tmp_path: Path, memory: str) -> None:
+    """Found while fixing the manifest's sizes: JSON Lines read as rows (into Parquet) took a line
+    appended while the file was read, exit 0, where the same file shuffled as lines is refused; and
+    one changed after the run planned it (before it was read) was read as it then stood."""
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b"".join(b'{"x": %d}\n' % i for i in range(40_000)))
+    (tmp_path / "t").mkdir()
+    with pytest.raises(InputError, match=r"in\.jsonl: file changed while being read \(size \d+ bytes when opened, \d+ now"):
+        bigshuf.shuffle(src, tmp_path / "o.parquet", memory=memory, seed=1, tmp_dir=tmp_path / "t", progress=_AppendOnFirstUpdate(src))
+    assert not (tmp_path / "o.parquet").exists()
+    assert temp_leftovers(tmp_path / "t") == []
+    planned = TableInput(str(src), "jsonl")
+    with open(src, "ab") as f:
+        f.write(b'{"x": -2}\n')
+    with pytest.raises(InputError, match=r"in\.jsonl: file changed while being read"):
+        for _batch in planned.batches(1 << 20):
+            pass
+
+
 @pytest.mark.parametrize("memory", ["256K", "512K", "1M", "2M"])
 def test_a_unique_plan_takes_the_runs_path(tmp_path: Path, memory: str) -> None:
     """``--dry-run --unique`` of rows that fit in memory once but not beside their unique copy said

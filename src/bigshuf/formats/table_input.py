@@ -82,11 +82,11 @@ class TableInput:
         self._live: Iterator[pa.RecordBatch] | None = None  # a peeked JSON stream, to go on with
         #: The files read anew for each pass, checked once read: the rows planned are those they held.
         self.stamps: list[Stamp] = []
+        if path != "-":
+            self.stamps.append(Stamp(path, quote_name(path)))
         what = FILE_KINDS.get(kind)
         if what is None:
             return
-        if path != "-":
-            self.stamps.append(Stamp(path, quote_name(path)))
         try:
             if kind == "parquet":
                 with self._parquet() as pf:
@@ -213,7 +213,8 @@ class TableInput:
         """
         import pyarrow.json as pj
 
-        stream = FileSource(self.path).open()
+        source = FileSource(self.path)
+        stream = source.open()
         line = 1  # the number of the block's first line
         try:
             for block in _line_blocks(stream, max(1 << 16, block_bytes), self.path):
@@ -254,6 +255,10 @@ class TableInput:
                     self.schema = table.schema
                     self._inferred = True
                 yield from table.to_batches()
+            # Read to its end: refused if it changed meanwhile, or since the run planned it, as a line
+            # file is (rows appended while read were taken, and a manifest listed the grown file).
+            source.check_unchanged()
+            self.check_unchanged()
         finally:
             stream.close()
 
