@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -210,6 +211,48 @@ def test_check_manifest_names_each_problem(tmp_path: Path) -> None:
     proc = cli("--check-manifest", str(manifest))
     lines = proc.stderr.decode().splitlines()
     assert proc.returncode == 1 and len(lines) == 1 and lines[0].endswith("a.txt: No such file or directory"), lines
+
+
+class _AppendInPass2(bigshuf.progress.Progress):
+    """Appends ``extra`` to ``path`` as pass 2 starts: the inputs are read by then."""
+
+    def __init__(self, path: Path, extra: bytes) -> None:
+        self.path, self.extra = path, extra
+
+    def start(self, description: str, total: int | None) -> None:
+        if description.startswith("pass 2") and self.extra:
+            with open(self.path, "ab") as f:
+                f.write(self.extra)
+            self.extra = b""
+
+
+@pytest.mark.parametrize("kind", ["lines", "rows", "megatron", "dask"])
+def test_an_input_appended_to_after_it_was_read_is_listed_as_read(tmp_path: Path, kind: str) -> None:
+    """Found by a new-user test: the manifest took each input's size and mtime once the run had ended,
+    so a file appended to in pass 2 (its records read, the new ones not) was listed at its new size
+    beside the bytes read. It is listed as it was read."""
+    if kind == "dask":
+        pytest.importorskip("distributed")
+    if kind == "megatron":
+        from formats.test_megatron import make_docs, write_dataset
+
+        src = write_dataset(tmp_path / "in", make_docs(400, seed=2))
+        grown = Path(f"{src}.bin")
+        options: dict[str, Any] = {"output": str(tmp_path / "out" / "all")}
+    else:
+        src = grown = tmp_path / "in.jsonl"
+        src.write_bytes(b"".join(b'{"n": %d, "pad": "%s"}\n' % (i, b"x" * 40) for i in range(3000)))
+        options = {"output": str(tmp_path / "out" / ("all.parquet" if kind == "rows" else "all.jsonl"))}
+        if kind == "dask":
+            options["engine"] = "dask"
+    before = grown.stat()
+    (tmp_path / "out").mkdir()
+    manifest = tmp_path / "out" / "m.json"
+    progress = _AppendInPass2(grown, b"0" * 64 if kind == "megatron" else b'{"n": "late"}\n')
+    bigshuf.shuffle(src, memory="64K", seed=1, manifest=manifest, tmp_dir=tmp_path, progress=progress, **options)
+    assert grown.stat().st_size == before.st_size + len(b"0" * 64 if kind == "megatron" else b'{"n": "late"}\n')
+    (entry,) = json.loads(manifest.read_text())["inputs"]
+    assert (entry["path"], entry["size"], entry["mtime"]) == (str(grown), before.st_size, before.st_mtime_ns / 1e9)
 
 
 def test_check_manifest_given_twice_is_refused(tmp_path: Path) -> None:

@@ -169,7 +169,8 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         """The manifest's run-wide entries: the request, and every input's records and bytes as read."""
         names = [s.path if isinstance(s, FileSource) else s.name for s in self.sources]
         counts = None if self.counted_reader is None else self.counted_reader.counted()
-        inputs = input_entries(names, counts, [isinstance(s, FileSource) for s in self.sources])
+        files = [isinstance(s, FileSource) for s in self.sources]
+        inputs = input_entries(names, counts, files, [s.read_as() if isinstance(s, FileSource) else None for s in self.sources])
         fmt: dict[str, Any] = {"separator": self.fmt.sep, "lines_per_record": self.fmt.group, "header_lines": self.request.header}
         if self.request.header:  # every output starts with it: --check-manifest compares it too
             fmt["header_sha256"] = hashlib.sha256(self.out.header).hexdigest()

@@ -312,7 +312,8 @@ class MegatronRun(ResumableMegatron):
     def _input_entries(self) -> list[dict[str, Any]]:
         """Each dataset as the manifest lists it: its ``.bin`` (path, size, mtime), documents and token bytes (from its index)."""
         datasets = self.datasets
-        return input_entries([d.bin_path for d in datasets], [(d.count, d.bin_size) for d in datasets], [d.local for d in datasets])
+        read_as = [next((s.stamped() for s in d.stamps if s.path == d.bin_path), None) for d in datasets]
+        return input_entries([d.bin_path for d in datasets], [(d.count, d.bin_size) for d in datasets], [d.local for d in datasets], read_as)
 
     def _records_format(self) -> dict[str, Any]:
         """The manifest's ``format``: Megatron pairs, their token dtype and whether sequences have modes."""

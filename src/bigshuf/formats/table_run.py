@@ -106,7 +106,8 @@ class TableRun(WeightedRows, TwoPass):
     def _input_entries(self) -> list[dict[str, Any]]:
         """The manifest's entry of every input: its path, size and mtime, and the rows read from it."""
         counts = None if self.input_rows is None else [(rows, None) for rows in self.input_rows]
-        return input_entries([i.path for i in self.inputs], counts, [True] * len(self.inputs))
+        read_as = [i.stamps[0].stamped() if i.stamps else None for i in self.inputs]
+        return input_entries([i.path for i in self.inputs], counts, [True] * len(self.inputs), read_as)
 
     def _records_format(self) -> dict[str, Any]:
         """The manifest's ``format``: the file format rows are written in."""

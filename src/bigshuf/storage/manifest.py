@@ -50,18 +50,25 @@ def fingerprint_entry(fp: Fingerprint) -> dict[str, Any]:
 
 
 def input_entries(
-    names: Sequence[str], counts: Sequence[tuple[int, int | None]] | None, files: Sequence[bool]
+    names: Sequence[str], counts: Sequence[tuple[int, int | None]] | None, files: Sequence[bool],
+    read_as: Sequence[tuple[int, int] | None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Each input's manifest entry: its path, size and mtime (local files), records and bytes as read."""
+    """Each input's manifest entry: its path, size and mtime (local files), records and bytes as read.
+    Size and mtime are the file's as the run read it (``read_as``: size and mtime in ns, where
+    known), not as it is by the end: a file appended to after it was read listed the new size."""
     entries = []
     for i, (name, is_file) in enumerate(zip(names, files)):
         entry: dict[str, Any] = {"path": name, "size": None, "mtime": None}
         if is_file and name != "-":
-            try:
-                st = os.stat(name)
-                entry.update(path=os.path.abspath(name), size=st.st_size, mtime=st.st_mtime_ns / 1e9)
-            except OSError:
-                pass
+            seen = None if read_as is None else read_as[i]
+            if seen is None:
+                try:
+                    st = os.stat(name)
+                    seen = st.st_size, st.st_mtime_ns
+                except OSError:
+                    pass
+            if seen is not None:
+                entry.update(path=os.path.abspath(name), size=seen[0], mtime=seen[1] / 1e9)
         records, nbytes = counts[i] if counts is not None else (None, None)
         entry.update(records=records, bytes=nbytes)
         entries.append(entry)

@@ -53,6 +53,10 @@ class Stamp:
         except OSError:
             return None
 
+    def stamped(self) -> tuple[int, int] | None:
+        """The file's size and modification time (ns) when stamped; None if it could not be looked at."""
+        return None if self._was is None else (self._was[2], self._was[3])
+
     def check(self, st: os.stat_result | None = None) -> None:
         """Refuse the file (``changed``) if it is not as it was when stamped: as ``st`` says, the status
         of a descriptor the reader holds, else as its name now finds it."""
@@ -148,6 +152,13 @@ class FileSource:
             raise changed(self.name, resized(self._size_at_open, now, read))
         if mtime != self._mtime_at_open:
             raise changed(self.name, resized(now, now))
+
+    def read_as(self) -> tuple[int, int] | None:
+        """The regular file's size and modification time (ns) when last opened, which
+        ``check_unchanged`` holds what was read to; None if not opened, or not such a file."""
+        if self._size_at_open is None or self.path == "-":
+            return None
+        return self._size_at_open, self._mtime_at_open
 
     def still_as_opened(self) -> bool:
         """Whether the path still names the file the open stream reads, as it was when opened (same

@@ -197,7 +197,7 @@ def shuffle(
             job.prepared.pairs.place(job.out, results2, job.root)
         if job.layout.manifest is not None:
             info = run_info or _default_info(seed, random_source, head_share, split, unique)
-            _manifest(job, first, info, head_count, results2)
+            _manifest(job, first, info, head_count, results2, {f.name: s for f, s in zip(prepared.stored, stamps)})
         commit(job.out, [t.target for t in tasks2], job.sink, job.direct is not None)
         committed = True
         if job.layout.sharding.open_ended:
@@ -418,8 +418,12 @@ def _check_written(read: Fingerprint, results2: list[GatherResult], total: int, 
             raise OutputError(verification_failure(replace(read, unit=fmt.unit), replace(wrote, unit=fmt.unit), fmt.records_kind == "rows"))
 
 
-def _manifest(job: _Job, first: _Scattered, info: RunInfo, head_count: int | None, results: list[GatherResult]) -> None:
-    """Write the manifest beside its target, to be committed with the outputs (``out.manifest_move``)."""
+def _manifest(
+    job: _Job, first: _Scattered, info: RunInfo, head_count: int | None, results: list[GatherResult],
+    stamps: dict[str, tuple[int, int] | None],
+) -> None:
+    """Write the manifest beside its target, to be committed with the outputs (``out.manifest_move``);
+    the inputs' sizes and mtimes as pass 1 read them (``stamps``)."""
     out, prepared, fmt, manifest = job.out, job.prepared, job.cfg.fmt, job.layout.manifest
     assert out.files is not None and manifest is not None, "a manifest of URL outputs is refused before the run"
     counts = (
@@ -427,7 +431,7 @@ def _manifest(job: _Job, first: _Scattered, info: RunInfo, head_count: int | Non
         else input_counts(prepared.tasks, first.results, len(prepared.names), fmt.input_bytes)
     )
     mixed = first.mixed
-    entries = info(inputs_entry(prepared.names, counts), fmt.format_entry(), head_count, mixed.stats() if mixed else (), first.duplicates)
+    entries = info(inputs_entry(prepared.names, counts, stamps), fmt.format_entry(), head_count, mixed.stats() if mixed else (), first.duplicates)
     entries["entropy"] = str(job.cfg.entropy)
     if mixed is not None and mixed.stratifier is not None and job.layout.split is not None:
         strata = mixed.stratifier

@@ -178,7 +178,11 @@ def write_run_manifest(
     return temp, final
 
 
-def inputs_entry(names: Sequence[str], counts: list[tuple[int, int | None]]) -> list[dict[str, Any]]:
-    """The manifest's inputs: local files with their size and mtime, URLs by name; records (and bytes) read."""
-    return input_entries(names, counts, [not remote.is_url(n) for n in names])
+def inputs_entry(
+    names: Sequence[str], counts: list[tuple[int, int | None]], stamps: dict[str, tuple[int, int] | None],
+) -> list[dict[str, Any]]:
+    """The manifest's inputs: local files with their size and mtime as pass 1 read them (``stamps``,
+    by name, as ``remote.stamp`` took them before it), URLs by name; records (and bytes) read."""
+    read_as = [stamps.get(n) for n in names]
+    return input_entries(names, counts, [not remote.is_url(n) for n in names], [s if s != (-1, 0) else None for s in read_as])
 
