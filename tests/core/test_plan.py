@@ -22,7 +22,8 @@ LIMITS = [plan.MIN_MEMORY, 1500, 4096, 100_000, 1 << 20, 3 * (1 << 20) + 7, 256 
         ("10B", 10),
         ("2k", 2 << 10),
         ("2KiB", 2 << 10),
-        ("2kb", 2000),  # kB, MB, GB: powers of 1000, as head -c and dd read them
+        ("2kB", 2000),  # kB, MB, GB: powers of 1000, as head -c and dd read them
+        ("2KB", 2000),
         ("2GB", 2 * 10**9),
         ("1.5MB", 1_500_000),
         ("2GiB", 2 << 30),
@@ -59,7 +60,10 @@ def test_parse_size_passes_ints_through() -> None:
         plan.parse_size(-1)
 
 
-@pytest.mark.parametrize("text", ["", " ", "abc", "-1", "1x", "1.2.3", "K", "1 K K", "1KB2", "%", "1e3", "0x10", "1,5M", "1G\n", "1\nG", "\u00b2", "\u0661G"])
+@pytest.mark.parametrize("text", [
+    "", " ", "abc", "-1", "1x", "1.2.3", "K", "1 K K", "1KB2", "%", "1e3", "0x10", "1,5M", "1G\n", "1\nG", "\u00b2", "\u0661G",
+    "2kb", "2Kb", "1.5Mb", "1 gb",  # bits to Hugging Face (2Kb: 250 bytes), refused by head -c and dd
+])
 def test_parse_size_refuses_garbage(text: str) -> None:
     """Anything else is one usage error quoting the argument (a newline escaped, on one line),
     naming -S (memory= in the library). ``1G`` and a newline was read as 1 GiB."""

@@ -108,6 +108,8 @@ def test_shard_records_with_a_header_and_an_empty_output(tmp_path: Path) -> None
     (["--shard-size", "0"], "invalid --shard-size value"),
     (["--shard-size", "1."], "invalid --shard-size value: '1.'"),  # as -S and every number option spell them
     (["--shard-size", "50%"], "invalid --shard-size value: '50%'"),
+    # Found by a new-user test: read as 100,000 bytes; Hugging Face reads 100Kb as bits (12,500 bytes).
+    (["--shard-size", "100Kb"], "invalid --shard-size value: '100Kb'"),
     (["--shard-size", "9" * 400], "--shard-size argument '" + "9" * 400 + "' too large"),  # was an internal OverflowError
     (["--shard-size", "16E"], "--shard-size argument '16E' too large"),
     (["--shard-records", "0"], "invalid --shard-records value: '0'"),

@@ -31,7 +31,9 @@ SIZE_LIMIT = 1 << 64
 #: A size: a number, then after any spaces a unit, case ignored: ``b`` (bytes); ``K``, ``M``, ``G``,
 #: ``T``, ``P``, ``E`` alone or with ``iB`` (powers of 1024, as GNU sort's ``-S``); with ``B`` alone
 #: (``kB``, ``GB``: powers of 1000, as coreutils' head and dd and Hugging Face's shard sizes read
-#: them); or ``%``. A newline, inside or after, is no space.
+#: them); or ``%``. A newline, inside or after, is no space. A lower-case ``b`` after the prefix
+#: (``Kb``, ``mb``) is refused: Hugging Face reads it as bits (``100Kb`` is 12,500 bytes), head and
+#: dd refuse it, and bytes would be a third reading.
 _SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)[ \t]*(?:(%|b)|([kmgtpe])(ib|b)?)?[ \t]*\Z", re.IGNORECASE | re.ASCII)
 
 
@@ -49,6 +51,8 @@ def parse_size(text: str, bare: int) -> tuple[Fraction, bool] | None:
         return number, False
     if not prefix:
         return number * bare, False
+    if m.group(4) == "b":
+        return None
     return number * (1000 if tail == "b" else 1024) ** ("kmgtpe".index(prefix) + 1), False
 
 
