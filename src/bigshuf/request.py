@@ -386,6 +386,11 @@ def _check_outputs(request: Request) -> None:
             raise UsageError(
                 f"{option('split')} needs {option('output')} with a {SPLIT_FIELD} placeholder, like out/{SPLIT_FIELD}.jsonl"
             )
+        if request.output.endswith(os.sep) and not given:
+            raise UsageError(
+                f"{option('output')} {quote_arg(request.output)} names a directory for each split, but no shard option is given: "
+                f"add {option('shards')}, {option('shard_size')} or {option('shard_records')}, or name a file, like out/{SPLIT_FIELD}.jsonl"
+            )
         field = _shard_field(request.output.replace(SPLIT_FIELD, ""))
         if field and not given:
             raise UsageError(

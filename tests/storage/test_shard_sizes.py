@@ -110,6 +110,7 @@ def test_shard_records_with_a_header_and_an_empty_output(tmp_path: Path) -> None
     (["--shard-size", "50%"], "invalid --shard-size value: '50%'"),
     # Found by a new-user test: read as 100,000 bytes; Hugging Face reads 100Kb as bits (12,500 bytes).
     (["--shard-size", "100Kb"], "invalid --shard-size value: '100Kb'"),
+    (["--split", "a=5,b=rest"], "-o '{tmp}/{{split}}/' names a directory for each split, but no shard option is given"),
     (["--shard-size", "9" * 400], "--shard-size argument '" + "9" * 400 + "' too large"),  # was an internal OverflowError
     (["--shard-size", "16E"], "--shard-size argument '16E' too large"),
     (["--shard-records", "0"], "invalid --shard-records value: '0'"),
@@ -117,7 +118,9 @@ def test_shard_records_with_a_header_and_an_empty_output(tmp_path: Path) -> None
 ])
 def test_shard_option_refusals_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
     src = write_records(tmp_path / "in", make_records(10, seed=1))
-    proc = cli(str(src), *args, "-o", f"{tmp_path}/out/")
+    split = "--split" in args
+    proc = cli(str(src), *args, "-o", f"{tmp_path}/{{split}}/" if split else f"{tmp_path}/out/")
+    message = message.format(tmp=tmp_path)
     assert proc.returncode == 1 and proc.stderr.count(b"\n") == 1 and message.encode() in proc.stderr, proc.stderr
 
 
