@@ -21,6 +21,12 @@ from bigshuf.storage.commit import TEST_KILL_VARIABLE
 from helpers import checkpoint_state, kill_at_checkpoint, write_short_lines
 
 
+@pytest.fixture
+def tmp_path(ram_tmp_path: Path) -> Path:
+    """This module's ``--resume`` runs in memory where they can be (``ram_tmp_path``): they fsync at every checkpoint."""
+    return ram_tmp_path
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_short_lines(tmp_path_factory.mktemp("resume") / "in.txt", 700_000, seed=3)

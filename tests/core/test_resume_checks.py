@@ -27,6 +27,12 @@ from bigshuf.progress import Progress
 
 from helpers import checkpoint_state, write_short_lines
 
+
+@pytest.fixture
+def tmp_path(ram_tmp_path: Path) -> Path:
+    """This module's ``--resume`` runs in memory where they can be (``ram_tmp_path``): they fsync at every checkpoint."""
+    return ram_tmp_path
+
 SEED, MEMORY = 7, "4M"
 
 

@@ -26,6 +26,12 @@ from helpers import checkpoint_state
 import test_resume_layouts as layouts
 from test_resume_layouts import files_under
 
+
+@pytest.fixture
+def tmp_path(ram_tmp_path: Path) -> Path:
+    """This module's ``--resume`` runs in memory where they can be (``ram_tmp_path``): they fsync at every checkpoint."""
+    return ram_tmp_path
+
 SEED, MEMORY = 11, "1M"
 
 #: Whether to stop, from the checkpoint as it stands and the job's ``-T``.

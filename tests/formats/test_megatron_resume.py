@@ -28,6 +28,12 @@ from helpers import checkpoint_state, kill_at_checkpoint, temp_leftovers
 from test_megatron import as_docs, make_docs, read_dataset, write_dataset
 from test_uniformity import assert_uniform
 
+
+@pytest.fixture
+def tmp_path(ram_tmp_path: Path) -> Path:
+    """This module's ``--resume`` runs in memory where they can be (``ram_tmp_path``): they fsync at every checkpoint."""
+    return ram_tmp_path
+
 SEED, MEMORY = 5, "1M"
 State = Callable[[dict[str, Any]], bool]
 

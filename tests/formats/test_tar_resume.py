@@ -23,6 +23,12 @@ from bigshuf.progress import Progress
 from helpers import checkpoint_state, kill_at_checkpoint
 from test_webdataset import as_set, make_samples, make_tar, read_samples, shards
 
+
+@pytest.fixture
+def tmp_path(ram_tmp_path: Path) -> Path:
+    """This module's ``--resume`` runs in memory where they can be (``ram_tmp_path``): they fsync at every checkpoint."""
+    return ram_tmp_path
+
 SEED, MEMORY = 11, "256K"
 
 Ready = Callable[[dict[str, Any]], bool]
