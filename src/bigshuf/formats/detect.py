@@ -178,6 +178,14 @@ def named_files(path: str) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def named_directories(path: str) -> list[str]:
+    """The directories a local input name stands for, whose data files are read (see ``named_files``):
+    the name itself, or a glob's matches that are directories."""
+    if isinstance(path, LiteralName) or path == "-" or os.path.lexists(path) or not glob.has_magic(path):
+        return [path] if path != "-" and os.path.isdir(path) else []
+    return [match for match in sorted(glob.glob(path, recursive=True)) if os.path.isdir(match)]
+
+
 def expand_directories(paths: list[str]) -> list[str]:
     """``paths`` with every directory replaced by its data files (``dataset_files``).
 
