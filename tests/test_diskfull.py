@@ -296,3 +296,25 @@ def test_a_tar_of_recorded_size_is_refused_before_it_fills_the_temp_disk(tmp_pat
     assert proc.returncode == 1 and proc.stderr.startswith(f"bigshuf: {small_fs}: not enough temporary space: need ".encode()), proc.stderr
     assert proc.stderr in plan.stderr.splitlines(keepends=True), (proc.stderr, plan.stderr)
     assert os.listdir(small_fs) == [] and not (tmp_path / "out.tar").exists()
+
+
+@pytest.mark.parametrize("piped", [False, True])
+def test_a_temp_directory_out_of_inodes_says_so(tmp_path: Path, piped: bool) -> None:
+    """On a -T with 30 inodes a file needing 121 buckets failed at ``.../top/bucket-00026: No space
+    left on device``, bare. A file's buckets are counted against the inodes left before pass 1;
+    from a pipe (no count up front) the failing create says the file system is out of inodes."""
+    with tmpfs(tmp_path / "few", "size=64m,nr_inodes=30") as mnt:
+        src = write_records(tmp_path / "in", [b"%d" % i for i in range(200000)])  # 1.3 MB
+        args = ["-S", "256K", "-T", str(mnt), "-o", str(tmp_path / "out")]
+        if piped:
+            done = subprocess.run([sys.executable, "-m", "bigshuf", *args], input=src.read_bytes(), capture_output=True, timeout=120, check=False)
+        else:
+            done = _run([str(src), *args])
+        err = done.stderr.decode()
+        assert done.returncode == 1 and err.count("\n") == 1 and "Traceback" not in err, err
+        if piped:
+            assert re.search(r"/(group|bucket)-\d{5}: No space left on device; .* out of files \(inodes\)", err), err
+        else:
+            assert err.startswith(f"bigshuf: {mnt}: not enough free files (inodes) for the temporary buckets: need "), err
+        assert os.listdir(mnt) == []
+        assert not (tmp_path / "out").exists()

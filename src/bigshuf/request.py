@@ -172,6 +172,7 @@ class Request:
         if refusal is not None:
             raise UsageError(refusal)
         _check_combinations(request, len(paths) == len(expanded))
+        _check_not_into_inputs(request, items)
         return request
 
 
@@ -293,6 +294,24 @@ def _expand(items: list[str | Source]) -> tuple[list[str | Source], list[str]]:
     expanded = [part for s in items for part in ((named_files(s) or [s]) if isinstance(s, str) and not is_remote(s) else [s])]
     paths = [s for s in expanded if isinstance(s, str) and not is_remote(s)]
     return expanded, paths
+
+
+def _check_not_into_inputs(request: Request, items: list[str | Source]) -> None:
+    """Refuse shards or splits written into a local directory named as an input (see
+    ``storage.shards.check_not_into_inputs``)."""
+    from .formats.detect import named_directories
+    from .storage.layout import parse_split
+    from .storage.remote import is_remote
+    from .storage.shards import check_not_into_inputs
+
+    target = request.output
+    sharded = any(getattr(request, name) is not None for name in ("shards", "shard_size", "shard_records"))
+    if target is None or target == "-" or is_remote(target) or not (sharded or request.split is not None):
+        return
+    directories = [d for s in items if isinstance(s, str) and not is_remote(s) for d in named_directories(s)]
+    if directories:
+        names = None if request.split is None else [part.name for part in parse_split(request.split)]
+        check_not_into_inputs(target, names, sharded, directories)
 
 
 def _check_combinations(request: Request, all_paths: bool) -> None:

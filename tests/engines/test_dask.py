@@ -951,7 +951,26 @@ def test_a_name_with_a_newline_stays_on_its_line(tmp_path: Path) -> None:
         proc = subprocess.run([sys.executable, "-m", "bigshuf", "--engine=dask", name, "-o", "out"],
                               capture_output=True, timeout=TIMEOUT, cwd=tmp_path)
         assert proc.returncode == 1 and proc.stderr.count(b"\n") == 1, proc.stderr
-        assert b"x'$'\\n''y." in proc.stderr, proc.stderr  # (the gzip's name is absolute: read on the client)
+        assert proc.stderr.startswith(b"bigshuf: 'x'$'\\n''y."), proc.stderr  # (as given, not made absolute)
+
+
+@pytest.mark.parametrize("codec", ["gzip", "zstd"])
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_truncated_compressed_input_is_named_as_given(tmp_path: Path, codec: str, dry_run: bool) -> None:
+    """Found by attack: ``--engine dask bad/tr.jsonl.zst`` named the file by its absolute path (its
+    first bytes are decoded on the client to plan the buckets), where the local engine names it as given."""
+    suffix = "gz" if codec == "gzip" else "zst"
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / f"tr.jsonl.{suffix}").write_bytes(compress(codec, b"".join(b"%d\n" % i for i in range(5000)))[:3000])
+    args = ["--dry-run"] if dry_run else ["-o", "q.txt"]
+    proc = subprocess.run([sys.executable, "-m", "bigshuf", "--engine=dask", f"bad/tr.jsonl.{suffix}", *args],
+                          capture_output=True, timeout=TIMEOUT, cwd=tmp_path, check=False)
+    assert proc.returncode == 1, proc.stderr
+    why = f"bad/tr.jsonl.{suffix}: truncated {codec} data (ends inside a {'member' if codec == 'gzip' else 'frame'})"
+    if dry_run:
+        assert proc.stdout.decode().splitlines()[-1] == f"failed: inputs: {why}", proc.stdout
+    else:
+        assert proc.stderr.decode() == f"bigshuf: {why}\n"
 
 
 @pytest.mark.parametrize("codec", ["gzip", "zstd"])

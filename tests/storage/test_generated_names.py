@@ -297,3 +297,56 @@ def test_what_lies_at_a_probed_name_the_run_never_reaches_is_left_alone(tmp_path
     done = cli("in.txt", "--seed", "1", "--shard-records", "10", "-o", "o/", cwd=tmp_path)
     assert done.returncode == 0 and done.stderr == b"", done.stderr
     assert sorted(os.listdir(tmp_path / "o")) == ["part-00000.txt", "part-00001.txt", "part-00002.txt", "part-00600.txt"]
+
+
+def _input_directory(tmp_path: Path, tars: bool) -> None:
+    """``d/`` holding three records: a gzipped JSON Lines file, or three one-member tars."""
+    import gzip
+    import io
+    import tarfile
+
+    (tmp_path / "d").mkdir()
+    if not tars:
+        (tmp_path / "d" / "x.jsonl.gz").write_bytes(gzip.compress(b'{"t":"a"}\n{"t":"b"}\n{"t":"c"}\n'))
+        return
+    for i in range(3):
+        with tarfile.open(tmp_path / "d" / f"t{i}.tar", "w") as tar:
+            info = tarfile.TarInfo(f"s{i}.txt")
+            info.size = 2
+            tar.addfile(info, io.BytesIO(b"%d\n" % i))
+
+
+@pytest.mark.parametrize("case", ["same", "tars", "symlink", "inside", "split", "dask", "dry run"])
+def test_shards_into_an_input_directory_are_refused(tmp_path: Path, case: str) -> None:
+    """``bigshuf d/ --shards 2 -o d/`` exited 0 with the shards beside the records they hold: the
+    next read of ``d/`` took both copies. An output directory that is an input directory, by any
+    name, or inside one is refused naming both."""
+    _input_directory(tmp_path, case == "tars")
+    (tmp_path / "l").symlink_to("d")
+    out = {"symlink": "l/", "inside": "d/new/"}.get(case, "d/")
+    layout = ["--split", "a=1,b=rest", "-o", "l/../d/{split}.jsonl.gz"] if case == "split" else ["--shards", "2", "-o", out]
+    extra = {"dask": ["--engine", "dask"], "dry run": ["--dry-run"]}.get(case, [])
+    before = snapshot(tmp_path)
+    done = cli("d/", *layout, "--seed", "1", *extra, cwd=tmp_path)
+    err = done.stderr.decode()
+    assert done.returncode == 1 and err.count("\n") == 1 and "Traceback" not in err, err
+    where = "is inside" if case == "inside" else "is"
+    assert f"the output directory {where} the input directory d/" in err and layout[-1] in err, err
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("case", ["hidden subdirectory", "a file of the directory", "a file onto itself"])
+def test_outputs_beside_inputs_not_read_back_still_work(tmp_path: Path, case: str) -> None:
+    """What a directory's read does not take back stays allowed: shards in a subdirectory it skips
+    (``_out``), shards beside an input named as a file, and ``-o`` onto its own input (as GNU shuf)."""
+    _input_directory(tmp_path, False)
+    args = {
+        "hidden subdirectory": ["d/", "--shards", "2", "-o", "d/_out/"],
+        "a file of the directory": ["d/x.jsonl.gz", "--shards", "2", "-o", "d/"],
+        "a file onto itself": ["d/x.jsonl.gz", "-o", "d/x.jsonl.gz"],
+    }[case]
+    done = cli(*args, "--seed", "1", cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (0, b"")
+    # (what a later read of d/ takes: the shards beside x.jsonl.gz too, never those in _out/)
+    copies = 2 if case == "a file of the directory" else 1
+    assert sorted(cli("d/", cwd=tmp_path).stdout.splitlines()) == sorted([b'{"t":"a"}', b'{"t":"b"}', b'{"t":"c"}'] * copies)

@@ -552,3 +552,41 @@ def test_a_replaced_manifest_keeps_its_mode_and_group(tmp_path: Path) -> None:
     st = os.stat(manifest)
     assert (st.st_mode & 0o7777, st.st_gid) == (0o600, group)
     assert json.loads(manifest.read_bytes())["outputs"]
+
+
+@pytest.mark.parametrize("kind", ["lines", "tars", "dask"])
+def test_a_directory_read_back_skips_the_manifest_written_into_it(tmp_path: Path, kind: str) -> None:
+    """``--manifest out/manifest.json`` beside the shards, then ``bigshuf out/``: the manifest's
+    pretty-printed JSON lines were shuffled in among the records (exit 0), and beside tar shards
+    the directory was refused as holding line files and tars. The manifest is skipped; a user's
+    own ``manifest.json`` of records, and a manifest named as a file, are still read."""
+    import io
+    import tarfile
+
+    src = tmp_path / "src"
+    src.mkdir()
+    if kind == "tars":
+        for i in range(3):
+            with tarfile.open(src / f"t{i}.tar", "w") as tar:
+                info = tarfile.TarInfo(f"s{i}.txt")
+                info.size = 2
+                tar.addfile(info, io.BytesIO(b"%d\n" % i))
+    else:
+        (src / "a.txt").write_bytes(b"".join(b"%d\n" % i for i in range(20)))
+    out = tmp_path / "out"
+    engine = ["--engine", "dask"] if kind == "dask" else []
+    done = cli(str(src) + "/", "--shards", "2", "-o", f"{out}/", "--manifest", str(out / "manifest.json"), "--seed", "1", *engine)
+    assert done.returncode == 0, done.stderr
+    again = tmp_path / ("again.tar" if kind == "tars" else "again.txt")
+    done = cli(f"{out}/", "-o", str(again), "--seed", "1", *engine)
+    assert (done.returncode, done.stderr) == (0, b""), done.stderr
+    if kind == "tars":
+        with tarfile.open(again) as tar:
+            assert sorted(tar.getnames()) == ["s0.txt", "s1.txt", "s2.txt"]
+        return
+    assert sorted(again.read_bytes().splitlines()) == sorted(b"%d" % i for i in range(20))
+    assert b"bigshuf_manifest" in cli(str(out / "manifest.json")).stdout  # named as a file, it is data
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "manifest.json").write_bytes(b'{"bigshuf_manifest": 1}\n{"t": 2}\n')  # JSON Lines: records
+    assert sorted(cli(f"{data}/").stdout.splitlines()) == [b'{"bigshuf_manifest": 1}', b'{"t": 2}']

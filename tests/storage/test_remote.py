@@ -71,6 +71,25 @@ def test_a_local_whole_write_is_private(tmp_path: Path, replacing: bool) -> None
     assert os.listdir(tmp_path) == ["obj"]
 
 
+@pytest.mark.parametrize("how", ["path", "file URL"])
+def test_the_directories_a_local_whole_write_makes_are_private(tmp_path: Path, how: str) -> None:
+    """Found by attack: after a Dask run stopped by Ctrl-C had removed its ``--temp-url`` prefix, a
+    task finishing late wrote its pass-1 object and made the prefix again, 0755 under the usual
+    umask (``os.makedirs``). Every directory a local write makes is 0700, as the prefix was;
+    an existing one keeps its mode."""
+    (tmp_path / "shared").mkdir(mode=0o755)
+    os.chmod(tmp_path / "shared", 0o755)
+    root = tmp_path / "shared" / "bigshuf-dask-0123456789ab"
+    name = root / "p1" / "000000-000000"
+    old = os.umask(0o022)
+    try:
+        remote.write_whole(str(name) if how == "path" else f"file://{name}", lambda f: f.write(b"records\n"))
+    finally:
+        os.umask(old)
+    assert name.read_bytes() == b"records\n"
+    assert [os.stat(d).st_mode & 0o777 for d in (tmp_path / "shared", root, root / "p1")] == [0o755, 0o700, 0o700]
+
+
 class Refused(OSError):
     """An OSError whose constructor takes other arguments (as aiohttp's connection errors do)."""
 

@@ -126,7 +126,7 @@ class BucketGroups:
         try:
             return owned(lambda: open_sliced(create_exclusive(self.path(g), 0o600, os.O_WRONLY | os.O_APPEND), "ab", 0))
         except OSError as e:
-            raise TempSpaceError(f"{quote_name(self.path(g))}: {e.strerror}") from None
+            raise TempSpaceError(f"{quote_name(self.path(g))}: {e.strerror}{full_disk_hint(e)}") from None
 
     def close(self) -> None:
         """Close the group files written (once the writer's last write to them is done), and make

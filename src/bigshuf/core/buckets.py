@@ -85,7 +85,7 @@ def append_bucket(path: str, existing: bool) -> int:
     try:
         return open_nofollow(path, flags) if existing else create_exclusive(path, 0o600, flags)
     except OSError as e:
-        raise TempSpaceError(f"{quote_name(path)}: {e.strerror}") from None
+        raise TempSpaceError(f"{quote_name(path)}: {e.strerror}{full_disk_hint(e)}") from None
 
 
 @dataclass
@@ -421,7 +421,7 @@ class BucketSet:
         try:
             out = owned(lambda: open_sliced(create_exclusive(whole, 0o600, os.O_WRONLY), "wb", 0))
         except OSError as e:
-            raise TempSpaceError(f"{quote_name(whole)}: {e.strerror}") from None
+            raise TempSpaceError(f"{quote_name(whole)}: {e.strerror}{full_disk_hint(e)}") from None
         crc = 0
         with out:
             def write(data: memoryview) -> None:

@@ -370,6 +370,9 @@ class TwoPass(ABC):
         if est.nbytes is not None and exact:
             share = head.temp_share(self.head_count, est.records, k, bool(self.state_dir)) if depth == 0 else 1.0
             temp.check_free(self.free_needed(int(est.nbytes * share)))
+            # Every bucket's files, unless -n drops buckets as it goes or a resumed pass 1 made them already.
+            if depth == 0 and share == 1.0 and "k" not in self.state:
+                temp.check_files(k * self.files_per_bucket)
         if depth == 0 and "k" in self.state and self.state["k"] != k:
             if "pass1_done" not in self.state:
                 made = int(self.state["k"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import glob
 import os
 import posixpath
+import re
 import stat
 from typing import TYPE_CHECKING
 
@@ -136,10 +137,42 @@ def without_datasets_metadata(files: list[str]) -> list[str]:
     return [f for f in files if not metadata(f)]
 
 
+#: How a manifest bigshuf wrote starts (``storage.manifest``: pretty-printed, its format number
+#: ``bigshuf_manifest`` the first key, as it still is with keys sorted): one JSON object over several
+#: lines, which no JSON Lines record is. At most ``MANIFEST_PREFIX`` bytes of a file are read to tell.
+_MANIFEST_START = re.compile(rb'\A\s*\{[ \t\r]*\n\s*"bigshuf_manifest"\s*:\s*[0-9]')
+MANIFEST_PREFIX = 64
+
+
+def is_bigshuf_manifest(path: str) -> bool:
+    """Whether the file ``path`` (a link followed, as an input's is) is a manifest bigshuf wrote:
+    an uncompressed line file that is a regular file and starts as one (``_MANIFEST_START``). One
+    that cannot be opened or read is not: its read as an input says why."""
+    from ..storage.codecs import codec_for_suffix
+
+    if data_kind(path) != registry.LINES or codec_for_suffix(path) is not None:
+        return False
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # (a device is not opened: that alone may act)
+            return False
+        # Non-blocking: a FIFO put in its place since opens at once, and is no regular file.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        head = os.pread(fd, MANIFEST_PREFIX, 0) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return _MANIFEST_START.match(head) is not None
+
+
 def dataset_files(path: str) -> list[str]:
     """A directory's data files (see ``data_kind``), recursively in name order; names starting with
     ``.`` or ``_`` are skipped and symlinked directories not followed, as are ``DATASETS_METADATA``
-    beside tables. One kind only: a directory mixing two kinds (line files and tables, say) is an
+    beside tables and bigshuf's own manifests (``--manifest out/manifest.json`` beside the shards
+    it describes: its JSON read back as records, or a line file among tars). One kind only: a directory mixing two kinds (line files and tables, say) is an
     error naming one of each."""
     found = []
     for root, dirs, files in os.walk(path, onerror=_unreadable):
@@ -147,7 +180,7 @@ def dataset_files(path: str) -> list[str]:
         for name in sorted(files):
             if not name.startswith((".", "_")) and data_kind(name) is not None:
                 found.append(os.path.join(root, name))
-    found = without_datasets_metadata(found)
+    found = [f for f in without_datasets_metadata(found) if not is_bigshuf_manifest(f)]
     kinds: dict[str | None, str] = {}
     for f in found:
         kinds.setdefault(data_kind(f), f)
@@ -176,6 +209,14 @@ def named_files(path: str) -> list[str]:
     for match in sorted(glob.glob(path, recursive=True)):
         found.extend(dataset_files(match) if os.path.isdir(match) else [match])
     return list(dict.fromkeys(found))
+
+
+def named_directories(path: str) -> list[str]:
+    """The directories a local input name stands for, whose data files are read (see ``named_files``):
+    the name itself, or a glob's matches that are directories."""
+    if isinstance(path, LiteralName) or path == "-" or os.path.lexists(path) or not glob.has_magic(path):
+        return [path] if path != "-" and os.path.isdir(path) else []
+    return [match for match in sorted(glob.glob(path, recursive=True)) if os.path.isdir(match)]
 
 
 def expand_directories(paths: list[str]) -> list[str]:

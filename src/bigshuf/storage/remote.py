@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 
 from ..errors import BigShufError, InputError, OutputError, UsageError, interruption, option
 from ..quoting import quote_name
-from .safefs import create_exclusive
+from .safefs import create_exclusive, make_private_directories
 from .sources import changed, resized
 
 #: Protocols whose stores publish an object only when its upload completes, so a plain write
@@ -303,8 +303,10 @@ def _write_local(path: str, tmp: str, write: Callable[[BinaryIO], None]) -> None
     """``write_whole`` on a local file: the temporary file created as every other bigshuf file is
     (exclusively, never through a symlink, mode 0600) and renamed over ``path``; removed if anything
     fails. It stays private: the engine's local files are temporary ones (scratch, or shards the
-    commit gives their targets' attributes), and the umask's mode left them readable until then."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    commit gives their targets' attributes), and the umask's mode left them readable until then.
+    So do the directories it makes: a task finishing after the run's clean-up made the removed
+    prefix again, readable by all (the outputs' directories are made before any task writes)."""
+    make_private_directories(os.path.dirname(path))
     fd = create_exclusive(tmp, 0o600, os.O_WRONLY)
     try:
         with os.fdopen(fd, "wb", closefd=False) as f:

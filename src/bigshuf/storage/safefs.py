@@ -250,6 +250,24 @@ def make_private_directory(path: str) -> None:
         os.close(fd)
 
 
+def make_private_directories(path: str) -> None:
+    """Create directory ``path`` and its missing parents, each with mode 0700 (``os.makedirs`` gives
+    the parents the umask's mode, 0755); one another process made meanwhile is taken as it is."""
+    missing = []
+    while path and not os.path.isdir(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    for directory in reversed(missing):
+        try:
+            make_private_directory(directory)
+        except FileExistsError:
+            if not os.path.isdir(directory):
+                raise
+
+
 def own_file(st: os.stat_result) -> bool:
     """Whether ``st`` (of ``lstat`` or ``fstat``) is a regular file this user owns: one bigshuf may
     have made, and so may reuse or remove; a link or another user's file never is."""

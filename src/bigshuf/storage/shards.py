@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from ..errors import OutputError, UsageError, option
 from .commit import OutputFiles, backup_name, name_max
-from .layout import Sharding, SplitPart, shard_option, split_target
+from .layout import Sharding, SplitPart, output_directories, shard_option, split_target
 from ..quoting import quote_arg, quote_name
 from .sinks import CodecChoice, output_codec
 from .paths import MOST_LINKS, followed_path, generated_path, own_descriptor
@@ -458,6 +458,40 @@ def _check_not_input(manifest: str, final: str, inputs: Sequence[str]) -> None:
     path = _input_at(st, inputs)
     if path is not None:
         raise OutputError(f"{quote_name(manifest)}: the manifest would be written over an input ({quote_name(path)})")
+
+
+def check_not_into_inputs(target: str, split_names: Sequence[str] | None, sharded: bool, directories: Sequence[str]) -> None:
+    """Refuse shards or splits of ``target`` written into one of ``directories`` (named as inputs) or
+    below it, by any name (a symlink, ``..``: directories are compared by device and inode): the
+    next read of that directory would take them for more data beside the records they hold. A
+    subdirectory whose name starts with ``.`` or ``_`` is not read back (a directory's read skips it)."""
+    named: dict[tuple[int, int], str] = {}
+    for directory in directories:
+        try:
+            given = os.stat(directory)
+        except OSError:
+            continue
+        named.setdefault((given.st_dev, given.st_ino), directory)
+    for real in dict.fromkeys(output_directories(target, split_names, sharded)):
+        below: list[str] = []
+        place = real
+        while True:
+            try:
+                st: os.stat_result | None = os.stat(place)
+            except OSError:
+                st = None  # not made yet: shards make their directories
+            name = None if st is None else named.get((st.st_dev, st.st_ino))
+            if name is not None and not any(part.startswith((".", "_")) for part in below):
+                where = "is" if not below else "is inside"
+                raise OutputError(
+                    f"{quote_name(target)}: the output directory {where} the input directory {quote_name(name)}, whose next read "
+                    "would take the new files for more data: write them to another directory"
+                )
+            parent = os.path.dirname(place)
+            if parent == place:
+                break
+            below.insert(0, os.path.basename(place))
+            place = parent
 
 
 def _check_in_place_not_input(target: str, inputs: Sequence[str]) -> None:

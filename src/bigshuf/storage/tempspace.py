@@ -71,11 +71,28 @@ def full_disk_hint(error: BaseException) -> str:
     if getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or any(
         os.strerror(code) in text for code in (errno.ENOSPC, errno.EDQUOT)
     ):
+        if _out_of_files(getattr(error, "filename", None)):
+            return (
+                f"; the temporary directory's file system is out of files (inodes): choose one with more "
+                f"free inodes with {option('tmp_dir')}, or give more memory with {option('memory')} (fewer buckets)"
+            )
         return (
             f"; the temporary directory is full: choose one with more space with {option('tmp_dir')}, "
             f"or use {option('compress_temp')}"
         )
     return ""
+
+
+def _out_of_files(name: object) -> bool:
+    """Whether the file system of the file ``name`` (an error's file being created: None for a
+    write) has no file (inode) left for this user, which a create fails for as a full disk does."""
+    if not isinstance(name, str):
+        return False
+    try:
+        fs = os.statvfs(os.path.dirname(name) or os.curdir)
+    except OSError:
+        return False
+    return fs.f_files > 0 and fs.f_favail == 0
 
 
 def _tree_size(path: str) -> int:
@@ -451,6 +468,20 @@ class TempSpace:
     def check_free(self, needed: int) -> None:
         """Fail before pass 1 if the directory cannot hold ``needed`` bytes of buckets."""
         check_space(self.parent, needed, shutil.disk_usage(self.path).free)
+
+    def check_files(self, needed: int) -> None:
+        """Fail before pass 1 if the directory's file system has fewer than ``needed`` files (inodes)
+        left for this user: the buckets' files would fail to be created part way through pass 1."""
+        try:
+            fs = os.statvfs(self.path)
+        except OSError:
+            return
+        if fs.f_files and needed > fs.f_favail:
+            raise TempSpaceError(
+                f"{self.parent}: not enough free files (inodes) for the temporary buckets: need {needed}, "
+                f"{fs.f_favail} left; choose another directory with {option('tmp_dir')}, or give more memory "
+                f"with {option('memory')} (fewer buckets)"
+            )
 
 
 def check_parent(parent: str) -> None:

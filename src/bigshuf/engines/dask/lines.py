@@ -302,22 +302,23 @@ def _records(block: np.ndarray, count: int, fmt: RecordFormat, name: str) -> np.
     return offsets
 
 
-def _bucket_count(files: list[remote.RemoteFile], limit: int, shards: int | None, sep: int) -> int:
+def _bucket_count(files: list[remote.RemoteFile], shown: Sequence[str], limit: int, shards: int | None, sep: int) -> int:
     """Buckets so that the expected bucket needs a third of a task's record budget (as the local
     engine plans), and at least one per shard so a shard task loads about two buckets."""
-    est_bytes, per_record = estimate(files, sep)
+    est_bytes, per_record = estimate(files, shown, sep)
     return bucket_count(est_bytes + plan.META_PER_RECORD * est_bytes / per_record, limit, shards)
 
 
-def estimate(files: list[remote.RemoteFile], sep: int) -> tuple[int, float]:
+def estimate(files: list[remote.RemoteFile], shown: Sequence[str], sep: int) -> tuple[int, float]:
     """The bytes of records pass 1 expects (``estimated_bytes``) and the mean record size at the
-    start of the first plain input, else of the first compressed one decoded: the bucket plan's figures."""
+    start of the first plain input, else of the first compressed one decoded (named ``shown[i]``
+    in an error, as given): the bucket plan's figures."""
     plain = next((f for f in files if f.codec is None and f.size), None)
-    compressed = next((f for f in files if f.codec is not None), None)
+    compressed = next(((f, name) for f, name in zip(files, shown) if f.codec is not None), None)
     if plain is not None:
         head = remote.read_ranges([(plain.name, 0, min(plain.size, SAMPLE_BYTES))])[0]
     else:
-        head = b"" if compressed is None else _decoded_head(compressed)
+        head = b"" if compressed is None else _decoded_head(*compressed)
     return estimated_bytes(files), (_record_size(head, sep) if head else 64.0)
 
 
@@ -335,11 +336,11 @@ def _record_size(head: bytes, sep: int) -> float:
     return len(head) / n if n else float(len(head) or 1)
 
 
-def _decoded_head(f: remote.RemoteFile) -> bytes:
-    """A compressed input's first megabyte or so, decoded."""
+def _decoded_head(f: remote.RemoteFile, shown: str) -> bytes:
+    """A compressed input's first megabyte or so, decoded (an error naming it ``shown``)."""
     from ...storage.decoding import open_reader
 
-    with open_reader(remote.open_input(f.name), f.codec or "", quote_name(f.name)) as stream:
+    with open_reader(remote.open_input(f.name), f.codec or "", quote_name(shown)) as stream:
         return stream.read(SAMPLE_BYTES)
 
 
@@ -381,7 +382,7 @@ class Lines(TaskKind):
         fmt = RecordFormat(0 if settings.zero_terminated else 10)
         choice = None if settings.compress is None else parse_compress(settings.compress)
         tasks = _scatter_tasks(files, inputs.shown, settings.limit, root)
-        k = _bucket_count(files, settings.limit, settings.shards, fmt.sep)
+        k = _bucket_count(files, inputs.shown, settings.limit, settings.shards, fmt.sep)
         # A shard directory's files named by the inputs' kind and codec, as the local engine names them.
         sharded = settings.shards is not None or settings.sharded
         suffix = detect.line_shard_suffix([f.name for f in files], choice) if sharded else None
@@ -406,7 +407,7 @@ class Lines(TaskKind):
                 Estimate(total, records, total / max(1, records)), total, exact=True, sized=True, temp_bytes=total,
                 source_records=source_records, source_bytes=source_bytes, source_sizes=sizes,
             )
-        est_bytes, per_record = estimate(list(files), sep)
+        est_bytes, per_record = estimate(list(files), prepared.stored_shown(), sep)
         # The bucket plan sizes compressed inputs with a margin; the records are estimated without it.
         plain = sum(f.size for f in files if f.codec is None)
         expected = plain + int((est_bytes - plain) / RATIO_MARGIN)
