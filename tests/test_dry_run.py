@@ -287,6 +287,18 @@ def test_an_output_on_proc_or_sys_fails_the_plan_as_the_run_does(tmp_path: Path,
     assert not os.path.lexists("/sys/kernel/bigshuf-test-out") and sorted(os.listdir(tmp_path)) == ["in.txt"]
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="Linux /proc")
+def test_a_temporary_directory_on_proc_fails_the_run_as_the_plan_does(tmp_path: Path, run_cli: Runner) -> None:
+    """``-T /proc`` was refused by the run as "No such file or directory" (procfs's ENOENT from a
+    directory that is there), where the plan gives the reason."""
+    src = write_records(tmp_path / "in.txt", make_records(3000, seed=2))
+    args = ["-S", "16K", "-T", "/proc", src, "-o", tmp_path / "out.txt"]
+    err = b"bigshuf: /proc: cannot create a temporary directory: its file system does not allow new files; choose another with -T\n"
+    assert run_cli(["--dry-run", *args])[::2] == (1, err)
+    assert run_cli(args)[::2] == (1, err)
+    assert sorted(os.listdir(tmp_path)) == ["in.txt"]
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write into any directory")
 def test_unwritable_output_directory_fails(tmp_path: Path, run_cli: Runner) -> None:
     src = write_records(tmp_path / "in.txt", make_records(100, seed=2))

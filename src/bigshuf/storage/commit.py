@@ -34,7 +34,7 @@ from typing import Any, NoReturn
 
 from ..errors import OutputError
 from ..quoting import quote_name
-from .safefs import NO_NEW_FILES, create_exclusive, foreign_entry, open_nofollow, own_file, sync_directory, sync_file
+from .safefs import create_exclusive, creation_reason, foreign_entry, open_nofollow, own_file, sync_directory, sync_file
 from .threads import deferred_signals, descriptor
 
 #: A run id: 12 hex digits, in every name a run gives its files in an output directory.
@@ -86,11 +86,8 @@ def refuse_shared_name(finals: Iterable[str], untouched: str) -> None:
 
 def creation_error(directory: str, output: str | None, e: OSError) -> OutputError:
     """The refusal of an output whose ``directory`` takes no new file (error ``e``), naming ``output``
-    if given. ENOENT from a directory that is there is a file system that creates no files (``/proc``
-    on Linux), not a missing name: said so, where ``-o /proc/version`` was told "No such file or directory"."""
-    why = e.strerror
-    if e.errno == errno.ENOENT and os.path.isdir(directory):
-        why = NO_NEW_FILES
+    if given, for the reason ``creation_reason`` gives (``-o /proc/version`` was told "No such file or directory")."""
+    why = creation_reason(directory, e)
     if output is None:
         return OutputError(f"{quote_name(directory)}: cannot create a file: {why}")
     return OutputError(f"{quote_name(output)}: cannot create a file in {quote_name(directory)}: {why}")

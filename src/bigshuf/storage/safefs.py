@@ -37,6 +37,14 @@ NO_NEW_FILES = "its file system does not allow new files"
 _file_systems: dict[tuple[int, int], str] | None = None
 
 
+def creation_reason(directory: str, e: OSError) -> str:
+    """Why a file or directory could not be created in ``directory`` (error ``e``): ENOENT from a
+    directory that is there is a file system that creates none (``/proc``), not a missing name."""
+    if e.errno == errno.ENOENT and os.path.isdir(directory):
+        return NO_NEW_FILES
+    return e.strerror or str(e)
+
+
 def file_system(st: os.stat_result) -> str:
     """The type of the file system of the file of status ``st`` ("proc", "ext4"), by its device's
     entry in ``/proc/self/mountinfo``, read once; "" where there is none."""

@@ -22,7 +22,7 @@ from ..core.checkpoint import STATE_NAME
 from ..core.plan import format_size
 from ..quoting import quote_name
 from .threads import deferred_signals, descriptor
-from .safefs import check_private_directory, create_exclusive, creation_problem, make_private_directory, open_nofollow, own_file, sync_directory
+from .safefs import check_private_directory, create_exclusive, creation_problem, creation_reason, make_private_directory, open_nofollow, own_file, sync_directory
 
 
 def remove_tree(path: str) -> None:
@@ -368,7 +368,8 @@ class TempSpace:
         except OSError as e:
             if os.path.isdir(self.path):
                 self._remove()
-            raise TempSpaceError(f"{quote_name(self.parent)}: cannot create a temporary directory: {e.strerror}; choose another with {option('tmp_dir')}") from None
+            why = creation_reason(self.parent, e)  # (-T /proc: ENOENT, from a directory that is there)
+            raise TempSpaceError(f"{quote_name(self.parent)}: cannot create a temporary directory: {why}; choose another with {option('tmp_dir')}") from None
         except BaseException:
             # A signal (Ctrl-C, SIGTERM) landing here: __exit__ will not run, so clean up now.
             self._remove()
