@@ -6,6 +6,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
@@ -1109,6 +1110,28 @@ def test_json_lines_read_as_rows_changed_while_read_are_refused(tmp_path: Path, 
     with pytest.raises(InputError, match=r"in\.jsonl: file changed while being read"):
         for _batch in planned.batches(1 << 20):
             pass
+
+
+@pytest.mark.parametrize("lines", [b'{"x": 1}\n' * 20_000, b'{"x": 1}\n[2]\n'], ids=["rows", "an array"])
+def test_json_lines_read_as_rows_from_a_named_pipe(tmp_path: Path, lines: bytes) -> None:
+    """Found by review: held to its status as a file is, a FIFO of JSON Lines was refused as
+    "changed while being read" (each write moves its time), and so was one whose real error was
+    a line that is not an object. A FIFO is read as it comes, as standard input is."""
+    fifo = tmp_path / "f.jsonl"
+    os.mkfifo(fifo)
+    writer = subprocess.Popen(["sh", "-c", 'cat > "$1"', "sh", str(fifo)], stdin=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-m", "bigshuf", "--seed", "1", str(fifo), "-o", str(tmp_path / "o.parquet")],
+                            stderr=subprocess.PIPE)
+    assert writer.stdin is not None
+    writer.stdin.write(lines)
+    writer.stdin.close()
+    writer.wait(timeout=60)
+    err = proc.communicate(timeout=60)[1]
+    if lines.count(b"\n") == 20_000:
+        assert (proc.returncode, err) == (0, b"")
+        assert pq.read_table(tmp_path / "o.parquet").num_rows == 20_000
+    else:
+        assert (proc.returncode, err) == (1, f"bigshuf: {fifo}: line 2 is not a JSON object (it is an array)\n".encode())
 
 
 @pytest.mark.parametrize("memory", ["256K", "512K", "1M", "2M"])

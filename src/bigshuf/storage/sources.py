@@ -45,7 +45,13 @@ class Stamp:
 
     def __init__(self, path: str, name: str) -> None:
         self.path, self.name = path, name
-        self._was = self._now()
+        try:
+            st: os.stat_result | None = os.stat(path)
+        except OSError:
+            st = None
+        # Only a regular file of stored data is held to its status: a FIFO's time moves with every
+        # write into it (a named pipe of JSON Lines was refused as changed), a generated file's as it is looked at.
+        self._was = _fields(st) if st is not None and stat.S_ISREG(st.st_mode) and not generated(st) else None
 
     def _now(self) -> tuple[int, int, int, int] | None:
         try:
