@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 import bigshuf
-from bigshuf.core.checkpoint import TEST_STOP_VARIABLE
 from bigshuf.storage.commit import TEST_KILL_VARIABLE
 
 from helpers import checkpoint_state, kill_at_checkpoint, write_short_lines
@@ -129,17 +128,24 @@ def test_bytes_written_past_the_checkpoint_are_cut_back(
 def test_the_test_hook_stops_the_run_at_each_checkpoint(tmp_path: Path, small: Path) -> None:
     """What ``kill_at_checkpoint`` counts on: with the hook set, the run stops after each checkpoint
     it saves, the checkpoint complete and newer each time, and ends as usual when let go on."""
+    from bigshuf.core.checkpoint import TEST_STOP_VARIABLE
+
     temp = tmp_path / "t"
     temp.mkdir()
     proc = subprocess.Popen(_args(small, temp, str(tmp_path / "out")), env={**os.environ, TEST_STOP_VARIABLE: "1"})
     seen: list[tuple[int, bool, int]] = []
-    while True:
-        _, status = os.waitpid(proc.pid, os.WUNTRACED)
-        if not os.WIFSTOPPED(status):
-            break
-        state = checkpoint_state(temp)
-        seen.append((state["blocks_done"], "pass1_done" in state, state.get("buckets_done", -1)))
-        os.kill(proc.pid, signal.SIGCONT)
+    try:
+        while True:
+            _, status = os.waitpid(proc.pid, os.WUNTRACED)
+            if not os.WIFSTOPPED(status):
+                break
+            state = checkpoint_state(temp)
+            seen.append((state["blocks_done"], "pass1_done" in state, state.get("buckets_done", -1)))
+            os.kill(proc.pid, signal.SIGCONT)
+    except BaseException:
+        proc.kill()  # (stopped or not: never left behind)
+        proc.wait()
+        raise
     proc.returncode = os.waitstatus_to_exitcode(status)
     assert proc.returncode == 0
     assert len(seen) > 5 and seen == sorted(set(seen))
