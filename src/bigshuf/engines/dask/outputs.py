@@ -183,6 +183,6 @@ def inputs_entry(
 ) -> list[dict[str, Any]]:
     """The manifest's inputs: local files with their size and mtime as pass 1 read them (``stamps``,
     by name, as ``remote.stamp`` took them before it), URLs by name; records (and bytes) read."""
-    read_as = [stamps.get(n) for n in names]
+    read_as = [stamps.get(n, stamps.get(remote.canonical(n))) for n in names]  # (a Megatron .bin is stored by its URL)
     return input_entries(names, counts, [not remote.is_url(n) for n in names], [s if s != (-1, 0) else None for s in read_as])
 
