@@ -278,6 +278,7 @@ def _check_output(out: OutputPlan, split: tuple[SplitPart, ...] | None, request:
     """Refuse the output as the run would: its names, then the format's own checks of its files."""
     check_outputs(
         out.target, out.sharding, split, out.manifest, out.compress, out.suffix, dry_run=True, inputs=_input_files(request),
+        input_directories=request.input_directories,
     )
     if out.own_check is not None:
         out.own_check()

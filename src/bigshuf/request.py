@@ -110,6 +110,9 @@ class Request:
     #: The family of records shuffled: the first of ``formats.registry``'s families whose ``detect``
     #: claims the inputs (Megatron documents, tar samples, Parquet / Arrow rows...), else ``lines``.
     family: str = registry.LINES
+    #: The local directories named as inputs (or matched by a pattern), before ``inputs`` replaced
+    #: them by their files: outputs a later read of one would take back are refused (``check_outputs``).
+    input_directories: tuple[str, ...] = ()
     #: Weighted sources: each name with its files (directories and patterns expanded), in order;
     #: ``inputs`` are these files, source by source.
     sources: tuple[tuple[str, tuple[str, ...]], ...] = ()
@@ -148,7 +151,7 @@ class Request:
         """The request for ``inputs`` -> ``output`` with ``settings`` (the keyword arguments of
         ``function``, which an unknown one is named with), every check made here, once: types,
         ranges, combinations, and the engine's refusals."""
-        names = {f.name for f in fields(cls)} - {"inputs", "output", "family", "head_share", *MIX_SETTINGS}
+        names = {f.name for f in fields(cls)} - {"inputs", "output", "family", "input_directories", "head_share", *MIX_SETTINGS}
         for name in settings:
             if name not in names and name not in MIX_SETTINGS:
                 raise TypeError(f"{function}() got an unexpected keyword argument '{name}'")
@@ -167,12 +170,12 @@ class Request:
         _refuse_relative_names_without_a_directory(paths, typed)
         urls = [item for item in expanded if isinstance(item, str) and item not in paths]
         family = registry.family_of(registry.Operands(tuple(paths), tuple(urls), len(expanded), typed["output"], typed["output_format"]))
-        request = cls(inputs=tuple(expanded), family=family, **typed, **mixing)
+        directories = tuple(named_input_directories(items))
+        request = cls(inputs=tuple(expanded), family=family, input_directories=directories, **typed, **mixing)
         refusal = get_engine(request.engine).supports(request)
         if refusal is not None:
             raise UsageError(refusal)
         _check_combinations(request, len(paths) == len(expanded))
-        _check_not_into_inputs(request, items)
         return request
 
 
@@ -296,22 +299,12 @@ def _expand(items: list[str | Source]) -> tuple[list[str | Source], list[str]]:
     return expanded, paths
 
 
-def _check_not_into_inputs(request: Request, items: list[str | Source]) -> None:
-    """Refuse shards or splits written into a local directory named as an input (see
-    ``storage.shards.check_not_into_inputs``)."""
+def named_input_directories(items: list[str | Source]) -> list[str]:
+    """The local directories among ``items`` (inputs as given): each named, or matched by a pattern."""
     from .formats.detect import named_directories
-    from .storage.layout import parse_split
     from .storage.remote import is_remote
-    from .storage.shards import check_not_into_inputs
 
-    target = request.output
-    sharded = any(getattr(request, name) is not None for name in ("shards", "shard_size", "shard_records"))
-    if target is None or target == "-" or is_remote(target) or not (sharded or request.split is not None):
-        return
-    directories = [d for s in items if isinstance(s, str) and not is_remote(s) for d in named_directories(s)]
-    if directories:
-        names = None if request.split is None else [part.name for part in parse_split(request.split)]
-        check_not_into_inputs(target, names, sharded, directories)
+    return [d for item in items if isinstance(item, str) and not is_remote(item) for d in named_directories(item)]
 
 
 def _check_combinations(request: Request, all_paths: bool) -> None:

@@ -79,7 +79,7 @@ class DaskEngine(Engine):
             run_info=lambda inputs, fmt, head_count, sources, duplicates: run_entries(
                 request, inputs, fmt, head_count, sources, duplicates,
             ),
-            weights=_weights(request), unique=request.unique,
+            weights=_weights(request), unique=request.unique, input_directories=request.input_directories,
         )
 
 

@@ -161,6 +161,7 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         check_outputs(
             self.out.target, self.out.sharding, self.out.split, self.request.manifest, self.compress, self.out.shard_suffix,
             inputs=paths + [s.name for s in self.sources if isinstance(s, URLSource)],
+            input_directories=self.request.input_directories,
         )
         if self.resume_name is not None:
             self._lock_job()

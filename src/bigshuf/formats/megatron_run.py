@@ -282,7 +282,11 @@ class MegatronRun(ResumableMegatron):
             check_manifest_name(request.manifest, [d.prefix for d in datasets] + single)
         for suffix in (".bin", ".idx"):  # each file of every pair (a pattern's too), before any input is read
             named = target[:-4] + suffix if target.endswith(".bin") else target
-            check_outputs(named, sharding, split, request.manifest, suffix=suffix, inputs=files)
+            # (each file an input of its own kind: a .bin output replaces a .bin, never an .idx)
+            check_outputs(
+                named, sharding, split, request.manifest, suffix=suffix, inputs=[f for f in files if f.endswith(suffix)],
+                input_directories=request.input_directories,
+            )
         if not sharding.on and split is None:
             check_pair_files(target)
         if request.sources:

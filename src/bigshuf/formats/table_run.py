@@ -64,7 +64,7 @@ class TableRun(WeightedRows, TwoPass):
         sharding = Sharding(request.shards, request.shard_records, request.shard_size)
         check_outputs(
             request.output, sharding, split, request.manifest, suffix=table_shard_suffix(kind, codec),
-            inputs=[i.path for i in inputs],
+            inputs=[i.path for i in inputs], input_directories=request.input_directories,
         )
         schema = shared_schema(inputs, self.piece)
         if request.unique:

@@ -162,7 +162,7 @@ class TarRun(WeightedSamples, ResumableSamples, TwoPass):
         local = [item if isinstance(item, str) else item.name for item in self.paths if isinstance(item, (str, URLSource))]
         check_outputs(
             self.out.target, self.out.sharding, self.out.split, self.request.manifest, self.compress, self.out.shard_suffix,
-            inputs=local,
+            inputs=local, input_directories=self.request.input_directories,
         )
         if self.resume_name is not None:
             self._lock_job()

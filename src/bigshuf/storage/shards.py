@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from ..errors import OutputError, UsageError, option
 from .commit import OutputFiles, backup_name, name_max
-from .layout import Sharding, SplitPart, output_directories, shard_option, split_target
+from .layout import Sharding, SplitPart, shard_option, split_target
 from ..quoting import quote_arg, quote_name
 from .sinks import CodecChoice, output_codec
 from .paths import MOST_LINKS, followed_path, generated_path, own_descriptor
@@ -416,11 +416,13 @@ def _check_replaceable(final: str, probe: OutputFiles | None, shown: str) -> Non
 def check_outputs(
     target: str | None, sharding: Sharding, split: tuple[SplitPart, ...] | None, manifest: str | None,
     compress: CodecChoice | None = None, suffix: str | None = None, *, dry_run: bool = False,
-    inputs: Sequence[str] = (),
+    inputs: Sequence[str] = (), input_directories: Sequence[str] = (),
 ) -> None:
     """``check_output_directory`` for every split's target, then no two splits (nor the manifest)
-    on one file, the manifest's own directory writable (``dry_run``: touching nothing), and the
-    manifest neither one of the ``inputs`` (paths) nor beside an output written in place."""
+    on one file, no output read back by a later read of ``input_directories`` beside the inputs
+    it leaves (``check_not_read_back``), the manifest's own directory writable (``dry_run``:
+    touching nothing), and the manifest neither one of the ``inputs`` (paths) nor beside an
+    output written in place."""
     open_ended = shard_option(sharding) if sharding.open_ended else None
     targets = [target] if split is None or target is None else [split_target(target, p.name) for p in split]
     owner: dict[str, str] = {}
@@ -434,6 +436,8 @@ def check_outputs(
             owner[final] = str(name)
     if not owner and target is not None and target != "-":
         _check_in_place_not_input(target, inputs)
+    if owner and target is not None:
+        check_not_read_back(target, list(owner), inputs, input_directories)
     if manifest is not None:
         if not owner:  # -o names a device or FIFO: there is no file for the manifest to describe
             raise OutputError(f"{option('manifest')} needs {option('output')} naming regular files, not {quote_name(target or '-')}")
@@ -460,38 +464,57 @@ def _check_not_input(manifest: str, final: str, inputs: Sequence[str]) -> None:
         raise OutputError(f"{quote_name(manifest)}: the manifest would be written over an input ({quote_name(path)})")
 
 
-def check_not_into_inputs(target: str, split_names: Sequence[str] | None, sharded: bool, directories: Sequence[str]) -> None:
-    """Refuse shards or splits of ``target`` written into one of ``directories`` (named as inputs) or
-    below it, by any name (a symlink, ``..``: directories are compared by device and inode): the
-    next read of that directory would take them for more data beside the records they hold. A
-    subdirectory whose name starts with ``.`` or ``_`` is not read back (a directory's read skips it)."""
-    named: dict[tuple[int, int], str] = {}
-    for directory in directories:
+def _directory_holding(path: str, directories: dict[tuple[int, int], str]) -> tuple[str, list[str]] | None:
+    """The one of ``directories`` (by device and inode) that ``path`` lies in or below, by any name
+    (a symlink, ``..``), with the names of the path's parts below it; None if none. A part not made
+    yet is passed over: shards make their directories."""
+    below: list[str] = []
+    place = os.path.abspath(path)
+    while True:
+        parent = os.path.dirname(place)
+        if parent == place:
+            return None
+        below.insert(0, os.path.basename(place))
+        place = parent
         try:
-            given = os.stat(directory)
+            st = os.stat(place)
         except OSError:
             continue
-        named.setdefault((given.st_dev, given.st_ino), directory)
-    for real in dict.fromkeys(output_directories(target, split_names, sharded)):
-        below: list[str] = []
-        place = real
-        while True:
-            try:
-                st: os.stat_result | None = os.stat(place)
-            except OSError:
-                st = None  # not made yet: shards make their directories
-            name = None if st is None else named.get((st.st_dev, st.st_ino))
-            if name is not None and not any(part.startswith((".", "_")) for part in below):
-                where = "is" if not below else "is inside"
-                raise OutputError(
-                    f"{quote_name(target)}: the output directory {where} the input directory {quote_name(name)}, whose next read "
-                    "would take the new files for more data: write them to another directory"
-                )
-            parent = os.path.dirname(place)
-            if parent == place:
-                break
-            below.insert(0, os.path.basename(place))
-            place = parent
+        name = directories.get((st.st_dev, st.st_ino))
+        if name is not None:
+            return name, below
+
+
+def check_not_read_back(target: str, finals: Sequence[str], inputs: Sequence[str], input_directories: Sequence[str]) -> None:
+    """Refuse outputs that a later read of an input directory would take beside records this run
+    leaves there: an output file in (or below) a directory named as an input (``bigshuf d/ --shards
+    2 -o d/``, ``-o d/new/``) while a file it read there is not replaced by one of the outputs. A
+    directory written back whole (resharded in place into as many files or more) is not refused; nor is
+    an output the read of a directory skips (a name starting with ``.`` or ``_`` below it, or a name
+    of no data kind)."""
+    from ..formats.detect import data_kind
+
+    named: dict[tuple[int, int], str] = {}
+    for directory in input_directories:
+        try:
+            st = os.stat(directory)
+        except OSError:
+            continue
+        named.setdefault((st.st_dev, st.st_ino), directory)
+    if not named:
+        return
+    replaced = {os.path.realpath(f) for f in finals}
+    for final in finals:
+        found = _directory_holding(final, named)
+        if found is None or any(part.startswith((".", "_")) for part in found[1]) or data_kind(final) is None:
+            continue
+        directory = found[0]
+        left = next((p for p in inputs if os.path.realpath(p) not in replaced and (_directory_holding(p, named) or ("",))[0] == directory), None)
+        if left is not None:
+            raise OutputError(
+                f"{quote_name(target)}: writes into the input directory {quote_name(directory)}, where {quote_name(left)} is not "
+                f"replaced: a later read of {quote_name(directory)} would take both; write the outputs to another directory"
+            )
 
 
 def _check_in_place_not_input(target: str, inputs: Sequence[str]) -> None:

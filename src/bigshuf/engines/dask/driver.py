@@ -119,6 +119,7 @@ def shuffle(
     run_info: RunInfo | None = None,
     weights: Weights | None = None,
     unique: bool = False,
+    input_directories: Sequence[str] = (),
 ) -> ShuffleStats:
     """Shuffle ``inputs`` (paths or fsspec URLs, globs and directories allowed: lines, Parquet /
     Arrow rows, WebDataset tar samples or Megatron documents) into ``output`` on a Dask cluster.
@@ -166,7 +167,7 @@ def shuffle(
         prepared.fmt.check_unique()
     manifest_name = remote.local_output(None if manifest is None else os.fspath(manifest))
     layout = Layout(sharding, None if split is None else parse_split(split), manifest_name, prepared.pairs is not None)
-    out_name, out = _place(prepared, settings, layout, root, sync)
+    out_name, out = _place(prepared, settings, layout, root, sync, input_directories)
     cfg = Config(entropy, prepared.fmt, limit, prepared.k, verify, manifest is not None, unique)
     job = _Job(cfg, prepared, layout, out, out_name, root, scratch, sync)
     # Pass 1's objects hold the records: a private directory, locked while this client runs so that a
@@ -240,15 +241,20 @@ def refuse_temp_directory(path: str) -> None:
         raise TempSpaceError(f"{quote_name(path)}: {os.strerror(errno.ENOTDIR if os.path.exists(path) else errno.ENOENT)}")
 
 
-def _place(prepared: Prepared, settings: Settings, layout: Layout, root: str, sync: bool) -> tuple[str | None, Placement]:
+def _place(
+    prepared: Prepared, settings: Settings, layout: Layout, root: str, sync: bool, input_directories: Sequence[str],
+) -> tuple[str | None, Placement]:
     """The outputs named and checked before pass 1 (a layout's files are planned once the records
-    are counted): the output's name (Megatron: the ``.bin`` pairs') and where pass 2 writes."""
+    are counted): the output's name (Megatron: the ``.bin`` pairs') and where pass 2 writes; none
+    that a later read of one of the ``input_directories`` would take back beside inputs left there."""
     out_name = settings.target
     if prepared.pairs is not None:  # Megatron: PREFIX.bin files, each laid out and committed with its .idx
         out_name = prepared.pairs.target
     if not layout.on:
-        return out_name, plan_placement(out_name, settings.shards, prepared.compress, root, sync, prepared.suffix)
-    check_layout(out_name, layout, prepared.compress, prepared.suffix, prepared.names)
+        return out_name, plan_placement(
+            out_name, settings.shards, prepared.compress, root, sync, prepared.suffix, prepared.names, input_directories,
+        )
+    check_layout(out_name, layout, prepared.compress, prepared.suffix, prepared.names, input_directories=input_directories)
     if prepared.pairs is not None:
         prepared.pairs.check(layout)
     assert out_name is not None

@@ -56,7 +56,7 @@ class PlannedFile:
 
 def check_layout(
     target: str | None, layout: Layout, compress: CodecChoice | None, suffix: str | None, inputs: Sequence[str] = (),
-    dry_run: bool = False,
+    dry_run: bool = False, input_directories: Sequence[str] = (),
 ) -> None:
     """Before pass 1, as the local engine checks: local targets writable and distinct, the
     manifest's directory writable; URL patterns that name shards; no manifest of URL outputs
@@ -69,7 +69,10 @@ def check_layout(
         if why is not None:
             raise UsageError(why)
     if not remote.is_url(target):
-        check_outputs(target, layout.sharding, layout.split, layout.manifest, compress, suffix, inputs=inputs, dry_run=dry_run)
+        check_outputs(
+            target, layout.sharding, layout.split, layout.manifest, compress, suffix, inputs=inputs, dry_run=dry_run,
+            input_directories=input_directories,
+        )
         return
     targets = [target] if layout.split is None else [split_target(target, p.name) for p in layout.split]
     owner: dict[str, str] = {}

@@ -15,7 +15,12 @@ from ...quoting import quote_name
 from ...storage import remote
 from ...storage.commit import OutputFiles
 from ...storage.safefs import open_nofollow, own_file, sync_file, take_attributes
-from ...storage.shards import check_output_directory, make_directories, shard_names
+from ...storage.shards import (
+    check_not_read_back,
+    check_output_directory,
+    make_directories,
+    shard_names,
+)
 from ...storage.sinks import CodecChoice, Sink, output_codec
 from .outputs import PlannedFile
 from .tasks import FETCH_BYTES
@@ -59,20 +64,24 @@ def output_names(
 
 
 def plan_placement(
-    output: str | None, shards: int | None, compress: CodecChoice | None, root: str, sync: bool, suffix: str | None
+    output: str | None, shards: int | None, compress: CodecChoice | None, root: str, sync: bool, suffix: str | None,
+    inputs: Sequence[str] = (), input_directories: Sequence[str] = (),
 ) -> Placement:
     """Name the pass-2 objects: shard temps beside local targets (a rename puts them in place),
-    under the temp URL for remote ones; parts of a single output under the temp URL."""
+    under the temp URL for remote ones; parts of a single output under the temp URL. Local
+    targets are checked as the local engine checks them, none read back by a later read of one
+    of the ``input_directories`` beside ``inputs`` left there."""
     target = None if output in (None, "-") else output
     if shards is None:
         if target is not None and not remote.is_url(target):
-            check_output_directory(target, None)
+            check_not_read_back(target, check_output_directory(target, None), inputs, input_directories)
         codec = output_codec(target, compress) if target is not None else output_codec(None, compress)
         return Placement(target, None, codec)
     check_shard_target(target)
     assert target is not None
     if not remote.is_url(target):
-        check_output_directory(target, shards, compress, suffix)  # up front: writable, no two shards on one file
+        finals = check_output_directory(target, shards, compress, suffix)  # up front: writable, no two shards on one file
+        check_not_read_back(target, finals, inputs, input_directories)
     out = Placement(target, shards, None, finals=output_names(target, shards, compress, suffix))
     out.codecs = [output_codec(final, compress) for final in out.finals]
     if remote.is_url(target):

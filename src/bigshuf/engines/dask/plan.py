@@ -279,7 +279,7 @@ def _output(facts: _Facts) -> None:
     def usable() -> None:
         """The driver's checks of the output before pass 1 (with a Megatron pair's own)."""
         if laid.on:
-            check_layout(target, laid, out.compress, out.suffix, names, dry_run=True)
+            check_layout(target, laid, out.compress, out.suffix, names, dry_run=True, input_directories=facts.request.input_directories)
             if pairs is not None:
                 pairs.check(laid)
         elif out.shards is not None:
