@@ -21,7 +21,7 @@ from .formats import registry
 from .mix_settings import MIX_SETTINGS, check_sources, check_stratify, mix_settings
 from .quoting import quote_arg, quote_name
 from .storage.paths import own_descriptor
-from .storage.remote import local_output
+from .storage.remote import is_url, local_output
 from .storage.safefs import written_in_place
 from .storage.sources import FileSource, Source
 
@@ -398,7 +398,7 @@ def _check_outputs(request: Request) -> None:
             raise UsageError(
                 f"{option('split')} needs {option('output')} with a {SPLIT_FIELD} placeholder, like out/{SPLIT_FIELD}.jsonl"
             )
-        if request.output.endswith(os.sep) and not given:
+        if request.output.endswith(os.sep) and not given and not is_url(request.output):  # (a URL prefix takes objects)
             raise UsageError(
                 f"{option('output')} {quote_arg(request.output)} names a directory for each split, but no shard option is given: "
                 f"add {option('shards')}, {option('shard_size')} or {option('shard_records')}, or name a file, like out/{SPLIT_FIELD}.jsonl"
