@@ -18,6 +18,7 @@ from .core import head, mix as weights, plan
 from .core.driver import OutputPlan, Sample
 from .errors import BigShufError, option
 from .formats import registry
+from .formats.detect import read_back
 from .request import Request
 from .run_plan import Check
 from .storage.layout import Sharding, SplitPart, parse_split, split_counts
@@ -278,7 +279,7 @@ def _check_output(out: OutputPlan, split: tuple[SplitPart, ...] | None, request:
     """Refuse the output as the run would: its names, then the format's own checks of its files."""
     check_outputs(
         out.target, out.sharding, split, out.manifest, out.compress, out.suffix, dry_run=True, inputs=_input_files(request),
-        input_directories=request.input_directories,
+        input_directories=request.input_directories, taken=read_back,
     )
     if out.own_check is not None:
         out.own_check()

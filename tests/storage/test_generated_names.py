@@ -343,17 +343,21 @@ def test_outputs_into_an_input_directory_beside_its_files_are_refused(tmp_path: 
     assert snapshot(tmp_path) == before
 
 
-@pytest.mark.parametrize("case", ["hidden subdirectory", "a file of the directory", "a file onto itself", "the directory onto itself"])
+@pytest.mark.parametrize("case", [
+    "hidden subdirectory", "a file of the directory", "a file onto itself", "the directory onto itself", "a name no read takes",
+])
 def test_outputs_beside_inputs_not_read_back_still_work(tmp_path: Path, case: str) -> None:
     """What a directory's read does not take back stays allowed: shards in a subdirectory it skips
     (``_out``), shards beside an input named as a file, ``-o`` onto its own input (as GNU shuf), and
-    a directory whose every file an output replaces (its one file, here; resharding in place)."""
+    a directory whose every file an output replaces (its one file, here; resharding in place), and
+    a file of no data suffix, which a directory's read skips."""
     _input_directory(tmp_path, False)
     args = {
         "hidden subdirectory": ["d/", "--shards", "2", "-o", "d/_out/"],
         "a file of the directory": ["d/x.jsonl.gz", "--shards", "2", "-o", "d/"],
         "a file onto itself": ["d/x.jsonl.gz", "-o", "d/x.jsonl.gz"],
         "the directory onto itself": ["d/", "-o", "d/x.jsonl.gz"],
+        "a name no read takes": ["d/", "-o", "d/shuffled"],
     }[case]
     done = cli(*args, "--seed", "1", cwd=tmp_path)
     assert (done.returncode, done.stderr) == (0, b"")

@@ -211,6 +211,12 @@ def named_files(path: str) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def read_back(name: str) -> bool:
+    """Whether a directory's read takes the file ``name`` as data (its suffix names a kind): what
+    ``storage.shards.check_not_read_back`` asks of an output in an input directory."""
+    return data_kind(name) is not None
+
+
 def named_directories(path: str) -> list[str]:
     """The directories a local input name stands for, whose data files are read (see ``named_files``):
     the name itself, or a glob's matches that are directories."""

@@ -48,7 +48,7 @@ from ..storage.reader import RecordReader, map_whole
 from ..storage.sources import BytesSource, FileSource, RangeSource, Source
 from ..storage.tempspace import TempSpace, remove_dead_outputs
 from ..storage.writeback import WriteBehind
-from .detect import refuse_data_files_in_streams, refuse_terminal
+from .detect import read_back, refuse_data_files_in_streams, refuse_terminal
 from ..core.records import INT32_LIMIT, RecordFormat, decimal_records, find_offsets, find_offsets_split, searched_whole
 from .line_early import EarlyPieces
 from .line_mix import WeightedLines
@@ -161,7 +161,7 @@ class LineRun(WeightedLines, ResumableLines, TwoPass):
         check_outputs(
             self.out.target, self.out.sharding, self.out.split, self.request.manifest, self.compress, self.out.shard_suffix,
             inputs=paths + [s.name for s in self.sources if isinstance(s, URLSource)],
-            input_directories=self.request.input_directories,
+            input_directories=self.request.input_directories, taken=read_back,
         )
         if self.resume_name is not None:
             self._lock_job()

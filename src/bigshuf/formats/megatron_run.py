@@ -38,7 +38,7 @@ from ..storage.sinks import AtomicFileSink, CodecChoice, Sink
 from ..storage.tempspace import TempSpace, full_disk_hint
 from ..storage.threads import each
 from ..storage.writeback import WriteBehind
-from .detect import megatron_prefix
+from .detect import megatron_prefix, read_back
 from .megatron import (
     DTYPES, Chunk, IndexedInput, IndexParts, Pair, RemoteIndexedInput, check_together, document_chunk,
     document_fingerprint, put_chunks, read_field, row_bytes, schema,
@@ -285,7 +285,7 @@ class MegatronRun(ResumableMegatron):
             # (each file an input of its own kind: a .bin output replaces a .bin, never an .idx)
             check_outputs(
                 named, sharding, split, request.manifest, suffix=suffix, inputs=[f for f in files if f.endswith(suffix)],
-                input_directories=request.input_directories,
+                input_directories=request.input_directories, taken=read_back,
             )
         if not sharding.on and split is None:
             check_pair_files(target)

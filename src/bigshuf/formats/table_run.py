@@ -35,7 +35,7 @@ from ..storage.tempspace import TempSpace
 from ..storage.writeback import WriteBehind
 from .row_unique import RowDedup, check_comparable, fits as dedup_fits, hash_buckets
 from .rowhash import row_fingerprint
-from .detect import output_kind, refuse_terminal
+from .detect import output_kind, read_back, refuse_terminal
 from .table_input import TableInput, open_inputs
 from .table_memory import emit_permuted, in_memory, unique_in_memory, unique_mix_in_memory
 from .table_mix import Block, WeightedRows, count_rows, fits_with_copies, multiset_fingerprint
@@ -64,7 +64,7 @@ class TableRun(WeightedRows, TwoPass):
         sharding = Sharding(request.shards, request.shard_records, request.shard_size)
         check_outputs(
             request.output, sharding, split, request.manifest, suffix=table_shard_suffix(kind, codec),
-            inputs=[i.path for i in inputs], input_directories=request.input_directories,
+            inputs=[i.path for i in inputs], input_directories=request.input_directories, taken=read_back,
         )
         schema = shared_schema(inputs, self.piece)
         if request.unique:

@@ -38,7 +38,7 @@ from ..storage.sources import FileSource, Source
 from ..storage.tempspace import TempSpace
 from ..storage.writeback import WriteBehind
 from . import registry
-from .detect import refuse_terminal
+from .detect import read_back, refuse_terminal
 from .tar_buckets import SampleBuckets, bucket_samples
 from .tar_input import SampleReader
 from .tar_members import BLOCK
@@ -162,7 +162,7 @@ class TarRun(WeightedSamples, ResumableSamples, TwoPass):
         local = [item if isinstance(item, str) else item.name for item in self.paths if isinstance(item, (str, URLSource))]
         check_outputs(
             self.out.target, self.out.sharding, self.out.split, self.request.manifest, self.compress, self.out.shard_suffix,
-            inputs=local, input_directories=self.request.input_directories,
+            inputs=local, input_directories=self.request.input_directories, taken=read_back,
         )
         if self.resume_name is not None:
             self._lock_job()

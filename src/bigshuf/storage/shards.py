@@ -413,14 +413,19 @@ def _check_replaceable(final: str, probe: OutputFiles | None, shown: str) -> Non
         raise denied
 
 
+def _every_name(_name: str) -> bool:
+    """``taken``'s default: every file in an input directory is read back."""
+    return True
+
+
 def check_outputs(
     target: str | None, sharding: Sharding, split: tuple[SplitPart, ...] | None, manifest: str | None,
     compress: CodecChoice | None = None, suffix: str | None = None, *, dry_run: bool = False,
-    inputs: Sequence[str] = (), input_directories: Sequence[str] = (),
+    inputs: Sequence[str] = (), input_directories: Sequence[str] = (), taken: Callable[[str], bool] = _every_name,
 ) -> None:
     """``check_output_directory`` for every split's target, then no two splits (nor the manifest)
     on one file, no output read back by a later read of ``input_directories`` beside the inputs
-    it leaves (``check_not_read_back``), the manifest's own directory writable (``dry_run``:
+    it leaves (``check_not_read_back``; ``taken``: whether such a read takes a file), the manifest's own directory writable (``dry_run``:
     touching nothing), and the manifest neither one of the ``inputs`` (paths) nor beside an
     output written in place."""
     open_ended = shard_option(sharding) if sharding.open_ended else None
@@ -437,7 +442,7 @@ def check_outputs(
     if not owner and target is not None and target != "-":
         _check_in_place_not_input(target, inputs)
     if owner and target is not None:
-        check_not_read_back(target, list(owner), inputs, input_directories)
+        check_not_read_back(target, list(owner), inputs, input_directories, taken)
     if manifest is not None:
         if not owner:  # -o names a device or FIFO: there is no file for the manifest to describe
             raise OutputError(f"{option('manifest')} needs {option('output')} naming regular files, not {quote_name(target or '-')}")
@@ -485,15 +490,16 @@ def _directory_holding(path: str, directories: dict[tuple[int, int], str]) -> tu
             return name, below
 
 
-def check_not_read_back(target: str, finals: Sequence[str], inputs: Sequence[str], input_directories: Sequence[str]) -> None:
+def check_not_read_back(
+    target: str, finals: Sequence[str], inputs: Sequence[str], input_directories: Sequence[str],
+    taken: Callable[[str], bool] = _every_name,
+) -> None:
     """Refuse outputs that a later read of an input directory would take beside records this run
     leaves there: an output file in (or below) a directory named as an input (``bigshuf d/ --shards
     2 -o d/``, ``-o d/new/``) while a file it read there is not replaced by one of the outputs. A
     directory written back whole (resharded in place into as many files or more) is not refused; nor is
-    an output the read of a directory skips (a name starting with ``.`` or ``_`` below it, or a name
-    of no data kind)."""
-    from ..formats.detect import data_kind
-
+    an output the read of a directory skips (a name starting with ``.`` or ``_`` below it, or one
+    ``taken`` says it does not read: ``formats.detect.read_back``)."""
     named: dict[tuple[int, int], str] = {}
     for directory in input_directories:
         try:
@@ -506,7 +512,7 @@ def check_not_read_back(target: str, finals: Sequence[str], inputs: Sequence[str
     replaced = {os.path.realpath(f) for f in finals}
     for final in finals:
         found = _directory_holding(final, named)
-        if found is None or any(part.startswith((".", "_")) for part in found[1]) or data_kind(final) is None:
+        if found is None or any(part.startswith((".", "_")) for part in found[1]) or not taken(final):
             continue
         directory = found[0]
         left = next((p for p in inputs if os.path.realpath(p) not in replaced and (_directory_holding(p, named) or ("",))[0] == directory), None)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...errors import UsageError, option
+from ...formats.detect import read_back
 from ...quoting import quote_arg
 from ...storage import remote
 from ...storage.layout import Sharding, SplitPart, shard_option, split_counts, split_target
@@ -71,7 +72,7 @@ def check_layout(
     if not remote.is_url(target):
         check_outputs(
             target, layout.sharding, layout.split, layout.manifest, compress, suffix, inputs=inputs, dry_run=dry_run,
-            input_directories=input_directories,
+            input_directories=input_directories, taken=read_back,
         )
         return
     targets = [target] if layout.split is None else [split_target(target, p.name) for p in layout.split]

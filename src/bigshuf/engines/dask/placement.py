@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...errors import OutputError, UsageError, option
+from ...formats.detect import read_back
 from ...quoting import quote_name
 from ...storage import remote
 from ...storage.commit import OutputFiles
@@ -74,14 +75,14 @@ def plan_placement(
     target = None if output in (None, "-") else output
     if shards is None:
         if target is not None and not remote.is_url(target):
-            check_not_read_back(target, check_output_directory(target, None), inputs, input_directories)
+            check_not_read_back(target, check_output_directory(target, None), inputs, input_directories, read_back)
         codec = output_codec(target, compress) if target is not None else output_codec(None, compress)
         return Placement(target, None, codec)
     check_shard_target(target)
     assert target is not None
     if not remote.is_url(target):
         finals = check_output_directory(target, shards, compress, suffix)  # up front: writable, no two shards on one file
-        check_not_read_back(target, finals, inputs, input_directories)
+        check_not_read_back(target, finals, inputs, input_directories, read_back)
     out = Placement(target, shards, None, finals=output_names(target, shards, compress, suffix))
     out.codecs = [output_codec(final, compress) for final in out.finals]
     if remote.is_url(target):
