@@ -172,8 +172,8 @@ def dataset_files(path: str) -> list[str]:
     """A directory's data files (see ``data_kind``), recursively in name order; names starting with
     ``.`` or ``_`` are skipped and symlinked directories not followed, as are ``DATASETS_METADATA``
     beside tables and bigshuf's own manifests (``--manifest out/manifest.json`` beside the shards
-    it describes: its JSON read back as records, or a line file among tars). One kind only: a directory mixing two kinds (line files and tables, say) is an
-    error naming one of each."""
+    it describes: its JSON read back as records, or a line file among tars). One kind only: a
+    directory mixing two kinds (line files and tables, say) is an error naming one of each."""
     found = []
     for root, dirs, files in os.walk(path, onerror=_unreadable):
         dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))

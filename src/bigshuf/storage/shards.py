@@ -424,10 +424,10 @@ def check_outputs(
     inputs: Sequence[str] = (), input_directories: Sequence[str] = (), taken: Callable[[str], bool] = _every_name,
 ) -> None:
     """``check_output_directory`` for every split's target, then no two splits (nor the manifest)
-    on one file, no output read back by a later read of ``input_directories`` beside the inputs
-    it leaves (``check_not_read_back``; ``taken``: whether such a read takes a file), the manifest's own directory writable (``dry_run``:
-    touching nothing), and the manifest neither one of the ``inputs`` (paths) nor beside an
-    output written in place."""
+    on one file, no output that a later read of ``input_directories`` takes beside the inputs it
+    leaves (``check_not_read_back``; ``taken``: whether such a read takes a file), the manifest's
+    own directory writable (``dry_run``: touching nothing), and the manifest neither one of the
+    ``inputs`` (paths) nor beside an output written in place."""
     open_ended = shard_option(sharding) if sharding.open_ended else None
     targets = [target] if split is None or target is None else [split_target(target, p.name) for p in split]
     owner: dict[str, str] = {}
@@ -469,25 +469,53 @@ def _check_not_input(manifest: str, final: str, inputs: Sequence[str]) -> None:
         raise OutputError(f"{quote_name(manifest)}: the manifest would be written over an input ({quote_name(path)})")
 
 
-def _directory_holding(path: str, directories: dict[tuple[int, int], str]) -> tuple[str, list[str]] | None:
-    """The one of ``directories`` (by device and inode) that ``path`` lies in or below, by any name
-    (a symlink, ``..``), with the names of the path's parts below it; None if none. A part not made
-    yet is passed over: shards make their directories."""
-    below: list[str] = []
-    place = os.path.abspath(path)
-    while True:
-        parent = os.path.dirname(place)
-        if parent == place:
-            return None
-        below.insert(0, os.path.basename(place))
-        place = parent
-        try:
-            st = os.stat(place)
-        except OSError:
-            continue
-        name = directories.get((st.st_dev, st.st_ino))
-        if name is not None:
-            return name, below
+class _Holders:
+    """Which of the directories named as inputs (by device and inode) a path lies in or below, by
+    any name (a symlink, ``..``), each directory of the paths asked about looked at once (a corpus
+    directory of 100,000 files has few)."""
+
+    def __init__(self, directories: Sequence[str]) -> None:
+        self.named: dict[tuple[int, int], str] = {}
+        for directory in directories:
+            try:
+                st = os.stat(directory)
+            except OSError:
+                continue
+            self.named.setdefault((st.st_dev, st.st_ino), directory)
+        self._seen: dict[str, tuple[str, tuple[str, ...]] | None] = {}
+
+    def holding(self, path: str) -> tuple[str, tuple[str, ...]] | None:
+        """The named directory ``path`` lies in or below, with the names of its parts below it; None
+        if none. A directory not made yet is passed over: shards make their directories."""
+        parent, name = os.path.split(os.path.abspath(path))
+        above = self._directory(parent)
+        return None if above is None else (above[0], (*above[1], name))
+
+    def _directory(self, place: str) -> tuple[str, tuple[str, ...]] | None:
+        if place not in self._seen:
+            try:
+                st: os.stat_result | None = os.stat(place)
+            except OSError:
+                st = None
+            name = None if st is None else self.named.get((st.st_dev, st.st_ino))
+            parent = os.path.dirname(place)
+            if name is not None:
+                self._seen[place] = (name, ())
+            elif parent == place:
+                self._seen[place] = None
+            else:
+                above = self._directory(parent)
+                self._seen[place] = None if above is None else (above[0], (*above[1], os.path.basename(place)))
+        return self._seen[place]
+
+
+def _file_id(path: str) -> tuple[int, int] | None:
+    """The device and inode of the file ``path`` names (a link followed), or None if there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def check_not_read_back(
@@ -497,29 +525,28 @@ def check_not_read_back(
     """Refuse outputs that a later read of an input directory would take beside records this run
     leaves there: an output file in (or below) a directory named as an input (``bigshuf d/ --shards
     2 -o d/``, ``-o d/new/``) while a file it read there is not replaced by one of the outputs. A
-    directory written back whole (resharded in place into as many files or more) is not refused; nor is
-    an output the read of a directory skips (a name starting with ``.`` or ``_`` below it, or one
-    ``taken`` says it does not read: ``formats.detect.read_back``)."""
-    named: dict[tuple[int, int], str] = {}
-    for directory in input_directories:
-        try:
-            st = os.stat(directory)
-        except OSError:
-            continue
-        named.setdefault((st.st_dev, st.st_ino), directory)
-    if not named:
+    directory written back whole (resharded in place into as many files or more) is not refused;
+    nor is an output the read of a directory skips (a name starting with ``.`` or ``_`` below it,
+    or one ``taken`` says it does not read: ``formats.detect.read_back``)."""
+    from .remote import is_url
+
+    holders = _Holders(input_directories)
+    if not holders.named:
         return
-    replaced = {os.path.realpath(f) for f in finals}
+    written: set[str] = set()  # the input directories that outputs go into, for a later read of them to take
     for final in finals:
-        found = _directory_holding(final, named)
-        if found is None or any(part.startswith((".", "_")) for part in found[1]) or not taken(final):
-            continue
-        directory = found[0]
-        left = next((p for p in inputs if os.path.realpath(p) not in replaced and (_directory_holding(p, named) or ("",))[0] == directory), None)
-        if left is not None:
+        found = holders.holding(final)
+        if found is not None and not any(part.startswith((".", "_")) for part in found[1]) and taken(final):
+            written.add(found[0])
+    if not written:
+        return
+    replaced = {_file_id(f) for f in finals} - {None}  # the files there now that outputs replace
+    for path in inputs:
+        found = None if is_url(path) else holders.holding(path)
+        if found is not None and found[0] in written and _file_id(path) not in replaced:
             raise OutputError(
-                f"{quote_name(target)}: writes into the input directory {quote_name(directory)}, where {quote_name(left)} is not "
-                f"replaced: a later read of {quote_name(directory)} would take both; write the outputs to another directory"
+                f"{quote_name(target)}: writes into the input directory {quote_name(found[0])}, where {quote_name(path)} is not "
+                f"replaced: a later read of {quote_name(found[0])} would take both; write the outputs to another directory"
             )
 
 
