@@ -60,7 +60,8 @@ class Stamp:
             return None
 
     def stamped(self) -> tuple[int, int] | None:
-        """The file's size and modification time (ns) when stamped; None if it could not be looked at."""
+        """The file's size and modification time (ns) when stamped; None if it was not (not there,
+        or not a regular file of stored data)."""
         return None if self._was is None else (self._was[2], self._was[3])
 
     def check(self, st: os.stat_result | None = None) -> None:
