@@ -166,12 +166,11 @@ class Request:
         _check_ranges(typed)
         if typed["memory"] is not None:
             typed["memory"] = resolve_memory(typed["memory"])
-        expanded, paths = _expand(items)
+        expanded, paths, directories = _expand(items)
         _refuse_relative_names_without_a_directory(paths, typed)
         urls = [item for item in expanded if isinstance(item, str) and item not in paths]
         family = registry.family_of(registry.Operands(tuple(paths), tuple(urls), len(expanded), typed["output"], typed["output_format"]))
-        directories = tuple(named_input_directories(items))
-        request = cls(inputs=tuple(expanded), family=family, input_directories=directories, **typed, **mixing)
+        request = cls(inputs=tuple(expanded), family=family, input_directories=tuple(directories), **typed, **mixing)
         refusal = get_engine(request.engine).supports(request)
         if refusal is not None:
             raise UsageError(refusal)
@@ -287,24 +286,25 @@ def _check_ranges(typed: dict[str, Any]) -> None:
             raise UsageError(f"invalid {option(setting)} value: {quote_arg(typed[setting])}")
 
 
-def _expand(items: list[str | Source]) -> tuple[list[str | Source], list[str]]:
+def _expand(items: list[str | Source]) -> tuple[list[str | Source], list[str], list[str]]:
     """The inputs with local globs matched (one that matches nothing stays, for the read to refuse)
-    and directories replaced by their data files, and those of them that are local paths (not
-    sources, nor URLs that are not also local paths, which are read through fsspec)."""
-    from .formats.detect import named_files
+    and directories replaced by their data files; those of them that are local paths (not sources,
+    nor URLs that are not also local paths, which are read through fsspec); and the local directories
+    the inputs named or matched (``Request.input_directories``)."""
+    from .formats.detect import named_inputs
     from .storage.remote import is_remote
 
-    expanded = [part for s in items for part in ((named_files(s) or [s]) if isinstance(s, str) and not is_remote(s) else [s])]
+    expanded: list[str | Source] = []
+    directories: list[str] = []
+    for s in items:
+        if isinstance(s, str) and not is_remote(s):
+            files, named = named_inputs(s)
+            expanded.extend(files or [s])
+            directories.extend(named)
+        else:
+            expanded.append(s)
     paths = [s for s in expanded if isinstance(s, str) and not is_remote(s)]
-    return expanded, paths
-
-
-def named_input_directories(items: list[str | Source]) -> list[str]:
-    """The local directories among ``items`` (inputs as given): each named, or matched by a pattern."""
-    from .formats.detect import named_directories
-    from .storage.remote import is_remote
-
-    return [d for item in items if isinstance(item, str) and not is_remote(item) for d in named_directories(item)]
+    return expanded, paths, directories
 
 
 def _check_combinations(request: Request, all_paths: bool) -> None:

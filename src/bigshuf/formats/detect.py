@@ -199,30 +199,33 @@ def _unreadable(error: OSError) -> None:
 
 
 def named_files(path: str) -> list[str]:
-    """The files a local input name stands for: a glob's matches (``data/*.jsonl.gz``, ``**``
-    recursive), sorted, each once (a directory it matches stands for its data files, which ``**`` may
-    match again), [] where it matches none; else, where a file has that very name, the name holds no
-    pattern or it is a ``LiteralName``, ``expand_directories`` of it."""
+    """The files a local input name stands for (``named_inputs``)."""
+    return named_inputs(path)[0]
+
+
+def named_inputs(path: str) -> tuple[list[str], list[str]]:
+    """The files a local input name stands for, and the directories among what it names: a glob's
+    matches (``data/*.jsonl.gz``, ``**`` recursive), sorted, each once (a directory it matches stands
+    for its data files, which ``**`` may match again), [] where it matches none; else, where a file
+    has that very name, the name holds no pattern or it is a ``LiteralName``, ``expand_directories``
+    of it. The directories are those whose later read would take back an output (``read_back``)."""
     if isinstance(path, LiteralName) or path == "-" or os.path.lexists(path) or not glob.has_magic(path):
-        return expand_directories([path])
+        return expand_directories([path]), [path] if path != "-" and os.path.isdir(path) else []
     found: list[str] = []
+    directories: list[str] = []
     for match in sorted(glob.glob(path, recursive=True)):
-        found.extend(dataset_files(match) if os.path.isdir(match) else [match])
-    return list(dict.fromkeys(found))
+        if os.path.isdir(match):
+            directories.append(match)
+            found.extend(dataset_files(match))
+        else:
+            found.append(match)
+    return list(dict.fromkeys(found)), directories
 
 
 def read_back(name: str) -> bool:
     """Whether a directory's read takes the file ``name`` as data (its suffix names a kind): what
     ``storage.shards.check_not_read_back`` asks of an output in an input directory."""
     return data_kind(name) is not None
-
-
-def named_directories(path: str) -> list[str]:
-    """The directories a local input name stands for, whose data files are read (see ``named_files``):
-    the name itself, or a glob's matches that are directories."""
-    if isinstance(path, LiteralName) or path == "-" or os.path.lexists(path) or not glob.has_magic(path):
-        return [path] if path != "-" and os.path.isdir(path) else []
-    return [match for match in sorted(glob.glob(path, recursive=True)) if os.path.isdir(match)]
 
 
 def expand_directories(paths: list[str]) -> list[str]:
