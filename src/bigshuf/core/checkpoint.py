@@ -20,7 +20,7 @@ from typing import Any
 from ..errors import InputError, TempSpaceError
 from .fingerprint import SCHEME
 from ..quoting import quote_name
-from ..storage.safefs import create_exclusive, open_nofollow, sync_directory, sync_file
+from ..storage.safefs import create_exclusive, open_nofollow, sync_directory, sync_file, write_all
 
 #: Version of the checkpoint's layout and of the record hash behind its fingerprints; a
 #: checkpoint of another is refused (its fingerprints could not be added to this run's).
@@ -96,9 +96,7 @@ def save_state(directory: str, state: dict[str, Any], name: str = STATE_NAME) ->
             pass
         fd = create_exclusive(fresh, 0o600, os.O_WRONLY)
         try:
-            data = memoryview(json.dumps(state).encode())
-            while data:
-                data = data[os.write(fd, data) :]
+            write_all(fd, json.dumps(state).encode())
             sync_file(fd)
         finally:
             os.close(fd)

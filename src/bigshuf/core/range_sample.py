@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from ..storage.safefs import create_exclusive, open_nofollow
+from ..storage.safefs import create_exclusive, open_nofollow, write_all
 
 #: Bytes a number of a bucket takes while its new numbers are found: the new draws, ``unique``'s
 #: sorted copy, mask and result, their positions among the kept numbers (8 bytes each), and the kept ones.
@@ -88,9 +88,7 @@ class BucketedSample:
         path = self._path(kind, j)
         fd = open_nofollow(path, os.O_WRONLY | os.O_APPEND) if exists else create_exclusive(path, flags=os.O_WRONLY)
         try:
-            data = np.ascontiguousarray(numbers).data.cast("B")
-            while data:
-                data = data[os.write(fd, data) :]
+            write_all(fd, np.ascontiguousarray(numbers).data)
         finally:
             os.close(fd)
 

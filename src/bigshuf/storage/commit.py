@@ -34,7 +34,7 @@ from typing import Any, NoReturn
 
 from ..errors import OutputError
 from ..quoting import quote_name
-from .safefs import create_exclusive, creation_reason, foreign_entry, open_nofollow, own_file, sync_directory, sync_file
+from .safefs import create_exclusive, creation_reason, foreign_entry, open_nofollow, own_file, sync_directory, sync_file, write_all
 from .threads import deferred_signals, descriptor
 
 #: A run id: 12 hex digits, in every name a run gives its files in an output directory.
@@ -251,9 +251,7 @@ class OutputFiles:
                 fd = create_exclusive(copy, 0o600, os.O_WRONLY)
                 created.append(copy)
                 try:
-                    view = memoryview(text)
-                    while view:
-                        view = view[os.write(fd, view):]
+                    write_all(fd, text)
                     if self.sync:
                         sync_file(fd)
                 finally:

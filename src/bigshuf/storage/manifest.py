@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.fingerprint import Fingerprint
 from ..errors import InputError, OutputError
 from ..quoting import quote_name
-from .safefs import create_exclusive, sync_file, take_attributes
+from .safefs import create_exclusive, sync_file, take_attributes, write_all
 from .threads import deferred_signals
 
 if TYPE_CHECKING:
@@ -162,9 +162,7 @@ def write_manifest(temp: str, final: str, document: dict[str, Any], sync: bool, 
     try:
         fd = create_exclusive(temp, 0o600, os.O_WRONLY)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            write_all(fd, data)
             take_attributes(fd, final)
             if sync:
                 sync_file(fd)

@@ -31,6 +31,13 @@ def create_exclusive(path: str, mode: int = 0o600, flags: int = os.O_RDWR) -> in
     return fd
 
 
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    """Write all of ``data`` to descriptor ``fd``, however short each ``write`` comes back."""
+    view = memoryview(data).cast("B")
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 #: Why a file cannot be created in a directory of procfs, whose O_CREAT fails with ENOENT (not a missing name).
 NO_NEW_FILES = "its file system does not allow new files"
 
